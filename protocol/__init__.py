@@ -1,0 +1,1 @@
+"""Wire layer: XDR codec, framing, errors, typed params."""

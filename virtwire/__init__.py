@@ -1,0 +1,1 @@
+"""virtwire: libvirt RPC remote protocol in pure Python."""
