@@ -1,0 +1,231 @@
+"""The simulated guest: memory pages, dirty logging and a workload that writes them.
+
+Guest RAM is a sequence of 4 KiB pages. A page that was never written is a zero
+page and costs nothing to store: ``GuestMemory.versions`` only holds pages that
+were written, mapping page number to a write counter. The content of a page is a
+pure function of ``(page, version)`` (``page_content``), so a destination can check
+every page it receives without the source shipping any side information.
+
+The workload is lazy: it does not run as a task. Whoever needs the guest to be up
+to date (the migration engine before each batch, the job stats) calls
+``Guest.catch_up(now)``, which performs the writes that a guest dirtying
+``dirty_rate`` pages per second would have done since the last call. Writes pick
+pages uniformly from the working set with a seeded PRNG, so runs are repeatable.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import struct
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+PAGE_SIZE = 4096
+VIRTWIRE_XMLNS = "https://virtwire.dev/xmlns/1"
+
+# Server-wide defaults, overridable from the environment until the server CLI grows
+# flags for them (VIRTWIRE_DIRTY_RATE pages/s, VIRTWIRE_WORKING_SET_MIB MiB).
+DEFAULT_DIRTY_RATE = 2000
+DEFAULT_WORKING_SET_MIB = 64
+
+# Never replay more than this much lazily-accumulated guest time in one catch-up:
+# a guest that sat idle for an hour has simply rewritten its working set many times,
+# and replaying every write would only burn CPU.
+_MAX_CATCH_UP_S = 1.0
+_PAGE_STAMP = struct.Struct("<QQ")
+
+
+def page_content(page: int, version: int) -> bytes:
+    """The 4 KiB content of ``page`` after its ``version``-th write (0 = zero page)."""
+    if version == 0:
+        return bytes(PAGE_SIZE)
+    return _PAGE_STAMP.pack(page, version) * (PAGE_SIZE // _PAGE_STAMP.size)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadSpec:
+    """What the guest does: pages written per second over a working set."""
+
+    dirty_rate: int  # pages per second
+    working_set_pages: int
+    seed: int = 0
+
+    @classmethod
+    def default(cls) -> WorkloadSpec:
+        rate = int(os.environ.get("VIRTWIRE_DIRTY_RATE", DEFAULT_DIRTY_RATE))
+        ws_mib = int(os.environ.get("VIRTWIRE_WORKING_SET_MIB", DEFAULT_WORKING_SET_MIB))
+        return cls(dirty_rate=max(rate, 0), working_set_pages=max(ws_mib, 0) * 1024 * 1024 // PAGE_SIZE)
+
+
+@dataclass(frozen=True, slots=True)
+class FaultSpec:
+    """A test hook: cut the migration link in ``phase`` after ``after_pages`` pages.
+
+    Only honoured when the server runs with test hooks enabled (see
+    ``test_hooks_enabled``), so a stray element in a production domain XML is inert.
+    """
+
+    phase: str  # "precopy" or "postcopy"
+    after_pages: int
+
+
+def test_hooks_enabled() -> bool:
+    """Test hooks are off unless the operator opts in explicitly."""
+    return os.environ.get("VIRTWIRE_ENABLE_TEST_HOOKS") == "1"
+
+
+def _parse_int(value: str | None, what: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"invalid virtwire {what} '{value}': expected a non-negative integer") from None
+    if number < 0:
+        raise ValueError(f"invalid virtwire {what} '{value}': expected a non-negative integer")
+    return number
+
+
+def parse_workload(domain_xml: str, memory_pages: int) -> WorkloadSpec:
+    """The workload from ``<metadata><virtwire:workload .../>`` or the server default.
+
+    The working set is clamped to the guest's memory.
+    """
+    default = WorkloadSpec.default()
+    rate: int | None = None
+    ws_mib: int | None = None
+    element = _find_metadata(domain_xml, "workload")
+    if element is not None:
+        rate = _parse_int(element.get("dirty-rate"), "dirty-rate")
+        ws_mib = _parse_int(element.get("working-set-mib"), "working-set-mib")
+    ws_pages = default.working_set_pages if ws_mib is None else ws_mib * 1024 * 1024 // PAGE_SIZE
+    return WorkloadSpec(
+        dirty_rate=default.dirty_rate if rate is None else rate,
+        working_set_pages=min(ws_pages, memory_pages),
+    )
+
+
+def parse_fault(domain_xml: str) -> FaultSpec | None:
+    """The link-cut test hook, or None (always None unless test hooks are enabled)."""
+    if not test_hooks_enabled():
+        return None
+    element = _find_metadata(domain_xml, "fault")
+    if element is None:
+        return None
+    phase = element.get("cut-link")
+    if phase not in ("precopy", "postcopy"):
+        return None
+    return FaultSpec(phase=phase, after_pages=_parse_int(element.get("after-pages"), "after-pages") or 0)
+
+
+def _find_metadata(domain_xml: str, tag: str) -> ET.Element | None:
+    try:
+        root = ET.fromstring(domain_xml)
+    except ET.ParseError:
+        return None
+    return root.find(f"metadata/{{{VIRTWIRE_XMLNS}}}{tag}")
+
+
+class GuestMemory:
+    """Sparse guest RAM with a dirty log that migration turns on."""
+
+    def __init__(self, total_pages: int) -> None:
+        self.total_pages = total_pages
+        self.versions: dict[int, int] = {}
+        self._dirty: set[int] | None = None
+
+    def write(self, page: int) -> None:
+        self.versions[page] = self.versions.get(page, 0) + 1
+        if self._dirty is not None:
+            self._dirty.add(page)
+
+    def version(self, page: int) -> int:
+        return self.versions.get(page, 0)
+
+    def start_dirty_log(self) -> None:
+        self._dirty = set()
+
+    def stop_dirty_log(self) -> None:
+        self._dirty = None
+
+    def sync_dirty_log(self) -> set[int]:
+        """Pages written since the last sync (QEMU's bitmap sync); restarts the log."""
+        dirty = self._dirty if self._dirty is not None else set()
+        self._dirty = set()
+        return dirty
+
+    @property
+    def dirty_logging(self) -> bool:
+        return self._dirty is not None
+
+    def nonzero_pages(self) -> list[int]:
+        return sorted(self.versions)
+
+
+def page_runs(pages: list[int]) -> Iterator[tuple[int, int]]:
+    """Group sorted page numbers into ``(start, count)`` runs of consecutive pages."""
+    start = prev = -2
+    for page in pages:
+        if page != prev + 1:
+            if start >= 0:
+                yield start, prev - start + 1
+            start = page
+        prev = page
+    if start >= 0:
+        yield start, prev - start + 1
+
+
+class Guest:
+    """A domain's memory plus the workload that writes it while the guest runs."""
+
+    def __init__(self, memory_pages: int, workload: WorkloadSpec, *, booted: bool = True) -> None:
+        self.memory = GuestMemory(memory_pages)
+        self.workload = workload
+        self._rng = random.Random(workload.seed)
+        self._running_since: float | None = None
+        self._owed = 0.0  # fractional writes carried between catch-ups
+        if booted:
+            # Booting touched the whole working set once: those are the non-zero pages.
+            for page in range(workload.working_set_pages):
+                self.memory.write(page)
+
+    @classmethod
+    def empty(cls, memory_pages: int, workload: WorkloadSpec) -> Guest:
+        """A destination guest: all pages still to arrive, workload not running."""
+        return cls(memory_pages, workload, booted=False)
+
+    @property
+    def running(self) -> bool:
+        return self._running_since is not None
+
+    def resume(self, now: float) -> None:
+        if self._running_since is None:
+            self._running_since = now
+
+    def pause(self, now: float) -> None:
+        self.catch_up(now)
+        self._running_since = None
+
+    def catch_up(self, now: float, touch: Callable[[int], None] | None = None) -> int:
+        """Perform the writes due since the last call; returns how many were done.
+
+        ``touch`` replaces the plain memory write (the post-copy destination uses it
+        to fault on pages it does not have yet).
+        """
+        if self._running_since is None:
+            return 0
+        elapsed = min(max(now - self._running_since, 0.0), _MAX_CATCH_UP_S)
+        self._running_since = now
+        ws = self.workload.working_set_pages
+        if ws == 0 or self.workload.dirty_rate == 0:
+            return 0
+        self._owed += elapsed * self.workload.dirty_rate
+        count = int(self._owed)
+        self._owed -= count
+        write = touch if touch is not None else self.memory.write
+        randrange = self._rng.randrange
+        for _ in range(count):
+            write(randrange(ws))
+        return count

@@ -1,0 +1,146 @@
+"""The migration stream between two virtwire hosts: record encoding, no I/O.
+
+One TCP connection carries the whole migration. The source sends memory records;
+the destination sends control records back on the same connection (post-copy page
+requests and acknowledgements). Every record is a one-byte kind followed by a
+fixed-size big-endian body; a page record also carries the 4 KiB page.
+
+    source -> destination                      destination -> source
+    HELLO      total_pages, page_size          PAGE_REQUEST  page
+    ITERATION  number                          POSTCOPY_DONE (all pages present)
+    ZERO_RUN   start, count  (zero pages)      LOADED        (pre-copy state loaded)
+    PAGE       page, version, data
+    DISCARD    start, count  (pages the destination must fetch in post-copy)
+    POSTCOPY   (switch: the destination runs from now on)
+    COMPLETE   (pre-copy: everything sent, guest stopped on the source)
+    ABORT      (migration cancelled by the source)
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from typing import NamedTuple
+
+from .guest import PAGE_SIZE
+
+MAGIC = 0x56574D31  # "VWM1"
+
+
+class Kind(enum.IntEnum):
+    HELLO = 1
+    ITERATION = 2
+    ZERO_RUN = 3
+    PAGE = 4
+    DISCARD = 5
+    POSTCOPY = 6
+    COMPLETE = 7
+    ABORT = 8
+    PAGE_REQUEST = 32
+    POSTCOPY_DONE = 33
+    LOADED = 34
+
+
+class StreamError(Exception):
+    """The peer sent something that is not a valid migration stream."""
+
+
+_TWO = struct.Struct(">BQQ")
+_ONE = struct.Struct(">BQ")
+_NONE = struct.Struct(">B")
+
+# Body layout of each kind: which struct, and whether a page follows.
+_LAYOUT: dict[int, tuple[struct.Struct, bool]] = {
+    Kind.HELLO: (_TWO, False),
+    Kind.ITERATION: (_ONE, False),
+    Kind.ZERO_RUN: (_TWO, False),
+    Kind.PAGE: (_TWO, True),
+    Kind.DISCARD: (_TWO, False),
+    Kind.POSTCOPY: (_NONE, False),
+    Kind.COMPLETE: (_NONE, False),
+    Kind.ABORT: (_NONE, False),
+    Kind.PAGE_REQUEST: (_ONE, False),
+    Kind.POSTCOPY_DONE: (_NONE, False),
+    Kind.LOADED: (_NONE, False),
+}
+
+PAGE_RECORD_SIZE = _TWO.size + PAGE_SIZE
+ZERO_RUN_RECORD_SIZE = _TWO.size
+
+
+class Record(NamedTuple):
+    kind: Kind
+    a: int = 0
+    b: int = 0
+    data: bytes = b""
+
+
+def encode(kind: Kind, a: int = 0, b: int = 0, data: bytes = b"") -> bytes:
+    layout, has_page = _LAYOUT[kind]
+    if layout is _TWO:
+        head = layout.pack(kind, a, b)
+    elif layout is _ONE:
+        head = layout.pack(kind, a)
+    else:
+        head = layout.pack(kind)
+    if has_page:
+        if len(data) != PAGE_SIZE:
+            raise ValueError("a page record carries exactly one page")
+        return head + data
+    return head
+
+
+def hello(total_pages: int) -> bytes:
+    return encode(Kind.HELLO, MAGIC << 32 | PAGE_SIZE, total_pages)
+
+
+def page(number: int, version: int, data: bytes) -> bytes:
+    return _TWO.pack(Kind.PAGE, number, version) + data
+
+
+class RecordReader:
+    """Incremental parser: ``feed`` bytes, then take whole records with ``next``.
+
+    Consumed bytes are dropped in bulk once they pass half the buffer, so pulling
+    many small records out of one large receive stays linear.
+    """
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._pos = 0
+
+    def feed(self, data: bytes) -> None:
+        if self._pos and self._pos * 2 >= len(self._buf):
+            del self._buf[: self._pos]
+            self._pos = 0
+        self._buf += data
+
+    @property
+    def pending(self) -> int:
+        return len(self._buf) - self._pos
+
+    def next(self) -> Record | None:
+        buf, pos = self._buf, self._pos
+        if pos >= len(buf):
+            return None
+        tag = buf[pos]
+        try:
+            kind = Kind(tag)
+        except ValueError:
+            raise StreamError(f"unknown migration record kind {tag}") from None
+        layout, has_page = _LAYOUT[kind]
+        size = layout.size + (PAGE_SIZE if has_page else 0)
+        if len(buf) - pos < size:
+            return None
+        if layout is _TWO:
+            _, a, b = _TWO.unpack_from(buf, pos)
+        elif layout is _ONE:
+            _, a = _ONE.unpack_from(buf, pos)
+            b = 0
+        else:
+            a = b = 0
+        data = bytes(buf[pos + layout.size : pos + size]) if has_page else b""
+        self._pos = pos + size
+        if kind is Kind.HELLO and a >> 32 != MAGIC:
+            raise StreamError("not a virtwire migration stream (bad magic)")
+        return Record(kind, a, b, data)
