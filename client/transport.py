@@ -1,0 +1,134 @@
+"""Blocking sockets for the sync client: tcp, unix and tls (with libvirt's 0x01 byte).
+
+Every failure becomes the libvirtError libvirt's client raises for the same
+situation (virnetsocket.c / virnettlscontext.c wording, errno in int1).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+
+from virtwire.client import errfactory
+from virtwire.client.uri import Target, TlsFiles, Transport
+from virtwire.protocol.errors import libvirtError
+
+TLS_CONFIRMATION = b"\x01"
+
+
+def connect(target: Target) -> socket.socket:
+    """An open, blocking socket to the daemon, ready for the first RPC."""
+    if target.transport is Transport.UNIX:
+        return _connect_unix(target.socket_path)
+    sock = _connect_tcp(target.host, target.port)
+    if target.transport is Transport.TLS:
+        assert target.tls is not None
+        return _start_tls(sock, target, target.tls)
+    return sock
+
+
+def _connect_unix(path: str) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError as exc:
+        sock.close()
+        raise errfactory.system_errno(f"Failed to connect socket to '{path}'", exc) from None
+    return sock
+
+
+def _connect_tcp(host: str, port: int) -> socket.socket:
+    try:
+        infos = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise errfactory.system(
+            f"Unable to resolve address '{host}' service '{port}': {exc.strerror}"
+        ) from None
+    last: OSError | None = None
+    for family, kind, proto, _, addr in infos:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.connect(addr)
+        except OSError as exc:
+            sock.close()
+            last = exc
+            continue
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+    assert last is not None
+    raise errfactory.system_errno(f"unable to connect to server at '{host}:{port}'", last) from None
+
+
+def tls_context(target: Target, files: TlsFiles) -> ssl.SSLContext:
+    """The client TLS context: libvirt's CA, client certificate, and checks."""
+    if not os.path.exists(files.cacert):
+        raise errfactory.system_errno(
+            f"Cannot read CA certificate '{files.cacert}'", FileNotFoundError(2, "")
+        )
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        ctx.load_verify_locations(cafile=files.cacert)
+        # libvirt always presents its client certificate when it has one.
+        if os.path.exists(files.clientcert) and os.path.exists(files.clientkey):
+            ctx.load_cert_chain(files.clientcert, files.clientkey)
+    except (ssl.SSLError, OSError) as exc:
+        raise errfactory.make(
+            errfactory.c.VIR_ERR_SYSTEM_ERROR,
+            errfactory.c.VIR_FROM_RPC,
+            f"Unable to load TLS credentials: {exc}",
+            "%s",
+            f"Unable to load TLS credentials: {exc}",
+        ) from None
+    if target.no_verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def tls_handshake_error(exc: BaseException) -> libvirtError:
+    detail = f"TLS handshake failed {exc}"
+    return errfactory.make(
+        errfactory.c.VIR_ERR_AUTH_FAILED,
+        errfactory.c.VIR_FROM_RPC,
+        f"authentication failed: {detail}",
+        "authentication failed: %s",
+        detail,
+    )
+
+
+def tls_confirmation_error(data: bytes) -> libvirtError:
+    if not data:
+        return errfactory.system("Unable to read TLS confirmation: Input/output error", 5)
+    return errfactory.make(
+        errfactory.c.VIR_ERR_RPC,
+        errfactory.c.VIR_FROM_RPC,
+        "server verification (of our certificate or IP address) failed",
+        "%s",
+        "server verification (of our certificate or IP address) failed",
+    )
+
+
+def _start_tls(sock: socket.socket, target: Target, files: TlsFiles) -> socket.socket:
+    try:
+        ctx = tls_context(target, files)
+        tls = ctx.wrap_socket(sock, server_hostname=target.host)
+    except ssl.SSLError as exc:
+        sock.close()
+        raise tls_handshake_error(exc) from None
+    except OSError as exc:
+        sock.close()
+        raise errfactory.system_errno("Cannot recv data", exc) from None
+    except libvirtError:
+        sock.close()
+        raise
+    # The daemon checks our certificate and address, then sends one byte.
+    try:
+        data = tls.recv(1)
+    except OSError as exc:
+        tls.close()
+        raise errfactory.system_errno("Unable to read TLS confirmation", exc) from None
+    if data != TLS_CONFIRMATION:
+        tls.close()
+        raise tls_confirmation_error(data)
+    return tls

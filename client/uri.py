@@ -1,0 +1,242 @@
+"""Parse a libvirt connection URI the way libvirt's remote driver does.
+
+`DRIVER+TRANSPORT://[user@]host[:port]/path?params#fragment` becomes a `Target`:
+where to connect (transport, host, port, socket path, TLS files) and the name
+sent in CONNECT_OPEN (the URI without transport, host and transport parameters).
+No I/O happens here except looking at which socket files exist, as libvirt does
+to choose between the monolithic and the modular daemon's socket.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+from dataclasses import dataclass
+from enum import Enum
+
+from virtwire.client import errfactory
+
+TCP_PORT = 16509
+TLS_PORT = 16514
+
+# Query parameters the remote driver consumes itself and strips from the name it
+# sends (remote_driver.c, doRemoteOpen: every EXTRACT_URI_ARG_* key).
+TRANSPORT_PARAMS = frozenset(
+    {
+        "name",
+        "command",
+        "socket",
+        "auth",
+        "authfile",
+        "netcat",
+        "keyfile",
+        "sshauth",
+        "known_hosts",
+        "known_hosts_verify",
+        "no_sanity",
+        "no_verify",
+        "no_tty",
+        "pkipath",
+        "tls_priority",
+        "mode",
+        "proxy",
+    }
+)
+
+SUPPORTED = "tcp, tls, unix"
+RECOGNISED = ("tls", "unix", "ssh", "libssh2", "ext", "tcp", "libssh")
+
+
+class Transport(Enum):
+    TCP = "tcp"
+    TLS = "tls"
+    UNIX = "unix"
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    cacert: str
+    clientcert: str
+    clientkey: str
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Everything needed to reach the daemon and open the driver."""
+
+    uri: str  # as the user wrote it (getURI() answers this)
+    transport: Transport
+    host: str  # "" for unix
+    port: int  # 0 for unix
+    socket_path: str  # "" unless unix
+    name: str  # sent in CONNECT_OPEN
+    no_verify: bool
+    tls: TlsFiles | None
+
+    @property
+    def address(self) -> str:
+        """The address as libvirt prints it in "unable to connect to server at ..."."""
+        return f"{self.host}:{self.port}"
+
+
+def _bool_param(key: str, value: str) -> bool:
+    try:
+        return int(value) != 0
+    except ValueError:
+        raise errfactory.invalid_arg(f"Failed to parse value of URI component {key}") from None
+
+
+def _user_runtime_dir() -> str:
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg:
+        return os.path.join(xdg, "libvirt")
+    return os.path.join(os.path.expanduser("~"), ".cache", "libvirt")
+
+
+def default_socket(driver: str, path: str, scheme: str, readonly: bool, mode: str) -> str:
+    """libvirt's default unix socket (remote_sockets.c: remoteGetUNIXSocket)."""
+    if (path == "/session" or scheme.startswith("test+")) and os.geteuid() > 0:
+        # The session daemon has no separate read-only socket.
+        return os.path.join(_user_runtime_dir(), "libvirt-sock")
+    suffix = "sock-ro" if readonly else "sock"
+    legacy = f"/var/run/libvirt/libvirt-{suffix}"
+    direct = f"/var/run/libvirt/virt{driver}d-{suffix}" if driver else ""
+    if mode == "legacy":
+        return legacy
+    if mode == "direct":
+        if not direct:
+            raise errfactory.operation_unsupported("Cannot use direct socket mode if no URI is set")
+        return direct
+    if direct and os.path.exists(direct):
+        return direct
+    return legacy
+
+
+def default_tls_files(pkipath: str | None) -> TlsFiles:
+    """libvirt's client PKI locations (virnettlscontext.c)."""
+    if pkipath:
+        return TlsFiles(
+            os.path.join(pkipath, "cacert.pem"),
+            os.path.join(pkipath, "clientcert.pem"),
+            os.path.join(pkipath, "clientkey.pem"),
+        )
+    system = TlsFiles(
+        "/etc/pki/CA/cacert.pem", "/etc/pki/libvirt/clientcert.pem", "/etc/pki/libvirt/private/clientkey.pem"
+    )
+    if os.geteuid() == 0:
+        return system
+    # Unprivileged users get their own directory, falling back to the system
+    # files one by one when a user file is missing.
+    user = os.path.join(os.path.expanduser("~"), ".pki", "libvirt")
+    cacert = os.path.join(user, "cacert.pem")
+    cert = os.path.join(user, "clientcert.pem")
+    key = os.path.join(user, "clientkey.pem")
+    return TlsFiles(
+        cacert if os.path.exists(cacert) else system.cacert,
+        cert if os.path.exists(cert) else system.clientcert,
+        key if os.path.exists(key) else system.clientkey,
+    )
+
+
+def _split_query(query: str) -> list[tuple[str, str, str]]:
+    """(key, value, raw token) for each parameter; libvirt splits on & and ;."""
+    out: list[tuple[str, str, str]] = []
+    for token in query.replace(";", "&").split("&"):
+        if not token:
+            continue
+        key, _, value = token.partition("=")
+        out.append((urllib.parse.unquote_plus(key), urllib.parse.unquote_plus(value), token))
+    return out
+
+
+def parse(uri: str, readonly: bool = False) -> Target:
+    """Parse `uri` into a Target, or raise libvirtError with libvirt's wording."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        # "test:" or "test:/path" forms carry no authority either.
+        scheme, sep, rest = uri.partition(":")
+        if not sep or not scheme:
+            raise errfactory.uri_parse(uri)
+        rest = rest if rest.startswith("/") or not rest else "/" + rest
+        authority, path_etc = "", rest
+    else:
+        slash = len(rest)
+        for ch in "/?#":
+            idx = rest.find(ch)
+            if idx != -1:
+                slash = min(slash, idx)
+        authority, path_etc = rest[:slash], rest[slash:]
+    path_q, _, fragment = path_etc.partition("#")
+    path, _, query = path_q.partition("?")
+
+    host, port = _split_authority(uri, authority)
+
+    driver, plus, transport_str = scheme.partition("+")
+    if plus:
+        tname = transport_str.lower()
+        if tname not in RECOGNISED:
+            raise errfactory.invalid_arg(
+                "remote_open: transport in URL not recognised "
+                "(should be tls|unix|ssh|ext|tcp|libssh2|libssh)"
+            )
+        if tname == "unix" and host:
+            raise errfactory.invalid_arg(f"using unix socket and remote server '{host}' is not supported.")
+        if tname not in ("tcp", "tls", "unix"):
+            raise errfactory.no_support_transport(tname, SUPPORTED)
+        transport = Transport(tname)
+    else:
+        transport = Transport.TLS if host else Transport.UNIX
+
+    params = _split_query(query)
+    values = {key: value for key, value, _ in params}
+    kept = [raw for key, _, raw in params if key not in TRANSPORT_PARAMS]
+
+    name = values.get("name")
+    if name is None:
+        if driver == "remote":
+            name = ""  # let the daemon probe
+        else:
+            name = f"{driver}://{path}"
+            if kept:
+                name += "?" + "&".join(kept)
+            if fragment:
+                name += "#" + fragment
+
+    no_verify = _bool_param("no_verify", values["no_verify"]) if "no_verify" in values else False
+    mode = values.get("mode", "auto")
+    if mode not in ("auto", "legacy", "direct"):
+        raise errfactory.invalid_arg(f"Unknown remote mode '{mode}'")
+
+    socket_path = ""
+    tls = None
+    if transport is Transport.UNIX:
+        socket_path = values.get("socket") or default_socket(driver, path, scheme, readonly, mode)
+        host, port = "", 0
+    else:
+        if not host:
+            host = "localhost"
+        if not port:
+            port = TLS_PORT if transport is Transport.TLS else TCP_PORT
+        if transport is Transport.TLS:
+            tls = default_tls_files(values.get("pkipath"))
+    return Target(uri, transport, host, port, socket_path, name, no_verify, tls)
+
+
+def _split_authority(uri: str, authority: str) -> tuple[str, int]:
+    hostport = authority.rpartition("@")[2]
+    if hostport.startswith("["):
+        end = hostport.find("]")
+        if end == -1:
+            raise errfactory.uri_parse(uri)
+        host, portpart = hostport[1:end], hostport[end + 1 :]
+        if portpart and not portpart.startswith(":"):
+            raise errfactory.uri_parse(uri)
+        portstr = portpart[1:]
+    else:
+        host, _, portstr = hostport.partition(":")
+    port = 0
+    if portstr:
+        if not portstr.isdigit() or int(portstr) > 65535:
+            raise errfactory.uri_parse(uri)
+        port = int(portstr)
+    return host, port
