@@ -1,0 +1,207 @@
+"""Packets on the wire: the length word, the 24-byte header, limits.  No I/O.
+
+A packet is ``u32 length`` (the whole packet, the length word included), the six
+header words, then the payload.  ``PacketDecoder`` turns a byte stream fed in
+arbitrary chunks into whole packets; it checks the length word as soon as its
+four bytes are in, before it waits for (or keeps) the body, exactly where libvirt
+checks it (virNetMessageDecodeLength).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+from .errors import ProtocolError, RawHeader
+from .generated.virnet import (
+    VIR_NET_MESSAGE_HEADER_MAX,
+    VIR_NET_MESSAGE_LEN_MAX,
+    VIR_NET_MESSAGE_MAX,
+    virNetMessageStatus,
+    virNetMessageType,
+)
+
+__all__ = [
+    "HEADER_SIZE",
+    "MAX_PACKET_SIZE",
+    "MIN_PACKET_SIZE",
+    "Header",
+    "MessageStatus",
+    "MessageType",
+    "PacketDecoder",
+    "decode_header",
+    "encode_header",
+    "encode_packet",
+    "peek_raw_header",
+]
+
+MessageType = virNetMessageType
+MessageStatus = virNetMessageStatus
+
+LENGTH_SIZE = VIR_NET_MESSAGE_LEN_MAX
+HEADER_SIZE = VIR_NET_MESSAGE_HEADER_MAX
+# Smallest packet we accept: a packet without a whole header cannot be answered.
+MIN_PACKET_SIZE = LENGTH_SIZE + HEADER_SIZE
+# libvirt: length - 4 must not exceed VIR_NET_MESSAGE_MAX.
+MAX_PACKET_SIZE = VIR_NET_MESSAGE_MAX + LENGTH_SIZE
+
+_LENGTH = struct.Struct(">I")
+# prog u32, vers u32, proc i32, type i32 (enum), serial u32, status i32 (enum)
+_HEADER = struct.Struct(">IIiiIi")
+_LENGTH_AND_HEADER = struct.Struct(">IIIiiIi")
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """virNetMessageHeader: the six words after the length."""
+
+    program: int
+    version: int
+    procedure: int
+    type: MessageType
+    serial: int
+    status: MessageStatus
+
+    def reply(self, status: MessageStatus = MessageStatus.VIR_NET_OK) -> Header:
+        """The header of the reply to this call: same program/version/procedure/serial."""
+        return replace(self, type=MessageType.VIR_NET_REPLY, status=status)
+
+
+def _check_length(length: int) -> None:
+    # libvirt's wording (virNetMessageDecodeLength); it says "from server" on both sides.
+    if length < MIN_PACKET_SIZE:
+        raise ProtocolError(f"packet {length} bytes received from server too small, want {MIN_PACKET_SIZE}")
+    if length > MAX_PACKET_SIZE:
+        raise ProtocolError(
+            f"packet {length - LENGTH_SIZE} bytes received from server too large, want {VIR_NET_MESSAGE_MAX}"
+        )
+
+
+def peek_raw_header(packet: bytes | bytearray | memoryview) -> RawHeader:
+    """The six header words of ``packet`` (length word included) without validating them."""
+    if len(packet) < MIN_PACKET_SIZE:
+        raise ProtocolError("Unable to decode message header")
+    prog, vers, proc, mtype, serial, status = _HEADER.unpack_from(packet, LENGTH_SIZE)
+    return (prog, vers, proc, mtype, serial, status)
+
+
+def decode_header(packet: bytes | bytearray | memoryview) -> Header:
+    """The validated header of a whole packet (length word included).
+
+    Checks the length word against the packet and the limits, and that type and
+    status are values libvirt defines.  Errors are ``ProtocolError``; once the
+    six words were read it carries them in ``raw_header`` so a server can reply.
+    """
+    if len(packet) < LENGTH_SIZE:
+        raise ProtocolError("Unable to decode message length")
+    (length,) = _LENGTH.unpack_from(packet, 0)
+    _check_length(length)
+    if length != len(packet):
+        raise ProtocolError(f"packet length word says {length} bytes but the packet has {len(packet)}")
+    raw = peek_raw_header(packet)
+    prog, vers, proc, mtype, serial, status = raw
+    try:
+        message_type = MessageType(mtype)
+    except ValueError:
+        raise ProtocolError(f"Unexpected message type {mtype}", raw) from None
+    try:
+        message_status = MessageStatus(status)
+    except ValueError:
+        raise ProtocolError(f"Unexpected message status {status}", raw) from None
+    return Header(prog, vers, proc, message_type, serial, message_status)
+
+
+def encode_header(header: Header, payload_size: int = 0) -> bytes:
+    """Length word and header for a packet whose payload has ``payload_size`` bytes."""
+    length = MIN_PACKET_SIZE + payload_size
+    if length > MAX_PACKET_SIZE:
+        raise ProtocolError("Unable to encode message payload")
+    try:
+        return _LENGTH_AND_HEADER.pack(
+            length, header.program, header.version, header.procedure,
+            header.type, header.serial, header.status,
+        )
+    except struct.error:
+        raise ProtocolError("Unable to encode message header") from None
+
+
+def encode_packet(header: Header, payload: bytes | bytearray | memoryview = b"") -> bytes:
+    """A whole packet: length word, header, payload."""
+    return encode_header(header, len(payload)) + payload
+
+
+class PacketDecoder:
+    """Incremental packet splitter: ``feed`` bytes, take whole packets out.
+
+    Cost is O(bytes consumed): packets are cut from the front of one bytearray,
+    which CPython shrinks from the front without copying the rest (the same
+    reasoning as h11's receive buffer), so a flood of small packets in one big
+    chunk is never re-sliced quadratically.  A bad length word raises
+    ``ProtocolError`` as soon as it is seen, whatever follows; after that the
+    decoder is dead and raises the same error on every use, because the stream
+    has no resynchronisation point.
+    """
+
+    def __init__(self, max_packet_size: int = MAX_PACKET_SIZE) -> None:
+        if not MIN_PACKET_SIZE <= max_packet_size <= MAX_PACKET_SIZE:
+            raise ValueError(f"max_packet_size must be in [{MIN_PACKET_SIZE}, {MAX_PACKET_SIZE}]")
+        self._max = max_packet_size
+        self._buffer = bytearray()
+        self._next_length: int | None = None  # length of the packet at the front, once read
+        self._error: ProtocolError | None = None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet returned as a packet."""
+        return len(self._buffer)
+
+    @property
+    def in_packet(self) -> bool:
+        """True when a packet has started but is incomplete (EOF now would truncate it)."""
+        return bool(self._buffer)
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        """Add received bytes.  Raises ``ProtocolError`` if the next length word is bad."""
+        if self._error is not None:
+            raise self._error
+        self._buffer += data
+        self._read_length()
+
+    def _fail(self, error: ProtocolError) -> ProtocolError:
+        self._error = error
+        self._buffer = bytearray()
+        self._next_length = None
+        return error
+
+    def _read_length(self) -> int | None:
+        if self._next_length is None and len(self._buffer) >= LENGTH_SIZE:
+            (length,) = _LENGTH.unpack_from(self._buffer, 0)
+            try:
+                _check_length(length)
+                if length > self._max:
+                    raise ProtocolError(
+                        f"packet {length - LENGTH_SIZE} bytes received from server too large, "
+                        f"want {self._max - LENGTH_SIZE}"
+                    )
+            except ProtocolError as exc:
+                raise self._fail(exc) from None
+            self._next_length = length
+        return self._next_length
+
+    def next_packet(self) -> bytes | None:
+        """The next whole packet (length word included), or None until one is complete."""
+        if self._error is not None:
+            raise self._error
+        length = self._read_length()
+        if length is None or len(self._buffer) < length:
+            return None
+        packet = bytes(self._buffer[:length])
+        del self._buffer[:length]
+        self._next_length = None
+        return packet
+
+    def __iter__(self) -> Iterator[bytes]:
+        """Every whole packet currently buffered."""
+        while (packet := self.next_packet()) is not None:
+            yield packet
