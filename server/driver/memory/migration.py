@@ -1,0 +1,555 @@
+"""The live-migration engine: a source and a destination endpoint over one TCP stream.
+
+Source (``OutgoingMigration``), QEMU-style:
+
+* pre-copy pass 1 walks all of guest memory in page order: runs of zero pages go
+  as ZERO_RUN markers (counted in ``memory_constant``), written pages as PAGE
+  records; every later pass sends the pages the guest dirtied meanwhile;
+* after each pass it estimates the downtime of sending what is still dirty at the
+  measured bandwidth and, once that fits ``max_downtime_ms``, stops the guest and
+  sends the rest (COMPLETE), then waits for the destination to confirm (LOADED);
+* if post-copy was requested (only allowed for VIR_MIGRATE_POSTCOPY migrations) it
+  switches after the current batch: the guest stops, the destination learns which
+  pages it lacks (DISCARD) and starts running (POSTCOPY); the source then pushes
+  those pages in order, serving the destination's PAGE_REQUESTs first, and each
+  page crosses at most once, so post-copy always converges.
+
+Destination (``IncomingMigration``) loads what arrives, checks every page against
+``page_content(page, version)``, and in post-copy runs the guest's workload, faulting
+(requesting) pages it does not have yet.
+
+The engine knows nothing of libvirt objects: it reports progress through the
+``Job`` counters it is given and through observer callbacks, and ends by returning
+or raising ``MigrationFailed`` / ``MigrationCancelled``.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import trio
+
+from .guest import PAGE_SIZE, FaultSpec, Guest, page_content, page_runs
+from .jobs import Job
+from .migration_ratelimit import UNLIMITED_MIB_S, TokenBucket
+from .migration_stream import (
+    PAGE_RECORD_SIZE,
+    ZERO_RUN_RECORD_SIZE,
+    Kind,
+    Record,
+    RecordReader,
+    StreamError,
+    encode,
+    hello,
+    page,
+)
+
+DEFAULT_MAX_DOWNTIME_MS = 300  # QEMU's default downtime-limit
+_BATCH_PAGES = 16  # pages per send: 64 KiB, small enough to keep page requests prompt
+_ZERO_RUN_MAX = 1 << 16  # split zero runs so memory_remaining moves smoothly
+_RATE_WINDOW_S = 0.25
+_DEST_TICK_S = 0.005
+_LINK_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError, StreamError)
+
+
+class Phase(enum.Enum):
+    SETUP = "setup"
+    PRECOPY = "precopy"
+    POSTCOPY = "postcopy"
+    DONE = "done"
+
+
+class MigrationFailed(Exception):
+    """The migration did not complete; ``postcopy`` tells whether it had switched."""
+
+    def __init__(self, reason: str, *, postcopy: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.postcopy = postcopy
+
+
+class MigrationCancelled(Exception):
+    """The migration was aborted on request before post-copy."""
+
+
+@dataclass(slots=True)
+class MigrationSettings:
+    bandwidth_mib_s: int = UNLIMITED_MIB_S
+    postcopy_bandwidth_mib_s: int = 0  # 0: unlimited, as QEMU's max-postcopy-bandwidth
+    max_downtime_ms: int = DEFAULT_MAX_DOWNTIME_MS
+    postcopy: bool = False  # started with VIR_MIGRATE_POSTCOPY
+    fault: FaultSpec | None = None
+
+
+class SourceObserver:
+    """What the driver mirrors onto the domain; every hook defaults to nothing."""
+
+    def iteration(self, number: int) -> None:
+        """A new pre-copy pass started (MIGRATION_ITERATION)."""
+
+    def paused(self, postcopy: bool) -> None:
+        """The guest stopped for switchover (pre-copy) or for post-copy."""
+
+
+class DestinationObserver:
+    def postcopy_running(self) -> None:
+        """The guest runs here now, while pages still arrive."""
+
+
+def _link_error(exc: BaseException, verb: str = "write to") -> str:
+    if isinstance(exc, StreamError):
+        return f"invalid migration stream: {exc}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"Unable to {verb} socket: {exc.strerror}"
+    return f"Unable to {verb} socket: Connection reset by peer"
+
+
+class _Link:
+    """The stream plus a serialised writer; readers are the endpoints' own tasks."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.reader = RecordReader()
+        self._send_lock = trio.StrictFIFOLock()
+
+    async def send(self, data: bytes) -> None:
+        async with self._send_lock:
+            await self.stream.send_all(data)
+
+    async def records(self) -> Iterator[Record] | None:
+        """Receive once; None at EOF, else the records that became complete."""
+        data = await self.stream.receive_some(1 << 16)
+        if not data:
+            return None
+        self.reader.feed(data)
+        out: list[Record] = []
+        while (record := self.reader.next()) is not None:
+            out.append(record)
+        return iter(out)
+
+    async def cut(self) -> None:
+        await trio.aclose_forcefully(self.stream)
+
+
+class OutgoingMigration:
+    """The source side of one migration."""
+
+    def __init__(
+        self,
+        guest: Guest,
+        job: Job,
+        settings: MigrationSettings,
+        observer: SourceObserver | None = None,
+    ) -> None:
+        self.guest = guest
+        self.job = job
+        self.settings = settings
+        self.observer = observer or SourceObserver()
+        self.phase = Phase.SETUP
+        self.bucket = TokenBucket(settings.bandwidth_mib_s)
+        self._postcopy_requested = False
+        self._cancel_requested = False
+        self._scope: trio.CancelScope | None = None
+        self._link_failure: str | None = None
+        self._requests: collections.deque[int] = collections.deque()
+        self._dest_done = trio.Event()
+        self._fault_pages = 0
+        # bandwidth measurement
+        self._window_start = 0.0
+        self._window_bytes = 0
+        self.paused_at: float | None = None
+        self.postcopy_missing = 0  # pages the destination lacked at the switch
+        self.postcopy_pages_sent = 0
+
+    # -- control from the API (may be called from other tasks) ----------------------
+    def request_postcopy(self) -> None:
+        self._postcopy_requested = True
+
+    def cancel(self) -> None:
+        """Abort a pre-copy migration: the guest keeps running here untouched."""
+        self._cancel_requested = True
+        if self._scope is not None and self.phase in (Phase.SETUP, Phase.PRECOPY):
+            self._scope.cancel()
+
+    def set_bandwidth(self, mib_s: int, *, postcopy: bool = False) -> None:
+        if postcopy:
+            self.settings.postcopy_bandwidth_mib_s = mib_s
+            if self.phase is Phase.POSTCOPY:
+                self.bucket.rate_mib_s = mib_s
+        else:
+            self.settings.bandwidth_mib_s = mib_s
+            if self.phase is not Phase.POSTCOPY:
+                self.bucket.rate_mib_s = mib_s
+
+    # -- the run ---------------------------------------------------------------------
+    async def run(self, stream: trio.abc.Stream) -> None:
+        """Migrate the guest over ``stream``; returns once the destination has it all."""
+        link = _Link(stream)
+        cancelled = False
+        failure: str | None = None
+        async with trio.open_nursery() as nursery:
+            with trio.CancelScope() as scope:
+                self._scope = scope
+                if self._cancel_requested:
+                    scope.cancel()
+                nursery.start_soon(self._control_reader, link, scope)
+                try:
+                    await self._migrate(link)
+                except _LINK_ERRORS as exc:
+                    failure = self._link_failure or _link_error(exc)
+                except _FaultInjected:
+                    failure = "Unable to write to socket: Connection reset by peer"
+            self._scope = None
+            cancelled = scope.cancelled_caught and self._link_failure is None
+            if failure is None and scope.cancelled_caught:
+                failure = self._link_failure
+            nursery.cancel_scope.cancel()
+        self.guest.memory.stop_dirty_log()
+        postcopy = self.phase is Phase.POSTCOPY
+        if failure is None and cancelled and self._cancel_requested:
+            await trio.aclose_forcefully(stream)
+            raise MigrationCancelled()
+        if failure is not None:
+            await trio.aclose_forcefully(stream)
+            raise MigrationFailed(failure, postcopy=postcopy)
+        self.phase = Phase.DONE
+        await stream.aclose()
+
+    async def _control_reader(self, link: _Link, scope: trio.CancelScope) -> None:
+        try:
+            while True:
+                records = await link.records()
+                if records is None:
+                    if not self._dest_done.is_set():
+                        raise trio.BrokenResourceError("destination closed the migration stream")
+                    return
+                for record in records:
+                    if record.kind is Kind.PAGE_REQUEST:
+                        self.job.counters.memory_postcopy_requests += 1
+                        self._requests.append(record.a)
+                    elif record.kind in (Kind.POSTCOPY_DONE, Kind.LOADED):
+                        self._dest_done.set()
+                    else:
+                        raise StreamError(f"unexpected record {record.kind.name} from destination")
+        except _LINK_ERRORS as exc:
+            self._link_failure = _link_error(exc)
+            scope.cancel()
+
+    async def _migrate(self, link: _Link) -> None:
+        now = trio.current_time()
+        counters = self.job.counters
+        memory = self.guest.memory
+        counters.memory_total = memory.total_pages * PAGE_SIZE
+        await link.send(hello(memory.total_pages))
+        memory.start_dirty_log()
+        self.phase = Phase.PRECOPY
+        counters.setup_time_ms = int((trio.current_time() - now) * 1000)
+        self._window_start = trio.current_time()
+        # Pass 1 covers all of memory; later passes the pages dirtied meanwhile.
+        zero_runs = _zero_runs(memory.nonzero_pages(), memory.total_pages)
+        pages = memory.nonzero_pages()
+        iteration = 0
+        while True:
+            iteration += 1
+            counters.memory_iteration = iteration
+            await link.send(encode(Kind.ITERATION, iteration))
+            self.observer.iteration(iteration)
+            pass_started = trio.current_time()
+            pass_bytes_before = counters.memory_processed
+            pending = len(pages) + sum(count for _, count in zero_runs)
+            counters.memory_remaining = pending * PAGE_SIZE
+            switch = await self._send_pass(link, zero_runs, pages)
+            if switch is not None:
+                await self._postcopy(link, *switch)
+                return
+            elapsed = max(trio.current_time() - pass_started, 1e-6)
+            dirty = memory.sync_dirty_log()
+            counters.memory_dirty_rate = int(len(dirty) / elapsed)
+            pass_bps = (counters.memory_processed - pass_bytes_before) / elapsed
+            bandwidth = pass_bps or float(counters.memory_bps) or 1.0
+            counters.memory_remaining = len(dirty) * PAGE_SIZE
+            if len(dirty) * PAGE_SIZE / bandwidth * 1000 <= self.settings.max_downtime_ms:
+                await self._precopy_complete(link, sorted(dirty))
+                return
+            if self._postcopy_requested:
+                await self._postcopy(link, [], sorted(dirty))
+                return
+            zero_runs, pages = [], sorted(dirty)
+
+    async def _send_pass(
+        self, link: _Link, zero_runs: list[tuple[int, int]], pages: list[int], *, switchable: bool = True
+    ) -> tuple[list[tuple[int, int]], list[int]] | None:
+        """Send one pass in page order; stops early (returning what is left) for post-copy."""
+        counters = self.job.counters
+        runs = collections.deque(zero_runs)
+        todo = collections.deque(pages)
+        while runs or todo:
+            if switchable and self._postcopy_requested:
+                return list(runs), list(todo)
+            now = trio.current_time()
+            self.guest.catch_up(now)
+            out = bytearray()
+            sent_pages = 0
+            # Take zero runs and pages in address order until a batch is full.
+            while (runs or todo) and sent_pages < _BATCH_PAGES:
+                if runs and (not todo or runs[0][0] < todo[0]):
+                    start, count = runs.popleft()
+                    out += encode(Kind.ZERO_RUN, start, count)
+                    counters.memory_constant += count
+                    counters.memory_remaining -= count * PAGE_SIZE
+                    counters.memory_processed += ZERO_RUN_RECORD_SIZE
+                else:
+                    number = todo.popleft()
+                    out += page(number, self.guest.memory.version(number), _content(self.guest, number))
+                    sent_pages += 1
+                    counters.memory_normal += 1
+                    counters.memory_remaining -= PAGE_SIZE
+                    counters.memory_processed += PAGE_RECORD_SIZE
+            await self._transmit(link, bytes(out), sent_pages, Phase.PRECOPY)
+        return None
+
+    async def _transmit(self, link: _Link, data: bytes, normal_pages: int, phase: Phase) -> None:
+        await self.bucket.consume(len(data))
+        fault = self.settings.fault
+        if fault is not None and fault.phase == phase.value:
+            self._fault_pages += normal_pages
+            if self._fault_pages > fault.after_pages:
+                await link.cut()
+                raise _FaultInjected()
+        await link.send(data)
+        self._measure(len(data))
+
+    def _measure(self, nbytes: int) -> None:
+        now = trio.current_time()
+        self._window_bytes += nbytes
+        span = now - self._window_start
+        if span >= _RATE_WINDOW_S:
+            self.job.counters.memory_bps = int(self._window_bytes / span)
+            self._window_start = now
+            self._window_bytes = 0
+
+    def _pause_guest(self, postcopy: bool) -> None:
+        now = trio.current_time()
+        self.guest.pause(now)
+        self.paused_at = now
+        self.observer.paused(postcopy)
+
+    async def _precopy_complete(self, link: _Link, dirty: list[int]) -> None:
+        memory = self.guest.memory
+        self._pause_guest(postcopy=False)
+        final = sorted(set(dirty) | memory.sync_dirty_log())
+        self.job.counters.memory_remaining = len(final) * PAGE_SIZE
+        await self._send_pass(link, [], final, switchable=False)
+        await link.send(encode(Kind.COMPLETE))
+        await self._dest_done.wait()
+        self._record_downtime()
+
+    def _record_downtime(self) -> None:
+        if self.paused_at is not None:
+            self.job.counters.downtime_ms = int((trio.current_time() - self.paused_at) * 1000)
+
+    async def _postcopy(self, link: _Link, zero_runs: list[tuple[int, int]], pages: list[int]) -> None:
+        counters = self.job.counters
+        memory = self.guest.memory
+        # Zero markers are nearly free: finish them in pre-copy so that only written
+        # pages are left for the destination to fault on.
+        if zero_runs:
+            await self._send_pass(link, zero_runs, [], switchable=False)
+        self._pause_guest(postcopy=True)
+        missing = set(pages) | memory.sync_dirty_log()
+        memory.stop_dirty_log()
+        order = sorted(missing)
+        out = bytearray()
+        for start, count in page_runs(order):
+            out += encode(Kind.DISCARD, start, count)
+        out += encode(Kind.POSTCOPY)
+        await link.send(bytes(out))
+        self.phase = Phase.POSTCOPY
+        self.postcopy_missing = len(missing)
+        self.job.counters.memory_remaining = len(missing) * PAGE_SIZE
+        self._record_downtime()
+        self.bucket = TokenBucket(self.settings.postcopy_bandwidth_mib_s or UNLIMITED_MIB_S)
+        position = 0
+        while missing:
+            batch: list[int] = []
+            while self._requests and len(batch) < _BATCH_PAGES:
+                wanted = self._requests.popleft()
+                if wanted in missing:
+                    missing.discard(wanted)
+                    batch.append(wanted)
+            while len(batch) < _BATCH_PAGES and position < len(order):
+                number = order[position]
+                position += 1
+                if number in missing:
+                    missing.discard(number)
+                    batch.append(number)
+            out = bytearray()
+            for number in batch:
+                out += page(number, memory.version(number), _content(self.guest, number))
+            counters.memory_normal += len(batch)
+            self.postcopy_pages_sent += len(batch)
+            counters.memory_processed += len(batch) * PAGE_RECORD_SIZE
+            counters.memory_remaining = len(missing) * PAGE_SIZE
+            await self._transmit(link, bytes(out), len(batch), Phase.POSTCOPY)
+        await self._dest_done.wait()
+        await link.send(encode(Kind.COMPLETE))
+
+
+class _FaultInjected(Exception):
+    """The link-cut test hook fired."""
+
+
+def _content(guest: Guest, number: int) -> bytes:
+    return page_content(number, guest.memory.version(number))
+
+
+def _zero_runs(nonzero: list[int], total_pages: int) -> list[tuple[int, int]]:
+    """The zero-page runs between the written pages, split into bounded chunks."""
+    runs: list[tuple[int, int]] = []
+    cursor = 0
+    for number in [*nonzero, total_pages]:
+        while cursor < number:
+            count = min(number - cursor, _ZERO_RUN_MAX)
+            runs.append((cursor, count))
+            cursor += count
+        cursor = number + 1
+    return runs
+
+
+class IncomingMigration:
+    """The destination side: loads the stream into an empty guest."""
+
+    def __init__(self, guest: Guest, job: Job, observer: DestinationObserver | None = None) -> None:
+        self.guest = guest
+        self.job = job
+        self.observer = observer or DestinationObserver()
+        self.phase = Phase.SETUP
+        self.missing: set[int] = set()
+        self._requested: set[int] = set()
+        self._deferred_writes: dict[int, int] = {}
+        self._link: _Link | None = None
+        self.received_pages = 0
+        self.failure: str | None = None
+
+    async def run(self, stream: trio.abc.Stream) -> None:
+        """Receive a whole migration; raises MigrationFailed if the stream breaks."""
+        link = _Link(stream)
+        self._link = link
+        try:
+            async with trio.open_nursery() as nursery:
+                try:
+                    await self._receive(link, nursery.start_soon)
+                except _LINK_ERRORS as exc:
+                    self.failure = _link_error(exc, "read from")
+                finally:
+                    nursery.cancel_scope.cancel()
+        finally:
+            self.guest.memory.stop_dirty_log()
+            await trio.aclose_forcefully(stream)
+        if self.failure is not None:
+            raise MigrationFailed(self.failure, postcopy=self.phase is Phase.POSTCOPY)
+        self.phase = Phase.DONE
+
+    async def _receive(self, link: _Link, spawn: Callable[..., object]) -> None:
+        counters = self.job.counters
+        while True:
+            records = await link.records()
+            if records is None:
+                raise trio.BrokenResourceError("source closed the migration stream")
+            for record in records:
+                kind = record.kind
+                if kind is Kind.PAGE:
+                    self._load_page(record)
+                    counters.memory_normal += 1
+                    counters.memory_processed += PAGE_RECORD_SIZE
+                    if self.phase is Phase.POSTCOPY and not self.missing:
+                        await link.send(encode(Kind.POSTCOPY_DONE))
+                elif kind is Kind.ZERO_RUN:
+                    self._load_zero_run(record.a, record.b)
+                    counters.memory_constant += record.b
+                    counters.memory_processed += ZERO_RUN_RECORD_SIZE
+                elif kind is Kind.ITERATION:
+                    counters.memory_iteration = record.a
+                elif kind is Kind.HELLO:
+                    self._hello(record)
+                elif kind is Kind.DISCARD:
+                    self.missing.update(range(record.a, record.a + record.b))
+                elif kind is Kind.POSTCOPY:
+                    self.phase = Phase.POSTCOPY
+                    self.guest.resume(trio.current_time())
+                    self.observer.postcopy_running()
+                    spawn(self._postcopy_guest, link)
+                    if not self.missing:
+                        await link.send(encode(Kind.POSTCOPY_DONE))
+                elif kind is Kind.COMPLETE:
+                    if self.missing:
+                        raise StreamError(f"migration completed with {len(self.missing)} pages missing")
+                    if self.phase is not Phase.POSTCOPY:
+                        await link.send(encode(Kind.LOADED))
+                    return
+                else:
+                    raise StreamError(f"unexpected record {kind.name} from source")
+
+    def _hello(self, record: Record) -> None:
+        page_size = record.a & 0xFFFFFFFF
+        if page_size != PAGE_SIZE or record.b != self.guest.memory.total_pages:
+            raise StreamError(
+                f"guest memory mismatch: source has {record.b} pages of {page_size} bytes, "
+                f"destination {self.guest.memory.total_pages} of {PAGE_SIZE}"
+            )
+        self.job.counters.memory_total = record.b * PAGE_SIZE
+        self.phase = Phase.PRECOPY
+
+    def _load_zero_run(self, start: int, count: int) -> None:
+        versions = self.guest.memory.versions
+        if start + count > self.guest.memory.total_pages:
+            raise StreamError(f"zero pages {start}+{count} beyond guest memory")
+        # The destination starts empty, so only pages loaded earlier need clearing;
+        # walk whichever is smaller, the run or the loaded pages.
+        if count <= len(versions):
+            stale = [number for number in range(start, start + count) if number in versions]
+        else:
+            stale = [number for number in versions if start <= number < start + count]
+        for number in stale:
+            del versions[number]
+        if self.phase is Phase.POSTCOPY:
+            self.missing.difference_update(range(start, start + count))
+
+    def _load_page(self, record: Record) -> None:
+        number, version = record.a, record.b
+        if number >= self.guest.memory.total_pages:
+            raise StreamError(f"page {number} beyond guest memory")
+        if record.data != page_content(number, version):
+            raise StreamError(f"page {number} version {version} arrived corrupted")
+        memory = self.guest.memory
+        memory.versions[number] = version
+        self.received_pages += 1
+        if self.phase is Phase.POSTCOPY:
+            self.missing.discard(number)
+            for _ in range(self._deferred_writes.pop(number, 0)):
+                memory.write(number)
+
+    async def _postcopy_guest(self, link: _Link) -> None:
+        """Run the workload here; a write to a page not yet here faults to the source."""
+        faults: list[int] = []
+
+        def touch(number: int) -> None:
+            if number in self.missing:
+                self._deferred_writes[number] = self._deferred_writes.get(number, 0) + 1
+                if number not in self._requested:
+                    self._requested.add(number)
+                    faults.append(number)
+            else:
+                self.guest.memory.write(number)
+
+        while self.phase is Phase.POSTCOPY and self.missing:
+            self.guest.catch_up(trio.current_time(), touch)
+            if faults:
+                data = b"".join(encode(Kind.PAGE_REQUEST, number) for number in faults)
+                self.job.counters.memory_postcopy_requests += len(faults)
+                faults.clear()
+                await link.send(data)
+            await trio.sleep(_DEST_TICK_S)
