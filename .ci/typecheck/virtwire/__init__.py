@@ -1,0 +1,1 @@
+../../../virtwire/__init__.py

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Run virtwire's whole test suite from a fresh clone (Debian 12, as root in CI).
+#
+#   bash scripts/test.sh [PYTEST ARGS...]        from any directory
+#
+# 1. Installs the real libvirt 9.0 reference peer (libvirtd, virsh,
+#    python3-libvirt, openssl) and what building libvirt-python needs
+#    (libvirt-dev pkg-config gcc libc6-dev), only what is missing.
+# 2. Creates .venv in the repository and installs virtwire editable with its
+#    test and dev extras, plus libvirt-python==9.0.0 (matches the installed libvirt.so).
+# 3. Runs pytest; extra arguments are passed through (e.g. -k, -x, a path).
+#
+# Exit status: pytest's, except that "no tests collected" (5) is a failure too.
+# With CI=true the interop tests fail instead of skipping when libvirt is absent.
+set -euo pipefail
+# shellcheck source=scripts/_lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/_lib.sh"
+
+say "repository: $ROOT"
+ensure_debs libvirt-daemon libvirt-clients python3-libvirt openssl libvirt-dev pkg-config gcc libc6-dev
+find_python
+ensure_venv -e ".[test,dev]" "libvirt-python==9.0.0"
+
+cd "$ROOT"
+say "running pytest ${*:-(whole suite)}${CI:+ (CI=$CI)}"
+rc=0
+"$VENV/bin/pytest" -q -p no:cacheprovider --durations=15 "$@" </dev/null || rc=$?
+case "$rc" in
+    0) say "PASSED" ;;
+    5) say "FAILED: pytest collected no tests (exit 5)"; rc=1 ;;
+    *) say "FAILED: pytest exit status $rc" ;;
+esac
+exit "$rc"
