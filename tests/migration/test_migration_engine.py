@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 import pytest
 import trio
 import trio.testing
-
 from virtwire.server.driver.memory.guest import PAGE_SIZE, FaultSpec, Guest, WorkloadSpec
 from virtwire.server.driver.memory.jobs import Job, JobOperation
 from virtwire.server.driver.memory.migration import (
@@ -65,8 +64,9 @@ async def migrate(
     control: object = None,
 ) -> Outcome:
     dest_guest = Guest.empty(source_guest.memory.total_pages, source_guest.workload)
-    out = OutgoingMigration(source_guest, Job(JobOperation.MIGRATION_OUT, trio.current_time()), settings, recorder)
-    inc = IncomingMigration(dest_guest, Job(JobOperation.MIGRATION_IN, trio.current_time()), recorder)
+    now = trio.current_time()
+    out = OutgoingMigration(source_guest, Job(JobOperation.MIGRATION_OUT, now), settings, recorder)
+    inc = IncomingMigration(dest_guest, Job(JobOperation.MIGRATION_IN, now), recorder)
     outcome = Outcome(out, inc)
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
     port = listeners[0].socket.getsockname()[1]
@@ -126,9 +126,8 @@ async def test_precopy_does_not_converge_when_dirtying_outpaces_bandwidth_then_p
             await trio.sleep(0.01)
         out.request_postcopy()
 
-    result = await migrate(
-        guest, MigrationSettings(bandwidth_mib_s=4, postcopy=True, postcopy_bandwidth_mib_s=4), rec, control=control
-    )
+    settings = MigrationSettings(bandwidth_mib_s=4, postcopy=True, postcopy_bandwidth_mib_s=4)
+    result = await migrate(guest, settings, rec, control=control)
     assert result.source_error is None and result.destination_error is None
     assert "paused" not in rec.events  # never converged in pre-copy
     assert rec.events.index("paused postcopy") < rec.events.index("destination running")
