@@ -9,14 +9,16 @@ every page it receives without the source shipping any side information.
 The workload is lazy: it does not run as a task. Whoever needs the guest to be up
 to date (the migration engine before each batch, the job stats) calls
 ``Guest.catch_up(now)``, which performs the writes that a guest dirtying
-``dirty_rate`` pages per second would have done since the last call. Writes pick
-pages uniformly from the working set with a seeded PRNG, so runs are repeatable.
+``dirty_rate`` pages per second would have done since the last call. The writes
+sweep the working set page after page and wrap around, like QEMU's own migration
+stress guest: within one lap every write dirties a distinct page, so a guest that
+dirties faster than the link carries never lets pre-copy converge, and runs are
+exactly repeatable. The sweep position is CPU state and travels with the guest.
 """
 
 from __future__ import annotations
 
 import os
-import random
 import struct
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
@@ -50,7 +52,6 @@ class WorkloadSpec:
 
     dirty_rate: int  # pages per second
     working_set_pages: int
-    seed: int = 0
 
     @classmethod
     def default(cls) -> WorkloadSpec:
@@ -183,7 +184,7 @@ class Guest:
     def __init__(self, memory_pages: int, workload: WorkloadSpec, *, booted: bool = True) -> None:
         self.memory = GuestMemory(memory_pages)
         self.workload = workload
-        self._rng = random.Random(workload.seed)
+        self.cursor = 0  # next page of the working set the workload writes
         self._running_since: float | None = None
         self._owed = 0.0  # fractional writes carried between catch-ups
         if booted:
@@ -225,7 +226,11 @@ class Guest:
         count = int(self._owed)
         self._owed -= count
         write = touch if touch is not None else self.memory.write
-        randrange = self._rng.randrange
+        cursor = self.cursor
         for _ in range(count):
-            write(randrange(ws))
+            write(cursor)
+            cursor += 1
+            if cursor == ws:
+                cursor = 0
+        self.cursor = cursor
         return count

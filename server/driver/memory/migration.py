@@ -343,7 +343,7 @@ class OutgoingMigration:
         final = sorted(set(dirty) | memory.sync_dirty_log())
         self.job.counters.memory_remaining = len(final) * PAGE_SIZE
         await self._send_pass(link, [], final, switchable=False)
-        await link.send(encode(Kind.COMPLETE))
+        await link.send(encode(Kind.COMPLETE, self.guest.cursor))
         await self._dest_done.wait()
         self._record_downtime()
 
@@ -365,7 +365,7 @@ class OutgoingMigration:
         out = bytearray()
         for start, count in page_runs(order):
             out += encode(Kind.DISCARD, start, count)
-        out += encode(Kind.POSTCOPY)
+        out += encode(Kind.POSTCOPY, self.guest.cursor)
         await link.send(bytes(out))
         self.phase = Phase.POSTCOPY
         self.postcopy_missing = len(missing)
@@ -395,7 +395,7 @@ class OutgoingMigration:
             counters.memory_remaining = len(missing) * PAGE_SIZE
             await self._transmit(link, bytes(out), len(batch), Phase.POSTCOPY)
         await self._dest_done.wait()
-        await link.send(encode(Kind.COMPLETE))
+        await link.send(encode(Kind.COMPLETE, self.guest.cursor))
 
 
 class _FaultInjected(Exception):
@@ -479,6 +479,7 @@ class IncomingMigration:
                     self.missing.update(range(record.a, record.a + record.b))
                 elif kind is Kind.POSTCOPY:
                     self.phase = Phase.POSTCOPY
+                    self.guest.cursor = record.a % max(self.guest.workload.working_set_pages, 1)
                     self.guest.resume(trio.current_time())
                     self.observer.postcopy_running()
                     spawn(self._postcopy_guest, link)
@@ -488,6 +489,7 @@ class IncomingMigration:
                     if self.missing:
                         raise StreamError(f"migration completed with {len(self.missing)} pages missing")
                     if self.phase is not Phase.POSTCOPY:
+                        self.guest.cursor = record.a % max(self.guest.workload.working_set_pages, 1)
                         await link.send(encode(Kind.LOADED))
                     return
                 else:

@@ -11,8 +11,8 @@ fixed-size big-endian body; a page record also carries the 4 KiB page.
     ZERO_RUN   start, count  (zero pages)      LOADED        (pre-copy state loaded)
     PAGE       page, version, data
     DISCARD    start, count  (pages the destination must fetch in post-copy)
-    POSTCOPY   (switch: the destination runs from now on)
-    COMPLETE   (pre-copy: everything sent, guest stopped on the source)
+    POSTCOPY   cpu_state  (switch: the destination runs from now on)
+    COMPLETE   cpu_state  (everything sent; the guest's CPU state rides along)
     ABORT      (migration cancelled by the source)
 """
 
@@ -56,8 +56,8 @@ _LAYOUT: dict[int, tuple[struct.Struct, bool]] = {
     Kind.ZERO_RUN: (_TWO, False),
     Kind.PAGE: (_TWO, True),
     Kind.DISCARD: (_TWO, False),
-    Kind.POSTCOPY: (_NONE, False),
-    Kind.COMPLETE: (_NONE, False),
+    Kind.POSTCOPY: (_ONE, False),
+    Kind.COMPLETE: (_ONE, False),
     Kind.ABORT: (_NONE, False),
     Kind.PAGE_REQUEST: (_ONE, False),
     Kind.POSTCOPY_DONE: (_NONE, False),
