@@ -1,0 +1,234 @@
+"""Domain XML: parse a definition the way libvirt's test driver does, and print it back.
+
+Parsing uses xml.etree (expat).  The checks, their order and their errors follow
+libvirt 9.0's virDomainDefParseXML as seen from the test driver: root element,
+type attribute, name, uuid, memory units, vcpu count, os type, memory present.
+Everything we do not model is kept in the tree and printed back unchanged;
+what libvirt fills in by default (arch, boot device, clock, on_* actions,
+devices) is filled in the same way, so ``XMLDesc`` answers what libvirt answers.
+"""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+
+from virtwire.protocol.generated import constants as C
+
+from ...errors import report, xml_detail
+
+# Byte multipliers of libvirt's virScaleInteger suffixes (first letter, case-insensitive).
+_POWERS = {"k": 1, "m": 2, "g": 3, "t": 4, "p": 5, "e": 6}
+# libvirt caps memory at what fits an unsigned long long of KiB / 1024 (virDomainParseMemory).
+_MAX_MEMORY_KIB = (1 << 63) // 1024
+
+# Child elements libvirt prints first, in this order; others follow as given.
+_LEADING = ("name", "uuid", "title", "description", "metadata", "memory", "currentMemory", "vcpu", "os")
+_TRAILING_DEFAULTS: tuple[tuple[str, dict[str, str], str | None], ...] = (
+    ("clock", {"offset": "utc"}, None),
+    ("on_poweroff", {}, "destroy"),
+    ("on_reboot", {}, "restart"),
+    ("on_crash", {}, "destroy"),
+)
+
+
+@dataclass(slots=True)
+class ParsedDomain:
+    """The facts the driver needs out of a definition, plus the normalised tree."""
+
+    name: str
+    uuid: bytes | None  # None: not given, the driver generates one
+    memory_kib: int
+    current_memory_kib: int
+    vcpus: int
+    os_type: str
+    tree: ET.Element
+
+
+def _xml_error(detail: str) -> Exception:
+    return report(C.VIR_ERR_XML_ERROR, C.VIR_FROM_DOMAIN, detail)
+
+
+def _internal(detail: str) -> Exception:
+    return report(C.VIR_ERR_INTERNAL_ERROR, C.VIR_FROM_DOMAIN, detail)
+
+
+def scale_to_kib(text: str | None, unit: str | None) -> int:
+    """A memory size with its unit attribute, in KiB rounded up (virDomainParseMemory)."""
+    try:
+        value = int((text or "").strip())
+        if value < 0:
+            raise ValueError
+    except ValueError:
+        raise _xml_error("Invalid value for element or attribute 'memory'") from None
+    suffix = unit or "KiB"
+    low = suffix.lower()
+    if low in ("b", "byte", "bytes"):
+        multiplier = 1
+    elif low[:1] in _POWERS and (len(low) == 1 or low[1:] in ("ib", "b")):
+        base = 1000 if low[1:] == "b" else 1024
+        multiplier = base ** _POWERS[low[0]]
+    else:
+        raise report(C.VIR_ERR_INVALID_ARG, C.VIR_FROM_NONE, f"unknown suffix '{suffix}'")
+    kib = -(-value * multiplier // 1024)
+    if kib > _MAX_MEMORY_KIB:
+        raise report(C.VIR_ERR_OVERFLOW, C.VIR_FROM_NONE, f"value too large: {text}{suffix}")
+    return kib
+
+
+def parse_uuid(text: str) -> bytes:
+    """A UUID as libvirt accepts it (with or without dashes) → 16 raw bytes."""
+    try:
+        return uuidlib.UUID(text.strip()).bytes
+    except ValueError:
+        raise _internal("malformed uuid element") from None
+
+
+def _parse_tree(xml: str) -> ET.Element:
+    try:
+        return ET.fromstring(xml)
+    except ET.ParseError as exc:
+        line = exc.position[0] if exc.position else 1
+        detail = f"(domain_definition):{line}: {exc}"
+        raise xml_detail(detail) from None
+
+
+def parse_domain_xml(xml: str) -> ParsedDomain:
+    """Validate a domain definition and normalise its tree; raise libvirt's errors."""
+    root = _parse_tree(xml)
+    if root.tag != "domain":
+        detail = f"expecting root element of 'domain', not '{root.tag}'"
+        raise report(C.VIR_ERR_XML_ERROR, C.VIR_FROM_XML, detail)
+    if not root.get("type"):
+        raise _internal("missing domain type attribute")
+    name = (root.findtext("name") or "").strip()
+    if not name:
+        raise report(C.VIR_ERR_NO_NAME, C.VIR_FROM_DOMAIN)
+    uuid_text = root.findtext("uuid")
+    uuid = parse_uuid(uuid_text) if uuid_text is not None else None
+
+    memory_el = root.find("memory")
+    memory_kib = scale_to_kib(memory_el.text, memory_el.get("unit")) if memory_el is not None else 0
+    current_el = root.find("currentMemory")
+    current_kib = scale_to_kib(current_el.text, current_el.get("unit")) if current_el is not None else 0
+
+    vcpu_el = root.find("vcpu")
+    vcpus = 1
+    if vcpu_el is not None:
+        try:
+            vcpus = int((vcpu_el.text or "").strip())
+        except ValueError:
+            raise _xml_error("maximum vcpus count must be an integer") from None
+        if vcpus < 0:
+            raise _xml_error("maximum vcpus count must be an integer")
+
+    os_el = root.find("os")
+    type_el = os_el.find("type") if os_el is not None else None
+    os_type = (type_el.text or "").strip() if type_el is not None else ""
+    if not os_type:
+        raise _xml_error("an os <type> must be specified")
+    if memory_kib == 0:
+        raise _xml_error("Memory size must be specified via <memory> or in the <numa> configuration")
+    if vcpus == 0:
+        raise _internal("CPU IDs in <numa> exceed the <vcpu> count")
+    # libvirt caps the balloon at the maximum and defaults it to the maximum.
+    if current_kib == 0 or current_kib > memory_kib:
+        current_kib = memory_kib
+    return ParsedDomain(name, uuid, memory_kib, current_kib, vcpus, os_type, root)
+
+
+def normalise(parsed: ParsedDomain, uuid: bytes) -> ET.Element:
+    """The definition as libvirt stores it: modelled fields rewritten, defaults added."""
+    src = parsed.tree
+    out = ET.Element("domain", {"type": src.get("type", "test")})
+    leading: dict[str, ET.Element] = {}
+    rest: list[ET.Element] = []
+    for child in src:
+        if child.tag in _LEADING and child.tag not in leading:
+            leading[child.tag] = child
+        elif child.tag not in (tag for tag, _, _ in _TRAILING_DEFAULTS) and child.tag != "devices":
+            rest.append(child)
+    _text(out, "name", parsed.name)
+    _text(out, "uuid", str(uuidlib.UUID(bytes=uuid)))
+    for tag in ("title", "description", "metadata"):
+        if tag in leading:
+            out.append(leading[tag])
+    _text(out, "memory", str(parsed.memory_kib), unit="KiB")
+    _text(out, "currentMemory", str(parsed.current_memory_kib), unit="KiB")
+    vcpu_attrs = dict(leading["vcpu"].attrib) if "vcpu" in leading else {}
+    vcpu_attrs.setdefault("placement", "static")
+    _text(out, "vcpu", str(parsed.vcpus), **vcpu_attrs)
+    out.append(_normalise_os(leading["os"]))
+    out.extend(rest)
+    for tag, attrs, text in _TRAILING_DEFAULTS:
+        given = src.find(tag)
+        if given is not None:
+            out.append(given)
+        elif text is None:
+            ET.SubElement(out, tag, attrs)
+        else:
+            _text(out, tag, text)
+    devices = src.find("devices")
+    out.append(devices if devices is not None else ET.Element("devices"))
+    return out
+
+
+def _normalise_os(os_el: ET.Element) -> ET.Element:
+    os_out = ET.Element("os", dict(os_el.attrib))
+    for child in os_el:
+        if child.tag == "type":
+            type_out = ET.SubElement(os_out, "type", dict(child.attrib))
+            type_out.attrib.setdefault("arch", "i686")
+            type_out.text = (child.text or "").strip()
+        else:
+            os_out.append(child)
+    if os_el.find("boot") is None and os_el.find("kernel") is None:
+        ET.SubElement(os_out, "boot", {"dev": "hd"})
+    return os_out
+
+
+def _text(parent: ET.Element, tag: str, text: str, **attrs: str) -> None:
+    ET.SubElement(parent, tag, attrs).text = text
+
+
+# --- printing, libvirt style ------------------------------------------------------------
+
+# Elements libvirt always prints as an open/close pair, even when empty.
+_ALWAYS_OPEN = frozenset({"devices"})
+
+
+def _escape(text: str, quote: bool) -> str:
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace("'", "&apos;").replace('"', "&quot;") if quote else text
+
+
+def format_domain_xml(root: ET.Element, *, domain_id: int | None) -> str:
+    """Print a domain tree as virDomainDefFormat does (2-space indent, single quotes)."""
+    attrs = dict(root.attrib)
+    if domain_id is not None:
+        attrs["id"] = str(domain_id)
+    parts: list[str] = []
+    head = ET.Element(root.tag, attrs)
+    head.extend(list(root))
+    _format(head, 0, parts)
+    return "".join(parts)
+
+
+def _format(el: ET.Element, depth: int, parts: list[str]) -> None:
+    pad = "  " * depth
+    attrs = "".join(f" {k}='{_escape(v, True)}'" for k, v in el.attrib.items())
+    children = list(el)
+    text = (el.text or "").strip()
+    if not children and not text and el.tag not in _ALWAYS_OPEN:
+        parts.append(f"{pad}<{el.tag}{attrs}/>\n")
+    elif not children:
+        if el.tag in _ALWAYS_OPEN and not text:
+            parts.append(f"{pad}<{el.tag}{attrs}>\n{pad}</{el.tag}>\n")
+        else:
+            parts.append(f"{pad}<{el.tag}{attrs}>{_escape(el.text or '', False)}</{el.tag}>\n")
+    else:
+        parts.append(f"{pad}<{el.tag}{attrs}>\n")
+        for child in children:
+            _format(child, depth + 1, parts)
+        parts.append(f"{pad}</{el.tag}>\n")

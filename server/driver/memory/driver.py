@@ -1,0 +1,11 @@
+"""The embedded in-memory driver: test:///default's behaviour plus migration."""
+
+from __future__ import annotations
+
+from .domain_api import DomainAPI
+from .host_api import HostAPI
+from .migration_api import MigrationMixin
+
+
+class MemoryDriver(MigrationMixin, DomainAPI, HostAPI):
+    """The driver ``virtwire serve`` hosts: ``MemoryDriver(hostname=..., state_dir=...)``."""

@@ -1,0 +1,192 @@
+"""Host-level procedures of the memory driver: versions, node info, listings."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from virtwire.protocol.generated import constants as C
+from virtwire.protocol.generated import remote as R
+
+from ...errors import check_flags, report
+from ..base import ConnectionContext
+from . import defaults
+from .core import MemoryCore, dom_ref
+from .model import Domain
+
+URI = "test:///default"
+
+_LIST_FILTERS_ALL = (
+    C.VIR_CONNECT_LIST_DOMAINS_ACTIVE
+    | C.VIR_CONNECT_LIST_DOMAINS_INACTIVE
+    | C.VIR_CONNECT_LIST_DOMAINS_PERSISTENT
+    | C.VIR_CONNECT_LIST_DOMAINS_TRANSIENT
+    | C.VIR_CONNECT_LIST_DOMAINS_RUNNING
+    | C.VIR_CONNECT_LIST_DOMAINS_PAUSED
+    | C.VIR_CONNECT_LIST_DOMAINS_SHUTOFF
+    | C.VIR_CONNECT_LIST_DOMAINS_OTHER
+    | C.VIR_CONNECT_LIST_DOMAINS_MANAGEDSAVE
+    | C.VIR_CONNECT_LIST_DOMAINS_NO_MANAGEDSAVE
+    | C.VIR_CONNECT_LIST_DOMAINS_AUTOSTART
+    | C.VIR_CONNECT_LIST_DOMAINS_NO_AUTOSTART
+    | C.VIR_CONNECT_LIST_DOMAINS_HAS_SNAPSHOT
+    | C.VIR_CONNECT_LIST_DOMAINS_NO_SNAPSHOT
+    | C.VIR_CONNECT_LIST_DOMAINS_HAS_CHECKPOINT
+    | C.VIR_CONNECT_LIST_DOMAINS_NO_CHECKPOINT
+)
+
+
+def chars(text: str) -> list[int]:
+    """A C string for a ``char x<N>`` field: its bytes and the NUL terminator."""
+    return [*text.encode(), 0]
+
+
+def _either(flags: int, yes: int, no: int, value: bool) -> bool:
+    """One pair of listAllDomains filter flags: pass if neither or the matching one is set."""
+    if not flags & (yes | no):
+        return True
+    return bool(flags & yes) if value else bool(flags & no)
+
+
+def matches_list_filter(dom: Domain, flags: int) -> bool:
+    """virConnectListAllDomains' filter semantics (each group ANDed, within a group ORed)."""
+    if not _either(flags, C.VIR_CONNECT_LIST_DOMAINS_ACTIVE, C.VIR_CONNECT_LIST_DOMAINS_INACTIVE, dom.active):
+        return False
+    if not _either(
+        flags, C.VIR_CONNECT_LIST_DOMAINS_PERSISTENT, C.VIR_CONNECT_LIST_DOMAINS_TRANSIENT, dom.persistent
+    ):
+        return False
+    state_flags = flags & (
+        C.VIR_CONNECT_LIST_DOMAINS_RUNNING
+        | C.VIR_CONNECT_LIST_DOMAINS_PAUSED
+        | C.VIR_CONNECT_LIST_DOMAINS_SHUTOFF
+        | C.VIR_CONNECT_LIST_DOMAINS_OTHER
+    )
+    if state_flags:
+        if dom.state == C.VIR_DOMAIN_RUNNING:
+            wanted = C.VIR_CONNECT_LIST_DOMAINS_RUNNING
+        elif dom.state == C.VIR_DOMAIN_PAUSED:
+            wanted = C.VIR_CONNECT_LIST_DOMAINS_PAUSED
+        elif dom.state == C.VIR_DOMAIN_SHUTOFF:
+            wanted = C.VIR_CONNECT_LIST_DOMAINS_SHUTOFF
+        else:
+            wanted = C.VIR_CONNECT_LIST_DOMAINS_OTHER
+        if not state_flags & wanted:
+            return False
+    # Nothing here has a managed save image, a snapshot or a checkpoint.
+    for yes, no in (
+        (C.VIR_CONNECT_LIST_DOMAINS_MANAGEDSAVE, C.VIR_CONNECT_LIST_DOMAINS_NO_MANAGEDSAVE),
+        (C.VIR_CONNECT_LIST_DOMAINS_HAS_SNAPSHOT, C.VIR_CONNECT_LIST_DOMAINS_NO_SNAPSHOT),
+        (C.VIR_CONNECT_LIST_DOMAINS_HAS_CHECKPOINT, C.VIR_CONNECT_LIST_DOMAINS_NO_CHECKPOINT),
+    ):
+        if not _either(flags, yes, no, False):
+            return False
+    return _either(
+        flags, C.VIR_CONNECT_LIST_DOMAINS_AUTOSTART, C.VIR_CONNECT_LIST_DOMAINS_NO_AUTOSTART, dom.autostart
+    )
+
+
+class HostAPI(MemoryCore):
+    """virConnect* / virNode* answers of test:///default."""
+
+    def check_uri(self, name: str | None) -> None:
+        """Accept ``test:///default`` (query and fragment pass through, as libvirt).
+
+        Other ``test:///PATH`` names are files to the test driver; we load none,
+        so they fail like a missing file does there.  Anything else has no driver.
+        """
+        if name:
+            parts = urlsplit(name)
+            if parts.scheme == "test" and not parts.netloc:
+                if parts.path == "/default":
+                    return
+                raise report(
+                    C.VIR_ERR_XML_ERROR, C.VIR_FROM_TEST, f"failed to parse xml document '{parts.path}'"
+                )
+        raise report(C.VIR_ERR_NO_CONNECT, C.VIR_FROM_NONE, name if name else "<null>")
+
+    async def connect_get_type(self, args: None, ctx: ConnectionContext) -> R.remote_connect_get_type_ret:
+        return R.remote_connect_get_type_ret(type=defaults.HYPERVISOR_TYPE)
+
+    async def connect_get_version(self, args: None, ctx: ConnectionContext) -> R.remote_connect_get_version_ret:
+        return R.remote_connect_get_version_ret(hv_ver=defaults.HYPERVISOR_VERSION)
+
+    async def connect_get_lib_version(
+        self, args: None, ctx: ConnectionContext
+    ) -> R.remote_connect_get_lib_version_ret:
+        return R.remote_connect_get_lib_version_ret(lib_ver=defaults.LIBRARY_VERSION)
+
+    async def connect_get_hostname(self, args: None, ctx: ConnectionContext) -> R.remote_connect_get_hostname_ret:
+        return R.remote_connect_get_hostname_ret(hostname=self.hostname)
+
+    async def connect_get_uri(self, args: None, ctx: ConnectionContext) -> R.remote_connect_get_uri_ret:
+        return R.remote_connect_get_uri_ret(uri=URI)
+
+    async def connect_get_max_vcpus(
+        self, args: R.remote_connect_get_max_vcpus_args, ctx: ConnectionContext
+    ) -> R.remote_connect_get_max_vcpus_ret:
+        return R.remote_connect_get_max_vcpus_ret(max_vcpus=defaults.MAX_VCPUS)
+
+    async def connect_get_capabilities(
+        self, args: None, ctx: ConnectionContext
+    ) -> R.remote_connect_get_capabilities_ret:
+        return R.remote_connect_get_capabilities_ret(capabilities=defaults.CAPABILITIES_XML)
+
+    async def connect_is_secure(self, args: None, ctx: ConnectionContext) -> R.remote_connect_is_secure_ret:
+        # The test driver claims a secure channel; the client ANDs in its transport.
+        return R.remote_connect_is_secure_ret(secure=1)
+
+    async def connect_is_encrypted(self, args: None, ctx: ConnectionContext) -> R.remote_connect_is_encrypted_ret:
+        return R.remote_connect_is_encrypted_ret(encrypted=0)
+
+    async def node_get_info(self, args: None, ctx: ConnectionContext) -> R.remote_node_get_info_ret:
+        model = list(defaults.NODE_MODEL.encode().ljust(32, b"\0"))
+        return R.remote_node_get_info_ret(
+            model=model,
+            memory=defaults.NODE_MEMORY_KIB,
+            cpus=defaults.NODE_CPUS,
+            mhz=defaults.NODE_MHZ,
+            nodes=defaults.NODE_NUMA_NODES,
+            sockets=defaults.NODE_SOCKETS,
+            cores=defaults.NODE_CORES,
+            threads=defaults.NODE_THREADS,
+        )
+
+    async def node_get_free_memory(self, args: None, ctx: ConnectionContext) -> R.remote_node_get_free_memory_ret:
+        return R.remote_node_get_free_memory_ret(freeMem=defaults.NODE_FREE_MEMORY_BYTES)
+
+    async def node_get_security_model(
+        self, args: None, ctx: ConnectionContext
+    ) -> R.remote_node_get_security_model_ret:
+        return R.remote_node_get_security_model_ret(
+            model=chars(defaults.SECURITY_MODEL), doi=chars(defaults.SECURITY_DOI)
+        )
+
+    async def connect_list_domains(
+        self, args: R.remote_connect_list_domains_args, ctx: ConnectionContext
+    ) -> R.remote_connect_list_domains_ret:
+        ids = sorted(d.id for d in self.domains() if d.active)
+        return R.remote_connect_list_domains_ret(ids=ids[: max(args.maxids, 0)])
+
+    async def connect_num_of_domains(
+        self, args: None, ctx: ConnectionContext
+    ) -> R.remote_connect_num_of_domains_ret:
+        return R.remote_connect_num_of_domains_ret(num=sum(1 for d in self.domains() if d.active))
+
+    async def connect_list_defined_domains(
+        self, args: R.remote_connect_list_defined_domains_args, ctx: ConnectionContext
+    ) -> R.remote_connect_list_defined_domains_ret:
+        names = [d.name for d in self.domains() if not d.active]
+        return R.remote_connect_list_defined_domains_ret(names=names[: max(args.maxnames, 0)])
+
+    async def connect_num_of_defined_domains(
+        self, args: None, ctx: ConnectionContext
+    ) -> R.remote_connect_num_of_defined_domains_ret:
+        return R.remote_connect_num_of_defined_domains_ret(num=sum(1 for d in self.domains() if not d.active))
+
+    async def connect_list_all_domains(
+        self, args: R.remote_connect_list_all_domains_args, ctx: ConnectionContext
+    ) -> R.remote_connect_list_all_domains_ret:
+        check_flags(args.flags, _LIST_FILTERS_ALL, "testConnectListAllDomains")
+        found = [d for d in self.domains() if matches_list_filter(d, args.flags)]
+        refs = [dom_ref(d) for d in found] if args.need_results else []
+        return R.remote_connect_list_all_domains_ret(domains=refs, ret=len(found))
