@@ -19,11 +19,11 @@ in its test driver, so there is no libvirt column; the yardstick is the floor.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from dataclasses import dataclass
 
 import trio
-
 from virtwire.server.driver.memory.guest import PAGE_SIZE, Guest, WorkloadSpec
 from virtwire.server.driver.memory.jobs import Job, JobOperation
 from virtwire.server.driver.memory.migration import (
@@ -71,10 +71,8 @@ async def run_one(mode: str, factor: float, args: argparse.Namespace) -> Row:
     async def destination() -> None:
         stream = await listeners[0].accept()
         await listeners[0].aclose()
-        try:
+        with contextlib.suppress(MigrationFailed):
             await dest.run(stream)
-        except MigrationFailed:
-            pass
 
     async def driver() -> None:
         # What the management layer does: switch to post-copy, or give up on pre-copy.
@@ -128,7 +126,8 @@ def main() -> int:
             downtime = "-" if row.downtime_ms is None else str(row.downtime_ms)
             total = f"{row.seconds:8.2f}" if row.converged else f"{'(' + format(row.seconds, '.2f') + ')':>8}"
             ratio = f"{row.seconds / floor:7.2f}" if row.converged else f"{'-':>7}"
-            print(f"{row.mode:<11} {row.factor:>8.2f} {('yes' if row.converged else 'NO'):>9} {total} {ratio} "
+            converged = "yes" if row.converged else "NO"
+            print(f"{row.mode:<11} {row.factor:>8.2f} {converged:>9} {total} {ratio} "
                   f"{downtime:>11} {row.bytes_sent / MIB:8.1f} {row.requests:8d} {row.passes:6d}")
             sys.stdout.flush()
     return 0
