@@ -1,0 +1,106 @@
+"""The default event loop of the sync API (virEventRegisterDefaultImpl /
+virEventRunDefaultImpl): callbacks run on the thread that runs the loop.
+
+One iteration waits (select) until a connection's socket is readable, a
+keepalive timer is due, or another thread posted work; reads idle sockets,
+runs keepalive clocks, then runs the posted callbacks. A thread that reads a
+socket while waiting for its own reply posts the events it sees here instead
+of running them itself, as libvirt does.
+"""
+
+from __future__ import annotations
+
+import collections
+import select
+import socket
+import threading
+import time
+import traceback
+import weakref
+from collections.abc import Callable
+
+from virtwire.client.sync import SyncConnection
+
+
+class EventLoop:
+    def __init__(self) -> None:
+        self._conns: weakref.WeakSet[SyncConnection] = weakref.WeakSet()
+        self._posted: collections.deque[Callable[[], None]] = collections.deque()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._lock = threading.Lock()
+
+    def add(self, conn: SyncConnection) -> None:
+        with self._lock:
+            self._conns.add(conn)
+        self.wake()
+
+    def discard(self, conn: SyncConnection) -> None:
+        with self._lock:
+            self._conns.discard(conn)
+
+    def post(self, fn: Callable[[], None]) -> None:
+        """Run `fn` on the loop's thread at its next iteration (any thread may post)."""
+        self._posted.append(fn)
+        self.wake()
+
+    def wake(self) -> None:
+        try:
+            self._wake_w.send(b"\0")
+        except BlockingIOError:
+            pass  # already pending
+
+    def run_once(self) -> None:
+        with self._lock:
+            conns = [cn for cn in self._conns if cn.alive]
+        now = time.monotonic()
+        timeout: float | None = None
+        for cn in conns:
+            ka = cn.keepalive
+            if ka is not None:
+                wait = max(0.0, ka.deadline() - now)
+                timeout = wait if timeout is None else min(timeout, wait)
+        if self._posted:
+            timeout = 0.0
+        watched = [cn for cn in conns if not cn.busy]
+        fds: list[object] = [self._wake_r, *watched]
+        try:
+            readable, _, _ = select.select(fds, [], [], timeout)
+        except (OSError, ValueError):
+            readable = []  # a socket closed under us; the next iteration drops it
+        if self._wake_r in readable:
+            try:
+                while self._wake_r.recv(4096):
+                    pass
+            except BlockingIOError:
+                pass
+        for cn in watched:
+            if cn in readable:
+                cn.poll()
+        now = time.monotonic()
+        for cn in conns:
+            cn.tick(now)
+        while self._posted:
+            fn = self._posted.popleft()
+            try:
+                fn()
+            except Exception:
+                # As libvirt-python: a failing callback is reported, the loop goes on.
+                traceback.print_exc()
+
+
+_default: EventLoop | None = None
+_default_lock = threading.Lock()
+
+
+def register_default() -> EventLoop:
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = EventLoop()
+        return _default
+
+
+def default() -> EventLoop | None:
+    return _default

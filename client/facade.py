@@ -1,0 +1,559 @@
+"""libvirt-python's classes over the sync connection: virConnect and virDomain.
+
+Names, signatures, return types and errors follow libvirt-python 9.0 (its
+generated libvirt.py and the overrides): a program written for `import
+libvirt` runs unchanged with `import virtwire.libvirt as libvirt`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid as uuidlib
+import weakref
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, TypeVar
+
+from virtwire.client import core, errfactory, eventloop, events, flows, ops, transport
+from virtwire.client import uri as urimod
+from virtwire.client.sync import SyncConnection
+from virtwire.protocol.errors import libvirtError
+from virtwire.protocol.generated import constants as c
+from virtwire.protocol.generated import remote
+
+_T = TypeVar("_T")
+
+# listDomainsID / listDefinedDomains ask for as many as the server may send.
+_DOMAIN_LIST_MAX = remote.REMOTE_DOMAIN_LIST_MAX
+
+
+class _Registration:
+    __slots__ = ("cb", "event_id", "opaque")
+
+    def __init__(self, event_id: int, cb: Callable[..., Any], opaque: Any) -> None:
+        self.event_id = event_id
+        self.cb = cb
+        self.opaque = opaque
+
+
+class virConnect:  # noqa: N801 - libvirt-python's name
+    """A connection to a hypervisor driver behind a libvirt daemon."""
+
+    def __init__(self, target: urimod.Target, sock_conn: SyncConnection, readonly: bool) -> None:
+        self._target = target
+        self._conn: SyncConnection | None = sock_conn
+        self._readonly = readonly
+        self._features = flows.Features(False, False, False)
+        self._refs = 1  # the open; domains add one each while alive
+        self._ref_lock = threading.Lock()
+        self._callbacks: dict[int, _Registration] = {}
+        self._close_cb: tuple[Callable[..., Any], Any] | None = None
+        self._loop = eventloop.default()
+        self.domainEventCallbackID: dict[int, Any] = {}
+
+    # -- plumbing ---------------------------------------------------------
+
+    def _live(self, api: str) -> SyncConnection:
+        conn = self._conn
+        if conn is None:
+            raise errfactory.invalid_conn(api)
+        return conn
+
+    def _run(self, op: ops.Op) -> Any:
+        conn = self._conn
+        if conn is None:
+            raise errfactory.invalid_conn(op.proc.api or op.proc.name)
+        if self._readonly:
+            core.check_read_only(op.proc, op.flags, op.api)
+        proc = op.proc
+        reply = conn.call(proc.number, op.payload())
+        return op.convert(core.decode_reply(proc, reply))
+
+    def _domain(self, ref: Any) -> virDomain:
+        return virDomain(self, _obj=ref)
+
+    def _ref(self) -> None:
+        with self._ref_lock:
+            self._refs += 1
+
+    def _unref(self) -> int:
+        with self._ref_lock:
+            self._refs -= 1
+            left = self._refs
+        if left == 0:
+            self._teardown()
+        return left
+
+    def _teardown(self) -> None:
+        conn = self._conn
+        if conn is None:
+            return
+        if conn.alive:
+            try:
+                op = ops.connect_close()
+                conn.call(op.proc.number, b"")
+            except libvirtError:
+                pass
+        if self._loop is not None:
+            self._loop.discard(conn)
+        conn.shutdown()
+
+    def _handshake(self, flags: int) -> None:
+        want_keepalive = self._loop is not None
+        flow = flows.handshake(self._target.name, flags, want_keepalive)
+        self._features = flows.drive(flow, {flows.SRC: self._run_unchecked})
+        conn = self._live("virConnectOpen")
+        conn.on_event = self._on_event
+        conn.on_close = self._on_close
+        if self._loop is not None:
+            self._loop.add(conn)
+
+    def _run_unchecked(self, op: ops.Op) -> Any:
+        conn = self._live("virConnectOpen")
+        reply = conn.call(op.proc.number, op.payload())
+        return op.convert(core.decode_reply(op.proc, reply))
+
+    # -- events (reader thread) -------------------------------------------
+
+    def _on_event(self, event: core.Event) -> None:
+        try:
+            decoded = events.decode(event.procedure, event.payload)
+        except (ValueError, libvirtError):
+            return  # a malformed event is dropped, as libvirt's client does
+        if decoded is None:
+            return
+        reg = self._callbacks.get(decoded.callback_id)
+        if reg is None or reg.event_id != decoded.event_id:
+            return
+        dom = virDomain(self, _obj=decoded.dom)
+
+        def deliver() -> None:
+            reg.cb(self, dom, *decoded.args, reg.opaque)
+
+        if self._loop is not None:
+            self._loop.post(deliver)
+        else:
+            deliver()
+
+    def _on_close(self, reason: int) -> None:
+        registered = self._close_cb
+        if registered is None:
+            return
+        cb, opaque = registered
+
+        def deliver() -> None:
+            cb(self, reason, opaque)
+
+        if self._loop is not None:
+            self._loop.post(deliver)
+        else:
+            deliver()
+
+    # -- lifetime -----------------------------------------------------------
+
+    def close(self) -> int:
+        if self._conn is None:
+            raise errfactory.invalid_conn("virConnectClose")
+        left = self._unref()
+        if left > 0:
+            # Domain objects keep the connection alive, as in libvirt; this
+            # object itself is no longer usable.
+            self._closed_conn = self._conn
+        self._conn = None
+        return left
+
+    def __enter__(self) -> virConnect:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_conn", None) is not None:
+            try:
+                self.close()
+            except Exception:
+                pass
+
+    def isAlive(self) -> int:  # noqa: N802
+        return 1 if self._live("virConnectIsAlive").alive else 0
+
+    def setKeepAlive(self, interval: int, count: int) -> int:  # noqa: N802
+        conn = self._live("virConnectSetKeepAlive")
+        if not self._features.keepalive:
+            # libvirt: "the caller doesn't support keepalive protocol" -> 1
+            return 1
+        conn.set_keepalive(interval, count)
+        if self._loop is not None:
+            self._loop.wake()
+        return 0
+
+    def registerCloseCallback(self, cb: Callable[..., Any], opaque: Any) -> int:  # noqa: N802
+        self._live("virConnectRegisterCloseCallback")
+        if self._close_cb is not None:
+            raise errfactory.templated(
+                c.VIR_ERR_OPERATION_INVALID, c.VIR_FROM_NONE, "A close callback is already registered"
+            )
+        if self._features.close_callback:
+            self._run(ops.register_close_callback())
+        self._close_cb = (cb, opaque)
+        return 0
+
+    def unregisterCloseCallback(self) -> int:  # noqa: N802
+        self._live("virConnectUnregisterCloseCallback")
+        if self._close_cb is None:
+            raise errfactory.templated(
+                c.VIR_ERR_OPERATION_INVALID, c.VIR_FROM_NONE, "A different callback was requested"
+            )
+        if self._features.close_callback:
+            self._run(ops.unregister_close_callback())
+        self._close_cb = None
+        return 0
+
+    # -- host ---------------------------------------------------------------
+
+    def getType(self) -> str:  # noqa: N802
+        return str(self._run(ops.get_type()))
+
+    def getVersion(self) -> int:  # noqa: N802
+        return int(self._run(ops.get_version()))
+
+    def getLibVersion(self) -> int:  # noqa: N802
+        return int(self._run(ops.get_lib_version()))
+
+    def getHostname(self) -> str:  # noqa: N802
+        return str(self._run(ops.get_hostname()))
+
+    def getURI(self) -> str:  # noqa: N802
+        self._live("virConnectGetURI")
+        return self._target.uri  # answered locally, as libvirt does
+
+    def getCapabilities(self) -> str:  # noqa: N802
+        return str(self._run(ops.get_capabilities()))
+
+    def getInfo(self) -> list[Any]:  # noqa: N802
+        return list(self._run(ops.node_get_info()))
+
+    def isSecure(self) -> int:  # noqa: N802
+        self._live("virConnectIsSecure")
+        # libvirt's client answers locally: TLS and unix sockets are secure.
+        return 0 if self._target.transport is urimod.Transport.TCP else 1
+
+    def isEncrypted(self) -> int:  # noqa: N802
+        self._live("virConnectIsEncrypted")
+        return 1 if self._target.transport is urimod.Transport.TLS else 0
+
+    # -- domains ------------------------------------------------------------
+
+    def lookupByName(self, name: str) -> virDomain:  # noqa: N802
+        return self._domain(self._run(ops.lookup_by_name(name)))
+
+    def lookupByID(self, id: int) -> virDomain:  # noqa: N802, A002
+        return self._domain(self._run(ops.lookup_by_id(id)))
+
+    def lookupByUUID(self, uuid: bytes) -> virDomain:  # noqa: N802
+        if not isinstance(uuid, bytes | bytearray) or len(uuid) != 16:
+            raise _invalid_uuid()
+        return self._domain(self._run(ops.lookup_by_uuid(bytes(uuid))))
+
+    def lookupByUUIDString(self, uuidstr: str) -> virDomain:  # noqa: N802
+        try:
+            raw = uuidlib.UUID(uuidstr).bytes
+        except (ValueError, TypeError, AttributeError):
+            raise _invalid_uuid() from None
+        return self._domain(self._run(ops.lookup_by_uuid(raw)))
+
+    def listAllDomains(self, flags: int = 0) -> list[virDomain]:  # noqa: N802
+        return [self._domain(d) for d in self._run(ops.list_all_domains(flags))]
+
+    def listDomainsID(self) -> list[int]:  # noqa: N802
+        return list(self._run(ops.list_domains_id(_DOMAIN_LIST_MAX)))
+
+    def listDefinedDomains(self) -> list[str]:  # noqa: N802
+        return list(self._run(ops.list_defined_domains(_DOMAIN_LIST_MAX)))
+
+    def numOfDomains(self) -> int:  # noqa: N802
+        return int(self._run(ops.num_of_domains()))
+
+    def numOfDefinedDomains(self) -> int:  # noqa: N802
+        return int(self._run(ops.num_of_defined_domains()))
+
+    def defineXML(self, xml: str) -> virDomain:  # noqa: N802
+        return self._domain(self._run(ops.define_xml(xml)))
+
+    def defineXMLFlags(self, xml: str, flags: int = 0) -> virDomain:  # noqa: N802
+        return self._domain(self._run(ops.define_xml_flags(xml, flags)))
+
+    def createXML(self, xmlDesc: str, flags: int = 0) -> virDomain:  # noqa: N802, N803
+        return self._domain(self._run(ops.create_xml(xmlDesc, flags)))
+
+    # -- events -------------------------------------------------------------
+
+    def domainEventRegisterAny(  # noqa: N802
+        self, dom: virDomain | None, eventID: int, cb: Callable[..., Any], opaque: _T  # noqa: N803
+    ) -> int:
+        self._live("virConnectDomainEventRegisterAny")
+        if eventID not in events.PROC_BY_EVENT_ID:
+            raise errfactory.templated(
+                c.VIR_ERR_INVALID_ARG, c.VIR_FROM_DOMAIN, f"eventID must be less than {c.VIR_DOMAIN_EVENT_ID_LAST}"
+            )
+        callback_id = int(self._run(ops.event_register_any(eventID, None if dom is None else dom._ref)))
+        self._callbacks[callback_id] = _Registration(eventID, cb, opaque)
+        self.domainEventCallbackID[callback_id] = opaque
+        return callback_id
+
+    def domainEventDeregisterAny(self, callbackID: int) -> None:  # noqa: N802, N803
+        self._live("virConnectDomainEventDeregisterAny")
+        if callbackID not in self._callbacks:
+            raise errfactory.templated(
+                c.VIR_ERR_INVALID_ARG, c.VIR_FROM_NONE, f"could not find event callback {callbackID} for deletion"
+            )
+        self._run(ops.event_deregister_any(callbackID))
+        del self._callbacks[callbackID]
+        self.domainEventCallbackID.pop(callbackID, None)
+
+
+def _invalid_uuid() -> libvirtError:
+    # libvirt-python's own check, before any call (libvirt-override.c).
+    return errfactory.make(
+        c.VIR_ERR_INVALID_ARG, c.VIR_FROM_DOMAIN, "Invalid UUID", "virDomainLookupByUUIDString", "uuidstr", None, 0, 0
+    )
+
+
+class virDomain:  # noqa: N801 - libvirt-python's name
+    """A domain handle: name, UUID and id as the server gave them."""
+
+    def __init__(self, conn: virConnect, _obj: Any) -> None:
+        self._conn = conn
+        self._ref = _obj
+        conn._ref()
+        weakref.finalize(self, conn._unref)
+
+    def _conn_run(self, op: ops.Op) -> Any:
+        conn = self._conn
+        sock = conn._conn if conn._conn is not None else getattr(conn, "_closed_conn", None)
+        if sock is None:
+            raise errfactory.invalid_conn(op.proc.api or op.proc.name)
+        if conn._readonly:
+            core.check_read_only(op.proc, op.flags, op.api)
+        proc = op.proc
+        return op.convert(core.decode_reply(proc, sock.call(proc.number, op.payload())))
+
+    def connect(self) -> virConnect:
+        return self._conn
+
+    # -- identity (answered locally, as libvirt does) -----------------------
+
+    def name(self) -> str:
+        return str(self._ref.name)
+
+    def UUID(self) -> bytes:  # noqa: N802
+        return bytes(self._ref.uuid)
+
+    def UUIDString(self) -> str:  # noqa: N802
+        return str(uuidlib.UUID(bytes=bytes(self._ref.uuid)))
+
+    def ID(self) -> int:  # noqa: N802
+        return int(self._ref.id)
+
+    # -- state ----------------------------------------------------------------
+
+    def info(self) -> list[int]:
+        return self._conn_run(ops.domain_get_info(self._ref))  # type: ignore[no-any-return]
+
+    def state(self, flags: int = 0) -> list[int]:
+        return self._conn_run(ops.domain_get_state(self._ref, flags))  # type: ignore[no-any-return]
+
+    def isActive(self) -> int:  # noqa: N802
+        return int(self._conn_run(ops.domain_is_active(self._ref)))
+
+    def isPersistent(self) -> int:  # noqa: N802
+        return int(self._conn_run(ops.domain_is_persistent(self._ref)))
+
+    def XMLDesc(self, flags: int = 0) -> str:  # noqa: N802
+        return str(self._conn_run(ops.domain_get_xml_desc(self._ref, flags)))
+
+    def OSType(self) -> str:  # noqa: N802
+        return str(self._conn_run(ops.domain_get_os_type(self._ref)))
+
+    def maxMemory(self) -> int:  # noqa: N802
+        return int(self._conn_run(ops.domain_get_max_memory(self._ref)))
+
+    def autostart(self) -> int:
+        return int(self._conn_run(ops.domain_get_autostart(self._ref)))
+
+    def setAutostart(self, autostart: int) -> int:  # noqa: N802
+        self._conn_run(ops.domain_set_autostart(self._ref, int(autostart)))
+        return 0
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def _void(self, name: str) -> int:
+        self._conn_run(ops.domain_simple(name, self._ref))
+        return 0
+
+    def _void_flags(self, name: str, flags: int) -> int:
+        self._conn_run(ops.domain_with_flags(name, self._ref, flags))
+        return 0
+
+    def create(self) -> int:
+        self._conn_run(ops.domain_simple("DOMAIN_CREATE", self._ref))
+        return 0
+
+    def createWithFlags(self, flags: int = 0) -> int:  # noqa: N802
+        new = self._conn_run(ops.domain_create_with_flags(self._ref, flags))
+        if new is not None:
+            self._ref = new  # the domain now has an id
+        return 0
+
+    def destroy(self) -> int:
+        return self._void("DOMAIN_DESTROY")
+
+    def destroyFlags(self, flags: int = 0) -> int:  # noqa: N802
+        return self._void_flags("DOMAIN_DESTROY_FLAGS", flags)
+
+    def shutdown(self) -> int:
+        return self._void("DOMAIN_SHUTDOWN")
+
+    def reboot(self, flags: int = 0) -> int:
+        return self._void_flags("DOMAIN_REBOOT", flags)
+
+    def suspend(self) -> int:
+        return self._void("DOMAIN_SUSPEND")
+
+    def resume(self) -> int:
+        return self._void("DOMAIN_RESUME")
+
+    def undefine(self) -> int:
+        return self._void("DOMAIN_UNDEFINE")
+
+    def undefineFlags(self, flags: int = 0) -> int:  # noqa: N802
+        return self._void_flags("DOMAIN_UNDEFINE_FLAGS", flags)
+
+    # -- jobs -------------------------------------------------------------------
+
+    def jobInfo(self) -> list[int]:  # noqa: N802
+        return self._conn_run(ops.domain_get_job_info(self._ref))  # type: ignore[no-any-return]
+
+    def jobStats(self, flags: int = 0) -> dict[str, Any]:  # noqa: N802
+        return self._conn_run(ops.domain_get_job_stats(self._ref, flags))  # type: ignore[no-any-return]
+
+    def abortJob(self) -> int:  # noqa: N802
+        return self._void("DOMAIN_ABORT_JOB")
+
+    def abortJobFlags(self, flags: int = 0) -> int:  # noqa: N802
+        return self._void_flags("DOMAIN_ABORT_JOB_FLAGS", flags)
+
+    def migrateStartPostCopy(self, flags: int = 0) -> int:  # noqa: N802
+        self._conn_run(ops.domain_migrate_start_post_copy(self._ref, flags))
+        return 0
+
+    def migrateSetMaxDowntime(self, downtime: int, flags: int = 0) -> int:  # noqa: N802
+        self._conn_run(ops.domain_migrate_set_max_downtime(self._ref, downtime, flags))
+        return 0
+
+    def migrateGetMaxDowntime(self, flags: int = 0) -> int | None:  # noqa: N802
+        # libvirt-python 9.0 returns None instead of raising on failure here.
+        try:
+            return int(self._conn_run(ops.domain_migrate_get_max_downtime(self._ref, flags)))
+        except libvirtError as exc:
+            if exc.get_error_code() == c.VIR_ERR_OPERATION_DENIED:
+                raise
+            return None
+
+    def migrateSetMaxSpeed(self, bandwidth: int, flags: int = 0) -> int:  # noqa: N802
+        self._conn_run(ops.domain_migrate_set_max_speed(self._ref, bandwidth, flags))
+        return 0
+
+    def migrateGetMaxSpeed(self, flags: int = 0) -> int:  # noqa: N802
+        return int(self._conn_run(ops.domain_migrate_get_max_speed(self._ref, flags)))
+
+    # -- migration (client-driven, see flows.py) ----------------------------------
+
+    def _check_rw(self, api: str, *conns: virConnect | None) -> None:
+        for cn in (self._conn, *conns):
+            if cn is None:
+                raise errfactory.invalid_conn(api)
+            if cn._readonly:
+                raise errfactory.read_only(api)
+
+    def _drive(self, flow: flows.Flow, dconn: virConnect | None = None) -> Any:
+        run: dict[str, Callable[[ops.Op], Any]] = {flows.SRC: self._conn_run}
+        if dconn is not None:
+            run[flows.DST] = dconn._run
+        return flows.drive(flow, run)
+
+    def migrate3(self, dconn: virConnect, params: dict[str, Any], flags: int = 0) -> virDomain:
+        self._check_rw("virDomainMigrate3", dconn)
+        ref = self._drive(flows.migrate3(self._ref, params, flags), dconn)
+        return virDomain(dconn, _obj=ref)
+
+    def migrate(
+        self, dconn: virConnect, flags: int = 0, dname: str | None = None, uri: str | None = None,
+        bandwidth: int = 0,
+    ) -> virDomain:
+        return self.migrate2(dconn, None, flags, dname, uri, bandwidth, _api="virDomainMigrate")
+
+    def migrate2(
+        self, dconn: virConnect, dxml: str | None = None, flags: int = 0, dname: str | None = None,
+        uri: str | None = None, bandwidth: int = 0, _api: str = "virDomainMigrate2",
+    ) -> virDomain:
+        self._check_rw(_api, dconn)
+        params = flows.legacy_params(dname, uri, bandwidth, dxml)
+        if flags & c.VIR_MIGRATE_PEER2PEER:
+            dest = uri if uri is not None and _api == "virDomainMigrate" else dconn.getURI()
+            p2p_params = flows.legacy_params(dname, None if _api == "virDomainMigrate" else uri, bandwidth, dxml)
+            self._drive(flows.migrate_to_uri3(self._ref, dest, p2p_params, flags, api=_api))
+            return dconn.lookupByName(dname if dname is not None else self.name())
+        ref = self._drive(flows.migrate3(self._ref, params, flags, api=_api), dconn)
+        return virDomain(dconn, _obj=ref)
+
+    def migrateToURI3(self, dconnuri: str | None, params: dict[str, Any], flags: int = 0) -> int:  # noqa: N802
+        self._check_rw("virDomainMigrateToURI3")
+        return int(self._drive(flows.migrate_to_uri3(self._ref, dconnuri, params, flags)))
+
+    def migrateToURI(  # noqa: N802
+        self, duri: str, flags: int = 0, dname: str | None = None, bandwidth: int = 0
+    ) -> int:
+        self._check_rw("virDomainMigrateToURI")
+        p2p = bool(flags & c.VIR_MIGRATE_PEER2PEER)
+        params = flows.legacy_params(dname, None if p2p else duri, bandwidth)
+        flow = flows.migrate_to_uri3(self._ref, duri if p2p else None, params, flags, api="virDomainMigrateToURI")
+        return int(self._drive(flow))
+
+    def migrateToURI2(  # noqa: N802
+        self, dconnuri: str | None = None, miguri: str | None = None, dxml: str | None = None, flags: int = 0,
+        dname: str | None = None, bandwidth: int = 0,
+    ) -> int:
+        self._check_rw("virDomainMigrateToURI2")
+        params = flows.legacy_params(dname, miguri, bandwidth, dxml)
+        flow = flows.migrate_to_uri3(self._ref, dconnuri, params, flags, api="virDomainMigrateToURI2")
+        return int(self._drive(flow))
+
+
+# -- opening ----------------------------------------------------------------------
+
+
+def open_connection(name: str | None, readonly: bool) -> virConnect:
+    if name is None:
+        name = _default_uri()
+    flags = c.VIR_CONNECT_RO if readonly else 0
+    target = urimod.parse(name, readonly=readonly)
+    sock = transport.connect(target)
+    conn = virConnect(target, SyncConnection(sock), readonly)
+    try:
+        conn._handshake(flags)
+    except BaseException:
+        live = conn._conn
+        conn._conn = None
+        if live is not None:
+            live.shutdown()
+        raise
+    return conn
+
+
+def _default_uri() -> str:
+    return os.environ.get("LIBVIRT_DEFAULT_URI") or "qemu:///system"
