@@ -10,7 +10,8 @@
 #    test and dev extras, plus libvirt-python==9.0.0 (matches the installed libvirt.so).
 # 3. Runs pytest; extra arguments are passed through (e.g. -k, -x, a path).
 #
-# Exit status: pytest's, except that "no tests collected" (5) is a failure too.
+# Exit status: pytest's, except that "no tests collected" (5) is a failure too;
+# 124 when the run exceeded VIRTWIRE_TEST_TIMEOUT seconds (default 4800).
 # With CI=true the interop tests fail instead of skipping when libvirt is absent.
 set -euo pipefail
 # shellcheck source=scripts/_lib.sh
@@ -23,11 +24,16 @@ ensure_venv -e ".[test,dev]" "libvirt-python==9.0.0"
 
 cd "$ROOT"
 say "running pytest ${*:-(whole suite)}${CI:+ (CI=$CI)}"
+# CI kills the job at 90 min; interrupt pytest well before that so it still
+# prints its summary and the slowest tests (SIGINT = Ctrl-C for pytest).
+limit="${VIRTWIRE_TEST_TIMEOUT:-4800}"
 rc=0
-"$VENV/bin/pytest" -q -p no:cacheprovider --durations=15 "$@" </dev/null || rc=$?
+timeout --signal=INT --kill-after=60 "$limit" \
+    "$VENV/bin/pytest" -q -p no:cacheprovider --durations=15 "$@" </dev/null || rc=$?
 case "$rc" in
     0) say "PASSED" ;;
     5) say "FAILED: pytest collected no tests (exit 5)"; rc=1 ;;
+    124) say "FAILED: pytest did not finish within ${limit}s (VIRTWIRE_TEST_TIMEOUT)" ;;
     *) say "FAILED: pytest exit status $rc" ;;
 esac
 exit "$rc"

@@ -56,6 +56,10 @@ raw_rpc -> vwtestkit.RawRpcClient (the class)
     call(proc, payload), open(uri, flags), peer_closed(timeout).
 
 free_port -> vwtestkit.free_port (function returning a free 127.0.0.1 port)
+
+Hypothesis: no per-example deadline (a deadline is a timed assertion, and this
+suite shares 2 cores); with CI=true examples are derandomized, so a CI failure
+reproduces with the same command.
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ from typing import Any
 
 import pytest
 import vwtestkit
+from hypothesis import HealthCheck, settings
 from vwtestkit import (
     RawRpcClient,
     RealLibvirtd,
@@ -79,6 +84,12 @@ from vwtestkit import (
     stop_libvirtd,
     unavailable,
 )
+
+settings.register_profile(
+    "virtwire", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+settings.register_profile("virtwire-ci", parent=settings.get_profile("virtwire"), derandomize=True)
+settings.load_profile("virtwire-ci" if vwtestkit.in_ci() else "virtwire")
 
 
 @pytest.fixture(scope="session")
