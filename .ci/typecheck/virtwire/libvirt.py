@@ -1,0 +1,1 @@
+../../../virtwire/libvirt.py
