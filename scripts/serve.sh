@@ -10,7 +10,7 @@
 # runtime folder.  Extra arguments go to `virtwire serve` (see --help).
 # Idempotent: a second run installs nothing and starts the server at once.
 set -euo pipefail
-# shellcheck source=scripts/_lib.sh
+# shellcheck source-path=SCRIPTDIR source=_lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/_lib.sh"
 
 ensure_debs libvirt-clients

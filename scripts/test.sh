@@ -14,7 +14,7 @@
 # 124 when the run exceeded VIRTWIRE_TEST_TIMEOUT seconds (default 4800).
 # With CI=true the interop tests fail instead of skipping when libvirt is absent.
 set -euo pipefail
-# shellcheck source=scripts/_lib.sh
+# shellcheck source-path=SCRIPTDIR source=_lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/_lib.sh"
 
 say "repository: $ROOT"
