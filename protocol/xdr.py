@@ -1,0 +1,567 @@
+"""Runtime for the generated XDR codecs (virtwire.protocol.generated.*).  No I/O.
+
+The generated modules carry straight-line fast encoders and decoders.  Those
+fast paths do only the checks that cannot be left to `struct` (bounds, lengths,
+remaining bytes).  When one fails for any reason, the helpers here re-walk the
+value or the bytes with the type descriptors below, which check everything and
+name the field path, so every failure surfaces as one `XdrError` such as
+`remote_connect_list_all_domains_ret.domains[3].name: string length 9 exceeds
+remaining data`.
+
+Padding: like glibc's xdr_opaque/xdr_string (which libvirt uses), the decoder
+requires the padding bytes to be present but ignores their content, so a
+packet with non-zero padding decodes; it then re-encodes with zero padding.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, Self, cast
+
+import xdrlib3
+
+# --- errors ----------------------------------------------------------------------------
+
+
+class XdrError(ValueError):
+    """Bad XDR data or a value that cannot be encoded; `path` names the field."""
+
+    def __init__(self, reason: str, path: str = "") -> None:
+        super().__init__(f"{path}: {reason}" if path else reason)
+        self.reason = reason
+        self.path = path
+
+
+# --- procedures --------------------------------------------------------------------------
+
+
+class ReadOnlyPolicy(enum.Enum):
+    ALLOW = "allow"
+    DENY = "deny"
+    DENY_FLAGS = "deny-flags"
+
+
+class Codec(Protocol):
+    def to_bytes(self) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Procedure:
+    program: int
+    version: int
+    number: int
+    name: str
+    api: str | None
+    readonly: ReadOnlyPolicy
+    deny_flags: int
+    event: str | None
+    modelled: bool
+    args: type[XdrStruct] | None
+    ret: type[XdrStruct] | None
+    msg: type[XdrStruct] | None
+
+    def denies(self, flags: int = 0) -> bool:
+        """True if a read-only connection must refuse this call (with these flags)."""
+        match self.readonly:
+            case ReadOnlyPolicy.ALLOW:
+                return False
+            case ReadOnlyPolicy.DENY:
+                return True
+            case ReadOnlyPolicy.DENY_FLAGS:
+                return bool(flags & self.deny_flags)
+
+
+# --- fast-path helpers the generated code uses ----------------------------------------------
+
+U32 = struct.Struct(">I")
+I32 = struct.Struct(">i")
+# zero padding after n bytes, indexed by n & 3
+PAD = (b"", b"\0\0\0", b"\0\0", b"\0")
+ZERO_WORD = b"\0\0\0\0"
+ONE_WORD = b"\0\0\0\1"
+# decode a bool word: anything but 0/1 is an IndexError, which the slow path names
+BOOLS = (False, True)
+# encode a bool: anything that is not False/True/0/1 is a KeyError
+BOOL_WORDS: Mapping[object, int] = {False: 0, True: 1}
+
+# failures the fast paths may raise; all are turned into a precise XdrError
+FAST_FAILURES = (
+    XdrError,
+    struct.error,
+    KeyError,
+    IndexError,
+    TypeError,
+    AttributeError,
+    OverflowError,
+    UnicodeError,
+    RecursionError,
+    ValueError,
+)
+
+Encoder = Callable[[bytearray, Any], None]
+Decoder = Callable[[bytes, int], tuple[Any, int]]
+
+# --- type descriptors -------------------------------------------------------------------------
+
+
+class XdrType:
+    """Describes one XDR type; used to diagnose failures and by tests to build values."""
+
+    __slots__ = ("_min",)
+
+    def __init__(self) -> None:
+        self._min = -1
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def min_size(self) -> int:
+        """Fewest bytes any encoding of this type takes."""
+        if self._min < 0:
+            self._min = self._compute_min()
+        return self._min
+
+    def _compute_min(self) -> int:
+        raise NotImplementedError
+
+
+class IntType(XdrType):
+    __slots__ = ("fmt", "hi", "lo", "name", "size")
+
+    def __init__(self, name: str, fmt: str, lo: int, hi: int) -> None:
+        super().__init__()
+        self.name, self.fmt, self.lo, self.hi = name, struct.Struct(fmt), lo, hi
+        self.size = self.fmt.size
+
+    def describe(self) -> str:
+        return self.name
+
+    def _compute_min(self) -> int:
+        return self.size
+
+
+class FloatType(XdrType):
+    __slots__ = ("fmt", "name", "size")
+
+    def __init__(self, name: str, fmt: str) -> None:
+        super().__init__()
+        self.name, self.fmt = name, struct.Struct(fmt)
+        self.size = self.fmt.size
+
+    def describe(self) -> str:
+        return self.name
+
+    def _compute_min(self) -> int:
+        return self.size
+
+
+class BoolType(XdrType):
+    __slots__ = ()
+
+    def describe(self) -> str:
+        return "bool"
+
+    def _compute_min(self) -> int:
+        return 4
+
+
+INT = IntType("int", ">i", -(2**31), 2**31 - 1)
+UINT = IntType("unsigned int", ">I", 0, 2**32 - 1)
+HYPER = IntType("hyper", ">q", -(2**63), 2**63 - 1)
+UHYPER = IntType("unsigned hyper", ">Q", 0, 2**64 - 1)
+FLOAT = FloatType("float", ">f")
+DOUBLE = FloatType("double", ">d")
+BOOL = BoolType()
+
+
+class EnumType(XdrType):
+    __slots__ = ("cls", "members")
+
+    def __init__(self, cls: type[enum.IntEnum]) -> None:
+        super().__init__()
+        self.cls = cls
+        self.members: dict[int, enum.IntEnum] = {int(m): m for m in cls}
+
+    def describe(self) -> str:
+        return f"enum {self.cls.__name__}"
+
+    def _compute_min(self) -> int:
+        return 4
+
+
+class StringType(XdrType):
+    __slots__ = ("bound",)
+
+    def __init__(self, bound: int) -> None:
+        super().__init__()
+        self.bound = bound
+
+    def describe(self) -> str:
+        return f"string<{self.bound}>"
+
+    def _compute_min(self) -> int:
+        return 4
+
+
+class OpaqueType(XdrType):
+    __slots__ = ("fixed", "size")
+
+    def __init__(self, size: int, fixed: bool) -> None:
+        super().__init__()
+        self.size, self.fixed = size, fixed
+
+    def describe(self) -> str:
+        return f"opaque[{self.size}]" if self.fixed else f"opaque<{self.size}>"
+
+    def _compute_min(self) -> int:
+        return (self.size + 3) & ~3 if self.fixed else 4
+
+
+class ArrayType(XdrType):
+    __slots__ = ("elem", "fixed", "size")
+
+    def __init__(self, elem: XdrType, size: int, fixed: bool) -> None:
+        super().__init__()
+        self.elem, self.size, self.fixed = elem, size, fixed
+
+    def describe(self) -> str:
+        return (
+            f"{self.elem.describe()}[{self.size}]" if self.fixed else f"{self.elem.describe()}<{self.size}>"
+        )
+
+    def _compute_min(self) -> int:
+        return self.size * self.elem.min_size() if self.fixed else 4
+
+
+class OptionalType(XdrType):
+    __slots__ = ("elem",)
+
+    def __init__(self, elem: XdrType) -> None:
+        super().__init__()
+        self.elem = elem
+
+    def describe(self) -> str:
+        return f"{self.elem.describe()} *"
+
+    def _compute_min(self) -> int:
+        return 4
+
+
+class StructType(XdrType):
+    """Fields are filled in after every descriptor of the module exists (types may recurse)."""
+
+    __slots__ = ("cls", "decode", "encode", "fields", "name")
+
+    def __init__(self, name: str, cls: type[XdrStruct]) -> None:
+        super().__init__()
+        self.name, self.cls = name, cls
+        self.fields: tuple[tuple[str, XdrType], ...] = ()
+        self.encode: Encoder = _unset_encoder
+        self.decode: Decoder = _unset_decoder
+
+    def describe(self) -> str:
+        return f"struct {self.name}"
+
+    def _compute_min(self) -> int:
+        return sum(t.min_size() for _, t in self.fields)
+
+
+class UnionType(XdrType):
+    __slots__ = ("arms", "cls", "decode", "default", "disc", "disc_name", "encode", "name")
+
+    def __init__(self, name: str, cls: type[XdrStruct]) -> None:
+        super().__init__()
+        self.name, self.cls = name, cls
+        self.disc_name = ""
+        self.disc: XdrType = INT
+        # discriminant value -> the arm's type (None for a void arm)
+        self.arms: dict[int, XdrType | None] = {}
+        # (type,) of the default arm, or None if there is no default
+        self.default: tuple[XdrType | None] | None = None
+        self.encode: Encoder = _unset_encoder
+        self.decode: Decoder = _unset_decoder
+
+    def describe(self) -> str:
+        return f"union {self.name}"
+
+    def arm(self, d: int) -> tuple[bool, XdrType | None]:
+        if d in self.arms:
+            return True, self.arms[d]
+        if self.default is not None:
+            return True, self.default[0]
+        return False, None
+
+    def _compute_min(self) -> int:
+        sizes = [0 if t is None else t.min_size() for t in self.arms.values()]
+        if self.default is not None:
+            sizes.append(0 if self.default[0] is None else self.default[0].min_size())
+        return 4 + min(sizes, default=0)
+
+
+def _unset_encoder(out: bytearray, value: Any) -> None:
+    raise XdrError("codec not initialised")
+
+
+def _unset_decoder(buf: bytes, pos: int) -> tuple[Any, int]:
+    raise XdrError("codec not initialised")
+
+
+# --- the base class of generated structs and unions -------------------------------------------
+
+
+class XdrStruct:
+    """Gives every generated struct/union class its byte-level API."""
+
+    __slots__ = ()
+    xdr_type: ClassVar[StructType | UnionType]
+
+    def to_bytes(self) -> bytes:
+        t = type(self).xdr_type
+        return encode_with(t.encode, t, self, t.name)
+
+    @classmethod
+    def from_bytes(cls, data: bytes | bytearray | memoryview, *, exact: bool = True) -> Self:
+        t = cls.xdr_type
+        value, _ = decode_with(t.decode, t, data, exact=exact, name=t.name)
+        return cast(Self, value)
+
+    def pack(self, p: xdrlib3.Packer) -> None:
+        data = self.to_bytes()
+        p.pack_fopaque(len(data), data)  # whole words already, so no padding is added
+
+    @classmethod
+    def unpack(cls, u: xdrlib3.Unpacker) -> Self:
+        t = cls.xdr_type
+        start = u.get_position()
+        value, end = decode_with(t.decode, t, u.get_buffer(), exact=False, name=t.name, start=start)
+        u.set_position(end)
+        return cast(Self, value)
+
+
+# --- entry points ---------------------------------------------------------------------------------
+
+
+def encode_with(enc: Encoder, t: XdrType, value: Any, name: str) -> bytes:
+    out = bytearray()
+    try:
+        enc(out, value)
+    except FAST_FAILURES as exc:
+        raise encode_failure(t, value, name, exc) from None
+    return bytes(out)
+
+
+def decode_with(
+    dec: Decoder, t: XdrType, data: bytes | bytearray | memoryview, *, exact: bool, name: str, start: int = 0
+) -> tuple[Any, int]:
+    buf = data if type(data) is bytes else bytes(data)
+    try:
+        value, pos = dec(buf, start)
+    except FAST_FAILURES as exc:
+        raise decode_failure(t, buf, start, name, exc) from None
+    if exact and pos != len(buf):
+        raise XdrError(f"{len(buf) - pos} unexpected bytes after the value", name)
+    return value, pos
+
+
+def encode_failure(t: XdrType, value: Any, name: str, exc: BaseException) -> XdrError:
+    """Find the exact field the fast encoder tripped over."""
+    try:
+        check_value(t, value, name)
+    except XdrError as err:
+        return err
+    except RecursionError:
+        return XdrError("value nested too deeply", name)
+    return XdrError(f"cannot encode: {exc}", name)
+
+
+def decode_failure(t: XdrType, buf: bytes, start: int, name: str, exc: BaseException) -> XdrError:
+    """Find the exact field the fast decoder tripped over."""
+    try:
+        decode_value(t, buf, start, name)
+    except XdrError as err:
+        return err
+    except RecursionError:
+        return XdrError("data nested too deeply", name)
+    return XdrError(f"cannot decode: {exc}", name)
+
+
+# --- the checking walkers (slow path and reference) -------------------------------------------------
+
+
+def check_value(t: XdrType, v: Any, path: str) -> None:
+    """Raise XdrError naming the path if `v` cannot be encoded as `t`."""
+    match t:
+        case IntType(lo=lo, hi=hi):
+            if type(v) is bool or not isinstance(v, int):
+                raise XdrError(f"expected int for {t.describe()}, got {type(v).__name__}", path)
+            if not lo <= v <= hi:
+                raise XdrError(f"{v} out of range for {t.describe()} ({lo} .. {hi})", path)
+        case FloatType(fmt=fmt):
+            if not isinstance(v, int | float) or isinstance(v, bool):
+                raise XdrError(f"expected float for {t.describe()}, got {type(v).__name__}", path)
+            try:
+                fmt.pack(v)
+            except (struct.error, OverflowError) as exc:
+                raise XdrError(f"{v!r} cannot be a {t.describe()}: {exc}", path) from None
+        case BoolType():
+            if v is not True and v is not False and v not in (0, 1):
+                raise XdrError(f"expected bool, got {v!r}", path)
+        case EnumType(members=members):
+            if isinstance(v, bool) or not isinstance(v, int) or v not in members:
+                raise XdrError(f"{v!r} is not a member of {t.describe()}", path)
+        case StringType(bound=bound):
+            if not isinstance(v, str):
+                raise XdrError(f"expected str, got {type(v).__name__}", path)
+            try:
+                n = len(v.encode("utf-8", "surrogateescape"))
+            except UnicodeError as exc:
+                raise XdrError(f"string cannot be encoded as UTF-8: {exc}", path) from None
+            if n > bound:
+                raise XdrError(f"string of {n} bytes exceeds the bound {bound}", path)
+        case OpaqueType(size=size, fixed=fixed):
+            if not isinstance(v, bytes | bytearray | memoryview):
+                raise XdrError(f"expected bytes, got {type(v).__name__}", path)
+            n = len(v)
+            if fixed and n != size:
+                raise XdrError(f"expected exactly {size} bytes, got {n}", path)
+            if not fixed and n > size:
+                raise XdrError(f"{n} bytes exceed the bound {size}", path)
+        case ArrayType(elem=elem, size=size, fixed=fixed):
+            if not isinstance(v, list | tuple):
+                raise XdrError(f"expected list, got {type(v).__name__}", path)
+            n = len(v)
+            if fixed and n != size:
+                raise XdrError(f"expected exactly {size} elements, got {n}", path)
+            if not fixed and n > size:
+                raise XdrError(f"{n} elements exceed the bound {size}", path)
+            for i, x in enumerate(v):
+                check_value(elem, x, f"{path}[{i}]")
+        case OptionalType(elem=elem):
+            if v is not None:
+                check_value(elem, v, path)
+        case StructType(fields=fields):
+            if v is None:
+                raise XdrError(f"expected {t.describe()}, got None", path)
+            for fname, ftype in fields:
+                try:
+                    fv = getattr(v, fname)
+                except AttributeError:
+                    raise XdrError(f"expected {t.describe()}, got {type(v).__name__}", path) from None
+                check_value(ftype, fv, f"{path}.{fname}")
+        case UnionType():
+            if v is None:
+                raise XdrError(f"expected {t.describe()}, got None", path)
+            try:
+                d, arm_value = getattr(v, t.disc_name), v.value
+            except AttributeError:
+                raise XdrError(f"expected {t.describe()}, got {type(v).__name__}", path) from None
+            check_value(t.disc, d, f"{path}.{t.disc_name}")
+            known, arm = t.arm(int(d))
+            if not known:
+                raise XdrError(f"discriminant {int(d)} has no arm in {t.describe()}", f"{path}.{t.disc_name}")
+            if arm is None:
+                if arm_value is not None:
+                    raise XdrError(
+                        f"void arm must hold None, got {type(arm_value).__name__}", f"{path}.value"
+                    )
+            else:
+                check_value(arm, arm_value, f"{path}.value")
+        case _:
+            raise XdrError(f"unknown descriptor {t!r}", path)
+
+
+def _word(buf: bytes, pos: int, path: str, what: str) -> int:
+    if pos + 4 > len(buf):
+        raise XdrError(f"data ends before the {what} ({len(buf) - pos} of 4 bytes left)", path)
+    return cast(int, U32.unpack_from(buf, pos)[0])
+
+
+def _counted(buf: bytes, pos: int, bound: int, path: str, what: str, unit: int) -> int:
+    """Read and check a length word: within the bound and within the data left."""
+    n = _word(buf, pos, path, f"{what} length")
+    if n > bound:
+        raise XdrError(f"{what} length {n} exceeds the bound {bound}", path)
+    left = len(buf) - pos - 4
+    need = (n + 3) & ~3 if unit == 1 else n * unit
+    if need > left:
+        raise XdrError(f"{what} length {n} needs {need} bytes, only {left} left", path)
+    return n
+
+
+def decode_value(t: XdrType, buf: bytes, pos: int, path: str) -> tuple[Any, int]:
+    """Decode `t` at `pos` checking everything; errors name the path."""
+    match t:
+        case IntType(fmt=fmt, size=size) | FloatType(fmt=fmt, size=size):
+            if pos + size > len(buf):
+                raise XdrError(
+                    f"data ends inside a {t.describe()} ({len(buf) - pos} of {size} bytes left)", path
+                )
+            return fmt.unpack_from(buf, pos)[0], pos + size
+        case BoolType():
+            w = _word(buf, pos, path, "bool")
+            if w > 1:
+                raise XdrError(f"bool must be 0 or 1, got {w}", path)
+            return w == 1, pos + 4
+        case EnumType(members=members):
+            w = _word(buf, pos, path, t.describe())
+            w = w - (1 << 32) if w >= 1 << 31 else w
+            if w not in members:
+                raise XdrError(f"{w} is not a member of {t.describe()}", path)
+            return members[w], pos + 4
+        case StringType(bound=bound):
+            n = _counted(buf, pos, bound, path, "string", 1)
+            start = pos + 4
+            return buf[start : start + n].decode("utf-8", "surrogateescape"), start + ((n + 3) & ~3)
+        case OpaqueType(size=size, fixed=True):
+            padded = (size + 3) & ~3
+            if pos + padded > len(buf):
+                raise XdrError(
+                    f"data ends inside opaque[{size}] ({len(buf) - pos} of {padded} bytes left)", path
+                )
+            return buf[pos : pos + size], pos + padded
+        case OpaqueType(size=size):
+            n = _counted(buf, pos, size, path, "opaque", 1)
+            start = pos + 4
+            return buf[start : start + n], start + ((n + 3) & ~3)
+        case ArrayType(elem=elem, size=size, fixed=fixed):
+            if fixed:
+                n = size
+                need = n * elem.min_size()
+                if need > len(buf) - pos:
+                    raise XdrError(
+                        f"array of {n} needs at least {need} bytes, only {len(buf) - pos} left", path
+                    )
+            else:
+                n = _counted(buf, pos, size, path, "array", elem.min_size())
+                pos += 4
+            items = []
+            for i in range(n):
+                x, pos = decode_value(elem, buf, pos, f"{path}[{i}]")
+                items.append(x)
+            return items, pos
+        case OptionalType(elem=elem):
+            flag = _word(buf, pos, path, "optional-data flag")
+            if flag == 0:
+                return None, pos + 4
+            if flag != 1:
+                raise XdrError(f"optional-data flag must be 0 or 1, got {flag}", path)
+            return decode_value(elem, buf, pos + 4, path)
+        case StructType(fields=fields, cls=cls):
+            values = []
+            for fname, ftype in fields:
+                x, pos = decode_value(ftype, buf, pos, f"{path}.{fname}")
+                values.append(x)
+            return cast(Any, cls)(*values), pos
+        case UnionType(cls=cls):
+            d, pos = decode_value(t.disc, buf, pos, f"{path}.{t.disc_name}")
+            known, arm = t.arm(int(d))
+            if not known:
+                raise XdrError(f"discriminant {int(d)} has no arm in {t.describe()}", f"{path}.{t.disc_name}")
+            x = None
+            if arm is not None:
+                x, pos = decode_value(arm, buf, pos, f"{path}.value")
+            return cast(Any, cls)(d, x), pos
+    raise XdrError(f"unknown descriptor {t!r}", path)
