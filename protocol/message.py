@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
 
 from .errors import ProtocolError
 from .framing import (
@@ -39,11 +38,10 @@ from .framing import (
 )
 from .generated import keepalive, remote
 from .generated.virnet import remote_error, virNetStreamHole
-from .xdr import Procedure, XdrError
+from .xdr import Procedure, XdrError, XdrStruct
 
 __all__ = [
     "Body",
-    "Encodable",
     "Message",
     "body_codec",
     "decode_body",
@@ -53,17 +51,7 @@ __all__ = [
 ]
 
 
-class Encodable(Protocol):
-    """Anything with the generated codec's ``to_bytes``."""
-
-    def to_bytes(self) -> bytes: ...
-
-
-class _Decodable(Protocol):
-    def from_bytes(self, data: bytes | bytearray | memoryview, *, exact: bool = True) -> Encodable: ...
-
-
-Body = Encodable | bytes | None
+Body = XdrStruct | bytes | None
 
 # (program, version) -> procedure table; the tables come from the spec.
 _PROGRAMS: Mapping[tuple[int, int], Mapping[int, Procedure]] = {
@@ -93,18 +81,19 @@ class _Raw:
 _RAW = _Raw()
 
 
-def body_codec(header: Header) -> type[Encodable] | _Raw | None:
+def body_codec(header: Header) -> type[XdrStruct] | _Raw | None:
     """The class the body of a packet with this header decodes to; None for void,
     ``_RAW`` (an opaque marker) when the body is kept as bytes."""
     mtype, status = header.type, header.status
     if mtype == MessageType.VIR_NET_STREAM_HOLE:
         return virNetStreamHole
-    if mtype in (MessageType.VIR_NET_REPLY, MessageType.VIR_NET_STREAM) and status == MessageStatus.VIR_NET_ERROR:
+    error_carriers = (MessageType.VIR_NET_REPLY, MessageType.VIR_NET_STREAM)
+    if status == MessageStatus.VIR_NET_ERROR and mtype in error_carriers:
         return remote_error
     proc = lookup_procedure(header.program, header.version, header.procedure)
     if proc is None or not proc.modelled:
         return _RAW
-    codec: type[Encodable] | None
+    codec: type[XdrStruct] | None
     if mtype == MessageType.VIR_NET_CALL and status == MessageStatus.VIR_NET_OK:
         codec = proc.args
     elif mtype == MessageType.VIR_NET_REPLY and status == MessageStatus.VIR_NET_OK:
@@ -131,9 +120,8 @@ def decode_body(header: Header, payload: bytes | bytearray | memoryview, *, exac
         if payload and exact:
             raise _payload_error(header, "void payload has trailing bytes")
         return None
-    decoder: _Decodable = codec  # type: ignore[assignment]
     try:
-        return decoder.from_bytes(payload, exact=exact)
+        return codec.from_bytes(payload, exact=exact)
     except XdrError as exc:
         raise _payload_error(header, str(exc)) from exc
 
@@ -156,16 +144,16 @@ def encode_message(message: Message) -> bytes:
     """The packet for a message; the body must be what ``body_codec`` names, or raw bytes."""
     body = message.body
     header = message.header
-    if body is None:
-        payload = b""
-    elif isinstance(body, bytes | bytearray | memoryview):
+    if isinstance(body, bytes | bytearray | memoryview):
         payload = bytes(body)
     else:
         codec = body_codec(header)
-        if not isinstance(codec, _Raw) and codec is not None and not isinstance(body, codec):
+        fits = isinstance(body, codec) if isinstance(codec, type) else codec is not None or body is None
+        if not fits:
+            expected = codec.__name__ if isinstance(codec, type) else "a void body"
             raise TypeError(
-                f"body of {type(body).__name__} does not fit a {header.type.name}/{header.status.name} "
-                f"packet of procedure {header.procedure}: expected {codec.__name__}"
+                f"a {header.type.name}/{header.status.name} packet of procedure {header.procedure} "
+                f"carries {expected}, not {type(body).__name__}"
             )
-        payload = body.to_bytes()
+        payload = b"" if body is None else body.to_bytes()
     return encode_header(header, len(payload)) + payload

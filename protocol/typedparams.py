@@ -156,7 +156,8 @@ def param_value(param: remote_typed_param) -> ParamValue:
 def _check_field(name: str) -> None:
     if len(name.encode("utf-8", "surrogateescape")) > MAX_FIELD_LENGTH:
         # The receiving side's check (virTypedParamsDeserialize).
-        raise make_error(C.VIR_ERR_INTERNAL_ERROR, C.VIR_FROM_NONE, f"parameter {name} too big for destination")
+        detail = f"parameter {name} too big for destination"
+        raise make_error(C.VIR_ERR_INTERNAL_ERROR, C.VIR_FROM_NONE, detail)
 
 
 def params_to_list(
