@@ -104,7 +104,7 @@ _NO_MESSAGE = "No error message provided"
 _UNKNOWN_ERROR = "Unknown error"
 
 
-class libvirtError(Exception):  # noqa: N801 - libvirt-python's name, kept for drop-in use
+class libvirtError(Exception):
     """An error from libvirt, with libvirt-python's interface.
 
     ``libvirtError(defmsg)`` works as in libvirt-python for user code that raises
