@@ -1,0 +1,280 @@
+"""Client benchmark: virtwire's clients against libvirt-python, same daemon, same run.
+
+Starts a real libvirtd (test driver) with tests/fixtures/libvirtd-up.sh (or
+uses --tcp-uri/--unix-uri of a running one), then measures, for each client:
+
+- sequential dom.info() round trips/s over tcp and unix;
+- lookupByName + info; open + close;
+- dom.info() from 8 threads on 8 connections;
+- listAllDomains with --ndomains extra domains defined;
+- the trio API with 8 and 32 concurrent tasks on one connection (compared with
+  libvirt-python's threads on one connection);
+- client CPU per call (process CPU time / operations; the daemon is another process).
+
+Each row is the median of --reps runs of --duration seconds; the report gives
+ops/s, CPU µs per op, and the ratio virtwire / libvirt-python (>= 1.0 is as
+fast; CPU ratio <= 1.0 is as cheap).
+
+    .venv/bin/python bench/bench_client.py --duration 2 --reps 3 --ndomains 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import trio
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
+
+import libvirt as real_libvirt  # noqa: E402 - the real libvirt-python 9.0
+
+import virtwire.client as vclient  # noqa: E402
+import virtwire.libvirt as vlibvirt  # noqa: E402
+
+DOMAIN_XML = """<domain type='test'><name>{name}</name><uuid>{uuid}</uuid>
+<memory>65536</memory><vcpu>1</vcpu><os><type>hvm</type></os></domain>"""
+
+Result = tuple[float, float]  # ops/s, client CPU µs per op
+
+
+def measure(duration: float, body: Callable[[], int]) -> Result:
+    """Run `body` (returns ops done per invocation) for `duration` seconds."""
+    ops = 0
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    end = t0 + duration
+    while time.perf_counter() < end:
+        ops += body()
+    wall = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
+    return ops / wall, cpu / ops * 1e6
+
+
+def threaded(duration: float, nthreads: int, make_worker: Callable[[int], Callable[[], None]]) -> Result:
+    counts = [0] * nthreads
+    stop = threading.Event()
+    workers = [make_worker(i) for i in range(nthreads)]
+
+    def run(i: int) -> None:
+        fn = workers[i]
+        n = 0
+        while not stop.is_set():
+            fn()
+            n += 1
+        counts[i] = n
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(nthreads)]
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    time.sleep(duration)
+    stop.set()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
+    total = sum(counts)
+    return total / wall, cpu / max(total, 1) * 1e6
+
+
+def median(results: list[Result]) -> Result:
+    return statistics.median(r[0] for r in results), statistics.median(r[1] for r in results)
+
+
+# -- workloads (each returns a Result) ----------------------------------------
+
+
+def seq_info(lib: Any, uri: str, duration: float) -> Result:
+    conn = lib.open(uri)
+    dom = conn.lookupByName("test")
+
+    def body() -> int:
+        for _ in range(50):
+            dom.info()
+        return 50
+
+    try:
+        return measure(duration, body)
+    finally:
+        del dom
+        conn.close()
+
+
+def lookup_info(lib: Any, uri: str, duration: float) -> Result:
+    conn = lib.open(uri)
+
+    def body() -> int:
+        for _ in range(25):
+            conn.lookupByName("test").info()
+        return 25
+
+    try:
+        return measure(duration, body)
+    finally:
+        conn.close()
+
+
+def open_close(lib: Any, uri: str, duration: float) -> Result:
+    def body() -> int:
+        lib.open(uri).close()
+        return 1
+
+    return measure(duration, body)
+
+
+def threads_own_conns(lib: Any, uri: str, duration: float, n: int = 8) -> Result:
+    conns = [lib.open(uri) for _ in range(n)]
+    doms = [c.lookupByName("test") for c in conns]
+    try:
+        return threaded(duration, n, lambda i: doms[i].info)
+    finally:
+        del doms
+        for c in conns:
+            c.close()
+
+
+def threads_one_conn(lib: Any, uri: str, duration: float, n: int) -> Result:
+    conn = lib.open(uri)
+    dom = conn.lookupByName("test")
+    try:
+        return threaded(duration, n, lambda i: dom.info)
+    finally:
+        del dom
+        conn.close()
+
+
+def list_all(lib: Any, uri: str, duration: float) -> Result:
+    conn = lib.open(uri)
+
+    def body() -> int:
+        conn.listAllDomains()
+        return 1
+
+    try:
+        return measure(duration, body)
+    finally:
+        conn.close()
+
+
+def trio_tasks(uri: str, duration: float, ntasks: int) -> Result:
+    async def main() -> tuple[int, float]:
+        async with await vclient.connect(uri, keepalive=False) as conn:
+            dom = await conn.lookup_by_name("test")
+            counts = [0] * ntasks
+            t0 = trio.current_time()
+
+            async def worker(i: int) -> None:
+                while trio.current_time() - t0 < duration:
+                    await dom.info()
+                    counts[i] += 1
+
+            async with trio.open_nursery() as nursery:
+                for i in range(ntasks):
+                    nursery.start_soon(worker, i)
+            return sum(counts), trio.current_time() - t0
+
+    cpu0 = time.process_time()
+    total, wall = trio.run(main)
+    cpu = time.process_time() - cpu0
+    return total / wall, cpu / max(total, 1) * 1e6
+
+
+# -- driver ---------------------------------------------------------------------
+
+
+def define_domains(uri: str, n: int) -> None:
+    conn = real_libvirt.open(uri)
+    try:
+        have = len(conn.listAllDomains())
+        for i in range(have - 1, n):
+            conn.defineXML(DOMAIN_XML.format(name=f"bench-{i:05d}", uuid=uuid.uuid4()))
+    finally:
+        conn.close()
+
+
+def report(rows: list[tuple[str, Result, Result]]) -> None:
+    print(f"{'test':<44} {'libvirt-py ops/s':>16} {'virtwire ops/s':>15} {'ratio':>6} "
+          f"{'lvpy cpu µs':>11} {'vw cpu µs':>10} {'cpu ratio':>9}")
+    for name, theirs, ours in rows:
+        print(
+            f"{name:<44} {theirs[0]:>16.0f} {ours[0]:>15.0f} {ours[0] / theirs[0]:>6.2f} "
+            f"{theirs[1]:>11.1f} {ours[1]:>10.1f} {ours[1] / theirs[1]:>9.2f}"
+        )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=2.0)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--ndomains", type=int, default=1000)
+    parser.add_argument("--tcp-uri")
+    parser.add_argument("--unix-uri")
+    parser.add_argument("--only", help="substring filter on test names")
+    args = parser.parse_args()
+    real_libvirt.registerErrorHandler(lambda ctx, err: None, None)
+
+    daemon = None
+    if args.tcp_uri and args.unix_uri:
+        tcp_uri, unix_uri = args.tcp_uri, args.unix_uri
+    else:
+        from vwtestkit import start_libvirtd, stop_libvirtd
+
+        daemon = start_libvirtd(Path(tempfile.mkdtemp(prefix="vw-bench-client-")), hold=True)
+        tcp_uri, unix_uri = daemon.tcp_uri, daemon.unix_uri
+    d, reps = args.duration, args.reps
+    try:
+        cases: list[tuple[str, Callable[[Any], Result]]] = []
+        for label, uri in (("tcp", tcp_uri), ("unix", unix_uri)):
+            cases += [
+                (f"{label} dom.info() sequential", lambda lib, u=uri: seq_info(lib, u, d)),
+                (f"{label} lookupByName+info", lambda lib, u=uri: lookup_info(lib, u, d)),
+                (f"{label} open+close", lambda lib, u=uri: open_close(lib, u, d)),
+                (f"{label} dom.info() 8 threads x own conn", lambda lib, u=uri: threads_own_conns(lib, u, d)),
+            ]
+        rows: list[tuple[str, Result, Result]] = []
+        for name, fn in cases:
+            if args.only and args.only not in name:
+                continue
+            theirs = median([fn(real_libvirt) for _ in range(reps)])
+            ours = median([fn(vlibvirt) for _ in range(reps)])
+            rows.append((name, theirs, ours))
+            report(rows[-1:])
+        for n in (8, 32):
+            name = f"tcp dom.info() {n} on one conn (trio tasks)"
+            if args.only and args.only not in name:
+                continue
+            theirs = median([threads_one_conn(real_libvirt, tcp_uri, d, n) for _ in range(reps)])
+            ours = median([trio_tasks(tcp_uri, d, n) for _ in range(reps)])
+            rows.append((name, theirs, ours))
+            report(rows[-1:])
+        name = f"tcp listAllDomains ({args.ndomains + 1} domains)"
+        if not args.only or args.only in name:
+            define_domains(tcp_uri, args.ndomains)
+            theirs = median([list_all(real_libvirt, tcp_uri, d) for _ in range(reps)])
+            ours = median([list_all(vlibvirt, tcp_uri, d) for _ in range(reps)])
+            rows.append((name, theirs, ours))
+        print()
+        print(f"median of {reps} x {d}s; ratio = virtwire / libvirt-python (ops/s higher is better, "
+              "cpu lower is better)")
+        report(rows)
+    finally:
+        if daemon is not None:
+            from vwtestkit import stop_libvirtd
+
+            stop_libvirtd(daemon)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

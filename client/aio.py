@@ -1,0 +1,517 @@
+"""The trio API: `async with await virtwire.client.connect(uri) as conn:`.
+
+One reader task per connection routes replies to waiting calls by serial,
+answers PINGs, and feeds domain events to bounded subscriber channels. A call
+writes its packet whole under a lock with cancellation shielded, so a
+cancelled call either sent nothing or sent a complete packet; its late reply
+is dropped on arrival. Everything runs in the connection's own nursery,
+opened by `async with` and unwound on exit.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid as uuidlib
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import trio
+
+from virtwire.client import aio_transport, core, errfactory, events, flows, ops
+from virtwire.client import uri as urimod
+from virtwire.protocol.errors import libvirtError
+from virtwire.protocol.generated import constants as c
+from virtwire.protocol.generated import remote
+
+RECV_SIZE = 65536
+EVENT_BUFFER = 256
+
+
+class _Waiter:
+    __slots__ = ("done", "error", "reply")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.reply: core.Reply | None = None
+        self.error: libvirtError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DomainEventRecord:
+    """One domain event: its ID, the domain, and the callback arguments libvirt-python passes."""
+
+    event_id: int
+    domain: Domain
+    args: tuple[Any, ...]
+
+
+class Connection:
+    """A connection to a daemon; use `async with` to run it."""
+
+    def __init__(self, target: urimod.Target, stream: trio.abc.Stream, readonly: bool) -> None:
+        self.target = target
+        self.readonly = readonly
+        self._stream = stream
+        self._splitter = core.PacketSplitter()
+        self._pending: core.Pending[_Waiter] = core.Pending()
+        self._send_lock = trio.Lock()
+        self._dead: libvirtError | None = None
+        self._nursery: trio.Nursery | None = None
+        self._nursery_cm: Any = None
+        self._subscribers: dict[int, trio.MemorySendChannel[DomainEventRecord]] = {}
+        self._keepalive: core.KeepAlive | None = None
+        self._keepalive_changed = trio.Event()
+        self.features = flows.Features(False, False, False)
+        self.dropped_events = 0
+
+    # -- running --------------------------------------------------------
+
+    async def __aenter__(self) -> Connection:
+        self._nursery_cm = trio.open_nursery()
+        self._nursery = await self._nursery_cm.__aenter__()
+        self._nursery.start_soon(self._reader)
+        self._nursery.start_soon(self._keepalive_task)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        try:
+            if exc_type is None:
+                await self.close()
+        finally:
+            await self._shutdown()
+            assert self._nursery is not None
+            self._nursery.cancel_scope.cancel()
+            result: bool | None = await self._nursery_cm.__aexit__(exc_type, exc, tb)
+            self._nursery = None
+        return result
+
+    async def close(self) -> None:
+        """CONNECT_CLOSE, then the socket is closed (the server closes its side too)."""
+        if self._dead is None:
+            try:
+                await self.call(ops.connect_close())
+            except libvirtError:
+                pass
+        await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        self._die(errfactory.socket_closed())
+        with trio.CancelScope(shield=True):
+            await self._stream.aclose()
+
+    @property
+    def alive(self) -> bool:
+        return self._dead is None
+
+    # -- calls ----------------------------------------------------------
+
+    async def call(self, op: ops.Op) -> Any:
+        """Run one Op: read-only check, send, wait for the reply, convert."""
+        if self.readonly:
+            core.check_read_only(op.proc, op.flags, op.api)
+        if self._dead is not None:
+            raise errfactory.socket_closed()
+        waiter = _Waiter()
+        serial = self._pending.add(waiter)
+        packet = core.call_packet(serial, op.proc.number, op.payload())
+        try:
+            await self._send(packet)
+            if self._nursery is None:
+                await self._read_inline(waiter)  # before `async with`: handshake
+            else:
+                await waiter.done.wait()
+        finally:
+            self._pending.pop(serial)  # a late reply to a cancelled call is dropped
+        if waiter.error is not None:
+            raise waiter.error
+        assert waiter.reply is not None
+        return op.convert(core.decode_reply(op.proc, waiter.reply))
+
+    async def _send(self, packet: bytes) -> None:
+        # Cancellation may stop us while we queue for the lock (nothing sent),
+        # never in the middle of a packet.
+        async with self._send_lock:
+            with trio.CancelScope(shield=True):
+                if self._dead is not None:
+                    raise errfactory.socket_closed()
+                try:
+                    await self._stream.send_all(packet)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    err = errfactory.system("Cannot write data: Broken pipe", 32)
+                    self._die(err)
+                    raise err from None
+
+    # -- reading --------------------------------------------------------
+
+    async def _receive(self) -> bytes:
+        try:
+            return await self._stream.receive_some(RECV_SIZE)
+        except (trio.BrokenResourceError, OSError):
+            return b""
+
+    def _handle(self, data: bytes) -> list[bytes]:
+        if not data:
+            self._die(errfactory.system("End of file while reading data: Input/output error", 5))
+            return []
+        try:
+            packets = self._splitter.feed(data)
+        except libvirtError as exc:
+            self._die(exc)
+            return []
+        ka = self._keepalive
+        if ka is not None:
+            ka.received(trio.current_time())
+        pongs: list[bytes] = []
+        for packet in packets:
+            msg = core.classify(packet)
+            if type(msg) is core.Reply:
+                w = self._pending.waiters.get(msg.serial)
+                if w is not None:
+                    w.reply = msg
+                    w.done.set()
+            elif type(msg) is core.Event:
+                self._dispatch_event(msg)
+            elif msg is core.PING:
+                pongs.append(core.PONG_PACKET)
+        return pongs
+
+    async def _read_inline(self, waiter: _Waiter) -> None:
+        while not waiter.done.is_set():
+            for pong in self._handle(await self._receive()):
+                await self._send(pong)
+
+    async def _reader(self) -> None:
+        while self._dead is None:
+            data = await self._receive()
+            if self._dead is not None:
+                return
+            for pong in self._handle(data):
+                try:
+                    await self._send(pong)
+                except libvirtError:
+                    return
+
+    def _die(self, err: libvirtError) -> None:
+        if self._dead is not None:
+            return
+        self._dead = err
+        for w in self._pending.drain():
+            w.error = err
+            w.done.set()
+        for ch in self._subscribers.values():
+            ch.close()
+        self._subscribers.clear()
+        self._keepalive_changed.set()
+
+    # -- keepalive ------------------------------------------------------
+
+    def set_keepalive(self, interval: float, count: int) -> None:
+        """Send PINGs after `interval` s idle; declare the peer dead after `count` unanswered."""
+        self._keepalive = core.KeepAlive(interval, count, trio.current_time()) if interval > 0 else None
+        self._keepalive_changed.set()
+
+    async def _keepalive_task(self) -> None:
+        while self._dead is None:
+            ka = self._keepalive
+            deadline = math.inf if ka is None else ka.deadline()
+            with trio.move_on_at(deadline):
+                await self._keepalive_changed.wait()
+                self._keepalive_changed = trio.Event()
+                continue
+            if ka is None:
+                continue
+            action = ka.tick(trio.current_time())
+            if action == "dead":
+                self._die(errfactory.keepalive_timeout())
+                with trio.CancelScope(shield=True):
+                    await self._stream.aclose()
+                return
+            if action == "ping":
+                try:
+                    await self._send(core.PING_PACKET)
+                except libvirtError:
+                    return
+
+    # -- events ---------------------------------------------------------
+
+    def _dispatch_event(self, msg: core.Event) -> None:
+        try:
+            decoded = events.decode(msg.procedure, msg.payload)
+        except (ValueError, libvirtError):
+            return
+        if decoded is None:
+            return
+        ch = self._subscribers.get(decoded.callback_id)
+        if ch is None:
+            return
+        record = DomainEventRecord(decoded.event_id, Domain(self, decoded.dom), decoded.args)
+        try:
+            ch.send_nowait(record)
+        except trio.WouldBlock:
+            # A subscriber that does not keep up loses events rather than
+            # stalling every reply behind it.
+            self.dropped_events += 1
+        except trio.BrokenResourceError:
+            pass
+
+    @asynccontextmanager
+    async def domain_events(
+        self, event_id: int = c.VIR_DOMAIN_EVENT_ID_LIFECYCLE, domain: Domain | None = None,
+        buffer: int = EVENT_BUFFER,
+    ) -> AsyncIterator[trio.MemoryReceiveChannel[DomainEventRecord]]:
+        """Subscribe to one event ID (optionally for one domain); iterate the channel."""
+        if event_id not in events.PROC_BY_EVENT_ID:
+            raise errfactory.templated(
+                c.VIR_ERR_INVALID_ARG, c.VIR_FROM_DOMAIN, f"eventID must be less than {c.VIR_DOMAIN_EVENT_ID_LAST}"
+            )
+        send, receive = trio.open_memory_channel[DomainEventRecord](buffer)
+        callback_id = await self.call(ops.event_register_any(event_id, None if domain is None else domain.ref))
+        self._subscribers[callback_id] = send
+        try:
+            async with receive:
+                yield receive
+        finally:
+            self._subscribers.pop(callback_id, None)
+            send.close()
+            if self._dead is None:
+                with trio.CancelScope(shield=True):
+                    try:
+                        await self.call(ops.event_deregister_any(callback_id))
+                    except libvirtError:
+                        pass
+
+    # -- host -----------------------------------------------------------
+
+    async def get_type(self) -> str:
+        return str(await self.call(ops.get_type()))
+
+    async def get_version(self) -> int:
+        return int(await self.call(ops.get_version()))
+
+    async def get_lib_version(self) -> int:
+        return int(await self.call(ops.get_lib_version()))
+
+    async def get_hostname(self) -> str:
+        return str(await self.call(ops.get_hostname()))
+
+    async def get_capabilities(self) -> str:
+        return str(await self.call(ops.get_capabilities()))
+
+    async def get_info(self) -> list[Any]:
+        return list(await self.call(ops.node_get_info()))
+
+    def get_uri(self) -> str:
+        return self.target.uri
+
+    def is_secure(self) -> bool:
+        return self.target.transport is not urimod.Transport.TCP
+
+    def is_encrypted(self) -> bool:
+        return self.target.transport is urimod.Transport.TLS
+
+    # -- domains --------------------------------------------------------
+
+    async def lookup_by_name(self, name: str) -> Domain:
+        return Domain(self, await self.call(ops.lookup_by_name(name)))
+
+    async def lookup_by_id(self, dom_id: int) -> Domain:
+        return Domain(self, await self.call(ops.lookup_by_id(dom_id)))
+
+    async def lookup_by_uuid(self, uuid: bytes | str) -> Domain:
+        raw = uuidlib.UUID(uuid).bytes if isinstance(uuid, str) else bytes(uuid)
+        return Domain(self, await self.call(ops.lookup_by_uuid(raw)))
+
+    async def list_all_domains(self, flags: int = 0) -> list[Domain]:
+        return [Domain(self, d) for d in await self.call(ops.list_all_domains(flags))]
+
+    async def list_domains_id(self) -> list[int]:
+        return list(await self.call(ops.list_domains_id(remote.REMOTE_DOMAIN_LIST_MAX)))
+
+    async def list_defined_domains(self) -> list[str]:
+        return list(await self.call(ops.list_defined_domains(remote.REMOTE_DOMAIN_LIST_MAX)))
+
+    async def num_of_domains(self) -> int:
+        return int(await self.call(ops.num_of_domains()))
+
+    async def num_of_defined_domains(self) -> int:
+        return int(await self.call(ops.num_of_defined_domains()))
+
+    async def define_xml(self, xml: str, flags: int = 0) -> Domain:
+        op = ops.define_xml_flags(xml, flags) if flags else ops.define_xml(xml)
+        return Domain(self, await self.call(op))
+
+    async def create_xml(self, xml: str, flags: int = 0) -> Domain:
+        return Domain(self, await self.call(ops.create_xml(xml, flags)))
+
+
+class Domain:
+    """A domain handle on a trio Connection."""
+
+    __slots__ = ("conn", "ref")
+
+    def __init__(self, conn: Connection, ref: Any) -> None:
+        self.conn = conn
+        self.ref = ref
+
+    @property
+    def name(self) -> str:
+        return str(self.ref.name)
+
+    @property
+    def uuid(self) -> bytes:
+        return bytes(self.ref.uuid)
+
+    @property
+    def uuid_string(self) -> str:
+        return str(uuidlib.UUID(bytes=bytes(self.ref.uuid)))
+
+    @property
+    def id(self) -> int:
+        return int(self.ref.id)
+
+    def __repr__(self) -> str:
+        return f"<Domain {self.name!r} id={self.id}>"
+
+    async def _void(self, name: str, flags: int | None = None) -> None:
+        op = ops.domain_simple(name, self.ref) if flags is None else ops.domain_with_flags(name, self.ref, flags)
+        await self.conn.call(op)
+
+    async def info(self) -> list[int]:
+        return list(await self.conn.call(ops.domain_get_info(self.ref)))
+
+    async def state(self, flags: int = 0) -> list[int]:
+        return list(await self.conn.call(ops.domain_get_state(self.ref, flags)))
+
+    async def is_active(self) -> bool:
+        return bool(await self.conn.call(ops.domain_is_active(self.ref)))
+
+    async def is_persistent(self) -> bool:
+        return bool(await self.conn.call(ops.domain_is_persistent(self.ref)))
+
+    async def xml_desc(self, flags: int = 0) -> str:
+        return str(await self.conn.call(ops.domain_get_xml_desc(self.ref, flags)))
+
+    async def os_type(self) -> str:
+        return str(await self.conn.call(ops.domain_get_os_type(self.ref)))
+
+    async def max_memory(self) -> int:
+        return int(await self.conn.call(ops.domain_get_max_memory(self.ref)))
+
+    async def autostart(self) -> bool:
+        return bool(await self.conn.call(ops.domain_get_autostart(self.ref)))
+
+    async def set_autostart(self, autostart: bool) -> None:
+        await self.conn.call(ops.domain_set_autostart(self.ref, int(autostart)))
+
+    async def create(self, flags: int = 0) -> None:
+        new = await self.conn.call(ops.domain_create_with_flags(self.ref, flags))
+        if new is not None:
+            self.ref = new
+
+    async def destroy(self, flags: int = 0) -> None:
+        await self._void("DOMAIN_DESTROY_FLAGS", flags) if flags else await self._void("DOMAIN_DESTROY")
+
+    async def shutdown(self) -> None:
+        await self._void("DOMAIN_SHUTDOWN")
+
+    async def reboot(self, flags: int = 0) -> None:
+        await self._void("DOMAIN_REBOOT", flags)
+
+    async def suspend(self) -> None:
+        await self._void("DOMAIN_SUSPEND")
+
+    async def resume(self) -> None:
+        await self._void("DOMAIN_RESUME")
+
+    async def undefine(self, flags: int = 0) -> None:
+        await self._void("DOMAIN_UNDEFINE_FLAGS", flags) if flags else await self._void("DOMAIN_UNDEFINE")
+
+    async def job_info(self) -> list[int]:
+        return list(await self.conn.call(ops.domain_get_job_info(self.ref)))
+
+    async def job_stats(self, flags: int = 0) -> dict[str, Any]:
+        return dict(await self.conn.call(ops.domain_get_job_stats(self.ref, flags)))
+
+    async def abort_job(self, flags: int = 0) -> None:
+        await self._void("DOMAIN_ABORT_JOB_FLAGS", flags) if flags else await self._void("DOMAIN_ABORT_JOB")
+
+    async def migrate_start_post_copy(self, flags: int = 0) -> None:
+        await self.conn.call(ops.domain_migrate_start_post_copy(self.ref, flags))
+
+    async def migrate_set_max_downtime(self, downtime: int, flags: int = 0) -> None:
+        await self.conn.call(ops.domain_migrate_set_max_downtime(self.ref, downtime, flags))
+
+    async def migrate_get_max_downtime(self, flags: int = 0) -> int:
+        return int(await self.conn.call(ops.domain_migrate_get_max_downtime(self.ref, flags)))
+
+    async def migrate_set_max_speed(self, bandwidth: int, flags: int = 0) -> None:
+        await self.conn.call(ops.domain_migrate_set_max_speed(self.ref, bandwidth, flags))
+
+    async def migrate_get_max_speed(self, flags: int = 0) -> int:
+        return int(await self.conn.call(ops.domain_migrate_get_max_speed(self.ref, flags)))
+
+    async def migrate3(self, dconn: Connection, params: Mapping[str, Any], flags: int = 0) -> Domain:
+        for cn in (self.conn, dconn):
+            if cn.readonly:
+                raise errfactory.read_only("virDomainMigrate3")
+        ref = await drive(flows.migrate3(self.ref, params, flags), {flows.SRC: self.conn, flows.DST: dconn})
+        return Domain(dconn, ref)
+
+    async def migrate_to_uri3(self, dconnuri: str | None, params: Mapping[str, Any], flags: int = 0) -> None:
+        if self.conn.readonly:
+            raise errfactory.read_only("virDomainMigrateToURI3")
+        await drive(flows.migrate_to_uri3(self.ref, dconnuri, params, flags), {flows.SRC: self.conn})
+
+
+async def drive(flow: flows.Flow, conns: Mapping[str, Connection]) -> Any:
+    """Run a flow (see flows.py) with awaiting calls."""
+    try:
+        step = next(flow)
+        while True:
+            try:
+                result = await conns[step.target].call(step.op)
+            except libvirtError as exc:
+                step = flow.throw(exc)
+            else:
+                step = flow.send(result)
+    except StopIteration as stop:
+        return stop.value
+
+
+async def connect(uri: str, readonly: bool = False, keepalive: bool = True) -> Connection:
+    """Connect and open `uri`; enter the result with `async with` to use it.
+
+    With `keepalive` the client offers keepalive (feature 10) as libvirt does
+    when an event loop runs, and answers the server's PINGs.
+    """
+    target = urimod.parse(uri, readonly=readonly)
+    stream = await aio_transport.connect(target)
+    conn = Connection(target, stream, readonly)
+    try:
+        flags = c.VIR_CONNECT_RO if readonly else 0
+        conn.features = await drive(flows.handshake(target.name, flags, keepalive), {flows.SRC: _Unchecked(conn)})
+    except BaseException:
+        with trio.CancelScope(shield=True):
+            await stream.aclose()
+        raise
+    return conn
+
+
+class _Unchecked:
+    """The handshake's runner: CONNECT_OPEN's RO flag is a request, not a local refusal."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    async def call(self, op: ops.Op) -> Any:
+        readonly = self._conn.readonly
+        self._conn.readonly = False
+        try:
+            return await self._conn.call(op)
+        finally:
+            self._conn.readonly = readonly

@@ -1,0 +1,62 @@
+"""trio streams to the daemon: tcp, unix and tls (with libvirt's 0x01 byte).
+
+Failures become the same libvirtErrors as the sync transport's.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+
+import trio
+
+from virtwire.client import errfactory, transport
+from virtwire.client.uri import Target, Transport
+from virtwire.protocol.errors import libvirtError
+
+
+async def connect(target: Target) -> trio.abc.Stream:
+    if target.transport is Transport.UNIX:
+        try:
+            return await trio.open_unix_socket(target.socket_path)
+        except OSError as exc:
+            raise errfactory.system_errno(f"Failed to connect socket to '{target.socket_path}'", exc) from None
+    try:
+        stream: trio.abc.Stream = await trio.open_tcp_stream(target.host, target.port)
+    except socket.gaierror as exc:
+        raise errfactory.system(
+            f"Unable to resolve address '{target.host}' service '{target.port}': {exc.strerror}"
+        ) from None
+    except OSError as exc:
+        cause = exc
+        # trio wraps per-address failures; libvirt reports the errno.
+        if exc.errno is None and isinstance(exc.__cause__, OSError):
+            cause = exc.__cause__
+        if cause.errno is None:
+            for sub in getattr(exc.__cause__, "exceptions", ()):
+                if isinstance(sub, OSError) and sub.errno is not None:
+                    cause = sub
+                    break
+        raise errfactory.system_errno(f"unable to connect to server at '{target.address}'", cause) from None
+    if target.transport is Transport.TLS:
+        assert target.tls is not None
+        ctx = transport.tls_context(target, target.tls)
+        tls = trio.SSLStream(stream, ctx, server_hostname=target.host)
+        try:
+            await tls.do_handshake()
+        except trio.BrokenResourceError as exc:
+            await stream.aclose()
+            cause = exc.__cause__
+            if isinstance(cause, ssl.SSLError):
+                raise transport.tls_handshake_error(cause) from None
+            raise errfactory.system("Cannot recv data: Connection reset by peer", 104) from None
+        try:
+            data = await tls.receive_some(1)
+        except trio.BrokenResourceError:
+            data = b""
+        if data != transport.TLS_CONFIRMATION:
+            await tls.aclose()
+            err: libvirtError = transport.tls_confirmation_error(data)
+            raise err
+        return tls
+    return stream

@@ -1,0 +1,104 @@
+"""A drop-in for libvirt-python: `import virtwire.libvirt as libvirt`.
+
+Pure Python, no C library: every call is an RPC to a libvirt daemon (a stock
+libvirtd or `virtwire serve`) over tcp, tls or a unix socket. The classes,
+module functions and every VIR_* constant of libvirt 9.0 have libvirt-python's
+names and behaviour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from virtwire.client import eventloop
+from virtwire.client.facade import open_connection, virConnect, virDomain
+from virtwire.protocol.errors import libvirtError
+from virtwire.protocol.generated.constants import *  # noqa: F403 - every VIR_* constant, as libvirt-python
+from virtwire.protocol.generated.constants import VIR_ERR_NO_SUPPORT, VIR_FROM_NONE
+
+__all__ = [
+    "getVersion",
+    "libvirtError",
+    "open",
+    "openAuth",
+    "openReadOnly",
+    "registerErrorHandler",
+    "virConnect",
+    "virDomain",
+    "virEventRegisterDefaultImpl",
+    "virEventRunDefaultImpl",
+]
+
+# libvirt 9.0.0, the version whose protocol and behaviour virtwire speaks.
+_LIB_VERSION = 9000000
+
+_error_handler: tuple[Callable[[Any, Any], Any], Any] | None = None
+
+
+def open(name: str | None = None) -> virConnect:  # noqa: A001 - libvirt-python's name
+    """Open a read-write connection to the daemon named by `name`."""
+    return _reported(lambda: open_connection(name, readonly=False))
+
+
+def openReadOnly(name: str | None = None) -> virConnect:  # noqa: N802
+    """Open a read-only connection: refused calls fail locally, without a packet."""
+    return _reported(lambda: open_connection(name, readonly=True))
+
+
+def openAuth(uri: str | None, auth: list[Any] | None = None, flags: int = 0) -> virConnect:  # noqa: N802
+    """Open with credentials; the auth callbacks are unused (auth none/polkit only)."""
+    readonly = bool(flags & VIR_CONNECT_RO)  # noqa: F405
+    return _reported(lambda: open_connection(uri, readonly=readonly))
+
+
+def getVersion(name: str | None = None) -> int:  # noqa: N802
+    """The library version (libvirt 9.0.0 = 9000000)."""
+    if name is not None:
+        raise libvirtError(
+            "this function is not supported by the connection driver: virGetVersion",
+            (
+                VIR_ERR_NO_SUPPORT,
+                VIR_FROM_NONE,
+                "this function is not supported by the connection driver: virGetVersion",
+                2,
+                "this function is not supported by the connection driver: %s",
+                "virGetVersion",
+                None,
+                -1,
+                -1,
+            ),
+        )
+    return _LIB_VERSION
+
+
+def registerErrorHandler(f: Callable[[Any, Any], Any] | None, ctx: Any) -> int:  # noqa: N802
+    """Call `f(ctx, err)` for every error before it is raised (None restores the default)."""
+    global _error_handler
+    _error_handler = None if f is None else (f, ctx)
+    return 0
+
+
+def virEventRegisterDefaultImpl() -> int:  # noqa: N802
+    """Install the default event loop; connections opened afterwards answer keepalives."""
+    eventloop.register_default()
+    return 0
+
+
+def virEventRunDefaultImpl() -> int:  # noqa: N802
+    """Run one iteration of the default event loop: callbacks run on this thread."""
+    loop = eventloop.default()
+    if loop is None:
+        raise libvirtError("virEventRunDefaultImpl() failed")
+    loop.run_once()
+    return 0
+
+
+def _reported(fn: Callable[[], virConnect]) -> virConnect:
+    try:
+        return fn()
+    except libvirtError as exc:
+        handler = _error_handler
+        if handler is not None and exc.err is not None:
+            handler[0](handler[1], exc.err)
+        raise
