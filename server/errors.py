@@ -53,8 +53,9 @@ def no_support(api: str) -> libvirtError:
 def unsupported_flags(flags: int, function: str, domain: int = C.VIR_FROM_TEST) -> libvirtError:
     """virCheckFlags' own layout: str1 the C function, str2 "flags", int1 = int2 = 0."""
     message = f"unsupported flags (0x{flags:x}) in function {function}"
-    return libvirtError(message, (C.VIR_ERR_INVALID_ARG, domain, message, C.VIR_ERR_ERROR,
-                                  function, "flags", None, 0, 0))
+    return libvirtError(
+        message, (C.VIR_ERR_INVALID_ARG, domain, message, C.VIR_ERR_ERROR, function, "flags", None, 0, 0)
+    )
 
 
 def check_flags(flags: int, allowed: int, function: str) -> None:
@@ -65,5 +66,6 @@ def check_flags(flags: int, allowed: int, function: str) -> None:
 
 def xml_detail(detail: str) -> libvirtError:
     """A document that does not parse (libxml2's message; str1 is "%s")."""
-    return libvirtError(detail, (C.VIR_ERR_XML_DETAIL, C.VIR_FROM_DOMAIN, detail, C.VIR_ERR_ERROR,
-                                 "%s", detail, None, -1, -1))
+    return libvirtError(
+        detail, (C.VIR_ERR_XML_DETAIL, C.VIR_FROM_DOMAIN, detail, C.VIR_ERR_ERROR, "%s", detail, None, -1, -1)
+    )

@@ -75,7 +75,9 @@ class Driver:
     async def connect_get_type(self, args: None, ctx: ConnectionContext) -> R.remote_connect_get_type_ret:
         raise _unsupported("CONNECT_GET_TYPE")
 
-    async def connect_get_version(self, args: None, ctx: ConnectionContext) -> R.remote_connect_get_version_ret:
+    async def connect_get_version(
+        self, args: None, ctx: ConnectionContext
+    ) -> R.remote_connect_get_version_ret:
         raise _unsupported("CONNECT_GET_VERSION")
 
     async def connect_get_lib_version(
@@ -83,7 +85,9 @@ class Driver:
     ) -> R.remote_connect_get_lib_version_ret:
         raise _unsupported("CONNECT_GET_LIB_VERSION")
 
-    async def connect_get_hostname(self, args: None, ctx: ConnectionContext) -> R.remote_connect_get_hostname_ret:
+    async def connect_get_hostname(
+        self, args: None, ctx: ConnectionContext
+    ) -> R.remote_connect_get_hostname_ret:
         raise _unsupported("CONNECT_GET_HOSTNAME")
 
     async def connect_get_uri(self, args: None, ctx: ConnectionContext) -> R.remote_connect_get_uri_ret:
@@ -102,13 +106,17 @@ class Driver:
     async def connect_is_secure(self, args: None, ctx: ConnectionContext) -> R.remote_connect_is_secure_ret:
         raise _unsupported("CONNECT_IS_SECURE")
 
-    async def connect_is_encrypted(self, args: None, ctx: ConnectionContext) -> R.remote_connect_is_encrypted_ret:
+    async def connect_is_encrypted(
+        self, args: None, ctx: ConnectionContext
+    ) -> R.remote_connect_is_encrypted_ret:
         raise _unsupported("CONNECT_IS_ENCRYPTED")
 
     async def node_get_info(self, args: None, ctx: ConnectionContext) -> R.remote_node_get_info_ret:
         raise _unsupported("NODE_GET_INFO")
 
-    async def node_get_free_memory(self, args: None, ctx: ConnectionContext) -> R.remote_node_get_free_memory_ret:
+    async def node_get_free_memory(
+        self, args: None, ctx: ConnectionContext
+    ) -> R.remote_node_get_free_memory_ret:
         raise _unsupported("NODE_GET_FREE_MEMORY")
 
     async def node_get_security_model(

@@ -185,7 +185,9 @@ class MemoryCore(Driver):
             self.store.delete(dom.uuid_string)
         dom.persistent = False
         dom.autostart = False
-        self.events.lifecycle(dom_ref(dom), C.VIR_DOMAIN_EVENT_UNDEFINED, C.VIR_DOMAIN_EVENT_UNDEFINED_REMOVED)
+        self.events.lifecycle(
+            dom_ref(dom), C.VIR_DOMAIN_EVENT_UNDEFINED, C.VIR_DOMAIN_EVENT_UNDEFINED_REMOVED
+        )
         if not dom.active:
             self.remove_domain(dom)
 
@@ -218,7 +220,9 @@ class MemoryCore(Driver):
         if emit:
             self.events.lifecycle(dom_ref(dom), C.VIR_DOMAIN_EVENT_STARTED, detail)
 
-    def set_state(self, dom: Domain, state: int, reason: int, event: int | None = None, detail: int = 0) -> None:
+    def set_state(
+        self, dom: Domain, state: int, reason: int, event: int | None = None, detail: int = 0
+    ) -> None:
         """Change a domain's state and reason, emitting lifecycle ``event``/``detail`` if given."""
         dom.state, dom.reason = state, reason
         if event is not None:

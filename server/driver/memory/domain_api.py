@@ -12,7 +12,10 @@ from .core import FROM, MemoryCore, dom_ref, internal, operation_invalid
 from .host_api import chars
 
 _XML_FLAGS = (
-    C.VIR_DOMAIN_XML_SECURE | C.VIR_DOMAIN_XML_INACTIVE | C.VIR_DOMAIN_XML_UPDATE_CPU | C.VIR_DOMAIN_XML_MIGRATABLE
+    C.VIR_DOMAIN_XML_SECURE
+    | C.VIR_DOMAIN_XML_INACTIVE
+    | C.VIR_DOMAIN_XML_UPDATE_CPU
+    | C.VIR_DOMAIN_XML_MIGRATABLE
 )
 _UNDEFINE_FLAGS = (
     C.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
@@ -58,7 +61,9 @@ class DomainAPI(MemoryCore):
         self, args: R.remote_domain_define_xml_flags_args, ctx: ConnectionContext
     ) -> R.remote_domain_define_xml_flags_ret:
         check_flags(args.flags, _DEFINE_FLAGS, "testDomainDefineXMLFlags")
-        return R.remote_domain_define_xml_flags_ret(dom=dom_ref(self.define_domain(args.xml, persistent=True)))
+        return R.remote_domain_define_xml_flags_ret(
+            dom=dom_ref(self.define_domain(args.xml, persistent=True))
+        )
 
     async def domain_create_xml(
         self, args: R.remote_domain_create_xml_args, ctx: ConnectionContext
@@ -109,7 +114,9 @@ class DomainAPI(MemoryCore):
         dom = self.lookup(ref)
         if not dom.active:
             raise operation_invalid("domain is not running")
-        self.stop_domain(dom, reason=C.VIR_DOMAIN_SHUTOFF_DESTROYED, detail=C.VIR_DOMAIN_EVENT_STOPPED_DESTROYED)
+        self.stop_domain(
+            dom, reason=C.VIR_DOMAIN_SHUTOFF_DESTROYED, detail=C.VIR_DOMAIN_EVENT_STOPPED_DESTROYED
+        )
 
     async def domain_shutdown(self, args: R.remote_domain_shutdown_args, ctx: ConnectionContext) -> None:
         self._shutdown(args.dom, 0)
@@ -124,7 +131,9 @@ class DomainAPI(MemoryCore):
         dom = self.lookup(ref)
         if not dom.active:
             raise internal(f"domain '{dom.name}' not running")
-        self.stop_domain(dom, reason=C.VIR_DOMAIN_SHUTOFF_SHUTDOWN, detail=C.VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN)
+        self.stop_domain(
+            dom, reason=C.VIR_DOMAIN_SHUTOFF_SHUTDOWN, detail=C.VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN
+        )
 
     async def domain_reboot(self, args: R.remote_domain_reboot_args, ctx: ConnectionContext) -> None:
         check_flags(args.flags, _REBOOT_FLAGS, "testDomainReboot")
@@ -140,8 +149,11 @@ class DomainAPI(MemoryCore):
         if dom.state in (C.VIR_DOMAIN_SHUTOFF, C.VIR_DOMAIN_PAUSED):
             raise internal(f"domain '{dom.name}' not running")
         self.set_state(
-            dom, C.VIR_DOMAIN_PAUSED, C.VIR_DOMAIN_PAUSED_USER,
-            C.VIR_DOMAIN_EVENT_SUSPENDED, C.VIR_DOMAIN_EVENT_SUSPENDED_PAUSED,
+            dom,
+            C.VIR_DOMAIN_PAUSED,
+            C.VIR_DOMAIN_PAUSED_USER,
+            C.VIR_DOMAIN_EVENT_SUSPENDED,
+            C.VIR_DOMAIN_EVENT_SUSPENDED_PAUSED,
         )
 
     async def domain_resume(self, args: R.remote_domain_resume_args, ctx: ConnectionContext) -> None:
@@ -149,8 +161,11 @@ class DomainAPI(MemoryCore):
         if dom.state != C.VIR_DOMAIN_PAUSED:
             raise internal(f"domain '{dom.name}' not paused")
         self.set_state(
-            dom, C.VIR_DOMAIN_RUNNING, C.VIR_DOMAIN_RUNNING_UNPAUSED,
-            C.VIR_DOMAIN_EVENT_RESUMED, C.VIR_DOMAIN_EVENT_RESUMED_UNPAUSED,
+            dom,
+            C.VIR_DOMAIN_RUNNING,
+            C.VIR_DOMAIN_RUNNING_UNPAUSED,
+            C.VIR_DOMAIN_EVENT_RESUMED,
+            C.VIR_DOMAIN_EVENT_RESUMED_UNPAUSED,
         )
 
     # --- information ----------------------------------------------------------------------

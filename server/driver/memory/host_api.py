@@ -107,7 +107,9 @@ class HostAPI(MemoryCore):
     async def connect_get_type(self, args: None, ctx: ConnectionContext) -> R.remote_connect_get_type_ret:
         return R.remote_connect_get_type_ret(type=defaults.HYPERVISOR_TYPE)
 
-    async def connect_get_version(self, args: None, ctx: ConnectionContext) -> R.remote_connect_get_version_ret:
+    async def connect_get_version(
+        self, args: None, ctx: ConnectionContext
+    ) -> R.remote_connect_get_version_ret:
         return R.remote_connect_get_version_ret(hv_ver=defaults.HYPERVISOR_VERSION)
 
     async def connect_get_lib_version(
@@ -115,7 +117,9 @@ class HostAPI(MemoryCore):
     ) -> R.remote_connect_get_lib_version_ret:
         return R.remote_connect_get_lib_version_ret(lib_ver=defaults.LIBRARY_VERSION)
 
-    async def connect_get_hostname(self, args: None, ctx: ConnectionContext) -> R.remote_connect_get_hostname_ret:
+    async def connect_get_hostname(
+        self, args: None, ctx: ConnectionContext
+    ) -> R.remote_connect_get_hostname_ret:
         return R.remote_connect_get_hostname_ret(hostname=self.hostname)
 
     async def connect_get_uri(self, args: None, ctx: ConnectionContext) -> R.remote_connect_get_uri_ret:
@@ -135,7 +139,9 @@ class HostAPI(MemoryCore):
         # The test driver claims a secure channel; the client ANDs in its transport.
         return R.remote_connect_is_secure_ret(secure=1)
 
-    async def connect_is_encrypted(self, args: None, ctx: ConnectionContext) -> R.remote_connect_is_encrypted_ret:
+    async def connect_is_encrypted(
+        self, args: None, ctx: ConnectionContext
+    ) -> R.remote_connect_is_encrypted_ret:
         return R.remote_connect_is_encrypted_ret(encrypted=0)
 
     async def node_get_info(self, args: None, ctx: ConnectionContext) -> R.remote_node_get_info_ret:
@@ -151,7 +157,9 @@ class HostAPI(MemoryCore):
             threads=defaults.NODE_THREADS,
         )
 
-    async def node_get_free_memory(self, args: None, ctx: ConnectionContext) -> R.remote_node_get_free_memory_ret:
+    async def node_get_free_memory(
+        self, args: None, ctx: ConnectionContext
+    ) -> R.remote_node_get_free_memory_ret:
         return R.remote_node_get_free_memory_ret(freeMem=defaults.NODE_FREE_MEMORY_BYTES)
 
     async def node_get_security_model(

@@ -1,0 +1,189 @@
+"""``virtwire serve``: the command line of the server.
+
+Without listener flags it does the README's job: TCP on 127.0.0.1:16509 and a
+unix socket pair (libvirt-sock, libvirt-sock-ro) in a runtime folder
+($XDG_RUNTIME_DIR/virtwire, or /run/virtwire as root), then prints the URIs to
+give virsh and libvirt-python.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import trio
+
+from .config import Endpoint, ServerConfig
+from .daemon import Listeners, serve
+from .driver.memory.driver import MemoryDriver
+
+log = logging.getLogger("virtwire.server")
+
+DEFAULT_TCP = Endpoint("127.0.0.1", 16509)
+
+
+def endpoint(text: str) -> Endpoint:
+    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) → Endpoint."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    host = host.strip("[]") or "127.0.0.1"
+    return Endpoint(host, int(port))
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def runtime_dir() -> Path:
+    """Where the default unix sockets go."""
+    if os.geteuid() == 0:
+        return Path("/run/virtwire")
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg:
+        return Path(xdg) / "virtwire"
+    return Path(tempfile.gettempdir()) / f"virtwire-{os.geteuid()}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="virtwire", description="libvirt's RPC protocol in pure Python")
+    sub = parser.add_subparsers(dest="command")
+    s = sub.add_parser("serve", help="run a libvirt-compatible server with the in-memory test driver")
+    s.add_argument(
+        "--tcp",
+        action="append",
+        type=endpoint,
+        default=[],
+        metavar="HOST:PORT",
+        help="plain TCP listener (test+tcp://HOST:PORT/default)",
+    )
+    s.add_argument(
+        "--tls",
+        action="append",
+        type=endpoint,
+        default=[],
+        metavar="HOST:PORT",
+        help="TLS listener; needs --pki-dir",
+    )
+    s.add_argument(
+        "--pki-dir", type=Path, metavar="DIR", help="directory with cacert.pem, servercert.pem, serverkey.pem"
+    )
+    s.add_argument(
+        "--tls-allowed-dn",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="accept only TLS clients whose certificate DN matches (fnmatch), "
+        "e.g. 'O=virtwire-test,CN=*'; repeatable",
+    )
+    s.add_argument(
+        "--unix", action="append", type=Path, default=[], metavar="PATH", help="read-write unix socket"
+    )
+    s.add_argument(
+        "--unix-ro",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="PATH",
+        help="read-only unix socket (every connection on it is read-only)",
+    )
+    s.add_argument("--state-dir", type=Path, metavar="DIR", help="keep persistent domain definitions here")
+    s.add_argument("--hostname", default=None, help="host name the server reports (default: this machine's)")
+    s.add_argument("--max-clients", type=positive, default=5000)
+    s.add_argument(
+        "--max-client-requests",
+        type=positive,
+        default=5,
+        help="calls in flight per client before the server stops reading from it",
+    )
+    s.add_argument(
+        "--keepalive-interval",
+        type=float,
+        default=5.0,
+        help="seconds of silence before a ping (<= 0: never ping)",
+    )
+    s.add_argument("--keepalive-count", type=int, default=5, help="unanswered pings before dropping a client")
+    s.add_argument("-v", "--verbose", action="store_true", help="log every connection")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    config = ServerConfig(
+        tcp=list(args.tcp),
+        tls=list(args.tls),
+        unix=list(args.unix),
+        unix_ro=list(args.unix_ro),
+        pki_dir=args.pki_dir,
+        tls_allowed_dn=list(args.tls_allowed_dn),
+        state_dir=args.state_dir,
+        hostname=args.hostname or socket.gethostname(),
+        max_clients=args.max_clients,
+        max_client_requests=args.max_client_requests,
+        keepalive_interval=args.keepalive_interval,
+        keepalive_count=args.keepalive_count,
+    )
+    if not (config.tcp or config.tls or config.unix or config.unix_ro):
+        rundir = runtime_dir()
+        config.tcp = [DEFAULT_TCP]
+        config.unix = [rundir / "libvirt-sock"]
+        config.unix_ro = [rundir / "libvirt-sock-ro"]
+    return config
+
+
+def print_uris(config: ServerConfig, listeners: Listeners) -> None:
+    """Tell the user how to connect (stdout, so scripts can read it)."""
+    uris: list[str] = []
+    for ep in config.tcp:
+        uris.append(f"test+tcp://{ep}/default")
+    for ep in config.tls:
+        uris.append(f"test+tls://{ep}/default?pkipath=DIR-WITH-cacert.pem,clientcert.pem,clientkey.pem")
+    for path in config.unix:
+        uris.append(f"test+unix:///default?socket={path}")
+    for path in config.unix_ro:
+        uris.append(f"test+unix:///default?socket={path}  (read-only: use virsh -r)")
+    lines = ["virtwire serve: ready. Connect with:"]
+    lines += [
+        f"  virsh -c '{uri}'" if "  (" not in uri else f"  virsh -r -c '{uri.split('  (')[0]}'"
+        for uri in uris
+    ]
+    first = uris[0].split("  (")[0]
+    lines.append(f"  python3 -c \"import libvirt; print(libvirt.open('{first}').getHostname())\"")
+    print("\n".join(lines), flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+        argv.insert(0, "serve")  # plain `python -m virtwire.server` serves
+    args = build_parser().parse_args(argv)
+    if args.command != "serve":
+        build_parser().print_help()
+        return 2
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s virtwire[%(process)d] %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    config = config_from_args(args)
+    if config.tls and config.pki_dir is None:
+        print(
+            "virtwire serve: --tls needs --pki-dir DIR (cacert.pem, servercert.pem, serverkey.pem)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        driver = MemoryDriver(hostname=config.hostname, state_dir=config.state_dir)
+    except OSError as exc:
+        print(f"virtwire serve: cannot use the state directory: {exc}", file=sys.stderr)
+        return 1
+    trio.run(lambda: serve(config, driver, on_ready=lambda ls: print_uris(config, ls)))
+    return 0

@@ -1,0 +1,37 @@
+"""The server's settings, as ``virtwire serve`` parses them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A TCP host and port."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(slots=True)
+class ServerConfig:
+    """Everything a running server needs to know; defaults are libvirtd's."""
+
+    tcp: list[Endpoint] = field(default_factory=list)
+    tls: list[Endpoint] = field(default_factory=list)
+    unix: list[Path] = field(default_factory=list)
+    unix_ro: list[Path] = field(default_factory=list)
+    pki_dir: Path | None = None
+    tls_allowed_dn: list[str] = field(default_factory=list)
+    state_dir: Path | None = None
+    hostname: str = "localhost"
+    max_clients: int = 5000
+    max_client_requests: int = 5
+    keepalive_interval: float = 5.0
+    keepalive_count: int = 5
+    # Events queued for one connection before it counts as too slow and is dropped.
+    event_queue_size: int = 1024

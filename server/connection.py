@@ -1,0 +1,322 @@
+"""One client connection: read loop, calls, a single writer, keepalive.
+
+Every task of a connection lives in its nursery, so nothing outlives it:
+
+* the reader splits the byte stream into packets, answers keepalive PINGs,
+  rejects bad headers, and starts one task per call.  Calls in flight are
+  capped at ``max_client_requests``: when the cap is reached the reader stops
+  reading (TCP backpressure, never an unbounded buffer), as libvirtd does;
+  while it is paused the keepalive countdown is held, because the silence is
+  ours, not the peer's;
+* the writer is the only task that writes: replies, events and keepalive
+  packets go through one bounded channel and are written whole;
+* the keepalive task pings a client that asked for it (feature 10) after
+  ``interval`` seconds of silence and drops it after ``count`` unanswered pings.
+
+Endings: EOF cancels calls in flight; CONNECT_CLOSE and server shutdown stop
+reading, let calls in flight finish, flush, then close; keepalive timeout,
+event overflow, a bad length word or a write error abort at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from virtwire.protocol import errors as E
+from virtwire.protocol.errors import ProtocolError, libvirtError, to_remote_error
+from virtwire.protocol.framing import PacketDecoder
+from virtwire.protocol.generated import keepalive as K
+from virtwire.protocol.generated import remote as R
+from virtwire.protocol.generated.virnet import virNetMessageStatus, virNetMessageType
+
+from .dispatch import Handler, Route, run_call
+from .driver.base import ConnectionContext
+from .events import EventSubscriber
+from .features import ConnectionProcedures
+
+if TYPE_CHECKING:
+    from .service import Service
+
+log = logging.getLogger(__name__)
+
+_HEADER = struct.Struct(">IIIiiIi")  # length, program, version, procedure, type, serial, status
+_HEADER_SIZE = _HEADER.size
+_CALL = virNetMessageType.VIR_NET_CALL
+_REPLY = int(virNetMessageType.VIR_NET_REPLY)
+_MESSAGE = virNetMessageType.VIR_NET_MESSAGE
+_OK = virNetMessageStatus.VIR_NET_OK
+_ERROR = int(virNetMessageStatus.VIR_NET_ERROR)
+_REMOTE = R.REMOTE_PROGRAM
+_REMOTE_VERSION = R.REMOTE_PROTOCOL_VERSION
+_KEEPALIVE = K.KEEPALIVE_PROGRAM
+_KEEPALIVE_VERSION = K.KEEPALIVE_PROTOCOL_VERSION
+_PING = K.keepalive_procedure.KEEPALIVE_PROC_PING
+_PONG = K.keepalive_procedure.KEEPALIVE_PROC_PONG
+_RECV_SIZE = 256 * 1024
+
+
+def _keepalive_packet(procedure: int) -> bytes:
+    return _HEADER.pack(_HEADER_SIZE, _KEEPALIVE, _KEEPALIVE_VERSION, procedure, _MESSAGE, 0, _OK)
+
+
+PING_PACKET = _keepalive_packet(_PING)
+PONG_PACKET = _keepalive_packet(_PONG)
+
+
+def reply_packet(
+    program: int, version: int, procedure: int, serial: int, status: int, payload: bytes
+) -> bytes:
+    """A REPLY packet echoing the call's program, version, procedure and serial."""
+    return (
+        _HEADER.pack(_HEADER_SIZE + len(payload), program, version, procedure, _REPLY, serial, status)
+        + payload
+    )
+
+
+def error_packet(program: int, version: int, procedure: int, serial: int, error: libvirtError) -> bytes:
+    return reply_packet(program, version, procedure, serial, _ERROR, to_remote_error(error).to_bytes())
+
+
+class _End:
+    """Writer sentinel: everything before it is flushed; then the connection ends."""
+
+
+_END = _End()
+
+
+class Connection(EventSubscriber):
+    """A client connection, served by ``run``."""
+
+    def __init__(
+        self, service: Service, stream: trio.abc.Stream, *, transport: str, peer: str, readonly_socket: bool
+    ) -> None:
+        self.service = service
+        self.stream = stream
+        self.readonly_socket = readonly_socket
+        self.ctx = ConnectionContext(
+            conn_id=service.next_connection_id(), peer=peer, transport=transport, readonly=readonly_socket
+        )
+        self.opened = False
+        self.procedures = ConnectionProcedures(self)
+        cfg = service.config
+        capacity = cfg.event_queue_size + cfg.max_client_requests + 8
+        self._outbox, self._outbox_rx = trio.open_memory_channel[bytes | _End](capacity)
+        self._slots = trio.Semaphore(cfg.max_client_requests)
+        self._last_rx = trio.current_time()
+        self._reading_paused = False
+        self._keepalive_started = False
+        self._read_scope = trio.CancelScope()
+        self._conn_scope: trio.CancelScope | None = None
+        self._nursery: trio.Nursery | None = None
+        self._calls: trio.Nursery | None = None
+        self._eof = False
+        self.closed_reason: str | None = None
+
+    # --- what the rest of the server sees -------------------------------------------
+
+    @property
+    def readonly(self) -> bool:
+        return self.ctx.readonly
+
+    def connection_handler(self, name: str) -> Handler:
+        handler: Handler = getattr(self.procedures, name.lower())
+        return handler
+
+    def deliver(self, packet: bytes) -> None:
+        """Queue an event without blocking; a subscriber that fell behind is dropped."""
+        try:
+            self._outbox.send_nowait(packet)
+        except trio.WouldBlock:
+            self.abort(f"event queue overflow ({self.service.config.event_queue_size} packets pending)")
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass
+
+    def stop_reading(self) -> None:
+        """Finish calls in flight, flush, close (CONNECT_CLOSE, server shutdown)."""
+        self._read_scope.cancel()
+
+    def abort(self, reason: str) -> None:
+        """Drop the connection now, cancelling everything it runs."""
+        if self.closed_reason is None:
+            self.closed_reason = reason
+            log.warning("client %s (%s): dropping connection: %s", self.ctx.conn_id, self.ctx.peer, reason)
+        if self._conn_scope is not None:
+            self._conn_scope.cancel()
+
+    def start_keepalive(self) -> None:
+        """Feature 10 was requested: ping this client when it goes quiet."""
+        cfg = self.service.config
+        if self._keepalive_started or cfg.keepalive_interval <= 0 or self._nursery is None:
+            return
+        self._keepalive_started = True
+        self._nursery.start_soon(self._keepalive_loop, cfg.keepalive_interval, cfg.keepalive_count)
+
+    # --- life ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        log.debug("client %s connected from %s (%s)", self.ctx.conn_id, self.ctx.peer, self.ctx.transport)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._conn_scope = nursery.cancel_scope
+                self._nursery = nursery
+                nursery.start_soon(self._write_loop)
+                async with trio.open_nursery() as calls:
+                    self._calls = calls
+                    with self._read_scope:
+                        await self._read_loop()
+                    if self._eof:
+                        calls.cancel_scope.cancel()  # nobody is left to read the answers
+                await self._outbox.send(_END)
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._teardown()
+
+    async def _teardown(self) -> None:
+        self.service.bus.drop_owner(self)
+        if self.opened:
+            self.opened = False
+            await self.service.driver.connection_closed(self.ctx)
+        try:
+            await self.stream.aclose()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+        log.debug("client %s closed", self.ctx.conn_id)
+
+    # --- reading ------------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        decoder = PacketDecoder()
+        stream = self.stream
+        while True:
+            try:
+                data = await stream.receive_some(_RECV_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                data = b""
+            if not data:
+                self._eof = True
+                if decoder.in_packet:
+                    log.info("client %s: connection closed mid-packet", self.ctx.conn_id)
+                return
+            self._last_rx = trio.current_time()
+            try:
+                decoder.feed(data)
+                while (packet := decoder.next_packet()) is not None:
+                    await self._on_packet(packet)
+            except ProtocolError as exc:
+                # A bad length word: the stream has no resync point. libvirtd hangs up.
+                self.abort(f"protocol error: {exc}")
+                return
+
+    async def _on_packet(self, packet: bytes) -> None:
+        _, program, version, procedure, mtype, serial, status = _HEADER.unpack_from(packet)
+        if program == _KEEPALIVE and version == _KEEPALIVE_VERSION and mtype == _MESSAGE:
+            if procedure == _PING:
+                await self._outbox.send(PONG_PACKET)
+            return  # PONG (any packet already reset the countdown) or an unknown one: ignored
+        if program != _REMOTE or version != _REMOTE_VERSION:
+            await self._reply_error(packet, E.unknown_program(program, version))
+            return
+        if mtype != _CALL:
+            # libvirtd drops stray STREAM/REPLY/MESSAGE packets without an answer.
+            log.info("client %s: ignoring a packet of type %d (serial %d)", self.ctx.conn_id, mtype, serial)
+            return
+        if status != _OK:
+            await self._reply_error(packet, E.unexpected_status(status))
+            return
+        route = self.service.routes.get(procedure)
+        if route is None:
+            await self._reply_error(packet, E.unknown_procedure(procedure))
+            return
+        try:
+            self._slots.acquire_nowait()
+        except trio.WouldBlock:
+            self._reading_paused = True
+            try:
+                await self._slots.acquire()
+            finally:
+                self._reading_paused = False
+        assert self._calls is not None
+        self._calls.start_soon(self._run_call, route, packet, procedure, serial)
+
+    async def _reply_error(self, packet: bytes, error: libvirtError) -> None:
+        _, program, version, procedure, _, serial, _ = _HEADER.unpack_from(packet)
+        await self._outbox.send(error_packet(program, version, procedure, serial, error))
+
+    async def _run_call(self, route: Route, packet: bytes, procedure: int, serial: int) -> None:
+        try:
+            try:
+                payload = await run_call(self, route, memoryview(packet)[_HEADER_SIZE:])
+                out = reply_packet(_REMOTE, _REMOTE_VERSION, procedure, serial, _OK, payload)
+            except libvirtError as exc:
+                out = error_packet(_REMOTE, _REMOTE_VERSION, procedure, serial, exc)
+            except Exception:
+                log.exception("client %s: procedure %s failed", self.ctx.conn_id, route.proc.name)
+                out = error_packet(_REMOTE, _REMOTE_VERSION, procedure, serial, E.unset_error())
+            await self._outbox.send(out)
+        finally:
+            self._slots.release()
+
+    # --- writing ------------------------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        rx = self._outbox_rx
+        stream = self.stream
+        try:
+            while True:
+                item = await rx.receive()
+                batch: list[bytes] = []
+                # Coalesce whatever is already queued into one write.
+                while True:
+                    if isinstance(item, _End):
+                        if batch:
+                            await stream.send_all(b"".join(batch))
+                        if self._conn_scope is not None:
+                            self._conn_scope.cancel()
+                        return
+                    batch.append(item)
+                    try:
+                        item = rx.receive_nowait()
+                    except trio.WouldBlock:
+                        break
+                await stream.send_all(batch[0] if len(batch) == 1 else b"".join(batch))
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            self.abort(f"write failed: {exc}")
+
+    # --- keepalive ----------------------------------------------------------------------
+
+    async def _keepalive_loop(self, interval: float, count: int) -> None:
+        unanswered = 0
+        deadline = self._last_rx + interval
+        while True:
+            await trio.sleep_until(deadline)
+            now = trio.current_time()
+            if self._reading_paused:
+                self._last_rx = now  # we are the silent side; do not count it against them
+            if self._last_rx + interval > now:
+                unanswered = 0
+                deadline = self._last_rx + interval
+                continue
+            if unanswered >= count:
+                self.abort(f"keepalive timeout: no answer to {count} pings, {interval:g}s apart")
+                return
+            self.deliver(PING_PACKET)
+            unanswered += 1
+            deadline = now + interval
+
+    # --- used by the connection-level procedures ----------------------------------------
+
+    def reopen_refused(self) -> None:
+        """libvirtd's quirk: a second CONNECT_OPEN also drops the open connection."""
+        self.opened = False
+        self.service.bus.drop_owner(self)
+
+    def queue_close(self) -> None:
+        """CONNECT_CLOSE: the reply goes out, then the socket closes."""
+        self.stop_reading()
+
+    def info(self) -> dict[str, Any]:
+        return {"id": self.ctx.conn_id, "peer": self.ctx.peer, "transport": self.ctx.transport}

@@ -1,0 +1,149 @@
+"""Listeners and the server's life: accept, serve, shut down on SIGINT/SIGTERM.
+
+Shutdown order: stop accepting (listeners close, unix socket files go away),
+stop reading from every client, let calls in flight finish and their replies
+flush, close the connections, return (exit status 0).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import signal
+import socket
+import stat
+from collections.abc import Awaitable, Callable
+from functools import partial
+from pathlib import Path
+
+import trio
+
+from .config import ServerConfig
+from .driver.base import Driver
+from .service import Service
+from .tls import accept_tls, server_context
+
+log = logging.getLogger(__name__)
+
+# libvirtd's defaults: unix_sock_rw_perms 0700, unix_sock_ro_perms 0777.
+RW_SOCKET_MODE = 0o700
+RO_SOCKET_MODE = 0o777
+
+
+def _tcp_peer(stream: trio.abc.Stream) -> str:
+    sock = getattr(stream, "socket", None)
+    try:
+        host, port = sock.getpeername()[:2] if sock is not None else ("?", 0)
+    except OSError:
+        return "?"
+    return f"{host}:{port}"
+
+
+async def _unix_listener(path: Path, mode: int) -> trio.SocketListener:
+    """Bind a unix socket, replacing a stale socket file (never any other file)."""
+    try:
+        if stat.S_ISSOCK(path.lstat().st_mode):
+            path.unlink()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        await sock.bind(str(path))
+        os.chmod(path, mode)
+        sock.listen(socket.SOMAXCONN)
+    except BaseException:
+        sock.close()
+        raise
+    return trio.SocketListener(sock)
+
+
+Handler = Callable[[trio.abc.Stream], Awaitable[None]]
+
+
+class Listeners:
+    """The open listeners, each with the handler its connections get."""
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[trio.abc.Listener[trio.abc.Stream], Handler]] = []
+        self.unix_paths: list[Path] = []
+
+    async def open(self, config: ServerConfig, service: Service) -> None:
+        for endpoint in config.tcp:
+            for listener in await trio.open_tcp_listeners(endpoint.port, host=endpoint.host):
+                self.entries.append((listener, partial(self._serve_tcp, service)))
+        if config.tls:
+            if config.pki_dir is None:
+                raise SystemExit(
+                    "virtwire serve: --tls needs --pki-dir DIR (cacert.pem, servercert.pem, serverkey.pem)"
+                )
+            ctx = server_context(config.pki_dir)
+            for endpoint in config.tls:
+                for listener in await trio.open_tcp_listeners(endpoint.port, host=endpoint.host):
+                    self.entries.append(
+                        (listener, partial(self._serve_tls, service, ctx, config.tls_allowed_dn))
+                    )
+        for path, readonly in [(p, False) for p in config.unix] + [(p, True) for p in config.unix_ro]:
+            listener = await _unix_listener(path, RO_SOCKET_MODE if readonly else RW_SOCKET_MODE)
+            self.unix_paths.append(path)
+            self.entries.append((listener, partial(self._serve_unix, service, str(path), readonly)))
+
+    @staticmethod
+    async def _serve_tcp(service: Service, stream: trio.abc.Stream) -> None:
+        await service.serve_stream(stream, transport="tcp", peer=_tcp_peer(stream), readonly_socket=False)
+
+    @staticmethod
+    async def _serve_tls(service: Service, ctx: object, allowed: list[str], stream: trio.abc.Stream) -> None:
+        peer = _tcp_peer(stream)
+        tls_stream = await accept_tls(stream, ctx, allowed, peer)  # type: ignore[arg-type]
+        if tls_stream is not None:
+            await service.serve_stream(tls_stream, transport="tls", peer=peer, readonly_socket=False)
+
+    @staticmethod
+    async def _serve_unix(service: Service, path: str, readonly: bool, stream: trio.abc.Stream) -> None:
+        await service.serve_stream(stream, transport="unix", peer=f"unix:{path}", readonly_socket=readonly)
+
+    def remove_socket_files(self) -> None:
+        for path in self.unix_paths:
+            try:
+                if stat.S_ISSOCK(path.lstat().st_mode):
+                    path.unlink()
+            except OSError:
+                pass
+
+
+async def serve(
+    config: ServerConfig, driver: Driver, *, on_ready: Callable[[Listeners], None] | None = None
+) -> None:
+    """Run a server until SIGINT/SIGTERM (or cancellation), then shut down cleanly."""
+    service = Service(config, driver)
+    listeners = Listeners()
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        try:
+            await listeners.open(config, service)
+        except OSError as exc:
+            for listener, _ in listeners.entries:
+                await listener.aclose()
+            listeners.remove_socket_files()
+            if exc.errno == errno.EADDRINUSE:
+                raise SystemExit(f"virtwire serve: address already in use: {exc}") from None
+            raise SystemExit(f"virtwire serve: cannot listen: {exc}") from None
+        try:
+            async with trio.open_nursery() as connections:
+                async with trio.open_nursery() as accepting:
+                    for listener, handler in listeners.entries:
+                        accepting.start_soon(
+                            partial(trio.serve_listeners, handler, [listener], handler_nursery=connections)
+                        )
+                    if on_ready is not None:
+                        on_ready(listeners)
+                    async for signum in signals:
+                        log.info("%s: shutting down", signal.Signals(signum).name)
+                        accepting.cancel_scope.cancel()
+                        break
+                listeners.remove_socket_files()
+                service.begin_shutdown()
+        finally:
+            listeners.remove_socket_files()
+    log.info("stopped")

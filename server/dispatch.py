@@ -1,0 +1,114 @@
+"""Table-driven dispatch: procedure number → route, and running one call.
+
+Routes are built once from the generated procedure table.  A procedure is
+served by the connection layer (auth, features, open/close, event and
+close-callback registration), by the driver method named after it
+(``DOMAIN_SUSPEND`` → ``driver.domain_suspend``), or by nobody: then it answers
+VIR_ERR_NO_SUPPORT with its ``@api`` name.  Event procedures are not callable
+(libvirtd: ``unknown procedure``).
+
+The checks of one call run in libvirtd's order: payload decode and connection
+open (before CONNECT_OPEN, a malformed payload is reported first), read-only
+policy (from the spec's ``@readonly``, before any driver code and before the
+not-supported answer), then the handler.  A denied procedure is refused without decoding its payload
+unless its policy depends on the flags.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from virtwire.protocol import errors as E
+from virtwire.protocol.generated import remote as R
+from virtwire.protocol.xdr import Procedure, ReadOnlyPolicy
+
+from .driver.base import ConnectionContext, Driver
+from .errors import no_support, operation_denied
+
+Handler = Callable[[Any, ConnectionContext], Awaitable[Any]]
+
+# Served by the connection itself; True = allowed before CONNECT_OPEN.
+CONNECTION_PROCEDURES: dict[str, bool] = {
+    "AUTH_LIST": True,
+    "CONNECT_SUPPORTS_FEATURE": True,
+    "CONNECT_OPEN": True,
+    "CONNECT_CLOSE": True,
+    "CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY": False,
+    "CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY": False,
+    "CONNECT_DOMAIN_EVENT_REGISTER_ANY": False,
+    "CONNECT_DOMAIN_EVENT_DEREGISTER_ANY": False,
+    "CONNECT_REGISTER_CLOSE_CALLBACK": False,
+    "CONNECT_UNREGISTER_CLOSE_CALLBACK": False,
+}
+
+
+class CallSession(Protocol):
+    """What dispatch needs from a connection."""
+
+    opened: bool
+    readonly: bool
+    ctx: ConnectionContext
+
+    def connection_handler(self, name: str) -> Handler:
+        """The bound connection-level handler for procedure ``name``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    proc: Procedure
+    driver_handler: Handler | None  # bound driver method; None = not supported
+    connection_level: bool
+    pre_open: bool
+
+
+def build_routes(driver: Driver) -> dict[int, Route]:
+    """One route per callable procedure of the remote program."""
+    routes: dict[int, Route] = {}
+    for number, proc in R.PROCEDURES.items():
+        if proc.event is not None:
+            continue
+        pre_open = CONNECTION_PROCEDURES.get(proc.name)
+        if pre_open is not None:
+            routes[number] = Route(proc, None, True, pre_open)
+            continue
+        handler = getattr(driver, proc.name.lower(), None) if proc.modelled else None
+        routes[number] = Route(proc, handler, False, False)
+    return routes
+
+
+def _decode(proc: Procedure, payload: memoryview) -> Any:
+    if proc.args is None:
+        return None  # void (trailing bytes are ignored, as libvirtd does)
+    try:
+        return proc.args.from_bytes(payload, exact=False)
+    except Exception:  # any malformed payload: XdrError, short read, bad enum...
+        raise E.payload_decode_failed() from None
+
+
+async def run_call(session: CallSession, route: Route, payload: memoryview) -> bytes:
+    """Run one call; return the encoded ret payload or raise libvirtError."""
+    proc = route.proc
+    if not route.pre_open and not session.opened:
+        if proc.modelled:
+            _decode(proc, payload)  # libvirtd decodes before it looks at the connection
+        raise E.connection_not_open()
+    readonly = session.readonly
+    if readonly and proc.readonly is ReadOnlyPolicy.DENY:
+        raise operation_denied(proc.api or proc.name)
+    if not proc.modelled and not route.connection_level:
+        raise no_support(proc.api or proc.name)
+    args = _decode(proc, payload)
+    if readonly and proc.readonly is ReadOnlyPolicy.DENY_FLAGS and proc.denies(getattr(args, "flags", 0)):
+        raise operation_denied(proc.api or proc.name)
+    if route.connection_level:
+        ret = await session.connection_handler(proc.name)(args, session.ctx)
+    elif route.driver_handler is not None:
+        ret = await route.driver_handler(args, session.ctx)
+    else:
+        raise no_support(proc.api or proc.name)
+    if ret is None:
+        return b""
+    data: bytes = ret.to_bytes()
+    return data

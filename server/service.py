@@ -1,0 +1,59 @@
+"""What all connections of one server share: settings, driver, event bus, routes."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+
+import trio
+
+from .config import ServerConfig
+from .connection import Connection
+from .dispatch import Route, build_routes
+from .driver.base import Driver
+from .events import DomainEvents, EventBus
+
+log = logging.getLogger(__name__)
+
+
+class Service:
+    """The server minus its listeners: give it accepted streams with ``serve_stream``."""
+
+    def __init__(self, config: ServerConfig, driver: Driver) -> None:
+        self.config = config
+        self.driver = driver
+        self.bus = EventBus()
+        driver.events = DomainEvents(self.bus)
+        self.routes: dict[int, Route] = build_routes(driver)
+        self.connections: set[Connection] = set()
+        self._ids = itertools.count(1)
+        self.shutting_down = False
+
+    def next_connection_id(self) -> int:
+        return next(self._ids)
+
+    async def serve_stream(
+        self, stream: trio.abc.Stream, *, transport: str, peer: str, readonly_socket: bool
+    ) -> None:
+        """Serve one accepted client until it goes away."""
+        if self.shutting_down:
+            await stream.aclose()
+            return
+        if len(self.connections) >= self.config.max_clients:
+            log.warning(
+                "too many active clients (%d), dropping connection from %s", len(self.connections), peer
+            )
+            await stream.aclose()
+            return
+        conn = Connection(self, stream, transport=transport, peer=peer, readonly_socket=readonly_socket)
+        self.connections.add(conn)
+        try:
+            await conn.run()
+        finally:
+            self.connections.discard(conn)
+
+    def begin_shutdown(self) -> None:
+        """Stop reading from every client; their calls in flight still finish."""
+        self.shutting_down = True
+        for conn in list(self.connections):
+            conn.stop_reading()
