@@ -162,7 +162,7 @@ def print_uris(config: ServerConfig, listeners: Listeners) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv.insert(0, "serve")  # plain `python -m virtwire.server` serves
     args = build_parser().parse_args(argv)
     if args.command != "serve":

@@ -20,12 +20,12 @@ event overflow, a bad length word or a write error abort at once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import struct
 from typing import TYPE_CHECKING, Any
 
 import trio
-
 from virtwire.protocol import errors as E
 from virtwire.protocol.errors import ProtocolError, libvirtError, to_remote_error
 from virtwire.protocol.framing import PacketDecoder
@@ -180,10 +180,8 @@ class Connection(EventSubscriber):
         if self.opened:
             self.opened = False
             await self.service.driver.connection_closed(self.ctx)
-        try:
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             await self.stream.aclose()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass
         log.debug("client %s closed", self.ctx.conn_id)
 
     # --- reading ------------------------------------------------------------------------
