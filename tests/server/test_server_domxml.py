@@ -5,13 +5,15 @@ from __future__ import annotations
 import uuid
 
 import pytest
-
 from virtwire.protocol.errors import libvirtError
 from virtwire.server.driver.memory import defaults
 from virtwire.server.driver.memory.domxml import format_domain_xml, normalise, parse_domain_xml, scale_to_kib
 
 # virsh dumpxml of `x3` after defining the minimal document below on a real libvirtd.
-MINIMAL = "<domain type='test'><name>x3</name><memory unit='MiB'>512</memory><vcpu>3</vcpu><os><type>hvm</type></os></domain>"
+MINIMAL = (
+    "<domain type='test'><name>x3</name><memory unit='MiB'>512</memory><vcpu>3</vcpu>"
+    "<os><type>hvm</type></os></domain>"
+)
 MINIMAL_AS_LIBVIRT_PRINTS_IT = """\
 <domain type='test'>
   <name>x3</name>
@@ -86,7 +88,8 @@ BAD_DEFINITIONS = [
     ),
     ("<domain type='test'></domain>", 21, 20, "missing name information"),
     (
-        "<domain type='test'><name>x2</name><uuid>zz</uuid><memory>1024</memory><os><type>hvm</type></os></domain>",
+        "<domain type='test'><name>x2</name><uuid>zz</uuid><memory>1024</memory>"
+        "<os><type>hvm</type></os></domain>",
         1,
         20,
         "internal error: malformed uuid element",
@@ -98,7 +101,8 @@ BAD_DEFINITIONS = [
         "invalid argument: unknown suffix 'foo'",
     ),
     (
-        "<domain type='test'><name>x2</name><memory>1024</memory><vcpu>abc</vcpu><os><type>hvm</type></os></domain>",
+        "<domain type='test'><name>x2</name><memory>1024</memory><vcpu>abc</vcpu>"
+        "<os><type>hvm</type></os></domain>",
         27,
         20,
         "XML error: maximum vcpus count must be an integer",
@@ -116,7 +120,8 @@ BAD_DEFINITIONS = [
         "XML error: Memory size must be specified via <memory> or in the <numa> configuration",
     ),
     (
-        "<domain type='test'><name>x2</name><memory>1024</memory><vcpu>0</vcpu><os><type>hvm</type></os></domain>",
+        "<domain type='test'><name>x2</name><memory>1024</memory><vcpu>0</vcpu>"
+        "<os><type>hvm</type></os></domain>",
         1,
         20,
         "internal error: CPU IDs in <numa> exceed the <vcpu> count",

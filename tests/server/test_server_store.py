@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from virtwire.server.driver.memory.store import DomainStore
 
 XML = "<domain type='test'>\n  <name>p1</name>\n</domain>\n"
