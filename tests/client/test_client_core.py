@@ -1,0 +1,130 @@
+"""The sans-IO core: packets, classification, errors, serials, the keepalive clock;
+and the sync transport's connection errors against libvirt-python's."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from types import ModuleType
+
+import pytest
+
+import virtwire.libvirt as vlibvirt
+from virtwire.client import core
+from virtwire.protocol.errors import libvirtError, make_error, to_remote_error
+
+HEADER = struct.Struct(">IIIiiIi")
+
+
+def test_call_packet_layout() -> None:
+    packet = core.call_packet(7, 16, b"\1\2\3\4")
+    assert HEADER.unpack_from(packet) == (32, 0x20008086, 1, 16, 0, 7, 0)
+    assert packet[28:] == b"\1\2\3\4"
+
+
+def test_keepalive_packets_match_capture() -> None:
+    # vectors/h_keepalive: 0000001c 6b656570 00000001 00000001 00000002 00000000 00000000
+    assert core.PING_PACKET.hex() == "0000001c6b6565700000000100000001000000020000000000000000"
+    assert core.PONG_PACKET.hex() == "0000001c6b6565700000000100000002000000020000000000000000"
+
+
+def test_classify() -> None:
+    reply = HEADER.pack(32, 0x20008086, 1, 157, 1, 5, 0) + b"abcd"
+    msg = core.classify(reply)
+    assert isinstance(msg, core.Reply) and (msg.serial, msg.procedure, msg.status, msg.payload) == (
+        5, 157, 0, b"abcd")
+    event = HEADER.pack(28, 0x20008086, 1, 318, 2, 1, 0)
+    ev = core.classify(event)
+    assert isinstance(ev, core.Event) and ev.procedure == 318
+    assert core.classify(core.PING_PACKET) is core.PING
+    assert core.classify(core.PONG_PACKET) is core.PONG
+    assert isinstance(core.classify(HEADER.pack(28, 0x20008087, 1, 1, 1, 0, 0)), core.Ignored)
+    assert isinstance(core.classify(HEADER.pack(28, 0x20008086, 1, 1, 3, 0, 0)), core.Ignored)
+
+
+def test_unknown_procedure_becomes_no_support() -> None:
+    err = make_error(39, 7, "unknown procedure: 999")
+    decoded = core.decode_error(to_remote_error(err).to_bytes())
+    assert decoded.err == (3, 7, "unknown procedure: 999", 2, "%s", "unknown procedure: 999", None, -1, -1)
+    other = make_error(42, 12, None)
+    assert core.decode_error(to_remote_error(other).to_bytes()).err == other.err
+    assert core.decode_error(b"\0\0").get_error_code() == 39
+
+
+def test_pending_serials_start_at_zero_and_wrap() -> None:
+    pending: core.Pending[str] = core.Pending()
+    assert [pending.add("a"), pending.add("b")] == [0, 1]
+    assert pending.pop(0) == "a" and pending.pop(0) is None
+    pending._next = 0xFFFFFFFF
+    assert [pending.add("c"), pending.add("d")] == [0xFFFFFFFF, 0]
+    assert sorted(pending.drain()) == ["b", "c", "d"] and pending.waiters == {}
+
+
+def test_keepalive_clock() -> None:
+    ka = core.KeepAlive(5, 2, now=100.0)
+    assert ka.tick(104.9) is None
+    assert ka.deadline() == 105.0
+    assert ka.tick(105.0) == "ping"
+    assert ka.tick(109.9) is None
+    assert ka.tick(110.0) == "ping"
+    assert ka.tick(115.0) == "dead"  # interval * (count + 1) of silence
+    ka.received(112.0)
+    assert ka.tick(115.0) is None
+    assert core.KeepAlive(5, 0, now=0.0).tick(5.0) == "dead"  # count 0: close without pinging
+    assert core.KeepAlive(0, 5, now=0.0).tick(1e9) is None
+
+
+def test_packet_splitter_one_byte_at_a_time() -> None:
+    splitter = core.PacketSplitter()
+    stream = core.PING_PACKET + core.call_packet(1, 2, b"xyzw") + core.PONG_PACKET
+    out: list[bytes] = []
+    for i in range(len(stream)):
+        out += splitter.feed(stream[i : i + 1])
+    assert out == [core.PING_PACKET, core.call_packet(1, 2, b"xyzw"), core.PONG_PACKET]
+
+
+def test_oversized_length_word_is_an_rpc_error() -> None:
+    with pytest.raises(libvirtError) as info:
+        core.PacketSplitter().feed(struct.pack(">I", 64 * 1024 * 1024))
+    assert info.value.get_error_code() == 39
+
+
+def _err(fn: Callable[[], object]) -> object:
+    try:
+        fn()
+    except Exception as exc:
+        return getattr(exc, "err", None)
+    return None
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "test+tcp://127.0.0.1:{port}/default",
+        "test+unix:///default?socket=/nonexistent/virtwire.sock",
+        "test+tls://127.0.0.1:{port}/default?pkipath=/nonexistent",
+        "test+foo://h/default",
+        "test+unix://host/default",
+        "test+tcp://127.0.0.1:1/default?no_verify=x",
+    ],
+)
+def test_open_errors_match_libvirt_python(
+    real_libvirt: ModuleType, free_port: Callable[[], int], uri: str
+) -> None:
+    real_libvirt.registerErrorHandler(lambda ctx, err: None, None)
+    uri = uri.format(port=free_port())
+    theirs = _err(lambda: real_libvirt.open(uri))
+    assert theirs is not None
+    assert _err(lambda: vlibvirt.open(uri)) == theirs
+
+
+def test_tls_open_without_client_certificate_fails_like_libvirt(real_libvirtd: object, tmp_path: object,
+                                                                real_libvirt: ModuleType) -> None:
+    import shutil
+    from pathlib import Path
+
+    real_libvirt.registerErrorHandler(lambda ctx, err: None, None)
+    pki = Path(str(tmp_path))
+    shutil.copy(Path(str(real_libvirtd.pkipath)) / "cacert.pem", pki / "cacert.pem")  # type: ignore[attr-defined]
+    uri = f"test+tls://127.0.0.1:{real_libvirtd.tls_port}/default?pkipath={pki}"  # type: ignore[attr-defined]
+    assert _err(lambda: vlibvirt.open(uri)) == _err(lambda: real_libvirt.open(uri))

@@ -1,0 +1,154 @@
+"""Domain events through both APIs, from a real daemon and from crafted messages."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+import virtwire.client
+import virtwire.libvirt as vlibvirt
+from virtwire.protocol.generated import remote
+from virtwire.protocol.typedparams import dict_to_params
+
+FakeDaemon = Any  # tests/client/conftest.py
+
+
+def _run_loop_until(stop: threading.Event) -> threading.Thread:
+    def loop() -> None:
+        while not stop.is_set():
+            vlibvirt.virEventRunDefaultImpl()
+
+    t = threading.Thread(target=loop, daemon=True)
+    t.start()
+    return t
+
+
+def _wait_for(cond: Callable[[], bool], done: threading.Event) -> None:
+    for _ in range(200):
+        if cond():
+            return
+        done.wait(0.05)
+
+
+def test_lifecycle_events_from_real_libvirtd(real_libvirtd: Any) -> None:
+    vlibvirt.virEventRegisterDefaultImpl()
+    listener = vlibvirt.open(real_libvirtd.tcp_uri)
+    actor = vlibvirt.open(real_libvirtd.unix_uri)
+    seen: list[tuple[Any, ...]] = []
+    got = threading.Event()
+    loop_thread = threading.current_thread()
+    threads: list[threading.Thread] = []
+
+    def cb(conn: Any, dom: Any, event: int, detail: int, opaque: Any) -> None:
+        threads.append(threading.current_thread())
+        seen.append((conn is listener, dom.name(), event, detail, opaque))
+        got.set()
+
+    cb_id = listener.domainEventRegisterAny(None, vlibvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, cb, "opaque")
+    stop = threading.Event()
+    runner = _run_loop_until(stop)
+    try:
+        dom = actor.lookupByName("test")
+        dom.suspend()
+        dom.resume()
+        _wait_for(lambda: len(seen) >= 2, got)
+    finally:
+        stop.set()
+        listener.domainEventDeregisterAny(cb_id)
+        runner.join(5)
+        listener.close()
+        actor.close()
+    assert seen[:2] == [
+        (True, "test", vlibvirt.VIR_DOMAIN_EVENT_SUSPENDED, vlibvirt.VIR_DOMAIN_EVENT_SUSPENDED_PAUSED, "opaque"),
+        (True, "test", vlibvirt.VIR_DOMAIN_EVENT_RESUMED, vlibvirt.VIR_DOMAIN_EVENT_RESUMED_UNPAUSED, "opaque"),
+    ]
+    # Callbacks run on the thread that runs virEventRunDefaultImpl.
+    assert all(t is runner for t in threads) and loop_thread is not runner
+
+
+def _dom() -> Any:
+    return remote.remote_nonnull_domain(name="vm1", uuid=b"\x11" * 16, id=7)
+
+
+def _msg(name: str, **fields: Any) -> bytes:
+    proc = remote.PROCEDURES_BY_NAME[name]
+    assert proc.msg is not None
+    return bytes(proc.msg(**fields).to_bytes())
+
+
+def test_migration_iteration_and_job_completed_callbacks(fake_daemon: Callable[..., FakeDaemon]) -> None:
+    """Events the test driver never emits, crafted on the wire as libvirtd sends them."""
+    registered: list[int] = []
+
+    def register(payload: bytes) -> bytes:
+        callback_id = 40 + len(registered)
+        registered.append(callback_id)
+        return remote.remote_connect_domain_event_callback_register_any_ret(callbackID=callback_id).to_bytes()
+
+    daemon = fake_daemon(handlers={316: register, 317: lambda p: b""})
+    vlibvirt.virEventRegisterDefaultImpl()
+    conn = vlibvirt.open(daemon.uri)
+    seen: list[Any] = []
+    got = threading.Event()
+
+    def on_iter(c: Any, dom: Any, iteration: int, opaque: Any) -> None:
+        seen.append(("iteration", dom.name(), dom.ID(), iteration, opaque))
+        got.set()
+
+    def on_done(c: Any, dom: Any, params: dict[str, Any], opaque: Any) -> None:
+        seen.append(("completed", dom.name(), params, opaque))
+        got.set()
+
+    it_id = conn.domainEventRegisterAny(None, vlibvirt.VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION, on_iter, 1)
+    done_id = conn.domainEventRegisterAny(None, vlibvirt.VIR_DOMAIN_EVENT_ID_JOB_COMPLETED, on_done, 2)
+    assert (it_id, done_id) == (40, 41)
+    stop = threading.Event()
+    runner = _run_loop_until(stop)
+    try:
+        daemon.send_message(
+            remote.PROCEDURES_BY_NAME["DOMAIN_EVENT_CALLBACK_MIGRATION_ITERATION"].number,
+            _msg("DOMAIN_EVENT_CALLBACK_MIGRATION_ITERATION", callbackID=it_id, dom=_dom(), iteration=3),
+        )
+        params = dict_to_params({"operation": 5, "time_elapsed": 1234, "success": True})
+        daemon.send_message(
+            remote.PROCEDURES_BY_NAME["DOMAIN_EVENT_CALLBACK_JOB_COMPLETED"].number,
+            _msg("DOMAIN_EVENT_CALLBACK_JOB_COMPLETED", callbackID=done_id, dom=_dom(), params=params),
+        )
+        # An event for a callback ID nobody registered is dropped.
+        daemon.send_message(
+            remote.PROCEDURES_BY_NAME["DOMAIN_EVENT_CALLBACK_MIGRATION_ITERATION"].number,
+            _msg("DOMAIN_EVENT_CALLBACK_MIGRATION_ITERATION", callbackID=999, dom=_dom(), iteration=9),
+        )
+        _wait_for(lambda: len(seen) >= 2, got)
+        conn.domainEventDeregisterAny(it_id)
+    finally:
+        stop.set()
+        runner.join(5)
+        conn.close()
+    assert seen == [
+        ("iteration", "vm1", 7, 3, 1),
+        ("completed", "vm1", {"operation": 5, "time_elapsed": 1234, "success": True}, 2),
+    ]
+    assert daemon.procedures().count(317) == 1
+
+
+async def test_trio_domain_events_from_real_libvirtd(real_libvirtd: Any) -> None:
+    async with await virtwire.client.connect(real_libvirtd.tcp_uri) as listener:
+        async with await virtwire.client.connect(real_libvirtd.unix_uri) as actor:
+            async with listener.domain_events(vlibvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE) as events:
+                dom = await actor.lookup_by_name("test")
+                await dom.suspend()
+                await dom.resume()
+                got = []
+                with trio.fail_after(10):
+                    async for ev in events:
+                        got.append((ev.event_id, ev.domain.name, ev.args))
+                        if len(got) == 2:
+                            break
+    assert got == [
+        (0, "test", (vlibvirt.VIR_DOMAIN_EVENT_SUSPENDED, vlibvirt.VIR_DOMAIN_EVENT_SUSPENDED_PAUSED)),
+        (0, "test", (vlibvirt.VIR_DOMAIN_EVENT_RESUMED, vlibvirt.VIR_DOMAIN_EVENT_RESUMED_UNPAUSED)),
+    ]

@@ -1,0 +1,174 @@
+"""Client-driven migration: the calls virDomainMigrate3 / MigrateToURI3 make, in order."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+import virtwire.libvirt as vlibvirt
+from virtwire.protocol.errors import libvirtError, make_error
+from virtwire.protocol.generated import remote
+from virtwire.protocol.typedparams import params_to_dict
+
+FakeDaemon = Any  # tests/client/conftest.py
+P = remote.PROCEDURES_BY_NAME
+DOM = remote.remote_nonnull_domain(name="vm1", uuid=b"\x22" * 16, id=3)
+MIGRATION_FEATURES = {10: 1, 14: 1, 15: 1, 13: 1, 6: 1, 4: 1}
+
+
+def _num(name: str) -> int:
+    return P[name].number
+
+
+def _ret(name: str, **fields: Any) -> bytes:
+    codec = P[name].ret
+    assert codec is not None
+    return bytes(codec(**fields).to_bytes())
+
+
+def _args(daemon: Any, name: str) -> list[Any]:
+    codec = P[name].args
+    assert codec is not None
+    return [codec.from_bytes(payload) for proc, _, payload in daemon.calls if proc == _num(name)]
+
+
+def _lookup(_payload: bytes) -> bytes:
+    return _ret("DOMAIN_LOOKUP_BY_NAME", dom=DOM)
+
+
+def _source(perform_fails: bool = False) -> dict[int, Callable[[bytes], Any]]:
+    def perform(_payload: bytes) -> bytes:
+        if perform_fails:
+            raise make_error(vlibvirt.VIR_ERR_OPERATION_FAILED, vlibvirt.VIR_FROM_QEMU, "migration job: failed")
+        return _ret("DOMAIN_MIGRATE_PERFORM3_PARAMS", cookie_out=b"cookie-perform")
+
+    return {
+        _num("DOMAIN_LOOKUP_BY_NAME"): _lookup,
+        _num("DOMAIN_MIGRATE_BEGIN3_PARAMS"): lambda p: _ret(
+            "DOMAIN_MIGRATE_BEGIN3_PARAMS", cookie_out=b"cookie-begin", xml="<domain>vm1</domain>"
+        ),
+        _num("DOMAIN_GET_STATE"): lambda p: _ret("DOMAIN_GET_STATE", state=vlibvirt.VIR_DOMAIN_RUNNING, reason=1),
+        _num("DOMAIN_MIGRATE_PERFORM3_PARAMS"): perform,
+        _num("DOMAIN_MIGRATE_CONFIRM3_PARAMS"): lambda p: b"",
+    }
+
+
+def _destination() -> dict[int, Callable[[bytes], Any]]:
+    new_dom = remote.remote_nonnull_domain(name="vm1", uuid=b"\x22" * 16, id=9)
+    return {
+        _num("DOMAIN_MIGRATE_PREPARE3_PARAMS"): lambda p: _ret(
+            "DOMAIN_MIGRATE_PREPARE3_PARAMS", cookie_out=b"cookie-prepare", uri_out="tcp://dst:49152"
+        ),
+        _num("DOMAIN_MIGRATE_FINISH3_PARAMS"): lambda p: _ret(
+            "DOMAIN_MIGRATE_FINISH3_PARAMS", dom=new_dom, cookie_out=b"cookie-finish"
+        ),
+    }
+
+
+def _migration_calls(daemon: Any) -> list[int]:
+    handshake = {66, 60, 1, 2, 23}
+    return [p for p in daemon.procedures() if p not in handshake]
+
+
+def test_migrate3_runs_the_v3_params_protocol(fake_daemon: Callable[..., FakeDaemon]) -> None:
+    src = fake_daemon(handlers=_source(), features=MIGRATION_FEATURES)
+    dst = fake_daemon(handlers=_destination(), features=MIGRATION_FEATURES)
+    sconn, dconn = vlibvirt.open(src.uri), vlibvirt.open(dst.uri)
+    flags = vlibvirt.VIR_MIGRATE_LIVE | vlibvirt.VIR_MIGRATE_POSTCOPY | vlibvirt.VIR_MIGRATE_AUTO_CONVERGE
+    new = sconn.lookupByName("vm1").migrate3(dconn, {"bandwidth": 100}, flags)
+    assert (new.name(), new.ID(), new.connect() is dconn) == ("vm1", 9, True)
+
+    begin = _num("DOMAIN_MIGRATE_BEGIN3_PARAMS")
+    perform, confirm = _num("DOMAIN_MIGRATE_PERFORM3_PARAMS"), _num("DOMAIN_MIGRATE_CONFIRM3_PARAMS")
+    prepare, finish = _num("DOMAIN_MIGRATE_PREPARE3_PARAMS"), _num("DOMAIN_MIGRATE_FINISH3_PARAMS")
+    # Source: probes 13 and 7 (change protection), Begin, GetState, Perform, Confirm.
+    assert _migration_calls(src) == [begin, _num("DOMAIN_GET_STATE"), perform, confirm]
+    assert _migration_calls(dst) == [prepare, finish]
+    features_asked = [int.from_bytes(p[:4], "big") for proc, _, p in src.calls if proc == 60]
+    assert features_asked[-2:] == [13, 7]
+
+    (b,) = _args(src, "DOMAIN_MIGRATE_BEGIN3_PARAMS")
+    assert (b.dom.name, b.flags, params_to_dict(b.params)) == ("vm1", flags, {"bandwidth": 100})
+    (p,) = _args(dst, "DOMAIN_MIGRATE_PREPARE3_PARAMS")
+    # The destination never sees AUTO_CONVERGE; it gets the source's XML.
+    assert p.flags == flags & ~vlibvirt.VIR_MIGRATE_AUTO_CONVERGE
+    assert p.cookie_in == b"cookie-begin"
+    assert params_to_dict(p.params) == {"bandwidth": 100, "destination_xml": "<domain>vm1</domain>"}
+    (pf,) = _args(src, "DOMAIN_MIGRATE_PERFORM3_PARAMS")
+    assert (pf.dconnuri, pf.cookie_in, pf.flags) == (None, b"cookie-prepare", flags)
+    assert params_to_dict(pf.params)["migrate_uri"] == "tcp://dst:49152"
+    (f,) = _args(dst, "DOMAIN_MIGRATE_FINISH3_PARAMS")
+    assert (f.cookie_in, f.cancelled) == (b"cookie-perform", 0)
+    assert params_to_dict(f.params)["destination_name"] == "vm1"
+    (cf,) = _args(src, "DOMAIN_MIGRATE_CONFIRM3_PARAMS")
+    assert (cf.cookie_in, cf.cancelled) == (b"cookie-finish", 0)
+
+
+def test_failed_perform_cancels_finish_and_skips_confirm(fake_daemon: Callable[..., FakeDaemon]) -> None:
+    src = fake_daemon(handlers=_source(perform_fails=True), features=MIGRATION_FEATURES)
+    dst = fake_daemon(handlers=_destination(), features=MIGRATION_FEATURES)
+    sconn, dconn = vlibvirt.open(src.uri), vlibvirt.open(dst.uri)
+    with pytest.raises(libvirtError) as info:
+        sconn.lookupByName("vm1").migrate3(dconn, {}, vlibvirt.VIR_MIGRATE_LIVE)
+    assert info.value.get_error_message() == "operation failed: migration job: failed"
+    (f,) = _args(dst, "DOMAIN_MIGRATE_FINISH3_PARAMS")
+    assert f.cancelled == 1
+    assert _num("DOMAIN_MIGRATE_CONFIRM3_PARAMS") not in src.procedures()
+
+
+def test_peer_to_peer_is_one_perform_with_dconnuri(fake_daemon: Callable[..., FakeDaemon]) -> None:
+    src = fake_daemon(handlers=_source(), features=MIGRATION_FEATURES)
+    conn = vlibvirt.open(src.uri)
+    flags = vlibvirt.VIR_MIGRATE_PEER2PEER | vlibvirt.VIR_MIGRATE_LIVE
+    assert conn.lookupByName("vm1").migrateToURI3("test+tcp://dest.example/default", {"bandwidth": 5}, flags) == 0
+    assert _migration_calls(src) == [_num("DOMAIN_MIGRATE_PERFORM3_PARAMS")]
+    features_asked = [int.from_bytes(p[:4], "big") for proc, _, p in src.calls if proc == 60]
+    assert features_asked[-2:] == [4, 13]
+    (pf,) = _args(src, "DOMAIN_MIGRATE_PERFORM3_PARAMS")
+    assert (pf.dconnuri, pf.flags, params_to_dict(pf.params)) == ("test+tcp://dest.example/default", flags,
+                                                                  {"bandwidth": 5})
+
+
+def test_peer_to_peer_refused_without_feature(fake_daemon: Callable[..., FakeDaemon]) -> None:
+    src = fake_daemon(handlers=_source(), features={14: 1, 15: 1})
+    conn = vlibvirt.open(src.uri)
+    with pytest.raises(libvirtError) as info:
+        conn.lookupByName("vm1").migrateToURI3("test+tcp://d/default", {}, vlibvirt.VIR_MIGRATE_PEER2PEER)
+    assert info.value.err == (
+        74, 20, "argument unsupported: p2p migration is not supported by the source host", 2,
+        "argument unsupported: %s", "p2p migration is not supported by the source host", None, -1, -1,
+    )
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda d, dc: d.migrate3(dc, {}, vlibvirt.VIR_MIGRATE_LIVE),
+        lambda d, dc: d.migrate3(dc, {"bandwidth": 1}, vlibvirt.VIR_MIGRATE_PEER2PEER),
+        lambda d, dc: d.migrate(dc, vlibvirt.VIR_MIGRATE_LIVE, None, None, 0),
+        lambda d, dc: d.migrateToURI3("test+tcp://elsewhere/default", {}, vlibvirt.VIR_MIGRATE_PEER2PEER),
+        lambda d, dc: d.migrateToURI3(None, {"migrate_uri": "tcp://x"}, 0),
+        lambda d, dc: d.migrate3(
+            dc, {}, vlibvirt.VIR_MIGRATE_NON_SHARED_DISK | vlibvirt.VIR_MIGRATE_NON_SHARED_INC
+        ),
+    ],
+)
+def test_migration_errors_match_libvirt_python(real_libvirtd: Any, real_libvirt: ModuleType, call: Any) -> None:
+    """The test driver supports no migration: both clients fail the same way."""
+    real_libvirt.registerErrorHandler(lambda ctx, err: None, None)
+    outcomes = []
+    for lib in (real_libvirt, vlibvirt):
+        src, dst = lib.open(real_libvirtd.tcp_uri), lib.open(real_libvirtd.unix_uri)
+        try:
+            call(src.lookupByName("test"), dst)
+            outcomes.append(None)
+        except lib.libvirtError as exc:
+            outcomes.append(exc.err)
+        finally:
+            src.close()
+            dst.close()
+    assert outcomes[0] is not None
+    assert outcomes[1] == outcomes[0]
