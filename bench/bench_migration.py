@@ -100,8 +100,14 @@ async def run_one(mode: str, factor: float, args: argparse.Namespace) -> Row:
         nursery.cancel_scope.cancel()
     c = out.job.counters
     return Row(
-        mode, factor, converged, trio.current_time() - start, c.downtime_ms,
-        c.memory_processed, c.memory_postcopy_requests, c.memory_iteration,
+        mode,
+        factor,
+        converged,
+        trio.current_time() - start,
+        c.downtime_ms,
+        c.memory_processed,
+        c.memory_postcopy_requests,
+        c.memory_iteration,
     )
 
 
@@ -114,10 +120,14 @@ def main() -> int:
     parser.add_argument("--factors", default="0.25,0.5,1,2", help="dirty rate / bandwidth")
     args = parser.parse_args()
     floor = args.working_set / args.bandwidth
-    print(f"bandwidth {args.bandwidth} MiB/s, working set {args.working_set} MiB of {args.memory} MiB, "
-          f"floor {floor:.2f} s")
-    header = (f"{'mode':<11} {'dirty/bw':>8} {'converged':>9} {'total s':>8} {'x floor':>7} "
-              f"{'downtime ms':>11} {'MiB sent':>8} {'requests':>8} {'passes':>6}")
+    print(
+        f"bandwidth {args.bandwidth} MiB/s, working set {args.working_set} MiB of {args.memory} MiB, "
+        f"floor {floor:.2f} s"
+    )
+    header = (
+        f"{'mode':<11} {'dirty/bw':>8} {'converged':>9} {'total s':>8} {'x floor':>7} "
+        f"{'downtime ms':>11} {'MiB sent':>8} {'requests':>8} {'passes':>6}"
+    )
     print(header)
     print("-" * len(header))
     for factor in (float(f) for f in args.factors.split(",")):
@@ -127,8 +137,10 @@ def main() -> int:
             total = f"{row.seconds:8.2f}" if row.converged else f"{'(' + format(row.seconds, '.2f') + ')':>8}"
             ratio = f"{row.seconds / floor:7.2f}" if row.converged else f"{'-':>7}"
             converged = "yes" if row.converged else "NO"
-            print(f"{row.mode:<11} {row.factor:>8.2f} {converged:>9} {total} {ratio} "
-                  f"{downtime:>11} {row.bytes_sent / MIB:8.1f} {row.requests:8d} {row.passes:6d}")
+            print(
+                f"{row.mode:<11} {row.factor:>8.2f} {converged:>9} {total} {ratio} "
+                f"{downtime:>11} {row.bytes_sent / MIB:8.1f} {row.requests:8d} {row.passes:6d}"
+            )
             sys.stdout.flush()
     return 0
 

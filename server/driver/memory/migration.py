@@ -152,6 +152,7 @@ class OutgoingMigration:
         self.bucket = TokenBucket(settings.bandwidth_mib_s)
         self._postcopy_requested = False
         self._cancel_requested = False
+        self._break_requested = False
         self._scope: trio.CancelScope | None = None
         self._link_failure: str | None = None
         self._requests: collections.deque[int] = collections.deque()
@@ -173,6 +174,10 @@ class OutgoingMigration:
         self._cancel_requested = True
         if self._scope is not None and self.phase in (Phase.SETUP, Phase.PRECOPY):
             self._scope.cancel()
+
+    def break_postcopy(self) -> None:
+        """Stop a post-copy migration where it is (ABORT_JOB_POSTCOPY): both sides fail over."""
+        self._break_requested = True
 
     def set_bandwidth(self, mib_s: int, *, postcopy: bool = False) -> None:
         if postcopy:
@@ -200,8 +205,8 @@ class OutgoingMigration:
                     await self._migrate(link)
                 except _LINK_ERRORS as exc:
                     failure = self._link_failure or _link_error(exc)
-                except _FaultInjected:
-                    failure = "Unable to write to socket: Connection reset by peer"
+                except _FaultInjected as exc:
+                    failure = str(exc) or "Unable to write to socket: Connection reset by peer"
             self._scope = None
             cancelled = scope.cancelled_caught and self._link_failure is None
             if failure is None and scope.cancelled_caught:
@@ -374,6 +379,9 @@ class OutgoingMigration:
         self.bucket = TokenBucket(self.settings.postcopy_bandwidth_mib_s or UNLIMITED_MIB_S)
         position = 0
         while missing:
+            if self._break_requested:
+                await link.cut()
+                raise _FaultInjected("migration paused by client")
             batch: list[int] = []
             while self._requests and len(batch) < _BATCH_PAGES:
                 wanted = self._requests.popleft()

@@ -1,13 +1,704 @@
 """Migration and job procedures of the in-memory driver.
 
-The memory driver inherits this mixin (``class MemoryDriver(MigrationMixin, Driver)``).
+The memory driver inherits this mixin (``class MemoryDriver(MigrationMixin, ...)``).
 Its methods are named like the remote procedures they serve (lowercased, e.g.
-``domain_migrate_begin3_params``) and are found by the table-driven dispatcher;
-a procedure without a method here falls back to NO_SUPPORT.
+``domain_migrate_begin3_params``) and are found by the table-driven dispatcher.
+
+The five steps of a client-managed V3 migration with params, as libvirt's client
+runs them (virDomainMigrateVersion3Full):
+
+    source  BEGIN3_PARAMS    -> domain XML + cookie
+    dest    PREPARE3_PARAMS  -> incoming domain (paused), migration port -> uri_out
+    source  PERFORM3_PARAMS  -> the engine streams memory to uri_out; blocks to the end
+    dest    FINISH3_PARAMS   -> resume (or clean up when cancelled) -> domain
+    source  CONFIRM3_PARAMS  -> stop the source (or resume it when cancelled)
+
+Peer-to-peer (VIR_MIGRATE_PEER2PEER) is one PERFORM3_PARAMS on the source, which
+then plays the client's part towards the destination itself (``migration_p2p``).
+Domain state changes and their lifecycle events follow libvirt's QEMU driver.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import xml.etree.ElementTree as ET
+from typing import Any
 
-class MigrationMixin:
+import trio
+from virtwire.protocol.generated import constants as C
+from virtwire.protocol.generated import remote as R
+from virtwire.protocol.typedparams import make_param, params_to_dict
+
+from ...errors import check_flags, report
+from ..base import ConnectionContext
+from .core import FROM, MemoryCore, dom_ref, operation_invalid
+from .domxml import parse_domain_xml
+from .guest import PAGE_SIZE, Guest, parse_fault, parse_workload
+from .jobs import (
+    ABORT_JOB_POSTCOPY,
+    JOB_STATS_COMPLETED,
+    JOB_STATS_KEEP_COMPLETED,
+    Job,
+    JobOperation,
+    JobStatus,
+)
+from .migration import (
+    DestinationObserver,
+    IncomingMigration,
+    MigrationCancelled,
+    MigrationFailed,
+    OutgoingMigration,
+    Phase,
+    SourceObserver,
+)
+from .migration_ratelimit import UNLIMITED_MIB_S
+from .migration_session import (
+    COMPLETED_JOB,
+    DOWNTIME,
+    INCOMING,
+    OUTGOING,
+    POSTCOPY_SPEED,
+    SPEED,
+    SUPPORTED_FLAGS,
+    Cookie,
+    IncomingSession,
+    OutgoingSession,
+    check_not_same_host,
+    finished_job,
+    host_uuid,
+    listen_spec,
+    migration_settings,
+    parse_migrate_uri,
+)
+from .model import Domain
+
+log = logging.getLogger(__name__)
+
+# VIR_DRV_FEATURE_*: MIGRATION_P2P 4, MIGRATION_V3 6, MIGRATION_OFFLINE 12, MIGRATION_PARAMS 13.
+MIGRATION_FEATURES = frozenset({4, 6, 12, 13})
+_MIGRATE_PARAM_LIMIT = 64
+_JOB_OUT = "migration out"
+_JOB_IN = "migration in"
+
+
+def _invalid(detail: str) -> Exception:
+    return operation_invalid(detail, FROM)
+
+
+def _check_migrate_flags(flags: int, function: str) -> None:
+    check_flags(flags, SUPPORTED_FLAGS, function)
+    if flags & C.VIR_MIGRATE_POSTCOPY and (not flags & C.VIR_MIGRATE_LIVE or flags & C.VIR_MIGRATE_PAUSED):
+        raise report(
+            C.VIR_ERR_ARGUMENT_UNSUPPORTED,
+            FROM,
+            "post-copy migration is not supported with non-live or paused migration",
+        )
+    if flags & C.VIR_MIGRATE_OFFLINE and not flags & C.VIR_MIGRATE_PERSIST_DEST:
+        raise _invalid("offline migration must be specified with the persistent flag set")
+
+
+def _params(raw: list[R.remote_typed_param]) -> dict[str, Any]:
+    return params_to_dict(raw, _MIGRATE_PARAM_LIMIT)
+
+
+def _string_param(params: dict[str, Any], name: str) -> str | None:
+    value = params.get(name)
+    return value if isinstance(value, str) and value else None
+
+
+def _renamed(xml: str, name: str | None) -> str:
+    if not name:
+        return xml
+    root = ET.fromstring(xml)
+    element = root.find("name")
+    if element is None or element.text == name:
+        return xml
+    element.text = name
+    return ET.tostring(root, encoding="unicode")
+
+
+class MigrationMixin(MemoryCore):
     """Live migration (pre-copy and post-copy), job info/stats and job abort."""
+
+    # A nursery for incoming migrations, which outlive the PREPARE call; the server
+    # may provide one. Without it they run as trio system tasks (see _spawn).
+    nursery: trio.Nursery | None = None
+
+    def features(self) -> frozenset[int]:
+        return super().features() | MIGRATION_FEATURES
+
+    # --- shared helpers ---------------------------------------------------------------
+
+    def _cookie(self) -> Cookie:
+        return Cookie(self.hostname, host_uuid(self.hostname))
+
+    def _guest(self, dom: Domain) -> Guest:
+        """The domain's simulated guest, made on first use; runs while the domain runs."""
+        pages = dom.memory_kib * 1024 // PAGE_SIZE
+        guest = dom.guest
+        if not isinstance(guest, Guest) or guest.memory.total_pages != pages:
+            try:
+                workload = parse_workload(dom.xml(), pages)
+            except ValueError as exc:
+                raise report(C.VIR_ERR_XML_DETAIL, FROM, str(exc)) from None
+            guest = Guest(pages, workload)
+            dom.guest = guest
+        now = trio.current_time()
+        if dom.state == C.VIR_DOMAIN_RUNNING:
+            guest.resume(now)
+        else:
+            guest.pause(now)
+        return guest
+
+    def _spawn(self, fn: Any, *args: Any) -> None:
+        if self.nursery is not None:
+            self.nursery.start_soon(fn, *args)
+        else:
+            trio.lowlevel.spawn_system_task(fn, *args)
+
+    def _job_finished(self, dom: Domain, job: Job, status: JobStatus, errmsg: str | None = None) -> None:
+        job.finish(status, trio.current_time(), errmsg)
+        dom.extra[COMPLETED_JOB] = job
+        if dom.job is job:
+            dom.job = None
+
+    def _emit_job_completed(self, dom: Domain, job: Job) -> None:
+        params = [make_param(name, kind, value) for name, kind, value in job.to_params(trio.current_time())]
+        self.events.job_completed(dom_ref(dom), params)
+
+    def _active_domain(self, ref: R.remote_nonnull_domain) -> Domain:
+        dom = self.lookup(ref)
+        if not dom.active:
+            raise _invalid("domain is not running")
+        return dom
+
+    # --- source: BEGIN ----------------------------------------------------------------
+
+    async def domain_migrate_begin3_params(
+        self, args: R.remote_domain_migrate_begin3_params_args, ctx: ConnectionContext
+    ) -> R.remote_domain_migrate_begin3_params_ret:
+        _check_migrate_flags(args.flags, "qemuDomainMigrateBegin3Params")
+        _params(args.params)
+        dom = self.lookup(args.dom)
+        if args.flags & C.VIR_MIGRATE_OFFLINE:
+            if not dom.persistent:
+                raise _invalid("cannot migrate a transient domain offline")
+            xml = dom.xml(inactive=True)
+        else:
+            if not dom.active:
+                raise _invalid("domain is not running")
+            xml = dom.xml()
+        if OUTGOING in dom.extra or INCOMING in dom.extra:
+            raise _invalid(f"another migration job is already running for domain '{dom.name}'")
+        return R.remote_domain_migrate_begin3_params_ret(cookie_out=self._cookie().encode(), xml=xml)
+
+    # --- destination: PREPARE ---------------------------------------------------------
+
+    async def domain_migrate_prepare3_params(
+        self, args: R.remote_domain_migrate_prepare3_params_args, ctx: ConnectionContext
+    ) -> R.remote_domain_migrate_prepare3_params_ret:
+        _check_migrate_flags(args.flags, "qemuDomainMigratePrepare3Params")
+        params = _params(args.params)
+        check_not_same_host(self._cookie(), Cookie.decode(args.cookie_in))
+        xml = _string_param(params, C.VIR_MIGRATE_PARAM_DEST_XML)
+        if xml is None:
+            raise report(C.VIR_ERR_INVALID_ARG, FROM, "no domain XML passed")
+        xml = _renamed(xml, _string_param(params, C.VIR_MIGRATE_PARAM_DEST_NAME))
+        offline = bool(args.flags & C.VIR_MIGRATE_OFFLINE)
+        parsed = parse_domain_xml(xml)
+        new_domain = parsed.name not in self._by_name
+        dom = self._incoming_domain(xml, offline)
+        if offline:
+            dom.extra[INCOMING] = IncomingSession(
+                None, args.flags, None, None, owner_conn=ctx.conn_id, new_domain=new_domain
+            )
+            return R.remote_domain_migrate_prepare3_params_ret(
+                cookie_out=self._cookie().encode(), uri_out=None
+            )
+        host, port = listen_spec(
+            _string_param(params, C.VIR_MIGRATE_PARAM_URI),
+            _string_param(params, C.VIR_MIGRATE_PARAM_LISTEN_ADDRESS),
+        )
+        try:
+            listeners = await trio.open_tcp_listeners(port, host=host)
+        except OSError as exc:
+            self._discard_incoming(dom)
+            raise report(
+                C.VIR_ERR_OPERATION_FAILED, FROM, f"Failed to bind port {port} on {host}: {exc.strerror}"
+            ) from None
+        listener = listeners[0]
+        for extra in listeners[1:]:
+            await extra.aclose()
+        bound = listener.socket.getsockname()
+        uri = f"tcp://{bound[0]}:{bound[1]}" if ":" not in bound[0] else f"tcp://[{bound[0]}]:{bound[1]}"
+        pages = dom.memory_kib * 1024 // PAGE_SIZE
+        guest = Guest.empty(pages, parse_workload(dom.xml(), pages))
+        dom.guest = guest
+        job = Job(JobOperation.MIGRATION_IN, trio.current_time())
+        dom.job = job
+        engine = IncomingMigration(guest, job, _DestinationEvents(self, dom))
+        session = IncomingSession(
+            engine, args.flags, listener, uri, owner_conn=ctx.conn_id, new_domain=new_domain
+        )
+        dom.extra[INCOMING] = session
+        self._spawn(self._run_incoming, dom, session)
+        return R.remote_domain_migrate_prepare3_params_ret(cookie_out=self._cookie().encode(), uri_out=uri)
+
+    def _incoming_domain(self, xml: str, offline: bool) -> Domain:
+        """The domain that receives the guest: new and transient, paused for migration."""
+        parsed = parse_domain_xml(xml)
+        existing = self._by_uuid.get(parsed.uuid) if parsed.uuid is not None else None
+        if existing is None:
+            existing = self._by_name.get(parsed.name)
+        if existing is not None:
+            if existing.uuid != parsed.uuid:
+                raise report(
+                    C.VIR_ERR_OPERATION_FAILED,
+                    C.VIR_FROM_DOMAIN,
+                    f"domain '{parsed.name}' already exists with uuid {existing.uuid_string}",
+                )
+            if existing.name != parsed.name:
+                raise report(
+                    C.VIR_ERR_OPERATION_FAILED,
+                    C.VIR_FROM_DOMAIN,
+                    f"domain '{existing.name}' is already defined with uuid {existing.uuid_string}",
+                )
+            if existing.active:
+                raise operation_invalid(f"domain '{existing.name}' is already active", C.VIR_FROM_DOMAIN)
+            if INCOMING in existing.extra:
+                raise operation_invalid(
+                    f"domain '{existing.name}' is already being started", C.VIR_FROM_DOMAIN
+                )
+        if offline:
+            dom = existing or self.define_domain(xml, persistent=False, emit=False)
+            return dom
+        dom = self.define_domain(xml, persistent=False, emit=False, save=False)
+        self.start_domain(
+            dom,
+            state=C.VIR_DOMAIN_PAUSED,
+            reason=C.VIR_DOMAIN_PAUSED_MIGRATION,
+            detail=C.VIR_DOMAIN_EVENT_STARTED_MIGRATED,
+        )
+        return dom
+
+    def _discard_incoming(self, dom: Domain) -> None:
+        dom.extra.pop(INCOMING, None)
+        if dom.active:
+            self.stop_domain(
+                dom, reason=C.VIR_DOMAIN_SHUTOFF_FAILED, detail=C.VIR_DOMAIN_EVENT_STOPPED_FAILED
+            )
+        elif not dom.persistent:
+            self.remove_domain(dom)
+
+    async def _run_incoming(self, dom: Domain, session: IncomingSession) -> None:
+        assert session.engine is not None and session.listener is not None
+        try:
+            with session.cancel_scope:
+                stream = await session.listener.accept()
+                await session.listener.aclose()
+                await session.engine.run(stream)
+        except MigrationFailed as exc:
+            session.failure = exc.reason
+            if exc.postcopy:
+                # The guest runs here but misses pages only the source has.
+                self.set_state(
+                    dom,
+                    C.VIR_DOMAIN_RUNNING,
+                    C.VIR_DOMAIN_RUNNING_POSTCOPY_FAILED,
+                    C.VIR_DOMAIN_EVENT_RESUMED,
+                    C.VIR_DOMAIN_EVENT_RESUMED_POSTCOPY_FAILED,
+                )
+        except Exception as exc:  # a system task must never raise
+            log.exception("incoming migration of %s crashed", dom.name)
+            session.failure = str(exc) or type(exc).__name__
+        finally:
+            with trio.CancelScope(shield=True):
+                await session.listener.aclose()
+            if session.failure is None and session.cancel_scope.cancelled_caught:
+                session.failure = "migration canceled"
+            session.done.set()
+
+    # --- source: PERFORM --------------------------------------------------------------
+
+    async def domain_migrate_perform3_params(
+        self, args: R.remote_domain_migrate_perform3_params_args, ctx: ConnectionContext
+    ) -> R.remote_domain_migrate_perform3_params_ret:
+        _check_migrate_flags(args.flags, "qemuDomainMigratePerform3Params")
+        params = _params(args.params)
+        dom = self.lookup(args.dom)
+        if args.flags & C.VIR_MIGRATE_PEER2PEER:
+            from .migration_p2p import perform_peer2peer
+
+            await perform_peer2peer(self, dom, args.dconnuri, params, args.flags)
+            return R.remote_domain_migrate_perform3_params_ret(cookie_out=b"")
+        if args.flags & C.VIR_MIGRATE_OFFLINE:
+            return R.remote_domain_migrate_perform3_params_ret(cookie_out=self._cookie().encode())
+        uri = _string_param(params, C.VIR_MIGRATE_PARAM_URI)
+        if uri is None:
+            raise report(C.VIR_ERR_INVALID_ARG, FROM, "migration URI is missing")
+        await self.migrate_to(dom, uri, params, args.flags)
+        return R.remote_domain_migrate_perform3_params_ret(cookie_out=self._cookie().encode())
+
+    async def migrate_to(self, dom: Domain, uri: str, params: dict[str, Any], flags: int) -> None:
+        """Stream ``dom`` to a destination that listens on ``uri``; returns when it has it all."""
+        if not dom.active:
+            raise _invalid("domain is not running")
+        if dom.job is not None or OUTGOING in dom.extra:
+            raise _invalid(f"another migration job is already running for domain '{dom.name}'")
+        host, port = parse_migrate_uri(uri)
+        settings = migration_settings(dom.extra, flags)
+        bandwidth = params.get(C.VIR_MIGRATE_PARAM_BANDWIDTH)
+        if isinstance(bandwidth, int) and bandwidth > 0:
+            settings.bandwidth_mib_s = bandwidth
+        postcopy_bandwidth = params.get(C.VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY)
+        if isinstance(postcopy_bandwidth, int) and postcopy_bandwidth > 0:
+            settings.postcopy_bandwidth_mib_s = postcopy_bandwidth
+        settings.fault = parse_fault(dom.xml())
+        guest = self._guest(dom)
+        job = Job(JobOperation.MIGRATION_OUT, trio.current_time())
+        dom.job = job
+        engine = OutgoingMigration(guest, job, settings, _SourceEvents(self, dom))
+        dom.extra[OUTGOING] = OutgoingSession(engine, flags)
+        try:
+            try:
+                stream = await trio.open_tcp_stream(host, port)
+            except OSError as exc:
+                raise MigrationFailed(f"Failed to connect to '{host}:{port}': {exc.strerror}") from None
+            await engine.run(stream)
+        except MigrationCancelled:
+            self._job_finished(dom, job, JobStatus.CANCELLED)
+            dom.extra.pop(OUTGOING, None)
+            raise report(C.VIR_ERR_OPERATION_ABORTED, FROM, f"job '{_JOB_OUT}' canceled by client") from None
+        except MigrationFailed as exc:
+            message = f"job '{_JOB_OUT}' failed: {exc.reason}"
+            self._job_finished(dom, job, JobStatus.FAILED, exc.reason)
+            dom.extra.pop(OUTGOING, None)
+            if exc.postcopy:
+                # Neither host has the whole guest: keep it paused here for recovery.
+                self.set_state(
+                    dom,
+                    C.VIR_DOMAIN_PAUSED,
+                    C.VIR_DOMAIN_PAUSED_POSTCOPY_FAILED,
+                    C.VIR_DOMAIN_EVENT_SUSPENDED,
+                    C.VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY_FAILED,
+                )
+            elif dom.state == C.VIR_DOMAIN_PAUSED and dom.reason == C.VIR_DOMAIN_PAUSED_MIGRATION:
+                self._resume_after_failed_switchover(dom)
+            raise report(C.VIR_ERR_OPERATION_FAILED, FROM, message) from None
+        self._job_finished(dom, job, JobStatus.COMPLETED)
+
+    def _resume_after_failed_switchover(self, dom: Domain) -> None:
+        guest = dom.guest
+        if isinstance(guest, Guest):
+            guest.resume(trio.current_time())
+        self.set_state(
+            dom,
+            C.VIR_DOMAIN_RUNNING,
+            C.VIR_DOMAIN_RUNNING_MIGRATION_CANCELED,
+            C.VIR_DOMAIN_EVENT_RESUMED,
+            C.VIR_DOMAIN_EVENT_RESUMED_MIGRATED,
+        )
+
+    # --- destination: FINISH ----------------------------------------------------------
+
+    async def domain_migrate_finish3_params(
+        self, args: R.remote_domain_migrate_finish3_params_args, ctx: ConnectionContext
+    ) -> R.remote_domain_migrate_finish3_params_ret:
+        _check_migrate_flags(args.flags, "qemuDomainMigrateFinish3Params")
+        params = _params(args.params)
+        name = _string_param(params, C.VIR_MIGRATE_PARAM_DEST_NAME)
+        dom = self._by_name.get(name) if name else None
+        session = dom.extra.get(INCOMING) if dom is not None else None
+        if dom is None or not isinstance(session, IncomingSession):
+            raise report(C.VIR_ERR_NO_DOMAIN, FROM, f"no domain with matching name '{name}'")
+        return R.remote_domain_migrate_finish3_params_ret(
+            dom=dom_ref(await self.finish_incoming(dom, session, cancelled=bool(args.cancelled))),
+            cookie_out=self._cookie().encode(),
+        )
+
+    async def finish_incoming(self, dom: Domain, session: IncomingSession, *, cancelled: bool) -> Domain:
+        """End an incoming migration: the domain runs here now, or it is cleaned up."""
+        engine = session.engine
+        if engine is None:  # offline: only the definition moves
+            dom.extra.pop(INCOMING, None)
+            if cancelled:
+                self._discard_incoming(dom)
+                raise report(C.VIR_ERR_OPERATION_FAILED, FROM, f"job '{_JOB_IN}' failed: canceled")
+            dom.persistent = True
+            self.save(dom)
+            self.events.lifecycle(dom_ref(dom), C.VIR_DOMAIN_EVENT_DEFINED, C.VIR_DOMAIN_EVENT_DEFINED_ADDED)
+            return dom
+        if cancelled and not session.done.is_set():
+            if engine.phase is Phase.POSTCOPY:
+                # Too late to cancel: the guest runs here. Wait for the source's verdict.
+                await session.done.wait()
+            else:
+                session.cancel_scope.cancel()
+        await session.done.wait()
+        job = dom.job if isinstance(dom.job, Job) else Job(JobOperation.MIGRATION_IN, trio.current_time())
+        dom.extra.pop(INCOMING, None)
+        failure = session.failure or ("migration canceled" if cancelled else None)
+        if failure is not None:
+            if engine.phase is Phase.POSTCOPY or dom.reason == C.VIR_DOMAIN_RUNNING_POSTCOPY_FAILED:
+                # The only running copy of the guest: keep it (RUNNING/POSTCOPY_FAILED).
+                self._job_finished(dom, job, JobStatus.FAILED, failure)
+                dom.extra.pop(COMPLETED_JOB, None)
+                raise report(C.VIR_ERR_OPERATION_FAILED, FROM, f"job '{_JOB_IN}' failed: {failure}")
+            dom.job = None
+            self._discard_incoming(dom)
+            raise report(C.VIR_ERR_OPERATION_FAILED, FROM, f"job '{_JOB_IN}' failed: {failure}")
+        postcopy = engine.phase is Phase.DONE and dom.reason == C.VIR_DOMAIN_RUNNING_POSTCOPY
+        self._job_finished(dom, job, JobStatus.COMPLETED)
+        if postcopy:
+            dom.extra.pop(COMPLETED_JOB, None)  # post-copy stats exist only on the source
+        if session.flags & C.VIR_MIGRATE_PERSIST_DEST:
+            dom.persistent = True
+            self.save(dom)
+            detail = (
+                C.VIR_DOMAIN_EVENT_DEFINED_ADDED if session.new_domain else C.VIR_DOMAIN_EVENT_DEFINED_UPDATED
+            )
+            self.events.lifecycle(dom_ref(dom), C.VIR_DOMAIN_EVENT_DEFINED, detail)
+        if session.flags & C.VIR_MIGRATE_PAUSED and not postcopy:
+            self.set_state(
+                dom,
+                C.VIR_DOMAIN_PAUSED,
+                C.VIR_DOMAIN_PAUSED_USER,
+                C.VIR_DOMAIN_EVENT_SUSPENDED,
+                C.VIR_DOMAIN_EVENT_SUSPENDED_PAUSED,
+            )
+        else:
+            if engine.guest is not None:
+                engine.guest.resume(trio.current_time())
+            self.set_state(
+                dom,
+                C.VIR_DOMAIN_RUNNING,
+                C.VIR_DOMAIN_RUNNING_MIGRATED,
+                C.VIR_DOMAIN_EVENT_RESUMED,
+                C.VIR_DOMAIN_EVENT_RESUMED_MIGRATED,
+            )
+        return dom
+
+    # --- source: CONFIRM --------------------------------------------------------------
+
+    async def domain_migrate_confirm3_params(
+        self, args: R.remote_domain_migrate_confirm3_params_args, ctx: ConnectionContext
+    ) -> None:
+        _check_migrate_flags(args.flags, "qemuDomainMigrateConfirm3Params")
+        _params(args.params)
+        dom = self.lookup(args.dom)
+        self.confirm_outgoing(dom, args.flags, cancelled=bool(args.cancelled))
+
+    def confirm_outgoing(self, dom: Domain, flags: int, *, cancelled: bool) -> None:
+        session = dom.extra.pop(OUTGOING, None)
+        job = finished_job(dom.extra)
+        if flags & C.VIR_MIGRATE_OFFLINE:
+            if not cancelled and flags & C.VIR_MIGRATE_UNDEFINE_SOURCE and dom.persistent:
+                self.undefine_domain(dom)
+            return
+        if cancelled:
+            if dom.state == C.VIR_DOMAIN_PAUSED and dom.reason == C.VIR_DOMAIN_PAUSED_MIGRATION:
+                self._resume_after_failed_switchover(dom)
+            return
+        if not isinstance(session, OutgoingSession) or job is None or job.status is not JobStatus.COMPLETED:
+            raise _invalid("domain is not being migrated")
+        self._emit_job_completed(dom, job)
+        if isinstance(dom.guest, Guest):
+            dom.guest.memory.versions.clear()
+        dom.guest = None
+        self.stop_domain(
+            dom, reason=C.VIR_DOMAIN_SHUTOFF_MIGRATED, detail=C.VIR_DOMAIN_EVENT_STOPPED_MIGRATED
+        )
+        if flags & C.VIR_MIGRATE_UNDEFINE_SOURCE and dom.persistent:
+            self.undefine_domain(dom)
+
+    # --- post-copy and abort ----------------------------------------------------------
+
+    async def domain_migrate_start_post_copy(
+        self, args: R.remote_domain_migrate_start_post_copy_args, ctx: ConnectionContext
+    ) -> None:
+        check_flags(args.flags, 0, "qemuDomainMigrateStartPostCopy")
+        dom = self._active_domain(args.dom)
+        session = dom.extra.get(OUTGOING)
+        if not isinstance(session, OutgoingSession) or session.engine.phase not in (
+            Phase.SETUP,
+            Phase.PRECOPY,
+            Phase.POSTCOPY,
+        ):
+            raise _invalid("post-copy can only be started while outgoing migration is in progress")
+        if not session.flags & C.VIR_MIGRATE_POSTCOPY:
+            raise _invalid(
+                "switching to post-copy requires migration to be started with VIR_MIGRATE_POSTCOPY flag"
+            )
+        session.engine.request_postcopy()
+
+    async def domain_abort_job(self, args: R.remote_domain_abort_job_args, ctx: ConnectionContext) -> None:
+        self._abort(args.dom, 0)
+
+    async def domain_abort_job_flags(
+        self, args: R.remote_domain_abort_job_flags_args, ctx: ConnectionContext
+    ) -> None:
+        check_flags(args.flags, ABORT_JOB_POSTCOPY, "qemuDomainAbortJobFlags")
+        self._abort(args.dom, args.flags)
+
+    def _abort(self, ref: R.remote_nonnull_domain, flags: int) -> None:
+        dom = self._active_domain(ref)
+        if INCOMING in dom.extra:
+            raise _invalid("cannot abort incoming migration; use virDomainDestroy instead")
+        session = dom.extra.get(OUTGOING)
+        if not isinstance(session, OutgoingSession) or session.engine.phase is Phase.DONE:
+            raise _invalid("no job is active on the domain")
+        engine = session.engine
+        if engine.phase is Phase.POSTCOPY:
+            if not flags & ABORT_JOB_POSTCOPY:
+                raise _invalid("cannot abort migration in post-copy mode")
+            engine.break_postcopy()
+            return
+        if flags & ABORT_JOB_POSTCOPY:
+            raise _invalid("current job is not outgoing migration in post-copy mode")
+        engine.cancel()
+
+    # --- job info and stats -----------------------------------------------------------
+
+    async def domain_get_job_info(
+        self, args: R.remote_domain_get_job_info_args, ctx: ConnectionContext
+    ) -> R.remote_domain_get_job_info_ret:
+        dom = self.lookup(args.dom)
+        info = self._current_job(dom)
+        values = info.to_info(trio.current_time()) if info is not None else (0,) * 12
+        return R.remote_domain_get_job_info_ret(*values)
+
+    async def domain_get_job_stats(
+        self, args: R.remote_domain_get_job_stats_args, ctx: ConnectionContext
+    ) -> R.remote_domain_get_job_stats_ret:
+        check_flags(args.flags, JOB_STATS_COMPLETED | JOB_STATS_KEEP_COMPLETED, "qemuDomainGetJobStats")
+        dom = self.lookup(args.dom)
+        if args.flags & JOB_STATS_COMPLETED:
+            job = finished_job(dom.extra)
+            if job is not None and not args.flags & JOB_STATS_KEEP_COMPLETED:
+                dom.extra.pop(COMPLETED_JOB, None)
+        else:
+            job = self._current_job(dom)
+        if job is None:
+            return R.remote_domain_get_job_stats_ret(type=0, params=[])
+        now = trio.current_time()
+        params = [make_param(name, kind, value) for name, kind, value in job.to_params(now)]
+        return R.remote_domain_get_job_stats_ret(type=int(job.status.job_type), params=params)
+
+    def _current_job(self, dom: Domain) -> Job | None:
+        job = dom.job
+        if not isinstance(job, Job) or job.status.finished:
+            return None
+        if job.operation is JobOperation.MIGRATION_IN:
+            raise report(
+                C.VIR_ERR_OPERATION_UNSUPPORTED,
+                FROM,
+                "migration statistics are available only on the source host",
+            )
+        return job
+
+    # --- tunables ---------------------------------------------------------------------
+
+    async def domain_migrate_set_max_downtime(
+        self, args: R.remote_domain_migrate_set_max_downtime_args, ctx: ConnectionContext
+    ) -> None:
+        check_flags(args.flags, 0, "qemuDomainMigrateSetMaxDowntime")
+        dom = self._active_domain(args.dom)
+        dom.extra[DOWNTIME] = args.downtime
+        session = dom.extra.get(OUTGOING)
+        if isinstance(session, OutgoingSession):
+            session.engine.settings.max_downtime_ms = args.downtime
+
+    async def domain_migrate_get_max_downtime(
+        self, args: R.remote_domain_migrate_get_max_downtime_args, ctx: ConnectionContext
+    ) -> R.remote_domain_migrate_get_max_downtime_ret:
+        check_flags(args.flags, 0, "qemuDomainMigrateGetMaxDowntime")
+        dom = self._active_domain(args.dom)
+        downtime = dom.extra.get(DOWNTIME)
+        return R.remote_domain_migrate_get_max_downtime_ret(
+            downtime=downtime if isinstance(downtime, int) else migration_settings({}, 0).max_downtime_ms
+        )
+
+    async def domain_migrate_set_max_speed(
+        self, args: R.remote_domain_migrate_set_max_speed_args, ctx: ConnectionContext
+    ) -> None:
+        check_flags(args.flags, C.VIR_DOMAIN_MIGRATE_MAX_SPEED_POSTCOPY, "qemuDomainMigrateSetMaxSpeed")
+        dom = self.lookup(args.dom)
+        if args.bandwidth > UNLIMITED_MIB_S:
+            raise report(C.VIR_ERR_OVERFLOW, FROM, f"bandwidth must be less than {UNLIMITED_MIB_S + 1}")
+        postcopy = bool(args.flags & C.VIR_DOMAIN_MIGRATE_MAX_SPEED_POSTCOPY)
+        dom.extra[POSTCOPY_SPEED if postcopy else SPEED] = args.bandwidth
+        session = dom.extra.get(OUTGOING)
+        if isinstance(session, OutgoingSession):
+            session.engine.set_bandwidth(args.bandwidth or UNLIMITED_MIB_S, postcopy=postcopy)
+
+    async def domain_migrate_get_max_speed(
+        self, args: R.remote_domain_migrate_get_max_speed_args, ctx: ConnectionContext
+    ) -> R.remote_domain_migrate_get_max_speed_ret:
+        check_flags(args.flags, C.VIR_DOMAIN_MIGRATE_MAX_SPEED_POSTCOPY, "qemuDomainMigrateGetMaxSpeed")
+        dom = self.lookup(args.dom)
+        if args.flags & C.VIR_DOMAIN_MIGRATE_MAX_SPEED_POSTCOPY:
+            speed = dom.extra.get(POSTCOPY_SPEED, 0)
+        else:
+            speed = dom.extra.get(SPEED, UNLIMITED_MIB_S)
+        return R.remote_domain_migrate_get_max_speed_ret(bandwidth=speed if isinstance(speed, int) else 0)
+
+    # --- connection life --------------------------------------------------------------
+
+    async def connection_closed(self, ctx: ConnectionContext) -> None:
+        """An incoming migration prepared by a client that went away is cleaned up."""
+        await super().connection_closed(ctx)
+        for dom in list(self._by_uuid.values()):
+            session = dom.extra.get(INCOMING)
+            if isinstance(session, IncomingSession) and session.owner_conn == ctx.conn_id:
+                if session.engine is not None and session.engine.phase is Phase.POSTCOPY:
+                    continue  # the guest runs here now; keep it
+                with contextlib.suppress(Exception):
+                    await self.finish_incoming(dom, session, cancelled=True)
+
+
+class _SourceEvents(SourceObserver):
+    """Mirrors the outgoing engine onto the source domain (state, events)."""
+
+    def __init__(self, driver: MigrationMixin, dom: Domain) -> None:
+        self.driver = driver
+        self.dom = dom
+
+    def iteration(self, number: int) -> None:
+        self.driver.events.migration_iteration(dom_ref(self.dom), number)
+
+    def paused(self, postcopy: bool) -> None:
+        if postcopy:
+            self.driver.set_state(
+                self.dom,
+                C.VIR_DOMAIN_PAUSED,
+                C.VIR_DOMAIN_PAUSED_POSTCOPY,
+                C.VIR_DOMAIN_EVENT_SUSPENDED,
+                C.VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY,
+            )
+            job = self.dom.job
+            if isinstance(job, Job):
+                job.status = JobStatus.POSTCOPY
+        else:
+            self.driver.set_state(
+                self.dom,
+                C.VIR_DOMAIN_PAUSED,
+                C.VIR_DOMAIN_PAUSED_MIGRATION,
+                C.VIR_DOMAIN_EVENT_SUSPENDED,
+                C.VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED,
+            )
+
+
+class _DestinationEvents(DestinationObserver):
+    def __init__(self, driver: MigrationMixin, dom: Domain) -> None:
+        self.driver = driver
+        self.dom = dom
+
+    def postcopy_running(self) -> None:
+        self.driver.set_state(
+            self.dom,
+            C.VIR_DOMAIN_RUNNING,
+            C.VIR_DOMAIN_RUNNING_POSTCOPY,
+            C.VIR_DOMAIN_EVENT_RESUMED,
+            C.VIR_DOMAIN_EVENT_RESUMED_POSTCOPY,
+        )

@@ -1,0 +1,115 @@
+"""Peer-to-peer migration: the source server drives the destination server itself.
+
+With VIR_MIGRATE_PEER2PEER the client makes one PERFORM3_PARAMS call on the source
+(``virsh migrate --p2p``, ``migrateToURI3``). Like libvirt's
+qemuMigrationSrcPerformPeer2Peer3, the source then opens its own connection to
+``dconnuri`` with virtwire's trio client and runs PREPARE3_PARAMS and
+FINISH3_PARAMS there, with BEGIN, PERFORM and CONFIRM done locally.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from virtwire.client import aio, ops
+from virtwire.protocol.errors import libvirtError
+from virtwire.protocol.generated import constants as C
+from virtwire.protocol.typedparams import make_param
+
+from ...errors import report
+from .core import FROM
+from .migration_session import Cookie
+from .model import Domain
+
+if TYPE_CHECKING:
+    from .migration_api import MigrationMixin
+
+# VIR_DRV_FEATURE_MIGRATION_V3 and _PARAMS: what the destination must speak.
+_REQUIRED_FEATURES = (6, 13)
+# Flags the destination never sees (libvirt strips them the same way).
+_SOURCE_ONLY_FLAGS = C.VIR_MIGRATE_ABORT_ON_ERROR | C.VIR_MIGRATE_AUTO_CONVERGE
+
+
+def _wire_params(params: dict[str, Any]) -> list[Any]:
+    out = []
+    for name, value in params.items():
+        if isinstance(value, bool):
+            kind = 6
+        elif isinstance(value, int):
+            kind = 4
+        elif isinstance(value, float):
+            kind = 5
+        else:
+            kind = 7
+        out.append(make_param(name, kind, value))
+    return out
+
+
+async def perform_peer2peer(
+    driver: MigrationMixin, dom: Domain, dconnuri: str | None, params: dict[str, Any], flags: int
+) -> None:
+    if not dconnuri:
+        raise report(C.VIR_ERR_INVALID_ARG, FROM, "dconnuri must not be NULL in peer-to-peer migration")
+    offline = bool(flags & C.VIR_MIGRATE_OFFLINE)
+    if not offline and not dom.active:
+        raise report(C.VIR_ERR_OPERATION_INVALID, FROM, "domain is not running")
+    try:
+        conn = await aio.connect(dconnuri)
+    except libvirtError as exc:
+        detail = exc.get_error_message() or str(exc)
+        raise report(
+            C.VIR_ERR_OPERATION_FAILED, FROM, f"Failed to connect to remote libvirt URI {dconnuri}: {detail}"
+        ) from None
+    async with conn:
+        for feature in _REQUIRED_FEATURES:
+            supported = await conn.call(ops.call("CONNECT_SUPPORTS_FEATURE", feature=feature))
+            if not getattr(supported, "supported", 0):
+                raise report(
+                    C.VIR_ERR_OPERATION_FAILED,
+                    FROM,
+                    "Destination libvirt does not support peer-to-peer migration protocol",
+                )
+        dest_params = dict(params)
+        dest_params[C.VIR_MIGRATE_PARAM_DEST_XML] = dom.xml(inactive=offline)
+        dest_params.setdefault(C.VIR_MIGRATE_PARAM_DEST_NAME, dom.name)
+        dest_flags = flags & ~_SOURCE_ONLY_FLAGS
+        prepared = await conn.call(
+            ops.call(
+                "DOMAIN_MIGRATE_PREPARE3_PARAMS",
+                params=_wire_params(dest_params),
+                cookie_in=driver._cookie().encode(),
+                flags=dest_flags,
+            )
+        )
+        Cookie.decode(prepared.cookie_out)
+        failure: libvirtError | None = None
+        if not offline:
+            uri = prepared.uri_out
+            if not uri:
+                failure = report(
+                    C.VIR_ERR_INTERNAL_ERROR, FROM, "destination did not announce a migration URI"
+                )
+            else:
+                try:
+                    await driver.migrate_to(dom, uri, params, flags)
+                except libvirtError as exc:
+                    failure = exc
+        cancelled = failure is not None
+        finish_error: libvirtError | None = None
+        try:
+            await conn.call(
+                ops.call(
+                    "DOMAIN_MIGRATE_FINISH3_PARAMS",
+                    params=_wire_params(dest_params),
+                    cookie_in=driver._cookie().encode(),
+                    flags=dest_flags,
+                    cancelled=int(cancelled),
+                )
+            )
+        except libvirtError as exc:
+            finish_error = exc
+    driver.confirm_outgoing(dom, flags, cancelled=cancelled or finish_error is not None)
+    if failure is not None:
+        raise failure
+    if finish_error is not None:
+        raise finish_error
