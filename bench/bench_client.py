@@ -37,8 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
 
 import libvirt as real_libvirt  # noqa: E402 - the real libvirt-python 9.0
-
 import virtwire.client as vclient  # noqa: E402
+
 import virtwire.libvirt as vlibvirt  # noqa: E402
 
 DOMAIN_XML = """<domain type='test'><name>{name}</name><uuid>{uuid}</uuid>
@@ -107,7 +107,6 @@ def seq_info(lib: Any, uri: str, duration: float) -> Result:
     try:
         return measure(duration, body)
     finally:
-        del dom
         conn.close()
 
 
@@ -139,7 +138,6 @@ def threads_own_conns(lib: Any, uri: str, duration: float, n: int = 8) -> Result
     try:
         return threaded(duration, n, lambda i: doms[i].info)
     finally:
-        del doms
         for c in conns:
             c.close()
 
@@ -150,7 +148,6 @@ def threads_one_conn(lib: Any, uri: str, duration: float, n: int) -> Result:
     try:
         return threaded(duration, n, lambda i: dom.info)
     finally:
-        del dom
         conn.close()
 
 
@@ -204,8 +201,10 @@ def define_domains(uri: str, n: int) -> None:
 
 
 def report(rows: list[tuple[str, Result, Result]]) -> None:
-    print(f"{'test':<44} {'libvirt-py ops/s':>16} {'virtwire ops/s':>15} {'ratio':>6} "
-          f"{'lvpy cpu µs':>11} {'vw cpu µs':>10} {'cpu ratio':>9}")
+    print(
+        f"{'test':<44} {'libvirt-py ops/s':>16} {'virtwire ops/s':>15} {'ratio':>6} "
+        f"{'lvpy cpu µs':>11} {'vw cpu µs':>10} {'cpu ratio':>9}"
+    )
     for name, theirs, ours in rows:
         print(
             f"{name:<44} {theirs[0]:>16.0f} {ours[0]:>15.0f} {ours[0] / theirs[0]:>6.2f} "
@@ -214,7 +213,9 @@ def report(rows: list[tuple[str, Result, Result]]) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--duration", type=float, default=2.0)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--ndomains", type=int, default=1000)
@@ -265,8 +266,10 @@ def main() -> int:
             ours = median([list_all(vlibvirt, tcp_uri, d) for _ in range(reps)])
             rows.append((name, theirs, ours))
         print()
-        print(f"median of {reps} x {d}s; ratio = virtwire / libvirt-python (ops/s higher is better, "
-              "cpu lower is better)")
+        print(
+            f"median of {reps} x {d}s; ratio = virtwire / libvirt-python (ops/s higher is better, "
+            "cpu lower is better)"
+        )
         report(rows)
     finally:
         if daemon is not None:

@@ -10,6 +10,7 @@ opened by `async with` and unwound on exit.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import uuid as uuidlib
 from collections.abc import AsyncIterator, Mapping
@@ -19,7 +20,6 @@ from types import TracebackType
 from typing import Any
 
 import trio
-
 from virtwire.client import aio_transport, core, errfactory, events, flows, ops
 from virtwire.client import uri as urimod
 from virtwire.protocol.errors import libvirtError
@@ -93,10 +93,8 @@ class Connection:
     async def close(self) -> None:
         """CONNECT_CLOSE, then the socket is closed (the server closes its side too)."""
         if self._dead is None:
-            try:
+            with contextlib.suppress(libvirtError):
                 await self.call(ops.connect_close())
-            except libvirtError:
-                pass
         await self._shutdown()
 
     async def _shutdown(self) -> None:
@@ -261,16 +259,22 @@ class Connection:
 
     @asynccontextmanager
     async def domain_events(
-        self, event_id: int = c.VIR_DOMAIN_EVENT_ID_LIFECYCLE, domain: Domain | None = None,
+        self,
+        event_id: int = c.VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+        domain: Domain | None = None,
         buffer: int = EVENT_BUFFER,
     ) -> AsyncIterator[trio.MemoryReceiveChannel[DomainEventRecord]]:
         """Subscribe to one event ID (optionally for one domain); iterate the channel."""
         if event_id not in events.PROC_BY_EVENT_ID:
             raise errfactory.templated(
-                c.VIR_ERR_INVALID_ARG, c.VIR_FROM_DOMAIN, f"eventID must be less than {c.VIR_DOMAIN_EVENT_ID_LAST}"
+                c.VIR_ERR_INVALID_ARG,
+                c.VIR_FROM_DOMAIN,
+                f"eventID must be less than {c.VIR_DOMAIN_EVENT_ID_LAST}",
             )
         send, receive = trio.open_memory_channel[DomainEventRecord](buffer)
-        callback_id = await self.call(ops.event_register_any(event_id, None if domain is None else domain.ref))
+        callback_id = await self.call(
+            ops.event_register_any(event_id, None if domain is None else domain.ref)
+        )
         self._subscribers[callback_id] = send
         try:
             async with receive:
@@ -279,11 +283,8 @@ class Connection:
             self._subscribers.pop(callback_id, None)
             send.close()
             if self._dead is None:
-                with trio.CancelScope(shield=True):
-                    try:
-                        await self.call(ops.event_deregister_any(callback_id))
-                    except libvirtError:
-                        pass
+                with trio.CancelScope(shield=True), contextlib.suppress(libvirtError):
+                    await self.call(ops.event_deregister_any(callback_id))
 
     # -- host -----------------------------------------------------------
 
@@ -378,7 +379,11 @@ class Domain:
         return f"<Domain {self.name!r} id={self.id}>"
 
     async def _void(self, name: str, flags: int | None = None) -> None:
-        op = ops.domain_simple(name, self.ref) if flags is None else ops.domain_with_flags(name, self.ref, flags)
+        op = (
+            ops.domain_simple(name, self.ref)
+            if flags is None
+            else ops.domain_with_flags(name, self.ref, flags)
+        )
         await self.conn.call(op)
 
     async def info(self) -> list[int]:
@@ -494,7 +499,9 @@ async def connect(uri: str, readonly: bool = False, keepalive: bool = True) -> C
     conn = Connection(target, stream, readonly)
     try:
         flags = c.VIR_CONNECT_RO if readonly else 0
-        conn.features = await drive(flows.handshake(target.name, flags, keepalive), {flows.SRC: _Unchecked(conn)})
+        conn.features = await drive(
+            flows.handshake(target.name, flags, keepalive), {flows.SRC: _Unchecked(conn)}
+        )
     except BaseException:
         with trio.CancelScope(shield=True):
             await stream.aclose()

@@ -9,7 +9,6 @@ import socket
 import ssl
 
 import trio
-
 from virtwire.client import errfactory, transport
 from virtwire.client.uri import Target, Transport
 from virtwire.protocol.errors import libvirtError
@@ -20,7 +19,9 @@ async def connect(target: Target) -> trio.abc.Stream:
         try:
             return await trio.open_unix_socket(target.socket_path)
         except OSError as exc:
-            raise errfactory.system_errno(f"Failed to connect socket to '{target.socket_path}'", exc) from None
+            raise errfactory.system_errno(
+                f"Failed to connect socket to '{target.socket_path}'", exc
+            ) from None
     try:
         stream: trio.abc.Stream = await trio.open_tcp_stream(target.host, target.port)
     except socket.gaierror as exc:

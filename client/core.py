@@ -130,7 +130,7 @@ def decode_reply(proc: Procedure, reply: Reply) -> Any:
         return None
     try:
         return proc.ret.from_bytes(reply.payload)
-    except ValueError as exc:
+    except ValueError:
         raise errfactory.rpc("Unable to decode message payload") from None
 
 
@@ -192,7 +192,7 @@ class KeepAlive:
     connection is dead (interval * (count + 1) after the last packet).
     """
 
-    __slots__ = ("count", "interval", "last_rx", "last_ping")
+    __slots__ = ("count", "interval", "last_ping", "last_rx")
 
     def __init__(self, interval: float, count: int, now: float) -> None:
         self.interval = interval
@@ -210,7 +210,7 @@ class KeepAlive:
         return max(self.last_rx, self.last_ping) + self.interval
 
     def tick(self, now: float) -> str | None:
-        """"ping", "dead", or None, for the time `now`."""
+        """ "ping", "dead", or None, for the time `now`."""
         if self.interval <= 0:
             return None
         idle = now - self.last_rx

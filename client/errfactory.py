@@ -17,6 +17,7 @@ from virtwire.protocol.generated import constants as c
 
 VIR_ERR_ERROR = 2
 
+
 def make(
     code: int,
     domain: int,

@@ -11,6 +11,7 @@ of running them itself, as libvirt does.
 from __future__ import annotations
 
 import collections
+import contextlib
 import select
 import socket
 import threading
@@ -46,10 +47,8 @@ class EventLoop:
         self.wake()
 
     def wake(self) -> None:
-        try:
+        with contextlib.suppress(BlockingIOError):  # already pending
             self._wake_w.send(b"\0")
-        except BlockingIOError:
-            pass  # already pending
 
     def run_once(self) -> None:
         with self._lock:
@@ -70,11 +69,9 @@ class EventLoop:
         except (OSError, ValueError):
             readable = []  # a socket closed under us; the next iteration drops it
         if self._wake_r in readable:
-            try:
+            with contextlib.suppress(BlockingIOError):
                 while self._wake_r.recv(4096):
                     pass
-            except BlockingIOError:
-                pass
         for cn in watched:
             if cn in readable:
                 cn.poll()

@@ -7,6 +7,7 @@ libvirt` runs unchanged with `import virtwire.libvirt as libvirt`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import uuid as uuidlib
@@ -37,7 +38,7 @@ class _Registration:
         self.opaque = opaque
 
 
-class virConnect:  # noqa: N801 - libvirt-python's name
+class virConnect:
     """A connection to a hypervisor driver behind a libvirt daemon."""
 
     def __init__(self, target: urimod.Target, sock_conn: SyncConnection, readonly: bool) -> None:
@@ -90,11 +91,9 @@ class virConnect:  # noqa: N801 - libvirt-python's name
         if conn is None:
             return
         if conn.alive:
-            try:
+            with contextlib.suppress(libvirtError):
                 op = ops.connect_close()
                 conn.call(op.proc.number, b"")
-            except libvirtError:
-                pass
         if self._loop is not None:
             self._loop.discard(conn)
         conn.shutdown()
@@ -173,15 +172,13 @@ class virConnect:  # noqa: N801 - libvirt-python's name
 
     def __del__(self) -> None:
         if getattr(self, "_conn", None) is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self.close()
-            except Exception:
-                pass
 
-    def isAlive(self) -> int:  # noqa: N802
+    def isAlive(self) -> int:
         return 1 if self._live("virConnectIsAlive").alive else 0
 
-    def setKeepAlive(self, interval: int, count: int) -> int:  # noqa: N802
+    def setKeepAlive(self, interval: int, count: int) -> int:
         conn = self._live("virConnectSetKeepAlive")
         if not self._features.keepalive:
             # libvirt: "the caller doesn't support keepalive protocol" -> 1
@@ -191,7 +188,7 @@ class virConnect:  # noqa: N801 - libvirt-python's name
             self._loop.wake()
         return 0
 
-    def registerCloseCallback(self, cb: Callable[..., Any], opaque: Any) -> int:  # noqa: N802
+    def registerCloseCallback(self, cb: Callable[..., Any], opaque: Any) -> int:
         self._live("virConnectRegisterCloseCallback")
         if self._close_cb is not None:
             raise errfactory.templated(
@@ -202,7 +199,7 @@ class virConnect:  # noqa: N801 - libvirt-python's name
         self._close_cb = (cb, opaque)
         return 0
 
-    def unregisterCloseCallback(self) -> int:  # noqa: N802
+    def unregisterCloseCallback(self) -> int:
         self._live("virConnectUnregisterCloseCallback")
         if self._close_cb is None:
             raise errfactory.templated(
@@ -215,101 +212,105 @@ class virConnect:  # noqa: N801 - libvirt-python's name
 
     # -- host ---------------------------------------------------------------
 
-    def getType(self) -> str:  # noqa: N802
+    def getType(self) -> str:
         return str(self._run(ops.get_type()))
 
-    def getVersion(self) -> int:  # noqa: N802
+    def getVersion(self) -> int:
         return int(self._run(ops.get_version()))
 
-    def getLibVersion(self) -> int:  # noqa: N802
+    def getLibVersion(self) -> int:
         return int(self._run(ops.get_lib_version()))
 
-    def getHostname(self) -> str:  # noqa: N802
+    def getHostname(self) -> str:
         return str(self._run(ops.get_hostname()))
 
-    def getURI(self) -> str:  # noqa: N802
+    def getURI(self) -> str:
         self._live("virConnectGetURI")
         return self._target.uri  # answered locally, as libvirt does
 
-    def getCapabilities(self) -> str:  # noqa: N802
+    def getCapabilities(self) -> str:
         return str(self._run(ops.get_capabilities()))
 
-    def getInfo(self) -> list[Any]:  # noqa: N802
+    def getInfo(self) -> list[Any]:
         return list(self._run(ops.node_get_info()))
 
-    def isSecure(self) -> int:  # noqa: N802
+    def isSecure(self) -> int:
         self._live("virConnectIsSecure")
         # libvirt's client answers locally: TLS and unix sockets are secure.
         return 0 if self._target.transport is urimod.Transport.TCP else 1
 
-    def isEncrypted(self) -> int:  # noqa: N802
+    def isEncrypted(self) -> int:
         self._live("virConnectIsEncrypted")
         return 1 if self._target.transport is urimod.Transport.TLS else 0
 
     # -- domains ------------------------------------------------------------
 
-    def lookupByName(self, name: str) -> virDomain:  # noqa: N802
+    def lookupByName(self, name: str) -> virDomain:
         return self._domain(self._run(ops.lookup_by_name(name)))
 
-    def lookupByID(self, id: int) -> virDomain:  # noqa: N802, A002
+    def lookupByID(self, id: int) -> virDomain:
         return self._domain(self._run(ops.lookup_by_id(id)))
 
-    def lookupByUUID(self, uuid: bytes) -> virDomain:  # noqa: N802
+    def lookupByUUID(self, uuid: bytes) -> virDomain:
         if not isinstance(uuid, bytes | bytearray) or len(uuid) != 16:
             raise _invalid_uuid()
         return self._domain(self._run(ops.lookup_by_uuid(bytes(uuid))))
 
-    def lookupByUUIDString(self, uuidstr: str) -> virDomain:  # noqa: N802
+    def lookupByUUIDString(self, uuidstr: str) -> virDomain:
         try:
             raw = uuidlib.UUID(uuidstr).bytes
         except (ValueError, TypeError, AttributeError):
             raise _invalid_uuid() from None
         return self._domain(self._run(ops.lookup_by_uuid(raw)))
 
-    def listAllDomains(self, flags: int = 0) -> list[virDomain]:  # noqa: N802
+    def listAllDomains(self, flags: int = 0) -> list[virDomain]:
         return [self._domain(d) for d in self._run(ops.list_all_domains(flags))]
 
-    def listDomainsID(self) -> list[int]:  # noqa: N802
+    def listDomainsID(self) -> list[int]:
         return list(self._run(ops.list_domains_id(_DOMAIN_LIST_MAX)))
 
-    def listDefinedDomains(self) -> list[str]:  # noqa: N802
+    def listDefinedDomains(self) -> list[str]:
         return list(self._run(ops.list_defined_domains(_DOMAIN_LIST_MAX)))
 
-    def numOfDomains(self) -> int:  # noqa: N802
+    def numOfDomains(self) -> int:
         return int(self._run(ops.num_of_domains()))
 
-    def numOfDefinedDomains(self) -> int:  # noqa: N802
+    def numOfDefinedDomains(self) -> int:
         return int(self._run(ops.num_of_defined_domains()))
 
-    def defineXML(self, xml: str) -> virDomain:  # noqa: N802
+    def defineXML(self, xml: str) -> virDomain:
         return self._domain(self._run(ops.define_xml(xml)))
 
-    def defineXMLFlags(self, xml: str, flags: int = 0) -> virDomain:  # noqa: N802
+    def defineXMLFlags(self, xml: str, flags: int = 0) -> virDomain:
         return self._domain(self._run(ops.define_xml_flags(xml, flags)))
 
-    def createXML(self, xmlDesc: str, flags: int = 0) -> virDomain:  # noqa: N802, N803
+    def createXML(self, xmlDesc: str, flags: int = 0) -> virDomain:
         return self._domain(self._run(ops.create_xml(xmlDesc, flags)))
 
     # -- events -------------------------------------------------------------
 
-    def domainEventRegisterAny(  # noqa: N802
-        self, dom: virDomain | None, eventID: int, cb: Callable[..., Any], opaque: _T  # noqa: N803
+    def domainEventRegisterAny(
+        self, dom: virDomain | None, eventID: int, cb: Callable[..., Any], opaque: _T
     ) -> int:
         self._live("virConnectDomainEventRegisterAny")
         if eventID not in events.PROC_BY_EVENT_ID:
             raise errfactory.templated(
-                c.VIR_ERR_INVALID_ARG, c.VIR_FROM_DOMAIN, f"eventID must be less than {c.VIR_DOMAIN_EVENT_ID_LAST}"
+                c.VIR_ERR_INVALID_ARG,
+                c.VIR_FROM_DOMAIN,
+                f"eventID must be less than {c.VIR_DOMAIN_EVENT_ID_LAST}",
             )
         callback_id = int(self._run(ops.event_register_any(eventID, None if dom is None else dom._ref)))
         self._callbacks[callback_id] = _Registration(eventID, cb, opaque)
         self.domainEventCallbackID[callback_id] = opaque
         return callback_id
 
-    def domainEventDeregisterAny(self, callbackID: int) -> None:  # noqa: N802, N803
+    def domainEventDeregisterAny(self, callbackID: int) -> None:
         self._live("virConnectDomainEventDeregisterAny")
         if callbackID not in self._callbacks:
             raise errfactory.templated(
-                c.VIR_ERR_INVALID_ARG, c.VIR_FROM_NONE, f"could not find event callback {callbackID} for deletion"
+                c.VIR_ERR_INVALID_ARG,
+                c.VIR_FROM_NONE,
+                f"could not find event callback {callbackID} for deletion",
             )
         self._run(ops.event_deregister_any(callbackID))
         del self._callbacks[callbackID]
@@ -319,11 +320,18 @@ class virConnect:  # noqa: N801 - libvirt-python's name
 def _invalid_uuid() -> libvirtError:
     # libvirt-python's own check, before any call (libvirt-override.c).
     return errfactory.make(
-        c.VIR_ERR_INVALID_ARG, c.VIR_FROM_DOMAIN, "Invalid UUID", "virDomainLookupByUUIDString", "uuidstr", None, 0, 0
+        c.VIR_ERR_INVALID_ARG,
+        c.VIR_FROM_DOMAIN,
+        "Invalid UUID",
+        "virDomainLookupByUUIDString",
+        "uuidstr",
+        None,
+        0,
+        0,
     )
 
 
-class virDomain:  # noqa: N801 - libvirt-python's name
+class virDomain:
     """A domain handle: name, UUID and id as the server gave them."""
 
     def __init__(self, conn: virConnect, _obj: Any) -> None:
@@ -350,13 +358,13 @@ class virDomain:  # noqa: N801 - libvirt-python's name
     def name(self) -> str:
         return str(self._ref.name)
 
-    def UUID(self) -> bytes:  # noqa: N802
+    def UUID(self) -> bytes:
         return bytes(self._ref.uuid)
 
-    def UUIDString(self) -> str:  # noqa: N802
+    def UUIDString(self) -> str:
         return str(uuidlib.UUID(bytes=bytes(self._ref.uuid)))
 
-    def ID(self) -> int:  # noqa: N802
+    def ID(self) -> int:
         return int(self._ref.id)
 
     # -- state ----------------------------------------------------------------
@@ -367,25 +375,25 @@ class virDomain:  # noqa: N801 - libvirt-python's name
     def state(self, flags: int = 0) -> list[int]:
         return self._conn_run(ops.domain_get_state(self._ref, flags))  # type: ignore[no-any-return]
 
-    def isActive(self) -> int:  # noqa: N802
+    def isActive(self) -> int:
         return int(self._conn_run(ops.domain_is_active(self._ref)))
 
-    def isPersistent(self) -> int:  # noqa: N802
+    def isPersistent(self) -> int:
         return int(self._conn_run(ops.domain_is_persistent(self._ref)))
 
-    def XMLDesc(self, flags: int = 0) -> str:  # noqa: N802
+    def XMLDesc(self, flags: int = 0) -> str:
         return str(self._conn_run(ops.domain_get_xml_desc(self._ref, flags)))
 
-    def OSType(self) -> str:  # noqa: N802
+    def OSType(self) -> str:
         return str(self._conn_run(ops.domain_get_os_type(self._ref)))
 
-    def maxMemory(self) -> int:  # noqa: N802
+    def maxMemory(self) -> int:
         return int(self._conn_run(ops.domain_get_max_memory(self._ref)))
 
     def autostart(self) -> int:
         return int(self._conn_run(ops.domain_get_autostart(self._ref)))
 
-    def setAutostart(self, autostart: int) -> int:  # noqa: N802
+    def setAutostart(self, autostart: int) -> int:
         self._conn_run(ops.domain_set_autostart(self._ref, int(autostart)))
         return 0
 
@@ -403,7 +411,7 @@ class virDomain:  # noqa: N801 - libvirt-python's name
         self._conn_run(ops.domain_simple("DOMAIN_CREATE", self._ref))
         return 0
 
-    def createWithFlags(self, flags: int = 0) -> int:  # noqa: N802
+    def createWithFlags(self, flags: int = 0) -> int:
         new = self._conn_run(ops.domain_create_with_flags(self._ref, flags))
         if new is not None:
             self._ref = new  # the domain now has an id
@@ -412,7 +420,7 @@ class virDomain:  # noqa: N801 - libvirt-python's name
     def destroy(self) -> int:
         return self._void("DOMAIN_DESTROY")
 
-    def destroyFlags(self, flags: int = 0) -> int:  # noqa: N802
+    def destroyFlags(self, flags: int = 0) -> int:
         return self._void_flags("DOMAIN_DESTROY_FLAGS", flags)
 
     def shutdown(self) -> int:
@@ -430,32 +438,32 @@ class virDomain:  # noqa: N801 - libvirt-python's name
     def undefine(self) -> int:
         return self._void("DOMAIN_UNDEFINE")
 
-    def undefineFlags(self, flags: int = 0) -> int:  # noqa: N802
+    def undefineFlags(self, flags: int = 0) -> int:
         return self._void_flags("DOMAIN_UNDEFINE_FLAGS", flags)
 
     # -- jobs -------------------------------------------------------------------
 
-    def jobInfo(self) -> list[int]:  # noqa: N802
+    def jobInfo(self) -> list[int]:
         return self._conn_run(ops.domain_get_job_info(self._ref))  # type: ignore[no-any-return]
 
-    def jobStats(self, flags: int = 0) -> dict[str, Any]:  # noqa: N802
+    def jobStats(self, flags: int = 0) -> dict[str, Any]:
         return self._conn_run(ops.domain_get_job_stats(self._ref, flags))  # type: ignore[no-any-return]
 
-    def abortJob(self) -> int:  # noqa: N802
+    def abortJob(self) -> int:
         return self._void("DOMAIN_ABORT_JOB")
 
-    def abortJobFlags(self, flags: int = 0) -> int:  # noqa: N802
+    def abortJobFlags(self, flags: int = 0) -> int:
         return self._void_flags("DOMAIN_ABORT_JOB_FLAGS", flags)
 
-    def migrateStartPostCopy(self, flags: int = 0) -> int:  # noqa: N802
+    def migrateStartPostCopy(self, flags: int = 0) -> int:
         self._conn_run(ops.domain_migrate_start_post_copy(self._ref, flags))
         return 0
 
-    def migrateSetMaxDowntime(self, downtime: int, flags: int = 0) -> int:  # noqa: N802
+    def migrateSetMaxDowntime(self, downtime: int, flags: int = 0) -> int:
         self._conn_run(ops.domain_migrate_set_max_downtime(self._ref, downtime, flags))
         return 0
 
-    def migrateGetMaxDowntime(self, flags: int = 0) -> int | None:  # noqa: N802
+    def migrateGetMaxDowntime(self, flags: int = 0) -> int | None:
         # libvirt-python 9.0 returns None instead of raising on failure here.
         try:
             return int(self._conn_run(ops.domain_migrate_get_max_downtime(self._ref, flags)))
@@ -464,11 +472,11 @@ class virDomain:  # noqa: N801 - libvirt-python's name
                 raise
             return None
 
-    def migrateSetMaxSpeed(self, bandwidth: int, flags: int = 0) -> int:  # noqa: N802
+    def migrateSetMaxSpeed(self, bandwidth: int, flags: int = 0) -> int:
         self._conn_run(ops.domain_migrate_set_max_speed(self._ref, bandwidth, flags))
         return 0
 
-    def migrateGetMaxSpeed(self, flags: int = 0) -> int:  # noqa: N802
+    def migrateGetMaxSpeed(self, flags: int = 0) -> int:
         return int(self._conn_run(ops.domain_migrate_get_max_speed(self._ref, flags)))
 
     # -- migration (client-driven, see flows.py) ----------------------------------
@@ -492,41 +500,58 @@ class virDomain:  # noqa: N801 - libvirt-python's name
         return virDomain(dconn, _obj=ref)
 
     def migrate(
-        self, dconn: virConnect, flags: int = 0, dname: str | None = None, uri: str | None = None,
+        self,
+        dconn: virConnect,
+        flags: int = 0,
+        dname: str | None = None,
+        uri: str | None = None,
         bandwidth: int = 0,
     ) -> virDomain:
         return self.migrate2(dconn, None, flags, dname, uri, bandwidth, _api="virDomainMigrate")
 
     def migrate2(
-        self, dconn: virConnect, dxml: str | None = None, flags: int = 0, dname: str | None = None,
-        uri: str | None = None, bandwidth: int = 0, _api: str = "virDomainMigrate2",
+        self,
+        dconn: virConnect,
+        dxml: str | None = None,
+        flags: int = 0,
+        dname: str | None = None,
+        uri: str | None = None,
+        bandwidth: int = 0,
+        _api: str = "virDomainMigrate2",
     ) -> virDomain:
         self._check_rw(_api, dconn)
         params = flows.legacy_params(dname, uri, bandwidth, dxml)
         if flags & c.VIR_MIGRATE_PEER2PEER:
             dest = uri if uri is not None and _api == "virDomainMigrate" else dconn.getURI()
-            p2p_params = flows.legacy_params(dname, None if _api == "virDomainMigrate" else uri, bandwidth, dxml)
+            p2p_params = flows.legacy_params(
+                dname, None if _api == "virDomainMigrate" else uri, bandwidth, dxml
+            )
             self._drive(flows.migrate_to_uri3(self._ref, dest, p2p_params, flags, api=_api))
             return dconn.lookupByName(dname if dname is not None else self.name())
         ref = self._drive(flows.migrate3(self._ref, params, flags, api=_api), dconn)
         return virDomain(dconn, _obj=ref)
 
-    def migrateToURI3(self, dconnuri: str | None, params: dict[str, Any], flags: int = 0) -> int:  # noqa: N802
+    def migrateToURI3(self, dconnuri: str | None, params: dict[str, Any], flags: int = 0) -> int:
         self._check_rw("virDomainMigrateToURI3")
         return int(self._drive(flows.migrate_to_uri3(self._ref, dconnuri, params, flags)))
 
-    def migrateToURI(  # noqa: N802
-        self, duri: str, flags: int = 0, dname: str | None = None, bandwidth: int = 0
-    ) -> int:
+    def migrateToURI(self, duri: str, flags: int = 0, dname: str | None = None, bandwidth: int = 0) -> int:
         self._check_rw("virDomainMigrateToURI")
         p2p = bool(flags & c.VIR_MIGRATE_PEER2PEER)
         params = flows.legacy_params(dname, None if p2p else duri, bandwidth)
-        flow = flows.migrate_to_uri3(self._ref, duri if p2p else None, params, flags, api="virDomainMigrateToURI")
+        flow = flows.migrate_to_uri3(
+            self._ref, duri if p2p else None, params, flags, api="virDomainMigrateToURI"
+        )
         return int(self._drive(flow))
 
-    def migrateToURI2(  # noqa: N802
-        self, dconnuri: str | None = None, miguri: str | None = None, dxml: str | None = None, flags: int = 0,
-        dname: str | None = None, bandwidth: int = 0,
+    def migrateToURI2(
+        self,
+        dconnuri: str | None = None,
+        miguri: str | None = None,
+        dxml: str | None = None,
+        flags: int = 0,
+        dname: str | None = None,
+        bandwidth: int = 0,
     ) -> int:
         self._check_rw("virDomainMigrateToURI2")
         params = flows.legacy_params(dname, miguri, bandwidth, dxml)

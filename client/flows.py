@@ -11,6 +11,7 @@ src/remote/remote_driver.c (doRemoteOpen).
 
 from __future__ import annotations
 
+import contextlib
 import urllib.parse
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
@@ -115,13 +116,20 @@ def handshake(name: str | None, flags: int, want_keepalive: bool) -> Generator[S
 # -- migration ----------------------------------------------------------------
 
 _COMPAT_PARAMS: Final = frozenset(
-    {c.VIR_MIGRATE_PARAM_URI, c.VIR_MIGRATE_PARAM_DEST_NAME, c.VIR_MIGRATE_PARAM_DEST_XML, c.VIR_MIGRATE_PARAM_BANDWIDTH}
+    {
+        c.VIR_MIGRATE_PARAM_URI,
+        c.VIR_MIGRATE_PARAM_DEST_NAME,
+        c.VIR_MIGRATE_PARAM_DEST_XML,
+        c.VIR_MIGRATE_PARAM_BANDWIDTH,
+    }
 )
 
 
 def _wire(params: Mapping[str, Any]) -> list[Any]:
-    return typedparams.dict_to_params(params, limit=c.VIR_DOMAIN_MIGRATE_PARAM_LIST_MAX
-                                      if hasattr(c, "VIR_DOMAIN_MIGRATE_PARAM_LIST_MAX") else 64)
+    return typedparams.dict_to_params(
+        params,
+        limit=c.VIR_DOMAIN_MIGRATE_PARAM_LIST_MAX if hasattr(c, "VIR_DOMAIN_MIGRATE_PARAM_LIST_MAX") else 64,
+    )
 
 
 def _exclusive_disk_flags(flags: int) -> None:
@@ -197,14 +205,19 @@ def version3_params(dom: ops.Dom, params: dict[str, Any], flags: int) -> Generat
         if (yield from _supported(FEATURE_MIGRATE_CHANGE_PROTECTION, SRC))
         else 0
     )
-    begin = yield Step(SRC, ops.Op("DOMAIN_MIGRATE_BEGIN3_PARAMS", ops.PROCS["DOMAIN_MIGRATE_BEGIN3_PARAMS"].args(
-        dom=dom, params=_wire(params), flags=flags | protection)))
-    try:
+    begin = yield Step(
+        SRC,
+        ops.Op(
+            "DOMAIN_MIGRATE_BEGIN3_PARAMS",
+            ops.PROCS["DOMAIN_MIGRATE_BEGIN3_PARAMS"].args(
+                dom=dom, params=_wire(params), flags=flags | protection
+            ),
+        ),
+    )
+    with contextlib.suppress(libvirtError):
         dstate = yield Step(SRC, ops.domain_get_state(dom, 0))
         if dstate[0] == c.VIR_DOMAIN_PAUSED:
             flags |= c.VIR_MIGRATE_PAUSED
-    except libvirtError:
-        pass
     destflags = flags & ~(c.VIR_MIGRATE_ABORT_ON_ERROR | c.VIR_MIGRATE_AUTO_CONVERGE)
     params[c.VIR_MIGRATE_PARAM_DEST_XML] = begin.xml
     cookie: bytes = begin.cookie_out
@@ -214,8 +227,12 @@ def version3_params(dom: ops.Dom, params: dict[str, Any], flags: int) -> Generat
     ddom: Any = None
     skip_to_confirm = False
     try:
-        prep = yield Step(DST, _params_op("DOMAIN_MIGRATE_PREPARE3_PARAMS", params=_wire(params),
-                                          cookie_in=cookie, flags=destflags))
+        prep = yield Step(
+            DST,
+            _params_op(
+                "DOMAIN_MIGRATE_PREPARE3_PARAMS", params=_wire(params), cookie_in=cookie, flags=destflags
+            ),
+        )
     except libvirtError as exc:
         if not protection:
             raise
@@ -238,9 +255,17 @@ def version3_params(dom: ops.Dom, params: dict[str, Any], flags: int) -> Generat
             perform = False
         if perform:
             try:
-                out = yield Step(SRC, _params_op("DOMAIN_MIGRATE_PERFORM3_PARAMS", dom=dom, dconnuri=None,
-                                                 params=_wire(params), cookie_in=cookie,
-                                                 flags=flags | protection))
+                out = yield Step(
+                    SRC,
+                    _params_op(
+                        "DOMAIN_MIGRATE_PERFORM3_PARAMS",
+                        dom=dom,
+                        dconnuri=None,
+                        params=_wire(params),
+                        cookie_in=cookie,
+                        flags=flags | protection,
+                    ),
+                )
                 cookie = out.cookie_out
                 cancelled = 0
             except libvirtError as exc:
@@ -250,8 +275,16 @@ def version3_params(dom: ops.Dom, params: dict[str, Any], flags: int) -> Generat
                 cancelled = 1
         params.setdefault(c.VIR_MIGRATE_PARAM_DEST_NAME, dom.name)
         try:
-            fin = yield Step(DST, _params_op("DOMAIN_MIGRATE_FINISH3_PARAMS", params=_wire(params),
-                                             cookie_in=cookie, flags=destflags, cancelled=cancelled))
+            fin = yield Step(
+                DST,
+                _params_op(
+                    "DOMAIN_MIGRATE_FINISH3_PARAMS",
+                    params=_wire(params),
+                    cookie_in=cookie,
+                    flags=destflags,
+                    cancelled=cancelled,
+                ),
+            )
             ddom, cookie = fin.dom, fin.cookie_out
         except libvirtError as exc:
             ddom, cookie = None, b""
@@ -259,11 +292,20 @@ def version3_params(dom: ops.Dom, params: dict[str, Any], flags: int) -> Generat
                 orig_err = exc
         cancelled = 0 if ddom is not None else 1
     if notify_source:
-        try:
-            yield Step(SRC, _params_op("DOMAIN_MIGRATE_CONFIRM3_PARAMS", dom=dom, params=_wire(params),
-                                       cookie_in=cookie, flags=flags | protection, cancelled=cancelled))
-        except libvirtError:
-            pass  # libvirt only warns: the guest may be left paused on the source
+        with contextlib.suppress(
+            libvirtError
+        ):  # libvirt only warns: the guest may be left paused on the source
+            yield Step(
+                SRC,
+                _params_op(
+                    "DOMAIN_MIGRATE_CONFIRM3_PARAMS",
+                    dom=dom,
+                    params=_wire(params),
+                    cookie_in=cookie,
+                    flags=flags | protection,
+                    cancelled=cancelled,
+                ),
+            )
     if orig_err is not None:
         raise orig_err
     return ddom
@@ -288,7 +330,10 @@ def _check_not_local(dconnuri: str) -> None:
 
 
 def migrate_to_uri3(
-    dom: ops.Dom, dconnuri: str | None, params: Mapping[str, Any], flags: int,
+    dom: ops.Dom,
+    dconnuri: str | None,
+    params: Mapping[str, Any],
+    flags: int,
     api: str = "virDomainMigrateToURI3",
 ) -> Generator[Step, Any, int]:
     """virDomainMigrateToURI3: peer-to-peer (or direct) migration driven by the source."""
@@ -307,14 +352,25 @@ def migrate_to_uri3(
             raise _argument_unsupported("direct migration is not supported by the source host")
         dconnuri = None
     if flags & c.VIR_MIGRATE_PEER2PEER and (yield from _supported(FEATURE_MIGRATION_PARAMS, SRC)):
-        yield Step(SRC, _params_op("DOMAIN_MIGRATE_PERFORM3_PARAMS", dom=dom, dconnuri=dconnuri,
-                                   params=_wire(params), cookie_in=b"", flags=flags))
+        yield Step(
+            SRC,
+            _params_op(
+                "DOMAIN_MIGRATE_PERFORM3_PARAMS",
+                dom=dom,
+                dconnuri=dconnuri,
+                params=_wire(params),
+                cookie_in=b"",
+                flags=flags,
+            ),
+        )
         return 0
     # Protocols 2 and 3 without parameters are not driven by virtwire.
     raise errfactory.no_support(api)
 
 
-def legacy_params(dname: str | None, uri: str | None, bandwidth: int, dxml: str | None = None) -> dict[str, Any]:
+def legacy_params(
+    dname: str | None, uri: str | None, bandwidth: int, dxml: str | None = None
+) -> dict[str, Any]:
     """The parameters virDomainMigrate/virDomainMigrate2 stand for."""
     params: dict[str, Any] = {}
     if uri is not None:

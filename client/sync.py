@@ -15,6 +15,7 @@ thread that runs virEventRunDefaultImpl).
 
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
 import ssl
@@ -132,10 +133,8 @@ class SyncConnection:
                 w.error = errfactory.socket_closed()
                 if w.cond is not None:
                     w.cond.notify()
-        try:
+        with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         self._sock.close()
 
     # -- sending --------------------------------------------------------
@@ -222,10 +221,8 @@ class SyncConnection:
                 lock.release()
                 try:
                     if pongs and self._dead is None:
-                        try:
+                        with contextlib.suppress(libvirtError):
                             self._send(core.PONG_PACKET)
-                        except libvirtError:
-                            pass
                     sink = self.on_event
                     if sink is not None:
                         for ev in events:
@@ -258,10 +255,8 @@ class SyncConnection:
 
     def _keepalive_action(self, action: str | None) -> None:
         if action == "ping":
-            try:
+            with contextlib.suppress(libvirtError):
                 self._send(core.PING_PACKET)
-            except libvirtError:
-                pass
         elif action == "dead":
             with self._lock:
                 self._die(errfactory.keepalive_timeout(), VIR_CONNECT_CLOSE_REASON_KEEPALIVE)
@@ -275,10 +270,8 @@ class SyncConnection:
             w.error = err
             if w.cond is not None:
                 w.cond.notify()
-        try:
+        with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         sink = self.on_close
         if sink is not None and not self._closed:
             sink(reason)

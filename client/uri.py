@@ -176,8 +176,7 @@ def parse(uri: str, readonly: bool = False) -> Target:
         tname = transport_str.lower()
         if tname not in RECOGNISED:
             raise errfactory.invalid_arg(
-                "remote_open: transport in URL not recognised "
-                "(should be tls|unix|ssh|ext|tcp|libssh2|libssh)"
+                "remote_open: transport in URL not recognised (should be tls|unix|ssh|ext|tcp|libssh2|libssh)"
             )
         if tname == "unix" and host:
             raise errfactory.invalid_arg(f"using unix socket and remote server '{host}' is not supported.")

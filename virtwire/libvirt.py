@@ -36,23 +36,23 @@ _LIB_VERSION = 9000000
 _error_handler: tuple[Callable[[Any, Any], Any], Any] | None = None
 
 
-def open(name: str | None = None) -> virConnect:  # noqa: A001 - libvirt-python's name
+def open(name: str | None = None) -> virConnect:
     """Open a read-write connection to the daemon named by `name`."""
     return _reported(lambda: open_connection(name, readonly=False))
 
 
-def openReadOnly(name: str | None = None) -> virConnect:  # noqa: N802
+def openReadOnly(name: str | None = None) -> virConnect:
     """Open a read-only connection: refused calls fail locally, without a packet."""
     return _reported(lambda: open_connection(name, readonly=True))
 
 
-def openAuth(uri: str | None, auth: list[Any] | None = None, flags: int = 0) -> virConnect:  # noqa: N802
+def openAuth(uri: str | None, auth: list[Any] | None = None, flags: int = 0) -> virConnect:
     """Open with credentials; the auth callbacks are unused (auth none/polkit only)."""
     readonly = bool(flags & VIR_CONNECT_RO)  # noqa: F405
     return _reported(lambda: open_connection(uri, readonly=readonly))
 
 
-def getVersion(name: str | None = None) -> int:  # noqa: N802
+def getVersion(name: str | None = None) -> int:
     """The library version (libvirt 9.0.0 = 9000000)."""
     if name is not None:
         raise libvirtError(
@@ -72,20 +72,20 @@ def getVersion(name: str | None = None) -> int:  # noqa: N802
     return _LIB_VERSION
 
 
-def registerErrorHandler(f: Callable[[Any, Any], Any] | None, ctx: Any) -> int:  # noqa: N802
+def registerErrorHandler(f: Callable[[Any, Any], Any] | None, ctx: Any) -> int:
     """Call `f(ctx, err)` for every error before it is raised (None restores the default)."""
     global _error_handler
     _error_handler = None if f is None else (f, ctx)
     return 0
 
 
-def virEventRegisterDefaultImpl() -> int:  # noqa: N802
+def virEventRegisterDefaultImpl() -> int:
     """Install the default event loop; connections opened afterwards answer keepalives."""
     eventloop.register_default()
     return 0
 
 
-def virEventRunDefaultImpl() -> int:  # noqa: N802
+def virEventRunDefaultImpl() -> int:
     """Run one iteration of the default event loop: callbacks run on this thread."""
     loop = eventloop.default()
     if loop is None:

@@ -12,6 +12,7 @@ answered unless `answer_pings=False`. `daemon.kill()` drops every connection.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import threading
@@ -20,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-
 from virtwire.protocol.errors import libvirtError, to_remote_error
 
 HEADER = struct.Struct(">IIIiiIi")
@@ -90,10 +90,10 @@ class FakeDaemon:
         with self._lock:
             conns = list(self._conns)
         for conn in conns:
-            try:
-                conn.sendall(HEADER.pack(28 + len(body), program, 1, proc, 2, 1 if program == REMOTE else 0, 0) + body)
-            except OSError:
-                pass
+            with contextlib.suppress(OSError):
+                conn.sendall(
+                    HEADER.pack(28 + len(body), program, 1, proc, 2, 1 if program == REMOTE else 0, 0) + body
+                )
 
     def _serve(self, conn: socket.socket) -> None:
         try:
@@ -129,8 +129,9 @@ class FakeDaemon:
                 if proc == 2:
                     conn.shutdown(socket.SHUT_RDWR)
                 return None
-            err = libvirtError("", (39, 7, f"unknown procedure: {proc}", 2, "%s", f"unknown procedure: {proc}",
-                                    None, -1, -1))
+            err = libvirtError(
+                "", (39, 7, f"unknown procedure: {proc}", 2, "%s", f"unknown procedure: {proc}", None, -1, -1)
+            )
             return self._reply(conn, proc, serial, 1, to_remote_error(err).to_bytes())
         try:
             body = handler(payload)
@@ -147,10 +148,8 @@ class FakeDaemon:
         with self._lock:
             conns = list(self._conns)
         for conn in conns:
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             conn.close()
 
 
@@ -163,8 +162,9 @@ def fake_daemon() -> Iterator[Callable[..., FakeDaemon]]:
         features: dict[int, int] | None = None,
         answer_pings: bool = True,
     ) -> FakeDaemon:
-        daemon = FakeDaemon(handlers or {}, features if features is not None else {10: 1, 14: 1, 15: 1},
-                            answer_pings)
+        daemon = FakeDaemon(
+            handlers or {}, features if features is not None else {10: 1, 14: 1, 15: 1}, answer_pings
+        )
         daemon.start()
         started.append(daemon)
         return daemon

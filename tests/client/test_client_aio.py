@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 import trio
-
 import virtwire.client
-import virtwire.libvirt as vlibvirt
 from virtwire.protocol.errors import libvirtError
+
+import virtwire.libvirt as vlibvirt
 
 FakeDaemon = Any
 
@@ -26,7 +26,9 @@ async def test_basic_calls_match_sync_facade(real_libvirtd: Any, transport: str)
             assert await conn.get_hostname() == sync.getHostname()
             assert await conn.get_info() == sync.getInfo()
             assert await conn.list_domains_id() == sync.listDomainsID()
-            assert [d.name for d in await conn.list_all_domains()] == [d.name() for d in sync.listAllDomains()]
+            assert [d.name for d in await conn.list_all_domains()] == [
+                d.name() for d in sync.listAllDomains()
+            ]
             dom = await conn.lookup_by_name("test")
             sdom = sync.lookupByName("test")
             assert (dom.name, dom.uuid_string, dom.id) == (sdom.name(), sdom.UUIDString(), sdom.ID())
@@ -66,8 +68,15 @@ async def test_read_only_refusal_sends_nothing(fake_daemon: Callable[..., FakeDa
         with pytest.raises(libvirtError) as info:
             await dom.suspend()
         assert info.value.err == (
-            29, 20, "operation forbidden: read only access prevents virDomainSuspend", 2,
-            "operation forbidden: %s", "read only access prevents virDomainSuspend", None, -1, -1,
+            29,
+            20,
+            "operation forbidden: read only access prevents virDomainSuspend",
+            2,
+            "operation forbidden: %s",
+            "read only access prevents virDomainSuspend",
+            None,
+            -1,
+            -1,
         )
         assert daemon.procedures() == before
     # CONNECT_OPEN asked the server for a read-only connection.
@@ -79,14 +88,22 @@ def test_sync_read_only_refusal_sends_nothing(fake_daemon: Callable[..., FakeDae
     from virtwire.protocol.generated import remote
 
     daemon = fake_daemon(
-        handlers={23: lambda p: remote.remote_domain_lookup_by_name_ret(
-            dom=remote.remote_nonnull_domain(name="test", uuid=b"\0" * 16, id=1)).to_bytes()}
+        handlers={
+            23: lambda p: remote.remote_domain_lookup_by_name_ret(
+                dom=remote.remote_nonnull_domain(name="test", uuid=b"\0" * 16, id=1)
+            ).to_bytes()
+        }
     )
     conn = vlibvirt.openReadOnly(daemon.uri)
     dom = conn.lookupByName("test")
     before = daemon.procedures()
-    for call in (dom.suspend, dom.destroy, lambda: dom.XMLDesc(vlibvirt.VIR_DOMAIN_XML_SECURE),
-                 lambda: conn.defineXML("<domain/>"), lambda: dom.migrateSetMaxSpeed(1)):
+    for call in (
+        dom.suspend,
+        dom.destroy,
+        lambda: dom.XMLDesc(vlibvirt.VIR_DOMAIN_XML_SECURE),
+        lambda: conn.defineXML("<domain/>"),
+        lambda: dom.migrateSetMaxSpeed(1),
+    ):
         with pytest.raises(libvirtError) as info:
             call()
         assert info.value.get_error_code() == vlibvirt.VIR_ERR_OPERATION_DENIED
@@ -99,6 +116,13 @@ async def test_connect_errors_are_libvirts(free_port: Callable[[], int]) -> None
     with pytest.raises(libvirtError) as info:
         await virtwire.client.connect(f"test+tcp://127.0.0.1:{port}/default")
     assert info.value.err == (
-        38, 7, f"unable to connect to server at '127.0.0.1:{port}': Connection refused", 2, "%s",
-        f"unable to connect to server at '127.0.0.1:{port}': Connection refused", None, 111, -1,
+        38,
+        7,
+        f"unable to connect to server at '127.0.0.1:{port}': Connection refused",
+        2,
+        "%s",
+        f"unable to connect to server at '127.0.0.1:{port}': Connection refused",
+        None,
+        111,
+        -1,
     )

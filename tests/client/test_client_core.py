@@ -8,10 +8,10 @@ from collections.abc import Callable
 from types import ModuleType
 
 import pytest
-
-import virtwire.libvirt as vlibvirt
 from virtwire.client import core
 from virtwire.protocol.errors import libvirtError, make_error, to_remote_error
+
+import virtwire.libvirt as vlibvirt
 
 HEADER = struct.Struct(">IIIiiIi")
 
@@ -32,7 +32,11 @@ def test_classify() -> None:
     reply = HEADER.pack(32, 0x20008086, 1, 157, 1, 5, 0) + b"abcd"
     msg = core.classify(reply)
     assert isinstance(msg, core.Reply) and (msg.serial, msg.procedure, msg.status, msg.payload) == (
-        5, 157, 0, b"abcd")
+        5,
+        157,
+        0,
+        b"abcd",
+    )
     event = HEADER.pack(28, 0x20008086, 1, 318, 2, 1, 0)
     ev = core.classify(event)
     assert isinstance(ev, core.Event) and ev.procedure == 318
@@ -118,8 +122,9 @@ def test_open_errors_match_libvirt_python(
     assert _err(lambda: vlibvirt.open(uri)) == theirs
 
 
-def test_tls_open_without_client_certificate_fails_like_libvirt(real_libvirtd: object, tmp_path: object,
-                                                                real_libvirt: ModuleType) -> None:
+def test_tls_open_without_client_certificate_fails_like_libvirt(
+    real_libvirtd: object, tmp_path: object, real_libvirt: ModuleType
+) -> None:
     import shutil
     from pathlib import Path
 

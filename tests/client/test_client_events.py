@@ -7,11 +7,11 @@ from collections.abc import Callable
 from typing import Any
 
 import trio
-
 import virtwire.client
-import virtwire.libvirt as vlibvirt
 from virtwire.protocol.generated import remote
 from virtwire.protocol.typedparams import dict_to_params
+
+import virtwire.libvirt as vlibvirt
 
 FakeDaemon = Any  # tests/client/conftest.py
 
@@ -62,8 +62,20 @@ def test_lifecycle_events_from_real_libvirtd(real_libvirtd: Any) -> None:
         listener.close()
         actor.close()
     assert seen[:2] == [
-        (True, "test", vlibvirt.VIR_DOMAIN_EVENT_SUSPENDED, vlibvirt.VIR_DOMAIN_EVENT_SUSPENDED_PAUSED, "opaque"),
-        (True, "test", vlibvirt.VIR_DOMAIN_EVENT_RESUMED, vlibvirt.VIR_DOMAIN_EVENT_RESUMED_UNPAUSED, "opaque"),
+        (
+            True,
+            "test",
+            vlibvirt.VIR_DOMAIN_EVENT_SUSPENDED,
+            vlibvirt.VIR_DOMAIN_EVENT_SUSPENDED_PAUSED,
+            "opaque",
+        ),
+        (
+            True,
+            "test",
+            vlibvirt.VIR_DOMAIN_EVENT_RESUMED,
+            vlibvirt.VIR_DOMAIN_EVENT_RESUMED_UNPAUSED,
+            "opaque",
+        ),
     ]
     # Callbacks run on the thread that runs virEventRunDefaultImpl.
     assert all(t is runner for t in threads) and loop_thread is not runner
@@ -136,18 +148,20 @@ def test_migration_iteration_and_job_completed_callbacks(fake_daemon: Callable[.
 
 
 async def test_trio_domain_events_from_real_libvirtd(real_libvirtd: Any) -> None:
-    async with await virtwire.client.connect(real_libvirtd.tcp_uri) as listener:
-        async with await virtwire.client.connect(real_libvirtd.unix_uri) as actor:
-            async with listener.domain_events(vlibvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE) as events:
-                dom = await actor.lookup_by_name("test")
-                await dom.suspend()
-                await dom.resume()
-                got = []
-                with trio.fail_after(10):
-                    async for ev in events:
-                        got.append((ev.event_id, ev.domain.name, ev.args))
-                        if len(got) == 2:
-                            break
+    got = []
+    async with (
+        await virtwire.client.connect(real_libvirtd.tcp_uri) as listener,
+        await virtwire.client.connect(real_libvirtd.unix_uri) as actor,
+        listener.domain_events(vlibvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE) as events,
+    ):
+        dom = await actor.lookup_by_name("test")
+        await dom.suspend()
+        await dom.resume()
+        with trio.fail_after(10):
+            async for ev in events:
+                got.append((ev.event_id, ev.domain.name, ev.args))
+                if len(got) == 2:
+                    break
     assert got == [
         (0, "test", (vlibvirt.VIR_DOMAIN_EVENT_SUSPENDED, vlibvirt.VIR_DOMAIN_EVENT_SUSPENDED_PAUSED)),
         (0, "test", (vlibvirt.VIR_DOMAIN_EVENT_RESUMED, vlibvirt.VIR_DOMAIN_EVENT_RESUMED_UNPAUSED)),

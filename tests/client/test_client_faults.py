@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 import trio
-
 import virtwire.client
-import virtwire.libvirt as vlibvirt
 from virtwire.protocol.errors import libvirtError
+
+import virtwire.libvirt as vlibvirt
 
 FakeDaemon = Any  # tests/client/conftest.py
 
@@ -27,8 +27,17 @@ EOF_ERROR = (
     5,
     -1,
 )
-CLOSED_ERROR = (1, 7, "internal error: client socket is closed", 2, "internal error: %s", "client socket is closed",
-                None, -1, -1)
+CLOSED_ERROR = (
+    1,
+    7,
+    "internal error: client socket is closed",
+    2,
+    "internal error: %s",
+    "client socket is closed",
+    None,
+    -1,
+    -1,
+)
 KEEPALIVE_ERROR = (
     1,
     7,
@@ -76,16 +85,40 @@ def test_server_killed_mid_call_fails_every_waiting_call(fake_daemon: Callable[.
 
 def test_close_callback_reports_eof(fake_daemon: Callable[..., FakeDaemon]) -> None:
     daemon = fake_daemon(handlers={GET_LIB_VERSION: _hang})
+    vlibvirt.virEventRegisterDefaultImpl()
     conn = vlibvirt.open(daemon.uri)
     reasons: list[Any] = []
-    conn.registerCloseCallback(lambda c, reason, opaque: reasons.append((c is conn, reason, opaque)), "op")
-    t = threading.Thread(target=lambda: pytest.raises(libvirtError, conn.getLibVersion))
-    t.start()
+    done = threading.Event()
+
+    def on_close(c: Any, reason: int, opaque: Any) -> None:
+        reasons.append((c is conn, reason, opaque, threading.current_thread()))
+        done.set()
+
+    conn.registerCloseCallback(on_close, "op")
+    assert 360 in daemon.procedures()  # the server supports close callbacks (feature 15)
+
+    def call() -> None:
+        with pytest.raises(libvirtError):
+            conn.getLibVersion()
+
+    caller = threading.Thread(target=call)
+    caller.start()
     daemon.call_arrived.wait(10)
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            vlibvirt.virEventRunDefaultImpl()
+
+    runner = threading.Thread(target=loop, daemon=True)
+    runner.start()
     daemon.kill()
-    t.join(10)
-    # Without a registered event loop the callback runs on the reading thread.
-    assert reasons == [(True, vlibvirt.VIR_CONNECT_CLOSE_REASON_EOF, "op")]
+    caller.join(10)
+    done.wait(10)
+    stop.set()
+    runner.join(5)
+    # Delivered on the event loop's thread, as libvirt-python does.
+    assert reasons == [(True, vlibvirt.VIR_CONNECT_CLOSE_REASON_EOF, "op", runner)]
 
 
 def test_keepalive_declares_a_silent_server_dead(fake_daemon: Callable[..., FakeDaemon]) -> None:

@@ -7,11 +7,11 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-
-import virtwire.libvirt as vlibvirt
 from virtwire.protocol.errors import libvirtError, make_error
 from virtwire.protocol.generated import remote
 from virtwire.protocol.typedparams import params_to_dict
+
+import virtwire.libvirt as vlibvirt
 
 FakeDaemon = Any  # tests/client/conftest.py
 P = remote.PROCEDURES_BY_NAME
@@ -42,7 +42,9 @@ def _lookup(_payload: bytes) -> bytes:
 def _source(perform_fails: bool = False) -> dict[int, Callable[[bytes], Any]]:
     def perform(_payload: bytes) -> bytes:
         if perform_fails:
-            raise make_error(vlibvirt.VIR_ERR_OPERATION_FAILED, vlibvirt.VIR_FROM_QEMU, "migration job: failed")
+            raise make_error(
+                vlibvirt.VIR_ERR_OPERATION_FAILED, vlibvirt.VIR_FROM_QEMU, "migration job: failed"
+            )
         return _ret("DOMAIN_MIGRATE_PERFORM3_PARAMS", cookie_out=b"cookie-perform")
 
     return {
@@ -50,7 +52,9 @@ def _source(perform_fails: bool = False) -> dict[int, Callable[[bytes], Any]]:
         _num("DOMAIN_MIGRATE_BEGIN3_PARAMS"): lambda p: _ret(
             "DOMAIN_MIGRATE_BEGIN3_PARAMS", cookie_out=b"cookie-begin", xml="<domain>vm1</domain>"
         ),
-        _num("DOMAIN_GET_STATE"): lambda p: _ret("DOMAIN_GET_STATE", state=vlibvirt.VIR_DOMAIN_RUNNING, reason=1),
+        _num("DOMAIN_GET_STATE"): lambda p: _ret(
+            "DOMAIN_GET_STATE", state=vlibvirt.VIR_DOMAIN_RUNNING, reason=1
+        ),
         _num("DOMAIN_MIGRATE_PERFORM3_PARAMS"): perform,
         _num("DOMAIN_MIGRATE_CONFIRM3_PARAMS"): lambda p: b"",
     }
@@ -123,13 +127,19 @@ def test_peer_to_peer_is_one_perform_with_dconnuri(fake_daemon: Callable[..., Fa
     src = fake_daemon(handlers=_source(), features=MIGRATION_FEATURES)
     conn = vlibvirt.open(src.uri)
     flags = vlibvirt.VIR_MIGRATE_PEER2PEER | vlibvirt.VIR_MIGRATE_LIVE
-    assert conn.lookupByName("vm1").migrateToURI3("test+tcp://dest.example/default", {"bandwidth": 5}, flags) == 0
+    assert (
+        conn.lookupByName("vm1").migrateToURI3("test+tcp://dest.example/default", {"bandwidth": 5}, flags)
+        == 0
+    )
     assert _migration_calls(src) == [_num("DOMAIN_MIGRATE_PERFORM3_PARAMS")]
     features_asked = [int.from_bytes(p[:4], "big") for proc, _, p in src.calls if proc == 60]
     assert features_asked[-2:] == [4, 13]
     (pf,) = _args(src, "DOMAIN_MIGRATE_PERFORM3_PARAMS")
-    assert (pf.dconnuri, pf.flags, params_to_dict(pf.params)) == ("test+tcp://dest.example/default", flags,
-                                                                  {"bandwidth": 5})
+    assert (pf.dconnuri, pf.flags, params_to_dict(pf.params)) == (
+        "test+tcp://dest.example/default",
+        flags,
+        {"bandwidth": 5},
+    )
 
 
 def test_peer_to_peer_refused_without_feature(fake_daemon: Callable[..., FakeDaemon]) -> None:
@@ -138,8 +148,15 @@ def test_peer_to_peer_refused_without_feature(fake_daemon: Callable[..., FakeDae
     with pytest.raises(libvirtError) as info:
         conn.lookupByName("vm1").migrateToURI3("test+tcp://d/default", {}, vlibvirt.VIR_MIGRATE_PEER2PEER)
     assert info.value.err == (
-        74, 20, "argument unsupported: p2p migration is not supported by the source host", 2,
-        "argument unsupported: %s", "p2p migration is not supported by the source host", None, -1, -1,
+        74,
+        20,
+        "argument unsupported: p2p migration is not supported by the source host",
+        2,
+        "argument unsupported: %s",
+        "p2p migration is not supported by the source host",
+        None,
+        -1,
+        -1,
     )
 
 
@@ -156,7 +173,9 @@ def test_peer_to_peer_refused_without_feature(fake_daemon: Callable[..., FakeDae
         ),
     ],
 )
-def test_migration_errors_match_libvirt_python(real_libvirtd: Any, real_libvirt: ModuleType, call: Any) -> None:
+def test_migration_errors_match_libvirt_python(
+    real_libvirtd: Any, real_libvirt: ModuleType, call: Any
+) -> None:
     """The test driver supports no migration: both clients fail the same way."""
     real_libvirt.registerErrorHandler(lambda ctx, err: None, None)
     outcomes = []

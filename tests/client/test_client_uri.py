@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from virtwire.client import uri as vuri
 from virtwire.client.uri import Transport
 from virtwire.protocol.errors import libvirtError
@@ -126,7 +125,11 @@ def test_unsupported_transport_names_what_is_supported(transport: str) -> None:
 
 def test_unix_with_host_is_refused() -> None:
     err = _err("test+unix://host/default")
-    assert err[:3] == (8, 13, "invalid argument: using unix socket and remote server 'host' is not supported.")
+    assert err[:3] == (
+        8,
+        13,
+        "invalid argument: using unix socket and remote server 'host' is not supported.",
+    )
 
 
 def test_bad_port_and_bad_flag_values() -> None:
