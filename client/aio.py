@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 from virtwire.client import aio_transport, core, errfactory, events, flows, ops
@@ -78,7 +78,7 @@ class Connection:
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> bool | None:
+    ) -> None:
         try:
             if exc_type is None:
                 await self.close()
@@ -86,9 +86,10 @@ class Connection:
             await self._shutdown()
             assert self._nursery is not None
             self._nursery.cancel_scope.cancel()
-            result: bool | None = await self._nursery_cm.__aexit__(exc_type, exc, tb)
+            # The body's own exception propagates as is (not wrapped in an
+            # ExceptionGroup): the nursery only holds our reader and keepalive.
+            await self._nursery_cm.__aexit__(None, None, None)
             self._nursery = None
-        return result
 
     async def close(self) -> None:
         """CONNECT_CLOSE, then the socket is closed (the server closes its side too)."""
@@ -148,7 +149,7 @@ class Connection:
 
     async def _receive(self) -> bytes:
         try:
-            return await self._stream.receive_some(RECV_SIZE)
+            return bytes(await self._stream.receive_some(RECV_SIZE))
         except (trio.BrokenResourceError, OSError):
             return b""
 
@@ -473,7 +474,11 @@ class Domain:
         await drive(flows.migrate_to_uri3(self.ref, dconnuri, params, flags), {flows.SRC: self.conn})
 
 
-async def drive(flow: flows.Flow, conns: Mapping[str, Connection]) -> Any:
+class _Caller(Protocol):
+    async def call(self, op: ops.Op) -> Any: ...
+
+
+async def drive(flow: flows.Flow, conns: Mapping[str, _Caller]) -> Any:
     """Run a flow (see flows.py) with awaiting calls."""
     try:
         step = next(flow)

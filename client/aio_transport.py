@@ -29,7 +29,7 @@ async def connect(target: Target) -> trio.abc.Stream:
             f"Unable to resolve address '{target.host}' service '{target.port}': {exc.strerror}"
         ) from None
     except OSError as exc:
-        cause = exc
+        cause: OSError = exc
         # trio wraps per-address failures; libvirt reports the errno.
         if exc.errno is None and isinstance(exc.__cause__, OSError):
             cause = exc.__cause__
@@ -47,17 +47,16 @@ async def connect(target: Target) -> trio.abc.Stream:
             await tls.do_handshake()
         except trio.BrokenResourceError as exc:
             await stream.aclose()
-            cause = exc.__cause__
-            if isinstance(cause, ssl.SSLError):
-                raise transport.tls_handshake_error(cause) from None
+            if isinstance(exc.__cause__, ssl.SSLError):
+                raise transport.tls_handshake_error(exc.__cause__) from None
             raise errfactory.system("Cannot recv data: Connection reset by peer", 104) from None
         try:
-            data = await tls.receive_some(1)
+            data = bytes(await tls.receive_some(1))
         except trio.BrokenResourceError:
             data = b""
         if data != transport.TLS_CONFIRMATION:
             await tls.aclose()
-            err: libvirtError = transport.tls_confirmation_error(data)
+            err: libvirtError = transport.tls_confirmation_error(bytes(data))
             raise err
         return tls
     return stream

@@ -19,6 +19,7 @@ import time
 import traceback
 import weakref
 from collections.abc import Callable
+from typing import Any
 
 from virtwire.client.sync import SyncConnection
 
@@ -63,7 +64,7 @@ class EventLoop:
         if self._posted:
             timeout = 0.0
         watched = [cn for cn in conns if not cn.busy]
-        fds: list[object] = [self._wake_r, *watched]
+        fds: list[Any] = [self._wake_r, *watched]
         try:
             readable, _, _ = select.select(fds, [], [], timeout)
         except (OSError, ValueError):

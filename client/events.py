@@ -92,4 +92,5 @@ def decode(procedure: int, payload: bytes) -> DomainEvent | None:
                 args.append(_plain(value, f.name))
 
     flatten(msg)
-    return DomainEvent(event_id, int(msg.callbackID), dom, tuple(args))
+    callback_id: int = getattr(msg, "callbackID")  # noqa: B009 - generated field, typed Any
+    return DomainEvent(event_id, int(callback_id), dom, tuple(args))

@@ -48,17 +48,19 @@ class Op:
         return b"" if args is None else args.to_bytes()
 
 
-def _args(name: str, **fields: Any) -> Any:
-    codec = PROCS[name].args
-    assert codec is not None, name
+def _args(proc_name: str, /, **fields: Any) -> Any:
+    codec = PROCS[proc_name].args
+    assert codec is not None, proc_name
     return codec(**fields)
 
 
-def call(name: str, convert: Callable[[Any], Any] = _ident, *, flags_field: bool = True, **fields: Any) -> Op:
+def call(
+    proc_name: str, convert: Callable[[Any], Any] = _ident, /, *, flags_field: bool = True, **fields: Any
+) -> Op:
     """An Op whose args are given by field name; `flags` feeds the read-only check."""
-    args = _args(name, **fields) if fields else None
+    args = _args(proc_name, **fields) if fields else None
     flags = int(fields.get("flags", 0)) if flags_field else 0
-    return Op(name, args, convert, flags)
+    return Op(proc_name, args, convert, flags)
 
 
 # -- converters ------------------------------------------------------------
@@ -250,8 +252,8 @@ def unregister_close_callback() -> Op:
 # -- domain -----------------------------------------------------------------
 
 
-def dom_call(name: str, dom: Dom, convert: Callable[[Any], Any] = _ident, **fields: Any) -> Op:
-    return call(name, convert, dom=dom, **fields)
+def dom_call(proc_name: str, dom: Dom, convert: Callable[[Any], Any] = _ident, /, **fields: Any) -> Op:
+    return call(proc_name, convert, dom=dom, **fields)
 
 
 def domain_get_info(dom: Dom) -> Op:

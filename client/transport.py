@@ -13,6 +13,7 @@ import ssl
 from virtwire.client import errfactory
 from virtwire.client.uri import Target, TlsFiles, Transport
 from virtwire.protocol.errors import libvirtError
+from virtwire.protocol.generated import constants as C
 
 TLS_CONFIRMATION = b"\x01"
 
@@ -74,8 +75,8 @@ def tls_context(target: Target, files: TlsFiles) -> ssl.SSLContext:
             ctx.load_cert_chain(files.clientcert, files.clientkey)
     except (ssl.SSLError, OSError) as exc:
         raise errfactory.make(
-            errfactory.c.VIR_ERR_SYSTEM_ERROR,
-            errfactory.c.VIR_FROM_RPC,
+            C.VIR_ERR_SYSTEM_ERROR,
+            C.VIR_FROM_RPC,
             f"Unable to load TLS credentials: {exc}",
             "%s",
             f"Unable to load TLS credentials: {exc}",
@@ -89,8 +90,8 @@ def tls_context(target: Target, files: TlsFiles) -> ssl.SSLContext:
 def tls_handshake_error(exc: BaseException) -> libvirtError:
     detail = f"TLS handshake failed {exc}"
     return errfactory.make(
-        errfactory.c.VIR_ERR_AUTH_FAILED,
-        errfactory.c.VIR_FROM_RPC,
+        C.VIR_ERR_AUTH_FAILED,
+        C.VIR_FROM_RPC,
         f"authentication failed: {detail}",
         "authentication failed: %s",
         detail,
@@ -101,8 +102,8 @@ def tls_confirmation_error(data: bytes) -> libvirtError:
     if not data:
         return errfactory.system("Unable to read TLS confirmation: Input/output error", 5)
     return errfactory.make(
-        errfactory.c.VIR_ERR_RPC,
-        errfactory.c.VIR_FROM_RPC,
+        C.VIR_ERR_RPC,
+        C.VIR_FROM_RPC,
         "server verification (of our certificate or IP address) failed",
         "%s",
         "server verification (of our certificate or IP address) failed",
