@@ -310,11 +310,13 @@ class Connection:
     def get_uri(self) -> str:
         return self.target.uri
 
-    def is_secure(self) -> bool:
-        return self.target.transport is not urimod.Transport.TCP
+    async def is_secure(self) -> bool:
+        secure = await self.call(ops.is_secure())
+        return bool(secure) and self.target.transport is not urimod.Transport.TCP
 
-    def is_encrypted(self) -> bool:
-        return self.target.transport is urimod.Transport.TLS
+    async def is_encrypted(self) -> bool:
+        secure = await self.call(ops.is_secure())
+        return bool(secure) and self.target.transport is urimod.Transport.TLS
 
     # -- domains --------------------------------------------------------
 

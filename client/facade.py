@@ -235,13 +235,14 @@ class virConnect:
         return list(self._run(ops.node_get_info()))
 
     def isSecure(self) -> int:
-        self._live("virConnectIsSecure")
-        # libvirt's client answers locally: TLS and unix sockets are secure.
-        return 0 if self._target.transport is urimod.Transport.TCP else 1
+        # libvirt asks the server, then also requires a secure transport
+        # (tls or unix), so an unencrypted hop never claims to be secure.
+        secure = self._run(ops.is_secure())
+        return 1 if secure and self._target.transport is not urimod.Transport.TCP else 0
 
     def isEncrypted(self) -> int:
-        self._live("virConnectIsEncrypted")
-        return 1 if self._target.transport is urimod.Transport.TLS else 0
+        secure = self._run(ops.is_secure())
+        return 1 if secure and self._target.transport is urimod.Transport.TLS else 0
 
     # -- domains ------------------------------------------------------------
 
