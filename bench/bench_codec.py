@@ -205,28 +205,33 @@ class Case:
     message: Callable[[], object]
 
 
-def rate(operation: Callable[[], object], seconds: float) -> float:
-    """Best of five runs of ~seconds/5 each, in operations per second."""
-    # calibrate a batch that takes ~10 ms
+def _batch_size(operation: Callable[[], object]) -> int:
+    """Operations per timed batch: enough for ~10 ms, so timer overhead is negligible."""
     batch = 1
     while True:
         start = time.perf_counter()
         for _ in range(batch):
             operation()
-        elapsed = time.perf_counter() - start
-        if elapsed > 0.01:
-            break
+        if time.perf_counter() - start > 0.01:
+            return batch
         batch *= 2
-    best = 0.0
-    for _ in range(5):
-        runs = 0
-        start = time.perf_counter()
-        deadline = start + seconds / 5
-        while time.perf_counter() < deadline:
-            for _ in range(batch):
-                operation()
-            runs += batch
-        best = max(best, runs / (time.perf_counter() - start))
+
+
+def rates(operations: list[Callable[[], object]], seconds: float, rounds: int = 5) -> list[float]:
+    """Best ops/s of each operation over `rounds` rounds that alternate between them,
+    so a burst of load from other processes hits every contender alike."""
+    batches = [_batch_size(op) for op in operations]
+    best = [0.0] * len(operations)
+    for _ in range(rounds):
+        for i, (operation, batch) in enumerate(zip(operations, batches, strict=True)):
+            runs = 0
+            start = time.perf_counter()
+            deadline = start + seconds / rounds
+            while time.perf_counter() < deadline:
+                for _ in range(batch):
+                    operation()
+                runs += batch
+            best[i] = max(best[i], runs / (time.perf_counter() - start))
     return best
 
 
@@ -291,9 +296,7 @@ def main() -> None:
         f"{'payload':44} {'generated ops/s':>16} {'naive ops/s':>12} {'ratio':>7} {'whole packet ops/s':>19}"
     )
     for case in make_cases():
-        generated = rate(case.generated, args.seconds)
-        naive = rate(case.naive, args.seconds)
-        whole = rate(case.message, args.seconds)
+        generated, naive, whole = rates([case.generated, case.naive, case.message], args.seconds)
         print(f"{case.label:44} {generated:16.0f} {naive:12.0f} {generated / naive:6.2f}x {whole:19.0f}")
 
 

@@ -86,6 +86,13 @@ def peek_raw_header(packet: bytes | bytearray | memoryview) -> RawHeader:
     return (prog, vers, proc, mtype, serial, status)
 
 
+# Enum members by wire value, for a lookup cheaper than calling the enum class.
+_TYPES: tuple[MessageType, ...] = tuple(sorted(MessageType, key=int))
+_STATUSES: tuple[MessageStatus, ...] = tuple(sorted(MessageStatus, key=int))
+assert [int(t) for t in _TYPES] == list(range(len(_TYPES)))
+assert [int(s) for s in _STATUSES] == list(range(len(_STATUSES)))
+
+
 def decode_header(packet: bytes | bytearray | memoryview) -> Header:
     """The validated header of a whole packet (length word included).
 
@@ -93,23 +100,22 @@ def decode_header(packet: bytes | bytearray | memoryview) -> Header:
     status are values libvirt defines.  Errors are ``ProtocolError``; once the
     six words were read it carries them in ``raw_header`` so a server can reply.
     """
-    if len(packet) < LENGTH_SIZE:
-        raise ProtocolError("Unable to decode message length")
-    (length,) = _LENGTH.unpack_from(packet, 0)
-    _check_length(length)
+    if len(packet) < MIN_PACKET_SIZE:
+        if len(packet) < LENGTH_SIZE:
+            raise ProtocolError("Unable to decode message length")
+        _check_length(_LENGTH.unpack_from(packet, 0)[0])
+        raise ProtocolError("Unable to decode message header")
+    length, prog, vers, proc, mtype, serial, status = _LENGTH_AND_HEADER.unpack_from(packet, 0)
     if length != len(packet):
+        _check_length(length)
         raise ProtocolError(f"packet length word says {length} bytes but the packet has {len(packet)}")
-    raw = peek_raw_header(packet)
-    prog, vers, proc, mtype, serial, status = raw
-    try:
-        message_type = MessageType(mtype)
-    except ValueError:
-        raise ProtocolError(f"Unexpected message type {mtype}", raw) from None
-    try:
-        message_status = MessageStatus(status)
-    except ValueError:
-        raise ProtocolError(f"Unexpected message status {status}", raw) from None
-    return Header(prog, vers, proc, message_type, serial, message_status)
+    if length > MAX_PACKET_SIZE:
+        _check_length(length)
+    if not 0 <= mtype < len(_TYPES):
+        raise ProtocolError(f"Unexpected message type {mtype}", (prog, vers, proc, mtype, serial, status))
+    if not 0 <= status < len(_STATUSES):
+        raise ProtocolError(f"Unexpected message status {status}", (prog, vers, proc, mtype, serial, status))
+    return Header(prog, vers, proc, _TYPES[mtype], serial, _STATUSES[status])
 
 
 def encode_header(header: Header, payload_size: int = 0) -> bytes:

@@ -81,9 +81,26 @@ class _Raw:
 _RAW = _Raw()
 
 
-def body_codec(header: Header) -> type[XdrStruct] | _Raw | None:
+_Codec = type[XdrStruct] | _Raw | None
+# body_codec answers for known programs, cached: the set of keys is bounded by the
+# spec (procedures x types x statuses), unlike keys of arbitrary unknown programs.
+_CODEC_CACHE: dict[tuple[int, int, int, int, int], _Codec] = {}
+
+
+def body_codec(header: Header) -> _Codec:
     """The class the body of a packet with this header decodes to; None for void,
     ``_RAW`` (an opaque marker) when the body is kept as bytes."""
+    key = (header.program, header.version, header.procedure, header.type, header.status)
+    cached = _CODEC_CACHE.get(key, _RAW)
+    if cached is not _RAW or key in _CODEC_CACHE:
+        return cached
+    codec = _find_codec(header)
+    if (header.program, header.version) in _PROGRAMS:
+        _CODEC_CACHE[key] = codec
+    return codec
+
+
+def _find_codec(header: Header) -> _Codec:
     mtype, status = header.type, header.status
     if mtype == MessageType.VIR_NET_STREAM_HOLE:
         return virNetStreamHole
@@ -93,16 +110,15 @@ def body_codec(header: Header) -> type[XdrStruct] | _Raw | None:
     proc = lookup_procedure(header.program, header.version, header.procedure)
     if proc is None or not proc.modelled:
         return _RAW
-    codec: type[XdrStruct] | None
-    if mtype == MessageType.VIR_NET_CALL and status == MessageStatus.VIR_NET_OK:
-        codec = proc.args
-    elif mtype == MessageType.VIR_NET_REPLY and status == MessageStatus.VIR_NET_OK:
-        codec = proc.ret
-    elif mtype == MessageType.VIR_NET_MESSAGE and status == MessageStatus.VIR_NET_OK:
-        codec = proc.msg
-    else:
+    if status != MessageStatus.VIR_NET_OK:
         return _RAW
-    return codec
+    if mtype == MessageType.VIR_NET_CALL:
+        return proc.args
+    if mtype == MessageType.VIR_NET_REPLY:
+        return proc.ret
+    if mtype == MessageType.VIR_NET_MESSAGE:
+        return proc.msg
+    return _RAW
 
 
 def decode_body(header: Header, payload: bytes | bytearray | memoryview, *, exact: bool = True) -> Body:
@@ -137,7 +153,7 @@ def _payload_error(header: Header, why: str) -> ProtocolError:
 def decode_message(packet: bytes | bytearray | memoryview, *, exact: bool = True) -> Message:
     """Decode one whole packet (length word included), strictly unless ``exact=False``."""
     header = decode_header(packet)
-    return Message(header, decode_body(header, memoryview(packet)[MIN_PACKET_SIZE:], exact=exact))
+    return Message(header, decode_body(header, packet[MIN_PACKET_SIZE:], exact=exact))
 
 
 def encode_message(message: Message) -> bytes:
