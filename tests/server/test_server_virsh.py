@@ -1,0 +1,174 @@
+"""Stock virsh 9.0 against `virtwire serve`, compared with the real libvirtd where it matters."""
+
+from __future__ import annotations
+
+import re
+import struct
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from vwtestkit import RawRpcClient, RealLibvirtd, VirtwireServer
+from vwtestkit.rawrpc import xdr_uint
+from vwtestkit.virsh import virsh_env
+
+EVDOM = (
+    "<domain type='test'><name>{name}</name><memory unit='MiB'>128</memory>"
+    "<vcpu>1</vcpu><os><type>hvm</type></os></domain>"
+)
+RunVirsh = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def _mask_cpu_time(text: str) -> str:
+    return re.sub(r"CPU time:\s+\S+", "CPU time: X", text)
+
+
+def _transports(server: VirtwireServer) -> dict[str, str]:
+    return {"tcp": server.tcp_uri, "unix": server.unix_uri, "tls": server.tls_uri}
+
+
+@pytest.mark.parametrize("transport", ["tcp", "unix", "tls"])
+def test_list_dominfo_domstate_match_real_libvirtd(
+    run_virsh: RunVirsh, virtwire_host: VirtwireServer, real_libvirtd: RealLibvirtd, transport: str
+) -> None:
+    ours = _transports(virtwire_host)[transport]
+    for args in (("list", "--all"), ("dominfo", "test"), ("domstate", "test", "--reason"), ("nodeinfo",)):
+        mine = run_virsh(ours, *args, check=True)
+        real = run_virsh(real_libvirtd.tcp_uri, *args, check=True)
+        assert _mask_cpu_time(mine.stdout) == _mask_cpu_time(real.stdout), args
+
+
+def test_dumpxml_matches_real_libvirtd(
+    run_virsh: RunVirsh, virtwire_host: VirtwireServer, real_libvirtd: RealLibvirtd
+) -> None:
+    for extra in ((), ("--inactive",), ("--security-info",)):
+        mine = run_virsh(virtwire_host.tcp_uri, "dumpxml", "test", *extra, check=True)
+        real = run_virsh(real_libvirtd.tcp_uri, "dumpxml", "test", *extra, check=True)
+        assert mine.stdout == real.stdout
+
+
+def test_suspend_resume_domstate(run_virsh: RunVirsh, virtwire_server: Callable[..., VirtwireServer]) -> None:
+    server = virtwire_server(tls=False)
+    uri = server.tcp_uri
+    run_virsh(uri, "suspend", "test", check=True)
+    assert run_virsh(uri, "domstate", "test", "--reason", check=True).stdout.strip() == "paused (user)"
+    again = run_virsh(uri, "suspend", "test")
+    assert again.returncode == 1
+    assert "error: internal error: domain 'test' not running" in again.stderr
+    run_virsh(uri, "resume", "test", check=True)
+    assert run_virsh(uri, "domstate", "test", "--reason", check=True).stdout.strip() == "running (unpaused)"
+
+
+def test_define_start_dumpxml_destroy_undefine(
+    run_virsh: RunVirsh, virtwire_server: Callable[..., VirtwireServer], tmp_path: Path
+) -> None:
+    server = virtwire_server(tls=False)
+    uri = server.unix_uri
+    xml = tmp_path / "evdom.xml"
+    xml.write_text(EVDOM.format(name="evdom"))
+    assert "Domain 'evdom' defined" in run_virsh(uri, "define", str(xml), check=True).stdout
+    assert run_virsh(uri, "domstate", "evdom", check=True).stdout.strip() == "shut off"
+    run_virsh(uri, "start", "evdom", check=True)
+    dumped = run_virsh(uri, "dumpxml", "evdom", check=True).stdout
+    assert dumped.startswith("<domain type='test' id='2'>\n  <name>evdom</name>\n")
+    assert "<memory unit='KiB'>131072</memory>" in dumped
+    listing = run_virsh(uri, "list", "--all", check=True).stdout
+    assert re.search(r"^\s*2\s+evdom\s+running\s*$", listing, re.M)
+    run_virsh(uri, "destroy", "evdom", check=True)
+    assert (
+        run_virsh(uri, "domstate", "evdom", "--reason", check=True).stdout.strip() == "shut off (destroyed)"
+    )
+    run_virsh(uri, "undefine", "evdom", check=True)
+    missing = run_virsh(uri, "dominfo", "evdom")
+    assert missing.returncode == 1
+    assert "error: failed to get domain 'evdom'" in missing.stderr
+
+
+def test_read_only_over_tcp_is_refused(run_virsh: RunVirsh, virtwire_host: VirtwireServer) -> None:
+    result = run_virsh(virtwire_host.tcp_uri, "suspend", "test", ro=True)
+    assert result.returncode == 1
+    assert "operation forbidden: read only access prevents virDomainSuspend" in result.stderr
+    assert run_virsh(virtwire_host.tcp_uri, "list", "--all", ro=True, check=True).returncode == 0
+
+
+def test_read_only_socket_refuses_without_dash_r(run_virsh: RunVirsh, virtwire_host: VirtwireServer) -> None:
+    result = run_virsh(virtwire_host.unix_ro_uri, "suspend", "test")
+    assert result.returncode == 1
+    assert "error: operation forbidden: read only access prevents virDomainSuspend" in result.stderr
+    assert "running" in run_virsh(virtwire_host.unix_ro_uri, "domstate", "test", check=True).stdout
+
+
+def test_event_all_sees_another_clients_lifecycle(
+    run_virsh: RunVirsh, virtwire_server: Callable[..., VirtwireServer], tmp_path: Path
+) -> None:
+    server = virtwire_server(tls=False)
+    uri = server.tcp_uri
+    xml = tmp_path / "evdom.xml"
+    xml.write_text(EVDOM.format(name="evdom"))
+    listener = subprocess.Popen(
+        ["virsh", "-c", uri, "event", "--all", "--loop", "--timeout", "20"],
+        env=virsh_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for_callbacks(server, listener)
+        for args in (
+            ("suspend", "test"),
+            ("resume", "test"),
+            ("define", str(xml)),
+            ("start", "evdom"),
+            ("destroy", "evdom"),
+            ("undefine", "evdom"),
+        ):
+            run_virsh(uri, *args, check=True)
+        # Reboot: no lifecycle event, a reboot event.
+        run_virsh(uri, "reboot", "test", check=True)
+        time.sleep(0.5)
+    finally:
+        listener.terminate()
+        out, err = listener.communicate(timeout=30)
+    expected = [
+        "event 'lifecycle' for domain 'test': Suspended Paused",
+        "event 'lifecycle' for domain 'test': Resumed Unpaused",
+        "event 'lifecycle' for domain 'evdom': Defined Added",
+        "event 'lifecycle' for domain 'evdom': Started Booted",
+        "event 'lifecycle' for domain 'evdom': Stopped Destroyed",
+        "event 'lifecycle' for domain 'evdom': Undefined Removed",
+        "event 'reboot' for domain 'test'",
+    ]
+    lines = [line for line in out.splitlines() if line.startswith("event ")]
+    assert lines == expected, (out, err)
+
+
+def _wait_for_callbacks(server: VirtwireServer, listener: subprocess.Popen[str]) -> None:
+    """virsh prints nothing once registered: probe the server-wide callback counter.
+
+    virsh registers 27 callbacks (one per event ID); a fresh registration made
+    after them gets an ID of at least 27.
+    """
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        assert listener.poll() is None, listener.communicate()
+        if _probe_callback_id(server) >= 27:
+            return
+        time.sleep(0.1)
+    pytest.fail("virsh event did not register its callbacks in time")
+
+
+def _probe_callback_id(server: VirtwireServer) -> int:
+    with RawRpcClient.tcp("127.0.0.1", server.tcp_port, timeout=10) as raw:
+        raw.open()
+        reply = raw.call(316, xdr_uint(0) + xdr_uint(0))
+        (callback_id,) = struct.unpack(">i", reply.payload[:4])
+        return int(callback_id)
+
+
+def test_hostname_is_configurable(
+    run_virsh: RunVirsh, virtwire_server: Callable[..., VirtwireServer]
+) -> None:
+    server = virtwire_server(tls=False, hostname="vw-host-1")
+    assert run_virsh(server.tcp_uri, "hostname", check=True).stdout.strip() == "vw-host-1"
