@@ -8,6 +8,8 @@ import struct
 import uuid
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from virtwire.protocol.errors import ProtocolError
 from virtwire.protocol.framing import Header, MessageStatus, MessageType, encode_packet
 from virtwire.protocol.generated import constants as C
@@ -222,3 +224,29 @@ def test_lookup_procedure() -> None:
     assert lookup_procedure(REMOTE, 1, 100000) is None
     ping = lookup_procedure(keepalive.KEEPALIVE_PROGRAM, 1, 1)
     assert ping is not None and ping.event == "ping"
+
+
+MODELLED = sorted(n for n, p in remote.PROCEDURES.items() if p.modelled)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    proc=st.sampled_from(MODELLED),
+    mtype=st.sampled_from([CALL, REPLY, MESSAGE]),
+    status=st.sampled_from([OK, ERROR]),
+    payload=st.binary(max_size=120).map(lambda b: b[: len(b) // 4 * 4]),
+)
+def test_hostile_payloads_fail_cleanly(
+    proc: int, mtype: MessageType, status: MessageStatus, payload: bytes
+) -> None:
+    packet = encode_packet(header(proc, mtype, status), payload)
+    try:
+        message = decode_message(packet)
+    except ProtocolError as exc:
+        assert exc.get_error_code() == C.VIR_ERR_RPC
+        assert exc.raw_header is not None
+        return
+    # Accepted: encoding is canonical (zero padding), so a second trip is exact.
+    again = encode_message(message)
+    assert decode_message(again) == message
+    assert encode_message(decode_message(again)) == again
