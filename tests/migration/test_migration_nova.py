@@ -1,0 +1,225 @@
+"""A libvirt-python program written the way OpenStack Nova drives a live migration.
+
+It runs unchanged against two virtwire hosts, once with the real libvirt-python
+and once with ``virtwire.libvirt``: migrateToURI3 (peer-to-peer, as Nova calls it)
+in a worker thread; the monitor polls jobStats() every 0.5 s and, like Nova's old
+``should_switch_to_postcopy``, calls migrateStartPostCopy() once memory_iteration
+> 1 and memory_remaining shrank by less than 10 % since the last poll.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+Hosts = Any  # tests/migration/conftest.py's Hosts
+
+
+@dataclass
+class MonitorLog:
+    polls: list[dict[str, Any]] = field(default_factory=list)
+    switched_at: dict[str, Any] | None = None
+    outcome: str = ""
+    error: BaseException | None = None
+    iteration_events: list[int] = field(default_factory=list)
+
+
+def nova_style_migration(libvirt: ModuleType, src_uri: str, dst_uri: str, name: str) -> MonitorLog:
+    log = MonitorLog()
+    conn = libvirt.open(src_uri)
+    try:
+        dom = conn.lookupByName(name)
+        flags = (
+            libvirt.VIR_MIGRATE_LIVE
+            | libvirt.VIR_MIGRATE_PEER2PEER
+            | libvirt.VIR_MIGRATE_PERSIST_DEST
+            | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
+            | libvirt.VIR_MIGRATE_POSTCOPY
+        )
+        params = {libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: 2}
+
+        def migrate() -> None:
+            try:
+                dom.migrateToURI3(dst_uri, params, flags)
+            except libvirt.libvirtError as exc:
+                log.error = exc
+
+        worker = threading.Thread(target=migrate)
+        worker.start()
+        previous_remaining: int | None = None
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                stats = dom.jobStats()
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() in (libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_OPERATION_INVALID):
+                    stats = {"type": libvirt.VIR_DOMAIN_JOB_NONE}
+                else:
+                    raise
+            log.polls.append(stats)
+            job_type = stats["type"]
+            if job_type == libvirt.VIR_DOMAIN_JOB_NONE and not worker.is_alive():
+                break
+            if job_type == libvirt.VIR_DOMAIN_JOB_UNBOUNDED and log.switched_at is None:
+                iteration = stats.get("memory_iteration", 0)
+                remaining = stats.get("memory_remaining", 0)
+                if iteration > 1 and previous_remaining is not None and remaining > previous_remaining * 0.9:
+                    dom.migrateStartPostCopy()
+                    log.switched_at = stats
+                previous_remaining = remaining
+            time.sleep(0.5)
+        worker.join(timeout=120)
+        log.outcome = "failed" if log.error is not None else "completed"
+        return log
+    finally:
+        conn.close()
+
+
+@pytest.fixture(params=["libvirt-python", "virtwire.libvirt"])
+def libvirt_module(request: pytest.FixtureRequest, real_libvirt: ModuleType) -> ModuleType:
+    if request.param == "libvirt-python":
+        return real_libvirt
+    return importlib.import_module("virtwire.libvirt")
+
+
+def test_nova_style_postcopy_switch(
+    libvirt_module: ModuleType, hosts: Hosts, start_domain: Callable[..., str], real_libvirt: ModuleType
+) -> None:
+    libvirt = libvirt_module
+    name = start_domain(hosts.src.tcp_uri, "nova", dirty_rate=4000, working_set_mib=4)
+    log = nova_style_migration(libvirt, hosts.src.tcp_uri, hosts.dst.tcp_uri, name)
+    assert log.error is None, log.error
+    assert log.switched_at is not None, log.polls
+    assert log.switched_at["memory_iteration"] > 1
+    running = [p for p in log.polls if p["type"] == libvirt.VIR_DOMAIN_JOB_UNBOUNDED]
+    assert running, log.polls
+    for stats in running:
+        assert stats["operation"] == libvirt.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT
+        assert stats["memory_total"] == 256 * 1024 * 1024
+        assert stats["data_total"] == stats["memory_total"]
+        assert stats["memory_page_size"] == 4096
+    processed = [p["memory_processed"] for p in running]
+    assert processed == sorted(processed)  # monotonic
+    iterations = [p["memory_iteration"] for p in running]
+    assert iterations == sorted(iterations)
+
+    # UNDEFINE_SOURCE + PERSIST_DEST: the guest now lives only on the destination.
+    src = libvirt.open(hosts.src.tcp_uri)
+    dst = libvirt.open(hosts.dst.tcp_uri)
+    try:
+        with pytest.raises(libvirt.libvirtError) as gone:
+            src.lookupByName(name)
+        assert gone.value.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN
+        moved = dst.lookupByName(name)
+        assert moved.state() == [libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_RUNNING_MIGRATED]
+        assert moved.isPersistent() == 1
+        # Post-copy: no completed stats on the destination.
+        assert moved.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED) == {"type": libvirt.VIR_DOMAIN_JOB_NONE}
+    finally:
+        src.close()
+        dst.close()
+
+
+def test_migrate3_client_managed_precopy_and_completed_stats(
+    libvirt_module: ModuleType, hosts: Hosts, start_domain: Callable[..., str]
+) -> None:
+    libvirt = libvirt_module
+    name = start_domain(hosts.src.tcp_uri, "mig3", dirty_rate=100, working_set_mib=2)
+    src = libvirt.open(hosts.src.tcp_uri)
+    dst = libvirt.open(hosts.dst.tcp_uri)
+    try:
+        dom = src.lookupByName(name)
+        dom.migrateSetMaxDowntime(500)
+        assert dom.migrateGetMaxDowntime() == 500
+        moved = dom.migrate3(dst, {libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: 100}, libvirt.VIR_MIGRATE_LIVE)
+        assert moved.name() == name
+        assert moved.state() == [libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_RUNNING_MIGRATED]
+        assert dom.state() == [libvirt.VIR_DOMAIN_SHUTOFF, libvirt.VIR_DOMAIN_SHUTOFF_MIGRATED]
+        stats = dom.jobStats(
+            libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED | libvirt.VIR_DOMAIN_JOB_STATS_KEEP_COMPLETED
+        )
+        assert stats["type"] == libvirt.VIR_DOMAIN_JOB_COMPLETED
+        assert stats["operation"] == libvirt.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT
+        assert stats["memory_remaining"] == 0
+        assert stats["downtime"] >= 0
+        # Untouched pages crossed as zero-page markers only.
+        assert stats["memory_constant"] >= (256 - 2) * 256
+        assert stats["memory_normal"] >= 2 * 256
+        assert stats["memory_normal_bytes"] == stats["memory_normal"] * 4096
+        assert stats["memory_processed"] < 256 * 1024 * 1024 // 10
+        incoming = moved.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
+        assert incoming["operation"] == libvirt.VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN
+        # Read without KEEP_COMPLETED: gone on the next read.
+        assert moved.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED) == {"type": libvirt.VIR_DOMAIN_JOB_NONE}
+        info = moved.jobInfo()
+        assert info[0] == libvirt.VIR_DOMAIN_JOB_NONE and len(info) == 12
+    finally:
+        src.close()
+        dst.close()
+
+
+def test_job_completed_and_iteration_events_reach_libvirt_python(
+    hosts: Hosts, start_domain: Callable[..., str], real_libvirt: ModuleType
+) -> None:
+    libvirt = real_libvirt
+    name = start_domain(hosts.src.tcp_uri, "events", dirty_rate=4000, working_set_mib=4)
+    libvirt.virEventRegisterDefaultImpl()
+    seen: dict[str, list[Any]] = {"iteration": [], "completed": [], "lifecycle": []}
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            libvirt.virEventRunDefaultImpl()
+
+    src = libvirt.open(hosts.src.tcp_uri)
+    dst = libvirt.open(hosts.dst.tcp_uri)
+    thread = threading.Thread(target=loop, daemon=True)
+    try:
+        dom = src.lookupByName(name)
+        src.domainEventRegisterAny(
+            dom, libvirt.VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION,
+            lambda c, d, it, o: seen["iteration"].append(it), None,
+        )  # fmt: skip
+        src.domainEventRegisterAny(
+            dom, libvirt.VIR_DOMAIN_EVENT_ID_JOB_COMPLETED,
+            lambda c, d, params, o: seen["completed"].append(params), None,
+        )  # fmt: skip
+        src.domainEventRegisterAny(
+            dom, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+            lambda c, d, ev, det, o: seen["lifecycle"].append((ev, det)), None,
+        )  # fmt: skip
+        thread.start()
+
+        def on_iteration(c: Any, d: Any, iteration: int, o: Any) -> None:
+            if iteration == 2:
+                d.migrateStartPostCopy()
+
+        src.domainEventRegisterAny(dom, libvirt.VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION, on_iteration, None)
+        flags = libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_POSTCOPY
+        dom.migrate3(dst, {libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: 2}, flags)
+        deadline = time.monotonic() + 30
+        while not seen["completed"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        src.close()
+        dst.close()
+    assert seen["iteration"][:2] == [1, 2]
+    assert seen["completed"], seen
+    completed = seen["completed"][0]
+    assert completed["operation"] == libvirt.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT
+    assert completed["memory_iteration"] == seen["iteration"][-1]
+    assert (libvirt.VIR_DOMAIN_EVENT_SUSPENDED, libvirt.VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY) in seen[
+        "lifecycle"
+    ]
+    assert seen["lifecycle"][-1] == (
+        libvirt.VIR_DOMAIN_EVENT_STOPPED,
+        libvirt.VIR_DOMAIN_EVENT_STOPPED_MIGRATED,
+    )
