@@ -93,6 +93,10 @@ class SourceObserver:
     def paused(self, postcopy: bool) -> None:
         """The guest stopped for switchover (pre-copy) or for post-copy."""
 
+    def guest_state(self) -> str:
+        """What the domain is doing meanwhile: "running", "paused" (suspended) or "gone"."""
+        return "running"
+
 
 class DestinationObserver:
     def postcopy_running(self) -> None:
@@ -205,7 +209,7 @@ class OutgoingMigration:
                     await self._migrate(link)
                 except _LINK_ERRORS as exc:
                     failure = self._link_failure or _link_error(exc)
-                except _FaultInjected as exc:
+                except _Interrupted as exc:
                     failure = str(exc) or "Unable to write to socket: Connection reset by peer"
             self._scope = None
             cancelled = scope.cancelled_caught and self._link_failure is None
@@ -294,8 +298,7 @@ class OutgoingMigration:
         while runs or todo:
             if switchable and self._postcopy_requested:
                 return list(runs), list(todo)
-            now = trio.current_time()
-            self.guest.catch_up(now)
+            self._follow_domain()
             out = bytearray()
             sent_pages = 0
             # Take zero runs and pages in address order until a batch is full.
@@ -323,9 +326,23 @@ class OutgoingMigration:
             self._fault_pages += normal_pages
             if self._fault_pages > fault.after_pages:
                 await link.cut()
-                raise _FaultInjected()
+                raise _Interrupted()
         await link.send(data)
         self._measure(len(data))
+
+    def _follow_domain(self) -> None:
+        """Let the guest run, or not, as its domain does while pre-copy goes on."""
+        now = trio.current_time()
+        if self.paused_at is not None:
+            return  # stopped for switchover: the engine owns the guest now
+        domain = self.observer.guest_state()
+        if domain == "gone":
+            raise _Interrupted("domain is not running")
+        if domain == "paused":
+            self.guest.pause(now)
+        else:
+            self.guest.resume(now)
+            self.guest.catch_up(now)
 
     def _measure(self, nbytes: int) -> None:
         now = trio.current_time()
@@ -381,7 +398,7 @@ class OutgoingMigration:
         while missing:
             if self._break_requested:
                 await link.cut()
-                raise _FaultInjected("migration paused by client")
+                raise _Interrupted("migration paused by client")
             batch: list[int] = []
             while self._requests and len(batch) < _BATCH_PAGES:
                 wanted = self._requests.popleft()
@@ -406,8 +423,8 @@ class OutgoingMigration:
         await link.send(encode(Kind.COMPLETE, self.guest.cursor))
 
 
-class _FaultInjected(Exception):
-    """The link-cut test hook fired."""
+class _Interrupted(Exception):
+    """The migration must stop here: link-cut hook, domain gone, or post-copy paused by the client."""
 
 
 def _content(guest: Guest, number: int) -> bytes:

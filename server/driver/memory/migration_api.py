@@ -667,6 +667,11 @@ class _SourceEvents(SourceObserver):
     def iteration(self, number: int) -> None:
         self.driver.events.migration_iteration(dom_ref(self.dom), number)
 
+    def guest_state(self) -> str:
+        if not self.dom.active:
+            return "gone"
+        return "running" if self.dom.state == C.VIR_DOMAIN_RUNNING else "paused"
+
     def paused(self, postcopy: bool) -> None:
         if postcopy:
             self.driver.set_state(
