@@ -93,7 +93,8 @@ class Background:
 
     def __init__(self, uri: str, *args: str) -> None:
         self.proc = subprocess.Popen(
-            [str(VIRSH), "-c", uri, *args],
+            # Line-buffered, so that events can be watched while virsh runs.
+            ["stdbuf", "-oL", "-eL", str(VIRSH), "-c", uri, *args],
             env=virsh_env(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
