@@ -89,7 +89,7 @@ def _parse_int(value: str | None, what: str) -> int | None:
     return number
 
 
-def parse_workload(domain_xml: str, memory_pages: int) -> WorkloadSpec:
+def parse_workload(domain_xml: str | ET.Element, memory_pages: int) -> WorkloadSpec:
     """The workload from ``<metadata><virtwire:workload .../>`` or the server default.
 
     The working set is clamped to the guest's memory.
@@ -108,7 +108,7 @@ def parse_workload(domain_xml: str, memory_pages: int) -> WorkloadSpec:
     )
 
 
-def parse_fault(domain_xml: str) -> FaultSpec | None:
+def parse_fault(domain_xml: str | ET.Element) -> FaultSpec | None:
     """The link-cut test hook, or None (always None unless test hooks are enabled)."""
     if not test_hooks_enabled():
         return None
@@ -121,11 +121,14 @@ def parse_fault(domain_xml: str) -> FaultSpec | None:
     return FaultSpec(phase=phase, after_pages=_parse_int(element.get("after-pages"), "after-pages") or 0)
 
 
-def _find_metadata(domain_xml: str, tag: str) -> ET.Element | None:
-    try:
-        root = ET.fromstring(domain_xml)
-    except ET.ParseError:
-        return None
+def _find_metadata(domain_xml: str | ET.Element, tag: str) -> ET.Element | None:
+    if isinstance(domain_xml, ET.Element):
+        root = domain_xml
+    else:
+        try:
+            root = ET.fromstring(domain_xml)
+        except ET.ParseError:
+            return None
     return root.find(f"metadata/{{{VIRTWIRE_XMLNS}}}{tag}")
 
 

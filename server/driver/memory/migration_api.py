@@ -68,6 +68,7 @@ from .migration_session import (
     finished_job,
     host_uuid,
     listen_spec,
+    migratable_xml,
     migration_settings,
     parse_migrate_uri,
 )
@@ -139,7 +140,7 @@ class MigrationMixin(MemoryCore):
         guest = dom.guest
         if not isinstance(guest, Guest) or guest.memory.total_pages != pages:
             try:
-                workload = parse_workload(dom.xml(), pages)
+                workload = parse_workload(dom.tree, pages)
             except ValueError as exc:
                 raise report(C.VIR_ERR_XML_DETAIL, FROM, str(exc)) from None
             guest = Guest(pages, workload)
@@ -184,11 +185,11 @@ class MigrationMixin(MemoryCore):
         if args.flags & C.VIR_MIGRATE_OFFLINE:
             if not dom.persistent:
                 raise _invalid("cannot migrate a transient domain offline")
-            xml = dom.xml(inactive=True)
+            xml = migratable_xml(dom.xml(inactive=True), dom.tree)
         else:
             if not dom.active:
                 raise _invalid("domain is not running")
-            xml = dom.xml()
+            xml = migratable_xml(dom.xml(), dom.tree)
         if OUTGOING in dom.extra or INCOMING in dom.extra:
             raise _invalid(f"another migration job is already running for domain '{dom.name}'")
         return R.remote_domain_migrate_begin3_params_ret(cookie_out=self._cookie().encode(), xml=xml)
@@ -233,7 +234,7 @@ class MigrationMixin(MemoryCore):
         bound = listener.socket.getsockname()
         uri = f"tcp://{bound[0]}:{bound[1]}" if ":" not in bound[0] else f"tcp://[{bound[0]}]:{bound[1]}"
         pages = dom.memory_kib * 1024 // PAGE_SIZE
-        guest = Guest.empty(pages, parse_workload(dom.xml(), pages))
+        guest = Guest.empty(pages, parse_workload(dom.tree, pages))
         dom.guest = guest
         job = Job(JobOperation.MIGRATION_IN, trio.current_time())
         dom.job = job
@@ -354,7 +355,7 @@ class MigrationMixin(MemoryCore):
         postcopy_bandwidth = params.get(C.VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY)
         if isinstance(postcopy_bandwidth, int) and postcopy_bandwidth > 0:
             settings.postcopy_bandwidth_mib_s = postcopy_bandwidth
-        settings.fault = parse_fault(dom.xml())
+        settings.fault = parse_fault(dom.tree)
         guest = self._guest(dom)
         job = Job(JobOperation.MIGRATION_OUT, trio.current_time())
         dom.job = job

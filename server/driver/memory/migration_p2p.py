@@ -18,7 +18,7 @@ from virtwire.protocol.typedparams import make_param
 
 from ...errors import report
 from .core import FROM
-from .migration_session import Cookie
+from .migration_session import Cookie, migratable_xml
 from .model import Domain
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ async def perform_peer2peer(
                     "Destination libvirt does not support peer-to-peer migration protocol",
                 )
         dest_params = dict(params)
-        dest_params[C.VIR_MIGRATE_PARAM_DEST_XML] = dom.xml(inactive=offline)
+        dest_params[C.VIR_MIGRATE_PARAM_DEST_XML] = migratable_xml(dom.xml(inactive=offline), dom.tree)
         dest_params.setdefault(C.VIR_MIGRATE_PARAM_DEST_NAME, dom.name)
         dest_flags = flags & ~_SOURCE_ONLY_FLAGS
         prepared = await conn.call(

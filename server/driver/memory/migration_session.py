@@ -23,6 +23,7 @@ from virtwire.protocol.generated import constants as C
 
 from ...errors import report
 from .core import FROM
+from .guest import VIRTWIRE_XMLNS
 from .jobs import Job
 from .migration import IncomingMigration, MigrationSettings, OutgoingMigration
 
@@ -149,6 +150,20 @@ def migration_settings(extra: dict[str, object], flags: int) -> MigrationSetting
 
 def job_failed_message(job_name: str, reason: str) -> str:
     return f"job '{job_name}' failed: {reason}"
+
+
+def migratable_xml(text: str, tree: ET.Element) -> str:
+    """The domain XML to send to the destination: ``text`` if it parses back.
+
+    Namespaced metadata (our workload element) must survive the trip; if the
+    printed form does not parse, serialise the definition tree directly.
+    """
+    try:
+        ET.fromstring(text)
+    except ET.ParseError:
+        ET.register_namespace("virtwire", VIRTWIRE_XMLNS)
+        return ET.tostring(tree, encoding="unicode")
+    return text
 
 
 def finished_job(extra: dict[str, object]) -> Job | None:
