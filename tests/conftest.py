@@ -130,8 +130,9 @@ def _start_or_fail(pki: Path, *extra_args: str, **options: Any) -> VirtwireServe
     try:
         return start_server(*extra_args, pki=pki, **options)
     except ServerStartError as exc:
-        # Our own product: never a skip.
-        pytest.fail(f"could not start virtwire serve: {exc}", pytrace=False)
+        problem = str(exc)
+    # Our own product: never a skip. (Failing outside `except` keeps the report to one copy.)
+    pytest.fail(f"could not start {problem}", pytrace=False)
 
 
 def _stop_all(servers: list[VirtwireServer]) -> None:
