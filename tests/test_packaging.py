@@ -105,3 +105,25 @@ def test_every_subpackage_is_listed_and_installed(installed: tuple[Path, Path]) 
     assert listed == on_disk, f"pyproject packages != dirs with __init__.py: {sorted(listed ^ on_disk)}"
     for name in on_disk:
         assert (site.joinpath(*name.split(".")) / "__init__.py").is_file(), name
+
+
+IMPORT_ALL = """
+import importlib, pkgutil, sys
+import virtwire
+failed = []
+for info in pkgutil.walk_packages(virtwire.__path__, "virtwire."):
+    if info.name.rsplit(".", 1)[-1] == "__main__":
+        continue  # runs the program when imported
+    try:
+        importlib.import_module(info.name)
+    except Exception as exc:
+        failed.append(f"{info.name}: {type(exc).__name__}: {exc}")
+print("\\n".join(failed))
+sys.exit(1 if failed else 0)
+"""
+
+
+def test_every_module_imports_from_the_wheel(installed: tuple[Path, Path], tmp_path: Path) -> None:
+    """Catches modules that need files the wheel does not carry (data, unlisted subpackages)."""
+    python, _site = installed
+    _run([str(python), "-I", "-c", IMPORT_ALL], cwd=tmp_path)
