@@ -10,8 +10,10 @@ guest dirty rates of 0.25, 0.5, 1 and 2 x that bandwidth:
 * ``postcopy@1``   switch to post-copy right after the first batch of pass 1.
 
 The physical floor is the guest's touched memory (its working set) divided by the
-bandwidth: no migration can move the guest faster. Real libvirt has no migration
-in its test driver, so there is no libvirt column; the yardstick is the floor.
+bandwidth: no migration can move the guest faster. ``x needed`` divides instead by
+the time the pages this strategy had to send (every page version that crossed)
+take at the bandwidth: it measures the engine's own overhead. Real libvirt has no
+migration in its test driver, so there is no libvirt column; the yardstick is the floor.
 
     .venv/bin/python bench/bench_migration.py [--bandwidth 16] [--working-set 16]
 """
@@ -45,6 +47,7 @@ class Row:
     seconds: float
     downtime_ms: int | None
     bytes_sent: int
+    normal_pages: int
     requests: int
     passes: int
 
@@ -106,6 +109,7 @@ async def run_one(mode: str, factor: float, args: argparse.Namespace) -> Row:
         trio.current_time() - start,
         c.downtime_ms,
         c.memory_processed,
+        c.memory_normal,
         c.memory_postcopy_requests,
         c.memory_iteration,
     )
@@ -125,7 +129,7 @@ def main() -> int:
         f"floor {floor:.2f} s"
     )
     header = (
-        f"{'mode':<11} {'dirty/bw':>8} {'converged':>9} {'total s':>8} {'x floor':>7} "
+        f"{'mode':<11} {'dirty/bw':>8} {'converged':>9} {'total s':>8} {'x floor':>7} {'x needed':>8} "
         f"{'downtime ms':>11} {'MiB sent':>8} {'requests':>8} {'passes':>6}"
     )
     print(header)
@@ -136,9 +140,11 @@ def main() -> int:
             downtime = "-" if row.downtime_ms is None else str(row.downtime_ms)
             total = f"{row.seconds:8.2f}" if row.converged else f"{'(' + format(row.seconds, '.2f') + ')':>8}"
             ratio = f"{row.seconds / floor:7.2f}" if row.converged else f"{'-':>7}"
+            needed_s = row.normal_pages * PAGE_SIZE / (args.bandwidth * MIB)
+            efficiency = f"{row.seconds / needed_s:8.2f}" if row.converged else f"{'-':>8}"
             converged = "yes" if row.converged else "NO"
             print(
-                f"{row.mode:<11} {row.factor:>8.2f} {converged:>9} {total} {ratio} "
+                f"{row.mode:<11} {row.factor:>8.2f} {converged:>9} {total} {ratio} {efficiency} "
                 f"{downtime:>11} {row.bytes_sent / MIB:8.1f} {row.requests:8d} {row.passes:6d}"
             )
             sys.stdout.flush()
