@@ -1,0 +1,329 @@
+"""The migration procedures of two in-process memory drivers, called as the dispatcher calls them.
+
+No daemon, no RPC: two ``MemoryDriver`` instances in one trio run, the five V3
+steps called in the order libvirt's client calls them, events recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import trio
+from virtwire.protocol.errors import libvirtError
+from virtwire.protocol.generated import constants as C
+from virtwire.protocol.generated import remote as R
+from virtwire.protocol.typedparams import make_param, params_to_dict
+from virtwire.server.driver.base import ConnectionContext
+from virtwire.server.driver.memory.driver import MemoryDriver
+
+NS = "https://virtwire.dev/xmlns/1"
+UUID = "5c2f3f0e-0d6a-4f7e-9a55-3b0f6a8e1d01"
+XML = f"""<domain type='test'>
+  <name>vm</name>
+  <uuid>{UUID}</uuid>
+  <metadata><virtwire:workload xmlns:virtwire="{NS}" dirty-rate="{{rate}}" working-set-mib="2"/></metadata>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type>hvm</type></os>
+</domain>"""
+CTX = ConnectionContext(conn_id=1, peer="127.0.0.1:1", transport="tcp")
+
+
+@dataclass
+class Events:
+    """Stands in for DomainEvents: what the driver emitted, in order."""
+
+    log: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def lifecycle(self, dom: Any, event: int, detail: int) -> int:
+        self.log.append(("lifecycle", dom.name, event, detail))
+        return 1
+
+    def migration_iteration(self, dom: Any, iteration: int) -> int:
+        self.log.append(("iteration", dom.name, iteration))
+        return 1
+
+    def job_completed(self, dom: Any, params: list[Any]) -> int:
+        self.log.append(("job_completed", dom.name, params_to_dict(params)))
+        return 1
+
+    def lifecycle_details(self) -> list[tuple[int, int]]:
+        return [(e[2], e[3]) for e in self.log if e[0] == "lifecycle"]
+
+
+@dataclass
+class Pair:
+    src: MemoryDriver
+    dst: MemoryDriver
+    src_events: Events
+    dst_events: Events
+
+
+@pytest.fixture
+async def pair() -> AsyncIterator[Pair]:
+    src = MemoryDriver(hostname="src-host")
+    dst = MemoryDriver(hostname="dst-host")
+    src_events, dst_events = Events(), Events()
+    src.events = src_events  # type: ignore[assignment]
+    dst.events = dst_events  # type: ignore[assignment]
+    async with trio.open_nursery() as nursery:
+        src.nursery = nursery
+        dst.nursery = nursery
+        yield Pair(src, dst, src_events, dst_events)
+        nursery.cancel_scope.cancel()
+
+
+def start_vm(driver: MemoryDriver, rate: int = 2000) -> R.remote_nonnull_domain:
+    dom = driver.define_domain(XML.replace("{rate}", str(rate)), persistent=True)
+    driver.start_domain(dom)
+    return R.remote_nonnull_domain(name=dom.name, uuid=dom.uuid, id=dom.id)
+
+
+def params(**values: Any) -> list[R.remote_typed_param]:
+    out = []
+    for name, value in values.items():
+        kind = 7 if isinstance(value, str) else 4
+        out.append(make_param(name.replace("__", "."), kind, value))
+    return out
+
+
+async def stats(driver: MemoryDriver, ref: R.remote_nonnull_domain, flags: int = 0) -> dict[str, Any]:
+    ret = await driver.domain_get_job_stats(R.remote_domain_get_job_stats_args(dom=ref, flags=flags), CTX)
+    return {"type": ret.type, **params_to_dict(ret.params)}
+
+
+async def migrate(
+    pair: Pair, ref: R.remote_nonnull_domain, flags: int, *, bandwidth: int = 0, during: Any = None
+) -> tuple[R.remote_nonnull_domain | None, libvirtError | None]:
+    """virDomainMigrateVersion3Full, as libvirt's client runs it."""
+    extra = {"bandwidth": bandwidth} if bandwidth else {}
+    begin = await pair.src.domain_migrate_begin3_params(
+        R.remote_domain_migrate_begin3_params_args(dom=ref, params=params(**extra), flags=flags), CTX
+    )
+    dest_params = params(destination_xml=begin.xml, **extra)
+    prepared = await pair.dst.domain_migrate_prepare3_params(
+        R.remote_domain_migrate_prepare3_params_args(
+            params=dest_params, cookie_in=begin.cookie_out, flags=flags
+        ),
+        CTX,
+    )
+    assert prepared.uri_out is not None and prepared.uri_out.startswith("tcp://127.0.0.1:")
+    perform_params = params(migrate_uri=prepared.uri_out, **extra)
+    error: libvirtError | None = None
+    async with trio.open_nursery() as nursery:
+        if during is not None:
+            nursery.start_soon(during)
+        try:
+            await pair.src.domain_migrate_perform3_params(
+                R.remote_domain_migrate_perform3_params_args(
+                    dom=ref, dconnuri=None, params=perform_params, cookie_in=prepared.cookie_out, flags=flags
+                ),
+                CTX,
+            )
+        except libvirtError as exc:
+            error = exc
+    cancelled = int(error is not None)
+    moved: R.remote_nonnull_domain | None = None
+    try:
+        finished = await pair.dst.domain_migrate_finish3_params(
+            R.remote_domain_migrate_finish3_params_args(
+                params=params(destination_name=ref.name), cookie_in=b"", flags=flags, cancelled=cancelled
+            ),
+            CTX,
+        )
+        moved = finished.dom
+    except libvirtError as exc:
+        cancelled = 1
+        error = error or exc
+    await pair.src.domain_migrate_confirm3_params(
+        R.remote_domain_migrate_confirm3_params_args(
+            dom=ref, params=[], cookie_in=b"", flags=flags, cancelled=cancelled
+        ),
+        CTX,
+    )
+    return moved, error
+
+
+def state(driver: MemoryDriver, name: str) -> tuple[int, int]:
+    dom = driver.find_by_name(name)
+    return dom.state, dom.reason
+
+
+async def test_precopy_migration_moves_the_domain_with_libvirts_events(pair: Pair) -> None:
+    ref = start_vm(pair.src, rate=100)
+    moved, error = await migrate(pair, ref, C.VIR_MIGRATE_LIVE | C.VIR_MIGRATE_PERSIST_DEST)
+    assert error is None and moved is not None
+    assert state(pair.dst, "vm") == (C.VIR_DOMAIN_RUNNING, C.VIR_DOMAIN_RUNNING_MIGRATED)
+    assert pair.dst.find_by_name("vm").persistent
+    assert state(pair.src, "vm") == (C.VIR_DOMAIN_SHUTOFF, C.VIR_DOMAIN_SHUTOFF_MIGRATED)
+    src_lifecycle = pair.src_events.lifecycle_details()
+    assert src_lifecycle[-2:] == [
+        (C.VIR_DOMAIN_EVENT_SUSPENDED, C.VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED),
+        (C.VIR_DOMAIN_EVENT_STOPPED, C.VIR_DOMAIN_EVENT_STOPPED_MIGRATED),
+    ]
+    assert pair.dst_events.lifecycle_details() == [
+        (C.VIR_DOMAIN_EVENT_STARTED, C.VIR_DOMAIN_EVENT_STARTED_MIGRATED),
+        (C.VIR_DOMAIN_EVENT_DEFINED, C.VIR_DOMAIN_EVENT_DEFINED_ADDED),
+        (C.VIR_DOMAIN_EVENT_RESUMED, C.VIR_DOMAIN_EVENT_RESUMED_MIGRATED),
+    ]
+    kinds = [e[0] for e in pair.src_events.log]
+    assert kinds.index("job_completed") < len(kinds) - 1  # before STOPPED/MIGRATED
+    completed = await stats(pair.src, ref, C.VIR_DOMAIN_JOB_STATS_COMPLETED)
+    assert completed["type"] == C.VIR_DOMAIN_JOB_COMPLETED
+    assert completed["memory_remaining"] == 0 and "downtime" in completed
+    assert (await stats(pair.src, ref, C.VIR_DOMAIN_JOB_STATS_COMPLETED))["type"] == C.VIR_DOMAIN_JOB_NONE
+    dst_ref = R.remote_nonnull_domain(name="vm", uuid=ref.uuid, id=-1)
+    incoming = await stats(pair.dst, dst_ref, C.VIR_DOMAIN_JOB_STATS_COMPLETED)
+    assert incoming["operation"] == C.VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN
+
+
+async def test_postcopy_switch_stats_and_events(pair: Pair) -> None:
+    ref = start_vm(pair.src, rate=4000)
+    flags = C.VIR_MIGRATE_LIVE | C.VIR_MIGRATE_POSTCOPY
+    seen: list[dict[str, Any]] = []
+
+    async def operator() -> None:
+        with pytest.raises(libvirtError, match="no job is active on the domain"):
+            await pair.src.domain_abort_job(R.remote_domain_abort_job_args(dom=ref), CTX)
+        while True:
+            current = await stats(pair.src, ref)
+            if current["type"] == C.VIR_DOMAIN_JOB_UNBOUNDED:
+                seen.append(current)
+                if current["memory_iteration"] >= 2:
+                    break
+            await trio.sleep(0.02)
+        with pytest.raises(libvirtError, match="unsupported flags"):
+            await pair.src.domain_migrate_start_post_copy(
+                R.remote_domain_migrate_start_post_copy_args(dom=ref, flags=1), CTX
+            )
+        await pair.src.domain_migrate_start_post_copy(
+            R.remote_domain_migrate_start_post_copy_args(dom=ref, flags=0), CTX
+        )
+        while state(pair.src, "vm")[1] != C.VIR_DOMAIN_PAUSED_POSTCOPY:
+            await trio.sleep(0.005)
+        with pytest.raises(libvirtError, match="cannot abort migration in post-copy mode") as refused:
+            await pair.src.domain_abort_job(R.remote_domain_abort_job_args(dom=ref), CTX)
+        assert refused.value.get_error_code() == C.VIR_ERR_OPERATION_INVALID
+
+    moved, error = await migrate(pair, ref, flags, bandwidth=1, during=operator)
+    assert error is None and moved is not None
+    assert seen and all(s["operation"] == C.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT for s in seen)
+    assert [s["memory_processed"] for s in seen] == sorted(s["memory_processed"] for s in seen)
+    assert pair.src_events.lifecycle_details()[-2:] == [
+        (C.VIR_DOMAIN_EVENT_SUSPENDED, C.VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY),
+        (C.VIR_DOMAIN_EVENT_STOPPED, C.VIR_DOMAIN_EVENT_STOPPED_MIGRATED),
+    ]
+    assert pair.dst_events.lifecycle_details() == [
+        (C.VIR_DOMAIN_EVENT_STARTED, C.VIR_DOMAIN_EVENT_STARTED_MIGRATED),
+        (C.VIR_DOMAIN_EVENT_RESUMED, C.VIR_DOMAIN_EVENT_RESUMED_POSTCOPY),
+        (C.VIR_DOMAIN_EVENT_RESUMED, C.VIR_DOMAIN_EVENT_RESUMED_MIGRATED),
+    ]
+    iterations = [e[2] for e in pair.src_events.log if e[0] == "iteration"]
+    assert iterations == list(range(1, len(iterations) + 1)) and len(iterations) >= 2
+    completed = [e[2] for e in pair.src_events.log if e[0] == "job_completed"]
+    assert len(completed) == 1 and completed[0]["memory_iteration"] == iterations[-1]
+    assert completed[0]["memory_postcopy_requests"] > 0
+    # Not persistent on the destination without PERSIST_DEST; stats only on the source.
+    assert not pair.dst.find_by_name("vm").persistent
+    dst_ref = R.remote_nonnull_domain(name="vm", uuid=ref.uuid, id=-1)
+    assert (await stats(pair.dst, dst_ref, C.VIR_DOMAIN_JOB_STATS_COMPLETED))["type"] == C.VIR_DOMAIN_JOB_NONE
+
+
+async def test_postcopy_requires_the_flag_and_a_migration(pair: Pair) -> None:
+    ref = start_vm(pair.src, rate=4000)
+    with pytest.raises(
+        libvirtError, match="post-copy can only be started while outgoing migration is in progress"
+    ):
+        await pair.src.domain_migrate_start_post_copy(
+            R.remote_domain_migrate_start_post_copy_args(dom=ref, flags=0), CTX
+        )
+
+    async def operator() -> None:
+        while (await stats(pair.src, ref))["type"] != C.VIR_DOMAIN_JOB_UNBOUNDED:
+            await trio.sleep(0.01)
+        with pytest.raises(
+            libvirtError, match="requires migration to be started with VIR_MIGRATE_POSTCOPY flag"
+        ):
+            await pair.src.domain_migrate_start_post_copy(
+                R.remote_domain_migrate_start_post_copy_args(dom=ref, flags=0), CTX
+            )
+        await pair.src.domain_abort_job(R.remote_domain_abort_job_args(dom=ref), CTX)
+
+    moved, error = await migrate(pair, ref, C.VIR_MIGRATE_LIVE, bandwidth=1, during=operator)
+    assert moved is None and error is not None
+    assert error.get_error_code() == C.VIR_ERR_OPERATION_ABORTED
+    assert error.get_error_message() == "operation aborted: job 'migration out' canceled by client"
+    assert state(pair.src, "vm") == (C.VIR_DOMAIN_RUNNING, C.VIR_DOMAIN_RUNNING_BOOTED)
+    with pytest.raises(libvirtError):
+        pair.dst.find_by_name("vm")
+    assert pair.dst_events.lifecycle_details() == [
+        (C.VIR_DOMAIN_EVENT_STARTED, C.VIR_DOMAIN_EVENT_STARTED_MIGRATED),
+        (C.VIR_DOMAIN_EVENT_STOPPED, C.VIR_DOMAIN_EVENT_STOPPED_FAILED),
+    ]
+    cancelled = await stats(pair.src, ref, C.VIR_DOMAIN_JOB_STATS_COMPLETED)
+    assert cancelled["type"] == C.VIR_DOMAIN_JOB_CANCELLED
+
+
+async def test_unsupported_flags_and_clashing_domains_are_refused(pair: Pair) -> None:
+    ref = start_vm(pair.src)
+    with pytest.raises(libvirtError, match=r"unsupported flags \(0x80000\)"):
+        await pair.src.domain_migrate_begin3_params(
+            R.remote_domain_migrate_begin3_params_args(
+                dom=ref, params=[], flags=C.VIR_MIGRATE_LIVE | C.VIR_MIGRATE_POSTCOPY_RESUME
+            ),
+            CTX,
+        )
+    with pytest.raises(libvirtError, match="not supported with non-live or paused migration"):
+        await pair.src.domain_migrate_begin3_params(
+            R.remote_domain_migrate_begin3_params_args(dom=ref, params=[], flags=C.VIR_MIGRATE_POSTCOPY), CTX
+        )
+    # Both hosts run `test` with the same UUID.
+    test = pair.src.find_by_name("test")
+    test_ref = R.remote_nonnull_domain(name="test", uuid=test.uuid, id=test.id)
+    with pytest.raises(libvirtError, match="domain 'test' is already active") as clash:
+        await migrate(pair, test_ref, C.VIR_MIGRATE_LIVE)
+    assert clash.value.get_error_code() == C.VIR_ERR_OPERATION_INVALID
+    # Same host: refused from the cookie.
+    begin = await pair.src.domain_migrate_begin3_params(
+        R.remote_domain_migrate_begin3_params_args(dom=ref, params=[], flags=C.VIR_MIGRATE_LIVE), CTX
+    )
+    with pytest.raises(libvirtError, match="Attempt to migrate guest to the same host src-host"):
+        await pair.src.domain_migrate_prepare3_params(
+            R.remote_domain_migrate_prepare3_params_args(
+                params=params(destination_xml=begin.xml), cookie_in=begin.cookie_out, flags=C.VIR_MIGRATE_LIVE
+            ),
+            CTX,
+        )
+
+
+async def test_tunables_and_idle_job_info(pair: Pair) -> None:
+    ref = start_vm(pair.src)
+    await pair.src.domain_migrate_set_max_downtime(
+        R.remote_domain_migrate_set_max_downtime_args(dom=ref, downtime=750, flags=0), CTX
+    )
+    got = await pair.src.domain_migrate_get_max_downtime(
+        R.remote_domain_migrate_get_max_downtime_args(dom=ref, flags=0), CTX
+    )
+    assert got.downtime == 750
+    speed = await pair.src.domain_migrate_get_max_speed(
+        R.remote_domain_migrate_get_max_speed_args(dom=ref, flags=0), CTX
+    )
+    assert speed.bandwidth == 8796093022207  # QEMU's "unlimited"
+    await pair.src.domain_migrate_set_max_speed(
+        R.remote_domain_migrate_set_max_speed_args(
+            dom=ref, bandwidth=5, flags=C.VIR_DOMAIN_MIGRATE_MAX_SPEED_POSTCOPY
+        ),
+        CTX,
+    )
+    speed = await pair.src.domain_migrate_get_max_speed(
+        R.remote_domain_migrate_get_max_speed_args(dom=ref, flags=C.VIR_DOMAIN_MIGRATE_MAX_SPEED_POSTCOPY),
+        CTX,
+    )
+    assert speed.bandwidth == 5
+    info = await pair.src.domain_get_job_info(R.remote_domain_get_job_info_args(dom=ref), CTX)
+    assert info.type == C.VIR_DOMAIN_JOB_NONE
+    assert await stats(pair.src, ref) == {"type": C.VIR_DOMAIN_JOB_NONE}
+    assert {4, 6, 13} <= pair.src.features()
