@@ -11,6 +11,7 @@ opened by `async with` and unwound on exit.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import uuid as uuidlib
 from collections.abc import AsyncIterator, Mapping
@@ -419,10 +420,11 @@ class Domain:
     async def create(self, flags: int = 0) -> None:
         new = await self.conn.call(ops.domain_create_with_flags(self.ref, flags))
         if new is not None:
-            self.ref = new
+            self.ref = new  # the running domain's id
 
     async def destroy(self, flags: int = 0) -> None:
-        await self._void("DOMAIN_DESTROY_FLAGS", flags) if flags else await self._void("DOMAIN_DESTROY")
+        await self._void("DOMAIN_DESTROY_FLAGS", flags)
+        self.ref = dataclasses.replace(self.ref, id=-1)
 
     async def shutdown(self) -> None:
         await self._void("DOMAIN_SHUTDOWN")

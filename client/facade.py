@@ -8,6 +8,7 @@ libvirt` runs unchanged with `import virtwire.libvirt as libvirt`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import threading
 import uuid as uuidlib
@@ -180,9 +181,15 @@ class virConnect:
 
     def setKeepAlive(self, interval: int, count: int) -> int:
         conn = self._live("virConnectSetKeepAlive")
+        if self._loop is None:
+            raise errfactory.templated(
+                c.VIR_ERR_INTERNAL_ERROR,
+                c.VIR_FROM_REMOTE,
+                "the caller doesn't support keepalive protocol;"
+                " perhaps it's missing event loop implementation",
+            )
         if not self._features.keepalive:
-            # libvirt: "the caller doesn't support keepalive protocol" -> 1
-            return 1
+            return 1  # the server does not speak keepalive
         conn.set_keepalive(interval, count)
         if self._loop is not None:
             self._loop.wake()
@@ -192,23 +199,22 @@ class virConnect:
         self._live("virConnectRegisterCloseCallback")
         if self._close_cb is not None:
             raise errfactory.templated(
-                c.VIR_ERR_OPERATION_INVALID, c.VIR_FROM_NONE, "A close callback is already registered"
+                c.VIR_ERR_OPERATION_INVALID, c.VIR_FROM_REMOTE, "A close callback is already registered"
             )
         if self._features.close_callback:
             self._run(ops.register_close_callback())
         self._close_cb = (cb, opaque)
         return 0
 
-    def unregisterCloseCallback(self) -> int:
+    def unregisterCloseCallback(self) -> None:
         self._live("virConnectUnregisterCloseCallback")
         if self._close_cb is None:
             raise errfactory.templated(
-                c.VIR_ERR_OPERATION_INVALID, c.VIR_FROM_NONE, "A different callback was requested"
+                c.VIR_ERR_OPERATION_INVALID, c.VIR_FROM_REMOTE, "A different callback was requested"
             )
         if self._features.close_callback:
             self._run(ops.unregister_close_callback())
         self._close_cb = None
-        return 0
 
     # -- host ---------------------------------------------------------------
 
@@ -298,7 +304,13 @@ class virConnect:
             raise errfactory.templated(
                 c.VIR_ERR_INVALID_ARG,
                 c.VIR_FROM_DOMAIN,
-                f"eventID must be less than {c.VIR_DOMAIN_EVENT_ID_LAST}",
+                f"eventID in virConnectDomainEventRegisterAny must be less than {c.VIR_DOMAIN_EVENT_ID_LAST}",
+            )
+        if self._loop is None:
+            # libvirt queues events on an event-loop timer; without a loop the
+            # registration fails before anything is sent.
+            raise errfactory.templated(
+                c.VIR_ERR_INTERNAL_ERROR, c.VIR_FROM_NONE, "could not initialize domain event timer"
             )
         callback_id = int(self._run(ops.event_register_any(eventID, None if dom is None else dom._ref)))
         self._callbacks[callback_id] = _Registration(eventID, cb, opaque)
@@ -309,9 +321,7 @@ class virConnect:
         self._live("virConnectDomainEventDeregisterAny")
         if callbackID not in self._callbacks:
             raise errfactory.templated(
-                c.VIR_ERR_INVALID_ARG,
-                c.VIR_FROM_NONE,
-                f"could not find event callback {callbackID} for deletion",
+                c.VIR_ERR_INVALID_ARG, c.VIR_FROM_NONE, f"event callback id {callbackID} not registered"
             )
         self._run(ops.event_deregister_any(callbackID))
         del self._callbacks[callbackID]
@@ -410,6 +420,8 @@ class virDomain:
 
     def create(self) -> int:
         self._conn_run(ops.domain_simple("DOMAIN_CREATE", self._ref))
+        # As libvirt's remote driver: fetch the id the running domain now has.
+        self._ref = self._conn_run(ops.lookup_by_uuid(bytes(self._ref.uuid)))
         return 0
 
     def createWithFlags(self, flags: int = 0) -> int:
@@ -419,7 +431,10 @@ class virDomain:
         return 0
 
     def destroy(self) -> int:
-        return self._void("DOMAIN_DESTROY")
+        self._void("DOMAIN_DESTROY")
+        # libvirt's remote driver marks the handle inactive (destroyFlags does not).
+        self._ref = dataclasses.replace(self._ref, id=-1)
+        return 0
 
     def destroyFlags(self, flags: int = 0) -> int:
         return self._void_flags("DOMAIN_DESTROY_FLAGS", flags)

@@ -15,7 +15,6 @@ from virtwire.client import eventloop
 from virtwire.client.facade import open_connection, virConnect, virDomain
 from virtwire.protocol.errors import libvirtError
 from virtwire.protocol.generated.constants import *  # noqa: F403 - every VIR_* constant, as libvirt-python
-from virtwire.protocol.generated.constants import VIR_ERR_NO_SUPPORT, VIR_FROM_NONE
 
 __all__ = [
     "getVersion",
@@ -52,23 +51,11 @@ def openAuth(uri: str | None, auth: list[Any] | None = None, flags: int = 0) -> 
     return _reported(lambda: open_connection(uri, readonly=readonly))
 
 
-def getVersion(name: str | None = None) -> int:
-    """The library version (libvirt 9.0.0 = 9000000)."""
+def getVersion(name: str | None = None) -> int | tuple[int, int]:
+    """The library version (libvirt 9.0.0 = 9000000); with a driver name,
+    (library version, driver version) as libvirt-python returns it."""
     if name is not None:
-        raise libvirtError(
-            "this function is not supported by the connection driver: virGetVersion",
-            (
-                VIR_ERR_NO_SUPPORT,
-                VIR_FROM_NONE,
-                "this function is not supported by the connection driver: virGetVersion",
-                2,
-                "this function is not supported by the connection driver: %s",
-                "virGetVersion",
-                None,
-                -1,
-                -1,
-            ),
-        )
+        return (_LIB_VERSION, _LIB_VERSION)
     return _LIB_VERSION
 
 
