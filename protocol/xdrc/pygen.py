@@ -10,8 +10,7 @@ set iteration order that is not the spec's).
 from __future__ import annotations
 
 from . import model
-from .model import strip
-from .pycodec import CodecWriter, Scope, pytype
+from .pycodec import CodecWriter, Scope, pytype, union_value_type
 
 _PRIM_DESCRIPTOR = {
     "int": "xdr.INT",
@@ -22,17 +21,6 @@ _PRIM_DESCRIPTOR = {
     "double": "xdr.DOUBLE",
     "bool": "xdr.BOOL",
 }
-
-
-def expanded_pytype(t: model.Type) -> str:
-    """Like pytype() but with typedef names replaced by what they stand for."""
-    t = strip(t)
-    match t:
-        case model.Array(elem=elem):
-            return f"list[{expanded_pytype(elem)}]"
-        case model.Optional(elem=elem):
-            return f"{expanded_pytype(elem)} | None"
-    return pytype(t)
 
 
 def descriptor(t: model.Type) -> str:
@@ -54,16 +42,7 @@ def descriptor(t: model.Type) -> str:
     raise AssertionError(t)
 
 
-def _union_value_type(u: model.Union) -> str:
-    parts: list[str] = []
-    for arm in [*u.arms, *([u.default] if u.default else [])]:
-        for p in ["None"] if arm.field is None else expanded_pytype(arm.field.type).split(" | "):
-            if p not in parts:
-                parts.append(p)
-    return " | ".join(parts)
-
-
-def _case_label(u: model.Union, arm: model.Arm) -> str:
+def _case_label(arm: model.Arm) -> str:
     return " ".join(f"case {c}:" for c in arm.cases) if arm.cases else "default:"
 
 
@@ -82,7 +61,7 @@ class ModuleGenerator:
         body += self.aliases()
         functions = self.functions()
         body += ["", "", "# --- fast codec ---", ""]
-        body += ["_unpack_u32 = xdr.U32.unpack_from", "_pack_u32 = xdr.U32.pack"]
+        body += ["_new = object.__new__", "_unpack_u32 = xdr.U32.unpack_from", "_pack_u32 = xdr.U32.pack"]
         body += self.codec.formats.lines()
         body += self.enum_maps()
         body += functions
@@ -176,11 +155,11 @@ class ModuleGenerator:
         ]
         for arm in [*u.arms, *([u.default] if u.default else [])]:
             what = "void" if arm.field is None else f"{arm.field.spelling} {arm.field.name}"
-            lines.append(f"    {_case_label(u, arm)} {what}")
+            lines.append(f"    {_case_label(arm)} {what}")
         if u.default is None:
             lines.append("    (no default: other discriminants are an error)")
         lines += ['    """', ""]
-        lines += [f"    {disc.pyname}: {pytype(disc.type)}", f"    value: {_union_value_type(u)}"]
+        lines += [f"    {disc.pyname}: {pytype(disc.type)}", f"    value: {union_value_type(u)}"]
         return lines
 
     def aliases(self) -> list[str]:
@@ -230,77 +209,10 @@ class ModuleGenerator:
         return out
 
     def struct_functions(self, s: model.Struct) -> list[str]:
-        sc = Scope()
-        temps = [f"f_{f.pyname}" for f in s.fields]
-        body = self.codec.dec_seq(
-            [(tmp, f.type) for tmp, f in zip(temps, s.fields, strict=True)], "    ", sc, 0
-        )
-        dec = ["", "", f"def _dec_{s.name}(buf: bytes, pos: int) -> tuple[{s.name}, int]:"]
-        if sc.needs_end:
-            dec.append("    end = len(buf)")
-        dec += body
-        dec.append(f"    return {s.name}({', '.join(temps)}), pos")
-        enc = ["", "", f"def _enc_{s.name}(out: bytearray, v: {s.name}) -> None:"]
-        enc += self.codec.enc_seq([(f"v.{f.pyname}", f.type) for f in s.fields], "    ", Scope(), 0)
-        return dec + enc
+        return ["", "", *self.codec.dec_struct_function(s), "", "", *self.codec.enc_struct_function(s)]
 
     def union_functions(self, u: model.Union) -> list[str]:
-        disc = u.discriminant
-        value_type = _union_value_type(u)
-        arms = [*u.arms, *([u.default] if u.default else [])]
-        sc = Scope()
-        dec = ["", "", f"def _dec_{u.name}(buf: bytes, pos: int) -> tuple[{u.name}, int]:"]
-        body = self.codec.dec_seq([("d", disc.type)], "    ", sc, 0)
-        body.append(f"    value: {value_type}")
-        for i, arm in enumerate(arms):
-            if arm.cases:
-                keyword = "if" if i == 0 else "elif"
-                test = f"d == {arm.cases[0]}" if len(arm.cases) == 1 else f"d in {tuple(arm.cases)!r}"
-                body.append(f"    {keyword} {test}:")
-            else:
-                body.append("    else:")
-            if arm.field is None:
-                body.append("        value = None")
-            elif isinstance(strip(arm.field.type), model.Array | model.Optional):
-                # these declare their own variable; keep `value`'s annotation single
-                tmp = sc.temp("a")
-                body += self.codec.dec_one(tmp, arm.field.type, "        ", sc, 0)
-                body.append(f"        value = {tmp}")
-            else:
-                body += self.codec.dec_seq([("value", arm.field.type)], "        ", sc, 0)
-        if u.default is None:
-            body += ["    else:", '        raise XdrError("union discriminant has no arm")']
-        if sc.needs_end:
-            dec.append("    end = len(buf)")
-        dec += body
-        dec.append(f"    return {u.name}(d, value), pos")
-
-        sc = Scope()
-        enc = ["", "", f"def _enc_{u.name}(out: bytearray, v: {u.name}) -> None:", f"    d = v.{disc.pyname}"]
-        for i, arm in enumerate(arms):
-            if arm.cases:
-                keyword = "if" if i == 0 else "elif"
-                test = f"d == {arm.cases[0]}" if len(arm.cases) == 1 else f"d in {tuple(arm.cases)!r}"
-                enc.append(f"    {keyword} {test}:")
-            else:
-                enc.append("    else:")
-            if arm.field is None:
-                enc += [
-                    "        if v.value is not None:",
-                    '            raise XdrError("void arm holds a value")',
-                ]
-                enc += self.codec.enc_seq([("d", disc.type)], "        ", sc, 0)
-            else:
-                arm_type = expanded_pytype(arm.field.type)
-                x = sc.temp("x")
-                if arm_type == value_type:
-                    enc.append(f"        {x} = v.value")
-                else:
-                    enc.append(f'        {x} = cast("{arm_type}", v.value)')
-                enc += self.codec.enc_seq([("d", disc.type), (x, arm.field.type)], "        ", sc, 0)
-        if u.default is None:
-            enc += ["    else:", '        raise XdrError("union discriminant has no arm")']
-        return dec + enc
+        return ["", "", *self.codec.dec_union_function(u), "", "", *self.codec.enc_union_function(u)]
 
     def typedef_functions(self, t: model.Typedef) -> list[str]:
         sc = Scope()
