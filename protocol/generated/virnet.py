@@ -140,8 +140,12 @@ virNetMessageNetwork: TypeAlias = virNetMessageNonnullNetwork | None
 
 # --- fast codec ---
 
+_new = object.__new__
 _unpack_u32 = xdr.U32.unpack_from
 _pack_u32 = xdr.U32.pack
+_S_I = struct.Struct(">I")
+_pack_I = _S_I.pack
+_unpack_I = _S_I.unpack_from
 _S_i = struct.Struct(">i")
 _pack_i = _S_i.pack
 _unpack_i = _S_i.unpack_from
@@ -154,9 +158,11 @@ _unpack_qI = _S_qI.unpack_from
 _S_16s = struct.Struct(">16s")
 _pack_16s = _S_16s.pack
 _unpack_16s = _S_16s.unpack_from
+_padpack_16s = (_pack_16s, struct.Struct(">3x16s").pack, struct.Struct(">2x16s").pack, struct.Struct(">1x16s").pack)
 _S_16si = struct.Struct(">16si")
 _pack_16si = _S_16si.pack
 _unpack_16si = _S_16si.unpack_from
+_padpack_16si = (_pack_16si, struct.Struct(">3x16si").pack, struct.Struct(">2x16si").pack, struct.Struct(">1x16si").pack)
 _S_IIiiIi = struct.Struct(">IIiiIi")
 _pack_IIiiIi = _S_IIiiIi.pack
 _unpack_IIiiIi = _S_IIiiIi.unpack_from
@@ -165,11 +171,12 @@ _M_virNetMessageStatus: Final[dict[int, virNetMessageStatus]] = {int(m): m for m
 
 
 def _dec_virNetMessageHeader(buf: bytes, pos: int) -> tuple[virNetMessageHeader, int]:
-    f_prog, f_vers, f_proc, f_type, f_serial, f_status = _unpack_IIiiIi(buf, pos)
-    f_type = _M_virNetMessageType[f_type]
-    f_status = _M_virNetMessageStatus[f_status]
+    v = _new(virNetMessageHeader)
+    v.prog, v.vers, v.proc, v.type, v.serial, v.status = _unpack_IIiiIi(buf, pos)
+    v.type = _M_virNetMessageType[v.type]
+    v.status = _M_virNetMessageStatus[v.status]
     pos += 24
-    return virNetMessageHeader(f_prog, f_vers, f_proc, f_type, f_serial, f_status), pos
+    return v, pos
 
 
 def _enc_virNetMessageHeader(out: bytearray, v: virNetMessageHeader) -> None:
@@ -177,9 +184,10 @@ def _enc_virNetMessageHeader(out: bytearray, v: virNetMessageHeader) -> None:
 
 
 def _dec_virNetStreamHole(buf: bytes, pos: int) -> tuple[virNetStreamHole, int]:
-    f_length, f_flags = _unpack_qI(buf, pos)
+    v = _new(virNetStreamHole)
+    v.length, v.flags = _unpack_qI(buf, pos)
     pos += 12
-    return virNetStreamHole(f_length, f_flags), pos
+    return v, pos
 
 
 def _enc_virNetStreamHole(out: bytearray, v: virNetStreamHole) -> None:
@@ -201,43 +209,55 @@ def _enc_virNetMessageUUID(out: bytearray, v: virNetMessageUUID) -> None:
 def _dec_virNetMessageNonnullString(buf: bytes, pos: int) -> tuple[virNetMessageNonnullString, int]:
     end = len(buf)
     (n1,) = _unpack_u32(buf, pos)
+    pos += 4
     if n1 > 4194304:
-        raise XdrError("string length exceeds its bound")
-    s2 = pos + 4
-    pos = s2 + n1 + (-n1 & 3)
+        raise XdrError("length exceeds its bound")
+    s2 = pos
+    pos += n1 + (-n1 & 3)
     if pos > end:
         raise XdrError("data ends inside a string or opaque")
-    value = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    try:
+        value = buf[s2:s2 + n1].decode()
+    except UnicodeDecodeError:
+        value = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
     return value, pos
 
 
 def _enc_virNetMessageNonnullString(out: bytearray, v: virNetMessageNonnullString) -> None:
-    b1 = v.encode("utf-8", "surrogateescape")
+    try:
+        b1 = v.encode()
+    except UnicodeEncodeError:
+        b1 = v.encode("utf-8", "surrogateescape")
     n2 = len(b1)
     if n2 > 4194304:
         raise XdrError("length exceeds its bound")
-    out += _pack_u32(n2)
+    out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
 
 
 def _dec_virNetMessageString(buf: bytes, pos: int) -> tuple[virNetMessageString, int]:
     end = len(buf)
-    value: virNetMessageNonnullString | None = None
+    o3: virNetMessageNonnullString | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
     if w1 == 1:
-        (n3,) = _unpack_u32(buf, pos)
-        if n3 > 4194304:
-            raise XdrError("string length exceeds its bound")
-        s4 = pos + 4
-        pos = s4 + n3 + (-n3 & 3)
+        (n4,) = _unpack_u32(buf, pos)
+        pos += 4
+        if n4 > 4194304:
+            raise XdrError("length exceeds its bound")
+        s5 = pos
+        pos += n4 + (-n4 & 3)
         if pos > end:
             raise XdrError("data ends inside a string or opaque")
-        p2 = buf[s4:s4 + n3].decode("utf-8", "surrogateescape")
-        value = p2
+        try:
+            p2 = buf[s5:s5 + n4].decode()
+        except UnicodeDecodeError:
+            p2 = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        o3 = p2
     elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
+    value = o3
     return value, pos
 
 
@@ -247,80 +267,98 @@ def _enc_virNetMessageString(out: bytearray, v: virNetMessageString) -> None:
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        b2 = o1.encode("utf-8", "surrogateescape")
+        try:
+            b2 = o1.encode()
+        except UnicodeEncodeError:
+            b2 = o1.encode("utf-8", "surrogateescape")
         n3 = len(b2)
         if n3 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_u32(n3)
+        out += _pack_I(n3)
         out += b2
         out += xdr.PAD[n3 & 3]
 
 
 def _dec_virNetMessageNonnullDomain(buf: bytes, pos: int) -> tuple[virNetMessageNonnullDomain, int]:
     end = len(buf)
+    v = _new(virNetMessageNonnullDomain)
     (n1,) = _unpack_u32(buf, pos)
+    pos += 4
     if n1 > 4194304:
-        raise XdrError("string length exceeds its bound")
-    s2 = pos + 4
-    pos = s2 + n1 + (-n1 & 3)
+        raise XdrError("length exceeds its bound")
+    s2 = pos
+    pos += n1 + (-n1 & 3)
     if pos > end:
         raise XdrError("data ends inside a string or opaque")
-    f_name = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
-    f_uuid, f_id = _unpack_16si(buf, pos)
+    try:
+        v.name = buf[s2:s2 + n1].decode()
+    except UnicodeDecodeError:
+        v.name = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.uuid, v.id = _unpack_16si(buf, pos)
     pos += 20
-    return virNetMessageNonnullDomain(f_name, f_uuid, f_id), pos
+    return v, pos
 
 
 def _enc_virNetMessageNonnullDomain(out: bytearray, v: virNetMessageNonnullDomain) -> None:
-    b1 = v.name.encode("utf-8", "surrogateescape")
+    try:
+        b1 = v.name.encode()
+    except UnicodeEncodeError:
+        b1 = v.name.encode("utf-8", "surrogateescape")
     n2 = len(b1)
     if n2 > 4194304:
         raise XdrError("length exceeds its bound")
-    out += _pack_u32(n2)
+    out += _pack_I(n2)
     out += b1
-    out += xdr.PAD[n2 & 3]
     if len(v.uuid) != 16:
         raise XdrError("fixed-length opaque has the wrong length")
-    out += _pack_16si(v.uuid, v.id)
+    out += _padpack_16si[n2 & 3](v.uuid, v.id)
 
 
 def _dec_virNetMessageNonnullNetwork(buf: bytes, pos: int) -> tuple[virNetMessageNonnullNetwork, int]:
     end = len(buf)
+    v = _new(virNetMessageNonnullNetwork)
     (n1,) = _unpack_u32(buf, pos)
+    pos += 4
     if n1 > 4194304:
-        raise XdrError("string length exceeds its bound")
-    s2 = pos + 4
-    pos = s2 + n1 + (-n1 & 3)
+        raise XdrError("length exceeds its bound")
+    s2 = pos
+    pos += n1 + (-n1 & 3)
     if pos > end:
         raise XdrError("data ends inside a string or opaque")
-    f_name = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
-    (f_uuid,) = _unpack_16s(buf, pos)
+    try:
+        v.name = buf[s2:s2 + n1].decode()
+    except UnicodeDecodeError:
+        v.name = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    (v.uuid,) = _unpack_16s(buf, pos)
     pos += 16
-    return virNetMessageNonnullNetwork(f_name, f_uuid), pos
+    return v, pos
 
 
 def _enc_virNetMessageNonnullNetwork(out: bytearray, v: virNetMessageNonnullNetwork) -> None:
-    b1 = v.name.encode("utf-8", "surrogateescape")
+    try:
+        b1 = v.name.encode()
+    except UnicodeEncodeError:
+        b1 = v.name.encode("utf-8", "surrogateescape")
     n2 = len(b1)
     if n2 > 4194304:
         raise XdrError("length exceeds its bound")
-    out += _pack_u32(n2)
+    out += _pack_I(n2)
     out += b1
-    out += xdr.PAD[n2 & 3]
     if len(v.uuid) != 16:
         raise XdrError("fixed-length opaque has the wrong length")
-    out += _pack_16s(v.uuid)
+    out += _padpack_16s[n2 & 3](v.uuid)
 
 
 def _dec_virNetMessageDomain(buf: bytes, pos: int) -> tuple[virNetMessageDomain, int]:
-    value: virNetMessageNonnullDomain | None = None
+    o3: virNetMessageNonnullDomain | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
     if w1 == 1:
         p2, pos = _dec_virNetMessageNonnullDomain(buf, pos)
-        value = p2
+        o3 = p2
     elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
+    value = o3
     return value, pos
 
 
@@ -334,14 +372,15 @@ def _enc_virNetMessageDomain(out: bytearray, v: virNetMessageDomain) -> None:
 
 
 def _dec_virNetMessageNetwork(buf: bytes, pos: int) -> tuple[virNetMessageNetwork, int]:
-    value: virNetMessageNonnullNetwork | None = None
+    o3: virNetMessageNonnullNetwork | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
     if w1 == 1:
         p2, pos = _dec_virNetMessageNonnullNetwork(buf, pos)
-        value = p2
+        o3 = p2
     elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
+    value = o3
     return value, pos
 
 
@@ -356,89 +395,112 @@ def _enc_virNetMessageNetwork(out: bytearray, v: virNetMessageNetwork) -> None:
 
 def _dec_remote_error(buf: bytes, pos: int) -> tuple[remote_error, int]:
     end = len(buf)
-    f_code, f_domain = _unpack_ii(buf, pos)
+    v = _new(remote_error)
+    v.code, v.domain = _unpack_ii(buf, pos)
     pos += 8
-    f_message: virNetMessageNonnullString | None = None
+    o3: virNetMessageNonnullString | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
     if w1 == 1:
-        (n3,) = _unpack_u32(buf, pos)
-        if n3 > 4194304:
-            raise XdrError("string length exceeds its bound")
-        s4 = pos + 4
-        pos = s4 + n3 + (-n3 & 3)
+        (n4,) = _unpack_u32(buf, pos)
+        pos += 4
+        if n4 > 4194304:
+            raise XdrError("length exceeds its bound")
+        s5 = pos
+        pos += n4 + (-n4 & 3)
         if pos > end:
             raise XdrError("data ends inside a string or opaque")
-        p2 = buf[s4:s4 + n3].decode("utf-8", "surrogateescape")
-        f_message = p2
+        try:
+            p2 = buf[s5:s5 + n4].decode()
+        except UnicodeDecodeError:
+            p2 = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        o3 = p2
     elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
-    (f_level,) = _unpack_i(buf, pos)
+    v.message = o3
+    (v.level,) = _unpack_i(buf, pos)
     pos += 4
-    f_dom: virNetMessageNonnullDomain | None = None
-    (w5,) = _unpack_u32(buf, pos)
+    o8: virNetMessageNonnullDomain | None = None
+    (w6,) = _unpack_u32(buf, pos)
     pos += 4
-    if w5 == 1:
-        p6, pos = _dec_virNetMessageNonnullDomain(buf, pos)
-        f_dom = p6
-    elif w5:
+    if w6 == 1:
+        p7, pos = _dec_virNetMessageNonnullDomain(buf, pos)
+        o8 = p7
+    elif w6:
         raise XdrError("optional-data flag is not 0 or 1")
-    f_str1: virNetMessageNonnullString | None = None
-    (w7,) = _unpack_u32(buf, pos)
+    v.dom = o8
+    o11: virNetMessageNonnullString | None = None
+    (w9,) = _unpack_u32(buf, pos)
     pos += 4
-    if w7 == 1:
-        (n9,) = _unpack_u32(buf, pos)
-        if n9 > 4194304:
-            raise XdrError("string length exceeds its bound")
-        s10 = pos + 4
-        pos = s10 + n9 + (-n9 & 3)
+    if w9 == 1:
+        (n12,) = _unpack_u32(buf, pos)
+        pos += 4
+        if n12 > 4194304:
+            raise XdrError("length exceeds its bound")
+        s13 = pos
+        pos += n12 + (-n12 & 3)
         if pos > end:
             raise XdrError("data ends inside a string or opaque")
-        p8 = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-        f_str1 = p8
-    elif w7:
+        try:
+            p10 = buf[s13:s13 + n12].decode()
+        except UnicodeDecodeError:
+            p10 = buf[s13:s13 + n12].decode("utf-8", "surrogateescape")
+        o11 = p10
+    elif w9:
         raise XdrError("optional-data flag is not 0 or 1")
-    f_str2: virNetMessageNonnullString | None = None
-    (w11,) = _unpack_u32(buf, pos)
+    v.str1 = o11
+    o16: virNetMessageNonnullString | None = None
+    (w14,) = _unpack_u32(buf, pos)
     pos += 4
-    if w11 == 1:
-        (n13,) = _unpack_u32(buf, pos)
-        if n13 > 4194304:
-            raise XdrError("string length exceeds its bound")
-        s14 = pos + 4
-        pos = s14 + n13 + (-n13 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
-        p12 = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
-        f_str2 = p12
-    elif w11:
-        raise XdrError("optional-data flag is not 0 or 1")
-    f_str3: virNetMessageNonnullString | None = None
-    (w15,) = _unpack_u32(buf, pos)
-    pos += 4
-    if w15 == 1:
+    if w14 == 1:
         (n17,) = _unpack_u32(buf, pos)
+        pos += 4
         if n17 > 4194304:
-            raise XdrError("string length exceeds its bound")
-        s18 = pos + 4
-        pos = s18 + n17 + (-n17 & 3)
+            raise XdrError("length exceeds its bound")
+        s18 = pos
+        pos += n17 + (-n17 & 3)
         if pos > end:
             raise XdrError("data ends inside a string or opaque")
-        p16 = buf[s18:s18 + n17].decode("utf-8", "surrogateescape")
-        f_str3 = p16
-    elif w15:
+        try:
+            p15 = buf[s18:s18 + n17].decode()
+        except UnicodeDecodeError:
+            p15 = buf[s18:s18 + n17].decode("utf-8", "surrogateescape")
+        o16 = p15
+    elif w14:
         raise XdrError("optional-data flag is not 0 or 1")
-    f_int1, f_int2 = _unpack_ii(buf, pos)
-    pos += 8
-    f_net: virNetMessageNonnullNetwork | None = None
+    v.str2 = o16
+    o21: virNetMessageNonnullString | None = None
     (w19,) = _unpack_u32(buf, pos)
     pos += 4
     if w19 == 1:
-        p20, pos = _dec_virNetMessageNonnullNetwork(buf, pos)
-        f_net = p20
+        (n22,) = _unpack_u32(buf, pos)
+        pos += 4
+        if n22 > 4194304:
+            raise XdrError("length exceeds its bound")
+        s23 = pos
+        pos += n22 + (-n22 & 3)
+        if pos > end:
+            raise XdrError("data ends inside a string or opaque")
+        try:
+            p20 = buf[s23:s23 + n22].decode()
+        except UnicodeDecodeError:
+            p20 = buf[s23:s23 + n22].decode("utf-8", "surrogateescape")
+        o21 = p20
     elif w19:
         raise XdrError("optional-data flag is not 0 or 1")
-    return remote_error(f_code, f_domain, f_message, f_level, f_dom, f_str1, f_str2, f_str3, f_int1, f_int2, f_net), pos
+    v.str3 = o21
+    v.int1, v.int2 = _unpack_ii(buf, pos)
+    pos += 8
+    o26: virNetMessageNonnullNetwork | None = None
+    (w24,) = _unpack_u32(buf, pos)
+    pos += 4
+    if w24 == 1:
+        p25, pos = _dec_virNetMessageNonnullNetwork(buf, pos)
+        o26 = p25
+    elif w24:
+        raise XdrError("optional-data flag is not 0 or 1")
+    v.net = o26
+    return v, pos
 
 
 def _enc_remote_error(out: bytearray, v: remote_error) -> None:
@@ -448,11 +510,14 @@ def _enc_remote_error(out: bytearray, v: remote_error) -> None:
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        b2 = o1.encode("utf-8", "surrogateescape")
+        try:
+            b2 = o1.encode()
+        except UnicodeEncodeError:
+            b2 = o1.encode("utf-8", "surrogateescape")
         n3 = len(b2)
         if n3 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_u32(n3)
+        out += _pack_I(n3)
         out += b2
         out += xdr.PAD[n3 & 3]
     out += _pack_i(v.level)
@@ -467,11 +532,14 @@ def _enc_remote_error(out: bytearray, v: remote_error) -> None:
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        b6 = o5.encode("utf-8", "surrogateescape")
+        try:
+            b6 = o5.encode()
+        except UnicodeEncodeError:
+            b6 = o5.encode("utf-8", "surrogateescape")
         n7 = len(b6)
         if n7 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_u32(n7)
+        out += _pack_I(n7)
         out += b6
         out += xdr.PAD[n7 & 3]
     o8 = v.str2
@@ -479,11 +547,14 @@ def _enc_remote_error(out: bytearray, v: remote_error) -> None:
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        b9 = o8.encode("utf-8", "surrogateescape")
+        try:
+            b9 = o8.encode()
+        except UnicodeEncodeError:
+            b9 = o8.encode("utf-8", "surrogateescape")
         n10 = len(b9)
         if n10 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_u32(n10)
+        out += _pack_I(n10)
         out += b9
         out += xdr.PAD[n10 & 3]
     o11 = v.str3
@@ -491,11 +562,14 @@ def _enc_remote_error(out: bytearray, v: remote_error) -> None:
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        b12 = o11.encode("utf-8", "surrogateescape")
+        try:
+            b12 = o11.encode()
+        except UnicodeEncodeError:
+            b12 = o11.encode("utf-8", "surrogateescape")
         n13 = len(b12)
         if n13 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_u32(n13)
+        out += _pack_I(n13)
         out += b12
         out += xdr.PAD[n13 & 3]
     out += _pack_ii(v.int1, v.int2)

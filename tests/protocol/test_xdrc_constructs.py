@@ -301,7 +301,7 @@ def test_output_is_deterministic() -> None:
     assert compile_source(source, "a.x") == compile_source(source, "a.x")
 
 
-# --- the byte-level API ------------------------------------------------------------------------------------------
+# --- the byte-level API ---
 
 
 def test_from_bytes_exact_and_trailing_bytes() -> None:

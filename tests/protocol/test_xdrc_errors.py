@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (the case tables read best one case per line)
 """Bad specifications: every error is an XdrcError `file:line:col: found X, expected Y`.
 Also the command line's behaviour on errors."""
 
