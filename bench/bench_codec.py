@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import xdrlib3
 from virtwire.protocol.framing import Header, MessageStatus, MessageType
@@ -29,6 +30,7 @@ from virtwire.protocol.generated import constants as C
 from virtwire.protocol.generated import remote
 from virtwire.protocol.message import Message, decode_message, encode_message
 from virtwire.protocol.typedparams import dict_to_params
+from virtwire.protocol.xdr import XdrStruct
 
 # ---------------------------------------------------------------- sample values
 
@@ -141,7 +143,7 @@ def naive_unpack_domains(data: bytes) -> remote.remote_connect_list_all_domains_
     return v
 
 
-_PACK_VALUE: dict[int, Callable[[xdrlib3.Packer, object], None]] = {
+_PACK_VALUE: dict[int, Callable[[xdrlib3.Packer, Any], None]] = {
     C.VIR_TYPED_PARAM_INT: lambda p, x: p.pack_int(x),
     C.VIR_TYPED_PARAM_UINT: lambda p, x: p.pack_uint(x),
     C.VIR_TYPED_PARAM_LLONG: lambda p, x: p.pack_hyper(x),
@@ -150,7 +152,7 @@ _PACK_VALUE: dict[int, Callable[[xdrlib3.Packer, object], None]] = {
     C.VIR_TYPED_PARAM_BOOLEAN: lambda p, x: p.pack_int(x),
     C.VIR_TYPED_PARAM_STRING: lambda p, x: p.pack_string(str(x).encode()),
 }
-_UNPACK_VALUE: dict[int, Callable[[xdrlib3.Unpacker], object]] = {
+_UNPACK_VALUE: dict[int, Callable[[xdrlib3.Unpacker], int | float | str]] = {
     C.VIR_TYPED_PARAM_INT: lambda u: u.unpack_int(),
     C.VIR_TYPED_PARAM_UINT: lambda u: u.unpack_uint(),
     C.VIR_TYPED_PARAM_LLONG: lambda u: u.unpack_hyper(),
@@ -198,11 +200,39 @@ def naive_unpack_job_stats(data: bytes) -> remote.remote_domain_get_job_stats_re
 @dataclass
 class Case:
     label: str
-    value: object
-    procedure: int
     generated: Callable[[], object]
     naive: Callable[[], object]
     message: Callable[[], object]
+
+
+def make_case(
+    label: str,
+    value: XdrStruct,
+    procedure: int,
+    pack: Callable[[Any], bytes],
+    unpack: Callable[[bytes], XdrStruct],
+) -> Case:
+    cls = type(value)
+    data = value.to_bytes()
+    # Both codecs must agree before their speed means anything.
+    assert pack(value) == data, label
+    assert unpack(data) == value == cls.from_bytes(data), label
+    header = Header(
+        remote.REMOTE_PROGRAM, 1, procedure, MessageType.VIR_NET_REPLY, 7, MessageStatus.VIR_NET_OK
+    )
+    message = Message(header, value)
+    assert decode_message(encode_message(message)) == message
+
+    def generated() -> object:
+        return cls.from_bytes(value.to_bytes())
+
+    def naive() -> object:
+        return unpack(pack(value))
+
+    def whole() -> object:
+        return decode_message(encode_message(message))
+
+    return Case(label, generated, naive, whole)
 
 
 def _batch_size(operation: Callable[[], object]) -> int:
@@ -236,56 +266,30 @@ def rates(operations: list[Callable[[], object]], seconds: float, rounds: int = 
 
 
 def make_cases() -> list[Case]:
-    cases: list[Case] = []
-    specs = [
-        (
+    procs = remote.remote_procedure
+    return [
+        make_case(
             "(a) DOMAIN_GET_INFO reply",
             sample_info(),
-            remote.remote_procedure.REMOTE_PROC_DOMAIN_GET_INFO,
+            procs.REMOTE_PROC_DOMAIN_GET_INFO,
             naive_pack_info,
             naive_unpack_info,
         ),
-        (
+        make_case(
             "(b) LIST_ALL_DOMAINS reply, 1000 domains",
             sample_domains(),
-            remote.remote_procedure.REMOTE_PROC_CONNECT_LIST_ALL_DOMAINS,
+            procs.REMOTE_PROC_CONNECT_LIST_ALL_DOMAINS,
             naive_pack_domains,
             naive_unpack_domains,
         ),
-        (
+        make_case(
             "(c) GET_JOB_STATS reply, 25 params",
             sample_job_stats(),
-            remote.remote_procedure.REMOTE_PROC_DOMAIN_GET_JOB_STATS,
+            procs.REMOTE_PROC_DOMAIN_GET_JOB_STATS,
             naive_pack_job_stats,
             naive_unpack_job_stats,
         ),
     ]
-    for label, value, procedure, pack, unpack in specs:
-        cls = type(value)
-        data = value.to_bytes()  # type: ignore[attr-defined]
-        # Both codecs must agree before their speed means anything.
-        assert pack(value) == data, label
-        assert unpack(data) == value == cls.from_bytes(data), label  # type: ignore[attr-defined]
-        header = Header(
-            remote.REMOTE_PROGRAM, 1, int(procedure), MessageType.VIR_NET_REPLY, 7, MessageStatus.VIR_NET_OK
-        )
-        message = Message(header, value)  # type: ignore[arg-type]
-        packet = encode_message(message)
-        assert decode_message(packet) == message
-
-        def generated(v: object = value, c: type = cls) -> object:
-            return c.from_bytes(v.to_bytes())  # type: ignore[attr-defined]
-
-        def naive(
-            v: object = value, p: Callable[[object], bytes] = pack, u: Callable[[bytes], object] = unpack
-        ) -> object:
-            return u(p(v))
-
-        def whole(m: Message = message) -> object:
-            return decode_message(encode_message(m))
-
-        cases.append(Case(label, value, int(procedure), generated, naive, whole))
-    return cases
 
 
 def main() -> None:
