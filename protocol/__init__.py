@@ -18,20 +18,28 @@ from .framing import (
     encode_header,
     encode_packet,
 )
+from .message import Message, decode_message, encode_message, lookup_procedure
+from .typedparams import dict_to_params, params_to_dict
 
 __all__ = [
     "MAX_PACKET_SIZE",
     "MIN_PACKET_SIZE",
     "Header",
+    "Message",
     "MessageStatus",
     "MessageType",
     "PacketDecoder",
     "ProtocolError",
     "decode_header",
+    "decode_message",
+    "dict_to_params",
     "encode_header",
+    "encode_message",
     "encode_packet",
     "from_remote_error",
     "libvirtError",
+    "lookup_procedure",
     "make_error",
+    "params_to_dict",
     "to_remote_error",
 ]
