@@ -62,7 +62,7 @@ def _proc(
 
 # keepalive_procedure: number -> Procedure
 PROCEDURES: Final[dict[int, xdr.Procedure]] = {
-    1: _proc(1, "PING", None, _ALLOW, 0, "ping", False, None, None, None),
-    2: _proc(2, "PONG", None, _ALLOW, 0, "pong", False, None, None, None),
+    1: _proc(1, "PING", None, _ALLOW, 0, "ping", True, None, None, None),
+    2: _proc(2, "PONG", None, _ALLOW, 0, "pong", True, None, None, None),
 }
 PROCEDURES_BY_NAME: Final[dict[str, xdr.Procedure]] = {p.name: p for p in PROCEDURES.values()}

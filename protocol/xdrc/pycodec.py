@@ -73,6 +73,9 @@ def union_value_type(u: model.Union) -> str:
         for p in ["None"] if arm.field is None else expanded_pytype(arm.field.type).split(" | "):
             if p not in parts:
                 parts.append(p)
+    if "None" in parts:  # by convention None comes last
+        parts.remove("None")
+        parts.append("None")
     return " | ".join(parts)
 
 
@@ -297,6 +300,8 @@ class CodecWriter:
 
         `length`: the variable already holding this string/opaque's length word."""
         t = strip(t)
+        if self.fused_code(t) is not None:
+            return self.dec_run([(target, t)], ind, sc)
         match t:
             case model.String(bound=bound) | model.Opaque(size=bound, fixed=False):
                 sc.needs_end = True
@@ -355,12 +360,12 @@ class CodecWriter:
     def _dec_array(
         self, target: str, elem: model.Type, size: int, fixed: bool, ind: str, sc: Scope, budget: int
     ) -> list[str]:
-        sc.needs_end = True
         e = strip(elem)
         lines: list[str] = []
         if fixed:
             count = str(size)
         else:
+            sc.needs_end = True
             count = sc.temp("n")
             lines += [f"{ind}({count},) = _unpack_u32(buf, pos)", f"{ind}pos += 4"]
             if size != UNBOUNDED:
@@ -530,6 +535,8 @@ class CodecWriter:
 
     def enc_one(self, expr: str, t: model.Type, ind: str, sc: Scope, budget: int) -> list[str]:
         t = strip(t)
+        if self.fused_code(t) is not None:
+            return self.enc_seq([(expr, t)], ind, sc, budget)
         match t:
             case model.String() | model.Opaque(fixed=False):
                 return self.enc_seq([(expr, t)], ind, sc, budget)
