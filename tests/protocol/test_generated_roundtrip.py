@@ -37,7 +37,9 @@ def _compiled_case(spec: Path) -> ModuleType:
     return mod
 
 
-GENERATED = [importlib.import_module(f"virtwire.protocol.generated.{n}") for n in ("virnet", "keepalive", "remote")]
+GENERATED = [
+    importlib.import_module(f"virtwire.protocol.generated.{name}") for name in ("virnet", "keepalive", "remote")
+]
 MODULES = [*GENERATED, *(_compiled_case(p) for p in sorted(CASES_DIR.glob("*.x")))]
 
 # keep values small: bounds are tested separately, here we want breadth
