@@ -38,7 +38,7 @@ def _compiled_case(spec: Path) -> ModuleType:
 
 
 GENERATED = [
-    importlib.import_module(f"virtwire.protocol.generated.{name}") for name in ("virnet", "keepalive", "remote")
+    importlib.import_module(f"virtwire.protocol.generated.{n}") for n in ("virnet", "keepalive", "remote")
 ]
 MODULES = [*GENERATED, *(_compiled_case(p) for p in sorted(CASES_DIR.glob("*.x")))]
 
