@@ -22,6 +22,10 @@ async def connect(target: Target) -> trio.abc.Stream:
             raise errfactory.system_errno(
                 f"Failed to connect socket to '{target.socket_path}'", exc
             ) from None
+    ctx = None
+    if target.transport is Transport.TLS:
+        assert target.tls is not None
+        ctx = transport.tls_context(target, target.tls)  # before connecting, as libvirt
     try:
         stream: trio.abc.Stream = await trio.open_tcp_stream(target.host, target.port)
     except socket.gaierror as exc:
@@ -39,9 +43,7 @@ async def connect(target: Target) -> trio.abc.Stream:
                     cause = sub
                     break
         raise errfactory.system_errno(f"unable to connect to server at '{target.address}'", cause) from None
-    if target.transport is Transport.TLS:
-        assert target.tls is not None
-        ctx = transport.tls_context(target, target.tls)
+    if ctx is not None:
         tls = trio.SSLStream(stream, ctx, server_hostname=target.host)
         try:
             await tls.do_handshake()

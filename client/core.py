@@ -18,6 +18,7 @@ from virtwire.client import errfactory
 from virtwire.protocol.errors import from_remote_error, libvirtError
 from virtwire.protocol.framing import PacketDecoder
 from virtwire.protocol.generated import keepalive, remote, virnet
+from virtwire.protocol.generated.constants import VIR_ERR_OPERATION_DENIED, VIR_FROM_DOMAIN
 from virtwire.protocol.xdr import Procedure
 
 REMOTE_PROGRAM: Final = remote.REMOTE_PROGRAM
@@ -134,9 +135,11 @@ def decode_reply(proc: Procedure, reply: Reply) -> Any:
         raise errfactory.rpc("Unable to decode message payload") from None
 
 
-def check_read_only(proc: Procedure, flags: int, api: str | None = None) -> None:
+def check_read_only(proc: Procedure, flags: int, api: str | None = None, denied: str | None = None) -> None:
     """Refuse locally, without sending anything, what libvirt refuses read-only."""
     if proc.denies(flags):
+        if denied is not None:
+            raise errfactory.templated(VIR_ERR_OPERATION_DENIED, VIR_FROM_DOMAIN, denied)
         raise errfactory.read_only(api or proc.api or proc.name)
 
 

@@ -67,7 +67,7 @@ class virConnect:
         if conn is None:
             raise errfactory.invalid_conn(op.proc.api or op.proc.name)
         if self._readonly:
-            core.check_read_only(op.proc, op.flags, op.api)
+            core.check_read_only(op.proc, op.flags, op.api, op.denied)
         proc = op.proc
         reply = conn.call(proc.number, op.payload())
         return op.convert(core.decode_reply(proc, reply))
@@ -357,7 +357,7 @@ class virDomain:
         if sock is None:
             raise errfactory.invalid_conn(op.proc.api or op.proc.name)
         if conn._readonly:
-            core.check_read_only(op.proc, op.flags, op.api)
+            core.check_read_only(op.proc, op.flags, op.api, op.denied)
         proc = op.proc
         return op.convert(core.decode_reply(proc, sock.call(proc.number, op.payload())))
 

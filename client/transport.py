@@ -22,11 +22,12 @@ def connect(target: Target) -> socket.socket:
     """An open, blocking socket to the daemon, ready for the first RPC."""
     if target.transport is Transport.UNIX:
         return _connect_unix(target.socket_path)
-    sock = _connect_tcp(target.host, target.port)
     if target.transport is Transport.TLS:
         assert target.tls is not None
-        return _start_tls(sock, target, target.tls)
-    return sock
+        # libvirt loads its credentials before it connects.
+        ctx = tls_context(target, target.tls)
+        return _start_tls(_connect_tcp(target.host, target.port), target, ctx)
+    return _connect_tcp(target.host, target.port)
 
 
 def _connect_unix(path: str) -> socket.socket:
@@ -110,9 +111,8 @@ def tls_confirmation_error(data: bytes) -> libvirtError:
     )
 
 
-def _start_tls(sock: socket.socket, target: Target, files: TlsFiles) -> socket.socket:
+def _start_tls(sock: socket.socket, target: Target, ctx: ssl.SSLContext) -> socket.socket:
     try:
-        ctx = tls_context(target, files)
         tls = ctx.wrap_socket(sock, server_hostname=target.host)
     except ssl.SSLError as exc:
         sock.close()
@@ -120,9 +120,6 @@ def _start_tls(sock: socket.socket, target: Target, files: TlsFiles) -> socket.s
     except OSError as exc:
         sock.close()
         raise errfactory.system_errno("Cannot recv data", exc) from None
-    except libvirtError:
-        sock.close()
-        raise
     # The daemon checks our certificate and address, then sends one byte.
     try:
         data = tls.recv(1)
