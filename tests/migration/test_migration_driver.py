@@ -185,9 +185,10 @@ async def test_postcopy_switch_stats_and_events(pair: Pair) -> None:
     flags = C.VIR_MIGRATE_LIVE | C.VIR_MIGRATE_POSTCOPY
     seen: list[dict[str, Any]] = []
 
+    with pytest.raises(libvirtError, match="no job is active on the domain"):
+        await pair.src.domain_abort_job(R.remote_domain_abort_job_args(dom=ref), CTX)
+
     async def operator() -> None:
-        with pytest.raises(libvirtError, match="no job is active on the domain"):
-            await pair.src.domain_abort_job(R.remote_domain_abort_job_args(dom=ref), CTX)
         while True:
             current = await stats(pair.src, ref)
             if current["type"] == C.VIR_DOMAIN_JOB_UNBOUNDED:
