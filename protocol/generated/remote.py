@@ -8998,9 +8998,11 @@ _padpack_iI = (_pack_iI, struct.Struct(">3xiI").pack, struct.Struct(">2xiI").pac
 _S_iQ = struct.Struct(">iQ")
 _pack_iQ = _S_iQ.pack
 _unpack_iQ = _S_iQ.unpack_from
+_padpack_iQ = (_pack_iQ, struct.Struct(">3xiQ").pack, struct.Struct(">2xiQ").pack, struct.Struct(">1xiQ").pack)
 _S_id = struct.Struct(">id")
 _pack_id = _S_id.pack
 _unpack_id = _S_id.unpack_from
+_padpack_id = (_pack_id, struct.Struct(">3xid").pack, struct.Struct(">2xid").pack, struct.Struct(">1xid").pack)
 _S_ii = struct.Struct(">ii")
 _pack_ii = _S_ii.pack
 _unpack_ii = _S_ii.unpack_from
@@ -9008,6 +9010,7 @@ _padpack_ii = (_pack_ii, struct.Struct(">3xii").pack, struct.Struct(">2xii").pac
 _S_iq = struct.Struct(">iq")
 _pack_iq = _S_iq.pack
 _unpack_iq = _S_iq.unpack_from
+_padpack_iq = (_pack_iq, struct.Struct(">3xiq").pack, struct.Struct(">2xiq").pack, struct.Struct(">1xiq").pack)
 _S_qI = struct.Struct(">qI")
 _pack_qI = _S_qI.pack
 _unpack_qI = _S_qI.unpack_from
@@ -9050,6 +9053,9 @@ _unpack_iiI = _S_iiI.unpack_from
 _S_qII = struct.Struct(">qII")
 _pack_qII = _S_qII.pack
 _unpack_qII = _S_qII.unpack_from
+_S_16sI = struct.Struct(">16sI")
+_pack_16sI = _S_16sI.pack
+_unpack_16sI = _S_16sI.unpack_from
 _S_16si = struct.Struct(">16si")
 _pack_16si = _S_16si.pack
 _unpack_16si = _S_16si.unpack_from
@@ -9094,13 +9100,10 @@ _M_remote_procedure: Final[dict[int, remote_procedure]] = {int(m): m for m in re
 def _dec_remote_nonnull_string(buf: bytes, pos: int) -> tuple[remote_nonnull_string, int]:
     end = len(buf)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         value = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -9128,13 +9131,10 @@ def _dec_remote_string(buf: bytes, pos: int) -> tuple[remote_string, int]:
     pos += 4
     if w1 == 1:
         (n4,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n4 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s5 = pos
-        pos += n4 + (-n4 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s5 = pos + 4
+        pos = s5 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p2 = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
@@ -9180,13 +9180,10 @@ def _dec_remote_nonnull_domain(buf: bytes, pos: int) -> tuple[remote_nonnull_dom
     end = len(buf)
     v = _new(remote_nonnull_domain)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.name = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -9215,13 +9212,10 @@ def _dec_remote_nonnull_network(buf: bytes, pos: int) -> tuple[remote_nonnull_ne
     end = len(buf)
     v = _new(remote_nonnull_network)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.name = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -9265,13 +9259,10 @@ def _dec_remote_nonnull_nwfilter(buf: bytes, pos: int) -> tuple[remote_nonnull_n
     end = len(buf)
     v = _new(remote_nonnull_nwfilter)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.name = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -9300,25 +9291,19 @@ def _dec_remote_nonnull_nwfilter_binding(buf: bytes, pos: int) -> tuple[remote_n
     end = len(buf)
     v = _new(remote_nonnull_nwfilter_binding)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.portdev = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
         v.portdev = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
     (n3,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n3 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s4 = pos
-    pos += n3 + (-n3 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s4 = pos + 4
+    pos = s4 + ((n3 + 3) & -4)
+    if pos > end or n3 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.filtername = buf[s4:s4 + n3].decode()
     except UnicodeDecodeError:
@@ -9352,25 +9337,19 @@ def _dec_remote_nonnull_interface(buf: bytes, pos: int) -> tuple[remote_nonnull_
     end = len(buf)
     v = _new(remote_nonnull_interface)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.name = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
         v.name = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
     (n3,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n3 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s4 = pos
-    pos += n3 + (-n3 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s4 = pos + 4
+    pos = s4 + ((n3 + 3) & -4)
+    if pos > end or n3 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.mac = buf[s4:s4 + n3].decode()
     except UnicodeDecodeError:
@@ -9404,13 +9383,10 @@ def _dec_remote_nonnull_storage_pool(buf: bytes, pos: int) -> tuple[remote_nonnu
     end = len(buf)
     v = _new(remote_nonnull_storage_pool)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.name = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -9439,37 +9415,28 @@ def _dec_remote_nonnull_storage_vol(buf: bytes, pos: int) -> tuple[remote_nonnul
     end = len(buf)
     v = _new(remote_nonnull_storage_vol)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.pool = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
         v.pool = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
     (n3,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n3 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s4 = pos
-    pos += n3 + (-n3 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s4 = pos + 4
+    pos = s4 + ((n3 + 3) & -4)
+    if pos > end or n3 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.name = buf[s4:s4 + n3].decode()
     except UnicodeDecodeError:
         v.name = buf[s4:s4 + n3].decode("utf-8", "surrogateescape")
     (n5,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n5 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s6 = pos
-    pos += n5 + (-n5 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s6 = pos + 4
+    pos = s6 + ((n5 + 3) & -4)
+    if pos > end or n5 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.key = buf[s6:s6 + n5].decode()
     except UnicodeDecodeError:
@@ -9512,13 +9479,10 @@ def _dec_remote_nonnull_node_device(buf: bytes, pos: int) -> tuple[remote_nonnul
     end = len(buf)
     v = _new(remote_nonnull_node_device)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.name = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -9544,12 +9508,10 @@ def _dec_remote_nonnull_secret(buf: bytes, pos: int) -> tuple[remote_nonnull_sec
     v = _new(remote_nonnull_secret)
     v.uuid, v.usageType, n1 = _unpack_16siI(buf, pos)
     pos += 24
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
     s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.usageID = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -9576,13 +9538,10 @@ def _dec_remote_nonnull_domain_checkpoint(buf: bytes, pos: int) -> tuple[remote_
     end = len(buf)
     v = _new(remote_nonnull_domain_checkpoint)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.name = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -9609,13 +9568,10 @@ def _dec_remote_nonnull_domain_snapshot(buf: bytes, pos: int) -> tuple[remote_no
     end = len(buf)
     v = _new(remote_nonnull_domain_snapshot)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.name = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -9862,13 +9818,10 @@ def _dec_remote_typed_param_value(buf: bytes, pos: int) -> tuple[remote_typed_pa
         pos += 4
     elif d1 == 7:
         (n2,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n2 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s3 = pos
-        pos += n2 + (-n2 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s3 = pos + 4
+        pos = s3 + ((n2 + 3) & -4)
+        if pos > end or n2 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             v.value = buf[s3:s3 + n2].decode()
         except UnicodeDecodeError:
@@ -9918,13 +9871,10 @@ def _dec_remote_typed_param(buf: bytes, pos: int) -> tuple[remote_typed_param, i
     end = len(buf)
     v = _new(remote_typed_param)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.field = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -9962,13 +9912,10 @@ def _dec_remote_node_get_cpu_stats(buf: bytes, pos: int) -> tuple[remote_node_ge
     end = len(buf)
     v = _new(remote_node_get_cpu_stats)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.field = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -9995,13 +9942,10 @@ def _dec_remote_node_get_memory_stats(buf: bytes, pos: int) -> tuple[remote_node
     end = len(buf)
     v = _new(remote_node_get_memory_stats)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.field = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -10028,13 +9972,10 @@ def _dec_remote_domain_disk_error(buf: bytes, pos: int) -> tuple[remote_domain_d
     end = len(buf)
     v = _new(remote_domain_disk_error)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.disk = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -10065,13 +10006,10 @@ def _dec_remote_connect_open_args(buf: bytes, pos: int) -> tuple[remote_connect_
     pos += 4
     if w1 == 1:
         (n4,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n4 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s5 = pos
-        pos += n4 + (-n4 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s5 = pos + 4
+        pos = s5 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p2 = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
@@ -10130,13 +10068,10 @@ def _dec_remote_connect_get_type_ret(buf: bytes, pos: int) -> tuple[remote_conne
     end = len(buf)
     v = _new(remote_connect_get_type_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.type = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -10183,13 +10118,10 @@ def _dec_remote_connect_get_hostname_ret(buf: bytes, pos: int) -> tuple[remote_c
     end = len(buf)
     v = _new(remote_connect_get_hostname_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.hostname = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -10225,13 +10157,10 @@ def _dec_remote_connect_get_sysinfo_ret(buf: bytes, pos: int) -> tuple[remote_co
     end = len(buf)
     v = _new(remote_connect_get_sysinfo_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.sysinfo = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -10256,13 +10185,10 @@ def _dec_remote_connect_get_uri_ret(buf: bytes, pos: int) -> tuple[remote_connec
     end = len(buf)
     v = _new(remote_connect_get_uri_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.uri = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -10291,13 +10217,10 @@ def _dec_remote_connect_get_max_vcpus_args(buf: bytes, pos: int) -> tuple[remote
     pos += 4
     if w1 == 1:
         (n4,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n4 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s5 = pos
-        pos += n4 + (-n4 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s5 = pos + 4
+        pos = s5 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p2 = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
@@ -10361,13 +10284,10 @@ def _dec_remote_connect_get_capabilities_ret(buf: bytes, pos: int) -> tuple[remo
     end = len(buf)
     v = _new(remote_connect_get_capabilities_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.capabilities = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -10396,13 +10316,10 @@ def _dec_remote_connect_get_domain_capabilities_args(buf: bytes, pos: int) -> tu
     pos += 4
     if w1 == 1:
         (n4,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n4 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s5 = pos
-        pos += n4 + (-n4 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s5 = pos + 4
+        pos = s5 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p2 = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
@@ -10416,13 +10333,10 @@ def _dec_remote_connect_get_domain_capabilities_args(buf: bytes, pos: int) -> tu
     pos += 4
     if w6 == 1:
         (n9,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n9 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s10 = pos
-        pos += n9 + (-n9 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s10 = pos + 4
+        pos = s10 + ((n9 + 3) & -4)
+        if pos > end or n9 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p7 = buf[s10:s10 + n9].decode()
         except UnicodeDecodeError:
@@ -10436,13 +10350,10 @@ def _dec_remote_connect_get_domain_capabilities_args(buf: bytes, pos: int) -> tu
     pos += 4
     if w11 == 1:
         (n14,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n14 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s15 = pos
-        pos += n14 + (-n14 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s15 = pos + 4
+        pos = s15 + ((n14 + 3) & -4)
+        if pos > end or n14 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p12 = buf[s15:s15 + n14].decode()
         except UnicodeDecodeError:
@@ -10456,13 +10367,10 @@ def _dec_remote_connect_get_domain_capabilities_args(buf: bytes, pos: int) -> tu
     pos += 4
     if w16 == 1:
         (n19,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n19 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s20 = pos
-        pos += n19 + (-n19 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s20 = pos + 4
+        pos = s20 + ((n19 + 3) & -4)
+        if pos > end or n19 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p17 = buf[s20:s20 + n19].decode()
         except UnicodeDecodeError:
@@ -10544,13 +10452,10 @@ def _dec_remote_connect_get_domain_capabilities_ret(buf: bytes, pos: int) -> tup
     end = len(buf)
     v = _new(remote_connect_get_domain_capabilities_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.capabilities = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -10593,20 +10498,32 @@ def _dec_remote_node_get_cpu_stats_ret(buf: bytes, pos: int) -> tuple[remote_nod
         raise XdrError("array length exceeds the data left")
     a1: list[remote_node_get_cpu_stats] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_node_get_cpu_stats)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
         pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
+    for _ in range(n2 - 1):
+        x3 = _new(remote_node_get_cpu_stats)
         s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.field = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        x3.value, n5 = _unpack_QI(buf, pos)
+        pos += 12
+        append4(x3)
+    if n2:
+        x3 = _new(remote_node_get_cpu_stats)
+        s7 = pos
+        pos = s7 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.field = buf[s7:s7 + n5].decode()
+        except UnicodeDecodeError:
+            x3.field = buf[s7:s7 + n5].decode("utf-8", "surrogateescape")
         (x3.value,) = _unpack_Q(buf, pos)
         pos += 8
         append4(x3)
@@ -10658,20 +10575,32 @@ def _dec_remote_node_get_memory_stats_ret(buf: bytes, pos: int) -> tuple[remote_
         raise XdrError("array length exceeds the data left")
     a1: list[remote_node_get_memory_stats] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_node_get_memory_stats)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
         pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
+    for _ in range(n2 - 1):
+        x3 = _new(remote_node_get_memory_stats)
         s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.field = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        x3.value, n5 = _unpack_QI(buf, pos)
+        pos += 12
+        append4(x3)
+    if n2:
+        x3 = _new(remote_node_get_memory_stats)
+        s7 = pos
+        pos = s7 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.field = buf[s7:s7 + n5].decode()
+        except UnicodeDecodeError:
+            x3.field = buf[s7:s7 + n5].decode("utf-8", "surrogateescape")
         (x3.value,) = _unpack_Q(buf, pos)
         pos += 8
         append4(x3)
@@ -10751,25 +10680,19 @@ def _dec_remote_connect_domain_xml_from_native_args(buf: bytes, pos: int) -> tup
     end = len(buf)
     v = _new(remote_connect_domain_xml_from_native_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.nativeFormat = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
         v.nativeFormat = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
     (n3,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n3 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s4 = pos
-    pos += n3 + (-n3 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s4 = pos + 4
+    pos = s4 + ((n3 + 3) & -4)
+    if pos > end or n3 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.nativeConfig = buf[s4:s4 + n3].decode()
     except UnicodeDecodeError:
@@ -10805,13 +10728,10 @@ def _dec_remote_connect_domain_xml_from_native_ret(buf: bytes, pos: int) -> tupl
     end = len(buf)
     v = _new(remote_connect_domain_xml_from_native_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.domainXml = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -10836,25 +10756,19 @@ def _dec_remote_connect_domain_xml_to_native_args(buf: bytes, pos: int) -> tuple
     end = len(buf)
     v = _new(remote_connect_domain_xml_to_native_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.nativeFormat = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
         v.nativeFormat = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
     (n3,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n3 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s4 = pos
-    pos += n3 + (-n3 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s4 = pos + 4
+    pos = s4 + ((n3 + 3) & -4)
+    if pos > end or n3 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.domainXml = buf[s4:s4 + n3].decode()
     except UnicodeDecodeError:
@@ -10890,13 +10804,10 @@ def _dec_remote_connect_domain_xml_to_native_ret(buf: bytes, pos: int) -> tuple[
     end = len(buf)
     v = _new(remote_connect_domain_xml_to_native_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.nativeConfig = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -10932,13 +10843,10 @@ def _dec_remote_connect_compare_cpu_args(buf: bytes, pos: int) -> tuple[remote_c
     end = len(buf)
     v = _new(remote_connect_compare_cpu_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.xml = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -10985,13 +10893,10 @@ def _dec_remote_connect_baseline_cpu_args(buf: bytes, pos: int) -> tuple[remote_
     append4 = a1.append
     for _ in range(n2):
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -11027,13 +10932,10 @@ def _dec_remote_connect_baseline_cpu_ret(buf: bytes, pos: int) -> tuple[remote_c
     end = len(buf)
     v = _new(remote_connect_baseline_cpu_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.cpu = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -11079,13 +10981,10 @@ def _dec_remote_node_set_memory_parameters_args(buf: bytes, pos: int) -> tuple[r
     for _ in range(n2):
         x3 = _new(remote_typed_param)
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.field = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -11114,13 +11013,10 @@ def _dec_remote_node_set_memory_parameters_args(buf: bytes, pos: int) -> tuple[r
             pos += 4
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
-            pos += 4
-            if n9 > 4194304:
-                raise XdrError("length exceeds its bound")
-            s10 = pos
-            pos += n9 + (-n9 & 3)
-            if pos > end:
-                raise XdrError("data ends inside a string or opaque")
+            s10 = pos + 4
+            pos = s10 + ((n9 + 3) & -4)
+            if pos > end or n9 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
             try:
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
@@ -11151,27 +11047,26 @@ def _enc_remote_node_set_memory_parameters_args(out: bytearray, v: remote_node_s
             raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
-        out += xdr.PAD[n5 & 3]
         u6 = x3.value
         d7 = u6.type
         if d7 == 1:
             x8 = u6.value
-            out += _pack_ii(d7, x8)
+            out += _padpack_ii[n5 & 3](d7, x8)
         elif d7 == 2:
             x9 = u6.value
-            out += _pack_iI(d7, x9)
+            out += _padpack_iI[n5 & 3](d7, x9)
         elif d7 == 3:
             x10 = u6.value
-            out += _pack_iq(d7, x10)
+            out += _padpack_iq[n5 & 3](d7, x10)
         elif d7 == 4:
             x11 = u6.value
-            out += _pack_iQ(d7, x11)
+            out += _padpack_iQ[n5 & 3](d7, x11)
         elif d7 == 5:
             x12 = u6.value
-            out += _pack_id(d7, x12)
+            out += _padpack_id[n5 & 3](d7, x12)
         elif d7 == 6:
             x13 = u6.value
-            out += _pack_ii(d7, x13)
+            out += _padpack_ii[n5 & 3](d7, x13)
         elif d7 == 7:
             x14 = cast("str", u6.value)
             try:
@@ -11181,7 +11076,7 @@ def _enc_remote_node_set_memory_parameters_args(out: bytearray, v: remote_node_s
             n16 = len(b15)
             if n16 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _pack_iI(d7, n16)
+            out += _padpack_iI[n5 & 3](d7, n16)
             out += b15
             out += xdr.PAD[n16 & 3]
         else:
@@ -11214,13 +11109,10 @@ def _dec_remote_node_get_memory_parameters_ret(buf: bytes, pos: int) -> tuple[re
     for _ in range(n2):
         x3 = _new(remote_typed_param)
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.field = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -11249,13 +11141,10 @@ def _dec_remote_node_get_memory_parameters_ret(buf: bytes, pos: int) -> tuple[re
             pos += 4
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
-            pos += 4
-            if n9 > 4194304:
-                raise XdrError("length exceeds its bound")
-            s10 = pos
-            pos += n9 + (-n9 & 3)
-            if pos > end:
-                raise XdrError("data ends inside a string or opaque")
+            s10 = pos + 4
+            pos = s10 + ((n9 + 3) & -4)
+            if pos > end or n9 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
             try:
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
@@ -11286,27 +11175,26 @@ def _enc_remote_node_get_memory_parameters_ret(out: bytearray, v: remote_node_ge
             raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
-        out += xdr.PAD[n5 & 3]
         u6 = x3.value
         d7 = u6.type
         if d7 == 1:
             x8 = u6.value
-            out += _pack_ii(d7, x8)
+            out += _padpack_ii[n5 & 3](d7, x8)
         elif d7 == 2:
             x9 = u6.value
-            out += _pack_iI(d7, x9)
+            out += _padpack_iI[n5 & 3](d7, x9)
         elif d7 == 3:
             x10 = u6.value
-            out += _pack_iq(d7, x10)
+            out += _padpack_iq[n5 & 3](d7, x10)
         elif d7 == 4:
             x11 = u6.value
-            out += _pack_iQ(d7, x11)
+            out += _padpack_iQ[n5 & 3](d7, x11)
         elif d7 == 5:
             x12 = u6.value
-            out += _pack_id(d7, x12)
+            out += _padpack_id[n5 & 3](d7, x12)
         elif d7 == 6:
             x13 = u6.value
-            out += _pack_ii(d7, x13)
+            out += _padpack_ii[n5 & 3](d7, x13)
         elif d7 == 7:
             x14 = cast("str", u6.value)
             try:
@@ -11316,7 +11204,7 @@ def _enc_remote_node_get_memory_parameters_ret(out: bytearray, v: remote_node_ge
             n16 = len(b15)
             if n16 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _pack_iI(d7, n16)
+            out += _padpack_iI[n5 & 3](d7, n16)
             out += b15
             out += xdr.PAD[n16 & 3]
         else:
@@ -11339,13 +11227,10 @@ def _dec_remote_node_get_cpu_map_ret(buf: bytes, pos: int) -> tuple[remote_node_
     end = len(buf)
     v = _new(remote_node_get_cpu_map_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 2048:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 2048:
+        raise XdrError("string or opaque longer than its bound or the data left")
     v.cpumap = buf[s2:s2 + n1]
     v.online, v.ret = _unpack_Ii(buf, pos)
     pos += 8
@@ -11366,13 +11251,10 @@ def _dec_remote_connect_get_cpu_model_names_args(buf: bytes, pos: int) -> tuple[
     end = len(buf)
     v = _new(remote_connect_get_cpu_model_names_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.arch = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -11408,13 +11290,10 @@ def _dec_remote_connect_get_cpu_model_names_ret(buf: bytes, pos: int) -> tuple[r
     append4 = a1.append
     for _ in range(n2):
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -11558,13 +11437,10 @@ def _dec_remote_connect_compare_hypervisor_cpu_args(buf: bytes, pos: int) -> tup
     pos += 4
     if w1 == 1:
         (n4,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n4 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s5 = pos
-        pos += n4 + (-n4 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s5 = pos + 4
+        pos = s5 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p2 = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
@@ -11578,13 +11454,10 @@ def _dec_remote_connect_compare_hypervisor_cpu_args(buf: bytes, pos: int) -> tup
     pos += 4
     if w6 == 1:
         (n9,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n9 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s10 = pos
-        pos += n9 + (-n9 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s10 = pos + 4
+        pos = s10 + ((n9 + 3) & -4)
+        if pos > end or n9 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p7 = buf[s10:s10 + n9].decode()
         except UnicodeDecodeError:
@@ -11598,13 +11471,10 @@ def _dec_remote_connect_compare_hypervisor_cpu_args(buf: bytes, pos: int) -> tup
     pos += 4
     if w11 == 1:
         (n14,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n14 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s15 = pos
-        pos += n14 + (-n14 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s15 = pos + 4
+        pos = s15 + ((n14 + 3) & -4)
+        if pos > end or n14 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p12 = buf[s15:s15 + n14].decode()
         except UnicodeDecodeError:
@@ -11618,13 +11488,10 @@ def _dec_remote_connect_compare_hypervisor_cpu_args(buf: bytes, pos: int) -> tup
     pos += 4
     if w16 == 1:
         (n19,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n19 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s20 = pos
-        pos += n19 + (-n19 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s20 = pos + 4
+        pos = s20 + ((n19 + 3) & -4)
+        if pos > end or n19 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p17 = buf[s20:s20 + n19].decode()
         except UnicodeDecodeError:
@@ -11634,13 +11501,10 @@ def _dec_remote_connect_compare_hypervisor_cpu_args(buf: bytes, pos: int) -> tup
         raise XdrError("optional-data flag is not 0 or 1")
     v.virttype = o18
     (n21,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n21 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s22 = pos
-    pos += n21 + (-n21 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s22 = pos + 4
+    pos = s22 + ((n21 + 3) & -4)
+    if pos > end or n21 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.xmlCPU = buf[s22:s22 + n21].decode()
     except UnicodeDecodeError:
@@ -11742,13 +11606,10 @@ def _dec_remote_connect_baseline_hypervisor_cpu_args(buf: bytes, pos: int) -> tu
     pos += 4
     if w1 == 1:
         (n4,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n4 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s5 = pos
-        pos += n4 + (-n4 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s5 = pos + 4
+        pos = s5 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p2 = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
@@ -11762,13 +11623,10 @@ def _dec_remote_connect_baseline_hypervisor_cpu_args(buf: bytes, pos: int) -> tu
     pos += 4
     if w6 == 1:
         (n9,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n9 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s10 = pos
-        pos += n9 + (-n9 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s10 = pos + 4
+        pos = s10 + ((n9 + 3) & -4)
+        if pos > end or n9 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p7 = buf[s10:s10 + n9].decode()
         except UnicodeDecodeError:
@@ -11782,13 +11640,10 @@ def _dec_remote_connect_baseline_hypervisor_cpu_args(buf: bytes, pos: int) -> tu
     pos += 4
     if w11 == 1:
         (n14,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n14 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s15 = pos
-        pos += n14 + (-n14 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s15 = pos + 4
+        pos = s15 + ((n14 + 3) & -4)
+        if pos > end or n14 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p12 = buf[s15:s15 + n14].decode()
         except UnicodeDecodeError:
@@ -11802,13 +11657,10 @@ def _dec_remote_connect_baseline_hypervisor_cpu_args(buf: bytes, pos: int) -> tu
     pos += 4
     if w16 == 1:
         (n19,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n19 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s20 = pos
-        pos += n19 + (-n19 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s20 = pos + 4
+        pos = s20 + ((n19 + 3) & -4)
+        if pos > end or n19 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p17 = buf[s20:s20 + n19].decode()
         except UnicodeDecodeError:
@@ -11827,13 +11679,10 @@ def _dec_remote_connect_baseline_hypervisor_cpu_args(buf: bytes, pos: int) -> tu
     append24 = a21.append
     for _ in range(n22):
         (n25,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n25 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s26 = pos
-        pos += n25 + (-n25 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s26 = pos + 4
+        pos = s26 + ((n25 + 3) & -4)
+        if pos > end or n25 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x23 = buf[s26:s26 + n25].decode()
         except UnicodeDecodeError:
@@ -11929,13 +11778,10 @@ def _dec_remote_connect_baseline_hypervisor_cpu_ret(buf: bytes, pos: int) -> tup
     end = len(buf)
     v = _new(remote_connect_baseline_hypervisor_cpu_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.cpu = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -11971,13 +11817,10 @@ def _dec_remote_connect_get_storage_pool_capabilities_ret(buf: bytes, pos: int) 
     end = len(buf)
     v = _new(remote_connect_get_storage_pool_capabilities_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.capabilities = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -12012,13 +11855,10 @@ def _dec_remote_connect_set_identity_args(buf: bytes, pos: int) -> tuple[remote_
     for _ in range(n2):
         x3 = _new(remote_typed_param)
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.field = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -12047,13 +11887,10 @@ def _dec_remote_connect_set_identity_args(buf: bytes, pos: int) -> tuple[remote_
             pos += 4
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
-            pos += 4
-            if n9 > 4194304:
-                raise XdrError("length exceeds its bound")
-            s10 = pos
-            pos += n9 + (-n9 & 3)
-            if pos > end:
-                raise XdrError("data ends inside a string or opaque")
+            s10 = pos + 4
+            pos = s10 + ((n9 + 3) & -4)
+            if pos > end or n9 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
             try:
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
@@ -12084,27 +11921,26 @@ def _enc_remote_connect_set_identity_args(out: bytearray, v: remote_connect_set_
             raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
-        out += xdr.PAD[n5 & 3]
         u6 = x3.value
         d7 = u6.type
         if d7 == 1:
             x8 = u6.value
-            out += _pack_ii(d7, x8)
+            out += _padpack_ii[n5 & 3](d7, x8)
         elif d7 == 2:
             x9 = u6.value
-            out += _pack_iI(d7, x9)
+            out += _padpack_iI[n5 & 3](d7, x9)
         elif d7 == 3:
             x10 = u6.value
-            out += _pack_iq(d7, x10)
+            out += _padpack_iq[n5 & 3](d7, x10)
         elif d7 == 4:
             x11 = u6.value
-            out += _pack_iQ(d7, x11)
+            out += _padpack_iQ[n5 & 3](d7, x11)
         elif d7 == 5:
             x12 = u6.value
-            out += _pack_id(d7, x12)
+            out += _padpack_id[n5 & 3](d7, x12)
         elif d7 == 6:
             x13 = u6.value
-            out += _pack_ii(d7, x13)
+            out += _padpack_ii[n5 & 3](d7, x13)
         elif d7 == 7:
             x14 = cast("str", u6.value)
             try:
@@ -12114,7 +11950,7 @@ def _enc_remote_connect_set_identity_args(out: bytearray, v: remote_connect_set_
             n16 = len(b15)
             if n16 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _pack_iI(d7, n16)
+            out += _padpack_iI[n5 & 3](d7, n16)
             out += b15
             out += xdr.PAD[n16 & 3]
         else:
@@ -12150,13 +11986,10 @@ def _dec_remote_auth_sasl_init_ret(buf: bytes, pos: int) -> tuple[remote_auth_sa
     end = len(buf)
     v = _new(remote_auth_sasl_init_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.mechlist = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -12181,13 +12014,10 @@ def _dec_remote_auth_sasl_start_args(buf: bytes, pos: int) -> tuple[remote_auth_
     end = len(buf)
     v = _new(remote_auth_sasl_start_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.mech = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -12411,13 +12241,10 @@ def _dec_remote_domain_lookup_by_name_args(buf: bytes, pos: int) -> tuple[remote
     end = len(buf)
     v = _new(remote_domain_lookup_by_name_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.name = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -12472,13 +12299,10 @@ def _dec_remote_connect_list_defined_domains_ret(buf: bytes, pos: int) -> tuple[
     append4 = a1.append
     for _ in range(n2):
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -12540,20 +12364,32 @@ def _dec_remote_connect_list_all_domains_ret(buf: bytes, pos: int) -> tuple[remo
         raise XdrError("array length exceeds the data left")
     a1: list[remote_nonnull_domain] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_nonnull_domain)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
         pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
+    for _ in range(n2 - 1):
+        x3 = _new(remote_nonnull_domain)
         s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.name = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3.name = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        x3.uuid, x3.id, n5 = _unpack_16siI(buf, pos)
+        pos += 24
+        append4(x3)
+    if n2:
+        x3 = _new(remote_nonnull_domain)
+        s7 = pos
+        pos = s7 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.name = buf[s7:s7 + n5].decode()
+        except UnicodeDecodeError:
+            x3.name = buf[s7:s7 + n5].decode("utf-8", "surrogateescape")
         x3.uuid, x3.id = _unpack_16si(buf, pos)
         pos += 20
         append4(x3)
@@ -12589,13 +12425,10 @@ def _dec_remote_domain_create_xml_args(buf: bytes, pos: int) -> tuple[remote_dom
     end = len(buf)
     v = _new(remote_domain_create_xml_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.xml_desc = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -12632,13 +12465,10 @@ def _dec_remote_domain_create_xml_with_files_args(buf: bytes, pos: int) -> tuple
     end = len(buf)
     v = _new(remote_domain_create_xml_with_files_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.xml_desc = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -12781,13 +12611,10 @@ def _dec_remote_domain_save_args(buf: bytes, pos: int) -> tuple[remote_domain_sa
     v = _new(remote_domain_save_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.to = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -12814,13 +12641,10 @@ def _dec_remote_domain_save_flags_args(buf: bytes, pos: int) -> tuple[remote_dom
     v = _new(remote_domain_save_flags_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.to = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -12830,13 +12654,10 @@ def _dec_remote_domain_save_flags_args(buf: bytes, pos: int) -> tuple[remote_dom
     pos += 4
     if w3 == 1:
         (n6,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n6 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s7 = pos
-        pos += n6 + (-n6 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s7 = pos + 4
+        pos = s7 + ((n6 + 3) & -4)
+        if pos > end or n6 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p4 = buf[s7:s7 + n6].decode()
         except UnicodeDecodeError:
@@ -12895,13 +12716,10 @@ def _dec_remote_domain_save_params_args(buf: bytes, pos: int) -> tuple[remote_do
     for _ in range(n2):
         x3 = _new(remote_typed_param)
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.field = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -12930,13 +12748,10 @@ def _dec_remote_domain_save_params_args(buf: bytes, pos: int) -> tuple[remote_do
             pos += 4
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
-            pos += 4
-            if n9 > 4194304:
-                raise XdrError("length exceeds its bound")
-            s10 = pos
-            pos += n9 + (-n9 & 3)
-            if pos > end:
-                raise XdrError("data ends inside a string or opaque")
+            s10 = pos + 4
+            pos = s10 + ((n9 + 3) & -4)
+            if pos > end or n9 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
             try:
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
@@ -12968,27 +12783,26 @@ def _enc_remote_domain_save_params_args(out: bytearray, v: remote_domain_save_pa
             raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
-        out += xdr.PAD[n5 & 3]
         u6 = x3.value
         d7 = u6.type
         if d7 == 1:
             x8 = u6.value
-            out += _pack_ii(d7, x8)
+            out += _padpack_ii[n5 & 3](d7, x8)
         elif d7 == 2:
             x9 = u6.value
-            out += _pack_iI(d7, x9)
+            out += _padpack_iI[n5 & 3](d7, x9)
         elif d7 == 3:
             x10 = u6.value
-            out += _pack_iq(d7, x10)
+            out += _padpack_iq[n5 & 3](d7, x10)
         elif d7 == 4:
             x11 = u6.value
-            out += _pack_iQ(d7, x11)
+            out += _padpack_iQ[n5 & 3](d7, x11)
         elif d7 == 5:
             x12 = u6.value
-            out += _pack_id(d7, x12)
+            out += _padpack_id[n5 & 3](d7, x12)
         elif d7 == 6:
             x13 = u6.value
-            out += _pack_ii(d7, x13)
+            out += _padpack_ii[n5 & 3](d7, x13)
         elif d7 == 7:
             x14 = cast("str", u6.value)
             try:
@@ -12998,7 +12812,7 @@ def _enc_remote_domain_save_params_args(out: bytearray, v: remote_domain_save_pa
             n16 = len(b15)
             if n16 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _pack_iI(d7, n16)
+            out += _padpack_iI[n5 & 3](d7, n16)
             out += b15
             out += xdr.PAD[n16 & 3]
         else:
@@ -13010,13 +12824,10 @@ def _dec_remote_domain_restore_args(buf: bytes, pos: int) -> tuple[remote_domain
     end = len(buf)
     v = _new(remote_domain_restore_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.from_ = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -13041,13 +12852,10 @@ def _dec_remote_domain_restore_flags_args(buf: bytes, pos: int) -> tuple[remote_
     end = len(buf)
     v = _new(remote_domain_restore_flags_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.from_ = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -13057,13 +12865,10 @@ def _dec_remote_domain_restore_flags_args(buf: bytes, pos: int) -> tuple[remote_
     pos += 4
     if w3 == 1:
         (n6,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n6 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s7 = pos
-        pos += n6 + (-n6 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s7 = pos + 4
+        pos = s7 + ((n6 + 3) & -4)
+        if pos > end or n6 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p4 = buf[s7:s7 + n6].decode()
         except UnicodeDecodeError:
@@ -13120,13 +12925,10 @@ def _dec_remote_domain_restore_params_args(buf: bytes, pos: int) -> tuple[remote
     for _ in range(n2):
         x3 = _new(remote_typed_param)
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.field = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -13155,13 +12957,10 @@ def _dec_remote_domain_restore_params_args(buf: bytes, pos: int) -> tuple[remote
             pos += 4
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
-            pos += 4
-            if n9 > 4194304:
-                raise XdrError("length exceeds its bound")
-            s10 = pos
-            pos += n9 + (-n9 & 3)
-            if pos > end:
-                raise XdrError("data ends inside a string or opaque")
+            s10 = pos + 4
+            pos = s10 + ((n9 + 3) & -4)
+            if pos > end or n9 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
             try:
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
@@ -13192,27 +12991,26 @@ def _enc_remote_domain_restore_params_args(out: bytearray, v: remote_domain_rest
             raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
-        out += xdr.PAD[n5 & 3]
         u6 = x3.value
         d7 = u6.type
         if d7 == 1:
             x8 = u6.value
-            out += _pack_ii(d7, x8)
+            out += _padpack_ii[n5 & 3](d7, x8)
         elif d7 == 2:
             x9 = u6.value
-            out += _pack_iI(d7, x9)
+            out += _padpack_iI[n5 & 3](d7, x9)
         elif d7 == 3:
             x10 = u6.value
-            out += _pack_iq(d7, x10)
+            out += _padpack_iq[n5 & 3](d7, x10)
         elif d7 == 4:
             x11 = u6.value
-            out += _pack_iQ(d7, x11)
+            out += _padpack_iQ[n5 & 3](d7, x11)
         elif d7 == 5:
             x12 = u6.value
-            out += _pack_id(d7, x12)
+            out += _padpack_id[n5 & 3](d7, x12)
         elif d7 == 6:
             x13 = u6.value
-            out += _pack_ii(d7, x13)
+            out += _padpack_ii[n5 & 3](d7, x13)
         elif d7 == 7:
             x14 = cast("str", u6.value)
             try:
@@ -13222,7 +13020,7 @@ def _enc_remote_domain_restore_params_args(out: bytearray, v: remote_domain_rest
             n16 = len(b15)
             if n16 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _pack_iI(d7, n16)
+            out += _padpack_iI[n5 & 3](d7, n16)
             out += b15
             out += xdr.PAD[n16 & 3]
         else:
@@ -13234,13 +13032,10 @@ def _dec_remote_domain_save_image_get_xml_desc_args(buf: bytes, pos: int) -> tup
     end = len(buf)
     v = _new(remote_domain_save_image_get_xml_desc_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.file = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -13267,13 +13062,10 @@ def _dec_remote_domain_save_image_get_xml_desc_ret(buf: bytes, pos: int) -> tupl
     end = len(buf)
     v = _new(remote_domain_save_image_get_xml_desc_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.xml = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -13298,25 +13090,19 @@ def _dec_remote_domain_save_image_define_xml_args(buf: bytes, pos: int) -> tuple
     end = len(buf)
     v = _new(remote_domain_save_image_define_xml_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.file = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
         v.file = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
     (n3,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n3 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s4 = pos
-    pos += n3 + (-n3 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s4 = pos + 4
+    pos = s4 + ((n3 + 3) & -4)
+    if pos > end or n3 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.dxml = buf[s4:s4 + n3].decode()
     except UnicodeDecodeError:
@@ -13353,13 +13139,10 @@ def _dec_remote_domain_core_dump_args(buf: bytes, pos: int) -> tuple[remote_doma
     v = _new(remote_domain_core_dump_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.to = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -13388,13 +13171,10 @@ def _dec_remote_domain_core_dump_with_format_args(buf: bytes, pos: int) -> tuple
     v = _new(remote_domain_core_dump_with_format_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.to = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -13478,13 +13258,10 @@ def _dec_remote_domain_define_xml_args(buf: bytes, pos: int) -> tuple[remote_dom
     end = len(buf)
     v = _new(remote_domain_define_xml_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.xml = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -13519,13 +13296,10 @@ def _dec_remote_domain_define_xml_flags_args(buf: bytes, pos: int) -> tuple[remo
     end = len(buf)
     v = _new(remote_domain_define_xml_flags_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.xml = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -13706,13 +13480,10 @@ def _dec_remote_domain_managed_save_get_xml_desc_ret(buf: bytes, pos: int) -> tu
     end = len(buf)
     v = _new(remote_domain_managed_save_get_xml_desc_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.xml = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -13742,13 +13513,10 @@ def _dec_remote_domain_managed_save_define_xml_args(buf: bytes, pos: int) -> tup
     pos += 4
     if w1 == 1:
         (n4,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n4 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s5 = pos
-        pos += n4 + (-n4 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s5 = pos + 4
+        pos = s5 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p2 = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
@@ -13804,13 +13572,10 @@ def _dec_remote_domain_rename_args(buf: bytes, pos: int) -> tuple[remote_domain_
     pos += 4
     if w1 == 1:
         (n4,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n4 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s5 = pos
-        pos += n4 + (-n4 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s5 = pos + 4
+        pos = s5 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p2 = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
@@ -13873,13 +13638,10 @@ def _dec_remote_domain_fd_associate_args(buf: bytes, pos: int) -> tuple[remote_d
     v = _new(remote_domain_fd_associate_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.name = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -13917,13 +13679,10 @@ def _dec_remote_domain_get_os_type_ret(buf: bytes, pos: int) -> tuple[remote_dom
     end = len(buf)
     v = _new(remote_domain_get_os_type_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.type = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -14046,13 +13805,10 @@ def _dec_remote_domain_screenshot_ret(buf: bytes, pos: int) -> tuple[remote_doma
     pos += 4
     if w1 == 1:
         (n4,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n4 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s5 = pos
-        pos += n4 + (-n4 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s5 = pos + 4
+        pos = s5 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p2 = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
@@ -14099,13 +13855,10 @@ def _dec_remote_domain_get_xml_desc_ret(buf: bytes, pos: int) -> tuple[remote_do
     end = len(buf)
     v = _new(remote_domain_get_xml_desc_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.xml = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -14305,13 +14058,10 @@ def _dec_remote_domain_set_metadata_args(buf: bytes, pos: int) -> tuple[remote_d
     pos += 4
     if w1 == 1:
         (n4,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n4 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s5 = pos
-        pos += n4 + (-n4 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s5 = pos + 4
+        pos = s5 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p2 = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
@@ -14325,13 +14075,10 @@ def _dec_remote_domain_set_metadata_args(buf: bytes, pos: int) -> tuple[remote_d
     pos += 4
     if w6 == 1:
         (n9,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n9 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s10 = pos
-        pos += n9 + (-n9 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s10 = pos + 4
+        pos = s10 + ((n9 + 3) & -4)
+        if pos > end or n9 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p7 = buf[s10:s10 + n9].decode()
         except UnicodeDecodeError:
@@ -14345,13 +14092,10 @@ def _dec_remote_domain_set_metadata_args(buf: bytes, pos: int) -> tuple[remote_d
     pos += 4
     if w11 == 1:
         (n14,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n14 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s15 = pos
-        pos += n14 + (-n14 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s15 = pos + 4
+        pos = s15 + ((n14 + 3) & -4)
+        if pos > end or n14 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p12 = buf[s15:s15 + n14].decode()
         except UnicodeDecodeError:
@@ -14427,13 +14171,10 @@ def _dec_remote_domain_get_metadata_args(buf: bytes, pos: int) -> tuple[remote_d
     pos += 4
     if w1 == 1:
         (n4,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n4 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s5 = pos
-        pos += n4 + (-n4 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s5 = pos + 4
+        pos = s5 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p2 = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
@@ -14472,13 +14213,10 @@ def _dec_remote_domain_get_metadata_ret(buf: bytes, pos: int) -> tuple[remote_do
     end = len(buf)
     v = _new(remote_domain_get_metadata_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.metadata = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -14516,13 +14254,10 @@ def _dec_remote_domain_get_hostname_ret(buf: bytes, pos: int) -> tuple[remote_do
     end = len(buf)
     v = _new(remote_domain_get_hostname_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.hostname = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -14678,20 +14413,32 @@ def _dec_remote_domain_get_disk_errors_ret(buf: bytes, pos: int) -> tuple[remote
         raise XdrError("array length exceeds the data left")
     a1: list[remote_domain_disk_error] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_domain_disk_error)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
         pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
+    for _ in range(n2 - 1):
+        x3 = _new(remote_domain_disk_error)
         s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.disk = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3.disk = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        x3.error, n5 = _unpack_iI(buf, pos)
+        pos += 8
+        append4(x3)
+    if n2:
+        x3 = _new(remote_domain_disk_error)
+        s7 = pos
+        pos = s7 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.disk = buf[s7:s7 + n5].decode()
+        except UnicodeDecodeError:
+            x3.disk = buf[s7:s7 + n5].decode("utf-8", "surrogateescape")
         (x3.error,) = _unpack_i(buf, pos)
         pos += 4
         append4(x3)
@@ -14784,13 +14531,10 @@ def _dec_remote_domain_get_messages_ret(buf: bytes, pos: int) -> tuple[remote_do
     append4 = a1.append
     for _ in range(n2):
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -14844,13 +14588,10 @@ def _dec_remote_node_get_sev_info_ret(buf: bytes, pos: int) -> tuple[remote_node
     for _ in range(n2):
         x3 = _new(remote_typed_param)
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.field = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -14879,13 +14620,10 @@ def _dec_remote_node_get_sev_info_ret(buf: bytes, pos: int) -> tuple[remote_node
             pos += 4
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
-            pos += 4
-            if n9 > 4194304:
-                raise XdrError("length exceeds its bound")
-            s10 = pos
-            pos += n9 + (-n9 & 3)
-            if pos > end:
-                raise XdrError("data ends inside a string or opaque")
+            s10 = pos + 4
+            pos = s10 + ((n9 + 3) & -4)
+            if pos > end or n9 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
             try:
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
@@ -14916,27 +14654,26 @@ def _enc_remote_node_get_sev_info_ret(out: bytearray, v: remote_node_get_sev_inf
             raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
-        out += xdr.PAD[n5 & 3]
         u6 = x3.value
         d7 = u6.type
         if d7 == 1:
             x8 = u6.value
-            out += _pack_ii(d7, x8)
+            out += _padpack_ii[n5 & 3](d7, x8)
         elif d7 == 2:
             x9 = u6.value
-            out += _pack_iI(d7, x9)
+            out += _padpack_iI[n5 & 3](d7, x9)
         elif d7 == 3:
             x10 = u6.value
-            out += _pack_iq(d7, x10)
+            out += _padpack_iq[n5 & 3](d7, x10)
         elif d7 == 4:
             x11 = u6.value
-            out += _pack_iQ(d7, x11)
+            out += _padpack_iQ[n5 & 3](d7, x11)
         elif d7 == 5:
             x12 = u6.value
-            out += _pack_id(d7, x12)
+            out += _padpack_id[n5 & 3](d7, x12)
         elif d7 == 6:
             x13 = u6.value
-            out += _pack_ii(d7, x13)
+            out += _padpack_ii[n5 & 3](d7, x13)
         elif d7 == 7:
             x14 = cast("str", u6.value)
             try:
@@ -14946,7 +14683,7 @@ def _enc_remote_node_get_sev_info_ret(out: bytearray, v: remote_node_get_sev_inf
             n16 = len(b15)
             if n16 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _pack_iI(d7, n16)
+            out += _padpack_iI[n5 & 3](d7, n16)
             out += b15
             out += xdr.PAD[n16 & 3]
         else:
@@ -14981,13 +14718,10 @@ def _dec_remote_domain_get_launch_security_info_ret(buf: bytes, pos: int) -> tup
     for _ in range(n2):
         x3 = _new(remote_typed_param)
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.field = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -15016,13 +14750,10 @@ def _dec_remote_domain_get_launch_security_info_ret(buf: bytes, pos: int) -> tup
             pos += 4
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
-            pos += 4
-            if n9 > 4194304:
-                raise XdrError("length exceeds its bound")
-            s10 = pos
-            pos += n9 + (-n9 & 3)
-            if pos > end:
-                raise XdrError("data ends inside a string or opaque")
+            s10 = pos + 4
+            pos = s10 + ((n9 + 3) & -4)
+            if pos > end or n9 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
             try:
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
@@ -15051,27 +14782,26 @@ def _enc_remote_domain_get_launch_security_info_ret(out: bytearray, v: remote_do
             raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
-        out += xdr.PAD[n5 & 3]
         u6 = x3.value
         d7 = u6.type
         if d7 == 1:
             x8 = u6.value
-            out += _pack_ii(d7, x8)
+            out += _padpack_ii[n5 & 3](d7, x8)
         elif d7 == 2:
             x9 = u6.value
-            out += _pack_iI(d7, x9)
+            out += _padpack_iI[n5 & 3](d7, x9)
         elif d7 == 3:
             x10 = u6.value
-            out += _pack_iq(d7, x10)
+            out += _padpack_iq[n5 & 3](d7, x10)
         elif d7 == 4:
             x11 = u6.value
-            out += _pack_iQ(d7, x11)
+            out += _padpack_iQ[n5 & 3](d7, x11)
         elif d7 == 5:
             x12 = u6.value
-            out += _pack_id(d7, x12)
+            out += _padpack_id[n5 & 3](d7, x12)
         elif d7 == 6:
             x13 = u6.value
-            out += _pack_ii(d7, x13)
+            out += _padpack_ii[n5 & 3](d7, x13)
         elif d7 == 7:
             x14 = cast("str", u6.value)
             try:
@@ -15081,7 +14811,7 @@ def _enc_remote_domain_get_launch_security_info_ret(out: bytearray, v: remote_do
             n16 = len(b15)
             if n16 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _pack_iI(d7, n16)
+            out += _padpack_iI[n5 & 3](d7, n16)
             out += b15
             out += xdr.PAD[n16 & 3]
         else:
@@ -15103,13 +14833,10 @@ def _dec_remote_domain_set_launch_security_state_args(buf: bytes, pos: int) -> t
     for _ in range(n2):
         x3 = _new(remote_typed_param)
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.field = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -15138,13 +14865,10 @@ def _dec_remote_domain_set_launch_security_state_args(buf: bytes, pos: int) -> t
             pos += 4
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
-            pos += 4
-            if n9 > 4194304:
-                raise XdrError("length exceeds its bound")
-            s10 = pos
-            pos += n9 + (-n9 & 3)
-            if pos > end:
-                raise XdrError("data ends inside a string or opaque")
+            s10 = pos + 4
+            pos = s10 + ((n9 + 3) & -4)
+            if pos > end or n9 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
             try:
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
@@ -15176,27 +14900,26 @@ def _enc_remote_domain_set_launch_security_state_args(out: bytearray, v: remote_
             raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
-        out += xdr.PAD[n5 & 3]
         u6 = x3.value
         d7 = u6.type
         if d7 == 1:
             x8 = u6.value
-            out += _pack_ii(d7, x8)
+            out += _padpack_ii[n5 & 3](d7, x8)
         elif d7 == 2:
             x9 = u6.value
-            out += _pack_iI(d7, x9)
+            out += _padpack_iI[n5 & 3](d7, x9)
         elif d7 == 3:
             x10 = u6.value
-            out += _pack_iq(d7, x10)
+            out += _padpack_iq[n5 & 3](d7, x10)
         elif d7 == 4:
             x11 = u6.value
-            out += _pack_iQ(d7, x11)
+            out += _padpack_iQ[n5 & 3](d7, x11)
         elif d7 == 5:
             x12 = u6.value
-            out += _pack_id(d7, x12)
+            out += _padpack_id[n5 & 3](d7, x12)
         elif d7 == 6:
             x13 = u6.value
-            out += _pack_ii(d7, x13)
+            out += _padpack_ii[n5 & 3](d7, x13)
         elif d7 == 7:
             x14 = cast("str", u6.value)
             try:
@@ -15206,7 +14929,7 @@ def _enc_remote_domain_set_launch_security_state_args(out: bytearray, v: remote_
             n16 = len(b15)
             if n16 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _pack_iI(d7, n16)
+            out += _padpack_iI[n5 & 3](d7, n16)
             out += b15
             out += xdr.PAD[n16 & 3]
         else:
@@ -15270,12 +14993,10 @@ def _dec_remote_domain_pin_vcpu_args(buf: bytes, pos: int) -> tuple[remote_domai
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     v.vcpu, n1 = _unpack_II(buf, pos)
     pos += 8
-    if n1 > 2048:
-        raise XdrError("length exceeds its bound")
     s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 2048:
+        raise XdrError("string or opaque longer than its bound or the data left")
     v.cpumap = buf[s2:s2 + n1]
     return v, pos
 
@@ -15297,12 +15018,10 @@ def _dec_remote_domain_pin_vcpu_flags_args(buf: bytes, pos: int) -> tuple[remote
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     v.vcpu, n1 = _unpack_II(buf, pos)
     pos += 8
-    if n1 > 2048:
-        raise XdrError("length exceeds its bound")
     s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 2048:
+        raise XdrError("string or opaque longer than its bound or the data left")
     v.cpumap = buf[s2:s2 + n1]
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -15337,13 +15056,10 @@ def _dec_remote_domain_get_vcpu_pin_info_ret(buf: bytes, pos: int) -> tuple[remo
     end = len(buf)
     v = _new(remote_domain_get_vcpu_pin_info_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 8388608:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 8388608:
+        raise XdrError("string or opaque longer than its bound or the data left")
     v.cpumaps = buf[s2:s2 + n1]
     (v.num,) = _unpack_i(buf, pos)
     pos += 4
@@ -15365,13 +15081,10 @@ def _dec_remote_domain_pin_emulator_args(buf: bytes, pos: int) -> tuple[remote_d
     v = _new(remote_domain_pin_emulator_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 2048:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 2048:
+        raise XdrError("string or opaque longer than its bound or the data left")
     v.cpumap = buf[s2:s2 + n1]
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -15406,13 +15119,10 @@ def _dec_remote_domain_get_emulator_pin_info_ret(buf: bytes, pos: int) -> tuple[
     end = len(buf)
     v = _new(remote_domain_get_emulator_pin_info_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 8388608:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 8388608:
+        raise XdrError("string or opaque longer than its bound or the data left")
     v.cpumaps = buf[s2:s2 + n1]
     (v.ret,) = _unpack_i(buf, pos)
     pos += 4
@@ -15460,13 +15170,10 @@ def _dec_remote_domain_get_vcpus_ret(buf: bytes, pos: int) -> tuple[remote_domai
         append4(x3)
     v.info = a1
     (n5,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n5 > 8388608:
-        raise XdrError("length exceeds its bound")
-    s6 = pos
-    pos += n5 + (-n5 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s6 = pos + 4
+    pos = s6 + ((n5 + 3) & -4)
+    if pos > end or n5 > 8388608:
+        raise XdrError("string or opaque longer than its bound or the data left")
     v.cpumaps = buf[s6:s6 + n5]
     return v, pos
 
@@ -15514,12 +15221,10 @@ def _dec_remote_domain_iothread_info(buf: bytes, pos: int) -> tuple[remote_domai
     v = _new(remote_domain_iothread_info)
     v.iothread_id, n1 = _unpack_II(buf, pos)
     pos += 8
-    if n1 > 2048:
-        raise XdrError("length exceeds its bound")
     s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 2048:
+        raise XdrError("string or opaque longer than its bound or the data left")
     v.cpumap = buf[s2:s2 + n1]
     return v, pos
 
@@ -15562,12 +15267,10 @@ def _dec_remote_domain_get_iothread_info_ret(buf: bytes, pos: int) -> tuple[remo
         x3 = _new(remote_domain_iothread_info)
         x3.iothread_id, n5 = _unpack_II(buf, pos)
         pos += 8
-        if n5 > 2048:
-            raise XdrError("length exceeds its bound")
         s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 2048:
+            raise XdrError("string or opaque longer than its bound or the data left")
         x3.cpumap = buf[s6:s6 + n5]
         append4(x3)
     v.info = a1
@@ -15599,12 +15302,10 @@ def _dec_remote_domain_pin_iothread_args(buf: bytes, pos: int) -> tuple[remote_d
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     v.iothreads_id, n1 = _unpack_II(buf, pos)
     pos += 8
-    if n1 > 2048:
-        raise XdrError("length exceeds its bound")
     s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 2048:
+        raise XdrError("string or opaque longer than its bound or the data left")
     v.cpumap = buf[s2:s2 + n1]
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -15665,13 +15366,10 @@ def _dec_remote_domain_set_iothread_params_args(buf: bytes, pos: int) -> tuple[r
     for _ in range(n2):
         x3 = _new(remote_typed_param)
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.field = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -15700,13 +15398,10 @@ def _dec_remote_domain_set_iothread_params_args(buf: bytes, pos: int) -> tuple[r
             pos += 4
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
-            pos += 4
-            if n9 > 4194304:
-                raise XdrError("length exceeds its bound")
-            s10 = pos
-            pos += n9 + (-n9 & 3)
-            if pos > end:
-                raise XdrError("data ends inside a string or opaque")
+            s10 = pos + 4
+            pos = s10 + ((n9 + 3) & -4)
+            if pos > end or n9 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
             try:
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
@@ -15739,27 +15434,26 @@ def _enc_remote_domain_set_iothread_params_args(out: bytearray, v: remote_domain
             raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
-        out += xdr.PAD[n5 & 3]
         u6 = x3.value
         d7 = u6.type
         if d7 == 1:
             x8 = u6.value
-            out += _pack_ii(d7, x8)
+            out += _padpack_ii[n5 & 3](d7, x8)
         elif d7 == 2:
             x9 = u6.value
-            out += _pack_iI(d7, x9)
+            out += _padpack_iI[n5 & 3](d7, x9)
         elif d7 == 3:
             x10 = u6.value
-            out += _pack_iq(d7, x10)
+            out += _padpack_iq[n5 & 3](d7, x10)
         elif d7 == 4:
             x11 = u6.value
-            out += _pack_iQ(d7, x11)
+            out += _padpack_iQ[n5 & 3](d7, x11)
         elif d7 == 5:
             x12 = u6.value
-            out += _pack_id(d7, x12)
+            out += _padpack_id[n5 & 3](d7, x12)
         elif d7 == 6:
             x13 = u6.value
-            out += _pack_ii(d7, x13)
+            out += _padpack_ii[n5 & 3](d7, x13)
         elif d7 == 7:
             x14 = cast("str", u6.value)
             try:
@@ -15769,7 +15463,7 @@ def _enc_remote_domain_set_iothread_params_args(out: bytearray, v: remote_domain
             n16 = len(b15)
             if n16 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _pack_iI(d7, n16)
+            out += _padpack_iI[n5 & 3](d7, n16)
             out += b15
             out += xdr.PAD[n16 & 3]
         else:
@@ -15782,13 +15476,10 @@ def _dec_remote_domain_set_vcpu_args(buf: bytes, pos: int) -> tuple[remote_domai
     v = _new(remote_domain_set_vcpu_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.cpumap = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -15826,13 +15517,10 @@ def _dec_remote_domain_get_scheduler_type_ret(buf: bytes, pos: int) -> tuple[rem
     end = len(buf)
     v = _new(remote_domain_get_scheduler_type_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.type = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -15882,13 +15570,10 @@ def _dec_remote_domain_get_scheduler_parameters_ret(buf: bytes, pos: int) -> tup
     for _ in range(n2):
         x3 = _new(remote_typed_param)
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.field = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -15917,13 +15602,10 @@ def _dec_remote_domain_get_scheduler_parameters_ret(buf: bytes, pos: int) -> tup
             pos += 4
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
-            pos += 4
-            if n9 > 4194304:
-                raise XdrError("length exceeds its bound")
-            s10 = pos
-            pos += n9 + (-n9 & 3)
-            if pos > end:
-                raise XdrError("data ends inside a string or opaque")
+            s10 = pos + 4
+            pos = s10 + ((n9 + 3) & -4)
+            if pos > end or n9 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
             try:
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
@@ -15952,27 +15634,26 @@ def _enc_remote_domain_get_scheduler_parameters_ret(out: bytearray, v: remote_do
             raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
-        out += xdr.PAD[n5 & 3]
         u6 = x3.value
         d7 = u6.type
         if d7 == 1:
             x8 = u6.value
-            out += _pack_ii(d7, x8)
+            out += _padpack_ii[n5 & 3](d7, x8)
         elif d7 == 2:
             x9 = u6.value
-            out += _pack_iI(d7, x9)
+            out += _padpack_iI[n5 & 3](d7, x9)
         elif d7 == 3:
             x10 = u6.value
-            out += _pack_iq(d7, x10)
+            out += _padpack_iq[n5 & 3](d7, x10)
         elif d7 == 4:
             x11 = u6.value
-            out += _pack_iQ(d7, x11)
+            out += _padpack_iQ[n5 & 3](d7, x11)
         elif d7 == 5:
             x12 = u6.value
-            out += _pack_id(d7, x12)
+            out += _padpack_id[n5 & 3](d7, x12)
         elif d7 == 6:
             x13 = u6.value
-            out += _pack_ii(d7, x13)
+            out += _padpack_ii[n5 & 3](d7, x13)
         elif d7 == 7:
             x14 = cast("str", u6.value)
             try:
@@ -15982,7 +15663,7 @@ def _enc_remote_domain_get_scheduler_parameters_ret(out: bytearray, v: remote_do
             n16 = len(b15)
             if n16 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _pack_iI(d7, n16)
+            out += _padpack_iI[n5 & 3](d7, n16)
             out += b15
             out += xdr.PAD[n16 & 3]
         else:
@@ -16016,13 +15697,10 @@ def _dec_remote_domain_get_scheduler_parameters_flags_ret(buf: bytes, pos: int) 
     for _ in range(n2):
         x3 = _new(remote_typed_param)
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.field = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -16051,13 +15729,10 @@ def _dec_remote_domain_get_scheduler_parameters_flags_ret(buf: bytes, pos: int) 
             pos += 4
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
-            pos += 4
-            if n9 > 4194304:
-                raise XdrError("length exceeds its bound")
-            s10 = pos
-            pos += n9 + (-n9 & 3)
-            if pos > end:
-                raise XdrError("data ends inside a string or opaque")
+            s10 = pos + 4
+            pos = s10 + ((n9 + 3) & -4)
+            if pos > end or n9 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
             try:
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
@@ -16086,27 +15761,26 @@ def _enc_remote_domain_get_scheduler_parameters_flags_ret(out: bytearray, v: rem
             raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
-        out += xdr.PAD[n5 & 3]
         u6 = x3.value
         d7 = u6.type
         if d7 == 1:
             x8 = u6.value
-            out += _pack_ii(d7, x8)
+            out += _padpack_ii[n5 & 3](d7, x8)
         elif d7 == 2:
             x9 = u6.value
-            out += _pack_iI(d7, x9)
+            out += _padpack_iI[n5 & 3](d7, x9)
         elif d7 == 3:
             x10 = u6.value
-            out += _pack_iq(d7, x10)
+            out += _padpack_iq[n5 & 3](d7, x10)
         elif d7 == 4:
             x11 = u6.value
-            out += _pack_iQ(d7, x11)
+            out += _padpack_iQ[n5 & 3](d7, x11)
         elif d7 == 5:
             x12 = u6.value
-            out += _pack_id(d7, x12)
+            out += _padpack_id[n5 & 3](d7, x12)
         elif d7 == 6:
             x13 = u6.value
-            out += _pack_ii(d7, x13)
+            out += _padpack_ii[n5 & 3](d7, x13)
         elif d7 == 7:
             x14 = cast("str", u6.value)
             try:
@@ -16116,7 +15790,7 @@ def _enc_remote_domain_get_scheduler_parameters_flags_ret(out: bytearray, v: rem
             n16 = len(b15)
             if n16 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _pack_iI(d7, n16)
+            out += _padpack_iI[n5 & 3](d7, n16)
             out += b15
             out += xdr.PAD[n16 & 3]
         else:
@@ -16138,13 +15812,10 @@ def _dec_remote_domain_set_scheduler_parameters_args(buf: bytes, pos: int) -> tu
     for _ in range(n2):
         x3 = _new(remote_typed_param)
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.field = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -16173,13 +15844,10 @@ def _dec_remote_domain_set_scheduler_parameters_args(buf: bytes, pos: int) -> tu
             pos += 4
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
-            pos += 4
-            if n9 > 4194304:
-                raise XdrError("length exceeds its bound")
-            s10 = pos
-            pos += n9 + (-n9 & 3)
-            if pos > end:
-                raise XdrError("data ends inside a string or opaque")
+            s10 = pos + 4
+            pos = s10 + ((n9 + 3) & -4)
+            if pos > end or n9 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
             try:
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
@@ -16209,27 +15877,26 @@ def _enc_remote_domain_set_scheduler_parameters_args(out: bytearray, v: remote_d
             raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
-        out += xdr.PAD[n5 & 3]
         u6 = x3.value
         d7 = u6.type
         if d7 == 1:
             x8 = u6.value
-            out += _pack_ii(d7, x8)
+            out += _padpack_ii[n5 & 3](d7, x8)
         elif d7 == 2:
             x9 = u6.value
-            out += _pack_iI(d7, x9)
+            out += _padpack_iI[n5 & 3](d7, x9)
         elif d7 == 3:
             x10 = u6.value
-            out += _pack_iq(d7, x10)
+            out += _padpack_iq[n5 & 3](d7, x10)
         elif d7 == 4:
             x11 = u6.value
-            out += _pack_iQ(d7, x11)
+            out += _padpack_iQ[n5 & 3](d7, x11)
         elif d7 == 5:
             x12 = u6.value
-            out += _pack_id(d7, x12)
+            out += _padpack_id[n5 & 3](d7, x12)
         elif d7 == 6:
             x13 = u6.value
-            out += _pack_ii(d7, x13)
+            out += _padpack_ii[n5 & 3](d7, x13)
         elif d7 == 7:
             x14 = cast("str", u6.value)
             try:
@@ -16239,7 +15906,7 @@ def _enc_remote_domain_set_scheduler_parameters_args(out: bytearray, v: remote_d
             n16 = len(b15)
             if n16 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _pack_iI(d7, n16)
+            out += _padpack_iI[n5 & 3](d7, n16)
             out += b15
             out += xdr.PAD[n16 & 3]
         else:
@@ -16261,13 +15928,10 @@ def _dec_remote_domain_set_scheduler_parameters_flags_args(buf: bytes, pos: int)
     for _ in range(n2):
         x3 = _new(remote_typed_param)
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.field = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -16296,13 +15960,10 @@ def _dec_remote_domain_set_scheduler_parameters_flags_args(buf: bytes, pos: int)
             pos += 4
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
-            pos += 4
-            if n9 > 4194304:
-                raise XdrError("length exceeds its bound")
-            s10 = pos
-            pos += n9 + (-n9 & 3)
-            if pos > end:
-                raise XdrError("data ends inside a string or opaque")
+            s10 = pos + 4
+            pos = s10 + ((n9 + 3) & -4)
+            if pos > end or n9 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
             try:
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
@@ -16334,27 +15995,26 @@ def _enc_remote_domain_set_scheduler_parameters_flags_args(out: bytearray, v: re
             raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
-        out += xdr.PAD[n5 & 3]
         u6 = x3.value
         d7 = u6.type
         if d7 == 1:
             x8 = u6.value
-            out += _pack_ii(d7, x8)
+            out += _padpack_ii[n5 & 3](d7, x8)
         elif d7 == 2:
             x9 = u6.value
-            out += _pack_iI(d7, x9)
+            out += _padpack_iI[n5 & 3](d7, x9)
         elif d7 == 3:
             x10 = u6.value
-            out += _pack_iq(d7, x10)
+            out += _padpack_iq[n5 & 3](d7, x10)
         elif d7 == 4:
             x11 = u6.value
-            out += _pack_iQ(d7, x11)
+            out += _padpack_iQ[n5 & 3](d7, x11)
         elif d7 == 5:
             x12 = u6.value
-            out += _pack_id(d7, x12)
+            out += _padpack_id[n5 & 3](d7, x12)
         elif d7 == 6:
             x13 = u6.value
-            out += _pack_ii(d7, x13)
+            out += _padpack_ii[n5 & 3](d7, x13)
         elif d7 == 7:
             x14 = cast("str", u6.value)
             try:
@@ -16364,7 +16024,7 @@ def _enc_remote_domain_set_scheduler_parameters_flags_args(out: bytearray, v: re
             n16 = len(b15)
             if n16 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _pack_iI(d7, n16)
+            out += _padpack_iI[n5 & 3](d7, n16)
             out += b15
             out += xdr.PAD[n16 & 3]
         else:
@@ -16387,13 +16047,10 @@ def _dec_remote_domain_set_blkio_parameters_args(buf: bytes, pos: int) -> tuple[
     for _ in range(n2):
         x3 = _new(remote_typed_param)
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.field = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -16422,13 +16079,10 @@ def _dec_remote_domain_set_blkio_parameters_args(buf: bytes, pos: int) -> tuple[
             pos += 4
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
-            pos += 4
-            if n9 > 4194304:
-                raise XdrError("length exceeds its bound")
-            s10 = pos
-            pos += n9 + (-n9 & 3)
-            if pos > end:
-                raise XdrError("data ends inside a string or opaque")
+            s10 = pos + 4
+            pos = s10 + ((n9 + 3) & -4)
+            if pos > end or n9 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
             try:
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
@@ -16460,27 +16114,26 @@ def _enc_remote_domain_set_blkio_parameters_args(out: bytearray, v: remote_domai
             raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
-        out += xdr.PAD[n5 & 3]
         u6 = x3.value
         d7 = u6.type
         if d7 == 1:
             x8 = u6.value
-            out += _pack_ii(d7, x8)
+            out += _padpack_ii[n5 & 3](d7, x8)
         elif d7 == 2:
             x9 = u6.value
-            out += _pack_iI(d7, x9)
+            out += _padpack_iI[n5 & 3](d7, x9)
         elif d7 == 3:
             x10 = u6.value
-            out += _pack_iq(d7, x10)
+            out += _padpack_iq[n5 & 3](d7, x10)
         elif d7 == 4:
             x11 = u6.value
-            out += _pack_iQ(d7, x11)
+            out += _padpack_iQ[n5 & 3](d7, x11)
         elif d7 == 5:
             x12 = u6.value
-            out += _pack_id(d7, x12)
+            out += _padpack_id[n5 & 3](d7, x12)
         elif d7 == 6:
             x13 = u6.value
-            out += _pack_ii(d7, x13)
+            out += _padpack_ii[n5 & 3](d7, x13)
         elif d7 == 7:
             x14 = cast("str", u6.value)
             try:
@@ -16490,7 +16143,7 @@ def _enc_remote_domain_set_blkio_parameters_args(out: bytearray, v: remote_domai
             n16 = len(b15)
             if n16 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _pack_iI(d7, n16)
+            out += _padpack_iI[n5 & 3](d7, n16)
             out += b15
             out += xdr.PAD[n16 & 3]
         else:
@@ -16525,13 +16178,10 @@ def _dec_remote_domain_get_blkio_parameters_ret(buf: bytes, pos: int) -> tuple[r
     for _ in range(n2):
         x3 = _new(remote_typed_param)
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.field = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -16560,13 +16210,10 @@ def _dec_remote_domain_get_blkio_parameters_ret(buf: bytes, pos: int) -> tuple[r
             pos += 4
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
-            pos += 4
-            if n9 > 4194304:
-                raise XdrError("length exceeds its bound")
-            s10 = pos
-            pos += n9 + (-n9 & 3)
-            if pos > end:
-                raise XdrError("data ends inside a string or opaque")
+            s10 = pos + 4
+            pos = s10 + ((n9 + 3) & -4)
+            if pos > end or n9 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
             try:
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
@@ -16597,27 +16244,26 @@ def _enc_remote_domain_get_blkio_parameters_ret(out: bytearray, v: remote_domain
             raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
-        out += xdr.PAD[n5 & 3]
         u6 = x3.value
         d7 = u6.type
         if d7 == 1:
             x8 = u6.value
-            out += _pack_ii(d7, x8)
+            out += _padpack_ii[n5 & 3](d7, x8)
         elif d7 == 2:
             x9 = u6.value
-            out += _pack_iI(d7, x9)
+            out += _padpack_iI[n5 & 3](d7, x9)
         elif d7 == 3:
             x10 = u6.value
-            out += _pack_iq(d7, x10)
+            out += _padpack_iq[n5 & 3](d7, x10)
         elif d7 == 4:
             x11 = u6.value
-            out += _pack_iQ(d7, x11)
+            out += _padpack_iQ[n5 & 3](d7, x11)
         elif d7 == 5:
             x12 = u6.value
-            out += _pack_id(d7, x12)
+            out += _padpack_id[n5 & 3](d7, x12)
         elif d7 == 6:
             x13 = u6.value
-            out += _pack_ii(d7, x13)
+            out += _padpack_ii[n5 & 3](d7, x13)
         elif d7 == 7:
             x14 = cast("str", u6.value)
             try:
@@ -16627,7 +16273,7 @@ def _enc_remote_domain_get_blkio_parameters_ret(out: bytearray, v: remote_domain
             n16 = len(b15)
             if n16 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _pack_iI(d7, n16)
+            out += _padpack_iI[n5 & 3](d7, n16)
             out += b15
             out += xdr.PAD[n16 & 3]
         else:
@@ -16650,13 +16296,10 @@ def _dec_remote_domain_set_memory_parameters_args(buf: bytes, pos: int) -> tuple
     for _ in range(n2):
         x3 = _new(remote_typed_param)
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.field = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -16685,13 +16328,10 @@ def _dec_remote_domain_set_memory_parameters_args(buf: bytes, pos: int) -> tuple
             pos += 4
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
-            pos += 4
-            if n9 > 4194304:
-                raise XdrError("length exceeds its bound")
-            s10 = pos
-            pos += n9 + (-n9 & 3)
-            if pos > end:
-                raise XdrError("data ends inside a string or opaque")
+            s10 = pos + 4
+            pos = s10 + ((n9 + 3) & -4)
+            if pos > end or n9 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
             try:
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
@@ -16723,27 +16363,26 @@ def _enc_remote_domain_set_memory_parameters_args(out: bytearray, v: remote_doma
             raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
-        out += xdr.PAD[n5 & 3]
         u6 = x3.value
         d7 = u6.type
         if d7 == 1:
             x8 = u6.value
-            out += _pack_ii(d7, x8)
+            out += _padpack_ii[n5 & 3](d7, x8)
         elif d7 == 2:
             x9 = u6.value
-            out += _pack_iI(d7, x9)
+            out += _padpack_iI[n5 & 3](d7, x9)
         elif d7 == 3:
             x10 = u6.value
-            out += _pack_iq(d7, x10)
+            out += _padpack_iq[n5 & 3](d7, x10)
         elif d7 == 4:
             x11 = u6.value
-            out += _pack_iQ(d7, x11)
+            out += _padpack_iQ[n5 & 3](d7, x11)
         elif d7 == 5:
             x12 = u6.value
-            out += _pack_id(d7, x12)
+            out += _padpack_id[n5 & 3](d7, x12)
         elif d7 == 6:
             x13 = u6.value
-            out += _pack_ii(d7, x13)
+            out += _padpack_ii[n5 & 3](d7, x13)
         elif d7 == 7:
             x14 = cast("str", u6.value)
             try:
@@ -16753,7 +16392,7 @@ def _enc_remote_domain_set_memory_parameters_args(out: bytearray, v: remote_doma
             n16 = len(b15)
             if n16 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _pack_iI(d7, n16)
+            out += _padpack_iI[n5 & 3](d7, n16)
             out += b15
             out += xdr.PAD[n16 & 3]
         else:
@@ -16788,13 +16427,10 @@ def _dec_remote_domain_get_memory_parameters_ret(buf: bytes, pos: int) -> tuple[
     for _ in range(n2):
         x3 = _new(remote_typed_param)
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.field = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -16823,13 +16459,10 @@ def _dec_remote_domain_get_memory_parameters_ret(buf: bytes, pos: int) -> tuple[
             pos += 4
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
-            pos += 4
-            if n9 > 4194304:
-                raise XdrError("length exceeds its bound")
-            s10 = pos
-            pos += n9 + (-n9 & 3)
-            if pos > end:
-                raise XdrError("data ends inside a string or opaque")
+            s10 = pos + 4
+            pos = s10 + ((n9 + 3) & -4)
+            if pos > end or n9 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
             try:
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
@@ -16860,27 +16493,26 @@ def _enc_remote_domain_get_memory_parameters_ret(out: bytearray, v: remote_domai
             raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
-        out += xdr.PAD[n5 & 3]
         u6 = x3.value
         d7 = u6.type
         if d7 == 1:
             x8 = u6.value
-            out += _pack_ii(d7, x8)
+            out += _padpack_ii[n5 & 3](d7, x8)
         elif d7 == 2:
             x9 = u6.value
-            out += _pack_iI(d7, x9)
+            out += _padpack_iI[n5 & 3](d7, x9)
         elif d7 == 3:
             x10 = u6.value
-            out += _pack_iq(d7, x10)
+            out += _padpack_iq[n5 & 3](d7, x10)
         elif d7 == 4:
             x11 = u6.value
-            out += _pack_iQ(d7, x11)
+            out += _padpack_iQ[n5 & 3](d7, x11)
         elif d7 == 5:
             x12 = u6.value
-            out += _pack_id(d7, x12)
+            out += _padpack_id[n5 & 3](d7, x12)
         elif d7 == 6:
             x13 = u6.value
-            out += _pack_ii(d7, x13)
+            out += _padpack_ii[n5 & 3](d7, x13)
         elif d7 == 7:
             x14 = cast("str", u6.value)
             try:
@@ -16890,7 +16522,7 @@ def _enc_remote_domain_get_memory_parameters_ret(out: bytearray, v: remote_domai
             n16 = len(b15)
             if n16 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _pack_iI(d7, n16)
+            out += _padpack_iI[n5 & 3](d7, n16)
             out += b15
             out += xdr.PAD[n16 & 3]
         else:
@@ -16913,13 +16545,10 @@ def _dec_remote_domain_set_numa_parameters_args(buf: bytes, pos: int) -> tuple[r
     for _ in range(n2):
         x3 = _new(remote_typed_param)
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.field = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -16948,13 +16577,10 @@ def _dec_remote_domain_set_numa_parameters_args(buf: bytes, pos: int) -> tuple[r
             pos += 4
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
-            pos += 4
-            if n9 > 4194304:
-                raise XdrError("length exceeds its bound")
-            s10 = pos
-            pos += n9 + (-n9 & 3)
-            if pos > end:
-                raise XdrError("data ends inside a string or opaque")
+            s10 = pos + 4
+            pos = s10 + ((n9 + 3) & -4)
+            if pos > end or n9 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
             try:
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
@@ -16986,27 +16612,26 @@ def _enc_remote_domain_set_numa_parameters_args(out: bytearray, v: remote_domain
             raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
-        out += xdr.PAD[n5 & 3]
         u6 = x3.value
         d7 = u6.type
         if d7 == 1:
             x8 = u6.value
-            out += _pack_ii(d7, x8)
+            out += _padpack_ii[n5 & 3](d7, x8)
         elif d7 == 2:
             x9 = u6.value
-            out += _pack_iI(d7, x9)
+            out += _padpack_iI[n5 & 3](d7, x9)
         elif d7 == 3:
             x10 = u6.value
-            out += _pack_iq(d7, x10)
+            out += _padpack_iq[n5 & 3](d7, x10)
         elif d7 == 4:
             x11 = u6.value
-            out += _pack_iQ(d7, x11)
+            out += _padpack_iQ[n5 & 3](d7, x11)
         elif d7 == 5:
             x12 = u6.value
-            out += _pack_id(d7, x12)
+            out += _padpack_id[n5 & 3](d7, x12)
         elif d7 == 6:
             x13 = u6.value
-            out += _pack_ii(d7, x13)
+            out += _padpack_ii[n5 & 3](d7, x13)
         elif d7 == 7:
             x14 = cast("str", u6.value)
             try:
@@ -17016,7 +16641,7 @@ def _enc_remote_domain_set_numa_parameters_args(out: bytearray, v: remote_domain
             n16 = len(b15)
             if n16 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _pack_iI(d7, n16)
+            out += _padpack_iI[n5 & 3](d7, n16)
             out += b15
             out += xdr.PAD[n16 & 3]
         else:
@@ -17051,13 +16676,10 @@ def _dec_remote_domain_get_numa_parameters_ret(buf: bytes, pos: int) -> tuple[re
     for _ in range(n2):
         x3 = _new(remote_typed_param)
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.field = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -17086,13 +16708,10 @@ def _dec_remote_domain_get_numa_parameters_ret(buf: bytes, pos: int) -> tuple[re
             pos += 4
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
-            pos += 4
-            if n9 > 4194304:
-                raise XdrError("length exceeds its bound")
-            s10 = pos
-            pos += n9 + (-n9 & 3)
-            if pos > end:
-                raise XdrError("data ends inside a string or opaque")
+            s10 = pos + 4
+            pos = s10 + ((n9 + 3) & -4)
+            if pos > end or n9 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
             try:
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
@@ -17123,27 +16742,26 @@ def _enc_remote_domain_get_numa_parameters_ret(out: bytearray, v: remote_domain_
             raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
-        out += xdr.PAD[n5 & 3]
         u6 = x3.value
         d7 = u6.type
         if d7 == 1:
             x8 = u6.value
-            out += _pack_ii(d7, x8)
+            out += _padpack_ii[n5 & 3](d7, x8)
         elif d7 == 2:
             x9 = u6.value
-            out += _pack_iI(d7, x9)
+            out += _padpack_iI[n5 & 3](d7, x9)
         elif d7 == 3:
             x10 = u6.value
-            out += _pack_iq(d7, x10)
+            out += _padpack_iq[n5 & 3](d7, x10)
         elif d7 == 4:
             x11 = u6.value
-            out += _pack_iQ(d7, x11)
+            out += _padpack_iQ[n5 & 3](d7, x11)
         elif d7 == 5:
             x12 = u6.value
-            out += _pack_id(d7, x12)
+            out += _padpack_id[n5 & 3](d7, x12)
         elif d7 == 6:
             x13 = u6.value
-            out += _pack_ii(d7, x13)
+            out += _padpack_ii[n5 & 3](d7, x13)
         elif d7 == 7:
             x14 = cast("str", u6.value)
             try:
@@ -17153,7 +16771,7 @@ def _enc_remote_domain_get_numa_parameters_ret(out: bytearray, v: remote_domain_
             n16 = len(b15)
             if n16 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _pack_iI(d7, n16)
+            out += _padpack_iI[n5 & 3](d7, n16)
             out += b15
             out += xdr.PAD[n16 & 3]
         else:
@@ -17176,13 +16794,10 @@ def _dec_remote_domain_set_perf_events_args(buf: bytes, pos: int) -> tuple[remot
     for _ in range(n2):
         x3 = _new(remote_typed_param)
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.field = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -17211,13 +16826,10 @@ def _dec_remote_domain_set_perf_events_args(buf: bytes, pos: int) -> tuple[remot
             pos += 4
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
-            pos += 4
-            if n9 > 4194304:
-                raise XdrError("length exceeds its bound")
-            s10 = pos
-            pos += n9 + (-n9 & 3)
-            if pos > end:
-                raise XdrError("data ends inside a string or opaque")
+            s10 = pos + 4
+            pos = s10 + ((n9 + 3) & -4)
+            if pos > end or n9 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
             try:
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
@@ -17249,27 +16861,26 @@ def _enc_remote_domain_set_perf_events_args(out: bytearray, v: remote_domain_set
             raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
-        out += xdr.PAD[n5 & 3]
         u6 = x3.value
         d7 = u6.type
         if d7 == 1:
             x8 = u6.value
-            out += _pack_ii(d7, x8)
+            out += _padpack_ii[n5 & 3](d7, x8)
         elif d7 == 2:
             x9 = u6.value
-            out += _pack_iI(d7, x9)
+            out += _padpack_iI[n5 & 3](d7, x9)
         elif d7 == 3:
             x10 = u6.value
-            out += _pack_iq(d7, x10)
+            out += _padpack_iq[n5 & 3](d7, x10)
         elif d7 == 4:
             x11 = u6.value
-            out += _pack_iQ(d7, x11)
+            out += _padpack_iQ[n5 & 3](d7, x11)
         elif d7 == 5:
             x12 = u6.value
-            out += _pack_id(d7, x12)
+            out += _padpack_id[n5 & 3](d7, x12)
         elif d7 == 6:
             x13 = u6.value
-            out += _pack_ii(d7, x13)
+            out += _padpack_ii[n5 & 3](d7, x13)
         elif d7 == 7:
             x14 = cast("str", u6.value)
             try:
@@ -17279,7 +16890,7 @@ def _enc_remote_domain_set_perf_events_args(out: bytearray, v: remote_domain_set
             n16 = len(b15)
             if n16 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _pack_iI(d7, n16)
+            out += _padpack_iI[n5 & 3](d7, n16)
             out += b15
             out += xdr.PAD[n16 & 3]
         else:
@@ -17314,13 +16925,10 @@ def _dec_remote_domain_get_perf_events_ret(buf: bytes, pos: int) -> tuple[remote
     for _ in range(n2):
         x3 = _new(remote_typed_param)
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.field = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -17349,13 +16957,10 @@ def _dec_remote_domain_get_perf_events_ret(buf: bytes, pos: int) -> tuple[remote
             pos += 4
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
-            pos += 4
-            if n9 > 4194304:
-                raise XdrError("length exceeds its bound")
-            s10 = pos
-            pos += n9 + (-n9 & 3)
-            if pos > end:
-                raise XdrError("data ends inside a string or opaque")
+            s10 = pos + 4
+            pos = s10 + ((n9 + 3) & -4)
+            if pos > end or n9 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
             try:
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
@@ -17384,27 +16989,26 @@ def _enc_remote_domain_get_perf_events_ret(out: bytearray, v: remote_domain_get_
             raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
-        out += xdr.PAD[n5 & 3]
         u6 = x3.value
         d7 = u6.type
         if d7 == 1:
             x8 = u6.value
-            out += _pack_ii(d7, x8)
+            out += _padpack_ii[n5 & 3](d7, x8)
         elif d7 == 2:
             x9 = u6.value
-            out += _pack_iI(d7, x9)
+            out += _padpack_iI[n5 & 3](d7, x9)
         elif d7 == 3:
             x10 = u6.value
-            out += _pack_iq(d7, x10)
+            out += _padpack_iq[n5 & 3](d7, x10)
         elif d7 == 4:
             x11 = u6.value
-            out += _pack_iQ(d7, x11)
+            out += _padpack_iQ[n5 & 3](d7, x11)
         elif d7 == 5:
             x12 = u6.value
-            out += _pack_id(d7, x12)
+            out += _padpack_id[n5 & 3](d7, x12)
         elif d7 == 6:
             x13 = u6.value
-            out += _pack_ii(d7, x13)
+            out += _padpack_ii[n5 & 3](d7, x13)
         elif d7 == 7:
             x14 = cast("str", u6.value)
             try:
@@ -17414,7 +17018,7 @@ def _enc_remote_domain_get_perf_events_ret(out: bytearray, v: remote_domain_get_
             n16 = len(b15)
             if n16 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _pack_iI(d7, n16)
+            out += _padpack_iI[n5 & 3](d7, n16)
             out += b15
             out += xdr.PAD[n16 & 3]
         else:
@@ -17426,13 +17030,10 @@ def _dec_remote_domain_set_interface_parameters_args(buf: bytes, pos: int) -> tu
     v = _new(remote_domain_set_interface_parameters_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.device = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -17448,13 +17049,10 @@ def _dec_remote_domain_set_interface_parameters_args(buf: bytes, pos: int) -> tu
     for _ in range(n4):
         x5 = _new(remote_typed_param)
         (n7,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n7 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s8 = pos
-        pos += n7 + (-n7 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s8 = pos + 4
+        pos = s8 + ((n7 + 3) & -4)
+        if pos > end or n7 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x5.field = buf[s8:s8 + n7].decode()
         except UnicodeDecodeError:
@@ -17483,13 +17081,10 @@ def _dec_remote_domain_set_interface_parameters_args(buf: bytes, pos: int) -> tu
             pos += 4
         elif d10 == 7:
             (n11,) = _unpack_u32(buf, pos)
-            pos += 4
-            if n11 > 4194304:
-                raise XdrError("length exceeds its bound")
-            s12 = pos
-            pos += n11 + (-n11 & 3)
-            if pos > end:
-                raise XdrError("data ends inside a string or opaque")
+            s12 = pos + 4
+            pos = s12 + ((n11 + 3) & -4)
+            if pos > end or n11 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
             try:
                 v9.value = buf[s12:s12 + n11].decode()
             except UnicodeDecodeError:
@@ -17531,27 +17126,26 @@ def _enc_remote_domain_set_interface_parameters_args(out: bytearray, v: remote_d
             raise XdrError("length exceeds its bound")
         out += _pack_I(n7)
         out += b6
-        out += xdr.PAD[n7 & 3]
         u8 = x5.value
         d9 = u8.type
         if d9 == 1:
             x10 = u8.value
-            out += _pack_ii(d9, x10)
+            out += _padpack_ii[n7 & 3](d9, x10)
         elif d9 == 2:
             x11 = u8.value
-            out += _pack_iI(d9, x11)
+            out += _padpack_iI[n7 & 3](d9, x11)
         elif d9 == 3:
             x12 = u8.value
-            out += _pack_iq(d9, x12)
+            out += _padpack_iq[n7 & 3](d9, x12)
         elif d9 == 4:
             x13 = u8.value
-            out += _pack_iQ(d9, x13)
+            out += _padpack_iQ[n7 & 3](d9, x13)
         elif d9 == 5:
             x14 = u8.value
-            out += _pack_id(d9, x14)
+            out += _padpack_id[n7 & 3](d9, x14)
         elif d9 == 6:
             x15 = u8.value
-            out += _pack_ii(d9, x15)
+            out += _padpack_ii[n7 & 3](d9, x15)
         elif d9 == 7:
             x16 = cast("str", u8.value)
             try:
@@ -17561,7 +17155,7 @@ def _enc_remote_domain_set_interface_parameters_args(out: bytearray, v: remote_d
             n18 = len(b17)
             if n18 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _pack_iI(d9, n18)
+            out += _padpack_iI[n7 & 3](d9, n18)
             out += b17
             out += xdr.PAD[n18 & 3]
         else:
@@ -17574,13 +17168,10 @@ def _dec_remote_domain_get_interface_parameters_args(buf: bytes, pos: int) -> tu
     v = _new(remote_domain_get_interface_parameters_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.device = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -17618,13 +17209,10 @@ def _dec_remote_domain_get_interface_parameters_ret(buf: bytes, pos: int) -> tup
     for _ in range(n2):
         x3 = _new(remote_typed_param)
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.field = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -17653,13 +17241,10 @@ def _dec_remote_domain_get_interface_parameters_ret(buf: bytes, pos: int) -> tup
             pos += 4
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
-            pos += 4
-            if n9 > 4194304:
-                raise XdrError("length exceeds its bound")
-            s10 = pos
-            pos += n9 + (-n9 & 3)
-            if pos > end:
-                raise XdrError("data ends inside a string or opaque")
+            s10 = pos + 4
+            pos = s10 + ((n9 + 3) & -4)
+            if pos > end or n9 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
             try:
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
@@ -17690,27 +17275,26 @@ def _enc_remote_domain_get_interface_parameters_ret(out: bytearray, v: remote_do
             raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
-        out += xdr.PAD[n5 & 3]
         u6 = x3.value
         d7 = u6.type
         if d7 == 1:
             x8 = u6.value
-            out += _pack_ii(d7, x8)
+            out += _padpack_ii[n5 & 3](d7, x8)
         elif d7 == 2:
             x9 = u6.value
-            out += _pack_iI(d7, x9)
+            out += _padpack_iI[n5 & 3](d7, x9)
         elif d7 == 3:
             x10 = u6.value
-            out += _pack_iq(d7, x10)
+            out += _padpack_iq[n5 & 3](d7, x10)
         elif d7 == 4:
             x11 = u6.value
-            out += _pack_iQ(d7, x11)
+            out += _padpack_iQ[n5 & 3](d7, x11)
         elif d7 == 5:
             x12 = u6.value
-            out += _pack_id(d7, x12)
+            out += _padpack_id[n5 & 3](d7, x12)
         elif d7 == 6:
             x13 = u6.value
-            out += _pack_ii(d7, x13)
+            out += _padpack_ii[n5 & 3](d7, x13)
         elif d7 == 7:
             x14 = cast("str", u6.value)
             try:
@@ -17720,7 +17304,7 @@ def _enc_remote_domain_get_interface_parameters_ret(out: bytearray, v: remote_do
             n16 = len(b15)
             if n16 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _pack_iI(d7, n16)
+            out += _padpack_iI[n5 & 3](d7, n16)
             out += b15
             out += xdr.PAD[n16 & 3]
         else:
@@ -17746,13 +17330,10 @@ def _dec_remote_domain_attach_device_args(buf: bytes, pos: int) -> tuple[remote_
     v = _new(remote_domain_attach_device_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.xml = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -17779,13 +17360,10 @@ def _dec_remote_domain_attach_device_flags_args(buf: bytes, pos: int) -> tuple[r
     v = _new(remote_domain_attach_device_flags_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.xml = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -17814,13 +17392,10 @@ def _dec_remote_domain_detach_device_args(buf: bytes, pos: int) -> tuple[remote_
     v = _new(remote_domain_detach_device_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.xml = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -17847,13 +17422,10 @@ def _dec_remote_domain_detach_device_flags_args(buf: bytes, pos: int) -> tuple[r
     v = _new(remote_domain_detach_device_flags_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.xml = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -17882,13 +17454,10 @@ def _dec_remote_domain_update_device_flags_args(buf: bytes, pos: int) -> tuple[r
     v = _new(remote_domain_update_device_flags_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.xml = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -17917,13 +17486,10 @@ def _dec_remote_domain_detach_device_alias_args(buf: bytes, pos: int) -> tuple[r
     v = _new(remote_domain_detach_device_alias_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.alias = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -17952,13 +17518,10 @@ def _dec_remote_domain_block_job_abort_args(buf: bytes, pos: int) -> tuple[remot
     v = _new(remote_domain_block_job_abort_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.path = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -17987,13 +17550,10 @@ def _dec_remote_domain_get_block_job_info_args(buf: bytes, pos: int) -> tuple[re
     v = _new(remote_domain_get_block_job_info_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.path = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -18033,13 +17593,10 @@ def _dec_remote_domain_block_job_set_speed_args(buf: bytes, pos: int) -> tuple[r
     v = _new(remote_domain_block_job_set_speed_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.path = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -18068,13 +17625,10 @@ def _dec_remote_domain_block_pull_args(buf: bytes, pos: int) -> tuple[remote_dom
     v = _new(remote_domain_block_pull_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.path = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -18103,13 +17657,10 @@ def _dec_remote_domain_block_rebase_args(buf: bytes, pos: int) -> tuple[remote_d
     v = _new(remote_domain_block_rebase_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.path = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -18119,13 +17670,10 @@ def _dec_remote_domain_block_rebase_args(buf: bytes, pos: int) -> tuple[remote_d
     pos += 4
     if w3 == 1:
         (n6,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n6 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s7 = pos
-        pos += n6 + (-n6 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s7 = pos + 4
+        pos = s7 + ((n6 + 3) & -4)
+        if pos > end or n6 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p4 = buf[s7:s7 + n6].decode()
         except UnicodeDecodeError:
@@ -18174,25 +17722,19 @@ def _dec_remote_domain_block_copy_args(buf: bytes, pos: int) -> tuple[remote_dom
     v = _new(remote_domain_block_copy_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.path = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
         v.path = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
     (n3,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n3 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s4 = pos
-    pos += n3 + (-n3 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s4 = pos + 4
+    pos = s4 + ((n3 + 3) & -4)
+    if pos > end or n3 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.destxml = buf[s4:s4 + n3].decode()
     except UnicodeDecodeError:
@@ -18208,13 +17750,10 @@ def _dec_remote_domain_block_copy_args(buf: bytes, pos: int) -> tuple[remote_dom
     for _ in range(n6):
         x7 = _new(remote_typed_param)
         (n9,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n9 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s10 = pos
-        pos += n9 + (-n9 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s10 = pos + 4
+        pos = s10 + ((n9 + 3) & -4)
+        if pos > end or n9 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x7.field = buf[s10:s10 + n9].decode()
         except UnicodeDecodeError:
@@ -18243,13 +17782,10 @@ def _dec_remote_domain_block_copy_args(buf: bytes, pos: int) -> tuple[remote_dom
             pos += 4
         elif d12 == 7:
             (n13,) = _unpack_u32(buf, pos)
-            pos += 4
-            if n13 > 4194304:
-                raise XdrError("length exceeds its bound")
-            s14 = pos
-            pos += n13 + (-n13 & 3)
-            if pos > end:
-                raise XdrError("data ends inside a string or opaque")
+            s14 = pos + 4
+            pos = s14 + ((n13 + 3) & -4)
+            if pos > end or n13 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
             try:
                 v11.value = buf[s14:s14 + n13].decode()
             except UnicodeDecodeError:
@@ -18300,27 +17836,26 @@ def _enc_remote_domain_block_copy_args(out: bytearray, v: remote_domain_block_co
             raise XdrError("length exceeds its bound")
         out += _pack_I(n9)
         out += b8
-        out += xdr.PAD[n9 & 3]
         u10 = x7.value
         d11 = u10.type
         if d11 == 1:
             x12 = u10.value
-            out += _pack_ii(d11, x12)
+            out += _padpack_ii[n9 & 3](d11, x12)
         elif d11 == 2:
             x13 = u10.value
-            out += _pack_iI(d11, x13)
+            out += _padpack_iI[n9 & 3](d11, x13)
         elif d11 == 3:
             x14 = u10.value
-            out += _pack_iq(d11, x14)
+            out += _padpack_iq[n9 & 3](d11, x14)
         elif d11 == 4:
             x15 = u10.value
-            out += _pack_iQ(d11, x15)
+            out += _padpack_iQ[n9 & 3](d11, x15)
         elif d11 == 5:
             x16 = u10.value
-            out += _pack_id(d11, x16)
+            out += _padpack_id[n9 & 3](d11, x16)
         elif d11 == 6:
             x17 = u10.value
-            out += _pack_ii(d11, x17)
+            out += _padpack_ii[n9 & 3](d11, x17)
         elif d11 == 7:
             x18 = cast("str", u10.value)
             try:
@@ -18330,7 +17865,7 @@ def _enc_remote_domain_block_copy_args(out: bytearray, v: remote_domain_block_co
             n20 = len(b19)
             if n20 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _pack_iI(d11, n20)
+            out += _padpack_iI[n9 & 3](d11, n20)
             out += b19
             out += xdr.PAD[n20 & 3]
         else:
@@ -18343,13 +17878,10 @@ def _dec_remote_domain_block_commit_args(buf: bytes, pos: int) -> tuple[remote_d
     v = _new(remote_domain_block_commit_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.disk = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -18359,13 +17891,10 @@ def _dec_remote_domain_block_commit_args(buf: bytes, pos: int) -> tuple[remote_d
     pos += 4
     if w3 == 1:
         (n6,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n6 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s7 = pos
-        pos += n6 + (-n6 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s7 = pos + 4
+        pos = s7 + ((n6 + 3) & -4)
+        if pos > end or n6 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p4 = buf[s7:s7 + n6].decode()
         except UnicodeDecodeError:
@@ -18379,13 +17908,10 @@ def _dec_remote_domain_block_commit_args(buf: bytes, pos: int) -> tuple[remote_d
     pos += 4
     if w8 == 1:
         (n11,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n11 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s12 = pos
-        pos += n11 + (-n11 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s12 = pos + 4
+        pos = s12 + ((n11 + 3) & -4)
+        if pos > end or n11 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p9 = buf[s12:s12 + n11].decode()
         except UnicodeDecodeError:
@@ -18449,13 +17975,10 @@ def _dec_remote_domain_set_block_io_tune_args(buf: bytes, pos: int) -> tuple[rem
     v = _new(remote_domain_set_block_io_tune_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.disk = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -18471,13 +17994,10 @@ def _dec_remote_domain_set_block_io_tune_args(buf: bytes, pos: int) -> tuple[rem
     for _ in range(n4):
         x5 = _new(remote_typed_param)
         (n7,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n7 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s8 = pos
-        pos += n7 + (-n7 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s8 = pos + 4
+        pos = s8 + ((n7 + 3) & -4)
+        if pos > end or n7 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x5.field = buf[s8:s8 + n7].decode()
         except UnicodeDecodeError:
@@ -18506,13 +18026,10 @@ def _dec_remote_domain_set_block_io_tune_args(buf: bytes, pos: int) -> tuple[rem
             pos += 4
         elif d10 == 7:
             (n11,) = _unpack_u32(buf, pos)
-            pos += 4
-            if n11 > 4194304:
-                raise XdrError("length exceeds its bound")
-            s12 = pos
-            pos += n11 + (-n11 & 3)
-            if pos > end:
-                raise XdrError("data ends inside a string or opaque")
+            s12 = pos + 4
+            pos = s12 + ((n11 + 3) & -4)
+            if pos > end or n11 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
             try:
                 v9.value = buf[s12:s12 + n11].decode()
             except UnicodeDecodeError:
@@ -18554,27 +18071,26 @@ def _enc_remote_domain_set_block_io_tune_args(out: bytearray, v: remote_domain_s
             raise XdrError("length exceeds its bound")
         out += _pack_I(n7)
         out += b6
-        out += xdr.PAD[n7 & 3]
         u8 = x5.value
         d9 = u8.type
         if d9 == 1:
             x10 = u8.value
-            out += _pack_ii(d9, x10)
+            out += _padpack_ii[n7 & 3](d9, x10)
         elif d9 == 2:
             x11 = u8.value
-            out += _pack_iI(d9, x11)
+            out += _padpack_iI[n7 & 3](d9, x11)
         elif d9 == 3:
             x12 = u8.value
-            out += _pack_iq(d9, x12)
+            out += _padpack_iq[n7 & 3](d9, x12)
         elif d9 == 4:
             x13 = u8.value
-            out += _pack_iQ(d9, x13)
+            out += _padpack_iQ[n7 & 3](d9, x13)
         elif d9 == 5:
             x14 = u8.value
-            out += _pack_id(d9, x14)
+            out += _padpack_id[n7 & 3](d9, x14)
         elif d9 == 6:
             x15 = u8.value
-            out += _pack_ii(d9, x15)
+            out += _padpack_ii[n7 & 3](d9, x15)
         elif d9 == 7:
             x16 = cast("str", u8.value)
             try:
@@ -18584,7 +18100,7 @@ def _enc_remote_domain_set_block_io_tune_args(out: bytearray, v: remote_domain_s
             n18 = len(b17)
             if n18 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _pack_iI(d9, n18)
+            out += _padpack_iI[n7 & 3](d9, n18)
             out += b17
             out += xdr.PAD[n18 & 3]
         else:
@@ -18601,13 +18117,10 @@ def _dec_remote_domain_get_block_io_tune_args(buf: bytes, pos: int) -> tuple[rem
     pos += 4
     if w1 == 1:
         (n4,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n4 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s5 = pos
-        pos += n4 + (-n4 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s5 = pos + 4
+        pos = s5 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p2 = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
@@ -18655,13 +18168,10 @@ def _dec_remote_domain_get_block_io_tune_ret(buf: bytes, pos: int) -> tuple[remo
     for _ in range(n2):
         x3 = _new(remote_typed_param)
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.field = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -18690,13 +18200,10 @@ def _dec_remote_domain_get_block_io_tune_ret(buf: bytes, pos: int) -> tuple[remo
             pos += 4
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
-            pos += 4
-            if n9 > 4194304:
-                raise XdrError("length exceeds its bound")
-            s10 = pos
-            pos += n9 + (-n9 & 3)
-            if pos > end:
-                raise XdrError("data ends inside a string or opaque")
+            s10 = pos + 4
+            pos = s10 + ((n9 + 3) & -4)
+            if pos > end or n9 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
             try:
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
@@ -18727,27 +18234,26 @@ def _enc_remote_domain_get_block_io_tune_ret(out: bytearray, v: remote_domain_ge
             raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
-        out += xdr.PAD[n5 & 3]
         u6 = x3.value
         d7 = u6.type
         if d7 == 1:
             x8 = u6.value
-            out += _pack_ii(d7, x8)
+            out += _padpack_ii[n5 & 3](d7, x8)
         elif d7 == 2:
             x9 = u6.value
-            out += _pack_iI(d7, x9)
+            out += _padpack_iI[n5 & 3](d7, x9)
         elif d7 == 3:
             x10 = u6.value
-            out += _pack_iq(d7, x10)
+            out += _padpack_iq[n5 & 3](d7, x10)
         elif d7 == 4:
             x11 = u6.value
-            out += _pack_iQ(d7, x11)
+            out += _padpack_iQ[n5 & 3](d7, x11)
         elif d7 == 5:
             x12 = u6.value
-            out += _pack_id(d7, x12)
+            out += _padpack_id[n5 & 3](d7, x12)
         elif d7 == 6:
             x13 = u6.value
-            out += _pack_ii(d7, x13)
+            out += _padpack_ii[n5 & 3](d7, x13)
         elif d7 == 7:
             x14 = cast("str", u6.value)
             try:
@@ -18757,7 +18263,7 @@ def _enc_remote_domain_get_block_io_tune_ret(out: bytearray, v: remote_domain_ge
             n16 = len(b15)
             if n16 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _pack_iI(d7, n16)
+            out += _padpack_iI[n5 & 3](d7, n16)
             out += b15
             out += xdr.PAD[n16 & 3]
         else:
@@ -18770,13 +18276,10 @@ def _dec_remote_domain_set_block_threshold_args(buf: bytes, pos: int) -> tuple[r
     v = _new(remote_domain_set_block_threshold_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.dev = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -18805,13 +18308,10 @@ def _dec_remote_domain_backup_begin_args(buf: bytes, pos: int) -> tuple[remote_d
     v = _new(remote_domain_backup_begin_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.backup_xml = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -18821,13 +18321,10 @@ def _dec_remote_domain_backup_begin_args(buf: bytes, pos: int) -> tuple[remote_d
     pos += 4
     if w3 == 1:
         (n6,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n6 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s7 = pos
-        pos += n6 + (-n6 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s7 = pos + 4
+        pos = s7 + ((n6 + 3) & -4)
+        if pos > end or n6 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p4 = buf[s7:s7 + n6].decode()
         except UnicodeDecodeError:
@@ -18888,13 +18385,10 @@ def _dec_remote_domain_backup_get_xml_desc_ret(buf: bytes, pos: int) -> tuple[re
     end = len(buf)
     v = _new(remote_domain_backup_get_xml_desc_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.xml = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -18920,13 +18414,10 @@ def _dec_remote_domain_block_resize_args(buf: bytes, pos: int) -> tuple[remote_d
     v = _new(remote_domain_block_resize_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.disk = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -18955,13 +18446,10 @@ def _dec_remote_domain_block_stats_args(buf: bytes, pos: int) -> tuple[remote_do
     v = _new(remote_domain_block_stats_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.path = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -18999,13 +18487,10 @@ def _dec_remote_domain_block_stats_flags_args(buf: bytes, pos: int) -> tuple[rem
     v = _new(remote_domain_block_stats_flags_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.path = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -19043,13 +18528,10 @@ def _dec_remote_domain_block_stats_flags_ret(buf: bytes, pos: int) -> tuple[remo
     for _ in range(n2):
         x3 = _new(remote_typed_param)
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.field = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -19078,13 +18560,10 @@ def _dec_remote_domain_block_stats_flags_ret(buf: bytes, pos: int) -> tuple[remo
             pos += 4
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
-            pos += 4
-            if n9 > 4194304:
-                raise XdrError("length exceeds its bound")
-            s10 = pos
-            pos += n9 + (-n9 & 3)
-            if pos > end:
-                raise XdrError("data ends inside a string or opaque")
+            s10 = pos + 4
+            pos = s10 + ((n9 + 3) & -4)
+            if pos > end or n9 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
             try:
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
@@ -19115,27 +18594,26 @@ def _enc_remote_domain_block_stats_flags_ret(out: bytearray, v: remote_domain_bl
             raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
-        out += xdr.PAD[n5 & 3]
         u6 = x3.value
         d7 = u6.type
         if d7 == 1:
             x8 = u6.value
-            out += _pack_ii(d7, x8)
+            out += _padpack_ii[n5 & 3](d7, x8)
         elif d7 == 2:
             x9 = u6.value
-            out += _pack_iI(d7, x9)
+            out += _padpack_iI[n5 & 3](d7, x9)
         elif d7 == 3:
             x10 = u6.value
-            out += _pack_iq(d7, x10)
+            out += _padpack_iq[n5 & 3](d7, x10)
         elif d7 == 4:
             x11 = u6.value
-            out += _pack_iQ(d7, x11)
+            out += _padpack_iQ[n5 & 3](d7, x11)
         elif d7 == 5:
             x12 = u6.value
-            out += _pack_id(d7, x12)
+            out += _padpack_id[n5 & 3](d7, x12)
         elif d7 == 6:
             x13 = u6.value
-            out += _pack_ii(d7, x13)
+            out += _padpack_ii[n5 & 3](d7, x13)
         elif d7 == 7:
             x14 = cast("str", u6.value)
             try:
@@ -19145,7 +18623,7 @@ def _enc_remote_domain_block_stats_flags_ret(out: bytearray, v: remote_domain_bl
             n16 = len(b15)
             if n16 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _pack_iI(d7, n16)
+            out += _padpack_iI[n5 & 3](d7, n16)
             out += b15
             out += xdr.PAD[n16 & 3]
         else:
@@ -19158,13 +18636,10 @@ def _dec_remote_domain_interface_stats_args(buf: bytes, pos: int) -> tuple[remot
     v = _new(remote_domain_interface_stats_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.device = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -19256,13 +18731,10 @@ def _dec_remote_domain_block_peek_args(buf: bytes, pos: int) -> tuple[remote_dom
     v = _new(remote_domain_block_peek_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.path = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -19290,13 +18762,10 @@ def _dec_remote_domain_block_peek_ret(buf: bytes, pos: int) -> tuple[remote_doma
     end = len(buf)
     v = _new(remote_domain_block_peek_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     v.buffer = buf[s2:s2 + n1]
     return v, pos
 
@@ -19328,13 +18797,10 @@ def _dec_remote_domain_memory_peek_ret(buf: bytes, pos: int) -> tuple[remote_dom
     end = len(buf)
     v = _new(remote_domain_memory_peek_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     v.buffer = buf[s2:s2 + n1]
     return v, pos
 
@@ -19354,13 +18820,10 @@ def _dec_remote_domain_get_block_info_args(buf: bytes, pos: int) -> tuple[remote
     v = _new(remote_domain_get_block_info_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.path = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -19422,13 +18885,10 @@ def _dec_remote_domain_get_cpu_stats_ret(buf: bytes, pos: int) -> tuple[remote_d
     for _ in range(n2):
         x3 = _new(remote_typed_param)
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.field = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -19457,13 +18917,10 @@ def _dec_remote_domain_get_cpu_stats_ret(buf: bytes, pos: int) -> tuple[remote_d
             pos += 4
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
-            pos += 4
-            if n9 > 4194304:
-                raise XdrError("length exceeds its bound")
-            s10 = pos
-            pos += n9 + (-n9 & 3)
-            if pos > end:
-                raise XdrError("data ends inside a string or opaque")
+            s10 = pos + 4
+            pos = s10 + ((n9 + 3) & -4)
+            if pos > end or n9 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
             try:
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
@@ -19494,27 +18951,26 @@ def _enc_remote_domain_get_cpu_stats_ret(out: bytearray, v: remote_domain_get_cp
             raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
-        out += xdr.PAD[n5 & 3]
         u6 = x3.value
         d7 = u6.type
         if d7 == 1:
             x8 = u6.value
-            out += _pack_ii(d7, x8)
+            out += _padpack_ii[n5 & 3](d7, x8)
         elif d7 == 2:
             x9 = u6.value
-            out += _pack_iI(d7, x9)
+            out += _padpack_iI[n5 & 3](d7, x9)
         elif d7 == 3:
             x10 = u6.value
-            out += _pack_iq(d7, x10)
+            out += _padpack_iq[n5 & 3](d7, x10)
         elif d7 == 4:
             x11 = u6.value
-            out += _pack_iQ(d7, x11)
+            out += _padpack_iQ[n5 & 3](d7, x11)
         elif d7 == 5:
             x12 = u6.value
-            out += _pack_id(d7, x12)
+            out += _padpack_id[n5 & 3](d7, x12)
         elif d7 == 6:
             x13 = u6.value
-            out += _pack_ii(d7, x13)
+            out += _padpack_ii[n5 & 3](d7, x13)
         elif d7 == 7:
             x14 = cast("str", u6.value)
             try:
@@ -19524,7 +18980,7 @@ def _enc_remote_domain_get_cpu_stats_ret(out: bytearray, v: remote_domain_get_cp
             n16 = len(b15)
             if n16 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _pack_iI(d7, n16)
+            out += _padpack_iI[n5 & 3](d7, n16)
             out += b15
             out += xdr.PAD[n16 & 3]
         else:
@@ -19547,13 +19003,10 @@ def _dec_remote_domain_stats_record(buf: bytes, pos: int) -> tuple[remote_domain
     for _ in range(n2):
         x3 = _new(remote_typed_param)
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.field = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -19582,13 +19035,10 @@ def _dec_remote_domain_stats_record(buf: bytes, pos: int) -> tuple[remote_domain
             pos += 4
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
-            pos += 4
-            if n9 > 4194304:
-                raise XdrError("length exceeds its bound")
-            s10 = pos
-            pos += n9 + (-n9 & 3)
-            if pos > end:
-                raise XdrError("data ends inside a string or opaque")
+            s10 = pos + 4
+            pos = s10 + ((n9 + 3) & -4)
+            if pos > end or n9 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
             try:
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
@@ -19618,27 +19068,26 @@ def _enc_remote_domain_stats_record(out: bytearray, v: remote_domain_stats_recor
             raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
-        out += xdr.PAD[n5 & 3]
         u6 = x3.value
         d7 = u6.type
         if d7 == 1:
             x8 = u6.value
-            out += _pack_ii(d7, x8)
+            out += _padpack_ii[n5 & 3](d7, x8)
         elif d7 == 2:
             x9 = u6.value
-            out += _pack_iI(d7, x9)
+            out += _padpack_iI[n5 & 3](d7, x9)
         elif d7 == 3:
             x10 = u6.value
-            out += _pack_iq(d7, x10)
+            out += _padpack_iq[n5 & 3](d7, x10)
         elif d7 == 4:
             x11 = u6.value
-            out += _pack_iQ(d7, x11)
+            out += _padpack_iQ[n5 & 3](d7, x11)
         elif d7 == 5:
             x12 = u6.value
-            out += _pack_id(d7, x12)
+            out += _padpack_id[n5 & 3](d7, x12)
         elif d7 == 6:
             x13 = u6.value
-            out += _pack_ii(d7, x13)
+            out += _padpack_ii[n5 & 3](d7, x13)
         elif d7 == 7:
             x14 = cast("str", u6.value)
             try:
@@ -19648,7 +19097,7 @@ def _enc_remote_domain_stats_record(out: bytearray, v: remote_domain_stats_recor
             n16 = len(b15)
             if n16 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _pack_iI(d7, n16)
+            out += _padpack_iI[n5 & 3](d7, n16)
             out += b15
             out += xdr.PAD[n16 & 3]
         else:
@@ -19666,20 +19115,32 @@ def _dec_remote_connect_get_all_domain_stats_args(buf: bytes, pos: int) -> tuple
         raise XdrError("array length exceeds the data left")
     a1: list[remote_nonnull_domain] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_nonnull_domain)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
         pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
+    for _ in range(n2 - 1):
+        x3 = _new(remote_nonnull_domain)
         s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.name = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3.name = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        x3.uuid, x3.id, n5 = _unpack_16siI(buf, pos)
+        pos += 24
+        append4(x3)
+    if n2:
+        x3 = _new(remote_nonnull_domain)
+        s7 = pos
+        pos = s7 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.name = buf[s7:s7 + n5].decode()
+        except UnicodeDecodeError:
+            x3.name = buf[s7:s7 + n5].decode("utf-8", "surrogateescape")
         x3.uuid, x3.id = _unpack_16si(buf, pos)
         pos += 20
         append4(x3)
@@ -19726,13 +19187,10 @@ def _dec_remote_connect_get_all_domain_stats_ret(buf: bytes, pos: int) -> tuple[
         x3 = _new(remote_domain_stats_record)
         v5 = _new(remote_nonnull_domain)
         (n6,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n6 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s7 = pos
-        pos += n6 + (-n6 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s7 = pos + 4
+        pos = s7 + ((n6 + 3) & -4)
+        if pos > end or n6 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             v5.name = buf[s7:s7 + n6].decode()
         except UnicodeDecodeError:
@@ -19751,13 +19209,10 @@ def _dec_remote_connect_get_all_domain_stats_ret(buf: bytes, pos: int) -> tuple[
         for _ in range(n9):
             x10 = _new(remote_typed_param)
             (n12,) = _unpack_u32(buf, pos)
-            pos += 4
-            if n12 > 4194304:
-                raise XdrError("length exceeds its bound")
-            s13 = pos
-            pos += n12 + (-n12 & 3)
-            if pos > end:
-                raise XdrError("data ends inside a string or opaque")
+            s13 = pos + 4
+            pos = s13 + ((n12 + 3) & -4)
+            if pos > end or n12 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
             try:
                 x10.field = buf[s13:s13 + n12].decode()
             except UnicodeDecodeError:
@@ -19786,13 +19241,10 @@ def _dec_remote_connect_get_all_domain_stats_ret(buf: bytes, pos: int) -> tuple[
                 pos += 4
             elif d15 == 7:
                 (n16,) = _unpack_u32(buf, pos)
-                pos += 4
-                if n16 > 4194304:
-                    raise XdrError("length exceeds its bound")
-                s17 = pos
-                pos += n16 + (-n16 & 3)
-                if pos > end:
-                    raise XdrError("data ends inside a string or opaque")
+                s17 = pos + 4
+                pos = s17 + ((n16 + 3) & -4)
+                if pos > end or n16 > 4194304:
+                    raise XdrError("string or opaque longer than its bound or the data left")
                 try:
                     v14.value = buf[s17:s17 + n16].decode()
                 except UnicodeDecodeError:
@@ -19842,27 +19294,26 @@ def _enc_remote_connect_get_all_domain_stats_ret(out: bytearray, v: remote_conne
                 raise XdrError("length exceeds its bound")
             out += _pack_I(n11)
             out += b10
-            out += xdr.PAD[n11 & 3]
             u12 = x9.value
             d13 = u12.type
             if d13 == 1:
                 x14 = u12.value
-                out += _pack_ii(d13, x14)
+                out += _padpack_ii[n11 & 3](d13, x14)
             elif d13 == 2:
                 x15 = u12.value
-                out += _pack_iI(d13, x15)
+                out += _padpack_iI[n11 & 3](d13, x15)
             elif d13 == 3:
                 x16 = u12.value
-                out += _pack_iq(d13, x16)
+                out += _padpack_iq[n11 & 3](d13, x16)
             elif d13 == 4:
                 x17 = u12.value
-                out += _pack_iQ(d13, x17)
+                out += _padpack_iQ[n11 & 3](d13, x17)
             elif d13 == 5:
                 x18 = u12.value
-                out += _pack_id(d13, x18)
+                out += _padpack_id[n11 & 3](d13, x18)
             elif d13 == 6:
                 x19 = u12.value
-                out += _pack_ii(d13, x19)
+                out += _padpack_ii[n11 & 3](d13, x19)
             elif d13 == 7:
                 x20 = cast("str", u12.value)
                 try:
@@ -19872,7 +19323,7 @@ def _enc_remote_connect_get_all_domain_stats_ret(out: bytearray, v: remote_conne
                 n22 = len(b21)
                 if n22 > 4194304:
                     raise XdrError("length exceeds its bound")
-                out += _pack_iI(d13, n22)
+                out += _padpack_iI[n11 & 3](d13, n22)
                 out += b21
                 out += xdr.PAD[n22 & 3]
             else:
@@ -19901,13 +19352,10 @@ def _dec_remote_domain_fstrim_args(buf: bytes, pos: int) -> tuple[remote_domain_
     pos += 4
     if w1 == 1:
         (n4,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n4 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s5 = pos
-        pos += n4 + (-n4 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s5 = pos + 4
+        pos = s5 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p2 = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
@@ -19955,13 +19403,10 @@ def _dec_remote_domain_fsfreeze_args(buf: bytes, pos: int) -> tuple[remote_domai
     append4 = a1.append
     for _ in range(n2):
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -20019,13 +19464,10 @@ def _dec_remote_domain_fsthaw_args(buf: bytes, pos: int) -> tuple[remote_domain_
     append4 = a1.append
     for _ in range(n2):
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -20073,37 +19515,28 @@ def _dec_remote_domain_fsinfo(buf: bytes, pos: int) -> tuple[remote_domain_fsinf
     end = len(buf)
     v = _new(remote_domain_fsinfo)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.mountpoint = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
         v.mountpoint = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
     (n3,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n3 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s4 = pos
-    pos += n3 + (-n3 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s4 = pos + 4
+    pos = s4 + ((n3 + 3) & -4)
+    if pos > end or n3 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.name = buf[s4:s4 + n3].decode()
     except UnicodeDecodeError:
         v.name = buf[s4:s4 + n3].decode("utf-8", "surrogateescape")
     (n5,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n5 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s6 = pos
-    pos += n5 + (-n5 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s6 = pos + 4
+    pos = s6 + ((n5 + 3) & -4)
+    if pos > end or n5 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.fstype = buf[s6:s6 + n5].decode()
     except UnicodeDecodeError:
@@ -20118,13 +19551,10 @@ def _dec_remote_domain_fsinfo(buf: bytes, pos: int) -> tuple[remote_domain_fsinf
     append10 = a7.append
     for _ in range(n8):
         (n11,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n11 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s12 = pos
-        pos += n11 + (-n11 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s12 = pos + 4
+        pos = s12 + ((n11 + 3) & -4)
+        if pos > end or n11 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x9 = buf[s12:s12 + n11].decode()
         except UnicodeDecodeError:
@@ -20208,37 +19638,28 @@ def _dec_remote_domain_get_fsinfo_ret(buf: bytes, pos: int) -> tuple[remote_doma
     for _ in range(n2):
         x3 = _new(remote_domain_fsinfo)
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.mountpoint = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3.mountpoint = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
         (n7,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n7 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s8 = pos
-        pos += n7 + (-n7 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s8 = pos + 4
+        pos = s8 + ((n7 + 3) & -4)
+        if pos > end or n7 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.name = buf[s8:s8 + n7].decode()
         except UnicodeDecodeError:
             x3.name = buf[s8:s8 + n7].decode("utf-8", "surrogateescape")
         (n9,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n9 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s10 = pos
-        pos += n9 + (-n9 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s10 = pos + 4
+        pos = s10 + ((n9 + 3) & -4)
+        if pos > end or n9 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.fstype = buf[s10:s10 + n9].decode()
         except UnicodeDecodeError:
@@ -20253,13 +19674,10 @@ def _dec_remote_domain_get_fsinfo_ret(buf: bytes, pos: int) -> tuple[remote_doma
         append14 = a11.append
         for _ in range(n12):
             (n15,) = _unpack_u32(buf, pos)
-            pos += 4
-            if n15 > 4194304:
-                raise XdrError("length exceeds its bound")
-            s16 = pos
-            pos += n15 + (-n15 & 3)
-            if pos > end:
-                raise XdrError("data ends inside a string or opaque")
+            s16 = pos + 4
+            pos = s16 + ((n15 + 3) & -4)
+            if pos > end or n15 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
             try:
                 x13 = buf[s16:s16 + n15].decode()
             except UnicodeDecodeError:
@@ -20332,12 +19750,10 @@ def _dec_remote_domain_ip_addr(buf: bytes, pos: int) -> tuple[remote_domain_ip_a
     v = _new(remote_domain_ip_addr)
     v.type, n1 = _unpack_iI(buf, pos)
     pos += 8
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
     s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.addr = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -20364,13 +19780,10 @@ def _dec_remote_domain_interface(buf: bytes, pos: int) -> tuple[remote_domain_in
     end = len(buf)
     v = _new(remote_domain_interface)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.name = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -20380,13 +19793,10 @@ def _dec_remote_domain_interface(buf: bytes, pos: int) -> tuple[remote_domain_in
     pos += 4
     if w3 == 1:
         (n6,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n6 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s7 = pos
-        pos += n6 + (-n6 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s7 = pos + 4
+        pos = s7 + ((n6 + 3) & -4)
+        if pos > end or n6 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p4 = buf[s7:s7 + n6].decode()
         except UnicodeDecodeError:
@@ -20407,12 +19817,10 @@ def _dec_remote_domain_interface(buf: bytes, pos: int) -> tuple[remote_domain_in
         x10 = _new(remote_domain_ip_addr)
         x10.type, n12 = _unpack_iI(buf, pos)
         pos += 8
-        if n12 > 4194304:
-            raise XdrError("length exceeds its bound")
         s13 = pos
-        pos += n12 + (-n12 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        pos = s13 + ((n12 + 3) & -4)
+        if pos > end or n12 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x10.addr = buf[s13:s13 + n12].decode()
         except UnicodeDecodeError:
@@ -20495,13 +19903,10 @@ def _dec_remote_domain_interface_addresses_ret(buf: bytes, pos: int) -> tuple[re
     for _ in range(n2):
         x3 = _new(remote_domain_interface)
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.name = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -20511,13 +19916,10 @@ def _dec_remote_domain_interface_addresses_ret(buf: bytes, pos: int) -> tuple[re
         pos += 4
         if w7 == 1:
             (n10,) = _unpack_u32(buf, pos)
-            pos += 4
-            if n10 > 4194304:
-                raise XdrError("length exceeds its bound")
-            s11 = pos
-            pos += n10 + (-n10 & 3)
-            if pos > end:
-                raise XdrError("data ends inside a string or opaque")
+            s11 = pos + 4
+            pos = s11 + ((n10 + 3) & -4)
+            if pos > end or n10 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
             try:
                 p8 = buf[s11:s11 + n10].decode()
             except UnicodeDecodeError:
@@ -20538,12 +19940,10 @@ def _dec_remote_domain_interface_addresses_ret(buf: bytes, pos: int) -> tuple[re
             x14 = _new(remote_domain_ip_addr)
             x14.type, n16 = _unpack_iI(buf, pos)
             pos += 8
-            if n16 > 4194304:
-                raise XdrError("length exceeds its bound")
             s17 = pos
-            pos += n16 + (-n16 & 3)
-            if pos > end:
-                raise XdrError("data ends inside a string or opaque")
+            pos = s17 + ((n16 + 3) & -4)
+            if pos > end or n16 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
             try:
                 x14.addr = buf[s17:s17 + n16].decode()
             except UnicodeDecodeError:
@@ -20616,13 +20016,10 @@ def _dec_remote_domain_set_user_password_args(buf: bytes, pos: int) -> tuple[rem
     pos += 4
     if w1 == 1:
         (n4,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n4 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s5 = pos
-        pos += n4 + (-n4 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s5 = pos + 4
+        pos = s5 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p2 = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
@@ -20636,13 +20033,10 @@ def _dec_remote_domain_set_user_password_args(buf: bytes, pos: int) -> tuple[rem
     pos += 4
     if w6 == 1:
         (n9,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n9 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s10 = pos
-        pos += n9 + (-n9 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s10 = pos + 4
+        pos = s10 + ((n9 + 3) & -4)
+        if pos > end or n9 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p7 = buf[s10:s10 + n9].decode()
         except UnicodeDecodeError:
@@ -20718,13 +20112,10 @@ def _dec_remote_domain_get_guest_vcpus_ret(buf: bytes, pos: int) -> tuple[remote
     for _ in range(n2):
         x3 = _new(remote_typed_param)
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.field = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -20753,13 +20144,10 @@ def _dec_remote_domain_get_guest_vcpus_ret(buf: bytes, pos: int) -> tuple[remote
             pos += 4
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
-            pos += 4
-            if n9 > 4194304:
-                raise XdrError("length exceeds its bound")
-            s10 = pos
-            pos += n9 + (-n9 & 3)
-            if pos > end:
-                raise XdrError("data ends inside a string or opaque")
+            s10 = pos + 4
+            pos = s10 + ((n9 + 3) & -4)
+            if pos > end or n9 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
             try:
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
@@ -20788,27 +20176,26 @@ def _enc_remote_domain_get_guest_vcpus_ret(out: bytearray, v: remote_domain_get_
             raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
-        out += xdr.PAD[n5 & 3]
         u6 = x3.value
         d7 = u6.type
         if d7 == 1:
             x8 = u6.value
-            out += _pack_ii(d7, x8)
+            out += _padpack_ii[n5 & 3](d7, x8)
         elif d7 == 2:
             x9 = u6.value
-            out += _pack_iI(d7, x9)
+            out += _padpack_iI[n5 & 3](d7, x9)
         elif d7 == 3:
             x10 = u6.value
-            out += _pack_iq(d7, x10)
+            out += _padpack_iq[n5 & 3](d7, x10)
         elif d7 == 4:
             x11 = u6.value
-            out += _pack_iQ(d7, x11)
+            out += _padpack_iQ[n5 & 3](d7, x11)
         elif d7 == 5:
             x12 = u6.value
-            out += _pack_id(d7, x12)
+            out += _padpack_id[n5 & 3](d7, x12)
         elif d7 == 6:
             x13 = u6.value
-            out += _pack_ii(d7, x13)
+            out += _padpack_ii[n5 & 3](d7, x13)
         elif d7 == 7:
             x14 = cast("str", u6.value)
             try:
@@ -20818,7 +20205,7 @@ def _enc_remote_domain_get_guest_vcpus_ret(out: bytearray, v: remote_domain_get_
             n16 = len(b15)
             if n16 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _pack_iI(d7, n16)
+            out += _padpack_iI[n5 & 3](d7, n16)
             out += b15
             out += xdr.PAD[n16 & 3]
         else:
@@ -20830,13 +20217,10 @@ def _dec_remote_domain_set_guest_vcpus_args(buf: bytes, pos: int) -> tuple[remot
     v = _new(remote_domain_set_guest_vcpus_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.cpumap = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -20887,13 +20271,10 @@ def _dec_remote_domain_get_guest_info_ret(buf: bytes, pos: int) -> tuple[remote_
     for _ in range(n2):
         x3 = _new(remote_typed_param)
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.field = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -20922,13 +20303,10 @@ def _dec_remote_domain_get_guest_info_ret(buf: bytes, pos: int) -> tuple[remote_
             pos += 4
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
-            pos += 4
-            if n9 > 4194304:
-                raise XdrError("length exceeds its bound")
-            s10 = pos
-            pos += n9 + (-n9 & 3)
-            if pos > end:
-                raise XdrError("data ends inside a string or opaque")
+            s10 = pos + 4
+            pos = s10 + ((n9 + 3) & -4)
+            if pos > end or n9 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
             try:
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
@@ -20957,27 +20335,26 @@ def _enc_remote_domain_get_guest_info_ret(out: bytearray, v: remote_domain_get_g
             raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
-        out += xdr.PAD[n5 & 3]
         u6 = x3.value
         d7 = u6.type
         if d7 == 1:
             x8 = u6.value
-            out += _pack_ii(d7, x8)
+            out += _padpack_ii[n5 & 3](d7, x8)
         elif d7 == 2:
             x9 = u6.value
-            out += _pack_iI(d7, x9)
+            out += _padpack_iI[n5 & 3](d7, x9)
         elif d7 == 3:
             x10 = u6.value
-            out += _pack_iq(d7, x10)
+            out += _padpack_iq[n5 & 3](d7, x10)
         elif d7 == 4:
             x11 = u6.value
-            out += _pack_iQ(d7, x11)
+            out += _padpack_iQ[n5 & 3](d7, x11)
         elif d7 == 5:
             x12 = u6.value
-            out += _pack_id(d7, x12)
+            out += _padpack_id[n5 & 3](d7, x12)
         elif d7 == 6:
             x13 = u6.value
-            out += _pack_ii(d7, x13)
+            out += _padpack_ii[n5 & 3](d7, x13)
         elif d7 == 7:
             x14 = cast("str", u6.value)
             try:
@@ -20987,7 +20364,7 @@ def _enc_remote_domain_get_guest_info_ret(out: bytearray, v: remote_domain_get_g
             n16 = len(b15)
             if n16 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _pack_iI(d7, n16)
+            out += _padpack_iI[n5 & 3](d7, n16)
             out += b15
             out += xdr.PAD[n16 & 3]
         else:
@@ -21023,13 +20400,10 @@ def _dec_remote_domain_authorized_ssh_keys_get_args(buf: bytes, pos: int) -> tup
     v = _new(remote_domain_authorized_ssh_keys_get_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.user = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -21066,13 +20440,10 @@ def _dec_remote_domain_authorized_ssh_keys_get_ret(buf: bytes, pos: int) -> tupl
     append4 = a1.append
     for _ in range(n2):
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -21106,13 +20477,10 @@ def _dec_remote_domain_authorized_ssh_keys_set_args(buf: bytes, pos: int) -> tup
     v = _new(remote_domain_authorized_ssh_keys_set_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.user = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -21127,13 +20495,10 @@ def _dec_remote_domain_authorized_ssh_keys_set_args(buf: bytes, pos: int) -> tup
     append6 = a3.append
     for _ in range(n4):
         (n7,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n7 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s8 = pos
-        pos += n7 + (-n7 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s8 = pos + 4
+        pos = s8 + ((n7 + 3) & -4)
+        if pos > end or n7 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x5 = buf[s8:s8 + n7].decode()
         except UnicodeDecodeError:
@@ -21185,13 +20550,10 @@ def _dec_remote_domain_open_console_args(buf: bytes, pos: int) -> tuple[remote_d
     pos += 4
     if w1 == 1:
         (n4,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n4 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s5 = pos
-        pos += n4 + (-n4 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s5 = pos + 4
+        pos = s5 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p2 = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
@@ -21234,13 +20596,10 @@ def _dec_remote_domain_open_channel_args(buf: bytes, pos: int) -> tuple[remote_d
     pos += 4
     if w1 == 1:
         (n4,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n4 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s5 = pos
-        pos += n4 + (-n4 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s5 = pos + 4
+        pos = s5 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p2 = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
@@ -21376,13 +20735,10 @@ def _dec_remote_domain_get_job_stats_ret(buf: bytes, pos: int) -> tuple[remote_d
     for _ in range(n2):
         x3 = _new(remote_typed_param)
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.field = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -21411,13 +20767,10 @@ def _dec_remote_domain_get_job_stats_ret(buf: bytes, pos: int) -> tuple[remote_d
             pos += 4
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
-            pos += 4
-            if n9 > 4194304:
-                raise XdrError("length exceeds its bound")
-            s10 = pos
-            pos += n9 + (-n9 & 3)
-            if pos > end:
-                raise XdrError("data ends inside a string or opaque")
+            s10 = pos + 4
+            pos = s10 + ((n9 + 3) & -4)
+            if pos > end or n9 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
             try:
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
@@ -21447,27 +20800,26 @@ def _enc_remote_domain_get_job_stats_ret(out: bytearray, v: remote_domain_get_jo
             raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
-        out += xdr.PAD[n5 & 3]
         u6 = x3.value
         d7 = u6.type
         if d7 == 1:
             x8 = u6.value
-            out += _pack_ii(d7, x8)
+            out += _padpack_ii[n5 & 3](d7, x8)
         elif d7 == 2:
             x9 = u6.value
-            out += _pack_iI(d7, x9)
+            out += _padpack_iI[n5 & 3](d7, x9)
         elif d7 == 3:
             x10 = u6.value
-            out += _pack_iq(d7, x10)
+            out += _padpack_iq[n5 & 3](d7, x10)
         elif d7 == 4:
             x11 = u6.value
-            out += _pack_iQ(d7, x11)
+            out += _padpack_iQ[n5 & 3](d7, x11)
         elif d7 == 5:
             x12 = u6.value
-            out += _pack_id(d7, x12)
+            out += _padpack_id[n5 & 3](d7, x12)
         elif d7 == 6:
             x13 = u6.value
-            out += _pack_ii(d7, x13)
+            out += _padpack_ii[n5 & 3](d7, x13)
         elif d7 == 7:
             x14 = cast("str", u6.value)
             try:
@@ -21477,7 +20829,7 @@ def _enc_remote_domain_get_job_stats_ret(out: bytearray, v: remote_domain_get_jo
             n16 = len(b15)
             if n16 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _pack_iI(d7, n16)
+            out += _padpack_iI[n5 & 3](d7, n16)
             out += b15
             out += xdr.PAD[n16 & 3]
         else:
@@ -21515,13 +20867,10 @@ def _dec_remote_domain_migrate_prepare_args(buf: bytes, pos: int) -> tuple[remot
     pos += 4
     if w1 == 1:
         (n4,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n4 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s5 = pos
-        pos += n4 + (-n4 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s5 = pos + 4
+        pos = s5 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p2 = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
@@ -21537,13 +20886,10 @@ def _dec_remote_domain_migrate_prepare_args(buf: bytes, pos: int) -> tuple[remot
     pos += 4
     if w6 == 1:
         (n9,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n9 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s10 = pos
-        pos += n9 + (-n9 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s10 = pos + 4
+        pos = s10 + ((n9 + 3) & -4)
+        if pos > end or n9 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p7 = buf[s10:s10 + n9].decode()
         except UnicodeDecodeError:
@@ -21596,26 +20942,20 @@ def _dec_remote_domain_migrate_prepare_ret(buf: bytes, pos: int) -> tuple[remote
     end = len(buf)
     v = _new(remote_domain_migrate_prepare_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     v.cookie = buf[s2:s2 + n1]
     o5: remote_nonnull_string | None = None
     (w3,) = _unpack_u32(buf, pos)
     pos += 4
     if w3 == 1:
         (n6,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n6 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s7 = pos
-        pos += n6 + (-n6 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s7 = pos + 4
+        pos = s7 + ((n6 + 3) & -4)
+        if pos > end or n6 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p4 = buf[s7:s7 + n6].decode()
         except UnicodeDecodeError:
@@ -21657,22 +20997,16 @@ def _dec_remote_domain_migrate_perform_args(buf: bytes, pos: int) -> tuple[remot
     v = _new(remote_domain_migrate_perform_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     v.cookie = buf[s2:s2 + n1]
     (n3,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n3 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s4 = pos
-    pos += n3 + (-n3 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s4 = pos + 4
+    pos = s4 + ((n3 + 3) & -4)
+    if pos > end or n3 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.uri = buf[s4:s4 + n3].decode()
     except UnicodeDecodeError:
@@ -21684,13 +21018,10 @@ def _dec_remote_domain_migrate_perform_args(buf: bytes, pos: int) -> tuple[remot
     pos += 4
     if w5 == 1:
         (n8,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n8 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s9 = pos
-        pos += n8 + (-n8 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s9 = pos + 4
+        pos = s9 + ((n8 + 3) & -4)
+        if pos > end or n8 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p6 = buf[s9:s9 + n8].decode()
         except UnicodeDecodeError:
@@ -21744,34 +21075,25 @@ def _dec_remote_domain_migrate_finish_args(buf: bytes, pos: int) -> tuple[remote
     end = len(buf)
     v = _new(remote_domain_migrate_finish_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.dname = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
         v.dname = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
     (n3,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n3 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s4 = pos
-    pos += n3 + (-n3 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s4 = pos + 4
+    pos = s4 + ((n3 + 3) & -4)
+    if pos > end or n3 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     v.cookie = buf[s4:s4 + n3]
     (n5,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n5 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s6 = pos
-    pos += n5 + (-n5 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s6 = pos + 4
+    pos = s6 + ((n5 + 3) & -4)
+    if pos > end or n5 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.uri = buf[s6:s6 + n5].decode()
     except UnicodeDecodeError:
@@ -21827,13 +21149,10 @@ def _dec_remote_domain_migrate_prepare2_args(buf: bytes, pos: int) -> tuple[remo
     pos += 4
     if w1 == 1:
         (n4,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n4 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s5 = pos
-        pos += n4 + (-n4 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s5 = pos + 4
+        pos = s5 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p2 = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
@@ -21849,13 +21168,10 @@ def _dec_remote_domain_migrate_prepare2_args(buf: bytes, pos: int) -> tuple[remo
     pos += 4
     if w6 == 1:
         (n9,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n9 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s10 = pos
-        pos += n9 + (-n9 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s10 = pos + 4
+        pos = s10 + ((n9 + 3) & -4)
+        if pos > end or n9 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p7 = buf[s10:s10 + n9].decode()
         except UnicodeDecodeError:
@@ -21866,12 +21182,10 @@ def _dec_remote_domain_migrate_prepare2_args(buf: bytes, pos: int) -> tuple[remo
     v.dname = o8
     v.resource, n11 = _unpack_QI(buf, pos)
     pos += 12
-    if n11 > 4194304:
-        raise XdrError("length exceeds its bound")
     s12 = pos
-    pos += n11 + (-n11 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    pos = s12 + ((n11 + 3) & -4)
+    if pos > end or n11 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.dom_xml = buf[s12:s12 + n11].decode()
     except UnicodeDecodeError:
@@ -21927,26 +21241,20 @@ def _dec_remote_domain_migrate_prepare2_ret(buf: bytes, pos: int) -> tuple[remot
     end = len(buf)
     v = _new(remote_domain_migrate_prepare2_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     v.cookie = buf[s2:s2 + n1]
     o5: remote_nonnull_string | None = None
     (w3,) = _unpack_u32(buf, pos)
     pos += 4
     if w3 == 1:
         (n6,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n6 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s7 = pos
-        pos += n6 + (-n6 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s7 = pos + 4
+        pos = s7 + ((n6 + 3) & -4)
+        if pos > end or n6 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p4 = buf[s7:s7 + n6].decode()
         except UnicodeDecodeError:
@@ -21987,34 +21295,25 @@ def _dec_remote_domain_migrate_finish2_args(buf: bytes, pos: int) -> tuple[remot
     end = len(buf)
     v = _new(remote_domain_migrate_finish2_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.dname = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
         v.dname = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
     (n3,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n3 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s4 = pos
-    pos += n3 + (-n3 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s4 = pos + 4
+    pos = s4 + ((n3 + 3) & -4)
+    if pos > end or n3 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     v.cookie = buf[s4:s4 + n3]
     (n5,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n5 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s6 = pos
-    pos += n5 + (-n5 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s6 = pos + 4
+    pos = s6 + ((n5 + 3) & -4)
+    if pos > end or n5 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.uri = buf[s6:s6 + n5].decode()
     except UnicodeDecodeError:
@@ -22072,13 +21371,10 @@ def _dec_remote_domain_migrate_prepare_tunnel_args(buf: bytes, pos: int) -> tupl
     pos += 4
     if w1 == 1:
         (n4,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n4 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s5 = pos
-        pos += n4 + (-n4 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s5 = pos + 4
+        pos = s5 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p2 = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
@@ -22089,12 +21385,10 @@ def _dec_remote_domain_migrate_prepare_tunnel_args(buf: bytes, pos: int) -> tupl
     v.dname = o3
     v.resource, n6 = _unpack_QI(buf, pos)
     pos += 12
-    if n6 > 4194304:
-        raise XdrError("length exceeds its bound")
     s7 = pos
-    pos += n6 + (-n6 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    pos = s7 + ((n6 + 3) & -4)
+    if pos > end or n6 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.dom_xml = buf[s7:s7 + n6].decode()
     except UnicodeDecodeError:
@@ -22251,13 +21545,10 @@ def _dec_remote_domain_migrate_begin3_args(buf: bytes, pos: int) -> tuple[remote
     pos += 4
     if w1 == 1:
         (n4,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n4 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s5 = pos
-        pos += n4 + (-n4 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s5 = pos + 4
+        pos = s5 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p2 = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
@@ -22273,13 +21564,10 @@ def _dec_remote_domain_migrate_begin3_args(buf: bytes, pos: int) -> tuple[remote
     pos += 4
     if w6 == 1:
         (n9,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n9 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s10 = pos
-        pos += n9 + (-n9 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s10 = pos + 4
+        pos = s10 + ((n9 + 3) & -4)
+        if pos > end or n9 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p7 = buf[s10:s10 + n9].decode()
         except UnicodeDecodeError:
@@ -22333,22 +21621,16 @@ def _dec_remote_domain_migrate_begin3_ret(buf: bytes, pos: int) -> tuple[remote_
     end = len(buf)
     v = _new(remote_domain_migrate_begin3_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     v.cookie_out = buf[s2:s2 + n1]
     (n3,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n3 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s4 = pos
-    pos += n3 + (-n3 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s4 = pos + 4
+    pos = s4 + ((n3 + 3) & -4)
+    if pos > end or n3 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.xml = buf[s4:s4 + n3].decode()
     except UnicodeDecodeError:
@@ -22379,26 +21661,20 @@ def _dec_remote_domain_migrate_prepare3_args(buf: bytes, pos: int) -> tuple[remo
     end = len(buf)
     v = _new(remote_domain_migrate_prepare3_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     v.cookie_in = buf[s2:s2 + n1]
     o5: remote_nonnull_string | None = None
     (w3,) = _unpack_u32(buf, pos)
     pos += 4
     if w3 == 1:
         (n6,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n6 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s7 = pos
-        pos += n6 + (-n6 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s7 = pos + 4
+        pos = s7 + ((n6 + 3) & -4)
+        if pos > end or n6 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p4 = buf[s7:s7 + n6].decode()
         except UnicodeDecodeError:
@@ -22414,13 +21690,10 @@ def _dec_remote_domain_migrate_prepare3_args(buf: bytes, pos: int) -> tuple[remo
     pos += 4
     if w8 == 1:
         (n11,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n11 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s12 = pos
-        pos += n11 + (-n11 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s12 = pos + 4
+        pos = s12 + ((n11 + 3) & -4)
+        if pos > end or n11 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p9 = buf[s12:s12 + n11].decode()
         except UnicodeDecodeError:
@@ -22431,12 +21704,10 @@ def _dec_remote_domain_migrate_prepare3_args(buf: bytes, pos: int) -> tuple[remo
     v.dname = o10
     v.resource, n13 = _unpack_QI(buf, pos)
     pos += 12
-    if n13 > 4194304:
-        raise XdrError("length exceeds its bound")
     s14 = pos
-    pos += n13 + (-n13 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    pos = s14 + ((n13 + 3) & -4)
+    if pos > end or n13 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.dom_xml = buf[s14:s14 + n13].decode()
     except UnicodeDecodeError:
@@ -22499,26 +21770,20 @@ def _dec_remote_domain_migrate_prepare3_ret(buf: bytes, pos: int) -> tuple[remot
     end = len(buf)
     v = _new(remote_domain_migrate_prepare3_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     v.cookie_out = buf[s2:s2 + n1]
     o5: remote_nonnull_string | None = None
     (w3,) = _unpack_u32(buf, pos)
     pos += 4
     if w3 == 1:
         (n6,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n6 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s7 = pos
-        pos += n6 + (-n6 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s7 = pos + 4
+        pos = s7 + ((n6 + 3) & -4)
+        if pos > end or n6 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p4 = buf[s7:s7 + n6].decode()
         except UnicodeDecodeError:
@@ -22559,13 +21824,10 @@ def _dec_remote_domain_migrate_prepare_tunnel3_args(buf: bytes, pos: int) -> tup
     end = len(buf)
     v = _new(remote_domain_migrate_prepare_tunnel3_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     v.cookie_in = buf[s2:s2 + n1]
     (v.flags,) = _unpack_Q(buf, pos)
     pos += 8
@@ -22574,13 +21836,10 @@ def _dec_remote_domain_migrate_prepare_tunnel3_args(buf: bytes, pos: int) -> tup
     pos += 4
     if w3 == 1:
         (n6,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n6 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s7 = pos
-        pos += n6 + (-n6 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s7 = pos + 4
+        pos = s7 + ((n6 + 3) & -4)
+        if pos > end or n6 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p4 = buf[s7:s7 + n6].decode()
         except UnicodeDecodeError:
@@ -22591,12 +21850,10 @@ def _dec_remote_domain_migrate_prepare_tunnel3_args(buf: bytes, pos: int) -> tup
     v.dname = o5
     v.resource, n8 = _unpack_QI(buf, pos)
     pos += 12
-    if n8 > 4194304:
-        raise XdrError("length exceeds its bound")
     s9 = pos
-    pos += n8 + (-n8 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    pos = s9 + ((n8 + 3) & -4)
+    if pos > end or n8 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.dom_xml = buf[s9:s9 + n8].decode()
     except UnicodeDecodeError:
@@ -22643,13 +21900,10 @@ def _dec_remote_domain_migrate_prepare_tunnel3_ret(buf: bytes, pos: int) -> tupl
     end = len(buf)
     v = _new(remote_domain_migrate_prepare_tunnel3_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     v.cookie_out = buf[s2:s2 + n1]
     return v, pos
 
@@ -22673,13 +21927,10 @@ def _dec_remote_domain_migrate_perform3_args(buf: bytes, pos: int) -> tuple[remo
     pos += 4
     if w1 == 1:
         (n4,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n4 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s5 = pos
-        pos += n4 + (-n4 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s5 = pos + 4
+        pos = s5 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p2 = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
@@ -22689,26 +21940,20 @@ def _dec_remote_domain_migrate_perform3_args(buf: bytes, pos: int) -> tuple[remo
         raise XdrError("optional-data flag is not 0 or 1")
     v.xmlin = o3
     (n6,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n6 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s7 = pos
-    pos += n6 + (-n6 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s7 = pos + 4
+    pos = s7 + ((n6 + 3) & -4)
+    if pos > end or n6 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     v.cookie_in = buf[s7:s7 + n6]
     o10: remote_nonnull_string | None = None
     (w8,) = _unpack_u32(buf, pos)
     pos += 4
     if w8 == 1:
         (n11,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n11 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s12 = pos
-        pos += n11 + (-n11 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s12 = pos + 4
+        pos = s12 + ((n11 + 3) & -4)
+        if pos > end or n11 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p9 = buf[s12:s12 + n11].decode()
         except UnicodeDecodeError:
@@ -22722,13 +21967,10 @@ def _dec_remote_domain_migrate_perform3_args(buf: bytes, pos: int) -> tuple[remo
     pos += 4
     if w13 == 1:
         (n16,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n16 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s17 = pos
-        pos += n16 + (-n16 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s17 = pos + 4
+        pos = s17 + ((n16 + 3) & -4)
+        if pos > end or n16 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p14 = buf[s17:s17 + n16].decode()
         except UnicodeDecodeError:
@@ -22744,13 +21986,10 @@ def _dec_remote_domain_migrate_perform3_args(buf: bytes, pos: int) -> tuple[remo
     pos += 4
     if w18 == 1:
         (n21,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n21 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s22 = pos
-        pos += n21 + (-n21 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s22 = pos + 4
+        pos = s22 + ((n21 + 3) & -4)
+        if pos > end or n21 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p19 = buf[s22:s22 + n21].decode()
         except UnicodeDecodeError:
@@ -22841,13 +22080,10 @@ def _dec_remote_domain_migrate_perform3_ret(buf: bytes, pos: int) -> tuple[remot
     end = len(buf)
     v = _new(remote_domain_migrate_perform3_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     v.cookie_out = buf[s2:s2 + n1]
     return v, pos
 
@@ -22866,38 +22102,29 @@ def _dec_remote_domain_migrate_finish3_args(buf: bytes, pos: int) -> tuple[remot
     end = len(buf)
     v = _new(remote_domain_migrate_finish3_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.dname = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
         v.dname = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
     (n3,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n3 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s4 = pos
-    pos += n3 + (-n3 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s4 = pos + 4
+    pos = s4 + ((n3 + 3) & -4)
+    if pos > end or n3 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     v.cookie_in = buf[s4:s4 + n3]
     o7: remote_nonnull_string | None = None
     (w5,) = _unpack_u32(buf, pos)
     pos += 4
     if w5 == 1:
         (n8,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n8 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s9 = pos
-        pos += n8 + (-n8 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s9 = pos + 4
+        pos = s9 + ((n8 + 3) & -4)
+        if pos > end or n8 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p6 = buf[s9:s9 + n8].decode()
         except UnicodeDecodeError:
@@ -22911,13 +22138,10 @@ def _dec_remote_domain_migrate_finish3_args(buf: bytes, pos: int) -> tuple[remot
     pos += 4
     if w10 == 1:
         (n13,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n13 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s14 = pos
-        pos += n13 + (-n13 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s14 = pos + 4
+        pos = s14 + ((n13 + 3) & -4)
+        if pos > end or n13 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p11 = buf[s14:s14 + n13].decode()
         except UnicodeDecodeError:
@@ -22986,13 +22210,10 @@ def _dec_remote_domain_migrate_finish3_ret(buf: bytes, pos: int) -> tuple[remote
     v = _new(remote_domain_migrate_finish3_ret)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     v.cookie_out = buf[s2:s2 + n1]
     return v, pos
 
@@ -23013,13 +22234,10 @@ def _dec_remote_domain_migrate_confirm3_args(buf: bytes, pos: int) -> tuple[remo
     v = _new(remote_domain_migrate_confirm3_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     v.cookie_in = buf[s2:s2 + n1]
     v.flags, v.cancelled = _unpack_Qi(buf, pos)
     pos += 12
@@ -23052,13 +22270,10 @@ def _dec_remote_domain_migrate_begin3_params_args(buf: bytes, pos: int) -> tuple
     for _ in range(n2):
         x3 = _new(remote_typed_param)
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.field = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -23087,13 +22302,10 @@ def _dec_remote_domain_migrate_begin3_params_args(buf: bytes, pos: int) -> tuple
             pos += 4
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
-            pos += 4
-            if n9 > 4194304:
-                raise XdrError("length exceeds its bound")
-            s10 = pos
-            pos += n9 + (-n9 & 3)
-            if pos > end:
-                raise XdrError("data ends inside a string or opaque")
+            s10 = pos + 4
+            pos = s10 + ((n9 + 3) & -4)
+            if pos > end or n9 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
             try:
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
@@ -23125,27 +22337,26 @@ def _enc_remote_domain_migrate_begin3_params_args(out: bytearray, v: remote_doma
             raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
-        out += xdr.PAD[n5 & 3]
         u6 = x3.value
         d7 = u6.type
         if d7 == 1:
             x8 = u6.value
-            out += _pack_ii(d7, x8)
+            out += _padpack_ii[n5 & 3](d7, x8)
         elif d7 == 2:
             x9 = u6.value
-            out += _pack_iI(d7, x9)
+            out += _padpack_iI[n5 & 3](d7, x9)
         elif d7 == 3:
             x10 = u6.value
-            out += _pack_iq(d7, x10)
+            out += _padpack_iq[n5 & 3](d7, x10)
         elif d7 == 4:
             x11 = u6.value
-            out += _pack_iQ(d7, x11)
+            out += _padpack_iQ[n5 & 3](d7, x11)
         elif d7 == 5:
             x12 = u6.value
-            out += _pack_id(d7, x12)
+            out += _padpack_id[n5 & 3](d7, x12)
         elif d7 == 6:
             x13 = u6.value
-            out += _pack_ii(d7, x13)
+            out += _padpack_ii[n5 & 3](d7, x13)
         elif d7 == 7:
             x14 = cast("str", u6.value)
             try:
@@ -23155,7 +22366,7 @@ def _enc_remote_domain_migrate_begin3_params_args(out: bytearray, v: remote_doma
             n16 = len(b15)
             if n16 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _pack_iI(d7, n16)
+            out += _padpack_iI[n5 & 3](d7, n16)
             out += b15
             out += xdr.PAD[n16 & 3]
         else:
@@ -23167,22 +22378,16 @@ def _dec_remote_domain_migrate_begin3_params_ret(buf: bytes, pos: int) -> tuple[
     end = len(buf)
     v = _new(remote_domain_migrate_begin3_params_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     v.cookie_out = buf[s2:s2 + n1]
     (n3,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n3 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s4 = pos
-    pos += n3 + (-n3 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s4 = pos + 4
+    pos = s4 + ((n3 + 3) & -4)
+    if pos > end or n3 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.xml = buf[s4:s4 + n3].decode()
     except UnicodeDecodeError:
@@ -23223,13 +22428,10 @@ def _dec_remote_domain_migrate_prepare3_params_args(buf: bytes, pos: int) -> tup
     for _ in range(n2):
         x3 = _new(remote_typed_param)
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.field = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -23258,13 +22460,10 @@ def _dec_remote_domain_migrate_prepare3_params_args(buf: bytes, pos: int) -> tup
             pos += 4
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
-            pos += 4
-            if n9 > 4194304:
-                raise XdrError("length exceeds its bound")
-            s10 = pos
-            pos += n9 + (-n9 & 3)
-            if pos > end:
-                raise XdrError("data ends inside a string or opaque")
+            s10 = pos + 4
+            pos = s10 + ((n9 + 3) & -4)
+            if pos > end or n9 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
             try:
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
@@ -23275,13 +22474,10 @@ def _dec_remote_domain_migrate_prepare3_params_args(buf: bytes, pos: int) -> tup
         append4(x3)
     v.params = a1
     (n11,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n11 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s12 = pos
-    pos += n11 + (-n11 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s12 = pos + 4
+    pos = s12 + ((n11 + 3) & -4)
+    if pos > end or n11 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     v.cookie_in = buf[s12:s12 + n11]
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -23304,27 +22500,26 @@ def _enc_remote_domain_migrate_prepare3_params_args(out: bytearray, v: remote_do
             raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
-        out += xdr.PAD[n5 & 3]
         u6 = x3.value
         d7 = u6.type
         if d7 == 1:
             x8 = u6.value
-            out += _pack_ii(d7, x8)
+            out += _padpack_ii[n5 & 3](d7, x8)
         elif d7 == 2:
             x9 = u6.value
-            out += _pack_iI(d7, x9)
+            out += _padpack_iI[n5 & 3](d7, x9)
         elif d7 == 3:
             x10 = u6.value
-            out += _pack_iq(d7, x10)
+            out += _padpack_iq[n5 & 3](d7, x10)
         elif d7 == 4:
             x11 = u6.value
-            out += _pack_iQ(d7, x11)
+            out += _padpack_iQ[n5 & 3](d7, x11)
         elif d7 == 5:
             x12 = u6.value
-            out += _pack_id(d7, x12)
+            out += _padpack_id[n5 & 3](d7, x12)
         elif d7 == 6:
             x13 = u6.value
-            out += _pack_ii(d7, x13)
+            out += _padpack_ii[n5 & 3](d7, x13)
         elif d7 == 7:
             x14 = cast("str", u6.value)
             try:
@@ -23334,7 +22529,7 @@ def _enc_remote_domain_migrate_prepare3_params_args(out: bytearray, v: remote_do
             n16 = len(b15)
             if n16 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _pack_iI(d7, n16)
+            out += _padpack_iI[n5 & 3](d7, n16)
             out += b15
             out += xdr.PAD[n16 & 3]
         else:
@@ -23352,26 +22547,20 @@ def _dec_remote_domain_migrate_prepare3_params_ret(buf: bytes, pos: int) -> tupl
     end = len(buf)
     v = _new(remote_domain_migrate_prepare3_params_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     v.cookie_out = buf[s2:s2 + n1]
     o5: remote_nonnull_string | None = None
     (w3,) = _unpack_u32(buf, pos)
     pos += 4
     if w3 == 1:
         (n6,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n6 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s7 = pos
-        pos += n6 + (-n6 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s7 = pos + 4
+        pos = s7 + ((n6 + 3) & -4)
+        if pos > end or n6 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p4 = buf[s7:s7 + n6].decode()
         except UnicodeDecodeError:
@@ -23422,13 +22611,10 @@ def _dec_remote_domain_migrate_prepare_tunnel3_params_args(buf: bytes, pos: int)
     for _ in range(n2):
         x3 = _new(remote_typed_param)
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.field = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -23457,13 +22643,10 @@ def _dec_remote_domain_migrate_prepare_tunnel3_params_args(buf: bytes, pos: int)
             pos += 4
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
-            pos += 4
-            if n9 > 4194304:
-                raise XdrError("length exceeds its bound")
-            s10 = pos
-            pos += n9 + (-n9 & 3)
-            if pos > end:
-                raise XdrError("data ends inside a string or opaque")
+            s10 = pos + 4
+            pos = s10 + ((n9 + 3) & -4)
+            if pos > end or n9 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
             try:
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
@@ -23474,13 +22657,10 @@ def _dec_remote_domain_migrate_prepare_tunnel3_params_args(buf: bytes, pos: int)
         append4(x3)
     v.params = a1
     (n11,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n11 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s12 = pos
-    pos += n11 + (-n11 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s12 = pos + 4
+    pos = s12 + ((n11 + 3) & -4)
+    if pos > end or n11 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     v.cookie_in = buf[s12:s12 + n11]
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -23503,27 +22683,26 @@ def _enc_remote_domain_migrate_prepare_tunnel3_params_args(out: bytearray, v: re
             raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
-        out += xdr.PAD[n5 & 3]
         u6 = x3.value
         d7 = u6.type
         if d7 == 1:
             x8 = u6.value
-            out += _pack_ii(d7, x8)
+            out += _padpack_ii[n5 & 3](d7, x8)
         elif d7 == 2:
             x9 = u6.value
-            out += _pack_iI(d7, x9)
+            out += _padpack_iI[n5 & 3](d7, x9)
         elif d7 == 3:
             x10 = u6.value
-            out += _pack_iq(d7, x10)
+            out += _padpack_iq[n5 & 3](d7, x10)
         elif d7 == 4:
             x11 = u6.value
-            out += _pack_iQ(d7, x11)
+            out += _padpack_iQ[n5 & 3](d7, x11)
         elif d7 == 5:
             x12 = u6.value
-            out += _pack_id(d7, x12)
+            out += _padpack_id[n5 & 3](d7, x12)
         elif d7 == 6:
             x13 = u6.value
-            out += _pack_ii(d7, x13)
+            out += _padpack_ii[n5 & 3](d7, x13)
         elif d7 == 7:
             x14 = cast("str", u6.value)
             try:
@@ -23533,7 +22712,7 @@ def _enc_remote_domain_migrate_prepare_tunnel3_params_args(out: bytearray, v: re
             n16 = len(b15)
             if n16 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _pack_iI(d7, n16)
+            out += _padpack_iI[n5 & 3](d7, n16)
             out += b15
             out += xdr.PAD[n16 & 3]
         else:
@@ -23551,13 +22730,10 @@ def _dec_remote_domain_migrate_prepare_tunnel3_params_ret(buf: bytes, pos: int) 
     end = len(buf)
     v = _new(remote_domain_migrate_prepare_tunnel3_params_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     v.cookie_out = buf[s2:s2 + n1]
     return v, pos
 
@@ -23581,13 +22757,10 @@ def _dec_remote_domain_migrate_perform3_params_args(buf: bytes, pos: int) -> tup
     pos += 4
     if w1 == 1:
         (n4,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n4 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s5 = pos
-        pos += n4 + (-n4 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s5 = pos + 4
+        pos = s5 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p2 = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
@@ -23607,13 +22780,10 @@ def _dec_remote_domain_migrate_perform3_params_args(buf: bytes, pos: int) -> tup
     for _ in range(n7):
         x8 = _new(remote_typed_param)
         (n10,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n10 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s11 = pos
-        pos += n10 + (-n10 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s11 = pos + 4
+        pos = s11 + ((n10 + 3) & -4)
+        if pos > end or n10 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x8.field = buf[s11:s11 + n10].decode()
         except UnicodeDecodeError:
@@ -23642,13 +22812,10 @@ def _dec_remote_domain_migrate_perform3_params_args(buf: bytes, pos: int) -> tup
             pos += 4
         elif d13 == 7:
             (n14,) = _unpack_u32(buf, pos)
-            pos += 4
-            if n14 > 4194304:
-                raise XdrError("length exceeds its bound")
-            s15 = pos
-            pos += n14 + (-n14 & 3)
-            if pos > end:
-                raise XdrError("data ends inside a string or opaque")
+            s15 = pos + 4
+            pos = s15 + ((n14 + 3) & -4)
+            if pos > end or n14 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
             try:
                 v12.value = buf[s15:s15 + n14].decode()
             except UnicodeDecodeError:
@@ -23659,13 +22826,10 @@ def _dec_remote_domain_migrate_perform3_params_args(buf: bytes, pos: int) -> tup
         append9(x8)
     v.params = a6
     (n16,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n16 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s17 = pos
-    pos += n16 + (-n16 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s17 = pos + 4
+    pos = s17 + ((n16 + 3) & -4)
+    if pos > end or n16 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     v.cookie_in = buf[s17:s17 + n16]
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -23704,27 +22868,26 @@ def _enc_remote_domain_migrate_perform3_params_args(out: bytearray, v: remote_do
             raise XdrError("length exceeds its bound")
         out += _pack_I(n8)
         out += b7
-        out += xdr.PAD[n8 & 3]
         u9 = x6.value
         d10 = u9.type
         if d10 == 1:
             x11 = u9.value
-            out += _pack_ii(d10, x11)
+            out += _padpack_ii[n8 & 3](d10, x11)
         elif d10 == 2:
             x12 = u9.value
-            out += _pack_iI(d10, x12)
+            out += _padpack_iI[n8 & 3](d10, x12)
         elif d10 == 3:
             x13 = u9.value
-            out += _pack_iq(d10, x13)
+            out += _padpack_iq[n8 & 3](d10, x13)
         elif d10 == 4:
             x14 = u9.value
-            out += _pack_iQ(d10, x14)
+            out += _padpack_iQ[n8 & 3](d10, x14)
         elif d10 == 5:
             x15 = u9.value
-            out += _pack_id(d10, x15)
+            out += _padpack_id[n8 & 3](d10, x15)
         elif d10 == 6:
             x16 = u9.value
-            out += _pack_ii(d10, x16)
+            out += _padpack_ii[n8 & 3](d10, x16)
         elif d10 == 7:
             x17 = cast("str", u9.value)
             try:
@@ -23734,7 +22897,7 @@ def _enc_remote_domain_migrate_perform3_params_args(out: bytearray, v: remote_do
             n19 = len(b18)
             if n19 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _pack_iI(d10, n19)
+            out += _padpack_iI[n8 & 3](d10, n19)
             out += b18
             out += xdr.PAD[n19 & 3]
         else:
@@ -23752,13 +22915,10 @@ def _dec_remote_domain_migrate_perform3_params_ret(buf: bytes, pos: int) -> tupl
     end = len(buf)
     v = _new(remote_domain_migrate_perform3_params_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     v.cookie_out = buf[s2:s2 + n1]
     return v, pos
 
@@ -23787,13 +22947,10 @@ def _dec_remote_domain_migrate_finish3_params_args(buf: bytes, pos: int) -> tupl
     for _ in range(n2):
         x3 = _new(remote_typed_param)
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.field = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -23822,13 +22979,10 @@ def _dec_remote_domain_migrate_finish3_params_args(buf: bytes, pos: int) -> tupl
             pos += 4
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
-            pos += 4
-            if n9 > 4194304:
-                raise XdrError("length exceeds its bound")
-            s10 = pos
-            pos += n9 + (-n9 & 3)
-            if pos > end:
-                raise XdrError("data ends inside a string or opaque")
+            s10 = pos + 4
+            pos = s10 + ((n9 + 3) & -4)
+            if pos > end or n9 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
             try:
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
@@ -23839,13 +22993,10 @@ def _dec_remote_domain_migrate_finish3_params_args(buf: bytes, pos: int) -> tupl
         append4(x3)
     v.params = a1
     (n11,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n11 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s12 = pos
-    pos += n11 + (-n11 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s12 = pos + 4
+    pos = s12 + ((n11 + 3) & -4)
+    if pos > end or n11 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     v.cookie_in = buf[s12:s12 + n11]
     v.flags, v.cancelled = _unpack_Ii(buf, pos)
     pos += 8
@@ -23868,27 +23019,26 @@ def _enc_remote_domain_migrate_finish3_params_args(out: bytearray, v: remote_dom
             raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
-        out += xdr.PAD[n5 & 3]
         u6 = x3.value
         d7 = u6.type
         if d7 == 1:
             x8 = u6.value
-            out += _pack_ii(d7, x8)
+            out += _padpack_ii[n5 & 3](d7, x8)
         elif d7 == 2:
             x9 = u6.value
-            out += _pack_iI(d7, x9)
+            out += _padpack_iI[n5 & 3](d7, x9)
         elif d7 == 3:
             x10 = u6.value
-            out += _pack_iq(d7, x10)
+            out += _padpack_iq[n5 & 3](d7, x10)
         elif d7 == 4:
             x11 = u6.value
-            out += _pack_iQ(d7, x11)
+            out += _padpack_iQ[n5 & 3](d7, x11)
         elif d7 == 5:
             x12 = u6.value
-            out += _pack_id(d7, x12)
+            out += _padpack_id[n5 & 3](d7, x12)
         elif d7 == 6:
             x13 = u6.value
-            out += _pack_ii(d7, x13)
+            out += _padpack_ii[n5 & 3](d7, x13)
         elif d7 == 7:
             x14 = cast("str", u6.value)
             try:
@@ -23898,7 +23048,7 @@ def _enc_remote_domain_migrate_finish3_params_args(out: bytearray, v: remote_dom
             n16 = len(b15)
             if n16 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _pack_iI(d7, n16)
+            out += _padpack_iI[n5 & 3](d7, n16)
             out += b15
             out += xdr.PAD[n16 & 3]
         else:
@@ -23917,13 +23067,10 @@ def _dec_remote_domain_migrate_finish3_params_ret(buf: bytes, pos: int) -> tuple
     v = _new(remote_domain_migrate_finish3_params_ret)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     v.cookie_out = buf[s2:s2 + n1]
     return v, pos
 
@@ -23954,13 +23101,10 @@ def _dec_remote_domain_migrate_confirm3_params_args(buf: bytes, pos: int) -> tup
     for _ in range(n2):
         x3 = _new(remote_typed_param)
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.field = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -23989,13 +23133,10 @@ def _dec_remote_domain_migrate_confirm3_params_args(buf: bytes, pos: int) -> tup
             pos += 4
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
-            pos += 4
-            if n9 > 4194304:
-                raise XdrError("length exceeds its bound")
-            s10 = pos
-            pos += n9 + (-n9 & 3)
-            if pos > end:
-                raise XdrError("data ends inside a string or opaque")
+            s10 = pos + 4
+            pos = s10 + ((n9 + 3) & -4)
+            if pos > end or n9 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
             try:
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
@@ -24006,13 +23147,10 @@ def _dec_remote_domain_migrate_confirm3_params_args(buf: bytes, pos: int) -> tup
         append4(x3)
     v.params = a1
     (n11,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n11 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s12 = pos
-    pos += n11 + (-n11 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s12 = pos + 4
+    pos = s12 + ((n11 + 3) & -4)
+    if pos > end or n11 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     v.cookie_in = buf[s12:s12 + n11]
     v.flags, v.cancelled = _unpack_Ii(buf, pos)
     pos += 8
@@ -24036,27 +23174,26 @@ def _enc_remote_domain_migrate_confirm3_params_args(out: bytearray, v: remote_do
             raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
-        out += xdr.PAD[n5 & 3]
         u6 = x3.value
         d7 = u6.type
         if d7 == 1:
             x8 = u6.value
-            out += _pack_ii(d7, x8)
+            out += _padpack_ii[n5 & 3](d7, x8)
         elif d7 == 2:
             x9 = u6.value
-            out += _pack_iI(d7, x9)
+            out += _padpack_iI[n5 & 3](d7, x9)
         elif d7 == 3:
             x10 = u6.value
-            out += _pack_iq(d7, x10)
+            out += _padpack_iq[n5 & 3](d7, x10)
         elif d7 == 4:
             x11 = u6.value
-            out += _pack_iQ(d7, x11)
+            out += _padpack_iQ[n5 & 3](d7, x11)
         elif d7 == 5:
             x12 = u6.value
-            out += _pack_id(d7, x12)
+            out += _padpack_id[n5 & 3](d7, x12)
         elif d7 == 6:
             x13 = u6.value
-            out += _pack_ii(d7, x13)
+            out += _padpack_ii[n5 & 3](d7, x13)
         elif d7 == 7:
             x14 = cast("str", u6.value)
             try:
@@ -24066,7 +23203,7 @@ def _enc_remote_domain_migrate_confirm3_params_args(out: bytearray, v: remote_do
             n16 = len(b15)
             if n16 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _pack_iI(d7, n16)
+            out += _padpack_iI[n5 & 3](d7, n16)
             out += b15
             out += xdr.PAD[n16 & 3]
         else:
@@ -24494,25 +23631,19 @@ def _dec_remote_domain_event_io_error_msg(buf: bytes, pos: int) -> tuple[remote_
     v = _new(remote_domain_event_io_error_msg)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.srcPath = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
         v.srcPath = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
     (n3,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n3 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s4 = pos
-    pos += n3 + (-n3 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s4 = pos + 4
+    pos = s4 + ((n3 + 3) & -4)
+    if pos > end or n3 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.devAlias = buf[s4:s4 + n3].decode()
     except UnicodeDecodeError:
@@ -24563,37 +23694,29 @@ def _dec_remote_domain_event_io_error_reason_msg(buf: bytes, pos: int) -> tuple[
     v = _new(remote_domain_event_io_error_reason_msg)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.srcPath = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
         v.srcPath = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
     (n3,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n3 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s4 = pos
-    pos += n3 + (-n3 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s4 = pos + 4
+    pos = s4 + ((n3 + 3) & -4)
+    if pos > end or n3 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.devAlias = buf[s4:s4 + n3].decode()
     except UnicodeDecodeError:
         v.devAlias = buf[s4:s4 + n3].decode("utf-8", "surrogateescape")
     v.action, n5 = _unpack_iI(buf, pos)
     pos += 8
-    if n5 > 4194304:
-        raise XdrError("length exceeds its bound")
     s6 = pos
-    pos += n5 + (-n5 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    pos = s6 + ((n5 + 3) & -4)
+    if pos > end or n5 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.reason = buf[s6:s6 + n5].decode()
     except UnicodeDecodeError:
@@ -24651,24 +23774,19 @@ def _dec_remote_domain_event_graphics_address(buf: bytes, pos: int) -> tuple[rem
     v = _new(remote_domain_event_graphics_address)
     v.family, n1 = _unpack_iI(buf, pos)
     pos += 8
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
     s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.node = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
         v.node = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
     (n3,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n3 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s4 = pos
-    pos += n3 + (-n3 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s4 = pos + 4
+    pos = s4 + ((n3 + 3) & -4)
+    if pos > end or n3 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.service = buf[s4:s4 + n3].decode()
     except UnicodeDecodeError:
@@ -24702,25 +23820,19 @@ def _dec_remote_domain_event_graphics_identity(buf: bytes, pos: int) -> tuple[re
     end = len(buf)
     v = _new(remote_domain_event_graphics_identity)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.type = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
         v.type = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
     (n3,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n3 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s4 = pos
-    pos += n3 + (-n3 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s4 = pos + 4
+    pos = s4 + ((n3 + 3) & -4)
+    if pos > end or n3 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.name = buf[s4:s4 + n3].decode()
     except UnicodeDecodeError:
@@ -24759,13 +23871,10 @@ def _dec_remote_domain_event_graphics_msg(buf: bytes, pos: int) -> tuple[remote_
     v.local, pos = _dec_remote_domain_event_graphics_address(buf, pos)
     v.remote, pos = _dec_remote_domain_event_graphics_address(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.authScheme = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -24781,25 +23890,19 @@ def _dec_remote_domain_event_graphics_msg(buf: bytes, pos: int) -> tuple[remote_
     for _ in range(n4):
         x5 = _new(remote_domain_event_graphics_identity)
         (n7,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n7 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s8 = pos
-        pos += n7 + (-n7 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s8 = pos + 4
+        pos = s8 + ((n7 + 3) & -4)
+        if pos > end or n7 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x5.type = buf[s8:s8 + n7].decode()
         except UnicodeDecodeError:
             x5.type = buf[s8:s8 + n7].decode("utf-8", "surrogateescape")
         (n9,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n9 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s10 = pos
-        pos += n9 + (-n9 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s10 = pos + 4
+        pos = s10 + ((n9 + 3) & -4)
+        if pos > end or n9 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x5.name = buf[s10:s10 + n9].decode()
         except UnicodeDecodeError:
@@ -24869,13 +23972,10 @@ def _dec_remote_domain_event_block_job_msg(buf: bytes, pos: int) -> tuple[remote
     v = _new(remote_domain_event_block_job_msg)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.path = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -24921,13 +24021,10 @@ def _dec_remote_domain_event_disk_change_msg(buf: bytes, pos: int) -> tuple[remo
     pos += 4
     if w1 == 1:
         (n4,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n4 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s5 = pos
-        pos += n4 + (-n4 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s5 = pos + 4
+        pos = s5 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p2 = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
@@ -24941,13 +24038,10 @@ def _dec_remote_domain_event_disk_change_msg(buf: bytes, pos: int) -> tuple[remo
     pos += 4
     if w6 == 1:
         (n9,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n9 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s10 = pos
-        pos += n9 + (-n9 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s10 = pos + 4
+        pos = s10 + ((n9 + 3) & -4)
+        if pos > end or n9 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p7 = buf[s10:s10 + n9].decode()
         except UnicodeDecodeError:
@@ -24957,13 +24051,10 @@ def _dec_remote_domain_event_disk_change_msg(buf: bytes, pos: int) -> tuple[remo
         raise XdrError("optional-data flag is not 0 or 1")
     v.newSrcPath = o8
     (n11,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n11 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s12 = pos
-    pos += n11 + (-n11 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s12 = pos + 4
+    pos = s12 + ((n11 + 3) & -4)
+    if pos > end or n11 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.devAlias = buf[s12:s12 + n11].decode()
     except UnicodeDecodeError:
@@ -25035,13 +24126,10 @@ def _dec_remote_domain_event_tray_change_msg(buf: bytes, pos: int) -> tuple[remo
     v = _new(remote_domain_event_tray_change_msg)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.devAlias = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -25201,13 +24289,10 @@ def _dec_remote_domain_event_device_removed_msg(buf: bytes, pos: int) -> tuple[r
     v = _new(remote_domain_event_device_removed_msg)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.devAlias = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -25249,13 +24334,10 @@ def _dec_remote_domain_event_block_job_2_msg(buf: bytes, pos: int) -> tuple[remo
     pos += 4
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.dst = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -25287,13 +24369,10 @@ def _dec_remote_domain_event_block_threshold_msg(buf: bytes, pos: int) -> tuple[
     pos += 4
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.dev = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -25303,13 +24382,10 @@ def _dec_remote_domain_event_block_threshold_msg(buf: bytes, pos: int) -> tuple[
     pos += 4
     if w3 == 1:
         (n6,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n6 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s7 = pos
-        pos += n6 + (-n6 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s7 = pos + 4
+        pos = s7 + ((n6 + 3) & -4)
+        if pos > end or n6 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p4 = buf[s7:s7 + n6].decode()
         except UnicodeDecodeError:
@@ -25371,13 +24447,10 @@ def _dec_remote_domain_event_callback_tunable_msg(buf: bytes, pos: int) -> tuple
     for _ in range(n2):
         x3 = _new(remote_typed_param)
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.field = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -25406,13 +24479,10 @@ def _dec_remote_domain_event_callback_tunable_msg(buf: bytes, pos: int) -> tuple
             pos += 4
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
-            pos += 4
-            if n9 > 4194304:
-                raise XdrError("length exceeds its bound")
-            s10 = pos
-            pos += n9 + (-n9 & 3)
-            if pos > end:
-                raise XdrError("data ends inside a string or opaque")
+            s10 = pos + 4
+            pos = s10 + ((n9 + 3) & -4)
+            if pos > end or n9 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
             try:
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
@@ -25443,27 +24513,26 @@ def _enc_remote_domain_event_callback_tunable_msg(out: bytearray, v: remote_doma
             raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
-        out += xdr.PAD[n5 & 3]
         u6 = x3.value
         d7 = u6.type
         if d7 == 1:
             x8 = u6.value
-            out += _pack_ii(d7, x8)
+            out += _padpack_ii[n5 & 3](d7, x8)
         elif d7 == 2:
             x9 = u6.value
-            out += _pack_iI(d7, x9)
+            out += _padpack_iI[n5 & 3](d7, x9)
         elif d7 == 3:
             x10 = u6.value
-            out += _pack_iq(d7, x10)
+            out += _padpack_iq[n5 & 3](d7, x10)
         elif d7 == 4:
             x11 = u6.value
-            out += _pack_iQ(d7, x11)
+            out += _padpack_iQ[n5 & 3](d7, x11)
         elif d7 == 5:
             x12 = u6.value
-            out += _pack_id(d7, x12)
+            out += _padpack_id[n5 & 3](d7, x12)
         elif d7 == 6:
             x13 = u6.value
-            out += _pack_ii(d7, x13)
+            out += _padpack_ii[n5 & 3](d7, x13)
         elif d7 == 7:
             x14 = cast("str", u6.value)
             try:
@@ -25473,7 +24542,7 @@ def _enc_remote_domain_event_callback_tunable_msg(out: bytearray, v: remote_doma
             n16 = len(b15)
             if n16 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _pack_iI(d7, n16)
+            out += _padpack_iI[n5 & 3](d7, n16)
             out += b15
             out += xdr.PAD[n16 & 3]
         else:
@@ -25487,13 +24556,10 @@ def _dec_remote_domain_event_callback_device_added_msg(buf: bytes, pos: int) -> 
     pos += 4
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.devAlias = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -25565,13 +24631,10 @@ def _dec_remote_domain_event_callback_job_completed_msg(buf: bytes, pos: int) ->
     for _ in range(n2):
         x3 = _new(remote_typed_param)
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.field = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -25600,13 +24663,10 @@ def _dec_remote_domain_event_callback_job_completed_msg(buf: bytes, pos: int) ->
             pos += 4
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
-            pos += 4
-            if n9 > 4194304:
-                raise XdrError("length exceeds its bound")
-            s10 = pos
-            pos += n9 + (-n9 & 3)
-            if pos > end:
-                raise XdrError("data ends inside a string or opaque")
+            s10 = pos + 4
+            pos = s10 + ((n9 + 3) & -4)
+            if pos > end or n9 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
             try:
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
@@ -25637,27 +24697,26 @@ def _enc_remote_domain_event_callback_job_completed_msg(out: bytearray, v: remot
             raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
-        out += xdr.PAD[n5 & 3]
         u6 = x3.value
         d7 = u6.type
         if d7 == 1:
             x8 = u6.value
-            out += _pack_ii(d7, x8)
+            out += _padpack_ii[n5 & 3](d7, x8)
         elif d7 == 2:
             x9 = u6.value
-            out += _pack_iI(d7, x9)
+            out += _padpack_iI[n5 & 3](d7, x9)
         elif d7 == 3:
             x10 = u6.value
-            out += _pack_iq(d7, x10)
+            out += _padpack_iq[n5 & 3](d7, x10)
         elif d7 == 4:
             x11 = u6.value
-            out += _pack_iQ(d7, x11)
+            out += _padpack_iQ[n5 & 3](d7, x11)
         elif d7 == 5:
             x12 = u6.value
-            out += _pack_id(d7, x12)
+            out += _padpack_id[n5 & 3](d7, x12)
         elif d7 == 6:
             x13 = u6.value
-            out += _pack_ii(d7, x13)
+            out += _padpack_ii[n5 & 3](d7, x13)
         elif d7 == 7:
             x14 = cast("str", u6.value)
             try:
@@ -25667,7 +24726,7 @@ def _enc_remote_domain_event_callback_job_completed_msg(out: bytearray, v: remot
             n16 = len(b15)
             if n16 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _pack_iI(d7, n16)
+            out += _padpack_iI[n5 & 3](d7, n16)
             out += b15
             out += xdr.PAD[n16 & 3]
         else:
@@ -25681,13 +24740,10 @@ def _dec_remote_domain_event_callback_device_removal_failed_msg(buf: bytes, pos:
     pos += 4
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.devAlias = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -25723,13 +24779,10 @@ def _dec_remote_domain_event_callback_metadata_change_msg(buf: bytes, pos: int) 
     pos += 4
     if w1 == 1:
         (n4,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n4 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s5 = pos
-        pos += n4 + (-n4 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s5 = pos + 4
+        pos = s5 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p2 = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
@@ -25785,13 +24838,10 @@ def _dec_remote_domain_event_memory_device_size_change_msg(buf: bytes, pos: int)
     pos += 4
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.alias = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -25954,13 +25004,10 @@ def _dec_remote_connect_list_networks_ret(buf: bytes, pos: int) -> tuple[remote_
     append4 = a1.append
     for _ in range(n2):
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -26024,13 +25071,10 @@ def _dec_remote_connect_list_defined_networks_ret(buf: bytes, pos: int) -> tuple
     append4 = a1.append
     for _ in range(n2):
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -26086,13 +25130,10 @@ def _dec_remote_network_lookup_by_name_args(buf: bytes, pos: int) -> tuple[remot
     end = len(buf)
     v = _new(remote_network_lookup_by_name_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.name = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -26127,13 +25168,10 @@ def _dec_remote_network_create_xml_args(buf: bytes, pos: int) -> tuple[remote_ne
     end = len(buf)
     v = _new(remote_network_create_xml_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.xml = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -26168,13 +25206,10 @@ def _dec_remote_network_create_xml_flags_args(buf: bytes, pos: int) -> tuple[rem
     end = len(buf)
     v = _new(remote_network_create_xml_flags_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.xml = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -26211,13 +25246,10 @@ def _dec_remote_network_define_xml_args(buf: bytes, pos: int) -> tuple[remote_ne
     end = len(buf)
     v = _new(remote_network_define_xml_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.xml = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -26252,13 +25284,10 @@ def _dec_remote_network_define_xml_flags_args(buf: bytes, pos: int) -> tuple[rem
     end = len(buf)
     v = _new(remote_network_define_xml_flags_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.xml = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -26307,12 +25336,10 @@ def _dec_remote_network_update_args(buf: bytes, pos: int) -> tuple[remote_networ
     v.net, pos = _dec_remote_nonnull_network(buf, pos)
     v.command, v.section, v.parentIndex, n1 = _unpack_IIiI(buf, pos)
     pos += 16
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
     s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.xml = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -26373,13 +25400,10 @@ def _dec_remote_network_get_xml_desc_ret(buf: bytes, pos: int) -> tuple[remote_n
     end = len(buf)
     v = _new(remote_network_get_xml_desc_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.xml = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -26414,13 +25438,10 @@ def _dec_remote_network_get_bridge_name_ret(buf: bytes, pos: int) -> tuple[remot
     end = len(buf)
     v = _new(remote_network_get_bridge_name_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.name = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -26539,20 +25560,32 @@ def _dec_remote_connect_list_all_networks_ret(buf: bytes, pos: int) -> tuple[rem
         raise XdrError("array length exceeds the data left")
     a1: list[remote_nonnull_network] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_nonnull_network)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
         pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
+    for _ in range(n2 - 1):
+        x3 = _new(remote_nonnull_network)
         s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.name = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3.name = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        x3.uuid, n5 = _unpack_16sI(buf, pos)
+        pos += 20
+        append4(x3)
+    if n2:
+        x3 = _new(remote_nonnull_network)
+        s7 = pos
+        pos = s7 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.name = buf[s7:s7 + n5].decode()
+        except UnicodeDecodeError:
+            x3.name = buf[s7:s7 + n5].decode("utf-8", "surrogateescape")
         (x3.uuid,) = _unpack_16s(buf, pos)
         pos += 16
         append4(x3)
@@ -26588,13 +25621,10 @@ def _dec_remote_network_dhcp_lease(buf: bytes, pos: int) -> tuple[remote_network
     end = len(buf)
     v = _new(remote_network_dhcp_lease)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.iface = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -26606,13 +25636,10 @@ def _dec_remote_network_dhcp_lease(buf: bytes, pos: int) -> tuple[remote_network
     pos += 4
     if w3 == 1:
         (n6,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n6 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s7 = pos
-        pos += n6 + (-n6 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s7 = pos + 4
+        pos = s7 + ((n6 + 3) & -4)
+        if pos > end or n6 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p4 = buf[s7:s7 + n6].decode()
         except UnicodeDecodeError:
@@ -26626,13 +25653,10 @@ def _dec_remote_network_dhcp_lease(buf: bytes, pos: int) -> tuple[remote_network
     pos += 4
     if w8 == 1:
         (n11,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n11 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s12 = pos
-        pos += n11 + (-n11 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s12 = pos + 4
+        pos = s12 + ((n11 + 3) & -4)
+        if pos > end or n11 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p9 = buf[s12:s12 + n11].decode()
         except UnicodeDecodeError:
@@ -26642,13 +25666,10 @@ def _dec_remote_network_dhcp_lease(buf: bytes, pos: int) -> tuple[remote_network
         raise XdrError("optional-data flag is not 0 or 1")
     v.iaid = o10
     (n13,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n13 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s14 = pos
-    pos += n13 + (-n13 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s14 = pos + 4
+    pos = s14 + ((n13 + 3) & -4)
+    if pos > end or n13 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.ipaddr = buf[s14:s14 + n13].decode()
     except UnicodeDecodeError:
@@ -26660,13 +25681,10 @@ def _dec_remote_network_dhcp_lease(buf: bytes, pos: int) -> tuple[remote_network
     pos += 4
     if w15 == 1:
         (n18,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n18 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s19 = pos
-        pos += n18 + (-n18 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s19 = pos + 4
+        pos = s19 + ((n18 + 3) & -4)
+        if pos > end or n18 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p16 = buf[s19:s19 + n18].decode()
         except UnicodeDecodeError:
@@ -26680,13 +25698,10 @@ def _dec_remote_network_dhcp_lease(buf: bytes, pos: int) -> tuple[remote_network
     pos += 4
     if w20 == 1:
         (n23,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n23 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s24 = pos
-        pos += n23 + (-n23 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s24 = pos + 4
+        pos = s24 + ((n23 + 3) & -4)
+        if pos > end or n23 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p21 = buf[s24:s24 + n23].decode()
         except UnicodeDecodeError:
@@ -26790,13 +25805,10 @@ def _dec_remote_network_get_dhcp_leases_args(buf: bytes, pos: int) -> tuple[remo
     pos += 4
     if w1 == 1:
         (n4,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n4 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s5 = pos
-        pos += n4 + (-n4 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s5 = pos + 4
+        pos = s5 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p2 = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
@@ -26889,13 +25901,10 @@ def _dec_remote_network_list_all_ports_ret(buf: bytes, pos: int) -> tuple[remote
         x3 = _new(remote_nonnull_network_port)
         v5 = _new(remote_nonnull_network)
         (n6,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n6 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s7 = pos
-        pos += n6 + (-n6 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s7 = pos + 4
+        pos = s7 + ((n6 + 3) & -4)
+        if pos > end or n6 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             v5.name = buf[s7:s7 + n6].decode()
         except UnicodeDecodeError:
@@ -26968,13 +25977,10 @@ def _dec_remote_network_port_create_xml_args(buf: bytes, pos: int) -> tuple[remo
     v = _new(remote_network_port_create_xml_args)
     v.network, pos = _dec_remote_nonnull_network(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.xml = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -27023,13 +26029,10 @@ def _dec_remote_network_port_set_parameters_args(buf: bytes, pos: int) -> tuple[
     for _ in range(n2):
         x3 = _new(remote_typed_param)
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.field = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -27058,13 +26061,10 @@ def _dec_remote_network_port_set_parameters_args(buf: bytes, pos: int) -> tuple[
             pos += 4
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
-            pos += 4
-            if n9 > 4194304:
-                raise XdrError("length exceeds its bound")
-            s10 = pos
-            pos += n9 + (-n9 & 3)
-            if pos > end:
-                raise XdrError("data ends inside a string or opaque")
+            s10 = pos + 4
+            pos = s10 + ((n9 + 3) & -4)
+            if pos > end or n9 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
             try:
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
@@ -27096,27 +26096,26 @@ def _enc_remote_network_port_set_parameters_args(out: bytearray, v: remote_netwo
             raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
-        out += xdr.PAD[n5 & 3]
         u6 = x3.value
         d7 = u6.type
         if d7 == 1:
             x8 = u6.value
-            out += _pack_ii(d7, x8)
+            out += _padpack_ii[n5 & 3](d7, x8)
         elif d7 == 2:
             x9 = u6.value
-            out += _pack_iI(d7, x9)
+            out += _padpack_iI[n5 & 3](d7, x9)
         elif d7 == 3:
             x10 = u6.value
-            out += _pack_iq(d7, x10)
+            out += _padpack_iq[n5 & 3](d7, x10)
         elif d7 == 4:
             x11 = u6.value
-            out += _pack_iQ(d7, x11)
+            out += _padpack_iQ[n5 & 3](d7, x11)
         elif d7 == 5:
             x12 = u6.value
-            out += _pack_id(d7, x12)
+            out += _padpack_id[n5 & 3](d7, x12)
         elif d7 == 6:
             x13 = u6.value
-            out += _pack_ii(d7, x13)
+            out += _padpack_ii[n5 & 3](d7, x13)
         elif d7 == 7:
             x14 = cast("str", u6.value)
             try:
@@ -27126,7 +26125,7 @@ def _enc_remote_network_port_set_parameters_args(out: bytearray, v: remote_netwo
             n16 = len(b15)
             if n16 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _pack_iI(d7, n16)
+            out += _padpack_iI[n5 & 3](d7, n16)
             out += b15
             out += xdr.PAD[n16 & 3]
         else:
@@ -27161,13 +26160,10 @@ def _dec_remote_network_port_get_parameters_ret(buf: bytes, pos: int) -> tuple[r
     for _ in range(n2):
         x3 = _new(remote_typed_param)
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.field = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -27196,13 +26192,10 @@ def _dec_remote_network_port_get_parameters_ret(buf: bytes, pos: int) -> tuple[r
             pos += 4
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
-            pos += 4
-            if n9 > 4194304:
-                raise XdrError("length exceeds its bound")
-            s10 = pos
-            pos += n9 + (-n9 & 3)
-            if pos > end:
-                raise XdrError("data ends inside a string or opaque")
+            s10 = pos + 4
+            pos = s10 + ((n9 + 3) & -4)
+            if pos > end or n9 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
             try:
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
@@ -27233,27 +26226,26 @@ def _enc_remote_network_port_get_parameters_ret(out: bytearray, v: remote_networ
             raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
-        out += xdr.PAD[n5 & 3]
         u6 = x3.value
         d7 = u6.type
         if d7 == 1:
             x8 = u6.value
-            out += _pack_ii(d7, x8)
+            out += _padpack_ii[n5 & 3](d7, x8)
         elif d7 == 2:
             x9 = u6.value
-            out += _pack_iI(d7, x9)
+            out += _padpack_iI[n5 & 3](d7, x9)
         elif d7 == 3:
             x10 = u6.value
-            out += _pack_iq(d7, x10)
+            out += _padpack_iq[n5 & 3](d7, x10)
         elif d7 == 4:
             x11 = u6.value
-            out += _pack_iQ(d7, x11)
+            out += _padpack_iQ[n5 & 3](d7, x11)
         elif d7 == 5:
             x12 = u6.value
-            out += _pack_id(d7, x12)
+            out += _padpack_id[n5 & 3](d7, x12)
         elif d7 == 6:
             x13 = u6.value
-            out += _pack_ii(d7, x13)
+            out += _padpack_ii[n5 & 3](d7, x13)
         elif d7 == 7:
             x14 = cast("str", u6.value)
             try:
@@ -27263,7 +26255,7 @@ def _enc_remote_network_port_get_parameters_ret(out: bytearray, v: remote_networ
             n16 = len(b15)
             if n16 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _pack_iI(d7, n16)
+            out += _padpack_iI[n5 & 3](d7, n16)
             out += b15
             out += xdr.PAD[n16 & 3]
         else:
@@ -27288,13 +26280,10 @@ def _dec_remote_network_port_get_xml_desc_ret(buf: bytes, pos: int) -> tuple[rem
     end = len(buf)
     v = _new(remote_network_port_get_xml_desc_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.xml = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -27363,13 +26352,10 @@ def _dec_remote_connect_list_interfaces_ret(buf: bytes, pos: int) -> tuple[remot
     append4 = a1.append
     for _ in range(n2):
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -27433,13 +26419,10 @@ def _dec_remote_connect_list_defined_interfaces_ret(buf: bytes, pos: int) -> tup
     append4 = a1.append
     for _ in range(n2):
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -27472,13 +26455,10 @@ def _dec_remote_interface_lookup_by_name_args(buf: bytes, pos: int) -> tuple[rem
     end = len(buf)
     v = _new(remote_interface_lookup_by_name_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.name = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -27513,13 +26493,10 @@ def _dec_remote_interface_lookup_by_mac_string_args(buf: bytes, pos: int) -> tup
     end = len(buf)
     v = _new(remote_interface_lookup_by_mac_string_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.mac = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -27567,13 +26544,10 @@ def _dec_remote_interface_get_xml_desc_ret(buf: bytes, pos: int) -> tuple[remote
     end = len(buf)
     v = _new(remote_interface_get_xml_desc_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.xml = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -27598,13 +26572,10 @@ def _dec_remote_interface_define_xml_args(buf: bytes, pos: int) -> tuple[remote_
     end = len(buf)
     v = _new(remote_interface_define_xml_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.xml = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -27752,25 +26723,19 @@ def _dec_remote_connect_list_all_interfaces_ret(buf: bytes, pos: int) -> tuple[r
     for _ in range(n2):
         x3 = _new(remote_nonnull_interface)
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.name = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3.name = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
         (n7,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n7 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s8 = pos
-        pos += n7 + (-n7 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s8 = pos + 4
+        pos = s8 + ((n7 + 3) & -4)
+        if pos > end or n7 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.mac = buf[s8:s8 + n7].decode()
         except UnicodeDecodeError:
@@ -27846,13 +26811,10 @@ def _dec_remote_connect_list_storage_pools_ret(buf: bytes, pos: int) -> tuple[re
     append4 = a1.append
     for _ in range(n2):
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -27916,13 +26878,10 @@ def _dec_remote_connect_list_defined_storage_pools_ret(buf: bytes, pos: int) -> 
     append4 = a1.append
     for _ in range(n2):
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -27955,13 +26914,10 @@ def _dec_remote_connect_find_storage_pool_sources_args(buf: bytes, pos: int) -> 
     end = len(buf)
     v = _new(remote_connect_find_storage_pool_sources_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.type = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -27971,13 +26927,10 @@ def _dec_remote_connect_find_storage_pool_sources_args(buf: bytes, pos: int) -> 
     pos += 4
     if w3 == 1:
         (n6,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n6 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s7 = pos
-        pos += n6 + (-n6 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s7 = pos + 4
+        pos = s7 + ((n6 + 3) & -4)
+        if pos > end or n6 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p4 = buf[s7:s7 + n6].decode()
         except UnicodeDecodeError:
@@ -28024,13 +26977,10 @@ def _dec_remote_connect_find_storage_pool_sources_ret(buf: bytes, pos: int) -> t
     end = len(buf)
     v = _new(remote_connect_find_storage_pool_sources_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.xml = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -28078,13 +27028,10 @@ def _dec_remote_storage_pool_lookup_by_name_args(buf: bytes, pos: int) -> tuple[
     end = len(buf)
     v = _new(remote_storage_pool_lookup_by_name_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.name = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -28139,13 +27086,10 @@ def _dec_remote_storage_pool_lookup_by_target_path_args(buf: bytes, pos: int) ->
     end = len(buf)
     v = _new(remote_storage_pool_lookup_by_target_path_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.path = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -28180,13 +27124,10 @@ def _dec_remote_storage_pool_create_xml_args(buf: bytes, pos: int) -> tuple[remo
     end = len(buf)
     v = _new(remote_storage_pool_create_xml_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.xml = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -28223,13 +27164,10 @@ def _dec_remote_storage_pool_define_xml_args(buf: bytes, pos: int) -> tuple[remo
     end = len(buf)
     v = _new(remote_storage_pool_define_xml_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.xml = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -28351,13 +27289,10 @@ def _dec_remote_storage_pool_get_xml_desc_ret(buf: bytes, pos: int) -> tuple[rem
     end = len(buf)
     v = _new(remote_storage_pool_get_xml_desc_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.xml = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -28480,13 +27415,10 @@ def _dec_remote_storage_pool_list_volumes_ret(buf: bytes, pos: int) -> tuple[rem
     append4 = a1.append
     for _ in range(n2):
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -28520,13 +27452,10 @@ def _dec_remote_storage_vol_lookup_by_name_args(buf: bytes, pos: int) -> tuple[r
     v = _new(remote_storage_vol_lookup_by_name_args)
     v.pool, pos = _dec_remote_nonnull_storage_pool(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.name = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -28562,13 +27491,10 @@ def _dec_remote_storage_vol_lookup_by_key_args(buf: bytes, pos: int) -> tuple[re
     end = len(buf)
     v = _new(remote_storage_vol_lookup_by_key_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.key = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -28603,13 +27529,10 @@ def _dec_remote_storage_vol_lookup_by_path_args(buf: bytes, pos: int) -> tuple[r
     end = len(buf)
     v = _new(remote_storage_vol_lookup_by_path_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.path = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -28645,13 +27568,10 @@ def _dec_remote_storage_vol_create_xml_args(buf: bytes, pos: int) -> tuple[remot
     v = _new(remote_storage_vol_create_xml_args)
     v.pool, pos = _dec_remote_nonnull_storage_pool(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.xml = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -28690,13 +27610,10 @@ def _dec_remote_storage_vol_create_xml_from_args(buf: bytes, pos: int) -> tuple[
     v = _new(remote_storage_vol_create_xml_from_args)
     v.pool, pos = _dec_remote_nonnull_storage_pool(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.xml = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -28789,13 +27706,10 @@ def _dec_remote_storage_vol_get_xml_desc_ret(buf: bytes, pos: int) -> tuple[remo
     end = len(buf)
     v = _new(remote_storage_vol_get_xml_desc_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.xml = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -28875,13 +27789,10 @@ def _dec_remote_storage_vol_get_path_ret(buf: bytes, pos: int) -> tuple[remote_s
     end = len(buf)
     v = _new(remote_storage_vol_get_path_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.name = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -28979,20 +27890,32 @@ def _dec_remote_connect_list_all_storage_pools_ret(buf: bytes, pos: int) -> tupl
         raise XdrError("array length exceeds the data left")
     a1: list[remote_nonnull_storage_pool] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_nonnull_storage_pool)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
         pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
+    for _ in range(n2 - 1):
+        x3 = _new(remote_nonnull_storage_pool)
         s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.name = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3.name = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        x3.uuid, n5 = _unpack_16sI(buf, pos)
+        pos += 20
+        append4(x3)
+    if n2:
+        x3 = _new(remote_nonnull_storage_pool)
+        s7 = pos
+        pos = s7 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.name = buf[s7:s7 + n5].decode()
+        except UnicodeDecodeError:
+            x3.name = buf[s7:s7 + n5].decode("utf-8", "surrogateescape")
         (x3.uuid,) = _unpack_16s(buf, pos)
         pos += 16
         append4(x3)
@@ -29051,37 +27974,28 @@ def _dec_remote_storage_pool_list_all_volumes_ret(buf: bytes, pos: int) -> tuple
     for _ in range(n2):
         x3 = _new(remote_nonnull_storage_vol)
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.pool = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3.pool = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
         (n7,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n7 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s8 = pos
-        pos += n7 + (-n7 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s8 = pos + 4
+        pos = s8 + ((n7 + 3) & -4)
+        if pos > end or n7 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.name = buf[s8:s8 + n7].decode()
         except UnicodeDecodeError:
             x3.name = buf[s8:s8 + n7].decode("utf-8", "surrogateescape")
         (n9,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n9 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s10 = pos
-        pos += n9 + (-n9 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s10 = pos + 4
+        pos = s10 + ((n9 + 3) & -4)
+        if pos > end or n9 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.key = buf[s10:s10 + n9].decode()
         except UnicodeDecodeError:
@@ -29139,13 +28053,10 @@ def _dec_remote_node_num_of_devices_args(buf: bytes, pos: int) -> tuple[remote_n
     pos += 4
     if w1 == 1:
         (n4,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n4 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s5 = pos
-        pos += n4 + (-n4 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s5 = pos + 4
+        pos = s5 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p2 = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
@@ -29197,13 +28108,10 @@ def _dec_remote_node_list_devices_args(buf: bytes, pos: int) -> tuple[remote_nod
     pos += 4
     if w1 == 1:
         (n4,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n4 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s5 = pos
-        pos += n4 + (-n4 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s5 = pos + 4
+        pos = s5 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p2 = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
@@ -29249,13 +28157,10 @@ def _dec_remote_node_list_devices_ret(buf: bytes, pos: int) -> tuple[remote_node
     append4 = a1.append
     for _ in range(n2):
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -29288,13 +28193,10 @@ def _dec_remote_node_device_lookup_by_name_args(buf: bytes, pos: int) -> tuple[r
     end = len(buf)
     v = _new(remote_node_device_lookup_by_name_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.name = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -29329,25 +28231,19 @@ def _dec_remote_node_device_lookup_scsi_host_by_wwn_args(buf: bytes, pos: int) -
     end = len(buf)
     v = _new(remote_node_device_lookup_scsi_host_by_wwn_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.wwnn = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
         v.wwnn = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
     (n3,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n3 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s4 = pos
-    pos += n3 + (-n3 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s4 = pos + 4
+    pos = s4 + ((n3 + 3) & -4)
+    if pos > end or n3 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.wwpn = buf[s4:s4 + n3].decode()
     except UnicodeDecodeError:
@@ -29393,13 +28289,10 @@ def _dec_remote_node_device_get_xml_desc_args(buf: bytes, pos: int) -> tuple[rem
     end = len(buf)
     v = _new(remote_node_device_get_xml_desc_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.name = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -29426,13 +28319,10 @@ def _dec_remote_node_device_get_xml_desc_ret(buf: bytes, pos: int) -> tuple[remo
     end = len(buf)
     v = _new(remote_node_device_get_xml_desc_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.xml = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -29457,13 +28347,10 @@ def _dec_remote_node_device_get_parent_args(buf: bytes, pos: int) -> tuple[remot
     end = len(buf)
     v = _new(remote_node_device_get_parent_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.name = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -29492,13 +28379,10 @@ def _dec_remote_node_device_get_parent_ret(buf: bytes, pos: int) -> tuple[remote
     pos += 4
     if w1 == 1:
         (n4,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n4 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s5 = pos
-        pos += n4 + (-n4 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s5 = pos + 4
+        pos = s5 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p2 = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
@@ -29532,13 +28416,10 @@ def _dec_remote_node_device_num_of_caps_args(buf: bytes, pos: int) -> tuple[remo
     end = len(buf)
     v = _new(remote_node_device_num_of_caps_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.name = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -29574,13 +28455,10 @@ def _dec_remote_node_device_list_caps_args(buf: bytes, pos: int) -> tuple[remote
     end = len(buf)
     v = _new(remote_node_device_list_caps_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.name = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -29616,13 +28494,10 @@ def _dec_remote_node_device_list_caps_ret(buf: bytes, pos: int) -> tuple[remote_
     append4 = a1.append
     for _ in range(n2):
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -29655,13 +28530,10 @@ def _dec_remote_node_device_dettach_args(buf: bytes, pos: int) -> tuple[remote_n
     end = len(buf)
     v = _new(remote_node_device_dettach_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.name = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -29686,13 +28558,10 @@ def _dec_remote_node_device_detach_flags_args(buf: bytes, pos: int) -> tuple[rem
     end = len(buf)
     v = _new(remote_node_device_detach_flags_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.name = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -29702,13 +28571,10 @@ def _dec_remote_node_device_detach_flags_args(buf: bytes, pos: int) -> tuple[rem
     pos += 4
     if w3 == 1:
         (n6,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n6 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s7 = pos
-        pos += n6 + (-n6 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s7 = pos + 4
+        pos = s7 + ((n6 + 3) & -4)
+        if pos > end or n6 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p4 = buf[s7:s7 + n6].decode()
         except UnicodeDecodeError:
@@ -29755,13 +28621,10 @@ def _dec_remote_node_device_re_attach_args(buf: bytes, pos: int) -> tuple[remote
     end = len(buf)
     v = _new(remote_node_device_re_attach_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.name = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -29786,13 +28649,10 @@ def _dec_remote_node_device_reset_args(buf: bytes, pos: int) -> tuple[remote_nod
     end = len(buf)
     v = _new(remote_node_device_reset_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.name = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -29817,13 +28677,10 @@ def _dec_remote_node_device_create_xml_args(buf: bytes, pos: int) -> tuple[remot
     end = len(buf)
     v = _new(remote_node_device_create_xml_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.xml_desc = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -29860,13 +28717,10 @@ def _dec_remote_node_device_destroy_args(buf: bytes, pos: int) -> tuple[remote_n
     end = len(buf)
     v = _new(remote_node_device_destroy_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.name = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -29891,13 +28745,10 @@ def _dec_remote_node_device_define_xml_args(buf: bytes, pos: int) -> tuple[remot
     end = len(buf)
     v = _new(remote_node_device_define_xml_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.xml_desc = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -29934,13 +28785,10 @@ def _dec_remote_node_device_undefine_args(buf: bytes, pos: int) -> tuple[remote_
     end = len(buf)
     v = _new(remote_node_device_undefine_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.name = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -29967,13 +28815,10 @@ def _dec_remote_node_device_create_args(buf: bytes, pos: int) -> tuple[remote_no
     end = len(buf)
     v = _new(remote_node_device_create_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.name = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -30000,13 +28845,10 @@ def _dec_remote_node_device_get_autostart_args(buf: bytes, pos: int) -> tuple[re
     end = len(buf)
     v = _new(remote_node_device_get_autostart_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.name = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -30042,13 +28884,10 @@ def _dec_remote_node_device_set_autostart_args(buf: bytes, pos: int) -> tuple[re
     end = len(buf)
     v = _new(remote_node_device_set_autostart_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.name = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -30075,13 +28914,10 @@ def _dec_remote_node_device_is_persistent_args(buf: bytes, pos: int) -> tuple[re
     end = len(buf)
     v = _new(remote_node_device_is_persistent_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.name = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -30117,13 +28953,10 @@ def _dec_remote_node_device_is_active_args(buf: bytes, pos: int) -> tuple[remote
     end = len(buf)
     v = _new(remote_node_device_is_active_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.name = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -30180,13 +29013,10 @@ def _dec_remote_connect_list_all_node_devices_ret(buf: bytes, pos: int) -> tuple
     for _ in range(n2):
         x3 = _new(remote_nonnull_node_device)
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.name = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -30253,13 +29083,10 @@ def _dec_remote_connect_list_nwfilters_ret(buf: bytes, pos: int) -> tuple[remote
     append4 = a1.append
     for _ in range(n2):
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -30315,13 +29142,10 @@ def _dec_remote_nwfilter_lookup_by_name_args(buf: bytes, pos: int) -> tuple[remo
     end = len(buf)
     v = _new(remote_nwfilter_lookup_by_name_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.name = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -30356,13 +29180,10 @@ def _dec_remote_nwfilter_define_xml_args(buf: bytes, pos: int) -> tuple[remote_n
     end = len(buf)
     v = _new(remote_nwfilter_define_xml_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.xml = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -30397,13 +29218,10 @@ def _dec_remote_nwfilter_define_xml_flags_args(buf: bytes, pos: int) -> tuple[re
     end = len(buf)
     v = _new(remote_nwfilter_define_xml_flags_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.xml = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -30463,13 +29281,10 @@ def _dec_remote_nwfilter_get_xml_desc_ret(buf: bytes, pos: int) -> tuple[remote_
     end = len(buf)
     v = _new(remote_nwfilter_get_xml_desc_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.xml = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -30512,20 +29327,32 @@ def _dec_remote_connect_list_all_nwfilters_ret(buf: bytes, pos: int) -> tuple[re
         raise XdrError("array length exceeds the data left")
     a1: list[remote_nonnull_nwfilter] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_nonnull_nwfilter)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
         pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
+    for _ in range(n2 - 1):
+        x3 = _new(remote_nonnull_nwfilter)
         s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.name = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3.name = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        x3.uuid, n5 = _unpack_16sI(buf, pos)
+        pos += 20
+        append4(x3)
+    if n2:
+        x3 = _new(remote_nonnull_nwfilter)
+        s7 = pos
+        pos = s7 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.name = buf[s7:s7 + n5].decode()
+        except UnicodeDecodeError:
+            x3.name = buf[s7:s7 + n5].decode("utf-8", "surrogateescape")
         (x3.uuid,) = _unpack_16s(buf, pos)
         pos += 16
         append4(x3)
@@ -30561,13 +29388,10 @@ def _dec_remote_nwfilter_binding_lookup_by_port_dev_args(buf: bytes, pos: int) -
     end = len(buf)
     v = _new(remote_nwfilter_binding_lookup_by_port_dev_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.name = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -30602,13 +29426,10 @@ def _dec_remote_nwfilter_binding_create_xml_args(buf: bytes, pos: int) -> tuple[
     end = len(buf)
     v = _new(remote_nwfilter_binding_create_xml_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.xml = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -30668,13 +29489,10 @@ def _dec_remote_nwfilter_binding_get_xml_desc_ret(buf: bytes, pos: int) -> tuple
     end = len(buf)
     v = _new(remote_nwfilter_binding_get_xml_desc_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.xml = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -30720,25 +29538,19 @@ def _dec_remote_connect_list_all_nwfilter_bindings_ret(buf: bytes, pos: int) -> 
     for _ in range(n2):
         x3 = _new(remote_nonnull_nwfilter_binding)
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.portdev = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3.portdev = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
         (n7,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n7 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s8 = pos
-        pos += n7 + (-n7 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s8 = pos + 4
+        pos = s8 + ((n7 + 3) & -4)
+        if pos > end or n7 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.filtername = buf[s8:s8 + n7].decode()
         except UnicodeDecodeError:
@@ -30814,13 +29626,10 @@ def _dec_remote_connect_list_secrets_ret(buf: bytes, pos: int) -> tuple[remote_c
     append4 = a1.append
     for _ in range(n2):
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -30876,13 +29685,10 @@ def _dec_remote_secret_define_xml_args(buf: bytes, pos: int) -> tuple[remote_sec
     end = len(buf)
     v = _new(remote_secret_define_xml_args)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.xml = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -30932,13 +29738,10 @@ def _dec_remote_secret_get_xml_desc_ret(buf: bytes, pos: int) -> tuple[remote_se
     end = len(buf)
     v = _new(remote_secret_get_xml_desc_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.xml = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -30964,13 +29767,10 @@ def _dec_remote_secret_set_value_args(buf: bytes, pos: int) -> tuple[remote_secr
     v = _new(remote_secret_set_value_args)
     v.secret, pos = _dec_remote_nonnull_secret(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 65536:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 65536:
+        raise XdrError("string or opaque longer than its bound or the data left")
     v.value = buf[s2:s2 + n1]
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -31005,13 +29805,10 @@ def _dec_remote_secret_get_value_ret(buf: bytes, pos: int) -> tuple[remote_secre
     end = len(buf)
     v = _new(remote_secret_get_value_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 65536:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 65536:
+        raise XdrError("string or opaque longer than its bound or the data left")
     v.value = buf[s2:s2 + n1]
     return v, pos
 
@@ -31041,12 +29838,10 @@ def _dec_remote_secret_lookup_by_usage_args(buf: bytes, pos: int) -> tuple[remot
     v = _new(remote_secret_lookup_by_usage_args)
     v.usageType, n1 = _unpack_iI(buf, pos)
     pos += 8
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
     s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.usageID = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -31103,12 +29898,10 @@ def _dec_remote_connect_list_all_secrets_ret(buf: bytes, pos: int) -> tuple[remo
         x3 = _new(remote_nonnull_secret)
         x3.uuid, x3.usageType, n5 = _unpack_16siI(buf, pos)
         pos += 24
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
         s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.usageID = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -31147,13 +29940,10 @@ def _dec_remote_domain_snapshot_create_xml_args(buf: bytes, pos: int) -> tuple[r
     v = _new(remote_domain_snapshot_create_xml_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.xml_desc = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -31204,13 +29994,10 @@ def _dec_remote_domain_snapshot_get_xml_desc_ret(buf: bytes, pos: int) -> tuple[
     end = len(buf)
     v = _new(remote_domain_snapshot_get_xml_desc_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.xml = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -31281,13 +30068,10 @@ def _dec_remote_domain_snapshot_list_names_ret(buf: bytes, pos: int) -> tuple[re
     append4 = a1.append
     for _ in range(n2):
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -31343,26 +30127,20 @@ def _dec_remote_domain_list_all_snapshots_ret(buf: bytes, pos: int) -> tuple[rem
     for _ in range(n2):
         x3 = _new(remote_nonnull_domain_snapshot)
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.name = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3.name = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
         v7 = _new(remote_nonnull_domain)
         (n8,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n8 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s9 = pos
-        pos += n8 + (-n8 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s9 = pos + 4
+        pos = s9 + ((n8 + 3) & -4)
+        if pos > end or n8 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             v7.name = buf[s9:s9 + n8].decode()
         except UnicodeDecodeError:
@@ -31393,7 +30171,6 @@ def _enc_remote_domain_list_all_snapshots_ret(out: bytearray, v: remote_domain_l
             raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
-        out += xdr.PAD[n5 & 3]
         v6 = x3.dom
         try:
             b7 = v6.name.encode()
@@ -31402,7 +30179,7 @@ def _enc_remote_domain_list_all_snapshots_ret(out: bytearray, v: remote_domain_l
         n8 = len(b7)
         if n8 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n8)
+        out += _padpack_I[n5 & 3](n8)
         out += b7
         if len(v6.uuid) != 16:
             raise XdrError("fixed-length opaque has the wrong length")
@@ -31460,13 +30237,10 @@ def _dec_remote_domain_snapshot_list_children_names_ret(buf: bytes, pos: int) ->
     append4 = a1.append
     for _ in range(n2):
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
@@ -31522,26 +30296,20 @@ def _dec_remote_domain_snapshot_list_all_children_ret(buf: bytes, pos: int) -> t
     for _ in range(n2):
         x3 = _new(remote_nonnull_domain_snapshot)
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.name = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3.name = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
         v7 = _new(remote_nonnull_domain)
         (n8,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n8 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s9 = pos
-        pos += n8 + (-n8 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s9 = pos + 4
+        pos = s9 + ((n8 + 3) & -4)
+        if pos > end or n8 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             v7.name = buf[s9:s9 + n8].decode()
         except UnicodeDecodeError:
@@ -31572,7 +30340,6 @@ def _enc_remote_domain_snapshot_list_all_children_ret(out: bytearray, v: remote_
             raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
-        out += xdr.PAD[n5 & 3]
         v6 = x3.dom
         try:
             b7 = v6.name.encode()
@@ -31581,7 +30348,7 @@ def _enc_remote_domain_snapshot_list_all_children_ret(out: bytearray, v: remote_
         n8 = len(b7)
         if n8 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n8)
+        out += _padpack_I[n5 & 3](n8)
         out += b7
         if len(v6.uuid) != 16:
             raise XdrError("fixed-length opaque has the wrong length")
@@ -31594,13 +30361,10 @@ def _dec_remote_domain_snapshot_lookup_by_name_args(buf: bytes, pos: int) -> tup
     v = _new(remote_domain_snapshot_lookup_by_name_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.name = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -31783,13 +30547,10 @@ def _dec_remote_domain_checkpoint_create_xml_args(buf: bytes, pos: int) -> tuple
     v = _new(remote_domain_checkpoint_create_xml_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.xml_desc = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -31840,13 +30601,10 @@ def _dec_remote_domain_checkpoint_get_xml_desc_ret(buf: bytes, pos: int) -> tupl
     end = len(buf)
     v = _new(remote_domain_checkpoint_get_xml_desc_ret)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.xml = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -31894,26 +30652,20 @@ def _dec_remote_domain_list_all_checkpoints_ret(buf: bytes, pos: int) -> tuple[r
     for _ in range(n2):
         x3 = _new(remote_nonnull_domain_checkpoint)
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.name = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3.name = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
         v7 = _new(remote_nonnull_domain)
         (n8,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n8 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s9 = pos
-        pos += n8 + (-n8 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s9 = pos + 4
+        pos = s9 + ((n8 + 3) & -4)
+        if pos > end or n8 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             v7.name = buf[s9:s9 + n8].decode()
         except UnicodeDecodeError:
@@ -31944,7 +30696,6 @@ def _enc_remote_domain_list_all_checkpoints_ret(out: bytearray, v: remote_domain
             raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
-        out += xdr.PAD[n5 & 3]
         v6 = x3.dom
         try:
             b7 = v6.name.encode()
@@ -31953,7 +30704,7 @@ def _enc_remote_domain_list_all_checkpoints_ret(out: bytearray, v: remote_domain
         n8 = len(b7)
         if n8 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n8)
+        out += _padpack_I[n5 & 3](n8)
         out += b7
         if len(v6.uuid) != 16:
             raise XdrError("fixed-length opaque has the wrong length")
@@ -31988,26 +30739,20 @@ def _dec_remote_domain_checkpoint_list_all_children_ret(buf: bytes, pos: int) ->
     for _ in range(n2):
         x3 = _new(remote_nonnull_domain_checkpoint)
         (n5,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s6 = pos
-        pos += n5 + (-n5 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             x3.name = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3.name = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
         v7 = _new(remote_nonnull_domain)
         (n8,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n8 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s9 = pos
-        pos += n8 + (-n8 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s9 = pos + 4
+        pos = s9 + ((n8 + 3) & -4)
+        if pos > end or n8 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             v7.name = buf[s9:s9 + n8].decode()
         except UnicodeDecodeError:
@@ -32038,7 +30783,6 @@ def _enc_remote_domain_checkpoint_list_all_children_ret(out: bytearray, v: remot
             raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
-        out += xdr.PAD[n5 & 3]
         v6 = x3.dom
         try:
             b7 = v6.name.encode()
@@ -32047,7 +30791,7 @@ def _enc_remote_domain_checkpoint_list_all_children_ret(out: bytearray, v: remot
         n8 = len(b7)
         if n8 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n8)
+        out += _padpack_I[n5 & 3](n8)
         out += b7
         if len(v6.uuid) != 16:
             raise XdrError("fixed-length opaque has the wrong length")
@@ -32060,13 +30804,10 @@ def _dec_remote_domain_checkpoint_lookup_by_name_args(buf: bytes, pos: int) -> t
     v = _new(remote_domain_checkpoint_lookup_by_name_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.name = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:

@@ -209,13 +209,10 @@ def _enc_virNetMessageUUID(out: bytearray, v: virNetMessageUUID) -> None:
 def _dec_virNetMessageNonnullString(buf: bytes, pos: int) -> tuple[virNetMessageNonnullString, int]:
     end = len(buf)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         value = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -243,13 +240,10 @@ def _dec_virNetMessageString(buf: bytes, pos: int) -> tuple[virNetMessageString,
     pos += 4
     if w1 == 1:
         (n4,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n4 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s5 = pos
-        pos += n4 + (-n4 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s5 = pos + 4
+        pos = s5 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p2 = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
@@ -283,13 +277,10 @@ def _dec_virNetMessageNonnullDomain(buf: bytes, pos: int) -> tuple[virNetMessage
     end = len(buf)
     v = _new(virNetMessageNonnullDomain)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.name = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -318,13 +309,10 @@ def _dec_virNetMessageNonnullNetwork(buf: bytes, pos: int) -> tuple[virNetMessag
     end = len(buf)
     v = _new(virNetMessageNonnullNetwork)
     (n1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n1 > 4194304:
-        raise XdrError("length exceeds its bound")
-    s2 = pos
-    pos += n1 + (-n1 & 3)
-    if pos > end:
-        raise XdrError("data ends inside a string or opaque")
+    s2 = pos + 4
+    pos = s2 + ((n1 + 3) & -4)
+    if pos > end or n1 > 4194304:
+        raise XdrError("string or opaque longer than its bound or the data left")
     try:
         v.name = buf[s2:s2 + n1].decode()
     except UnicodeDecodeError:
@@ -403,13 +391,10 @@ def _dec_remote_error(buf: bytes, pos: int) -> tuple[remote_error, int]:
     pos += 4
     if w1 == 1:
         (n4,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n4 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s5 = pos
-        pos += n4 + (-n4 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s5 = pos + 4
+        pos = s5 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p2 = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
@@ -434,13 +419,10 @@ def _dec_remote_error(buf: bytes, pos: int) -> tuple[remote_error, int]:
     pos += 4
     if w9 == 1:
         (n12,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n12 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s13 = pos
-        pos += n12 + (-n12 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s13 = pos + 4
+        pos = s13 + ((n12 + 3) & -4)
+        if pos > end or n12 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p10 = buf[s13:s13 + n12].decode()
         except UnicodeDecodeError:
@@ -454,13 +436,10 @@ def _dec_remote_error(buf: bytes, pos: int) -> tuple[remote_error, int]:
     pos += 4
     if w14 == 1:
         (n17,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n17 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s18 = pos
-        pos += n17 + (-n17 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s18 = pos + 4
+        pos = s18 + ((n17 + 3) & -4)
+        if pos > end or n17 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p15 = buf[s18:s18 + n17].decode()
         except UnicodeDecodeError:
@@ -474,13 +453,10 @@ def _dec_remote_error(buf: bytes, pos: int) -> tuple[remote_error, int]:
     pos += 4
     if w19 == 1:
         (n22,) = _unpack_u32(buf, pos)
-        pos += 4
-        if n22 > 4194304:
-            raise XdrError("length exceeds its bound")
-        s23 = pos
-        pos += n22 + (-n22 & 3)
-        if pos > end:
-            raise XdrError("data ends inside a string or opaque")
+        s23 = pos + 4
+        pos = s23 + ((n22 + 3) & -4)
+        if pos > end or n22 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
         try:
             p20 = buf[s23:s23 + n22].decode()
         except UnicodeDecodeError:

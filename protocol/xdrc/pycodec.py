@@ -231,23 +231,37 @@ class CodecWriter:
 
     # --- decoding ---------------------------------------------------------------------------------
 
-    def dec_seq(self, items: list[tuple[str, model.Type]], ind: str, sc: Scope, budget: int) -> list[str]:
+    def dec_seq(
+        self,
+        items: list[tuple[str, model.Type]],
+        ind: str,
+        sc: Scope,
+        budget: int,
+        first_length: str | None = None,
+        next_length: str | None = None,
+    ) -> list[str]:
         """Decode `items` (assignment target, type) in order, fusing fixed-size runs.
 
-        A run directly before a string/opaque also reads that one's length word."""
+        A run directly before a string/opaque also reads that one's length word.
+        `first_length`: the first item is a string/opaque whose length word was
+        already read into this variable.  `next_length`: the final run also reads
+        the word after the items (the next array element's length) into it."""
         lines: list[str] = []
         run: list[tuple[str, model.Type | None]] = []  # None = the length word of what follows
-        for target, t in items:
+        for i, (target, t) in enumerate(items):
             if self.fused_code(t) is not None:
                 run.append((target, t))
                 continue
-            length: str | None = None
+            length: str | None = first_length if i == 0 else None
             if run and is_var_bytes(t):
                 length = sc.temp("n")
                 run.append((length, None))
             lines += self.dec_run(run, ind, sc)
             run = []
             lines += self.dec_one(target, t, ind, sc, budget, length)
+        if next_length is not None:
+            assert run, "only a struct that ends in fixed-size fields can read ahead"
+            run.append((next_length, None))
         lines += self.dec_run(run, ind, sc)
         return lines
 
@@ -306,20 +320,16 @@ class CodecWriter:
             case model.String(bound=bound) | model.Opaque(size=bound, fixed=False):
                 sc.needs_end = True
                 lines: list[str] = []
+                n, start = length or sc.temp("n"), sc.temp("s")
                 if length is None:
-                    length = sc.temp("n")
-                    lines += [f"{ind}({length},) = _unpack_u32(buf, pos)", f"{ind}pos += 4"]
-                n, start = length, sc.temp("s")
-                if bound != UNBOUNDED:
-                    lines += [
-                        f"{ind}if {n} > {bound}:",
-                        f'{ind}    raise XdrError("length exceeds its bound")',
-                    ]
+                    lines += [f"{ind}({n},) = _unpack_u32(buf, pos)", f"{ind}{start} = pos + 4"]
+                else:
+                    lines.append(f"{ind}{start} = pos")
+                over = f"pos > end or {n} > {bound}" if bound != UNBOUNDED else "pos > end"
                 lines += [
-                    f"{ind}{start} = pos",
-                    f"{ind}pos += {n} + (-{n} & 3)",
-                    f"{ind}if pos > end:",
-                    f'{ind}    raise XdrError("data ends inside a string or opaque")',
+                    f"{ind}pos = {start} + (({n} + 3) & -4)",
+                    f"{ind}if {over}:",
+                    f'{ind}    raise XdrError("string or opaque longer than its bound or the data left")',
                 ]
                 value = f"buf[{start}:{start} + {n}]"
                 if isinstance(t, model.Opaque):
@@ -392,14 +402,57 @@ class CodecWriter:
             lines.append(f"{ind}pos += {count} * {unit}")
             return lines
         item, append = sc.temp("x"), sc.temp("append")
-        lines += [
-            f"{ind}{target}: list[{pytype(elem)}] = []",
-            f"{ind}{append} = {target}.append",
+        lines += [f"{ind}{target}: list[{pytype(elem)}] = []", f"{ind}{append} = {target}.append"]
+        if self._reads_ahead(e):
+            return lines + self._dec_array_reading_ahead(e, count, item, append, ind, sc)
+        return [
+            *lines,
             f"{ind}for _ in range({count}):",
             *self.dec_one(item, elem, ind + "    ", sc, _INLINE_BUDGET),
             f"{ind}    {append}({item})",
         ]
-        return lines
+
+    def _reads_ahead(self, e: model.Type) -> bool:
+        """Elements like remote_nonnull_domain {string; fixed...} are decoded with the
+        fixed tail of one element and the length word of the next in one unpack."""
+        if not (isinstance(e, model.StructRef) and self.inline_ok(e.name)):
+            return False
+        s = self.named[e.name]
+        return (
+            isinstance(s, model.Struct)
+            and len(s.fields) >= 2
+            and is_var_bytes(s.fields[0].type)
+            and self.fused_code(s.fields[-1].type) is not None
+        )
+
+    def _dec_array_reading_ahead(
+        self, e: model.Type, count: str, item: str, append: str, ind: str, sc: Scope
+    ) -> list[str]:
+        assert isinstance(e, model.StructRef)
+        s = self.named[e.name]
+        assert isinstance(s, model.Struct)
+        length = sc.temp("n")
+        fields = [(f"{item}.{f.pyname}", f.type) for f in s.fields]
+        body = ind + "    "
+
+        def element(read_ahead: bool) -> list[str]:
+            ahead = length if read_ahead else None
+            return [
+                f"{body}{item} = _new({e.name})",
+                *self.dec_seq(fields, body, sc, _INLINE_BUDGET - 1, first_length=length, next_length=ahead),
+                f"{body}{append}({item})",
+            ]
+
+        # every element but the last also reads the next one's length word
+        return [
+            f"{ind}if {count}:",
+            f"{body}({length},) = _unpack_u32(buf, pos)",
+            f"{body}pos += 4",
+            f"{ind}for _ in range({count} - 1):",
+            *element(read_ahead=True),
+            f"{ind}if {count}:",
+            *element(read_ahead=False),
+        ]
 
     def dec_inline(self, target: str, name: str, ind: str, sc: Scope, budget: int) -> list[str]:
         """Decode struct/union `name` into `target` without a function call."""
@@ -447,14 +500,16 @@ class CodecWriter:
 
     # --- encoding -------------------------------------------------------------------------------------
 
-    def enc_seq(self, items: list[tuple[str, model.Type]], ind: str, sc: Scope, budget: int) -> list[str]:
+    def enc_seq(
+        self, items: list[tuple[str, model.Type]], ind: str, sc: Scope, budget: int, pad: str | None = None
+    ) -> list[str]:
         """Encode `items` (expression, type) in order.
 
         Fixed-size items are packed together; a string/opaque's length word joins
-        the run before it and its padding the run after it."""
+        the run before it and its padding the run after it.  `pad` names the length
+        of a string written just before whose padding is still owed."""
         lines: list[str] = []
         run = _EncRun()
-        pad: str | None = None  # length variable of a string whose padding is still owed
 
         def flush() -> None:
             nonlocal run, pad
@@ -483,10 +538,19 @@ class CodecWriter:
                 lines.append(f"{ind}out += {data}")
                 pad = n
                 continue
+            if not run.fmt and not run.checks and self._inlined(st, budget):
+                # an inline struct/union starts with a fused run that can write the padding
+                assert isinstance(st, model.StructRef | model.UnionRef)
+                lines += self.enc_inline(expr, st.name, ind, sc, budget - 1, pad)
+                pad = None
+                continue
             flush()
             lines += self.enc_one(expr, t, ind, sc, budget)
         flush()
         return lines
+
+    def _inlined(self, t: model.Type, budget: int) -> bool:
+        return isinstance(t, model.StructRef | model.UnionRef) and budget > 0 and self.inline_ok(t.name)
 
     def _enc_fused(self, expr: str, t: model.Type, run: _EncRun, ind: str) -> None:
         piece = self.fused_code(t)
@@ -553,7 +617,7 @@ class CodecWriter:
                     *self.enc_one(x, elem, ind + "    ", sc, budget),
                 ]
             case model.StructRef(name=name) | model.UnionRef(name=name):
-                if budget > 0 and self.inline_ok(name):
+                if self._inlined(t, budget):
                     return self.enc_inline(expr, name, ind, sc, budget - 1)
                 return [f"{ind}_enc_{name}(out, {expr})"]
             case model.Opaque(size=0, fixed=True):
@@ -593,19 +657,19 @@ class CodecWriter:
         lines += self.enc_one(item, elem, ind + "    ", sc, _INLINE_BUDGET)
         return lines
 
-    def enc_inline(self, expr: str, name: str, ind: str, sc: Scope, budget: int) -> list[str]:
+    def enc_inline(
+        self, expr: str, name: str, ind: str, sc: Scope, budget: int, pad: str | None = None
+    ) -> list[str]:
         d = self.named[name]
         if isinstance(d, model.Struct):
             if "." in expr or "[" in expr:
                 obj = sc.temp("v")
-                return [
-                    f"{ind}{obj} = {expr}",
-                    *self.enc_seq([(f"{obj}.{f.pyname}", f.type) for f in d.fields], ind, sc, budget),
-                ]
-            return self.enc_seq([(f"{expr}.{f.pyname}", f.type) for f in d.fields], ind, sc, budget)
+                fields = [(f"{obj}.{f.pyname}", f.type) for f in d.fields]
+                return [f"{ind}{obj} = {expr}", *self.enc_seq(fields, ind, sc, budget, pad)]
+            return self.enc_seq([(f"{expr}.{f.pyname}", f.type) for f in d.fields], ind, sc, budget, pad)
         assert isinstance(d, model.Union)
         obj = sc.temp("u")
-        return [f"{ind}{obj} = {expr}", *self.enc_union_body(obj, d, ind, sc, budget)]
+        return [f"{ind}{obj} = {expr}", *self.enc_union_body(obj, d, ind, sc, budget, pad)]
 
     def enc_struct_function(self, s: model.Struct) -> list[str]:
         body = self.enc_seq([(f"v.{f.pyname}", f.type) for f in s.fields], "    ", Scope(), 0)
@@ -615,7 +679,10 @@ class CodecWriter:
         body = self.enc_union_body("v", u, "    ", Scope(), 0)
         return [f"def _enc_{u.name}(out: bytearray, v: {u.name}) -> None:", *body]
 
-    def enc_union_body(self, obj: str, u: model.Union, ind: str, sc: Scope, budget: int) -> list[str]:
+    def enc_union_body(
+        self, obj: str, u: model.Union, ind: str, sc: Scope, budget: int, pad: str | None = None
+    ) -> list[str]:
+        """Encode union `obj`; every arm starts with the discriminant, so each writes `pad` first."""
         disc = u.discriminant
         value_type = union_value_type(u)
         d = sc.temp("d")
@@ -628,7 +695,7 @@ class CodecWriter:
                     f"{body}if {obj}.value is not None:",
                     f'{body}    raise XdrError("void arm holds a value")',
                 ]
-                lines += self.enc_seq([(d, disc.type)], body, sc, budget)
+                lines += self.enc_seq([(d, disc.type)], body, sc, budget, pad)
                 continue
             arm_type = expanded_pytype(arm.field.type)
             x = sc.temp("x")
@@ -636,7 +703,7 @@ class CodecWriter:
                 lines.append(f"{body}{x} = {obj}.value")  # struct.pack takes Any: no cast needed
             else:
                 lines.append(f'{body}{x} = cast("{arm_type}", {obj}.value)')
-            lines += self.enc_seq([(d, disc.type), (x, arm.field.type)], body, sc, budget)
+            lines += self.enc_seq([(d, disc.type), (x, arm.field.type)], body, sc, budget, pad)
         if u.default is None:
             lines += [f"{ind}else:", f'{ind}    raise XdrError("union discriminant has no arm")']
         return lines
