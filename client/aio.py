@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 import trio
-from virtwire.client import aio_transport, core, errfactory, events, flows, ops
+from virtwire.client import aio_transport, core, errfactory, events, flows, migration, ops
 from virtwire.client import uri as urimod
 from virtwire.protocol.errors import libvirtError
 from virtwire.protocol.generated import constants as c
@@ -151,7 +151,7 @@ class Connection:
     async def _receive(self) -> bytes:
         try:
             return bytes(await self._stream.receive_some(RECV_SIZE))
-        except (trio.BrokenResourceError, OSError):
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             return b""
 
     def _handle(self, data: bytes) -> list[bytes]:
@@ -469,13 +469,16 @@ class Domain:
         for cn in (self.conn, dconn):
             if cn.readonly:
                 raise errfactory.read_only("virDomainMigrate3")
-        ref = await drive(flows.migrate3(self.ref, params, flags), {flows.SRC: self.conn, flows.DST: dconn})
+        ref = await drive(
+            migration.migrate3(self.ref, params, flags), {flows.SRC: self.conn, flows.DST: dconn}
+        )
         return Domain(dconn, ref)
 
     async def migrate_to_uri3(self, dconnuri: str | None, params: Mapping[str, Any], flags: int = 0) -> None:
         if self.conn.readonly:
             raise errfactory.read_only("virDomainMigrateToURI3")
-        await drive(flows.migrate_to_uri3(self.ref, dconnuri, params, flags), {flows.SRC: self.conn})
+        flow = migration.migrate_to_uri(self.ref, dconnuri, params, flags, "virDomainMigrateToURI3")
+        await drive(flow, {flows.SRC: self.conn})
 
 
 class _Caller(Protocol):

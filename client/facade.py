@@ -17,7 +17,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
 
-from virtwire.client import core, errfactory, eventloop, events, flows, ops, transport
+from virtwire.client import core, errfactory, eventloop, events, flows, migration, ops, transport
 from virtwire.client import uri as urimod
 from virtwire.client.sync import SyncConnection
 from virtwire.protocol.errors import libvirtError
@@ -512,8 +512,7 @@ class virDomain:
 
     def migrate3(self, dconn: virConnect, params: dict[str, Any], flags: int = 0) -> virDomain:
         self._check_rw("virDomainMigrate3", dconn)
-        ref = self._drive(flows.migrate3(self._ref, params, flags), dconn)
-        return virDomain(dconn, _obj=ref)
+        return virDomain(dconn, _obj=self._drive(migration.migrate3(self._ref, params, flags), dconn))
 
     def migrate(
         self,
@@ -523,7 +522,7 @@ class virDomain:
         uri: str | None = None,
         bandwidth: int = 0,
     ) -> virDomain:
-        return self.migrate2(dconn, None, flags, dname, uri, bandwidth, _api="virDomainMigrate")
+        return self._migrate(dconn, None, flags, dname, uri, bandwidth, "virDomainMigrate")
 
     def migrate2(
         self,
@@ -533,32 +532,38 @@ class virDomain:
         dname: str | None = None,
         uri: str | None = None,
         bandwidth: int = 0,
-        _api: str = "virDomainMigrate2",
     ) -> virDomain:
-        self._check_rw(_api, dconn)
-        params = flows.legacy_params(dname, uri, bandwidth, dxml)
-        if flags & c.VIR_MIGRATE_PEER2PEER:
-            dest = uri if uri is not None and _api == "virDomainMigrate" else dconn.getURI()
-            p2p_params = flows.legacy_params(
-                dname, None if _api == "virDomainMigrate" else uri, bandwidth, dxml
-            )
-            self._drive(flows.migrate_to_uri3(self._ref, dest, p2p_params, flags, api=_api))
-            return dconn.lookupByName(dname if dname is not None else self.name())
-        ref = self._drive(flows.migrate3(self._ref, params, flags, api=_api), dconn)
-        return virDomain(dconn, _obj=ref)
+        return self._migrate(dconn, dxml, flags, dname, uri, bandwidth, "virDomainMigrate2")
+
+    def _migrate(
+        self,
+        dconn: virConnect,
+        dxml: str | None,
+        flags: int,
+        dname: str | None,
+        uri: str | None,
+        bandwidth: int,
+        api: str,
+    ) -> virDomain:
+        self._check_rw(api, dconn)
+        flow = migration.migrate(self._ref, flags, dname, uri, bandwidth, dxml, api, dconn.getURI())
+        return virDomain(dconn, _obj=self._drive(flow, dconn))
 
     def migrateToURI3(self, dconnuri: str | None, params: dict[str, Any], flags: int = 0) -> int:
         self._check_rw("virDomainMigrateToURI3")
-        return int(self._drive(flows.migrate_to_uri3(self._ref, dconnuri, params, flags)))
+        flow = migration.migrate_to_uri(self._ref, dconnuri, params, flags, "virDomainMigrateToURI3")
+        return int(self._drive(flow))
 
     def migrateToURI(self, duri: str, flags: int = 0, dname: str | None = None, bandwidth: int = 0) -> int:
-        self._check_rw("virDomainMigrateToURI")
+        api = "virDomainMigrateToURI"
+        self._check_rw(api)
+        if duri is None:
+            raise migration.invalid_arg(api, "duri", f"duri in {api} must not be NULL")
         p2p = bool(flags & c.VIR_MIGRATE_PEER2PEER)
-        params = flows.legacy_params(dname, None if p2p else duri, bandwidth)
-        flow = flows.migrate_to_uri3(
-            self._ref, duri if p2p else None, params, flags, api="virDomainMigrateToURI"
+        params = migration.uri_params(dname, None if p2p else duri, None, bandwidth)
+        return int(
+            self._drive(migration.migrate_to_uri(self._ref, duri if p2p else None, params, flags, api))
         )
-        return int(self._drive(flow))
 
     def migrateToURI2(
         self,
@@ -569,10 +574,10 @@ class virDomain:
         dname: str | None = None,
         bandwidth: int = 0,
     ) -> int:
-        self._check_rw("virDomainMigrateToURI2")
-        params = flows.legacy_params(dname, miguri, bandwidth, dxml)
-        flow = flows.migrate_to_uri3(self._ref, dconnuri, params, flags, api="virDomainMigrateToURI2")
-        return int(self._drive(flow))
+        api = "virDomainMigrateToURI2"
+        self._check_rw(api)
+        params = migration.uri_params(dname, miguri, dxml, bandwidth)
+        return int(self._drive(migration.migrate_to_uri(self._ref, dconnuri, params, flags, api)))
 
 
 # -- opening ----------------------------------------------------------------------

@@ -124,6 +124,8 @@ class FakeDaemon:
             if proc == 60:  # SUPPORTS_FEATURE
                 (feature,) = struct.unpack(">i", payload[:4])
                 return self._reply(conn, proc, serial, 0, struct.pack(">i", self.features.get(feature, 0)))
+            if proc in (360, 361):  # (UN)REGISTER_CLOSE_CALLBACK
+                return self._reply(conn, proc, serial, 0, b"")
             if proc in (1, 2):  # OPEN, CLOSE
                 self._reply(conn, proc, serial, 0, b"")
                 if proc == 2:

@@ -151,7 +151,7 @@ def test_keepalive_answered_keeps_connection(fake_daemon: Callable[..., FakeDaem
         for _ in range(60):
             if len(daemon.keepalive_seen) >= 3:
                 break
-            daemon.call_arrived.wait(0.25)
+            threading.Event().wait(0.25)
         assert len(daemon.keepalive_seen) >= 3
         assert conn.isAlive() == 1
     finally:

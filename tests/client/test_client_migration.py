@@ -171,6 +171,15 @@ def test_peer_to_peer_refused_without_feature(fake_daemon: Callable[..., FakeDae
         lambda d, dc: d.migrate3(
             dc, {}, vlibvirt.VIR_MIGRATE_NON_SHARED_DISK | vlibvirt.VIR_MIGRATE_NON_SHARED_INC
         ),
+        lambda d, dc: d.migrate3(dc, {}, vlibvirt.VIR_MIGRATE_TUNNELLED),
+        lambda d, dc: d.migrate3(dc, {"foo": 1}, 0),
+        lambda d, dc: d.migrate(dc, vlibvirt.VIR_MIGRATE_TUNNELLED, None, None, 0),
+        lambda d, dc: d.migrate(dc, vlibvirt.VIR_MIGRATE_PEER2PEER, None, None, 0),
+        lambda d, dc: d.migrate2(dc, "<domain/>", vlibvirt.VIR_MIGRATE_LIVE, "x", None, 0),
+        lambda d, dc: d.migrateToURI3(None, {}, vlibvirt.VIR_MIGRATE_PEER2PEER),
+        lambda d, dc: d.migrateToURI("tcp://h:1", 0, None, 0),
+        lambda d, dc: d.migrateToURI2(None, "tcp://h:1", None, 0, None, 0),
+        lambda d, dc: d.migrateToURI3(None, {}, vlibvirt.VIR_MIGRATE_OFFLINE),
     ],
 )
 def test_migration_errors_match_libvirt_python(
@@ -191,3 +200,56 @@ def test_migration_errors_match_libvirt_python(
             dst.close()
     assert outcomes[0] is not None
     assert outcomes[1] == outcomes[0]
+
+
+def test_migrate_uses_the_v3_procedures_without_parameters(fake_daemon: Callable[..., FakeDaemon]) -> None:
+    """virDomainMigrate speaks Begin3..Confirm3 (fixed arguments) even when 13 is supported."""
+    new_dom = remote.remote_nonnull_domain(name="renamed", uuid=b"\x22" * 16, id=9)
+    src = fake_daemon(
+        handlers={
+            _num("DOMAIN_LOOKUP_BY_NAME"): _lookup,
+            _num("DOMAIN_MIGRATE_BEGIN3"): lambda p: _ret(
+                "DOMAIN_MIGRATE_BEGIN3", cookie_out=b"b", xml="<x/>"
+            ),
+            _num("DOMAIN_GET_INFO"): lambda p: _ret(
+                "DOMAIN_GET_INFO", state=3, maxMem=1, memory=1, nrVirtCpu=1, cpuTime=0
+            ),
+            _num("DOMAIN_MIGRATE_PERFORM3"): lambda p: _ret("DOMAIN_MIGRATE_PERFORM3", cookie_out=b"pf"),
+            _num("DOMAIN_MIGRATE_CONFIRM3"): lambda p: b"",
+        },
+        features=MIGRATION_FEATURES,
+    )
+    dst = fake_daemon(
+        handlers={
+            _num("DOMAIN_MIGRATE_PREPARE3"): lambda p: _ret(
+                "DOMAIN_MIGRATE_PREPARE3", cookie_out=b"pr", uri_out=None
+            ),
+            _num("DOMAIN_MIGRATE_FINISH3"): lambda p: _ret(
+                "DOMAIN_MIGRATE_FINISH3", dom=new_dom, cookie_out=b"f"
+            ),
+        },
+        features=MIGRATION_FEATURES,
+    )
+    sconn, dconn = vlibvirt.open(src.uri), vlibvirt.open(dst.uri)
+    new = sconn.lookupByName("vm1").migrate(dconn, vlibvirt.VIR_MIGRATE_LIVE, "renamed", "tcp://dst:1", 10)
+    assert new.name() == "renamed"
+    assert _migration_calls(src) == [
+        _num("DOMAIN_MIGRATE_BEGIN3"),
+        _num("DOMAIN_GET_INFO"),
+        _num("DOMAIN_MIGRATE_PERFORM3"),
+        _num("DOMAIN_MIGRATE_CONFIRM3"),
+    ]
+    assert _migration_calls(dst) == [_num("DOMAIN_MIGRATE_PREPARE3"), _num("DOMAIN_MIGRATE_FINISH3")]
+    (b,) = _args(src, "DOMAIN_MIGRATE_BEGIN3")
+    assert (b.dname, b.resource, b.flags) == ("renamed", 10, vlibvirt.VIR_MIGRATE_LIVE)
+    (p,) = _args(dst, "DOMAIN_MIGRATE_PREPARE3")
+    # The source is paused (GetInfo says 3), so libvirt adds VIR_MIGRATE_PAUSED.
+    assert (p.uri_in, p.dom_xml, p.flags) == (
+        "tcp://dst:1",
+        "<x/>",
+        vlibvirt.VIR_MIGRATE_LIVE | vlibvirt.VIR_MIGRATE_PAUSED,
+    )
+    (pf,) = _args(src, "DOMAIN_MIGRATE_PERFORM3")
+    assert (pf.uri, pf.cookie_in, pf.dconnuri) == ("tcp://dst:1", b"pr", None)
+    (f,) = _args(dst, "DOMAIN_MIGRATE_FINISH3")
+    assert (f.dname, f.cookie_in, f.cancelled) == ("renamed", b"pf", 0)
