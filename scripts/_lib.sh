@@ -83,8 +83,11 @@ ensure_venv() {
         rm -rf "$VENV"
         "$PYTHON" -m venv "$VENV" || die "python -m venv failed (Debian: apt-get install python3-venv)"
     fi
-    local stamp="$VENV/.virtwire-install-stamp" want
-    want="$(cat "$ROOT/pyproject.toml" <("$VENV/bin/python" -V 2>&1) <(printf '%s\n' "$@") | sha256sum | cut -d' ' -f1)"
+    # One stamp per set of SPECs (test.sh and serve.sh install different sets),
+    # holding a hash of pyproject.toml and the interpreter version.
+    local stamp want
+    stamp="$VENV/.virtwire-installed-$(printf '%s\n' "$@" | sha256sum | cut -c1-12)"
+    want="$(cat "$ROOT/pyproject.toml" <("$VENV/bin/python" -V 2>&1) | sha256sum | cut -d' ' -f1)"
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$VENV/bin/python" -c 'import virtwire' 2>/dev/null; then
         say "venv up to date: $VENV"
         return 0
