@@ -57,7 +57,7 @@ def test_integers_and_rpcgen_small_types_take_one_word_each() -> None:
 def test_float_double_bool() -> None:
     m = build("struct s { float f; double d; bool b; bool c; };")
     v = m.s(1.0, -2.5, True, False)
-    assert v.to_bytes() == bytes.fromhex("3f800000" "c004000000000000" "00000001" "00000000")
+    assert v.to_bytes() == bytes.fromhex("3f800000c0040000000000000000000100000000")
     back = m.s.from_bytes(v.to_bytes())
     assert back == v and back.b is True and back.c is False
 
