@@ -17,11 +17,6 @@ from virtwire.protocol.message import decode_message, encode_message, lookup_pro
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors"
 
-# Procedures of the captures the spec leaves unmodelled (bodies stay raw bytes).
-# Keepalive PING/PONG carry no payload; they become void once keepalive.x marks
-# them @void (requested from the spec owner).
-KNOWN_UNMODELLED = {(0x6B656570, 1), (0x6B656570, 2)}
-
 
 def _records() -> list[tuple[str, dict[str, Any]]]:
     out = []
@@ -91,11 +86,9 @@ def test_vector_decodes_and_reencodes(where: str, record: dict[str, Any]) -> Non
 
     proc = lookup_procedure(header.program, header.version, header.procedure)
     assert proc is not None, f"{where}: procedure {record['procedure_name']} missing from the spec"
-    if header.type != MessageType.VIR_NET_STREAM and proc.modelled:
-        assert not isinstance(message.body, bytes)
-    assert proc.modelled or (header.program, header.procedure) in KNOWN_UNMODELLED, (
-        f"{where}: {record['procedure_name']} is unmodelled in the spec"
-    )
+    assert proc.modelled, f"{where}: {record['procedure_name']} is unmodelled in the spec"
+    if header.type != MessageType.VIR_NET_STREAM:
+        assert not isinstance(message.body, bytes), where
 
     if "decoded" not in record:
         return  # tap.py had no decoder for it; the byte round trip above is the check
