@@ -183,10 +183,13 @@ def test_job_completed_and_iteration_events_reach_libvirt_python(
     thread = threading.Thread(target=loop, daemon=True)
     try:
         dom = src.lookupByName(name)
-        src.domainEventRegisterAny(
-            dom, libvirt.VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION,
-            lambda c, d, it, o: seen["iteration"].append(it), None,
-        )  # fmt: skip
+        def on_iteration(c: Any, d: Any, iteration: int, o: Any) -> None:
+            # virsh --postcopy-after-precopy: switch when the second pass starts.
+            seen["iteration"].append(iteration)
+            if iteration == 2:
+                d.migrateStartPostCopy()
+
+        src.domainEventRegisterAny(dom, libvirt.VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION, on_iteration, None)
         src.domainEventRegisterAny(
             dom, libvirt.VIR_DOMAIN_EVENT_ID_JOB_COMPLETED,
             lambda c, d, params, o: seen["completed"].append(params), None,
@@ -196,12 +199,6 @@ def test_job_completed_and_iteration_events_reach_libvirt_python(
             lambda c, d, ev, det, o: seen["lifecycle"].append((ev, det)), None,
         )  # fmt: skip
         thread.start()
-
-        def on_iteration(c: Any, d: Any, iteration: int, o: Any) -> None:
-            if iteration == 2:
-                d.migrateStartPostCopy()
-
-        src.domainEventRegisterAny(dom, libvirt.VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION, on_iteration, None)
         flags = libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_POSTCOPY
         dom.migrate3(dst, {libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: 2}, flags)
         deadline = time.monotonic() + 30
