@@ -246,3 +246,26 @@ def test_hostile_payloads_fail_cleanly(
     again = encode_message(message)
     assert decode_message(again) == message
     assert encode_message(decode_message(again)) == again
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    words=st.tuples(
+        st.sampled_from([REMOTE, keepalive.KEEPALIVE_PROGRAM, 0x20008087, 0]),
+        st.integers(0, 2),
+        st.one_of(st.sampled_from(MODELLED), st.integers(-(2**31), 2**31 - 1)),
+        st.integers(-2, 8),
+        st.integers(0, 2**32 - 1),
+        st.integers(-2, 4),
+    ),
+    payload=st.binary(max_size=64),
+)
+def test_random_headers_fail_cleanly(words: tuple[int, int, int, int, int, int], payload: bytes) -> None:
+    packet = (28 + len(payload)).to_bytes(4, "big") + struct.pack(">IIiiIi", *words) + payload
+    try:
+        message = decode_message(packet)
+    except ProtocolError as exc:
+        assert exc.get_error_code() == C.VIR_ERR_RPC
+        return
+    again = encode_message(message)
+    assert decode_message(again) == message
