@@ -314,3 +314,23 @@ def test_read_only_connections_are_refused_every_migration_call(
     # Reading job information stays allowed.
     assert re.search(r"Job type:\s+None", run_virsh(ro, "domjobinfo", name, check=True).stdout)
     assert state(run_virsh, hosts.src.tcp_uri, name) == "running (booted)"
+
+
+def test_offline_migration_of_a_shut_off_domain_and_paused_arrival(
+    hosts: Hosts, start_domain: Callable[..., str], run_virsh: Virsh
+) -> None:
+    name = start_domain(hosts.src.tcp_uri, "offline", dirty_rate=100, working_set_mib=1)
+    run_virsh(hosts.src.tcp_uri, "destroy", name, check=True)
+    refused = run_virsh(hosts.src.tcp_uri, "migrate", "--offline", name, hosts.dst.tcp_uri)
+    assert "offline migration must be specified with the persistent flag set" in refused.stderr
+    offline = ("--offline", "--persistent", "--undefinesource")
+    run_virsh(hosts.src.tcp_uri, "migrate", *offline, name, hosts.dst.tcp_uri, check=True)
+    assert "failed to get domain" in run_virsh(hosts.src.tcp_uri, "dominfo", name).stderr
+    assert state(run_virsh, hosts.dst.tcp_uri, name) == "shut off (unknown)"
+    # Back again, live this time, arriving paused (--suspend).
+    run_virsh(hosts.dst.tcp_uri, "start", name, check=True)
+    run_virsh(hosts.dst.tcp_uri, "migrate", "--live", "--suspend", name, hosts.src.tcp_uri, check=True)
+    assert state(run_virsh, hosts.src.tcp_uri, name) == "paused (user)"
+    assert state(run_virsh, hosts.dst.tcp_uri, name) == "shut off (migrated)"
+    unsupported = run_virsh(hosts.src.tcp_uri, "migrate", "--live", "--tls", name, hosts.dst.tcp_uri)
+    assert "unsupported flags (0x10000) in function qemuDomainMigrateBegin3Params" in unsupported.stderr

@@ -79,6 +79,7 @@ log = logging.getLogger(__name__)
 # VIR_DRV_FEATURE_*: MIGRATION_P2P 4, MIGRATION_V3 6, MIGRATION_OFFLINE 12, MIGRATION_PARAMS 13.
 MIGRATION_FEATURES = frozenset({4, 6, 12, 13})
 _MIGRATE_PARAM_LIMIT = 64
+_MIGRATION_PORT_MIN = 49152  # start of QEMU hosts' default migration port range
 _JOB_OUT = "migration out"
 _JOB_IN = "migration in"
 
@@ -210,17 +211,19 @@ class MigrationMixin(MemoryCore):
         parsed = parse_domain_xml(xml)
         new_domain = parsed.name not in self._by_name
         dom = self._incoming_domain(xml, offline)
-        if offline:
-            dom.extra[INCOMING] = IncomingSession(
-                None, args.flags, None, None, owner_conn=ctx.conn_id, new_domain=new_domain
-            )
-            return R.remote_domain_migrate_prepare3_params_ret(
-                cookie_out=self._cookie().encode(), uri_out=None
-            )
         host, port = listen_spec(
             _string_param(params, C.VIR_MIGRATE_PARAM_URI),
             _string_param(params, C.VIR_MIGRATE_PARAM_LISTEN_ADDRESS),
         )
+        if offline:
+            # libvirt's client insists on a URI even though nothing will connect
+            # (QEMU hosts reserve a port from their migration range all the same).
+            dom.extra[INCOMING] = IncomingSession(
+                None, args.flags, None, None, owner_conn=ctx.conn_id, new_domain=new_domain
+            )
+            return R.remote_domain_migrate_prepare3_params_ret(
+                cookie_out=self._cookie().encode(), uri_out=f"tcp://{host}:{port or _MIGRATION_PORT_MIN}"
+            )
         try:
             listeners = await trio.open_tcp_listeners(port, host=host)
         except OSError as exc:
