@@ -58,7 +58,8 @@ class Connection:
         self._stream = stream
         self._splitter = core.PacketSplitter()
         self._pending: core.Pending[_Waiter] = core.Pending()
-        self._send_lock = trio.Lock()
+        self._outbox: list[bytes] = []  # whole packets waiting for the flushing task
+        self._flushing = False
         self._dead: libvirtError | None = None
         self._nursery: trio.Nursery | None = None
         self._nursery_cm: Any = None
@@ -133,18 +134,32 @@ class Connection:
         return op.convert(core.decode_reply(op.proc, waiter.reply))
 
     async def _send(self, packet: bytes) -> None:
-        # Cancellation may stop us while we queue for the lock (nothing sent),
-        # never in the middle of a packet.
-        async with self._send_lock:
+        """Queue one whole packet; the first sender flushes everything queued.
+
+        Packets are only ever written whole, under a shielded scope, so a
+        cancelled caller leaves the stream in sync. Calls issued while a write
+        is in progress are coalesced into the next write: many tasks on one
+        connection cost few system calls.
+        """
+        if self._dead is not None:
+            raise errfactory.socket_closed()
+        self._outbox.append(packet)
+        if self._flushing:
+            return  # the task writing now takes it along; the reply tells the rest
+        self._flushing = True
+        try:
             with trio.CancelScope(shield=True):
-                if self._dead is not None:
-                    raise errfactory.socket_closed()
-                try:
-                    await self._stream.send_all(packet)
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                    err = errfactory.system("Cannot write data: Broken pipe", 32)
-                    self._die(err)
-                    raise err from None
+                while self._outbox and self._dead is None:
+                    data = self._outbox[0] if len(self._outbox) == 1 else b"".join(self._outbox)
+                    self._outbox.clear()
+                    try:
+                        await self._stream.send_all(data)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                        err = errfactory.system("Cannot write data: Broken pipe", 32)
+                        self._die(err)
+                        raise err from None
+        finally:
+            self._flushing = False
 
     # -- reading --------------------------------------------------------
 

@@ -16,7 +16,7 @@ from typing import Any, Final, Generic, TypeVar
 
 from virtwire.client import errfactory
 from virtwire.protocol.errors import from_remote_error, libvirtError
-from virtwire.protocol.framing import PacketDecoder
+from virtwire.protocol.framing import MAX_PACKET_SIZE, MIN_PACKET_SIZE, PacketDecoder
 from virtwire.protocol.generated import keepalive, remote, virnet
 from virtwire.protocol.generated.constants import VIR_ERR_OPERATION_DENIED, VIR_FROM_DOMAIN
 from virtwire.protocol.xdr import Procedure
@@ -34,6 +34,7 @@ STATUS_ERROR: Final = int(virnet.virNetMessageStatus.VIR_NET_ERROR)
 
 # u32 length, then prog, vers, proc, type, serial, status.
 _HEADER = struct.Struct(">IIIiiIi")
+_LENGTH = struct.Struct(">I")
 HEADER_SIZE: Final = _HEADER.size  # 28, length word included
 _PING_PROC: Final = int(keepalive.keepalive_procedure.KEEPALIVE_PROC_PING)
 _PONG_PROC: Final = int(keepalive.keepalive_procedure.KEEPALIVE_PROC_PONG)
@@ -152,7 +153,14 @@ class PacketSplitter:
         self._decoder = PacketDecoder()
 
     def feed(self, data: bytes) -> list[bytes]:
-        self._decoder.feed(data)
+        decoder = self._decoder
+        if not decoder.buffered and len(data) >= HEADER_SIZE:
+            # The common case, one reply per read: hand the bytes over as they
+            # are instead of copying them through the decoder's buffer.
+            (length,) = _LENGTH.unpack_from(data)
+            if length == len(data) and MIN_PACKET_SIZE <= length <= MAX_PACKET_SIZE:
+                return [data]
+        decoder.feed(data)
         out: list[bytes] = []
         nxt = self._decoder.next_packet
         while (packet := nxt()) is not None:

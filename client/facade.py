@@ -7,12 +7,12 @@ libvirt` runs unchanged with `import virtwire.libvirt as libvirt`.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import os
 import threading
 import uuid as uuidlib
-import weakref
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
@@ -44,11 +44,15 @@ class virConnect:
 
     def __init__(self, target: urimod.Target, sock_conn: SyncConnection, readonly: bool) -> None:
         self._target = target
-        self._conn: SyncConnection | None = sock_conn
+        self._sock = sock_conn  # lives until the last reference is gone
+        self._conn: SyncConnection | None = sock_conn  # None once this handle is closed
         self._readonly = readonly
         self._features = flows.Features(False, False, False)
-        self._refs = 1  # the open; domains add one each while alive
-        self._ref_lock = threading.Lock()
+        # One entry per live virDomain: libvirt's reference count beyond the
+        # open itself. deque append/pop are atomic, so no lock per domain.
+        self._domain_refs: collections.deque[None] = collections.deque()
+        self._torn_down = False
+        self._teardown_lock = threading.Lock()
         self._callbacks: dict[int, _Registration] = {}
         self._close_cb: tuple[Callable[..., Any], Any] | None = None
         self._loop = eventloop.default()
@@ -75,22 +79,20 @@ class virConnect:
     def _domain(self, ref: Any) -> virDomain:
         return virDomain(self, _obj=ref)
 
-    def _ref(self) -> None:
-        with self._ref_lock:
-            self._refs += 1
-
-    def _unref(self) -> int:
-        with self._ref_lock:
-            self._refs -= 1
-            left = self._refs
-        if left == 0:
+    def _domain_gone(self) -> None:
+        """A virDomain was freed: the last reference of a closed handle closes the socket."""
+        refs = self._domain_refs
+        with contextlib.suppress(IndexError):
+            refs.pop()
+        if self._conn is None and not refs:
             self._teardown()
-        return left
 
     def _teardown(self) -> None:
-        conn = self._conn
-        if conn is None:
-            return
+        with self._teardown_lock:
+            if self._torn_down:
+                return
+            self._torn_down = True
+        conn = self._sock
         if conn.alive:
             with contextlib.suppress(libvirtError):
                 op = ops.connect_close()
@@ -153,14 +155,17 @@ class virConnect:
     # -- lifetime -----------------------------------------------------------
 
     def close(self) -> int:
+        """Drop the open's reference; returns how many remain (one per live domain).
+
+        As in libvirt, domain objects keep the connection open after close();
+        this handle itself is no longer usable.
+        """
         if self._conn is None:
             raise errfactory.invalid_conn("virConnectClose")
-        left = self._unref()
-        if left > 0:
-            # Domain objects keep the connection alive, as in libvirt; this
-            # object itself is no longer usable.
-            self._closed_conn = self._conn
         self._conn = None
+        left = len(self._domain_refs)
+        if left == 0:
+            self._teardown()
         return left
 
     def __enter__(self) -> virConnect:
@@ -345,17 +350,24 @@ def _invalid_uuid() -> libvirtError:
 class virDomain:
     """A domain handle: name, UUID and id as the server gave them."""
 
+    # __dict__ and __weakref__ keep user code that tags or weakly references
+    # domain objects working, as with libvirt-python's classes.
+    __slots__ = ("__dict__", "__weakref__", "_conn", "_ref")
+
     def __init__(self, conn: virConnect, _obj: Any) -> None:
         self._conn = conn
         self._ref = _obj
-        conn._ref()
-        weakref.finalize(self, conn._unref)
+        conn._domain_refs.append(None)
+
+    def __del__(self) -> None:
+        conn = getattr(self, "_conn", None)
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn._domain_gone()
 
     def _conn_run(self, op: ops.Op) -> Any:
         conn = self._conn
-        sock = conn._conn if conn._conn is not None else getattr(conn, "_closed_conn", None)
-        if sock is None:
-            raise errfactory.invalid_conn(op.proc.api or op.proc.name)
+        sock = conn._sock
         if conn._readonly:
             core.check_read_only(op.proc, op.flags, op.api, op.denied)
         proc = op.proc
