@@ -19,7 +19,7 @@ import enum
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, Self, cast
+from typing import Any, ClassVar, Protocol, Self, TypeVar, cast
 
 import xdrlib3
 
@@ -342,6 +342,37 @@ class XdrStruct:
 
 
 # --- entry points ---------------------------------------------------------------------------------
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Decode(Protocol[T_co]):
+    def __call__(self, data: bytes | bytearray | memoryview, exact: bool = True) -> T_co: ...
+
+
+def encoder(enc: Callable[[bytearray, T], None], t: XdrType, name: str) -> Callable[[T], bytes]:
+    """The module-level encode_<name>(value) -> bytes of a generated type."""
+
+    def encode(value: T) -> bytes:
+        return encode_with(enc, t, value, name)
+
+    encode.__name__ = encode.__qualname__ = f"encode_{name}"
+    encode.__doc__ = f"The XDR encoding of a {name}; XdrError names the field that cannot be encoded."
+    return encode
+
+
+def decoder(dec: Callable[[bytes, int], tuple[T, int]], t: XdrType, name: str) -> Decode[T]:
+    """The module-level decode_<name>(data, exact=True) -> value of a generated type."""
+
+    def decode(data: bytes | bytearray | memoryview, exact: bool = True) -> T:
+        value: T
+        value, _ = decode_with(dec, t, data, exact=exact, name=name)
+        return value
+
+    decode.__name__ = decode.__qualname__ = f"decode_{name}"
+    decode.__doc__ = f"Decode a {name}; exact=False allows trailing bytes. Bad data raises XdrError."
+    return decode
 
 
 def encode_with(enc: Encoder, t: XdrType, value: Any, name: str) -> bytes:

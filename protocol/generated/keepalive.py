@@ -32,6 +32,9 @@ _M_keepalive_procedure: Final[dict[int, keepalive_procedure]] = {int(m): m for m
 _T_keepalive_procedure: Final = xdr.EnumType(keepalive_procedure)
 
 
+# --- encode_<type>(value) -> bytes, decode_<type>(data, exact=True) -> value ---
+
+
 TYPES: Final[dict[str, xdr.XdrType]] = {
     "keepalive_procedure": _T_keepalive_procedure,
 }

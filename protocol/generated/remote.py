@@ -33652,7014 +33652,1410 @@ _T_remote_domain_checkpoint_delete_args.encode, _T_remote_domain_checkpoint_dele
 remote_domain_checkpoint_delete_args.xdr_type = _T_remote_domain_checkpoint_delete_args
 
 
-def encode_remote_nonnull_string(value: remote_nonnull_string) -> bytes:
-    return xdr.encode_with(_enc_remote_nonnull_string, _T_remote_nonnull_string, value, "remote_nonnull_string")
-
-
-def decode_remote_nonnull_string(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_nonnull_string:
-    result: remote_nonnull_string
-    result, _ = xdr.decode_with(_dec_remote_nonnull_string, _T_remote_nonnull_string, data, exact=exact, name="remote_nonnull_string")
-    return result
-
-
-def encode_remote_string(value: remote_string) -> bytes:
-    return xdr.encode_with(_enc_remote_string, _T_remote_string, value, "remote_string")
-
-
-def decode_remote_string(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_string:
-    result: remote_string
-    result, _ = xdr.decode_with(_dec_remote_string, _T_remote_string, data, exact=exact, name="remote_string")
-    return result
-
-
-def encode_remote_uuid(value: remote_uuid) -> bytes:
-    return xdr.encode_with(_enc_remote_uuid, _T_remote_uuid, value, "remote_uuid")
-
-
-def decode_remote_uuid(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_uuid:
-    result: remote_uuid
-    result, _ = xdr.decode_with(_dec_remote_uuid, _T_remote_uuid, data, exact=exact, name="remote_uuid")
-    return result
-
-
-def encode_remote_nonnull_domain(value: remote_nonnull_domain) -> bytes:
-    return xdr.encode_with(_enc_remote_nonnull_domain, _T_remote_nonnull_domain, value, "remote_nonnull_domain")
-
-
-def decode_remote_nonnull_domain(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_nonnull_domain:
-    result: remote_nonnull_domain
-    result, _ = xdr.decode_with(_dec_remote_nonnull_domain, _T_remote_nonnull_domain, data, exact=exact, name="remote_nonnull_domain")
-    return result
-
-
-def encode_remote_nonnull_network(value: remote_nonnull_network) -> bytes:
-    return xdr.encode_with(_enc_remote_nonnull_network, _T_remote_nonnull_network, value, "remote_nonnull_network")
-
-
-def decode_remote_nonnull_network(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_nonnull_network:
-    result: remote_nonnull_network
-    result, _ = xdr.decode_with(_dec_remote_nonnull_network, _T_remote_nonnull_network, data, exact=exact, name="remote_nonnull_network")
-    return result
-
-
-def encode_remote_nonnull_network_port(value: remote_nonnull_network_port) -> bytes:
-    return xdr.encode_with(_enc_remote_nonnull_network_port, _T_remote_nonnull_network_port, value, "remote_nonnull_network_port")
-
-
-def decode_remote_nonnull_network_port(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_nonnull_network_port:
-    result: remote_nonnull_network_port
-    result, _ = xdr.decode_with(_dec_remote_nonnull_network_port, _T_remote_nonnull_network_port, data, exact=exact, name="remote_nonnull_network_port")
-    return result
-
-
-def encode_remote_nonnull_nwfilter(value: remote_nonnull_nwfilter) -> bytes:
-    return xdr.encode_with(_enc_remote_nonnull_nwfilter, _T_remote_nonnull_nwfilter, value, "remote_nonnull_nwfilter")
-
-
-def decode_remote_nonnull_nwfilter(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_nonnull_nwfilter:
-    result: remote_nonnull_nwfilter
-    result, _ = xdr.decode_with(_dec_remote_nonnull_nwfilter, _T_remote_nonnull_nwfilter, data, exact=exact, name="remote_nonnull_nwfilter")
-    return result
-
-
-def encode_remote_nonnull_nwfilter_binding(value: remote_nonnull_nwfilter_binding) -> bytes:
-    return xdr.encode_with(_enc_remote_nonnull_nwfilter_binding, _T_remote_nonnull_nwfilter_binding, value, "remote_nonnull_nwfilter_binding")
-
-
-def decode_remote_nonnull_nwfilter_binding(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_nonnull_nwfilter_binding:
-    result: remote_nonnull_nwfilter_binding
-    result, _ = xdr.decode_with(_dec_remote_nonnull_nwfilter_binding, _T_remote_nonnull_nwfilter_binding, data, exact=exact, name="remote_nonnull_nwfilter_binding")
-    return result
-
-
-def encode_remote_nonnull_interface(value: remote_nonnull_interface) -> bytes:
-    return xdr.encode_with(_enc_remote_nonnull_interface, _T_remote_nonnull_interface, value, "remote_nonnull_interface")
-
-
-def decode_remote_nonnull_interface(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_nonnull_interface:
-    result: remote_nonnull_interface
-    result, _ = xdr.decode_with(_dec_remote_nonnull_interface, _T_remote_nonnull_interface, data, exact=exact, name="remote_nonnull_interface")
-    return result
-
-
-def encode_remote_nonnull_storage_pool(value: remote_nonnull_storage_pool) -> bytes:
-    return xdr.encode_with(_enc_remote_nonnull_storage_pool, _T_remote_nonnull_storage_pool, value, "remote_nonnull_storage_pool")
-
-
-def decode_remote_nonnull_storage_pool(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_nonnull_storage_pool:
-    result: remote_nonnull_storage_pool
-    result, _ = xdr.decode_with(_dec_remote_nonnull_storage_pool, _T_remote_nonnull_storage_pool, data, exact=exact, name="remote_nonnull_storage_pool")
-    return result
-
-
-def encode_remote_nonnull_storage_vol(value: remote_nonnull_storage_vol) -> bytes:
-    return xdr.encode_with(_enc_remote_nonnull_storage_vol, _T_remote_nonnull_storage_vol, value, "remote_nonnull_storage_vol")
-
-
-def decode_remote_nonnull_storage_vol(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_nonnull_storage_vol:
-    result: remote_nonnull_storage_vol
-    result, _ = xdr.decode_with(_dec_remote_nonnull_storage_vol, _T_remote_nonnull_storage_vol, data, exact=exact, name="remote_nonnull_storage_vol")
-    return result
-
-
-def encode_remote_nonnull_node_device(value: remote_nonnull_node_device) -> bytes:
-    return xdr.encode_with(_enc_remote_nonnull_node_device, _T_remote_nonnull_node_device, value, "remote_nonnull_node_device")
-
-
-def decode_remote_nonnull_node_device(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_nonnull_node_device:
-    result: remote_nonnull_node_device
-    result, _ = xdr.decode_with(_dec_remote_nonnull_node_device, _T_remote_nonnull_node_device, data, exact=exact, name="remote_nonnull_node_device")
-    return result
-
-
-def encode_remote_nonnull_secret(value: remote_nonnull_secret) -> bytes:
-    return xdr.encode_with(_enc_remote_nonnull_secret, _T_remote_nonnull_secret, value, "remote_nonnull_secret")
-
-
-def decode_remote_nonnull_secret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_nonnull_secret:
-    result: remote_nonnull_secret
-    result, _ = xdr.decode_with(_dec_remote_nonnull_secret, _T_remote_nonnull_secret, data, exact=exact, name="remote_nonnull_secret")
-    return result
-
-
-def encode_remote_nonnull_domain_checkpoint(value: remote_nonnull_domain_checkpoint) -> bytes:
-    return xdr.encode_with(_enc_remote_nonnull_domain_checkpoint, _T_remote_nonnull_domain_checkpoint, value, "remote_nonnull_domain_checkpoint")
-
-
-def decode_remote_nonnull_domain_checkpoint(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_nonnull_domain_checkpoint:
-    result: remote_nonnull_domain_checkpoint
-    result, _ = xdr.decode_with(_dec_remote_nonnull_domain_checkpoint, _T_remote_nonnull_domain_checkpoint, data, exact=exact, name="remote_nonnull_domain_checkpoint")
-    return result
-
-
-def encode_remote_nonnull_domain_snapshot(value: remote_nonnull_domain_snapshot) -> bytes:
-    return xdr.encode_with(_enc_remote_nonnull_domain_snapshot, _T_remote_nonnull_domain_snapshot, value, "remote_nonnull_domain_snapshot")
-
-
-def decode_remote_nonnull_domain_snapshot(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_nonnull_domain_snapshot:
-    result: remote_nonnull_domain_snapshot
-    result, _ = xdr.decode_with(_dec_remote_nonnull_domain_snapshot, _T_remote_nonnull_domain_snapshot, data, exact=exact, name="remote_nonnull_domain_snapshot")
-    return result
-
-
-def encode_remote_domain(value: remote_domain) -> bytes:
-    return xdr.encode_with(_enc_remote_domain, _T_remote_domain, value, "remote_domain")
-
-
-def decode_remote_domain(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain:
-    result: remote_domain
-    result, _ = xdr.decode_with(_dec_remote_domain, _T_remote_domain, data, exact=exact, name="remote_domain")
-    return result
-
-
-def encode_remote_network(value: remote_network) -> bytes:
-    return xdr.encode_with(_enc_remote_network, _T_remote_network, value, "remote_network")
-
-
-def decode_remote_network(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_network:
-    result: remote_network
-    result, _ = xdr.decode_with(_dec_remote_network, _T_remote_network, data, exact=exact, name="remote_network")
-    return result
-
-
-def encode_remote_network_port(value: remote_network_port) -> bytes:
-    return xdr.encode_with(_enc_remote_network_port, _T_remote_network_port, value, "remote_network_port")
-
-
-def decode_remote_network_port(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_network_port:
-    result: remote_network_port
-    result, _ = xdr.decode_with(_dec_remote_network_port, _T_remote_network_port, data, exact=exact, name="remote_network_port")
-    return result
-
-
-def encode_remote_nwfilter(value: remote_nwfilter) -> bytes:
-    return xdr.encode_with(_enc_remote_nwfilter, _T_remote_nwfilter, value, "remote_nwfilter")
-
-
-def decode_remote_nwfilter(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_nwfilter:
-    result: remote_nwfilter
-    result, _ = xdr.decode_with(_dec_remote_nwfilter, _T_remote_nwfilter, data, exact=exact, name="remote_nwfilter")
-    return result
-
-
-def encode_remote_nwfilter_binding(value: remote_nwfilter_binding) -> bytes:
-    return xdr.encode_with(_enc_remote_nwfilter_binding, _T_remote_nwfilter_binding, value, "remote_nwfilter_binding")
-
-
-def decode_remote_nwfilter_binding(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_nwfilter_binding:
-    result: remote_nwfilter_binding
-    result, _ = xdr.decode_with(_dec_remote_nwfilter_binding, _T_remote_nwfilter_binding, data, exact=exact, name="remote_nwfilter_binding")
-    return result
-
-
-def encode_remote_storage_pool(value: remote_storage_pool) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_pool, _T_remote_storage_pool, value, "remote_storage_pool")
-
-
-def decode_remote_storage_pool(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_pool:
-    result: remote_storage_pool
-    result, _ = xdr.decode_with(_dec_remote_storage_pool, _T_remote_storage_pool, data, exact=exact, name="remote_storage_pool")
-    return result
-
-
-def encode_remote_storage_vol(value: remote_storage_vol) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_vol, _T_remote_storage_vol, value, "remote_storage_vol")
-
-
-def decode_remote_storage_vol(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_vol:
-    result: remote_storage_vol
-    result, _ = xdr.decode_with(_dec_remote_storage_vol, _T_remote_storage_vol, data, exact=exact, name="remote_storage_vol")
-    return result
-
-
-def encode_remote_node_device(value: remote_node_device) -> bytes:
-    return xdr.encode_with(_enc_remote_node_device, _T_remote_node_device, value, "remote_node_device")
-
-
-def decode_remote_node_device(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_device:
-    result: remote_node_device
-    result, _ = xdr.decode_with(_dec_remote_node_device, _T_remote_node_device, data, exact=exact, name="remote_node_device")
-    return result
-
-
-def encode_remote_secret(value: remote_secret) -> bytes:
-    return xdr.encode_with(_enc_remote_secret, _T_remote_secret, value, "remote_secret")
-
-
-def decode_remote_secret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_secret:
-    result: remote_secret
-    result, _ = xdr.decode_with(_dec_remote_secret, _T_remote_secret, data, exact=exact, name="remote_secret")
-    return result
-
-
-def encode_remote_typed_param_value(value: remote_typed_param_value) -> bytes:
-    return xdr.encode_with(_enc_remote_typed_param_value, _T_remote_typed_param_value, value, "remote_typed_param_value")
-
-
-def decode_remote_typed_param_value(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_typed_param_value:
-    result: remote_typed_param_value
-    result, _ = xdr.decode_with(_dec_remote_typed_param_value, _T_remote_typed_param_value, data, exact=exact, name="remote_typed_param_value")
-    return result
-
-
-def encode_remote_typed_param(value: remote_typed_param) -> bytes:
-    return xdr.encode_with(_enc_remote_typed_param, _T_remote_typed_param, value, "remote_typed_param")
-
-
-def decode_remote_typed_param(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_typed_param:
-    result: remote_typed_param
-    result, _ = xdr.decode_with(_dec_remote_typed_param, _T_remote_typed_param, data, exact=exact, name="remote_typed_param")
-    return result
-
-
-def encode_remote_vcpu_info(value: remote_vcpu_info) -> bytes:
-    return xdr.encode_with(_enc_remote_vcpu_info, _T_remote_vcpu_info, value, "remote_vcpu_info")
-
-
-def decode_remote_vcpu_info(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_vcpu_info:
-    result: remote_vcpu_info
-    result, _ = xdr.decode_with(_dec_remote_vcpu_info, _T_remote_vcpu_info, data, exact=exact, name="remote_vcpu_info")
-    return result
-
-
-def encode_remote_node_get_cpu_stats(value: remote_node_get_cpu_stats) -> bytes:
-    return xdr.encode_with(_enc_remote_node_get_cpu_stats, _T_remote_node_get_cpu_stats, value, "remote_node_get_cpu_stats")
-
-
-def decode_remote_node_get_cpu_stats(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_get_cpu_stats:
-    result: remote_node_get_cpu_stats
-    result, _ = xdr.decode_with(_dec_remote_node_get_cpu_stats, _T_remote_node_get_cpu_stats, data, exact=exact, name="remote_node_get_cpu_stats")
-    return result
-
-
-def encode_remote_node_get_memory_stats(value: remote_node_get_memory_stats) -> bytes:
-    return xdr.encode_with(_enc_remote_node_get_memory_stats, _T_remote_node_get_memory_stats, value, "remote_node_get_memory_stats")
-
-
-def decode_remote_node_get_memory_stats(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_get_memory_stats:
-    result: remote_node_get_memory_stats
-    result, _ = xdr.decode_with(_dec_remote_node_get_memory_stats, _T_remote_node_get_memory_stats, data, exact=exact, name="remote_node_get_memory_stats")
-    return result
-
-
-def encode_remote_domain_disk_error(value: remote_domain_disk_error) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_disk_error, _T_remote_domain_disk_error, value, "remote_domain_disk_error")
-
-
-def decode_remote_domain_disk_error(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_disk_error:
-    result: remote_domain_disk_error
-    result, _ = xdr.decode_with(_dec_remote_domain_disk_error, _T_remote_domain_disk_error, data, exact=exact, name="remote_domain_disk_error")
-    return result
-
-
-def encode_remote_connect_open_args(value: remote_connect_open_args) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_open_args, _T_remote_connect_open_args, value, "remote_connect_open_args")
-
-
-def decode_remote_connect_open_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_open_args:
-    result: remote_connect_open_args
-    result, _ = xdr.decode_with(_dec_remote_connect_open_args, _T_remote_connect_open_args, data, exact=exact, name="remote_connect_open_args")
-    return result
-
-
-def encode_remote_connect_supports_feature_args(value: remote_connect_supports_feature_args) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_supports_feature_args, _T_remote_connect_supports_feature_args, value, "remote_connect_supports_feature_args")
-
-
-def decode_remote_connect_supports_feature_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_supports_feature_args:
-    result: remote_connect_supports_feature_args
-    result, _ = xdr.decode_with(_dec_remote_connect_supports_feature_args, _T_remote_connect_supports_feature_args, data, exact=exact, name="remote_connect_supports_feature_args")
-    return result
-
-
-def encode_remote_connect_supports_feature_ret(value: remote_connect_supports_feature_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_supports_feature_ret, _T_remote_connect_supports_feature_ret, value, "remote_connect_supports_feature_ret")
-
-
-def decode_remote_connect_supports_feature_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_supports_feature_ret:
-    result: remote_connect_supports_feature_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_supports_feature_ret, _T_remote_connect_supports_feature_ret, data, exact=exact, name="remote_connect_supports_feature_ret")
-    return result
-
-
-def encode_remote_connect_get_type_ret(value: remote_connect_get_type_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_get_type_ret, _T_remote_connect_get_type_ret, value, "remote_connect_get_type_ret")
-
-
-def decode_remote_connect_get_type_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_get_type_ret:
-    result: remote_connect_get_type_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_get_type_ret, _T_remote_connect_get_type_ret, data, exact=exact, name="remote_connect_get_type_ret")
-    return result
-
-
-def encode_remote_connect_get_version_ret(value: remote_connect_get_version_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_get_version_ret, _T_remote_connect_get_version_ret, value, "remote_connect_get_version_ret")
-
-
-def decode_remote_connect_get_version_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_get_version_ret:
-    result: remote_connect_get_version_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_get_version_ret, _T_remote_connect_get_version_ret, data, exact=exact, name="remote_connect_get_version_ret")
-    return result
-
-
-def encode_remote_connect_get_lib_version_ret(value: remote_connect_get_lib_version_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_get_lib_version_ret, _T_remote_connect_get_lib_version_ret, value, "remote_connect_get_lib_version_ret")
-
-
-def decode_remote_connect_get_lib_version_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_get_lib_version_ret:
-    result: remote_connect_get_lib_version_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_get_lib_version_ret, _T_remote_connect_get_lib_version_ret, data, exact=exact, name="remote_connect_get_lib_version_ret")
-    return result
-
-
-def encode_remote_connect_get_hostname_ret(value: remote_connect_get_hostname_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_get_hostname_ret, _T_remote_connect_get_hostname_ret, value, "remote_connect_get_hostname_ret")
-
-
-def decode_remote_connect_get_hostname_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_get_hostname_ret:
-    result: remote_connect_get_hostname_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_get_hostname_ret, _T_remote_connect_get_hostname_ret, data, exact=exact, name="remote_connect_get_hostname_ret")
-    return result
-
-
-def encode_remote_connect_get_sysinfo_args(value: remote_connect_get_sysinfo_args) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_get_sysinfo_args, _T_remote_connect_get_sysinfo_args, value, "remote_connect_get_sysinfo_args")
-
-
-def decode_remote_connect_get_sysinfo_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_get_sysinfo_args:
-    result: remote_connect_get_sysinfo_args
-    result, _ = xdr.decode_with(_dec_remote_connect_get_sysinfo_args, _T_remote_connect_get_sysinfo_args, data, exact=exact, name="remote_connect_get_sysinfo_args")
-    return result
-
-
-def encode_remote_connect_get_sysinfo_ret(value: remote_connect_get_sysinfo_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_get_sysinfo_ret, _T_remote_connect_get_sysinfo_ret, value, "remote_connect_get_sysinfo_ret")
-
-
-def decode_remote_connect_get_sysinfo_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_get_sysinfo_ret:
-    result: remote_connect_get_sysinfo_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_get_sysinfo_ret, _T_remote_connect_get_sysinfo_ret, data, exact=exact, name="remote_connect_get_sysinfo_ret")
-    return result
-
-
-def encode_remote_connect_get_uri_ret(value: remote_connect_get_uri_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_get_uri_ret, _T_remote_connect_get_uri_ret, value, "remote_connect_get_uri_ret")
-
-
-def decode_remote_connect_get_uri_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_get_uri_ret:
-    result: remote_connect_get_uri_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_get_uri_ret, _T_remote_connect_get_uri_ret, data, exact=exact, name="remote_connect_get_uri_ret")
-    return result
-
-
-def encode_remote_connect_get_max_vcpus_args(value: remote_connect_get_max_vcpus_args) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_get_max_vcpus_args, _T_remote_connect_get_max_vcpus_args, value, "remote_connect_get_max_vcpus_args")
-
-
-def decode_remote_connect_get_max_vcpus_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_get_max_vcpus_args:
-    result: remote_connect_get_max_vcpus_args
-    result, _ = xdr.decode_with(_dec_remote_connect_get_max_vcpus_args, _T_remote_connect_get_max_vcpus_args, data, exact=exact, name="remote_connect_get_max_vcpus_args")
-    return result
-
-
-def encode_remote_connect_get_max_vcpus_ret(value: remote_connect_get_max_vcpus_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_get_max_vcpus_ret, _T_remote_connect_get_max_vcpus_ret, value, "remote_connect_get_max_vcpus_ret")
-
-
-def decode_remote_connect_get_max_vcpus_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_get_max_vcpus_ret:
-    result: remote_connect_get_max_vcpus_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_get_max_vcpus_ret, _T_remote_connect_get_max_vcpus_ret, data, exact=exact, name="remote_connect_get_max_vcpus_ret")
-    return result
-
-
-def encode_remote_node_get_info_ret(value: remote_node_get_info_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_node_get_info_ret, _T_remote_node_get_info_ret, value, "remote_node_get_info_ret")
-
-
-def decode_remote_node_get_info_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_get_info_ret:
-    result: remote_node_get_info_ret
-    result, _ = xdr.decode_with(_dec_remote_node_get_info_ret, _T_remote_node_get_info_ret, data, exact=exact, name="remote_node_get_info_ret")
-    return result
-
-
-def encode_remote_connect_get_capabilities_ret(value: remote_connect_get_capabilities_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_get_capabilities_ret, _T_remote_connect_get_capabilities_ret, value, "remote_connect_get_capabilities_ret")
-
-
-def decode_remote_connect_get_capabilities_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_get_capabilities_ret:
-    result: remote_connect_get_capabilities_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_get_capabilities_ret, _T_remote_connect_get_capabilities_ret, data, exact=exact, name="remote_connect_get_capabilities_ret")
-    return result
-
-
-def encode_remote_connect_get_domain_capabilities_args(value: remote_connect_get_domain_capabilities_args) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_get_domain_capabilities_args, _T_remote_connect_get_domain_capabilities_args, value, "remote_connect_get_domain_capabilities_args")
-
-
-def decode_remote_connect_get_domain_capabilities_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_get_domain_capabilities_args:
-    result: remote_connect_get_domain_capabilities_args
-    result, _ = xdr.decode_with(_dec_remote_connect_get_domain_capabilities_args, _T_remote_connect_get_domain_capabilities_args, data, exact=exact, name="remote_connect_get_domain_capabilities_args")
-    return result
-
-
-def encode_remote_connect_get_domain_capabilities_ret(value: remote_connect_get_domain_capabilities_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_get_domain_capabilities_ret, _T_remote_connect_get_domain_capabilities_ret, value, "remote_connect_get_domain_capabilities_ret")
-
-
-def decode_remote_connect_get_domain_capabilities_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_get_domain_capabilities_ret:
-    result: remote_connect_get_domain_capabilities_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_get_domain_capabilities_ret, _T_remote_connect_get_domain_capabilities_ret, data, exact=exact, name="remote_connect_get_domain_capabilities_ret")
-    return result
-
-
-def encode_remote_node_get_cpu_stats_args(value: remote_node_get_cpu_stats_args) -> bytes:
-    return xdr.encode_with(_enc_remote_node_get_cpu_stats_args, _T_remote_node_get_cpu_stats_args, value, "remote_node_get_cpu_stats_args")
-
-
-def decode_remote_node_get_cpu_stats_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_get_cpu_stats_args:
-    result: remote_node_get_cpu_stats_args
-    result, _ = xdr.decode_with(_dec_remote_node_get_cpu_stats_args, _T_remote_node_get_cpu_stats_args, data, exact=exact, name="remote_node_get_cpu_stats_args")
-    return result
-
-
-def encode_remote_node_get_cpu_stats_ret(value: remote_node_get_cpu_stats_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_node_get_cpu_stats_ret, _T_remote_node_get_cpu_stats_ret, value, "remote_node_get_cpu_stats_ret")
-
-
-def decode_remote_node_get_cpu_stats_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_get_cpu_stats_ret:
-    result: remote_node_get_cpu_stats_ret
-    result, _ = xdr.decode_with(_dec_remote_node_get_cpu_stats_ret, _T_remote_node_get_cpu_stats_ret, data, exact=exact, name="remote_node_get_cpu_stats_ret")
-    return result
-
-
-def encode_remote_node_get_memory_stats_args(value: remote_node_get_memory_stats_args) -> bytes:
-    return xdr.encode_with(_enc_remote_node_get_memory_stats_args, _T_remote_node_get_memory_stats_args, value, "remote_node_get_memory_stats_args")
-
-
-def decode_remote_node_get_memory_stats_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_get_memory_stats_args:
-    result: remote_node_get_memory_stats_args
-    result, _ = xdr.decode_with(_dec_remote_node_get_memory_stats_args, _T_remote_node_get_memory_stats_args, data, exact=exact, name="remote_node_get_memory_stats_args")
-    return result
-
-
-def encode_remote_node_get_memory_stats_ret(value: remote_node_get_memory_stats_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_node_get_memory_stats_ret, _T_remote_node_get_memory_stats_ret, value, "remote_node_get_memory_stats_ret")
-
-
-def decode_remote_node_get_memory_stats_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_get_memory_stats_ret:
-    result: remote_node_get_memory_stats_ret
-    result, _ = xdr.decode_with(_dec_remote_node_get_memory_stats_ret, _T_remote_node_get_memory_stats_ret, data, exact=exact, name="remote_node_get_memory_stats_ret")
-    return result
-
-
-def encode_remote_node_get_cells_free_memory_args(value: remote_node_get_cells_free_memory_args) -> bytes:
-    return xdr.encode_with(_enc_remote_node_get_cells_free_memory_args, _T_remote_node_get_cells_free_memory_args, value, "remote_node_get_cells_free_memory_args")
-
-
-def decode_remote_node_get_cells_free_memory_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_get_cells_free_memory_args:
-    result: remote_node_get_cells_free_memory_args
-    result, _ = xdr.decode_with(_dec_remote_node_get_cells_free_memory_args, _T_remote_node_get_cells_free_memory_args, data, exact=exact, name="remote_node_get_cells_free_memory_args")
-    return result
-
-
-def encode_remote_node_get_cells_free_memory_ret(value: remote_node_get_cells_free_memory_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_node_get_cells_free_memory_ret, _T_remote_node_get_cells_free_memory_ret, value, "remote_node_get_cells_free_memory_ret")
-
-
-def decode_remote_node_get_cells_free_memory_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_get_cells_free_memory_ret:
-    result: remote_node_get_cells_free_memory_ret
-    result, _ = xdr.decode_with(_dec_remote_node_get_cells_free_memory_ret, _T_remote_node_get_cells_free_memory_ret, data, exact=exact, name="remote_node_get_cells_free_memory_ret")
-    return result
-
-
-def encode_remote_node_get_free_memory_ret(value: remote_node_get_free_memory_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_node_get_free_memory_ret, _T_remote_node_get_free_memory_ret, value, "remote_node_get_free_memory_ret")
-
-
-def decode_remote_node_get_free_memory_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_get_free_memory_ret:
-    result: remote_node_get_free_memory_ret
-    result, _ = xdr.decode_with(_dec_remote_node_get_free_memory_ret, _T_remote_node_get_free_memory_ret, data, exact=exact, name="remote_node_get_free_memory_ret")
-    return result
-
-
-def encode_remote_connect_domain_xml_from_native_args(value: remote_connect_domain_xml_from_native_args) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_domain_xml_from_native_args, _T_remote_connect_domain_xml_from_native_args, value, "remote_connect_domain_xml_from_native_args")
-
-
-def decode_remote_connect_domain_xml_from_native_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_domain_xml_from_native_args:
-    result: remote_connect_domain_xml_from_native_args
-    result, _ = xdr.decode_with(_dec_remote_connect_domain_xml_from_native_args, _T_remote_connect_domain_xml_from_native_args, data, exact=exact, name="remote_connect_domain_xml_from_native_args")
-    return result
-
-
-def encode_remote_connect_domain_xml_from_native_ret(value: remote_connect_domain_xml_from_native_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_domain_xml_from_native_ret, _T_remote_connect_domain_xml_from_native_ret, value, "remote_connect_domain_xml_from_native_ret")
-
-
-def decode_remote_connect_domain_xml_from_native_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_domain_xml_from_native_ret:
-    result: remote_connect_domain_xml_from_native_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_domain_xml_from_native_ret, _T_remote_connect_domain_xml_from_native_ret, data, exact=exact, name="remote_connect_domain_xml_from_native_ret")
-    return result
-
-
-def encode_remote_connect_domain_xml_to_native_args(value: remote_connect_domain_xml_to_native_args) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_domain_xml_to_native_args, _T_remote_connect_domain_xml_to_native_args, value, "remote_connect_domain_xml_to_native_args")
-
-
-def decode_remote_connect_domain_xml_to_native_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_domain_xml_to_native_args:
-    result: remote_connect_domain_xml_to_native_args
-    result, _ = xdr.decode_with(_dec_remote_connect_domain_xml_to_native_args, _T_remote_connect_domain_xml_to_native_args, data, exact=exact, name="remote_connect_domain_xml_to_native_args")
-    return result
-
-
-def encode_remote_connect_domain_xml_to_native_ret(value: remote_connect_domain_xml_to_native_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_domain_xml_to_native_ret, _T_remote_connect_domain_xml_to_native_ret, value, "remote_connect_domain_xml_to_native_ret")
-
-
-def decode_remote_connect_domain_xml_to_native_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_domain_xml_to_native_ret:
-    result: remote_connect_domain_xml_to_native_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_domain_xml_to_native_ret, _T_remote_connect_domain_xml_to_native_ret, data, exact=exact, name="remote_connect_domain_xml_to_native_ret")
-    return result
-
-
-def encode_remote_connect_is_secure_ret(value: remote_connect_is_secure_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_is_secure_ret, _T_remote_connect_is_secure_ret, value, "remote_connect_is_secure_ret")
-
-
-def decode_remote_connect_is_secure_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_is_secure_ret:
-    result: remote_connect_is_secure_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_is_secure_ret, _T_remote_connect_is_secure_ret, data, exact=exact, name="remote_connect_is_secure_ret")
-    return result
-
-
-def encode_remote_connect_compare_cpu_args(value: remote_connect_compare_cpu_args) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_compare_cpu_args, _T_remote_connect_compare_cpu_args, value, "remote_connect_compare_cpu_args")
-
-
-def decode_remote_connect_compare_cpu_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_compare_cpu_args:
-    result: remote_connect_compare_cpu_args
-    result, _ = xdr.decode_with(_dec_remote_connect_compare_cpu_args, _T_remote_connect_compare_cpu_args, data, exact=exact, name="remote_connect_compare_cpu_args")
-    return result
-
-
-def encode_remote_connect_compare_cpu_ret(value: remote_connect_compare_cpu_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_compare_cpu_ret, _T_remote_connect_compare_cpu_ret, value, "remote_connect_compare_cpu_ret")
-
-
-def decode_remote_connect_compare_cpu_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_compare_cpu_ret:
-    result: remote_connect_compare_cpu_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_compare_cpu_ret, _T_remote_connect_compare_cpu_ret, data, exact=exact, name="remote_connect_compare_cpu_ret")
-    return result
-
-
-def encode_remote_connect_baseline_cpu_args(value: remote_connect_baseline_cpu_args) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_baseline_cpu_args, _T_remote_connect_baseline_cpu_args, value, "remote_connect_baseline_cpu_args")
-
-
-def decode_remote_connect_baseline_cpu_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_baseline_cpu_args:
-    result: remote_connect_baseline_cpu_args
-    result, _ = xdr.decode_with(_dec_remote_connect_baseline_cpu_args, _T_remote_connect_baseline_cpu_args, data, exact=exact, name="remote_connect_baseline_cpu_args")
-    return result
-
-
-def encode_remote_connect_baseline_cpu_ret(value: remote_connect_baseline_cpu_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_baseline_cpu_ret, _T_remote_connect_baseline_cpu_ret, value, "remote_connect_baseline_cpu_ret")
-
-
-def decode_remote_connect_baseline_cpu_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_baseline_cpu_ret:
-    result: remote_connect_baseline_cpu_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_baseline_cpu_ret, _T_remote_connect_baseline_cpu_ret, data, exact=exact, name="remote_connect_baseline_cpu_ret")
-    return result
-
-
-def encode_remote_node_suspend_for_duration_args(value: remote_node_suspend_for_duration_args) -> bytes:
-    return xdr.encode_with(_enc_remote_node_suspend_for_duration_args, _T_remote_node_suspend_for_duration_args, value, "remote_node_suspend_for_duration_args")
-
-
-def decode_remote_node_suspend_for_duration_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_suspend_for_duration_args:
-    result: remote_node_suspend_for_duration_args
-    result, _ = xdr.decode_with(_dec_remote_node_suspend_for_duration_args, _T_remote_node_suspend_for_duration_args, data, exact=exact, name="remote_node_suspend_for_duration_args")
-    return result
-
-
-def encode_remote_node_set_memory_parameters_args(value: remote_node_set_memory_parameters_args) -> bytes:
-    return xdr.encode_with(_enc_remote_node_set_memory_parameters_args, _T_remote_node_set_memory_parameters_args, value, "remote_node_set_memory_parameters_args")
-
-
-def decode_remote_node_set_memory_parameters_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_set_memory_parameters_args:
-    result: remote_node_set_memory_parameters_args
-    result, _ = xdr.decode_with(_dec_remote_node_set_memory_parameters_args, _T_remote_node_set_memory_parameters_args, data, exact=exact, name="remote_node_set_memory_parameters_args")
-    return result
-
-
-def encode_remote_node_get_memory_parameters_args(value: remote_node_get_memory_parameters_args) -> bytes:
-    return xdr.encode_with(_enc_remote_node_get_memory_parameters_args, _T_remote_node_get_memory_parameters_args, value, "remote_node_get_memory_parameters_args")
-
-
-def decode_remote_node_get_memory_parameters_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_get_memory_parameters_args:
-    result: remote_node_get_memory_parameters_args
-    result, _ = xdr.decode_with(_dec_remote_node_get_memory_parameters_args, _T_remote_node_get_memory_parameters_args, data, exact=exact, name="remote_node_get_memory_parameters_args")
-    return result
-
-
-def encode_remote_node_get_memory_parameters_ret(value: remote_node_get_memory_parameters_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_node_get_memory_parameters_ret, _T_remote_node_get_memory_parameters_ret, value, "remote_node_get_memory_parameters_ret")
-
-
-def decode_remote_node_get_memory_parameters_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_get_memory_parameters_ret:
-    result: remote_node_get_memory_parameters_ret
-    result, _ = xdr.decode_with(_dec_remote_node_get_memory_parameters_ret, _T_remote_node_get_memory_parameters_ret, data, exact=exact, name="remote_node_get_memory_parameters_ret")
-    return result
-
-
-def encode_remote_node_get_cpu_map_args(value: remote_node_get_cpu_map_args) -> bytes:
-    return xdr.encode_with(_enc_remote_node_get_cpu_map_args, _T_remote_node_get_cpu_map_args, value, "remote_node_get_cpu_map_args")
-
-
-def decode_remote_node_get_cpu_map_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_get_cpu_map_args:
-    result: remote_node_get_cpu_map_args
-    result, _ = xdr.decode_with(_dec_remote_node_get_cpu_map_args, _T_remote_node_get_cpu_map_args, data, exact=exact, name="remote_node_get_cpu_map_args")
-    return result
-
-
-def encode_remote_node_get_cpu_map_ret(value: remote_node_get_cpu_map_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_node_get_cpu_map_ret, _T_remote_node_get_cpu_map_ret, value, "remote_node_get_cpu_map_ret")
-
-
-def decode_remote_node_get_cpu_map_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_get_cpu_map_ret:
-    result: remote_node_get_cpu_map_ret
-    result, _ = xdr.decode_with(_dec_remote_node_get_cpu_map_ret, _T_remote_node_get_cpu_map_ret, data, exact=exact, name="remote_node_get_cpu_map_ret")
-    return result
-
-
-def encode_remote_connect_get_cpu_model_names_args(value: remote_connect_get_cpu_model_names_args) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_get_cpu_model_names_args, _T_remote_connect_get_cpu_model_names_args, value, "remote_connect_get_cpu_model_names_args")
-
-
-def decode_remote_connect_get_cpu_model_names_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_get_cpu_model_names_args:
-    result: remote_connect_get_cpu_model_names_args
-    result, _ = xdr.decode_with(_dec_remote_connect_get_cpu_model_names_args, _T_remote_connect_get_cpu_model_names_args, data, exact=exact, name="remote_connect_get_cpu_model_names_args")
-    return result
-
-
-def encode_remote_connect_get_cpu_model_names_ret(value: remote_connect_get_cpu_model_names_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_get_cpu_model_names_ret, _T_remote_connect_get_cpu_model_names_ret, value, "remote_connect_get_cpu_model_names_ret")
-
-
-def decode_remote_connect_get_cpu_model_names_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_get_cpu_model_names_ret:
-    result: remote_connect_get_cpu_model_names_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_get_cpu_model_names_ret, _T_remote_connect_get_cpu_model_names_ret, data, exact=exact, name="remote_connect_get_cpu_model_names_ret")
-    return result
-
-
-def encode_remote_node_get_free_pages_args(value: remote_node_get_free_pages_args) -> bytes:
-    return xdr.encode_with(_enc_remote_node_get_free_pages_args, _T_remote_node_get_free_pages_args, value, "remote_node_get_free_pages_args")
-
-
-def decode_remote_node_get_free_pages_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_get_free_pages_args:
-    result: remote_node_get_free_pages_args
-    result, _ = xdr.decode_with(_dec_remote_node_get_free_pages_args, _T_remote_node_get_free_pages_args, data, exact=exact, name="remote_node_get_free_pages_args")
-    return result
-
-
-def encode_remote_node_get_free_pages_ret(value: remote_node_get_free_pages_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_node_get_free_pages_ret, _T_remote_node_get_free_pages_ret, value, "remote_node_get_free_pages_ret")
-
-
-def decode_remote_node_get_free_pages_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_get_free_pages_ret:
-    result: remote_node_get_free_pages_ret
-    result, _ = xdr.decode_with(_dec_remote_node_get_free_pages_ret, _T_remote_node_get_free_pages_ret, data, exact=exact, name="remote_node_get_free_pages_ret")
-    return result
-
-
-def encode_remote_node_alloc_pages_args(value: remote_node_alloc_pages_args) -> bytes:
-    return xdr.encode_with(_enc_remote_node_alloc_pages_args, _T_remote_node_alloc_pages_args, value, "remote_node_alloc_pages_args")
-
-
-def decode_remote_node_alloc_pages_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_alloc_pages_args:
-    result: remote_node_alloc_pages_args
-    result, _ = xdr.decode_with(_dec_remote_node_alloc_pages_args, _T_remote_node_alloc_pages_args, data, exact=exact, name="remote_node_alloc_pages_args")
-    return result
-
-
-def encode_remote_node_alloc_pages_ret(value: remote_node_alloc_pages_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_node_alloc_pages_ret, _T_remote_node_alloc_pages_ret, value, "remote_node_alloc_pages_ret")
-
-
-def decode_remote_node_alloc_pages_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_alloc_pages_ret:
-    result: remote_node_alloc_pages_ret
-    result, _ = xdr.decode_with(_dec_remote_node_alloc_pages_ret, _T_remote_node_alloc_pages_ret, data, exact=exact, name="remote_node_alloc_pages_ret")
-    return result
-
-
-def encode_remote_connect_compare_hypervisor_cpu_args(value: remote_connect_compare_hypervisor_cpu_args) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_compare_hypervisor_cpu_args, _T_remote_connect_compare_hypervisor_cpu_args, value, "remote_connect_compare_hypervisor_cpu_args")
-
-
-def decode_remote_connect_compare_hypervisor_cpu_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_compare_hypervisor_cpu_args:
-    result: remote_connect_compare_hypervisor_cpu_args
-    result, _ = xdr.decode_with(_dec_remote_connect_compare_hypervisor_cpu_args, _T_remote_connect_compare_hypervisor_cpu_args, data, exact=exact, name="remote_connect_compare_hypervisor_cpu_args")
-    return result
-
-
-def encode_remote_connect_compare_hypervisor_cpu_ret(value: remote_connect_compare_hypervisor_cpu_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_compare_hypervisor_cpu_ret, _T_remote_connect_compare_hypervisor_cpu_ret, value, "remote_connect_compare_hypervisor_cpu_ret")
-
-
-def decode_remote_connect_compare_hypervisor_cpu_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_compare_hypervisor_cpu_ret:
-    result: remote_connect_compare_hypervisor_cpu_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_compare_hypervisor_cpu_ret, _T_remote_connect_compare_hypervisor_cpu_ret, data, exact=exact, name="remote_connect_compare_hypervisor_cpu_ret")
-    return result
-
-
-def encode_remote_connect_baseline_hypervisor_cpu_args(value: remote_connect_baseline_hypervisor_cpu_args) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_baseline_hypervisor_cpu_args, _T_remote_connect_baseline_hypervisor_cpu_args, value, "remote_connect_baseline_hypervisor_cpu_args")
-
-
-def decode_remote_connect_baseline_hypervisor_cpu_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_baseline_hypervisor_cpu_args:
-    result: remote_connect_baseline_hypervisor_cpu_args
-    result, _ = xdr.decode_with(_dec_remote_connect_baseline_hypervisor_cpu_args, _T_remote_connect_baseline_hypervisor_cpu_args, data, exact=exact, name="remote_connect_baseline_hypervisor_cpu_args")
-    return result
-
-
-def encode_remote_connect_baseline_hypervisor_cpu_ret(value: remote_connect_baseline_hypervisor_cpu_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_baseline_hypervisor_cpu_ret, _T_remote_connect_baseline_hypervisor_cpu_ret, value, "remote_connect_baseline_hypervisor_cpu_ret")
-
-
-def decode_remote_connect_baseline_hypervisor_cpu_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_baseline_hypervisor_cpu_ret:
-    result: remote_connect_baseline_hypervisor_cpu_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_baseline_hypervisor_cpu_ret, _T_remote_connect_baseline_hypervisor_cpu_ret, data, exact=exact, name="remote_connect_baseline_hypervisor_cpu_ret")
-    return result
-
-
-def encode_remote_connect_get_storage_pool_capabilities_args(value: remote_connect_get_storage_pool_capabilities_args) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_get_storage_pool_capabilities_args, _T_remote_connect_get_storage_pool_capabilities_args, value, "remote_connect_get_storage_pool_capabilities_args")
-
-
-def decode_remote_connect_get_storage_pool_capabilities_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_get_storage_pool_capabilities_args:
-    result: remote_connect_get_storage_pool_capabilities_args
-    result, _ = xdr.decode_with(_dec_remote_connect_get_storage_pool_capabilities_args, _T_remote_connect_get_storage_pool_capabilities_args, data, exact=exact, name="remote_connect_get_storage_pool_capabilities_args")
-    return result
-
-
-def encode_remote_connect_get_storage_pool_capabilities_ret(value: remote_connect_get_storage_pool_capabilities_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_get_storage_pool_capabilities_ret, _T_remote_connect_get_storage_pool_capabilities_ret, value, "remote_connect_get_storage_pool_capabilities_ret")
-
-
-def decode_remote_connect_get_storage_pool_capabilities_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_get_storage_pool_capabilities_ret:
-    result: remote_connect_get_storage_pool_capabilities_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_get_storage_pool_capabilities_ret, _T_remote_connect_get_storage_pool_capabilities_ret, data, exact=exact, name="remote_connect_get_storage_pool_capabilities_ret")
-    return result
-
-
-def encode_remote_connect_set_identity_args(value: remote_connect_set_identity_args) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_set_identity_args, _T_remote_connect_set_identity_args, value, "remote_connect_set_identity_args")
-
-
-def decode_remote_connect_set_identity_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_set_identity_args:
-    result: remote_connect_set_identity_args
-    result, _ = xdr.decode_with(_dec_remote_connect_set_identity_args, _T_remote_connect_set_identity_args, data, exact=exact, name="remote_connect_set_identity_args")
-    return result
-
-
-def encode_remote_auth_list_ret(value: remote_auth_list_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_auth_list_ret, _T_remote_auth_list_ret, value, "remote_auth_list_ret")
-
-
-def decode_remote_auth_list_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_auth_list_ret:
-    result: remote_auth_list_ret
-    result, _ = xdr.decode_with(_dec_remote_auth_list_ret, _T_remote_auth_list_ret, data, exact=exact, name="remote_auth_list_ret")
-    return result
-
-
-def encode_remote_auth_sasl_init_ret(value: remote_auth_sasl_init_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_auth_sasl_init_ret, _T_remote_auth_sasl_init_ret, value, "remote_auth_sasl_init_ret")
-
-
-def decode_remote_auth_sasl_init_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_auth_sasl_init_ret:
-    result: remote_auth_sasl_init_ret
-    result, _ = xdr.decode_with(_dec_remote_auth_sasl_init_ret, _T_remote_auth_sasl_init_ret, data, exact=exact, name="remote_auth_sasl_init_ret")
-    return result
-
-
-def encode_remote_auth_sasl_start_args(value: remote_auth_sasl_start_args) -> bytes:
-    return xdr.encode_with(_enc_remote_auth_sasl_start_args, _T_remote_auth_sasl_start_args, value, "remote_auth_sasl_start_args")
-
-
-def decode_remote_auth_sasl_start_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_auth_sasl_start_args:
-    result: remote_auth_sasl_start_args
-    result, _ = xdr.decode_with(_dec_remote_auth_sasl_start_args, _T_remote_auth_sasl_start_args, data, exact=exact, name="remote_auth_sasl_start_args")
-    return result
-
-
-def encode_remote_auth_sasl_start_ret(value: remote_auth_sasl_start_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_auth_sasl_start_ret, _T_remote_auth_sasl_start_ret, value, "remote_auth_sasl_start_ret")
-
-
-def decode_remote_auth_sasl_start_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_auth_sasl_start_ret:
-    result: remote_auth_sasl_start_ret
-    result, _ = xdr.decode_with(_dec_remote_auth_sasl_start_ret, _T_remote_auth_sasl_start_ret, data, exact=exact, name="remote_auth_sasl_start_ret")
-    return result
-
-
-def encode_remote_auth_sasl_step_args(value: remote_auth_sasl_step_args) -> bytes:
-    return xdr.encode_with(_enc_remote_auth_sasl_step_args, _T_remote_auth_sasl_step_args, value, "remote_auth_sasl_step_args")
-
-
-def decode_remote_auth_sasl_step_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_auth_sasl_step_args:
-    result: remote_auth_sasl_step_args
-    result, _ = xdr.decode_with(_dec_remote_auth_sasl_step_args, _T_remote_auth_sasl_step_args, data, exact=exact, name="remote_auth_sasl_step_args")
-    return result
-
-
-def encode_remote_auth_sasl_step_ret(value: remote_auth_sasl_step_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_auth_sasl_step_ret, _T_remote_auth_sasl_step_ret, value, "remote_auth_sasl_step_ret")
-
-
-def decode_remote_auth_sasl_step_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_auth_sasl_step_ret:
-    result: remote_auth_sasl_step_ret
-    result, _ = xdr.decode_with(_dec_remote_auth_sasl_step_ret, _T_remote_auth_sasl_step_ret, data, exact=exact, name="remote_auth_sasl_step_ret")
-    return result
-
-
-def encode_remote_auth_polkit_ret(value: remote_auth_polkit_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_auth_polkit_ret, _T_remote_auth_polkit_ret, value, "remote_auth_polkit_ret")
-
-
-def decode_remote_auth_polkit_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_auth_polkit_ret:
-    result: remote_auth_polkit_ret
-    result, _ = xdr.decode_with(_dec_remote_auth_polkit_ret, _T_remote_auth_polkit_ret, data, exact=exact, name="remote_auth_polkit_ret")
-    return result
-
-
-def encode_remote_connect_list_domains_args(value: remote_connect_list_domains_args) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_list_domains_args, _T_remote_connect_list_domains_args, value, "remote_connect_list_domains_args")
-
-
-def decode_remote_connect_list_domains_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_list_domains_args:
-    result: remote_connect_list_domains_args
-    result, _ = xdr.decode_with(_dec_remote_connect_list_domains_args, _T_remote_connect_list_domains_args, data, exact=exact, name="remote_connect_list_domains_args")
-    return result
-
-
-def encode_remote_connect_list_domains_ret(value: remote_connect_list_domains_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_list_domains_ret, _T_remote_connect_list_domains_ret, value, "remote_connect_list_domains_ret")
-
-
-def decode_remote_connect_list_domains_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_list_domains_ret:
-    result: remote_connect_list_domains_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_list_domains_ret, _T_remote_connect_list_domains_ret, data, exact=exact, name="remote_connect_list_domains_ret")
-    return result
-
-
-def encode_remote_connect_num_of_domains_ret(value: remote_connect_num_of_domains_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_num_of_domains_ret, _T_remote_connect_num_of_domains_ret, value, "remote_connect_num_of_domains_ret")
-
-
-def decode_remote_connect_num_of_domains_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_num_of_domains_ret:
-    result: remote_connect_num_of_domains_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_num_of_domains_ret, _T_remote_connect_num_of_domains_ret, data, exact=exact, name="remote_connect_num_of_domains_ret")
-    return result
-
-
-def encode_remote_domain_lookup_by_id_args(value: remote_domain_lookup_by_id_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_lookup_by_id_args, _T_remote_domain_lookup_by_id_args, value, "remote_domain_lookup_by_id_args")
-
-
-def decode_remote_domain_lookup_by_id_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_lookup_by_id_args:
-    result: remote_domain_lookup_by_id_args
-    result, _ = xdr.decode_with(_dec_remote_domain_lookup_by_id_args, _T_remote_domain_lookup_by_id_args, data, exact=exact, name="remote_domain_lookup_by_id_args")
-    return result
-
-
-def encode_remote_domain_lookup_by_id_ret(value: remote_domain_lookup_by_id_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_lookup_by_id_ret, _T_remote_domain_lookup_by_id_ret, value, "remote_domain_lookup_by_id_ret")
-
-
-def decode_remote_domain_lookup_by_id_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_lookup_by_id_ret:
-    result: remote_domain_lookup_by_id_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_lookup_by_id_ret, _T_remote_domain_lookup_by_id_ret, data, exact=exact, name="remote_domain_lookup_by_id_ret")
-    return result
-
-
-def encode_remote_domain_lookup_by_uuid_args(value: remote_domain_lookup_by_uuid_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_lookup_by_uuid_args, _T_remote_domain_lookup_by_uuid_args, value, "remote_domain_lookup_by_uuid_args")
-
-
-def decode_remote_domain_lookup_by_uuid_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_lookup_by_uuid_args:
-    result: remote_domain_lookup_by_uuid_args
-    result, _ = xdr.decode_with(_dec_remote_domain_lookup_by_uuid_args, _T_remote_domain_lookup_by_uuid_args, data, exact=exact, name="remote_domain_lookup_by_uuid_args")
-    return result
-
-
-def encode_remote_domain_lookup_by_uuid_ret(value: remote_domain_lookup_by_uuid_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_lookup_by_uuid_ret, _T_remote_domain_lookup_by_uuid_ret, value, "remote_domain_lookup_by_uuid_ret")
-
-
-def decode_remote_domain_lookup_by_uuid_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_lookup_by_uuid_ret:
-    result: remote_domain_lookup_by_uuid_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_lookup_by_uuid_ret, _T_remote_domain_lookup_by_uuid_ret, data, exact=exact, name="remote_domain_lookup_by_uuid_ret")
-    return result
-
-
-def encode_remote_domain_lookup_by_name_args(value: remote_domain_lookup_by_name_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_lookup_by_name_args, _T_remote_domain_lookup_by_name_args, value, "remote_domain_lookup_by_name_args")
-
-
-def decode_remote_domain_lookup_by_name_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_lookup_by_name_args:
-    result: remote_domain_lookup_by_name_args
-    result, _ = xdr.decode_with(_dec_remote_domain_lookup_by_name_args, _T_remote_domain_lookup_by_name_args, data, exact=exact, name="remote_domain_lookup_by_name_args")
-    return result
-
-
-def encode_remote_domain_lookup_by_name_ret(value: remote_domain_lookup_by_name_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_lookup_by_name_ret, _T_remote_domain_lookup_by_name_ret, value, "remote_domain_lookup_by_name_ret")
-
-
-def decode_remote_domain_lookup_by_name_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_lookup_by_name_ret:
-    result: remote_domain_lookup_by_name_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_lookup_by_name_ret, _T_remote_domain_lookup_by_name_ret, data, exact=exact, name="remote_domain_lookup_by_name_ret")
-    return result
-
-
-def encode_remote_connect_list_defined_domains_args(value: remote_connect_list_defined_domains_args) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_list_defined_domains_args, _T_remote_connect_list_defined_domains_args, value, "remote_connect_list_defined_domains_args")
-
-
-def decode_remote_connect_list_defined_domains_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_list_defined_domains_args:
-    result: remote_connect_list_defined_domains_args
-    result, _ = xdr.decode_with(_dec_remote_connect_list_defined_domains_args, _T_remote_connect_list_defined_domains_args, data, exact=exact, name="remote_connect_list_defined_domains_args")
-    return result
-
-
-def encode_remote_connect_list_defined_domains_ret(value: remote_connect_list_defined_domains_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_list_defined_domains_ret, _T_remote_connect_list_defined_domains_ret, value, "remote_connect_list_defined_domains_ret")
-
-
-def decode_remote_connect_list_defined_domains_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_list_defined_domains_ret:
-    result: remote_connect_list_defined_domains_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_list_defined_domains_ret, _T_remote_connect_list_defined_domains_ret, data, exact=exact, name="remote_connect_list_defined_domains_ret")
-    return result
-
-
-def encode_remote_connect_num_of_defined_domains_ret(value: remote_connect_num_of_defined_domains_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_num_of_defined_domains_ret, _T_remote_connect_num_of_defined_domains_ret, value, "remote_connect_num_of_defined_domains_ret")
-
-
-def decode_remote_connect_num_of_defined_domains_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_num_of_defined_domains_ret:
-    result: remote_connect_num_of_defined_domains_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_num_of_defined_domains_ret, _T_remote_connect_num_of_defined_domains_ret, data, exact=exact, name="remote_connect_num_of_defined_domains_ret")
-    return result
-
-
-def encode_remote_connect_list_all_domains_args(value: remote_connect_list_all_domains_args) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_list_all_domains_args, _T_remote_connect_list_all_domains_args, value, "remote_connect_list_all_domains_args")
-
-
-def decode_remote_connect_list_all_domains_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_list_all_domains_args:
-    result: remote_connect_list_all_domains_args
-    result, _ = xdr.decode_with(_dec_remote_connect_list_all_domains_args, _T_remote_connect_list_all_domains_args, data, exact=exact, name="remote_connect_list_all_domains_args")
-    return result
-
-
-def encode_remote_connect_list_all_domains_ret(value: remote_connect_list_all_domains_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_list_all_domains_ret, _T_remote_connect_list_all_domains_ret, value, "remote_connect_list_all_domains_ret")
-
-
-def decode_remote_connect_list_all_domains_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_list_all_domains_ret:
-    result: remote_connect_list_all_domains_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_list_all_domains_ret, _T_remote_connect_list_all_domains_ret, data, exact=exact, name="remote_connect_list_all_domains_ret")
-    return result
-
-
-def encode_remote_domain_create_xml_args(value: remote_domain_create_xml_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_create_xml_args, _T_remote_domain_create_xml_args, value, "remote_domain_create_xml_args")
-
-
-def decode_remote_domain_create_xml_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_create_xml_args:
-    result: remote_domain_create_xml_args
-    result, _ = xdr.decode_with(_dec_remote_domain_create_xml_args, _T_remote_domain_create_xml_args, data, exact=exact, name="remote_domain_create_xml_args")
-    return result
-
-
-def encode_remote_domain_create_xml_ret(value: remote_domain_create_xml_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_create_xml_ret, _T_remote_domain_create_xml_ret, value, "remote_domain_create_xml_ret")
-
-
-def decode_remote_domain_create_xml_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_create_xml_ret:
-    result: remote_domain_create_xml_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_create_xml_ret, _T_remote_domain_create_xml_ret, data, exact=exact, name="remote_domain_create_xml_ret")
-    return result
-
-
-def encode_remote_domain_create_xml_with_files_args(value: remote_domain_create_xml_with_files_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_create_xml_with_files_args, _T_remote_domain_create_xml_with_files_args, value, "remote_domain_create_xml_with_files_args")
-
-
-def decode_remote_domain_create_xml_with_files_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_create_xml_with_files_args:
-    result: remote_domain_create_xml_with_files_args
-    result, _ = xdr.decode_with(_dec_remote_domain_create_xml_with_files_args, _T_remote_domain_create_xml_with_files_args, data, exact=exact, name="remote_domain_create_xml_with_files_args")
-    return result
-
-
-def encode_remote_domain_create_xml_with_files_ret(value: remote_domain_create_xml_with_files_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_create_xml_with_files_ret, _T_remote_domain_create_xml_with_files_ret, value, "remote_domain_create_xml_with_files_ret")
-
-
-def decode_remote_domain_create_xml_with_files_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_create_xml_with_files_ret:
-    result: remote_domain_create_xml_with_files_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_create_xml_with_files_ret, _T_remote_domain_create_xml_with_files_ret, data, exact=exact, name="remote_domain_create_xml_with_files_ret")
-    return result
-
-
-def encode_remote_domain_suspend_args(value: remote_domain_suspend_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_suspend_args, _T_remote_domain_suspend_args, value, "remote_domain_suspend_args")
-
-
-def decode_remote_domain_suspend_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_suspend_args:
-    result: remote_domain_suspend_args
-    result, _ = xdr.decode_with(_dec_remote_domain_suspend_args, _T_remote_domain_suspend_args, data, exact=exact, name="remote_domain_suspend_args")
-    return result
-
-
-def encode_remote_domain_resume_args(value: remote_domain_resume_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_resume_args, _T_remote_domain_resume_args, value, "remote_domain_resume_args")
-
-
-def decode_remote_domain_resume_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_resume_args:
-    result: remote_domain_resume_args
-    result, _ = xdr.decode_with(_dec_remote_domain_resume_args, _T_remote_domain_resume_args, data, exact=exact, name="remote_domain_resume_args")
-    return result
-
-
-def encode_remote_domain_pm_suspend_for_duration_args(value: remote_domain_pm_suspend_for_duration_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_pm_suspend_for_duration_args, _T_remote_domain_pm_suspend_for_duration_args, value, "remote_domain_pm_suspend_for_duration_args")
-
-
-def decode_remote_domain_pm_suspend_for_duration_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_pm_suspend_for_duration_args:
-    result: remote_domain_pm_suspend_for_duration_args
-    result, _ = xdr.decode_with(_dec_remote_domain_pm_suspend_for_duration_args, _T_remote_domain_pm_suspend_for_duration_args, data, exact=exact, name="remote_domain_pm_suspend_for_duration_args")
-    return result
-
-
-def encode_remote_domain_pm_wakeup_args(value: remote_domain_pm_wakeup_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_pm_wakeup_args, _T_remote_domain_pm_wakeup_args, value, "remote_domain_pm_wakeup_args")
-
-
-def decode_remote_domain_pm_wakeup_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_pm_wakeup_args:
-    result: remote_domain_pm_wakeup_args
-    result, _ = xdr.decode_with(_dec_remote_domain_pm_wakeup_args, _T_remote_domain_pm_wakeup_args, data, exact=exact, name="remote_domain_pm_wakeup_args")
-    return result
-
-
-def encode_remote_domain_shutdown_args(value: remote_domain_shutdown_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_shutdown_args, _T_remote_domain_shutdown_args, value, "remote_domain_shutdown_args")
-
-
-def decode_remote_domain_shutdown_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_shutdown_args:
-    result: remote_domain_shutdown_args
-    result, _ = xdr.decode_with(_dec_remote_domain_shutdown_args, _T_remote_domain_shutdown_args, data, exact=exact, name="remote_domain_shutdown_args")
-    return result
-
-
-def encode_remote_domain_reboot_args(value: remote_domain_reboot_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_reboot_args, _T_remote_domain_reboot_args, value, "remote_domain_reboot_args")
-
-
-def decode_remote_domain_reboot_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_reboot_args:
-    result: remote_domain_reboot_args
-    result, _ = xdr.decode_with(_dec_remote_domain_reboot_args, _T_remote_domain_reboot_args, data, exact=exact, name="remote_domain_reboot_args")
-    return result
-
-
-def encode_remote_domain_reset_args(value: remote_domain_reset_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_reset_args, _T_remote_domain_reset_args, value, "remote_domain_reset_args")
-
-
-def decode_remote_domain_reset_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_reset_args:
-    result: remote_domain_reset_args
-    result, _ = xdr.decode_with(_dec_remote_domain_reset_args, _T_remote_domain_reset_args, data, exact=exact, name="remote_domain_reset_args")
-    return result
-
-
-def encode_remote_domain_destroy_args(value: remote_domain_destroy_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_destroy_args, _T_remote_domain_destroy_args, value, "remote_domain_destroy_args")
-
-
-def decode_remote_domain_destroy_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_destroy_args:
-    result: remote_domain_destroy_args
-    result, _ = xdr.decode_with(_dec_remote_domain_destroy_args, _T_remote_domain_destroy_args, data, exact=exact, name="remote_domain_destroy_args")
-    return result
-
-
-def encode_remote_domain_destroy_flags_args(value: remote_domain_destroy_flags_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_destroy_flags_args, _T_remote_domain_destroy_flags_args, value, "remote_domain_destroy_flags_args")
-
-
-def decode_remote_domain_destroy_flags_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_destroy_flags_args:
-    result: remote_domain_destroy_flags_args
-    result, _ = xdr.decode_with(_dec_remote_domain_destroy_flags_args, _T_remote_domain_destroy_flags_args, data, exact=exact, name="remote_domain_destroy_flags_args")
-    return result
-
-
-def encode_remote_domain_save_args(value: remote_domain_save_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_save_args, _T_remote_domain_save_args, value, "remote_domain_save_args")
-
-
-def decode_remote_domain_save_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_save_args:
-    result: remote_domain_save_args
-    result, _ = xdr.decode_with(_dec_remote_domain_save_args, _T_remote_domain_save_args, data, exact=exact, name="remote_domain_save_args")
-    return result
-
-
-def encode_remote_domain_save_flags_args(value: remote_domain_save_flags_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_save_flags_args, _T_remote_domain_save_flags_args, value, "remote_domain_save_flags_args")
-
-
-def decode_remote_domain_save_flags_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_save_flags_args:
-    result: remote_domain_save_flags_args
-    result, _ = xdr.decode_with(_dec_remote_domain_save_flags_args, _T_remote_domain_save_flags_args, data, exact=exact, name="remote_domain_save_flags_args")
-    return result
-
-
-def encode_remote_domain_save_params_args(value: remote_domain_save_params_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_save_params_args, _T_remote_domain_save_params_args, value, "remote_domain_save_params_args")
-
-
-def decode_remote_domain_save_params_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_save_params_args:
-    result: remote_domain_save_params_args
-    result, _ = xdr.decode_with(_dec_remote_domain_save_params_args, _T_remote_domain_save_params_args, data, exact=exact, name="remote_domain_save_params_args")
-    return result
-
-
-def encode_remote_domain_restore_args(value: remote_domain_restore_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_restore_args, _T_remote_domain_restore_args, value, "remote_domain_restore_args")
-
-
-def decode_remote_domain_restore_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_restore_args:
-    result: remote_domain_restore_args
-    result, _ = xdr.decode_with(_dec_remote_domain_restore_args, _T_remote_domain_restore_args, data, exact=exact, name="remote_domain_restore_args")
-    return result
-
-
-def encode_remote_domain_restore_flags_args(value: remote_domain_restore_flags_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_restore_flags_args, _T_remote_domain_restore_flags_args, value, "remote_domain_restore_flags_args")
-
-
-def decode_remote_domain_restore_flags_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_restore_flags_args:
-    result: remote_domain_restore_flags_args
-    result, _ = xdr.decode_with(_dec_remote_domain_restore_flags_args, _T_remote_domain_restore_flags_args, data, exact=exact, name="remote_domain_restore_flags_args")
-    return result
-
-
-def encode_remote_domain_restore_params_args(value: remote_domain_restore_params_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_restore_params_args, _T_remote_domain_restore_params_args, value, "remote_domain_restore_params_args")
-
-
-def decode_remote_domain_restore_params_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_restore_params_args:
-    result: remote_domain_restore_params_args
-    result, _ = xdr.decode_with(_dec_remote_domain_restore_params_args, _T_remote_domain_restore_params_args, data, exact=exact, name="remote_domain_restore_params_args")
-    return result
-
-
-def encode_remote_domain_save_image_get_xml_desc_args(value: remote_domain_save_image_get_xml_desc_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_save_image_get_xml_desc_args, _T_remote_domain_save_image_get_xml_desc_args, value, "remote_domain_save_image_get_xml_desc_args")
-
-
-def decode_remote_domain_save_image_get_xml_desc_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_save_image_get_xml_desc_args:
-    result: remote_domain_save_image_get_xml_desc_args
-    result, _ = xdr.decode_with(_dec_remote_domain_save_image_get_xml_desc_args, _T_remote_domain_save_image_get_xml_desc_args, data, exact=exact, name="remote_domain_save_image_get_xml_desc_args")
-    return result
-
-
-def encode_remote_domain_save_image_get_xml_desc_ret(value: remote_domain_save_image_get_xml_desc_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_save_image_get_xml_desc_ret, _T_remote_domain_save_image_get_xml_desc_ret, value, "remote_domain_save_image_get_xml_desc_ret")
-
-
-def decode_remote_domain_save_image_get_xml_desc_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_save_image_get_xml_desc_ret:
-    result: remote_domain_save_image_get_xml_desc_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_save_image_get_xml_desc_ret, _T_remote_domain_save_image_get_xml_desc_ret, data, exact=exact, name="remote_domain_save_image_get_xml_desc_ret")
-    return result
-
-
-def encode_remote_domain_save_image_define_xml_args(value: remote_domain_save_image_define_xml_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_save_image_define_xml_args, _T_remote_domain_save_image_define_xml_args, value, "remote_domain_save_image_define_xml_args")
-
-
-def decode_remote_domain_save_image_define_xml_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_save_image_define_xml_args:
-    result: remote_domain_save_image_define_xml_args
-    result, _ = xdr.decode_with(_dec_remote_domain_save_image_define_xml_args, _T_remote_domain_save_image_define_xml_args, data, exact=exact, name="remote_domain_save_image_define_xml_args")
-    return result
-
-
-def encode_remote_domain_core_dump_args(value: remote_domain_core_dump_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_core_dump_args, _T_remote_domain_core_dump_args, value, "remote_domain_core_dump_args")
-
-
-def decode_remote_domain_core_dump_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_core_dump_args:
-    result: remote_domain_core_dump_args
-    result, _ = xdr.decode_with(_dec_remote_domain_core_dump_args, _T_remote_domain_core_dump_args, data, exact=exact, name="remote_domain_core_dump_args")
-    return result
-
-
-def encode_remote_domain_core_dump_with_format_args(value: remote_domain_core_dump_with_format_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_core_dump_with_format_args, _T_remote_domain_core_dump_with_format_args, value, "remote_domain_core_dump_with_format_args")
-
-
-def decode_remote_domain_core_dump_with_format_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_core_dump_with_format_args:
-    result: remote_domain_core_dump_with_format_args
-    result, _ = xdr.decode_with(_dec_remote_domain_core_dump_with_format_args, _T_remote_domain_core_dump_with_format_args, data, exact=exact, name="remote_domain_core_dump_with_format_args")
-    return result
-
-
-def encode_remote_domain_create_args(value: remote_domain_create_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_create_args, _T_remote_domain_create_args, value, "remote_domain_create_args")
-
-
-def decode_remote_domain_create_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_create_args:
-    result: remote_domain_create_args
-    result, _ = xdr.decode_with(_dec_remote_domain_create_args, _T_remote_domain_create_args, data, exact=exact, name="remote_domain_create_args")
-    return result
-
-
-def encode_remote_domain_create_with_flags_args(value: remote_domain_create_with_flags_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_create_with_flags_args, _T_remote_domain_create_with_flags_args, value, "remote_domain_create_with_flags_args")
-
-
-def decode_remote_domain_create_with_flags_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_create_with_flags_args:
-    result: remote_domain_create_with_flags_args
-    result, _ = xdr.decode_with(_dec_remote_domain_create_with_flags_args, _T_remote_domain_create_with_flags_args, data, exact=exact, name="remote_domain_create_with_flags_args")
-    return result
-
-
-def encode_remote_domain_create_with_flags_ret(value: remote_domain_create_with_flags_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_create_with_flags_ret, _T_remote_domain_create_with_flags_ret, value, "remote_domain_create_with_flags_ret")
-
-
-def decode_remote_domain_create_with_flags_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_create_with_flags_ret:
-    result: remote_domain_create_with_flags_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_create_with_flags_ret, _T_remote_domain_create_with_flags_ret, data, exact=exact, name="remote_domain_create_with_flags_ret")
-    return result
-
-
-def encode_remote_domain_create_with_files_args(value: remote_domain_create_with_files_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_create_with_files_args, _T_remote_domain_create_with_files_args, value, "remote_domain_create_with_files_args")
-
-
-def decode_remote_domain_create_with_files_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_create_with_files_args:
-    result: remote_domain_create_with_files_args
-    result, _ = xdr.decode_with(_dec_remote_domain_create_with_files_args, _T_remote_domain_create_with_files_args, data, exact=exact, name="remote_domain_create_with_files_args")
-    return result
-
-
-def encode_remote_domain_create_with_files_ret(value: remote_domain_create_with_files_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_create_with_files_ret, _T_remote_domain_create_with_files_ret, value, "remote_domain_create_with_files_ret")
-
-
-def decode_remote_domain_create_with_files_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_create_with_files_ret:
-    result: remote_domain_create_with_files_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_create_with_files_ret, _T_remote_domain_create_with_files_ret, data, exact=exact, name="remote_domain_create_with_files_ret")
-    return result
-
-
-def encode_remote_domain_define_xml_args(value: remote_domain_define_xml_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_define_xml_args, _T_remote_domain_define_xml_args, value, "remote_domain_define_xml_args")
-
-
-def decode_remote_domain_define_xml_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_define_xml_args:
-    result: remote_domain_define_xml_args
-    result, _ = xdr.decode_with(_dec_remote_domain_define_xml_args, _T_remote_domain_define_xml_args, data, exact=exact, name="remote_domain_define_xml_args")
-    return result
-
-
-def encode_remote_domain_define_xml_ret(value: remote_domain_define_xml_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_define_xml_ret, _T_remote_domain_define_xml_ret, value, "remote_domain_define_xml_ret")
-
-
-def decode_remote_domain_define_xml_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_define_xml_ret:
-    result: remote_domain_define_xml_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_define_xml_ret, _T_remote_domain_define_xml_ret, data, exact=exact, name="remote_domain_define_xml_ret")
-    return result
-
-
-def encode_remote_domain_define_xml_flags_args(value: remote_domain_define_xml_flags_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_define_xml_flags_args, _T_remote_domain_define_xml_flags_args, value, "remote_domain_define_xml_flags_args")
-
-
-def decode_remote_domain_define_xml_flags_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_define_xml_flags_args:
-    result: remote_domain_define_xml_flags_args
-    result, _ = xdr.decode_with(_dec_remote_domain_define_xml_flags_args, _T_remote_domain_define_xml_flags_args, data, exact=exact, name="remote_domain_define_xml_flags_args")
-    return result
-
-
-def encode_remote_domain_define_xml_flags_ret(value: remote_domain_define_xml_flags_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_define_xml_flags_ret, _T_remote_domain_define_xml_flags_ret, value, "remote_domain_define_xml_flags_ret")
-
-
-def decode_remote_domain_define_xml_flags_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_define_xml_flags_ret:
-    result: remote_domain_define_xml_flags_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_define_xml_flags_ret, _T_remote_domain_define_xml_flags_ret, data, exact=exact, name="remote_domain_define_xml_flags_ret")
-    return result
-
-
-def encode_remote_domain_undefine_args(value: remote_domain_undefine_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_undefine_args, _T_remote_domain_undefine_args, value, "remote_domain_undefine_args")
-
-
-def decode_remote_domain_undefine_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_undefine_args:
-    result: remote_domain_undefine_args
-    result, _ = xdr.decode_with(_dec_remote_domain_undefine_args, _T_remote_domain_undefine_args, data, exact=exact, name="remote_domain_undefine_args")
-    return result
-
-
-def encode_remote_domain_undefine_flags_args(value: remote_domain_undefine_flags_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_undefine_flags_args, _T_remote_domain_undefine_flags_args, value, "remote_domain_undefine_flags_args")
-
-
-def decode_remote_domain_undefine_flags_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_undefine_flags_args:
-    result: remote_domain_undefine_flags_args
-    result, _ = xdr.decode_with(_dec_remote_domain_undefine_flags_args, _T_remote_domain_undefine_flags_args, data, exact=exact, name="remote_domain_undefine_flags_args")
-    return result
-
-
-def encode_remote_domain_inject_nmi_args(value: remote_domain_inject_nmi_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_inject_nmi_args, _T_remote_domain_inject_nmi_args, value, "remote_domain_inject_nmi_args")
-
-
-def decode_remote_domain_inject_nmi_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_inject_nmi_args:
-    result: remote_domain_inject_nmi_args
-    result, _ = xdr.decode_with(_dec_remote_domain_inject_nmi_args, _T_remote_domain_inject_nmi_args, data, exact=exact, name="remote_domain_inject_nmi_args")
-    return result
-
-
-def encode_remote_domain_send_key_args(value: remote_domain_send_key_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_send_key_args, _T_remote_domain_send_key_args, value, "remote_domain_send_key_args")
-
-
-def decode_remote_domain_send_key_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_send_key_args:
-    result: remote_domain_send_key_args
-    result, _ = xdr.decode_with(_dec_remote_domain_send_key_args, _T_remote_domain_send_key_args, data, exact=exact, name="remote_domain_send_key_args")
-    return result
-
-
-def encode_remote_domain_send_process_signal_args(value: remote_domain_send_process_signal_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_send_process_signal_args, _T_remote_domain_send_process_signal_args, value, "remote_domain_send_process_signal_args")
-
-
-def decode_remote_domain_send_process_signal_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_send_process_signal_args:
-    result: remote_domain_send_process_signal_args
-    result, _ = xdr.decode_with(_dec_remote_domain_send_process_signal_args, _T_remote_domain_send_process_signal_args, data, exact=exact, name="remote_domain_send_process_signal_args")
-    return result
-
-
-def encode_remote_domain_managed_save_args(value: remote_domain_managed_save_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_managed_save_args, _T_remote_domain_managed_save_args, value, "remote_domain_managed_save_args")
-
-
-def decode_remote_domain_managed_save_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_managed_save_args:
-    result: remote_domain_managed_save_args
-    result, _ = xdr.decode_with(_dec_remote_domain_managed_save_args, _T_remote_domain_managed_save_args, data, exact=exact, name="remote_domain_managed_save_args")
-    return result
-
-
-def encode_remote_domain_has_managed_save_image_args(value: remote_domain_has_managed_save_image_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_has_managed_save_image_args, _T_remote_domain_has_managed_save_image_args, value, "remote_domain_has_managed_save_image_args")
-
-
-def decode_remote_domain_has_managed_save_image_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_has_managed_save_image_args:
-    result: remote_domain_has_managed_save_image_args
-    result, _ = xdr.decode_with(_dec_remote_domain_has_managed_save_image_args, _T_remote_domain_has_managed_save_image_args, data, exact=exact, name="remote_domain_has_managed_save_image_args")
-    return result
-
-
-def encode_remote_domain_has_managed_save_image_ret(value: remote_domain_has_managed_save_image_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_has_managed_save_image_ret, _T_remote_domain_has_managed_save_image_ret, value, "remote_domain_has_managed_save_image_ret")
-
-
-def decode_remote_domain_has_managed_save_image_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_has_managed_save_image_ret:
-    result: remote_domain_has_managed_save_image_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_has_managed_save_image_ret, _T_remote_domain_has_managed_save_image_ret, data, exact=exact, name="remote_domain_has_managed_save_image_ret")
-    return result
-
-
-def encode_remote_domain_managed_save_remove_args(value: remote_domain_managed_save_remove_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_managed_save_remove_args, _T_remote_domain_managed_save_remove_args, value, "remote_domain_managed_save_remove_args")
-
-
-def decode_remote_domain_managed_save_remove_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_managed_save_remove_args:
-    result: remote_domain_managed_save_remove_args
-    result, _ = xdr.decode_with(_dec_remote_domain_managed_save_remove_args, _T_remote_domain_managed_save_remove_args, data, exact=exact, name="remote_domain_managed_save_remove_args")
-    return result
-
-
-def encode_remote_domain_managed_save_get_xml_desc_args(value: remote_domain_managed_save_get_xml_desc_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_managed_save_get_xml_desc_args, _T_remote_domain_managed_save_get_xml_desc_args, value, "remote_domain_managed_save_get_xml_desc_args")
-
-
-def decode_remote_domain_managed_save_get_xml_desc_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_managed_save_get_xml_desc_args:
-    result: remote_domain_managed_save_get_xml_desc_args
-    result, _ = xdr.decode_with(_dec_remote_domain_managed_save_get_xml_desc_args, _T_remote_domain_managed_save_get_xml_desc_args, data, exact=exact, name="remote_domain_managed_save_get_xml_desc_args")
-    return result
-
-
-def encode_remote_domain_managed_save_get_xml_desc_ret(value: remote_domain_managed_save_get_xml_desc_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_managed_save_get_xml_desc_ret, _T_remote_domain_managed_save_get_xml_desc_ret, value, "remote_domain_managed_save_get_xml_desc_ret")
-
-
-def decode_remote_domain_managed_save_get_xml_desc_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_managed_save_get_xml_desc_ret:
-    result: remote_domain_managed_save_get_xml_desc_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_managed_save_get_xml_desc_ret, _T_remote_domain_managed_save_get_xml_desc_ret, data, exact=exact, name="remote_domain_managed_save_get_xml_desc_ret")
-    return result
-
-
-def encode_remote_domain_managed_save_define_xml_args(value: remote_domain_managed_save_define_xml_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_managed_save_define_xml_args, _T_remote_domain_managed_save_define_xml_args, value, "remote_domain_managed_save_define_xml_args")
-
-
-def decode_remote_domain_managed_save_define_xml_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_managed_save_define_xml_args:
-    result: remote_domain_managed_save_define_xml_args
-    result, _ = xdr.decode_with(_dec_remote_domain_managed_save_define_xml_args, _T_remote_domain_managed_save_define_xml_args, data, exact=exact, name="remote_domain_managed_save_define_xml_args")
-    return result
-
-
-def encode_remote_domain_shutdown_flags_args(value: remote_domain_shutdown_flags_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_shutdown_flags_args, _T_remote_domain_shutdown_flags_args, value, "remote_domain_shutdown_flags_args")
-
-
-def decode_remote_domain_shutdown_flags_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_shutdown_flags_args:
-    result: remote_domain_shutdown_flags_args
-    result, _ = xdr.decode_with(_dec_remote_domain_shutdown_flags_args, _T_remote_domain_shutdown_flags_args, data, exact=exact, name="remote_domain_shutdown_flags_args")
-    return result
-
-
-def encode_remote_domain_rename_args(value: remote_domain_rename_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_rename_args, _T_remote_domain_rename_args, value, "remote_domain_rename_args")
-
-
-def decode_remote_domain_rename_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_rename_args:
-    result: remote_domain_rename_args
-    result, _ = xdr.decode_with(_dec_remote_domain_rename_args, _T_remote_domain_rename_args, data, exact=exact, name="remote_domain_rename_args")
-    return result
-
-
-def encode_remote_domain_rename_ret(value: remote_domain_rename_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_rename_ret, _T_remote_domain_rename_ret, value, "remote_domain_rename_ret")
-
-
-def decode_remote_domain_rename_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_rename_ret:
-    result: remote_domain_rename_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_rename_ret, _T_remote_domain_rename_ret, data, exact=exact, name="remote_domain_rename_ret")
-    return result
-
-
-def encode_remote_domain_set_lifecycle_action_args(value: remote_domain_set_lifecycle_action_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_set_lifecycle_action_args, _T_remote_domain_set_lifecycle_action_args, value, "remote_domain_set_lifecycle_action_args")
-
-
-def decode_remote_domain_set_lifecycle_action_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_set_lifecycle_action_args:
-    result: remote_domain_set_lifecycle_action_args
-    result, _ = xdr.decode_with(_dec_remote_domain_set_lifecycle_action_args, _T_remote_domain_set_lifecycle_action_args, data, exact=exact, name="remote_domain_set_lifecycle_action_args")
-    return result
-
-
-def encode_remote_domain_fd_associate_args(value: remote_domain_fd_associate_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_fd_associate_args, _T_remote_domain_fd_associate_args, value, "remote_domain_fd_associate_args")
-
-
-def decode_remote_domain_fd_associate_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_fd_associate_args:
-    result: remote_domain_fd_associate_args
-    result, _ = xdr.decode_with(_dec_remote_domain_fd_associate_args, _T_remote_domain_fd_associate_args, data, exact=exact, name="remote_domain_fd_associate_args")
-    return result
-
-
-def encode_remote_domain_get_os_type_args(value: remote_domain_get_os_type_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_os_type_args, _T_remote_domain_get_os_type_args, value, "remote_domain_get_os_type_args")
-
-
-def decode_remote_domain_get_os_type_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_os_type_args:
-    result: remote_domain_get_os_type_args
-    result, _ = xdr.decode_with(_dec_remote_domain_get_os_type_args, _T_remote_domain_get_os_type_args, data, exact=exact, name="remote_domain_get_os_type_args")
-    return result
-
-
-def encode_remote_domain_get_os_type_ret(value: remote_domain_get_os_type_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_os_type_ret, _T_remote_domain_get_os_type_ret, value, "remote_domain_get_os_type_ret")
-
-
-def decode_remote_domain_get_os_type_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_os_type_ret:
-    result: remote_domain_get_os_type_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_get_os_type_ret, _T_remote_domain_get_os_type_ret, data, exact=exact, name="remote_domain_get_os_type_ret")
-    return result
-
-
-def encode_remote_domain_get_max_memory_args(value: remote_domain_get_max_memory_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_max_memory_args, _T_remote_domain_get_max_memory_args, value, "remote_domain_get_max_memory_args")
-
-
-def decode_remote_domain_get_max_memory_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_max_memory_args:
-    result: remote_domain_get_max_memory_args
-    result, _ = xdr.decode_with(_dec_remote_domain_get_max_memory_args, _T_remote_domain_get_max_memory_args, data, exact=exact, name="remote_domain_get_max_memory_args")
-    return result
-
-
-def encode_remote_domain_get_max_memory_ret(value: remote_domain_get_max_memory_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_max_memory_ret, _T_remote_domain_get_max_memory_ret, value, "remote_domain_get_max_memory_ret")
-
-
-def decode_remote_domain_get_max_memory_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_max_memory_ret:
-    result: remote_domain_get_max_memory_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_get_max_memory_ret, _T_remote_domain_get_max_memory_ret, data, exact=exact, name="remote_domain_get_max_memory_ret")
-    return result
-
-
-def encode_remote_domain_set_max_memory_args(value: remote_domain_set_max_memory_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_set_max_memory_args, _T_remote_domain_set_max_memory_args, value, "remote_domain_set_max_memory_args")
-
-
-def decode_remote_domain_set_max_memory_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_set_max_memory_args:
-    result: remote_domain_set_max_memory_args
-    result, _ = xdr.decode_with(_dec_remote_domain_set_max_memory_args, _T_remote_domain_set_max_memory_args, data, exact=exact, name="remote_domain_set_max_memory_args")
-    return result
-
-
-def encode_remote_domain_set_memory_args(value: remote_domain_set_memory_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_set_memory_args, _T_remote_domain_set_memory_args, value, "remote_domain_set_memory_args")
-
-
-def decode_remote_domain_set_memory_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_set_memory_args:
-    result: remote_domain_set_memory_args
-    result, _ = xdr.decode_with(_dec_remote_domain_set_memory_args, _T_remote_domain_set_memory_args, data, exact=exact, name="remote_domain_set_memory_args")
-    return result
-
-
-def encode_remote_domain_set_memory_flags_args(value: remote_domain_set_memory_flags_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_set_memory_flags_args, _T_remote_domain_set_memory_flags_args, value, "remote_domain_set_memory_flags_args")
-
-
-def decode_remote_domain_set_memory_flags_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_set_memory_flags_args:
-    result: remote_domain_set_memory_flags_args
-    result, _ = xdr.decode_with(_dec_remote_domain_set_memory_flags_args, _T_remote_domain_set_memory_flags_args, data, exact=exact, name="remote_domain_set_memory_flags_args")
-    return result
-
-
-def encode_remote_domain_get_info_args(value: remote_domain_get_info_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_info_args, _T_remote_domain_get_info_args, value, "remote_domain_get_info_args")
-
-
-def decode_remote_domain_get_info_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_info_args:
-    result: remote_domain_get_info_args
-    result, _ = xdr.decode_with(_dec_remote_domain_get_info_args, _T_remote_domain_get_info_args, data, exact=exact, name="remote_domain_get_info_args")
-    return result
-
-
-def encode_remote_domain_get_info_ret(value: remote_domain_get_info_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_info_ret, _T_remote_domain_get_info_ret, value, "remote_domain_get_info_ret")
-
-
-def decode_remote_domain_get_info_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_info_ret:
-    result: remote_domain_get_info_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_get_info_ret, _T_remote_domain_get_info_ret, data, exact=exact, name="remote_domain_get_info_ret")
-    return result
-
-
-def encode_remote_domain_screenshot_args(value: remote_domain_screenshot_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_screenshot_args, _T_remote_domain_screenshot_args, value, "remote_domain_screenshot_args")
-
-
-def decode_remote_domain_screenshot_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_screenshot_args:
-    result: remote_domain_screenshot_args
-    result, _ = xdr.decode_with(_dec_remote_domain_screenshot_args, _T_remote_domain_screenshot_args, data, exact=exact, name="remote_domain_screenshot_args")
-    return result
-
-
-def encode_remote_domain_screenshot_ret(value: remote_domain_screenshot_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_screenshot_ret, _T_remote_domain_screenshot_ret, value, "remote_domain_screenshot_ret")
-
-
-def decode_remote_domain_screenshot_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_screenshot_ret:
-    result: remote_domain_screenshot_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_screenshot_ret, _T_remote_domain_screenshot_ret, data, exact=exact, name="remote_domain_screenshot_ret")
-    return result
-
-
-def encode_remote_domain_get_xml_desc_args(value: remote_domain_get_xml_desc_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_xml_desc_args, _T_remote_domain_get_xml_desc_args, value, "remote_domain_get_xml_desc_args")
-
-
-def decode_remote_domain_get_xml_desc_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_xml_desc_args:
-    result: remote_domain_get_xml_desc_args
-    result, _ = xdr.decode_with(_dec_remote_domain_get_xml_desc_args, _T_remote_domain_get_xml_desc_args, data, exact=exact, name="remote_domain_get_xml_desc_args")
-    return result
-
-
-def encode_remote_domain_get_xml_desc_ret(value: remote_domain_get_xml_desc_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_xml_desc_ret, _T_remote_domain_get_xml_desc_ret, value, "remote_domain_get_xml_desc_ret")
-
-
-def decode_remote_domain_get_xml_desc_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_xml_desc_ret:
-    result: remote_domain_get_xml_desc_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_get_xml_desc_ret, _T_remote_domain_get_xml_desc_ret, data, exact=exact, name="remote_domain_get_xml_desc_ret")
-    return result
-
-
-def encode_remote_domain_get_security_label_args(value: remote_domain_get_security_label_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_security_label_args, _T_remote_domain_get_security_label_args, value, "remote_domain_get_security_label_args")
-
-
-def decode_remote_domain_get_security_label_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_security_label_args:
-    result: remote_domain_get_security_label_args
-    result, _ = xdr.decode_with(_dec_remote_domain_get_security_label_args, _T_remote_domain_get_security_label_args, data, exact=exact, name="remote_domain_get_security_label_args")
-    return result
-
-
-def encode_remote_domain_get_security_label_ret(value: remote_domain_get_security_label_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_security_label_ret, _T_remote_domain_get_security_label_ret, value, "remote_domain_get_security_label_ret")
-
-
-def decode_remote_domain_get_security_label_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_security_label_ret:
-    result: remote_domain_get_security_label_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_get_security_label_ret, _T_remote_domain_get_security_label_ret, data, exact=exact, name="remote_domain_get_security_label_ret")
-    return result
-
-
-def encode_remote_domain_get_security_label_list_args(value: remote_domain_get_security_label_list_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_security_label_list_args, _T_remote_domain_get_security_label_list_args, value, "remote_domain_get_security_label_list_args")
-
-
-def decode_remote_domain_get_security_label_list_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_security_label_list_args:
-    result: remote_domain_get_security_label_list_args
-    result, _ = xdr.decode_with(_dec_remote_domain_get_security_label_list_args, _T_remote_domain_get_security_label_list_args, data, exact=exact, name="remote_domain_get_security_label_list_args")
-    return result
-
-
-def encode_remote_domain_get_security_label_list_ret(value: remote_domain_get_security_label_list_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_security_label_list_ret, _T_remote_domain_get_security_label_list_ret, value, "remote_domain_get_security_label_list_ret")
-
-
-def decode_remote_domain_get_security_label_list_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_security_label_list_ret:
-    result: remote_domain_get_security_label_list_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_get_security_label_list_ret, _T_remote_domain_get_security_label_list_ret, data, exact=exact, name="remote_domain_get_security_label_list_ret")
-    return result
-
-
-def encode_remote_node_get_security_model_ret(value: remote_node_get_security_model_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_node_get_security_model_ret, _T_remote_node_get_security_model_ret, value, "remote_node_get_security_model_ret")
-
-
-def decode_remote_node_get_security_model_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_get_security_model_ret:
-    result: remote_node_get_security_model_ret
-    result, _ = xdr.decode_with(_dec_remote_node_get_security_model_ret, _T_remote_node_get_security_model_ret, data, exact=exact, name="remote_node_get_security_model_ret")
-    return result
-
-
-def encode_remote_domain_get_autostart_args(value: remote_domain_get_autostart_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_autostart_args, _T_remote_domain_get_autostart_args, value, "remote_domain_get_autostart_args")
-
-
-def decode_remote_domain_get_autostart_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_autostart_args:
-    result: remote_domain_get_autostart_args
-    result, _ = xdr.decode_with(_dec_remote_domain_get_autostart_args, _T_remote_domain_get_autostart_args, data, exact=exact, name="remote_domain_get_autostart_args")
-    return result
-
-
-def encode_remote_domain_get_autostart_ret(value: remote_domain_get_autostart_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_autostart_ret, _T_remote_domain_get_autostart_ret, value, "remote_domain_get_autostart_ret")
-
-
-def decode_remote_domain_get_autostart_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_autostart_ret:
-    result: remote_domain_get_autostart_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_get_autostart_ret, _T_remote_domain_get_autostart_ret, data, exact=exact, name="remote_domain_get_autostart_ret")
-    return result
-
-
-def encode_remote_domain_set_autostart_args(value: remote_domain_set_autostart_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_set_autostart_args, _T_remote_domain_set_autostart_args, value, "remote_domain_set_autostart_args")
-
-
-def decode_remote_domain_set_autostart_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_set_autostart_args:
-    result: remote_domain_set_autostart_args
-    result, _ = xdr.decode_with(_dec_remote_domain_set_autostart_args, _T_remote_domain_set_autostart_args, data, exact=exact, name="remote_domain_set_autostart_args")
-    return result
-
-
-def encode_remote_domain_set_metadata_args(value: remote_domain_set_metadata_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_set_metadata_args, _T_remote_domain_set_metadata_args, value, "remote_domain_set_metadata_args")
-
-
-def decode_remote_domain_set_metadata_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_set_metadata_args:
-    result: remote_domain_set_metadata_args
-    result, _ = xdr.decode_with(_dec_remote_domain_set_metadata_args, _T_remote_domain_set_metadata_args, data, exact=exact, name="remote_domain_set_metadata_args")
-    return result
-
-
-def encode_remote_domain_get_metadata_args(value: remote_domain_get_metadata_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_metadata_args, _T_remote_domain_get_metadata_args, value, "remote_domain_get_metadata_args")
-
-
-def decode_remote_domain_get_metadata_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_metadata_args:
-    result: remote_domain_get_metadata_args
-    result, _ = xdr.decode_with(_dec_remote_domain_get_metadata_args, _T_remote_domain_get_metadata_args, data, exact=exact, name="remote_domain_get_metadata_args")
-    return result
-
-
-def encode_remote_domain_get_metadata_ret(value: remote_domain_get_metadata_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_metadata_ret, _T_remote_domain_get_metadata_ret, value, "remote_domain_get_metadata_ret")
-
-
-def decode_remote_domain_get_metadata_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_metadata_ret:
-    result: remote_domain_get_metadata_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_get_metadata_ret, _T_remote_domain_get_metadata_ret, data, exact=exact, name="remote_domain_get_metadata_ret")
-    return result
-
-
-def encode_remote_domain_get_hostname_args(value: remote_domain_get_hostname_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_hostname_args, _T_remote_domain_get_hostname_args, value, "remote_domain_get_hostname_args")
-
-
-def decode_remote_domain_get_hostname_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_hostname_args:
-    result: remote_domain_get_hostname_args
-    result, _ = xdr.decode_with(_dec_remote_domain_get_hostname_args, _T_remote_domain_get_hostname_args, data, exact=exact, name="remote_domain_get_hostname_args")
-    return result
-
-
-def encode_remote_domain_get_hostname_ret(value: remote_domain_get_hostname_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_hostname_ret, _T_remote_domain_get_hostname_ret, value, "remote_domain_get_hostname_ret")
-
-
-def decode_remote_domain_get_hostname_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_hostname_ret:
-    result: remote_domain_get_hostname_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_get_hostname_ret, _T_remote_domain_get_hostname_ret, data, exact=exact, name="remote_domain_get_hostname_ret")
-    return result
-
-
-def encode_remote_domain_is_active_args(value: remote_domain_is_active_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_is_active_args, _T_remote_domain_is_active_args, value, "remote_domain_is_active_args")
-
-
-def decode_remote_domain_is_active_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_is_active_args:
-    result: remote_domain_is_active_args
-    result, _ = xdr.decode_with(_dec_remote_domain_is_active_args, _T_remote_domain_is_active_args, data, exact=exact, name="remote_domain_is_active_args")
-    return result
-
-
-def encode_remote_domain_is_active_ret(value: remote_domain_is_active_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_is_active_ret, _T_remote_domain_is_active_ret, value, "remote_domain_is_active_ret")
-
-
-def decode_remote_domain_is_active_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_is_active_ret:
-    result: remote_domain_is_active_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_is_active_ret, _T_remote_domain_is_active_ret, data, exact=exact, name="remote_domain_is_active_ret")
-    return result
-
-
-def encode_remote_domain_is_persistent_args(value: remote_domain_is_persistent_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_is_persistent_args, _T_remote_domain_is_persistent_args, value, "remote_domain_is_persistent_args")
-
-
-def decode_remote_domain_is_persistent_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_is_persistent_args:
-    result: remote_domain_is_persistent_args
-    result, _ = xdr.decode_with(_dec_remote_domain_is_persistent_args, _T_remote_domain_is_persistent_args, data, exact=exact, name="remote_domain_is_persistent_args")
-    return result
-
-
-def encode_remote_domain_is_persistent_ret(value: remote_domain_is_persistent_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_is_persistent_ret, _T_remote_domain_is_persistent_ret, value, "remote_domain_is_persistent_ret")
-
-
-def decode_remote_domain_is_persistent_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_is_persistent_ret:
-    result: remote_domain_is_persistent_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_is_persistent_ret, _T_remote_domain_is_persistent_ret, data, exact=exact, name="remote_domain_is_persistent_ret")
-    return result
-
-
-def encode_remote_domain_is_updated_args(value: remote_domain_is_updated_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_is_updated_args, _T_remote_domain_is_updated_args, value, "remote_domain_is_updated_args")
-
-
-def decode_remote_domain_is_updated_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_is_updated_args:
-    result: remote_domain_is_updated_args
-    result, _ = xdr.decode_with(_dec_remote_domain_is_updated_args, _T_remote_domain_is_updated_args, data, exact=exact, name="remote_domain_is_updated_args")
-    return result
-
-
-def encode_remote_domain_is_updated_ret(value: remote_domain_is_updated_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_is_updated_ret, _T_remote_domain_is_updated_ret, value, "remote_domain_is_updated_ret")
-
-
-def decode_remote_domain_is_updated_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_is_updated_ret:
-    result: remote_domain_is_updated_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_is_updated_ret, _T_remote_domain_is_updated_ret, data, exact=exact, name="remote_domain_is_updated_ret")
-    return result
-
-
-def encode_remote_domain_get_state_args(value: remote_domain_get_state_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_state_args, _T_remote_domain_get_state_args, value, "remote_domain_get_state_args")
-
-
-def decode_remote_domain_get_state_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_state_args:
-    result: remote_domain_get_state_args
-    result, _ = xdr.decode_with(_dec_remote_domain_get_state_args, _T_remote_domain_get_state_args, data, exact=exact, name="remote_domain_get_state_args")
-    return result
-
-
-def encode_remote_domain_get_state_ret(value: remote_domain_get_state_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_state_ret, _T_remote_domain_get_state_ret, value, "remote_domain_get_state_ret")
-
-
-def decode_remote_domain_get_state_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_state_ret:
-    result: remote_domain_get_state_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_get_state_ret, _T_remote_domain_get_state_ret, data, exact=exact, name="remote_domain_get_state_ret")
-    return result
-
-
-def encode_remote_domain_get_control_info_args(value: remote_domain_get_control_info_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_control_info_args, _T_remote_domain_get_control_info_args, value, "remote_domain_get_control_info_args")
-
-
-def decode_remote_domain_get_control_info_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_control_info_args:
-    result: remote_domain_get_control_info_args
-    result, _ = xdr.decode_with(_dec_remote_domain_get_control_info_args, _T_remote_domain_get_control_info_args, data, exact=exact, name="remote_domain_get_control_info_args")
-    return result
-
-
-def encode_remote_domain_get_control_info_ret(value: remote_domain_get_control_info_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_control_info_ret, _T_remote_domain_get_control_info_ret, value, "remote_domain_get_control_info_ret")
-
-
-def decode_remote_domain_get_control_info_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_control_info_ret:
-    result: remote_domain_get_control_info_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_get_control_info_ret, _T_remote_domain_get_control_info_ret, data, exact=exact, name="remote_domain_get_control_info_ret")
-    return result
-
-
-def encode_remote_domain_get_disk_errors_args(value: remote_domain_get_disk_errors_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_disk_errors_args, _T_remote_domain_get_disk_errors_args, value, "remote_domain_get_disk_errors_args")
-
-
-def decode_remote_domain_get_disk_errors_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_disk_errors_args:
-    result: remote_domain_get_disk_errors_args
-    result, _ = xdr.decode_with(_dec_remote_domain_get_disk_errors_args, _T_remote_domain_get_disk_errors_args, data, exact=exact, name="remote_domain_get_disk_errors_args")
-    return result
-
-
-def encode_remote_domain_get_disk_errors_ret(value: remote_domain_get_disk_errors_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_disk_errors_ret, _T_remote_domain_get_disk_errors_ret, value, "remote_domain_get_disk_errors_ret")
-
-
-def decode_remote_domain_get_disk_errors_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_disk_errors_ret:
-    result: remote_domain_get_disk_errors_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_get_disk_errors_ret, _T_remote_domain_get_disk_errors_ret, data, exact=exact, name="remote_domain_get_disk_errors_ret")
-    return result
-
-
-def encode_remote_domain_get_time_args(value: remote_domain_get_time_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_time_args, _T_remote_domain_get_time_args, value, "remote_domain_get_time_args")
-
-
-def decode_remote_domain_get_time_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_time_args:
-    result: remote_domain_get_time_args
-    result, _ = xdr.decode_with(_dec_remote_domain_get_time_args, _T_remote_domain_get_time_args, data, exact=exact, name="remote_domain_get_time_args")
-    return result
-
-
-def encode_remote_domain_get_time_ret(value: remote_domain_get_time_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_time_ret, _T_remote_domain_get_time_ret, value, "remote_domain_get_time_ret")
-
-
-def decode_remote_domain_get_time_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_time_ret:
-    result: remote_domain_get_time_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_get_time_ret, _T_remote_domain_get_time_ret, data, exact=exact, name="remote_domain_get_time_ret")
-    return result
-
-
-def encode_remote_domain_set_time_args(value: remote_domain_set_time_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_set_time_args, _T_remote_domain_set_time_args, value, "remote_domain_set_time_args")
-
-
-def decode_remote_domain_set_time_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_set_time_args:
-    result: remote_domain_set_time_args
-    result, _ = xdr.decode_with(_dec_remote_domain_set_time_args, _T_remote_domain_set_time_args, data, exact=exact, name="remote_domain_set_time_args")
-    return result
-
-
-def encode_remote_domain_get_messages_args(value: remote_domain_get_messages_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_messages_args, _T_remote_domain_get_messages_args, value, "remote_domain_get_messages_args")
-
-
-def decode_remote_domain_get_messages_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_messages_args:
-    result: remote_domain_get_messages_args
-    result, _ = xdr.decode_with(_dec_remote_domain_get_messages_args, _T_remote_domain_get_messages_args, data, exact=exact, name="remote_domain_get_messages_args")
-    return result
-
-
-def encode_remote_domain_get_messages_ret(value: remote_domain_get_messages_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_messages_ret, _T_remote_domain_get_messages_ret, value, "remote_domain_get_messages_ret")
-
-
-def decode_remote_domain_get_messages_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_messages_ret:
-    result: remote_domain_get_messages_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_get_messages_ret, _T_remote_domain_get_messages_ret, data, exact=exact, name="remote_domain_get_messages_ret")
-    return result
-
-
-def encode_remote_node_get_sev_info_args(value: remote_node_get_sev_info_args) -> bytes:
-    return xdr.encode_with(_enc_remote_node_get_sev_info_args, _T_remote_node_get_sev_info_args, value, "remote_node_get_sev_info_args")
-
-
-def decode_remote_node_get_sev_info_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_get_sev_info_args:
-    result: remote_node_get_sev_info_args
-    result, _ = xdr.decode_with(_dec_remote_node_get_sev_info_args, _T_remote_node_get_sev_info_args, data, exact=exact, name="remote_node_get_sev_info_args")
-    return result
-
-
-def encode_remote_node_get_sev_info_ret(value: remote_node_get_sev_info_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_node_get_sev_info_ret, _T_remote_node_get_sev_info_ret, value, "remote_node_get_sev_info_ret")
-
-
-def decode_remote_node_get_sev_info_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_get_sev_info_ret:
-    result: remote_node_get_sev_info_ret
-    result, _ = xdr.decode_with(_dec_remote_node_get_sev_info_ret, _T_remote_node_get_sev_info_ret, data, exact=exact, name="remote_node_get_sev_info_ret")
-    return result
-
-
-def encode_remote_domain_get_launch_security_info_args(value: remote_domain_get_launch_security_info_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_launch_security_info_args, _T_remote_domain_get_launch_security_info_args, value, "remote_domain_get_launch_security_info_args")
-
-
-def decode_remote_domain_get_launch_security_info_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_launch_security_info_args:
-    result: remote_domain_get_launch_security_info_args
-    result, _ = xdr.decode_with(_dec_remote_domain_get_launch_security_info_args, _T_remote_domain_get_launch_security_info_args, data, exact=exact, name="remote_domain_get_launch_security_info_args")
-    return result
-
-
-def encode_remote_domain_get_launch_security_info_ret(value: remote_domain_get_launch_security_info_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_launch_security_info_ret, _T_remote_domain_get_launch_security_info_ret, value, "remote_domain_get_launch_security_info_ret")
-
-
-def decode_remote_domain_get_launch_security_info_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_launch_security_info_ret:
-    result: remote_domain_get_launch_security_info_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_get_launch_security_info_ret, _T_remote_domain_get_launch_security_info_ret, data, exact=exact, name="remote_domain_get_launch_security_info_ret")
-    return result
-
-
-def encode_remote_domain_set_launch_security_state_args(value: remote_domain_set_launch_security_state_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_set_launch_security_state_args, _T_remote_domain_set_launch_security_state_args, value, "remote_domain_set_launch_security_state_args")
-
-
-def decode_remote_domain_set_launch_security_state_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_set_launch_security_state_args:
-    result: remote_domain_set_launch_security_state_args
-    result, _ = xdr.decode_with(_dec_remote_domain_set_launch_security_state_args, _T_remote_domain_set_launch_security_state_args, data, exact=exact, name="remote_domain_set_launch_security_state_args")
-    return result
-
-
-def encode_remote_domain_set_vcpus_args(value: remote_domain_set_vcpus_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_set_vcpus_args, _T_remote_domain_set_vcpus_args, value, "remote_domain_set_vcpus_args")
-
-
-def decode_remote_domain_set_vcpus_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_set_vcpus_args:
-    result: remote_domain_set_vcpus_args
-    result, _ = xdr.decode_with(_dec_remote_domain_set_vcpus_args, _T_remote_domain_set_vcpus_args, data, exact=exact, name="remote_domain_set_vcpus_args")
-    return result
-
-
-def encode_remote_domain_set_vcpus_flags_args(value: remote_domain_set_vcpus_flags_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_set_vcpus_flags_args, _T_remote_domain_set_vcpus_flags_args, value, "remote_domain_set_vcpus_flags_args")
-
-
-def decode_remote_domain_set_vcpus_flags_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_set_vcpus_flags_args:
-    result: remote_domain_set_vcpus_flags_args
-    result, _ = xdr.decode_with(_dec_remote_domain_set_vcpus_flags_args, _T_remote_domain_set_vcpus_flags_args, data, exact=exact, name="remote_domain_set_vcpus_flags_args")
-    return result
-
-
-def encode_remote_domain_get_vcpus_flags_args(value: remote_domain_get_vcpus_flags_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_vcpus_flags_args, _T_remote_domain_get_vcpus_flags_args, value, "remote_domain_get_vcpus_flags_args")
-
-
-def decode_remote_domain_get_vcpus_flags_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_vcpus_flags_args:
-    result: remote_domain_get_vcpus_flags_args
-    result, _ = xdr.decode_with(_dec_remote_domain_get_vcpus_flags_args, _T_remote_domain_get_vcpus_flags_args, data, exact=exact, name="remote_domain_get_vcpus_flags_args")
-    return result
-
-
-def encode_remote_domain_get_vcpus_flags_ret(value: remote_domain_get_vcpus_flags_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_vcpus_flags_ret, _T_remote_domain_get_vcpus_flags_ret, value, "remote_domain_get_vcpus_flags_ret")
-
-
-def decode_remote_domain_get_vcpus_flags_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_vcpus_flags_ret:
-    result: remote_domain_get_vcpus_flags_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_get_vcpus_flags_ret, _T_remote_domain_get_vcpus_flags_ret, data, exact=exact, name="remote_domain_get_vcpus_flags_ret")
-    return result
-
-
-def encode_remote_domain_pin_vcpu_args(value: remote_domain_pin_vcpu_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_pin_vcpu_args, _T_remote_domain_pin_vcpu_args, value, "remote_domain_pin_vcpu_args")
-
-
-def decode_remote_domain_pin_vcpu_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_pin_vcpu_args:
-    result: remote_domain_pin_vcpu_args
-    result, _ = xdr.decode_with(_dec_remote_domain_pin_vcpu_args, _T_remote_domain_pin_vcpu_args, data, exact=exact, name="remote_domain_pin_vcpu_args")
-    return result
-
-
-def encode_remote_domain_pin_vcpu_flags_args(value: remote_domain_pin_vcpu_flags_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_pin_vcpu_flags_args, _T_remote_domain_pin_vcpu_flags_args, value, "remote_domain_pin_vcpu_flags_args")
-
-
-def decode_remote_domain_pin_vcpu_flags_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_pin_vcpu_flags_args:
-    result: remote_domain_pin_vcpu_flags_args
-    result, _ = xdr.decode_with(_dec_remote_domain_pin_vcpu_flags_args, _T_remote_domain_pin_vcpu_flags_args, data, exact=exact, name="remote_domain_pin_vcpu_flags_args")
-    return result
-
-
-def encode_remote_domain_get_vcpu_pin_info_args(value: remote_domain_get_vcpu_pin_info_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_vcpu_pin_info_args, _T_remote_domain_get_vcpu_pin_info_args, value, "remote_domain_get_vcpu_pin_info_args")
-
-
-def decode_remote_domain_get_vcpu_pin_info_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_vcpu_pin_info_args:
-    result: remote_domain_get_vcpu_pin_info_args
-    result, _ = xdr.decode_with(_dec_remote_domain_get_vcpu_pin_info_args, _T_remote_domain_get_vcpu_pin_info_args, data, exact=exact, name="remote_domain_get_vcpu_pin_info_args")
-    return result
-
-
-def encode_remote_domain_get_vcpu_pin_info_ret(value: remote_domain_get_vcpu_pin_info_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_vcpu_pin_info_ret, _T_remote_domain_get_vcpu_pin_info_ret, value, "remote_domain_get_vcpu_pin_info_ret")
-
-
-def decode_remote_domain_get_vcpu_pin_info_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_vcpu_pin_info_ret:
-    result: remote_domain_get_vcpu_pin_info_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_get_vcpu_pin_info_ret, _T_remote_domain_get_vcpu_pin_info_ret, data, exact=exact, name="remote_domain_get_vcpu_pin_info_ret")
-    return result
-
-
-def encode_remote_domain_pin_emulator_args(value: remote_domain_pin_emulator_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_pin_emulator_args, _T_remote_domain_pin_emulator_args, value, "remote_domain_pin_emulator_args")
-
-
-def decode_remote_domain_pin_emulator_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_pin_emulator_args:
-    result: remote_domain_pin_emulator_args
-    result, _ = xdr.decode_with(_dec_remote_domain_pin_emulator_args, _T_remote_domain_pin_emulator_args, data, exact=exact, name="remote_domain_pin_emulator_args")
-    return result
-
-
-def encode_remote_domain_get_emulator_pin_info_args(value: remote_domain_get_emulator_pin_info_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_emulator_pin_info_args, _T_remote_domain_get_emulator_pin_info_args, value, "remote_domain_get_emulator_pin_info_args")
-
-
-def decode_remote_domain_get_emulator_pin_info_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_emulator_pin_info_args:
-    result: remote_domain_get_emulator_pin_info_args
-    result, _ = xdr.decode_with(_dec_remote_domain_get_emulator_pin_info_args, _T_remote_domain_get_emulator_pin_info_args, data, exact=exact, name="remote_domain_get_emulator_pin_info_args")
-    return result
-
-
-def encode_remote_domain_get_emulator_pin_info_ret(value: remote_domain_get_emulator_pin_info_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_emulator_pin_info_ret, _T_remote_domain_get_emulator_pin_info_ret, value, "remote_domain_get_emulator_pin_info_ret")
-
-
-def decode_remote_domain_get_emulator_pin_info_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_emulator_pin_info_ret:
-    result: remote_domain_get_emulator_pin_info_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_get_emulator_pin_info_ret, _T_remote_domain_get_emulator_pin_info_ret, data, exact=exact, name="remote_domain_get_emulator_pin_info_ret")
-    return result
-
-
-def encode_remote_domain_get_vcpus_args(value: remote_domain_get_vcpus_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_vcpus_args, _T_remote_domain_get_vcpus_args, value, "remote_domain_get_vcpus_args")
-
-
-def decode_remote_domain_get_vcpus_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_vcpus_args:
-    result: remote_domain_get_vcpus_args
-    result, _ = xdr.decode_with(_dec_remote_domain_get_vcpus_args, _T_remote_domain_get_vcpus_args, data, exact=exact, name="remote_domain_get_vcpus_args")
-    return result
-
-
-def encode_remote_domain_get_vcpus_ret(value: remote_domain_get_vcpus_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_vcpus_ret, _T_remote_domain_get_vcpus_ret, value, "remote_domain_get_vcpus_ret")
-
-
-def decode_remote_domain_get_vcpus_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_vcpus_ret:
-    result: remote_domain_get_vcpus_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_get_vcpus_ret, _T_remote_domain_get_vcpus_ret, data, exact=exact, name="remote_domain_get_vcpus_ret")
-    return result
-
-
-def encode_remote_domain_get_max_vcpus_args(value: remote_domain_get_max_vcpus_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_max_vcpus_args, _T_remote_domain_get_max_vcpus_args, value, "remote_domain_get_max_vcpus_args")
-
-
-def decode_remote_domain_get_max_vcpus_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_max_vcpus_args:
-    result: remote_domain_get_max_vcpus_args
-    result, _ = xdr.decode_with(_dec_remote_domain_get_max_vcpus_args, _T_remote_domain_get_max_vcpus_args, data, exact=exact, name="remote_domain_get_max_vcpus_args")
-    return result
-
-
-def encode_remote_domain_get_max_vcpus_ret(value: remote_domain_get_max_vcpus_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_max_vcpus_ret, _T_remote_domain_get_max_vcpus_ret, value, "remote_domain_get_max_vcpus_ret")
-
-
-def decode_remote_domain_get_max_vcpus_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_max_vcpus_ret:
-    result: remote_domain_get_max_vcpus_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_get_max_vcpus_ret, _T_remote_domain_get_max_vcpus_ret, data, exact=exact, name="remote_domain_get_max_vcpus_ret")
-    return result
-
-
-def encode_remote_domain_iothread_info(value: remote_domain_iothread_info) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_iothread_info, _T_remote_domain_iothread_info, value, "remote_domain_iothread_info")
-
-
-def decode_remote_domain_iothread_info(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_iothread_info:
-    result: remote_domain_iothread_info
-    result, _ = xdr.decode_with(_dec_remote_domain_iothread_info, _T_remote_domain_iothread_info, data, exact=exact, name="remote_domain_iothread_info")
-    return result
-
-
-def encode_remote_domain_get_iothread_info_args(value: remote_domain_get_iothread_info_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_iothread_info_args, _T_remote_domain_get_iothread_info_args, value, "remote_domain_get_iothread_info_args")
-
-
-def decode_remote_domain_get_iothread_info_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_iothread_info_args:
-    result: remote_domain_get_iothread_info_args
-    result, _ = xdr.decode_with(_dec_remote_domain_get_iothread_info_args, _T_remote_domain_get_iothread_info_args, data, exact=exact, name="remote_domain_get_iothread_info_args")
-    return result
-
-
-def encode_remote_domain_get_iothread_info_ret(value: remote_domain_get_iothread_info_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_iothread_info_ret, _T_remote_domain_get_iothread_info_ret, value, "remote_domain_get_iothread_info_ret")
-
-
-def decode_remote_domain_get_iothread_info_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_iothread_info_ret:
-    result: remote_domain_get_iothread_info_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_get_iothread_info_ret, _T_remote_domain_get_iothread_info_ret, data, exact=exact, name="remote_domain_get_iothread_info_ret")
-    return result
-
-
-def encode_remote_domain_pin_iothread_args(value: remote_domain_pin_iothread_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_pin_iothread_args, _T_remote_domain_pin_iothread_args, value, "remote_domain_pin_iothread_args")
-
-
-def decode_remote_domain_pin_iothread_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_pin_iothread_args:
-    result: remote_domain_pin_iothread_args
-    result, _ = xdr.decode_with(_dec_remote_domain_pin_iothread_args, _T_remote_domain_pin_iothread_args, data, exact=exact, name="remote_domain_pin_iothread_args")
-    return result
-
-
-def encode_remote_domain_add_iothread_args(value: remote_domain_add_iothread_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_add_iothread_args, _T_remote_domain_add_iothread_args, value, "remote_domain_add_iothread_args")
-
-
-def decode_remote_domain_add_iothread_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_add_iothread_args:
-    result: remote_domain_add_iothread_args
-    result, _ = xdr.decode_with(_dec_remote_domain_add_iothread_args, _T_remote_domain_add_iothread_args, data, exact=exact, name="remote_domain_add_iothread_args")
-    return result
-
-
-def encode_remote_domain_del_iothread_args(value: remote_domain_del_iothread_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_del_iothread_args, _T_remote_domain_del_iothread_args, value, "remote_domain_del_iothread_args")
-
-
-def decode_remote_domain_del_iothread_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_del_iothread_args:
-    result: remote_domain_del_iothread_args
-    result, _ = xdr.decode_with(_dec_remote_domain_del_iothread_args, _T_remote_domain_del_iothread_args, data, exact=exact, name="remote_domain_del_iothread_args")
-    return result
-
-
-def encode_remote_domain_set_iothread_params_args(value: remote_domain_set_iothread_params_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_set_iothread_params_args, _T_remote_domain_set_iothread_params_args, value, "remote_domain_set_iothread_params_args")
-
-
-def decode_remote_domain_set_iothread_params_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_set_iothread_params_args:
-    result: remote_domain_set_iothread_params_args
-    result, _ = xdr.decode_with(_dec_remote_domain_set_iothread_params_args, _T_remote_domain_set_iothread_params_args, data, exact=exact, name="remote_domain_set_iothread_params_args")
-    return result
-
-
-def encode_remote_domain_set_vcpu_args(value: remote_domain_set_vcpu_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_set_vcpu_args, _T_remote_domain_set_vcpu_args, value, "remote_domain_set_vcpu_args")
-
-
-def decode_remote_domain_set_vcpu_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_set_vcpu_args:
-    result: remote_domain_set_vcpu_args
-    result, _ = xdr.decode_with(_dec_remote_domain_set_vcpu_args, _T_remote_domain_set_vcpu_args, data, exact=exact, name="remote_domain_set_vcpu_args")
-    return result
-
-
-def encode_remote_domain_get_scheduler_type_args(value: remote_domain_get_scheduler_type_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_scheduler_type_args, _T_remote_domain_get_scheduler_type_args, value, "remote_domain_get_scheduler_type_args")
-
-
-def decode_remote_domain_get_scheduler_type_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_scheduler_type_args:
-    result: remote_domain_get_scheduler_type_args
-    result, _ = xdr.decode_with(_dec_remote_domain_get_scheduler_type_args, _T_remote_domain_get_scheduler_type_args, data, exact=exact, name="remote_domain_get_scheduler_type_args")
-    return result
-
-
-def encode_remote_domain_get_scheduler_type_ret(value: remote_domain_get_scheduler_type_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_scheduler_type_ret, _T_remote_domain_get_scheduler_type_ret, value, "remote_domain_get_scheduler_type_ret")
-
-
-def decode_remote_domain_get_scheduler_type_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_scheduler_type_ret:
-    result: remote_domain_get_scheduler_type_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_get_scheduler_type_ret, _T_remote_domain_get_scheduler_type_ret, data, exact=exact, name="remote_domain_get_scheduler_type_ret")
-    return result
-
-
-def encode_remote_domain_get_scheduler_parameters_args(value: remote_domain_get_scheduler_parameters_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_scheduler_parameters_args, _T_remote_domain_get_scheduler_parameters_args, value, "remote_domain_get_scheduler_parameters_args")
-
-
-def decode_remote_domain_get_scheduler_parameters_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_scheduler_parameters_args:
-    result: remote_domain_get_scheduler_parameters_args
-    result, _ = xdr.decode_with(_dec_remote_domain_get_scheduler_parameters_args, _T_remote_domain_get_scheduler_parameters_args, data, exact=exact, name="remote_domain_get_scheduler_parameters_args")
-    return result
-
-
-def encode_remote_domain_get_scheduler_parameters_ret(value: remote_domain_get_scheduler_parameters_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_scheduler_parameters_ret, _T_remote_domain_get_scheduler_parameters_ret, value, "remote_domain_get_scheduler_parameters_ret")
-
-
-def decode_remote_domain_get_scheduler_parameters_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_scheduler_parameters_ret:
-    result: remote_domain_get_scheduler_parameters_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_get_scheduler_parameters_ret, _T_remote_domain_get_scheduler_parameters_ret, data, exact=exact, name="remote_domain_get_scheduler_parameters_ret")
-    return result
-
-
-def encode_remote_domain_get_scheduler_parameters_flags_args(value: remote_domain_get_scheduler_parameters_flags_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_scheduler_parameters_flags_args, _T_remote_domain_get_scheduler_parameters_flags_args, value, "remote_domain_get_scheduler_parameters_flags_args")
-
-
-def decode_remote_domain_get_scheduler_parameters_flags_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_scheduler_parameters_flags_args:
-    result: remote_domain_get_scheduler_parameters_flags_args
-    result, _ = xdr.decode_with(_dec_remote_domain_get_scheduler_parameters_flags_args, _T_remote_domain_get_scheduler_parameters_flags_args, data, exact=exact, name="remote_domain_get_scheduler_parameters_flags_args")
-    return result
-
-
-def encode_remote_domain_get_scheduler_parameters_flags_ret(value: remote_domain_get_scheduler_parameters_flags_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_scheduler_parameters_flags_ret, _T_remote_domain_get_scheduler_parameters_flags_ret, value, "remote_domain_get_scheduler_parameters_flags_ret")
-
-
-def decode_remote_domain_get_scheduler_parameters_flags_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_scheduler_parameters_flags_ret:
-    result: remote_domain_get_scheduler_parameters_flags_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_get_scheduler_parameters_flags_ret, _T_remote_domain_get_scheduler_parameters_flags_ret, data, exact=exact, name="remote_domain_get_scheduler_parameters_flags_ret")
-    return result
-
-
-def encode_remote_domain_set_scheduler_parameters_args(value: remote_domain_set_scheduler_parameters_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_set_scheduler_parameters_args, _T_remote_domain_set_scheduler_parameters_args, value, "remote_domain_set_scheduler_parameters_args")
-
-
-def decode_remote_domain_set_scheduler_parameters_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_set_scheduler_parameters_args:
-    result: remote_domain_set_scheduler_parameters_args
-    result, _ = xdr.decode_with(_dec_remote_domain_set_scheduler_parameters_args, _T_remote_domain_set_scheduler_parameters_args, data, exact=exact, name="remote_domain_set_scheduler_parameters_args")
-    return result
-
-
-def encode_remote_domain_set_scheduler_parameters_flags_args(value: remote_domain_set_scheduler_parameters_flags_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_set_scheduler_parameters_flags_args, _T_remote_domain_set_scheduler_parameters_flags_args, value, "remote_domain_set_scheduler_parameters_flags_args")
-
-
-def decode_remote_domain_set_scheduler_parameters_flags_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_set_scheduler_parameters_flags_args:
-    result: remote_domain_set_scheduler_parameters_flags_args
-    result, _ = xdr.decode_with(_dec_remote_domain_set_scheduler_parameters_flags_args, _T_remote_domain_set_scheduler_parameters_flags_args, data, exact=exact, name="remote_domain_set_scheduler_parameters_flags_args")
-    return result
-
-
-def encode_remote_domain_set_blkio_parameters_args(value: remote_domain_set_blkio_parameters_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_set_blkio_parameters_args, _T_remote_domain_set_blkio_parameters_args, value, "remote_domain_set_blkio_parameters_args")
-
-
-def decode_remote_domain_set_blkio_parameters_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_set_blkio_parameters_args:
-    result: remote_domain_set_blkio_parameters_args
-    result, _ = xdr.decode_with(_dec_remote_domain_set_blkio_parameters_args, _T_remote_domain_set_blkio_parameters_args, data, exact=exact, name="remote_domain_set_blkio_parameters_args")
-    return result
-
-
-def encode_remote_domain_get_blkio_parameters_args(value: remote_domain_get_blkio_parameters_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_blkio_parameters_args, _T_remote_domain_get_blkio_parameters_args, value, "remote_domain_get_blkio_parameters_args")
-
-
-def decode_remote_domain_get_blkio_parameters_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_blkio_parameters_args:
-    result: remote_domain_get_blkio_parameters_args
-    result, _ = xdr.decode_with(_dec_remote_domain_get_blkio_parameters_args, _T_remote_domain_get_blkio_parameters_args, data, exact=exact, name="remote_domain_get_blkio_parameters_args")
-    return result
-
-
-def encode_remote_domain_get_blkio_parameters_ret(value: remote_domain_get_blkio_parameters_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_blkio_parameters_ret, _T_remote_domain_get_blkio_parameters_ret, value, "remote_domain_get_blkio_parameters_ret")
-
-
-def decode_remote_domain_get_blkio_parameters_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_blkio_parameters_ret:
-    result: remote_domain_get_blkio_parameters_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_get_blkio_parameters_ret, _T_remote_domain_get_blkio_parameters_ret, data, exact=exact, name="remote_domain_get_blkio_parameters_ret")
-    return result
-
-
-def encode_remote_domain_set_memory_parameters_args(value: remote_domain_set_memory_parameters_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_set_memory_parameters_args, _T_remote_domain_set_memory_parameters_args, value, "remote_domain_set_memory_parameters_args")
-
-
-def decode_remote_domain_set_memory_parameters_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_set_memory_parameters_args:
-    result: remote_domain_set_memory_parameters_args
-    result, _ = xdr.decode_with(_dec_remote_domain_set_memory_parameters_args, _T_remote_domain_set_memory_parameters_args, data, exact=exact, name="remote_domain_set_memory_parameters_args")
-    return result
-
-
-def encode_remote_domain_get_memory_parameters_args(value: remote_domain_get_memory_parameters_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_memory_parameters_args, _T_remote_domain_get_memory_parameters_args, value, "remote_domain_get_memory_parameters_args")
-
-
-def decode_remote_domain_get_memory_parameters_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_memory_parameters_args:
-    result: remote_domain_get_memory_parameters_args
-    result, _ = xdr.decode_with(_dec_remote_domain_get_memory_parameters_args, _T_remote_domain_get_memory_parameters_args, data, exact=exact, name="remote_domain_get_memory_parameters_args")
-    return result
-
-
-def encode_remote_domain_get_memory_parameters_ret(value: remote_domain_get_memory_parameters_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_memory_parameters_ret, _T_remote_domain_get_memory_parameters_ret, value, "remote_domain_get_memory_parameters_ret")
-
-
-def decode_remote_domain_get_memory_parameters_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_memory_parameters_ret:
-    result: remote_domain_get_memory_parameters_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_get_memory_parameters_ret, _T_remote_domain_get_memory_parameters_ret, data, exact=exact, name="remote_domain_get_memory_parameters_ret")
-    return result
-
-
-def encode_remote_domain_set_numa_parameters_args(value: remote_domain_set_numa_parameters_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_set_numa_parameters_args, _T_remote_domain_set_numa_parameters_args, value, "remote_domain_set_numa_parameters_args")
-
-
-def decode_remote_domain_set_numa_parameters_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_set_numa_parameters_args:
-    result: remote_domain_set_numa_parameters_args
-    result, _ = xdr.decode_with(_dec_remote_domain_set_numa_parameters_args, _T_remote_domain_set_numa_parameters_args, data, exact=exact, name="remote_domain_set_numa_parameters_args")
-    return result
-
-
-def encode_remote_domain_get_numa_parameters_args(value: remote_domain_get_numa_parameters_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_numa_parameters_args, _T_remote_domain_get_numa_parameters_args, value, "remote_domain_get_numa_parameters_args")
-
-
-def decode_remote_domain_get_numa_parameters_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_numa_parameters_args:
-    result: remote_domain_get_numa_parameters_args
-    result, _ = xdr.decode_with(_dec_remote_domain_get_numa_parameters_args, _T_remote_domain_get_numa_parameters_args, data, exact=exact, name="remote_domain_get_numa_parameters_args")
-    return result
-
-
-def encode_remote_domain_get_numa_parameters_ret(value: remote_domain_get_numa_parameters_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_numa_parameters_ret, _T_remote_domain_get_numa_parameters_ret, value, "remote_domain_get_numa_parameters_ret")
-
-
-def decode_remote_domain_get_numa_parameters_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_numa_parameters_ret:
-    result: remote_domain_get_numa_parameters_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_get_numa_parameters_ret, _T_remote_domain_get_numa_parameters_ret, data, exact=exact, name="remote_domain_get_numa_parameters_ret")
-    return result
-
-
-def encode_remote_domain_set_perf_events_args(value: remote_domain_set_perf_events_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_set_perf_events_args, _T_remote_domain_set_perf_events_args, value, "remote_domain_set_perf_events_args")
-
-
-def decode_remote_domain_set_perf_events_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_set_perf_events_args:
-    result: remote_domain_set_perf_events_args
-    result, _ = xdr.decode_with(_dec_remote_domain_set_perf_events_args, _T_remote_domain_set_perf_events_args, data, exact=exact, name="remote_domain_set_perf_events_args")
-    return result
-
-
-def encode_remote_domain_get_perf_events_args(value: remote_domain_get_perf_events_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_perf_events_args, _T_remote_domain_get_perf_events_args, value, "remote_domain_get_perf_events_args")
-
-
-def decode_remote_domain_get_perf_events_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_perf_events_args:
-    result: remote_domain_get_perf_events_args
-    result, _ = xdr.decode_with(_dec_remote_domain_get_perf_events_args, _T_remote_domain_get_perf_events_args, data, exact=exact, name="remote_domain_get_perf_events_args")
-    return result
-
-
-def encode_remote_domain_get_perf_events_ret(value: remote_domain_get_perf_events_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_perf_events_ret, _T_remote_domain_get_perf_events_ret, value, "remote_domain_get_perf_events_ret")
-
-
-def decode_remote_domain_get_perf_events_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_perf_events_ret:
-    result: remote_domain_get_perf_events_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_get_perf_events_ret, _T_remote_domain_get_perf_events_ret, data, exact=exact, name="remote_domain_get_perf_events_ret")
-    return result
-
-
-def encode_remote_domain_set_interface_parameters_args(value: remote_domain_set_interface_parameters_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_set_interface_parameters_args, _T_remote_domain_set_interface_parameters_args, value, "remote_domain_set_interface_parameters_args")
-
-
-def decode_remote_domain_set_interface_parameters_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_set_interface_parameters_args:
-    result: remote_domain_set_interface_parameters_args
-    result, _ = xdr.decode_with(_dec_remote_domain_set_interface_parameters_args, _T_remote_domain_set_interface_parameters_args, data, exact=exact, name="remote_domain_set_interface_parameters_args")
-    return result
-
-
-def encode_remote_domain_get_interface_parameters_args(value: remote_domain_get_interface_parameters_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_interface_parameters_args, _T_remote_domain_get_interface_parameters_args, value, "remote_domain_get_interface_parameters_args")
-
-
-def decode_remote_domain_get_interface_parameters_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_interface_parameters_args:
-    result: remote_domain_get_interface_parameters_args
-    result, _ = xdr.decode_with(_dec_remote_domain_get_interface_parameters_args, _T_remote_domain_get_interface_parameters_args, data, exact=exact, name="remote_domain_get_interface_parameters_args")
-    return result
-
-
-def encode_remote_domain_get_interface_parameters_ret(value: remote_domain_get_interface_parameters_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_interface_parameters_ret, _T_remote_domain_get_interface_parameters_ret, value, "remote_domain_get_interface_parameters_ret")
-
-
-def decode_remote_domain_get_interface_parameters_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_interface_parameters_ret:
-    result: remote_domain_get_interface_parameters_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_get_interface_parameters_ret, _T_remote_domain_get_interface_parameters_ret, data, exact=exact, name="remote_domain_get_interface_parameters_ret")
-    return result
-
-
-def encode_remote_domain_set_memory_stats_period_args(value: remote_domain_set_memory_stats_period_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_set_memory_stats_period_args, _T_remote_domain_set_memory_stats_period_args, value, "remote_domain_set_memory_stats_period_args")
-
-
-def decode_remote_domain_set_memory_stats_period_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_set_memory_stats_period_args:
-    result: remote_domain_set_memory_stats_period_args
-    result, _ = xdr.decode_with(_dec_remote_domain_set_memory_stats_period_args, _T_remote_domain_set_memory_stats_period_args, data, exact=exact, name="remote_domain_set_memory_stats_period_args")
-    return result
-
-
-def encode_remote_domain_attach_device_args(value: remote_domain_attach_device_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_attach_device_args, _T_remote_domain_attach_device_args, value, "remote_domain_attach_device_args")
-
-
-def decode_remote_domain_attach_device_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_attach_device_args:
-    result: remote_domain_attach_device_args
-    result, _ = xdr.decode_with(_dec_remote_domain_attach_device_args, _T_remote_domain_attach_device_args, data, exact=exact, name="remote_domain_attach_device_args")
-    return result
-
-
-def encode_remote_domain_attach_device_flags_args(value: remote_domain_attach_device_flags_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_attach_device_flags_args, _T_remote_domain_attach_device_flags_args, value, "remote_domain_attach_device_flags_args")
-
-
-def decode_remote_domain_attach_device_flags_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_attach_device_flags_args:
-    result: remote_domain_attach_device_flags_args
-    result, _ = xdr.decode_with(_dec_remote_domain_attach_device_flags_args, _T_remote_domain_attach_device_flags_args, data, exact=exact, name="remote_domain_attach_device_flags_args")
-    return result
-
-
-def encode_remote_domain_detach_device_args(value: remote_domain_detach_device_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_detach_device_args, _T_remote_domain_detach_device_args, value, "remote_domain_detach_device_args")
-
-
-def decode_remote_domain_detach_device_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_detach_device_args:
-    result: remote_domain_detach_device_args
-    result, _ = xdr.decode_with(_dec_remote_domain_detach_device_args, _T_remote_domain_detach_device_args, data, exact=exact, name="remote_domain_detach_device_args")
-    return result
-
-
-def encode_remote_domain_detach_device_flags_args(value: remote_domain_detach_device_flags_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_detach_device_flags_args, _T_remote_domain_detach_device_flags_args, value, "remote_domain_detach_device_flags_args")
-
-
-def decode_remote_domain_detach_device_flags_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_detach_device_flags_args:
-    result: remote_domain_detach_device_flags_args
-    result, _ = xdr.decode_with(_dec_remote_domain_detach_device_flags_args, _T_remote_domain_detach_device_flags_args, data, exact=exact, name="remote_domain_detach_device_flags_args")
-    return result
-
-
-def encode_remote_domain_update_device_flags_args(value: remote_domain_update_device_flags_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_update_device_flags_args, _T_remote_domain_update_device_flags_args, value, "remote_domain_update_device_flags_args")
-
-
-def decode_remote_domain_update_device_flags_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_update_device_flags_args:
-    result: remote_domain_update_device_flags_args
-    result, _ = xdr.decode_with(_dec_remote_domain_update_device_flags_args, _T_remote_domain_update_device_flags_args, data, exact=exact, name="remote_domain_update_device_flags_args")
-    return result
-
-
-def encode_remote_domain_detach_device_alias_args(value: remote_domain_detach_device_alias_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_detach_device_alias_args, _T_remote_domain_detach_device_alias_args, value, "remote_domain_detach_device_alias_args")
-
-
-def decode_remote_domain_detach_device_alias_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_detach_device_alias_args:
-    result: remote_domain_detach_device_alias_args
-    result, _ = xdr.decode_with(_dec_remote_domain_detach_device_alias_args, _T_remote_domain_detach_device_alias_args, data, exact=exact, name="remote_domain_detach_device_alias_args")
-    return result
-
-
-def encode_remote_domain_block_job_abort_args(value: remote_domain_block_job_abort_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_block_job_abort_args, _T_remote_domain_block_job_abort_args, value, "remote_domain_block_job_abort_args")
-
-
-def decode_remote_domain_block_job_abort_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_block_job_abort_args:
-    result: remote_domain_block_job_abort_args
-    result, _ = xdr.decode_with(_dec_remote_domain_block_job_abort_args, _T_remote_domain_block_job_abort_args, data, exact=exact, name="remote_domain_block_job_abort_args")
-    return result
-
-
-def encode_remote_domain_get_block_job_info_args(value: remote_domain_get_block_job_info_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_block_job_info_args, _T_remote_domain_get_block_job_info_args, value, "remote_domain_get_block_job_info_args")
-
-
-def decode_remote_domain_get_block_job_info_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_block_job_info_args:
-    result: remote_domain_get_block_job_info_args
-    result, _ = xdr.decode_with(_dec_remote_domain_get_block_job_info_args, _T_remote_domain_get_block_job_info_args, data, exact=exact, name="remote_domain_get_block_job_info_args")
-    return result
-
-
-def encode_remote_domain_get_block_job_info_ret(value: remote_domain_get_block_job_info_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_block_job_info_ret, _T_remote_domain_get_block_job_info_ret, value, "remote_domain_get_block_job_info_ret")
-
-
-def decode_remote_domain_get_block_job_info_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_block_job_info_ret:
-    result: remote_domain_get_block_job_info_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_get_block_job_info_ret, _T_remote_domain_get_block_job_info_ret, data, exact=exact, name="remote_domain_get_block_job_info_ret")
-    return result
-
-
-def encode_remote_domain_block_job_set_speed_args(value: remote_domain_block_job_set_speed_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_block_job_set_speed_args, _T_remote_domain_block_job_set_speed_args, value, "remote_domain_block_job_set_speed_args")
-
-
-def decode_remote_domain_block_job_set_speed_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_block_job_set_speed_args:
-    result: remote_domain_block_job_set_speed_args
-    result, _ = xdr.decode_with(_dec_remote_domain_block_job_set_speed_args, _T_remote_domain_block_job_set_speed_args, data, exact=exact, name="remote_domain_block_job_set_speed_args")
-    return result
-
-
-def encode_remote_domain_block_pull_args(value: remote_domain_block_pull_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_block_pull_args, _T_remote_domain_block_pull_args, value, "remote_domain_block_pull_args")
-
-
-def decode_remote_domain_block_pull_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_block_pull_args:
-    result: remote_domain_block_pull_args
-    result, _ = xdr.decode_with(_dec_remote_domain_block_pull_args, _T_remote_domain_block_pull_args, data, exact=exact, name="remote_domain_block_pull_args")
-    return result
-
-
-def encode_remote_domain_block_rebase_args(value: remote_domain_block_rebase_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_block_rebase_args, _T_remote_domain_block_rebase_args, value, "remote_domain_block_rebase_args")
-
-
-def decode_remote_domain_block_rebase_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_block_rebase_args:
-    result: remote_domain_block_rebase_args
-    result, _ = xdr.decode_with(_dec_remote_domain_block_rebase_args, _T_remote_domain_block_rebase_args, data, exact=exact, name="remote_domain_block_rebase_args")
-    return result
-
-
-def encode_remote_domain_block_copy_args(value: remote_domain_block_copy_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_block_copy_args, _T_remote_domain_block_copy_args, value, "remote_domain_block_copy_args")
-
-
-def decode_remote_domain_block_copy_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_block_copy_args:
-    result: remote_domain_block_copy_args
-    result, _ = xdr.decode_with(_dec_remote_domain_block_copy_args, _T_remote_domain_block_copy_args, data, exact=exact, name="remote_domain_block_copy_args")
-    return result
-
-
-def encode_remote_domain_block_commit_args(value: remote_domain_block_commit_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_block_commit_args, _T_remote_domain_block_commit_args, value, "remote_domain_block_commit_args")
-
-
-def decode_remote_domain_block_commit_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_block_commit_args:
-    result: remote_domain_block_commit_args
-    result, _ = xdr.decode_with(_dec_remote_domain_block_commit_args, _T_remote_domain_block_commit_args, data, exact=exact, name="remote_domain_block_commit_args")
-    return result
-
-
-def encode_remote_domain_set_block_io_tune_args(value: remote_domain_set_block_io_tune_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_set_block_io_tune_args, _T_remote_domain_set_block_io_tune_args, value, "remote_domain_set_block_io_tune_args")
-
-
-def decode_remote_domain_set_block_io_tune_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_set_block_io_tune_args:
-    result: remote_domain_set_block_io_tune_args
-    result, _ = xdr.decode_with(_dec_remote_domain_set_block_io_tune_args, _T_remote_domain_set_block_io_tune_args, data, exact=exact, name="remote_domain_set_block_io_tune_args")
-    return result
-
-
-def encode_remote_domain_get_block_io_tune_args(value: remote_domain_get_block_io_tune_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_block_io_tune_args, _T_remote_domain_get_block_io_tune_args, value, "remote_domain_get_block_io_tune_args")
-
-
-def decode_remote_domain_get_block_io_tune_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_block_io_tune_args:
-    result: remote_domain_get_block_io_tune_args
-    result, _ = xdr.decode_with(_dec_remote_domain_get_block_io_tune_args, _T_remote_domain_get_block_io_tune_args, data, exact=exact, name="remote_domain_get_block_io_tune_args")
-    return result
-
-
-def encode_remote_domain_get_block_io_tune_ret(value: remote_domain_get_block_io_tune_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_block_io_tune_ret, _T_remote_domain_get_block_io_tune_ret, value, "remote_domain_get_block_io_tune_ret")
-
-
-def decode_remote_domain_get_block_io_tune_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_block_io_tune_ret:
-    result: remote_domain_get_block_io_tune_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_get_block_io_tune_ret, _T_remote_domain_get_block_io_tune_ret, data, exact=exact, name="remote_domain_get_block_io_tune_ret")
-    return result
-
-
-def encode_remote_domain_set_block_threshold_args(value: remote_domain_set_block_threshold_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_set_block_threshold_args, _T_remote_domain_set_block_threshold_args, value, "remote_domain_set_block_threshold_args")
-
-
-def decode_remote_domain_set_block_threshold_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_set_block_threshold_args:
-    result: remote_domain_set_block_threshold_args
-    result, _ = xdr.decode_with(_dec_remote_domain_set_block_threshold_args, _T_remote_domain_set_block_threshold_args, data, exact=exact, name="remote_domain_set_block_threshold_args")
-    return result
-
-
-def encode_remote_domain_backup_begin_args(value: remote_domain_backup_begin_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_backup_begin_args, _T_remote_domain_backup_begin_args, value, "remote_domain_backup_begin_args")
-
-
-def decode_remote_domain_backup_begin_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_backup_begin_args:
-    result: remote_domain_backup_begin_args
-    result, _ = xdr.decode_with(_dec_remote_domain_backup_begin_args, _T_remote_domain_backup_begin_args, data, exact=exact, name="remote_domain_backup_begin_args")
-    return result
-
-
-def encode_remote_domain_backup_get_xml_desc_args(value: remote_domain_backup_get_xml_desc_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_backup_get_xml_desc_args, _T_remote_domain_backup_get_xml_desc_args, value, "remote_domain_backup_get_xml_desc_args")
-
-
-def decode_remote_domain_backup_get_xml_desc_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_backup_get_xml_desc_args:
-    result: remote_domain_backup_get_xml_desc_args
-    result, _ = xdr.decode_with(_dec_remote_domain_backup_get_xml_desc_args, _T_remote_domain_backup_get_xml_desc_args, data, exact=exact, name="remote_domain_backup_get_xml_desc_args")
-    return result
-
-
-def encode_remote_domain_backup_get_xml_desc_ret(value: remote_domain_backup_get_xml_desc_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_backup_get_xml_desc_ret, _T_remote_domain_backup_get_xml_desc_ret, value, "remote_domain_backup_get_xml_desc_ret")
-
-
-def decode_remote_domain_backup_get_xml_desc_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_backup_get_xml_desc_ret:
-    result: remote_domain_backup_get_xml_desc_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_backup_get_xml_desc_ret, _T_remote_domain_backup_get_xml_desc_ret, data, exact=exact, name="remote_domain_backup_get_xml_desc_ret")
-    return result
-
-
-def encode_remote_domain_block_resize_args(value: remote_domain_block_resize_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_block_resize_args, _T_remote_domain_block_resize_args, value, "remote_domain_block_resize_args")
-
-
-def decode_remote_domain_block_resize_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_block_resize_args:
-    result: remote_domain_block_resize_args
-    result, _ = xdr.decode_with(_dec_remote_domain_block_resize_args, _T_remote_domain_block_resize_args, data, exact=exact, name="remote_domain_block_resize_args")
-    return result
-
-
-def encode_remote_domain_block_stats_args(value: remote_domain_block_stats_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_block_stats_args, _T_remote_domain_block_stats_args, value, "remote_domain_block_stats_args")
-
-
-def decode_remote_domain_block_stats_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_block_stats_args:
-    result: remote_domain_block_stats_args
-    result, _ = xdr.decode_with(_dec_remote_domain_block_stats_args, _T_remote_domain_block_stats_args, data, exact=exact, name="remote_domain_block_stats_args")
-    return result
-
-
-def encode_remote_domain_block_stats_ret(value: remote_domain_block_stats_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_block_stats_ret, _T_remote_domain_block_stats_ret, value, "remote_domain_block_stats_ret")
-
-
-def decode_remote_domain_block_stats_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_block_stats_ret:
-    result: remote_domain_block_stats_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_block_stats_ret, _T_remote_domain_block_stats_ret, data, exact=exact, name="remote_domain_block_stats_ret")
-    return result
-
-
-def encode_remote_domain_block_stats_flags_args(value: remote_domain_block_stats_flags_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_block_stats_flags_args, _T_remote_domain_block_stats_flags_args, value, "remote_domain_block_stats_flags_args")
-
-
-def decode_remote_domain_block_stats_flags_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_block_stats_flags_args:
-    result: remote_domain_block_stats_flags_args
-    result, _ = xdr.decode_with(_dec_remote_domain_block_stats_flags_args, _T_remote_domain_block_stats_flags_args, data, exact=exact, name="remote_domain_block_stats_flags_args")
-    return result
-
-
-def encode_remote_domain_block_stats_flags_ret(value: remote_domain_block_stats_flags_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_block_stats_flags_ret, _T_remote_domain_block_stats_flags_ret, value, "remote_domain_block_stats_flags_ret")
-
-
-def decode_remote_domain_block_stats_flags_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_block_stats_flags_ret:
-    result: remote_domain_block_stats_flags_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_block_stats_flags_ret, _T_remote_domain_block_stats_flags_ret, data, exact=exact, name="remote_domain_block_stats_flags_ret")
-    return result
-
-
-def encode_remote_domain_interface_stats_args(value: remote_domain_interface_stats_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_interface_stats_args, _T_remote_domain_interface_stats_args, value, "remote_domain_interface_stats_args")
-
-
-def decode_remote_domain_interface_stats_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_interface_stats_args:
-    result: remote_domain_interface_stats_args
-    result, _ = xdr.decode_with(_dec_remote_domain_interface_stats_args, _T_remote_domain_interface_stats_args, data, exact=exact, name="remote_domain_interface_stats_args")
-    return result
-
-
-def encode_remote_domain_interface_stats_ret(value: remote_domain_interface_stats_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_interface_stats_ret, _T_remote_domain_interface_stats_ret, value, "remote_domain_interface_stats_ret")
-
-
-def decode_remote_domain_interface_stats_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_interface_stats_ret:
-    result: remote_domain_interface_stats_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_interface_stats_ret, _T_remote_domain_interface_stats_ret, data, exact=exact, name="remote_domain_interface_stats_ret")
-    return result
-
-
-def encode_remote_domain_memory_stats_args(value: remote_domain_memory_stats_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_memory_stats_args, _T_remote_domain_memory_stats_args, value, "remote_domain_memory_stats_args")
-
-
-def decode_remote_domain_memory_stats_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_memory_stats_args:
-    result: remote_domain_memory_stats_args
-    result, _ = xdr.decode_with(_dec_remote_domain_memory_stats_args, _T_remote_domain_memory_stats_args, data, exact=exact, name="remote_domain_memory_stats_args")
-    return result
-
-
-def encode_remote_domain_memory_stat(value: remote_domain_memory_stat) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_memory_stat, _T_remote_domain_memory_stat, value, "remote_domain_memory_stat")
-
-
-def decode_remote_domain_memory_stat(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_memory_stat:
-    result: remote_domain_memory_stat
-    result, _ = xdr.decode_with(_dec_remote_domain_memory_stat, _T_remote_domain_memory_stat, data, exact=exact, name="remote_domain_memory_stat")
-    return result
-
-
-def encode_remote_domain_memory_stats_ret(value: remote_domain_memory_stats_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_memory_stats_ret, _T_remote_domain_memory_stats_ret, value, "remote_domain_memory_stats_ret")
-
-
-def decode_remote_domain_memory_stats_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_memory_stats_ret:
-    result: remote_domain_memory_stats_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_memory_stats_ret, _T_remote_domain_memory_stats_ret, data, exact=exact, name="remote_domain_memory_stats_ret")
-    return result
-
-
-def encode_remote_domain_block_peek_args(value: remote_domain_block_peek_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_block_peek_args, _T_remote_domain_block_peek_args, value, "remote_domain_block_peek_args")
-
-
-def decode_remote_domain_block_peek_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_block_peek_args:
-    result: remote_domain_block_peek_args
-    result, _ = xdr.decode_with(_dec_remote_domain_block_peek_args, _T_remote_domain_block_peek_args, data, exact=exact, name="remote_domain_block_peek_args")
-    return result
-
-
-def encode_remote_domain_block_peek_ret(value: remote_domain_block_peek_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_block_peek_ret, _T_remote_domain_block_peek_ret, value, "remote_domain_block_peek_ret")
-
-
-def decode_remote_domain_block_peek_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_block_peek_ret:
-    result: remote_domain_block_peek_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_block_peek_ret, _T_remote_domain_block_peek_ret, data, exact=exact, name="remote_domain_block_peek_ret")
-    return result
-
-
-def encode_remote_domain_memory_peek_args(value: remote_domain_memory_peek_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_memory_peek_args, _T_remote_domain_memory_peek_args, value, "remote_domain_memory_peek_args")
-
-
-def decode_remote_domain_memory_peek_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_memory_peek_args:
-    result: remote_domain_memory_peek_args
-    result, _ = xdr.decode_with(_dec_remote_domain_memory_peek_args, _T_remote_domain_memory_peek_args, data, exact=exact, name="remote_domain_memory_peek_args")
-    return result
-
-
-def encode_remote_domain_memory_peek_ret(value: remote_domain_memory_peek_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_memory_peek_ret, _T_remote_domain_memory_peek_ret, value, "remote_domain_memory_peek_ret")
-
-
-def decode_remote_domain_memory_peek_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_memory_peek_ret:
-    result: remote_domain_memory_peek_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_memory_peek_ret, _T_remote_domain_memory_peek_ret, data, exact=exact, name="remote_domain_memory_peek_ret")
-    return result
-
-
-def encode_remote_domain_get_block_info_args(value: remote_domain_get_block_info_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_block_info_args, _T_remote_domain_get_block_info_args, value, "remote_domain_get_block_info_args")
-
-
-def decode_remote_domain_get_block_info_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_block_info_args:
-    result: remote_domain_get_block_info_args
-    result, _ = xdr.decode_with(_dec_remote_domain_get_block_info_args, _T_remote_domain_get_block_info_args, data, exact=exact, name="remote_domain_get_block_info_args")
-    return result
-
-
-def encode_remote_domain_get_block_info_ret(value: remote_domain_get_block_info_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_block_info_ret, _T_remote_domain_get_block_info_ret, value, "remote_domain_get_block_info_ret")
-
-
-def decode_remote_domain_get_block_info_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_block_info_ret:
-    result: remote_domain_get_block_info_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_get_block_info_ret, _T_remote_domain_get_block_info_ret, data, exact=exact, name="remote_domain_get_block_info_ret")
-    return result
-
-
-def encode_remote_domain_get_cpu_stats_args(value: remote_domain_get_cpu_stats_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_cpu_stats_args, _T_remote_domain_get_cpu_stats_args, value, "remote_domain_get_cpu_stats_args")
-
-
-def decode_remote_domain_get_cpu_stats_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_cpu_stats_args:
-    result: remote_domain_get_cpu_stats_args
-    result, _ = xdr.decode_with(_dec_remote_domain_get_cpu_stats_args, _T_remote_domain_get_cpu_stats_args, data, exact=exact, name="remote_domain_get_cpu_stats_args")
-    return result
-
-
-def encode_remote_domain_get_cpu_stats_ret(value: remote_domain_get_cpu_stats_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_cpu_stats_ret, _T_remote_domain_get_cpu_stats_ret, value, "remote_domain_get_cpu_stats_ret")
-
-
-def decode_remote_domain_get_cpu_stats_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_cpu_stats_ret:
-    result: remote_domain_get_cpu_stats_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_get_cpu_stats_ret, _T_remote_domain_get_cpu_stats_ret, data, exact=exact, name="remote_domain_get_cpu_stats_ret")
-    return result
-
-
-def encode_remote_domain_stats_record(value: remote_domain_stats_record) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_stats_record, _T_remote_domain_stats_record, value, "remote_domain_stats_record")
-
-
-def decode_remote_domain_stats_record(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_stats_record:
-    result: remote_domain_stats_record
-    result, _ = xdr.decode_with(_dec_remote_domain_stats_record, _T_remote_domain_stats_record, data, exact=exact, name="remote_domain_stats_record")
-    return result
-
-
-def encode_remote_connect_get_all_domain_stats_args(value: remote_connect_get_all_domain_stats_args) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_get_all_domain_stats_args, _T_remote_connect_get_all_domain_stats_args, value, "remote_connect_get_all_domain_stats_args")
-
-
-def decode_remote_connect_get_all_domain_stats_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_get_all_domain_stats_args:
-    result: remote_connect_get_all_domain_stats_args
-    result, _ = xdr.decode_with(_dec_remote_connect_get_all_domain_stats_args, _T_remote_connect_get_all_domain_stats_args, data, exact=exact, name="remote_connect_get_all_domain_stats_args")
-    return result
-
-
-def encode_remote_connect_get_all_domain_stats_ret(value: remote_connect_get_all_domain_stats_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_get_all_domain_stats_ret, _T_remote_connect_get_all_domain_stats_ret, value, "remote_connect_get_all_domain_stats_ret")
-
-
-def decode_remote_connect_get_all_domain_stats_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_get_all_domain_stats_ret:
-    result: remote_connect_get_all_domain_stats_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_get_all_domain_stats_ret, _T_remote_connect_get_all_domain_stats_ret, data, exact=exact, name="remote_connect_get_all_domain_stats_ret")
-    return result
-
-
-def encode_remote_domain_start_dirty_rate_calc_args(value: remote_domain_start_dirty_rate_calc_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_start_dirty_rate_calc_args, _T_remote_domain_start_dirty_rate_calc_args, value, "remote_domain_start_dirty_rate_calc_args")
-
-
-def decode_remote_domain_start_dirty_rate_calc_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_start_dirty_rate_calc_args:
-    result: remote_domain_start_dirty_rate_calc_args
-    result, _ = xdr.decode_with(_dec_remote_domain_start_dirty_rate_calc_args, _T_remote_domain_start_dirty_rate_calc_args, data, exact=exact, name="remote_domain_start_dirty_rate_calc_args")
-    return result
-
-
-def encode_remote_domain_fstrim_args(value: remote_domain_fstrim_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_fstrim_args, _T_remote_domain_fstrim_args, value, "remote_domain_fstrim_args")
-
-
-def decode_remote_domain_fstrim_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_fstrim_args:
-    result: remote_domain_fstrim_args
-    result, _ = xdr.decode_with(_dec_remote_domain_fstrim_args, _T_remote_domain_fstrim_args, data, exact=exact, name="remote_domain_fstrim_args")
-    return result
-
-
-def encode_remote_domain_fsfreeze_args(value: remote_domain_fsfreeze_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_fsfreeze_args, _T_remote_domain_fsfreeze_args, value, "remote_domain_fsfreeze_args")
-
-
-def decode_remote_domain_fsfreeze_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_fsfreeze_args:
-    result: remote_domain_fsfreeze_args
-    result, _ = xdr.decode_with(_dec_remote_domain_fsfreeze_args, _T_remote_domain_fsfreeze_args, data, exact=exact, name="remote_domain_fsfreeze_args")
-    return result
-
-
-def encode_remote_domain_fsfreeze_ret(value: remote_domain_fsfreeze_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_fsfreeze_ret, _T_remote_domain_fsfreeze_ret, value, "remote_domain_fsfreeze_ret")
-
-
-def decode_remote_domain_fsfreeze_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_fsfreeze_ret:
-    result: remote_domain_fsfreeze_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_fsfreeze_ret, _T_remote_domain_fsfreeze_ret, data, exact=exact, name="remote_domain_fsfreeze_ret")
-    return result
-
-
-def encode_remote_domain_fsthaw_args(value: remote_domain_fsthaw_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_fsthaw_args, _T_remote_domain_fsthaw_args, value, "remote_domain_fsthaw_args")
-
-
-def decode_remote_domain_fsthaw_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_fsthaw_args:
-    result: remote_domain_fsthaw_args
-    result, _ = xdr.decode_with(_dec_remote_domain_fsthaw_args, _T_remote_domain_fsthaw_args, data, exact=exact, name="remote_domain_fsthaw_args")
-    return result
-
-
-def encode_remote_domain_fsthaw_ret(value: remote_domain_fsthaw_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_fsthaw_ret, _T_remote_domain_fsthaw_ret, value, "remote_domain_fsthaw_ret")
-
-
-def decode_remote_domain_fsthaw_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_fsthaw_ret:
-    result: remote_domain_fsthaw_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_fsthaw_ret, _T_remote_domain_fsthaw_ret, data, exact=exact, name="remote_domain_fsthaw_ret")
-    return result
-
-
-def encode_remote_domain_fsinfo(value: remote_domain_fsinfo) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_fsinfo, _T_remote_domain_fsinfo, value, "remote_domain_fsinfo")
-
-
-def decode_remote_domain_fsinfo(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_fsinfo:
-    result: remote_domain_fsinfo
-    result, _ = xdr.decode_with(_dec_remote_domain_fsinfo, _T_remote_domain_fsinfo, data, exact=exact, name="remote_domain_fsinfo")
-    return result
-
-
-def encode_remote_domain_get_fsinfo_args(value: remote_domain_get_fsinfo_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_fsinfo_args, _T_remote_domain_get_fsinfo_args, value, "remote_domain_get_fsinfo_args")
-
-
-def decode_remote_domain_get_fsinfo_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_fsinfo_args:
-    result: remote_domain_get_fsinfo_args
-    result, _ = xdr.decode_with(_dec_remote_domain_get_fsinfo_args, _T_remote_domain_get_fsinfo_args, data, exact=exact, name="remote_domain_get_fsinfo_args")
-    return result
-
-
-def encode_remote_domain_get_fsinfo_ret(value: remote_domain_get_fsinfo_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_fsinfo_ret, _T_remote_domain_get_fsinfo_ret, value, "remote_domain_get_fsinfo_ret")
-
-
-def decode_remote_domain_get_fsinfo_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_fsinfo_ret:
-    result: remote_domain_get_fsinfo_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_get_fsinfo_ret, _T_remote_domain_get_fsinfo_ret, data, exact=exact, name="remote_domain_get_fsinfo_ret")
-    return result
-
-
-def encode_remote_domain_ip_addr(value: remote_domain_ip_addr) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_ip_addr, _T_remote_domain_ip_addr, value, "remote_domain_ip_addr")
-
-
-def decode_remote_domain_ip_addr(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_ip_addr:
-    result: remote_domain_ip_addr
-    result, _ = xdr.decode_with(_dec_remote_domain_ip_addr, _T_remote_domain_ip_addr, data, exact=exact, name="remote_domain_ip_addr")
-    return result
-
-
-def encode_remote_domain_interface(value: remote_domain_interface) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_interface, _T_remote_domain_interface, value, "remote_domain_interface")
-
-
-def decode_remote_domain_interface(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_interface:
-    result: remote_domain_interface
-    result, _ = xdr.decode_with(_dec_remote_domain_interface, _T_remote_domain_interface, data, exact=exact, name="remote_domain_interface")
-    return result
-
-
-def encode_remote_domain_interface_addresses_args(value: remote_domain_interface_addresses_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_interface_addresses_args, _T_remote_domain_interface_addresses_args, value, "remote_domain_interface_addresses_args")
-
-
-def decode_remote_domain_interface_addresses_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_interface_addresses_args:
-    result: remote_domain_interface_addresses_args
-    result, _ = xdr.decode_with(_dec_remote_domain_interface_addresses_args, _T_remote_domain_interface_addresses_args, data, exact=exact, name="remote_domain_interface_addresses_args")
-    return result
-
-
-def encode_remote_domain_interface_addresses_ret(value: remote_domain_interface_addresses_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_interface_addresses_ret, _T_remote_domain_interface_addresses_ret, value, "remote_domain_interface_addresses_ret")
-
-
-def decode_remote_domain_interface_addresses_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_interface_addresses_ret:
-    result: remote_domain_interface_addresses_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_interface_addresses_ret, _T_remote_domain_interface_addresses_ret, data, exact=exact, name="remote_domain_interface_addresses_ret")
-    return result
-
-
-def encode_remote_domain_set_user_password_args(value: remote_domain_set_user_password_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_set_user_password_args, _T_remote_domain_set_user_password_args, value, "remote_domain_set_user_password_args")
-
-
-def decode_remote_domain_set_user_password_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_set_user_password_args:
-    result: remote_domain_set_user_password_args
-    result, _ = xdr.decode_with(_dec_remote_domain_set_user_password_args, _T_remote_domain_set_user_password_args, data, exact=exact, name="remote_domain_set_user_password_args")
-    return result
-
-
-def encode_remote_domain_get_guest_vcpus_args(value: remote_domain_get_guest_vcpus_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_guest_vcpus_args, _T_remote_domain_get_guest_vcpus_args, value, "remote_domain_get_guest_vcpus_args")
-
-
-def decode_remote_domain_get_guest_vcpus_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_guest_vcpus_args:
-    result: remote_domain_get_guest_vcpus_args
-    result, _ = xdr.decode_with(_dec_remote_domain_get_guest_vcpus_args, _T_remote_domain_get_guest_vcpus_args, data, exact=exact, name="remote_domain_get_guest_vcpus_args")
-    return result
-
-
-def encode_remote_domain_get_guest_vcpus_ret(value: remote_domain_get_guest_vcpus_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_guest_vcpus_ret, _T_remote_domain_get_guest_vcpus_ret, value, "remote_domain_get_guest_vcpus_ret")
-
-
-def decode_remote_domain_get_guest_vcpus_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_guest_vcpus_ret:
-    result: remote_domain_get_guest_vcpus_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_get_guest_vcpus_ret, _T_remote_domain_get_guest_vcpus_ret, data, exact=exact, name="remote_domain_get_guest_vcpus_ret")
-    return result
-
-
-def encode_remote_domain_set_guest_vcpus_args(value: remote_domain_set_guest_vcpus_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_set_guest_vcpus_args, _T_remote_domain_set_guest_vcpus_args, value, "remote_domain_set_guest_vcpus_args")
-
-
-def decode_remote_domain_set_guest_vcpus_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_set_guest_vcpus_args:
-    result: remote_domain_set_guest_vcpus_args
-    result, _ = xdr.decode_with(_dec_remote_domain_set_guest_vcpus_args, _T_remote_domain_set_guest_vcpus_args, data, exact=exact, name="remote_domain_set_guest_vcpus_args")
-    return result
-
-
-def encode_remote_domain_get_guest_info_args(value: remote_domain_get_guest_info_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_guest_info_args, _T_remote_domain_get_guest_info_args, value, "remote_domain_get_guest_info_args")
-
-
-def decode_remote_domain_get_guest_info_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_guest_info_args:
-    result: remote_domain_get_guest_info_args
-    result, _ = xdr.decode_with(_dec_remote_domain_get_guest_info_args, _T_remote_domain_get_guest_info_args, data, exact=exact, name="remote_domain_get_guest_info_args")
-    return result
-
-
-def encode_remote_domain_get_guest_info_ret(value: remote_domain_get_guest_info_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_guest_info_ret, _T_remote_domain_get_guest_info_ret, value, "remote_domain_get_guest_info_ret")
-
-
-def decode_remote_domain_get_guest_info_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_guest_info_ret:
-    result: remote_domain_get_guest_info_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_get_guest_info_ret, _T_remote_domain_get_guest_info_ret, data, exact=exact, name="remote_domain_get_guest_info_ret")
-    return result
-
-
-def encode_remote_domain_agent_set_response_timeout_args(value: remote_domain_agent_set_response_timeout_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_agent_set_response_timeout_args, _T_remote_domain_agent_set_response_timeout_args, value, "remote_domain_agent_set_response_timeout_args")
-
-
-def decode_remote_domain_agent_set_response_timeout_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_agent_set_response_timeout_args:
-    result: remote_domain_agent_set_response_timeout_args
-    result, _ = xdr.decode_with(_dec_remote_domain_agent_set_response_timeout_args, _T_remote_domain_agent_set_response_timeout_args, data, exact=exact, name="remote_domain_agent_set_response_timeout_args")
-    return result
-
-
-def encode_remote_domain_agent_set_response_timeout_ret(value: remote_domain_agent_set_response_timeout_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_agent_set_response_timeout_ret, _T_remote_domain_agent_set_response_timeout_ret, value, "remote_domain_agent_set_response_timeout_ret")
-
-
-def decode_remote_domain_agent_set_response_timeout_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_agent_set_response_timeout_ret:
-    result: remote_domain_agent_set_response_timeout_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_agent_set_response_timeout_ret, _T_remote_domain_agent_set_response_timeout_ret, data, exact=exact, name="remote_domain_agent_set_response_timeout_ret")
-    return result
-
-
-def encode_remote_domain_authorized_ssh_keys_get_args(value: remote_domain_authorized_ssh_keys_get_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_authorized_ssh_keys_get_args, _T_remote_domain_authorized_ssh_keys_get_args, value, "remote_domain_authorized_ssh_keys_get_args")
-
-
-def decode_remote_domain_authorized_ssh_keys_get_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_authorized_ssh_keys_get_args:
-    result: remote_domain_authorized_ssh_keys_get_args
-    result, _ = xdr.decode_with(_dec_remote_domain_authorized_ssh_keys_get_args, _T_remote_domain_authorized_ssh_keys_get_args, data, exact=exact, name="remote_domain_authorized_ssh_keys_get_args")
-    return result
-
-
-def encode_remote_domain_authorized_ssh_keys_get_ret(value: remote_domain_authorized_ssh_keys_get_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_authorized_ssh_keys_get_ret, _T_remote_domain_authorized_ssh_keys_get_ret, value, "remote_domain_authorized_ssh_keys_get_ret")
-
-
-def decode_remote_domain_authorized_ssh_keys_get_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_authorized_ssh_keys_get_ret:
-    result: remote_domain_authorized_ssh_keys_get_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_authorized_ssh_keys_get_ret, _T_remote_domain_authorized_ssh_keys_get_ret, data, exact=exact, name="remote_domain_authorized_ssh_keys_get_ret")
-    return result
-
-
-def encode_remote_domain_authorized_ssh_keys_set_args(value: remote_domain_authorized_ssh_keys_set_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_authorized_ssh_keys_set_args, _T_remote_domain_authorized_ssh_keys_set_args, value, "remote_domain_authorized_ssh_keys_set_args")
-
-
-def decode_remote_domain_authorized_ssh_keys_set_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_authorized_ssh_keys_set_args:
-    result: remote_domain_authorized_ssh_keys_set_args
-    result, _ = xdr.decode_with(_dec_remote_domain_authorized_ssh_keys_set_args, _T_remote_domain_authorized_ssh_keys_set_args, data, exact=exact, name="remote_domain_authorized_ssh_keys_set_args")
-    return result
-
-
-def encode_remote_domain_open_console_args(value: remote_domain_open_console_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_open_console_args, _T_remote_domain_open_console_args, value, "remote_domain_open_console_args")
-
-
-def decode_remote_domain_open_console_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_open_console_args:
-    result: remote_domain_open_console_args
-    result, _ = xdr.decode_with(_dec_remote_domain_open_console_args, _T_remote_domain_open_console_args, data, exact=exact, name="remote_domain_open_console_args")
-    return result
-
-
-def encode_remote_domain_open_channel_args(value: remote_domain_open_channel_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_open_channel_args, _T_remote_domain_open_channel_args, value, "remote_domain_open_channel_args")
-
-
-def decode_remote_domain_open_channel_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_open_channel_args:
-    result: remote_domain_open_channel_args
-    result, _ = xdr.decode_with(_dec_remote_domain_open_channel_args, _T_remote_domain_open_channel_args, data, exact=exact, name="remote_domain_open_channel_args")
-    return result
-
-
-def encode_remote_storage_vol_upload_args(value: remote_storage_vol_upload_args) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_vol_upload_args, _T_remote_storage_vol_upload_args, value, "remote_storage_vol_upload_args")
-
-
-def decode_remote_storage_vol_upload_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_vol_upload_args:
-    result: remote_storage_vol_upload_args
-    result, _ = xdr.decode_with(_dec_remote_storage_vol_upload_args, _T_remote_storage_vol_upload_args, data, exact=exact, name="remote_storage_vol_upload_args")
-    return result
-
-
-def encode_remote_storage_vol_download_args(value: remote_storage_vol_download_args) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_vol_download_args, _T_remote_storage_vol_download_args, value, "remote_storage_vol_download_args")
-
-
-def decode_remote_storage_vol_download_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_vol_download_args:
-    result: remote_storage_vol_download_args
-    result, _ = xdr.decode_with(_dec_remote_storage_vol_download_args, _T_remote_storage_vol_download_args, data, exact=exact, name="remote_storage_vol_download_args")
-    return result
-
-
-def encode_remote_domain_open_graphics_args(value: remote_domain_open_graphics_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_open_graphics_args, _T_remote_domain_open_graphics_args, value, "remote_domain_open_graphics_args")
-
-
-def decode_remote_domain_open_graphics_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_open_graphics_args:
-    result: remote_domain_open_graphics_args
-    result, _ = xdr.decode_with(_dec_remote_domain_open_graphics_args, _T_remote_domain_open_graphics_args, data, exact=exact, name="remote_domain_open_graphics_args")
-    return result
-
-
-def encode_remote_domain_open_graphics_fd_args(value: remote_domain_open_graphics_fd_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_open_graphics_fd_args, _T_remote_domain_open_graphics_fd_args, value, "remote_domain_open_graphics_fd_args")
-
-
-def decode_remote_domain_open_graphics_fd_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_open_graphics_fd_args:
-    result: remote_domain_open_graphics_fd_args
-    result, _ = xdr.decode_with(_dec_remote_domain_open_graphics_fd_args, _T_remote_domain_open_graphics_fd_args, data, exact=exact, name="remote_domain_open_graphics_fd_args")
-    return result
-
-
-def encode_remote_domain_get_job_info_args(value: remote_domain_get_job_info_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_job_info_args, _T_remote_domain_get_job_info_args, value, "remote_domain_get_job_info_args")
-
-
-def decode_remote_domain_get_job_info_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_job_info_args:
-    result: remote_domain_get_job_info_args
-    result, _ = xdr.decode_with(_dec_remote_domain_get_job_info_args, _T_remote_domain_get_job_info_args, data, exact=exact, name="remote_domain_get_job_info_args")
-    return result
-
-
-def encode_remote_domain_get_job_info_ret(value: remote_domain_get_job_info_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_job_info_ret, _T_remote_domain_get_job_info_ret, value, "remote_domain_get_job_info_ret")
-
-
-def decode_remote_domain_get_job_info_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_job_info_ret:
-    result: remote_domain_get_job_info_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_get_job_info_ret, _T_remote_domain_get_job_info_ret, data, exact=exact, name="remote_domain_get_job_info_ret")
-    return result
-
-
-def encode_remote_domain_get_job_stats_args(value: remote_domain_get_job_stats_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_job_stats_args, _T_remote_domain_get_job_stats_args, value, "remote_domain_get_job_stats_args")
-
-
-def decode_remote_domain_get_job_stats_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_job_stats_args:
-    result: remote_domain_get_job_stats_args
-    result, _ = xdr.decode_with(_dec_remote_domain_get_job_stats_args, _T_remote_domain_get_job_stats_args, data, exact=exact, name="remote_domain_get_job_stats_args")
-    return result
-
-
-def encode_remote_domain_get_job_stats_ret(value: remote_domain_get_job_stats_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_get_job_stats_ret, _T_remote_domain_get_job_stats_ret, value, "remote_domain_get_job_stats_ret")
-
-
-def decode_remote_domain_get_job_stats_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_get_job_stats_ret:
-    result: remote_domain_get_job_stats_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_get_job_stats_ret, _T_remote_domain_get_job_stats_ret, data, exact=exact, name="remote_domain_get_job_stats_ret")
-    return result
-
-
-def encode_remote_domain_abort_job_args(value: remote_domain_abort_job_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_abort_job_args, _T_remote_domain_abort_job_args, value, "remote_domain_abort_job_args")
-
-
-def decode_remote_domain_abort_job_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_abort_job_args:
-    result: remote_domain_abort_job_args
-    result, _ = xdr.decode_with(_dec_remote_domain_abort_job_args, _T_remote_domain_abort_job_args, data, exact=exact, name="remote_domain_abort_job_args")
-    return result
-
-
-def encode_remote_domain_abort_job_flags_args(value: remote_domain_abort_job_flags_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_abort_job_flags_args, _T_remote_domain_abort_job_flags_args, value, "remote_domain_abort_job_flags_args")
-
-
-def decode_remote_domain_abort_job_flags_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_abort_job_flags_args:
-    result: remote_domain_abort_job_flags_args
-    result, _ = xdr.decode_with(_dec_remote_domain_abort_job_flags_args, _T_remote_domain_abort_job_flags_args, data, exact=exact, name="remote_domain_abort_job_flags_args")
-    return result
-
-
-def encode_remote_domain_migrate_prepare_args(value: remote_domain_migrate_prepare_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_migrate_prepare_args, _T_remote_domain_migrate_prepare_args, value, "remote_domain_migrate_prepare_args")
-
-
-def decode_remote_domain_migrate_prepare_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_migrate_prepare_args:
-    result: remote_domain_migrate_prepare_args
-    result, _ = xdr.decode_with(_dec_remote_domain_migrate_prepare_args, _T_remote_domain_migrate_prepare_args, data, exact=exact, name="remote_domain_migrate_prepare_args")
-    return result
-
-
-def encode_remote_domain_migrate_prepare_ret(value: remote_domain_migrate_prepare_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_migrate_prepare_ret, _T_remote_domain_migrate_prepare_ret, value, "remote_domain_migrate_prepare_ret")
-
-
-def decode_remote_domain_migrate_prepare_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_migrate_prepare_ret:
-    result: remote_domain_migrate_prepare_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_migrate_prepare_ret, _T_remote_domain_migrate_prepare_ret, data, exact=exact, name="remote_domain_migrate_prepare_ret")
-    return result
-
-
-def encode_remote_domain_migrate_perform_args(value: remote_domain_migrate_perform_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_migrate_perform_args, _T_remote_domain_migrate_perform_args, value, "remote_domain_migrate_perform_args")
-
-
-def decode_remote_domain_migrate_perform_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_migrate_perform_args:
-    result: remote_domain_migrate_perform_args
-    result, _ = xdr.decode_with(_dec_remote_domain_migrate_perform_args, _T_remote_domain_migrate_perform_args, data, exact=exact, name="remote_domain_migrate_perform_args")
-    return result
-
-
-def encode_remote_domain_migrate_finish_args(value: remote_domain_migrate_finish_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_migrate_finish_args, _T_remote_domain_migrate_finish_args, value, "remote_domain_migrate_finish_args")
-
-
-def decode_remote_domain_migrate_finish_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_migrate_finish_args:
-    result: remote_domain_migrate_finish_args
-    result, _ = xdr.decode_with(_dec_remote_domain_migrate_finish_args, _T_remote_domain_migrate_finish_args, data, exact=exact, name="remote_domain_migrate_finish_args")
-    return result
-
-
-def encode_remote_domain_migrate_finish_ret(value: remote_domain_migrate_finish_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_migrate_finish_ret, _T_remote_domain_migrate_finish_ret, value, "remote_domain_migrate_finish_ret")
-
-
-def decode_remote_domain_migrate_finish_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_migrate_finish_ret:
-    result: remote_domain_migrate_finish_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_migrate_finish_ret, _T_remote_domain_migrate_finish_ret, data, exact=exact, name="remote_domain_migrate_finish_ret")
-    return result
-
-
-def encode_remote_domain_migrate_prepare2_args(value: remote_domain_migrate_prepare2_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_migrate_prepare2_args, _T_remote_domain_migrate_prepare2_args, value, "remote_domain_migrate_prepare2_args")
-
-
-def decode_remote_domain_migrate_prepare2_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_migrate_prepare2_args:
-    result: remote_domain_migrate_prepare2_args
-    result, _ = xdr.decode_with(_dec_remote_domain_migrate_prepare2_args, _T_remote_domain_migrate_prepare2_args, data, exact=exact, name="remote_domain_migrate_prepare2_args")
-    return result
-
-
-def encode_remote_domain_migrate_prepare2_ret(value: remote_domain_migrate_prepare2_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_migrate_prepare2_ret, _T_remote_domain_migrate_prepare2_ret, value, "remote_domain_migrate_prepare2_ret")
-
-
-def decode_remote_domain_migrate_prepare2_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_migrate_prepare2_ret:
-    result: remote_domain_migrate_prepare2_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_migrate_prepare2_ret, _T_remote_domain_migrate_prepare2_ret, data, exact=exact, name="remote_domain_migrate_prepare2_ret")
-    return result
-
-
-def encode_remote_domain_migrate_finish2_args(value: remote_domain_migrate_finish2_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_migrate_finish2_args, _T_remote_domain_migrate_finish2_args, value, "remote_domain_migrate_finish2_args")
-
-
-def decode_remote_domain_migrate_finish2_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_migrate_finish2_args:
-    result: remote_domain_migrate_finish2_args
-    result, _ = xdr.decode_with(_dec_remote_domain_migrate_finish2_args, _T_remote_domain_migrate_finish2_args, data, exact=exact, name="remote_domain_migrate_finish2_args")
-    return result
-
-
-def encode_remote_domain_migrate_finish2_ret(value: remote_domain_migrate_finish2_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_migrate_finish2_ret, _T_remote_domain_migrate_finish2_ret, value, "remote_domain_migrate_finish2_ret")
-
-
-def decode_remote_domain_migrate_finish2_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_migrate_finish2_ret:
-    result: remote_domain_migrate_finish2_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_migrate_finish2_ret, _T_remote_domain_migrate_finish2_ret, data, exact=exact, name="remote_domain_migrate_finish2_ret")
-    return result
-
-
-def encode_remote_domain_migrate_prepare_tunnel_args(value: remote_domain_migrate_prepare_tunnel_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_migrate_prepare_tunnel_args, _T_remote_domain_migrate_prepare_tunnel_args, value, "remote_domain_migrate_prepare_tunnel_args")
-
-
-def decode_remote_domain_migrate_prepare_tunnel_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_migrate_prepare_tunnel_args:
-    result: remote_domain_migrate_prepare_tunnel_args
-    result, _ = xdr.decode_with(_dec_remote_domain_migrate_prepare_tunnel_args, _T_remote_domain_migrate_prepare_tunnel_args, data, exact=exact, name="remote_domain_migrate_prepare_tunnel_args")
-    return result
-
-
-def encode_remote_domain_migrate_get_max_downtime_args(value: remote_domain_migrate_get_max_downtime_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_migrate_get_max_downtime_args, _T_remote_domain_migrate_get_max_downtime_args, value, "remote_domain_migrate_get_max_downtime_args")
-
-
-def decode_remote_domain_migrate_get_max_downtime_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_migrate_get_max_downtime_args:
-    result: remote_domain_migrate_get_max_downtime_args
-    result, _ = xdr.decode_with(_dec_remote_domain_migrate_get_max_downtime_args, _T_remote_domain_migrate_get_max_downtime_args, data, exact=exact, name="remote_domain_migrate_get_max_downtime_args")
-    return result
-
-
-def encode_remote_domain_migrate_get_max_downtime_ret(value: remote_domain_migrate_get_max_downtime_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_migrate_get_max_downtime_ret, _T_remote_domain_migrate_get_max_downtime_ret, value, "remote_domain_migrate_get_max_downtime_ret")
-
-
-def decode_remote_domain_migrate_get_max_downtime_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_migrate_get_max_downtime_ret:
-    result: remote_domain_migrate_get_max_downtime_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_migrate_get_max_downtime_ret, _T_remote_domain_migrate_get_max_downtime_ret, data, exact=exact, name="remote_domain_migrate_get_max_downtime_ret")
-    return result
-
-
-def encode_remote_domain_migrate_set_max_downtime_args(value: remote_domain_migrate_set_max_downtime_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_migrate_set_max_downtime_args, _T_remote_domain_migrate_set_max_downtime_args, value, "remote_domain_migrate_set_max_downtime_args")
-
-
-def decode_remote_domain_migrate_set_max_downtime_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_migrate_set_max_downtime_args:
-    result: remote_domain_migrate_set_max_downtime_args
-    result, _ = xdr.decode_with(_dec_remote_domain_migrate_set_max_downtime_args, _T_remote_domain_migrate_set_max_downtime_args, data, exact=exact, name="remote_domain_migrate_set_max_downtime_args")
-    return result
-
-
-def encode_remote_domain_migrate_get_compression_cache_args(value: remote_domain_migrate_get_compression_cache_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_migrate_get_compression_cache_args, _T_remote_domain_migrate_get_compression_cache_args, value, "remote_domain_migrate_get_compression_cache_args")
-
-
-def decode_remote_domain_migrate_get_compression_cache_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_migrate_get_compression_cache_args:
-    result: remote_domain_migrate_get_compression_cache_args
-    result, _ = xdr.decode_with(_dec_remote_domain_migrate_get_compression_cache_args, _T_remote_domain_migrate_get_compression_cache_args, data, exact=exact, name="remote_domain_migrate_get_compression_cache_args")
-    return result
-
-
-def encode_remote_domain_migrate_get_compression_cache_ret(value: remote_domain_migrate_get_compression_cache_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_migrate_get_compression_cache_ret, _T_remote_domain_migrate_get_compression_cache_ret, value, "remote_domain_migrate_get_compression_cache_ret")
-
-
-def decode_remote_domain_migrate_get_compression_cache_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_migrate_get_compression_cache_ret:
-    result: remote_domain_migrate_get_compression_cache_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_migrate_get_compression_cache_ret, _T_remote_domain_migrate_get_compression_cache_ret, data, exact=exact, name="remote_domain_migrate_get_compression_cache_ret")
-    return result
-
-
-def encode_remote_domain_migrate_set_compression_cache_args(value: remote_domain_migrate_set_compression_cache_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_migrate_set_compression_cache_args, _T_remote_domain_migrate_set_compression_cache_args, value, "remote_domain_migrate_set_compression_cache_args")
-
-
-def decode_remote_domain_migrate_set_compression_cache_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_migrate_set_compression_cache_args:
-    result: remote_domain_migrate_set_compression_cache_args
-    result, _ = xdr.decode_with(_dec_remote_domain_migrate_set_compression_cache_args, _T_remote_domain_migrate_set_compression_cache_args, data, exact=exact, name="remote_domain_migrate_set_compression_cache_args")
-    return result
-
-
-def encode_remote_domain_migrate_set_max_speed_args(value: remote_domain_migrate_set_max_speed_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_migrate_set_max_speed_args, _T_remote_domain_migrate_set_max_speed_args, value, "remote_domain_migrate_set_max_speed_args")
-
-
-def decode_remote_domain_migrate_set_max_speed_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_migrate_set_max_speed_args:
-    result: remote_domain_migrate_set_max_speed_args
-    result, _ = xdr.decode_with(_dec_remote_domain_migrate_set_max_speed_args, _T_remote_domain_migrate_set_max_speed_args, data, exact=exact, name="remote_domain_migrate_set_max_speed_args")
-    return result
-
-
-def encode_remote_domain_migrate_get_max_speed_args(value: remote_domain_migrate_get_max_speed_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_migrate_get_max_speed_args, _T_remote_domain_migrate_get_max_speed_args, value, "remote_domain_migrate_get_max_speed_args")
-
-
-def decode_remote_domain_migrate_get_max_speed_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_migrate_get_max_speed_args:
-    result: remote_domain_migrate_get_max_speed_args
-    result, _ = xdr.decode_with(_dec_remote_domain_migrate_get_max_speed_args, _T_remote_domain_migrate_get_max_speed_args, data, exact=exact, name="remote_domain_migrate_get_max_speed_args")
-    return result
-
-
-def encode_remote_domain_migrate_get_max_speed_ret(value: remote_domain_migrate_get_max_speed_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_migrate_get_max_speed_ret, _T_remote_domain_migrate_get_max_speed_ret, value, "remote_domain_migrate_get_max_speed_ret")
-
-
-def decode_remote_domain_migrate_get_max_speed_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_migrate_get_max_speed_ret:
-    result: remote_domain_migrate_get_max_speed_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_migrate_get_max_speed_ret, _T_remote_domain_migrate_get_max_speed_ret, data, exact=exact, name="remote_domain_migrate_get_max_speed_ret")
-    return result
-
-
-def encode_remote_domain_migrate_begin3_args(value: remote_domain_migrate_begin3_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_migrate_begin3_args, _T_remote_domain_migrate_begin3_args, value, "remote_domain_migrate_begin3_args")
-
-
-def decode_remote_domain_migrate_begin3_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_migrate_begin3_args:
-    result: remote_domain_migrate_begin3_args
-    result, _ = xdr.decode_with(_dec_remote_domain_migrate_begin3_args, _T_remote_domain_migrate_begin3_args, data, exact=exact, name="remote_domain_migrate_begin3_args")
-    return result
-
-
-def encode_remote_domain_migrate_begin3_ret(value: remote_domain_migrate_begin3_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_migrate_begin3_ret, _T_remote_domain_migrate_begin3_ret, value, "remote_domain_migrate_begin3_ret")
-
-
-def decode_remote_domain_migrate_begin3_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_migrate_begin3_ret:
-    result: remote_domain_migrate_begin3_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_migrate_begin3_ret, _T_remote_domain_migrate_begin3_ret, data, exact=exact, name="remote_domain_migrate_begin3_ret")
-    return result
-
-
-def encode_remote_domain_migrate_prepare3_args(value: remote_domain_migrate_prepare3_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_migrate_prepare3_args, _T_remote_domain_migrate_prepare3_args, value, "remote_domain_migrate_prepare3_args")
-
-
-def decode_remote_domain_migrate_prepare3_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_migrate_prepare3_args:
-    result: remote_domain_migrate_prepare3_args
-    result, _ = xdr.decode_with(_dec_remote_domain_migrate_prepare3_args, _T_remote_domain_migrate_prepare3_args, data, exact=exact, name="remote_domain_migrate_prepare3_args")
-    return result
-
-
-def encode_remote_domain_migrate_prepare3_ret(value: remote_domain_migrate_prepare3_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_migrate_prepare3_ret, _T_remote_domain_migrate_prepare3_ret, value, "remote_domain_migrate_prepare3_ret")
-
-
-def decode_remote_domain_migrate_prepare3_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_migrate_prepare3_ret:
-    result: remote_domain_migrate_prepare3_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_migrate_prepare3_ret, _T_remote_domain_migrate_prepare3_ret, data, exact=exact, name="remote_domain_migrate_prepare3_ret")
-    return result
-
-
-def encode_remote_domain_migrate_prepare_tunnel3_args(value: remote_domain_migrate_prepare_tunnel3_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_migrate_prepare_tunnel3_args, _T_remote_domain_migrate_prepare_tunnel3_args, value, "remote_domain_migrate_prepare_tunnel3_args")
-
-
-def decode_remote_domain_migrate_prepare_tunnel3_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_migrate_prepare_tunnel3_args:
-    result: remote_domain_migrate_prepare_tunnel3_args
-    result, _ = xdr.decode_with(_dec_remote_domain_migrate_prepare_tunnel3_args, _T_remote_domain_migrate_prepare_tunnel3_args, data, exact=exact, name="remote_domain_migrate_prepare_tunnel3_args")
-    return result
-
-
-def encode_remote_domain_migrate_prepare_tunnel3_ret(value: remote_domain_migrate_prepare_tunnel3_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_migrate_prepare_tunnel3_ret, _T_remote_domain_migrate_prepare_tunnel3_ret, value, "remote_domain_migrate_prepare_tunnel3_ret")
-
-
-def decode_remote_domain_migrate_prepare_tunnel3_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_migrate_prepare_tunnel3_ret:
-    result: remote_domain_migrate_prepare_tunnel3_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_migrate_prepare_tunnel3_ret, _T_remote_domain_migrate_prepare_tunnel3_ret, data, exact=exact, name="remote_domain_migrate_prepare_tunnel3_ret")
-    return result
-
-
-def encode_remote_domain_migrate_perform3_args(value: remote_domain_migrate_perform3_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_migrate_perform3_args, _T_remote_domain_migrate_perform3_args, value, "remote_domain_migrate_perform3_args")
-
-
-def decode_remote_domain_migrate_perform3_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_migrate_perform3_args:
-    result: remote_domain_migrate_perform3_args
-    result, _ = xdr.decode_with(_dec_remote_domain_migrate_perform3_args, _T_remote_domain_migrate_perform3_args, data, exact=exact, name="remote_domain_migrate_perform3_args")
-    return result
-
-
-def encode_remote_domain_migrate_perform3_ret(value: remote_domain_migrate_perform3_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_migrate_perform3_ret, _T_remote_domain_migrate_perform3_ret, value, "remote_domain_migrate_perform3_ret")
-
-
-def decode_remote_domain_migrate_perform3_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_migrate_perform3_ret:
-    result: remote_domain_migrate_perform3_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_migrate_perform3_ret, _T_remote_domain_migrate_perform3_ret, data, exact=exact, name="remote_domain_migrate_perform3_ret")
-    return result
-
-
-def encode_remote_domain_migrate_finish3_args(value: remote_domain_migrate_finish3_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_migrate_finish3_args, _T_remote_domain_migrate_finish3_args, value, "remote_domain_migrate_finish3_args")
-
-
-def decode_remote_domain_migrate_finish3_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_migrate_finish3_args:
-    result: remote_domain_migrate_finish3_args
-    result, _ = xdr.decode_with(_dec_remote_domain_migrate_finish3_args, _T_remote_domain_migrate_finish3_args, data, exact=exact, name="remote_domain_migrate_finish3_args")
-    return result
-
-
-def encode_remote_domain_migrate_finish3_ret(value: remote_domain_migrate_finish3_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_migrate_finish3_ret, _T_remote_domain_migrate_finish3_ret, value, "remote_domain_migrate_finish3_ret")
-
-
-def decode_remote_domain_migrate_finish3_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_migrate_finish3_ret:
-    result: remote_domain_migrate_finish3_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_migrate_finish3_ret, _T_remote_domain_migrate_finish3_ret, data, exact=exact, name="remote_domain_migrate_finish3_ret")
-    return result
-
-
-def encode_remote_domain_migrate_confirm3_args(value: remote_domain_migrate_confirm3_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_migrate_confirm3_args, _T_remote_domain_migrate_confirm3_args, value, "remote_domain_migrate_confirm3_args")
-
-
-def decode_remote_domain_migrate_confirm3_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_migrate_confirm3_args:
-    result: remote_domain_migrate_confirm3_args
-    result, _ = xdr.decode_with(_dec_remote_domain_migrate_confirm3_args, _T_remote_domain_migrate_confirm3_args, data, exact=exact, name="remote_domain_migrate_confirm3_args")
-    return result
-
-
-def encode_remote_domain_migrate_begin3_params_args(value: remote_domain_migrate_begin3_params_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_migrate_begin3_params_args, _T_remote_domain_migrate_begin3_params_args, value, "remote_domain_migrate_begin3_params_args")
-
-
-def decode_remote_domain_migrate_begin3_params_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_migrate_begin3_params_args:
-    result: remote_domain_migrate_begin3_params_args
-    result, _ = xdr.decode_with(_dec_remote_domain_migrate_begin3_params_args, _T_remote_domain_migrate_begin3_params_args, data, exact=exact, name="remote_domain_migrate_begin3_params_args")
-    return result
-
-
-def encode_remote_domain_migrate_begin3_params_ret(value: remote_domain_migrate_begin3_params_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_migrate_begin3_params_ret, _T_remote_domain_migrate_begin3_params_ret, value, "remote_domain_migrate_begin3_params_ret")
-
-
-def decode_remote_domain_migrate_begin3_params_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_migrate_begin3_params_ret:
-    result: remote_domain_migrate_begin3_params_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_migrate_begin3_params_ret, _T_remote_domain_migrate_begin3_params_ret, data, exact=exact, name="remote_domain_migrate_begin3_params_ret")
-    return result
-
-
-def encode_remote_domain_migrate_prepare3_params_args(value: remote_domain_migrate_prepare3_params_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_migrate_prepare3_params_args, _T_remote_domain_migrate_prepare3_params_args, value, "remote_domain_migrate_prepare3_params_args")
-
-
-def decode_remote_domain_migrate_prepare3_params_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_migrate_prepare3_params_args:
-    result: remote_domain_migrate_prepare3_params_args
-    result, _ = xdr.decode_with(_dec_remote_domain_migrate_prepare3_params_args, _T_remote_domain_migrate_prepare3_params_args, data, exact=exact, name="remote_domain_migrate_prepare3_params_args")
-    return result
-
-
-def encode_remote_domain_migrate_prepare3_params_ret(value: remote_domain_migrate_prepare3_params_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_migrate_prepare3_params_ret, _T_remote_domain_migrate_prepare3_params_ret, value, "remote_domain_migrate_prepare3_params_ret")
-
-
-def decode_remote_domain_migrate_prepare3_params_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_migrate_prepare3_params_ret:
-    result: remote_domain_migrate_prepare3_params_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_migrate_prepare3_params_ret, _T_remote_domain_migrate_prepare3_params_ret, data, exact=exact, name="remote_domain_migrate_prepare3_params_ret")
-    return result
-
-
-def encode_remote_domain_migrate_prepare_tunnel3_params_args(value: remote_domain_migrate_prepare_tunnel3_params_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_migrate_prepare_tunnel3_params_args, _T_remote_domain_migrate_prepare_tunnel3_params_args, value, "remote_domain_migrate_prepare_tunnel3_params_args")
-
-
-def decode_remote_domain_migrate_prepare_tunnel3_params_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_migrate_prepare_tunnel3_params_args:
-    result: remote_domain_migrate_prepare_tunnel3_params_args
-    result, _ = xdr.decode_with(_dec_remote_domain_migrate_prepare_tunnel3_params_args, _T_remote_domain_migrate_prepare_tunnel3_params_args, data, exact=exact, name="remote_domain_migrate_prepare_tunnel3_params_args")
-    return result
-
-
-def encode_remote_domain_migrate_prepare_tunnel3_params_ret(value: remote_domain_migrate_prepare_tunnel3_params_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_migrate_prepare_tunnel3_params_ret, _T_remote_domain_migrate_prepare_tunnel3_params_ret, value, "remote_domain_migrate_prepare_tunnel3_params_ret")
-
-
-def decode_remote_domain_migrate_prepare_tunnel3_params_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_migrate_prepare_tunnel3_params_ret:
-    result: remote_domain_migrate_prepare_tunnel3_params_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_migrate_prepare_tunnel3_params_ret, _T_remote_domain_migrate_prepare_tunnel3_params_ret, data, exact=exact, name="remote_domain_migrate_prepare_tunnel3_params_ret")
-    return result
-
-
-def encode_remote_domain_migrate_perform3_params_args(value: remote_domain_migrate_perform3_params_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_migrate_perform3_params_args, _T_remote_domain_migrate_perform3_params_args, value, "remote_domain_migrate_perform3_params_args")
-
-
-def decode_remote_domain_migrate_perform3_params_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_migrate_perform3_params_args:
-    result: remote_domain_migrate_perform3_params_args
-    result, _ = xdr.decode_with(_dec_remote_domain_migrate_perform3_params_args, _T_remote_domain_migrate_perform3_params_args, data, exact=exact, name="remote_domain_migrate_perform3_params_args")
-    return result
-
-
-def encode_remote_domain_migrate_perform3_params_ret(value: remote_domain_migrate_perform3_params_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_migrate_perform3_params_ret, _T_remote_domain_migrate_perform3_params_ret, value, "remote_domain_migrate_perform3_params_ret")
-
-
-def decode_remote_domain_migrate_perform3_params_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_migrate_perform3_params_ret:
-    result: remote_domain_migrate_perform3_params_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_migrate_perform3_params_ret, _T_remote_domain_migrate_perform3_params_ret, data, exact=exact, name="remote_domain_migrate_perform3_params_ret")
-    return result
-
-
-def encode_remote_domain_migrate_finish3_params_args(value: remote_domain_migrate_finish3_params_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_migrate_finish3_params_args, _T_remote_domain_migrate_finish3_params_args, value, "remote_domain_migrate_finish3_params_args")
-
-
-def decode_remote_domain_migrate_finish3_params_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_migrate_finish3_params_args:
-    result: remote_domain_migrate_finish3_params_args
-    result, _ = xdr.decode_with(_dec_remote_domain_migrate_finish3_params_args, _T_remote_domain_migrate_finish3_params_args, data, exact=exact, name="remote_domain_migrate_finish3_params_args")
-    return result
-
-
-def encode_remote_domain_migrate_finish3_params_ret(value: remote_domain_migrate_finish3_params_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_migrate_finish3_params_ret, _T_remote_domain_migrate_finish3_params_ret, value, "remote_domain_migrate_finish3_params_ret")
-
-
-def decode_remote_domain_migrate_finish3_params_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_migrate_finish3_params_ret:
-    result: remote_domain_migrate_finish3_params_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_migrate_finish3_params_ret, _T_remote_domain_migrate_finish3_params_ret, data, exact=exact, name="remote_domain_migrate_finish3_params_ret")
-    return result
-
-
-def encode_remote_domain_migrate_confirm3_params_args(value: remote_domain_migrate_confirm3_params_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_migrate_confirm3_params_args, _T_remote_domain_migrate_confirm3_params_args, value, "remote_domain_migrate_confirm3_params_args")
-
-
-def decode_remote_domain_migrate_confirm3_params_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_migrate_confirm3_params_args:
-    result: remote_domain_migrate_confirm3_params_args
-    result, _ = xdr.decode_with(_dec_remote_domain_migrate_confirm3_params_args, _T_remote_domain_migrate_confirm3_params_args, data, exact=exact, name="remote_domain_migrate_confirm3_params_args")
-    return result
-
-
-def encode_remote_domain_migrate_start_post_copy_args(value: remote_domain_migrate_start_post_copy_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_migrate_start_post_copy_args, _T_remote_domain_migrate_start_post_copy_args, value, "remote_domain_migrate_start_post_copy_args")
-
-
-def decode_remote_domain_migrate_start_post_copy_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_migrate_start_post_copy_args:
-    result: remote_domain_migrate_start_post_copy_args
-    result, _ = xdr.decode_with(_dec_remote_domain_migrate_start_post_copy_args, _T_remote_domain_migrate_start_post_copy_args, data, exact=exact, name="remote_domain_migrate_start_post_copy_args")
-    return result
-
-
-def encode_remote_connect_domain_event_register_ret(value: remote_connect_domain_event_register_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_domain_event_register_ret, _T_remote_connect_domain_event_register_ret, value, "remote_connect_domain_event_register_ret")
-
-
-def decode_remote_connect_domain_event_register_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_domain_event_register_ret:
-    result: remote_connect_domain_event_register_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_domain_event_register_ret, _T_remote_connect_domain_event_register_ret, data, exact=exact, name="remote_connect_domain_event_register_ret")
-    return result
-
-
-def encode_remote_connect_domain_event_deregister_ret(value: remote_connect_domain_event_deregister_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_domain_event_deregister_ret, _T_remote_connect_domain_event_deregister_ret, value, "remote_connect_domain_event_deregister_ret")
-
-
-def decode_remote_connect_domain_event_deregister_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_domain_event_deregister_ret:
-    result: remote_connect_domain_event_deregister_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_domain_event_deregister_ret, _T_remote_connect_domain_event_deregister_ret, data, exact=exact, name="remote_connect_domain_event_deregister_ret")
-    return result
-
-
-def encode_remote_connect_domain_event_register_any_args(value: remote_connect_domain_event_register_any_args) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_domain_event_register_any_args, _T_remote_connect_domain_event_register_any_args, value, "remote_connect_domain_event_register_any_args")
-
-
-def decode_remote_connect_domain_event_register_any_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_domain_event_register_any_args:
-    result: remote_connect_domain_event_register_any_args
-    result, _ = xdr.decode_with(_dec_remote_connect_domain_event_register_any_args, _T_remote_connect_domain_event_register_any_args, data, exact=exact, name="remote_connect_domain_event_register_any_args")
-    return result
-
-
-def encode_remote_connect_domain_event_deregister_any_args(value: remote_connect_domain_event_deregister_any_args) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_domain_event_deregister_any_args, _T_remote_connect_domain_event_deregister_any_args, value, "remote_connect_domain_event_deregister_any_args")
-
-
-def decode_remote_connect_domain_event_deregister_any_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_domain_event_deregister_any_args:
-    result: remote_connect_domain_event_deregister_any_args
-    result, _ = xdr.decode_with(_dec_remote_connect_domain_event_deregister_any_args, _T_remote_connect_domain_event_deregister_any_args, data, exact=exact, name="remote_connect_domain_event_deregister_any_args")
-    return result
-
-
-def encode_remote_connect_domain_event_callback_register_any_args(value: remote_connect_domain_event_callback_register_any_args) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_domain_event_callback_register_any_args, _T_remote_connect_domain_event_callback_register_any_args, value, "remote_connect_domain_event_callback_register_any_args")
-
-
-def decode_remote_connect_domain_event_callback_register_any_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_domain_event_callback_register_any_args:
-    result: remote_connect_domain_event_callback_register_any_args
-    result, _ = xdr.decode_with(_dec_remote_connect_domain_event_callback_register_any_args, _T_remote_connect_domain_event_callback_register_any_args, data, exact=exact, name="remote_connect_domain_event_callback_register_any_args")
-    return result
-
-
-def encode_remote_connect_domain_event_callback_register_any_ret(value: remote_connect_domain_event_callback_register_any_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_domain_event_callback_register_any_ret, _T_remote_connect_domain_event_callback_register_any_ret, value, "remote_connect_domain_event_callback_register_any_ret")
-
-
-def decode_remote_connect_domain_event_callback_register_any_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_domain_event_callback_register_any_ret:
-    result: remote_connect_domain_event_callback_register_any_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_domain_event_callback_register_any_ret, _T_remote_connect_domain_event_callback_register_any_ret, data, exact=exact, name="remote_connect_domain_event_callback_register_any_ret")
-    return result
-
-
-def encode_remote_connect_domain_event_callback_deregister_any_args(value: remote_connect_domain_event_callback_deregister_any_args) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_domain_event_callback_deregister_any_args, _T_remote_connect_domain_event_callback_deregister_any_args, value, "remote_connect_domain_event_callback_deregister_any_args")
-
-
-def decode_remote_connect_domain_event_callback_deregister_any_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_domain_event_callback_deregister_any_args:
-    result: remote_connect_domain_event_callback_deregister_any_args
-    result, _ = xdr.decode_with(_dec_remote_connect_domain_event_callback_deregister_any_args, _T_remote_connect_domain_event_callback_deregister_any_args, data, exact=exact, name="remote_connect_domain_event_callback_deregister_any_args")
-    return result
-
-
-def encode_remote_connect_event_connection_closed_msg(value: remote_connect_event_connection_closed_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_event_connection_closed_msg, _T_remote_connect_event_connection_closed_msg, value, "remote_connect_event_connection_closed_msg")
-
-
-def decode_remote_connect_event_connection_closed_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_event_connection_closed_msg:
-    result: remote_connect_event_connection_closed_msg
-    result, _ = xdr.decode_with(_dec_remote_connect_event_connection_closed_msg, _T_remote_connect_event_connection_closed_msg, data, exact=exact, name="remote_connect_event_connection_closed_msg")
-    return result
-
-
-def encode_remote_connect_network_event_register_any_args(value: remote_connect_network_event_register_any_args) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_network_event_register_any_args, _T_remote_connect_network_event_register_any_args, value, "remote_connect_network_event_register_any_args")
-
-
-def decode_remote_connect_network_event_register_any_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_network_event_register_any_args:
-    result: remote_connect_network_event_register_any_args
-    result, _ = xdr.decode_with(_dec_remote_connect_network_event_register_any_args, _T_remote_connect_network_event_register_any_args, data, exact=exact, name="remote_connect_network_event_register_any_args")
-    return result
-
-
-def encode_remote_connect_network_event_register_any_ret(value: remote_connect_network_event_register_any_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_network_event_register_any_ret, _T_remote_connect_network_event_register_any_ret, value, "remote_connect_network_event_register_any_ret")
-
-
-def decode_remote_connect_network_event_register_any_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_network_event_register_any_ret:
-    result: remote_connect_network_event_register_any_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_network_event_register_any_ret, _T_remote_connect_network_event_register_any_ret, data, exact=exact, name="remote_connect_network_event_register_any_ret")
-    return result
-
-
-def encode_remote_connect_network_event_deregister_any_args(value: remote_connect_network_event_deregister_any_args) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_network_event_deregister_any_args, _T_remote_connect_network_event_deregister_any_args, value, "remote_connect_network_event_deregister_any_args")
-
-
-def decode_remote_connect_network_event_deregister_any_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_network_event_deregister_any_args:
-    result: remote_connect_network_event_deregister_any_args
-    result, _ = xdr.decode_with(_dec_remote_connect_network_event_deregister_any_args, _T_remote_connect_network_event_deregister_any_args, data, exact=exact, name="remote_connect_network_event_deregister_any_args")
-    return result
-
-
-def encode_remote_connect_storage_pool_event_register_any_args(value: remote_connect_storage_pool_event_register_any_args) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_storage_pool_event_register_any_args, _T_remote_connect_storage_pool_event_register_any_args, value, "remote_connect_storage_pool_event_register_any_args")
-
-
-def decode_remote_connect_storage_pool_event_register_any_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_storage_pool_event_register_any_args:
-    result: remote_connect_storage_pool_event_register_any_args
-    result, _ = xdr.decode_with(_dec_remote_connect_storage_pool_event_register_any_args, _T_remote_connect_storage_pool_event_register_any_args, data, exact=exact, name="remote_connect_storage_pool_event_register_any_args")
-    return result
-
-
-def encode_remote_connect_storage_pool_event_register_any_ret(value: remote_connect_storage_pool_event_register_any_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_storage_pool_event_register_any_ret, _T_remote_connect_storage_pool_event_register_any_ret, value, "remote_connect_storage_pool_event_register_any_ret")
-
-
-def decode_remote_connect_storage_pool_event_register_any_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_storage_pool_event_register_any_ret:
-    result: remote_connect_storage_pool_event_register_any_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_storage_pool_event_register_any_ret, _T_remote_connect_storage_pool_event_register_any_ret, data, exact=exact, name="remote_connect_storage_pool_event_register_any_ret")
-    return result
-
-
-def encode_remote_connect_storage_pool_event_deregister_any_args(value: remote_connect_storage_pool_event_deregister_any_args) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_storage_pool_event_deregister_any_args, _T_remote_connect_storage_pool_event_deregister_any_args, value, "remote_connect_storage_pool_event_deregister_any_args")
-
-
-def decode_remote_connect_storage_pool_event_deregister_any_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_storage_pool_event_deregister_any_args:
-    result: remote_connect_storage_pool_event_deregister_any_args
-    result, _ = xdr.decode_with(_dec_remote_connect_storage_pool_event_deregister_any_args, _T_remote_connect_storage_pool_event_deregister_any_args, data, exact=exact, name="remote_connect_storage_pool_event_deregister_any_args")
-    return result
-
-
-def encode_remote_connect_node_device_event_register_any_args(value: remote_connect_node_device_event_register_any_args) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_node_device_event_register_any_args, _T_remote_connect_node_device_event_register_any_args, value, "remote_connect_node_device_event_register_any_args")
-
-
-def decode_remote_connect_node_device_event_register_any_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_node_device_event_register_any_args:
-    result: remote_connect_node_device_event_register_any_args
-    result, _ = xdr.decode_with(_dec_remote_connect_node_device_event_register_any_args, _T_remote_connect_node_device_event_register_any_args, data, exact=exact, name="remote_connect_node_device_event_register_any_args")
-    return result
-
-
-def encode_remote_connect_node_device_event_register_any_ret(value: remote_connect_node_device_event_register_any_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_node_device_event_register_any_ret, _T_remote_connect_node_device_event_register_any_ret, value, "remote_connect_node_device_event_register_any_ret")
-
-
-def decode_remote_connect_node_device_event_register_any_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_node_device_event_register_any_ret:
-    result: remote_connect_node_device_event_register_any_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_node_device_event_register_any_ret, _T_remote_connect_node_device_event_register_any_ret, data, exact=exact, name="remote_connect_node_device_event_register_any_ret")
-    return result
-
-
-def encode_remote_connect_node_device_event_deregister_any_args(value: remote_connect_node_device_event_deregister_any_args) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_node_device_event_deregister_any_args, _T_remote_connect_node_device_event_deregister_any_args, value, "remote_connect_node_device_event_deregister_any_args")
-
-
-def decode_remote_connect_node_device_event_deregister_any_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_node_device_event_deregister_any_args:
-    result: remote_connect_node_device_event_deregister_any_args
-    result, _ = xdr.decode_with(_dec_remote_connect_node_device_event_deregister_any_args, _T_remote_connect_node_device_event_deregister_any_args, data, exact=exact, name="remote_connect_node_device_event_deregister_any_args")
-    return result
-
-
-def encode_remote_connect_secret_event_register_any_args(value: remote_connect_secret_event_register_any_args) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_secret_event_register_any_args, _T_remote_connect_secret_event_register_any_args, value, "remote_connect_secret_event_register_any_args")
-
-
-def decode_remote_connect_secret_event_register_any_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_secret_event_register_any_args:
-    result: remote_connect_secret_event_register_any_args
-    result, _ = xdr.decode_with(_dec_remote_connect_secret_event_register_any_args, _T_remote_connect_secret_event_register_any_args, data, exact=exact, name="remote_connect_secret_event_register_any_args")
-    return result
-
-
-def encode_remote_connect_secret_event_register_any_ret(value: remote_connect_secret_event_register_any_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_secret_event_register_any_ret, _T_remote_connect_secret_event_register_any_ret, value, "remote_connect_secret_event_register_any_ret")
-
-
-def decode_remote_connect_secret_event_register_any_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_secret_event_register_any_ret:
-    result: remote_connect_secret_event_register_any_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_secret_event_register_any_ret, _T_remote_connect_secret_event_register_any_ret, data, exact=exact, name="remote_connect_secret_event_register_any_ret")
-    return result
-
-
-def encode_remote_connect_secret_event_deregister_any_args(value: remote_connect_secret_event_deregister_any_args) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_secret_event_deregister_any_args, _T_remote_connect_secret_event_deregister_any_args, value, "remote_connect_secret_event_deregister_any_args")
-
-
-def decode_remote_connect_secret_event_deregister_any_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_secret_event_deregister_any_args:
-    result: remote_connect_secret_event_deregister_any_args
-    result, _ = xdr.decode_with(_dec_remote_connect_secret_event_deregister_any_args, _T_remote_connect_secret_event_deregister_any_args, data, exact=exact, name="remote_connect_secret_event_deregister_any_args")
-    return result
-
-
-def encode_remote_domain_event_lifecycle_msg(value: remote_domain_event_lifecycle_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_event_lifecycle_msg, _T_remote_domain_event_lifecycle_msg, value, "remote_domain_event_lifecycle_msg")
-
-
-def decode_remote_domain_event_lifecycle_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_event_lifecycle_msg:
-    result: remote_domain_event_lifecycle_msg
-    result, _ = xdr.decode_with(_dec_remote_domain_event_lifecycle_msg, _T_remote_domain_event_lifecycle_msg, data, exact=exact, name="remote_domain_event_lifecycle_msg")
-    return result
-
-
-def encode_remote_domain_event_callback_lifecycle_msg(value: remote_domain_event_callback_lifecycle_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_event_callback_lifecycle_msg, _T_remote_domain_event_callback_lifecycle_msg, value, "remote_domain_event_callback_lifecycle_msg")
-
-
-def decode_remote_domain_event_callback_lifecycle_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_event_callback_lifecycle_msg:
-    result: remote_domain_event_callback_lifecycle_msg
-    result, _ = xdr.decode_with(_dec_remote_domain_event_callback_lifecycle_msg, _T_remote_domain_event_callback_lifecycle_msg, data, exact=exact, name="remote_domain_event_callback_lifecycle_msg")
-    return result
-
-
-def encode_remote_domain_event_reboot_msg(value: remote_domain_event_reboot_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_event_reboot_msg, _T_remote_domain_event_reboot_msg, value, "remote_domain_event_reboot_msg")
-
-
-def decode_remote_domain_event_reboot_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_event_reboot_msg:
-    result: remote_domain_event_reboot_msg
-    result, _ = xdr.decode_with(_dec_remote_domain_event_reboot_msg, _T_remote_domain_event_reboot_msg, data, exact=exact, name="remote_domain_event_reboot_msg")
-    return result
-
-
-def encode_remote_domain_event_callback_reboot_msg(value: remote_domain_event_callback_reboot_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_event_callback_reboot_msg, _T_remote_domain_event_callback_reboot_msg, value, "remote_domain_event_callback_reboot_msg")
-
-
-def decode_remote_domain_event_callback_reboot_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_event_callback_reboot_msg:
-    result: remote_domain_event_callback_reboot_msg
-    result, _ = xdr.decode_with(_dec_remote_domain_event_callback_reboot_msg, _T_remote_domain_event_callback_reboot_msg, data, exact=exact, name="remote_domain_event_callback_reboot_msg")
-    return result
-
-
-def encode_remote_domain_event_rtc_change_msg(value: remote_domain_event_rtc_change_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_event_rtc_change_msg, _T_remote_domain_event_rtc_change_msg, value, "remote_domain_event_rtc_change_msg")
-
-
-def decode_remote_domain_event_rtc_change_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_event_rtc_change_msg:
-    result: remote_domain_event_rtc_change_msg
-    result, _ = xdr.decode_with(_dec_remote_domain_event_rtc_change_msg, _T_remote_domain_event_rtc_change_msg, data, exact=exact, name="remote_domain_event_rtc_change_msg")
-    return result
-
-
-def encode_remote_domain_event_callback_rtc_change_msg(value: remote_domain_event_callback_rtc_change_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_event_callback_rtc_change_msg, _T_remote_domain_event_callback_rtc_change_msg, value, "remote_domain_event_callback_rtc_change_msg")
-
-
-def decode_remote_domain_event_callback_rtc_change_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_event_callback_rtc_change_msg:
-    result: remote_domain_event_callback_rtc_change_msg
-    result, _ = xdr.decode_with(_dec_remote_domain_event_callback_rtc_change_msg, _T_remote_domain_event_callback_rtc_change_msg, data, exact=exact, name="remote_domain_event_callback_rtc_change_msg")
-    return result
-
-
-def encode_remote_domain_event_watchdog_msg(value: remote_domain_event_watchdog_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_event_watchdog_msg, _T_remote_domain_event_watchdog_msg, value, "remote_domain_event_watchdog_msg")
-
-
-def decode_remote_domain_event_watchdog_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_event_watchdog_msg:
-    result: remote_domain_event_watchdog_msg
-    result, _ = xdr.decode_with(_dec_remote_domain_event_watchdog_msg, _T_remote_domain_event_watchdog_msg, data, exact=exact, name="remote_domain_event_watchdog_msg")
-    return result
-
-
-def encode_remote_domain_event_callback_watchdog_msg(value: remote_domain_event_callback_watchdog_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_event_callback_watchdog_msg, _T_remote_domain_event_callback_watchdog_msg, value, "remote_domain_event_callback_watchdog_msg")
-
-
-def decode_remote_domain_event_callback_watchdog_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_event_callback_watchdog_msg:
-    result: remote_domain_event_callback_watchdog_msg
-    result, _ = xdr.decode_with(_dec_remote_domain_event_callback_watchdog_msg, _T_remote_domain_event_callback_watchdog_msg, data, exact=exact, name="remote_domain_event_callback_watchdog_msg")
-    return result
-
-
-def encode_remote_domain_event_io_error_msg(value: remote_domain_event_io_error_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_event_io_error_msg, _T_remote_domain_event_io_error_msg, value, "remote_domain_event_io_error_msg")
-
-
-def decode_remote_domain_event_io_error_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_event_io_error_msg:
-    result: remote_domain_event_io_error_msg
-    result, _ = xdr.decode_with(_dec_remote_domain_event_io_error_msg, _T_remote_domain_event_io_error_msg, data, exact=exact, name="remote_domain_event_io_error_msg")
-    return result
-
-
-def encode_remote_domain_event_callback_io_error_msg(value: remote_domain_event_callback_io_error_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_event_callback_io_error_msg, _T_remote_domain_event_callback_io_error_msg, value, "remote_domain_event_callback_io_error_msg")
-
-
-def decode_remote_domain_event_callback_io_error_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_event_callback_io_error_msg:
-    result: remote_domain_event_callback_io_error_msg
-    result, _ = xdr.decode_with(_dec_remote_domain_event_callback_io_error_msg, _T_remote_domain_event_callback_io_error_msg, data, exact=exact, name="remote_domain_event_callback_io_error_msg")
-    return result
-
-
-def encode_remote_domain_event_io_error_reason_msg(value: remote_domain_event_io_error_reason_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_event_io_error_reason_msg, _T_remote_domain_event_io_error_reason_msg, value, "remote_domain_event_io_error_reason_msg")
-
-
-def decode_remote_domain_event_io_error_reason_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_event_io_error_reason_msg:
-    result: remote_domain_event_io_error_reason_msg
-    result, _ = xdr.decode_with(_dec_remote_domain_event_io_error_reason_msg, _T_remote_domain_event_io_error_reason_msg, data, exact=exact, name="remote_domain_event_io_error_reason_msg")
-    return result
-
-
-def encode_remote_domain_event_callback_io_error_reason_msg(value: remote_domain_event_callback_io_error_reason_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_event_callback_io_error_reason_msg, _T_remote_domain_event_callback_io_error_reason_msg, value, "remote_domain_event_callback_io_error_reason_msg")
-
-
-def decode_remote_domain_event_callback_io_error_reason_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_event_callback_io_error_reason_msg:
-    result: remote_domain_event_callback_io_error_reason_msg
-    result, _ = xdr.decode_with(_dec_remote_domain_event_callback_io_error_reason_msg, _T_remote_domain_event_callback_io_error_reason_msg, data, exact=exact, name="remote_domain_event_callback_io_error_reason_msg")
-    return result
-
-
-def encode_remote_domain_event_graphics_address(value: remote_domain_event_graphics_address) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_event_graphics_address, _T_remote_domain_event_graphics_address, value, "remote_domain_event_graphics_address")
-
-
-def decode_remote_domain_event_graphics_address(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_event_graphics_address:
-    result: remote_domain_event_graphics_address
-    result, _ = xdr.decode_with(_dec_remote_domain_event_graphics_address, _T_remote_domain_event_graphics_address, data, exact=exact, name="remote_domain_event_graphics_address")
-    return result
-
-
-def encode_remote_domain_event_graphics_identity(value: remote_domain_event_graphics_identity) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_event_graphics_identity, _T_remote_domain_event_graphics_identity, value, "remote_domain_event_graphics_identity")
-
-
-def decode_remote_domain_event_graphics_identity(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_event_graphics_identity:
-    result: remote_domain_event_graphics_identity
-    result, _ = xdr.decode_with(_dec_remote_domain_event_graphics_identity, _T_remote_domain_event_graphics_identity, data, exact=exact, name="remote_domain_event_graphics_identity")
-    return result
-
-
-def encode_remote_domain_event_graphics_msg(value: remote_domain_event_graphics_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_event_graphics_msg, _T_remote_domain_event_graphics_msg, value, "remote_domain_event_graphics_msg")
-
-
-def decode_remote_domain_event_graphics_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_event_graphics_msg:
-    result: remote_domain_event_graphics_msg
-    result, _ = xdr.decode_with(_dec_remote_domain_event_graphics_msg, _T_remote_domain_event_graphics_msg, data, exact=exact, name="remote_domain_event_graphics_msg")
-    return result
-
-
-def encode_remote_domain_event_callback_graphics_msg(value: remote_domain_event_callback_graphics_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_event_callback_graphics_msg, _T_remote_domain_event_callback_graphics_msg, value, "remote_domain_event_callback_graphics_msg")
-
-
-def decode_remote_domain_event_callback_graphics_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_event_callback_graphics_msg:
-    result: remote_domain_event_callback_graphics_msg
-    result, _ = xdr.decode_with(_dec_remote_domain_event_callback_graphics_msg, _T_remote_domain_event_callback_graphics_msg, data, exact=exact, name="remote_domain_event_callback_graphics_msg")
-    return result
-
-
-def encode_remote_domain_event_block_job_msg(value: remote_domain_event_block_job_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_event_block_job_msg, _T_remote_domain_event_block_job_msg, value, "remote_domain_event_block_job_msg")
-
-
-def decode_remote_domain_event_block_job_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_event_block_job_msg:
-    result: remote_domain_event_block_job_msg
-    result, _ = xdr.decode_with(_dec_remote_domain_event_block_job_msg, _T_remote_domain_event_block_job_msg, data, exact=exact, name="remote_domain_event_block_job_msg")
-    return result
-
-
-def encode_remote_domain_event_callback_block_job_msg(value: remote_domain_event_callback_block_job_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_event_callback_block_job_msg, _T_remote_domain_event_callback_block_job_msg, value, "remote_domain_event_callback_block_job_msg")
-
-
-def decode_remote_domain_event_callback_block_job_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_event_callback_block_job_msg:
-    result: remote_domain_event_callback_block_job_msg
-    result, _ = xdr.decode_with(_dec_remote_domain_event_callback_block_job_msg, _T_remote_domain_event_callback_block_job_msg, data, exact=exact, name="remote_domain_event_callback_block_job_msg")
-    return result
-
-
-def encode_remote_domain_event_disk_change_msg(value: remote_domain_event_disk_change_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_event_disk_change_msg, _T_remote_domain_event_disk_change_msg, value, "remote_domain_event_disk_change_msg")
-
-
-def decode_remote_domain_event_disk_change_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_event_disk_change_msg:
-    result: remote_domain_event_disk_change_msg
-    result, _ = xdr.decode_with(_dec_remote_domain_event_disk_change_msg, _T_remote_domain_event_disk_change_msg, data, exact=exact, name="remote_domain_event_disk_change_msg")
-    return result
-
-
-def encode_remote_domain_event_callback_disk_change_msg(value: remote_domain_event_callback_disk_change_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_event_callback_disk_change_msg, _T_remote_domain_event_callback_disk_change_msg, value, "remote_domain_event_callback_disk_change_msg")
-
-
-def decode_remote_domain_event_callback_disk_change_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_event_callback_disk_change_msg:
-    result: remote_domain_event_callback_disk_change_msg
-    result, _ = xdr.decode_with(_dec_remote_domain_event_callback_disk_change_msg, _T_remote_domain_event_callback_disk_change_msg, data, exact=exact, name="remote_domain_event_callback_disk_change_msg")
-    return result
-
-
-def encode_remote_domain_event_tray_change_msg(value: remote_domain_event_tray_change_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_event_tray_change_msg, _T_remote_domain_event_tray_change_msg, value, "remote_domain_event_tray_change_msg")
-
-
-def decode_remote_domain_event_tray_change_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_event_tray_change_msg:
-    result: remote_domain_event_tray_change_msg
-    result, _ = xdr.decode_with(_dec_remote_domain_event_tray_change_msg, _T_remote_domain_event_tray_change_msg, data, exact=exact, name="remote_domain_event_tray_change_msg")
-    return result
-
-
-def encode_remote_domain_event_callback_tray_change_msg(value: remote_domain_event_callback_tray_change_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_event_callback_tray_change_msg, _T_remote_domain_event_callback_tray_change_msg, value, "remote_domain_event_callback_tray_change_msg")
-
-
-def decode_remote_domain_event_callback_tray_change_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_event_callback_tray_change_msg:
-    result: remote_domain_event_callback_tray_change_msg
-    result, _ = xdr.decode_with(_dec_remote_domain_event_callback_tray_change_msg, _T_remote_domain_event_callback_tray_change_msg, data, exact=exact, name="remote_domain_event_callback_tray_change_msg")
-    return result
-
-
-def encode_remote_domain_event_pmwakeup_msg(value: remote_domain_event_pmwakeup_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_event_pmwakeup_msg, _T_remote_domain_event_pmwakeup_msg, value, "remote_domain_event_pmwakeup_msg")
-
-
-def decode_remote_domain_event_pmwakeup_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_event_pmwakeup_msg:
-    result: remote_domain_event_pmwakeup_msg
-    result, _ = xdr.decode_with(_dec_remote_domain_event_pmwakeup_msg, _T_remote_domain_event_pmwakeup_msg, data, exact=exact, name="remote_domain_event_pmwakeup_msg")
-    return result
-
-
-def encode_remote_domain_event_callback_pmwakeup_msg(value: remote_domain_event_callback_pmwakeup_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_event_callback_pmwakeup_msg, _T_remote_domain_event_callback_pmwakeup_msg, value, "remote_domain_event_callback_pmwakeup_msg")
-
-
-def decode_remote_domain_event_callback_pmwakeup_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_event_callback_pmwakeup_msg:
-    result: remote_domain_event_callback_pmwakeup_msg
-    result, _ = xdr.decode_with(_dec_remote_domain_event_callback_pmwakeup_msg, _T_remote_domain_event_callback_pmwakeup_msg, data, exact=exact, name="remote_domain_event_callback_pmwakeup_msg")
-    return result
-
-
-def encode_remote_domain_event_pmsuspend_msg(value: remote_domain_event_pmsuspend_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_event_pmsuspend_msg, _T_remote_domain_event_pmsuspend_msg, value, "remote_domain_event_pmsuspend_msg")
-
-
-def decode_remote_domain_event_pmsuspend_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_event_pmsuspend_msg:
-    result: remote_domain_event_pmsuspend_msg
-    result, _ = xdr.decode_with(_dec_remote_domain_event_pmsuspend_msg, _T_remote_domain_event_pmsuspend_msg, data, exact=exact, name="remote_domain_event_pmsuspend_msg")
-    return result
-
-
-def encode_remote_domain_event_callback_pmsuspend_msg(value: remote_domain_event_callback_pmsuspend_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_event_callback_pmsuspend_msg, _T_remote_domain_event_callback_pmsuspend_msg, value, "remote_domain_event_callback_pmsuspend_msg")
-
-
-def decode_remote_domain_event_callback_pmsuspend_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_event_callback_pmsuspend_msg:
-    result: remote_domain_event_callback_pmsuspend_msg
-    result, _ = xdr.decode_with(_dec_remote_domain_event_callback_pmsuspend_msg, _T_remote_domain_event_callback_pmsuspend_msg, data, exact=exact, name="remote_domain_event_callback_pmsuspend_msg")
-    return result
-
-
-def encode_remote_domain_event_balloon_change_msg(value: remote_domain_event_balloon_change_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_event_balloon_change_msg, _T_remote_domain_event_balloon_change_msg, value, "remote_domain_event_balloon_change_msg")
-
-
-def decode_remote_domain_event_balloon_change_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_event_balloon_change_msg:
-    result: remote_domain_event_balloon_change_msg
-    result, _ = xdr.decode_with(_dec_remote_domain_event_balloon_change_msg, _T_remote_domain_event_balloon_change_msg, data, exact=exact, name="remote_domain_event_balloon_change_msg")
-    return result
-
-
-def encode_remote_domain_event_callback_balloon_change_msg(value: remote_domain_event_callback_balloon_change_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_event_callback_balloon_change_msg, _T_remote_domain_event_callback_balloon_change_msg, value, "remote_domain_event_callback_balloon_change_msg")
-
-
-def decode_remote_domain_event_callback_balloon_change_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_event_callback_balloon_change_msg:
-    result: remote_domain_event_callback_balloon_change_msg
-    result, _ = xdr.decode_with(_dec_remote_domain_event_callback_balloon_change_msg, _T_remote_domain_event_callback_balloon_change_msg, data, exact=exact, name="remote_domain_event_callback_balloon_change_msg")
-    return result
-
-
-def encode_remote_domain_event_pmsuspend_disk_msg(value: remote_domain_event_pmsuspend_disk_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_event_pmsuspend_disk_msg, _T_remote_domain_event_pmsuspend_disk_msg, value, "remote_domain_event_pmsuspend_disk_msg")
-
-
-def decode_remote_domain_event_pmsuspend_disk_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_event_pmsuspend_disk_msg:
-    result: remote_domain_event_pmsuspend_disk_msg
-    result, _ = xdr.decode_with(_dec_remote_domain_event_pmsuspend_disk_msg, _T_remote_domain_event_pmsuspend_disk_msg, data, exact=exact, name="remote_domain_event_pmsuspend_disk_msg")
-    return result
-
-
-def encode_remote_domain_event_callback_pmsuspend_disk_msg(value: remote_domain_event_callback_pmsuspend_disk_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_event_callback_pmsuspend_disk_msg, _T_remote_domain_event_callback_pmsuspend_disk_msg, value, "remote_domain_event_callback_pmsuspend_disk_msg")
-
-
-def decode_remote_domain_event_callback_pmsuspend_disk_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_event_callback_pmsuspend_disk_msg:
-    result: remote_domain_event_callback_pmsuspend_disk_msg
-    result, _ = xdr.decode_with(_dec_remote_domain_event_callback_pmsuspend_disk_msg, _T_remote_domain_event_callback_pmsuspend_disk_msg, data, exact=exact, name="remote_domain_event_callback_pmsuspend_disk_msg")
-    return result
-
-
-def encode_remote_domain_event_control_error_msg(value: remote_domain_event_control_error_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_event_control_error_msg, _T_remote_domain_event_control_error_msg, value, "remote_domain_event_control_error_msg")
-
-
-def decode_remote_domain_event_control_error_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_event_control_error_msg:
-    result: remote_domain_event_control_error_msg
-    result, _ = xdr.decode_with(_dec_remote_domain_event_control_error_msg, _T_remote_domain_event_control_error_msg, data, exact=exact, name="remote_domain_event_control_error_msg")
-    return result
-
-
-def encode_remote_domain_event_callback_control_error_msg(value: remote_domain_event_callback_control_error_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_event_callback_control_error_msg, _T_remote_domain_event_callback_control_error_msg, value, "remote_domain_event_callback_control_error_msg")
-
-
-def decode_remote_domain_event_callback_control_error_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_event_callback_control_error_msg:
-    result: remote_domain_event_callback_control_error_msg
-    result, _ = xdr.decode_with(_dec_remote_domain_event_callback_control_error_msg, _T_remote_domain_event_callback_control_error_msg, data, exact=exact, name="remote_domain_event_callback_control_error_msg")
-    return result
-
-
-def encode_remote_domain_event_device_removed_msg(value: remote_domain_event_device_removed_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_event_device_removed_msg, _T_remote_domain_event_device_removed_msg, value, "remote_domain_event_device_removed_msg")
-
-
-def decode_remote_domain_event_device_removed_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_event_device_removed_msg:
-    result: remote_domain_event_device_removed_msg
-    result, _ = xdr.decode_with(_dec_remote_domain_event_device_removed_msg, _T_remote_domain_event_device_removed_msg, data, exact=exact, name="remote_domain_event_device_removed_msg")
-    return result
-
-
-def encode_remote_domain_event_callback_device_removed_msg(value: remote_domain_event_callback_device_removed_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_event_callback_device_removed_msg, _T_remote_domain_event_callback_device_removed_msg, value, "remote_domain_event_callback_device_removed_msg")
-
-
-def decode_remote_domain_event_callback_device_removed_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_event_callback_device_removed_msg:
-    result: remote_domain_event_callback_device_removed_msg
-    result, _ = xdr.decode_with(_dec_remote_domain_event_callback_device_removed_msg, _T_remote_domain_event_callback_device_removed_msg, data, exact=exact, name="remote_domain_event_callback_device_removed_msg")
-    return result
-
-
-def encode_remote_domain_event_block_job_2_msg(value: remote_domain_event_block_job_2_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_event_block_job_2_msg, _T_remote_domain_event_block_job_2_msg, value, "remote_domain_event_block_job_2_msg")
-
-
-def decode_remote_domain_event_block_job_2_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_event_block_job_2_msg:
-    result: remote_domain_event_block_job_2_msg
-    result, _ = xdr.decode_with(_dec_remote_domain_event_block_job_2_msg, _T_remote_domain_event_block_job_2_msg, data, exact=exact, name="remote_domain_event_block_job_2_msg")
-    return result
-
-
-def encode_remote_domain_event_block_threshold_msg(value: remote_domain_event_block_threshold_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_event_block_threshold_msg, _T_remote_domain_event_block_threshold_msg, value, "remote_domain_event_block_threshold_msg")
-
-
-def decode_remote_domain_event_block_threshold_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_event_block_threshold_msg:
-    result: remote_domain_event_block_threshold_msg
-    result, _ = xdr.decode_with(_dec_remote_domain_event_block_threshold_msg, _T_remote_domain_event_block_threshold_msg, data, exact=exact, name="remote_domain_event_block_threshold_msg")
-    return result
-
-
-def encode_remote_domain_event_callback_tunable_msg(value: remote_domain_event_callback_tunable_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_event_callback_tunable_msg, _T_remote_domain_event_callback_tunable_msg, value, "remote_domain_event_callback_tunable_msg")
-
-
-def decode_remote_domain_event_callback_tunable_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_event_callback_tunable_msg:
-    result: remote_domain_event_callback_tunable_msg
-    result, _ = xdr.decode_with(_dec_remote_domain_event_callback_tunable_msg, _T_remote_domain_event_callback_tunable_msg, data, exact=exact, name="remote_domain_event_callback_tunable_msg")
-    return result
-
-
-def encode_remote_domain_event_callback_device_added_msg(value: remote_domain_event_callback_device_added_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_event_callback_device_added_msg, _T_remote_domain_event_callback_device_added_msg, value, "remote_domain_event_callback_device_added_msg")
-
-
-def decode_remote_domain_event_callback_device_added_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_event_callback_device_added_msg:
-    result: remote_domain_event_callback_device_added_msg
-    result, _ = xdr.decode_with(_dec_remote_domain_event_callback_device_added_msg, _T_remote_domain_event_callback_device_added_msg, data, exact=exact, name="remote_domain_event_callback_device_added_msg")
-    return result
-
-
-def encode_remote_domain_event_callback_agent_lifecycle_msg(value: remote_domain_event_callback_agent_lifecycle_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_event_callback_agent_lifecycle_msg, _T_remote_domain_event_callback_agent_lifecycle_msg, value, "remote_domain_event_callback_agent_lifecycle_msg")
-
-
-def decode_remote_domain_event_callback_agent_lifecycle_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_event_callback_agent_lifecycle_msg:
-    result: remote_domain_event_callback_agent_lifecycle_msg
-    result, _ = xdr.decode_with(_dec_remote_domain_event_callback_agent_lifecycle_msg, _T_remote_domain_event_callback_agent_lifecycle_msg, data, exact=exact, name="remote_domain_event_callback_agent_lifecycle_msg")
-    return result
-
-
-def encode_remote_domain_event_callback_migration_iteration_msg(value: remote_domain_event_callback_migration_iteration_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_event_callback_migration_iteration_msg, _T_remote_domain_event_callback_migration_iteration_msg, value, "remote_domain_event_callback_migration_iteration_msg")
-
-
-def decode_remote_domain_event_callback_migration_iteration_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_event_callback_migration_iteration_msg:
-    result: remote_domain_event_callback_migration_iteration_msg
-    result, _ = xdr.decode_with(_dec_remote_domain_event_callback_migration_iteration_msg, _T_remote_domain_event_callback_migration_iteration_msg, data, exact=exact, name="remote_domain_event_callback_migration_iteration_msg")
-    return result
-
-
-def encode_remote_domain_event_callback_job_completed_msg(value: remote_domain_event_callback_job_completed_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_event_callback_job_completed_msg, _T_remote_domain_event_callback_job_completed_msg, value, "remote_domain_event_callback_job_completed_msg")
-
-
-def decode_remote_domain_event_callback_job_completed_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_event_callback_job_completed_msg:
-    result: remote_domain_event_callback_job_completed_msg
-    result, _ = xdr.decode_with(_dec_remote_domain_event_callback_job_completed_msg, _T_remote_domain_event_callback_job_completed_msg, data, exact=exact, name="remote_domain_event_callback_job_completed_msg")
-    return result
-
-
-def encode_remote_domain_event_callback_device_removal_failed_msg(value: remote_domain_event_callback_device_removal_failed_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_event_callback_device_removal_failed_msg, _T_remote_domain_event_callback_device_removal_failed_msg, value, "remote_domain_event_callback_device_removal_failed_msg")
-
-
-def decode_remote_domain_event_callback_device_removal_failed_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_event_callback_device_removal_failed_msg:
-    result: remote_domain_event_callback_device_removal_failed_msg
-    result, _ = xdr.decode_with(_dec_remote_domain_event_callback_device_removal_failed_msg, _T_remote_domain_event_callback_device_removal_failed_msg, data, exact=exact, name="remote_domain_event_callback_device_removal_failed_msg")
-    return result
-
-
-def encode_remote_domain_event_callback_metadata_change_msg(value: remote_domain_event_callback_metadata_change_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_event_callback_metadata_change_msg, _T_remote_domain_event_callback_metadata_change_msg, value, "remote_domain_event_callback_metadata_change_msg")
-
-
-def decode_remote_domain_event_callback_metadata_change_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_event_callback_metadata_change_msg:
-    result: remote_domain_event_callback_metadata_change_msg
-    result, _ = xdr.decode_with(_dec_remote_domain_event_callback_metadata_change_msg, _T_remote_domain_event_callback_metadata_change_msg, data, exact=exact, name="remote_domain_event_callback_metadata_change_msg")
-    return result
-
-
-def encode_remote_domain_event_memory_failure_msg(value: remote_domain_event_memory_failure_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_event_memory_failure_msg, _T_remote_domain_event_memory_failure_msg, value, "remote_domain_event_memory_failure_msg")
-
-
-def decode_remote_domain_event_memory_failure_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_event_memory_failure_msg:
-    result: remote_domain_event_memory_failure_msg
-    result, _ = xdr.decode_with(_dec_remote_domain_event_memory_failure_msg, _T_remote_domain_event_memory_failure_msg, data, exact=exact, name="remote_domain_event_memory_failure_msg")
-    return result
-
-
-def encode_remote_domain_event_memory_device_size_change_msg(value: remote_domain_event_memory_device_size_change_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_event_memory_device_size_change_msg, _T_remote_domain_event_memory_device_size_change_msg, value, "remote_domain_event_memory_device_size_change_msg")
-
-
-def decode_remote_domain_event_memory_device_size_change_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_event_memory_device_size_change_msg:
-    result: remote_domain_event_memory_device_size_change_msg
-    result, _ = xdr.decode_with(_dec_remote_domain_event_memory_device_size_change_msg, _T_remote_domain_event_memory_device_size_change_msg, data, exact=exact, name="remote_domain_event_memory_device_size_change_msg")
-    return result
-
-
-def encode_remote_network_event_lifecycle_msg(value: remote_network_event_lifecycle_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_network_event_lifecycle_msg, _T_remote_network_event_lifecycle_msg, value, "remote_network_event_lifecycle_msg")
-
-
-def decode_remote_network_event_lifecycle_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_network_event_lifecycle_msg:
-    result: remote_network_event_lifecycle_msg
-    result, _ = xdr.decode_with(_dec_remote_network_event_lifecycle_msg, _T_remote_network_event_lifecycle_msg, data, exact=exact, name="remote_network_event_lifecycle_msg")
-    return result
-
-
-def encode_remote_storage_pool_event_lifecycle_msg(value: remote_storage_pool_event_lifecycle_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_pool_event_lifecycle_msg, _T_remote_storage_pool_event_lifecycle_msg, value, "remote_storage_pool_event_lifecycle_msg")
-
-
-def decode_remote_storage_pool_event_lifecycle_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_pool_event_lifecycle_msg:
-    result: remote_storage_pool_event_lifecycle_msg
-    result, _ = xdr.decode_with(_dec_remote_storage_pool_event_lifecycle_msg, _T_remote_storage_pool_event_lifecycle_msg, data, exact=exact, name="remote_storage_pool_event_lifecycle_msg")
-    return result
-
-
-def encode_remote_storage_pool_event_refresh_msg(value: remote_storage_pool_event_refresh_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_pool_event_refresh_msg, _T_remote_storage_pool_event_refresh_msg, value, "remote_storage_pool_event_refresh_msg")
-
-
-def decode_remote_storage_pool_event_refresh_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_pool_event_refresh_msg:
-    result: remote_storage_pool_event_refresh_msg
-    result, _ = xdr.decode_with(_dec_remote_storage_pool_event_refresh_msg, _T_remote_storage_pool_event_refresh_msg, data, exact=exact, name="remote_storage_pool_event_refresh_msg")
-    return result
-
-
-def encode_remote_node_device_event_lifecycle_msg(value: remote_node_device_event_lifecycle_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_node_device_event_lifecycle_msg, _T_remote_node_device_event_lifecycle_msg, value, "remote_node_device_event_lifecycle_msg")
-
-
-def decode_remote_node_device_event_lifecycle_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_device_event_lifecycle_msg:
-    result: remote_node_device_event_lifecycle_msg
-    result, _ = xdr.decode_with(_dec_remote_node_device_event_lifecycle_msg, _T_remote_node_device_event_lifecycle_msg, data, exact=exact, name="remote_node_device_event_lifecycle_msg")
-    return result
-
-
-def encode_remote_node_device_event_update_msg(value: remote_node_device_event_update_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_node_device_event_update_msg, _T_remote_node_device_event_update_msg, value, "remote_node_device_event_update_msg")
-
-
-def decode_remote_node_device_event_update_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_device_event_update_msg:
-    result: remote_node_device_event_update_msg
-    result, _ = xdr.decode_with(_dec_remote_node_device_event_update_msg, _T_remote_node_device_event_update_msg, data, exact=exact, name="remote_node_device_event_update_msg")
-    return result
-
-
-def encode_remote_secret_event_lifecycle_msg(value: remote_secret_event_lifecycle_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_secret_event_lifecycle_msg, _T_remote_secret_event_lifecycle_msg, value, "remote_secret_event_lifecycle_msg")
-
-
-def decode_remote_secret_event_lifecycle_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_secret_event_lifecycle_msg:
-    result: remote_secret_event_lifecycle_msg
-    result, _ = xdr.decode_with(_dec_remote_secret_event_lifecycle_msg, _T_remote_secret_event_lifecycle_msg, data, exact=exact, name="remote_secret_event_lifecycle_msg")
-    return result
-
-
-def encode_remote_secret_event_value_changed_msg(value: remote_secret_event_value_changed_msg) -> bytes:
-    return xdr.encode_with(_enc_remote_secret_event_value_changed_msg, _T_remote_secret_event_value_changed_msg, value, "remote_secret_event_value_changed_msg")
-
-
-def decode_remote_secret_event_value_changed_msg(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_secret_event_value_changed_msg:
-    result: remote_secret_event_value_changed_msg
-    result, _ = xdr.decode_with(_dec_remote_secret_event_value_changed_msg, _T_remote_secret_event_value_changed_msg, data, exact=exact, name="remote_secret_event_value_changed_msg")
-    return result
-
-
-def encode_remote_connect_num_of_networks_ret(value: remote_connect_num_of_networks_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_num_of_networks_ret, _T_remote_connect_num_of_networks_ret, value, "remote_connect_num_of_networks_ret")
-
-
-def decode_remote_connect_num_of_networks_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_num_of_networks_ret:
-    result: remote_connect_num_of_networks_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_num_of_networks_ret, _T_remote_connect_num_of_networks_ret, data, exact=exact, name="remote_connect_num_of_networks_ret")
-    return result
-
-
-def encode_remote_connect_list_networks_args(value: remote_connect_list_networks_args) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_list_networks_args, _T_remote_connect_list_networks_args, value, "remote_connect_list_networks_args")
-
-
-def decode_remote_connect_list_networks_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_list_networks_args:
-    result: remote_connect_list_networks_args
-    result, _ = xdr.decode_with(_dec_remote_connect_list_networks_args, _T_remote_connect_list_networks_args, data, exact=exact, name="remote_connect_list_networks_args")
-    return result
-
-
-def encode_remote_connect_list_networks_ret(value: remote_connect_list_networks_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_list_networks_ret, _T_remote_connect_list_networks_ret, value, "remote_connect_list_networks_ret")
-
-
-def decode_remote_connect_list_networks_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_list_networks_ret:
-    result: remote_connect_list_networks_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_list_networks_ret, _T_remote_connect_list_networks_ret, data, exact=exact, name="remote_connect_list_networks_ret")
-    return result
-
-
-def encode_remote_connect_num_of_defined_networks_ret(value: remote_connect_num_of_defined_networks_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_num_of_defined_networks_ret, _T_remote_connect_num_of_defined_networks_ret, value, "remote_connect_num_of_defined_networks_ret")
-
-
-def decode_remote_connect_num_of_defined_networks_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_num_of_defined_networks_ret:
-    result: remote_connect_num_of_defined_networks_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_num_of_defined_networks_ret, _T_remote_connect_num_of_defined_networks_ret, data, exact=exact, name="remote_connect_num_of_defined_networks_ret")
-    return result
-
-
-def encode_remote_connect_list_defined_networks_args(value: remote_connect_list_defined_networks_args) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_list_defined_networks_args, _T_remote_connect_list_defined_networks_args, value, "remote_connect_list_defined_networks_args")
-
-
-def decode_remote_connect_list_defined_networks_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_list_defined_networks_args:
-    result: remote_connect_list_defined_networks_args
-    result, _ = xdr.decode_with(_dec_remote_connect_list_defined_networks_args, _T_remote_connect_list_defined_networks_args, data, exact=exact, name="remote_connect_list_defined_networks_args")
-    return result
-
-
-def encode_remote_connect_list_defined_networks_ret(value: remote_connect_list_defined_networks_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_list_defined_networks_ret, _T_remote_connect_list_defined_networks_ret, value, "remote_connect_list_defined_networks_ret")
-
-
-def decode_remote_connect_list_defined_networks_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_list_defined_networks_ret:
-    result: remote_connect_list_defined_networks_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_list_defined_networks_ret, _T_remote_connect_list_defined_networks_ret, data, exact=exact, name="remote_connect_list_defined_networks_ret")
-    return result
-
-
-def encode_remote_network_lookup_by_uuid_args(value: remote_network_lookup_by_uuid_args) -> bytes:
-    return xdr.encode_with(_enc_remote_network_lookup_by_uuid_args, _T_remote_network_lookup_by_uuid_args, value, "remote_network_lookup_by_uuid_args")
-
-
-def decode_remote_network_lookup_by_uuid_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_network_lookup_by_uuid_args:
-    result: remote_network_lookup_by_uuid_args
-    result, _ = xdr.decode_with(_dec_remote_network_lookup_by_uuid_args, _T_remote_network_lookup_by_uuid_args, data, exact=exact, name="remote_network_lookup_by_uuid_args")
-    return result
-
-
-def encode_remote_network_lookup_by_uuid_ret(value: remote_network_lookup_by_uuid_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_network_lookup_by_uuid_ret, _T_remote_network_lookup_by_uuid_ret, value, "remote_network_lookup_by_uuid_ret")
-
-
-def decode_remote_network_lookup_by_uuid_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_network_lookup_by_uuid_ret:
-    result: remote_network_lookup_by_uuid_ret
-    result, _ = xdr.decode_with(_dec_remote_network_lookup_by_uuid_ret, _T_remote_network_lookup_by_uuid_ret, data, exact=exact, name="remote_network_lookup_by_uuid_ret")
-    return result
-
-
-def encode_remote_network_lookup_by_name_args(value: remote_network_lookup_by_name_args) -> bytes:
-    return xdr.encode_with(_enc_remote_network_lookup_by_name_args, _T_remote_network_lookup_by_name_args, value, "remote_network_lookup_by_name_args")
-
-
-def decode_remote_network_lookup_by_name_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_network_lookup_by_name_args:
-    result: remote_network_lookup_by_name_args
-    result, _ = xdr.decode_with(_dec_remote_network_lookup_by_name_args, _T_remote_network_lookup_by_name_args, data, exact=exact, name="remote_network_lookup_by_name_args")
-    return result
-
-
-def encode_remote_network_lookup_by_name_ret(value: remote_network_lookup_by_name_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_network_lookup_by_name_ret, _T_remote_network_lookup_by_name_ret, value, "remote_network_lookup_by_name_ret")
-
-
-def decode_remote_network_lookup_by_name_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_network_lookup_by_name_ret:
-    result: remote_network_lookup_by_name_ret
-    result, _ = xdr.decode_with(_dec_remote_network_lookup_by_name_ret, _T_remote_network_lookup_by_name_ret, data, exact=exact, name="remote_network_lookup_by_name_ret")
-    return result
-
-
-def encode_remote_network_create_xml_args(value: remote_network_create_xml_args) -> bytes:
-    return xdr.encode_with(_enc_remote_network_create_xml_args, _T_remote_network_create_xml_args, value, "remote_network_create_xml_args")
-
-
-def decode_remote_network_create_xml_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_network_create_xml_args:
-    result: remote_network_create_xml_args
-    result, _ = xdr.decode_with(_dec_remote_network_create_xml_args, _T_remote_network_create_xml_args, data, exact=exact, name="remote_network_create_xml_args")
-    return result
-
-
-def encode_remote_network_create_xml_ret(value: remote_network_create_xml_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_network_create_xml_ret, _T_remote_network_create_xml_ret, value, "remote_network_create_xml_ret")
-
-
-def decode_remote_network_create_xml_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_network_create_xml_ret:
-    result: remote_network_create_xml_ret
-    result, _ = xdr.decode_with(_dec_remote_network_create_xml_ret, _T_remote_network_create_xml_ret, data, exact=exact, name="remote_network_create_xml_ret")
-    return result
-
-
-def encode_remote_network_create_xml_flags_args(value: remote_network_create_xml_flags_args) -> bytes:
-    return xdr.encode_with(_enc_remote_network_create_xml_flags_args, _T_remote_network_create_xml_flags_args, value, "remote_network_create_xml_flags_args")
-
-
-def decode_remote_network_create_xml_flags_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_network_create_xml_flags_args:
-    result: remote_network_create_xml_flags_args
-    result, _ = xdr.decode_with(_dec_remote_network_create_xml_flags_args, _T_remote_network_create_xml_flags_args, data, exact=exact, name="remote_network_create_xml_flags_args")
-    return result
-
-
-def encode_remote_network_create_xml_flags_ret(value: remote_network_create_xml_flags_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_network_create_xml_flags_ret, _T_remote_network_create_xml_flags_ret, value, "remote_network_create_xml_flags_ret")
-
-
-def decode_remote_network_create_xml_flags_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_network_create_xml_flags_ret:
-    result: remote_network_create_xml_flags_ret
-    result, _ = xdr.decode_with(_dec_remote_network_create_xml_flags_ret, _T_remote_network_create_xml_flags_ret, data, exact=exact, name="remote_network_create_xml_flags_ret")
-    return result
-
-
-def encode_remote_network_define_xml_args(value: remote_network_define_xml_args) -> bytes:
-    return xdr.encode_with(_enc_remote_network_define_xml_args, _T_remote_network_define_xml_args, value, "remote_network_define_xml_args")
-
-
-def decode_remote_network_define_xml_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_network_define_xml_args:
-    result: remote_network_define_xml_args
-    result, _ = xdr.decode_with(_dec_remote_network_define_xml_args, _T_remote_network_define_xml_args, data, exact=exact, name="remote_network_define_xml_args")
-    return result
-
-
-def encode_remote_network_define_xml_ret(value: remote_network_define_xml_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_network_define_xml_ret, _T_remote_network_define_xml_ret, value, "remote_network_define_xml_ret")
-
-
-def decode_remote_network_define_xml_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_network_define_xml_ret:
-    result: remote_network_define_xml_ret
-    result, _ = xdr.decode_with(_dec_remote_network_define_xml_ret, _T_remote_network_define_xml_ret, data, exact=exact, name="remote_network_define_xml_ret")
-    return result
-
-
-def encode_remote_network_define_xml_flags_args(value: remote_network_define_xml_flags_args) -> bytes:
-    return xdr.encode_with(_enc_remote_network_define_xml_flags_args, _T_remote_network_define_xml_flags_args, value, "remote_network_define_xml_flags_args")
-
-
-def decode_remote_network_define_xml_flags_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_network_define_xml_flags_args:
-    result: remote_network_define_xml_flags_args
-    result, _ = xdr.decode_with(_dec_remote_network_define_xml_flags_args, _T_remote_network_define_xml_flags_args, data, exact=exact, name="remote_network_define_xml_flags_args")
-    return result
-
-
-def encode_remote_network_define_xml_flags_ret(value: remote_network_define_xml_flags_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_network_define_xml_flags_ret, _T_remote_network_define_xml_flags_ret, value, "remote_network_define_xml_flags_ret")
-
-
-def decode_remote_network_define_xml_flags_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_network_define_xml_flags_ret:
-    result: remote_network_define_xml_flags_ret
-    result, _ = xdr.decode_with(_dec_remote_network_define_xml_flags_ret, _T_remote_network_define_xml_flags_ret, data, exact=exact, name="remote_network_define_xml_flags_ret")
-    return result
-
-
-def encode_remote_network_undefine_args(value: remote_network_undefine_args) -> bytes:
-    return xdr.encode_with(_enc_remote_network_undefine_args, _T_remote_network_undefine_args, value, "remote_network_undefine_args")
-
-
-def decode_remote_network_undefine_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_network_undefine_args:
-    result: remote_network_undefine_args
-    result, _ = xdr.decode_with(_dec_remote_network_undefine_args, _T_remote_network_undefine_args, data, exact=exact, name="remote_network_undefine_args")
-    return result
-
-
-def encode_remote_network_update_args(value: remote_network_update_args) -> bytes:
-    return xdr.encode_with(_enc_remote_network_update_args, _T_remote_network_update_args, value, "remote_network_update_args")
-
-
-def decode_remote_network_update_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_network_update_args:
-    result: remote_network_update_args
-    result, _ = xdr.decode_with(_dec_remote_network_update_args, _T_remote_network_update_args, data, exact=exact, name="remote_network_update_args")
-    return result
-
-
-def encode_remote_network_create_args(value: remote_network_create_args) -> bytes:
-    return xdr.encode_with(_enc_remote_network_create_args, _T_remote_network_create_args, value, "remote_network_create_args")
-
-
-def decode_remote_network_create_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_network_create_args:
-    result: remote_network_create_args
-    result, _ = xdr.decode_with(_dec_remote_network_create_args, _T_remote_network_create_args, data, exact=exact, name="remote_network_create_args")
-    return result
-
-
-def encode_remote_network_destroy_args(value: remote_network_destroy_args) -> bytes:
-    return xdr.encode_with(_enc_remote_network_destroy_args, _T_remote_network_destroy_args, value, "remote_network_destroy_args")
-
-
-def decode_remote_network_destroy_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_network_destroy_args:
-    result: remote_network_destroy_args
-    result, _ = xdr.decode_with(_dec_remote_network_destroy_args, _T_remote_network_destroy_args, data, exact=exact, name="remote_network_destroy_args")
-    return result
-
-
-def encode_remote_network_get_xml_desc_args(value: remote_network_get_xml_desc_args) -> bytes:
-    return xdr.encode_with(_enc_remote_network_get_xml_desc_args, _T_remote_network_get_xml_desc_args, value, "remote_network_get_xml_desc_args")
-
-
-def decode_remote_network_get_xml_desc_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_network_get_xml_desc_args:
-    result: remote_network_get_xml_desc_args
-    result, _ = xdr.decode_with(_dec_remote_network_get_xml_desc_args, _T_remote_network_get_xml_desc_args, data, exact=exact, name="remote_network_get_xml_desc_args")
-    return result
-
-
-def encode_remote_network_get_xml_desc_ret(value: remote_network_get_xml_desc_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_network_get_xml_desc_ret, _T_remote_network_get_xml_desc_ret, value, "remote_network_get_xml_desc_ret")
-
-
-def decode_remote_network_get_xml_desc_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_network_get_xml_desc_ret:
-    result: remote_network_get_xml_desc_ret
-    result, _ = xdr.decode_with(_dec_remote_network_get_xml_desc_ret, _T_remote_network_get_xml_desc_ret, data, exact=exact, name="remote_network_get_xml_desc_ret")
-    return result
-
-
-def encode_remote_network_get_bridge_name_args(value: remote_network_get_bridge_name_args) -> bytes:
-    return xdr.encode_with(_enc_remote_network_get_bridge_name_args, _T_remote_network_get_bridge_name_args, value, "remote_network_get_bridge_name_args")
-
-
-def decode_remote_network_get_bridge_name_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_network_get_bridge_name_args:
-    result: remote_network_get_bridge_name_args
-    result, _ = xdr.decode_with(_dec_remote_network_get_bridge_name_args, _T_remote_network_get_bridge_name_args, data, exact=exact, name="remote_network_get_bridge_name_args")
-    return result
-
-
-def encode_remote_network_get_bridge_name_ret(value: remote_network_get_bridge_name_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_network_get_bridge_name_ret, _T_remote_network_get_bridge_name_ret, value, "remote_network_get_bridge_name_ret")
-
-
-def decode_remote_network_get_bridge_name_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_network_get_bridge_name_ret:
-    result: remote_network_get_bridge_name_ret
-    result, _ = xdr.decode_with(_dec_remote_network_get_bridge_name_ret, _T_remote_network_get_bridge_name_ret, data, exact=exact, name="remote_network_get_bridge_name_ret")
-    return result
-
-
-def encode_remote_network_get_autostart_args(value: remote_network_get_autostart_args) -> bytes:
-    return xdr.encode_with(_enc_remote_network_get_autostart_args, _T_remote_network_get_autostart_args, value, "remote_network_get_autostart_args")
-
-
-def decode_remote_network_get_autostart_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_network_get_autostart_args:
-    result: remote_network_get_autostart_args
-    result, _ = xdr.decode_with(_dec_remote_network_get_autostart_args, _T_remote_network_get_autostart_args, data, exact=exact, name="remote_network_get_autostart_args")
-    return result
-
-
-def encode_remote_network_get_autostart_ret(value: remote_network_get_autostart_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_network_get_autostart_ret, _T_remote_network_get_autostart_ret, value, "remote_network_get_autostart_ret")
-
-
-def decode_remote_network_get_autostart_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_network_get_autostart_ret:
-    result: remote_network_get_autostart_ret
-    result, _ = xdr.decode_with(_dec_remote_network_get_autostart_ret, _T_remote_network_get_autostart_ret, data, exact=exact, name="remote_network_get_autostart_ret")
-    return result
-
-
-def encode_remote_network_set_autostart_args(value: remote_network_set_autostart_args) -> bytes:
-    return xdr.encode_with(_enc_remote_network_set_autostart_args, _T_remote_network_set_autostart_args, value, "remote_network_set_autostart_args")
-
-
-def decode_remote_network_set_autostart_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_network_set_autostart_args:
-    result: remote_network_set_autostart_args
-    result, _ = xdr.decode_with(_dec_remote_network_set_autostart_args, _T_remote_network_set_autostart_args, data, exact=exact, name="remote_network_set_autostart_args")
-    return result
-
-
-def encode_remote_network_is_active_args(value: remote_network_is_active_args) -> bytes:
-    return xdr.encode_with(_enc_remote_network_is_active_args, _T_remote_network_is_active_args, value, "remote_network_is_active_args")
-
-
-def decode_remote_network_is_active_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_network_is_active_args:
-    result: remote_network_is_active_args
-    result, _ = xdr.decode_with(_dec_remote_network_is_active_args, _T_remote_network_is_active_args, data, exact=exact, name="remote_network_is_active_args")
-    return result
-
-
-def encode_remote_network_is_active_ret(value: remote_network_is_active_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_network_is_active_ret, _T_remote_network_is_active_ret, value, "remote_network_is_active_ret")
-
-
-def decode_remote_network_is_active_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_network_is_active_ret:
-    result: remote_network_is_active_ret
-    result, _ = xdr.decode_with(_dec_remote_network_is_active_ret, _T_remote_network_is_active_ret, data, exact=exact, name="remote_network_is_active_ret")
-    return result
-
-
-def encode_remote_network_is_persistent_args(value: remote_network_is_persistent_args) -> bytes:
-    return xdr.encode_with(_enc_remote_network_is_persistent_args, _T_remote_network_is_persistent_args, value, "remote_network_is_persistent_args")
-
-
-def decode_remote_network_is_persistent_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_network_is_persistent_args:
-    result: remote_network_is_persistent_args
-    result, _ = xdr.decode_with(_dec_remote_network_is_persistent_args, _T_remote_network_is_persistent_args, data, exact=exact, name="remote_network_is_persistent_args")
-    return result
-
-
-def encode_remote_network_is_persistent_ret(value: remote_network_is_persistent_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_network_is_persistent_ret, _T_remote_network_is_persistent_ret, value, "remote_network_is_persistent_ret")
-
-
-def decode_remote_network_is_persistent_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_network_is_persistent_ret:
-    result: remote_network_is_persistent_ret
-    result, _ = xdr.decode_with(_dec_remote_network_is_persistent_ret, _T_remote_network_is_persistent_ret, data, exact=exact, name="remote_network_is_persistent_ret")
-    return result
-
-
-def encode_remote_connect_list_all_networks_args(value: remote_connect_list_all_networks_args) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_list_all_networks_args, _T_remote_connect_list_all_networks_args, value, "remote_connect_list_all_networks_args")
-
-
-def decode_remote_connect_list_all_networks_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_list_all_networks_args:
-    result: remote_connect_list_all_networks_args
-    result, _ = xdr.decode_with(_dec_remote_connect_list_all_networks_args, _T_remote_connect_list_all_networks_args, data, exact=exact, name="remote_connect_list_all_networks_args")
-    return result
-
-
-def encode_remote_connect_list_all_networks_ret(value: remote_connect_list_all_networks_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_list_all_networks_ret, _T_remote_connect_list_all_networks_ret, value, "remote_connect_list_all_networks_ret")
-
-
-def decode_remote_connect_list_all_networks_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_list_all_networks_ret:
-    result: remote_connect_list_all_networks_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_list_all_networks_ret, _T_remote_connect_list_all_networks_ret, data, exact=exact, name="remote_connect_list_all_networks_ret")
-    return result
-
-
-def encode_remote_network_dhcp_lease(value: remote_network_dhcp_lease) -> bytes:
-    return xdr.encode_with(_enc_remote_network_dhcp_lease, _T_remote_network_dhcp_lease, value, "remote_network_dhcp_lease")
-
-
-def decode_remote_network_dhcp_lease(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_network_dhcp_lease:
-    result: remote_network_dhcp_lease
-    result, _ = xdr.decode_with(_dec_remote_network_dhcp_lease, _T_remote_network_dhcp_lease, data, exact=exact, name="remote_network_dhcp_lease")
-    return result
-
-
-def encode_remote_network_get_dhcp_leases_args(value: remote_network_get_dhcp_leases_args) -> bytes:
-    return xdr.encode_with(_enc_remote_network_get_dhcp_leases_args, _T_remote_network_get_dhcp_leases_args, value, "remote_network_get_dhcp_leases_args")
-
-
-def decode_remote_network_get_dhcp_leases_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_network_get_dhcp_leases_args:
-    result: remote_network_get_dhcp_leases_args
-    result, _ = xdr.decode_with(_dec_remote_network_get_dhcp_leases_args, _T_remote_network_get_dhcp_leases_args, data, exact=exact, name="remote_network_get_dhcp_leases_args")
-    return result
-
-
-def encode_remote_network_get_dhcp_leases_ret(value: remote_network_get_dhcp_leases_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_network_get_dhcp_leases_ret, _T_remote_network_get_dhcp_leases_ret, value, "remote_network_get_dhcp_leases_ret")
-
-
-def decode_remote_network_get_dhcp_leases_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_network_get_dhcp_leases_ret:
-    result: remote_network_get_dhcp_leases_ret
-    result, _ = xdr.decode_with(_dec_remote_network_get_dhcp_leases_ret, _T_remote_network_get_dhcp_leases_ret, data, exact=exact, name="remote_network_get_dhcp_leases_ret")
-    return result
-
-
-def encode_remote_network_list_all_ports_args(value: remote_network_list_all_ports_args) -> bytes:
-    return xdr.encode_with(_enc_remote_network_list_all_ports_args, _T_remote_network_list_all_ports_args, value, "remote_network_list_all_ports_args")
-
-
-def decode_remote_network_list_all_ports_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_network_list_all_ports_args:
-    result: remote_network_list_all_ports_args
-    result, _ = xdr.decode_with(_dec_remote_network_list_all_ports_args, _T_remote_network_list_all_ports_args, data, exact=exact, name="remote_network_list_all_ports_args")
-    return result
-
-
-def encode_remote_network_list_all_ports_ret(value: remote_network_list_all_ports_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_network_list_all_ports_ret, _T_remote_network_list_all_ports_ret, value, "remote_network_list_all_ports_ret")
-
-
-def decode_remote_network_list_all_ports_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_network_list_all_ports_ret:
-    result: remote_network_list_all_ports_ret
-    result, _ = xdr.decode_with(_dec_remote_network_list_all_ports_ret, _T_remote_network_list_all_ports_ret, data, exact=exact, name="remote_network_list_all_ports_ret")
-    return result
-
-
-def encode_remote_network_port_lookup_by_uuid_args(value: remote_network_port_lookup_by_uuid_args) -> bytes:
-    return xdr.encode_with(_enc_remote_network_port_lookup_by_uuid_args, _T_remote_network_port_lookup_by_uuid_args, value, "remote_network_port_lookup_by_uuid_args")
-
-
-def decode_remote_network_port_lookup_by_uuid_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_network_port_lookup_by_uuid_args:
-    result: remote_network_port_lookup_by_uuid_args
-    result, _ = xdr.decode_with(_dec_remote_network_port_lookup_by_uuid_args, _T_remote_network_port_lookup_by_uuid_args, data, exact=exact, name="remote_network_port_lookup_by_uuid_args")
-    return result
-
-
-def encode_remote_network_port_lookup_by_uuid_ret(value: remote_network_port_lookup_by_uuid_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_network_port_lookup_by_uuid_ret, _T_remote_network_port_lookup_by_uuid_ret, value, "remote_network_port_lookup_by_uuid_ret")
-
-
-def decode_remote_network_port_lookup_by_uuid_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_network_port_lookup_by_uuid_ret:
-    result: remote_network_port_lookup_by_uuid_ret
-    result, _ = xdr.decode_with(_dec_remote_network_port_lookup_by_uuid_ret, _T_remote_network_port_lookup_by_uuid_ret, data, exact=exact, name="remote_network_port_lookup_by_uuid_ret")
-    return result
-
-
-def encode_remote_network_port_create_xml_args(value: remote_network_port_create_xml_args) -> bytes:
-    return xdr.encode_with(_enc_remote_network_port_create_xml_args, _T_remote_network_port_create_xml_args, value, "remote_network_port_create_xml_args")
-
-
-def decode_remote_network_port_create_xml_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_network_port_create_xml_args:
-    result: remote_network_port_create_xml_args
-    result, _ = xdr.decode_with(_dec_remote_network_port_create_xml_args, _T_remote_network_port_create_xml_args, data, exact=exact, name="remote_network_port_create_xml_args")
-    return result
-
-
-def encode_remote_network_port_create_xml_ret(value: remote_network_port_create_xml_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_network_port_create_xml_ret, _T_remote_network_port_create_xml_ret, value, "remote_network_port_create_xml_ret")
-
-
-def decode_remote_network_port_create_xml_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_network_port_create_xml_ret:
-    result: remote_network_port_create_xml_ret
-    result, _ = xdr.decode_with(_dec_remote_network_port_create_xml_ret, _T_remote_network_port_create_xml_ret, data, exact=exact, name="remote_network_port_create_xml_ret")
-    return result
-
-
-def encode_remote_network_port_set_parameters_args(value: remote_network_port_set_parameters_args) -> bytes:
-    return xdr.encode_with(_enc_remote_network_port_set_parameters_args, _T_remote_network_port_set_parameters_args, value, "remote_network_port_set_parameters_args")
-
-
-def decode_remote_network_port_set_parameters_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_network_port_set_parameters_args:
-    result: remote_network_port_set_parameters_args
-    result, _ = xdr.decode_with(_dec_remote_network_port_set_parameters_args, _T_remote_network_port_set_parameters_args, data, exact=exact, name="remote_network_port_set_parameters_args")
-    return result
-
-
-def encode_remote_network_port_get_parameters_args(value: remote_network_port_get_parameters_args) -> bytes:
-    return xdr.encode_with(_enc_remote_network_port_get_parameters_args, _T_remote_network_port_get_parameters_args, value, "remote_network_port_get_parameters_args")
-
-
-def decode_remote_network_port_get_parameters_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_network_port_get_parameters_args:
-    result: remote_network_port_get_parameters_args
-    result, _ = xdr.decode_with(_dec_remote_network_port_get_parameters_args, _T_remote_network_port_get_parameters_args, data, exact=exact, name="remote_network_port_get_parameters_args")
-    return result
-
-
-def encode_remote_network_port_get_parameters_ret(value: remote_network_port_get_parameters_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_network_port_get_parameters_ret, _T_remote_network_port_get_parameters_ret, value, "remote_network_port_get_parameters_ret")
-
-
-def decode_remote_network_port_get_parameters_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_network_port_get_parameters_ret:
-    result: remote_network_port_get_parameters_ret
-    result, _ = xdr.decode_with(_dec_remote_network_port_get_parameters_ret, _T_remote_network_port_get_parameters_ret, data, exact=exact, name="remote_network_port_get_parameters_ret")
-    return result
-
-
-def encode_remote_network_port_get_xml_desc_args(value: remote_network_port_get_xml_desc_args) -> bytes:
-    return xdr.encode_with(_enc_remote_network_port_get_xml_desc_args, _T_remote_network_port_get_xml_desc_args, value, "remote_network_port_get_xml_desc_args")
-
-
-def decode_remote_network_port_get_xml_desc_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_network_port_get_xml_desc_args:
-    result: remote_network_port_get_xml_desc_args
-    result, _ = xdr.decode_with(_dec_remote_network_port_get_xml_desc_args, _T_remote_network_port_get_xml_desc_args, data, exact=exact, name="remote_network_port_get_xml_desc_args")
-    return result
-
-
-def encode_remote_network_port_get_xml_desc_ret(value: remote_network_port_get_xml_desc_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_network_port_get_xml_desc_ret, _T_remote_network_port_get_xml_desc_ret, value, "remote_network_port_get_xml_desc_ret")
-
-
-def decode_remote_network_port_get_xml_desc_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_network_port_get_xml_desc_ret:
-    result: remote_network_port_get_xml_desc_ret
-    result, _ = xdr.decode_with(_dec_remote_network_port_get_xml_desc_ret, _T_remote_network_port_get_xml_desc_ret, data, exact=exact, name="remote_network_port_get_xml_desc_ret")
-    return result
-
-
-def encode_remote_network_port_delete_args(value: remote_network_port_delete_args) -> bytes:
-    return xdr.encode_with(_enc_remote_network_port_delete_args, _T_remote_network_port_delete_args, value, "remote_network_port_delete_args")
-
-
-def decode_remote_network_port_delete_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_network_port_delete_args:
-    result: remote_network_port_delete_args
-    result, _ = xdr.decode_with(_dec_remote_network_port_delete_args, _T_remote_network_port_delete_args, data, exact=exact, name="remote_network_port_delete_args")
-    return result
-
-
-def encode_remote_connect_num_of_interfaces_ret(value: remote_connect_num_of_interfaces_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_num_of_interfaces_ret, _T_remote_connect_num_of_interfaces_ret, value, "remote_connect_num_of_interfaces_ret")
-
-
-def decode_remote_connect_num_of_interfaces_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_num_of_interfaces_ret:
-    result: remote_connect_num_of_interfaces_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_num_of_interfaces_ret, _T_remote_connect_num_of_interfaces_ret, data, exact=exact, name="remote_connect_num_of_interfaces_ret")
-    return result
-
-
-def encode_remote_connect_list_interfaces_args(value: remote_connect_list_interfaces_args) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_list_interfaces_args, _T_remote_connect_list_interfaces_args, value, "remote_connect_list_interfaces_args")
-
-
-def decode_remote_connect_list_interfaces_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_list_interfaces_args:
-    result: remote_connect_list_interfaces_args
-    result, _ = xdr.decode_with(_dec_remote_connect_list_interfaces_args, _T_remote_connect_list_interfaces_args, data, exact=exact, name="remote_connect_list_interfaces_args")
-    return result
-
-
-def encode_remote_connect_list_interfaces_ret(value: remote_connect_list_interfaces_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_list_interfaces_ret, _T_remote_connect_list_interfaces_ret, value, "remote_connect_list_interfaces_ret")
-
-
-def decode_remote_connect_list_interfaces_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_list_interfaces_ret:
-    result: remote_connect_list_interfaces_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_list_interfaces_ret, _T_remote_connect_list_interfaces_ret, data, exact=exact, name="remote_connect_list_interfaces_ret")
-    return result
-
-
-def encode_remote_connect_num_of_defined_interfaces_ret(value: remote_connect_num_of_defined_interfaces_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_num_of_defined_interfaces_ret, _T_remote_connect_num_of_defined_interfaces_ret, value, "remote_connect_num_of_defined_interfaces_ret")
-
-
-def decode_remote_connect_num_of_defined_interfaces_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_num_of_defined_interfaces_ret:
-    result: remote_connect_num_of_defined_interfaces_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_num_of_defined_interfaces_ret, _T_remote_connect_num_of_defined_interfaces_ret, data, exact=exact, name="remote_connect_num_of_defined_interfaces_ret")
-    return result
-
-
-def encode_remote_connect_list_defined_interfaces_args(value: remote_connect_list_defined_interfaces_args) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_list_defined_interfaces_args, _T_remote_connect_list_defined_interfaces_args, value, "remote_connect_list_defined_interfaces_args")
-
-
-def decode_remote_connect_list_defined_interfaces_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_list_defined_interfaces_args:
-    result: remote_connect_list_defined_interfaces_args
-    result, _ = xdr.decode_with(_dec_remote_connect_list_defined_interfaces_args, _T_remote_connect_list_defined_interfaces_args, data, exact=exact, name="remote_connect_list_defined_interfaces_args")
-    return result
-
-
-def encode_remote_connect_list_defined_interfaces_ret(value: remote_connect_list_defined_interfaces_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_list_defined_interfaces_ret, _T_remote_connect_list_defined_interfaces_ret, value, "remote_connect_list_defined_interfaces_ret")
-
-
-def decode_remote_connect_list_defined_interfaces_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_list_defined_interfaces_ret:
-    result: remote_connect_list_defined_interfaces_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_list_defined_interfaces_ret, _T_remote_connect_list_defined_interfaces_ret, data, exact=exact, name="remote_connect_list_defined_interfaces_ret")
-    return result
-
-
-def encode_remote_interface_lookup_by_name_args(value: remote_interface_lookup_by_name_args) -> bytes:
-    return xdr.encode_with(_enc_remote_interface_lookup_by_name_args, _T_remote_interface_lookup_by_name_args, value, "remote_interface_lookup_by_name_args")
-
-
-def decode_remote_interface_lookup_by_name_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_interface_lookup_by_name_args:
-    result: remote_interface_lookup_by_name_args
-    result, _ = xdr.decode_with(_dec_remote_interface_lookup_by_name_args, _T_remote_interface_lookup_by_name_args, data, exact=exact, name="remote_interface_lookup_by_name_args")
-    return result
-
-
-def encode_remote_interface_lookup_by_name_ret(value: remote_interface_lookup_by_name_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_interface_lookup_by_name_ret, _T_remote_interface_lookup_by_name_ret, value, "remote_interface_lookup_by_name_ret")
-
-
-def decode_remote_interface_lookup_by_name_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_interface_lookup_by_name_ret:
-    result: remote_interface_lookup_by_name_ret
-    result, _ = xdr.decode_with(_dec_remote_interface_lookup_by_name_ret, _T_remote_interface_lookup_by_name_ret, data, exact=exact, name="remote_interface_lookup_by_name_ret")
-    return result
-
-
-def encode_remote_interface_lookup_by_mac_string_args(value: remote_interface_lookup_by_mac_string_args) -> bytes:
-    return xdr.encode_with(_enc_remote_interface_lookup_by_mac_string_args, _T_remote_interface_lookup_by_mac_string_args, value, "remote_interface_lookup_by_mac_string_args")
-
-
-def decode_remote_interface_lookup_by_mac_string_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_interface_lookup_by_mac_string_args:
-    result: remote_interface_lookup_by_mac_string_args
-    result, _ = xdr.decode_with(_dec_remote_interface_lookup_by_mac_string_args, _T_remote_interface_lookup_by_mac_string_args, data, exact=exact, name="remote_interface_lookup_by_mac_string_args")
-    return result
-
-
-def encode_remote_interface_lookup_by_mac_string_ret(value: remote_interface_lookup_by_mac_string_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_interface_lookup_by_mac_string_ret, _T_remote_interface_lookup_by_mac_string_ret, value, "remote_interface_lookup_by_mac_string_ret")
-
-
-def decode_remote_interface_lookup_by_mac_string_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_interface_lookup_by_mac_string_ret:
-    result: remote_interface_lookup_by_mac_string_ret
-    result, _ = xdr.decode_with(_dec_remote_interface_lookup_by_mac_string_ret, _T_remote_interface_lookup_by_mac_string_ret, data, exact=exact, name="remote_interface_lookup_by_mac_string_ret")
-    return result
-
-
-def encode_remote_interface_get_xml_desc_args(value: remote_interface_get_xml_desc_args) -> bytes:
-    return xdr.encode_with(_enc_remote_interface_get_xml_desc_args, _T_remote_interface_get_xml_desc_args, value, "remote_interface_get_xml_desc_args")
-
-
-def decode_remote_interface_get_xml_desc_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_interface_get_xml_desc_args:
-    result: remote_interface_get_xml_desc_args
-    result, _ = xdr.decode_with(_dec_remote_interface_get_xml_desc_args, _T_remote_interface_get_xml_desc_args, data, exact=exact, name="remote_interface_get_xml_desc_args")
-    return result
-
-
-def encode_remote_interface_get_xml_desc_ret(value: remote_interface_get_xml_desc_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_interface_get_xml_desc_ret, _T_remote_interface_get_xml_desc_ret, value, "remote_interface_get_xml_desc_ret")
-
-
-def decode_remote_interface_get_xml_desc_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_interface_get_xml_desc_ret:
-    result: remote_interface_get_xml_desc_ret
-    result, _ = xdr.decode_with(_dec_remote_interface_get_xml_desc_ret, _T_remote_interface_get_xml_desc_ret, data, exact=exact, name="remote_interface_get_xml_desc_ret")
-    return result
-
-
-def encode_remote_interface_define_xml_args(value: remote_interface_define_xml_args) -> bytes:
-    return xdr.encode_with(_enc_remote_interface_define_xml_args, _T_remote_interface_define_xml_args, value, "remote_interface_define_xml_args")
-
-
-def decode_remote_interface_define_xml_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_interface_define_xml_args:
-    result: remote_interface_define_xml_args
-    result, _ = xdr.decode_with(_dec_remote_interface_define_xml_args, _T_remote_interface_define_xml_args, data, exact=exact, name="remote_interface_define_xml_args")
-    return result
-
-
-def encode_remote_interface_define_xml_ret(value: remote_interface_define_xml_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_interface_define_xml_ret, _T_remote_interface_define_xml_ret, value, "remote_interface_define_xml_ret")
-
-
-def decode_remote_interface_define_xml_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_interface_define_xml_ret:
-    result: remote_interface_define_xml_ret
-    result, _ = xdr.decode_with(_dec_remote_interface_define_xml_ret, _T_remote_interface_define_xml_ret, data, exact=exact, name="remote_interface_define_xml_ret")
-    return result
-
-
-def encode_remote_interface_undefine_args(value: remote_interface_undefine_args) -> bytes:
-    return xdr.encode_with(_enc_remote_interface_undefine_args, _T_remote_interface_undefine_args, value, "remote_interface_undefine_args")
-
-
-def decode_remote_interface_undefine_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_interface_undefine_args:
-    result: remote_interface_undefine_args
-    result, _ = xdr.decode_with(_dec_remote_interface_undefine_args, _T_remote_interface_undefine_args, data, exact=exact, name="remote_interface_undefine_args")
-    return result
-
-
-def encode_remote_interface_create_args(value: remote_interface_create_args) -> bytes:
-    return xdr.encode_with(_enc_remote_interface_create_args, _T_remote_interface_create_args, value, "remote_interface_create_args")
-
-
-def decode_remote_interface_create_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_interface_create_args:
-    result: remote_interface_create_args
-    result, _ = xdr.decode_with(_dec_remote_interface_create_args, _T_remote_interface_create_args, data, exact=exact, name="remote_interface_create_args")
-    return result
-
-
-def encode_remote_interface_destroy_args(value: remote_interface_destroy_args) -> bytes:
-    return xdr.encode_with(_enc_remote_interface_destroy_args, _T_remote_interface_destroy_args, value, "remote_interface_destroy_args")
-
-
-def decode_remote_interface_destroy_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_interface_destroy_args:
-    result: remote_interface_destroy_args
-    result, _ = xdr.decode_with(_dec_remote_interface_destroy_args, _T_remote_interface_destroy_args, data, exact=exact, name="remote_interface_destroy_args")
-    return result
-
-
-def encode_remote_interface_change_begin_args(value: remote_interface_change_begin_args) -> bytes:
-    return xdr.encode_with(_enc_remote_interface_change_begin_args, _T_remote_interface_change_begin_args, value, "remote_interface_change_begin_args")
-
-
-def decode_remote_interface_change_begin_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_interface_change_begin_args:
-    result: remote_interface_change_begin_args
-    result, _ = xdr.decode_with(_dec_remote_interface_change_begin_args, _T_remote_interface_change_begin_args, data, exact=exact, name="remote_interface_change_begin_args")
-    return result
-
-
-def encode_remote_interface_change_commit_args(value: remote_interface_change_commit_args) -> bytes:
-    return xdr.encode_with(_enc_remote_interface_change_commit_args, _T_remote_interface_change_commit_args, value, "remote_interface_change_commit_args")
-
-
-def decode_remote_interface_change_commit_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_interface_change_commit_args:
-    result: remote_interface_change_commit_args
-    result, _ = xdr.decode_with(_dec_remote_interface_change_commit_args, _T_remote_interface_change_commit_args, data, exact=exact, name="remote_interface_change_commit_args")
-    return result
-
-
-def encode_remote_interface_change_rollback_args(value: remote_interface_change_rollback_args) -> bytes:
-    return xdr.encode_with(_enc_remote_interface_change_rollback_args, _T_remote_interface_change_rollback_args, value, "remote_interface_change_rollback_args")
-
-
-def decode_remote_interface_change_rollback_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_interface_change_rollback_args:
-    result: remote_interface_change_rollback_args
-    result, _ = xdr.decode_with(_dec_remote_interface_change_rollback_args, _T_remote_interface_change_rollback_args, data, exact=exact, name="remote_interface_change_rollback_args")
-    return result
-
-
-def encode_remote_interface_is_active_args(value: remote_interface_is_active_args) -> bytes:
-    return xdr.encode_with(_enc_remote_interface_is_active_args, _T_remote_interface_is_active_args, value, "remote_interface_is_active_args")
-
-
-def decode_remote_interface_is_active_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_interface_is_active_args:
-    result: remote_interface_is_active_args
-    result, _ = xdr.decode_with(_dec_remote_interface_is_active_args, _T_remote_interface_is_active_args, data, exact=exact, name="remote_interface_is_active_args")
-    return result
-
-
-def encode_remote_interface_is_active_ret(value: remote_interface_is_active_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_interface_is_active_ret, _T_remote_interface_is_active_ret, value, "remote_interface_is_active_ret")
-
-
-def decode_remote_interface_is_active_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_interface_is_active_ret:
-    result: remote_interface_is_active_ret
-    result, _ = xdr.decode_with(_dec_remote_interface_is_active_ret, _T_remote_interface_is_active_ret, data, exact=exact, name="remote_interface_is_active_ret")
-    return result
-
-
-def encode_remote_connect_list_all_interfaces_args(value: remote_connect_list_all_interfaces_args) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_list_all_interfaces_args, _T_remote_connect_list_all_interfaces_args, value, "remote_connect_list_all_interfaces_args")
-
-
-def decode_remote_connect_list_all_interfaces_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_list_all_interfaces_args:
-    result: remote_connect_list_all_interfaces_args
-    result, _ = xdr.decode_with(_dec_remote_connect_list_all_interfaces_args, _T_remote_connect_list_all_interfaces_args, data, exact=exact, name="remote_connect_list_all_interfaces_args")
-    return result
-
-
-def encode_remote_connect_list_all_interfaces_ret(value: remote_connect_list_all_interfaces_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_list_all_interfaces_ret, _T_remote_connect_list_all_interfaces_ret, value, "remote_connect_list_all_interfaces_ret")
-
-
-def decode_remote_connect_list_all_interfaces_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_list_all_interfaces_ret:
-    result: remote_connect_list_all_interfaces_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_list_all_interfaces_ret, _T_remote_connect_list_all_interfaces_ret, data, exact=exact, name="remote_connect_list_all_interfaces_ret")
-    return result
-
-
-def encode_remote_connect_num_of_storage_pools_ret(value: remote_connect_num_of_storage_pools_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_num_of_storage_pools_ret, _T_remote_connect_num_of_storage_pools_ret, value, "remote_connect_num_of_storage_pools_ret")
-
-
-def decode_remote_connect_num_of_storage_pools_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_num_of_storage_pools_ret:
-    result: remote_connect_num_of_storage_pools_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_num_of_storage_pools_ret, _T_remote_connect_num_of_storage_pools_ret, data, exact=exact, name="remote_connect_num_of_storage_pools_ret")
-    return result
-
-
-def encode_remote_connect_list_storage_pools_args(value: remote_connect_list_storage_pools_args) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_list_storage_pools_args, _T_remote_connect_list_storage_pools_args, value, "remote_connect_list_storage_pools_args")
-
-
-def decode_remote_connect_list_storage_pools_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_list_storage_pools_args:
-    result: remote_connect_list_storage_pools_args
-    result, _ = xdr.decode_with(_dec_remote_connect_list_storage_pools_args, _T_remote_connect_list_storage_pools_args, data, exact=exact, name="remote_connect_list_storage_pools_args")
-    return result
-
-
-def encode_remote_connect_list_storage_pools_ret(value: remote_connect_list_storage_pools_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_list_storage_pools_ret, _T_remote_connect_list_storage_pools_ret, value, "remote_connect_list_storage_pools_ret")
-
-
-def decode_remote_connect_list_storage_pools_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_list_storage_pools_ret:
-    result: remote_connect_list_storage_pools_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_list_storage_pools_ret, _T_remote_connect_list_storage_pools_ret, data, exact=exact, name="remote_connect_list_storage_pools_ret")
-    return result
-
-
-def encode_remote_connect_num_of_defined_storage_pools_ret(value: remote_connect_num_of_defined_storage_pools_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_num_of_defined_storage_pools_ret, _T_remote_connect_num_of_defined_storage_pools_ret, value, "remote_connect_num_of_defined_storage_pools_ret")
-
-
-def decode_remote_connect_num_of_defined_storage_pools_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_num_of_defined_storage_pools_ret:
-    result: remote_connect_num_of_defined_storage_pools_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_num_of_defined_storage_pools_ret, _T_remote_connect_num_of_defined_storage_pools_ret, data, exact=exact, name="remote_connect_num_of_defined_storage_pools_ret")
-    return result
-
-
-def encode_remote_connect_list_defined_storage_pools_args(value: remote_connect_list_defined_storage_pools_args) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_list_defined_storage_pools_args, _T_remote_connect_list_defined_storage_pools_args, value, "remote_connect_list_defined_storage_pools_args")
-
-
-def decode_remote_connect_list_defined_storage_pools_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_list_defined_storage_pools_args:
-    result: remote_connect_list_defined_storage_pools_args
-    result, _ = xdr.decode_with(_dec_remote_connect_list_defined_storage_pools_args, _T_remote_connect_list_defined_storage_pools_args, data, exact=exact, name="remote_connect_list_defined_storage_pools_args")
-    return result
-
-
-def encode_remote_connect_list_defined_storage_pools_ret(value: remote_connect_list_defined_storage_pools_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_list_defined_storage_pools_ret, _T_remote_connect_list_defined_storage_pools_ret, value, "remote_connect_list_defined_storage_pools_ret")
-
-
-def decode_remote_connect_list_defined_storage_pools_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_list_defined_storage_pools_ret:
-    result: remote_connect_list_defined_storage_pools_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_list_defined_storage_pools_ret, _T_remote_connect_list_defined_storage_pools_ret, data, exact=exact, name="remote_connect_list_defined_storage_pools_ret")
-    return result
-
-
-def encode_remote_connect_find_storage_pool_sources_args(value: remote_connect_find_storage_pool_sources_args) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_find_storage_pool_sources_args, _T_remote_connect_find_storage_pool_sources_args, value, "remote_connect_find_storage_pool_sources_args")
-
-
-def decode_remote_connect_find_storage_pool_sources_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_find_storage_pool_sources_args:
-    result: remote_connect_find_storage_pool_sources_args
-    result, _ = xdr.decode_with(_dec_remote_connect_find_storage_pool_sources_args, _T_remote_connect_find_storage_pool_sources_args, data, exact=exact, name="remote_connect_find_storage_pool_sources_args")
-    return result
-
-
-def encode_remote_connect_find_storage_pool_sources_ret(value: remote_connect_find_storage_pool_sources_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_find_storage_pool_sources_ret, _T_remote_connect_find_storage_pool_sources_ret, value, "remote_connect_find_storage_pool_sources_ret")
-
-
-def decode_remote_connect_find_storage_pool_sources_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_find_storage_pool_sources_ret:
-    result: remote_connect_find_storage_pool_sources_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_find_storage_pool_sources_ret, _T_remote_connect_find_storage_pool_sources_ret, data, exact=exact, name="remote_connect_find_storage_pool_sources_ret")
-    return result
-
-
-def encode_remote_storage_pool_lookup_by_uuid_args(value: remote_storage_pool_lookup_by_uuid_args) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_pool_lookup_by_uuid_args, _T_remote_storage_pool_lookup_by_uuid_args, value, "remote_storage_pool_lookup_by_uuid_args")
-
-
-def decode_remote_storage_pool_lookup_by_uuid_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_pool_lookup_by_uuid_args:
-    result: remote_storage_pool_lookup_by_uuid_args
-    result, _ = xdr.decode_with(_dec_remote_storage_pool_lookup_by_uuid_args, _T_remote_storage_pool_lookup_by_uuid_args, data, exact=exact, name="remote_storage_pool_lookup_by_uuid_args")
-    return result
-
-
-def encode_remote_storage_pool_lookup_by_uuid_ret(value: remote_storage_pool_lookup_by_uuid_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_pool_lookup_by_uuid_ret, _T_remote_storage_pool_lookup_by_uuid_ret, value, "remote_storage_pool_lookup_by_uuid_ret")
-
-
-def decode_remote_storage_pool_lookup_by_uuid_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_pool_lookup_by_uuid_ret:
-    result: remote_storage_pool_lookup_by_uuid_ret
-    result, _ = xdr.decode_with(_dec_remote_storage_pool_lookup_by_uuid_ret, _T_remote_storage_pool_lookup_by_uuid_ret, data, exact=exact, name="remote_storage_pool_lookup_by_uuid_ret")
-    return result
-
-
-def encode_remote_storage_pool_lookup_by_name_args(value: remote_storage_pool_lookup_by_name_args) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_pool_lookup_by_name_args, _T_remote_storage_pool_lookup_by_name_args, value, "remote_storage_pool_lookup_by_name_args")
-
-
-def decode_remote_storage_pool_lookup_by_name_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_pool_lookup_by_name_args:
-    result: remote_storage_pool_lookup_by_name_args
-    result, _ = xdr.decode_with(_dec_remote_storage_pool_lookup_by_name_args, _T_remote_storage_pool_lookup_by_name_args, data, exact=exact, name="remote_storage_pool_lookup_by_name_args")
-    return result
-
-
-def encode_remote_storage_pool_lookup_by_name_ret(value: remote_storage_pool_lookup_by_name_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_pool_lookup_by_name_ret, _T_remote_storage_pool_lookup_by_name_ret, value, "remote_storage_pool_lookup_by_name_ret")
-
-
-def decode_remote_storage_pool_lookup_by_name_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_pool_lookup_by_name_ret:
-    result: remote_storage_pool_lookup_by_name_ret
-    result, _ = xdr.decode_with(_dec_remote_storage_pool_lookup_by_name_ret, _T_remote_storage_pool_lookup_by_name_ret, data, exact=exact, name="remote_storage_pool_lookup_by_name_ret")
-    return result
-
-
-def encode_remote_storage_pool_lookup_by_volume_args(value: remote_storage_pool_lookup_by_volume_args) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_pool_lookup_by_volume_args, _T_remote_storage_pool_lookup_by_volume_args, value, "remote_storage_pool_lookup_by_volume_args")
-
-
-def decode_remote_storage_pool_lookup_by_volume_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_pool_lookup_by_volume_args:
-    result: remote_storage_pool_lookup_by_volume_args
-    result, _ = xdr.decode_with(_dec_remote_storage_pool_lookup_by_volume_args, _T_remote_storage_pool_lookup_by_volume_args, data, exact=exact, name="remote_storage_pool_lookup_by_volume_args")
-    return result
-
-
-def encode_remote_storage_pool_lookup_by_volume_ret(value: remote_storage_pool_lookup_by_volume_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_pool_lookup_by_volume_ret, _T_remote_storage_pool_lookup_by_volume_ret, value, "remote_storage_pool_lookup_by_volume_ret")
-
-
-def decode_remote_storage_pool_lookup_by_volume_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_pool_lookup_by_volume_ret:
-    result: remote_storage_pool_lookup_by_volume_ret
-    result, _ = xdr.decode_with(_dec_remote_storage_pool_lookup_by_volume_ret, _T_remote_storage_pool_lookup_by_volume_ret, data, exact=exact, name="remote_storage_pool_lookup_by_volume_ret")
-    return result
-
-
-def encode_remote_storage_pool_lookup_by_target_path_args(value: remote_storage_pool_lookup_by_target_path_args) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_pool_lookup_by_target_path_args, _T_remote_storage_pool_lookup_by_target_path_args, value, "remote_storage_pool_lookup_by_target_path_args")
-
-
-def decode_remote_storage_pool_lookup_by_target_path_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_pool_lookup_by_target_path_args:
-    result: remote_storage_pool_lookup_by_target_path_args
-    result, _ = xdr.decode_with(_dec_remote_storage_pool_lookup_by_target_path_args, _T_remote_storage_pool_lookup_by_target_path_args, data, exact=exact, name="remote_storage_pool_lookup_by_target_path_args")
-    return result
-
-
-def encode_remote_storage_pool_lookup_by_target_path_ret(value: remote_storage_pool_lookup_by_target_path_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_pool_lookup_by_target_path_ret, _T_remote_storage_pool_lookup_by_target_path_ret, value, "remote_storage_pool_lookup_by_target_path_ret")
-
-
-def decode_remote_storage_pool_lookup_by_target_path_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_pool_lookup_by_target_path_ret:
-    result: remote_storage_pool_lookup_by_target_path_ret
-    result, _ = xdr.decode_with(_dec_remote_storage_pool_lookup_by_target_path_ret, _T_remote_storage_pool_lookup_by_target_path_ret, data, exact=exact, name="remote_storage_pool_lookup_by_target_path_ret")
-    return result
-
-
-def encode_remote_storage_pool_create_xml_args(value: remote_storage_pool_create_xml_args) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_pool_create_xml_args, _T_remote_storage_pool_create_xml_args, value, "remote_storage_pool_create_xml_args")
-
-
-def decode_remote_storage_pool_create_xml_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_pool_create_xml_args:
-    result: remote_storage_pool_create_xml_args
-    result, _ = xdr.decode_with(_dec_remote_storage_pool_create_xml_args, _T_remote_storage_pool_create_xml_args, data, exact=exact, name="remote_storage_pool_create_xml_args")
-    return result
-
-
-def encode_remote_storage_pool_create_xml_ret(value: remote_storage_pool_create_xml_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_pool_create_xml_ret, _T_remote_storage_pool_create_xml_ret, value, "remote_storage_pool_create_xml_ret")
-
-
-def decode_remote_storage_pool_create_xml_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_pool_create_xml_ret:
-    result: remote_storage_pool_create_xml_ret
-    result, _ = xdr.decode_with(_dec_remote_storage_pool_create_xml_ret, _T_remote_storage_pool_create_xml_ret, data, exact=exact, name="remote_storage_pool_create_xml_ret")
-    return result
-
-
-def encode_remote_storage_pool_define_xml_args(value: remote_storage_pool_define_xml_args) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_pool_define_xml_args, _T_remote_storage_pool_define_xml_args, value, "remote_storage_pool_define_xml_args")
-
-
-def decode_remote_storage_pool_define_xml_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_pool_define_xml_args:
-    result: remote_storage_pool_define_xml_args
-    result, _ = xdr.decode_with(_dec_remote_storage_pool_define_xml_args, _T_remote_storage_pool_define_xml_args, data, exact=exact, name="remote_storage_pool_define_xml_args")
-    return result
-
-
-def encode_remote_storage_pool_define_xml_ret(value: remote_storage_pool_define_xml_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_pool_define_xml_ret, _T_remote_storage_pool_define_xml_ret, value, "remote_storage_pool_define_xml_ret")
-
-
-def decode_remote_storage_pool_define_xml_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_pool_define_xml_ret:
-    result: remote_storage_pool_define_xml_ret
-    result, _ = xdr.decode_with(_dec_remote_storage_pool_define_xml_ret, _T_remote_storage_pool_define_xml_ret, data, exact=exact, name="remote_storage_pool_define_xml_ret")
-    return result
-
-
-def encode_remote_storage_pool_build_args(value: remote_storage_pool_build_args) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_pool_build_args, _T_remote_storage_pool_build_args, value, "remote_storage_pool_build_args")
-
-
-def decode_remote_storage_pool_build_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_pool_build_args:
-    result: remote_storage_pool_build_args
-    result, _ = xdr.decode_with(_dec_remote_storage_pool_build_args, _T_remote_storage_pool_build_args, data, exact=exact, name="remote_storage_pool_build_args")
-    return result
-
-
-def encode_remote_storage_pool_undefine_args(value: remote_storage_pool_undefine_args) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_pool_undefine_args, _T_remote_storage_pool_undefine_args, value, "remote_storage_pool_undefine_args")
-
-
-def decode_remote_storage_pool_undefine_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_pool_undefine_args:
-    result: remote_storage_pool_undefine_args
-    result, _ = xdr.decode_with(_dec_remote_storage_pool_undefine_args, _T_remote_storage_pool_undefine_args, data, exact=exact, name="remote_storage_pool_undefine_args")
-    return result
-
-
-def encode_remote_storage_pool_create_args(value: remote_storage_pool_create_args) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_pool_create_args, _T_remote_storage_pool_create_args, value, "remote_storage_pool_create_args")
-
-
-def decode_remote_storage_pool_create_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_pool_create_args:
-    result: remote_storage_pool_create_args
-    result, _ = xdr.decode_with(_dec_remote_storage_pool_create_args, _T_remote_storage_pool_create_args, data, exact=exact, name="remote_storage_pool_create_args")
-    return result
-
-
-def encode_remote_storage_pool_destroy_args(value: remote_storage_pool_destroy_args) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_pool_destroy_args, _T_remote_storage_pool_destroy_args, value, "remote_storage_pool_destroy_args")
-
-
-def decode_remote_storage_pool_destroy_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_pool_destroy_args:
-    result: remote_storage_pool_destroy_args
-    result, _ = xdr.decode_with(_dec_remote_storage_pool_destroy_args, _T_remote_storage_pool_destroy_args, data, exact=exact, name="remote_storage_pool_destroy_args")
-    return result
-
-
-def encode_remote_storage_pool_delete_args(value: remote_storage_pool_delete_args) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_pool_delete_args, _T_remote_storage_pool_delete_args, value, "remote_storage_pool_delete_args")
-
-
-def decode_remote_storage_pool_delete_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_pool_delete_args:
-    result: remote_storage_pool_delete_args
-    result, _ = xdr.decode_with(_dec_remote_storage_pool_delete_args, _T_remote_storage_pool_delete_args, data, exact=exact, name="remote_storage_pool_delete_args")
-    return result
-
-
-def encode_remote_storage_pool_refresh_args(value: remote_storage_pool_refresh_args) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_pool_refresh_args, _T_remote_storage_pool_refresh_args, value, "remote_storage_pool_refresh_args")
-
-
-def decode_remote_storage_pool_refresh_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_pool_refresh_args:
-    result: remote_storage_pool_refresh_args
-    result, _ = xdr.decode_with(_dec_remote_storage_pool_refresh_args, _T_remote_storage_pool_refresh_args, data, exact=exact, name="remote_storage_pool_refresh_args")
-    return result
-
-
-def encode_remote_storage_pool_get_xml_desc_args(value: remote_storage_pool_get_xml_desc_args) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_pool_get_xml_desc_args, _T_remote_storage_pool_get_xml_desc_args, value, "remote_storage_pool_get_xml_desc_args")
-
-
-def decode_remote_storage_pool_get_xml_desc_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_pool_get_xml_desc_args:
-    result: remote_storage_pool_get_xml_desc_args
-    result, _ = xdr.decode_with(_dec_remote_storage_pool_get_xml_desc_args, _T_remote_storage_pool_get_xml_desc_args, data, exact=exact, name="remote_storage_pool_get_xml_desc_args")
-    return result
-
-
-def encode_remote_storage_pool_get_xml_desc_ret(value: remote_storage_pool_get_xml_desc_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_pool_get_xml_desc_ret, _T_remote_storage_pool_get_xml_desc_ret, value, "remote_storage_pool_get_xml_desc_ret")
-
-
-def decode_remote_storage_pool_get_xml_desc_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_pool_get_xml_desc_ret:
-    result: remote_storage_pool_get_xml_desc_ret
-    result, _ = xdr.decode_with(_dec_remote_storage_pool_get_xml_desc_ret, _T_remote_storage_pool_get_xml_desc_ret, data, exact=exact, name="remote_storage_pool_get_xml_desc_ret")
-    return result
-
-
-def encode_remote_storage_pool_get_info_args(value: remote_storage_pool_get_info_args) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_pool_get_info_args, _T_remote_storage_pool_get_info_args, value, "remote_storage_pool_get_info_args")
-
-
-def decode_remote_storage_pool_get_info_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_pool_get_info_args:
-    result: remote_storage_pool_get_info_args
-    result, _ = xdr.decode_with(_dec_remote_storage_pool_get_info_args, _T_remote_storage_pool_get_info_args, data, exact=exact, name="remote_storage_pool_get_info_args")
-    return result
-
-
-def encode_remote_storage_pool_get_info_ret(value: remote_storage_pool_get_info_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_pool_get_info_ret, _T_remote_storage_pool_get_info_ret, value, "remote_storage_pool_get_info_ret")
-
-
-def decode_remote_storage_pool_get_info_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_pool_get_info_ret:
-    result: remote_storage_pool_get_info_ret
-    result, _ = xdr.decode_with(_dec_remote_storage_pool_get_info_ret, _T_remote_storage_pool_get_info_ret, data, exact=exact, name="remote_storage_pool_get_info_ret")
-    return result
-
-
-def encode_remote_storage_pool_get_autostart_args(value: remote_storage_pool_get_autostart_args) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_pool_get_autostart_args, _T_remote_storage_pool_get_autostart_args, value, "remote_storage_pool_get_autostart_args")
-
-
-def decode_remote_storage_pool_get_autostart_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_pool_get_autostart_args:
-    result: remote_storage_pool_get_autostart_args
-    result, _ = xdr.decode_with(_dec_remote_storage_pool_get_autostart_args, _T_remote_storage_pool_get_autostart_args, data, exact=exact, name="remote_storage_pool_get_autostart_args")
-    return result
-
-
-def encode_remote_storage_pool_get_autostart_ret(value: remote_storage_pool_get_autostart_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_pool_get_autostart_ret, _T_remote_storage_pool_get_autostart_ret, value, "remote_storage_pool_get_autostart_ret")
-
-
-def decode_remote_storage_pool_get_autostart_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_pool_get_autostart_ret:
-    result: remote_storage_pool_get_autostart_ret
-    result, _ = xdr.decode_with(_dec_remote_storage_pool_get_autostart_ret, _T_remote_storage_pool_get_autostart_ret, data, exact=exact, name="remote_storage_pool_get_autostart_ret")
-    return result
-
-
-def encode_remote_storage_pool_set_autostart_args(value: remote_storage_pool_set_autostart_args) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_pool_set_autostart_args, _T_remote_storage_pool_set_autostart_args, value, "remote_storage_pool_set_autostart_args")
-
-
-def decode_remote_storage_pool_set_autostart_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_pool_set_autostart_args:
-    result: remote_storage_pool_set_autostart_args
-    result, _ = xdr.decode_with(_dec_remote_storage_pool_set_autostart_args, _T_remote_storage_pool_set_autostart_args, data, exact=exact, name="remote_storage_pool_set_autostart_args")
-    return result
-
-
-def encode_remote_storage_pool_num_of_volumes_args(value: remote_storage_pool_num_of_volumes_args) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_pool_num_of_volumes_args, _T_remote_storage_pool_num_of_volumes_args, value, "remote_storage_pool_num_of_volumes_args")
-
-
-def decode_remote_storage_pool_num_of_volumes_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_pool_num_of_volumes_args:
-    result: remote_storage_pool_num_of_volumes_args
-    result, _ = xdr.decode_with(_dec_remote_storage_pool_num_of_volumes_args, _T_remote_storage_pool_num_of_volumes_args, data, exact=exact, name="remote_storage_pool_num_of_volumes_args")
-    return result
-
-
-def encode_remote_storage_pool_num_of_volumes_ret(value: remote_storage_pool_num_of_volumes_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_pool_num_of_volumes_ret, _T_remote_storage_pool_num_of_volumes_ret, value, "remote_storage_pool_num_of_volumes_ret")
-
-
-def decode_remote_storage_pool_num_of_volumes_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_pool_num_of_volumes_ret:
-    result: remote_storage_pool_num_of_volumes_ret
-    result, _ = xdr.decode_with(_dec_remote_storage_pool_num_of_volumes_ret, _T_remote_storage_pool_num_of_volumes_ret, data, exact=exact, name="remote_storage_pool_num_of_volumes_ret")
-    return result
-
-
-def encode_remote_storage_pool_list_volumes_args(value: remote_storage_pool_list_volumes_args) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_pool_list_volumes_args, _T_remote_storage_pool_list_volumes_args, value, "remote_storage_pool_list_volumes_args")
-
-
-def decode_remote_storage_pool_list_volumes_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_pool_list_volumes_args:
-    result: remote_storage_pool_list_volumes_args
-    result, _ = xdr.decode_with(_dec_remote_storage_pool_list_volumes_args, _T_remote_storage_pool_list_volumes_args, data, exact=exact, name="remote_storage_pool_list_volumes_args")
-    return result
-
-
-def encode_remote_storage_pool_list_volumes_ret(value: remote_storage_pool_list_volumes_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_pool_list_volumes_ret, _T_remote_storage_pool_list_volumes_ret, value, "remote_storage_pool_list_volumes_ret")
-
-
-def decode_remote_storage_pool_list_volumes_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_pool_list_volumes_ret:
-    result: remote_storage_pool_list_volumes_ret
-    result, _ = xdr.decode_with(_dec_remote_storage_pool_list_volumes_ret, _T_remote_storage_pool_list_volumes_ret, data, exact=exact, name="remote_storage_pool_list_volumes_ret")
-    return result
-
-
-def encode_remote_storage_vol_lookup_by_name_args(value: remote_storage_vol_lookup_by_name_args) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_vol_lookup_by_name_args, _T_remote_storage_vol_lookup_by_name_args, value, "remote_storage_vol_lookup_by_name_args")
-
-
-def decode_remote_storage_vol_lookup_by_name_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_vol_lookup_by_name_args:
-    result: remote_storage_vol_lookup_by_name_args
-    result, _ = xdr.decode_with(_dec_remote_storage_vol_lookup_by_name_args, _T_remote_storage_vol_lookup_by_name_args, data, exact=exact, name="remote_storage_vol_lookup_by_name_args")
-    return result
-
-
-def encode_remote_storage_vol_lookup_by_name_ret(value: remote_storage_vol_lookup_by_name_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_vol_lookup_by_name_ret, _T_remote_storage_vol_lookup_by_name_ret, value, "remote_storage_vol_lookup_by_name_ret")
-
-
-def decode_remote_storage_vol_lookup_by_name_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_vol_lookup_by_name_ret:
-    result: remote_storage_vol_lookup_by_name_ret
-    result, _ = xdr.decode_with(_dec_remote_storage_vol_lookup_by_name_ret, _T_remote_storage_vol_lookup_by_name_ret, data, exact=exact, name="remote_storage_vol_lookup_by_name_ret")
-    return result
-
-
-def encode_remote_storage_vol_lookup_by_key_args(value: remote_storage_vol_lookup_by_key_args) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_vol_lookup_by_key_args, _T_remote_storage_vol_lookup_by_key_args, value, "remote_storage_vol_lookup_by_key_args")
-
-
-def decode_remote_storage_vol_lookup_by_key_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_vol_lookup_by_key_args:
-    result: remote_storage_vol_lookup_by_key_args
-    result, _ = xdr.decode_with(_dec_remote_storage_vol_lookup_by_key_args, _T_remote_storage_vol_lookup_by_key_args, data, exact=exact, name="remote_storage_vol_lookup_by_key_args")
-    return result
-
-
-def encode_remote_storage_vol_lookup_by_key_ret(value: remote_storage_vol_lookup_by_key_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_vol_lookup_by_key_ret, _T_remote_storage_vol_lookup_by_key_ret, value, "remote_storage_vol_lookup_by_key_ret")
-
-
-def decode_remote_storage_vol_lookup_by_key_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_vol_lookup_by_key_ret:
-    result: remote_storage_vol_lookup_by_key_ret
-    result, _ = xdr.decode_with(_dec_remote_storage_vol_lookup_by_key_ret, _T_remote_storage_vol_lookup_by_key_ret, data, exact=exact, name="remote_storage_vol_lookup_by_key_ret")
-    return result
-
-
-def encode_remote_storage_vol_lookup_by_path_args(value: remote_storage_vol_lookup_by_path_args) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_vol_lookup_by_path_args, _T_remote_storage_vol_lookup_by_path_args, value, "remote_storage_vol_lookup_by_path_args")
-
-
-def decode_remote_storage_vol_lookup_by_path_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_vol_lookup_by_path_args:
-    result: remote_storage_vol_lookup_by_path_args
-    result, _ = xdr.decode_with(_dec_remote_storage_vol_lookup_by_path_args, _T_remote_storage_vol_lookup_by_path_args, data, exact=exact, name="remote_storage_vol_lookup_by_path_args")
-    return result
-
-
-def encode_remote_storage_vol_lookup_by_path_ret(value: remote_storage_vol_lookup_by_path_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_vol_lookup_by_path_ret, _T_remote_storage_vol_lookup_by_path_ret, value, "remote_storage_vol_lookup_by_path_ret")
-
-
-def decode_remote_storage_vol_lookup_by_path_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_vol_lookup_by_path_ret:
-    result: remote_storage_vol_lookup_by_path_ret
-    result, _ = xdr.decode_with(_dec_remote_storage_vol_lookup_by_path_ret, _T_remote_storage_vol_lookup_by_path_ret, data, exact=exact, name="remote_storage_vol_lookup_by_path_ret")
-    return result
-
-
-def encode_remote_storage_vol_create_xml_args(value: remote_storage_vol_create_xml_args) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_vol_create_xml_args, _T_remote_storage_vol_create_xml_args, value, "remote_storage_vol_create_xml_args")
-
-
-def decode_remote_storage_vol_create_xml_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_vol_create_xml_args:
-    result: remote_storage_vol_create_xml_args
-    result, _ = xdr.decode_with(_dec_remote_storage_vol_create_xml_args, _T_remote_storage_vol_create_xml_args, data, exact=exact, name="remote_storage_vol_create_xml_args")
-    return result
-
-
-def encode_remote_storage_vol_create_xml_ret(value: remote_storage_vol_create_xml_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_vol_create_xml_ret, _T_remote_storage_vol_create_xml_ret, value, "remote_storage_vol_create_xml_ret")
-
-
-def decode_remote_storage_vol_create_xml_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_vol_create_xml_ret:
-    result: remote_storage_vol_create_xml_ret
-    result, _ = xdr.decode_with(_dec_remote_storage_vol_create_xml_ret, _T_remote_storage_vol_create_xml_ret, data, exact=exact, name="remote_storage_vol_create_xml_ret")
-    return result
-
-
-def encode_remote_storage_vol_create_xml_from_args(value: remote_storage_vol_create_xml_from_args) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_vol_create_xml_from_args, _T_remote_storage_vol_create_xml_from_args, value, "remote_storage_vol_create_xml_from_args")
-
-
-def decode_remote_storage_vol_create_xml_from_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_vol_create_xml_from_args:
-    result: remote_storage_vol_create_xml_from_args
-    result, _ = xdr.decode_with(_dec_remote_storage_vol_create_xml_from_args, _T_remote_storage_vol_create_xml_from_args, data, exact=exact, name="remote_storage_vol_create_xml_from_args")
-    return result
-
-
-def encode_remote_storage_vol_create_xml_from_ret(value: remote_storage_vol_create_xml_from_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_vol_create_xml_from_ret, _T_remote_storage_vol_create_xml_from_ret, value, "remote_storage_vol_create_xml_from_ret")
-
-
-def decode_remote_storage_vol_create_xml_from_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_vol_create_xml_from_ret:
-    result: remote_storage_vol_create_xml_from_ret
-    result, _ = xdr.decode_with(_dec_remote_storage_vol_create_xml_from_ret, _T_remote_storage_vol_create_xml_from_ret, data, exact=exact, name="remote_storage_vol_create_xml_from_ret")
-    return result
-
-
-def encode_remote_storage_vol_delete_args(value: remote_storage_vol_delete_args) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_vol_delete_args, _T_remote_storage_vol_delete_args, value, "remote_storage_vol_delete_args")
-
-
-def decode_remote_storage_vol_delete_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_vol_delete_args:
-    result: remote_storage_vol_delete_args
-    result, _ = xdr.decode_with(_dec_remote_storage_vol_delete_args, _T_remote_storage_vol_delete_args, data, exact=exact, name="remote_storage_vol_delete_args")
-    return result
-
-
-def encode_remote_storage_vol_wipe_args(value: remote_storage_vol_wipe_args) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_vol_wipe_args, _T_remote_storage_vol_wipe_args, value, "remote_storage_vol_wipe_args")
-
-
-def decode_remote_storage_vol_wipe_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_vol_wipe_args:
-    result: remote_storage_vol_wipe_args
-    result, _ = xdr.decode_with(_dec_remote_storage_vol_wipe_args, _T_remote_storage_vol_wipe_args, data, exact=exact, name="remote_storage_vol_wipe_args")
-    return result
-
-
-def encode_remote_storage_vol_wipe_pattern_args(value: remote_storage_vol_wipe_pattern_args) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_vol_wipe_pattern_args, _T_remote_storage_vol_wipe_pattern_args, value, "remote_storage_vol_wipe_pattern_args")
-
-
-def decode_remote_storage_vol_wipe_pattern_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_vol_wipe_pattern_args:
-    result: remote_storage_vol_wipe_pattern_args
-    result, _ = xdr.decode_with(_dec_remote_storage_vol_wipe_pattern_args, _T_remote_storage_vol_wipe_pattern_args, data, exact=exact, name="remote_storage_vol_wipe_pattern_args")
-    return result
-
-
-def encode_remote_storage_vol_get_xml_desc_args(value: remote_storage_vol_get_xml_desc_args) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_vol_get_xml_desc_args, _T_remote_storage_vol_get_xml_desc_args, value, "remote_storage_vol_get_xml_desc_args")
-
-
-def decode_remote_storage_vol_get_xml_desc_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_vol_get_xml_desc_args:
-    result: remote_storage_vol_get_xml_desc_args
-    result, _ = xdr.decode_with(_dec_remote_storage_vol_get_xml_desc_args, _T_remote_storage_vol_get_xml_desc_args, data, exact=exact, name="remote_storage_vol_get_xml_desc_args")
-    return result
-
-
-def encode_remote_storage_vol_get_xml_desc_ret(value: remote_storage_vol_get_xml_desc_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_vol_get_xml_desc_ret, _T_remote_storage_vol_get_xml_desc_ret, value, "remote_storage_vol_get_xml_desc_ret")
-
-
-def decode_remote_storage_vol_get_xml_desc_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_vol_get_xml_desc_ret:
-    result: remote_storage_vol_get_xml_desc_ret
-    result, _ = xdr.decode_with(_dec_remote_storage_vol_get_xml_desc_ret, _T_remote_storage_vol_get_xml_desc_ret, data, exact=exact, name="remote_storage_vol_get_xml_desc_ret")
-    return result
-
-
-def encode_remote_storage_vol_get_info_args(value: remote_storage_vol_get_info_args) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_vol_get_info_args, _T_remote_storage_vol_get_info_args, value, "remote_storage_vol_get_info_args")
-
-
-def decode_remote_storage_vol_get_info_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_vol_get_info_args:
-    result: remote_storage_vol_get_info_args
-    result, _ = xdr.decode_with(_dec_remote_storage_vol_get_info_args, _T_remote_storage_vol_get_info_args, data, exact=exact, name="remote_storage_vol_get_info_args")
-    return result
-
-
-def encode_remote_storage_vol_get_info_ret(value: remote_storage_vol_get_info_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_vol_get_info_ret, _T_remote_storage_vol_get_info_ret, value, "remote_storage_vol_get_info_ret")
-
-
-def decode_remote_storage_vol_get_info_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_vol_get_info_ret:
-    result: remote_storage_vol_get_info_ret
-    result, _ = xdr.decode_with(_dec_remote_storage_vol_get_info_ret, _T_remote_storage_vol_get_info_ret, data, exact=exact, name="remote_storage_vol_get_info_ret")
-    return result
-
-
-def encode_remote_storage_vol_get_info_flags_args(value: remote_storage_vol_get_info_flags_args) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_vol_get_info_flags_args, _T_remote_storage_vol_get_info_flags_args, value, "remote_storage_vol_get_info_flags_args")
-
-
-def decode_remote_storage_vol_get_info_flags_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_vol_get_info_flags_args:
-    result: remote_storage_vol_get_info_flags_args
-    result, _ = xdr.decode_with(_dec_remote_storage_vol_get_info_flags_args, _T_remote_storage_vol_get_info_flags_args, data, exact=exact, name="remote_storage_vol_get_info_flags_args")
-    return result
-
-
-def encode_remote_storage_vol_get_info_flags_ret(value: remote_storage_vol_get_info_flags_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_vol_get_info_flags_ret, _T_remote_storage_vol_get_info_flags_ret, value, "remote_storage_vol_get_info_flags_ret")
-
-
-def decode_remote_storage_vol_get_info_flags_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_vol_get_info_flags_ret:
-    result: remote_storage_vol_get_info_flags_ret
-    result, _ = xdr.decode_with(_dec_remote_storage_vol_get_info_flags_ret, _T_remote_storage_vol_get_info_flags_ret, data, exact=exact, name="remote_storage_vol_get_info_flags_ret")
-    return result
-
-
-def encode_remote_storage_vol_get_path_args(value: remote_storage_vol_get_path_args) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_vol_get_path_args, _T_remote_storage_vol_get_path_args, value, "remote_storage_vol_get_path_args")
-
-
-def decode_remote_storage_vol_get_path_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_vol_get_path_args:
-    result: remote_storage_vol_get_path_args
-    result, _ = xdr.decode_with(_dec_remote_storage_vol_get_path_args, _T_remote_storage_vol_get_path_args, data, exact=exact, name="remote_storage_vol_get_path_args")
-    return result
-
-
-def encode_remote_storage_vol_get_path_ret(value: remote_storage_vol_get_path_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_vol_get_path_ret, _T_remote_storage_vol_get_path_ret, value, "remote_storage_vol_get_path_ret")
-
-
-def decode_remote_storage_vol_get_path_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_vol_get_path_ret:
-    result: remote_storage_vol_get_path_ret
-    result, _ = xdr.decode_with(_dec_remote_storage_vol_get_path_ret, _T_remote_storage_vol_get_path_ret, data, exact=exact, name="remote_storage_vol_get_path_ret")
-    return result
-
-
-def encode_remote_storage_vol_resize_args(value: remote_storage_vol_resize_args) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_vol_resize_args, _T_remote_storage_vol_resize_args, value, "remote_storage_vol_resize_args")
-
-
-def decode_remote_storage_vol_resize_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_vol_resize_args:
-    result: remote_storage_vol_resize_args
-    result, _ = xdr.decode_with(_dec_remote_storage_vol_resize_args, _T_remote_storage_vol_resize_args, data, exact=exact, name="remote_storage_vol_resize_args")
-    return result
-
-
-def encode_remote_storage_pool_is_active_args(value: remote_storage_pool_is_active_args) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_pool_is_active_args, _T_remote_storage_pool_is_active_args, value, "remote_storage_pool_is_active_args")
-
-
-def decode_remote_storage_pool_is_active_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_pool_is_active_args:
-    result: remote_storage_pool_is_active_args
-    result, _ = xdr.decode_with(_dec_remote_storage_pool_is_active_args, _T_remote_storage_pool_is_active_args, data, exact=exact, name="remote_storage_pool_is_active_args")
-    return result
-
-
-def encode_remote_storage_pool_is_active_ret(value: remote_storage_pool_is_active_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_pool_is_active_ret, _T_remote_storage_pool_is_active_ret, value, "remote_storage_pool_is_active_ret")
-
-
-def decode_remote_storage_pool_is_active_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_pool_is_active_ret:
-    result: remote_storage_pool_is_active_ret
-    result, _ = xdr.decode_with(_dec_remote_storage_pool_is_active_ret, _T_remote_storage_pool_is_active_ret, data, exact=exact, name="remote_storage_pool_is_active_ret")
-    return result
-
-
-def encode_remote_storage_pool_is_persistent_args(value: remote_storage_pool_is_persistent_args) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_pool_is_persistent_args, _T_remote_storage_pool_is_persistent_args, value, "remote_storage_pool_is_persistent_args")
-
-
-def decode_remote_storage_pool_is_persistent_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_pool_is_persistent_args:
-    result: remote_storage_pool_is_persistent_args
-    result, _ = xdr.decode_with(_dec_remote_storage_pool_is_persistent_args, _T_remote_storage_pool_is_persistent_args, data, exact=exact, name="remote_storage_pool_is_persistent_args")
-    return result
-
-
-def encode_remote_storage_pool_is_persistent_ret(value: remote_storage_pool_is_persistent_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_pool_is_persistent_ret, _T_remote_storage_pool_is_persistent_ret, value, "remote_storage_pool_is_persistent_ret")
-
-
-def decode_remote_storage_pool_is_persistent_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_pool_is_persistent_ret:
-    result: remote_storage_pool_is_persistent_ret
-    result, _ = xdr.decode_with(_dec_remote_storage_pool_is_persistent_ret, _T_remote_storage_pool_is_persistent_ret, data, exact=exact, name="remote_storage_pool_is_persistent_ret")
-    return result
-
-
-def encode_remote_connect_list_all_storage_pools_args(value: remote_connect_list_all_storage_pools_args) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_list_all_storage_pools_args, _T_remote_connect_list_all_storage_pools_args, value, "remote_connect_list_all_storage_pools_args")
-
-
-def decode_remote_connect_list_all_storage_pools_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_list_all_storage_pools_args:
-    result: remote_connect_list_all_storage_pools_args
-    result, _ = xdr.decode_with(_dec_remote_connect_list_all_storage_pools_args, _T_remote_connect_list_all_storage_pools_args, data, exact=exact, name="remote_connect_list_all_storage_pools_args")
-    return result
-
-
-def encode_remote_connect_list_all_storage_pools_ret(value: remote_connect_list_all_storage_pools_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_list_all_storage_pools_ret, _T_remote_connect_list_all_storage_pools_ret, value, "remote_connect_list_all_storage_pools_ret")
-
-
-def decode_remote_connect_list_all_storage_pools_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_list_all_storage_pools_ret:
-    result: remote_connect_list_all_storage_pools_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_list_all_storage_pools_ret, _T_remote_connect_list_all_storage_pools_ret, data, exact=exact, name="remote_connect_list_all_storage_pools_ret")
-    return result
-
-
-def encode_remote_storage_pool_list_all_volumes_args(value: remote_storage_pool_list_all_volumes_args) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_pool_list_all_volumes_args, _T_remote_storage_pool_list_all_volumes_args, value, "remote_storage_pool_list_all_volumes_args")
-
-
-def decode_remote_storage_pool_list_all_volumes_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_pool_list_all_volumes_args:
-    result: remote_storage_pool_list_all_volumes_args
-    result, _ = xdr.decode_with(_dec_remote_storage_pool_list_all_volumes_args, _T_remote_storage_pool_list_all_volumes_args, data, exact=exact, name="remote_storage_pool_list_all_volumes_args")
-    return result
-
-
-def encode_remote_storage_pool_list_all_volumes_ret(value: remote_storage_pool_list_all_volumes_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_storage_pool_list_all_volumes_ret, _T_remote_storage_pool_list_all_volumes_ret, value, "remote_storage_pool_list_all_volumes_ret")
-
-
-def decode_remote_storage_pool_list_all_volumes_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_storage_pool_list_all_volumes_ret:
-    result: remote_storage_pool_list_all_volumes_ret
-    result, _ = xdr.decode_with(_dec_remote_storage_pool_list_all_volumes_ret, _T_remote_storage_pool_list_all_volumes_ret, data, exact=exact, name="remote_storage_pool_list_all_volumes_ret")
-    return result
-
-
-def encode_remote_node_num_of_devices_args(value: remote_node_num_of_devices_args) -> bytes:
-    return xdr.encode_with(_enc_remote_node_num_of_devices_args, _T_remote_node_num_of_devices_args, value, "remote_node_num_of_devices_args")
-
-
-def decode_remote_node_num_of_devices_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_num_of_devices_args:
-    result: remote_node_num_of_devices_args
-    result, _ = xdr.decode_with(_dec_remote_node_num_of_devices_args, _T_remote_node_num_of_devices_args, data, exact=exact, name="remote_node_num_of_devices_args")
-    return result
-
-
-def encode_remote_node_num_of_devices_ret(value: remote_node_num_of_devices_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_node_num_of_devices_ret, _T_remote_node_num_of_devices_ret, value, "remote_node_num_of_devices_ret")
-
-
-def decode_remote_node_num_of_devices_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_num_of_devices_ret:
-    result: remote_node_num_of_devices_ret
-    result, _ = xdr.decode_with(_dec_remote_node_num_of_devices_ret, _T_remote_node_num_of_devices_ret, data, exact=exact, name="remote_node_num_of_devices_ret")
-    return result
-
-
-def encode_remote_node_list_devices_args(value: remote_node_list_devices_args) -> bytes:
-    return xdr.encode_with(_enc_remote_node_list_devices_args, _T_remote_node_list_devices_args, value, "remote_node_list_devices_args")
-
-
-def decode_remote_node_list_devices_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_list_devices_args:
-    result: remote_node_list_devices_args
-    result, _ = xdr.decode_with(_dec_remote_node_list_devices_args, _T_remote_node_list_devices_args, data, exact=exact, name="remote_node_list_devices_args")
-    return result
-
-
-def encode_remote_node_list_devices_ret(value: remote_node_list_devices_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_node_list_devices_ret, _T_remote_node_list_devices_ret, value, "remote_node_list_devices_ret")
-
-
-def decode_remote_node_list_devices_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_list_devices_ret:
-    result: remote_node_list_devices_ret
-    result, _ = xdr.decode_with(_dec_remote_node_list_devices_ret, _T_remote_node_list_devices_ret, data, exact=exact, name="remote_node_list_devices_ret")
-    return result
-
-
-def encode_remote_node_device_lookup_by_name_args(value: remote_node_device_lookup_by_name_args) -> bytes:
-    return xdr.encode_with(_enc_remote_node_device_lookup_by_name_args, _T_remote_node_device_lookup_by_name_args, value, "remote_node_device_lookup_by_name_args")
-
-
-def decode_remote_node_device_lookup_by_name_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_device_lookup_by_name_args:
-    result: remote_node_device_lookup_by_name_args
-    result, _ = xdr.decode_with(_dec_remote_node_device_lookup_by_name_args, _T_remote_node_device_lookup_by_name_args, data, exact=exact, name="remote_node_device_lookup_by_name_args")
-    return result
-
-
-def encode_remote_node_device_lookup_by_name_ret(value: remote_node_device_lookup_by_name_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_node_device_lookup_by_name_ret, _T_remote_node_device_lookup_by_name_ret, value, "remote_node_device_lookup_by_name_ret")
-
-
-def decode_remote_node_device_lookup_by_name_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_device_lookup_by_name_ret:
-    result: remote_node_device_lookup_by_name_ret
-    result, _ = xdr.decode_with(_dec_remote_node_device_lookup_by_name_ret, _T_remote_node_device_lookup_by_name_ret, data, exact=exact, name="remote_node_device_lookup_by_name_ret")
-    return result
-
-
-def encode_remote_node_device_lookup_scsi_host_by_wwn_args(value: remote_node_device_lookup_scsi_host_by_wwn_args) -> bytes:
-    return xdr.encode_with(_enc_remote_node_device_lookup_scsi_host_by_wwn_args, _T_remote_node_device_lookup_scsi_host_by_wwn_args, value, "remote_node_device_lookup_scsi_host_by_wwn_args")
-
-
-def decode_remote_node_device_lookup_scsi_host_by_wwn_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_device_lookup_scsi_host_by_wwn_args:
-    result: remote_node_device_lookup_scsi_host_by_wwn_args
-    result, _ = xdr.decode_with(_dec_remote_node_device_lookup_scsi_host_by_wwn_args, _T_remote_node_device_lookup_scsi_host_by_wwn_args, data, exact=exact, name="remote_node_device_lookup_scsi_host_by_wwn_args")
-    return result
-
-
-def encode_remote_node_device_lookup_scsi_host_by_wwn_ret(value: remote_node_device_lookup_scsi_host_by_wwn_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_node_device_lookup_scsi_host_by_wwn_ret, _T_remote_node_device_lookup_scsi_host_by_wwn_ret, value, "remote_node_device_lookup_scsi_host_by_wwn_ret")
-
-
-def decode_remote_node_device_lookup_scsi_host_by_wwn_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_device_lookup_scsi_host_by_wwn_ret:
-    result: remote_node_device_lookup_scsi_host_by_wwn_ret
-    result, _ = xdr.decode_with(_dec_remote_node_device_lookup_scsi_host_by_wwn_ret, _T_remote_node_device_lookup_scsi_host_by_wwn_ret, data, exact=exact, name="remote_node_device_lookup_scsi_host_by_wwn_ret")
-    return result
-
-
-def encode_remote_node_device_get_xml_desc_args(value: remote_node_device_get_xml_desc_args) -> bytes:
-    return xdr.encode_with(_enc_remote_node_device_get_xml_desc_args, _T_remote_node_device_get_xml_desc_args, value, "remote_node_device_get_xml_desc_args")
-
-
-def decode_remote_node_device_get_xml_desc_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_device_get_xml_desc_args:
-    result: remote_node_device_get_xml_desc_args
-    result, _ = xdr.decode_with(_dec_remote_node_device_get_xml_desc_args, _T_remote_node_device_get_xml_desc_args, data, exact=exact, name="remote_node_device_get_xml_desc_args")
-    return result
-
-
-def encode_remote_node_device_get_xml_desc_ret(value: remote_node_device_get_xml_desc_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_node_device_get_xml_desc_ret, _T_remote_node_device_get_xml_desc_ret, value, "remote_node_device_get_xml_desc_ret")
-
-
-def decode_remote_node_device_get_xml_desc_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_device_get_xml_desc_ret:
-    result: remote_node_device_get_xml_desc_ret
-    result, _ = xdr.decode_with(_dec_remote_node_device_get_xml_desc_ret, _T_remote_node_device_get_xml_desc_ret, data, exact=exact, name="remote_node_device_get_xml_desc_ret")
-    return result
-
-
-def encode_remote_node_device_get_parent_args(value: remote_node_device_get_parent_args) -> bytes:
-    return xdr.encode_with(_enc_remote_node_device_get_parent_args, _T_remote_node_device_get_parent_args, value, "remote_node_device_get_parent_args")
-
-
-def decode_remote_node_device_get_parent_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_device_get_parent_args:
-    result: remote_node_device_get_parent_args
-    result, _ = xdr.decode_with(_dec_remote_node_device_get_parent_args, _T_remote_node_device_get_parent_args, data, exact=exact, name="remote_node_device_get_parent_args")
-    return result
-
-
-def encode_remote_node_device_get_parent_ret(value: remote_node_device_get_parent_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_node_device_get_parent_ret, _T_remote_node_device_get_parent_ret, value, "remote_node_device_get_parent_ret")
-
-
-def decode_remote_node_device_get_parent_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_device_get_parent_ret:
-    result: remote_node_device_get_parent_ret
-    result, _ = xdr.decode_with(_dec_remote_node_device_get_parent_ret, _T_remote_node_device_get_parent_ret, data, exact=exact, name="remote_node_device_get_parent_ret")
-    return result
-
-
-def encode_remote_node_device_num_of_caps_args(value: remote_node_device_num_of_caps_args) -> bytes:
-    return xdr.encode_with(_enc_remote_node_device_num_of_caps_args, _T_remote_node_device_num_of_caps_args, value, "remote_node_device_num_of_caps_args")
-
-
-def decode_remote_node_device_num_of_caps_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_device_num_of_caps_args:
-    result: remote_node_device_num_of_caps_args
-    result, _ = xdr.decode_with(_dec_remote_node_device_num_of_caps_args, _T_remote_node_device_num_of_caps_args, data, exact=exact, name="remote_node_device_num_of_caps_args")
-    return result
-
-
-def encode_remote_node_device_num_of_caps_ret(value: remote_node_device_num_of_caps_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_node_device_num_of_caps_ret, _T_remote_node_device_num_of_caps_ret, value, "remote_node_device_num_of_caps_ret")
-
-
-def decode_remote_node_device_num_of_caps_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_device_num_of_caps_ret:
-    result: remote_node_device_num_of_caps_ret
-    result, _ = xdr.decode_with(_dec_remote_node_device_num_of_caps_ret, _T_remote_node_device_num_of_caps_ret, data, exact=exact, name="remote_node_device_num_of_caps_ret")
-    return result
-
-
-def encode_remote_node_device_list_caps_args(value: remote_node_device_list_caps_args) -> bytes:
-    return xdr.encode_with(_enc_remote_node_device_list_caps_args, _T_remote_node_device_list_caps_args, value, "remote_node_device_list_caps_args")
-
-
-def decode_remote_node_device_list_caps_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_device_list_caps_args:
-    result: remote_node_device_list_caps_args
-    result, _ = xdr.decode_with(_dec_remote_node_device_list_caps_args, _T_remote_node_device_list_caps_args, data, exact=exact, name="remote_node_device_list_caps_args")
-    return result
-
-
-def encode_remote_node_device_list_caps_ret(value: remote_node_device_list_caps_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_node_device_list_caps_ret, _T_remote_node_device_list_caps_ret, value, "remote_node_device_list_caps_ret")
-
-
-def decode_remote_node_device_list_caps_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_device_list_caps_ret:
-    result: remote_node_device_list_caps_ret
-    result, _ = xdr.decode_with(_dec_remote_node_device_list_caps_ret, _T_remote_node_device_list_caps_ret, data, exact=exact, name="remote_node_device_list_caps_ret")
-    return result
-
-
-def encode_remote_node_device_dettach_args(value: remote_node_device_dettach_args) -> bytes:
-    return xdr.encode_with(_enc_remote_node_device_dettach_args, _T_remote_node_device_dettach_args, value, "remote_node_device_dettach_args")
-
-
-def decode_remote_node_device_dettach_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_device_dettach_args:
-    result: remote_node_device_dettach_args
-    result, _ = xdr.decode_with(_dec_remote_node_device_dettach_args, _T_remote_node_device_dettach_args, data, exact=exact, name="remote_node_device_dettach_args")
-    return result
-
-
-def encode_remote_node_device_detach_flags_args(value: remote_node_device_detach_flags_args) -> bytes:
-    return xdr.encode_with(_enc_remote_node_device_detach_flags_args, _T_remote_node_device_detach_flags_args, value, "remote_node_device_detach_flags_args")
-
-
-def decode_remote_node_device_detach_flags_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_device_detach_flags_args:
-    result: remote_node_device_detach_flags_args
-    result, _ = xdr.decode_with(_dec_remote_node_device_detach_flags_args, _T_remote_node_device_detach_flags_args, data, exact=exact, name="remote_node_device_detach_flags_args")
-    return result
-
-
-def encode_remote_node_device_re_attach_args(value: remote_node_device_re_attach_args) -> bytes:
-    return xdr.encode_with(_enc_remote_node_device_re_attach_args, _T_remote_node_device_re_attach_args, value, "remote_node_device_re_attach_args")
-
-
-def decode_remote_node_device_re_attach_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_device_re_attach_args:
-    result: remote_node_device_re_attach_args
-    result, _ = xdr.decode_with(_dec_remote_node_device_re_attach_args, _T_remote_node_device_re_attach_args, data, exact=exact, name="remote_node_device_re_attach_args")
-    return result
-
-
-def encode_remote_node_device_reset_args(value: remote_node_device_reset_args) -> bytes:
-    return xdr.encode_with(_enc_remote_node_device_reset_args, _T_remote_node_device_reset_args, value, "remote_node_device_reset_args")
-
-
-def decode_remote_node_device_reset_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_device_reset_args:
-    result: remote_node_device_reset_args
-    result, _ = xdr.decode_with(_dec_remote_node_device_reset_args, _T_remote_node_device_reset_args, data, exact=exact, name="remote_node_device_reset_args")
-    return result
-
-
-def encode_remote_node_device_create_xml_args(value: remote_node_device_create_xml_args) -> bytes:
-    return xdr.encode_with(_enc_remote_node_device_create_xml_args, _T_remote_node_device_create_xml_args, value, "remote_node_device_create_xml_args")
-
-
-def decode_remote_node_device_create_xml_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_device_create_xml_args:
-    result: remote_node_device_create_xml_args
-    result, _ = xdr.decode_with(_dec_remote_node_device_create_xml_args, _T_remote_node_device_create_xml_args, data, exact=exact, name="remote_node_device_create_xml_args")
-    return result
-
-
-def encode_remote_node_device_create_xml_ret(value: remote_node_device_create_xml_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_node_device_create_xml_ret, _T_remote_node_device_create_xml_ret, value, "remote_node_device_create_xml_ret")
-
-
-def decode_remote_node_device_create_xml_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_device_create_xml_ret:
-    result: remote_node_device_create_xml_ret
-    result, _ = xdr.decode_with(_dec_remote_node_device_create_xml_ret, _T_remote_node_device_create_xml_ret, data, exact=exact, name="remote_node_device_create_xml_ret")
-    return result
-
-
-def encode_remote_node_device_destroy_args(value: remote_node_device_destroy_args) -> bytes:
-    return xdr.encode_with(_enc_remote_node_device_destroy_args, _T_remote_node_device_destroy_args, value, "remote_node_device_destroy_args")
-
-
-def decode_remote_node_device_destroy_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_device_destroy_args:
-    result: remote_node_device_destroy_args
-    result, _ = xdr.decode_with(_dec_remote_node_device_destroy_args, _T_remote_node_device_destroy_args, data, exact=exact, name="remote_node_device_destroy_args")
-    return result
-
-
-def encode_remote_node_device_define_xml_args(value: remote_node_device_define_xml_args) -> bytes:
-    return xdr.encode_with(_enc_remote_node_device_define_xml_args, _T_remote_node_device_define_xml_args, value, "remote_node_device_define_xml_args")
-
-
-def decode_remote_node_device_define_xml_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_device_define_xml_args:
-    result: remote_node_device_define_xml_args
-    result, _ = xdr.decode_with(_dec_remote_node_device_define_xml_args, _T_remote_node_device_define_xml_args, data, exact=exact, name="remote_node_device_define_xml_args")
-    return result
-
-
-def encode_remote_node_device_define_xml_ret(value: remote_node_device_define_xml_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_node_device_define_xml_ret, _T_remote_node_device_define_xml_ret, value, "remote_node_device_define_xml_ret")
-
-
-def decode_remote_node_device_define_xml_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_device_define_xml_ret:
-    result: remote_node_device_define_xml_ret
-    result, _ = xdr.decode_with(_dec_remote_node_device_define_xml_ret, _T_remote_node_device_define_xml_ret, data, exact=exact, name="remote_node_device_define_xml_ret")
-    return result
-
-
-def encode_remote_node_device_undefine_args(value: remote_node_device_undefine_args) -> bytes:
-    return xdr.encode_with(_enc_remote_node_device_undefine_args, _T_remote_node_device_undefine_args, value, "remote_node_device_undefine_args")
-
-
-def decode_remote_node_device_undefine_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_device_undefine_args:
-    result: remote_node_device_undefine_args
-    result, _ = xdr.decode_with(_dec_remote_node_device_undefine_args, _T_remote_node_device_undefine_args, data, exact=exact, name="remote_node_device_undefine_args")
-    return result
-
-
-def encode_remote_node_device_create_args(value: remote_node_device_create_args) -> bytes:
-    return xdr.encode_with(_enc_remote_node_device_create_args, _T_remote_node_device_create_args, value, "remote_node_device_create_args")
-
-
-def decode_remote_node_device_create_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_device_create_args:
-    result: remote_node_device_create_args
-    result, _ = xdr.decode_with(_dec_remote_node_device_create_args, _T_remote_node_device_create_args, data, exact=exact, name="remote_node_device_create_args")
-    return result
-
-
-def encode_remote_node_device_get_autostart_args(value: remote_node_device_get_autostart_args) -> bytes:
-    return xdr.encode_with(_enc_remote_node_device_get_autostart_args, _T_remote_node_device_get_autostart_args, value, "remote_node_device_get_autostart_args")
-
-
-def decode_remote_node_device_get_autostart_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_device_get_autostart_args:
-    result: remote_node_device_get_autostart_args
-    result, _ = xdr.decode_with(_dec_remote_node_device_get_autostart_args, _T_remote_node_device_get_autostart_args, data, exact=exact, name="remote_node_device_get_autostart_args")
-    return result
-
-
-def encode_remote_node_device_get_autostart_ret(value: remote_node_device_get_autostart_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_node_device_get_autostart_ret, _T_remote_node_device_get_autostart_ret, value, "remote_node_device_get_autostart_ret")
-
-
-def decode_remote_node_device_get_autostart_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_device_get_autostart_ret:
-    result: remote_node_device_get_autostart_ret
-    result, _ = xdr.decode_with(_dec_remote_node_device_get_autostart_ret, _T_remote_node_device_get_autostart_ret, data, exact=exact, name="remote_node_device_get_autostart_ret")
-    return result
-
-
-def encode_remote_node_device_set_autostart_args(value: remote_node_device_set_autostart_args) -> bytes:
-    return xdr.encode_with(_enc_remote_node_device_set_autostart_args, _T_remote_node_device_set_autostart_args, value, "remote_node_device_set_autostart_args")
-
-
-def decode_remote_node_device_set_autostart_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_device_set_autostart_args:
-    result: remote_node_device_set_autostart_args
-    result, _ = xdr.decode_with(_dec_remote_node_device_set_autostart_args, _T_remote_node_device_set_autostart_args, data, exact=exact, name="remote_node_device_set_autostart_args")
-    return result
-
-
-def encode_remote_node_device_is_persistent_args(value: remote_node_device_is_persistent_args) -> bytes:
-    return xdr.encode_with(_enc_remote_node_device_is_persistent_args, _T_remote_node_device_is_persistent_args, value, "remote_node_device_is_persistent_args")
-
-
-def decode_remote_node_device_is_persistent_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_device_is_persistent_args:
-    result: remote_node_device_is_persistent_args
-    result, _ = xdr.decode_with(_dec_remote_node_device_is_persistent_args, _T_remote_node_device_is_persistent_args, data, exact=exact, name="remote_node_device_is_persistent_args")
-    return result
-
-
-def encode_remote_node_device_is_persistent_ret(value: remote_node_device_is_persistent_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_node_device_is_persistent_ret, _T_remote_node_device_is_persistent_ret, value, "remote_node_device_is_persistent_ret")
-
-
-def decode_remote_node_device_is_persistent_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_device_is_persistent_ret:
-    result: remote_node_device_is_persistent_ret
-    result, _ = xdr.decode_with(_dec_remote_node_device_is_persistent_ret, _T_remote_node_device_is_persistent_ret, data, exact=exact, name="remote_node_device_is_persistent_ret")
-    return result
-
-
-def encode_remote_node_device_is_active_args(value: remote_node_device_is_active_args) -> bytes:
-    return xdr.encode_with(_enc_remote_node_device_is_active_args, _T_remote_node_device_is_active_args, value, "remote_node_device_is_active_args")
-
-
-def decode_remote_node_device_is_active_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_device_is_active_args:
-    result: remote_node_device_is_active_args
-    result, _ = xdr.decode_with(_dec_remote_node_device_is_active_args, _T_remote_node_device_is_active_args, data, exact=exact, name="remote_node_device_is_active_args")
-    return result
-
-
-def encode_remote_node_device_is_active_ret(value: remote_node_device_is_active_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_node_device_is_active_ret, _T_remote_node_device_is_active_ret, value, "remote_node_device_is_active_ret")
-
-
-def decode_remote_node_device_is_active_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_node_device_is_active_ret:
-    result: remote_node_device_is_active_ret
-    result, _ = xdr.decode_with(_dec_remote_node_device_is_active_ret, _T_remote_node_device_is_active_ret, data, exact=exact, name="remote_node_device_is_active_ret")
-    return result
-
-
-def encode_remote_connect_list_all_node_devices_args(value: remote_connect_list_all_node_devices_args) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_list_all_node_devices_args, _T_remote_connect_list_all_node_devices_args, value, "remote_connect_list_all_node_devices_args")
-
-
-def decode_remote_connect_list_all_node_devices_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_list_all_node_devices_args:
-    result: remote_connect_list_all_node_devices_args
-    result, _ = xdr.decode_with(_dec_remote_connect_list_all_node_devices_args, _T_remote_connect_list_all_node_devices_args, data, exact=exact, name="remote_connect_list_all_node_devices_args")
-    return result
-
-
-def encode_remote_connect_list_all_node_devices_ret(value: remote_connect_list_all_node_devices_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_list_all_node_devices_ret, _T_remote_connect_list_all_node_devices_ret, value, "remote_connect_list_all_node_devices_ret")
-
-
-def decode_remote_connect_list_all_node_devices_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_list_all_node_devices_ret:
-    result: remote_connect_list_all_node_devices_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_list_all_node_devices_ret, _T_remote_connect_list_all_node_devices_ret, data, exact=exact, name="remote_connect_list_all_node_devices_ret")
-    return result
-
-
-def encode_remote_connect_num_of_nwfilters_ret(value: remote_connect_num_of_nwfilters_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_num_of_nwfilters_ret, _T_remote_connect_num_of_nwfilters_ret, value, "remote_connect_num_of_nwfilters_ret")
-
-
-def decode_remote_connect_num_of_nwfilters_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_num_of_nwfilters_ret:
-    result: remote_connect_num_of_nwfilters_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_num_of_nwfilters_ret, _T_remote_connect_num_of_nwfilters_ret, data, exact=exact, name="remote_connect_num_of_nwfilters_ret")
-    return result
-
-
-def encode_remote_connect_list_nwfilters_args(value: remote_connect_list_nwfilters_args) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_list_nwfilters_args, _T_remote_connect_list_nwfilters_args, value, "remote_connect_list_nwfilters_args")
-
-
-def decode_remote_connect_list_nwfilters_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_list_nwfilters_args:
-    result: remote_connect_list_nwfilters_args
-    result, _ = xdr.decode_with(_dec_remote_connect_list_nwfilters_args, _T_remote_connect_list_nwfilters_args, data, exact=exact, name="remote_connect_list_nwfilters_args")
-    return result
-
-
-def encode_remote_connect_list_nwfilters_ret(value: remote_connect_list_nwfilters_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_list_nwfilters_ret, _T_remote_connect_list_nwfilters_ret, value, "remote_connect_list_nwfilters_ret")
-
-
-def decode_remote_connect_list_nwfilters_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_list_nwfilters_ret:
-    result: remote_connect_list_nwfilters_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_list_nwfilters_ret, _T_remote_connect_list_nwfilters_ret, data, exact=exact, name="remote_connect_list_nwfilters_ret")
-    return result
-
-
-def encode_remote_nwfilter_lookup_by_uuid_args(value: remote_nwfilter_lookup_by_uuid_args) -> bytes:
-    return xdr.encode_with(_enc_remote_nwfilter_lookup_by_uuid_args, _T_remote_nwfilter_lookup_by_uuid_args, value, "remote_nwfilter_lookup_by_uuid_args")
-
-
-def decode_remote_nwfilter_lookup_by_uuid_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_nwfilter_lookup_by_uuid_args:
-    result: remote_nwfilter_lookup_by_uuid_args
-    result, _ = xdr.decode_with(_dec_remote_nwfilter_lookup_by_uuid_args, _T_remote_nwfilter_lookup_by_uuid_args, data, exact=exact, name="remote_nwfilter_lookup_by_uuid_args")
-    return result
-
-
-def encode_remote_nwfilter_lookup_by_uuid_ret(value: remote_nwfilter_lookup_by_uuid_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_nwfilter_lookup_by_uuid_ret, _T_remote_nwfilter_lookup_by_uuid_ret, value, "remote_nwfilter_lookup_by_uuid_ret")
-
-
-def decode_remote_nwfilter_lookup_by_uuid_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_nwfilter_lookup_by_uuid_ret:
-    result: remote_nwfilter_lookup_by_uuid_ret
-    result, _ = xdr.decode_with(_dec_remote_nwfilter_lookup_by_uuid_ret, _T_remote_nwfilter_lookup_by_uuid_ret, data, exact=exact, name="remote_nwfilter_lookup_by_uuid_ret")
-    return result
-
-
-def encode_remote_nwfilter_lookup_by_name_args(value: remote_nwfilter_lookup_by_name_args) -> bytes:
-    return xdr.encode_with(_enc_remote_nwfilter_lookup_by_name_args, _T_remote_nwfilter_lookup_by_name_args, value, "remote_nwfilter_lookup_by_name_args")
-
-
-def decode_remote_nwfilter_lookup_by_name_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_nwfilter_lookup_by_name_args:
-    result: remote_nwfilter_lookup_by_name_args
-    result, _ = xdr.decode_with(_dec_remote_nwfilter_lookup_by_name_args, _T_remote_nwfilter_lookup_by_name_args, data, exact=exact, name="remote_nwfilter_lookup_by_name_args")
-    return result
-
-
-def encode_remote_nwfilter_lookup_by_name_ret(value: remote_nwfilter_lookup_by_name_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_nwfilter_lookup_by_name_ret, _T_remote_nwfilter_lookup_by_name_ret, value, "remote_nwfilter_lookup_by_name_ret")
-
-
-def decode_remote_nwfilter_lookup_by_name_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_nwfilter_lookup_by_name_ret:
-    result: remote_nwfilter_lookup_by_name_ret
-    result, _ = xdr.decode_with(_dec_remote_nwfilter_lookup_by_name_ret, _T_remote_nwfilter_lookup_by_name_ret, data, exact=exact, name="remote_nwfilter_lookup_by_name_ret")
-    return result
-
-
-def encode_remote_nwfilter_define_xml_args(value: remote_nwfilter_define_xml_args) -> bytes:
-    return xdr.encode_with(_enc_remote_nwfilter_define_xml_args, _T_remote_nwfilter_define_xml_args, value, "remote_nwfilter_define_xml_args")
-
-
-def decode_remote_nwfilter_define_xml_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_nwfilter_define_xml_args:
-    result: remote_nwfilter_define_xml_args
-    result, _ = xdr.decode_with(_dec_remote_nwfilter_define_xml_args, _T_remote_nwfilter_define_xml_args, data, exact=exact, name="remote_nwfilter_define_xml_args")
-    return result
-
-
-def encode_remote_nwfilter_define_xml_ret(value: remote_nwfilter_define_xml_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_nwfilter_define_xml_ret, _T_remote_nwfilter_define_xml_ret, value, "remote_nwfilter_define_xml_ret")
-
-
-def decode_remote_nwfilter_define_xml_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_nwfilter_define_xml_ret:
-    result: remote_nwfilter_define_xml_ret
-    result, _ = xdr.decode_with(_dec_remote_nwfilter_define_xml_ret, _T_remote_nwfilter_define_xml_ret, data, exact=exact, name="remote_nwfilter_define_xml_ret")
-    return result
-
-
-def encode_remote_nwfilter_define_xml_flags_args(value: remote_nwfilter_define_xml_flags_args) -> bytes:
-    return xdr.encode_with(_enc_remote_nwfilter_define_xml_flags_args, _T_remote_nwfilter_define_xml_flags_args, value, "remote_nwfilter_define_xml_flags_args")
-
-
-def decode_remote_nwfilter_define_xml_flags_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_nwfilter_define_xml_flags_args:
-    result: remote_nwfilter_define_xml_flags_args
-    result, _ = xdr.decode_with(_dec_remote_nwfilter_define_xml_flags_args, _T_remote_nwfilter_define_xml_flags_args, data, exact=exact, name="remote_nwfilter_define_xml_flags_args")
-    return result
-
-
-def encode_remote_nwfilter_define_xml_flags_ret(value: remote_nwfilter_define_xml_flags_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_nwfilter_define_xml_flags_ret, _T_remote_nwfilter_define_xml_flags_ret, value, "remote_nwfilter_define_xml_flags_ret")
-
-
-def decode_remote_nwfilter_define_xml_flags_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_nwfilter_define_xml_flags_ret:
-    result: remote_nwfilter_define_xml_flags_ret
-    result, _ = xdr.decode_with(_dec_remote_nwfilter_define_xml_flags_ret, _T_remote_nwfilter_define_xml_flags_ret, data, exact=exact, name="remote_nwfilter_define_xml_flags_ret")
-    return result
-
-
-def encode_remote_nwfilter_undefine_args(value: remote_nwfilter_undefine_args) -> bytes:
-    return xdr.encode_with(_enc_remote_nwfilter_undefine_args, _T_remote_nwfilter_undefine_args, value, "remote_nwfilter_undefine_args")
-
-
-def decode_remote_nwfilter_undefine_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_nwfilter_undefine_args:
-    result: remote_nwfilter_undefine_args
-    result, _ = xdr.decode_with(_dec_remote_nwfilter_undefine_args, _T_remote_nwfilter_undefine_args, data, exact=exact, name="remote_nwfilter_undefine_args")
-    return result
-
-
-def encode_remote_nwfilter_get_xml_desc_args(value: remote_nwfilter_get_xml_desc_args) -> bytes:
-    return xdr.encode_with(_enc_remote_nwfilter_get_xml_desc_args, _T_remote_nwfilter_get_xml_desc_args, value, "remote_nwfilter_get_xml_desc_args")
-
-
-def decode_remote_nwfilter_get_xml_desc_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_nwfilter_get_xml_desc_args:
-    result: remote_nwfilter_get_xml_desc_args
-    result, _ = xdr.decode_with(_dec_remote_nwfilter_get_xml_desc_args, _T_remote_nwfilter_get_xml_desc_args, data, exact=exact, name="remote_nwfilter_get_xml_desc_args")
-    return result
-
-
-def encode_remote_nwfilter_get_xml_desc_ret(value: remote_nwfilter_get_xml_desc_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_nwfilter_get_xml_desc_ret, _T_remote_nwfilter_get_xml_desc_ret, value, "remote_nwfilter_get_xml_desc_ret")
-
-
-def decode_remote_nwfilter_get_xml_desc_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_nwfilter_get_xml_desc_ret:
-    result: remote_nwfilter_get_xml_desc_ret
-    result, _ = xdr.decode_with(_dec_remote_nwfilter_get_xml_desc_ret, _T_remote_nwfilter_get_xml_desc_ret, data, exact=exact, name="remote_nwfilter_get_xml_desc_ret")
-    return result
-
-
-def encode_remote_connect_list_all_nwfilters_args(value: remote_connect_list_all_nwfilters_args) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_list_all_nwfilters_args, _T_remote_connect_list_all_nwfilters_args, value, "remote_connect_list_all_nwfilters_args")
-
-
-def decode_remote_connect_list_all_nwfilters_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_list_all_nwfilters_args:
-    result: remote_connect_list_all_nwfilters_args
-    result, _ = xdr.decode_with(_dec_remote_connect_list_all_nwfilters_args, _T_remote_connect_list_all_nwfilters_args, data, exact=exact, name="remote_connect_list_all_nwfilters_args")
-    return result
-
-
-def encode_remote_connect_list_all_nwfilters_ret(value: remote_connect_list_all_nwfilters_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_list_all_nwfilters_ret, _T_remote_connect_list_all_nwfilters_ret, value, "remote_connect_list_all_nwfilters_ret")
-
-
-def decode_remote_connect_list_all_nwfilters_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_list_all_nwfilters_ret:
-    result: remote_connect_list_all_nwfilters_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_list_all_nwfilters_ret, _T_remote_connect_list_all_nwfilters_ret, data, exact=exact, name="remote_connect_list_all_nwfilters_ret")
-    return result
-
-
-def encode_remote_nwfilter_binding_lookup_by_port_dev_args(value: remote_nwfilter_binding_lookup_by_port_dev_args) -> bytes:
-    return xdr.encode_with(_enc_remote_nwfilter_binding_lookup_by_port_dev_args, _T_remote_nwfilter_binding_lookup_by_port_dev_args, value, "remote_nwfilter_binding_lookup_by_port_dev_args")
-
-
-def decode_remote_nwfilter_binding_lookup_by_port_dev_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_nwfilter_binding_lookup_by_port_dev_args:
-    result: remote_nwfilter_binding_lookup_by_port_dev_args
-    result, _ = xdr.decode_with(_dec_remote_nwfilter_binding_lookup_by_port_dev_args, _T_remote_nwfilter_binding_lookup_by_port_dev_args, data, exact=exact, name="remote_nwfilter_binding_lookup_by_port_dev_args")
-    return result
-
-
-def encode_remote_nwfilter_binding_lookup_by_port_dev_ret(value: remote_nwfilter_binding_lookup_by_port_dev_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_nwfilter_binding_lookup_by_port_dev_ret, _T_remote_nwfilter_binding_lookup_by_port_dev_ret, value, "remote_nwfilter_binding_lookup_by_port_dev_ret")
-
-
-def decode_remote_nwfilter_binding_lookup_by_port_dev_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_nwfilter_binding_lookup_by_port_dev_ret:
-    result: remote_nwfilter_binding_lookup_by_port_dev_ret
-    result, _ = xdr.decode_with(_dec_remote_nwfilter_binding_lookup_by_port_dev_ret, _T_remote_nwfilter_binding_lookup_by_port_dev_ret, data, exact=exact, name="remote_nwfilter_binding_lookup_by_port_dev_ret")
-    return result
-
-
-def encode_remote_nwfilter_binding_create_xml_args(value: remote_nwfilter_binding_create_xml_args) -> bytes:
-    return xdr.encode_with(_enc_remote_nwfilter_binding_create_xml_args, _T_remote_nwfilter_binding_create_xml_args, value, "remote_nwfilter_binding_create_xml_args")
-
-
-def decode_remote_nwfilter_binding_create_xml_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_nwfilter_binding_create_xml_args:
-    result: remote_nwfilter_binding_create_xml_args
-    result, _ = xdr.decode_with(_dec_remote_nwfilter_binding_create_xml_args, _T_remote_nwfilter_binding_create_xml_args, data, exact=exact, name="remote_nwfilter_binding_create_xml_args")
-    return result
-
-
-def encode_remote_nwfilter_binding_create_xml_ret(value: remote_nwfilter_binding_create_xml_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_nwfilter_binding_create_xml_ret, _T_remote_nwfilter_binding_create_xml_ret, value, "remote_nwfilter_binding_create_xml_ret")
-
-
-def decode_remote_nwfilter_binding_create_xml_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_nwfilter_binding_create_xml_ret:
-    result: remote_nwfilter_binding_create_xml_ret
-    result, _ = xdr.decode_with(_dec_remote_nwfilter_binding_create_xml_ret, _T_remote_nwfilter_binding_create_xml_ret, data, exact=exact, name="remote_nwfilter_binding_create_xml_ret")
-    return result
-
-
-def encode_remote_nwfilter_binding_delete_args(value: remote_nwfilter_binding_delete_args) -> bytes:
-    return xdr.encode_with(_enc_remote_nwfilter_binding_delete_args, _T_remote_nwfilter_binding_delete_args, value, "remote_nwfilter_binding_delete_args")
-
-
-def decode_remote_nwfilter_binding_delete_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_nwfilter_binding_delete_args:
-    result: remote_nwfilter_binding_delete_args
-    result, _ = xdr.decode_with(_dec_remote_nwfilter_binding_delete_args, _T_remote_nwfilter_binding_delete_args, data, exact=exact, name="remote_nwfilter_binding_delete_args")
-    return result
-
-
-def encode_remote_nwfilter_binding_get_xml_desc_args(value: remote_nwfilter_binding_get_xml_desc_args) -> bytes:
-    return xdr.encode_with(_enc_remote_nwfilter_binding_get_xml_desc_args, _T_remote_nwfilter_binding_get_xml_desc_args, value, "remote_nwfilter_binding_get_xml_desc_args")
-
-
-def decode_remote_nwfilter_binding_get_xml_desc_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_nwfilter_binding_get_xml_desc_args:
-    result: remote_nwfilter_binding_get_xml_desc_args
-    result, _ = xdr.decode_with(_dec_remote_nwfilter_binding_get_xml_desc_args, _T_remote_nwfilter_binding_get_xml_desc_args, data, exact=exact, name="remote_nwfilter_binding_get_xml_desc_args")
-    return result
-
-
-def encode_remote_nwfilter_binding_get_xml_desc_ret(value: remote_nwfilter_binding_get_xml_desc_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_nwfilter_binding_get_xml_desc_ret, _T_remote_nwfilter_binding_get_xml_desc_ret, value, "remote_nwfilter_binding_get_xml_desc_ret")
-
-
-def decode_remote_nwfilter_binding_get_xml_desc_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_nwfilter_binding_get_xml_desc_ret:
-    result: remote_nwfilter_binding_get_xml_desc_ret
-    result, _ = xdr.decode_with(_dec_remote_nwfilter_binding_get_xml_desc_ret, _T_remote_nwfilter_binding_get_xml_desc_ret, data, exact=exact, name="remote_nwfilter_binding_get_xml_desc_ret")
-    return result
-
-
-def encode_remote_connect_list_all_nwfilter_bindings_args(value: remote_connect_list_all_nwfilter_bindings_args) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_list_all_nwfilter_bindings_args, _T_remote_connect_list_all_nwfilter_bindings_args, value, "remote_connect_list_all_nwfilter_bindings_args")
-
-
-def decode_remote_connect_list_all_nwfilter_bindings_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_list_all_nwfilter_bindings_args:
-    result: remote_connect_list_all_nwfilter_bindings_args
-    result, _ = xdr.decode_with(_dec_remote_connect_list_all_nwfilter_bindings_args, _T_remote_connect_list_all_nwfilter_bindings_args, data, exact=exact, name="remote_connect_list_all_nwfilter_bindings_args")
-    return result
-
-
-def encode_remote_connect_list_all_nwfilter_bindings_ret(value: remote_connect_list_all_nwfilter_bindings_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_list_all_nwfilter_bindings_ret, _T_remote_connect_list_all_nwfilter_bindings_ret, value, "remote_connect_list_all_nwfilter_bindings_ret")
-
-
-def decode_remote_connect_list_all_nwfilter_bindings_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_list_all_nwfilter_bindings_ret:
-    result: remote_connect_list_all_nwfilter_bindings_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_list_all_nwfilter_bindings_ret, _T_remote_connect_list_all_nwfilter_bindings_ret, data, exact=exact, name="remote_connect_list_all_nwfilter_bindings_ret")
-    return result
-
-
-def encode_remote_connect_num_of_secrets_ret(value: remote_connect_num_of_secrets_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_num_of_secrets_ret, _T_remote_connect_num_of_secrets_ret, value, "remote_connect_num_of_secrets_ret")
-
-
-def decode_remote_connect_num_of_secrets_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_num_of_secrets_ret:
-    result: remote_connect_num_of_secrets_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_num_of_secrets_ret, _T_remote_connect_num_of_secrets_ret, data, exact=exact, name="remote_connect_num_of_secrets_ret")
-    return result
-
-
-def encode_remote_connect_list_secrets_args(value: remote_connect_list_secrets_args) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_list_secrets_args, _T_remote_connect_list_secrets_args, value, "remote_connect_list_secrets_args")
-
-
-def decode_remote_connect_list_secrets_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_list_secrets_args:
-    result: remote_connect_list_secrets_args
-    result, _ = xdr.decode_with(_dec_remote_connect_list_secrets_args, _T_remote_connect_list_secrets_args, data, exact=exact, name="remote_connect_list_secrets_args")
-    return result
-
-
-def encode_remote_connect_list_secrets_ret(value: remote_connect_list_secrets_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_list_secrets_ret, _T_remote_connect_list_secrets_ret, value, "remote_connect_list_secrets_ret")
-
-
-def decode_remote_connect_list_secrets_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_list_secrets_ret:
-    result: remote_connect_list_secrets_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_list_secrets_ret, _T_remote_connect_list_secrets_ret, data, exact=exact, name="remote_connect_list_secrets_ret")
-    return result
-
-
-def encode_remote_secret_lookup_by_uuid_args(value: remote_secret_lookup_by_uuid_args) -> bytes:
-    return xdr.encode_with(_enc_remote_secret_lookup_by_uuid_args, _T_remote_secret_lookup_by_uuid_args, value, "remote_secret_lookup_by_uuid_args")
-
-
-def decode_remote_secret_lookup_by_uuid_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_secret_lookup_by_uuid_args:
-    result: remote_secret_lookup_by_uuid_args
-    result, _ = xdr.decode_with(_dec_remote_secret_lookup_by_uuid_args, _T_remote_secret_lookup_by_uuid_args, data, exact=exact, name="remote_secret_lookup_by_uuid_args")
-    return result
-
-
-def encode_remote_secret_lookup_by_uuid_ret(value: remote_secret_lookup_by_uuid_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_secret_lookup_by_uuid_ret, _T_remote_secret_lookup_by_uuid_ret, value, "remote_secret_lookup_by_uuid_ret")
-
-
-def decode_remote_secret_lookup_by_uuid_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_secret_lookup_by_uuid_ret:
-    result: remote_secret_lookup_by_uuid_ret
-    result, _ = xdr.decode_with(_dec_remote_secret_lookup_by_uuid_ret, _T_remote_secret_lookup_by_uuid_ret, data, exact=exact, name="remote_secret_lookup_by_uuid_ret")
-    return result
-
-
-def encode_remote_secret_define_xml_args(value: remote_secret_define_xml_args) -> bytes:
-    return xdr.encode_with(_enc_remote_secret_define_xml_args, _T_remote_secret_define_xml_args, value, "remote_secret_define_xml_args")
-
-
-def decode_remote_secret_define_xml_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_secret_define_xml_args:
-    result: remote_secret_define_xml_args
-    result, _ = xdr.decode_with(_dec_remote_secret_define_xml_args, _T_remote_secret_define_xml_args, data, exact=exact, name="remote_secret_define_xml_args")
-    return result
-
-
-def encode_remote_secret_define_xml_ret(value: remote_secret_define_xml_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_secret_define_xml_ret, _T_remote_secret_define_xml_ret, value, "remote_secret_define_xml_ret")
-
-
-def decode_remote_secret_define_xml_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_secret_define_xml_ret:
-    result: remote_secret_define_xml_ret
-    result, _ = xdr.decode_with(_dec_remote_secret_define_xml_ret, _T_remote_secret_define_xml_ret, data, exact=exact, name="remote_secret_define_xml_ret")
-    return result
-
-
-def encode_remote_secret_get_xml_desc_args(value: remote_secret_get_xml_desc_args) -> bytes:
-    return xdr.encode_with(_enc_remote_secret_get_xml_desc_args, _T_remote_secret_get_xml_desc_args, value, "remote_secret_get_xml_desc_args")
-
-
-def decode_remote_secret_get_xml_desc_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_secret_get_xml_desc_args:
-    result: remote_secret_get_xml_desc_args
-    result, _ = xdr.decode_with(_dec_remote_secret_get_xml_desc_args, _T_remote_secret_get_xml_desc_args, data, exact=exact, name="remote_secret_get_xml_desc_args")
-    return result
-
-
-def encode_remote_secret_get_xml_desc_ret(value: remote_secret_get_xml_desc_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_secret_get_xml_desc_ret, _T_remote_secret_get_xml_desc_ret, value, "remote_secret_get_xml_desc_ret")
-
-
-def decode_remote_secret_get_xml_desc_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_secret_get_xml_desc_ret:
-    result: remote_secret_get_xml_desc_ret
-    result, _ = xdr.decode_with(_dec_remote_secret_get_xml_desc_ret, _T_remote_secret_get_xml_desc_ret, data, exact=exact, name="remote_secret_get_xml_desc_ret")
-    return result
-
-
-def encode_remote_secret_set_value_args(value: remote_secret_set_value_args) -> bytes:
-    return xdr.encode_with(_enc_remote_secret_set_value_args, _T_remote_secret_set_value_args, value, "remote_secret_set_value_args")
-
-
-def decode_remote_secret_set_value_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_secret_set_value_args:
-    result: remote_secret_set_value_args
-    result, _ = xdr.decode_with(_dec_remote_secret_set_value_args, _T_remote_secret_set_value_args, data, exact=exact, name="remote_secret_set_value_args")
-    return result
-
-
-def encode_remote_secret_get_value_args(value: remote_secret_get_value_args) -> bytes:
-    return xdr.encode_with(_enc_remote_secret_get_value_args, _T_remote_secret_get_value_args, value, "remote_secret_get_value_args")
-
-
-def decode_remote_secret_get_value_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_secret_get_value_args:
-    result: remote_secret_get_value_args
-    result, _ = xdr.decode_with(_dec_remote_secret_get_value_args, _T_remote_secret_get_value_args, data, exact=exact, name="remote_secret_get_value_args")
-    return result
-
-
-def encode_remote_secret_get_value_ret(value: remote_secret_get_value_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_secret_get_value_ret, _T_remote_secret_get_value_ret, value, "remote_secret_get_value_ret")
-
-
-def decode_remote_secret_get_value_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_secret_get_value_ret:
-    result: remote_secret_get_value_ret
-    result, _ = xdr.decode_with(_dec_remote_secret_get_value_ret, _T_remote_secret_get_value_ret, data, exact=exact, name="remote_secret_get_value_ret")
-    return result
-
-
-def encode_remote_secret_undefine_args(value: remote_secret_undefine_args) -> bytes:
-    return xdr.encode_with(_enc_remote_secret_undefine_args, _T_remote_secret_undefine_args, value, "remote_secret_undefine_args")
-
-
-def decode_remote_secret_undefine_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_secret_undefine_args:
-    result: remote_secret_undefine_args
-    result, _ = xdr.decode_with(_dec_remote_secret_undefine_args, _T_remote_secret_undefine_args, data, exact=exact, name="remote_secret_undefine_args")
-    return result
-
-
-def encode_remote_secret_lookup_by_usage_args(value: remote_secret_lookup_by_usage_args) -> bytes:
-    return xdr.encode_with(_enc_remote_secret_lookup_by_usage_args, _T_remote_secret_lookup_by_usage_args, value, "remote_secret_lookup_by_usage_args")
-
-
-def decode_remote_secret_lookup_by_usage_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_secret_lookup_by_usage_args:
-    result: remote_secret_lookup_by_usage_args
-    result, _ = xdr.decode_with(_dec_remote_secret_lookup_by_usage_args, _T_remote_secret_lookup_by_usage_args, data, exact=exact, name="remote_secret_lookup_by_usage_args")
-    return result
-
-
-def encode_remote_secret_lookup_by_usage_ret(value: remote_secret_lookup_by_usage_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_secret_lookup_by_usage_ret, _T_remote_secret_lookup_by_usage_ret, value, "remote_secret_lookup_by_usage_ret")
-
-
-def decode_remote_secret_lookup_by_usage_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_secret_lookup_by_usage_ret:
-    result: remote_secret_lookup_by_usage_ret
-    result, _ = xdr.decode_with(_dec_remote_secret_lookup_by_usage_ret, _T_remote_secret_lookup_by_usage_ret, data, exact=exact, name="remote_secret_lookup_by_usage_ret")
-    return result
-
-
-def encode_remote_connect_list_all_secrets_args(value: remote_connect_list_all_secrets_args) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_list_all_secrets_args, _T_remote_connect_list_all_secrets_args, value, "remote_connect_list_all_secrets_args")
-
-
-def decode_remote_connect_list_all_secrets_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_list_all_secrets_args:
-    result: remote_connect_list_all_secrets_args
-    result, _ = xdr.decode_with(_dec_remote_connect_list_all_secrets_args, _T_remote_connect_list_all_secrets_args, data, exact=exact, name="remote_connect_list_all_secrets_args")
-    return result
-
-
-def encode_remote_connect_list_all_secrets_ret(value: remote_connect_list_all_secrets_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_connect_list_all_secrets_ret, _T_remote_connect_list_all_secrets_ret, value, "remote_connect_list_all_secrets_ret")
-
-
-def decode_remote_connect_list_all_secrets_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_connect_list_all_secrets_ret:
-    result: remote_connect_list_all_secrets_ret
-    result, _ = xdr.decode_with(_dec_remote_connect_list_all_secrets_ret, _T_remote_connect_list_all_secrets_ret, data, exact=exact, name="remote_connect_list_all_secrets_ret")
-    return result
-
-
-def encode_remote_domain_snapshot_create_xml_args(value: remote_domain_snapshot_create_xml_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_snapshot_create_xml_args, _T_remote_domain_snapshot_create_xml_args, value, "remote_domain_snapshot_create_xml_args")
-
-
-def decode_remote_domain_snapshot_create_xml_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_snapshot_create_xml_args:
-    result: remote_domain_snapshot_create_xml_args
-    result, _ = xdr.decode_with(_dec_remote_domain_snapshot_create_xml_args, _T_remote_domain_snapshot_create_xml_args, data, exact=exact, name="remote_domain_snapshot_create_xml_args")
-    return result
-
-
-def encode_remote_domain_snapshot_create_xml_ret(value: remote_domain_snapshot_create_xml_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_snapshot_create_xml_ret, _T_remote_domain_snapshot_create_xml_ret, value, "remote_domain_snapshot_create_xml_ret")
-
-
-def decode_remote_domain_snapshot_create_xml_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_snapshot_create_xml_ret:
-    result: remote_domain_snapshot_create_xml_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_snapshot_create_xml_ret, _T_remote_domain_snapshot_create_xml_ret, data, exact=exact, name="remote_domain_snapshot_create_xml_ret")
-    return result
-
-
-def encode_remote_domain_snapshot_get_xml_desc_args(value: remote_domain_snapshot_get_xml_desc_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_snapshot_get_xml_desc_args, _T_remote_domain_snapshot_get_xml_desc_args, value, "remote_domain_snapshot_get_xml_desc_args")
-
-
-def decode_remote_domain_snapshot_get_xml_desc_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_snapshot_get_xml_desc_args:
-    result: remote_domain_snapshot_get_xml_desc_args
-    result, _ = xdr.decode_with(_dec_remote_domain_snapshot_get_xml_desc_args, _T_remote_domain_snapshot_get_xml_desc_args, data, exact=exact, name="remote_domain_snapshot_get_xml_desc_args")
-    return result
-
-
-def encode_remote_domain_snapshot_get_xml_desc_ret(value: remote_domain_snapshot_get_xml_desc_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_snapshot_get_xml_desc_ret, _T_remote_domain_snapshot_get_xml_desc_ret, value, "remote_domain_snapshot_get_xml_desc_ret")
-
-
-def decode_remote_domain_snapshot_get_xml_desc_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_snapshot_get_xml_desc_ret:
-    result: remote_domain_snapshot_get_xml_desc_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_snapshot_get_xml_desc_ret, _T_remote_domain_snapshot_get_xml_desc_ret, data, exact=exact, name="remote_domain_snapshot_get_xml_desc_ret")
-    return result
-
-
-def encode_remote_domain_snapshot_num_args(value: remote_domain_snapshot_num_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_snapshot_num_args, _T_remote_domain_snapshot_num_args, value, "remote_domain_snapshot_num_args")
-
-
-def decode_remote_domain_snapshot_num_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_snapshot_num_args:
-    result: remote_domain_snapshot_num_args
-    result, _ = xdr.decode_with(_dec_remote_domain_snapshot_num_args, _T_remote_domain_snapshot_num_args, data, exact=exact, name="remote_domain_snapshot_num_args")
-    return result
-
-
-def encode_remote_domain_snapshot_num_ret(value: remote_domain_snapshot_num_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_snapshot_num_ret, _T_remote_domain_snapshot_num_ret, value, "remote_domain_snapshot_num_ret")
-
-
-def decode_remote_domain_snapshot_num_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_snapshot_num_ret:
-    result: remote_domain_snapshot_num_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_snapshot_num_ret, _T_remote_domain_snapshot_num_ret, data, exact=exact, name="remote_domain_snapshot_num_ret")
-    return result
-
-
-def encode_remote_domain_snapshot_list_names_args(value: remote_domain_snapshot_list_names_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_snapshot_list_names_args, _T_remote_domain_snapshot_list_names_args, value, "remote_domain_snapshot_list_names_args")
-
-
-def decode_remote_domain_snapshot_list_names_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_snapshot_list_names_args:
-    result: remote_domain_snapshot_list_names_args
-    result, _ = xdr.decode_with(_dec_remote_domain_snapshot_list_names_args, _T_remote_domain_snapshot_list_names_args, data, exact=exact, name="remote_domain_snapshot_list_names_args")
-    return result
-
-
-def encode_remote_domain_snapshot_list_names_ret(value: remote_domain_snapshot_list_names_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_snapshot_list_names_ret, _T_remote_domain_snapshot_list_names_ret, value, "remote_domain_snapshot_list_names_ret")
-
-
-def decode_remote_domain_snapshot_list_names_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_snapshot_list_names_ret:
-    result: remote_domain_snapshot_list_names_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_snapshot_list_names_ret, _T_remote_domain_snapshot_list_names_ret, data, exact=exact, name="remote_domain_snapshot_list_names_ret")
-    return result
-
-
-def encode_remote_domain_list_all_snapshots_args(value: remote_domain_list_all_snapshots_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_list_all_snapshots_args, _T_remote_domain_list_all_snapshots_args, value, "remote_domain_list_all_snapshots_args")
-
-
-def decode_remote_domain_list_all_snapshots_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_list_all_snapshots_args:
-    result: remote_domain_list_all_snapshots_args
-    result, _ = xdr.decode_with(_dec_remote_domain_list_all_snapshots_args, _T_remote_domain_list_all_snapshots_args, data, exact=exact, name="remote_domain_list_all_snapshots_args")
-    return result
-
-
-def encode_remote_domain_list_all_snapshots_ret(value: remote_domain_list_all_snapshots_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_list_all_snapshots_ret, _T_remote_domain_list_all_snapshots_ret, value, "remote_domain_list_all_snapshots_ret")
-
-
-def decode_remote_domain_list_all_snapshots_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_list_all_snapshots_ret:
-    result: remote_domain_list_all_snapshots_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_list_all_snapshots_ret, _T_remote_domain_list_all_snapshots_ret, data, exact=exact, name="remote_domain_list_all_snapshots_ret")
-    return result
-
-
-def encode_remote_domain_snapshot_num_children_args(value: remote_domain_snapshot_num_children_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_snapshot_num_children_args, _T_remote_domain_snapshot_num_children_args, value, "remote_domain_snapshot_num_children_args")
-
-
-def decode_remote_domain_snapshot_num_children_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_snapshot_num_children_args:
-    result: remote_domain_snapshot_num_children_args
-    result, _ = xdr.decode_with(_dec_remote_domain_snapshot_num_children_args, _T_remote_domain_snapshot_num_children_args, data, exact=exact, name="remote_domain_snapshot_num_children_args")
-    return result
-
-
-def encode_remote_domain_snapshot_num_children_ret(value: remote_domain_snapshot_num_children_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_snapshot_num_children_ret, _T_remote_domain_snapshot_num_children_ret, value, "remote_domain_snapshot_num_children_ret")
-
-
-def decode_remote_domain_snapshot_num_children_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_snapshot_num_children_ret:
-    result: remote_domain_snapshot_num_children_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_snapshot_num_children_ret, _T_remote_domain_snapshot_num_children_ret, data, exact=exact, name="remote_domain_snapshot_num_children_ret")
-    return result
-
-
-def encode_remote_domain_snapshot_list_children_names_args(value: remote_domain_snapshot_list_children_names_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_snapshot_list_children_names_args, _T_remote_domain_snapshot_list_children_names_args, value, "remote_domain_snapshot_list_children_names_args")
-
-
-def decode_remote_domain_snapshot_list_children_names_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_snapshot_list_children_names_args:
-    result: remote_domain_snapshot_list_children_names_args
-    result, _ = xdr.decode_with(_dec_remote_domain_snapshot_list_children_names_args, _T_remote_domain_snapshot_list_children_names_args, data, exact=exact, name="remote_domain_snapshot_list_children_names_args")
-    return result
-
-
-def encode_remote_domain_snapshot_list_children_names_ret(value: remote_domain_snapshot_list_children_names_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_snapshot_list_children_names_ret, _T_remote_domain_snapshot_list_children_names_ret, value, "remote_domain_snapshot_list_children_names_ret")
-
-
-def decode_remote_domain_snapshot_list_children_names_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_snapshot_list_children_names_ret:
-    result: remote_domain_snapshot_list_children_names_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_snapshot_list_children_names_ret, _T_remote_domain_snapshot_list_children_names_ret, data, exact=exact, name="remote_domain_snapshot_list_children_names_ret")
-    return result
-
-
-def encode_remote_domain_snapshot_list_all_children_args(value: remote_domain_snapshot_list_all_children_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_snapshot_list_all_children_args, _T_remote_domain_snapshot_list_all_children_args, value, "remote_domain_snapshot_list_all_children_args")
-
-
-def decode_remote_domain_snapshot_list_all_children_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_snapshot_list_all_children_args:
-    result: remote_domain_snapshot_list_all_children_args
-    result, _ = xdr.decode_with(_dec_remote_domain_snapshot_list_all_children_args, _T_remote_domain_snapshot_list_all_children_args, data, exact=exact, name="remote_domain_snapshot_list_all_children_args")
-    return result
-
-
-def encode_remote_domain_snapshot_list_all_children_ret(value: remote_domain_snapshot_list_all_children_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_snapshot_list_all_children_ret, _T_remote_domain_snapshot_list_all_children_ret, value, "remote_domain_snapshot_list_all_children_ret")
-
-
-def decode_remote_domain_snapshot_list_all_children_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_snapshot_list_all_children_ret:
-    result: remote_domain_snapshot_list_all_children_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_snapshot_list_all_children_ret, _T_remote_domain_snapshot_list_all_children_ret, data, exact=exact, name="remote_domain_snapshot_list_all_children_ret")
-    return result
-
-
-def encode_remote_domain_snapshot_lookup_by_name_args(value: remote_domain_snapshot_lookup_by_name_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_snapshot_lookup_by_name_args, _T_remote_domain_snapshot_lookup_by_name_args, value, "remote_domain_snapshot_lookup_by_name_args")
-
-
-def decode_remote_domain_snapshot_lookup_by_name_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_snapshot_lookup_by_name_args:
-    result: remote_domain_snapshot_lookup_by_name_args
-    result, _ = xdr.decode_with(_dec_remote_domain_snapshot_lookup_by_name_args, _T_remote_domain_snapshot_lookup_by_name_args, data, exact=exact, name="remote_domain_snapshot_lookup_by_name_args")
-    return result
-
-
-def encode_remote_domain_snapshot_lookup_by_name_ret(value: remote_domain_snapshot_lookup_by_name_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_snapshot_lookup_by_name_ret, _T_remote_domain_snapshot_lookup_by_name_ret, value, "remote_domain_snapshot_lookup_by_name_ret")
-
-
-def decode_remote_domain_snapshot_lookup_by_name_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_snapshot_lookup_by_name_ret:
-    result: remote_domain_snapshot_lookup_by_name_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_snapshot_lookup_by_name_ret, _T_remote_domain_snapshot_lookup_by_name_ret, data, exact=exact, name="remote_domain_snapshot_lookup_by_name_ret")
-    return result
-
-
-def encode_remote_domain_has_current_snapshot_args(value: remote_domain_has_current_snapshot_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_has_current_snapshot_args, _T_remote_domain_has_current_snapshot_args, value, "remote_domain_has_current_snapshot_args")
-
-
-def decode_remote_domain_has_current_snapshot_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_has_current_snapshot_args:
-    result: remote_domain_has_current_snapshot_args
-    result, _ = xdr.decode_with(_dec_remote_domain_has_current_snapshot_args, _T_remote_domain_has_current_snapshot_args, data, exact=exact, name="remote_domain_has_current_snapshot_args")
-    return result
-
-
-def encode_remote_domain_has_current_snapshot_ret(value: remote_domain_has_current_snapshot_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_has_current_snapshot_ret, _T_remote_domain_has_current_snapshot_ret, value, "remote_domain_has_current_snapshot_ret")
-
-
-def decode_remote_domain_has_current_snapshot_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_has_current_snapshot_ret:
-    result: remote_domain_has_current_snapshot_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_has_current_snapshot_ret, _T_remote_domain_has_current_snapshot_ret, data, exact=exact, name="remote_domain_has_current_snapshot_ret")
-    return result
-
-
-def encode_remote_domain_snapshot_get_parent_args(value: remote_domain_snapshot_get_parent_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_snapshot_get_parent_args, _T_remote_domain_snapshot_get_parent_args, value, "remote_domain_snapshot_get_parent_args")
-
-
-def decode_remote_domain_snapshot_get_parent_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_snapshot_get_parent_args:
-    result: remote_domain_snapshot_get_parent_args
-    result, _ = xdr.decode_with(_dec_remote_domain_snapshot_get_parent_args, _T_remote_domain_snapshot_get_parent_args, data, exact=exact, name="remote_domain_snapshot_get_parent_args")
-    return result
-
-
-def encode_remote_domain_snapshot_get_parent_ret(value: remote_domain_snapshot_get_parent_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_snapshot_get_parent_ret, _T_remote_domain_snapshot_get_parent_ret, value, "remote_domain_snapshot_get_parent_ret")
-
-
-def decode_remote_domain_snapshot_get_parent_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_snapshot_get_parent_ret:
-    result: remote_domain_snapshot_get_parent_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_snapshot_get_parent_ret, _T_remote_domain_snapshot_get_parent_ret, data, exact=exact, name="remote_domain_snapshot_get_parent_ret")
-    return result
-
-
-def encode_remote_domain_snapshot_current_args(value: remote_domain_snapshot_current_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_snapshot_current_args, _T_remote_domain_snapshot_current_args, value, "remote_domain_snapshot_current_args")
-
-
-def decode_remote_domain_snapshot_current_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_snapshot_current_args:
-    result: remote_domain_snapshot_current_args
-    result, _ = xdr.decode_with(_dec_remote_domain_snapshot_current_args, _T_remote_domain_snapshot_current_args, data, exact=exact, name="remote_domain_snapshot_current_args")
-    return result
-
-
-def encode_remote_domain_snapshot_current_ret(value: remote_domain_snapshot_current_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_snapshot_current_ret, _T_remote_domain_snapshot_current_ret, value, "remote_domain_snapshot_current_ret")
-
-
-def decode_remote_domain_snapshot_current_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_snapshot_current_ret:
-    result: remote_domain_snapshot_current_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_snapshot_current_ret, _T_remote_domain_snapshot_current_ret, data, exact=exact, name="remote_domain_snapshot_current_ret")
-    return result
-
-
-def encode_remote_domain_snapshot_is_current_args(value: remote_domain_snapshot_is_current_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_snapshot_is_current_args, _T_remote_domain_snapshot_is_current_args, value, "remote_domain_snapshot_is_current_args")
-
-
-def decode_remote_domain_snapshot_is_current_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_snapshot_is_current_args:
-    result: remote_domain_snapshot_is_current_args
-    result, _ = xdr.decode_with(_dec_remote_domain_snapshot_is_current_args, _T_remote_domain_snapshot_is_current_args, data, exact=exact, name="remote_domain_snapshot_is_current_args")
-    return result
-
-
-def encode_remote_domain_snapshot_is_current_ret(value: remote_domain_snapshot_is_current_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_snapshot_is_current_ret, _T_remote_domain_snapshot_is_current_ret, value, "remote_domain_snapshot_is_current_ret")
-
-
-def decode_remote_domain_snapshot_is_current_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_snapshot_is_current_ret:
-    result: remote_domain_snapshot_is_current_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_snapshot_is_current_ret, _T_remote_domain_snapshot_is_current_ret, data, exact=exact, name="remote_domain_snapshot_is_current_ret")
-    return result
-
-
-def encode_remote_domain_snapshot_has_metadata_args(value: remote_domain_snapshot_has_metadata_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_snapshot_has_metadata_args, _T_remote_domain_snapshot_has_metadata_args, value, "remote_domain_snapshot_has_metadata_args")
-
-
-def decode_remote_domain_snapshot_has_metadata_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_snapshot_has_metadata_args:
-    result: remote_domain_snapshot_has_metadata_args
-    result, _ = xdr.decode_with(_dec_remote_domain_snapshot_has_metadata_args, _T_remote_domain_snapshot_has_metadata_args, data, exact=exact, name="remote_domain_snapshot_has_metadata_args")
-    return result
-
-
-def encode_remote_domain_snapshot_has_metadata_ret(value: remote_domain_snapshot_has_metadata_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_snapshot_has_metadata_ret, _T_remote_domain_snapshot_has_metadata_ret, value, "remote_domain_snapshot_has_metadata_ret")
-
-
-def decode_remote_domain_snapshot_has_metadata_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_snapshot_has_metadata_ret:
-    result: remote_domain_snapshot_has_metadata_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_snapshot_has_metadata_ret, _T_remote_domain_snapshot_has_metadata_ret, data, exact=exact, name="remote_domain_snapshot_has_metadata_ret")
-    return result
-
-
-def encode_remote_domain_revert_to_snapshot_args(value: remote_domain_revert_to_snapshot_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_revert_to_snapshot_args, _T_remote_domain_revert_to_snapshot_args, value, "remote_domain_revert_to_snapshot_args")
-
-
-def decode_remote_domain_revert_to_snapshot_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_revert_to_snapshot_args:
-    result: remote_domain_revert_to_snapshot_args
-    result, _ = xdr.decode_with(_dec_remote_domain_revert_to_snapshot_args, _T_remote_domain_revert_to_snapshot_args, data, exact=exact, name="remote_domain_revert_to_snapshot_args")
-    return result
-
-
-def encode_remote_domain_snapshot_delete_args(value: remote_domain_snapshot_delete_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_snapshot_delete_args, _T_remote_domain_snapshot_delete_args, value, "remote_domain_snapshot_delete_args")
-
-
-def decode_remote_domain_snapshot_delete_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_snapshot_delete_args:
-    result: remote_domain_snapshot_delete_args
-    result, _ = xdr.decode_with(_dec_remote_domain_snapshot_delete_args, _T_remote_domain_snapshot_delete_args, data, exact=exact, name="remote_domain_snapshot_delete_args")
-    return result
-
-
-def encode_remote_domain_checkpoint_create_xml_args(value: remote_domain_checkpoint_create_xml_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_checkpoint_create_xml_args, _T_remote_domain_checkpoint_create_xml_args, value, "remote_domain_checkpoint_create_xml_args")
-
-
-def decode_remote_domain_checkpoint_create_xml_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_checkpoint_create_xml_args:
-    result: remote_domain_checkpoint_create_xml_args
-    result, _ = xdr.decode_with(_dec_remote_domain_checkpoint_create_xml_args, _T_remote_domain_checkpoint_create_xml_args, data, exact=exact, name="remote_domain_checkpoint_create_xml_args")
-    return result
-
-
-def encode_remote_domain_checkpoint_create_xml_ret(value: remote_domain_checkpoint_create_xml_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_checkpoint_create_xml_ret, _T_remote_domain_checkpoint_create_xml_ret, value, "remote_domain_checkpoint_create_xml_ret")
-
-
-def decode_remote_domain_checkpoint_create_xml_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_checkpoint_create_xml_ret:
-    result: remote_domain_checkpoint_create_xml_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_checkpoint_create_xml_ret, _T_remote_domain_checkpoint_create_xml_ret, data, exact=exact, name="remote_domain_checkpoint_create_xml_ret")
-    return result
-
-
-def encode_remote_domain_checkpoint_get_xml_desc_args(value: remote_domain_checkpoint_get_xml_desc_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_checkpoint_get_xml_desc_args, _T_remote_domain_checkpoint_get_xml_desc_args, value, "remote_domain_checkpoint_get_xml_desc_args")
-
-
-def decode_remote_domain_checkpoint_get_xml_desc_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_checkpoint_get_xml_desc_args:
-    result: remote_domain_checkpoint_get_xml_desc_args
-    result, _ = xdr.decode_with(_dec_remote_domain_checkpoint_get_xml_desc_args, _T_remote_domain_checkpoint_get_xml_desc_args, data, exact=exact, name="remote_domain_checkpoint_get_xml_desc_args")
-    return result
-
-
-def encode_remote_domain_checkpoint_get_xml_desc_ret(value: remote_domain_checkpoint_get_xml_desc_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_checkpoint_get_xml_desc_ret, _T_remote_domain_checkpoint_get_xml_desc_ret, value, "remote_domain_checkpoint_get_xml_desc_ret")
-
-
-def decode_remote_domain_checkpoint_get_xml_desc_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_checkpoint_get_xml_desc_ret:
-    result: remote_domain_checkpoint_get_xml_desc_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_checkpoint_get_xml_desc_ret, _T_remote_domain_checkpoint_get_xml_desc_ret, data, exact=exact, name="remote_domain_checkpoint_get_xml_desc_ret")
-    return result
-
-
-def encode_remote_domain_list_all_checkpoints_args(value: remote_domain_list_all_checkpoints_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_list_all_checkpoints_args, _T_remote_domain_list_all_checkpoints_args, value, "remote_domain_list_all_checkpoints_args")
-
-
-def decode_remote_domain_list_all_checkpoints_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_list_all_checkpoints_args:
-    result: remote_domain_list_all_checkpoints_args
-    result, _ = xdr.decode_with(_dec_remote_domain_list_all_checkpoints_args, _T_remote_domain_list_all_checkpoints_args, data, exact=exact, name="remote_domain_list_all_checkpoints_args")
-    return result
-
-
-def encode_remote_domain_list_all_checkpoints_ret(value: remote_domain_list_all_checkpoints_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_list_all_checkpoints_ret, _T_remote_domain_list_all_checkpoints_ret, value, "remote_domain_list_all_checkpoints_ret")
-
-
-def decode_remote_domain_list_all_checkpoints_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_list_all_checkpoints_ret:
-    result: remote_domain_list_all_checkpoints_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_list_all_checkpoints_ret, _T_remote_domain_list_all_checkpoints_ret, data, exact=exact, name="remote_domain_list_all_checkpoints_ret")
-    return result
-
-
-def encode_remote_domain_checkpoint_list_all_children_args(value: remote_domain_checkpoint_list_all_children_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_checkpoint_list_all_children_args, _T_remote_domain_checkpoint_list_all_children_args, value, "remote_domain_checkpoint_list_all_children_args")
-
-
-def decode_remote_domain_checkpoint_list_all_children_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_checkpoint_list_all_children_args:
-    result: remote_domain_checkpoint_list_all_children_args
-    result, _ = xdr.decode_with(_dec_remote_domain_checkpoint_list_all_children_args, _T_remote_domain_checkpoint_list_all_children_args, data, exact=exact, name="remote_domain_checkpoint_list_all_children_args")
-    return result
-
-
-def encode_remote_domain_checkpoint_list_all_children_ret(value: remote_domain_checkpoint_list_all_children_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_checkpoint_list_all_children_ret, _T_remote_domain_checkpoint_list_all_children_ret, value, "remote_domain_checkpoint_list_all_children_ret")
-
-
-def decode_remote_domain_checkpoint_list_all_children_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_checkpoint_list_all_children_ret:
-    result: remote_domain_checkpoint_list_all_children_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_checkpoint_list_all_children_ret, _T_remote_domain_checkpoint_list_all_children_ret, data, exact=exact, name="remote_domain_checkpoint_list_all_children_ret")
-    return result
-
-
-def encode_remote_domain_checkpoint_lookup_by_name_args(value: remote_domain_checkpoint_lookup_by_name_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_checkpoint_lookup_by_name_args, _T_remote_domain_checkpoint_lookup_by_name_args, value, "remote_domain_checkpoint_lookup_by_name_args")
-
-
-def decode_remote_domain_checkpoint_lookup_by_name_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_checkpoint_lookup_by_name_args:
-    result: remote_domain_checkpoint_lookup_by_name_args
-    result, _ = xdr.decode_with(_dec_remote_domain_checkpoint_lookup_by_name_args, _T_remote_domain_checkpoint_lookup_by_name_args, data, exact=exact, name="remote_domain_checkpoint_lookup_by_name_args")
-    return result
-
-
-def encode_remote_domain_checkpoint_lookup_by_name_ret(value: remote_domain_checkpoint_lookup_by_name_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_checkpoint_lookup_by_name_ret, _T_remote_domain_checkpoint_lookup_by_name_ret, value, "remote_domain_checkpoint_lookup_by_name_ret")
-
-
-def decode_remote_domain_checkpoint_lookup_by_name_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_checkpoint_lookup_by_name_ret:
-    result: remote_domain_checkpoint_lookup_by_name_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_checkpoint_lookup_by_name_ret, _T_remote_domain_checkpoint_lookup_by_name_ret, data, exact=exact, name="remote_domain_checkpoint_lookup_by_name_ret")
-    return result
-
-
-def encode_remote_domain_checkpoint_get_parent_args(value: remote_domain_checkpoint_get_parent_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_checkpoint_get_parent_args, _T_remote_domain_checkpoint_get_parent_args, value, "remote_domain_checkpoint_get_parent_args")
-
-
-def decode_remote_domain_checkpoint_get_parent_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_checkpoint_get_parent_args:
-    result: remote_domain_checkpoint_get_parent_args
-    result, _ = xdr.decode_with(_dec_remote_domain_checkpoint_get_parent_args, _T_remote_domain_checkpoint_get_parent_args, data, exact=exact, name="remote_domain_checkpoint_get_parent_args")
-    return result
-
-
-def encode_remote_domain_checkpoint_get_parent_ret(value: remote_domain_checkpoint_get_parent_ret) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_checkpoint_get_parent_ret, _T_remote_domain_checkpoint_get_parent_ret, value, "remote_domain_checkpoint_get_parent_ret")
-
-
-def decode_remote_domain_checkpoint_get_parent_ret(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_checkpoint_get_parent_ret:
-    result: remote_domain_checkpoint_get_parent_ret
-    result, _ = xdr.decode_with(_dec_remote_domain_checkpoint_get_parent_ret, _T_remote_domain_checkpoint_get_parent_ret, data, exact=exact, name="remote_domain_checkpoint_get_parent_ret")
-    return result
-
-
-def encode_remote_domain_checkpoint_delete_args(value: remote_domain_checkpoint_delete_args) -> bytes:
-    return xdr.encode_with(_enc_remote_domain_checkpoint_delete_args, _T_remote_domain_checkpoint_delete_args, value, "remote_domain_checkpoint_delete_args")
-
-
-def decode_remote_domain_checkpoint_delete_args(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_domain_checkpoint_delete_args:
-    result: remote_domain_checkpoint_delete_args
-    result, _ = xdr.decode_with(_dec_remote_domain_checkpoint_delete_args, _T_remote_domain_checkpoint_delete_args, data, exact=exact, name="remote_domain_checkpoint_delete_args")
-    return result
+# --- encode_<type>(value) -> bytes, decode_<type>(data, exact=True) -> value ---
+
+encode_remote_nonnull_string = xdr.encoder(_enc_remote_nonnull_string, _T_remote_nonnull_string, "remote_nonnull_string")
+decode_remote_nonnull_string = xdr.decoder(_dec_remote_nonnull_string, _T_remote_nonnull_string, "remote_nonnull_string")
+encode_remote_string = xdr.encoder(_enc_remote_string, _T_remote_string, "remote_string")
+decode_remote_string = xdr.decoder(_dec_remote_string, _T_remote_string, "remote_string")
+encode_remote_uuid = xdr.encoder(_enc_remote_uuid, _T_remote_uuid, "remote_uuid")
+decode_remote_uuid = xdr.decoder(_dec_remote_uuid, _T_remote_uuid, "remote_uuid")
+encode_remote_nonnull_domain = xdr.encoder(_enc_remote_nonnull_domain, _T_remote_nonnull_domain, "remote_nonnull_domain")
+decode_remote_nonnull_domain = xdr.decoder(_dec_remote_nonnull_domain, _T_remote_nonnull_domain, "remote_nonnull_domain")
+encode_remote_nonnull_network = xdr.encoder(_enc_remote_nonnull_network, _T_remote_nonnull_network, "remote_nonnull_network")
+decode_remote_nonnull_network = xdr.decoder(_dec_remote_nonnull_network, _T_remote_nonnull_network, "remote_nonnull_network")
+encode_remote_nonnull_network_port = xdr.encoder(_enc_remote_nonnull_network_port, _T_remote_nonnull_network_port, "remote_nonnull_network_port")
+decode_remote_nonnull_network_port = xdr.decoder(_dec_remote_nonnull_network_port, _T_remote_nonnull_network_port, "remote_nonnull_network_port")
+encode_remote_nonnull_nwfilter = xdr.encoder(_enc_remote_nonnull_nwfilter, _T_remote_nonnull_nwfilter, "remote_nonnull_nwfilter")
+decode_remote_nonnull_nwfilter = xdr.decoder(_dec_remote_nonnull_nwfilter, _T_remote_nonnull_nwfilter, "remote_nonnull_nwfilter")
+encode_remote_nonnull_nwfilter_binding = xdr.encoder(_enc_remote_nonnull_nwfilter_binding, _T_remote_nonnull_nwfilter_binding, "remote_nonnull_nwfilter_binding")
+decode_remote_nonnull_nwfilter_binding = xdr.decoder(_dec_remote_nonnull_nwfilter_binding, _T_remote_nonnull_nwfilter_binding, "remote_nonnull_nwfilter_binding")
+encode_remote_nonnull_interface = xdr.encoder(_enc_remote_nonnull_interface, _T_remote_nonnull_interface, "remote_nonnull_interface")
+decode_remote_nonnull_interface = xdr.decoder(_dec_remote_nonnull_interface, _T_remote_nonnull_interface, "remote_nonnull_interface")
+encode_remote_nonnull_storage_pool = xdr.encoder(_enc_remote_nonnull_storage_pool, _T_remote_nonnull_storage_pool, "remote_nonnull_storage_pool")
+decode_remote_nonnull_storage_pool = xdr.decoder(_dec_remote_nonnull_storage_pool, _T_remote_nonnull_storage_pool, "remote_nonnull_storage_pool")
+encode_remote_nonnull_storage_vol = xdr.encoder(_enc_remote_nonnull_storage_vol, _T_remote_nonnull_storage_vol, "remote_nonnull_storage_vol")
+decode_remote_nonnull_storage_vol = xdr.decoder(_dec_remote_nonnull_storage_vol, _T_remote_nonnull_storage_vol, "remote_nonnull_storage_vol")
+encode_remote_nonnull_node_device = xdr.encoder(_enc_remote_nonnull_node_device, _T_remote_nonnull_node_device, "remote_nonnull_node_device")
+decode_remote_nonnull_node_device = xdr.decoder(_dec_remote_nonnull_node_device, _T_remote_nonnull_node_device, "remote_nonnull_node_device")
+encode_remote_nonnull_secret = xdr.encoder(_enc_remote_nonnull_secret, _T_remote_nonnull_secret, "remote_nonnull_secret")
+decode_remote_nonnull_secret = xdr.decoder(_dec_remote_nonnull_secret, _T_remote_nonnull_secret, "remote_nonnull_secret")
+encode_remote_nonnull_domain_checkpoint = xdr.encoder(_enc_remote_nonnull_domain_checkpoint, _T_remote_nonnull_domain_checkpoint, "remote_nonnull_domain_checkpoint")
+decode_remote_nonnull_domain_checkpoint = xdr.decoder(_dec_remote_nonnull_domain_checkpoint, _T_remote_nonnull_domain_checkpoint, "remote_nonnull_domain_checkpoint")
+encode_remote_nonnull_domain_snapshot = xdr.encoder(_enc_remote_nonnull_domain_snapshot, _T_remote_nonnull_domain_snapshot, "remote_nonnull_domain_snapshot")
+decode_remote_nonnull_domain_snapshot = xdr.decoder(_dec_remote_nonnull_domain_snapshot, _T_remote_nonnull_domain_snapshot, "remote_nonnull_domain_snapshot")
+encode_remote_domain = xdr.encoder(_enc_remote_domain, _T_remote_domain, "remote_domain")
+decode_remote_domain = xdr.decoder(_dec_remote_domain, _T_remote_domain, "remote_domain")
+encode_remote_network = xdr.encoder(_enc_remote_network, _T_remote_network, "remote_network")
+decode_remote_network = xdr.decoder(_dec_remote_network, _T_remote_network, "remote_network")
+encode_remote_network_port = xdr.encoder(_enc_remote_network_port, _T_remote_network_port, "remote_network_port")
+decode_remote_network_port = xdr.decoder(_dec_remote_network_port, _T_remote_network_port, "remote_network_port")
+encode_remote_nwfilter = xdr.encoder(_enc_remote_nwfilter, _T_remote_nwfilter, "remote_nwfilter")
+decode_remote_nwfilter = xdr.decoder(_dec_remote_nwfilter, _T_remote_nwfilter, "remote_nwfilter")
+encode_remote_nwfilter_binding = xdr.encoder(_enc_remote_nwfilter_binding, _T_remote_nwfilter_binding, "remote_nwfilter_binding")
+decode_remote_nwfilter_binding = xdr.decoder(_dec_remote_nwfilter_binding, _T_remote_nwfilter_binding, "remote_nwfilter_binding")
+encode_remote_storage_pool = xdr.encoder(_enc_remote_storage_pool, _T_remote_storage_pool, "remote_storage_pool")
+decode_remote_storage_pool = xdr.decoder(_dec_remote_storage_pool, _T_remote_storage_pool, "remote_storage_pool")
+encode_remote_storage_vol = xdr.encoder(_enc_remote_storage_vol, _T_remote_storage_vol, "remote_storage_vol")
+decode_remote_storage_vol = xdr.decoder(_dec_remote_storage_vol, _T_remote_storage_vol, "remote_storage_vol")
+encode_remote_node_device = xdr.encoder(_enc_remote_node_device, _T_remote_node_device, "remote_node_device")
+decode_remote_node_device = xdr.decoder(_dec_remote_node_device, _T_remote_node_device, "remote_node_device")
+encode_remote_secret = xdr.encoder(_enc_remote_secret, _T_remote_secret, "remote_secret")
+decode_remote_secret = xdr.decoder(_dec_remote_secret, _T_remote_secret, "remote_secret")
+encode_remote_typed_param_value = xdr.encoder(_enc_remote_typed_param_value, _T_remote_typed_param_value, "remote_typed_param_value")
+decode_remote_typed_param_value = xdr.decoder(_dec_remote_typed_param_value, _T_remote_typed_param_value, "remote_typed_param_value")
+encode_remote_typed_param = xdr.encoder(_enc_remote_typed_param, _T_remote_typed_param, "remote_typed_param")
+decode_remote_typed_param = xdr.decoder(_dec_remote_typed_param, _T_remote_typed_param, "remote_typed_param")
+encode_remote_vcpu_info = xdr.encoder(_enc_remote_vcpu_info, _T_remote_vcpu_info, "remote_vcpu_info")
+decode_remote_vcpu_info = xdr.decoder(_dec_remote_vcpu_info, _T_remote_vcpu_info, "remote_vcpu_info")
+encode_remote_node_get_cpu_stats = xdr.encoder(_enc_remote_node_get_cpu_stats, _T_remote_node_get_cpu_stats, "remote_node_get_cpu_stats")
+decode_remote_node_get_cpu_stats = xdr.decoder(_dec_remote_node_get_cpu_stats, _T_remote_node_get_cpu_stats, "remote_node_get_cpu_stats")
+encode_remote_node_get_memory_stats = xdr.encoder(_enc_remote_node_get_memory_stats, _T_remote_node_get_memory_stats, "remote_node_get_memory_stats")
+decode_remote_node_get_memory_stats = xdr.decoder(_dec_remote_node_get_memory_stats, _T_remote_node_get_memory_stats, "remote_node_get_memory_stats")
+encode_remote_domain_disk_error = xdr.encoder(_enc_remote_domain_disk_error, _T_remote_domain_disk_error, "remote_domain_disk_error")
+decode_remote_domain_disk_error = xdr.decoder(_dec_remote_domain_disk_error, _T_remote_domain_disk_error, "remote_domain_disk_error")
+encode_remote_connect_open_args = xdr.encoder(_enc_remote_connect_open_args, _T_remote_connect_open_args, "remote_connect_open_args")
+decode_remote_connect_open_args = xdr.decoder(_dec_remote_connect_open_args, _T_remote_connect_open_args, "remote_connect_open_args")
+encode_remote_connect_supports_feature_args = xdr.encoder(_enc_remote_connect_supports_feature_args, _T_remote_connect_supports_feature_args, "remote_connect_supports_feature_args")
+decode_remote_connect_supports_feature_args = xdr.decoder(_dec_remote_connect_supports_feature_args, _T_remote_connect_supports_feature_args, "remote_connect_supports_feature_args")
+encode_remote_connect_supports_feature_ret = xdr.encoder(_enc_remote_connect_supports_feature_ret, _T_remote_connect_supports_feature_ret, "remote_connect_supports_feature_ret")
+decode_remote_connect_supports_feature_ret = xdr.decoder(_dec_remote_connect_supports_feature_ret, _T_remote_connect_supports_feature_ret, "remote_connect_supports_feature_ret")
+encode_remote_connect_get_type_ret = xdr.encoder(_enc_remote_connect_get_type_ret, _T_remote_connect_get_type_ret, "remote_connect_get_type_ret")
+decode_remote_connect_get_type_ret = xdr.decoder(_dec_remote_connect_get_type_ret, _T_remote_connect_get_type_ret, "remote_connect_get_type_ret")
+encode_remote_connect_get_version_ret = xdr.encoder(_enc_remote_connect_get_version_ret, _T_remote_connect_get_version_ret, "remote_connect_get_version_ret")
+decode_remote_connect_get_version_ret = xdr.decoder(_dec_remote_connect_get_version_ret, _T_remote_connect_get_version_ret, "remote_connect_get_version_ret")
+encode_remote_connect_get_lib_version_ret = xdr.encoder(_enc_remote_connect_get_lib_version_ret, _T_remote_connect_get_lib_version_ret, "remote_connect_get_lib_version_ret")
+decode_remote_connect_get_lib_version_ret = xdr.decoder(_dec_remote_connect_get_lib_version_ret, _T_remote_connect_get_lib_version_ret, "remote_connect_get_lib_version_ret")
+encode_remote_connect_get_hostname_ret = xdr.encoder(_enc_remote_connect_get_hostname_ret, _T_remote_connect_get_hostname_ret, "remote_connect_get_hostname_ret")
+decode_remote_connect_get_hostname_ret = xdr.decoder(_dec_remote_connect_get_hostname_ret, _T_remote_connect_get_hostname_ret, "remote_connect_get_hostname_ret")
+encode_remote_connect_get_sysinfo_args = xdr.encoder(_enc_remote_connect_get_sysinfo_args, _T_remote_connect_get_sysinfo_args, "remote_connect_get_sysinfo_args")
+decode_remote_connect_get_sysinfo_args = xdr.decoder(_dec_remote_connect_get_sysinfo_args, _T_remote_connect_get_sysinfo_args, "remote_connect_get_sysinfo_args")
+encode_remote_connect_get_sysinfo_ret = xdr.encoder(_enc_remote_connect_get_sysinfo_ret, _T_remote_connect_get_sysinfo_ret, "remote_connect_get_sysinfo_ret")
+decode_remote_connect_get_sysinfo_ret = xdr.decoder(_dec_remote_connect_get_sysinfo_ret, _T_remote_connect_get_sysinfo_ret, "remote_connect_get_sysinfo_ret")
+encode_remote_connect_get_uri_ret = xdr.encoder(_enc_remote_connect_get_uri_ret, _T_remote_connect_get_uri_ret, "remote_connect_get_uri_ret")
+decode_remote_connect_get_uri_ret = xdr.decoder(_dec_remote_connect_get_uri_ret, _T_remote_connect_get_uri_ret, "remote_connect_get_uri_ret")
+encode_remote_connect_get_max_vcpus_args = xdr.encoder(_enc_remote_connect_get_max_vcpus_args, _T_remote_connect_get_max_vcpus_args, "remote_connect_get_max_vcpus_args")
+decode_remote_connect_get_max_vcpus_args = xdr.decoder(_dec_remote_connect_get_max_vcpus_args, _T_remote_connect_get_max_vcpus_args, "remote_connect_get_max_vcpus_args")
+encode_remote_connect_get_max_vcpus_ret = xdr.encoder(_enc_remote_connect_get_max_vcpus_ret, _T_remote_connect_get_max_vcpus_ret, "remote_connect_get_max_vcpus_ret")
+decode_remote_connect_get_max_vcpus_ret = xdr.decoder(_dec_remote_connect_get_max_vcpus_ret, _T_remote_connect_get_max_vcpus_ret, "remote_connect_get_max_vcpus_ret")
+encode_remote_node_get_info_ret = xdr.encoder(_enc_remote_node_get_info_ret, _T_remote_node_get_info_ret, "remote_node_get_info_ret")
+decode_remote_node_get_info_ret = xdr.decoder(_dec_remote_node_get_info_ret, _T_remote_node_get_info_ret, "remote_node_get_info_ret")
+encode_remote_connect_get_capabilities_ret = xdr.encoder(_enc_remote_connect_get_capabilities_ret, _T_remote_connect_get_capabilities_ret, "remote_connect_get_capabilities_ret")
+decode_remote_connect_get_capabilities_ret = xdr.decoder(_dec_remote_connect_get_capabilities_ret, _T_remote_connect_get_capabilities_ret, "remote_connect_get_capabilities_ret")
+encode_remote_connect_get_domain_capabilities_args = xdr.encoder(_enc_remote_connect_get_domain_capabilities_args, _T_remote_connect_get_domain_capabilities_args, "remote_connect_get_domain_capabilities_args")
+decode_remote_connect_get_domain_capabilities_args = xdr.decoder(_dec_remote_connect_get_domain_capabilities_args, _T_remote_connect_get_domain_capabilities_args, "remote_connect_get_domain_capabilities_args")
+encode_remote_connect_get_domain_capabilities_ret = xdr.encoder(_enc_remote_connect_get_domain_capabilities_ret, _T_remote_connect_get_domain_capabilities_ret, "remote_connect_get_domain_capabilities_ret")
+decode_remote_connect_get_domain_capabilities_ret = xdr.decoder(_dec_remote_connect_get_domain_capabilities_ret, _T_remote_connect_get_domain_capabilities_ret, "remote_connect_get_domain_capabilities_ret")
+encode_remote_node_get_cpu_stats_args = xdr.encoder(_enc_remote_node_get_cpu_stats_args, _T_remote_node_get_cpu_stats_args, "remote_node_get_cpu_stats_args")
+decode_remote_node_get_cpu_stats_args = xdr.decoder(_dec_remote_node_get_cpu_stats_args, _T_remote_node_get_cpu_stats_args, "remote_node_get_cpu_stats_args")
+encode_remote_node_get_cpu_stats_ret = xdr.encoder(_enc_remote_node_get_cpu_stats_ret, _T_remote_node_get_cpu_stats_ret, "remote_node_get_cpu_stats_ret")
+decode_remote_node_get_cpu_stats_ret = xdr.decoder(_dec_remote_node_get_cpu_stats_ret, _T_remote_node_get_cpu_stats_ret, "remote_node_get_cpu_stats_ret")
+encode_remote_node_get_memory_stats_args = xdr.encoder(_enc_remote_node_get_memory_stats_args, _T_remote_node_get_memory_stats_args, "remote_node_get_memory_stats_args")
+decode_remote_node_get_memory_stats_args = xdr.decoder(_dec_remote_node_get_memory_stats_args, _T_remote_node_get_memory_stats_args, "remote_node_get_memory_stats_args")
+encode_remote_node_get_memory_stats_ret = xdr.encoder(_enc_remote_node_get_memory_stats_ret, _T_remote_node_get_memory_stats_ret, "remote_node_get_memory_stats_ret")
+decode_remote_node_get_memory_stats_ret = xdr.decoder(_dec_remote_node_get_memory_stats_ret, _T_remote_node_get_memory_stats_ret, "remote_node_get_memory_stats_ret")
+encode_remote_node_get_cells_free_memory_args = xdr.encoder(_enc_remote_node_get_cells_free_memory_args, _T_remote_node_get_cells_free_memory_args, "remote_node_get_cells_free_memory_args")
+decode_remote_node_get_cells_free_memory_args = xdr.decoder(_dec_remote_node_get_cells_free_memory_args, _T_remote_node_get_cells_free_memory_args, "remote_node_get_cells_free_memory_args")
+encode_remote_node_get_cells_free_memory_ret = xdr.encoder(_enc_remote_node_get_cells_free_memory_ret, _T_remote_node_get_cells_free_memory_ret, "remote_node_get_cells_free_memory_ret")
+decode_remote_node_get_cells_free_memory_ret = xdr.decoder(_dec_remote_node_get_cells_free_memory_ret, _T_remote_node_get_cells_free_memory_ret, "remote_node_get_cells_free_memory_ret")
+encode_remote_node_get_free_memory_ret = xdr.encoder(_enc_remote_node_get_free_memory_ret, _T_remote_node_get_free_memory_ret, "remote_node_get_free_memory_ret")
+decode_remote_node_get_free_memory_ret = xdr.decoder(_dec_remote_node_get_free_memory_ret, _T_remote_node_get_free_memory_ret, "remote_node_get_free_memory_ret")
+encode_remote_connect_domain_xml_from_native_args = xdr.encoder(_enc_remote_connect_domain_xml_from_native_args, _T_remote_connect_domain_xml_from_native_args, "remote_connect_domain_xml_from_native_args")
+decode_remote_connect_domain_xml_from_native_args = xdr.decoder(_dec_remote_connect_domain_xml_from_native_args, _T_remote_connect_domain_xml_from_native_args, "remote_connect_domain_xml_from_native_args")
+encode_remote_connect_domain_xml_from_native_ret = xdr.encoder(_enc_remote_connect_domain_xml_from_native_ret, _T_remote_connect_domain_xml_from_native_ret, "remote_connect_domain_xml_from_native_ret")
+decode_remote_connect_domain_xml_from_native_ret = xdr.decoder(_dec_remote_connect_domain_xml_from_native_ret, _T_remote_connect_domain_xml_from_native_ret, "remote_connect_domain_xml_from_native_ret")
+encode_remote_connect_domain_xml_to_native_args = xdr.encoder(_enc_remote_connect_domain_xml_to_native_args, _T_remote_connect_domain_xml_to_native_args, "remote_connect_domain_xml_to_native_args")
+decode_remote_connect_domain_xml_to_native_args = xdr.decoder(_dec_remote_connect_domain_xml_to_native_args, _T_remote_connect_domain_xml_to_native_args, "remote_connect_domain_xml_to_native_args")
+encode_remote_connect_domain_xml_to_native_ret = xdr.encoder(_enc_remote_connect_domain_xml_to_native_ret, _T_remote_connect_domain_xml_to_native_ret, "remote_connect_domain_xml_to_native_ret")
+decode_remote_connect_domain_xml_to_native_ret = xdr.decoder(_dec_remote_connect_domain_xml_to_native_ret, _T_remote_connect_domain_xml_to_native_ret, "remote_connect_domain_xml_to_native_ret")
+encode_remote_connect_is_secure_ret = xdr.encoder(_enc_remote_connect_is_secure_ret, _T_remote_connect_is_secure_ret, "remote_connect_is_secure_ret")
+decode_remote_connect_is_secure_ret = xdr.decoder(_dec_remote_connect_is_secure_ret, _T_remote_connect_is_secure_ret, "remote_connect_is_secure_ret")
+encode_remote_connect_compare_cpu_args = xdr.encoder(_enc_remote_connect_compare_cpu_args, _T_remote_connect_compare_cpu_args, "remote_connect_compare_cpu_args")
+decode_remote_connect_compare_cpu_args = xdr.decoder(_dec_remote_connect_compare_cpu_args, _T_remote_connect_compare_cpu_args, "remote_connect_compare_cpu_args")
+encode_remote_connect_compare_cpu_ret = xdr.encoder(_enc_remote_connect_compare_cpu_ret, _T_remote_connect_compare_cpu_ret, "remote_connect_compare_cpu_ret")
+decode_remote_connect_compare_cpu_ret = xdr.decoder(_dec_remote_connect_compare_cpu_ret, _T_remote_connect_compare_cpu_ret, "remote_connect_compare_cpu_ret")
+encode_remote_connect_baseline_cpu_args = xdr.encoder(_enc_remote_connect_baseline_cpu_args, _T_remote_connect_baseline_cpu_args, "remote_connect_baseline_cpu_args")
+decode_remote_connect_baseline_cpu_args = xdr.decoder(_dec_remote_connect_baseline_cpu_args, _T_remote_connect_baseline_cpu_args, "remote_connect_baseline_cpu_args")
+encode_remote_connect_baseline_cpu_ret = xdr.encoder(_enc_remote_connect_baseline_cpu_ret, _T_remote_connect_baseline_cpu_ret, "remote_connect_baseline_cpu_ret")
+decode_remote_connect_baseline_cpu_ret = xdr.decoder(_dec_remote_connect_baseline_cpu_ret, _T_remote_connect_baseline_cpu_ret, "remote_connect_baseline_cpu_ret")
+encode_remote_node_suspend_for_duration_args = xdr.encoder(_enc_remote_node_suspend_for_duration_args, _T_remote_node_suspend_for_duration_args, "remote_node_suspend_for_duration_args")
+decode_remote_node_suspend_for_duration_args = xdr.decoder(_dec_remote_node_suspend_for_duration_args, _T_remote_node_suspend_for_duration_args, "remote_node_suspend_for_duration_args")
+encode_remote_node_set_memory_parameters_args = xdr.encoder(_enc_remote_node_set_memory_parameters_args, _T_remote_node_set_memory_parameters_args, "remote_node_set_memory_parameters_args")
+decode_remote_node_set_memory_parameters_args = xdr.decoder(_dec_remote_node_set_memory_parameters_args, _T_remote_node_set_memory_parameters_args, "remote_node_set_memory_parameters_args")
+encode_remote_node_get_memory_parameters_args = xdr.encoder(_enc_remote_node_get_memory_parameters_args, _T_remote_node_get_memory_parameters_args, "remote_node_get_memory_parameters_args")
+decode_remote_node_get_memory_parameters_args = xdr.decoder(_dec_remote_node_get_memory_parameters_args, _T_remote_node_get_memory_parameters_args, "remote_node_get_memory_parameters_args")
+encode_remote_node_get_memory_parameters_ret = xdr.encoder(_enc_remote_node_get_memory_parameters_ret, _T_remote_node_get_memory_parameters_ret, "remote_node_get_memory_parameters_ret")
+decode_remote_node_get_memory_parameters_ret = xdr.decoder(_dec_remote_node_get_memory_parameters_ret, _T_remote_node_get_memory_parameters_ret, "remote_node_get_memory_parameters_ret")
+encode_remote_node_get_cpu_map_args = xdr.encoder(_enc_remote_node_get_cpu_map_args, _T_remote_node_get_cpu_map_args, "remote_node_get_cpu_map_args")
+decode_remote_node_get_cpu_map_args = xdr.decoder(_dec_remote_node_get_cpu_map_args, _T_remote_node_get_cpu_map_args, "remote_node_get_cpu_map_args")
+encode_remote_node_get_cpu_map_ret = xdr.encoder(_enc_remote_node_get_cpu_map_ret, _T_remote_node_get_cpu_map_ret, "remote_node_get_cpu_map_ret")
+decode_remote_node_get_cpu_map_ret = xdr.decoder(_dec_remote_node_get_cpu_map_ret, _T_remote_node_get_cpu_map_ret, "remote_node_get_cpu_map_ret")
+encode_remote_connect_get_cpu_model_names_args = xdr.encoder(_enc_remote_connect_get_cpu_model_names_args, _T_remote_connect_get_cpu_model_names_args, "remote_connect_get_cpu_model_names_args")
+decode_remote_connect_get_cpu_model_names_args = xdr.decoder(_dec_remote_connect_get_cpu_model_names_args, _T_remote_connect_get_cpu_model_names_args, "remote_connect_get_cpu_model_names_args")
+encode_remote_connect_get_cpu_model_names_ret = xdr.encoder(_enc_remote_connect_get_cpu_model_names_ret, _T_remote_connect_get_cpu_model_names_ret, "remote_connect_get_cpu_model_names_ret")
+decode_remote_connect_get_cpu_model_names_ret = xdr.decoder(_dec_remote_connect_get_cpu_model_names_ret, _T_remote_connect_get_cpu_model_names_ret, "remote_connect_get_cpu_model_names_ret")
+encode_remote_node_get_free_pages_args = xdr.encoder(_enc_remote_node_get_free_pages_args, _T_remote_node_get_free_pages_args, "remote_node_get_free_pages_args")
+decode_remote_node_get_free_pages_args = xdr.decoder(_dec_remote_node_get_free_pages_args, _T_remote_node_get_free_pages_args, "remote_node_get_free_pages_args")
+encode_remote_node_get_free_pages_ret = xdr.encoder(_enc_remote_node_get_free_pages_ret, _T_remote_node_get_free_pages_ret, "remote_node_get_free_pages_ret")
+decode_remote_node_get_free_pages_ret = xdr.decoder(_dec_remote_node_get_free_pages_ret, _T_remote_node_get_free_pages_ret, "remote_node_get_free_pages_ret")
+encode_remote_node_alloc_pages_args = xdr.encoder(_enc_remote_node_alloc_pages_args, _T_remote_node_alloc_pages_args, "remote_node_alloc_pages_args")
+decode_remote_node_alloc_pages_args = xdr.decoder(_dec_remote_node_alloc_pages_args, _T_remote_node_alloc_pages_args, "remote_node_alloc_pages_args")
+encode_remote_node_alloc_pages_ret = xdr.encoder(_enc_remote_node_alloc_pages_ret, _T_remote_node_alloc_pages_ret, "remote_node_alloc_pages_ret")
+decode_remote_node_alloc_pages_ret = xdr.decoder(_dec_remote_node_alloc_pages_ret, _T_remote_node_alloc_pages_ret, "remote_node_alloc_pages_ret")
+encode_remote_connect_compare_hypervisor_cpu_args = xdr.encoder(_enc_remote_connect_compare_hypervisor_cpu_args, _T_remote_connect_compare_hypervisor_cpu_args, "remote_connect_compare_hypervisor_cpu_args")
+decode_remote_connect_compare_hypervisor_cpu_args = xdr.decoder(_dec_remote_connect_compare_hypervisor_cpu_args, _T_remote_connect_compare_hypervisor_cpu_args, "remote_connect_compare_hypervisor_cpu_args")
+encode_remote_connect_compare_hypervisor_cpu_ret = xdr.encoder(_enc_remote_connect_compare_hypervisor_cpu_ret, _T_remote_connect_compare_hypervisor_cpu_ret, "remote_connect_compare_hypervisor_cpu_ret")
+decode_remote_connect_compare_hypervisor_cpu_ret = xdr.decoder(_dec_remote_connect_compare_hypervisor_cpu_ret, _T_remote_connect_compare_hypervisor_cpu_ret, "remote_connect_compare_hypervisor_cpu_ret")
+encode_remote_connect_baseline_hypervisor_cpu_args = xdr.encoder(_enc_remote_connect_baseline_hypervisor_cpu_args, _T_remote_connect_baseline_hypervisor_cpu_args, "remote_connect_baseline_hypervisor_cpu_args")
+decode_remote_connect_baseline_hypervisor_cpu_args = xdr.decoder(_dec_remote_connect_baseline_hypervisor_cpu_args, _T_remote_connect_baseline_hypervisor_cpu_args, "remote_connect_baseline_hypervisor_cpu_args")
+encode_remote_connect_baseline_hypervisor_cpu_ret = xdr.encoder(_enc_remote_connect_baseline_hypervisor_cpu_ret, _T_remote_connect_baseline_hypervisor_cpu_ret, "remote_connect_baseline_hypervisor_cpu_ret")
+decode_remote_connect_baseline_hypervisor_cpu_ret = xdr.decoder(_dec_remote_connect_baseline_hypervisor_cpu_ret, _T_remote_connect_baseline_hypervisor_cpu_ret, "remote_connect_baseline_hypervisor_cpu_ret")
+encode_remote_connect_get_storage_pool_capabilities_args = xdr.encoder(_enc_remote_connect_get_storage_pool_capabilities_args, _T_remote_connect_get_storage_pool_capabilities_args, "remote_connect_get_storage_pool_capabilities_args")
+decode_remote_connect_get_storage_pool_capabilities_args = xdr.decoder(_dec_remote_connect_get_storage_pool_capabilities_args, _T_remote_connect_get_storage_pool_capabilities_args, "remote_connect_get_storage_pool_capabilities_args")
+encode_remote_connect_get_storage_pool_capabilities_ret = xdr.encoder(_enc_remote_connect_get_storage_pool_capabilities_ret, _T_remote_connect_get_storage_pool_capabilities_ret, "remote_connect_get_storage_pool_capabilities_ret")
+decode_remote_connect_get_storage_pool_capabilities_ret = xdr.decoder(_dec_remote_connect_get_storage_pool_capabilities_ret, _T_remote_connect_get_storage_pool_capabilities_ret, "remote_connect_get_storage_pool_capabilities_ret")
+encode_remote_connect_set_identity_args = xdr.encoder(_enc_remote_connect_set_identity_args, _T_remote_connect_set_identity_args, "remote_connect_set_identity_args")
+decode_remote_connect_set_identity_args = xdr.decoder(_dec_remote_connect_set_identity_args, _T_remote_connect_set_identity_args, "remote_connect_set_identity_args")
+encode_remote_auth_list_ret = xdr.encoder(_enc_remote_auth_list_ret, _T_remote_auth_list_ret, "remote_auth_list_ret")
+decode_remote_auth_list_ret = xdr.decoder(_dec_remote_auth_list_ret, _T_remote_auth_list_ret, "remote_auth_list_ret")
+encode_remote_auth_sasl_init_ret = xdr.encoder(_enc_remote_auth_sasl_init_ret, _T_remote_auth_sasl_init_ret, "remote_auth_sasl_init_ret")
+decode_remote_auth_sasl_init_ret = xdr.decoder(_dec_remote_auth_sasl_init_ret, _T_remote_auth_sasl_init_ret, "remote_auth_sasl_init_ret")
+encode_remote_auth_sasl_start_args = xdr.encoder(_enc_remote_auth_sasl_start_args, _T_remote_auth_sasl_start_args, "remote_auth_sasl_start_args")
+decode_remote_auth_sasl_start_args = xdr.decoder(_dec_remote_auth_sasl_start_args, _T_remote_auth_sasl_start_args, "remote_auth_sasl_start_args")
+encode_remote_auth_sasl_start_ret = xdr.encoder(_enc_remote_auth_sasl_start_ret, _T_remote_auth_sasl_start_ret, "remote_auth_sasl_start_ret")
+decode_remote_auth_sasl_start_ret = xdr.decoder(_dec_remote_auth_sasl_start_ret, _T_remote_auth_sasl_start_ret, "remote_auth_sasl_start_ret")
+encode_remote_auth_sasl_step_args = xdr.encoder(_enc_remote_auth_sasl_step_args, _T_remote_auth_sasl_step_args, "remote_auth_sasl_step_args")
+decode_remote_auth_sasl_step_args = xdr.decoder(_dec_remote_auth_sasl_step_args, _T_remote_auth_sasl_step_args, "remote_auth_sasl_step_args")
+encode_remote_auth_sasl_step_ret = xdr.encoder(_enc_remote_auth_sasl_step_ret, _T_remote_auth_sasl_step_ret, "remote_auth_sasl_step_ret")
+decode_remote_auth_sasl_step_ret = xdr.decoder(_dec_remote_auth_sasl_step_ret, _T_remote_auth_sasl_step_ret, "remote_auth_sasl_step_ret")
+encode_remote_auth_polkit_ret = xdr.encoder(_enc_remote_auth_polkit_ret, _T_remote_auth_polkit_ret, "remote_auth_polkit_ret")
+decode_remote_auth_polkit_ret = xdr.decoder(_dec_remote_auth_polkit_ret, _T_remote_auth_polkit_ret, "remote_auth_polkit_ret")
+encode_remote_connect_list_domains_args = xdr.encoder(_enc_remote_connect_list_domains_args, _T_remote_connect_list_domains_args, "remote_connect_list_domains_args")
+decode_remote_connect_list_domains_args = xdr.decoder(_dec_remote_connect_list_domains_args, _T_remote_connect_list_domains_args, "remote_connect_list_domains_args")
+encode_remote_connect_list_domains_ret = xdr.encoder(_enc_remote_connect_list_domains_ret, _T_remote_connect_list_domains_ret, "remote_connect_list_domains_ret")
+decode_remote_connect_list_domains_ret = xdr.decoder(_dec_remote_connect_list_domains_ret, _T_remote_connect_list_domains_ret, "remote_connect_list_domains_ret")
+encode_remote_connect_num_of_domains_ret = xdr.encoder(_enc_remote_connect_num_of_domains_ret, _T_remote_connect_num_of_domains_ret, "remote_connect_num_of_domains_ret")
+decode_remote_connect_num_of_domains_ret = xdr.decoder(_dec_remote_connect_num_of_domains_ret, _T_remote_connect_num_of_domains_ret, "remote_connect_num_of_domains_ret")
+encode_remote_domain_lookup_by_id_args = xdr.encoder(_enc_remote_domain_lookup_by_id_args, _T_remote_domain_lookup_by_id_args, "remote_domain_lookup_by_id_args")
+decode_remote_domain_lookup_by_id_args = xdr.decoder(_dec_remote_domain_lookup_by_id_args, _T_remote_domain_lookup_by_id_args, "remote_domain_lookup_by_id_args")
+encode_remote_domain_lookup_by_id_ret = xdr.encoder(_enc_remote_domain_lookup_by_id_ret, _T_remote_domain_lookup_by_id_ret, "remote_domain_lookup_by_id_ret")
+decode_remote_domain_lookup_by_id_ret = xdr.decoder(_dec_remote_domain_lookup_by_id_ret, _T_remote_domain_lookup_by_id_ret, "remote_domain_lookup_by_id_ret")
+encode_remote_domain_lookup_by_uuid_args = xdr.encoder(_enc_remote_domain_lookup_by_uuid_args, _T_remote_domain_lookup_by_uuid_args, "remote_domain_lookup_by_uuid_args")
+decode_remote_domain_lookup_by_uuid_args = xdr.decoder(_dec_remote_domain_lookup_by_uuid_args, _T_remote_domain_lookup_by_uuid_args, "remote_domain_lookup_by_uuid_args")
+encode_remote_domain_lookup_by_uuid_ret = xdr.encoder(_enc_remote_domain_lookup_by_uuid_ret, _T_remote_domain_lookup_by_uuid_ret, "remote_domain_lookup_by_uuid_ret")
+decode_remote_domain_lookup_by_uuid_ret = xdr.decoder(_dec_remote_domain_lookup_by_uuid_ret, _T_remote_domain_lookup_by_uuid_ret, "remote_domain_lookup_by_uuid_ret")
+encode_remote_domain_lookup_by_name_args = xdr.encoder(_enc_remote_domain_lookup_by_name_args, _T_remote_domain_lookup_by_name_args, "remote_domain_lookup_by_name_args")
+decode_remote_domain_lookup_by_name_args = xdr.decoder(_dec_remote_domain_lookup_by_name_args, _T_remote_domain_lookup_by_name_args, "remote_domain_lookup_by_name_args")
+encode_remote_domain_lookup_by_name_ret = xdr.encoder(_enc_remote_domain_lookup_by_name_ret, _T_remote_domain_lookup_by_name_ret, "remote_domain_lookup_by_name_ret")
+decode_remote_domain_lookup_by_name_ret = xdr.decoder(_dec_remote_domain_lookup_by_name_ret, _T_remote_domain_lookup_by_name_ret, "remote_domain_lookup_by_name_ret")
+encode_remote_connect_list_defined_domains_args = xdr.encoder(_enc_remote_connect_list_defined_domains_args, _T_remote_connect_list_defined_domains_args, "remote_connect_list_defined_domains_args")
+decode_remote_connect_list_defined_domains_args = xdr.decoder(_dec_remote_connect_list_defined_domains_args, _T_remote_connect_list_defined_domains_args, "remote_connect_list_defined_domains_args")
+encode_remote_connect_list_defined_domains_ret = xdr.encoder(_enc_remote_connect_list_defined_domains_ret, _T_remote_connect_list_defined_domains_ret, "remote_connect_list_defined_domains_ret")
+decode_remote_connect_list_defined_domains_ret = xdr.decoder(_dec_remote_connect_list_defined_domains_ret, _T_remote_connect_list_defined_domains_ret, "remote_connect_list_defined_domains_ret")
+encode_remote_connect_num_of_defined_domains_ret = xdr.encoder(_enc_remote_connect_num_of_defined_domains_ret, _T_remote_connect_num_of_defined_domains_ret, "remote_connect_num_of_defined_domains_ret")
+decode_remote_connect_num_of_defined_domains_ret = xdr.decoder(_dec_remote_connect_num_of_defined_domains_ret, _T_remote_connect_num_of_defined_domains_ret, "remote_connect_num_of_defined_domains_ret")
+encode_remote_connect_list_all_domains_args = xdr.encoder(_enc_remote_connect_list_all_domains_args, _T_remote_connect_list_all_domains_args, "remote_connect_list_all_domains_args")
+decode_remote_connect_list_all_domains_args = xdr.decoder(_dec_remote_connect_list_all_domains_args, _T_remote_connect_list_all_domains_args, "remote_connect_list_all_domains_args")
+encode_remote_connect_list_all_domains_ret = xdr.encoder(_enc_remote_connect_list_all_domains_ret, _T_remote_connect_list_all_domains_ret, "remote_connect_list_all_domains_ret")
+decode_remote_connect_list_all_domains_ret = xdr.decoder(_dec_remote_connect_list_all_domains_ret, _T_remote_connect_list_all_domains_ret, "remote_connect_list_all_domains_ret")
+encode_remote_domain_create_xml_args = xdr.encoder(_enc_remote_domain_create_xml_args, _T_remote_domain_create_xml_args, "remote_domain_create_xml_args")
+decode_remote_domain_create_xml_args = xdr.decoder(_dec_remote_domain_create_xml_args, _T_remote_domain_create_xml_args, "remote_domain_create_xml_args")
+encode_remote_domain_create_xml_ret = xdr.encoder(_enc_remote_domain_create_xml_ret, _T_remote_domain_create_xml_ret, "remote_domain_create_xml_ret")
+decode_remote_domain_create_xml_ret = xdr.decoder(_dec_remote_domain_create_xml_ret, _T_remote_domain_create_xml_ret, "remote_domain_create_xml_ret")
+encode_remote_domain_create_xml_with_files_args = xdr.encoder(_enc_remote_domain_create_xml_with_files_args, _T_remote_domain_create_xml_with_files_args, "remote_domain_create_xml_with_files_args")
+decode_remote_domain_create_xml_with_files_args = xdr.decoder(_dec_remote_domain_create_xml_with_files_args, _T_remote_domain_create_xml_with_files_args, "remote_domain_create_xml_with_files_args")
+encode_remote_domain_create_xml_with_files_ret = xdr.encoder(_enc_remote_domain_create_xml_with_files_ret, _T_remote_domain_create_xml_with_files_ret, "remote_domain_create_xml_with_files_ret")
+decode_remote_domain_create_xml_with_files_ret = xdr.decoder(_dec_remote_domain_create_xml_with_files_ret, _T_remote_domain_create_xml_with_files_ret, "remote_domain_create_xml_with_files_ret")
+encode_remote_domain_suspend_args = xdr.encoder(_enc_remote_domain_suspend_args, _T_remote_domain_suspend_args, "remote_domain_suspend_args")
+decode_remote_domain_suspend_args = xdr.decoder(_dec_remote_domain_suspend_args, _T_remote_domain_suspend_args, "remote_domain_suspend_args")
+encode_remote_domain_resume_args = xdr.encoder(_enc_remote_domain_resume_args, _T_remote_domain_resume_args, "remote_domain_resume_args")
+decode_remote_domain_resume_args = xdr.decoder(_dec_remote_domain_resume_args, _T_remote_domain_resume_args, "remote_domain_resume_args")
+encode_remote_domain_pm_suspend_for_duration_args = xdr.encoder(_enc_remote_domain_pm_suspend_for_duration_args, _T_remote_domain_pm_suspend_for_duration_args, "remote_domain_pm_suspend_for_duration_args")
+decode_remote_domain_pm_suspend_for_duration_args = xdr.decoder(_dec_remote_domain_pm_suspend_for_duration_args, _T_remote_domain_pm_suspend_for_duration_args, "remote_domain_pm_suspend_for_duration_args")
+encode_remote_domain_pm_wakeup_args = xdr.encoder(_enc_remote_domain_pm_wakeup_args, _T_remote_domain_pm_wakeup_args, "remote_domain_pm_wakeup_args")
+decode_remote_domain_pm_wakeup_args = xdr.decoder(_dec_remote_domain_pm_wakeup_args, _T_remote_domain_pm_wakeup_args, "remote_domain_pm_wakeup_args")
+encode_remote_domain_shutdown_args = xdr.encoder(_enc_remote_domain_shutdown_args, _T_remote_domain_shutdown_args, "remote_domain_shutdown_args")
+decode_remote_domain_shutdown_args = xdr.decoder(_dec_remote_domain_shutdown_args, _T_remote_domain_shutdown_args, "remote_domain_shutdown_args")
+encode_remote_domain_reboot_args = xdr.encoder(_enc_remote_domain_reboot_args, _T_remote_domain_reboot_args, "remote_domain_reboot_args")
+decode_remote_domain_reboot_args = xdr.decoder(_dec_remote_domain_reboot_args, _T_remote_domain_reboot_args, "remote_domain_reboot_args")
+encode_remote_domain_reset_args = xdr.encoder(_enc_remote_domain_reset_args, _T_remote_domain_reset_args, "remote_domain_reset_args")
+decode_remote_domain_reset_args = xdr.decoder(_dec_remote_domain_reset_args, _T_remote_domain_reset_args, "remote_domain_reset_args")
+encode_remote_domain_destroy_args = xdr.encoder(_enc_remote_domain_destroy_args, _T_remote_domain_destroy_args, "remote_domain_destroy_args")
+decode_remote_domain_destroy_args = xdr.decoder(_dec_remote_domain_destroy_args, _T_remote_domain_destroy_args, "remote_domain_destroy_args")
+encode_remote_domain_destroy_flags_args = xdr.encoder(_enc_remote_domain_destroy_flags_args, _T_remote_domain_destroy_flags_args, "remote_domain_destroy_flags_args")
+decode_remote_domain_destroy_flags_args = xdr.decoder(_dec_remote_domain_destroy_flags_args, _T_remote_domain_destroy_flags_args, "remote_domain_destroy_flags_args")
+encode_remote_domain_save_args = xdr.encoder(_enc_remote_domain_save_args, _T_remote_domain_save_args, "remote_domain_save_args")
+decode_remote_domain_save_args = xdr.decoder(_dec_remote_domain_save_args, _T_remote_domain_save_args, "remote_domain_save_args")
+encode_remote_domain_save_flags_args = xdr.encoder(_enc_remote_domain_save_flags_args, _T_remote_domain_save_flags_args, "remote_domain_save_flags_args")
+decode_remote_domain_save_flags_args = xdr.decoder(_dec_remote_domain_save_flags_args, _T_remote_domain_save_flags_args, "remote_domain_save_flags_args")
+encode_remote_domain_save_params_args = xdr.encoder(_enc_remote_domain_save_params_args, _T_remote_domain_save_params_args, "remote_domain_save_params_args")
+decode_remote_domain_save_params_args = xdr.decoder(_dec_remote_domain_save_params_args, _T_remote_domain_save_params_args, "remote_domain_save_params_args")
+encode_remote_domain_restore_args = xdr.encoder(_enc_remote_domain_restore_args, _T_remote_domain_restore_args, "remote_domain_restore_args")
+decode_remote_domain_restore_args = xdr.decoder(_dec_remote_domain_restore_args, _T_remote_domain_restore_args, "remote_domain_restore_args")
+encode_remote_domain_restore_flags_args = xdr.encoder(_enc_remote_domain_restore_flags_args, _T_remote_domain_restore_flags_args, "remote_domain_restore_flags_args")
+decode_remote_domain_restore_flags_args = xdr.decoder(_dec_remote_domain_restore_flags_args, _T_remote_domain_restore_flags_args, "remote_domain_restore_flags_args")
+encode_remote_domain_restore_params_args = xdr.encoder(_enc_remote_domain_restore_params_args, _T_remote_domain_restore_params_args, "remote_domain_restore_params_args")
+decode_remote_domain_restore_params_args = xdr.decoder(_dec_remote_domain_restore_params_args, _T_remote_domain_restore_params_args, "remote_domain_restore_params_args")
+encode_remote_domain_save_image_get_xml_desc_args = xdr.encoder(_enc_remote_domain_save_image_get_xml_desc_args, _T_remote_domain_save_image_get_xml_desc_args, "remote_domain_save_image_get_xml_desc_args")
+decode_remote_domain_save_image_get_xml_desc_args = xdr.decoder(_dec_remote_domain_save_image_get_xml_desc_args, _T_remote_domain_save_image_get_xml_desc_args, "remote_domain_save_image_get_xml_desc_args")
+encode_remote_domain_save_image_get_xml_desc_ret = xdr.encoder(_enc_remote_domain_save_image_get_xml_desc_ret, _T_remote_domain_save_image_get_xml_desc_ret, "remote_domain_save_image_get_xml_desc_ret")
+decode_remote_domain_save_image_get_xml_desc_ret = xdr.decoder(_dec_remote_domain_save_image_get_xml_desc_ret, _T_remote_domain_save_image_get_xml_desc_ret, "remote_domain_save_image_get_xml_desc_ret")
+encode_remote_domain_save_image_define_xml_args = xdr.encoder(_enc_remote_domain_save_image_define_xml_args, _T_remote_domain_save_image_define_xml_args, "remote_domain_save_image_define_xml_args")
+decode_remote_domain_save_image_define_xml_args = xdr.decoder(_dec_remote_domain_save_image_define_xml_args, _T_remote_domain_save_image_define_xml_args, "remote_domain_save_image_define_xml_args")
+encode_remote_domain_core_dump_args = xdr.encoder(_enc_remote_domain_core_dump_args, _T_remote_domain_core_dump_args, "remote_domain_core_dump_args")
+decode_remote_domain_core_dump_args = xdr.decoder(_dec_remote_domain_core_dump_args, _T_remote_domain_core_dump_args, "remote_domain_core_dump_args")
+encode_remote_domain_core_dump_with_format_args = xdr.encoder(_enc_remote_domain_core_dump_with_format_args, _T_remote_domain_core_dump_with_format_args, "remote_domain_core_dump_with_format_args")
+decode_remote_domain_core_dump_with_format_args = xdr.decoder(_dec_remote_domain_core_dump_with_format_args, _T_remote_domain_core_dump_with_format_args, "remote_domain_core_dump_with_format_args")
+encode_remote_domain_create_args = xdr.encoder(_enc_remote_domain_create_args, _T_remote_domain_create_args, "remote_domain_create_args")
+decode_remote_domain_create_args = xdr.decoder(_dec_remote_domain_create_args, _T_remote_domain_create_args, "remote_domain_create_args")
+encode_remote_domain_create_with_flags_args = xdr.encoder(_enc_remote_domain_create_with_flags_args, _T_remote_domain_create_with_flags_args, "remote_domain_create_with_flags_args")
+decode_remote_domain_create_with_flags_args = xdr.decoder(_dec_remote_domain_create_with_flags_args, _T_remote_domain_create_with_flags_args, "remote_domain_create_with_flags_args")
+encode_remote_domain_create_with_flags_ret = xdr.encoder(_enc_remote_domain_create_with_flags_ret, _T_remote_domain_create_with_flags_ret, "remote_domain_create_with_flags_ret")
+decode_remote_domain_create_with_flags_ret = xdr.decoder(_dec_remote_domain_create_with_flags_ret, _T_remote_domain_create_with_flags_ret, "remote_domain_create_with_flags_ret")
+encode_remote_domain_create_with_files_args = xdr.encoder(_enc_remote_domain_create_with_files_args, _T_remote_domain_create_with_files_args, "remote_domain_create_with_files_args")
+decode_remote_domain_create_with_files_args = xdr.decoder(_dec_remote_domain_create_with_files_args, _T_remote_domain_create_with_files_args, "remote_domain_create_with_files_args")
+encode_remote_domain_create_with_files_ret = xdr.encoder(_enc_remote_domain_create_with_files_ret, _T_remote_domain_create_with_files_ret, "remote_domain_create_with_files_ret")
+decode_remote_domain_create_with_files_ret = xdr.decoder(_dec_remote_domain_create_with_files_ret, _T_remote_domain_create_with_files_ret, "remote_domain_create_with_files_ret")
+encode_remote_domain_define_xml_args = xdr.encoder(_enc_remote_domain_define_xml_args, _T_remote_domain_define_xml_args, "remote_domain_define_xml_args")
+decode_remote_domain_define_xml_args = xdr.decoder(_dec_remote_domain_define_xml_args, _T_remote_domain_define_xml_args, "remote_domain_define_xml_args")
+encode_remote_domain_define_xml_ret = xdr.encoder(_enc_remote_domain_define_xml_ret, _T_remote_domain_define_xml_ret, "remote_domain_define_xml_ret")
+decode_remote_domain_define_xml_ret = xdr.decoder(_dec_remote_domain_define_xml_ret, _T_remote_domain_define_xml_ret, "remote_domain_define_xml_ret")
+encode_remote_domain_define_xml_flags_args = xdr.encoder(_enc_remote_domain_define_xml_flags_args, _T_remote_domain_define_xml_flags_args, "remote_domain_define_xml_flags_args")
+decode_remote_domain_define_xml_flags_args = xdr.decoder(_dec_remote_domain_define_xml_flags_args, _T_remote_domain_define_xml_flags_args, "remote_domain_define_xml_flags_args")
+encode_remote_domain_define_xml_flags_ret = xdr.encoder(_enc_remote_domain_define_xml_flags_ret, _T_remote_domain_define_xml_flags_ret, "remote_domain_define_xml_flags_ret")
+decode_remote_domain_define_xml_flags_ret = xdr.decoder(_dec_remote_domain_define_xml_flags_ret, _T_remote_domain_define_xml_flags_ret, "remote_domain_define_xml_flags_ret")
+encode_remote_domain_undefine_args = xdr.encoder(_enc_remote_domain_undefine_args, _T_remote_domain_undefine_args, "remote_domain_undefine_args")
+decode_remote_domain_undefine_args = xdr.decoder(_dec_remote_domain_undefine_args, _T_remote_domain_undefine_args, "remote_domain_undefine_args")
+encode_remote_domain_undefine_flags_args = xdr.encoder(_enc_remote_domain_undefine_flags_args, _T_remote_domain_undefine_flags_args, "remote_domain_undefine_flags_args")
+decode_remote_domain_undefine_flags_args = xdr.decoder(_dec_remote_domain_undefine_flags_args, _T_remote_domain_undefine_flags_args, "remote_domain_undefine_flags_args")
+encode_remote_domain_inject_nmi_args = xdr.encoder(_enc_remote_domain_inject_nmi_args, _T_remote_domain_inject_nmi_args, "remote_domain_inject_nmi_args")
+decode_remote_domain_inject_nmi_args = xdr.decoder(_dec_remote_domain_inject_nmi_args, _T_remote_domain_inject_nmi_args, "remote_domain_inject_nmi_args")
+encode_remote_domain_send_key_args = xdr.encoder(_enc_remote_domain_send_key_args, _T_remote_domain_send_key_args, "remote_domain_send_key_args")
+decode_remote_domain_send_key_args = xdr.decoder(_dec_remote_domain_send_key_args, _T_remote_domain_send_key_args, "remote_domain_send_key_args")
+encode_remote_domain_send_process_signal_args = xdr.encoder(_enc_remote_domain_send_process_signal_args, _T_remote_domain_send_process_signal_args, "remote_domain_send_process_signal_args")
+decode_remote_domain_send_process_signal_args = xdr.decoder(_dec_remote_domain_send_process_signal_args, _T_remote_domain_send_process_signal_args, "remote_domain_send_process_signal_args")
+encode_remote_domain_managed_save_args = xdr.encoder(_enc_remote_domain_managed_save_args, _T_remote_domain_managed_save_args, "remote_domain_managed_save_args")
+decode_remote_domain_managed_save_args = xdr.decoder(_dec_remote_domain_managed_save_args, _T_remote_domain_managed_save_args, "remote_domain_managed_save_args")
+encode_remote_domain_has_managed_save_image_args = xdr.encoder(_enc_remote_domain_has_managed_save_image_args, _T_remote_domain_has_managed_save_image_args, "remote_domain_has_managed_save_image_args")
+decode_remote_domain_has_managed_save_image_args = xdr.decoder(_dec_remote_domain_has_managed_save_image_args, _T_remote_domain_has_managed_save_image_args, "remote_domain_has_managed_save_image_args")
+encode_remote_domain_has_managed_save_image_ret = xdr.encoder(_enc_remote_domain_has_managed_save_image_ret, _T_remote_domain_has_managed_save_image_ret, "remote_domain_has_managed_save_image_ret")
+decode_remote_domain_has_managed_save_image_ret = xdr.decoder(_dec_remote_domain_has_managed_save_image_ret, _T_remote_domain_has_managed_save_image_ret, "remote_domain_has_managed_save_image_ret")
+encode_remote_domain_managed_save_remove_args = xdr.encoder(_enc_remote_domain_managed_save_remove_args, _T_remote_domain_managed_save_remove_args, "remote_domain_managed_save_remove_args")
+decode_remote_domain_managed_save_remove_args = xdr.decoder(_dec_remote_domain_managed_save_remove_args, _T_remote_domain_managed_save_remove_args, "remote_domain_managed_save_remove_args")
+encode_remote_domain_managed_save_get_xml_desc_args = xdr.encoder(_enc_remote_domain_managed_save_get_xml_desc_args, _T_remote_domain_managed_save_get_xml_desc_args, "remote_domain_managed_save_get_xml_desc_args")
+decode_remote_domain_managed_save_get_xml_desc_args = xdr.decoder(_dec_remote_domain_managed_save_get_xml_desc_args, _T_remote_domain_managed_save_get_xml_desc_args, "remote_domain_managed_save_get_xml_desc_args")
+encode_remote_domain_managed_save_get_xml_desc_ret = xdr.encoder(_enc_remote_domain_managed_save_get_xml_desc_ret, _T_remote_domain_managed_save_get_xml_desc_ret, "remote_domain_managed_save_get_xml_desc_ret")
+decode_remote_domain_managed_save_get_xml_desc_ret = xdr.decoder(_dec_remote_domain_managed_save_get_xml_desc_ret, _T_remote_domain_managed_save_get_xml_desc_ret, "remote_domain_managed_save_get_xml_desc_ret")
+encode_remote_domain_managed_save_define_xml_args = xdr.encoder(_enc_remote_domain_managed_save_define_xml_args, _T_remote_domain_managed_save_define_xml_args, "remote_domain_managed_save_define_xml_args")
+decode_remote_domain_managed_save_define_xml_args = xdr.decoder(_dec_remote_domain_managed_save_define_xml_args, _T_remote_domain_managed_save_define_xml_args, "remote_domain_managed_save_define_xml_args")
+encode_remote_domain_shutdown_flags_args = xdr.encoder(_enc_remote_domain_shutdown_flags_args, _T_remote_domain_shutdown_flags_args, "remote_domain_shutdown_flags_args")
+decode_remote_domain_shutdown_flags_args = xdr.decoder(_dec_remote_domain_shutdown_flags_args, _T_remote_domain_shutdown_flags_args, "remote_domain_shutdown_flags_args")
+encode_remote_domain_rename_args = xdr.encoder(_enc_remote_domain_rename_args, _T_remote_domain_rename_args, "remote_domain_rename_args")
+decode_remote_domain_rename_args = xdr.decoder(_dec_remote_domain_rename_args, _T_remote_domain_rename_args, "remote_domain_rename_args")
+encode_remote_domain_rename_ret = xdr.encoder(_enc_remote_domain_rename_ret, _T_remote_domain_rename_ret, "remote_domain_rename_ret")
+decode_remote_domain_rename_ret = xdr.decoder(_dec_remote_domain_rename_ret, _T_remote_domain_rename_ret, "remote_domain_rename_ret")
+encode_remote_domain_set_lifecycle_action_args = xdr.encoder(_enc_remote_domain_set_lifecycle_action_args, _T_remote_domain_set_lifecycle_action_args, "remote_domain_set_lifecycle_action_args")
+decode_remote_domain_set_lifecycle_action_args = xdr.decoder(_dec_remote_domain_set_lifecycle_action_args, _T_remote_domain_set_lifecycle_action_args, "remote_domain_set_lifecycle_action_args")
+encode_remote_domain_fd_associate_args = xdr.encoder(_enc_remote_domain_fd_associate_args, _T_remote_domain_fd_associate_args, "remote_domain_fd_associate_args")
+decode_remote_domain_fd_associate_args = xdr.decoder(_dec_remote_domain_fd_associate_args, _T_remote_domain_fd_associate_args, "remote_domain_fd_associate_args")
+encode_remote_domain_get_os_type_args = xdr.encoder(_enc_remote_domain_get_os_type_args, _T_remote_domain_get_os_type_args, "remote_domain_get_os_type_args")
+decode_remote_domain_get_os_type_args = xdr.decoder(_dec_remote_domain_get_os_type_args, _T_remote_domain_get_os_type_args, "remote_domain_get_os_type_args")
+encode_remote_domain_get_os_type_ret = xdr.encoder(_enc_remote_domain_get_os_type_ret, _T_remote_domain_get_os_type_ret, "remote_domain_get_os_type_ret")
+decode_remote_domain_get_os_type_ret = xdr.decoder(_dec_remote_domain_get_os_type_ret, _T_remote_domain_get_os_type_ret, "remote_domain_get_os_type_ret")
+encode_remote_domain_get_max_memory_args = xdr.encoder(_enc_remote_domain_get_max_memory_args, _T_remote_domain_get_max_memory_args, "remote_domain_get_max_memory_args")
+decode_remote_domain_get_max_memory_args = xdr.decoder(_dec_remote_domain_get_max_memory_args, _T_remote_domain_get_max_memory_args, "remote_domain_get_max_memory_args")
+encode_remote_domain_get_max_memory_ret = xdr.encoder(_enc_remote_domain_get_max_memory_ret, _T_remote_domain_get_max_memory_ret, "remote_domain_get_max_memory_ret")
+decode_remote_domain_get_max_memory_ret = xdr.decoder(_dec_remote_domain_get_max_memory_ret, _T_remote_domain_get_max_memory_ret, "remote_domain_get_max_memory_ret")
+encode_remote_domain_set_max_memory_args = xdr.encoder(_enc_remote_domain_set_max_memory_args, _T_remote_domain_set_max_memory_args, "remote_domain_set_max_memory_args")
+decode_remote_domain_set_max_memory_args = xdr.decoder(_dec_remote_domain_set_max_memory_args, _T_remote_domain_set_max_memory_args, "remote_domain_set_max_memory_args")
+encode_remote_domain_set_memory_args = xdr.encoder(_enc_remote_domain_set_memory_args, _T_remote_domain_set_memory_args, "remote_domain_set_memory_args")
+decode_remote_domain_set_memory_args = xdr.decoder(_dec_remote_domain_set_memory_args, _T_remote_domain_set_memory_args, "remote_domain_set_memory_args")
+encode_remote_domain_set_memory_flags_args = xdr.encoder(_enc_remote_domain_set_memory_flags_args, _T_remote_domain_set_memory_flags_args, "remote_domain_set_memory_flags_args")
+decode_remote_domain_set_memory_flags_args = xdr.decoder(_dec_remote_domain_set_memory_flags_args, _T_remote_domain_set_memory_flags_args, "remote_domain_set_memory_flags_args")
+encode_remote_domain_get_info_args = xdr.encoder(_enc_remote_domain_get_info_args, _T_remote_domain_get_info_args, "remote_domain_get_info_args")
+decode_remote_domain_get_info_args = xdr.decoder(_dec_remote_domain_get_info_args, _T_remote_domain_get_info_args, "remote_domain_get_info_args")
+encode_remote_domain_get_info_ret = xdr.encoder(_enc_remote_domain_get_info_ret, _T_remote_domain_get_info_ret, "remote_domain_get_info_ret")
+decode_remote_domain_get_info_ret = xdr.decoder(_dec_remote_domain_get_info_ret, _T_remote_domain_get_info_ret, "remote_domain_get_info_ret")
+encode_remote_domain_screenshot_args = xdr.encoder(_enc_remote_domain_screenshot_args, _T_remote_domain_screenshot_args, "remote_domain_screenshot_args")
+decode_remote_domain_screenshot_args = xdr.decoder(_dec_remote_domain_screenshot_args, _T_remote_domain_screenshot_args, "remote_domain_screenshot_args")
+encode_remote_domain_screenshot_ret = xdr.encoder(_enc_remote_domain_screenshot_ret, _T_remote_domain_screenshot_ret, "remote_domain_screenshot_ret")
+decode_remote_domain_screenshot_ret = xdr.decoder(_dec_remote_domain_screenshot_ret, _T_remote_domain_screenshot_ret, "remote_domain_screenshot_ret")
+encode_remote_domain_get_xml_desc_args = xdr.encoder(_enc_remote_domain_get_xml_desc_args, _T_remote_domain_get_xml_desc_args, "remote_domain_get_xml_desc_args")
+decode_remote_domain_get_xml_desc_args = xdr.decoder(_dec_remote_domain_get_xml_desc_args, _T_remote_domain_get_xml_desc_args, "remote_domain_get_xml_desc_args")
+encode_remote_domain_get_xml_desc_ret = xdr.encoder(_enc_remote_domain_get_xml_desc_ret, _T_remote_domain_get_xml_desc_ret, "remote_domain_get_xml_desc_ret")
+decode_remote_domain_get_xml_desc_ret = xdr.decoder(_dec_remote_domain_get_xml_desc_ret, _T_remote_domain_get_xml_desc_ret, "remote_domain_get_xml_desc_ret")
+encode_remote_domain_get_security_label_args = xdr.encoder(_enc_remote_domain_get_security_label_args, _T_remote_domain_get_security_label_args, "remote_domain_get_security_label_args")
+decode_remote_domain_get_security_label_args = xdr.decoder(_dec_remote_domain_get_security_label_args, _T_remote_domain_get_security_label_args, "remote_domain_get_security_label_args")
+encode_remote_domain_get_security_label_ret = xdr.encoder(_enc_remote_domain_get_security_label_ret, _T_remote_domain_get_security_label_ret, "remote_domain_get_security_label_ret")
+decode_remote_domain_get_security_label_ret = xdr.decoder(_dec_remote_domain_get_security_label_ret, _T_remote_domain_get_security_label_ret, "remote_domain_get_security_label_ret")
+encode_remote_domain_get_security_label_list_args = xdr.encoder(_enc_remote_domain_get_security_label_list_args, _T_remote_domain_get_security_label_list_args, "remote_domain_get_security_label_list_args")
+decode_remote_domain_get_security_label_list_args = xdr.decoder(_dec_remote_domain_get_security_label_list_args, _T_remote_domain_get_security_label_list_args, "remote_domain_get_security_label_list_args")
+encode_remote_domain_get_security_label_list_ret = xdr.encoder(_enc_remote_domain_get_security_label_list_ret, _T_remote_domain_get_security_label_list_ret, "remote_domain_get_security_label_list_ret")
+decode_remote_domain_get_security_label_list_ret = xdr.decoder(_dec_remote_domain_get_security_label_list_ret, _T_remote_domain_get_security_label_list_ret, "remote_domain_get_security_label_list_ret")
+encode_remote_node_get_security_model_ret = xdr.encoder(_enc_remote_node_get_security_model_ret, _T_remote_node_get_security_model_ret, "remote_node_get_security_model_ret")
+decode_remote_node_get_security_model_ret = xdr.decoder(_dec_remote_node_get_security_model_ret, _T_remote_node_get_security_model_ret, "remote_node_get_security_model_ret")
+encode_remote_domain_get_autostart_args = xdr.encoder(_enc_remote_domain_get_autostart_args, _T_remote_domain_get_autostart_args, "remote_domain_get_autostart_args")
+decode_remote_domain_get_autostart_args = xdr.decoder(_dec_remote_domain_get_autostart_args, _T_remote_domain_get_autostart_args, "remote_domain_get_autostart_args")
+encode_remote_domain_get_autostart_ret = xdr.encoder(_enc_remote_domain_get_autostart_ret, _T_remote_domain_get_autostart_ret, "remote_domain_get_autostart_ret")
+decode_remote_domain_get_autostart_ret = xdr.decoder(_dec_remote_domain_get_autostart_ret, _T_remote_domain_get_autostart_ret, "remote_domain_get_autostart_ret")
+encode_remote_domain_set_autostart_args = xdr.encoder(_enc_remote_domain_set_autostart_args, _T_remote_domain_set_autostart_args, "remote_domain_set_autostart_args")
+decode_remote_domain_set_autostart_args = xdr.decoder(_dec_remote_domain_set_autostart_args, _T_remote_domain_set_autostart_args, "remote_domain_set_autostart_args")
+encode_remote_domain_set_metadata_args = xdr.encoder(_enc_remote_domain_set_metadata_args, _T_remote_domain_set_metadata_args, "remote_domain_set_metadata_args")
+decode_remote_domain_set_metadata_args = xdr.decoder(_dec_remote_domain_set_metadata_args, _T_remote_domain_set_metadata_args, "remote_domain_set_metadata_args")
+encode_remote_domain_get_metadata_args = xdr.encoder(_enc_remote_domain_get_metadata_args, _T_remote_domain_get_metadata_args, "remote_domain_get_metadata_args")
+decode_remote_domain_get_metadata_args = xdr.decoder(_dec_remote_domain_get_metadata_args, _T_remote_domain_get_metadata_args, "remote_domain_get_metadata_args")
+encode_remote_domain_get_metadata_ret = xdr.encoder(_enc_remote_domain_get_metadata_ret, _T_remote_domain_get_metadata_ret, "remote_domain_get_metadata_ret")
+decode_remote_domain_get_metadata_ret = xdr.decoder(_dec_remote_domain_get_metadata_ret, _T_remote_domain_get_metadata_ret, "remote_domain_get_metadata_ret")
+encode_remote_domain_get_hostname_args = xdr.encoder(_enc_remote_domain_get_hostname_args, _T_remote_domain_get_hostname_args, "remote_domain_get_hostname_args")
+decode_remote_domain_get_hostname_args = xdr.decoder(_dec_remote_domain_get_hostname_args, _T_remote_domain_get_hostname_args, "remote_domain_get_hostname_args")
+encode_remote_domain_get_hostname_ret = xdr.encoder(_enc_remote_domain_get_hostname_ret, _T_remote_domain_get_hostname_ret, "remote_domain_get_hostname_ret")
+decode_remote_domain_get_hostname_ret = xdr.decoder(_dec_remote_domain_get_hostname_ret, _T_remote_domain_get_hostname_ret, "remote_domain_get_hostname_ret")
+encode_remote_domain_is_active_args = xdr.encoder(_enc_remote_domain_is_active_args, _T_remote_domain_is_active_args, "remote_domain_is_active_args")
+decode_remote_domain_is_active_args = xdr.decoder(_dec_remote_domain_is_active_args, _T_remote_domain_is_active_args, "remote_domain_is_active_args")
+encode_remote_domain_is_active_ret = xdr.encoder(_enc_remote_domain_is_active_ret, _T_remote_domain_is_active_ret, "remote_domain_is_active_ret")
+decode_remote_domain_is_active_ret = xdr.decoder(_dec_remote_domain_is_active_ret, _T_remote_domain_is_active_ret, "remote_domain_is_active_ret")
+encode_remote_domain_is_persistent_args = xdr.encoder(_enc_remote_domain_is_persistent_args, _T_remote_domain_is_persistent_args, "remote_domain_is_persistent_args")
+decode_remote_domain_is_persistent_args = xdr.decoder(_dec_remote_domain_is_persistent_args, _T_remote_domain_is_persistent_args, "remote_domain_is_persistent_args")
+encode_remote_domain_is_persistent_ret = xdr.encoder(_enc_remote_domain_is_persistent_ret, _T_remote_domain_is_persistent_ret, "remote_domain_is_persistent_ret")
+decode_remote_domain_is_persistent_ret = xdr.decoder(_dec_remote_domain_is_persistent_ret, _T_remote_domain_is_persistent_ret, "remote_domain_is_persistent_ret")
+encode_remote_domain_is_updated_args = xdr.encoder(_enc_remote_domain_is_updated_args, _T_remote_domain_is_updated_args, "remote_domain_is_updated_args")
+decode_remote_domain_is_updated_args = xdr.decoder(_dec_remote_domain_is_updated_args, _T_remote_domain_is_updated_args, "remote_domain_is_updated_args")
+encode_remote_domain_is_updated_ret = xdr.encoder(_enc_remote_domain_is_updated_ret, _T_remote_domain_is_updated_ret, "remote_domain_is_updated_ret")
+decode_remote_domain_is_updated_ret = xdr.decoder(_dec_remote_domain_is_updated_ret, _T_remote_domain_is_updated_ret, "remote_domain_is_updated_ret")
+encode_remote_domain_get_state_args = xdr.encoder(_enc_remote_domain_get_state_args, _T_remote_domain_get_state_args, "remote_domain_get_state_args")
+decode_remote_domain_get_state_args = xdr.decoder(_dec_remote_domain_get_state_args, _T_remote_domain_get_state_args, "remote_domain_get_state_args")
+encode_remote_domain_get_state_ret = xdr.encoder(_enc_remote_domain_get_state_ret, _T_remote_domain_get_state_ret, "remote_domain_get_state_ret")
+decode_remote_domain_get_state_ret = xdr.decoder(_dec_remote_domain_get_state_ret, _T_remote_domain_get_state_ret, "remote_domain_get_state_ret")
+encode_remote_domain_get_control_info_args = xdr.encoder(_enc_remote_domain_get_control_info_args, _T_remote_domain_get_control_info_args, "remote_domain_get_control_info_args")
+decode_remote_domain_get_control_info_args = xdr.decoder(_dec_remote_domain_get_control_info_args, _T_remote_domain_get_control_info_args, "remote_domain_get_control_info_args")
+encode_remote_domain_get_control_info_ret = xdr.encoder(_enc_remote_domain_get_control_info_ret, _T_remote_domain_get_control_info_ret, "remote_domain_get_control_info_ret")
+decode_remote_domain_get_control_info_ret = xdr.decoder(_dec_remote_domain_get_control_info_ret, _T_remote_domain_get_control_info_ret, "remote_domain_get_control_info_ret")
+encode_remote_domain_get_disk_errors_args = xdr.encoder(_enc_remote_domain_get_disk_errors_args, _T_remote_domain_get_disk_errors_args, "remote_domain_get_disk_errors_args")
+decode_remote_domain_get_disk_errors_args = xdr.decoder(_dec_remote_domain_get_disk_errors_args, _T_remote_domain_get_disk_errors_args, "remote_domain_get_disk_errors_args")
+encode_remote_domain_get_disk_errors_ret = xdr.encoder(_enc_remote_domain_get_disk_errors_ret, _T_remote_domain_get_disk_errors_ret, "remote_domain_get_disk_errors_ret")
+decode_remote_domain_get_disk_errors_ret = xdr.decoder(_dec_remote_domain_get_disk_errors_ret, _T_remote_domain_get_disk_errors_ret, "remote_domain_get_disk_errors_ret")
+encode_remote_domain_get_time_args = xdr.encoder(_enc_remote_domain_get_time_args, _T_remote_domain_get_time_args, "remote_domain_get_time_args")
+decode_remote_domain_get_time_args = xdr.decoder(_dec_remote_domain_get_time_args, _T_remote_domain_get_time_args, "remote_domain_get_time_args")
+encode_remote_domain_get_time_ret = xdr.encoder(_enc_remote_domain_get_time_ret, _T_remote_domain_get_time_ret, "remote_domain_get_time_ret")
+decode_remote_domain_get_time_ret = xdr.decoder(_dec_remote_domain_get_time_ret, _T_remote_domain_get_time_ret, "remote_domain_get_time_ret")
+encode_remote_domain_set_time_args = xdr.encoder(_enc_remote_domain_set_time_args, _T_remote_domain_set_time_args, "remote_domain_set_time_args")
+decode_remote_domain_set_time_args = xdr.decoder(_dec_remote_domain_set_time_args, _T_remote_domain_set_time_args, "remote_domain_set_time_args")
+encode_remote_domain_get_messages_args = xdr.encoder(_enc_remote_domain_get_messages_args, _T_remote_domain_get_messages_args, "remote_domain_get_messages_args")
+decode_remote_domain_get_messages_args = xdr.decoder(_dec_remote_domain_get_messages_args, _T_remote_domain_get_messages_args, "remote_domain_get_messages_args")
+encode_remote_domain_get_messages_ret = xdr.encoder(_enc_remote_domain_get_messages_ret, _T_remote_domain_get_messages_ret, "remote_domain_get_messages_ret")
+decode_remote_domain_get_messages_ret = xdr.decoder(_dec_remote_domain_get_messages_ret, _T_remote_domain_get_messages_ret, "remote_domain_get_messages_ret")
+encode_remote_node_get_sev_info_args = xdr.encoder(_enc_remote_node_get_sev_info_args, _T_remote_node_get_sev_info_args, "remote_node_get_sev_info_args")
+decode_remote_node_get_sev_info_args = xdr.decoder(_dec_remote_node_get_sev_info_args, _T_remote_node_get_sev_info_args, "remote_node_get_sev_info_args")
+encode_remote_node_get_sev_info_ret = xdr.encoder(_enc_remote_node_get_sev_info_ret, _T_remote_node_get_sev_info_ret, "remote_node_get_sev_info_ret")
+decode_remote_node_get_sev_info_ret = xdr.decoder(_dec_remote_node_get_sev_info_ret, _T_remote_node_get_sev_info_ret, "remote_node_get_sev_info_ret")
+encode_remote_domain_get_launch_security_info_args = xdr.encoder(_enc_remote_domain_get_launch_security_info_args, _T_remote_domain_get_launch_security_info_args, "remote_domain_get_launch_security_info_args")
+decode_remote_domain_get_launch_security_info_args = xdr.decoder(_dec_remote_domain_get_launch_security_info_args, _T_remote_domain_get_launch_security_info_args, "remote_domain_get_launch_security_info_args")
+encode_remote_domain_get_launch_security_info_ret = xdr.encoder(_enc_remote_domain_get_launch_security_info_ret, _T_remote_domain_get_launch_security_info_ret, "remote_domain_get_launch_security_info_ret")
+decode_remote_domain_get_launch_security_info_ret = xdr.decoder(_dec_remote_domain_get_launch_security_info_ret, _T_remote_domain_get_launch_security_info_ret, "remote_domain_get_launch_security_info_ret")
+encode_remote_domain_set_launch_security_state_args = xdr.encoder(_enc_remote_domain_set_launch_security_state_args, _T_remote_domain_set_launch_security_state_args, "remote_domain_set_launch_security_state_args")
+decode_remote_domain_set_launch_security_state_args = xdr.decoder(_dec_remote_domain_set_launch_security_state_args, _T_remote_domain_set_launch_security_state_args, "remote_domain_set_launch_security_state_args")
+encode_remote_domain_set_vcpus_args = xdr.encoder(_enc_remote_domain_set_vcpus_args, _T_remote_domain_set_vcpus_args, "remote_domain_set_vcpus_args")
+decode_remote_domain_set_vcpus_args = xdr.decoder(_dec_remote_domain_set_vcpus_args, _T_remote_domain_set_vcpus_args, "remote_domain_set_vcpus_args")
+encode_remote_domain_set_vcpus_flags_args = xdr.encoder(_enc_remote_domain_set_vcpus_flags_args, _T_remote_domain_set_vcpus_flags_args, "remote_domain_set_vcpus_flags_args")
+decode_remote_domain_set_vcpus_flags_args = xdr.decoder(_dec_remote_domain_set_vcpus_flags_args, _T_remote_domain_set_vcpus_flags_args, "remote_domain_set_vcpus_flags_args")
+encode_remote_domain_get_vcpus_flags_args = xdr.encoder(_enc_remote_domain_get_vcpus_flags_args, _T_remote_domain_get_vcpus_flags_args, "remote_domain_get_vcpus_flags_args")
+decode_remote_domain_get_vcpus_flags_args = xdr.decoder(_dec_remote_domain_get_vcpus_flags_args, _T_remote_domain_get_vcpus_flags_args, "remote_domain_get_vcpus_flags_args")
+encode_remote_domain_get_vcpus_flags_ret = xdr.encoder(_enc_remote_domain_get_vcpus_flags_ret, _T_remote_domain_get_vcpus_flags_ret, "remote_domain_get_vcpus_flags_ret")
+decode_remote_domain_get_vcpus_flags_ret = xdr.decoder(_dec_remote_domain_get_vcpus_flags_ret, _T_remote_domain_get_vcpus_flags_ret, "remote_domain_get_vcpus_flags_ret")
+encode_remote_domain_pin_vcpu_args = xdr.encoder(_enc_remote_domain_pin_vcpu_args, _T_remote_domain_pin_vcpu_args, "remote_domain_pin_vcpu_args")
+decode_remote_domain_pin_vcpu_args = xdr.decoder(_dec_remote_domain_pin_vcpu_args, _T_remote_domain_pin_vcpu_args, "remote_domain_pin_vcpu_args")
+encode_remote_domain_pin_vcpu_flags_args = xdr.encoder(_enc_remote_domain_pin_vcpu_flags_args, _T_remote_domain_pin_vcpu_flags_args, "remote_domain_pin_vcpu_flags_args")
+decode_remote_domain_pin_vcpu_flags_args = xdr.decoder(_dec_remote_domain_pin_vcpu_flags_args, _T_remote_domain_pin_vcpu_flags_args, "remote_domain_pin_vcpu_flags_args")
+encode_remote_domain_get_vcpu_pin_info_args = xdr.encoder(_enc_remote_domain_get_vcpu_pin_info_args, _T_remote_domain_get_vcpu_pin_info_args, "remote_domain_get_vcpu_pin_info_args")
+decode_remote_domain_get_vcpu_pin_info_args = xdr.decoder(_dec_remote_domain_get_vcpu_pin_info_args, _T_remote_domain_get_vcpu_pin_info_args, "remote_domain_get_vcpu_pin_info_args")
+encode_remote_domain_get_vcpu_pin_info_ret = xdr.encoder(_enc_remote_domain_get_vcpu_pin_info_ret, _T_remote_domain_get_vcpu_pin_info_ret, "remote_domain_get_vcpu_pin_info_ret")
+decode_remote_domain_get_vcpu_pin_info_ret = xdr.decoder(_dec_remote_domain_get_vcpu_pin_info_ret, _T_remote_domain_get_vcpu_pin_info_ret, "remote_domain_get_vcpu_pin_info_ret")
+encode_remote_domain_pin_emulator_args = xdr.encoder(_enc_remote_domain_pin_emulator_args, _T_remote_domain_pin_emulator_args, "remote_domain_pin_emulator_args")
+decode_remote_domain_pin_emulator_args = xdr.decoder(_dec_remote_domain_pin_emulator_args, _T_remote_domain_pin_emulator_args, "remote_domain_pin_emulator_args")
+encode_remote_domain_get_emulator_pin_info_args = xdr.encoder(_enc_remote_domain_get_emulator_pin_info_args, _T_remote_domain_get_emulator_pin_info_args, "remote_domain_get_emulator_pin_info_args")
+decode_remote_domain_get_emulator_pin_info_args = xdr.decoder(_dec_remote_domain_get_emulator_pin_info_args, _T_remote_domain_get_emulator_pin_info_args, "remote_domain_get_emulator_pin_info_args")
+encode_remote_domain_get_emulator_pin_info_ret = xdr.encoder(_enc_remote_domain_get_emulator_pin_info_ret, _T_remote_domain_get_emulator_pin_info_ret, "remote_domain_get_emulator_pin_info_ret")
+decode_remote_domain_get_emulator_pin_info_ret = xdr.decoder(_dec_remote_domain_get_emulator_pin_info_ret, _T_remote_domain_get_emulator_pin_info_ret, "remote_domain_get_emulator_pin_info_ret")
+encode_remote_domain_get_vcpus_args = xdr.encoder(_enc_remote_domain_get_vcpus_args, _T_remote_domain_get_vcpus_args, "remote_domain_get_vcpus_args")
+decode_remote_domain_get_vcpus_args = xdr.decoder(_dec_remote_domain_get_vcpus_args, _T_remote_domain_get_vcpus_args, "remote_domain_get_vcpus_args")
+encode_remote_domain_get_vcpus_ret = xdr.encoder(_enc_remote_domain_get_vcpus_ret, _T_remote_domain_get_vcpus_ret, "remote_domain_get_vcpus_ret")
+decode_remote_domain_get_vcpus_ret = xdr.decoder(_dec_remote_domain_get_vcpus_ret, _T_remote_domain_get_vcpus_ret, "remote_domain_get_vcpus_ret")
+encode_remote_domain_get_max_vcpus_args = xdr.encoder(_enc_remote_domain_get_max_vcpus_args, _T_remote_domain_get_max_vcpus_args, "remote_domain_get_max_vcpus_args")
+decode_remote_domain_get_max_vcpus_args = xdr.decoder(_dec_remote_domain_get_max_vcpus_args, _T_remote_domain_get_max_vcpus_args, "remote_domain_get_max_vcpus_args")
+encode_remote_domain_get_max_vcpus_ret = xdr.encoder(_enc_remote_domain_get_max_vcpus_ret, _T_remote_domain_get_max_vcpus_ret, "remote_domain_get_max_vcpus_ret")
+decode_remote_domain_get_max_vcpus_ret = xdr.decoder(_dec_remote_domain_get_max_vcpus_ret, _T_remote_domain_get_max_vcpus_ret, "remote_domain_get_max_vcpus_ret")
+encode_remote_domain_iothread_info = xdr.encoder(_enc_remote_domain_iothread_info, _T_remote_domain_iothread_info, "remote_domain_iothread_info")
+decode_remote_domain_iothread_info = xdr.decoder(_dec_remote_domain_iothread_info, _T_remote_domain_iothread_info, "remote_domain_iothread_info")
+encode_remote_domain_get_iothread_info_args = xdr.encoder(_enc_remote_domain_get_iothread_info_args, _T_remote_domain_get_iothread_info_args, "remote_domain_get_iothread_info_args")
+decode_remote_domain_get_iothread_info_args = xdr.decoder(_dec_remote_domain_get_iothread_info_args, _T_remote_domain_get_iothread_info_args, "remote_domain_get_iothread_info_args")
+encode_remote_domain_get_iothread_info_ret = xdr.encoder(_enc_remote_domain_get_iothread_info_ret, _T_remote_domain_get_iothread_info_ret, "remote_domain_get_iothread_info_ret")
+decode_remote_domain_get_iothread_info_ret = xdr.decoder(_dec_remote_domain_get_iothread_info_ret, _T_remote_domain_get_iothread_info_ret, "remote_domain_get_iothread_info_ret")
+encode_remote_domain_pin_iothread_args = xdr.encoder(_enc_remote_domain_pin_iothread_args, _T_remote_domain_pin_iothread_args, "remote_domain_pin_iothread_args")
+decode_remote_domain_pin_iothread_args = xdr.decoder(_dec_remote_domain_pin_iothread_args, _T_remote_domain_pin_iothread_args, "remote_domain_pin_iothread_args")
+encode_remote_domain_add_iothread_args = xdr.encoder(_enc_remote_domain_add_iothread_args, _T_remote_domain_add_iothread_args, "remote_domain_add_iothread_args")
+decode_remote_domain_add_iothread_args = xdr.decoder(_dec_remote_domain_add_iothread_args, _T_remote_domain_add_iothread_args, "remote_domain_add_iothread_args")
+encode_remote_domain_del_iothread_args = xdr.encoder(_enc_remote_domain_del_iothread_args, _T_remote_domain_del_iothread_args, "remote_domain_del_iothread_args")
+decode_remote_domain_del_iothread_args = xdr.decoder(_dec_remote_domain_del_iothread_args, _T_remote_domain_del_iothread_args, "remote_domain_del_iothread_args")
+encode_remote_domain_set_iothread_params_args = xdr.encoder(_enc_remote_domain_set_iothread_params_args, _T_remote_domain_set_iothread_params_args, "remote_domain_set_iothread_params_args")
+decode_remote_domain_set_iothread_params_args = xdr.decoder(_dec_remote_domain_set_iothread_params_args, _T_remote_domain_set_iothread_params_args, "remote_domain_set_iothread_params_args")
+encode_remote_domain_set_vcpu_args = xdr.encoder(_enc_remote_domain_set_vcpu_args, _T_remote_domain_set_vcpu_args, "remote_domain_set_vcpu_args")
+decode_remote_domain_set_vcpu_args = xdr.decoder(_dec_remote_domain_set_vcpu_args, _T_remote_domain_set_vcpu_args, "remote_domain_set_vcpu_args")
+encode_remote_domain_get_scheduler_type_args = xdr.encoder(_enc_remote_domain_get_scheduler_type_args, _T_remote_domain_get_scheduler_type_args, "remote_domain_get_scheduler_type_args")
+decode_remote_domain_get_scheduler_type_args = xdr.decoder(_dec_remote_domain_get_scheduler_type_args, _T_remote_domain_get_scheduler_type_args, "remote_domain_get_scheduler_type_args")
+encode_remote_domain_get_scheduler_type_ret = xdr.encoder(_enc_remote_domain_get_scheduler_type_ret, _T_remote_domain_get_scheduler_type_ret, "remote_domain_get_scheduler_type_ret")
+decode_remote_domain_get_scheduler_type_ret = xdr.decoder(_dec_remote_domain_get_scheduler_type_ret, _T_remote_domain_get_scheduler_type_ret, "remote_domain_get_scheduler_type_ret")
+encode_remote_domain_get_scheduler_parameters_args = xdr.encoder(_enc_remote_domain_get_scheduler_parameters_args, _T_remote_domain_get_scheduler_parameters_args, "remote_domain_get_scheduler_parameters_args")
+decode_remote_domain_get_scheduler_parameters_args = xdr.decoder(_dec_remote_domain_get_scheduler_parameters_args, _T_remote_domain_get_scheduler_parameters_args, "remote_domain_get_scheduler_parameters_args")
+encode_remote_domain_get_scheduler_parameters_ret = xdr.encoder(_enc_remote_domain_get_scheduler_parameters_ret, _T_remote_domain_get_scheduler_parameters_ret, "remote_domain_get_scheduler_parameters_ret")
+decode_remote_domain_get_scheduler_parameters_ret = xdr.decoder(_dec_remote_domain_get_scheduler_parameters_ret, _T_remote_domain_get_scheduler_parameters_ret, "remote_domain_get_scheduler_parameters_ret")
+encode_remote_domain_get_scheduler_parameters_flags_args = xdr.encoder(_enc_remote_domain_get_scheduler_parameters_flags_args, _T_remote_domain_get_scheduler_parameters_flags_args, "remote_domain_get_scheduler_parameters_flags_args")
+decode_remote_domain_get_scheduler_parameters_flags_args = xdr.decoder(_dec_remote_domain_get_scheduler_parameters_flags_args, _T_remote_domain_get_scheduler_parameters_flags_args, "remote_domain_get_scheduler_parameters_flags_args")
+encode_remote_domain_get_scheduler_parameters_flags_ret = xdr.encoder(_enc_remote_domain_get_scheduler_parameters_flags_ret, _T_remote_domain_get_scheduler_parameters_flags_ret, "remote_domain_get_scheduler_parameters_flags_ret")
+decode_remote_domain_get_scheduler_parameters_flags_ret = xdr.decoder(_dec_remote_domain_get_scheduler_parameters_flags_ret, _T_remote_domain_get_scheduler_parameters_flags_ret, "remote_domain_get_scheduler_parameters_flags_ret")
+encode_remote_domain_set_scheduler_parameters_args = xdr.encoder(_enc_remote_domain_set_scheduler_parameters_args, _T_remote_domain_set_scheduler_parameters_args, "remote_domain_set_scheduler_parameters_args")
+decode_remote_domain_set_scheduler_parameters_args = xdr.decoder(_dec_remote_domain_set_scheduler_parameters_args, _T_remote_domain_set_scheduler_parameters_args, "remote_domain_set_scheduler_parameters_args")
+encode_remote_domain_set_scheduler_parameters_flags_args = xdr.encoder(_enc_remote_domain_set_scheduler_parameters_flags_args, _T_remote_domain_set_scheduler_parameters_flags_args, "remote_domain_set_scheduler_parameters_flags_args")
+decode_remote_domain_set_scheduler_parameters_flags_args = xdr.decoder(_dec_remote_domain_set_scheduler_parameters_flags_args, _T_remote_domain_set_scheduler_parameters_flags_args, "remote_domain_set_scheduler_parameters_flags_args")
+encode_remote_domain_set_blkio_parameters_args = xdr.encoder(_enc_remote_domain_set_blkio_parameters_args, _T_remote_domain_set_blkio_parameters_args, "remote_domain_set_blkio_parameters_args")
+decode_remote_domain_set_blkio_parameters_args = xdr.decoder(_dec_remote_domain_set_blkio_parameters_args, _T_remote_domain_set_blkio_parameters_args, "remote_domain_set_blkio_parameters_args")
+encode_remote_domain_get_blkio_parameters_args = xdr.encoder(_enc_remote_domain_get_blkio_parameters_args, _T_remote_domain_get_blkio_parameters_args, "remote_domain_get_blkio_parameters_args")
+decode_remote_domain_get_blkio_parameters_args = xdr.decoder(_dec_remote_domain_get_blkio_parameters_args, _T_remote_domain_get_blkio_parameters_args, "remote_domain_get_blkio_parameters_args")
+encode_remote_domain_get_blkio_parameters_ret = xdr.encoder(_enc_remote_domain_get_blkio_parameters_ret, _T_remote_domain_get_blkio_parameters_ret, "remote_domain_get_blkio_parameters_ret")
+decode_remote_domain_get_blkio_parameters_ret = xdr.decoder(_dec_remote_domain_get_blkio_parameters_ret, _T_remote_domain_get_blkio_parameters_ret, "remote_domain_get_blkio_parameters_ret")
+encode_remote_domain_set_memory_parameters_args = xdr.encoder(_enc_remote_domain_set_memory_parameters_args, _T_remote_domain_set_memory_parameters_args, "remote_domain_set_memory_parameters_args")
+decode_remote_domain_set_memory_parameters_args = xdr.decoder(_dec_remote_domain_set_memory_parameters_args, _T_remote_domain_set_memory_parameters_args, "remote_domain_set_memory_parameters_args")
+encode_remote_domain_get_memory_parameters_args = xdr.encoder(_enc_remote_domain_get_memory_parameters_args, _T_remote_domain_get_memory_parameters_args, "remote_domain_get_memory_parameters_args")
+decode_remote_domain_get_memory_parameters_args = xdr.decoder(_dec_remote_domain_get_memory_parameters_args, _T_remote_domain_get_memory_parameters_args, "remote_domain_get_memory_parameters_args")
+encode_remote_domain_get_memory_parameters_ret = xdr.encoder(_enc_remote_domain_get_memory_parameters_ret, _T_remote_domain_get_memory_parameters_ret, "remote_domain_get_memory_parameters_ret")
+decode_remote_domain_get_memory_parameters_ret = xdr.decoder(_dec_remote_domain_get_memory_parameters_ret, _T_remote_domain_get_memory_parameters_ret, "remote_domain_get_memory_parameters_ret")
+encode_remote_domain_set_numa_parameters_args = xdr.encoder(_enc_remote_domain_set_numa_parameters_args, _T_remote_domain_set_numa_parameters_args, "remote_domain_set_numa_parameters_args")
+decode_remote_domain_set_numa_parameters_args = xdr.decoder(_dec_remote_domain_set_numa_parameters_args, _T_remote_domain_set_numa_parameters_args, "remote_domain_set_numa_parameters_args")
+encode_remote_domain_get_numa_parameters_args = xdr.encoder(_enc_remote_domain_get_numa_parameters_args, _T_remote_domain_get_numa_parameters_args, "remote_domain_get_numa_parameters_args")
+decode_remote_domain_get_numa_parameters_args = xdr.decoder(_dec_remote_domain_get_numa_parameters_args, _T_remote_domain_get_numa_parameters_args, "remote_domain_get_numa_parameters_args")
+encode_remote_domain_get_numa_parameters_ret = xdr.encoder(_enc_remote_domain_get_numa_parameters_ret, _T_remote_domain_get_numa_parameters_ret, "remote_domain_get_numa_parameters_ret")
+decode_remote_domain_get_numa_parameters_ret = xdr.decoder(_dec_remote_domain_get_numa_parameters_ret, _T_remote_domain_get_numa_parameters_ret, "remote_domain_get_numa_parameters_ret")
+encode_remote_domain_set_perf_events_args = xdr.encoder(_enc_remote_domain_set_perf_events_args, _T_remote_domain_set_perf_events_args, "remote_domain_set_perf_events_args")
+decode_remote_domain_set_perf_events_args = xdr.decoder(_dec_remote_domain_set_perf_events_args, _T_remote_domain_set_perf_events_args, "remote_domain_set_perf_events_args")
+encode_remote_domain_get_perf_events_args = xdr.encoder(_enc_remote_domain_get_perf_events_args, _T_remote_domain_get_perf_events_args, "remote_domain_get_perf_events_args")
+decode_remote_domain_get_perf_events_args = xdr.decoder(_dec_remote_domain_get_perf_events_args, _T_remote_domain_get_perf_events_args, "remote_domain_get_perf_events_args")
+encode_remote_domain_get_perf_events_ret = xdr.encoder(_enc_remote_domain_get_perf_events_ret, _T_remote_domain_get_perf_events_ret, "remote_domain_get_perf_events_ret")
+decode_remote_domain_get_perf_events_ret = xdr.decoder(_dec_remote_domain_get_perf_events_ret, _T_remote_domain_get_perf_events_ret, "remote_domain_get_perf_events_ret")
+encode_remote_domain_set_interface_parameters_args = xdr.encoder(_enc_remote_domain_set_interface_parameters_args, _T_remote_domain_set_interface_parameters_args, "remote_domain_set_interface_parameters_args")
+decode_remote_domain_set_interface_parameters_args = xdr.decoder(_dec_remote_domain_set_interface_parameters_args, _T_remote_domain_set_interface_parameters_args, "remote_domain_set_interface_parameters_args")
+encode_remote_domain_get_interface_parameters_args = xdr.encoder(_enc_remote_domain_get_interface_parameters_args, _T_remote_domain_get_interface_parameters_args, "remote_domain_get_interface_parameters_args")
+decode_remote_domain_get_interface_parameters_args = xdr.decoder(_dec_remote_domain_get_interface_parameters_args, _T_remote_domain_get_interface_parameters_args, "remote_domain_get_interface_parameters_args")
+encode_remote_domain_get_interface_parameters_ret = xdr.encoder(_enc_remote_domain_get_interface_parameters_ret, _T_remote_domain_get_interface_parameters_ret, "remote_domain_get_interface_parameters_ret")
+decode_remote_domain_get_interface_parameters_ret = xdr.decoder(_dec_remote_domain_get_interface_parameters_ret, _T_remote_domain_get_interface_parameters_ret, "remote_domain_get_interface_parameters_ret")
+encode_remote_domain_set_memory_stats_period_args = xdr.encoder(_enc_remote_domain_set_memory_stats_period_args, _T_remote_domain_set_memory_stats_period_args, "remote_domain_set_memory_stats_period_args")
+decode_remote_domain_set_memory_stats_period_args = xdr.decoder(_dec_remote_domain_set_memory_stats_period_args, _T_remote_domain_set_memory_stats_period_args, "remote_domain_set_memory_stats_period_args")
+encode_remote_domain_attach_device_args = xdr.encoder(_enc_remote_domain_attach_device_args, _T_remote_domain_attach_device_args, "remote_domain_attach_device_args")
+decode_remote_domain_attach_device_args = xdr.decoder(_dec_remote_domain_attach_device_args, _T_remote_domain_attach_device_args, "remote_domain_attach_device_args")
+encode_remote_domain_attach_device_flags_args = xdr.encoder(_enc_remote_domain_attach_device_flags_args, _T_remote_domain_attach_device_flags_args, "remote_domain_attach_device_flags_args")
+decode_remote_domain_attach_device_flags_args = xdr.decoder(_dec_remote_domain_attach_device_flags_args, _T_remote_domain_attach_device_flags_args, "remote_domain_attach_device_flags_args")
+encode_remote_domain_detach_device_args = xdr.encoder(_enc_remote_domain_detach_device_args, _T_remote_domain_detach_device_args, "remote_domain_detach_device_args")
+decode_remote_domain_detach_device_args = xdr.decoder(_dec_remote_domain_detach_device_args, _T_remote_domain_detach_device_args, "remote_domain_detach_device_args")
+encode_remote_domain_detach_device_flags_args = xdr.encoder(_enc_remote_domain_detach_device_flags_args, _T_remote_domain_detach_device_flags_args, "remote_domain_detach_device_flags_args")
+decode_remote_domain_detach_device_flags_args = xdr.decoder(_dec_remote_domain_detach_device_flags_args, _T_remote_domain_detach_device_flags_args, "remote_domain_detach_device_flags_args")
+encode_remote_domain_update_device_flags_args = xdr.encoder(_enc_remote_domain_update_device_flags_args, _T_remote_domain_update_device_flags_args, "remote_domain_update_device_flags_args")
+decode_remote_domain_update_device_flags_args = xdr.decoder(_dec_remote_domain_update_device_flags_args, _T_remote_domain_update_device_flags_args, "remote_domain_update_device_flags_args")
+encode_remote_domain_detach_device_alias_args = xdr.encoder(_enc_remote_domain_detach_device_alias_args, _T_remote_domain_detach_device_alias_args, "remote_domain_detach_device_alias_args")
+decode_remote_domain_detach_device_alias_args = xdr.decoder(_dec_remote_domain_detach_device_alias_args, _T_remote_domain_detach_device_alias_args, "remote_domain_detach_device_alias_args")
+encode_remote_domain_block_job_abort_args = xdr.encoder(_enc_remote_domain_block_job_abort_args, _T_remote_domain_block_job_abort_args, "remote_domain_block_job_abort_args")
+decode_remote_domain_block_job_abort_args = xdr.decoder(_dec_remote_domain_block_job_abort_args, _T_remote_domain_block_job_abort_args, "remote_domain_block_job_abort_args")
+encode_remote_domain_get_block_job_info_args = xdr.encoder(_enc_remote_domain_get_block_job_info_args, _T_remote_domain_get_block_job_info_args, "remote_domain_get_block_job_info_args")
+decode_remote_domain_get_block_job_info_args = xdr.decoder(_dec_remote_domain_get_block_job_info_args, _T_remote_domain_get_block_job_info_args, "remote_domain_get_block_job_info_args")
+encode_remote_domain_get_block_job_info_ret = xdr.encoder(_enc_remote_domain_get_block_job_info_ret, _T_remote_domain_get_block_job_info_ret, "remote_domain_get_block_job_info_ret")
+decode_remote_domain_get_block_job_info_ret = xdr.decoder(_dec_remote_domain_get_block_job_info_ret, _T_remote_domain_get_block_job_info_ret, "remote_domain_get_block_job_info_ret")
+encode_remote_domain_block_job_set_speed_args = xdr.encoder(_enc_remote_domain_block_job_set_speed_args, _T_remote_domain_block_job_set_speed_args, "remote_domain_block_job_set_speed_args")
+decode_remote_domain_block_job_set_speed_args = xdr.decoder(_dec_remote_domain_block_job_set_speed_args, _T_remote_domain_block_job_set_speed_args, "remote_domain_block_job_set_speed_args")
+encode_remote_domain_block_pull_args = xdr.encoder(_enc_remote_domain_block_pull_args, _T_remote_domain_block_pull_args, "remote_domain_block_pull_args")
+decode_remote_domain_block_pull_args = xdr.decoder(_dec_remote_domain_block_pull_args, _T_remote_domain_block_pull_args, "remote_domain_block_pull_args")
+encode_remote_domain_block_rebase_args = xdr.encoder(_enc_remote_domain_block_rebase_args, _T_remote_domain_block_rebase_args, "remote_domain_block_rebase_args")
+decode_remote_domain_block_rebase_args = xdr.decoder(_dec_remote_domain_block_rebase_args, _T_remote_domain_block_rebase_args, "remote_domain_block_rebase_args")
+encode_remote_domain_block_copy_args = xdr.encoder(_enc_remote_domain_block_copy_args, _T_remote_domain_block_copy_args, "remote_domain_block_copy_args")
+decode_remote_domain_block_copy_args = xdr.decoder(_dec_remote_domain_block_copy_args, _T_remote_domain_block_copy_args, "remote_domain_block_copy_args")
+encode_remote_domain_block_commit_args = xdr.encoder(_enc_remote_domain_block_commit_args, _T_remote_domain_block_commit_args, "remote_domain_block_commit_args")
+decode_remote_domain_block_commit_args = xdr.decoder(_dec_remote_domain_block_commit_args, _T_remote_domain_block_commit_args, "remote_domain_block_commit_args")
+encode_remote_domain_set_block_io_tune_args = xdr.encoder(_enc_remote_domain_set_block_io_tune_args, _T_remote_domain_set_block_io_tune_args, "remote_domain_set_block_io_tune_args")
+decode_remote_domain_set_block_io_tune_args = xdr.decoder(_dec_remote_domain_set_block_io_tune_args, _T_remote_domain_set_block_io_tune_args, "remote_domain_set_block_io_tune_args")
+encode_remote_domain_get_block_io_tune_args = xdr.encoder(_enc_remote_domain_get_block_io_tune_args, _T_remote_domain_get_block_io_tune_args, "remote_domain_get_block_io_tune_args")
+decode_remote_domain_get_block_io_tune_args = xdr.decoder(_dec_remote_domain_get_block_io_tune_args, _T_remote_domain_get_block_io_tune_args, "remote_domain_get_block_io_tune_args")
+encode_remote_domain_get_block_io_tune_ret = xdr.encoder(_enc_remote_domain_get_block_io_tune_ret, _T_remote_domain_get_block_io_tune_ret, "remote_domain_get_block_io_tune_ret")
+decode_remote_domain_get_block_io_tune_ret = xdr.decoder(_dec_remote_domain_get_block_io_tune_ret, _T_remote_domain_get_block_io_tune_ret, "remote_domain_get_block_io_tune_ret")
+encode_remote_domain_set_block_threshold_args = xdr.encoder(_enc_remote_domain_set_block_threshold_args, _T_remote_domain_set_block_threshold_args, "remote_domain_set_block_threshold_args")
+decode_remote_domain_set_block_threshold_args = xdr.decoder(_dec_remote_domain_set_block_threshold_args, _T_remote_domain_set_block_threshold_args, "remote_domain_set_block_threshold_args")
+encode_remote_domain_backup_begin_args = xdr.encoder(_enc_remote_domain_backup_begin_args, _T_remote_domain_backup_begin_args, "remote_domain_backup_begin_args")
+decode_remote_domain_backup_begin_args = xdr.decoder(_dec_remote_domain_backup_begin_args, _T_remote_domain_backup_begin_args, "remote_domain_backup_begin_args")
+encode_remote_domain_backup_get_xml_desc_args = xdr.encoder(_enc_remote_domain_backup_get_xml_desc_args, _T_remote_domain_backup_get_xml_desc_args, "remote_domain_backup_get_xml_desc_args")
+decode_remote_domain_backup_get_xml_desc_args = xdr.decoder(_dec_remote_domain_backup_get_xml_desc_args, _T_remote_domain_backup_get_xml_desc_args, "remote_domain_backup_get_xml_desc_args")
+encode_remote_domain_backup_get_xml_desc_ret = xdr.encoder(_enc_remote_domain_backup_get_xml_desc_ret, _T_remote_domain_backup_get_xml_desc_ret, "remote_domain_backup_get_xml_desc_ret")
+decode_remote_domain_backup_get_xml_desc_ret = xdr.decoder(_dec_remote_domain_backup_get_xml_desc_ret, _T_remote_domain_backup_get_xml_desc_ret, "remote_domain_backup_get_xml_desc_ret")
+encode_remote_domain_block_resize_args = xdr.encoder(_enc_remote_domain_block_resize_args, _T_remote_domain_block_resize_args, "remote_domain_block_resize_args")
+decode_remote_domain_block_resize_args = xdr.decoder(_dec_remote_domain_block_resize_args, _T_remote_domain_block_resize_args, "remote_domain_block_resize_args")
+encode_remote_domain_block_stats_args = xdr.encoder(_enc_remote_domain_block_stats_args, _T_remote_domain_block_stats_args, "remote_domain_block_stats_args")
+decode_remote_domain_block_stats_args = xdr.decoder(_dec_remote_domain_block_stats_args, _T_remote_domain_block_stats_args, "remote_domain_block_stats_args")
+encode_remote_domain_block_stats_ret = xdr.encoder(_enc_remote_domain_block_stats_ret, _T_remote_domain_block_stats_ret, "remote_domain_block_stats_ret")
+decode_remote_domain_block_stats_ret = xdr.decoder(_dec_remote_domain_block_stats_ret, _T_remote_domain_block_stats_ret, "remote_domain_block_stats_ret")
+encode_remote_domain_block_stats_flags_args = xdr.encoder(_enc_remote_domain_block_stats_flags_args, _T_remote_domain_block_stats_flags_args, "remote_domain_block_stats_flags_args")
+decode_remote_domain_block_stats_flags_args = xdr.decoder(_dec_remote_domain_block_stats_flags_args, _T_remote_domain_block_stats_flags_args, "remote_domain_block_stats_flags_args")
+encode_remote_domain_block_stats_flags_ret = xdr.encoder(_enc_remote_domain_block_stats_flags_ret, _T_remote_domain_block_stats_flags_ret, "remote_domain_block_stats_flags_ret")
+decode_remote_domain_block_stats_flags_ret = xdr.decoder(_dec_remote_domain_block_stats_flags_ret, _T_remote_domain_block_stats_flags_ret, "remote_domain_block_stats_flags_ret")
+encode_remote_domain_interface_stats_args = xdr.encoder(_enc_remote_domain_interface_stats_args, _T_remote_domain_interface_stats_args, "remote_domain_interface_stats_args")
+decode_remote_domain_interface_stats_args = xdr.decoder(_dec_remote_domain_interface_stats_args, _T_remote_domain_interface_stats_args, "remote_domain_interface_stats_args")
+encode_remote_domain_interface_stats_ret = xdr.encoder(_enc_remote_domain_interface_stats_ret, _T_remote_domain_interface_stats_ret, "remote_domain_interface_stats_ret")
+decode_remote_domain_interface_stats_ret = xdr.decoder(_dec_remote_domain_interface_stats_ret, _T_remote_domain_interface_stats_ret, "remote_domain_interface_stats_ret")
+encode_remote_domain_memory_stats_args = xdr.encoder(_enc_remote_domain_memory_stats_args, _T_remote_domain_memory_stats_args, "remote_domain_memory_stats_args")
+decode_remote_domain_memory_stats_args = xdr.decoder(_dec_remote_domain_memory_stats_args, _T_remote_domain_memory_stats_args, "remote_domain_memory_stats_args")
+encode_remote_domain_memory_stat = xdr.encoder(_enc_remote_domain_memory_stat, _T_remote_domain_memory_stat, "remote_domain_memory_stat")
+decode_remote_domain_memory_stat = xdr.decoder(_dec_remote_domain_memory_stat, _T_remote_domain_memory_stat, "remote_domain_memory_stat")
+encode_remote_domain_memory_stats_ret = xdr.encoder(_enc_remote_domain_memory_stats_ret, _T_remote_domain_memory_stats_ret, "remote_domain_memory_stats_ret")
+decode_remote_domain_memory_stats_ret = xdr.decoder(_dec_remote_domain_memory_stats_ret, _T_remote_domain_memory_stats_ret, "remote_domain_memory_stats_ret")
+encode_remote_domain_block_peek_args = xdr.encoder(_enc_remote_domain_block_peek_args, _T_remote_domain_block_peek_args, "remote_domain_block_peek_args")
+decode_remote_domain_block_peek_args = xdr.decoder(_dec_remote_domain_block_peek_args, _T_remote_domain_block_peek_args, "remote_domain_block_peek_args")
+encode_remote_domain_block_peek_ret = xdr.encoder(_enc_remote_domain_block_peek_ret, _T_remote_domain_block_peek_ret, "remote_domain_block_peek_ret")
+decode_remote_domain_block_peek_ret = xdr.decoder(_dec_remote_domain_block_peek_ret, _T_remote_domain_block_peek_ret, "remote_domain_block_peek_ret")
+encode_remote_domain_memory_peek_args = xdr.encoder(_enc_remote_domain_memory_peek_args, _T_remote_domain_memory_peek_args, "remote_domain_memory_peek_args")
+decode_remote_domain_memory_peek_args = xdr.decoder(_dec_remote_domain_memory_peek_args, _T_remote_domain_memory_peek_args, "remote_domain_memory_peek_args")
+encode_remote_domain_memory_peek_ret = xdr.encoder(_enc_remote_domain_memory_peek_ret, _T_remote_domain_memory_peek_ret, "remote_domain_memory_peek_ret")
+decode_remote_domain_memory_peek_ret = xdr.decoder(_dec_remote_domain_memory_peek_ret, _T_remote_domain_memory_peek_ret, "remote_domain_memory_peek_ret")
+encode_remote_domain_get_block_info_args = xdr.encoder(_enc_remote_domain_get_block_info_args, _T_remote_domain_get_block_info_args, "remote_domain_get_block_info_args")
+decode_remote_domain_get_block_info_args = xdr.decoder(_dec_remote_domain_get_block_info_args, _T_remote_domain_get_block_info_args, "remote_domain_get_block_info_args")
+encode_remote_domain_get_block_info_ret = xdr.encoder(_enc_remote_domain_get_block_info_ret, _T_remote_domain_get_block_info_ret, "remote_domain_get_block_info_ret")
+decode_remote_domain_get_block_info_ret = xdr.decoder(_dec_remote_domain_get_block_info_ret, _T_remote_domain_get_block_info_ret, "remote_domain_get_block_info_ret")
+encode_remote_domain_get_cpu_stats_args = xdr.encoder(_enc_remote_domain_get_cpu_stats_args, _T_remote_domain_get_cpu_stats_args, "remote_domain_get_cpu_stats_args")
+decode_remote_domain_get_cpu_stats_args = xdr.decoder(_dec_remote_domain_get_cpu_stats_args, _T_remote_domain_get_cpu_stats_args, "remote_domain_get_cpu_stats_args")
+encode_remote_domain_get_cpu_stats_ret = xdr.encoder(_enc_remote_domain_get_cpu_stats_ret, _T_remote_domain_get_cpu_stats_ret, "remote_domain_get_cpu_stats_ret")
+decode_remote_domain_get_cpu_stats_ret = xdr.decoder(_dec_remote_domain_get_cpu_stats_ret, _T_remote_domain_get_cpu_stats_ret, "remote_domain_get_cpu_stats_ret")
+encode_remote_domain_stats_record = xdr.encoder(_enc_remote_domain_stats_record, _T_remote_domain_stats_record, "remote_domain_stats_record")
+decode_remote_domain_stats_record = xdr.decoder(_dec_remote_domain_stats_record, _T_remote_domain_stats_record, "remote_domain_stats_record")
+encode_remote_connect_get_all_domain_stats_args = xdr.encoder(_enc_remote_connect_get_all_domain_stats_args, _T_remote_connect_get_all_domain_stats_args, "remote_connect_get_all_domain_stats_args")
+decode_remote_connect_get_all_domain_stats_args = xdr.decoder(_dec_remote_connect_get_all_domain_stats_args, _T_remote_connect_get_all_domain_stats_args, "remote_connect_get_all_domain_stats_args")
+encode_remote_connect_get_all_domain_stats_ret = xdr.encoder(_enc_remote_connect_get_all_domain_stats_ret, _T_remote_connect_get_all_domain_stats_ret, "remote_connect_get_all_domain_stats_ret")
+decode_remote_connect_get_all_domain_stats_ret = xdr.decoder(_dec_remote_connect_get_all_domain_stats_ret, _T_remote_connect_get_all_domain_stats_ret, "remote_connect_get_all_domain_stats_ret")
+encode_remote_domain_start_dirty_rate_calc_args = xdr.encoder(_enc_remote_domain_start_dirty_rate_calc_args, _T_remote_domain_start_dirty_rate_calc_args, "remote_domain_start_dirty_rate_calc_args")
+decode_remote_domain_start_dirty_rate_calc_args = xdr.decoder(_dec_remote_domain_start_dirty_rate_calc_args, _T_remote_domain_start_dirty_rate_calc_args, "remote_domain_start_dirty_rate_calc_args")
+encode_remote_domain_fstrim_args = xdr.encoder(_enc_remote_domain_fstrim_args, _T_remote_domain_fstrim_args, "remote_domain_fstrim_args")
+decode_remote_domain_fstrim_args = xdr.decoder(_dec_remote_domain_fstrim_args, _T_remote_domain_fstrim_args, "remote_domain_fstrim_args")
+encode_remote_domain_fsfreeze_args = xdr.encoder(_enc_remote_domain_fsfreeze_args, _T_remote_domain_fsfreeze_args, "remote_domain_fsfreeze_args")
+decode_remote_domain_fsfreeze_args = xdr.decoder(_dec_remote_domain_fsfreeze_args, _T_remote_domain_fsfreeze_args, "remote_domain_fsfreeze_args")
+encode_remote_domain_fsfreeze_ret = xdr.encoder(_enc_remote_domain_fsfreeze_ret, _T_remote_domain_fsfreeze_ret, "remote_domain_fsfreeze_ret")
+decode_remote_domain_fsfreeze_ret = xdr.decoder(_dec_remote_domain_fsfreeze_ret, _T_remote_domain_fsfreeze_ret, "remote_domain_fsfreeze_ret")
+encode_remote_domain_fsthaw_args = xdr.encoder(_enc_remote_domain_fsthaw_args, _T_remote_domain_fsthaw_args, "remote_domain_fsthaw_args")
+decode_remote_domain_fsthaw_args = xdr.decoder(_dec_remote_domain_fsthaw_args, _T_remote_domain_fsthaw_args, "remote_domain_fsthaw_args")
+encode_remote_domain_fsthaw_ret = xdr.encoder(_enc_remote_domain_fsthaw_ret, _T_remote_domain_fsthaw_ret, "remote_domain_fsthaw_ret")
+decode_remote_domain_fsthaw_ret = xdr.decoder(_dec_remote_domain_fsthaw_ret, _T_remote_domain_fsthaw_ret, "remote_domain_fsthaw_ret")
+encode_remote_domain_fsinfo = xdr.encoder(_enc_remote_domain_fsinfo, _T_remote_domain_fsinfo, "remote_domain_fsinfo")
+decode_remote_domain_fsinfo = xdr.decoder(_dec_remote_domain_fsinfo, _T_remote_domain_fsinfo, "remote_domain_fsinfo")
+encode_remote_domain_get_fsinfo_args = xdr.encoder(_enc_remote_domain_get_fsinfo_args, _T_remote_domain_get_fsinfo_args, "remote_domain_get_fsinfo_args")
+decode_remote_domain_get_fsinfo_args = xdr.decoder(_dec_remote_domain_get_fsinfo_args, _T_remote_domain_get_fsinfo_args, "remote_domain_get_fsinfo_args")
+encode_remote_domain_get_fsinfo_ret = xdr.encoder(_enc_remote_domain_get_fsinfo_ret, _T_remote_domain_get_fsinfo_ret, "remote_domain_get_fsinfo_ret")
+decode_remote_domain_get_fsinfo_ret = xdr.decoder(_dec_remote_domain_get_fsinfo_ret, _T_remote_domain_get_fsinfo_ret, "remote_domain_get_fsinfo_ret")
+encode_remote_domain_ip_addr = xdr.encoder(_enc_remote_domain_ip_addr, _T_remote_domain_ip_addr, "remote_domain_ip_addr")
+decode_remote_domain_ip_addr = xdr.decoder(_dec_remote_domain_ip_addr, _T_remote_domain_ip_addr, "remote_domain_ip_addr")
+encode_remote_domain_interface = xdr.encoder(_enc_remote_domain_interface, _T_remote_domain_interface, "remote_domain_interface")
+decode_remote_domain_interface = xdr.decoder(_dec_remote_domain_interface, _T_remote_domain_interface, "remote_domain_interface")
+encode_remote_domain_interface_addresses_args = xdr.encoder(_enc_remote_domain_interface_addresses_args, _T_remote_domain_interface_addresses_args, "remote_domain_interface_addresses_args")
+decode_remote_domain_interface_addresses_args = xdr.decoder(_dec_remote_domain_interface_addresses_args, _T_remote_domain_interface_addresses_args, "remote_domain_interface_addresses_args")
+encode_remote_domain_interface_addresses_ret = xdr.encoder(_enc_remote_domain_interface_addresses_ret, _T_remote_domain_interface_addresses_ret, "remote_domain_interface_addresses_ret")
+decode_remote_domain_interface_addresses_ret = xdr.decoder(_dec_remote_domain_interface_addresses_ret, _T_remote_domain_interface_addresses_ret, "remote_domain_interface_addresses_ret")
+encode_remote_domain_set_user_password_args = xdr.encoder(_enc_remote_domain_set_user_password_args, _T_remote_domain_set_user_password_args, "remote_domain_set_user_password_args")
+decode_remote_domain_set_user_password_args = xdr.decoder(_dec_remote_domain_set_user_password_args, _T_remote_domain_set_user_password_args, "remote_domain_set_user_password_args")
+encode_remote_domain_get_guest_vcpus_args = xdr.encoder(_enc_remote_domain_get_guest_vcpus_args, _T_remote_domain_get_guest_vcpus_args, "remote_domain_get_guest_vcpus_args")
+decode_remote_domain_get_guest_vcpus_args = xdr.decoder(_dec_remote_domain_get_guest_vcpus_args, _T_remote_domain_get_guest_vcpus_args, "remote_domain_get_guest_vcpus_args")
+encode_remote_domain_get_guest_vcpus_ret = xdr.encoder(_enc_remote_domain_get_guest_vcpus_ret, _T_remote_domain_get_guest_vcpus_ret, "remote_domain_get_guest_vcpus_ret")
+decode_remote_domain_get_guest_vcpus_ret = xdr.decoder(_dec_remote_domain_get_guest_vcpus_ret, _T_remote_domain_get_guest_vcpus_ret, "remote_domain_get_guest_vcpus_ret")
+encode_remote_domain_set_guest_vcpus_args = xdr.encoder(_enc_remote_domain_set_guest_vcpus_args, _T_remote_domain_set_guest_vcpus_args, "remote_domain_set_guest_vcpus_args")
+decode_remote_domain_set_guest_vcpus_args = xdr.decoder(_dec_remote_domain_set_guest_vcpus_args, _T_remote_domain_set_guest_vcpus_args, "remote_domain_set_guest_vcpus_args")
+encode_remote_domain_get_guest_info_args = xdr.encoder(_enc_remote_domain_get_guest_info_args, _T_remote_domain_get_guest_info_args, "remote_domain_get_guest_info_args")
+decode_remote_domain_get_guest_info_args = xdr.decoder(_dec_remote_domain_get_guest_info_args, _T_remote_domain_get_guest_info_args, "remote_domain_get_guest_info_args")
+encode_remote_domain_get_guest_info_ret = xdr.encoder(_enc_remote_domain_get_guest_info_ret, _T_remote_domain_get_guest_info_ret, "remote_domain_get_guest_info_ret")
+decode_remote_domain_get_guest_info_ret = xdr.decoder(_dec_remote_domain_get_guest_info_ret, _T_remote_domain_get_guest_info_ret, "remote_domain_get_guest_info_ret")
+encode_remote_domain_agent_set_response_timeout_args = xdr.encoder(_enc_remote_domain_agent_set_response_timeout_args, _T_remote_domain_agent_set_response_timeout_args, "remote_domain_agent_set_response_timeout_args")
+decode_remote_domain_agent_set_response_timeout_args = xdr.decoder(_dec_remote_domain_agent_set_response_timeout_args, _T_remote_domain_agent_set_response_timeout_args, "remote_domain_agent_set_response_timeout_args")
+encode_remote_domain_agent_set_response_timeout_ret = xdr.encoder(_enc_remote_domain_agent_set_response_timeout_ret, _T_remote_domain_agent_set_response_timeout_ret, "remote_domain_agent_set_response_timeout_ret")
+decode_remote_domain_agent_set_response_timeout_ret = xdr.decoder(_dec_remote_domain_agent_set_response_timeout_ret, _T_remote_domain_agent_set_response_timeout_ret, "remote_domain_agent_set_response_timeout_ret")
+encode_remote_domain_authorized_ssh_keys_get_args = xdr.encoder(_enc_remote_domain_authorized_ssh_keys_get_args, _T_remote_domain_authorized_ssh_keys_get_args, "remote_domain_authorized_ssh_keys_get_args")
+decode_remote_domain_authorized_ssh_keys_get_args = xdr.decoder(_dec_remote_domain_authorized_ssh_keys_get_args, _T_remote_domain_authorized_ssh_keys_get_args, "remote_domain_authorized_ssh_keys_get_args")
+encode_remote_domain_authorized_ssh_keys_get_ret = xdr.encoder(_enc_remote_domain_authorized_ssh_keys_get_ret, _T_remote_domain_authorized_ssh_keys_get_ret, "remote_domain_authorized_ssh_keys_get_ret")
+decode_remote_domain_authorized_ssh_keys_get_ret = xdr.decoder(_dec_remote_domain_authorized_ssh_keys_get_ret, _T_remote_domain_authorized_ssh_keys_get_ret, "remote_domain_authorized_ssh_keys_get_ret")
+encode_remote_domain_authorized_ssh_keys_set_args = xdr.encoder(_enc_remote_domain_authorized_ssh_keys_set_args, _T_remote_domain_authorized_ssh_keys_set_args, "remote_domain_authorized_ssh_keys_set_args")
+decode_remote_domain_authorized_ssh_keys_set_args = xdr.decoder(_dec_remote_domain_authorized_ssh_keys_set_args, _T_remote_domain_authorized_ssh_keys_set_args, "remote_domain_authorized_ssh_keys_set_args")
+encode_remote_domain_open_console_args = xdr.encoder(_enc_remote_domain_open_console_args, _T_remote_domain_open_console_args, "remote_domain_open_console_args")
+decode_remote_domain_open_console_args = xdr.decoder(_dec_remote_domain_open_console_args, _T_remote_domain_open_console_args, "remote_domain_open_console_args")
+encode_remote_domain_open_channel_args = xdr.encoder(_enc_remote_domain_open_channel_args, _T_remote_domain_open_channel_args, "remote_domain_open_channel_args")
+decode_remote_domain_open_channel_args = xdr.decoder(_dec_remote_domain_open_channel_args, _T_remote_domain_open_channel_args, "remote_domain_open_channel_args")
+encode_remote_storage_vol_upload_args = xdr.encoder(_enc_remote_storage_vol_upload_args, _T_remote_storage_vol_upload_args, "remote_storage_vol_upload_args")
+decode_remote_storage_vol_upload_args = xdr.decoder(_dec_remote_storage_vol_upload_args, _T_remote_storage_vol_upload_args, "remote_storage_vol_upload_args")
+encode_remote_storage_vol_download_args = xdr.encoder(_enc_remote_storage_vol_download_args, _T_remote_storage_vol_download_args, "remote_storage_vol_download_args")
+decode_remote_storage_vol_download_args = xdr.decoder(_dec_remote_storage_vol_download_args, _T_remote_storage_vol_download_args, "remote_storage_vol_download_args")
+encode_remote_domain_open_graphics_args = xdr.encoder(_enc_remote_domain_open_graphics_args, _T_remote_domain_open_graphics_args, "remote_domain_open_graphics_args")
+decode_remote_domain_open_graphics_args = xdr.decoder(_dec_remote_domain_open_graphics_args, _T_remote_domain_open_graphics_args, "remote_domain_open_graphics_args")
+encode_remote_domain_open_graphics_fd_args = xdr.encoder(_enc_remote_domain_open_graphics_fd_args, _T_remote_domain_open_graphics_fd_args, "remote_domain_open_graphics_fd_args")
+decode_remote_domain_open_graphics_fd_args = xdr.decoder(_dec_remote_domain_open_graphics_fd_args, _T_remote_domain_open_graphics_fd_args, "remote_domain_open_graphics_fd_args")
+encode_remote_domain_get_job_info_args = xdr.encoder(_enc_remote_domain_get_job_info_args, _T_remote_domain_get_job_info_args, "remote_domain_get_job_info_args")
+decode_remote_domain_get_job_info_args = xdr.decoder(_dec_remote_domain_get_job_info_args, _T_remote_domain_get_job_info_args, "remote_domain_get_job_info_args")
+encode_remote_domain_get_job_info_ret = xdr.encoder(_enc_remote_domain_get_job_info_ret, _T_remote_domain_get_job_info_ret, "remote_domain_get_job_info_ret")
+decode_remote_domain_get_job_info_ret = xdr.decoder(_dec_remote_domain_get_job_info_ret, _T_remote_domain_get_job_info_ret, "remote_domain_get_job_info_ret")
+encode_remote_domain_get_job_stats_args = xdr.encoder(_enc_remote_domain_get_job_stats_args, _T_remote_domain_get_job_stats_args, "remote_domain_get_job_stats_args")
+decode_remote_domain_get_job_stats_args = xdr.decoder(_dec_remote_domain_get_job_stats_args, _T_remote_domain_get_job_stats_args, "remote_domain_get_job_stats_args")
+encode_remote_domain_get_job_stats_ret = xdr.encoder(_enc_remote_domain_get_job_stats_ret, _T_remote_domain_get_job_stats_ret, "remote_domain_get_job_stats_ret")
+decode_remote_domain_get_job_stats_ret = xdr.decoder(_dec_remote_domain_get_job_stats_ret, _T_remote_domain_get_job_stats_ret, "remote_domain_get_job_stats_ret")
+encode_remote_domain_abort_job_args = xdr.encoder(_enc_remote_domain_abort_job_args, _T_remote_domain_abort_job_args, "remote_domain_abort_job_args")
+decode_remote_domain_abort_job_args = xdr.decoder(_dec_remote_domain_abort_job_args, _T_remote_domain_abort_job_args, "remote_domain_abort_job_args")
+encode_remote_domain_abort_job_flags_args = xdr.encoder(_enc_remote_domain_abort_job_flags_args, _T_remote_domain_abort_job_flags_args, "remote_domain_abort_job_flags_args")
+decode_remote_domain_abort_job_flags_args = xdr.decoder(_dec_remote_domain_abort_job_flags_args, _T_remote_domain_abort_job_flags_args, "remote_domain_abort_job_flags_args")
+encode_remote_domain_migrate_prepare_args = xdr.encoder(_enc_remote_domain_migrate_prepare_args, _T_remote_domain_migrate_prepare_args, "remote_domain_migrate_prepare_args")
+decode_remote_domain_migrate_prepare_args = xdr.decoder(_dec_remote_domain_migrate_prepare_args, _T_remote_domain_migrate_prepare_args, "remote_domain_migrate_prepare_args")
+encode_remote_domain_migrate_prepare_ret = xdr.encoder(_enc_remote_domain_migrate_prepare_ret, _T_remote_domain_migrate_prepare_ret, "remote_domain_migrate_prepare_ret")
+decode_remote_domain_migrate_prepare_ret = xdr.decoder(_dec_remote_domain_migrate_prepare_ret, _T_remote_domain_migrate_prepare_ret, "remote_domain_migrate_prepare_ret")
+encode_remote_domain_migrate_perform_args = xdr.encoder(_enc_remote_domain_migrate_perform_args, _T_remote_domain_migrate_perform_args, "remote_domain_migrate_perform_args")
+decode_remote_domain_migrate_perform_args = xdr.decoder(_dec_remote_domain_migrate_perform_args, _T_remote_domain_migrate_perform_args, "remote_domain_migrate_perform_args")
+encode_remote_domain_migrate_finish_args = xdr.encoder(_enc_remote_domain_migrate_finish_args, _T_remote_domain_migrate_finish_args, "remote_domain_migrate_finish_args")
+decode_remote_domain_migrate_finish_args = xdr.decoder(_dec_remote_domain_migrate_finish_args, _T_remote_domain_migrate_finish_args, "remote_domain_migrate_finish_args")
+encode_remote_domain_migrate_finish_ret = xdr.encoder(_enc_remote_domain_migrate_finish_ret, _T_remote_domain_migrate_finish_ret, "remote_domain_migrate_finish_ret")
+decode_remote_domain_migrate_finish_ret = xdr.decoder(_dec_remote_domain_migrate_finish_ret, _T_remote_domain_migrate_finish_ret, "remote_domain_migrate_finish_ret")
+encode_remote_domain_migrate_prepare2_args = xdr.encoder(_enc_remote_domain_migrate_prepare2_args, _T_remote_domain_migrate_prepare2_args, "remote_domain_migrate_prepare2_args")
+decode_remote_domain_migrate_prepare2_args = xdr.decoder(_dec_remote_domain_migrate_prepare2_args, _T_remote_domain_migrate_prepare2_args, "remote_domain_migrate_prepare2_args")
+encode_remote_domain_migrate_prepare2_ret = xdr.encoder(_enc_remote_domain_migrate_prepare2_ret, _T_remote_domain_migrate_prepare2_ret, "remote_domain_migrate_prepare2_ret")
+decode_remote_domain_migrate_prepare2_ret = xdr.decoder(_dec_remote_domain_migrate_prepare2_ret, _T_remote_domain_migrate_prepare2_ret, "remote_domain_migrate_prepare2_ret")
+encode_remote_domain_migrate_finish2_args = xdr.encoder(_enc_remote_domain_migrate_finish2_args, _T_remote_domain_migrate_finish2_args, "remote_domain_migrate_finish2_args")
+decode_remote_domain_migrate_finish2_args = xdr.decoder(_dec_remote_domain_migrate_finish2_args, _T_remote_domain_migrate_finish2_args, "remote_domain_migrate_finish2_args")
+encode_remote_domain_migrate_finish2_ret = xdr.encoder(_enc_remote_domain_migrate_finish2_ret, _T_remote_domain_migrate_finish2_ret, "remote_domain_migrate_finish2_ret")
+decode_remote_domain_migrate_finish2_ret = xdr.decoder(_dec_remote_domain_migrate_finish2_ret, _T_remote_domain_migrate_finish2_ret, "remote_domain_migrate_finish2_ret")
+encode_remote_domain_migrate_prepare_tunnel_args = xdr.encoder(_enc_remote_domain_migrate_prepare_tunnel_args, _T_remote_domain_migrate_prepare_tunnel_args, "remote_domain_migrate_prepare_tunnel_args")
+decode_remote_domain_migrate_prepare_tunnel_args = xdr.decoder(_dec_remote_domain_migrate_prepare_tunnel_args, _T_remote_domain_migrate_prepare_tunnel_args, "remote_domain_migrate_prepare_tunnel_args")
+encode_remote_domain_migrate_get_max_downtime_args = xdr.encoder(_enc_remote_domain_migrate_get_max_downtime_args, _T_remote_domain_migrate_get_max_downtime_args, "remote_domain_migrate_get_max_downtime_args")
+decode_remote_domain_migrate_get_max_downtime_args = xdr.decoder(_dec_remote_domain_migrate_get_max_downtime_args, _T_remote_domain_migrate_get_max_downtime_args, "remote_domain_migrate_get_max_downtime_args")
+encode_remote_domain_migrate_get_max_downtime_ret = xdr.encoder(_enc_remote_domain_migrate_get_max_downtime_ret, _T_remote_domain_migrate_get_max_downtime_ret, "remote_domain_migrate_get_max_downtime_ret")
+decode_remote_domain_migrate_get_max_downtime_ret = xdr.decoder(_dec_remote_domain_migrate_get_max_downtime_ret, _T_remote_domain_migrate_get_max_downtime_ret, "remote_domain_migrate_get_max_downtime_ret")
+encode_remote_domain_migrate_set_max_downtime_args = xdr.encoder(_enc_remote_domain_migrate_set_max_downtime_args, _T_remote_domain_migrate_set_max_downtime_args, "remote_domain_migrate_set_max_downtime_args")
+decode_remote_domain_migrate_set_max_downtime_args = xdr.decoder(_dec_remote_domain_migrate_set_max_downtime_args, _T_remote_domain_migrate_set_max_downtime_args, "remote_domain_migrate_set_max_downtime_args")
+encode_remote_domain_migrate_get_compression_cache_args = xdr.encoder(_enc_remote_domain_migrate_get_compression_cache_args, _T_remote_domain_migrate_get_compression_cache_args, "remote_domain_migrate_get_compression_cache_args")
+decode_remote_domain_migrate_get_compression_cache_args = xdr.decoder(_dec_remote_domain_migrate_get_compression_cache_args, _T_remote_domain_migrate_get_compression_cache_args, "remote_domain_migrate_get_compression_cache_args")
+encode_remote_domain_migrate_get_compression_cache_ret = xdr.encoder(_enc_remote_domain_migrate_get_compression_cache_ret, _T_remote_domain_migrate_get_compression_cache_ret, "remote_domain_migrate_get_compression_cache_ret")
+decode_remote_domain_migrate_get_compression_cache_ret = xdr.decoder(_dec_remote_domain_migrate_get_compression_cache_ret, _T_remote_domain_migrate_get_compression_cache_ret, "remote_domain_migrate_get_compression_cache_ret")
+encode_remote_domain_migrate_set_compression_cache_args = xdr.encoder(_enc_remote_domain_migrate_set_compression_cache_args, _T_remote_domain_migrate_set_compression_cache_args, "remote_domain_migrate_set_compression_cache_args")
+decode_remote_domain_migrate_set_compression_cache_args = xdr.decoder(_dec_remote_domain_migrate_set_compression_cache_args, _T_remote_domain_migrate_set_compression_cache_args, "remote_domain_migrate_set_compression_cache_args")
+encode_remote_domain_migrate_set_max_speed_args = xdr.encoder(_enc_remote_domain_migrate_set_max_speed_args, _T_remote_domain_migrate_set_max_speed_args, "remote_domain_migrate_set_max_speed_args")
+decode_remote_domain_migrate_set_max_speed_args = xdr.decoder(_dec_remote_domain_migrate_set_max_speed_args, _T_remote_domain_migrate_set_max_speed_args, "remote_domain_migrate_set_max_speed_args")
+encode_remote_domain_migrate_get_max_speed_args = xdr.encoder(_enc_remote_domain_migrate_get_max_speed_args, _T_remote_domain_migrate_get_max_speed_args, "remote_domain_migrate_get_max_speed_args")
+decode_remote_domain_migrate_get_max_speed_args = xdr.decoder(_dec_remote_domain_migrate_get_max_speed_args, _T_remote_domain_migrate_get_max_speed_args, "remote_domain_migrate_get_max_speed_args")
+encode_remote_domain_migrate_get_max_speed_ret = xdr.encoder(_enc_remote_domain_migrate_get_max_speed_ret, _T_remote_domain_migrate_get_max_speed_ret, "remote_domain_migrate_get_max_speed_ret")
+decode_remote_domain_migrate_get_max_speed_ret = xdr.decoder(_dec_remote_domain_migrate_get_max_speed_ret, _T_remote_domain_migrate_get_max_speed_ret, "remote_domain_migrate_get_max_speed_ret")
+encode_remote_domain_migrate_begin3_args = xdr.encoder(_enc_remote_domain_migrate_begin3_args, _T_remote_domain_migrate_begin3_args, "remote_domain_migrate_begin3_args")
+decode_remote_domain_migrate_begin3_args = xdr.decoder(_dec_remote_domain_migrate_begin3_args, _T_remote_domain_migrate_begin3_args, "remote_domain_migrate_begin3_args")
+encode_remote_domain_migrate_begin3_ret = xdr.encoder(_enc_remote_domain_migrate_begin3_ret, _T_remote_domain_migrate_begin3_ret, "remote_domain_migrate_begin3_ret")
+decode_remote_domain_migrate_begin3_ret = xdr.decoder(_dec_remote_domain_migrate_begin3_ret, _T_remote_domain_migrate_begin3_ret, "remote_domain_migrate_begin3_ret")
+encode_remote_domain_migrate_prepare3_args = xdr.encoder(_enc_remote_domain_migrate_prepare3_args, _T_remote_domain_migrate_prepare3_args, "remote_domain_migrate_prepare3_args")
+decode_remote_domain_migrate_prepare3_args = xdr.decoder(_dec_remote_domain_migrate_prepare3_args, _T_remote_domain_migrate_prepare3_args, "remote_domain_migrate_prepare3_args")
+encode_remote_domain_migrate_prepare3_ret = xdr.encoder(_enc_remote_domain_migrate_prepare3_ret, _T_remote_domain_migrate_prepare3_ret, "remote_domain_migrate_prepare3_ret")
+decode_remote_domain_migrate_prepare3_ret = xdr.decoder(_dec_remote_domain_migrate_prepare3_ret, _T_remote_domain_migrate_prepare3_ret, "remote_domain_migrate_prepare3_ret")
+encode_remote_domain_migrate_prepare_tunnel3_args = xdr.encoder(_enc_remote_domain_migrate_prepare_tunnel3_args, _T_remote_domain_migrate_prepare_tunnel3_args, "remote_domain_migrate_prepare_tunnel3_args")
+decode_remote_domain_migrate_prepare_tunnel3_args = xdr.decoder(_dec_remote_domain_migrate_prepare_tunnel3_args, _T_remote_domain_migrate_prepare_tunnel3_args, "remote_domain_migrate_prepare_tunnel3_args")
+encode_remote_domain_migrate_prepare_tunnel3_ret = xdr.encoder(_enc_remote_domain_migrate_prepare_tunnel3_ret, _T_remote_domain_migrate_prepare_tunnel3_ret, "remote_domain_migrate_prepare_tunnel3_ret")
+decode_remote_domain_migrate_prepare_tunnel3_ret = xdr.decoder(_dec_remote_domain_migrate_prepare_tunnel3_ret, _T_remote_domain_migrate_prepare_tunnel3_ret, "remote_domain_migrate_prepare_tunnel3_ret")
+encode_remote_domain_migrate_perform3_args = xdr.encoder(_enc_remote_domain_migrate_perform3_args, _T_remote_domain_migrate_perform3_args, "remote_domain_migrate_perform3_args")
+decode_remote_domain_migrate_perform3_args = xdr.decoder(_dec_remote_domain_migrate_perform3_args, _T_remote_domain_migrate_perform3_args, "remote_domain_migrate_perform3_args")
+encode_remote_domain_migrate_perform3_ret = xdr.encoder(_enc_remote_domain_migrate_perform3_ret, _T_remote_domain_migrate_perform3_ret, "remote_domain_migrate_perform3_ret")
+decode_remote_domain_migrate_perform3_ret = xdr.decoder(_dec_remote_domain_migrate_perform3_ret, _T_remote_domain_migrate_perform3_ret, "remote_domain_migrate_perform3_ret")
+encode_remote_domain_migrate_finish3_args = xdr.encoder(_enc_remote_domain_migrate_finish3_args, _T_remote_domain_migrate_finish3_args, "remote_domain_migrate_finish3_args")
+decode_remote_domain_migrate_finish3_args = xdr.decoder(_dec_remote_domain_migrate_finish3_args, _T_remote_domain_migrate_finish3_args, "remote_domain_migrate_finish3_args")
+encode_remote_domain_migrate_finish3_ret = xdr.encoder(_enc_remote_domain_migrate_finish3_ret, _T_remote_domain_migrate_finish3_ret, "remote_domain_migrate_finish3_ret")
+decode_remote_domain_migrate_finish3_ret = xdr.decoder(_dec_remote_domain_migrate_finish3_ret, _T_remote_domain_migrate_finish3_ret, "remote_domain_migrate_finish3_ret")
+encode_remote_domain_migrate_confirm3_args = xdr.encoder(_enc_remote_domain_migrate_confirm3_args, _T_remote_domain_migrate_confirm3_args, "remote_domain_migrate_confirm3_args")
+decode_remote_domain_migrate_confirm3_args = xdr.decoder(_dec_remote_domain_migrate_confirm3_args, _T_remote_domain_migrate_confirm3_args, "remote_domain_migrate_confirm3_args")
+encode_remote_domain_migrate_begin3_params_args = xdr.encoder(_enc_remote_domain_migrate_begin3_params_args, _T_remote_domain_migrate_begin3_params_args, "remote_domain_migrate_begin3_params_args")
+decode_remote_domain_migrate_begin3_params_args = xdr.decoder(_dec_remote_domain_migrate_begin3_params_args, _T_remote_domain_migrate_begin3_params_args, "remote_domain_migrate_begin3_params_args")
+encode_remote_domain_migrate_begin3_params_ret = xdr.encoder(_enc_remote_domain_migrate_begin3_params_ret, _T_remote_domain_migrate_begin3_params_ret, "remote_domain_migrate_begin3_params_ret")
+decode_remote_domain_migrate_begin3_params_ret = xdr.decoder(_dec_remote_domain_migrate_begin3_params_ret, _T_remote_domain_migrate_begin3_params_ret, "remote_domain_migrate_begin3_params_ret")
+encode_remote_domain_migrate_prepare3_params_args = xdr.encoder(_enc_remote_domain_migrate_prepare3_params_args, _T_remote_domain_migrate_prepare3_params_args, "remote_domain_migrate_prepare3_params_args")
+decode_remote_domain_migrate_prepare3_params_args = xdr.decoder(_dec_remote_domain_migrate_prepare3_params_args, _T_remote_domain_migrate_prepare3_params_args, "remote_domain_migrate_prepare3_params_args")
+encode_remote_domain_migrate_prepare3_params_ret = xdr.encoder(_enc_remote_domain_migrate_prepare3_params_ret, _T_remote_domain_migrate_prepare3_params_ret, "remote_domain_migrate_prepare3_params_ret")
+decode_remote_domain_migrate_prepare3_params_ret = xdr.decoder(_dec_remote_domain_migrate_prepare3_params_ret, _T_remote_domain_migrate_prepare3_params_ret, "remote_domain_migrate_prepare3_params_ret")
+encode_remote_domain_migrate_prepare_tunnel3_params_args = xdr.encoder(_enc_remote_domain_migrate_prepare_tunnel3_params_args, _T_remote_domain_migrate_prepare_tunnel3_params_args, "remote_domain_migrate_prepare_tunnel3_params_args")
+decode_remote_domain_migrate_prepare_tunnel3_params_args = xdr.decoder(_dec_remote_domain_migrate_prepare_tunnel3_params_args, _T_remote_domain_migrate_prepare_tunnel3_params_args, "remote_domain_migrate_prepare_tunnel3_params_args")
+encode_remote_domain_migrate_prepare_tunnel3_params_ret = xdr.encoder(_enc_remote_domain_migrate_prepare_tunnel3_params_ret, _T_remote_domain_migrate_prepare_tunnel3_params_ret, "remote_domain_migrate_prepare_tunnel3_params_ret")
+decode_remote_domain_migrate_prepare_tunnel3_params_ret = xdr.decoder(_dec_remote_domain_migrate_prepare_tunnel3_params_ret, _T_remote_domain_migrate_prepare_tunnel3_params_ret, "remote_domain_migrate_prepare_tunnel3_params_ret")
+encode_remote_domain_migrate_perform3_params_args = xdr.encoder(_enc_remote_domain_migrate_perform3_params_args, _T_remote_domain_migrate_perform3_params_args, "remote_domain_migrate_perform3_params_args")
+decode_remote_domain_migrate_perform3_params_args = xdr.decoder(_dec_remote_domain_migrate_perform3_params_args, _T_remote_domain_migrate_perform3_params_args, "remote_domain_migrate_perform3_params_args")
+encode_remote_domain_migrate_perform3_params_ret = xdr.encoder(_enc_remote_domain_migrate_perform3_params_ret, _T_remote_domain_migrate_perform3_params_ret, "remote_domain_migrate_perform3_params_ret")
+decode_remote_domain_migrate_perform3_params_ret = xdr.decoder(_dec_remote_domain_migrate_perform3_params_ret, _T_remote_domain_migrate_perform3_params_ret, "remote_domain_migrate_perform3_params_ret")
+encode_remote_domain_migrate_finish3_params_args = xdr.encoder(_enc_remote_domain_migrate_finish3_params_args, _T_remote_domain_migrate_finish3_params_args, "remote_domain_migrate_finish3_params_args")
+decode_remote_domain_migrate_finish3_params_args = xdr.decoder(_dec_remote_domain_migrate_finish3_params_args, _T_remote_domain_migrate_finish3_params_args, "remote_domain_migrate_finish3_params_args")
+encode_remote_domain_migrate_finish3_params_ret = xdr.encoder(_enc_remote_domain_migrate_finish3_params_ret, _T_remote_domain_migrate_finish3_params_ret, "remote_domain_migrate_finish3_params_ret")
+decode_remote_domain_migrate_finish3_params_ret = xdr.decoder(_dec_remote_domain_migrate_finish3_params_ret, _T_remote_domain_migrate_finish3_params_ret, "remote_domain_migrate_finish3_params_ret")
+encode_remote_domain_migrate_confirm3_params_args = xdr.encoder(_enc_remote_domain_migrate_confirm3_params_args, _T_remote_domain_migrate_confirm3_params_args, "remote_domain_migrate_confirm3_params_args")
+decode_remote_domain_migrate_confirm3_params_args = xdr.decoder(_dec_remote_domain_migrate_confirm3_params_args, _T_remote_domain_migrate_confirm3_params_args, "remote_domain_migrate_confirm3_params_args")
+encode_remote_domain_migrate_start_post_copy_args = xdr.encoder(_enc_remote_domain_migrate_start_post_copy_args, _T_remote_domain_migrate_start_post_copy_args, "remote_domain_migrate_start_post_copy_args")
+decode_remote_domain_migrate_start_post_copy_args = xdr.decoder(_dec_remote_domain_migrate_start_post_copy_args, _T_remote_domain_migrate_start_post_copy_args, "remote_domain_migrate_start_post_copy_args")
+encode_remote_connect_domain_event_register_ret = xdr.encoder(_enc_remote_connect_domain_event_register_ret, _T_remote_connect_domain_event_register_ret, "remote_connect_domain_event_register_ret")
+decode_remote_connect_domain_event_register_ret = xdr.decoder(_dec_remote_connect_domain_event_register_ret, _T_remote_connect_domain_event_register_ret, "remote_connect_domain_event_register_ret")
+encode_remote_connect_domain_event_deregister_ret = xdr.encoder(_enc_remote_connect_domain_event_deregister_ret, _T_remote_connect_domain_event_deregister_ret, "remote_connect_domain_event_deregister_ret")
+decode_remote_connect_domain_event_deregister_ret = xdr.decoder(_dec_remote_connect_domain_event_deregister_ret, _T_remote_connect_domain_event_deregister_ret, "remote_connect_domain_event_deregister_ret")
+encode_remote_connect_domain_event_register_any_args = xdr.encoder(_enc_remote_connect_domain_event_register_any_args, _T_remote_connect_domain_event_register_any_args, "remote_connect_domain_event_register_any_args")
+decode_remote_connect_domain_event_register_any_args = xdr.decoder(_dec_remote_connect_domain_event_register_any_args, _T_remote_connect_domain_event_register_any_args, "remote_connect_domain_event_register_any_args")
+encode_remote_connect_domain_event_deregister_any_args = xdr.encoder(_enc_remote_connect_domain_event_deregister_any_args, _T_remote_connect_domain_event_deregister_any_args, "remote_connect_domain_event_deregister_any_args")
+decode_remote_connect_domain_event_deregister_any_args = xdr.decoder(_dec_remote_connect_domain_event_deregister_any_args, _T_remote_connect_domain_event_deregister_any_args, "remote_connect_domain_event_deregister_any_args")
+encode_remote_connect_domain_event_callback_register_any_args = xdr.encoder(_enc_remote_connect_domain_event_callback_register_any_args, _T_remote_connect_domain_event_callback_register_any_args, "remote_connect_domain_event_callback_register_any_args")
+decode_remote_connect_domain_event_callback_register_any_args = xdr.decoder(_dec_remote_connect_domain_event_callback_register_any_args, _T_remote_connect_domain_event_callback_register_any_args, "remote_connect_domain_event_callback_register_any_args")
+encode_remote_connect_domain_event_callback_register_any_ret = xdr.encoder(_enc_remote_connect_domain_event_callback_register_any_ret, _T_remote_connect_domain_event_callback_register_any_ret, "remote_connect_domain_event_callback_register_any_ret")
+decode_remote_connect_domain_event_callback_register_any_ret = xdr.decoder(_dec_remote_connect_domain_event_callback_register_any_ret, _T_remote_connect_domain_event_callback_register_any_ret, "remote_connect_domain_event_callback_register_any_ret")
+encode_remote_connect_domain_event_callback_deregister_any_args = xdr.encoder(_enc_remote_connect_domain_event_callback_deregister_any_args, _T_remote_connect_domain_event_callback_deregister_any_args, "remote_connect_domain_event_callback_deregister_any_args")
+decode_remote_connect_domain_event_callback_deregister_any_args = xdr.decoder(_dec_remote_connect_domain_event_callback_deregister_any_args, _T_remote_connect_domain_event_callback_deregister_any_args, "remote_connect_domain_event_callback_deregister_any_args")
+encode_remote_connect_event_connection_closed_msg = xdr.encoder(_enc_remote_connect_event_connection_closed_msg, _T_remote_connect_event_connection_closed_msg, "remote_connect_event_connection_closed_msg")
+decode_remote_connect_event_connection_closed_msg = xdr.decoder(_dec_remote_connect_event_connection_closed_msg, _T_remote_connect_event_connection_closed_msg, "remote_connect_event_connection_closed_msg")
+encode_remote_connect_network_event_register_any_args = xdr.encoder(_enc_remote_connect_network_event_register_any_args, _T_remote_connect_network_event_register_any_args, "remote_connect_network_event_register_any_args")
+decode_remote_connect_network_event_register_any_args = xdr.decoder(_dec_remote_connect_network_event_register_any_args, _T_remote_connect_network_event_register_any_args, "remote_connect_network_event_register_any_args")
+encode_remote_connect_network_event_register_any_ret = xdr.encoder(_enc_remote_connect_network_event_register_any_ret, _T_remote_connect_network_event_register_any_ret, "remote_connect_network_event_register_any_ret")
+decode_remote_connect_network_event_register_any_ret = xdr.decoder(_dec_remote_connect_network_event_register_any_ret, _T_remote_connect_network_event_register_any_ret, "remote_connect_network_event_register_any_ret")
+encode_remote_connect_network_event_deregister_any_args = xdr.encoder(_enc_remote_connect_network_event_deregister_any_args, _T_remote_connect_network_event_deregister_any_args, "remote_connect_network_event_deregister_any_args")
+decode_remote_connect_network_event_deregister_any_args = xdr.decoder(_dec_remote_connect_network_event_deregister_any_args, _T_remote_connect_network_event_deregister_any_args, "remote_connect_network_event_deregister_any_args")
+encode_remote_connect_storage_pool_event_register_any_args = xdr.encoder(_enc_remote_connect_storage_pool_event_register_any_args, _T_remote_connect_storage_pool_event_register_any_args, "remote_connect_storage_pool_event_register_any_args")
+decode_remote_connect_storage_pool_event_register_any_args = xdr.decoder(_dec_remote_connect_storage_pool_event_register_any_args, _T_remote_connect_storage_pool_event_register_any_args, "remote_connect_storage_pool_event_register_any_args")
+encode_remote_connect_storage_pool_event_register_any_ret = xdr.encoder(_enc_remote_connect_storage_pool_event_register_any_ret, _T_remote_connect_storage_pool_event_register_any_ret, "remote_connect_storage_pool_event_register_any_ret")
+decode_remote_connect_storage_pool_event_register_any_ret = xdr.decoder(_dec_remote_connect_storage_pool_event_register_any_ret, _T_remote_connect_storage_pool_event_register_any_ret, "remote_connect_storage_pool_event_register_any_ret")
+encode_remote_connect_storage_pool_event_deregister_any_args = xdr.encoder(_enc_remote_connect_storage_pool_event_deregister_any_args, _T_remote_connect_storage_pool_event_deregister_any_args, "remote_connect_storage_pool_event_deregister_any_args")
+decode_remote_connect_storage_pool_event_deregister_any_args = xdr.decoder(_dec_remote_connect_storage_pool_event_deregister_any_args, _T_remote_connect_storage_pool_event_deregister_any_args, "remote_connect_storage_pool_event_deregister_any_args")
+encode_remote_connect_node_device_event_register_any_args = xdr.encoder(_enc_remote_connect_node_device_event_register_any_args, _T_remote_connect_node_device_event_register_any_args, "remote_connect_node_device_event_register_any_args")
+decode_remote_connect_node_device_event_register_any_args = xdr.decoder(_dec_remote_connect_node_device_event_register_any_args, _T_remote_connect_node_device_event_register_any_args, "remote_connect_node_device_event_register_any_args")
+encode_remote_connect_node_device_event_register_any_ret = xdr.encoder(_enc_remote_connect_node_device_event_register_any_ret, _T_remote_connect_node_device_event_register_any_ret, "remote_connect_node_device_event_register_any_ret")
+decode_remote_connect_node_device_event_register_any_ret = xdr.decoder(_dec_remote_connect_node_device_event_register_any_ret, _T_remote_connect_node_device_event_register_any_ret, "remote_connect_node_device_event_register_any_ret")
+encode_remote_connect_node_device_event_deregister_any_args = xdr.encoder(_enc_remote_connect_node_device_event_deregister_any_args, _T_remote_connect_node_device_event_deregister_any_args, "remote_connect_node_device_event_deregister_any_args")
+decode_remote_connect_node_device_event_deregister_any_args = xdr.decoder(_dec_remote_connect_node_device_event_deregister_any_args, _T_remote_connect_node_device_event_deregister_any_args, "remote_connect_node_device_event_deregister_any_args")
+encode_remote_connect_secret_event_register_any_args = xdr.encoder(_enc_remote_connect_secret_event_register_any_args, _T_remote_connect_secret_event_register_any_args, "remote_connect_secret_event_register_any_args")
+decode_remote_connect_secret_event_register_any_args = xdr.decoder(_dec_remote_connect_secret_event_register_any_args, _T_remote_connect_secret_event_register_any_args, "remote_connect_secret_event_register_any_args")
+encode_remote_connect_secret_event_register_any_ret = xdr.encoder(_enc_remote_connect_secret_event_register_any_ret, _T_remote_connect_secret_event_register_any_ret, "remote_connect_secret_event_register_any_ret")
+decode_remote_connect_secret_event_register_any_ret = xdr.decoder(_dec_remote_connect_secret_event_register_any_ret, _T_remote_connect_secret_event_register_any_ret, "remote_connect_secret_event_register_any_ret")
+encode_remote_connect_secret_event_deregister_any_args = xdr.encoder(_enc_remote_connect_secret_event_deregister_any_args, _T_remote_connect_secret_event_deregister_any_args, "remote_connect_secret_event_deregister_any_args")
+decode_remote_connect_secret_event_deregister_any_args = xdr.decoder(_dec_remote_connect_secret_event_deregister_any_args, _T_remote_connect_secret_event_deregister_any_args, "remote_connect_secret_event_deregister_any_args")
+encode_remote_domain_event_lifecycle_msg = xdr.encoder(_enc_remote_domain_event_lifecycle_msg, _T_remote_domain_event_lifecycle_msg, "remote_domain_event_lifecycle_msg")
+decode_remote_domain_event_lifecycle_msg = xdr.decoder(_dec_remote_domain_event_lifecycle_msg, _T_remote_domain_event_lifecycle_msg, "remote_domain_event_lifecycle_msg")
+encode_remote_domain_event_callback_lifecycle_msg = xdr.encoder(_enc_remote_domain_event_callback_lifecycle_msg, _T_remote_domain_event_callback_lifecycle_msg, "remote_domain_event_callback_lifecycle_msg")
+decode_remote_domain_event_callback_lifecycle_msg = xdr.decoder(_dec_remote_domain_event_callback_lifecycle_msg, _T_remote_domain_event_callback_lifecycle_msg, "remote_domain_event_callback_lifecycle_msg")
+encode_remote_domain_event_reboot_msg = xdr.encoder(_enc_remote_domain_event_reboot_msg, _T_remote_domain_event_reboot_msg, "remote_domain_event_reboot_msg")
+decode_remote_domain_event_reboot_msg = xdr.decoder(_dec_remote_domain_event_reboot_msg, _T_remote_domain_event_reboot_msg, "remote_domain_event_reboot_msg")
+encode_remote_domain_event_callback_reboot_msg = xdr.encoder(_enc_remote_domain_event_callback_reboot_msg, _T_remote_domain_event_callback_reboot_msg, "remote_domain_event_callback_reboot_msg")
+decode_remote_domain_event_callback_reboot_msg = xdr.decoder(_dec_remote_domain_event_callback_reboot_msg, _T_remote_domain_event_callback_reboot_msg, "remote_domain_event_callback_reboot_msg")
+encode_remote_domain_event_rtc_change_msg = xdr.encoder(_enc_remote_domain_event_rtc_change_msg, _T_remote_domain_event_rtc_change_msg, "remote_domain_event_rtc_change_msg")
+decode_remote_domain_event_rtc_change_msg = xdr.decoder(_dec_remote_domain_event_rtc_change_msg, _T_remote_domain_event_rtc_change_msg, "remote_domain_event_rtc_change_msg")
+encode_remote_domain_event_callback_rtc_change_msg = xdr.encoder(_enc_remote_domain_event_callback_rtc_change_msg, _T_remote_domain_event_callback_rtc_change_msg, "remote_domain_event_callback_rtc_change_msg")
+decode_remote_domain_event_callback_rtc_change_msg = xdr.decoder(_dec_remote_domain_event_callback_rtc_change_msg, _T_remote_domain_event_callback_rtc_change_msg, "remote_domain_event_callback_rtc_change_msg")
+encode_remote_domain_event_watchdog_msg = xdr.encoder(_enc_remote_domain_event_watchdog_msg, _T_remote_domain_event_watchdog_msg, "remote_domain_event_watchdog_msg")
+decode_remote_domain_event_watchdog_msg = xdr.decoder(_dec_remote_domain_event_watchdog_msg, _T_remote_domain_event_watchdog_msg, "remote_domain_event_watchdog_msg")
+encode_remote_domain_event_callback_watchdog_msg = xdr.encoder(_enc_remote_domain_event_callback_watchdog_msg, _T_remote_domain_event_callback_watchdog_msg, "remote_domain_event_callback_watchdog_msg")
+decode_remote_domain_event_callback_watchdog_msg = xdr.decoder(_dec_remote_domain_event_callback_watchdog_msg, _T_remote_domain_event_callback_watchdog_msg, "remote_domain_event_callback_watchdog_msg")
+encode_remote_domain_event_io_error_msg = xdr.encoder(_enc_remote_domain_event_io_error_msg, _T_remote_domain_event_io_error_msg, "remote_domain_event_io_error_msg")
+decode_remote_domain_event_io_error_msg = xdr.decoder(_dec_remote_domain_event_io_error_msg, _T_remote_domain_event_io_error_msg, "remote_domain_event_io_error_msg")
+encode_remote_domain_event_callback_io_error_msg = xdr.encoder(_enc_remote_domain_event_callback_io_error_msg, _T_remote_domain_event_callback_io_error_msg, "remote_domain_event_callback_io_error_msg")
+decode_remote_domain_event_callback_io_error_msg = xdr.decoder(_dec_remote_domain_event_callback_io_error_msg, _T_remote_domain_event_callback_io_error_msg, "remote_domain_event_callback_io_error_msg")
+encode_remote_domain_event_io_error_reason_msg = xdr.encoder(_enc_remote_domain_event_io_error_reason_msg, _T_remote_domain_event_io_error_reason_msg, "remote_domain_event_io_error_reason_msg")
+decode_remote_domain_event_io_error_reason_msg = xdr.decoder(_dec_remote_domain_event_io_error_reason_msg, _T_remote_domain_event_io_error_reason_msg, "remote_domain_event_io_error_reason_msg")
+encode_remote_domain_event_callback_io_error_reason_msg = xdr.encoder(_enc_remote_domain_event_callback_io_error_reason_msg, _T_remote_domain_event_callback_io_error_reason_msg, "remote_domain_event_callback_io_error_reason_msg")
+decode_remote_domain_event_callback_io_error_reason_msg = xdr.decoder(_dec_remote_domain_event_callback_io_error_reason_msg, _T_remote_domain_event_callback_io_error_reason_msg, "remote_domain_event_callback_io_error_reason_msg")
+encode_remote_domain_event_graphics_address = xdr.encoder(_enc_remote_domain_event_graphics_address, _T_remote_domain_event_graphics_address, "remote_domain_event_graphics_address")
+decode_remote_domain_event_graphics_address = xdr.decoder(_dec_remote_domain_event_graphics_address, _T_remote_domain_event_graphics_address, "remote_domain_event_graphics_address")
+encode_remote_domain_event_graphics_identity = xdr.encoder(_enc_remote_domain_event_graphics_identity, _T_remote_domain_event_graphics_identity, "remote_domain_event_graphics_identity")
+decode_remote_domain_event_graphics_identity = xdr.decoder(_dec_remote_domain_event_graphics_identity, _T_remote_domain_event_graphics_identity, "remote_domain_event_graphics_identity")
+encode_remote_domain_event_graphics_msg = xdr.encoder(_enc_remote_domain_event_graphics_msg, _T_remote_domain_event_graphics_msg, "remote_domain_event_graphics_msg")
+decode_remote_domain_event_graphics_msg = xdr.decoder(_dec_remote_domain_event_graphics_msg, _T_remote_domain_event_graphics_msg, "remote_domain_event_graphics_msg")
+encode_remote_domain_event_callback_graphics_msg = xdr.encoder(_enc_remote_domain_event_callback_graphics_msg, _T_remote_domain_event_callback_graphics_msg, "remote_domain_event_callback_graphics_msg")
+decode_remote_domain_event_callback_graphics_msg = xdr.decoder(_dec_remote_domain_event_callback_graphics_msg, _T_remote_domain_event_callback_graphics_msg, "remote_domain_event_callback_graphics_msg")
+encode_remote_domain_event_block_job_msg = xdr.encoder(_enc_remote_domain_event_block_job_msg, _T_remote_domain_event_block_job_msg, "remote_domain_event_block_job_msg")
+decode_remote_domain_event_block_job_msg = xdr.decoder(_dec_remote_domain_event_block_job_msg, _T_remote_domain_event_block_job_msg, "remote_domain_event_block_job_msg")
+encode_remote_domain_event_callback_block_job_msg = xdr.encoder(_enc_remote_domain_event_callback_block_job_msg, _T_remote_domain_event_callback_block_job_msg, "remote_domain_event_callback_block_job_msg")
+decode_remote_domain_event_callback_block_job_msg = xdr.decoder(_dec_remote_domain_event_callback_block_job_msg, _T_remote_domain_event_callback_block_job_msg, "remote_domain_event_callback_block_job_msg")
+encode_remote_domain_event_disk_change_msg = xdr.encoder(_enc_remote_domain_event_disk_change_msg, _T_remote_domain_event_disk_change_msg, "remote_domain_event_disk_change_msg")
+decode_remote_domain_event_disk_change_msg = xdr.decoder(_dec_remote_domain_event_disk_change_msg, _T_remote_domain_event_disk_change_msg, "remote_domain_event_disk_change_msg")
+encode_remote_domain_event_callback_disk_change_msg = xdr.encoder(_enc_remote_domain_event_callback_disk_change_msg, _T_remote_domain_event_callback_disk_change_msg, "remote_domain_event_callback_disk_change_msg")
+decode_remote_domain_event_callback_disk_change_msg = xdr.decoder(_dec_remote_domain_event_callback_disk_change_msg, _T_remote_domain_event_callback_disk_change_msg, "remote_domain_event_callback_disk_change_msg")
+encode_remote_domain_event_tray_change_msg = xdr.encoder(_enc_remote_domain_event_tray_change_msg, _T_remote_domain_event_tray_change_msg, "remote_domain_event_tray_change_msg")
+decode_remote_domain_event_tray_change_msg = xdr.decoder(_dec_remote_domain_event_tray_change_msg, _T_remote_domain_event_tray_change_msg, "remote_domain_event_tray_change_msg")
+encode_remote_domain_event_callback_tray_change_msg = xdr.encoder(_enc_remote_domain_event_callback_tray_change_msg, _T_remote_domain_event_callback_tray_change_msg, "remote_domain_event_callback_tray_change_msg")
+decode_remote_domain_event_callback_tray_change_msg = xdr.decoder(_dec_remote_domain_event_callback_tray_change_msg, _T_remote_domain_event_callback_tray_change_msg, "remote_domain_event_callback_tray_change_msg")
+encode_remote_domain_event_pmwakeup_msg = xdr.encoder(_enc_remote_domain_event_pmwakeup_msg, _T_remote_domain_event_pmwakeup_msg, "remote_domain_event_pmwakeup_msg")
+decode_remote_domain_event_pmwakeup_msg = xdr.decoder(_dec_remote_domain_event_pmwakeup_msg, _T_remote_domain_event_pmwakeup_msg, "remote_domain_event_pmwakeup_msg")
+encode_remote_domain_event_callback_pmwakeup_msg = xdr.encoder(_enc_remote_domain_event_callback_pmwakeup_msg, _T_remote_domain_event_callback_pmwakeup_msg, "remote_domain_event_callback_pmwakeup_msg")
+decode_remote_domain_event_callback_pmwakeup_msg = xdr.decoder(_dec_remote_domain_event_callback_pmwakeup_msg, _T_remote_domain_event_callback_pmwakeup_msg, "remote_domain_event_callback_pmwakeup_msg")
+encode_remote_domain_event_pmsuspend_msg = xdr.encoder(_enc_remote_domain_event_pmsuspend_msg, _T_remote_domain_event_pmsuspend_msg, "remote_domain_event_pmsuspend_msg")
+decode_remote_domain_event_pmsuspend_msg = xdr.decoder(_dec_remote_domain_event_pmsuspend_msg, _T_remote_domain_event_pmsuspend_msg, "remote_domain_event_pmsuspend_msg")
+encode_remote_domain_event_callback_pmsuspend_msg = xdr.encoder(_enc_remote_domain_event_callback_pmsuspend_msg, _T_remote_domain_event_callback_pmsuspend_msg, "remote_domain_event_callback_pmsuspend_msg")
+decode_remote_domain_event_callback_pmsuspend_msg = xdr.decoder(_dec_remote_domain_event_callback_pmsuspend_msg, _T_remote_domain_event_callback_pmsuspend_msg, "remote_domain_event_callback_pmsuspend_msg")
+encode_remote_domain_event_balloon_change_msg = xdr.encoder(_enc_remote_domain_event_balloon_change_msg, _T_remote_domain_event_balloon_change_msg, "remote_domain_event_balloon_change_msg")
+decode_remote_domain_event_balloon_change_msg = xdr.decoder(_dec_remote_domain_event_balloon_change_msg, _T_remote_domain_event_balloon_change_msg, "remote_domain_event_balloon_change_msg")
+encode_remote_domain_event_callback_balloon_change_msg = xdr.encoder(_enc_remote_domain_event_callback_balloon_change_msg, _T_remote_domain_event_callback_balloon_change_msg, "remote_domain_event_callback_balloon_change_msg")
+decode_remote_domain_event_callback_balloon_change_msg = xdr.decoder(_dec_remote_domain_event_callback_balloon_change_msg, _T_remote_domain_event_callback_balloon_change_msg, "remote_domain_event_callback_balloon_change_msg")
+encode_remote_domain_event_pmsuspend_disk_msg = xdr.encoder(_enc_remote_domain_event_pmsuspend_disk_msg, _T_remote_domain_event_pmsuspend_disk_msg, "remote_domain_event_pmsuspend_disk_msg")
+decode_remote_domain_event_pmsuspend_disk_msg = xdr.decoder(_dec_remote_domain_event_pmsuspend_disk_msg, _T_remote_domain_event_pmsuspend_disk_msg, "remote_domain_event_pmsuspend_disk_msg")
+encode_remote_domain_event_callback_pmsuspend_disk_msg = xdr.encoder(_enc_remote_domain_event_callback_pmsuspend_disk_msg, _T_remote_domain_event_callback_pmsuspend_disk_msg, "remote_domain_event_callback_pmsuspend_disk_msg")
+decode_remote_domain_event_callback_pmsuspend_disk_msg = xdr.decoder(_dec_remote_domain_event_callback_pmsuspend_disk_msg, _T_remote_domain_event_callback_pmsuspend_disk_msg, "remote_domain_event_callback_pmsuspend_disk_msg")
+encode_remote_domain_event_control_error_msg = xdr.encoder(_enc_remote_domain_event_control_error_msg, _T_remote_domain_event_control_error_msg, "remote_domain_event_control_error_msg")
+decode_remote_domain_event_control_error_msg = xdr.decoder(_dec_remote_domain_event_control_error_msg, _T_remote_domain_event_control_error_msg, "remote_domain_event_control_error_msg")
+encode_remote_domain_event_callback_control_error_msg = xdr.encoder(_enc_remote_domain_event_callback_control_error_msg, _T_remote_domain_event_callback_control_error_msg, "remote_domain_event_callback_control_error_msg")
+decode_remote_domain_event_callback_control_error_msg = xdr.decoder(_dec_remote_domain_event_callback_control_error_msg, _T_remote_domain_event_callback_control_error_msg, "remote_domain_event_callback_control_error_msg")
+encode_remote_domain_event_device_removed_msg = xdr.encoder(_enc_remote_domain_event_device_removed_msg, _T_remote_domain_event_device_removed_msg, "remote_domain_event_device_removed_msg")
+decode_remote_domain_event_device_removed_msg = xdr.decoder(_dec_remote_domain_event_device_removed_msg, _T_remote_domain_event_device_removed_msg, "remote_domain_event_device_removed_msg")
+encode_remote_domain_event_callback_device_removed_msg = xdr.encoder(_enc_remote_domain_event_callback_device_removed_msg, _T_remote_domain_event_callback_device_removed_msg, "remote_domain_event_callback_device_removed_msg")
+decode_remote_domain_event_callback_device_removed_msg = xdr.decoder(_dec_remote_domain_event_callback_device_removed_msg, _T_remote_domain_event_callback_device_removed_msg, "remote_domain_event_callback_device_removed_msg")
+encode_remote_domain_event_block_job_2_msg = xdr.encoder(_enc_remote_domain_event_block_job_2_msg, _T_remote_domain_event_block_job_2_msg, "remote_domain_event_block_job_2_msg")
+decode_remote_domain_event_block_job_2_msg = xdr.decoder(_dec_remote_domain_event_block_job_2_msg, _T_remote_domain_event_block_job_2_msg, "remote_domain_event_block_job_2_msg")
+encode_remote_domain_event_block_threshold_msg = xdr.encoder(_enc_remote_domain_event_block_threshold_msg, _T_remote_domain_event_block_threshold_msg, "remote_domain_event_block_threshold_msg")
+decode_remote_domain_event_block_threshold_msg = xdr.decoder(_dec_remote_domain_event_block_threshold_msg, _T_remote_domain_event_block_threshold_msg, "remote_domain_event_block_threshold_msg")
+encode_remote_domain_event_callback_tunable_msg = xdr.encoder(_enc_remote_domain_event_callback_tunable_msg, _T_remote_domain_event_callback_tunable_msg, "remote_domain_event_callback_tunable_msg")
+decode_remote_domain_event_callback_tunable_msg = xdr.decoder(_dec_remote_domain_event_callback_tunable_msg, _T_remote_domain_event_callback_tunable_msg, "remote_domain_event_callback_tunable_msg")
+encode_remote_domain_event_callback_device_added_msg = xdr.encoder(_enc_remote_domain_event_callback_device_added_msg, _T_remote_domain_event_callback_device_added_msg, "remote_domain_event_callback_device_added_msg")
+decode_remote_domain_event_callback_device_added_msg = xdr.decoder(_dec_remote_domain_event_callback_device_added_msg, _T_remote_domain_event_callback_device_added_msg, "remote_domain_event_callback_device_added_msg")
+encode_remote_domain_event_callback_agent_lifecycle_msg = xdr.encoder(_enc_remote_domain_event_callback_agent_lifecycle_msg, _T_remote_domain_event_callback_agent_lifecycle_msg, "remote_domain_event_callback_agent_lifecycle_msg")
+decode_remote_domain_event_callback_agent_lifecycle_msg = xdr.decoder(_dec_remote_domain_event_callback_agent_lifecycle_msg, _T_remote_domain_event_callback_agent_lifecycle_msg, "remote_domain_event_callback_agent_lifecycle_msg")
+encode_remote_domain_event_callback_migration_iteration_msg = xdr.encoder(_enc_remote_domain_event_callback_migration_iteration_msg, _T_remote_domain_event_callback_migration_iteration_msg, "remote_domain_event_callback_migration_iteration_msg")
+decode_remote_domain_event_callback_migration_iteration_msg = xdr.decoder(_dec_remote_domain_event_callback_migration_iteration_msg, _T_remote_domain_event_callback_migration_iteration_msg, "remote_domain_event_callback_migration_iteration_msg")
+encode_remote_domain_event_callback_job_completed_msg = xdr.encoder(_enc_remote_domain_event_callback_job_completed_msg, _T_remote_domain_event_callback_job_completed_msg, "remote_domain_event_callback_job_completed_msg")
+decode_remote_domain_event_callback_job_completed_msg = xdr.decoder(_dec_remote_domain_event_callback_job_completed_msg, _T_remote_domain_event_callback_job_completed_msg, "remote_domain_event_callback_job_completed_msg")
+encode_remote_domain_event_callback_device_removal_failed_msg = xdr.encoder(_enc_remote_domain_event_callback_device_removal_failed_msg, _T_remote_domain_event_callback_device_removal_failed_msg, "remote_domain_event_callback_device_removal_failed_msg")
+decode_remote_domain_event_callback_device_removal_failed_msg = xdr.decoder(_dec_remote_domain_event_callback_device_removal_failed_msg, _T_remote_domain_event_callback_device_removal_failed_msg, "remote_domain_event_callback_device_removal_failed_msg")
+encode_remote_domain_event_callback_metadata_change_msg = xdr.encoder(_enc_remote_domain_event_callback_metadata_change_msg, _T_remote_domain_event_callback_metadata_change_msg, "remote_domain_event_callback_metadata_change_msg")
+decode_remote_domain_event_callback_metadata_change_msg = xdr.decoder(_dec_remote_domain_event_callback_metadata_change_msg, _T_remote_domain_event_callback_metadata_change_msg, "remote_domain_event_callback_metadata_change_msg")
+encode_remote_domain_event_memory_failure_msg = xdr.encoder(_enc_remote_domain_event_memory_failure_msg, _T_remote_domain_event_memory_failure_msg, "remote_domain_event_memory_failure_msg")
+decode_remote_domain_event_memory_failure_msg = xdr.decoder(_dec_remote_domain_event_memory_failure_msg, _T_remote_domain_event_memory_failure_msg, "remote_domain_event_memory_failure_msg")
+encode_remote_domain_event_memory_device_size_change_msg = xdr.encoder(_enc_remote_domain_event_memory_device_size_change_msg, _T_remote_domain_event_memory_device_size_change_msg, "remote_domain_event_memory_device_size_change_msg")
+decode_remote_domain_event_memory_device_size_change_msg = xdr.decoder(_dec_remote_domain_event_memory_device_size_change_msg, _T_remote_domain_event_memory_device_size_change_msg, "remote_domain_event_memory_device_size_change_msg")
+encode_remote_network_event_lifecycle_msg = xdr.encoder(_enc_remote_network_event_lifecycle_msg, _T_remote_network_event_lifecycle_msg, "remote_network_event_lifecycle_msg")
+decode_remote_network_event_lifecycle_msg = xdr.decoder(_dec_remote_network_event_lifecycle_msg, _T_remote_network_event_lifecycle_msg, "remote_network_event_lifecycle_msg")
+encode_remote_storage_pool_event_lifecycle_msg = xdr.encoder(_enc_remote_storage_pool_event_lifecycle_msg, _T_remote_storage_pool_event_lifecycle_msg, "remote_storage_pool_event_lifecycle_msg")
+decode_remote_storage_pool_event_lifecycle_msg = xdr.decoder(_dec_remote_storage_pool_event_lifecycle_msg, _T_remote_storage_pool_event_lifecycle_msg, "remote_storage_pool_event_lifecycle_msg")
+encode_remote_storage_pool_event_refresh_msg = xdr.encoder(_enc_remote_storage_pool_event_refresh_msg, _T_remote_storage_pool_event_refresh_msg, "remote_storage_pool_event_refresh_msg")
+decode_remote_storage_pool_event_refresh_msg = xdr.decoder(_dec_remote_storage_pool_event_refresh_msg, _T_remote_storage_pool_event_refresh_msg, "remote_storage_pool_event_refresh_msg")
+encode_remote_node_device_event_lifecycle_msg = xdr.encoder(_enc_remote_node_device_event_lifecycle_msg, _T_remote_node_device_event_lifecycle_msg, "remote_node_device_event_lifecycle_msg")
+decode_remote_node_device_event_lifecycle_msg = xdr.decoder(_dec_remote_node_device_event_lifecycle_msg, _T_remote_node_device_event_lifecycle_msg, "remote_node_device_event_lifecycle_msg")
+encode_remote_node_device_event_update_msg = xdr.encoder(_enc_remote_node_device_event_update_msg, _T_remote_node_device_event_update_msg, "remote_node_device_event_update_msg")
+decode_remote_node_device_event_update_msg = xdr.decoder(_dec_remote_node_device_event_update_msg, _T_remote_node_device_event_update_msg, "remote_node_device_event_update_msg")
+encode_remote_secret_event_lifecycle_msg = xdr.encoder(_enc_remote_secret_event_lifecycle_msg, _T_remote_secret_event_lifecycle_msg, "remote_secret_event_lifecycle_msg")
+decode_remote_secret_event_lifecycle_msg = xdr.decoder(_dec_remote_secret_event_lifecycle_msg, _T_remote_secret_event_lifecycle_msg, "remote_secret_event_lifecycle_msg")
+encode_remote_secret_event_value_changed_msg = xdr.encoder(_enc_remote_secret_event_value_changed_msg, _T_remote_secret_event_value_changed_msg, "remote_secret_event_value_changed_msg")
+decode_remote_secret_event_value_changed_msg = xdr.decoder(_dec_remote_secret_event_value_changed_msg, _T_remote_secret_event_value_changed_msg, "remote_secret_event_value_changed_msg")
+encode_remote_connect_num_of_networks_ret = xdr.encoder(_enc_remote_connect_num_of_networks_ret, _T_remote_connect_num_of_networks_ret, "remote_connect_num_of_networks_ret")
+decode_remote_connect_num_of_networks_ret = xdr.decoder(_dec_remote_connect_num_of_networks_ret, _T_remote_connect_num_of_networks_ret, "remote_connect_num_of_networks_ret")
+encode_remote_connect_list_networks_args = xdr.encoder(_enc_remote_connect_list_networks_args, _T_remote_connect_list_networks_args, "remote_connect_list_networks_args")
+decode_remote_connect_list_networks_args = xdr.decoder(_dec_remote_connect_list_networks_args, _T_remote_connect_list_networks_args, "remote_connect_list_networks_args")
+encode_remote_connect_list_networks_ret = xdr.encoder(_enc_remote_connect_list_networks_ret, _T_remote_connect_list_networks_ret, "remote_connect_list_networks_ret")
+decode_remote_connect_list_networks_ret = xdr.decoder(_dec_remote_connect_list_networks_ret, _T_remote_connect_list_networks_ret, "remote_connect_list_networks_ret")
+encode_remote_connect_num_of_defined_networks_ret = xdr.encoder(_enc_remote_connect_num_of_defined_networks_ret, _T_remote_connect_num_of_defined_networks_ret, "remote_connect_num_of_defined_networks_ret")
+decode_remote_connect_num_of_defined_networks_ret = xdr.decoder(_dec_remote_connect_num_of_defined_networks_ret, _T_remote_connect_num_of_defined_networks_ret, "remote_connect_num_of_defined_networks_ret")
+encode_remote_connect_list_defined_networks_args = xdr.encoder(_enc_remote_connect_list_defined_networks_args, _T_remote_connect_list_defined_networks_args, "remote_connect_list_defined_networks_args")
+decode_remote_connect_list_defined_networks_args = xdr.decoder(_dec_remote_connect_list_defined_networks_args, _T_remote_connect_list_defined_networks_args, "remote_connect_list_defined_networks_args")
+encode_remote_connect_list_defined_networks_ret = xdr.encoder(_enc_remote_connect_list_defined_networks_ret, _T_remote_connect_list_defined_networks_ret, "remote_connect_list_defined_networks_ret")
+decode_remote_connect_list_defined_networks_ret = xdr.decoder(_dec_remote_connect_list_defined_networks_ret, _T_remote_connect_list_defined_networks_ret, "remote_connect_list_defined_networks_ret")
+encode_remote_network_lookup_by_uuid_args = xdr.encoder(_enc_remote_network_lookup_by_uuid_args, _T_remote_network_lookup_by_uuid_args, "remote_network_lookup_by_uuid_args")
+decode_remote_network_lookup_by_uuid_args = xdr.decoder(_dec_remote_network_lookup_by_uuid_args, _T_remote_network_lookup_by_uuid_args, "remote_network_lookup_by_uuid_args")
+encode_remote_network_lookup_by_uuid_ret = xdr.encoder(_enc_remote_network_lookup_by_uuid_ret, _T_remote_network_lookup_by_uuid_ret, "remote_network_lookup_by_uuid_ret")
+decode_remote_network_lookup_by_uuid_ret = xdr.decoder(_dec_remote_network_lookup_by_uuid_ret, _T_remote_network_lookup_by_uuid_ret, "remote_network_lookup_by_uuid_ret")
+encode_remote_network_lookup_by_name_args = xdr.encoder(_enc_remote_network_lookup_by_name_args, _T_remote_network_lookup_by_name_args, "remote_network_lookup_by_name_args")
+decode_remote_network_lookup_by_name_args = xdr.decoder(_dec_remote_network_lookup_by_name_args, _T_remote_network_lookup_by_name_args, "remote_network_lookup_by_name_args")
+encode_remote_network_lookup_by_name_ret = xdr.encoder(_enc_remote_network_lookup_by_name_ret, _T_remote_network_lookup_by_name_ret, "remote_network_lookup_by_name_ret")
+decode_remote_network_lookup_by_name_ret = xdr.decoder(_dec_remote_network_lookup_by_name_ret, _T_remote_network_lookup_by_name_ret, "remote_network_lookup_by_name_ret")
+encode_remote_network_create_xml_args = xdr.encoder(_enc_remote_network_create_xml_args, _T_remote_network_create_xml_args, "remote_network_create_xml_args")
+decode_remote_network_create_xml_args = xdr.decoder(_dec_remote_network_create_xml_args, _T_remote_network_create_xml_args, "remote_network_create_xml_args")
+encode_remote_network_create_xml_ret = xdr.encoder(_enc_remote_network_create_xml_ret, _T_remote_network_create_xml_ret, "remote_network_create_xml_ret")
+decode_remote_network_create_xml_ret = xdr.decoder(_dec_remote_network_create_xml_ret, _T_remote_network_create_xml_ret, "remote_network_create_xml_ret")
+encode_remote_network_create_xml_flags_args = xdr.encoder(_enc_remote_network_create_xml_flags_args, _T_remote_network_create_xml_flags_args, "remote_network_create_xml_flags_args")
+decode_remote_network_create_xml_flags_args = xdr.decoder(_dec_remote_network_create_xml_flags_args, _T_remote_network_create_xml_flags_args, "remote_network_create_xml_flags_args")
+encode_remote_network_create_xml_flags_ret = xdr.encoder(_enc_remote_network_create_xml_flags_ret, _T_remote_network_create_xml_flags_ret, "remote_network_create_xml_flags_ret")
+decode_remote_network_create_xml_flags_ret = xdr.decoder(_dec_remote_network_create_xml_flags_ret, _T_remote_network_create_xml_flags_ret, "remote_network_create_xml_flags_ret")
+encode_remote_network_define_xml_args = xdr.encoder(_enc_remote_network_define_xml_args, _T_remote_network_define_xml_args, "remote_network_define_xml_args")
+decode_remote_network_define_xml_args = xdr.decoder(_dec_remote_network_define_xml_args, _T_remote_network_define_xml_args, "remote_network_define_xml_args")
+encode_remote_network_define_xml_ret = xdr.encoder(_enc_remote_network_define_xml_ret, _T_remote_network_define_xml_ret, "remote_network_define_xml_ret")
+decode_remote_network_define_xml_ret = xdr.decoder(_dec_remote_network_define_xml_ret, _T_remote_network_define_xml_ret, "remote_network_define_xml_ret")
+encode_remote_network_define_xml_flags_args = xdr.encoder(_enc_remote_network_define_xml_flags_args, _T_remote_network_define_xml_flags_args, "remote_network_define_xml_flags_args")
+decode_remote_network_define_xml_flags_args = xdr.decoder(_dec_remote_network_define_xml_flags_args, _T_remote_network_define_xml_flags_args, "remote_network_define_xml_flags_args")
+encode_remote_network_define_xml_flags_ret = xdr.encoder(_enc_remote_network_define_xml_flags_ret, _T_remote_network_define_xml_flags_ret, "remote_network_define_xml_flags_ret")
+decode_remote_network_define_xml_flags_ret = xdr.decoder(_dec_remote_network_define_xml_flags_ret, _T_remote_network_define_xml_flags_ret, "remote_network_define_xml_flags_ret")
+encode_remote_network_undefine_args = xdr.encoder(_enc_remote_network_undefine_args, _T_remote_network_undefine_args, "remote_network_undefine_args")
+decode_remote_network_undefine_args = xdr.decoder(_dec_remote_network_undefine_args, _T_remote_network_undefine_args, "remote_network_undefine_args")
+encode_remote_network_update_args = xdr.encoder(_enc_remote_network_update_args, _T_remote_network_update_args, "remote_network_update_args")
+decode_remote_network_update_args = xdr.decoder(_dec_remote_network_update_args, _T_remote_network_update_args, "remote_network_update_args")
+encode_remote_network_create_args = xdr.encoder(_enc_remote_network_create_args, _T_remote_network_create_args, "remote_network_create_args")
+decode_remote_network_create_args = xdr.decoder(_dec_remote_network_create_args, _T_remote_network_create_args, "remote_network_create_args")
+encode_remote_network_destroy_args = xdr.encoder(_enc_remote_network_destroy_args, _T_remote_network_destroy_args, "remote_network_destroy_args")
+decode_remote_network_destroy_args = xdr.decoder(_dec_remote_network_destroy_args, _T_remote_network_destroy_args, "remote_network_destroy_args")
+encode_remote_network_get_xml_desc_args = xdr.encoder(_enc_remote_network_get_xml_desc_args, _T_remote_network_get_xml_desc_args, "remote_network_get_xml_desc_args")
+decode_remote_network_get_xml_desc_args = xdr.decoder(_dec_remote_network_get_xml_desc_args, _T_remote_network_get_xml_desc_args, "remote_network_get_xml_desc_args")
+encode_remote_network_get_xml_desc_ret = xdr.encoder(_enc_remote_network_get_xml_desc_ret, _T_remote_network_get_xml_desc_ret, "remote_network_get_xml_desc_ret")
+decode_remote_network_get_xml_desc_ret = xdr.decoder(_dec_remote_network_get_xml_desc_ret, _T_remote_network_get_xml_desc_ret, "remote_network_get_xml_desc_ret")
+encode_remote_network_get_bridge_name_args = xdr.encoder(_enc_remote_network_get_bridge_name_args, _T_remote_network_get_bridge_name_args, "remote_network_get_bridge_name_args")
+decode_remote_network_get_bridge_name_args = xdr.decoder(_dec_remote_network_get_bridge_name_args, _T_remote_network_get_bridge_name_args, "remote_network_get_bridge_name_args")
+encode_remote_network_get_bridge_name_ret = xdr.encoder(_enc_remote_network_get_bridge_name_ret, _T_remote_network_get_bridge_name_ret, "remote_network_get_bridge_name_ret")
+decode_remote_network_get_bridge_name_ret = xdr.decoder(_dec_remote_network_get_bridge_name_ret, _T_remote_network_get_bridge_name_ret, "remote_network_get_bridge_name_ret")
+encode_remote_network_get_autostart_args = xdr.encoder(_enc_remote_network_get_autostart_args, _T_remote_network_get_autostart_args, "remote_network_get_autostart_args")
+decode_remote_network_get_autostart_args = xdr.decoder(_dec_remote_network_get_autostart_args, _T_remote_network_get_autostart_args, "remote_network_get_autostart_args")
+encode_remote_network_get_autostart_ret = xdr.encoder(_enc_remote_network_get_autostart_ret, _T_remote_network_get_autostart_ret, "remote_network_get_autostart_ret")
+decode_remote_network_get_autostart_ret = xdr.decoder(_dec_remote_network_get_autostart_ret, _T_remote_network_get_autostart_ret, "remote_network_get_autostart_ret")
+encode_remote_network_set_autostart_args = xdr.encoder(_enc_remote_network_set_autostart_args, _T_remote_network_set_autostart_args, "remote_network_set_autostart_args")
+decode_remote_network_set_autostart_args = xdr.decoder(_dec_remote_network_set_autostart_args, _T_remote_network_set_autostart_args, "remote_network_set_autostart_args")
+encode_remote_network_is_active_args = xdr.encoder(_enc_remote_network_is_active_args, _T_remote_network_is_active_args, "remote_network_is_active_args")
+decode_remote_network_is_active_args = xdr.decoder(_dec_remote_network_is_active_args, _T_remote_network_is_active_args, "remote_network_is_active_args")
+encode_remote_network_is_active_ret = xdr.encoder(_enc_remote_network_is_active_ret, _T_remote_network_is_active_ret, "remote_network_is_active_ret")
+decode_remote_network_is_active_ret = xdr.decoder(_dec_remote_network_is_active_ret, _T_remote_network_is_active_ret, "remote_network_is_active_ret")
+encode_remote_network_is_persistent_args = xdr.encoder(_enc_remote_network_is_persistent_args, _T_remote_network_is_persistent_args, "remote_network_is_persistent_args")
+decode_remote_network_is_persistent_args = xdr.decoder(_dec_remote_network_is_persistent_args, _T_remote_network_is_persistent_args, "remote_network_is_persistent_args")
+encode_remote_network_is_persistent_ret = xdr.encoder(_enc_remote_network_is_persistent_ret, _T_remote_network_is_persistent_ret, "remote_network_is_persistent_ret")
+decode_remote_network_is_persistent_ret = xdr.decoder(_dec_remote_network_is_persistent_ret, _T_remote_network_is_persistent_ret, "remote_network_is_persistent_ret")
+encode_remote_connect_list_all_networks_args = xdr.encoder(_enc_remote_connect_list_all_networks_args, _T_remote_connect_list_all_networks_args, "remote_connect_list_all_networks_args")
+decode_remote_connect_list_all_networks_args = xdr.decoder(_dec_remote_connect_list_all_networks_args, _T_remote_connect_list_all_networks_args, "remote_connect_list_all_networks_args")
+encode_remote_connect_list_all_networks_ret = xdr.encoder(_enc_remote_connect_list_all_networks_ret, _T_remote_connect_list_all_networks_ret, "remote_connect_list_all_networks_ret")
+decode_remote_connect_list_all_networks_ret = xdr.decoder(_dec_remote_connect_list_all_networks_ret, _T_remote_connect_list_all_networks_ret, "remote_connect_list_all_networks_ret")
+encode_remote_network_dhcp_lease = xdr.encoder(_enc_remote_network_dhcp_lease, _T_remote_network_dhcp_lease, "remote_network_dhcp_lease")
+decode_remote_network_dhcp_lease = xdr.decoder(_dec_remote_network_dhcp_lease, _T_remote_network_dhcp_lease, "remote_network_dhcp_lease")
+encode_remote_network_get_dhcp_leases_args = xdr.encoder(_enc_remote_network_get_dhcp_leases_args, _T_remote_network_get_dhcp_leases_args, "remote_network_get_dhcp_leases_args")
+decode_remote_network_get_dhcp_leases_args = xdr.decoder(_dec_remote_network_get_dhcp_leases_args, _T_remote_network_get_dhcp_leases_args, "remote_network_get_dhcp_leases_args")
+encode_remote_network_get_dhcp_leases_ret = xdr.encoder(_enc_remote_network_get_dhcp_leases_ret, _T_remote_network_get_dhcp_leases_ret, "remote_network_get_dhcp_leases_ret")
+decode_remote_network_get_dhcp_leases_ret = xdr.decoder(_dec_remote_network_get_dhcp_leases_ret, _T_remote_network_get_dhcp_leases_ret, "remote_network_get_dhcp_leases_ret")
+encode_remote_network_list_all_ports_args = xdr.encoder(_enc_remote_network_list_all_ports_args, _T_remote_network_list_all_ports_args, "remote_network_list_all_ports_args")
+decode_remote_network_list_all_ports_args = xdr.decoder(_dec_remote_network_list_all_ports_args, _T_remote_network_list_all_ports_args, "remote_network_list_all_ports_args")
+encode_remote_network_list_all_ports_ret = xdr.encoder(_enc_remote_network_list_all_ports_ret, _T_remote_network_list_all_ports_ret, "remote_network_list_all_ports_ret")
+decode_remote_network_list_all_ports_ret = xdr.decoder(_dec_remote_network_list_all_ports_ret, _T_remote_network_list_all_ports_ret, "remote_network_list_all_ports_ret")
+encode_remote_network_port_lookup_by_uuid_args = xdr.encoder(_enc_remote_network_port_lookup_by_uuid_args, _T_remote_network_port_lookup_by_uuid_args, "remote_network_port_lookup_by_uuid_args")
+decode_remote_network_port_lookup_by_uuid_args = xdr.decoder(_dec_remote_network_port_lookup_by_uuid_args, _T_remote_network_port_lookup_by_uuid_args, "remote_network_port_lookup_by_uuid_args")
+encode_remote_network_port_lookup_by_uuid_ret = xdr.encoder(_enc_remote_network_port_lookup_by_uuid_ret, _T_remote_network_port_lookup_by_uuid_ret, "remote_network_port_lookup_by_uuid_ret")
+decode_remote_network_port_lookup_by_uuid_ret = xdr.decoder(_dec_remote_network_port_lookup_by_uuid_ret, _T_remote_network_port_lookup_by_uuid_ret, "remote_network_port_lookup_by_uuid_ret")
+encode_remote_network_port_create_xml_args = xdr.encoder(_enc_remote_network_port_create_xml_args, _T_remote_network_port_create_xml_args, "remote_network_port_create_xml_args")
+decode_remote_network_port_create_xml_args = xdr.decoder(_dec_remote_network_port_create_xml_args, _T_remote_network_port_create_xml_args, "remote_network_port_create_xml_args")
+encode_remote_network_port_create_xml_ret = xdr.encoder(_enc_remote_network_port_create_xml_ret, _T_remote_network_port_create_xml_ret, "remote_network_port_create_xml_ret")
+decode_remote_network_port_create_xml_ret = xdr.decoder(_dec_remote_network_port_create_xml_ret, _T_remote_network_port_create_xml_ret, "remote_network_port_create_xml_ret")
+encode_remote_network_port_set_parameters_args = xdr.encoder(_enc_remote_network_port_set_parameters_args, _T_remote_network_port_set_parameters_args, "remote_network_port_set_parameters_args")
+decode_remote_network_port_set_parameters_args = xdr.decoder(_dec_remote_network_port_set_parameters_args, _T_remote_network_port_set_parameters_args, "remote_network_port_set_parameters_args")
+encode_remote_network_port_get_parameters_args = xdr.encoder(_enc_remote_network_port_get_parameters_args, _T_remote_network_port_get_parameters_args, "remote_network_port_get_parameters_args")
+decode_remote_network_port_get_parameters_args = xdr.decoder(_dec_remote_network_port_get_parameters_args, _T_remote_network_port_get_parameters_args, "remote_network_port_get_parameters_args")
+encode_remote_network_port_get_parameters_ret = xdr.encoder(_enc_remote_network_port_get_parameters_ret, _T_remote_network_port_get_parameters_ret, "remote_network_port_get_parameters_ret")
+decode_remote_network_port_get_parameters_ret = xdr.decoder(_dec_remote_network_port_get_parameters_ret, _T_remote_network_port_get_parameters_ret, "remote_network_port_get_parameters_ret")
+encode_remote_network_port_get_xml_desc_args = xdr.encoder(_enc_remote_network_port_get_xml_desc_args, _T_remote_network_port_get_xml_desc_args, "remote_network_port_get_xml_desc_args")
+decode_remote_network_port_get_xml_desc_args = xdr.decoder(_dec_remote_network_port_get_xml_desc_args, _T_remote_network_port_get_xml_desc_args, "remote_network_port_get_xml_desc_args")
+encode_remote_network_port_get_xml_desc_ret = xdr.encoder(_enc_remote_network_port_get_xml_desc_ret, _T_remote_network_port_get_xml_desc_ret, "remote_network_port_get_xml_desc_ret")
+decode_remote_network_port_get_xml_desc_ret = xdr.decoder(_dec_remote_network_port_get_xml_desc_ret, _T_remote_network_port_get_xml_desc_ret, "remote_network_port_get_xml_desc_ret")
+encode_remote_network_port_delete_args = xdr.encoder(_enc_remote_network_port_delete_args, _T_remote_network_port_delete_args, "remote_network_port_delete_args")
+decode_remote_network_port_delete_args = xdr.decoder(_dec_remote_network_port_delete_args, _T_remote_network_port_delete_args, "remote_network_port_delete_args")
+encode_remote_connect_num_of_interfaces_ret = xdr.encoder(_enc_remote_connect_num_of_interfaces_ret, _T_remote_connect_num_of_interfaces_ret, "remote_connect_num_of_interfaces_ret")
+decode_remote_connect_num_of_interfaces_ret = xdr.decoder(_dec_remote_connect_num_of_interfaces_ret, _T_remote_connect_num_of_interfaces_ret, "remote_connect_num_of_interfaces_ret")
+encode_remote_connect_list_interfaces_args = xdr.encoder(_enc_remote_connect_list_interfaces_args, _T_remote_connect_list_interfaces_args, "remote_connect_list_interfaces_args")
+decode_remote_connect_list_interfaces_args = xdr.decoder(_dec_remote_connect_list_interfaces_args, _T_remote_connect_list_interfaces_args, "remote_connect_list_interfaces_args")
+encode_remote_connect_list_interfaces_ret = xdr.encoder(_enc_remote_connect_list_interfaces_ret, _T_remote_connect_list_interfaces_ret, "remote_connect_list_interfaces_ret")
+decode_remote_connect_list_interfaces_ret = xdr.decoder(_dec_remote_connect_list_interfaces_ret, _T_remote_connect_list_interfaces_ret, "remote_connect_list_interfaces_ret")
+encode_remote_connect_num_of_defined_interfaces_ret = xdr.encoder(_enc_remote_connect_num_of_defined_interfaces_ret, _T_remote_connect_num_of_defined_interfaces_ret, "remote_connect_num_of_defined_interfaces_ret")
+decode_remote_connect_num_of_defined_interfaces_ret = xdr.decoder(_dec_remote_connect_num_of_defined_interfaces_ret, _T_remote_connect_num_of_defined_interfaces_ret, "remote_connect_num_of_defined_interfaces_ret")
+encode_remote_connect_list_defined_interfaces_args = xdr.encoder(_enc_remote_connect_list_defined_interfaces_args, _T_remote_connect_list_defined_interfaces_args, "remote_connect_list_defined_interfaces_args")
+decode_remote_connect_list_defined_interfaces_args = xdr.decoder(_dec_remote_connect_list_defined_interfaces_args, _T_remote_connect_list_defined_interfaces_args, "remote_connect_list_defined_interfaces_args")
+encode_remote_connect_list_defined_interfaces_ret = xdr.encoder(_enc_remote_connect_list_defined_interfaces_ret, _T_remote_connect_list_defined_interfaces_ret, "remote_connect_list_defined_interfaces_ret")
+decode_remote_connect_list_defined_interfaces_ret = xdr.decoder(_dec_remote_connect_list_defined_interfaces_ret, _T_remote_connect_list_defined_interfaces_ret, "remote_connect_list_defined_interfaces_ret")
+encode_remote_interface_lookup_by_name_args = xdr.encoder(_enc_remote_interface_lookup_by_name_args, _T_remote_interface_lookup_by_name_args, "remote_interface_lookup_by_name_args")
+decode_remote_interface_lookup_by_name_args = xdr.decoder(_dec_remote_interface_lookup_by_name_args, _T_remote_interface_lookup_by_name_args, "remote_interface_lookup_by_name_args")
+encode_remote_interface_lookup_by_name_ret = xdr.encoder(_enc_remote_interface_lookup_by_name_ret, _T_remote_interface_lookup_by_name_ret, "remote_interface_lookup_by_name_ret")
+decode_remote_interface_lookup_by_name_ret = xdr.decoder(_dec_remote_interface_lookup_by_name_ret, _T_remote_interface_lookup_by_name_ret, "remote_interface_lookup_by_name_ret")
+encode_remote_interface_lookup_by_mac_string_args = xdr.encoder(_enc_remote_interface_lookup_by_mac_string_args, _T_remote_interface_lookup_by_mac_string_args, "remote_interface_lookup_by_mac_string_args")
+decode_remote_interface_lookup_by_mac_string_args = xdr.decoder(_dec_remote_interface_lookup_by_mac_string_args, _T_remote_interface_lookup_by_mac_string_args, "remote_interface_lookup_by_mac_string_args")
+encode_remote_interface_lookup_by_mac_string_ret = xdr.encoder(_enc_remote_interface_lookup_by_mac_string_ret, _T_remote_interface_lookup_by_mac_string_ret, "remote_interface_lookup_by_mac_string_ret")
+decode_remote_interface_lookup_by_mac_string_ret = xdr.decoder(_dec_remote_interface_lookup_by_mac_string_ret, _T_remote_interface_lookup_by_mac_string_ret, "remote_interface_lookup_by_mac_string_ret")
+encode_remote_interface_get_xml_desc_args = xdr.encoder(_enc_remote_interface_get_xml_desc_args, _T_remote_interface_get_xml_desc_args, "remote_interface_get_xml_desc_args")
+decode_remote_interface_get_xml_desc_args = xdr.decoder(_dec_remote_interface_get_xml_desc_args, _T_remote_interface_get_xml_desc_args, "remote_interface_get_xml_desc_args")
+encode_remote_interface_get_xml_desc_ret = xdr.encoder(_enc_remote_interface_get_xml_desc_ret, _T_remote_interface_get_xml_desc_ret, "remote_interface_get_xml_desc_ret")
+decode_remote_interface_get_xml_desc_ret = xdr.decoder(_dec_remote_interface_get_xml_desc_ret, _T_remote_interface_get_xml_desc_ret, "remote_interface_get_xml_desc_ret")
+encode_remote_interface_define_xml_args = xdr.encoder(_enc_remote_interface_define_xml_args, _T_remote_interface_define_xml_args, "remote_interface_define_xml_args")
+decode_remote_interface_define_xml_args = xdr.decoder(_dec_remote_interface_define_xml_args, _T_remote_interface_define_xml_args, "remote_interface_define_xml_args")
+encode_remote_interface_define_xml_ret = xdr.encoder(_enc_remote_interface_define_xml_ret, _T_remote_interface_define_xml_ret, "remote_interface_define_xml_ret")
+decode_remote_interface_define_xml_ret = xdr.decoder(_dec_remote_interface_define_xml_ret, _T_remote_interface_define_xml_ret, "remote_interface_define_xml_ret")
+encode_remote_interface_undefine_args = xdr.encoder(_enc_remote_interface_undefine_args, _T_remote_interface_undefine_args, "remote_interface_undefine_args")
+decode_remote_interface_undefine_args = xdr.decoder(_dec_remote_interface_undefine_args, _T_remote_interface_undefine_args, "remote_interface_undefine_args")
+encode_remote_interface_create_args = xdr.encoder(_enc_remote_interface_create_args, _T_remote_interface_create_args, "remote_interface_create_args")
+decode_remote_interface_create_args = xdr.decoder(_dec_remote_interface_create_args, _T_remote_interface_create_args, "remote_interface_create_args")
+encode_remote_interface_destroy_args = xdr.encoder(_enc_remote_interface_destroy_args, _T_remote_interface_destroy_args, "remote_interface_destroy_args")
+decode_remote_interface_destroy_args = xdr.decoder(_dec_remote_interface_destroy_args, _T_remote_interface_destroy_args, "remote_interface_destroy_args")
+encode_remote_interface_change_begin_args = xdr.encoder(_enc_remote_interface_change_begin_args, _T_remote_interface_change_begin_args, "remote_interface_change_begin_args")
+decode_remote_interface_change_begin_args = xdr.decoder(_dec_remote_interface_change_begin_args, _T_remote_interface_change_begin_args, "remote_interface_change_begin_args")
+encode_remote_interface_change_commit_args = xdr.encoder(_enc_remote_interface_change_commit_args, _T_remote_interface_change_commit_args, "remote_interface_change_commit_args")
+decode_remote_interface_change_commit_args = xdr.decoder(_dec_remote_interface_change_commit_args, _T_remote_interface_change_commit_args, "remote_interface_change_commit_args")
+encode_remote_interface_change_rollback_args = xdr.encoder(_enc_remote_interface_change_rollback_args, _T_remote_interface_change_rollback_args, "remote_interface_change_rollback_args")
+decode_remote_interface_change_rollback_args = xdr.decoder(_dec_remote_interface_change_rollback_args, _T_remote_interface_change_rollback_args, "remote_interface_change_rollback_args")
+encode_remote_interface_is_active_args = xdr.encoder(_enc_remote_interface_is_active_args, _T_remote_interface_is_active_args, "remote_interface_is_active_args")
+decode_remote_interface_is_active_args = xdr.decoder(_dec_remote_interface_is_active_args, _T_remote_interface_is_active_args, "remote_interface_is_active_args")
+encode_remote_interface_is_active_ret = xdr.encoder(_enc_remote_interface_is_active_ret, _T_remote_interface_is_active_ret, "remote_interface_is_active_ret")
+decode_remote_interface_is_active_ret = xdr.decoder(_dec_remote_interface_is_active_ret, _T_remote_interface_is_active_ret, "remote_interface_is_active_ret")
+encode_remote_connect_list_all_interfaces_args = xdr.encoder(_enc_remote_connect_list_all_interfaces_args, _T_remote_connect_list_all_interfaces_args, "remote_connect_list_all_interfaces_args")
+decode_remote_connect_list_all_interfaces_args = xdr.decoder(_dec_remote_connect_list_all_interfaces_args, _T_remote_connect_list_all_interfaces_args, "remote_connect_list_all_interfaces_args")
+encode_remote_connect_list_all_interfaces_ret = xdr.encoder(_enc_remote_connect_list_all_interfaces_ret, _T_remote_connect_list_all_interfaces_ret, "remote_connect_list_all_interfaces_ret")
+decode_remote_connect_list_all_interfaces_ret = xdr.decoder(_dec_remote_connect_list_all_interfaces_ret, _T_remote_connect_list_all_interfaces_ret, "remote_connect_list_all_interfaces_ret")
+encode_remote_connect_num_of_storage_pools_ret = xdr.encoder(_enc_remote_connect_num_of_storage_pools_ret, _T_remote_connect_num_of_storage_pools_ret, "remote_connect_num_of_storage_pools_ret")
+decode_remote_connect_num_of_storage_pools_ret = xdr.decoder(_dec_remote_connect_num_of_storage_pools_ret, _T_remote_connect_num_of_storage_pools_ret, "remote_connect_num_of_storage_pools_ret")
+encode_remote_connect_list_storage_pools_args = xdr.encoder(_enc_remote_connect_list_storage_pools_args, _T_remote_connect_list_storage_pools_args, "remote_connect_list_storage_pools_args")
+decode_remote_connect_list_storage_pools_args = xdr.decoder(_dec_remote_connect_list_storage_pools_args, _T_remote_connect_list_storage_pools_args, "remote_connect_list_storage_pools_args")
+encode_remote_connect_list_storage_pools_ret = xdr.encoder(_enc_remote_connect_list_storage_pools_ret, _T_remote_connect_list_storage_pools_ret, "remote_connect_list_storage_pools_ret")
+decode_remote_connect_list_storage_pools_ret = xdr.decoder(_dec_remote_connect_list_storage_pools_ret, _T_remote_connect_list_storage_pools_ret, "remote_connect_list_storage_pools_ret")
+encode_remote_connect_num_of_defined_storage_pools_ret = xdr.encoder(_enc_remote_connect_num_of_defined_storage_pools_ret, _T_remote_connect_num_of_defined_storage_pools_ret, "remote_connect_num_of_defined_storage_pools_ret")
+decode_remote_connect_num_of_defined_storage_pools_ret = xdr.decoder(_dec_remote_connect_num_of_defined_storage_pools_ret, _T_remote_connect_num_of_defined_storage_pools_ret, "remote_connect_num_of_defined_storage_pools_ret")
+encode_remote_connect_list_defined_storage_pools_args = xdr.encoder(_enc_remote_connect_list_defined_storage_pools_args, _T_remote_connect_list_defined_storage_pools_args, "remote_connect_list_defined_storage_pools_args")
+decode_remote_connect_list_defined_storage_pools_args = xdr.decoder(_dec_remote_connect_list_defined_storage_pools_args, _T_remote_connect_list_defined_storage_pools_args, "remote_connect_list_defined_storage_pools_args")
+encode_remote_connect_list_defined_storage_pools_ret = xdr.encoder(_enc_remote_connect_list_defined_storage_pools_ret, _T_remote_connect_list_defined_storage_pools_ret, "remote_connect_list_defined_storage_pools_ret")
+decode_remote_connect_list_defined_storage_pools_ret = xdr.decoder(_dec_remote_connect_list_defined_storage_pools_ret, _T_remote_connect_list_defined_storage_pools_ret, "remote_connect_list_defined_storage_pools_ret")
+encode_remote_connect_find_storage_pool_sources_args = xdr.encoder(_enc_remote_connect_find_storage_pool_sources_args, _T_remote_connect_find_storage_pool_sources_args, "remote_connect_find_storage_pool_sources_args")
+decode_remote_connect_find_storage_pool_sources_args = xdr.decoder(_dec_remote_connect_find_storage_pool_sources_args, _T_remote_connect_find_storage_pool_sources_args, "remote_connect_find_storage_pool_sources_args")
+encode_remote_connect_find_storage_pool_sources_ret = xdr.encoder(_enc_remote_connect_find_storage_pool_sources_ret, _T_remote_connect_find_storage_pool_sources_ret, "remote_connect_find_storage_pool_sources_ret")
+decode_remote_connect_find_storage_pool_sources_ret = xdr.decoder(_dec_remote_connect_find_storage_pool_sources_ret, _T_remote_connect_find_storage_pool_sources_ret, "remote_connect_find_storage_pool_sources_ret")
+encode_remote_storage_pool_lookup_by_uuid_args = xdr.encoder(_enc_remote_storage_pool_lookup_by_uuid_args, _T_remote_storage_pool_lookup_by_uuid_args, "remote_storage_pool_lookup_by_uuid_args")
+decode_remote_storage_pool_lookup_by_uuid_args = xdr.decoder(_dec_remote_storage_pool_lookup_by_uuid_args, _T_remote_storage_pool_lookup_by_uuid_args, "remote_storage_pool_lookup_by_uuid_args")
+encode_remote_storage_pool_lookup_by_uuid_ret = xdr.encoder(_enc_remote_storage_pool_lookup_by_uuid_ret, _T_remote_storage_pool_lookup_by_uuid_ret, "remote_storage_pool_lookup_by_uuid_ret")
+decode_remote_storage_pool_lookup_by_uuid_ret = xdr.decoder(_dec_remote_storage_pool_lookup_by_uuid_ret, _T_remote_storage_pool_lookup_by_uuid_ret, "remote_storage_pool_lookup_by_uuid_ret")
+encode_remote_storage_pool_lookup_by_name_args = xdr.encoder(_enc_remote_storage_pool_lookup_by_name_args, _T_remote_storage_pool_lookup_by_name_args, "remote_storage_pool_lookup_by_name_args")
+decode_remote_storage_pool_lookup_by_name_args = xdr.decoder(_dec_remote_storage_pool_lookup_by_name_args, _T_remote_storage_pool_lookup_by_name_args, "remote_storage_pool_lookup_by_name_args")
+encode_remote_storage_pool_lookup_by_name_ret = xdr.encoder(_enc_remote_storage_pool_lookup_by_name_ret, _T_remote_storage_pool_lookup_by_name_ret, "remote_storage_pool_lookup_by_name_ret")
+decode_remote_storage_pool_lookup_by_name_ret = xdr.decoder(_dec_remote_storage_pool_lookup_by_name_ret, _T_remote_storage_pool_lookup_by_name_ret, "remote_storage_pool_lookup_by_name_ret")
+encode_remote_storage_pool_lookup_by_volume_args = xdr.encoder(_enc_remote_storage_pool_lookup_by_volume_args, _T_remote_storage_pool_lookup_by_volume_args, "remote_storage_pool_lookup_by_volume_args")
+decode_remote_storage_pool_lookup_by_volume_args = xdr.decoder(_dec_remote_storage_pool_lookup_by_volume_args, _T_remote_storage_pool_lookup_by_volume_args, "remote_storage_pool_lookup_by_volume_args")
+encode_remote_storage_pool_lookup_by_volume_ret = xdr.encoder(_enc_remote_storage_pool_lookup_by_volume_ret, _T_remote_storage_pool_lookup_by_volume_ret, "remote_storage_pool_lookup_by_volume_ret")
+decode_remote_storage_pool_lookup_by_volume_ret = xdr.decoder(_dec_remote_storage_pool_lookup_by_volume_ret, _T_remote_storage_pool_lookup_by_volume_ret, "remote_storage_pool_lookup_by_volume_ret")
+encode_remote_storage_pool_lookup_by_target_path_args = xdr.encoder(_enc_remote_storage_pool_lookup_by_target_path_args, _T_remote_storage_pool_lookup_by_target_path_args, "remote_storage_pool_lookup_by_target_path_args")
+decode_remote_storage_pool_lookup_by_target_path_args = xdr.decoder(_dec_remote_storage_pool_lookup_by_target_path_args, _T_remote_storage_pool_lookup_by_target_path_args, "remote_storage_pool_lookup_by_target_path_args")
+encode_remote_storage_pool_lookup_by_target_path_ret = xdr.encoder(_enc_remote_storage_pool_lookup_by_target_path_ret, _T_remote_storage_pool_lookup_by_target_path_ret, "remote_storage_pool_lookup_by_target_path_ret")
+decode_remote_storage_pool_lookup_by_target_path_ret = xdr.decoder(_dec_remote_storage_pool_lookup_by_target_path_ret, _T_remote_storage_pool_lookup_by_target_path_ret, "remote_storage_pool_lookup_by_target_path_ret")
+encode_remote_storage_pool_create_xml_args = xdr.encoder(_enc_remote_storage_pool_create_xml_args, _T_remote_storage_pool_create_xml_args, "remote_storage_pool_create_xml_args")
+decode_remote_storage_pool_create_xml_args = xdr.decoder(_dec_remote_storage_pool_create_xml_args, _T_remote_storage_pool_create_xml_args, "remote_storage_pool_create_xml_args")
+encode_remote_storage_pool_create_xml_ret = xdr.encoder(_enc_remote_storage_pool_create_xml_ret, _T_remote_storage_pool_create_xml_ret, "remote_storage_pool_create_xml_ret")
+decode_remote_storage_pool_create_xml_ret = xdr.decoder(_dec_remote_storage_pool_create_xml_ret, _T_remote_storage_pool_create_xml_ret, "remote_storage_pool_create_xml_ret")
+encode_remote_storage_pool_define_xml_args = xdr.encoder(_enc_remote_storage_pool_define_xml_args, _T_remote_storage_pool_define_xml_args, "remote_storage_pool_define_xml_args")
+decode_remote_storage_pool_define_xml_args = xdr.decoder(_dec_remote_storage_pool_define_xml_args, _T_remote_storage_pool_define_xml_args, "remote_storage_pool_define_xml_args")
+encode_remote_storage_pool_define_xml_ret = xdr.encoder(_enc_remote_storage_pool_define_xml_ret, _T_remote_storage_pool_define_xml_ret, "remote_storage_pool_define_xml_ret")
+decode_remote_storage_pool_define_xml_ret = xdr.decoder(_dec_remote_storage_pool_define_xml_ret, _T_remote_storage_pool_define_xml_ret, "remote_storage_pool_define_xml_ret")
+encode_remote_storage_pool_build_args = xdr.encoder(_enc_remote_storage_pool_build_args, _T_remote_storage_pool_build_args, "remote_storage_pool_build_args")
+decode_remote_storage_pool_build_args = xdr.decoder(_dec_remote_storage_pool_build_args, _T_remote_storage_pool_build_args, "remote_storage_pool_build_args")
+encode_remote_storage_pool_undefine_args = xdr.encoder(_enc_remote_storage_pool_undefine_args, _T_remote_storage_pool_undefine_args, "remote_storage_pool_undefine_args")
+decode_remote_storage_pool_undefine_args = xdr.decoder(_dec_remote_storage_pool_undefine_args, _T_remote_storage_pool_undefine_args, "remote_storage_pool_undefine_args")
+encode_remote_storage_pool_create_args = xdr.encoder(_enc_remote_storage_pool_create_args, _T_remote_storage_pool_create_args, "remote_storage_pool_create_args")
+decode_remote_storage_pool_create_args = xdr.decoder(_dec_remote_storage_pool_create_args, _T_remote_storage_pool_create_args, "remote_storage_pool_create_args")
+encode_remote_storage_pool_destroy_args = xdr.encoder(_enc_remote_storage_pool_destroy_args, _T_remote_storage_pool_destroy_args, "remote_storage_pool_destroy_args")
+decode_remote_storage_pool_destroy_args = xdr.decoder(_dec_remote_storage_pool_destroy_args, _T_remote_storage_pool_destroy_args, "remote_storage_pool_destroy_args")
+encode_remote_storage_pool_delete_args = xdr.encoder(_enc_remote_storage_pool_delete_args, _T_remote_storage_pool_delete_args, "remote_storage_pool_delete_args")
+decode_remote_storage_pool_delete_args = xdr.decoder(_dec_remote_storage_pool_delete_args, _T_remote_storage_pool_delete_args, "remote_storage_pool_delete_args")
+encode_remote_storage_pool_refresh_args = xdr.encoder(_enc_remote_storage_pool_refresh_args, _T_remote_storage_pool_refresh_args, "remote_storage_pool_refresh_args")
+decode_remote_storage_pool_refresh_args = xdr.decoder(_dec_remote_storage_pool_refresh_args, _T_remote_storage_pool_refresh_args, "remote_storage_pool_refresh_args")
+encode_remote_storage_pool_get_xml_desc_args = xdr.encoder(_enc_remote_storage_pool_get_xml_desc_args, _T_remote_storage_pool_get_xml_desc_args, "remote_storage_pool_get_xml_desc_args")
+decode_remote_storage_pool_get_xml_desc_args = xdr.decoder(_dec_remote_storage_pool_get_xml_desc_args, _T_remote_storage_pool_get_xml_desc_args, "remote_storage_pool_get_xml_desc_args")
+encode_remote_storage_pool_get_xml_desc_ret = xdr.encoder(_enc_remote_storage_pool_get_xml_desc_ret, _T_remote_storage_pool_get_xml_desc_ret, "remote_storage_pool_get_xml_desc_ret")
+decode_remote_storage_pool_get_xml_desc_ret = xdr.decoder(_dec_remote_storage_pool_get_xml_desc_ret, _T_remote_storage_pool_get_xml_desc_ret, "remote_storage_pool_get_xml_desc_ret")
+encode_remote_storage_pool_get_info_args = xdr.encoder(_enc_remote_storage_pool_get_info_args, _T_remote_storage_pool_get_info_args, "remote_storage_pool_get_info_args")
+decode_remote_storage_pool_get_info_args = xdr.decoder(_dec_remote_storage_pool_get_info_args, _T_remote_storage_pool_get_info_args, "remote_storage_pool_get_info_args")
+encode_remote_storage_pool_get_info_ret = xdr.encoder(_enc_remote_storage_pool_get_info_ret, _T_remote_storage_pool_get_info_ret, "remote_storage_pool_get_info_ret")
+decode_remote_storage_pool_get_info_ret = xdr.decoder(_dec_remote_storage_pool_get_info_ret, _T_remote_storage_pool_get_info_ret, "remote_storage_pool_get_info_ret")
+encode_remote_storage_pool_get_autostart_args = xdr.encoder(_enc_remote_storage_pool_get_autostart_args, _T_remote_storage_pool_get_autostart_args, "remote_storage_pool_get_autostart_args")
+decode_remote_storage_pool_get_autostart_args = xdr.decoder(_dec_remote_storage_pool_get_autostart_args, _T_remote_storage_pool_get_autostart_args, "remote_storage_pool_get_autostart_args")
+encode_remote_storage_pool_get_autostart_ret = xdr.encoder(_enc_remote_storage_pool_get_autostart_ret, _T_remote_storage_pool_get_autostart_ret, "remote_storage_pool_get_autostart_ret")
+decode_remote_storage_pool_get_autostart_ret = xdr.decoder(_dec_remote_storage_pool_get_autostart_ret, _T_remote_storage_pool_get_autostart_ret, "remote_storage_pool_get_autostart_ret")
+encode_remote_storage_pool_set_autostart_args = xdr.encoder(_enc_remote_storage_pool_set_autostart_args, _T_remote_storage_pool_set_autostart_args, "remote_storage_pool_set_autostart_args")
+decode_remote_storage_pool_set_autostart_args = xdr.decoder(_dec_remote_storage_pool_set_autostart_args, _T_remote_storage_pool_set_autostart_args, "remote_storage_pool_set_autostart_args")
+encode_remote_storage_pool_num_of_volumes_args = xdr.encoder(_enc_remote_storage_pool_num_of_volumes_args, _T_remote_storage_pool_num_of_volumes_args, "remote_storage_pool_num_of_volumes_args")
+decode_remote_storage_pool_num_of_volumes_args = xdr.decoder(_dec_remote_storage_pool_num_of_volumes_args, _T_remote_storage_pool_num_of_volumes_args, "remote_storage_pool_num_of_volumes_args")
+encode_remote_storage_pool_num_of_volumes_ret = xdr.encoder(_enc_remote_storage_pool_num_of_volumes_ret, _T_remote_storage_pool_num_of_volumes_ret, "remote_storage_pool_num_of_volumes_ret")
+decode_remote_storage_pool_num_of_volumes_ret = xdr.decoder(_dec_remote_storage_pool_num_of_volumes_ret, _T_remote_storage_pool_num_of_volumes_ret, "remote_storage_pool_num_of_volumes_ret")
+encode_remote_storage_pool_list_volumes_args = xdr.encoder(_enc_remote_storage_pool_list_volumes_args, _T_remote_storage_pool_list_volumes_args, "remote_storage_pool_list_volumes_args")
+decode_remote_storage_pool_list_volumes_args = xdr.decoder(_dec_remote_storage_pool_list_volumes_args, _T_remote_storage_pool_list_volumes_args, "remote_storage_pool_list_volumes_args")
+encode_remote_storage_pool_list_volumes_ret = xdr.encoder(_enc_remote_storage_pool_list_volumes_ret, _T_remote_storage_pool_list_volumes_ret, "remote_storage_pool_list_volumes_ret")
+decode_remote_storage_pool_list_volumes_ret = xdr.decoder(_dec_remote_storage_pool_list_volumes_ret, _T_remote_storage_pool_list_volumes_ret, "remote_storage_pool_list_volumes_ret")
+encode_remote_storage_vol_lookup_by_name_args = xdr.encoder(_enc_remote_storage_vol_lookup_by_name_args, _T_remote_storage_vol_lookup_by_name_args, "remote_storage_vol_lookup_by_name_args")
+decode_remote_storage_vol_lookup_by_name_args = xdr.decoder(_dec_remote_storage_vol_lookup_by_name_args, _T_remote_storage_vol_lookup_by_name_args, "remote_storage_vol_lookup_by_name_args")
+encode_remote_storage_vol_lookup_by_name_ret = xdr.encoder(_enc_remote_storage_vol_lookup_by_name_ret, _T_remote_storage_vol_lookup_by_name_ret, "remote_storage_vol_lookup_by_name_ret")
+decode_remote_storage_vol_lookup_by_name_ret = xdr.decoder(_dec_remote_storage_vol_lookup_by_name_ret, _T_remote_storage_vol_lookup_by_name_ret, "remote_storage_vol_lookup_by_name_ret")
+encode_remote_storage_vol_lookup_by_key_args = xdr.encoder(_enc_remote_storage_vol_lookup_by_key_args, _T_remote_storage_vol_lookup_by_key_args, "remote_storage_vol_lookup_by_key_args")
+decode_remote_storage_vol_lookup_by_key_args = xdr.decoder(_dec_remote_storage_vol_lookup_by_key_args, _T_remote_storage_vol_lookup_by_key_args, "remote_storage_vol_lookup_by_key_args")
+encode_remote_storage_vol_lookup_by_key_ret = xdr.encoder(_enc_remote_storage_vol_lookup_by_key_ret, _T_remote_storage_vol_lookup_by_key_ret, "remote_storage_vol_lookup_by_key_ret")
+decode_remote_storage_vol_lookup_by_key_ret = xdr.decoder(_dec_remote_storage_vol_lookup_by_key_ret, _T_remote_storage_vol_lookup_by_key_ret, "remote_storage_vol_lookup_by_key_ret")
+encode_remote_storage_vol_lookup_by_path_args = xdr.encoder(_enc_remote_storage_vol_lookup_by_path_args, _T_remote_storage_vol_lookup_by_path_args, "remote_storage_vol_lookup_by_path_args")
+decode_remote_storage_vol_lookup_by_path_args = xdr.decoder(_dec_remote_storage_vol_lookup_by_path_args, _T_remote_storage_vol_lookup_by_path_args, "remote_storage_vol_lookup_by_path_args")
+encode_remote_storage_vol_lookup_by_path_ret = xdr.encoder(_enc_remote_storage_vol_lookup_by_path_ret, _T_remote_storage_vol_lookup_by_path_ret, "remote_storage_vol_lookup_by_path_ret")
+decode_remote_storage_vol_lookup_by_path_ret = xdr.decoder(_dec_remote_storage_vol_lookup_by_path_ret, _T_remote_storage_vol_lookup_by_path_ret, "remote_storage_vol_lookup_by_path_ret")
+encode_remote_storage_vol_create_xml_args = xdr.encoder(_enc_remote_storage_vol_create_xml_args, _T_remote_storage_vol_create_xml_args, "remote_storage_vol_create_xml_args")
+decode_remote_storage_vol_create_xml_args = xdr.decoder(_dec_remote_storage_vol_create_xml_args, _T_remote_storage_vol_create_xml_args, "remote_storage_vol_create_xml_args")
+encode_remote_storage_vol_create_xml_ret = xdr.encoder(_enc_remote_storage_vol_create_xml_ret, _T_remote_storage_vol_create_xml_ret, "remote_storage_vol_create_xml_ret")
+decode_remote_storage_vol_create_xml_ret = xdr.decoder(_dec_remote_storage_vol_create_xml_ret, _T_remote_storage_vol_create_xml_ret, "remote_storage_vol_create_xml_ret")
+encode_remote_storage_vol_create_xml_from_args = xdr.encoder(_enc_remote_storage_vol_create_xml_from_args, _T_remote_storage_vol_create_xml_from_args, "remote_storage_vol_create_xml_from_args")
+decode_remote_storage_vol_create_xml_from_args = xdr.decoder(_dec_remote_storage_vol_create_xml_from_args, _T_remote_storage_vol_create_xml_from_args, "remote_storage_vol_create_xml_from_args")
+encode_remote_storage_vol_create_xml_from_ret = xdr.encoder(_enc_remote_storage_vol_create_xml_from_ret, _T_remote_storage_vol_create_xml_from_ret, "remote_storage_vol_create_xml_from_ret")
+decode_remote_storage_vol_create_xml_from_ret = xdr.decoder(_dec_remote_storage_vol_create_xml_from_ret, _T_remote_storage_vol_create_xml_from_ret, "remote_storage_vol_create_xml_from_ret")
+encode_remote_storage_vol_delete_args = xdr.encoder(_enc_remote_storage_vol_delete_args, _T_remote_storage_vol_delete_args, "remote_storage_vol_delete_args")
+decode_remote_storage_vol_delete_args = xdr.decoder(_dec_remote_storage_vol_delete_args, _T_remote_storage_vol_delete_args, "remote_storage_vol_delete_args")
+encode_remote_storage_vol_wipe_args = xdr.encoder(_enc_remote_storage_vol_wipe_args, _T_remote_storage_vol_wipe_args, "remote_storage_vol_wipe_args")
+decode_remote_storage_vol_wipe_args = xdr.decoder(_dec_remote_storage_vol_wipe_args, _T_remote_storage_vol_wipe_args, "remote_storage_vol_wipe_args")
+encode_remote_storage_vol_wipe_pattern_args = xdr.encoder(_enc_remote_storage_vol_wipe_pattern_args, _T_remote_storage_vol_wipe_pattern_args, "remote_storage_vol_wipe_pattern_args")
+decode_remote_storage_vol_wipe_pattern_args = xdr.decoder(_dec_remote_storage_vol_wipe_pattern_args, _T_remote_storage_vol_wipe_pattern_args, "remote_storage_vol_wipe_pattern_args")
+encode_remote_storage_vol_get_xml_desc_args = xdr.encoder(_enc_remote_storage_vol_get_xml_desc_args, _T_remote_storage_vol_get_xml_desc_args, "remote_storage_vol_get_xml_desc_args")
+decode_remote_storage_vol_get_xml_desc_args = xdr.decoder(_dec_remote_storage_vol_get_xml_desc_args, _T_remote_storage_vol_get_xml_desc_args, "remote_storage_vol_get_xml_desc_args")
+encode_remote_storage_vol_get_xml_desc_ret = xdr.encoder(_enc_remote_storage_vol_get_xml_desc_ret, _T_remote_storage_vol_get_xml_desc_ret, "remote_storage_vol_get_xml_desc_ret")
+decode_remote_storage_vol_get_xml_desc_ret = xdr.decoder(_dec_remote_storage_vol_get_xml_desc_ret, _T_remote_storage_vol_get_xml_desc_ret, "remote_storage_vol_get_xml_desc_ret")
+encode_remote_storage_vol_get_info_args = xdr.encoder(_enc_remote_storage_vol_get_info_args, _T_remote_storage_vol_get_info_args, "remote_storage_vol_get_info_args")
+decode_remote_storage_vol_get_info_args = xdr.decoder(_dec_remote_storage_vol_get_info_args, _T_remote_storage_vol_get_info_args, "remote_storage_vol_get_info_args")
+encode_remote_storage_vol_get_info_ret = xdr.encoder(_enc_remote_storage_vol_get_info_ret, _T_remote_storage_vol_get_info_ret, "remote_storage_vol_get_info_ret")
+decode_remote_storage_vol_get_info_ret = xdr.decoder(_dec_remote_storage_vol_get_info_ret, _T_remote_storage_vol_get_info_ret, "remote_storage_vol_get_info_ret")
+encode_remote_storage_vol_get_info_flags_args = xdr.encoder(_enc_remote_storage_vol_get_info_flags_args, _T_remote_storage_vol_get_info_flags_args, "remote_storage_vol_get_info_flags_args")
+decode_remote_storage_vol_get_info_flags_args = xdr.decoder(_dec_remote_storage_vol_get_info_flags_args, _T_remote_storage_vol_get_info_flags_args, "remote_storage_vol_get_info_flags_args")
+encode_remote_storage_vol_get_info_flags_ret = xdr.encoder(_enc_remote_storage_vol_get_info_flags_ret, _T_remote_storage_vol_get_info_flags_ret, "remote_storage_vol_get_info_flags_ret")
+decode_remote_storage_vol_get_info_flags_ret = xdr.decoder(_dec_remote_storage_vol_get_info_flags_ret, _T_remote_storage_vol_get_info_flags_ret, "remote_storage_vol_get_info_flags_ret")
+encode_remote_storage_vol_get_path_args = xdr.encoder(_enc_remote_storage_vol_get_path_args, _T_remote_storage_vol_get_path_args, "remote_storage_vol_get_path_args")
+decode_remote_storage_vol_get_path_args = xdr.decoder(_dec_remote_storage_vol_get_path_args, _T_remote_storage_vol_get_path_args, "remote_storage_vol_get_path_args")
+encode_remote_storage_vol_get_path_ret = xdr.encoder(_enc_remote_storage_vol_get_path_ret, _T_remote_storage_vol_get_path_ret, "remote_storage_vol_get_path_ret")
+decode_remote_storage_vol_get_path_ret = xdr.decoder(_dec_remote_storage_vol_get_path_ret, _T_remote_storage_vol_get_path_ret, "remote_storage_vol_get_path_ret")
+encode_remote_storage_vol_resize_args = xdr.encoder(_enc_remote_storage_vol_resize_args, _T_remote_storage_vol_resize_args, "remote_storage_vol_resize_args")
+decode_remote_storage_vol_resize_args = xdr.decoder(_dec_remote_storage_vol_resize_args, _T_remote_storage_vol_resize_args, "remote_storage_vol_resize_args")
+encode_remote_storage_pool_is_active_args = xdr.encoder(_enc_remote_storage_pool_is_active_args, _T_remote_storage_pool_is_active_args, "remote_storage_pool_is_active_args")
+decode_remote_storage_pool_is_active_args = xdr.decoder(_dec_remote_storage_pool_is_active_args, _T_remote_storage_pool_is_active_args, "remote_storage_pool_is_active_args")
+encode_remote_storage_pool_is_active_ret = xdr.encoder(_enc_remote_storage_pool_is_active_ret, _T_remote_storage_pool_is_active_ret, "remote_storage_pool_is_active_ret")
+decode_remote_storage_pool_is_active_ret = xdr.decoder(_dec_remote_storage_pool_is_active_ret, _T_remote_storage_pool_is_active_ret, "remote_storage_pool_is_active_ret")
+encode_remote_storage_pool_is_persistent_args = xdr.encoder(_enc_remote_storage_pool_is_persistent_args, _T_remote_storage_pool_is_persistent_args, "remote_storage_pool_is_persistent_args")
+decode_remote_storage_pool_is_persistent_args = xdr.decoder(_dec_remote_storage_pool_is_persistent_args, _T_remote_storage_pool_is_persistent_args, "remote_storage_pool_is_persistent_args")
+encode_remote_storage_pool_is_persistent_ret = xdr.encoder(_enc_remote_storage_pool_is_persistent_ret, _T_remote_storage_pool_is_persistent_ret, "remote_storage_pool_is_persistent_ret")
+decode_remote_storage_pool_is_persistent_ret = xdr.decoder(_dec_remote_storage_pool_is_persistent_ret, _T_remote_storage_pool_is_persistent_ret, "remote_storage_pool_is_persistent_ret")
+encode_remote_connect_list_all_storage_pools_args = xdr.encoder(_enc_remote_connect_list_all_storage_pools_args, _T_remote_connect_list_all_storage_pools_args, "remote_connect_list_all_storage_pools_args")
+decode_remote_connect_list_all_storage_pools_args = xdr.decoder(_dec_remote_connect_list_all_storage_pools_args, _T_remote_connect_list_all_storage_pools_args, "remote_connect_list_all_storage_pools_args")
+encode_remote_connect_list_all_storage_pools_ret = xdr.encoder(_enc_remote_connect_list_all_storage_pools_ret, _T_remote_connect_list_all_storage_pools_ret, "remote_connect_list_all_storage_pools_ret")
+decode_remote_connect_list_all_storage_pools_ret = xdr.decoder(_dec_remote_connect_list_all_storage_pools_ret, _T_remote_connect_list_all_storage_pools_ret, "remote_connect_list_all_storage_pools_ret")
+encode_remote_storage_pool_list_all_volumes_args = xdr.encoder(_enc_remote_storage_pool_list_all_volumes_args, _T_remote_storage_pool_list_all_volumes_args, "remote_storage_pool_list_all_volumes_args")
+decode_remote_storage_pool_list_all_volumes_args = xdr.decoder(_dec_remote_storage_pool_list_all_volumes_args, _T_remote_storage_pool_list_all_volumes_args, "remote_storage_pool_list_all_volumes_args")
+encode_remote_storage_pool_list_all_volumes_ret = xdr.encoder(_enc_remote_storage_pool_list_all_volumes_ret, _T_remote_storage_pool_list_all_volumes_ret, "remote_storage_pool_list_all_volumes_ret")
+decode_remote_storage_pool_list_all_volumes_ret = xdr.decoder(_dec_remote_storage_pool_list_all_volumes_ret, _T_remote_storage_pool_list_all_volumes_ret, "remote_storage_pool_list_all_volumes_ret")
+encode_remote_node_num_of_devices_args = xdr.encoder(_enc_remote_node_num_of_devices_args, _T_remote_node_num_of_devices_args, "remote_node_num_of_devices_args")
+decode_remote_node_num_of_devices_args = xdr.decoder(_dec_remote_node_num_of_devices_args, _T_remote_node_num_of_devices_args, "remote_node_num_of_devices_args")
+encode_remote_node_num_of_devices_ret = xdr.encoder(_enc_remote_node_num_of_devices_ret, _T_remote_node_num_of_devices_ret, "remote_node_num_of_devices_ret")
+decode_remote_node_num_of_devices_ret = xdr.decoder(_dec_remote_node_num_of_devices_ret, _T_remote_node_num_of_devices_ret, "remote_node_num_of_devices_ret")
+encode_remote_node_list_devices_args = xdr.encoder(_enc_remote_node_list_devices_args, _T_remote_node_list_devices_args, "remote_node_list_devices_args")
+decode_remote_node_list_devices_args = xdr.decoder(_dec_remote_node_list_devices_args, _T_remote_node_list_devices_args, "remote_node_list_devices_args")
+encode_remote_node_list_devices_ret = xdr.encoder(_enc_remote_node_list_devices_ret, _T_remote_node_list_devices_ret, "remote_node_list_devices_ret")
+decode_remote_node_list_devices_ret = xdr.decoder(_dec_remote_node_list_devices_ret, _T_remote_node_list_devices_ret, "remote_node_list_devices_ret")
+encode_remote_node_device_lookup_by_name_args = xdr.encoder(_enc_remote_node_device_lookup_by_name_args, _T_remote_node_device_lookup_by_name_args, "remote_node_device_lookup_by_name_args")
+decode_remote_node_device_lookup_by_name_args = xdr.decoder(_dec_remote_node_device_lookup_by_name_args, _T_remote_node_device_lookup_by_name_args, "remote_node_device_lookup_by_name_args")
+encode_remote_node_device_lookup_by_name_ret = xdr.encoder(_enc_remote_node_device_lookup_by_name_ret, _T_remote_node_device_lookup_by_name_ret, "remote_node_device_lookup_by_name_ret")
+decode_remote_node_device_lookup_by_name_ret = xdr.decoder(_dec_remote_node_device_lookup_by_name_ret, _T_remote_node_device_lookup_by_name_ret, "remote_node_device_lookup_by_name_ret")
+encode_remote_node_device_lookup_scsi_host_by_wwn_args = xdr.encoder(_enc_remote_node_device_lookup_scsi_host_by_wwn_args, _T_remote_node_device_lookup_scsi_host_by_wwn_args, "remote_node_device_lookup_scsi_host_by_wwn_args")
+decode_remote_node_device_lookup_scsi_host_by_wwn_args = xdr.decoder(_dec_remote_node_device_lookup_scsi_host_by_wwn_args, _T_remote_node_device_lookup_scsi_host_by_wwn_args, "remote_node_device_lookup_scsi_host_by_wwn_args")
+encode_remote_node_device_lookup_scsi_host_by_wwn_ret = xdr.encoder(_enc_remote_node_device_lookup_scsi_host_by_wwn_ret, _T_remote_node_device_lookup_scsi_host_by_wwn_ret, "remote_node_device_lookup_scsi_host_by_wwn_ret")
+decode_remote_node_device_lookup_scsi_host_by_wwn_ret = xdr.decoder(_dec_remote_node_device_lookup_scsi_host_by_wwn_ret, _T_remote_node_device_lookup_scsi_host_by_wwn_ret, "remote_node_device_lookup_scsi_host_by_wwn_ret")
+encode_remote_node_device_get_xml_desc_args = xdr.encoder(_enc_remote_node_device_get_xml_desc_args, _T_remote_node_device_get_xml_desc_args, "remote_node_device_get_xml_desc_args")
+decode_remote_node_device_get_xml_desc_args = xdr.decoder(_dec_remote_node_device_get_xml_desc_args, _T_remote_node_device_get_xml_desc_args, "remote_node_device_get_xml_desc_args")
+encode_remote_node_device_get_xml_desc_ret = xdr.encoder(_enc_remote_node_device_get_xml_desc_ret, _T_remote_node_device_get_xml_desc_ret, "remote_node_device_get_xml_desc_ret")
+decode_remote_node_device_get_xml_desc_ret = xdr.decoder(_dec_remote_node_device_get_xml_desc_ret, _T_remote_node_device_get_xml_desc_ret, "remote_node_device_get_xml_desc_ret")
+encode_remote_node_device_get_parent_args = xdr.encoder(_enc_remote_node_device_get_parent_args, _T_remote_node_device_get_parent_args, "remote_node_device_get_parent_args")
+decode_remote_node_device_get_parent_args = xdr.decoder(_dec_remote_node_device_get_parent_args, _T_remote_node_device_get_parent_args, "remote_node_device_get_parent_args")
+encode_remote_node_device_get_parent_ret = xdr.encoder(_enc_remote_node_device_get_parent_ret, _T_remote_node_device_get_parent_ret, "remote_node_device_get_parent_ret")
+decode_remote_node_device_get_parent_ret = xdr.decoder(_dec_remote_node_device_get_parent_ret, _T_remote_node_device_get_parent_ret, "remote_node_device_get_parent_ret")
+encode_remote_node_device_num_of_caps_args = xdr.encoder(_enc_remote_node_device_num_of_caps_args, _T_remote_node_device_num_of_caps_args, "remote_node_device_num_of_caps_args")
+decode_remote_node_device_num_of_caps_args = xdr.decoder(_dec_remote_node_device_num_of_caps_args, _T_remote_node_device_num_of_caps_args, "remote_node_device_num_of_caps_args")
+encode_remote_node_device_num_of_caps_ret = xdr.encoder(_enc_remote_node_device_num_of_caps_ret, _T_remote_node_device_num_of_caps_ret, "remote_node_device_num_of_caps_ret")
+decode_remote_node_device_num_of_caps_ret = xdr.decoder(_dec_remote_node_device_num_of_caps_ret, _T_remote_node_device_num_of_caps_ret, "remote_node_device_num_of_caps_ret")
+encode_remote_node_device_list_caps_args = xdr.encoder(_enc_remote_node_device_list_caps_args, _T_remote_node_device_list_caps_args, "remote_node_device_list_caps_args")
+decode_remote_node_device_list_caps_args = xdr.decoder(_dec_remote_node_device_list_caps_args, _T_remote_node_device_list_caps_args, "remote_node_device_list_caps_args")
+encode_remote_node_device_list_caps_ret = xdr.encoder(_enc_remote_node_device_list_caps_ret, _T_remote_node_device_list_caps_ret, "remote_node_device_list_caps_ret")
+decode_remote_node_device_list_caps_ret = xdr.decoder(_dec_remote_node_device_list_caps_ret, _T_remote_node_device_list_caps_ret, "remote_node_device_list_caps_ret")
+encode_remote_node_device_dettach_args = xdr.encoder(_enc_remote_node_device_dettach_args, _T_remote_node_device_dettach_args, "remote_node_device_dettach_args")
+decode_remote_node_device_dettach_args = xdr.decoder(_dec_remote_node_device_dettach_args, _T_remote_node_device_dettach_args, "remote_node_device_dettach_args")
+encode_remote_node_device_detach_flags_args = xdr.encoder(_enc_remote_node_device_detach_flags_args, _T_remote_node_device_detach_flags_args, "remote_node_device_detach_flags_args")
+decode_remote_node_device_detach_flags_args = xdr.decoder(_dec_remote_node_device_detach_flags_args, _T_remote_node_device_detach_flags_args, "remote_node_device_detach_flags_args")
+encode_remote_node_device_re_attach_args = xdr.encoder(_enc_remote_node_device_re_attach_args, _T_remote_node_device_re_attach_args, "remote_node_device_re_attach_args")
+decode_remote_node_device_re_attach_args = xdr.decoder(_dec_remote_node_device_re_attach_args, _T_remote_node_device_re_attach_args, "remote_node_device_re_attach_args")
+encode_remote_node_device_reset_args = xdr.encoder(_enc_remote_node_device_reset_args, _T_remote_node_device_reset_args, "remote_node_device_reset_args")
+decode_remote_node_device_reset_args = xdr.decoder(_dec_remote_node_device_reset_args, _T_remote_node_device_reset_args, "remote_node_device_reset_args")
+encode_remote_node_device_create_xml_args = xdr.encoder(_enc_remote_node_device_create_xml_args, _T_remote_node_device_create_xml_args, "remote_node_device_create_xml_args")
+decode_remote_node_device_create_xml_args = xdr.decoder(_dec_remote_node_device_create_xml_args, _T_remote_node_device_create_xml_args, "remote_node_device_create_xml_args")
+encode_remote_node_device_create_xml_ret = xdr.encoder(_enc_remote_node_device_create_xml_ret, _T_remote_node_device_create_xml_ret, "remote_node_device_create_xml_ret")
+decode_remote_node_device_create_xml_ret = xdr.decoder(_dec_remote_node_device_create_xml_ret, _T_remote_node_device_create_xml_ret, "remote_node_device_create_xml_ret")
+encode_remote_node_device_destroy_args = xdr.encoder(_enc_remote_node_device_destroy_args, _T_remote_node_device_destroy_args, "remote_node_device_destroy_args")
+decode_remote_node_device_destroy_args = xdr.decoder(_dec_remote_node_device_destroy_args, _T_remote_node_device_destroy_args, "remote_node_device_destroy_args")
+encode_remote_node_device_define_xml_args = xdr.encoder(_enc_remote_node_device_define_xml_args, _T_remote_node_device_define_xml_args, "remote_node_device_define_xml_args")
+decode_remote_node_device_define_xml_args = xdr.decoder(_dec_remote_node_device_define_xml_args, _T_remote_node_device_define_xml_args, "remote_node_device_define_xml_args")
+encode_remote_node_device_define_xml_ret = xdr.encoder(_enc_remote_node_device_define_xml_ret, _T_remote_node_device_define_xml_ret, "remote_node_device_define_xml_ret")
+decode_remote_node_device_define_xml_ret = xdr.decoder(_dec_remote_node_device_define_xml_ret, _T_remote_node_device_define_xml_ret, "remote_node_device_define_xml_ret")
+encode_remote_node_device_undefine_args = xdr.encoder(_enc_remote_node_device_undefine_args, _T_remote_node_device_undefine_args, "remote_node_device_undefine_args")
+decode_remote_node_device_undefine_args = xdr.decoder(_dec_remote_node_device_undefine_args, _T_remote_node_device_undefine_args, "remote_node_device_undefine_args")
+encode_remote_node_device_create_args = xdr.encoder(_enc_remote_node_device_create_args, _T_remote_node_device_create_args, "remote_node_device_create_args")
+decode_remote_node_device_create_args = xdr.decoder(_dec_remote_node_device_create_args, _T_remote_node_device_create_args, "remote_node_device_create_args")
+encode_remote_node_device_get_autostart_args = xdr.encoder(_enc_remote_node_device_get_autostart_args, _T_remote_node_device_get_autostart_args, "remote_node_device_get_autostart_args")
+decode_remote_node_device_get_autostart_args = xdr.decoder(_dec_remote_node_device_get_autostart_args, _T_remote_node_device_get_autostart_args, "remote_node_device_get_autostart_args")
+encode_remote_node_device_get_autostart_ret = xdr.encoder(_enc_remote_node_device_get_autostart_ret, _T_remote_node_device_get_autostart_ret, "remote_node_device_get_autostart_ret")
+decode_remote_node_device_get_autostart_ret = xdr.decoder(_dec_remote_node_device_get_autostart_ret, _T_remote_node_device_get_autostart_ret, "remote_node_device_get_autostart_ret")
+encode_remote_node_device_set_autostart_args = xdr.encoder(_enc_remote_node_device_set_autostart_args, _T_remote_node_device_set_autostart_args, "remote_node_device_set_autostart_args")
+decode_remote_node_device_set_autostart_args = xdr.decoder(_dec_remote_node_device_set_autostart_args, _T_remote_node_device_set_autostart_args, "remote_node_device_set_autostart_args")
+encode_remote_node_device_is_persistent_args = xdr.encoder(_enc_remote_node_device_is_persistent_args, _T_remote_node_device_is_persistent_args, "remote_node_device_is_persistent_args")
+decode_remote_node_device_is_persistent_args = xdr.decoder(_dec_remote_node_device_is_persistent_args, _T_remote_node_device_is_persistent_args, "remote_node_device_is_persistent_args")
+encode_remote_node_device_is_persistent_ret = xdr.encoder(_enc_remote_node_device_is_persistent_ret, _T_remote_node_device_is_persistent_ret, "remote_node_device_is_persistent_ret")
+decode_remote_node_device_is_persistent_ret = xdr.decoder(_dec_remote_node_device_is_persistent_ret, _T_remote_node_device_is_persistent_ret, "remote_node_device_is_persistent_ret")
+encode_remote_node_device_is_active_args = xdr.encoder(_enc_remote_node_device_is_active_args, _T_remote_node_device_is_active_args, "remote_node_device_is_active_args")
+decode_remote_node_device_is_active_args = xdr.decoder(_dec_remote_node_device_is_active_args, _T_remote_node_device_is_active_args, "remote_node_device_is_active_args")
+encode_remote_node_device_is_active_ret = xdr.encoder(_enc_remote_node_device_is_active_ret, _T_remote_node_device_is_active_ret, "remote_node_device_is_active_ret")
+decode_remote_node_device_is_active_ret = xdr.decoder(_dec_remote_node_device_is_active_ret, _T_remote_node_device_is_active_ret, "remote_node_device_is_active_ret")
+encode_remote_connect_list_all_node_devices_args = xdr.encoder(_enc_remote_connect_list_all_node_devices_args, _T_remote_connect_list_all_node_devices_args, "remote_connect_list_all_node_devices_args")
+decode_remote_connect_list_all_node_devices_args = xdr.decoder(_dec_remote_connect_list_all_node_devices_args, _T_remote_connect_list_all_node_devices_args, "remote_connect_list_all_node_devices_args")
+encode_remote_connect_list_all_node_devices_ret = xdr.encoder(_enc_remote_connect_list_all_node_devices_ret, _T_remote_connect_list_all_node_devices_ret, "remote_connect_list_all_node_devices_ret")
+decode_remote_connect_list_all_node_devices_ret = xdr.decoder(_dec_remote_connect_list_all_node_devices_ret, _T_remote_connect_list_all_node_devices_ret, "remote_connect_list_all_node_devices_ret")
+encode_remote_connect_num_of_nwfilters_ret = xdr.encoder(_enc_remote_connect_num_of_nwfilters_ret, _T_remote_connect_num_of_nwfilters_ret, "remote_connect_num_of_nwfilters_ret")
+decode_remote_connect_num_of_nwfilters_ret = xdr.decoder(_dec_remote_connect_num_of_nwfilters_ret, _T_remote_connect_num_of_nwfilters_ret, "remote_connect_num_of_nwfilters_ret")
+encode_remote_connect_list_nwfilters_args = xdr.encoder(_enc_remote_connect_list_nwfilters_args, _T_remote_connect_list_nwfilters_args, "remote_connect_list_nwfilters_args")
+decode_remote_connect_list_nwfilters_args = xdr.decoder(_dec_remote_connect_list_nwfilters_args, _T_remote_connect_list_nwfilters_args, "remote_connect_list_nwfilters_args")
+encode_remote_connect_list_nwfilters_ret = xdr.encoder(_enc_remote_connect_list_nwfilters_ret, _T_remote_connect_list_nwfilters_ret, "remote_connect_list_nwfilters_ret")
+decode_remote_connect_list_nwfilters_ret = xdr.decoder(_dec_remote_connect_list_nwfilters_ret, _T_remote_connect_list_nwfilters_ret, "remote_connect_list_nwfilters_ret")
+encode_remote_nwfilter_lookup_by_uuid_args = xdr.encoder(_enc_remote_nwfilter_lookup_by_uuid_args, _T_remote_nwfilter_lookup_by_uuid_args, "remote_nwfilter_lookup_by_uuid_args")
+decode_remote_nwfilter_lookup_by_uuid_args = xdr.decoder(_dec_remote_nwfilter_lookup_by_uuid_args, _T_remote_nwfilter_lookup_by_uuid_args, "remote_nwfilter_lookup_by_uuid_args")
+encode_remote_nwfilter_lookup_by_uuid_ret = xdr.encoder(_enc_remote_nwfilter_lookup_by_uuid_ret, _T_remote_nwfilter_lookup_by_uuid_ret, "remote_nwfilter_lookup_by_uuid_ret")
+decode_remote_nwfilter_lookup_by_uuid_ret = xdr.decoder(_dec_remote_nwfilter_lookup_by_uuid_ret, _T_remote_nwfilter_lookup_by_uuid_ret, "remote_nwfilter_lookup_by_uuid_ret")
+encode_remote_nwfilter_lookup_by_name_args = xdr.encoder(_enc_remote_nwfilter_lookup_by_name_args, _T_remote_nwfilter_lookup_by_name_args, "remote_nwfilter_lookup_by_name_args")
+decode_remote_nwfilter_lookup_by_name_args = xdr.decoder(_dec_remote_nwfilter_lookup_by_name_args, _T_remote_nwfilter_lookup_by_name_args, "remote_nwfilter_lookup_by_name_args")
+encode_remote_nwfilter_lookup_by_name_ret = xdr.encoder(_enc_remote_nwfilter_lookup_by_name_ret, _T_remote_nwfilter_lookup_by_name_ret, "remote_nwfilter_lookup_by_name_ret")
+decode_remote_nwfilter_lookup_by_name_ret = xdr.decoder(_dec_remote_nwfilter_lookup_by_name_ret, _T_remote_nwfilter_lookup_by_name_ret, "remote_nwfilter_lookup_by_name_ret")
+encode_remote_nwfilter_define_xml_args = xdr.encoder(_enc_remote_nwfilter_define_xml_args, _T_remote_nwfilter_define_xml_args, "remote_nwfilter_define_xml_args")
+decode_remote_nwfilter_define_xml_args = xdr.decoder(_dec_remote_nwfilter_define_xml_args, _T_remote_nwfilter_define_xml_args, "remote_nwfilter_define_xml_args")
+encode_remote_nwfilter_define_xml_ret = xdr.encoder(_enc_remote_nwfilter_define_xml_ret, _T_remote_nwfilter_define_xml_ret, "remote_nwfilter_define_xml_ret")
+decode_remote_nwfilter_define_xml_ret = xdr.decoder(_dec_remote_nwfilter_define_xml_ret, _T_remote_nwfilter_define_xml_ret, "remote_nwfilter_define_xml_ret")
+encode_remote_nwfilter_define_xml_flags_args = xdr.encoder(_enc_remote_nwfilter_define_xml_flags_args, _T_remote_nwfilter_define_xml_flags_args, "remote_nwfilter_define_xml_flags_args")
+decode_remote_nwfilter_define_xml_flags_args = xdr.decoder(_dec_remote_nwfilter_define_xml_flags_args, _T_remote_nwfilter_define_xml_flags_args, "remote_nwfilter_define_xml_flags_args")
+encode_remote_nwfilter_define_xml_flags_ret = xdr.encoder(_enc_remote_nwfilter_define_xml_flags_ret, _T_remote_nwfilter_define_xml_flags_ret, "remote_nwfilter_define_xml_flags_ret")
+decode_remote_nwfilter_define_xml_flags_ret = xdr.decoder(_dec_remote_nwfilter_define_xml_flags_ret, _T_remote_nwfilter_define_xml_flags_ret, "remote_nwfilter_define_xml_flags_ret")
+encode_remote_nwfilter_undefine_args = xdr.encoder(_enc_remote_nwfilter_undefine_args, _T_remote_nwfilter_undefine_args, "remote_nwfilter_undefine_args")
+decode_remote_nwfilter_undefine_args = xdr.decoder(_dec_remote_nwfilter_undefine_args, _T_remote_nwfilter_undefine_args, "remote_nwfilter_undefine_args")
+encode_remote_nwfilter_get_xml_desc_args = xdr.encoder(_enc_remote_nwfilter_get_xml_desc_args, _T_remote_nwfilter_get_xml_desc_args, "remote_nwfilter_get_xml_desc_args")
+decode_remote_nwfilter_get_xml_desc_args = xdr.decoder(_dec_remote_nwfilter_get_xml_desc_args, _T_remote_nwfilter_get_xml_desc_args, "remote_nwfilter_get_xml_desc_args")
+encode_remote_nwfilter_get_xml_desc_ret = xdr.encoder(_enc_remote_nwfilter_get_xml_desc_ret, _T_remote_nwfilter_get_xml_desc_ret, "remote_nwfilter_get_xml_desc_ret")
+decode_remote_nwfilter_get_xml_desc_ret = xdr.decoder(_dec_remote_nwfilter_get_xml_desc_ret, _T_remote_nwfilter_get_xml_desc_ret, "remote_nwfilter_get_xml_desc_ret")
+encode_remote_connect_list_all_nwfilters_args = xdr.encoder(_enc_remote_connect_list_all_nwfilters_args, _T_remote_connect_list_all_nwfilters_args, "remote_connect_list_all_nwfilters_args")
+decode_remote_connect_list_all_nwfilters_args = xdr.decoder(_dec_remote_connect_list_all_nwfilters_args, _T_remote_connect_list_all_nwfilters_args, "remote_connect_list_all_nwfilters_args")
+encode_remote_connect_list_all_nwfilters_ret = xdr.encoder(_enc_remote_connect_list_all_nwfilters_ret, _T_remote_connect_list_all_nwfilters_ret, "remote_connect_list_all_nwfilters_ret")
+decode_remote_connect_list_all_nwfilters_ret = xdr.decoder(_dec_remote_connect_list_all_nwfilters_ret, _T_remote_connect_list_all_nwfilters_ret, "remote_connect_list_all_nwfilters_ret")
+encode_remote_nwfilter_binding_lookup_by_port_dev_args = xdr.encoder(_enc_remote_nwfilter_binding_lookup_by_port_dev_args, _T_remote_nwfilter_binding_lookup_by_port_dev_args, "remote_nwfilter_binding_lookup_by_port_dev_args")
+decode_remote_nwfilter_binding_lookup_by_port_dev_args = xdr.decoder(_dec_remote_nwfilter_binding_lookup_by_port_dev_args, _T_remote_nwfilter_binding_lookup_by_port_dev_args, "remote_nwfilter_binding_lookup_by_port_dev_args")
+encode_remote_nwfilter_binding_lookup_by_port_dev_ret = xdr.encoder(_enc_remote_nwfilter_binding_lookup_by_port_dev_ret, _T_remote_nwfilter_binding_lookup_by_port_dev_ret, "remote_nwfilter_binding_lookup_by_port_dev_ret")
+decode_remote_nwfilter_binding_lookup_by_port_dev_ret = xdr.decoder(_dec_remote_nwfilter_binding_lookup_by_port_dev_ret, _T_remote_nwfilter_binding_lookup_by_port_dev_ret, "remote_nwfilter_binding_lookup_by_port_dev_ret")
+encode_remote_nwfilter_binding_create_xml_args = xdr.encoder(_enc_remote_nwfilter_binding_create_xml_args, _T_remote_nwfilter_binding_create_xml_args, "remote_nwfilter_binding_create_xml_args")
+decode_remote_nwfilter_binding_create_xml_args = xdr.decoder(_dec_remote_nwfilter_binding_create_xml_args, _T_remote_nwfilter_binding_create_xml_args, "remote_nwfilter_binding_create_xml_args")
+encode_remote_nwfilter_binding_create_xml_ret = xdr.encoder(_enc_remote_nwfilter_binding_create_xml_ret, _T_remote_nwfilter_binding_create_xml_ret, "remote_nwfilter_binding_create_xml_ret")
+decode_remote_nwfilter_binding_create_xml_ret = xdr.decoder(_dec_remote_nwfilter_binding_create_xml_ret, _T_remote_nwfilter_binding_create_xml_ret, "remote_nwfilter_binding_create_xml_ret")
+encode_remote_nwfilter_binding_delete_args = xdr.encoder(_enc_remote_nwfilter_binding_delete_args, _T_remote_nwfilter_binding_delete_args, "remote_nwfilter_binding_delete_args")
+decode_remote_nwfilter_binding_delete_args = xdr.decoder(_dec_remote_nwfilter_binding_delete_args, _T_remote_nwfilter_binding_delete_args, "remote_nwfilter_binding_delete_args")
+encode_remote_nwfilter_binding_get_xml_desc_args = xdr.encoder(_enc_remote_nwfilter_binding_get_xml_desc_args, _T_remote_nwfilter_binding_get_xml_desc_args, "remote_nwfilter_binding_get_xml_desc_args")
+decode_remote_nwfilter_binding_get_xml_desc_args = xdr.decoder(_dec_remote_nwfilter_binding_get_xml_desc_args, _T_remote_nwfilter_binding_get_xml_desc_args, "remote_nwfilter_binding_get_xml_desc_args")
+encode_remote_nwfilter_binding_get_xml_desc_ret = xdr.encoder(_enc_remote_nwfilter_binding_get_xml_desc_ret, _T_remote_nwfilter_binding_get_xml_desc_ret, "remote_nwfilter_binding_get_xml_desc_ret")
+decode_remote_nwfilter_binding_get_xml_desc_ret = xdr.decoder(_dec_remote_nwfilter_binding_get_xml_desc_ret, _T_remote_nwfilter_binding_get_xml_desc_ret, "remote_nwfilter_binding_get_xml_desc_ret")
+encode_remote_connect_list_all_nwfilter_bindings_args = xdr.encoder(_enc_remote_connect_list_all_nwfilter_bindings_args, _T_remote_connect_list_all_nwfilter_bindings_args, "remote_connect_list_all_nwfilter_bindings_args")
+decode_remote_connect_list_all_nwfilter_bindings_args = xdr.decoder(_dec_remote_connect_list_all_nwfilter_bindings_args, _T_remote_connect_list_all_nwfilter_bindings_args, "remote_connect_list_all_nwfilter_bindings_args")
+encode_remote_connect_list_all_nwfilter_bindings_ret = xdr.encoder(_enc_remote_connect_list_all_nwfilter_bindings_ret, _T_remote_connect_list_all_nwfilter_bindings_ret, "remote_connect_list_all_nwfilter_bindings_ret")
+decode_remote_connect_list_all_nwfilter_bindings_ret = xdr.decoder(_dec_remote_connect_list_all_nwfilter_bindings_ret, _T_remote_connect_list_all_nwfilter_bindings_ret, "remote_connect_list_all_nwfilter_bindings_ret")
+encode_remote_connect_num_of_secrets_ret = xdr.encoder(_enc_remote_connect_num_of_secrets_ret, _T_remote_connect_num_of_secrets_ret, "remote_connect_num_of_secrets_ret")
+decode_remote_connect_num_of_secrets_ret = xdr.decoder(_dec_remote_connect_num_of_secrets_ret, _T_remote_connect_num_of_secrets_ret, "remote_connect_num_of_secrets_ret")
+encode_remote_connect_list_secrets_args = xdr.encoder(_enc_remote_connect_list_secrets_args, _T_remote_connect_list_secrets_args, "remote_connect_list_secrets_args")
+decode_remote_connect_list_secrets_args = xdr.decoder(_dec_remote_connect_list_secrets_args, _T_remote_connect_list_secrets_args, "remote_connect_list_secrets_args")
+encode_remote_connect_list_secrets_ret = xdr.encoder(_enc_remote_connect_list_secrets_ret, _T_remote_connect_list_secrets_ret, "remote_connect_list_secrets_ret")
+decode_remote_connect_list_secrets_ret = xdr.decoder(_dec_remote_connect_list_secrets_ret, _T_remote_connect_list_secrets_ret, "remote_connect_list_secrets_ret")
+encode_remote_secret_lookup_by_uuid_args = xdr.encoder(_enc_remote_secret_lookup_by_uuid_args, _T_remote_secret_lookup_by_uuid_args, "remote_secret_lookup_by_uuid_args")
+decode_remote_secret_lookup_by_uuid_args = xdr.decoder(_dec_remote_secret_lookup_by_uuid_args, _T_remote_secret_lookup_by_uuid_args, "remote_secret_lookup_by_uuid_args")
+encode_remote_secret_lookup_by_uuid_ret = xdr.encoder(_enc_remote_secret_lookup_by_uuid_ret, _T_remote_secret_lookup_by_uuid_ret, "remote_secret_lookup_by_uuid_ret")
+decode_remote_secret_lookup_by_uuid_ret = xdr.decoder(_dec_remote_secret_lookup_by_uuid_ret, _T_remote_secret_lookup_by_uuid_ret, "remote_secret_lookup_by_uuid_ret")
+encode_remote_secret_define_xml_args = xdr.encoder(_enc_remote_secret_define_xml_args, _T_remote_secret_define_xml_args, "remote_secret_define_xml_args")
+decode_remote_secret_define_xml_args = xdr.decoder(_dec_remote_secret_define_xml_args, _T_remote_secret_define_xml_args, "remote_secret_define_xml_args")
+encode_remote_secret_define_xml_ret = xdr.encoder(_enc_remote_secret_define_xml_ret, _T_remote_secret_define_xml_ret, "remote_secret_define_xml_ret")
+decode_remote_secret_define_xml_ret = xdr.decoder(_dec_remote_secret_define_xml_ret, _T_remote_secret_define_xml_ret, "remote_secret_define_xml_ret")
+encode_remote_secret_get_xml_desc_args = xdr.encoder(_enc_remote_secret_get_xml_desc_args, _T_remote_secret_get_xml_desc_args, "remote_secret_get_xml_desc_args")
+decode_remote_secret_get_xml_desc_args = xdr.decoder(_dec_remote_secret_get_xml_desc_args, _T_remote_secret_get_xml_desc_args, "remote_secret_get_xml_desc_args")
+encode_remote_secret_get_xml_desc_ret = xdr.encoder(_enc_remote_secret_get_xml_desc_ret, _T_remote_secret_get_xml_desc_ret, "remote_secret_get_xml_desc_ret")
+decode_remote_secret_get_xml_desc_ret = xdr.decoder(_dec_remote_secret_get_xml_desc_ret, _T_remote_secret_get_xml_desc_ret, "remote_secret_get_xml_desc_ret")
+encode_remote_secret_set_value_args = xdr.encoder(_enc_remote_secret_set_value_args, _T_remote_secret_set_value_args, "remote_secret_set_value_args")
+decode_remote_secret_set_value_args = xdr.decoder(_dec_remote_secret_set_value_args, _T_remote_secret_set_value_args, "remote_secret_set_value_args")
+encode_remote_secret_get_value_args = xdr.encoder(_enc_remote_secret_get_value_args, _T_remote_secret_get_value_args, "remote_secret_get_value_args")
+decode_remote_secret_get_value_args = xdr.decoder(_dec_remote_secret_get_value_args, _T_remote_secret_get_value_args, "remote_secret_get_value_args")
+encode_remote_secret_get_value_ret = xdr.encoder(_enc_remote_secret_get_value_ret, _T_remote_secret_get_value_ret, "remote_secret_get_value_ret")
+decode_remote_secret_get_value_ret = xdr.decoder(_dec_remote_secret_get_value_ret, _T_remote_secret_get_value_ret, "remote_secret_get_value_ret")
+encode_remote_secret_undefine_args = xdr.encoder(_enc_remote_secret_undefine_args, _T_remote_secret_undefine_args, "remote_secret_undefine_args")
+decode_remote_secret_undefine_args = xdr.decoder(_dec_remote_secret_undefine_args, _T_remote_secret_undefine_args, "remote_secret_undefine_args")
+encode_remote_secret_lookup_by_usage_args = xdr.encoder(_enc_remote_secret_lookup_by_usage_args, _T_remote_secret_lookup_by_usage_args, "remote_secret_lookup_by_usage_args")
+decode_remote_secret_lookup_by_usage_args = xdr.decoder(_dec_remote_secret_lookup_by_usage_args, _T_remote_secret_lookup_by_usage_args, "remote_secret_lookup_by_usage_args")
+encode_remote_secret_lookup_by_usage_ret = xdr.encoder(_enc_remote_secret_lookup_by_usage_ret, _T_remote_secret_lookup_by_usage_ret, "remote_secret_lookup_by_usage_ret")
+decode_remote_secret_lookup_by_usage_ret = xdr.decoder(_dec_remote_secret_lookup_by_usage_ret, _T_remote_secret_lookup_by_usage_ret, "remote_secret_lookup_by_usage_ret")
+encode_remote_connect_list_all_secrets_args = xdr.encoder(_enc_remote_connect_list_all_secrets_args, _T_remote_connect_list_all_secrets_args, "remote_connect_list_all_secrets_args")
+decode_remote_connect_list_all_secrets_args = xdr.decoder(_dec_remote_connect_list_all_secrets_args, _T_remote_connect_list_all_secrets_args, "remote_connect_list_all_secrets_args")
+encode_remote_connect_list_all_secrets_ret = xdr.encoder(_enc_remote_connect_list_all_secrets_ret, _T_remote_connect_list_all_secrets_ret, "remote_connect_list_all_secrets_ret")
+decode_remote_connect_list_all_secrets_ret = xdr.decoder(_dec_remote_connect_list_all_secrets_ret, _T_remote_connect_list_all_secrets_ret, "remote_connect_list_all_secrets_ret")
+encode_remote_domain_snapshot_create_xml_args = xdr.encoder(_enc_remote_domain_snapshot_create_xml_args, _T_remote_domain_snapshot_create_xml_args, "remote_domain_snapshot_create_xml_args")
+decode_remote_domain_snapshot_create_xml_args = xdr.decoder(_dec_remote_domain_snapshot_create_xml_args, _T_remote_domain_snapshot_create_xml_args, "remote_domain_snapshot_create_xml_args")
+encode_remote_domain_snapshot_create_xml_ret = xdr.encoder(_enc_remote_domain_snapshot_create_xml_ret, _T_remote_domain_snapshot_create_xml_ret, "remote_domain_snapshot_create_xml_ret")
+decode_remote_domain_snapshot_create_xml_ret = xdr.decoder(_dec_remote_domain_snapshot_create_xml_ret, _T_remote_domain_snapshot_create_xml_ret, "remote_domain_snapshot_create_xml_ret")
+encode_remote_domain_snapshot_get_xml_desc_args = xdr.encoder(_enc_remote_domain_snapshot_get_xml_desc_args, _T_remote_domain_snapshot_get_xml_desc_args, "remote_domain_snapshot_get_xml_desc_args")
+decode_remote_domain_snapshot_get_xml_desc_args = xdr.decoder(_dec_remote_domain_snapshot_get_xml_desc_args, _T_remote_domain_snapshot_get_xml_desc_args, "remote_domain_snapshot_get_xml_desc_args")
+encode_remote_domain_snapshot_get_xml_desc_ret = xdr.encoder(_enc_remote_domain_snapshot_get_xml_desc_ret, _T_remote_domain_snapshot_get_xml_desc_ret, "remote_domain_snapshot_get_xml_desc_ret")
+decode_remote_domain_snapshot_get_xml_desc_ret = xdr.decoder(_dec_remote_domain_snapshot_get_xml_desc_ret, _T_remote_domain_snapshot_get_xml_desc_ret, "remote_domain_snapshot_get_xml_desc_ret")
+encode_remote_domain_snapshot_num_args = xdr.encoder(_enc_remote_domain_snapshot_num_args, _T_remote_domain_snapshot_num_args, "remote_domain_snapshot_num_args")
+decode_remote_domain_snapshot_num_args = xdr.decoder(_dec_remote_domain_snapshot_num_args, _T_remote_domain_snapshot_num_args, "remote_domain_snapshot_num_args")
+encode_remote_domain_snapshot_num_ret = xdr.encoder(_enc_remote_domain_snapshot_num_ret, _T_remote_domain_snapshot_num_ret, "remote_domain_snapshot_num_ret")
+decode_remote_domain_snapshot_num_ret = xdr.decoder(_dec_remote_domain_snapshot_num_ret, _T_remote_domain_snapshot_num_ret, "remote_domain_snapshot_num_ret")
+encode_remote_domain_snapshot_list_names_args = xdr.encoder(_enc_remote_domain_snapshot_list_names_args, _T_remote_domain_snapshot_list_names_args, "remote_domain_snapshot_list_names_args")
+decode_remote_domain_snapshot_list_names_args = xdr.decoder(_dec_remote_domain_snapshot_list_names_args, _T_remote_domain_snapshot_list_names_args, "remote_domain_snapshot_list_names_args")
+encode_remote_domain_snapshot_list_names_ret = xdr.encoder(_enc_remote_domain_snapshot_list_names_ret, _T_remote_domain_snapshot_list_names_ret, "remote_domain_snapshot_list_names_ret")
+decode_remote_domain_snapshot_list_names_ret = xdr.decoder(_dec_remote_domain_snapshot_list_names_ret, _T_remote_domain_snapshot_list_names_ret, "remote_domain_snapshot_list_names_ret")
+encode_remote_domain_list_all_snapshots_args = xdr.encoder(_enc_remote_domain_list_all_snapshots_args, _T_remote_domain_list_all_snapshots_args, "remote_domain_list_all_snapshots_args")
+decode_remote_domain_list_all_snapshots_args = xdr.decoder(_dec_remote_domain_list_all_snapshots_args, _T_remote_domain_list_all_snapshots_args, "remote_domain_list_all_snapshots_args")
+encode_remote_domain_list_all_snapshots_ret = xdr.encoder(_enc_remote_domain_list_all_snapshots_ret, _T_remote_domain_list_all_snapshots_ret, "remote_domain_list_all_snapshots_ret")
+decode_remote_domain_list_all_snapshots_ret = xdr.decoder(_dec_remote_domain_list_all_snapshots_ret, _T_remote_domain_list_all_snapshots_ret, "remote_domain_list_all_snapshots_ret")
+encode_remote_domain_snapshot_num_children_args = xdr.encoder(_enc_remote_domain_snapshot_num_children_args, _T_remote_domain_snapshot_num_children_args, "remote_domain_snapshot_num_children_args")
+decode_remote_domain_snapshot_num_children_args = xdr.decoder(_dec_remote_domain_snapshot_num_children_args, _T_remote_domain_snapshot_num_children_args, "remote_domain_snapshot_num_children_args")
+encode_remote_domain_snapshot_num_children_ret = xdr.encoder(_enc_remote_domain_snapshot_num_children_ret, _T_remote_domain_snapshot_num_children_ret, "remote_domain_snapshot_num_children_ret")
+decode_remote_domain_snapshot_num_children_ret = xdr.decoder(_dec_remote_domain_snapshot_num_children_ret, _T_remote_domain_snapshot_num_children_ret, "remote_domain_snapshot_num_children_ret")
+encode_remote_domain_snapshot_list_children_names_args = xdr.encoder(_enc_remote_domain_snapshot_list_children_names_args, _T_remote_domain_snapshot_list_children_names_args, "remote_domain_snapshot_list_children_names_args")
+decode_remote_domain_snapshot_list_children_names_args = xdr.decoder(_dec_remote_domain_snapshot_list_children_names_args, _T_remote_domain_snapshot_list_children_names_args, "remote_domain_snapshot_list_children_names_args")
+encode_remote_domain_snapshot_list_children_names_ret = xdr.encoder(_enc_remote_domain_snapshot_list_children_names_ret, _T_remote_domain_snapshot_list_children_names_ret, "remote_domain_snapshot_list_children_names_ret")
+decode_remote_domain_snapshot_list_children_names_ret = xdr.decoder(_dec_remote_domain_snapshot_list_children_names_ret, _T_remote_domain_snapshot_list_children_names_ret, "remote_domain_snapshot_list_children_names_ret")
+encode_remote_domain_snapshot_list_all_children_args = xdr.encoder(_enc_remote_domain_snapshot_list_all_children_args, _T_remote_domain_snapshot_list_all_children_args, "remote_domain_snapshot_list_all_children_args")
+decode_remote_domain_snapshot_list_all_children_args = xdr.decoder(_dec_remote_domain_snapshot_list_all_children_args, _T_remote_domain_snapshot_list_all_children_args, "remote_domain_snapshot_list_all_children_args")
+encode_remote_domain_snapshot_list_all_children_ret = xdr.encoder(_enc_remote_domain_snapshot_list_all_children_ret, _T_remote_domain_snapshot_list_all_children_ret, "remote_domain_snapshot_list_all_children_ret")
+decode_remote_domain_snapshot_list_all_children_ret = xdr.decoder(_dec_remote_domain_snapshot_list_all_children_ret, _T_remote_domain_snapshot_list_all_children_ret, "remote_domain_snapshot_list_all_children_ret")
+encode_remote_domain_snapshot_lookup_by_name_args = xdr.encoder(_enc_remote_domain_snapshot_lookup_by_name_args, _T_remote_domain_snapshot_lookup_by_name_args, "remote_domain_snapshot_lookup_by_name_args")
+decode_remote_domain_snapshot_lookup_by_name_args = xdr.decoder(_dec_remote_domain_snapshot_lookup_by_name_args, _T_remote_domain_snapshot_lookup_by_name_args, "remote_domain_snapshot_lookup_by_name_args")
+encode_remote_domain_snapshot_lookup_by_name_ret = xdr.encoder(_enc_remote_domain_snapshot_lookup_by_name_ret, _T_remote_domain_snapshot_lookup_by_name_ret, "remote_domain_snapshot_lookup_by_name_ret")
+decode_remote_domain_snapshot_lookup_by_name_ret = xdr.decoder(_dec_remote_domain_snapshot_lookup_by_name_ret, _T_remote_domain_snapshot_lookup_by_name_ret, "remote_domain_snapshot_lookup_by_name_ret")
+encode_remote_domain_has_current_snapshot_args = xdr.encoder(_enc_remote_domain_has_current_snapshot_args, _T_remote_domain_has_current_snapshot_args, "remote_domain_has_current_snapshot_args")
+decode_remote_domain_has_current_snapshot_args = xdr.decoder(_dec_remote_domain_has_current_snapshot_args, _T_remote_domain_has_current_snapshot_args, "remote_domain_has_current_snapshot_args")
+encode_remote_domain_has_current_snapshot_ret = xdr.encoder(_enc_remote_domain_has_current_snapshot_ret, _T_remote_domain_has_current_snapshot_ret, "remote_domain_has_current_snapshot_ret")
+decode_remote_domain_has_current_snapshot_ret = xdr.decoder(_dec_remote_domain_has_current_snapshot_ret, _T_remote_domain_has_current_snapshot_ret, "remote_domain_has_current_snapshot_ret")
+encode_remote_domain_snapshot_get_parent_args = xdr.encoder(_enc_remote_domain_snapshot_get_parent_args, _T_remote_domain_snapshot_get_parent_args, "remote_domain_snapshot_get_parent_args")
+decode_remote_domain_snapshot_get_parent_args = xdr.decoder(_dec_remote_domain_snapshot_get_parent_args, _T_remote_domain_snapshot_get_parent_args, "remote_domain_snapshot_get_parent_args")
+encode_remote_domain_snapshot_get_parent_ret = xdr.encoder(_enc_remote_domain_snapshot_get_parent_ret, _T_remote_domain_snapshot_get_parent_ret, "remote_domain_snapshot_get_parent_ret")
+decode_remote_domain_snapshot_get_parent_ret = xdr.decoder(_dec_remote_domain_snapshot_get_parent_ret, _T_remote_domain_snapshot_get_parent_ret, "remote_domain_snapshot_get_parent_ret")
+encode_remote_domain_snapshot_current_args = xdr.encoder(_enc_remote_domain_snapshot_current_args, _T_remote_domain_snapshot_current_args, "remote_domain_snapshot_current_args")
+decode_remote_domain_snapshot_current_args = xdr.decoder(_dec_remote_domain_snapshot_current_args, _T_remote_domain_snapshot_current_args, "remote_domain_snapshot_current_args")
+encode_remote_domain_snapshot_current_ret = xdr.encoder(_enc_remote_domain_snapshot_current_ret, _T_remote_domain_snapshot_current_ret, "remote_domain_snapshot_current_ret")
+decode_remote_domain_snapshot_current_ret = xdr.decoder(_dec_remote_domain_snapshot_current_ret, _T_remote_domain_snapshot_current_ret, "remote_domain_snapshot_current_ret")
+encode_remote_domain_snapshot_is_current_args = xdr.encoder(_enc_remote_domain_snapshot_is_current_args, _T_remote_domain_snapshot_is_current_args, "remote_domain_snapshot_is_current_args")
+decode_remote_domain_snapshot_is_current_args = xdr.decoder(_dec_remote_domain_snapshot_is_current_args, _T_remote_domain_snapshot_is_current_args, "remote_domain_snapshot_is_current_args")
+encode_remote_domain_snapshot_is_current_ret = xdr.encoder(_enc_remote_domain_snapshot_is_current_ret, _T_remote_domain_snapshot_is_current_ret, "remote_domain_snapshot_is_current_ret")
+decode_remote_domain_snapshot_is_current_ret = xdr.decoder(_dec_remote_domain_snapshot_is_current_ret, _T_remote_domain_snapshot_is_current_ret, "remote_domain_snapshot_is_current_ret")
+encode_remote_domain_snapshot_has_metadata_args = xdr.encoder(_enc_remote_domain_snapshot_has_metadata_args, _T_remote_domain_snapshot_has_metadata_args, "remote_domain_snapshot_has_metadata_args")
+decode_remote_domain_snapshot_has_metadata_args = xdr.decoder(_dec_remote_domain_snapshot_has_metadata_args, _T_remote_domain_snapshot_has_metadata_args, "remote_domain_snapshot_has_metadata_args")
+encode_remote_domain_snapshot_has_metadata_ret = xdr.encoder(_enc_remote_domain_snapshot_has_metadata_ret, _T_remote_domain_snapshot_has_metadata_ret, "remote_domain_snapshot_has_metadata_ret")
+decode_remote_domain_snapshot_has_metadata_ret = xdr.decoder(_dec_remote_domain_snapshot_has_metadata_ret, _T_remote_domain_snapshot_has_metadata_ret, "remote_domain_snapshot_has_metadata_ret")
+encode_remote_domain_revert_to_snapshot_args = xdr.encoder(_enc_remote_domain_revert_to_snapshot_args, _T_remote_domain_revert_to_snapshot_args, "remote_domain_revert_to_snapshot_args")
+decode_remote_domain_revert_to_snapshot_args = xdr.decoder(_dec_remote_domain_revert_to_snapshot_args, _T_remote_domain_revert_to_snapshot_args, "remote_domain_revert_to_snapshot_args")
+encode_remote_domain_snapshot_delete_args = xdr.encoder(_enc_remote_domain_snapshot_delete_args, _T_remote_domain_snapshot_delete_args, "remote_domain_snapshot_delete_args")
+decode_remote_domain_snapshot_delete_args = xdr.decoder(_dec_remote_domain_snapshot_delete_args, _T_remote_domain_snapshot_delete_args, "remote_domain_snapshot_delete_args")
+encode_remote_domain_checkpoint_create_xml_args = xdr.encoder(_enc_remote_domain_checkpoint_create_xml_args, _T_remote_domain_checkpoint_create_xml_args, "remote_domain_checkpoint_create_xml_args")
+decode_remote_domain_checkpoint_create_xml_args = xdr.decoder(_dec_remote_domain_checkpoint_create_xml_args, _T_remote_domain_checkpoint_create_xml_args, "remote_domain_checkpoint_create_xml_args")
+encode_remote_domain_checkpoint_create_xml_ret = xdr.encoder(_enc_remote_domain_checkpoint_create_xml_ret, _T_remote_domain_checkpoint_create_xml_ret, "remote_domain_checkpoint_create_xml_ret")
+decode_remote_domain_checkpoint_create_xml_ret = xdr.decoder(_dec_remote_domain_checkpoint_create_xml_ret, _T_remote_domain_checkpoint_create_xml_ret, "remote_domain_checkpoint_create_xml_ret")
+encode_remote_domain_checkpoint_get_xml_desc_args = xdr.encoder(_enc_remote_domain_checkpoint_get_xml_desc_args, _T_remote_domain_checkpoint_get_xml_desc_args, "remote_domain_checkpoint_get_xml_desc_args")
+decode_remote_domain_checkpoint_get_xml_desc_args = xdr.decoder(_dec_remote_domain_checkpoint_get_xml_desc_args, _T_remote_domain_checkpoint_get_xml_desc_args, "remote_domain_checkpoint_get_xml_desc_args")
+encode_remote_domain_checkpoint_get_xml_desc_ret = xdr.encoder(_enc_remote_domain_checkpoint_get_xml_desc_ret, _T_remote_domain_checkpoint_get_xml_desc_ret, "remote_domain_checkpoint_get_xml_desc_ret")
+decode_remote_domain_checkpoint_get_xml_desc_ret = xdr.decoder(_dec_remote_domain_checkpoint_get_xml_desc_ret, _T_remote_domain_checkpoint_get_xml_desc_ret, "remote_domain_checkpoint_get_xml_desc_ret")
+encode_remote_domain_list_all_checkpoints_args = xdr.encoder(_enc_remote_domain_list_all_checkpoints_args, _T_remote_domain_list_all_checkpoints_args, "remote_domain_list_all_checkpoints_args")
+decode_remote_domain_list_all_checkpoints_args = xdr.decoder(_dec_remote_domain_list_all_checkpoints_args, _T_remote_domain_list_all_checkpoints_args, "remote_domain_list_all_checkpoints_args")
+encode_remote_domain_list_all_checkpoints_ret = xdr.encoder(_enc_remote_domain_list_all_checkpoints_ret, _T_remote_domain_list_all_checkpoints_ret, "remote_domain_list_all_checkpoints_ret")
+decode_remote_domain_list_all_checkpoints_ret = xdr.decoder(_dec_remote_domain_list_all_checkpoints_ret, _T_remote_domain_list_all_checkpoints_ret, "remote_domain_list_all_checkpoints_ret")
+encode_remote_domain_checkpoint_list_all_children_args = xdr.encoder(_enc_remote_domain_checkpoint_list_all_children_args, _T_remote_domain_checkpoint_list_all_children_args, "remote_domain_checkpoint_list_all_children_args")
+decode_remote_domain_checkpoint_list_all_children_args = xdr.decoder(_dec_remote_domain_checkpoint_list_all_children_args, _T_remote_domain_checkpoint_list_all_children_args, "remote_domain_checkpoint_list_all_children_args")
+encode_remote_domain_checkpoint_list_all_children_ret = xdr.encoder(_enc_remote_domain_checkpoint_list_all_children_ret, _T_remote_domain_checkpoint_list_all_children_ret, "remote_domain_checkpoint_list_all_children_ret")
+decode_remote_domain_checkpoint_list_all_children_ret = xdr.decoder(_dec_remote_domain_checkpoint_list_all_children_ret, _T_remote_domain_checkpoint_list_all_children_ret, "remote_domain_checkpoint_list_all_children_ret")
+encode_remote_domain_checkpoint_lookup_by_name_args = xdr.encoder(_enc_remote_domain_checkpoint_lookup_by_name_args, _T_remote_domain_checkpoint_lookup_by_name_args, "remote_domain_checkpoint_lookup_by_name_args")
+decode_remote_domain_checkpoint_lookup_by_name_args = xdr.decoder(_dec_remote_domain_checkpoint_lookup_by_name_args, _T_remote_domain_checkpoint_lookup_by_name_args, "remote_domain_checkpoint_lookup_by_name_args")
+encode_remote_domain_checkpoint_lookup_by_name_ret = xdr.encoder(_enc_remote_domain_checkpoint_lookup_by_name_ret, _T_remote_domain_checkpoint_lookup_by_name_ret, "remote_domain_checkpoint_lookup_by_name_ret")
+decode_remote_domain_checkpoint_lookup_by_name_ret = xdr.decoder(_dec_remote_domain_checkpoint_lookup_by_name_ret, _T_remote_domain_checkpoint_lookup_by_name_ret, "remote_domain_checkpoint_lookup_by_name_ret")
+encode_remote_domain_checkpoint_get_parent_args = xdr.encoder(_enc_remote_domain_checkpoint_get_parent_args, _T_remote_domain_checkpoint_get_parent_args, "remote_domain_checkpoint_get_parent_args")
+decode_remote_domain_checkpoint_get_parent_args = xdr.decoder(_dec_remote_domain_checkpoint_get_parent_args, _T_remote_domain_checkpoint_get_parent_args, "remote_domain_checkpoint_get_parent_args")
+encode_remote_domain_checkpoint_get_parent_ret = xdr.encoder(_enc_remote_domain_checkpoint_get_parent_ret, _T_remote_domain_checkpoint_get_parent_ret, "remote_domain_checkpoint_get_parent_ret")
+decode_remote_domain_checkpoint_get_parent_ret = xdr.decoder(_dec_remote_domain_checkpoint_get_parent_ret, _T_remote_domain_checkpoint_get_parent_ret, "remote_domain_checkpoint_get_parent_ret")
+encode_remote_domain_checkpoint_delete_args = xdr.encoder(_enc_remote_domain_checkpoint_delete_args, _T_remote_domain_checkpoint_delete_args, "remote_domain_checkpoint_delete_args")
+decode_remote_domain_checkpoint_delete_args = xdr.decoder(_dec_remote_domain_checkpoint_delete_args, _T_remote_domain_checkpoint_delete_args, "remote_domain_checkpoint_delete_args")
 
 
 TYPES: Final[dict[str, xdr.XdrType]] = {

@@ -588,104 +588,28 @@ _T_remote_error.encode, _T_remote_error.decode = _enc_remote_error, _dec_remote_
 remote_error.xdr_type = _T_remote_error
 
 
-def encode_virNetMessageHeader(value: virNetMessageHeader) -> bytes:
-    return xdr.encode_with(_enc_virNetMessageHeader, _T_virNetMessageHeader, value, "virNetMessageHeader")
+# --- encode_<type>(value) -> bytes, decode_<type>(data, exact=True) -> value ---
 
-
-def decode_virNetMessageHeader(data: bytes | bytearray | memoryview, exact: bool = True) -> virNetMessageHeader:
-    result: virNetMessageHeader
-    result, _ = xdr.decode_with(_dec_virNetMessageHeader, _T_virNetMessageHeader, data, exact=exact, name="virNetMessageHeader")
-    return result
-
-
-def encode_virNetStreamHole(value: virNetStreamHole) -> bytes:
-    return xdr.encode_with(_enc_virNetStreamHole, _T_virNetStreamHole, value, "virNetStreamHole")
-
-
-def decode_virNetStreamHole(data: bytes | bytearray | memoryview, exact: bool = True) -> virNetStreamHole:
-    result: virNetStreamHole
-    result, _ = xdr.decode_with(_dec_virNetStreamHole, _T_virNetStreamHole, data, exact=exact, name="virNetStreamHole")
-    return result
-
-
-def encode_virNetMessageUUID(value: virNetMessageUUID) -> bytes:
-    return xdr.encode_with(_enc_virNetMessageUUID, _T_virNetMessageUUID, value, "virNetMessageUUID")
-
-
-def decode_virNetMessageUUID(data: bytes | bytearray | memoryview, exact: bool = True) -> virNetMessageUUID:
-    result: virNetMessageUUID
-    result, _ = xdr.decode_with(_dec_virNetMessageUUID, _T_virNetMessageUUID, data, exact=exact, name="virNetMessageUUID")
-    return result
-
-
-def encode_virNetMessageNonnullString(value: virNetMessageNonnullString) -> bytes:
-    return xdr.encode_with(_enc_virNetMessageNonnullString, _T_virNetMessageNonnullString, value, "virNetMessageNonnullString")
-
-
-def decode_virNetMessageNonnullString(data: bytes | bytearray | memoryview, exact: bool = True) -> virNetMessageNonnullString:
-    result: virNetMessageNonnullString
-    result, _ = xdr.decode_with(_dec_virNetMessageNonnullString, _T_virNetMessageNonnullString, data, exact=exact, name="virNetMessageNonnullString")
-    return result
-
-
-def encode_virNetMessageString(value: virNetMessageString) -> bytes:
-    return xdr.encode_with(_enc_virNetMessageString, _T_virNetMessageString, value, "virNetMessageString")
-
-
-def decode_virNetMessageString(data: bytes | bytearray | memoryview, exact: bool = True) -> virNetMessageString:
-    result: virNetMessageString
-    result, _ = xdr.decode_with(_dec_virNetMessageString, _T_virNetMessageString, data, exact=exact, name="virNetMessageString")
-    return result
-
-
-def encode_virNetMessageNonnullDomain(value: virNetMessageNonnullDomain) -> bytes:
-    return xdr.encode_with(_enc_virNetMessageNonnullDomain, _T_virNetMessageNonnullDomain, value, "virNetMessageNonnullDomain")
-
-
-def decode_virNetMessageNonnullDomain(data: bytes | bytearray | memoryview, exact: bool = True) -> virNetMessageNonnullDomain:
-    result: virNetMessageNonnullDomain
-    result, _ = xdr.decode_with(_dec_virNetMessageNonnullDomain, _T_virNetMessageNonnullDomain, data, exact=exact, name="virNetMessageNonnullDomain")
-    return result
-
-
-def encode_virNetMessageNonnullNetwork(value: virNetMessageNonnullNetwork) -> bytes:
-    return xdr.encode_with(_enc_virNetMessageNonnullNetwork, _T_virNetMessageNonnullNetwork, value, "virNetMessageNonnullNetwork")
-
-
-def decode_virNetMessageNonnullNetwork(data: bytes | bytearray | memoryview, exact: bool = True) -> virNetMessageNonnullNetwork:
-    result: virNetMessageNonnullNetwork
-    result, _ = xdr.decode_with(_dec_virNetMessageNonnullNetwork, _T_virNetMessageNonnullNetwork, data, exact=exact, name="virNetMessageNonnullNetwork")
-    return result
-
-
-def encode_virNetMessageDomain(value: virNetMessageDomain) -> bytes:
-    return xdr.encode_with(_enc_virNetMessageDomain, _T_virNetMessageDomain, value, "virNetMessageDomain")
-
-
-def decode_virNetMessageDomain(data: bytes | bytearray | memoryview, exact: bool = True) -> virNetMessageDomain:
-    result: virNetMessageDomain
-    result, _ = xdr.decode_with(_dec_virNetMessageDomain, _T_virNetMessageDomain, data, exact=exact, name="virNetMessageDomain")
-    return result
-
-
-def encode_virNetMessageNetwork(value: virNetMessageNetwork) -> bytes:
-    return xdr.encode_with(_enc_virNetMessageNetwork, _T_virNetMessageNetwork, value, "virNetMessageNetwork")
-
-
-def decode_virNetMessageNetwork(data: bytes | bytearray | memoryview, exact: bool = True) -> virNetMessageNetwork:
-    result: virNetMessageNetwork
-    result, _ = xdr.decode_with(_dec_virNetMessageNetwork, _T_virNetMessageNetwork, data, exact=exact, name="virNetMessageNetwork")
-    return result
-
-
-def encode_remote_error(value: remote_error) -> bytes:
-    return xdr.encode_with(_enc_remote_error, _T_remote_error, value, "remote_error")
-
-
-def decode_remote_error(data: bytes | bytearray | memoryview, exact: bool = True) -> remote_error:
-    result: remote_error
-    result, _ = xdr.decode_with(_dec_remote_error, _T_remote_error, data, exact=exact, name="remote_error")
-    return result
+encode_virNetMessageHeader = xdr.encoder(_enc_virNetMessageHeader, _T_virNetMessageHeader, "virNetMessageHeader")
+decode_virNetMessageHeader = xdr.decoder(_dec_virNetMessageHeader, _T_virNetMessageHeader, "virNetMessageHeader")
+encode_virNetStreamHole = xdr.encoder(_enc_virNetStreamHole, _T_virNetStreamHole, "virNetStreamHole")
+decode_virNetStreamHole = xdr.decoder(_dec_virNetStreamHole, _T_virNetStreamHole, "virNetStreamHole")
+encode_virNetMessageUUID = xdr.encoder(_enc_virNetMessageUUID, _T_virNetMessageUUID, "virNetMessageUUID")
+decode_virNetMessageUUID = xdr.decoder(_dec_virNetMessageUUID, _T_virNetMessageUUID, "virNetMessageUUID")
+encode_virNetMessageNonnullString = xdr.encoder(_enc_virNetMessageNonnullString, _T_virNetMessageNonnullString, "virNetMessageNonnullString")
+decode_virNetMessageNonnullString = xdr.decoder(_dec_virNetMessageNonnullString, _T_virNetMessageNonnullString, "virNetMessageNonnullString")
+encode_virNetMessageString = xdr.encoder(_enc_virNetMessageString, _T_virNetMessageString, "virNetMessageString")
+decode_virNetMessageString = xdr.decoder(_dec_virNetMessageString, _T_virNetMessageString, "virNetMessageString")
+encode_virNetMessageNonnullDomain = xdr.encoder(_enc_virNetMessageNonnullDomain, _T_virNetMessageNonnullDomain, "virNetMessageNonnullDomain")
+decode_virNetMessageNonnullDomain = xdr.decoder(_dec_virNetMessageNonnullDomain, _T_virNetMessageNonnullDomain, "virNetMessageNonnullDomain")
+encode_virNetMessageNonnullNetwork = xdr.encoder(_enc_virNetMessageNonnullNetwork, _T_virNetMessageNonnullNetwork, "virNetMessageNonnullNetwork")
+decode_virNetMessageNonnullNetwork = xdr.decoder(_dec_virNetMessageNonnullNetwork, _T_virNetMessageNonnullNetwork, "virNetMessageNonnullNetwork")
+encode_virNetMessageDomain = xdr.encoder(_enc_virNetMessageDomain, _T_virNetMessageDomain, "virNetMessageDomain")
+decode_virNetMessageDomain = xdr.decoder(_dec_virNetMessageDomain, _T_virNetMessageDomain, "virNetMessageDomain")
+encode_virNetMessageNetwork = xdr.encoder(_enc_virNetMessageNetwork, _T_virNetMessageNetwork, "virNetMessageNetwork")
+decode_virNetMessageNetwork = xdr.decoder(_dec_virNetMessageNetwork, _T_virNetMessageNetwork, "virNetMessageNetwork")
+encode_remote_error = xdr.encoder(_enc_remote_error, _T_remote_error, "remote_error")
+decode_remote_error = xdr.decoder(_dec_remote_error, _T_remote_error, "remote_error")
 
 
 TYPES: Final[dict[str, xdr.XdrType]] = {

@@ -279,23 +279,17 @@ class ModuleGenerator:
         return out + later
 
     def public_functions(self) -> list[str]:
-        out: list[str] = []
+        out = [
+            "",
+            "",
+            "# --- encode_<type>(value) -> bytes, decode_<type>(data, exact=True) -> value ---",
+            "",
+        ]
         for d in self.mod.definitions:
-            if not isinstance(d, model.Struct | model.Union | model.Typedef):
-                continue
-            n = d.name
-            out += [
-                "",
-                "",
-                f"def encode_{n}(value: {n}) -> bytes:",
-                f'    return xdr.encode_with(_enc_{n}, _T_{n}, value, "{n}")',
-                "",
-                "",
-                f"def decode_{n}(data: bytes | bytearray | memoryview, exact: bool = True) -> {n}:",
-                f"    result: {n}",
-                f'    result, _ = xdr.decode_with(_dec_{n}, _T_{n}, data, exact=exact, name="{n}")',
-                "    return result",
-            ]
+            if isinstance(d, model.Struct | model.Union | model.Typedef):
+                n = d.name
+                out.append(f'encode_{n} = xdr.encoder(_enc_{n}, _T_{n}, "{n}")')
+                out.append(f'decode_{n} = xdr.decoder(_dec_{n}, _T_{n}, "{n}")')
         return out
 
     def types_table(self) -> list[str]:
