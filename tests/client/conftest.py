@@ -27,6 +27,7 @@ HEADER = struct.Struct(">IIIiiIi")
 REMOTE = 0x20008086
 KEEPALIVE = 0x6B656570
 HANG = "hang"
+DEFER = "defer"  # a handler returning (DEFER, body) is answered by release_deferred()
 
 Handler = Callable[[bytes], Any]
 
@@ -54,6 +55,7 @@ class FakeDaemon:
     _threads: list[threading.Thread] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     call_arrived: threading.Event = field(default_factory=threading.Event)
+    deferred: list[tuple[socket.socket, int, int, bytes]] = field(default_factory=list)
 
     @property
     def uri(self) -> str:
@@ -141,7 +143,18 @@ class FakeDaemon:
             return self._reply(conn, proc, serial, 1, to_remote_error(exc).to_bytes())
         if isinstance(body, str) and body == HANG:
             return None
+        if isinstance(body, tuple) and body[0] == DEFER:
+            with self._lock:
+                self.deferred.append((conn, proc, serial, body[1]))
+            return None
         return self._reply(conn, proc, serial, 0, body)
+
+    def release_deferred(self, order: Callable[[list[Any]], list[Any]] = lambda d: d) -> None:
+        """Send the replies handlers deferred, in the order `order` gives."""
+        with self._lock:
+            pending, self.deferred = list(self.deferred), []
+        for conn, proc, serial, body in order(pending):
+            self._reply(conn, proc, serial, 0, body)
 
     def kill(self) -> None:
         """Drop every connection and stop listening, as a crashed daemon would."""

@@ -1,0 +1,96 @@
+"""Many threads on one sync connection: replies routed by serial, whatever their order;
+and the connection's lifetime follows libvirt's reference counting."""
+
+from __future__ import annotations
+
+import gc
+import struct
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from virtwire.protocol.generated import remote
+
+import virtwire.libvirt as vlibvirt
+
+FakeDaemon = Any  # tests/client/conftest.py
+GET_LIB_VERSION = remote.PROCEDURES_BY_NAME["CONNECT_GET_LIB_VERSION"].number
+LOOKUP_BY_NAME = remote.PROCEDURES_BY_NAME["DOMAIN_LOOKUP_BY_NAME"].number
+CONNECT_CLOSE = remote.PROCEDURES_BY_NAME["CONNECT_CLOSE"].number
+
+
+def test_replies_out_of_order_reach_their_callers(fake_daemon: Callable[..., FakeDaemon]) -> None:
+    counter = iter(range(1000, 2000))
+
+    def deferred(_payload: bytes) -> Any:
+        # Each call gets a distinct answer; all are held, then sent in reverse.
+        return ("defer", struct.pack(">Q", next(counter)))
+
+    daemon = fake_daemon(handlers={GET_LIB_VERSION: deferred})
+    conn = vlibvirt.open(daemon.uri)
+    results: dict[int, int] = {}
+
+    def worker(i: int) -> None:
+        results[i] = conn.getLibVersion()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    while daemon.procedures().count(GET_LIB_VERSION) < 8:
+        daemon.call_arrived.wait(0.5)
+        daemon.call_arrived.clear()
+    sent = {serial: struct.unpack(">Q", body)[0] for _, _, serial, body in daemon.deferred}
+    daemon.release_deferred(lambda d: list(reversed(d)))
+    for t in threads:
+        t.join(10)
+        assert not t.is_alive()
+    # Every thread got the answer to its own serial: the 8 distinct values, once each.
+    assert sorted(results.values()) == sorted(sent.values())
+    conn.close()
+
+
+def test_threads_share_a_connection_to_real_libvirtd(real_libvirtd: Any) -> None:
+    conn = vlibvirt.open(real_libvirtd.tcp_uri)
+    dom = conn.lookupByName("test")
+    expected = dom.info()[:4]
+    errors: list[BaseException] = []
+    seen: list[list[int]] = []
+
+    def worker() -> None:
+        try:
+            for _ in range(50):
+                seen.append(dom.info()[:4])
+                assert conn.lookupByName("test").UUIDString() == dom.UUIDString()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert len(seen) == 800 and all(s == expected for s in seen)
+    conn.close()
+
+
+def test_domains_keep_a_closed_connection_open(fake_daemon: Callable[..., FakeDaemon]) -> None:
+    ref = remote.remote_nonnull_domain(name="vm", uuid=b"\x01" * 16, id=1)
+    daemon = fake_daemon(
+        handlers={
+            LOOKUP_BY_NAME: lambda p: remote.remote_domain_lookup_by_name_ret(dom=ref).to_bytes(),
+            GET_LIB_VERSION: lambda p: struct.pack(">Q", 9000000),
+        }
+    )
+    conn = vlibvirt.open(daemon.uri)
+    first, second = conn.lookupByName("vm"), conn.lookupByName("vm")
+    assert conn.close() == 2
+    assert CONNECT_CLOSE not in daemon.procedures()
+    assert first.name() == "vm" and first.connect() is conn
+    del first
+    gc.collect()
+    assert CONNECT_CLOSE not in daemon.procedures()
+    del second
+    gc.collect()
+    # The last reference sends CONNECT_CLOSE, as libvirt does.
+    assert daemon.procedures()[-1] == CONNECT_CLOSE
