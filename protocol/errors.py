@@ -78,6 +78,7 @@ __all__ = [
     "from_remote_error",
     "internal_error",
     "invalid_arg",
+    "invalid_argument",
     "libvirtError",
     "make_error",
     "no_connect",
@@ -93,6 +94,7 @@ __all__ = [
     "unknown_procedure",
     "unknown_program",
     "unset_error",
+    "unsupported_flags",
 ]
 
 # (code, domain, message, level, str1, str2, str3, int1, int2), as libvirt-python.
@@ -294,6 +296,20 @@ def operation_invalid(detail: str, domain: int = VIR_FROM_DOMAIN) -> libvirtErro
 def invalid_arg(detail: str, domain: int = VIR_FROM_DOMAIN) -> libvirtError:
     """``"invalid argument: <detail>"``."""
     return make_error(VIR_ERR_INVALID_ARG, domain, detail)
+
+
+def invalid_argument(function: str, argument: str, message: str, domain: int) -> libvirtError:
+    """libvirt's virReportInvalidArg: the message as given, str1 the reporting C
+    function, str2 the argument's name, int1 = int2 = 0."""
+    return libvirtError(
+        message, (VIR_ERR_INVALID_ARG, domain, message, VIR_ERR_ERROR, function, argument, None, 0, 0)
+    )
+
+
+def unsupported_flags(flags: int, function: str, domain: int) -> libvirtError:
+    """virCheckFlags refusing ``flags``: "unsupported flags (0x4) in function testDomainX"."""
+    message = f"unsupported flags (0x{flags:x}) in function {function}"
+    return invalid_argument(function, "flags", message, domain)
 
 
 def unset_error() -> libvirtError:

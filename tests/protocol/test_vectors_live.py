@@ -116,6 +116,10 @@ def test_read_only_session(peer: Peer) -> None:
     # errors: byte for byte what our builders make
     denied = peer.error("DOMAIN_SUSPEND", dom=dom)
     assert denied.to_bytes() == errors.to_remote_error(errors.operation_denied("virDomainSuspend")).to_bytes()
+    # the daemon adds VIR_TYPED_PARAM_STRING_OKAY, which the test driver's virCheckFlags refuses
+    bad_flags = peer.error("DOMAIN_GET_SCHEDULER_PARAMETERS_FLAGS", dom=dom, nparams=1, flags=0)
+    expected = errors.unsupported_flags(0x4, "testDomainGetSchedulerParametersFlags", C.VIR_FROM_TEST)
+    assert bad_flags.to_bytes() == errors.to_remote_error(expected).to_bytes()
     unsupported = peer.error("DOMAIN_GET_JOB_STATS", dom=dom, flags=0)
     assert (
         unsupported.to_bytes() == errors.to_remote_error(errors.no_support("virDomainGetJobStats")).to_bytes()
