@@ -172,6 +172,11 @@ def render(constants: dict[str, int | str], templates: dict[int, tuple[str, str]
         "",
         "from typing import Final",
         "",
+        "# Only the VIR_* names: `from ... import *` must not pick up ERROR_MESSAGES.",
+        "__all__ = [  # noqa: RUF022 - code-point order, like the definitions below",
+        *[f"    {name!r}," for name in sorted(constants)],
+        "]",
+        "",
     ]
     for name in sorted(constants):
         out.append(f"{name}: Final = {constants[name]!r}")
