@@ -82,8 +82,8 @@ _RAW = _Raw()
 
 
 _Codec = type[XdrStruct] | _Raw | None
-# body_codec answers for known programs, cached: the set of keys is bounded by the
-# spec (procedures x types x statuses), unlike keys of arbitrary unknown programs.
+# body_codec's answers for procedures the spec knows, cached: those keys are bounded
+# by the spec (procedures x types x statuses); a peer's made-up numbers never enter.
 _CODEC_CACHE: dict[tuple[int, int, int, int, int], _Codec] = {}
 
 
@@ -95,7 +95,7 @@ def body_codec(header: Header) -> _Codec:
     if cached is not _RAW or key in _CODEC_CACHE:
         return cached
     codec = _find_codec(header)
-    if (header.program, header.version) in _PROGRAMS:
+    if lookup_procedure(header.program, header.version, header.procedure) is not None:
         _CODEC_CACHE[key] = codec
     return codec
 

@@ -10,6 +10,7 @@ import uuid
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from virtwire.protocol import message as message_module
 from virtwire.protocol.errors import ProtocolError
 from virtwire.protocol.framing import Header, MessageStatus, MessageType, encode_packet
 from virtwire.protocol.generated import constants as C
@@ -269,3 +270,10 @@ def test_random_headers_fail_cleanly(words: tuple[int, int, int, int, int, int],
         return
     again = encode_message(message)
     assert decode_message(again) == message
+
+
+def test_made_up_procedure_numbers_are_not_remembered() -> None:
+    before = len(message_module._CODEC_CACHE)
+    for number in range(100000, 100050):
+        decode_message(encode_packet(header(number, CALL), b""))
+    assert len(message_module._CODEC_CACHE) == before
