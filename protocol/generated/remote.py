@@ -8991,6 +8991,9 @@ _S_Qi = struct.Struct(">Qi")
 _pack_Qi = _S_Qi.pack
 _unpack_Qi = _S_Qi.unpack_from
 _padpack_Qi = (_pack_Qi, struct.Struct(">3xQi").pack, struct.Struct(">2xQi").pack, struct.Struct(">1xQi").pack)
+_S_dI = struct.Struct(">dI")
+_pack_dI = _S_dI.pack
+_unpack_dI = _S_dI.unpack_from
 _S_iI = struct.Struct(">iI")
 _pack_iI = _S_iI.pack
 _unpack_iI = _S_iI.unpack_from
@@ -10978,10 +10981,12 @@ def _dec_remote_node_set_memory_parameters_args(buf: bytes, pos: int) -> tuple[r
         raise XdrError("array length exceeds the data left")
     a1: list[remote_typed_param] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_typed_param)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
+        pos += 4
+    for _ in range(n2 - 1):
+        x3 = _new(remote_typed_param)
+        s6 = pos
         pos = s6 + ((n5 + 3) & -4)
         if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
@@ -10994,23 +10999,23 @@ def _dec_remote_node_set_memory_parameters_args(buf: bytes, pos: int) -> tuple[r
         pos += 4
         v7.type = d8
         if d8 == 1:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 2:
-            (v7.value,) = _unpack_I(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_II(buf, pos)
+            pos += 8
         elif d8 == 3:
-            (v7.value,) = _unpack_q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_qI(buf, pos)
+            pos += 12
         elif d8 == 4:
-            (v7.value,) = _unpack_Q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_QI(buf, pos)
+            pos += 12
         elif d8 == 5:
-            (v7.value,) = _unpack_d(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_dI(buf, pos)
+            pos += 12
         elif d8 == 6:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
             s10 = pos + 4
@@ -11021,9 +11026,57 @@ def _dec_remote_node_set_memory_parameters_args(buf: bytes, pos: int) -> tuple[r
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
                 v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
+            (n5,) = _unpack_u32(buf, pos)
+            pos += 4
         else:
             raise XdrError("union discriminant has no arm")
         x3.value = v7
+        append4(x3)
+    if n2:
+        x3 = _new(remote_typed_param)
+        s11 = pos
+        pos = s11 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.field = buf[s11:s11 + n5].decode()
+        except UnicodeDecodeError:
+            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
+        v12 = _new(remote_typed_param_value)
+        (d13,) = _unpack_i(buf, pos)
+        pos += 4
+        v12.type = d13
+        if d13 == 1:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 2:
+            (v12.value,) = _unpack_I(buf, pos)
+            pos += 4
+        elif d13 == 3:
+            (v12.value,) = _unpack_q(buf, pos)
+            pos += 8
+        elif d13 == 4:
+            (v12.value,) = _unpack_Q(buf, pos)
+            pos += 8
+        elif d13 == 5:
+            (v12.value,) = _unpack_d(buf, pos)
+            pos += 8
+        elif d13 == 6:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 7:
+            (n14,) = _unpack_u32(buf, pos)
+            s15 = pos + 4
+            pos = s15 + ((n14 + 3) & -4)
+            if pos > end or n14 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                v12.value = buf[s15:s15 + n14].decode()
+            except UnicodeDecodeError:
+                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+        else:
+            raise XdrError("union discriminant has no arm")
+        x3.value = v12
         append4(x3)
     v.params = a1
     (v.flags,) = _unpack_I(buf, pos)
@@ -11106,10 +11159,12 @@ def _dec_remote_node_get_memory_parameters_ret(buf: bytes, pos: int) -> tuple[re
         raise XdrError("array length exceeds the data left")
     a1: list[remote_typed_param] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_typed_param)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
+        pos += 4
+    for _ in range(n2 - 1):
+        x3 = _new(remote_typed_param)
+        s6 = pos
         pos = s6 + ((n5 + 3) & -4)
         if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
@@ -11122,23 +11177,23 @@ def _dec_remote_node_get_memory_parameters_ret(buf: bytes, pos: int) -> tuple[re
         pos += 4
         v7.type = d8
         if d8 == 1:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 2:
-            (v7.value,) = _unpack_I(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_II(buf, pos)
+            pos += 8
         elif d8 == 3:
-            (v7.value,) = _unpack_q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_qI(buf, pos)
+            pos += 12
         elif d8 == 4:
-            (v7.value,) = _unpack_Q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_QI(buf, pos)
+            pos += 12
         elif d8 == 5:
-            (v7.value,) = _unpack_d(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_dI(buf, pos)
+            pos += 12
         elif d8 == 6:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
             s10 = pos + 4
@@ -11149,9 +11204,57 @@ def _dec_remote_node_get_memory_parameters_ret(buf: bytes, pos: int) -> tuple[re
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
                 v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
+            (n5,) = _unpack_u32(buf, pos)
+            pos += 4
         else:
             raise XdrError("union discriminant has no arm")
         x3.value = v7
+        append4(x3)
+    if n2:
+        x3 = _new(remote_typed_param)
+        s11 = pos
+        pos = s11 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.field = buf[s11:s11 + n5].decode()
+        except UnicodeDecodeError:
+            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
+        v12 = _new(remote_typed_param_value)
+        (d13,) = _unpack_i(buf, pos)
+        pos += 4
+        v12.type = d13
+        if d13 == 1:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 2:
+            (v12.value,) = _unpack_I(buf, pos)
+            pos += 4
+        elif d13 == 3:
+            (v12.value,) = _unpack_q(buf, pos)
+            pos += 8
+        elif d13 == 4:
+            (v12.value,) = _unpack_Q(buf, pos)
+            pos += 8
+        elif d13 == 5:
+            (v12.value,) = _unpack_d(buf, pos)
+            pos += 8
+        elif d13 == 6:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 7:
+            (n14,) = _unpack_u32(buf, pos)
+            s15 = pos + 4
+            pos = s15 + ((n14 + 3) & -4)
+            if pos > end or n14 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                v12.value = buf[s15:s15 + n14].decode()
+            except UnicodeDecodeError:
+                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+        else:
+            raise XdrError("union discriminant has no arm")
+        x3.value = v12
         append4(x3)
     v.params = a1
     (v.nparams,) = _unpack_i(buf, pos)
@@ -11852,10 +11955,12 @@ def _dec_remote_connect_set_identity_args(buf: bytes, pos: int) -> tuple[remote_
         raise XdrError("array length exceeds the data left")
     a1: list[remote_typed_param] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_typed_param)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
+        pos += 4
+    for _ in range(n2 - 1):
+        x3 = _new(remote_typed_param)
+        s6 = pos
         pos = s6 + ((n5 + 3) & -4)
         if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
@@ -11868,23 +11973,23 @@ def _dec_remote_connect_set_identity_args(buf: bytes, pos: int) -> tuple[remote_
         pos += 4
         v7.type = d8
         if d8 == 1:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 2:
-            (v7.value,) = _unpack_I(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_II(buf, pos)
+            pos += 8
         elif d8 == 3:
-            (v7.value,) = _unpack_q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_qI(buf, pos)
+            pos += 12
         elif d8 == 4:
-            (v7.value,) = _unpack_Q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_QI(buf, pos)
+            pos += 12
         elif d8 == 5:
-            (v7.value,) = _unpack_d(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_dI(buf, pos)
+            pos += 12
         elif d8 == 6:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
             s10 = pos + 4
@@ -11895,9 +12000,57 @@ def _dec_remote_connect_set_identity_args(buf: bytes, pos: int) -> tuple[remote_
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
                 v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
+            (n5,) = _unpack_u32(buf, pos)
+            pos += 4
         else:
             raise XdrError("union discriminant has no arm")
         x3.value = v7
+        append4(x3)
+    if n2:
+        x3 = _new(remote_typed_param)
+        s11 = pos
+        pos = s11 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.field = buf[s11:s11 + n5].decode()
+        except UnicodeDecodeError:
+            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
+        v12 = _new(remote_typed_param_value)
+        (d13,) = _unpack_i(buf, pos)
+        pos += 4
+        v12.type = d13
+        if d13 == 1:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 2:
+            (v12.value,) = _unpack_I(buf, pos)
+            pos += 4
+        elif d13 == 3:
+            (v12.value,) = _unpack_q(buf, pos)
+            pos += 8
+        elif d13 == 4:
+            (v12.value,) = _unpack_Q(buf, pos)
+            pos += 8
+        elif d13 == 5:
+            (v12.value,) = _unpack_d(buf, pos)
+            pos += 8
+        elif d13 == 6:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 7:
+            (n14,) = _unpack_u32(buf, pos)
+            s15 = pos + 4
+            pos = s15 + ((n14 + 3) & -4)
+            if pos > end or n14 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                v12.value = buf[s15:s15 + n14].decode()
+            except UnicodeDecodeError:
+                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+        else:
+            raise XdrError("union discriminant has no arm")
+        x3.value = v12
         append4(x3)
     v.params = a1
     (v.flags,) = _unpack_I(buf, pos)
@@ -12713,10 +12866,12 @@ def _dec_remote_domain_save_params_args(buf: bytes, pos: int) -> tuple[remote_do
         raise XdrError("array length exceeds the data left")
     a1: list[remote_typed_param] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_typed_param)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
+        pos += 4
+    for _ in range(n2 - 1):
+        x3 = _new(remote_typed_param)
+        s6 = pos
         pos = s6 + ((n5 + 3) & -4)
         if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
@@ -12729,23 +12884,23 @@ def _dec_remote_domain_save_params_args(buf: bytes, pos: int) -> tuple[remote_do
         pos += 4
         v7.type = d8
         if d8 == 1:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 2:
-            (v7.value,) = _unpack_I(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_II(buf, pos)
+            pos += 8
         elif d8 == 3:
-            (v7.value,) = _unpack_q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_qI(buf, pos)
+            pos += 12
         elif d8 == 4:
-            (v7.value,) = _unpack_Q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_QI(buf, pos)
+            pos += 12
         elif d8 == 5:
-            (v7.value,) = _unpack_d(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_dI(buf, pos)
+            pos += 12
         elif d8 == 6:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
             s10 = pos + 4
@@ -12756,9 +12911,57 @@ def _dec_remote_domain_save_params_args(buf: bytes, pos: int) -> tuple[remote_do
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
                 v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
+            (n5,) = _unpack_u32(buf, pos)
+            pos += 4
         else:
             raise XdrError("union discriminant has no arm")
         x3.value = v7
+        append4(x3)
+    if n2:
+        x3 = _new(remote_typed_param)
+        s11 = pos
+        pos = s11 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.field = buf[s11:s11 + n5].decode()
+        except UnicodeDecodeError:
+            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
+        v12 = _new(remote_typed_param_value)
+        (d13,) = _unpack_i(buf, pos)
+        pos += 4
+        v12.type = d13
+        if d13 == 1:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 2:
+            (v12.value,) = _unpack_I(buf, pos)
+            pos += 4
+        elif d13 == 3:
+            (v12.value,) = _unpack_q(buf, pos)
+            pos += 8
+        elif d13 == 4:
+            (v12.value,) = _unpack_Q(buf, pos)
+            pos += 8
+        elif d13 == 5:
+            (v12.value,) = _unpack_d(buf, pos)
+            pos += 8
+        elif d13 == 6:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 7:
+            (n14,) = _unpack_u32(buf, pos)
+            s15 = pos + 4
+            pos = s15 + ((n14 + 3) & -4)
+            if pos > end or n14 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                v12.value = buf[s15:s15 + n14].decode()
+            except UnicodeDecodeError:
+                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+        else:
+            raise XdrError("union discriminant has no arm")
+        x3.value = v12
         append4(x3)
     v.params = a1
     (v.flags,) = _unpack_I(buf, pos)
@@ -12922,10 +13125,12 @@ def _dec_remote_domain_restore_params_args(buf: bytes, pos: int) -> tuple[remote
         raise XdrError("array length exceeds the data left")
     a1: list[remote_typed_param] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_typed_param)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
+        pos += 4
+    for _ in range(n2 - 1):
+        x3 = _new(remote_typed_param)
+        s6 = pos
         pos = s6 + ((n5 + 3) & -4)
         if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
@@ -12938,23 +13143,23 @@ def _dec_remote_domain_restore_params_args(buf: bytes, pos: int) -> tuple[remote
         pos += 4
         v7.type = d8
         if d8 == 1:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 2:
-            (v7.value,) = _unpack_I(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_II(buf, pos)
+            pos += 8
         elif d8 == 3:
-            (v7.value,) = _unpack_q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_qI(buf, pos)
+            pos += 12
         elif d8 == 4:
-            (v7.value,) = _unpack_Q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_QI(buf, pos)
+            pos += 12
         elif d8 == 5:
-            (v7.value,) = _unpack_d(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_dI(buf, pos)
+            pos += 12
         elif d8 == 6:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
             s10 = pos + 4
@@ -12965,9 +13170,57 @@ def _dec_remote_domain_restore_params_args(buf: bytes, pos: int) -> tuple[remote
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
                 v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
+            (n5,) = _unpack_u32(buf, pos)
+            pos += 4
         else:
             raise XdrError("union discriminant has no arm")
         x3.value = v7
+        append4(x3)
+    if n2:
+        x3 = _new(remote_typed_param)
+        s11 = pos
+        pos = s11 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.field = buf[s11:s11 + n5].decode()
+        except UnicodeDecodeError:
+            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
+        v12 = _new(remote_typed_param_value)
+        (d13,) = _unpack_i(buf, pos)
+        pos += 4
+        v12.type = d13
+        if d13 == 1:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 2:
+            (v12.value,) = _unpack_I(buf, pos)
+            pos += 4
+        elif d13 == 3:
+            (v12.value,) = _unpack_q(buf, pos)
+            pos += 8
+        elif d13 == 4:
+            (v12.value,) = _unpack_Q(buf, pos)
+            pos += 8
+        elif d13 == 5:
+            (v12.value,) = _unpack_d(buf, pos)
+            pos += 8
+        elif d13 == 6:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 7:
+            (n14,) = _unpack_u32(buf, pos)
+            s15 = pos + 4
+            pos = s15 + ((n14 + 3) & -4)
+            if pos > end or n14 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                v12.value = buf[s15:s15 + n14].decode()
+            except UnicodeDecodeError:
+                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+        else:
+            raise XdrError("union discriminant has no arm")
+        x3.value = v12
         append4(x3)
     v.params = a1
     (v.flags,) = _unpack_I(buf, pos)
@@ -14585,10 +14838,12 @@ def _dec_remote_node_get_sev_info_ret(buf: bytes, pos: int) -> tuple[remote_node
         raise XdrError("array length exceeds the data left")
     a1: list[remote_typed_param] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_typed_param)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
+        pos += 4
+    for _ in range(n2 - 1):
+        x3 = _new(remote_typed_param)
+        s6 = pos
         pos = s6 + ((n5 + 3) & -4)
         if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
@@ -14601,23 +14856,23 @@ def _dec_remote_node_get_sev_info_ret(buf: bytes, pos: int) -> tuple[remote_node
         pos += 4
         v7.type = d8
         if d8 == 1:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 2:
-            (v7.value,) = _unpack_I(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_II(buf, pos)
+            pos += 8
         elif d8 == 3:
-            (v7.value,) = _unpack_q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_qI(buf, pos)
+            pos += 12
         elif d8 == 4:
-            (v7.value,) = _unpack_Q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_QI(buf, pos)
+            pos += 12
         elif d8 == 5:
-            (v7.value,) = _unpack_d(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_dI(buf, pos)
+            pos += 12
         elif d8 == 6:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
             s10 = pos + 4
@@ -14628,9 +14883,57 @@ def _dec_remote_node_get_sev_info_ret(buf: bytes, pos: int) -> tuple[remote_node
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
                 v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
+            (n5,) = _unpack_u32(buf, pos)
+            pos += 4
         else:
             raise XdrError("union discriminant has no arm")
         x3.value = v7
+        append4(x3)
+    if n2:
+        x3 = _new(remote_typed_param)
+        s11 = pos
+        pos = s11 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.field = buf[s11:s11 + n5].decode()
+        except UnicodeDecodeError:
+            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
+        v12 = _new(remote_typed_param_value)
+        (d13,) = _unpack_i(buf, pos)
+        pos += 4
+        v12.type = d13
+        if d13 == 1:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 2:
+            (v12.value,) = _unpack_I(buf, pos)
+            pos += 4
+        elif d13 == 3:
+            (v12.value,) = _unpack_q(buf, pos)
+            pos += 8
+        elif d13 == 4:
+            (v12.value,) = _unpack_Q(buf, pos)
+            pos += 8
+        elif d13 == 5:
+            (v12.value,) = _unpack_d(buf, pos)
+            pos += 8
+        elif d13 == 6:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 7:
+            (n14,) = _unpack_u32(buf, pos)
+            s15 = pos + 4
+            pos = s15 + ((n14 + 3) & -4)
+            if pos > end or n14 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                v12.value = buf[s15:s15 + n14].decode()
+            except UnicodeDecodeError:
+                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+        else:
+            raise XdrError("union discriminant has no arm")
+        x3.value = v12
         append4(x3)
     v.params = a1
     (v.nparams,) = _unpack_i(buf, pos)
@@ -14715,10 +15018,12 @@ def _dec_remote_domain_get_launch_security_info_ret(buf: bytes, pos: int) -> tup
         raise XdrError("array length exceeds the data left")
     a1: list[remote_typed_param] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_typed_param)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
+        pos += 4
+    for _ in range(n2 - 1):
+        x3 = _new(remote_typed_param)
+        s6 = pos
         pos = s6 + ((n5 + 3) & -4)
         if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
@@ -14731,23 +15036,23 @@ def _dec_remote_domain_get_launch_security_info_ret(buf: bytes, pos: int) -> tup
         pos += 4
         v7.type = d8
         if d8 == 1:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 2:
-            (v7.value,) = _unpack_I(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_II(buf, pos)
+            pos += 8
         elif d8 == 3:
-            (v7.value,) = _unpack_q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_qI(buf, pos)
+            pos += 12
         elif d8 == 4:
-            (v7.value,) = _unpack_Q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_QI(buf, pos)
+            pos += 12
         elif d8 == 5:
-            (v7.value,) = _unpack_d(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_dI(buf, pos)
+            pos += 12
         elif d8 == 6:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
             s10 = pos + 4
@@ -14758,9 +15063,57 @@ def _dec_remote_domain_get_launch_security_info_ret(buf: bytes, pos: int) -> tup
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
                 v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
+            (n5,) = _unpack_u32(buf, pos)
+            pos += 4
         else:
             raise XdrError("union discriminant has no arm")
         x3.value = v7
+        append4(x3)
+    if n2:
+        x3 = _new(remote_typed_param)
+        s11 = pos
+        pos = s11 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.field = buf[s11:s11 + n5].decode()
+        except UnicodeDecodeError:
+            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
+        v12 = _new(remote_typed_param_value)
+        (d13,) = _unpack_i(buf, pos)
+        pos += 4
+        v12.type = d13
+        if d13 == 1:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 2:
+            (v12.value,) = _unpack_I(buf, pos)
+            pos += 4
+        elif d13 == 3:
+            (v12.value,) = _unpack_q(buf, pos)
+            pos += 8
+        elif d13 == 4:
+            (v12.value,) = _unpack_Q(buf, pos)
+            pos += 8
+        elif d13 == 5:
+            (v12.value,) = _unpack_d(buf, pos)
+            pos += 8
+        elif d13 == 6:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 7:
+            (n14,) = _unpack_u32(buf, pos)
+            s15 = pos + 4
+            pos = s15 + ((n14 + 3) & -4)
+            if pos > end or n14 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                v12.value = buf[s15:s15 + n14].decode()
+            except UnicodeDecodeError:
+                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+        else:
+            raise XdrError("union discriminant has no arm")
+        x3.value = v12
         append4(x3)
     v.params = a1
     return v, pos
@@ -14830,10 +15183,12 @@ def _dec_remote_domain_set_launch_security_state_args(buf: bytes, pos: int) -> t
         raise XdrError("array length exceeds the data left")
     a1: list[remote_typed_param] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_typed_param)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
+        pos += 4
+    for _ in range(n2 - 1):
+        x3 = _new(remote_typed_param)
+        s6 = pos
         pos = s6 + ((n5 + 3) & -4)
         if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
@@ -14846,23 +15201,23 @@ def _dec_remote_domain_set_launch_security_state_args(buf: bytes, pos: int) -> t
         pos += 4
         v7.type = d8
         if d8 == 1:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 2:
-            (v7.value,) = _unpack_I(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_II(buf, pos)
+            pos += 8
         elif d8 == 3:
-            (v7.value,) = _unpack_q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_qI(buf, pos)
+            pos += 12
         elif d8 == 4:
-            (v7.value,) = _unpack_Q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_QI(buf, pos)
+            pos += 12
         elif d8 == 5:
-            (v7.value,) = _unpack_d(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_dI(buf, pos)
+            pos += 12
         elif d8 == 6:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
             s10 = pos + 4
@@ -14873,9 +15228,57 @@ def _dec_remote_domain_set_launch_security_state_args(buf: bytes, pos: int) -> t
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
                 v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
+            (n5,) = _unpack_u32(buf, pos)
+            pos += 4
         else:
             raise XdrError("union discriminant has no arm")
         x3.value = v7
+        append4(x3)
+    if n2:
+        x3 = _new(remote_typed_param)
+        s11 = pos
+        pos = s11 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.field = buf[s11:s11 + n5].decode()
+        except UnicodeDecodeError:
+            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
+        v12 = _new(remote_typed_param_value)
+        (d13,) = _unpack_i(buf, pos)
+        pos += 4
+        v12.type = d13
+        if d13 == 1:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 2:
+            (v12.value,) = _unpack_I(buf, pos)
+            pos += 4
+        elif d13 == 3:
+            (v12.value,) = _unpack_q(buf, pos)
+            pos += 8
+        elif d13 == 4:
+            (v12.value,) = _unpack_Q(buf, pos)
+            pos += 8
+        elif d13 == 5:
+            (v12.value,) = _unpack_d(buf, pos)
+            pos += 8
+        elif d13 == 6:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 7:
+            (n14,) = _unpack_u32(buf, pos)
+            s15 = pos + 4
+            pos = s15 + ((n14 + 3) & -4)
+            if pos > end or n14 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                v12.value = buf[s15:s15 + n14].decode()
+            except UnicodeDecodeError:
+                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+        else:
+            raise XdrError("union discriminant has no arm")
+        x3.value = v12
         append4(x3)
     v.params = a1
     (v.flags,) = _unpack_I(buf, pos)
@@ -15363,10 +15766,12 @@ def _dec_remote_domain_set_iothread_params_args(buf: bytes, pos: int) -> tuple[r
         raise XdrError("array length exceeds the data left")
     a1: list[remote_typed_param] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_typed_param)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
+        pos += 4
+    for _ in range(n2 - 1):
+        x3 = _new(remote_typed_param)
+        s6 = pos
         pos = s6 + ((n5 + 3) & -4)
         if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
@@ -15379,23 +15784,23 @@ def _dec_remote_domain_set_iothread_params_args(buf: bytes, pos: int) -> tuple[r
         pos += 4
         v7.type = d8
         if d8 == 1:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 2:
-            (v7.value,) = _unpack_I(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_II(buf, pos)
+            pos += 8
         elif d8 == 3:
-            (v7.value,) = _unpack_q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_qI(buf, pos)
+            pos += 12
         elif d8 == 4:
-            (v7.value,) = _unpack_Q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_QI(buf, pos)
+            pos += 12
         elif d8 == 5:
-            (v7.value,) = _unpack_d(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_dI(buf, pos)
+            pos += 12
         elif d8 == 6:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
             s10 = pos + 4
@@ -15406,9 +15811,57 @@ def _dec_remote_domain_set_iothread_params_args(buf: bytes, pos: int) -> tuple[r
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
                 v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
+            (n5,) = _unpack_u32(buf, pos)
+            pos += 4
         else:
             raise XdrError("union discriminant has no arm")
         x3.value = v7
+        append4(x3)
+    if n2:
+        x3 = _new(remote_typed_param)
+        s11 = pos
+        pos = s11 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.field = buf[s11:s11 + n5].decode()
+        except UnicodeDecodeError:
+            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
+        v12 = _new(remote_typed_param_value)
+        (d13,) = _unpack_i(buf, pos)
+        pos += 4
+        v12.type = d13
+        if d13 == 1:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 2:
+            (v12.value,) = _unpack_I(buf, pos)
+            pos += 4
+        elif d13 == 3:
+            (v12.value,) = _unpack_q(buf, pos)
+            pos += 8
+        elif d13 == 4:
+            (v12.value,) = _unpack_Q(buf, pos)
+            pos += 8
+        elif d13 == 5:
+            (v12.value,) = _unpack_d(buf, pos)
+            pos += 8
+        elif d13 == 6:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 7:
+            (n14,) = _unpack_u32(buf, pos)
+            s15 = pos + 4
+            pos = s15 + ((n14 + 3) & -4)
+            if pos > end or n14 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                v12.value = buf[s15:s15 + n14].decode()
+            except UnicodeDecodeError:
+                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+        else:
+            raise XdrError("union discriminant has no arm")
+        x3.value = v12
         append4(x3)
     v.params = a1
     (v.flags,) = _unpack_I(buf, pos)
@@ -15567,10 +16020,12 @@ def _dec_remote_domain_get_scheduler_parameters_ret(buf: bytes, pos: int) -> tup
         raise XdrError("array length exceeds the data left")
     a1: list[remote_typed_param] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_typed_param)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
+        pos += 4
+    for _ in range(n2 - 1):
+        x3 = _new(remote_typed_param)
+        s6 = pos
         pos = s6 + ((n5 + 3) & -4)
         if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
@@ -15583,23 +16038,23 @@ def _dec_remote_domain_get_scheduler_parameters_ret(buf: bytes, pos: int) -> tup
         pos += 4
         v7.type = d8
         if d8 == 1:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 2:
-            (v7.value,) = _unpack_I(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_II(buf, pos)
+            pos += 8
         elif d8 == 3:
-            (v7.value,) = _unpack_q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_qI(buf, pos)
+            pos += 12
         elif d8 == 4:
-            (v7.value,) = _unpack_Q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_QI(buf, pos)
+            pos += 12
         elif d8 == 5:
-            (v7.value,) = _unpack_d(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_dI(buf, pos)
+            pos += 12
         elif d8 == 6:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
             s10 = pos + 4
@@ -15610,9 +16065,57 @@ def _dec_remote_domain_get_scheduler_parameters_ret(buf: bytes, pos: int) -> tup
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
                 v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
+            (n5,) = _unpack_u32(buf, pos)
+            pos += 4
         else:
             raise XdrError("union discriminant has no arm")
         x3.value = v7
+        append4(x3)
+    if n2:
+        x3 = _new(remote_typed_param)
+        s11 = pos
+        pos = s11 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.field = buf[s11:s11 + n5].decode()
+        except UnicodeDecodeError:
+            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
+        v12 = _new(remote_typed_param_value)
+        (d13,) = _unpack_i(buf, pos)
+        pos += 4
+        v12.type = d13
+        if d13 == 1:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 2:
+            (v12.value,) = _unpack_I(buf, pos)
+            pos += 4
+        elif d13 == 3:
+            (v12.value,) = _unpack_q(buf, pos)
+            pos += 8
+        elif d13 == 4:
+            (v12.value,) = _unpack_Q(buf, pos)
+            pos += 8
+        elif d13 == 5:
+            (v12.value,) = _unpack_d(buf, pos)
+            pos += 8
+        elif d13 == 6:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 7:
+            (n14,) = _unpack_u32(buf, pos)
+            s15 = pos + 4
+            pos = s15 + ((n14 + 3) & -4)
+            if pos > end or n14 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                v12.value = buf[s15:s15 + n14].decode()
+            except UnicodeDecodeError:
+                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+        else:
+            raise XdrError("union discriminant has no arm")
+        x3.value = v12
         append4(x3)
     v.params = a1
     return v, pos
@@ -15694,10 +16197,12 @@ def _dec_remote_domain_get_scheduler_parameters_flags_ret(buf: bytes, pos: int) 
         raise XdrError("array length exceeds the data left")
     a1: list[remote_typed_param] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_typed_param)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
+        pos += 4
+    for _ in range(n2 - 1):
+        x3 = _new(remote_typed_param)
+        s6 = pos
         pos = s6 + ((n5 + 3) & -4)
         if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
@@ -15710,23 +16215,23 @@ def _dec_remote_domain_get_scheduler_parameters_flags_ret(buf: bytes, pos: int) 
         pos += 4
         v7.type = d8
         if d8 == 1:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 2:
-            (v7.value,) = _unpack_I(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_II(buf, pos)
+            pos += 8
         elif d8 == 3:
-            (v7.value,) = _unpack_q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_qI(buf, pos)
+            pos += 12
         elif d8 == 4:
-            (v7.value,) = _unpack_Q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_QI(buf, pos)
+            pos += 12
         elif d8 == 5:
-            (v7.value,) = _unpack_d(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_dI(buf, pos)
+            pos += 12
         elif d8 == 6:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
             s10 = pos + 4
@@ -15737,9 +16242,57 @@ def _dec_remote_domain_get_scheduler_parameters_flags_ret(buf: bytes, pos: int) 
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
                 v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
+            (n5,) = _unpack_u32(buf, pos)
+            pos += 4
         else:
             raise XdrError("union discriminant has no arm")
         x3.value = v7
+        append4(x3)
+    if n2:
+        x3 = _new(remote_typed_param)
+        s11 = pos
+        pos = s11 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.field = buf[s11:s11 + n5].decode()
+        except UnicodeDecodeError:
+            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
+        v12 = _new(remote_typed_param_value)
+        (d13,) = _unpack_i(buf, pos)
+        pos += 4
+        v12.type = d13
+        if d13 == 1:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 2:
+            (v12.value,) = _unpack_I(buf, pos)
+            pos += 4
+        elif d13 == 3:
+            (v12.value,) = _unpack_q(buf, pos)
+            pos += 8
+        elif d13 == 4:
+            (v12.value,) = _unpack_Q(buf, pos)
+            pos += 8
+        elif d13 == 5:
+            (v12.value,) = _unpack_d(buf, pos)
+            pos += 8
+        elif d13 == 6:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 7:
+            (n14,) = _unpack_u32(buf, pos)
+            s15 = pos + 4
+            pos = s15 + ((n14 + 3) & -4)
+            if pos > end or n14 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                v12.value = buf[s15:s15 + n14].decode()
+            except UnicodeDecodeError:
+                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+        else:
+            raise XdrError("union discriminant has no arm")
+        x3.value = v12
         append4(x3)
     v.params = a1
     return v, pos
@@ -15809,10 +16362,12 @@ def _dec_remote_domain_set_scheduler_parameters_args(buf: bytes, pos: int) -> tu
         raise XdrError("array length exceeds the data left")
     a1: list[remote_typed_param] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_typed_param)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
+        pos += 4
+    for _ in range(n2 - 1):
+        x3 = _new(remote_typed_param)
+        s6 = pos
         pos = s6 + ((n5 + 3) & -4)
         if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
@@ -15825,23 +16380,23 @@ def _dec_remote_domain_set_scheduler_parameters_args(buf: bytes, pos: int) -> tu
         pos += 4
         v7.type = d8
         if d8 == 1:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 2:
-            (v7.value,) = _unpack_I(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_II(buf, pos)
+            pos += 8
         elif d8 == 3:
-            (v7.value,) = _unpack_q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_qI(buf, pos)
+            pos += 12
         elif d8 == 4:
-            (v7.value,) = _unpack_Q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_QI(buf, pos)
+            pos += 12
         elif d8 == 5:
-            (v7.value,) = _unpack_d(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_dI(buf, pos)
+            pos += 12
         elif d8 == 6:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
             s10 = pos + 4
@@ -15852,9 +16407,57 @@ def _dec_remote_domain_set_scheduler_parameters_args(buf: bytes, pos: int) -> tu
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
                 v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
+            (n5,) = _unpack_u32(buf, pos)
+            pos += 4
         else:
             raise XdrError("union discriminant has no arm")
         x3.value = v7
+        append4(x3)
+    if n2:
+        x3 = _new(remote_typed_param)
+        s11 = pos
+        pos = s11 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.field = buf[s11:s11 + n5].decode()
+        except UnicodeDecodeError:
+            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
+        v12 = _new(remote_typed_param_value)
+        (d13,) = _unpack_i(buf, pos)
+        pos += 4
+        v12.type = d13
+        if d13 == 1:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 2:
+            (v12.value,) = _unpack_I(buf, pos)
+            pos += 4
+        elif d13 == 3:
+            (v12.value,) = _unpack_q(buf, pos)
+            pos += 8
+        elif d13 == 4:
+            (v12.value,) = _unpack_Q(buf, pos)
+            pos += 8
+        elif d13 == 5:
+            (v12.value,) = _unpack_d(buf, pos)
+            pos += 8
+        elif d13 == 6:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 7:
+            (n14,) = _unpack_u32(buf, pos)
+            s15 = pos + 4
+            pos = s15 + ((n14 + 3) & -4)
+            if pos > end or n14 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                v12.value = buf[s15:s15 + n14].decode()
+            except UnicodeDecodeError:
+                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+        else:
+            raise XdrError("union discriminant has no arm")
+        x3.value = v12
         append4(x3)
     v.params = a1
     return v, pos
@@ -15925,10 +16528,12 @@ def _dec_remote_domain_set_scheduler_parameters_flags_args(buf: bytes, pos: int)
         raise XdrError("array length exceeds the data left")
     a1: list[remote_typed_param] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_typed_param)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
+        pos += 4
+    for _ in range(n2 - 1):
+        x3 = _new(remote_typed_param)
+        s6 = pos
         pos = s6 + ((n5 + 3) & -4)
         if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
@@ -15941,23 +16546,23 @@ def _dec_remote_domain_set_scheduler_parameters_flags_args(buf: bytes, pos: int)
         pos += 4
         v7.type = d8
         if d8 == 1:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 2:
-            (v7.value,) = _unpack_I(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_II(buf, pos)
+            pos += 8
         elif d8 == 3:
-            (v7.value,) = _unpack_q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_qI(buf, pos)
+            pos += 12
         elif d8 == 4:
-            (v7.value,) = _unpack_Q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_QI(buf, pos)
+            pos += 12
         elif d8 == 5:
-            (v7.value,) = _unpack_d(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_dI(buf, pos)
+            pos += 12
         elif d8 == 6:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
             s10 = pos + 4
@@ -15968,9 +16573,57 @@ def _dec_remote_domain_set_scheduler_parameters_flags_args(buf: bytes, pos: int)
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
                 v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
+            (n5,) = _unpack_u32(buf, pos)
+            pos += 4
         else:
             raise XdrError("union discriminant has no arm")
         x3.value = v7
+        append4(x3)
+    if n2:
+        x3 = _new(remote_typed_param)
+        s11 = pos
+        pos = s11 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.field = buf[s11:s11 + n5].decode()
+        except UnicodeDecodeError:
+            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
+        v12 = _new(remote_typed_param_value)
+        (d13,) = _unpack_i(buf, pos)
+        pos += 4
+        v12.type = d13
+        if d13 == 1:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 2:
+            (v12.value,) = _unpack_I(buf, pos)
+            pos += 4
+        elif d13 == 3:
+            (v12.value,) = _unpack_q(buf, pos)
+            pos += 8
+        elif d13 == 4:
+            (v12.value,) = _unpack_Q(buf, pos)
+            pos += 8
+        elif d13 == 5:
+            (v12.value,) = _unpack_d(buf, pos)
+            pos += 8
+        elif d13 == 6:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 7:
+            (n14,) = _unpack_u32(buf, pos)
+            s15 = pos + 4
+            pos = s15 + ((n14 + 3) & -4)
+            if pos > end or n14 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                v12.value = buf[s15:s15 + n14].decode()
+            except UnicodeDecodeError:
+                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+        else:
+            raise XdrError("union discriminant has no arm")
+        x3.value = v12
         append4(x3)
     v.params = a1
     (v.flags,) = _unpack_I(buf, pos)
@@ -16044,10 +16697,12 @@ def _dec_remote_domain_set_blkio_parameters_args(buf: bytes, pos: int) -> tuple[
         raise XdrError("array length exceeds the data left")
     a1: list[remote_typed_param] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_typed_param)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
+        pos += 4
+    for _ in range(n2 - 1):
+        x3 = _new(remote_typed_param)
+        s6 = pos
         pos = s6 + ((n5 + 3) & -4)
         if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
@@ -16060,23 +16715,23 @@ def _dec_remote_domain_set_blkio_parameters_args(buf: bytes, pos: int) -> tuple[
         pos += 4
         v7.type = d8
         if d8 == 1:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 2:
-            (v7.value,) = _unpack_I(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_II(buf, pos)
+            pos += 8
         elif d8 == 3:
-            (v7.value,) = _unpack_q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_qI(buf, pos)
+            pos += 12
         elif d8 == 4:
-            (v7.value,) = _unpack_Q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_QI(buf, pos)
+            pos += 12
         elif d8 == 5:
-            (v7.value,) = _unpack_d(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_dI(buf, pos)
+            pos += 12
         elif d8 == 6:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
             s10 = pos + 4
@@ -16087,9 +16742,57 @@ def _dec_remote_domain_set_blkio_parameters_args(buf: bytes, pos: int) -> tuple[
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
                 v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
+            (n5,) = _unpack_u32(buf, pos)
+            pos += 4
         else:
             raise XdrError("union discriminant has no arm")
         x3.value = v7
+        append4(x3)
+    if n2:
+        x3 = _new(remote_typed_param)
+        s11 = pos
+        pos = s11 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.field = buf[s11:s11 + n5].decode()
+        except UnicodeDecodeError:
+            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
+        v12 = _new(remote_typed_param_value)
+        (d13,) = _unpack_i(buf, pos)
+        pos += 4
+        v12.type = d13
+        if d13 == 1:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 2:
+            (v12.value,) = _unpack_I(buf, pos)
+            pos += 4
+        elif d13 == 3:
+            (v12.value,) = _unpack_q(buf, pos)
+            pos += 8
+        elif d13 == 4:
+            (v12.value,) = _unpack_Q(buf, pos)
+            pos += 8
+        elif d13 == 5:
+            (v12.value,) = _unpack_d(buf, pos)
+            pos += 8
+        elif d13 == 6:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 7:
+            (n14,) = _unpack_u32(buf, pos)
+            s15 = pos + 4
+            pos = s15 + ((n14 + 3) & -4)
+            if pos > end or n14 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                v12.value = buf[s15:s15 + n14].decode()
+            except UnicodeDecodeError:
+                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+        else:
+            raise XdrError("union discriminant has no arm")
+        x3.value = v12
         append4(x3)
     v.params = a1
     (v.flags,) = _unpack_I(buf, pos)
@@ -16175,10 +16878,12 @@ def _dec_remote_domain_get_blkio_parameters_ret(buf: bytes, pos: int) -> tuple[r
         raise XdrError("array length exceeds the data left")
     a1: list[remote_typed_param] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_typed_param)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
+        pos += 4
+    for _ in range(n2 - 1):
+        x3 = _new(remote_typed_param)
+        s6 = pos
         pos = s6 + ((n5 + 3) & -4)
         if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
@@ -16191,23 +16896,23 @@ def _dec_remote_domain_get_blkio_parameters_ret(buf: bytes, pos: int) -> tuple[r
         pos += 4
         v7.type = d8
         if d8 == 1:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 2:
-            (v7.value,) = _unpack_I(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_II(buf, pos)
+            pos += 8
         elif d8 == 3:
-            (v7.value,) = _unpack_q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_qI(buf, pos)
+            pos += 12
         elif d8 == 4:
-            (v7.value,) = _unpack_Q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_QI(buf, pos)
+            pos += 12
         elif d8 == 5:
-            (v7.value,) = _unpack_d(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_dI(buf, pos)
+            pos += 12
         elif d8 == 6:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
             s10 = pos + 4
@@ -16218,9 +16923,57 @@ def _dec_remote_domain_get_blkio_parameters_ret(buf: bytes, pos: int) -> tuple[r
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
                 v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
+            (n5,) = _unpack_u32(buf, pos)
+            pos += 4
         else:
             raise XdrError("union discriminant has no arm")
         x3.value = v7
+        append4(x3)
+    if n2:
+        x3 = _new(remote_typed_param)
+        s11 = pos
+        pos = s11 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.field = buf[s11:s11 + n5].decode()
+        except UnicodeDecodeError:
+            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
+        v12 = _new(remote_typed_param_value)
+        (d13,) = _unpack_i(buf, pos)
+        pos += 4
+        v12.type = d13
+        if d13 == 1:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 2:
+            (v12.value,) = _unpack_I(buf, pos)
+            pos += 4
+        elif d13 == 3:
+            (v12.value,) = _unpack_q(buf, pos)
+            pos += 8
+        elif d13 == 4:
+            (v12.value,) = _unpack_Q(buf, pos)
+            pos += 8
+        elif d13 == 5:
+            (v12.value,) = _unpack_d(buf, pos)
+            pos += 8
+        elif d13 == 6:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 7:
+            (n14,) = _unpack_u32(buf, pos)
+            s15 = pos + 4
+            pos = s15 + ((n14 + 3) & -4)
+            if pos > end or n14 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                v12.value = buf[s15:s15 + n14].decode()
+            except UnicodeDecodeError:
+                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+        else:
+            raise XdrError("union discriminant has no arm")
+        x3.value = v12
         append4(x3)
     v.params = a1
     (v.nparams,) = _unpack_i(buf, pos)
@@ -16293,10 +17046,12 @@ def _dec_remote_domain_set_memory_parameters_args(buf: bytes, pos: int) -> tuple
         raise XdrError("array length exceeds the data left")
     a1: list[remote_typed_param] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_typed_param)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
+        pos += 4
+    for _ in range(n2 - 1):
+        x3 = _new(remote_typed_param)
+        s6 = pos
         pos = s6 + ((n5 + 3) & -4)
         if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
@@ -16309,23 +17064,23 @@ def _dec_remote_domain_set_memory_parameters_args(buf: bytes, pos: int) -> tuple
         pos += 4
         v7.type = d8
         if d8 == 1:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 2:
-            (v7.value,) = _unpack_I(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_II(buf, pos)
+            pos += 8
         elif d8 == 3:
-            (v7.value,) = _unpack_q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_qI(buf, pos)
+            pos += 12
         elif d8 == 4:
-            (v7.value,) = _unpack_Q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_QI(buf, pos)
+            pos += 12
         elif d8 == 5:
-            (v7.value,) = _unpack_d(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_dI(buf, pos)
+            pos += 12
         elif d8 == 6:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
             s10 = pos + 4
@@ -16336,9 +17091,57 @@ def _dec_remote_domain_set_memory_parameters_args(buf: bytes, pos: int) -> tuple
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
                 v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
+            (n5,) = _unpack_u32(buf, pos)
+            pos += 4
         else:
             raise XdrError("union discriminant has no arm")
         x3.value = v7
+        append4(x3)
+    if n2:
+        x3 = _new(remote_typed_param)
+        s11 = pos
+        pos = s11 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.field = buf[s11:s11 + n5].decode()
+        except UnicodeDecodeError:
+            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
+        v12 = _new(remote_typed_param_value)
+        (d13,) = _unpack_i(buf, pos)
+        pos += 4
+        v12.type = d13
+        if d13 == 1:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 2:
+            (v12.value,) = _unpack_I(buf, pos)
+            pos += 4
+        elif d13 == 3:
+            (v12.value,) = _unpack_q(buf, pos)
+            pos += 8
+        elif d13 == 4:
+            (v12.value,) = _unpack_Q(buf, pos)
+            pos += 8
+        elif d13 == 5:
+            (v12.value,) = _unpack_d(buf, pos)
+            pos += 8
+        elif d13 == 6:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 7:
+            (n14,) = _unpack_u32(buf, pos)
+            s15 = pos + 4
+            pos = s15 + ((n14 + 3) & -4)
+            if pos > end or n14 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                v12.value = buf[s15:s15 + n14].decode()
+            except UnicodeDecodeError:
+                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+        else:
+            raise XdrError("union discriminant has no arm")
+        x3.value = v12
         append4(x3)
     v.params = a1
     (v.flags,) = _unpack_I(buf, pos)
@@ -16424,10 +17227,12 @@ def _dec_remote_domain_get_memory_parameters_ret(buf: bytes, pos: int) -> tuple[
         raise XdrError("array length exceeds the data left")
     a1: list[remote_typed_param] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_typed_param)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
+        pos += 4
+    for _ in range(n2 - 1):
+        x3 = _new(remote_typed_param)
+        s6 = pos
         pos = s6 + ((n5 + 3) & -4)
         if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
@@ -16440,23 +17245,23 @@ def _dec_remote_domain_get_memory_parameters_ret(buf: bytes, pos: int) -> tuple[
         pos += 4
         v7.type = d8
         if d8 == 1:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 2:
-            (v7.value,) = _unpack_I(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_II(buf, pos)
+            pos += 8
         elif d8 == 3:
-            (v7.value,) = _unpack_q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_qI(buf, pos)
+            pos += 12
         elif d8 == 4:
-            (v7.value,) = _unpack_Q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_QI(buf, pos)
+            pos += 12
         elif d8 == 5:
-            (v7.value,) = _unpack_d(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_dI(buf, pos)
+            pos += 12
         elif d8 == 6:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
             s10 = pos + 4
@@ -16467,9 +17272,57 @@ def _dec_remote_domain_get_memory_parameters_ret(buf: bytes, pos: int) -> tuple[
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
                 v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
+            (n5,) = _unpack_u32(buf, pos)
+            pos += 4
         else:
             raise XdrError("union discriminant has no arm")
         x3.value = v7
+        append4(x3)
+    if n2:
+        x3 = _new(remote_typed_param)
+        s11 = pos
+        pos = s11 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.field = buf[s11:s11 + n5].decode()
+        except UnicodeDecodeError:
+            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
+        v12 = _new(remote_typed_param_value)
+        (d13,) = _unpack_i(buf, pos)
+        pos += 4
+        v12.type = d13
+        if d13 == 1:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 2:
+            (v12.value,) = _unpack_I(buf, pos)
+            pos += 4
+        elif d13 == 3:
+            (v12.value,) = _unpack_q(buf, pos)
+            pos += 8
+        elif d13 == 4:
+            (v12.value,) = _unpack_Q(buf, pos)
+            pos += 8
+        elif d13 == 5:
+            (v12.value,) = _unpack_d(buf, pos)
+            pos += 8
+        elif d13 == 6:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 7:
+            (n14,) = _unpack_u32(buf, pos)
+            s15 = pos + 4
+            pos = s15 + ((n14 + 3) & -4)
+            if pos > end or n14 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                v12.value = buf[s15:s15 + n14].decode()
+            except UnicodeDecodeError:
+                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+        else:
+            raise XdrError("union discriminant has no arm")
+        x3.value = v12
         append4(x3)
     v.params = a1
     (v.nparams,) = _unpack_i(buf, pos)
@@ -16542,10 +17395,12 @@ def _dec_remote_domain_set_numa_parameters_args(buf: bytes, pos: int) -> tuple[r
         raise XdrError("array length exceeds the data left")
     a1: list[remote_typed_param] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_typed_param)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
+        pos += 4
+    for _ in range(n2 - 1):
+        x3 = _new(remote_typed_param)
+        s6 = pos
         pos = s6 + ((n5 + 3) & -4)
         if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
@@ -16558,23 +17413,23 @@ def _dec_remote_domain_set_numa_parameters_args(buf: bytes, pos: int) -> tuple[r
         pos += 4
         v7.type = d8
         if d8 == 1:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 2:
-            (v7.value,) = _unpack_I(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_II(buf, pos)
+            pos += 8
         elif d8 == 3:
-            (v7.value,) = _unpack_q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_qI(buf, pos)
+            pos += 12
         elif d8 == 4:
-            (v7.value,) = _unpack_Q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_QI(buf, pos)
+            pos += 12
         elif d8 == 5:
-            (v7.value,) = _unpack_d(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_dI(buf, pos)
+            pos += 12
         elif d8 == 6:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
             s10 = pos + 4
@@ -16585,9 +17440,57 @@ def _dec_remote_domain_set_numa_parameters_args(buf: bytes, pos: int) -> tuple[r
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
                 v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
+            (n5,) = _unpack_u32(buf, pos)
+            pos += 4
         else:
             raise XdrError("union discriminant has no arm")
         x3.value = v7
+        append4(x3)
+    if n2:
+        x3 = _new(remote_typed_param)
+        s11 = pos
+        pos = s11 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.field = buf[s11:s11 + n5].decode()
+        except UnicodeDecodeError:
+            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
+        v12 = _new(remote_typed_param_value)
+        (d13,) = _unpack_i(buf, pos)
+        pos += 4
+        v12.type = d13
+        if d13 == 1:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 2:
+            (v12.value,) = _unpack_I(buf, pos)
+            pos += 4
+        elif d13 == 3:
+            (v12.value,) = _unpack_q(buf, pos)
+            pos += 8
+        elif d13 == 4:
+            (v12.value,) = _unpack_Q(buf, pos)
+            pos += 8
+        elif d13 == 5:
+            (v12.value,) = _unpack_d(buf, pos)
+            pos += 8
+        elif d13 == 6:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 7:
+            (n14,) = _unpack_u32(buf, pos)
+            s15 = pos + 4
+            pos = s15 + ((n14 + 3) & -4)
+            if pos > end or n14 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                v12.value = buf[s15:s15 + n14].decode()
+            except UnicodeDecodeError:
+                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+        else:
+            raise XdrError("union discriminant has no arm")
+        x3.value = v12
         append4(x3)
     v.params = a1
     (v.flags,) = _unpack_I(buf, pos)
@@ -16673,10 +17576,12 @@ def _dec_remote_domain_get_numa_parameters_ret(buf: bytes, pos: int) -> tuple[re
         raise XdrError("array length exceeds the data left")
     a1: list[remote_typed_param] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_typed_param)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
+        pos += 4
+    for _ in range(n2 - 1):
+        x3 = _new(remote_typed_param)
+        s6 = pos
         pos = s6 + ((n5 + 3) & -4)
         if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
@@ -16689,23 +17594,23 @@ def _dec_remote_domain_get_numa_parameters_ret(buf: bytes, pos: int) -> tuple[re
         pos += 4
         v7.type = d8
         if d8 == 1:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 2:
-            (v7.value,) = _unpack_I(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_II(buf, pos)
+            pos += 8
         elif d8 == 3:
-            (v7.value,) = _unpack_q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_qI(buf, pos)
+            pos += 12
         elif d8 == 4:
-            (v7.value,) = _unpack_Q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_QI(buf, pos)
+            pos += 12
         elif d8 == 5:
-            (v7.value,) = _unpack_d(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_dI(buf, pos)
+            pos += 12
         elif d8 == 6:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
             s10 = pos + 4
@@ -16716,9 +17621,57 @@ def _dec_remote_domain_get_numa_parameters_ret(buf: bytes, pos: int) -> tuple[re
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
                 v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
+            (n5,) = _unpack_u32(buf, pos)
+            pos += 4
         else:
             raise XdrError("union discriminant has no arm")
         x3.value = v7
+        append4(x3)
+    if n2:
+        x3 = _new(remote_typed_param)
+        s11 = pos
+        pos = s11 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.field = buf[s11:s11 + n5].decode()
+        except UnicodeDecodeError:
+            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
+        v12 = _new(remote_typed_param_value)
+        (d13,) = _unpack_i(buf, pos)
+        pos += 4
+        v12.type = d13
+        if d13 == 1:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 2:
+            (v12.value,) = _unpack_I(buf, pos)
+            pos += 4
+        elif d13 == 3:
+            (v12.value,) = _unpack_q(buf, pos)
+            pos += 8
+        elif d13 == 4:
+            (v12.value,) = _unpack_Q(buf, pos)
+            pos += 8
+        elif d13 == 5:
+            (v12.value,) = _unpack_d(buf, pos)
+            pos += 8
+        elif d13 == 6:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 7:
+            (n14,) = _unpack_u32(buf, pos)
+            s15 = pos + 4
+            pos = s15 + ((n14 + 3) & -4)
+            if pos > end or n14 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                v12.value = buf[s15:s15 + n14].decode()
+            except UnicodeDecodeError:
+                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+        else:
+            raise XdrError("union discriminant has no arm")
+        x3.value = v12
         append4(x3)
     v.params = a1
     (v.nparams,) = _unpack_i(buf, pos)
@@ -16791,10 +17744,12 @@ def _dec_remote_domain_set_perf_events_args(buf: bytes, pos: int) -> tuple[remot
         raise XdrError("array length exceeds the data left")
     a1: list[remote_typed_param] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_typed_param)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
+        pos += 4
+    for _ in range(n2 - 1):
+        x3 = _new(remote_typed_param)
+        s6 = pos
         pos = s6 + ((n5 + 3) & -4)
         if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
@@ -16807,23 +17762,23 @@ def _dec_remote_domain_set_perf_events_args(buf: bytes, pos: int) -> tuple[remot
         pos += 4
         v7.type = d8
         if d8 == 1:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 2:
-            (v7.value,) = _unpack_I(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_II(buf, pos)
+            pos += 8
         elif d8 == 3:
-            (v7.value,) = _unpack_q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_qI(buf, pos)
+            pos += 12
         elif d8 == 4:
-            (v7.value,) = _unpack_Q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_QI(buf, pos)
+            pos += 12
         elif d8 == 5:
-            (v7.value,) = _unpack_d(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_dI(buf, pos)
+            pos += 12
         elif d8 == 6:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
             s10 = pos + 4
@@ -16834,9 +17789,57 @@ def _dec_remote_domain_set_perf_events_args(buf: bytes, pos: int) -> tuple[remot
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
                 v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
+            (n5,) = _unpack_u32(buf, pos)
+            pos += 4
         else:
             raise XdrError("union discriminant has no arm")
         x3.value = v7
+        append4(x3)
+    if n2:
+        x3 = _new(remote_typed_param)
+        s11 = pos
+        pos = s11 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.field = buf[s11:s11 + n5].decode()
+        except UnicodeDecodeError:
+            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
+        v12 = _new(remote_typed_param_value)
+        (d13,) = _unpack_i(buf, pos)
+        pos += 4
+        v12.type = d13
+        if d13 == 1:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 2:
+            (v12.value,) = _unpack_I(buf, pos)
+            pos += 4
+        elif d13 == 3:
+            (v12.value,) = _unpack_q(buf, pos)
+            pos += 8
+        elif d13 == 4:
+            (v12.value,) = _unpack_Q(buf, pos)
+            pos += 8
+        elif d13 == 5:
+            (v12.value,) = _unpack_d(buf, pos)
+            pos += 8
+        elif d13 == 6:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 7:
+            (n14,) = _unpack_u32(buf, pos)
+            s15 = pos + 4
+            pos = s15 + ((n14 + 3) & -4)
+            if pos > end or n14 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                v12.value = buf[s15:s15 + n14].decode()
+            except UnicodeDecodeError:
+                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+        else:
+            raise XdrError("union discriminant has no arm")
+        x3.value = v12
         append4(x3)
     v.params = a1
     (v.flags,) = _unpack_I(buf, pos)
@@ -16922,10 +17925,12 @@ def _dec_remote_domain_get_perf_events_ret(buf: bytes, pos: int) -> tuple[remote
         raise XdrError("array length exceeds the data left")
     a1: list[remote_typed_param] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_typed_param)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
+        pos += 4
+    for _ in range(n2 - 1):
+        x3 = _new(remote_typed_param)
+        s6 = pos
         pos = s6 + ((n5 + 3) & -4)
         if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
@@ -16938,23 +17943,23 @@ def _dec_remote_domain_get_perf_events_ret(buf: bytes, pos: int) -> tuple[remote
         pos += 4
         v7.type = d8
         if d8 == 1:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 2:
-            (v7.value,) = _unpack_I(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_II(buf, pos)
+            pos += 8
         elif d8 == 3:
-            (v7.value,) = _unpack_q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_qI(buf, pos)
+            pos += 12
         elif d8 == 4:
-            (v7.value,) = _unpack_Q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_QI(buf, pos)
+            pos += 12
         elif d8 == 5:
-            (v7.value,) = _unpack_d(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_dI(buf, pos)
+            pos += 12
         elif d8 == 6:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
             s10 = pos + 4
@@ -16965,9 +17970,57 @@ def _dec_remote_domain_get_perf_events_ret(buf: bytes, pos: int) -> tuple[remote
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
                 v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
+            (n5,) = _unpack_u32(buf, pos)
+            pos += 4
         else:
             raise XdrError("union discriminant has no arm")
         x3.value = v7
+        append4(x3)
+    if n2:
+        x3 = _new(remote_typed_param)
+        s11 = pos
+        pos = s11 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.field = buf[s11:s11 + n5].decode()
+        except UnicodeDecodeError:
+            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
+        v12 = _new(remote_typed_param_value)
+        (d13,) = _unpack_i(buf, pos)
+        pos += 4
+        v12.type = d13
+        if d13 == 1:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 2:
+            (v12.value,) = _unpack_I(buf, pos)
+            pos += 4
+        elif d13 == 3:
+            (v12.value,) = _unpack_q(buf, pos)
+            pos += 8
+        elif d13 == 4:
+            (v12.value,) = _unpack_Q(buf, pos)
+            pos += 8
+        elif d13 == 5:
+            (v12.value,) = _unpack_d(buf, pos)
+            pos += 8
+        elif d13 == 6:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 7:
+            (n14,) = _unpack_u32(buf, pos)
+            s15 = pos + 4
+            pos = s15 + ((n14 + 3) & -4)
+            if pos > end or n14 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                v12.value = buf[s15:s15 + n14].decode()
+            except UnicodeDecodeError:
+                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+        else:
+            raise XdrError("union discriminant has no arm")
+        x3.value = v12
         append4(x3)
     v.params = a1
     return v, pos
@@ -17046,10 +18099,12 @@ def _dec_remote_domain_set_interface_parameters_args(buf: bytes, pos: int) -> tu
         raise XdrError("array length exceeds the data left")
     a3: list[remote_typed_param] = []
     append6 = a3.append
-    for _ in range(n4):
-        x5 = _new(remote_typed_param)
+    if n4:
         (n7,) = _unpack_u32(buf, pos)
-        s8 = pos + 4
+        pos += 4
+    for _ in range(n4 - 1):
+        x5 = _new(remote_typed_param)
+        s8 = pos
         pos = s8 + ((n7 + 3) & -4)
         if pos > end or n7 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
@@ -17062,23 +18117,23 @@ def _dec_remote_domain_set_interface_parameters_args(buf: bytes, pos: int) -> tu
         pos += 4
         v9.type = d10
         if d10 == 1:
-            (v9.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v9.value, n7 = _unpack_iI(buf, pos)
+            pos += 8
         elif d10 == 2:
-            (v9.value,) = _unpack_I(buf, pos)
-            pos += 4
+            v9.value, n7 = _unpack_II(buf, pos)
+            pos += 8
         elif d10 == 3:
-            (v9.value,) = _unpack_q(buf, pos)
-            pos += 8
+            v9.value, n7 = _unpack_qI(buf, pos)
+            pos += 12
         elif d10 == 4:
-            (v9.value,) = _unpack_Q(buf, pos)
-            pos += 8
+            v9.value, n7 = _unpack_QI(buf, pos)
+            pos += 12
         elif d10 == 5:
-            (v9.value,) = _unpack_d(buf, pos)
-            pos += 8
+            v9.value, n7 = _unpack_dI(buf, pos)
+            pos += 12
         elif d10 == 6:
-            (v9.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v9.value, n7 = _unpack_iI(buf, pos)
+            pos += 8
         elif d10 == 7:
             (n11,) = _unpack_u32(buf, pos)
             s12 = pos + 4
@@ -17089,9 +18144,57 @@ def _dec_remote_domain_set_interface_parameters_args(buf: bytes, pos: int) -> tu
                 v9.value = buf[s12:s12 + n11].decode()
             except UnicodeDecodeError:
                 v9.value = buf[s12:s12 + n11].decode("utf-8", "surrogateescape")
+            (n7,) = _unpack_u32(buf, pos)
+            pos += 4
         else:
             raise XdrError("union discriminant has no arm")
         x5.value = v9
+        append6(x5)
+    if n4:
+        x5 = _new(remote_typed_param)
+        s13 = pos
+        pos = s13 + ((n7 + 3) & -4)
+        if pos > end or n7 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x5.field = buf[s13:s13 + n7].decode()
+        except UnicodeDecodeError:
+            x5.field = buf[s13:s13 + n7].decode("utf-8", "surrogateescape")
+        v14 = _new(remote_typed_param_value)
+        (d15,) = _unpack_i(buf, pos)
+        pos += 4
+        v14.type = d15
+        if d15 == 1:
+            (v14.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d15 == 2:
+            (v14.value,) = _unpack_I(buf, pos)
+            pos += 4
+        elif d15 == 3:
+            (v14.value,) = _unpack_q(buf, pos)
+            pos += 8
+        elif d15 == 4:
+            (v14.value,) = _unpack_Q(buf, pos)
+            pos += 8
+        elif d15 == 5:
+            (v14.value,) = _unpack_d(buf, pos)
+            pos += 8
+        elif d15 == 6:
+            (v14.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d15 == 7:
+            (n16,) = _unpack_u32(buf, pos)
+            s17 = pos + 4
+            pos = s17 + ((n16 + 3) & -4)
+            if pos > end or n16 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                v14.value = buf[s17:s17 + n16].decode()
+            except UnicodeDecodeError:
+                v14.value = buf[s17:s17 + n16].decode("utf-8", "surrogateescape")
+        else:
+            raise XdrError("union discriminant has no arm")
+        x5.value = v14
         append6(x5)
     v.params = a3
     (v.flags,) = _unpack_I(buf, pos)
@@ -17206,10 +18309,12 @@ def _dec_remote_domain_get_interface_parameters_ret(buf: bytes, pos: int) -> tup
         raise XdrError("array length exceeds the data left")
     a1: list[remote_typed_param] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_typed_param)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
+        pos += 4
+    for _ in range(n2 - 1):
+        x3 = _new(remote_typed_param)
+        s6 = pos
         pos = s6 + ((n5 + 3) & -4)
         if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
@@ -17222,23 +18327,23 @@ def _dec_remote_domain_get_interface_parameters_ret(buf: bytes, pos: int) -> tup
         pos += 4
         v7.type = d8
         if d8 == 1:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 2:
-            (v7.value,) = _unpack_I(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_II(buf, pos)
+            pos += 8
         elif d8 == 3:
-            (v7.value,) = _unpack_q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_qI(buf, pos)
+            pos += 12
         elif d8 == 4:
-            (v7.value,) = _unpack_Q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_QI(buf, pos)
+            pos += 12
         elif d8 == 5:
-            (v7.value,) = _unpack_d(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_dI(buf, pos)
+            pos += 12
         elif d8 == 6:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
             s10 = pos + 4
@@ -17249,9 +18354,57 @@ def _dec_remote_domain_get_interface_parameters_ret(buf: bytes, pos: int) -> tup
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
                 v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
+            (n5,) = _unpack_u32(buf, pos)
+            pos += 4
         else:
             raise XdrError("union discriminant has no arm")
         x3.value = v7
+        append4(x3)
+    if n2:
+        x3 = _new(remote_typed_param)
+        s11 = pos
+        pos = s11 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.field = buf[s11:s11 + n5].decode()
+        except UnicodeDecodeError:
+            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
+        v12 = _new(remote_typed_param_value)
+        (d13,) = _unpack_i(buf, pos)
+        pos += 4
+        v12.type = d13
+        if d13 == 1:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 2:
+            (v12.value,) = _unpack_I(buf, pos)
+            pos += 4
+        elif d13 == 3:
+            (v12.value,) = _unpack_q(buf, pos)
+            pos += 8
+        elif d13 == 4:
+            (v12.value,) = _unpack_Q(buf, pos)
+            pos += 8
+        elif d13 == 5:
+            (v12.value,) = _unpack_d(buf, pos)
+            pos += 8
+        elif d13 == 6:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 7:
+            (n14,) = _unpack_u32(buf, pos)
+            s15 = pos + 4
+            pos = s15 + ((n14 + 3) & -4)
+            if pos > end or n14 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                v12.value = buf[s15:s15 + n14].decode()
+            except UnicodeDecodeError:
+                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+        else:
+            raise XdrError("union discriminant has no arm")
+        x3.value = v12
         append4(x3)
     v.params = a1
     (v.nparams,) = _unpack_i(buf, pos)
@@ -17747,10 +18900,12 @@ def _dec_remote_domain_block_copy_args(buf: bytes, pos: int) -> tuple[remote_dom
         raise XdrError("array length exceeds the data left")
     a5: list[remote_typed_param] = []
     append8 = a5.append
-    for _ in range(n6):
-        x7 = _new(remote_typed_param)
+    if n6:
         (n9,) = _unpack_u32(buf, pos)
-        s10 = pos + 4
+        pos += 4
+    for _ in range(n6 - 1):
+        x7 = _new(remote_typed_param)
+        s10 = pos
         pos = s10 + ((n9 + 3) & -4)
         if pos > end or n9 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
@@ -17763,23 +18918,23 @@ def _dec_remote_domain_block_copy_args(buf: bytes, pos: int) -> tuple[remote_dom
         pos += 4
         v11.type = d12
         if d12 == 1:
-            (v11.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v11.value, n9 = _unpack_iI(buf, pos)
+            pos += 8
         elif d12 == 2:
-            (v11.value,) = _unpack_I(buf, pos)
-            pos += 4
+            v11.value, n9 = _unpack_II(buf, pos)
+            pos += 8
         elif d12 == 3:
-            (v11.value,) = _unpack_q(buf, pos)
-            pos += 8
+            v11.value, n9 = _unpack_qI(buf, pos)
+            pos += 12
         elif d12 == 4:
-            (v11.value,) = _unpack_Q(buf, pos)
-            pos += 8
+            v11.value, n9 = _unpack_QI(buf, pos)
+            pos += 12
         elif d12 == 5:
-            (v11.value,) = _unpack_d(buf, pos)
-            pos += 8
+            v11.value, n9 = _unpack_dI(buf, pos)
+            pos += 12
         elif d12 == 6:
-            (v11.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v11.value, n9 = _unpack_iI(buf, pos)
+            pos += 8
         elif d12 == 7:
             (n13,) = _unpack_u32(buf, pos)
             s14 = pos + 4
@@ -17790,9 +18945,57 @@ def _dec_remote_domain_block_copy_args(buf: bytes, pos: int) -> tuple[remote_dom
                 v11.value = buf[s14:s14 + n13].decode()
             except UnicodeDecodeError:
                 v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
+            (n9,) = _unpack_u32(buf, pos)
+            pos += 4
         else:
             raise XdrError("union discriminant has no arm")
         x7.value = v11
+        append8(x7)
+    if n6:
+        x7 = _new(remote_typed_param)
+        s15 = pos
+        pos = s15 + ((n9 + 3) & -4)
+        if pos > end or n9 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x7.field = buf[s15:s15 + n9].decode()
+        except UnicodeDecodeError:
+            x7.field = buf[s15:s15 + n9].decode("utf-8", "surrogateescape")
+        v16 = _new(remote_typed_param_value)
+        (d17,) = _unpack_i(buf, pos)
+        pos += 4
+        v16.type = d17
+        if d17 == 1:
+            (v16.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d17 == 2:
+            (v16.value,) = _unpack_I(buf, pos)
+            pos += 4
+        elif d17 == 3:
+            (v16.value,) = _unpack_q(buf, pos)
+            pos += 8
+        elif d17 == 4:
+            (v16.value,) = _unpack_Q(buf, pos)
+            pos += 8
+        elif d17 == 5:
+            (v16.value,) = _unpack_d(buf, pos)
+            pos += 8
+        elif d17 == 6:
+            (v16.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d17 == 7:
+            (n18,) = _unpack_u32(buf, pos)
+            s19 = pos + 4
+            pos = s19 + ((n18 + 3) & -4)
+            if pos > end or n18 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                v16.value = buf[s19:s19 + n18].decode()
+            except UnicodeDecodeError:
+                v16.value = buf[s19:s19 + n18].decode("utf-8", "surrogateescape")
+        else:
+            raise XdrError("union discriminant has no arm")
+        x7.value = v16
         append8(x7)
     v.params = a5
     (v.flags,) = _unpack_I(buf, pos)
@@ -17991,10 +19194,12 @@ def _dec_remote_domain_set_block_io_tune_args(buf: bytes, pos: int) -> tuple[rem
         raise XdrError("array length exceeds the data left")
     a3: list[remote_typed_param] = []
     append6 = a3.append
-    for _ in range(n4):
-        x5 = _new(remote_typed_param)
+    if n4:
         (n7,) = _unpack_u32(buf, pos)
-        s8 = pos + 4
+        pos += 4
+    for _ in range(n4 - 1):
+        x5 = _new(remote_typed_param)
+        s8 = pos
         pos = s8 + ((n7 + 3) & -4)
         if pos > end or n7 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
@@ -18007,23 +19212,23 @@ def _dec_remote_domain_set_block_io_tune_args(buf: bytes, pos: int) -> tuple[rem
         pos += 4
         v9.type = d10
         if d10 == 1:
-            (v9.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v9.value, n7 = _unpack_iI(buf, pos)
+            pos += 8
         elif d10 == 2:
-            (v9.value,) = _unpack_I(buf, pos)
-            pos += 4
+            v9.value, n7 = _unpack_II(buf, pos)
+            pos += 8
         elif d10 == 3:
-            (v9.value,) = _unpack_q(buf, pos)
-            pos += 8
+            v9.value, n7 = _unpack_qI(buf, pos)
+            pos += 12
         elif d10 == 4:
-            (v9.value,) = _unpack_Q(buf, pos)
-            pos += 8
+            v9.value, n7 = _unpack_QI(buf, pos)
+            pos += 12
         elif d10 == 5:
-            (v9.value,) = _unpack_d(buf, pos)
-            pos += 8
+            v9.value, n7 = _unpack_dI(buf, pos)
+            pos += 12
         elif d10 == 6:
-            (v9.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v9.value, n7 = _unpack_iI(buf, pos)
+            pos += 8
         elif d10 == 7:
             (n11,) = _unpack_u32(buf, pos)
             s12 = pos + 4
@@ -18034,9 +19239,57 @@ def _dec_remote_domain_set_block_io_tune_args(buf: bytes, pos: int) -> tuple[rem
                 v9.value = buf[s12:s12 + n11].decode()
             except UnicodeDecodeError:
                 v9.value = buf[s12:s12 + n11].decode("utf-8", "surrogateescape")
+            (n7,) = _unpack_u32(buf, pos)
+            pos += 4
         else:
             raise XdrError("union discriminant has no arm")
         x5.value = v9
+        append6(x5)
+    if n4:
+        x5 = _new(remote_typed_param)
+        s13 = pos
+        pos = s13 + ((n7 + 3) & -4)
+        if pos > end or n7 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x5.field = buf[s13:s13 + n7].decode()
+        except UnicodeDecodeError:
+            x5.field = buf[s13:s13 + n7].decode("utf-8", "surrogateescape")
+        v14 = _new(remote_typed_param_value)
+        (d15,) = _unpack_i(buf, pos)
+        pos += 4
+        v14.type = d15
+        if d15 == 1:
+            (v14.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d15 == 2:
+            (v14.value,) = _unpack_I(buf, pos)
+            pos += 4
+        elif d15 == 3:
+            (v14.value,) = _unpack_q(buf, pos)
+            pos += 8
+        elif d15 == 4:
+            (v14.value,) = _unpack_Q(buf, pos)
+            pos += 8
+        elif d15 == 5:
+            (v14.value,) = _unpack_d(buf, pos)
+            pos += 8
+        elif d15 == 6:
+            (v14.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d15 == 7:
+            (n16,) = _unpack_u32(buf, pos)
+            s17 = pos + 4
+            pos = s17 + ((n16 + 3) & -4)
+            if pos > end or n16 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                v14.value = buf[s17:s17 + n16].decode()
+            except UnicodeDecodeError:
+                v14.value = buf[s17:s17 + n16].decode("utf-8", "surrogateescape")
+        else:
+            raise XdrError("union discriminant has no arm")
+        x5.value = v14
         append6(x5)
     v.params = a3
     (v.flags,) = _unpack_I(buf, pos)
@@ -18165,10 +19418,12 @@ def _dec_remote_domain_get_block_io_tune_ret(buf: bytes, pos: int) -> tuple[remo
         raise XdrError("array length exceeds the data left")
     a1: list[remote_typed_param] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_typed_param)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
+        pos += 4
+    for _ in range(n2 - 1):
+        x3 = _new(remote_typed_param)
+        s6 = pos
         pos = s6 + ((n5 + 3) & -4)
         if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
@@ -18181,23 +19436,23 @@ def _dec_remote_domain_get_block_io_tune_ret(buf: bytes, pos: int) -> tuple[remo
         pos += 4
         v7.type = d8
         if d8 == 1:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 2:
-            (v7.value,) = _unpack_I(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_II(buf, pos)
+            pos += 8
         elif d8 == 3:
-            (v7.value,) = _unpack_q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_qI(buf, pos)
+            pos += 12
         elif d8 == 4:
-            (v7.value,) = _unpack_Q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_QI(buf, pos)
+            pos += 12
         elif d8 == 5:
-            (v7.value,) = _unpack_d(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_dI(buf, pos)
+            pos += 12
         elif d8 == 6:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
             s10 = pos + 4
@@ -18208,9 +19463,57 @@ def _dec_remote_domain_get_block_io_tune_ret(buf: bytes, pos: int) -> tuple[remo
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
                 v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
+            (n5,) = _unpack_u32(buf, pos)
+            pos += 4
         else:
             raise XdrError("union discriminant has no arm")
         x3.value = v7
+        append4(x3)
+    if n2:
+        x3 = _new(remote_typed_param)
+        s11 = pos
+        pos = s11 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.field = buf[s11:s11 + n5].decode()
+        except UnicodeDecodeError:
+            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
+        v12 = _new(remote_typed_param_value)
+        (d13,) = _unpack_i(buf, pos)
+        pos += 4
+        v12.type = d13
+        if d13 == 1:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 2:
+            (v12.value,) = _unpack_I(buf, pos)
+            pos += 4
+        elif d13 == 3:
+            (v12.value,) = _unpack_q(buf, pos)
+            pos += 8
+        elif d13 == 4:
+            (v12.value,) = _unpack_Q(buf, pos)
+            pos += 8
+        elif d13 == 5:
+            (v12.value,) = _unpack_d(buf, pos)
+            pos += 8
+        elif d13 == 6:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 7:
+            (n14,) = _unpack_u32(buf, pos)
+            s15 = pos + 4
+            pos = s15 + ((n14 + 3) & -4)
+            if pos > end or n14 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                v12.value = buf[s15:s15 + n14].decode()
+            except UnicodeDecodeError:
+                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+        else:
+            raise XdrError("union discriminant has no arm")
+        x3.value = v12
         append4(x3)
     v.params = a1
     (v.nparams,) = _unpack_i(buf, pos)
@@ -18525,10 +19828,12 @@ def _dec_remote_domain_block_stats_flags_ret(buf: bytes, pos: int) -> tuple[remo
         raise XdrError("array length exceeds the data left")
     a1: list[remote_typed_param] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_typed_param)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
+        pos += 4
+    for _ in range(n2 - 1):
+        x3 = _new(remote_typed_param)
+        s6 = pos
         pos = s6 + ((n5 + 3) & -4)
         if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
@@ -18541,23 +19846,23 @@ def _dec_remote_domain_block_stats_flags_ret(buf: bytes, pos: int) -> tuple[remo
         pos += 4
         v7.type = d8
         if d8 == 1:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 2:
-            (v7.value,) = _unpack_I(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_II(buf, pos)
+            pos += 8
         elif d8 == 3:
-            (v7.value,) = _unpack_q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_qI(buf, pos)
+            pos += 12
         elif d8 == 4:
-            (v7.value,) = _unpack_Q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_QI(buf, pos)
+            pos += 12
         elif d8 == 5:
-            (v7.value,) = _unpack_d(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_dI(buf, pos)
+            pos += 12
         elif d8 == 6:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
             s10 = pos + 4
@@ -18568,9 +19873,57 @@ def _dec_remote_domain_block_stats_flags_ret(buf: bytes, pos: int) -> tuple[remo
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
                 v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
+            (n5,) = _unpack_u32(buf, pos)
+            pos += 4
         else:
             raise XdrError("union discriminant has no arm")
         x3.value = v7
+        append4(x3)
+    if n2:
+        x3 = _new(remote_typed_param)
+        s11 = pos
+        pos = s11 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.field = buf[s11:s11 + n5].decode()
+        except UnicodeDecodeError:
+            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
+        v12 = _new(remote_typed_param_value)
+        (d13,) = _unpack_i(buf, pos)
+        pos += 4
+        v12.type = d13
+        if d13 == 1:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 2:
+            (v12.value,) = _unpack_I(buf, pos)
+            pos += 4
+        elif d13 == 3:
+            (v12.value,) = _unpack_q(buf, pos)
+            pos += 8
+        elif d13 == 4:
+            (v12.value,) = _unpack_Q(buf, pos)
+            pos += 8
+        elif d13 == 5:
+            (v12.value,) = _unpack_d(buf, pos)
+            pos += 8
+        elif d13 == 6:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 7:
+            (n14,) = _unpack_u32(buf, pos)
+            s15 = pos + 4
+            pos = s15 + ((n14 + 3) & -4)
+            if pos > end or n14 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                v12.value = buf[s15:s15 + n14].decode()
+            except UnicodeDecodeError:
+                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+        else:
+            raise XdrError("union discriminant has no arm")
+        x3.value = v12
         append4(x3)
     v.params = a1
     (v.nparams,) = _unpack_i(buf, pos)
@@ -18882,10 +20235,12 @@ def _dec_remote_domain_get_cpu_stats_ret(buf: bytes, pos: int) -> tuple[remote_d
         raise XdrError("array length exceeds the data left")
     a1: list[remote_typed_param] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_typed_param)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
+        pos += 4
+    for _ in range(n2 - 1):
+        x3 = _new(remote_typed_param)
+        s6 = pos
         pos = s6 + ((n5 + 3) & -4)
         if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
@@ -18898,23 +20253,23 @@ def _dec_remote_domain_get_cpu_stats_ret(buf: bytes, pos: int) -> tuple[remote_d
         pos += 4
         v7.type = d8
         if d8 == 1:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 2:
-            (v7.value,) = _unpack_I(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_II(buf, pos)
+            pos += 8
         elif d8 == 3:
-            (v7.value,) = _unpack_q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_qI(buf, pos)
+            pos += 12
         elif d8 == 4:
-            (v7.value,) = _unpack_Q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_QI(buf, pos)
+            pos += 12
         elif d8 == 5:
-            (v7.value,) = _unpack_d(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_dI(buf, pos)
+            pos += 12
         elif d8 == 6:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
             s10 = pos + 4
@@ -18925,9 +20280,57 @@ def _dec_remote_domain_get_cpu_stats_ret(buf: bytes, pos: int) -> tuple[remote_d
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
                 v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
+            (n5,) = _unpack_u32(buf, pos)
+            pos += 4
         else:
             raise XdrError("union discriminant has no arm")
         x3.value = v7
+        append4(x3)
+    if n2:
+        x3 = _new(remote_typed_param)
+        s11 = pos
+        pos = s11 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.field = buf[s11:s11 + n5].decode()
+        except UnicodeDecodeError:
+            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
+        v12 = _new(remote_typed_param_value)
+        (d13,) = _unpack_i(buf, pos)
+        pos += 4
+        v12.type = d13
+        if d13 == 1:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 2:
+            (v12.value,) = _unpack_I(buf, pos)
+            pos += 4
+        elif d13 == 3:
+            (v12.value,) = _unpack_q(buf, pos)
+            pos += 8
+        elif d13 == 4:
+            (v12.value,) = _unpack_Q(buf, pos)
+            pos += 8
+        elif d13 == 5:
+            (v12.value,) = _unpack_d(buf, pos)
+            pos += 8
+        elif d13 == 6:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 7:
+            (n14,) = _unpack_u32(buf, pos)
+            s15 = pos + 4
+            pos = s15 + ((n14 + 3) & -4)
+            if pos > end or n14 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                v12.value = buf[s15:s15 + n14].decode()
+            except UnicodeDecodeError:
+                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+        else:
+            raise XdrError("union discriminant has no arm")
+        x3.value = v12
         append4(x3)
     v.params = a1
     (v.nparams,) = _unpack_i(buf, pos)
@@ -19000,10 +20403,12 @@ def _dec_remote_domain_stats_record(buf: bytes, pos: int) -> tuple[remote_domain
         raise XdrError("array length exceeds the data left")
     a1: list[remote_typed_param] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_typed_param)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
+        pos += 4
+    for _ in range(n2 - 1):
+        x3 = _new(remote_typed_param)
+        s6 = pos
         pos = s6 + ((n5 + 3) & -4)
         if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
@@ -19016,23 +20421,23 @@ def _dec_remote_domain_stats_record(buf: bytes, pos: int) -> tuple[remote_domain
         pos += 4
         v7.type = d8
         if d8 == 1:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 2:
-            (v7.value,) = _unpack_I(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_II(buf, pos)
+            pos += 8
         elif d8 == 3:
-            (v7.value,) = _unpack_q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_qI(buf, pos)
+            pos += 12
         elif d8 == 4:
-            (v7.value,) = _unpack_Q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_QI(buf, pos)
+            pos += 12
         elif d8 == 5:
-            (v7.value,) = _unpack_d(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_dI(buf, pos)
+            pos += 12
         elif d8 == 6:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
             s10 = pos + 4
@@ -19043,9 +20448,57 @@ def _dec_remote_domain_stats_record(buf: bytes, pos: int) -> tuple[remote_domain
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
                 v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
+            (n5,) = _unpack_u32(buf, pos)
+            pos += 4
         else:
             raise XdrError("union discriminant has no arm")
         x3.value = v7
+        append4(x3)
+    if n2:
+        x3 = _new(remote_typed_param)
+        s11 = pos
+        pos = s11 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.field = buf[s11:s11 + n5].decode()
+        except UnicodeDecodeError:
+            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
+        v12 = _new(remote_typed_param_value)
+        (d13,) = _unpack_i(buf, pos)
+        pos += 4
+        v12.type = d13
+        if d13 == 1:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 2:
+            (v12.value,) = _unpack_I(buf, pos)
+            pos += 4
+        elif d13 == 3:
+            (v12.value,) = _unpack_q(buf, pos)
+            pos += 8
+        elif d13 == 4:
+            (v12.value,) = _unpack_Q(buf, pos)
+            pos += 8
+        elif d13 == 5:
+            (v12.value,) = _unpack_d(buf, pos)
+            pos += 8
+        elif d13 == 6:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 7:
+            (n14,) = _unpack_u32(buf, pos)
+            s15 = pos + 4
+            pos = s15 + ((n14 + 3) & -4)
+            if pos > end or n14 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                v12.value = buf[s15:s15 + n14].decode()
+            except UnicodeDecodeError:
+                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+        else:
+            raise XdrError("union discriminant has no arm")
+        x3.value = v12
         append4(x3)
     v.params = a1
     return v, pos
@@ -19206,10 +20659,12 @@ def _dec_remote_connect_get_all_domain_stats_ret(buf: bytes, pos: int) -> tuple[
             raise XdrError("array length exceeds the data left")
         a8: list[remote_typed_param] = []
         append11 = a8.append
-        for _ in range(n9):
-            x10 = _new(remote_typed_param)
+        if n9:
             (n12,) = _unpack_u32(buf, pos)
-            s13 = pos + 4
+            pos += 4
+        for _ in range(n9 - 1):
+            x10 = _new(remote_typed_param)
+            s13 = pos
             pos = s13 + ((n12 + 3) & -4)
             if pos > end or n12 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
@@ -19222,23 +20677,23 @@ def _dec_remote_connect_get_all_domain_stats_ret(buf: bytes, pos: int) -> tuple[
             pos += 4
             v14.type = d15
             if d15 == 1:
-                (v14.value,) = _unpack_i(buf, pos)
-                pos += 4
+                v14.value, n12 = _unpack_iI(buf, pos)
+                pos += 8
             elif d15 == 2:
-                (v14.value,) = _unpack_I(buf, pos)
-                pos += 4
+                v14.value, n12 = _unpack_II(buf, pos)
+                pos += 8
             elif d15 == 3:
-                (v14.value,) = _unpack_q(buf, pos)
-                pos += 8
+                v14.value, n12 = _unpack_qI(buf, pos)
+                pos += 12
             elif d15 == 4:
-                (v14.value,) = _unpack_Q(buf, pos)
-                pos += 8
+                v14.value, n12 = _unpack_QI(buf, pos)
+                pos += 12
             elif d15 == 5:
-                (v14.value,) = _unpack_d(buf, pos)
-                pos += 8
+                v14.value, n12 = _unpack_dI(buf, pos)
+                pos += 12
             elif d15 == 6:
-                (v14.value,) = _unpack_i(buf, pos)
-                pos += 4
+                v14.value, n12 = _unpack_iI(buf, pos)
+                pos += 8
             elif d15 == 7:
                 (n16,) = _unpack_u32(buf, pos)
                 s17 = pos + 4
@@ -19249,9 +20704,57 @@ def _dec_remote_connect_get_all_domain_stats_ret(buf: bytes, pos: int) -> tuple[
                     v14.value = buf[s17:s17 + n16].decode()
                 except UnicodeDecodeError:
                     v14.value = buf[s17:s17 + n16].decode("utf-8", "surrogateescape")
+                (n12,) = _unpack_u32(buf, pos)
+                pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
             x10.value = v14
+            append11(x10)
+        if n9:
+            x10 = _new(remote_typed_param)
+            s18 = pos
+            pos = s18 + ((n12 + 3) & -4)
+            if pos > end or n12 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                x10.field = buf[s18:s18 + n12].decode()
+            except UnicodeDecodeError:
+                x10.field = buf[s18:s18 + n12].decode("utf-8", "surrogateescape")
+            v19 = _new(remote_typed_param_value)
+            (d20,) = _unpack_i(buf, pos)
+            pos += 4
+            v19.type = d20
+            if d20 == 1:
+                (v19.value,) = _unpack_i(buf, pos)
+                pos += 4
+            elif d20 == 2:
+                (v19.value,) = _unpack_I(buf, pos)
+                pos += 4
+            elif d20 == 3:
+                (v19.value,) = _unpack_q(buf, pos)
+                pos += 8
+            elif d20 == 4:
+                (v19.value,) = _unpack_Q(buf, pos)
+                pos += 8
+            elif d20 == 5:
+                (v19.value,) = _unpack_d(buf, pos)
+                pos += 8
+            elif d20 == 6:
+                (v19.value,) = _unpack_i(buf, pos)
+                pos += 4
+            elif d20 == 7:
+                (n21,) = _unpack_u32(buf, pos)
+                s22 = pos + 4
+                pos = s22 + ((n21 + 3) & -4)
+                if pos > end or n21 > 4194304:
+                    raise XdrError("string or opaque longer than its bound or the data left")
+                try:
+                    v19.value = buf[s22:s22 + n21].decode()
+                except UnicodeDecodeError:
+                    v19.value = buf[s22:s22 + n21].decode("utf-8", "surrogateescape")
+            else:
+                raise XdrError("union discriminant has no arm")
+            x10.value = v19
             append11(x10)
         x3.params = a8
         append4(x3)
@@ -20109,10 +21612,12 @@ def _dec_remote_domain_get_guest_vcpus_ret(buf: bytes, pos: int) -> tuple[remote
         raise XdrError("array length exceeds the data left")
     a1: list[remote_typed_param] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_typed_param)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
+        pos += 4
+    for _ in range(n2 - 1):
+        x3 = _new(remote_typed_param)
+        s6 = pos
         pos = s6 + ((n5 + 3) & -4)
         if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
@@ -20125,23 +21630,23 @@ def _dec_remote_domain_get_guest_vcpus_ret(buf: bytes, pos: int) -> tuple[remote
         pos += 4
         v7.type = d8
         if d8 == 1:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 2:
-            (v7.value,) = _unpack_I(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_II(buf, pos)
+            pos += 8
         elif d8 == 3:
-            (v7.value,) = _unpack_q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_qI(buf, pos)
+            pos += 12
         elif d8 == 4:
-            (v7.value,) = _unpack_Q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_QI(buf, pos)
+            pos += 12
         elif d8 == 5:
-            (v7.value,) = _unpack_d(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_dI(buf, pos)
+            pos += 12
         elif d8 == 6:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
             s10 = pos + 4
@@ -20152,9 +21657,57 @@ def _dec_remote_domain_get_guest_vcpus_ret(buf: bytes, pos: int) -> tuple[remote
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
                 v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
+            (n5,) = _unpack_u32(buf, pos)
+            pos += 4
         else:
             raise XdrError("union discriminant has no arm")
         x3.value = v7
+        append4(x3)
+    if n2:
+        x3 = _new(remote_typed_param)
+        s11 = pos
+        pos = s11 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.field = buf[s11:s11 + n5].decode()
+        except UnicodeDecodeError:
+            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
+        v12 = _new(remote_typed_param_value)
+        (d13,) = _unpack_i(buf, pos)
+        pos += 4
+        v12.type = d13
+        if d13 == 1:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 2:
+            (v12.value,) = _unpack_I(buf, pos)
+            pos += 4
+        elif d13 == 3:
+            (v12.value,) = _unpack_q(buf, pos)
+            pos += 8
+        elif d13 == 4:
+            (v12.value,) = _unpack_Q(buf, pos)
+            pos += 8
+        elif d13 == 5:
+            (v12.value,) = _unpack_d(buf, pos)
+            pos += 8
+        elif d13 == 6:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 7:
+            (n14,) = _unpack_u32(buf, pos)
+            s15 = pos + 4
+            pos = s15 + ((n14 + 3) & -4)
+            if pos > end or n14 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                v12.value = buf[s15:s15 + n14].decode()
+            except UnicodeDecodeError:
+                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+        else:
+            raise XdrError("union discriminant has no arm")
+        x3.value = v12
         append4(x3)
     v.params = a1
     return v, pos
@@ -20268,10 +21821,12 @@ def _dec_remote_domain_get_guest_info_ret(buf: bytes, pos: int) -> tuple[remote_
         raise XdrError("array length exceeds the data left")
     a1: list[remote_typed_param] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_typed_param)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
+        pos += 4
+    for _ in range(n2 - 1):
+        x3 = _new(remote_typed_param)
+        s6 = pos
         pos = s6 + ((n5 + 3) & -4)
         if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
@@ -20284,23 +21839,23 @@ def _dec_remote_domain_get_guest_info_ret(buf: bytes, pos: int) -> tuple[remote_
         pos += 4
         v7.type = d8
         if d8 == 1:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 2:
-            (v7.value,) = _unpack_I(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_II(buf, pos)
+            pos += 8
         elif d8 == 3:
-            (v7.value,) = _unpack_q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_qI(buf, pos)
+            pos += 12
         elif d8 == 4:
-            (v7.value,) = _unpack_Q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_QI(buf, pos)
+            pos += 12
         elif d8 == 5:
-            (v7.value,) = _unpack_d(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_dI(buf, pos)
+            pos += 12
         elif d8 == 6:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
             s10 = pos + 4
@@ -20311,9 +21866,57 @@ def _dec_remote_domain_get_guest_info_ret(buf: bytes, pos: int) -> tuple[remote_
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
                 v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
+            (n5,) = _unpack_u32(buf, pos)
+            pos += 4
         else:
             raise XdrError("union discriminant has no arm")
         x3.value = v7
+        append4(x3)
+    if n2:
+        x3 = _new(remote_typed_param)
+        s11 = pos
+        pos = s11 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.field = buf[s11:s11 + n5].decode()
+        except UnicodeDecodeError:
+            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
+        v12 = _new(remote_typed_param_value)
+        (d13,) = _unpack_i(buf, pos)
+        pos += 4
+        v12.type = d13
+        if d13 == 1:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 2:
+            (v12.value,) = _unpack_I(buf, pos)
+            pos += 4
+        elif d13 == 3:
+            (v12.value,) = _unpack_q(buf, pos)
+            pos += 8
+        elif d13 == 4:
+            (v12.value,) = _unpack_Q(buf, pos)
+            pos += 8
+        elif d13 == 5:
+            (v12.value,) = _unpack_d(buf, pos)
+            pos += 8
+        elif d13 == 6:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 7:
+            (n14,) = _unpack_u32(buf, pos)
+            s15 = pos + 4
+            pos = s15 + ((n14 + 3) & -4)
+            if pos > end or n14 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                v12.value = buf[s15:s15 + n14].decode()
+            except UnicodeDecodeError:
+                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+        else:
+            raise XdrError("union discriminant has no arm")
+        x3.value = v12
         append4(x3)
     v.params = a1
     return v, pos
@@ -20732,10 +22335,12 @@ def _dec_remote_domain_get_job_stats_ret(buf: bytes, pos: int) -> tuple[remote_d
         raise XdrError("array length exceeds the data left")
     a1: list[remote_typed_param] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_typed_param)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
+        pos += 4
+    for _ in range(n2 - 1):
+        x3 = _new(remote_typed_param)
+        s6 = pos
         pos = s6 + ((n5 + 3) & -4)
         if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
@@ -20748,23 +22353,23 @@ def _dec_remote_domain_get_job_stats_ret(buf: bytes, pos: int) -> tuple[remote_d
         pos += 4
         v7.type = d8
         if d8 == 1:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 2:
-            (v7.value,) = _unpack_I(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_II(buf, pos)
+            pos += 8
         elif d8 == 3:
-            (v7.value,) = _unpack_q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_qI(buf, pos)
+            pos += 12
         elif d8 == 4:
-            (v7.value,) = _unpack_Q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_QI(buf, pos)
+            pos += 12
         elif d8 == 5:
-            (v7.value,) = _unpack_d(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_dI(buf, pos)
+            pos += 12
         elif d8 == 6:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
             s10 = pos + 4
@@ -20775,9 +22380,57 @@ def _dec_remote_domain_get_job_stats_ret(buf: bytes, pos: int) -> tuple[remote_d
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
                 v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
+            (n5,) = _unpack_u32(buf, pos)
+            pos += 4
         else:
             raise XdrError("union discriminant has no arm")
         x3.value = v7
+        append4(x3)
+    if n2:
+        x3 = _new(remote_typed_param)
+        s11 = pos
+        pos = s11 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.field = buf[s11:s11 + n5].decode()
+        except UnicodeDecodeError:
+            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
+        v12 = _new(remote_typed_param_value)
+        (d13,) = _unpack_i(buf, pos)
+        pos += 4
+        v12.type = d13
+        if d13 == 1:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 2:
+            (v12.value,) = _unpack_I(buf, pos)
+            pos += 4
+        elif d13 == 3:
+            (v12.value,) = _unpack_q(buf, pos)
+            pos += 8
+        elif d13 == 4:
+            (v12.value,) = _unpack_Q(buf, pos)
+            pos += 8
+        elif d13 == 5:
+            (v12.value,) = _unpack_d(buf, pos)
+            pos += 8
+        elif d13 == 6:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 7:
+            (n14,) = _unpack_u32(buf, pos)
+            s15 = pos + 4
+            pos = s15 + ((n14 + 3) & -4)
+            if pos > end or n14 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                v12.value = buf[s15:s15 + n14].decode()
+            except UnicodeDecodeError:
+                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+        else:
+            raise XdrError("union discriminant has no arm")
+        x3.value = v12
         append4(x3)
     v.params = a1
     return v, pos
@@ -22267,10 +23920,12 @@ def _dec_remote_domain_migrate_begin3_params_args(buf: bytes, pos: int) -> tuple
         raise XdrError("array length exceeds the data left")
     a1: list[remote_typed_param] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_typed_param)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
+        pos += 4
+    for _ in range(n2 - 1):
+        x3 = _new(remote_typed_param)
+        s6 = pos
         pos = s6 + ((n5 + 3) & -4)
         if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
@@ -22283,23 +23938,23 @@ def _dec_remote_domain_migrate_begin3_params_args(buf: bytes, pos: int) -> tuple
         pos += 4
         v7.type = d8
         if d8 == 1:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 2:
-            (v7.value,) = _unpack_I(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_II(buf, pos)
+            pos += 8
         elif d8 == 3:
-            (v7.value,) = _unpack_q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_qI(buf, pos)
+            pos += 12
         elif d8 == 4:
-            (v7.value,) = _unpack_Q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_QI(buf, pos)
+            pos += 12
         elif d8 == 5:
-            (v7.value,) = _unpack_d(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_dI(buf, pos)
+            pos += 12
         elif d8 == 6:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
             s10 = pos + 4
@@ -22310,9 +23965,57 @@ def _dec_remote_domain_migrate_begin3_params_args(buf: bytes, pos: int) -> tuple
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
                 v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
+            (n5,) = _unpack_u32(buf, pos)
+            pos += 4
         else:
             raise XdrError("union discriminant has no arm")
         x3.value = v7
+        append4(x3)
+    if n2:
+        x3 = _new(remote_typed_param)
+        s11 = pos
+        pos = s11 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.field = buf[s11:s11 + n5].decode()
+        except UnicodeDecodeError:
+            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
+        v12 = _new(remote_typed_param_value)
+        (d13,) = _unpack_i(buf, pos)
+        pos += 4
+        v12.type = d13
+        if d13 == 1:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 2:
+            (v12.value,) = _unpack_I(buf, pos)
+            pos += 4
+        elif d13 == 3:
+            (v12.value,) = _unpack_q(buf, pos)
+            pos += 8
+        elif d13 == 4:
+            (v12.value,) = _unpack_Q(buf, pos)
+            pos += 8
+        elif d13 == 5:
+            (v12.value,) = _unpack_d(buf, pos)
+            pos += 8
+        elif d13 == 6:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 7:
+            (n14,) = _unpack_u32(buf, pos)
+            s15 = pos + 4
+            pos = s15 + ((n14 + 3) & -4)
+            if pos > end or n14 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                v12.value = buf[s15:s15 + n14].decode()
+            except UnicodeDecodeError:
+                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+        else:
+            raise XdrError("union discriminant has no arm")
+        x3.value = v12
         append4(x3)
     v.params = a1
     (v.flags,) = _unpack_I(buf, pos)
@@ -22425,10 +24128,12 @@ def _dec_remote_domain_migrate_prepare3_params_args(buf: bytes, pos: int) -> tup
         raise XdrError("array length exceeds the data left")
     a1: list[remote_typed_param] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_typed_param)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
+        pos += 4
+    for _ in range(n2 - 1):
+        x3 = _new(remote_typed_param)
+        s6 = pos
         pos = s6 + ((n5 + 3) & -4)
         if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
@@ -22441,23 +24146,23 @@ def _dec_remote_domain_migrate_prepare3_params_args(buf: bytes, pos: int) -> tup
         pos += 4
         v7.type = d8
         if d8 == 1:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 2:
-            (v7.value,) = _unpack_I(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_II(buf, pos)
+            pos += 8
         elif d8 == 3:
-            (v7.value,) = _unpack_q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_qI(buf, pos)
+            pos += 12
         elif d8 == 4:
-            (v7.value,) = _unpack_Q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_QI(buf, pos)
+            pos += 12
         elif d8 == 5:
-            (v7.value,) = _unpack_d(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_dI(buf, pos)
+            pos += 12
         elif d8 == 6:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
             s10 = pos + 4
@@ -22468,17 +24173,65 @@ def _dec_remote_domain_migrate_prepare3_params_args(buf: bytes, pos: int) -> tup
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
                 v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
+            (n5,) = _unpack_u32(buf, pos)
+            pos += 4
         else:
             raise XdrError("union discriminant has no arm")
         x3.value = v7
         append4(x3)
+    if n2:
+        x3 = _new(remote_typed_param)
+        s11 = pos
+        pos = s11 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.field = buf[s11:s11 + n5].decode()
+        except UnicodeDecodeError:
+            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
+        v12 = _new(remote_typed_param_value)
+        (d13,) = _unpack_i(buf, pos)
+        pos += 4
+        v12.type = d13
+        if d13 == 1:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 2:
+            (v12.value,) = _unpack_I(buf, pos)
+            pos += 4
+        elif d13 == 3:
+            (v12.value,) = _unpack_q(buf, pos)
+            pos += 8
+        elif d13 == 4:
+            (v12.value,) = _unpack_Q(buf, pos)
+            pos += 8
+        elif d13 == 5:
+            (v12.value,) = _unpack_d(buf, pos)
+            pos += 8
+        elif d13 == 6:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 7:
+            (n14,) = _unpack_u32(buf, pos)
+            s15 = pos + 4
+            pos = s15 + ((n14 + 3) & -4)
+            if pos > end or n14 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                v12.value = buf[s15:s15 + n14].decode()
+            except UnicodeDecodeError:
+                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+        else:
+            raise XdrError("union discriminant has no arm")
+        x3.value = v12
+        append4(x3)
     v.params = a1
-    (n11,) = _unpack_u32(buf, pos)
-    s12 = pos + 4
-    pos = s12 + ((n11 + 3) & -4)
-    if pos > end or n11 > 4194304:
+    (n16,) = _unpack_u32(buf, pos)
+    s17 = pos + 4
+    pos = s17 + ((n16 + 3) & -4)
+    if pos > end or n16 > 4194304:
         raise XdrError("string or opaque longer than its bound or the data left")
-    v.cookie_in = buf[s12:s12 + n11]
+    v.cookie_in = buf[s17:s17 + n16]
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
@@ -22608,10 +24361,12 @@ def _dec_remote_domain_migrate_prepare_tunnel3_params_args(buf: bytes, pos: int)
         raise XdrError("array length exceeds the data left")
     a1: list[remote_typed_param] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_typed_param)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
+        pos += 4
+    for _ in range(n2 - 1):
+        x3 = _new(remote_typed_param)
+        s6 = pos
         pos = s6 + ((n5 + 3) & -4)
         if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
@@ -22624,23 +24379,23 @@ def _dec_remote_domain_migrate_prepare_tunnel3_params_args(buf: bytes, pos: int)
         pos += 4
         v7.type = d8
         if d8 == 1:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 2:
-            (v7.value,) = _unpack_I(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_II(buf, pos)
+            pos += 8
         elif d8 == 3:
-            (v7.value,) = _unpack_q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_qI(buf, pos)
+            pos += 12
         elif d8 == 4:
-            (v7.value,) = _unpack_Q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_QI(buf, pos)
+            pos += 12
         elif d8 == 5:
-            (v7.value,) = _unpack_d(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_dI(buf, pos)
+            pos += 12
         elif d8 == 6:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
             s10 = pos + 4
@@ -22651,17 +24406,65 @@ def _dec_remote_domain_migrate_prepare_tunnel3_params_args(buf: bytes, pos: int)
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
                 v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
+            (n5,) = _unpack_u32(buf, pos)
+            pos += 4
         else:
             raise XdrError("union discriminant has no arm")
         x3.value = v7
         append4(x3)
+    if n2:
+        x3 = _new(remote_typed_param)
+        s11 = pos
+        pos = s11 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.field = buf[s11:s11 + n5].decode()
+        except UnicodeDecodeError:
+            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
+        v12 = _new(remote_typed_param_value)
+        (d13,) = _unpack_i(buf, pos)
+        pos += 4
+        v12.type = d13
+        if d13 == 1:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 2:
+            (v12.value,) = _unpack_I(buf, pos)
+            pos += 4
+        elif d13 == 3:
+            (v12.value,) = _unpack_q(buf, pos)
+            pos += 8
+        elif d13 == 4:
+            (v12.value,) = _unpack_Q(buf, pos)
+            pos += 8
+        elif d13 == 5:
+            (v12.value,) = _unpack_d(buf, pos)
+            pos += 8
+        elif d13 == 6:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 7:
+            (n14,) = _unpack_u32(buf, pos)
+            s15 = pos + 4
+            pos = s15 + ((n14 + 3) & -4)
+            if pos > end or n14 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                v12.value = buf[s15:s15 + n14].decode()
+            except UnicodeDecodeError:
+                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+        else:
+            raise XdrError("union discriminant has no arm")
+        x3.value = v12
+        append4(x3)
     v.params = a1
-    (n11,) = _unpack_u32(buf, pos)
-    s12 = pos + 4
-    pos = s12 + ((n11 + 3) & -4)
-    if pos > end or n11 > 4194304:
+    (n16,) = _unpack_u32(buf, pos)
+    s17 = pos + 4
+    pos = s17 + ((n16 + 3) & -4)
+    if pos > end or n16 > 4194304:
         raise XdrError("string or opaque longer than its bound or the data left")
-    v.cookie_in = buf[s12:s12 + n11]
+    v.cookie_in = buf[s17:s17 + n16]
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
@@ -22777,10 +24580,12 @@ def _dec_remote_domain_migrate_perform3_params_args(buf: bytes, pos: int) -> tup
         raise XdrError("array length exceeds the data left")
     a6: list[remote_typed_param] = []
     append9 = a6.append
-    for _ in range(n7):
-        x8 = _new(remote_typed_param)
+    if n7:
         (n10,) = _unpack_u32(buf, pos)
-        s11 = pos + 4
+        pos += 4
+    for _ in range(n7 - 1):
+        x8 = _new(remote_typed_param)
+        s11 = pos
         pos = s11 + ((n10 + 3) & -4)
         if pos > end or n10 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
@@ -22793,23 +24598,23 @@ def _dec_remote_domain_migrate_perform3_params_args(buf: bytes, pos: int) -> tup
         pos += 4
         v12.type = d13
         if d13 == 1:
-            (v12.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v12.value, n10 = _unpack_iI(buf, pos)
+            pos += 8
         elif d13 == 2:
-            (v12.value,) = _unpack_I(buf, pos)
-            pos += 4
+            v12.value, n10 = _unpack_II(buf, pos)
+            pos += 8
         elif d13 == 3:
-            (v12.value,) = _unpack_q(buf, pos)
-            pos += 8
+            v12.value, n10 = _unpack_qI(buf, pos)
+            pos += 12
         elif d13 == 4:
-            (v12.value,) = _unpack_Q(buf, pos)
-            pos += 8
+            v12.value, n10 = _unpack_QI(buf, pos)
+            pos += 12
         elif d13 == 5:
-            (v12.value,) = _unpack_d(buf, pos)
-            pos += 8
+            v12.value, n10 = _unpack_dI(buf, pos)
+            pos += 12
         elif d13 == 6:
-            (v12.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v12.value, n10 = _unpack_iI(buf, pos)
+            pos += 8
         elif d13 == 7:
             (n14,) = _unpack_u32(buf, pos)
             s15 = pos + 4
@@ -22820,17 +24625,65 @@ def _dec_remote_domain_migrate_perform3_params_args(buf: bytes, pos: int) -> tup
                 v12.value = buf[s15:s15 + n14].decode()
             except UnicodeDecodeError:
                 v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+            (n10,) = _unpack_u32(buf, pos)
+            pos += 4
         else:
             raise XdrError("union discriminant has no arm")
         x8.value = v12
         append9(x8)
+    if n7:
+        x8 = _new(remote_typed_param)
+        s16 = pos
+        pos = s16 + ((n10 + 3) & -4)
+        if pos > end or n10 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x8.field = buf[s16:s16 + n10].decode()
+        except UnicodeDecodeError:
+            x8.field = buf[s16:s16 + n10].decode("utf-8", "surrogateescape")
+        v17 = _new(remote_typed_param_value)
+        (d18,) = _unpack_i(buf, pos)
+        pos += 4
+        v17.type = d18
+        if d18 == 1:
+            (v17.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d18 == 2:
+            (v17.value,) = _unpack_I(buf, pos)
+            pos += 4
+        elif d18 == 3:
+            (v17.value,) = _unpack_q(buf, pos)
+            pos += 8
+        elif d18 == 4:
+            (v17.value,) = _unpack_Q(buf, pos)
+            pos += 8
+        elif d18 == 5:
+            (v17.value,) = _unpack_d(buf, pos)
+            pos += 8
+        elif d18 == 6:
+            (v17.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d18 == 7:
+            (n19,) = _unpack_u32(buf, pos)
+            s20 = pos + 4
+            pos = s20 + ((n19 + 3) & -4)
+            if pos > end or n19 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                v17.value = buf[s20:s20 + n19].decode()
+            except UnicodeDecodeError:
+                v17.value = buf[s20:s20 + n19].decode("utf-8", "surrogateescape")
+        else:
+            raise XdrError("union discriminant has no arm")
+        x8.value = v17
+        append9(x8)
     v.params = a6
-    (n16,) = _unpack_u32(buf, pos)
-    s17 = pos + 4
-    pos = s17 + ((n16 + 3) & -4)
-    if pos > end or n16 > 4194304:
+    (n21,) = _unpack_u32(buf, pos)
+    s22 = pos + 4
+    pos = s22 + ((n21 + 3) & -4)
+    if pos > end or n21 > 4194304:
         raise XdrError("string or opaque longer than its bound or the data left")
-    v.cookie_in = buf[s17:s17 + n16]
+    v.cookie_in = buf[s22:s22 + n21]
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
@@ -22944,10 +24797,12 @@ def _dec_remote_domain_migrate_finish3_params_args(buf: bytes, pos: int) -> tupl
         raise XdrError("array length exceeds the data left")
     a1: list[remote_typed_param] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_typed_param)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
+        pos += 4
+    for _ in range(n2 - 1):
+        x3 = _new(remote_typed_param)
+        s6 = pos
         pos = s6 + ((n5 + 3) & -4)
         if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
@@ -22960,23 +24815,23 @@ def _dec_remote_domain_migrate_finish3_params_args(buf: bytes, pos: int) -> tupl
         pos += 4
         v7.type = d8
         if d8 == 1:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 2:
-            (v7.value,) = _unpack_I(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_II(buf, pos)
+            pos += 8
         elif d8 == 3:
-            (v7.value,) = _unpack_q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_qI(buf, pos)
+            pos += 12
         elif d8 == 4:
-            (v7.value,) = _unpack_Q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_QI(buf, pos)
+            pos += 12
         elif d8 == 5:
-            (v7.value,) = _unpack_d(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_dI(buf, pos)
+            pos += 12
         elif d8 == 6:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
             s10 = pos + 4
@@ -22987,17 +24842,65 @@ def _dec_remote_domain_migrate_finish3_params_args(buf: bytes, pos: int) -> tupl
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
                 v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
+            (n5,) = _unpack_u32(buf, pos)
+            pos += 4
         else:
             raise XdrError("union discriminant has no arm")
         x3.value = v7
         append4(x3)
+    if n2:
+        x3 = _new(remote_typed_param)
+        s11 = pos
+        pos = s11 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.field = buf[s11:s11 + n5].decode()
+        except UnicodeDecodeError:
+            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
+        v12 = _new(remote_typed_param_value)
+        (d13,) = _unpack_i(buf, pos)
+        pos += 4
+        v12.type = d13
+        if d13 == 1:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 2:
+            (v12.value,) = _unpack_I(buf, pos)
+            pos += 4
+        elif d13 == 3:
+            (v12.value,) = _unpack_q(buf, pos)
+            pos += 8
+        elif d13 == 4:
+            (v12.value,) = _unpack_Q(buf, pos)
+            pos += 8
+        elif d13 == 5:
+            (v12.value,) = _unpack_d(buf, pos)
+            pos += 8
+        elif d13 == 6:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 7:
+            (n14,) = _unpack_u32(buf, pos)
+            s15 = pos + 4
+            pos = s15 + ((n14 + 3) & -4)
+            if pos > end or n14 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                v12.value = buf[s15:s15 + n14].decode()
+            except UnicodeDecodeError:
+                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+        else:
+            raise XdrError("union discriminant has no arm")
+        x3.value = v12
+        append4(x3)
     v.params = a1
-    (n11,) = _unpack_u32(buf, pos)
-    s12 = pos + 4
-    pos = s12 + ((n11 + 3) & -4)
-    if pos > end or n11 > 4194304:
+    (n16,) = _unpack_u32(buf, pos)
+    s17 = pos + 4
+    pos = s17 + ((n16 + 3) & -4)
+    if pos > end or n16 > 4194304:
         raise XdrError("string or opaque longer than its bound or the data left")
-    v.cookie_in = buf[s12:s12 + n11]
+    v.cookie_in = buf[s17:s17 + n16]
     v.flags, v.cancelled = _unpack_Ii(buf, pos)
     pos += 8
     return v, pos
@@ -23098,10 +25001,12 @@ def _dec_remote_domain_migrate_confirm3_params_args(buf: bytes, pos: int) -> tup
         raise XdrError("array length exceeds the data left")
     a1: list[remote_typed_param] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_typed_param)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
+        pos += 4
+    for _ in range(n2 - 1):
+        x3 = _new(remote_typed_param)
+        s6 = pos
         pos = s6 + ((n5 + 3) & -4)
         if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
@@ -23114,23 +25019,23 @@ def _dec_remote_domain_migrate_confirm3_params_args(buf: bytes, pos: int) -> tup
         pos += 4
         v7.type = d8
         if d8 == 1:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 2:
-            (v7.value,) = _unpack_I(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_II(buf, pos)
+            pos += 8
         elif d8 == 3:
-            (v7.value,) = _unpack_q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_qI(buf, pos)
+            pos += 12
         elif d8 == 4:
-            (v7.value,) = _unpack_Q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_QI(buf, pos)
+            pos += 12
         elif d8 == 5:
-            (v7.value,) = _unpack_d(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_dI(buf, pos)
+            pos += 12
         elif d8 == 6:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
             s10 = pos + 4
@@ -23141,17 +25046,65 @@ def _dec_remote_domain_migrate_confirm3_params_args(buf: bytes, pos: int) -> tup
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
                 v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
+            (n5,) = _unpack_u32(buf, pos)
+            pos += 4
         else:
             raise XdrError("union discriminant has no arm")
         x3.value = v7
         append4(x3)
+    if n2:
+        x3 = _new(remote_typed_param)
+        s11 = pos
+        pos = s11 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.field = buf[s11:s11 + n5].decode()
+        except UnicodeDecodeError:
+            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
+        v12 = _new(remote_typed_param_value)
+        (d13,) = _unpack_i(buf, pos)
+        pos += 4
+        v12.type = d13
+        if d13 == 1:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 2:
+            (v12.value,) = _unpack_I(buf, pos)
+            pos += 4
+        elif d13 == 3:
+            (v12.value,) = _unpack_q(buf, pos)
+            pos += 8
+        elif d13 == 4:
+            (v12.value,) = _unpack_Q(buf, pos)
+            pos += 8
+        elif d13 == 5:
+            (v12.value,) = _unpack_d(buf, pos)
+            pos += 8
+        elif d13 == 6:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 7:
+            (n14,) = _unpack_u32(buf, pos)
+            s15 = pos + 4
+            pos = s15 + ((n14 + 3) & -4)
+            if pos > end or n14 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                v12.value = buf[s15:s15 + n14].decode()
+            except UnicodeDecodeError:
+                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+        else:
+            raise XdrError("union discriminant has no arm")
+        x3.value = v12
+        append4(x3)
     v.params = a1
-    (n11,) = _unpack_u32(buf, pos)
-    s12 = pos + 4
-    pos = s12 + ((n11 + 3) & -4)
-    if pos > end or n11 > 4194304:
+    (n16,) = _unpack_u32(buf, pos)
+    s17 = pos + 4
+    pos = s17 + ((n16 + 3) & -4)
+    if pos > end or n16 > 4194304:
         raise XdrError("string or opaque longer than its bound or the data left")
-    v.cookie_in = buf[s12:s12 + n11]
+    v.cookie_in = buf[s17:s17 + n16]
     v.flags, v.cancelled = _unpack_Ii(buf, pos)
     pos += 8
     return v, pos
@@ -24444,10 +26397,12 @@ def _dec_remote_domain_event_callback_tunable_msg(buf: bytes, pos: int) -> tuple
         raise XdrError("array length exceeds the data left")
     a1: list[remote_typed_param] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_typed_param)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
+        pos += 4
+    for _ in range(n2 - 1):
+        x3 = _new(remote_typed_param)
+        s6 = pos
         pos = s6 + ((n5 + 3) & -4)
         if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
@@ -24460,23 +26415,23 @@ def _dec_remote_domain_event_callback_tunable_msg(buf: bytes, pos: int) -> tuple
         pos += 4
         v7.type = d8
         if d8 == 1:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 2:
-            (v7.value,) = _unpack_I(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_II(buf, pos)
+            pos += 8
         elif d8 == 3:
-            (v7.value,) = _unpack_q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_qI(buf, pos)
+            pos += 12
         elif d8 == 4:
-            (v7.value,) = _unpack_Q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_QI(buf, pos)
+            pos += 12
         elif d8 == 5:
-            (v7.value,) = _unpack_d(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_dI(buf, pos)
+            pos += 12
         elif d8 == 6:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
             s10 = pos + 4
@@ -24487,9 +26442,57 @@ def _dec_remote_domain_event_callback_tunable_msg(buf: bytes, pos: int) -> tuple
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
                 v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
+            (n5,) = _unpack_u32(buf, pos)
+            pos += 4
         else:
             raise XdrError("union discriminant has no arm")
         x3.value = v7
+        append4(x3)
+    if n2:
+        x3 = _new(remote_typed_param)
+        s11 = pos
+        pos = s11 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.field = buf[s11:s11 + n5].decode()
+        except UnicodeDecodeError:
+            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
+        v12 = _new(remote_typed_param_value)
+        (d13,) = _unpack_i(buf, pos)
+        pos += 4
+        v12.type = d13
+        if d13 == 1:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 2:
+            (v12.value,) = _unpack_I(buf, pos)
+            pos += 4
+        elif d13 == 3:
+            (v12.value,) = _unpack_q(buf, pos)
+            pos += 8
+        elif d13 == 4:
+            (v12.value,) = _unpack_Q(buf, pos)
+            pos += 8
+        elif d13 == 5:
+            (v12.value,) = _unpack_d(buf, pos)
+            pos += 8
+        elif d13 == 6:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 7:
+            (n14,) = _unpack_u32(buf, pos)
+            s15 = pos + 4
+            pos = s15 + ((n14 + 3) & -4)
+            if pos > end or n14 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                v12.value = buf[s15:s15 + n14].decode()
+            except UnicodeDecodeError:
+                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+        else:
+            raise XdrError("union discriminant has no arm")
+        x3.value = v12
         append4(x3)
     v.params = a1
     return v, pos
@@ -24628,10 +26631,12 @@ def _dec_remote_domain_event_callback_job_completed_msg(buf: bytes, pos: int) ->
         raise XdrError("array length exceeds the data left")
     a1: list[remote_typed_param] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_typed_param)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
+        pos += 4
+    for _ in range(n2 - 1):
+        x3 = _new(remote_typed_param)
+        s6 = pos
         pos = s6 + ((n5 + 3) & -4)
         if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
@@ -24644,23 +26649,23 @@ def _dec_remote_domain_event_callback_job_completed_msg(buf: bytes, pos: int) ->
         pos += 4
         v7.type = d8
         if d8 == 1:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 2:
-            (v7.value,) = _unpack_I(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_II(buf, pos)
+            pos += 8
         elif d8 == 3:
-            (v7.value,) = _unpack_q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_qI(buf, pos)
+            pos += 12
         elif d8 == 4:
-            (v7.value,) = _unpack_Q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_QI(buf, pos)
+            pos += 12
         elif d8 == 5:
-            (v7.value,) = _unpack_d(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_dI(buf, pos)
+            pos += 12
         elif d8 == 6:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
             s10 = pos + 4
@@ -24671,9 +26676,57 @@ def _dec_remote_domain_event_callback_job_completed_msg(buf: bytes, pos: int) ->
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
                 v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
+            (n5,) = _unpack_u32(buf, pos)
+            pos += 4
         else:
             raise XdrError("union discriminant has no arm")
         x3.value = v7
+        append4(x3)
+    if n2:
+        x3 = _new(remote_typed_param)
+        s11 = pos
+        pos = s11 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.field = buf[s11:s11 + n5].decode()
+        except UnicodeDecodeError:
+            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
+        v12 = _new(remote_typed_param_value)
+        (d13,) = _unpack_i(buf, pos)
+        pos += 4
+        v12.type = d13
+        if d13 == 1:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 2:
+            (v12.value,) = _unpack_I(buf, pos)
+            pos += 4
+        elif d13 == 3:
+            (v12.value,) = _unpack_q(buf, pos)
+            pos += 8
+        elif d13 == 4:
+            (v12.value,) = _unpack_Q(buf, pos)
+            pos += 8
+        elif d13 == 5:
+            (v12.value,) = _unpack_d(buf, pos)
+            pos += 8
+        elif d13 == 6:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 7:
+            (n14,) = _unpack_u32(buf, pos)
+            s15 = pos + 4
+            pos = s15 + ((n14 + 3) & -4)
+            if pos > end or n14 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                v12.value = buf[s15:s15 + n14].decode()
+            except UnicodeDecodeError:
+                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+        else:
+            raise XdrError("union discriminant has no arm")
+        x3.value = v12
         append4(x3)
     v.params = a1
     return v, pos
@@ -26026,10 +28079,12 @@ def _dec_remote_network_port_set_parameters_args(buf: bytes, pos: int) -> tuple[
         raise XdrError("array length exceeds the data left")
     a1: list[remote_typed_param] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_typed_param)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
+        pos += 4
+    for _ in range(n2 - 1):
+        x3 = _new(remote_typed_param)
+        s6 = pos
         pos = s6 + ((n5 + 3) & -4)
         if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
@@ -26042,23 +28097,23 @@ def _dec_remote_network_port_set_parameters_args(buf: bytes, pos: int) -> tuple[
         pos += 4
         v7.type = d8
         if d8 == 1:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 2:
-            (v7.value,) = _unpack_I(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_II(buf, pos)
+            pos += 8
         elif d8 == 3:
-            (v7.value,) = _unpack_q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_qI(buf, pos)
+            pos += 12
         elif d8 == 4:
-            (v7.value,) = _unpack_Q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_QI(buf, pos)
+            pos += 12
         elif d8 == 5:
-            (v7.value,) = _unpack_d(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_dI(buf, pos)
+            pos += 12
         elif d8 == 6:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
             s10 = pos + 4
@@ -26069,9 +28124,57 @@ def _dec_remote_network_port_set_parameters_args(buf: bytes, pos: int) -> tuple[
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
                 v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
+            (n5,) = _unpack_u32(buf, pos)
+            pos += 4
         else:
             raise XdrError("union discriminant has no arm")
         x3.value = v7
+        append4(x3)
+    if n2:
+        x3 = _new(remote_typed_param)
+        s11 = pos
+        pos = s11 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.field = buf[s11:s11 + n5].decode()
+        except UnicodeDecodeError:
+            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
+        v12 = _new(remote_typed_param_value)
+        (d13,) = _unpack_i(buf, pos)
+        pos += 4
+        v12.type = d13
+        if d13 == 1:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 2:
+            (v12.value,) = _unpack_I(buf, pos)
+            pos += 4
+        elif d13 == 3:
+            (v12.value,) = _unpack_q(buf, pos)
+            pos += 8
+        elif d13 == 4:
+            (v12.value,) = _unpack_Q(buf, pos)
+            pos += 8
+        elif d13 == 5:
+            (v12.value,) = _unpack_d(buf, pos)
+            pos += 8
+        elif d13 == 6:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 7:
+            (n14,) = _unpack_u32(buf, pos)
+            s15 = pos + 4
+            pos = s15 + ((n14 + 3) & -4)
+            if pos > end or n14 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                v12.value = buf[s15:s15 + n14].decode()
+            except UnicodeDecodeError:
+                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+        else:
+            raise XdrError("union discriminant has no arm")
+        x3.value = v12
         append4(x3)
     v.params = a1
     (v.flags,) = _unpack_I(buf, pos)
@@ -26157,10 +28260,12 @@ def _dec_remote_network_port_get_parameters_ret(buf: bytes, pos: int) -> tuple[r
         raise XdrError("array length exceeds the data left")
     a1: list[remote_typed_param] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_typed_param)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
+        pos += 4
+    for _ in range(n2 - 1):
+        x3 = _new(remote_typed_param)
+        s6 = pos
         pos = s6 + ((n5 + 3) & -4)
         if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
@@ -26173,23 +28278,23 @@ def _dec_remote_network_port_get_parameters_ret(buf: bytes, pos: int) -> tuple[r
         pos += 4
         v7.type = d8
         if d8 == 1:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 2:
-            (v7.value,) = _unpack_I(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_II(buf, pos)
+            pos += 8
         elif d8 == 3:
-            (v7.value,) = _unpack_q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_qI(buf, pos)
+            pos += 12
         elif d8 == 4:
-            (v7.value,) = _unpack_Q(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_QI(buf, pos)
+            pos += 12
         elif d8 == 5:
-            (v7.value,) = _unpack_d(buf, pos)
-            pos += 8
+            v7.value, n5 = _unpack_dI(buf, pos)
+            pos += 12
         elif d8 == 6:
-            (v7.value,) = _unpack_i(buf, pos)
-            pos += 4
+            v7.value, n5 = _unpack_iI(buf, pos)
+            pos += 8
         elif d8 == 7:
             (n9,) = _unpack_u32(buf, pos)
             s10 = pos + 4
@@ -26200,9 +28305,57 @@ def _dec_remote_network_port_get_parameters_ret(buf: bytes, pos: int) -> tuple[r
                 v7.value = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
                 v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
+            (n5,) = _unpack_u32(buf, pos)
+            pos += 4
         else:
             raise XdrError("union discriminant has no arm")
         x3.value = v7
+        append4(x3)
+    if n2:
+        x3 = _new(remote_typed_param)
+        s11 = pos
+        pos = s11 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.field = buf[s11:s11 + n5].decode()
+        except UnicodeDecodeError:
+            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
+        v12 = _new(remote_typed_param_value)
+        (d13,) = _unpack_i(buf, pos)
+        pos += 4
+        v12.type = d13
+        if d13 == 1:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 2:
+            (v12.value,) = _unpack_I(buf, pos)
+            pos += 4
+        elif d13 == 3:
+            (v12.value,) = _unpack_q(buf, pos)
+            pos += 8
+        elif d13 == 4:
+            (v12.value,) = _unpack_Q(buf, pos)
+            pos += 8
+        elif d13 == 5:
+            (v12.value,) = _unpack_d(buf, pos)
+            pos += 8
+        elif d13 == 6:
+            (v12.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d13 == 7:
+            (n14,) = _unpack_u32(buf, pos)
+            s15 = pos + 4
+            pos = s15 + ((n14 + 3) & -4)
+            if pos > end or n14 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                v12.value = buf[s15:s15 + n14].decode()
+            except UnicodeDecodeError:
+                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+        else:
+            raise XdrError("union discriminant has no arm")
+        x3.value = v12
         append4(x3)
     v.params = a1
     (v.nparams,) = _unpack_i(buf, pos)
@@ -30124,10 +32277,12 @@ def _dec_remote_domain_list_all_snapshots_ret(buf: bytes, pos: int) -> tuple[rem
         raise XdrError("array length exceeds the data left")
     a1: list[remote_nonnull_domain_snapshot] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_nonnull_domain_snapshot)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
+        pos += 4
+    for _ in range(n2 - 1):
+        x3 = _new(remote_nonnull_domain_snapshot)
+        s6 = pos
         pos = s6 + ((n5 + 3) & -4)
         if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
@@ -30145,9 +32300,33 @@ def _dec_remote_domain_list_all_snapshots_ret(buf: bytes, pos: int) -> tuple[rem
             v7.name = buf[s9:s9 + n8].decode()
         except UnicodeDecodeError:
             v7.name = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
-        v7.uuid, v7.id = _unpack_16si(buf, pos)
-        pos += 20
+        v7.uuid, v7.id, n5 = _unpack_16siI(buf, pos)
+        pos += 24
         x3.dom = v7
+        append4(x3)
+    if n2:
+        x3 = _new(remote_nonnull_domain_snapshot)
+        s10 = pos
+        pos = s10 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.name = buf[s10:s10 + n5].decode()
+        except UnicodeDecodeError:
+            x3.name = buf[s10:s10 + n5].decode("utf-8", "surrogateescape")
+        v11 = _new(remote_nonnull_domain)
+        (n12,) = _unpack_u32(buf, pos)
+        s13 = pos + 4
+        pos = s13 + ((n12 + 3) & -4)
+        if pos > end or n12 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            v11.name = buf[s13:s13 + n12].decode()
+        except UnicodeDecodeError:
+            v11.name = buf[s13:s13 + n12].decode("utf-8", "surrogateescape")
+        v11.uuid, v11.id = _unpack_16si(buf, pos)
+        pos += 20
+        x3.dom = v11
         append4(x3)
     v.snapshots = a1
     (v.ret,) = _unpack_i(buf, pos)
@@ -30293,10 +32472,12 @@ def _dec_remote_domain_snapshot_list_all_children_ret(buf: bytes, pos: int) -> t
         raise XdrError("array length exceeds the data left")
     a1: list[remote_nonnull_domain_snapshot] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_nonnull_domain_snapshot)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
+        pos += 4
+    for _ in range(n2 - 1):
+        x3 = _new(remote_nonnull_domain_snapshot)
+        s6 = pos
         pos = s6 + ((n5 + 3) & -4)
         if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
@@ -30314,9 +32495,33 @@ def _dec_remote_domain_snapshot_list_all_children_ret(buf: bytes, pos: int) -> t
             v7.name = buf[s9:s9 + n8].decode()
         except UnicodeDecodeError:
             v7.name = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
-        v7.uuid, v7.id = _unpack_16si(buf, pos)
-        pos += 20
+        v7.uuid, v7.id, n5 = _unpack_16siI(buf, pos)
+        pos += 24
         x3.dom = v7
+        append4(x3)
+    if n2:
+        x3 = _new(remote_nonnull_domain_snapshot)
+        s10 = pos
+        pos = s10 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.name = buf[s10:s10 + n5].decode()
+        except UnicodeDecodeError:
+            x3.name = buf[s10:s10 + n5].decode("utf-8", "surrogateescape")
+        v11 = _new(remote_nonnull_domain)
+        (n12,) = _unpack_u32(buf, pos)
+        s13 = pos + 4
+        pos = s13 + ((n12 + 3) & -4)
+        if pos > end or n12 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            v11.name = buf[s13:s13 + n12].decode()
+        except UnicodeDecodeError:
+            v11.name = buf[s13:s13 + n12].decode("utf-8", "surrogateescape")
+        v11.uuid, v11.id = _unpack_16si(buf, pos)
+        pos += 20
+        x3.dom = v11
         append4(x3)
     v.snapshots = a1
     (v.ret,) = _unpack_i(buf, pos)
@@ -30649,10 +32854,12 @@ def _dec_remote_domain_list_all_checkpoints_ret(buf: bytes, pos: int) -> tuple[r
         raise XdrError("array length exceeds the data left")
     a1: list[remote_nonnull_domain_checkpoint] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_nonnull_domain_checkpoint)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
+        pos += 4
+    for _ in range(n2 - 1):
+        x3 = _new(remote_nonnull_domain_checkpoint)
+        s6 = pos
         pos = s6 + ((n5 + 3) & -4)
         if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
@@ -30670,9 +32877,33 @@ def _dec_remote_domain_list_all_checkpoints_ret(buf: bytes, pos: int) -> tuple[r
             v7.name = buf[s9:s9 + n8].decode()
         except UnicodeDecodeError:
             v7.name = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
-        v7.uuid, v7.id = _unpack_16si(buf, pos)
-        pos += 20
+        v7.uuid, v7.id, n5 = _unpack_16siI(buf, pos)
+        pos += 24
         x3.dom = v7
+        append4(x3)
+    if n2:
+        x3 = _new(remote_nonnull_domain_checkpoint)
+        s10 = pos
+        pos = s10 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.name = buf[s10:s10 + n5].decode()
+        except UnicodeDecodeError:
+            x3.name = buf[s10:s10 + n5].decode("utf-8", "surrogateescape")
+        v11 = _new(remote_nonnull_domain)
+        (n12,) = _unpack_u32(buf, pos)
+        s13 = pos + 4
+        pos = s13 + ((n12 + 3) & -4)
+        if pos > end or n12 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            v11.name = buf[s13:s13 + n12].decode()
+        except UnicodeDecodeError:
+            v11.name = buf[s13:s13 + n12].decode("utf-8", "surrogateescape")
+        v11.uuid, v11.id = _unpack_16si(buf, pos)
+        pos += 20
+        x3.dom = v11
         append4(x3)
     v.checkpoints = a1
     (v.ret,) = _unpack_i(buf, pos)
@@ -30736,10 +32967,12 @@ def _dec_remote_domain_checkpoint_list_all_children_ret(buf: bytes, pos: int) ->
         raise XdrError("array length exceeds the data left")
     a1: list[remote_nonnull_domain_checkpoint] = []
     append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_nonnull_domain_checkpoint)
+    if n2:
         (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
+        pos += 4
+    for _ in range(n2 - 1):
+        x3 = _new(remote_nonnull_domain_checkpoint)
+        s6 = pos
         pos = s6 + ((n5 + 3) & -4)
         if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
@@ -30757,9 +32990,33 @@ def _dec_remote_domain_checkpoint_list_all_children_ret(buf: bytes, pos: int) ->
             v7.name = buf[s9:s9 + n8].decode()
         except UnicodeDecodeError:
             v7.name = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
-        v7.uuid, v7.id = _unpack_16si(buf, pos)
-        pos += 20
+        v7.uuid, v7.id, n5 = _unpack_16siI(buf, pos)
+        pos += 24
         x3.dom = v7
+        append4(x3)
+    if n2:
+        x3 = _new(remote_nonnull_domain_checkpoint)
+        s10 = pos
+        pos = s10 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.name = buf[s10:s10 + n5].decode()
+        except UnicodeDecodeError:
+            x3.name = buf[s10:s10 + n5].decode("utf-8", "surrogateescape")
+        v11 = _new(remote_nonnull_domain)
+        (n12,) = _unpack_u32(buf, pos)
+        s13 = pos + 4
+        pos = s13 + ((n12 + 3) & -4)
+        if pos > end or n12 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            v11.name = buf[s13:s13 + n12].decode()
+        except UnicodeDecodeError:
+            v11.name = buf[s13:s13 + n12].decode("utf-8", "surrogateescape")
+        v11.uuid, v11.id = _unpack_16si(buf, pos)
+        pos += 20
+        x3.dom = v11
         append4(x3)
     v.checkpoints = a1
     (v.ret,) = _unpack_i(buf, pos)

@@ -244,8 +244,9 @@ class CodecWriter:
 
         A run directly before a string/opaque also reads that one's length word.
         `first_length`: the first item is a string/opaque whose length word was
-        already read into this variable.  `next_length`: the final run also reads
-        the word after the items (the next array element's length) into it."""
+        already read into this variable.  `next_length`: also read the word after
+        the items (the next array element's length) into this variable, with the
+        final run when there is one."""
         lines: list[str] = []
         run: list[tuple[str, model.Type | None]] = []  # None = the length word of what follows
         for i, (target, t) in enumerate(items):
@@ -258,10 +259,17 @@ class CodecWriter:
                 run.append((length, None))
             lines += self.dec_run(run, ind, sc)
             run = []
+            st = strip(t)
+            if next_length is not None and i == len(items) - 1 and self._inlined(st, budget):
+                # a last inline struct/union reads ahead itself, in each of its arms
+                assert isinstance(st, model.StructRef | model.UnionRef)
+                return lines + self.dec_inline(target, st.name, ind, sc, budget - 1, next_length)
             lines += self.dec_one(target, t, ind, sc, budget, length)
         if next_length is not None:
-            assert run, "only a struct that ends in fixed-size fields can read ahead"
-            run.append((next_length, None))
+            if run:
+                run.append((next_length, None))
+            else:
+                lines += [f"{ind}({next_length},) = _unpack_u32(buf, pos)", f"{ind}pos += 4"]
         lines += self.dec_run(run, ind, sc)
         return lines
 
@@ -418,12 +426,10 @@ class CodecWriter:
         if not (isinstance(e, model.StructRef) and self.inline_ok(e.name)):
             return False
         s = self.named[e.name]
-        return (
-            isinstance(s, model.Struct)
-            and len(s.fields) >= 2
-            and is_var_bytes(s.fields[0].type)
-            and self.fused_code(s.fields[-1].type) is not None
-        )
+        if not (isinstance(s, model.Struct) and len(s.fields) >= 2 and is_var_bytes(s.fields[0].type)):
+            return False
+        last = strip(s.fields[-1].type)
+        return self.fused_code(last) is not None or self._inlined(last, _INLINE_BUDGET - 1)
 
     def _dec_array_reading_ahead(
         self, e: model.Type, count: str, item: str, append: str, ind: str, sc: Scope
@@ -454,16 +460,19 @@ class CodecWriter:
             *element(read_ahead=False),
         ]
 
-    def dec_inline(self, target: str, name: str, ind: str, sc: Scope, budget: int) -> list[str]:
+    def dec_inline(
+        self, target: str, name: str, ind: str, sc: Scope, budget: int, next_length: str | None = None
+    ) -> list[str]:
         """Decode struct/union `name` into `target` without a function call."""
         d = self.named[name]
         obj = target if target.isidentifier() else sc.temp("v")
         lines = [f"{ind}{obj} = _new({name})"]
         if isinstance(d, model.Struct):
-            lines += self.dec_seq([(f"{obj}.{f.pyname}", f.type) for f in d.fields], ind, sc, budget)
+            fields = [(f"{obj}.{f.pyname}", f.type) for f in d.fields]
+            lines += self.dec_seq(fields, ind, sc, budget, next_length=next_length)
         else:
             assert isinstance(d, model.Union)
-            lines += self.dec_union_body(obj, d, ind, sc, budget)
+            lines += self.dec_union_body(obj, d, ind, sc, budget, next_length)
         if obj != target:
             lines.append(f"{ind}{target} = {obj}")
         return lines
@@ -484,7 +493,9 @@ class CodecWriter:
             lines.append("    end = len(buf)")
         return [*lines, f"    v = _new({u.name})", *body, "    return v, pos"]
 
-    def dec_union_body(self, obj: str, u: model.Union, ind: str, sc: Scope, budget: int) -> list[str]:
+    def dec_union_body(
+        self, obj: str, u: model.Union, ind: str, sc: Scope, budget: int, next_length: str | None = None
+    ) -> list[str]:
         d = sc.temp("d")
         lines = self.dec_run([(d, u.discriminant.type)], ind, sc)
         lines.append(f"{ind}{obj}.{u.discriminant.pyname} = {d}")
@@ -492,8 +503,10 @@ class CodecWriter:
             lines.append(_branch(ind, i, arm, d))
             if arm.field is None:
                 lines.append(f"{ind}    {obj}.value = None")
+                lines += self.dec_seq([], ind + "    ", sc, budget, next_length=next_length)
             else:
-                lines += self.dec_seq([(f"{obj}.value", arm.field.type)], ind + "    ", sc, budget)
+                item = [(f"{obj}.value", arm.field.type)]
+                lines += self.dec_seq(item, ind + "    ", sc, budget, next_length=next_length)
         if u.default is None:
             lines += [f"{ind}else:", f'{ind}    raise XdrError("union discriminant has no arm")']
         return lines

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import xdrlib3
+from virtwire.protocol import xdr
 from virtwire.protocol.xdr import ReadOnlyPolicy, XdrError
 from virtwire.protocol.xdrc import compile_source
 
@@ -346,3 +347,30 @@ def test_procedure_table_from_annotations() -> None:
     unmodelled = table[364]
     assert not unmodelled.modelled and unmodelled.api == "virDomainMigrateStartPostCopy"
     assert table[1].args is m.remote_connect_open_args and table[1].ret is None and table[1].modelled
+
+
+def test_arrays_decoded_reading_ahead_agree_with_the_reference_decoder() -> None:
+    """Elements that start with a string are decoded with the next element's length
+    word read together with the previous element's fixed tail; check 0..5 elements
+    and every kind of union arm (fixed, string, void) at the end of an element."""
+
+    m = build((CASES / "all_constructs.x").read_text())
+    arms = [
+        m.small_union(1, -1),
+        m.small_union(2, 2**40),
+        m.small_union(3, "s\udcff"),
+        m.small_union(4, None),
+    ]
+    for count in range(6):
+        value = m.read_ahead_lists(
+            [m.named_int(f"n{i}" * i, i) for i in range(count)],
+            [m.named_union("u" * i, arms[i % 4]) for i in range(count)],
+            [m.named_struct(bytes(i), m.named_int("x", i)) for i in range(min(count, 4))],
+            [m.named_int("a", 1), m.named_int("bcde", 2)],
+        )
+        data = value.to_bytes()
+        assert m.read_ahead_lists.from_bytes(data) == value
+        assert xdr.decode_value(m.TYPES["read_ahead_lists"], data, 0, "r")[0] == value
+        for cut in range(0, len(data), 3):
+            with pytest.raises(XdrError):
+                m.read_ahead_lists.from_bytes(data[:cut])
