@@ -41,6 +41,7 @@ class EventLoop:
     def discard(self, conn: SyncConnection) -> None:
         with self._lock:
             self._conns.discard(conn)
+        self.wake()  # stop watching its socket before it is closed
 
     def post(self, fn: Callable[[], None]) -> None:
         """Run `fn` on the loop's thread at its next iteration (any thread may post)."""

@@ -6,6 +6,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import trio
 import virtwire.client
 from virtwire.protocol.generated import remote
@@ -33,10 +34,17 @@ def _wait_for(cond: Callable[[], bool], done: threading.Event) -> None:
         done.wait(0.05)
 
 
-def test_lifecycle_events_from_real_libvirtd(real_libvirtd: Any) -> None:
+@pytest.fixture(params=["libvirtd", "virtwire"])
+def server(request: pytest.FixtureRequest) -> Any:
+    if request.param == "libvirtd":
+        return request.getfixturevalue("real_libvirtd")
+    return request.getfixturevalue("virtwire_host")
+
+
+def test_lifecycle_events(server: Any) -> None:
     vlibvirt.virEventRegisterDefaultImpl()
-    listener = vlibvirt.open(real_libvirtd.tcp_uri)
-    actor = vlibvirt.open(real_libvirtd.unix_uri)
+    listener = vlibvirt.open(server.tcp_uri)
+    actor = vlibvirt.open(server.unix_uri)
     seen: list[tuple[Any, ...]] = []
     got = threading.Event()
     loop_thread = threading.current_thread()
@@ -58,9 +66,9 @@ def test_lifecycle_events_from_real_libvirtd(real_libvirtd: Any) -> None:
     finally:
         stop.set()
         listener.domainEventDeregisterAny(cb_id)
-        runner.join(5)
-        listener.close()
+        listener.close()  # wakes the loop, which then sees `stop`
         actor.close()
+        runner.join(5)
     assert seen[:2] == [
         (
             True,
@@ -138,8 +146,8 @@ def test_migration_iteration_and_job_completed_callbacks(fake_daemon: Callable[.
         conn.domainEventDeregisterAny(it_id)
     finally:
         stop.set()
+        conn.close()  # wakes the loop, which then sees `stop`
         runner.join(5)
-        conn.close()
     assert seen == [
         ("iteration", "vm1", 7, 3, 1),
         ("completed", "vm1", {"operation": 5, "time_elapsed": 1234, "success": True}, 2),
@@ -147,11 +155,11 @@ def test_migration_iteration_and_job_completed_callbacks(fake_daemon: Callable[.
     assert daemon.procedures().count(317) == 1
 
 
-async def test_trio_domain_events_from_real_libvirtd(real_libvirtd: Any) -> None:
+async def test_trio_domain_events(server: Any) -> None:
     got = []
     async with (
-        await virtwire.client.connect(real_libvirtd.tcp_uri) as listener,
-        await virtwire.client.connect(real_libvirtd.unix_uri) as actor,
+        await virtwire.client.connect(server.tcp_uri) as listener,
+        await virtwire.client.connect(server.unix_uri) as actor,
         listener.domain_events(vlibvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE) as events,
     ):
         dom = await actor.lookup_by_name("test")
@@ -166,3 +174,66 @@ async def test_trio_domain_events_from_real_libvirtd(real_libvirtd: Any) -> None
         (0, "test", (vlibvirt.VIR_DOMAIN_EVENT_SUSPENDED, vlibvirt.VIR_DOMAIN_EVENT_SUSPENDED_PAUSED)),
         (0, "test", (vlibvirt.VIR_DOMAIN_EVENT_RESUMED, vlibvirt.VIR_DOMAIN_EVENT_RESUMED_UNPAUSED)),
     ]
+
+
+def _decode(name: str, **fields: Any) -> Any:
+    from virtwire.client import events
+
+    proc = remote.PROCEDURES_BY_NAME[name]
+    return events.decode(proc.number, _msg(name, **fields))
+
+
+def test_every_domain_event_id_has_a_procedure() -> None:
+    from virtwire.client import events
+
+    assert sorted(events.PROC_BY_EVENT_ID) == list(range(vlibvirt.VIR_DOMAIN_EVENT_ID_LAST))
+
+
+def test_event_arguments_have_libvirt_pythons_shapes() -> None:
+    R = remote
+    graphics = _decode(
+        "DOMAIN_EVENT_CALLBACK_GRAPHICS",
+        callbackID=5,
+        msg=R.remote_domain_event_graphics_msg(
+            dom=_dom(),
+            phase=1,
+            local=R.remote_domain_event_graphics_address(family=0, node="127.0.0.1", service="5900"),
+            remote=R.remote_domain_event_graphics_address(family=0, node="10.0.0.9", service="41000"),
+            authScheme="vnc",
+            subject=[R.remote_domain_event_graphics_identity(type="x509dname", name="CN=me")],
+        ),
+    )
+    assert (graphics.event_id, graphics.callback_id, graphics.dom.name) == (5, 5, "vm1")
+    assert graphics.args == (
+        1,
+        {"family": 0, "node": "127.0.0.1", "service": "5900"},
+        {"family": 0, "node": "10.0.0.9", "service": "41000"},
+        "vnc",
+        [("x509dname", "CN=me")],
+    )
+    wake = _decode(
+        "DOMAIN_EVENT_CALLBACK_PMWAKEUP",
+        callbackID=1,
+        reason=0,
+        msg=R.remote_domain_event_pmwakeup_msg(dom=_dom()),
+    )
+    assert (wake.event_id, wake.args) == (vlibvirt.VIR_DOMAIN_EVENT_ID_PMWAKEUP, (0,))
+    tunable = _decode(
+        "DOMAIN_EVENT_CALLBACK_TUNABLE",
+        callbackID=2,
+        dom=_dom(),
+        params=dict_to_params({"cputune.shares": 1024}),
+    )
+    assert tunable.args == ({"cputune.shares": 1024},)
+    disk = _decode(
+        "DOMAIN_EVENT_CALLBACK_DISK_CHANGE",
+        callbackID=3,
+        msg=R.remote_domain_event_disk_change_msg(
+            dom=_dom(), oldSrcPath=None, newSrcPath="/b.iso", devAlias="ide0-1-0", reason=0
+        ),
+    )
+    assert disk.args == (None, "/b.iso", "ide0-1-0", 0)
+    threshold = _decode(
+        "DOMAIN_EVENT_BLOCK_THRESHOLD", callbackID=4, dom=_dom(), dev="vda", path=None, threshold=10, excess=2
+    )
+    assert (threshold.event_id, threshold.args) == (24, ("vda", None, 10, 2))
