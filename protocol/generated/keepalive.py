@@ -8,7 +8,7 @@ from typing import Final
 
 from virtwire.protocol import xdr
 
-KEEPALIVE_PROGRAM: Final = 1801807216
+KEEPALIVE_PROGRAM: Final = 0x6b656570
 KEEPALIVE_PROTOCOL_VERSION: Final = 1
 
 

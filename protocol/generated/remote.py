@@ -11,7 +11,7 @@ from typing import Final, TypeAlias, cast
 from virtwire.protocol import xdr
 from virtwire.protocol.xdr import XdrError
 
-REMOTE_PROGRAM: Final = 536903814
+REMOTE_PROGRAM: Final = 0x20008086
 REMOTE_PROTOCOL_VERSION: Final = 1
 VIR_UUID_BUFLEN: Final = 16
 VIR_SECURITY_MODEL_BUFLEN: Final = 257

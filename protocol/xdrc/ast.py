@@ -27,6 +27,7 @@ class Location:
 class Number:
     value: int
     loc: Location
+    hex: bool = False  # written in hex: generated code keeps it in hex
 
 
 @dataclass(frozen=True, slots=True)

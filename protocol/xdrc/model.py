@@ -92,6 +92,7 @@ class Field:
 class Const:
     name: str
     value: int
+    hex: bool = False  # the spec wrote it in hex
 
 
 @dataclass(frozen=True, slots=True)

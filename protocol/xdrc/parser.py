@@ -108,10 +108,10 @@ class Parser:
             if num.kind is not Kind.NUMBER:
                 raise self.error("a number after '-'")
             self.advance()
-            return ast.Number(-num.value, tok.loc)
+            return ast.Number(-num.value, tok.loc, _is_hex(num))
         if tok.kind is Kind.NUMBER:
             self.advance()
-            return ast.Number(tok.value, tok.loc)
+            return ast.Number(tok.value, tok.loc, _is_hex(tok))
         if tok.kind is Kind.IDENT and tok.text not in RESERVED:
             self.advance()
             return ast.ConstRef(tok.text, tok.loc)
@@ -379,6 +379,10 @@ class Parser:
         num = self.value()
         self.expect_punct(";")
         return ast.ProcedureDef(name.text, result, tuple(args), num, name.loc)
+
+
+def _is_hex(tok: Token) -> bool:
+    return tok.text[:2] in ("0x", "0X")
 
 
 def parse(source: str, file: str) -> ast.Specification:

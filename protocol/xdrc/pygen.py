@@ -110,10 +110,11 @@ class ModuleGenerator:
                         out.append("")
                     out.append(f"# %{text}".rstrip())
                     prev = "comment"
-                case model.Const(name=name, value=value):
+                case model.Const(name=name, value=value, hex=is_hex):
                     if prev != "const":
                         out.append("")
-                    out.append(f"{name}: Final = {value}")
+                    text = (f"-{-value:#x}" if value < 0 else f"{value:#x}") if is_hex else str(value)
+                    out.append(f"{name}: Final = {text}")
                     prev = "const"
                 case model.Enum():
                     out += ["", "", *self.enum_class(d)]

@@ -239,8 +239,9 @@ class Resolver:
 
         for d in self.spec.definitions:
             match d:
-                case ast.ConstDef(name=name, loc=loc):
-                    mod.definitions.append(model.Const(name, self.const(name, loc)))
+                case ast.ConstDef(name=name, loc=loc, value=value):
+                    is_hex = isinstance(value, ast.Number) and value.hex
+                    mod.definitions.append(model.Const(name, self.const(name, loc), is_hex))
                 case ast.PassThrough(text=text):
                     mod.definitions.append(model.Comment(text))
                 case ast.EnumDef(name=name) | ast.StructDef(name=name) | ast.UnionDef(name=name):

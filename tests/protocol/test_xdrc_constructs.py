@@ -78,6 +78,8 @@ def test_constants_decimal_hex_octal_negative_as_values_and_bounds() -> None:
         struct s { int x[C]; opaque y<B>; };
     """)
     assert (m.A, m.B, m.C, m.D, m.Z) == (10, 31, 15, -5, 0)
+    text = compile_source("const P = 0x20008086; const Q = -0x10; const R = 010;", "c.x")
+    assert "P: Final = 0x20008086\nQ: Final = -0x10\nR: Final = 8\n" in text
     assert [int(x) for x in m.e] == [10, 31, -5]
     assert len(m.s([0] * 15, b"").to_bytes()) == 15 * 4 + 4
 
