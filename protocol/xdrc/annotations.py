@@ -90,6 +90,15 @@ def build_table(enum: ast.EnumDef, resolver: Resolver, mod: model.Module) -> mod
         )
     named = mod.named()
     procs = [_procedure(m, procprefix, structprefix, resolver, named) for m in enum.body.members]
+    seen: dict[int, model.Procedure] = {}
+    for p in procs:
+        if p.number in seen:
+            first = seen[p.number]
+            also = f"also {first.member} at {first.loc}"
+            raise XdrcError(
+                p.loc, f"found {p.member} = {p.number} again ({also}), expected a new procedure number"
+            )
+        seen[p.number] = p
     return model.ProcedureTable(enum.name, program, program_name, version, version_name, tuple(procs))
 
 

@@ -119,6 +119,12 @@ def test_void_with_a_payload_type_and_enum_header_errors() -> None:
     assert str(err).startswith("bad.x:2:4: found unknown constant 'NOPE'")
 
 
+def test_procedure_numbers_are_unique() -> None:
+    entry = "/**\n * @api: f\n * @readonly: deny\n */\n"
+    err = error_of(_HEAD + entry + "X_PROC_A = 1,\n" + entry + "X_PROC_B = 1\n};")
+    assert str(err).startswith("bad.x:19:1: found X_PROC_B = 1 again (also X_PROC_A at bad.x:14:1)")
+
+
 def test_codec_type_must_be_a_struct_or_union() -> None:
     err = error_of(
         "typedef int x_a_args;" + _HEAD + "/**\n * @api: f\n * @readonly: deny\n */\nX_PROC_A = 1\n};"
