@@ -255,13 +255,13 @@ class remote_auth_type(enum.IntEnum):
 class remote_typed_param_value(xdr.XdrStruct):
     """XDR union remote_typed_param_value switch (int type); `value` holds the arm:
 
-    case 1: int i
-    case 2: unsigned int ui
-    case 3: hyper l
-    case 4: unsigned hyper ul
-    case 5: double d
-    case 6: int b
-    case 7: remote_nonnull_string s
+    case VIR_TYPED_PARAM_INT: int i
+    case VIR_TYPED_PARAM_UINT: unsigned int ui
+    case VIR_TYPED_PARAM_LLONG: hyper l
+    case VIR_TYPED_PARAM_ULLONG: unsigned hyper ul
+    case VIR_TYPED_PARAM_DOUBLE: double d
+    case VIR_TYPED_PARAM_BOOLEAN: int b
+    case VIR_TYPED_PARAM_STRING: remote_nonnull_string s
     (no default: other discriminants are an error)
     """
 

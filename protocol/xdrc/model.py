@@ -111,6 +111,7 @@ class Struct:
 class Arm:
     cases: tuple[int, ...]  # empty for default
     field: Field | None  # None = void arm
+    labels: tuple[str, ...] = ()  # the case labels as written (constant names or numbers)
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,7 +43,7 @@ def descriptor(t: model.Type) -> str:
 
 
 def _case_label(arm: model.Arm) -> str:
-    return " ".join(f"case {c}:" for c in arm.cases) if arm.cases else "default:"
+    return " ".join(f"case {c}:" for c in arm.labels or arm.cases) if arm.cases else "default:"
 
 
 class ModuleGenerator:

@@ -337,7 +337,11 @@ class Resolver:
                     raise XdrcError(c.loc, f"found case {v}, expected a value of the discriminant type")
                 seen[v] = c.loc
                 cases.append(v)
-            arms.append(model.Arm(tuple(cases), self.arm_field(arm, name)))
+            labels = tuple(
+                c.name if isinstance(c, ast.ConstRef) else str(v)
+                for c, v in zip(arm.cases, cases, strict=True)
+            )
+            arms.append(model.Arm(tuple(cases), self.arm_field(arm, name), labels))
         default = None if body.default is None else model.Arm((), self.arm_field(body.default, name))
         return model.Union(name, disc, tuple(arms), default)
 
