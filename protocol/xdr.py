@@ -11,6 +11,12 @@ remaining data`.
 Padding: like glibc's xdr_opaque/xdr_string (which libvirt uses), the decoder
 requires the padding bytes to be present but ignores their content, so a
 packet with non-zero padding decodes; it then re-encodes with zero padding.
+
+Stricter than glibc on purpose: a bool or an optional-data flag must be 0 or 1
+and an enum must hold one of its members (glibc takes any non-zero as TRUE and
+any int as an enum).  Recursive types (`struct node { node *next; }`, none in
+libvirt's protocol) decode through Python recursion; nesting deeper than the
+interpreter allows is an XdrError ("nested too deeply"), not a crash.
 """
 
 from __future__ import annotations

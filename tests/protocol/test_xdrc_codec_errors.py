@@ -116,6 +116,16 @@ def test_deep_optional_chains_fail_cleanly() -> None:
         m.node.from_bytes(data)
 
 
+def test_deeply_nested_values_fail_cleanly_on_encode() -> None:
+    m = build("struct node { int v; node *next; };")
+    head = None
+    for i in range(200_000):
+        head = m.node(i, head)
+    with pytest.raises(XdrError, match="node: value nested too deeply"):
+        head.to_bytes()
+    assert m.node(1, m.node(2, None)).to_bytes() == words(1, 1, 2, 0)
+
+
 def test_every_truncation_of_a_libvirt_error_fails_cleanly() -> None:
     err = virnet.remote_error(1, 7, "Hello World", 2, None, "One", "Two", "Three", 1, 2, None)
     data = err.to_bytes()
