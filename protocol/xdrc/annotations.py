@@ -34,6 +34,11 @@ class Annotation:
     loc: Location
 
 
+def has_annotations(doc: str) -> bool:
+    """Whether a doc comment carries `@key` lines (which makes its enum a procedure enum)."""
+    return any(line.strip().lstrip("*").lstrip().startswith("@") for line in doc.split("\n"))
+
+
 def parse_doc(doc: str, loc: Location, allowed: frozenset[str], where: str) -> dict[str, Annotation]:
     """The `@key: value` lines of a doc comment, located for error messages."""
     found: dict[str, Annotation] = {}

@@ -11,7 +11,7 @@ import keyword
 from dataclasses import dataclass
 
 from . import ast, model
-from .annotations import build_table
+from .annotations import build_table, has_annotations
 from .ast import Location
 from .errors import XdrcError
 
@@ -44,7 +44,6 @@ class Resolver:
             tuple[str, ast.EnumBody | ast.StructBody | ast.UnionBody | ast.Declaration, Location]
         ]
         self.order = []
-        self.items: list[model.Definition] = []
 
     # --- pass 1: names ---------------------------------------------------------------
 
@@ -258,13 +257,10 @@ class Resolver:
         assert emitted == set(type_defs)
         self.check_recursion(mod)
         for d in self.spec.definitions:
-            if isinstance(d, ast.EnumDef) and d.doc is not None and "@" in d.doc:
+            if isinstance(d, ast.EnumDef) and d.doc is not None and has_annotations(d.doc):
+                if mod.tables:
+                    raise XdrcError(d.loc, f"found a second procedure enum {d.name}, expected one per file")
                 mod.tables.append(build_table(d, self, mod))
-        if len(mod.tables) > 1:
-            raise XdrcError(
-                self.spec.definitions[0].loc if self.spec.definitions else Location(self.spec.file, 1, 1),
-                "found more than one annotated procedure enum, expected one per file",
-            )
         return mod
 
     def type_def(
@@ -272,14 +268,12 @@ class Resolver:
     ) -> model.Definition:
         match body:
             case ast.EnumBody(members=members):
-                values: dict[int, str] = {}
                 out: list[tuple[str, int]] = []
                 for m in members:
                     v = self.const(m.name, m.loc)
                     if not INT32_MIN <= v <= INT32_MAX:
                         raise XdrcError(m.value.loc, f"found enum value {v}, expected a 32-bit signed int")
                     out.append((m.name, v))
-                    values.setdefault(v, m.name)
                 return model.Enum(name, tuple(out))
             case ast.StructBody(fields=fields):
                 seen: dict[str, Location] = {}

@@ -119,6 +119,15 @@ def test_void_with_a_payload_type_and_enum_header_errors() -> None:
     assert str(err).startswith("bad.x:2:4: found unknown constant 'NOPE'")
 
 
+def test_one_procedure_enum_per_file_and_plain_doc_comments_are_not_annotations() -> None:
+    head = "/**\n * @program: 1\n * @version: 1\n * @procprefix: P_\n */\n"
+    entry = "/**\n * @api: f\n * @readonly: deny\n */\n"
+    err = error_of(head + "enum p {\n" + entry + "P_A = 1 };\n" + head + "enum q {\n" + entry + "P_B = 2 };")
+    assert str(err).startswith("bad.x:17:6: found a second procedure enum q, expected one per file")
+    text = compile_source("/** Mail me: a@b.c */\nenum plain { A = 1 };", "ok.x")
+    assert "PROCEDURES" not in text
+
+
 def test_procedure_numbers_are_unique() -> None:
     entry = "/**\n * @api: f\n * @readonly: deny\n */\n"
     err = error_of(_HEAD + entry + "X_PROC_A = 1,\n" + entry + "X_PROC_B = 1\n};")
