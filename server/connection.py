@@ -288,14 +288,16 @@ class Connection(EventSubscriber):
 
     async def _keepalive_loop(self, interval: float, count: int) -> None:
         unanswered = 0
+        last_ping = -1.0
         deadline = self._last_rx + interval
         while True:
             await trio.sleep_until(deadline)
             now = trio.current_time()
             if self._reading_paused:
                 self._last_rx = now  # we are the silent side; do not count it against them
+            if self._last_rx >= last_ping:
+                unanswered = 0  # the peer spoke since our last ping
             if self._last_rx + interval > now:
-                unanswered = 0
                 deadline = self._last_rx + interval
                 continue
             if unanswered >= count:
@@ -303,6 +305,7 @@ class Connection(EventSubscriber):
                 return
             self.deliver(PING_PACKET)
             unanswered += 1
+            last_ping = now
             deadline = now + interval
 
     # --- used by the connection-level procedures ----------------------------------------
