@@ -184,6 +184,13 @@ async def test_postcopy_switch_stats_and_events(pair: Pair) -> None:
     ref = start_vm(pair.src, rate=4000)
     flags = C.VIR_MIGRATE_LIVE | C.VIR_MIGRATE_POSTCOPY
     seen: list[dict[str, Any]] = []
+    # A slow background push, so the running destination must fault pages in.
+    await pair.src.domain_migrate_set_max_speed(
+        R.remote_domain_migrate_set_max_speed_args(
+            dom=ref, bandwidth=2, flags=C.VIR_DOMAIN_MIGRATE_MAX_SPEED_POSTCOPY
+        ),
+        CTX,
+    )
 
     with pytest.raises(libvirtError, match="no job is active on the domain"):
         await pair.src.domain_abort_job(R.remote_domain_abort_job_args(dom=ref), CTX)

@@ -107,7 +107,8 @@ async def test_precopy_converges_and_destination_holds_the_exact_memory() -> Non
     assert c.memory_remaining == 0
     assert c.downtime_ms is not None and c.downtime_ms < 1000
     assert rec.events[0] == "iteration 1"
-    assert rec.events[-1] == "paused"
+    # The stop-and-copy pass is an iteration of its own (QEMU syncs the bitmap there).
+    assert rec.events[-2:] == ["paused", f"iteration {c.memory_iteration}"]
     assert rec.events.count("paused") == 1
     assert [e for e in rec.events if e.startswith("iteration")] == [
         f"iteration {n}" for n in range(1, c.memory_iteration + 1)
@@ -154,7 +155,8 @@ async def test_postcopy_requested_in_first_pass_switches_mid_pass() -> None:
 
     result = await migrate(guest, MigrationSettings(bandwidth_mib_s=8, postcopy=True), rec, control=control)
     assert result.source_error is None and result.destination_error is None
-    assert result.source.job.counters.memory_iteration == 1
+    assert result.source.job.counters.memory_iteration == 2  # the switch syncs the bitmap
+    assert rec.events == ["iteration 1", "paused postcopy", "iteration 2", "destination running"]
     assert result.source.job.counters.memory_constant == 12 * MIB_PAGES
     assert set(result.destination.guest.memory.versions) == set(guest.memory.versions)
 
@@ -211,3 +213,64 @@ def test_token_bucket_paces_at_the_configured_rate() -> None:
 
     elapsed = trio.run(main, clock=clock)
     assert 0.94 <= elapsed <= 1.0  # one second at 8 MiB/s, less the initial burst
+
+
+class CountingStream(trio.abc.Stream):
+    """Passes everything through and counts the bytes the source really sent."""
+
+    def __init__(self, inner: trio.abc.Stream) -> None:
+        self.inner = inner
+        self.sent = 0
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        self.sent += len(data)
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        return await self.inner.receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_stats_are_the_bytes_that_crossed_and_move_like_qemus() -> None:
+    guest = make_guest(memory_mib=32, ws_mib=2, rate=3000)
+    dest = IncomingMigration(
+        Guest.empty(guest.memory.total_pages, guest.workload), Job(JobOperation.MIGRATION_IN, 0)
+    )
+    out = OutgoingMigration(
+        guest, Job(JobOperation.MIGRATION_OUT, trio.current_time()), MigrationSettings(bandwidth_mib_s=8)
+    )
+    samples: list[tuple[int, int, int]] = []
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+
+    async def destination() -> None:
+        stream = await listeners[0].accept()
+        await listeners[0].aclose()
+        await dest.run(stream)
+
+    async def sampler() -> None:
+        while True:
+            c = out.job.counters
+            samples.append((c.memory_iteration, c.memory_processed, c.memory_remaining))
+            await trio.sleep(0.01)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(destination)
+        nursery.start_soon(sampler)
+        counting = CountingStream(await trio.open_tcp_stream("127.0.0.1", port))
+        await out.run(counting)
+        nursery.cancel_scope.cancel()
+    c = out.job.counters
+    # Memory records are all but a few hundred bytes of control records.
+    assert 0 <= counting.sent - c.memory_processed < 1024
+    assert c.memory_processed == dest.job.counters.memory_processed
+    processed = [p for _, p, _ in samples]
+    assert processed == sorted(processed)
+    for iteration in {i for i, _, _ in samples if i}:
+        remaining = [r for i, _, r in samples if i == iteration]
+        assert remaining == sorted(remaining, reverse=True)  # shrinks within a pass

@@ -114,9 +114,12 @@ def test_migrate_postcopy_from_a_second_shell_with_domjobinfo_during_and_after(
     wait_until: Callable[..., None],
 ) -> None:
     name = start_domain(hosts.src.tcp_uri, "pcmanual", dirty_rate=4000, working_set_mib=4)
+    # A slow post-copy push, so the running destination must fault pages in.
     migrate = background(
-        hosts.src.tcp_uri, "migrate", "--live", "--postcopy", "--bandwidth", "2", name, hosts.dst.tcp_uri
-    )
+        hosts.src.tcp_uri,
+        "migrate", "--live", "--postcopy", "--bandwidth", "2", "--postcopy-bandwidth", "2",
+        name, hosts.dst.tcp_uri,
+    )  # fmt: skip
     seen: list[str] = []
 
     def running_job() -> bool:

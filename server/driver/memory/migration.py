@@ -260,16 +260,10 @@ class OutgoingMigration:
         # Pass 1 covers all of memory; later passes the pages dirtied meanwhile.
         zero_runs = _zero_runs(memory.nonzero_pages(), memory.total_pages)
         pages = memory.nonzero_pages()
-        iteration = 0
+        await self._new_iteration(link, len(pages) + sum(count for _, count in zero_runs))
         while True:
-            iteration += 1
-            counters.memory_iteration = iteration
-            await link.send(encode(Kind.ITERATION, iteration))
-            self.observer.iteration(iteration)
             pass_started = trio.current_time()
             pass_bytes_before = counters.memory_processed
-            pending = len(pages) + sum(count for _, count in zero_runs)
-            counters.memory_remaining = pending * PAGE_SIZE
             switch = await self._send_pass(link, zero_runs, pages)
             if switch is not None:
                 await self._postcopy(link, *switch)
@@ -279,14 +273,27 @@ class OutgoingMigration:
             counters.memory_dirty_rate = int(len(dirty) / elapsed)
             pass_bps = (counters.memory_processed - pass_bytes_before) / elapsed
             bandwidth = pass_bps or float(counters.memory_bps) or 1.0
-            counters.memory_remaining = len(dirty) * PAGE_SIZE
             if len(dirty) * PAGE_SIZE / bandwidth * 1000 <= self.settings.max_downtime_ms:
-                await self._precopy_complete(link, sorted(dirty))
+                await self._precopy_complete(link, dirty)
                 return
             if self._postcopy_requested:
                 await self._postcopy(link, [], sorted(dirty))
                 return
+            await self._new_iteration(link, len(dirty))
             zero_runs, pages = [], sorted(dirty)
+
+    async def _new_iteration(self, link: _Link, pending_pages: int) -> None:
+        """A dirty-bitmap sync, as QEMU counts them: a new pass over ``pending_pages``.
+
+        Every sync is an iteration with its MIGRATION_ITERATION event, the last
+        stop-and-copy and the switch to post-copy included, so within one
+        iteration memory_remaining only shrinks.
+        """
+        counters = self.job.counters
+        counters.memory_iteration += 1
+        counters.memory_remaining = pending_pages * PAGE_SIZE
+        await link.send(encode(Kind.ITERATION, counters.memory_iteration))
+        self.observer.iteration(counters.memory_iteration)
 
     async def _send_pass(
         self, link: _Link, zero_runs: list[tuple[int, int]], pages: list[int], *, switchable: bool = True
@@ -359,11 +366,11 @@ class OutgoingMigration:
         self.paused_at = now
         self.observer.paused(postcopy)
 
-    async def _precopy_complete(self, link: _Link, dirty: list[int]) -> None:
+    async def _precopy_complete(self, link: _Link, dirty: set[int]) -> None:
         memory = self.guest.memory
         self._pause_guest(postcopy=False)
-        final = sorted(set(dirty) | memory.sync_dirty_log())
-        self.job.counters.memory_remaining = len(final) * PAGE_SIZE
+        final = sorted(dirty | memory.sync_dirty_log())
+        await self._new_iteration(link, len(final))
         await self._send_pass(link, [], final, switchable=False)
         await link.send(encode(Kind.COMPLETE, self.guest.cursor))
         await self._dest_done.wait()
@@ -383,6 +390,7 @@ class OutgoingMigration:
         self._pause_guest(postcopy=True)
         missing = set(pages) | memory.sync_dirty_log()
         memory.stop_dirty_log()
+        await self._new_iteration(link, len(missing))
         order = sorted(missing)
         out = bytearray()
         for start, count in page_runs(order):
@@ -391,7 +399,6 @@ class OutgoingMigration:
         await link.send(bytes(out))
         self.phase = Phase.POSTCOPY
         self.postcopy_missing = len(missing)
-        self.job.counters.memory_remaining = len(missing) * PAGE_SIZE
         self._record_downtime()
         self.bucket = TokenBucket(self.settings.postcopy_bandwidth_mib_s or UNLIMITED_MIB_S)
         position = 0
