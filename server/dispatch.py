@@ -48,8 +48,11 @@ class CallSession(Protocol):
     """What dispatch needs from a connection."""
 
     opened: bool
-    readonly: bool
     ctx: ConnectionContext
+
+    @property
+    def readonly(self) -> bool:
+        """True when the connection may only read."""
 
     def connection_handler(self, name: str) -> Handler:
         """The bound connection-level handler for procedure ``name``."""

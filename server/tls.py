@@ -82,7 +82,7 @@ async def accept_tls(
         return None
     cert = stream.getpeercert()
     subject = cert.get("subject", ()) if cert else ()
-    dn = format_dn(subject)  # type: ignore[arg-type]
+    dn = format_dn(subject)
     if not dn_allowed(dn, allowed_dn):
         log.warning("TLS client %s refused: certificate DN %r matches no --tls-allowed-dn", peer, dn)
         await trio.aclose_forcefully(stream)

@@ -106,11 +106,6 @@ class Driver:
     async def connect_is_secure(self, args: None, ctx: ConnectionContext) -> R.remote_connect_is_secure_ret:
         raise _unsupported("CONNECT_IS_SECURE")
 
-    async def connect_is_encrypted(
-        self, args: None, ctx: ConnectionContext
-    ) -> R.remote_connect_is_encrypted_ret:
-        raise _unsupported("CONNECT_IS_ENCRYPTED")
-
     async def node_get_info(self, args: None, ctx: ConnectionContext) -> R.remote_node_get_info_ret:
         raise _unsupported("NODE_GET_INFO")
 

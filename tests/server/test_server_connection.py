@@ -130,7 +130,7 @@ async def test_calls_in_flight_are_capped_and_reading_stops(service: Service) ->
             await peer.packet()
             pytest.fail("the server read past its request limit")
         driver.gate.set()
-        serials = set()
+        serials: set[int] = set()
         got_pong = False
         while len(serials) < 6:
             p = await peer.packet()
@@ -177,7 +177,7 @@ async def test_slow_subscriber_is_dropped_others_get_everything(service: Service
         for n in range(40):
             driver.set_state(test, 3 if n % 2 == 0 else 1, 1, 3 if n % 2 == 0 else 4, 0)
             await trio.sleep(0)
-        received = []
+        received: list[int] = []
         while len(received) < 40:
             p = await fast.packet()
             assert (p.procedure, p.type, p.serial) == (318, MESSAGE, 1)

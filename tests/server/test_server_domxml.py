@@ -145,7 +145,7 @@ def test_unparsable_document_is_an_xml_detail_error() -> None:
         parse_domain_xml("<domain")
     err = info.value
     assert (err.get_error_code(), err.get_error_domain(), err.get_str1()) == (35, 20, "%s")
-    assert err.get_error_message().startswith("(domain_definition):1: ")
+    assert str(err.get_error_message()).startswith("(domain_definition):1: ")
 
 
 def test_unmodelled_elements_are_kept() -> None:

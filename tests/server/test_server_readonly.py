@@ -15,7 +15,7 @@ from virtwire.protocol.generated import remote as R
 from virtwire.protocol.generated.virnet import remote_error
 from virtwire.protocol.xdr import ReadOnlyPolicy
 from vwtestkit import RawRpcClient, VirtwireServer
-from vwtestkit.rawrpc import REPLY, STATUS_ERROR, STATUS_OK, xdr_string, xdr_uint
+from vwtestkit.rawrpc import REPLY, STATUS_ERROR, STATUS_OK, RawPacket, xdr_string, xdr_uint
 
 DENIED = sorted(n for n, p in R.PROCEDURES.items() if p.readonly is ReadOnlyPolicy.DENY and p.event is None)
 TEST_DOM = xdr_string("test") + bytes.fromhex("6695eb01f6a4830479aa97f2502e193f") + xdr_uint(1)
@@ -26,12 +26,14 @@ def expected_domain(api: str) -> int | None:
         return None  # their own VIR_FROM_*; checked by code and text only
     if api.startswith("virDomain"):
         return 20
+    if api.startswith("virNodeDevice"):
+        return 22  # VIR_FROM_NODEDEV
     if api.startswith(("virConnect", "virNode")):
         return 0
     return None
 
 
-def assert_denied(reply: object, api: str) -> None:
+def assert_denied(reply: RawPacket, api: str) -> None:
     assert reply.type == REPLY and reply.status == STATUS_ERROR, reply
     e = remote_error.from_bytes(reply.payload)
     detail = f"read only access prevents {api}"
@@ -52,6 +54,7 @@ def assert_denied(reply: object, api: str) -> None:
 
 @pytest.fixture(scope="module")
 def ro_socket_client(virtwire_host: VirtwireServer) -> Iterator[RawRpcClient]:
+    assert virtwire_host.unix_ro_path is not None
     with RawRpcClient.unix(virtwire_host.unix_ro_path, timeout=10) as client:
         client.open(flags=0)  # the socket alone makes it read-only
         yield client

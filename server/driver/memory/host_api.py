@@ -139,11 +139,6 @@ class HostAPI(MemoryCore):
         # The test driver claims a secure channel; the client ANDs in its transport.
         return R.remote_connect_is_secure_ret(secure=1)
 
-    async def connect_is_encrypted(
-        self, args: None, ctx: ConnectionContext
-    ) -> R.remote_connect_is_encrypted_ret:
-        return R.remote_connect_is_encrypted_ret(encrypted=0)
-
     async def node_get_info(self, args: None, ctx: ConnectionContext) -> R.remote_node_get_info_ret:
         model = list(defaults.NODE_MODEL.encode().ljust(32, b"\0"))
         return R.remote_node_get_info_ret(
