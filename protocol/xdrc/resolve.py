@@ -8,6 +8,7 @@ recursion, and turns procedure-enum annotations into procedure tables.
 from __future__ import annotations
 
 import keyword
+import re
 from dataclasses import dataclass
 
 from . import ast, model
@@ -27,6 +28,29 @@ class _Named:
     kind: str  # const, member, enum, struct, union, typedef
     loc: Location
     node: object  # the ast node that defines it
+
+
+# names the generated module itself defines or imports
+_MODULE_NAMES = frozenset(
+    {"xdr", "struct", "enum", "dataclass", "Final", "TypeAlias", "cast", "XdrError", "annotations",
+     "TYPES", "PROCEDURES", "PROCEDURES_BY_NAME"}
+)  # fmt: skip
+# locals of the generated codec functions, which refer to struct/union classes by name
+_LOCAL_NAMES = frozenset({"buf", "pos", "end", "out", "v", "d", "value"})
+_TEMP_NAME = re.compile(r"(?:a|append|b|d|f|n|o|p|r|s|u|v|w|x)\d+")
+
+
+def unusable_name(name: str, kind: str) -> str | None:
+    """Why `name` cannot be used in the generated module, or None if it can."""
+    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+        return "is not a Python keyword"
+    if kind == "member":
+        return None  # enum members live inside their class
+    if name.startswith("_") or name.startswith(("encode_", "decode_")) or name in _MODULE_NAMES:
+        return "does not start with '_', 'encode_' or 'decode_' and is not one the generated module uses"
+    if kind in ("struct", "union") and (name in _LOCAL_NAMES or _TEMP_NAME.fullmatch(name)):
+        return "is not a local variable name of the generated codec (like buf, pos, n1)"
+    return None
 
 
 def pyname(name: str) -> str:
@@ -52,6 +76,9 @@ class Resolver:
         if prior is not None:
             raise XdrcError(loc, f"found a second definition of {name!r}, expected a new name"
                             f" (first defined at {prior.loc})")  # fmt: skip
+        problem = unusable_name(name, kind)
+        if problem:
+            raise XdrcError(loc, f"found {kind} name {name!r}, expected a name that {problem}")
         self.names[name] = _Named(kind, loc, node)
 
     def collect(self) -> None:

@@ -47,6 +47,12 @@ def error_of(source: str) -> XdrcError:
         ("struct s { int a; int a; };", "1:23", "found a second member 'a' in struct s"),
         ("struct s { int a; };\nstruct t { int x[s]; };", "2:18", "found struct 's', expected a constant"),
         ("const A = B;\nconst B = A;", "2:11", "found a cycle through constant 'A'"),
+        ("struct class { int a; };", "1:8", "found struct name 'class', expected a name that is not a Python keyword"),
+        ("enum e { None = 0 };", "1:10", "found member name 'None', expected a name that is not a Python keyword"),
+        ("const xdr = 1;", "1:7", "found const name 'xdr', expected a name that does not start with '_'"),
+        ("typedef int _hidden;", "1:13", "found typedef name '_hidden', expected a name that does not start"),
+        ("struct n1 { int a; };", "1:8", "found struct name 'n1', expected a name that is not a local variable name"),
+        ("union pos switch (int d) { case 0: void; };", "1:7", "found union name 'pos', expected a name that is not a local"),
         # values and types
         ("struct s { int a<-1>; };", "1:18", "found an array bound -1, expected 0 .. 4294967295"),
         ("enum e { A = 0x100000000 };", "1:14", "found enum value 4294967296, expected a 32-bit signed int"),
