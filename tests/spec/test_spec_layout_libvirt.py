@@ -74,7 +74,7 @@ def _tokens(text: str) -> list[str]:
         if text[pos:].strip() == "":
             break
         m = _TOKEN.match(text, pos)
-        assert m, f"unexpected text near {text[pos:pos + 40]!r}"
+        assert m, f"unexpected text near {text[pos : pos + 40]!r}"
         out.append(m.group(1))
         pos = m.end()
     return out
