@@ -409,3 +409,38 @@ def test_checker_rejects_a_wrong_layout() -> None:
     assert libvirt_roundtrip("xdr_remote_domain_get_info_ret", wrong) != wrong
     # a present-flag of 2 is not an XDR optional
     assert libvirt_roundtrip("xdr_remote_string", struct.pack(">I", 2)) is None
+
+
+def _exported_symbols(path: str) -> set[str]:
+    """Names in an ELF64 little-endian shared object's dynamic symbol table."""
+    data = Path(path).read_bytes()
+    assert data[:4] == b"\x7fELF" and data[4] == 2 and data[5] == 1, "not an ELF64 LE object"
+    (shoff,) = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
+    sections = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize) for i in range(shnum)]
+    names: set[str] = set()
+    for _name, sh_type, _flags, _addr, offset, size, link, _info, _align, entsize in sections:
+        if sh_type != 11:  # SHT_DYNSYM
+            continue
+        strtab_offset = sections[link][4]
+        for pos in range(offset, offset + size, entsize):
+            (st_name,) = struct.unpack_from("<I", data, pos)
+            end = data.index(b"\0", strtab_offset + st_name)
+            names.add(data[strtab_offset + st_name : end].decode())
+    return names
+
+
+def test_spec_has_every_remote_type_of_libvirt() -> None:
+    """Completeness: each xdr_remote_* routine of libvirt.so has a type in remote.x."""
+    _need_libvirt()
+    # the file the dynamic loader actually mapped for libvirt.so.0
+    maps = Path("/proc/self/maps").read_text().split("\n")
+    mapped = sorted({line.split()[-1] for line in maps if "/libvirt.so" in line})
+    assert mapped, "libvirt.so is loaded but not found in /proc/self/maps"
+    symbols = _exported_symbols(mapped[0])
+    libvirt_types = {s.split("@")[0][len("xdr_") :] for s in symbols if s.startswith("xdr_remote_")}
+    assert len(libvirt_types) > 600
+    ours = set(_types(read_spec("remote.x"))) | set(read_spec("remote.x").enums)
+    # remote_error is virnet.x's by design (design.md section 1).
+    assert libvirt_types - ours == {"remote_error"}
+    assert set(read_spec("virnet.x").structs) >= {"remote_error", "virNetMessageHeader", "virNetStreamHole"}
