@@ -10,6 +10,7 @@ checks it (virNetMessageDecodeLength).
 from __future__ import annotations
 
 import struct
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
@@ -143,39 +144,67 @@ class PacketDecoder:
     Cost is O(bytes consumed): packets are cut from the front of one bytearray,
     which CPython shrinks from the front without copying the rest (the same
     reasoning as h11's receive buffer), so a flood of small packets in one big
-    chunk is never re-sliced quadratically.  A bad length word raises
-    ``ProtocolError`` as soon as it is seen, whatever follows; after that the
-    decoder is dead and raises the same error on every use, because the stream
-    has no resynchronisation point.
+    chunk is never re-sliced quadratically.  A ``bytes`` chunk that is exactly
+    one packet, the usual read, is handed back as is, without a copy.
+
+    A bad length word raises ``ProtocolError`` as soon as it is at the front:
+    from ``feed``, or from ``next_packet`` once the good packets before it were
+    taken.  After that the decoder is dead and raises the same error on every
+    use, because the stream has no resynchronisation point.
     """
 
     def __init__(self, max_packet_size: int = MAX_PACKET_SIZE) -> None:
         if not MIN_PACKET_SIZE <= max_packet_size <= MAX_PACKET_SIZE:
             raise ValueError(f"max_packet_size must be in [{MIN_PACKET_SIZE}, {MAX_PACKET_SIZE}]")
         self._max = max_packet_size
-        self._buffer = bytearray()
-        self._next_length: int | None = None  # length of the packet at the front, once read
+        self._ready: deque[bytes] = deque()  # whole-packet chunks kept as received
+        self._ready_bytes = 0
+        self._buffer = bytearray()  # bytes of later packets (empty while a chunk is ready)
+        self._next_length: int | None = None  # length of the packet at the buffer's front, once read
         self._error: ProtocolError | None = None
 
     @property
     def buffered(self) -> int:
         """Bytes received and not yet returned as a packet."""
-        return len(self._buffer)
+        return self._ready_bytes + len(self._buffer)
 
     @property
     def in_packet(self) -> bool:
         """True when a packet has started but is incomplete (EOF now would truncate it)."""
         return bool(self._buffer)
 
+    def _check(self, length: int) -> None:
+        _check_length(length)
+        if length > self._max:
+            raise ProtocolError(
+                f"packet {length - LENGTH_SIZE} bytes received from server too large, "
+                f"want {self._max - LENGTH_SIZE}"
+            )
+
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Add received bytes.  Raises ``ProtocolError`` if the next length word is bad."""
         if self._error is not None:
             raise self._error
+        if not self._buffer and type(data) is bytes and len(data) >= LENGTH_SIZE:
+            # The common case, one read holding exactly one packet: keep the chunk
+            # itself (bytes are immutable) instead of copying it in and out.
+            (length,) = _LENGTH.unpack_from(data, 0)
+            if length == len(data):
+                try:
+                    self._check(length)
+                except ProtocolError as exc:
+                    raise self._fail(exc) from None
+                self._ready.append(data)
+                self._ready_bytes += length
+                return
         self._buffer += data
-        self._read_length()
+        if not self._ready:  # else the check waits until the packets before it are taken
+            self._read_length()
 
     def _fail(self, error: ProtocolError) -> ProtocolError:
         self._error = error
+        self._ready.clear()
+        self._ready_bytes = 0
         self._buffer = bytearray()
         self._next_length = None
         return error
@@ -184,12 +213,7 @@ class PacketDecoder:
         if self._next_length is None and len(self._buffer) >= LENGTH_SIZE:
             (length,) = _LENGTH.unpack_from(self._buffer, 0)
             try:
-                _check_length(length)
-                if length > self._max:
-                    raise ProtocolError(
-                        f"packet {length - LENGTH_SIZE} bytes received from server too large, "
-                        f"want {self._max - LENGTH_SIZE}"
-                    )
+                self._check(length)
             except ProtocolError as exc:
                 raise self._fail(exc) from None
             self._next_length = length
@@ -199,6 +223,10 @@ class PacketDecoder:
         """The next whole packet (length word included), or None until one is complete."""
         if self._error is not None:
             raise self._error
+        if self._ready:
+            packet = self._ready.popleft()
+            self._ready_bytes -= len(packet)
+            return packet
         length = self._read_length()
         if length is None or len(self._buffer) < length:
             return None

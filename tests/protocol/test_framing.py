@@ -261,3 +261,38 @@ def test_encode_rejects_out_of_range_fields_and_oversize_payloads() -> None:
     with pytest.raises(ProtocolError, match="Unable to encode message payload"):
         encode_header(ok, VIR_NET_MESSAGE_MAX)
     assert len(encode_header(ok, VIR_NET_MESSAGE_MAX - 24)) == 28
+
+
+def test_a_chunk_that_is_one_packet_is_not_copied() -> None:
+    decoder = PacketDecoder()
+    decoder.feed(LIBVIRT_STREAM_PACKET)
+    assert decoder.buffered == len(LIBVIRT_STREAM_PACKET)
+    assert decoder.next_packet() is LIBVIRT_STREAM_PACKET
+    assert decoder.buffered == 0
+
+
+def test_mutable_chunks_are_copied() -> None:
+    source = bytearray(LIBVIRT_CALL_HEADER + LIBVIRT_STREAM_PACKET)
+    decoder = PacketDecoder()
+    decoder.feed(memoryview(source))
+    source[:] = b"\0" * len(source)
+    assert list(decoder) == [LIBVIRT_CALL_HEADER, LIBVIRT_STREAM_PACKET]
+
+
+def test_whole_packets_then_a_partial_one() -> None:
+    decoder = PacketDecoder()
+    decoder.feed(LIBVIRT_CALL_HEADER + LIBVIRT_STREAM_PACKET + LIBVIRT_CALL_HEADER[:10])
+    assert decoder.in_packet
+    assert decoder.buffered == 28 + len(LIBVIRT_STREAM_PACKET) + 10
+    decoder.feed(LIBVIRT_CALL_HEADER[10:])
+    assert list(decoder) == [LIBVIRT_CALL_HEADER, LIBVIRT_STREAM_PACKET, LIBVIRT_CALL_HEADER]
+    assert not decoder.in_packet
+
+
+def test_bad_length_after_a_whole_packet_chunk_waits_its_turn() -> None:
+    decoder = PacketDecoder()
+    decoder.feed(LIBVIRT_CALL_HEADER)
+    decoder.feed(b"\x00\x00\x00\x05")
+    assert decoder.next_packet() is LIBVIRT_CALL_HEADER
+    with pytest.raises(ProtocolError, match="too small"):
+        decoder.next_packet()
