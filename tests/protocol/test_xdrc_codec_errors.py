@@ -225,3 +225,17 @@ def test_libvirt_virnetmessagetest_error_packet() -> None:
     assert packet == expected
     assert virnet.virNetMessageHeader.from_bytes(expected[4:28]) == header
     assert virnet.remote_error.from_bytes(expected[28:]) == err
+
+
+def test_libvirt_virnetmessagetest_header_vectors() -> None:
+    """testMessageHeaderEncode / testMessageHeaderDecode of tests/virnetmessagetest.c."""
+    types, status = virnet.virNetMessageType, virnet.virNetMessageStatus
+    call = virnet.virNetMessageHeader(0x11223344, 1, 0x666, types.VIR_NET_CALL, 0x99, status.VIR_NET_OK)
+    assert call.to_bytes() == bytes.fromhex("11223344 00000001 00000666 00000000 00000099 00000000")
+    reply = virnet.virNetMessageHeader.from_bytes(
+        bytes.fromhex("11223344 00000001 00000666 00000001 00000099 00000001")
+    )
+    assert reply == virnet.virNetMessageHeader(
+        0x11223344, 1, 0x666, types.VIR_NET_REPLY, 0x99, status.VIR_NET_ERROR
+    )
+    assert reply.type is types.VIR_NET_REPLY and reply.status is status.VIR_NET_ERROR
