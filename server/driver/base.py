@@ -281,6 +281,11 @@ class Driver:
     ) -> R.remote_domain_get_security_label_ret:
         raise _unsupported("DOMAIN_GET_SECURITY_LABEL")
 
+    async def domain_snapshot_num(
+        self, args: R.remote_domain_snapshot_num_args, ctx: ConnectionContext
+    ) -> R.remote_domain_snapshot_num_ret:
+        raise _unsupported("DOMAIN_SNAPSHOT_NUM")
+
     async def domain_get_messages(
         self, args: R.remote_domain_get_messages_args, ctx: ConnectionContext
     ) -> R.remote_domain_get_messages_ret:
