@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from vwtestkit import VirtwireServer
+from vwtestkit import ServerStartError, VirtwireServer, start_server
 from vwtestkit.env import VIRSH
 from vwtestkit.virsh import virsh_env
 
@@ -32,11 +32,32 @@ class Hosts:
     dst: VirtwireServer
 
 
-@pytest.fixture
-def hosts(virtwire_server: Callable[..., VirtwireServer]) -> Hosts:
-    src = virtwire_server(hostname="src-host", tls=False, env=HOOKS_ENV)
-    dst = virtwire_server(hostname="dst-host", tls=False, env=HOOKS_ENV)
-    return Hosts(src, dst)
+@pytest.fixture(scope="module")
+def hosts() -> Iterator[Hosts]:
+    """Two hosts shared by a module's scenarios (each scenario uses its own domain names).
+
+    Starting a server costs seconds on a shared 2-core box; one pair per module
+    keeps the suite fast. Both must still exit cleanly on SIGTERM at the end.
+    """
+    started: list[VirtwireServer] = []
+    try:
+        for name in ("src-host", "dst-host"):
+            try:
+                started.append(start_server(pki=None, tls=False, hostname=name, env=HOOKS_ENV))
+            except ServerStartError as exc:
+                pytest.fail(f"could not start virtwire serve: {exc}", pytrace=False)
+        yield Hosts(*started)
+    finally:
+        failures = []
+        for server in started:
+            try:
+                server.stop()
+            except AssertionError as exc:
+                failures.append(str(exc))
+            finally:
+                server.cleanup()
+        if failures:
+            pytest.fail("\n\n".join(failures), pytrace=False)
 
 
 def domain_xml(

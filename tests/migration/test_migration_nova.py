@@ -93,7 +93,7 @@ def test_nova_style_postcopy_switch(
     libvirt_module: ModuleType, hosts: Hosts, start_domain: Callable[..., str], real_libvirt: ModuleType
 ) -> None:
     libvirt = libvirt_module
-    name = start_domain(hosts.src.tcp_uri, "nova", dirty_rate=4000, working_set_mib=4)
+    name = start_domain(hosts.src.tcp_uri, f"nova-{libvirt.__name__}", dirty_rate=4000, working_set_mib=2)
     log = nova_style_migration(libvirt, hosts.src.tcp_uri, hosts.dst.tcp_uri, name)
     assert log.error is None, log.error
     assert log.switched_at is not None, log.polls
@@ -131,7 +131,7 @@ def test_migrate3_client_managed_precopy_and_completed_stats(
     libvirt_module: ModuleType, hosts: Hosts, start_domain: Callable[..., str]
 ) -> None:
     libvirt = libvirt_module
-    name = start_domain(hosts.src.tcp_uri, "mig3", dirty_rate=100, working_set_mib=2)
+    name = start_domain(hosts.src.tcp_uri, f"mig3-{libvirt.__name__}", dirty_rate=100, working_set_mib=2)
     src = libvirt.open(hosts.src.tcp_uri)
     dst = libvirt.open(hosts.dst.tcp_uri)
     try:
@@ -169,7 +169,7 @@ def test_job_completed_and_iteration_events_reach_libvirt_python(
     hosts: Hosts, start_domain: Callable[..., str], real_libvirt: ModuleType
 ) -> None:
     libvirt = real_libvirt
-    name = start_domain(hosts.src.tcp_uri, "events", dirty_rate=4000, working_set_mib=4)
+    name = start_domain(hosts.src.tcp_uri, "events", dirty_rate=4000, working_set_mib=2)
     libvirt.virEventRegisterDefaultImpl()
     seen: dict[str, list[Any]] = {"iteration": [], "completed": [], "lifecycle": []}
     stop = threading.Event()

@@ -59,7 +59,7 @@ def test_postcopy_after_precopy_with_events_on_both_hosts(
     background: Callable[..., Background],
     wait_until: Callable[..., None],
 ) -> None:
-    name = start_domain(hosts.src.tcp_uri, "pcauto", dirty_rate=2000, working_set_mib=4)
+    name = start_domain(hosts.src.tcp_uri, "pcauto", dirty_rate=2000, working_set_mib=2)
     src_events, dst_events = watch_events(background, run_virsh, hosts, wait_until)
     result = run_virsh(
         hosts.src.tcp_uri,
@@ -113,7 +113,7 @@ def test_migrate_postcopy_from_a_second_shell_with_domjobinfo_during_and_after(
     background: Callable[..., Background],
     wait_until: Callable[..., None],
 ) -> None:
-    name = start_domain(hosts.src.tcp_uri, "pcmanual", dirty_rate=4000, working_set_mib=4)
+    name = start_domain(hosts.src.tcp_uri, "pcmanual", dirty_rate=4000, working_set_mib=2)
     # A slow post-copy push, so the running destination must fault pages in.
     migrate = background(
         hosts.src.tcp_uri,
@@ -152,7 +152,7 @@ def test_migrate_postcopy_from_a_second_shell_with_domjobinfo_during_and_after(
 def test_p2p_migration_with_persist_and_undefine_source(
     hosts: Hosts, start_domain: Callable[..., str], run_virsh: Virsh
 ) -> None:
-    name = start_domain(hosts.src.tcp_uri, "p2p", dirty_rate=200, working_set_mib=4)
+    name = start_domain(hosts.src.tcp_uri, "p2p", dirty_rate=200, working_set_mib=2)
     result = run_virsh(
         hosts.src.tcp_uri,
         "migrate", "--live", "--p2p", "--persistent", "--undefinesource", name, hosts.dst.tcp_uri,
@@ -175,7 +175,7 @@ def test_domjobabort_in_precopy_cancels_and_leaves_the_source_untouched(
     background: Callable[..., Background],
     wait_until: Callable[..., None],
 ) -> None:
-    name = start_domain(hosts.src.tcp_uri, "abort", dirty_rate=4000, working_set_mib=4)
+    name = start_domain(hosts.src.tcp_uri, "abort", dirty_rate=4000, working_set_mib=2)
     migrate = background(hosts.src.tcp_uri, "migrate", "--live", "--bandwidth", "2", name, hosts.dst.tcp_uri)
     wait_until(
         lambda: "Unbounded" in run_virsh(hosts.src.tcp_uri, "domjobinfo", name).stdout,
@@ -201,7 +201,7 @@ def test_abort_refused_in_postcopy_and_postcopy_preconditions(
     background: Callable[..., Background],
     wait_until: Callable[..., None],
 ) -> None:
-    name = start_domain(hosts.src.tcp_uri, "pcabort", dirty_rate=4000, working_set_mib=4)
+    name = start_domain(hosts.src.tcp_uri, "pcabort", dirty_rate=4000, working_set_mib=2)
     not_migrating = run_virsh(hosts.src.tcp_uri, "migrate-postcopy", name)
     assert "post-copy can only be started while outgoing migration is in progress" in not_migrating.stderr
     no_job = run_virsh(hosts.src.tcp_uri, "domjobabort", name)
@@ -237,7 +237,7 @@ def test_migrating_test_fails_because_the_destination_already_runs_it(hosts: Hos
     result = run_virsh(hosts.src.tcp_uri, "migrate", "--live", "test", hosts.dst.tcp_uri)
     assert result.returncode == 1
     assert "error: Requested operation is not valid: domain 'test' is already active" in result.stderr
-    assert state(run_virsh, hosts.src.tcp_uri, "test") == "running (unknown)"
+    assert state(run_virsh, hosts.src.tcp_uri, "test").startswith("running")
     idle = run_virsh(hosts.src.tcp_uri, "domjobinfo", "test", check=True).stdout
     assert re.search(r"Job type:\s+None", idle), idle
 
@@ -245,7 +245,7 @@ def test_migrating_test_fails_because_the_destination_already_runs_it(hosts: Hos
 def test_link_cut_in_precopy_fails_and_source_keeps_running(
     hosts: Hosts, start_domain: Callable[..., str], run_virsh: Virsh
 ) -> None:
-    name = start_domain(hosts.src.tcp_uri, "cutpre", dirty_rate=2000, working_set_mib=4, fault="precopy:300")
+    name = start_domain(hosts.src.tcp_uri, "cutpre", dirty_rate=2000, working_set_mib=2, fault="precopy:300")
     result = run_virsh(hosts.src.tcp_uri, "migrate", "--live", name, hosts.dst.tcp_uri, timeout=120)
     assert result.returncode == 1
     assert "operation failed: job 'migration out' failed: Unable to write to socket" in result.stderr
@@ -266,7 +266,7 @@ def test_link_cut_in_postcopy_leaves_both_halves_with_postcopy_failed(
     wait_until: Callable[..., None],
 ) -> None:
     name = start_domain(
-        hosts.src.tcp_uri, "cutpost", dirty_rate=4000, working_set_mib=4, fault="postcopy:100"
+        hosts.src.tcp_uri, "cutpost", dirty_rate=4000, working_set_mib=2, fault="postcopy:100"
     )
     src_events, dst_events = watch_events(background, run_virsh, hosts, wait_until)
     result = run_virsh(
