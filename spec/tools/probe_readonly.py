@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -150,16 +151,38 @@ def _worker() -> None:
         print(json.dumps({"api": api, "flags": flags, "started": True}), flush=True)
         func(*args)
         err_ptr = last_error()
-        code = _Err.from_address(err_ptr).code if err_ptr else 0
-        print(json.dumps({"api": api, "flags": flags, "code": code}), flush=True)
+        err = _Err.from_address(err_ptr) if err_ptr else None
+        rec = {
+            "api": api,
+            "flags": flags,
+            "code": err.code if err else 0,
+            "domain": err.domain if err else 0,
+            "message": (err.message or b"").decode() if err else "",
+        }
+        print(json.dumps(rec), flush=True)
 
 
 # ----------------------------------------------------------------- driver side
 
 
-def run_probes(jobs: list[tuple[str, int]]) -> dict[tuple[str, int], int | None]:
+@dataclass(frozen=True)
+class Outcome:
+    """The error a probe call left behind (code 0: none)."""
+
+    code: int
+    domain: int
+    message: str
+
+
+@dataclass(frozen=True)
+class Measured:
+    policy: str  # allow | deny | deny-flags 0xMASK
+    refusal: Outcome | None  # the error of a refused call, for deny and deny-flags
+
+
+def run_probes(jobs: list[tuple[str, int]]) -> dict[tuple[str, int], Outcome | None]:
     """Run (api, flags) probes in worker processes; None = crashed or hung."""
-    results: dict[tuple[str, int], int | None] = {}
+    results: dict[tuple[str, int], Outcome | None] = {}
     todo = list(jobs)
     while todo:
         with tempfile.TemporaryFile("w+") as jobs_file, tempfile.TemporaryFile("w+") as out_file:
@@ -193,28 +216,36 @@ def run_probes(jobs: list[tuple[str, int]]) -> dict[tuple[str, int], int | None]
                     started = key
                     continue
                 started = None
-                results[key] = rec["code"]
+                results[key] = Outcome(rec["code"], rec["domain"], rec["message"])
         if started is not None:
             results[started] = None
         todo = [job for job in todo if job not in results]
     return results
 
 
-def measure(apis: list[str], sigs: dict[str, Signature]) -> dict[str, str]:
-    """Policy per API as libvirt.so enforces it: allow | deny | deny-flags 0xMASK."""
+def _refused(outcome: Outcome | None) -> bool:
+    return outcome is not None and outcome.code == VIR_ERR_OPERATION_DENIED
+
+
+def measure(apis: list[str], sigs: dict[str, Signature]) -> dict[str, Measured]:
+    """Policy per API as libvirt.so enforces it, with the error of a refusal."""
     base = run_probes([(api, 0) for api in apis])
-    policy = {api: "deny" if base[(api, 0)] == VIR_ERR_OPERATION_DENIED else "allow" for api in apis}
+    result = {api: Measured("deny", base[(api, 0)]) for api in apis if _refused(base[(api, 0)])}
     flagged = [
         api
         for api in apis
-        if policy[api] == "allow" and any(n == "flags" and t == "unsigned int" for n, t in sigs.get(api, []))
+        if api not in result and any(n == "flags" and t == "unsigned int" for n, t in sigs.get(api, []))
     ]
     bits = run_probes([(api, 1 << bit) for api in flagged for bit in range(32)])
-    for api in flagged:
-        mask = sum(f for (a, f), code in bits.items() if a == api and code == VIR_ERR_OPERATION_DENIED)
-        if mask:
-            policy[api] = f"deny-flags {mask:#x}"
-    return policy
+    for api in apis:
+        if api in result:
+            continue
+        refusals = {f: o for (a, f), o in bits.items() if a == api and _refused(o)}
+        if refusals:
+            result[api] = Measured(f"deny-flags {sum(refusals):#x}", refusals[min(refusals)])
+        else:
+            result[api] = Measured("allow", None)
+    return result
 
 
 def main() -> int:
@@ -234,13 +265,14 @@ def main() -> int:
     sigs = signatures(DEFAULT_API_XML)
     measured = measure(sorted(spec_policy), sigs)
     if args.markdown:
-        print("| API | measured policy |\n|---|---|")
-        for api in sorted(measured):
-            print(f"| {api} | {measured[api]} |")
+        print("| API | measured policy | error domain | error message |\n|---|---|---|---|")
+        for api, m in sorted(measured.items()):
+            domain, message = (m.refusal.domain, m.refusal.message) if m.refusal else ("", "")
+            print(f"| {api} | {m.policy} | {domain} | {message} |")
     mismatches = [
-        (api, spec_policy[api], measured[api])
-        for api in sorted(measured)
-        if spec_policy[api] != measured[api]
+        (api, spec_policy[api], m.policy)
+        for api, m in sorted(measured.items())
+        if spec_policy[api] != m.policy
     ]
     for api, want, got in mismatches:
         print(f"MISMATCH {api}: spec says {want}, libvirt.so does {got}", file=sys.stderr)

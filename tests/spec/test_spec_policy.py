@@ -261,7 +261,11 @@ def test_policy_is_what_libvirt_so_enforces(remote: ModuleType) -> None:
         if proc.api and proc.api not in probe.NOT_PROBED:
             by_api[proc.api] = _spec_policies(remote)[proc.name]
     measured = probe.measure(sorted(by_api), probe.signatures(API_XML))
-    assert {api: p for api, p in measured.items() if p != by_api[api]} == {}
+    assert {api: m.policy for api, m in measured.items() if m.policy != by_api[api]} == {}
+    # a refusal is libvirt's OPERATION_DENIED, reported by the object's error domain
+    suspend = measured["virDomainSuspend"].refusal
+    assert suspend is not None and suspend.domain == 20
+    assert suspend.message == "operation forbidden: read only access prevents virDomainSuspend"
 
 
 # ----------------------------------------------------------------- virnet limits
