@@ -74,6 +74,7 @@ def test_vectors_are_present() -> None:
 @pytest.mark.parametrize(("where", "record"), RECORDS, ids=[w for w, _ in RECORDS])
 def test_vector_decodes_and_reencodes(where: str, record: dict[str, Any]) -> None:
     packet = _packet(record)
+    assert record["len"] == len(packet) == 28 + record["payload_len"] == int.from_bytes(packet[:4], "big")
     message = decode_message(packet)
     assert encode_message(message) == packet
     header = message.header
