@@ -432,12 +432,12 @@ def check_value(t: XdrType, v: Any, path: str) -> None:
     """Raise XdrError naming the path if `v` cannot be encoded as `t`."""
     match t:
         case IntType(lo=lo, hi=hi):
-            if type(v) is bool or not isinstance(v, int):
+            if not isinstance(v, int):  # bool included: it is an int, struct packs it as 0/1
                 raise XdrError(f"expected int for {t.describe()}, got {type(v).__name__}", path)
             if not lo <= v <= hi:
                 raise XdrError(f"{v} out of range for {t.describe()} ({lo} .. {hi})", path)
         case FloatType(fmt=fmt):
-            if not isinstance(v, int | float) or isinstance(v, bool):
+            if not isinstance(v, int | float):
                 raise XdrError(f"expected float for {t.describe()}, got {type(v).__name__}", path)
             try:
                 fmt.pack(v)
@@ -459,7 +459,8 @@ def check_value(t: XdrType, v: Any, path: str) -> None:
             if n > bound:
                 raise XdrError(f"string of {n} bytes exceeds the bound {bound}", path)
         case OpaqueType(size=size, fixed=fixed):
-            if not isinstance(v, bytes | bytearray | memoryview):
+            # struct's "Ns" (fixed opaque) takes bytes/bytearray; appending also takes a memoryview
+            if not isinstance(v, bytes | bytearray) and (fixed or not isinstance(v, memoryview)):
                 raise XdrError(f"expected bytes, got {type(v).__name__}", path)
             n = len(v)
             if fixed and n != size:

@@ -11,6 +11,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from virtwire.protocol import xdr
 from virtwire.protocol.generated import remote, virnet
 from virtwire.protocol.xdr import XdrError
 from virtwire.protocol.xdrc import compile_source
@@ -239,3 +240,22 @@ def test_libvirt_virnetmessagetest_header_vectors() -> None:
         0x11223344, 1, 0x666, types.VIR_NET_REPLY, 0x99, status.VIR_NET_ERROR
     )
     assert reply.type is types.VIR_NET_REPLY and reply.status is status.VIR_NET_ERROR
+
+
+def test_fast_encoder_and_checker_agree_on_edge_values() -> None:
+    """What the fast path accepts the checker accepts, and the other way round."""
+    m = build("struct s { int i; double d; opaque f[2]; opaque v<>; int a<>; };")
+    accepted = [
+        m.s(True, 1, b"ab", b"", []),  # bool is an int
+        m.s(1, True, bytearray(b"ab"), bytearray(b"x"), (1, 2)),  # bytearray, tuple
+        m.s(1, 0.5, b"ab", memoryview(b"xy"), [True]),  # memoryview for variable opaque
+    ]
+    for value in accepted:
+        data = value.to_bytes()
+        xdr.check_value(m.TYPES["s"], value, "s")
+        assert len(data) % 4 == 0
+    assert encode_error(m.s(1, 1.0, memoryview(b"ab"), b"", [])) == "s.f: expected bytes, got memoryview"
+    assert encode_error(m.s(1.5, 1.0, b"ab", b"", [])) == "s.i: expected int for int, got float"
+    assert encode_error(m.s(1, "1", b"ab", b"", [])) == "s.d: expected float for double, got str"
+    assert encode_error(m.s(1, 1.0, b"ab", "x", [])) == "s.v: expected bytes, got str"
+    assert encode_error(m.s(1, 1.0, b"ab", b"", None)) == "s.a: expected list, got NoneType"
