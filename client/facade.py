@@ -10,7 +10,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
-import os
 import threading
 import uuid as uuidlib
 from collections.abc import Callable
@@ -28,6 +27,20 @@ _T = TypeVar("_T")
 
 # listDomainsID / listDefinedDomains ask for as many as the server may send.
 _DOMAIN_LIST_MAX = remote.REMOTE_DOMAIN_LIST_MAX
+
+
+_error_handler: list[tuple[Callable[[Any, Any], Any], Any]] = []
+
+
+def set_error_handler(f: Callable[[Any, Any], Any] | None, ctx: Any) -> None:
+    """registerErrorHandler: `f(ctx, err)` sees every error before it is raised."""
+    _error_handler[:] = [] if f is None else [(f, ctx)]
+
+
+def report(exc: libvirtError) -> None:
+    for f, ctx in list(_error_handler):
+        if exc.err is not None:
+            f(ctx, exc.err)
 
 
 class _Registration:
@@ -67,6 +80,14 @@ class virConnect:
         return conn
 
     def _run(self, op: ops.Op) -> Any:
+        """One public call: its error goes to the registered error handler too."""
+        try:
+            return self._call(op)
+        except libvirtError as exc:
+            report(exc)
+            raise
+
+    def _call(self, op: ops.Op) -> Any:
         conn = self._conn
         if conn is None:
             raise errfactory.invalid_conn(op.proc.api or op.proc.name)
@@ -105,6 +126,10 @@ class virConnect:
         want_keepalive = self._loop is not None
         flow = flows.handshake(self._target.name, flags, want_keepalive)
         self._features = flows.drive(flow, {flows.SRC: self._run_unchecked})
+        if not self._target.uri:
+            # Probed open: the daemon says which URI it chose (doRemoteOpen).
+            uri = str(self._run_unchecked(ops.get_uri()))
+            self._target = dataclasses.replace(self._target, uri=uri)
         conn = self._live("virConnectOpen")
         conn.on_event = self._on_event
         conn.on_close = self._on_close
@@ -366,12 +391,19 @@ class virDomain:
                 conn._domain_gone()
 
     def _conn_run(self, op: ops.Op) -> Any:
+        """One public call: its error goes to the registered error handler too."""
+        try:
+            return self._call(op)
+        except libvirtError as exc:
+            report(exc)
+            raise
+
+    def _call(self, op: ops.Op) -> Any:
         conn = self._conn
-        sock = conn._sock
         if conn._readonly:
             core.check_read_only(op.proc, op.flags, op.api, op.denied)
         proc = op.proc
-        return op.convert(core.decode_reply(proc, sock.call(proc.number, op.payload())))
+        return op.convert(core.decode_reply(proc, conn._sock.call(proc.number, op.payload())))
 
     def connect(self) -> virConnect:
         return self._conn
@@ -492,12 +524,10 @@ class virDomain:
         return 0
 
     def migrateGetMaxDowntime(self, flags: int = 0) -> int | None:
-        # libvirt-python 9.0 returns None instead of raising on failure here.
+        # libvirt-python 9.0 returns None instead of raising when this fails.
         try:
             return int(self._conn_run(ops.domain_migrate_get_max_downtime(self._ref, flags)))
-        except libvirtError as exc:
-            if exc.get_error_code() == c.VIR_ERR_OPERATION_DENIED:
-                raise
+        except libvirtError:
             return None
 
     def migrateSetMaxSpeed(self, bandwidth: int, flags: int = 0) -> int:
@@ -517,10 +547,14 @@ class virDomain:
                 raise errfactory.read_only(api)
 
     def _drive(self, flow: flows.Flow, dconn: virConnect | None = None) -> Any:
-        run: dict[str, Callable[[ops.Op], Any]] = {flows.SRC: self._conn_run}
+        run: dict[str, Callable[[ops.Op], Any]] = {flows.SRC: self._call}
         if dconn is not None:
-            run[flows.DST] = dconn._run
-        return flows.drive(flow, run)
+            run[flows.DST] = dconn._call
+        try:
+            return flows.drive(flow, run)
+        except libvirtError as exc:
+            report(exc)
+            raise
 
     def migrate3(self, dconn: virConnect, params: dict[str, Any], flags: int = 0) -> virDomain:
         self._check_rw("virDomainMigrate3", dconn)
@@ -596,10 +630,8 @@ class virDomain:
 
 
 def open_connection(name: str | None, readonly: bool) -> virConnect:
-    if name is None:
-        name = _default_uri()
     flags = c.VIR_CONNECT_RO if readonly else 0
-    target = urimod.parse(name, readonly=readonly)
+    target = urimod.resolve(name, readonly=readonly)
     sock = transport.connect(target)
     conn = virConnect(target, SyncConnection(sock), readonly)
     try:
@@ -611,7 +643,3 @@ def open_connection(name: str | None, readonly: bool) -> virConnect:
             live.shutdown()
         raise
     return conn
-
-
-def _default_uri() -> str:
-    return os.environ.get("LIBVIRT_DEFAULT_URI") or "qemu:///system"

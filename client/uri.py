@@ -239,3 +239,17 @@ def _split_authority(uri: str, authority: str) -> tuple[str, int]:
             raise errfactory.uri_parse(uri)
         port = int(portstr)
     return host, port
+
+
+def probe(readonly: bool = False) -> Target:
+    """No URI at all: the local daemon's socket, an empty name so that the
+    daemon picks its driver, and the URI learnt afterwards (CONNECT_GET_URI)."""
+    path = default_socket("", "", "", readonly, "auto")
+    return Target("", Transport.UNIX, "", 0, path, "", False, None)
+
+
+def resolve(uri: str | None, readonly: bool = False) -> Target:
+    """`uri`, else $LIBVIRT_DEFAULT_URI, else probing, as virConnectOpen(NULL) does."""
+    if uri is None:
+        uri = os.environ.get("LIBVIRT_DEFAULT_URI") or None
+    return probe(readonly) if uri is None else parse(uri, readonly)

@@ -12,27 +12,16 @@ from collections.abc import Callable
 from typing import Any
 
 from virtwire.client import eventloop
-from virtwire.client.facade import open_connection, virConnect, virDomain
-from virtwire.protocol.errors import libvirtError
+from virtwire.client.facade import open_connection, report, set_error_handler
+from virtwire.client.facade import virConnect as virConnect
+from virtwire.client.facade import virDomain as virDomain
+from virtwire.protocol.errors import libvirtError as libvirtError
 from virtwire.protocol.generated.constants import *  # noqa: F403 - every VIR_* constant, as libvirt-python
 
-__all__ = [
-    "getVersion",
-    "libvirtError",
-    "open",
-    "openAuth",
-    "openReadOnly",
-    "registerErrorHandler",
-    "virConnect",
-    "virDomain",
-    "virEventRegisterDefaultImpl",
-    "virEventRunDefaultImpl",
-]
+# No __all__: like libvirt-python, `from ... import *` brings every VIR_* constant.
 
 # libvirt 9.0.0, the version whose protocol and behaviour virtwire speaks.
 _LIB_VERSION = 9000000
-
-_error_handler: tuple[Callable[[Any, Any], Any], Any] | None = None
 
 
 def open(name: str | None = None) -> virConnect:
@@ -61,9 +50,8 @@ def getVersion(name: str | None = None) -> int | tuple[int, int]:
 
 def registerErrorHandler(f: Callable[[Any, Any], Any] | None, ctx: Any) -> int:
     """Call `f(ctx, err)` for every error before it is raised (None restores the default)."""
-    global _error_handler
-    _error_handler = None if f is None else (f, ctx)
-    return 0
+    set_error_handler(f, ctx)
+    return 1  # what libvirt-python returns
 
 
 def virEventRegisterDefaultImpl() -> int:
@@ -85,7 +73,5 @@ def _reported(fn: Callable[[], virConnect]) -> virConnect:
     try:
         return fn()
     except libvirtError as exc:
-        handler = _error_handler
-        if handler is not None and exc.err is not None:
-            handler[0](handler[1], exc.err)
+        report(exc)
         raise
