@@ -277,3 +277,14 @@ def test_made_up_procedure_numbers_are_not_remembered() -> None:
     for number in range(100000, 100050):
         decode_message(encode_packet(header(number, CALL), b""))
     assert len(message_module._CODEC_CACHE) == before
+
+
+def test_job_stats_over_the_limit_is_refused_before_decoding() -> None:
+    # 65 parameters claimed: REMOTE_DOMAIN_JOB_STATS_MAX is 64
+    payload = word(C.VIR_DOMAIN_JOB_UNBOUNDED) + word(65) + b"\0" * 64
+    with pytest.raises(ProtocolError, match="Unable to decode message payload") as exc:
+        decode_message(encode_packet(header(298, REPLY), payload))
+    assert "params" in "".join(getattr(exc.value, "__notes__", []))
+    huge = word(C.VIR_DOMAIN_JOB_UNBOUNDED) + word(0xFFFFFFFF)
+    with pytest.raises(ProtocolError):
+        decode_message(encode_packet(header(298, REPLY), huge))
