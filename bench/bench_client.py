@@ -11,7 +11,8 @@ uses --tcp-uri/--unix-uri of a running one), then measures, for each client:
   libvirt-python's threads on one connection);
 - client CPU per call (process CPU time / operations; the daemon is another process).
 
-Each row is the median of --reps runs of --duration seconds; the report gives
+Each row is the median of --reps runs of --duration seconds, the two clients
+alternating run by run (the machine is shared); the report gives
 ops/s, CPU µs per op, and the ratio virtwire / libvirt-python (>= 1.0 is as
 fast; CPU ratio <= 1.0 is as cheap).
 
@@ -86,6 +87,17 @@ def threaded(duration: float, nthreads: int, make_worker: Callable[[int], Callab
     cpu = time.process_time() - cpu0
     total = sum(counts)
     return total / wall, cpu / max(total, 1) * 1e6
+
+
+def interleaved(reps: int, theirs: Callable[[], Result], ours: Callable[[], Result]) -> tuple[Result, Result]:
+    """Alternate the two clients rep by rep, so that load from elsewhere on the
+    machine hits both alike; the median of each."""
+    a: list[Result] = []
+    b: list[Result] = []
+    for _ in range(reps):
+        a.append(theirs())
+        b.append(ours())
+    return median(a), median(b)
 
 
 def median(results: list[Result]) -> Result:
@@ -247,23 +259,26 @@ def main() -> int:
         for name, fn in cases:
             if args.only and args.only not in name:
                 continue
-            theirs = median([fn(real_libvirt) for _ in range(reps)])
-            ours = median([fn(vlibvirt) for _ in range(reps)])
+            theirs, ours = interleaved(reps, lambda: fn(real_libvirt), lambda: fn(vlibvirt))
             rows.append((name, theirs, ours))
             report(rows[-1:])
         for n in (8, 32):
             name = f"tcp dom.info() {n} on one conn (trio tasks)"
             if args.only and args.only not in name:
                 continue
-            theirs = median([threads_one_conn(real_libvirt, tcp_uri, d, n) for _ in range(reps)])
-            ours = median([trio_tasks(tcp_uri, d, n) for _ in range(reps)])
+            theirs, ours = interleaved(
+                reps,
+                lambda n=n: threads_one_conn(real_libvirt, tcp_uri, d, n),
+                lambda n=n: trio_tasks(tcp_uri, d, n),
+            )
             rows.append((name, theirs, ours))
             report(rows[-1:])
         name = f"tcp listAllDomains ({args.ndomains + 1} domains)"
         if not args.only or args.only in name:
             define_domains(tcp_uri, args.ndomains)
-            theirs = median([list_all(real_libvirt, tcp_uri, d) for _ in range(reps)])
-            ours = median([list_all(vlibvirt, tcp_uri, d) for _ in range(reps)])
+            theirs, ours = interleaved(
+                reps, lambda: list_all(real_libvirt, tcp_uri, d), lambda: list_all(vlibvirt, tcp_uri, d)
+            )
             rows.append((name, theirs, ours))
         print()
         print(
