@@ -259,7 +259,7 @@ def main() -> int:
         for name, fn in cases:
             if args.only and args.only not in name:
                 continue
-            theirs, ours = interleaved(reps, lambda: fn(real_libvirt), lambda: fn(vlibvirt))
+            theirs, ours = interleaved(reps, lambda f=fn: f(real_libvirt), lambda f=fn: f(vlibvirt))
             rows.append((name, theirs, ours))
             report(rows[-1:])
         for n in (8, 32):
