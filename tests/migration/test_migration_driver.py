@@ -335,3 +335,46 @@ async def test_tunables_and_idle_job_info(pair: Pair) -> None:
     assert info.type == C.VIR_DOMAIN_JOB_NONE
     assert await stats(pair.src, ref) == {"type": C.VIR_DOMAIN_JOB_NONE}
     assert {4, 6, 13} <= pair.src.features()
+
+
+async def test_abort_with_postcopy_flag_pauses_both_halves(pair: Pair) -> None:
+    ref = start_vm(pair.src, rate=4000)
+    await pair.src.domain_migrate_set_max_speed(
+        R.remote_domain_migrate_set_max_speed_args(
+            dom=ref, bandwidth=1, flags=C.VIR_DOMAIN_MIGRATE_MAX_SPEED_POSTCOPY
+        ),
+        CTX,
+    )
+
+    async def operator() -> None:
+        while (await stats(pair.src, ref))["type"] != C.VIR_DOMAIN_JOB_UNBOUNDED:
+            await trio.sleep(0.01)
+        with pytest.raises(libvirtError, match="current job is not outgoing migration in post-copy mode"):
+            await pair.src.domain_abort_job_flags(
+                R.remote_domain_abort_job_flags_args(dom=ref, flags=C.VIR_DOMAIN_ABORT_JOB_POSTCOPY), CTX
+            )
+        await pair.src.domain_migrate_start_post_copy(
+            R.remote_domain_migrate_start_post_copy_args(dom=ref, flags=0), CTX
+        )
+        while state(pair.src, "vm")[1] != C.VIR_DOMAIN_PAUSED_POSTCOPY:
+            await trio.sleep(0.005)
+        await pair.src.domain_abort_job_flags(
+            R.remote_domain_abort_job_flags_args(dom=ref, flags=C.VIR_DOMAIN_ABORT_JOB_POSTCOPY), CTX
+        )
+
+    flags = C.VIR_MIGRATE_LIVE | C.VIR_MIGRATE_POSTCOPY
+    moved, error = await migrate(pair, ref, flags, bandwidth=1, during=operator)
+    assert moved is None and error is not None
+    assert error.get_error_code() == C.VIR_ERR_OPERATION_FAILED
+    assert state(pair.src, "vm") == (C.VIR_DOMAIN_PAUSED, C.VIR_DOMAIN_PAUSED_POSTCOPY_FAILED)
+    assert state(pair.dst, "vm") == (C.VIR_DOMAIN_RUNNING, C.VIR_DOMAIN_RUNNING_POSTCOPY_FAILED)
+    assert pair.src_events.lifecycle_details()[-1] == (
+        C.VIR_DOMAIN_EVENT_SUSPENDED,
+        C.VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY_FAILED,
+    )
+    assert pair.dst_events.lifecycle_details()[-1] == (
+        C.VIR_DOMAIN_EVENT_RESUMED,
+        C.VIR_DOMAIN_EVENT_RESUMED_POSTCOPY_FAILED,
+    )
+    failed = await stats(pair.src, ref, C.VIR_DOMAIN_JOB_STATS_COMPLETED)
+    assert failed["type"] == C.VIR_DOMAIN_JOB_FAILED and failed["errmsg"] == "migration paused by client"

@@ -118,6 +118,7 @@ class _Link:
         self.stream = stream
         self.reader = RecordReader()
         self._send_lock = trio.StrictFIFOLock()
+        self.cut_by_us = False
 
     async def send(self, data: bytes) -> None:
         async with self._send_lock:
@@ -135,6 +136,7 @@ class _Link:
         return iter(out)
 
     async def cut(self) -> None:
+        self.cut_by_us = True
         await trio.aclose_forcefully(self.stream)
 
 
@@ -244,6 +246,8 @@ class OutgoingMigration:
                     else:
                         raise StreamError(f"unexpected record {record.kind.name} from destination")
         except _LINK_ERRORS as exc:
+            if link.cut_by_us:
+                return  # the sender cut it and reports why
             self._link_failure = _link_error(exc)
             scope.cancel()
 
