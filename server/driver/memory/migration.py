@@ -589,5 +589,8 @@ class IncomingMigration:
                 data = b"".join(encode(Kind.PAGE_REQUEST, number) for number in faults)
                 self.job.counters.memory_postcopy_requests += len(faults)
                 faults.clear()
-                await link.send(data)
+                try:
+                    await link.send(data)
+                except _LINK_ERRORS:
+                    return  # the receiving side sees the broken link and reports it
             await trio.sleep(_DEST_TICK_S)
