@@ -334,3 +334,46 @@ def test_remote_error_golden_vector(virnet: ModuleType) -> None:
         None,
     )
     assert err.to_bytes() == packet[28:]
+
+
+# ----------------------------------------------------------------- event names
+
+# @event of an object's events is "<object>_<id>"; a domain event is just "<id>".
+_EVENT_FAMILIES = {
+    "DOMAIN": "",
+    "NETWORK": "network_",
+    "STORAGE_POOL": "storage_pool_",
+    "NODE_DEVICE": "node_device_",
+    "SECRET": "secret_",
+}
+
+
+def test_every_libvirt_event_id_has_one_callback_procedure(remote: ModuleType) -> None:
+    """@event names follow VIR_<FAMILY>_EVENT_ID_<NAME>, one callbackID-form procedure each."""
+    _need(API_XML)
+    ids = re.findall(
+        r"<enum name='VIR_(DOMAIN|NETWORK|STORAGE_POOL|NODE_DEVICE|SECRET)_EVENT_ID_(\w+)'",
+        API_XML.read_text(encoding="utf-8"),
+    )
+    expected = {_EVENT_FAMILIES[family] + name.lower() for family, name in ids if name != "LAST"}
+    assert len(expected) == 27 + 1 + 2 + 2 + 2
+    callback_form: dict[str, list[str]] = {}
+    for proc in remote.PROCEDURES.values():
+        if proc.event is None or proc.event == "connection_closed":
+            continue
+        fields = list(proc.msg.__dataclass_fields__)
+        if fields[0] == "callbackID":
+            callback_form.setdefault(proc.event, []).append(proc.name)
+        else:  # a legacy form: it must have a callback twin under the same event name
+            assert proc.name.startswith("DOMAIN_EVENT_") and proc.number < 316, proc.name
+    assert set(callback_form) == expected
+    assert all(len(names) == 1 for names in callback_form.values()), callback_form
+    legacy = sorted(
+        p.number
+        for p in remote.PROCEDURES.values()
+        if p.event
+        and p.msg
+        and next(iter(p.msg.__dataclass_fields__)) != "callbackID"
+        and p.event != "connection_closed"
+    )
+    assert legacy == [107, 169, 170, 171, 172, 173, 195, 224, 241, 248, 268, 269, 270, 276, 292, 311]
