@@ -62,9 +62,9 @@ class EventLoop:
             if ka is not None:
                 wait = max(0.0, ka.deadline() - now)
                 timeout = wait if timeout is None else min(timeout, wait)
-        if self._posted:
-            timeout = 0.0
         watched = [cn for cn in conns if not cn.busy]
+        if self._posted or any(cn.buffered() for cn in watched):
+            timeout = 0.0
         fds: list[Any] = [self._wake_r, *watched]
         try:
             readable, _, _ = select.select(fds, [], [], timeout)
@@ -75,7 +75,7 @@ class EventLoop:
                 while self._wake_r.recv(4096):
                     pass
         for cn in watched:
-            if cn in readable:
+            if cn in readable or cn.buffered():
                 cn.poll()
         now = time.monotonic()
         for cn in conns:

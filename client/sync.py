@@ -18,12 +18,11 @@ from __future__ import annotations
 import contextlib
 import select
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable
 
-from virtwire.client import core, errfactory
+from virtwire.client import core, errfactory, transport
 from virtwire.protocol.errors import libvirtError
 from virtwire.protocol.generated.constants import (
     VIR_CONNECT_CLOSE_REASON_EOF,
@@ -50,7 +49,7 @@ CloseSink = Callable[[int], None]
 class SyncConnection:
     """One socket to a daemon, safe to call from any number of threads."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: transport.Socket) -> None:
         self._sock = sock
         self._lock = threading.Lock()
         self._send_lock = threading.Lock()
@@ -62,12 +61,16 @@ class SyncConnection:
         self.keepalive: core.KeepAlive | None = None
         self.on_event: EventSink | None = None
         self.on_close: CloseSink | None = None
-        self._tls = isinstance(sock, ssl.SSLSocket)
 
     # -- public ---------------------------------------------------------
 
     def fileno(self) -> int:
         return self._sock.fileno()
+
+    def buffered(self) -> bool:
+        """Received bytes waiting inside TLS, invisible to select()."""
+        sock = self._sock
+        return isinstance(sock, transport.TLSSocket) and sock.pending() > 0
 
     @property
     def alive(self) -> bool:
@@ -235,7 +238,7 @@ class SyncConnection:
         ka = self.keepalive
         if ka is None and block:
             return sock.recv(RECV_SIZE)
-        if self._tls and sock.pending():  # type: ignore[attr-defined]
+        if self.buffered():
             return sock.recv(RECV_SIZE)
         if not block:
             ready, _, _ = select.select([sock], [], [], 0)

@@ -7,8 +7,11 @@ situation (virnetsocket.c / virnettlscontext.c wording, errno in int1).
 from __future__ import annotations
 
 import os
+import select
 import socket
 import ssl
+import threading
+from typing import Protocol
 
 from virtwire.client import errfactory
 from virtwire.client.uri import Target, TlsFiles, Transport
@@ -18,7 +21,77 @@ from virtwire.protocol.generated import constants as C
 TLS_CONFIRMATION = b"\x01"
 
 
-def connect(target: Target) -> socket.socket:
+class Socket(Protocol):
+    """What the sync connection needs of its socket."""
+
+    def fileno(self) -> int: ...
+    def recv(self, size: int, /) -> bytes: ...
+    def sendall(self, data: bytes, /) -> None: ...
+    def shutdown(self, how: int, /) -> None: ...
+    def close(self) -> None: ...
+
+
+class TLSSocket:
+    """A TLS socket that one thread may read while others write.
+
+    OpenSSL forbids using one SSL object from two threads at once, and the
+    sync client reads on one thread while another may be sending. Every SSL
+    call is made non-blocking under a lock; waiting happens outside it.
+    """
+
+    def __init__(self, tls: ssl.SSLSocket) -> None:
+        tls.setblocking(False)
+        self._tls = tls
+        self._lock = threading.Lock()
+
+    def fileno(self) -> int:
+        return self._tls.fileno()
+
+    def pending(self) -> int:
+        """Decrypted bytes already buffered (select() cannot see them)."""
+        with self._lock:
+            return self._tls.pending()
+
+    def recv(self, size: int, /) -> bytes:
+        while True:
+            with self._lock:
+                try:
+                    return self._tls.recv(size)
+                except ssl.SSLWantReadError:
+                    want_write = False
+                except ssl.SSLWantWriteError:
+                    want_write = True
+                except ssl.SSLZeroReturnError:
+                    return b""
+            self._wait(want_write)
+
+    def sendall(self, data: bytes, /) -> None:
+        view = memoryview(data)
+        while view:
+            with self._lock:
+                try:
+                    view = view[self._tls.send(view) :]
+                    continue
+                except ssl.SSLWantWriteError:
+                    want_write = True
+                except ssl.SSLWantReadError:
+                    want_write = False
+            self._wait(want_write)
+
+    def _wait(self, want_write: bool) -> None:
+        if want_write:
+            select.select([], [self._tls], [])
+        else:
+            select.select([self._tls], [], [])
+
+    def shutdown(self, how: int, /) -> None:
+        socket.socket.shutdown(self._tls, how)
+
+    def close(self) -> None:
+        self._tls.close()
+
+
+def connect(target: Target) -> Socket:
     """An open, blocking socket to the daemon, ready for the first RPC."""
     if target.transport is Transport.UNIX:
         return _connect_unix(target.socket_path)
@@ -111,7 +184,7 @@ def tls_confirmation_error(data: bytes) -> libvirtError:
     )
 
 
-def _start_tls(sock: socket.socket, target: Target, ctx: ssl.SSLContext) -> socket.socket:
+def _start_tls(sock: socket.socket, target: Target, ctx: ssl.SSLContext) -> TLSSocket:
     try:
         tls = ctx.wrap_socket(sock, server_hostname=target.host)
     except ssl.SSLError as exc:
@@ -129,4 +202,4 @@ def _start_tls(sock: socket.socket, target: Target, ctx: ssl.SSLContext) -> sock
     if data != TLS_CONFIRMATION:
         tls.close()
         raise tls_confirmation_error(data)
-    return tls
+    return TLSSocket(tls)

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from virtwire.protocol.generated import remote
 
 import virtwire.libvirt as vlibvirt
@@ -49,8 +50,10 @@ def test_replies_out_of_order_reach_their_callers(fake_daemon: Callable[..., Fak
     conn.close()
 
 
-def test_threads_share_a_connection_to_real_libvirtd(real_libvirtd: Any) -> None:
-    conn = vlibvirt.open(real_libvirtd.tcp_uri)
+@pytest.mark.parametrize("transport", ["tcp", "unix", "tls"])
+def test_threads_share_a_connection_to_real_libvirtd(real_libvirtd: Any, transport: str) -> None:
+    """One thread reads while others write: over TLS too (one SSL object, many threads)."""
+    conn = vlibvirt.open(getattr(real_libvirtd, f"{transport}_uri"))
     dom = conn.lookupByName("test")
     expected = dom.info()[:4]
     errors: list[BaseException] = []
