@@ -16,9 +16,9 @@ Placeholders: object arguments get the handles, `flags` the probed value, an
 `fd` a socket, other integers 1, strings "x", callbacks NULL, every other
 pointer a zeroed buffer. Internal functions (not in libvirt-api.xml) get their
 first object and zeros. Calls that are allowed run against the throw-away
-test driver of the worker; a crash or hang of the worker counts as "not
-denied" (a refused call returns before doing anything) and the worker is
-restarted. Not used at run time.
+test driver of the worker. The worker is restarted after a call that crashes
+or hangs; such a call is tried twice, then counts as "not denied" (a refused
+call returns before doing anything). Not used at run time.
 """
 
 from __future__ import annotations
@@ -45,7 +45,9 @@ VIR_ERR_OPERATION_DENIED = 29
 NOT_PROBED = {"virConnectOpen", "virConnectOpenAuth", "virConnectClose"}
 # Internal migration steps whose first argument is a domain (the rest take a connection).
 DOMAIN_FIRST = ("virDomainMigrateBegin", "virDomainMigratePerform", "virDomainMigrateConfirm")
-HANG_SECONDS = 4.0
+HANG_SECONDS = 15.0
+# A call that crashes or hangs is tried this often before it counts as "not denied".
+ATTEMPTS = 2
 
 Signature = list[tuple[str, str]]  # (argument name, C type)
 
@@ -183,6 +185,7 @@ class Measured:
 def run_probes(jobs: list[tuple[str, int]]) -> dict[tuple[str, int], Outcome | None]:
     """Run (api, flags) probes in worker processes; None = crashed or hung."""
     results: dict[tuple[str, int], Outcome | None] = {}
+    failures: dict[tuple[str, int], int] = {}
     todo = list(jobs)
     while todo:
         with tempfile.TemporaryFile("w+") as jobs_file, tempfile.TemporaryFile("w+") as out_file:
@@ -218,7 +221,9 @@ def run_probes(jobs: list[tuple[str, int]]) -> dict[tuple[str, int], Outcome | N
                 started = None
                 results[key] = Outcome(rec["code"], rec["domain"], rec["message"])
         if started is not None:
-            results[started] = None
+            failures[started] = failures.get(started, 0) + 1
+            if failures[started] >= ATTEMPTS:
+                results[started] = None
         todo = [job for job in todo if job not in results]
     return results
 
