@@ -152,6 +152,12 @@ class SyncConnection:
             with self._lock:
                 self._die(err, VIR_CONNECT_CLOSE_REASON_ERROR)
             raise err from None
+        except BaseException:
+            # Interrupted (KeyboardInterrupt...) with part of a packet maybe
+            # written: the stream can no longer be trusted.
+            with self._lock:
+                self._die(errfactory.socket_closed(), VIR_CONNECT_CLOSE_REASON_ERROR)
+            raise
 
     # -- reading (lock held on entry and exit) ---------------------------
 
