@@ -162,7 +162,11 @@ def tls_context(target: Target, files: TlsFiles) -> ssl.SSLContext:
 
 
 def tls_handshake_error(exc: BaseException) -> libvirtError:
-    detail = f"TLS handshake failed {exc}"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        # An untrusted server certificate or a host name it does not cover.
+        detail = "Failed to verify peer's certificate"
+    else:
+        detail = f"TLS handshake failed {exc}"
     return errfactory.make(
         C.VIR_ERR_AUTH_FAILED,
         C.VIR_FROM_RPC,

@@ -3,9 +3,13 @@ and the sync transport's connection errors against libvirt-python's."""
 
 from __future__ import annotations
 
+import shutil
 import struct
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 from virtwire.client import core
@@ -133,3 +137,51 @@ def test_tls_open_without_client_certificate_fails_like_libvirt(
     shutil.copy(Path(str(real_libvirtd.pkipath)) / "cacert.pem", pki / "cacert.pem")  # type: ignore[attr-defined]
     uri = f"test+tls://127.0.0.1:{real_libvirtd.tls_port}/default?pkipath={pki}"  # type: ignore[attr-defined]
     assert _err(lambda: vlibvirt.open(uri)) == _err(lambda: real_libvirt.open(uri))
+
+
+def test_untrusted_server_certificate(real_libvirtd: Any, tmp_path: Path, real_libvirt: ModuleType) -> None:
+    """A CA that did not sign the server: refused, unless no_verify=1 (as libvirt)."""
+    real_libvirt.registerErrorHandler(lambda ctx, err: None, None)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(tmp_path / "ca.key"),
+            "-out",
+            str(tmp_path / "cacert.pem"),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=foreign CA",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    for name in ("clientcert.pem", "clientkey.pem"):
+        shutil.copy(Path(str(real_libvirtd.pkipath)) / name, tmp_path / name)
+    base = f"test+tls://127.0.0.1:{real_libvirtd.tls_port}/default?pkipath={tmp_path}"
+    # libvirt first checks its own certificate against the CA; no_sanity skips that.
+    theirs = _err(lambda: real_libvirt.open(base + "&no_sanity=1"))
+    assert (
+        _err(lambda: vlibvirt.open(base))
+        == theirs
+        == (
+            45,
+            7,
+            "authentication failed: Failed to verify peer's certificate",
+            2,
+            "authentication failed: %s",
+            "Failed to verify peer's certificate",
+            None,
+            -1,
+            -1,
+        )
+    )
+    conn = vlibvirt.open(base + "&no_verify=1")
+    assert conn.getType() == "TEST"
+    conn.close()
