@@ -185,3 +185,36 @@ def test_untrusted_server_certificate(real_libvirtd: Any, tmp_path: Path, real_l
     conn = vlibvirt.open(base + "&no_verify=1")
     assert conn.getType() == "TEST"
     conn.close()
+
+
+def test_read_only_policy_comes_from_the_procedure_table() -> None:
+    from virtwire.protocol.generated import remote
+    from virtwire.protocol.xdr import ReadOnlyPolicy
+
+    denied = allowed = 0
+    for proc in remote.PROCEDURES.values():
+        if proc.event is not None:
+            continue
+        if proc.readonly is ReadOnlyPolicy.DENY:
+            with pytest.raises(libvirtError) as info:
+                core.check_read_only(proc, 0)
+            assert info.value.err == (
+                29,
+                20,
+                f"operation forbidden: read only access prevents {proc.api}",
+                2,
+                "operation forbidden: %s",
+                f"read only access prevents {proc.api}",
+                None,
+                -1,
+                -1,
+            )
+            denied += 1
+        elif proc.readonly is ReadOnlyPolicy.ALLOW:
+            core.check_read_only(proc, 0xFFFFFFFF)
+            allowed += 1
+    assert denied > 100 and allowed > 50
+    xml = remote.PROCEDURES_BY_NAME["DOMAIN_GET_XML_DESC"]
+    core.check_read_only(xml, 2)  # INACTIVE is fine
+    with pytest.raises(libvirtError):
+        core.check_read_only(xml, 1)  # SECURE is not
