@@ -9047,18 +9047,33 @@ _unpack_QQQ = _S_QQQ.unpack_from
 _S_iII = struct.Struct(">iII")
 _pack_iII = _S_iII.pack
 _unpack_iII = _S_iII.unpack_from
+_padpack_iII = (_pack_iII, struct.Struct(">3xiII").pack, struct.Struct(">2xiII").pack, struct.Struct(">1xiII").pack)
+_S_iQI = struct.Struct(">iQI")
+_pack_iQI = _S_iQI.pack
+_unpack_iQI = _S_iQI.unpack_from
+_padpack_iQI = (_pack_iQI, struct.Struct(">3xiQI").pack, struct.Struct(">2xiQI").pack, struct.Struct(">1xiQI").pack)
 _S_iQQ = struct.Struct(">iQQ")
 _pack_iQQ = _S_iQQ.pack
 _unpack_iQQ = _S_iQQ.unpack_from
+_S_idI = struct.Struct(">idI")
+_pack_idI = _S_idI.pack
+_unpack_idI = _S_idI.unpack_from
+_padpack_idI = (_pack_idI, struct.Struct(">3xidI").pack, struct.Struct(">2xidI").pack, struct.Struct(">1xidI").pack)
 _S_iiI = struct.Struct(">iiI")
 _pack_iiI = _S_iiI.pack
 _unpack_iiI = _S_iiI.unpack_from
+_padpack_iiI = (_pack_iiI, struct.Struct(">3xiiI").pack, struct.Struct(">2xiiI").pack, struct.Struct(">1xiiI").pack)
+_S_iqI = struct.Struct(">iqI")
+_pack_iqI = _S_iqI.pack
+_unpack_iqI = _S_iqI.unpack_from
+_padpack_iqI = (_pack_iqI, struct.Struct(">3xiqI").pack, struct.Struct(">2xiqI").pack, struct.Struct(">1xiqI").pack)
 _S_qII = struct.Struct(">qII")
 _pack_qII = _S_qII.pack
 _unpack_qII = _S_qII.unpack_from
 _S_16sI = struct.Struct(">16sI")
 _pack_16sI = _S_16sI.pack
 _unpack_16sI = _S_16sI.unpack_from
+_padpack_16sI = (_pack_16sI, struct.Struct(">3x16sI").pack, struct.Struct(">2x16sI").pack, struct.Struct(">1x16sI").pack)
 _S_16si = struct.Struct(">16si")
 _pack_16si = _S_16si.pack
 _unpack_16si = _S_16si.unpack_from
@@ -9078,6 +9093,7 @@ _unpack_IiQi = _S_IiQi.unpack_from
 _S_16siI = struct.Struct(">16siI")
 _pack_16siI = _S_16siI.pack
 _unpack_16siI = _S_16siI.unpack_from
+_padpack_16siI = (_pack_16siI, struct.Struct(">3x16siI").pack, struct.Struct(">2x16siI").pack, struct.Struct(">1x16siI").pack)
 _S_IQQIQ = struct.Struct(">IQQIQ")
 _pack_IQQIQ = _S_IQQIQ.pack
 _unpack_IQQIQ = _S_IQQIQ.unpack_from
@@ -9837,35 +9853,29 @@ def _dec_remote_typed_param_value(buf: bytes, pos: int) -> tuple[remote_typed_pa
 def _enc_remote_typed_param_value(out: bytearray, v: remote_typed_param_value) -> None:
     d1 = v.type
     if d1 == 1:
-        x2 = v.value
-        out += _pack_ii(d1, x2)
+        out += _pack_ii(d1, v.value)
     elif d1 == 2:
-        x3 = v.value
-        out += _pack_iI(d1, x3)
+        out += _pack_iI(d1, v.value)
     elif d1 == 3:
-        x4 = v.value
-        out += _pack_iq(d1, x4)
+        out += _pack_iq(d1, v.value)
     elif d1 == 4:
-        x5 = v.value
-        out += _pack_iQ(d1, x5)
+        out += _pack_iQ(d1, v.value)
     elif d1 == 5:
-        x6 = v.value
-        out += _pack_id(d1, x6)
+        out += _pack_id(d1, v.value)
     elif d1 == 6:
-        x7 = v.value
-        out += _pack_ii(d1, x7)
+        out += _pack_ii(d1, v.value)
     elif d1 == 7:
-        x8 = cast("str", v.value)
+        x2 = cast("str", v.value)
         try:
-            b9 = x8.encode()
+            b3 = x2.encode()
         except UnicodeEncodeError:
-            b9 = x8.encode("utf-8", "surrogateescape")
-        n10 = len(b9)
-        if n10 > 4194304:
+            b3 = x2.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_iI(d1, n10)
-        out += b9
-        out += xdr.PAD[n10 & 3]
+        out += _pack_iI(d1, n4)
+        out += b3
+        out += xdr.PAD[n4 & 3]
     else:
         raise XdrError("union discriminant has no arm")
 
@@ -10542,17 +10552,30 @@ def _enc_remote_node_get_cpu_stats_ret(out: bytearray, v: remote_node_get_cpu_st
     if n2 > 16:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.field.encode()
+            b3 = x7.field.encode()
         except UnicodeEncodeError:
-            b4 = x3.field.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.field.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        out += _padpack_Q[n5 & 3](x3.value)
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
+        try:
+            b5 = x8.field.encode()
+        except UnicodeEncodeError:
+            b5 = x8.field.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
+            raise XdrError("length exceeds its bound")
+        out += _padpack_QI[n4 & 3](x7.value, n6)
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        out += _padpack_Q[n4 & 3](x7.value)
     out += _pack_i(v.nparams)
 
 
@@ -10619,17 +10642,30 @@ def _enc_remote_node_get_memory_stats_ret(out: bytearray, v: remote_node_get_mem
     if n2 > 16:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.field.encode()
+            b3 = x7.field.encode()
         except UnicodeEncodeError:
-            b4 = x3.field.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.field.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        out += _padpack_Q[n5 & 3](x3.value)
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
+        try:
+            b5 = x8.field.encode()
+        except UnicodeEncodeError:
+            b5 = x8.field.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
+            raise XdrError("length exceeds its bound")
+        out += _padpack_QI[n4 & 3](x7.value, n6)
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        out += _padpack_Q[n4 & 3](x7.value)
     out += _pack_i(v.nparams)
 
 
@@ -11090,48 +11126,82 @@ def _enc_remote_node_set_memory_parameters_args(out: bytearray, v: remote_node_s
     if n2 > 64:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.field.encode()
+            b3 = x7.field.encode()
         except UnicodeEncodeError:
-            b4 = x3.field.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.field.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        u6 = x3.value
-        d7 = u6.type
-        if d7 == 1:
-            x8 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x8)
-        elif d7 == 2:
-            x9 = u6.value
-            out += _padpack_iI[n5 & 3](d7, x9)
-        elif d7 == 3:
-            x10 = u6.value
-            out += _padpack_iq[n5 & 3](d7, x10)
-        elif d7 == 4:
-            x11 = u6.value
-            out += _padpack_iQ[n5 & 3](d7, x11)
-        elif d7 == 5:
-            x12 = u6.value
-            out += _padpack_id[n5 & 3](d7, x12)
-        elif d7 == 6:
-            x13 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x13)
-        elif d7 == 7:
-            x14 = cast("str", u6.value)
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
+        try:
+            b5 = x8.field.encode()
+        except UnicodeEncodeError:
+            b5 = x8.field.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
+            raise XdrError("length exceeds its bound")
+        u9 = x7.value
+        d10 = u9.type
+        if d10 == 1:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 2:
+            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
+        elif d10 == 3:
+            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 4:
+            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 5:
+            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 6:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 7:
+            x11 = cast("str", u9.value)
             try:
-                b15 = x14.encode()
+                b12 = x11.encode()
             except UnicodeEncodeError:
-                b15 = x14.encode("utf-8", "surrogateescape")
-            n16 = len(b15)
-            if n16 > 4194304:
+                b12 = x11.encode("utf-8", "surrogateescape")
+            n13 = len(b12)
+            if n13 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _padpack_iI[n5 & 3](d7, n16)
-            out += b15
-            out += xdr.PAD[n16 & 3]
+            out += _padpack_iI[n4 & 3](d10, n13)
+            out += b12
+            out += _padpack_I[n13 & 3](n6)
+        else:
+            raise XdrError("union discriminant has no arm")
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        u14 = x7.value
+        d15 = u14.type
+        if d15 == 1:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 2:
+            out += _padpack_iI[n4 & 3](d15, u14.value)
+        elif d15 == 3:
+            out += _padpack_iq[n4 & 3](d15, u14.value)
+        elif d15 == 4:
+            out += _padpack_iQ[n4 & 3](d15, u14.value)
+        elif d15 == 5:
+            out += _padpack_id[n4 & 3](d15, u14.value)
+        elif d15 == 6:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 7:
+            x16 = cast("str", u14.value)
+            try:
+                b17 = x16.encode()
+            except UnicodeEncodeError:
+                b17 = x16.encode("utf-8", "surrogateescape")
+            n18 = len(b17)
+            if n18 > 4194304:
+                raise XdrError("length exceeds its bound")
+            out += _padpack_iI[n4 & 3](d15, n18)
+            out += b17
+            out += xdr.PAD[n18 & 3]
         else:
             raise XdrError("union discriminant has no arm")
     out += _pack_I(v.flags)
@@ -11268,48 +11338,82 @@ def _enc_remote_node_get_memory_parameters_ret(out: bytearray, v: remote_node_ge
     if n2 > 64:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.field.encode()
+            b3 = x7.field.encode()
         except UnicodeEncodeError:
-            b4 = x3.field.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.field.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        u6 = x3.value
-        d7 = u6.type
-        if d7 == 1:
-            x8 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x8)
-        elif d7 == 2:
-            x9 = u6.value
-            out += _padpack_iI[n5 & 3](d7, x9)
-        elif d7 == 3:
-            x10 = u6.value
-            out += _padpack_iq[n5 & 3](d7, x10)
-        elif d7 == 4:
-            x11 = u6.value
-            out += _padpack_iQ[n5 & 3](d7, x11)
-        elif d7 == 5:
-            x12 = u6.value
-            out += _padpack_id[n5 & 3](d7, x12)
-        elif d7 == 6:
-            x13 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x13)
-        elif d7 == 7:
-            x14 = cast("str", u6.value)
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
+        try:
+            b5 = x8.field.encode()
+        except UnicodeEncodeError:
+            b5 = x8.field.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
+            raise XdrError("length exceeds its bound")
+        u9 = x7.value
+        d10 = u9.type
+        if d10 == 1:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 2:
+            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
+        elif d10 == 3:
+            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 4:
+            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 5:
+            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 6:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 7:
+            x11 = cast("str", u9.value)
             try:
-                b15 = x14.encode()
+                b12 = x11.encode()
             except UnicodeEncodeError:
-                b15 = x14.encode("utf-8", "surrogateescape")
-            n16 = len(b15)
-            if n16 > 4194304:
+                b12 = x11.encode("utf-8", "surrogateescape")
+            n13 = len(b12)
+            if n13 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _padpack_iI[n5 & 3](d7, n16)
-            out += b15
-            out += xdr.PAD[n16 & 3]
+            out += _padpack_iI[n4 & 3](d10, n13)
+            out += b12
+            out += _padpack_I[n13 & 3](n6)
+        else:
+            raise XdrError("union discriminant has no arm")
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        u14 = x7.value
+        d15 = u14.type
+        if d15 == 1:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 2:
+            out += _padpack_iI[n4 & 3](d15, u14.value)
+        elif d15 == 3:
+            out += _padpack_iq[n4 & 3](d15, u14.value)
+        elif d15 == 4:
+            out += _padpack_iQ[n4 & 3](d15, u14.value)
+        elif d15 == 5:
+            out += _padpack_id[n4 & 3](d15, u14.value)
+        elif d15 == 6:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 7:
+            x16 = cast("str", u14.value)
+            try:
+                b17 = x16.encode()
+            except UnicodeEncodeError:
+                b17 = x16.encode("utf-8", "surrogateescape")
+            n18 = len(b17)
+            if n18 > 4194304:
+                raise XdrError("length exceeds its bound")
+            out += _padpack_iI[n4 & 3](d15, n18)
+            out += b17
+            out += xdr.PAD[n18 & 3]
         else:
             raise XdrError("union discriminant has no arm")
     out += _pack_i(v.nparams)
@@ -12064,48 +12168,82 @@ def _enc_remote_connect_set_identity_args(out: bytearray, v: remote_connect_set_
     if n2 > 20:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.field.encode()
+            b3 = x7.field.encode()
         except UnicodeEncodeError:
-            b4 = x3.field.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.field.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        u6 = x3.value
-        d7 = u6.type
-        if d7 == 1:
-            x8 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x8)
-        elif d7 == 2:
-            x9 = u6.value
-            out += _padpack_iI[n5 & 3](d7, x9)
-        elif d7 == 3:
-            x10 = u6.value
-            out += _padpack_iq[n5 & 3](d7, x10)
-        elif d7 == 4:
-            x11 = u6.value
-            out += _padpack_iQ[n5 & 3](d7, x11)
-        elif d7 == 5:
-            x12 = u6.value
-            out += _padpack_id[n5 & 3](d7, x12)
-        elif d7 == 6:
-            x13 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x13)
-        elif d7 == 7:
-            x14 = cast("str", u6.value)
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
+        try:
+            b5 = x8.field.encode()
+        except UnicodeEncodeError:
+            b5 = x8.field.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
+            raise XdrError("length exceeds its bound")
+        u9 = x7.value
+        d10 = u9.type
+        if d10 == 1:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 2:
+            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
+        elif d10 == 3:
+            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 4:
+            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 5:
+            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 6:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 7:
+            x11 = cast("str", u9.value)
             try:
-                b15 = x14.encode()
+                b12 = x11.encode()
             except UnicodeEncodeError:
-                b15 = x14.encode("utf-8", "surrogateescape")
-            n16 = len(b15)
-            if n16 > 4194304:
+                b12 = x11.encode("utf-8", "surrogateescape")
+            n13 = len(b12)
+            if n13 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _padpack_iI[n5 & 3](d7, n16)
-            out += b15
-            out += xdr.PAD[n16 & 3]
+            out += _padpack_iI[n4 & 3](d10, n13)
+            out += b12
+            out += _padpack_I[n13 & 3](n6)
+        else:
+            raise XdrError("union discriminant has no arm")
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        u14 = x7.value
+        d15 = u14.type
+        if d15 == 1:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 2:
+            out += _padpack_iI[n4 & 3](d15, u14.value)
+        elif d15 == 3:
+            out += _padpack_iq[n4 & 3](d15, u14.value)
+        elif d15 == 4:
+            out += _padpack_iQ[n4 & 3](d15, u14.value)
+        elif d15 == 5:
+            out += _padpack_id[n4 & 3](d15, u14.value)
+        elif d15 == 6:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 7:
+            x16 = cast("str", u14.value)
+            try:
+                b17 = x16.encode()
+            except UnicodeEncodeError:
+                b17 = x16.encode("utf-8", "surrogateescape")
+            n18 = len(b17)
+            if n18 > 4194304:
+                raise XdrError("length exceeds its bound")
+            out += _padpack_iI[n4 & 3](d15, n18)
+            out += b17
+            out += xdr.PAD[n18 & 3]
         else:
             raise XdrError("union discriminant has no arm")
     out += _pack_I(v.flags)
@@ -12558,19 +12696,34 @@ def _enc_remote_connect_list_all_domains_ret(out: bytearray, v: remote_connect_l
     if n2 > 16384:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.name.encode()
+            b3 = x7.name.encode()
         except UnicodeEncodeError:
-            b4 = x3.name.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.name.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        if len(x3.uuid) != 16:
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
+        try:
+            b5 = x8.name.encode()
+        except UnicodeEncodeError:
+            b5 = x8.name.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
+            raise XdrError("length exceeds its bound")
+        if len(x7.uuid) != 16:
             raise XdrError("fixed-length opaque has the wrong length")
-        out += _padpack_16si[n5 & 3](x3.uuid, x3.id)
+        out += _padpack_16siI[n4 & 3](x7.uuid, x7.id, n6)
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        if len(x7.uuid) != 16:
+            raise XdrError("fixed-length opaque has the wrong length")
+        out += _padpack_16si[n4 & 3](x7.uuid, x7.id)
     out += _pack_I(v.ret)
 
 
@@ -12976,48 +13129,82 @@ def _enc_remote_domain_save_params_args(out: bytearray, v: remote_domain_save_pa
     if n2 > 64:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.field.encode()
+            b3 = x7.field.encode()
         except UnicodeEncodeError:
-            b4 = x3.field.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.field.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        u6 = x3.value
-        d7 = u6.type
-        if d7 == 1:
-            x8 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x8)
-        elif d7 == 2:
-            x9 = u6.value
-            out += _padpack_iI[n5 & 3](d7, x9)
-        elif d7 == 3:
-            x10 = u6.value
-            out += _padpack_iq[n5 & 3](d7, x10)
-        elif d7 == 4:
-            x11 = u6.value
-            out += _padpack_iQ[n5 & 3](d7, x11)
-        elif d7 == 5:
-            x12 = u6.value
-            out += _padpack_id[n5 & 3](d7, x12)
-        elif d7 == 6:
-            x13 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x13)
-        elif d7 == 7:
-            x14 = cast("str", u6.value)
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
+        try:
+            b5 = x8.field.encode()
+        except UnicodeEncodeError:
+            b5 = x8.field.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
+            raise XdrError("length exceeds its bound")
+        u9 = x7.value
+        d10 = u9.type
+        if d10 == 1:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 2:
+            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
+        elif d10 == 3:
+            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 4:
+            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 5:
+            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 6:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 7:
+            x11 = cast("str", u9.value)
             try:
-                b15 = x14.encode()
+                b12 = x11.encode()
             except UnicodeEncodeError:
-                b15 = x14.encode("utf-8", "surrogateescape")
-            n16 = len(b15)
-            if n16 > 4194304:
+                b12 = x11.encode("utf-8", "surrogateescape")
+            n13 = len(b12)
+            if n13 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _padpack_iI[n5 & 3](d7, n16)
-            out += b15
-            out += xdr.PAD[n16 & 3]
+            out += _padpack_iI[n4 & 3](d10, n13)
+            out += b12
+            out += _padpack_I[n13 & 3](n6)
+        else:
+            raise XdrError("union discriminant has no arm")
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        u14 = x7.value
+        d15 = u14.type
+        if d15 == 1:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 2:
+            out += _padpack_iI[n4 & 3](d15, u14.value)
+        elif d15 == 3:
+            out += _padpack_iq[n4 & 3](d15, u14.value)
+        elif d15 == 4:
+            out += _padpack_iQ[n4 & 3](d15, u14.value)
+        elif d15 == 5:
+            out += _padpack_id[n4 & 3](d15, u14.value)
+        elif d15 == 6:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 7:
+            x16 = cast("str", u14.value)
+            try:
+                b17 = x16.encode()
+            except UnicodeEncodeError:
+                b17 = x16.encode("utf-8", "surrogateescape")
+            n18 = len(b17)
+            if n18 > 4194304:
+                raise XdrError("length exceeds its bound")
+            out += _padpack_iI[n4 & 3](d15, n18)
+            out += b17
+            out += xdr.PAD[n18 & 3]
         else:
             raise XdrError("union discriminant has no arm")
     out += _pack_I(v.flags)
@@ -13234,48 +13421,82 @@ def _enc_remote_domain_restore_params_args(out: bytearray, v: remote_domain_rest
     if n2 > 64:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.field.encode()
+            b3 = x7.field.encode()
         except UnicodeEncodeError:
-            b4 = x3.field.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.field.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        u6 = x3.value
-        d7 = u6.type
-        if d7 == 1:
-            x8 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x8)
-        elif d7 == 2:
-            x9 = u6.value
-            out += _padpack_iI[n5 & 3](d7, x9)
-        elif d7 == 3:
-            x10 = u6.value
-            out += _padpack_iq[n5 & 3](d7, x10)
-        elif d7 == 4:
-            x11 = u6.value
-            out += _padpack_iQ[n5 & 3](d7, x11)
-        elif d7 == 5:
-            x12 = u6.value
-            out += _padpack_id[n5 & 3](d7, x12)
-        elif d7 == 6:
-            x13 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x13)
-        elif d7 == 7:
-            x14 = cast("str", u6.value)
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
+        try:
+            b5 = x8.field.encode()
+        except UnicodeEncodeError:
+            b5 = x8.field.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
+            raise XdrError("length exceeds its bound")
+        u9 = x7.value
+        d10 = u9.type
+        if d10 == 1:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 2:
+            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
+        elif d10 == 3:
+            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 4:
+            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 5:
+            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 6:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 7:
+            x11 = cast("str", u9.value)
             try:
-                b15 = x14.encode()
+                b12 = x11.encode()
             except UnicodeEncodeError:
-                b15 = x14.encode("utf-8", "surrogateescape")
-            n16 = len(b15)
-            if n16 > 4194304:
+                b12 = x11.encode("utf-8", "surrogateescape")
+            n13 = len(b12)
+            if n13 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _padpack_iI[n5 & 3](d7, n16)
-            out += b15
-            out += xdr.PAD[n16 & 3]
+            out += _padpack_iI[n4 & 3](d10, n13)
+            out += b12
+            out += _padpack_I[n13 & 3](n6)
+        else:
+            raise XdrError("union discriminant has no arm")
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        u14 = x7.value
+        d15 = u14.type
+        if d15 == 1:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 2:
+            out += _padpack_iI[n4 & 3](d15, u14.value)
+        elif d15 == 3:
+            out += _padpack_iq[n4 & 3](d15, u14.value)
+        elif d15 == 4:
+            out += _padpack_iQ[n4 & 3](d15, u14.value)
+        elif d15 == 5:
+            out += _padpack_id[n4 & 3](d15, u14.value)
+        elif d15 == 6:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 7:
+            x16 = cast("str", u14.value)
+            try:
+                b17 = x16.encode()
+            except UnicodeEncodeError:
+                b17 = x16.encode("utf-8", "surrogateescape")
+            n18 = len(b17)
+            if n18 > 4194304:
+                raise XdrError("length exceeds its bound")
+            out += _padpack_iI[n4 & 3](d15, n18)
+            out += b17
+            out += xdr.PAD[n18 & 3]
         else:
             raise XdrError("union discriminant has no arm")
     out += _pack_I(v.flags)
@@ -14707,17 +14928,30 @@ def _enc_remote_domain_get_disk_errors_ret(out: bytearray, v: remote_domain_get_
     if n2 > 256:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.disk.encode()
+            b3 = x7.disk.encode()
         except UnicodeEncodeError:
-            b4 = x3.disk.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.disk.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        out += _padpack_i[n5 & 3](x3.error)
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
+        try:
+            b5 = x8.disk.encode()
+        except UnicodeEncodeError:
+            b5 = x8.disk.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
+            raise XdrError("length exceeds its bound")
+        out += _padpack_iI[n4 & 3](x7.error, n6)
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        out += _padpack_i[n4 & 3](x7.error)
     out += _pack_i(v.nerrors)
 
 
@@ -14947,48 +15181,82 @@ def _enc_remote_node_get_sev_info_ret(out: bytearray, v: remote_node_get_sev_inf
     if n2 > 64:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.field.encode()
+            b3 = x7.field.encode()
         except UnicodeEncodeError:
-            b4 = x3.field.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.field.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        u6 = x3.value
-        d7 = u6.type
-        if d7 == 1:
-            x8 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x8)
-        elif d7 == 2:
-            x9 = u6.value
-            out += _padpack_iI[n5 & 3](d7, x9)
-        elif d7 == 3:
-            x10 = u6.value
-            out += _padpack_iq[n5 & 3](d7, x10)
-        elif d7 == 4:
-            x11 = u6.value
-            out += _padpack_iQ[n5 & 3](d7, x11)
-        elif d7 == 5:
-            x12 = u6.value
-            out += _padpack_id[n5 & 3](d7, x12)
-        elif d7 == 6:
-            x13 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x13)
-        elif d7 == 7:
-            x14 = cast("str", u6.value)
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
+        try:
+            b5 = x8.field.encode()
+        except UnicodeEncodeError:
+            b5 = x8.field.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
+            raise XdrError("length exceeds its bound")
+        u9 = x7.value
+        d10 = u9.type
+        if d10 == 1:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 2:
+            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
+        elif d10 == 3:
+            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 4:
+            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 5:
+            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 6:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 7:
+            x11 = cast("str", u9.value)
             try:
-                b15 = x14.encode()
+                b12 = x11.encode()
             except UnicodeEncodeError:
-                b15 = x14.encode("utf-8", "surrogateescape")
-            n16 = len(b15)
-            if n16 > 4194304:
+                b12 = x11.encode("utf-8", "surrogateescape")
+            n13 = len(b12)
+            if n13 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _padpack_iI[n5 & 3](d7, n16)
-            out += b15
-            out += xdr.PAD[n16 & 3]
+            out += _padpack_iI[n4 & 3](d10, n13)
+            out += b12
+            out += _padpack_I[n13 & 3](n6)
+        else:
+            raise XdrError("union discriminant has no arm")
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        u14 = x7.value
+        d15 = u14.type
+        if d15 == 1:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 2:
+            out += _padpack_iI[n4 & 3](d15, u14.value)
+        elif d15 == 3:
+            out += _padpack_iq[n4 & 3](d15, u14.value)
+        elif d15 == 4:
+            out += _padpack_iQ[n4 & 3](d15, u14.value)
+        elif d15 == 5:
+            out += _padpack_id[n4 & 3](d15, u14.value)
+        elif d15 == 6:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 7:
+            x16 = cast("str", u14.value)
+            try:
+                b17 = x16.encode()
+            except UnicodeEncodeError:
+                b17 = x16.encode("utf-8", "surrogateescape")
+            n18 = len(b17)
+            if n18 > 4194304:
+                raise XdrError("length exceeds its bound")
+            out += _padpack_iI[n4 & 3](d15, n18)
+            out += b17
+            out += xdr.PAD[n18 & 3]
         else:
             raise XdrError("union discriminant has no arm")
     out += _pack_i(v.nparams)
@@ -15125,48 +15393,82 @@ def _enc_remote_domain_get_launch_security_info_ret(out: bytearray, v: remote_do
     if n2 > 64:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.field.encode()
+            b3 = x7.field.encode()
         except UnicodeEncodeError:
-            b4 = x3.field.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.field.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        u6 = x3.value
-        d7 = u6.type
-        if d7 == 1:
-            x8 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x8)
-        elif d7 == 2:
-            x9 = u6.value
-            out += _padpack_iI[n5 & 3](d7, x9)
-        elif d7 == 3:
-            x10 = u6.value
-            out += _padpack_iq[n5 & 3](d7, x10)
-        elif d7 == 4:
-            x11 = u6.value
-            out += _padpack_iQ[n5 & 3](d7, x11)
-        elif d7 == 5:
-            x12 = u6.value
-            out += _padpack_id[n5 & 3](d7, x12)
-        elif d7 == 6:
-            x13 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x13)
-        elif d7 == 7:
-            x14 = cast("str", u6.value)
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
+        try:
+            b5 = x8.field.encode()
+        except UnicodeEncodeError:
+            b5 = x8.field.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
+            raise XdrError("length exceeds its bound")
+        u9 = x7.value
+        d10 = u9.type
+        if d10 == 1:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 2:
+            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
+        elif d10 == 3:
+            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 4:
+            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 5:
+            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 6:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 7:
+            x11 = cast("str", u9.value)
             try:
-                b15 = x14.encode()
+                b12 = x11.encode()
             except UnicodeEncodeError:
-                b15 = x14.encode("utf-8", "surrogateescape")
-            n16 = len(b15)
-            if n16 > 4194304:
+                b12 = x11.encode("utf-8", "surrogateescape")
+            n13 = len(b12)
+            if n13 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _padpack_iI[n5 & 3](d7, n16)
-            out += b15
-            out += xdr.PAD[n16 & 3]
+            out += _padpack_iI[n4 & 3](d10, n13)
+            out += b12
+            out += _padpack_I[n13 & 3](n6)
+        else:
+            raise XdrError("union discriminant has no arm")
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        u14 = x7.value
+        d15 = u14.type
+        if d15 == 1:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 2:
+            out += _padpack_iI[n4 & 3](d15, u14.value)
+        elif d15 == 3:
+            out += _padpack_iq[n4 & 3](d15, u14.value)
+        elif d15 == 4:
+            out += _padpack_iQ[n4 & 3](d15, u14.value)
+        elif d15 == 5:
+            out += _padpack_id[n4 & 3](d15, u14.value)
+        elif d15 == 6:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 7:
+            x16 = cast("str", u14.value)
+            try:
+                b17 = x16.encode()
+            except UnicodeEncodeError:
+                b17 = x16.encode("utf-8", "surrogateescape")
+            n18 = len(b17)
+            if n18 > 4194304:
+                raise XdrError("length exceeds its bound")
+            out += _padpack_iI[n4 & 3](d15, n18)
+            out += b17
+            out += xdr.PAD[n18 & 3]
         else:
             raise XdrError("union discriminant has no arm")
 
@@ -15293,48 +15595,82 @@ def _enc_remote_domain_set_launch_security_state_args(out: bytearray, v: remote_
     if n2 > 64:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.field.encode()
+            b3 = x7.field.encode()
         except UnicodeEncodeError:
-            b4 = x3.field.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.field.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        u6 = x3.value
-        d7 = u6.type
-        if d7 == 1:
-            x8 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x8)
-        elif d7 == 2:
-            x9 = u6.value
-            out += _padpack_iI[n5 & 3](d7, x9)
-        elif d7 == 3:
-            x10 = u6.value
-            out += _padpack_iq[n5 & 3](d7, x10)
-        elif d7 == 4:
-            x11 = u6.value
-            out += _padpack_iQ[n5 & 3](d7, x11)
-        elif d7 == 5:
-            x12 = u6.value
-            out += _padpack_id[n5 & 3](d7, x12)
-        elif d7 == 6:
-            x13 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x13)
-        elif d7 == 7:
-            x14 = cast("str", u6.value)
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
+        try:
+            b5 = x8.field.encode()
+        except UnicodeEncodeError:
+            b5 = x8.field.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
+            raise XdrError("length exceeds its bound")
+        u9 = x7.value
+        d10 = u9.type
+        if d10 == 1:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 2:
+            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
+        elif d10 == 3:
+            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 4:
+            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 5:
+            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 6:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 7:
+            x11 = cast("str", u9.value)
             try:
-                b15 = x14.encode()
+                b12 = x11.encode()
             except UnicodeEncodeError:
-                b15 = x14.encode("utf-8", "surrogateescape")
-            n16 = len(b15)
-            if n16 > 4194304:
+                b12 = x11.encode("utf-8", "surrogateescape")
+            n13 = len(b12)
+            if n13 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _padpack_iI[n5 & 3](d7, n16)
-            out += b15
-            out += xdr.PAD[n16 & 3]
+            out += _padpack_iI[n4 & 3](d10, n13)
+            out += b12
+            out += _padpack_I[n13 & 3](n6)
+        else:
+            raise XdrError("union discriminant has no arm")
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        u14 = x7.value
+        d15 = u14.type
+        if d15 == 1:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 2:
+            out += _padpack_iI[n4 & 3](d15, u14.value)
+        elif d15 == 3:
+            out += _padpack_iq[n4 & 3](d15, u14.value)
+        elif d15 == 4:
+            out += _padpack_iQ[n4 & 3](d15, u14.value)
+        elif d15 == 5:
+            out += _padpack_id[n4 & 3](d15, u14.value)
+        elif d15 == 6:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 7:
+            x16 = cast("str", u14.value)
+            try:
+                b17 = x16.encode()
+            except UnicodeEncodeError:
+                b17 = x16.encode("utf-8", "surrogateescape")
+            n18 = len(b17)
+            if n18 > 4194304:
+                raise XdrError("length exceeds its bound")
+            out += _padpack_iI[n4 & 3](d15, n18)
+            out += b17
+            out += xdr.PAD[n18 & 3]
         else:
             raise XdrError("union discriminant has no arm")
     out += _pack_I(v.flags)
@@ -15877,48 +16213,82 @@ def _enc_remote_domain_set_iothread_params_args(out: bytearray, v: remote_domain
     if n2 > 64:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.field.encode()
+            b3 = x7.field.encode()
         except UnicodeEncodeError:
-            b4 = x3.field.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.field.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        u6 = x3.value
-        d7 = u6.type
-        if d7 == 1:
-            x8 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x8)
-        elif d7 == 2:
-            x9 = u6.value
-            out += _padpack_iI[n5 & 3](d7, x9)
-        elif d7 == 3:
-            x10 = u6.value
-            out += _padpack_iq[n5 & 3](d7, x10)
-        elif d7 == 4:
-            x11 = u6.value
-            out += _padpack_iQ[n5 & 3](d7, x11)
-        elif d7 == 5:
-            x12 = u6.value
-            out += _padpack_id[n5 & 3](d7, x12)
-        elif d7 == 6:
-            x13 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x13)
-        elif d7 == 7:
-            x14 = cast("str", u6.value)
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
+        try:
+            b5 = x8.field.encode()
+        except UnicodeEncodeError:
+            b5 = x8.field.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
+            raise XdrError("length exceeds its bound")
+        u9 = x7.value
+        d10 = u9.type
+        if d10 == 1:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 2:
+            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
+        elif d10 == 3:
+            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 4:
+            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 5:
+            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 6:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 7:
+            x11 = cast("str", u9.value)
             try:
-                b15 = x14.encode()
+                b12 = x11.encode()
             except UnicodeEncodeError:
-                b15 = x14.encode("utf-8", "surrogateescape")
-            n16 = len(b15)
-            if n16 > 4194304:
+                b12 = x11.encode("utf-8", "surrogateescape")
+            n13 = len(b12)
+            if n13 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _padpack_iI[n5 & 3](d7, n16)
-            out += b15
-            out += xdr.PAD[n16 & 3]
+            out += _padpack_iI[n4 & 3](d10, n13)
+            out += b12
+            out += _padpack_I[n13 & 3](n6)
+        else:
+            raise XdrError("union discriminant has no arm")
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        u14 = x7.value
+        d15 = u14.type
+        if d15 == 1:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 2:
+            out += _padpack_iI[n4 & 3](d15, u14.value)
+        elif d15 == 3:
+            out += _padpack_iq[n4 & 3](d15, u14.value)
+        elif d15 == 4:
+            out += _padpack_iQ[n4 & 3](d15, u14.value)
+        elif d15 == 5:
+            out += _padpack_id[n4 & 3](d15, u14.value)
+        elif d15 == 6:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 7:
+            x16 = cast("str", u14.value)
+            try:
+                b17 = x16.encode()
+            except UnicodeEncodeError:
+                b17 = x16.encode("utf-8", "surrogateescape")
+            n18 = len(b17)
+            if n18 > 4194304:
+                raise XdrError("length exceeds its bound")
+            out += _padpack_iI[n4 & 3](d15, n18)
+            out += b17
+            out += xdr.PAD[n18 & 3]
         else:
             raise XdrError("union discriminant has no arm")
     out += _pack_I(v.flags)
@@ -16127,48 +16497,82 @@ def _enc_remote_domain_get_scheduler_parameters_ret(out: bytearray, v: remote_do
     if n2 > 16:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.field.encode()
+            b3 = x7.field.encode()
         except UnicodeEncodeError:
-            b4 = x3.field.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.field.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        u6 = x3.value
-        d7 = u6.type
-        if d7 == 1:
-            x8 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x8)
-        elif d7 == 2:
-            x9 = u6.value
-            out += _padpack_iI[n5 & 3](d7, x9)
-        elif d7 == 3:
-            x10 = u6.value
-            out += _padpack_iq[n5 & 3](d7, x10)
-        elif d7 == 4:
-            x11 = u6.value
-            out += _padpack_iQ[n5 & 3](d7, x11)
-        elif d7 == 5:
-            x12 = u6.value
-            out += _padpack_id[n5 & 3](d7, x12)
-        elif d7 == 6:
-            x13 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x13)
-        elif d7 == 7:
-            x14 = cast("str", u6.value)
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
+        try:
+            b5 = x8.field.encode()
+        except UnicodeEncodeError:
+            b5 = x8.field.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
+            raise XdrError("length exceeds its bound")
+        u9 = x7.value
+        d10 = u9.type
+        if d10 == 1:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 2:
+            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
+        elif d10 == 3:
+            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 4:
+            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 5:
+            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 6:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 7:
+            x11 = cast("str", u9.value)
             try:
-                b15 = x14.encode()
+                b12 = x11.encode()
             except UnicodeEncodeError:
-                b15 = x14.encode("utf-8", "surrogateescape")
-            n16 = len(b15)
-            if n16 > 4194304:
+                b12 = x11.encode("utf-8", "surrogateescape")
+            n13 = len(b12)
+            if n13 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _padpack_iI[n5 & 3](d7, n16)
-            out += b15
-            out += xdr.PAD[n16 & 3]
+            out += _padpack_iI[n4 & 3](d10, n13)
+            out += b12
+            out += _padpack_I[n13 & 3](n6)
+        else:
+            raise XdrError("union discriminant has no arm")
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        u14 = x7.value
+        d15 = u14.type
+        if d15 == 1:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 2:
+            out += _padpack_iI[n4 & 3](d15, u14.value)
+        elif d15 == 3:
+            out += _padpack_iq[n4 & 3](d15, u14.value)
+        elif d15 == 4:
+            out += _padpack_iQ[n4 & 3](d15, u14.value)
+        elif d15 == 5:
+            out += _padpack_id[n4 & 3](d15, u14.value)
+        elif d15 == 6:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 7:
+            x16 = cast("str", u14.value)
+            try:
+                b17 = x16.encode()
+            except UnicodeEncodeError:
+                b17 = x16.encode("utf-8", "surrogateescape")
+            n18 = len(b17)
+            if n18 > 4194304:
+                raise XdrError("length exceeds its bound")
+            out += _padpack_iI[n4 & 3](d15, n18)
+            out += b17
+            out += xdr.PAD[n18 & 3]
         else:
             raise XdrError("union discriminant has no arm")
 
@@ -16304,48 +16708,82 @@ def _enc_remote_domain_get_scheduler_parameters_flags_ret(out: bytearray, v: rem
     if n2 > 16:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.field.encode()
+            b3 = x7.field.encode()
         except UnicodeEncodeError:
-            b4 = x3.field.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.field.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        u6 = x3.value
-        d7 = u6.type
-        if d7 == 1:
-            x8 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x8)
-        elif d7 == 2:
-            x9 = u6.value
-            out += _padpack_iI[n5 & 3](d7, x9)
-        elif d7 == 3:
-            x10 = u6.value
-            out += _padpack_iq[n5 & 3](d7, x10)
-        elif d7 == 4:
-            x11 = u6.value
-            out += _padpack_iQ[n5 & 3](d7, x11)
-        elif d7 == 5:
-            x12 = u6.value
-            out += _padpack_id[n5 & 3](d7, x12)
-        elif d7 == 6:
-            x13 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x13)
-        elif d7 == 7:
-            x14 = cast("str", u6.value)
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
+        try:
+            b5 = x8.field.encode()
+        except UnicodeEncodeError:
+            b5 = x8.field.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
+            raise XdrError("length exceeds its bound")
+        u9 = x7.value
+        d10 = u9.type
+        if d10 == 1:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 2:
+            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
+        elif d10 == 3:
+            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 4:
+            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 5:
+            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 6:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 7:
+            x11 = cast("str", u9.value)
             try:
-                b15 = x14.encode()
+                b12 = x11.encode()
             except UnicodeEncodeError:
-                b15 = x14.encode("utf-8", "surrogateescape")
-            n16 = len(b15)
-            if n16 > 4194304:
+                b12 = x11.encode("utf-8", "surrogateescape")
+            n13 = len(b12)
+            if n13 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _padpack_iI[n5 & 3](d7, n16)
-            out += b15
-            out += xdr.PAD[n16 & 3]
+            out += _padpack_iI[n4 & 3](d10, n13)
+            out += b12
+            out += _padpack_I[n13 & 3](n6)
+        else:
+            raise XdrError("union discriminant has no arm")
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        u14 = x7.value
+        d15 = u14.type
+        if d15 == 1:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 2:
+            out += _padpack_iI[n4 & 3](d15, u14.value)
+        elif d15 == 3:
+            out += _padpack_iq[n4 & 3](d15, u14.value)
+        elif d15 == 4:
+            out += _padpack_iQ[n4 & 3](d15, u14.value)
+        elif d15 == 5:
+            out += _padpack_id[n4 & 3](d15, u14.value)
+        elif d15 == 6:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 7:
+            x16 = cast("str", u14.value)
+            try:
+                b17 = x16.encode()
+            except UnicodeEncodeError:
+                b17 = x16.encode("utf-8", "surrogateescape")
+            n18 = len(b17)
+            if n18 > 4194304:
+                raise XdrError("length exceeds its bound")
+            out += _padpack_iI[n4 & 3](d15, n18)
+            out += b17
+            out += xdr.PAD[n18 & 3]
         else:
             raise XdrError("union discriminant has no arm")
 
@@ -16470,48 +16908,82 @@ def _enc_remote_domain_set_scheduler_parameters_args(out: bytearray, v: remote_d
     if n2 > 16:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.field.encode()
+            b3 = x7.field.encode()
         except UnicodeEncodeError:
-            b4 = x3.field.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.field.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        u6 = x3.value
-        d7 = u6.type
-        if d7 == 1:
-            x8 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x8)
-        elif d7 == 2:
-            x9 = u6.value
-            out += _padpack_iI[n5 & 3](d7, x9)
-        elif d7 == 3:
-            x10 = u6.value
-            out += _padpack_iq[n5 & 3](d7, x10)
-        elif d7 == 4:
-            x11 = u6.value
-            out += _padpack_iQ[n5 & 3](d7, x11)
-        elif d7 == 5:
-            x12 = u6.value
-            out += _padpack_id[n5 & 3](d7, x12)
-        elif d7 == 6:
-            x13 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x13)
-        elif d7 == 7:
-            x14 = cast("str", u6.value)
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
+        try:
+            b5 = x8.field.encode()
+        except UnicodeEncodeError:
+            b5 = x8.field.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
+            raise XdrError("length exceeds its bound")
+        u9 = x7.value
+        d10 = u9.type
+        if d10 == 1:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 2:
+            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
+        elif d10 == 3:
+            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 4:
+            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 5:
+            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 6:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 7:
+            x11 = cast("str", u9.value)
             try:
-                b15 = x14.encode()
+                b12 = x11.encode()
             except UnicodeEncodeError:
-                b15 = x14.encode("utf-8", "surrogateescape")
-            n16 = len(b15)
-            if n16 > 4194304:
+                b12 = x11.encode("utf-8", "surrogateescape")
+            n13 = len(b12)
+            if n13 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _padpack_iI[n5 & 3](d7, n16)
-            out += b15
-            out += xdr.PAD[n16 & 3]
+            out += _padpack_iI[n4 & 3](d10, n13)
+            out += b12
+            out += _padpack_I[n13 & 3](n6)
+        else:
+            raise XdrError("union discriminant has no arm")
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        u14 = x7.value
+        d15 = u14.type
+        if d15 == 1:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 2:
+            out += _padpack_iI[n4 & 3](d15, u14.value)
+        elif d15 == 3:
+            out += _padpack_iq[n4 & 3](d15, u14.value)
+        elif d15 == 4:
+            out += _padpack_iQ[n4 & 3](d15, u14.value)
+        elif d15 == 5:
+            out += _padpack_id[n4 & 3](d15, u14.value)
+        elif d15 == 6:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 7:
+            x16 = cast("str", u14.value)
+            try:
+                b17 = x16.encode()
+            except UnicodeEncodeError:
+                b17 = x16.encode("utf-8", "surrogateescape")
+            n18 = len(b17)
+            if n18 > 4194304:
+                raise XdrError("length exceeds its bound")
+            out += _padpack_iI[n4 & 3](d15, n18)
+            out += b17
+            out += xdr.PAD[n18 & 3]
         else:
             raise XdrError("union discriminant has no arm")
 
@@ -16638,48 +17110,82 @@ def _enc_remote_domain_set_scheduler_parameters_flags_args(out: bytearray, v: re
     if n2 > 16:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.field.encode()
+            b3 = x7.field.encode()
         except UnicodeEncodeError:
-            b4 = x3.field.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.field.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        u6 = x3.value
-        d7 = u6.type
-        if d7 == 1:
-            x8 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x8)
-        elif d7 == 2:
-            x9 = u6.value
-            out += _padpack_iI[n5 & 3](d7, x9)
-        elif d7 == 3:
-            x10 = u6.value
-            out += _padpack_iq[n5 & 3](d7, x10)
-        elif d7 == 4:
-            x11 = u6.value
-            out += _padpack_iQ[n5 & 3](d7, x11)
-        elif d7 == 5:
-            x12 = u6.value
-            out += _padpack_id[n5 & 3](d7, x12)
-        elif d7 == 6:
-            x13 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x13)
-        elif d7 == 7:
-            x14 = cast("str", u6.value)
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
+        try:
+            b5 = x8.field.encode()
+        except UnicodeEncodeError:
+            b5 = x8.field.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
+            raise XdrError("length exceeds its bound")
+        u9 = x7.value
+        d10 = u9.type
+        if d10 == 1:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 2:
+            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
+        elif d10 == 3:
+            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 4:
+            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 5:
+            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 6:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 7:
+            x11 = cast("str", u9.value)
             try:
-                b15 = x14.encode()
+                b12 = x11.encode()
             except UnicodeEncodeError:
-                b15 = x14.encode("utf-8", "surrogateescape")
-            n16 = len(b15)
-            if n16 > 4194304:
+                b12 = x11.encode("utf-8", "surrogateescape")
+            n13 = len(b12)
+            if n13 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _padpack_iI[n5 & 3](d7, n16)
-            out += b15
-            out += xdr.PAD[n16 & 3]
+            out += _padpack_iI[n4 & 3](d10, n13)
+            out += b12
+            out += _padpack_I[n13 & 3](n6)
+        else:
+            raise XdrError("union discriminant has no arm")
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        u14 = x7.value
+        d15 = u14.type
+        if d15 == 1:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 2:
+            out += _padpack_iI[n4 & 3](d15, u14.value)
+        elif d15 == 3:
+            out += _padpack_iq[n4 & 3](d15, u14.value)
+        elif d15 == 4:
+            out += _padpack_iQ[n4 & 3](d15, u14.value)
+        elif d15 == 5:
+            out += _padpack_id[n4 & 3](d15, u14.value)
+        elif d15 == 6:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 7:
+            x16 = cast("str", u14.value)
+            try:
+                b17 = x16.encode()
+            except UnicodeEncodeError:
+                b17 = x16.encode("utf-8", "surrogateescape")
+            n18 = len(b17)
+            if n18 > 4194304:
+                raise XdrError("length exceeds its bound")
+            out += _padpack_iI[n4 & 3](d15, n18)
+            out += b17
+            out += xdr.PAD[n18 & 3]
         else:
             raise XdrError("union discriminant has no arm")
     out += _pack_I(v.flags)
@@ -16807,48 +17313,82 @@ def _enc_remote_domain_set_blkio_parameters_args(out: bytearray, v: remote_domai
     if n2 > 16:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.field.encode()
+            b3 = x7.field.encode()
         except UnicodeEncodeError:
-            b4 = x3.field.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.field.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        u6 = x3.value
-        d7 = u6.type
-        if d7 == 1:
-            x8 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x8)
-        elif d7 == 2:
-            x9 = u6.value
-            out += _padpack_iI[n5 & 3](d7, x9)
-        elif d7 == 3:
-            x10 = u6.value
-            out += _padpack_iq[n5 & 3](d7, x10)
-        elif d7 == 4:
-            x11 = u6.value
-            out += _padpack_iQ[n5 & 3](d7, x11)
-        elif d7 == 5:
-            x12 = u6.value
-            out += _padpack_id[n5 & 3](d7, x12)
-        elif d7 == 6:
-            x13 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x13)
-        elif d7 == 7:
-            x14 = cast("str", u6.value)
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
+        try:
+            b5 = x8.field.encode()
+        except UnicodeEncodeError:
+            b5 = x8.field.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
+            raise XdrError("length exceeds its bound")
+        u9 = x7.value
+        d10 = u9.type
+        if d10 == 1:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 2:
+            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
+        elif d10 == 3:
+            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 4:
+            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 5:
+            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 6:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 7:
+            x11 = cast("str", u9.value)
             try:
-                b15 = x14.encode()
+                b12 = x11.encode()
             except UnicodeEncodeError:
-                b15 = x14.encode("utf-8", "surrogateescape")
-            n16 = len(b15)
-            if n16 > 4194304:
+                b12 = x11.encode("utf-8", "surrogateescape")
+            n13 = len(b12)
+            if n13 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _padpack_iI[n5 & 3](d7, n16)
-            out += b15
-            out += xdr.PAD[n16 & 3]
+            out += _padpack_iI[n4 & 3](d10, n13)
+            out += b12
+            out += _padpack_I[n13 & 3](n6)
+        else:
+            raise XdrError("union discriminant has no arm")
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        u14 = x7.value
+        d15 = u14.type
+        if d15 == 1:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 2:
+            out += _padpack_iI[n4 & 3](d15, u14.value)
+        elif d15 == 3:
+            out += _padpack_iq[n4 & 3](d15, u14.value)
+        elif d15 == 4:
+            out += _padpack_iQ[n4 & 3](d15, u14.value)
+        elif d15 == 5:
+            out += _padpack_id[n4 & 3](d15, u14.value)
+        elif d15 == 6:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 7:
+            x16 = cast("str", u14.value)
+            try:
+                b17 = x16.encode()
+            except UnicodeEncodeError:
+                b17 = x16.encode("utf-8", "surrogateescape")
+            n18 = len(b17)
+            if n18 > 4194304:
+                raise XdrError("length exceeds its bound")
+            out += _padpack_iI[n4 & 3](d15, n18)
+            out += b17
+            out += xdr.PAD[n18 & 3]
         else:
             raise XdrError("union discriminant has no arm")
     out += _pack_I(v.flags)
@@ -16987,48 +17527,82 @@ def _enc_remote_domain_get_blkio_parameters_ret(out: bytearray, v: remote_domain
     if n2 > 16:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.field.encode()
+            b3 = x7.field.encode()
         except UnicodeEncodeError:
-            b4 = x3.field.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.field.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        u6 = x3.value
-        d7 = u6.type
-        if d7 == 1:
-            x8 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x8)
-        elif d7 == 2:
-            x9 = u6.value
-            out += _padpack_iI[n5 & 3](d7, x9)
-        elif d7 == 3:
-            x10 = u6.value
-            out += _padpack_iq[n5 & 3](d7, x10)
-        elif d7 == 4:
-            x11 = u6.value
-            out += _padpack_iQ[n5 & 3](d7, x11)
-        elif d7 == 5:
-            x12 = u6.value
-            out += _padpack_id[n5 & 3](d7, x12)
-        elif d7 == 6:
-            x13 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x13)
-        elif d7 == 7:
-            x14 = cast("str", u6.value)
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
+        try:
+            b5 = x8.field.encode()
+        except UnicodeEncodeError:
+            b5 = x8.field.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
+            raise XdrError("length exceeds its bound")
+        u9 = x7.value
+        d10 = u9.type
+        if d10 == 1:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 2:
+            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
+        elif d10 == 3:
+            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 4:
+            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 5:
+            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 6:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 7:
+            x11 = cast("str", u9.value)
             try:
-                b15 = x14.encode()
+                b12 = x11.encode()
             except UnicodeEncodeError:
-                b15 = x14.encode("utf-8", "surrogateescape")
-            n16 = len(b15)
-            if n16 > 4194304:
+                b12 = x11.encode("utf-8", "surrogateescape")
+            n13 = len(b12)
+            if n13 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _padpack_iI[n5 & 3](d7, n16)
-            out += b15
-            out += xdr.PAD[n16 & 3]
+            out += _padpack_iI[n4 & 3](d10, n13)
+            out += b12
+            out += _padpack_I[n13 & 3](n6)
+        else:
+            raise XdrError("union discriminant has no arm")
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        u14 = x7.value
+        d15 = u14.type
+        if d15 == 1:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 2:
+            out += _padpack_iI[n4 & 3](d15, u14.value)
+        elif d15 == 3:
+            out += _padpack_iq[n4 & 3](d15, u14.value)
+        elif d15 == 4:
+            out += _padpack_iQ[n4 & 3](d15, u14.value)
+        elif d15 == 5:
+            out += _padpack_id[n4 & 3](d15, u14.value)
+        elif d15 == 6:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 7:
+            x16 = cast("str", u14.value)
+            try:
+                b17 = x16.encode()
+            except UnicodeEncodeError:
+                b17 = x16.encode("utf-8", "surrogateescape")
+            n18 = len(b17)
+            if n18 > 4194304:
+                raise XdrError("length exceeds its bound")
+            out += _padpack_iI[n4 & 3](d15, n18)
+            out += b17
+            out += xdr.PAD[n18 & 3]
         else:
             raise XdrError("union discriminant has no arm")
     out += _pack_i(v.nparams)
@@ -17156,48 +17730,82 @@ def _enc_remote_domain_set_memory_parameters_args(out: bytearray, v: remote_doma
     if n2 > 16:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.field.encode()
+            b3 = x7.field.encode()
         except UnicodeEncodeError:
-            b4 = x3.field.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.field.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        u6 = x3.value
-        d7 = u6.type
-        if d7 == 1:
-            x8 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x8)
-        elif d7 == 2:
-            x9 = u6.value
-            out += _padpack_iI[n5 & 3](d7, x9)
-        elif d7 == 3:
-            x10 = u6.value
-            out += _padpack_iq[n5 & 3](d7, x10)
-        elif d7 == 4:
-            x11 = u6.value
-            out += _padpack_iQ[n5 & 3](d7, x11)
-        elif d7 == 5:
-            x12 = u6.value
-            out += _padpack_id[n5 & 3](d7, x12)
-        elif d7 == 6:
-            x13 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x13)
-        elif d7 == 7:
-            x14 = cast("str", u6.value)
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
+        try:
+            b5 = x8.field.encode()
+        except UnicodeEncodeError:
+            b5 = x8.field.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
+            raise XdrError("length exceeds its bound")
+        u9 = x7.value
+        d10 = u9.type
+        if d10 == 1:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 2:
+            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
+        elif d10 == 3:
+            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 4:
+            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 5:
+            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 6:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 7:
+            x11 = cast("str", u9.value)
             try:
-                b15 = x14.encode()
+                b12 = x11.encode()
             except UnicodeEncodeError:
-                b15 = x14.encode("utf-8", "surrogateescape")
-            n16 = len(b15)
-            if n16 > 4194304:
+                b12 = x11.encode("utf-8", "surrogateescape")
+            n13 = len(b12)
+            if n13 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _padpack_iI[n5 & 3](d7, n16)
-            out += b15
-            out += xdr.PAD[n16 & 3]
+            out += _padpack_iI[n4 & 3](d10, n13)
+            out += b12
+            out += _padpack_I[n13 & 3](n6)
+        else:
+            raise XdrError("union discriminant has no arm")
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        u14 = x7.value
+        d15 = u14.type
+        if d15 == 1:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 2:
+            out += _padpack_iI[n4 & 3](d15, u14.value)
+        elif d15 == 3:
+            out += _padpack_iq[n4 & 3](d15, u14.value)
+        elif d15 == 4:
+            out += _padpack_iQ[n4 & 3](d15, u14.value)
+        elif d15 == 5:
+            out += _padpack_id[n4 & 3](d15, u14.value)
+        elif d15 == 6:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 7:
+            x16 = cast("str", u14.value)
+            try:
+                b17 = x16.encode()
+            except UnicodeEncodeError:
+                b17 = x16.encode("utf-8", "surrogateescape")
+            n18 = len(b17)
+            if n18 > 4194304:
+                raise XdrError("length exceeds its bound")
+            out += _padpack_iI[n4 & 3](d15, n18)
+            out += b17
+            out += xdr.PAD[n18 & 3]
         else:
             raise XdrError("union discriminant has no arm")
     out += _pack_I(v.flags)
@@ -17336,48 +17944,82 @@ def _enc_remote_domain_get_memory_parameters_ret(out: bytearray, v: remote_domai
     if n2 > 16:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.field.encode()
+            b3 = x7.field.encode()
         except UnicodeEncodeError:
-            b4 = x3.field.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.field.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        u6 = x3.value
-        d7 = u6.type
-        if d7 == 1:
-            x8 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x8)
-        elif d7 == 2:
-            x9 = u6.value
-            out += _padpack_iI[n5 & 3](d7, x9)
-        elif d7 == 3:
-            x10 = u6.value
-            out += _padpack_iq[n5 & 3](d7, x10)
-        elif d7 == 4:
-            x11 = u6.value
-            out += _padpack_iQ[n5 & 3](d7, x11)
-        elif d7 == 5:
-            x12 = u6.value
-            out += _padpack_id[n5 & 3](d7, x12)
-        elif d7 == 6:
-            x13 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x13)
-        elif d7 == 7:
-            x14 = cast("str", u6.value)
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
+        try:
+            b5 = x8.field.encode()
+        except UnicodeEncodeError:
+            b5 = x8.field.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
+            raise XdrError("length exceeds its bound")
+        u9 = x7.value
+        d10 = u9.type
+        if d10 == 1:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 2:
+            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
+        elif d10 == 3:
+            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 4:
+            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 5:
+            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 6:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 7:
+            x11 = cast("str", u9.value)
             try:
-                b15 = x14.encode()
+                b12 = x11.encode()
             except UnicodeEncodeError:
-                b15 = x14.encode("utf-8", "surrogateescape")
-            n16 = len(b15)
-            if n16 > 4194304:
+                b12 = x11.encode("utf-8", "surrogateescape")
+            n13 = len(b12)
+            if n13 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _padpack_iI[n5 & 3](d7, n16)
-            out += b15
-            out += xdr.PAD[n16 & 3]
+            out += _padpack_iI[n4 & 3](d10, n13)
+            out += b12
+            out += _padpack_I[n13 & 3](n6)
+        else:
+            raise XdrError("union discriminant has no arm")
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        u14 = x7.value
+        d15 = u14.type
+        if d15 == 1:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 2:
+            out += _padpack_iI[n4 & 3](d15, u14.value)
+        elif d15 == 3:
+            out += _padpack_iq[n4 & 3](d15, u14.value)
+        elif d15 == 4:
+            out += _padpack_iQ[n4 & 3](d15, u14.value)
+        elif d15 == 5:
+            out += _padpack_id[n4 & 3](d15, u14.value)
+        elif d15 == 6:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 7:
+            x16 = cast("str", u14.value)
+            try:
+                b17 = x16.encode()
+            except UnicodeEncodeError:
+                b17 = x16.encode("utf-8", "surrogateescape")
+            n18 = len(b17)
+            if n18 > 4194304:
+                raise XdrError("length exceeds its bound")
+            out += _padpack_iI[n4 & 3](d15, n18)
+            out += b17
+            out += xdr.PAD[n18 & 3]
         else:
             raise XdrError("union discriminant has no arm")
     out += _pack_i(v.nparams)
@@ -17505,48 +18147,82 @@ def _enc_remote_domain_set_numa_parameters_args(out: bytearray, v: remote_domain
     if n2 > 16:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.field.encode()
+            b3 = x7.field.encode()
         except UnicodeEncodeError:
-            b4 = x3.field.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.field.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        u6 = x3.value
-        d7 = u6.type
-        if d7 == 1:
-            x8 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x8)
-        elif d7 == 2:
-            x9 = u6.value
-            out += _padpack_iI[n5 & 3](d7, x9)
-        elif d7 == 3:
-            x10 = u6.value
-            out += _padpack_iq[n5 & 3](d7, x10)
-        elif d7 == 4:
-            x11 = u6.value
-            out += _padpack_iQ[n5 & 3](d7, x11)
-        elif d7 == 5:
-            x12 = u6.value
-            out += _padpack_id[n5 & 3](d7, x12)
-        elif d7 == 6:
-            x13 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x13)
-        elif d7 == 7:
-            x14 = cast("str", u6.value)
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
+        try:
+            b5 = x8.field.encode()
+        except UnicodeEncodeError:
+            b5 = x8.field.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
+            raise XdrError("length exceeds its bound")
+        u9 = x7.value
+        d10 = u9.type
+        if d10 == 1:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 2:
+            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
+        elif d10 == 3:
+            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 4:
+            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 5:
+            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 6:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 7:
+            x11 = cast("str", u9.value)
             try:
-                b15 = x14.encode()
+                b12 = x11.encode()
             except UnicodeEncodeError:
-                b15 = x14.encode("utf-8", "surrogateescape")
-            n16 = len(b15)
-            if n16 > 4194304:
+                b12 = x11.encode("utf-8", "surrogateescape")
+            n13 = len(b12)
+            if n13 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _padpack_iI[n5 & 3](d7, n16)
-            out += b15
-            out += xdr.PAD[n16 & 3]
+            out += _padpack_iI[n4 & 3](d10, n13)
+            out += b12
+            out += _padpack_I[n13 & 3](n6)
+        else:
+            raise XdrError("union discriminant has no arm")
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        u14 = x7.value
+        d15 = u14.type
+        if d15 == 1:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 2:
+            out += _padpack_iI[n4 & 3](d15, u14.value)
+        elif d15 == 3:
+            out += _padpack_iq[n4 & 3](d15, u14.value)
+        elif d15 == 4:
+            out += _padpack_iQ[n4 & 3](d15, u14.value)
+        elif d15 == 5:
+            out += _padpack_id[n4 & 3](d15, u14.value)
+        elif d15 == 6:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 7:
+            x16 = cast("str", u14.value)
+            try:
+                b17 = x16.encode()
+            except UnicodeEncodeError:
+                b17 = x16.encode("utf-8", "surrogateescape")
+            n18 = len(b17)
+            if n18 > 4194304:
+                raise XdrError("length exceeds its bound")
+            out += _padpack_iI[n4 & 3](d15, n18)
+            out += b17
+            out += xdr.PAD[n18 & 3]
         else:
             raise XdrError("union discriminant has no arm")
     out += _pack_I(v.flags)
@@ -17685,48 +18361,82 @@ def _enc_remote_domain_get_numa_parameters_ret(out: bytearray, v: remote_domain_
     if n2 > 16:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.field.encode()
+            b3 = x7.field.encode()
         except UnicodeEncodeError:
-            b4 = x3.field.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.field.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        u6 = x3.value
-        d7 = u6.type
-        if d7 == 1:
-            x8 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x8)
-        elif d7 == 2:
-            x9 = u6.value
-            out += _padpack_iI[n5 & 3](d7, x9)
-        elif d7 == 3:
-            x10 = u6.value
-            out += _padpack_iq[n5 & 3](d7, x10)
-        elif d7 == 4:
-            x11 = u6.value
-            out += _padpack_iQ[n5 & 3](d7, x11)
-        elif d7 == 5:
-            x12 = u6.value
-            out += _padpack_id[n5 & 3](d7, x12)
-        elif d7 == 6:
-            x13 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x13)
-        elif d7 == 7:
-            x14 = cast("str", u6.value)
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
+        try:
+            b5 = x8.field.encode()
+        except UnicodeEncodeError:
+            b5 = x8.field.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
+            raise XdrError("length exceeds its bound")
+        u9 = x7.value
+        d10 = u9.type
+        if d10 == 1:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 2:
+            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
+        elif d10 == 3:
+            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 4:
+            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 5:
+            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 6:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 7:
+            x11 = cast("str", u9.value)
             try:
-                b15 = x14.encode()
+                b12 = x11.encode()
             except UnicodeEncodeError:
-                b15 = x14.encode("utf-8", "surrogateescape")
-            n16 = len(b15)
-            if n16 > 4194304:
+                b12 = x11.encode("utf-8", "surrogateescape")
+            n13 = len(b12)
+            if n13 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _padpack_iI[n5 & 3](d7, n16)
-            out += b15
-            out += xdr.PAD[n16 & 3]
+            out += _padpack_iI[n4 & 3](d10, n13)
+            out += b12
+            out += _padpack_I[n13 & 3](n6)
+        else:
+            raise XdrError("union discriminant has no arm")
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        u14 = x7.value
+        d15 = u14.type
+        if d15 == 1:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 2:
+            out += _padpack_iI[n4 & 3](d15, u14.value)
+        elif d15 == 3:
+            out += _padpack_iq[n4 & 3](d15, u14.value)
+        elif d15 == 4:
+            out += _padpack_iQ[n4 & 3](d15, u14.value)
+        elif d15 == 5:
+            out += _padpack_id[n4 & 3](d15, u14.value)
+        elif d15 == 6:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 7:
+            x16 = cast("str", u14.value)
+            try:
+                b17 = x16.encode()
+            except UnicodeEncodeError:
+                b17 = x16.encode("utf-8", "surrogateescape")
+            n18 = len(b17)
+            if n18 > 4194304:
+                raise XdrError("length exceeds its bound")
+            out += _padpack_iI[n4 & 3](d15, n18)
+            out += b17
+            out += xdr.PAD[n18 & 3]
         else:
             raise XdrError("union discriminant has no arm")
     out += _pack_i(v.nparams)
@@ -17854,48 +18564,82 @@ def _enc_remote_domain_set_perf_events_args(out: bytearray, v: remote_domain_set
     if n2 > 64:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.field.encode()
+            b3 = x7.field.encode()
         except UnicodeEncodeError:
-            b4 = x3.field.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.field.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        u6 = x3.value
-        d7 = u6.type
-        if d7 == 1:
-            x8 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x8)
-        elif d7 == 2:
-            x9 = u6.value
-            out += _padpack_iI[n5 & 3](d7, x9)
-        elif d7 == 3:
-            x10 = u6.value
-            out += _padpack_iq[n5 & 3](d7, x10)
-        elif d7 == 4:
-            x11 = u6.value
-            out += _padpack_iQ[n5 & 3](d7, x11)
-        elif d7 == 5:
-            x12 = u6.value
-            out += _padpack_id[n5 & 3](d7, x12)
-        elif d7 == 6:
-            x13 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x13)
-        elif d7 == 7:
-            x14 = cast("str", u6.value)
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
+        try:
+            b5 = x8.field.encode()
+        except UnicodeEncodeError:
+            b5 = x8.field.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
+            raise XdrError("length exceeds its bound")
+        u9 = x7.value
+        d10 = u9.type
+        if d10 == 1:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 2:
+            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
+        elif d10 == 3:
+            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 4:
+            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 5:
+            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 6:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 7:
+            x11 = cast("str", u9.value)
             try:
-                b15 = x14.encode()
+                b12 = x11.encode()
             except UnicodeEncodeError:
-                b15 = x14.encode("utf-8", "surrogateescape")
-            n16 = len(b15)
-            if n16 > 4194304:
+                b12 = x11.encode("utf-8", "surrogateescape")
+            n13 = len(b12)
+            if n13 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _padpack_iI[n5 & 3](d7, n16)
-            out += b15
-            out += xdr.PAD[n16 & 3]
+            out += _padpack_iI[n4 & 3](d10, n13)
+            out += b12
+            out += _padpack_I[n13 & 3](n6)
+        else:
+            raise XdrError("union discriminant has no arm")
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        u14 = x7.value
+        d15 = u14.type
+        if d15 == 1:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 2:
+            out += _padpack_iI[n4 & 3](d15, u14.value)
+        elif d15 == 3:
+            out += _padpack_iq[n4 & 3](d15, u14.value)
+        elif d15 == 4:
+            out += _padpack_iQ[n4 & 3](d15, u14.value)
+        elif d15 == 5:
+            out += _padpack_id[n4 & 3](d15, u14.value)
+        elif d15 == 6:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 7:
+            x16 = cast("str", u14.value)
+            try:
+                b17 = x16.encode()
+            except UnicodeEncodeError:
+                b17 = x16.encode("utf-8", "surrogateescape")
+            n18 = len(b17)
+            if n18 > 4194304:
+                raise XdrError("length exceeds its bound")
+            out += _padpack_iI[n4 & 3](d15, n18)
+            out += b17
+            out += xdr.PAD[n18 & 3]
         else:
             raise XdrError("union discriminant has no arm")
     out += _pack_I(v.flags)
@@ -18032,48 +18776,82 @@ def _enc_remote_domain_get_perf_events_ret(out: bytearray, v: remote_domain_get_
     if n2 > 64:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.field.encode()
+            b3 = x7.field.encode()
         except UnicodeEncodeError:
-            b4 = x3.field.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.field.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        u6 = x3.value
-        d7 = u6.type
-        if d7 == 1:
-            x8 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x8)
-        elif d7 == 2:
-            x9 = u6.value
-            out += _padpack_iI[n5 & 3](d7, x9)
-        elif d7 == 3:
-            x10 = u6.value
-            out += _padpack_iq[n5 & 3](d7, x10)
-        elif d7 == 4:
-            x11 = u6.value
-            out += _padpack_iQ[n5 & 3](d7, x11)
-        elif d7 == 5:
-            x12 = u6.value
-            out += _padpack_id[n5 & 3](d7, x12)
-        elif d7 == 6:
-            x13 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x13)
-        elif d7 == 7:
-            x14 = cast("str", u6.value)
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
+        try:
+            b5 = x8.field.encode()
+        except UnicodeEncodeError:
+            b5 = x8.field.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
+            raise XdrError("length exceeds its bound")
+        u9 = x7.value
+        d10 = u9.type
+        if d10 == 1:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 2:
+            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
+        elif d10 == 3:
+            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 4:
+            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 5:
+            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 6:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 7:
+            x11 = cast("str", u9.value)
             try:
-                b15 = x14.encode()
+                b12 = x11.encode()
             except UnicodeEncodeError:
-                b15 = x14.encode("utf-8", "surrogateescape")
-            n16 = len(b15)
-            if n16 > 4194304:
+                b12 = x11.encode("utf-8", "surrogateescape")
+            n13 = len(b12)
+            if n13 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _padpack_iI[n5 & 3](d7, n16)
-            out += b15
-            out += xdr.PAD[n16 & 3]
+            out += _padpack_iI[n4 & 3](d10, n13)
+            out += b12
+            out += _padpack_I[n13 & 3](n6)
+        else:
+            raise XdrError("union discriminant has no arm")
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        u14 = x7.value
+        d15 = u14.type
+        if d15 == 1:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 2:
+            out += _padpack_iI[n4 & 3](d15, u14.value)
+        elif d15 == 3:
+            out += _padpack_iq[n4 & 3](d15, u14.value)
+        elif d15 == 4:
+            out += _padpack_iQ[n4 & 3](d15, u14.value)
+        elif d15 == 5:
+            out += _padpack_id[n4 & 3](d15, u14.value)
+        elif d15 == 6:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 7:
+            x16 = cast("str", u14.value)
+            try:
+                b17 = x16.encode()
+            except UnicodeEncodeError:
+                b17 = x16.encode("utf-8", "surrogateescape")
+            n18 = len(b17)
+            if n18 > 4194304:
+                raise XdrError("length exceeds its bound")
+            out += _padpack_iI[n4 & 3](d15, n18)
+            out += b17
+            out += xdr.PAD[n18 & 3]
         else:
             raise XdrError("union discriminant has no arm")
 
@@ -18219,48 +18997,82 @@ def _enc_remote_domain_set_interface_parameters_args(out: bytearray, v: remote_d
     if n4 > 16:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n4)
-    for x5 in a3:
+    if n4:
+        x9 = a3[0]
         try:
-            b6 = x5.field.encode()
+            b5 = x9.field.encode()
         except UnicodeEncodeError:
-            b6 = x5.field.encode("utf-8", "surrogateescape")
-        n7 = len(b6)
-        if n7 > 4194304:
+            b5 = x9.field.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n7)
-        out += b6
-        u8 = x5.value
-        d9 = u8.type
-        if d9 == 1:
-            x10 = u8.value
-            out += _padpack_ii[n7 & 3](d9, x10)
-        elif d9 == 2:
-            x11 = u8.value
-            out += _padpack_iI[n7 & 3](d9, x11)
-        elif d9 == 3:
-            x12 = u8.value
-            out += _padpack_iq[n7 & 3](d9, x12)
-        elif d9 == 4:
-            x13 = u8.value
-            out += _padpack_iQ[n7 & 3](d9, x13)
-        elif d9 == 5:
-            x14 = u8.value
-            out += _padpack_id[n7 & 3](d9, x14)
-        elif d9 == 6:
-            x15 = u8.value
-            out += _padpack_ii[n7 & 3](d9, x15)
-        elif d9 == 7:
-            x16 = cast("str", u8.value)
+        out += _pack_u32(n6)
+        out += b5
+    for x10 in a3[1:]:
+        try:
+            b7 = x10.field.encode()
+        except UnicodeEncodeError:
+            b7 = x10.field.encode("utf-8", "surrogateescape")
+        n8 = len(b7)
+        if n8 > 4194304:
+            raise XdrError("length exceeds its bound")
+        u11 = x9.value
+        d12 = u11.type
+        if d12 == 1:
+            out += _padpack_iiI[n6 & 3](d12, u11.value, n8)
+        elif d12 == 2:
+            out += _padpack_iII[n6 & 3](d12, u11.value, n8)
+        elif d12 == 3:
+            out += _padpack_iqI[n6 & 3](d12, u11.value, n8)
+        elif d12 == 4:
+            out += _padpack_iQI[n6 & 3](d12, u11.value, n8)
+        elif d12 == 5:
+            out += _padpack_idI[n6 & 3](d12, u11.value, n8)
+        elif d12 == 6:
+            out += _padpack_iiI[n6 & 3](d12, u11.value, n8)
+        elif d12 == 7:
+            x13 = cast("str", u11.value)
             try:
-                b17 = x16.encode()
+                b14 = x13.encode()
             except UnicodeEncodeError:
-                b17 = x16.encode("utf-8", "surrogateescape")
-            n18 = len(b17)
-            if n18 > 4194304:
+                b14 = x13.encode("utf-8", "surrogateescape")
+            n15 = len(b14)
+            if n15 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _padpack_iI[n7 & 3](d9, n18)
-            out += b17
-            out += xdr.PAD[n18 & 3]
+            out += _padpack_iI[n6 & 3](d12, n15)
+            out += b14
+            out += _padpack_I[n15 & 3](n8)
+        else:
+            raise XdrError("union discriminant has no arm")
+        out += b7
+        n6, x9 = n8, x10
+    if n4:
+        u16 = x9.value
+        d17 = u16.type
+        if d17 == 1:
+            out += _padpack_ii[n6 & 3](d17, u16.value)
+        elif d17 == 2:
+            out += _padpack_iI[n6 & 3](d17, u16.value)
+        elif d17 == 3:
+            out += _padpack_iq[n6 & 3](d17, u16.value)
+        elif d17 == 4:
+            out += _padpack_iQ[n6 & 3](d17, u16.value)
+        elif d17 == 5:
+            out += _padpack_id[n6 & 3](d17, u16.value)
+        elif d17 == 6:
+            out += _padpack_ii[n6 & 3](d17, u16.value)
+        elif d17 == 7:
+            x18 = cast("str", u16.value)
+            try:
+                b19 = x18.encode()
+            except UnicodeEncodeError:
+                b19 = x18.encode("utf-8", "surrogateescape")
+            n20 = len(b19)
+            if n20 > 4194304:
+                raise XdrError("length exceeds its bound")
+            out += _padpack_iI[n6 & 3](d17, n20)
+            out += b19
+            out += xdr.PAD[n20 & 3]
         else:
             raise XdrError("union discriminant has no arm")
     out += _pack_I(v.flags)
@@ -18418,48 +19230,82 @@ def _enc_remote_domain_get_interface_parameters_ret(out: bytearray, v: remote_do
     if n2 > 16:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.field.encode()
+            b3 = x7.field.encode()
         except UnicodeEncodeError:
-            b4 = x3.field.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.field.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        u6 = x3.value
-        d7 = u6.type
-        if d7 == 1:
-            x8 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x8)
-        elif d7 == 2:
-            x9 = u6.value
-            out += _padpack_iI[n5 & 3](d7, x9)
-        elif d7 == 3:
-            x10 = u6.value
-            out += _padpack_iq[n5 & 3](d7, x10)
-        elif d7 == 4:
-            x11 = u6.value
-            out += _padpack_iQ[n5 & 3](d7, x11)
-        elif d7 == 5:
-            x12 = u6.value
-            out += _padpack_id[n5 & 3](d7, x12)
-        elif d7 == 6:
-            x13 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x13)
-        elif d7 == 7:
-            x14 = cast("str", u6.value)
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
+        try:
+            b5 = x8.field.encode()
+        except UnicodeEncodeError:
+            b5 = x8.field.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
+            raise XdrError("length exceeds its bound")
+        u9 = x7.value
+        d10 = u9.type
+        if d10 == 1:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 2:
+            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
+        elif d10 == 3:
+            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 4:
+            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 5:
+            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 6:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 7:
+            x11 = cast("str", u9.value)
             try:
-                b15 = x14.encode()
+                b12 = x11.encode()
             except UnicodeEncodeError:
-                b15 = x14.encode("utf-8", "surrogateescape")
-            n16 = len(b15)
-            if n16 > 4194304:
+                b12 = x11.encode("utf-8", "surrogateescape")
+            n13 = len(b12)
+            if n13 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _padpack_iI[n5 & 3](d7, n16)
-            out += b15
-            out += xdr.PAD[n16 & 3]
+            out += _padpack_iI[n4 & 3](d10, n13)
+            out += b12
+            out += _padpack_I[n13 & 3](n6)
+        else:
+            raise XdrError("union discriminant has no arm")
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        u14 = x7.value
+        d15 = u14.type
+        if d15 == 1:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 2:
+            out += _padpack_iI[n4 & 3](d15, u14.value)
+        elif d15 == 3:
+            out += _padpack_iq[n4 & 3](d15, u14.value)
+        elif d15 == 4:
+            out += _padpack_iQ[n4 & 3](d15, u14.value)
+        elif d15 == 5:
+            out += _padpack_id[n4 & 3](d15, u14.value)
+        elif d15 == 6:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 7:
+            x16 = cast("str", u14.value)
+            try:
+                b17 = x16.encode()
+            except UnicodeEncodeError:
+                b17 = x16.encode("utf-8", "surrogateescape")
+            n18 = len(b17)
+            if n18 > 4194304:
+                raise XdrError("length exceeds its bound")
+            out += _padpack_iI[n4 & 3](d15, n18)
+            out += b17
+            out += xdr.PAD[n18 & 3]
         else:
             raise XdrError("union discriminant has no arm")
     out += _pack_i(v.nparams)
@@ -19029,48 +19875,82 @@ def _enc_remote_domain_block_copy_args(out: bytearray, v: remote_domain_block_co
     if n6 > 16:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n6)
-    for x7 in a5:
+    if n6:
+        x11 = a5[0]
         try:
-            b8 = x7.field.encode()
+            b7 = x11.field.encode()
         except UnicodeEncodeError:
-            b8 = x7.field.encode("utf-8", "surrogateescape")
-        n9 = len(b8)
-        if n9 > 4194304:
+            b7 = x11.field.encode("utf-8", "surrogateescape")
+        n8 = len(b7)
+        if n8 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n9)
-        out += b8
-        u10 = x7.value
-        d11 = u10.type
-        if d11 == 1:
-            x12 = u10.value
-            out += _padpack_ii[n9 & 3](d11, x12)
-        elif d11 == 2:
-            x13 = u10.value
-            out += _padpack_iI[n9 & 3](d11, x13)
-        elif d11 == 3:
-            x14 = u10.value
-            out += _padpack_iq[n9 & 3](d11, x14)
-        elif d11 == 4:
-            x15 = u10.value
-            out += _padpack_iQ[n9 & 3](d11, x15)
-        elif d11 == 5:
-            x16 = u10.value
-            out += _padpack_id[n9 & 3](d11, x16)
-        elif d11 == 6:
-            x17 = u10.value
-            out += _padpack_ii[n9 & 3](d11, x17)
-        elif d11 == 7:
-            x18 = cast("str", u10.value)
+        out += _pack_u32(n8)
+        out += b7
+    for x12 in a5[1:]:
+        try:
+            b9 = x12.field.encode()
+        except UnicodeEncodeError:
+            b9 = x12.field.encode("utf-8", "surrogateescape")
+        n10 = len(b9)
+        if n10 > 4194304:
+            raise XdrError("length exceeds its bound")
+        u13 = x11.value
+        d14 = u13.type
+        if d14 == 1:
+            out += _padpack_iiI[n8 & 3](d14, u13.value, n10)
+        elif d14 == 2:
+            out += _padpack_iII[n8 & 3](d14, u13.value, n10)
+        elif d14 == 3:
+            out += _padpack_iqI[n8 & 3](d14, u13.value, n10)
+        elif d14 == 4:
+            out += _padpack_iQI[n8 & 3](d14, u13.value, n10)
+        elif d14 == 5:
+            out += _padpack_idI[n8 & 3](d14, u13.value, n10)
+        elif d14 == 6:
+            out += _padpack_iiI[n8 & 3](d14, u13.value, n10)
+        elif d14 == 7:
+            x15 = cast("str", u13.value)
             try:
-                b19 = x18.encode()
+                b16 = x15.encode()
             except UnicodeEncodeError:
-                b19 = x18.encode("utf-8", "surrogateescape")
-            n20 = len(b19)
-            if n20 > 4194304:
+                b16 = x15.encode("utf-8", "surrogateescape")
+            n17 = len(b16)
+            if n17 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _padpack_iI[n9 & 3](d11, n20)
-            out += b19
-            out += xdr.PAD[n20 & 3]
+            out += _padpack_iI[n8 & 3](d14, n17)
+            out += b16
+            out += _padpack_I[n17 & 3](n10)
+        else:
+            raise XdrError("union discriminant has no arm")
+        out += b9
+        n8, x11 = n10, x12
+    if n6:
+        u18 = x11.value
+        d19 = u18.type
+        if d19 == 1:
+            out += _padpack_ii[n8 & 3](d19, u18.value)
+        elif d19 == 2:
+            out += _padpack_iI[n8 & 3](d19, u18.value)
+        elif d19 == 3:
+            out += _padpack_iq[n8 & 3](d19, u18.value)
+        elif d19 == 4:
+            out += _padpack_iQ[n8 & 3](d19, u18.value)
+        elif d19 == 5:
+            out += _padpack_id[n8 & 3](d19, u18.value)
+        elif d19 == 6:
+            out += _padpack_ii[n8 & 3](d19, u18.value)
+        elif d19 == 7:
+            x20 = cast("str", u18.value)
+            try:
+                b21 = x20.encode()
+            except UnicodeEncodeError:
+                b21 = x20.encode("utf-8", "surrogateescape")
+            n22 = len(b21)
+            if n22 > 4194304:
+                raise XdrError("length exceeds its bound")
+            out += _padpack_iI[n8 & 3](d19, n22)
+            out += b21
+            out += xdr.PAD[n22 & 3]
         else:
             raise XdrError("union discriminant has no arm")
     out += _pack_I(v.flags)
@@ -19314,48 +20194,82 @@ def _enc_remote_domain_set_block_io_tune_args(out: bytearray, v: remote_domain_s
     if n4 > 32:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n4)
-    for x5 in a3:
+    if n4:
+        x9 = a3[0]
         try:
-            b6 = x5.field.encode()
+            b5 = x9.field.encode()
         except UnicodeEncodeError:
-            b6 = x5.field.encode("utf-8", "surrogateescape")
-        n7 = len(b6)
-        if n7 > 4194304:
+            b5 = x9.field.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n7)
-        out += b6
-        u8 = x5.value
-        d9 = u8.type
-        if d9 == 1:
-            x10 = u8.value
-            out += _padpack_ii[n7 & 3](d9, x10)
-        elif d9 == 2:
-            x11 = u8.value
-            out += _padpack_iI[n7 & 3](d9, x11)
-        elif d9 == 3:
-            x12 = u8.value
-            out += _padpack_iq[n7 & 3](d9, x12)
-        elif d9 == 4:
-            x13 = u8.value
-            out += _padpack_iQ[n7 & 3](d9, x13)
-        elif d9 == 5:
-            x14 = u8.value
-            out += _padpack_id[n7 & 3](d9, x14)
-        elif d9 == 6:
-            x15 = u8.value
-            out += _padpack_ii[n7 & 3](d9, x15)
-        elif d9 == 7:
-            x16 = cast("str", u8.value)
+        out += _pack_u32(n6)
+        out += b5
+    for x10 in a3[1:]:
+        try:
+            b7 = x10.field.encode()
+        except UnicodeEncodeError:
+            b7 = x10.field.encode("utf-8", "surrogateescape")
+        n8 = len(b7)
+        if n8 > 4194304:
+            raise XdrError("length exceeds its bound")
+        u11 = x9.value
+        d12 = u11.type
+        if d12 == 1:
+            out += _padpack_iiI[n6 & 3](d12, u11.value, n8)
+        elif d12 == 2:
+            out += _padpack_iII[n6 & 3](d12, u11.value, n8)
+        elif d12 == 3:
+            out += _padpack_iqI[n6 & 3](d12, u11.value, n8)
+        elif d12 == 4:
+            out += _padpack_iQI[n6 & 3](d12, u11.value, n8)
+        elif d12 == 5:
+            out += _padpack_idI[n6 & 3](d12, u11.value, n8)
+        elif d12 == 6:
+            out += _padpack_iiI[n6 & 3](d12, u11.value, n8)
+        elif d12 == 7:
+            x13 = cast("str", u11.value)
             try:
-                b17 = x16.encode()
+                b14 = x13.encode()
             except UnicodeEncodeError:
-                b17 = x16.encode("utf-8", "surrogateescape")
-            n18 = len(b17)
-            if n18 > 4194304:
+                b14 = x13.encode("utf-8", "surrogateescape")
+            n15 = len(b14)
+            if n15 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _padpack_iI[n7 & 3](d9, n18)
-            out += b17
-            out += xdr.PAD[n18 & 3]
+            out += _padpack_iI[n6 & 3](d12, n15)
+            out += b14
+            out += _padpack_I[n15 & 3](n8)
+        else:
+            raise XdrError("union discriminant has no arm")
+        out += b7
+        n6, x9 = n8, x10
+    if n4:
+        u16 = x9.value
+        d17 = u16.type
+        if d17 == 1:
+            out += _padpack_ii[n6 & 3](d17, u16.value)
+        elif d17 == 2:
+            out += _padpack_iI[n6 & 3](d17, u16.value)
+        elif d17 == 3:
+            out += _padpack_iq[n6 & 3](d17, u16.value)
+        elif d17 == 4:
+            out += _padpack_iQ[n6 & 3](d17, u16.value)
+        elif d17 == 5:
+            out += _padpack_id[n6 & 3](d17, u16.value)
+        elif d17 == 6:
+            out += _padpack_ii[n6 & 3](d17, u16.value)
+        elif d17 == 7:
+            x18 = cast("str", u16.value)
+            try:
+                b19 = x18.encode()
+            except UnicodeEncodeError:
+                b19 = x18.encode("utf-8", "surrogateescape")
+            n20 = len(b19)
+            if n20 > 4194304:
+                raise XdrError("length exceeds its bound")
+            out += _padpack_iI[n6 & 3](d17, n20)
+            out += b19
+            out += xdr.PAD[n20 & 3]
         else:
             raise XdrError("union discriminant has no arm")
     out += _pack_I(v.flags)
@@ -19527,48 +20441,82 @@ def _enc_remote_domain_get_block_io_tune_ret(out: bytearray, v: remote_domain_ge
     if n2 > 32:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.field.encode()
+            b3 = x7.field.encode()
         except UnicodeEncodeError:
-            b4 = x3.field.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.field.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        u6 = x3.value
-        d7 = u6.type
-        if d7 == 1:
-            x8 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x8)
-        elif d7 == 2:
-            x9 = u6.value
-            out += _padpack_iI[n5 & 3](d7, x9)
-        elif d7 == 3:
-            x10 = u6.value
-            out += _padpack_iq[n5 & 3](d7, x10)
-        elif d7 == 4:
-            x11 = u6.value
-            out += _padpack_iQ[n5 & 3](d7, x11)
-        elif d7 == 5:
-            x12 = u6.value
-            out += _padpack_id[n5 & 3](d7, x12)
-        elif d7 == 6:
-            x13 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x13)
-        elif d7 == 7:
-            x14 = cast("str", u6.value)
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
+        try:
+            b5 = x8.field.encode()
+        except UnicodeEncodeError:
+            b5 = x8.field.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
+            raise XdrError("length exceeds its bound")
+        u9 = x7.value
+        d10 = u9.type
+        if d10 == 1:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 2:
+            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
+        elif d10 == 3:
+            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 4:
+            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 5:
+            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 6:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 7:
+            x11 = cast("str", u9.value)
             try:
-                b15 = x14.encode()
+                b12 = x11.encode()
             except UnicodeEncodeError:
-                b15 = x14.encode("utf-8", "surrogateescape")
-            n16 = len(b15)
-            if n16 > 4194304:
+                b12 = x11.encode("utf-8", "surrogateescape")
+            n13 = len(b12)
+            if n13 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _padpack_iI[n5 & 3](d7, n16)
-            out += b15
-            out += xdr.PAD[n16 & 3]
+            out += _padpack_iI[n4 & 3](d10, n13)
+            out += b12
+            out += _padpack_I[n13 & 3](n6)
+        else:
+            raise XdrError("union discriminant has no arm")
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        u14 = x7.value
+        d15 = u14.type
+        if d15 == 1:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 2:
+            out += _padpack_iI[n4 & 3](d15, u14.value)
+        elif d15 == 3:
+            out += _padpack_iq[n4 & 3](d15, u14.value)
+        elif d15 == 4:
+            out += _padpack_iQ[n4 & 3](d15, u14.value)
+        elif d15 == 5:
+            out += _padpack_id[n4 & 3](d15, u14.value)
+        elif d15 == 6:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 7:
+            x16 = cast("str", u14.value)
+            try:
+                b17 = x16.encode()
+            except UnicodeEncodeError:
+                b17 = x16.encode("utf-8", "surrogateescape")
+            n18 = len(b17)
+            if n18 > 4194304:
+                raise XdrError("length exceeds its bound")
+            out += _padpack_iI[n4 & 3](d15, n18)
+            out += b17
+            out += xdr.PAD[n18 & 3]
         else:
             raise XdrError("union discriminant has no arm")
     out += _pack_i(v.nparams)
@@ -19937,48 +20885,82 @@ def _enc_remote_domain_block_stats_flags_ret(out: bytearray, v: remote_domain_bl
     if n2 > 16:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.field.encode()
+            b3 = x7.field.encode()
         except UnicodeEncodeError:
-            b4 = x3.field.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.field.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        u6 = x3.value
-        d7 = u6.type
-        if d7 == 1:
-            x8 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x8)
-        elif d7 == 2:
-            x9 = u6.value
-            out += _padpack_iI[n5 & 3](d7, x9)
-        elif d7 == 3:
-            x10 = u6.value
-            out += _padpack_iq[n5 & 3](d7, x10)
-        elif d7 == 4:
-            x11 = u6.value
-            out += _padpack_iQ[n5 & 3](d7, x11)
-        elif d7 == 5:
-            x12 = u6.value
-            out += _padpack_id[n5 & 3](d7, x12)
-        elif d7 == 6:
-            x13 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x13)
-        elif d7 == 7:
-            x14 = cast("str", u6.value)
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
+        try:
+            b5 = x8.field.encode()
+        except UnicodeEncodeError:
+            b5 = x8.field.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
+            raise XdrError("length exceeds its bound")
+        u9 = x7.value
+        d10 = u9.type
+        if d10 == 1:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 2:
+            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
+        elif d10 == 3:
+            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 4:
+            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 5:
+            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 6:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 7:
+            x11 = cast("str", u9.value)
             try:
-                b15 = x14.encode()
+                b12 = x11.encode()
             except UnicodeEncodeError:
-                b15 = x14.encode("utf-8", "surrogateescape")
-            n16 = len(b15)
-            if n16 > 4194304:
+                b12 = x11.encode("utf-8", "surrogateescape")
+            n13 = len(b12)
+            if n13 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _padpack_iI[n5 & 3](d7, n16)
-            out += b15
-            out += xdr.PAD[n16 & 3]
+            out += _padpack_iI[n4 & 3](d10, n13)
+            out += b12
+            out += _padpack_I[n13 & 3](n6)
+        else:
+            raise XdrError("union discriminant has no arm")
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        u14 = x7.value
+        d15 = u14.type
+        if d15 == 1:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 2:
+            out += _padpack_iI[n4 & 3](d15, u14.value)
+        elif d15 == 3:
+            out += _padpack_iq[n4 & 3](d15, u14.value)
+        elif d15 == 4:
+            out += _padpack_iQ[n4 & 3](d15, u14.value)
+        elif d15 == 5:
+            out += _padpack_id[n4 & 3](d15, u14.value)
+        elif d15 == 6:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 7:
+            x16 = cast("str", u14.value)
+            try:
+                b17 = x16.encode()
+            except UnicodeEncodeError:
+                b17 = x16.encode("utf-8", "surrogateescape")
+            n18 = len(b17)
+            if n18 > 4194304:
+                raise XdrError("length exceeds its bound")
+            out += _padpack_iI[n4 & 3](d15, n18)
+            out += b17
+            out += xdr.PAD[n18 & 3]
         else:
             raise XdrError("union discriminant has no arm")
     out += _pack_i(v.nparams)
@@ -20344,48 +21326,82 @@ def _enc_remote_domain_get_cpu_stats_ret(out: bytearray, v: remote_domain_get_cp
     if n2 > 2048:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.field.encode()
+            b3 = x7.field.encode()
         except UnicodeEncodeError:
-            b4 = x3.field.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.field.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        u6 = x3.value
-        d7 = u6.type
-        if d7 == 1:
-            x8 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x8)
-        elif d7 == 2:
-            x9 = u6.value
-            out += _padpack_iI[n5 & 3](d7, x9)
-        elif d7 == 3:
-            x10 = u6.value
-            out += _padpack_iq[n5 & 3](d7, x10)
-        elif d7 == 4:
-            x11 = u6.value
-            out += _padpack_iQ[n5 & 3](d7, x11)
-        elif d7 == 5:
-            x12 = u6.value
-            out += _padpack_id[n5 & 3](d7, x12)
-        elif d7 == 6:
-            x13 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x13)
-        elif d7 == 7:
-            x14 = cast("str", u6.value)
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
+        try:
+            b5 = x8.field.encode()
+        except UnicodeEncodeError:
+            b5 = x8.field.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
+            raise XdrError("length exceeds its bound")
+        u9 = x7.value
+        d10 = u9.type
+        if d10 == 1:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 2:
+            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
+        elif d10 == 3:
+            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 4:
+            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 5:
+            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 6:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 7:
+            x11 = cast("str", u9.value)
             try:
-                b15 = x14.encode()
+                b12 = x11.encode()
             except UnicodeEncodeError:
-                b15 = x14.encode("utf-8", "surrogateescape")
-            n16 = len(b15)
-            if n16 > 4194304:
+                b12 = x11.encode("utf-8", "surrogateescape")
+            n13 = len(b12)
+            if n13 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _padpack_iI[n5 & 3](d7, n16)
-            out += b15
-            out += xdr.PAD[n16 & 3]
+            out += _padpack_iI[n4 & 3](d10, n13)
+            out += b12
+            out += _padpack_I[n13 & 3](n6)
+        else:
+            raise XdrError("union discriminant has no arm")
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        u14 = x7.value
+        d15 = u14.type
+        if d15 == 1:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 2:
+            out += _padpack_iI[n4 & 3](d15, u14.value)
+        elif d15 == 3:
+            out += _padpack_iq[n4 & 3](d15, u14.value)
+        elif d15 == 4:
+            out += _padpack_iQ[n4 & 3](d15, u14.value)
+        elif d15 == 5:
+            out += _padpack_id[n4 & 3](d15, u14.value)
+        elif d15 == 6:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 7:
+            x16 = cast("str", u14.value)
+            try:
+                b17 = x16.encode()
+            except UnicodeEncodeError:
+                b17 = x16.encode("utf-8", "surrogateescape")
+            n18 = len(b17)
+            if n18 > 4194304:
+                raise XdrError("length exceeds its bound")
+            out += _padpack_iI[n4 & 3](d15, n18)
+            out += b17
+            out += xdr.PAD[n18 & 3]
         else:
             raise XdrError("union discriminant has no arm")
     out += _pack_i(v.nparams)
@@ -20511,48 +21527,82 @@ def _enc_remote_domain_stats_record(out: bytearray, v: remote_domain_stats_recor
     if n2 > 262144:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.field.encode()
+            b3 = x7.field.encode()
         except UnicodeEncodeError:
-            b4 = x3.field.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.field.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        u6 = x3.value
-        d7 = u6.type
-        if d7 == 1:
-            x8 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x8)
-        elif d7 == 2:
-            x9 = u6.value
-            out += _padpack_iI[n5 & 3](d7, x9)
-        elif d7 == 3:
-            x10 = u6.value
-            out += _padpack_iq[n5 & 3](d7, x10)
-        elif d7 == 4:
-            x11 = u6.value
-            out += _padpack_iQ[n5 & 3](d7, x11)
-        elif d7 == 5:
-            x12 = u6.value
-            out += _padpack_id[n5 & 3](d7, x12)
-        elif d7 == 6:
-            x13 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x13)
-        elif d7 == 7:
-            x14 = cast("str", u6.value)
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
+        try:
+            b5 = x8.field.encode()
+        except UnicodeEncodeError:
+            b5 = x8.field.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
+            raise XdrError("length exceeds its bound")
+        u9 = x7.value
+        d10 = u9.type
+        if d10 == 1:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 2:
+            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
+        elif d10 == 3:
+            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 4:
+            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 5:
+            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 6:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 7:
+            x11 = cast("str", u9.value)
             try:
-                b15 = x14.encode()
+                b12 = x11.encode()
             except UnicodeEncodeError:
-                b15 = x14.encode("utf-8", "surrogateescape")
-            n16 = len(b15)
-            if n16 > 4194304:
+                b12 = x11.encode("utf-8", "surrogateescape")
+            n13 = len(b12)
+            if n13 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _padpack_iI[n5 & 3](d7, n16)
-            out += b15
-            out += xdr.PAD[n16 & 3]
+            out += _padpack_iI[n4 & 3](d10, n13)
+            out += b12
+            out += _padpack_I[n13 & 3](n6)
+        else:
+            raise XdrError("union discriminant has no arm")
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        u14 = x7.value
+        d15 = u14.type
+        if d15 == 1:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 2:
+            out += _padpack_iI[n4 & 3](d15, u14.value)
+        elif d15 == 3:
+            out += _padpack_iq[n4 & 3](d15, u14.value)
+        elif d15 == 4:
+            out += _padpack_iQ[n4 & 3](d15, u14.value)
+        elif d15 == 5:
+            out += _padpack_id[n4 & 3](d15, u14.value)
+        elif d15 == 6:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 7:
+            x16 = cast("str", u14.value)
+            try:
+                b17 = x16.encode()
+            except UnicodeEncodeError:
+                b17 = x16.encode("utf-8", "surrogateescape")
+            n18 = len(b17)
+            if n18 > 4194304:
+                raise XdrError("length exceeds its bound")
+            out += _padpack_iI[n4 & 3](d15, n18)
+            out += b17
+            out += xdr.PAD[n18 & 3]
         else:
             raise XdrError("union discriminant has no arm")
 
@@ -20609,19 +21659,34 @@ def _enc_remote_connect_get_all_domain_stats_args(out: bytearray, v: remote_conn
     if n2 > 16384:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.name.encode()
+            b3 = x7.name.encode()
         except UnicodeEncodeError:
-            b4 = x3.name.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.name.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        if len(x3.uuid) != 16:
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
+        try:
+            b5 = x8.name.encode()
+        except UnicodeEncodeError:
+            b5 = x8.name.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
+            raise XdrError("length exceeds its bound")
+        if len(x7.uuid) != 16:
             raise XdrError("fixed-length opaque has the wrong length")
-        out += _padpack_16si[n5 & 3](x3.uuid, x3.id)
+        out += _padpack_16siI[n4 & 3](x7.uuid, x7.id, n6)
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        if len(x7.uuid) != 16:
+            raise XdrError("fixed-length opaque has the wrong length")
+        out += _padpack_16si[n4 & 3](x7.uuid, x7.id)
     out += _pack_II(v.stats, v.flags)
 
 
@@ -20787,48 +21852,82 @@ def _enc_remote_connect_get_all_domain_stats_ret(out: bytearray, v: remote_conne
         if n8 > 262144:
             raise XdrError("array length exceeds its bound")
         out += _pack_u32(n8)
-        for x9 in a7:
+        if n8:
+            x13 = a7[0]
             try:
-                b10 = x9.field.encode()
+                b9 = x13.field.encode()
             except UnicodeEncodeError:
-                b10 = x9.field.encode("utf-8", "surrogateescape")
-            n11 = len(b10)
-            if n11 > 4194304:
+                b9 = x13.field.encode("utf-8", "surrogateescape")
+            n10 = len(b9)
+            if n10 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _pack_I(n11)
-            out += b10
-            u12 = x9.value
-            d13 = u12.type
-            if d13 == 1:
-                x14 = u12.value
-                out += _padpack_ii[n11 & 3](d13, x14)
-            elif d13 == 2:
-                x15 = u12.value
-                out += _padpack_iI[n11 & 3](d13, x15)
-            elif d13 == 3:
-                x16 = u12.value
-                out += _padpack_iq[n11 & 3](d13, x16)
-            elif d13 == 4:
-                x17 = u12.value
-                out += _padpack_iQ[n11 & 3](d13, x17)
-            elif d13 == 5:
-                x18 = u12.value
-                out += _padpack_id[n11 & 3](d13, x18)
-            elif d13 == 6:
-                x19 = u12.value
-                out += _padpack_ii[n11 & 3](d13, x19)
-            elif d13 == 7:
-                x20 = cast("str", u12.value)
+            out += _pack_u32(n10)
+            out += b9
+        for x14 in a7[1:]:
+            try:
+                b11 = x14.field.encode()
+            except UnicodeEncodeError:
+                b11 = x14.field.encode("utf-8", "surrogateescape")
+            n12 = len(b11)
+            if n12 > 4194304:
+                raise XdrError("length exceeds its bound")
+            u15 = x13.value
+            d16 = u15.type
+            if d16 == 1:
+                out += _padpack_iiI[n10 & 3](d16, u15.value, n12)
+            elif d16 == 2:
+                out += _padpack_iII[n10 & 3](d16, u15.value, n12)
+            elif d16 == 3:
+                out += _padpack_iqI[n10 & 3](d16, u15.value, n12)
+            elif d16 == 4:
+                out += _padpack_iQI[n10 & 3](d16, u15.value, n12)
+            elif d16 == 5:
+                out += _padpack_idI[n10 & 3](d16, u15.value, n12)
+            elif d16 == 6:
+                out += _padpack_iiI[n10 & 3](d16, u15.value, n12)
+            elif d16 == 7:
+                x17 = cast("str", u15.value)
                 try:
-                    b21 = x20.encode()
+                    b18 = x17.encode()
                 except UnicodeEncodeError:
-                    b21 = x20.encode("utf-8", "surrogateescape")
-                n22 = len(b21)
-                if n22 > 4194304:
+                    b18 = x17.encode("utf-8", "surrogateescape")
+                n19 = len(b18)
+                if n19 > 4194304:
                     raise XdrError("length exceeds its bound")
-                out += _padpack_iI[n11 & 3](d13, n22)
-                out += b21
-                out += xdr.PAD[n22 & 3]
+                out += _padpack_iI[n10 & 3](d16, n19)
+                out += b18
+                out += _padpack_I[n19 & 3](n12)
+            else:
+                raise XdrError("union discriminant has no arm")
+            out += b11
+            n10, x13 = n12, x14
+        if n8:
+            u20 = x13.value
+            d21 = u20.type
+            if d21 == 1:
+                out += _padpack_ii[n10 & 3](d21, u20.value)
+            elif d21 == 2:
+                out += _padpack_iI[n10 & 3](d21, u20.value)
+            elif d21 == 3:
+                out += _padpack_iq[n10 & 3](d21, u20.value)
+            elif d21 == 4:
+                out += _padpack_iQ[n10 & 3](d21, u20.value)
+            elif d21 == 5:
+                out += _padpack_id[n10 & 3](d21, u20.value)
+            elif d21 == 6:
+                out += _padpack_ii[n10 & 3](d21, u20.value)
+            elif d21 == 7:
+                x22 = cast("str", u20.value)
+                try:
+                    b23 = x22.encode()
+                except UnicodeEncodeError:
+                    b23 = x22.encode("utf-8", "surrogateescape")
+                n24 = len(b23)
+                if n24 > 4194304:
+                    raise XdrError("length exceeds its bound")
+                out += _padpack_iI[n10 & 3](d21, n24)
+                out += b23
+                out += xdr.PAD[n24 & 3]
             else:
                 raise XdrError("union discriminant has no arm")
 
@@ -21719,48 +22818,82 @@ def _enc_remote_domain_get_guest_vcpus_ret(out: bytearray, v: remote_domain_get_
     if n2 > 64:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.field.encode()
+            b3 = x7.field.encode()
         except UnicodeEncodeError:
-            b4 = x3.field.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.field.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        u6 = x3.value
-        d7 = u6.type
-        if d7 == 1:
-            x8 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x8)
-        elif d7 == 2:
-            x9 = u6.value
-            out += _padpack_iI[n5 & 3](d7, x9)
-        elif d7 == 3:
-            x10 = u6.value
-            out += _padpack_iq[n5 & 3](d7, x10)
-        elif d7 == 4:
-            x11 = u6.value
-            out += _padpack_iQ[n5 & 3](d7, x11)
-        elif d7 == 5:
-            x12 = u6.value
-            out += _padpack_id[n5 & 3](d7, x12)
-        elif d7 == 6:
-            x13 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x13)
-        elif d7 == 7:
-            x14 = cast("str", u6.value)
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
+        try:
+            b5 = x8.field.encode()
+        except UnicodeEncodeError:
+            b5 = x8.field.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
+            raise XdrError("length exceeds its bound")
+        u9 = x7.value
+        d10 = u9.type
+        if d10 == 1:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 2:
+            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
+        elif d10 == 3:
+            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 4:
+            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 5:
+            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 6:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 7:
+            x11 = cast("str", u9.value)
             try:
-                b15 = x14.encode()
+                b12 = x11.encode()
             except UnicodeEncodeError:
-                b15 = x14.encode("utf-8", "surrogateescape")
-            n16 = len(b15)
-            if n16 > 4194304:
+                b12 = x11.encode("utf-8", "surrogateescape")
+            n13 = len(b12)
+            if n13 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _padpack_iI[n5 & 3](d7, n16)
-            out += b15
-            out += xdr.PAD[n16 & 3]
+            out += _padpack_iI[n4 & 3](d10, n13)
+            out += b12
+            out += _padpack_I[n13 & 3](n6)
+        else:
+            raise XdrError("union discriminant has no arm")
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        u14 = x7.value
+        d15 = u14.type
+        if d15 == 1:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 2:
+            out += _padpack_iI[n4 & 3](d15, u14.value)
+        elif d15 == 3:
+            out += _padpack_iq[n4 & 3](d15, u14.value)
+        elif d15 == 4:
+            out += _padpack_iQ[n4 & 3](d15, u14.value)
+        elif d15 == 5:
+            out += _padpack_id[n4 & 3](d15, u14.value)
+        elif d15 == 6:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 7:
+            x16 = cast("str", u14.value)
+            try:
+                b17 = x16.encode()
+            except UnicodeEncodeError:
+                b17 = x16.encode("utf-8", "surrogateescape")
+            n18 = len(b17)
+            if n18 > 4194304:
+                raise XdrError("length exceeds its bound")
+            out += _padpack_iI[n4 & 3](d15, n18)
+            out += b17
+            out += xdr.PAD[n18 & 3]
         else:
             raise XdrError("union discriminant has no arm")
 
@@ -21928,48 +23061,82 @@ def _enc_remote_domain_get_guest_info_ret(out: bytearray, v: remote_domain_get_g
     if n2 > 2048:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.field.encode()
+            b3 = x7.field.encode()
         except UnicodeEncodeError:
-            b4 = x3.field.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.field.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        u6 = x3.value
-        d7 = u6.type
-        if d7 == 1:
-            x8 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x8)
-        elif d7 == 2:
-            x9 = u6.value
-            out += _padpack_iI[n5 & 3](d7, x9)
-        elif d7 == 3:
-            x10 = u6.value
-            out += _padpack_iq[n5 & 3](d7, x10)
-        elif d7 == 4:
-            x11 = u6.value
-            out += _padpack_iQ[n5 & 3](d7, x11)
-        elif d7 == 5:
-            x12 = u6.value
-            out += _padpack_id[n5 & 3](d7, x12)
-        elif d7 == 6:
-            x13 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x13)
-        elif d7 == 7:
-            x14 = cast("str", u6.value)
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
+        try:
+            b5 = x8.field.encode()
+        except UnicodeEncodeError:
+            b5 = x8.field.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
+            raise XdrError("length exceeds its bound")
+        u9 = x7.value
+        d10 = u9.type
+        if d10 == 1:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 2:
+            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
+        elif d10 == 3:
+            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 4:
+            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 5:
+            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 6:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 7:
+            x11 = cast("str", u9.value)
             try:
-                b15 = x14.encode()
+                b12 = x11.encode()
             except UnicodeEncodeError:
-                b15 = x14.encode("utf-8", "surrogateescape")
-            n16 = len(b15)
-            if n16 > 4194304:
+                b12 = x11.encode("utf-8", "surrogateescape")
+            n13 = len(b12)
+            if n13 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _padpack_iI[n5 & 3](d7, n16)
-            out += b15
-            out += xdr.PAD[n16 & 3]
+            out += _padpack_iI[n4 & 3](d10, n13)
+            out += b12
+            out += _padpack_I[n13 & 3](n6)
+        else:
+            raise XdrError("union discriminant has no arm")
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        u14 = x7.value
+        d15 = u14.type
+        if d15 == 1:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 2:
+            out += _padpack_iI[n4 & 3](d15, u14.value)
+        elif d15 == 3:
+            out += _padpack_iq[n4 & 3](d15, u14.value)
+        elif d15 == 4:
+            out += _padpack_iQ[n4 & 3](d15, u14.value)
+        elif d15 == 5:
+            out += _padpack_id[n4 & 3](d15, u14.value)
+        elif d15 == 6:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 7:
+            x16 = cast("str", u14.value)
+            try:
+                b17 = x16.encode()
+            except UnicodeEncodeError:
+                b17 = x16.encode("utf-8", "surrogateescape")
+            n18 = len(b17)
+            if n18 > 4194304:
+                raise XdrError("length exceeds its bound")
+            out += _padpack_iI[n4 & 3](d15, n18)
+            out += b17
+            out += xdr.PAD[n18 & 3]
         else:
             raise XdrError("union discriminant has no arm")
 
@@ -22443,48 +23610,82 @@ def _enc_remote_domain_get_job_stats_ret(out: bytearray, v: remote_domain_get_jo
     if n2 > 64:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.field.encode()
+            b3 = x7.field.encode()
         except UnicodeEncodeError:
-            b4 = x3.field.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.field.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        u6 = x3.value
-        d7 = u6.type
-        if d7 == 1:
-            x8 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x8)
-        elif d7 == 2:
-            x9 = u6.value
-            out += _padpack_iI[n5 & 3](d7, x9)
-        elif d7 == 3:
-            x10 = u6.value
-            out += _padpack_iq[n5 & 3](d7, x10)
-        elif d7 == 4:
-            x11 = u6.value
-            out += _padpack_iQ[n5 & 3](d7, x11)
-        elif d7 == 5:
-            x12 = u6.value
-            out += _padpack_id[n5 & 3](d7, x12)
-        elif d7 == 6:
-            x13 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x13)
-        elif d7 == 7:
-            x14 = cast("str", u6.value)
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
+        try:
+            b5 = x8.field.encode()
+        except UnicodeEncodeError:
+            b5 = x8.field.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
+            raise XdrError("length exceeds its bound")
+        u9 = x7.value
+        d10 = u9.type
+        if d10 == 1:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 2:
+            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
+        elif d10 == 3:
+            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 4:
+            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 5:
+            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 6:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 7:
+            x11 = cast("str", u9.value)
             try:
-                b15 = x14.encode()
+                b12 = x11.encode()
             except UnicodeEncodeError:
-                b15 = x14.encode("utf-8", "surrogateescape")
-            n16 = len(b15)
-            if n16 > 4194304:
+                b12 = x11.encode("utf-8", "surrogateescape")
+            n13 = len(b12)
+            if n13 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _padpack_iI[n5 & 3](d7, n16)
-            out += b15
-            out += xdr.PAD[n16 & 3]
+            out += _padpack_iI[n4 & 3](d10, n13)
+            out += b12
+            out += _padpack_I[n13 & 3](n6)
+        else:
+            raise XdrError("union discriminant has no arm")
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        u14 = x7.value
+        d15 = u14.type
+        if d15 == 1:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 2:
+            out += _padpack_iI[n4 & 3](d15, u14.value)
+        elif d15 == 3:
+            out += _padpack_iq[n4 & 3](d15, u14.value)
+        elif d15 == 4:
+            out += _padpack_iQ[n4 & 3](d15, u14.value)
+        elif d15 == 5:
+            out += _padpack_id[n4 & 3](d15, u14.value)
+        elif d15 == 6:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 7:
+            x16 = cast("str", u14.value)
+            try:
+                b17 = x16.encode()
+            except UnicodeEncodeError:
+                b17 = x16.encode("utf-8", "surrogateescape")
+            n18 = len(b17)
+            if n18 > 4194304:
+                raise XdrError("length exceeds its bound")
+            out += _padpack_iI[n4 & 3](d15, n18)
+            out += b17
+            out += xdr.PAD[n18 & 3]
         else:
             raise XdrError("union discriminant has no arm")
 
@@ -24030,48 +25231,82 @@ def _enc_remote_domain_migrate_begin3_params_args(out: bytearray, v: remote_doma
     if n2 > 64:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.field.encode()
+            b3 = x7.field.encode()
         except UnicodeEncodeError:
-            b4 = x3.field.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.field.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        u6 = x3.value
-        d7 = u6.type
-        if d7 == 1:
-            x8 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x8)
-        elif d7 == 2:
-            x9 = u6.value
-            out += _padpack_iI[n5 & 3](d7, x9)
-        elif d7 == 3:
-            x10 = u6.value
-            out += _padpack_iq[n5 & 3](d7, x10)
-        elif d7 == 4:
-            x11 = u6.value
-            out += _padpack_iQ[n5 & 3](d7, x11)
-        elif d7 == 5:
-            x12 = u6.value
-            out += _padpack_id[n5 & 3](d7, x12)
-        elif d7 == 6:
-            x13 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x13)
-        elif d7 == 7:
-            x14 = cast("str", u6.value)
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
+        try:
+            b5 = x8.field.encode()
+        except UnicodeEncodeError:
+            b5 = x8.field.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
+            raise XdrError("length exceeds its bound")
+        u9 = x7.value
+        d10 = u9.type
+        if d10 == 1:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 2:
+            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
+        elif d10 == 3:
+            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 4:
+            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 5:
+            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 6:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 7:
+            x11 = cast("str", u9.value)
             try:
-                b15 = x14.encode()
+                b12 = x11.encode()
             except UnicodeEncodeError:
-                b15 = x14.encode("utf-8", "surrogateescape")
-            n16 = len(b15)
-            if n16 > 4194304:
+                b12 = x11.encode("utf-8", "surrogateescape")
+            n13 = len(b12)
+            if n13 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _padpack_iI[n5 & 3](d7, n16)
-            out += b15
-            out += xdr.PAD[n16 & 3]
+            out += _padpack_iI[n4 & 3](d10, n13)
+            out += b12
+            out += _padpack_I[n13 & 3](n6)
+        else:
+            raise XdrError("union discriminant has no arm")
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        u14 = x7.value
+        d15 = u14.type
+        if d15 == 1:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 2:
+            out += _padpack_iI[n4 & 3](d15, u14.value)
+        elif d15 == 3:
+            out += _padpack_iq[n4 & 3](d15, u14.value)
+        elif d15 == 4:
+            out += _padpack_iQ[n4 & 3](d15, u14.value)
+        elif d15 == 5:
+            out += _padpack_id[n4 & 3](d15, u14.value)
+        elif d15 == 6:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 7:
+            x16 = cast("str", u14.value)
+            try:
+                b17 = x16.encode()
+            except UnicodeEncodeError:
+                b17 = x16.encode("utf-8", "surrogateescape")
+            n18 = len(b17)
+            if n18 > 4194304:
+                raise XdrError("length exceeds its bound")
+            out += _padpack_iI[n4 & 3](d15, n18)
+            out += b17
+            out += xdr.PAD[n18 & 3]
         else:
             raise XdrError("union discriminant has no arm")
     out += _pack_I(v.flags)
@@ -24243,57 +25478,91 @@ def _enc_remote_domain_migrate_prepare3_params_args(out: bytearray, v: remote_do
     if n2 > 64:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.field.encode()
+            b3 = x7.field.encode()
         except UnicodeEncodeError:
-            b4 = x3.field.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.field.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        u6 = x3.value
-        d7 = u6.type
-        if d7 == 1:
-            x8 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x8)
-        elif d7 == 2:
-            x9 = u6.value
-            out += _padpack_iI[n5 & 3](d7, x9)
-        elif d7 == 3:
-            x10 = u6.value
-            out += _padpack_iq[n5 & 3](d7, x10)
-        elif d7 == 4:
-            x11 = u6.value
-            out += _padpack_iQ[n5 & 3](d7, x11)
-        elif d7 == 5:
-            x12 = u6.value
-            out += _padpack_id[n5 & 3](d7, x12)
-        elif d7 == 6:
-            x13 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x13)
-        elif d7 == 7:
-            x14 = cast("str", u6.value)
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
+        try:
+            b5 = x8.field.encode()
+        except UnicodeEncodeError:
+            b5 = x8.field.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
+            raise XdrError("length exceeds its bound")
+        u9 = x7.value
+        d10 = u9.type
+        if d10 == 1:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 2:
+            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
+        elif d10 == 3:
+            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 4:
+            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 5:
+            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 6:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 7:
+            x11 = cast("str", u9.value)
             try:
-                b15 = x14.encode()
+                b12 = x11.encode()
             except UnicodeEncodeError:
-                b15 = x14.encode("utf-8", "surrogateescape")
-            n16 = len(b15)
-            if n16 > 4194304:
+                b12 = x11.encode("utf-8", "surrogateescape")
+            n13 = len(b12)
+            if n13 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _padpack_iI[n5 & 3](d7, n16)
-            out += b15
-            out += xdr.PAD[n16 & 3]
+            out += _padpack_iI[n4 & 3](d10, n13)
+            out += b12
+            out += _padpack_I[n13 & 3](n6)
         else:
             raise XdrError("union discriminant has no arm")
-    b17 = v.cookie_in
-    n18 = len(b17)
-    if n18 > 4194304:
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        u14 = x7.value
+        d15 = u14.type
+        if d15 == 1:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 2:
+            out += _padpack_iI[n4 & 3](d15, u14.value)
+        elif d15 == 3:
+            out += _padpack_iq[n4 & 3](d15, u14.value)
+        elif d15 == 4:
+            out += _padpack_iQ[n4 & 3](d15, u14.value)
+        elif d15 == 5:
+            out += _padpack_id[n4 & 3](d15, u14.value)
+        elif d15 == 6:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 7:
+            x16 = cast("str", u14.value)
+            try:
+                b17 = x16.encode()
+            except UnicodeEncodeError:
+                b17 = x16.encode("utf-8", "surrogateescape")
+            n18 = len(b17)
+            if n18 > 4194304:
+                raise XdrError("length exceeds its bound")
+            out += _padpack_iI[n4 & 3](d15, n18)
+            out += b17
+            out += xdr.PAD[n18 & 3]
+        else:
+            raise XdrError("union discriminant has no arm")
+    b19 = v.cookie_in
+    n20 = len(b19)
+    if n20 > 4194304:
         raise XdrError("length exceeds its bound")
-    out += _pack_I(n18)
-    out += b17
-    out += _padpack_I[n18 & 3](v.flags)
+    out += _pack_I(n20)
+    out += b19
+    out += _padpack_I[n20 & 3](v.flags)
 
 
 def _dec_remote_domain_migrate_prepare3_params_ret(buf: bytes, pos: int) -> tuple[remote_domain_migrate_prepare3_params_ret, int]:
@@ -24476,57 +25745,91 @@ def _enc_remote_domain_migrate_prepare_tunnel3_params_args(out: bytearray, v: re
     if n2 > 64:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.field.encode()
+            b3 = x7.field.encode()
         except UnicodeEncodeError:
-            b4 = x3.field.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.field.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        u6 = x3.value
-        d7 = u6.type
-        if d7 == 1:
-            x8 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x8)
-        elif d7 == 2:
-            x9 = u6.value
-            out += _padpack_iI[n5 & 3](d7, x9)
-        elif d7 == 3:
-            x10 = u6.value
-            out += _padpack_iq[n5 & 3](d7, x10)
-        elif d7 == 4:
-            x11 = u6.value
-            out += _padpack_iQ[n5 & 3](d7, x11)
-        elif d7 == 5:
-            x12 = u6.value
-            out += _padpack_id[n5 & 3](d7, x12)
-        elif d7 == 6:
-            x13 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x13)
-        elif d7 == 7:
-            x14 = cast("str", u6.value)
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
+        try:
+            b5 = x8.field.encode()
+        except UnicodeEncodeError:
+            b5 = x8.field.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
+            raise XdrError("length exceeds its bound")
+        u9 = x7.value
+        d10 = u9.type
+        if d10 == 1:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 2:
+            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
+        elif d10 == 3:
+            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 4:
+            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 5:
+            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 6:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 7:
+            x11 = cast("str", u9.value)
             try:
-                b15 = x14.encode()
+                b12 = x11.encode()
             except UnicodeEncodeError:
-                b15 = x14.encode("utf-8", "surrogateescape")
-            n16 = len(b15)
-            if n16 > 4194304:
+                b12 = x11.encode("utf-8", "surrogateescape")
+            n13 = len(b12)
+            if n13 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _padpack_iI[n5 & 3](d7, n16)
-            out += b15
-            out += xdr.PAD[n16 & 3]
+            out += _padpack_iI[n4 & 3](d10, n13)
+            out += b12
+            out += _padpack_I[n13 & 3](n6)
         else:
             raise XdrError("union discriminant has no arm")
-    b17 = v.cookie_in
-    n18 = len(b17)
-    if n18 > 4194304:
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        u14 = x7.value
+        d15 = u14.type
+        if d15 == 1:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 2:
+            out += _padpack_iI[n4 & 3](d15, u14.value)
+        elif d15 == 3:
+            out += _padpack_iq[n4 & 3](d15, u14.value)
+        elif d15 == 4:
+            out += _padpack_iQ[n4 & 3](d15, u14.value)
+        elif d15 == 5:
+            out += _padpack_id[n4 & 3](d15, u14.value)
+        elif d15 == 6:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 7:
+            x16 = cast("str", u14.value)
+            try:
+                b17 = x16.encode()
+            except UnicodeEncodeError:
+                b17 = x16.encode("utf-8", "surrogateescape")
+            n18 = len(b17)
+            if n18 > 4194304:
+                raise XdrError("length exceeds its bound")
+            out += _padpack_iI[n4 & 3](d15, n18)
+            out += b17
+            out += xdr.PAD[n18 & 3]
+        else:
+            raise XdrError("union discriminant has no arm")
+    b19 = v.cookie_in
+    n20 = len(b19)
+    if n20 > 4194304:
         raise XdrError("length exceeds its bound")
-    out += _pack_I(n18)
-    out += b17
-    out += _padpack_I[n18 & 3](v.flags)
+    out += _pack_I(n20)
+    out += b19
+    out += _padpack_I[n20 & 3](v.flags)
 
 
 def _dec_remote_domain_migrate_prepare_tunnel3_params_ret(buf: bytes, pos: int) -> tuple[remote_domain_migrate_prepare_tunnel3_params_ret, int]:
@@ -24711,57 +26014,91 @@ def _enc_remote_domain_migrate_perform3_params_args(out: bytearray, v: remote_do
     if n5 > 64:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n5)
-    for x6 in a4:
+    if n5:
+        x10 = a4[0]
         try:
-            b7 = x6.field.encode()
+            b6 = x10.field.encode()
         except UnicodeEncodeError:
-            b7 = x6.field.encode("utf-8", "surrogateescape")
-        n8 = len(b7)
-        if n8 > 4194304:
+            b6 = x10.field.encode("utf-8", "surrogateescape")
+        n7 = len(b6)
+        if n7 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n8)
-        out += b7
-        u9 = x6.value
-        d10 = u9.type
-        if d10 == 1:
-            x11 = u9.value
-            out += _padpack_ii[n8 & 3](d10, x11)
-        elif d10 == 2:
-            x12 = u9.value
-            out += _padpack_iI[n8 & 3](d10, x12)
-        elif d10 == 3:
-            x13 = u9.value
-            out += _padpack_iq[n8 & 3](d10, x13)
-        elif d10 == 4:
-            x14 = u9.value
-            out += _padpack_iQ[n8 & 3](d10, x14)
-        elif d10 == 5:
-            x15 = u9.value
-            out += _padpack_id[n8 & 3](d10, x15)
-        elif d10 == 6:
-            x16 = u9.value
-            out += _padpack_ii[n8 & 3](d10, x16)
-        elif d10 == 7:
-            x17 = cast("str", u9.value)
+        out += _pack_u32(n7)
+        out += b6
+    for x11 in a4[1:]:
+        try:
+            b8 = x11.field.encode()
+        except UnicodeEncodeError:
+            b8 = x11.field.encode("utf-8", "surrogateescape")
+        n9 = len(b8)
+        if n9 > 4194304:
+            raise XdrError("length exceeds its bound")
+        u12 = x10.value
+        d13 = u12.type
+        if d13 == 1:
+            out += _padpack_iiI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 2:
+            out += _padpack_iII[n7 & 3](d13, u12.value, n9)
+        elif d13 == 3:
+            out += _padpack_iqI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 4:
+            out += _padpack_iQI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 5:
+            out += _padpack_idI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 6:
+            out += _padpack_iiI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 7:
+            x14 = cast("str", u12.value)
             try:
-                b18 = x17.encode()
+                b15 = x14.encode()
             except UnicodeEncodeError:
-                b18 = x17.encode("utf-8", "surrogateescape")
-            n19 = len(b18)
-            if n19 > 4194304:
+                b15 = x14.encode("utf-8", "surrogateescape")
+            n16 = len(b15)
+            if n16 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _padpack_iI[n8 & 3](d10, n19)
-            out += b18
-            out += xdr.PAD[n19 & 3]
+            out += _padpack_iI[n7 & 3](d13, n16)
+            out += b15
+            out += _padpack_I[n16 & 3](n9)
         else:
             raise XdrError("union discriminant has no arm")
-    b20 = v.cookie_in
-    n21 = len(b20)
-    if n21 > 4194304:
+        out += b8
+        n7, x10 = n9, x11
+    if n5:
+        u17 = x10.value
+        d18 = u17.type
+        if d18 == 1:
+            out += _padpack_ii[n7 & 3](d18, u17.value)
+        elif d18 == 2:
+            out += _padpack_iI[n7 & 3](d18, u17.value)
+        elif d18 == 3:
+            out += _padpack_iq[n7 & 3](d18, u17.value)
+        elif d18 == 4:
+            out += _padpack_iQ[n7 & 3](d18, u17.value)
+        elif d18 == 5:
+            out += _padpack_id[n7 & 3](d18, u17.value)
+        elif d18 == 6:
+            out += _padpack_ii[n7 & 3](d18, u17.value)
+        elif d18 == 7:
+            x19 = cast("str", u17.value)
+            try:
+                b20 = x19.encode()
+            except UnicodeEncodeError:
+                b20 = x19.encode("utf-8", "surrogateescape")
+            n21 = len(b20)
+            if n21 > 4194304:
+                raise XdrError("length exceeds its bound")
+            out += _padpack_iI[n7 & 3](d18, n21)
+            out += b20
+            out += xdr.PAD[n21 & 3]
+        else:
+            raise XdrError("union discriminant has no arm")
+    b22 = v.cookie_in
+    n23 = len(b22)
+    if n23 > 4194304:
         raise XdrError("length exceeds its bound")
-    out += _pack_I(n21)
-    out += b20
-    out += _padpack_I[n21 & 3](v.flags)
+    out += _pack_I(n23)
+    out += b22
+    out += _padpack_I[n23 & 3](v.flags)
 
 
 def _dec_remote_domain_migrate_perform3_params_ret(buf: bytes, pos: int) -> tuple[remote_domain_migrate_perform3_params_ret, int]:
@@ -24912,57 +26249,91 @@ def _enc_remote_domain_migrate_finish3_params_args(out: bytearray, v: remote_dom
     if n2 > 64:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.field.encode()
+            b3 = x7.field.encode()
         except UnicodeEncodeError:
-            b4 = x3.field.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.field.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        u6 = x3.value
-        d7 = u6.type
-        if d7 == 1:
-            x8 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x8)
-        elif d7 == 2:
-            x9 = u6.value
-            out += _padpack_iI[n5 & 3](d7, x9)
-        elif d7 == 3:
-            x10 = u6.value
-            out += _padpack_iq[n5 & 3](d7, x10)
-        elif d7 == 4:
-            x11 = u6.value
-            out += _padpack_iQ[n5 & 3](d7, x11)
-        elif d7 == 5:
-            x12 = u6.value
-            out += _padpack_id[n5 & 3](d7, x12)
-        elif d7 == 6:
-            x13 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x13)
-        elif d7 == 7:
-            x14 = cast("str", u6.value)
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
+        try:
+            b5 = x8.field.encode()
+        except UnicodeEncodeError:
+            b5 = x8.field.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
+            raise XdrError("length exceeds its bound")
+        u9 = x7.value
+        d10 = u9.type
+        if d10 == 1:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 2:
+            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
+        elif d10 == 3:
+            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 4:
+            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 5:
+            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 6:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 7:
+            x11 = cast("str", u9.value)
             try:
-                b15 = x14.encode()
+                b12 = x11.encode()
             except UnicodeEncodeError:
-                b15 = x14.encode("utf-8", "surrogateescape")
-            n16 = len(b15)
-            if n16 > 4194304:
+                b12 = x11.encode("utf-8", "surrogateescape")
+            n13 = len(b12)
+            if n13 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _padpack_iI[n5 & 3](d7, n16)
-            out += b15
-            out += xdr.PAD[n16 & 3]
+            out += _padpack_iI[n4 & 3](d10, n13)
+            out += b12
+            out += _padpack_I[n13 & 3](n6)
         else:
             raise XdrError("union discriminant has no arm")
-    b17 = v.cookie_in
-    n18 = len(b17)
-    if n18 > 4194304:
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        u14 = x7.value
+        d15 = u14.type
+        if d15 == 1:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 2:
+            out += _padpack_iI[n4 & 3](d15, u14.value)
+        elif d15 == 3:
+            out += _padpack_iq[n4 & 3](d15, u14.value)
+        elif d15 == 4:
+            out += _padpack_iQ[n4 & 3](d15, u14.value)
+        elif d15 == 5:
+            out += _padpack_id[n4 & 3](d15, u14.value)
+        elif d15 == 6:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 7:
+            x16 = cast("str", u14.value)
+            try:
+                b17 = x16.encode()
+            except UnicodeEncodeError:
+                b17 = x16.encode("utf-8", "surrogateescape")
+            n18 = len(b17)
+            if n18 > 4194304:
+                raise XdrError("length exceeds its bound")
+            out += _padpack_iI[n4 & 3](d15, n18)
+            out += b17
+            out += xdr.PAD[n18 & 3]
+        else:
+            raise XdrError("union discriminant has no arm")
+    b19 = v.cookie_in
+    n20 = len(b19)
+    if n20 > 4194304:
         raise XdrError("length exceeds its bound")
-    out += _pack_I(n18)
-    out += b17
-    out += _padpack_Ii[n18 & 3](v.flags, v.cancelled)
+    out += _pack_I(n20)
+    out += b19
+    out += _padpack_Ii[n20 & 3](v.flags, v.cancelled)
 
 
 def _dec_remote_domain_migrate_finish3_params_ret(buf: bytes, pos: int) -> tuple[remote_domain_migrate_finish3_params_ret, int]:
@@ -25117,57 +26488,91 @@ def _enc_remote_domain_migrate_confirm3_params_args(out: bytearray, v: remote_do
     if n2 > 64:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.field.encode()
+            b3 = x7.field.encode()
         except UnicodeEncodeError:
-            b4 = x3.field.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.field.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        u6 = x3.value
-        d7 = u6.type
-        if d7 == 1:
-            x8 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x8)
-        elif d7 == 2:
-            x9 = u6.value
-            out += _padpack_iI[n5 & 3](d7, x9)
-        elif d7 == 3:
-            x10 = u6.value
-            out += _padpack_iq[n5 & 3](d7, x10)
-        elif d7 == 4:
-            x11 = u6.value
-            out += _padpack_iQ[n5 & 3](d7, x11)
-        elif d7 == 5:
-            x12 = u6.value
-            out += _padpack_id[n5 & 3](d7, x12)
-        elif d7 == 6:
-            x13 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x13)
-        elif d7 == 7:
-            x14 = cast("str", u6.value)
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
+        try:
+            b5 = x8.field.encode()
+        except UnicodeEncodeError:
+            b5 = x8.field.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
+            raise XdrError("length exceeds its bound")
+        u9 = x7.value
+        d10 = u9.type
+        if d10 == 1:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 2:
+            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
+        elif d10 == 3:
+            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 4:
+            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 5:
+            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 6:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 7:
+            x11 = cast("str", u9.value)
             try:
-                b15 = x14.encode()
+                b12 = x11.encode()
             except UnicodeEncodeError:
-                b15 = x14.encode("utf-8", "surrogateescape")
-            n16 = len(b15)
-            if n16 > 4194304:
+                b12 = x11.encode("utf-8", "surrogateescape")
+            n13 = len(b12)
+            if n13 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _padpack_iI[n5 & 3](d7, n16)
-            out += b15
-            out += xdr.PAD[n16 & 3]
+            out += _padpack_iI[n4 & 3](d10, n13)
+            out += b12
+            out += _padpack_I[n13 & 3](n6)
         else:
             raise XdrError("union discriminant has no arm")
-    b17 = v.cookie_in
-    n18 = len(b17)
-    if n18 > 4194304:
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        u14 = x7.value
+        d15 = u14.type
+        if d15 == 1:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 2:
+            out += _padpack_iI[n4 & 3](d15, u14.value)
+        elif d15 == 3:
+            out += _padpack_iq[n4 & 3](d15, u14.value)
+        elif d15 == 4:
+            out += _padpack_iQ[n4 & 3](d15, u14.value)
+        elif d15 == 5:
+            out += _padpack_id[n4 & 3](d15, u14.value)
+        elif d15 == 6:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 7:
+            x16 = cast("str", u14.value)
+            try:
+                b17 = x16.encode()
+            except UnicodeEncodeError:
+                b17 = x16.encode("utf-8", "surrogateescape")
+            n18 = len(b17)
+            if n18 > 4194304:
+                raise XdrError("length exceeds its bound")
+            out += _padpack_iI[n4 & 3](d15, n18)
+            out += b17
+            out += xdr.PAD[n18 & 3]
+        else:
+            raise XdrError("union discriminant has no arm")
+    b19 = v.cookie_in
+    n20 = len(b19)
+    if n20 > 4194304:
         raise XdrError("length exceeds its bound")
-    out += _pack_I(n18)
-    out += b17
-    out += _padpack_Ii[n18 & 3](v.flags, v.cancelled)
+    out += _pack_I(n20)
+    out += b19
+    out += _padpack_Ii[n20 & 3](v.flags, v.cancelled)
 
 
 def _dec_remote_domain_migrate_start_post_copy_args(buf: bytes, pos: int) -> tuple[remote_domain_migrate_start_post_copy_args, int]:
@@ -26506,48 +27911,82 @@ def _enc_remote_domain_event_callback_tunable_msg(out: bytearray, v: remote_doma
     if n2 > 2048:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.field.encode()
+            b3 = x7.field.encode()
         except UnicodeEncodeError:
-            b4 = x3.field.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.field.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        u6 = x3.value
-        d7 = u6.type
-        if d7 == 1:
-            x8 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x8)
-        elif d7 == 2:
-            x9 = u6.value
-            out += _padpack_iI[n5 & 3](d7, x9)
-        elif d7 == 3:
-            x10 = u6.value
-            out += _padpack_iq[n5 & 3](d7, x10)
-        elif d7 == 4:
-            x11 = u6.value
-            out += _padpack_iQ[n5 & 3](d7, x11)
-        elif d7 == 5:
-            x12 = u6.value
-            out += _padpack_id[n5 & 3](d7, x12)
-        elif d7 == 6:
-            x13 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x13)
-        elif d7 == 7:
-            x14 = cast("str", u6.value)
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
+        try:
+            b5 = x8.field.encode()
+        except UnicodeEncodeError:
+            b5 = x8.field.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
+            raise XdrError("length exceeds its bound")
+        u9 = x7.value
+        d10 = u9.type
+        if d10 == 1:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 2:
+            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
+        elif d10 == 3:
+            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 4:
+            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 5:
+            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 6:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 7:
+            x11 = cast("str", u9.value)
             try:
-                b15 = x14.encode()
+                b12 = x11.encode()
             except UnicodeEncodeError:
-                b15 = x14.encode("utf-8", "surrogateescape")
-            n16 = len(b15)
-            if n16 > 4194304:
+                b12 = x11.encode("utf-8", "surrogateescape")
+            n13 = len(b12)
+            if n13 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _padpack_iI[n5 & 3](d7, n16)
-            out += b15
-            out += xdr.PAD[n16 & 3]
+            out += _padpack_iI[n4 & 3](d10, n13)
+            out += b12
+            out += _padpack_I[n13 & 3](n6)
+        else:
+            raise XdrError("union discriminant has no arm")
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        u14 = x7.value
+        d15 = u14.type
+        if d15 == 1:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 2:
+            out += _padpack_iI[n4 & 3](d15, u14.value)
+        elif d15 == 3:
+            out += _padpack_iq[n4 & 3](d15, u14.value)
+        elif d15 == 4:
+            out += _padpack_iQ[n4 & 3](d15, u14.value)
+        elif d15 == 5:
+            out += _padpack_id[n4 & 3](d15, u14.value)
+        elif d15 == 6:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 7:
+            x16 = cast("str", u14.value)
+            try:
+                b17 = x16.encode()
+            except UnicodeEncodeError:
+                b17 = x16.encode("utf-8", "surrogateescape")
+            n18 = len(b17)
+            if n18 > 4194304:
+                raise XdrError("length exceeds its bound")
+            out += _padpack_iI[n4 & 3](d15, n18)
+            out += b17
+            out += xdr.PAD[n18 & 3]
         else:
             raise XdrError("union discriminant has no arm")
 
@@ -26740,48 +28179,82 @@ def _enc_remote_domain_event_callback_job_completed_msg(out: bytearray, v: remot
     if n2 > 64:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.field.encode()
+            b3 = x7.field.encode()
         except UnicodeEncodeError:
-            b4 = x3.field.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.field.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        u6 = x3.value
-        d7 = u6.type
-        if d7 == 1:
-            x8 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x8)
-        elif d7 == 2:
-            x9 = u6.value
-            out += _padpack_iI[n5 & 3](d7, x9)
-        elif d7 == 3:
-            x10 = u6.value
-            out += _padpack_iq[n5 & 3](d7, x10)
-        elif d7 == 4:
-            x11 = u6.value
-            out += _padpack_iQ[n5 & 3](d7, x11)
-        elif d7 == 5:
-            x12 = u6.value
-            out += _padpack_id[n5 & 3](d7, x12)
-        elif d7 == 6:
-            x13 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x13)
-        elif d7 == 7:
-            x14 = cast("str", u6.value)
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
+        try:
+            b5 = x8.field.encode()
+        except UnicodeEncodeError:
+            b5 = x8.field.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
+            raise XdrError("length exceeds its bound")
+        u9 = x7.value
+        d10 = u9.type
+        if d10 == 1:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 2:
+            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
+        elif d10 == 3:
+            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 4:
+            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 5:
+            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 6:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 7:
+            x11 = cast("str", u9.value)
             try:
-                b15 = x14.encode()
+                b12 = x11.encode()
             except UnicodeEncodeError:
-                b15 = x14.encode("utf-8", "surrogateescape")
-            n16 = len(b15)
-            if n16 > 4194304:
+                b12 = x11.encode("utf-8", "surrogateescape")
+            n13 = len(b12)
+            if n13 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _padpack_iI[n5 & 3](d7, n16)
-            out += b15
-            out += xdr.PAD[n16 & 3]
+            out += _padpack_iI[n4 & 3](d10, n13)
+            out += b12
+            out += _padpack_I[n13 & 3](n6)
+        else:
+            raise XdrError("union discriminant has no arm")
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        u14 = x7.value
+        d15 = u14.type
+        if d15 == 1:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 2:
+            out += _padpack_iI[n4 & 3](d15, u14.value)
+        elif d15 == 3:
+            out += _padpack_iq[n4 & 3](d15, u14.value)
+        elif d15 == 4:
+            out += _padpack_iQ[n4 & 3](d15, u14.value)
+        elif d15 == 5:
+            out += _padpack_id[n4 & 3](d15, u14.value)
+        elif d15 == 6:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 7:
+            x16 = cast("str", u14.value)
+            try:
+                b17 = x16.encode()
+            except UnicodeEncodeError:
+                b17 = x16.encode("utf-8", "surrogateescape")
+            n18 = len(b17)
+            if n18 > 4194304:
+                raise XdrError("length exceeds its bound")
+            out += _padpack_iI[n4 & 3](d15, n18)
+            out += b17
+            out += xdr.PAD[n18 & 3]
         else:
             raise XdrError("union discriminant has no arm")
 
@@ -27654,19 +29127,34 @@ def _enc_remote_connect_list_all_networks_ret(out: bytearray, v: remote_connect_
     if n2 > 16384:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.name.encode()
+            b3 = x7.name.encode()
         except UnicodeEncodeError:
-            b4 = x3.name.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.name.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        if len(x3.uuid) != 16:
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
+        try:
+            b5 = x8.name.encode()
+        except UnicodeEncodeError:
+            b5 = x8.name.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
+            raise XdrError("length exceeds its bound")
+        if len(x7.uuid) != 16:
             raise XdrError("fixed-length opaque has the wrong length")
-        out += _padpack_16s[n5 & 3](x3.uuid)
+        out += _padpack_16sI[n4 & 3](x7.uuid, n6)
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        if len(x7.uuid) != 16:
+            raise XdrError("fixed-length opaque has the wrong length")
+        out += _padpack_16s[n4 & 3](x7.uuid)
     out += _pack_I(v.ret)
 
 
@@ -28189,48 +29677,82 @@ def _enc_remote_network_port_set_parameters_args(out: bytearray, v: remote_netwo
     if n2 > 16:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.field.encode()
+            b3 = x7.field.encode()
         except UnicodeEncodeError:
-            b4 = x3.field.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.field.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        u6 = x3.value
-        d7 = u6.type
-        if d7 == 1:
-            x8 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x8)
-        elif d7 == 2:
-            x9 = u6.value
-            out += _padpack_iI[n5 & 3](d7, x9)
-        elif d7 == 3:
-            x10 = u6.value
-            out += _padpack_iq[n5 & 3](d7, x10)
-        elif d7 == 4:
-            x11 = u6.value
-            out += _padpack_iQ[n5 & 3](d7, x11)
-        elif d7 == 5:
-            x12 = u6.value
-            out += _padpack_id[n5 & 3](d7, x12)
-        elif d7 == 6:
-            x13 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x13)
-        elif d7 == 7:
-            x14 = cast("str", u6.value)
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
+        try:
+            b5 = x8.field.encode()
+        except UnicodeEncodeError:
+            b5 = x8.field.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
+            raise XdrError("length exceeds its bound")
+        u9 = x7.value
+        d10 = u9.type
+        if d10 == 1:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 2:
+            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
+        elif d10 == 3:
+            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 4:
+            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 5:
+            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 6:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 7:
+            x11 = cast("str", u9.value)
             try:
-                b15 = x14.encode()
+                b12 = x11.encode()
             except UnicodeEncodeError:
-                b15 = x14.encode("utf-8", "surrogateescape")
-            n16 = len(b15)
-            if n16 > 4194304:
+                b12 = x11.encode("utf-8", "surrogateescape")
+            n13 = len(b12)
+            if n13 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _padpack_iI[n5 & 3](d7, n16)
-            out += b15
-            out += xdr.PAD[n16 & 3]
+            out += _padpack_iI[n4 & 3](d10, n13)
+            out += b12
+            out += _padpack_I[n13 & 3](n6)
+        else:
+            raise XdrError("union discriminant has no arm")
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        u14 = x7.value
+        d15 = u14.type
+        if d15 == 1:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 2:
+            out += _padpack_iI[n4 & 3](d15, u14.value)
+        elif d15 == 3:
+            out += _padpack_iq[n4 & 3](d15, u14.value)
+        elif d15 == 4:
+            out += _padpack_iQ[n4 & 3](d15, u14.value)
+        elif d15 == 5:
+            out += _padpack_id[n4 & 3](d15, u14.value)
+        elif d15 == 6:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 7:
+            x16 = cast("str", u14.value)
+            try:
+                b17 = x16.encode()
+            except UnicodeEncodeError:
+                b17 = x16.encode("utf-8", "surrogateescape")
+            n18 = len(b17)
+            if n18 > 4194304:
+                raise XdrError("length exceeds its bound")
+            out += _padpack_iI[n4 & 3](d15, n18)
+            out += b17
+            out += xdr.PAD[n18 & 3]
         else:
             raise XdrError("union discriminant has no arm")
     out += _pack_I(v.flags)
@@ -28369,48 +29891,82 @@ def _enc_remote_network_port_get_parameters_ret(out: bytearray, v: remote_networ
     if n2 > 16:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.field.encode()
+            b3 = x7.field.encode()
         except UnicodeEncodeError:
-            b4 = x3.field.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.field.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        u6 = x3.value
-        d7 = u6.type
-        if d7 == 1:
-            x8 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x8)
-        elif d7 == 2:
-            x9 = u6.value
-            out += _padpack_iI[n5 & 3](d7, x9)
-        elif d7 == 3:
-            x10 = u6.value
-            out += _padpack_iq[n5 & 3](d7, x10)
-        elif d7 == 4:
-            x11 = u6.value
-            out += _padpack_iQ[n5 & 3](d7, x11)
-        elif d7 == 5:
-            x12 = u6.value
-            out += _padpack_id[n5 & 3](d7, x12)
-        elif d7 == 6:
-            x13 = u6.value
-            out += _padpack_ii[n5 & 3](d7, x13)
-        elif d7 == 7:
-            x14 = cast("str", u6.value)
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
+        try:
+            b5 = x8.field.encode()
+        except UnicodeEncodeError:
+            b5 = x8.field.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
+            raise XdrError("length exceeds its bound")
+        u9 = x7.value
+        d10 = u9.type
+        if d10 == 1:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 2:
+            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
+        elif d10 == 3:
+            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 4:
+            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 5:
+            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 6:
+            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
+        elif d10 == 7:
+            x11 = cast("str", u9.value)
             try:
-                b15 = x14.encode()
+                b12 = x11.encode()
             except UnicodeEncodeError:
-                b15 = x14.encode("utf-8", "surrogateescape")
-            n16 = len(b15)
-            if n16 > 4194304:
+                b12 = x11.encode("utf-8", "surrogateescape")
+            n13 = len(b12)
+            if n13 > 4194304:
                 raise XdrError("length exceeds its bound")
-            out += _padpack_iI[n5 & 3](d7, n16)
-            out += b15
-            out += xdr.PAD[n16 & 3]
+            out += _padpack_iI[n4 & 3](d10, n13)
+            out += b12
+            out += _padpack_I[n13 & 3](n6)
+        else:
+            raise XdrError("union discriminant has no arm")
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        u14 = x7.value
+        d15 = u14.type
+        if d15 == 1:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 2:
+            out += _padpack_iI[n4 & 3](d15, u14.value)
+        elif d15 == 3:
+            out += _padpack_iq[n4 & 3](d15, u14.value)
+        elif d15 == 4:
+            out += _padpack_iQ[n4 & 3](d15, u14.value)
+        elif d15 == 5:
+            out += _padpack_id[n4 & 3](d15, u14.value)
+        elif d15 == 6:
+            out += _padpack_ii[n4 & 3](d15, u14.value)
+        elif d15 == 7:
+            x16 = cast("str", u14.value)
+            try:
+                b17 = x16.encode()
+            except UnicodeEncodeError:
+                b17 = x16.encode("utf-8", "surrogateescape")
+            n18 = len(b17)
+            if n18 > 4194304:
+                raise XdrError("length exceeds its bound")
+            out += _padpack_iI[n4 & 3](d15, n18)
+            out += b17
+            out += xdr.PAD[n18 & 3]
         else:
             raise XdrError("union discriminant has no arm")
     out += _pack_i(v.nparams)
@@ -30084,19 +31640,34 @@ def _enc_remote_connect_list_all_storage_pools_ret(out: bytearray, v: remote_con
     if n2 > 16384:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.name.encode()
+            b3 = x7.name.encode()
         except UnicodeEncodeError:
-            b4 = x3.name.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.name.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        if len(x3.uuid) != 16:
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
+        try:
+            b5 = x8.name.encode()
+        except UnicodeEncodeError:
+            b5 = x8.name.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
+            raise XdrError("length exceeds its bound")
+        if len(x7.uuid) != 16:
             raise XdrError("fixed-length opaque has the wrong length")
-        out += _padpack_16s[n5 & 3](x3.uuid)
+        out += _padpack_16sI[n4 & 3](x7.uuid, n6)
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        if len(x7.uuid) != 16:
+            raise XdrError("fixed-length opaque has the wrong length")
+        out += _padpack_16s[n4 & 3](x7.uuid)
     out += _pack_I(v.ret)
 
 
@@ -31521,19 +33092,34 @@ def _enc_remote_connect_list_all_nwfilters_ret(out: bytearray, v: remote_connect
     if n2 > 16384:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.name.encode()
+            b3 = x7.name.encode()
         except UnicodeEncodeError:
-            b4 = x3.name.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.name.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        if len(x3.uuid) != 16:
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
+        try:
+            b5 = x8.name.encode()
+        except UnicodeEncodeError:
+            b5 = x8.name.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
+            raise XdrError("length exceeds its bound")
+        if len(x7.uuid) != 16:
             raise XdrError("fixed-length opaque has the wrong length")
-        out += _padpack_16s[n5 & 3](x3.uuid)
+        out += _padpack_16sI[n4 & 3](x7.uuid, n6)
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        if len(x7.uuid) != 16:
+            raise XdrError("fixed-length opaque has the wrong length")
+        out += _padpack_16s[n4 & 3](x7.uuid)
     out += _pack_I(v.ret)
 
 
@@ -32340,29 +33926,54 @@ def _enc_remote_domain_list_all_snapshots_ret(out: bytearray, v: remote_domain_l
     if n2 > 16384:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.name.encode()
+            b3 = x7.name.encode()
         except UnicodeEncodeError:
-            b4 = x3.name.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.name.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        v6 = x3.dom
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
         try:
-            b7 = v6.name.encode()
+            b5 = x8.name.encode()
         except UnicodeEncodeError:
-            b7 = v6.name.encode("utf-8", "surrogateescape")
-        n8 = len(b7)
-        if n8 > 4194304:
+            b5 = x8.name.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _padpack_I[n5 & 3](n8)
-        out += b7
-        if len(v6.uuid) != 16:
+        v9 = x7.dom
+        try:
+            b10 = v9.name.encode()
+        except UnicodeEncodeError:
+            b10 = v9.name.encode("utf-8", "surrogateescape")
+        n11 = len(b10)
+        if n11 > 4194304:
+            raise XdrError("length exceeds its bound")
+        out += _padpack_I[n4 & 3](n11)
+        out += b10
+        if len(v9.uuid) != 16:
             raise XdrError("fixed-length opaque has the wrong length")
-        out += _padpack_16si[n8 & 3](v6.uuid, v6.id)
+        out += _padpack_16siI[n11 & 3](v9.uuid, v9.id, n6)
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        v12 = x7.dom
+        try:
+            b13 = v12.name.encode()
+        except UnicodeEncodeError:
+            b13 = v12.name.encode("utf-8", "surrogateescape")
+        n14 = len(b13)
+        if n14 > 4194304:
+            raise XdrError("length exceeds its bound")
+        out += _padpack_I[n4 & 3](n14)
+        out += b13
+        if len(v12.uuid) != 16:
+            raise XdrError("fixed-length opaque has the wrong length")
+        out += _padpack_16si[n14 & 3](v12.uuid, v12.id)
     out += _pack_i(v.ret)
 
 
@@ -32535,29 +34146,54 @@ def _enc_remote_domain_snapshot_list_all_children_ret(out: bytearray, v: remote_
     if n2 > 16384:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.name.encode()
+            b3 = x7.name.encode()
         except UnicodeEncodeError:
-            b4 = x3.name.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.name.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        v6 = x3.dom
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
         try:
-            b7 = v6.name.encode()
+            b5 = x8.name.encode()
         except UnicodeEncodeError:
-            b7 = v6.name.encode("utf-8", "surrogateescape")
-        n8 = len(b7)
-        if n8 > 4194304:
+            b5 = x8.name.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _padpack_I[n5 & 3](n8)
-        out += b7
-        if len(v6.uuid) != 16:
+        v9 = x7.dom
+        try:
+            b10 = v9.name.encode()
+        except UnicodeEncodeError:
+            b10 = v9.name.encode("utf-8", "surrogateescape")
+        n11 = len(b10)
+        if n11 > 4194304:
+            raise XdrError("length exceeds its bound")
+        out += _padpack_I[n4 & 3](n11)
+        out += b10
+        if len(v9.uuid) != 16:
             raise XdrError("fixed-length opaque has the wrong length")
-        out += _padpack_16si[n8 & 3](v6.uuid, v6.id)
+        out += _padpack_16siI[n11 & 3](v9.uuid, v9.id, n6)
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        v12 = x7.dom
+        try:
+            b13 = v12.name.encode()
+        except UnicodeEncodeError:
+            b13 = v12.name.encode("utf-8", "surrogateescape")
+        n14 = len(b13)
+        if n14 > 4194304:
+            raise XdrError("length exceeds its bound")
+        out += _padpack_I[n4 & 3](n14)
+        out += b13
+        if len(v12.uuid) != 16:
+            raise XdrError("fixed-length opaque has the wrong length")
+        out += _padpack_16si[n14 & 3](v12.uuid, v12.id)
     out += _pack_i(v.ret)
 
 
@@ -32917,29 +34553,54 @@ def _enc_remote_domain_list_all_checkpoints_ret(out: bytearray, v: remote_domain
     if n2 > 16384:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.name.encode()
+            b3 = x7.name.encode()
         except UnicodeEncodeError:
-            b4 = x3.name.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.name.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        v6 = x3.dom
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
         try:
-            b7 = v6.name.encode()
+            b5 = x8.name.encode()
         except UnicodeEncodeError:
-            b7 = v6.name.encode("utf-8", "surrogateescape")
-        n8 = len(b7)
-        if n8 > 4194304:
+            b5 = x8.name.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _padpack_I[n5 & 3](n8)
-        out += b7
-        if len(v6.uuid) != 16:
+        v9 = x7.dom
+        try:
+            b10 = v9.name.encode()
+        except UnicodeEncodeError:
+            b10 = v9.name.encode("utf-8", "surrogateescape")
+        n11 = len(b10)
+        if n11 > 4194304:
+            raise XdrError("length exceeds its bound")
+        out += _padpack_I[n4 & 3](n11)
+        out += b10
+        if len(v9.uuid) != 16:
             raise XdrError("fixed-length opaque has the wrong length")
-        out += _padpack_16si[n8 & 3](v6.uuid, v6.id)
+        out += _padpack_16siI[n11 & 3](v9.uuid, v9.id, n6)
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        v12 = x7.dom
+        try:
+            b13 = v12.name.encode()
+        except UnicodeEncodeError:
+            b13 = v12.name.encode("utf-8", "surrogateescape")
+        n14 = len(b13)
+        if n14 > 4194304:
+            raise XdrError("length exceeds its bound")
+        out += _padpack_I[n4 & 3](n14)
+        out += b13
+        if len(v12.uuid) != 16:
+            raise XdrError("fixed-length opaque has the wrong length")
+        out += _padpack_16si[n14 & 3](v12.uuid, v12.id)
     out += _pack_i(v.ret)
 
 
@@ -33030,29 +34691,54 @@ def _enc_remote_domain_checkpoint_list_all_children_ret(out: bytearray, v: remot
     if n2 > 16384:
         raise XdrError("array length exceeds its bound")
     out += _pack_u32(n2)
-    for x3 in a1:
+    if n2:
+        x7 = a1[0]
         try:
-            b4 = x3.name.encode()
+            b3 = x7.name.encode()
         except UnicodeEncodeError:
-            b4 = x3.name.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b3 = x7.name.encode("utf-8", "surrogateescape")
+        n4 = len(b3)
+        if n4 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        v6 = x3.dom
+        out += _pack_u32(n4)
+        out += b3
+    for x8 in a1[1:]:
         try:
-            b7 = v6.name.encode()
+            b5 = x8.name.encode()
         except UnicodeEncodeError:
-            b7 = v6.name.encode("utf-8", "surrogateescape")
-        n8 = len(b7)
-        if n8 > 4194304:
+            b5 = x8.name.encode("utf-8", "surrogateescape")
+        n6 = len(b5)
+        if n6 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _padpack_I[n5 & 3](n8)
-        out += b7
-        if len(v6.uuid) != 16:
+        v9 = x7.dom
+        try:
+            b10 = v9.name.encode()
+        except UnicodeEncodeError:
+            b10 = v9.name.encode("utf-8", "surrogateescape")
+        n11 = len(b10)
+        if n11 > 4194304:
+            raise XdrError("length exceeds its bound")
+        out += _padpack_I[n4 & 3](n11)
+        out += b10
+        if len(v9.uuid) != 16:
             raise XdrError("fixed-length opaque has the wrong length")
-        out += _padpack_16si[n8 & 3](v6.uuid, v6.id)
+        out += _padpack_16siI[n11 & 3](v9.uuid, v9.id, n6)
+        out += b5
+        n4, x7 = n6, x8
+    if n2:
+        v12 = x7.dom
+        try:
+            b13 = v12.name.encode()
+        except UnicodeEncodeError:
+            b13 = v12.name.encode("utf-8", "surrogateescape")
+        n14 = len(b13)
+        if n14 > 4194304:
+            raise XdrError("length exceeds its bound")
+        out += _padpack_I[n4 & 3](n14)
+        out += b13
+        if len(v12.uuid) != 16:
+            raise XdrError("fixed-length opaque has the wrong length")
+        out += _padpack_16si[n14 & 3](v12.uuid, v12.id)
     out += _pack_i(v.ret)
 
 

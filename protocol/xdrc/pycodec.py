@@ -514,13 +514,21 @@ class CodecWriter:
     # --- encoding -------------------------------------------------------------------------------------
 
     def enc_seq(
-        self, items: list[tuple[str, model.Type]], ind: str, sc: Scope, budget: int, pad: str | None = None
+        self,
+        items: list[tuple[str, model.Type]],
+        ind: str,
+        sc: Scope,
+        budget: int,
+        pad: str | None = None,
+        next_length: str | None = None,
     ) -> list[str]:
         """Encode `items` (expression, type) in order.
 
         Fixed-size items are packed together; a string/opaque's length word joins
         the run before it and its padding the run after it.  `pad` names the length
-        of a string written just before whose padding is still owed."""
+        of a string written just before whose padding is still owed.  `next_length`:
+        also write this length word (the next array element's) after the items,
+        with the final run when there is one."""
         lines: list[str] = []
         run = _EncRun()
 
@@ -537,7 +545,7 @@ class CodecWriter:
                 lines.append(f"{ind}out += xdr.PAD[{pad} & 3]")
             run, pad = _EncRun(), None
 
-        for expr, t in items:
+        for i, (expr, t) in enumerate(items):
             if self.fused_code(t) is not None:
                 self._enc_fused(expr, t, run, ind)
                 continue
@@ -554,11 +562,18 @@ class CodecWriter:
             if not run.fmt and not run.checks and self._inlined(st, budget):
                 # an inline struct/union starts with a fused run that can write the padding
                 assert isinstance(st, model.StructRef | model.UnionRef)
-                lines += self.enc_inline(expr, st.name, ind, sc, budget - 1, pad)
+                last = i == len(items) - 1
+                ahead = next_length if last else None
+                lines += self.enc_inline(expr, st.name, ind, sc, budget - 1, pad, ahead)
                 pad = None
+                if last:
+                    return lines
                 continue
             flush()
             lines += self.enc_one(expr, t, ind, sc, budget)
+        if next_length is not None:
+            run.fmt += "I"
+            run.args.append(next_length)
         flush()
         return lines
 
@@ -665,24 +680,64 @@ class CodecWriter:
                 items = f"*{a}"
             lines.append(f'{ind}out += struct.pack(f">{{{n}}}{code}", {items})')
             return lines
+        if self._reads_ahead(e):
+            return lines + self._enc_array_writing_behind(e, a, n, ind, sc)
         item = sc.temp("x")
         lines.append(f"{ind}for {item} in {a}:")
         lines += self.enc_one(item, elem, ind + "    ", sc, _INLINE_BUDGET)
         return lines
 
+    def _enc_array_writing_behind(self, e: model.Type, a: str, count: str, ind: str, sc: Scope) -> list[str]:
+        """The mirror of reading ahead: each element's last pack also writes the
+        length word of the next element's leading string, prepared beforehand."""
+        assert isinstance(e, model.StructRef)
+        s = self.named[e.name]
+        assert isinstance(s, model.Struct)
+        first = strip(s.fields[0].type)
+        assert isinstance(first, model.String | model.Opaque)
+        data, length = sc.temp("b"), sc.temp("n")
+        next_data, next_length = sc.temp("b"), sc.temp("n")
+        item, following = sc.temp("x"), sc.temp("x")
+        body = ind + "    "
+        rest = [(f"{item}.{f.pyname}", f.type) for f in s.fields[1:]]
+        leading = s.fields[0].pyname
+        return [
+            f"{ind}if {count}:",
+            f"{body}{item} = {a}[0]",
+            *self._enc_bytes_prep(f"{item}.{leading}", first, data, length, body),
+            f"{body}out += _pack_u32({length})",
+            f"{body}out += {data}",
+            f"{ind}for {following} in {a}[1:]:",
+            *self._enc_bytes_prep(f"{following}.{leading}", first, next_data, next_length, body),
+            *self.enc_seq(rest, body, sc, _INLINE_BUDGET - 1, length, next_length),
+            f"{body}out += {next_data}",
+            f"{body}{length}, {item} = {next_length}, {following}",
+            f"{ind}if {count}:",
+            *self.enc_seq(rest, body, sc, _INLINE_BUDGET - 1, length),
+        ]
+
     def enc_inline(
-        self, expr: str, name: str, ind: str, sc: Scope, budget: int, pad: str | None = None
+        self,
+        expr: str,
+        name: str,
+        ind: str,
+        sc: Scope,
+        budget: int,
+        pad: str | None = None,
+        next_length: str | None = None,
     ) -> list[str]:
         d = self.named[name]
         if isinstance(d, model.Struct):
             if "." in expr or "[" in expr:
                 obj = sc.temp("v")
                 fields = [(f"{obj}.{f.pyname}", f.type) for f in d.fields]
-                return [f"{ind}{obj} = {expr}", *self.enc_seq(fields, ind, sc, budget, pad)]
-            return self.enc_seq([(f"{expr}.{f.pyname}", f.type) for f in d.fields], ind, sc, budget, pad)
+                return [f"{ind}{obj} = {expr}", *self.enc_seq(fields, ind, sc, budget, pad, next_length)]
+            return self.enc_seq(
+                [(f"{expr}.{f.pyname}", f.type) for f in d.fields], ind, sc, budget, pad, next_length
+            )
         assert isinstance(d, model.Union)
         obj = sc.temp("u")
-        return [f"{ind}{obj} = {expr}", *self.enc_union_body(obj, d, ind, sc, budget, pad)]
+        return [f"{ind}{obj} = {expr}", *self.enc_union_body(obj, d, ind, sc, budget, pad, next_length)]
 
     def enc_struct_function(self, s: model.Struct) -> list[str]:
         body = self.enc_seq([(f"v.{f.pyname}", f.type) for f in s.fields], "    ", Scope(), 0)
@@ -693,7 +748,14 @@ class CodecWriter:
         return [f"def _enc_{u.name}(out: bytearray, v: {u.name}) -> None:", *body]
 
     def enc_union_body(
-        self, obj: str, u: model.Union, ind: str, sc: Scope, budget: int, pad: str | None = None
+        self,
+        obj: str,
+        u: model.Union,
+        ind: str,
+        sc: Scope,
+        budget: int,
+        pad: str | None = None,
+        next_length: str | None = None,
     ) -> list[str]:
         """Encode union `obj`; every arm starts with the discriminant, so each writes `pad` first."""
         disc = u.discriminant
@@ -708,15 +770,19 @@ class CodecWriter:
                     f"{body}if {obj}.value is not None:",
                     f'{body}    raise XdrError("void arm holds a value")',
                 ]
-                lines += self.enc_seq([(d, disc.type)], body, sc, budget, pad)
+                lines += self.enc_seq([(d, disc.type)], body, sc, budget, pad, next_length)
                 continue
             arm_type = expanded_pytype(arm.field.type)
-            x = sc.temp("x")
-            if self.fused_code(arm.field.type) is not None or arm_type == value_type:
-                lines.append(f"{body}{x} = {obj}.value")  # struct.pack takes Any: no cast needed
+            if self.fused_code(arm.field.type) is not None:
+                x = f"{obj}.value"  # struct.pack takes Any: no cast needed
+            elif arm_type == value_type:
+                x = sc.temp("x")
+                lines.append(f"{body}{x} = {obj}.value")
             else:
+                x = sc.temp("x")
                 lines.append(f'{body}{x} = cast("{arm_type}", {obj}.value)')
-            lines += self.enc_seq([(d, disc.type), (x, arm.field.type)], body, sc, budget, pad)
+            items = [(d, disc.type), (x, arm.field.type)]
+            lines += self.enc_seq(items, body, sc, budget, pad, next_length)
         if u.default is None:
             lines += [f"{ind}else:", f'{ind}    raise XdrError("union discriminant has no arm")']
         return lines
