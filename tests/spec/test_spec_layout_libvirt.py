@@ -5,8 +5,10 @@ xdr_virNetMessage*). For each struct, union and typedef of our spec this test
 builds random values, encodes them from the spec text alone (a small reader
 kept here, independent of our compiler), lets libvirt decode and re-encode
 them, and requires the same bytes back. A wrong field type, order, bound or
-optional marker makes libvirt fail or produce other bytes. The generated Python
-codec must agree on the same bytes too.
+optional marker makes libvirt fail or produce other bytes. Every counted field
+is also tried at its bound (libvirt must accept it) and one past it (libvirt
+must refuse it), so a wrong bound shows too. The generated Python codec must
+agree on the same bytes and refuse the same overruns.
 
 Needs the real libvirt 9.0 library: skipped without it, a failure with CI=true.
 """
@@ -444,3 +446,98 @@ def test_spec_has_every_remote_type_of_libvirt() -> None:
     # remote_error is virnet.x's by design (design.md section 1).
     assert libvirt_types - ours == {"remote_error"}
     assert set(read_spec("virnet.x").structs) >= {"remote_error", "virNetMessageHeader", "virNetStreamHole"}
+
+
+# ----------------------------------------------------------------- bounds
+
+
+def _minimal(spec: Spec, typ: str) -> bytes:
+    """The shortest valid encoding of a named type."""
+    if typ in ("hyper", "uhyper", "double"):
+        return b"\0" * 8
+    if typ in _INT_RANGES or typ == "float":
+        return b"\0" * 4
+    if typ in spec.enums:
+        return struct.pack(">i", spec.enums[typ][0])
+    if typ in spec.typedefs:
+        return _minimal_decl(spec, spec.typedefs[typ])
+    if typ in spec.structs:
+        return b"".join(_minimal_decl(spec, f) for f in spec.structs[typ])
+    union = spec.unions[typ]
+    key = min(union.arms)
+    arm = union.arms[key]
+    return struct.pack(">i", key) + (b"" if arm is None else _minimal_decl(spec, arm))
+
+
+def _minimal_decl(spec: Spec, d: Decl) -> bytes:
+    if d.kind in ("optional", "var"):
+        return b"\0" * 4  # absent / empty
+    if d.type == "opaque":
+        assert d.bound is not None
+        return b"\0" * (d.bound + -d.bound % 4)
+    if d.kind == "fixed":
+        assert d.bound is not None
+        return _minimal(spec, d.type) * d.bound
+    return _minimal(spec, d.type)
+
+
+def _with_count(spec: Spec, d: Decl, n: int) -> bytes:
+    """Field d holding n items (bytes for string/opaque), each as short as possible."""
+    if d.type == "string":
+        body = b"a" * n
+    elif d.type == "opaque":
+        body = b"\0" * n
+    else:
+        return struct.pack(">I", n) + _minimal(spec, d.type) * n
+    return struct.pack(">I", n) + body + b"\0" * (-n % 4)
+
+
+def _bounded_fields(file: str) -> list[tuple[str, str, int]]:
+    """(type, field, index) of every counted field; index -1 for a typedef itself."""
+    spec = read_spec(file)
+    out = [(name, name, -1) for name, d in spec.typedefs.items() if d.kind == "var" and d.bound is not None]
+    for name, fields in spec.structs.items():
+        out += [(name, f.name, i) for i, f in enumerate(fields) if f.kind == "var" and f.bound is not None]
+    return sorted(out)
+
+
+BOUND_CASES = [(file, *case) for file in ("virnet.x", "remote.x") for case in _bounded_fields(file)]
+# Our decoder builds Python objects item by item: check acceptance at the bound
+# only where that stays cheap (bytes and strings are always cheap).
+_PY_ACCEPT_MAX_ITEMS = 20000
+
+
+@pytest.mark.parametrize(
+    ("file", "typ", "field", "index"), BOUND_CASES, ids=[f"{c[1]}.{c[2]}" for c in BOUND_CASES]
+)
+def test_bounds_match_libvirt(file: str, typ: str, field: str, index: int) -> None:
+    """libvirt accepts exactly the bound and refuses one more; so does our codec."""
+    spec = read_spec(file)
+    module = {"virnet.x": "virnet", "remote.x": "remote"}[file]
+    gen = _generated(module)
+    if index < 0:
+        decl = spec.typedefs[typ]
+        before = after = b""
+    else:
+        fields = spec.structs[typ]
+        decl = fields[index]
+        before = b"".join(_minimal_decl(spec, f) for f in fields[:index])
+        after = b"".join(_minimal_decl(spec, f) for f in fields[index + 1 :])
+    assert decl.bound is not None
+    at_bound = before + _with_count(spec, decl, decl.bound) + after
+    over = before + _with_count(spec, decl, decl.bound + 1) + after
+    func = _C_NAMES.get(typ, f"xdr_{typ}")
+    assert libvirt_roundtrip(func, at_bound) == at_bound, f"libvirt refuses {decl.bound} items"
+    assert libvirt_roundtrip(func, over) is None, f"libvirt accepts {decl.bound + 1} items"
+
+    if index < 0:
+        decode = getattr(gen, f"decode_{typ}")
+        with pytest.raises(ValueError):
+            decode(over)
+        assert getattr(gen, f"encode_{typ}")(decode(at_bound)) == at_bound
+        return
+    cls = getattr(gen, typ)
+    with pytest.raises(ValueError):
+        cls.from_bytes(over)
+    if decl.type in ("string", "opaque") or decl.bound <= _PY_ACCEPT_MAX_ITEMS:
+        assert cls.from_bytes(at_bound).to_bytes() == at_bound
