@@ -378,3 +378,48 @@ async def test_abort_with_postcopy_flag_pauses_both_halves(pair: Pair) -> None:
     )
     failed = await stats(pair.src, ref, C.VIR_DOMAIN_JOB_STATS_COMPLETED)
     assert failed["type"] == C.VIR_DOMAIN_JOB_FAILED and failed["errmsg"] == "migration paused by client"
+
+
+async def test_client_gone_mid_perform_leaves_the_source_running(pair: Pair) -> None:
+    ref = start_vm(pair.src, rate=4000)
+    flags = C.VIR_MIGRATE_LIVE
+    begin = await pair.src.domain_migrate_begin3_params(
+        R.remote_domain_migrate_begin3_params_args(dom=ref, params=[], flags=flags), CTX
+    )
+    prepared = await pair.dst.domain_migrate_prepare3_params(
+        R.remote_domain_migrate_prepare3_params_args(
+            params=params(destination_xml=begin.xml), cookie_in=begin.cookie_out, flags=flags
+        ),
+        CTX,
+    )
+    assert prepared.uri_out is not None
+    with trio.CancelScope() as scope:  # the server cancels a handler whose client went away
+
+        async def perform() -> None:
+            await pair.src.domain_migrate_perform3_params(
+                R.remote_domain_migrate_perform3_params_args(
+                    dom=ref,
+                    dconnuri=None,
+                    params=params(migrate_uri=prepared.uri_out, bandwidth=1),
+                    cookie_in=prepared.cookie_out,
+                    flags=flags,
+                ),
+                CTX,
+            )
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(perform)
+            while (await stats(pair.src, ref))["type"] != C.VIR_DOMAIN_JOB_UNBOUNDED:
+                await trio.sleep(0.01)
+            scope.cancel()
+    assert state(pair.src, "vm") == (C.VIR_DOMAIN_RUNNING, C.VIR_DOMAIN_RUNNING_BOOTED)
+    assert (await stats(pair.src, ref))["type"] == C.VIR_DOMAIN_JOB_NONE
+    failed = await stats(pair.src, ref, C.VIR_DOMAIN_JOB_STATS_COMPLETED)
+    assert failed["type"] == C.VIR_DOMAIN_JOB_FAILED
+    # The destination's client (the same one) is gone too: its incoming domain is cleaned up.
+    await pair.dst.connection_closed(CTX)
+    with pytest.raises(libvirtError):
+        pair.dst.find_by_name("vm")
+    # And the domain can migrate again.
+    moved, error = await migrate(pair, ref, flags)
+    assert error is None and moved is not None

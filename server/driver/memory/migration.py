@@ -197,9 +197,32 @@ class OutgoingMigration:
 
     # -- the run ---------------------------------------------------------------------
     async def run(self, stream: trio.abc.Stream) -> None:
-        """Migrate the guest over ``stream``; returns once the destination has it all."""
+        """Migrate the guest over ``stream``; returns once the destination has it all.
+
+        If the caller is cancelled (its client went away), the stream is closed
+        so the destination sees the migration end, and the cancellation goes on.
+        """
+        try:
+            failure, cancelled = await self._run(stream)
+        except BaseException:
+            self.guest.memory.stop_dirty_log()
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(stream)
+            raise
+        self.guest.memory.stop_dirty_log()
+        postcopy = self.phase is Phase.POSTCOPY
+        if failure is None and cancelled:
+            await trio.aclose_forcefully(stream)
+            raise MigrationCancelled()
+        if failure is not None:
+            await trio.aclose_forcefully(stream)
+            raise MigrationFailed(failure, postcopy=postcopy)
+        self.phase = Phase.DONE
+        await stream.aclose()
+
+    async def _run(self, stream: trio.abc.Stream) -> tuple[str | None, bool]:
+        """(failure reason or None, cancelled by abortJob)."""
         link = _Link(stream)
-        cancelled = False
         failure: str | None = None
         async with trio.open_nursery() as nursery:
             with trio.CancelScope() as scope:
@@ -214,20 +237,11 @@ class OutgoingMigration:
                 except _Interrupted as exc:
                     failure = str(exc) or "Unable to write to socket: Connection reset by peer"
             self._scope = None
-            cancelled = scope.cancelled_caught and self._link_failure is None
             if failure is None and scope.cancelled_caught:
                 failure = self._link_failure
             nursery.cancel_scope.cancel()
-        self.guest.memory.stop_dirty_log()
-        postcopy = self.phase is Phase.POSTCOPY
-        if failure is None and cancelled and self._cancel_requested:
-            await trio.aclose_forcefully(stream)
-            raise MigrationCancelled()
-        if failure is not None:
-            await trio.aclose_forcefully(stream)
-            raise MigrationFailed(failure, postcopy=postcopy)
-        self.phase = Phase.DONE
-        await stream.aclose()
+        cancelled = scope.cancelled_caught and self._link_failure is None and self._cancel_requested
+        return failure, cancelled
 
     async def _control_reader(self, link: _Link, scope: trio.CancelScope) -> None:
         try:

@@ -365,6 +365,17 @@ class MigrationMixin(MemoryCore):
         engine = OutgoingMigration(guest, job, settings, _SourceEvents(self, dom))
         dom.extra[OUTGOING] = OutgoingSession(engine, flags)
         try:
+            await self._run_outgoing(dom, job, engine, host, port)
+        finally:
+            if not job.status.finished:
+                # Cancelled (the calling client went away): end the job as a failed
+                # migration would, and leave the domain as libvirt leaves it.
+                self._interrupted(dom, job, engine)
+
+    async def _run_outgoing(
+        self, dom: Domain, job: Job, engine: OutgoingMigration, host: str, port: int
+    ) -> None:
+        try:
             try:
                 stream = await trio.open_tcp_stream(host, port)
             except OSError as exc:
@@ -391,6 +402,20 @@ class MigrationMixin(MemoryCore):
                 self._resume_after_failed_switchover(dom)
             raise report(C.VIR_ERR_OPERATION_FAILED, FROM, message) from None
         self._job_finished(dom, job, JobStatus.COMPLETED)
+
+    def _interrupted(self, dom: Domain, job: Job, engine: OutgoingMigration) -> None:
+        self._job_finished(dom, job, JobStatus.FAILED, "migration interrupted: client disconnected")
+        dom.extra.pop(OUTGOING, None)
+        if engine.phase is Phase.POSTCOPY:
+            self.set_state(
+                dom,
+                C.VIR_DOMAIN_PAUSED,
+                C.VIR_DOMAIN_PAUSED_POSTCOPY_FAILED,
+                C.VIR_DOMAIN_EVENT_SUSPENDED,
+                C.VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY_FAILED,
+            )
+        elif dom.state == C.VIR_DOMAIN_PAUSED and dom.reason == C.VIR_DOMAIN_PAUSED_MIGRATION:
+            self._resume_after_failed_switchover(dom)
 
     def _resume_after_failed_switchover(self, dom: Domain) -> None:
         guest = dom.guest
