@@ -357,6 +357,37 @@ class virConnect:
         del self._callbacks[callbackID]
         self.domainEventCallbackID.pop(callbackID, None)
 
+    # The older lifecycle-only API: many callbacks, one registration.
+
+    def domainEventRegister(self, cb: Callable[..., Any], opaque: Any) -> None:
+        callbacks: dict[Callable[..., Any], Any] | None = getattr(self, "domainEventCallbacks", None)
+        if callbacks is not None:
+            callbacks[cb] = opaque
+            return
+        self.domainEventCallbacks = {cb: opaque}
+        try:
+            self._legacy_id = self.domainEventRegisterAny(
+                None, c.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._dispatch_legacy, None
+            )
+        except libvirtError:
+            del self.domainEventCallbacks
+            raise
+
+    def _dispatch_legacy(
+        self, conn: virConnect, dom: virDomain, event: int, detail: int, _opaque: Any
+    ) -> None:
+        for cb, opaque in list(getattr(self, "domainEventCallbacks", {}).items()):
+            cb(self, dom, event, detail, opaque)
+
+    def domainEventDeregister(self, cb: Callable[..., Any]) -> None:
+        callbacks: dict[Callable[..., Any], Any] | None = getattr(self, "domainEventCallbacks", None)
+        if callbacks is None or cb not in callbacks:
+            return
+        del callbacks[cb]
+        if not callbacks:
+            del self.domainEventCallbacks
+            self.domainEventDeregisterAny(self._legacy_id)
+
 
 def _invalid_uuid() -> libvirtError:
     # libvirt-python's own check, before any call (libvirt-override.c).

@@ -28,10 +28,12 @@ def _run_loop_until(stop: threading.Event) -> threading.Thread:
 
 
 def _wait_for(cond: Callable[[], bool], done: threading.Event) -> None:
+    """Wait (bounded) until `cond()` holds; `done` is set by callbacks as they run."""
     for _ in range(200):
         if cond():
             return
         done.wait(0.05)
+        done.clear()
 
 
 @pytest.fixture(params=["libvirtd", "virtwire"])
@@ -87,6 +89,42 @@ def test_lifecycle_events(server: Any) -> None:
     ]
     # Callbacks run on the thread that runs virEventRunDefaultImpl.
     assert all(t is runner for t in threads) and loop_thread is not runner
+
+
+def test_legacy_domain_event_register(server: Any) -> None:
+    """domainEventRegister/Deregister: several lifecycle callbacks on one registration."""
+    vlibvirt.virEventRegisterDefaultImpl()
+    listener = vlibvirt.open(server.tcp_uri)
+    actor = vlibvirt.open(server.unix_uri)
+    seen: list[tuple[Any, ...]] = []
+    got = threading.Event()
+
+    def first(conn: Any, dom: Any, event: int, detail: int, opaque: Any) -> None:
+        seen.append(("first", dom.name(), event, detail, opaque))
+        got.set()
+
+    def second(conn: Any, dom: Any, event: int, detail: int, opaque: Any) -> None:
+        seen.append(("second", dom.name(), event, detail, opaque))
+
+    assert listener.domainEventRegister(first, 1) is None
+    listener.domainEventRegister(second, 2)
+    stop = threading.Event()
+    runner = _run_loop_until(stop)
+    try:
+        dom = actor.lookupByName("test")
+        dom.suspend()
+        dom.resume()
+        _wait_for(lambda: len(seen) >= 4, got)
+    finally:
+        stop.set()
+        listener.domainEventDeregister(first)
+        listener.domainEventDeregister(second)
+        listener.close()
+        actor.close()
+        runner.join(5)
+    suspended = (vlibvirt.VIR_DOMAIN_EVENT_SUSPENDED, vlibvirt.VIR_DOMAIN_EVENT_SUSPENDED_PAUSED)
+    assert seen[:2] == [("first", "test", *suspended, 1), ("second", "test", *suspended, 2)]
+    assert len(seen) == 4
 
 
 def _dom() -> Any:
