@@ -114,6 +114,7 @@ class Connection(EventSubscriber):
         self._nursery: trio.Nursery | None = None
         self._calls: trio.Nursery | None = None
         self._eof = False
+        self._closing = False
         self.closed_reason: str | None = None
 
     # --- what the rest of the server sees -------------------------------------------
@@ -204,6 +205,8 @@ class Connection(EventSubscriber):
                 decoder.feed(data)
                 while (packet := decoder.next_packet()) is not None:
                     await self._on_packet(packet)
+                    if self._closing:
+                        return
             except ProtocolError as exc:
                 # A bad length word: the stream has no resync point. libvirtd hangs up.
                 self.abort(f"protocol error: {exc}")
@@ -229,6 +232,11 @@ class Connection(EventSubscriber):
         if route is None:
             await self._reply_error(packet, E.unknown_procedure(procedure))
             return
+        if route.inline:
+            # Never waits (see driver.base.nonblocking): answered right here, without
+            # a task of its own; the reader is its request slot.
+            await self._outbox.send(await self._answer(route, packet, procedure, serial))
+            return
         try:
             self._slots.acquire_nowait()
         except trio.WouldBlock:
@@ -244,17 +252,20 @@ class Connection(EventSubscriber):
         _, program, version, procedure, _, serial, _ = _HEADER.unpack_from(packet)
         await self._outbox.send(error_packet(program, version, procedure, serial, error))
 
+    async def _answer(self, route: Route, packet: bytes, procedure: int, serial: int) -> bytes:
+        """Run one call and return its whole REPLY packet (OK or ERROR)."""
+        try:
+            payload = await run_call(self, route, memoryview(packet)[_HEADER_SIZE:])
+            return reply_packet(_REMOTE, _REMOTE_VERSION, procedure, serial, _OK, payload)
+        except libvirtError as exc:
+            return error_packet(_REMOTE, _REMOTE_VERSION, procedure, serial, exc)
+        except Exception:
+            log.exception("client %s: procedure %s failed", self.ctx.conn_id, route.proc.name)
+            return error_packet(_REMOTE, _REMOTE_VERSION, procedure, serial, E.unset_error())
+
     async def _run_call(self, route: Route, packet: bytes, procedure: int, serial: int) -> None:
         try:
-            try:
-                payload = await run_call(self, route, memoryview(packet)[_HEADER_SIZE:])
-                out = reply_packet(_REMOTE, _REMOTE_VERSION, procedure, serial, _OK, payload)
-            except libvirtError as exc:
-                out = error_packet(_REMOTE, _REMOTE_VERSION, procedure, serial, exc)
-            except Exception:
-                log.exception("client %s: procedure %s failed", self.ctx.conn_id, route.proc.name)
-                out = error_packet(_REMOTE, _REMOTE_VERSION, procedure, serial, E.unset_error())
-            await self._outbox.send(out)
+            await self._outbox.send(await self._answer(route, packet, procedure, serial))
         finally:
             self._slots.release()
 
@@ -316,8 +327,11 @@ class Connection(EventSubscriber):
         self.service.bus.drop_owner(self)
 
     def queue_close(self) -> None:
-        """CONNECT_CLOSE: the reply goes out, then the socket closes."""
-        self.stop_reading()
+        """CONNECT_CLOSE: the reply goes out, then the socket closes.
+
+        A flag, not a cancellation: the reader may be running this very call.
+        """
+        self._closing = True
 
     def info(self) -> dict[str, Any]:
         return {"id": self.ctx.conn_id, "peer": self.ctx.peer, "transport": self.ctx.transport}

@@ -24,7 +24,7 @@ from virtwire.protocol import errors as E
 from virtwire.protocol.generated import remote as R
 from virtwire.protocol.xdr import Procedure, ReadOnlyPolicy
 
-from .driver.base import ConnectionContext, Driver
+from .driver.base import ConnectionContext, Driver, is_nonblocking
 from .errors import no_support, operation_denied
 
 Handler = Callable[[Any, ConnectionContext], Awaitable[Any]]
@@ -64,6 +64,7 @@ class Route:
     driver_handler: Handler | None  # bound driver method; None = not supported
     connection_level: bool
     pre_open: bool
+    inline: bool  # the handler never waits: run it in the reader, no task of its own
 
 
 def build_routes(driver: Driver) -> dict[int, Route]:
@@ -74,10 +75,10 @@ def build_routes(driver: Driver) -> dict[int, Route]:
             continue
         pre_open = CONNECTION_PROCEDURES.get(proc.name)
         if pre_open is not None:
-            routes[number] = Route(proc, None, True, pre_open)
+            routes[number] = Route(proc, None, True, pre_open, True)
             continue
         handler = getattr(driver, proc.name.lower(), None) if proc.modelled else None
-        routes[number] = Route(proc, handler, False, False)
+        routes[number] = Route(proc, handler, False, False, handler is None or is_nonblocking(handler))
     return routes
 
 

@@ -16,8 +16,10 @@ and never reach a driver.
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from virtwire.protocol.generated import remote as R
 
@@ -38,11 +40,34 @@ class ConnectionContext:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+_NONBLOCKING = "__virtwire_nonblocking__"
+C_T = TypeVar("C_T", bound=type)
+
+
+def nonblocking(cls: C_T) -> C_T:
+    """Class decorator: every coroutine method defined in ``cls`` never waits.
+
+    The server then runs those calls in the connection's reader instead of a task
+    of their own (cheaper per call).  Only for methods that do not await anything
+    that can block; a method that does wait must live in an undecorated class,
+    or it would hold up its connection's other calls.
+    """
+    for value in vars(cls).values():
+        if inspect.iscoroutinefunction(value):
+            setattr(value, _NONBLOCKING, True)
+    return cls
+
+
+def is_nonblocking(handler: Callable[..., Any]) -> bool:
+    return bool(getattr(getattr(handler, "__func__", handler), _NONBLOCKING, False))
+
+
 def _unsupported(procedure: str) -> Exception:
     api = R.PROCEDURES_BY_NAME[procedure].api
     return no_support(api or procedure)
 
 
+@nonblocking
 class Driver:
     """Base of every backend. Subclasses override the API methods they support."""
 

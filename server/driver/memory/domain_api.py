@@ -6,7 +6,7 @@ from virtwire.protocol.generated import constants as C
 from virtwire.protocol.generated import remote as R
 
 from ...errors import check_flags
-from ..base import ConnectionContext
+from ..base import ConnectionContext, nonblocking
 from . import defaults
 from .core import FROM, MemoryCore, dom_ref, internal, operation_invalid
 from .host_api import chars
@@ -32,6 +32,7 @@ _DEFINE_FLAGS = C.VIR_DOMAIN_DEFINE_VALIDATE
 _CREATE_FLAGS = C.VIR_DOMAIN_START_VALIDATE
 
 
+@nonblocking
 class DomainAPI(MemoryCore):
     """virDomain* answers of test:///default."""
 

@@ -8,7 +8,7 @@ from virtwire.protocol.generated import constants as C
 from virtwire.protocol.generated import remote as R
 
 from ...errors import check_flags, report
-from ..base import ConnectionContext
+from ..base import ConnectionContext, nonblocking
 from . import defaults
 from .core import MemoryCore, dom_ref
 from .model import Domain
@@ -85,6 +85,7 @@ def matches_list_filter(dom: Domain, flags: int) -> bool:
     )
 
 
+@nonblocking
 class HostAPI(MemoryCore):
     """virConnect* / virNode* answers of test:///default."""
 
