@@ -9,8 +9,13 @@ set iteration order that is not the spec's).
 
 from __future__ import annotations
 
+import re
+
 from . import model
-from .pycodec import CodecWriter, Scope, pytype, union_value_type
+from .pycodec import Scope
+from .pydecode import Decoders
+from .pyencode import Encoders
+from .pytypes import pytype, union_value_type
 
 _PRIM_DESCRIPTOR = {
     "int": "xdr.INT",
@@ -44,6 +49,10 @@ def descriptor(t: model.Type) -> str:
 
 def _case_label(arm: model.Arm) -> str:
     return " ".join(f"case {c}:" for c in arm.labels or arm.cases) if arm.cases else "default:"
+
+
+class CodecWriter(Decoders, Encoders):
+    """Writes both directions' functions for one module."""
 
 
 class ModuleGenerator:
@@ -168,19 +177,11 @@ class ModuleGenerator:
         done: set[str] = set()
         out: list[str] = []
 
-        def deps(t: model.Type) -> list[str]:
-            match t:
-                case model.Alias(name=n):
-                    return [n]
-                case model.Array(elem=e) | model.Optional(elem=e):
-                    return deps(e)
-            return []
-
         def emit(name: str) -> None:
             if name in done:
                 return
             done.add(name)
-            for dep in deps(typedefs[name].type):
+            for dep in _alias_deps(typedefs[name].type):
                 emit(dep)
             out.append(f"{name}: TypeAlias = {pytype(typedefs[name].type)}")
 
@@ -372,8 +373,6 @@ def _alias_deps(t: model.Type) -> list[str]:
 
 
 def _mentions(body: str, word: str) -> bool:
-    import re
-
     return re.search(rf"\b{word}\b", body) is not None
 
 
