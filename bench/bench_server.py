@@ -103,10 +103,17 @@ def cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])  # utime + stime
 
 
-def run_workload(python: str, worker: Path, uri: str, pid: int, test: str, threads: int, duration: float) -> Result:
+def run_workload(
+    python: str, worker: Path, uri: str, pid: int, test: str, threads: int, duration: float
+) -> Result:
     before = cpu_ticks(pid)
-    out = subprocess.run([python, str(worker), uri, test, str(duration), str(threads)],
-                         capture_output=True, text=True, timeout=duration * 10 + 120, check=True)
+    out = subprocess.run(
+        [python, str(worker), uri, test, str(duration), str(threads)],
+        capture_output=True,
+        text=True,
+        timeout=duration * 10 + 120,
+        check=True,
+    )
     used = cpu_ticks(pid) - before
     data = json.loads(out.stdout.strip().splitlines()[-1])
     ops = max(data["ops"], 1)
@@ -139,7 +146,9 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="vw-bench-"))
     worker = work / "worker.py"
     worker.write_text(WORKER)
-    real = start_libvirtd(work / "libvirtd", hold=True, conf_extra="max_client_requests = 5\nmax_workers = 20")
+    real = start_libvirtd(
+        work / "libvirtd", hold=True, conf_extra="max_client_requests = 5\nmax_workers = 20"
+    )
     ours = start_server(pki=None, tls=False, ro=False)
     try:
         servers = {
@@ -156,7 +165,9 @@ def main() -> int:
                 for _ in range(args.reps):  # alternate, so drift in machine load hits both
                     for name, (pid, uris) in servers.items():
                         results[name].append(
-                            run_workload(args.python, worker, uris[transport], pid, test, threads, args.duration)
+                            run_workload(
+                                args.python, worker, uris[transport], pid, test, threads, args.duration
+                            )
                         )
                 med = {
                     name: Result(
@@ -178,15 +189,19 @@ def main() -> int:
     return 0
 
 
-HEAD = (f"| {'transport':9} | {'workload':24} | {'libvirtd ops/s':>14} | {'virtwire ops/s':>14} | {'ratio':>5} "
-        f"| {'p50 µs lv/vw':>13} | {'p99 µs lv/vw':>13} | {'CPU µs/call lv/vw':>17} |")
+HEAD = (
+    f"| {'transport':9} | {'workload':24} | {'libvirtd ops/s':>14} | {'virtwire ops/s':>14} | {'ratio':>5} "
+    f"| {'p50 µs lv/vw':>13} | {'p99 µs lv/vw':>13} | {'CPU µs/call lv/vw':>17} |"
+)
 
 
 def _fmt(transport: str, label: str, m: dict[str, Result]) -> str:
     lv, vw = m["libvirtd"], m["virtwire"]
     ratio = vw.ops_s / lv.ops_s if lv.ops_s else 0.0
-    return (f"| {transport:9} | {label:24} | {lv.ops_s:14.0f} | {vw.ops_s:14.0f} | {ratio:5.2f} "
-            f"| {lv.p50:6.0f}/{vw.p50:<6.0f} | {lv.p99:6.0f}/{vw.p99:<6.0f} | {lv.cpu_us:8.0f}/{vw.cpu_us:<8.0f} |")
+    return (
+        f"| {transport:9} | {label:24} | {lv.ops_s:14.0f} | {vw.ops_s:14.0f} | {ratio:5.2f} "
+        f"| {lv.p50:6.0f}/{vw.p50:<6.0f} | {lv.p99:6.0f}/{vw.p99:<6.0f} | {lv.cpu_us:8.0f}/{vw.cpu_us:<8.0f} |"
+    )
 
 
 def print_row(transport: str, label: str, m: dict[str, Result], *, flush: bool = False) -> None:
@@ -194,8 +209,10 @@ def print_row(transport: str, label: str, m: dict[str, Result], *, flush: bool =
 
 
 def print_table(rows: list[tuple[str, str, dict[str, Result]]], args: argparse.Namespace) -> None:
-    print(f"virtwire serve vs libvirtd 9.0 (test driver), libvirt-python client; {args.reps} reps x "
-          f"{args.duration:g}s, medians; listAllDomains with {args.ndomains + 1} domains; {time.ctime()}")
+    print(
+        f"virtwire serve vs libvirtd 9.0 (test driver), libvirt-python client; {args.reps} reps x "
+        f"{args.duration:g}s, medians; listAllDomains with {args.ndomains + 1} domains; {time.ctime()}"
+    )
     print(HEAD)
     print("|" + "|".join("-" * (len(c)) for c in HEAD.split("|")[1:-1]) + "|")
     for transport, label, m in rows:
