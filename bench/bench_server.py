@@ -200,7 +200,8 @@ def _fmt(transport: str, label: str, m: dict[str, Result]) -> str:
     ratio = vw.ops_s / lv.ops_s if lv.ops_s else 0.0
     return (
         f"| {transport:9} | {label:24} | {lv.ops_s:14.0f} | {vw.ops_s:14.0f} | {ratio:5.2f} "
-        f"| {lv.p50:6.0f}/{vw.p50:<6.0f} | {lv.p99:6.0f}/{vw.p99:<6.0f} | {lv.cpu_us:8.0f}/{vw.cpu_us:<8.0f} |"
+        f"| {lv.p50:6.0f}/{vw.p50:<6.0f} | {lv.p99:6.0f}/{vw.p99:<6.0f} "
+        f"| {lv.cpu_us:8.0f}/{vw.cpu_us:<8.0f} |"
     )
 
 
