@@ -246,6 +246,20 @@ def test_justification_list_matches_spec(remote: ModuleType) -> None:
         assert remote.PROCEDURES[int(num)].name == name and remote.PROCEDURES[int(num)].api == api
 
 
+_FILE_ERROR_DOMAIN = {
+    "libvirt-domain": 20,
+    "libvirt-host": 20,
+    "libvirt-network": 19,
+    "libvirt-storage": 18,
+    "libvirt-nodedev": 22,
+    "libvirt-interface": 26,
+    "libvirt-secret": 30,
+    "libvirt-nwfilter": 33,
+    "libvirt-domain-snapshot": 35,
+    "libvirt-domain-checkpoint": 69,
+}
+
+
 def test_policy_is_what_libvirt_so_enforces(remote: ModuleType) -> None:
     """Ask the installed libvirt.so (9.0) itself, API by API and flag by flag."""
     _need(API_XML)
@@ -262,10 +276,21 @@ def test_policy_is_what_libvirt_so_enforces(remote: ModuleType) -> None:
             by_api[proc.api] = _spec_policies(remote)[proc.name]
     measured = probe.measure(sorted(by_api), probe.signatures(API_XML))
     assert {api: m.policy for api, m in measured.items() if m.policy != by_api[api]} == {}
-    # a refusal is libvirt's OPERATION_DENIED, reported by the object's error domain
+    # A refusal is reported under the VIR_FROM_THIS of the defining file (readonly-policy.md).
+    files = dict(re.findall(r"<function name='(\w+)' file='([\w-]+)'", API_XML.read_text(encoding="utf-8")))
+    wrong_domain = {
+        api: (files.get(api), m.refusal.domain)
+        for api, m in measured.items()
+        if m.refusal is not None and m.refusal.domain != _FILE_ERROR_DOMAIN[files.get(api, "libvirt-domain")]
+    }
+    assert wrong_domain == {}
     suspend = measured["virDomainSuspend"].refusal
     assert suspend is not None and suspend.domain == 20
     assert suspend.message == "operation forbidden: read only access prevents virDomainSuspend"
+    secure = measured["virDomainGetXMLDesc"].refusal
+    assert (
+        secure is not None and secure.message == "operation forbidden: virDomainGetXMLDesc with secure flag"
+    )
 
 
 # ----------------------------------------------------------------- virnet limits
