@@ -183,6 +183,7 @@ def test_job_completed_and_iteration_events_reach_libvirt_python(
     thread = threading.Thread(target=loop, daemon=True)
     try:
         dom = src.lookupByName(name)
+
         def on_iteration(c: Any, d: Any, iteration: int, o: Any) -> None:
             # virsh --postcopy-after-precopy: switch when the second pass starts.
             seen["iteration"].append(iteration)

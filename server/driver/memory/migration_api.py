@@ -1,6 +1,8 @@
 """Migration and job procedures of the in-memory driver.
 
-The memory driver inherits this mixin (``class MemoryDriver(MigrationMixin, ...)``).
+The memory driver inherits this mixin (``class MemoryDriver(MigrationMixin, ...)``); the
+calls made while a migration runs (job stats, abort, post-copy switch, tunables) are in
+``migration_control.JobControlMixin``, which it builds on.
 Its methods are named like the remote procedures they serve (lowercased, e.g.
 ``domain_migrate_begin3_params``) and are found by the table-driven dispatcher.
 
@@ -32,13 +34,10 @@ from virtwire.protocol.typedparams import make_param, params_to_dict
 
 from ...errors import check_flags, report
 from ..base import ConnectionContext
-from .core import FROM, MemoryCore, dom_ref, operation_invalid
+from .core import FROM, dom_ref, operation_invalid
 from .domxml import parse_domain_xml
 from .guest import PAGE_SIZE, Guest, parse_fault, parse_workload
 from .jobs import (
-    ABORT_JOB_POSTCOPY,
-    JOB_STATS_COMPLETED,
-    JOB_STATS_KEEP_COMPLETED,
     Job,
     JobOperation,
     JobStatus,
@@ -52,14 +51,11 @@ from .migration import (
     Phase,
     SourceObserver,
 )
-from .migration_ratelimit import UNLIMITED_MIB_S
+from .migration_control import JobControlMixin, invalid
 from .migration_session import (
     COMPLETED_JOB,
-    DOWNTIME,
     INCOMING,
     OUTGOING,
-    POSTCOPY_SPEED,
-    SPEED,
     SUPPORTED_FLAGS,
     Cookie,
     IncomingSession,
@@ -84,10 +80,6 @@ _JOB_OUT = "migration out"
 _JOB_IN = "migration in"
 
 
-def _invalid(detail: str) -> Exception:
-    return operation_invalid(detail, FROM)
-
-
 def _check_migrate_flags(flags: int, function: str) -> None:
     check_flags(flags, SUPPORTED_FLAGS, function)
     if flags & C.VIR_MIGRATE_POSTCOPY and (not flags & C.VIR_MIGRATE_LIVE or flags & C.VIR_MIGRATE_PAUSED):
@@ -97,7 +89,7 @@ def _check_migrate_flags(flags: int, function: str) -> None:
             "post-copy migration is not supported with non-live or paused migration",
         )
     if flags & C.VIR_MIGRATE_OFFLINE and not flags & C.VIR_MIGRATE_PERSIST_DEST:
-        raise _invalid("offline migration must be specified with the persistent flag set")
+        raise invalid("offline migration must be specified with the persistent flag set")
 
 
 def _params(raw: list[R.remote_typed_param]) -> dict[str, Any]:
@@ -120,7 +112,7 @@ def _renamed(xml: str, name: str | None) -> str:
     return ET.tostring(root, encoding="unicode")
 
 
-class MigrationMixin(MemoryCore):
+class MigrationMixin(JobControlMixin):
     """Live migration (pre-copy and post-copy), job info/stats and job abort."""
 
     # A nursery for incoming migrations, which outlive the PREPARE call; the server
@@ -169,12 +161,6 @@ class MigrationMixin(MemoryCore):
         params = [make_param(name, kind, value) for name, kind, value in job.to_params(trio.current_time())]
         self.events.job_completed(dom_ref(dom), params)
 
-    def _active_domain(self, ref: R.remote_nonnull_domain) -> Domain:
-        dom = self.lookup(ref)
-        if not dom.active:
-            raise _invalid("domain is not running")
-        return dom
-
     # --- source: BEGIN ----------------------------------------------------------------
 
     async def domain_migrate_begin3_params(
@@ -185,14 +171,14 @@ class MigrationMixin(MemoryCore):
         dom = self.lookup(args.dom)
         if args.flags & C.VIR_MIGRATE_OFFLINE:
             if not dom.persistent:
-                raise _invalid("cannot migrate a transient domain offline")
+                raise invalid("cannot migrate a transient domain offline")
             xml = migratable_xml(dom.xml(inactive=True), dom.tree)
         else:
             if not dom.active:
-                raise _invalid("domain is not running")
+                raise invalid("domain is not running")
             xml = migratable_xml(dom.xml(), dom.tree)
         if OUTGOING in dom.extra or INCOMING in dom.extra:
-            raise _invalid(f"another migration job is already running for domain '{dom.name}'")
+            raise invalid(f"another migration job is already running for domain '{dom.name}'")
         return R.remote_domain_migrate_begin3_params_ret(cookie_out=self._cookie().encode(), xml=xml)
 
     # --- destination: PREPARE ---------------------------------------------------------
@@ -347,9 +333,9 @@ class MigrationMixin(MemoryCore):
     async def migrate_to(self, dom: Domain, uri: str, params: dict[str, Any], flags: int) -> None:
         """Stream ``dom`` to a destination that listens on ``uri``; returns when it has it all."""
         if not dom.active:
-            raise _invalid("domain is not running")
+            raise invalid("domain is not running")
         if dom.job is not None or OUTGOING in dom.extra:
-            raise _invalid(f"another migration job is already running for domain '{dom.name}'")
+            raise invalid(f"another migration job is already running for domain '{dom.name}'")
         host, port = parse_migrate_uri(uri)
         settings = migration_settings(dom.extra, flags)
         bandwidth = params.get(C.VIR_MIGRATE_PARAM_BANDWIDTH)
@@ -530,7 +516,7 @@ class MigrationMixin(MemoryCore):
                 self._resume_after_failed_switchover(dom)
             return
         if not isinstance(session, OutgoingSession) or job is None or job.status is not JobStatus.COMPLETED:
-            raise _invalid("domain is not being migrated")
+            raise invalid("domain is not being migrated")
         self._emit_job_completed(dom, job)
         if isinstance(dom.guest, Guest):
             dom.guest.memory.versions.clear()
@@ -540,137 +526,6 @@ class MigrationMixin(MemoryCore):
         )
         if flags & C.VIR_MIGRATE_UNDEFINE_SOURCE and dom.persistent:
             self.undefine_domain(dom)
-
-    # --- post-copy and abort ----------------------------------------------------------
-
-    async def domain_migrate_start_post_copy(
-        self, args: R.remote_domain_migrate_start_post_copy_args, ctx: ConnectionContext
-    ) -> None:
-        check_flags(args.flags, 0, "qemuDomainMigrateStartPostCopy")
-        dom = self._active_domain(args.dom)
-        session = dom.extra.get(OUTGOING)
-        if not isinstance(session, OutgoingSession) or session.engine.phase not in (
-            Phase.SETUP,
-            Phase.PRECOPY,
-            Phase.POSTCOPY,
-        ):
-            raise _invalid("post-copy can only be started while outgoing migration is in progress")
-        if not session.flags & C.VIR_MIGRATE_POSTCOPY:
-            raise _invalid(
-                "switching to post-copy requires migration to be started with VIR_MIGRATE_POSTCOPY flag"
-            )
-        session.engine.request_postcopy()
-
-    async def domain_abort_job(self, args: R.remote_domain_abort_job_args, ctx: ConnectionContext) -> None:
-        self._abort(args.dom, 0)
-
-    async def domain_abort_job_flags(
-        self, args: R.remote_domain_abort_job_flags_args, ctx: ConnectionContext
-    ) -> None:
-        check_flags(args.flags, ABORT_JOB_POSTCOPY, "qemuDomainAbortJobFlags")
-        self._abort(args.dom, args.flags)
-
-    def _abort(self, ref: R.remote_nonnull_domain, flags: int) -> None:
-        dom = self._active_domain(ref)
-        if INCOMING in dom.extra:
-            raise _invalid("cannot abort incoming migration; use virDomainDestroy instead")
-        session = dom.extra.get(OUTGOING)
-        if not isinstance(session, OutgoingSession) or session.engine.phase is Phase.DONE:
-            raise _invalid("no job is active on the domain")
-        engine = session.engine
-        if engine.phase is Phase.POSTCOPY:
-            if not flags & ABORT_JOB_POSTCOPY:
-                raise _invalid("cannot abort migration in post-copy mode")
-            engine.break_postcopy()
-            return
-        if flags & ABORT_JOB_POSTCOPY:
-            raise _invalid("current job is not outgoing migration in post-copy mode")
-        engine.cancel()
-
-    # --- job info and stats -----------------------------------------------------------
-
-    async def domain_get_job_info(
-        self, args: R.remote_domain_get_job_info_args, ctx: ConnectionContext
-    ) -> R.remote_domain_get_job_info_ret:
-        dom = self.lookup(args.dom)
-        info = self._current_job(dom)
-        values = info.to_info(trio.current_time()) if info is not None else (0,) * 12
-        return R.remote_domain_get_job_info_ret(*values)
-
-    async def domain_get_job_stats(
-        self, args: R.remote_domain_get_job_stats_args, ctx: ConnectionContext
-    ) -> R.remote_domain_get_job_stats_ret:
-        check_flags(args.flags, JOB_STATS_COMPLETED | JOB_STATS_KEEP_COMPLETED, "qemuDomainGetJobStats")
-        dom = self.lookup(args.dom)
-        if args.flags & JOB_STATS_COMPLETED:
-            job = finished_job(dom.extra)
-            if job is not None and not args.flags & JOB_STATS_KEEP_COMPLETED:
-                dom.extra.pop(COMPLETED_JOB, None)
-        else:
-            job = self._current_job(dom)
-        if job is None:
-            return R.remote_domain_get_job_stats_ret(type=0, params=[])
-        now = trio.current_time()
-        params = [make_param(name, kind, value) for name, kind, value in job.to_params(now)]
-        return R.remote_domain_get_job_stats_ret(type=int(job.status.job_type), params=params)
-
-    def _current_job(self, dom: Domain) -> Job | None:
-        job = dom.job
-        if not isinstance(job, Job) or job.status.finished:
-            return None
-        if job.operation is JobOperation.MIGRATION_IN:
-            raise report(
-                C.VIR_ERR_OPERATION_UNSUPPORTED,
-                FROM,
-                "migration statistics are available only on the source host",
-            )
-        return job
-
-    # --- tunables ---------------------------------------------------------------------
-
-    async def domain_migrate_set_max_downtime(
-        self, args: R.remote_domain_migrate_set_max_downtime_args, ctx: ConnectionContext
-    ) -> None:
-        check_flags(args.flags, 0, "qemuDomainMigrateSetMaxDowntime")
-        dom = self._active_domain(args.dom)
-        dom.extra[DOWNTIME] = args.downtime
-        session = dom.extra.get(OUTGOING)
-        if isinstance(session, OutgoingSession):
-            session.engine.settings.max_downtime_ms = args.downtime
-
-    async def domain_migrate_get_max_downtime(
-        self, args: R.remote_domain_migrate_get_max_downtime_args, ctx: ConnectionContext
-    ) -> R.remote_domain_migrate_get_max_downtime_ret:
-        check_flags(args.flags, 0, "qemuDomainMigrateGetMaxDowntime")
-        dom = self._active_domain(args.dom)
-        downtime = dom.extra.get(DOWNTIME)
-        return R.remote_domain_migrate_get_max_downtime_ret(
-            downtime=downtime if isinstance(downtime, int) else migration_settings({}, 0).max_downtime_ms
-        )
-
-    async def domain_migrate_set_max_speed(
-        self, args: R.remote_domain_migrate_set_max_speed_args, ctx: ConnectionContext
-    ) -> None:
-        check_flags(args.flags, C.VIR_DOMAIN_MIGRATE_MAX_SPEED_POSTCOPY, "qemuDomainMigrateSetMaxSpeed")
-        dom = self.lookup(args.dom)
-        if args.bandwidth > UNLIMITED_MIB_S:
-            raise report(C.VIR_ERR_OVERFLOW, FROM, f"bandwidth must be less than {UNLIMITED_MIB_S + 1}")
-        postcopy = bool(args.flags & C.VIR_DOMAIN_MIGRATE_MAX_SPEED_POSTCOPY)
-        dom.extra[POSTCOPY_SPEED if postcopy else SPEED] = args.bandwidth
-        session = dom.extra.get(OUTGOING)
-        if isinstance(session, OutgoingSession):
-            session.engine.set_bandwidth(args.bandwidth or UNLIMITED_MIB_S, postcopy=postcopy)
-
-    async def domain_migrate_get_max_speed(
-        self, args: R.remote_domain_migrate_get_max_speed_args, ctx: ConnectionContext
-    ) -> R.remote_domain_migrate_get_max_speed_ret:
-        check_flags(args.flags, C.VIR_DOMAIN_MIGRATE_MAX_SPEED_POSTCOPY, "qemuDomainMigrateGetMaxSpeed")
-        dom = self.lookup(args.dom)
-        if args.flags & C.VIR_DOMAIN_MIGRATE_MAX_SPEED_POSTCOPY:
-            speed = dom.extra.get(POSTCOPY_SPEED, 0)
-        else:
-            speed = dom.extra.get(SPEED, UNLIMITED_MIB_S)
-        return R.remote_domain_migrate_get_max_speed_ret(bandwidth=speed if isinstance(speed, int) else 0)
 
     # --- connection life --------------------------------------------------------------
 
