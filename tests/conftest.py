@@ -57,6 +57,10 @@ raw_rpc -> vwtestkit.RawRpcClient (the class)
 
 free_port -> vwtestkit.free_port (function returning a free 127.0.0.1 port)
 
+Hang guard: each test phase (setup, call, teardown) that runs longer than 300 s
+(env VIRTWIRE_TEST_HANG_LIMIT, or @pytest.mark.hang_limit(seconds)) fails with
+every thread's stack on stderr, and the session goes on (vwtestkit.hangguard).
+
 Hypothesis: no per-example deadline (a deadline is a timed assertion, and this
 suite shares 2 cores); with CI=true examples are derandomized, so a CI failure
 reproduces with the same command.
@@ -78,6 +82,7 @@ from vwtestkit import (
     RealLibvirtd,
     ServerStartError,
     VirtwireServer,
+    hangguard,
     make_pki,
     start_libvirtd,
     start_server,
@@ -90,6 +95,11 @@ settings.register_profile(
 )
 settings.register_profile("virtwire-ci", parent=settings.get_profile("virtwire"), derandomize=True)
 settings.load_profile("virtwire-ci" if vwtestkit.in_ci() else "virtwire")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not config.pluginmanager.has_plugin("vwtestkit.hangguard"):
+        config.pluginmanager.register(hangguard, "vwtestkit.hangguard")
 
 
 @pytest.fixture(scope="session")
