@@ -29,12 +29,12 @@ import trio
 from virtwire.server.driver.memory.guest import PAGE_SIZE, Guest, WorkloadSpec
 from virtwire.server.driver.memory.jobs import Job, JobOperation
 from virtwire.server.driver.memory.migration import (
-    IncomingMigration,
     MigrationCancelled,
     MigrationFailed,
     MigrationSettings,
     OutgoingMigration,
 )
+from virtwire.server.driver.memory.migration_incoming import IncomingMigration
 
 MIB = 1024 * 1024
 

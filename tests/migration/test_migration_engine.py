@@ -10,14 +10,13 @@ import trio.testing
 from virtwire.server.driver.memory.guest import PAGE_SIZE, FaultSpec, Guest, WorkloadSpec
 from virtwire.server.driver.memory.jobs import Job, JobOperation
 from virtwire.server.driver.memory.migration import (
-    DestinationObserver,
-    IncomingMigration,
     MigrationCancelled,
     MigrationFailed,
     MigrationSettings,
     OutgoingMigration,
     SourceObserver,
 )
+from virtwire.server.driver.memory.migration_incoming import DestinationObserver, IncomingMigration
 from virtwire.server.driver.memory.migration_ratelimit import UNLIMITED_MIB_S, TokenBucket
 
 MIB_PAGES = 1024 * 1024 // PAGE_SIZE

@@ -14,7 +14,7 @@ Source (``OutgoingMigration``), QEMU-style:
   those pages in order, serving the destination's PAGE_REQUESTs first, and each
   page crosses at most once, so post-copy always converges.
 
-Destination (``IncomingMigration``) loads what arrives, checks every page against
+Destination (``migration_incoming.IncomingMigration``) loads what arrives, checks every page against
 ``page_content(page, version)``, and in post-copy runs the guest's workload, faulting
 (requesting) pages it does not have yet.
 
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import collections
 import enum
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import trio
@@ -51,8 +51,7 @@ DEFAULT_MAX_DOWNTIME_MS = 300  # QEMU's default downtime-limit
 _BATCH_PAGES = 16  # pages per send: 64 KiB, small enough to keep page requests prompt
 _ZERO_RUN_MAX = 1 << 16  # split zero runs so memory_remaining moves smoothly
 _RATE_WINDOW_S = 0.25
-_DEST_TICK_S = 0.005
-_LINK_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError, StreamError)
+LINK_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError, StreamError)
 
 
 class Phase(enum.Enum):
@@ -98,12 +97,7 @@ class SourceObserver:
         return "running"
 
 
-class DestinationObserver:
-    def postcopy_running(self) -> None:
-        """The guest runs here now, while pages still arrive."""
-
-
-def _link_error(exc: BaseException, verb: str = "write to") -> str:
+def link_error(exc: BaseException, verb: str = "write to") -> str:
     if isinstance(exc, StreamError):
         return f"invalid migration stream: {exc}"
     if isinstance(exc, OSError) and exc.strerror:
@@ -111,7 +105,7 @@ def _link_error(exc: BaseException, verb: str = "write to") -> str:
     return f"Unable to {verb} socket: Connection reset by peer"
 
 
-class _Link:
+class Link:
     """The stream plus a serialised writer; readers are the endpoints' own tasks."""
 
     def __init__(self, stream: trio.abc.Stream) -> None:
@@ -222,7 +216,7 @@ class OutgoingMigration:
 
     async def _run(self, stream: trio.abc.Stream) -> tuple[str | None, bool]:
         """(failure reason or None, cancelled by abortJob)."""
-        link = _Link(stream)
+        link = Link(stream)
         failure: str | None = None
         async with trio.open_nursery() as nursery:
             with trio.CancelScope() as scope:
@@ -232,8 +226,8 @@ class OutgoingMigration:
                 nursery.start_soon(self._control_reader, link, scope)
                 try:
                     await self._migrate(link)
-                except _LINK_ERRORS as exc:
-                    failure = self._link_failure or _link_error(exc)
+                except LINK_ERRORS as exc:
+                    failure = self._link_failure or link_error(exc)
                 except _Interrupted as exc:
                     failure = str(exc) or "Unable to write to socket: Connection reset by peer"
             self._scope = None
@@ -243,7 +237,7 @@ class OutgoingMigration:
         cancelled = scope.cancelled_caught and self._link_failure is None and self._cancel_requested
         return failure, cancelled
 
-    async def _control_reader(self, link: _Link, scope: trio.CancelScope) -> None:
+    async def _control_reader(self, link: Link, scope: trio.CancelScope) -> None:
         try:
             while True:
                 records = await link.records()
@@ -259,13 +253,13 @@ class OutgoingMigration:
                         self._dest_done.set()
                     else:
                         raise StreamError(f"unexpected record {record.kind.name} from destination")
-        except _LINK_ERRORS as exc:
+        except LINK_ERRORS as exc:
             if link.cut_by_us:
                 return  # the sender cut it and reports why
-            self._link_failure = _link_error(exc)
+            self._link_failure = link_error(exc)
             scope.cancel()
 
-    async def _migrate(self, link: _Link) -> None:
+    async def _migrate(self, link: Link) -> None:
         now = trio.current_time()
         counters = self.job.counters
         memory = self.guest.memory
@@ -300,7 +294,7 @@ class OutgoingMigration:
             await self._new_iteration(link, len(dirty))
             zero_runs, pages = [], sorted(dirty)
 
-    async def _new_iteration(self, link: _Link, pending_pages: int) -> None:
+    async def _new_iteration(self, link: Link, pending_pages: int) -> None:
         """A dirty-bitmap sync, as QEMU counts them: a new pass over ``pending_pages``.
 
         Every sync is an iteration with its MIGRATION_ITERATION event, the last
@@ -314,7 +308,7 @@ class OutgoingMigration:
         self.observer.iteration(counters.memory_iteration)
 
     async def _send_pass(
-        self, link: _Link, zero_runs: list[tuple[int, int]], pages: list[int], *, switchable: bool = True
+        self, link: Link, zero_runs: list[tuple[int, int]], pages: list[int], *, switchable: bool = True
     ) -> tuple[list[tuple[int, int]], list[int]] | None:
         """Send one pass in page order; stops early (returning what is left) for post-copy."""
         counters = self.job.counters
@@ -344,7 +338,7 @@ class OutgoingMigration:
             await self._transmit(link, bytes(out), sent_pages, Phase.PRECOPY)
         return None
 
-    async def _transmit(self, link: _Link, data: bytes, normal_pages: int, phase: Phase) -> None:
+    async def _transmit(self, link: Link, data: bytes, normal_pages: int, phase: Phase) -> None:
         await self.bucket.consume(len(data))
         fault = self.settings.fault
         if fault is not None and fault.phase == phase.value:
@@ -384,7 +378,7 @@ class OutgoingMigration:
         self.paused_at = now
         self.observer.paused(postcopy)
 
-    async def _precopy_complete(self, link: _Link, dirty: set[int]) -> None:
+    async def _precopy_complete(self, link: Link, dirty: set[int]) -> None:
         memory = self.guest.memory
         self._pause_guest(postcopy=False)
         final = sorted(dirty | memory.sync_dirty_log())
@@ -398,7 +392,7 @@ class OutgoingMigration:
         if self.paused_at is not None:
             self.job.counters.downtime_ms = int((trio.current_time() - self.paused_at) * 1000)
 
-    async def _postcopy(self, link: _Link, zero_runs: list[tuple[int, int]], pages: list[int]) -> None:
+    async def _postcopy(self, link: Link, zero_runs: list[tuple[int, int]], pages: list[int]) -> None:
         counters = self.job.counters
         memory = self.guest.memory
         # Zero markers are nearly free: finish them in pre-copy so that only written
@@ -467,144 +461,3 @@ def _zero_runs(nonzero: list[int], total_pages: int) -> list[tuple[int, int]]:
             cursor += count
         cursor = number + 1
     return runs
-
-
-class IncomingMigration:
-    """The destination side: loads the stream into an empty guest."""
-
-    def __init__(self, guest: Guest, job: Job, observer: DestinationObserver | None = None) -> None:
-        self.guest = guest
-        self.job = job
-        self.observer = observer or DestinationObserver()
-        self.phase = Phase.SETUP
-        self.missing: set[int] = set()
-        self._requested: set[int] = set()
-        self._deferred_writes: dict[int, int] = {}
-        self._link: _Link | None = None
-        self.received_pages = 0
-        self.failure: str | None = None
-
-    async def run(self, stream: trio.abc.Stream) -> None:
-        """Receive a whole migration; raises MigrationFailed if the stream breaks."""
-        link = _Link(stream)
-        self._link = link
-        try:
-            async with trio.open_nursery() as nursery:
-                try:
-                    await self._receive(link, nursery.start_soon)
-                except _LINK_ERRORS as exc:
-                    self.failure = _link_error(exc, "read from")
-                finally:
-                    nursery.cancel_scope.cancel()
-        finally:
-            self.guest.memory.stop_dirty_log()
-            await trio.aclose_forcefully(stream)
-        if self.failure is not None:
-            raise MigrationFailed(self.failure, postcopy=self.phase is Phase.POSTCOPY)
-        self.phase = Phase.DONE
-
-    async def _receive(self, link: _Link, spawn: Callable[..., object]) -> None:
-        counters = self.job.counters
-        while True:
-            records = await link.records()
-            if records is None:
-                raise trio.BrokenResourceError("source closed the migration stream")
-            for record in records:
-                kind = record.kind
-                if kind is Kind.PAGE:
-                    self._load_page(record)
-                    counters.memory_normal += 1
-                    counters.memory_processed += PAGE_RECORD_SIZE
-                    if self.phase is Phase.POSTCOPY and not self.missing:
-                        await link.send(encode(Kind.POSTCOPY_DONE))
-                elif kind is Kind.ZERO_RUN:
-                    self._load_zero_run(record.a, record.b)
-                    counters.memory_constant += record.b
-                    counters.memory_processed += ZERO_RUN_RECORD_SIZE
-                elif kind is Kind.ITERATION:
-                    counters.memory_iteration = record.a
-                elif kind is Kind.HELLO:
-                    self._hello(record)
-                elif kind is Kind.DISCARD:
-                    self.missing.update(range(record.a, record.a + record.b))
-                elif kind is Kind.POSTCOPY:
-                    self.phase = Phase.POSTCOPY
-                    self.guest.cursor = record.a % max(self.guest.workload.working_set_pages, 1)
-                    self.guest.resume(trio.current_time())
-                    self.observer.postcopy_running()
-                    spawn(self._postcopy_guest, link)
-                    if not self.missing:
-                        await link.send(encode(Kind.POSTCOPY_DONE))
-                elif kind is Kind.COMPLETE:
-                    if self.missing:
-                        raise StreamError(f"migration completed with {len(self.missing)} pages missing")
-                    if self.phase is not Phase.POSTCOPY:
-                        self.guest.cursor = record.a % max(self.guest.workload.working_set_pages, 1)
-                        await link.send(encode(Kind.LOADED))
-                    return
-                else:
-                    raise StreamError(f"unexpected record {kind.name} from source")
-
-    def _hello(self, record: Record) -> None:
-        page_size = record.a & 0xFFFFFFFF
-        if page_size != PAGE_SIZE or record.b != self.guest.memory.total_pages:
-            raise StreamError(
-                f"guest memory mismatch: source has {record.b} pages of {page_size} bytes, "
-                f"destination {self.guest.memory.total_pages} of {PAGE_SIZE}"
-            )
-        self.job.counters.memory_total = record.b * PAGE_SIZE
-        self.phase = Phase.PRECOPY
-
-    def _load_zero_run(self, start: int, count: int) -> None:
-        versions = self.guest.memory.versions
-        if start + count > self.guest.memory.total_pages:
-            raise StreamError(f"zero pages {start}+{count} beyond guest memory")
-        # The destination starts empty, so only pages loaded earlier need clearing;
-        # walk whichever is smaller, the run or the loaded pages.
-        if count <= len(versions):
-            stale = [number for number in range(start, start + count) if number in versions]
-        else:
-            stale = [number for number in versions if start <= number < start + count]
-        for number in stale:
-            del versions[number]
-        if self.phase is Phase.POSTCOPY:
-            self.missing.difference_update(range(start, start + count))
-
-    def _load_page(self, record: Record) -> None:
-        number, version = record.a, record.b
-        if number >= self.guest.memory.total_pages:
-            raise StreamError(f"page {number} beyond guest memory")
-        if record.data != page_content(number, version):
-            raise StreamError(f"page {number} version {version} arrived corrupted")
-        memory = self.guest.memory
-        memory.versions[number] = version
-        self.received_pages += 1
-        if self.phase is Phase.POSTCOPY:
-            self.missing.discard(number)
-            for _ in range(self._deferred_writes.pop(number, 0)):
-                memory.write(number)
-
-    async def _postcopy_guest(self, link: _Link) -> None:
-        """Run the workload here; a write to a page not yet here faults to the source."""
-        faults: list[int] = []
-
-        def touch(number: int) -> None:
-            if number in self.missing:
-                self._deferred_writes[number] = self._deferred_writes.get(number, 0) + 1
-                if number not in self._requested:
-                    self._requested.add(number)
-                    faults.append(number)
-            else:
-                self.guest.memory.write(number)
-
-        while self.phase is Phase.POSTCOPY and self.missing:
-            self.guest.catch_up(trio.current_time(), touch)
-            if faults:
-                data = b"".join(encode(Kind.PAGE_REQUEST, number) for number in faults)
-                self.job.counters.memory_postcopy_requests += len(faults)
-                faults.clear()
-                try:
-                    await link.send(data)
-                except _LINK_ERRORS:
-                    return  # the receiving side sees the broken link and reports it
-            await trio.sleep(_DEST_TICK_S)

@@ -43,8 +43,6 @@ from .jobs import (
     JobStatus,
 )
 from .migration import (
-    DestinationObserver,
-    IncomingMigration,
     MigrationCancelled,
     MigrationFailed,
     OutgoingMigration,
@@ -52,6 +50,7 @@ from .migration import (
     SourceObserver,
 )
 from .migration_control import JobControlMixin, invalid
+from .migration_incoming import DestinationObserver, IncomingMigration
 from .migration_session import (
     COMPLETED_JOB,
     INCOMING,

@@ -25,7 +25,8 @@ from ...errors import report
 from .core import FROM
 from .guest import VIRTWIRE_XMLNS
 from .jobs import Job
-from .migration import IncomingMigration, MigrationSettings, OutgoingMigration
+from .migration import MigrationSettings, OutgoingMigration
+from .migration_incoming import IncomingMigration
 
 OUTGOING = "migration.outgoing"
 INCOMING = "migration.incoming"

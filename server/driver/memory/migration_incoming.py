@@ -1,0 +1,174 @@
+"""The destination endpoint of a live migration (see ``migration`` for the stream's shape).
+
+``IncomingMigration`` loads what arrives into an empty guest and checks every page
+against ``page_content(page, version)``. Once the source switches to post-copy the
+guest runs here: its workload writes pages, and a write to a page that has not
+arrived yet faults to the source (a PAGE_REQUEST, counted in
+memory_postcopy_requests) and is applied when the page lands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import trio
+
+from .guest import PAGE_SIZE, Guest, page_content
+from .jobs import Job
+from .migration import LINK_ERRORS, Link, MigrationFailed, Phase, link_error
+from .migration_stream import (
+    PAGE_RECORD_SIZE,
+    ZERO_RUN_RECORD_SIZE,
+    Kind,
+    Record,
+    StreamError,
+    encode,
+)
+
+_DEST_TICK_S = 0.005  # how often the running destination guest's workload advances
+
+
+class DestinationObserver:
+    def postcopy_running(self) -> None:
+        """The guest runs here now, while pages still arrive."""
+
+
+class IncomingMigration:
+    """The destination side: loads the stream into an empty guest."""
+
+    def __init__(self, guest: Guest, job: Job, observer: DestinationObserver | None = None) -> None:
+        self.guest = guest
+        self.job = job
+        self.observer = observer or DestinationObserver()
+        self.phase = Phase.SETUP
+        self.missing: set[int] = set()
+        self._requested: set[int] = set()
+        self._deferred_writes: dict[int, int] = {}
+        self._link: Link | None = None
+        self.received_pages = 0
+        self.failure: str | None = None
+
+    async def run(self, stream: trio.abc.Stream) -> None:
+        """Receive a whole migration; raises MigrationFailed if the stream breaks."""
+        link = Link(stream)
+        self._link = link
+        try:
+            async with trio.open_nursery() as nursery:
+                try:
+                    await self._receive(link, nursery.start_soon)
+                except LINK_ERRORS as exc:
+                    self.failure = link_error(exc, "read from")
+                finally:
+                    nursery.cancel_scope.cancel()
+        finally:
+            self.guest.memory.stop_dirty_log()
+            await trio.aclose_forcefully(stream)
+        if self.failure is not None:
+            raise MigrationFailed(self.failure, postcopy=self.phase is Phase.POSTCOPY)
+        self.phase = Phase.DONE
+
+    async def _receive(self, link: Link, spawn: Callable[..., object]) -> None:
+        counters = self.job.counters
+        while True:
+            records = await link.records()
+            if records is None:
+                raise trio.BrokenResourceError("source closed the migration stream")
+            for record in records:
+                kind = record.kind
+                if kind is Kind.PAGE:
+                    self._load_page(record)
+                    counters.memory_normal += 1
+                    counters.memory_processed += PAGE_RECORD_SIZE
+                    if self.phase is Phase.POSTCOPY and not self.missing:
+                        await link.send(encode(Kind.POSTCOPY_DONE))
+                elif kind is Kind.ZERO_RUN:
+                    self._load_zero_run(record.a, record.b)
+                    counters.memory_constant += record.b
+                    counters.memory_processed += ZERO_RUN_RECORD_SIZE
+                elif kind is Kind.ITERATION:
+                    counters.memory_iteration = record.a
+                elif kind is Kind.HELLO:
+                    self._hello(record)
+                elif kind is Kind.DISCARD:
+                    self.missing.update(range(record.a, record.a + record.b))
+                elif kind is Kind.POSTCOPY:
+                    self.phase = Phase.POSTCOPY
+                    self.guest.cursor = record.a % max(self.guest.workload.working_set_pages, 1)
+                    self.guest.resume(trio.current_time())
+                    self.observer.postcopy_running()
+                    spawn(self._postcopy_guest, link)
+                    if not self.missing:
+                        await link.send(encode(Kind.POSTCOPY_DONE))
+                elif kind is Kind.COMPLETE:
+                    if self.missing:
+                        raise StreamError(f"migration completed with {len(self.missing)} pages missing")
+                    if self.phase is not Phase.POSTCOPY:
+                        self.guest.cursor = record.a % max(self.guest.workload.working_set_pages, 1)
+                        await link.send(encode(Kind.LOADED))
+                    return
+                else:
+                    raise StreamError(f"unexpected record {kind.name} from source")
+
+    def _hello(self, record: Record) -> None:
+        page_size = record.a & 0xFFFFFFFF
+        if page_size != PAGE_SIZE or record.b != self.guest.memory.total_pages:
+            raise StreamError(
+                f"guest memory mismatch: source has {record.b} pages of {page_size} bytes, "
+                f"destination {self.guest.memory.total_pages} of {PAGE_SIZE}"
+            )
+        self.job.counters.memory_total = record.b * PAGE_SIZE
+        self.phase = Phase.PRECOPY
+
+    def _load_zero_run(self, start: int, count: int) -> None:
+        versions = self.guest.memory.versions
+        if start + count > self.guest.memory.total_pages:
+            raise StreamError(f"zero pages {start}+{count} beyond guest memory")
+        # The destination starts empty, so only pages loaded earlier need clearing;
+        # walk whichever is smaller, the run or the loaded pages.
+        if count <= len(versions):
+            stale = [number for number in range(start, start + count) if number in versions]
+        else:
+            stale = [number for number in versions if start <= number < start + count]
+        for number in stale:
+            del versions[number]
+        if self.phase is Phase.POSTCOPY:
+            self.missing.difference_update(range(start, start + count))
+
+    def _load_page(self, record: Record) -> None:
+        number, version = record.a, record.b
+        if number >= self.guest.memory.total_pages:
+            raise StreamError(f"page {number} beyond guest memory")
+        if record.data != page_content(number, version):
+            raise StreamError(f"page {number} version {version} arrived corrupted")
+        memory = self.guest.memory
+        memory.versions[number] = version
+        self.received_pages += 1
+        if self.phase is Phase.POSTCOPY:
+            self.missing.discard(number)
+            for _ in range(self._deferred_writes.pop(number, 0)):
+                memory.write(number)
+
+    async def _postcopy_guest(self, link: Link) -> None:
+        """Run the workload here; a write to a page not yet here faults to the source."""
+        faults: list[int] = []
+
+        def touch(number: int) -> None:
+            if number in self.missing:
+                self._deferred_writes[number] = self._deferred_writes.get(number, 0) + 1
+                if number not in self._requested:
+                    self._requested.add(number)
+                    faults.append(number)
+            else:
+                self.guest.memory.write(number)
+
+        while self.phase is Phase.POSTCOPY and self.missing:
+            self.guest.catch_up(trio.current_time(), touch)
+            if faults:
+                data = b"".join(encode(Kind.PAGE_REQUEST, number) for number in faults)
+                self.job.counters.memory_postcopy_requests += len(faults)
+                faults.clear()
+                try:
+                    await link.send(data)
+                except LINK_ERRORS:
+                    return  # the receiving side sees the broken link and reports it
+            await trio.sleep(_DEST_TICK_S)
