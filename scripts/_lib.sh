@@ -94,7 +94,7 @@ ensure_venv() {
     fi
     say "installing into $VENV: $*"
     local pip=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
-    "${pip[@]}" install 'setuptools>=68' 'wheel>=0.40' || die "pip could not install setuptools/wheel"
+    "${pip[@]}" install 'setuptools>=77' 'wheel>=0.40' || die "pip could not install setuptools/wheel"
     # No build isolation: the venv's own setuptools builds virtwire and
     # libvirt-python, so repeated runs need no downloads for the build.
     (cd "$ROOT" && "${pip[@]}" install --no-build-isolation "$@") || die "pip install $* failed"
