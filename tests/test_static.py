@@ -91,6 +91,46 @@ def test_mypy_strict_clean() -> None:
         pytest.fail(f"mypy --strict found problems:\n{_repo_paths(proc.stdout)}{proc.stderr}", pytrace=False)
 
 
+def test_mypy_strict_clean_tests_and_bench() -> None:
+    """The standard holds for test and benchmark code too."""
+    proc = subprocess.run(
+        [
+            _tool("mypy"),
+            "--strict",
+            "--config-file",
+            str(PROJECT_ROOT / "pyproject.toml"),
+            "--cache-dir",
+            str(_persistent_cache("mypy-tests")),
+            "--no-error-summary",
+            "--hide-error-context",
+            "tests",
+            "bench",
+        ],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"mypy --strict found problems:\n{_repo_paths(proc.stdout)}{proc.stderr}", pytrace=False)
+
+
+def test_ruff_check_clean_tests_bench_scripts() -> None:
+    env = {**os.environ, "RUFF_CACHE_DIR": str(_persistent_cache("ruff"))}
+    proc = subprocess.run(
+        [_tool("ruff"), "check", "--output-format", "concise", "tests", "bench", "scripts"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"ruff check found problems:\n{proc.stdout}{proc.stderr}", pytrace=False)
+
+
 def _installed_subpackages() -> dict[str, str]:
     """Top-level subpackages from pyproject's package-dir: {"protocol": "protocol", ...}."""
     config = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
