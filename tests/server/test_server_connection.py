@@ -267,3 +267,65 @@ async def test_shutdown_finishes_calls_in_flight(service: Service) -> None:
         assert (reply.serial, reply.status) == (serial, 0)
         with pytest.raises(EOFError):
             await peer.packet()
+
+
+async def test_legacy_registration_gets_legacy_lifecycle_events(service: Service) -> None:
+    async with trio.open_nursery() as nursery:
+        listener = connect(nursery, service)
+        actor = connect(nursery, service)
+        for peer in (listener, actor):
+            await peer.open()
+        await listener.call(167, xdr_uint(0))  # legacy REGISTER_ANY, lifecycle
+        assert (await listener.reply()).payload == b""
+        await listener.call(167, xdr_uint(0))
+        again = await listener.reply()
+        assert again.status == 1 and b"event callback already tracked" in again.payload
+        await actor.call(35, TEST_DOM)  # undefine: 'test' keeps running, as transient
+        assert (await actor.reply()).status == 0
+        event = await listener.packet()
+        # proc 107: {dom, event, detail}, no callbackID
+        assert (event.procedure, event.type, event.serial) == (107, MESSAGE, 1)
+        assert event.payload == TEST_DOM + xdr_uint(1) + xdr_uint(0)  # UNDEFINED, REMOVED
+        await listener.call(168, xdr_uint(0))
+        assert (await listener.reply()).status == 0
+        await listener.call(168, xdr_uint(0))
+        missing = await listener.reply()
+        assert missing.status == 1 and b"domain event 0 not registered" in missing.payload
+        nursery.cancel_scope.cancel()
+
+
+async def test_callback_filtered_by_domain_and_deregistered(service: Service) -> None:
+    async with trio.open_nursery() as nursery:
+        peer = connect(nursery, service)
+        await peer.open()
+        other_dom = xdr_string("other") + b"\x22" * 16 + xdr_uint(0xFFFFFFFF)
+        await peer.call(316, xdr_uint(0) + xdr_uint(1) + other_dom)  # only for 'other'
+        filtered = struct.unpack(">i", (await peer.reply()).payload)[0]
+        await peer.call(316, xdr_uint(0) + xdr_uint(1) + TEST_DOM)  # only for 'test'
+        mine = struct.unpack(">i", (await peer.reply()).payload)[0]
+        await peer.call(317, struct.pack(">i", filtered))
+        assert (await peer.reply()).status == 0
+        await peer.call(317, struct.pack(">i", filtered))
+        gone = await peer.reply()
+        assert (
+            gone.status == 1 and f"domain event callback {filtered} not registered".encode() in gone.payload
+        )
+        driver = service.driver
+        assert isinstance(driver, MemoryDriver)
+        driver.set_state(driver.find_by_name("test"), 3, 1, 3, 0)
+        event = await peer.packet()
+        assert (event.procedure, struct.unpack(">i", event.payload[:4])[0]) == (318, mine)
+        nursery.cancel_scope.cancel()
+
+
+async def test_max_clients_refuses_extra_connections() -> None:
+    service = Service(ServerConfig(max_clients=1), MemoryDriver(hostname="m"))
+    async with trio.open_nursery() as nursery:
+        first = connect(nursery, service)
+        await first.open()
+        second = connect(nursery, service)
+        with pytest.raises(EOFError):
+            await second.packet()
+        await first.call(157)
+        assert (await first.reply()).status == 0
+        nursery.cancel_scope.cancel()
