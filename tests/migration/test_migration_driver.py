@@ -288,6 +288,17 @@ async def test_unsupported_flags_and_clashing_domains_are_refused(pair: Pair) ->
         await pair.src.domain_migrate_begin3_params(
             R.remote_domain_migrate_begin3_params_args(dom=ref, params=[], flags=C.VIR_MIGRATE_POSTCOPY), CTX
         )
+    with pytest.raises(libvirtError, match="parameter 'no_such_param' not supported") as unknown:
+        await pair.src.domain_migrate_begin3_params(
+            R.remote_domain_migrate_begin3_params_args(dom=ref, params=params(no_such_param=1), flags=1), CTX
+        )
+    assert unknown.value.get_error_code() == C.VIR_ERR_ARGUMENT_UNSUPPORTED
+    with pytest.raises(
+        libvirtError, match="invalid type 'string' for parameter 'bandwidth', expected 'ullong'"
+    ):
+        await pair.src.domain_migrate_begin3_params(
+            R.remote_domain_migrate_begin3_params_args(dom=ref, params=params(bandwidth="fast"), flags=1), CTX
+        )
     # Both hosts run `test` with the same UUID.
     test = pair.src.find_by_name("test")
     test_ref = R.remote_nonnull_domain(name="test", uuid=test.uuid, id=test.id)

@@ -30,7 +30,13 @@ from typing import Any
 import trio
 from virtwire.protocol.generated import constants as C
 from virtwire.protocol.generated import remote as R
-from virtwire.protocol.typedparams import make_param, params_to_dict
+from virtwire.protocol.typedparams import (
+    MIGRATION_PARAM_TYPES,
+    TYPE_NAMES,
+    make_param,
+    params_to_dict,
+    params_to_list,
+)
 
 from ...errors import check_flags, report
 from ..base import ConnectionContext
@@ -92,6 +98,18 @@ def _check_migrate_flags(flags: int, function: str) -> None:
 
 
 def _params(raw: list[R.remote_typed_param]) -> dict[str, Any]:
+    """The migration parameters, checked as QEMU hosts check them (virTypedParamsValidate)."""
+    for name, kind, _ in params_to_list(raw, _MIGRATE_PARAM_LIMIT):
+        expected = MIGRATION_PARAM_TYPES.get(name)
+        if expected is None:
+            raise report(C.VIR_ERR_ARGUMENT_UNSUPPORTED, FROM, f"parameter '{name}' not supported")
+        if kind != expected:
+            raise report(
+                C.VIR_ERR_INVALID_ARG,
+                FROM,
+                f"invalid type '{TYPE_NAMES.get(kind, kind)}' for parameter '{name}', "
+                f"expected '{TYPE_NAMES[expected]}'",
+            )
     return params_to_dict(raw, _MIGRATE_PARAM_LIMIT)
 
 
