@@ -1,4 +1,12 @@
-"""Command line: compile one spec, or regenerate/check every spec/*.x."""
+"""Command line: compile one spec, or regenerate/check every spec/*.x.
+
+    python -m virtwire.protocol.xdrc SPEC.x [-o OUT.py]
+    python -m virtwire.protocol.xdrc --all [--check]      (from the repository root)
+
+The compiler imports nothing outside its own package, so when a broken generated
+module keeps `virtwire.protocol` from importing, it still runs from the source
+tree:  PYTHONPATH=protocol python -m xdrc --all
+"""
 
 from __future__ import annotations
 
