@@ -331,8 +331,9 @@ class XdrStruct:
     @classmethod
     def from_bytes(cls, data: bytes | bytearray | memoryview, *, exact: bool = True) -> Self:
         t = cls.xdr_type
+        value: Self  # declared, not cast(): this is a hot path and cast() is a call
         value, _ = decode_with(t.decode, t, data, exact=exact, name=t.name)
-        return cast(Self, value)
+        return value
 
     def pack(self, p: xdrlib3.Packer) -> None:
         data = self.to_bytes()
@@ -342,9 +343,10 @@ class XdrStruct:
     def unpack(cls, u: xdrlib3.Unpacker) -> Self:
         t = cls.xdr_type
         start = u.get_position()
+        value: Self
         value, end = decode_with(t.decode, t, u.get_buffer(), exact=False, name=t.name, start=start)
         u.set_position(end)
-        return cast(Self, value)
+        return value
 
 
 # --- entry points ---------------------------------------------------------------------------------
