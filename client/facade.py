@@ -21,12 +21,8 @@ from virtwire.client import uri as urimod
 from virtwire.client.sync import SyncConnection
 from virtwire.protocol.errors import libvirtError
 from virtwire.protocol.generated import constants as c
-from virtwire.protocol.generated import remote
 
 _T = TypeVar("_T")
-
-# listDomainsID / listDefinedDomains ask for as many as the server may send.
-_DOMAIN_LIST_MAX = remote.REMOTE_DOMAIN_LIST_MAX
 
 
 _error_handler: list[tuple[Callable[[Any, Any], Any], Any]] = []
@@ -304,10 +300,13 @@ class virConnect:
         return [self._domain(d) for d in self._run(ops.list_all_domains(flags))]
 
     def listDomainsID(self) -> list[int]:
-        return list(self._run(ops.list_domains_id(_DOMAIN_LIST_MAX)))
+        # libvirt-python counts first, then asks for that many (libvirt-override.c).
+        count = int(self._run(ops.num_of_domains()))
+        return list(self._run(ops.list_domains_id(count))) if count else []
 
     def listDefinedDomains(self) -> list[str]:
-        return list(self._run(ops.list_defined_domains(_DOMAIN_LIST_MAX)))
+        count = int(self._run(ops.num_of_defined_domains()))
+        return list(self._run(ops.list_defined_domains(count))) if count else []
 
     def numOfDomains(self) -> int:
         return int(self._run(ops.num_of_domains()))

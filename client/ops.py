@@ -185,10 +185,6 @@ def is_secure() -> Op:
     return Op("CONNECT_IS_SECURE", None, int_field("secure"))
 
 
-def is_encrypted() -> Op:
-    return Op("CONNECT_IS_ENCRYPTED", None, int_field("encrypted"))
-
-
 def lookup_by_name(name: str) -> Op:
     return call("DOMAIN_LOOKUP_BY_NAME", dom_of, name=name)
 
