@@ -34,8 +34,15 @@ FROM = C.VIR_FROM_TEST
 
 
 def dom_ref(dom: Domain) -> R.remote_nonnull_domain:
-    """The wire form of a domain: name, raw UUID, id (-1 while inactive)."""
-    return R.remote_nonnull_domain(name=dom.name, uuid=dom.uuid, id=dom.id)
+    """The wire form of a domain: name, raw UUID, id (-1 while inactive).
+
+    Cached per domain until its id changes (listings build thousands); callers
+    must treat it as read-only.
+    """
+    ref: R.remote_nonnull_domain | None = dom.ref_cache
+    if ref is None or ref.id != dom.id:
+        ref = dom.ref_cache = R.remote_nonnull_domain(name=dom.name, uuid=dom.uuid, id=dom.id)
+    return ref
 
 
 def internal(detail: str) -> Exception:
@@ -57,6 +64,7 @@ class MemoryCore(Driver):
         self._by_name: dict[str, Domain] = {}
         self._by_id: dict[int, Domain] = {}
         self._next_id = 1
+        self._sorted: list[Domain] | None = None  # domains by name, rebuilt after add/remove
         self.store = DomainStore(state_dir) if state_dir is not None else None
         self._load(seed_defaults)
 
@@ -87,8 +95,10 @@ class MemoryCore(Driver):
     # --- lookup ------------------------------------------------------------------------
 
     def domains(self) -> list[Domain]:
-        """Every domain, sorted by name (the order listAllDomains answers in)."""
-        return sorted(self._by_uuid.values(), key=lambda d: d.name)
+        """Every domain, sorted by name (the order listAllDomains answers in). Do not modify."""
+        if self._sorted is None:
+            self._sorted = sorted(self._by_uuid.values(), key=lambda d: d.name)
+        return self._sorted
 
     def find_by_name(self, name: str) -> Domain:
         dom = self._by_name.get(name)
@@ -167,6 +177,7 @@ class MemoryCore(Driver):
             )
             self._by_uuid[uuid] = dom
             self._by_name[dom.name] = dom
+            self._sorted = None
             detail = C.VIR_DOMAIN_EVENT_DEFINED_ADDED
         if persistent and save:
             self.save(dom)
@@ -194,6 +205,7 @@ class MemoryCore(Driver):
     def remove_domain(self, dom: Domain) -> None:
         """Forget a domain entirely (no event; callers emit what fits)."""
         self._by_uuid.pop(dom.uuid, None)
+        self._sorted = None
         if self._by_name.get(dom.name) is dom:
             del self._by_name[dom.name]
         if dom.id >= 0 and self._by_id.get(dom.id) is dom:

@@ -40,49 +40,48 @@ def chars(text: str) -> list[int]:
     return [*text.encode(), 0]
 
 
-def _either(flags: int, yes: int, no: int, value: bool) -> bool:
-    """One pair of listAllDomains filter flags: pass if neither or the matching one is set."""
-    if not flags & (yes | no):
-        return True
-    return bool(flags & yes) if value else bool(flags & no)
+# listAllDomains filter groups: a domain passes a group the caller used when it
+# has one of the group's bits.  Within a group the flags are ORed, groups ANDed.
+_LIST_GROUPS = (
+    C.VIR_CONNECT_LIST_DOMAINS_ACTIVE | C.VIR_CONNECT_LIST_DOMAINS_INACTIVE,
+    C.VIR_CONNECT_LIST_DOMAINS_PERSISTENT | C.VIR_CONNECT_LIST_DOMAINS_TRANSIENT,
+    C.VIR_CONNECT_LIST_DOMAINS_RUNNING
+    | C.VIR_CONNECT_LIST_DOMAINS_PAUSED
+    | C.VIR_CONNECT_LIST_DOMAINS_SHUTOFF
+    | C.VIR_CONNECT_LIST_DOMAINS_OTHER,
+    C.VIR_CONNECT_LIST_DOMAINS_MANAGEDSAVE | C.VIR_CONNECT_LIST_DOMAINS_NO_MANAGEDSAVE,
+    C.VIR_CONNECT_LIST_DOMAINS_AUTOSTART | C.VIR_CONNECT_LIST_DOMAINS_NO_AUTOSTART,
+    C.VIR_CONNECT_LIST_DOMAINS_HAS_SNAPSHOT | C.VIR_CONNECT_LIST_DOMAINS_NO_SNAPSHOT,
+    C.VIR_CONNECT_LIST_DOMAINS_HAS_CHECKPOINT | C.VIR_CONNECT_LIST_DOMAINS_NO_CHECKPOINT,
+)
+_STATE_BITS = {
+    C.VIR_DOMAIN_RUNNING: C.VIR_CONNECT_LIST_DOMAINS_RUNNING,
+    C.VIR_DOMAIN_PAUSED: C.VIR_CONNECT_LIST_DOMAINS_PAUSED,
+    C.VIR_DOMAIN_SHUTOFF: C.VIR_CONNECT_LIST_DOMAINS_SHUTOFF,
+}
+# Nothing here has a managed save image, a snapshot or a checkpoint.
+_ALWAYS = (
+    C.VIR_CONNECT_LIST_DOMAINS_NO_MANAGEDSAVE
+    | C.VIR_CONNECT_LIST_DOMAINS_NO_SNAPSHOT
+    | C.VIR_CONNECT_LIST_DOMAINS_NO_CHECKPOINT
+)
+
+
+def list_properties(dom: Domain) -> int:
+    """The listAllDomains flags that describe ``dom``."""
+    return (
+        _ALWAYS
+        | (C.VIR_CONNECT_LIST_DOMAINS_ACTIVE if dom.active else C.VIR_CONNECT_LIST_DOMAINS_INACTIVE)
+        | (C.VIR_CONNECT_LIST_DOMAINS_PERSISTENT if dom.persistent else C.VIR_CONNECT_LIST_DOMAINS_TRANSIENT)
+        | _STATE_BITS.get(dom.state, C.VIR_CONNECT_LIST_DOMAINS_OTHER)
+        | (C.VIR_CONNECT_LIST_DOMAINS_AUTOSTART if dom.autostart else C.VIR_CONNECT_LIST_DOMAINS_NO_AUTOSTART)
+    )
 
 
 def matches_list_filter(dom: Domain, flags: int) -> bool:
     """virConnectListAllDomains' filter semantics (each group ANDed, within a group ORed)."""
-    if not _either(flags, C.VIR_CONNECT_LIST_DOMAINS_ACTIVE, C.VIR_CONNECT_LIST_DOMAINS_INACTIVE, dom.active):
-        return False
-    if not _either(
-        flags, C.VIR_CONNECT_LIST_DOMAINS_PERSISTENT, C.VIR_CONNECT_LIST_DOMAINS_TRANSIENT, dom.persistent
-    ):
-        return False
-    state_flags = flags & (
-        C.VIR_CONNECT_LIST_DOMAINS_RUNNING
-        | C.VIR_CONNECT_LIST_DOMAINS_PAUSED
-        | C.VIR_CONNECT_LIST_DOMAINS_SHUTOFF
-        | C.VIR_CONNECT_LIST_DOMAINS_OTHER
-    )
-    if state_flags:
-        if dom.state == C.VIR_DOMAIN_RUNNING:
-            wanted = C.VIR_CONNECT_LIST_DOMAINS_RUNNING
-        elif dom.state == C.VIR_DOMAIN_PAUSED:
-            wanted = C.VIR_CONNECT_LIST_DOMAINS_PAUSED
-        elif dom.state == C.VIR_DOMAIN_SHUTOFF:
-            wanted = C.VIR_CONNECT_LIST_DOMAINS_SHUTOFF
-        else:
-            wanted = C.VIR_CONNECT_LIST_DOMAINS_OTHER
-        if not state_flags & wanted:
-            return False
-    # Nothing here has a managed save image, a snapshot or a checkpoint.
-    for yes, no in (
-        (C.VIR_CONNECT_LIST_DOMAINS_MANAGEDSAVE, C.VIR_CONNECT_LIST_DOMAINS_NO_MANAGEDSAVE),
-        (C.VIR_CONNECT_LIST_DOMAINS_HAS_SNAPSHOT, C.VIR_CONNECT_LIST_DOMAINS_NO_SNAPSHOT),
-        (C.VIR_CONNECT_LIST_DOMAINS_HAS_CHECKPOINT, C.VIR_CONNECT_LIST_DOMAINS_NO_CHECKPOINT),
-    ):
-        if not _either(flags, yes, no, False):
-            return False
-    return _either(
-        flags, C.VIR_CONNECT_LIST_DOMAINS_AUTOSTART, C.VIR_CONNECT_LIST_DOMAINS_NO_AUTOSTART, dom.autostart
-    )
+    props = list_properties(dom)
+    return all(not flags & group or flags & group & props for group in _LIST_GROUPS)
 
 
 @nonblocking
@@ -190,7 +189,9 @@ class HostAPI(MemoryCore):
     async def connect_list_all_domains(
         self, args: R.remote_connect_list_all_domains_args, ctx: ConnectionContext
     ) -> R.remote_connect_list_all_domains_ret:
-        check_flags(args.flags, _LIST_FILTERS_ALL, "testConnectListAllDomains")
-        found = [d for d in self.domains() if matches_list_filter(d, args.flags)]
+        flags = args.flags
+        check_flags(flags, _LIST_FILTERS_ALL, "testConnectListAllDomains")
+        everyone = self.domains()
+        found = [d for d in everyone if matches_list_filter(d, flags)] if flags else everyone
         refs = [dom_ref(d) for d in found] if args.need_results else []
         return R.remote_connect_list_all_domains_ret(domains=refs, ret=len(found))

@@ -59,6 +59,8 @@ class Domain:
     job: Any = None
     guest: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # The wire form last built for this domain (see core.dom_ref).
+    ref_cache: Any = None
 
     @property
     def active(self) -> bool:
