@@ -96,7 +96,12 @@ class Listeners:
     @staticmethod
     async def _serve_tls(service: Service, ctx: object, allowed: list[str], stream: trio.abc.Stream) -> None:
         peer = _tcp_peer(stream)
-        tls_stream = await accept_tls(stream, ctx, allowed, peer)  # type: ignore[arg-type]
+        try:
+            tls_stream = await accept_tls(stream, ctx, allowed, peer)  # type: ignore[arg-type]
+        except Exception:
+            log.exception("TLS client %s: handshake failed", peer)
+            await trio.aclose_forcefully(stream)
+            return
         if tls_stream is not None:
             await service.serve_stream(tls_stream, transport="tls", peer=peer, readonly_socket=False)
 

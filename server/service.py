@@ -49,6 +49,9 @@ class Service:
         self.connections.add(conn)
         try:
             await conn.run()
+        except Exception:
+            # A bug must cost one connection, never the server and its other clients.
+            log.exception("client %s (%s): connection failed", conn.ctx.conn_id, peer)
         finally:
             self.connections.discard(conn)
 

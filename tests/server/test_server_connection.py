@@ -329,3 +329,22 @@ async def test_max_clients_refuses_extra_connections() -> None:
         await first.call(157)
         assert (await first.reply()).status == 0
         nursery.cancel_scope.cancel()
+
+
+class BuggyDriver(MemoryDriver):
+    async def domain_resume(self, args: object, ctx: ConnectionContext) -> None:
+        raise RuntimeError("a bug in a driver")
+
+
+async def test_a_driver_bug_is_an_error_reply_not_a_crash() -> None:
+    service = Service(ServerConfig(), BuggyDriver(hostname="b"))
+    async with trio.open_nursery() as nursery:
+        peer = connect(nursery, service)
+        await peer.open()
+        await peer.call(28, TEST_DOM)
+        reply = await peer.reply()
+        assert reply.status == 1
+        assert b"Library function returned error but did not set virError" in reply.payload
+        await peer.call(157)
+        assert (await peer.reply()).status == 0
+        nursery.cancel_scope.cancel()
