@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import threading
 import uuid as uuidlib
+import weakref
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
@@ -127,8 +128,23 @@ class virConnect:
             uri = str(self._run_unchecked(ops.get_uri()))
             self._target = dataclasses.replace(self._target, uri=uri)
         conn = self._live("virConnectOpen")
-        conn.on_event = self._on_event
-        conn.on_close = self._on_close
+        # Weak links back: the socket must not keep this object alive, so that
+        # dropping the last reference closes the connection at once, as in
+        # libvirt-python (a reference cycle would wait for the GC).
+        owner = weakref.ref(self)
+
+        def on_event(event: core.Event) -> None:
+            live = owner()
+            if live is not None:
+                live._on_event(event)
+
+        def on_close(reason: int) -> None:
+            live = owner()
+            if live is not None:
+                live._on_close(reason)
+
+        conn.on_event = on_event
+        conn.on_close = on_close
         if self._loop is not None:
             self._loop.add(conn)
 

@@ -172,7 +172,8 @@ def version3(
         if not protection:
             raise
         # Begin started a job on the source: Confirm cancels it, keeping this error.
-        yield from _confirm(dom, params, b"", flags | protection, 1, legacy, exc)
+        yield from _confirm(dom, params, b"", flags | protection, 1, legacy)
+        raise exc from None
 
     cookie = prep.cookie_out
     perform = True
@@ -221,6 +222,7 @@ def version3(
             orig_err, notify_source, cookie, cancelled = exc, False, b"", 1
 
     ddom: Any = None
+    finish_cancelled = cancelled
     try:
         if legacy is None:
             params.setdefault(DEST_NAME, dom.name)
@@ -250,14 +252,37 @@ def version3(
         ddom, cookie = fin.dom, fin.cookie_out
     except libvirtError as exc:
         cookie = b""
-        if orig_err is None:
+        if orig_err is None or (finish_cancelled and _finish_explains(orig_err, exc)):
             orig_err = exc
-    if not notify_source:
-        assert orig_err is not None
-        raise orig_err
+    # A destination domain means success, even after a failed Perform (libvirt
+    # logs "finish step ignored that migration was cancelled" and returns it).
     cancelled = 0 if ddom is not None else 1
-    yield from _confirm(dom, params, cookie, flags | protection, cancelled, legacy, orig_err)
+    if notify_source:
+        yield from _confirm(dom, params, cookie, flags | protection, cancelled, legacy)
+    if ddom is None:
+        err = orig_err or errfactory.templated(
+            c.VIR_ERR_INTERNAL_ERROR, c.VIR_FROM_DOMAIN, "migration failed"
+        )
+        orig_err = None
+        try:
+            raise err
+        finally:
+            # No local may keep the exception: its traceback holds this frame,
+            # and the cycle would keep the connections open until the next GC.
+            del err
+    orig_err = None  # the same reference cycle, on success after a failed Perform
     return ddom
+
+
+def _finish_explains(perform_err: libvirtError, finish_err: libvirtError) -> bool:
+    """libvirt prefers Finish's error over a QEMU "operation failed" from Perform
+    when Finish reports a real QEMU error (the domain died on the destination)."""
+    return (
+        perform_err.get_error_domain() == c.VIR_FROM_QEMU
+        and perform_err.get_error_code() == c.VIR_ERR_OPERATION_FAILED
+        and finish_err.get_error_domain() == c.VIR_FROM_QEMU
+        and finish_err.get_error_code() != c.VIR_ERR_MIGRATE_FINISH_OK
+    )
 
 
 def _confirm(
@@ -267,7 +292,6 @@ def _confirm(
     flags: int,
     cancelled: int,
     legacy: _Legacy | None,
-    orig_err: libvirtError | None,
 ) -> Generator[Step, Any, None]:
     """Confirm on the source; a failure there only leaves the guest paused (libvirt warns)."""
     with contextlib.suppress(libvirtError):
@@ -288,8 +312,6 @@ def _confirm(
                 SRC,
                 _op("DOMAIN_MIGRATE_CONFIRM3", dom=dom, cookie_in=cookie, flags=flags, cancelled=cancelled),
             )
-    if orig_err is not None:
-        raise orig_err
 
 
 # -- public entry points --------------------------------------------------------------
@@ -414,7 +436,7 @@ def _unmanaged(dom: ops.Dom, dconnuri: str | None, params: dict[str, Any], flags
         assert dconnuri is not None
         _check_not_local(dconnuri)
     if p2p and (yield from supported(MIGRATION_PARAMS)):
-        yield Step(
+        out = yield Step(
             SRC,
             _op(
                 "DOMAIN_MIGRATE_PERFORM3_PARAMS",
@@ -425,11 +447,12 @@ def _unmanaged(dom: ops.Dom, dconnuri: str | None, params: dict[str, Any], flags
                 flags=flags,
             ),
         )
+        _no_cookie_expected(out.cookie_out)
         return None
     if (yield from supported(MIGRATION_V3)):
         if set(params) - COMPAT_PARAMS:
             raise _argument_unsupported("Some parameters are not supported by migration protocol 3")
-        yield Step(
+        out = yield Step(
             SRC,
             _op(
                 "DOMAIN_MIGRATE_PERFORM3",
@@ -443,6 +466,7 @@ def _unmanaged(dom: ops.Dom, dconnuri: str | None, params: dict[str, Any], flags
                 resource=params.get(BANDWIDTH, 0),
             ),
         )
+        _no_cookie_expected(out.cookie_out)
         return None
     if set(params) - (COMPAT_PARAMS - {DEST_XML}):
         raise _argument_unsupported("Some parameters are not supported by migration protocol 2")
@@ -464,6 +488,15 @@ def _unmanaged(dom: ops.Dom, dconnuri: str | None, params: dict[str, Any], flags
         ),
     )
     return None
+
+
+def _no_cookie_expected(cookie: bytes) -> None:
+    # Unmanaged migration passes no cookie buffer; libvirt's remote driver
+    # refuses a server that sends one anyway.
+    if cookie:
+        raise errfactory.templated(
+            c.VIR_ERR_INTERNAL_ERROR, c.VIR_FROM_REMOTE, "caller ignores cookieout or cookieoutlen"
+        )
 
 
 def _check_not_local(dconnuri: str) -> None:

@@ -253,3 +253,75 @@ def test_migrate_uses_the_v3_procedures_without_parameters(fake_daemon: Callable
     assert (pf.uri, pf.cookie_in, pf.dconnuri) == ("tcp://dst:1", b"pr", None)
     (f,) = _args(dst, "DOMAIN_MIGRATE_FINISH3")
     assert (f.dname, f.cookie_in, f.cancelled) == ("renamed", b"pf", 0)
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    [
+        "migrate3",
+        "migrate3_perform_fails",
+        "migrate",
+        "migrate2_p2p",
+        "toURI3_p2p",
+        "toURI_p2p",
+        "toURI2_p2p",
+    ],
+)
+def test_migration_wire_matches_libvirt_python(
+    fake_daemon: Callable[..., FakeDaemon], real_libvirt: ModuleType, scenario: str
+) -> None:
+    """Both clients drive the same fake source and destination: identical packets."""
+    real_libvirt.registerErrorHandler(lambda ctx, err: None, None)
+    real_libvirt.virEventRegisterDefaultImpl()
+    vlibvirt.virEventRegisterDefaultImpl()
+    legacy = {
+        _num("DOMAIN_MIGRATE_BEGIN3"): lambda p: _ret("DOMAIN_MIGRATE_BEGIN3", cookie_out=b"b3", xml="<x/>"),
+        _num("DOMAIN_GET_INFO"): lambda p: _ret(
+            "DOMAIN_GET_INFO", state=1, maxMem=1, memory=1, nrVirtCpu=1, cpuTime=0
+        ),
+        _num("DOMAIN_MIGRATE_PERFORM3"): lambda p: _ret("DOMAIN_MIGRATE_PERFORM3", cookie_out=b"p3"),
+        _num("DOMAIN_MIGRATE_CONFIRM3"): lambda p: b"",
+        _num("DOMAIN_MIGRATE_PREPARE3"): lambda p: _ret(
+            "DOMAIN_MIGRATE_PREPARE3", cookie_out=b"r3", uri_out="tcp://d:1"
+        ),
+        _num("DOMAIN_MIGRATE_FINISH3"): lambda p: _ret("DOMAIN_MIGRATE_FINISH3", dom=DOM, cookie_out=b"f3"),
+    }
+    handlers = {**_source(perform_fails=scenario.endswith("fails")), **_destination(), **legacy}
+    # One source and one destination for both clients, run one after the other.
+    src = fake_daemon(handlers=handlers, features=MIGRATION_FEATURES)
+    dst = fake_daemon(handlers=handlers, features=MIGRATION_FEATURES)
+    recorded = [_run_scenario(lib, src, dst, scenario) for lib in (real_libvirt, vlibvirt)]
+    (theirs_outcome, theirs_src, theirs_dst), (ours_outcome, ours_src, ours_dst) = recorded
+    assert [p for p, _, _ in ours_src] == [p for p, _, _ in theirs_src]
+    assert [p for p, _, _ in ours_dst] == [p for p, _, _ in theirs_dst]
+    assert ours_src == theirs_src
+    assert ours_dst == theirs_dst
+    assert ours_outcome == theirs_outcome
+
+
+def _run_scenario(lib: Any, src: FakeDaemon, dst: FakeDaemon, scenario: str) -> Any:
+    src_mark, dst_mark = len(src.calls), len(dst.calls)
+    outcome = _migrate_once(lib, src, dst, scenario)
+    return outcome, src.calls[src_mark:], dst.calls[dst_mark:]
+
+
+def _migrate_once(lib: Any, src: FakeDaemon, dst: FakeDaemon, scenario: str) -> Any:
+    sconn, dconn = lib.open(src.uri), lib.open(dst.uri)
+    dom = sconn.lookupByName("vm1")
+    live, p2p = lib.VIR_MIGRATE_LIVE, lib.VIR_MIGRATE_PEER2PEER | lib.VIR_MIGRATE_LIVE
+    dest = "test+tcp://dest.example/default"
+    calls = {
+        "migrate3": lambda: dom.migrate3(dconn, {"bandwidth": 5, "destination_name": "n"}, live),
+        "migrate3_perform_fails": lambda: dom.migrate3(dconn, {}, live),
+        "migrate": lambda: dom.migrate(dconn, live, "n2", "tcp://d:9", 7),
+        "migrate2_p2p": lambda: dom.migrate2(dconn, "<x/>", p2p, None, "tcp://d:9", 0),
+        "toURI3_p2p": lambda: dom.migrateToURI3(dest, {"bandwidth": 3}, p2p),
+        "toURI_p2p": lambda: dom.migrateToURI(dest, p2p, "n3", 4),
+        "toURI2_p2p": lambda: dom.migrateToURI2(dest, "tcp://d:2", None, p2p, None, 0),
+    }
+    try:
+        result = calls[scenario]()
+        outcome: tuple[str, Any] = ("ok", result.name() if hasattr(result, "name") else result)
+    except lib.libvirtError as exc:
+        outcome = ("error", exc.err)
+    return outcome
