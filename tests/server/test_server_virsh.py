@@ -172,3 +172,17 @@ def test_hostname_is_configurable(
 ) -> None:
     server = virtwire_server(tls=False, hostname="vw-host-1")
     assert run_virsh(server.tcp_uri, "hostname", check=True).stdout.strip() == "vw-host-1"
+
+
+def test_keepalive_both_ways_with_virsh(
+    run_virsh: RunVirsh, virtwire_server: Callable[..., VirtwireServer]
+) -> None:
+    # Both sides ping every second and give up after two missed answers: an idle
+    # 5 s session survives only if each side answers the other's PINGs.
+    server = virtwire_server("--keepalive-interval", "1", "--keepalive-count", "2", tls=False, ro=False)
+    result = run_virsh(server.tcp_uri, "-k", "1", "-K", "2", "event", "--all", "--timeout", "5")
+    # virsh exits 1 on an event-loop timeout, against libvirtd too; a keepalive
+    # failure would print an error instead of the timeout message.
+    assert result.stdout.startswith("event loop timed out\nevents received: 0"), result
+    assert result.stderr == ""
+    assert "keepalive timeout" not in server.log
