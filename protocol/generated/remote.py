@@ -10509,37 +10509,32 @@ def _dec_remote_node_get_cpu_stats_ret(buf: bytes, pos: int) -> tuple[remote_nod
         raise XdrError("array length exceeds its bound")
     if n2 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_node_get_cpu_stats] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_node_get_cpu_stats] = [_new(remote_node_get_cpu_stats) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_node_get_cpu_stats)
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                x3.field = buf[s5:s5 + n4].decode()
+            except UnicodeDecodeError:
+                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            x3.value, n4 = _unpack_QI(buf, pos)
+            pos += 12
+        x3 = a1[-1]
         s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+        pos = s6 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s6:s6 + n5].decode()
+            x3.field = buf[s6:s6 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        x3.value, n5 = _unpack_QI(buf, pos)
-        pos += 12
-        append4(x3)
-    if n2:
-        x3 = _new(remote_node_get_cpu_stats)
-        s7 = pos
-        pos = s7 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.field = buf[s7:s7 + n5].decode()
-        except UnicodeDecodeError:
-            x3.field = buf[s7:s7 + n5].decode("utf-8", "surrogateescape")
+            x3.field = buf[s6:s6 + n4].decode("utf-8", "surrogateescape")
         (x3.value,) = _unpack_Q(buf, pos)
         pos += 8
-        append4(x3)
     v.params = a1
     (v.nparams,) = _unpack_i(buf, pos)
     pos += 4
@@ -10599,37 +10594,32 @@ def _dec_remote_node_get_memory_stats_ret(buf: bytes, pos: int) -> tuple[remote_
         raise XdrError("array length exceeds its bound")
     if n2 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_node_get_memory_stats] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_node_get_memory_stats] = [_new(remote_node_get_memory_stats) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_node_get_memory_stats)
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                x3.field = buf[s5:s5 + n4].decode()
+            except UnicodeDecodeError:
+                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            x3.value, n4 = _unpack_QI(buf, pos)
+            pos += 12
+        x3 = a1[-1]
         s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+        pos = s6 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s6:s6 + n5].decode()
+            x3.field = buf[s6:s6 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        x3.value, n5 = _unpack_QI(buf, pos)
-        pos += 12
-        append4(x3)
-    if n2:
-        x3 = _new(remote_node_get_memory_stats)
-        s7 = pos
-        pos = s7 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.field = buf[s7:s7 + n5].decode()
-        except UnicodeDecodeError:
-            x3.field = buf[s7:s7 + n5].decode("utf-8", "surrogateescape")
+            x3.field = buf[s6:s6 + n4].decode("utf-8", "surrogateescape")
         (x3.value,) = _unpack_Q(buf, pos)
         pos += 8
-        append4(x3)
     v.params = a1
     (v.nparams,) = _unpack_i(buf, pos)
     pos += 4
@@ -11015,105 +11005,100 @@ def _dec_remote_node_set_memory_parameters_args(buf: bytes, pos: int) -> tuple[r
         raise XdrError("array length exceeds its bound")
     if n2 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_typed_param)
-        s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.field = buf[s6:s6 + n5].decode()
-        except UnicodeDecodeError:
-            x3.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        v7 = _new(remote_typed_param_value)
-        (d8,) = _unpack_i(buf, pos)
-        pos += 4
-        v7.type = d8
-        if d8 == 1:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 2:
-            v7.value, n5 = _unpack_II(buf, pos)
-            pos += 8
-        elif d8 == 3:
-            v7.value, n5 = _unpack_qI(buf, pos)
-            pos += 12
-        elif d8 == 4:
-            v7.value, n5 = _unpack_QI(buf, pos)
-            pos += 12
-        elif d8 == 5:
-            v7.value, n5 = _unpack_dI(buf, pos)
-            pos += 12
-        elif d8 == 6:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 7:
-            (n9,) = _unpack_u32(buf, pos)
-            s10 = pos + 4
-            pos = s10 + ((n9 + 3) & -4)
-            if pos > end or n9 > 4194304:
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v7.value = buf[s10:s10 + n9].decode()
+                x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
-                v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-            (n5,) = _unpack_u32(buf, pos)
+                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            v6 = _new(remote_typed_param_value)
+            (d7,) = _unpack_i(buf, pos)
             pos += 4
-        else:
-            raise XdrError("union discriminant has no arm")
-        x3.value = v7
-        append4(x3)
-    if n2:
-        x3 = _new(remote_typed_param)
-        s11 = pos
-        pos = s11 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+            v6.type = d7
+            if d7 == 1:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 2:
+                v6.value, n4 = _unpack_II(buf, pos)
+                pos += 8
+            elif d7 == 3:
+                v6.value, n4 = _unpack_qI(buf, pos)
+                pos += 12
+            elif d7 == 4:
+                v6.value, n4 = _unpack_QI(buf, pos)
+                pos += 12
+            elif d7 == 5:
+                v6.value, n4 = _unpack_dI(buf, pos)
+                pos += 12
+            elif d7 == 6:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 7:
+                (n8,) = _unpack_u32(buf, pos)
+                s9 = pos + 4
+                pos = s9 + ((n8 + 3) & -4)
+                if pos > end or n8 > 4194304:
+                    raise XdrError("string or opaque longer than its bound or the data left")
+                try:
+                    v6.value = buf[s9:s9 + n8].decode()
+                except UnicodeDecodeError:
+                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                (n4,) = _unpack_u32(buf, pos)
+                pos += 4
+            else:
+                raise XdrError("union discriminant has no arm")
+            x3.value = v6
+        x3 = a1[-1]
+        s10 = pos
+        pos = s10 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s11:s11 + n5].decode()
+            x3.field = buf[s10:s10 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
-        v12 = _new(remote_typed_param_value)
-        (d13,) = _unpack_i(buf, pos)
+            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
+        v11 = _new(remote_typed_param_value)
+        (d12,) = _unpack_i(buf, pos)
         pos += 4
-        v12.type = d13
-        if d13 == 1:
-            (v12.value,) = _unpack_i(buf, pos)
+        v11.type = d12
+        if d12 == 1:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 2:
-            (v12.value,) = _unpack_I(buf, pos)
+        elif d12 == 2:
+            (v11.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d13 == 3:
-            (v12.value,) = _unpack_q(buf, pos)
+        elif d12 == 3:
+            (v11.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d13 == 4:
-            (v12.value,) = _unpack_Q(buf, pos)
+        elif d12 == 4:
+            (v11.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d13 == 5:
-            (v12.value,) = _unpack_d(buf, pos)
+        elif d12 == 5:
+            (v11.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d13 == 6:
-            (v12.value,) = _unpack_i(buf, pos)
+        elif d12 == 6:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 7:
-            (n14,) = _unpack_u32(buf, pos)
-            s15 = pos + 4
-            pos = s15 + ((n14 + 3) & -4)
-            if pos > end or n14 > 4194304:
+        elif d12 == 7:
+            (n13,) = _unpack_u32(buf, pos)
+            s14 = pos + 4
+            pos = s14 + ((n13 + 3) & -4)
+            if pos > end or n13 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v12.value = buf[s15:s15 + n14].decode()
+                v11.value = buf[s14:s14 + n13].decode()
             except UnicodeDecodeError:
-                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v12
-        append4(x3)
+        x3.value = v11
     v.params = a1
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -11227,105 +11212,100 @@ def _dec_remote_node_get_memory_parameters_ret(buf: bytes, pos: int) -> tuple[re
         raise XdrError("array length exceeds its bound")
     if n2 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_typed_param)
-        s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.field = buf[s6:s6 + n5].decode()
-        except UnicodeDecodeError:
-            x3.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        v7 = _new(remote_typed_param_value)
-        (d8,) = _unpack_i(buf, pos)
-        pos += 4
-        v7.type = d8
-        if d8 == 1:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 2:
-            v7.value, n5 = _unpack_II(buf, pos)
-            pos += 8
-        elif d8 == 3:
-            v7.value, n5 = _unpack_qI(buf, pos)
-            pos += 12
-        elif d8 == 4:
-            v7.value, n5 = _unpack_QI(buf, pos)
-            pos += 12
-        elif d8 == 5:
-            v7.value, n5 = _unpack_dI(buf, pos)
-            pos += 12
-        elif d8 == 6:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 7:
-            (n9,) = _unpack_u32(buf, pos)
-            s10 = pos + 4
-            pos = s10 + ((n9 + 3) & -4)
-            if pos > end or n9 > 4194304:
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v7.value = buf[s10:s10 + n9].decode()
+                x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
-                v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-            (n5,) = _unpack_u32(buf, pos)
+                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            v6 = _new(remote_typed_param_value)
+            (d7,) = _unpack_i(buf, pos)
             pos += 4
-        else:
-            raise XdrError("union discriminant has no arm")
-        x3.value = v7
-        append4(x3)
-    if n2:
-        x3 = _new(remote_typed_param)
-        s11 = pos
-        pos = s11 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+            v6.type = d7
+            if d7 == 1:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 2:
+                v6.value, n4 = _unpack_II(buf, pos)
+                pos += 8
+            elif d7 == 3:
+                v6.value, n4 = _unpack_qI(buf, pos)
+                pos += 12
+            elif d7 == 4:
+                v6.value, n4 = _unpack_QI(buf, pos)
+                pos += 12
+            elif d7 == 5:
+                v6.value, n4 = _unpack_dI(buf, pos)
+                pos += 12
+            elif d7 == 6:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 7:
+                (n8,) = _unpack_u32(buf, pos)
+                s9 = pos + 4
+                pos = s9 + ((n8 + 3) & -4)
+                if pos > end or n8 > 4194304:
+                    raise XdrError("string or opaque longer than its bound or the data left")
+                try:
+                    v6.value = buf[s9:s9 + n8].decode()
+                except UnicodeDecodeError:
+                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                (n4,) = _unpack_u32(buf, pos)
+                pos += 4
+            else:
+                raise XdrError("union discriminant has no arm")
+            x3.value = v6
+        x3 = a1[-1]
+        s10 = pos
+        pos = s10 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s11:s11 + n5].decode()
+            x3.field = buf[s10:s10 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
-        v12 = _new(remote_typed_param_value)
-        (d13,) = _unpack_i(buf, pos)
+            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
+        v11 = _new(remote_typed_param_value)
+        (d12,) = _unpack_i(buf, pos)
         pos += 4
-        v12.type = d13
-        if d13 == 1:
-            (v12.value,) = _unpack_i(buf, pos)
+        v11.type = d12
+        if d12 == 1:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 2:
-            (v12.value,) = _unpack_I(buf, pos)
+        elif d12 == 2:
+            (v11.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d13 == 3:
-            (v12.value,) = _unpack_q(buf, pos)
+        elif d12 == 3:
+            (v11.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d13 == 4:
-            (v12.value,) = _unpack_Q(buf, pos)
+        elif d12 == 4:
+            (v11.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d13 == 5:
-            (v12.value,) = _unpack_d(buf, pos)
+        elif d12 == 5:
+            (v11.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d13 == 6:
-            (v12.value,) = _unpack_i(buf, pos)
+        elif d12 == 6:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 7:
-            (n14,) = _unpack_u32(buf, pos)
-            s15 = pos + 4
-            pos = s15 + ((n14 + 3) & -4)
-            if pos > end or n14 > 4194304:
+        elif d12 == 7:
+            (n13,) = _unpack_u32(buf, pos)
+            s14 = pos + 4
+            pos = s14 + ((n13 + 3) & -4)
+            if pos > end or n13 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v12.value = buf[s15:s15 + n14].decode()
+                v11.value = buf[s14:s14 + n13].decode()
             except UnicodeDecodeError:
-                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v12
-        append4(x3)
+        x3.value = v11
     v.params = a1
     (v.nparams,) = _unpack_i(buf, pos)
     pos += 4
@@ -12057,105 +12037,100 @@ def _dec_remote_connect_set_identity_args(buf: bytes, pos: int) -> tuple[remote_
         raise XdrError("array length exceeds its bound")
     if n2 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_typed_param)
-        s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.field = buf[s6:s6 + n5].decode()
-        except UnicodeDecodeError:
-            x3.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        v7 = _new(remote_typed_param_value)
-        (d8,) = _unpack_i(buf, pos)
-        pos += 4
-        v7.type = d8
-        if d8 == 1:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 2:
-            v7.value, n5 = _unpack_II(buf, pos)
-            pos += 8
-        elif d8 == 3:
-            v7.value, n5 = _unpack_qI(buf, pos)
-            pos += 12
-        elif d8 == 4:
-            v7.value, n5 = _unpack_QI(buf, pos)
-            pos += 12
-        elif d8 == 5:
-            v7.value, n5 = _unpack_dI(buf, pos)
-            pos += 12
-        elif d8 == 6:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 7:
-            (n9,) = _unpack_u32(buf, pos)
-            s10 = pos + 4
-            pos = s10 + ((n9 + 3) & -4)
-            if pos > end or n9 > 4194304:
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v7.value = buf[s10:s10 + n9].decode()
+                x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
-                v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-            (n5,) = _unpack_u32(buf, pos)
+                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            v6 = _new(remote_typed_param_value)
+            (d7,) = _unpack_i(buf, pos)
             pos += 4
-        else:
-            raise XdrError("union discriminant has no arm")
-        x3.value = v7
-        append4(x3)
-    if n2:
-        x3 = _new(remote_typed_param)
-        s11 = pos
-        pos = s11 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+            v6.type = d7
+            if d7 == 1:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 2:
+                v6.value, n4 = _unpack_II(buf, pos)
+                pos += 8
+            elif d7 == 3:
+                v6.value, n4 = _unpack_qI(buf, pos)
+                pos += 12
+            elif d7 == 4:
+                v6.value, n4 = _unpack_QI(buf, pos)
+                pos += 12
+            elif d7 == 5:
+                v6.value, n4 = _unpack_dI(buf, pos)
+                pos += 12
+            elif d7 == 6:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 7:
+                (n8,) = _unpack_u32(buf, pos)
+                s9 = pos + 4
+                pos = s9 + ((n8 + 3) & -4)
+                if pos > end or n8 > 4194304:
+                    raise XdrError("string or opaque longer than its bound or the data left")
+                try:
+                    v6.value = buf[s9:s9 + n8].decode()
+                except UnicodeDecodeError:
+                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                (n4,) = _unpack_u32(buf, pos)
+                pos += 4
+            else:
+                raise XdrError("union discriminant has no arm")
+            x3.value = v6
+        x3 = a1[-1]
+        s10 = pos
+        pos = s10 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s11:s11 + n5].decode()
+            x3.field = buf[s10:s10 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
-        v12 = _new(remote_typed_param_value)
-        (d13,) = _unpack_i(buf, pos)
+            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
+        v11 = _new(remote_typed_param_value)
+        (d12,) = _unpack_i(buf, pos)
         pos += 4
-        v12.type = d13
-        if d13 == 1:
-            (v12.value,) = _unpack_i(buf, pos)
+        v11.type = d12
+        if d12 == 1:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 2:
-            (v12.value,) = _unpack_I(buf, pos)
+        elif d12 == 2:
+            (v11.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d13 == 3:
-            (v12.value,) = _unpack_q(buf, pos)
+        elif d12 == 3:
+            (v11.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d13 == 4:
-            (v12.value,) = _unpack_Q(buf, pos)
+        elif d12 == 4:
+            (v11.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d13 == 5:
-            (v12.value,) = _unpack_d(buf, pos)
+        elif d12 == 5:
+            (v11.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d13 == 6:
-            (v12.value,) = _unpack_i(buf, pos)
+        elif d12 == 6:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 7:
-            (n14,) = _unpack_u32(buf, pos)
-            s15 = pos + 4
-            pos = s15 + ((n14 + 3) & -4)
-            if pos > end or n14 > 4194304:
+        elif d12 == 7:
+            (n13,) = _unpack_u32(buf, pos)
+            s14 = pos + 4
+            pos = s14 + ((n13 + 3) & -4)
+            if pos > end or n13 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v12.value = buf[s15:s15 + n14].decode()
+                v11.value = buf[s14:s14 + n13].decode()
             except UnicodeDecodeError:
-                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v12
-        append4(x3)
+        x3.value = v11
     v.params = a1
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -12653,37 +12628,32 @@ def _dec_remote_connect_list_all_domains_ret(buf: bytes, pos: int) -> tuple[remo
         raise XdrError("array length exceeds its bound")
     if n2 * 24 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_nonnull_domain] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_nonnull_domain] = [_new(remote_nonnull_domain) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_nonnull_domain)
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                x3.name = buf[s5:s5 + n4].decode()
+            except UnicodeDecodeError:
+                x3.name = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            x3.uuid, x3.id, n4 = _unpack_16siI(buf, pos)
+            pos += 24
+        x3 = a1[-1]
         s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+        pos = s6 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.name = buf[s6:s6 + n5].decode()
+            x3.name = buf[s6:s6 + n4].decode()
         except UnicodeDecodeError:
-            x3.name = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        x3.uuid, x3.id, n5 = _unpack_16siI(buf, pos)
-        pos += 24
-        append4(x3)
-    if n2:
-        x3 = _new(remote_nonnull_domain)
-        s7 = pos
-        pos = s7 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.name = buf[s7:s7 + n5].decode()
-        except UnicodeDecodeError:
-            x3.name = buf[s7:s7 + n5].decode("utf-8", "surrogateescape")
+            x3.name = buf[s6:s6 + n4].decode("utf-8", "surrogateescape")
         x3.uuid, x3.id = _unpack_16si(buf, pos)
         pos += 20
-        append4(x3)
     v.domains = a1
     (v.ret,) = _unpack_I(buf, pos)
     pos += 4
@@ -13017,105 +12987,100 @@ def _dec_remote_domain_save_params_args(buf: bytes, pos: int) -> tuple[remote_do
         raise XdrError("array length exceeds its bound")
     if n2 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_typed_param)
-        s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.field = buf[s6:s6 + n5].decode()
-        except UnicodeDecodeError:
-            x3.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        v7 = _new(remote_typed_param_value)
-        (d8,) = _unpack_i(buf, pos)
-        pos += 4
-        v7.type = d8
-        if d8 == 1:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 2:
-            v7.value, n5 = _unpack_II(buf, pos)
-            pos += 8
-        elif d8 == 3:
-            v7.value, n5 = _unpack_qI(buf, pos)
-            pos += 12
-        elif d8 == 4:
-            v7.value, n5 = _unpack_QI(buf, pos)
-            pos += 12
-        elif d8 == 5:
-            v7.value, n5 = _unpack_dI(buf, pos)
-            pos += 12
-        elif d8 == 6:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 7:
-            (n9,) = _unpack_u32(buf, pos)
-            s10 = pos + 4
-            pos = s10 + ((n9 + 3) & -4)
-            if pos > end or n9 > 4194304:
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v7.value = buf[s10:s10 + n9].decode()
+                x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
-                v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-            (n5,) = _unpack_u32(buf, pos)
+                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            v6 = _new(remote_typed_param_value)
+            (d7,) = _unpack_i(buf, pos)
             pos += 4
-        else:
-            raise XdrError("union discriminant has no arm")
-        x3.value = v7
-        append4(x3)
-    if n2:
-        x3 = _new(remote_typed_param)
-        s11 = pos
-        pos = s11 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+            v6.type = d7
+            if d7 == 1:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 2:
+                v6.value, n4 = _unpack_II(buf, pos)
+                pos += 8
+            elif d7 == 3:
+                v6.value, n4 = _unpack_qI(buf, pos)
+                pos += 12
+            elif d7 == 4:
+                v6.value, n4 = _unpack_QI(buf, pos)
+                pos += 12
+            elif d7 == 5:
+                v6.value, n4 = _unpack_dI(buf, pos)
+                pos += 12
+            elif d7 == 6:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 7:
+                (n8,) = _unpack_u32(buf, pos)
+                s9 = pos + 4
+                pos = s9 + ((n8 + 3) & -4)
+                if pos > end or n8 > 4194304:
+                    raise XdrError("string or opaque longer than its bound or the data left")
+                try:
+                    v6.value = buf[s9:s9 + n8].decode()
+                except UnicodeDecodeError:
+                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                (n4,) = _unpack_u32(buf, pos)
+                pos += 4
+            else:
+                raise XdrError("union discriminant has no arm")
+            x3.value = v6
+        x3 = a1[-1]
+        s10 = pos
+        pos = s10 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s11:s11 + n5].decode()
+            x3.field = buf[s10:s10 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
-        v12 = _new(remote_typed_param_value)
-        (d13,) = _unpack_i(buf, pos)
+            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
+        v11 = _new(remote_typed_param_value)
+        (d12,) = _unpack_i(buf, pos)
         pos += 4
-        v12.type = d13
-        if d13 == 1:
-            (v12.value,) = _unpack_i(buf, pos)
+        v11.type = d12
+        if d12 == 1:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 2:
-            (v12.value,) = _unpack_I(buf, pos)
+        elif d12 == 2:
+            (v11.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d13 == 3:
-            (v12.value,) = _unpack_q(buf, pos)
+        elif d12 == 3:
+            (v11.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d13 == 4:
-            (v12.value,) = _unpack_Q(buf, pos)
+        elif d12 == 4:
+            (v11.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d13 == 5:
-            (v12.value,) = _unpack_d(buf, pos)
+        elif d12 == 5:
+            (v11.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d13 == 6:
-            (v12.value,) = _unpack_i(buf, pos)
+        elif d12 == 6:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 7:
-            (n14,) = _unpack_u32(buf, pos)
-            s15 = pos + 4
-            pos = s15 + ((n14 + 3) & -4)
-            if pos > end or n14 > 4194304:
+        elif d12 == 7:
+            (n13,) = _unpack_u32(buf, pos)
+            s14 = pos + 4
+            pos = s14 + ((n13 + 3) & -4)
+            if pos > end or n13 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v12.value = buf[s15:s15 + n14].decode()
+                v11.value = buf[s14:s14 + n13].decode()
             except UnicodeDecodeError:
-                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v12
-        append4(x3)
+        x3.value = v11
     v.params = a1
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -13310,105 +13275,100 @@ def _dec_remote_domain_restore_params_args(buf: bytes, pos: int) -> tuple[remote
         raise XdrError("array length exceeds its bound")
     if n2 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_typed_param)
-        s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.field = buf[s6:s6 + n5].decode()
-        except UnicodeDecodeError:
-            x3.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        v7 = _new(remote_typed_param_value)
-        (d8,) = _unpack_i(buf, pos)
-        pos += 4
-        v7.type = d8
-        if d8 == 1:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 2:
-            v7.value, n5 = _unpack_II(buf, pos)
-            pos += 8
-        elif d8 == 3:
-            v7.value, n5 = _unpack_qI(buf, pos)
-            pos += 12
-        elif d8 == 4:
-            v7.value, n5 = _unpack_QI(buf, pos)
-            pos += 12
-        elif d8 == 5:
-            v7.value, n5 = _unpack_dI(buf, pos)
-            pos += 12
-        elif d8 == 6:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 7:
-            (n9,) = _unpack_u32(buf, pos)
-            s10 = pos + 4
-            pos = s10 + ((n9 + 3) & -4)
-            if pos > end or n9 > 4194304:
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v7.value = buf[s10:s10 + n9].decode()
+                x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
-                v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-            (n5,) = _unpack_u32(buf, pos)
+                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            v6 = _new(remote_typed_param_value)
+            (d7,) = _unpack_i(buf, pos)
             pos += 4
-        else:
-            raise XdrError("union discriminant has no arm")
-        x3.value = v7
-        append4(x3)
-    if n2:
-        x3 = _new(remote_typed_param)
-        s11 = pos
-        pos = s11 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+            v6.type = d7
+            if d7 == 1:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 2:
+                v6.value, n4 = _unpack_II(buf, pos)
+                pos += 8
+            elif d7 == 3:
+                v6.value, n4 = _unpack_qI(buf, pos)
+                pos += 12
+            elif d7 == 4:
+                v6.value, n4 = _unpack_QI(buf, pos)
+                pos += 12
+            elif d7 == 5:
+                v6.value, n4 = _unpack_dI(buf, pos)
+                pos += 12
+            elif d7 == 6:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 7:
+                (n8,) = _unpack_u32(buf, pos)
+                s9 = pos + 4
+                pos = s9 + ((n8 + 3) & -4)
+                if pos > end or n8 > 4194304:
+                    raise XdrError("string or opaque longer than its bound or the data left")
+                try:
+                    v6.value = buf[s9:s9 + n8].decode()
+                except UnicodeDecodeError:
+                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                (n4,) = _unpack_u32(buf, pos)
+                pos += 4
+            else:
+                raise XdrError("union discriminant has no arm")
+            x3.value = v6
+        x3 = a1[-1]
+        s10 = pos
+        pos = s10 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s11:s11 + n5].decode()
+            x3.field = buf[s10:s10 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
-        v12 = _new(remote_typed_param_value)
-        (d13,) = _unpack_i(buf, pos)
+            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
+        v11 = _new(remote_typed_param_value)
+        (d12,) = _unpack_i(buf, pos)
         pos += 4
-        v12.type = d13
-        if d13 == 1:
-            (v12.value,) = _unpack_i(buf, pos)
+        v11.type = d12
+        if d12 == 1:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 2:
-            (v12.value,) = _unpack_I(buf, pos)
+        elif d12 == 2:
+            (v11.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d13 == 3:
-            (v12.value,) = _unpack_q(buf, pos)
+        elif d12 == 3:
+            (v11.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d13 == 4:
-            (v12.value,) = _unpack_Q(buf, pos)
+        elif d12 == 4:
+            (v11.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d13 == 5:
-            (v12.value,) = _unpack_d(buf, pos)
+        elif d12 == 5:
+            (v11.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d13 == 6:
-            (v12.value,) = _unpack_i(buf, pos)
+        elif d12 == 6:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 7:
-            (n14,) = _unpack_u32(buf, pos)
-            s15 = pos + 4
-            pos = s15 + ((n14 + 3) & -4)
-            if pos > end or n14 > 4194304:
+        elif d12 == 7:
+            (n13,) = _unpack_u32(buf, pos)
+            s14 = pos + 4
+            pos = s14 + ((n13 + 3) & -4)
+            if pos > end or n13 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v12.value = buf[s15:s15 + n14].decode()
+                v11.value = buf[s14:s14 + n13].decode()
             except UnicodeDecodeError:
-                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v12
-        append4(x3)
+        x3.value = v11
     v.params = a1
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -14409,22 +14369,19 @@ def _dec_remote_domain_get_security_label_list_ret(buf: bytes, pos: int) -> tupl
         raise XdrError("array length exceeds its bound")
     if n2 * 8 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_domain_get_security_label_ret] = []
-    append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_domain_get_security_label_ret)
-        (n6,) = _unpack_u32(buf, pos)
+    a1: list[remote_domain_get_security_label_ret] = [_new(remote_domain_get_security_label_ret) for _ in range(n2)]
+    for x3 in a1:
+        (n5,) = _unpack_u32(buf, pos)
         pos += 4
-        if n6 > 4097:
+        if n5 > 4097:
             raise XdrError("array length exceeds its bound")
-        if n6 * 4 > end - pos:
+        if n5 * 4 > end - pos:
             raise XdrError("array length exceeds the data left")
-        a5 = list(struct.unpack_from(f">{n6}i", buf, pos))
-        pos += n6 * 4
-        x3.label = a5
+        a4 = list(struct.unpack_from(f">{n5}i", buf, pos))
+        pos += n5 * 4
+        x3.label = a4
         (x3.enforcing,) = _unpack_i(buf, pos)
         pos += 4
-        append4(x3)
     v.labels = a1
     (v.ret,) = _unpack_i(buf, pos)
     pos += 4
@@ -14885,37 +14842,32 @@ def _dec_remote_domain_get_disk_errors_ret(buf: bytes, pos: int) -> tuple[remote
         raise XdrError("array length exceeds its bound")
     if n2 * 8 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_domain_disk_error] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_domain_disk_error] = [_new(remote_domain_disk_error) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_domain_disk_error)
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                x3.disk = buf[s5:s5 + n4].decode()
+            except UnicodeDecodeError:
+                x3.disk = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            x3.error, n4 = _unpack_iI(buf, pos)
+            pos += 8
+        x3 = a1[-1]
         s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+        pos = s6 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.disk = buf[s6:s6 + n5].decode()
+            x3.disk = buf[s6:s6 + n4].decode()
         except UnicodeDecodeError:
-            x3.disk = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        x3.error, n5 = _unpack_iI(buf, pos)
-        pos += 8
-        append4(x3)
-    if n2:
-        x3 = _new(remote_domain_disk_error)
-        s7 = pos
-        pos = s7 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.disk = buf[s7:s7 + n5].decode()
-        except UnicodeDecodeError:
-            x3.disk = buf[s7:s7 + n5].decode("utf-8", "surrogateescape")
+            x3.disk = buf[s6:s6 + n4].decode("utf-8", "surrogateescape")
         (x3.error,) = _unpack_i(buf, pos)
         pos += 4
-        append4(x3)
     v.errors = a1
     (v.nerrors,) = _unpack_i(buf, pos)
     pos += 4
@@ -15070,105 +15022,100 @@ def _dec_remote_node_get_sev_info_ret(buf: bytes, pos: int) -> tuple[remote_node
         raise XdrError("array length exceeds its bound")
     if n2 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_typed_param)
-        s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.field = buf[s6:s6 + n5].decode()
-        except UnicodeDecodeError:
-            x3.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        v7 = _new(remote_typed_param_value)
-        (d8,) = _unpack_i(buf, pos)
-        pos += 4
-        v7.type = d8
-        if d8 == 1:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 2:
-            v7.value, n5 = _unpack_II(buf, pos)
-            pos += 8
-        elif d8 == 3:
-            v7.value, n5 = _unpack_qI(buf, pos)
-            pos += 12
-        elif d8 == 4:
-            v7.value, n5 = _unpack_QI(buf, pos)
-            pos += 12
-        elif d8 == 5:
-            v7.value, n5 = _unpack_dI(buf, pos)
-            pos += 12
-        elif d8 == 6:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 7:
-            (n9,) = _unpack_u32(buf, pos)
-            s10 = pos + 4
-            pos = s10 + ((n9 + 3) & -4)
-            if pos > end or n9 > 4194304:
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v7.value = buf[s10:s10 + n9].decode()
+                x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
-                v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-            (n5,) = _unpack_u32(buf, pos)
+                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            v6 = _new(remote_typed_param_value)
+            (d7,) = _unpack_i(buf, pos)
             pos += 4
-        else:
-            raise XdrError("union discriminant has no arm")
-        x3.value = v7
-        append4(x3)
-    if n2:
-        x3 = _new(remote_typed_param)
-        s11 = pos
-        pos = s11 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+            v6.type = d7
+            if d7 == 1:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 2:
+                v6.value, n4 = _unpack_II(buf, pos)
+                pos += 8
+            elif d7 == 3:
+                v6.value, n4 = _unpack_qI(buf, pos)
+                pos += 12
+            elif d7 == 4:
+                v6.value, n4 = _unpack_QI(buf, pos)
+                pos += 12
+            elif d7 == 5:
+                v6.value, n4 = _unpack_dI(buf, pos)
+                pos += 12
+            elif d7 == 6:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 7:
+                (n8,) = _unpack_u32(buf, pos)
+                s9 = pos + 4
+                pos = s9 + ((n8 + 3) & -4)
+                if pos > end or n8 > 4194304:
+                    raise XdrError("string or opaque longer than its bound or the data left")
+                try:
+                    v6.value = buf[s9:s9 + n8].decode()
+                except UnicodeDecodeError:
+                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                (n4,) = _unpack_u32(buf, pos)
+                pos += 4
+            else:
+                raise XdrError("union discriminant has no arm")
+            x3.value = v6
+        x3 = a1[-1]
+        s10 = pos
+        pos = s10 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s11:s11 + n5].decode()
+            x3.field = buf[s10:s10 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
-        v12 = _new(remote_typed_param_value)
-        (d13,) = _unpack_i(buf, pos)
+            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
+        v11 = _new(remote_typed_param_value)
+        (d12,) = _unpack_i(buf, pos)
         pos += 4
-        v12.type = d13
-        if d13 == 1:
-            (v12.value,) = _unpack_i(buf, pos)
+        v11.type = d12
+        if d12 == 1:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 2:
-            (v12.value,) = _unpack_I(buf, pos)
+        elif d12 == 2:
+            (v11.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d13 == 3:
-            (v12.value,) = _unpack_q(buf, pos)
+        elif d12 == 3:
+            (v11.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d13 == 4:
-            (v12.value,) = _unpack_Q(buf, pos)
+        elif d12 == 4:
+            (v11.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d13 == 5:
-            (v12.value,) = _unpack_d(buf, pos)
+        elif d12 == 5:
+            (v11.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d13 == 6:
-            (v12.value,) = _unpack_i(buf, pos)
+        elif d12 == 6:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 7:
-            (n14,) = _unpack_u32(buf, pos)
-            s15 = pos + 4
-            pos = s15 + ((n14 + 3) & -4)
-            if pos > end or n14 > 4194304:
+        elif d12 == 7:
+            (n13,) = _unpack_u32(buf, pos)
+            s14 = pos + 4
+            pos = s14 + ((n13 + 3) & -4)
+            if pos > end or n13 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v12.value = buf[s15:s15 + n14].decode()
+                v11.value = buf[s14:s14 + n13].decode()
             except UnicodeDecodeError:
-                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v12
-        append4(x3)
+        x3.value = v11
     v.params = a1
     (v.nparams,) = _unpack_i(buf, pos)
     pos += 4
@@ -15284,105 +15231,100 @@ def _dec_remote_domain_get_launch_security_info_ret(buf: bytes, pos: int) -> tup
         raise XdrError("array length exceeds its bound")
     if n2 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_typed_param)
-        s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.field = buf[s6:s6 + n5].decode()
-        except UnicodeDecodeError:
-            x3.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        v7 = _new(remote_typed_param_value)
-        (d8,) = _unpack_i(buf, pos)
-        pos += 4
-        v7.type = d8
-        if d8 == 1:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 2:
-            v7.value, n5 = _unpack_II(buf, pos)
-            pos += 8
-        elif d8 == 3:
-            v7.value, n5 = _unpack_qI(buf, pos)
-            pos += 12
-        elif d8 == 4:
-            v7.value, n5 = _unpack_QI(buf, pos)
-            pos += 12
-        elif d8 == 5:
-            v7.value, n5 = _unpack_dI(buf, pos)
-            pos += 12
-        elif d8 == 6:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 7:
-            (n9,) = _unpack_u32(buf, pos)
-            s10 = pos + 4
-            pos = s10 + ((n9 + 3) & -4)
-            if pos > end or n9 > 4194304:
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v7.value = buf[s10:s10 + n9].decode()
+                x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
-                v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-            (n5,) = _unpack_u32(buf, pos)
+                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            v6 = _new(remote_typed_param_value)
+            (d7,) = _unpack_i(buf, pos)
             pos += 4
-        else:
-            raise XdrError("union discriminant has no arm")
-        x3.value = v7
-        append4(x3)
-    if n2:
-        x3 = _new(remote_typed_param)
-        s11 = pos
-        pos = s11 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+            v6.type = d7
+            if d7 == 1:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 2:
+                v6.value, n4 = _unpack_II(buf, pos)
+                pos += 8
+            elif d7 == 3:
+                v6.value, n4 = _unpack_qI(buf, pos)
+                pos += 12
+            elif d7 == 4:
+                v6.value, n4 = _unpack_QI(buf, pos)
+                pos += 12
+            elif d7 == 5:
+                v6.value, n4 = _unpack_dI(buf, pos)
+                pos += 12
+            elif d7 == 6:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 7:
+                (n8,) = _unpack_u32(buf, pos)
+                s9 = pos + 4
+                pos = s9 + ((n8 + 3) & -4)
+                if pos > end or n8 > 4194304:
+                    raise XdrError("string or opaque longer than its bound or the data left")
+                try:
+                    v6.value = buf[s9:s9 + n8].decode()
+                except UnicodeDecodeError:
+                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                (n4,) = _unpack_u32(buf, pos)
+                pos += 4
+            else:
+                raise XdrError("union discriminant has no arm")
+            x3.value = v6
+        x3 = a1[-1]
+        s10 = pos
+        pos = s10 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s11:s11 + n5].decode()
+            x3.field = buf[s10:s10 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
-        v12 = _new(remote_typed_param_value)
-        (d13,) = _unpack_i(buf, pos)
+            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
+        v11 = _new(remote_typed_param_value)
+        (d12,) = _unpack_i(buf, pos)
         pos += 4
-        v12.type = d13
-        if d13 == 1:
-            (v12.value,) = _unpack_i(buf, pos)
+        v11.type = d12
+        if d12 == 1:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 2:
-            (v12.value,) = _unpack_I(buf, pos)
+        elif d12 == 2:
+            (v11.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d13 == 3:
-            (v12.value,) = _unpack_q(buf, pos)
+        elif d12 == 3:
+            (v11.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d13 == 4:
-            (v12.value,) = _unpack_Q(buf, pos)
+        elif d12 == 4:
+            (v11.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d13 == 5:
-            (v12.value,) = _unpack_d(buf, pos)
+        elif d12 == 5:
+            (v11.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d13 == 6:
-            (v12.value,) = _unpack_i(buf, pos)
+        elif d12 == 6:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 7:
-            (n14,) = _unpack_u32(buf, pos)
-            s15 = pos + 4
-            pos = s15 + ((n14 + 3) & -4)
-            if pos > end or n14 > 4194304:
+        elif d12 == 7:
+            (n13,) = _unpack_u32(buf, pos)
+            s14 = pos + 4
+            pos = s14 + ((n13 + 3) & -4)
+            if pos > end or n13 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v12.value = buf[s15:s15 + n14].decode()
+                v11.value = buf[s14:s14 + n13].decode()
             except UnicodeDecodeError:
-                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v12
-        append4(x3)
+        x3.value = v11
     v.params = a1
     return v, pos
 
@@ -15483,105 +15425,100 @@ def _dec_remote_domain_set_launch_security_state_args(buf: bytes, pos: int) -> t
         raise XdrError("array length exceeds its bound")
     if n2 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_typed_param)
-        s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.field = buf[s6:s6 + n5].decode()
-        except UnicodeDecodeError:
-            x3.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        v7 = _new(remote_typed_param_value)
-        (d8,) = _unpack_i(buf, pos)
-        pos += 4
-        v7.type = d8
-        if d8 == 1:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 2:
-            v7.value, n5 = _unpack_II(buf, pos)
-            pos += 8
-        elif d8 == 3:
-            v7.value, n5 = _unpack_qI(buf, pos)
-            pos += 12
-        elif d8 == 4:
-            v7.value, n5 = _unpack_QI(buf, pos)
-            pos += 12
-        elif d8 == 5:
-            v7.value, n5 = _unpack_dI(buf, pos)
-            pos += 12
-        elif d8 == 6:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 7:
-            (n9,) = _unpack_u32(buf, pos)
-            s10 = pos + 4
-            pos = s10 + ((n9 + 3) & -4)
-            if pos > end or n9 > 4194304:
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v7.value = buf[s10:s10 + n9].decode()
+                x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
-                v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-            (n5,) = _unpack_u32(buf, pos)
+                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            v6 = _new(remote_typed_param_value)
+            (d7,) = _unpack_i(buf, pos)
             pos += 4
-        else:
-            raise XdrError("union discriminant has no arm")
-        x3.value = v7
-        append4(x3)
-    if n2:
-        x3 = _new(remote_typed_param)
-        s11 = pos
-        pos = s11 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+            v6.type = d7
+            if d7 == 1:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 2:
+                v6.value, n4 = _unpack_II(buf, pos)
+                pos += 8
+            elif d7 == 3:
+                v6.value, n4 = _unpack_qI(buf, pos)
+                pos += 12
+            elif d7 == 4:
+                v6.value, n4 = _unpack_QI(buf, pos)
+                pos += 12
+            elif d7 == 5:
+                v6.value, n4 = _unpack_dI(buf, pos)
+                pos += 12
+            elif d7 == 6:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 7:
+                (n8,) = _unpack_u32(buf, pos)
+                s9 = pos + 4
+                pos = s9 + ((n8 + 3) & -4)
+                if pos > end or n8 > 4194304:
+                    raise XdrError("string or opaque longer than its bound or the data left")
+                try:
+                    v6.value = buf[s9:s9 + n8].decode()
+                except UnicodeDecodeError:
+                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                (n4,) = _unpack_u32(buf, pos)
+                pos += 4
+            else:
+                raise XdrError("union discriminant has no arm")
+            x3.value = v6
+        x3 = a1[-1]
+        s10 = pos
+        pos = s10 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s11:s11 + n5].decode()
+            x3.field = buf[s10:s10 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
-        v12 = _new(remote_typed_param_value)
-        (d13,) = _unpack_i(buf, pos)
+            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
+        v11 = _new(remote_typed_param_value)
+        (d12,) = _unpack_i(buf, pos)
         pos += 4
-        v12.type = d13
-        if d13 == 1:
-            (v12.value,) = _unpack_i(buf, pos)
+        v11.type = d12
+        if d12 == 1:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 2:
-            (v12.value,) = _unpack_I(buf, pos)
+        elif d12 == 2:
+            (v11.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d13 == 3:
-            (v12.value,) = _unpack_q(buf, pos)
+        elif d12 == 3:
+            (v11.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d13 == 4:
-            (v12.value,) = _unpack_Q(buf, pos)
+        elif d12 == 4:
+            (v11.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d13 == 5:
-            (v12.value,) = _unpack_d(buf, pos)
+        elif d12 == 5:
+            (v11.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d13 == 6:
-            (v12.value,) = _unpack_i(buf, pos)
+        elif d12 == 6:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 7:
-            (n14,) = _unpack_u32(buf, pos)
-            s15 = pos + 4
-            pos = s15 + ((n14 + 3) & -4)
-            if pos > end or n14 > 4194304:
+        elif d12 == 7:
+            (n13,) = _unpack_u32(buf, pos)
+            s14 = pos + 4
+            pos = s14 + ((n13 + 3) & -4)
+            if pos > end or n13 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v12.value = buf[s15:s15 + n14].decode()
+                v11.value = buf[s14:s14 + n13].decode()
             except UnicodeDecodeError:
-                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v12
-        append4(x3)
+        x3.value = v11
     v.params = a1
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -15900,20 +15837,17 @@ def _dec_remote_domain_get_vcpus_ret(buf: bytes, pos: int) -> tuple[remote_domai
         raise XdrError("array length exceeds its bound")
     if n2 * 20 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_vcpu_info] = []
-    append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_vcpu_info)
+    a1: list[remote_vcpu_info] = [_new(remote_vcpu_info) for _ in range(n2)]
+    for x3 in a1:
         x3.number, x3.state, x3.cpu_time, x3.cpu = _unpack_IiQi(buf, pos)
         pos += 20
-        append4(x3)
     v.info = a1
-    (n5,) = _unpack_u32(buf, pos)
-    s6 = pos + 4
-    pos = s6 + ((n5 + 3) & -4)
-    if pos > end or n5 > 8388608:
+    (n4,) = _unpack_u32(buf, pos)
+    s5 = pos + 4
+    pos = s5 + ((n4 + 3) & -4)
+    if pos > end or n4 > 8388608:
         raise XdrError("string or opaque longer than its bound or the data left")
-    v.cpumaps = buf[s6:s6 + n5]
+    v.cpumaps = buf[s5:s5 + n4]
     return v, pos
 
 
@@ -16000,18 +15934,15 @@ def _dec_remote_domain_get_iothread_info_ret(buf: bytes, pos: int) -> tuple[remo
         raise XdrError("array length exceeds its bound")
     if n2 * 8 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_domain_iothread_info] = []
-    append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_domain_iothread_info)
-        x3.iothread_id, n5 = _unpack_II(buf, pos)
+    a1: list[remote_domain_iothread_info] = [_new(remote_domain_iothread_info) for _ in range(n2)]
+    for x3 in a1:
+        x3.iothread_id, n4 = _unpack_II(buf, pos)
         pos += 8
-        s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 2048:
+        s5 = pos
+        pos = s5 + ((n4 + 3) & -4)
+        if pos > end or n4 > 2048:
             raise XdrError("string or opaque longer than its bound or the data left")
-        x3.cpumap = buf[s6:s6 + n5]
-        append4(x3)
+        x3.cpumap = buf[s5:s5 + n4]
     v.info = a1
     (v.ret,) = _unpack_I(buf, pos)
     pos += 4
@@ -16100,105 +16031,100 @@ def _dec_remote_domain_set_iothread_params_args(buf: bytes, pos: int) -> tuple[r
         raise XdrError("array length exceeds its bound")
     if n2 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_typed_param)
-        s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.field = buf[s6:s6 + n5].decode()
-        except UnicodeDecodeError:
-            x3.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        v7 = _new(remote_typed_param_value)
-        (d8,) = _unpack_i(buf, pos)
-        pos += 4
-        v7.type = d8
-        if d8 == 1:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 2:
-            v7.value, n5 = _unpack_II(buf, pos)
-            pos += 8
-        elif d8 == 3:
-            v7.value, n5 = _unpack_qI(buf, pos)
-            pos += 12
-        elif d8 == 4:
-            v7.value, n5 = _unpack_QI(buf, pos)
-            pos += 12
-        elif d8 == 5:
-            v7.value, n5 = _unpack_dI(buf, pos)
-            pos += 12
-        elif d8 == 6:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 7:
-            (n9,) = _unpack_u32(buf, pos)
-            s10 = pos + 4
-            pos = s10 + ((n9 + 3) & -4)
-            if pos > end or n9 > 4194304:
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v7.value = buf[s10:s10 + n9].decode()
+                x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
-                v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-            (n5,) = _unpack_u32(buf, pos)
+                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            v6 = _new(remote_typed_param_value)
+            (d7,) = _unpack_i(buf, pos)
             pos += 4
-        else:
-            raise XdrError("union discriminant has no arm")
-        x3.value = v7
-        append4(x3)
-    if n2:
-        x3 = _new(remote_typed_param)
-        s11 = pos
-        pos = s11 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+            v6.type = d7
+            if d7 == 1:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 2:
+                v6.value, n4 = _unpack_II(buf, pos)
+                pos += 8
+            elif d7 == 3:
+                v6.value, n4 = _unpack_qI(buf, pos)
+                pos += 12
+            elif d7 == 4:
+                v6.value, n4 = _unpack_QI(buf, pos)
+                pos += 12
+            elif d7 == 5:
+                v6.value, n4 = _unpack_dI(buf, pos)
+                pos += 12
+            elif d7 == 6:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 7:
+                (n8,) = _unpack_u32(buf, pos)
+                s9 = pos + 4
+                pos = s9 + ((n8 + 3) & -4)
+                if pos > end or n8 > 4194304:
+                    raise XdrError("string or opaque longer than its bound or the data left")
+                try:
+                    v6.value = buf[s9:s9 + n8].decode()
+                except UnicodeDecodeError:
+                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                (n4,) = _unpack_u32(buf, pos)
+                pos += 4
+            else:
+                raise XdrError("union discriminant has no arm")
+            x3.value = v6
+        x3 = a1[-1]
+        s10 = pos
+        pos = s10 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s11:s11 + n5].decode()
+            x3.field = buf[s10:s10 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
-        v12 = _new(remote_typed_param_value)
-        (d13,) = _unpack_i(buf, pos)
+            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
+        v11 = _new(remote_typed_param_value)
+        (d12,) = _unpack_i(buf, pos)
         pos += 4
-        v12.type = d13
-        if d13 == 1:
-            (v12.value,) = _unpack_i(buf, pos)
+        v11.type = d12
+        if d12 == 1:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 2:
-            (v12.value,) = _unpack_I(buf, pos)
+        elif d12 == 2:
+            (v11.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d13 == 3:
-            (v12.value,) = _unpack_q(buf, pos)
+        elif d12 == 3:
+            (v11.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d13 == 4:
-            (v12.value,) = _unpack_Q(buf, pos)
+        elif d12 == 4:
+            (v11.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d13 == 5:
-            (v12.value,) = _unpack_d(buf, pos)
+        elif d12 == 5:
+            (v11.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d13 == 6:
-            (v12.value,) = _unpack_i(buf, pos)
+        elif d12 == 6:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 7:
-            (n14,) = _unpack_u32(buf, pos)
-            s15 = pos + 4
-            pos = s15 + ((n14 + 3) & -4)
-            if pos > end or n14 > 4194304:
+        elif d12 == 7:
+            (n13,) = _unpack_u32(buf, pos)
+            s14 = pos + 4
+            pos = s14 + ((n13 + 3) & -4)
+            if pos > end or n13 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v12.value = buf[s15:s15 + n14].decode()
+                v11.value = buf[s14:s14 + n13].decode()
             except UnicodeDecodeError:
-                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v12
-        append4(x3)
+        x3.value = v11
     v.params = a1
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -16388,105 +16314,100 @@ def _dec_remote_domain_get_scheduler_parameters_ret(buf: bytes, pos: int) -> tup
         raise XdrError("array length exceeds its bound")
     if n2 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_typed_param)
-        s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.field = buf[s6:s6 + n5].decode()
-        except UnicodeDecodeError:
-            x3.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        v7 = _new(remote_typed_param_value)
-        (d8,) = _unpack_i(buf, pos)
-        pos += 4
-        v7.type = d8
-        if d8 == 1:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 2:
-            v7.value, n5 = _unpack_II(buf, pos)
-            pos += 8
-        elif d8 == 3:
-            v7.value, n5 = _unpack_qI(buf, pos)
-            pos += 12
-        elif d8 == 4:
-            v7.value, n5 = _unpack_QI(buf, pos)
-            pos += 12
-        elif d8 == 5:
-            v7.value, n5 = _unpack_dI(buf, pos)
-            pos += 12
-        elif d8 == 6:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 7:
-            (n9,) = _unpack_u32(buf, pos)
-            s10 = pos + 4
-            pos = s10 + ((n9 + 3) & -4)
-            if pos > end or n9 > 4194304:
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v7.value = buf[s10:s10 + n9].decode()
+                x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
-                v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-            (n5,) = _unpack_u32(buf, pos)
+                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            v6 = _new(remote_typed_param_value)
+            (d7,) = _unpack_i(buf, pos)
             pos += 4
-        else:
-            raise XdrError("union discriminant has no arm")
-        x3.value = v7
-        append4(x3)
-    if n2:
-        x3 = _new(remote_typed_param)
-        s11 = pos
-        pos = s11 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+            v6.type = d7
+            if d7 == 1:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 2:
+                v6.value, n4 = _unpack_II(buf, pos)
+                pos += 8
+            elif d7 == 3:
+                v6.value, n4 = _unpack_qI(buf, pos)
+                pos += 12
+            elif d7 == 4:
+                v6.value, n4 = _unpack_QI(buf, pos)
+                pos += 12
+            elif d7 == 5:
+                v6.value, n4 = _unpack_dI(buf, pos)
+                pos += 12
+            elif d7 == 6:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 7:
+                (n8,) = _unpack_u32(buf, pos)
+                s9 = pos + 4
+                pos = s9 + ((n8 + 3) & -4)
+                if pos > end or n8 > 4194304:
+                    raise XdrError("string or opaque longer than its bound or the data left")
+                try:
+                    v6.value = buf[s9:s9 + n8].decode()
+                except UnicodeDecodeError:
+                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                (n4,) = _unpack_u32(buf, pos)
+                pos += 4
+            else:
+                raise XdrError("union discriminant has no arm")
+            x3.value = v6
+        x3 = a1[-1]
+        s10 = pos
+        pos = s10 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s11:s11 + n5].decode()
+            x3.field = buf[s10:s10 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
-        v12 = _new(remote_typed_param_value)
-        (d13,) = _unpack_i(buf, pos)
+            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
+        v11 = _new(remote_typed_param_value)
+        (d12,) = _unpack_i(buf, pos)
         pos += 4
-        v12.type = d13
-        if d13 == 1:
-            (v12.value,) = _unpack_i(buf, pos)
+        v11.type = d12
+        if d12 == 1:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 2:
-            (v12.value,) = _unpack_I(buf, pos)
+        elif d12 == 2:
+            (v11.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d13 == 3:
-            (v12.value,) = _unpack_q(buf, pos)
+        elif d12 == 3:
+            (v11.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d13 == 4:
-            (v12.value,) = _unpack_Q(buf, pos)
+        elif d12 == 4:
+            (v11.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d13 == 5:
-            (v12.value,) = _unpack_d(buf, pos)
+        elif d12 == 5:
+            (v11.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d13 == 6:
-            (v12.value,) = _unpack_i(buf, pos)
+        elif d12 == 6:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 7:
-            (n14,) = _unpack_u32(buf, pos)
-            s15 = pos + 4
-            pos = s15 + ((n14 + 3) & -4)
-            if pos > end or n14 > 4194304:
+        elif d12 == 7:
+            (n13,) = _unpack_u32(buf, pos)
+            s14 = pos + 4
+            pos = s14 + ((n13 + 3) & -4)
+            if pos > end or n13 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v12.value = buf[s15:s15 + n14].decode()
+                v11.value = buf[s14:s14 + n13].decode()
             except UnicodeDecodeError:
-                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v12
-        append4(x3)
+        x3.value = v11
     v.params = a1
     return v, pos
 
@@ -16599,105 +16520,100 @@ def _dec_remote_domain_get_scheduler_parameters_flags_ret(buf: bytes, pos: int) 
         raise XdrError("array length exceeds its bound")
     if n2 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_typed_param)
-        s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.field = buf[s6:s6 + n5].decode()
-        except UnicodeDecodeError:
-            x3.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        v7 = _new(remote_typed_param_value)
-        (d8,) = _unpack_i(buf, pos)
-        pos += 4
-        v7.type = d8
-        if d8 == 1:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 2:
-            v7.value, n5 = _unpack_II(buf, pos)
-            pos += 8
-        elif d8 == 3:
-            v7.value, n5 = _unpack_qI(buf, pos)
-            pos += 12
-        elif d8 == 4:
-            v7.value, n5 = _unpack_QI(buf, pos)
-            pos += 12
-        elif d8 == 5:
-            v7.value, n5 = _unpack_dI(buf, pos)
-            pos += 12
-        elif d8 == 6:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 7:
-            (n9,) = _unpack_u32(buf, pos)
-            s10 = pos + 4
-            pos = s10 + ((n9 + 3) & -4)
-            if pos > end or n9 > 4194304:
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v7.value = buf[s10:s10 + n9].decode()
+                x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
-                v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-            (n5,) = _unpack_u32(buf, pos)
+                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            v6 = _new(remote_typed_param_value)
+            (d7,) = _unpack_i(buf, pos)
             pos += 4
-        else:
-            raise XdrError("union discriminant has no arm")
-        x3.value = v7
-        append4(x3)
-    if n2:
-        x3 = _new(remote_typed_param)
-        s11 = pos
-        pos = s11 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+            v6.type = d7
+            if d7 == 1:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 2:
+                v6.value, n4 = _unpack_II(buf, pos)
+                pos += 8
+            elif d7 == 3:
+                v6.value, n4 = _unpack_qI(buf, pos)
+                pos += 12
+            elif d7 == 4:
+                v6.value, n4 = _unpack_QI(buf, pos)
+                pos += 12
+            elif d7 == 5:
+                v6.value, n4 = _unpack_dI(buf, pos)
+                pos += 12
+            elif d7 == 6:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 7:
+                (n8,) = _unpack_u32(buf, pos)
+                s9 = pos + 4
+                pos = s9 + ((n8 + 3) & -4)
+                if pos > end or n8 > 4194304:
+                    raise XdrError("string or opaque longer than its bound or the data left")
+                try:
+                    v6.value = buf[s9:s9 + n8].decode()
+                except UnicodeDecodeError:
+                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                (n4,) = _unpack_u32(buf, pos)
+                pos += 4
+            else:
+                raise XdrError("union discriminant has no arm")
+            x3.value = v6
+        x3 = a1[-1]
+        s10 = pos
+        pos = s10 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s11:s11 + n5].decode()
+            x3.field = buf[s10:s10 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
-        v12 = _new(remote_typed_param_value)
-        (d13,) = _unpack_i(buf, pos)
+            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
+        v11 = _new(remote_typed_param_value)
+        (d12,) = _unpack_i(buf, pos)
         pos += 4
-        v12.type = d13
-        if d13 == 1:
-            (v12.value,) = _unpack_i(buf, pos)
+        v11.type = d12
+        if d12 == 1:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 2:
-            (v12.value,) = _unpack_I(buf, pos)
+        elif d12 == 2:
+            (v11.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d13 == 3:
-            (v12.value,) = _unpack_q(buf, pos)
+        elif d12 == 3:
+            (v11.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d13 == 4:
-            (v12.value,) = _unpack_Q(buf, pos)
+        elif d12 == 4:
+            (v11.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d13 == 5:
-            (v12.value,) = _unpack_d(buf, pos)
+        elif d12 == 5:
+            (v11.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d13 == 6:
-            (v12.value,) = _unpack_i(buf, pos)
+        elif d12 == 6:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 7:
-            (n14,) = _unpack_u32(buf, pos)
-            s15 = pos + 4
-            pos = s15 + ((n14 + 3) & -4)
-            if pos > end or n14 > 4194304:
+        elif d12 == 7:
+            (n13,) = _unpack_u32(buf, pos)
+            s14 = pos + 4
+            pos = s14 + ((n13 + 3) & -4)
+            if pos > end or n13 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v12.value = buf[s15:s15 + n14].decode()
+                v11.value = buf[s14:s14 + n13].decode()
             except UnicodeDecodeError:
-                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v12
-        append4(x3)
+        x3.value = v11
     v.params = a1
     return v, pos
 
@@ -16798,105 +16714,100 @@ def _dec_remote_domain_set_scheduler_parameters_args(buf: bytes, pos: int) -> tu
         raise XdrError("array length exceeds its bound")
     if n2 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_typed_param)
-        s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.field = buf[s6:s6 + n5].decode()
-        except UnicodeDecodeError:
-            x3.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        v7 = _new(remote_typed_param_value)
-        (d8,) = _unpack_i(buf, pos)
-        pos += 4
-        v7.type = d8
-        if d8 == 1:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 2:
-            v7.value, n5 = _unpack_II(buf, pos)
-            pos += 8
-        elif d8 == 3:
-            v7.value, n5 = _unpack_qI(buf, pos)
-            pos += 12
-        elif d8 == 4:
-            v7.value, n5 = _unpack_QI(buf, pos)
-            pos += 12
-        elif d8 == 5:
-            v7.value, n5 = _unpack_dI(buf, pos)
-            pos += 12
-        elif d8 == 6:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 7:
-            (n9,) = _unpack_u32(buf, pos)
-            s10 = pos + 4
-            pos = s10 + ((n9 + 3) & -4)
-            if pos > end or n9 > 4194304:
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v7.value = buf[s10:s10 + n9].decode()
+                x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
-                v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-            (n5,) = _unpack_u32(buf, pos)
+                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            v6 = _new(remote_typed_param_value)
+            (d7,) = _unpack_i(buf, pos)
             pos += 4
-        else:
-            raise XdrError("union discriminant has no arm")
-        x3.value = v7
-        append4(x3)
-    if n2:
-        x3 = _new(remote_typed_param)
-        s11 = pos
-        pos = s11 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+            v6.type = d7
+            if d7 == 1:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 2:
+                v6.value, n4 = _unpack_II(buf, pos)
+                pos += 8
+            elif d7 == 3:
+                v6.value, n4 = _unpack_qI(buf, pos)
+                pos += 12
+            elif d7 == 4:
+                v6.value, n4 = _unpack_QI(buf, pos)
+                pos += 12
+            elif d7 == 5:
+                v6.value, n4 = _unpack_dI(buf, pos)
+                pos += 12
+            elif d7 == 6:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 7:
+                (n8,) = _unpack_u32(buf, pos)
+                s9 = pos + 4
+                pos = s9 + ((n8 + 3) & -4)
+                if pos > end or n8 > 4194304:
+                    raise XdrError("string or opaque longer than its bound or the data left")
+                try:
+                    v6.value = buf[s9:s9 + n8].decode()
+                except UnicodeDecodeError:
+                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                (n4,) = _unpack_u32(buf, pos)
+                pos += 4
+            else:
+                raise XdrError("union discriminant has no arm")
+            x3.value = v6
+        x3 = a1[-1]
+        s10 = pos
+        pos = s10 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s11:s11 + n5].decode()
+            x3.field = buf[s10:s10 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
-        v12 = _new(remote_typed_param_value)
-        (d13,) = _unpack_i(buf, pos)
+            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
+        v11 = _new(remote_typed_param_value)
+        (d12,) = _unpack_i(buf, pos)
         pos += 4
-        v12.type = d13
-        if d13 == 1:
-            (v12.value,) = _unpack_i(buf, pos)
+        v11.type = d12
+        if d12 == 1:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 2:
-            (v12.value,) = _unpack_I(buf, pos)
+        elif d12 == 2:
+            (v11.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d13 == 3:
-            (v12.value,) = _unpack_q(buf, pos)
+        elif d12 == 3:
+            (v11.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d13 == 4:
-            (v12.value,) = _unpack_Q(buf, pos)
+        elif d12 == 4:
+            (v11.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d13 == 5:
-            (v12.value,) = _unpack_d(buf, pos)
+        elif d12 == 5:
+            (v11.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d13 == 6:
-            (v12.value,) = _unpack_i(buf, pos)
+        elif d12 == 6:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 7:
-            (n14,) = _unpack_u32(buf, pos)
-            s15 = pos + 4
-            pos = s15 + ((n14 + 3) & -4)
-            if pos > end or n14 > 4194304:
+        elif d12 == 7:
+            (n13,) = _unpack_u32(buf, pos)
+            s14 = pos + 4
+            pos = s14 + ((n13 + 3) & -4)
+            if pos > end or n13 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v12.value = buf[s15:s15 + n14].decode()
+                v11.value = buf[s14:s14 + n13].decode()
             except UnicodeDecodeError:
-                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v12
-        append4(x3)
+        x3.value = v11
     v.params = a1
     return v, pos
 
@@ -16998,105 +16909,100 @@ def _dec_remote_domain_set_scheduler_parameters_flags_args(buf: bytes, pos: int)
         raise XdrError("array length exceeds its bound")
     if n2 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_typed_param)
-        s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.field = buf[s6:s6 + n5].decode()
-        except UnicodeDecodeError:
-            x3.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        v7 = _new(remote_typed_param_value)
-        (d8,) = _unpack_i(buf, pos)
-        pos += 4
-        v7.type = d8
-        if d8 == 1:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 2:
-            v7.value, n5 = _unpack_II(buf, pos)
-            pos += 8
-        elif d8 == 3:
-            v7.value, n5 = _unpack_qI(buf, pos)
-            pos += 12
-        elif d8 == 4:
-            v7.value, n5 = _unpack_QI(buf, pos)
-            pos += 12
-        elif d8 == 5:
-            v7.value, n5 = _unpack_dI(buf, pos)
-            pos += 12
-        elif d8 == 6:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 7:
-            (n9,) = _unpack_u32(buf, pos)
-            s10 = pos + 4
-            pos = s10 + ((n9 + 3) & -4)
-            if pos > end or n9 > 4194304:
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v7.value = buf[s10:s10 + n9].decode()
+                x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
-                v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-            (n5,) = _unpack_u32(buf, pos)
+                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            v6 = _new(remote_typed_param_value)
+            (d7,) = _unpack_i(buf, pos)
             pos += 4
-        else:
-            raise XdrError("union discriminant has no arm")
-        x3.value = v7
-        append4(x3)
-    if n2:
-        x3 = _new(remote_typed_param)
-        s11 = pos
-        pos = s11 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+            v6.type = d7
+            if d7 == 1:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 2:
+                v6.value, n4 = _unpack_II(buf, pos)
+                pos += 8
+            elif d7 == 3:
+                v6.value, n4 = _unpack_qI(buf, pos)
+                pos += 12
+            elif d7 == 4:
+                v6.value, n4 = _unpack_QI(buf, pos)
+                pos += 12
+            elif d7 == 5:
+                v6.value, n4 = _unpack_dI(buf, pos)
+                pos += 12
+            elif d7 == 6:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 7:
+                (n8,) = _unpack_u32(buf, pos)
+                s9 = pos + 4
+                pos = s9 + ((n8 + 3) & -4)
+                if pos > end or n8 > 4194304:
+                    raise XdrError("string or opaque longer than its bound or the data left")
+                try:
+                    v6.value = buf[s9:s9 + n8].decode()
+                except UnicodeDecodeError:
+                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                (n4,) = _unpack_u32(buf, pos)
+                pos += 4
+            else:
+                raise XdrError("union discriminant has no arm")
+            x3.value = v6
+        x3 = a1[-1]
+        s10 = pos
+        pos = s10 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s11:s11 + n5].decode()
+            x3.field = buf[s10:s10 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
-        v12 = _new(remote_typed_param_value)
-        (d13,) = _unpack_i(buf, pos)
+            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
+        v11 = _new(remote_typed_param_value)
+        (d12,) = _unpack_i(buf, pos)
         pos += 4
-        v12.type = d13
-        if d13 == 1:
-            (v12.value,) = _unpack_i(buf, pos)
+        v11.type = d12
+        if d12 == 1:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 2:
-            (v12.value,) = _unpack_I(buf, pos)
+        elif d12 == 2:
+            (v11.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d13 == 3:
-            (v12.value,) = _unpack_q(buf, pos)
+        elif d12 == 3:
+            (v11.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d13 == 4:
-            (v12.value,) = _unpack_Q(buf, pos)
+        elif d12 == 4:
+            (v11.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d13 == 5:
-            (v12.value,) = _unpack_d(buf, pos)
+        elif d12 == 5:
+            (v11.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d13 == 6:
-            (v12.value,) = _unpack_i(buf, pos)
+        elif d12 == 6:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 7:
-            (n14,) = _unpack_u32(buf, pos)
-            s15 = pos + 4
-            pos = s15 + ((n14 + 3) & -4)
-            if pos > end or n14 > 4194304:
+        elif d12 == 7:
+            (n13,) = _unpack_u32(buf, pos)
+            s14 = pos + 4
+            pos = s14 + ((n13 + 3) & -4)
+            if pos > end or n13 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v12.value = buf[s15:s15 + n14].decode()
+                v11.value = buf[s14:s14 + n13].decode()
             except UnicodeDecodeError:
-                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v12
-        append4(x3)
+        x3.value = v11
     v.params = a1
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -17201,105 +17107,100 @@ def _dec_remote_domain_set_blkio_parameters_args(buf: bytes, pos: int) -> tuple[
         raise XdrError("array length exceeds its bound")
     if n2 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_typed_param)
-        s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.field = buf[s6:s6 + n5].decode()
-        except UnicodeDecodeError:
-            x3.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        v7 = _new(remote_typed_param_value)
-        (d8,) = _unpack_i(buf, pos)
-        pos += 4
-        v7.type = d8
-        if d8 == 1:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 2:
-            v7.value, n5 = _unpack_II(buf, pos)
-            pos += 8
-        elif d8 == 3:
-            v7.value, n5 = _unpack_qI(buf, pos)
-            pos += 12
-        elif d8 == 4:
-            v7.value, n5 = _unpack_QI(buf, pos)
-            pos += 12
-        elif d8 == 5:
-            v7.value, n5 = _unpack_dI(buf, pos)
-            pos += 12
-        elif d8 == 6:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 7:
-            (n9,) = _unpack_u32(buf, pos)
-            s10 = pos + 4
-            pos = s10 + ((n9 + 3) & -4)
-            if pos > end or n9 > 4194304:
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v7.value = buf[s10:s10 + n9].decode()
+                x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
-                v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-            (n5,) = _unpack_u32(buf, pos)
+                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            v6 = _new(remote_typed_param_value)
+            (d7,) = _unpack_i(buf, pos)
             pos += 4
-        else:
-            raise XdrError("union discriminant has no arm")
-        x3.value = v7
-        append4(x3)
-    if n2:
-        x3 = _new(remote_typed_param)
-        s11 = pos
-        pos = s11 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+            v6.type = d7
+            if d7 == 1:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 2:
+                v6.value, n4 = _unpack_II(buf, pos)
+                pos += 8
+            elif d7 == 3:
+                v6.value, n4 = _unpack_qI(buf, pos)
+                pos += 12
+            elif d7 == 4:
+                v6.value, n4 = _unpack_QI(buf, pos)
+                pos += 12
+            elif d7 == 5:
+                v6.value, n4 = _unpack_dI(buf, pos)
+                pos += 12
+            elif d7 == 6:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 7:
+                (n8,) = _unpack_u32(buf, pos)
+                s9 = pos + 4
+                pos = s9 + ((n8 + 3) & -4)
+                if pos > end or n8 > 4194304:
+                    raise XdrError("string or opaque longer than its bound or the data left")
+                try:
+                    v6.value = buf[s9:s9 + n8].decode()
+                except UnicodeDecodeError:
+                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                (n4,) = _unpack_u32(buf, pos)
+                pos += 4
+            else:
+                raise XdrError("union discriminant has no arm")
+            x3.value = v6
+        x3 = a1[-1]
+        s10 = pos
+        pos = s10 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s11:s11 + n5].decode()
+            x3.field = buf[s10:s10 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
-        v12 = _new(remote_typed_param_value)
-        (d13,) = _unpack_i(buf, pos)
+            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
+        v11 = _new(remote_typed_param_value)
+        (d12,) = _unpack_i(buf, pos)
         pos += 4
-        v12.type = d13
-        if d13 == 1:
-            (v12.value,) = _unpack_i(buf, pos)
+        v11.type = d12
+        if d12 == 1:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 2:
-            (v12.value,) = _unpack_I(buf, pos)
+        elif d12 == 2:
+            (v11.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d13 == 3:
-            (v12.value,) = _unpack_q(buf, pos)
+        elif d12 == 3:
+            (v11.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d13 == 4:
-            (v12.value,) = _unpack_Q(buf, pos)
+        elif d12 == 4:
+            (v11.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d13 == 5:
-            (v12.value,) = _unpack_d(buf, pos)
+        elif d12 == 5:
+            (v11.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d13 == 6:
-            (v12.value,) = _unpack_i(buf, pos)
+        elif d12 == 6:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 7:
-            (n14,) = _unpack_u32(buf, pos)
-            s15 = pos + 4
-            pos = s15 + ((n14 + 3) & -4)
-            if pos > end or n14 > 4194304:
+        elif d12 == 7:
+            (n13,) = _unpack_u32(buf, pos)
+            s14 = pos + 4
+            pos = s14 + ((n13 + 3) & -4)
+            if pos > end or n13 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v12.value = buf[s15:s15 + n14].decode()
+                v11.value = buf[s14:s14 + n13].decode()
             except UnicodeDecodeError:
-                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v12
-        append4(x3)
+        x3.value = v11
     v.params = a1
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -17416,105 +17317,100 @@ def _dec_remote_domain_get_blkio_parameters_ret(buf: bytes, pos: int) -> tuple[r
         raise XdrError("array length exceeds its bound")
     if n2 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_typed_param)
-        s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.field = buf[s6:s6 + n5].decode()
-        except UnicodeDecodeError:
-            x3.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        v7 = _new(remote_typed_param_value)
-        (d8,) = _unpack_i(buf, pos)
-        pos += 4
-        v7.type = d8
-        if d8 == 1:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 2:
-            v7.value, n5 = _unpack_II(buf, pos)
-            pos += 8
-        elif d8 == 3:
-            v7.value, n5 = _unpack_qI(buf, pos)
-            pos += 12
-        elif d8 == 4:
-            v7.value, n5 = _unpack_QI(buf, pos)
-            pos += 12
-        elif d8 == 5:
-            v7.value, n5 = _unpack_dI(buf, pos)
-            pos += 12
-        elif d8 == 6:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 7:
-            (n9,) = _unpack_u32(buf, pos)
-            s10 = pos + 4
-            pos = s10 + ((n9 + 3) & -4)
-            if pos > end or n9 > 4194304:
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v7.value = buf[s10:s10 + n9].decode()
+                x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
-                v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-            (n5,) = _unpack_u32(buf, pos)
+                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            v6 = _new(remote_typed_param_value)
+            (d7,) = _unpack_i(buf, pos)
             pos += 4
-        else:
-            raise XdrError("union discriminant has no arm")
-        x3.value = v7
-        append4(x3)
-    if n2:
-        x3 = _new(remote_typed_param)
-        s11 = pos
-        pos = s11 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+            v6.type = d7
+            if d7 == 1:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 2:
+                v6.value, n4 = _unpack_II(buf, pos)
+                pos += 8
+            elif d7 == 3:
+                v6.value, n4 = _unpack_qI(buf, pos)
+                pos += 12
+            elif d7 == 4:
+                v6.value, n4 = _unpack_QI(buf, pos)
+                pos += 12
+            elif d7 == 5:
+                v6.value, n4 = _unpack_dI(buf, pos)
+                pos += 12
+            elif d7 == 6:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 7:
+                (n8,) = _unpack_u32(buf, pos)
+                s9 = pos + 4
+                pos = s9 + ((n8 + 3) & -4)
+                if pos > end or n8 > 4194304:
+                    raise XdrError("string or opaque longer than its bound or the data left")
+                try:
+                    v6.value = buf[s9:s9 + n8].decode()
+                except UnicodeDecodeError:
+                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                (n4,) = _unpack_u32(buf, pos)
+                pos += 4
+            else:
+                raise XdrError("union discriminant has no arm")
+            x3.value = v6
+        x3 = a1[-1]
+        s10 = pos
+        pos = s10 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s11:s11 + n5].decode()
+            x3.field = buf[s10:s10 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
-        v12 = _new(remote_typed_param_value)
-        (d13,) = _unpack_i(buf, pos)
+            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
+        v11 = _new(remote_typed_param_value)
+        (d12,) = _unpack_i(buf, pos)
         pos += 4
-        v12.type = d13
-        if d13 == 1:
-            (v12.value,) = _unpack_i(buf, pos)
+        v11.type = d12
+        if d12 == 1:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 2:
-            (v12.value,) = _unpack_I(buf, pos)
+        elif d12 == 2:
+            (v11.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d13 == 3:
-            (v12.value,) = _unpack_q(buf, pos)
+        elif d12 == 3:
+            (v11.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d13 == 4:
-            (v12.value,) = _unpack_Q(buf, pos)
+        elif d12 == 4:
+            (v11.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d13 == 5:
-            (v12.value,) = _unpack_d(buf, pos)
+        elif d12 == 5:
+            (v11.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d13 == 6:
-            (v12.value,) = _unpack_i(buf, pos)
+        elif d12 == 6:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 7:
-            (n14,) = _unpack_u32(buf, pos)
-            s15 = pos + 4
-            pos = s15 + ((n14 + 3) & -4)
-            if pos > end or n14 > 4194304:
+        elif d12 == 7:
+            (n13,) = _unpack_u32(buf, pos)
+            s14 = pos + 4
+            pos = s14 + ((n13 + 3) & -4)
+            if pos > end or n13 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v12.value = buf[s15:s15 + n14].decode()
+                v11.value = buf[s14:s14 + n13].decode()
             except UnicodeDecodeError:
-                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v12
-        append4(x3)
+        x3.value = v11
     v.params = a1
     (v.nparams,) = _unpack_i(buf, pos)
     pos += 4
@@ -17618,105 +17514,100 @@ def _dec_remote_domain_set_memory_parameters_args(buf: bytes, pos: int) -> tuple
         raise XdrError("array length exceeds its bound")
     if n2 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_typed_param)
-        s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.field = buf[s6:s6 + n5].decode()
-        except UnicodeDecodeError:
-            x3.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        v7 = _new(remote_typed_param_value)
-        (d8,) = _unpack_i(buf, pos)
-        pos += 4
-        v7.type = d8
-        if d8 == 1:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 2:
-            v7.value, n5 = _unpack_II(buf, pos)
-            pos += 8
-        elif d8 == 3:
-            v7.value, n5 = _unpack_qI(buf, pos)
-            pos += 12
-        elif d8 == 4:
-            v7.value, n5 = _unpack_QI(buf, pos)
-            pos += 12
-        elif d8 == 5:
-            v7.value, n5 = _unpack_dI(buf, pos)
-            pos += 12
-        elif d8 == 6:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 7:
-            (n9,) = _unpack_u32(buf, pos)
-            s10 = pos + 4
-            pos = s10 + ((n9 + 3) & -4)
-            if pos > end or n9 > 4194304:
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v7.value = buf[s10:s10 + n9].decode()
+                x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
-                v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-            (n5,) = _unpack_u32(buf, pos)
+                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            v6 = _new(remote_typed_param_value)
+            (d7,) = _unpack_i(buf, pos)
             pos += 4
-        else:
-            raise XdrError("union discriminant has no arm")
-        x3.value = v7
-        append4(x3)
-    if n2:
-        x3 = _new(remote_typed_param)
-        s11 = pos
-        pos = s11 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+            v6.type = d7
+            if d7 == 1:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 2:
+                v6.value, n4 = _unpack_II(buf, pos)
+                pos += 8
+            elif d7 == 3:
+                v6.value, n4 = _unpack_qI(buf, pos)
+                pos += 12
+            elif d7 == 4:
+                v6.value, n4 = _unpack_QI(buf, pos)
+                pos += 12
+            elif d7 == 5:
+                v6.value, n4 = _unpack_dI(buf, pos)
+                pos += 12
+            elif d7 == 6:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 7:
+                (n8,) = _unpack_u32(buf, pos)
+                s9 = pos + 4
+                pos = s9 + ((n8 + 3) & -4)
+                if pos > end or n8 > 4194304:
+                    raise XdrError("string or opaque longer than its bound or the data left")
+                try:
+                    v6.value = buf[s9:s9 + n8].decode()
+                except UnicodeDecodeError:
+                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                (n4,) = _unpack_u32(buf, pos)
+                pos += 4
+            else:
+                raise XdrError("union discriminant has no arm")
+            x3.value = v6
+        x3 = a1[-1]
+        s10 = pos
+        pos = s10 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s11:s11 + n5].decode()
+            x3.field = buf[s10:s10 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
-        v12 = _new(remote_typed_param_value)
-        (d13,) = _unpack_i(buf, pos)
+            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
+        v11 = _new(remote_typed_param_value)
+        (d12,) = _unpack_i(buf, pos)
         pos += 4
-        v12.type = d13
-        if d13 == 1:
-            (v12.value,) = _unpack_i(buf, pos)
+        v11.type = d12
+        if d12 == 1:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 2:
-            (v12.value,) = _unpack_I(buf, pos)
+        elif d12 == 2:
+            (v11.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d13 == 3:
-            (v12.value,) = _unpack_q(buf, pos)
+        elif d12 == 3:
+            (v11.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d13 == 4:
-            (v12.value,) = _unpack_Q(buf, pos)
+        elif d12 == 4:
+            (v11.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d13 == 5:
-            (v12.value,) = _unpack_d(buf, pos)
+        elif d12 == 5:
+            (v11.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d13 == 6:
-            (v12.value,) = _unpack_i(buf, pos)
+        elif d12 == 6:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 7:
-            (n14,) = _unpack_u32(buf, pos)
-            s15 = pos + 4
-            pos = s15 + ((n14 + 3) & -4)
-            if pos > end or n14 > 4194304:
+        elif d12 == 7:
+            (n13,) = _unpack_u32(buf, pos)
+            s14 = pos + 4
+            pos = s14 + ((n13 + 3) & -4)
+            if pos > end or n13 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v12.value = buf[s15:s15 + n14].decode()
+                v11.value = buf[s14:s14 + n13].decode()
             except UnicodeDecodeError:
-                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v12
-        append4(x3)
+        x3.value = v11
     v.params = a1
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -17833,105 +17724,100 @@ def _dec_remote_domain_get_memory_parameters_ret(buf: bytes, pos: int) -> tuple[
         raise XdrError("array length exceeds its bound")
     if n2 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_typed_param)
-        s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.field = buf[s6:s6 + n5].decode()
-        except UnicodeDecodeError:
-            x3.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        v7 = _new(remote_typed_param_value)
-        (d8,) = _unpack_i(buf, pos)
-        pos += 4
-        v7.type = d8
-        if d8 == 1:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 2:
-            v7.value, n5 = _unpack_II(buf, pos)
-            pos += 8
-        elif d8 == 3:
-            v7.value, n5 = _unpack_qI(buf, pos)
-            pos += 12
-        elif d8 == 4:
-            v7.value, n5 = _unpack_QI(buf, pos)
-            pos += 12
-        elif d8 == 5:
-            v7.value, n5 = _unpack_dI(buf, pos)
-            pos += 12
-        elif d8 == 6:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 7:
-            (n9,) = _unpack_u32(buf, pos)
-            s10 = pos + 4
-            pos = s10 + ((n9 + 3) & -4)
-            if pos > end or n9 > 4194304:
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v7.value = buf[s10:s10 + n9].decode()
+                x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
-                v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-            (n5,) = _unpack_u32(buf, pos)
+                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            v6 = _new(remote_typed_param_value)
+            (d7,) = _unpack_i(buf, pos)
             pos += 4
-        else:
-            raise XdrError("union discriminant has no arm")
-        x3.value = v7
-        append4(x3)
-    if n2:
-        x3 = _new(remote_typed_param)
-        s11 = pos
-        pos = s11 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+            v6.type = d7
+            if d7 == 1:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 2:
+                v6.value, n4 = _unpack_II(buf, pos)
+                pos += 8
+            elif d7 == 3:
+                v6.value, n4 = _unpack_qI(buf, pos)
+                pos += 12
+            elif d7 == 4:
+                v6.value, n4 = _unpack_QI(buf, pos)
+                pos += 12
+            elif d7 == 5:
+                v6.value, n4 = _unpack_dI(buf, pos)
+                pos += 12
+            elif d7 == 6:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 7:
+                (n8,) = _unpack_u32(buf, pos)
+                s9 = pos + 4
+                pos = s9 + ((n8 + 3) & -4)
+                if pos > end or n8 > 4194304:
+                    raise XdrError("string or opaque longer than its bound or the data left")
+                try:
+                    v6.value = buf[s9:s9 + n8].decode()
+                except UnicodeDecodeError:
+                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                (n4,) = _unpack_u32(buf, pos)
+                pos += 4
+            else:
+                raise XdrError("union discriminant has no arm")
+            x3.value = v6
+        x3 = a1[-1]
+        s10 = pos
+        pos = s10 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s11:s11 + n5].decode()
+            x3.field = buf[s10:s10 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
-        v12 = _new(remote_typed_param_value)
-        (d13,) = _unpack_i(buf, pos)
+            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
+        v11 = _new(remote_typed_param_value)
+        (d12,) = _unpack_i(buf, pos)
         pos += 4
-        v12.type = d13
-        if d13 == 1:
-            (v12.value,) = _unpack_i(buf, pos)
+        v11.type = d12
+        if d12 == 1:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 2:
-            (v12.value,) = _unpack_I(buf, pos)
+        elif d12 == 2:
+            (v11.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d13 == 3:
-            (v12.value,) = _unpack_q(buf, pos)
+        elif d12 == 3:
+            (v11.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d13 == 4:
-            (v12.value,) = _unpack_Q(buf, pos)
+        elif d12 == 4:
+            (v11.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d13 == 5:
-            (v12.value,) = _unpack_d(buf, pos)
+        elif d12 == 5:
+            (v11.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d13 == 6:
-            (v12.value,) = _unpack_i(buf, pos)
+        elif d12 == 6:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 7:
-            (n14,) = _unpack_u32(buf, pos)
-            s15 = pos + 4
-            pos = s15 + ((n14 + 3) & -4)
-            if pos > end or n14 > 4194304:
+        elif d12 == 7:
+            (n13,) = _unpack_u32(buf, pos)
+            s14 = pos + 4
+            pos = s14 + ((n13 + 3) & -4)
+            if pos > end or n13 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v12.value = buf[s15:s15 + n14].decode()
+                v11.value = buf[s14:s14 + n13].decode()
             except UnicodeDecodeError:
-                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v12
-        append4(x3)
+        x3.value = v11
     v.params = a1
     (v.nparams,) = _unpack_i(buf, pos)
     pos += 4
@@ -18035,105 +17921,100 @@ def _dec_remote_domain_set_numa_parameters_args(buf: bytes, pos: int) -> tuple[r
         raise XdrError("array length exceeds its bound")
     if n2 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_typed_param)
-        s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.field = buf[s6:s6 + n5].decode()
-        except UnicodeDecodeError:
-            x3.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        v7 = _new(remote_typed_param_value)
-        (d8,) = _unpack_i(buf, pos)
-        pos += 4
-        v7.type = d8
-        if d8 == 1:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 2:
-            v7.value, n5 = _unpack_II(buf, pos)
-            pos += 8
-        elif d8 == 3:
-            v7.value, n5 = _unpack_qI(buf, pos)
-            pos += 12
-        elif d8 == 4:
-            v7.value, n5 = _unpack_QI(buf, pos)
-            pos += 12
-        elif d8 == 5:
-            v7.value, n5 = _unpack_dI(buf, pos)
-            pos += 12
-        elif d8 == 6:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 7:
-            (n9,) = _unpack_u32(buf, pos)
-            s10 = pos + 4
-            pos = s10 + ((n9 + 3) & -4)
-            if pos > end or n9 > 4194304:
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v7.value = buf[s10:s10 + n9].decode()
+                x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
-                v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-            (n5,) = _unpack_u32(buf, pos)
+                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            v6 = _new(remote_typed_param_value)
+            (d7,) = _unpack_i(buf, pos)
             pos += 4
-        else:
-            raise XdrError("union discriminant has no arm")
-        x3.value = v7
-        append4(x3)
-    if n2:
-        x3 = _new(remote_typed_param)
-        s11 = pos
-        pos = s11 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+            v6.type = d7
+            if d7 == 1:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 2:
+                v6.value, n4 = _unpack_II(buf, pos)
+                pos += 8
+            elif d7 == 3:
+                v6.value, n4 = _unpack_qI(buf, pos)
+                pos += 12
+            elif d7 == 4:
+                v6.value, n4 = _unpack_QI(buf, pos)
+                pos += 12
+            elif d7 == 5:
+                v6.value, n4 = _unpack_dI(buf, pos)
+                pos += 12
+            elif d7 == 6:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 7:
+                (n8,) = _unpack_u32(buf, pos)
+                s9 = pos + 4
+                pos = s9 + ((n8 + 3) & -4)
+                if pos > end or n8 > 4194304:
+                    raise XdrError("string or opaque longer than its bound or the data left")
+                try:
+                    v6.value = buf[s9:s9 + n8].decode()
+                except UnicodeDecodeError:
+                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                (n4,) = _unpack_u32(buf, pos)
+                pos += 4
+            else:
+                raise XdrError("union discriminant has no arm")
+            x3.value = v6
+        x3 = a1[-1]
+        s10 = pos
+        pos = s10 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s11:s11 + n5].decode()
+            x3.field = buf[s10:s10 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
-        v12 = _new(remote_typed_param_value)
-        (d13,) = _unpack_i(buf, pos)
+            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
+        v11 = _new(remote_typed_param_value)
+        (d12,) = _unpack_i(buf, pos)
         pos += 4
-        v12.type = d13
-        if d13 == 1:
-            (v12.value,) = _unpack_i(buf, pos)
+        v11.type = d12
+        if d12 == 1:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 2:
-            (v12.value,) = _unpack_I(buf, pos)
+        elif d12 == 2:
+            (v11.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d13 == 3:
-            (v12.value,) = _unpack_q(buf, pos)
+        elif d12 == 3:
+            (v11.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d13 == 4:
-            (v12.value,) = _unpack_Q(buf, pos)
+        elif d12 == 4:
+            (v11.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d13 == 5:
-            (v12.value,) = _unpack_d(buf, pos)
+        elif d12 == 5:
+            (v11.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d13 == 6:
-            (v12.value,) = _unpack_i(buf, pos)
+        elif d12 == 6:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 7:
-            (n14,) = _unpack_u32(buf, pos)
-            s15 = pos + 4
-            pos = s15 + ((n14 + 3) & -4)
-            if pos > end or n14 > 4194304:
+        elif d12 == 7:
+            (n13,) = _unpack_u32(buf, pos)
+            s14 = pos + 4
+            pos = s14 + ((n13 + 3) & -4)
+            if pos > end or n13 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v12.value = buf[s15:s15 + n14].decode()
+                v11.value = buf[s14:s14 + n13].decode()
             except UnicodeDecodeError:
-                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v12
-        append4(x3)
+        x3.value = v11
     v.params = a1
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -18250,105 +18131,100 @@ def _dec_remote_domain_get_numa_parameters_ret(buf: bytes, pos: int) -> tuple[re
         raise XdrError("array length exceeds its bound")
     if n2 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_typed_param)
-        s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.field = buf[s6:s6 + n5].decode()
-        except UnicodeDecodeError:
-            x3.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        v7 = _new(remote_typed_param_value)
-        (d8,) = _unpack_i(buf, pos)
-        pos += 4
-        v7.type = d8
-        if d8 == 1:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 2:
-            v7.value, n5 = _unpack_II(buf, pos)
-            pos += 8
-        elif d8 == 3:
-            v7.value, n5 = _unpack_qI(buf, pos)
-            pos += 12
-        elif d8 == 4:
-            v7.value, n5 = _unpack_QI(buf, pos)
-            pos += 12
-        elif d8 == 5:
-            v7.value, n5 = _unpack_dI(buf, pos)
-            pos += 12
-        elif d8 == 6:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 7:
-            (n9,) = _unpack_u32(buf, pos)
-            s10 = pos + 4
-            pos = s10 + ((n9 + 3) & -4)
-            if pos > end or n9 > 4194304:
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v7.value = buf[s10:s10 + n9].decode()
+                x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
-                v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-            (n5,) = _unpack_u32(buf, pos)
+                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            v6 = _new(remote_typed_param_value)
+            (d7,) = _unpack_i(buf, pos)
             pos += 4
-        else:
-            raise XdrError("union discriminant has no arm")
-        x3.value = v7
-        append4(x3)
-    if n2:
-        x3 = _new(remote_typed_param)
-        s11 = pos
-        pos = s11 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+            v6.type = d7
+            if d7 == 1:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 2:
+                v6.value, n4 = _unpack_II(buf, pos)
+                pos += 8
+            elif d7 == 3:
+                v6.value, n4 = _unpack_qI(buf, pos)
+                pos += 12
+            elif d7 == 4:
+                v6.value, n4 = _unpack_QI(buf, pos)
+                pos += 12
+            elif d7 == 5:
+                v6.value, n4 = _unpack_dI(buf, pos)
+                pos += 12
+            elif d7 == 6:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 7:
+                (n8,) = _unpack_u32(buf, pos)
+                s9 = pos + 4
+                pos = s9 + ((n8 + 3) & -4)
+                if pos > end or n8 > 4194304:
+                    raise XdrError("string or opaque longer than its bound or the data left")
+                try:
+                    v6.value = buf[s9:s9 + n8].decode()
+                except UnicodeDecodeError:
+                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                (n4,) = _unpack_u32(buf, pos)
+                pos += 4
+            else:
+                raise XdrError("union discriminant has no arm")
+            x3.value = v6
+        x3 = a1[-1]
+        s10 = pos
+        pos = s10 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s11:s11 + n5].decode()
+            x3.field = buf[s10:s10 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
-        v12 = _new(remote_typed_param_value)
-        (d13,) = _unpack_i(buf, pos)
+            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
+        v11 = _new(remote_typed_param_value)
+        (d12,) = _unpack_i(buf, pos)
         pos += 4
-        v12.type = d13
-        if d13 == 1:
-            (v12.value,) = _unpack_i(buf, pos)
+        v11.type = d12
+        if d12 == 1:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 2:
-            (v12.value,) = _unpack_I(buf, pos)
+        elif d12 == 2:
+            (v11.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d13 == 3:
-            (v12.value,) = _unpack_q(buf, pos)
+        elif d12 == 3:
+            (v11.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d13 == 4:
-            (v12.value,) = _unpack_Q(buf, pos)
+        elif d12 == 4:
+            (v11.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d13 == 5:
-            (v12.value,) = _unpack_d(buf, pos)
+        elif d12 == 5:
+            (v11.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d13 == 6:
-            (v12.value,) = _unpack_i(buf, pos)
+        elif d12 == 6:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 7:
-            (n14,) = _unpack_u32(buf, pos)
-            s15 = pos + 4
-            pos = s15 + ((n14 + 3) & -4)
-            if pos > end or n14 > 4194304:
+        elif d12 == 7:
+            (n13,) = _unpack_u32(buf, pos)
+            s14 = pos + 4
+            pos = s14 + ((n13 + 3) & -4)
+            if pos > end or n13 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v12.value = buf[s15:s15 + n14].decode()
+                v11.value = buf[s14:s14 + n13].decode()
             except UnicodeDecodeError:
-                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v12
-        append4(x3)
+        x3.value = v11
     v.params = a1
     (v.nparams,) = _unpack_i(buf, pos)
     pos += 4
@@ -18452,105 +18328,100 @@ def _dec_remote_domain_set_perf_events_args(buf: bytes, pos: int) -> tuple[remot
         raise XdrError("array length exceeds its bound")
     if n2 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_typed_param)
-        s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.field = buf[s6:s6 + n5].decode()
-        except UnicodeDecodeError:
-            x3.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        v7 = _new(remote_typed_param_value)
-        (d8,) = _unpack_i(buf, pos)
-        pos += 4
-        v7.type = d8
-        if d8 == 1:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 2:
-            v7.value, n5 = _unpack_II(buf, pos)
-            pos += 8
-        elif d8 == 3:
-            v7.value, n5 = _unpack_qI(buf, pos)
-            pos += 12
-        elif d8 == 4:
-            v7.value, n5 = _unpack_QI(buf, pos)
-            pos += 12
-        elif d8 == 5:
-            v7.value, n5 = _unpack_dI(buf, pos)
-            pos += 12
-        elif d8 == 6:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 7:
-            (n9,) = _unpack_u32(buf, pos)
-            s10 = pos + 4
-            pos = s10 + ((n9 + 3) & -4)
-            if pos > end or n9 > 4194304:
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v7.value = buf[s10:s10 + n9].decode()
+                x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
-                v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-            (n5,) = _unpack_u32(buf, pos)
+                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            v6 = _new(remote_typed_param_value)
+            (d7,) = _unpack_i(buf, pos)
             pos += 4
-        else:
-            raise XdrError("union discriminant has no arm")
-        x3.value = v7
-        append4(x3)
-    if n2:
-        x3 = _new(remote_typed_param)
-        s11 = pos
-        pos = s11 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+            v6.type = d7
+            if d7 == 1:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 2:
+                v6.value, n4 = _unpack_II(buf, pos)
+                pos += 8
+            elif d7 == 3:
+                v6.value, n4 = _unpack_qI(buf, pos)
+                pos += 12
+            elif d7 == 4:
+                v6.value, n4 = _unpack_QI(buf, pos)
+                pos += 12
+            elif d7 == 5:
+                v6.value, n4 = _unpack_dI(buf, pos)
+                pos += 12
+            elif d7 == 6:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 7:
+                (n8,) = _unpack_u32(buf, pos)
+                s9 = pos + 4
+                pos = s9 + ((n8 + 3) & -4)
+                if pos > end or n8 > 4194304:
+                    raise XdrError("string or opaque longer than its bound or the data left")
+                try:
+                    v6.value = buf[s9:s9 + n8].decode()
+                except UnicodeDecodeError:
+                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                (n4,) = _unpack_u32(buf, pos)
+                pos += 4
+            else:
+                raise XdrError("union discriminant has no arm")
+            x3.value = v6
+        x3 = a1[-1]
+        s10 = pos
+        pos = s10 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s11:s11 + n5].decode()
+            x3.field = buf[s10:s10 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
-        v12 = _new(remote_typed_param_value)
-        (d13,) = _unpack_i(buf, pos)
+            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
+        v11 = _new(remote_typed_param_value)
+        (d12,) = _unpack_i(buf, pos)
         pos += 4
-        v12.type = d13
-        if d13 == 1:
-            (v12.value,) = _unpack_i(buf, pos)
+        v11.type = d12
+        if d12 == 1:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 2:
-            (v12.value,) = _unpack_I(buf, pos)
+        elif d12 == 2:
+            (v11.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d13 == 3:
-            (v12.value,) = _unpack_q(buf, pos)
+        elif d12 == 3:
+            (v11.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d13 == 4:
-            (v12.value,) = _unpack_Q(buf, pos)
+        elif d12 == 4:
+            (v11.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d13 == 5:
-            (v12.value,) = _unpack_d(buf, pos)
+        elif d12 == 5:
+            (v11.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d13 == 6:
-            (v12.value,) = _unpack_i(buf, pos)
+        elif d12 == 6:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 7:
-            (n14,) = _unpack_u32(buf, pos)
-            s15 = pos + 4
-            pos = s15 + ((n14 + 3) & -4)
-            if pos > end or n14 > 4194304:
+        elif d12 == 7:
+            (n13,) = _unpack_u32(buf, pos)
+            s14 = pos + 4
+            pos = s14 + ((n13 + 3) & -4)
+            if pos > end or n13 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v12.value = buf[s15:s15 + n14].decode()
+                v11.value = buf[s14:s14 + n13].decode()
             except UnicodeDecodeError:
-                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v12
-        append4(x3)
+        x3.value = v11
     v.params = a1
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -18667,105 +18538,100 @@ def _dec_remote_domain_get_perf_events_ret(buf: bytes, pos: int) -> tuple[remote
         raise XdrError("array length exceeds its bound")
     if n2 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_typed_param)
-        s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.field = buf[s6:s6 + n5].decode()
-        except UnicodeDecodeError:
-            x3.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        v7 = _new(remote_typed_param_value)
-        (d8,) = _unpack_i(buf, pos)
-        pos += 4
-        v7.type = d8
-        if d8 == 1:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 2:
-            v7.value, n5 = _unpack_II(buf, pos)
-            pos += 8
-        elif d8 == 3:
-            v7.value, n5 = _unpack_qI(buf, pos)
-            pos += 12
-        elif d8 == 4:
-            v7.value, n5 = _unpack_QI(buf, pos)
-            pos += 12
-        elif d8 == 5:
-            v7.value, n5 = _unpack_dI(buf, pos)
-            pos += 12
-        elif d8 == 6:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 7:
-            (n9,) = _unpack_u32(buf, pos)
-            s10 = pos + 4
-            pos = s10 + ((n9 + 3) & -4)
-            if pos > end or n9 > 4194304:
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v7.value = buf[s10:s10 + n9].decode()
+                x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
-                v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-            (n5,) = _unpack_u32(buf, pos)
+                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            v6 = _new(remote_typed_param_value)
+            (d7,) = _unpack_i(buf, pos)
             pos += 4
-        else:
-            raise XdrError("union discriminant has no arm")
-        x3.value = v7
-        append4(x3)
-    if n2:
-        x3 = _new(remote_typed_param)
-        s11 = pos
-        pos = s11 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+            v6.type = d7
+            if d7 == 1:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 2:
+                v6.value, n4 = _unpack_II(buf, pos)
+                pos += 8
+            elif d7 == 3:
+                v6.value, n4 = _unpack_qI(buf, pos)
+                pos += 12
+            elif d7 == 4:
+                v6.value, n4 = _unpack_QI(buf, pos)
+                pos += 12
+            elif d7 == 5:
+                v6.value, n4 = _unpack_dI(buf, pos)
+                pos += 12
+            elif d7 == 6:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 7:
+                (n8,) = _unpack_u32(buf, pos)
+                s9 = pos + 4
+                pos = s9 + ((n8 + 3) & -4)
+                if pos > end or n8 > 4194304:
+                    raise XdrError("string or opaque longer than its bound or the data left")
+                try:
+                    v6.value = buf[s9:s9 + n8].decode()
+                except UnicodeDecodeError:
+                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                (n4,) = _unpack_u32(buf, pos)
+                pos += 4
+            else:
+                raise XdrError("union discriminant has no arm")
+            x3.value = v6
+        x3 = a1[-1]
+        s10 = pos
+        pos = s10 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s11:s11 + n5].decode()
+            x3.field = buf[s10:s10 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
-        v12 = _new(remote_typed_param_value)
-        (d13,) = _unpack_i(buf, pos)
+            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
+        v11 = _new(remote_typed_param_value)
+        (d12,) = _unpack_i(buf, pos)
         pos += 4
-        v12.type = d13
-        if d13 == 1:
-            (v12.value,) = _unpack_i(buf, pos)
+        v11.type = d12
+        if d12 == 1:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 2:
-            (v12.value,) = _unpack_I(buf, pos)
+        elif d12 == 2:
+            (v11.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d13 == 3:
-            (v12.value,) = _unpack_q(buf, pos)
+        elif d12 == 3:
+            (v11.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d13 == 4:
-            (v12.value,) = _unpack_Q(buf, pos)
+        elif d12 == 4:
+            (v11.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d13 == 5:
-            (v12.value,) = _unpack_d(buf, pos)
+        elif d12 == 5:
+            (v11.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d13 == 6:
-            (v12.value,) = _unpack_i(buf, pos)
+        elif d12 == 6:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 7:
-            (n14,) = _unpack_u32(buf, pos)
-            s15 = pos + 4
-            pos = s15 + ((n14 + 3) & -4)
-            if pos > end or n14 > 4194304:
+        elif d12 == 7:
+            (n13,) = _unpack_u32(buf, pos)
+            s14 = pos + 4
+            pos = s14 + ((n13 + 3) & -4)
+            if pos > end or n13 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v12.value = buf[s15:s15 + n14].decode()
+                v11.value = buf[s14:s14 + n13].decode()
             except UnicodeDecodeError:
-                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v12
-        append4(x3)
+        x3.value = v11
     v.params = a1
     return v, pos
 
@@ -18875,105 +18741,100 @@ def _dec_remote_domain_set_interface_parameters_args(buf: bytes, pos: int) -> tu
         raise XdrError("array length exceeds its bound")
     if n4 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a3: list[remote_typed_param] = []
-    append6 = a3.append
-    if n4:
-        (n7,) = _unpack_u32(buf, pos)
+    a3: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n4)]
+    if a3:
+        (n6,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n4 - 1):
-        x5 = _new(remote_typed_param)
-        s8 = pos
-        pos = s8 + ((n7 + 3) & -4)
-        if pos > end or n7 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x5.field = buf[s8:s8 + n7].decode()
-        except UnicodeDecodeError:
-            x5.field = buf[s8:s8 + n7].decode("utf-8", "surrogateescape")
-        v9 = _new(remote_typed_param_value)
-        (d10,) = _unpack_i(buf, pos)
-        pos += 4
-        v9.type = d10
-        if d10 == 1:
-            v9.value, n7 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d10 == 2:
-            v9.value, n7 = _unpack_II(buf, pos)
-            pos += 8
-        elif d10 == 3:
-            v9.value, n7 = _unpack_qI(buf, pos)
-            pos += 12
-        elif d10 == 4:
-            v9.value, n7 = _unpack_QI(buf, pos)
-            pos += 12
-        elif d10 == 5:
-            v9.value, n7 = _unpack_dI(buf, pos)
-            pos += 12
-        elif d10 == 6:
-            v9.value, n7 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d10 == 7:
-            (n11,) = _unpack_u32(buf, pos)
-            s12 = pos + 4
-            pos = s12 + ((n11 + 3) & -4)
-            if pos > end or n11 > 4194304:
+        for x5 in a3[:-1]:
+            s7 = pos
+            pos = s7 + ((n6 + 3) & -4)
+            if pos > end or n6 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v9.value = buf[s12:s12 + n11].decode()
+                x5.field = buf[s7:s7 + n6].decode()
             except UnicodeDecodeError:
-                v9.value = buf[s12:s12 + n11].decode("utf-8", "surrogateescape")
-            (n7,) = _unpack_u32(buf, pos)
+                x5.field = buf[s7:s7 + n6].decode("utf-8", "surrogateescape")
+            v8 = _new(remote_typed_param_value)
+            (d9,) = _unpack_i(buf, pos)
             pos += 4
-        else:
-            raise XdrError("union discriminant has no arm")
-        x5.value = v9
-        append6(x5)
-    if n4:
-        x5 = _new(remote_typed_param)
-        s13 = pos
-        pos = s13 + ((n7 + 3) & -4)
-        if pos > end or n7 > 4194304:
+            v8.type = d9
+            if d9 == 1:
+                v8.value, n6 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d9 == 2:
+                v8.value, n6 = _unpack_II(buf, pos)
+                pos += 8
+            elif d9 == 3:
+                v8.value, n6 = _unpack_qI(buf, pos)
+                pos += 12
+            elif d9 == 4:
+                v8.value, n6 = _unpack_QI(buf, pos)
+                pos += 12
+            elif d9 == 5:
+                v8.value, n6 = _unpack_dI(buf, pos)
+                pos += 12
+            elif d9 == 6:
+                v8.value, n6 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d9 == 7:
+                (n10,) = _unpack_u32(buf, pos)
+                s11 = pos + 4
+                pos = s11 + ((n10 + 3) & -4)
+                if pos > end or n10 > 4194304:
+                    raise XdrError("string or opaque longer than its bound or the data left")
+                try:
+                    v8.value = buf[s11:s11 + n10].decode()
+                except UnicodeDecodeError:
+                    v8.value = buf[s11:s11 + n10].decode("utf-8", "surrogateescape")
+                (n6,) = _unpack_u32(buf, pos)
+                pos += 4
+            else:
+                raise XdrError("union discriminant has no arm")
+            x5.value = v8
+        x5 = a3[-1]
+        s12 = pos
+        pos = s12 + ((n6 + 3) & -4)
+        if pos > end or n6 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x5.field = buf[s13:s13 + n7].decode()
+            x5.field = buf[s12:s12 + n6].decode()
         except UnicodeDecodeError:
-            x5.field = buf[s13:s13 + n7].decode("utf-8", "surrogateescape")
-        v14 = _new(remote_typed_param_value)
-        (d15,) = _unpack_i(buf, pos)
+            x5.field = buf[s12:s12 + n6].decode("utf-8", "surrogateescape")
+        v13 = _new(remote_typed_param_value)
+        (d14,) = _unpack_i(buf, pos)
         pos += 4
-        v14.type = d15
-        if d15 == 1:
-            (v14.value,) = _unpack_i(buf, pos)
+        v13.type = d14
+        if d14 == 1:
+            (v13.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d15 == 2:
-            (v14.value,) = _unpack_I(buf, pos)
+        elif d14 == 2:
+            (v13.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d15 == 3:
-            (v14.value,) = _unpack_q(buf, pos)
+        elif d14 == 3:
+            (v13.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d15 == 4:
-            (v14.value,) = _unpack_Q(buf, pos)
+        elif d14 == 4:
+            (v13.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d15 == 5:
-            (v14.value,) = _unpack_d(buf, pos)
+        elif d14 == 5:
+            (v13.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d15 == 6:
-            (v14.value,) = _unpack_i(buf, pos)
+        elif d14 == 6:
+            (v13.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d15 == 7:
-            (n16,) = _unpack_u32(buf, pos)
-            s17 = pos + 4
-            pos = s17 + ((n16 + 3) & -4)
-            if pos > end or n16 > 4194304:
+        elif d14 == 7:
+            (n15,) = _unpack_u32(buf, pos)
+            s16 = pos + 4
+            pos = s16 + ((n15 + 3) & -4)
+            if pos > end or n15 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v14.value = buf[s17:s17 + n16].decode()
+                v13.value = buf[s16:s16 + n15].decode()
             except UnicodeDecodeError:
-                v14.value = buf[s17:s17 + n16].decode("utf-8", "surrogateescape")
+                v13.value = buf[s16:s16 + n15].decode("utf-8", "surrogateescape")
         else:
             raise XdrError("union discriminant has no arm")
-        x5.value = v14
-        append6(x5)
+        x5.value = v13
     v.params = a3
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -19119,105 +18980,100 @@ def _dec_remote_domain_get_interface_parameters_ret(buf: bytes, pos: int) -> tup
         raise XdrError("array length exceeds its bound")
     if n2 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_typed_param)
-        s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.field = buf[s6:s6 + n5].decode()
-        except UnicodeDecodeError:
-            x3.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        v7 = _new(remote_typed_param_value)
-        (d8,) = _unpack_i(buf, pos)
-        pos += 4
-        v7.type = d8
-        if d8 == 1:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 2:
-            v7.value, n5 = _unpack_II(buf, pos)
-            pos += 8
-        elif d8 == 3:
-            v7.value, n5 = _unpack_qI(buf, pos)
-            pos += 12
-        elif d8 == 4:
-            v7.value, n5 = _unpack_QI(buf, pos)
-            pos += 12
-        elif d8 == 5:
-            v7.value, n5 = _unpack_dI(buf, pos)
-            pos += 12
-        elif d8 == 6:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 7:
-            (n9,) = _unpack_u32(buf, pos)
-            s10 = pos + 4
-            pos = s10 + ((n9 + 3) & -4)
-            if pos > end or n9 > 4194304:
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v7.value = buf[s10:s10 + n9].decode()
+                x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
-                v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-            (n5,) = _unpack_u32(buf, pos)
+                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            v6 = _new(remote_typed_param_value)
+            (d7,) = _unpack_i(buf, pos)
             pos += 4
-        else:
-            raise XdrError("union discriminant has no arm")
-        x3.value = v7
-        append4(x3)
-    if n2:
-        x3 = _new(remote_typed_param)
-        s11 = pos
-        pos = s11 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+            v6.type = d7
+            if d7 == 1:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 2:
+                v6.value, n4 = _unpack_II(buf, pos)
+                pos += 8
+            elif d7 == 3:
+                v6.value, n4 = _unpack_qI(buf, pos)
+                pos += 12
+            elif d7 == 4:
+                v6.value, n4 = _unpack_QI(buf, pos)
+                pos += 12
+            elif d7 == 5:
+                v6.value, n4 = _unpack_dI(buf, pos)
+                pos += 12
+            elif d7 == 6:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 7:
+                (n8,) = _unpack_u32(buf, pos)
+                s9 = pos + 4
+                pos = s9 + ((n8 + 3) & -4)
+                if pos > end or n8 > 4194304:
+                    raise XdrError("string or opaque longer than its bound or the data left")
+                try:
+                    v6.value = buf[s9:s9 + n8].decode()
+                except UnicodeDecodeError:
+                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                (n4,) = _unpack_u32(buf, pos)
+                pos += 4
+            else:
+                raise XdrError("union discriminant has no arm")
+            x3.value = v6
+        x3 = a1[-1]
+        s10 = pos
+        pos = s10 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s11:s11 + n5].decode()
+            x3.field = buf[s10:s10 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
-        v12 = _new(remote_typed_param_value)
-        (d13,) = _unpack_i(buf, pos)
+            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
+        v11 = _new(remote_typed_param_value)
+        (d12,) = _unpack_i(buf, pos)
         pos += 4
-        v12.type = d13
-        if d13 == 1:
-            (v12.value,) = _unpack_i(buf, pos)
+        v11.type = d12
+        if d12 == 1:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 2:
-            (v12.value,) = _unpack_I(buf, pos)
+        elif d12 == 2:
+            (v11.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d13 == 3:
-            (v12.value,) = _unpack_q(buf, pos)
+        elif d12 == 3:
+            (v11.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d13 == 4:
-            (v12.value,) = _unpack_Q(buf, pos)
+        elif d12 == 4:
+            (v11.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d13 == 5:
-            (v12.value,) = _unpack_d(buf, pos)
+        elif d12 == 5:
+            (v11.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d13 == 6:
-            (v12.value,) = _unpack_i(buf, pos)
+        elif d12 == 6:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 7:
-            (n14,) = _unpack_u32(buf, pos)
-            s15 = pos + 4
-            pos = s15 + ((n14 + 3) & -4)
-            if pos > end or n14 > 4194304:
+        elif d12 == 7:
+            (n13,) = _unpack_u32(buf, pos)
+            s14 = pos + 4
+            pos = s14 + ((n13 + 3) & -4)
+            if pos > end or n13 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v12.value = buf[s15:s15 + n14].decode()
+                v11.value = buf[s14:s14 + n13].decode()
             except UnicodeDecodeError:
-                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v12
-        append4(x3)
+        x3.value = v11
     v.params = a1
     (v.nparams,) = _unpack_i(buf, pos)
     pos += 4
@@ -19744,105 +19600,100 @@ def _dec_remote_domain_block_copy_args(buf: bytes, pos: int) -> tuple[remote_dom
         raise XdrError("array length exceeds its bound")
     if n6 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a5: list[remote_typed_param] = []
-    append8 = a5.append
-    if n6:
-        (n9,) = _unpack_u32(buf, pos)
+    a5: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n6)]
+    if a5:
+        (n8,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n6 - 1):
-        x7 = _new(remote_typed_param)
-        s10 = pos
-        pos = s10 + ((n9 + 3) & -4)
-        if pos > end or n9 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x7.field = buf[s10:s10 + n9].decode()
-        except UnicodeDecodeError:
-            x7.field = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-        v11 = _new(remote_typed_param_value)
-        (d12,) = _unpack_i(buf, pos)
-        pos += 4
-        v11.type = d12
-        if d12 == 1:
-            v11.value, n9 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d12 == 2:
-            v11.value, n9 = _unpack_II(buf, pos)
-            pos += 8
-        elif d12 == 3:
-            v11.value, n9 = _unpack_qI(buf, pos)
-            pos += 12
-        elif d12 == 4:
-            v11.value, n9 = _unpack_QI(buf, pos)
-            pos += 12
-        elif d12 == 5:
-            v11.value, n9 = _unpack_dI(buf, pos)
-            pos += 12
-        elif d12 == 6:
-            v11.value, n9 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d12 == 7:
-            (n13,) = _unpack_u32(buf, pos)
-            s14 = pos + 4
-            pos = s14 + ((n13 + 3) & -4)
-            if pos > end or n13 > 4194304:
+        for x7 in a5[:-1]:
+            s9 = pos
+            pos = s9 + ((n8 + 3) & -4)
+            if pos > end or n8 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v11.value = buf[s14:s14 + n13].decode()
+                x7.field = buf[s9:s9 + n8].decode()
             except UnicodeDecodeError:
-                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
-            (n9,) = _unpack_u32(buf, pos)
+                x7.field = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+            v10 = _new(remote_typed_param_value)
+            (d11,) = _unpack_i(buf, pos)
             pos += 4
-        else:
-            raise XdrError("union discriminant has no arm")
-        x7.value = v11
-        append8(x7)
-    if n6:
-        x7 = _new(remote_typed_param)
-        s15 = pos
-        pos = s15 + ((n9 + 3) & -4)
-        if pos > end or n9 > 4194304:
+            v10.type = d11
+            if d11 == 1:
+                v10.value, n8 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d11 == 2:
+                v10.value, n8 = _unpack_II(buf, pos)
+                pos += 8
+            elif d11 == 3:
+                v10.value, n8 = _unpack_qI(buf, pos)
+                pos += 12
+            elif d11 == 4:
+                v10.value, n8 = _unpack_QI(buf, pos)
+                pos += 12
+            elif d11 == 5:
+                v10.value, n8 = _unpack_dI(buf, pos)
+                pos += 12
+            elif d11 == 6:
+                v10.value, n8 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d11 == 7:
+                (n12,) = _unpack_u32(buf, pos)
+                s13 = pos + 4
+                pos = s13 + ((n12 + 3) & -4)
+                if pos > end or n12 > 4194304:
+                    raise XdrError("string or opaque longer than its bound or the data left")
+                try:
+                    v10.value = buf[s13:s13 + n12].decode()
+                except UnicodeDecodeError:
+                    v10.value = buf[s13:s13 + n12].decode("utf-8", "surrogateescape")
+                (n8,) = _unpack_u32(buf, pos)
+                pos += 4
+            else:
+                raise XdrError("union discriminant has no arm")
+            x7.value = v10
+        x7 = a5[-1]
+        s14 = pos
+        pos = s14 + ((n8 + 3) & -4)
+        if pos > end or n8 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x7.field = buf[s15:s15 + n9].decode()
+            x7.field = buf[s14:s14 + n8].decode()
         except UnicodeDecodeError:
-            x7.field = buf[s15:s15 + n9].decode("utf-8", "surrogateescape")
-        v16 = _new(remote_typed_param_value)
-        (d17,) = _unpack_i(buf, pos)
+            x7.field = buf[s14:s14 + n8].decode("utf-8", "surrogateescape")
+        v15 = _new(remote_typed_param_value)
+        (d16,) = _unpack_i(buf, pos)
         pos += 4
-        v16.type = d17
-        if d17 == 1:
-            (v16.value,) = _unpack_i(buf, pos)
+        v15.type = d16
+        if d16 == 1:
+            (v15.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d17 == 2:
-            (v16.value,) = _unpack_I(buf, pos)
+        elif d16 == 2:
+            (v15.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d17 == 3:
-            (v16.value,) = _unpack_q(buf, pos)
+        elif d16 == 3:
+            (v15.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d17 == 4:
-            (v16.value,) = _unpack_Q(buf, pos)
+        elif d16 == 4:
+            (v15.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d17 == 5:
-            (v16.value,) = _unpack_d(buf, pos)
+        elif d16 == 5:
+            (v15.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d17 == 6:
-            (v16.value,) = _unpack_i(buf, pos)
+        elif d16 == 6:
+            (v15.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d17 == 7:
-            (n18,) = _unpack_u32(buf, pos)
-            s19 = pos + 4
-            pos = s19 + ((n18 + 3) & -4)
-            if pos > end or n18 > 4194304:
+        elif d16 == 7:
+            (n17,) = _unpack_u32(buf, pos)
+            s18 = pos + 4
+            pos = s18 + ((n17 + 3) & -4)
+            if pos > end or n17 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v16.value = buf[s19:s19 + n18].decode()
+                v15.value = buf[s18:s18 + n17].decode()
             except UnicodeDecodeError:
-                v16.value = buf[s19:s19 + n18].decode("utf-8", "surrogateescape")
+                v15.value = buf[s18:s18 + n17].decode("utf-8", "surrogateescape")
         else:
             raise XdrError("union discriminant has no arm")
-        x7.value = v16
-        append8(x7)
+        x7.value = v15
     v.params = a5
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -20072,105 +19923,100 @@ def _dec_remote_domain_set_block_io_tune_args(buf: bytes, pos: int) -> tuple[rem
         raise XdrError("array length exceeds its bound")
     if n4 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a3: list[remote_typed_param] = []
-    append6 = a3.append
-    if n4:
-        (n7,) = _unpack_u32(buf, pos)
+    a3: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n4)]
+    if a3:
+        (n6,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n4 - 1):
-        x5 = _new(remote_typed_param)
-        s8 = pos
-        pos = s8 + ((n7 + 3) & -4)
-        if pos > end or n7 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x5.field = buf[s8:s8 + n7].decode()
-        except UnicodeDecodeError:
-            x5.field = buf[s8:s8 + n7].decode("utf-8", "surrogateescape")
-        v9 = _new(remote_typed_param_value)
-        (d10,) = _unpack_i(buf, pos)
-        pos += 4
-        v9.type = d10
-        if d10 == 1:
-            v9.value, n7 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d10 == 2:
-            v9.value, n7 = _unpack_II(buf, pos)
-            pos += 8
-        elif d10 == 3:
-            v9.value, n7 = _unpack_qI(buf, pos)
-            pos += 12
-        elif d10 == 4:
-            v9.value, n7 = _unpack_QI(buf, pos)
-            pos += 12
-        elif d10 == 5:
-            v9.value, n7 = _unpack_dI(buf, pos)
-            pos += 12
-        elif d10 == 6:
-            v9.value, n7 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d10 == 7:
-            (n11,) = _unpack_u32(buf, pos)
-            s12 = pos + 4
-            pos = s12 + ((n11 + 3) & -4)
-            if pos > end or n11 > 4194304:
+        for x5 in a3[:-1]:
+            s7 = pos
+            pos = s7 + ((n6 + 3) & -4)
+            if pos > end or n6 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v9.value = buf[s12:s12 + n11].decode()
+                x5.field = buf[s7:s7 + n6].decode()
             except UnicodeDecodeError:
-                v9.value = buf[s12:s12 + n11].decode("utf-8", "surrogateescape")
-            (n7,) = _unpack_u32(buf, pos)
+                x5.field = buf[s7:s7 + n6].decode("utf-8", "surrogateescape")
+            v8 = _new(remote_typed_param_value)
+            (d9,) = _unpack_i(buf, pos)
             pos += 4
-        else:
-            raise XdrError("union discriminant has no arm")
-        x5.value = v9
-        append6(x5)
-    if n4:
-        x5 = _new(remote_typed_param)
-        s13 = pos
-        pos = s13 + ((n7 + 3) & -4)
-        if pos > end or n7 > 4194304:
+            v8.type = d9
+            if d9 == 1:
+                v8.value, n6 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d9 == 2:
+                v8.value, n6 = _unpack_II(buf, pos)
+                pos += 8
+            elif d9 == 3:
+                v8.value, n6 = _unpack_qI(buf, pos)
+                pos += 12
+            elif d9 == 4:
+                v8.value, n6 = _unpack_QI(buf, pos)
+                pos += 12
+            elif d9 == 5:
+                v8.value, n6 = _unpack_dI(buf, pos)
+                pos += 12
+            elif d9 == 6:
+                v8.value, n6 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d9 == 7:
+                (n10,) = _unpack_u32(buf, pos)
+                s11 = pos + 4
+                pos = s11 + ((n10 + 3) & -4)
+                if pos > end or n10 > 4194304:
+                    raise XdrError("string or opaque longer than its bound or the data left")
+                try:
+                    v8.value = buf[s11:s11 + n10].decode()
+                except UnicodeDecodeError:
+                    v8.value = buf[s11:s11 + n10].decode("utf-8", "surrogateescape")
+                (n6,) = _unpack_u32(buf, pos)
+                pos += 4
+            else:
+                raise XdrError("union discriminant has no arm")
+            x5.value = v8
+        x5 = a3[-1]
+        s12 = pos
+        pos = s12 + ((n6 + 3) & -4)
+        if pos > end or n6 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x5.field = buf[s13:s13 + n7].decode()
+            x5.field = buf[s12:s12 + n6].decode()
         except UnicodeDecodeError:
-            x5.field = buf[s13:s13 + n7].decode("utf-8", "surrogateescape")
-        v14 = _new(remote_typed_param_value)
-        (d15,) = _unpack_i(buf, pos)
+            x5.field = buf[s12:s12 + n6].decode("utf-8", "surrogateescape")
+        v13 = _new(remote_typed_param_value)
+        (d14,) = _unpack_i(buf, pos)
         pos += 4
-        v14.type = d15
-        if d15 == 1:
-            (v14.value,) = _unpack_i(buf, pos)
+        v13.type = d14
+        if d14 == 1:
+            (v13.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d15 == 2:
-            (v14.value,) = _unpack_I(buf, pos)
+        elif d14 == 2:
+            (v13.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d15 == 3:
-            (v14.value,) = _unpack_q(buf, pos)
+        elif d14 == 3:
+            (v13.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d15 == 4:
-            (v14.value,) = _unpack_Q(buf, pos)
+        elif d14 == 4:
+            (v13.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d15 == 5:
-            (v14.value,) = _unpack_d(buf, pos)
+        elif d14 == 5:
+            (v13.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d15 == 6:
-            (v14.value,) = _unpack_i(buf, pos)
+        elif d14 == 6:
+            (v13.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d15 == 7:
-            (n16,) = _unpack_u32(buf, pos)
-            s17 = pos + 4
-            pos = s17 + ((n16 + 3) & -4)
-            if pos > end or n16 > 4194304:
+        elif d14 == 7:
+            (n15,) = _unpack_u32(buf, pos)
+            s16 = pos + 4
+            pos = s16 + ((n15 + 3) & -4)
+            if pos > end or n15 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v14.value = buf[s17:s17 + n16].decode()
+                v13.value = buf[s16:s16 + n15].decode()
             except UnicodeDecodeError:
-                v14.value = buf[s17:s17 + n16].decode("utf-8", "surrogateescape")
+                v13.value = buf[s16:s16 + n15].decode("utf-8", "surrogateescape")
         else:
             raise XdrError("union discriminant has no arm")
-        x5.value = v14
-        append6(x5)
+        x5.value = v13
     v.params = a3
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -20330,105 +20176,100 @@ def _dec_remote_domain_get_block_io_tune_ret(buf: bytes, pos: int) -> tuple[remo
         raise XdrError("array length exceeds its bound")
     if n2 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_typed_param)
-        s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.field = buf[s6:s6 + n5].decode()
-        except UnicodeDecodeError:
-            x3.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        v7 = _new(remote_typed_param_value)
-        (d8,) = _unpack_i(buf, pos)
-        pos += 4
-        v7.type = d8
-        if d8 == 1:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 2:
-            v7.value, n5 = _unpack_II(buf, pos)
-            pos += 8
-        elif d8 == 3:
-            v7.value, n5 = _unpack_qI(buf, pos)
-            pos += 12
-        elif d8 == 4:
-            v7.value, n5 = _unpack_QI(buf, pos)
-            pos += 12
-        elif d8 == 5:
-            v7.value, n5 = _unpack_dI(buf, pos)
-            pos += 12
-        elif d8 == 6:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 7:
-            (n9,) = _unpack_u32(buf, pos)
-            s10 = pos + 4
-            pos = s10 + ((n9 + 3) & -4)
-            if pos > end or n9 > 4194304:
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v7.value = buf[s10:s10 + n9].decode()
+                x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
-                v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-            (n5,) = _unpack_u32(buf, pos)
+                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            v6 = _new(remote_typed_param_value)
+            (d7,) = _unpack_i(buf, pos)
             pos += 4
-        else:
-            raise XdrError("union discriminant has no arm")
-        x3.value = v7
-        append4(x3)
-    if n2:
-        x3 = _new(remote_typed_param)
-        s11 = pos
-        pos = s11 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+            v6.type = d7
+            if d7 == 1:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 2:
+                v6.value, n4 = _unpack_II(buf, pos)
+                pos += 8
+            elif d7 == 3:
+                v6.value, n4 = _unpack_qI(buf, pos)
+                pos += 12
+            elif d7 == 4:
+                v6.value, n4 = _unpack_QI(buf, pos)
+                pos += 12
+            elif d7 == 5:
+                v6.value, n4 = _unpack_dI(buf, pos)
+                pos += 12
+            elif d7 == 6:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 7:
+                (n8,) = _unpack_u32(buf, pos)
+                s9 = pos + 4
+                pos = s9 + ((n8 + 3) & -4)
+                if pos > end or n8 > 4194304:
+                    raise XdrError("string or opaque longer than its bound or the data left")
+                try:
+                    v6.value = buf[s9:s9 + n8].decode()
+                except UnicodeDecodeError:
+                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                (n4,) = _unpack_u32(buf, pos)
+                pos += 4
+            else:
+                raise XdrError("union discriminant has no arm")
+            x3.value = v6
+        x3 = a1[-1]
+        s10 = pos
+        pos = s10 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s11:s11 + n5].decode()
+            x3.field = buf[s10:s10 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
-        v12 = _new(remote_typed_param_value)
-        (d13,) = _unpack_i(buf, pos)
+            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
+        v11 = _new(remote_typed_param_value)
+        (d12,) = _unpack_i(buf, pos)
         pos += 4
-        v12.type = d13
-        if d13 == 1:
-            (v12.value,) = _unpack_i(buf, pos)
+        v11.type = d12
+        if d12 == 1:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 2:
-            (v12.value,) = _unpack_I(buf, pos)
+        elif d12 == 2:
+            (v11.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d13 == 3:
-            (v12.value,) = _unpack_q(buf, pos)
+        elif d12 == 3:
+            (v11.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d13 == 4:
-            (v12.value,) = _unpack_Q(buf, pos)
+        elif d12 == 4:
+            (v11.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d13 == 5:
-            (v12.value,) = _unpack_d(buf, pos)
+        elif d12 == 5:
+            (v11.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d13 == 6:
-            (v12.value,) = _unpack_i(buf, pos)
+        elif d12 == 6:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 7:
-            (n14,) = _unpack_u32(buf, pos)
-            s15 = pos + 4
-            pos = s15 + ((n14 + 3) & -4)
-            if pos > end or n14 > 4194304:
+        elif d12 == 7:
+            (n13,) = _unpack_u32(buf, pos)
+            s14 = pos + 4
+            pos = s14 + ((n13 + 3) & -4)
+            if pos > end or n13 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v12.value = buf[s15:s15 + n14].decode()
+                v11.value = buf[s14:s14 + n13].decode()
             except UnicodeDecodeError:
-                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v12
-        append4(x3)
+        x3.value = v11
     v.params = a1
     (v.nparams,) = _unpack_i(buf, pos)
     pos += 4
@@ -20774,105 +20615,100 @@ def _dec_remote_domain_block_stats_flags_ret(buf: bytes, pos: int) -> tuple[remo
         raise XdrError("array length exceeds its bound")
     if n2 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_typed_param)
-        s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.field = buf[s6:s6 + n5].decode()
-        except UnicodeDecodeError:
-            x3.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        v7 = _new(remote_typed_param_value)
-        (d8,) = _unpack_i(buf, pos)
-        pos += 4
-        v7.type = d8
-        if d8 == 1:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 2:
-            v7.value, n5 = _unpack_II(buf, pos)
-            pos += 8
-        elif d8 == 3:
-            v7.value, n5 = _unpack_qI(buf, pos)
-            pos += 12
-        elif d8 == 4:
-            v7.value, n5 = _unpack_QI(buf, pos)
-            pos += 12
-        elif d8 == 5:
-            v7.value, n5 = _unpack_dI(buf, pos)
-            pos += 12
-        elif d8 == 6:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 7:
-            (n9,) = _unpack_u32(buf, pos)
-            s10 = pos + 4
-            pos = s10 + ((n9 + 3) & -4)
-            if pos > end or n9 > 4194304:
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v7.value = buf[s10:s10 + n9].decode()
+                x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
-                v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-            (n5,) = _unpack_u32(buf, pos)
+                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            v6 = _new(remote_typed_param_value)
+            (d7,) = _unpack_i(buf, pos)
             pos += 4
-        else:
-            raise XdrError("union discriminant has no arm")
-        x3.value = v7
-        append4(x3)
-    if n2:
-        x3 = _new(remote_typed_param)
-        s11 = pos
-        pos = s11 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+            v6.type = d7
+            if d7 == 1:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 2:
+                v6.value, n4 = _unpack_II(buf, pos)
+                pos += 8
+            elif d7 == 3:
+                v6.value, n4 = _unpack_qI(buf, pos)
+                pos += 12
+            elif d7 == 4:
+                v6.value, n4 = _unpack_QI(buf, pos)
+                pos += 12
+            elif d7 == 5:
+                v6.value, n4 = _unpack_dI(buf, pos)
+                pos += 12
+            elif d7 == 6:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 7:
+                (n8,) = _unpack_u32(buf, pos)
+                s9 = pos + 4
+                pos = s9 + ((n8 + 3) & -4)
+                if pos > end or n8 > 4194304:
+                    raise XdrError("string or opaque longer than its bound or the data left")
+                try:
+                    v6.value = buf[s9:s9 + n8].decode()
+                except UnicodeDecodeError:
+                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                (n4,) = _unpack_u32(buf, pos)
+                pos += 4
+            else:
+                raise XdrError("union discriminant has no arm")
+            x3.value = v6
+        x3 = a1[-1]
+        s10 = pos
+        pos = s10 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s11:s11 + n5].decode()
+            x3.field = buf[s10:s10 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
-        v12 = _new(remote_typed_param_value)
-        (d13,) = _unpack_i(buf, pos)
+            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
+        v11 = _new(remote_typed_param_value)
+        (d12,) = _unpack_i(buf, pos)
         pos += 4
-        v12.type = d13
-        if d13 == 1:
-            (v12.value,) = _unpack_i(buf, pos)
+        v11.type = d12
+        if d12 == 1:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 2:
-            (v12.value,) = _unpack_I(buf, pos)
+        elif d12 == 2:
+            (v11.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d13 == 3:
-            (v12.value,) = _unpack_q(buf, pos)
+        elif d12 == 3:
+            (v11.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d13 == 4:
-            (v12.value,) = _unpack_Q(buf, pos)
+        elif d12 == 4:
+            (v11.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d13 == 5:
-            (v12.value,) = _unpack_d(buf, pos)
+        elif d12 == 5:
+            (v11.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d13 == 6:
-            (v12.value,) = _unpack_i(buf, pos)
+        elif d12 == 6:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 7:
-            (n14,) = _unpack_u32(buf, pos)
-            s15 = pos + 4
-            pos = s15 + ((n14 + 3) & -4)
-            if pos > end or n14 > 4194304:
+        elif d12 == 7:
+            (n13,) = _unpack_u32(buf, pos)
+            s14 = pos + 4
+            pos = s14 + ((n13 + 3) & -4)
+            if pos > end or n13 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v12.value = buf[s15:s15 + n14].decode()
+                v11.value = buf[s14:s14 + n13].decode()
             except UnicodeDecodeError:
-                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v12
-        append4(x3)
+        x3.value = v11
     v.params = a1
     (v.nparams,) = _unpack_i(buf, pos)
     pos += 4
@@ -21040,13 +20876,10 @@ def _dec_remote_domain_memory_stats_ret(buf: bytes, pos: int) -> tuple[remote_do
         raise XdrError("array length exceeds its bound")
     if n2 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_domain_memory_stat] = []
-    append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_domain_memory_stat)
+    a1: list[remote_domain_memory_stat] = [_new(remote_domain_memory_stat) for _ in range(n2)]
+    for x3 in a1:
         x3.tag, x3.val = _unpack_iQ(buf, pos)
         pos += 12
-        append4(x3)
     v.stats = a1
     return v, pos
 
@@ -21215,105 +21048,100 @@ def _dec_remote_domain_get_cpu_stats_ret(buf: bytes, pos: int) -> tuple[remote_d
         raise XdrError("array length exceeds its bound")
     if n2 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_typed_param)
-        s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.field = buf[s6:s6 + n5].decode()
-        except UnicodeDecodeError:
-            x3.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        v7 = _new(remote_typed_param_value)
-        (d8,) = _unpack_i(buf, pos)
-        pos += 4
-        v7.type = d8
-        if d8 == 1:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 2:
-            v7.value, n5 = _unpack_II(buf, pos)
-            pos += 8
-        elif d8 == 3:
-            v7.value, n5 = _unpack_qI(buf, pos)
-            pos += 12
-        elif d8 == 4:
-            v7.value, n5 = _unpack_QI(buf, pos)
-            pos += 12
-        elif d8 == 5:
-            v7.value, n5 = _unpack_dI(buf, pos)
-            pos += 12
-        elif d8 == 6:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 7:
-            (n9,) = _unpack_u32(buf, pos)
-            s10 = pos + 4
-            pos = s10 + ((n9 + 3) & -4)
-            if pos > end or n9 > 4194304:
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v7.value = buf[s10:s10 + n9].decode()
+                x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
-                v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-            (n5,) = _unpack_u32(buf, pos)
+                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            v6 = _new(remote_typed_param_value)
+            (d7,) = _unpack_i(buf, pos)
             pos += 4
-        else:
-            raise XdrError("union discriminant has no arm")
-        x3.value = v7
-        append4(x3)
-    if n2:
-        x3 = _new(remote_typed_param)
-        s11 = pos
-        pos = s11 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+            v6.type = d7
+            if d7 == 1:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 2:
+                v6.value, n4 = _unpack_II(buf, pos)
+                pos += 8
+            elif d7 == 3:
+                v6.value, n4 = _unpack_qI(buf, pos)
+                pos += 12
+            elif d7 == 4:
+                v6.value, n4 = _unpack_QI(buf, pos)
+                pos += 12
+            elif d7 == 5:
+                v6.value, n4 = _unpack_dI(buf, pos)
+                pos += 12
+            elif d7 == 6:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 7:
+                (n8,) = _unpack_u32(buf, pos)
+                s9 = pos + 4
+                pos = s9 + ((n8 + 3) & -4)
+                if pos > end or n8 > 4194304:
+                    raise XdrError("string or opaque longer than its bound or the data left")
+                try:
+                    v6.value = buf[s9:s9 + n8].decode()
+                except UnicodeDecodeError:
+                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                (n4,) = _unpack_u32(buf, pos)
+                pos += 4
+            else:
+                raise XdrError("union discriminant has no arm")
+            x3.value = v6
+        x3 = a1[-1]
+        s10 = pos
+        pos = s10 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s11:s11 + n5].decode()
+            x3.field = buf[s10:s10 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
-        v12 = _new(remote_typed_param_value)
-        (d13,) = _unpack_i(buf, pos)
+            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
+        v11 = _new(remote_typed_param_value)
+        (d12,) = _unpack_i(buf, pos)
         pos += 4
-        v12.type = d13
-        if d13 == 1:
-            (v12.value,) = _unpack_i(buf, pos)
+        v11.type = d12
+        if d12 == 1:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 2:
-            (v12.value,) = _unpack_I(buf, pos)
+        elif d12 == 2:
+            (v11.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d13 == 3:
-            (v12.value,) = _unpack_q(buf, pos)
+        elif d12 == 3:
+            (v11.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d13 == 4:
-            (v12.value,) = _unpack_Q(buf, pos)
+        elif d12 == 4:
+            (v11.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d13 == 5:
-            (v12.value,) = _unpack_d(buf, pos)
+        elif d12 == 5:
+            (v11.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d13 == 6:
-            (v12.value,) = _unpack_i(buf, pos)
+        elif d12 == 6:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 7:
-            (n14,) = _unpack_u32(buf, pos)
-            s15 = pos + 4
-            pos = s15 + ((n14 + 3) & -4)
-            if pos > end or n14 > 4194304:
+        elif d12 == 7:
+            (n13,) = _unpack_u32(buf, pos)
+            s14 = pos + 4
+            pos = s14 + ((n13 + 3) & -4)
+            if pos > end or n13 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v12.value = buf[s15:s15 + n14].decode()
+                v11.value = buf[s14:s14 + n13].decode()
             except UnicodeDecodeError:
-                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v12
-        append4(x3)
+        x3.value = v11
     v.params = a1
     (v.nparams,) = _unpack_i(buf, pos)
     pos += 4
@@ -21417,105 +21245,100 @@ def _dec_remote_domain_stats_record(buf: bytes, pos: int) -> tuple[remote_domain
         raise XdrError("array length exceeds its bound")
     if n2 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_typed_param)
-        s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.field = buf[s6:s6 + n5].decode()
-        except UnicodeDecodeError:
-            x3.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        v7 = _new(remote_typed_param_value)
-        (d8,) = _unpack_i(buf, pos)
-        pos += 4
-        v7.type = d8
-        if d8 == 1:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 2:
-            v7.value, n5 = _unpack_II(buf, pos)
-            pos += 8
-        elif d8 == 3:
-            v7.value, n5 = _unpack_qI(buf, pos)
-            pos += 12
-        elif d8 == 4:
-            v7.value, n5 = _unpack_QI(buf, pos)
-            pos += 12
-        elif d8 == 5:
-            v7.value, n5 = _unpack_dI(buf, pos)
-            pos += 12
-        elif d8 == 6:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 7:
-            (n9,) = _unpack_u32(buf, pos)
-            s10 = pos + 4
-            pos = s10 + ((n9 + 3) & -4)
-            if pos > end or n9 > 4194304:
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v7.value = buf[s10:s10 + n9].decode()
+                x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
-                v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-            (n5,) = _unpack_u32(buf, pos)
+                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            v6 = _new(remote_typed_param_value)
+            (d7,) = _unpack_i(buf, pos)
             pos += 4
-        else:
-            raise XdrError("union discriminant has no arm")
-        x3.value = v7
-        append4(x3)
-    if n2:
-        x3 = _new(remote_typed_param)
-        s11 = pos
-        pos = s11 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+            v6.type = d7
+            if d7 == 1:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 2:
+                v6.value, n4 = _unpack_II(buf, pos)
+                pos += 8
+            elif d7 == 3:
+                v6.value, n4 = _unpack_qI(buf, pos)
+                pos += 12
+            elif d7 == 4:
+                v6.value, n4 = _unpack_QI(buf, pos)
+                pos += 12
+            elif d7 == 5:
+                v6.value, n4 = _unpack_dI(buf, pos)
+                pos += 12
+            elif d7 == 6:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 7:
+                (n8,) = _unpack_u32(buf, pos)
+                s9 = pos + 4
+                pos = s9 + ((n8 + 3) & -4)
+                if pos > end or n8 > 4194304:
+                    raise XdrError("string or opaque longer than its bound or the data left")
+                try:
+                    v6.value = buf[s9:s9 + n8].decode()
+                except UnicodeDecodeError:
+                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                (n4,) = _unpack_u32(buf, pos)
+                pos += 4
+            else:
+                raise XdrError("union discriminant has no arm")
+            x3.value = v6
+        x3 = a1[-1]
+        s10 = pos
+        pos = s10 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s11:s11 + n5].decode()
+            x3.field = buf[s10:s10 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
-        v12 = _new(remote_typed_param_value)
-        (d13,) = _unpack_i(buf, pos)
+            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
+        v11 = _new(remote_typed_param_value)
+        (d12,) = _unpack_i(buf, pos)
         pos += 4
-        v12.type = d13
-        if d13 == 1:
-            (v12.value,) = _unpack_i(buf, pos)
+        v11.type = d12
+        if d12 == 1:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 2:
-            (v12.value,) = _unpack_I(buf, pos)
+        elif d12 == 2:
+            (v11.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d13 == 3:
-            (v12.value,) = _unpack_q(buf, pos)
+        elif d12 == 3:
+            (v11.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d13 == 4:
-            (v12.value,) = _unpack_Q(buf, pos)
+        elif d12 == 4:
+            (v11.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d13 == 5:
-            (v12.value,) = _unpack_d(buf, pos)
+        elif d12 == 5:
+            (v11.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d13 == 6:
-            (v12.value,) = _unpack_i(buf, pos)
+        elif d12 == 6:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 7:
-            (n14,) = _unpack_u32(buf, pos)
-            s15 = pos + 4
-            pos = s15 + ((n14 + 3) & -4)
-            if pos > end or n14 > 4194304:
+        elif d12 == 7:
+            (n13,) = _unpack_u32(buf, pos)
+            s14 = pos + 4
+            pos = s14 + ((n13 + 3) & -4)
+            if pos > end or n13 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v12.value = buf[s15:s15 + n14].decode()
+                v11.value = buf[s14:s14 + n13].decode()
             except UnicodeDecodeError:
-                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v12
-        append4(x3)
+        x3.value = v11
     v.params = a1
     return v, pos
 
@@ -21616,37 +21439,32 @@ def _dec_remote_connect_get_all_domain_stats_args(buf: bytes, pos: int) -> tuple
         raise XdrError("array length exceeds its bound")
     if n2 * 24 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_nonnull_domain] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_nonnull_domain] = [_new(remote_nonnull_domain) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_nonnull_domain)
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                x3.name = buf[s5:s5 + n4].decode()
+            except UnicodeDecodeError:
+                x3.name = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            x3.uuid, x3.id, n4 = _unpack_16siI(buf, pos)
+            pos += 24
+        x3 = a1[-1]
         s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+        pos = s6 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.name = buf[s6:s6 + n5].decode()
+            x3.name = buf[s6:s6 + n4].decode()
         except UnicodeDecodeError:
-            x3.name = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        x3.uuid, x3.id, n5 = _unpack_16siI(buf, pos)
-        pos += 24
-        append4(x3)
-    if n2:
-        x3 = _new(remote_nonnull_domain)
-        s7 = pos
-        pos = s7 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.name = buf[s7:s7 + n5].decode()
-        except UnicodeDecodeError:
-            x3.name = buf[s7:s7 + n5].decode("utf-8", "surrogateescape")
+            x3.name = buf[s6:s6 + n4].decode("utf-8", "surrogateescape")
         x3.uuid, x3.id = _unpack_16si(buf, pos)
         pos += 20
-        append4(x3)
     v.doms = a1
     v.stats, v.flags = _unpack_II(buf, pos)
     pos += 8
@@ -21699,130 +21517,122 @@ def _dec_remote_connect_get_all_domain_stats_ret(buf: bytes, pos: int) -> tuple[
         raise XdrError("array length exceeds its bound")
     if n2 * 28 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_domain_stats_record] = []
-    append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_domain_stats_record)
-        v5 = _new(remote_nonnull_domain)
-        (n6,) = _unpack_u32(buf, pos)
-        s7 = pos + 4
-        pos = s7 + ((n6 + 3) & -4)
-        if pos > end or n6 > 4194304:
+    a1: list[remote_domain_stats_record] = [_new(remote_domain_stats_record) for _ in range(n2)]
+    for x3 in a1:
+        v4 = _new(remote_nonnull_domain)
+        (n5,) = _unpack_u32(buf, pos)
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            v5.name = buf[s7:s7 + n6].decode()
+            v4.name = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
-            v5.name = buf[s7:s7 + n6].decode("utf-8", "surrogateescape")
-        v5.uuid, v5.id = _unpack_16si(buf, pos)
+            v4.name = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        v4.uuid, v4.id = _unpack_16si(buf, pos)
         pos += 20
-        x3.dom = v5
-        (n9,) = _unpack_u32(buf, pos)
+        x3.dom = v4
+        (n8,) = _unpack_u32(buf, pos)
         pos += 4
-        if n9 > 262144:
+        if n8 > 262144:
             raise XdrError("array length exceeds its bound")
-        if n9 * 12 > end - pos:
+        if n8 * 12 > end - pos:
             raise XdrError("array length exceeds the data left")
-        a8: list[remote_typed_param] = []
-        append11 = a8.append
-        if n9:
-            (n12,) = _unpack_u32(buf, pos)
+        a7: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n8)]
+        if a7:
+            (n10,) = _unpack_u32(buf, pos)
             pos += 4
-        for _ in range(n9 - 1):
-            x10 = _new(remote_typed_param)
-            s13 = pos
-            pos = s13 + ((n12 + 3) & -4)
-            if pos > end or n12 > 4194304:
-                raise XdrError("string or opaque longer than its bound or the data left")
-            try:
-                x10.field = buf[s13:s13 + n12].decode()
-            except UnicodeDecodeError:
-                x10.field = buf[s13:s13 + n12].decode("utf-8", "surrogateescape")
-            v14 = _new(remote_typed_param_value)
-            (d15,) = _unpack_i(buf, pos)
-            pos += 4
-            v14.type = d15
-            if d15 == 1:
-                v14.value, n12 = _unpack_iI(buf, pos)
-                pos += 8
-            elif d15 == 2:
-                v14.value, n12 = _unpack_II(buf, pos)
-                pos += 8
-            elif d15 == 3:
-                v14.value, n12 = _unpack_qI(buf, pos)
-                pos += 12
-            elif d15 == 4:
-                v14.value, n12 = _unpack_QI(buf, pos)
-                pos += 12
-            elif d15 == 5:
-                v14.value, n12 = _unpack_dI(buf, pos)
-                pos += 12
-            elif d15 == 6:
-                v14.value, n12 = _unpack_iI(buf, pos)
-                pos += 8
-            elif d15 == 7:
-                (n16,) = _unpack_u32(buf, pos)
-                s17 = pos + 4
-                pos = s17 + ((n16 + 3) & -4)
-                if pos > end or n16 > 4194304:
+            for x9 in a7[:-1]:
+                s11 = pos
+                pos = s11 + ((n10 + 3) & -4)
+                if pos > end or n10 > 4194304:
                     raise XdrError("string or opaque longer than its bound or the data left")
                 try:
-                    v14.value = buf[s17:s17 + n16].decode()
+                    x9.field = buf[s11:s11 + n10].decode()
                 except UnicodeDecodeError:
-                    v14.value = buf[s17:s17 + n16].decode("utf-8", "surrogateescape")
-                (n12,) = _unpack_u32(buf, pos)
+                    x9.field = buf[s11:s11 + n10].decode("utf-8", "surrogateescape")
+                v12 = _new(remote_typed_param_value)
+                (d13,) = _unpack_i(buf, pos)
                 pos += 4
-            else:
-                raise XdrError("union discriminant has no arm")
-            x10.value = v14
-            append11(x10)
-        if n9:
-            x10 = _new(remote_typed_param)
-            s18 = pos
-            pos = s18 + ((n12 + 3) & -4)
-            if pos > end or n12 > 4194304:
+                v12.type = d13
+                if d13 == 1:
+                    v12.value, n10 = _unpack_iI(buf, pos)
+                    pos += 8
+                elif d13 == 2:
+                    v12.value, n10 = _unpack_II(buf, pos)
+                    pos += 8
+                elif d13 == 3:
+                    v12.value, n10 = _unpack_qI(buf, pos)
+                    pos += 12
+                elif d13 == 4:
+                    v12.value, n10 = _unpack_QI(buf, pos)
+                    pos += 12
+                elif d13 == 5:
+                    v12.value, n10 = _unpack_dI(buf, pos)
+                    pos += 12
+                elif d13 == 6:
+                    v12.value, n10 = _unpack_iI(buf, pos)
+                    pos += 8
+                elif d13 == 7:
+                    (n14,) = _unpack_u32(buf, pos)
+                    s15 = pos + 4
+                    pos = s15 + ((n14 + 3) & -4)
+                    if pos > end or n14 > 4194304:
+                        raise XdrError("string or opaque longer than its bound or the data left")
+                    try:
+                        v12.value = buf[s15:s15 + n14].decode()
+                    except UnicodeDecodeError:
+                        v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+                    (n10,) = _unpack_u32(buf, pos)
+                    pos += 4
+                else:
+                    raise XdrError("union discriminant has no arm")
+                x9.value = v12
+            x9 = a7[-1]
+            s16 = pos
+            pos = s16 + ((n10 + 3) & -4)
+            if pos > end or n10 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                x10.field = buf[s18:s18 + n12].decode()
+                x9.field = buf[s16:s16 + n10].decode()
             except UnicodeDecodeError:
-                x10.field = buf[s18:s18 + n12].decode("utf-8", "surrogateescape")
-            v19 = _new(remote_typed_param_value)
-            (d20,) = _unpack_i(buf, pos)
+                x9.field = buf[s16:s16 + n10].decode("utf-8", "surrogateescape")
+            v17 = _new(remote_typed_param_value)
+            (d18,) = _unpack_i(buf, pos)
             pos += 4
-            v19.type = d20
-            if d20 == 1:
-                (v19.value,) = _unpack_i(buf, pos)
+            v17.type = d18
+            if d18 == 1:
+                (v17.value,) = _unpack_i(buf, pos)
                 pos += 4
-            elif d20 == 2:
-                (v19.value,) = _unpack_I(buf, pos)
+            elif d18 == 2:
+                (v17.value,) = _unpack_I(buf, pos)
                 pos += 4
-            elif d20 == 3:
-                (v19.value,) = _unpack_q(buf, pos)
+            elif d18 == 3:
+                (v17.value,) = _unpack_q(buf, pos)
                 pos += 8
-            elif d20 == 4:
-                (v19.value,) = _unpack_Q(buf, pos)
+            elif d18 == 4:
+                (v17.value,) = _unpack_Q(buf, pos)
                 pos += 8
-            elif d20 == 5:
-                (v19.value,) = _unpack_d(buf, pos)
+            elif d18 == 5:
+                (v17.value,) = _unpack_d(buf, pos)
                 pos += 8
-            elif d20 == 6:
-                (v19.value,) = _unpack_i(buf, pos)
+            elif d18 == 6:
+                (v17.value,) = _unpack_i(buf, pos)
                 pos += 4
-            elif d20 == 7:
-                (n21,) = _unpack_u32(buf, pos)
-                s22 = pos + 4
-                pos = s22 + ((n21 + 3) & -4)
-                if pos > end or n21 > 4194304:
+            elif d18 == 7:
+                (n19,) = _unpack_u32(buf, pos)
+                s20 = pos + 4
+                pos = s20 + ((n19 + 3) & -4)
+                if pos > end or n19 > 4194304:
                     raise XdrError("string or opaque longer than its bound or the data left")
                 try:
-                    v19.value = buf[s22:s22 + n21].decode()
+                    v17.value = buf[s20:s20 + n19].decode()
                 except UnicodeDecodeError:
-                    v19.value = buf[s22:s22 + n21].decode("utf-8", "surrogateescape")
+                    v17.value = buf[s20:s20 + n19].decode("utf-8", "surrogateescape")
             else:
                 raise XdrError("union discriminant has no arm")
-            x10.value = v19
-            append11(x10)
-        x3.params = a8
-        append4(x3)
+            x9.value = v17
+        x3.params = a7
     v.retStats = a1
     return v, pos
 
@@ -22235,58 +22045,55 @@ def _dec_remote_domain_get_fsinfo_ret(buf: bytes, pos: int) -> tuple[remote_doma
         raise XdrError("array length exceeds its bound")
     if n2 * 16 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_domain_fsinfo] = []
-    append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_domain_fsinfo)
-        (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+    a1: list[remote_domain_fsinfo] = [_new(remote_domain_fsinfo) for _ in range(n2)]
+    for x3 in a1:
+        (n4,) = _unpack_u32(buf, pos)
+        s5 = pos + 4
+        pos = s5 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.mountpoint = buf[s6:s6 + n5].decode()
+            x3.mountpoint = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
-            x3.mountpoint = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        (n7,) = _unpack_u32(buf, pos)
-        s8 = pos + 4
-        pos = s8 + ((n7 + 3) & -4)
-        if pos > end or n7 > 4194304:
+            x3.mountpoint = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        (n6,) = _unpack_u32(buf, pos)
+        s7 = pos + 4
+        pos = s7 + ((n6 + 3) & -4)
+        if pos > end or n6 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.name = buf[s8:s8 + n7].decode()
+            x3.name = buf[s7:s7 + n6].decode()
         except UnicodeDecodeError:
-            x3.name = buf[s8:s8 + n7].decode("utf-8", "surrogateescape")
-        (n9,) = _unpack_u32(buf, pos)
-        s10 = pos + 4
-        pos = s10 + ((n9 + 3) & -4)
-        if pos > end or n9 > 4194304:
+            x3.name = buf[s7:s7 + n6].decode("utf-8", "surrogateescape")
+        (n8,) = _unpack_u32(buf, pos)
+        s9 = pos + 4
+        pos = s9 + ((n8 + 3) & -4)
+        if pos > end or n8 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.fstype = buf[s10:s10 + n9].decode()
+            x3.fstype = buf[s9:s9 + n8].decode()
         except UnicodeDecodeError:
-            x3.fstype = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-        (n12,) = _unpack_u32(buf, pos)
+            x3.fstype = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+        (n11,) = _unpack_u32(buf, pos)
         pos += 4
-        if n12 > 256:
+        if n11 > 256:
             raise XdrError("array length exceeds its bound")
-        if n12 * 4 > end - pos:
+        if n11 * 4 > end - pos:
             raise XdrError("array length exceeds the data left")
-        a11: list[remote_nonnull_string] = []
-        append14 = a11.append
-        for _ in range(n12):
-            (n15,) = _unpack_u32(buf, pos)
-            s16 = pos + 4
-            pos = s16 + ((n15 + 3) & -4)
-            if pos > end or n15 > 4194304:
+        a10: list[remote_nonnull_string] = []
+        append13 = a10.append
+        for _ in range(n11):
+            (n14,) = _unpack_u32(buf, pos)
+            s15 = pos + 4
+            pos = s15 + ((n14 + 3) & -4)
+            if pos > end or n14 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                x13 = buf[s16:s16 + n15].decode()
+                x12 = buf[s15:s15 + n14].decode()
             except UnicodeDecodeError:
-                x13 = buf[s16:s16 + n15].decode("utf-8", "surrogateescape")
-            append14(x13)
-        x3.dev_aliases = a11
-        append4(x3)
+                x12 = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+            append13(x12)
+        x3.dev_aliases = a10
     v.info = a1
     (v.ret,) = _unpack_I(buf, pos)
     pos += 4
@@ -22413,23 +22220,20 @@ def _dec_remote_domain_interface(buf: bytes, pos: int) -> tuple[remote_domain_in
         raise XdrError("array length exceeds its bound")
     if n9 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a8: list[remote_domain_ip_addr] = []
-    append11 = a8.append
-    for _ in range(n9):
-        x10 = _new(remote_domain_ip_addr)
-        x10.type, n12 = _unpack_iI(buf, pos)
+    a8: list[remote_domain_ip_addr] = [_new(remote_domain_ip_addr) for _ in range(n9)]
+    for x10 in a8:
+        x10.type, n11 = _unpack_iI(buf, pos)
         pos += 8
-        s13 = pos
-        pos = s13 + ((n12 + 3) & -4)
-        if pos > end or n12 > 4194304:
+        s12 = pos
+        pos = s12 + ((n11 + 3) & -4)
+        if pos > end or n11 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x10.addr = buf[s13:s13 + n12].decode()
+            x10.addr = buf[s12:s12 + n11].decode()
         except UnicodeDecodeError:
-            x10.addr = buf[s13:s13 + n12].decode("utf-8", "surrogateescape")
+            x10.addr = buf[s12:s12 + n11].decode("utf-8", "surrogateescape")
         (x10.prefix,) = _unpack_I(buf, pos)
         pos += 4
-        append11(x10)
     v.addrs = a8
     return v, pos
 
@@ -22500,61 +22304,55 @@ def _dec_remote_domain_interface_addresses_ret(buf: bytes, pos: int) -> tuple[re
         raise XdrError("array length exceeds its bound")
     if n2 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_domain_interface] = []
-    append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_domain_interface)
-        (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+    a1: list[remote_domain_interface] = [_new(remote_domain_interface) for _ in range(n2)]
+    for x3 in a1:
+        (n4,) = _unpack_u32(buf, pos)
+        s5 = pos + 4
+        pos = s5 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.name = buf[s6:s6 + n5].decode()
+            x3.name = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
-            x3.name = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        o9: remote_nonnull_string | None = None
-        (w7,) = _unpack_u32(buf, pos)
+            x3.name = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        o8: remote_nonnull_string | None = None
+        (w6,) = _unpack_u32(buf, pos)
         pos += 4
-        if w7 == 1:
-            (n10,) = _unpack_u32(buf, pos)
-            s11 = pos + 4
-            pos = s11 + ((n10 + 3) & -4)
-            if pos > end or n10 > 4194304:
+        if w6 == 1:
+            (n9,) = _unpack_u32(buf, pos)
+            s10 = pos + 4
+            pos = s10 + ((n9 + 3) & -4)
+            if pos > end or n9 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                p8 = buf[s11:s11 + n10].decode()
+                p7 = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
-                p8 = buf[s11:s11 + n10].decode("utf-8", "surrogateescape")
-            o9 = p8
-        elif w7:
+                p7 = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
+            o8 = p7
+        elif w6:
             raise XdrError("optional-data flag is not 0 or 1")
-        x3.hwaddr = o9
-        (n13,) = _unpack_u32(buf, pos)
+        x3.hwaddr = o8
+        (n12,) = _unpack_u32(buf, pos)
         pos += 4
-        if n13 > 2048:
+        if n12 > 2048:
             raise XdrError("array length exceeds its bound")
-        if n13 * 12 > end - pos:
+        if n12 * 12 > end - pos:
             raise XdrError("array length exceeds the data left")
-        a12: list[remote_domain_ip_addr] = []
-        append15 = a12.append
-        for _ in range(n13):
-            x14 = _new(remote_domain_ip_addr)
-            x14.type, n16 = _unpack_iI(buf, pos)
+        a11: list[remote_domain_ip_addr] = [_new(remote_domain_ip_addr) for _ in range(n12)]
+        for x13 in a11:
+            x13.type, n14 = _unpack_iI(buf, pos)
             pos += 8
-            s17 = pos
-            pos = s17 + ((n16 + 3) & -4)
-            if pos > end or n16 > 4194304:
+            s15 = pos
+            pos = s15 + ((n14 + 3) & -4)
+            if pos > end or n14 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                x14.addr = buf[s17:s17 + n16].decode()
+                x13.addr = buf[s15:s15 + n14].decode()
             except UnicodeDecodeError:
-                x14.addr = buf[s17:s17 + n16].decode("utf-8", "surrogateescape")
-            (x14.prefix,) = _unpack_I(buf, pos)
+                x13.addr = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+            (x13.prefix,) = _unpack_I(buf, pos)
             pos += 4
-            append15(x14)
-        x3.addrs = a12
-        append4(x3)
+        x3.addrs = a11
     v.ifaces = a1
     return v, pos
 
@@ -22709,105 +22507,100 @@ def _dec_remote_domain_get_guest_vcpus_ret(buf: bytes, pos: int) -> tuple[remote
         raise XdrError("array length exceeds its bound")
     if n2 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_typed_param)
-        s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.field = buf[s6:s6 + n5].decode()
-        except UnicodeDecodeError:
-            x3.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        v7 = _new(remote_typed_param_value)
-        (d8,) = _unpack_i(buf, pos)
-        pos += 4
-        v7.type = d8
-        if d8 == 1:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 2:
-            v7.value, n5 = _unpack_II(buf, pos)
-            pos += 8
-        elif d8 == 3:
-            v7.value, n5 = _unpack_qI(buf, pos)
-            pos += 12
-        elif d8 == 4:
-            v7.value, n5 = _unpack_QI(buf, pos)
-            pos += 12
-        elif d8 == 5:
-            v7.value, n5 = _unpack_dI(buf, pos)
-            pos += 12
-        elif d8 == 6:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 7:
-            (n9,) = _unpack_u32(buf, pos)
-            s10 = pos + 4
-            pos = s10 + ((n9 + 3) & -4)
-            if pos > end or n9 > 4194304:
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v7.value = buf[s10:s10 + n9].decode()
+                x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
-                v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-            (n5,) = _unpack_u32(buf, pos)
+                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            v6 = _new(remote_typed_param_value)
+            (d7,) = _unpack_i(buf, pos)
             pos += 4
-        else:
-            raise XdrError("union discriminant has no arm")
-        x3.value = v7
-        append4(x3)
-    if n2:
-        x3 = _new(remote_typed_param)
-        s11 = pos
-        pos = s11 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+            v6.type = d7
+            if d7 == 1:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 2:
+                v6.value, n4 = _unpack_II(buf, pos)
+                pos += 8
+            elif d7 == 3:
+                v6.value, n4 = _unpack_qI(buf, pos)
+                pos += 12
+            elif d7 == 4:
+                v6.value, n4 = _unpack_QI(buf, pos)
+                pos += 12
+            elif d7 == 5:
+                v6.value, n4 = _unpack_dI(buf, pos)
+                pos += 12
+            elif d7 == 6:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 7:
+                (n8,) = _unpack_u32(buf, pos)
+                s9 = pos + 4
+                pos = s9 + ((n8 + 3) & -4)
+                if pos > end or n8 > 4194304:
+                    raise XdrError("string or opaque longer than its bound or the data left")
+                try:
+                    v6.value = buf[s9:s9 + n8].decode()
+                except UnicodeDecodeError:
+                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                (n4,) = _unpack_u32(buf, pos)
+                pos += 4
+            else:
+                raise XdrError("union discriminant has no arm")
+            x3.value = v6
+        x3 = a1[-1]
+        s10 = pos
+        pos = s10 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s11:s11 + n5].decode()
+            x3.field = buf[s10:s10 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
-        v12 = _new(remote_typed_param_value)
-        (d13,) = _unpack_i(buf, pos)
+            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
+        v11 = _new(remote_typed_param_value)
+        (d12,) = _unpack_i(buf, pos)
         pos += 4
-        v12.type = d13
-        if d13 == 1:
-            (v12.value,) = _unpack_i(buf, pos)
+        v11.type = d12
+        if d12 == 1:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 2:
-            (v12.value,) = _unpack_I(buf, pos)
+        elif d12 == 2:
+            (v11.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d13 == 3:
-            (v12.value,) = _unpack_q(buf, pos)
+        elif d12 == 3:
+            (v11.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d13 == 4:
-            (v12.value,) = _unpack_Q(buf, pos)
+        elif d12 == 4:
+            (v11.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d13 == 5:
-            (v12.value,) = _unpack_d(buf, pos)
+        elif d12 == 5:
+            (v11.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d13 == 6:
-            (v12.value,) = _unpack_i(buf, pos)
+        elif d12 == 6:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 7:
-            (n14,) = _unpack_u32(buf, pos)
-            s15 = pos + 4
-            pos = s15 + ((n14 + 3) & -4)
-            if pos > end or n14 > 4194304:
+        elif d12 == 7:
+            (n13,) = _unpack_u32(buf, pos)
+            s14 = pos + 4
+            pos = s14 + ((n13 + 3) & -4)
+            if pos > end or n13 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v12.value = buf[s15:s15 + n14].decode()
+                v11.value = buf[s14:s14 + n13].decode()
             except UnicodeDecodeError:
-                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v12
-        append4(x3)
+        x3.value = v11
     v.params = a1
     return v, pos
 
@@ -22952,105 +22745,100 @@ def _dec_remote_domain_get_guest_info_ret(buf: bytes, pos: int) -> tuple[remote_
         raise XdrError("array length exceeds its bound")
     if n2 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_typed_param)
-        s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.field = buf[s6:s6 + n5].decode()
-        except UnicodeDecodeError:
-            x3.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        v7 = _new(remote_typed_param_value)
-        (d8,) = _unpack_i(buf, pos)
-        pos += 4
-        v7.type = d8
-        if d8 == 1:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 2:
-            v7.value, n5 = _unpack_II(buf, pos)
-            pos += 8
-        elif d8 == 3:
-            v7.value, n5 = _unpack_qI(buf, pos)
-            pos += 12
-        elif d8 == 4:
-            v7.value, n5 = _unpack_QI(buf, pos)
-            pos += 12
-        elif d8 == 5:
-            v7.value, n5 = _unpack_dI(buf, pos)
-            pos += 12
-        elif d8 == 6:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 7:
-            (n9,) = _unpack_u32(buf, pos)
-            s10 = pos + 4
-            pos = s10 + ((n9 + 3) & -4)
-            if pos > end or n9 > 4194304:
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v7.value = buf[s10:s10 + n9].decode()
+                x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
-                v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-            (n5,) = _unpack_u32(buf, pos)
+                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            v6 = _new(remote_typed_param_value)
+            (d7,) = _unpack_i(buf, pos)
             pos += 4
-        else:
-            raise XdrError("union discriminant has no arm")
-        x3.value = v7
-        append4(x3)
-    if n2:
-        x3 = _new(remote_typed_param)
-        s11 = pos
-        pos = s11 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+            v6.type = d7
+            if d7 == 1:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 2:
+                v6.value, n4 = _unpack_II(buf, pos)
+                pos += 8
+            elif d7 == 3:
+                v6.value, n4 = _unpack_qI(buf, pos)
+                pos += 12
+            elif d7 == 4:
+                v6.value, n4 = _unpack_QI(buf, pos)
+                pos += 12
+            elif d7 == 5:
+                v6.value, n4 = _unpack_dI(buf, pos)
+                pos += 12
+            elif d7 == 6:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 7:
+                (n8,) = _unpack_u32(buf, pos)
+                s9 = pos + 4
+                pos = s9 + ((n8 + 3) & -4)
+                if pos > end or n8 > 4194304:
+                    raise XdrError("string or opaque longer than its bound or the data left")
+                try:
+                    v6.value = buf[s9:s9 + n8].decode()
+                except UnicodeDecodeError:
+                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                (n4,) = _unpack_u32(buf, pos)
+                pos += 4
+            else:
+                raise XdrError("union discriminant has no arm")
+            x3.value = v6
+        x3 = a1[-1]
+        s10 = pos
+        pos = s10 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s11:s11 + n5].decode()
+            x3.field = buf[s10:s10 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
-        v12 = _new(remote_typed_param_value)
-        (d13,) = _unpack_i(buf, pos)
+            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
+        v11 = _new(remote_typed_param_value)
+        (d12,) = _unpack_i(buf, pos)
         pos += 4
-        v12.type = d13
-        if d13 == 1:
-            (v12.value,) = _unpack_i(buf, pos)
+        v11.type = d12
+        if d12 == 1:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 2:
-            (v12.value,) = _unpack_I(buf, pos)
+        elif d12 == 2:
+            (v11.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d13 == 3:
-            (v12.value,) = _unpack_q(buf, pos)
+        elif d12 == 3:
+            (v11.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d13 == 4:
-            (v12.value,) = _unpack_Q(buf, pos)
+        elif d12 == 4:
+            (v11.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d13 == 5:
-            (v12.value,) = _unpack_d(buf, pos)
+        elif d12 == 5:
+            (v11.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d13 == 6:
-            (v12.value,) = _unpack_i(buf, pos)
+        elif d12 == 6:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 7:
-            (n14,) = _unpack_u32(buf, pos)
-            s15 = pos + 4
-            pos = s15 + ((n14 + 3) & -4)
-            if pos > end or n14 > 4194304:
+        elif d12 == 7:
+            (n13,) = _unpack_u32(buf, pos)
+            s14 = pos + 4
+            pos = s14 + ((n13 + 3) & -4)
+            if pos > end or n13 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v12.value = buf[s15:s15 + n14].decode()
+                v11.value = buf[s14:s14 + n13].decode()
             except UnicodeDecodeError:
-                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v12
-        append4(x3)
+        x3.value = v11
     v.params = a1
     return v, pos
 
@@ -23500,105 +23288,100 @@ def _dec_remote_domain_get_job_stats_ret(buf: bytes, pos: int) -> tuple[remote_d
         raise XdrError("array length exceeds its bound")
     if n2 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_typed_param)
-        s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.field = buf[s6:s6 + n5].decode()
-        except UnicodeDecodeError:
-            x3.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        v7 = _new(remote_typed_param_value)
-        (d8,) = _unpack_i(buf, pos)
-        pos += 4
-        v7.type = d8
-        if d8 == 1:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 2:
-            v7.value, n5 = _unpack_II(buf, pos)
-            pos += 8
-        elif d8 == 3:
-            v7.value, n5 = _unpack_qI(buf, pos)
-            pos += 12
-        elif d8 == 4:
-            v7.value, n5 = _unpack_QI(buf, pos)
-            pos += 12
-        elif d8 == 5:
-            v7.value, n5 = _unpack_dI(buf, pos)
-            pos += 12
-        elif d8 == 6:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 7:
-            (n9,) = _unpack_u32(buf, pos)
-            s10 = pos + 4
-            pos = s10 + ((n9 + 3) & -4)
-            if pos > end or n9 > 4194304:
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v7.value = buf[s10:s10 + n9].decode()
+                x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
-                v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-            (n5,) = _unpack_u32(buf, pos)
+                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            v6 = _new(remote_typed_param_value)
+            (d7,) = _unpack_i(buf, pos)
             pos += 4
-        else:
-            raise XdrError("union discriminant has no arm")
-        x3.value = v7
-        append4(x3)
-    if n2:
-        x3 = _new(remote_typed_param)
-        s11 = pos
-        pos = s11 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+            v6.type = d7
+            if d7 == 1:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 2:
+                v6.value, n4 = _unpack_II(buf, pos)
+                pos += 8
+            elif d7 == 3:
+                v6.value, n4 = _unpack_qI(buf, pos)
+                pos += 12
+            elif d7 == 4:
+                v6.value, n4 = _unpack_QI(buf, pos)
+                pos += 12
+            elif d7 == 5:
+                v6.value, n4 = _unpack_dI(buf, pos)
+                pos += 12
+            elif d7 == 6:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 7:
+                (n8,) = _unpack_u32(buf, pos)
+                s9 = pos + 4
+                pos = s9 + ((n8 + 3) & -4)
+                if pos > end or n8 > 4194304:
+                    raise XdrError("string or opaque longer than its bound or the data left")
+                try:
+                    v6.value = buf[s9:s9 + n8].decode()
+                except UnicodeDecodeError:
+                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                (n4,) = _unpack_u32(buf, pos)
+                pos += 4
+            else:
+                raise XdrError("union discriminant has no arm")
+            x3.value = v6
+        x3 = a1[-1]
+        s10 = pos
+        pos = s10 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s11:s11 + n5].decode()
+            x3.field = buf[s10:s10 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
-        v12 = _new(remote_typed_param_value)
-        (d13,) = _unpack_i(buf, pos)
+            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
+        v11 = _new(remote_typed_param_value)
+        (d12,) = _unpack_i(buf, pos)
         pos += 4
-        v12.type = d13
-        if d13 == 1:
-            (v12.value,) = _unpack_i(buf, pos)
+        v11.type = d12
+        if d12 == 1:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 2:
-            (v12.value,) = _unpack_I(buf, pos)
+        elif d12 == 2:
+            (v11.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d13 == 3:
-            (v12.value,) = _unpack_q(buf, pos)
+        elif d12 == 3:
+            (v11.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d13 == 4:
-            (v12.value,) = _unpack_Q(buf, pos)
+        elif d12 == 4:
+            (v11.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d13 == 5:
-            (v12.value,) = _unpack_d(buf, pos)
+        elif d12 == 5:
+            (v11.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d13 == 6:
-            (v12.value,) = _unpack_i(buf, pos)
+        elif d12 == 6:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 7:
-            (n14,) = _unpack_u32(buf, pos)
-            s15 = pos + 4
-            pos = s15 + ((n14 + 3) & -4)
-            if pos > end or n14 > 4194304:
+        elif d12 == 7:
+            (n13,) = _unpack_u32(buf, pos)
+            s14 = pos + 4
+            pos = s14 + ((n13 + 3) & -4)
+            if pos > end or n13 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v12.value = buf[s15:s15 + n14].decode()
+                v11.value = buf[s14:s14 + n13].decode()
             except UnicodeDecodeError:
-                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v12
-        append4(x3)
+        x3.value = v11
     v.params = a1
     return v, pos
 
@@ -25119,105 +24902,100 @@ def _dec_remote_domain_migrate_begin3_params_args(buf: bytes, pos: int) -> tuple
         raise XdrError("array length exceeds its bound")
     if n2 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_typed_param)
-        s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.field = buf[s6:s6 + n5].decode()
-        except UnicodeDecodeError:
-            x3.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        v7 = _new(remote_typed_param_value)
-        (d8,) = _unpack_i(buf, pos)
-        pos += 4
-        v7.type = d8
-        if d8 == 1:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 2:
-            v7.value, n5 = _unpack_II(buf, pos)
-            pos += 8
-        elif d8 == 3:
-            v7.value, n5 = _unpack_qI(buf, pos)
-            pos += 12
-        elif d8 == 4:
-            v7.value, n5 = _unpack_QI(buf, pos)
-            pos += 12
-        elif d8 == 5:
-            v7.value, n5 = _unpack_dI(buf, pos)
-            pos += 12
-        elif d8 == 6:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 7:
-            (n9,) = _unpack_u32(buf, pos)
-            s10 = pos + 4
-            pos = s10 + ((n9 + 3) & -4)
-            if pos > end or n9 > 4194304:
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v7.value = buf[s10:s10 + n9].decode()
+                x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
-                v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-            (n5,) = _unpack_u32(buf, pos)
+                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            v6 = _new(remote_typed_param_value)
+            (d7,) = _unpack_i(buf, pos)
             pos += 4
-        else:
-            raise XdrError("union discriminant has no arm")
-        x3.value = v7
-        append4(x3)
-    if n2:
-        x3 = _new(remote_typed_param)
-        s11 = pos
-        pos = s11 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+            v6.type = d7
+            if d7 == 1:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 2:
+                v6.value, n4 = _unpack_II(buf, pos)
+                pos += 8
+            elif d7 == 3:
+                v6.value, n4 = _unpack_qI(buf, pos)
+                pos += 12
+            elif d7 == 4:
+                v6.value, n4 = _unpack_QI(buf, pos)
+                pos += 12
+            elif d7 == 5:
+                v6.value, n4 = _unpack_dI(buf, pos)
+                pos += 12
+            elif d7 == 6:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 7:
+                (n8,) = _unpack_u32(buf, pos)
+                s9 = pos + 4
+                pos = s9 + ((n8 + 3) & -4)
+                if pos > end or n8 > 4194304:
+                    raise XdrError("string or opaque longer than its bound or the data left")
+                try:
+                    v6.value = buf[s9:s9 + n8].decode()
+                except UnicodeDecodeError:
+                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                (n4,) = _unpack_u32(buf, pos)
+                pos += 4
+            else:
+                raise XdrError("union discriminant has no arm")
+            x3.value = v6
+        x3 = a1[-1]
+        s10 = pos
+        pos = s10 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s11:s11 + n5].decode()
+            x3.field = buf[s10:s10 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
-        v12 = _new(remote_typed_param_value)
-        (d13,) = _unpack_i(buf, pos)
+            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
+        v11 = _new(remote_typed_param_value)
+        (d12,) = _unpack_i(buf, pos)
         pos += 4
-        v12.type = d13
-        if d13 == 1:
-            (v12.value,) = _unpack_i(buf, pos)
+        v11.type = d12
+        if d12 == 1:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 2:
-            (v12.value,) = _unpack_I(buf, pos)
+        elif d12 == 2:
+            (v11.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d13 == 3:
-            (v12.value,) = _unpack_q(buf, pos)
+        elif d12 == 3:
+            (v11.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d13 == 4:
-            (v12.value,) = _unpack_Q(buf, pos)
+        elif d12 == 4:
+            (v11.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d13 == 5:
-            (v12.value,) = _unpack_d(buf, pos)
+        elif d12 == 5:
+            (v11.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d13 == 6:
-            (v12.value,) = _unpack_i(buf, pos)
+        elif d12 == 6:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 7:
-            (n14,) = _unpack_u32(buf, pos)
-            s15 = pos + 4
-            pos = s15 + ((n14 + 3) & -4)
-            if pos > end or n14 > 4194304:
+        elif d12 == 7:
+            (n13,) = _unpack_u32(buf, pos)
+            s14 = pos + 4
+            pos = s14 + ((n13 + 3) & -4)
+            if pos > end or n13 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v12.value = buf[s15:s15 + n14].decode()
+                v11.value = buf[s14:s14 + n13].decode()
             except UnicodeDecodeError:
-                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v12
-        append4(x3)
+        x3.value = v11
     v.params = a1
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -25361,112 +25139,107 @@ def _dec_remote_domain_migrate_prepare3_params_args(buf: bytes, pos: int) -> tup
         raise XdrError("array length exceeds its bound")
     if n2 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_typed_param)
-        s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.field = buf[s6:s6 + n5].decode()
-        except UnicodeDecodeError:
-            x3.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        v7 = _new(remote_typed_param_value)
-        (d8,) = _unpack_i(buf, pos)
-        pos += 4
-        v7.type = d8
-        if d8 == 1:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 2:
-            v7.value, n5 = _unpack_II(buf, pos)
-            pos += 8
-        elif d8 == 3:
-            v7.value, n5 = _unpack_qI(buf, pos)
-            pos += 12
-        elif d8 == 4:
-            v7.value, n5 = _unpack_QI(buf, pos)
-            pos += 12
-        elif d8 == 5:
-            v7.value, n5 = _unpack_dI(buf, pos)
-            pos += 12
-        elif d8 == 6:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 7:
-            (n9,) = _unpack_u32(buf, pos)
-            s10 = pos + 4
-            pos = s10 + ((n9 + 3) & -4)
-            if pos > end or n9 > 4194304:
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v7.value = buf[s10:s10 + n9].decode()
+                x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
-                v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-            (n5,) = _unpack_u32(buf, pos)
+                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            v6 = _new(remote_typed_param_value)
+            (d7,) = _unpack_i(buf, pos)
             pos += 4
-        else:
-            raise XdrError("union discriminant has no arm")
-        x3.value = v7
-        append4(x3)
-    if n2:
-        x3 = _new(remote_typed_param)
-        s11 = pos
-        pos = s11 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+            v6.type = d7
+            if d7 == 1:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 2:
+                v6.value, n4 = _unpack_II(buf, pos)
+                pos += 8
+            elif d7 == 3:
+                v6.value, n4 = _unpack_qI(buf, pos)
+                pos += 12
+            elif d7 == 4:
+                v6.value, n4 = _unpack_QI(buf, pos)
+                pos += 12
+            elif d7 == 5:
+                v6.value, n4 = _unpack_dI(buf, pos)
+                pos += 12
+            elif d7 == 6:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 7:
+                (n8,) = _unpack_u32(buf, pos)
+                s9 = pos + 4
+                pos = s9 + ((n8 + 3) & -4)
+                if pos > end or n8 > 4194304:
+                    raise XdrError("string or opaque longer than its bound or the data left")
+                try:
+                    v6.value = buf[s9:s9 + n8].decode()
+                except UnicodeDecodeError:
+                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                (n4,) = _unpack_u32(buf, pos)
+                pos += 4
+            else:
+                raise XdrError("union discriminant has no arm")
+            x3.value = v6
+        x3 = a1[-1]
+        s10 = pos
+        pos = s10 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s11:s11 + n5].decode()
+            x3.field = buf[s10:s10 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
-        v12 = _new(remote_typed_param_value)
-        (d13,) = _unpack_i(buf, pos)
+            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
+        v11 = _new(remote_typed_param_value)
+        (d12,) = _unpack_i(buf, pos)
         pos += 4
-        v12.type = d13
-        if d13 == 1:
-            (v12.value,) = _unpack_i(buf, pos)
+        v11.type = d12
+        if d12 == 1:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 2:
-            (v12.value,) = _unpack_I(buf, pos)
+        elif d12 == 2:
+            (v11.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d13 == 3:
-            (v12.value,) = _unpack_q(buf, pos)
+        elif d12 == 3:
+            (v11.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d13 == 4:
-            (v12.value,) = _unpack_Q(buf, pos)
+        elif d12 == 4:
+            (v11.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d13 == 5:
-            (v12.value,) = _unpack_d(buf, pos)
+        elif d12 == 5:
+            (v11.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d13 == 6:
-            (v12.value,) = _unpack_i(buf, pos)
+        elif d12 == 6:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 7:
-            (n14,) = _unpack_u32(buf, pos)
-            s15 = pos + 4
-            pos = s15 + ((n14 + 3) & -4)
-            if pos > end or n14 > 4194304:
+        elif d12 == 7:
+            (n13,) = _unpack_u32(buf, pos)
+            s14 = pos + 4
+            pos = s14 + ((n13 + 3) & -4)
+            if pos > end or n13 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v12.value = buf[s15:s15 + n14].decode()
+                v11.value = buf[s14:s14 + n13].decode()
             except UnicodeDecodeError:
-                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v12
-        append4(x3)
+        x3.value = v11
     v.params = a1
-    (n16,) = _unpack_u32(buf, pos)
-    s17 = pos + 4
-    pos = s17 + ((n16 + 3) & -4)
-    if pos > end or n16 > 4194304:
+    (n15,) = _unpack_u32(buf, pos)
+    s16 = pos + 4
+    pos = s16 + ((n15 + 3) & -4)
+    if pos > end or n15 > 4194304:
         raise XdrError("string or opaque longer than its bound or the data left")
-    v.cookie_in = buf[s17:s17 + n16]
+    v.cookie_in = buf[s16:s16 + n15]
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
@@ -25628,112 +25401,107 @@ def _dec_remote_domain_migrate_prepare_tunnel3_params_args(buf: bytes, pos: int)
         raise XdrError("array length exceeds its bound")
     if n2 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_typed_param)
-        s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.field = buf[s6:s6 + n5].decode()
-        except UnicodeDecodeError:
-            x3.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        v7 = _new(remote_typed_param_value)
-        (d8,) = _unpack_i(buf, pos)
-        pos += 4
-        v7.type = d8
-        if d8 == 1:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 2:
-            v7.value, n5 = _unpack_II(buf, pos)
-            pos += 8
-        elif d8 == 3:
-            v7.value, n5 = _unpack_qI(buf, pos)
-            pos += 12
-        elif d8 == 4:
-            v7.value, n5 = _unpack_QI(buf, pos)
-            pos += 12
-        elif d8 == 5:
-            v7.value, n5 = _unpack_dI(buf, pos)
-            pos += 12
-        elif d8 == 6:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 7:
-            (n9,) = _unpack_u32(buf, pos)
-            s10 = pos + 4
-            pos = s10 + ((n9 + 3) & -4)
-            if pos > end or n9 > 4194304:
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v7.value = buf[s10:s10 + n9].decode()
+                x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
-                v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-            (n5,) = _unpack_u32(buf, pos)
+                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            v6 = _new(remote_typed_param_value)
+            (d7,) = _unpack_i(buf, pos)
             pos += 4
-        else:
-            raise XdrError("union discriminant has no arm")
-        x3.value = v7
-        append4(x3)
-    if n2:
-        x3 = _new(remote_typed_param)
-        s11 = pos
-        pos = s11 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+            v6.type = d7
+            if d7 == 1:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 2:
+                v6.value, n4 = _unpack_II(buf, pos)
+                pos += 8
+            elif d7 == 3:
+                v6.value, n4 = _unpack_qI(buf, pos)
+                pos += 12
+            elif d7 == 4:
+                v6.value, n4 = _unpack_QI(buf, pos)
+                pos += 12
+            elif d7 == 5:
+                v6.value, n4 = _unpack_dI(buf, pos)
+                pos += 12
+            elif d7 == 6:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 7:
+                (n8,) = _unpack_u32(buf, pos)
+                s9 = pos + 4
+                pos = s9 + ((n8 + 3) & -4)
+                if pos > end or n8 > 4194304:
+                    raise XdrError("string or opaque longer than its bound or the data left")
+                try:
+                    v6.value = buf[s9:s9 + n8].decode()
+                except UnicodeDecodeError:
+                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                (n4,) = _unpack_u32(buf, pos)
+                pos += 4
+            else:
+                raise XdrError("union discriminant has no arm")
+            x3.value = v6
+        x3 = a1[-1]
+        s10 = pos
+        pos = s10 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s11:s11 + n5].decode()
+            x3.field = buf[s10:s10 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
-        v12 = _new(remote_typed_param_value)
-        (d13,) = _unpack_i(buf, pos)
+            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
+        v11 = _new(remote_typed_param_value)
+        (d12,) = _unpack_i(buf, pos)
         pos += 4
-        v12.type = d13
-        if d13 == 1:
-            (v12.value,) = _unpack_i(buf, pos)
+        v11.type = d12
+        if d12 == 1:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 2:
-            (v12.value,) = _unpack_I(buf, pos)
+        elif d12 == 2:
+            (v11.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d13 == 3:
-            (v12.value,) = _unpack_q(buf, pos)
+        elif d12 == 3:
+            (v11.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d13 == 4:
-            (v12.value,) = _unpack_Q(buf, pos)
+        elif d12 == 4:
+            (v11.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d13 == 5:
-            (v12.value,) = _unpack_d(buf, pos)
+        elif d12 == 5:
+            (v11.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d13 == 6:
-            (v12.value,) = _unpack_i(buf, pos)
+        elif d12 == 6:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 7:
-            (n14,) = _unpack_u32(buf, pos)
-            s15 = pos + 4
-            pos = s15 + ((n14 + 3) & -4)
-            if pos > end or n14 > 4194304:
+        elif d12 == 7:
+            (n13,) = _unpack_u32(buf, pos)
+            s14 = pos + 4
+            pos = s14 + ((n13 + 3) & -4)
+            if pos > end or n13 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v12.value = buf[s15:s15 + n14].decode()
+                v11.value = buf[s14:s14 + n13].decode()
             except UnicodeDecodeError:
-                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v12
-        append4(x3)
+        x3.value = v11
     v.params = a1
-    (n16,) = _unpack_u32(buf, pos)
-    s17 = pos + 4
-    pos = s17 + ((n16 + 3) & -4)
-    if pos > end or n16 > 4194304:
+    (n15,) = _unpack_u32(buf, pos)
+    s16 = pos + 4
+    pos = s16 + ((n15 + 3) & -4)
+    if pos > end or n15 > 4194304:
         raise XdrError("string or opaque longer than its bound or the data left")
-    v.cookie_in = buf[s17:s17 + n16]
+    v.cookie_in = buf[s16:s16 + n15]
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
@@ -25881,112 +25649,107 @@ def _dec_remote_domain_migrate_perform3_params_args(buf: bytes, pos: int) -> tup
         raise XdrError("array length exceeds its bound")
     if n7 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a6: list[remote_typed_param] = []
-    append9 = a6.append
-    if n7:
-        (n10,) = _unpack_u32(buf, pos)
+    a6: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n7)]
+    if a6:
+        (n9,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n7 - 1):
-        x8 = _new(remote_typed_param)
-        s11 = pos
-        pos = s11 + ((n10 + 3) & -4)
-        if pos > end or n10 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x8.field = buf[s11:s11 + n10].decode()
-        except UnicodeDecodeError:
-            x8.field = buf[s11:s11 + n10].decode("utf-8", "surrogateescape")
-        v12 = _new(remote_typed_param_value)
-        (d13,) = _unpack_i(buf, pos)
-        pos += 4
-        v12.type = d13
-        if d13 == 1:
-            v12.value, n10 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d13 == 2:
-            v12.value, n10 = _unpack_II(buf, pos)
-            pos += 8
-        elif d13 == 3:
-            v12.value, n10 = _unpack_qI(buf, pos)
-            pos += 12
-        elif d13 == 4:
-            v12.value, n10 = _unpack_QI(buf, pos)
-            pos += 12
-        elif d13 == 5:
-            v12.value, n10 = _unpack_dI(buf, pos)
-            pos += 12
-        elif d13 == 6:
-            v12.value, n10 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d13 == 7:
-            (n14,) = _unpack_u32(buf, pos)
-            s15 = pos + 4
-            pos = s15 + ((n14 + 3) & -4)
-            if pos > end or n14 > 4194304:
+        for x8 in a6[:-1]:
+            s10 = pos
+            pos = s10 + ((n9 + 3) & -4)
+            if pos > end or n9 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v12.value = buf[s15:s15 + n14].decode()
+                x8.field = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
-                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
-            (n10,) = _unpack_u32(buf, pos)
+                x8.field = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
+            v11 = _new(remote_typed_param_value)
+            (d12,) = _unpack_i(buf, pos)
             pos += 4
-        else:
-            raise XdrError("union discriminant has no arm")
-        x8.value = v12
-        append9(x8)
-    if n7:
-        x8 = _new(remote_typed_param)
-        s16 = pos
-        pos = s16 + ((n10 + 3) & -4)
-        if pos > end or n10 > 4194304:
+            v11.type = d12
+            if d12 == 1:
+                v11.value, n9 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d12 == 2:
+                v11.value, n9 = _unpack_II(buf, pos)
+                pos += 8
+            elif d12 == 3:
+                v11.value, n9 = _unpack_qI(buf, pos)
+                pos += 12
+            elif d12 == 4:
+                v11.value, n9 = _unpack_QI(buf, pos)
+                pos += 12
+            elif d12 == 5:
+                v11.value, n9 = _unpack_dI(buf, pos)
+                pos += 12
+            elif d12 == 6:
+                v11.value, n9 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d12 == 7:
+                (n13,) = _unpack_u32(buf, pos)
+                s14 = pos + 4
+                pos = s14 + ((n13 + 3) & -4)
+                if pos > end or n13 > 4194304:
+                    raise XdrError("string or opaque longer than its bound or the data left")
+                try:
+                    v11.value = buf[s14:s14 + n13].decode()
+                except UnicodeDecodeError:
+                    v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
+                (n9,) = _unpack_u32(buf, pos)
+                pos += 4
+            else:
+                raise XdrError("union discriminant has no arm")
+            x8.value = v11
+        x8 = a6[-1]
+        s15 = pos
+        pos = s15 + ((n9 + 3) & -4)
+        if pos > end or n9 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x8.field = buf[s16:s16 + n10].decode()
+            x8.field = buf[s15:s15 + n9].decode()
         except UnicodeDecodeError:
-            x8.field = buf[s16:s16 + n10].decode("utf-8", "surrogateescape")
-        v17 = _new(remote_typed_param_value)
-        (d18,) = _unpack_i(buf, pos)
+            x8.field = buf[s15:s15 + n9].decode("utf-8", "surrogateescape")
+        v16 = _new(remote_typed_param_value)
+        (d17,) = _unpack_i(buf, pos)
         pos += 4
-        v17.type = d18
-        if d18 == 1:
-            (v17.value,) = _unpack_i(buf, pos)
+        v16.type = d17
+        if d17 == 1:
+            (v16.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d18 == 2:
-            (v17.value,) = _unpack_I(buf, pos)
+        elif d17 == 2:
+            (v16.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d18 == 3:
-            (v17.value,) = _unpack_q(buf, pos)
+        elif d17 == 3:
+            (v16.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d18 == 4:
-            (v17.value,) = _unpack_Q(buf, pos)
+        elif d17 == 4:
+            (v16.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d18 == 5:
-            (v17.value,) = _unpack_d(buf, pos)
+        elif d17 == 5:
+            (v16.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d18 == 6:
-            (v17.value,) = _unpack_i(buf, pos)
+        elif d17 == 6:
+            (v16.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d18 == 7:
-            (n19,) = _unpack_u32(buf, pos)
-            s20 = pos + 4
-            pos = s20 + ((n19 + 3) & -4)
-            if pos > end or n19 > 4194304:
+        elif d17 == 7:
+            (n18,) = _unpack_u32(buf, pos)
+            s19 = pos + 4
+            pos = s19 + ((n18 + 3) & -4)
+            if pos > end or n18 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v17.value = buf[s20:s20 + n19].decode()
+                v16.value = buf[s19:s19 + n18].decode()
             except UnicodeDecodeError:
-                v17.value = buf[s20:s20 + n19].decode("utf-8", "surrogateescape")
+                v16.value = buf[s19:s19 + n18].decode("utf-8", "surrogateescape")
         else:
             raise XdrError("union discriminant has no arm")
-        x8.value = v17
-        append9(x8)
+        x8.value = v16
     v.params = a6
-    (n21,) = _unpack_u32(buf, pos)
-    s22 = pos + 4
-    pos = s22 + ((n21 + 3) & -4)
-    if pos > end or n21 > 4194304:
+    (n20,) = _unpack_u32(buf, pos)
+    s21 = pos + 4
+    pos = s21 + ((n20 + 3) & -4)
+    if pos > end or n20 > 4194304:
         raise XdrError("string or opaque longer than its bound or the data left")
-    v.cookie_in = buf[s22:s22 + n21]
+    v.cookie_in = buf[s21:s21 + n20]
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
@@ -26132,112 +25895,107 @@ def _dec_remote_domain_migrate_finish3_params_args(buf: bytes, pos: int) -> tupl
         raise XdrError("array length exceeds its bound")
     if n2 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_typed_param)
-        s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.field = buf[s6:s6 + n5].decode()
-        except UnicodeDecodeError:
-            x3.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        v7 = _new(remote_typed_param_value)
-        (d8,) = _unpack_i(buf, pos)
-        pos += 4
-        v7.type = d8
-        if d8 == 1:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 2:
-            v7.value, n5 = _unpack_II(buf, pos)
-            pos += 8
-        elif d8 == 3:
-            v7.value, n5 = _unpack_qI(buf, pos)
-            pos += 12
-        elif d8 == 4:
-            v7.value, n5 = _unpack_QI(buf, pos)
-            pos += 12
-        elif d8 == 5:
-            v7.value, n5 = _unpack_dI(buf, pos)
-            pos += 12
-        elif d8 == 6:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 7:
-            (n9,) = _unpack_u32(buf, pos)
-            s10 = pos + 4
-            pos = s10 + ((n9 + 3) & -4)
-            if pos > end or n9 > 4194304:
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v7.value = buf[s10:s10 + n9].decode()
+                x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
-                v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-            (n5,) = _unpack_u32(buf, pos)
+                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            v6 = _new(remote_typed_param_value)
+            (d7,) = _unpack_i(buf, pos)
             pos += 4
-        else:
-            raise XdrError("union discriminant has no arm")
-        x3.value = v7
-        append4(x3)
-    if n2:
-        x3 = _new(remote_typed_param)
-        s11 = pos
-        pos = s11 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+            v6.type = d7
+            if d7 == 1:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 2:
+                v6.value, n4 = _unpack_II(buf, pos)
+                pos += 8
+            elif d7 == 3:
+                v6.value, n4 = _unpack_qI(buf, pos)
+                pos += 12
+            elif d7 == 4:
+                v6.value, n4 = _unpack_QI(buf, pos)
+                pos += 12
+            elif d7 == 5:
+                v6.value, n4 = _unpack_dI(buf, pos)
+                pos += 12
+            elif d7 == 6:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 7:
+                (n8,) = _unpack_u32(buf, pos)
+                s9 = pos + 4
+                pos = s9 + ((n8 + 3) & -4)
+                if pos > end or n8 > 4194304:
+                    raise XdrError("string or opaque longer than its bound or the data left")
+                try:
+                    v6.value = buf[s9:s9 + n8].decode()
+                except UnicodeDecodeError:
+                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                (n4,) = _unpack_u32(buf, pos)
+                pos += 4
+            else:
+                raise XdrError("union discriminant has no arm")
+            x3.value = v6
+        x3 = a1[-1]
+        s10 = pos
+        pos = s10 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s11:s11 + n5].decode()
+            x3.field = buf[s10:s10 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
-        v12 = _new(remote_typed_param_value)
-        (d13,) = _unpack_i(buf, pos)
+            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
+        v11 = _new(remote_typed_param_value)
+        (d12,) = _unpack_i(buf, pos)
         pos += 4
-        v12.type = d13
-        if d13 == 1:
-            (v12.value,) = _unpack_i(buf, pos)
+        v11.type = d12
+        if d12 == 1:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 2:
-            (v12.value,) = _unpack_I(buf, pos)
+        elif d12 == 2:
+            (v11.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d13 == 3:
-            (v12.value,) = _unpack_q(buf, pos)
+        elif d12 == 3:
+            (v11.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d13 == 4:
-            (v12.value,) = _unpack_Q(buf, pos)
+        elif d12 == 4:
+            (v11.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d13 == 5:
-            (v12.value,) = _unpack_d(buf, pos)
+        elif d12 == 5:
+            (v11.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d13 == 6:
-            (v12.value,) = _unpack_i(buf, pos)
+        elif d12 == 6:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 7:
-            (n14,) = _unpack_u32(buf, pos)
-            s15 = pos + 4
-            pos = s15 + ((n14 + 3) & -4)
-            if pos > end or n14 > 4194304:
+        elif d12 == 7:
+            (n13,) = _unpack_u32(buf, pos)
+            s14 = pos + 4
+            pos = s14 + ((n13 + 3) & -4)
+            if pos > end or n13 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v12.value = buf[s15:s15 + n14].decode()
+                v11.value = buf[s14:s14 + n13].decode()
             except UnicodeDecodeError:
-                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v12
-        append4(x3)
+        x3.value = v11
     v.params = a1
-    (n16,) = _unpack_u32(buf, pos)
-    s17 = pos + 4
-    pos = s17 + ((n16 + 3) & -4)
-    if pos > end or n16 > 4194304:
+    (n15,) = _unpack_u32(buf, pos)
+    s16 = pos + 4
+    pos = s16 + ((n15 + 3) & -4)
+    if pos > end or n15 > 4194304:
         raise XdrError("string or opaque longer than its bound or the data left")
-    v.cookie_in = buf[s17:s17 + n16]
+    v.cookie_in = buf[s16:s16 + n15]
     v.flags, v.cancelled = _unpack_Ii(buf, pos)
     pos += 8
     return v, pos
@@ -26370,112 +26128,107 @@ def _dec_remote_domain_migrate_confirm3_params_args(buf: bytes, pos: int) -> tup
         raise XdrError("array length exceeds its bound")
     if n2 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_typed_param)
-        s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.field = buf[s6:s6 + n5].decode()
-        except UnicodeDecodeError:
-            x3.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        v7 = _new(remote_typed_param_value)
-        (d8,) = _unpack_i(buf, pos)
-        pos += 4
-        v7.type = d8
-        if d8 == 1:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 2:
-            v7.value, n5 = _unpack_II(buf, pos)
-            pos += 8
-        elif d8 == 3:
-            v7.value, n5 = _unpack_qI(buf, pos)
-            pos += 12
-        elif d8 == 4:
-            v7.value, n5 = _unpack_QI(buf, pos)
-            pos += 12
-        elif d8 == 5:
-            v7.value, n5 = _unpack_dI(buf, pos)
-            pos += 12
-        elif d8 == 6:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 7:
-            (n9,) = _unpack_u32(buf, pos)
-            s10 = pos + 4
-            pos = s10 + ((n9 + 3) & -4)
-            if pos > end or n9 > 4194304:
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v7.value = buf[s10:s10 + n9].decode()
+                x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
-                v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-            (n5,) = _unpack_u32(buf, pos)
+                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            v6 = _new(remote_typed_param_value)
+            (d7,) = _unpack_i(buf, pos)
             pos += 4
-        else:
-            raise XdrError("union discriminant has no arm")
-        x3.value = v7
-        append4(x3)
-    if n2:
-        x3 = _new(remote_typed_param)
-        s11 = pos
-        pos = s11 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+            v6.type = d7
+            if d7 == 1:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 2:
+                v6.value, n4 = _unpack_II(buf, pos)
+                pos += 8
+            elif d7 == 3:
+                v6.value, n4 = _unpack_qI(buf, pos)
+                pos += 12
+            elif d7 == 4:
+                v6.value, n4 = _unpack_QI(buf, pos)
+                pos += 12
+            elif d7 == 5:
+                v6.value, n4 = _unpack_dI(buf, pos)
+                pos += 12
+            elif d7 == 6:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 7:
+                (n8,) = _unpack_u32(buf, pos)
+                s9 = pos + 4
+                pos = s9 + ((n8 + 3) & -4)
+                if pos > end or n8 > 4194304:
+                    raise XdrError("string or opaque longer than its bound or the data left")
+                try:
+                    v6.value = buf[s9:s9 + n8].decode()
+                except UnicodeDecodeError:
+                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                (n4,) = _unpack_u32(buf, pos)
+                pos += 4
+            else:
+                raise XdrError("union discriminant has no arm")
+            x3.value = v6
+        x3 = a1[-1]
+        s10 = pos
+        pos = s10 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s11:s11 + n5].decode()
+            x3.field = buf[s10:s10 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
-        v12 = _new(remote_typed_param_value)
-        (d13,) = _unpack_i(buf, pos)
+            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
+        v11 = _new(remote_typed_param_value)
+        (d12,) = _unpack_i(buf, pos)
         pos += 4
-        v12.type = d13
-        if d13 == 1:
-            (v12.value,) = _unpack_i(buf, pos)
+        v11.type = d12
+        if d12 == 1:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 2:
-            (v12.value,) = _unpack_I(buf, pos)
+        elif d12 == 2:
+            (v11.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d13 == 3:
-            (v12.value,) = _unpack_q(buf, pos)
+        elif d12 == 3:
+            (v11.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d13 == 4:
-            (v12.value,) = _unpack_Q(buf, pos)
+        elif d12 == 4:
+            (v11.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d13 == 5:
-            (v12.value,) = _unpack_d(buf, pos)
+        elif d12 == 5:
+            (v11.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d13 == 6:
-            (v12.value,) = _unpack_i(buf, pos)
+        elif d12 == 6:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 7:
-            (n14,) = _unpack_u32(buf, pos)
-            s15 = pos + 4
-            pos = s15 + ((n14 + 3) & -4)
-            if pos > end or n14 > 4194304:
+        elif d12 == 7:
+            (n13,) = _unpack_u32(buf, pos)
+            s14 = pos + 4
+            pos = s14 + ((n13 + 3) & -4)
+            if pos > end or n13 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v12.value = buf[s15:s15 + n14].decode()
+                v11.value = buf[s14:s14 + n13].decode()
             except UnicodeDecodeError:
-                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v12
-        append4(x3)
+        x3.value = v11
     v.params = a1
-    (n16,) = _unpack_u32(buf, pos)
-    s17 = pos + 4
-    pos = s17 + ((n16 + 3) & -4)
-    if pos > end or n16 > 4194304:
+    (n15,) = _unpack_u32(buf, pos)
+    s16 = pos + 4
+    pos = s16 + ((n15 + 3) & -4)
+    if pos > end or n15 > 4194304:
         raise XdrError("string or opaque longer than its bound or the data left")
-    v.cookie_in = buf[s17:s17 + n16]
+    v.cookie_in = buf[s16:s16 + n15]
     v.flags, v.cancelled = _unpack_Ii(buf, pos)
     pos += 8
     return v, pos
@@ -27243,29 +26996,26 @@ def _dec_remote_domain_event_graphics_msg(buf: bytes, pos: int) -> tuple[remote_
         raise XdrError("array length exceeds its bound")
     if n4 * 8 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a3: list[remote_domain_event_graphics_identity] = []
-    append6 = a3.append
-    for _ in range(n4):
-        x5 = _new(remote_domain_event_graphics_identity)
-        (n7,) = _unpack_u32(buf, pos)
-        s8 = pos + 4
-        pos = s8 + ((n7 + 3) & -4)
-        if pos > end or n7 > 4194304:
+    a3: list[remote_domain_event_graphics_identity] = [_new(remote_domain_event_graphics_identity) for _ in range(n4)]
+    for x5 in a3:
+        (n6,) = _unpack_u32(buf, pos)
+        s7 = pos + 4
+        pos = s7 + ((n6 + 3) & -4)
+        if pos > end or n6 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x5.type = buf[s8:s8 + n7].decode()
+            x5.type = buf[s7:s7 + n6].decode()
         except UnicodeDecodeError:
-            x5.type = buf[s8:s8 + n7].decode("utf-8", "surrogateescape")
-        (n9,) = _unpack_u32(buf, pos)
-        s10 = pos + 4
-        pos = s10 + ((n9 + 3) & -4)
-        if pos > end or n9 > 4194304:
+            x5.type = buf[s7:s7 + n6].decode("utf-8", "surrogateescape")
+        (n8,) = _unpack_u32(buf, pos)
+        s9 = pos + 4
+        pos = s9 + ((n8 + 3) & -4)
+        if pos > end or n8 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x5.name = buf[s10:s10 + n9].decode()
+            x5.name = buf[s9:s9 + n8].decode()
         except UnicodeDecodeError:
-            x5.name = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-        append6(x5)
+            x5.name = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
     v.subject = a3
     return v, pos
 
@@ -27800,105 +27550,100 @@ def _dec_remote_domain_event_callback_tunable_msg(buf: bytes, pos: int) -> tuple
         raise XdrError("array length exceeds its bound")
     if n2 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_typed_param)
-        s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.field = buf[s6:s6 + n5].decode()
-        except UnicodeDecodeError:
-            x3.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        v7 = _new(remote_typed_param_value)
-        (d8,) = _unpack_i(buf, pos)
-        pos += 4
-        v7.type = d8
-        if d8 == 1:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 2:
-            v7.value, n5 = _unpack_II(buf, pos)
-            pos += 8
-        elif d8 == 3:
-            v7.value, n5 = _unpack_qI(buf, pos)
-            pos += 12
-        elif d8 == 4:
-            v7.value, n5 = _unpack_QI(buf, pos)
-            pos += 12
-        elif d8 == 5:
-            v7.value, n5 = _unpack_dI(buf, pos)
-            pos += 12
-        elif d8 == 6:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 7:
-            (n9,) = _unpack_u32(buf, pos)
-            s10 = pos + 4
-            pos = s10 + ((n9 + 3) & -4)
-            if pos > end or n9 > 4194304:
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v7.value = buf[s10:s10 + n9].decode()
+                x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
-                v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-            (n5,) = _unpack_u32(buf, pos)
+                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            v6 = _new(remote_typed_param_value)
+            (d7,) = _unpack_i(buf, pos)
             pos += 4
-        else:
-            raise XdrError("union discriminant has no arm")
-        x3.value = v7
-        append4(x3)
-    if n2:
-        x3 = _new(remote_typed_param)
-        s11 = pos
-        pos = s11 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+            v6.type = d7
+            if d7 == 1:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 2:
+                v6.value, n4 = _unpack_II(buf, pos)
+                pos += 8
+            elif d7 == 3:
+                v6.value, n4 = _unpack_qI(buf, pos)
+                pos += 12
+            elif d7 == 4:
+                v6.value, n4 = _unpack_QI(buf, pos)
+                pos += 12
+            elif d7 == 5:
+                v6.value, n4 = _unpack_dI(buf, pos)
+                pos += 12
+            elif d7 == 6:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 7:
+                (n8,) = _unpack_u32(buf, pos)
+                s9 = pos + 4
+                pos = s9 + ((n8 + 3) & -4)
+                if pos > end or n8 > 4194304:
+                    raise XdrError("string or opaque longer than its bound or the data left")
+                try:
+                    v6.value = buf[s9:s9 + n8].decode()
+                except UnicodeDecodeError:
+                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                (n4,) = _unpack_u32(buf, pos)
+                pos += 4
+            else:
+                raise XdrError("union discriminant has no arm")
+            x3.value = v6
+        x3 = a1[-1]
+        s10 = pos
+        pos = s10 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s11:s11 + n5].decode()
+            x3.field = buf[s10:s10 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
-        v12 = _new(remote_typed_param_value)
-        (d13,) = _unpack_i(buf, pos)
+            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
+        v11 = _new(remote_typed_param_value)
+        (d12,) = _unpack_i(buf, pos)
         pos += 4
-        v12.type = d13
-        if d13 == 1:
-            (v12.value,) = _unpack_i(buf, pos)
+        v11.type = d12
+        if d12 == 1:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 2:
-            (v12.value,) = _unpack_I(buf, pos)
+        elif d12 == 2:
+            (v11.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d13 == 3:
-            (v12.value,) = _unpack_q(buf, pos)
+        elif d12 == 3:
+            (v11.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d13 == 4:
-            (v12.value,) = _unpack_Q(buf, pos)
+        elif d12 == 4:
+            (v11.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d13 == 5:
-            (v12.value,) = _unpack_d(buf, pos)
+        elif d12 == 5:
+            (v11.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d13 == 6:
-            (v12.value,) = _unpack_i(buf, pos)
+        elif d12 == 6:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 7:
-            (n14,) = _unpack_u32(buf, pos)
-            s15 = pos + 4
-            pos = s15 + ((n14 + 3) & -4)
-            if pos > end or n14 > 4194304:
+        elif d12 == 7:
+            (n13,) = _unpack_u32(buf, pos)
+            s14 = pos + 4
+            pos = s14 + ((n13 + 3) & -4)
+            if pos > end or n13 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v12.value = buf[s15:s15 + n14].decode()
+                v11.value = buf[s14:s14 + n13].decode()
             except UnicodeDecodeError:
-                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v12
-        append4(x3)
+        x3.value = v11
     v.params = a1
     return v, pos
 
@@ -28068,105 +27813,100 @@ def _dec_remote_domain_event_callback_job_completed_msg(buf: bytes, pos: int) ->
         raise XdrError("array length exceeds its bound")
     if n2 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_typed_param)
-        s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.field = buf[s6:s6 + n5].decode()
-        except UnicodeDecodeError:
-            x3.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        v7 = _new(remote_typed_param_value)
-        (d8,) = _unpack_i(buf, pos)
-        pos += 4
-        v7.type = d8
-        if d8 == 1:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 2:
-            v7.value, n5 = _unpack_II(buf, pos)
-            pos += 8
-        elif d8 == 3:
-            v7.value, n5 = _unpack_qI(buf, pos)
-            pos += 12
-        elif d8 == 4:
-            v7.value, n5 = _unpack_QI(buf, pos)
-            pos += 12
-        elif d8 == 5:
-            v7.value, n5 = _unpack_dI(buf, pos)
-            pos += 12
-        elif d8 == 6:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 7:
-            (n9,) = _unpack_u32(buf, pos)
-            s10 = pos + 4
-            pos = s10 + ((n9 + 3) & -4)
-            if pos > end or n9 > 4194304:
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v7.value = buf[s10:s10 + n9].decode()
+                x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
-                v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-            (n5,) = _unpack_u32(buf, pos)
+                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            v6 = _new(remote_typed_param_value)
+            (d7,) = _unpack_i(buf, pos)
             pos += 4
-        else:
-            raise XdrError("union discriminant has no arm")
-        x3.value = v7
-        append4(x3)
-    if n2:
-        x3 = _new(remote_typed_param)
-        s11 = pos
-        pos = s11 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+            v6.type = d7
+            if d7 == 1:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 2:
+                v6.value, n4 = _unpack_II(buf, pos)
+                pos += 8
+            elif d7 == 3:
+                v6.value, n4 = _unpack_qI(buf, pos)
+                pos += 12
+            elif d7 == 4:
+                v6.value, n4 = _unpack_QI(buf, pos)
+                pos += 12
+            elif d7 == 5:
+                v6.value, n4 = _unpack_dI(buf, pos)
+                pos += 12
+            elif d7 == 6:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 7:
+                (n8,) = _unpack_u32(buf, pos)
+                s9 = pos + 4
+                pos = s9 + ((n8 + 3) & -4)
+                if pos > end or n8 > 4194304:
+                    raise XdrError("string or opaque longer than its bound or the data left")
+                try:
+                    v6.value = buf[s9:s9 + n8].decode()
+                except UnicodeDecodeError:
+                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                (n4,) = _unpack_u32(buf, pos)
+                pos += 4
+            else:
+                raise XdrError("union discriminant has no arm")
+            x3.value = v6
+        x3 = a1[-1]
+        s10 = pos
+        pos = s10 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s11:s11 + n5].decode()
+            x3.field = buf[s10:s10 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
-        v12 = _new(remote_typed_param_value)
-        (d13,) = _unpack_i(buf, pos)
+            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
+        v11 = _new(remote_typed_param_value)
+        (d12,) = _unpack_i(buf, pos)
         pos += 4
-        v12.type = d13
-        if d13 == 1:
-            (v12.value,) = _unpack_i(buf, pos)
+        v11.type = d12
+        if d12 == 1:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 2:
-            (v12.value,) = _unpack_I(buf, pos)
+        elif d12 == 2:
+            (v11.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d13 == 3:
-            (v12.value,) = _unpack_q(buf, pos)
+        elif d12 == 3:
+            (v11.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d13 == 4:
-            (v12.value,) = _unpack_Q(buf, pos)
+        elif d12 == 4:
+            (v11.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d13 == 5:
-            (v12.value,) = _unpack_d(buf, pos)
+        elif d12 == 5:
+            (v11.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d13 == 6:
-            (v12.value,) = _unpack_i(buf, pos)
+        elif d12 == 6:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 7:
-            (n14,) = _unpack_u32(buf, pos)
-            s15 = pos + 4
-            pos = s15 + ((n14 + 3) & -4)
-            if pos > end or n14 > 4194304:
+        elif d12 == 7:
+            (n13,) = _unpack_u32(buf, pos)
+            s14 = pos + 4
+            pos = s14 + ((n13 + 3) & -4)
+            if pos > end or n13 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v12.value = buf[s15:s15 + n14].decode()
+                v11.value = buf[s14:s14 + n13].decode()
             except UnicodeDecodeError:
-                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v12
-        append4(x3)
+        x3.value = v11
     v.params = a1
     return v, pos
 
@@ -29084,37 +28824,32 @@ def _dec_remote_connect_list_all_networks_ret(buf: bytes, pos: int) -> tuple[rem
         raise XdrError("array length exceeds its bound")
     if n2 * 20 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_nonnull_network] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_nonnull_network] = [_new(remote_nonnull_network) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_nonnull_network)
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                x3.name = buf[s5:s5 + n4].decode()
+            except UnicodeDecodeError:
+                x3.name = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            x3.uuid, n4 = _unpack_16sI(buf, pos)
+            pos += 20
+        x3 = a1[-1]
         s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+        pos = s6 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.name = buf[s6:s6 + n5].decode()
+            x3.name = buf[s6:s6 + n4].decode()
         except UnicodeDecodeError:
-            x3.name = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        x3.uuid, n5 = _unpack_16sI(buf, pos)
-        pos += 20
-        append4(x3)
-    if n2:
-        x3 = _new(remote_nonnull_network)
-        s7 = pos
-        pos = s7 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.name = buf[s7:s7 + n5].decode()
-        except UnicodeDecodeError:
-            x3.name = buf[s7:s7 + n5].decode("utf-8", "surrogateescape")
+            x3.name = buf[s6:s6 + n4].decode("utf-8", "surrogateescape")
         (x3.uuid,) = _unpack_16s(buf, pos)
         pos += 16
-        append4(x3)
     v.nets = a1
     (v.ret,) = _unpack_I(buf, pos)
     pos += 4
@@ -29436,26 +29171,23 @@ def _dec_remote_network_list_all_ports_ret(buf: bytes, pos: int) -> tuple[remote
         raise XdrError("array length exceeds its bound")
     if n2 * 36 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_nonnull_network_port] = []
-    append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_nonnull_network_port)
-        v5 = _new(remote_nonnull_network)
-        (n6,) = _unpack_u32(buf, pos)
-        s7 = pos + 4
-        pos = s7 + ((n6 + 3) & -4)
-        if pos > end or n6 > 4194304:
+    a1: list[remote_nonnull_network_port] = [_new(remote_nonnull_network_port) for _ in range(n2)]
+    for x3 in a1:
+        v4 = _new(remote_nonnull_network)
+        (n5,) = _unpack_u32(buf, pos)
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            v5.name = buf[s7:s7 + n6].decode()
+            v4.name = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
-            v5.name = buf[s7:s7 + n6].decode("utf-8", "surrogateescape")
-        (v5.uuid,) = _unpack_16s(buf, pos)
+            v4.name = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        (v4.uuid,) = _unpack_16s(buf, pos)
         pos += 16
-        x3.net = v5
+        x3.net = v4
         (x3.uuid,) = _unpack_16s(buf, pos)
         pos += 16
-        append4(x3)
     v.ports = a1
     (v.ret,) = _unpack_I(buf, pos)
     pos += 4
@@ -29565,105 +29297,100 @@ def _dec_remote_network_port_set_parameters_args(buf: bytes, pos: int) -> tuple[
         raise XdrError("array length exceeds its bound")
     if n2 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_typed_param)
-        s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.field = buf[s6:s6 + n5].decode()
-        except UnicodeDecodeError:
-            x3.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        v7 = _new(remote_typed_param_value)
-        (d8,) = _unpack_i(buf, pos)
-        pos += 4
-        v7.type = d8
-        if d8 == 1:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 2:
-            v7.value, n5 = _unpack_II(buf, pos)
-            pos += 8
-        elif d8 == 3:
-            v7.value, n5 = _unpack_qI(buf, pos)
-            pos += 12
-        elif d8 == 4:
-            v7.value, n5 = _unpack_QI(buf, pos)
-            pos += 12
-        elif d8 == 5:
-            v7.value, n5 = _unpack_dI(buf, pos)
-            pos += 12
-        elif d8 == 6:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 7:
-            (n9,) = _unpack_u32(buf, pos)
-            s10 = pos + 4
-            pos = s10 + ((n9 + 3) & -4)
-            if pos > end or n9 > 4194304:
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v7.value = buf[s10:s10 + n9].decode()
+                x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
-                v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-            (n5,) = _unpack_u32(buf, pos)
+                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            v6 = _new(remote_typed_param_value)
+            (d7,) = _unpack_i(buf, pos)
             pos += 4
-        else:
-            raise XdrError("union discriminant has no arm")
-        x3.value = v7
-        append4(x3)
-    if n2:
-        x3 = _new(remote_typed_param)
-        s11 = pos
-        pos = s11 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+            v6.type = d7
+            if d7 == 1:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 2:
+                v6.value, n4 = _unpack_II(buf, pos)
+                pos += 8
+            elif d7 == 3:
+                v6.value, n4 = _unpack_qI(buf, pos)
+                pos += 12
+            elif d7 == 4:
+                v6.value, n4 = _unpack_QI(buf, pos)
+                pos += 12
+            elif d7 == 5:
+                v6.value, n4 = _unpack_dI(buf, pos)
+                pos += 12
+            elif d7 == 6:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 7:
+                (n8,) = _unpack_u32(buf, pos)
+                s9 = pos + 4
+                pos = s9 + ((n8 + 3) & -4)
+                if pos > end or n8 > 4194304:
+                    raise XdrError("string or opaque longer than its bound or the data left")
+                try:
+                    v6.value = buf[s9:s9 + n8].decode()
+                except UnicodeDecodeError:
+                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                (n4,) = _unpack_u32(buf, pos)
+                pos += 4
+            else:
+                raise XdrError("union discriminant has no arm")
+            x3.value = v6
+        x3 = a1[-1]
+        s10 = pos
+        pos = s10 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s11:s11 + n5].decode()
+            x3.field = buf[s10:s10 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
-        v12 = _new(remote_typed_param_value)
-        (d13,) = _unpack_i(buf, pos)
+            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
+        v11 = _new(remote_typed_param_value)
+        (d12,) = _unpack_i(buf, pos)
         pos += 4
-        v12.type = d13
-        if d13 == 1:
-            (v12.value,) = _unpack_i(buf, pos)
+        v11.type = d12
+        if d12 == 1:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 2:
-            (v12.value,) = _unpack_I(buf, pos)
+        elif d12 == 2:
+            (v11.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d13 == 3:
-            (v12.value,) = _unpack_q(buf, pos)
+        elif d12 == 3:
+            (v11.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d13 == 4:
-            (v12.value,) = _unpack_Q(buf, pos)
+        elif d12 == 4:
+            (v11.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d13 == 5:
-            (v12.value,) = _unpack_d(buf, pos)
+        elif d12 == 5:
+            (v11.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d13 == 6:
-            (v12.value,) = _unpack_i(buf, pos)
+        elif d12 == 6:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 7:
-            (n14,) = _unpack_u32(buf, pos)
-            s15 = pos + 4
-            pos = s15 + ((n14 + 3) & -4)
-            if pos > end or n14 > 4194304:
+        elif d12 == 7:
+            (n13,) = _unpack_u32(buf, pos)
+            s14 = pos + 4
+            pos = s14 + ((n13 + 3) & -4)
+            if pos > end or n13 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v12.value = buf[s15:s15 + n14].decode()
+                v11.value = buf[s14:s14 + n13].decode()
             except UnicodeDecodeError:
-                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v12
-        append4(x3)
+        x3.value = v11
     v.params = a1
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -29780,105 +29507,100 @@ def _dec_remote_network_port_get_parameters_ret(buf: bytes, pos: int) -> tuple[r
         raise XdrError("array length exceeds its bound")
     if n2 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_typed_param)
-        s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.field = buf[s6:s6 + n5].decode()
-        except UnicodeDecodeError:
-            x3.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        v7 = _new(remote_typed_param_value)
-        (d8,) = _unpack_i(buf, pos)
-        pos += 4
-        v7.type = d8
-        if d8 == 1:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 2:
-            v7.value, n5 = _unpack_II(buf, pos)
-            pos += 8
-        elif d8 == 3:
-            v7.value, n5 = _unpack_qI(buf, pos)
-            pos += 12
-        elif d8 == 4:
-            v7.value, n5 = _unpack_QI(buf, pos)
-            pos += 12
-        elif d8 == 5:
-            v7.value, n5 = _unpack_dI(buf, pos)
-            pos += 12
-        elif d8 == 6:
-            v7.value, n5 = _unpack_iI(buf, pos)
-            pos += 8
-        elif d8 == 7:
-            (n9,) = _unpack_u32(buf, pos)
-            s10 = pos + 4
-            pos = s10 + ((n9 + 3) & -4)
-            if pos > end or n9 > 4194304:
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v7.value = buf[s10:s10 + n9].decode()
+                x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
-                v7.value = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-            (n5,) = _unpack_u32(buf, pos)
+                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            v6 = _new(remote_typed_param_value)
+            (d7,) = _unpack_i(buf, pos)
             pos += 4
-        else:
-            raise XdrError("union discriminant has no arm")
-        x3.value = v7
-        append4(x3)
-    if n2:
-        x3 = _new(remote_typed_param)
-        s11 = pos
-        pos = s11 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+            v6.type = d7
+            if d7 == 1:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 2:
+                v6.value, n4 = _unpack_II(buf, pos)
+                pos += 8
+            elif d7 == 3:
+                v6.value, n4 = _unpack_qI(buf, pos)
+                pos += 12
+            elif d7 == 4:
+                v6.value, n4 = _unpack_QI(buf, pos)
+                pos += 12
+            elif d7 == 5:
+                v6.value, n4 = _unpack_dI(buf, pos)
+                pos += 12
+            elif d7 == 6:
+                v6.value, n4 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d7 == 7:
+                (n8,) = _unpack_u32(buf, pos)
+                s9 = pos + 4
+                pos = s9 + ((n8 + 3) & -4)
+                if pos > end or n8 > 4194304:
+                    raise XdrError("string or opaque longer than its bound or the data left")
+                try:
+                    v6.value = buf[s9:s9 + n8].decode()
+                except UnicodeDecodeError:
+                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                (n4,) = _unpack_u32(buf, pos)
+                pos += 4
+            else:
+                raise XdrError("union discriminant has no arm")
+            x3.value = v6
+        x3 = a1[-1]
+        s10 = pos
+        pos = s10 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s11:s11 + n5].decode()
+            x3.field = buf[s10:s10 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s11:s11 + n5].decode("utf-8", "surrogateescape")
-        v12 = _new(remote_typed_param_value)
-        (d13,) = _unpack_i(buf, pos)
+            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
+        v11 = _new(remote_typed_param_value)
+        (d12,) = _unpack_i(buf, pos)
         pos += 4
-        v12.type = d13
-        if d13 == 1:
-            (v12.value,) = _unpack_i(buf, pos)
+        v11.type = d12
+        if d12 == 1:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 2:
-            (v12.value,) = _unpack_I(buf, pos)
+        elif d12 == 2:
+            (v11.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d13 == 3:
-            (v12.value,) = _unpack_q(buf, pos)
+        elif d12 == 3:
+            (v11.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d13 == 4:
-            (v12.value,) = _unpack_Q(buf, pos)
+        elif d12 == 4:
+            (v11.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d13 == 5:
-            (v12.value,) = _unpack_d(buf, pos)
+        elif d12 == 5:
+            (v11.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d13 == 6:
-            (v12.value,) = _unpack_i(buf, pos)
+        elif d12 == 6:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 7:
-            (n14,) = _unpack_u32(buf, pos)
-            s15 = pos + 4
-            pos = s15 + ((n14 + 3) & -4)
-            if pos > end or n14 > 4194304:
+        elif d12 == 7:
+            (n13,) = _unpack_u32(buf, pos)
+            s14 = pos + 4
+            pos = s14 + ((n13 + 3) & -4)
+            if pos > end or n13 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                v12.value = buf[s15:s15 + n14].decode()
+                v11.value = buf[s14:s14 + n13].decode()
             except UnicodeDecodeError:
-                v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v12
-        append4(x3)
+        x3.value = v11
     v.params = a1
     (v.nparams,) = _unpack_i(buf, pos)
     pos += 4
@@ -30427,29 +30149,26 @@ def _dec_remote_connect_list_all_interfaces_ret(buf: bytes, pos: int) -> tuple[r
         raise XdrError("array length exceeds its bound")
     if n2 * 8 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_nonnull_interface] = []
-    append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_nonnull_interface)
-        (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+    a1: list[remote_nonnull_interface] = [_new(remote_nonnull_interface) for _ in range(n2)]
+    for x3 in a1:
+        (n4,) = _unpack_u32(buf, pos)
+        s5 = pos + 4
+        pos = s5 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.name = buf[s6:s6 + n5].decode()
+            x3.name = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
-            x3.name = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        (n7,) = _unpack_u32(buf, pos)
-        s8 = pos + 4
-        pos = s8 + ((n7 + 3) & -4)
-        if pos > end or n7 > 4194304:
+            x3.name = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        (n6,) = _unpack_u32(buf, pos)
+        s7 = pos + 4
+        pos = s7 + ((n6 + 3) & -4)
+        if pos > end or n6 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.mac = buf[s8:s8 + n7].decode()
+            x3.mac = buf[s7:s7 + n6].decode()
         except UnicodeDecodeError:
-            x3.mac = buf[s8:s8 + n7].decode("utf-8", "surrogateescape")
-        append4(x3)
+            x3.mac = buf[s7:s7 + n6].decode("utf-8", "surrogateescape")
     v.ifaces = a1
     (v.ret,) = _unpack_I(buf, pos)
     pos += 4
@@ -31597,37 +31316,32 @@ def _dec_remote_connect_list_all_storage_pools_ret(buf: bytes, pos: int) -> tupl
         raise XdrError("array length exceeds its bound")
     if n2 * 20 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_nonnull_storage_pool] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_nonnull_storage_pool] = [_new(remote_nonnull_storage_pool) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_nonnull_storage_pool)
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                x3.name = buf[s5:s5 + n4].decode()
+            except UnicodeDecodeError:
+                x3.name = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            x3.uuid, n4 = _unpack_16sI(buf, pos)
+            pos += 20
+        x3 = a1[-1]
         s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+        pos = s6 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.name = buf[s6:s6 + n5].decode()
+            x3.name = buf[s6:s6 + n4].decode()
         except UnicodeDecodeError:
-            x3.name = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        x3.uuid, n5 = _unpack_16sI(buf, pos)
-        pos += 20
-        append4(x3)
-    if n2:
-        x3 = _new(remote_nonnull_storage_pool)
-        s7 = pos
-        pos = s7 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.name = buf[s7:s7 + n5].decode()
-        except UnicodeDecodeError:
-            x3.name = buf[s7:s7 + n5].decode("utf-8", "surrogateescape")
+            x3.name = buf[s6:s6 + n4].decode("utf-8", "surrogateescape")
         (x3.uuid,) = _unpack_16s(buf, pos)
         pos += 16
-        append4(x3)
     v.pools = a1
     (v.ret,) = _unpack_I(buf, pos)
     pos += 4
@@ -31693,38 +31407,35 @@ def _dec_remote_storage_pool_list_all_volumes_ret(buf: bytes, pos: int) -> tuple
         raise XdrError("array length exceeds its bound")
     if n2 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_nonnull_storage_vol] = []
-    append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_nonnull_storage_vol)
-        (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+    a1: list[remote_nonnull_storage_vol] = [_new(remote_nonnull_storage_vol) for _ in range(n2)]
+    for x3 in a1:
+        (n4,) = _unpack_u32(buf, pos)
+        s5 = pos + 4
+        pos = s5 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.pool = buf[s6:s6 + n5].decode()
+            x3.pool = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
-            x3.pool = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        (n7,) = _unpack_u32(buf, pos)
-        s8 = pos + 4
-        pos = s8 + ((n7 + 3) & -4)
-        if pos > end or n7 > 4194304:
+            x3.pool = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        (n6,) = _unpack_u32(buf, pos)
+        s7 = pos + 4
+        pos = s7 + ((n6 + 3) & -4)
+        if pos > end or n6 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.name = buf[s8:s8 + n7].decode()
+            x3.name = buf[s7:s7 + n6].decode()
         except UnicodeDecodeError:
-            x3.name = buf[s8:s8 + n7].decode("utf-8", "surrogateescape")
-        (n9,) = _unpack_u32(buf, pos)
-        s10 = pos + 4
-        pos = s10 + ((n9 + 3) & -4)
-        if pos > end or n9 > 4194304:
+            x3.name = buf[s7:s7 + n6].decode("utf-8", "surrogateescape")
+        (n8,) = _unpack_u32(buf, pos)
+        s9 = pos + 4
+        pos = s9 + ((n8 + 3) & -4)
+        if pos > end or n8 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.key = buf[s10:s10 + n9].decode()
+            x3.key = buf[s9:s9 + n8].decode()
         except UnicodeDecodeError:
-            x3.key = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-        append4(x3)
+            x3.key = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
     v.vols = a1
     (v.ret,) = _unpack_I(buf, pos)
     pos += 4
@@ -32732,20 +32443,17 @@ def _dec_remote_connect_list_all_node_devices_ret(buf: bytes, pos: int) -> tuple
         raise XdrError("array length exceeds its bound")
     if n2 * 4 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_nonnull_node_device] = []
-    append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_nonnull_node_device)
-        (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+    a1: list[remote_nonnull_node_device] = [_new(remote_nonnull_node_device) for _ in range(n2)]
+    for x3 in a1:
+        (n4,) = _unpack_u32(buf, pos)
+        s5 = pos + 4
+        pos = s5 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.name = buf[s6:s6 + n5].decode()
+            x3.name = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
-            x3.name = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        append4(x3)
+            x3.name = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
     v.devices = a1
     (v.ret,) = _unpack_I(buf, pos)
     pos += 4
@@ -33049,37 +32757,32 @@ def _dec_remote_connect_list_all_nwfilters_ret(buf: bytes, pos: int) -> tuple[re
         raise XdrError("array length exceeds its bound")
     if n2 * 20 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_nonnull_nwfilter] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_nonnull_nwfilter] = [_new(remote_nonnull_nwfilter) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_nonnull_nwfilter)
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                x3.name = buf[s5:s5 + n4].decode()
+            except UnicodeDecodeError:
+                x3.name = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            x3.uuid, n4 = _unpack_16sI(buf, pos)
+            pos += 20
+        x3 = a1[-1]
         s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+        pos = s6 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.name = buf[s6:s6 + n5].decode()
+            x3.name = buf[s6:s6 + n4].decode()
         except UnicodeDecodeError:
-            x3.name = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        x3.uuid, n5 = _unpack_16sI(buf, pos)
-        pos += 20
-        append4(x3)
-    if n2:
-        x3 = _new(remote_nonnull_nwfilter)
-        s7 = pos
-        pos = s7 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.name = buf[s7:s7 + n5].decode()
-        except UnicodeDecodeError:
-            x3.name = buf[s7:s7 + n5].decode("utf-8", "surrogateescape")
+            x3.name = buf[s6:s6 + n4].decode("utf-8", "surrogateescape")
         (x3.uuid,) = _unpack_16s(buf, pos)
         pos += 16
-        append4(x3)
     v.filters = a1
     (v.ret,) = _unpack_I(buf, pos)
     pos += 4
@@ -33272,29 +32975,26 @@ def _dec_remote_connect_list_all_nwfilter_bindings_ret(buf: bytes, pos: int) -> 
         raise XdrError("array length exceeds its bound")
     if n2 * 8 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_nonnull_nwfilter_binding] = []
-    append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_nonnull_nwfilter_binding)
-        (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+    a1: list[remote_nonnull_nwfilter_binding] = [_new(remote_nonnull_nwfilter_binding) for _ in range(n2)]
+    for x3 in a1:
+        (n4,) = _unpack_u32(buf, pos)
+        s5 = pos + 4
+        pos = s5 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.portdev = buf[s6:s6 + n5].decode()
+            x3.portdev = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
-            x3.portdev = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        (n7,) = _unpack_u32(buf, pos)
-        s8 = pos + 4
-        pos = s8 + ((n7 + 3) & -4)
-        if pos > end or n7 > 4194304:
+            x3.portdev = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        (n6,) = _unpack_u32(buf, pos)
+        s7 = pos + 4
+        pos = s7 + ((n6 + 3) & -4)
+        if pos > end or n6 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.filtername = buf[s8:s8 + n7].decode()
+            x3.filtername = buf[s7:s7 + n6].decode()
         except UnicodeDecodeError:
-            x3.filtername = buf[s8:s8 + n7].decode("utf-8", "surrogateescape")
-        append4(x3)
+            x3.filtername = buf[s7:s7 + n6].decode("utf-8", "surrogateescape")
     v.bindings = a1
     (v.ret,) = _unpack_I(buf, pos)
     pos += 4
@@ -33631,21 +33331,18 @@ def _dec_remote_connect_list_all_secrets_ret(buf: bytes, pos: int) -> tuple[remo
         raise XdrError("array length exceeds its bound")
     if n2 * 24 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_nonnull_secret] = []
-    append4 = a1.append
-    for _ in range(n2):
-        x3 = _new(remote_nonnull_secret)
-        x3.uuid, x3.usageType, n5 = _unpack_16siI(buf, pos)
+    a1: list[remote_nonnull_secret] = [_new(remote_nonnull_secret) for _ in range(n2)]
+    for x3 in a1:
+        x3.uuid, x3.usageType, n4 = _unpack_16siI(buf, pos)
         pos += 24
-        s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+        s5 = pos
+        pos = s5 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.usageID = buf[s6:s6 + n5].decode()
+            x3.usageID = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
-            x3.usageID = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        append4(x3)
+            x3.usageID = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
     v.secrets = a1
     (v.ret,) = _unpack_I(buf, pos)
     pos += 4
@@ -33861,59 +33558,54 @@ def _dec_remote_domain_list_all_snapshots_ret(buf: bytes, pos: int) -> tuple[rem
         raise XdrError("array length exceeds its bound")
     if n2 * 28 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_nonnull_domain_snapshot] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_nonnull_domain_snapshot] = [_new(remote_nonnull_domain_snapshot) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_nonnull_domain_snapshot)
-        s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                x3.name = buf[s5:s5 + n4].decode()
+            except UnicodeDecodeError:
+                x3.name = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            v6 = _new(remote_nonnull_domain)
+            (n7,) = _unpack_u32(buf, pos)
+            s8 = pos + 4
+            pos = s8 + ((n7 + 3) & -4)
+            if pos > end or n7 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                v6.name = buf[s8:s8 + n7].decode()
+            except UnicodeDecodeError:
+                v6.name = buf[s8:s8 + n7].decode("utf-8", "surrogateescape")
+            v6.uuid, v6.id, n4 = _unpack_16siI(buf, pos)
+            pos += 24
+            x3.dom = v6
+        x3 = a1[-1]
+        s9 = pos
+        pos = s9 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.name = buf[s6:s6 + n5].decode()
+            x3.name = buf[s9:s9 + n4].decode()
         except UnicodeDecodeError:
-            x3.name = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        v7 = _new(remote_nonnull_domain)
-        (n8,) = _unpack_u32(buf, pos)
-        s9 = pos + 4
-        pos = s9 + ((n8 + 3) & -4)
-        if pos > end or n8 > 4194304:
+            x3.name = buf[s9:s9 + n4].decode("utf-8", "surrogateescape")
+        v10 = _new(remote_nonnull_domain)
+        (n11,) = _unpack_u32(buf, pos)
+        s12 = pos + 4
+        pos = s12 + ((n11 + 3) & -4)
+        if pos > end or n11 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            v7.name = buf[s9:s9 + n8].decode()
+            v10.name = buf[s12:s12 + n11].decode()
         except UnicodeDecodeError:
-            v7.name = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
-        v7.uuid, v7.id, n5 = _unpack_16siI(buf, pos)
-        pos += 24
-        x3.dom = v7
-        append4(x3)
-    if n2:
-        x3 = _new(remote_nonnull_domain_snapshot)
-        s10 = pos
-        pos = s10 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.name = buf[s10:s10 + n5].decode()
-        except UnicodeDecodeError:
-            x3.name = buf[s10:s10 + n5].decode("utf-8", "surrogateescape")
-        v11 = _new(remote_nonnull_domain)
-        (n12,) = _unpack_u32(buf, pos)
-        s13 = pos + 4
-        pos = s13 + ((n12 + 3) & -4)
-        if pos > end or n12 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            v11.name = buf[s13:s13 + n12].decode()
-        except UnicodeDecodeError:
-            v11.name = buf[s13:s13 + n12].decode("utf-8", "surrogateescape")
-        v11.uuid, v11.id = _unpack_16si(buf, pos)
+            v10.name = buf[s12:s12 + n11].decode("utf-8", "surrogateescape")
+        v10.uuid, v10.id = _unpack_16si(buf, pos)
         pos += 20
-        x3.dom = v11
-        append4(x3)
+        x3.dom = v10
     v.snapshots = a1
     (v.ret,) = _unpack_i(buf, pos)
     pos += 4
@@ -34081,59 +33773,54 @@ def _dec_remote_domain_snapshot_list_all_children_ret(buf: bytes, pos: int) -> t
         raise XdrError("array length exceeds its bound")
     if n2 * 28 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_nonnull_domain_snapshot] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_nonnull_domain_snapshot] = [_new(remote_nonnull_domain_snapshot) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_nonnull_domain_snapshot)
-        s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                x3.name = buf[s5:s5 + n4].decode()
+            except UnicodeDecodeError:
+                x3.name = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            v6 = _new(remote_nonnull_domain)
+            (n7,) = _unpack_u32(buf, pos)
+            s8 = pos + 4
+            pos = s8 + ((n7 + 3) & -4)
+            if pos > end or n7 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                v6.name = buf[s8:s8 + n7].decode()
+            except UnicodeDecodeError:
+                v6.name = buf[s8:s8 + n7].decode("utf-8", "surrogateescape")
+            v6.uuid, v6.id, n4 = _unpack_16siI(buf, pos)
+            pos += 24
+            x3.dom = v6
+        x3 = a1[-1]
+        s9 = pos
+        pos = s9 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.name = buf[s6:s6 + n5].decode()
+            x3.name = buf[s9:s9 + n4].decode()
         except UnicodeDecodeError:
-            x3.name = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        v7 = _new(remote_nonnull_domain)
-        (n8,) = _unpack_u32(buf, pos)
-        s9 = pos + 4
-        pos = s9 + ((n8 + 3) & -4)
-        if pos > end or n8 > 4194304:
+            x3.name = buf[s9:s9 + n4].decode("utf-8", "surrogateescape")
+        v10 = _new(remote_nonnull_domain)
+        (n11,) = _unpack_u32(buf, pos)
+        s12 = pos + 4
+        pos = s12 + ((n11 + 3) & -4)
+        if pos > end or n11 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            v7.name = buf[s9:s9 + n8].decode()
+            v10.name = buf[s12:s12 + n11].decode()
         except UnicodeDecodeError:
-            v7.name = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
-        v7.uuid, v7.id, n5 = _unpack_16siI(buf, pos)
-        pos += 24
-        x3.dom = v7
-        append4(x3)
-    if n2:
-        x3 = _new(remote_nonnull_domain_snapshot)
-        s10 = pos
-        pos = s10 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.name = buf[s10:s10 + n5].decode()
-        except UnicodeDecodeError:
-            x3.name = buf[s10:s10 + n5].decode("utf-8", "surrogateescape")
-        v11 = _new(remote_nonnull_domain)
-        (n12,) = _unpack_u32(buf, pos)
-        s13 = pos + 4
-        pos = s13 + ((n12 + 3) & -4)
-        if pos > end or n12 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            v11.name = buf[s13:s13 + n12].decode()
-        except UnicodeDecodeError:
-            v11.name = buf[s13:s13 + n12].decode("utf-8", "surrogateescape")
-        v11.uuid, v11.id = _unpack_16si(buf, pos)
+            v10.name = buf[s12:s12 + n11].decode("utf-8", "surrogateescape")
+        v10.uuid, v10.id = _unpack_16si(buf, pos)
         pos += 20
-        x3.dom = v11
-        append4(x3)
+        x3.dom = v10
     v.snapshots = a1
     (v.ret,) = _unpack_i(buf, pos)
     pos += 4
@@ -34488,59 +34175,54 @@ def _dec_remote_domain_list_all_checkpoints_ret(buf: bytes, pos: int) -> tuple[r
         raise XdrError("array length exceeds its bound")
     if n2 * 28 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_nonnull_domain_checkpoint] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_nonnull_domain_checkpoint] = [_new(remote_nonnull_domain_checkpoint) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_nonnull_domain_checkpoint)
-        s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                x3.name = buf[s5:s5 + n4].decode()
+            except UnicodeDecodeError:
+                x3.name = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            v6 = _new(remote_nonnull_domain)
+            (n7,) = _unpack_u32(buf, pos)
+            s8 = pos + 4
+            pos = s8 + ((n7 + 3) & -4)
+            if pos > end or n7 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                v6.name = buf[s8:s8 + n7].decode()
+            except UnicodeDecodeError:
+                v6.name = buf[s8:s8 + n7].decode("utf-8", "surrogateescape")
+            v6.uuid, v6.id, n4 = _unpack_16siI(buf, pos)
+            pos += 24
+            x3.dom = v6
+        x3 = a1[-1]
+        s9 = pos
+        pos = s9 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.name = buf[s6:s6 + n5].decode()
+            x3.name = buf[s9:s9 + n4].decode()
         except UnicodeDecodeError:
-            x3.name = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        v7 = _new(remote_nonnull_domain)
-        (n8,) = _unpack_u32(buf, pos)
-        s9 = pos + 4
-        pos = s9 + ((n8 + 3) & -4)
-        if pos > end or n8 > 4194304:
+            x3.name = buf[s9:s9 + n4].decode("utf-8", "surrogateescape")
+        v10 = _new(remote_nonnull_domain)
+        (n11,) = _unpack_u32(buf, pos)
+        s12 = pos + 4
+        pos = s12 + ((n11 + 3) & -4)
+        if pos > end or n11 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            v7.name = buf[s9:s9 + n8].decode()
+            v10.name = buf[s12:s12 + n11].decode()
         except UnicodeDecodeError:
-            v7.name = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
-        v7.uuid, v7.id, n5 = _unpack_16siI(buf, pos)
-        pos += 24
-        x3.dom = v7
-        append4(x3)
-    if n2:
-        x3 = _new(remote_nonnull_domain_checkpoint)
-        s10 = pos
-        pos = s10 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.name = buf[s10:s10 + n5].decode()
-        except UnicodeDecodeError:
-            x3.name = buf[s10:s10 + n5].decode("utf-8", "surrogateescape")
-        v11 = _new(remote_nonnull_domain)
-        (n12,) = _unpack_u32(buf, pos)
-        s13 = pos + 4
-        pos = s13 + ((n12 + 3) & -4)
-        if pos > end or n12 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            v11.name = buf[s13:s13 + n12].decode()
-        except UnicodeDecodeError:
-            v11.name = buf[s13:s13 + n12].decode("utf-8", "surrogateescape")
-        v11.uuid, v11.id = _unpack_16si(buf, pos)
+            v10.name = buf[s12:s12 + n11].decode("utf-8", "surrogateescape")
+        v10.uuid, v10.id = _unpack_16si(buf, pos)
         pos += 20
-        x3.dom = v11
-        append4(x3)
+        x3.dom = v10
     v.checkpoints = a1
     (v.ret,) = _unpack_i(buf, pos)
     pos += 4
@@ -34626,59 +34308,54 @@ def _dec_remote_domain_checkpoint_list_all_children_ret(buf: bytes, pos: int) ->
         raise XdrError("array length exceeds its bound")
     if n2 * 28 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_nonnull_domain_checkpoint] = []
-    append4 = a1.append
-    if n2:
-        (n5,) = _unpack_u32(buf, pos)
+    a1: list[remote_nonnull_domain_checkpoint] = [_new(remote_nonnull_domain_checkpoint) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-    for _ in range(n2 - 1):
-        x3 = _new(remote_nonnull_domain_checkpoint)
-        s6 = pos
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                x3.name = buf[s5:s5 + n4].decode()
+            except UnicodeDecodeError:
+                x3.name = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            v6 = _new(remote_nonnull_domain)
+            (n7,) = _unpack_u32(buf, pos)
+            s8 = pos + 4
+            pos = s8 + ((n7 + 3) & -4)
+            if pos > end or n7 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                v6.name = buf[s8:s8 + n7].decode()
+            except UnicodeDecodeError:
+                v6.name = buf[s8:s8 + n7].decode("utf-8", "surrogateescape")
+            v6.uuid, v6.id, n4 = _unpack_16siI(buf, pos)
+            pos += 24
+            x3.dom = v6
+        x3 = a1[-1]
+        s9 = pos
+        pos = s9 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.name = buf[s6:s6 + n5].decode()
+            x3.name = buf[s9:s9 + n4].decode()
         except UnicodeDecodeError:
-            x3.name = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        v7 = _new(remote_nonnull_domain)
-        (n8,) = _unpack_u32(buf, pos)
-        s9 = pos + 4
-        pos = s9 + ((n8 + 3) & -4)
-        if pos > end or n8 > 4194304:
+            x3.name = buf[s9:s9 + n4].decode("utf-8", "surrogateescape")
+        v10 = _new(remote_nonnull_domain)
+        (n11,) = _unpack_u32(buf, pos)
+        s12 = pos + 4
+        pos = s12 + ((n11 + 3) & -4)
+        if pos > end or n11 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            v7.name = buf[s9:s9 + n8].decode()
+            v10.name = buf[s12:s12 + n11].decode()
         except UnicodeDecodeError:
-            v7.name = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
-        v7.uuid, v7.id, n5 = _unpack_16siI(buf, pos)
-        pos += 24
-        x3.dom = v7
-        append4(x3)
-    if n2:
-        x3 = _new(remote_nonnull_domain_checkpoint)
-        s10 = pos
-        pos = s10 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.name = buf[s10:s10 + n5].decode()
-        except UnicodeDecodeError:
-            x3.name = buf[s10:s10 + n5].decode("utf-8", "surrogateescape")
-        v11 = _new(remote_nonnull_domain)
-        (n12,) = _unpack_u32(buf, pos)
-        s13 = pos + 4
-        pos = s13 + ((n12 + 3) & -4)
-        if pos > end or n12 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            v11.name = buf[s13:s13 + n12].decode()
-        except UnicodeDecodeError:
-            v11.name = buf[s13:s13 + n12].decode("utf-8", "surrogateescape")
-        v11.uuid, v11.id = _unpack_16si(buf, pos)
+            v10.name = buf[s12:s12 + n11].decode("utf-8", "surrogateescape")
+        v10.uuid, v10.id = _unpack_16si(buf, pos)
         pos += 20
-        x3.dom = v11
-        append4(x3)
+        x3.dom = v10
     v.checkpoints = a1
     (v.ret,) = _unpack_i(buf, pos)
     pos += 4

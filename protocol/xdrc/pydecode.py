@@ -191,62 +191,71 @@ class Decoders(CodecBase):
                 lines.append(f"{ind}{target} = list({values})")
             lines.append(f"{ind}pos += {count} * {unit}")
             return lines
-        item, append = sc.temp("x"), sc.temp("append")
-        lines += [f"{ind}{target}: list[{pytype(elem)}] = []", f"{ind}{append} = {target}.append"]
-        if self.reads_ahead(e):
-            return lines + self._dec_array_reading_ahead(e, count, item, append, ind, sc)
+        item = sc.temp("x")
+        if self.inlined(e, INLINE_BUDGET):
+            # make the elements up front (a comprehension is cheaper than appends),
+            # then fill them in; count was checked against the bytes left
+            assert isinstance(e, model.StructRef | model.UnionRef)
+            lines.append(f"{ind}{target}: list[{e.name}] = [_new({e.name}) for _ in range({count})]")
+            if self.reads_ahead(e):
+                return lines + self._dec_array_reading_ahead(e, target, item, ind, sc)
+            return [
+                *lines,
+                f"{ind}for {item} in {target}:",
+                *self.dec_fill(item, e.name, ind + "    ", sc, INLINE_BUDGET - 1),
+            ]
+        append = sc.temp("append")
         return [
             *lines,
+            f"{ind}{target}: list[{pytype(elem)}] = []",
+            f"{ind}{append} = {target}.append",
             f"{ind}for _ in range({count}):",
             *self.dec_one(item, elem, ind + "    ", sc, INLINE_BUDGET),
             f"{ind}    {append}({item})",
         ]
 
     def _dec_array_reading_ahead(
-        self, e: model.Type, count: str, item: str, append: str, ind: str, sc: Scope
+        self, e: model.Type, items: str, item: str, ind: str, sc: Scope
     ) -> list[str]:
         assert isinstance(e, model.StructRef)
         s = self.named[e.name]
         assert isinstance(s, model.Struct)
         length = sc.temp("n")
         fields = [(f"{item}.{f.pyname}", f.type) for f in s.fields]
-        body = ind + "    "
-
-        def element(read_ahead: bool) -> list[str]:
-            ahead = length if read_ahead else None
-            return [
-                f"{body}{item} = _new({e.name})",
-                *self.dec_seq(fields, body, sc, INLINE_BUDGET - 1, first_length=length, next_length=ahead),
-                f"{body}{append}({item})",
-            ]
+        body, inner = ind + "    ", ind + "        "
 
         # every element but the last also reads the next one's length word
+        ahead = self.dec_seq(fields, inner, sc, INLINE_BUDGET - 1, first_length=length, next_length=length)
         return [
-            f"{ind}if {count}:",
+            f"{ind}if {items}:",
             f"{body}({length},) = _unpack_u32(buf, pos)",
             f"{body}pos += 4",
-            f"{ind}for _ in range({count} - 1):",
-            *element(read_ahead=True),
-            f"{ind}if {count}:",
-            *element(read_ahead=False),
+            f"{body}for {item} in {items}[:-1]:",
+            *ahead,
+            f"{body}{item} = {items}[-1]",
+            *self.dec_seq(fields, body, sc, INLINE_BUDGET - 1, first_length=length),
         ]
 
     def dec_inline(
         self, target: str, name: str, ind: str, sc: Scope, budget: int, next_length: str | None = None
     ) -> list[str]:
         """Decode struct/union `name` into `target` without a function call."""
-        d = self.named[name]
         obj = target if target.isidentifier() else sc.temp("v")
-        lines = [f"{ind}{obj} = _new({name})"]
-        if isinstance(d, model.Struct):
-            fields = [(f"{obj}.{f.pyname}", f.type) for f in d.fields]
-            lines += self.dec_seq(fields, ind, sc, budget, next_length=next_length)
-        else:
-            assert isinstance(d, model.Union)
-            lines += self.dec_union_body(obj, d, ind, sc, budget, next_length)
+        lines = [f"{ind}{obj} = _new({name})", *self.dec_fill(obj, name, ind, sc, budget, next_length)]
         if obj != target:
             lines.append(f"{ind}{target} = {obj}")
         return lines
+
+    def dec_fill(
+        self, obj: str, name: str, ind: str, sc: Scope, budget: int, next_length: str | None = None
+    ) -> list[str]:
+        """Decode the fields (or discriminant and arm) of struct/union `name` into `obj`."""
+        d = self.named[name]
+        if isinstance(d, model.Struct):
+            fields = [(f"{obj}.{f.pyname}", f.type) for f in d.fields]
+            return self.dec_seq(fields, ind, sc, budget, next_length=next_length)
+        assert isinstance(d, model.Union)
+        return self.dec_union_body(obj, d, ind, sc, budget, next_length)
 
     def dec_struct_function(self, s: model.Struct) -> list[str]:
         sc = Scope()
