@@ -40,12 +40,14 @@ def _lookup(_payload: bytes) -> bytes:
 
 
 def _source(perform_fails: bool = False) -> dict[int, Callable[[bytes], Any]]:
-    def perform(_payload: bytes) -> bytes:
+    def perform(payload: bytes) -> bytes:
         if perform_fails:
             raise make_error(
                 vlibvirt.VIR_ERR_OPERATION_FAILED, vlibvirt.VIR_FROM_QEMU, "migration job: failed"
             )
-        return _ret("DOMAIN_MIGRATE_PERFORM3_PARAMS", cookie_out=b"cookie-perform")
+        args = P["DOMAIN_MIGRATE_PERFORM3_PARAMS"].args.from_bytes(payload)  # type: ignore[union-attr]
+        # Peer-to-peer: the source daemon ran the whole protocol; no cookie comes back.
+        return _ret("DOMAIN_MIGRATE_PERFORM3_PARAMS", cookie_out=b"" if args.dconnuri else b"cookie-perform")
 
     return {
         _num("DOMAIN_LOOKUP_BY_NAME"): _lookup,
@@ -62,13 +64,19 @@ def _source(perform_fails: bool = False) -> dict[int, Callable[[bytes], Any]]:
 
 def _destination() -> dict[int, Callable[[bytes], Any]]:
     new_dom = remote.remote_nonnull_domain(name="vm1", uuid=b"\x22" * 16, id=9)
+
+    def finish(payload: bytes) -> bytes:
+        args = P["DOMAIN_MIGRATE_FINISH3_PARAMS"].args.from_bytes(payload)  # type: ignore[union-attr]
+        if args.cancelled:
+            # The destination drops the incoming domain of a cancelled migration.
+            raise make_error(vlibvirt.VIR_ERR_NO_DOMAIN, vlibvirt.VIR_FROM_QEMU, "vm1")
+        return _ret("DOMAIN_MIGRATE_FINISH3_PARAMS", dom=new_dom, cookie_out=b"cookie-finish")
+
     return {
         _num("DOMAIN_MIGRATE_PREPARE3_PARAMS"): lambda p: _ret(
             "DOMAIN_MIGRATE_PREPARE3_PARAMS", cookie_out=b"cookie-prepare", uri_out="tcp://dst:49152"
         ),
-        _num("DOMAIN_MIGRATE_FINISH3_PARAMS"): lambda p: _ret(
-            "DOMAIN_MIGRATE_FINISH3_PARAMS", dom=new_dom, cookie_out=b"cookie-finish"
-        ),
+        _num("DOMAIN_MIGRATE_FINISH3_PARAMS"): finish,
     }
 
 
@@ -117,7 +125,10 @@ def test_failed_perform_cancels_finish_and_skips_confirm(fake_daemon: Callable[.
     sconn, dconn = vlibvirt.open(src.uri), vlibvirt.open(dst.uri)
     with pytest.raises(libvirtError) as info:
         sconn.lookupByName("vm1").migrate3(dconn, {}, vlibvirt.VIR_MIGRATE_LIVE)
-    assert info.value.get_error_message() == "operation failed: migration job: failed"
+    # Perform failed with a QEMU "operation failed" and Finish then reported a
+    # real QEMU error: libvirt raises Finish's error (the wire test below checks
+    # the same against libvirt-python).
+    assert info.value.get_error_message() == "Domain not found: vm1"
     (f,) = _args(dst, "DOMAIN_MIGRATE_FINISH3_PARAMS")
     assert f.cancelled == 1
     assert _num("DOMAIN_MIGRATE_CONFIRM3_PARAMS") not in src.procedures()
