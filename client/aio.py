@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
 import uuid as uuidlib
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -56,6 +57,9 @@ class Connection:
         self.target = target
         self.readonly = readonly
         self._stream = stream
+        # Plain sockets take a direct non-blocking write first (most packets fit
+        # the kernel buffer at once), saving a trip through trio's stream layer.
+        self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
         self._splitter = core.PacketSplitter()
         self._pending: core.Pending[_Waiter] = core.Pending()
         self._outbox: list[bytes] = []  # whole packets waiting for the flushing task
@@ -153,7 +157,11 @@ class Connection:
                     data = self._outbox[0] if len(self._outbox) == 1 else b"".join(self._outbox)
                     self._outbox.clear()
                     try:
-                        await self._stream.send_all(data)
+                        if self._fd >= 0:
+                            with contextlib.suppress(BlockingIOError):
+                                data = data[os.write(self._fd, data) :]
+                        if data:
+                            await self._stream.send_all(data)
                     except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                         err = errfactory.system("Cannot write data: Broken pipe", 32)
                         self._die(err)
