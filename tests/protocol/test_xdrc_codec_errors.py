@@ -119,8 +119,8 @@ def test_deep_optional_chains_fail_cleanly() -> None:
 
 def test_deeply_nested_values_fail_cleanly_on_encode() -> None:
     m = build("struct node { int v; node *next; };")
-    head = None
-    for i in range(200_000):
+    head = m.node(0, None)
+    for i in range(1, 200_000):
         head = m.node(i, head)
     with pytest.raises(XdrError, match="node: value nested too deeply"):
         head.to_bytes()
