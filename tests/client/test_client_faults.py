@@ -210,3 +210,46 @@ async def test_trio_cancelled_call_does_not_desynchronise(fake_daemon: Callable[
         assert scope.cancelled_caught
         release.set()
         assert await conn.get_lib_version() == 2
+
+
+def test_ping_answered_while_a_call_waits(fake_daemon: Callable[..., FakeDaemon]) -> None:
+    daemon = fake_daemon(handlers={GET_LIB_VERSION: _hang})
+    conn = vlibvirt.open(daemon.uri)
+    failures: list[Any] = []
+
+    def call() -> None:
+        try:
+            conn.getLibVersion()
+        except libvirtError as exc:
+            failures.append(exc.err)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    daemon.call_arrived.wait(10)
+    daemon.send_message(1, b"", program=0x6B656570)  # PING
+    for _ in range(100):
+        if daemon.keepalive_seen:
+            break
+        threading.Event().wait(0.05)
+    assert daemon.keepalive_seen == [2]  # PONG, from the thread blocked in the call
+    daemon.kill()
+    caller.join(10)
+    assert failures == [EOF_ERROR]
+
+
+async def test_trio_ping_answered_while_a_call_waits(fake_daemon: Callable[..., FakeDaemon]) -> None:
+    daemon = fake_daemon(handlers={GET_LIB_VERSION: _hang})
+    async with await virtwire.client.connect(daemon.uri) as conn, trio.open_nursery() as nursery:
+
+        async def call() -> None:
+            with pytest.raises(libvirtError):
+                await conn.get_lib_version()
+
+        nursery.start_soon(call)
+        while GET_LIB_VERSION not in daemon.procedures():
+            await trio.sleep(0.01)
+        daemon.send_message(1, b"", program=0x6B656570)
+        while not daemon.keepalive_seen:
+            await trio.sleep(0.01)
+        assert daemon.keepalive_seen == [2]
+        daemon.kill()
