@@ -5,8 +5,16 @@ fast paths do only the checks that cannot be left to `struct` (bounds, lengths,
 remaining bytes).  When one fails for any reason, the helpers here re-walk the
 value or the bytes with the type descriptors below, which check everything and
 name the field path, so every failure surfaces as one `XdrError` such as
-`remote_connect_list_all_domains_ret.domains[3].name: string length 9 exceeds
-remaining data`.
+`remote_connect_list_all_domains_ret.domains[3].name: string length 9999 needs
+10000 bytes, only 20 left`.
+
+What generated code and its users get from here:
+- `XdrError`, `Procedure`, `ReadOnlyPolicy` (design.md sections 2-3);
+- `XdrStruct`, the base of every generated struct/union class: `to_bytes()`,
+  `from_bytes(data, exact=True)`, `pack(packer)`, `unpack(unpacker)`;
+- the descriptors (`StructType`, `UnionType`, `ArrayType`, ...): a generated
+  module's `TYPES` maps each type name to one, for introspection and tests;
+- `check_value` / `decode_value`: the slow, checking reference walkers.
 
 Padding: like glibc's xdr_opaque/xdr_string (which libvirt uses), the decoder
 requires the padding bytes to be present but ignores their content, so a
