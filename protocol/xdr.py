@@ -115,6 +115,46 @@ FAST_FAILURES = (
     ValueError,
 )
 
+
+def take_string(buf: bytes, start: int, n: int, bound: int) -> tuple[str, int]:
+    """The string of `n` bytes at `start` (its length word already read) and the
+    position after its padding."""
+    end = start + ((n + 3) & -4)
+    if end > len(buf) or n > bound:
+        raise XdrError("string longer than its bound or the data left")
+    try:
+        return buf[start : start + n].decode(), end
+    except UnicodeDecodeError:  # strict UTF-8 is the common case and the cheaper call
+        return buf[start : start + n].decode("utf-8", "surrogateescape"), end
+
+
+def read_string(buf: bytes, pos: int, bound: int) -> tuple[str, int]:
+    (n,) = U32.unpack_from(buf, pos)
+    return take_string(buf, pos + 4, n, bound)
+
+
+def take_opaque(buf: bytes, start: int, n: int, bound: int) -> tuple[bytes, int]:
+    end = start + ((n + 3) & -4)
+    if end > len(buf) or n > bound:
+        raise XdrError("opaque data longer than its bound or the data left")
+    return buf[start : start + n], end
+
+
+def read_opaque(buf: bytes, pos: int, bound: int) -> tuple[bytes, int]:
+    (n,) = U32.unpack_from(buf, pos)
+    return take_opaque(buf, pos + 4, n, bound)
+
+
+def encode_string(s: str, bound: int) -> bytes:
+    try:
+        data = s.encode()
+    except UnicodeEncodeError:
+        data = s.encode("utf-8", "surrogateescape")
+    if len(data) > bound:
+        raise XdrError("string longer than its bound")
+    return data
+
+
 Encoder = Callable[[bytearray, Any], None]
 Decoder = Callable[[bytes, int], tuple[Any, int]]
 

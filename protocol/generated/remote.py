@@ -8954,6 +8954,11 @@ remote_secret: TypeAlias = remote_nonnull_secret | None
 _new = object.__new__
 _unpack_u32 = xdr.U32.unpack_from
 _pack_u32 = xdr.U32.pack
+_read_str = xdr.read_string
+_take_str = xdr.take_string
+_read_opaque = xdr.read_opaque
+_take_opaque = xdr.take_opaque
+_encode_str = xdr.encode_string
 _S_I = struct.Struct(">I")
 _pack_I = _S_I.pack
 _unpack_I = _S_I.unpack_from
@@ -9117,47 +9122,24 @@ _M_remote_procedure: Final[dict[int, remote_procedure]] = {int(m): m for m in re
 
 
 def _dec_remote_nonnull_string(buf: bytes, pos: int) -> tuple[remote_nonnull_string, int]:
-    end = len(buf)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        value = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        value = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    value, pos = _read_str(buf, pos, 4194304)
     return value, pos
 
 
 def _enc_remote_nonnull_string(out: bytearray, v: remote_nonnull_string) -> None:
-    try:
-        b1 = v.encode()
-    except UnicodeEncodeError:
-        b1 = v.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
 
 
 def _dec_remote_string(buf: bytes, pos: int) -> tuple[remote_string, int]:
-    end = len(buf)
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
     if w1 == 1:
-        (n4,) = _unpack_u32(buf, pos)
-        s5 = pos + 4
-        pos = s5 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p2 = buf[s5:s5 + n4].decode()
-        except UnicodeDecodeError:
-            p2 = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
     elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
@@ -9171,13 +9153,8 @@ def _enc_remote_string(out: bytearray, v: remote_string) -> None:
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b2 = o1.encode()
-        except UnicodeEncodeError:
-            b2 = o1.encode("utf-8", "surrogateescape")
+        b2 = _encode_str(o1, 4194304)
         n3 = len(b2)
-        if n3 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n3)
         out += b2
         out += xdr.PAD[n3 & 3]
@@ -9196,30 +9173,16 @@ def _enc_remote_uuid(out: bytearray, v: remote_uuid) -> None:
 
 
 def _dec_remote_nonnull_domain(buf: bytes, pos: int) -> tuple[remote_nonnull_domain, int]:
-    end = len(buf)
     v = _new(remote_nonnull_domain)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.name = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.name = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.name, pos = _read_str(buf, pos, 4194304)
     v.uuid, v.id = _unpack_16si(buf, pos)
     pos += 20
     return v, pos
 
 
 def _enc_remote_nonnull_domain(out: bytearray, v: remote_nonnull_domain) -> None:
-    try:
-        b1 = v.name.encode()
-    except UnicodeEncodeError:
-        b1 = v.name.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.name, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     if len(v.uuid) != 16:
@@ -9228,30 +9191,16 @@ def _enc_remote_nonnull_domain(out: bytearray, v: remote_nonnull_domain) -> None
 
 
 def _dec_remote_nonnull_network(buf: bytes, pos: int) -> tuple[remote_nonnull_network, int]:
-    end = len(buf)
     v = _new(remote_nonnull_network)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.name = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.name = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.name, pos = _read_str(buf, pos, 4194304)
     (v.uuid,) = _unpack_16s(buf, pos)
     pos += 16
     return v, pos
 
 
 def _enc_remote_nonnull_network(out: bytearray, v: remote_nonnull_network) -> None:
-    try:
-        b1 = v.name.encode()
-    except UnicodeEncodeError:
-        b1 = v.name.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.name, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     if len(v.uuid) != 16:
@@ -9275,30 +9224,16 @@ def _enc_remote_nonnull_network_port(out: bytearray, v: remote_nonnull_network_p
 
 
 def _dec_remote_nonnull_nwfilter(buf: bytes, pos: int) -> tuple[remote_nonnull_nwfilter, int]:
-    end = len(buf)
     v = _new(remote_nonnull_nwfilter)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.name = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.name = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.name, pos = _read_str(buf, pos, 4194304)
     (v.uuid,) = _unpack_16s(buf, pos)
     pos += 16
     return v, pos
 
 
 def _enc_remote_nonnull_nwfilter(out: bytearray, v: remote_nonnull_nwfilter) -> None:
-    try:
-        b1 = v.name.encode()
-    except UnicodeEncodeError:
-        b1 = v.name.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.name, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     if len(v.uuid) != 16:
@@ -9307,122 +9242,54 @@ def _enc_remote_nonnull_nwfilter(out: bytearray, v: remote_nonnull_nwfilter) -> 
 
 
 def _dec_remote_nonnull_nwfilter_binding(buf: bytes, pos: int) -> tuple[remote_nonnull_nwfilter_binding, int]:
-    end = len(buf)
     v = _new(remote_nonnull_nwfilter_binding)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.portdev = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.portdev = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
-    (n3,) = _unpack_u32(buf, pos)
-    s4 = pos + 4
-    pos = s4 + ((n3 + 3) & -4)
-    if pos > end or n3 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.filtername = buf[s4:s4 + n3].decode()
-    except UnicodeDecodeError:
-        v.filtername = buf[s4:s4 + n3].decode("utf-8", "surrogateescape")
+    v.portdev, pos = _read_str(buf, pos, 4194304)
+    v.filtername, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_nonnull_nwfilter_binding(out: bytearray, v: remote_nonnull_nwfilter_binding) -> None:
-    try:
-        b1 = v.portdev.encode()
-    except UnicodeEncodeError:
-        b1 = v.portdev.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.portdev, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
-    try:
-        b3 = v.filtername.encode()
-    except UnicodeEncodeError:
-        b3 = v.filtername.encode("utf-8", "surrogateescape")
+    b3 = _encode_str(v.filtername, 4194304)
     n4 = len(b3)
-    if n4 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _padpack_I[n2 & 3](n4)
     out += b3
     out += xdr.PAD[n4 & 3]
 
 
 def _dec_remote_nonnull_interface(buf: bytes, pos: int) -> tuple[remote_nonnull_interface, int]:
-    end = len(buf)
     v = _new(remote_nonnull_interface)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.name = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.name = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
-    (n3,) = _unpack_u32(buf, pos)
-    s4 = pos + 4
-    pos = s4 + ((n3 + 3) & -4)
-    if pos > end or n3 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.mac = buf[s4:s4 + n3].decode()
-    except UnicodeDecodeError:
-        v.mac = buf[s4:s4 + n3].decode("utf-8", "surrogateescape")
+    v.name, pos = _read_str(buf, pos, 4194304)
+    v.mac, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_nonnull_interface(out: bytearray, v: remote_nonnull_interface) -> None:
-    try:
-        b1 = v.name.encode()
-    except UnicodeEncodeError:
-        b1 = v.name.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.name, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
-    try:
-        b3 = v.mac.encode()
-    except UnicodeEncodeError:
-        b3 = v.mac.encode("utf-8", "surrogateescape")
+    b3 = _encode_str(v.mac, 4194304)
     n4 = len(b3)
-    if n4 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _padpack_I[n2 & 3](n4)
     out += b3
     out += xdr.PAD[n4 & 3]
 
 
 def _dec_remote_nonnull_storage_pool(buf: bytes, pos: int) -> tuple[remote_nonnull_storage_pool, int]:
-    end = len(buf)
     v = _new(remote_nonnull_storage_pool)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.name = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.name = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.name, pos = _read_str(buf, pos, 4194304)
     (v.uuid,) = _unpack_16s(buf, pos)
     pos += 16
     return v, pos
 
 
 def _enc_remote_nonnull_storage_pool(out: bytearray, v: remote_nonnull_storage_pool) -> None:
-    try:
-        b1 = v.name.encode()
-    except UnicodeEncodeError:
-        b1 = v.name.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.name, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     if len(v.uuid) != 16:
@@ -9431,152 +9298,71 @@ def _enc_remote_nonnull_storage_pool(out: bytearray, v: remote_nonnull_storage_p
 
 
 def _dec_remote_nonnull_storage_vol(buf: bytes, pos: int) -> tuple[remote_nonnull_storage_vol, int]:
-    end = len(buf)
     v = _new(remote_nonnull_storage_vol)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.pool = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.pool = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
-    (n3,) = _unpack_u32(buf, pos)
-    s4 = pos + 4
-    pos = s4 + ((n3 + 3) & -4)
-    if pos > end or n3 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.name = buf[s4:s4 + n3].decode()
-    except UnicodeDecodeError:
-        v.name = buf[s4:s4 + n3].decode("utf-8", "surrogateescape")
-    (n5,) = _unpack_u32(buf, pos)
-    s6 = pos + 4
-    pos = s6 + ((n5 + 3) & -4)
-    if pos > end or n5 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.key = buf[s6:s6 + n5].decode()
-    except UnicodeDecodeError:
-        v.key = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+    v.pool, pos = _read_str(buf, pos, 4194304)
+    v.name, pos = _read_str(buf, pos, 4194304)
+    v.key, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_nonnull_storage_vol(out: bytearray, v: remote_nonnull_storage_vol) -> None:
-    try:
-        b1 = v.pool.encode()
-    except UnicodeEncodeError:
-        b1 = v.pool.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.pool, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
-    try:
-        b3 = v.name.encode()
-    except UnicodeEncodeError:
-        b3 = v.name.encode("utf-8", "surrogateescape")
+    b3 = _encode_str(v.name, 4194304)
     n4 = len(b3)
-    if n4 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _padpack_I[n2 & 3](n4)
     out += b3
-    try:
-        b5 = v.key.encode()
-    except UnicodeEncodeError:
-        b5 = v.key.encode("utf-8", "surrogateescape")
+    b5 = _encode_str(v.key, 4194304)
     n6 = len(b5)
-    if n6 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _padpack_I[n4 & 3](n6)
     out += b5
     out += xdr.PAD[n6 & 3]
 
 
 def _dec_remote_nonnull_node_device(buf: bytes, pos: int) -> tuple[remote_nonnull_node_device, int]:
-    end = len(buf)
     v = _new(remote_nonnull_node_device)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.name = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.name = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.name, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_nonnull_node_device(out: bytearray, v: remote_nonnull_node_device) -> None:
-    try:
-        b1 = v.name.encode()
-    except UnicodeEncodeError:
-        b1 = v.name.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.name, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
 
 
 def _dec_remote_nonnull_secret(buf: bytes, pos: int) -> tuple[remote_nonnull_secret, int]:
-    end = len(buf)
     v = _new(remote_nonnull_secret)
     v.uuid, v.usageType, n1 = _unpack_16siI(buf, pos)
     pos += 24
-    s2 = pos
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.usageID = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.usageID = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.usageID, pos = _take_str(buf, pos, n1, 4194304)
     return v, pos
 
 
 def _enc_remote_nonnull_secret(out: bytearray, v: remote_nonnull_secret) -> None:
     if len(v.uuid) != 16:
         raise XdrError("fixed-length opaque has the wrong length")
-    try:
-        b1 = v.usageID.encode()
-    except UnicodeEncodeError:
-        b1 = v.usageID.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.usageID, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_16siI(v.uuid, v.usageType, n2)
     out += b1
     out += xdr.PAD[n2 & 3]
 
 
 def _dec_remote_nonnull_domain_checkpoint(buf: bytes, pos: int) -> tuple[remote_nonnull_domain_checkpoint, int]:
-    end = len(buf)
     v = _new(remote_nonnull_domain_checkpoint)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.name = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.name = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.name, pos = _read_str(buf, pos, 4194304)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     return v, pos
 
 
 def _enc_remote_nonnull_domain_checkpoint(out: bytearray, v: remote_nonnull_domain_checkpoint) -> None:
-    try:
-        b1 = v.name.encode()
-    except UnicodeEncodeError:
-        b1 = v.name.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.name, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -9584,29 +9370,15 @@ def _enc_remote_nonnull_domain_checkpoint(out: bytearray, v: remote_nonnull_doma
 
 
 def _dec_remote_nonnull_domain_snapshot(buf: bytes, pos: int) -> tuple[remote_nonnull_domain_snapshot, int]:
-    end = len(buf)
     v = _new(remote_nonnull_domain_snapshot)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.name = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.name = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.name, pos = _read_str(buf, pos, 4194304)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     return v, pos
 
 
 def _enc_remote_nonnull_domain_snapshot(out: bytearray, v: remote_nonnull_domain_snapshot) -> None:
-    try:
-        b1 = v.name.encode()
-    except UnicodeEncodeError:
-        b1 = v.name.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.name, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -9812,7 +9584,6 @@ def _enc_remote_secret(out: bytearray, v: remote_secret) -> None:
 
 
 def _dec_remote_typed_param_value(buf: bytes, pos: int) -> tuple[remote_typed_param_value, int]:
-    end = len(buf)
     v = _new(remote_typed_param_value)
     (d1,) = _unpack_i(buf, pos)
     pos += 4
@@ -9836,15 +9607,7 @@ def _dec_remote_typed_param_value(buf: bytes, pos: int) -> tuple[remote_typed_pa
         (v.value,) = _unpack_i(buf, pos)
         pos += 4
     elif d1 == 7:
-        (n2,) = _unpack_u32(buf, pos)
-        s3 = pos + 4
-        pos = s3 + ((n2 + 3) & -4)
-        if pos > end or n2 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            v.value = buf[s3:s3 + n2].decode()
-        except UnicodeDecodeError:
-            v.value = buf[s3:s3 + n2].decode("utf-8", "surrogateescape")
+        v.value, pos = _read_str(buf, pos, 4194304)
     else:
         raise XdrError("union discriminant has no arm")
     return v, pos
@@ -9866,13 +9629,8 @@ def _enc_remote_typed_param_value(out: bytearray, v: remote_typed_param_value) -
         out += _pack_ii(d1, v.value)
     elif d1 == 7:
         x2 = cast("str", v.value)
-        try:
-            b3 = x2.encode()
-        except UnicodeEncodeError:
-            b3 = x2.encode("utf-8", "surrogateescape")
+        b3 = _encode_str(x2, 4194304)
         n4 = len(b3)
-        if n4 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_iI(d1, n4)
         out += b3
         out += xdr.PAD[n4 & 3]
@@ -9881,29 +9639,15 @@ def _enc_remote_typed_param_value(out: bytearray, v: remote_typed_param_value) -
 
 
 def _dec_remote_typed_param(buf: bytes, pos: int) -> tuple[remote_typed_param, int]:
-    end = len(buf)
     v = _new(remote_typed_param)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.field = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.field = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.field, pos = _read_str(buf, pos, 4194304)
     v.value, pos = _dec_remote_typed_param_value(buf, pos)
     return v, pos
 
 
 def _enc_remote_typed_param(out: bytearray, v: remote_typed_param) -> None:
-    try:
-        b1 = v.field.encode()
-    except UnicodeEncodeError:
-        b1 = v.field.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.field, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -9922,111 +9666,60 @@ def _enc_remote_vcpu_info(out: bytearray, v: remote_vcpu_info) -> None:
 
 
 def _dec_remote_node_get_cpu_stats(buf: bytes, pos: int) -> tuple[remote_node_get_cpu_stats, int]:
-    end = len(buf)
     v = _new(remote_node_get_cpu_stats)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.field = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.field = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.field, pos = _read_str(buf, pos, 4194304)
     (v.value,) = _unpack_Q(buf, pos)
     pos += 8
     return v, pos
 
 
 def _enc_remote_node_get_cpu_stats(out: bytearray, v: remote_node_get_cpu_stats) -> None:
-    try:
-        b1 = v.field.encode()
-    except UnicodeEncodeError:
-        b1 = v.field.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.field, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_Q[n2 & 3](v.value)
 
 
 def _dec_remote_node_get_memory_stats(buf: bytes, pos: int) -> tuple[remote_node_get_memory_stats, int]:
-    end = len(buf)
     v = _new(remote_node_get_memory_stats)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.field = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.field = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.field, pos = _read_str(buf, pos, 4194304)
     (v.value,) = _unpack_Q(buf, pos)
     pos += 8
     return v, pos
 
 
 def _enc_remote_node_get_memory_stats(out: bytearray, v: remote_node_get_memory_stats) -> None:
-    try:
-        b1 = v.field.encode()
-    except UnicodeEncodeError:
-        b1 = v.field.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.field, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_Q[n2 & 3](v.value)
 
 
 def _dec_remote_domain_disk_error(buf: bytes, pos: int) -> tuple[remote_domain_disk_error, int]:
-    end = len(buf)
     v = _new(remote_domain_disk_error)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.disk = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.disk = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.disk, pos = _read_str(buf, pos, 4194304)
     (v.error,) = _unpack_i(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_disk_error(out: bytearray, v: remote_domain_disk_error) -> None:
-    try:
-        b1 = v.disk.encode()
-    except UnicodeEncodeError:
-        b1 = v.disk.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.disk, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_i[n2 & 3](v.error)
 
 
 def _dec_remote_connect_open_args(buf: bytes, pos: int) -> tuple[remote_connect_open_args, int]:
-    end = len(buf)
     v = _new(remote_connect_open_args)
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
     if w1 == 1:
-        (n4,) = _unpack_u32(buf, pos)
-        s5 = pos + 4
-        pos = s5 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p2 = buf[s5:s5 + n4].decode()
-        except UnicodeDecodeError:
-            p2 = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
     elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
@@ -10042,13 +9735,8 @@ def _enc_remote_connect_open_args(out: bytearray, v: remote_connect_open_args) -
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b2 = o1.encode()
-        except UnicodeEncodeError:
-            b2 = o1.encode("utf-8", "surrogateescape")
+        b2 = _encode_str(o1, 4194304)
         n3 = len(b2)
-        if n3 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n3)
         out += b2
         out += xdr.PAD[n3 & 3]
@@ -10078,28 +9766,14 @@ def _enc_remote_connect_supports_feature_ret(out: bytearray, v: remote_connect_s
 
 
 def _dec_remote_connect_get_type_ret(buf: bytes, pos: int) -> tuple[remote_connect_get_type_ret, int]:
-    end = len(buf)
     v = _new(remote_connect_get_type_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.type = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.type = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.type, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_connect_get_type_ret(out: bytearray, v: remote_connect_get_type_ret) -> None:
-    try:
-        b1 = v.type.encode()
-    except UnicodeEncodeError:
-        b1 = v.type.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.type, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -10128,28 +9802,14 @@ def _enc_remote_connect_get_lib_version_ret(out: bytearray, v: remote_connect_ge
 
 
 def _dec_remote_connect_get_hostname_ret(buf: bytes, pos: int) -> tuple[remote_connect_get_hostname_ret, int]:
-    end = len(buf)
     v = _new(remote_connect_get_hostname_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.hostname = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.hostname = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.hostname, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_connect_get_hostname_ret(out: bytearray, v: remote_connect_get_hostname_ret) -> None:
-    try:
-        b1 = v.hostname.encode()
-    except UnicodeEncodeError:
-        b1 = v.hostname.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.hostname, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -10167,77 +9827,40 @@ def _enc_remote_connect_get_sysinfo_args(out: bytearray, v: remote_connect_get_s
 
 
 def _dec_remote_connect_get_sysinfo_ret(buf: bytes, pos: int) -> tuple[remote_connect_get_sysinfo_ret, int]:
-    end = len(buf)
     v = _new(remote_connect_get_sysinfo_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.sysinfo = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.sysinfo = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.sysinfo, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_connect_get_sysinfo_ret(out: bytearray, v: remote_connect_get_sysinfo_ret) -> None:
-    try:
-        b1 = v.sysinfo.encode()
-    except UnicodeEncodeError:
-        b1 = v.sysinfo.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.sysinfo, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
 
 
 def _dec_remote_connect_get_uri_ret(buf: bytes, pos: int) -> tuple[remote_connect_get_uri_ret, int]:
-    end = len(buf)
     v = _new(remote_connect_get_uri_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.uri = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.uri = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.uri, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_connect_get_uri_ret(out: bytearray, v: remote_connect_get_uri_ret) -> None:
-    try:
-        b1 = v.uri.encode()
-    except UnicodeEncodeError:
-        b1 = v.uri.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.uri, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
 
 
 def _dec_remote_connect_get_max_vcpus_args(buf: bytes, pos: int) -> tuple[remote_connect_get_max_vcpus_args, int]:
-    end = len(buf)
     v = _new(remote_connect_get_max_vcpus_args)
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
     if w1 == 1:
-        (n4,) = _unpack_u32(buf, pos)
-        s5 = pos + 4
-        pos = s5 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p2 = buf[s5:s5 + n4].decode()
-        except UnicodeDecodeError:
-            p2 = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
     elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
@@ -10251,13 +9874,8 @@ def _enc_remote_connect_get_max_vcpus_args(out: bytearray, v: remote_connect_get
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b2 = o1.encode()
-        except UnicodeEncodeError:
-            b2 = o1.encode("utf-8", "surrogateescape")
+        b2 = _encode_str(o1, 4194304)
         n3 = len(b2)
-        if n3 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n3)
         out += b2
         out += xdr.PAD[n3 & 3]
@@ -10294,104 +9912,57 @@ def _enc_remote_node_get_info_ret(out: bytearray, v: remote_node_get_info_ret) -
 
 
 def _dec_remote_connect_get_capabilities_ret(buf: bytes, pos: int) -> tuple[remote_connect_get_capabilities_ret, int]:
-    end = len(buf)
     v = _new(remote_connect_get_capabilities_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.capabilities = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.capabilities = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.capabilities, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_connect_get_capabilities_ret(out: bytearray, v: remote_connect_get_capabilities_ret) -> None:
-    try:
-        b1 = v.capabilities.encode()
-    except UnicodeEncodeError:
-        b1 = v.capabilities.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.capabilities, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
 
 
 def _dec_remote_connect_get_domain_capabilities_args(buf: bytes, pos: int) -> tuple[remote_connect_get_domain_capabilities_args, int]:
-    end = len(buf)
     v = _new(remote_connect_get_domain_capabilities_args)
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
     if w1 == 1:
-        (n4,) = _unpack_u32(buf, pos)
-        s5 = pos + 4
-        pos = s5 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p2 = buf[s5:s5 + n4].decode()
-        except UnicodeDecodeError:
-            p2 = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
     elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
     v.emulatorbin = o3
-    o8: remote_nonnull_string | None = None
-    (w6,) = _unpack_u32(buf, pos)
+    o6: remote_nonnull_string | None = None
+    (w4,) = _unpack_u32(buf, pos)
     pos += 4
-    if w6 == 1:
-        (n9,) = _unpack_u32(buf, pos)
-        s10 = pos + 4
-        pos = s10 + ((n9 + 3) & -4)
-        if pos > end or n9 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p7 = buf[s10:s10 + n9].decode()
-        except UnicodeDecodeError:
-            p7 = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-        o8 = p7
-    elif w6:
+    if w4 == 1:
+        p5, pos = _read_str(buf, pos, 4194304)
+        o6 = p5
+    elif w4:
         raise XdrError("optional-data flag is not 0 or 1")
-    v.arch = o8
-    o13: remote_nonnull_string | None = None
-    (w11,) = _unpack_u32(buf, pos)
+    v.arch = o6
+    o9: remote_nonnull_string | None = None
+    (w7,) = _unpack_u32(buf, pos)
     pos += 4
-    if w11 == 1:
-        (n14,) = _unpack_u32(buf, pos)
-        s15 = pos + 4
-        pos = s15 + ((n14 + 3) & -4)
-        if pos > end or n14 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p12 = buf[s15:s15 + n14].decode()
-        except UnicodeDecodeError:
-            p12 = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
-        o13 = p12
-    elif w11:
+    if w7 == 1:
+        p8, pos = _read_str(buf, pos, 4194304)
+        o9 = p8
+    elif w7:
         raise XdrError("optional-data flag is not 0 or 1")
-    v.machine = o13
-    o18: remote_nonnull_string | None = None
-    (w16,) = _unpack_u32(buf, pos)
+    v.machine = o9
+    o12: remote_nonnull_string | None = None
+    (w10,) = _unpack_u32(buf, pos)
     pos += 4
-    if w16 == 1:
-        (n19,) = _unpack_u32(buf, pos)
-        s20 = pos + 4
-        pos = s20 + ((n19 + 3) & -4)
-        if pos > end or n19 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p17 = buf[s20:s20 + n19].decode()
-        except UnicodeDecodeError:
-            p17 = buf[s20:s20 + n19].decode("utf-8", "surrogateescape")
-        o18 = p17
-    elif w16:
+    if w10 == 1:
+        p11, pos = _read_str(buf, pos, 4194304)
+        o12 = p11
+    elif w10:
         raise XdrError("optional-data flag is not 0 or 1")
-    v.virttype = o18
+    v.virttype = o12
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
@@ -10403,13 +9974,8 @@ def _enc_remote_connect_get_domain_capabilities_args(out: bytearray, v: remote_c
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b2 = o1.encode()
-        except UnicodeEncodeError:
-            b2 = o1.encode("utf-8", "surrogateescape")
+        b2 = _encode_str(o1, 4194304)
         n3 = len(b2)
-        if n3 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n3)
         out += b2
         out += xdr.PAD[n3 & 3]
@@ -10418,13 +9984,8 @@ def _enc_remote_connect_get_domain_capabilities_args(out: bytearray, v: remote_c
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b5 = o4.encode()
-        except UnicodeEncodeError:
-            b5 = o4.encode("utf-8", "surrogateescape")
+        b5 = _encode_str(o4, 4194304)
         n6 = len(b5)
-        if n6 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n6)
         out += b5
         out += xdr.PAD[n6 & 3]
@@ -10433,13 +9994,8 @@ def _enc_remote_connect_get_domain_capabilities_args(out: bytearray, v: remote_c
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b8 = o7.encode()
-        except UnicodeEncodeError:
-            b8 = o7.encode("utf-8", "surrogateescape")
+        b8 = _encode_str(o7, 4194304)
         n9 = len(b8)
-        if n9 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n9)
         out += b8
         out += xdr.PAD[n9 & 3]
@@ -10448,13 +10004,8 @@ def _enc_remote_connect_get_domain_capabilities_args(out: bytearray, v: remote_c
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b11 = o10.encode()
-        except UnicodeEncodeError:
-            b11 = o10.encode("utf-8", "surrogateescape")
+        b11 = _encode_str(o10, 4194304)
         n12 = len(b11)
-        if n12 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n12)
         out += b11
         out += xdr.PAD[n12 & 3]
@@ -10462,28 +10013,14 @@ def _enc_remote_connect_get_domain_capabilities_args(out: bytearray, v: remote_c
 
 
 def _dec_remote_connect_get_domain_capabilities_ret(buf: bytes, pos: int) -> tuple[remote_connect_get_domain_capabilities_ret, int]:
-    end = len(buf)
     v = _new(remote_connect_get_domain_capabilities_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.capabilities = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.capabilities = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.capabilities, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_connect_get_domain_capabilities_ret(out: bytearray, v: remote_connect_get_domain_capabilities_ret) -> None:
-    try:
-        b1 = v.capabilities.encode()
-    except UnicodeEncodeError:
-        b1 = v.capabilities.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.capabilities, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -10706,152 +10243,70 @@ def _enc_remote_node_get_free_memory_ret(out: bytearray, v: remote_node_get_free
 
 
 def _dec_remote_connect_domain_xml_from_native_args(buf: bytes, pos: int) -> tuple[remote_connect_domain_xml_from_native_args, int]:
-    end = len(buf)
     v = _new(remote_connect_domain_xml_from_native_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.nativeFormat = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.nativeFormat = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
-    (n3,) = _unpack_u32(buf, pos)
-    s4 = pos + 4
-    pos = s4 + ((n3 + 3) & -4)
-    if pos > end or n3 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.nativeConfig = buf[s4:s4 + n3].decode()
-    except UnicodeDecodeError:
-        v.nativeConfig = buf[s4:s4 + n3].decode("utf-8", "surrogateescape")
+    v.nativeFormat, pos = _read_str(buf, pos, 4194304)
+    v.nativeConfig, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_connect_domain_xml_from_native_args(out: bytearray, v: remote_connect_domain_xml_from_native_args) -> None:
-    try:
-        b1 = v.nativeFormat.encode()
-    except UnicodeEncodeError:
-        b1 = v.nativeFormat.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.nativeFormat, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
-    try:
-        b3 = v.nativeConfig.encode()
-    except UnicodeEncodeError:
-        b3 = v.nativeConfig.encode("utf-8", "surrogateescape")
+    b3 = _encode_str(v.nativeConfig, 4194304)
     n4 = len(b3)
-    if n4 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _padpack_I[n2 & 3](n4)
     out += b3
     out += _padpack_I[n4 & 3](v.flags)
 
 
 def _dec_remote_connect_domain_xml_from_native_ret(buf: bytes, pos: int) -> tuple[remote_connect_domain_xml_from_native_ret, int]:
-    end = len(buf)
     v = _new(remote_connect_domain_xml_from_native_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.domainXml = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.domainXml = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.domainXml, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_connect_domain_xml_from_native_ret(out: bytearray, v: remote_connect_domain_xml_from_native_ret) -> None:
-    try:
-        b1 = v.domainXml.encode()
-    except UnicodeEncodeError:
-        b1 = v.domainXml.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.domainXml, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
 
 
 def _dec_remote_connect_domain_xml_to_native_args(buf: bytes, pos: int) -> tuple[remote_connect_domain_xml_to_native_args, int]:
-    end = len(buf)
     v = _new(remote_connect_domain_xml_to_native_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.nativeFormat = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.nativeFormat = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
-    (n3,) = _unpack_u32(buf, pos)
-    s4 = pos + 4
-    pos = s4 + ((n3 + 3) & -4)
-    if pos > end or n3 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.domainXml = buf[s4:s4 + n3].decode()
-    except UnicodeDecodeError:
-        v.domainXml = buf[s4:s4 + n3].decode("utf-8", "surrogateescape")
+    v.nativeFormat, pos = _read_str(buf, pos, 4194304)
+    v.domainXml, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_connect_domain_xml_to_native_args(out: bytearray, v: remote_connect_domain_xml_to_native_args) -> None:
-    try:
-        b1 = v.nativeFormat.encode()
-    except UnicodeEncodeError:
-        b1 = v.nativeFormat.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.nativeFormat, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
-    try:
-        b3 = v.domainXml.encode()
-    except UnicodeEncodeError:
-        b3 = v.domainXml.encode("utf-8", "surrogateescape")
+    b3 = _encode_str(v.domainXml, 4194304)
     n4 = len(b3)
-    if n4 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _padpack_I[n2 & 3](n4)
     out += b3
     out += _padpack_I[n4 & 3](v.flags)
 
 
 def _dec_remote_connect_domain_xml_to_native_ret(buf: bytes, pos: int) -> tuple[remote_connect_domain_xml_to_native_ret, int]:
-    end = len(buf)
     v = _new(remote_connect_domain_xml_to_native_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.nativeConfig = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.nativeConfig = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.nativeConfig, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_connect_domain_xml_to_native_ret(out: bytearray, v: remote_connect_domain_xml_to_native_ret) -> None:
-    try:
-        b1 = v.nativeConfig.encode()
-    except UnicodeEncodeError:
-        b1 = v.nativeConfig.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.nativeConfig, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -10869,30 +10324,16 @@ def _enc_remote_connect_is_secure_ret(out: bytearray, v: remote_connect_is_secur
 
 
 def _dec_remote_connect_compare_cpu_args(buf: bytes, pos: int) -> tuple[remote_connect_compare_cpu_args, int]:
-    end = len(buf)
     v = _new(remote_connect_compare_cpu_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.xml = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.xml = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.xml, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_connect_compare_cpu_args(out: bytearray, v: remote_connect_compare_cpu_args) -> None:
-    try:
-        b1 = v.xml.encode()
-    except UnicodeEncodeError:
-        b1 = v.xml.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.xml, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_I[n2 & 3](v.flags)
@@ -10958,28 +10399,14 @@ def _enc_remote_connect_baseline_cpu_args(out: bytearray, v: remote_connect_base
 
 
 def _dec_remote_connect_baseline_cpu_ret(buf: bytes, pos: int) -> tuple[remote_connect_baseline_cpu_ret, int]:
-    end = len(buf)
     v = _new(remote_connect_baseline_cpu_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.cpu = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.cpu = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.cpu, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_connect_baseline_cpu_ret(out: bytearray, v: remote_connect_baseline_cpu_ret) -> None:
-    try:
-        b1 = v.cpu.encode()
-    except UnicodeEncodeError:
-        b1 = v.cpu.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.cpu, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -11041,64 +10468,48 @@ def _dec_remote_node_set_memory_parameters_args(buf: bytes, pos: int) -> tuple[r
                 v6.value, n4 = _unpack_iI(buf, pos)
                 pos += 8
             elif d7 == 7:
-                (n8,) = _unpack_u32(buf, pos)
-                s9 = pos + 4
-                pos = s9 + ((n8 + 3) & -4)
-                if pos > end or n8 > 4194304:
-                    raise XdrError("string or opaque longer than its bound or the data left")
-                try:
-                    v6.value = buf[s9:s9 + n8].decode()
-                except UnicodeDecodeError:
-                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                v6.value, pos = _read_str(buf, pos, 4194304)
                 (n4,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
             x3.value = v6
         x3 = a1[-1]
-        s10 = pos
-        pos = s10 + ((n4 + 3) & -4)
+        s8 = pos
+        pos = s8 + ((n4 + 3) & -4)
         if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s10:s10 + n4].decode()
+            x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
-        v11 = _new(remote_typed_param_value)
-        (d12,) = _unpack_i(buf, pos)
+            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        v9 = _new(remote_typed_param_value)
+        (d10,) = _unpack_i(buf, pos)
         pos += 4
-        v11.type = d12
-        if d12 == 1:
-            (v11.value,) = _unpack_i(buf, pos)
+        v9.type = d10
+        if d10 == 1:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 2:
-            (v11.value,) = _unpack_I(buf, pos)
+        elif d10 == 2:
+            (v9.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d12 == 3:
-            (v11.value,) = _unpack_q(buf, pos)
+        elif d10 == 3:
+            (v9.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d12 == 4:
-            (v11.value,) = _unpack_Q(buf, pos)
+        elif d10 == 4:
+            (v9.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d12 == 5:
-            (v11.value,) = _unpack_d(buf, pos)
+        elif d10 == 5:
+            (v9.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d12 == 6:
-            (v11.value,) = _unpack_i(buf, pos)
+        elif d10 == 6:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 7:
-            (n13,) = _unpack_u32(buf, pos)
-            s14 = pos + 4
-            pos = s14 + ((n13 + 3) & -4)
-            if pos > end or n13 > 4194304:
-                raise XdrError("string or opaque longer than its bound or the data left")
-            try:
-                v11.value = buf[s14:s14 + n13].decode()
-            except UnicodeDecodeError:
-                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
+        elif d10 == 7:
+            v9.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v11
+        x3.value = v9
     v.params = a1
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -11146,13 +10557,8 @@ def _enc_remote_node_set_memory_parameters_args(out: bytearray, v: remote_node_s
             out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
         elif d10 == 7:
             x11 = cast("str", u9.value)
-            try:
-                b12 = x11.encode()
-            except UnicodeEncodeError:
-                b12 = x11.encode("utf-8", "surrogateescape")
+            b12 = _encode_str(x11, 4194304)
             n13 = len(b12)
-            if n13 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d10, n13)
             out += b12
             out += _padpack_I[n13 & 3](n6)
@@ -11177,13 +10583,8 @@ def _enc_remote_node_set_memory_parameters_args(out: bytearray, v: remote_node_s
             out += _padpack_ii[n4 & 3](d15, u14.value)
         elif d15 == 7:
             x16 = cast("str", u14.value)
-            try:
-                b17 = x16.encode()
-            except UnicodeEncodeError:
-                b17 = x16.encode("utf-8", "surrogateescape")
+            b17 = _encode_str(x16, 4194304)
             n18 = len(b17)
-            if n18 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d15, n18)
             out += b17
             out += xdr.PAD[n18 & 3]
@@ -11248,64 +10649,48 @@ def _dec_remote_node_get_memory_parameters_ret(buf: bytes, pos: int) -> tuple[re
                 v6.value, n4 = _unpack_iI(buf, pos)
                 pos += 8
             elif d7 == 7:
-                (n8,) = _unpack_u32(buf, pos)
-                s9 = pos + 4
-                pos = s9 + ((n8 + 3) & -4)
-                if pos > end or n8 > 4194304:
-                    raise XdrError("string or opaque longer than its bound or the data left")
-                try:
-                    v6.value = buf[s9:s9 + n8].decode()
-                except UnicodeDecodeError:
-                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                v6.value, pos = _read_str(buf, pos, 4194304)
                 (n4,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
             x3.value = v6
         x3 = a1[-1]
-        s10 = pos
-        pos = s10 + ((n4 + 3) & -4)
+        s8 = pos
+        pos = s8 + ((n4 + 3) & -4)
         if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s10:s10 + n4].decode()
+            x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
-        v11 = _new(remote_typed_param_value)
-        (d12,) = _unpack_i(buf, pos)
+            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        v9 = _new(remote_typed_param_value)
+        (d10,) = _unpack_i(buf, pos)
         pos += 4
-        v11.type = d12
-        if d12 == 1:
-            (v11.value,) = _unpack_i(buf, pos)
+        v9.type = d10
+        if d10 == 1:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 2:
-            (v11.value,) = _unpack_I(buf, pos)
+        elif d10 == 2:
+            (v9.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d12 == 3:
-            (v11.value,) = _unpack_q(buf, pos)
+        elif d10 == 3:
+            (v9.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d12 == 4:
-            (v11.value,) = _unpack_Q(buf, pos)
+        elif d10 == 4:
+            (v9.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d12 == 5:
-            (v11.value,) = _unpack_d(buf, pos)
+        elif d10 == 5:
+            (v9.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d12 == 6:
-            (v11.value,) = _unpack_i(buf, pos)
+        elif d10 == 6:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 7:
-            (n13,) = _unpack_u32(buf, pos)
-            s14 = pos + 4
-            pos = s14 + ((n13 + 3) & -4)
-            if pos > end or n13 > 4194304:
-                raise XdrError("string or opaque longer than its bound or the data left")
-            try:
-                v11.value = buf[s14:s14 + n13].decode()
-            except UnicodeDecodeError:
-                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
+        elif d10 == 7:
+            v9.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v11
+        x3.value = v9
     v.params = a1
     (v.nparams,) = _unpack_i(buf, pos)
     pos += 4
@@ -11353,13 +10738,8 @@ def _enc_remote_node_get_memory_parameters_ret(out: bytearray, v: remote_node_ge
             out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
         elif d10 == 7:
             x11 = cast("str", u9.value)
-            try:
-                b12 = x11.encode()
-            except UnicodeEncodeError:
-                b12 = x11.encode("utf-8", "surrogateescape")
+            b12 = _encode_str(x11, 4194304)
             n13 = len(b12)
-            if n13 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d10, n13)
             out += b12
             out += _padpack_I[n13 & 3](n6)
@@ -11384,13 +10764,8 @@ def _enc_remote_node_get_memory_parameters_ret(out: bytearray, v: remote_node_ge
             out += _padpack_ii[n4 & 3](d15, u14.value)
         elif d15 == 7:
             x16 = cast("str", u14.value)
-            try:
-                b17 = x16.encode()
-            except UnicodeEncodeError:
-                b17 = x16.encode("utf-8", "surrogateescape")
+            b17 = _encode_str(x16, 4194304)
             n18 = len(b17)
-            if n18 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d15, n18)
             out += b17
             out += xdr.PAD[n18 & 3]
@@ -11411,14 +10786,8 @@ def _enc_remote_node_get_cpu_map_args(out: bytearray, v: remote_node_get_cpu_map
 
 
 def _dec_remote_node_get_cpu_map_ret(buf: bytes, pos: int) -> tuple[remote_node_get_cpu_map_ret, int]:
-    end = len(buf)
     v = _new(remote_node_get_cpu_map_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 2048:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    v.cpumap = buf[s2:s2 + n1]
+    v.cpumap, pos = _read_opaque(buf, pos, 2048)
     v.online, v.ret = _unpack_Ii(buf, pos)
     pos += 8
     return v, pos
@@ -11435,30 +10804,16 @@ def _enc_remote_node_get_cpu_map_ret(out: bytearray, v: remote_node_get_cpu_map_
 
 
 def _dec_remote_connect_get_cpu_model_names_args(buf: bytes, pos: int) -> tuple[remote_connect_get_cpu_model_names_args, int]:
-    end = len(buf)
     v = _new(remote_connect_get_cpu_model_names_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.arch = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.arch = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.arch, pos = _read_str(buf, pos, 4194304)
     v.need_results, v.flags = _unpack_iI(buf, pos)
     pos += 8
     return v, pos
 
 
 def _enc_remote_connect_get_cpu_model_names_args(out: bytearray, v: remote_connect_get_cpu_model_names_args) -> None:
-    try:
-        b1 = v.arch.encode()
-    except UnicodeEncodeError:
-        b1 = v.arch.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.arch, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_iI[n2 & 3](v.need_results, v.flags)
@@ -11617,85 +10972,44 @@ def _enc_remote_node_alloc_pages_ret(out: bytearray, v: remote_node_alloc_pages_
 
 
 def _dec_remote_connect_compare_hypervisor_cpu_args(buf: bytes, pos: int) -> tuple[remote_connect_compare_hypervisor_cpu_args, int]:
-    end = len(buf)
     v = _new(remote_connect_compare_hypervisor_cpu_args)
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
     if w1 == 1:
-        (n4,) = _unpack_u32(buf, pos)
-        s5 = pos + 4
-        pos = s5 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p2 = buf[s5:s5 + n4].decode()
-        except UnicodeDecodeError:
-            p2 = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
     elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
     v.emulator = o3
-    o8: remote_nonnull_string | None = None
-    (w6,) = _unpack_u32(buf, pos)
+    o6: remote_nonnull_string | None = None
+    (w4,) = _unpack_u32(buf, pos)
     pos += 4
-    if w6 == 1:
-        (n9,) = _unpack_u32(buf, pos)
-        s10 = pos + 4
-        pos = s10 + ((n9 + 3) & -4)
-        if pos > end or n9 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p7 = buf[s10:s10 + n9].decode()
-        except UnicodeDecodeError:
-            p7 = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-        o8 = p7
-    elif w6:
+    if w4 == 1:
+        p5, pos = _read_str(buf, pos, 4194304)
+        o6 = p5
+    elif w4:
         raise XdrError("optional-data flag is not 0 or 1")
-    v.arch = o8
-    o13: remote_nonnull_string | None = None
-    (w11,) = _unpack_u32(buf, pos)
+    v.arch = o6
+    o9: remote_nonnull_string | None = None
+    (w7,) = _unpack_u32(buf, pos)
     pos += 4
-    if w11 == 1:
-        (n14,) = _unpack_u32(buf, pos)
-        s15 = pos + 4
-        pos = s15 + ((n14 + 3) & -4)
-        if pos > end or n14 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p12 = buf[s15:s15 + n14].decode()
-        except UnicodeDecodeError:
-            p12 = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
-        o13 = p12
-    elif w11:
+    if w7 == 1:
+        p8, pos = _read_str(buf, pos, 4194304)
+        o9 = p8
+    elif w7:
         raise XdrError("optional-data flag is not 0 or 1")
-    v.machine = o13
-    o18: remote_nonnull_string | None = None
-    (w16,) = _unpack_u32(buf, pos)
+    v.machine = o9
+    o12: remote_nonnull_string | None = None
+    (w10,) = _unpack_u32(buf, pos)
     pos += 4
-    if w16 == 1:
-        (n19,) = _unpack_u32(buf, pos)
-        s20 = pos + 4
-        pos = s20 + ((n19 + 3) & -4)
-        if pos > end or n19 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p17 = buf[s20:s20 + n19].decode()
-        except UnicodeDecodeError:
-            p17 = buf[s20:s20 + n19].decode("utf-8", "surrogateescape")
-        o18 = p17
-    elif w16:
+    if w10 == 1:
+        p11, pos = _read_str(buf, pos, 4194304)
+        o12 = p11
+    elif w10:
         raise XdrError("optional-data flag is not 0 or 1")
-    v.virttype = o18
-    (n21,) = _unpack_u32(buf, pos)
-    s22 = pos + 4
-    pos = s22 + ((n21 + 3) & -4)
-    if pos > end or n21 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.xmlCPU = buf[s22:s22 + n21].decode()
-    except UnicodeDecodeError:
-        v.xmlCPU = buf[s22:s22 + n21].decode("utf-8", "surrogateescape")
+    v.virttype = o12
+    v.xmlCPU, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
@@ -11707,13 +11021,8 @@ def _enc_remote_connect_compare_hypervisor_cpu_args(out: bytearray, v: remote_co
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b2 = o1.encode()
-        except UnicodeEncodeError:
-            b2 = o1.encode("utf-8", "surrogateescape")
+        b2 = _encode_str(o1, 4194304)
         n3 = len(b2)
-        if n3 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n3)
         out += b2
         out += xdr.PAD[n3 & 3]
@@ -11722,13 +11031,8 @@ def _enc_remote_connect_compare_hypervisor_cpu_args(out: bytearray, v: remote_co
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b5 = o4.encode()
-        except UnicodeEncodeError:
-            b5 = o4.encode("utf-8", "surrogateescape")
+        b5 = _encode_str(o4, 4194304)
         n6 = len(b5)
-        if n6 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n6)
         out += b5
         out += xdr.PAD[n6 & 3]
@@ -11737,13 +11041,8 @@ def _enc_remote_connect_compare_hypervisor_cpu_args(out: bytearray, v: remote_co
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b8 = o7.encode()
-        except UnicodeEncodeError:
-            b8 = o7.encode("utf-8", "surrogateescape")
+        b8 = _encode_str(o7, 4194304)
         n9 = len(b8)
-        if n9 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n9)
         out += b8
         out += xdr.PAD[n9 & 3]
@@ -11752,23 +11051,13 @@ def _enc_remote_connect_compare_hypervisor_cpu_args(out: bytearray, v: remote_co
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b11 = o10.encode()
-        except UnicodeEncodeError:
-            b11 = o10.encode("utf-8", "surrogateescape")
+        b11 = _encode_str(o10, 4194304)
         n12 = len(b11)
-        if n12 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n12)
         out += b11
         out += xdr.PAD[n12 & 3]
-    try:
-        b13 = v.xmlCPU.encode()
-    except UnicodeEncodeError:
-        b13 = v.xmlCPU.encode("utf-8", "surrogateescape")
+    b13 = _encode_str(v.xmlCPU, 4194304)
     n14 = len(b13)
-    if n14 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n14)
     out += b13
     out += _padpack_I[n14 & 3](v.flags)
@@ -11792,90 +11081,58 @@ def _dec_remote_connect_baseline_hypervisor_cpu_args(buf: bytes, pos: int) -> tu
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
     if w1 == 1:
-        (n4,) = _unpack_u32(buf, pos)
-        s5 = pos + 4
-        pos = s5 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p2 = buf[s5:s5 + n4].decode()
-        except UnicodeDecodeError:
-            p2 = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
     elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
     v.emulator = o3
-    o8: remote_nonnull_string | None = None
-    (w6,) = _unpack_u32(buf, pos)
+    o6: remote_nonnull_string | None = None
+    (w4,) = _unpack_u32(buf, pos)
     pos += 4
-    if w6 == 1:
-        (n9,) = _unpack_u32(buf, pos)
-        s10 = pos + 4
-        pos = s10 + ((n9 + 3) & -4)
-        if pos > end or n9 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p7 = buf[s10:s10 + n9].decode()
-        except UnicodeDecodeError:
-            p7 = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-        o8 = p7
-    elif w6:
+    if w4 == 1:
+        p5, pos = _read_str(buf, pos, 4194304)
+        o6 = p5
+    elif w4:
         raise XdrError("optional-data flag is not 0 or 1")
-    v.arch = o8
-    o13: remote_nonnull_string | None = None
-    (w11,) = _unpack_u32(buf, pos)
+    v.arch = o6
+    o9: remote_nonnull_string | None = None
+    (w7,) = _unpack_u32(buf, pos)
     pos += 4
-    if w11 == 1:
-        (n14,) = _unpack_u32(buf, pos)
-        s15 = pos + 4
-        pos = s15 + ((n14 + 3) & -4)
-        if pos > end or n14 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p12 = buf[s15:s15 + n14].decode()
-        except UnicodeDecodeError:
-            p12 = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
-        o13 = p12
-    elif w11:
+    if w7 == 1:
+        p8, pos = _read_str(buf, pos, 4194304)
+        o9 = p8
+    elif w7:
         raise XdrError("optional-data flag is not 0 or 1")
-    v.machine = o13
-    o18: remote_nonnull_string | None = None
-    (w16,) = _unpack_u32(buf, pos)
+    v.machine = o9
+    o12: remote_nonnull_string | None = None
+    (w10,) = _unpack_u32(buf, pos)
     pos += 4
-    if w16 == 1:
-        (n19,) = _unpack_u32(buf, pos)
-        s20 = pos + 4
-        pos = s20 + ((n19 + 3) & -4)
-        if pos > end or n19 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p17 = buf[s20:s20 + n19].decode()
-        except UnicodeDecodeError:
-            p17 = buf[s20:s20 + n19].decode("utf-8", "surrogateescape")
-        o18 = p17
-    elif w16:
+    if w10 == 1:
+        p11, pos = _read_str(buf, pos, 4194304)
+        o12 = p11
+    elif w10:
         raise XdrError("optional-data flag is not 0 or 1")
-    v.virttype = o18
-    (n22,) = _unpack_u32(buf, pos)
+    v.virttype = o12
+    (n14,) = _unpack_u32(buf, pos)
     pos += 4
-    if n22 > 256:
+    if n14 > 256:
         raise XdrError("array length exceeds its bound")
-    if n22 * 4 > end - pos:
+    if n14 * 4 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a21: list[remote_nonnull_string] = []
-    append24 = a21.append
-    for _ in range(n22):
-        (n25,) = _unpack_u32(buf, pos)
-        s26 = pos + 4
-        pos = s26 + ((n25 + 3) & -4)
-        if pos > end or n25 > 4194304:
+    a13: list[remote_nonnull_string] = []
+    append16 = a13.append
+    for _ in range(n14):
+        (n17,) = _unpack_u32(buf, pos)
+        s18 = pos + 4
+        pos = s18 + ((n17 + 3) & -4)
+        if pos > end or n17 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x23 = buf[s26:s26 + n25].decode()
+            x15 = buf[s18:s18 + n17].decode()
         except UnicodeDecodeError:
-            x23 = buf[s26:s26 + n25].decode("utf-8", "surrogateescape")
-        append24(x23)
-    v.xmlCPUs = a21
+            x15 = buf[s18:s18 + n17].decode("utf-8", "surrogateescape")
+        append16(x15)
+    v.xmlCPUs = a13
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
@@ -11887,13 +11144,8 @@ def _enc_remote_connect_baseline_hypervisor_cpu_args(out: bytearray, v: remote_c
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b2 = o1.encode()
-        except UnicodeEncodeError:
-            b2 = o1.encode("utf-8", "surrogateescape")
+        b2 = _encode_str(o1, 4194304)
         n3 = len(b2)
-        if n3 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n3)
         out += b2
         out += xdr.PAD[n3 & 3]
@@ -11902,13 +11154,8 @@ def _enc_remote_connect_baseline_hypervisor_cpu_args(out: bytearray, v: remote_c
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b5 = o4.encode()
-        except UnicodeEncodeError:
-            b5 = o4.encode("utf-8", "surrogateescape")
+        b5 = _encode_str(o4, 4194304)
         n6 = len(b5)
-        if n6 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n6)
         out += b5
         out += xdr.PAD[n6 & 3]
@@ -11917,13 +11164,8 @@ def _enc_remote_connect_baseline_hypervisor_cpu_args(out: bytearray, v: remote_c
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b8 = o7.encode()
-        except UnicodeEncodeError:
-            b8 = o7.encode("utf-8", "surrogateescape")
+        b8 = _encode_str(o7, 4194304)
         n9 = len(b8)
-        if n9 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n9)
         out += b8
         out += xdr.PAD[n9 & 3]
@@ -11932,13 +11174,8 @@ def _enc_remote_connect_baseline_hypervisor_cpu_args(out: bytearray, v: remote_c
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b11 = o10.encode()
-        except UnicodeEncodeError:
-            b11 = o10.encode("utf-8", "surrogateescape")
+        b11 = _encode_str(o10, 4194304)
         n12 = len(b11)
-        if n12 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n12)
         out += b11
         out += xdr.PAD[n12 & 3]
@@ -11962,28 +11199,14 @@ def _enc_remote_connect_baseline_hypervisor_cpu_args(out: bytearray, v: remote_c
 
 
 def _dec_remote_connect_baseline_hypervisor_cpu_ret(buf: bytes, pos: int) -> tuple[remote_connect_baseline_hypervisor_cpu_ret, int]:
-    end = len(buf)
     v = _new(remote_connect_baseline_hypervisor_cpu_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.cpu = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.cpu = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.cpu, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_connect_baseline_hypervisor_cpu_ret(out: bytearray, v: remote_connect_baseline_hypervisor_cpu_ret) -> None:
-    try:
-        b1 = v.cpu.encode()
-    except UnicodeEncodeError:
-        b1 = v.cpu.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.cpu, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -12001,28 +11224,14 @@ def _enc_remote_connect_get_storage_pool_capabilities_args(out: bytearray, v: re
 
 
 def _dec_remote_connect_get_storage_pool_capabilities_ret(buf: bytes, pos: int) -> tuple[remote_connect_get_storage_pool_capabilities_ret, int]:
-    end = len(buf)
     v = _new(remote_connect_get_storage_pool_capabilities_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.capabilities = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.capabilities = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.capabilities, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_connect_get_storage_pool_capabilities_ret(out: bytearray, v: remote_connect_get_storage_pool_capabilities_ret) -> None:
-    try:
-        b1 = v.capabilities.encode()
-    except UnicodeEncodeError:
-        b1 = v.capabilities.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.capabilities, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -12073,64 +11282,48 @@ def _dec_remote_connect_set_identity_args(buf: bytes, pos: int) -> tuple[remote_
                 v6.value, n4 = _unpack_iI(buf, pos)
                 pos += 8
             elif d7 == 7:
-                (n8,) = _unpack_u32(buf, pos)
-                s9 = pos + 4
-                pos = s9 + ((n8 + 3) & -4)
-                if pos > end or n8 > 4194304:
-                    raise XdrError("string or opaque longer than its bound or the data left")
-                try:
-                    v6.value = buf[s9:s9 + n8].decode()
-                except UnicodeDecodeError:
-                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                v6.value, pos = _read_str(buf, pos, 4194304)
                 (n4,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
             x3.value = v6
         x3 = a1[-1]
-        s10 = pos
-        pos = s10 + ((n4 + 3) & -4)
+        s8 = pos
+        pos = s8 + ((n4 + 3) & -4)
         if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s10:s10 + n4].decode()
+            x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
-        v11 = _new(remote_typed_param_value)
-        (d12,) = _unpack_i(buf, pos)
+            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        v9 = _new(remote_typed_param_value)
+        (d10,) = _unpack_i(buf, pos)
         pos += 4
-        v11.type = d12
-        if d12 == 1:
-            (v11.value,) = _unpack_i(buf, pos)
+        v9.type = d10
+        if d10 == 1:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 2:
-            (v11.value,) = _unpack_I(buf, pos)
+        elif d10 == 2:
+            (v9.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d12 == 3:
-            (v11.value,) = _unpack_q(buf, pos)
+        elif d10 == 3:
+            (v9.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d12 == 4:
-            (v11.value,) = _unpack_Q(buf, pos)
+        elif d10 == 4:
+            (v9.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d12 == 5:
-            (v11.value,) = _unpack_d(buf, pos)
+        elif d10 == 5:
+            (v9.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d12 == 6:
-            (v11.value,) = _unpack_i(buf, pos)
+        elif d10 == 6:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 7:
-            (n13,) = _unpack_u32(buf, pos)
-            s14 = pos + 4
-            pos = s14 + ((n13 + 3) & -4)
-            if pos > end or n13 > 4194304:
-                raise XdrError("string or opaque longer than its bound or the data left")
-            try:
-                v11.value = buf[s14:s14 + n13].decode()
-            except UnicodeDecodeError:
-                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
+        elif d10 == 7:
+            v9.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v11
+        x3.value = v9
     v.params = a1
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -12178,13 +11371,8 @@ def _enc_remote_connect_set_identity_args(out: bytearray, v: remote_connect_set_
             out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
         elif d10 == 7:
             x11 = cast("str", u9.value)
-            try:
-                b12 = x11.encode()
-            except UnicodeEncodeError:
-                b12 = x11.encode("utf-8", "surrogateescape")
+            b12 = _encode_str(x11, 4194304)
             n13 = len(b12)
-            if n13 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d10, n13)
             out += b12
             out += _padpack_I[n13 & 3](n6)
@@ -12209,13 +11397,8 @@ def _enc_remote_connect_set_identity_args(out: bytearray, v: remote_connect_set_
             out += _padpack_ii[n4 & 3](d15, u14.value)
         elif d15 == 7:
             x16 = cast("str", u14.value)
-            try:
-                b17 = x16.encode()
-            except UnicodeEncodeError:
-                b17 = x16.encode("utf-8", "surrogateescape")
+            b17 = _encode_str(x16, 4194304)
             n18 = len(b17)
-            if n18 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d15, n18)
             out += b17
             out += xdr.PAD[n18 & 3]
@@ -12249,28 +11432,14 @@ def _enc_remote_auth_list_ret(out: bytearray, v: remote_auth_list_ret) -> None:
 
 
 def _dec_remote_auth_sasl_init_ret(buf: bytes, pos: int) -> tuple[remote_auth_sasl_init_ret, int]:
-    end = len(buf)
     v = _new(remote_auth_sasl_init_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.mechlist = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.mechlist = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.mechlist, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_auth_sasl_init_ret(out: bytearray, v: remote_auth_sasl_init_ret) -> None:
-    try:
-        b1 = v.mechlist.encode()
-    except UnicodeEncodeError:
-        b1 = v.mechlist.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.mechlist, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -12279,37 +11448,24 @@ def _enc_remote_auth_sasl_init_ret(out: bytearray, v: remote_auth_sasl_init_ret)
 def _dec_remote_auth_sasl_start_args(buf: bytes, pos: int) -> tuple[remote_auth_sasl_start_args, int]:
     end = len(buf)
     v = _new(remote_auth_sasl_start_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.mech = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.mech = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.mech, pos = _read_str(buf, pos, 4194304)
     (v.nil,) = _unpack_i(buf, pos)
     pos += 4
-    (n4,) = _unpack_u32(buf, pos)
+    (n2,) = _unpack_u32(buf, pos)
     pos += 4
-    if n4 > 65536:
+    if n2 > 65536:
         raise XdrError("array length exceeds its bound")
-    if n4 * 4 > end - pos:
+    if n2 * 4 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a3 = list(struct.unpack_from(f">{n4}i", buf, pos))
-    pos += n4 * 4
-    v.data = a3
+    a1 = list(struct.unpack_from(f">{n2}i", buf, pos))
+    pos += n2 * 4
+    v.data = a1
     return v, pos
 
 
 def _enc_remote_auth_sasl_start_args(out: bytearray, v: remote_auth_sasl_start_args) -> None:
-    try:
-        b1 = v.mech.encode()
-    except UnicodeEncodeError:
-        b1 = v.mech.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.mech, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_i[n2 & 3](v.nil)
@@ -12504,28 +11660,14 @@ def _enc_remote_domain_lookup_by_uuid_ret(out: bytearray, v: remote_domain_looku
 
 
 def _dec_remote_domain_lookup_by_name_args(buf: bytes, pos: int) -> tuple[remote_domain_lookup_by_name_args, int]:
-    end = len(buf)
     v = _new(remote_domain_lookup_by_name_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.name = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.name = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.name, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_domain_lookup_by_name_args(out: bytearray, v: remote_domain_lookup_by_name_args) -> None:
-    try:
-        b1 = v.name.encode()
-    except UnicodeEncodeError:
-        b1 = v.name.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.name, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -12698,30 +11840,16 @@ def _enc_remote_connect_list_all_domains_ret(out: bytearray, v: remote_connect_l
 
 
 def _dec_remote_domain_create_xml_args(buf: bytes, pos: int) -> tuple[remote_domain_create_xml_args, int]:
-    end = len(buf)
     v = _new(remote_domain_create_xml_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.xml_desc = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.xml_desc = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.xml_desc, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_create_xml_args(out: bytearray, v: remote_domain_create_xml_args) -> None:
-    try:
-        b1 = v.xml_desc.encode()
-    except UnicodeEncodeError:
-        b1 = v.xml_desc.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.xml_desc, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_I[n2 & 3](v.flags)
@@ -12738,30 +11866,16 @@ def _enc_remote_domain_create_xml_ret(out: bytearray, v: remote_domain_create_xm
 
 
 def _dec_remote_domain_create_xml_with_files_args(buf: bytes, pos: int) -> tuple[remote_domain_create_xml_with_files_args, int]:
-    end = len(buf)
     v = _new(remote_domain_create_xml_with_files_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.xml_desc = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.xml_desc = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.xml_desc, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_create_xml_with_files_args(out: bytearray, v: remote_domain_create_xml_with_files_args) -> None:
-    try:
-        b1 = v.xml_desc.encode()
-    except UnicodeEncodeError:
-        b1 = v.xml_desc.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.xml_desc, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_I[n2 & 3](v.flags)
@@ -12883,65 +11997,34 @@ def _enc_remote_domain_destroy_flags_args(out: bytearray, v: remote_domain_destr
 
 
 def _dec_remote_domain_save_args(buf: bytes, pos: int) -> tuple[remote_domain_save_args, int]:
-    end = len(buf)
     v = _new(remote_domain_save_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.to = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.to = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.to, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_domain_save_args(out: bytearray, v: remote_domain_save_args) -> None:
     _enc_remote_nonnull_domain(out, v.dom)
-    try:
-        b1 = v.to.encode()
-    except UnicodeEncodeError:
-        b1 = v.to.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.to, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
 
 
 def _dec_remote_domain_save_flags_args(buf: bytes, pos: int) -> tuple[remote_domain_save_flags_args, int]:
-    end = len(buf)
     v = _new(remote_domain_save_flags_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.to = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.to = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
-    o5: remote_nonnull_string | None = None
-    (w3,) = _unpack_u32(buf, pos)
+    v.to, pos = _read_str(buf, pos, 4194304)
+    o3: remote_nonnull_string | None = None
+    (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w3 == 1:
-        (n6,) = _unpack_u32(buf, pos)
-        s7 = pos + 4
-        pos = s7 + ((n6 + 3) & -4)
-        if pos > end or n6 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p4 = buf[s7:s7 + n6].decode()
-        except UnicodeDecodeError:
-            p4 = buf[s7:s7 + n6].decode("utf-8", "surrogateescape")
-        o5 = p4
-    elif w3:
+    if w1 == 1:
+        p2, pos = _read_str(buf, pos, 4194304)
+        o3 = p2
+    elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
-    v.dxml = o5
+    v.dxml = o3
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
@@ -12949,13 +12032,8 @@ def _dec_remote_domain_save_flags_args(buf: bytes, pos: int) -> tuple[remote_dom
 
 def _enc_remote_domain_save_flags_args(out: bytearray, v: remote_domain_save_flags_args) -> None:
     _enc_remote_nonnull_domain(out, v.dom)
-    try:
-        b1 = v.to.encode()
-    except UnicodeEncodeError:
-        b1 = v.to.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.to, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -12964,13 +12042,8 @@ def _enc_remote_domain_save_flags_args(out: bytearray, v: remote_domain_save_fla
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b4 = o3.encode()
-        except UnicodeEncodeError:
-            b4 = o3.encode("utf-8", "surrogateescape")
+        b4 = _encode_str(o3, 4194304)
         n5 = len(b4)
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
         out += xdr.PAD[n5 & 3]
@@ -13023,64 +12096,48 @@ def _dec_remote_domain_save_params_args(buf: bytes, pos: int) -> tuple[remote_do
                 v6.value, n4 = _unpack_iI(buf, pos)
                 pos += 8
             elif d7 == 7:
-                (n8,) = _unpack_u32(buf, pos)
-                s9 = pos + 4
-                pos = s9 + ((n8 + 3) & -4)
-                if pos > end or n8 > 4194304:
-                    raise XdrError("string or opaque longer than its bound or the data left")
-                try:
-                    v6.value = buf[s9:s9 + n8].decode()
-                except UnicodeDecodeError:
-                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                v6.value, pos = _read_str(buf, pos, 4194304)
                 (n4,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
             x3.value = v6
         x3 = a1[-1]
-        s10 = pos
-        pos = s10 + ((n4 + 3) & -4)
+        s8 = pos
+        pos = s8 + ((n4 + 3) & -4)
         if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s10:s10 + n4].decode()
+            x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
-        v11 = _new(remote_typed_param_value)
-        (d12,) = _unpack_i(buf, pos)
+            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        v9 = _new(remote_typed_param_value)
+        (d10,) = _unpack_i(buf, pos)
         pos += 4
-        v11.type = d12
-        if d12 == 1:
-            (v11.value,) = _unpack_i(buf, pos)
+        v9.type = d10
+        if d10 == 1:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 2:
-            (v11.value,) = _unpack_I(buf, pos)
+        elif d10 == 2:
+            (v9.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d12 == 3:
-            (v11.value,) = _unpack_q(buf, pos)
+        elif d10 == 3:
+            (v9.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d12 == 4:
-            (v11.value,) = _unpack_Q(buf, pos)
+        elif d10 == 4:
+            (v9.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d12 == 5:
-            (v11.value,) = _unpack_d(buf, pos)
+        elif d10 == 5:
+            (v9.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d12 == 6:
-            (v11.value,) = _unpack_i(buf, pos)
+        elif d10 == 6:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 7:
-            (n13,) = _unpack_u32(buf, pos)
-            s14 = pos + 4
-            pos = s14 + ((n13 + 3) & -4)
-            if pos > end or n13 > 4194304:
-                raise XdrError("string or opaque longer than its bound or the data left")
-            try:
-                v11.value = buf[s14:s14 + n13].decode()
-            except UnicodeDecodeError:
-                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
+        elif d10 == 7:
+            v9.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v11
+        x3.value = v9
     v.params = a1
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -13129,13 +12186,8 @@ def _enc_remote_domain_save_params_args(out: bytearray, v: remote_domain_save_pa
             out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
         elif d10 == 7:
             x11 = cast("str", u9.value)
-            try:
-                b12 = x11.encode()
-            except UnicodeEncodeError:
-                b12 = x11.encode("utf-8", "surrogateescape")
+            b12 = _encode_str(x11, 4194304)
             n13 = len(b12)
-            if n13 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d10, n13)
             out += b12
             out += _padpack_I[n13 & 3](n6)
@@ -13160,13 +12212,8 @@ def _enc_remote_domain_save_params_args(out: bytearray, v: remote_domain_save_pa
             out += _padpack_ii[n4 & 3](d15, u14.value)
         elif d15 == 7:
             x16 = cast("str", u14.value)
-            try:
-                b17 = x16.encode()
-            except UnicodeEncodeError:
-                b17 = x16.encode("utf-8", "surrogateescape")
+            b17 = _encode_str(x16, 4194304)
             n18 = len(b17)
-            if n18 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d15, n18)
             out += b17
             out += xdr.PAD[n18 & 3]
@@ -13176,75 +12223,39 @@ def _enc_remote_domain_save_params_args(out: bytearray, v: remote_domain_save_pa
 
 
 def _dec_remote_domain_restore_args(buf: bytes, pos: int) -> tuple[remote_domain_restore_args, int]:
-    end = len(buf)
     v = _new(remote_domain_restore_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.from_ = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.from_ = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.from_, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_domain_restore_args(out: bytearray, v: remote_domain_restore_args) -> None:
-    try:
-        b1 = v.from_.encode()
-    except UnicodeEncodeError:
-        b1 = v.from_.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.from_, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
 
 
 def _dec_remote_domain_restore_flags_args(buf: bytes, pos: int) -> tuple[remote_domain_restore_flags_args, int]:
-    end = len(buf)
     v = _new(remote_domain_restore_flags_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.from_ = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.from_ = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
-    o5: remote_nonnull_string | None = None
-    (w3,) = _unpack_u32(buf, pos)
+    v.from_, pos = _read_str(buf, pos, 4194304)
+    o3: remote_nonnull_string | None = None
+    (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w3 == 1:
-        (n6,) = _unpack_u32(buf, pos)
-        s7 = pos + 4
-        pos = s7 + ((n6 + 3) & -4)
-        if pos > end or n6 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p4 = buf[s7:s7 + n6].decode()
-        except UnicodeDecodeError:
-            p4 = buf[s7:s7 + n6].decode("utf-8", "surrogateescape")
-        o5 = p4
-    elif w3:
+    if w1 == 1:
+        p2, pos = _read_str(buf, pos, 4194304)
+        o3 = p2
+    elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
-    v.dxml = o5
+    v.dxml = o3
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_restore_flags_args(out: bytearray, v: remote_domain_restore_flags_args) -> None:
-    try:
-        b1 = v.from_.encode()
-    except UnicodeEncodeError:
-        b1 = v.from_.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.from_, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -13253,13 +12264,8 @@ def _enc_remote_domain_restore_flags_args(out: bytearray, v: remote_domain_resto
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b4 = o3.encode()
-        except UnicodeEncodeError:
-            b4 = o3.encode("utf-8", "surrogateescape")
+        b4 = _encode_str(o3, 4194304)
         n5 = len(b4)
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
         out += xdr.PAD[n5 & 3]
@@ -13311,64 +12317,48 @@ def _dec_remote_domain_restore_params_args(buf: bytes, pos: int) -> tuple[remote
                 v6.value, n4 = _unpack_iI(buf, pos)
                 pos += 8
             elif d7 == 7:
-                (n8,) = _unpack_u32(buf, pos)
-                s9 = pos + 4
-                pos = s9 + ((n8 + 3) & -4)
-                if pos > end or n8 > 4194304:
-                    raise XdrError("string or opaque longer than its bound or the data left")
-                try:
-                    v6.value = buf[s9:s9 + n8].decode()
-                except UnicodeDecodeError:
-                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                v6.value, pos = _read_str(buf, pos, 4194304)
                 (n4,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
             x3.value = v6
         x3 = a1[-1]
-        s10 = pos
-        pos = s10 + ((n4 + 3) & -4)
+        s8 = pos
+        pos = s8 + ((n4 + 3) & -4)
         if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s10:s10 + n4].decode()
+            x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
-        v11 = _new(remote_typed_param_value)
-        (d12,) = _unpack_i(buf, pos)
+            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        v9 = _new(remote_typed_param_value)
+        (d10,) = _unpack_i(buf, pos)
         pos += 4
-        v11.type = d12
-        if d12 == 1:
-            (v11.value,) = _unpack_i(buf, pos)
+        v9.type = d10
+        if d10 == 1:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 2:
-            (v11.value,) = _unpack_I(buf, pos)
+        elif d10 == 2:
+            (v9.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d12 == 3:
-            (v11.value,) = _unpack_q(buf, pos)
+        elif d10 == 3:
+            (v9.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d12 == 4:
-            (v11.value,) = _unpack_Q(buf, pos)
+        elif d10 == 4:
+            (v9.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d12 == 5:
-            (v11.value,) = _unpack_d(buf, pos)
+        elif d10 == 5:
+            (v9.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d12 == 6:
-            (v11.value,) = _unpack_i(buf, pos)
+        elif d10 == 6:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 7:
-            (n13,) = _unpack_u32(buf, pos)
-            s14 = pos + 4
-            pos = s14 + ((n13 + 3) & -4)
-            if pos > end or n13 > 4194304:
-                raise XdrError("string or opaque longer than its bound or the data left")
-            try:
-                v11.value = buf[s14:s14 + n13].decode()
-            except UnicodeDecodeError:
-                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
+        elif d10 == 7:
+            v9.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v11
+        x3.value = v9
     v.params = a1
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -13416,13 +12406,8 @@ def _enc_remote_domain_restore_params_args(out: bytearray, v: remote_domain_rest
             out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
         elif d10 == 7:
             x11 = cast("str", u9.value)
-            try:
-                b12 = x11.encode()
-            except UnicodeEncodeError:
-                b12 = x11.encode("utf-8", "surrogateescape")
+            b12 = _encode_str(x11, 4194304)
             n13 = len(b12)
-            if n13 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d10, n13)
             out += b12
             out += _padpack_I[n13 & 3](n6)
@@ -13447,13 +12432,8 @@ def _enc_remote_domain_restore_params_args(out: bytearray, v: remote_domain_rest
             out += _padpack_ii[n4 & 3](d15, u14.value)
         elif d15 == 7:
             x16 = cast("str", u14.value)
-            try:
-                b17 = x16.encode()
-            except UnicodeEncodeError:
-                b17 = x16.encode("utf-8", "surrogateescape")
+            b17 = _encode_str(x16, 4194304)
             n18 = len(b17)
-            if n18 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d15, n18)
             out += b17
             out += xdr.PAD[n18 & 3]
@@ -13463,124 +12443,60 @@ def _enc_remote_domain_restore_params_args(out: bytearray, v: remote_domain_rest
 
 
 def _dec_remote_domain_save_image_get_xml_desc_args(buf: bytes, pos: int) -> tuple[remote_domain_save_image_get_xml_desc_args, int]:
-    end = len(buf)
     v = _new(remote_domain_save_image_get_xml_desc_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.file = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.file = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.file, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_save_image_get_xml_desc_args(out: bytearray, v: remote_domain_save_image_get_xml_desc_args) -> None:
-    try:
-        b1 = v.file.encode()
-    except UnicodeEncodeError:
-        b1 = v.file.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.file, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_I[n2 & 3](v.flags)
 
 
 def _dec_remote_domain_save_image_get_xml_desc_ret(buf: bytes, pos: int) -> tuple[remote_domain_save_image_get_xml_desc_ret, int]:
-    end = len(buf)
     v = _new(remote_domain_save_image_get_xml_desc_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.xml = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.xml = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.xml, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_domain_save_image_get_xml_desc_ret(out: bytearray, v: remote_domain_save_image_get_xml_desc_ret) -> None:
-    try:
-        b1 = v.xml.encode()
-    except UnicodeEncodeError:
-        b1 = v.xml.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.xml, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
 
 
 def _dec_remote_domain_save_image_define_xml_args(buf: bytes, pos: int) -> tuple[remote_domain_save_image_define_xml_args, int]:
-    end = len(buf)
     v = _new(remote_domain_save_image_define_xml_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.file = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.file = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
-    (n3,) = _unpack_u32(buf, pos)
-    s4 = pos + 4
-    pos = s4 + ((n3 + 3) & -4)
-    if pos > end or n3 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.dxml = buf[s4:s4 + n3].decode()
-    except UnicodeDecodeError:
-        v.dxml = buf[s4:s4 + n3].decode("utf-8", "surrogateescape")
+    v.file, pos = _read_str(buf, pos, 4194304)
+    v.dxml, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_save_image_define_xml_args(out: bytearray, v: remote_domain_save_image_define_xml_args) -> None:
-    try:
-        b1 = v.file.encode()
-    except UnicodeEncodeError:
-        b1 = v.file.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.file, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
-    try:
-        b3 = v.dxml.encode()
-    except UnicodeEncodeError:
-        b3 = v.dxml.encode("utf-8", "surrogateescape")
+    b3 = _encode_str(v.dxml, 4194304)
     n4 = len(b3)
-    if n4 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _padpack_I[n2 & 3](n4)
     out += b3
     out += _padpack_I[n4 & 3](v.flags)
 
 
 def _dec_remote_domain_core_dump_args(buf: bytes, pos: int) -> tuple[remote_domain_core_dump_args, int]:
-    end = len(buf)
     v = _new(remote_domain_core_dump_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.to = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.to = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.to, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
@@ -13588,31 +12504,17 @@ def _dec_remote_domain_core_dump_args(buf: bytes, pos: int) -> tuple[remote_doma
 
 def _enc_remote_domain_core_dump_args(out: bytearray, v: remote_domain_core_dump_args) -> None:
     _enc_remote_nonnull_domain(out, v.dom)
-    try:
-        b1 = v.to.encode()
-    except UnicodeEncodeError:
-        b1 = v.to.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.to, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_I[n2 & 3](v.flags)
 
 
 def _dec_remote_domain_core_dump_with_format_args(buf: bytes, pos: int) -> tuple[remote_domain_core_dump_with_format_args, int]:
-    end = len(buf)
     v = _new(remote_domain_core_dump_with_format_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.to = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.to = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.to, pos = _read_str(buf, pos, 4194304)
     v.dumpformat, v.flags = _unpack_II(buf, pos)
     pos += 8
     return v, pos
@@ -13620,13 +12522,8 @@ def _dec_remote_domain_core_dump_with_format_args(buf: bytes, pos: int) -> tuple
 
 def _enc_remote_domain_core_dump_with_format_args(out: bytearray, v: remote_domain_core_dump_with_format_args) -> None:
     _enc_remote_nonnull_domain(out, v.dom)
-    try:
-        b1 = v.to.encode()
-    except UnicodeEncodeError:
-        b1 = v.to.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.to, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_II[n2 & 3](v.dumpformat, v.flags)
@@ -13689,28 +12586,14 @@ def _enc_remote_domain_create_with_files_ret(out: bytearray, v: remote_domain_cr
 
 
 def _dec_remote_domain_define_xml_args(buf: bytes, pos: int) -> tuple[remote_domain_define_xml_args, int]:
-    end = len(buf)
     v = _new(remote_domain_define_xml_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.xml = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.xml = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.xml, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_domain_define_xml_args(out: bytearray, v: remote_domain_define_xml_args) -> None:
-    try:
-        b1 = v.xml.encode()
-    except UnicodeEncodeError:
-        b1 = v.xml.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.xml, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -13727,30 +12610,16 @@ def _enc_remote_domain_define_xml_ret(out: bytearray, v: remote_domain_define_xm
 
 
 def _dec_remote_domain_define_xml_flags_args(buf: bytes, pos: int) -> tuple[remote_domain_define_xml_flags_args, int]:
-    end = len(buf)
     v = _new(remote_domain_define_xml_flags_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.xml = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.xml = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.xml, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_define_xml_flags_args(out: bytearray, v: remote_domain_define_xml_flags_args) -> None:
-    try:
-        b1 = v.xml.encode()
-    except UnicodeEncodeError:
-        b1 = v.xml.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.xml, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_I[n2 & 3](v.flags)
@@ -13911,50 +12780,27 @@ def _enc_remote_domain_managed_save_get_xml_desc_args(out: bytearray, v: remote_
 
 
 def _dec_remote_domain_managed_save_get_xml_desc_ret(buf: bytes, pos: int) -> tuple[remote_domain_managed_save_get_xml_desc_ret, int]:
-    end = len(buf)
     v = _new(remote_domain_managed_save_get_xml_desc_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.xml = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.xml = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.xml, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_domain_managed_save_get_xml_desc_ret(out: bytearray, v: remote_domain_managed_save_get_xml_desc_ret) -> None:
-    try:
-        b1 = v.xml.encode()
-    except UnicodeEncodeError:
-        b1 = v.xml.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.xml, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
 
 
 def _dec_remote_domain_managed_save_define_xml_args(buf: bytes, pos: int) -> tuple[remote_domain_managed_save_define_xml_args, int]:
-    end = len(buf)
     v = _new(remote_domain_managed_save_define_xml_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
     if w1 == 1:
-        (n4,) = _unpack_u32(buf, pos)
-        s5 = pos + 4
-        pos = s5 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p2 = buf[s5:s5 + n4].decode()
-        except UnicodeDecodeError:
-            p2 = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
     elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
@@ -13971,13 +12817,8 @@ def _enc_remote_domain_managed_save_define_xml_args(out: bytearray, v: remote_do
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b2 = o1.encode()
-        except UnicodeEncodeError:
-            b2 = o1.encode("utf-8", "surrogateescape")
+        b2 = _encode_str(o1, 4194304)
         n3 = len(b2)
-        if n3 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n3)
         out += b2
         out += xdr.PAD[n3 & 3]
@@ -13998,22 +12839,13 @@ def _enc_remote_domain_shutdown_flags_args(out: bytearray, v: remote_domain_shut
 
 
 def _dec_remote_domain_rename_args(buf: bytes, pos: int) -> tuple[remote_domain_rename_args, int]:
-    end = len(buf)
     v = _new(remote_domain_rename_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
     if w1 == 1:
-        (n4,) = _unpack_u32(buf, pos)
-        s5 = pos + 4
-        pos = s5 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p2 = buf[s5:s5 + n4].decode()
-        except UnicodeDecodeError:
-            p2 = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
     elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
@@ -14030,13 +12862,8 @@ def _enc_remote_domain_rename_args(out: bytearray, v: remote_domain_rename_args)
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b2 = o1.encode()
-        except UnicodeEncodeError:
-            b2 = o1.encode("utf-8", "surrogateescape")
+        b2 = _encode_str(o1, 4194304)
         n3 = len(b2)
-        if n3 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n3)
         out += b2
         out += xdr.PAD[n3 & 3]
@@ -14068,18 +12895,9 @@ def _enc_remote_domain_set_lifecycle_action_args(out: bytearray, v: remote_domai
 
 
 def _dec_remote_domain_fd_associate_args(buf: bytes, pos: int) -> tuple[remote_domain_fd_associate_args, int]:
-    end = len(buf)
     v = _new(remote_domain_fd_associate_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.name = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.name = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.name, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
@@ -14087,13 +12905,8 @@ def _dec_remote_domain_fd_associate_args(buf: bytes, pos: int) -> tuple[remote_d
 
 def _enc_remote_domain_fd_associate_args(out: bytearray, v: remote_domain_fd_associate_args) -> None:
     _enc_remote_nonnull_domain(out, v.dom)
-    try:
-        b1 = v.name.encode()
-    except UnicodeEncodeError:
-        b1 = v.name.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.name, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_I[n2 & 3](v.flags)
@@ -14110,28 +12923,14 @@ def _enc_remote_domain_get_os_type_args(out: bytearray, v: remote_domain_get_os_
 
 
 def _dec_remote_domain_get_os_type_ret(buf: bytes, pos: int) -> tuple[remote_domain_get_os_type_ret, int]:
-    end = len(buf)
     v = _new(remote_domain_get_os_type_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.type = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.type = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.type, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_domain_get_os_type_ret(out: bytearray, v: remote_domain_get_os_type_ret) -> None:
-    try:
-        b1 = v.type.encode()
-    except UnicodeEncodeError:
-        b1 = v.type.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.type, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -14232,21 +13031,12 @@ def _enc_remote_domain_screenshot_args(out: bytearray, v: remote_domain_screensh
 
 
 def _dec_remote_domain_screenshot_ret(buf: bytes, pos: int) -> tuple[remote_domain_screenshot_ret, int]:
-    end = len(buf)
     v = _new(remote_domain_screenshot_ret)
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
     if w1 == 1:
-        (n4,) = _unpack_u32(buf, pos)
-        s5 = pos + 4
-        pos = s5 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p2 = buf[s5:s5 + n4].decode()
-        except UnicodeDecodeError:
-            p2 = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
     elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
@@ -14260,13 +13050,8 @@ def _enc_remote_domain_screenshot_ret(out: bytearray, v: remote_domain_screensho
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b2 = o1.encode()
-        except UnicodeEncodeError:
-            b2 = o1.encode("utf-8", "surrogateescape")
+        b2 = _encode_str(o1, 4194304)
         n3 = len(b2)
-        if n3 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n3)
         out += b2
         out += xdr.PAD[n3 & 3]
@@ -14286,28 +13071,14 @@ def _enc_remote_domain_get_xml_desc_args(out: bytearray, v: remote_domain_get_xm
 
 
 def _dec_remote_domain_get_xml_desc_ret(buf: bytes, pos: int) -> tuple[remote_domain_get_xml_desc_ret, int]:
-    end = len(buf)
     v = _new(remote_domain_get_xml_desc_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.xml = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.xml = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.xml, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_domain_get_xml_desc_ret(out: bytearray, v: remote_domain_get_xml_desc_ret) -> None:
-    try:
-        b1 = v.xml.encode()
-    except UnicodeEncodeError:
-        b1 = v.xml.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.xml, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -14479,7 +13250,6 @@ def _enc_remote_domain_set_autostart_args(out: bytearray, v: remote_domain_set_a
 
 
 def _dec_remote_domain_set_metadata_args(buf: bytes, pos: int) -> tuple[remote_domain_set_metadata_args, int]:
-    end = len(buf)
     v = _new(remote_domain_set_metadata_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (v.type,) = _unpack_i(buf, pos)
@@ -14488,53 +13258,29 @@ def _dec_remote_domain_set_metadata_args(buf: bytes, pos: int) -> tuple[remote_d
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
     if w1 == 1:
-        (n4,) = _unpack_u32(buf, pos)
-        s5 = pos + 4
-        pos = s5 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p2 = buf[s5:s5 + n4].decode()
-        except UnicodeDecodeError:
-            p2 = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
     elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
     v.metadata = o3
-    o8: remote_nonnull_string | None = None
-    (w6,) = _unpack_u32(buf, pos)
+    o6: remote_nonnull_string | None = None
+    (w4,) = _unpack_u32(buf, pos)
     pos += 4
-    if w6 == 1:
-        (n9,) = _unpack_u32(buf, pos)
-        s10 = pos + 4
-        pos = s10 + ((n9 + 3) & -4)
-        if pos > end or n9 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p7 = buf[s10:s10 + n9].decode()
-        except UnicodeDecodeError:
-            p7 = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-        o8 = p7
-    elif w6:
+    if w4 == 1:
+        p5, pos = _read_str(buf, pos, 4194304)
+        o6 = p5
+    elif w4:
         raise XdrError("optional-data flag is not 0 or 1")
-    v.key = o8
-    o13: remote_nonnull_string | None = None
-    (w11,) = _unpack_u32(buf, pos)
+    v.key = o6
+    o9: remote_nonnull_string | None = None
+    (w7,) = _unpack_u32(buf, pos)
     pos += 4
-    if w11 == 1:
-        (n14,) = _unpack_u32(buf, pos)
-        s15 = pos + 4
-        pos = s15 + ((n14 + 3) & -4)
-        if pos > end or n14 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p12 = buf[s15:s15 + n14].decode()
-        except UnicodeDecodeError:
-            p12 = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
-        o13 = p12
-    elif w11:
+    if w7 == 1:
+        p8, pos = _read_str(buf, pos, 4194304)
+        o9 = p8
+    elif w7:
         raise XdrError("optional-data flag is not 0 or 1")
-    v.uri = o13
+    v.uri = o9
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
@@ -14548,13 +13294,8 @@ def _enc_remote_domain_set_metadata_args(out: bytearray, v: remote_domain_set_me
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b2 = o1.encode()
-        except UnicodeEncodeError:
-            b2 = o1.encode("utf-8", "surrogateescape")
+        b2 = _encode_str(o1, 4194304)
         n3 = len(b2)
-        if n3 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n3)
         out += b2
         out += xdr.PAD[n3 & 3]
@@ -14563,13 +13304,8 @@ def _enc_remote_domain_set_metadata_args(out: bytearray, v: remote_domain_set_me
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b5 = o4.encode()
-        except UnicodeEncodeError:
-            b5 = o4.encode("utf-8", "surrogateescape")
+        b5 = _encode_str(o4, 4194304)
         n6 = len(b5)
-        if n6 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n6)
         out += b5
         out += xdr.PAD[n6 & 3]
@@ -14578,13 +13314,8 @@ def _enc_remote_domain_set_metadata_args(out: bytearray, v: remote_domain_set_me
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b8 = o7.encode()
-        except UnicodeEncodeError:
-            b8 = o7.encode("utf-8", "surrogateescape")
+        b8 = _encode_str(o7, 4194304)
         n9 = len(b8)
-        if n9 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n9)
         out += b8
         out += xdr.PAD[n9 & 3]
@@ -14592,7 +13323,6 @@ def _enc_remote_domain_set_metadata_args(out: bytearray, v: remote_domain_set_me
 
 
 def _dec_remote_domain_get_metadata_args(buf: bytes, pos: int) -> tuple[remote_domain_get_metadata_args, int]:
-    end = len(buf)
     v = _new(remote_domain_get_metadata_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (v.type,) = _unpack_i(buf, pos)
@@ -14601,15 +13331,7 @@ def _dec_remote_domain_get_metadata_args(buf: bytes, pos: int) -> tuple[remote_d
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
     if w1 == 1:
-        (n4,) = _unpack_u32(buf, pos)
-        s5 = pos + 4
-        pos = s5 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p2 = buf[s5:s5 + n4].decode()
-        except UnicodeDecodeError:
-            p2 = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
     elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
@@ -14627,13 +13349,8 @@ def _enc_remote_domain_get_metadata_args(out: bytearray, v: remote_domain_get_me
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b2 = o1.encode()
-        except UnicodeEncodeError:
-            b2 = o1.encode("utf-8", "surrogateescape")
+        b2 = _encode_str(o1, 4194304)
         n3 = len(b2)
-        if n3 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n3)
         out += b2
         out += xdr.PAD[n3 & 3]
@@ -14641,28 +13358,14 @@ def _enc_remote_domain_get_metadata_args(out: bytearray, v: remote_domain_get_me
 
 
 def _dec_remote_domain_get_metadata_ret(buf: bytes, pos: int) -> tuple[remote_domain_get_metadata_ret, int]:
-    end = len(buf)
     v = _new(remote_domain_get_metadata_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.metadata = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.metadata = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.metadata, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_domain_get_metadata_ret(out: bytearray, v: remote_domain_get_metadata_ret) -> None:
-    try:
-        b1 = v.metadata.encode()
-    except UnicodeEncodeError:
-        b1 = v.metadata.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.metadata, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -14682,28 +13385,14 @@ def _enc_remote_domain_get_hostname_args(out: bytearray, v: remote_domain_get_ho
 
 
 def _dec_remote_domain_get_hostname_ret(buf: bytes, pos: int) -> tuple[remote_domain_get_hostname_ret, int]:
-    end = len(buf)
     v = _new(remote_domain_get_hostname_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.hostname = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.hostname = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.hostname, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_domain_get_hostname_ret(out: bytearray, v: remote_domain_get_hostname_ret) -> None:
-    try:
-        b1 = v.hostname.encode()
-    except UnicodeEncodeError:
-        b1 = v.hostname.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.hostname, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -15058,64 +13747,48 @@ def _dec_remote_node_get_sev_info_ret(buf: bytes, pos: int) -> tuple[remote_node
                 v6.value, n4 = _unpack_iI(buf, pos)
                 pos += 8
             elif d7 == 7:
-                (n8,) = _unpack_u32(buf, pos)
-                s9 = pos + 4
-                pos = s9 + ((n8 + 3) & -4)
-                if pos > end or n8 > 4194304:
-                    raise XdrError("string or opaque longer than its bound or the data left")
-                try:
-                    v6.value = buf[s9:s9 + n8].decode()
-                except UnicodeDecodeError:
-                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                v6.value, pos = _read_str(buf, pos, 4194304)
                 (n4,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
             x3.value = v6
         x3 = a1[-1]
-        s10 = pos
-        pos = s10 + ((n4 + 3) & -4)
+        s8 = pos
+        pos = s8 + ((n4 + 3) & -4)
         if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s10:s10 + n4].decode()
+            x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
-        v11 = _new(remote_typed_param_value)
-        (d12,) = _unpack_i(buf, pos)
+            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        v9 = _new(remote_typed_param_value)
+        (d10,) = _unpack_i(buf, pos)
         pos += 4
-        v11.type = d12
-        if d12 == 1:
-            (v11.value,) = _unpack_i(buf, pos)
+        v9.type = d10
+        if d10 == 1:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 2:
-            (v11.value,) = _unpack_I(buf, pos)
+        elif d10 == 2:
+            (v9.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d12 == 3:
-            (v11.value,) = _unpack_q(buf, pos)
+        elif d10 == 3:
+            (v9.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d12 == 4:
-            (v11.value,) = _unpack_Q(buf, pos)
+        elif d10 == 4:
+            (v9.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d12 == 5:
-            (v11.value,) = _unpack_d(buf, pos)
+        elif d10 == 5:
+            (v9.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d12 == 6:
-            (v11.value,) = _unpack_i(buf, pos)
+        elif d10 == 6:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 7:
-            (n13,) = _unpack_u32(buf, pos)
-            s14 = pos + 4
-            pos = s14 + ((n13 + 3) & -4)
-            if pos > end or n13 > 4194304:
-                raise XdrError("string or opaque longer than its bound or the data left")
-            try:
-                v11.value = buf[s14:s14 + n13].decode()
-            except UnicodeDecodeError:
-                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
+        elif d10 == 7:
+            v9.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v11
+        x3.value = v9
     v.params = a1
     (v.nparams,) = _unpack_i(buf, pos)
     pos += 4
@@ -15163,13 +13836,8 @@ def _enc_remote_node_get_sev_info_ret(out: bytearray, v: remote_node_get_sev_inf
             out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
         elif d10 == 7:
             x11 = cast("str", u9.value)
-            try:
-                b12 = x11.encode()
-            except UnicodeEncodeError:
-                b12 = x11.encode("utf-8", "surrogateescape")
+            b12 = _encode_str(x11, 4194304)
             n13 = len(b12)
-            if n13 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d10, n13)
             out += b12
             out += _padpack_I[n13 & 3](n6)
@@ -15194,13 +13862,8 @@ def _enc_remote_node_get_sev_info_ret(out: bytearray, v: remote_node_get_sev_inf
             out += _padpack_ii[n4 & 3](d15, u14.value)
         elif d15 == 7:
             x16 = cast("str", u14.value)
-            try:
-                b17 = x16.encode()
-            except UnicodeEncodeError:
-                b17 = x16.encode("utf-8", "surrogateescape")
+            b17 = _encode_str(x16, 4194304)
             n18 = len(b17)
-            if n18 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d15, n18)
             out += b17
             out += xdr.PAD[n18 & 3]
@@ -15267,64 +13930,48 @@ def _dec_remote_domain_get_launch_security_info_ret(buf: bytes, pos: int) -> tup
                 v6.value, n4 = _unpack_iI(buf, pos)
                 pos += 8
             elif d7 == 7:
-                (n8,) = _unpack_u32(buf, pos)
-                s9 = pos + 4
-                pos = s9 + ((n8 + 3) & -4)
-                if pos > end or n8 > 4194304:
-                    raise XdrError("string or opaque longer than its bound or the data left")
-                try:
-                    v6.value = buf[s9:s9 + n8].decode()
-                except UnicodeDecodeError:
-                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                v6.value, pos = _read_str(buf, pos, 4194304)
                 (n4,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
             x3.value = v6
         x3 = a1[-1]
-        s10 = pos
-        pos = s10 + ((n4 + 3) & -4)
+        s8 = pos
+        pos = s8 + ((n4 + 3) & -4)
         if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s10:s10 + n4].decode()
+            x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
-        v11 = _new(remote_typed_param_value)
-        (d12,) = _unpack_i(buf, pos)
+            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        v9 = _new(remote_typed_param_value)
+        (d10,) = _unpack_i(buf, pos)
         pos += 4
-        v11.type = d12
-        if d12 == 1:
-            (v11.value,) = _unpack_i(buf, pos)
+        v9.type = d10
+        if d10 == 1:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 2:
-            (v11.value,) = _unpack_I(buf, pos)
+        elif d10 == 2:
+            (v9.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d12 == 3:
-            (v11.value,) = _unpack_q(buf, pos)
+        elif d10 == 3:
+            (v9.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d12 == 4:
-            (v11.value,) = _unpack_Q(buf, pos)
+        elif d10 == 4:
+            (v9.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d12 == 5:
-            (v11.value,) = _unpack_d(buf, pos)
+        elif d10 == 5:
+            (v9.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d12 == 6:
-            (v11.value,) = _unpack_i(buf, pos)
+        elif d10 == 6:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 7:
-            (n13,) = _unpack_u32(buf, pos)
-            s14 = pos + 4
-            pos = s14 + ((n13 + 3) & -4)
-            if pos > end or n13 > 4194304:
-                raise XdrError("string or opaque longer than its bound or the data left")
-            try:
-                v11.value = buf[s14:s14 + n13].decode()
-            except UnicodeDecodeError:
-                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
+        elif d10 == 7:
+            v9.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v11
+        x3.value = v9
     v.params = a1
     return v, pos
 
@@ -15370,13 +14017,8 @@ def _enc_remote_domain_get_launch_security_info_ret(out: bytearray, v: remote_do
             out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
         elif d10 == 7:
             x11 = cast("str", u9.value)
-            try:
-                b12 = x11.encode()
-            except UnicodeEncodeError:
-                b12 = x11.encode("utf-8", "surrogateescape")
+            b12 = _encode_str(x11, 4194304)
             n13 = len(b12)
-            if n13 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d10, n13)
             out += b12
             out += _padpack_I[n13 & 3](n6)
@@ -15401,13 +14043,8 @@ def _enc_remote_domain_get_launch_security_info_ret(out: bytearray, v: remote_do
             out += _padpack_ii[n4 & 3](d15, u14.value)
         elif d15 == 7:
             x16 = cast("str", u14.value)
-            try:
-                b17 = x16.encode()
-            except UnicodeEncodeError:
-                b17 = x16.encode("utf-8", "surrogateescape")
+            b17 = _encode_str(x16, 4194304)
             n18 = len(b17)
-            if n18 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d15, n18)
             out += b17
             out += xdr.PAD[n18 & 3]
@@ -15461,64 +14098,48 @@ def _dec_remote_domain_set_launch_security_state_args(buf: bytes, pos: int) -> t
                 v6.value, n4 = _unpack_iI(buf, pos)
                 pos += 8
             elif d7 == 7:
-                (n8,) = _unpack_u32(buf, pos)
-                s9 = pos + 4
-                pos = s9 + ((n8 + 3) & -4)
-                if pos > end or n8 > 4194304:
-                    raise XdrError("string or opaque longer than its bound or the data left")
-                try:
-                    v6.value = buf[s9:s9 + n8].decode()
-                except UnicodeDecodeError:
-                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                v6.value, pos = _read_str(buf, pos, 4194304)
                 (n4,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
             x3.value = v6
         x3 = a1[-1]
-        s10 = pos
-        pos = s10 + ((n4 + 3) & -4)
+        s8 = pos
+        pos = s8 + ((n4 + 3) & -4)
         if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s10:s10 + n4].decode()
+            x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
-        v11 = _new(remote_typed_param_value)
-        (d12,) = _unpack_i(buf, pos)
+            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        v9 = _new(remote_typed_param_value)
+        (d10,) = _unpack_i(buf, pos)
         pos += 4
-        v11.type = d12
-        if d12 == 1:
-            (v11.value,) = _unpack_i(buf, pos)
+        v9.type = d10
+        if d10 == 1:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 2:
-            (v11.value,) = _unpack_I(buf, pos)
+        elif d10 == 2:
+            (v9.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d12 == 3:
-            (v11.value,) = _unpack_q(buf, pos)
+        elif d10 == 3:
+            (v9.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d12 == 4:
-            (v11.value,) = _unpack_Q(buf, pos)
+        elif d10 == 4:
+            (v9.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d12 == 5:
-            (v11.value,) = _unpack_d(buf, pos)
+        elif d10 == 5:
+            (v9.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d12 == 6:
-            (v11.value,) = _unpack_i(buf, pos)
+        elif d10 == 6:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 7:
-            (n13,) = _unpack_u32(buf, pos)
-            s14 = pos + 4
-            pos = s14 + ((n13 + 3) & -4)
-            if pos > end or n13 > 4194304:
-                raise XdrError("string or opaque longer than its bound or the data left")
-            try:
-                v11.value = buf[s14:s14 + n13].decode()
-            except UnicodeDecodeError:
-                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
+        elif d10 == 7:
+            v9.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v11
+        x3.value = v9
     v.params = a1
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -15567,13 +14188,8 @@ def _enc_remote_domain_set_launch_security_state_args(out: bytearray, v: remote_
             out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
         elif d10 == 7:
             x11 = cast("str", u9.value)
-            try:
-                b12 = x11.encode()
-            except UnicodeEncodeError:
-                b12 = x11.encode("utf-8", "surrogateescape")
+            b12 = _encode_str(x11, 4194304)
             n13 = len(b12)
-            if n13 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d10, n13)
             out += b12
             out += _padpack_I[n13 & 3](n6)
@@ -15598,13 +14214,8 @@ def _enc_remote_domain_set_launch_security_state_args(out: bytearray, v: remote_
             out += _padpack_ii[n4 & 3](d15, u14.value)
         elif d15 == 7:
             x16 = cast("str", u14.value)
-            try:
-                b17 = x16.encode()
-            except UnicodeEncodeError:
-                b17 = x16.encode("utf-8", "surrogateescape")
+            b17 = _encode_str(x16, 4194304)
             n18 = len(b17)
-            if n18 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d15, n18)
             out += b17
             out += xdr.PAD[n18 & 3]
@@ -15664,16 +14275,11 @@ def _enc_remote_domain_get_vcpus_flags_ret(out: bytearray, v: remote_domain_get_
 
 
 def _dec_remote_domain_pin_vcpu_args(buf: bytes, pos: int) -> tuple[remote_domain_pin_vcpu_args, int]:
-    end = len(buf)
     v = _new(remote_domain_pin_vcpu_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     v.vcpu, n1 = _unpack_II(buf, pos)
     pos += 8
-    s2 = pos
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 2048:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    v.cpumap = buf[s2:s2 + n1]
+    v.cpumap, pos = _take_opaque(buf, pos, n1, 2048)
     return v, pos
 
 
@@ -15689,16 +14295,11 @@ def _enc_remote_domain_pin_vcpu_args(out: bytearray, v: remote_domain_pin_vcpu_a
 
 
 def _dec_remote_domain_pin_vcpu_flags_args(buf: bytes, pos: int) -> tuple[remote_domain_pin_vcpu_flags_args, int]:
-    end = len(buf)
     v = _new(remote_domain_pin_vcpu_flags_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     v.vcpu, n1 = _unpack_II(buf, pos)
     pos += 8
-    s2 = pos
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 2048:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    v.cpumap = buf[s2:s2 + n1]
+    v.cpumap, pos = _take_opaque(buf, pos, n1, 2048)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
@@ -15729,14 +14330,8 @@ def _enc_remote_domain_get_vcpu_pin_info_args(out: bytearray, v: remote_domain_g
 
 
 def _dec_remote_domain_get_vcpu_pin_info_ret(buf: bytes, pos: int) -> tuple[remote_domain_get_vcpu_pin_info_ret, int]:
-    end = len(buf)
     v = _new(remote_domain_get_vcpu_pin_info_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 8388608:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    v.cpumaps = buf[s2:s2 + n1]
+    v.cpumaps, pos = _read_opaque(buf, pos, 8388608)
     (v.num,) = _unpack_i(buf, pos)
     pos += 4
     return v, pos
@@ -15753,15 +14348,9 @@ def _enc_remote_domain_get_vcpu_pin_info_ret(out: bytearray, v: remote_domain_ge
 
 
 def _dec_remote_domain_pin_emulator_args(buf: bytes, pos: int) -> tuple[remote_domain_pin_emulator_args, int]:
-    end = len(buf)
     v = _new(remote_domain_pin_emulator_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 2048:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    v.cpumap = buf[s2:s2 + n1]
+    v.cpumap, pos = _read_opaque(buf, pos, 2048)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
@@ -15792,14 +14381,8 @@ def _enc_remote_domain_get_emulator_pin_info_args(out: bytearray, v: remote_doma
 
 
 def _dec_remote_domain_get_emulator_pin_info_ret(buf: bytes, pos: int) -> tuple[remote_domain_get_emulator_pin_info_ret, int]:
-    end = len(buf)
     v = _new(remote_domain_get_emulator_pin_info_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 8388608:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    v.cpumaps = buf[s2:s2 + n1]
+    v.cpumaps, pos = _read_opaque(buf, pos, 8388608)
     (v.ret,) = _unpack_i(buf, pos)
     pos += 4
     return v, pos
@@ -15842,12 +14425,7 @@ def _dec_remote_domain_get_vcpus_ret(buf: bytes, pos: int) -> tuple[remote_domai
         x3.number, x3.state, x3.cpu_time, x3.cpu = _unpack_IiQi(buf, pos)
         pos += 20
     v.info = a1
-    (n4,) = _unpack_u32(buf, pos)
-    s5 = pos + 4
-    pos = s5 + ((n4 + 3) & -4)
-    if pos > end or n4 > 8388608:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    v.cpumaps = buf[s5:s5 + n4]
+    v.cpumaps, pos = _read_opaque(buf, pos, 8388608)
     return v, pos
 
 
@@ -15890,15 +14468,10 @@ def _enc_remote_domain_get_max_vcpus_ret(out: bytearray, v: remote_domain_get_ma
 
 
 def _dec_remote_domain_iothread_info(buf: bytes, pos: int) -> tuple[remote_domain_iothread_info, int]:
-    end = len(buf)
     v = _new(remote_domain_iothread_info)
     v.iothread_id, n1 = _unpack_II(buf, pos)
     pos += 8
-    s2 = pos
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 2048:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    v.cpumap = buf[s2:s2 + n1]
+    v.cpumap, pos = _take_opaque(buf, pos, n1, 2048)
     return v, pos
 
 
@@ -15967,16 +14540,11 @@ def _enc_remote_domain_get_iothread_info_ret(out: bytearray, v: remote_domain_ge
 
 
 def _dec_remote_domain_pin_iothread_args(buf: bytes, pos: int) -> tuple[remote_domain_pin_iothread_args, int]:
-    end = len(buf)
     v = _new(remote_domain_pin_iothread_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     v.iothreads_id, n1 = _unpack_II(buf, pos)
     pos += 8
-    s2 = pos
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 2048:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    v.cpumap = buf[s2:s2 + n1]
+    v.cpumap, pos = _take_opaque(buf, pos, n1, 2048)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
@@ -16067,64 +14635,48 @@ def _dec_remote_domain_set_iothread_params_args(buf: bytes, pos: int) -> tuple[r
                 v6.value, n4 = _unpack_iI(buf, pos)
                 pos += 8
             elif d7 == 7:
-                (n8,) = _unpack_u32(buf, pos)
-                s9 = pos + 4
-                pos = s9 + ((n8 + 3) & -4)
-                if pos > end or n8 > 4194304:
-                    raise XdrError("string or opaque longer than its bound or the data left")
-                try:
-                    v6.value = buf[s9:s9 + n8].decode()
-                except UnicodeDecodeError:
-                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                v6.value, pos = _read_str(buf, pos, 4194304)
                 (n4,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
             x3.value = v6
         x3 = a1[-1]
-        s10 = pos
-        pos = s10 + ((n4 + 3) & -4)
+        s8 = pos
+        pos = s8 + ((n4 + 3) & -4)
         if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s10:s10 + n4].decode()
+            x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
-        v11 = _new(remote_typed_param_value)
-        (d12,) = _unpack_i(buf, pos)
+            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        v9 = _new(remote_typed_param_value)
+        (d10,) = _unpack_i(buf, pos)
         pos += 4
-        v11.type = d12
-        if d12 == 1:
-            (v11.value,) = _unpack_i(buf, pos)
+        v9.type = d10
+        if d10 == 1:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 2:
-            (v11.value,) = _unpack_I(buf, pos)
+        elif d10 == 2:
+            (v9.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d12 == 3:
-            (v11.value,) = _unpack_q(buf, pos)
+        elif d10 == 3:
+            (v9.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d12 == 4:
-            (v11.value,) = _unpack_Q(buf, pos)
+        elif d10 == 4:
+            (v9.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d12 == 5:
-            (v11.value,) = _unpack_d(buf, pos)
+        elif d10 == 5:
+            (v9.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d12 == 6:
-            (v11.value,) = _unpack_i(buf, pos)
+        elif d10 == 6:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 7:
-            (n13,) = _unpack_u32(buf, pos)
-            s14 = pos + 4
-            pos = s14 + ((n13 + 3) & -4)
-            if pos > end or n13 > 4194304:
-                raise XdrError("string or opaque longer than its bound or the data left")
-            try:
-                v11.value = buf[s14:s14 + n13].decode()
-            except UnicodeDecodeError:
-                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
+        elif d10 == 7:
+            v9.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v11
+        x3.value = v9
     v.params = a1
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -16174,13 +14726,8 @@ def _enc_remote_domain_set_iothread_params_args(out: bytearray, v: remote_domain
             out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
         elif d10 == 7:
             x11 = cast("str", u9.value)
-            try:
-                b12 = x11.encode()
-            except UnicodeEncodeError:
-                b12 = x11.encode("utf-8", "surrogateescape")
+            b12 = _encode_str(x11, 4194304)
             n13 = len(b12)
-            if n13 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d10, n13)
             out += b12
             out += _padpack_I[n13 & 3](n6)
@@ -16205,13 +14752,8 @@ def _enc_remote_domain_set_iothread_params_args(out: bytearray, v: remote_domain
             out += _padpack_ii[n4 & 3](d15, u14.value)
         elif d15 == 7:
             x16 = cast("str", u14.value)
-            try:
-                b17 = x16.encode()
-            except UnicodeEncodeError:
-                b17 = x16.encode("utf-8", "surrogateescape")
+            b17 = _encode_str(x16, 4194304)
             n18 = len(b17)
-            if n18 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d15, n18)
             out += b17
             out += xdr.PAD[n18 & 3]
@@ -16221,18 +14763,9 @@ def _enc_remote_domain_set_iothread_params_args(out: bytearray, v: remote_domain
 
 
 def _dec_remote_domain_set_vcpu_args(buf: bytes, pos: int) -> tuple[remote_domain_set_vcpu_args, int]:
-    end = len(buf)
     v = _new(remote_domain_set_vcpu_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.cpumap = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.cpumap = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.cpumap, pos = _read_str(buf, pos, 4194304)
     v.state, v.flags = _unpack_iI(buf, pos)
     pos += 8
     return v, pos
@@ -16240,13 +14773,8 @@ def _dec_remote_domain_set_vcpu_args(buf: bytes, pos: int) -> tuple[remote_domai
 
 def _enc_remote_domain_set_vcpu_args(out: bytearray, v: remote_domain_set_vcpu_args) -> None:
     _enc_remote_nonnull_domain(out, v.dom)
-    try:
-        b1 = v.cpumap.encode()
-    except UnicodeEncodeError:
-        b1 = v.cpumap.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.cpumap, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_iI[n2 & 3](v.state, v.flags)
@@ -16263,30 +14791,16 @@ def _enc_remote_domain_get_scheduler_type_args(out: bytearray, v: remote_domain_
 
 
 def _dec_remote_domain_get_scheduler_type_ret(buf: bytes, pos: int) -> tuple[remote_domain_get_scheduler_type_ret, int]:
-    end = len(buf)
     v = _new(remote_domain_get_scheduler_type_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.type = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.type = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.type, pos = _read_str(buf, pos, 4194304)
     (v.nparams,) = _unpack_i(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_get_scheduler_type_ret(out: bytearray, v: remote_domain_get_scheduler_type_ret) -> None:
-    try:
-        b1 = v.type.encode()
-    except UnicodeEncodeError:
-        b1 = v.type.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.type, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_i[n2 & 3](v.nparams)
@@ -16350,64 +14864,48 @@ def _dec_remote_domain_get_scheduler_parameters_ret(buf: bytes, pos: int) -> tup
                 v6.value, n4 = _unpack_iI(buf, pos)
                 pos += 8
             elif d7 == 7:
-                (n8,) = _unpack_u32(buf, pos)
-                s9 = pos + 4
-                pos = s9 + ((n8 + 3) & -4)
-                if pos > end or n8 > 4194304:
-                    raise XdrError("string or opaque longer than its bound or the data left")
-                try:
-                    v6.value = buf[s9:s9 + n8].decode()
-                except UnicodeDecodeError:
-                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                v6.value, pos = _read_str(buf, pos, 4194304)
                 (n4,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
             x3.value = v6
         x3 = a1[-1]
-        s10 = pos
-        pos = s10 + ((n4 + 3) & -4)
+        s8 = pos
+        pos = s8 + ((n4 + 3) & -4)
         if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s10:s10 + n4].decode()
+            x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
-        v11 = _new(remote_typed_param_value)
-        (d12,) = _unpack_i(buf, pos)
+            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        v9 = _new(remote_typed_param_value)
+        (d10,) = _unpack_i(buf, pos)
         pos += 4
-        v11.type = d12
-        if d12 == 1:
-            (v11.value,) = _unpack_i(buf, pos)
+        v9.type = d10
+        if d10 == 1:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 2:
-            (v11.value,) = _unpack_I(buf, pos)
+        elif d10 == 2:
+            (v9.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d12 == 3:
-            (v11.value,) = _unpack_q(buf, pos)
+        elif d10 == 3:
+            (v9.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d12 == 4:
-            (v11.value,) = _unpack_Q(buf, pos)
+        elif d10 == 4:
+            (v9.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d12 == 5:
-            (v11.value,) = _unpack_d(buf, pos)
+        elif d10 == 5:
+            (v9.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d12 == 6:
-            (v11.value,) = _unpack_i(buf, pos)
+        elif d10 == 6:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 7:
-            (n13,) = _unpack_u32(buf, pos)
-            s14 = pos + 4
-            pos = s14 + ((n13 + 3) & -4)
-            if pos > end or n13 > 4194304:
-                raise XdrError("string or opaque longer than its bound or the data left")
-            try:
-                v11.value = buf[s14:s14 + n13].decode()
-            except UnicodeDecodeError:
-                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
+        elif d10 == 7:
+            v9.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v11
+        x3.value = v9
     v.params = a1
     return v, pos
 
@@ -16453,13 +14951,8 @@ def _enc_remote_domain_get_scheduler_parameters_ret(out: bytearray, v: remote_do
             out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
         elif d10 == 7:
             x11 = cast("str", u9.value)
-            try:
-                b12 = x11.encode()
-            except UnicodeEncodeError:
-                b12 = x11.encode("utf-8", "surrogateescape")
+            b12 = _encode_str(x11, 4194304)
             n13 = len(b12)
-            if n13 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d10, n13)
             out += b12
             out += _padpack_I[n13 & 3](n6)
@@ -16484,13 +14977,8 @@ def _enc_remote_domain_get_scheduler_parameters_ret(out: bytearray, v: remote_do
             out += _padpack_ii[n4 & 3](d15, u14.value)
         elif d15 == 7:
             x16 = cast("str", u14.value)
-            try:
-                b17 = x16.encode()
-            except UnicodeEncodeError:
-                b17 = x16.encode("utf-8", "surrogateescape")
+            b17 = _encode_str(x16, 4194304)
             n18 = len(b17)
-            if n18 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d15, n18)
             out += b17
             out += xdr.PAD[n18 & 3]
@@ -16556,64 +15044,48 @@ def _dec_remote_domain_get_scheduler_parameters_flags_ret(buf: bytes, pos: int) 
                 v6.value, n4 = _unpack_iI(buf, pos)
                 pos += 8
             elif d7 == 7:
-                (n8,) = _unpack_u32(buf, pos)
-                s9 = pos + 4
-                pos = s9 + ((n8 + 3) & -4)
-                if pos > end or n8 > 4194304:
-                    raise XdrError("string or opaque longer than its bound or the data left")
-                try:
-                    v6.value = buf[s9:s9 + n8].decode()
-                except UnicodeDecodeError:
-                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                v6.value, pos = _read_str(buf, pos, 4194304)
                 (n4,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
             x3.value = v6
         x3 = a1[-1]
-        s10 = pos
-        pos = s10 + ((n4 + 3) & -4)
+        s8 = pos
+        pos = s8 + ((n4 + 3) & -4)
         if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s10:s10 + n4].decode()
+            x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
-        v11 = _new(remote_typed_param_value)
-        (d12,) = _unpack_i(buf, pos)
+            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        v9 = _new(remote_typed_param_value)
+        (d10,) = _unpack_i(buf, pos)
         pos += 4
-        v11.type = d12
-        if d12 == 1:
-            (v11.value,) = _unpack_i(buf, pos)
+        v9.type = d10
+        if d10 == 1:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 2:
-            (v11.value,) = _unpack_I(buf, pos)
+        elif d10 == 2:
+            (v9.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d12 == 3:
-            (v11.value,) = _unpack_q(buf, pos)
+        elif d10 == 3:
+            (v9.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d12 == 4:
-            (v11.value,) = _unpack_Q(buf, pos)
+        elif d10 == 4:
+            (v9.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d12 == 5:
-            (v11.value,) = _unpack_d(buf, pos)
+        elif d10 == 5:
+            (v9.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d12 == 6:
-            (v11.value,) = _unpack_i(buf, pos)
+        elif d10 == 6:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 7:
-            (n13,) = _unpack_u32(buf, pos)
-            s14 = pos + 4
-            pos = s14 + ((n13 + 3) & -4)
-            if pos > end or n13 > 4194304:
-                raise XdrError("string or opaque longer than its bound or the data left")
-            try:
-                v11.value = buf[s14:s14 + n13].decode()
-            except UnicodeDecodeError:
-                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
+        elif d10 == 7:
+            v9.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v11
+        x3.value = v9
     v.params = a1
     return v, pos
 
@@ -16659,13 +15131,8 @@ def _enc_remote_domain_get_scheduler_parameters_flags_ret(out: bytearray, v: rem
             out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
         elif d10 == 7:
             x11 = cast("str", u9.value)
-            try:
-                b12 = x11.encode()
-            except UnicodeEncodeError:
-                b12 = x11.encode("utf-8", "surrogateescape")
+            b12 = _encode_str(x11, 4194304)
             n13 = len(b12)
-            if n13 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d10, n13)
             out += b12
             out += _padpack_I[n13 & 3](n6)
@@ -16690,13 +15157,8 @@ def _enc_remote_domain_get_scheduler_parameters_flags_ret(out: bytearray, v: rem
             out += _padpack_ii[n4 & 3](d15, u14.value)
         elif d15 == 7:
             x16 = cast("str", u14.value)
-            try:
-                b17 = x16.encode()
-            except UnicodeEncodeError:
-                b17 = x16.encode("utf-8", "surrogateescape")
+            b17 = _encode_str(x16, 4194304)
             n18 = len(b17)
-            if n18 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d15, n18)
             out += b17
             out += xdr.PAD[n18 & 3]
@@ -16750,64 +15212,48 @@ def _dec_remote_domain_set_scheduler_parameters_args(buf: bytes, pos: int) -> tu
                 v6.value, n4 = _unpack_iI(buf, pos)
                 pos += 8
             elif d7 == 7:
-                (n8,) = _unpack_u32(buf, pos)
-                s9 = pos + 4
-                pos = s9 + ((n8 + 3) & -4)
-                if pos > end or n8 > 4194304:
-                    raise XdrError("string or opaque longer than its bound or the data left")
-                try:
-                    v6.value = buf[s9:s9 + n8].decode()
-                except UnicodeDecodeError:
-                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                v6.value, pos = _read_str(buf, pos, 4194304)
                 (n4,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
             x3.value = v6
         x3 = a1[-1]
-        s10 = pos
-        pos = s10 + ((n4 + 3) & -4)
+        s8 = pos
+        pos = s8 + ((n4 + 3) & -4)
         if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s10:s10 + n4].decode()
+            x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
-        v11 = _new(remote_typed_param_value)
-        (d12,) = _unpack_i(buf, pos)
+            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        v9 = _new(remote_typed_param_value)
+        (d10,) = _unpack_i(buf, pos)
         pos += 4
-        v11.type = d12
-        if d12 == 1:
-            (v11.value,) = _unpack_i(buf, pos)
+        v9.type = d10
+        if d10 == 1:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 2:
-            (v11.value,) = _unpack_I(buf, pos)
+        elif d10 == 2:
+            (v9.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d12 == 3:
-            (v11.value,) = _unpack_q(buf, pos)
+        elif d10 == 3:
+            (v9.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d12 == 4:
-            (v11.value,) = _unpack_Q(buf, pos)
+        elif d10 == 4:
+            (v9.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d12 == 5:
-            (v11.value,) = _unpack_d(buf, pos)
+        elif d10 == 5:
+            (v9.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d12 == 6:
-            (v11.value,) = _unpack_i(buf, pos)
+        elif d10 == 6:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 7:
-            (n13,) = _unpack_u32(buf, pos)
-            s14 = pos + 4
-            pos = s14 + ((n13 + 3) & -4)
-            if pos > end or n13 > 4194304:
-                raise XdrError("string or opaque longer than its bound or the data left")
-            try:
-                v11.value = buf[s14:s14 + n13].decode()
-            except UnicodeDecodeError:
-                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
+        elif d10 == 7:
+            v9.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v11
+        x3.value = v9
     v.params = a1
     return v, pos
 
@@ -16854,13 +15300,8 @@ def _enc_remote_domain_set_scheduler_parameters_args(out: bytearray, v: remote_d
             out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
         elif d10 == 7:
             x11 = cast("str", u9.value)
-            try:
-                b12 = x11.encode()
-            except UnicodeEncodeError:
-                b12 = x11.encode("utf-8", "surrogateescape")
+            b12 = _encode_str(x11, 4194304)
             n13 = len(b12)
-            if n13 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d10, n13)
             out += b12
             out += _padpack_I[n13 & 3](n6)
@@ -16885,13 +15326,8 @@ def _enc_remote_domain_set_scheduler_parameters_args(out: bytearray, v: remote_d
             out += _padpack_ii[n4 & 3](d15, u14.value)
         elif d15 == 7:
             x16 = cast("str", u14.value)
-            try:
-                b17 = x16.encode()
-            except UnicodeEncodeError:
-                b17 = x16.encode("utf-8", "surrogateescape")
+            b17 = _encode_str(x16, 4194304)
             n18 = len(b17)
-            if n18 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d15, n18)
             out += b17
             out += xdr.PAD[n18 & 3]
@@ -16945,64 +15381,48 @@ def _dec_remote_domain_set_scheduler_parameters_flags_args(buf: bytes, pos: int)
                 v6.value, n4 = _unpack_iI(buf, pos)
                 pos += 8
             elif d7 == 7:
-                (n8,) = _unpack_u32(buf, pos)
-                s9 = pos + 4
-                pos = s9 + ((n8 + 3) & -4)
-                if pos > end or n8 > 4194304:
-                    raise XdrError("string or opaque longer than its bound or the data left")
-                try:
-                    v6.value = buf[s9:s9 + n8].decode()
-                except UnicodeDecodeError:
-                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                v6.value, pos = _read_str(buf, pos, 4194304)
                 (n4,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
             x3.value = v6
         x3 = a1[-1]
-        s10 = pos
-        pos = s10 + ((n4 + 3) & -4)
+        s8 = pos
+        pos = s8 + ((n4 + 3) & -4)
         if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s10:s10 + n4].decode()
+            x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
-        v11 = _new(remote_typed_param_value)
-        (d12,) = _unpack_i(buf, pos)
+            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        v9 = _new(remote_typed_param_value)
+        (d10,) = _unpack_i(buf, pos)
         pos += 4
-        v11.type = d12
-        if d12 == 1:
-            (v11.value,) = _unpack_i(buf, pos)
+        v9.type = d10
+        if d10 == 1:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 2:
-            (v11.value,) = _unpack_I(buf, pos)
+        elif d10 == 2:
+            (v9.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d12 == 3:
-            (v11.value,) = _unpack_q(buf, pos)
+        elif d10 == 3:
+            (v9.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d12 == 4:
-            (v11.value,) = _unpack_Q(buf, pos)
+        elif d10 == 4:
+            (v9.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d12 == 5:
-            (v11.value,) = _unpack_d(buf, pos)
+        elif d10 == 5:
+            (v9.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d12 == 6:
-            (v11.value,) = _unpack_i(buf, pos)
+        elif d10 == 6:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 7:
-            (n13,) = _unpack_u32(buf, pos)
-            s14 = pos + 4
-            pos = s14 + ((n13 + 3) & -4)
-            if pos > end or n13 > 4194304:
-                raise XdrError("string or opaque longer than its bound or the data left")
-            try:
-                v11.value = buf[s14:s14 + n13].decode()
-            except UnicodeDecodeError:
-                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
+        elif d10 == 7:
+            v9.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v11
+        x3.value = v9
     v.params = a1
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -17051,13 +15471,8 @@ def _enc_remote_domain_set_scheduler_parameters_flags_args(out: bytearray, v: re
             out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
         elif d10 == 7:
             x11 = cast("str", u9.value)
-            try:
-                b12 = x11.encode()
-            except UnicodeEncodeError:
-                b12 = x11.encode("utf-8", "surrogateescape")
+            b12 = _encode_str(x11, 4194304)
             n13 = len(b12)
-            if n13 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d10, n13)
             out += b12
             out += _padpack_I[n13 & 3](n6)
@@ -17082,13 +15497,8 @@ def _enc_remote_domain_set_scheduler_parameters_flags_args(out: bytearray, v: re
             out += _padpack_ii[n4 & 3](d15, u14.value)
         elif d15 == 7:
             x16 = cast("str", u14.value)
-            try:
-                b17 = x16.encode()
-            except UnicodeEncodeError:
-                b17 = x16.encode("utf-8", "surrogateescape")
+            b17 = _encode_str(x16, 4194304)
             n18 = len(b17)
-            if n18 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d15, n18)
             out += b17
             out += xdr.PAD[n18 & 3]
@@ -17143,64 +15553,48 @@ def _dec_remote_domain_set_blkio_parameters_args(buf: bytes, pos: int) -> tuple[
                 v6.value, n4 = _unpack_iI(buf, pos)
                 pos += 8
             elif d7 == 7:
-                (n8,) = _unpack_u32(buf, pos)
-                s9 = pos + 4
-                pos = s9 + ((n8 + 3) & -4)
-                if pos > end or n8 > 4194304:
-                    raise XdrError("string or opaque longer than its bound or the data left")
-                try:
-                    v6.value = buf[s9:s9 + n8].decode()
-                except UnicodeDecodeError:
-                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                v6.value, pos = _read_str(buf, pos, 4194304)
                 (n4,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
             x3.value = v6
         x3 = a1[-1]
-        s10 = pos
-        pos = s10 + ((n4 + 3) & -4)
+        s8 = pos
+        pos = s8 + ((n4 + 3) & -4)
         if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s10:s10 + n4].decode()
+            x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
-        v11 = _new(remote_typed_param_value)
-        (d12,) = _unpack_i(buf, pos)
+            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        v9 = _new(remote_typed_param_value)
+        (d10,) = _unpack_i(buf, pos)
         pos += 4
-        v11.type = d12
-        if d12 == 1:
-            (v11.value,) = _unpack_i(buf, pos)
+        v9.type = d10
+        if d10 == 1:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 2:
-            (v11.value,) = _unpack_I(buf, pos)
+        elif d10 == 2:
+            (v9.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d12 == 3:
-            (v11.value,) = _unpack_q(buf, pos)
+        elif d10 == 3:
+            (v9.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d12 == 4:
-            (v11.value,) = _unpack_Q(buf, pos)
+        elif d10 == 4:
+            (v9.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d12 == 5:
-            (v11.value,) = _unpack_d(buf, pos)
+        elif d10 == 5:
+            (v9.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d12 == 6:
-            (v11.value,) = _unpack_i(buf, pos)
+        elif d10 == 6:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 7:
-            (n13,) = _unpack_u32(buf, pos)
-            s14 = pos + 4
-            pos = s14 + ((n13 + 3) & -4)
-            if pos > end or n13 > 4194304:
-                raise XdrError("string or opaque longer than its bound or the data left")
-            try:
-                v11.value = buf[s14:s14 + n13].decode()
-            except UnicodeDecodeError:
-                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
+        elif d10 == 7:
+            v9.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v11
+        x3.value = v9
     v.params = a1
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -17249,13 +15643,8 @@ def _enc_remote_domain_set_blkio_parameters_args(out: bytearray, v: remote_domai
             out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
         elif d10 == 7:
             x11 = cast("str", u9.value)
-            try:
-                b12 = x11.encode()
-            except UnicodeEncodeError:
-                b12 = x11.encode("utf-8", "surrogateescape")
+            b12 = _encode_str(x11, 4194304)
             n13 = len(b12)
-            if n13 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d10, n13)
             out += b12
             out += _padpack_I[n13 & 3](n6)
@@ -17280,13 +15669,8 @@ def _enc_remote_domain_set_blkio_parameters_args(out: bytearray, v: remote_domai
             out += _padpack_ii[n4 & 3](d15, u14.value)
         elif d15 == 7:
             x16 = cast("str", u14.value)
-            try:
-                b17 = x16.encode()
-            except UnicodeEncodeError:
-                b17 = x16.encode("utf-8", "surrogateescape")
+            b17 = _encode_str(x16, 4194304)
             n18 = len(b17)
-            if n18 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d15, n18)
             out += b17
             out += xdr.PAD[n18 & 3]
@@ -17353,64 +15737,48 @@ def _dec_remote_domain_get_blkio_parameters_ret(buf: bytes, pos: int) -> tuple[r
                 v6.value, n4 = _unpack_iI(buf, pos)
                 pos += 8
             elif d7 == 7:
-                (n8,) = _unpack_u32(buf, pos)
-                s9 = pos + 4
-                pos = s9 + ((n8 + 3) & -4)
-                if pos > end or n8 > 4194304:
-                    raise XdrError("string or opaque longer than its bound or the data left")
-                try:
-                    v6.value = buf[s9:s9 + n8].decode()
-                except UnicodeDecodeError:
-                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                v6.value, pos = _read_str(buf, pos, 4194304)
                 (n4,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
             x3.value = v6
         x3 = a1[-1]
-        s10 = pos
-        pos = s10 + ((n4 + 3) & -4)
+        s8 = pos
+        pos = s8 + ((n4 + 3) & -4)
         if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s10:s10 + n4].decode()
+            x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
-        v11 = _new(remote_typed_param_value)
-        (d12,) = _unpack_i(buf, pos)
+            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        v9 = _new(remote_typed_param_value)
+        (d10,) = _unpack_i(buf, pos)
         pos += 4
-        v11.type = d12
-        if d12 == 1:
-            (v11.value,) = _unpack_i(buf, pos)
+        v9.type = d10
+        if d10 == 1:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 2:
-            (v11.value,) = _unpack_I(buf, pos)
+        elif d10 == 2:
+            (v9.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d12 == 3:
-            (v11.value,) = _unpack_q(buf, pos)
+        elif d10 == 3:
+            (v9.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d12 == 4:
-            (v11.value,) = _unpack_Q(buf, pos)
+        elif d10 == 4:
+            (v9.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d12 == 5:
-            (v11.value,) = _unpack_d(buf, pos)
+        elif d10 == 5:
+            (v9.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d12 == 6:
-            (v11.value,) = _unpack_i(buf, pos)
+        elif d10 == 6:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 7:
-            (n13,) = _unpack_u32(buf, pos)
-            s14 = pos + 4
-            pos = s14 + ((n13 + 3) & -4)
-            if pos > end or n13 > 4194304:
-                raise XdrError("string or opaque longer than its bound or the data left")
-            try:
-                v11.value = buf[s14:s14 + n13].decode()
-            except UnicodeDecodeError:
-                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
+        elif d10 == 7:
+            v9.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v11
+        x3.value = v9
     v.params = a1
     (v.nparams,) = _unpack_i(buf, pos)
     pos += 4
@@ -17458,13 +15826,8 @@ def _enc_remote_domain_get_blkio_parameters_ret(out: bytearray, v: remote_domain
             out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
         elif d10 == 7:
             x11 = cast("str", u9.value)
-            try:
-                b12 = x11.encode()
-            except UnicodeEncodeError:
-                b12 = x11.encode("utf-8", "surrogateescape")
+            b12 = _encode_str(x11, 4194304)
             n13 = len(b12)
-            if n13 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d10, n13)
             out += b12
             out += _padpack_I[n13 & 3](n6)
@@ -17489,13 +15852,8 @@ def _enc_remote_domain_get_blkio_parameters_ret(out: bytearray, v: remote_domain
             out += _padpack_ii[n4 & 3](d15, u14.value)
         elif d15 == 7:
             x16 = cast("str", u14.value)
-            try:
-                b17 = x16.encode()
-            except UnicodeEncodeError:
-                b17 = x16.encode("utf-8", "surrogateescape")
+            b17 = _encode_str(x16, 4194304)
             n18 = len(b17)
-            if n18 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d15, n18)
             out += b17
             out += xdr.PAD[n18 & 3]
@@ -17550,64 +15908,48 @@ def _dec_remote_domain_set_memory_parameters_args(buf: bytes, pos: int) -> tuple
                 v6.value, n4 = _unpack_iI(buf, pos)
                 pos += 8
             elif d7 == 7:
-                (n8,) = _unpack_u32(buf, pos)
-                s9 = pos + 4
-                pos = s9 + ((n8 + 3) & -4)
-                if pos > end or n8 > 4194304:
-                    raise XdrError("string or opaque longer than its bound or the data left")
-                try:
-                    v6.value = buf[s9:s9 + n8].decode()
-                except UnicodeDecodeError:
-                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                v6.value, pos = _read_str(buf, pos, 4194304)
                 (n4,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
             x3.value = v6
         x3 = a1[-1]
-        s10 = pos
-        pos = s10 + ((n4 + 3) & -4)
+        s8 = pos
+        pos = s8 + ((n4 + 3) & -4)
         if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s10:s10 + n4].decode()
+            x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
-        v11 = _new(remote_typed_param_value)
-        (d12,) = _unpack_i(buf, pos)
+            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        v9 = _new(remote_typed_param_value)
+        (d10,) = _unpack_i(buf, pos)
         pos += 4
-        v11.type = d12
-        if d12 == 1:
-            (v11.value,) = _unpack_i(buf, pos)
+        v9.type = d10
+        if d10 == 1:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 2:
-            (v11.value,) = _unpack_I(buf, pos)
+        elif d10 == 2:
+            (v9.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d12 == 3:
-            (v11.value,) = _unpack_q(buf, pos)
+        elif d10 == 3:
+            (v9.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d12 == 4:
-            (v11.value,) = _unpack_Q(buf, pos)
+        elif d10 == 4:
+            (v9.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d12 == 5:
-            (v11.value,) = _unpack_d(buf, pos)
+        elif d10 == 5:
+            (v9.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d12 == 6:
-            (v11.value,) = _unpack_i(buf, pos)
+        elif d10 == 6:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 7:
-            (n13,) = _unpack_u32(buf, pos)
-            s14 = pos + 4
-            pos = s14 + ((n13 + 3) & -4)
-            if pos > end or n13 > 4194304:
-                raise XdrError("string or opaque longer than its bound or the data left")
-            try:
-                v11.value = buf[s14:s14 + n13].decode()
-            except UnicodeDecodeError:
-                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
+        elif d10 == 7:
+            v9.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v11
+        x3.value = v9
     v.params = a1
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -17656,13 +15998,8 @@ def _enc_remote_domain_set_memory_parameters_args(out: bytearray, v: remote_doma
             out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
         elif d10 == 7:
             x11 = cast("str", u9.value)
-            try:
-                b12 = x11.encode()
-            except UnicodeEncodeError:
-                b12 = x11.encode("utf-8", "surrogateescape")
+            b12 = _encode_str(x11, 4194304)
             n13 = len(b12)
-            if n13 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d10, n13)
             out += b12
             out += _padpack_I[n13 & 3](n6)
@@ -17687,13 +16024,8 @@ def _enc_remote_domain_set_memory_parameters_args(out: bytearray, v: remote_doma
             out += _padpack_ii[n4 & 3](d15, u14.value)
         elif d15 == 7:
             x16 = cast("str", u14.value)
-            try:
-                b17 = x16.encode()
-            except UnicodeEncodeError:
-                b17 = x16.encode("utf-8", "surrogateescape")
+            b17 = _encode_str(x16, 4194304)
             n18 = len(b17)
-            if n18 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d15, n18)
             out += b17
             out += xdr.PAD[n18 & 3]
@@ -17760,64 +16092,48 @@ def _dec_remote_domain_get_memory_parameters_ret(buf: bytes, pos: int) -> tuple[
                 v6.value, n4 = _unpack_iI(buf, pos)
                 pos += 8
             elif d7 == 7:
-                (n8,) = _unpack_u32(buf, pos)
-                s9 = pos + 4
-                pos = s9 + ((n8 + 3) & -4)
-                if pos > end or n8 > 4194304:
-                    raise XdrError("string or opaque longer than its bound or the data left")
-                try:
-                    v6.value = buf[s9:s9 + n8].decode()
-                except UnicodeDecodeError:
-                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                v6.value, pos = _read_str(buf, pos, 4194304)
                 (n4,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
             x3.value = v6
         x3 = a1[-1]
-        s10 = pos
-        pos = s10 + ((n4 + 3) & -4)
+        s8 = pos
+        pos = s8 + ((n4 + 3) & -4)
         if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s10:s10 + n4].decode()
+            x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
-        v11 = _new(remote_typed_param_value)
-        (d12,) = _unpack_i(buf, pos)
+            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        v9 = _new(remote_typed_param_value)
+        (d10,) = _unpack_i(buf, pos)
         pos += 4
-        v11.type = d12
-        if d12 == 1:
-            (v11.value,) = _unpack_i(buf, pos)
+        v9.type = d10
+        if d10 == 1:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 2:
-            (v11.value,) = _unpack_I(buf, pos)
+        elif d10 == 2:
+            (v9.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d12 == 3:
-            (v11.value,) = _unpack_q(buf, pos)
+        elif d10 == 3:
+            (v9.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d12 == 4:
-            (v11.value,) = _unpack_Q(buf, pos)
+        elif d10 == 4:
+            (v9.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d12 == 5:
-            (v11.value,) = _unpack_d(buf, pos)
+        elif d10 == 5:
+            (v9.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d12 == 6:
-            (v11.value,) = _unpack_i(buf, pos)
+        elif d10 == 6:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 7:
-            (n13,) = _unpack_u32(buf, pos)
-            s14 = pos + 4
-            pos = s14 + ((n13 + 3) & -4)
-            if pos > end or n13 > 4194304:
-                raise XdrError("string or opaque longer than its bound or the data left")
-            try:
-                v11.value = buf[s14:s14 + n13].decode()
-            except UnicodeDecodeError:
-                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
+        elif d10 == 7:
+            v9.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v11
+        x3.value = v9
     v.params = a1
     (v.nparams,) = _unpack_i(buf, pos)
     pos += 4
@@ -17865,13 +16181,8 @@ def _enc_remote_domain_get_memory_parameters_ret(out: bytearray, v: remote_domai
             out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
         elif d10 == 7:
             x11 = cast("str", u9.value)
-            try:
-                b12 = x11.encode()
-            except UnicodeEncodeError:
-                b12 = x11.encode("utf-8", "surrogateescape")
+            b12 = _encode_str(x11, 4194304)
             n13 = len(b12)
-            if n13 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d10, n13)
             out += b12
             out += _padpack_I[n13 & 3](n6)
@@ -17896,13 +16207,8 @@ def _enc_remote_domain_get_memory_parameters_ret(out: bytearray, v: remote_domai
             out += _padpack_ii[n4 & 3](d15, u14.value)
         elif d15 == 7:
             x16 = cast("str", u14.value)
-            try:
-                b17 = x16.encode()
-            except UnicodeEncodeError:
-                b17 = x16.encode("utf-8", "surrogateescape")
+            b17 = _encode_str(x16, 4194304)
             n18 = len(b17)
-            if n18 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d15, n18)
             out += b17
             out += xdr.PAD[n18 & 3]
@@ -17957,64 +16263,48 @@ def _dec_remote_domain_set_numa_parameters_args(buf: bytes, pos: int) -> tuple[r
                 v6.value, n4 = _unpack_iI(buf, pos)
                 pos += 8
             elif d7 == 7:
-                (n8,) = _unpack_u32(buf, pos)
-                s9 = pos + 4
-                pos = s9 + ((n8 + 3) & -4)
-                if pos > end or n8 > 4194304:
-                    raise XdrError("string or opaque longer than its bound or the data left")
-                try:
-                    v6.value = buf[s9:s9 + n8].decode()
-                except UnicodeDecodeError:
-                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                v6.value, pos = _read_str(buf, pos, 4194304)
                 (n4,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
             x3.value = v6
         x3 = a1[-1]
-        s10 = pos
-        pos = s10 + ((n4 + 3) & -4)
+        s8 = pos
+        pos = s8 + ((n4 + 3) & -4)
         if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s10:s10 + n4].decode()
+            x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
-        v11 = _new(remote_typed_param_value)
-        (d12,) = _unpack_i(buf, pos)
+            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        v9 = _new(remote_typed_param_value)
+        (d10,) = _unpack_i(buf, pos)
         pos += 4
-        v11.type = d12
-        if d12 == 1:
-            (v11.value,) = _unpack_i(buf, pos)
+        v9.type = d10
+        if d10 == 1:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 2:
-            (v11.value,) = _unpack_I(buf, pos)
+        elif d10 == 2:
+            (v9.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d12 == 3:
-            (v11.value,) = _unpack_q(buf, pos)
+        elif d10 == 3:
+            (v9.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d12 == 4:
-            (v11.value,) = _unpack_Q(buf, pos)
+        elif d10 == 4:
+            (v9.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d12 == 5:
-            (v11.value,) = _unpack_d(buf, pos)
+        elif d10 == 5:
+            (v9.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d12 == 6:
-            (v11.value,) = _unpack_i(buf, pos)
+        elif d10 == 6:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 7:
-            (n13,) = _unpack_u32(buf, pos)
-            s14 = pos + 4
-            pos = s14 + ((n13 + 3) & -4)
-            if pos > end or n13 > 4194304:
-                raise XdrError("string or opaque longer than its bound or the data left")
-            try:
-                v11.value = buf[s14:s14 + n13].decode()
-            except UnicodeDecodeError:
-                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
+        elif d10 == 7:
+            v9.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v11
+        x3.value = v9
     v.params = a1
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -18063,13 +16353,8 @@ def _enc_remote_domain_set_numa_parameters_args(out: bytearray, v: remote_domain
             out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
         elif d10 == 7:
             x11 = cast("str", u9.value)
-            try:
-                b12 = x11.encode()
-            except UnicodeEncodeError:
-                b12 = x11.encode("utf-8", "surrogateescape")
+            b12 = _encode_str(x11, 4194304)
             n13 = len(b12)
-            if n13 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d10, n13)
             out += b12
             out += _padpack_I[n13 & 3](n6)
@@ -18094,13 +16379,8 @@ def _enc_remote_domain_set_numa_parameters_args(out: bytearray, v: remote_domain
             out += _padpack_ii[n4 & 3](d15, u14.value)
         elif d15 == 7:
             x16 = cast("str", u14.value)
-            try:
-                b17 = x16.encode()
-            except UnicodeEncodeError:
-                b17 = x16.encode("utf-8", "surrogateescape")
+            b17 = _encode_str(x16, 4194304)
             n18 = len(b17)
-            if n18 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d15, n18)
             out += b17
             out += xdr.PAD[n18 & 3]
@@ -18167,64 +16447,48 @@ def _dec_remote_domain_get_numa_parameters_ret(buf: bytes, pos: int) -> tuple[re
                 v6.value, n4 = _unpack_iI(buf, pos)
                 pos += 8
             elif d7 == 7:
-                (n8,) = _unpack_u32(buf, pos)
-                s9 = pos + 4
-                pos = s9 + ((n8 + 3) & -4)
-                if pos > end or n8 > 4194304:
-                    raise XdrError("string or opaque longer than its bound or the data left")
-                try:
-                    v6.value = buf[s9:s9 + n8].decode()
-                except UnicodeDecodeError:
-                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                v6.value, pos = _read_str(buf, pos, 4194304)
                 (n4,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
             x3.value = v6
         x3 = a1[-1]
-        s10 = pos
-        pos = s10 + ((n4 + 3) & -4)
+        s8 = pos
+        pos = s8 + ((n4 + 3) & -4)
         if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s10:s10 + n4].decode()
+            x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
-        v11 = _new(remote_typed_param_value)
-        (d12,) = _unpack_i(buf, pos)
+            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        v9 = _new(remote_typed_param_value)
+        (d10,) = _unpack_i(buf, pos)
         pos += 4
-        v11.type = d12
-        if d12 == 1:
-            (v11.value,) = _unpack_i(buf, pos)
+        v9.type = d10
+        if d10 == 1:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 2:
-            (v11.value,) = _unpack_I(buf, pos)
+        elif d10 == 2:
+            (v9.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d12 == 3:
-            (v11.value,) = _unpack_q(buf, pos)
+        elif d10 == 3:
+            (v9.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d12 == 4:
-            (v11.value,) = _unpack_Q(buf, pos)
+        elif d10 == 4:
+            (v9.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d12 == 5:
-            (v11.value,) = _unpack_d(buf, pos)
+        elif d10 == 5:
+            (v9.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d12 == 6:
-            (v11.value,) = _unpack_i(buf, pos)
+        elif d10 == 6:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 7:
-            (n13,) = _unpack_u32(buf, pos)
-            s14 = pos + 4
-            pos = s14 + ((n13 + 3) & -4)
-            if pos > end or n13 > 4194304:
-                raise XdrError("string or opaque longer than its bound or the data left")
-            try:
-                v11.value = buf[s14:s14 + n13].decode()
-            except UnicodeDecodeError:
-                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
+        elif d10 == 7:
+            v9.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v11
+        x3.value = v9
     v.params = a1
     (v.nparams,) = _unpack_i(buf, pos)
     pos += 4
@@ -18272,13 +16536,8 @@ def _enc_remote_domain_get_numa_parameters_ret(out: bytearray, v: remote_domain_
             out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
         elif d10 == 7:
             x11 = cast("str", u9.value)
-            try:
-                b12 = x11.encode()
-            except UnicodeEncodeError:
-                b12 = x11.encode("utf-8", "surrogateescape")
+            b12 = _encode_str(x11, 4194304)
             n13 = len(b12)
-            if n13 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d10, n13)
             out += b12
             out += _padpack_I[n13 & 3](n6)
@@ -18303,13 +16562,8 @@ def _enc_remote_domain_get_numa_parameters_ret(out: bytearray, v: remote_domain_
             out += _padpack_ii[n4 & 3](d15, u14.value)
         elif d15 == 7:
             x16 = cast("str", u14.value)
-            try:
-                b17 = x16.encode()
-            except UnicodeEncodeError:
-                b17 = x16.encode("utf-8", "surrogateescape")
+            b17 = _encode_str(x16, 4194304)
             n18 = len(b17)
-            if n18 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d15, n18)
             out += b17
             out += xdr.PAD[n18 & 3]
@@ -18364,64 +16618,48 @@ def _dec_remote_domain_set_perf_events_args(buf: bytes, pos: int) -> tuple[remot
                 v6.value, n4 = _unpack_iI(buf, pos)
                 pos += 8
             elif d7 == 7:
-                (n8,) = _unpack_u32(buf, pos)
-                s9 = pos + 4
-                pos = s9 + ((n8 + 3) & -4)
-                if pos > end or n8 > 4194304:
-                    raise XdrError("string or opaque longer than its bound or the data left")
-                try:
-                    v6.value = buf[s9:s9 + n8].decode()
-                except UnicodeDecodeError:
-                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                v6.value, pos = _read_str(buf, pos, 4194304)
                 (n4,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
             x3.value = v6
         x3 = a1[-1]
-        s10 = pos
-        pos = s10 + ((n4 + 3) & -4)
+        s8 = pos
+        pos = s8 + ((n4 + 3) & -4)
         if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s10:s10 + n4].decode()
+            x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
-        v11 = _new(remote_typed_param_value)
-        (d12,) = _unpack_i(buf, pos)
+            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        v9 = _new(remote_typed_param_value)
+        (d10,) = _unpack_i(buf, pos)
         pos += 4
-        v11.type = d12
-        if d12 == 1:
-            (v11.value,) = _unpack_i(buf, pos)
+        v9.type = d10
+        if d10 == 1:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 2:
-            (v11.value,) = _unpack_I(buf, pos)
+        elif d10 == 2:
+            (v9.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d12 == 3:
-            (v11.value,) = _unpack_q(buf, pos)
+        elif d10 == 3:
+            (v9.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d12 == 4:
-            (v11.value,) = _unpack_Q(buf, pos)
+        elif d10 == 4:
+            (v9.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d12 == 5:
-            (v11.value,) = _unpack_d(buf, pos)
+        elif d10 == 5:
+            (v9.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d12 == 6:
-            (v11.value,) = _unpack_i(buf, pos)
+        elif d10 == 6:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 7:
-            (n13,) = _unpack_u32(buf, pos)
-            s14 = pos + 4
-            pos = s14 + ((n13 + 3) & -4)
-            if pos > end or n13 > 4194304:
-                raise XdrError("string or opaque longer than its bound or the data left")
-            try:
-                v11.value = buf[s14:s14 + n13].decode()
-            except UnicodeDecodeError:
-                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
+        elif d10 == 7:
+            v9.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v11
+        x3.value = v9
     v.params = a1
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -18470,13 +16708,8 @@ def _enc_remote_domain_set_perf_events_args(out: bytearray, v: remote_domain_set
             out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
         elif d10 == 7:
             x11 = cast("str", u9.value)
-            try:
-                b12 = x11.encode()
-            except UnicodeEncodeError:
-                b12 = x11.encode("utf-8", "surrogateescape")
+            b12 = _encode_str(x11, 4194304)
             n13 = len(b12)
-            if n13 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d10, n13)
             out += b12
             out += _padpack_I[n13 & 3](n6)
@@ -18501,13 +16734,8 @@ def _enc_remote_domain_set_perf_events_args(out: bytearray, v: remote_domain_set
             out += _padpack_ii[n4 & 3](d15, u14.value)
         elif d15 == 7:
             x16 = cast("str", u14.value)
-            try:
-                b17 = x16.encode()
-            except UnicodeEncodeError:
-                b17 = x16.encode("utf-8", "surrogateescape")
+            b17 = _encode_str(x16, 4194304)
             n18 = len(b17)
-            if n18 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d15, n18)
             out += b17
             out += xdr.PAD[n18 & 3]
@@ -18574,64 +16802,48 @@ def _dec_remote_domain_get_perf_events_ret(buf: bytes, pos: int) -> tuple[remote
                 v6.value, n4 = _unpack_iI(buf, pos)
                 pos += 8
             elif d7 == 7:
-                (n8,) = _unpack_u32(buf, pos)
-                s9 = pos + 4
-                pos = s9 + ((n8 + 3) & -4)
-                if pos > end or n8 > 4194304:
-                    raise XdrError("string or opaque longer than its bound or the data left")
-                try:
-                    v6.value = buf[s9:s9 + n8].decode()
-                except UnicodeDecodeError:
-                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                v6.value, pos = _read_str(buf, pos, 4194304)
                 (n4,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
             x3.value = v6
         x3 = a1[-1]
-        s10 = pos
-        pos = s10 + ((n4 + 3) & -4)
+        s8 = pos
+        pos = s8 + ((n4 + 3) & -4)
         if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s10:s10 + n4].decode()
+            x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
-        v11 = _new(remote_typed_param_value)
-        (d12,) = _unpack_i(buf, pos)
+            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        v9 = _new(remote_typed_param_value)
+        (d10,) = _unpack_i(buf, pos)
         pos += 4
-        v11.type = d12
-        if d12 == 1:
-            (v11.value,) = _unpack_i(buf, pos)
+        v9.type = d10
+        if d10 == 1:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 2:
-            (v11.value,) = _unpack_I(buf, pos)
+        elif d10 == 2:
+            (v9.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d12 == 3:
-            (v11.value,) = _unpack_q(buf, pos)
+        elif d10 == 3:
+            (v9.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d12 == 4:
-            (v11.value,) = _unpack_Q(buf, pos)
+        elif d10 == 4:
+            (v9.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d12 == 5:
-            (v11.value,) = _unpack_d(buf, pos)
+        elif d10 == 5:
+            (v9.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d12 == 6:
-            (v11.value,) = _unpack_i(buf, pos)
+        elif d10 == 6:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 7:
-            (n13,) = _unpack_u32(buf, pos)
-            s14 = pos + 4
-            pos = s14 + ((n13 + 3) & -4)
-            if pos > end or n13 > 4194304:
-                raise XdrError("string or opaque longer than its bound or the data left")
-            try:
-                v11.value = buf[s14:s14 + n13].decode()
-            except UnicodeDecodeError:
-                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
+        elif d10 == 7:
+            v9.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v11
+        x3.value = v9
     v.params = a1
     return v, pos
 
@@ -18677,13 +16889,8 @@ def _enc_remote_domain_get_perf_events_ret(out: bytearray, v: remote_domain_get_
             out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
         elif d10 == 7:
             x11 = cast("str", u9.value)
-            try:
-                b12 = x11.encode()
-            except UnicodeEncodeError:
-                b12 = x11.encode("utf-8", "surrogateescape")
+            b12 = _encode_str(x11, 4194304)
             n13 = len(b12)
-            if n13 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d10, n13)
             out += b12
             out += _padpack_I[n13 & 3](n6)
@@ -18708,13 +16915,8 @@ def _enc_remote_domain_get_perf_events_ret(out: bytearray, v: remote_domain_get_
             out += _padpack_ii[n4 & 3](d15, u14.value)
         elif d15 == 7:
             x16 = cast("str", u14.value)
-            try:
-                b17 = x16.encode()
-            except UnicodeEncodeError:
-                b17 = x16.encode("utf-8", "surrogateescape")
+            b17 = _encode_str(x16, 4194304)
             n18 = len(b17)
-            if n18 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d15, n18)
             out += b17
             out += xdr.PAD[n18 & 3]
@@ -18726,116 +16928,92 @@ def _dec_remote_domain_set_interface_parameters_args(buf: bytes, pos: int) -> tu
     end = len(buf)
     v = _new(remote_domain_set_interface_parameters_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.device = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.device = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
-    (n4,) = _unpack_u32(buf, pos)
+    v.device, pos = _read_str(buf, pos, 4194304)
+    (n2,) = _unpack_u32(buf, pos)
     pos += 4
-    if n4 > 16:
+    if n2 > 16:
         raise XdrError("array length exceeds its bound")
-    if n4 * 12 > end - pos:
+    if n2 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a3: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n4)]
-    if a3:
-        (n6,) = _unpack_u32(buf, pos)
+    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-        for x5 in a3[:-1]:
-            s7 = pos
-            pos = s7 + ((n6 + 3) & -4)
-            if pos > end or n6 > 4194304:
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                x5.field = buf[s7:s7 + n6].decode()
+                x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
-                x5.field = buf[s7:s7 + n6].decode("utf-8", "surrogateescape")
-            v8 = _new(remote_typed_param_value)
-            (d9,) = _unpack_i(buf, pos)
+                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            v6 = _new(remote_typed_param_value)
+            (d7,) = _unpack_i(buf, pos)
             pos += 4
-            v8.type = d9
-            if d9 == 1:
-                v8.value, n6 = _unpack_iI(buf, pos)
+            v6.type = d7
+            if d7 == 1:
+                v6.value, n4 = _unpack_iI(buf, pos)
                 pos += 8
-            elif d9 == 2:
-                v8.value, n6 = _unpack_II(buf, pos)
+            elif d7 == 2:
+                v6.value, n4 = _unpack_II(buf, pos)
                 pos += 8
-            elif d9 == 3:
-                v8.value, n6 = _unpack_qI(buf, pos)
+            elif d7 == 3:
+                v6.value, n4 = _unpack_qI(buf, pos)
                 pos += 12
-            elif d9 == 4:
-                v8.value, n6 = _unpack_QI(buf, pos)
+            elif d7 == 4:
+                v6.value, n4 = _unpack_QI(buf, pos)
                 pos += 12
-            elif d9 == 5:
-                v8.value, n6 = _unpack_dI(buf, pos)
+            elif d7 == 5:
+                v6.value, n4 = _unpack_dI(buf, pos)
                 pos += 12
-            elif d9 == 6:
-                v8.value, n6 = _unpack_iI(buf, pos)
+            elif d7 == 6:
+                v6.value, n4 = _unpack_iI(buf, pos)
                 pos += 8
-            elif d9 == 7:
-                (n10,) = _unpack_u32(buf, pos)
-                s11 = pos + 4
-                pos = s11 + ((n10 + 3) & -4)
-                if pos > end or n10 > 4194304:
-                    raise XdrError("string or opaque longer than its bound or the data left")
-                try:
-                    v8.value = buf[s11:s11 + n10].decode()
-                except UnicodeDecodeError:
-                    v8.value = buf[s11:s11 + n10].decode("utf-8", "surrogateescape")
-                (n6,) = _unpack_u32(buf, pos)
+            elif d7 == 7:
+                v6.value, pos = _read_str(buf, pos, 4194304)
+                (n4,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
-            x5.value = v8
-        x5 = a3[-1]
-        s12 = pos
-        pos = s12 + ((n6 + 3) & -4)
-        if pos > end or n6 > 4194304:
+            x3.value = v6
+        x3 = a1[-1]
+        s8 = pos
+        pos = s8 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x5.field = buf[s12:s12 + n6].decode()
+            x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
-            x5.field = buf[s12:s12 + n6].decode("utf-8", "surrogateescape")
-        v13 = _new(remote_typed_param_value)
-        (d14,) = _unpack_i(buf, pos)
+            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        v9 = _new(remote_typed_param_value)
+        (d10,) = _unpack_i(buf, pos)
         pos += 4
-        v13.type = d14
-        if d14 == 1:
-            (v13.value,) = _unpack_i(buf, pos)
+        v9.type = d10
+        if d10 == 1:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d14 == 2:
-            (v13.value,) = _unpack_I(buf, pos)
+        elif d10 == 2:
+            (v9.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d14 == 3:
-            (v13.value,) = _unpack_q(buf, pos)
+        elif d10 == 3:
+            (v9.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d14 == 4:
-            (v13.value,) = _unpack_Q(buf, pos)
+        elif d10 == 4:
+            (v9.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d14 == 5:
-            (v13.value,) = _unpack_d(buf, pos)
+        elif d10 == 5:
+            (v9.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d14 == 6:
-            (v13.value,) = _unpack_i(buf, pos)
+        elif d10 == 6:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d14 == 7:
-            (n15,) = _unpack_u32(buf, pos)
-            s16 = pos + 4
-            pos = s16 + ((n15 + 3) & -4)
-            if pos > end or n15 > 4194304:
-                raise XdrError("string or opaque longer than its bound or the data left")
-            try:
-                v13.value = buf[s16:s16 + n15].decode()
-            except UnicodeDecodeError:
-                v13.value = buf[s16:s16 + n15].decode("utf-8", "surrogateescape")
+        elif d10 == 7:
+            v9.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x5.value = v13
-    v.params = a3
+        x3.value = v9
+    v.params = a1
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
@@ -18843,13 +17021,8 @@ def _dec_remote_domain_set_interface_parameters_args(buf: bytes, pos: int) -> tu
 
 def _enc_remote_domain_set_interface_parameters_args(out: bytearray, v: remote_domain_set_interface_parameters_args) -> None:
     _enc_remote_nonnull_domain(out, v.dom)
-    try:
-        b1 = v.device.encode()
-    except UnicodeEncodeError:
-        b1 = v.device.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.device, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -18893,13 +17066,8 @@ def _enc_remote_domain_set_interface_parameters_args(out: bytearray, v: remote_d
             out += _padpack_iiI[n6 & 3](d12, u11.value, n8)
         elif d12 == 7:
             x13 = cast("str", u11.value)
-            try:
-                b14 = x13.encode()
-            except UnicodeEncodeError:
-                b14 = x13.encode("utf-8", "surrogateescape")
+            b14 = _encode_str(x13, 4194304)
             n15 = len(b14)
-            if n15 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n6 & 3](d12, n15)
             out += b14
             out += _padpack_I[n15 & 3](n8)
@@ -18924,13 +17092,8 @@ def _enc_remote_domain_set_interface_parameters_args(out: bytearray, v: remote_d
             out += _padpack_ii[n6 & 3](d17, u16.value)
         elif d17 == 7:
             x18 = cast("str", u16.value)
-            try:
-                b19 = x18.encode()
-            except UnicodeEncodeError:
-                b19 = x18.encode("utf-8", "surrogateescape")
+            b19 = _encode_str(x18, 4194304)
             n20 = len(b19)
-            if n20 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n6 & 3](d17, n20)
             out += b19
             out += xdr.PAD[n20 & 3]
@@ -18940,18 +17103,9 @@ def _enc_remote_domain_set_interface_parameters_args(out: bytearray, v: remote_d
 
 
 def _dec_remote_domain_get_interface_parameters_args(buf: bytes, pos: int) -> tuple[remote_domain_get_interface_parameters_args, int]:
-    end = len(buf)
     v = _new(remote_domain_get_interface_parameters_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.device = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.device = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.device, pos = _read_str(buf, pos, 4194304)
     v.nparams, v.flags = _unpack_iI(buf, pos)
     pos += 8
     return v, pos
@@ -18959,13 +17113,8 @@ def _dec_remote_domain_get_interface_parameters_args(buf: bytes, pos: int) -> tu
 
 def _enc_remote_domain_get_interface_parameters_args(out: bytearray, v: remote_domain_get_interface_parameters_args) -> None:
     _enc_remote_nonnull_domain(out, v.dom)
-    try:
-        b1 = v.device.encode()
-    except UnicodeEncodeError:
-        b1 = v.device.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.device, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_iI[n2 & 3](v.nparams, v.flags)
@@ -19016,64 +17165,48 @@ def _dec_remote_domain_get_interface_parameters_ret(buf: bytes, pos: int) -> tup
                 v6.value, n4 = _unpack_iI(buf, pos)
                 pos += 8
             elif d7 == 7:
-                (n8,) = _unpack_u32(buf, pos)
-                s9 = pos + 4
-                pos = s9 + ((n8 + 3) & -4)
-                if pos > end or n8 > 4194304:
-                    raise XdrError("string or opaque longer than its bound or the data left")
-                try:
-                    v6.value = buf[s9:s9 + n8].decode()
-                except UnicodeDecodeError:
-                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                v6.value, pos = _read_str(buf, pos, 4194304)
                 (n4,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
             x3.value = v6
         x3 = a1[-1]
-        s10 = pos
-        pos = s10 + ((n4 + 3) & -4)
+        s8 = pos
+        pos = s8 + ((n4 + 3) & -4)
         if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s10:s10 + n4].decode()
+            x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
-        v11 = _new(remote_typed_param_value)
-        (d12,) = _unpack_i(buf, pos)
+            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        v9 = _new(remote_typed_param_value)
+        (d10,) = _unpack_i(buf, pos)
         pos += 4
-        v11.type = d12
-        if d12 == 1:
-            (v11.value,) = _unpack_i(buf, pos)
+        v9.type = d10
+        if d10 == 1:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 2:
-            (v11.value,) = _unpack_I(buf, pos)
+        elif d10 == 2:
+            (v9.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d12 == 3:
-            (v11.value,) = _unpack_q(buf, pos)
+        elif d10 == 3:
+            (v9.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d12 == 4:
-            (v11.value,) = _unpack_Q(buf, pos)
+        elif d10 == 4:
+            (v9.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d12 == 5:
-            (v11.value,) = _unpack_d(buf, pos)
+        elif d10 == 5:
+            (v9.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d12 == 6:
-            (v11.value,) = _unpack_i(buf, pos)
+        elif d10 == 6:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 7:
-            (n13,) = _unpack_u32(buf, pos)
-            s14 = pos + 4
-            pos = s14 + ((n13 + 3) & -4)
-            if pos > end or n13 > 4194304:
-                raise XdrError("string or opaque longer than its bound or the data left")
-            try:
-                v11.value = buf[s14:s14 + n13].decode()
-            except UnicodeDecodeError:
-                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
+        elif d10 == 7:
+            v9.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v11
+        x3.value = v9
     v.params = a1
     (v.nparams,) = _unpack_i(buf, pos)
     pos += 4
@@ -19121,13 +17254,8 @@ def _enc_remote_domain_get_interface_parameters_ret(out: bytearray, v: remote_do
             out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
         elif d10 == 7:
             x11 = cast("str", u9.value)
-            try:
-                b12 = x11.encode()
-            except UnicodeEncodeError:
-                b12 = x11.encode("utf-8", "surrogateescape")
+            b12 = _encode_str(x11, 4194304)
             n13 = len(b12)
-            if n13 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d10, n13)
             out += b12
             out += _padpack_I[n13 & 3](n6)
@@ -19152,13 +17280,8 @@ def _enc_remote_domain_get_interface_parameters_ret(out: bytearray, v: remote_do
             out += _padpack_ii[n4 & 3](d15, u14.value)
         elif d15 == 7:
             x16 = cast("str", u14.value)
-            try:
-                b17 = x16.encode()
-            except UnicodeEncodeError:
-                b17 = x16.encode("utf-8", "surrogateescape")
+            b17 = _encode_str(x16, 4194304)
             n18 = len(b17)
-            if n18 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d15, n18)
             out += b17
             out += xdr.PAD[n18 & 3]
@@ -19181,48 +17304,25 @@ def _enc_remote_domain_set_memory_stats_period_args(out: bytearray, v: remote_do
 
 
 def _dec_remote_domain_attach_device_args(buf: bytes, pos: int) -> tuple[remote_domain_attach_device_args, int]:
-    end = len(buf)
     v = _new(remote_domain_attach_device_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.xml = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.xml = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.xml, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_domain_attach_device_args(out: bytearray, v: remote_domain_attach_device_args) -> None:
     _enc_remote_nonnull_domain(out, v.dom)
-    try:
-        b1 = v.xml.encode()
-    except UnicodeEncodeError:
-        b1 = v.xml.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.xml, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
 
 
 def _dec_remote_domain_attach_device_flags_args(buf: bytes, pos: int) -> tuple[remote_domain_attach_device_flags_args, int]:
-    end = len(buf)
     v = _new(remote_domain_attach_device_flags_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.xml = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.xml = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.xml, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
@@ -19230,61 +17330,33 @@ def _dec_remote_domain_attach_device_flags_args(buf: bytes, pos: int) -> tuple[r
 
 def _enc_remote_domain_attach_device_flags_args(out: bytearray, v: remote_domain_attach_device_flags_args) -> None:
     _enc_remote_nonnull_domain(out, v.dom)
-    try:
-        b1 = v.xml.encode()
-    except UnicodeEncodeError:
-        b1 = v.xml.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.xml, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_I[n2 & 3](v.flags)
 
 
 def _dec_remote_domain_detach_device_args(buf: bytes, pos: int) -> tuple[remote_domain_detach_device_args, int]:
-    end = len(buf)
     v = _new(remote_domain_detach_device_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.xml = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.xml = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.xml, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_domain_detach_device_args(out: bytearray, v: remote_domain_detach_device_args) -> None:
     _enc_remote_nonnull_domain(out, v.dom)
-    try:
-        b1 = v.xml.encode()
-    except UnicodeEncodeError:
-        b1 = v.xml.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.xml, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
 
 
 def _dec_remote_domain_detach_device_flags_args(buf: bytes, pos: int) -> tuple[remote_domain_detach_device_flags_args, int]:
-    end = len(buf)
     v = _new(remote_domain_detach_device_flags_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.xml = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.xml = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.xml, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
@@ -19292,31 +17364,17 @@ def _dec_remote_domain_detach_device_flags_args(buf: bytes, pos: int) -> tuple[r
 
 def _enc_remote_domain_detach_device_flags_args(out: bytearray, v: remote_domain_detach_device_flags_args) -> None:
     _enc_remote_nonnull_domain(out, v.dom)
-    try:
-        b1 = v.xml.encode()
-    except UnicodeEncodeError:
-        b1 = v.xml.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.xml, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_I[n2 & 3](v.flags)
 
 
 def _dec_remote_domain_update_device_flags_args(buf: bytes, pos: int) -> tuple[remote_domain_update_device_flags_args, int]:
-    end = len(buf)
     v = _new(remote_domain_update_device_flags_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.xml = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.xml = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.xml, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
@@ -19324,31 +17382,17 @@ def _dec_remote_domain_update_device_flags_args(buf: bytes, pos: int) -> tuple[r
 
 def _enc_remote_domain_update_device_flags_args(out: bytearray, v: remote_domain_update_device_flags_args) -> None:
     _enc_remote_nonnull_domain(out, v.dom)
-    try:
-        b1 = v.xml.encode()
-    except UnicodeEncodeError:
-        b1 = v.xml.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.xml, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_I[n2 & 3](v.flags)
 
 
 def _dec_remote_domain_detach_device_alias_args(buf: bytes, pos: int) -> tuple[remote_domain_detach_device_alias_args, int]:
-    end = len(buf)
     v = _new(remote_domain_detach_device_alias_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.alias = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.alias = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.alias, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
@@ -19356,31 +17400,17 @@ def _dec_remote_domain_detach_device_alias_args(buf: bytes, pos: int) -> tuple[r
 
 def _enc_remote_domain_detach_device_alias_args(out: bytearray, v: remote_domain_detach_device_alias_args) -> None:
     _enc_remote_nonnull_domain(out, v.dom)
-    try:
-        b1 = v.alias.encode()
-    except UnicodeEncodeError:
-        b1 = v.alias.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.alias, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_I[n2 & 3](v.flags)
 
 
 def _dec_remote_domain_block_job_abort_args(buf: bytes, pos: int) -> tuple[remote_domain_block_job_abort_args, int]:
-    end = len(buf)
     v = _new(remote_domain_block_job_abort_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.path = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.path = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.path, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
@@ -19388,31 +17418,17 @@ def _dec_remote_domain_block_job_abort_args(buf: bytes, pos: int) -> tuple[remot
 
 def _enc_remote_domain_block_job_abort_args(out: bytearray, v: remote_domain_block_job_abort_args) -> None:
     _enc_remote_nonnull_domain(out, v.dom)
-    try:
-        b1 = v.path.encode()
-    except UnicodeEncodeError:
-        b1 = v.path.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.path, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_I[n2 & 3](v.flags)
 
 
 def _dec_remote_domain_get_block_job_info_args(buf: bytes, pos: int) -> tuple[remote_domain_get_block_job_info_args, int]:
-    end = len(buf)
     v = _new(remote_domain_get_block_job_info_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.path = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.path = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.path, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
@@ -19420,13 +17436,8 @@ def _dec_remote_domain_get_block_job_info_args(buf: bytes, pos: int) -> tuple[re
 
 def _enc_remote_domain_get_block_job_info_args(out: bytearray, v: remote_domain_get_block_job_info_args) -> None:
     _enc_remote_nonnull_domain(out, v.dom)
-    try:
-        b1 = v.path.encode()
-    except UnicodeEncodeError:
-        b1 = v.path.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.path, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_I[n2 & 3](v.flags)
@@ -19444,18 +17455,9 @@ def _enc_remote_domain_get_block_job_info_ret(out: bytearray, v: remote_domain_g
 
 
 def _dec_remote_domain_block_job_set_speed_args(buf: bytes, pos: int) -> tuple[remote_domain_block_job_set_speed_args, int]:
-    end = len(buf)
     v = _new(remote_domain_block_job_set_speed_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.path = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.path = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.path, pos = _read_str(buf, pos, 4194304)
     v.bandwidth, v.flags = _unpack_QI(buf, pos)
     pos += 12
     return v, pos
@@ -19463,31 +17465,17 @@ def _dec_remote_domain_block_job_set_speed_args(buf: bytes, pos: int) -> tuple[r
 
 def _enc_remote_domain_block_job_set_speed_args(out: bytearray, v: remote_domain_block_job_set_speed_args) -> None:
     _enc_remote_nonnull_domain(out, v.dom)
-    try:
-        b1 = v.path.encode()
-    except UnicodeEncodeError:
-        b1 = v.path.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.path, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_QI[n2 & 3](v.bandwidth, v.flags)
 
 
 def _dec_remote_domain_block_pull_args(buf: bytes, pos: int) -> tuple[remote_domain_block_pull_args, int]:
-    end = len(buf)
     v = _new(remote_domain_block_pull_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.path = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.path = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.path, pos = _read_str(buf, pos, 4194304)
     v.bandwidth, v.flags = _unpack_QI(buf, pos)
     pos += 12
     return v, pos
@@ -19495,48 +17483,26 @@ def _dec_remote_domain_block_pull_args(buf: bytes, pos: int) -> tuple[remote_dom
 
 def _enc_remote_domain_block_pull_args(out: bytearray, v: remote_domain_block_pull_args) -> None:
     _enc_remote_nonnull_domain(out, v.dom)
-    try:
-        b1 = v.path.encode()
-    except UnicodeEncodeError:
-        b1 = v.path.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.path, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_QI[n2 & 3](v.bandwidth, v.flags)
 
 
 def _dec_remote_domain_block_rebase_args(buf: bytes, pos: int) -> tuple[remote_domain_block_rebase_args, int]:
-    end = len(buf)
     v = _new(remote_domain_block_rebase_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.path = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.path = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
-    o5: remote_nonnull_string | None = None
-    (w3,) = _unpack_u32(buf, pos)
+    v.path, pos = _read_str(buf, pos, 4194304)
+    o3: remote_nonnull_string | None = None
+    (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w3 == 1:
-        (n6,) = _unpack_u32(buf, pos)
-        s7 = pos + 4
-        pos = s7 + ((n6 + 3) & -4)
-        if pos > end or n6 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p4 = buf[s7:s7 + n6].decode()
-        except UnicodeDecodeError:
-            p4 = buf[s7:s7 + n6].decode("utf-8", "surrogateescape")
-        o5 = p4
-    elif w3:
+    if w1 == 1:
+        p2, pos = _read_str(buf, pos, 4194304)
+        o3 = p2
+    elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
-    v.base = o5
+    v.base = o3
     v.bandwidth, v.flags = _unpack_QI(buf, pos)
     pos += 12
     return v, pos
@@ -19544,13 +17510,8 @@ def _dec_remote_domain_block_rebase_args(buf: bytes, pos: int) -> tuple[remote_d
 
 def _enc_remote_domain_block_rebase_args(out: bytearray, v: remote_domain_block_rebase_args) -> None:
     _enc_remote_nonnull_domain(out, v.dom)
-    try:
-        b1 = v.path.encode()
-    except UnicodeEncodeError:
-        b1 = v.path.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.path, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -19559,13 +17520,8 @@ def _enc_remote_domain_block_rebase_args(out: bytearray, v: remote_domain_block_
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b4 = o3.encode()
-        except UnicodeEncodeError:
-            b4 = o3.encode("utf-8", "surrogateescape")
+        b4 = _encode_str(o3, 4194304)
         n5 = len(b4)
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
         out += xdr.PAD[n5 & 3]
@@ -19576,125 +17532,93 @@ def _dec_remote_domain_block_copy_args(buf: bytes, pos: int) -> tuple[remote_dom
     end = len(buf)
     v = _new(remote_domain_block_copy_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.path = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.path = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
-    (n3,) = _unpack_u32(buf, pos)
-    s4 = pos + 4
-    pos = s4 + ((n3 + 3) & -4)
-    if pos > end or n3 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.destxml = buf[s4:s4 + n3].decode()
-    except UnicodeDecodeError:
-        v.destxml = buf[s4:s4 + n3].decode("utf-8", "surrogateescape")
-    (n6,) = _unpack_u32(buf, pos)
+    v.path, pos = _read_str(buf, pos, 4194304)
+    v.destxml, pos = _read_str(buf, pos, 4194304)
+    (n2,) = _unpack_u32(buf, pos)
     pos += 4
-    if n6 > 16:
+    if n2 > 16:
         raise XdrError("array length exceeds its bound")
-    if n6 * 12 > end - pos:
+    if n2 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a5: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n6)]
-    if a5:
-        (n8,) = _unpack_u32(buf, pos)
+    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-        for x7 in a5[:-1]:
-            s9 = pos
-            pos = s9 + ((n8 + 3) & -4)
-            if pos > end or n8 > 4194304:
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                x7.field = buf[s9:s9 + n8].decode()
+                x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
-                x7.field = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
-            v10 = _new(remote_typed_param_value)
-            (d11,) = _unpack_i(buf, pos)
+                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            v6 = _new(remote_typed_param_value)
+            (d7,) = _unpack_i(buf, pos)
             pos += 4
-            v10.type = d11
-            if d11 == 1:
-                v10.value, n8 = _unpack_iI(buf, pos)
+            v6.type = d7
+            if d7 == 1:
+                v6.value, n4 = _unpack_iI(buf, pos)
                 pos += 8
-            elif d11 == 2:
-                v10.value, n8 = _unpack_II(buf, pos)
+            elif d7 == 2:
+                v6.value, n4 = _unpack_II(buf, pos)
                 pos += 8
-            elif d11 == 3:
-                v10.value, n8 = _unpack_qI(buf, pos)
+            elif d7 == 3:
+                v6.value, n4 = _unpack_qI(buf, pos)
                 pos += 12
-            elif d11 == 4:
-                v10.value, n8 = _unpack_QI(buf, pos)
+            elif d7 == 4:
+                v6.value, n4 = _unpack_QI(buf, pos)
                 pos += 12
-            elif d11 == 5:
-                v10.value, n8 = _unpack_dI(buf, pos)
+            elif d7 == 5:
+                v6.value, n4 = _unpack_dI(buf, pos)
                 pos += 12
-            elif d11 == 6:
-                v10.value, n8 = _unpack_iI(buf, pos)
+            elif d7 == 6:
+                v6.value, n4 = _unpack_iI(buf, pos)
                 pos += 8
-            elif d11 == 7:
-                (n12,) = _unpack_u32(buf, pos)
-                s13 = pos + 4
-                pos = s13 + ((n12 + 3) & -4)
-                if pos > end or n12 > 4194304:
-                    raise XdrError("string or opaque longer than its bound or the data left")
-                try:
-                    v10.value = buf[s13:s13 + n12].decode()
-                except UnicodeDecodeError:
-                    v10.value = buf[s13:s13 + n12].decode("utf-8", "surrogateescape")
-                (n8,) = _unpack_u32(buf, pos)
+            elif d7 == 7:
+                v6.value, pos = _read_str(buf, pos, 4194304)
+                (n4,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
-            x7.value = v10
-        x7 = a5[-1]
-        s14 = pos
-        pos = s14 + ((n8 + 3) & -4)
-        if pos > end or n8 > 4194304:
+            x3.value = v6
+        x3 = a1[-1]
+        s8 = pos
+        pos = s8 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x7.field = buf[s14:s14 + n8].decode()
+            x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
-            x7.field = buf[s14:s14 + n8].decode("utf-8", "surrogateescape")
-        v15 = _new(remote_typed_param_value)
-        (d16,) = _unpack_i(buf, pos)
+            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        v9 = _new(remote_typed_param_value)
+        (d10,) = _unpack_i(buf, pos)
         pos += 4
-        v15.type = d16
-        if d16 == 1:
-            (v15.value,) = _unpack_i(buf, pos)
+        v9.type = d10
+        if d10 == 1:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d16 == 2:
-            (v15.value,) = _unpack_I(buf, pos)
+        elif d10 == 2:
+            (v9.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d16 == 3:
-            (v15.value,) = _unpack_q(buf, pos)
+        elif d10 == 3:
+            (v9.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d16 == 4:
-            (v15.value,) = _unpack_Q(buf, pos)
+        elif d10 == 4:
+            (v9.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d16 == 5:
-            (v15.value,) = _unpack_d(buf, pos)
+        elif d10 == 5:
+            (v9.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d16 == 6:
-            (v15.value,) = _unpack_i(buf, pos)
+        elif d10 == 6:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d16 == 7:
-            (n17,) = _unpack_u32(buf, pos)
-            s18 = pos + 4
-            pos = s18 + ((n17 + 3) & -4)
-            if pos > end or n17 > 4194304:
-                raise XdrError("string or opaque longer than its bound or the data left")
-            try:
-                v15.value = buf[s18:s18 + n17].decode()
-            except UnicodeDecodeError:
-                v15.value = buf[s18:s18 + n17].decode("utf-8", "surrogateescape")
+        elif d10 == 7:
+            v9.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x7.value = v15
-    v.params = a5
+        x3.value = v9
+    v.params = a1
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
@@ -19702,22 +17626,12 @@ def _dec_remote_domain_block_copy_args(buf: bytes, pos: int) -> tuple[remote_dom
 
 def _enc_remote_domain_block_copy_args(out: bytearray, v: remote_domain_block_copy_args) -> None:
     _enc_remote_nonnull_domain(out, v.dom)
-    try:
-        b1 = v.path.encode()
-    except UnicodeEncodeError:
-        b1 = v.path.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.path, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
-    try:
-        b3 = v.destxml.encode()
-    except UnicodeEncodeError:
-        b3 = v.destxml.encode("utf-8", "surrogateescape")
+    b3 = _encode_str(v.destxml, 4194304)
     n4 = len(b3)
-    if n4 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _padpack_I[n2 & 3](n4)
     out += b3
     out += xdr.PAD[n4 & 3]
@@ -19761,13 +17675,8 @@ def _enc_remote_domain_block_copy_args(out: bytearray, v: remote_domain_block_co
             out += _padpack_iiI[n8 & 3](d14, u13.value, n10)
         elif d14 == 7:
             x15 = cast("str", u13.value)
-            try:
-                b16 = x15.encode()
-            except UnicodeEncodeError:
-                b16 = x15.encode("utf-8", "surrogateescape")
+            b16 = _encode_str(x15, 4194304)
             n17 = len(b16)
-            if n17 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n8 & 3](d14, n17)
             out += b16
             out += _padpack_I[n17 & 3](n10)
@@ -19792,13 +17701,8 @@ def _enc_remote_domain_block_copy_args(out: bytearray, v: remote_domain_block_co
             out += _padpack_ii[n8 & 3](d19, u18.value)
         elif d19 == 7:
             x20 = cast("str", u18.value)
-            try:
-                b21 = x20.encode()
-            except UnicodeEncodeError:
-                b21 = x20.encode("utf-8", "surrogateescape")
+            b21 = _encode_str(x20, 4194304)
             n22 = len(b21)
-            if n22 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n8 & 3](d19, n22)
             out += b21
             out += xdr.PAD[n22 & 3]
@@ -19808,52 +17712,27 @@ def _enc_remote_domain_block_copy_args(out: bytearray, v: remote_domain_block_co
 
 
 def _dec_remote_domain_block_commit_args(buf: bytes, pos: int) -> tuple[remote_domain_block_commit_args, int]:
-    end = len(buf)
     v = _new(remote_domain_block_commit_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.disk = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.disk = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
-    o5: remote_nonnull_string | None = None
-    (w3,) = _unpack_u32(buf, pos)
+    v.disk, pos = _read_str(buf, pos, 4194304)
+    o3: remote_nonnull_string | None = None
+    (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w3 == 1:
-        (n6,) = _unpack_u32(buf, pos)
-        s7 = pos + 4
-        pos = s7 + ((n6 + 3) & -4)
-        if pos > end or n6 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p4 = buf[s7:s7 + n6].decode()
-        except UnicodeDecodeError:
-            p4 = buf[s7:s7 + n6].decode("utf-8", "surrogateescape")
-        o5 = p4
-    elif w3:
+    if w1 == 1:
+        p2, pos = _read_str(buf, pos, 4194304)
+        o3 = p2
+    elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
-    v.base = o5
-    o10: remote_nonnull_string | None = None
-    (w8,) = _unpack_u32(buf, pos)
+    v.base = o3
+    o6: remote_nonnull_string | None = None
+    (w4,) = _unpack_u32(buf, pos)
     pos += 4
-    if w8 == 1:
-        (n11,) = _unpack_u32(buf, pos)
-        s12 = pos + 4
-        pos = s12 + ((n11 + 3) & -4)
-        if pos > end or n11 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p9 = buf[s12:s12 + n11].decode()
-        except UnicodeDecodeError:
-            p9 = buf[s12:s12 + n11].decode("utf-8", "surrogateescape")
-        o10 = p9
-    elif w8:
+    if w4 == 1:
+        p5, pos = _read_str(buf, pos, 4194304)
+        o6 = p5
+    elif w4:
         raise XdrError("optional-data flag is not 0 or 1")
-    v.top = o10
+    v.top = o6
     v.bandwidth, v.flags = _unpack_QI(buf, pos)
     pos += 12
     return v, pos
@@ -19861,13 +17740,8 @@ def _dec_remote_domain_block_commit_args(buf: bytes, pos: int) -> tuple[remote_d
 
 def _enc_remote_domain_block_commit_args(out: bytearray, v: remote_domain_block_commit_args) -> None:
     _enc_remote_nonnull_domain(out, v.dom)
-    try:
-        b1 = v.disk.encode()
-    except UnicodeEncodeError:
-        b1 = v.disk.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.disk, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -19876,13 +17750,8 @@ def _enc_remote_domain_block_commit_args(out: bytearray, v: remote_domain_block_
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b4 = o3.encode()
-        except UnicodeEncodeError:
-            b4 = o3.encode("utf-8", "surrogateescape")
+        b4 = _encode_str(o3, 4194304)
         n5 = len(b4)
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
         out += xdr.PAD[n5 & 3]
@@ -19891,13 +17760,8 @@ def _enc_remote_domain_block_commit_args(out: bytearray, v: remote_domain_block_
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b7 = o6.encode()
-        except UnicodeEncodeError:
-            b7 = o6.encode("utf-8", "surrogateescape")
+        b7 = _encode_str(o6, 4194304)
         n8 = len(b7)
-        if n8 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n8)
         out += b7
         out += xdr.PAD[n8 & 3]
@@ -19908,116 +17772,92 @@ def _dec_remote_domain_set_block_io_tune_args(buf: bytes, pos: int) -> tuple[rem
     end = len(buf)
     v = _new(remote_domain_set_block_io_tune_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.disk = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.disk = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
-    (n4,) = _unpack_u32(buf, pos)
+    v.disk, pos = _read_str(buf, pos, 4194304)
+    (n2,) = _unpack_u32(buf, pos)
     pos += 4
-    if n4 > 32:
+    if n2 > 32:
         raise XdrError("array length exceeds its bound")
-    if n4 * 12 > end - pos:
+    if n2 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a3: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n4)]
-    if a3:
-        (n6,) = _unpack_u32(buf, pos)
+    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
+    if a1:
+        (n4,) = _unpack_u32(buf, pos)
         pos += 4
-        for x5 in a3[:-1]:
-            s7 = pos
-            pos = s7 + ((n6 + 3) & -4)
-            if pos > end or n6 > 4194304:
+        for x3 in a1[:-1]:
+            s5 = pos
+            pos = s5 + ((n4 + 3) & -4)
+            if pos > end or n4 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                x5.field = buf[s7:s7 + n6].decode()
+                x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
-                x5.field = buf[s7:s7 + n6].decode("utf-8", "surrogateescape")
-            v8 = _new(remote_typed_param_value)
-            (d9,) = _unpack_i(buf, pos)
+                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            v6 = _new(remote_typed_param_value)
+            (d7,) = _unpack_i(buf, pos)
             pos += 4
-            v8.type = d9
-            if d9 == 1:
-                v8.value, n6 = _unpack_iI(buf, pos)
+            v6.type = d7
+            if d7 == 1:
+                v6.value, n4 = _unpack_iI(buf, pos)
                 pos += 8
-            elif d9 == 2:
-                v8.value, n6 = _unpack_II(buf, pos)
+            elif d7 == 2:
+                v6.value, n4 = _unpack_II(buf, pos)
                 pos += 8
-            elif d9 == 3:
-                v8.value, n6 = _unpack_qI(buf, pos)
+            elif d7 == 3:
+                v6.value, n4 = _unpack_qI(buf, pos)
                 pos += 12
-            elif d9 == 4:
-                v8.value, n6 = _unpack_QI(buf, pos)
+            elif d7 == 4:
+                v6.value, n4 = _unpack_QI(buf, pos)
                 pos += 12
-            elif d9 == 5:
-                v8.value, n6 = _unpack_dI(buf, pos)
+            elif d7 == 5:
+                v6.value, n4 = _unpack_dI(buf, pos)
                 pos += 12
-            elif d9 == 6:
-                v8.value, n6 = _unpack_iI(buf, pos)
+            elif d7 == 6:
+                v6.value, n4 = _unpack_iI(buf, pos)
                 pos += 8
-            elif d9 == 7:
-                (n10,) = _unpack_u32(buf, pos)
-                s11 = pos + 4
-                pos = s11 + ((n10 + 3) & -4)
-                if pos > end or n10 > 4194304:
-                    raise XdrError("string or opaque longer than its bound or the data left")
-                try:
-                    v8.value = buf[s11:s11 + n10].decode()
-                except UnicodeDecodeError:
-                    v8.value = buf[s11:s11 + n10].decode("utf-8", "surrogateescape")
-                (n6,) = _unpack_u32(buf, pos)
+            elif d7 == 7:
+                v6.value, pos = _read_str(buf, pos, 4194304)
+                (n4,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
-            x5.value = v8
-        x5 = a3[-1]
-        s12 = pos
-        pos = s12 + ((n6 + 3) & -4)
-        if pos > end or n6 > 4194304:
+            x3.value = v6
+        x3 = a1[-1]
+        s8 = pos
+        pos = s8 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x5.field = buf[s12:s12 + n6].decode()
+            x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
-            x5.field = buf[s12:s12 + n6].decode("utf-8", "surrogateescape")
-        v13 = _new(remote_typed_param_value)
-        (d14,) = _unpack_i(buf, pos)
+            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        v9 = _new(remote_typed_param_value)
+        (d10,) = _unpack_i(buf, pos)
         pos += 4
-        v13.type = d14
-        if d14 == 1:
-            (v13.value,) = _unpack_i(buf, pos)
+        v9.type = d10
+        if d10 == 1:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d14 == 2:
-            (v13.value,) = _unpack_I(buf, pos)
+        elif d10 == 2:
+            (v9.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d14 == 3:
-            (v13.value,) = _unpack_q(buf, pos)
+        elif d10 == 3:
+            (v9.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d14 == 4:
-            (v13.value,) = _unpack_Q(buf, pos)
+        elif d10 == 4:
+            (v9.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d14 == 5:
-            (v13.value,) = _unpack_d(buf, pos)
+        elif d10 == 5:
+            (v9.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d14 == 6:
-            (v13.value,) = _unpack_i(buf, pos)
+        elif d10 == 6:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d14 == 7:
-            (n15,) = _unpack_u32(buf, pos)
-            s16 = pos + 4
-            pos = s16 + ((n15 + 3) & -4)
-            if pos > end or n15 > 4194304:
-                raise XdrError("string or opaque longer than its bound or the data left")
-            try:
-                v13.value = buf[s16:s16 + n15].decode()
-            except UnicodeDecodeError:
-                v13.value = buf[s16:s16 + n15].decode("utf-8", "surrogateescape")
+        elif d10 == 7:
+            v9.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x5.value = v13
-    v.params = a3
+        x3.value = v9
+    v.params = a1
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
@@ -20025,13 +17865,8 @@ def _dec_remote_domain_set_block_io_tune_args(buf: bytes, pos: int) -> tuple[rem
 
 def _enc_remote_domain_set_block_io_tune_args(out: bytearray, v: remote_domain_set_block_io_tune_args) -> None:
     _enc_remote_nonnull_domain(out, v.dom)
-    try:
-        b1 = v.disk.encode()
-    except UnicodeEncodeError:
-        b1 = v.disk.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.disk, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -20075,13 +17910,8 @@ def _enc_remote_domain_set_block_io_tune_args(out: bytearray, v: remote_domain_s
             out += _padpack_iiI[n6 & 3](d12, u11.value, n8)
         elif d12 == 7:
             x13 = cast("str", u11.value)
-            try:
-                b14 = x13.encode()
-            except UnicodeEncodeError:
-                b14 = x13.encode("utf-8", "surrogateescape")
+            b14 = _encode_str(x13, 4194304)
             n15 = len(b14)
-            if n15 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n6 & 3](d12, n15)
             out += b14
             out += _padpack_I[n15 & 3](n8)
@@ -20106,13 +17936,8 @@ def _enc_remote_domain_set_block_io_tune_args(out: bytearray, v: remote_domain_s
             out += _padpack_ii[n6 & 3](d17, u16.value)
         elif d17 == 7:
             x18 = cast("str", u16.value)
-            try:
-                b19 = x18.encode()
-            except UnicodeEncodeError:
-                b19 = x18.encode("utf-8", "surrogateescape")
+            b19 = _encode_str(x18, 4194304)
             n20 = len(b19)
-            if n20 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n6 & 3](d17, n20)
             out += b19
             out += xdr.PAD[n20 & 3]
@@ -20122,22 +17947,13 @@ def _enc_remote_domain_set_block_io_tune_args(out: bytearray, v: remote_domain_s
 
 
 def _dec_remote_domain_get_block_io_tune_args(buf: bytes, pos: int) -> tuple[remote_domain_get_block_io_tune_args, int]:
-    end = len(buf)
     v = _new(remote_domain_get_block_io_tune_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
     if w1 == 1:
-        (n4,) = _unpack_u32(buf, pos)
-        s5 = pos + 4
-        pos = s5 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p2 = buf[s5:s5 + n4].decode()
-        except UnicodeDecodeError:
-            p2 = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
     elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
@@ -20154,13 +17970,8 @@ def _enc_remote_domain_get_block_io_tune_args(out: bytearray, v: remote_domain_g
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b2 = o1.encode()
-        except UnicodeEncodeError:
-            b2 = o1.encode("utf-8", "surrogateescape")
+        b2 = _encode_str(o1, 4194304)
         n3 = len(b2)
-        if n3 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n3)
         out += b2
         out += xdr.PAD[n3 & 3]
@@ -20212,64 +18023,48 @@ def _dec_remote_domain_get_block_io_tune_ret(buf: bytes, pos: int) -> tuple[remo
                 v6.value, n4 = _unpack_iI(buf, pos)
                 pos += 8
             elif d7 == 7:
-                (n8,) = _unpack_u32(buf, pos)
-                s9 = pos + 4
-                pos = s9 + ((n8 + 3) & -4)
-                if pos > end or n8 > 4194304:
-                    raise XdrError("string or opaque longer than its bound or the data left")
-                try:
-                    v6.value = buf[s9:s9 + n8].decode()
-                except UnicodeDecodeError:
-                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                v6.value, pos = _read_str(buf, pos, 4194304)
                 (n4,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
             x3.value = v6
         x3 = a1[-1]
-        s10 = pos
-        pos = s10 + ((n4 + 3) & -4)
+        s8 = pos
+        pos = s8 + ((n4 + 3) & -4)
         if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s10:s10 + n4].decode()
+            x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
-        v11 = _new(remote_typed_param_value)
-        (d12,) = _unpack_i(buf, pos)
+            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        v9 = _new(remote_typed_param_value)
+        (d10,) = _unpack_i(buf, pos)
         pos += 4
-        v11.type = d12
-        if d12 == 1:
-            (v11.value,) = _unpack_i(buf, pos)
+        v9.type = d10
+        if d10 == 1:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 2:
-            (v11.value,) = _unpack_I(buf, pos)
+        elif d10 == 2:
+            (v9.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d12 == 3:
-            (v11.value,) = _unpack_q(buf, pos)
+        elif d10 == 3:
+            (v9.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d12 == 4:
-            (v11.value,) = _unpack_Q(buf, pos)
+        elif d10 == 4:
+            (v9.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d12 == 5:
-            (v11.value,) = _unpack_d(buf, pos)
+        elif d10 == 5:
+            (v9.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d12 == 6:
-            (v11.value,) = _unpack_i(buf, pos)
+        elif d10 == 6:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 7:
-            (n13,) = _unpack_u32(buf, pos)
-            s14 = pos + 4
-            pos = s14 + ((n13 + 3) & -4)
-            if pos > end or n13 > 4194304:
-                raise XdrError("string or opaque longer than its bound or the data left")
-            try:
-                v11.value = buf[s14:s14 + n13].decode()
-            except UnicodeDecodeError:
-                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
+        elif d10 == 7:
+            v9.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v11
+        x3.value = v9
     v.params = a1
     (v.nparams,) = _unpack_i(buf, pos)
     pos += 4
@@ -20317,13 +18112,8 @@ def _enc_remote_domain_get_block_io_tune_ret(out: bytearray, v: remote_domain_ge
             out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
         elif d10 == 7:
             x11 = cast("str", u9.value)
-            try:
-                b12 = x11.encode()
-            except UnicodeEncodeError:
-                b12 = x11.encode("utf-8", "surrogateescape")
+            b12 = _encode_str(x11, 4194304)
             n13 = len(b12)
-            if n13 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d10, n13)
             out += b12
             out += _padpack_I[n13 & 3](n6)
@@ -20348,13 +18138,8 @@ def _enc_remote_domain_get_block_io_tune_ret(out: bytearray, v: remote_domain_ge
             out += _padpack_ii[n4 & 3](d15, u14.value)
         elif d15 == 7:
             x16 = cast("str", u14.value)
-            try:
-                b17 = x16.encode()
-            except UnicodeEncodeError:
-                b17 = x16.encode("utf-8", "surrogateescape")
+            b17 = _encode_str(x16, 4194304)
             n18 = len(b17)
-            if n18 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d15, n18)
             out += b17
             out += xdr.PAD[n18 & 3]
@@ -20364,18 +18149,9 @@ def _enc_remote_domain_get_block_io_tune_ret(out: bytearray, v: remote_domain_ge
 
 
 def _dec_remote_domain_set_block_threshold_args(buf: bytes, pos: int) -> tuple[remote_domain_set_block_threshold_args, int]:
-    end = len(buf)
     v = _new(remote_domain_set_block_threshold_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.dev = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.dev = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.dev, pos = _read_str(buf, pos, 4194304)
     v.threshold, v.flags = _unpack_QI(buf, pos)
     pos += 12
     return v, pos
@@ -20383,48 +18159,26 @@ def _dec_remote_domain_set_block_threshold_args(buf: bytes, pos: int) -> tuple[r
 
 def _enc_remote_domain_set_block_threshold_args(out: bytearray, v: remote_domain_set_block_threshold_args) -> None:
     _enc_remote_nonnull_domain(out, v.dom)
-    try:
-        b1 = v.dev.encode()
-    except UnicodeEncodeError:
-        b1 = v.dev.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.dev, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_QI[n2 & 3](v.threshold, v.flags)
 
 
 def _dec_remote_domain_backup_begin_args(buf: bytes, pos: int) -> tuple[remote_domain_backup_begin_args, int]:
-    end = len(buf)
     v = _new(remote_domain_backup_begin_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.backup_xml = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.backup_xml = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
-    o5: remote_nonnull_string | None = None
-    (w3,) = _unpack_u32(buf, pos)
+    v.backup_xml, pos = _read_str(buf, pos, 4194304)
+    o3: remote_nonnull_string | None = None
+    (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w3 == 1:
-        (n6,) = _unpack_u32(buf, pos)
-        s7 = pos + 4
-        pos = s7 + ((n6 + 3) & -4)
-        if pos > end or n6 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p4 = buf[s7:s7 + n6].decode()
-        except UnicodeDecodeError:
-            p4 = buf[s7:s7 + n6].decode("utf-8", "surrogateescape")
-        o5 = p4
-    elif w3:
+    if w1 == 1:
+        p2, pos = _read_str(buf, pos, 4194304)
+        o3 = p2
+    elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
-    v.checkpoint_xml = o5
+    v.checkpoint_xml = o3
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
@@ -20432,13 +18186,8 @@ def _dec_remote_domain_backup_begin_args(buf: bytes, pos: int) -> tuple[remote_d
 
 def _enc_remote_domain_backup_begin_args(out: bytearray, v: remote_domain_backup_begin_args) -> None:
     _enc_remote_nonnull_domain(out, v.dom)
-    try:
-        b1 = v.backup_xml.encode()
-    except UnicodeEncodeError:
-        b1 = v.backup_xml.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.backup_xml, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -20447,13 +18196,8 @@ def _enc_remote_domain_backup_begin_args(out: bytearray, v: remote_domain_backup
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b4 = o3.encode()
-        except UnicodeEncodeError:
-            b4 = o3.encode("utf-8", "surrogateescape")
+        b4 = _encode_str(o3, 4194304)
         n5 = len(b4)
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
         out += xdr.PAD[n5 & 3]
@@ -20474,46 +18218,23 @@ def _enc_remote_domain_backup_get_xml_desc_args(out: bytearray, v: remote_domain
 
 
 def _dec_remote_domain_backup_get_xml_desc_ret(buf: bytes, pos: int) -> tuple[remote_domain_backup_get_xml_desc_ret, int]:
-    end = len(buf)
     v = _new(remote_domain_backup_get_xml_desc_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.xml = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.xml = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.xml, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_domain_backup_get_xml_desc_ret(out: bytearray, v: remote_domain_backup_get_xml_desc_ret) -> None:
-    try:
-        b1 = v.xml.encode()
-    except UnicodeEncodeError:
-        b1 = v.xml.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.xml, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
 
 
 def _dec_remote_domain_block_resize_args(buf: bytes, pos: int) -> tuple[remote_domain_block_resize_args, int]:
-    end = len(buf)
     v = _new(remote_domain_block_resize_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.disk = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.disk = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.disk, pos = _read_str(buf, pos, 4194304)
     v.size, v.flags = _unpack_QI(buf, pos)
     pos += 12
     return v, pos
@@ -20521,43 +18242,24 @@ def _dec_remote_domain_block_resize_args(buf: bytes, pos: int) -> tuple[remote_d
 
 def _enc_remote_domain_block_resize_args(out: bytearray, v: remote_domain_block_resize_args) -> None:
     _enc_remote_nonnull_domain(out, v.dom)
-    try:
-        b1 = v.disk.encode()
-    except UnicodeEncodeError:
-        b1 = v.disk.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.disk, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_QI[n2 & 3](v.size, v.flags)
 
 
 def _dec_remote_domain_block_stats_args(buf: bytes, pos: int) -> tuple[remote_domain_block_stats_args, int]:
-    end = len(buf)
     v = _new(remote_domain_block_stats_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.path = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.path = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.path, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_domain_block_stats_args(out: bytearray, v: remote_domain_block_stats_args) -> None:
     _enc_remote_nonnull_domain(out, v.dom)
-    try:
-        b1 = v.path.encode()
-    except UnicodeEncodeError:
-        b1 = v.path.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.path, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -20575,18 +18277,9 @@ def _enc_remote_domain_block_stats_ret(out: bytearray, v: remote_domain_block_st
 
 
 def _dec_remote_domain_block_stats_flags_args(buf: bytes, pos: int) -> tuple[remote_domain_block_stats_flags_args, int]:
-    end = len(buf)
     v = _new(remote_domain_block_stats_flags_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.path = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.path = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.path, pos = _read_str(buf, pos, 4194304)
     v.nparams, v.flags = _unpack_iI(buf, pos)
     pos += 8
     return v, pos
@@ -20594,13 +18287,8 @@ def _dec_remote_domain_block_stats_flags_args(buf: bytes, pos: int) -> tuple[rem
 
 def _enc_remote_domain_block_stats_flags_args(out: bytearray, v: remote_domain_block_stats_flags_args) -> None:
     _enc_remote_nonnull_domain(out, v.dom)
-    try:
-        b1 = v.path.encode()
-    except UnicodeEncodeError:
-        b1 = v.path.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.path, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_iI[n2 & 3](v.nparams, v.flags)
@@ -20651,64 +18339,48 @@ def _dec_remote_domain_block_stats_flags_ret(buf: bytes, pos: int) -> tuple[remo
                 v6.value, n4 = _unpack_iI(buf, pos)
                 pos += 8
             elif d7 == 7:
-                (n8,) = _unpack_u32(buf, pos)
-                s9 = pos + 4
-                pos = s9 + ((n8 + 3) & -4)
-                if pos > end or n8 > 4194304:
-                    raise XdrError("string or opaque longer than its bound or the data left")
-                try:
-                    v6.value = buf[s9:s9 + n8].decode()
-                except UnicodeDecodeError:
-                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                v6.value, pos = _read_str(buf, pos, 4194304)
                 (n4,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
             x3.value = v6
         x3 = a1[-1]
-        s10 = pos
-        pos = s10 + ((n4 + 3) & -4)
+        s8 = pos
+        pos = s8 + ((n4 + 3) & -4)
         if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s10:s10 + n4].decode()
+            x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
-        v11 = _new(remote_typed_param_value)
-        (d12,) = _unpack_i(buf, pos)
+            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        v9 = _new(remote_typed_param_value)
+        (d10,) = _unpack_i(buf, pos)
         pos += 4
-        v11.type = d12
-        if d12 == 1:
-            (v11.value,) = _unpack_i(buf, pos)
+        v9.type = d10
+        if d10 == 1:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 2:
-            (v11.value,) = _unpack_I(buf, pos)
+        elif d10 == 2:
+            (v9.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d12 == 3:
-            (v11.value,) = _unpack_q(buf, pos)
+        elif d10 == 3:
+            (v9.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d12 == 4:
-            (v11.value,) = _unpack_Q(buf, pos)
+        elif d10 == 4:
+            (v9.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d12 == 5:
-            (v11.value,) = _unpack_d(buf, pos)
+        elif d10 == 5:
+            (v9.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d12 == 6:
-            (v11.value,) = _unpack_i(buf, pos)
+        elif d10 == 6:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 7:
-            (n13,) = _unpack_u32(buf, pos)
-            s14 = pos + 4
-            pos = s14 + ((n13 + 3) & -4)
-            if pos > end or n13 > 4194304:
-                raise XdrError("string or opaque longer than its bound or the data left")
-            try:
-                v11.value = buf[s14:s14 + n13].decode()
-            except UnicodeDecodeError:
-                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
+        elif d10 == 7:
+            v9.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v11
+        x3.value = v9
     v.params = a1
     (v.nparams,) = _unpack_i(buf, pos)
     pos += 4
@@ -20756,13 +18428,8 @@ def _enc_remote_domain_block_stats_flags_ret(out: bytearray, v: remote_domain_bl
             out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
         elif d10 == 7:
             x11 = cast("str", u9.value)
-            try:
-                b12 = x11.encode()
-            except UnicodeEncodeError:
-                b12 = x11.encode("utf-8", "surrogateescape")
+            b12 = _encode_str(x11, 4194304)
             n13 = len(b12)
-            if n13 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d10, n13)
             out += b12
             out += _padpack_I[n13 & 3](n6)
@@ -20787,13 +18454,8 @@ def _enc_remote_domain_block_stats_flags_ret(out: bytearray, v: remote_domain_bl
             out += _padpack_ii[n4 & 3](d15, u14.value)
         elif d15 == 7:
             x16 = cast("str", u14.value)
-            try:
-                b17 = x16.encode()
-            except UnicodeEncodeError:
-                b17 = x16.encode("utf-8", "surrogateescape")
+            b17 = _encode_str(x16, 4194304)
             n18 = len(b17)
-            if n18 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d15, n18)
             out += b17
             out += xdr.PAD[n18 & 3]
@@ -20803,30 +18465,16 @@ def _enc_remote_domain_block_stats_flags_ret(out: bytearray, v: remote_domain_bl
 
 
 def _dec_remote_domain_interface_stats_args(buf: bytes, pos: int) -> tuple[remote_domain_interface_stats_args, int]:
-    end = len(buf)
     v = _new(remote_domain_interface_stats_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.device = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.device = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.device, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_domain_interface_stats_args(out: bytearray, v: remote_domain_interface_stats_args) -> None:
     _enc_remote_nonnull_domain(out, v.dom)
-    try:
-        b1 = v.device.encode()
-    except UnicodeEncodeError:
-        b1 = v.device.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.device, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -20895,18 +18543,9 @@ def _enc_remote_domain_memory_stats_ret(out: bytearray, v: remote_domain_memory_
 
 
 def _dec_remote_domain_block_peek_args(buf: bytes, pos: int) -> tuple[remote_domain_block_peek_args, int]:
-    end = len(buf)
     v = _new(remote_domain_block_peek_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.path = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.path = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.path, pos = _read_str(buf, pos, 4194304)
     v.offset, v.size, v.flags = _unpack_QII(buf, pos)
     pos += 16
     return v, pos
@@ -20914,27 +18553,16 @@ def _dec_remote_domain_block_peek_args(buf: bytes, pos: int) -> tuple[remote_dom
 
 def _enc_remote_domain_block_peek_args(out: bytearray, v: remote_domain_block_peek_args) -> None:
     _enc_remote_nonnull_domain(out, v.dom)
-    try:
-        b1 = v.path.encode()
-    except UnicodeEncodeError:
-        b1 = v.path.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.path, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_QII[n2 & 3](v.offset, v.size, v.flags)
 
 
 def _dec_remote_domain_block_peek_ret(buf: bytes, pos: int) -> tuple[remote_domain_block_peek_ret, int]:
-    end = len(buf)
     v = _new(remote_domain_block_peek_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    v.buffer = buf[s2:s2 + n1]
+    v.buffer, pos = _read_opaque(buf, pos, 4194304)
     return v, pos
 
 
@@ -20962,14 +18590,8 @@ def _enc_remote_domain_memory_peek_args(out: bytearray, v: remote_domain_memory_
 
 
 def _dec_remote_domain_memory_peek_ret(buf: bytes, pos: int) -> tuple[remote_domain_memory_peek_ret, int]:
-    end = len(buf)
     v = _new(remote_domain_memory_peek_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    v.buffer = buf[s2:s2 + n1]
+    v.buffer, pos = _read_opaque(buf, pos, 4194304)
     return v, pos
 
 
@@ -20984,18 +18606,9 @@ def _enc_remote_domain_memory_peek_ret(out: bytearray, v: remote_domain_memory_p
 
 
 def _dec_remote_domain_get_block_info_args(buf: bytes, pos: int) -> tuple[remote_domain_get_block_info_args, int]:
-    end = len(buf)
     v = _new(remote_domain_get_block_info_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.path = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.path = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.path, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
@@ -21003,13 +18616,8 @@ def _dec_remote_domain_get_block_info_args(buf: bytes, pos: int) -> tuple[remote
 
 def _enc_remote_domain_get_block_info_args(out: bytearray, v: remote_domain_get_block_info_args) -> None:
     _enc_remote_nonnull_domain(out, v.dom)
-    try:
-        b1 = v.path.encode()
-    except UnicodeEncodeError:
-        b1 = v.path.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.path, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_I[n2 & 3](v.flags)
@@ -21084,64 +18692,48 @@ def _dec_remote_domain_get_cpu_stats_ret(buf: bytes, pos: int) -> tuple[remote_d
                 v6.value, n4 = _unpack_iI(buf, pos)
                 pos += 8
             elif d7 == 7:
-                (n8,) = _unpack_u32(buf, pos)
-                s9 = pos + 4
-                pos = s9 + ((n8 + 3) & -4)
-                if pos > end or n8 > 4194304:
-                    raise XdrError("string or opaque longer than its bound or the data left")
-                try:
-                    v6.value = buf[s9:s9 + n8].decode()
-                except UnicodeDecodeError:
-                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                v6.value, pos = _read_str(buf, pos, 4194304)
                 (n4,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
             x3.value = v6
         x3 = a1[-1]
-        s10 = pos
-        pos = s10 + ((n4 + 3) & -4)
+        s8 = pos
+        pos = s8 + ((n4 + 3) & -4)
         if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s10:s10 + n4].decode()
+            x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
-        v11 = _new(remote_typed_param_value)
-        (d12,) = _unpack_i(buf, pos)
+            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        v9 = _new(remote_typed_param_value)
+        (d10,) = _unpack_i(buf, pos)
         pos += 4
-        v11.type = d12
-        if d12 == 1:
-            (v11.value,) = _unpack_i(buf, pos)
+        v9.type = d10
+        if d10 == 1:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 2:
-            (v11.value,) = _unpack_I(buf, pos)
+        elif d10 == 2:
+            (v9.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d12 == 3:
-            (v11.value,) = _unpack_q(buf, pos)
+        elif d10 == 3:
+            (v9.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d12 == 4:
-            (v11.value,) = _unpack_Q(buf, pos)
+        elif d10 == 4:
+            (v9.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d12 == 5:
-            (v11.value,) = _unpack_d(buf, pos)
+        elif d10 == 5:
+            (v9.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d12 == 6:
-            (v11.value,) = _unpack_i(buf, pos)
+        elif d10 == 6:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 7:
-            (n13,) = _unpack_u32(buf, pos)
-            s14 = pos + 4
-            pos = s14 + ((n13 + 3) & -4)
-            if pos > end or n13 > 4194304:
-                raise XdrError("string or opaque longer than its bound or the data left")
-            try:
-                v11.value = buf[s14:s14 + n13].decode()
-            except UnicodeDecodeError:
-                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
+        elif d10 == 7:
+            v9.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v11
+        x3.value = v9
     v.params = a1
     (v.nparams,) = _unpack_i(buf, pos)
     pos += 4
@@ -21189,13 +18781,8 @@ def _enc_remote_domain_get_cpu_stats_ret(out: bytearray, v: remote_domain_get_cp
             out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
         elif d10 == 7:
             x11 = cast("str", u9.value)
-            try:
-                b12 = x11.encode()
-            except UnicodeEncodeError:
-                b12 = x11.encode("utf-8", "surrogateescape")
+            b12 = _encode_str(x11, 4194304)
             n13 = len(b12)
-            if n13 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d10, n13)
             out += b12
             out += _padpack_I[n13 & 3](n6)
@@ -21220,13 +18807,8 @@ def _enc_remote_domain_get_cpu_stats_ret(out: bytearray, v: remote_domain_get_cp
             out += _padpack_ii[n4 & 3](d15, u14.value)
         elif d15 == 7:
             x16 = cast("str", u14.value)
-            try:
-                b17 = x16.encode()
-            except UnicodeEncodeError:
-                b17 = x16.encode("utf-8", "surrogateescape")
+            b17 = _encode_str(x16, 4194304)
             n18 = len(b17)
-            if n18 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d15, n18)
             out += b17
             out += xdr.PAD[n18 & 3]
@@ -21281,64 +18863,48 @@ def _dec_remote_domain_stats_record(buf: bytes, pos: int) -> tuple[remote_domain
                 v6.value, n4 = _unpack_iI(buf, pos)
                 pos += 8
             elif d7 == 7:
-                (n8,) = _unpack_u32(buf, pos)
-                s9 = pos + 4
-                pos = s9 + ((n8 + 3) & -4)
-                if pos > end or n8 > 4194304:
-                    raise XdrError("string or opaque longer than its bound or the data left")
-                try:
-                    v6.value = buf[s9:s9 + n8].decode()
-                except UnicodeDecodeError:
-                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                v6.value, pos = _read_str(buf, pos, 4194304)
                 (n4,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
             x3.value = v6
         x3 = a1[-1]
-        s10 = pos
-        pos = s10 + ((n4 + 3) & -4)
+        s8 = pos
+        pos = s8 + ((n4 + 3) & -4)
         if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s10:s10 + n4].decode()
+            x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
-        v11 = _new(remote_typed_param_value)
-        (d12,) = _unpack_i(buf, pos)
+            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        v9 = _new(remote_typed_param_value)
+        (d10,) = _unpack_i(buf, pos)
         pos += 4
-        v11.type = d12
-        if d12 == 1:
-            (v11.value,) = _unpack_i(buf, pos)
+        v9.type = d10
+        if d10 == 1:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 2:
-            (v11.value,) = _unpack_I(buf, pos)
+        elif d10 == 2:
+            (v9.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d12 == 3:
-            (v11.value,) = _unpack_q(buf, pos)
+        elif d10 == 3:
+            (v9.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d12 == 4:
-            (v11.value,) = _unpack_Q(buf, pos)
+        elif d10 == 4:
+            (v9.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d12 == 5:
-            (v11.value,) = _unpack_d(buf, pos)
+        elif d10 == 5:
+            (v9.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d12 == 6:
-            (v11.value,) = _unpack_i(buf, pos)
+        elif d10 == 6:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 7:
-            (n13,) = _unpack_u32(buf, pos)
-            s14 = pos + 4
-            pos = s14 + ((n13 + 3) & -4)
-            if pos > end or n13 > 4194304:
-                raise XdrError("string or opaque longer than its bound or the data left")
-            try:
-                v11.value = buf[s14:s14 + n13].decode()
-            except UnicodeDecodeError:
-                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
+        elif d10 == 7:
+            v9.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v11
+        x3.value = v9
     v.params = a1
     return v, pos
 
@@ -21385,13 +18951,8 @@ def _enc_remote_domain_stats_record(out: bytearray, v: remote_domain_stats_recor
             out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
         elif d10 == 7:
             x11 = cast("str", u9.value)
-            try:
-                b12 = x11.encode()
-            except UnicodeEncodeError:
-                b12 = x11.encode("utf-8", "surrogateescape")
+            b12 = _encode_str(x11, 4194304)
             n13 = len(b12)
-            if n13 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d10, n13)
             out += b12
             out += _padpack_I[n13 & 3](n6)
@@ -21416,13 +18977,8 @@ def _enc_remote_domain_stats_record(out: bytearray, v: remote_domain_stats_recor
             out += _padpack_ii[n4 & 3](d15, u14.value)
         elif d15 == 7:
             x16 = cast("str", u14.value)
-            try:
-                b17 = x16.encode()
-            except UnicodeEncodeError:
-                b17 = x16.encode("utf-8", "surrogateescape")
+            b17 = _encode_str(x16, 4194304)
             n18 = len(b17)
-            if n18 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d15, n18)
             out += b17
             out += xdr.PAD[n18 & 3]
@@ -21520,119 +19076,95 @@ def _dec_remote_connect_get_all_domain_stats_ret(buf: bytes, pos: int) -> tuple[
     a1: list[remote_domain_stats_record] = [_new(remote_domain_stats_record) for _ in range(n2)]
     for x3 in a1:
         v4 = _new(remote_nonnull_domain)
-        (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            v4.name = buf[s6:s6 + n5].decode()
-        except UnicodeDecodeError:
-            v4.name = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        v4.name, pos = _read_str(buf, pos, 4194304)
         v4.uuid, v4.id = _unpack_16si(buf, pos)
         pos += 20
         x3.dom = v4
-        (n8,) = _unpack_u32(buf, pos)
+        (n6,) = _unpack_u32(buf, pos)
         pos += 4
-        if n8 > 262144:
+        if n6 > 262144:
             raise XdrError("array length exceeds its bound")
-        if n8 * 12 > end - pos:
+        if n6 * 12 > end - pos:
             raise XdrError("array length exceeds the data left")
-        a7: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n8)]
-        if a7:
-            (n10,) = _unpack_u32(buf, pos)
+        a5: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n6)]
+        if a5:
+            (n8,) = _unpack_u32(buf, pos)
             pos += 4
-            for x9 in a7[:-1]:
-                s11 = pos
-                pos = s11 + ((n10 + 3) & -4)
-                if pos > end or n10 > 4194304:
+            for x7 in a5[:-1]:
+                s9 = pos
+                pos = s9 + ((n8 + 3) & -4)
+                if pos > end or n8 > 4194304:
                     raise XdrError("string or opaque longer than its bound or the data left")
                 try:
-                    x9.field = buf[s11:s11 + n10].decode()
+                    x7.field = buf[s9:s9 + n8].decode()
                 except UnicodeDecodeError:
-                    x9.field = buf[s11:s11 + n10].decode("utf-8", "surrogateescape")
-                v12 = _new(remote_typed_param_value)
-                (d13,) = _unpack_i(buf, pos)
+                    x7.field = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                v10 = _new(remote_typed_param_value)
+                (d11,) = _unpack_i(buf, pos)
                 pos += 4
-                v12.type = d13
-                if d13 == 1:
-                    v12.value, n10 = _unpack_iI(buf, pos)
+                v10.type = d11
+                if d11 == 1:
+                    v10.value, n8 = _unpack_iI(buf, pos)
                     pos += 8
-                elif d13 == 2:
-                    v12.value, n10 = _unpack_II(buf, pos)
+                elif d11 == 2:
+                    v10.value, n8 = _unpack_II(buf, pos)
                     pos += 8
-                elif d13 == 3:
-                    v12.value, n10 = _unpack_qI(buf, pos)
+                elif d11 == 3:
+                    v10.value, n8 = _unpack_qI(buf, pos)
                     pos += 12
-                elif d13 == 4:
-                    v12.value, n10 = _unpack_QI(buf, pos)
+                elif d11 == 4:
+                    v10.value, n8 = _unpack_QI(buf, pos)
                     pos += 12
-                elif d13 == 5:
-                    v12.value, n10 = _unpack_dI(buf, pos)
+                elif d11 == 5:
+                    v10.value, n8 = _unpack_dI(buf, pos)
                     pos += 12
-                elif d13 == 6:
-                    v12.value, n10 = _unpack_iI(buf, pos)
+                elif d11 == 6:
+                    v10.value, n8 = _unpack_iI(buf, pos)
                     pos += 8
-                elif d13 == 7:
-                    (n14,) = _unpack_u32(buf, pos)
-                    s15 = pos + 4
-                    pos = s15 + ((n14 + 3) & -4)
-                    if pos > end or n14 > 4194304:
-                        raise XdrError("string or opaque longer than its bound or the data left")
-                    try:
-                        v12.value = buf[s15:s15 + n14].decode()
-                    except UnicodeDecodeError:
-                        v12.value = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
-                    (n10,) = _unpack_u32(buf, pos)
+                elif d11 == 7:
+                    v10.value, pos = _read_str(buf, pos, 4194304)
+                    (n8,) = _unpack_u32(buf, pos)
                     pos += 4
                 else:
                     raise XdrError("union discriminant has no arm")
-                x9.value = v12
-            x9 = a7[-1]
-            s16 = pos
-            pos = s16 + ((n10 + 3) & -4)
-            if pos > end or n10 > 4194304:
+                x7.value = v10
+            x7 = a5[-1]
+            s12 = pos
+            pos = s12 + ((n8 + 3) & -4)
+            if pos > end or n8 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                x9.field = buf[s16:s16 + n10].decode()
+                x7.field = buf[s12:s12 + n8].decode()
             except UnicodeDecodeError:
-                x9.field = buf[s16:s16 + n10].decode("utf-8", "surrogateescape")
-            v17 = _new(remote_typed_param_value)
-            (d18,) = _unpack_i(buf, pos)
+                x7.field = buf[s12:s12 + n8].decode("utf-8", "surrogateescape")
+            v13 = _new(remote_typed_param_value)
+            (d14,) = _unpack_i(buf, pos)
             pos += 4
-            v17.type = d18
-            if d18 == 1:
-                (v17.value,) = _unpack_i(buf, pos)
+            v13.type = d14
+            if d14 == 1:
+                (v13.value,) = _unpack_i(buf, pos)
                 pos += 4
-            elif d18 == 2:
-                (v17.value,) = _unpack_I(buf, pos)
+            elif d14 == 2:
+                (v13.value,) = _unpack_I(buf, pos)
                 pos += 4
-            elif d18 == 3:
-                (v17.value,) = _unpack_q(buf, pos)
+            elif d14 == 3:
+                (v13.value,) = _unpack_q(buf, pos)
                 pos += 8
-            elif d18 == 4:
-                (v17.value,) = _unpack_Q(buf, pos)
+            elif d14 == 4:
+                (v13.value,) = _unpack_Q(buf, pos)
                 pos += 8
-            elif d18 == 5:
-                (v17.value,) = _unpack_d(buf, pos)
+            elif d14 == 5:
+                (v13.value,) = _unpack_d(buf, pos)
                 pos += 8
-            elif d18 == 6:
-                (v17.value,) = _unpack_i(buf, pos)
+            elif d14 == 6:
+                (v13.value,) = _unpack_i(buf, pos)
                 pos += 4
-            elif d18 == 7:
-                (n19,) = _unpack_u32(buf, pos)
-                s20 = pos + 4
-                pos = s20 + ((n19 + 3) & -4)
-                if pos > end or n19 > 4194304:
-                    raise XdrError("string or opaque longer than its bound or the data left")
-                try:
-                    v17.value = buf[s20:s20 + n19].decode()
-                except UnicodeDecodeError:
-                    v17.value = buf[s20:s20 + n19].decode("utf-8", "surrogateescape")
+            elif d14 == 7:
+                v13.value, pos = _read_str(buf, pos, 4194304)
             else:
                 raise XdrError("union discriminant has no arm")
-            x9.value = v17
-        x3.params = a7
+            x7.value = v13
+        x3.params = a5
     v.retStats = a1
     return v, pos
 
@@ -21645,13 +19177,8 @@ def _enc_remote_connect_get_all_domain_stats_ret(out: bytearray, v: remote_conne
     out += _pack_u32(n2)
     for x3 in a1:
         v4 = x3.dom
-        try:
-            b5 = v4.name.encode()
-        except UnicodeEncodeError:
-            b5 = v4.name.encode("utf-8", "surrogateescape")
+        b5 = _encode_str(v4.name, 4194304)
         n6 = len(b5)
-        if n6 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n6)
         out += b5
         if len(v4.uuid) != 16:
@@ -21697,13 +19224,8 @@ def _enc_remote_connect_get_all_domain_stats_ret(out: bytearray, v: remote_conne
                 out += _padpack_iiI[n10 & 3](d16, u15.value, n12)
             elif d16 == 7:
                 x17 = cast("str", u15.value)
-                try:
-                    b18 = x17.encode()
-                except UnicodeEncodeError:
-                    b18 = x17.encode("utf-8", "surrogateescape")
+                b18 = _encode_str(x17, 4194304)
                 n19 = len(b18)
-                if n19 > 4194304:
-                    raise XdrError("length exceeds its bound")
                 out += _padpack_iI[n10 & 3](d16, n19)
                 out += b18
                 out += _padpack_I[n19 & 3](n12)
@@ -21728,13 +19250,8 @@ def _enc_remote_connect_get_all_domain_stats_ret(out: bytearray, v: remote_conne
                 out += _padpack_ii[n10 & 3](d21, u20.value)
             elif d21 == 7:
                 x22 = cast("str", u20.value)
-                try:
-                    b23 = x22.encode()
-                except UnicodeEncodeError:
-                    b23 = x22.encode("utf-8", "surrogateescape")
+                b23 = _encode_str(x22, 4194304)
                 n24 = len(b23)
-                if n24 > 4194304:
-                    raise XdrError("length exceeds its bound")
                 out += _padpack_iI[n10 & 3](d21, n24)
                 out += b23
                 out += xdr.PAD[n24 & 3]
@@ -21756,22 +19273,13 @@ def _enc_remote_domain_start_dirty_rate_calc_args(out: bytearray, v: remote_doma
 
 
 def _dec_remote_domain_fstrim_args(buf: bytes, pos: int) -> tuple[remote_domain_fstrim_args, int]:
-    end = len(buf)
     v = _new(remote_domain_fstrim_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
     if w1 == 1:
-        (n4,) = _unpack_u32(buf, pos)
-        s5 = pos + 4
-        pos = s5 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p2 = buf[s5:s5 + n4].decode()
-        except UnicodeDecodeError:
-            p2 = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
     elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
@@ -21788,13 +19296,8 @@ def _enc_remote_domain_fstrim_args(out: bytearray, v: remote_domain_fstrim_args)
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b2 = o1.encode()
-        except UnicodeEncodeError:
-            b2 = o1.encode("utf-8", "surrogateescape")
+        b2 = _encode_str(o1, 4194304)
         n3 = len(b2)
-        if n3 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n3)
         out += b2
         out += xdr.PAD[n3 & 3]
@@ -21926,82 +19429,43 @@ def _enc_remote_domain_fsthaw_ret(out: bytearray, v: remote_domain_fsthaw_ret) -
 def _dec_remote_domain_fsinfo(buf: bytes, pos: int) -> tuple[remote_domain_fsinfo, int]:
     end = len(buf)
     v = _new(remote_domain_fsinfo)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.mountpoint = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.mountpoint = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
-    (n3,) = _unpack_u32(buf, pos)
-    s4 = pos + 4
-    pos = s4 + ((n3 + 3) & -4)
-    if pos > end or n3 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.name = buf[s4:s4 + n3].decode()
-    except UnicodeDecodeError:
-        v.name = buf[s4:s4 + n3].decode("utf-8", "surrogateescape")
-    (n5,) = _unpack_u32(buf, pos)
-    s6 = pos + 4
-    pos = s6 + ((n5 + 3) & -4)
-    if pos > end or n5 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.fstype = buf[s6:s6 + n5].decode()
-    except UnicodeDecodeError:
-        v.fstype = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-    (n8,) = _unpack_u32(buf, pos)
+    v.mountpoint, pos = _read_str(buf, pos, 4194304)
+    v.name, pos = _read_str(buf, pos, 4194304)
+    v.fstype, pos = _read_str(buf, pos, 4194304)
+    (n2,) = _unpack_u32(buf, pos)
     pos += 4
-    if n8 > 256:
+    if n2 > 256:
         raise XdrError("array length exceeds its bound")
-    if n8 * 4 > end - pos:
+    if n2 * 4 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a7: list[remote_nonnull_string] = []
-    append10 = a7.append
-    for _ in range(n8):
-        (n11,) = _unpack_u32(buf, pos)
-        s12 = pos + 4
-        pos = s12 + ((n11 + 3) & -4)
-        if pos > end or n11 > 4194304:
+    a1: list[remote_nonnull_string] = []
+    append4 = a1.append
+    for _ in range(n2):
+        (n5,) = _unpack_u32(buf, pos)
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x9 = buf[s12:s12 + n11].decode()
+            x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
-            x9 = buf[s12:s12 + n11].decode("utf-8", "surrogateescape")
-        append10(x9)
-    v.dev_aliases = a7
+            x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        append4(x3)
+    v.dev_aliases = a1
     return v, pos
 
 
 def _enc_remote_domain_fsinfo(out: bytearray, v: remote_domain_fsinfo) -> None:
-    try:
-        b1 = v.mountpoint.encode()
-    except UnicodeEncodeError:
-        b1 = v.mountpoint.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.mountpoint, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
-    try:
-        b3 = v.name.encode()
-    except UnicodeEncodeError:
-        b3 = v.name.encode("utf-8", "surrogateescape")
+    b3 = _encode_str(v.name, 4194304)
     n4 = len(b3)
-    if n4 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _padpack_I[n2 & 3](n4)
     out += b3
-    try:
-        b5 = v.fstype.encode()
-    except UnicodeEncodeError:
-        b5 = v.fstype.encode("utf-8", "surrogateescape")
+    b5 = _encode_str(v.fstype, 4194304)
     n6 = len(b5)
-    if n6 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _padpack_I[n4 & 3](n6)
     out += b5
     out += xdr.PAD[n6 & 3]
@@ -22155,31 +19619,18 @@ def _enc_remote_domain_get_fsinfo_ret(out: bytearray, v: remote_domain_get_fsinf
 
 
 def _dec_remote_domain_ip_addr(buf: bytes, pos: int) -> tuple[remote_domain_ip_addr, int]:
-    end = len(buf)
     v = _new(remote_domain_ip_addr)
     v.type, n1 = _unpack_iI(buf, pos)
     pos += 8
-    s2 = pos
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.addr = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.addr = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.addr, pos = _take_str(buf, pos, n1, 4194304)
     (v.prefix,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_ip_addr(out: bytearray, v: remote_domain_ip_addr) -> None:
-    try:
-        b1 = v.addr.encode()
-    except UnicodeEncodeError:
-        b1 = v.addr.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.addr, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_iI(v.type, n2)
     out += b1
     out += _padpack_I[n2 & 3](v.prefix)
@@ -22188,64 +19639,43 @@ def _enc_remote_domain_ip_addr(out: bytearray, v: remote_domain_ip_addr) -> None
 def _dec_remote_domain_interface(buf: bytes, pos: int) -> tuple[remote_domain_interface, int]:
     end = len(buf)
     v = _new(remote_domain_interface)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.name = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.name = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
-    o5: remote_nonnull_string | None = None
-    (w3,) = _unpack_u32(buf, pos)
+    v.name, pos = _read_str(buf, pos, 4194304)
+    o3: remote_nonnull_string | None = None
+    (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w3 == 1:
-        (n6,) = _unpack_u32(buf, pos)
-        s7 = pos + 4
-        pos = s7 + ((n6 + 3) & -4)
-        if pos > end or n6 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p4 = buf[s7:s7 + n6].decode()
-        except UnicodeDecodeError:
-            p4 = buf[s7:s7 + n6].decode("utf-8", "surrogateescape")
-        o5 = p4
-    elif w3:
+    if w1 == 1:
+        p2, pos = _read_str(buf, pos, 4194304)
+        o3 = p2
+    elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
-    v.hwaddr = o5
-    (n9,) = _unpack_u32(buf, pos)
+    v.hwaddr = o3
+    (n5,) = _unpack_u32(buf, pos)
     pos += 4
-    if n9 > 2048:
+    if n5 > 2048:
         raise XdrError("array length exceeds its bound")
-    if n9 * 12 > end - pos:
+    if n5 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a8: list[remote_domain_ip_addr] = [_new(remote_domain_ip_addr) for _ in range(n9)]
-    for x10 in a8:
-        x10.type, n11 = _unpack_iI(buf, pos)
+    a4: list[remote_domain_ip_addr] = [_new(remote_domain_ip_addr) for _ in range(n5)]
+    for x6 in a4:
+        x6.type, n7 = _unpack_iI(buf, pos)
         pos += 8
-        s12 = pos
-        pos = s12 + ((n11 + 3) & -4)
-        if pos > end or n11 > 4194304:
+        s8 = pos
+        pos = s8 + ((n7 + 3) & -4)
+        if pos > end or n7 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x10.addr = buf[s12:s12 + n11].decode()
+            x6.addr = buf[s8:s8 + n7].decode()
         except UnicodeDecodeError:
-            x10.addr = buf[s12:s12 + n11].decode("utf-8", "surrogateescape")
-        (x10.prefix,) = _unpack_I(buf, pos)
+            x6.addr = buf[s8:s8 + n7].decode("utf-8", "surrogateescape")
+        (x6.prefix,) = _unpack_I(buf, pos)
         pos += 4
-    v.addrs = a8
+    v.addrs = a4
     return v, pos
 
 
 def _enc_remote_domain_interface(out: bytearray, v: remote_domain_interface) -> None:
-    try:
-        b1 = v.name.encode()
-    except UnicodeEncodeError:
-        b1 = v.name.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.name, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -22254,13 +19684,8 @@ def _enc_remote_domain_interface(out: bytearray, v: remote_domain_interface) -> 
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b4 = o3.encode()
-        except UnicodeEncodeError:
-            b4 = o3.encode("utf-8", "surrogateescape")
+        b4 = _encode_str(o3, 4194304)
         n5 = len(b4)
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
         out += xdr.PAD[n5 & 3]
@@ -22408,43 +19833,26 @@ def _enc_remote_domain_interface_addresses_ret(out: bytearray, v: remote_domain_
 
 
 def _dec_remote_domain_set_user_password_args(buf: bytes, pos: int) -> tuple[remote_domain_set_user_password_args, int]:
-    end = len(buf)
     v = _new(remote_domain_set_user_password_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
     if w1 == 1:
-        (n4,) = _unpack_u32(buf, pos)
-        s5 = pos + 4
-        pos = s5 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p2 = buf[s5:s5 + n4].decode()
-        except UnicodeDecodeError:
-            p2 = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
     elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
     v.user = o3
-    o8: remote_nonnull_string | None = None
-    (w6,) = _unpack_u32(buf, pos)
+    o6: remote_nonnull_string | None = None
+    (w4,) = _unpack_u32(buf, pos)
     pos += 4
-    if w6 == 1:
-        (n9,) = _unpack_u32(buf, pos)
-        s10 = pos + 4
-        pos = s10 + ((n9 + 3) & -4)
-        if pos > end or n9 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p7 = buf[s10:s10 + n9].decode()
-        except UnicodeDecodeError:
-            p7 = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-        o8 = p7
-    elif w6:
+    if w4 == 1:
+        p5, pos = _read_str(buf, pos, 4194304)
+        o6 = p5
+    elif w4:
         raise XdrError("optional-data flag is not 0 or 1")
-    v.password = o8
+    v.password = o6
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
@@ -22457,13 +19865,8 @@ def _enc_remote_domain_set_user_password_args(out: bytearray, v: remote_domain_s
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b2 = o1.encode()
-        except UnicodeEncodeError:
-            b2 = o1.encode("utf-8", "surrogateescape")
+        b2 = _encode_str(o1, 4194304)
         n3 = len(b2)
-        if n3 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n3)
         out += b2
         out += xdr.PAD[n3 & 3]
@@ -22472,13 +19875,8 @@ def _enc_remote_domain_set_user_password_args(out: bytearray, v: remote_domain_s
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b5 = o4.encode()
-        except UnicodeEncodeError:
-            b5 = o4.encode("utf-8", "surrogateescape")
+        b5 = _encode_str(o4, 4194304)
         n6 = len(b5)
-        if n6 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n6)
         out += b5
         out += xdr.PAD[n6 & 3]
@@ -22543,64 +19941,48 @@ def _dec_remote_domain_get_guest_vcpus_ret(buf: bytes, pos: int) -> tuple[remote
                 v6.value, n4 = _unpack_iI(buf, pos)
                 pos += 8
             elif d7 == 7:
-                (n8,) = _unpack_u32(buf, pos)
-                s9 = pos + 4
-                pos = s9 + ((n8 + 3) & -4)
-                if pos > end or n8 > 4194304:
-                    raise XdrError("string or opaque longer than its bound or the data left")
-                try:
-                    v6.value = buf[s9:s9 + n8].decode()
-                except UnicodeDecodeError:
-                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                v6.value, pos = _read_str(buf, pos, 4194304)
                 (n4,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
             x3.value = v6
         x3 = a1[-1]
-        s10 = pos
-        pos = s10 + ((n4 + 3) & -4)
+        s8 = pos
+        pos = s8 + ((n4 + 3) & -4)
         if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s10:s10 + n4].decode()
+            x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
-        v11 = _new(remote_typed_param_value)
-        (d12,) = _unpack_i(buf, pos)
+            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        v9 = _new(remote_typed_param_value)
+        (d10,) = _unpack_i(buf, pos)
         pos += 4
-        v11.type = d12
-        if d12 == 1:
-            (v11.value,) = _unpack_i(buf, pos)
+        v9.type = d10
+        if d10 == 1:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 2:
-            (v11.value,) = _unpack_I(buf, pos)
+        elif d10 == 2:
+            (v9.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d12 == 3:
-            (v11.value,) = _unpack_q(buf, pos)
+        elif d10 == 3:
+            (v9.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d12 == 4:
-            (v11.value,) = _unpack_Q(buf, pos)
+        elif d10 == 4:
+            (v9.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d12 == 5:
-            (v11.value,) = _unpack_d(buf, pos)
+        elif d10 == 5:
+            (v9.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d12 == 6:
-            (v11.value,) = _unpack_i(buf, pos)
+        elif d10 == 6:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 7:
-            (n13,) = _unpack_u32(buf, pos)
-            s14 = pos + 4
-            pos = s14 + ((n13 + 3) & -4)
-            if pos > end or n13 > 4194304:
-                raise XdrError("string or opaque longer than its bound or the data left")
-            try:
-                v11.value = buf[s14:s14 + n13].decode()
-            except UnicodeDecodeError:
-                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
+        elif d10 == 7:
+            v9.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v11
+        x3.value = v9
     v.params = a1
     return v, pos
 
@@ -22646,13 +20028,8 @@ def _enc_remote_domain_get_guest_vcpus_ret(out: bytearray, v: remote_domain_get_
             out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
         elif d10 == 7:
             x11 = cast("str", u9.value)
-            try:
-                b12 = x11.encode()
-            except UnicodeEncodeError:
-                b12 = x11.encode("utf-8", "surrogateescape")
+            b12 = _encode_str(x11, 4194304)
             n13 = len(b12)
-            if n13 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d10, n13)
             out += b12
             out += _padpack_I[n13 & 3](n6)
@@ -22677,13 +20054,8 @@ def _enc_remote_domain_get_guest_vcpus_ret(out: bytearray, v: remote_domain_get_
             out += _padpack_ii[n4 & 3](d15, u14.value)
         elif d15 == 7:
             x16 = cast("str", u14.value)
-            try:
-                b17 = x16.encode()
-            except UnicodeEncodeError:
-                b17 = x16.encode("utf-8", "surrogateescape")
+            b17 = _encode_str(x16, 4194304)
             n18 = len(b17)
-            if n18 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d15, n18)
             out += b17
             out += xdr.PAD[n18 & 3]
@@ -22692,18 +20064,9 @@ def _enc_remote_domain_get_guest_vcpus_ret(out: bytearray, v: remote_domain_get_
 
 
 def _dec_remote_domain_set_guest_vcpus_args(buf: bytes, pos: int) -> tuple[remote_domain_set_guest_vcpus_args, int]:
-    end = len(buf)
     v = _new(remote_domain_set_guest_vcpus_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.cpumap = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.cpumap = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.cpumap, pos = _read_str(buf, pos, 4194304)
     v.state, v.flags = _unpack_iI(buf, pos)
     pos += 8
     return v, pos
@@ -22711,13 +20074,8 @@ def _dec_remote_domain_set_guest_vcpus_args(buf: bytes, pos: int) -> tuple[remot
 
 def _enc_remote_domain_set_guest_vcpus_args(out: bytearray, v: remote_domain_set_guest_vcpus_args) -> None:
     _enc_remote_nonnull_domain(out, v.dom)
-    try:
-        b1 = v.cpumap.encode()
-    except UnicodeEncodeError:
-        b1 = v.cpumap.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.cpumap, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_iI[n2 & 3](v.state, v.flags)
@@ -22781,64 +20139,48 @@ def _dec_remote_domain_get_guest_info_ret(buf: bytes, pos: int) -> tuple[remote_
                 v6.value, n4 = _unpack_iI(buf, pos)
                 pos += 8
             elif d7 == 7:
-                (n8,) = _unpack_u32(buf, pos)
-                s9 = pos + 4
-                pos = s9 + ((n8 + 3) & -4)
-                if pos > end or n8 > 4194304:
-                    raise XdrError("string or opaque longer than its bound or the data left")
-                try:
-                    v6.value = buf[s9:s9 + n8].decode()
-                except UnicodeDecodeError:
-                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                v6.value, pos = _read_str(buf, pos, 4194304)
                 (n4,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
             x3.value = v6
         x3 = a1[-1]
-        s10 = pos
-        pos = s10 + ((n4 + 3) & -4)
+        s8 = pos
+        pos = s8 + ((n4 + 3) & -4)
         if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s10:s10 + n4].decode()
+            x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
-        v11 = _new(remote_typed_param_value)
-        (d12,) = _unpack_i(buf, pos)
+            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        v9 = _new(remote_typed_param_value)
+        (d10,) = _unpack_i(buf, pos)
         pos += 4
-        v11.type = d12
-        if d12 == 1:
-            (v11.value,) = _unpack_i(buf, pos)
+        v9.type = d10
+        if d10 == 1:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 2:
-            (v11.value,) = _unpack_I(buf, pos)
+        elif d10 == 2:
+            (v9.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d12 == 3:
-            (v11.value,) = _unpack_q(buf, pos)
+        elif d10 == 3:
+            (v9.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d12 == 4:
-            (v11.value,) = _unpack_Q(buf, pos)
+        elif d10 == 4:
+            (v9.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d12 == 5:
-            (v11.value,) = _unpack_d(buf, pos)
+        elif d10 == 5:
+            (v9.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d12 == 6:
-            (v11.value,) = _unpack_i(buf, pos)
+        elif d10 == 6:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 7:
-            (n13,) = _unpack_u32(buf, pos)
-            s14 = pos + 4
-            pos = s14 + ((n13 + 3) & -4)
-            if pos > end or n13 > 4194304:
-                raise XdrError("string or opaque longer than its bound or the data left")
-            try:
-                v11.value = buf[s14:s14 + n13].decode()
-            except UnicodeDecodeError:
-                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
+        elif d10 == 7:
+            v9.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v11
+        x3.value = v9
     v.params = a1
     return v, pos
 
@@ -22884,13 +20226,8 @@ def _enc_remote_domain_get_guest_info_ret(out: bytearray, v: remote_domain_get_g
             out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
         elif d10 == 7:
             x11 = cast("str", u9.value)
-            try:
-                b12 = x11.encode()
-            except UnicodeEncodeError:
-                b12 = x11.encode("utf-8", "surrogateescape")
+            b12 = _encode_str(x11, 4194304)
             n13 = len(b12)
-            if n13 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d10, n13)
             out += b12
             out += _padpack_I[n13 & 3](n6)
@@ -22915,13 +20252,8 @@ def _enc_remote_domain_get_guest_info_ret(out: bytearray, v: remote_domain_get_g
             out += _padpack_ii[n4 & 3](d15, u14.value)
         elif d15 == 7:
             x16 = cast("str", u14.value)
-            try:
-                b17 = x16.encode()
-            except UnicodeEncodeError:
-                b17 = x16.encode("utf-8", "surrogateescape")
+            b17 = _encode_str(x16, 4194304)
             n18 = len(b17)
-            if n18 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d15, n18)
             out += b17
             out += xdr.PAD[n18 & 3]
@@ -22954,18 +20286,9 @@ def _enc_remote_domain_agent_set_response_timeout_ret(out: bytearray, v: remote_
 
 
 def _dec_remote_domain_authorized_ssh_keys_get_args(buf: bytes, pos: int) -> tuple[remote_domain_authorized_ssh_keys_get_args, int]:
-    end = len(buf)
     v = _new(remote_domain_authorized_ssh_keys_get_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.user = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.user = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.user, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
@@ -22973,13 +20296,8 @@ def _dec_remote_domain_authorized_ssh_keys_get_args(buf: bytes, pos: int) -> tup
 
 def _enc_remote_domain_authorized_ssh_keys_get_args(out: bytearray, v: remote_domain_authorized_ssh_keys_get_args) -> None:
     _enc_remote_nonnull_domain(out, v.dom)
-    try:
-        b1 = v.user.encode()
-    except UnicodeEncodeError:
-        b1 = v.user.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.user, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_I[n2 & 3](v.flags)
@@ -23034,35 +20352,27 @@ def _dec_remote_domain_authorized_ssh_keys_set_args(buf: bytes, pos: int) -> tup
     end = len(buf)
     v = _new(remote_domain_authorized_ssh_keys_set_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.user = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.user = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
-    (n4,) = _unpack_u32(buf, pos)
+    v.user, pos = _read_str(buf, pos, 4194304)
+    (n2,) = _unpack_u32(buf, pos)
     pos += 4
-    if n4 > 2048:
+    if n2 > 2048:
         raise XdrError("array length exceeds its bound")
-    if n4 * 4 > end - pos:
+    if n2 * 4 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a3: list[remote_nonnull_string] = []
-    append6 = a3.append
-    for _ in range(n4):
-        (n7,) = _unpack_u32(buf, pos)
-        s8 = pos + 4
-        pos = s8 + ((n7 + 3) & -4)
-        if pos > end or n7 > 4194304:
+    a1: list[remote_nonnull_string] = []
+    append4 = a1.append
+    for _ in range(n2):
+        (n5,) = _unpack_u32(buf, pos)
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x5 = buf[s8:s8 + n7].decode()
+            x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
-            x5 = buf[s8:s8 + n7].decode("utf-8", "surrogateescape")
-        append6(x5)
-    v.keys = a3
+            x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        append4(x3)
+    v.keys = a1
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
@@ -23070,13 +20380,8 @@ def _dec_remote_domain_authorized_ssh_keys_set_args(buf: bytes, pos: int) -> tup
 
 def _enc_remote_domain_authorized_ssh_keys_set_args(out: bytearray, v: remote_domain_authorized_ssh_keys_set_args) -> None:
     _enc_remote_nonnull_domain(out, v.dom)
-    try:
-        b1 = v.user.encode()
-    except UnicodeEncodeError:
-        b1 = v.user.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.user, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -23100,22 +20405,13 @@ def _enc_remote_domain_authorized_ssh_keys_set_args(out: bytearray, v: remote_do
 
 
 def _dec_remote_domain_open_console_args(buf: bytes, pos: int) -> tuple[remote_domain_open_console_args, int]:
-    end = len(buf)
     v = _new(remote_domain_open_console_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
     if w1 == 1:
-        (n4,) = _unpack_u32(buf, pos)
-        s5 = pos + 4
-        pos = s5 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p2 = buf[s5:s5 + n4].decode()
-        except UnicodeDecodeError:
-            p2 = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
     elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
@@ -23132,13 +20428,8 @@ def _enc_remote_domain_open_console_args(out: bytearray, v: remote_domain_open_c
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b2 = o1.encode()
-        except UnicodeEncodeError:
-            b2 = o1.encode("utf-8", "surrogateescape")
+        b2 = _encode_str(o1, 4194304)
         n3 = len(b2)
-        if n3 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n3)
         out += b2
         out += xdr.PAD[n3 & 3]
@@ -23146,22 +20437,13 @@ def _enc_remote_domain_open_console_args(out: bytearray, v: remote_domain_open_c
 
 
 def _dec_remote_domain_open_channel_args(buf: bytes, pos: int) -> tuple[remote_domain_open_channel_args, int]:
-    end = len(buf)
     v = _new(remote_domain_open_channel_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
     if w1 == 1:
-        (n4,) = _unpack_u32(buf, pos)
-        s5 = pos + 4
-        pos = s5 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p2 = buf[s5:s5 + n4].decode()
-        except UnicodeDecodeError:
-            p2 = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
     elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
@@ -23178,13 +20460,8 @@ def _enc_remote_domain_open_channel_args(out: bytearray, v: remote_domain_open_c
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b2 = o1.encode()
-        except UnicodeEncodeError:
-            b2 = o1.encode("utf-8", "surrogateescape")
+        b2 = _encode_str(o1, 4194304)
         n3 = len(b2)
-        if n3 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n3)
         out += b2
         out += xdr.PAD[n3 & 3]
@@ -23324,64 +20601,48 @@ def _dec_remote_domain_get_job_stats_ret(buf: bytes, pos: int) -> tuple[remote_d
                 v6.value, n4 = _unpack_iI(buf, pos)
                 pos += 8
             elif d7 == 7:
-                (n8,) = _unpack_u32(buf, pos)
-                s9 = pos + 4
-                pos = s9 + ((n8 + 3) & -4)
-                if pos > end or n8 > 4194304:
-                    raise XdrError("string or opaque longer than its bound or the data left")
-                try:
-                    v6.value = buf[s9:s9 + n8].decode()
-                except UnicodeDecodeError:
-                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                v6.value, pos = _read_str(buf, pos, 4194304)
                 (n4,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
             x3.value = v6
         x3 = a1[-1]
-        s10 = pos
-        pos = s10 + ((n4 + 3) & -4)
+        s8 = pos
+        pos = s8 + ((n4 + 3) & -4)
         if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s10:s10 + n4].decode()
+            x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
-        v11 = _new(remote_typed_param_value)
-        (d12,) = _unpack_i(buf, pos)
+            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        v9 = _new(remote_typed_param_value)
+        (d10,) = _unpack_i(buf, pos)
         pos += 4
-        v11.type = d12
-        if d12 == 1:
-            (v11.value,) = _unpack_i(buf, pos)
+        v9.type = d10
+        if d10 == 1:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 2:
-            (v11.value,) = _unpack_I(buf, pos)
+        elif d10 == 2:
+            (v9.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d12 == 3:
-            (v11.value,) = _unpack_q(buf, pos)
+        elif d10 == 3:
+            (v9.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d12 == 4:
-            (v11.value,) = _unpack_Q(buf, pos)
+        elif d10 == 4:
+            (v9.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d12 == 5:
-            (v11.value,) = _unpack_d(buf, pos)
+        elif d10 == 5:
+            (v9.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d12 == 6:
-            (v11.value,) = _unpack_i(buf, pos)
+        elif d10 == 6:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 7:
-            (n13,) = _unpack_u32(buf, pos)
-            s14 = pos + 4
-            pos = s14 + ((n13 + 3) & -4)
-            if pos > end or n13 > 4194304:
-                raise XdrError("string or opaque longer than its bound or the data left")
-            try:
-                v11.value = buf[s14:s14 + n13].decode()
-            except UnicodeDecodeError:
-                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
+        elif d10 == 7:
+            v9.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v11
+        x3.value = v9
     v.params = a1
     return v, pos
 
@@ -23428,13 +20689,8 @@ def _enc_remote_domain_get_job_stats_ret(out: bytearray, v: remote_domain_get_jo
             out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
         elif d10 == 7:
             x11 = cast("str", u9.value)
-            try:
-                b12 = x11.encode()
-            except UnicodeEncodeError:
-                b12 = x11.encode("utf-8", "surrogateescape")
+            b12 = _encode_str(x11, 4194304)
             n13 = len(b12)
-            if n13 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d10, n13)
             out += b12
             out += _padpack_I[n13 & 3](n6)
@@ -23459,13 +20715,8 @@ def _enc_remote_domain_get_job_stats_ret(out: bytearray, v: remote_domain_get_jo
             out += _padpack_ii[n4 & 3](d15, u14.value)
         elif d15 == 7:
             x16 = cast("str", u14.value)
-            try:
-                b17 = x16.encode()
-            except UnicodeEncodeError:
-                b17 = x16.encode("utf-8", "surrogateescape")
+            b17 = _encode_str(x16, 4194304)
             n18 = len(b17)
-            if n18 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d15, n18)
             out += b17
             out += xdr.PAD[n18 & 3]
@@ -23497,44 +20748,27 @@ def _enc_remote_domain_abort_job_flags_args(out: bytearray, v: remote_domain_abo
 
 
 def _dec_remote_domain_migrate_prepare_args(buf: bytes, pos: int) -> tuple[remote_domain_migrate_prepare_args, int]:
-    end = len(buf)
     v = _new(remote_domain_migrate_prepare_args)
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
     if w1 == 1:
-        (n4,) = _unpack_u32(buf, pos)
-        s5 = pos + 4
-        pos = s5 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p2 = buf[s5:s5 + n4].decode()
-        except UnicodeDecodeError:
-            p2 = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
     elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
     v.uri_in = o3
     (v.flags,) = _unpack_Q(buf, pos)
     pos += 8
-    o8: remote_nonnull_string | None = None
-    (w6,) = _unpack_u32(buf, pos)
+    o6: remote_nonnull_string | None = None
+    (w4,) = _unpack_u32(buf, pos)
     pos += 4
-    if w6 == 1:
-        (n9,) = _unpack_u32(buf, pos)
-        s10 = pos + 4
-        pos = s10 + ((n9 + 3) & -4)
-        if pos > end or n9 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p7 = buf[s10:s10 + n9].decode()
-        except UnicodeDecodeError:
-            p7 = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-        o8 = p7
-    elif w6:
+    if w4 == 1:
+        p5, pos = _read_str(buf, pos, 4194304)
+        o6 = p5
+    elif w4:
         raise XdrError("optional-data flag is not 0 or 1")
-    v.dname = o8
+    v.dname = o6
     (v.resource,) = _unpack_Q(buf, pos)
     pos += 8
     return v, pos
@@ -23546,13 +20780,8 @@ def _enc_remote_domain_migrate_prepare_args(out: bytearray, v: remote_domain_mig
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b2 = o1.encode()
-        except UnicodeEncodeError:
-            b2 = o1.encode("utf-8", "surrogateescape")
+        b2 = _encode_str(o1, 4194304)
         n3 = len(b2)
-        if n3 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n3)
         out += b2
         out += xdr.PAD[n3 & 3]
@@ -23562,13 +20791,8 @@ def _enc_remote_domain_migrate_prepare_args(out: bytearray, v: remote_domain_mig
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b5 = o4.encode()
-        except UnicodeEncodeError:
-            b5 = o4.encode("utf-8", "surrogateescape")
+        b5 = _encode_str(o4, 4194304)
         n6 = len(b5)
-        if n6 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n6)
         out += b5
         out += xdr.PAD[n6 & 3]
@@ -23576,31 +20800,17 @@ def _enc_remote_domain_migrate_prepare_args(out: bytearray, v: remote_domain_mig
 
 
 def _dec_remote_domain_migrate_prepare_ret(buf: bytes, pos: int) -> tuple[remote_domain_migrate_prepare_ret, int]:
-    end = len(buf)
     v = _new(remote_domain_migrate_prepare_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    v.cookie = buf[s2:s2 + n1]
-    o5: remote_nonnull_string | None = None
-    (w3,) = _unpack_u32(buf, pos)
+    v.cookie, pos = _read_opaque(buf, pos, 4194304)
+    o3: remote_nonnull_string | None = None
+    (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w3 == 1:
-        (n6,) = _unpack_u32(buf, pos)
-        s7 = pos + 4
-        pos = s7 + ((n6 + 3) & -4)
-        if pos > end or n6 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p4 = buf[s7:s7 + n6].decode()
-        except UnicodeDecodeError:
-            p4 = buf[s7:s7 + n6].decode("utf-8", "surrogateescape")
-        o5 = p4
-    elif w3:
+    if w1 == 1:
+        p2, pos = _read_str(buf, pos, 4194304)
+        o3 = p2
+    elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
-    v.uri_out = o5
+    v.uri_out = o3
     return v, pos
 
 
@@ -23617,56 +20827,29 @@ def _enc_remote_domain_migrate_prepare_ret(out: bytearray, v: remote_domain_migr
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b4 = o3.encode()
-        except UnicodeEncodeError:
-            b4 = o3.encode("utf-8", "surrogateescape")
+        b4 = _encode_str(o3, 4194304)
         n5 = len(b4)
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
         out += xdr.PAD[n5 & 3]
 
 
 def _dec_remote_domain_migrate_perform_args(buf: bytes, pos: int) -> tuple[remote_domain_migrate_perform_args, int]:
-    end = len(buf)
     v = _new(remote_domain_migrate_perform_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    v.cookie = buf[s2:s2 + n1]
-    (n3,) = _unpack_u32(buf, pos)
-    s4 = pos + 4
-    pos = s4 + ((n3 + 3) & -4)
-    if pos > end or n3 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.uri = buf[s4:s4 + n3].decode()
-    except UnicodeDecodeError:
-        v.uri = buf[s4:s4 + n3].decode("utf-8", "surrogateescape")
+    v.cookie, pos = _read_opaque(buf, pos, 4194304)
+    v.uri, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_Q(buf, pos)
     pos += 8
-    o7: remote_nonnull_string | None = None
-    (w5,) = _unpack_u32(buf, pos)
+    o3: remote_nonnull_string | None = None
+    (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w5 == 1:
-        (n8,) = _unpack_u32(buf, pos)
-        s9 = pos + 4
-        pos = s9 + ((n8 + 3) & -4)
-        if pos > end or n8 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p6 = buf[s9:s9 + n8].decode()
-        except UnicodeDecodeError:
-            p6 = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
-        o7 = p6
-    elif w5:
+    if w1 == 1:
+        p2, pos = _read_str(buf, pos, 4194304)
+        o3 = p2
+    elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
-    v.dname = o7
+    v.dname = o3
     (v.resource,) = _unpack_Q(buf, pos)
     pos += 8
     return v, pos
@@ -23680,13 +20863,8 @@ def _enc_remote_domain_migrate_perform_args(out: bytearray, v: remote_domain_mig
         raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
-    try:
-        b3 = v.uri.encode()
-    except UnicodeEncodeError:
-        b3 = v.uri.encode("utf-8", "surrogateescape")
+    b3 = _encode_str(v.uri, 4194304)
     n4 = len(b3)
-    if n4 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _padpack_I[n2 & 3](n4)
     out += b3
     out += _padpack_Q[n4 & 3](v.flags)
@@ -23695,13 +20873,8 @@ def _enc_remote_domain_migrate_perform_args(out: bytearray, v: remote_domain_mig
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b6 = o5.encode()
-        except UnicodeEncodeError:
-            b6 = o5.encode("utf-8", "surrogateescape")
+        b6 = _encode_str(o5, 4194304)
         n7 = len(b6)
-        if n7 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n7)
         out += b6
         out += xdr.PAD[n7 & 3]
@@ -23709,45 +20882,18 @@ def _enc_remote_domain_migrate_perform_args(out: bytearray, v: remote_domain_mig
 
 
 def _dec_remote_domain_migrate_finish_args(buf: bytes, pos: int) -> tuple[remote_domain_migrate_finish_args, int]:
-    end = len(buf)
     v = _new(remote_domain_migrate_finish_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.dname = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.dname = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
-    (n3,) = _unpack_u32(buf, pos)
-    s4 = pos + 4
-    pos = s4 + ((n3 + 3) & -4)
-    if pos > end or n3 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    v.cookie = buf[s4:s4 + n3]
-    (n5,) = _unpack_u32(buf, pos)
-    s6 = pos + 4
-    pos = s6 + ((n5 + 3) & -4)
-    if pos > end or n5 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.uri = buf[s6:s6 + n5].decode()
-    except UnicodeDecodeError:
-        v.uri = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+    v.dname, pos = _read_str(buf, pos, 4194304)
+    v.cookie, pos = _read_opaque(buf, pos, 4194304)
+    v.uri, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_Q(buf, pos)
     pos += 8
     return v, pos
 
 
 def _enc_remote_domain_migrate_finish_args(out: bytearray, v: remote_domain_migrate_finish_args) -> None:
-    try:
-        b1 = v.dname.encode()
-    except UnicodeEncodeError:
-        b1 = v.dname.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.dname, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     b3 = v.cookie
@@ -23756,13 +20902,8 @@ def _enc_remote_domain_migrate_finish_args(out: bytearray, v: remote_domain_migr
         raise XdrError("length exceeds its bound")
     out += _padpack_I[n2 & 3](n4)
     out += b3
-    try:
-        b5 = v.uri.encode()
-    except UnicodeEncodeError:
-        b5 = v.uri.encode("utf-8", "surrogateescape")
+    b5 = _encode_str(v.uri, 4194304)
     n6 = len(b5)
-    if n6 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _padpack_I[n4 & 3](n6)
     out += b5
     out += _padpack_Q[n6 & 3](v.flags)
@@ -23779,54 +20920,30 @@ def _enc_remote_domain_migrate_finish_ret(out: bytearray, v: remote_domain_migra
 
 
 def _dec_remote_domain_migrate_prepare2_args(buf: bytes, pos: int) -> tuple[remote_domain_migrate_prepare2_args, int]:
-    end = len(buf)
     v = _new(remote_domain_migrate_prepare2_args)
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
     if w1 == 1:
-        (n4,) = _unpack_u32(buf, pos)
-        s5 = pos + 4
-        pos = s5 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p2 = buf[s5:s5 + n4].decode()
-        except UnicodeDecodeError:
-            p2 = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
     elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
     v.uri_in = o3
     (v.flags,) = _unpack_Q(buf, pos)
     pos += 8
-    o8: remote_nonnull_string | None = None
-    (w6,) = _unpack_u32(buf, pos)
+    o6: remote_nonnull_string | None = None
+    (w4,) = _unpack_u32(buf, pos)
     pos += 4
-    if w6 == 1:
-        (n9,) = _unpack_u32(buf, pos)
-        s10 = pos + 4
-        pos = s10 + ((n9 + 3) & -4)
-        if pos > end or n9 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p7 = buf[s10:s10 + n9].decode()
-        except UnicodeDecodeError:
-            p7 = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-        o8 = p7
-    elif w6:
+    if w4 == 1:
+        p5, pos = _read_str(buf, pos, 4194304)
+        o6 = p5
+    elif w4:
         raise XdrError("optional-data flag is not 0 or 1")
-    v.dname = o8
-    v.resource, n11 = _unpack_QI(buf, pos)
+    v.dname = o6
+    v.resource, n7 = _unpack_QI(buf, pos)
     pos += 12
-    s12 = pos
-    pos = s12 + ((n11 + 3) & -4)
-    if pos > end or n11 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.dom_xml = buf[s12:s12 + n11].decode()
-    except UnicodeDecodeError:
-        v.dom_xml = buf[s12:s12 + n11].decode("utf-8", "surrogateescape")
+    v.dom_xml, pos = _take_str(buf, pos, n7, 4194304)
     return v, pos
 
 
@@ -23836,13 +20953,8 @@ def _enc_remote_domain_migrate_prepare2_args(out: bytearray, v: remote_domain_mi
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b2 = o1.encode()
-        except UnicodeEncodeError:
-            b2 = o1.encode("utf-8", "surrogateescape")
+        b2 = _encode_str(o1, 4194304)
         n3 = len(b2)
-        if n3 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n3)
         out += b2
         out += xdr.PAD[n3 & 3]
@@ -23852,54 +20964,30 @@ def _enc_remote_domain_migrate_prepare2_args(out: bytearray, v: remote_domain_mi
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b5 = o4.encode()
-        except UnicodeEncodeError:
-            b5 = o4.encode("utf-8", "surrogateescape")
+        b5 = _encode_str(o4, 4194304)
         n6 = len(b5)
-        if n6 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n6)
         out += b5
         out += xdr.PAD[n6 & 3]
-    try:
-        b7 = v.dom_xml.encode()
-    except UnicodeEncodeError:
-        b7 = v.dom_xml.encode("utf-8", "surrogateescape")
+    b7 = _encode_str(v.dom_xml, 4194304)
     n8 = len(b7)
-    if n8 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_QI(v.resource, n8)
     out += b7
     out += xdr.PAD[n8 & 3]
 
 
 def _dec_remote_domain_migrate_prepare2_ret(buf: bytes, pos: int) -> tuple[remote_domain_migrate_prepare2_ret, int]:
-    end = len(buf)
     v = _new(remote_domain_migrate_prepare2_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    v.cookie = buf[s2:s2 + n1]
-    o5: remote_nonnull_string | None = None
-    (w3,) = _unpack_u32(buf, pos)
+    v.cookie, pos = _read_opaque(buf, pos, 4194304)
+    o3: remote_nonnull_string | None = None
+    (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w3 == 1:
-        (n6,) = _unpack_u32(buf, pos)
-        s7 = pos + 4
-        pos = s7 + ((n6 + 3) & -4)
-        if pos > end or n6 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p4 = buf[s7:s7 + n6].decode()
-        except UnicodeDecodeError:
-            p4 = buf[s7:s7 + n6].decode("utf-8", "surrogateescape")
-        o5 = p4
-    elif w3:
+    if w1 == 1:
+        p2, pos = _read_str(buf, pos, 4194304)
+        o3 = p2
+    elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
-    v.uri_out = o5
+    v.uri_out = o3
     return v, pos
 
 
@@ -23916,58 +21004,26 @@ def _enc_remote_domain_migrate_prepare2_ret(out: bytearray, v: remote_domain_mig
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b4 = o3.encode()
-        except UnicodeEncodeError:
-            b4 = o3.encode("utf-8", "surrogateescape")
+        b4 = _encode_str(o3, 4194304)
         n5 = len(b4)
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
         out += xdr.PAD[n5 & 3]
 
 
 def _dec_remote_domain_migrate_finish2_args(buf: bytes, pos: int) -> tuple[remote_domain_migrate_finish2_args, int]:
-    end = len(buf)
     v = _new(remote_domain_migrate_finish2_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.dname = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.dname = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
-    (n3,) = _unpack_u32(buf, pos)
-    s4 = pos + 4
-    pos = s4 + ((n3 + 3) & -4)
-    if pos > end or n3 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    v.cookie = buf[s4:s4 + n3]
-    (n5,) = _unpack_u32(buf, pos)
-    s6 = pos + 4
-    pos = s6 + ((n5 + 3) & -4)
-    if pos > end or n5 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.uri = buf[s6:s6 + n5].decode()
-    except UnicodeDecodeError:
-        v.uri = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+    v.dname, pos = _read_str(buf, pos, 4194304)
+    v.cookie, pos = _read_opaque(buf, pos, 4194304)
+    v.uri, pos = _read_str(buf, pos, 4194304)
     v.flags, v.retcode = _unpack_Qi(buf, pos)
     pos += 12
     return v, pos
 
 
 def _enc_remote_domain_migrate_finish2_args(out: bytearray, v: remote_domain_migrate_finish2_args) -> None:
-    try:
-        b1 = v.dname.encode()
-    except UnicodeEncodeError:
-        b1 = v.dname.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.dname, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     b3 = v.cookie
@@ -23976,13 +21032,8 @@ def _enc_remote_domain_migrate_finish2_args(out: bytearray, v: remote_domain_mig
         raise XdrError("length exceeds its bound")
     out += _padpack_I[n2 & 3](n4)
     out += b3
-    try:
-        b5 = v.uri.encode()
-    except UnicodeEncodeError:
-        b5 = v.uri.encode("utf-8", "surrogateescape")
+    b5 = _encode_str(v.uri, 4194304)
     n6 = len(b5)
-    if n6 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _padpack_I[n4 & 3](n6)
     out += b5
     out += _padpack_Qi[n6 & 3](v.flags, v.retcode)
@@ -23999,7 +21050,6 @@ def _enc_remote_domain_migrate_finish2_ret(out: bytearray, v: remote_domain_migr
 
 
 def _dec_remote_domain_migrate_prepare_tunnel_args(buf: bytes, pos: int) -> tuple[remote_domain_migrate_prepare_tunnel_args, int]:
-    end = len(buf)
     v = _new(remote_domain_migrate_prepare_tunnel_args)
     (v.flags,) = _unpack_Q(buf, pos)
     pos += 8
@@ -24007,29 +21057,14 @@ def _dec_remote_domain_migrate_prepare_tunnel_args(buf: bytes, pos: int) -> tupl
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
     if w1 == 1:
-        (n4,) = _unpack_u32(buf, pos)
-        s5 = pos + 4
-        pos = s5 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p2 = buf[s5:s5 + n4].decode()
-        except UnicodeDecodeError:
-            p2 = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
     elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
     v.dname = o3
-    v.resource, n6 = _unpack_QI(buf, pos)
+    v.resource, n4 = _unpack_QI(buf, pos)
     pos += 12
-    s7 = pos
-    pos = s7 + ((n6 + 3) & -4)
-    if pos > end or n6 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.dom_xml = buf[s7:s7 + n6].decode()
-    except UnicodeDecodeError:
-        v.dom_xml = buf[s7:s7 + n6].decode("utf-8", "surrogateescape")
+    v.dom_xml, pos = _take_str(buf, pos, n4, 4194304)
     return v, pos
 
 
@@ -24040,23 +21075,13 @@ def _enc_remote_domain_migrate_prepare_tunnel_args(out: bytearray, v: remote_dom
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b2 = o1.encode()
-        except UnicodeEncodeError:
-            b2 = o1.encode("utf-8", "surrogateescape")
+        b2 = _encode_str(o1, 4194304)
         n3 = len(b2)
-        if n3 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n3)
         out += b2
         out += xdr.PAD[n3 & 3]
-    try:
-        b4 = v.dom_xml.encode()
-    except UnicodeEncodeError:
-        b4 = v.dom_xml.encode("utf-8", "surrogateescape")
+    b4 = _encode_str(v.dom_xml, 4194304)
     n5 = len(b4)
-    if n5 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_QI(v.resource, n5)
     out += b4
     out += xdr.PAD[n5 & 3]
@@ -24174,45 +21199,28 @@ def _enc_remote_domain_migrate_get_max_speed_ret(out: bytearray, v: remote_domai
 
 
 def _dec_remote_domain_migrate_begin3_args(buf: bytes, pos: int) -> tuple[remote_domain_migrate_begin3_args, int]:
-    end = len(buf)
     v = _new(remote_domain_migrate_begin3_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
     if w1 == 1:
-        (n4,) = _unpack_u32(buf, pos)
-        s5 = pos + 4
-        pos = s5 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p2 = buf[s5:s5 + n4].decode()
-        except UnicodeDecodeError:
-            p2 = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
     elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
     v.xmlin = o3
     (v.flags,) = _unpack_Q(buf, pos)
     pos += 8
-    o8: remote_nonnull_string | None = None
-    (w6,) = _unpack_u32(buf, pos)
+    o6: remote_nonnull_string | None = None
+    (w4,) = _unpack_u32(buf, pos)
     pos += 4
-    if w6 == 1:
-        (n9,) = _unpack_u32(buf, pos)
-        s10 = pos + 4
-        pos = s10 + ((n9 + 3) & -4)
-        if pos > end or n9 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p7 = buf[s10:s10 + n9].decode()
-        except UnicodeDecodeError:
-            p7 = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-        o8 = p7
-    elif w6:
+    if w4 == 1:
+        p5, pos = _read_str(buf, pos, 4194304)
+        o6 = p5
+    elif w4:
         raise XdrError("optional-data flag is not 0 or 1")
-    v.dname = o8
+    v.dname = o6
     (v.resource,) = _unpack_Q(buf, pos)
     pos += 8
     return v, pos
@@ -24225,13 +21233,8 @@ def _enc_remote_domain_migrate_begin3_args(out: bytearray, v: remote_domain_migr
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b2 = o1.encode()
-        except UnicodeEncodeError:
-            b2 = o1.encode("utf-8", "surrogateescape")
+        b2 = _encode_str(o1, 4194304)
         n3 = len(b2)
-        if n3 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n3)
         out += b2
         out += xdr.PAD[n3 & 3]
@@ -24241,13 +21244,8 @@ def _enc_remote_domain_migrate_begin3_args(out: bytearray, v: remote_domain_migr
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b5 = o4.encode()
-        except UnicodeEncodeError:
-            b5 = o4.encode("utf-8", "surrogateescape")
+        b5 = _encode_str(o4, 4194304)
         n6 = len(b5)
-        if n6 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n6)
         out += b5
         out += xdr.PAD[n6 & 3]
@@ -24255,23 +21253,9 @@ def _enc_remote_domain_migrate_begin3_args(out: bytearray, v: remote_domain_migr
 
 
 def _dec_remote_domain_migrate_begin3_ret(buf: bytes, pos: int) -> tuple[remote_domain_migrate_begin3_ret, int]:
-    end = len(buf)
     v = _new(remote_domain_migrate_begin3_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    v.cookie_out = buf[s2:s2 + n1]
-    (n3,) = _unpack_u32(buf, pos)
-    s4 = pos + 4
-    pos = s4 + ((n3 + 3) & -4)
-    if pos > end or n3 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.xml = buf[s4:s4 + n3].decode()
-    except UnicodeDecodeError:
-        v.xml = buf[s4:s4 + n3].decode("utf-8", "surrogateescape")
+    v.cookie_out, pos = _read_opaque(buf, pos, 4194304)
+    v.xml, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
@@ -24282,73 +21266,39 @@ def _enc_remote_domain_migrate_begin3_ret(out: bytearray, v: remote_domain_migra
         raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
-    try:
-        b3 = v.xml.encode()
-    except UnicodeEncodeError:
-        b3 = v.xml.encode("utf-8", "surrogateescape")
+    b3 = _encode_str(v.xml, 4194304)
     n4 = len(b3)
-    if n4 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _padpack_I[n2 & 3](n4)
     out += b3
     out += xdr.PAD[n4 & 3]
 
 
 def _dec_remote_domain_migrate_prepare3_args(buf: bytes, pos: int) -> tuple[remote_domain_migrate_prepare3_args, int]:
-    end = len(buf)
     v = _new(remote_domain_migrate_prepare3_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    v.cookie_in = buf[s2:s2 + n1]
-    o5: remote_nonnull_string | None = None
-    (w3,) = _unpack_u32(buf, pos)
+    v.cookie_in, pos = _read_opaque(buf, pos, 4194304)
+    o3: remote_nonnull_string | None = None
+    (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w3 == 1:
-        (n6,) = _unpack_u32(buf, pos)
-        s7 = pos + 4
-        pos = s7 + ((n6 + 3) & -4)
-        if pos > end or n6 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p4 = buf[s7:s7 + n6].decode()
-        except UnicodeDecodeError:
-            p4 = buf[s7:s7 + n6].decode("utf-8", "surrogateescape")
-        o5 = p4
-    elif w3:
+    if w1 == 1:
+        p2, pos = _read_str(buf, pos, 4194304)
+        o3 = p2
+    elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
-    v.uri_in = o5
+    v.uri_in = o3
     (v.flags,) = _unpack_Q(buf, pos)
     pos += 8
-    o10: remote_nonnull_string | None = None
-    (w8,) = _unpack_u32(buf, pos)
+    o6: remote_nonnull_string | None = None
+    (w4,) = _unpack_u32(buf, pos)
     pos += 4
-    if w8 == 1:
-        (n11,) = _unpack_u32(buf, pos)
-        s12 = pos + 4
-        pos = s12 + ((n11 + 3) & -4)
-        if pos > end or n11 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p9 = buf[s12:s12 + n11].decode()
-        except UnicodeDecodeError:
-            p9 = buf[s12:s12 + n11].decode("utf-8", "surrogateescape")
-        o10 = p9
-    elif w8:
+    if w4 == 1:
+        p5, pos = _read_str(buf, pos, 4194304)
+        o6 = p5
+    elif w4:
         raise XdrError("optional-data flag is not 0 or 1")
-    v.dname = o10
-    v.resource, n13 = _unpack_QI(buf, pos)
+    v.dname = o6
+    v.resource, n7 = _unpack_QI(buf, pos)
     pos += 12
-    s14 = pos
-    pos = s14 + ((n13 + 3) & -4)
-    if pos > end or n13 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.dom_xml = buf[s14:s14 + n13].decode()
-    except UnicodeDecodeError:
-        v.dom_xml = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
+    v.dom_xml, pos = _take_str(buf, pos, n7, 4194304)
     return v, pos
 
 
@@ -24365,13 +21315,8 @@ def _enc_remote_domain_migrate_prepare3_args(out: bytearray, v: remote_domain_mi
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b4 = o3.encode()
-        except UnicodeEncodeError:
-            b4 = o3.encode("utf-8", "surrogateescape")
+        b4 = _encode_str(o3, 4194304)
         n5 = len(b4)
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
         out += xdr.PAD[n5 & 3]
@@ -24381,54 +21326,30 @@ def _enc_remote_domain_migrate_prepare3_args(out: bytearray, v: remote_domain_mi
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b7 = o6.encode()
-        except UnicodeEncodeError:
-            b7 = o6.encode("utf-8", "surrogateescape")
+        b7 = _encode_str(o6, 4194304)
         n8 = len(b7)
-        if n8 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n8)
         out += b7
         out += xdr.PAD[n8 & 3]
-    try:
-        b9 = v.dom_xml.encode()
-    except UnicodeEncodeError:
-        b9 = v.dom_xml.encode("utf-8", "surrogateescape")
+    b9 = _encode_str(v.dom_xml, 4194304)
     n10 = len(b9)
-    if n10 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_QI(v.resource, n10)
     out += b9
     out += xdr.PAD[n10 & 3]
 
 
 def _dec_remote_domain_migrate_prepare3_ret(buf: bytes, pos: int) -> tuple[remote_domain_migrate_prepare3_ret, int]:
-    end = len(buf)
     v = _new(remote_domain_migrate_prepare3_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    v.cookie_out = buf[s2:s2 + n1]
-    o5: remote_nonnull_string | None = None
-    (w3,) = _unpack_u32(buf, pos)
+    v.cookie_out, pos = _read_opaque(buf, pos, 4194304)
+    o3: remote_nonnull_string | None = None
+    (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w3 == 1:
-        (n6,) = _unpack_u32(buf, pos)
-        s7 = pos + 4
-        pos = s7 + ((n6 + 3) & -4)
-        if pos > end or n6 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p4 = buf[s7:s7 + n6].decode()
-        except UnicodeDecodeError:
-            p4 = buf[s7:s7 + n6].decode("utf-8", "surrogateescape")
-        o5 = p4
-    elif w3:
+    if w1 == 1:
+        p2, pos = _read_str(buf, pos, 4194304)
+        o3 = p2
+    elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
-    v.uri_out = o5
+    v.uri_out = o3
     return v, pos
 
 
@@ -24445,56 +21366,30 @@ def _enc_remote_domain_migrate_prepare3_ret(out: bytearray, v: remote_domain_mig
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b4 = o3.encode()
-        except UnicodeEncodeError:
-            b4 = o3.encode("utf-8", "surrogateescape")
+        b4 = _encode_str(o3, 4194304)
         n5 = len(b4)
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
         out += xdr.PAD[n5 & 3]
 
 
 def _dec_remote_domain_migrate_prepare_tunnel3_args(buf: bytes, pos: int) -> tuple[remote_domain_migrate_prepare_tunnel3_args, int]:
-    end = len(buf)
     v = _new(remote_domain_migrate_prepare_tunnel3_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    v.cookie_in = buf[s2:s2 + n1]
+    v.cookie_in, pos = _read_opaque(buf, pos, 4194304)
     (v.flags,) = _unpack_Q(buf, pos)
     pos += 8
-    o5: remote_nonnull_string | None = None
-    (w3,) = _unpack_u32(buf, pos)
+    o3: remote_nonnull_string | None = None
+    (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w3 == 1:
-        (n6,) = _unpack_u32(buf, pos)
-        s7 = pos + 4
-        pos = s7 + ((n6 + 3) & -4)
-        if pos > end or n6 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p4 = buf[s7:s7 + n6].decode()
-        except UnicodeDecodeError:
-            p4 = buf[s7:s7 + n6].decode("utf-8", "surrogateescape")
-        o5 = p4
-    elif w3:
+    if w1 == 1:
+        p2, pos = _read_str(buf, pos, 4194304)
+        o3 = p2
+    elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
-    v.dname = o5
-    v.resource, n8 = _unpack_QI(buf, pos)
+    v.dname = o3
+    v.resource, n4 = _unpack_QI(buf, pos)
     pos += 12
-    s9 = pos
-    pos = s9 + ((n8 + 3) & -4)
-    if pos > end or n8 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.dom_xml = buf[s9:s9 + n8].decode()
-    except UnicodeDecodeError:
-        v.dom_xml = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+    v.dom_xml, pos = _take_str(buf, pos, n4, 4194304)
     return v, pos
 
 
@@ -24511,37 +21406,21 @@ def _enc_remote_domain_migrate_prepare_tunnel3_args(out: bytearray, v: remote_do
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b4 = o3.encode()
-        except UnicodeEncodeError:
-            b4 = o3.encode("utf-8", "surrogateescape")
+        b4 = _encode_str(o3, 4194304)
         n5 = len(b4)
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
         out += xdr.PAD[n5 & 3]
-    try:
-        b6 = v.dom_xml.encode()
-    except UnicodeEncodeError:
-        b6 = v.dom_xml.encode("utf-8", "surrogateescape")
+    b6 = _encode_str(v.dom_xml, 4194304)
     n7 = len(b6)
-    if n7 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_QI(v.resource, n7)
     out += b6
     out += xdr.PAD[n7 & 3]
 
 
 def _dec_remote_domain_migrate_prepare_tunnel3_ret(buf: bytes, pos: int) -> tuple[remote_domain_migrate_prepare_tunnel3_ret, int]:
-    end = len(buf)
     v = _new(remote_domain_migrate_prepare_tunnel3_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    v.cookie_out = buf[s2:s2 + n1]
+    v.cookie_out, pos = _read_opaque(buf, pos, 4194304)
     return v, pos
 
 
@@ -24556,85 +21435,47 @@ def _enc_remote_domain_migrate_prepare_tunnel3_ret(out: bytearray, v: remote_dom
 
 
 def _dec_remote_domain_migrate_perform3_args(buf: bytes, pos: int) -> tuple[remote_domain_migrate_perform3_args, int]:
-    end = len(buf)
     v = _new(remote_domain_migrate_perform3_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
     if w1 == 1:
-        (n4,) = _unpack_u32(buf, pos)
-        s5 = pos + 4
-        pos = s5 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p2 = buf[s5:s5 + n4].decode()
-        except UnicodeDecodeError:
-            p2 = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
     elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
     v.xmlin = o3
-    (n6,) = _unpack_u32(buf, pos)
-    s7 = pos + 4
-    pos = s7 + ((n6 + 3) & -4)
-    if pos > end or n6 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    v.cookie_in = buf[s7:s7 + n6]
-    o10: remote_nonnull_string | None = None
-    (w8,) = _unpack_u32(buf, pos)
+    v.cookie_in, pos = _read_opaque(buf, pos, 4194304)
+    o6: remote_nonnull_string | None = None
+    (w4,) = _unpack_u32(buf, pos)
     pos += 4
-    if w8 == 1:
-        (n11,) = _unpack_u32(buf, pos)
-        s12 = pos + 4
-        pos = s12 + ((n11 + 3) & -4)
-        if pos > end or n11 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p9 = buf[s12:s12 + n11].decode()
-        except UnicodeDecodeError:
-            p9 = buf[s12:s12 + n11].decode("utf-8", "surrogateescape")
-        o10 = p9
-    elif w8:
+    if w4 == 1:
+        p5, pos = _read_str(buf, pos, 4194304)
+        o6 = p5
+    elif w4:
         raise XdrError("optional-data flag is not 0 or 1")
-    v.dconnuri = o10
-    o15: remote_nonnull_string | None = None
-    (w13,) = _unpack_u32(buf, pos)
+    v.dconnuri = o6
+    o9: remote_nonnull_string | None = None
+    (w7,) = _unpack_u32(buf, pos)
     pos += 4
-    if w13 == 1:
-        (n16,) = _unpack_u32(buf, pos)
-        s17 = pos + 4
-        pos = s17 + ((n16 + 3) & -4)
-        if pos > end or n16 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p14 = buf[s17:s17 + n16].decode()
-        except UnicodeDecodeError:
-            p14 = buf[s17:s17 + n16].decode("utf-8", "surrogateescape")
-        o15 = p14
-    elif w13:
+    if w7 == 1:
+        p8, pos = _read_str(buf, pos, 4194304)
+        o9 = p8
+    elif w7:
         raise XdrError("optional-data flag is not 0 or 1")
-    v.uri = o15
+    v.uri = o9
     (v.flags,) = _unpack_Q(buf, pos)
     pos += 8
-    o20: remote_nonnull_string | None = None
-    (w18,) = _unpack_u32(buf, pos)
+    o12: remote_nonnull_string | None = None
+    (w10,) = _unpack_u32(buf, pos)
     pos += 4
-    if w18 == 1:
-        (n21,) = _unpack_u32(buf, pos)
-        s22 = pos + 4
-        pos = s22 + ((n21 + 3) & -4)
-        if pos > end or n21 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p19 = buf[s22:s22 + n21].decode()
-        except UnicodeDecodeError:
-            p19 = buf[s22:s22 + n21].decode("utf-8", "surrogateescape")
-        o20 = p19
-    elif w18:
+    if w10 == 1:
+        p11, pos = _read_str(buf, pos, 4194304)
+        o12 = p11
+    elif w10:
         raise XdrError("optional-data flag is not 0 or 1")
-    v.dname = o20
+    v.dname = o12
     (v.resource,) = _unpack_Q(buf, pos)
     pos += 8
     return v, pos
@@ -24647,13 +21488,8 @@ def _enc_remote_domain_migrate_perform3_args(out: bytearray, v: remote_domain_mi
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b2 = o1.encode()
-        except UnicodeEncodeError:
-            b2 = o1.encode("utf-8", "surrogateescape")
+        b2 = _encode_str(o1, 4194304)
         n3 = len(b2)
-        if n3 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n3)
         out += b2
         out += xdr.PAD[n3 & 3]
@@ -24669,13 +21505,8 @@ def _enc_remote_domain_migrate_perform3_args(out: bytearray, v: remote_domain_mi
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b7 = o6.encode()
-        except UnicodeEncodeError:
-            b7 = o6.encode("utf-8", "surrogateescape")
+        b7 = _encode_str(o6, 4194304)
         n8 = len(b7)
-        if n8 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n8)
         out += b7
         out += xdr.PAD[n8 & 3]
@@ -24684,13 +21515,8 @@ def _enc_remote_domain_migrate_perform3_args(out: bytearray, v: remote_domain_mi
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b10 = o9.encode()
-        except UnicodeEncodeError:
-            b10 = o9.encode("utf-8", "surrogateescape")
+        b10 = _encode_str(o9, 4194304)
         n11 = len(b10)
-        if n11 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n11)
         out += b10
         out += xdr.PAD[n11 & 3]
@@ -24700,13 +21526,8 @@ def _enc_remote_domain_migrate_perform3_args(out: bytearray, v: remote_domain_mi
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b13 = o12.encode()
-        except UnicodeEncodeError:
-            b13 = o12.encode("utf-8", "surrogateescape")
+        b13 = _encode_str(o12, 4194304)
         n14 = len(b13)
-        if n14 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n14)
         out += b13
         out += xdr.PAD[n14 & 3]
@@ -24714,14 +21535,8 @@ def _enc_remote_domain_migrate_perform3_args(out: bytearray, v: remote_domain_mi
 
 
 def _dec_remote_domain_migrate_perform3_ret(buf: bytes, pos: int) -> tuple[remote_domain_migrate_perform3_ret, int]:
-    end = len(buf)
     v = _new(remote_domain_migrate_perform3_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    v.cookie_out = buf[s2:s2 + n1]
+    v.cookie_out, pos = _read_opaque(buf, pos, 4194304)
     return v, pos
 
 
@@ -24736,70 +21551,35 @@ def _enc_remote_domain_migrate_perform3_ret(out: bytearray, v: remote_domain_mig
 
 
 def _dec_remote_domain_migrate_finish3_args(buf: bytes, pos: int) -> tuple[remote_domain_migrate_finish3_args, int]:
-    end = len(buf)
     v = _new(remote_domain_migrate_finish3_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.dname = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.dname = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
-    (n3,) = _unpack_u32(buf, pos)
-    s4 = pos + 4
-    pos = s4 + ((n3 + 3) & -4)
-    if pos > end or n3 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    v.cookie_in = buf[s4:s4 + n3]
-    o7: remote_nonnull_string | None = None
-    (w5,) = _unpack_u32(buf, pos)
+    v.dname, pos = _read_str(buf, pos, 4194304)
+    v.cookie_in, pos = _read_opaque(buf, pos, 4194304)
+    o3: remote_nonnull_string | None = None
+    (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w5 == 1:
-        (n8,) = _unpack_u32(buf, pos)
-        s9 = pos + 4
-        pos = s9 + ((n8 + 3) & -4)
-        if pos > end or n8 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p6 = buf[s9:s9 + n8].decode()
-        except UnicodeDecodeError:
-            p6 = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
-        o7 = p6
-    elif w5:
+    if w1 == 1:
+        p2, pos = _read_str(buf, pos, 4194304)
+        o3 = p2
+    elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
-    v.dconnuri = o7
-    o12: remote_nonnull_string | None = None
-    (w10,) = _unpack_u32(buf, pos)
+    v.dconnuri = o3
+    o6: remote_nonnull_string | None = None
+    (w4,) = _unpack_u32(buf, pos)
     pos += 4
-    if w10 == 1:
-        (n13,) = _unpack_u32(buf, pos)
-        s14 = pos + 4
-        pos = s14 + ((n13 + 3) & -4)
-        if pos > end or n13 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p11 = buf[s14:s14 + n13].decode()
-        except UnicodeDecodeError:
-            p11 = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
-        o12 = p11
-    elif w10:
+    if w4 == 1:
+        p5, pos = _read_str(buf, pos, 4194304)
+        o6 = p5
+    elif w4:
         raise XdrError("optional-data flag is not 0 or 1")
-    v.uri = o12
+    v.uri = o6
     v.flags, v.cancelled = _unpack_Qi(buf, pos)
     pos += 12
     return v, pos
 
 
 def _enc_remote_domain_migrate_finish3_args(out: bytearray, v: remote_domain_migrate_finish3_args) -> None:
-    try:
-        b1 = v.dname.encode()
-    except UnicodeEncodeError:
-        b1 = v.dname.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.dname, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     b3 = v.cookie_in
@@ -24814,13 +21594,8 @@ def _enc_remote_domain_migrate_finish3_args(out: bytearray, v: remote_domain_mig
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b6 = o5.encode()
-        except UnicodeEncodeError:
-            b6 = o5.encode("utf-8", "surrogateescape")
+        b6 = _encode_str(o5, 4194304)
         n7 = len(b6)
-        if n7 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n7)
         out += b6
         out += xdr.PAD[n7 & 3]
@@ -24829,13 +21604,8 @@ def _enc_remote_domain_migrate_finish3_args(out: bytearray, v: remote_domain_mig
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b9 = o8.encode()
-        except UnicodeEncodeError:
-            b9 = o8.encode("utf-8", "surrogateescape")
+        b9 = _encode_str(o8, 4194304)
         n10 = len(b9)
-        if n10 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n10)
         out += b9
         out += xdr.PAD[n10 & 3]
@@ -24843,15 +21613,9 @@ def _enc_remote_domain_migrate_finish3_args(out: bytearray, v: remote_domain_mig
 
 
 def _dec_remote_domain_migrate_finish3_ret(buf: bytes, pos: int) -> tuple[remote_domain_migrate_finish3_ret, int]:
-    end = len(buf)
     v = _new(remote_domain_migrate_finish3_ret)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    v.cookie_out = buf[s2:s2 + n1]
+    v.cookie_out, pos = _read_opaque(buf, pos, 4194304)
     return v, pos
 
 
@@ -24867,15 +21631,9 @@ def _enc_remote_domain_migrate_finish3_ret(out: bytearray, v: remote_domain_migr
 
 
 def _dec_remote_domain_migrate_confirm3_args(buf: bytes, pos: int) -> tuple[remote_domain_migrate_confirm3_args, int]:
-    end = len(buf)
     v = _new(remote_domain_migrate_confirm3_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    v.cookie_in = buf[s2:s2 + n1]
+    v.cookie_in, pos = _read_opaque(buf, pos, 4194304)
     v.flags, v.cancelled = _unpack_Qi(buf, pos)
     pos += 12
     return v, pos
@@ -24938,64 +21696,48 @@ def _dec_remote_domain_migrate_begin3_params_args(buf: bytes, pos: int) -> tuple
                 v6.value, n4 = _unpack_iI(buf, pos)
                 pos += 8
             elif d7 == 7:
-                (n8,) = _unpack_u32(buf, pos)
-                s9 = pos + 4
-                pos = s9 + ((n8 + 3) & -4)
-                if pos > end or n8 > 4194304:
-                    raise XdrError("string or opaque longer than its bound or the data left")
-                try:
-                    v6.value = buf[s9:s9 + n8].decode()
-                except UnicodeDecodeError:
-                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                v6.value, pos = _read_str(buf, pos, 4194304)
                 (n4,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
             x3.value = v6
         x3 = a1[-1]
-        s10 = pos
-        pos = s10 + ((n4 + 3) & -4)
+        s8 = pos
+        pos = s8 + ((n4 + 3) & -4)
         if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s10:s10 + n4].decode()
+            x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
-        v11 = _new(remote_typed_param_value)
-        (d12,) = _unpack_i(buf, pos)
+            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        v9 = _new(remote_typed_param_value)
+        (d10,) = _unpack_i(buf, pos)
         pos += 4
-        v11.type = d12
-        if d12 == 1:
-            (v11.value,) = _unpack_i(buf, pos)
+        v9.type = d10
+        if d10 == 1:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 2:
-            (v11.value,) = _unpack_I(buf, pos)
+        elif d10 == 2:
+            (v9.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d12 == 3:
-            (v11.value,) = _unpack_q(buf, pos)
+        elif d10 == 3:
+            (v9.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d12 == 4:
-            (v11.value,) = _unpack_Q(buf, pos)
+        elif d10 == 4:
+            (v9.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d12 == 5:
-            (v11.value,) = _unpack_d(buf, pos)
+        elif d10 == 5:
+            (v9.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d12 == 6:
-            (v11.value,) = _unpack_i(buf, pos)
+        elif d10 == 6:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 7:
-            (n13,) = _unpack_u32(buf, pos)
-            s14 = pos + 4
-            pos = s14 + ((n13 + 3) & -4)
-            if pos > end or n13 > 4194304:
-                raise XdrError("string or opaque longer than its bound or the data left")
-            try:
-                v11.value = buf[s14:s14 + n13].decode()
-            except UnicodeDecodeError:
-                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
+        elif d10 == 7:
+            v9.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v11
+        x3.value = v9
     v.params = a1
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -25044,13 +21786,8 @@ def _enc_remote_domain_migrate_begin3_params_args(out: bytearray, v: remote_doma
             out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
         elif d10 == 7:
             x11 = cast("str", u9.value)
-            try:
-                b12 = x11.encode()
-            except UnicodeEncodeError:
-                b12 = x11.encode("utf-8", "surrogateescape")
+            b12 = _encode_str(x11, 4194304)
             n13 = len(b12)
-            if n13 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d10, n13)
             out += b12
             out += _padpack_I[n13 & 3](n6)
@@ -25075,13 +21812,8 @@ def _enc_remote_domain_migrate_begin3_params_args(out: bytearray, v: remote_doma
             out += _padpack_ii[n4 & 3](d15, u14.value)
         elif d15 == 7:
             x16 = cast("str", u14.value)
-            try:
-                b17 = x16.encode()
-            except UnicodeEncodeError:
-                b17 = x16.encode("utf-8", "surrogateescape")
+            b17 = _encode_str(x16, 4194304)
             n18 = len(b17)
-            if n18 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d15, n18)
             out += b17
             out += xdr.PAD[n18 & 3]
@@ -25091,23 +21823,9 @@ def _enc_remote_domain_migrate_begin3_params_args(out: bytearray, v: remote_doma
 
 
 def _dec_remote_domain_migrate_begin3_params_ret(buf: bytes, pos: int) -> tuple[remote_domain_migrate_begin3_params_ret, int]:
-    end = len(buf)
     v = _new(remote_domain_migrate_begin3_params_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    v.cookie_out = buf[s2:s2 + n1]
-    (n3,) = _unpack_u32(buf, pos)
-    s4 = pos + 4
-    pos = s4 + ((n3 + 3) & -4)
-    if pos > end or n3 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.xml = buf[s4:s4 + n3].decode()
-    except UnicodeDecodeError:
-        v.xml = buf[s4:s4 + n3].decode("utf-8", "surrogateescape")
+    v.cookie_out, pos = _read_opaque(buf, pos, 4194304)
+    v.xml, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
@@ -25118,13 +21836,8 @@ def _enc_remote_domain_migrate_begin3_params_ret(out: bytearray, v: remote_domai
         raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
-    try:
-        b3 = v.xml.encode()
-    except UnicodeEncodeError:
-        b3 = v.xml.encode("utf-8", "surrogateescape")
+    b3 = _encode_str(v.xml, 4194304)
     n4 = len(b3)
-    if n4 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _padpack_I[n2 & 3](n4)
     out += b3
     out += xdr.PAD[n4 & 3]
@@ -25175,71 +21888,50 @@ def _dec_remote_domain_migrate_prepare3_params_args(buf: bytes, pos: int) -> tup
                 v6.value, n4 = _unpack_iI(buf, pos)
                 pos += 8
             elif d7 == 7:
-                (n8,) = _unpack_u32(buf, pos)
-                s9 = pos + 4
-                pos = s9 + ((n8 + 3) & -4)
-                if pos > end or n8 > 4194304:
-                    raise XdrError("string or opaque longer than its bound or the data left")
-                try:
-                    v6.value = buf[s9:s9 + n8].decode()
-                except UnicodeDecodeError:
-                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                v6.value, pos = _read_str(buf, pos, 4194304)
                 (n4,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
             x3.value = v6
         x3 = a1[-1]
-        s10 = pos
-        pos = s10 + ((n4 + 3) & -4)
+        s8 = pos
+        pos = s8 + ((n4 + 3) & -4)
         if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s10:s10 + n4].decode()
+            x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
-        v11 = _new(remote_typed_param_value)
-        (d12,) = _unpack_i(buf, pos)
+            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        v9 = _new(remote_typed_param_value)
+        (d10,) = _unpack_i(buf, pos)
         pos += 4
-        v11.type = d12
-        if d12 == 1:
-            (v11.value,) = _unpack_i(buf, pos)
+        v9.type = d10
+        if d10 == 1:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 2:
-            (v11.value,) = _unpack_I(buf, pos)
+        elif d10 == 2:
+            (v9.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d12 == 3:
-            (v11.value,) = _unpack_q(buf, pos)
+        elif d10 == 3:
+            (v9.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d12 == 4:
-            (v11.value,) = _unpack_Q(buf, pos)
+        elif d10 == 4:
+            (v9.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d12 == 5:
-            (v11.value,) = _unpack_d(buf, pos)
+        elif d10 == 5:
+            (v9.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d12 == 6:
-            (v11.value,) = _unpack_i(buf, pos)
+        elif d10 == 6:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 7:
-            (n13,) = _unpack_u32(buf, pos)
-            s14 = pos + 4
-            pos = s14 + ((n13 + 3) & -4)
-            if pos > end or n13 > 4194304:
-                raise XdrError("string or opaque longer than its bound or the data left")
-            try:
-                v11.value = buf[s14:s14 + n13].decode()
-            except UnicodeDecodeError:
-                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
+        elif d10 == 7:
+            v9.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v11
+        x3.value = v9
     v.params = a1
-    (n15,) = _unpack_u32(buf, pos)
-    s16 = pos + 4
-    pos = s16 + ((n15 + 3) & -4)
-    if pos > end or n15 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    v.cookie_in = buf[s16:s16 + n15]
+    v.cookie_in, pos = _read_opaque(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
@@ -25286,13 +21978,8 @@ def _enc_remote_domain_migrate_prepare3_params_args(out: bytearray, v: remote_do
             out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
         elif d10 == 7:
             x11 = cast("str", u9.value)
-            try:
-                b12 = x11.encode()
-            except UnicodeEncodeError:
-                b12 = x11.encode("utf-8", "surrogateescape")
+            b12 = _encode_str(x11, 4194304)
             n13 = len(b12)
-            if n13 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d10, n13)
             out += b12
             out += _padpack_I[n13 & 3](n6)
@@ -25317,13 +22004,8 @@ def _enc_remote_domain_migrate_prepare3_params_args(out: bytearray, v: remote_do
             out += _padpack_ii[n4 & 3](d15, u14.value)
         elif d15 == 7:
             x16 = cast("str", u14.value)
-            try:
-                b17 = x16.encode()
-            except UnicodeEncodeError:
-                b17 = x16.encode("utf-8", "surrogateescape")
+            b17 = _encode_str(x16, 4194304)
             n18 = len(b17)
-            if n18 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d15, n18)
             out += b17
             out += xdr.PAD[n18 & 3]
@@ -25339,31 +22021,17 @@ def _enc_remote_domain_migrate_prepare3_params_args(out: bytearray, v: remote_do
 
 
 def _dec_remote_domain_migrate_prepare3_params_ret(buf: bytes, pos: int) -> tuple[remote_domain_migrate_prepare3_params_ret, int]:
-    end = len(buf)
     v = _new(remote_domain_migrate_prepare3_params_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    v.cookie_out = buf[s2:s2 + n1]
-    o5: remote_nonnull_string | None = None
-    (w3,) = _unpack_u32(buf, pos)
+    v.cookie_out, pos = _read_opaque(buf, pos, 4194304)
+    o3: remote_nonnull_string | None = None
+    (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w3 == 1:
-        (n6,) = _unpack_u32(buf, pos)
-        s7 = pos + 4
-        pos = s7 + ((n6 + 3) & -4)
-        if pos > end or n6 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p4 = buf[s7:s7 + n6].decode()
-        except UnicodeDecodeError:
-            p4 = buf[s7:s7 + n6].decode("utf-8", "surrogateescape")
-        o5 = p4
-    elif w3:
+    if w1 == 1:
+        p2, pos = _read_str(buf, pos, 4194304)
+        o3 = p2
+    elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
-    v.uri_out = o5
+    v.uri_out = o3
     return v, pos
 
 
@@ -25380,13 +22048,8 @@ def _enc_remote_domain_migrate_prepare3_params_ret(out: bytearray, v: remote_dom
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b4 = o3.encode()
-        except UnicodeEncodeError:
-            b4 = o3.encode("utf-8", "surrogateescape")
+        b4 = _encode_str(o3, 4194304)
         n5 = len(b4)
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
         out += xdr.PAD[n5 & 3]
@@ -25437,71 +22100,50 @@ def _dec_remote_domain_migrate_prepare_tunnel3_params_args(buf: bytes, pos: int)
                 v6.value, n4 = _unpack_iI(buf, pos)
                 pos += 8
             elif d7 == 7:
-                (n8,) = _unpack_u32(buf, pos)
-                s9 = pos + 4
-                pos = s9 + ((n8 + 3) & -4)
-                if pos > end or n8 > 4194304:
-                    raise XdrError("string or opaque longer than its bound or the data left")
-                try:
-                    v6.value = buf[s9:s9 + n8].decode()
-                except UnicodeDecodeError:
-                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                v6.value, pos = _read_str(buf, pos, 4194304)
                 (n4,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
             x3.value = v6
         x3 = a1[-1]
-        s10 = pos
-        pos = s10 + ((n4 + 3) & -4)
+        s8 = pos
+        pos = s8 + ((n4 + 3) & -4)
         if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s10:s10 + n4].decode()
+            x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
-        v11 = _new(remote_typed_param_value)
-        (d12,) = _unpack_i(buf, pos)
+            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        v9 = _new(remote_typed_param_value)
+        (d10,) = _unpack_i(buf, pos)
         pos += 4
-        v11.type = d12
-        if d12 == 1:
-            (v11.value,) = _unpack_i(buf, pos)
+        v9.type = d10
+        if d10 == 1:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 2:
-            (v11.value,) = _unpack_I(buf, pos)
+        elif d10 == 2:
+            (v9.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d12 == 3:
-            (v11.value,) = _unpack_q(buf, pos)
+        elif d10 == 3:
+            (v9.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d12 == 4:
-            (v11.value,) = _unpack_Q(buf, pos)
+        elif d10 == 4:
+            (v9.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d12 == 5:
-            (v11.value,) = _unpack_d(buf, pos)
+        elif d10 == 5:
+            (v9.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d12 == 6:
-            (v11.value,) = _unpack_i(buf, pos)
+        elif d10 == 6:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 7:
-            (n13,) = _unpack_u32(buf, pos)
-            s14 = pos + 4
-            pos = s14 + ((n13 + 3) & -4)
-            if pos > end or n13 > 4194304:
-                raise XdrError("string or opaque longer than its bound or the data left")
-            try:
-                v11.value = buf[s14:s14 + n13].decode()
-            except UnicodeDecodeError:
-                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
+        elif d10 == 7:
+            v9.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v11
+        x3.value = v9
     v.params = a1
-    (n15,) = _unpack_u32(buf, pos)
-    s16 = pos + 4
-    pos = s16 + ((n15 + 3) & -4)
-    if pos > end or n15 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    v.cookie_in = buf[s16:s16 + n15]
+    v.cookie_in, pos = _read_opaque(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
@@ -25548,13 +22190,8 @@ def _enc_remote_domain_migrate_prepare_tunnel3_params_args(out: bytearray, v: re
             out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
         elif d10 == 7:
             x11 = cast("str", u9.value)
-            try:
-                b12 = x11.encode()
-            except UnicodeEncodeError:
-                b12 = x11.encode("utf-8", "surrogateescape")
+            b12 = _encode_str(x11, 4194304)
             n13 = len(b12)
-            if n13 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d10, n13)
             out += b12
             out += _padpack_I[n13 & 3](n6)
@@ -25579,13 +22216,8 @@ def _enc_remote_domain_migrate_prepare_tunnel3_params_args(out: bytearray, v: re
             out += _padpack_ii[n4 & 3](d15, u14.value)
         elif d15 == 7:
             x16 = cast("str", u14.value)
-            try:
-                b17 = x16.encode()
-            except UnicodeEncodeError:
-                b17 = x16.encode("utf-8", "surrogateescape")
+            b17 = _encode_str(x16, 4194304)
             n18 = len(b17)
-            if n18 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d15, n18)
             out += b17
             out += xdr.PAD[n18 & 3]
@@ -25601,14 +22233,8 @@ def _enc_remote_domain_migrate_prepare_tunnel3_params_args(out: bytearray, v: re
 
 
 def _dec_remote_domain_migrate_prepare_tunnel3_params_ret(buf: bytes, pos: int) -> tuple[remote_domain_migrate_prepare_tunnel3_params_ret, int]:
-    end = len(buf)
     v = _new(remote_domain_migrate_prepare_tunnel3_params_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    v.cookie_out = buf[s2:s2 + n1]
+    v.cookie_out, pos = _read_opaque(buf, pos, 4194304)
     return v, pos
 
 
@@ -25630,126 +22256,97 @@ def _dec_remote_domain_migrate_perform3_params_args(buf: bytes, pos: int) -> tup
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
     if w1 == 1:
-        (n4,) = _unpack_u32(buf, pos)
-        s5 = pos + 4
-        pos = s5 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p2 = buf[s5:s5 + n4].decode()
-        except UnicodeDecodeError:
-            p2 = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
     elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
     v.dconnuri = o3
-    (n7,) = _unpack_u32(buf, pos)
+    (n5,) = _unpack_u32(buf, pos)
     pos += 4
-    if n7 > 64:
+    if n5 > 64:
         raise XdrError("array length exceeds its bound")
-    if n7 * 12 > end - pos:
+    if n5 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a6: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n7)]
-    if a6:
-        (n9,) = _unpack_u32(buf, pos)
+    a4: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n5)]
+    if a4:
+        (n7,) = _unpack_u32(buf, pos)
         pos += 4
-        for x8 in a6[:-1]:
-            s10 = pos
-            pos = s10 + ((n9 + 3) & -4)
-            if pos > end or n9 > 4194304:
+        for x6 in a4[:-1]:
+            s8 = pos
+            pos = s8 + ((n7 + 3) & -4)
+            if pos > end or n7 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                x8.field = buf[s10:s10 + n9].decode()
+                x6.field = buf[s8:s8 + n7].decode()
             except UnicodeDecodeError:
-                x8.field = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-            v11 = _new(remote_typed_param_value)
-            (d12,) = _unpack_i(buf, pos)
+                x6.field = buf[s8:s8 + n7].decode("utf-8", "surrogateescape")
+            v9 = _new(remote_typed_param_value)
+            (d10,) = _unpack_i(buf, pos)
             pos += 4
-            v11.type = d12
-            if d12 == 1:
-                v11.value, n9 = _unpack_iI(buf, pos)
+            v9.type = d10
+            if d10 == 1:
+                v9.value, n7 = _unpack_iI(buf, pos)
                 pos += 8
-            elif d12 == 2:
-                v11.value, n9 = _unpack_II(buf, pos)
+            elif d10 == 2:
+                v9.value, n7 = _unpack_II(buf, pos)
                 pos += 8
-            elif d12 == 3:
-                v11.value, n9 = _unpack_qI(buf, pos)
+            elif d10 == 3:
+                v9.value, n7 = _unpack_qI(buf, pos)
                 pos += 12
-            elif d12 == 4:
-                v11.value, n9 = _unpack_QI(buf, pos)
+            elif d10 == 4:
+                v9.value, n7 = _unpack_QI(buf, pos)
                 pos += 12
-            elif d12 == 5:
-                v11.value, n9 = _unpack_dI(buf, pos)
+            elif d10 == 5:
+                v9.value, n7 = _unpack_dI(buf, pos)
                 pos += 12
-            elif d12 == 6:
-                v11.value, n9 = _unpack_iI(buf, pos)
+            elif d10 == 6:
+                v9.value, n7 = _unpack_iI(buf, pos)
                 pos += 8
-            elif d12 == 7:
-                (n13,) = _unpack_u32(buf, pos)
-                s14 = pos + 4
-                pos = s14 + ((n13 + 3) & -4)
-                if pos > end or n13 > 4194304:
-                    raise XdrError("string or opaque longer than its bound or the data left")
-                try:
-                    v11.value = buf[s14:s14 + n13].decode()
-                except UnicodeDecodeError:
-                    v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
-                (n9,) = _unpack_u32(buf, pos)
+            elif d10 == 7:
+                v9.value, pos = _read_str(buf, pos, 4194304)
+                (n7,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
-            x8.value = v11
-        x8 = a6[-1]
-        s15 = pos
-        pos = s15 + ((n9 + 3) & -4)
-        if pos > end or n9 > 4194304:
+            x6.value = v9
+        x6 = a4[-1]
+        s11 = pos
+        pos = s11 + ((n7 + 3) & -4)
+        if pos > end or n7 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x8.field = buf[s15:s15 + n9].decode()
+            x6.field = buf[s11:s11 + n7].decode()
         except UnicodeDecodeError:
-            x8.field = buf[s15:s15 + n9].decode("utf-8", "surrogateescape")
-        v16 = _new(remote_typed_param_value)
-        (d17,) = _unpack_i(buf, pos)
+            x6.field = buf[s11:s11 + n7].decode("utf-8", "surrogateescape")
+        v12 = _new(remote_typed_param_value)
+        (d13,) = _unpack_i(buf, pos)
         pos += 4
-        v16.type = d17
-        if d17 == 1:
-            (v16.value,) = _unpack_i(buf, pos)
+        v12.type = d13
+        if d13 == 1:
+            (v12.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d17 == 2:
-            (v16.value,) = _unpack_I(buf, pos)
+        elif d13 == 2:
+            (v12.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d17 == 3:
-            (v16.value,) = _unpack_q(buf, pos)
+        elif d13 == 3:
+            (v12.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d17 == 4:
-            (v16.value,) = _unpack_Q(buf, pos)
+        elif d13 == 4:
+            (v12.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d17 == 5:
-            (v16.value,) = _unpack_d(buf, pos)
+        elif d13 == 5:
+            (v12.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d17 == 6:
-            (v16.value,) = _unpack_i(buf, pos)
+        elif d13 == 6:
+            (v12.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d17 == 7:
-            (n18,) = _unpack_u32(buf, pos)
-            s19 = pos + 4
-            pos = s19 + ((n18 + 3) & -4)
-            if pos > end or n18 > 4194304:
-                raise XdrError("string or opaque longer than its bound or the data left")
-            try:
-                v16.value = buf[s19:s19 + n18].decode()
-            except UnicodeDecodeError:
-                v16.value = buf[s19:s19 + n18].decode("utf-8", "surrogateescape")
+        elif d13 == 7:
+            v12.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x8.value = v16
-    v.params = a6
-    (n20,) = _unpack_u32(buf, pos)
-    s21 = pos + 4
-    pos = s21 + ((n20 + 3) & -4)
-    if pos > end or n20 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    v.cookie_in = buf[s21:s21 + n20]
+        x6.value = v12
+    v.params = a4
+    v.cookie_in, pos = _read_opaque(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
@@ -25762,13 +22359,8 @@ def _enc_remote_domain_migrate_perform3_params_args(out: bytearray, v: remote_do
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b2 = o1.encode()
-        except UnicodeEncodeError:
-            b2 = o1.encode("utf-8", "surrogateescape")
+        b2 = _encode_str(o1, 4194304)
         n3 = len(b2)
-        if n3 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n3)
         out += b2
         out += xdr.PAD[n3 & 3]
@@ -25812,13 +22404,8 @@ def _enc_remote_domain_migrate_perform3_params_args(out: bytearray, v: remote_do
             out += _padpack_iiI[n7 & 3](d13, u12.value, n9)
         elif d13 == 7:
             x14 = cast("str", u12.value)
-            try:
-                b15 = x14.encode()
-            except UnicodeEncodeError:
-                b15 = x14.encode("utf-8", "surrogateescape")
+            b15 = _encode_str(x14, 4194304)
             n16 = len(b15)
-            if n16 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n7 & 3](d13, n16)
             out += b15
             out += _padpack_I[n16 & 3](n9)
@@ -25843,13 +22430,8 @@ def _enc_remote_domain_migrate_perform3_params_args(out: bytearray, v: remote_do
             out += _padpack_ii[n7 & 3](d18, u17.value)
         elif d18 == 7:
             x19 = cast("str", u17.value)
-            try:
-                b20 = x19.encode()
-            except UnicodeEncodeError:
-                b20 = x19.encode("utf-8", "surrogateescape")
+            b20 = _encode_str(x19, 4194304)
             n21 = len(b20)
-            if n21 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n7 & 3](d18, n21)
             out += b20
             out += xdr.PAD[n21 & 3]
@@ -25865,14 +22447,8 @@ def _enc_remote_domain_migrate_perform3_params_args(out: bytearray, v: remote_do
 
 
 def _dec_remote_domain_migrate_perform3_params_ret(buf: bytes, pos: int) -> tuple[remote_domain_migrate_perform3_params_ret, int]:
-    end = len(buf)
     v = _new(remote_domain_migrate_perform3_params_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    v.cookie_out = buf[s2:s2 + n1]
+    v.cookie_out, pos = _read_opaque(buf, pos, 4194304)
     return v, pos
 
 
@@ -25931,71 +22507,50 @@ def _dec_remote_domain_migrate_finish3_params_args(buf: bytes, pos: int) -> tupl
                 v6.value, n4 = _unpack_iI(buf, pos)
                 pos += 8
             elif d7 == 7:
-                (n8,) = _unpack_u32(buf, pos)
-                s9 = pos + 4
-                pos = s9 + ((n8 + 3) & -4)
-                if pos > end or n8 > 4194304:
-                    raise XdrError("string or opaque longer than its bound or the data left")
-                try:
-                    v6.value = buf[s9:s9 + n8].decode()
-                except UnicodeDecodeError:
-                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                v6.value, pos = _read_str(buf, pos, 4194304)
                 (n4,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
             x3.value = v6
         x3 = a1[-1]
-        s10 = pos
-        pos = s10 + ((n4 + 3) & -4)
+        s8 = pos
+        pos = s8 + ((n4 + 3) & -4)
         if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s10:s10 + n4].decode()
+            x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
-        v11 = _new(remote_typed_param_value)
-        (d12,) = _unpack_i(buf, pos)
+            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        v9 = _new(remote_typed_param_value)
+        (d10,) = _unpack_i(buf, pos)
         pos += 4
-        v11.type = d12
-        if d12 == 1:
-            (v11.value,) = _unpack_i(buf, pos)
+        v9.type = d10
+        if d10 == 1:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 2:
-            (v11.value,) = _unpack_I(buf, pos)
+        elif d10 == 2:
+            (v9.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d12 == 3:
-            (v11.value,) = _unpack_q(buf, pos)
+        elif d10 == 3:
+            (v9.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d12 == 4:
-            (v11.value,) = _unpack_Q(buf, pos)
+        elif d10 == 4:
+            (v9.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d12 == 5:
-            (v11.value,) = _unpack_d(buf, pos)
+        elif d10 == 5:
+            (v9.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d12 == 6:
-            (v11.value,) = _unpack_i(buf, pos)
+        elif d10 == 6:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 7:
-            (n13,) = _unpack_u32(buf, pos)
-            s14 = pos + 4
-            pos = s14 + ((n13 + 3) & -4)
-            if pos > end or n13 > 4194304:
-                raise XdrError("string or opaque longer than its bound or the data left")
-            try:
-                v11.value = buf[s14:s14 + n13].decode()
-            except UnicodeDecodeError:
-                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
+        elif d10 == 7:
+            v9.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v11
+        x3.value = v9
     v.params = a1
-    (n15,) = _unpack_u32(buf, pos)
-    s16 = pos + 4
-    pos = s16 + ((n15 + 3) & -4)
-    if pos > end or n15 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    v.cookie_in = buf[s16:s16 + n15]
+    v.cookie_in, pos = _read_opaque(buf, pos, 4194304)
     v.flags, v.cancelled = _unpack_Ii(buf, pos)
     pos += 8
     return v, pos
@@ -26042,13 +22597,8 @@ def _enc_remote_domain_migrate_finish3_params_args(out: bytearray, v: remote_dom
             out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
         elif d10 == 7:
             x11 = cast("str", u9.value)
-            try:
-                b12 = x11.encode()
-            except UnicodeEncodeError:
-                b12 = x11.encode("utf-8", "surrogateescape")
+            b12 = _encode_str(x11, 4194304)
             n13 = len(b12)
-            if n13 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d10, n13)
             out += b12
             out += _padpack_I[n13 & 3](n6)
@@ -26073,13 +22623,8 @@ def _enc_remote_domain_migrate_finish3_params_args(out: bytearray, v: remote_dom
             out += _padpack_ii[n4 & 3](d15, u14.value)
         elif d15 == 7:
             x16 = cast("str", u14.value)
-            try:
-                b17 = x16.encode()
-            except UnicodeEncodeError:
-                b17 = x16.encode("utf-8", "surrogateescape")
+            b17 = _encode_str(x16, 4194304)
             n18 = len(b17)
-            if n18 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d15, n18)
             out += b17
             out += xdr.PAD[n18 & 3]
@@ -26095,15 +22640,9 @@ def _enc_remote_domain_migrate_finish3_params_args(out: bytearray, v: remote_dom
 
 
 def _dec_remote_domain_migrate_finish3_params_ret(buf: bytes, pos: int) -> tuple[remote_domain_migrate_finish3_params_ret, int]:
-    end = len(buf)
     v = _new(remote_domain_migrate_finish3_params_ret)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    v.cookie_out = buf[s2:s2 + n1]
+    v.cookie_out, pos = _read_opaque(buf, pos, 4194304)
     return v, pos
 
 
@@ -26164,71 +22703,50 @@ def _dec_remote_domain_migrate_confirm3_params_args(buf: bytes, pos: int) -> tup
                 v6.value, n4 = _unpack_iI(buf, pos)
                 pos += 8
             elif d7 == 7:
-                (n8,) = _unpack_u32(buf, pos)
-                s9 = pos + 4
-                pos = s9 + ((n8 + 3) & -4)
-                if pos > end or n8 > 4194304:
-                    raise XdrError("string or opaque longer than its bound or the data left")
-                try:
-                    v6.value = buf[s9:s9 + n8].decode()
-                except UnicodeDecodeError:
-                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                v6.value, pos = _read_str(buf, pos, 4194304)
                 (n4,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
             x3.value = v6
         x3 = a1[-1]
-        s10 = pos
-        pos = s10 + ((n4 + 3) & -4)
+        s8 = pos
+        pos = s8 + ((n4 + 3) & -4)
         if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s10:s10 + n4].decode()
+            x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
-        v11 = _new(remote_typed_param_value)
-        (d12,) = _unpack_i(buf, pos)
+            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        v9 = _new(remote_typed_param_value)
+        (d10,) = _unpack_i(buf, pos)
         pos += 4
-        v11.type = d12
-        if d12 == 1:
-            (v11.value,) = _unpack_i(buf, pos)
+        v9.type = d10
+        if d10 == 1:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 2:
-            (v11.value,) = _unpack_I(buf, pos)
+        elif d10 == 2:
+            (v9.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d12 == 3:
-            (v11.value,) = _unpack_q(buf, pos)
+        elif d10 == 3:
+            (v9.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d12 == 4:
-            (v11.value,) = _unpack_Q(buf, pos)
+        elif d10 == 4:
+            (v9.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d12 == 5:
-            (v11.value,) = _unpack_d(buf, pos)
+        elif d10 == 5:
+            (v9.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d12 == 6:
-            (v11.value,) = _unpack_i(buf, pos)
+        elif d10 == 6:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 7:
-            (n13,) = _unpack_u32(buf, pos)
-            s14 = pos + 4
-            pos = s14 + ((n13 + 3) & -4)
-            if pos > end or n13 > 4194304:
-                raise XdrError("string or opaque longer than its bound or the data left")
-            try:
-                v11.value = buf[s14:s14 + n13].decode()
-            except UnicodeDecodeError:
-                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
+        elif d10 == 7:
+            v9.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v11
+        x3.value = v9
     v.params = a1
-    (n15,) = _unpack_u32(buf, pos)
-    s16 = pos + 4
-    pos = s16 + ((n15 + 3) & -4)
-    if pos > end or n15 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    v.cookie_in = buf[s16:s16 + n15]
+    v.cookie_in, pos = _read_opaque(buf, pos, 4194304)
     v.flags, v.cancelled = _unpack_Ii(buf, pos)
     pos += 8
     return v, pos
@@ -26276,13 +22794,8 @@ def _enc_remote_domain_migrate_confirm3_params_args(out: bytearray, v: remote_do
             out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
         elif d10 == 7:
             x11 = cast("str", u9.value)
-            try:
-                b12 = x11.encode()
-            except UnicodeEncodeError:
-                b12 = x11.encode("utf-8", "surrogateescape")
+            b12 = _encode_str(x11, 4194304)
             n13 = len(b12)
-            if n13 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d10, n13)
             out += b12
             out += _padpack_I[n13 & 3](n6)
@@ -26307,13 +22820,8 @@ def _enc_remote_domain_migrate_confirm3_params_args(out: bytearray, v: remote_do
             out += _padpack_ii[n4 & 3](d15, u14.value)
         elif d15 == 7:
             x16 = cast("str", u14.value)
-            try:
-                b17 = x16.encode()
-            except UnicodeEncodeError:
-                b17 = x16.encode("utf-8", "surrogateescape")
+            b17 = _encode_str(x16, 4194304)
             n18 = len(b17)
-            if n18 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d15, n18)
             out += b17
             out += xdr.PAD[n18 & 3]
@@ -26738,27 +23246,10 @@ def _enc_remote_domain_event_callback_watchdog_msg(out: bytearray, v: remote_dom
 
 
 def _dec_remote_domain_event_io_error_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_io_error_msg, int]:
-    end = len(buf)
     v = _new(remote_domain_event_io_error_msg)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.srcPath = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.srcPath = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
-    (n3,) = _unpack_u32(buf, pos)
-    s4 = pos + 4
-    pos = s4 + ((n3 + 3) & -4)
-    if pos > end or n3 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.devAlias = buf[s4:s4 + n3].decode()
-    except UnicodeDecodeError:
-        v.devAlias = buf[s4:s4 + n3].decode("utf-8", "surrogateescape")
+    v.srcPath, pos = _read_str(buf, pos, 4194304)
+    v.devAlias, pos = _read_str(buf, pos, 4194304)
     (v.action,) = _unpack_i(buf, pos)
     pos += 4
     return v, pos
@@ -26766,22 +23257,12 @@ def _dec_remote_domain_event_io_error_msg(buf: bytes, pos: int) -> tuple[remote_
 
 def _enc_remote_domain_event_io_error_msg(out: bytearray, v: remote_domain_event_io_error_msg) -> None:
     _enc_remote_nonnull_domain(out, v.dom)
-    try:
-        b1 = v.srcPath.encode()
-    except UnicodeEncodeError:
-        b1 = v.srcPath.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.srcPath, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
-    try:
-        b3 = v.devAlias.encode()
-    except UnicodeEncodeError:
-        b3 = v.devAlias.encode("utf-8", "surrogateescape")
+    b3 = _encode_str(v.devAlias, 4194304)
     n4 = len(b3)
-    if n4 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _padpack_I[n2 & 3](n4)
     out += b3
     out += _padpack_i[n4 & 3](v.action)
@@ -26801,67 +23282,28 @@ def _enc_remote_domain_event_callback_io_error_msg(out: bytearray, v: remote_dom
 
 
 def _dec_remote_domain_event_io_error_reason_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_io_error_reason_msg, int]:
-    end = len(buf)
     v = _new(remote_domain_event_io_error_reason_msg)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.srcPath = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.srcPath = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
-    (n3,) = _unpack_u32(buf, pos)
-    s4 = pos + 4
-    pos = s4 + ((n3 + 3) & -4)
-    if pos > end or n3 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.devAlias = buf[s4:s4 + n3].decode()
-    except UnicodeDecodeError:
-        v.devAlias = buf[s4:s4 + n3].decode("utf-8", "surrogateescape")
-    v.action, n5 = _unpack_iI(buf, pos)
+    v.srcPath, pos = _read_str(buf, pos, 4194304)
+    v.devAlias, pos = _read_str(buf, pos, 4194304)
+    v.action, n1 = _unpack_iI(buf, pos)
     pos += 8
-    s6 = pos
-    pos = s6 + ((n5 + 3) & -4)
-    if pos > end or n5 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.reason = buf[s6:s6 + n5].decode()
-    except UnicodeDecodeError:
-        v.reason = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+    v.reason, pos = _take_str(buf, pos, n1, 4194304)
     return v, pos
 
 
 def _enc_remote_domain_event_io_error_reason_msg(out: bytearray, v: remote_domain_event_io_error_reason_msg) -> None:
     _enc_remote_nonnull_domain(out, v.dom)
-    try:
-        b1 = v.srcPath.encode()
-    except UnicodeEncodeError:
-        b1 = v.srcPath.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.srcPath, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
-    try:
-        b3 = v.devAlias.encode()
-    except UnicodeEncodeError:
-        b3 = v.devAlias.encode("utf-8", "surrogateescape")
+    b3 = _encode_str(v.devAlias, 4194304)
     n4 = len(b3)
-    if n4 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _padpack_I[n2 & 3](n4)
     out += b3
-    try:
-        b5 = v.reason.encode()
-    except UnicodeEncodeError:
-        b5 = v.reason.encode("utf-8", "surrogateescape")
+    b5 = _encode_str(v.reason, 4194304)
     n6 = len(b5)
-    if n6 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _padpack_iI[n4 & 3](v.action, n6)
     out += b5
     out += xdr.PAD[n6 & 3]
@@ -26881,93 +23323,40 @@ def _enc_remote_domain_event_callback_io_error_reason_msg(out: bytearray, v: rem
 
 
 def _dec_remote_domain_event_graphics_address(buf: bytes, pos: int) -> tuple[remote_domain_event_graphics_address, int]:
-    end = len(buf)
     v = _new(remote_domain_event_graphics_address)
     v.family, n1 = _unpack_iI(buf, pos)
     pos += 8
-    s2 = pos
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.node = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.node = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
-    (n3,) = _unpack_u32(buf, pos)
-    s4 = pos + 4
-    pos = s4 + ((n3 + 3) & -4)
-    if pos > end or n3 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.service = buf[s4:s4 + n3].decode()
-    except UnicodeDecodeError:
-        v.service = buf[s4:s4 + n3].decode("utf-8", "surrogateescape")
+    v.node, pos = _take_str(buf, pos, n1, 4194304)
+    v.service, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_domain_event_graphics_address(out: bytearray, v: remote_domain_event_graphics_address) -> None:
-    try:
-        b1 = v.node.encode()
-    except UnicodeEncodeError:
-        b1 = v.node.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.node, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_iI(v.family, n2)
     out += b1
-    try:
-        b3 = v.service.encode()
-    except UnicodeEncodeError:
-        b3 = v.service.encode("utf-8", "surrogateescape")
+    b3 = _encode_str(v.service, 4194304)
     n4 = len(b3)
-    if n4 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _padpack_I[n2 & 3](n4)
     out += b3
     out += xdr.PAD[n4 & 3]
 
 
 def _dec_remote_domain_event_graphics_identity(buf: bytes, pos: int) -> tuple[remote_domain_event_graphics_identity, int]:
-    end = len(buf)
     v = _new(remote_domain_event_graphics_identity)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.type = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.type = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
-    (n3,) = _unpack_u32(buf, pos)
-    s4 = pos + 4
-    pos = s4 + ((n3 + 3) & -4)
-    if pos > end or n3 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.name = buf[s4:s4 + n3].decode()
-    except UnicodeDecodeError:
-        v.name = buf[s4:s4 + n3].decode("utf-8", "surrogateescape")
+    v.type, pos = _read_str(buf, pos, 4194304)
+    v.name, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_domain_event_graphics_identity(out: bytearray, v: remote_domain_event_graphics_identity) -> None:
-    try:
-        b1 = v.type.encode()
-    except UnicodeEncodeError:
-        b1 = v.type.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.type, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
-    try:
-        b3 = v.name.encode()
-    except UnicodeEncodeError:
-        b3 = v.name.encode("utf-8", "surrogateescape")
+    b3 = _encode_str(v.name, 4194304)
     n4 = len(b3)
-    if n4 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _padpack_I[n2 & 3](n4)
     out += b3
     out += xdr.PAD[n4 & 3]
@@ -26981,42 +23370,34 @@ def _dec_remote_domain_event_graphics_msg(buf: bytes, pos: int) -> tuple[remote_
     pos += 4
     v.local, pos = _dec_remote_domain_event_graphics_address(buf, pos)
     v.remote, pos = _dec_remote_domain_event_graphics_address(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.authScheme = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.authScheme = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
-    (n4,) = _unpack_u32(buf, pos)
+    v.authScheme, pos = _read_str(buf, pos, 4194304)
+    (n2,) = _unpack_u32(buf, pos)
     pos += 4
-    if n4 > 20:
+    if n2 > 20:
         raise XdrError("array length exceeds its bound")
-    if n4 * 8 > end - pos:
+    if n2 * 8 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a3: list[remote_domain_event_graphics_identity] = [_new(remote_domain_event_graphics_identity) for _ in range(n4)]
-    for x5 in a3:
+    a1: list[remote_domain_event_graphics_identity] = [_new(remote_domain_event_graphics_identity) for _ in range(n2)]
+    for x3 in a1:
+        (n4,) = _unpack_u32(buf, pos)
+        s5 = pos + 4
+        pos = s5 + ((n4 + 3) & -4)
+        if pos > end or n4 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x3.type = buf[s5:s5 + n4].decode()
+        except UnicodeDecodeError:
+            x3.type = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
         (n6,) = _unpack_u32(buf, pos)
         s7 = pos + 4
         pos = s7 + ((n6 + 3) & -4)
         if pos > end or n6 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x5.type = buf[s7:s7 + n6].decode()
+            x3.name = buf[s7:s7 + n6].decode()
         except UnicodeDecodeError:
-            x5.type = buf[s7:s7 + n6].decode("utf-8", "surrogateescape")
-        (n8,) = _unpack_u32(buf, pos)
-        s9 = pos + 4
-        pos = s9 + ((n8 + 3) & -4)
-        if pos > end or n8 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x5.name = buf[s9:s9 + n8].decode()
-        except UnicodeDecodeError:
-            x5.name = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
-    v.subject = a3
+            x3.name = buf[s7:s7 + n6].decode("utf-8", "surrogateescape")
+    v.subject = a1
     return v, pos
 
 
@@ -27025,13 +23406,8 @@ def _enc_remote_domain_event_graphics_msg(out: bytearray, v: remote_domain_event
     out += _pack_i(v.phase)
     _enc_remote_domain_event_graphics_address(out, v.local)
     _enc_remote_domain_event_graphics_address(out, v.remote)
-    try:
-        b1 = v.authScheme.encode()
-    except UnicodeEncodeError:
-        b1 = v.authScheme.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.authScheme, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -27076,18 +23452,9 @@ def _enc_remote_domain_event_callback_graphics_msg(out: bytearray, v: remote_dom
 
 
 def _dec_remote_domain_event_block_job_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_block_job_msg, int]:
-    end = len(buf)
     v = _new(remote_domain_event_block_job_msg)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.path = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.path = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.path, pos = _read_str(buf, pos, 4194304)
     v.type, v.status = _unpack_ii(buf, pos)
     pos += 8
     return v, pos
@@ -27095,13 +23462,8 @@ def _dec_remote_domain_event_block_job_msg(buf: bytes, pos: int) -> tuple[remote
 
 def _enc_remote_domain_event_block_job_msg(out: bytearray, v: remote_domain_event_block_job_msg) -> None:
     _enc_remote_nonnull_domain(out, v.dom)
-    try:
-        b1 = v.path.encode()
-    except UnicodeEncodeError:
-        b1 = v.path.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.path, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_ii[n2 & 3](v.type, v.status)
@@ -27121,52 +23483,27 @@ def _enc_remote_domain_event_callback_block_job_msg(out: bytearray, v: remote_do
 
 
 def _dec_remote_domain_event_disk_change_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_disk_change_msg, int]:
-    end = len(buf)
     v = _new(remote_domain_event_disk_change_msg)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
     if w1 == 1:
-        (n4,) = _unpack_u32(buf, pos)
-        s5 = pos + 4
-        pos = s5 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p2 = buf[s5:s5 + n4].decode()
-        except UnicodeDecodeError:
-            p2 = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
     elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
     v.oldSrcPath = o3
-    o8: remote_nonnull_string | None = None
-    (w6,) = _unpack_u32(buf, pos)
+    o6: remote_nonnull_string | None = None
+    (w4,) = _unpack_u32(buf, pos)
     pos += 4
-    if w6 == 1:
-        (n9,) = _unpack_u32(buf, pos)
-        s10 = pos + 4
-        pos = s10 + ((n9 + 3) & -4)
-        if pos > end or n9 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p7 = buf[s10:s10 + n9].decode()
-        except UnicodeDecodeError:
-            p7 = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
-        o8 = p7
-    elif w6:
+    if w4 == 1:
+        p5, pos = _read_str(buf, pos, 4194304)
+        o6 = p5
+    elif w4:
         raise XdrError("optional-data flag is not 0 or 1")
-    v.newSrcPath = o8
-    (n11,) = _unpack_u32(buf, pos)
-    s12 = pos + 4
-    pos = s12 + ((n11 + 3) & -4)
-    if pos > end or n11 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.devAlias = buf[s12:s12 + n11].decode()
-    except UnicodeDecodeError:
-        v.devAlias = buf[s12:s12 + n11].decode("utf-8", "surrogateescape")
+    v.newSrcPath = o6
+    v.devAlias, pos = _read_str(buf, pos, 4194304)
     (v.reason,) = _unpack_i(buf, pos)
     pos += 4
     return v, pos
@@ -27179,13 +23516,8 @@ def _enc_remote_domain_event_disk_change_msg(out: bytearray, v: remote_domain_ev
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b2 = o1.encode()
-        except UnicodeEncodeError:
-            b2 = o1.encode("utf-8", "surrogateescape")
+        b2 = _encode_str(o1, 4194304)
         n3 = len(b2)
-        if n3 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n3)
         out += b2
         out += xdr.PAD[n3 & 3]
@@ -27194,23 +23526,13 @@ def _enc_remote_domain_event_disk_change_msg(out: bytearray, v: remote_domain_ev
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b5 = o4.encode()
-        except UnicodeEncodeError:
-            b5 = o4.encode("utf-8", "surrogateescape")
+        b5 = _encode_str(o4, 4194304)
         n6 = len(b5)
-        if n6 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n6)
         out += b5
         out += xdr.PAD[n6 & 3]
-    try:
-        b7 = v.devAlias.encode()
-    except UnicodeEncodeError:
-        b7 = v.devAlias.encode("utf-8", "surrogateescape")
+    b7 = _encode_str(v.devAlias, 4194304)
     n8 = len(b7)
-    if n8 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n8)
     out += b7
     out += _padpack_i[n8 & 3](v.reason)
@@ -27230,18 +23552,9 @@ def _enc_remote_domain_event_callback_disk_change_msg(out: bytearray, v: remote_
 
 
 def _dec_remote_domain_event_tray_change_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_tray_change_msg, int]:
-    end = len(buf)
     v = _new(remote_domain_event_tray_change_msg)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.devAlias = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.devAlias = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.devAlias, pos = _read_str(buf, pos, 4194304)
     (v.reason,) = _unpack_i(buf, pos)
     pos += 4
     return v, pos
@@ -27249,13 +23562,8 @@ def _dec_remote_domain_event_tray_change_msg(buf: bytes, pos: int) -> tuple[remo
 
 def _enc_remote_domain_event_tray_change_msg(out: bytearray, v: remote_domain_event_tray_change_msg) -> None:
     _enc_remote_nonnull_domain(out, v.dom)
-    try:
-        b1 = v.devAlias.encode()
-    except UnicodeEncodeError:
-        b1 = v.devAlias.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.devAlias, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_i[n2 & 3](v.reason)
@@ -27393,30 +23701,16 @@ def _enc_remote_domain_event_callback_control_error_msg(out: bytearray, v: remot
 
 
 def _dec_remote_domain_event_device_removed_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_device_removed_msg, int]:
-    end = len(buf)
     v = _new(remote_domain_event_device_removed_msg)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.devAlias = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.devAlias = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.devAlias, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_domain_event_device_removed_msg(out: bytearray, v: remote_domain_event_device_removed_msg) -> None:
     _enc_remote_nonnull_domain(out, v.dom)
-    try:
-        b1 = v.devAlias.encode()
-    except UnicodeEncodeError:
-        b1 = v.devAlias.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.devAlias, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -27436,20 +23730,11 @@ def _enc_remote_domain_event_callback_device_removed_msg(out: bytearray, v: remo
 
 
 def _dec_remote_domain_event_block_job_2_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_block_job_2_msg, int]:
-    end = len(buf)
     v = _new(remote_domain_event_block_job_2_msg)
     (v.callbackID,) = _unpack_i(buf, pos)
     pos += 4
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.dst = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.dst = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.dst, pos = _read_str(buf, pos, 4194304)
     v.type, v.status = _unpack_ii(buf, pos)
     pos += 8
     return v, pos
@@ -27458,50 +23743,28 @@ def _dec_remote_domain_event_block_job_2_msg(buf: bytes, pos: int) -> tuple[remo
 def _enc_remote_domain_event_block_job_2_msg(out: bytearray, v: remote_domain_event_block_job_2_msg) -> None:
     out += _pack_i(v.callbackID)
     _enc_remote_nonnull_domain(out, v.dom)
-    try:
-        b1 = v.dst.encode()
-    except UnicodeEncodeError:
-        b1 = v.dst.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.dst, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_ii[n2 & 3](v.type, v.status)
 
 
 def _dec_remote_domain_event_block_threshold_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_block_threshold_msg, int]:
-    end = len(buf)
     v = _new(remote_domain_event_block_threshold_msg)
     (v.callbackID,) = _unpack_i(buf, pos)
     pos += 4
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.dev = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.dev = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
-    o5: remote_nonnull_string | None = None
-    (w3,) = _unpack_u32(buf, pos)
+    v.dev, pos = _read_str(buf, pos, 4194304)
+    o3: remote_nonnull_string | None = None
+    (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w3 == 1:
-        (n6,) = _unpack_u32(buf, pos)
-        s7 = pos + 4
-        pos = s7 + ((n6 + 3) & -4)
-        if pos > end or n6 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p4 = buf[s7:s7 + n6].decode()
-        except UnicodeDecodeError:
-            p4 = buf[s7:s7 + n6].decode("utf-8", "surrogateescape")
-        o5 = p4
-    elif w3:
+    if w1 == 1:
+        p2, pos = _read_str(buf, pos, 4194304)
+        o3 = p2
+    elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
-    v.path = o5
+    v.path = o3
     v.threshold, v.excess = _unpack_QQ(buf, pos)
     pos += 16
     return v, pos
@@ -27510,13 +23773,8 @@ def _dec_remote_domain_event_block_threshold_msg(buf: bytes, pos: int) -> tuple[
 def _enc_remote_domain_event_block_threshold_msg(out: bytearray, v: remote_domain_event_block_threshold_msg) -> None:
     out += _pack_i(v.callbackID)
     _enc_remote_nonnull_domain(out, v.dom)
-    try:
-        b1 = v.dev.encode()
-    except UnicodeEncodeError:
-        b1 = v.dev.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.dev, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -27525,13 +23783,8 @@ def _enc_remote_domain_event_block_threshold_msg(out: bytearray, v: remote_domai
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b4 = o3.encode()
-        except UnicodeEncodeError:
-            b4 = o3.encode("utf-8", "surrogateescape")
+        b4 = _encode_str(o3, 4194304)
         n5 = len(b4)
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
         out += xdr.PAD[n5 & 3]
@@ -27586,64 +23839,48 @@ def _dec_remote_domain_event_callback_tunable_msg(buf: bytes, pos: int) -> tuple
                 v6.value, n4 = _unpack_iI(buf, pos)
                 pos += 8
             elif d7 == 7:
-                (n8,) = _unpack_u32(buf, pos)
-                s9 = pos + 4
-                pos = s9 + ((n8 + 3) & -4)
-                if pos > end or n8 > 4194304:
-                    raise XdrError("string or opaque longer than its bound or the data left")
-                try:
-                    v6.value = buf[s9:s9 + n8].decode()
-                except UnicodeDecodeError:
-                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                v6.value, pos = _read_str(buf, pos, 4194304)
                 (n4,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
             x3.value = v6
         x3 = a1[-1]
-        s10 = pos
-        pos = s10 + ((n4 + 3) & -4)
+        s8 = pos
+        pos = s8 + ((n4 + 3) & -4)
         if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s10:s10 + n4].decode()
+            x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
-        v11 = _new(remote_typed_param_value)
-        (d12,) = _unpack_i(buf, pos)
+            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        v9 = _new(remote_typed_param_value)
+        (d10,) = _unpack_i(buf, pos)
         pos += 4
-        v11.type = d12
-        if d12 == 1:
-            (v11.value,) = _unpack_i(buf, pos)
+        v9.type = d10
+        if d10 == 1:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 2:
-            (v11.value,) = _unpack_I(buf, pos)
+        elif d10 == 2:
+            (v9.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d12 == 3:
-            (v11.value,) = _unpack_q(buf, pos)
+        elif d10 == 3:
+            (v9.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d12 == 4:
-            (v11.value,) = _unpack_Q(buf, pos)
+        elif d10 == 4:
+            (v9.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d12 == 5:
-            (v11.value,) = _unpack_d(buf, pos)
+        elif d10 == 5:
+            (v9.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d12 == 6:
-            (v11.value,) = _unpack_i(buf, pos)
+        elif d10 == 6:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 7:
-            (n13,) = _unpack_u32(buf, pos)
-            s14 = pos + 4
-            pos = s14 + ((n13 + 3) & -4)
-            if pos > end or n13 > 4194304:
-                raise XdrError("string or opaque longer than its bound or the data left")
-            try:
-                v11.value = buf[s14:s14 + n13].decode()
-            except UnicodeDecodeError:
-                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
+        elif d10 == 7:
+            v9.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v11
+        x3.value = v9
     v.params = a1
     return v, pos
 
@@ -27691,13 +23928,8 @@ def _enc_remote_domain_event_callback_tunable_msg(out: bytearray, v: remote_doma
             out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
         elif d10 == 7:
             x11 = cast("str", u9.value)
-            try:
-                b12 = x11.encode()
-            except UnicodeEncodeError:
-                b12 = x11.encode("utf-8", "surrogateescape")
+            b12 = _encode_str(x11, 4194304)
             n13 = len(b12)
-            if n13 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d10, n13)
             out += b12
             out += _padpack_I[n13 & 3](n6)
@@ -27722,13 +23954,8 @@ def _enc_remote_domain_event_callback_tunable_msg(out: bytearray, v: remote_doma
             out += _padpack_ii[n4 & 3](d15, u14.value)
         elif d15 == 7:
             x16 = cast("str", u14.value)
-            try:
-                b17 = x16.encode()
-            except UnicodeEncodeError:
-                b17 = x16.encode("utf-8", "surrogateescape")
+            b17 = _encode_str(x16, 4194304)
             n18 = len(b17)
-            if n18 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d15, n18)
             out += b17
             out += xdr.PAD[n18 & 3]
@@ -27737,33 +23964,19 @@ def _enc_remote_domain_event_callback_tunable_msg(out: bytearray, v: remote_doma
 
 
 def _dec_remote_domain_event_callback_device_added_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_callback_device_added_msg, int]:
-    end = len(buf)
     v = _new(remote_domain_event_callback_device_added_msg)
     (v.callbackID,) = _unpack_i(buf, pos)
     pos += 4
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.devAlias = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.devAlias = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.devAlias, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_domain_event_callback_device_added_msg(out: bytearray, v: remote_domain_event_callback_device_added_msg) -> None:
     out += _pack_i(v.callbackID)
     _enc_remote_nonnull_domain(out, v.dom)
-    try:
-        b1 = v.devAlias.encode()
-    except UnicodeEncodeError:
-        b1 = v.devAlias.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.devAlias, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -27849,64 +24062,48 @@ def _dec_remote_domain_event_callback_job_completed_msg(buf: bytes, pos: int) ->
                 v6.value, n4 = _unpack_iI(buf, pos)
                 pos += 8
             elif d7 == 7:
-                (n8,) = _unpack_u32(buf, pos)
-                s9 = pos + 4
-                pos = s9 + ((n8 + 3) & -4)
-                if pos > end or n8 > 4194304:
-                    raise XdrError("string or opaque longer than its bound or the data left")
-                try:
-                    v6.value = buf[s9:s9 + n8].decode()
-                except UnicodeDecodeError:
-                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                v6.value, pos = _read_str(buf, pos, 4194304)
                 (n4,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
             x3.value = v6
         x3 = a1[-1]
-        s10 = pos
-        pos = s10 + ((n4 + 3) & -4)
+        s8 = pos
+        pos = s8 + ((n4 + 3) & -4)
         if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s10:s10 + n4].decode()
+            x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
-        v11 = _new(remote_typed_param_value)
-        (d12,) = _unpack_i(buf, pos)
+            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        v9 = _new(remote_typed_param_value)
+        (d10,) = _unpack_i(buf, pos)
         pos += 4
-        v11.type = d12
-        if d12 == 1:
-            (v11.value,) = _unpack_i(buf, pos)
+        v9.type = d10
+        if d10 == 1:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 2:
-            (v11.value,) = _unpack_I(buf, pos)
+        elif d10 == 2:
+            (v9.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d12 == 3:
-            (v11.value,) = _unpack_q(buf, pos)
+        elif d10 == 3:
+            (v9.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d12 == 4:
-            (v11.value,) = _unpack_Q(buf, pos)
+        elif d10 == 4:
+            (v9.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d12 == 5:
-            (v11.value,) = _unpack_d(buf, pos)
+        elif d10 == 5:
+            (v9.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d12 == 6:
-            (v11.value,) = _unpack_i(buf, pos)
+        elif d10 == 6:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 7:
-            (n13,) = _unpack_u32(buf, pos)
-            s14 = pos + 4
-            pos = s14 + ((n13 + 3) & -4)
-            if pos > end or n13 > 4194304:
-                raise XdrError("string or opaque longer than its bound or the data left")
-            try:
-                v11.value = buf[s14:s14 + n13].decode()
-            except UnicodeDecodeError:
-                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
+        elif d10 == 7:
+            v9.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v11
+        x3.value = v9
     v.params = a1
     return v, pos
 
@@ -27954,13 +24151,8 @@ def _enc_remote_domain_event_callback_job_completed_msg(out: bytearray, v: remot
             out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
         elif d10 == 7:
             x11 = cast("str", u9.value)
-            try:
-                b12 = x11.encode()
-            except UnicodeEncodeError:
-                b12 = x11.encode("utf-8", "surrogateescape")
+            b12 = _encode_str(x11, 4194304)
             n13 = len(b12)
-            if n13 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d10, n13)
             out += b12
             out += _padpack_I[n13 & 3](n6)
@@ -27985,13 +24177,8 @@ def _enc_remote_domain_event_callback_job_completed_msg(out: bytearray, v: remot
             out += _padpack_ii[n4 & 3](d15, u14.value)
         elif d15 == 7:
             x16 = cast("str", u14.value)
-            try:
-                b17 = x16.encode()
-            except UnicodeEncodeError:
-                b17 = x16.encode("utf-8", "surrogateescape")
+            b17 = _encode_str(x16, 4194304)
             n18 = len(b17)
-            if n18 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d15, n18)
             out += b17
             out += xdr.PAD[n18 & 3]
@@ -28000,40 +24187,25 @@ def _enc_remote_domain_event_callback_job_completed_msg(out: bytearray, v: remot
 
 
 def _dec_remote_domain_event_callback_device_removal_failed_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_callback_device_removal_failed_msg, int]:
-    end = len(buf)
     v = _new(remote_domain_event_callback_device_removal_failed_msg)
     (v.callbackID,) = _unpack_i(buf, pos)
     pos += 4
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.devAlias = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.devAlias = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.devAlias, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_domain_event_callback_device_removal_failed_msg(out: bytearray, v: remote_domain_event_callback_device_removal_failed_msg) -> None:
     out += _pack_i(v.callbackID)
     _enc_remote_nonnull_domain(out, v.dom)
-    try:
-        b1 = v.devAlias.encode()
-    except UnicodeEncodeError:
-        b1 = v.devAlias.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.devAlias, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
 
 
 def _dec_remote_domain_event_callback_metadata_change_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_callback_metadata_change_msg, int]:
-    end = len(buf)
     v = _new(remote_domain_event_callback_metadata_change_msg)
     (v.callbackID,) = _unpack_i(buf, pos)
     pos += 4
@@ -28044,15 +24216,7 @@ def _dec_remote_domain_event_callback_metadata_change_msg(buf: bytes, pos: int) 
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
     if w1 == 1:
-        (n4,) = _unpack_u32(buf, pos)
-        s5 = pos + 4
-        pos = s5 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p2 = buf[s5:s5 + n4].decode()
-        except UnicodeDecodeError:
-            p2 = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
     elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
@@ -28069,13 +24233,8 @@ def _enc_remote_domain_event_callback_metadata_change_msg(out: bytearray, v: rem
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b2 = o1.encode()
-        except UnicodeEncodeError:
-            b2 = o1.encode("utf-8", "surrogateescape")
+        b2 = _encode_str(o1, 4194304)
         n3 = len(b2)
-        if n3 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n3)
         out += b2
         out += xdr.PAD[n3 & 3]
@@ -28098,20 +24257,11 @@ def _enc_remote_domain_event_memory_failure_msg(out: bytearray, v: remote_domain
 
 
 def _dec_remote_domain_event_memory_device_size_change_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_memory_device_size_change_msg, int]:
-    end = len(buf)
     v = _new(remote_domain_event_memory_device_size_change_msg)
     (v.callbackID,) = _unpack_i(buf, pos)
     pos += 4
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.alias = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.alias = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.alias, pos = _read_str(buf, pos, 4194304)
     (v.size,) = _unpack_Q(buf, pos)
     pos += 8
     return v, pos
@@ -28120,13 +24270,8 @@ def _dec_remote_domain_event_memory_device_size_change_msg(buf: bytes, pos: int)
 def _enc_remote_domain_event_memory_device_size_change_msg(out: bytearray, v: remote_domain_event_memory_device_size_change_msg) -> None:
     out += _pack_i(v.callbackID)
     _enc_remote_nonnull_domain(out, v.dom)
-    try:
-        b1 = v.alias.encode()
-    except UnicodeEncodeError:
-        b1 = v.alias.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.alias, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_Q[n2 & 3](v.size)
@@ -28393,28 +24538,14 @@ def _enc_remote_network_lookup_by_uuid_ret(out: bytearray, v: remote_network_loo
 
 
 def _dec_remote_network_lookup_by_name_args(buf: bytes, pos: int) -> tuple[remote_network_lookup_by_name_args, int]:
-    end = len(buf)
     v = _new(remote_network_lookup_by_name_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.name = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.name = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.name, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_network_lookup_by_name_args(out: bytearray, v: remote_network_lookup_by_name_args) -> None:
-    try:
-        b1 = v.name.encode()
-    except UnicodeEncodeError:
-        b1 = v.name.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.name, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -28431,28 +24562,14 @@ def _enc_remote_network_lookup_by_name_ret(out: bytearray, v: remote_network_loo
 
 
 def _dec_remote_network_create_xml_args(buf: bytes, pos: int) -> tuple[remote_network_create_xml_args, int]:
-    end = len(buf)
     v = _new(remote_network_create_xml_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.xml = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.xml = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.xml, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_network_create_xml_args(out: bytearray, v: remote_network_create_xml_args) -> None:
-    try:
-        b1 = v.xml.encode()
-    except UnicodeEncodeError:
-        b1 = v.xml.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.xml, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -28469,30 +24586,16 @@ def _enc_remote_network_create_xml_ret(out: bytearray, v: remote_network_create_
 
 
 def _dec_remote_network_create_xml_flags_args(buf: bytes, pos: int) -> tuple[remote_network_create_xml_flags_args, int]:
-    end = len(buf)
     v = _new(remote_network_create_xml_flags_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.xml = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.xml = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.xml, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_network_create_xml_flags_args(out: bytearray, v: remote_network_create_xml_flags_args) -> None:
-    try:
-        b1 = v.xml.encode()
-    except UnicodeEncodeError:
-        b1 = v.xml.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.xml, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_I[n2 & 3](v.flags)
@@ -28509,28 +24612,14 @@ def _enc_remote_network_create_xml_flags_ret(out: bytearray, v: remote_network_c
 
 
 def _dec_remote_network_define_xml_args(buf: bytes, pos: int) -> tuple[remote_network_define_xml_args, int]:
-    end = len(buf)
     v = _new(remote_network_define_xml_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.xml = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.xml = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.xml, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_network_define_xml_args(out: bytearray, v: remote_network_define_xml_args) -> None:
-    try:
-        b1 = v.xml.encode()
-    except UnicodeEncodeError:
-        b1 = v.xml.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.xml, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -28547,30 +24636,16 @@ def _enc_remote_network_define_xml_ret(out: bytearray, v: remote_network_define_
 
 
 def _dec_remote_network_define_xml_flags_args(buf: bytes, pos: int) -> tuple[remote_network_define_xml_flags_args, int]:
-    end = len(buf)
     v = _new(remote_network_define_xml_flags_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.xml = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.xml = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.xml, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_network_define_xml_flags_args(out: bytearray, v: remote_network_define_xml_flags_args) -> None:
-    try:
-        b1 = v.xml.encode()
-    except UnicodeEncodeError:
-        b1 = v.xml.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.xml, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_I[n2 & 3](v.flags)
@@ -28597,19 +24672,11 @@ def _enc_remote_network_undefine_args(out: bytearray, v: remote_network_undefine
 
 
 def _dec_remote_network_update_args(buf: bytes, pos: int) -> tuple[remote_network_update_args, int]:
-    end = len(buf)
     v = _new(remote_network_update_args)
     v.net, pos = _dec_remote_nonnull_network(buf, pos)
     v.command, v.section, v.parentIndex, n1 = _unpack_IIiI(buf, pos)
     pos += 16
-    s2 = pos
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.xml = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.xml = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.xml, pos = _take_str(buf, pos, n1, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
@@ -28617,13 +24684,8 @@ def _dec_remote_network_update_args(buf: bytes, pos: int) -> tuple[remote_networ
 
 def _enc_remote_network_update_args(out: bytearray, v: remote_network_update_args) -> None:
     _enc_remote_nonnull_network(out, v.net)
-    try:
-        b1 = v.xml.encode()
-    except UnicodeEncodeError:
-        b1 = v.xml.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.xml, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_IIiI(v.command, v.section, v.parentIndex, n2)
     out += b1
     out += _padpack_I[n2 & 3](v.flags)
@@ -28663,28 +24725,14 @@ def _enc_remote_network_get_xml_desc_args(out: bytearray, v: remote_network_get_
 
 
 def _dec_remote_network_get_xml_desc_ret(buf: bytes, pos: int) -> tuple[remote_network_get_xml_desc_ret, int]:
-    end = len(buf)
     v = _new(remote_network_get_xml_desc_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.xml = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.xml = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.xml, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_network_get_xml_desc_ret(out: bytearray, v: remote_network_get_xml_desc_ret) -> None:
-    try:
-        b1 = v.xml.encode()
-    except UnicodeEncodeError:
-        b1 = v.xml.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.xml, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -28701,28 +24749,14 @@ def _enc_remote_network_get_bridge_name_args(out: bytearray, v: remote_network_g
 
 
 def _dec_remote_network_get_bridge_name_ret(buf: bytes, pos: int) -> tuple[remote_network_get_bridge_name_ret, int]:
-    end = len(buf)
     v = _new(remote_network_get_bridge_name_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.name = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.name = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.name, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_network_get_bridge_name_ret(out: bytearray, v: remote_network_get_bridge_name_ret) -> None:
-    try:
-        b1 = v.name.encode()
-    except UnicodeEncodeError:
-        b1 = v.name.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.name, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -28894,109 +24928,55 @@ def _enc_remote_connect_list_all_networks_ret(out: bytearray, v: remote_connect_
 
 
 def _dec_remote_network_dhcp_lease(buf: bytes, pos: int) -> tuple[remote_network_dhcp_lease, int]:
-    end = len(buf)
     v = _new(remote_network_dhcp_lease)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.iface = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.iface = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.iface, pos = _read_str(buf, pos, 4194304)
     v.expirytime, v.type = _unpack_qi(buf, pos)
     pos += 12
-    o5: remote_nonnull_string | None = None
-    (w3,) = _unpack_u32(buf, pos)
+    o3: remote_nonnull_string | None = None
+    (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w3 == 1:
-        (n6,) = _unpack_u32(buf, pos)
-        s7 = pos + 4
-        pos = s7 + ((n6 + 3) & -4)
-        if pos > end or n6 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p4 = buf[s7:s7 + n6].decode()
-        except UnicodeDecodeError:
-            p4 = buf[s7:s7 + n6].decode("utf-8", "surrogateescape")
-        o5 = p4
-    elif w3:
+    if w1 == 1:
+        p2, pos = _read_str(buf, pos, 4194304)
+        o3 = p2
+    elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
-    v.mac = o5
-    o10: remote_nonnull_string | None = None
-    (w8,) = _unpack_u32(buf, pos)
+    v.mac = o3
+    o6: remote_nonnull_string | None = None
+    (w4,) = _unpack_u32(buf, pos)
     pos += 4
-    if w8 == 1:
-        (n11,) = _unpack_u32(buf, pos)
-        s12 = pos + 4
-        pos = s12 + ((n11 + 3) & -4)
-        if pos > end or n11 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p9 = buf[s12:s12 + n11].decode()
-        except UnicodeDecodeError:
-            p9 = buf[s12:s12 + n11].decode("utf-8", "surrogateescape")
-        o10 = p9
-    elif w8:
+    if w4 == 1:
+        p5, pos = _read_str(buf, pos, 4194304)
+        o6 = p5
+    elif w4:
         raise XdrError("optional-data flag is not 0 or 1")
-    v.iaid = o10
-    (n13,) = _unpack_u32(buf, pos)
-    s14 = pos + 4
-    pos = s14 + ((n13 + 3) & -4)
-    if pos > end or n13 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.ipaddr = buf[s14:s14 + n13].decode()
-    except UnicodeDecodeError:
-        v.ipaddr = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
+    v.iaid = o6
+    v.ipaddr, pos = _read_str(buf, pos, 4194304)
     (v.prefix,) = _unpack_I(buf, pos)
     pos += 4
-    o17: remote_nonnull_string | None = None
-    (w15,) = _unpack_u32(buf, pos)
+    o9: remote_nonnull_string | None = None
+    (w7,) = _unpack_u32(buf, pos)
     pos += 4
-    if w15 == 1:
-        (n18,) = _unpack_u32(buf, pos)
-        s19 = pos + 4
-        pos = s19 + ((n18 + 3) & -4)
-        if pos > end or n18 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p16 = buf[s19:s19 + n18].decode()
-        except UnicodeDecodeError:
-            p16 = buf[s19:s19 + n18].decode("utf-8", "surrogateescape")
-        o17 = p16
-    elif w15:
+    if w7 == 1:
+        p8, pos = _read_str(buf, pos, 4194304)
+        o9 = p8
+    elif w7:
         raise XdrError("optional-data flag is not 0 or 1")
-    v.hostname = o17
-    o22: remote_nonnull_string | None = None
-    (w20,) = _unpack_u32(buf, pos)
+    v.hostname = o9
+    o12: remote_nonnull_string | None = None
+    (w10,) = _unpack_u32(buf, pos)
     pos += 4
-    if w20 == 1:
-        (n23,) = _unpack_u32(buf, pos)
-        s24 = pos + 4
-        pos = s24 + ((n23 + 3) & -4)
-        if pos > end or n23 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p21 = buf[s24:s24 + n23].decode()
-        except UnicodeDecodeError:
-            p21 = buf[s24:s24 + n23].decode("utf-8", "surrogateescape")
-        o22 = p21
-    elif w20:
+    if w10 == 1:
+        p11, pos = _read_str(buf, pos, 4194304)
+        o12 = p11
+    elif w10:
         raise XdrError("optional-data flag is not 0 or 1")
-    v.clientid = o22
+    v.clientid = o12
     return v, pos
 
 
 def _enc_remote_network_dhcp_lease(out: bytearray, v: remote_network_dhcp_lease) -> None:
-    try:
-        b1 = v.iface.encode()
-    except UnicodeEncodeError:
-        b1 = v.iface.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.iface, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_qi[n2 & 3](v.expirytime, v.type)
@@ -29005,13 +24985,8 @@ def _enc_remote_network_dhcp_lease(out: bytearray, v: remote_network_dhcp_lease)
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b4 = o3.encode()
-        except UnicodeEncodeError:
-            b4 = o3.encode("utf-8", "surrogateescape")
+        b4 = _encode_str(o3, 4194304)
         n5 = len(b4)
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
         out += xdr.PAD[n5 & 3]
@@ -29020,23 +24995,13 @@ def _enc_remote_network_dhcp_lease(out: bytearray, v: remote_network_dhcp_lease)
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b7 = o6.encode()
-        except UnicodeEncodeError:
-            b7 = o6.encode("utf-8", "surrogateescape")
+        b7 = _encode_str(o6, 4194304)
         n8 = len(b7)
-        if n8 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n8)
         out += b7
         out += xdr.PAD[n8 & 3]
-    try:
-        b9 = v.ipaddr.encode()
-    except UnicodeEncodeError:
-        b9 = v.ipaddr.encode("utf-8", "surrogateescape")
+    b9 = _encode_str(v.ipaddr, 4194304)
     n10 = len(b9)
-    if n10 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n10)
     out += b9
     out += _padpack_I[n10 & 3](v.prefix)
@@ -29045,13 +25010,8 @@ def _enc_remote_network_dhcp_lease(out: bytearray, v: remote_network_dhcp_lease)
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b12 = o11.encode()
-        except UnicodeEncodeError:
-            b12 = o11.encode("utf-8", "surrogateescape")
+        b12 = _encode_str(o11, 4194304)
         n13 = len(b12)
-        if n13 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n13)
         out += b12
         out += xdr.PAD[n13 & 3]
@@ -29060,35 +25020,21 @@ def _enc_remote_network_dhcp_lease(out: bytearray, v: remote_network_dhcp_lease)
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b15 = o14.encode()
-        except UnicodeEncodeError:
-            b15 = o14.encode("utf-8", "surrogateescape")
+        b15 = _encode_str(o14, 4194304)
         n16 = len(b15)
-        if n16 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n16)
         out += b15
         out += xdr.PAD[n16 & 3]
 
 
 def _dec_remote_network_get_dhcp_leases_args(buf: bytes, pos: int) -> tuple[remote_network_get_dhcp_leases_args, int]:
-    end = len(buf)
     v = _new(remote_network_get_dhcp_leases_args)
     v.net, pos = _dec_remote_nonnull_network(buf, pos)
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
     if w1 == 1:
-        (n4,) = _unpack_u32(buf, pos)
-        s5 = pos + 4
-        pos = s5 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p2 = buf[s5:s5 + n4].decode()
-        except UnicodeDecodeError:
-            p2 = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
     elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
@@ -29105,13 +25051,8 @@ def _enc_remote_network_get_dhcp_leases_args(out: bytearray, v: remote_network_g
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b2 = o1.encode()
-        except UnicodeEncodeError:
-            b2 = o1.encode("utf-8", "surrogateescape")
+        b2 = _encode_str(o1, 4194304)
         n3 = len(b2)
-        if n3 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n3)
         out += b2
         out += xdr.PAD[n3 & 3]
@@ -29174,15 +25115,7 @@ def _dec_remote_network_list_all_ports_ret(buf: bytes, pos: int) -> tuple[remote
     a1: list[remote_nonnull_network_port] = [_new(remote_nonnull_network_port) for _ in range(n2)]
     for x3 in a1:
         v4 = _new(remote_nonnull_network)
-        (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            v4.name = buf[s6:s6 + n5].decode()
-        except UnicodeDecodeError:
-            v4.name = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        v4.name, pos = _read_str(buf, pos, 4194304)
         (v4.uuid,) = _unpack_16s(buf, pos)
         pos += 16
         x3.net = v4
@@ -29202,13 +25135,8 @@ def _enc_remote_network_list_all_ports_ret(out: bytearray, v: remote_network_lis
     out += _pack_u32(n2)
     for x3 in a1:
         v4 = x3.net
-        try:
-            b5 = v4.name.encode()
-        except UnicodeEncodeError:
-            b5 = v4.name.encode("utf-8", "surrogateescape")
+        b5 = _encode_str(v4.name, 4194304)
         n6 = len(b5)
-        if n6 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n6)
         out += b5
         if len(v4.uuid) != 16:
@@ -29246,18 +25174,9 @@ def _enc_remote_network_port_lookup_by_uuid_ret(out: bytearray, v: remote_networ
 
 
 def _dec_remote_network_port_create_xml_args(buf: bytes, pos: int) -> tuple[remote_network_port_create_xml_args, int]:
-    end = len(buf)
     v = _new(remote_network_port_create_xml_args)
     v.network, pos = _dec_remote_nonnull_network(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.xml = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.xml = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.xml, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
@@ -29265,13 +25184,8 @@ def _dec_remote_network_port_create_xml_args(buf: bytes, pos: int) -> tuple[remo
 
 def _enc_remote_network_port_create_xml_args(out: bytearray, v: remote_network_port_create_xml_args) -> None:
     _enc_remote_nonnull_network(out, v.network)
-    try:
-        b1 = v.xml.encode()
-    except UnicodeEncodeError:
-        b1 = v.xml.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.xml, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_I[n2 & 3](v.flags)
@@ -29333,64 +25247,48 @@ def _dec_remote_network_port_set_parameters_args(buf: bytes, pos: int) -> tuple[
                 v6.value, n4 = _unpack_iI(buf, pos)
                 pos += 8
             elif d7 == 7:
-                (n8,) = _unpack_u32(buf, pos)
-                s9 = pos + 4
-                pos = s9 + ((n8 + 3) & -4)
-                if pos > end or n8 > 4194304:
-                    raise XdrError("string or opaque longer than its bound or the data left")
-                try:
-                    v6.value = buf[s9:s9 + n8].decode()
-                except UnicodeDecodeError:
-                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                v6.value, pos = _read_str(buf, pos, 4194304)
                 (n4,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
             x3.value = v6
         x3 = a1[-1]
-        s10 = pos
-        pos = s10 + ((n4 + 3) & -4)
+        s8 = pos
+        pos = s8 + ((n4 + 3) & -4)
         if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s10:s10 + n4].decode()
+            x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
-        v11 = _new(remote_typed_param_value)
-        (d12,) = _unpack_i(buf, pos)
+            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        v9 = _new(remote_typed_param_value)
+        (d10,) = _unpack_i(buf, pos)
         pos += 4
-        v11.type = d12
-        if d12 == 1:
-            (v11.value,) = _unpack_i(buf, pos)
+        v9.type = d10
+        if d10 == 1:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 2:
-            (v11.value,) = _unpack_I(buf, pos)
+        elif d10 == 2:
+            (v9.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d12 == 3:
-            (v11.value,) = _unpack_q(buf, pos)
+        elif d10 == 3:
+            (v9.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d12 == 4:
-            (v11.value,) = _unpack_Q(buf, pos)
+        elif d10 == 4:
+            (v9.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d12 == 5:
-            (v11.value,) = _unpack_d(buf, pos)
+        elif d10 == 5:
+            (v9.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d12 == 6:
-            (v11.value,) = _unpack_i(buf, pos)
+        elif d10 == 6:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 7:
-            (n13,) = _unpack_u32(buf, pos)
-            s14 = pos + 4
-            pos = s14 + ((n13 + 3) & -4)
-            if pos > end or n13 > 4194304:
-                raise XdrError("string or opaque longer than its bound or the data left")
-            try:
-                v11.value = buf[s14:s14 + n13].decode()
-            except UnicodeDecodeError:
-                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
+        elif d10 == 7:
+            v9.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v11
+        x3.value = v9
     v.params = a1
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -29439,13 +25337,8 @@ def _enc_remote_network_port_set_parameters_args(out: bytearray, v: remote_netwo
             out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
         elif d10 == 7:
             x11 = cast("str", u9.value)
-            try:
-                b12 = x11.encode()
-            except UnicodeEncodeError:
-                b12 = x11.encode("utf-8", "surrogateescape")
+            b12 = _encode_str(x11, 4194304)
             n13 = len(b12)
-            if n13 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d10, n13)
             out += b12
             out += _padpack_I[n13 & 3](n6)
@@ -29470,13 +25363,8 @@ def _enc_remote_network_port_set_parameters_args(out: bytearray, v: remote_netwo
             out += _padpack_ii[n4 & 3](d15, u14.value)
         elif d15 == 7:
             x16 = cast("str", u14.value)
-            try:
-                b17 = x16.encode()
-            except UnicodeEncodeError:
-                b17 = x16.encode("utf-8", "surrogateescape")
+            b17 = _encode_str(x16, 4194304)
             n18 = len(b17)
-            if n18 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d15, n18)
             out += b17
             out += xdr.PAD[n18 & 3]
@@ -29543,64 +25431,48 @@ def _dec_remote_network_port_get_parameters_ret(buf: bytes, pos: int) -> tuple[r
                 v6.value, n4 = _unpack_iI(buf, pos)
                 pos += 8
             elif d7 == 7:
-                (n8,) = _unpack_u32(buf, pos)
-                s9 = pos + 4
-                pos = s9 + ((n8 + 3) & -4)
-                if pos > end or n8 > 4194304:
-                    raise XdrError("string or opaque longer than its bound or the data left")
-                try:
-                    v6.value = buf[s9:s9 + n8].decode()
-                except UnicodeDecodeError:
-                    v6.value = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                v6.value, pos = _read_str(buf, pos, 4194304)
                 (n4,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
             x3.value = v6
         x3 = a1[-1]
-        s10 = pos
-        pos = s10 + ((n4 + 3) & -4)
+        s8 = pos
+        pos = s8 + ((n4 + 3) & -4)
         if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s10:s10 + n4].decode()
+            x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s10:s10 + n4].decode("utf-8", "surrogateescape")
-        v11 = _new(remote_typed_param_value)
-        (d12,) = _unpack_i(buf, pos)
+            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        v9 = _new(remote_typed_param_value)
+        (d10,) = _unpack_i(buf, pos)
         pos += 4
-        v11.type = d12
-        if d12 == 1:
-            (v11.value,) = _unpack_i(buf, pos)
+        v9.type = d10
+        if d10 == 1:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 2:
-            (v11.value,) = _unpack_I(buf, pos)
+        elif d10 == 2:
+            (v9.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d12 == 3:
-            (v11.value,) = _unpack_q(buf, pos)
+        elif d10 == 3:
+            (v9.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d12 == 4:
-            (v11.value,) = _unpack_Q(buf, pos)
+        elif d10 == 4:
+            (v9.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d12 == 5:
-            (v11.value,) = _unpack_d(buf, pos)
+        elif d10 == 5:
+            (v9.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d12 == 6:
-            (v11.value,) = _unpack_i(buf, pos)
+        elif d10 == 6:
+            (v9.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d12 == 7:
-            (n13,) = _unpack_u32(buf, pos)
-            s14 = pos + 4
-            pos = s14 + ((n13 + 3) & -4)
-            if pos > end or n13 > 4194304:
-                raise XdrError("string or opaque longer than its bound or the data left")
-            try:
-                v11.value = buf[s14:s14 + n13].decode()
-            except UnicodeDecodeError:
-                v11.value = buf[s14:s14 + n13].decode("utf-8", "surrogateescape")
+        elif d10 == 7:
+            v9.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v11
+        x3.value = v9
     v.params = a1
     (v.nparams,) = _unpack_i(buf, pos)
     pos += 4
@@ -29648,13 +25520,8 @@ def _enc_remote_network_port_get_parameters_ret(out: bytearray, v: remote_networ
             out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
         elif d10 == 7:
             x11 = cast("str", u9.value)
-            try:
-                b12 = x11.encode()
-            except UnicodeEncodeError:
-                b12 = x11.encode("utf-8", "surrogateescape")
+            b12 = _encode_str(x11, 4194304)
             n13 = len(b12)
-            if n13 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d10, n13)
             out += b12
             out += _padpack_I[n13 & 3](n6)
@@ -29679,13 +25546,8 @@ def _enc_remote_network_port_get_parameters_ret(out: bytearray, v: remote_networ
             out += _padpack_ii[n4 & 3](d15, u14.value)
         elif d15 == 7:
             x16 = cast("str", u14.value)
-            try:
-                b17 = x16.encode()
-            except UnicodeEncodeError:
-                b17 = x16.encode("utf-8", "surrogateescape")
+            b17 = _encode_str(x16, 4194304)
             n18 = len(b17)
-            if n18 > 4194304:
-                raise XdrError("length exceeds its bound")
             out += _padpack_iI[n4 & 3](d15, n18)
             out += b17
             out += xdr.PAD[n18 & 3]
@@ -29708,28 +25570,14 @@ def _enc_remote_network_port_get_xml_desc_args(out: bytearray, v: remote_network
 
 
 def _dec_remote_network_port_get_xml_desc_ret(buf: bytes, pos: int) -> tuple[remote_network_port_get_xml_desc_ret, int]:
-    end = len(buf)
     v = _new(remote_network_port_get_xml_desc_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.xml = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.xml = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.xml, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_network_port_get_xml_desc_ret(out: bytearray, v: remote_network_port_get_xml_desc_ret) -> None:
-    try:
-        b1 = v.xml.encode()
-    except UnicodeEncodeError:
-        b1 = v.xml.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.xml, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -29883,28 +25731,14 @@ def _enc_remote_connect_list_defined_interfaces_ret(out: bytearray, v: remote_co
 
 
 def _dec_remote_interface_lookup_by_name_args(buf: bytes, pos: int) -> tuple[remote_interface_lookup_by_name_args, int]:
-    end = len(buf)
     v = _new(remote_interface_lookup_by_name_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.name = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.name = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.name, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_interface_lookup_by_name_args(out: bytearray, v: remote_interface_lookup_by_name_args) -> None:
-    try:
-        b1 = v.name.encode()
-    except UnicodeEncodeError:
-        b1 = v.name.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.name, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -29921,28 +25755,14 @@ def _enc_remote_interface_lookup_by_name_ret(out: bytearray, v: remote_interface
 
 
 def _dec_remote_interface_lookup_by_mac_string_args(buf: bytes, pos: int) -> tuple[remote_interface_lookup_by_mac_string_args, int]:
-    end = len(buf)
     v = _new(remote_interface_lookup_by_mac_string_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.mac = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.mac = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.mac, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_interface_lookup_by_mac_string_args(out: bytearray, v: remote_interface_lookup_by_mac_string_args) -> None:
-    try:
-        b1 = v.mac.encode()
-    except UnicodeEncodeError:
-        b1 = v.mac.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.mac, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -29972,58 +25792,30 @@ def _enc_remote_interface_get_xml_desc_args(out: bytearray, v: remote_interface_
 
 
 def _dec_remote_interface_get_xml_desc_ret(buf: bytes, pos: int) -> tuple[remote_interface_get_xml_desc_ret, int]:
-    end = len(buf)
     v = _new(remote_interface_get_xml_desc_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.xml = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.xml = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.xml, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_interface_get_xml_desc_ret(out: bytearray, v: remote_interface_get_xml_desc_ret) -> None:
-    try:
-        b1 = v.xml.encode()
-    except UnicodeEncodeError:
-        b1 = v.xml.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.xml, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
 
 
 def _dec_remote_interface_define_xml_args(buf: bytes, pos: int) -> tuple[remote_interface_define_xml_args, int]:
-    end = len(buf)
     v = _new(remote_interface_define_xml_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.xml = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.xml = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.xml, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_interface_define_xml_args(out: bytearray, v: remote_interface_define_xml_args) -> None:
-    try:
-        b1 = v.xml.encode()
-    except UnicodeEncodeError:
-        b1 = v.xml.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.xml, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_I[n2 & 3](v.flags)
@@ -30339,47 +26131,25 @@ def _enc_remote_connect_list_defined_storage_pools_ret(out: bytearray, v: remote
 
 
 def _dec_remote_connect_find_storage_pool_sources_args(buf: bytes, pos: int) -> tuple[remote_connect_find_storage_pool_sources_args, int]:
-    end = len(buf)
     v = _new(remote_connect_find_storage_pool_sources_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.type = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.type = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
-    o5: remote_nonnull_string | None = None
-    (w3,) = _unpack_u32(buf, pos)
+    v.type, pos = _read_str(buf, pos, 4194304)
+    o3: remote_nonnull_string | None = None
+    (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w3 == 1:
-        (n6,) = _unpack_u32(buf, pos)
-        s7 = pos + 4
-        pos = s7 + ((n6 + 3) & -4)
-        if pos > end or n6 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p4 = buf[s7:s7 + n6].decode()
-        except UnicodeDecodeError:
-            p4 = buf[s7:s7 + n6].decode("utf-8", "surrogateescape")
-        o5 = p4
-    elif w3:
+    if w1 == 1:
+        p2, pos = _read_str(buf, pos, 4194304)
+        o3 = p2
+    elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
-    v.srcSpec = o5
+    v.srcSpec = o3
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_connect_find_storage_pool_sources_args(out: bytearray, v: remote_connect_find_storage_pool_sources_args) -> None:
-    try:
-        b1 = v.type.encode()
-    except UnicodeEncodeError:
-        b1 = v.type.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.type, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -30388,13 +26158,8 @@ def _enc_remote_connect_find_storage_pool_sources_args(out: bytearray, v: remote
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b4 = o3.encode()
-        except UnicodeEncodeError:
-            b4 = o3.encode("utf-8", "surrogateescape")
+        b4 = _encode_str(o3, 4194304)
         n5 = len(b4)
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
         out += xdr.PAD[n5 & 3]
@@ -30402,28 +26167,14 @@ def _enc_remote_connect_find_storage_pool_sources_args(out: bytearray, v: remote
 
 
 def _dec_remote_connect_find_storage_pool_sources_ret(buf: bytes, pos: int) -> tuple[remote_connect_find_storage_pool_sources_ret, int]:
-    end = len(buf)
     v = _new(remote_connect_find_storage_pool_sources_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.xml = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.xml = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.xml, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_connect_find_storage_pool_sources_ret(out: bytearray, v: remote_connect_find_storage_pool_sources_ret) -> None:
-    try:
-        b1 = v.xml.encode()
-    except UnicodeEncodeError:
-        b1 = v.xml.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.xml, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -30453,28 +26204,14 @@ def _enc_remote_storage_pool_lookup_by_uuid_ret(out: bytearray, v: remote_storag
 
 
 def _dec_remote_storage_pool_lookup_by_name_args(buf: bytes, pos: int) -> tuple[remote_storage_pool_lookup_by_name_args, int]:
-    end = len(buf)
     v = _new(remote_storage_pool_lookup_by_name_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.name = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.name = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.name, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_storage_pool_lookup_by_name_args(out: bytearray, v: remote_storage_pool_lookup_by_name_args) -> None:
-    try:
-        b1 = v.name.encode()
-    except UnicodeEncodeError:
-        b1 = v.name.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.name, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -30511,28 +26248,14 @@ def _enc_remote_storage_pool_lookup_by_volume_ret(out: bytearray, v: remote_stor
 
 
 def _dec_remote_storage_pool_lookup_by_target_path_args(buf: bytes, pos: int) -> tuple[remote_storage_pool_lookup_by_target_path_args, int]:
-    end = len(buf)
     v = _new(remote_storage_pool_lookup_by_target_path_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.path = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.path = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.path, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_storage_pool_lookup_by_target_path_args(out: bytearray, v: remote_storage_pool_lookup_by_target_path_args) -> None:
-    try:
-        b1 = v.path.encode()
-    except UnicodeEncodeError:
-        b1 = v.path.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.path, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -30549,30 +26272,16 @@ def _enc_remote_storage_pool_lookup_by_target_path_ret(out: bytearray, v: remote
 
 
 def _dec_remote_storage_pool_create_xml_args(buf: bytes, pos: int) -> tuple[remote_storage_pool_create_xml_args, int]:
-    end = len(buf)
     v = _new(remote_storage_pool_create_xml_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.xml = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.xml = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.xml, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_storage_pool_create_xml_args(out: bytearray, v: remote_storage_pool_create_xml_args) -> None:
-    try:
-        b1 = v.xml.encode()
-    except UnicodeEncodeError:
-        b1 = v.xml.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.xml, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_I[n2 & 3](v.flags)
@@ -30589,30 +26298,16 @@ def _enc_remote_storage_pool_create_xml_ret(out: bytearray, v: remote_storage_po
 
 
 def _dec_remote_storage_pool_define_xml_args(buf: bytes, pos: int) -> tuple[remote_storage_pool_define_xml_args, int]:
-    end = len(buf)
     v = _new(remote_storage_pool_define_xml_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.xml = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.xml = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.xml, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_storage_pool_define_xml_args(out: bytearray, v: remote_storage_pool_define_xml_args) -> None:
-    try:
-        b1 = v.xml.encode()
-    except UnicodeEncodeError:
-        b1 = v.xml.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.xml, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_I[n2 & 3](v.flags)
@@ -30714,28 +26409,14 @@ def _enc_remote_storage_pool_get_xml_desc_args(out: bytearray, v: remote_storage
 
 
 def _dec_remote_storage_pool_get_xml_desc_ret(buf: bytes, pos: int) -> tuple[remote_storage_pool_get_xml_desc_ret, int]:
-    end = len(buf)
     v = _new(remote_storage_pool_get_xml_desc_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.xml = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.xml = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.xml, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_storage_pool_get_xml_desc_ret(out: bytearray, v: remote_storage_pool_get_xml_desc_ret) -> None:
-    try:
-        b1 = v.xml.encode()
-    except UnicodeEncodeError:
-        b1 = v.xml.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.xml, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -30876,30 +26557,16 @@ def _enc_remote_storage_pool_list_volumes_ret(out: bytearray, v: remote_storage_
 
 
 def _dec_remote_storage_vol_lookup_by_name_args(buf: bytes, pos: int) -> tuple[remote_storage_vol_lookup_by_name_args, int]:
-    end = len(buf)
     v = _new(remote_storage_vol_lookup_by_name_args)
     v.pool, pos = _dec_remote_nonnull_storage_pool(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.name = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.name = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.name, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_storage_vol_lookup_by_name_args(out: bytearray, v: remote_storage_vol_lookup_by_name_args) -> None:
     _enc_remote_nonnull_storage_pool(out, v.pool)
-    try:
-        b1 = v.name.encode()
-    except UnicodeEncodeError:
-        b1 = v.name.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.name, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -30916,28 +26583,14 @@ def _enc_remote_storage_vol_lookup_by_name_ret(out: bytearray, v: remote_storage
 
 
 def _dec_remote_storage_vol_lookup_by_key_args(buf: bytes, pos: int) -> tuple[remote_storage_vol_lookup_by_key_args, int]:
-    end = len(buf)
     v = _new(remote_storage_vol_lookup_by_key_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.key = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.key = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.key, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_storage_vol_lookup_by_key_args(out: bytearray, v: remote_storage_vol_lookup_by_key_args) -> None:
-    try:
-        b1 = v.key.encode()
-    except UnicodeEncodeError:
-        b1 = v.key.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.key, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -30954,28 +26607,14 @@ def _enc_remote_storage_vol_lookup_by_key_ret(out: bytearray, v: remote_storage_
 
 
 def _dec_remote_storage_vol_lookup_by_path_args(buf: bytes, pos: int) -> tuple[remote_storage_vol_lookup_by_path_args, int]:
-    end = len(buf)
     v = _new(remote_storage_vol_lookup_by_path_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.path = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.path = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.path, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_storage_vol_lookup_by_path_args(out: bytearray, v: remote_storage_vol_lookup_by_path_args) -> None:
-    try:
-        b1 = v.path.encode()
-    except UnicodeEncodeError:
-        b1 = v.path.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.path, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -30992,18 +26631,9 @@ def _enc_remote_storage_vol_lookup_by_path_ret(out: bytearray, v: remote_storage
 
 
 def _dec_remote_storage_vol_create_xml_args(buf: bytes, pos: int) -> tuple[remote_storage_vol_create_xml_args, int]:
-    end = len(buf)
     v = _new(remote_storage_vol_create_xml_args)
     v.pool, pos = _dec_remote_nonnull_storage_pool(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.xml = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.xml = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.xml, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
@@ -31011,13 +26641,8 @@ def _dec_remote_storage_vol_create_xml_args(buf: bytes, pos: int) -> tuple[remot
 
 def _enc_remote_storage_vol_create_xml_args(out: bytearray, v: remote_storage_vol_create_xml_args) -> None:
     _enc_remote_nonnull_storage_pool(out, v.pool)
-    try:
-        b1 = v.xml.encode()
-    except UnicodeEncodeError:
-        b1 = v.xml.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.xml, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_I[n2 & 3](v.flags)
@@ -31034,18 +26659,9 @@ def _enc_remote_storage_vol_create_xml_ret(out: bytearray, v: remote_storage_vol
 
 
 def _dec_remote_storage_vol_create_xml_from_args(buf: bytes, pos: int) -> tuple[remote_storage_vol_create_xml_from_args, int]:
-    end = len(buf)
     v = _new(remote_storage_vol_create_xml_from_args)
     v.pool, pos = _dec_remote_nonnull_storage_pool(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.xml = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.xml = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.xml, pos = _read_str(buf, pos, 4194304)
     v.clonevol, pos = _dec_remote_nonnull_storage_vol(buf, pos)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -31054,13 +26670,8 @@ def _dec_remote_storage_vol_create_xml_from_args(buf: bytes, pos: int) -> tuple[
 
 def _enc_remote_storage_vol_create_xml_from_args(out: bytearray, v: remote_storage_vol_create_xml_from_args) -> None:
     _enc_remote_nonnull_storage_pool(out, v.pool)
-    try:
-        b1 = v.xml.encode()
-    except UnicodeEncodeError:
-        b1 = v.xml.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.xml, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -31131,28 +26742,14 @@ def _enc_remote_storage_vol_get_xml_desc_args(out: bytearray, v: remote_storage_
 
 
 def _dec_remote_storage_vol_get_xml_desc_ret(buf: bytes, pos: int) -> tuple[remote_storage_vol_get_xml_desc_ret, int]:
-    end = len(buf)
     v = _new(remote_storage_vol_get_xml_desc_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.xml = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.xml = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.xml, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_storage_vol_get_xml_desc_ret(out: bytearray, v: remote_storage_vol_get_xml_desc_ret) -> None:
-    try:
-        b1 = v.xml.encode()
-    except UnicodeEncodeError:
-        b1 = v.xml.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.xml, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -31214,28 +26811,14 @@ def _enc_remote_storage_vol_get_path_args(out: bytearray, v: remote_storage_vol_
 
 
 def _dec_remote_storage_vol_get_path_ret(buf: bytes, pos: int) -> tuple[remote_storage_vol_get_path_ret, int]:
-    end = len(buf)
     v = _new(remote_storage_vol_get_path_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.name = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.name = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.name, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_storage_vol_get_path_ret(out: bytearray, v: remote_storage_vol_get_path_ret) -> None:
-    try:
-        b1 = v.name.encode()
-    except UnicodeEncodeError:
-        b1 = v.name.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.name, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -31481,21 +27064,12 @@ def _enc_remote_storage_pool_list_all_volumes_ret(out: bytearray, v: remote_stor
 
 
 def _dec_remote_node_num_of_devices_args(buf: bytes, pos: int) -> tuple[remote_node_num_of_devices_args, int]:
-    end = len(buf)
     v = _new(remote_node_num_of_devices_args)
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
     if w1 == 1:
-        (n4,) = _unpack_u32(buf, pos)
-        s5 = pos + 4
-        pos = s5 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p2 = buf[s5:s5 + n4].decode()
-        except UnicodeDecodeError:
-            p2 = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
     elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
@@ -31511,13 +27085,8 @@ def _enc_remote_node_num_of_devices_args(out: bytearray, v: remote_node_num_of_d
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b2 = o1.encode()
-        except UnicodeEncodeError:
-            b2 = o1.encode("utf-8", "surrogateescape")
+        b2 = _encode_str(o1, 4194304)
         n3 = len(b2)
-        if n3 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n3)
         out += b2
         out += xdr.PAD[n3 & 3]
@@ -31536,21 +27105,12 @@ def _enc_remote_node_num_of_devices_ret(out: bytearray, v: remote_node_num_of_de
 
 
 def _dec_remote_node_list_devices_args(buf: bytes, pos: int) -> tuple[remote_node_list_devices_args, int]:
-    end = len(buf)
     v = _new(remote_node_list_devices_args)
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
     if w1 == 1:
-        (n4,) = _unpack_u32(buf, pos)
-        s5 = pos + 4
-        pos = s5 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p2 = buf[s5:s5 + n4].decode()
-        except UnicodeDecodeError:
-            p2 = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
     elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
@@ -31566,13 +27126,8 @@ def _enc_remote_node_list_devices_args(out: bytearray, v: remote_node_list_devic
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b2 = o1.encode()
-        except UnicodeEncodeError:
-            b2 = o1.encode("utf-8", "surrogateescape")
+        b2 = _encode_str(o1, 4194304)
         n3 = len(b2)
-        if n3 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n3)
         out += b2
         out += xdr.PAD[n3 & 3]
@@ -31625,28 +27180,14 @@ def _enc_remote_node_list_devices_ret(out: bytearray, v: remote_node_list_device
 
 
 def _dec_remote_node_device_lookup_by_name_args(buf: bytes, pos: int) -> tuple[remote_node_device_lookup_by_name_args, int]:
-    end = len(buf)
     v = _new(remote_node_device_lookup_by_name_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.name = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.name = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.name, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_node_device_lookup_by_name_args(out: bytearray, v: remote_node_device_lookup_by_name_args) -> None:
-    try:
-        b1 = v.name.encode()
-    except UnicodeEncodeError:
-        b1 = v.name.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.name, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -31663,48 +27204,21 @@ def _enc_remote_node_device_lookup_by_name_ret(out: bytearray, v: remote_node_de
 
 
 def _dec_remote_node_device_lookup_scsi_host_by_wwn_args(buf: bytes, pos: int) -> tuple[remote_node_device_lookup_scsi_host_by_wwn_args, int]:
-    end = len(buf)
     v = _new(remote_node_device_lookup_scsi_host_by_wwn_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.wwnn = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.wwnn = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
-    (n3,) = _unpack_u32(buf, pos)
-    s4 = pos + 4
-    pos = s4 + ((n3 + 3) & -4)
-    if pos > end or n3 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.wwpn = buf[s4:s4 + n3].decode()
-    except UnicodeDecodeError:
-        v.wwpn = buf[s4:s4 + n3].decode("utf-8", "surrogateescape")
+    v.wwnn, pos = _read_str(buf, pos, 4194304)
+    v.wwpn, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_node_device_lookup_scsi_host_by_wwn_args(out: bytearray, v: remote_node_device_lookup_scsi_host_by_wwn_args) -> None:
-    try:
-        b1 = v.wwnn.encode()
-    except UnicodeEncodeError:
-        b1 = v.wwnn.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.wwnn, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
-    try:
-        b3 = v.wwpn.encode()
-    except UnicodeEncodeError:
-        b3 = v.wwpn.encode("utf-8", "surrogateescape")
+    b3 = _encode_str(v.wwpn, 4194304)
     n4 = len(b3)
-    if n4 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _padpack_I[n2 & 3](n4)
     out += b3
     out += _padpack_I[n4 & 3](v.flags)
@@ -31721,107 +27235,56 @@ def _enc_remote_node_device_lookup_scsi_host_by_wwn_ret(out: bytearray, v: remot
 
 
 def _dec_remote_node_device_get_xml_desc_args(buf: bytes, pos: int) -> tuple[remote_node_device_get_xml_desc_args, int]:
-    end = len(buf)
     v = _new(remote_node_device_get_xml_desc_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.name = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.name = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.name, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_node_device_get_xml_desc_args(out: bytearray, v: remote_node_device_get_xml_desc_args) -> None:
-    try:
-        b1 = v.name.encode()
-    except UnicodeEncodeError:
-        b1 = v.name.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.name, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_I[n2 & 3](v.flags)
 
 
 def _dec_remote_node_device_get_xml_desc_ret(buf: bytes, pos: int) -> tuple[remote_node_device_get_xml_desc_ret, int]:
-    end = len(buf)
     v = _new(remote_node_device_get_xml_desc_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.xml = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.xml = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.xml, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_node_device_get_xml_desc_ret(out: bytearray, v: remote_node_device_get_xml_desc_ret) -> None:
-    try:
-        b1 = v.xml.encode()
-    except UnicodeEncodeError:
-        b1 = v.xml.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.xml, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
 
 
 def _dec_remote_node_device_get_parent_args(buf: bytes, pos: int) -> tuple[remote_node_device_get_parent_args, int]:
-    end = len(buf)
     v = _new(remote_node_device_get_parent_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.name = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.name = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.name, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_node_device_get_parent_args(out: bytearray, v: remote_node_device_get_parent_args) -> None:
-    try:
-        b1 = v.name.encode()
-    except UnicodeEncodeError:
-        b1 = v.name.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.name, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
 
 
 def _dec_remote_node_device_get_parent_ret(buf: bytes, pos: int) -> tuple[remote_node_device_get_parent_ret, int]:
-    end = len(buf)
     v = _new(remote_node_device_get_parent_ret)
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
     if w1 == 1:
-        (n4,) = _unpack_u32(buf, pos)
-        s5 = pos + 4
-        pos = s5 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p2 = buf[s5:s5 + n4].decode()
-        except UnicodeDecodeError:
-            p2 = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
     elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
@@ -31835,41 +27298,22 @@ def _enc_remote_node_device_get_parent_ret(out: bytearray, v: remote_node_device
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b2 = o1.encode()
-        except UnicodeEncodeError:
-            b2 = o1.encode("utf-8", "surrogateescape")
+        b2 = _encode_str(o1, 4194304)
         n3 = len(b2)
-        if n3 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n3)
         out += b2
         out += xdr.PAD[n3 & 3]
 
 
 def _dec_remote_node_device_num_of_caps_args(buf: bytes, pos: int) -> tuple[remote_node_device_num_of_caps_args, int]:
-    end = len(buf)
     v = _new(remote_node_device_num_of_caps_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.name = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.name = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.name, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_node_device_num_of_caps_args(out: bytearray, v: remote_node_device_num_of_caps_args) -> None:
-    try:
-        b1 = v.name.encode()
-    except UnicodeEncodeError:
-        b1 = v.name.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.name, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -31887,30 +27331,16 @@ def _enc_remote_node_device_num_of_caps_ret(out: bytearray, v: remote_node_devic
 
 
 def _dec_remote_node_device_list_caps_args(buf: bytes, pos: int) -> tuple[remote_node_device_list_caps_args, int]:
-    end = len(buf)
     v = _new(remote_node_device_list_caps_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.name = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.name = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.name, pos = _read_str(buf, pos, 4194304)
     (v.maxnames,) = _unpack_i(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_node_device_list_caps_args(out: bytearray, v: remote_node_device_list_caps_args) -> None:
-    try:
-        b1 = v.name.encode()
-    except UnicodeEncodeError:
-        b1 = v.name.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.name, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_i[n2 & 3](v.maxnames)
@@ -31962,75 +27392,39 @@ def _enc_remote_node_device_list_caps_ret(out: bytearray, v: remote_node_device_
 
 
 def _dec_remote_node_device_dettach_args(buf: bytes, pos: int) -> tuple[remote_node_device_dettach_args, int]:
-    end = len(buf)
     v = _new(remote_node_device_dettach_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.name = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.name = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.name, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_node_device_dettach_args(out: bytearray, v: remote_node_device_dettach_args) -> None:
-    try:
-        b1 = v.name.encode()
-    except UnicodeEncodeError:
-        b1 = v.name.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.name, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
 
 
 def _dec_remote_node_device_detach_flags_args(buf: bytes, pos: int) -> tuple[remote_node_device_detach_flags_args, int]:
-    end = len(buf)
     v = _new(remote_node_device_detach_flags_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.name = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.name = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
-    o5: remote_nonnull_string | None = None
-    (w3,) = _unpack_u32(buf, pos)
+    v.name, pos = _read_str(buf, pos, 4194304)
+    o3: remote_nonnull_string | None = None
+    (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w3 == 1:
-        (n6,) = _unpack_u32(buf, pos)
-        s7 = pos + 4
-        pos = s7 + ((n6 + 3) & -4)
-        if pos > end or n6 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p4 = buf[s7:s7 + n6].decode()
-        except UnicodeDecodeError:
-            p4 = buf[s7:s7 + n6].decode("utf-8", "surrogateescape")
-        o5 = p4
-    elif w3:
+    if w1 == 1:
+        p2, pos = _read_str(buf, pos, 4194304)
+        o3 = p2
+    elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
-    v.driverName = o5
+    v.driverName = o3
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_node_device_detach_flags_args(out: bytearray, v: remote_node_device_detach_flags_args) -> None:
-    try:
-        b1 = v.name.encode()
-    except UnicodeEncodeError:
-        b1 = v.name.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.name, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -32039,13 +27433,8 @@ def _enc_remote_node_device_detach_flags_args(out: bytearray, v: remote_node_dev
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b4 = o3.encode()
-        except UnicodeEncodeError:
-            b4 = o3.encode("utf-8", "surrogateescape")
+        b4 = _encode_str(o3, 4194304)
         n5 = len(b4)
-        if n5 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n5)
         out += b4
         out += xdr.PAD[n5 & 3]
@@ -32053,86 +27442,44 @@ def _enc_remote_node_device_detach_flags_args(out: bytearray, v: remote_node_dev
 
 
 def _dec_remote_node_device_re_attach_args(buf: bytes, pos: int) -> tuple[remote_node_device_re_attach_args, int]:
-    end = len(buf)
     v = _new(remote_node_device_re_attach_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.name = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.name = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.name, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_node_device_re_attach_args(out: bytearray, v: remote_node_device_re_attach_args) -> None:
-    try:
-        b1 = v.name.encode()
-    except UnicodeEncodeError:
-        b1 = v.name.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.name, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
 
 
 def _dec_remote_node_device_reset_args(buf: bytes, pos: int) -> tuple[remote_node_device_reset_args, int]:
-    end = len(buf)
     v = _new(remote_node_device_reset_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.name = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.name = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.name, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_node_device_reset_args(out: bytearray, v: remote_node_device_reset_args) -> None:
-    try:
-        b1 = v.name.encode()
-    except UnicodeEncodeError:
-        b1 = v.name.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.name, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
 
 
 def _dec_remote_node_device_create_xml_args(buf: bytes, pos: int) -> tuple[remote_node_device_create_xml_args, int]:
-    end = len(buf)
     v = _new(remote_node_device_create_xml_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.xml_desc = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.xml_desc = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.xml_desc, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_node_device_create_xml_args(out: bytearray, v: remote_node_device_create_xml_args) -> None:
-    try:
-        b1 = v.xml_desc.encode()
-    except UnicodeEncodeError:
-        b1 = v.xml_desc.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.xml_desc, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_I[n2 & 3](v.flags)
@@ -32149,58 +27496,30 @@ def _enc_remote_node_device_create_xml_ret(out: bytearray, v: remote_node_device
 
 
 def _dec_remote_node_device_destroy_args(buf: bytes, pos: int) -> tuple[remote_node_device_destroy_args, int]:
-    end = len(buf)
     v = _new(remote_node_device_destroy_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.name = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.name = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.name, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_node_device_destroy_args(out: bytearray, v: remote_node_device_destroy_args) -> None:
-    try:
-        b1 = v.name.encode()
-    except UnicodeEncodeError:
-        b1 = v.name.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.name, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
 
 
 def _dec_remote_node_device_define_xml_args(buf: bytes, pos: int) -> tuple[remote_node_device_define_xml_args, int]:
-    end = len(buf)
     v = _new(remote_node_device_define_xml_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.xml_desc = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.xml_desc = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.xml_desc, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_node_device_define_xml_args(out: bytearray, v: remote_node_device_define_xml_args) -> None:
-    try:
-        b1 = v.xml_desc.encode()
-    except UnicodeEncodeError:
-        b1 = v.xml_desc.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.xml_desc, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_I[n2 & 3](v.flags)
@@ -32217,88 +27536,46 @@ def _enc_remote_node_device_define_xml_ret(out: bytearray, v: remote_node_device
 
 
 def _dec_remote_node_device_undefine_args(buf: bytes, pos: int) -> tuple[remote_node_device_undefine_args, int]:
-    end = len(buf)
     v = _new(remote_node_device_undefine_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.name = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.name = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.name, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_node_device_undefine_args(out: bytearray, v: remote_node_device_undefine_args) -> None:
-    try:
-        b1 = v.name.encode()
-    except UnicodeEncodeError:
-        b1 = v.name.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.name, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_I[n2 & 3](v.flags)
 
 
 def _dec_remote_node_device_create_args(buf: bytes, pos: int) -> tuple[remote_node_device_create_args, int]:
-    end = len(buf)
     v = _new(remote_node_device_create_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.name = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.name = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.name, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_node_device_create_args(out: bytearray, v: remote_node_device_create_args) -> None:
-    try:
-        b1 = v.name.encode()
-    except UnicodeEncodeError:
-        b1 = v.name.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.name, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_I[n2 & 3](v.flags)
 
 
 def _dec_remote_node_device_get_autostart_args(buf: bytes, pos: int) -> tuple[remote_node_device_get_autostart_args, int]:
-    end = len(buf)
     v = _new(remote_node_device_get_autostart_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.name = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.name = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.name, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_node_device_get_autostart_args(out: bytearray, v: remote_node_device_get_autostart_args) -> None:
-    try:
-        b1 = v.name.encode()
-    except UnicodeEncodeError:
-        b1 = v.name.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.name, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -32316,58 +27593,30 @@ def _enc_remote_node_device_get_autostart_ret(out: bytearray, v: remote_node_dev
 
 
 def _dec_remote_node_device_set_autostart_args(buf: bytes, pos: int) -> tuple[remote_node_device_set_autostart_args, int]:
-    end = len(buf)
     v = _new(remote_node_device_set_autostart_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.name = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.name = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.name, pos = _read_str(buf, pos, 4194304)
     (v.autostart,) = _unpack_i(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_node_device_set_autostart_args(out: bytearray, v: remote_node_device_set_autostart_args) -> None:
-    try:
-        b1 = v.name.encode()
-    except UnicodeEncodeError:
-        b1 = v.name.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.name, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_i[n2 & 3](v.autostart)
 
 
 def _dec_remote_node_device_is_persistent_args(buf: bytes, pos: int) -> tuple[remote_node_device_is_persistent_args, int]:
-    end = len(buf)
     v = _new(remote_node_device_is_persistent_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.name = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.name = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.name, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_node_device_is_persistent_args(out: bytearray, v: remote_node_device_is_persistent_args) -> None:
-    try:
-        b1 = v.name.encode()
-    except UnicodeEncodeError:
-        b1 = v.name.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.name, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -32385,28 +27634,14 @@ def _enc_remote_node_device_is_persistent_ret(out: bytearray, v: remote_node_dev
 
 
 def _dec_remote_node_device_is_active_args(buf: bytes, pos: int) -> tuple[remote_node_device_is_active_args, int]:
-    end = len(buf)
     v = _new(remote_node_device_is_active_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.name = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.name = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.name, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_node_device_is_active_args(out: bytearray, v: remote_node_device_is_active_args) -> None:
-    try:
-        b1 = v.name.encode()
-    except UnicodeEncodeError:
-        b1 = v.name.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.name, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -32571,28 +27806,14 @@ def _enc_remote_nwfilter_lookup_by_uuid_ret(out: bytearray, v: remote_nwfilter_l
 
 
 def _dec_remote_nwfilter_lookup_by_name_args(buf: bytes, pos: int) -> tuple[remote_nwfilter_lookup_by_name_args, int]:
-    end = len(buf)
     v = _new(remote_nwfilter_lookup_by_name_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.name = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.name = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.name, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_nwfilter_lookup_by_name_args(out: bytearray, v: remote_nwfilter_lookup_by_name_args) -> None:
-    try:
-        b1 = v.name.encode()
-    except UnicodeEncodeError:
-        b1 = v.name.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.name, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -32609,28 +27830,14 @@ def _enc_remote_nwfilter_lookup_by_name_ret(out: bytearray, v: remote_nwfilter_l
 
 
 def _dec_remote_nwfilter_define_xml_args(buf: bytes, pos: int) -> tuple[remote_nwfilter_define_xml_args, int]:
-    end = len(buf)
     v = _new(remote_nwfilter_define_xml_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.xml = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.xml = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.xml, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_nwfilter_define_xml_args(out: bytearray, v: remote_nwfilter_define_xml_args) -> None:
-    try:
-        b1 = v.xml.encode()
-    except UnicodeEncodeError:
-        b1 = v.xml.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.xml, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -32647,30 +27854,16 @@ def _enc_remote_nwfilter_define_xml_ret(out: bytearray, v: remote_nwfilter_defin
 
 
 def _dec_remote_nwfilter_define_xml_flags_args(buf: bytes, pos: int) -> tuple[remote_nwfilter_define_xml_flags_args, int]:
-    end = len(buf)
     v = _new(remote_nwfilter_define_xml_flags_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.xml = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.xml = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.xml, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_nwfilter_define_xml_flags_args(out: bytearray, v: remote_nwfilter_define_xml_flags_args) -> None:
-    try:
-        b1 = v.xml.encode()
-    except UnicodeEncodeError:
-        b1 = v.xml.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.xml, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_I[n2 & 3](v.flags)
@@ -32710,28 +27903,14 @@ def _enc_remote_nwfilter_get_xml_desc_args(out: bytearray, v: remote_nwfilter_ge
 
 
 def _dec_remote_nwfilter_get_xml_desc_ret(buf: bytes, pos: int) -> tuple[remote_nwfilter_get_xml_desc_ret, int]:
-    end = len(buf)
     v = _new(remote_nwfilter_get_xml_desc_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.xml = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.xml = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.xml, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_nwfilter_get_xml_desc_ret(out: bytearray, v: remote_nwfilter_get_xml_desc_ret) -> None:
-    try:
-        b1 = v.xml.encode()
-    except UnicodeEncodeError:
-        b1 = v.xml.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.xml, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -32827,28 +28006,14 @@ def _enc_remote_connect_list_all_nwfilters_ret(out: bytearray, v: remote_connect
 
 
 def _dec_remote_nwfilter_binding_lookup_by_port_dev_args(buf: bytes, pos: int) -> tuple[remote_nwfilter_binding_lookup_by_port_dev_args, int]:
-    end = len(buf)
     v = _new(remote_nwfilter_binding_lookup_by_port_dev_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.name = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.name = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.name, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_nwfilter_binding_lookup_by_port_dev_args(out: bytearray, v: remote_nwfilter_binding_lookup_by_port_dev_args) -> None:
-    try:
-        b1 = v.name.encode()
-    except UnicodeEncodeError:
-        b1 = v.name.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.name, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -32865,30 +28030,16 @@ def _enc_remote_nwfilter_binding_lookup_by_port_dev_ret(out: bytearray, v: remot
 
 
 def _dec_remote_nwfilter_binding_create_xml_args(buf: bytes, pos: int) -> tuple[remote_nwfilter_binding_create_xml_args, int]:
-    end = len(buf)
     v = _new(remote_nwfilter_binding_create_xml_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.xml = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.xml = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.xml, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_nwfilter_binding_create_xml_args(out: bytearray, v: remote_nwfilter_binding_create_xml_args) -> None:
-    try:
-        b1 = v.xml.encode()
-    except UnicodeEncodeError:
-        b1 = v.xml.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.xml, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_I[n2 & 3](v.flags)
@@ -32928,28 +28079,14 @@ def _enc_remote_nwfilter_binding_get_xml_desc_args(out: bytearray, v: remote_nwf
 
 
 def _dec_remote_nwfilter_binding_get_xml_desc_ret(buf: bytes, pos: int) -> tuple[remote_nwfilter_binding_get_xml_desc_ret, int]:
-    end = len(buf)
     v = _new(remote_nwfilter_binding_get_xml_desc_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.xml = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.xml = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.xml, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_nwfilter_binding_get_xml_desc_ret(out: bytearray, v: remote_nwfilter_binding_get_xml_desc_ret) -> None:
-    try:
-        b1 = v.xml.encode()
-    except UnicodeEncodeError:
-        b1 = v.xml.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.xml, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -33121,30 +28258,16 @@ def _enc_remote_secret_lookup_by_uuid_ret(out: bytearray, v: remote_secret_looku
 
 
 def _dec_remote_secret_define_xml_args(buf: bytes, pos: int) -> tuple[remote_secret_define_xml_args, int]:
-    end = len(buf)
     v = _new(remote_secret_define_xml_args)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.xml = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.xml = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.xml, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_secret_define_xml_args(out: bytearray, v: remote_secret_define_xml_args) -> None:
-    try:
-        b1 = v.xml.encode()
-    except UnicodeEncodeError:
-        b1 = v.xml.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.xml, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_I[n2 & 3](v.flags)
@@ -33174,43 +28297,23 @@ def _enc_remote_secret_get_xml_desc_args(out: bytearray, v: remote_secret_get_xm
 
 
 def _dec_remote_secret_get_xml_desc_ret(buf: bytes, pos: int) -> tuple[remote_secret_get_xml_desc_ret, int]:
-    end = len(buf)
     v = _new(remote_secret_get_xml_desc_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.xml = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.xml = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.xml, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_secret_get_xml_desc_ret(out: bytearray, v: remote_secret_get_xml_desc_ret) -> None:
-    try:
-        b1 = v.xml.encode()
-    except UnicodeEncodeError:
-        b1 = v.xml.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.xml, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
 
 
 def _dec_remote_secret_set_value_args(buf: bytes, pos: int) -> tuple[remote_secret_set_value_args, int]:
-    end = len(buf)
     v = _new(remote_secret_set_value_args)
     v.secret, pos = _dec_remote_nonnull_secret(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 65536:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    v.value = buf[s2:s2 + n1]
+    v.value, pos = _read_opaque(buf, pos, 65536)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
@@ -33241,14 +28344,8 @@ def _enc_remote_secret_get_value_args(out: bytearray, v: remote_secret_get_value
 
 
 def _dec_remote_secret_get_value_ret(buf: bytes, pos: int) -> tuple[remote_secret_get_value_ret, int]:
-    end = len(buf)
     v = _new(remote_secret_get_value_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 65536:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    v.value = buf[s2:s2 + n1]
+    v.value, pos = _read_opaque(buf, pos, 65536)
     return v, pos
 
 
@@ -33273,29 +28370,16 @@ def _enc_remote_secret_undefine_args(out: bytearray, v: remote_secret_undefine_a
 
 
 def _dec_remote_secret_lookup_by_usage_args(buf: bytes, pos: int) -> tuple[remote_secret_lookup_by_usage_args, int]:
-    end = len(buf)
     v = _new(remote_secret_lookup_by_usage_args)
     v.usageType, n1 = _unpack_iI(buf, pos)
     pos += 8
-    s2 = pos
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.usageID = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.usageID = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.usageID, pos = _take_str(buf, pos, n1, 4194304)
     return v, pos
 
 
 def _enc_remote_secret_lookup_by_usage_args(out: bytearray, v: remote_secret_lookup_by_usage_args) -> None:
-    try:
-        b1 = v.usageID.encode()
-    except UnicodeEncodeError:
-        b1 = v.usageID.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.usageID, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_iI(v.usageType, n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -33372,18 +28456,9 @@ def _enc_remote_connect_list_all_secrets_ret(out: bytearray, v: remote_connect_l
 
 
 def _dec_remote_domain_snapshot_create_xml_args(buf: bytes, pos: int) -> tuple[remote_domain_snapshot_create_xml_args, int]:
-    end = len(buf)
     v = _new(remote_domain_snapshot_create_xml_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.xml_desc = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.xml_desc = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.xml_desc, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
@@ -33391,13 +28466,8 @@ def _dec_remote_domain_snapshot_create_xml_args(buf: bytes, pos: int) -> tuple[r
 
 def _enc_remote_domain_snapshot_create_xml_args(out: bytearray, v: remote_domain_snapshot_create_xml_args) -> None:
     _enc_remote_nonnull_domain(out, v.dom)
-    try:
-        b1 = v.xml_desc.encode()
-    except UnicodeEncodeError:
-        b1 = v.xml_desc.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.xml_desc, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_I[n2 & 3](v.flags)
@@ -33427,28 +28497,14 @@ def _enc_remote_domain_snapshot_get_xml_desc_args(out: bytearray, v: remote_doma
 
 
 def _dec_remote_domain_snapshot_get_xml_desc_ret(buf: bytes, pos: int) -> tuple[remote_domain_snapshot_get_xml_desc_ret, int]:
-    end = len(buf)
     v = _new(remote_domain_snapshot_get_xml_desc_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.xml = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.xml = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.xml, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_domain_snapshot_get_xml_desc_ret(out: bytearray, v: remote_domain_snapshot_get_xml_desc_ret) -> None:
-    try:
-        b1 = v.xml.encode()
-    except UnicodeEncodeError:
-        b1 = v.xml.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.xml, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -33572,40 +28628,24 @@ def _dec_remote_domain_list_all_snapshots_ret(buf: bytes, pos: int) -> tuple[rem
             except UnicodeDecodeError:
                 x3.name = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
             v6 = _new(remote_nonnull_domain)
-            (n7,) = _unpack_u32(buf, pos)
-            s8 = pos + 4
-            pos = s8 + ((n7 + 3) & -4)
-            if pos > end or n7 > 4194304:
-                raise XdrError("string or opaque longer than its bound or the data left")
-            try:
-                v6.name = buf[s8:s8 + n7].decode()
-            except UnicodeDecodeError:
-                v6.name = buf[s8:s8 + n7].decode("utf-8", "surrogateescape")
+            v6.name, pos = _read_str(buf, pos, 4194304)
             v6.uuid, v6.id, n4 = _unpack_16siI(buf, pos)
             pos += 24
             x3.dom = v6
         x3 = a1[-1]
-        s9 = pos
-        pos = s9 + ((n4 + 3) & -4)
+        s7 = pos
+        pos = s7 + ((n4 + 3) & -4)
         if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.name = buf[s9:s9 + n4].decode()
+            x3.name = buf[s7:s7 + n4].decode()
         except UnicodeDecodeError:
-            x3.name = buf[s9:s9 + n4].decode("utf-8", "surrogateescape")
-        v10 = _new(remote_nonnull_domain)
-        (n11,) = _unpack_u32(buf, pos)
-        s12 = pos + 4
-        pos = s12 + ((n11 + 3) & -4)
-        if pos > end or n11 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            v10.name = buf[s12:s12 + n11].decode()
-        except UnicodeDecodeError:
-            v10.name = buf[s12:s12 + n11].decode("utf-8", "surrogateescape")
-        v10.uuid, v10.id = _unpack_16si(buf, pos)
+            x3.name = buf[s7:s7 + n4].decode("utf-8", "surrogateescape")
+        v8 = _new(remote_nonnull_domain)
+        v8.name, pos = _read_str(buf, pos, 4194304)
+        v8.uuid, v8.id = _unpack_16si(buf, pos)
         pos += 20
-        x3.dom = v10
+        x3.dom = v8
     v.snapshots = a1
     (v.ret,) = _unpack_i(buf, pos)
     pos += 4
@@ -33638,13 +28678,8 @@ def _enc_remote_domain_list_all_snapshots_ret(out: bytearray, v: remote_domain_l
         if n6 > 4194304:
             raise XdrError("length exceeds its bound")
         v9 = x7.dom
-        try:
-            b10 = v9.name.encode()
-        except UnicodeEncodeError:
-            b10 = v9.name.encode("utf-8", "surrogateescape")
+        b10 = _encode_str(v9.name, 4194304)
         n11 = len(b10)
-        if n11 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _padpack_I[n4 & 3](n11)
         out += b10
         if len(v9.uuid) != 16:
@@ -33654,13 +28689,8 @@ def _enc_remote_domain_list_all_snapshots_ret(out: bytearray, v: remote_domain_l
         n4, x7 = n6, x8
     if n2:
         v12 = x7.dom
-        try:
-            b13 = v12.name.encode()
-        except UnicodeEncodeError:
-            b13 = v12.name.encode("utf-8", "surrogateescape")
+        b13 = _encode_str(v12.name, 4194304)
         n14 = len(b13)
-        if n14 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _padpack_I[n4 & 3](n14)
         out += b13
         if len(v12.uuid) != 16:
@@ -33787,40 +28817,24 @@ def _dec_remote_domain_snapshot_list_all_children_ret(buf: bytes, pos: int) -> t
             except UnicodeDecodeError:
                 x3.name = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
             v6 = _new(remote_nonnull_domain)
-            (n7,) = _unpack_u32(buf, pos)
-            s8 = pos + 4
-            pos = s8 + ((n7 + 3) & -4)
-            if pos > end or n7 > 4194304:
-                raise XdrError("string or opaque longer than its bound or the data left")
-            try:
-                v6.name = buf[s8:s8 + n7].decode()
-            except UnicodeDecodeError:
-                v6.name = buf[s8:s8 + n7].decode("utf-8", "surrogateescape")
+            v6.name, pos = _read_str(buf, pos, 4194304)
             v6.uuid, v6.id, n4 = _unpack_16siI(buf, pos)
             pos += 24
             x3.dom = v6
         x3 = a1[-1]
-        s9 = pos
-        pos = s9 + ((n4 + 3) & -4)
+        s7 = pos
+        pos = s7 + ((n4 + 3) & -4)
         if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.name = buf[s9:s9 + n4].decode()
+            x3.name = buf[s7:s7 + n4].decode()
         except UnicodeDecodeError:
-            x3.name = buf[s9:s9 + n4].decode("utf-8", "surrogateescape")
-        v10 = _new(remote_nonnull_domain)
-        (n11,) = _unpack_u32(buf, pos)
-        s12 = pos + 4
-        pos = s12 + ((n11 + 3) & -4)
-        if pos > end or n11 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            v10.name = buf[s12:s12 + n11].decode()
-        except UnicodeDecodeError:
-            v10.name = buf[s12:s12 + n11].decode("utf-8", "surrogateescape")
-        v10.uuid, v10.id = _unpack_16si(buf, pos)
+            x3.name = buf[s7:s7 + n4].decode("utf-8", "surrogateescape")
+        v8 = _new(remote_nonnull_domain)
+        v8.name, pos = _read_str(buf, pos, 4194304)
+        v8.uuid, v8.id = _unpack_16si(buf, pos)
         pos += 20
-        x3.dom = v10
+        x3.dom = v8
     v.snapshots = a1
     (v.ret,) = _unpack_i(buf, pos)
     pos += 4
@@ -33853,13 +28867,8 @@ def _enc_remote_domain_snapshot_list_all_children_ret(out: bytearray, v: remote_
         if n6 > 4194304:
             raise XdrError("length exceeds its bound")
         v9 = x7.dom
-        try:
-            b10 = v9.name.encode()
-        except UnicodeEncodeError:
-            b10 = v9.name.encode("utf-8", "surrogateescape")
+        b10 = _encode_str(v9.name, 4194304)
         n11 = len(b10)
-        if n11 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _padpack_I[n4 & 3](n11)
         out += b10
         if len(v9.uuid) != 16:
@@ -33869,13 +28878,8 @@ def _enc_remote_domain_snapshot_list_all_children_ret(out: bytearray, v: remote_
         n4, x7 = n6, x8
     if n2:
         v12 = x7.dom
-        try:
-            b13 = v12.name.encode()
-        except UnicodeEncodeError:
-            b13 = v12.name.encode("utf-8", "surrogateescape")
+        b13 = _encode_str(v12.name, 4194304)
         n14 = len(b13)
-        if n14 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _padpack_I[n4 & 3](n14)
         out += b13
         if len(v12.uuid) != 16:
@@ -33885,18 +28889,9 @@ def _enc_remote_domain_snapshot_list_all_children_ret(out: bytearray, v: remote_
 
 
 def _dec_remote_domain_snapshot_lookup_by_name_args(buf: bytes, pos: int) -> tuple[remote_domain_snapshot_lookup_by_name_args, int]:
-    end = len(buf)
     v = _new(remote_domain_snapshot_lookup_by_name_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.name = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.name = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.name, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
@@ -33904,13 +28899,8 @@ def _dec_remote_domain_snapshot_lookup_by_name_args(buf: bytes, pos: int) -> tup
 
 def _enc_remote_domain_snapshot_lookup_by_name_args(out: bytearray, v: remote_domain_snapshot_lookup_by_name_args) -> None:
     _enc_remote_nonnull_domain(out, v.dom)
-    try:
-        b1 = v.name.encode()
-    except UnicodeEncodeError:
-        b1 = v.name.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.name, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_I[n2 & 3](v.flags)
@@ -34071,18 +29061,9 @@ def _enc_remote_domain_snapshot_delete_args(out: bytearray, v: remote_domain_sna
 
 
 def _dec_remote_domain_checkpoint_create_xml_args(buf: bytes, pos: int) -> tuple[remote_domain_checkpoint_create_xml_args, int]:
-    end = len(buf)
     v = _new(remote_domain_checkpoint_create_xml_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.xml_desc = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.xml_desc = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.xml_desc, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
@@ -34090,13 +29071,8 @@ def _dec_remote_domain_checkpoint_create_xml_args(buf: bytes, pos: int) -> tuple
 
 def _enc_remote_domain_checkpoint_create_xml_args(out: bytearray, v: remote_domain_checkpoint_create_xml_args) -> None:
     _enc_remote_nonnull_domain(out, v.dom)
-    try:
-        b1 = v.xml_desc.encode()
-    except UnicodeEncodeError:
-        b1 = v.xml_desc.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.xml_desc, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_I[n2 & 3](v.flags)
@@ -34126,28 +29102,14 @@ def _enc_remote_domain_checkpoint_get_xml_desc_args(out: bytearray, v: remote_do
 
 
 def _dec_remote_domain_checkpoint_get_xml_desc_ret(buf: bytes, pos: int) -> tuple[remote_domain_checkpoint_get_xml_desc_ret, int]:
-    end = len(buf)
     v = _new(remote_domain_checkpoint_get_xml_desc_ret)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.xml = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.xml = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.xml, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_domain_checkpoint_get_xml_desc_ret(out: bytearray, v: remote_domain_checkpoint_get_xml_desc_ret) -> None:
-    try:
-        b1 = v.xml.encode()
-    except UnicodeEncodeError:
-        b1 = v.xml.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.xml, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
@@ -34189,40 +29151,24 @@ def _dec_remote_domain_list_all_checkpoints_ret(buf: bytes, pos: int) -> tuple[r
             except UnicodeDecodeError:
                 x3.name = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
             v6 = _new(remote_nonnull_domain)
-            (n7,) = _unpack_u32(buf, pos)
-            s8 = pos + 4
-            pos = s8 + ((n7 + 3) & -4)
-            if pos > end or n7 > 4194304:
-                raise XdrError("string or opaque longer than its bound or the data left")
-            try:
-                v6.name = buf[s8:s8 + n7].decode()
-            except UnicodeDecodeError:
-                v6.name = buf[s8:s8 + n7].decode("utf-8", "surrogateescape")
+            v6.name, pos = _read_str(buf, pos, 4194304)
             v6.uuid, v6.id, n4 = _unpack_16siI(buf, pos)
             pos += 24
             x3.dom = v6
         x3 = a1[-1]
-        s9 = pos
-        pos = s9 + ((n4 + 3) & -4)
+        s7 = pos
+        pos = s7 + ((n4 + 3) & -4)
         if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.name = buf[s9:s9 + n4].decode()
+            x3.name = buf[s7:s7 + n4].decode()
         except UnicodeDecodeError:
-            x3.name = buf[s9:s9 + n4].decode("utf-8", "surrogateescape")
-        v10 = _new(remote_nonnull_domain)
-        (n11,) = _unpack_u32(buf, pos)
-        s12 = pos + 4
-        pos = s12 + ((n11 + 3) & -4)
-        if pos > end or n11 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            v10.name = buf[s12:s12 + n11].decode()
-        except UnicodeDecodeError:
-            v10.name = buf[s12:s12 + n11].decode("utf-8", "surrogateescape")
-        v10.uuid, v10.id = _unpack_16si(buf, pos)
+            x3.name = buf[s7:s7 + n4].decode("utf-8", "surrogateescape")
+        v8 = _new(remote_nonnull_domain)
+        v8.name, pos = _read_str(buf, pos, 4194304)
+        v8.uuid, v8.id = _unpack_16si(buf, pos)
         pos += 20
-        x3.dom = v10
+        x3.dom = v8
     v.checkpoints = a1
     (v.ret,) = _unpack_i(buf, pos)
     pos += 4
@@ -34255,13 +29201,8 @@ def _enc_remote_domain_list_all_checkpoints_ret(out: bytearray, v: remote_domain
         if n6 > 4194304:
             raise XdrError("length exceeds its bound")
         v9 = x7.dom
-        try:
-            b10 = v9.name.encode()
-        except UnicodeEncodeError:
-            b10 = v9.name.encode("utf-8", "surrogateescape")
+        b10 = _encode_str(v9.name, 4194304)
         n11 = len(b10)
-        if n11 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _padpack_I[n4 & 3](n11)
         out += b10
         if len(v9.uuid) != 16:
@@ -34271,13 +29212,8 @@ def _enc_remote_domain_list_all_checkpoints_ret(out: bytearray, v: remote_domain
         n4, x7 = n6, x8
     if n2:
         v12 = x7.dom
-        try:
-            b13 = v12.name.encode()
-        except UnicodeEncodeError:
-            b13 = v12.name.encode("utf-8", "surrogateescape")
+        b13 = _encode_str(v12.name, 4194304)
         n14 = len(b13)
-        if n14 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _padpack_I[n4 & 3](n14)
         out += b13
         if len(v12.uuid) != 16:
@@ -34322,40 +29258,24 @@ def _dec_remote_domain_checkpoint_list_all_children_ret(buf: bytes, pos: int) ->
             except UnicodeDecodeError:
                 x3.name = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
             v6 = _new(remote_nonnull_domain)
-            (n7,) = _unpack_u32(buf, pos)
-            s8 = pos + 4
-            pos = s8 + ((n7 + 3) & -4)
-            if pos > end or n7 > 4194304:
-                raise XdrError("string or opaque longer than its bound or the data left")
-            try:
-                v6.name = buf[s8:s8 + n7].decode()
-            except UnicodeDecodeError:
-                v6.name = buf[s8:s8 + n7].decode("utf-8", "surrogateescape")
+            v6.name, pos = _read_str(buf, pos, 4194304)
             v6.uuid, v6.id, n4 = _unpack_16siI(buf, pos)
             pos += 24
             x3.dom = v6
         x3 = a1[-1]
-        s9 = pos
-        pos = s9 + ((n4 + 3) & -4)
+        s7 = pos
+        pos = s7 + ((n4 + 3) & -4)
         if pos > end or n4 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.name = buf[s9:s9 + n4].decode()
+            x3.name = buf[s7:s7 + n4].decode()
         except UnicodeDecodeError:
-            x3.name = buf[s9:s9 + n4].decode("utf-8", "surrogateescape")
-        v10 = _new(remote_nonnull_domain)
-        (n11,) = _unpack_u32(buf, pos)
-        s12 = pos + 4
-        pos = s12 + ((n11 + 3) & -4)
-        if pos > end or n11 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            v10.name = buf[s12:s12 + n11].decode()
-        except UnicodeDecodeError:
-            v10.name = buf[s12:s12 + n11].decode("utf-8", "surrogateescape")
-        v10.uuid, v10.id = _unpack_16si(buf, pos)
+            x3.name = buf[s7:s7 + n4].decode("utf-8", "surrogateescape")
+        v8 = _new(remote_nonnull_domain)
+        v8.name, pos = _read_str(buf, pos, 4194304)
+        v8.uuid, v8.id = _unpack_16si(buf, pos)
         pos += 20
-        x3.dom = v10
+        x3.dom = v8
     v.checkpoints = a1
     (v.ret,) = _unpack_i(buf, pos)
     pos += 4
@@ -34388,13 +29308,8 @@ def _enc_remote_domain_checkpoint_list_all_children_ret(out: bytearray, v: remot
         if n6 > 4194304:
             raise XdrError("length exceeds its bound")
         v9 = x7.dom
-        try:
-            b10 = v9.name.encode()
-        except UnicodeEncodeError:
-            b10 = v9.name.encode("utf-8", "surrogateescape")
+        b10 = _encode_str(v9.name, 4194304)
         n11 = len(b10)
-        if n11 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _padpack_I[n4 & 3](n11)
         out += b10
         if len(v9.uuid) != 16:
@@ -34404,13 +29319,8 @@ def _enc_remote_domain_checkpoint_list_all_children_ret(out: bytearray, v: remot
         n4, x7 = n6, x8
     if n2:
         v12 = x7.dom
-        try:
-            b13 = v12.name.encode()
-        except UnicodeEncodeError:
-            b13 = v12.name.encode("utf-8", "surrogateescape")
+        b13 = _encode_str(v12.name, 4194304)
         n14 = len(b13)
-        if n14 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _padpack_I[n4 & 3](n14)
         out += b13
         if len(v12.uuid) != 16:
@@ -34420,18 +29330,9 @@ def _enc_remote_domain_checkpoint_list_all_children_ret(out: bytearray, v: remot
 
 
 def _dec_remote_domain_checkpoint_lookup_by_name_args(buf: bytes, pos: int) -> tuple[remote_domain_checkpoint_lookup_by_name_args, int]:
-    end = len(buf)
     v = _new(remote_domain_checkpoint_lookup_by_name_args)
     v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.name = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.name = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.name, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
@@ -34439,13 +29340,8 @@ def _dec_remote_domain_checkpoint_lookup_by_name_args(buf: bytes, pos: int) -> t
 
 def _enc_remote_domain_checkpoint_lookup_by_name_args(out: bytearray, v: remote_domain_checkpoint_lookup_by_name_args) -> None:
     _enc_remote_nonnull_domain(out, v.dom)
-    try:
-        b1 = v.name.encode()
-    except UnicodeEncodeError:
-        b1 = v.name.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.name, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += _padpack_I[n2 & 3](v.flags)

@@ -143,6 +143,8 @@ virNetMessageNetwork: TypeAlias = virNetMessageNonnullNetwork | None
 _new = object.__new__
 _unpack_u32 = xdr.U32.unpack_from
 _pack_u32 = xdr.U32.pack
+_read_str = xdr.read_string
+_encode_str = xdr.encode_string
 _S_I = struct.Struct(">I")
 _pack_I = _S_I.pack
 _unpack_I = _S_I.unpack_from
@@ -207,47 +209,24 @@ def _enc_virNetMessageUUID(out: bytearray, v: virNetMessageUUID) -> None:
 
 
 def _dec_virNetMessageNonnullString(buf: bytes, pos: int) -> tuple[virNetMessageNonnullString, int]:
-    end = len(buf)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        value = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        value = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    value, pos = _read_str(buf, pos, 4194304)
     return value, pos
 
 
 def _enc_virNetMessageNonnullString(out: bytearray, v: virNetMessageNonnullString) -> None:
-    try:
-        b1 = v.encode()
-    except UnicodeEncodeError:
-        b1 = v.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     out += xdr.PAD[n2 & 3]
 
 
 def _dec_virNetMessageString(buf: bytes, pos: int) -> tuple[virNetMessageString, int]:
-    end = len(buf)
     o3: virNetMessageNonnullString | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
     if w1 == 1:
-        (n4,) = _unpack_u32(buf, pos)
-        s5 = pos + 4
-        pos = s5 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p2 = buf[s5:s5 + n4].decode()
-        except UnicodeDecodeError:
-            p2 = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
     elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
@@ -261,43 +240,24 @@ def _enc_virNetMessageString(out: bytearray, v: virNetMessageString) -> None:
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b2 = o1.encode()
-        except UnicodeEncodeError:
-            b2 = o1.encode("utf-8", "surrogateescape")
+        b2 = _encode_str(o1, 4194304)
         n3 = len(b2)
-        if n3 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n3)
         out += b2
         out += xdr.PAD[n3 & 3]
 
 
 def _dec_virNetMessageNonnullDomain(buf: bytes, pos: int) -> tuple[virNetMessageNonnullDomain, int]:
-    end = len(buf)
     v = _new(virNetMessageNonnullDomain)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.name = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.name = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.name, pos = _read_str(buf, pos, 4194304)
     v.uuid, v.id = _unpack_16si(buf, pos)
     pos += 20
     return v, pos
 
 
 def _enc_virNetMessageNonnullDomain(out: bytearray, v: virNetMessageNonnullDomain) -> None:
-    try:
-        b1 = v.name.encode()
-    except UnicodeEncodeError:
-        b1 = v.name.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.name, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     if len(v.uuid) != 16:
@@ -306,30 +266,16 @@ def _enc_virNetMessageNonnullDomain(out: bytearray, v: virNetMessageNonnullDomai
 
 
 def _dec_virNetMessageNonnullNetwork(buf: bytes, pos: int) -> tuple[virNetMessageNonnullNetwork, int]:
-    end = len(buf)
     v = _new(virNetMessageNonnullNetwork)
-    (n1,) = _unpack_u32(buf, pos)
-    s2 = pos + 4
-    pos = s2 + ((n1 + 3) & -4)
-    if pos > end or n1 > 4194304:
-        raise XdrError("string or opaque longer than its bound or the data left")
-    try:
-        v.name = buf[s2:s2 + n1].decode()
-    except UnicodeDecodeError:
-        v.name = buf[s2:s2 + n1].decode("utf-8", "surrogateescape")
+    v.name, pos = _read_str(buf, pos, 4194304)
     (v.uuid,) = _unpack_16s(buf, pos)
     pos += 16
     return v, pos
 
 
 def _enc_virNetMessageNonnullNetwork(out: bytearray, v: virNetMessageNonnullNetwork) -> None:
-    try:
-        b1 = v.name.encode()
-    except UnicodeEncodeError:
-        b1 = v.name.encode("utf-8", "surrogateescape")
+    b1 = _encode_str(v.name, 4194304)
     n2 = len(b1)
-    if n2 > 4194304:
-        raise XdrError("length exceeds its bound")
     out += _pack_I(n2)
     out += b1
     if len(v.uuid) != 16:
@@ -382,7 +328,6 @@ def _enc_virNetMessageNetwork(out: bytearray, v: virNetMessageNetwork) -> None:
 
 
 def _dec_remote_error(buf: bytes, pos: int) -> tuple[remote_error, int]:
-    end = len(buf)
     v = _new(remote_error)
     v.code, v.domain = _unpack_ii(buf, pos)
     pos += 8
@@ -390,92 +335,60 @@ def _dec_remote_error(buf: bytes, pos: int) -> tuple[remote_error, int]:
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
     if w1 == 1:
-        (n4,) = _unpack_u32(buf, pos)
-        s5 = pos + 4
-        pos = s5 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p2 = buf[s5:s5 + n4].decode()
-        except UnicodeDecodeError:
-            p2 = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
     elif w1:
         raise XdrError("optional-data flag is not 0 or 1")
     v.message = o3
     (v.level,) = _unpack_i(buf, pos)
     pos += 4
-    o8: virNetMessageNonnullDomain | None = None
-    (w6,) = _unpack_u32(buf, pos)
+    o6: virNetMessageNonnullDomain | None = None
+    (w4,) = _unpack_u32(buf, pos)
     pos += 4
-    if w6 == 1:
-        p7, pos = _dec_virNetMessageNonnullDomain(buf, pos)
-        o8 = p7
-    elif w6:
+    if w4 == 1:
+        p5, pos = _dec_virNetMessageNonnullDomain(buf, pos)
+        o6 = p5
+    elif w4:
         raise XdrError("optional-data flag is not 0 or 1")
-    v.dom = o8
-    o11: virNetMessageNonnullString | None = None
-    (w9,) = _unpack_u32(buf, pos)
+    v.dom = o6
+    o9: virNetMessageNonnullString | None = None
+    (w7,) = _unpack_u32(buf, pos)
     pos += 4
-    if w9 == 1:
-        (n12,) = _unpack_u32(buf, pos)
-        s13 = pos + 4
-        pos = s13 + ((n12 + 3) & -4)
-        if pos > end or n12 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p10 = buf[s13:s13 + n12].decode()
-        except UnicodeDecodeError:
-            p10 = buf[s13:s13 + n12].decode("utf-8", "surrogateescape")
-        o11 = p10
-    elif w9:
+    if w7 == 1:
+        p8, pos = _read_str(buf, pos, 4194304)
+        o9 = p8
+    elif w7:
         raise XdrError("optional-data flag is not 0 or 1")
-    v.str1 = o11
-    o16: virNetMessageNonnullString | None = None
-    (w14,) = _unpack_u32(buf, pos)
+    v.str1 = o9
+    o12: virNetMessageNonnullString | None = None
+    (w10,) = _unpack_u32(buf, pos)
     pos += 4
-    if w14 == 1:
-        (n17,) = _unpack_u32(buf, pos)
-        s18 = pos + 4
-        pos = s18 + ((n17 + 3) & -4)
-        if pos > end or n17 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p15 = buf[s18:s18 + n17].decode()
-        except UnicodeDecodeError:
-            p15 = buf[s18:s18 + n17].decode("utf-8", "surrogateescape")
-        o16 = p15
-    elif w14:
+    if w10 == 1:
+        p11, pos = _read_str(buf, pos, 4194304)
+        o12 = p11
+    elif w10:
         raise XdrError("optional-data flag is not 0 or 1")
-    v.str2 = o16
-    o21: virNetMessageNonnullString | None = None
-    (w19,) = _unpack_u32(buf, pos)
+    v.str2 = o12
+    o15: virNetMessageNonnullString | None = None
+    (w13,) = _unpack_u32(buf, pos)
     pos += 4
-    if w19 == 1:
-        (n22,) = _unpack_u32(buf, pos)
-        s23 = pos + 4
-        pos = s23 + ((n22 + 3) & -4)
-        if pos > end or n22 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            p20 = buf[s23:s23 + n22].decode()
-        except UnicodeDecodeError:
-            p20 = buf[s23:s23 + n22].decode("utf-8", "surrogateescape")
-        o21 = p20
-    elif w19:
+    if w13 == 1:
+        p14, pos = _read_str(buf, pos, 4194304)
+        o15 = p14
+    elif w13:
         raise XdrError("optional-data flag is not 0 or 1")
-    v.str3 = o21
+    v.str3 = o15
     v.int1, v.int2 = _unpack_ii(buf, pos)
     pos += 8
-    o26: virNetMessageNonnullNetwork | None = None
-    (w24,) = _unpack_u32(buf, pos)
+    o18: virNetMessageNonnullNetwork | None = None
+    (w16,) = _unpack_u32(buf, pos)
     pos += 4
-    if w24 == 1:
-        p25, pos = _dec_virNetMessageNonnullNetwork(buf, pos)
-        o26 = p25
-    elif w24:
+    if w16 == 1:
+        p17, pos = _dec_virNetMessageNonnullNetwork(buf, pos)
+        o18 = p17
+    elif w16:
         raise XdrError("optional-data flag is not 0 or 1")
-    v.net = o26
+    v.net = o18
     return v, pos
 
 
@@ -486,13 +399,8 @@ def _enc_remote_error(out: bytearray, v: remote_error) -> None:
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b2 = o1.encode()
-        except UnicodeEncodeError:
-            b2 = o1.encode("utf-8", "surrogateescape")
+        b2 = _encode_str(o1, 4194304)
         n3 = len(b2)
-        if n3 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n3)
         out += b2
         out += xdr.PAD[n3 & 3]
@@ -508,13 +416,8 @@ def _enc_remote_error(out: bytearray, v: remote_error) -> None:
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b6 = o5.encode()
-        except UnicodeEncodeError:
-            b6 = o5.encode("utf-8", "surrogateescape")
+        b6 = _encode_str(o5, 4194304)
         n7 = len(b6)
-        if n7 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n7)
         out += b6
         out += xdr.PAD[n7 & 3]
@@ -523,13 +426,8 @@ def _enc_remote_error(out: bytearray, v: remote_error) -> None:
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b9 = o8.encode()
-        except UnicodeEncodeError:
-            b9 = o8.encode("utf-8", "surrogateescape")
+        b9 = _encode_str(o8, 4194304)
         n10 = len(b9)
-        if n10 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n10)
         out += b9
         out += xdr.PAD[n10 & 3]
@@ -538,13 +436,8 @@ def _enc_remote_error(out: bytearray, v: remote_error) -> None:
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        try:
-            b12 = o11.encode()
-        except UnicodeEncodeError:
-            b12 = o11.encode("utf-8", "surrogateescape")
+        b12 = _encode_str(o11, 4194304)
         n13 = len(b12)
-        if n13 > 4194304:
-            raise XdrError("length exceeds its bound")
         out += _pack_I(n13)
         out += b12
         out += xdr.PAD[n13 & 3]

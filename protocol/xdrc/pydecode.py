@@ -107,6 +107,12 @@ class Decoders(CodecBase):
         if self.fused_code(t) is not None:
             return self.dec_run([(target, t)], ind, sc)
         match t:
+            case model.String(bound=bound) | model.Opaque(size=bound, fixed=False) if budget == 0:
+                # outside array loops a helper call keeps the module small; speed is the same
+                kind = "str" if isinstance(t, model.String) else "opaque"
+                if length is None:
+                    return [f"{ind}{target}, pos = _read_{kind}(buf, pos, {bound})"]
+                return [f"{ind}{target}, pos = _take_{kind}(buf, pos, {length}, {bound})"]
             case model.String(bound=bound) | model.Opaque(size=bound, fixed=False):
                 sc.needs_end = True
                 lines: list[str] = []

@@ -61,7 +61,7 @@ class Encoders(CodecBase):
             st = strip(t)
             if isinstance(st, model.String | model.Opaque) and is_var_bytes(st):
                 data, n = sc.temp("b"), sc.temp("n")
-                run.checks += self._enc_bytes_prep(expr, st, data, n, ind)
+                run.checks += self._enc_bytes_prep(expr, st, data, n, ind, inline=budget > 0)
                 run.fmt += "I"
                 run.args.append(n)
                 flush()
@@ -114,9 +114,12 @@ class Encoders(CodecBase):
                 run.args.append(expr)
 
     def _enc_bytes_prep(
-        self, expr: str, t: model.String | model.Opaque, data: str, n: str, ind: str
+        self, expr: str, t: model.String | model.Opaque, data: str, n: str, ind: str, inline: bool = True
     ) -> list[str]:
         bound = t.bound if isinstance(t, model.String) else t.size
+        if isinstance(t, model.String) and not inline:
+            # outside array loops a helper call keeps the module small; it checks the bound
+            return [f"{ind}{data} = _encode_str({expr}, {bound})", f"{ind}{n} = len({data})"]
         if isinstance(t, model.String):
             lines = [
                 f"{ind}try:",

@@ -28,6 +28,16 @@ _PRIM_DESCRIPTOR = {
 }
 
 
+# runtime helpers the codec functions may call, as (module alias, xdr name)
+_HELPERS = (
+    ("_read_str", "read_string"),
+    ("_take_str", "take_string"),
+    ("_read_opaque", "read_opaque"),
+    ("_take_opaque", "take_opaque"),
+    ("_encode_str", "encode_string"),
+)
+
+
 def descriptor(t: model.Type) -> str:
     match t:
         case model.Alias(name=name) | model.EnumRef(name=name) | model.StructRef(name=name):
@@ -69,8 +79,10 @@ class ModuleGenerator:
         body += self.declarations()
         body += self.aliases()
         functions = self.functions()
+        functions_text = "\n".join(functions)
         body += ["", "", "# --- fast codec ---", ""]
         body += ["_new = object.__new__", "_unpack_u32 = xdr.U32.unpack_from", "_pack_u32 = xdr.U32.pack"]
+        body += [f"{name} = xdr.{helper}" for name, helper in _HELPERS if name in functions_text]
         body += self.codec.formats.lines()
         body += self.enum_maps()
         body += functions
