@@ -37,6 +37,7 @@ from .dispatch import Handler, Route, run_call
 from .driver.base import ConnectionContext
 from .events import EventSubscriber
 from .features import ConnectionProcedures
+from .streamio import StreamIO
 
 if TYPE_CHECKING:
     from .service import Service
@@ -102,6 +103,7 @@ class Connection(EventSubscriber):
         )
         self.opened = False
         self.procedures = ConnectionProcedures(self)
+        self._io = StreamIO(stream)
         cfg = service.config
         capacity = cfg.event_queue_size + cfg.max_client_requests + 8
         self._outbox, self._outbox_rx = trio.open_memory_channel[bytes | _End](capacity)
@@ -189,10 +191,10 @@ class Connection(EventSubscriber):
 
     async def _read_loop(self) -> None:
         decoder = PacketDecoder()
-        stream = self.stream
+        io = self._io
         while True:
             try:
-                data = await stream.receive_some(_RECV_SIZE)
+                data = await io.receive(_RECV_SIZE)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 data = b""
             if not data:
@@ -216,7 +218,7 @@ class Connection(EventSubscriber):
         _, program, version, procedure, mtype, serial, status = _HEADER.unpack_from(packet)
         if program == _KEEPALIVE and version == _KEEPALIVE_VERSION and mtype == _MESSAGE:
             if procedure == _PING:
-                await self._outbox.send(PONG_PACKET)
+                await self._queue(PONG_PACKET)
             return  # PONG (any packet already reset the countdown) or an unknown one: ignored
         if program != _REMOTE or version != _REMOTE_VERSION:
             await self._reply_error(packet, E.unknown_program(program, version))
@@ -235,7 +237,7 @@ class Connection(EventSubscriber):
         if route.inline:
             # Never waits (see driver.base.nonblocking): answered right here, without
             # a task of its own; the reader is its request slot.
-            await self._outbox.send(await self._answer(route, packet, procedure, serial))
+            await self._queue(await self._answer(route, packet, procedure, serial))
             return
         try:
             self._slots.acquire_nowait()
@@ -248,9 +250,16 @@ class Connection(EventSubscriber):
         assert self._calls is not None
         self._calls.start_soon(self._run_call, route, packet, procedure, serial)
 
+    async def _queue(self, packet: bytes) -> None:
+        """Hand a packet to the writer; wait only when its queue is full (backpressure)."""
+        try:
+            self._outbox.send_nowait(packet)
+        except trio.WouldBlock:
+            await self._outbox.send(packet)
+
     async def _reply_error(self, packet: bytes, error: libvirtError) -> None:
         _, program, version, procedure, _, serial, _ = _HEADER.unpack_from(packet)
-        await self._outbox.send(error_packet(program, version, procedure, serial, error))
+        await self._queue(error_packet(program, version, procedure, serial, error))
 
     async def _answer(self, route: Route, packet: bytes, procedure: int, serial: int) -> bytes:
         """Run one call and return its whole REPLY packet (OK or ERROR)."""
@@ -273,7 +282,7 @@ class Connection(EventSubscriber):
 
     async def _write_loop(self) -> None:
         rx = self._outbox_rx
-        stream = self.stream
+        io = self._io
         try:
             while True:
                 item = await rx.receive()
@@ -282,7 +291,7 @@ class Connection(EventSubscriber):
                 while True:
                     if isinstance(item, _End):
                         if batch:
-                            await stream.send_all(b"".join(batch))
+                            await io.send(b"".join(batch))
                         if self._conn_scope is not None:
                             self._conn_scope.cancel()
                         return
@@ -291,7 +300,7 @@ class Connection(EventSubscriber):
                         item = rx.receive_nowait()
                     except trio.WouldBlock:
                         break
-                await stream.send_all(batch[0] if len(batch) == 1 else b"".join(batch))
+                await io.send(batch[0] if len(batch) == 1 else b"".join(batch))
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self.abort(f"write failed: {exc}")
 
