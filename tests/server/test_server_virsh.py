@@ -100,67 +100,84 @@ def test_read_only_socket_refuses_without_dash_r(run_virsh: RunVirsh, virtwire_h
     assert "running" in run_virsh(virtwire_host.unix_ro_uri, "domstate", "test", check=True).stdout
 
 
-def test_event_all_sees_another_clients_lifecycle(
-    run_virsh: RunVirsh, virtwire_server: Callable[..., VirtwireServer], tmp_path: Path
-) -> None:
-    server = virtwire_server(tls=False)
-    uri = server.tcp_uri
-    xml = tmp_path / "evdom.xml"
-    xml.write_text(EVDOM.format(name="evdom"))
+EVDOM_UUID = "5ea1f00d-0000-4000-8000-00000000e7d0"
+# What real libvirtd 9.0 (test driver) sends `virsh event --all` for these commands.
+EVENT_ACTIONS = (
+    ("suspend", "test"),
+    ("resume", "test"),
+    ("define", "{xml}"),
+    ("start", "evdom"),
+    ("reboot", "evdom"),  # the test driver restarts it silently: no event at all
+    ("shutdown", "evdom"),
+    ("create", "{xml}"),  # createXML of the defined (inactive) domain starts it
+    ("undefine", "evdom"),
+    ("destroy", "evdom"),
+)
+EXPECTED_EVENTS = [
+    "event 'lifecycle' for domain 'test': Suspended Paused",
+    "event 'lifecycle' for domain 'test': Resumed Unpaused",
+    "event 'lifecycle' for domain 'evdom': Defined Added",
+    "event 'lifecycle' for domain 'evdom': Started Booted",
+    "event 'lifecycle' for domain 'evdom': Stopped Shutdown",
+    "event 'lifecycle' for domain 'evdom': Started Booted",
+    "event 'lifecycle' for domain 'evdom': Undefined Removed",
+    "event 'lifecycle' for domain 'evdom': Stopped Destroyed",
+]
+
+
+def _events_seen(run_virsh: RunVirsh, uri: str, port: int, xml: Path) -> list[str]:
+    baseline = _probe_callback_id(port)
     listener = subprocess.Popen(
-        ["virsh", "-c", uri, "event", "--all", "--loop", "--timeout", "20"],
+        ["virsh", "-c", uri, "event", "--all", "--loop", "--timeout", "30"],
         env=virsh_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        _wait_for_callbacks(server, listener)
-        for args in (
-            ("suspend", "test"),
-            ("resume", "test"),
-            ("define", str(xml)),
-            ("start", "evdom"),
-            ("destroy", "evdom"),
-            ("undefine", "evdom"),
-        ):
-            run_virsh(uri, *args, check=True)
-        # Reboot: no lifecycle event, a reboot event.
-        run_virsh(uri, "reboot", "test", check=True)
-        time.sleep(0.5)
+        _wait_for_callbacks(port, listener, baseline)
+        for args in EVENT_ACTIONS:
+            run_virsh(uri, *(a.format(xml=xml) for a in args), check=True)
+        time.sleep(0.5)  # let the last MESSAGE reach virsh before it is stopped
     finally:
         listener.terminate()
-        out, err = listener.communicate(timeout=30)
-    expected = [
-        "event 'lifecycle' for domain 'test': Suspended Paused",
-        "event 'lifecycle' for domain 'test': Resumed Unpaused",
-        "event 'lifecycle' for domain 'evdom': Defined Added",
-        "event 'lifecycle' for domain 'evdom': Started Booted",
-        "event 'lifecycle' for domain 'evdom': Stopped Destroyed",
-        "event 'lifecycle' for domain 'evdom': Undefined Removed",
-        "event 'reboot' for domain 'test'",
-    ]
-    lines = [line for line in out.splitlines() if line.startswith("event ")]
-    assert lines == expected, (out, err)
+        out, _err = listener.communicate(timeout=30)
+    return [line for line in out.splitlines() if line.startswith("event ")]
 
 
-def _wait_for_callbacks(server: VirtwireServer, listener: subprocess.Popen[str]) -> None:
-    """virsh prints nothing once registered: probe the server-wide callback counter.
+def test_event_all_matches_real_libvirtd(
+    run_virsh: RunVirsh,
+    virtwire_server: Callable[..., VirtwireServer],
+    real_libvirtd: RealLibvirtd,
+    tmp_path: Path,
+) -> None:
+    xml = tmp_path / "evdom.xml"
+    # A fixed UUID, so that `create` of the defined name starts that domain.
+    xml.write_text(EVDOM.format(name="evdom").replace("</name>", f"</name><uuid>{EVDOM_UUID}</uuid>"))
+    server = virtwire_server(tls=False)
+    ours = _events_seen(run_virsh, server.tcp_uri, server.tcp_port, xml)
+    real = _events_seen(run_virsh, real_libvirtd.tcp_uri, real_libvirtd.tcp_port, xml)
+    assert real == EXPECTED_EVENTS
+    assert ours == EXPECTED_EVENTS
 
-    virsh registers 27 callbacks (one per event ID); a fresh registration made
-    after them gets an ID of at least 27.
+
+def _wait_for_callbacks(port: int, listener: subprocess.Popen[str], baseline: int) -> None:
+    """virsh prints nothing once registered: watch the daemon-wide callback counter.
+
+    virsh registers 27 callbacks (one per event ID); a registration made after
+    them gets an ID at least 28 above one made before virsh started.
     """
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         assert listener.poll() is None, listener.communicate()
-        if _probe_callback_id(server) >= 27:
+        if _probe_callback_id(port) >= baseline + 28:
             return
         time.sleep(0.1)
     pytest.fail("virsh event did not register its callbacks in time")
 
 
-def _probe_callback_id(server: VirtwireServer) -> int:
-    with RawRpcClient.tcp("127.0.0.1", server.tcp_port, timeout=10) as raw:
+def _probe_callback_id(port: int) -> int:
+    with RawRpcClient.tcp("127.0.0.1", port, timeout=10) as raw:
         raw.open()
         reply = raw.call(316, xdr_uint(0) + xdr_uint(0))
         (callback_id,) = struct.unpack(">i", reply.payload[:4])

@@ -141,9 +141,14 @@ class DomainAPI(MemoryCore):
         dom = self.lookup(args.dom)
         if not dom.active:
             raise operation_invalid("domain is not running")
-        # on_reboot=restart: the guest comes straight back up; only the reboot event.
-        self.set_state(dom, C.VIR_DOMAIN_RUNNING, C.VIR_DOMAIN_RUNNING_BOOTED)
-        self.events.reboot(dom_ref(dom))
+        # The test driver applies <on_reboot>: restart (the default) comes straight
+        # back up with no event at all; destroy shuts the domain off.
+        if (dom.tree.findtext("on_reboot") or "restart").strip() == "destroy":
+            self.stop_domain(
+                dom, reason=C.VIR_DOMAIN_SHUTOFF_SHUTDOWN, detail=C.VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN
+            )
+        else:
+            self.set_state(dom, C.VIR_DOMAIN_RUNNING, C.VIR_DOMAIN_RUNNING_BOOTED)
 
     async def domain_suspend(self, args: R.remote_domain_suspend_args, ctx: ConnectionContext) -> None:
         dom = self.lookup(args.dom)
