@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import struct
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import trio
 from virtwire.protocol import errors as E
@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 _HEADER = struct.Struct(">IIIiiIi")  # length, program, version, procedure, type, serial, status
 _HEADER_SIZE = _HEADER.size
 _CALL = virNetMessageType.VIR_NET_CALL
+_CALL_WITH_FDS = virNetMessageType.VIR_NET_CALL_WITH_FDS
 _REPLY = int(virNetMessageType.VIR_NET_REPLY)
 _MESSAGE = virNetMessageType.VIR_NET_MESSAGE
 _OK = virNetMessageStatus.VIR_NET_OK
@@ -223,6 +224,10 @@ class Connection(EventSubscriber):
         if program != _REMOTE or version != _REMOTE_VERSION:
             await self._reply_error(packet, E.unknown_program(program, version))
             return
+        if mtype == _CALL_WITH_FDS:
+            # File descriptors never come with a packet here (and feature 8 says so).
+            await self._reply_error(packet, E.unexpected_type(mtype))
+            return
         if mtype != _CALL:
             # libvirtd drops stray STREAM/REPLY/MESSAGE packets without an answer.
             log.info("client %s: ignoring a packet of type %d (serial %d)", self.ctx.conn_id, mtype, serial)
@@ -342,5 +347,3 @@ class Connection(EventSubscriber):
         """
         self._closing = True
 
-    def info(self) -> dict[str, Any]:
-        return {"id": self.ctx.conn_id, "peer": self.ctx.peer, "transport": self.ctx.transport}

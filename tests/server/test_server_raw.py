@@ -105,6 +105,13 @@ def test_stray_packet_types_are_ignored(raw: RawRpcClient) -> None:
     assert reply.status == STATUS_OK and not raw.unsolicited
 
 
+def test_call_with_fds_is_refused(raw: RawRpcClient) -> None:
+    raw.open()
+    reply = raw.call(157, mtype=4)  # CALL_WITH_FDS over TCP: no descriptors can come with it
+    assert error_of(reply) == rpc("Unexpected message type 4")
+    assert raw.call(157).status == STATUS_OK
+
+
 def test_open_errors(raw: RawRpcClient) -> None:
     reply = raw.call(1, xdr_uint(1) + xdr_string("nosuch:///x") + xdr_uint(0))
     assert error_of(reply) == (
