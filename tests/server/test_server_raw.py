@@ -105,6 +105,16 @@ def test_stray_packet_types_are_ignored(raw: RawRpcClient) -> None:
     assert reply.status == STATUS_OK and not raw.unsolicited
 
 
+@pytest.mark.parametrize(
+    ("feature", "supported"),
+    [(10, 1), (14, 1), (15, 1), (9, 1), (8, 0), (1, 0), (2, 0), (3, 0), (16, 0), (99, 0), (-1, 0)],
+)
+def test_supported_features(raw: RawRpcClient, feature: int, supported: int) -> None:
+    raw.open()
+    reply = raw.call(PROC_SUPPORTS_FEATURE, struct.pack(">i", feature))
+    assert (reply.status, reply.payload) == (STATUS_OK, xdr_uint(supported))
+
+
 def test_call_with_fds_is_refused(raw: RawRpcClient) -> None:
     raw.open()
     reply = raw.call(157, mtype=4)  # CALL_WITH_FDS over TCP: no descriptors can come with it

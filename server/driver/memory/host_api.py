@@ -14,6 +14,7 @@ from .core import MemoryCore, dom_ref
 from .model import Domain
 
 URI = "test:///default"
+FEATURE_TYPED_PARAM_STRING = 9
 
 _LIST_FILTERS_ALL = (
     C.VIR_CONNECT_LIST_DOMAINS_ACTIVE
@@ -87,6 +88,10 @@ def matches_list_filter(dom: Domain, flags: int) -> bool:
 @nonblocking
 class HostAPI(MemoryCore):
     """virConnect* / virNode* answers of test:///default."""
+
+    def features(self) -> frozenset[int]:
+        """Typed parameters may carry strings (VIR_DRV_FEATURE_TYPED_PARAM_STRING), as in the test driver."""
+        return super().features() | {FEATURE_TYPED_PARAM_STRING}
 
     def check_uri(self, name: str | None) -> None:
         """Accept ``test:///default`` (query and fragment pass through, as libvirt).
