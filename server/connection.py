@@ -346,4 +346,3 @@ class Connection(EventSubscriber):
         A flag, not a cancellation: the reader may be running this very call.
         """
         self._closing = True
-
