@@ -9,10 +9,17 @@ every page it receives without the source shipping any side information.
 The workload is lazy: it does not run as a task. Whoever needs the guest to be up
 to date (the migration engine before each batch, the job stats) calls
 ``Guest.catch_up(now)``, which performs the writes that a guest dirtying
-``dirty_rate`` pages per second would have done since the last call. The writes
-sweep the working set page after page and wrap around, like QEMU's own migration
-stress guest: within one lap every write dirties a distinct page, so a guest that
-dirties faster than the link carries never lets pre-copy converge, and runs are
+``dirty_rate`` pages per second would have done since the last call.
+
+Two sets describe the workload, as they do a real guest: the *working set*
+(``working-set-mib``) is the memory the guest has touched, its non-zero resident
+pages, written once at boot; the *dirty set* (``dirty-set-mib``, by default
+``1/DEFAULT_DIRTY_SET_FRACTION`` of the working set, never larger than it) is the
+hot subset the running guest keeps writing. The writes sweep the dirty set page
+after page and wrap around, like QEMU's own migration stress guest: within one lap
+every write dirties a distinct page, so a guest that dirties at least as fast as
+the link carries keeps the whole dirty set dirty, and pre-copy cannot converge
+once sending the dirty set takes longer than the allowed downtime; runs are
 exactly repeatable. The sweep position is CPU state and travels with the guest.
 """
 
@@ -28,9 +35,14 @@ PAGE_SIZE = 4096
 VIRTWIRE_XMLNS = "https://virtwire.dev/xmlns/1"
 
 # Server-wide defaults, overridable from the environment until the server CLI grows
-# flags for them (VIRTWIRE_DIRTY_RATE pages/s, VIRTWIRE_WORKING_SET_MIB MiB).
+# flags for them (VIRTWIRE_DIRTY_RATE pages/s, VIRTWIRE_WORKING_SET_MIB MiB,
+# VIRTWIRE_DIRTY_SET_MIB MiB; unset, the dirty set is the working set's fraction).
 DEFAULT_DIRTY_RATE = 2000
 DEFAULT_WORKING_SET_MIB = 64
+# A guest rewrites a small part of what it has touched: by default 1/8 of the
+# working set is hot. With a dirty set of at most a fifth of the working set,
+# post-copy after one full pass sends (W + D) <= 1.2 x the touched memory.
+DEFAULT_DIRTY_SET_FRACTION = 8
 
 # Never replay more than this much lazily-accumulated guest time in one catch-up:
 # a guest that sat idle for an hour has simply rewritten its working set many times,
@@ -46,18 +58,44 @@ def page_content(page: int, version: int) -> bytes:
     return _PAGE_STAMP.pack(page, version) * (PAGE_SIZE // _PAGE_STAMP.size)
 
 
+_MIB_PAGES = 1024 * 1024 // PAGE_SIZE
+
+
 @dataclass(frozen=True, slots=True)
 class WorkloadSpec:
-    """What the guest does: pages written per second over a working set."""
+    """What the guest does: ``dirty_rate`` pages written per second, sweeping the
+    hot ``dirty_set_pages`` at the start of its touched ``working_set_pages``.
+
+    ``dirty_set_pages`` None means the default fraction of the working set; a
+    dirty set larger than the working set is clamped to it.
+    """
 
     dirty_rate: int  # pages per second
     working_set_pages: int
+    dirty_set_pages: int | None = None
+
+    @property
+    def hot_pages(self) -> int:
+        """The pages the writes land on (the effective dirty set)."""
+        if self.dirty_set_pages is None:
+            return default_dirty_set(self.working_set_pages)
+        return min(self.dirty_set_pages, self.working_set_pages)
 
     @classmethod
     def default(cls) -> WorkloadSpec:
         rate = int(os.environ.get("VIRTWIRE_DIRTY_RATE", DEFAULT_DIRTY_RATE))
         ws_mib = int(os.environ.get("VIRTWIRE_WORKING_SET_MIB", DEFAULT_WORKING_SET_MIB))
-        return cls(dirty_rate=max(rate, 0), working_set_pages=max(ws_mib, 0) * 1024 * 1024 // PAGE_SIZE)
+        ds_env = os.environ.get("VIRTWIRE_DIRTY_SET_MIB")
+        return cls(
+            dirty_rate=max(rate, 0),
+            working_set_pages=max(ws_mib, 0) * _MIB_PAGES,
+            dirty_set_pages=None if ds_env is None else max(int(ds_env), 0) * _MIB_PAGES,
+        )
+
+
+def default_dirty_set(working_set_pages: int) -> int:
+    """The hot set of a working set nobody sized it for (at least one page if any)."""
+    return min(max(working_set_pages // DEFAULT_DIRTY_SET_FRACTION, 1), working_set_pages)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,19 +130,25 @@ def _parse_int(value: str | None, what: str) -> int | None:
 def parse_workload(domain_xml: str | ET.Element, memory_pages: int) -> WorkloadSpec:
     """The workload from ``<metadata><virtwire:workload .../>`` or the server default.
 
-    The working set is clamped to the guest's memory.
+    The working set is clamped to the guest's memory and the dirty set to the
+    working set. Each attribute falls back to the server default on its own; with
+    no dirty set anywhere it is the default fraction of the working set.
     """
     default = WorkloadSpec.default()
     rate: int | None = None
     ws_mib: int | None = None
+    ds_mib: int | None = None
     element = _find_metadata(domain_xml, "workload")
     if element is not None:
         rate = _parse_int(element.get("dirty-rate"), "dirty-rate")
         ws_mib = _parse_int(element.get("working-set-mib"), "working-set-mib")
-    ws_pages = default.working_set_pages if ws_mib is None else ws_mib * 1024 * 1024 // PAGE_SIZE
+        ds_mib = _parse_int(element.get("dirty-set-mib"), "dirty-set-mib")
+    ws_pages = min(default.working_set_pages if ws_mib is None else ws_mib * _MIB_PAGES, memory_pages)
+    ds_pages = default.dirty_set_pages if ds_mib is None else ds_mib * _MIB_PAGES
     return WorkloadSpec(
         dirty_rate=default.dirty_rate if rate is None else rate,
-        working_set_pages=min(ws_pages, memory_pages),
+        working_set_pages=ws_pages,
+        dirty_set_pages=None if ds_pages is None else min(ds_pages, ws_pages),
     )
 
 
@@ -187,7 +231,7 @@ class Guest:
     def __init__(self, memory_pages: int, workload: WorkloadSpec, *, booted: bool = True) -> None:
         self.memory = GuestMemory(memory_pages)
         self.workload = workload
-        self.cursor = 0  # next page of the working set the workload writes
+        self.cursor = 0  # next page of the dirty set the workload writes
         self._running_since: float | None = None
         self._owed = 0.0  # fractional writes carried between catch-ups
         if booted:
@@ -222,18 +266,18 @@ class Guest:
             return 0
         elapsed = min(max(now - self._running_since, 0.0), _MAX_CATCH_UP_S)
         self._running_since = now
-        ws = self.workload.working_set_pages
-        if ws == 0 or self.workload.dirty_rate == 0:
+        hot = self.workload.hot_pages
+        if hot == 0 or self.workload.dirty_rate == 0:
             return 0
         self._owed += elapsed * self.workload.dirty_rate
         count = int(self._owed)
         self._owed -= count
         write = touch if touch is not None else self.memory.write
-        cursor = self.cursor
+        cursor = self.cursor % hot
         for _ in range(count):
             write(cursor)
             cursor += 1
-            if cursor == ws:
+            if cursor >= hot:
                 cursor = 0
         self.cursor = cursor
         return count

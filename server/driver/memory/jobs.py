@@ -1,10 +1,37 @@
 """Domain jobs and their statistics, shaped as libvirt's QEMU driver reports them.
 
-A migration engine updates ``MigrationCounters`` as bytes really cross the link;
+A migration engine updates ``MigrationCounters`` as pages are handled;
 ``Job`` wraps the counters with the job's type, operation and timing and renders
 them as the typed parameters of virDomainGetJobStats (same names, types and
 order as libvirt's qemuDomainMigrationJobDataToParams) or the 12 numbers of
 virDomainGetJobInfo.
+
+Accounting, and why
+-------------------
+libvirt documents ``memory_total``/``processed``/``remaining`` (and the
+``data_*`` aggregates, equal here as there are no disks) as one quantity split
+in two: what is done and what is left of the total. Management layers rely on
+that: Nova's and virsh's progress is ``processed / total`` and Nova switches to
+post-copy when ``remaining`` stops shrinking. So these three are counted in
+*guest-memory bytes*, and always satisfy ``processed + remaining == total``:
+
+* a page handled counts one page size toward ``processed``, whether it crossed as
+  data (a PAGE record) or as a zero marker (part of a ZERO_RUN record);
+* ``total`` starts as the guest's RAM size (pass 1 handles every page once);
+* at every new iteration (a dirty-bitmap sync, each with its
+  MIGRATION_ITERATION event) ``total`` grows by the bytes of the pages queued
+  again: those the guest wrote since the sync before (the dirty log, like KVM's,
+  cannot tell a write before a page's send from one after it, so every logged
+  page goes again), not counting pages still pending from the pass in progress;
+* so within one iteration ``total`` is constant, ``processed`` only grows,
+  ``remaining`` only shrinks; ``iteration`` equals the events the source emitted.
+
+What really crossed the link is reported honestly beside them, never mixed in:
+``memory_normal`` pages sent as data, ``memory_normal_bytes`` = that times the
+page size (the page payload bytes really sent), ``memory_constant`` zero pages
+sent as markers, ``memory_bps`` the wire throughput measured over the last
+window (all bytes written, record headers included), and
+``memory_postcopy_requests`` the page faults the destination sent back.
 """
 
 from __future__ import annotations
@@ -73,13 +100,7 @@ _STATUS_TYPE = {
 
 @dataclass(slots=True)
 class MigrationCounters:
-    """What really went over the migration link, in QEMU's terms.
-
-    ``memory_processed`` counts every byte of memory records sent (a zero page
-    costs its small marker, a normal page its header plus 4 KiB); ``memory_remaining``
-    is the pages still pending in the current pass times the page size, so it
-    jumps up at every new pass like QEMU's ram_bytes_remaining.
-    """
+    """A migration's progress and traffic; see the module docstring for the rules."""
 
     memory_total: int = 0
     memory_processed: int = 0
@@ -96,6 +117,23 @@ class MigrationCounters:
     @property
     def memory_normal_bytes(self) -> int:
         return self.memory_normal * PAGE_SIZE
+
+    def start(self, total_pages: int) -> None:
+        """Iteration 0 is all of guest RAM, nothing handled yet."""
+        self.memory_total = self.memory_remaining = total_pages * PAGE_SIZE
+        self.memory_processed = 0
+
+    def new_iteration(self, number: int, pending_pages: int, carried_pages: int = 0) -> None:
+        """A bitmap sync: ``pending_pages`` to handle now, ``carried_pages`` of them
+        still pending (so already in the total) from the pass the sync interrupts."""
+        self.memory_iteration = number
+        self.memory_total += (pending_pages - carried_pages) * PAGE_SIZE
+        self.memory_remaining = pending_pages * PAGE_SIZE
+
+    def handled(self, pages: int) -> None:
+        """``pages`` pages of the current iteration went out (as data or as zero markers)."""
+        self.memory_processed += pages * PAGE_SIZE
+        self.memory_remaining -= pages * PAGE_SIZE
 
 
 @dataclass(slots=True)

@@ -36,8 +36,6 @@ from .guest import PAGE_SIZE, FaultSpec, Guest, page_content, page_runs
 from .jobs import Job
 from .migration_ratelimit import UNLIMITED_MIB_S, TokenBucket
 from .migration_stream import (
-    PAGE_RECORD_SIZE,
-    ZERO_RUN_RECORD_SIZE,
     Kind,
     Record,
     RecordReader,
@@ -113,10 +111,12 @@ class Link:
         self.reader = RecordReader()
         self._send_lock = trio.StrictFIFOLock()
         self.cut_by_us = False
+        self.sent = 0  # bytes written to the stream, every record included
 
     async def send(self, data: bytes) -> None:
         async with self._send_lock:
             await self.stream.send_all(data)
+            self.sent += len(data)
 
     async def records(self) -> Iterator[Record] | None:
         """Receive once; None at EOF, else the records that became complete."""
@@ -263,7 +263,7 @@ class OutgoingMigration:
         now = trio.current_time()
         counters = self.job.counters
         memory = self.guest.memory
-        counters.memory_total = memory.total_pages * PAGE_SIZE
+        counters.start(memory.total_pages)
         await link.send(hello(memory.total_pages))
         memory.start_dirty_log()
         self.phase = Phase.PRECOPY
@@ -272,10 +272,11 @@ class OutgoingMigration:
         # Pass 1 covers all of memory; later passes the pages dirtied meanwhile.
         zero_runs = _zero_runs(memory.nonzero_pages(), memory.total_pages)
         pages = memory.nonzero_pages()
-        await self._new_iteration(link, len(pages) + sum(count for _, count in zero_runs))
+        # Pass 1's pages are all of RAM, already the whole initial total.
+        await self._new_iteration(link, memory.total_pages, carried=memory.total_pages)
         while True:
             pass_started = trio.current_time()
-            pass_bytes_before = counters.memory_processed
+            pass_bytes_before = link.sent
             switch = await self._send_pass(link, zero_runs, pages)
             if switch is not None:
                 await self._postcopy(link, *switch)
@@ -283,28 +284,29 @@ class OutgoingMigration:
             elapsed = max(trio.current_time() - pass_started, 1e-6)
             dirty = memory.sync_dirty_log()
             counters.memory_dirty_rate = int(len(dirty) / elapsed)
-            pass_bps = (counters.memory_processed - pass_bytes_before) / elapsed
+            # The estimate compares page bytes with the wire rate they really moved at.
+            pass_bps = (link.sent - pass_bytes_before) / elapsed
             bandwidth = pass_bps or float(counters.memory_bps) or 1.0
             if len(dirty) * PAGE_SIZE / bandwidth * 1000 <= self.settings.max_downtime_ms:
                 await self._precopy_complete(link, dirty)
                 return
             if self._postcopy_requested:
-                await self._postcopy(link, [], sorted(dirty))
+                await self._postcopy(link, [], [], dirty)
                 return
             await self._new_iteration(link, len(dirty))
             zero_runs, pages = [], sorted(dirty)
 
-    async def _new_iteration(self, link: Link, pending_pages: int) -> None:
+    async def _new_iteration(self, link: Link, pending_pages: int, carried: int = 0) -> None:
         """A dirty-bitmap sync, as QEMU counts them: a new pass over ``pending_pages``.
 
         Every sync is an iteration with its MIGRATION_ITERATION event, the last
         stop-and-copy and the switch to post-copy included, so within one
-        iteration memory_remaining only shrinks.
+        iteration memory_total is constant and memory_remaining only shrinks.
+        ``carried`` of the pending pages were still pending before the sync.
         """
         counters = self.job.counters
-        counters.memory_iteration += 1
-        counters.memory_remaining = pending_pages * PAGE_SIZE
-        await link.send(encode(Kind.ITERATION, counters.memory_iteration))
+        counters.new_iteration(counters.memory_iteration + 1, pending_pages, carried)
+        await link.send(encode(Kind.ITERATION, counters.memory_iteration, pending_pages))
         self.observer.iteration(counters.memory_iteration)
 
     async def _send_pass(
@@ -326,15 +328,13 @@ class OutgoingMigration:
                     start, count = runs.popleft()
                     out += encode(Kind.ZERO_RUN, start, count)
                     counters.memory_constant += count
-                    counters.memory_remaining -= count * PAGE_SIZE
-                    counters.memory_processed += ZERO_RUN_RECORD_SIZE
+                    counters.handled(count)
                 else:
                     number = todo.popleft()
                     out += page(number, self.guest.memory.version(number), _content(self.guest, number))
                     sent_pages += 1
                     counters.memory_normal += 1
-                    counters.memory_remaining -= PAGE_SIZE
-                    counters.memory_processed += PAGE_RECORD_SIZE
+                    counters.handled(1)
             await self._transmit(link, bytes(out), sent_pages, Phase.PRECOPY)
         return None
 
@@ -392,7 +392,15 @@ class OutgoingMigration:
         if self.paused_at is not None:
             self.job.counters.downtime_ms = int((trio.current_time() - self.paused_at) * 1000)
 
-    async def _postcopy(self, link: Link, zero_runs: list[tuple[int, int]], pages: list[int]) -> None:
+    async def _postcopy(
+        self,
+        link: Link,
+        zero_runs: list[tuple[int, int]],
+        carried: list[int],
+        dirty: set[int] | None = None,
+    ) -> None:
+        """Switch to post-copy: ``zero_runs`` and ``carried`` are what is left of the
+        pass in progress, ``dirty`` the pages a sync just found (not yet queued)."""
         counters = self.job.counters
         memory = self.guest.memory
         # Zero markers are nearly free: finish them in pre-copy so that only written
@@ -400,9 +408,9 @@ class OutgoingMigration:
         if zero_runs:
             await self._send_pass(link, zero_runs, [], switchable=False)
         self._pause_guest(postcopy=True)
-        missing = set(pages) | memory.sync_dirty_log()
+        missing = set(carried) | (dirty or set()) | memory.sync_dirty_log()
         memory.stop_dirty_log()
-        await self._new_iteration(link, len(missing))
+        await self._new_iteration(link, len(missing), carried=len(carried))
         order = sorted(missing)
         out = bytearray()
         for start, count in page_runs(order):
@@ -435,8 +443,7 @@ class OutgoingMigration:
                 out += page(number, memory.version(number), _content(self.guest, number))
             counters.memory_normal += len(batch)
             self.postcopy_pages_sent += len(batch)
-            counters.memory_processed += len(batch) * PAGE_RECORD_SIZE
-            counters.memory_remaining = len(missing) * PAGE_SIZE
+            counters.handled(len(batch))
             await self._transmit(link, bytes(out), len(batch), Phase.POSTCOPY)
         await self._dest_done.wait()
         await link.send(encode(Kind.COMPLETE, self.guest.cursor))

@@ -17,8 +17,6 @@ from .guest import PAGE_SIZE, Guest, page_content
 from .jobs import Job
 from .migration import LINK_ERRORS, Link, MigrationFailed, Phase, link_error
 from .migration_stream import (
-    PAGE_RECORD_SIZE,
-    ZERO_RUN_RECORD_SIZE,
     Kind,
     Record,
     StreamError,
@@ -78,22 +76,26 @@ class IncomingMigration:
                 if kind is Kind.PAGE:
                     self._load_page(record)
                     counters.memory_normal += 1
-                    counters.memory_processed += PAGE_RECORD_SIZE
+                    counters.handled(1)
                     if self.phase is Phase.POSTCOPY and not self.missing:
                         await link.send(encode(Kind.POSTCOPY_DONE))
                 elif kind is Kind.ZERO_RUN:
                     self._load_zero_run(record.a, record.b)
                     counters.memory_constant += record.b
-                    counters.memory_processed += ZERO_RUN_RECORD_SIZE
+                    counters.handled(record.b)
                 elif kind is Kind.ITERATION:
+                    # The source's total at a sync is what it handled (all of which
+                    # arrived before this record) plus what the sync queued.
                     counters.memory_iteration = record.a
+                    counters.memory_remaining = record.b * PAGE_SIZE
+                    counters.memory_total = counters.memory_processed + counters.memory_remaining
                 elif kind is Kind.HELLO:
                     self._hello(record)
                 elif kind is Kind.DISCARD:
                     self.missing.update(range(record.a, record.a + record.b))
                 elif kind is Kind.POSTCOPY:
                     self.phase = Phase.POSTCOPY
-                    self.guest.cursor = record.a % max(self.guest.workload.working_set_pages, 1)
+                    self.guest.cursor = record.a % max(self.guest.workload.hot_pages, 1)
                     self.guest.resume(trio.current_time())
                     self.observer.postcopy_running()
                     spawn(self._postcopy_guest, link)
@@ -103,7 +105,7 @@ class IncomingMigration:
                     if self.missing:
                         raise StreamError(f"migration completed with {len(self.missing)} pages missing")
                     if self.phase is not Phase.POSTCOPY:
-                        self.guest.cursor = record.a % max(self.guest.workload.working_set_pages, 1)
+                        self.guest.cursor = record.a % max(self.guest.workload.hot_pages, 1)
                         await link.send(encode(Kind.LOADED))
                     return
                 else:
@@ -116,7 +118,7 @@ class IncomingMigration:
                 f"guest memory mismatch: source has {record.b} pages of {page_size} bytes, "
                 f"destination {self.guest.memory.total_pages} of {PAGE_SIZE}"
             )
-        self.job.counters.memory_total = record.b * PAGE_SIZE
+        self.job.counters.start(record.b)
         self.phase = Phase.PRECOPY
 
     def _load_zero_run(self, start: int, count: int) -> None:

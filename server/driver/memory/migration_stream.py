@@ -7,7 +7,7 @@ fixed-size big-endian body; a page record also carries the 4 KiB page.
 
     source -> destination                      destination -> source
     HELLO      total_pages, page_size          PAGE_REQUEST  page
-    ITERATION  number                          POSTCOPY_DONE (all pages present)
+    ITERATION  number, pending pages           POSTCOPY_DONE (all pages present)
     ZERO_RUN   start, count  (zero pages)      LOADED        (pre-copy state loaded)
     PAGE       page, version, data
     DISCARD    start, count  (pages the destination must fetch in post-copy)
@@ -52,7 +52,7 @@ _NONE = struct.Struct(">B")
 # Body layout of each kind: which struct, and whether a page follows.
 _LAYOUT: dict[int, tuple[struct.Struct, bool]] = {
     Kind.HELLO: (_TWO, False),
-    Kind.ITERATION: (_ONE, False),
+    Kind.ITERATION: (_TWO, False),
     Kind.ZERO_RUN: (_TWO, False),
     Kind.PAGE: (_TWO, True),
     Kind.DISCARD: (_TWO, False),
