@@ -34,6 +34,7 @@ case "$rc" in
     0) say "PASSED" ;;
     5) say "FAILED: pytest collected no tests (exit 5)"; rc=1 ;;
     124) say "FAILED: pytest did not finish within ${limit}s (VIRTWIRE_TEST_TIMEOUT)" ;;
+    70) say "FAILED: the hang guard aborted the session (a test was stuck in C code; stacks above)" ;;
     *) say "FAILED: pytest exit status $rc" ;;
 esac
 exit "$rc"

@@ -59,7 +59,9 @@ free_port -> vwtestkit.free_port (function returning a free 127.0.0.1 port)
 
 Hang guard: each test phase (setup, call, teardown) that runs longer than 300 s
 (env VIRTWIRE_TEST_HANG_LIMIT, or @pytest.mark.hang_limit(seconds)) fails with
-every thread's stack on stderr, and the session goes on (vwtestkit.hangguard).
+every thread's stack on stderr, and the session goes on; if the code is stuck
+in C and cannot be interrupted, the session is aborted 60 s later (exit 70)
+after stopping the daemons these fixtures started (vwtestkit.hangguard).
 
 Hypothesis: no per-example deadline (a deadline is a timed assertion, and this
 suite shares 2 cores); with CI=true examples are derandomized, so a CI failure
@@ -70,6 +72,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -107,13 +110,22 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_pki(tmp_path_factory.mktemp("pki"))
 
 
+@contextmanager
+def _stopped_even_on_abort(key: object, cleanup: Callable[[], None]) -> Iterator[None]:
+    # Normal teardown runs `cleanup`; so does the hang guard when it aborts the session.
+    hangguard.on_abort(key, cleanup)
+    try:
+        yield
+    finally:
+        hangguard.forget_on_abort(key)
+        cleanup()
+
+
 @pytest.fixture(scope="session")
 def real_libvirtd(tmp_path_factory: pytest.TempPathFactory, pki: Path) -> Iterator[RealLibvirtd]:
     daemon = start_libvirtd(tmp_path_factory.mktemp("libvirtd"), pki=pki, hold=True)
-    try:
+    with _stopped_even_on_abort(daemon, lambda: stop_libvirtd(daemon)):
         yield daemon
-    finally:
-        stop_libvirtd(daemon)
 
 
 @pytest.fixture
@@ -129,11 +141,12 @@ def fresh_libvirtd(
         started.append(daemon)
         return daemon
 
-    try:
-        yield factory
-    finally:
+    def stop_all() -> None:
         for daemon in started:
             stop_libvirtd(daemon)
+
+    with _stopped_even_on_abort(started, stop_all):
+        yield factory
 
 
 def _start_or_fail(pki: Path, *extra_args: str, **options: Any) -> VirtwireServer:
@@ -167,19 +180,15 @@ def virtwire_server(pki: Path) -> Iterator[Callable[..., VirtwireServer]]:
         started.append(server)
         return server
 
-    try:
+    with _stopped_even_on_abort(started, lambda: _stop_all(started)):
         yield factory
-    finally:
-        _stop_all(started)
 
 
 @pytest.fixture(scope="session")
 def virtwire_host(pki: Path) -> Iterator[VirtwireServer]:
     server = _start_or_fail(pki)
-    try:
+    with _stopped_even_on_abort(server, lambda: _stop_all([server])):
         yield server
-    finally:
-        _stop_all([server])
 
 
 @pytest.fixture(scope="session")
