@@ -8,12 +8,13 @@ migration takes a second or two.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +67,20 @@ def domain_xml(
     memory_mib: int = 256,
     working_set_mib: int = 4,
     dirty_rate: int = 2000,
+    dirty_set_mib: int | None = None,
     fault: str | None = None,
 ) -> str:
+    """A test-driver domain whose workload is given in virtwire metadata.
+
+    ``dirty_set_mib`` None leaves the hot set at the server's default fraction of
+    the working set; scenarios that need pre-copy never to converge make the
+    whole working set hot, so that resending it takes longer than the downtime.
+    """
+    dirty_set = "" if dirty_set_mib is None else f' dirty-set-mib="{dirty_set_mib}"'
+    workload = (
+        f'<virtwire:workload xmlns:virtwire="{NS}" dirty-rate="{dirty_rate}" '
+        f'working-set-mib="{working_set_mib}"{dirty_set}/>'
+    )
     fault_xml = ""
     if fault is not None:
         phase, pages = fault.split(":")
@@ -76,7 +89,7 @@ def domain_xml(
   <name>{name}</name>
   <uuid>{uuid.uuid4()}</uuid>
   <metadata>
-    <virtwire:workload xmlns:virtwire="{NS}" dirty-rate="{dirty_rate}" working-set-mib="{working_set_mib}"/>
+    {workload}
     {fault_xml}
   </metadata>
   <memory unit='MiB'>{memory_mib}</memory>
@@ -179,3 +192,112 @@ def background() -> Iterator[Callable[..., Background]]:
         if job.proc.poll() is None:
             job.proc.kill()
             job.proc.communicate()
+
+
+PAGE_SIZE = 4096
+# virDomainGetJobInfo's list, as libvirt-python returns it.
+JOB_INFO_FIELDS = (
+    "type",
+    "time_elapsed",
+    "time_remaining",
+    "data_total",
+    "data_processed",
+    "data_remaining",
+    "memory_total",
+    "memory_processed",
+    "memory_remaining",
+    "file_total",
+    "file_processed",
+    "file_remaining",
+)
+
+
+@dataclass
+class JobStatsTrail:
+    """Checks every job-stats sample of one outgoing migration, in the order taken.
+
+    Each sample alone: processed + remaining == total (memory and data alike,
+    data == memory as there are no disks), memory_normal_bytes == memory_normal
+    x page size. Against the sample before: processed, the page counters and
+    the iteration never go back; within one iteration total is constant and
+    remaining only shrinks; a new iteration never shrinks the total.
+    """
+
+    samples: list[dict[str, int]] = field(default_factory=list)
+
+    def add(self, stats: Mapping[str, object]) -> dict[str, int]:
+        sample = {name: int(value) for name, value in stats.items() if isinstance(value, int)}
+        if "memory_total" not in sample:
+            return sample  # no job at this instant
+        total, processed, remaining = (
+            sample["memory_total"],
+            sample["memory_processed"],
+            sample["memory_remaining"],
+        )
+        assert processed + remaining == total, sample
+        assert remaining >= 0, sample
+        for part in ("total", "processed", "remaining"):
+            assert sample[f"data_{part}"] == sample[f"memory_{part}"], sample
+        if "memory_normal" in sample and "memory_normal_bytes" in sample:
+            assert sample["memory_normal_bytes"] == sample["memory_normal"] * PAGE_SIZE, sample
+        if self.samples:
+            self._check_progress(self.samples[-1], sample)
+        self.samples.append(sample)
+        return sample
+
+    def add_info(self, info: list[int] | tuple[int, ...]) -> dict[str, int]:
+        """A virDomainGetJobInfo sample (no iteration in it: only the per-sample rules
+        and monotonic processed are checked)."""
+        sample = dict(zip(JOB_INFO_FIELDS, info, strict=True))
+        if sample["type"] == 0:
+            return sample
+        assert sample["memory_processed"] + sample["memory_remaining"] == sample["memory_total"], sample
+        for part in ("total", "processed", "remaining"):
+            assert sample[f"data_{part}"] == sample[f"memory_{part}"], sample
+        processed = [s["memory_processed"] for s in self.samples] + [sample["memory_processed"]]
+        assert processed == sorted(processed), processed
+        return sample
+
+    @staticmethod
+    def _check_progress(before: dict[str, int], now: dict[str, int]) -> None:
+        for name in ("memory_processed", "memory_normal", "memory_constant", "memory_iteration"):
+            if name in before and name in now:
+                assert now[name] >= before[name], (name, before, now)
+        same_iteration = before.get("memory_iteration") == now.get("memory_iteration")
+        if same_iteration and "memory_iteration" in now:
+            assert now["memory_total"] == before["memory_total"], (before, now)
+            assert now["memory_remaining"] <= before["memory_remaining"], (before, now)
+        else:
+            assert now["memory_total"] >= before["memory_total"], (before, now)
+
+    def completed(self, stats: Mapping[str, object], iteration_events: int) -> dict[str, int]:
+        """The completed stats: the same relations, nothing left, one iteration per event."""
+        sample = self.add(stats)
+        assert sample["memory_remaining"] == 0, sample
+        assert sample["memory_processed"] == sample["memory_total"], sample
+        assert sample["memory_iteration"] == iteration_events, (sample, iteration_events)
+        return sample
+
+
+def rawstats(output: str) -> dict[str, int | str]:
+    """``virsh domjobinfo --rawstats``: "Job type: N" and "name: value" lines."""
+    stats: dict[str, int | str] = {}
+    for line in output.splitlines():
+        match = re.match(r"^\s*([A-Za-z_ ]+?):\s*(.*?)\s*$", line)
+        if match is None:
+            continue
+        name, value = match.group(1), match.group(2)
+        key = "type" if name == "Job type" else name
+        stats[key] = int(value) if re.fullmatch(r"-?\d+", value) else value
+    return stats
+
+
+@pytest.fixture
+def stats_trail() -> Callable[[], JobStatsTrail]:
+    """A fresh ``JobStatsTrail`` per migration (test modules cannot import conftest)."""
+    return JobStatsTrail
+
+
+@pytest.fixture(name="rawstats")
+def rawstats_fixture() -> Callable[[str], dict[str, int | str]]:
+    return rawstats

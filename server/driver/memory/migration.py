@@ -164,6 +164,8 @@ class OutgoingMigration:
         self.paused_at: float | None = None
         self.postcopy_missing = 0  # pages the destination lacked at the switch
         self.postcopy_pages_sent = 0
+        # From the job's first stats on, all of RAM is the total and still to go.
+        job.counters.start(guest.memory.total_pages)
 
     # -- control from the API (may be called from other tasks) ----------------------
     def request_postcopy(self) -> None:
@@ -263,7 +265,6 @@ class OutgoingMigration:
         now = trio.current_time()
         counters = self.job.counters
         memory = self.guest.memory
-        counters.start(memory.total_pages)
         await link.send(hello(memory.total_pages))
         memory.start_dirty_log()
         self.phase = Phase.PRECOPY
