@@ -21,6 +21,7 @@ from virtwire.server.driver.memory.jobs import (
     JobOperation,
     JobStatus,
     JobType,
+    MigrationCounters,
     params_dict,
 )
 from virtwire.server.driver.memory.migration import _zero_runs
@@ -51,7 +52,24 @@ def test_page_content_is_deterministic_and_zero_for_version_zero() -> None:
 def test_workload_from_metadata_and_clamped_to_memory() -> None:
     spec = parse_workload(DOMAIN_XML, memory_pages=262144)
     assert spec == WorkloadSpec(dirty_rate=500, working_set_pages=8 * 256)
+    assert spec.hot_pages == 256  # the default dirty set: 1/8 of the working set
     assert parse_workload(DOMAIN_XML, memory_pages=100).working_set_pages == 100
+
+
+def test_dirty_set_from_metadata_is_clamped_to_the_working_set() -> None:
+    hot = DOMAIN_XML.replace('working-set-mib="8"', 'working-set-mib="8" dirty-set-mib="2"')
+    spec = parse_workload(hot, memory_pages=262144)
+    assert (spec.working_set_pages, spec.dirty_set_pages, spec.hot_pages) == (2048, 512, 512)
+    too_hot = DOMAIN_XML.replace('working-set-mib="8"', 'working-set-mib="8" dirty-set-mib="64"')
+    assert parse_workload(too_hot, memory_pages=262144).hot_pages == 2048
+    # Clamped through the working set to the guest's memory, too.
+    assert parse_workload(too_hot, memory_pages=100).hot_pages == 100
+    assert WorkloadSpec(dirty_rate=1, working_set_pages=5, dirty_set_pages=9).hot_pages == 5
+    assert WorkloadSpec(dirty_rate=1, working_set_pages=0).hot_pages == 0
+    assert WorkloadSpec(dirty_rate=1, working_set_pages=3).hot_pages == 1  # at least a page
+    bad = DOMAIN_XML.replace('working-set-mib="8"', 'working-set-mib="8" dirty-set-mib="-1"')
+    with pytest.raises(ValueError, match="invalid virtwire dirty-set-mib '-1'"):
+        parse_workload(bad, memory_pages=1024)
 
 
 def test_workload_defaults_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -59,6 +77,12 @@ def test_workload_defaults_come_from_the_environment(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("VIRTWIRE_WORKING_SET_MIB", "2")
     spec = parse_workload("<domain><name>x</name></domain>", memory_pages=1 << 20)
     assert spec == WorkloadSpec(dirty_rate=42, working_set_pages=512)
+    assert spec.hot_pages == 64
+    monkeypatch.setenv("VIRTWIRE_DIRTY_SET_MIB", "1")
+    spec = parse_workload("<domain><name>x</name></domain>", memory_pages=1 << 20)
+    assert (spec.working_set_pages, spec.hot_pages) == (512, 256)
+    # Each attribute falls back on its own: metadata's working set, the server's dirty set.
+    assert parse_workload(DOMAIN_XML, memory_pages=1 << 20).hot_pages == 256
 
 
 def test_bad_workload_attribute_is_a_clear_error() -> None:
@@ -76,8 +100,8 @@ def test_fault_hook_needs_test_hooks_enabled(monkeypatch: pytest.MonkeyPatch) ->
     assert guest_mod.test_hooks_enabled()
 
 
-def test_workload_sweeps_the_working_set_at_its_rate() -> None:
-    guest = Guest(1000, WorkloadSpec(dirty_rate=100, working_set_pages=50))
+def test_workload_sweeps_the_dirty_set_at_its_rate() -> None:
+    guest = Guest(1000, WorkloadSpec(dirty_rate=100, working_set_pages=50, dirty_set_pages=50))
     assert sorted(guest.memory.versions) == list(range(50))  # booted: the set is touched once
     guest.resume(10.0)
     guest.memory.start_dirty_log()
@@ -87,6 +111,38 @@ def test_workload_sweeps_the_working_set_at_its_rate() -> None:
     assert guest.memory.sync_dirty_log() == set(range(30, 50))
     guest.pause(10.6)
     assert guest.catch_up(20.0) == 0  # a paused guest writes nothing
+
+
+def test_writes_land_on_the_hot_set_only() -> None:
+    guest = Guest(1000, WorkloadSpec(dirty_rate=100, working_set_pages=80, dirty_set_pages=10))
+    assert sorted(guest.memory.versions) == list(range(80))  # all of the working set is touched
+    guest.resume(0.0)
+    guest.memory.start_dirty_log()
+    assert guest.catch_up(0.25) == 25  # two and a half laps of the hot set
+    assert guest.memory.sync_dirty_log() == set(range(10))
+    assert guest.cursor == 5
+    assert all(guest.memory.version(p) == 1 for p in range(10, 80))
+    assert [guest.memory.version(p) for p in (0, 4, 5, 9)] == [4, 4, 3, 3]
+
+
+def test_counters_keep_processed_plus_remaining_equal_to_total() -> None:
+    c = MigrationCounters()
+    c.start(100)
+    assert (c.memory_total, c.memory_processed, c.memory_remaining) == (100 * PAGE_SIZE, 0, 100 * PAGE_SIZE)
+    c.new_iteration(1, 100, carried_pages=100)  # pass 1: all of RAM, already in the total
+    c.handled(60)
+    assert (c.memory_total, c.memory_processed, c.memory_remaining) == (
+        100 * PAGE_SIZE,
+        60 * PAGE_SIZE,
+        40 * PAGE_SIZE,
+    )
+    # A sync in mid-pass: the 40 unsent pages carry over, 5 written again join them.
+    c.new_iteration(2, 45, carried_pages=40)
+    assert (c.memory_iteration, c.memory_total, c.memory_remaining) == (2, 105 * PAGE_SIZE, 45 * PAGE_SIZE)
+    c.handled(45)
+    c.new_iteration(3, 7)
+    c.handled(7)
+    assert c.memory_processed == c.memory_total == 112 * PAGE_SIZE and c.memory_remaining == 0
 
 
 def test_page_runs_and_zero_runs() -> None:
