@@ -29,6 +29,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -212,6 +213,10 @@ def define_domains(uri: str, n: int) -> None:
         conn.close()
 
 
+def _on(workload: Callable[[Any, str, float], Result], uri: str, duration: float, lib: Any) -> Result:
+    return workload(lib, uri, duration)
+
+
 def report(rows: list[tuple[str, Result, Result]]) -> None:
     print(
         f"{'test':<44} {'libvirt-py ops/s':>16} {'virtwire ops/s':>15} {'ratio':>6} "
@@ -250,16 +255,16 @@ def main() -> int:
         cases: list[tuple[str, Callable[[Any], Result]]] = []
         for label, uri in (("tcp", tcp_uri), ("unix", unix_uri)):
             cases += [
-                (f"{label} dom.info() sequential", lambda lib, u=uri: seq_info(lib, u, d)),
-                (f"{label} lookupByName+info", lambda lib, u=uri: lookup_info(lib, u, d)),
-                (f"{label} open+close", lambda lib, u=uri: open_close(lib, u, d)),
-                (f"{label} dom.info() 8 threads x own conn", lambda lib, u=uri: threads_own_conns(lib, u, d)),
+                (f"{label} dom.info() sequential", partial(_on, seq_info, uri, d)),
+                (f"{label} lookupByName+info", partial(_on, lookup_info, uri, d)),
+                (f"{label} open+close", partial(_on, open_close, uri, d)),
+                (f"{label} dom.info() 8 threads x own conn", partial(_on, threads_own_conns, uri, d)),
             ]
         rows: list[tuple[str, Result, Result]] = []
         for name, fn in cases:
             if args.only and args.only not in name:
                 continue
-            theirs, ours = interleaved(reps, lambda f=fn: f(real_libvirt), lambda f=fn: f(vlibvirt))
+            theirs, ours = interleaved(reps, partial(fn, real_libvirt), partial(fn, vlibvirt))
             rows.append((name, theirs, ours))
             report(rows[-1:])
         for n in (8, 32):
@@ -268,8 +273,8 @@ def main() -> int:
                 continue
             theirs, ours = interleaved(
                 reps,
-                lambda n=n: threads_one_conn(real_libvirt, tcp_uri, d, n),
-                lambda n=n: trio_tasks(tcp_uri, d, n),
+                partial(threads_one_conn, real_libvirt, tcp_uri, d, n),
+                partial(trio_tasks, tcp_uri, d, n),
             )
             rows.append((name, theirs, ours))
             report(rows[-1:])

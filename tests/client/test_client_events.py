@@ -106,7 +106,7 @@ def test_legacy_domain_event_register(server: Any) -> None:
     def second(conn: Any, dom: Any, event: int, detail: int, opaque: Any) -> None:
         seen.append(("second", dom.name(), event, detail, opaque))
 
-    assert listener.domainEventRegister(first, 1) is None
+    listener.domainEventRegister(first, 1)
     listener.domainEventRegister(second, 2)
     stop = threading.Event()
     runner = _run_loop_until(stop)

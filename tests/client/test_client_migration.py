@@ -45,7 +45,8 @@ def _source(perform_fails: bool = False) -> dict[int, Callable[[bytes], Any]]:
             raise make_error(
                 vlibvirt.VIR_ERR_OPERATION_FAILED, vlibvirt.VIR_FROM_QEMU, "migration job: failed"
             )
-        args = P["DOMAIN_MIGRATE_PERFORM3_PARAMS"].args.from_bytes(payload)  # type: ignore[union-attr]
+        codec: Any = P["DOMAIN_MIGRATE_PERFORM3_PARAMS"].args
+        args = codec.from_bytes(payload)
         # Peer-to-peer: the source daemon ran the whole protocol; no cookie comes back.
         return _ret("DOMAIN_MIGRATE_PERFORM3_PARAMS", cookie_out=b"" if args.dconnuri else b"cookie-perform")
 
@@ -66,7 +67,8 @@ def _destination() -> dict[int, Callable[[bytes], Any]]:
     new_dom = remote.remote_nonnull_domain(name="vm1", uuid=b"\x22" * 16, id=9)
 
     def finish(payload: bytes) -> bytes:
-        args = P["DOMAIN_MIGRATE_FINISH3_PARAMS"].args.from_bytes(payload)  # type: ignore[union-attr]
+        codec: Any = P["DOMAIN_MIGRATE_FINISH3_PARAMS"].args
+        args = codec.from_bytes(payload)
         if args.cancelled:
             # The destination drops the incoming domain of a cancelled migration.
             raise make_error(vlibvirt.VIR_ERR_NO_DOMAIN, vlibvirt.VIR_FROM_QEMU, "vm1")
@@ -198,7 +200,7 @@ def test_migration_errors_match_libvirt_python(
 ) -> None:
     """The test driver supports no migration: both clients fail the same way."""
     real_libvirt.registerErrorHandler(lambda ctx, err: None, None)
-    outcomes = []
+    outcomes: list[Any] = []
     for lib in (real_libvirt, vlibvirt):
         src, dst = lib.open(real_libvirtd.tcp_uri), lib.open(real_libvirtd.unix_uri)
         try:

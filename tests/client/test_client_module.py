@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from types import ModuleType
 from typing import Any
 
@@ -44,7 +45,7 @@ def test_error_handler_sees_every_error(real_libvirtd: Any, real_libvirt: Module
 
 def test_no_uri_probes_the_local_daemon(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LIBVIRT_DEFAULT_URI", raising=False)
-    monkeypatch.setattr(vuri.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
     target = vuri.resolve(None, readonly=True)
     assert (target.transport, target.name, target.socket_path) == (
         vuri.Transport.UNIX,

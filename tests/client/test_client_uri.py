@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from virtwire.client import uri as vuri
 from virtwire.client.uri import Transport
@@ -58,20 +60,20 @@ def test_no_host_no_transport_means_local_unix_socket() -> None:
 
 
 def test_read_only_picks_the_ro_socket_for_root(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(vuri.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
     assert vuri.parse("qemu:///system", readonly=True).socket_path == "/var/run/libvirt/libvirt-sock-ro"
     assert vuri.parse("qemu:///system").socket_path == "/var/run/libvirt/libvirt-sock"
     assert vuri.parse("qemu:///system?mode=direct").socket_path == "/var/run/libvirt/virtqemud-sock"
 
 
 def test_session_socket_for_unprivileged_user(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(vuri.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
     monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/1000")
     assert vuri.parse("qemu:///session").socket_path == "/run/user/1000/libvirt/libvirt-sock"
 
 
 def test_tls_default_files_for_root(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(vuri.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
     t = vuri.parse("test+tls://h/default")
     assert t.tls == vuri.TlsFiles(
         "/etc/pki/CA/cacert.pem", "/etc/pki/libvirt/clientcert.pem", "/etc/pki/libvirt/private/clientkey.pem"
@@ -79,7 +81,7 @@ def test_tls_default_files_for_root(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_tls_default_files_for_user(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
-    monkeypatch.setattr(vuri.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
     monkeypatch.setenv("HOME", str(tmp_path))
     (tmp_path / ".pki" / "libvirt").mkdir(parents=True)  # type: ignore[operator]
     (tmp_path / ".pki" / "libvirt" / "cacert.pem").write_text("x")  # type: ignore[operator]
