@@ -29,6 +29,7 @@ from virtwire.protocol.generated import constants as c
 from virtwire.protocol.generated import remote
 
 RECV_SIZE = 65536
+COALESCE_ABOVE = 16
 EVENT_BUFFER = 256
 
 
@@ -62,8 +63,10 @@ class Connection:
         self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
         self._splitter = core.PacketSplitter()
         self._pending: core.Pending[_Waiter] = core.Pending()
-        self._outbox: list[bytes] = []  # whole packets waiting for the flushing task
+        self._outbox: list[bytes] = []  # whole packets waiting to be written
         self._flushing = False
+        self._writer_wake = trio.Event()
+        self.coalesce = True  # batch packets of concurrent calls (see _send)
         self._dead: libvirtError | None = None
         self._nursery: trio.Nursery | None = None
         self._nursery_cm: Any = None
@@ -80,6 +83,7 @@ class Connection:
         self._nursery = await self._nursery_cm.__aenter__()
         self._nursery.start_soon(self._reader)
         self._nursery.start_soon(self._keepalive_task)
+        self._nursery.start_soon(self._writer)
         return self
 
     async def __aexit__(
@@ -138,18 +142,26 @@ class Connection:
         return op.convert(core.decode_reply(op.proc, waiter.reply))
 
     async def _send(self, packet: bytes) -> None:
-        """Queue one whole packet; the first sender flushes everything queued.
+        """Queue one whole packet and see that it is written.
 
         Packets are only ever written whole, under a shielded scope, so a
-        cancelled caller leaves the stream in sync. Calls issued while a write
-        is in progress are coalesced into the next write: many tasks on one
-        connection cost few system calls.
+        cancelled caller leaves the stream in sync. A call writes at once;
+        while many calls are in flight (more than COALESCE_ABOVE), packets
+        queue for the writer task instead, which sends everything the tasks
+        that ran before it queued in one write (fewer system calls; measured
+        to pay off from a few dozen concurrent tasks on).
         """
         if self._dead is not None:
             raise errfactory.socket_closed()
         self._outbox.append(packet)
         if self._flushing:
-            return  # the task writing now takes it along; the reply tells the rest
+            return  # the task writing now takes it along
+        if self.coalesce and self._nursery is not None and len(self._pending.waiters) > COALESCE_ABOVE:
+            self._writer_wake.set()
+            return
+        await self._flush()
+
+    async def _flush(self) -> None:
         self._flushing = True
         try:
             with trio.CancelScope(shield=True):
@@ -168,6 +180,16 @@ class Connection:
                         raise err from None
         finally:
             self._flushing = False
+
+    async def _writer(self) -> None:
+        while self._dead is None:
+            await self._writer_wake.wait()
+            self._writer_wake = trio.Event()
+            if not self._flushing and self._outbox:
+                try:
+                    await self._flush()
+                except libvirtError:
+                    return  # _die has failed every waiting call
 
     # -- reading --------------------------------------------------------
 
@@ -230,6 +252,7 @@ class Connection:
             ch.close()
         self._subscribers.clear()
         self._keepalive_changed.set()
+        self._writer_wake.set()
 
     # -- keepalive ------------------------------------------------------
 

@@ -253,3 +253,37 @@ async def test_trio_ping_answered_while_a_call_waits(fake_daemon: Callable[..., 
             await trio.sleep(0.01)
         assert daemon.keepalive_seen == [2]
         daemon.kill()
+
+
+async def test_trio_many_calls_some_cancelled_stay_in_sync(fake_daemon: Callable[..., FakeDaemon]) -> None:
+    """40 calls in flight (the coalescing writer), half cancelled: the rest get their own replies."""
+    counter = iter(range(5000, 6000))
+
+    def deferred(_payload: bytes) -> Any:
+        return ("defer", next(counter).to_bytes(8, "big"))
+
+    daemon = fake_daemon(handlers={GET_LIB_VERSION: deferred})
+    results: list[int] = []
+    async with await virtwire.client.connect(daemon.uri) as conn:
+        scopes: list[trio.CancelScope] = []
+
+        async def call(scope: trio.CancelScope) -> None:
+            with scope:
+                results.append(await conn.get_lib_version())
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(40):
+                scope = trio.CancelScope()
+                scopes.append(scope)
+                nursery.start_soon(call, scope)
+            while len(daemon.deferred) < 40:
+                await trio.sleep(0.01)
+            for scope in scopes[::2]:
+                scope.cancel()
+            await trio.sleep(0.05)
+            sent = {serial: int.from_bytes(body, "big") for _, _, serial, body in daemon.deferred}
+            daemon.release_deferred(lambda d: list(reversed(d)))
+        assert len(results) == 20 and len(set(results)) == 20 and set(results) <= set(sent.values())
+        # Later calls still pair with their own replies.
+        daemon.handlers[GET_LIB_VERSION] = lambda p: (7).to_bytes(8, "big")
+        assert await conn.get_lib_version() == 7
