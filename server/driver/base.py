@@ -315,3 +315,28 @@ class Driver:
         self, args: R.remote_domain_get_messages_args, ctx: ConnectionContext
     ) -> R.remote_domain_get_messages_ret:
         raise _unsupported("DOMAIN_GET_MESSAGES")
+
+    async def domain_get_vcpus_flags(
+        self, args: R.remote_domain_get_vcpus_flags_args, ctx: ConnectionContext
+    ) -> R.remote_domain_get_vcpus_flags_ret:
+        raise _unsupported("DOMAIN_GET_VCPUS_FLAGS")
+
+    async def domain_get_max_vcpus(
+        self, args: R.remote_domain_get_max_vcpus_args, ctx: ConnectionContext
+    ) -> R.remote_domain_get_max_vcpus_ret:
+        raise _unsupported("DOMAIN_GET_MAX_VCPUS")
+
+    async def domain_get_control_info(
+        self, args: R.remote_domain_get_control_info_args, ctx: ConnectionContext
+    ) -> R.remote_domain_get_control_info_ret:
+        raise _unsupported("DOMAIN_GET_CONTROL_INFO")
+
+    async def domain_get_hostname(
+        self, args: R.remote_domain_get_hostname_args, ctx: ConnectionContext
+    ) -> R.remote_domain_get_hostname_ret:
+        raise _unsupported("DOMAIN_GET_HOSTNAME")
+
+    async def domain_get_scheduler_type(
+        self, args: R.remote_domain_get_scheduler_type_args, ctx: ConnectionContext
+    ) -> R.remote_domain_get_scheduler_type_ret:
+        raise _unsupported("DOMAIN_GET_SCHEDULER_TYPE")

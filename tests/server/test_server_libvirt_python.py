@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import partial
 from types import ModuleType
 from typing import Any
 
@@ -176,3 +177,39 @@ def test_read_only_open_is_enforced_by_the_server_too(
         assert conn.lookupByName("test").info()[0] in (1, 3)
     finally:
         conn.close()
+
+
+def _probe_domain_answers(lv: ModuleType, conn: Any) -> list[tuple[str, object]]:
+    xml = (
+        "<domain type='test'><name>vc1</name><uuid>df34067f-b57c-4eb3-931a-57b41a287c8b</uuid>"
+        "<memory>1024</memory><vcpu current='1'>3</vcpu><os><type>hvm</type></os></domain>"
+    )
+    inactive = conn.defineXML(xml)
+    out: list[tuple[str, object]] = []
+    try:
+        for dom in (conn.lookupByName("test"), inactive):
+            calls: list[tuple[str, Callable[[], object]]] = [
+                *((f"vcpusFlags({f})", partial(dom.vcpusFlags, f)) for f in (0, 1, 2, 4, 5, 6, 8, 16)),
+                ("controlInfo", dom.controlInfo),
+                ("hostname", dom.hostname),
+                ("schedulerType", dom.schedulerType),
+                ("maxVcpus", dom.maxVcpus),
+                ("info", dom.info),
+                ("XMLDesc", dom.XMLDesc),
+            ]
+            for label, call in calls:
+                try:
+                    answer = call()
+                    if label == "info":
+                        answer = answer[:4]  # type: ignore[index]  # cpuTime is the wall clock
+                    out.append((f"{dom.name()} {label}", answer))
+                except lv.libvirtError as exc:
+                    out.append((f"{dom.name()} {label}", tuple(exc.err)))
+    finally:
+        inactive.undefine()
+    return out
+
+
+def test_vcpus_control_hostname_scheduler_match(real_libvirt: ModuleType, both: tuple[Any, Any]) -> None:
+    ours, real = both
+    assert _probe_domain_answers(real_libvirt, ours) == _probe_domain_answers(real_libvirt, real)

@@ -160,6 +160,7 @@ class MemoryCore(Driver):
             existing.memory_kib = parsed.memory_kib
             existing.current_memory_kib = parsed.current_memory_kib
             existing.vcpus = parsed.vcpus
+            existing.max_vcpus = parsed.max_vcpus
             existing.os_type = parsed.os_type
             existing.persistent = existing.persistent or persistent
             dom = existing
@@ -172,6 +173,7 @@ class MemoryCore(Driver):
                 memory_kib=parsed.memory_kib,
                 current_memory_kib=parsed.current_memory_kib,
                 vcpus=parsed.vcpus,
+                max_vcpus=parsed.max_vcpus,
                 os_type=parsed.os_type,
                 persistent=persistent,
             )

@@ -5,11 +5,12 @@ from __future__ import annotations
 from virtwire.protocol.generated import constants as C
 from virtwire.protocol.generated import remote as R
 
-from ...errors import check_flags
+from ...errors import check_flags, report
 from ..base import ConnectionContext, nonblocking
 from . import defaults
 from .core import FROM, MemoryCore, dom_ref, internal, operation_invalid
 from .host_api import chars
+from .model import Domain
 
 _XML_FLAGS = (
     C.VIR_DOMAIN_XML_SECURE
@@ -30,6 +31,8 @@ _REBOOT_FLAGS = 0x1F  # DEFAULT | ACPI | GUEST_AGENT | INITCTL | SIGNAL
 _DESTROY_FLAGS = C.VIR_DOMAIN_DESTROY_GRACEFUL
 _DEFINE_FLAGS = C.VIR_DOMAIN_DEFINE_VALIDATE
 _CREATE_FLAGS = C.VIR_DOMAIN_START_VALIDATE
+_VCPU_FLAGS = C.VIR_DOMAIN_AFFECT_LIVE | C.VIR_DOMAIN_AFFECT_CONFIG | C.VIR_DOMAIN_VCPU_MAXIMUM
+_HOSTNAME_FLAGS = C.VIR_DOMAIN_GET_HOSTNAME_LEASE | C.VIR_DOMAIN_GET_HOSTNAME_AGENT
 
 
 @nonblocking
@@ -271,3 +274,56 @@ class DomainAPI(MemoryCore):
         # No snapshots here; virsh undefine asks before it undefines.
         self.lookup(args.dom)
         return R.remote_domain_snapshot_num_ret(num=0)
+
+    # --- vCPUs, control, guest ------------------------------------------------------------
+
+    async def domain_get_vcpus_flags(
+        self, args: R.remote_domain_get_vcpus_flags_args, ctx: ConnectionContext
+    ) -> R.remote_domain_get_vcpus_flags_ret:
+        flags = args.flags
+        check_flags(flags, _VCPU_FLAGS, "testDomainGetVcpusFlags")
+        live, config = C.VIR_DOMAIN_AFFECT_LIVE, C.VIR_DOMAIN_AFFECT_CONFIG
+        if flags & live and flags & config:
+            raise report(
+                C.VIR_ERR_INVALID_ARG,
+                C.VIR_FROM_DOMAIN,
+                "Flags 'VIR_DOMAIN_AFFECT_LIVE' and 'VIR_DOMAIN_AFFECT_CONFIG' are mutually exclusive",
+            )
+        dom = self.lookup(args.dom)
+        if flags & live and not dom.active:
+            raise operation_invalid("domain is not running")
+        if flags & C.VIR_DOMAIN_VCPU_MAXIMUM:
+            return R.remote_domain_get_vcpus_flags_ret(num=dom.max_vcpus or dom.vcpus)
+        return R.remote_domain_get_vcpus_flags_ret(num=dom.vcpus)
+
+    async def domain_get_max_vcpus(
+        self, args: R.remote_domain_get_max_vcpus_args, ctx: ConnectionContext
+    ) -> R.remote_domain_get_max_vcpus_ret:
+        dom = self._running(args.dom)
+        return R.remote_domain_get_max_vcpus_ret(num=dom.max_vcpus or dom.vcpus)
+
+    async def domain_get_control_info(
+        self, args: R.remote_domain_get_control_info_args, ctx: ConnectionContext
+    ) -> R.remote_domain_get_control_info_ret:
+        check_flags(args.flags, 0, "testDomainGetControlInfo")
+        self._running(args.dom)
+        return R.remote_domain_get_control_info_ret(state=C.VIR_DOMAIN_CONTROL_OK, details=0, stateTime=0)
+
+    async def domain_get_hostname(
+        self, args: R.remote_domain_get_hostname_args, ctx: ConnectionContext
+    ) -> R.remote_domain_get_hostname_ret:
+        check_flags(args.flags, _HOSTNAME_FLAGS, "testDomainGetHostname")
+        self._running(args.dom)
+        return R.remote_domain_get_hostname_ret(hostname=defaults.GUEST_HOSTNAME)
+
+    async def domain_get_scheduler_type(
+        self, args: R.remote_domain_get_scheduler_type_args, ctx: ConnectionContext
+    ) -> R.remote_domain_get_scheduler_type_ret:
+        self.lookup(args.dom)
+        return R.remote_domain_get_scheduler_type_ret(type=defaults.SCHEDULER, nparams=1)
+
+    def _running(self, ref: R.remote_nonnull_domain) -> Domain:
+        dom = self.lookup(ref)
+        if not dom.active:
+            raise operation_invalid("domain is not running")
+        return dom

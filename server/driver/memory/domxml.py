@@ -41,9 +41,10 @@ class ParsedDomain:
     uuid: bytes | None  # None: not given, the driver generates one
     memory_kib: int
     current_memory_kib: int
-    vcpus: int
+    vcpus: int  # current (the <vcpu current='N'> attribute, else the maximum)
     os_type: str
     tree: ET.Element
+    max_vcpus: int = 0  # the <vcpu> count; 0 until parsed
 
 
 def _xml_error(detail: str) -> Exception:
@@ -114,7 +115,7 @@ def parse_domain_xml(xml: str) -> ParsedDomain:
     current_kib = scale_to_kib(current_el.text, current_el.get("unit")) if current_el is not None else 0
 
     vcpu_el = root.find("vcpu")
-    vcpus = 1
+    vcpus = current_vcpus = 1
     if vcpu_el is not None:
         try:
             vcpus = int((vcpu_el.text or "").strip())
@@ -122,6 +123,13 @@ def parse_domain_xml(xml: str) -> ParsedDomain:
             raise _xml_error("maximum vcpus count must be an integer") from None
         if vcpus < 0:
             raise _xml_error("maximum vcpus count must be an integer")
+        current_vcpus = vcpus
+        current = vcpu_el.get("current")
+        if current is not None:
+            try:
+                current_vcpus = int(current)
+            except ValueError:
+                raise _xml_error("current vcpus count must be an integer") from None
 
     os_el = root.find("os")
     type_el = os_el.find("type") if os_el is not None else None
@@ -135,7 +143,9 @@ def parse_domain_xml(xml: str) -> ParsedDomain:
     # libvirt caps the balloon at the maximum and defaults it to the maximum.
     if current_kib == 0 or current_kib > memory_kib:
         current_kib = memory_kib
-    return ParsedDomain(name, uuid, memory_kib, current_kib, vcpus, os_type, root)
+    if current_vcpus > vcpus:
+        raise _internal("Requested vcpus is greater than max allowable vcpus for the live domain")
+    return ParsedDomain(name, uuid, memory_kib, current_kib, current_vcpus or vcpus, os_type, root, vcpus)
 
 
 def normalise(parsed: ParsedDomain, uuid: bytes) -> ET.Element:
@@ -156,9 +166,9 @@ def normalise(parsed: ParsedDomain, uuid: bytes) -> ET.Element:
             out.append(leading[tag])
     _text(out, "memory", str(parsed.memory_kib), unit="KiB")
     _text(out, "currentMemory", str(parsed.current_memory_kib), unit="KiB")
-    vcpu_attrs = dict(leading["vcpu"].attrib) if "vcpu" in leading else {}
-    vcpu_attrs.setdefault("placement", "static")
-    _text(out, "vcpu", str(parsed.vcpus), **vcpu_attrs)
+    vcpu_given = dict(leading["vcpu"].attrib) if "vcpu" in leading else {}
+    vcpu_attrs = {"placement": vcpu_given.pop("placement", "static"), **vcpu_given}
+    _text(out, "vcpu", str(parsed.max_vcpus or parsed.vcpus), **vcpu_attrs)
     out.append(_normalise_os(leading["os"]))
     out.extend(rest)
     for tag, attrs, text in _TRAILING_DEFAULTS:

@@ -46,8 +46,9 @@ class Domain:
     tree: ET.Element
     memory_kib: int
     current_memory_kib: int
-    vcpus: int
+    vcpus: int  # current vCPUs (what virDomainGetInfo reports)
     os_type: str
+    max_vcpus: int = 0  # the <vcpu> maximum; 0 means the same as vcpus
     id: int = -1
     state: int = C.VIR_DOMAIN_SHUTOFF
     reason: int = C.VIR_DOMAIN_SHUTOFF_UNKNOWN
