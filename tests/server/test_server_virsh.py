@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from vwtestkit import RawRpcClient, RealLibvirtd, VirtwireServer
+from vwtestkit.env import VIRSH, unavailable
 from vwtestkit.rawrpc import xdr_uint
 from vwtestkit.virsh import virsh_env
 
@@ -126,9 +127,11 @@ EXPECTED_EVENTS = [
 
 
 def _events_seen(run_virsh: RunVirsh, uri: str, port: int, xml: Path) -> list[str]:
+    if not VIRSH.exists():
+        unavailable("virsh is not installed (scripts/test.sh installs libvirt-clients)")
     baseline = _probe_callback_id(port)
     listener = subprocess.Popen(
-        ["virsh", "-c", uri, "event", "--all", "--loop", "--timeout", "30"],
+        [str(VIRSH), "-c", uri, "event", "--all", "--loop", "--timeout", "30"],
         env=virsh_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
