@@ -6,7 +6,8 @@ steps called in the order libvirt's client calls them, events recorded.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import dataclasses
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,18 +19,21 @@ from virtwire.protocol.generated import remote as R
 from virtwire.protocol.typedparams import make_param, params_to_dict
 from virtwire.server.driver.base import ConnectionContext
 from virtwire.server.driver.memory.driver import MemoryDriver
+from virtwire.server.driver.memory.migration_session import finished_job
 
 NS = "https://virtwire.dev/xmlns/1"
 UUID = "5c2f3f0e-0d6a-4f7e-9a55-3b0f6a8e1d01"
 XML = f"""<domain type='test'>
   <name>vm</name>
   <uuid>{UUID}</uuid>
-  <metadata><virtwire:workload xmlns:virtwire="{NS}" dirty-rate="{{rate}}" working-set-mib="2"/></metadata>
+  <metadata><virtwire:workload xmlns:virtwire="{NS}"
+    dirty-rate="{{rate}}" working-set-mib="2"{{hot}}/></metadata>
   <memory unit='MiB'>64</memory>
   <vcpu>1</vcpu>
   <os><type>hvm</type></os>
 </domain>"""
 CTX = ConnectionContext(conn_id=1, peer="127.0.0.1:1", transport="tcp")
+Trail = Any  # conftest.JobStatsTrail
 
 
 @dataclass
@@ -76,8 +80,10 @@ async def pair() -> AsyncIterator[Pair]:
         nursery.cancel_scope.cancel()
 
 
-def start_vm(driver: MemoryDriver, rate: int = 2000) -> R.remote_nonnull_domain:
-    dom = driver.define_domain(XML.replace("{rate}", str(rate)), persistent=True)
+def start_vm(driver: MemoryDriver, rate: int = 2000, hot_mib: int | None = None) -> R.remote_nonnull_domain:
+    """``hot_mib`` 2 makes the whole working set hot: pre-copy cannot converge at 1 MiB/s."""
+    hot = "" if hot_mib is None else f' dirty-set-mib="{hot_mib}"'
+    dom = driver.define_domain(XML.replace("{rate}", str(rate)).replace("{hot}", hot), persistent=True)
     driver.start_domain(dom)
     return R.remote_nonnull_domain(name=dom.name, uuid=dom.uuid, id=dom.id)
 
@@ -93,6 +99,11 @@ def params(**values: Any) -> list[R.remote_typed_param]:
 async def stats(driver: MemoryDriver, ref: R.remote_nonnull_domain, flags: int = 0) -> dict[str, Any]:
     ret = await driver.domain_get_job_stats(R.remote_domain_get_job_stats_args(dom=ref, flags=flags), CTX)
     return {"type": ret.type, **params_to_dict(ret.params)}
+
+
+async def job_info(driver: MemoryDriver, ref: R.remote_nonnull_domain) -> tuple[int, ...]:
+    ret = await driver.domain_get_job_info(R.remote_domain_get_job_info_args(dom=ref), CTX)
+    return tuple(int(value) for value in dataclasses.astuple(ret))
 
 
 async def migrate(
@@ -147,15 +158,33 @@ async def migrate(
     return moved, error
 
 
+def job_over(driver: MemoryDriver) -> bool:
+    """The source's migration job has ended (perform returns only after this)."""
+    return finished_job(driver.find_by_name("vm").extra) is not None
+
+
 def state(driver: MemoryDriver, name: str) -> tuple[int, int]:
     dom = driver.find_by_name(name)
     return dom.state, dom.reason
 
 
-async def test_precopy_migration_moves_the_domain_with_libvirts_events(pair: Pair) -> None:
+async def test_precopy_migration_moves_the_domain_with_libvirts_events(
+    pair: Pair, stats_trail: Callable[[], Trail]
+) -> None:
     ref = start_vm(pair.src, rate=100)
-    moved, error = await migrate(pair, ref, C.VIR_MIGRATE_LIVE | C.VIR_MIGRATE_PERSIST_DEST)
+    trail = stats_trail()
+
+    async def monitor() -> None:
+        """Nova's loop: job stats and job info until the job is over."""
+        while not job_over(pair.src):
+            trail.add(await stats(pair.src, ref))
+            trail.add_info(await job_info(pair.src, ref))
+            await trio.sleep(0.01)
+
+    flags = C.VIR_MIGRATE_LIVE | C.VIR_MIGRATE_PERSIST_DEST
+    moved, error = await migrate(pair, ref, flags, bandwidth=8, during=monitor)
     assert error is None and moved is not None
+    assert len(trail.samples) > 1
     assert state(pair.dst, "vm") == (C.VIR_DOMAIN_RUNNING, C.VIR_DOMAIN_RUNNING_MIGRATED)
     assert pair.dst.find_by_name("vm").persistent
     assert state(pair.src, "vm") == (C.VIR_DOMAIN_SHUTOFF, C.VIR_DOMAIN_SHUTOFF_MIGRATED)
@@ -173,15 +202,20 @@ async def test_precopy_migration_moves_the_domain_with_libvirts_events(pair: Pai
     assert kinds.index("job_completed") < len(kinds) - 1  # before STOPPED/MIGRATED
     completed = await stats(pair.src, ref, C.VIR_DOMAIN_JOB_STATS_COMPLETED)
     assert completed["type"] == C.VIR_DOMAIN_JOB_COMPLETED
-    assert completed["memory_remaining"] == 0 and "downtime" in completed
+    iterations = [e[2] for e in pair.src_events.log if e[0] == "iteration"]
+    trail.completed(completed, len(iterations))
+    assert "downtime" in completed
+    event_stats = [e[2] for e in pair.src_events.log if e[0] == "job_completed"]
+    assert event_stats[0]["memory_total"] == completed["memory_total"]
     assert (await stats(pair.src, ref, C.VIR_DOMAIN_JOB_STATS_COMPLETED))["type"] == C.VIR_DOMAIN_JOB_NONE
     dst_ref = R.remote_nonnull_domain(name="vm", uuid=ref.uuid, id=-1)
     incoming = await stats(pair.dst, dst_ref, C.VIR_DOMAIN_JOB_STATS_COMPLETED)
     assert incoming["operation"] == C.VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN
 
 
-async def test_postcopy_switch_stats_and_events(pair: Pair) -> None:
-    ref = start_vm(pair.src, rate=4000)
+async def test_postcopy_switch_stats_and_events(pair: Pair, stats_trail: Callable[[], Trail]) -> None:
+    ref = start_vm(pair.src, rate=4000, hot_mib=2)
+    trail = stats_trail()
     flags = C.VIR_MIGRATE_LIVE | C.VIR_MIGRATE_POSTCOPY
     seen: list[dict[str, Any]] = []
     # A slow background push, so the running destination must fault pages in.
@@ -199,7 +233,8 @@ async def test_postcopy_switch_stats_and_events(pair: Pair) -> None:
         while True:
             current = await stats(pair.src, ref)
             if current["type"] == C.VIR_DOMAIN_JOB_UNBOUNDED:
-                seen.append(current)
+                seen.append(trail.add(current))
+                trail.add_info(await job_info(pair.src, ref))
                 if current["memory_iteration"] >= 2:
                     break
             await trio.sleep(0.02)
@@ -215,6 +250,12 @@ async def test_postcopy_switch_stats_and_events(pair: Pair) -> None:
         with pytest.raises(libvirtError, match="cannot abort migration in post-copy mode") as refused:
             await pair.src.domain_abort_job(R.remote_domain_abort_job_args(dom=ref), CTX)
         assert refused.value.get_error_code() == C.VIR_ERR_OPERATION_INVALID
+        # Post-copy progress: the same rules while the destination pulls pages in.
+        while not job_over(pair.src):
+            current = await stats(pair.src, ref)
+            if current["type"] == C.VIR_DOMAIN_JOB_UNBOUNDED:
+                seen.append(trail.add(current))
+            await trio.sleep(0.02)
 
     moved, error = await migrate(pair, ref, flags, bandwidth=1, during=operator)
     assert error is None and moved is not None
@@ -232,8 +273,10 @@ async def test_postcopy_switch_stats_and_events(pair: Pair) -> None:
     iterations = [e[2] for e in pair.src_events.log if e[0] == "iteration"]
     assert iterations == list(range(1, len(iterations) + 1)) and len(iterations) >= 2
     completed = [e[2] for e in pair.src_events.log if e[0] == "job_completed"]
-    assert len(completed) == 1 and completed[0]["memory_iteration"] == iterations[-1]
+    assert len(completed) == 1
+    trail.completed(completed[0], len(iterations))
     assert completed[0]["memory_postcopy_requests"] > 0
+    assert seen[-1]["memory_iteration"] == iterations[-1]  # sampled during post-copy
     # Not persistent on the destination without PERSIST_DEST; stats only on the source.
     assert not pair.dst.find_by_name("vm").persistent
     dst_ref = R.remote_nonnull_domain(name="vm", uuid=ref.uuid, id=-1)
