@@ -24,22 +24,22 @@ from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from virtwire.client import errfactory, ops
+from virtwire.client import errfactory, flows, ops
 from virtwire.client.flows import DST, SRC, Step, supported
 from virtwire.protocol import typedparams
 from virtwire.protocol.errors import libvirtError
 from virtwire.protocol.generated import constants as c
 from virtwire.protocol.generated import remote
 
-# Driver features (src/libvirt_internal.h).
-MIGRATION_V1: Final = 1
-MIGRATION_V2: Final = 3
-MIGRATION_P2P: Final = 4
-MIGRATION_DIRECT: Final = 5
-MIGRATION_V3: Final = 6
-MIGRATE_CHANGE_PROTECTION: Final = 7
-MIGRATION_OFFLINE: Final = 11
-MIGRATION_PARAMS: Final = 13
+# Driver features (src/libvirt_internal.h), defined once in flows.py.
+MIGRATION_V1: Final = flows.FEATURE_MIGRATION_V1
+MIGRATION_V2: Final = flows.FEATURE_MIGRATION_V2
+MIGRATION_P2P: Final = flows.FEATURE_MIGRATION_P2P
+MIGRATION_DIRECT: Final = flows.FEATURE_MIGRATION_DIRECT
+MIGRATION_V3: Final = flows.FEATURE_MIGRATION_V3
+MIGRATE_CHANGE_PROTECTION: Final = flows.FEATURE_MIGRATE_CHANGE_PROTECTION
+MIGRATION_OFFLINE: Final = flows.FEATURE_MIGRATION_OFFLINE
+MIGRATION_PARAMS: Final = flows.FEATURE_MIGRATION_PARAMS
 
 URI: Final = c.VIR_MIGRATE_PARAM_URI
 DEST_NAME: Final = c.VIR_MIGRATE_PARAM_DEST_NAME
