@@ -10,7 +10,6 @@ The transports feed it bytes and write what it hands back.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
@@ -232,5 +231,3 @@ class KeepAlive:
             return "ping"
         return None
 
-
-Converter = Callable[[Any], Any]
