@@ -13,7 +13,7 @@ import os
 import signal
 import socket
 import stat
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from pathlib import Path
 
@@ -118,6 +118,23 @@ class Listeners:
                 pass
 
 
+async def _force_on_second_signal(signals: AsyncIterator[int], service: Service) -> None:
+    """While clients finish their calls, a second signal drops them at once."""
+    async with trio.open_nursery() as nursery:
+
+        async def until_idle() -> None:
+            await service.all_closed.wait()
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(until_idle)
+        async for signum in signals:
+            log.warning(
+                "%s again: dropping %d clients now", signal.Signals(signum).name, len(service.connections)
+            )
+            service.abort_all("server shutting down")
+            break
+
+
 async def serve(
     config: ServerConfig, driver: Driver, *, on_ready: Callable[[Listeners], None] | None = None
 ) -> None:
@@ -149,6 +166,7 @@ async def serve(
                         break
                 listeners.remove_socket_files()
                 service.begin_shutdown()
+                connections.start_soon(_force_on_second_signal, signals, service)
         finally:
             listeners.remove_socket_files()
     log.info("stopped")

@@ -28,6 +28,7 @@ class Service:
         self.connections: set[Connection] = set()
         self._ids = itertools.count(1)
         self.shutting_down = False
+        self.all_closed = trio.Event()  # set once shutting down and no client is left
 
     def next_connection_id(self) -> int:
         return next(self._ids)
@@ -54,9 +55,18 @@ class Service:
             log.exception("client %s (%s): connection failed", conn.ctx.conn_id, peer)
         finally:
             self.connections.discard(conn)
+            if self.shutting_down and not self.connections:
+                self.all_closed.set()
 
     def begin_shutdown(self) -> None:
         """Stop reading from every client; their calls in flight still finish."""
         self.shutting_down = True
+        if not self.connections:
+            self.all_closed.set()
         for conn in list(self.connections):
             conn.stop_reading()
+
+    def abort_all(self, reason: str) -> None:
+        """Drop every client now (a second SIGINT/SIGTERM during shutdown)."""
+        for conn in list(self.connections):
+            conn.abort(reason)

@@ -8,14 +8,19 @@ assertions.
 
 from __future__ import annotations
 
+import os
+import signal
 import struct
 from collections.abc import AsyncIterator
+from functools import partial
+from pathlib import Path
 
 import pytest
 import trio
 import trio.testing
 from virtwire.protocol.framing import PacketDecoder
 from virtwire.server.config import ServerConfig
+from virtwire.server.daemon import serve
 from virtwire.server.driver.base import ConnectionContext
 from virtwire.server.driver.memory.driver import MemoryDriver
 from virtwire.server.service import Service
@@ -348,3 +353,24 @@ async def test_a_driver_bug_is_an_error_reply_not_a_crash() -> None:
         await peer.call(157)
         assert (await peer.reply()).status == 0
         nursery.cancel_scope.cancel()
+
+
+async def test_signals_first_drains_second_drops(tmp_path: Path) -> None:
+    driver = GatedDriver()
+    sock = tmp_path / "s"
+    config = ServerConfig(unix=[sock])
+    ready = trio.Event()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(partial(serve, config, driver, on_ready=lambda _: ready.set()))
+        await ready.wait()
+        peer = Peer(await trio.open_unix_socket(str(sock)))
+        await peer.open()
+        await peer.call(34, TEST_DOM)
+        while driver.running == 0:
+            await trio.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGTERM)
+        while sock.exists():  # first signal: listeners close, the call in flight goes on
+            await trio.sleep(0.01)
+        assert driver.running == 1
+        os.kill(os.getpid(), signal.SIGTERM)  # second signal: clients are dropped
+    assert (driver.running, driver.cancelled) == (0, 1)
