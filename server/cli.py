@@ -99,7 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--state-dir", type=Path, metavar="DIR", help="keep persistent domain definitions here")
     s.add_argument("--hostname", default=None, help="host name the server reports (default: this machine's)")
-    s.add_argument("--max-clients", type=positive, default=5000)
+    s.add_argument(
+        "--max-clients",
+        type=positive,
+        default=5000,
+        metavar="N",
+        help="connections at once; more are closed on accept (default %(default)s)",
+    )
     s.add_argument(
         "--max-client-requests",
         type=positive,
