@@ -110,15 +110,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-client-requests",
         type=positive,
         default=5,
-        help="calls in flight per client before the server stops reading from it",
+        metavar="N",
+        help="calls in flight per client before the server stops reading from it (default %(default)s)",
     )
     s.add_argument(
         "--keepalive-interval",
         type=float,
         default=5.0,
-        help="seconds of silence before a ping (<= 0: never ping)",
+        metavar="SECONDS",
+        help="silence before pinging a client that asked for keepalive; <= 0: never (default %(default)s)",
     )
-    s.add_argument("--keepalive-count", type=int, default=5, help="unanswered pings before dropping a client")
+    s.add_argument(
+        "--keepalive-count",
+        type=int,
+        default=5,
+        metavar="N",
+        help="unanswered pings before dropping a client (default %(default)s)",
+    )
     s.add_argument("-v", "--verbose", action="store_true", help="log every connection")
     return parser
 
