@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from functools import partial
 from types import ModuleType
 from typing import Any
 
 import pytest
-from vwtestkit import RealLibvirtd, VirtwireServer
+from vwtestkit import RealLibvirtd, VirtwireServer, stop_libvirtd
 
 MINI = "<domain type='test'><name>{}</name><memory>1024</memory><os><type>hvm</type></os></domain>"
 
@@ -213,3 +214,64 @@ def _probe_domain_answers(lv: ModuleType, conn: Any) -> list[tuple[str, object]]
 def test_vcpus_control_hostname_scheduler_match(real_libvirt: ModuleType, both: tuple[Any, Any]) -> None:
     ours, real = both
     assert _probe_domain_answers(real_libvirt, ours) == _probe_domain_answers(real_libvirt, real)
+
+
+def _events_then_close(
+    lv: ModuleType, uri: str, stop_server: Callable[[], object]
+) -> tuple[list[object], list[int]]:
+    """What OpenStack does: the default event loop, lifecycle callbacks, a close callback."""
+    import threading
+
+    lv.virEventRegisterDefaultImpl()
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            lv.virEventRunDefaultImpl()
+
+    threading.Thread(target=loop, daemon=True).start()
+    conn = lv.open(uri)
+    seen: list[object] = []
+    closed: list[int] = []
+    got_two = threading.Event()
+    got_close = threading.Event()
+
+    def on_lifecycle(_c: Any, dom: Any, event: int, detail: int, _o: Any) -> None:
+        seen.append((dom.name(), event, detail))
+        if len(seen) == 2:
+            got_two.set()
+
+    def on_close(_c: Any, reason: int, _o: Any) -> None:
+        closed.append(reason)
+        got_close.set()
+
+    try:
+        conn.setKeepAlive(5, 3)
+        conn.registerCloseCallback(on_close, None)
+        callback_id = conn.domainEventRegisterAny(None, lv.VIR_DOMAIN_EVENT_ID_LIFECYCLE, on_lifecycle, None)
+        other = lv.open(uri)
+        other.lookupByName("test").suspend()
+        other.lookupByName("test").resume()
+        other.close()
+        assert got_two.wait(20)
+        conn.domainEventDeregisterAny(callback_id)
+        stop_server()
+        assert got_close.wait(20)
+    finally:
+        stop.set()
+        with contextlib.suppress(lv.libvirtError):
+            conn.close()
+    return seen, closed
+
+
+def test_events_and_close_callback_match_libvirtd(
+    real_libvirt: ModuleType,
+    virtwire_server: Callable[..., VirtwireServer],
+    fresh_libvirtd: Callable[..., RealLibvirtd],
+) -> None:
+    server = virtwire_server(tls=False, ro=False)
+    ours = _events_then_close(real_libvirt, server.tcp_uri, server.stop)
+    daemon = fresh_libvirtd()
+    real = _events_then_close(real_libvirt, daemon.tcp_uri, lambda: stop_libvirtd(daemon))
+    assert ours == real
+    assert ours[0] == [("test", 3, 0), ("test", 4, 0)]
