@@ -91,7 +91,9 @@ def test_destination_killed_mid_migration(
     background: Callable[..., Any],
     wait_until: Callable[..., None],
 ) -> None:
-    name = start_domain(hosts.src.tcp_uri, f"kill{phase}", dirty_rate=4000, working_set_mib=2)
+    name = start_domain(
+        hosts.src.tcp_uri, f"kill{phase}", dirty_rate=4000, working_set_mib=2, dirty_set_mib=2
+    )
     extra = ["--postcopy", "--postcopy-bandwidth", "1"] if phase == "postcopy" else []
     migrate = background(
         hosts.src.tcp_uri, "migrate", "--live", *extra, "--bandwidth", "2", name, killable_destination.tcp_uri

@@ -11,10 +11,17 @@ from vwtestkit import VirtwireServer
 Virsh = Callable[..., Any]
 Background = Any  # tests/migration/conftest.py's Background
 Hosts = Any  # tests/migration/conftest.py's Hosts
+Trail = Any  # tests/migration/conftest.py's JobStatsTrail
+RawStats = Callable[[str], dict[str, Any]]  # tests/migration/conftest.py's rawstats
 
 
 def state(run_virsh: Virsh, uri: str, name: str) -> str:
     return str(run_virsh(uri, "domstate", name, "--reason", check=True).stdout.strip())
+
+
+def raw_jobinfo(run_virsh: Virsh, rawstats: RawStats, uri: str, name: str, *flags: str) -> dict[str, Any]:
+    """``virsh domjobinfo --rawstats``: the exact numbers, not virsh's rounded MiB."""
+    return rawstats(run_virsh(uri, "domjobinfo", name, "--rawstats", *flags, check=True).stdout)
 
 
 def in_order(lines: list[str], *patterns: str) -> bool:
@@ -58,8 +65,10 @@ def test_postcopy_after_precopy_with_events_on_both_hosts(
     run_virsh: Virsh,
     background: Callable[..., Background],
     wait_until: Callable[..., None],
+    stats_trail: Callable[[], Trail],
+    rawstats: RawStats,
 ) -> None:
-    name = start_domain(hosts.src.tcp_uri, "pcauto", dirty_rate=2000, working_set_mib=2)
+    name = start_domain(hosts.src.tcp_uri, "pcauto", dirty_rate=2000, working_set_mib=2, dirty_set_mib=2)
     src_events, dst_events = watch_events(background, run_virsh, hosts, wait_until)
     result = run_virsh(
         hosts.src.tcp_uri,
@@ -93,7 +102,14 @@ def test_postcopy_after_precopy_with_events_on_both_hosts(
         f"event 'lifecycle' {who}: Resumed Migrated",
     ), dst_out
     assert not any("migration-iteration" in line for line in dst_lines)
+    iteration_events = [line for line in src_lines if f"event 'migration-iteration' {who}" in line]
+    assert iteration_events == [
+        f"event 'migration-iteration' {who}: iteration: '{n}'" for n in range(1, len(iteration_events) + 1)
+    ]
 
+    raw = raw_jobinfo(run_virsh, rawstats, hosts.src.tcp_uri, name, "--completed", "--keep-completed")
+    stats_trail().completed(raw, len(iteration_events))
+    assert raw["memory_postcopy_requests"] >= 0 and raw["memory_normal"] > 0
     completed = run_virsh(hosts.src.tcp_uri, "domjobinfo", name, "--completed", check=True).stdout
     assert re.search(r"Job type:\s+Completed", completed), completed
     assert re.search(r"Operation:\s+Outgoing migration", completed), completed
@@ -112,8 +128,10 @@ def test_migrate_postcopy_from_a_second_shell_with_domjobinfo_during_and_after(
     run_virsh: Virsh,
     background: Callable[..., Background],
     wait_until: Callable[..., None],
+    stats_trail: Callable[[], Trail],
+    rawstats: RawStats,
 ) -> None:
-    name = start_domain(hosts.src.tcp_uri, "pcmanual", dirty_rate=4000, working_set_mib=2)
+    name = start_domain(hosts.src.tcp_uri, "pcmanual", dirty_rate=4000, working_set_mib=2, dirty_set_mib=2)
     # A slow post-copy push, so the running destination must fault pages in.
     migrate = background(
         hosts.src.tcp_uri,
@@ -121,10 +139,12 @@ def test_migrate_postcopy_from_a_second_shell_with_domjobinfo_during_and_after(
         name, hosts.dst.tcp_uri,
     )  # fmt: skip
     seen: list[str] = []
+    trail = stats_trail()
 
     def running_job() -> bool:
         out = str(run_virsh(hosts.src.tcp_uri, "domjobinfo", name).stdout)
         seen.append(out)
+        trail.add(raw_jobinfo(run_virsh, rawstats, hosts.src.tcp_uri, name))
         return bool(re.search(r"Job type:\s+Unbounded", out)) and bool(re.search(r"Iteration:\s+[2-9]", out))
 
     wait_until(running_job, "the migration to reach its second pass")
@@ -138,9 +158,15 @@ def test_migrate_postcopy_from_a_second_shell_with_domjobinfo_during_and_after(
     assert "migration statistics are available only on the source host" in dest_info.stderr
 
     run_virsh(hosts.src.tcp_uri, "migrate-postcopy", name, check=True)
+    # Sampled through post-copy too, until the job is over.
+    while (sample := raw_jobinfo(run_virsh, rawstats, hosts.src.tcp_uri, name))["type"] == 2:
+        trail.add(sample)  # VIR_DOMAIN_JOB_UNBOUNDED
     rc, _, err = migrate.finish(timeout=120)
     assert rc == 0, err
     assert state(run_virsh, hosts.dst.tcp_uri, name) == "running (migrated)"
+    raw = raw_jobinfo(run_virsh, rawstats, hosts.src.tcp_uri, name, "--completed", "--keep-completed")
+    trail.completed(raw, raw["memory_iteration"])  # events are checked in the test above
+    assert len(trail.samples) > 2
     completed = run_virsh(
         hosts.src.tcp_uri, "domjobinfo", name, "--completed", "--keep-completed", check=True
     )
@@ -174,8 +200,10 @@ def test_domjobabort_in_precopy_cancels_and_leaves_the_source_untouched(
     run_virsh: Virsh,
     background: Callable[..., Background],
     wait_until: Callable[..., None],
+    stats_trail: Callable[[], Trail],
+    rawstats: RawStats,
 ) -> None:
-    name = start_domain(hosts.src.tcp_uri, "abort", dirty_rate=4000, working_set_mib=2)
+    name = start_domain(hosts.src.tcp_uri, "abort", dirty_rate=4000, working_set_mib=2, dirty_set_mib=2)
     migrate = background(hosts.src.tcp_uri, "migrate", "--live", "--bandwidth", "2", name, hosts.dst.tcp_uri)
     wait_until(
         lambda: "Unbounded" in run_virsh(hosts.src.tcp_uri, "domjobinfo", name).stdout,
@@ -188,6 +216,10 @@ def test_domjobabort_in_precopy_cancels_and_leaves_the_source_untouched(
     assert state(run_virsh, hosts.src.tcp_uri, name) == "running (booted)"
     gone = run_virsh(hosts.dst.tcp_uri, "dominfo", name)
     assert gone.returncode != 0 and "failed to get domain" in gone.stderr
+    cancelled = stats_trail().add(
+        raw_jobinfo(run_virsh, rawstats, hosts.src.tcp_uri, name, "--completed", "--keep-completed")
+    )
+    assert cancelled["type"] == 5  # VIR_DOMAIN_JOB_CANCELLED
     completed = run_virsh(hosts.src.tcp_uri, "domjobinfo", name, "--completed", check=True).stdout
     assert re.search(r"Job type:\s+Cancelled", completed), completed
     idle = run_virsh(hosts.src.tcp_uri, "domjobinfo", name, check=True).stdout
@@ -201,7 +233,7 @@ def test_abort_refused_in_postcopy_and_postcopy_preconditions(
     background: Callable[..., Background],
     wait_until: Callable[..., None],
 ) -> None:
-    name = start_domain(hosts.src.tcp_uri, "pcabort", dirty_rate=4000, working_set_mib=2)
+    name = start_domain(hosts.src.tcp_uri, "pcabort", dirty_rate=4000, working_set_mib=2, dirty_set_mib=2)
     not_migrating = run_virsh(hosts.src.tcp_uri, "migrate-postcopy", name)
     assert "post-copy can only be started while outgoing migration is in progress" in not_migrating.stderr
     no_job = run_virsh(hosts.src.tcp_uri, "domjobabort", name)
@@ -266,7 +298,12 @@ def test_link_cut_in_postcopy_leaves_both_halves_with_postcopy_failed(
     wait_until: Callable[..., None],
 ) -> None:
     name = start_domain(
-        hosts.src.tcp_uri, "cutpost", dirty_rate=4000, working_set_mib=2, fault="postcopy:100"
+        hosts.src.tcp_uri,
+        "cutpost",
+        dirty_rate=4000,
+        working_set_mib=2,
+        dirty_set_mib=2,
+        fault="postcopy:100",
     )
     src_events, dst_events = watch_events(background, run_virsh, hosts, wait_until)
     result = run_virsh(
