@@ -118,6 +118,32 @@ class Listeners:
                 pass
 
 
+# Accept errors that mean "out of resources for now" (as trio.serve_listeners treats them).
+_ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+_ACCEPT_BACKOFF = 0.1
+
+
+async def _accept_loop(
+    listener: trio.abc.Listener[trio.abc.Stream], handler: Handler, connections: trio.Nursery
+) -> None:
+    """Accept until cancelled; each client is served in ``connections``.
+
+    Our handlers always close their stream, so unlike trio.serve_listeners there is
+    no second, forceful close per connection.
+    """
+    async with listener:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                if exc.errno not in _ACCEPT_CAPACITY_ERRNOS:
+                    raise
+                log.error("accept failed (%s); pausing %.1fs", exc, _ACCEPT_BACKOFF)
+                await trio.sleep(_ACCEPT_BACKOFF)
+                continue
+            connections.start_soon(handler, stream)
+
+
 async def _force_on_second_signal(signals: AsyncIterator[int], service: Service) -> None:
     """While clients finish their calls, a second signal drops them at once."""
     async with trio.open_nursery() as nursery:
@@ -155,9 +181,7 @@ async def serve(
             async with trio.open_nursery() as connections:
                 async with trio.open_nursery() as accepting:
                     for listener, handler in listeners.entries:
-                        accepting.start_soon(
-                            partial(trio.serve_listeners, handler, [listener], handler_nursery=connections)
-                        )
+                        accepting.start_soon(partial(_accept_loop, listener, handler, connections))
                     if on_ready is not None:
                         on_ready(listeners)
                     async for signum in signals:
