@@ -5,7 +5,7 @@
 #   VENV          $ROOT/.venv
 #   say / die     progress lines on stderr, prefixed with the script's name
 #   ensure_debs PKG...         apt-get install what dpkg lacks (update first, once)
-#   find_python                set PYTHON to a python >= 3.11 (installs Debian's if none)
+#   find_python [DEB...]       set PYTHON to a python >= 3.11 (installs Debian's if none)
 #   ensure_venv SPEC...        create .venv if needed and pip install SPECs when they changed
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
@@ -49,10 +49,12 @@ ensure_debs() {
 
 python_ok() { "$1" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; }
 
-# find_python [EXTRA_DEBS...]: set PYTHON to the interpreter that creates .venv.
+# find_python [DEB...]: set PYTHON to the interpreter that creates .venv.
 # $PYTHON wins if set; else the first python3 >= 3.11 on PATH; else Debian's
-# /usr/bin/python3.  Debian's needs python3-venv (ensurepip) and python3-dev
-# (Python.h, for building libvirt-python); those are installed when missing.
+# /usr/bin/python3.  Debian's needs python3-venv (ensurepip), plus the DEBs the
+# caller names for it (test.sh: python3-dev, whose Python.h libvirt-python's
+# build needs); they are installed when missing.
+# shellcheck disable=SC2120  # test.sh passes DEBs
 find_python() {
     local cand found=""
     if [ -n "${PYTHON:-}" ]; then
@@ -64,11 +66,11 @@ find_python() {
         done
     fi
     if [ -z "$found" ]; then
-        ensure_debs python3 python3-venv python3-dev
+        ensure_debs python3 python3-venv "$@"
         found=/usr/bin/python3
         python_ok "$found" || die "Debian's python3 is older than 3.11; virtwire needs Python >= 3.11"
     elif [ "$("$found" -c 'import sys; print(sys.base_prefix)')" = /usr ]; then
-        ensure_debs python3-venv python3-dev      # a Debian interpreter: venv + headers
+        ensure_debs python3-venv "$@"             # a Debian interpreter
     fi
     PYTHON="$found"
 }
@@ -78,6 +80,7 @@ find_python() {
 # pyproject.toml and SPECs does not touch the network.
 ensure_venv() {
     if [ ! -x "$VENV/bin/python" ] || ! python_ok "$VENV/bin/python"; then
+        # shellcheck disable=SC2119  # the caller ran find_python with its DEBs already
         [ -n "${PYTHON:-}" ] || find_python
         say "creating $VENV with $PYTHON ($("$PYTHON" -V 2>&1))"
         rm -rf "$VENV"

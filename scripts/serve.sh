@@ -14,6 +14,7 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/_lib.sh"
 
 ensure_debs libvirt-clients
+# shellcheck disable=SC2119  # no extra DEBs: the server builds nothing
 find_python
 ensure_venv -e .
 

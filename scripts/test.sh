@@ -19,7 +19,7 @@ set -euo pipefail
 
 say "repository: $ROOT"
 ensure_debs libvirt-daemon libvirt-clients python3-libvirt openssl libvirt-dev pkg-config gcc libc6-dev
-find_python
+find_python python3-dev
 ensure_venv -e ".[test,dev]" "libvirt-python==9.0.0"
 
 cd "$ROOT"
