@@ -195,7 +195,7 @@ class Connection(EventSubscriber):
         io = self._io
         while True:
             try:
-                data = await io.receive(_RECV_SIZE)
+                data = await io.receive(_RECV_SIZE, not decoder.in_packet)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 data = b""
             if not data:

@@ -32,16 +32,24 @@ class StreamIO:
         self._fd = self._sock.fileno() if self._sock is not None else -1
         self._reads = 0
 
-    async def receive(self, max_bytes: int) -> bytes | bytearray:
-        """Some bytes, or b"" at EOF (a reset connection counts as EOF)."""
+    async def receive(self, max_bytes: int, wait_first: bool = False) -> bytes | bytearray:
+        """Some bytes, or b"" at EOF (a reset connection counts as EOF).
+
+        ``wait_first``: the caller is between packets, so the peer is most likely
+        waiting for our answer; wait for readability before reading instead of
+        paying for a read that would fail with EAGAIN (measurably faster for the
+        usual call-and-wait client).
+        """
         if self._sock is None:
             try:
                 return await self.stream.receive_some(max_bytes)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return b""
         self._reads += 1
-        if self._reads % _CHECKPOINT_EVERY == 0:
+        if not wait_first and self._reads % _CHECKPOINT_EVERY == 0:
             await trio.lowlevel.checkpoint()
+        if wait_first:
+            await trio.lowlevel.wait_readable(self._sock)
         while True:
             try:
                 return os.read(self._fd, max_bytes)
