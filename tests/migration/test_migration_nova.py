@@ -35,7 +35,7 @@ class MonitorLog:
 def nova_style_migration(
     libvirt: ModuleType, src_uri: str, dst_uri: str, name: str, trail: Trail
 ) -> MonitorLog:
-    """Nova's monitor loop; every jobStats()/jobInfo() sample also goes through ``trail``."""
+    """Nova's monitor loop; every jobStats() sample also goes through ``trail``."""
     log = MonitorLog()
     conn = libvirt.open(src_uri)
     try:
@@ -63,7 +63,6 @@ def nova_style_migration(
             try:
                 stats = dom.jobStats()
                 trail.add(stats)
-                trail.add_info(dom.jobInfo())
             except libvirt.libvirtError as exc:
                 if exc.get_error_code() in (libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_OPERATION_INVALID):
                     stats = {"type": libvirt.VIR_DOMAIN_JOB_NONE}
