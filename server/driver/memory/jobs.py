@@ -26,6 +26,11 @@ post-copy when ``remaining`` stops shrinking. So these three are counted in
 * so within one iteration ``total`` is constant, ``processed`` only grows,
   ``remaining`` only shrinks; ``iteration`` equals the events the source emitted.
 
+The destination derives the same numbers: each ITERATION record carries the
+pages that iteration queued, so its completed stats equal the source's. (QEMU
+itself reports wire bytes as ``processed`` beside a fixed RAM-size total, which
+breaks the sum; we keep libvirt's contract and report the wire bytes apart.)
+
 What really crossed the link is reported honestly beside them, never mixed in:
 ``memory_normal`` pages sent as data, ``memory_normal_bytes`` = that times the
 page size (the page payload bytes really sent), ``memory_constant`` zero pages
