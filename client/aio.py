@@ -122,7 +122,7 @@ class Connection:
     async def call(self, op: ops.Op) -> Any:
         """Run one Op: read-only check, send, wait for the reply, convert."""
         if self.readonly:
-            core.check_read_only(op.proc, op.flags, op.api, op.denied)
+            core.check_read_only(op.proc, op.flags, op.api)
         if self._dead is not None:
             raise errfactory.socket_closed()
         waiter = _Waiter()

@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
 from virtwire.client import errfactory
-from virtwire.protocol.errors import from_remote_error, libvirtError
+from virtwire.protocol.errors import from_remote_error, libvirtError, read_only_denial
 from virtwire.protocol.framing import MAX_PACKET_SIZE, MIN_PACKET_SIZE, PacketDecoder
 from virtwire.protocol.generated import keepalive, remote, virnet
-from virtwire.protocol.generated.constants import VIR_ERR_OPERATION_DENIED, VIR_FROM_DOMAIN
 from virtwire.protocol.xdr import Procedure
 
 REMOTE_PROGRAM: Final = remote.REMOTE_PROGRAM
@@ -135,12 +134,16 @@ def decode_reply(proc: Procedure, reply: Reply) -> Any:
         raise errfactory.rpc("Unable to decode message payload") from None
 
 
-def check_read_only(proc: Procedure, flags: int, api: str | None = None, denied: str | None = None) -> None:
-    """Refuse locally, without sending anything, what libvirt refuses read-only."""
+def check_read_only(proc: Procedure, flags: int, api: str | None = None) -> None:
+    """Refuse locally, without sending anything, what libvirt refuses read-only.
+
+    ``api`` names the public call when it is not the procedure's own (a call
+    libvirt implements on top of another procedure).
+    """
     if proc.denies(flags):
-        if denied is not None:
-            raise errfactory.templated(VIR_ERR_OPERATION_DENIED, VIR_FROM_DOMAIN, denied)
-        raise errfactory.read_only(api or proc.api or proc.name)
+        if api is None or api == proc.api:
+            raise read_only_denial(proc)
+        raise errfactory.read_only(api)
 
 
 class PacketSplitter:
@@ -230,4 +233,3 @@ class KeepAlive:
             self.last_ping = now
             return "ping"
         return None
-

@@ -71,11 +71,11 @@ def rpc(message: str) -> libvirtError:
 
 
 def read_only(api: str) -> libvirtError:
-    return templated(c.VIR_ERR_OPERATION_DENIED, c.VIR_FROM_DOMAIN, f"read only access prevents {api}")
+    return errors.operation_denied(api)
 
 
-def no_support(api: str, domain: int = c.VIR_FROM_DOMAIN) -> libvirtError:
-    return templated(c.VIR_ERR_NO_SUPPORT, domain, api)
+def no_support(api: str, domain: int | None = None) -> libvirtError:
+    return errors.no_support(api, domain)
 
 
 def invalid_conn(api: str) -> libvirtError:

@@ -89,7 +89,7 @@ class virConnect:
         if conn is None:
             raise errfactory.invalid_conn(op.proc.api or op.proc.name)
         if self._readonly:
-            core.check_read_only(op.proc, op.flags, op.api, op.denied)
+            core.check_read_only(op.proc, op.flags, op.api)
         proc = op.proc
         reply = conn.call(proc.number, op.payload())
         return op.convert(core.decode_reply(proc, reply))
@@ -447,7 +447,7 @@ class virDomain:
     def _call(self, op: ops.Op) -> Any:
         conn = self._conn
         if conn._readonly:
-            core.check_read_only(op.proc, op.flags, op.api, op.denied)
+            core.check_read_only(op.proc, op.flags, op.api)
         proc = op.proc
         return op.convert(core.decode_reply(proc, conn._sock.call(proc.number, op.payload())))
 

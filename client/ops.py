@@ -27,7 +27,7 @@ def _ident(value: Any) -> Any:
 class Op:
     """One RPC: procedure, args, read-only flags, reply converter."""
 
-    __slots__ = ("api", "args", "convert", "denied", "flags", "proc")
+    __slots__ = ("api", "args", "convert", "flags", "proc")
 
     def __init__(
         self,
@@ -43,7 +43,6 @@ class Op:
         self.flags = flags
         self.api = api
         # The read-only refusal's detail when libvirt words it specially.
-        self.denied: str | None = None
 
     def payload(self) -> bytes:
         args = self.args
@@ -271,10 +270,7 @@ def domain_is_persistent(dom: Dom) -> Op:
 
 
 def domain_get_xml_desc(dom: Dom, flags: int) -> Op:
-    op = dom_call("DOMAIN_GET_XML_DESC", dom, field("xml"), flags=flags)
-    # libvirt words this refusal differently (virDomainGetXMLDesc).
-    op.denied = "virDomainGetXMLDesc with secure flag"
-    return op
+    return dom_call("DOMAIN_GET_XML_DESC", dom, field("xml"), flags=flags)
 
 
 def domain_get_os_type(dom: Dom) -> Op:

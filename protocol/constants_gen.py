@@ -162,7 +162,42 @@ def read_error_templates(number_last: int, library: str | None = None) -> dict[i
     return templates
 
 
-def render(constants: dict[str, int | str], templates: dict[int, tuple[str, str]]) -> str:
+# The VIR_FROM_THIS of each src/libvirt-*.c file (the `file` attribute of a function in
+# the API XML): errors a public entry point raises itself (read-only refusal, "not
+# supported") carry it. libvirt-host.c reports as VIR_FROM_DOMAIN, measured on 9.0.
+FILE_ERROR_DOMAINS: dict[str, str] = {
+    "libvirt-domain": "VIR_FROM_DOMAIN",
+    "libvirt-host": "VIR_FROM_DOMAIN",
+    "libvirt-network": "VIR_FROM_NETWORK",
+    "libvirt-storage": "VIR_FROM_STORAGE",
+    "libvirt-nodedev": "VIR_FROM_NODEDEV",
+    "libvirt-interface": "VIR_FROM_INTERFACE",
+    "libvirt-secret": "VIR_FROM_SECRET",
+    "libvirt-nwfilter": "VIR_FROM_NWFILTER",
+    "libvirt-domain-snapshot": "VIR_FROM_DOMAIN_SNAPSHOT",
+    "libvirt-domain-checkpoint": "VIR_FROM_DOMAIN_CHECKPOINT",
+    "libvirt-stream": "VIR_FROM_STREAMS",
+}
+
+
+def read_api_error_domains(api_dir: Path) -> dict[str, str]:
+    """Public function name -> the VIR_FROM_* name its own checks report under."""
+    path = api_dir / "libvirt-api.xml"
+    if not path.exists():
+        raise GenerationError(f"no {path} (install libvirt-dev)")
+    out: dict[str, str] = {}
+    for function in ET.parse(path).getroot().iter("function"):
+        domain = FILE_ERROR_DOMAINS.get(function.get("file", ""))
+        if domain is not None:
+            out[function.attrib["name"]] = domain
+    return out
+
+
+def render(
+    constants: dict[str, int | str],
+    templates: dict[int, tuple[str, str]],
+    api_domains: dict[str, str],
+) -> str:
     out: list[str] = [
         '"""Every VIR_* constant of libvirt 9.0, and its error message templates.',
         "",
@@ -189,6 +224,14 @@ def render(constants: dict[str, int | str], templates: dict[int, tuple[str, str]
     for code in sorted(templates):
         plain, with_info = templates[code]
         out += [f"    {code}: (", f"        {plain!r},", f"        {with_info!r},", "    ),"]
+    out += [
+        "}",
+        "",
+        "# The VIR_FROM_* under which each public API reports its own checks (read-only",
+        "# refusal, not supported): the VIR_FROM_THIS of the libvirt-*.c file defining it.",
+        "API_ERROR_DOMAINS: Final[dict[str, int]] = {",
+    ]
+    out += [f"    {name!r}: {api_domains[name]}," for name in sorted(api_domains)]
     out += ["}", ""]
     return "\n".join(out)
 
@@ -198,7 +241,7 @@ def generate(api_dir: Path = DEFAULT_API_DIR, library: str | None = None) -> str
     number_last = constants.get("VIR_ERR_NUMBER_LAST")
     if not isinstance(number_last, int):
         raise GenerationError("VIR_ERR_NUMBER_LAST missing from the API XML")
-    return render(constants, read_error_templates(number_last, library))
+    return render(constants, read_error_templates(number_last, library), read_api_error_domains(api_dir))
 
 
 def main(argv: Iterable[str] | None = None) -> int:

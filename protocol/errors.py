@@ -47,6 +47,7 @@ from .generated.constants import (
     VIR_WAR_NO_SECRET,
 )
 from .generated.virnet import remote_error
+from .xdr import Procedure
 
 __all__ = [
     "VIR_ERR_ARGUMENT_UNSUPPORTED",
@@ -71,6 +72,7 @@ __all__ = [
     "ErrorTuple",
     "ProtocolError",
     "RawHeader",
+    "api_error_domain",
     "auth_required",
     "connection_already_open",
     "connection_not_open",
@@ -87,6 +89,7 @@ __all__ = [
     "operation_denied",
     "operation_invalid",
     "payload_decode_failed",
+    "read_only_denial",
     "rpc_error",
     "to_remote_error",
     "unexpected_status",
@@ -217,17 +220,32 @@ class ProtocolError(libvirtError):
 # from libvirtd, or read from the libvirt source named in the docstring).
 
 
-def operation_denied(api: str, domain: int = VIR_FROM_DOMAIN) -> libvirtError:
-    """A read-only connection calling a mutating API (virCheckReadOnlyGoto).
+def api_error_domain(api: str) -> int:
+    """The VIR_FROM_* a public API reports its own checks under.
 
-    ``domain`` is the public API's module: VIR_FROM_DOMAIN for virDomain*,
-    VIR_FROM_NONE for virConnect* calls in libvirt-host.c.
+    That is the VIR_FROM_THIS of the libvirt-*.c file defining it, generated from
+    the API XML; libvirt's internal migration steps live in libvirt-domain.c.
     """
+    return constants.API_ERROR_DOMAINS.get(api, VIR_FROM_DOMAIN)
+
+
+def operation_denied(api: str, domain: int | None = None) -> libvirtError:
+    """A read-only connection calling a mutating API (virCheckReadOnlyGoto)."""
+    if domain is None:
+        domain = api_error_domain(api)
     return make_error(VIR_ERR_OPERATION_DENIED, domain, f"read only access prevents {api}")
 
 
-def no_support(api: str, domain: int = VIR_FROM_DOMAIN) -> libvirtError:
+def read_only_denial(proc: Procedure) -> libvirtError:
+    """libvirt's refusal of ``proc`` on a read-only connection, worded as the spec says."""
+    api = proc.api or proc.name
+    return make_error(VIR_ERR_OPERATION_DENIED, api_error_domain(api), proc.denial_detail)
+
+
+def no_support(api: str, domain: int | None = None) -> libvirtError:
     """The driver does not implement ``api`` (virReportUnsupportedError)."""
+    if domain is None:
+        domain = api_error_domain(api)
     return make_error(VIR_ERR_NO_SUPPORT, domain, api)
 
 
@@ -316,8 +334,9 @@ def unset_error() -> libvirtError:
     """What libvirtd sends when a handler failed without setting an error
     (virNetMessageSaveError): no str1..3, ints zero."""
     message = "Library function returned error but did not set virError"
-    return libvirtError(message, (VIR_ERR_INTERNAL_ERROR, VIR_FROM_RPC, message, VIR_ERR_ERROR,
-                                  None, None, None, 0, 0))
+    return libvirtError(
+        message, (VIR_ERR_INTERNAL_ERROR, VIR_FROM_RPC, message, VIR_ERR_ERROR, None, None, None, 0, 0)
+    )
 
 
 # ---------------------------------------------------------------- wire form
@@ -333,8 +352,17 @@ def to_remote_error(error: libvirtError) -> remote_error:
     assert err is not None
     code, domain, message, level, str1, str2, str3, int1, int2 = err
     return remote_error(
-        code=code, domain=domain, message=message, level=level, dom=None,
-        str1=str1, str2=str2, str3=str3, int1=int1, int2=int2, net=None,
+        code=code,
+        domain=domain,
+        message=message,
+        level=level,
+        dom=None,
+        str1=str1,
+        str2=str2,
+        str3=str3,
+        int1=int1,
+        int2=int2,
+        net=None,
     )
 
 
@@ -372,8 +400,17 @@ def from_remote_error(rerr: remote_error, *, as_client: bool = True) -> libvirtE
             code = VIR_ERR_NO_SUPPORT
         if message is None:
             message = _UNKNOWN_ERROR
-    err: ErrorTuple = (code, rerr.domain, message, rerr.level, rerr.str1, rerr.str2, rerr.str3,
-                       rerr.int1, rerr.int2)
+    err: ErrorTuple = (
+        code,
+        rerr.domain,
+        message,
+        rerr.level,
+        rerr.str1,
+        rerr.str2,
+        rerr.str3,
+        rerr.int1,
+        rerr.int2,
+    )
     return libvirtError(message if message is not None else _UNKNOWN_ERROR, err)
 
 

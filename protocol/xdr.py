@@ -76,6 +76,13 @@ class Procedure:
     args: type[XdrStruct] | None
     ret: type[XdrStruct] | None
     msg: type[XdrStruct] | None
+    secure_wording: bool = False  # refused as "<api> with secure flag" (libvirt's XML getters)
+
+    @property
+    def denial_detail(self) -> str:
+        """The detail of libvirt's read-only refusal ("operation forbidden: %s")."""
+        api = self.api or self.name
+        return f"{api} with secure flag" if self.secure_wording else f"read only access prevents {api}"
 
     def denies(self, flags: int = 0) -> bool:
         """True if a read-only connection must refuse this call (with these flags)."""

@@ -25,7 +25,7 @@ from virtwire.protocol.generated import remote as R
 from virtwire.protocol.xdr import Procedure, ReadOnlyPolicy
 
 from .driver.base import ConnectionContext, Driver, is_nonblocking
-from .errors import no_support, operation_denied
+from .errors import no_support
 
 Handler = Callable[[Any, ConnectionContext], Awaitable[Any]]
 
@@ -100,12 +100,12 @@ async def run_call(session: CallSession, route: Route, payload: memoryview) -> b
         raise E.connection_not_open()
     readonly = session.readonly
     if readonly and proc.readonly is ReadOnlyPolicy.DENY:
-        raise operation_denied(proc.api or proc.name)
+        raise E.read_only_denial(proc)
     if not proc.modelled and not route.connection_level:
         raise no_support(proc.api or proc.name)
     args = _decode(proc, payload)
     if readonly and proc.readonly is ReadOnlyPolicy.DENY_FLAGS and proc.denies(getattr(args, "flags", 0)):
-        raise operation_denied(proc.api or proc.name)
+        raise E.read_only_denial(proc)
     if route.connection_level:
         ret = await session.connection_handler(proc.name)(args, session.ctx)
     elif route.driver_handler is not None:

@@ -58,9 +58,10 @@ def _proc(
     args: type[xdr.XdrStruct] | None,
     ret: type[xdr.XdrStruct] | None,
     msg: type[xdr.XdrStruct] | None,
+    secure_wording: bool = False,
 ) -> xdr.Procedure:
     return xdr.Procedure(KEEPALIVE_PROGRAM, KEEPALIVE_PROTOCOL_VERSION, number, name, api, readonly, deny_flags, event,
-                         modelled, args, ret, msg)
+                         modelled, args, ret, msg, secure_wording)
 
 
 # keepalive_procedure: number -> Procedure

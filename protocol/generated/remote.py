@@ -34299,9 +34299,10 @@ def _proc(
     args: type[xdr.XdrStruct] | None,
     ret: type[xdr.XdrStruct] | None,
     msg: type[xdr.XdrStruct] | None,
+    secure_wording: bool = False,
 ) -> xdr.Procedure:
     return xdr.Procedure(REMOTE_PROGRAM, REMOTE_PROTOCOL_VERSION, number, name, api, readonly, deny_flags, event,
-                         modelled, args, ret, msg)
+                         modelled, args, ret, msg, secure_wording)
 
 
 # remote_procedure: number -> Procedure
@@ -34319,7 +34320,7 @@ PROCEDURES: Final[dict[int, xdr.Procedure]] = {
     11: _proc(11, "DOMAIN_DEFINE_XML", "virDomainDefineXML", _DENY, 0, None, True, remote_domain_define_xml_args, remote_domain_define_xml_ret, None),
     12: _proc(12, "DOMAIN_DESTROY", "virDomainDestroy", _DENY, 0, None, True, remote_domain_destroy_args, None, None),
     13: _proc(13, "DOMAIN_DETACH_DEVICE", "virDomainDetachDevice", _DENY, 0, None, True, remote_domain_detach_device_args, None, None),
-    14: _proc(14, "DOMAIN_GET_XML_DESC", "virDomainGetXMLDesc", _DENY_FLAGS, 0x9, None, True, remote_domain_get_xml_desc_args, remote_domain_get_xml_desc_ret, None),
+    14: _proc(14, "DOMAIN_GET_XML_DESC", "virDomainGetXMLDesc", _DENY_FLAGS, 0x9, None, True, remote_domain_get_xml_desc_args, remote_domain_get_xml_desc_ret, None, True),
     15: _proc(15, "DOMAIN_GET_AUTOSTART", "virDomainGetAutostart", _ALLOW, 0, None, True, remote_domain_get_autostart_args, remote_domain_get_autostart_ret, None),
     16: _proc(16, "DOMAIN_GET_INFO", "virDomainGetInfo", _ALLOW, 0, None, True, remote_domain_get_info_args, remote_domain_get_info_ret, None),
     17: _proc(17, "DOMAIN_GET_MAX_MEMORY", "virDomainGetMaxMemory", _ALLOW, 0, None, True, remote_domain_get_max_memory_args, remote_domain_get_max_memory_ret, None),
@@ -34491,7 +34492,7 @@ PROCEDURES: Final[dict[int, xdr.Procedure]] = {
     183: _proc(183, "DOMAIN_HAS_MANAGED_SAVE_IMAGE", "virDomainHasManagedSaveImage", _ALLOW, 0, None, True, remote_domain_has_managed_save_image_args, remote_domain_has_managed_save_image_ret, None),
     184: _proc(184, "DOMAIN_MANAGED_SAVE_REMOVE", "virDomainManagedSaveRemove", _DENY, 0, None, True, remote_domain_managed_save_remove_args, None, None),
     185: _proc(185, "DOMAIN_SNAPSHOT_CREATE_XML", "virDomainSnapshotCreateXML", _DENY, 0, None, True, remote_domain_snapshot_create_xml_args, remote_domain_snapshot_create_xml_ret, None),
-    186: _proc(186, "DOMAIN_SNAPSHOT_GET_XML_DESC", "virDomainSnapshotGetXMLDesc", _DENY_FLAGS, 0x1, None, True, remote_domain_snapshot_get_xml_desc_args, remote_domain_snapshot_get_xml_desc_ret, None),
+    186: _proc(186, "DOMAIN_SNAPSHOT_GET_XML_DESC", "virDomainSnapshotGetXMLDesc", _DENY_FLAGS, 0x1, None, True, remote_domain_snapshot_get_xml_desc_args, remote_domain_snapshot_get_xml_desc_ret, None, True),
     187: _proc(187, "DOMAIN_SNAPSHOT_NUM", "virDomainSnapshotNum", _ALLOW, 0, None, True, remote_domain_snapshot_num_args, remote_domain_snapshot_num_ret, None),
     188: _proc(188, "DOMAIN_SNAPSHOT_LIST_NAMES", "virDomainSnapshotListNames", _ALLOW, 0, None, True, remote_domain_snapshot_list_names_args, remote_domain_snapshot_list_names_ret, None),
     189: _proc(189, "DOMAIN_SNAPSHOT_LOOKUP_BY_NAME", "virDomainSnapshotLookupByName", _ALLOW, 0, None, True, remote_domain_snapshot_lookup_by_name_args, remote_domain_snapshot_lookup_by_name_ret, None),
@@ -34693,7 +34694,7 @@ PROCEDURES: Final[dict[int, xdr.Procedure]] = {
     385: _proc(385, "DOMAIN_EVENT_BLOCK_THRESHOLD", None, _ALLOW, 0, "block_threshold", True, None, None, remote_domain_event_block_threshold_msg),
     386: _proc(386, "DOMAIN_SET_BLOCK_THRESHOLD", "virDomainSetBlockThreshold", _DENY, 0, None, True, remote_domain_set_block_threshold_args, None, None),
     387: _proc(387, "DOMAIN_MIGRATE_GET_MAX_DOWNTIME", "virDomainMigrateGetMaxDowntime", _ALLOW, 0, None, True, remote_domain_migrate_get_max_downtime_args, remote_domain_migrate_get_max_downtime_ret, None),
-    388: _proc(388, "DOMAIN_MANAGED_SAVE_GET_XML_DESC", "virDomainManagedSaveGetXMLDesc", _DENY_FLAGS, 0x1, None, True, remote_domain_managed_save_get_xml_desc_args, remote_domain_managed_save_get_xml_desc_ret, None),
+    388: _proc(388, "DOMAIN_MANAGED_SAVE_GET_XML_DESC", "virDomainManagedSaveGetXMLDesc", _DENY_FLAGS, 0x1, None, True, remote_domain_managed_save_get_xml_desc_args, remote_domain_managed_save_get_xml_desc_ret, None, True),
     389: _proc(389, "DOMAIN_MANAGED_SAVE_DEFINE_XML", "virDomainManagedSaveDefineXML", _DENY, 0, None, True, remote_domain_managed_save_define_xml_args, None, None),
     390: _proc(390, "DOMAIN_SET_LIFECYCLE_ACTION", "virDomainSetLifecycleAction", _DENY, 0, None, True, remote_domain_set_lifecycle_action_args, None, None),
     391: _proc(391, "STORAGE_POOL_LOOKUP_BY_TARGET_PATH", "virStoragePoolLookupByTargetPath", _ALLOW, 0, None, True, remote_storage_pool_lookup_by_target_path_args, remote_storage_pool_lookup_by_target_path_ret, None),
@@ -34717,7 +34718,7 @@ PROCEDURES: Final[dict[int, xdr.Procedure]] = {
     409: _proc(409, "NETWORK_PORT_GET_XML_DESC", "virNetworkPortGetXMLDesc", _ALLOW, 0, None, True, remote_network_port_get_xml_desc_args, remote_network_port_get_xml_desc_ret, None),
     410: _proc(410, "NETWORK_PORT_DELETE", "virNetworkPortDelete", _DENY, 0, None, True, remote_network_port_delete_args, None, None),
     411: _proc(411, "DOMAIN_CHECKPOINT_CREATE_XML", "virDomainCheckpointCreateXML", _DENY, 0, None, True, remote_domain_checkpoint_create_xml_args, remote_domain_checkpoint_create_xml_ret, None),
-    412: _proc(412, "DOMAIN_CHECKPOINT_GET_XML_DESC", "virDomainCheckpointGetXMLDesc", _DENY_FLAGS, 0x1, None, True, remote_domain_checkpoint_get_xml_desc_args, remote_domain_checkpoint_get_xml_desc_ret, None),
+    412: _proc(412, "DOMAIN_CHECKPOINT_GET_XML_DESC", "virDomainCheckpointGetXMLDesc", _DENY_FLAGS, 0x1, None, True, remote_domain_checkpoint_get_xml_desc_args, remote_domain_checkpoint_get_xml_desc_ret, None, True),
     413: _proc(413, "DOMAIN_LIST_ALL_CHECKPOINTS", "virDomainListAllCheckpoints", _ALLOW, 0, None, True, remote_domain_list_all_checkpoints_args, remote_domain_list_all_checkpoints_ret, None),
     414: _proc(414, "DOMAIN_CHECKPOINT_LIST_ALL_CHILDREN", "virDomainCheckpointListAllChildren", _ALLOW, 0, None, True, remote_domain_checkpoint_list_all_children_args, remote_domain_checkpoint_list_all_children_ret, None),
     415: _proc(415, "DOMAIN_CHECKPOINT_LOOKUP_BY_NAME", "virDomainCheckpointLookupByName", _ALLOW, 0, None, True, remote_domain_checkpoint_lookup_by_name_args, remote_domain_checkpoint_lookup_by_name_ret, None),

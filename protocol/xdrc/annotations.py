@@ -125,7 +125,7 @@ def _procedure(
         raise XdrcError(
             m.loc, f"found {m.name} without @readonly, expected @readonly: allow|deny|deny-flags MASK"
         )
-    policy, mask = _policy(readonly)
+    policy, mask, secure_wording = _policy(readonly)
     event = ann.get("event")
     event_name: str | None = None
     if event is not None:
@@ -165,6 +165,7 @@ def _procedure(
         api=api_name,
         readonly=policy,
         deny_flags=mask,
+        secure_wording=secure_wording,
         event=event_name,
         void=void is not None,
         args=args,
@@ -174,19 +175,22 @@ def _procedure(
     )
 
 
-def _policy(a: Annotation) -> tuple[str, int]:
+def _policy(a: Annotation) -> tuple[str, int, bool]:
+    """(policy, deny-flags mask, refusal worded "<api> with secure flag")."""
     words = (a.value or "").split()
     match words:
         case ["allow"]:
-            return "ALLOW", 0
+            return "ALLOW", 0, False
         case ["deny"]:
-            return "DENY", 0
-        case ["deny-flags", mask]:
+            return "DENY", 0, False
+        case ["deny-flags", mask] | ["deny-flags", mask, "secure-flag"]:
             try:
                 value = int(mask, 0)
             except ValueError:
                 value = -1
             if not 0 < value <= 0xFFFFFFFF:
                 raise XdrcError(a.loc, f"found deny-flags mask {mask!r}, expected a number like 0x9")
-            return "DENY_FLAGS", value
-    raise XdrcError(a.loc, f"found @readonly: {a.value!r}, expected allow, deny or deny-flags MASK")
+            return "DENY_FLAGS", value, len(words) == 3
+    raise XdrcError(
+        a.loc, f"found @readonly: {a.value!r}, expected allow, deny or deny-flags MASK [secure-flag]"
+    )

@@ -148,6 +148,7 @@ class Procedure:
     api: str | None
     readonly: str  # ALLOW DENY DENY_FLAGS
     deny_flags: int
+    secure_wording: bool  # refused as "<api> with secure flag" (the XML getters)
     event: str | None
     void: bool
     args: str | None  # struct/union name of the args, None = none

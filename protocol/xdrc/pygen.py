@@ -346,9 +346,10 @@ class ModuleGenerator:
             "    args: type[xdr.XdrStruct] | None,",
             "    ret: type[xdr.XdrStruct] | None,",
             "    msg: type[xdr.XdrStruct] | None,",
+            "    secure_wording: bool = False,",
             ") -> xdr.Procedure:",
             f"    return xdr.Procedure({program}, {version}, number, name, api, readonly, deny_flags, event,",
-            "                         modelled, args, ret, msg)",
+            "                         modelled, args, ret, msg, secure_wording)",
             "",
             "",
             f"# {table.enum}: number -> Procedure",
@@ -367,6 +368,8 @@ class ModuleGenerator:
                 p.ret or "None",
                 p.msg or "None",
             ]
+            if p.secure_wording:
+                fields.append("True")
             out.append(f"    {p.number}: _proc({', '.join(fields)}),")
         out += [
             "}",

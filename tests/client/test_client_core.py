@@ -188,6 +188,7 @@ def test_untrusted_server_certificate(real_libvirtd: Any, tmp_path: Path, real_l
 
 
 def test_read_only_policy_comes_from_the_procedure_table() -> None:
+    from virtwire.protocol.errors import api_error_domain
     from virtwire.protocol.generated import remote
     from virtwire.protocol.xdr import ReadOnlyPolicy
 
@@ -198,9 +199,10 @@ def test_read_only_policy_comes_from_the_procedure_table() -> None:
         if proc.readonly is ReadOnlyPolicy.DENY:
             with pytest.raises(libvirtError) as info:
                 core.check_read_only(proc, 0)
+            assert proc.api is not None
             assert info.value.err == (
                 29,
-                20,
+                api_error_domain(proc.api),  # the defining libvirt-*.c file's VIR_FROM_THIS
                 f"operation forbidden: read only access prevents {proc.api}",
                 2,
                 "operation forbidden: %s",

@@ -19,6 +19,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from virtwire.protocol.errors import read_only_denial
 from virtwire.protocol.xdr import ReadOnlyPolicy
 from virtwire.protocol.xdrc import compile_file
 
@@ -284,6 +285,19 @@ def test_policy_is_what_libvirt_so_enforces(remote: ModuleType) -> None:
         if m.refusal is not None and m.refusal.domain != _FILE_ERROR_DOMAIN[files.get(api, "libvirt-domain")]
     }
     assert wrong_domain == {}
+    # ... and our generated table and error builder give exactly libvirt.so's refusal.
+    by_name = {p.api: p for p in remote.PROCEDURES.values() if p.api}
+    ours_differ = {
+        api: (m.refusal.domain, m.refusal.message)
+        for api, m in measured.items()
+        if m.refusal is not None
+        and (
+            read_only_denial(by_name[api]).get_error_domain(),
+            read_only_denial(by_name[api]).get_error_message(),
+        )
+        != (m.refusal.domain, m.refusal.message)
+    }
+    assert ours_differ == {}
     suspend = measured["virDomainSuspend"].refusal
     assert suspend is not None and suspend.domain == 20
     assert suspend.message == "operation forbidden: read only access prevents virDomainSuspend"
