@@ -178,19 +178,26 @@ async def serve(
                 raise SystemExit(f"virtwire serve: address already in use: {exc}") from None
             raise SystemExit(f"virtwire serve: cannot listen: {exc}") from None
         try:
-            async with trio.open_nursery() as connections:
-                async with trio.open_nursery() as accepting:
-                    for listener, handler in listeners.entries:
-                        accepting.start_soon(partial(_accept_loop, listener, handler, connections))
-                    if on_ready is not None:
-                        on_ready(listeners)
-                    async for signum in signals:
-                        log.info("%s: shutting down", signal.Signals(signum).name)
-                        accepting.cancel_scope.cancel()
-                        break
-                listeners.remove_socket_files()
-                service.begin_shutdown()
-                connections.start_soon(_force_on_second_signal, signals, service)
+            async with trio.open_nursery() as background:
+                driver.nursery = background
+                try:
+                    async with trio.open_nursery() as connections:
+                        async with trio.open_nursery() as accepting:
+                            for listener, handler in listeners.entries:
+                                accepting.start_soon(partial(_accept_loop, listener, handler, connections))
+                            if on_ready is not None:
+                                on_ready(listeners)
+                            async for signum in signals:
+                                log.info("%s: shutting down", signal.Signals(signum).name)
+                                accepting.cancel_scope.cancel()
+                                break
+                        listeners.remove_socket_files()
+                        service.begin_shutdown()
+                        connections.start_soon(_force_on_second_signal, signals, service)
+                finally:
+                    # Every client is gone: what the driver still runs has no one to report to.
+                    background.cancel_scope.cancel()
+                    driver.nursery = None
         finally:
             listeners.remove_socket_files()
     log.info("stopped")

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import trio
 from virtwire.protocol.generated import remote as R
 
 from ..errors import no_support
@@ -70,6 +71,11 @@ def _unsupported(procedure: str) -> Exception:
 @nonblocking
 class Driver:
     """Base of every backend. Subclasses override the API methods they support."""
+
+    # Work that outlives the call starting it (an incoming migration outlives its
+    # PREPARE) runs here: the server sets a nursery that lives as long as it serves
+    # and is cancelled after the last connection has closed.
+    nursery: trio.Nursery | None = None
 
     def __init__(self) -> None:
         # Replaced by the server's bus; a standalone driver emits into the void.

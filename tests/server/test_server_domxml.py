@@ -160,3 +160,31 @@ def test_unmodelled_elements_are_kept() -> None:
     assert "  <features>\n    <acpi/>\n  </features>\n" in printed
     assert "    <disk type='file'>\n      <source file='/x'/>\n    </disk>\n" in printed
     assert printed.index("<description>") < printed.index("<memory")
+
+
+# Namespaced <metadata>, as libvirt 9.0 prints it back (libxml2's node dump: the
+# application's prefix, its xmlns on the element, double quotes).
+METADATA_IN = (
+    "<domain type='test'><name>md</name><memory>1048576</memory><vcpu>1</vcpu>"
+    "<os><type>hvm</type></os><metadata>"
+    '<app1:foo xmlns:app1="http://app1.org/app1/" a="1"><app1:bar>x</app1:bar></app1:foo>'
+    "<vw:workload xmlns:vw='https://virtwire.dev/xmlns/1' dirty-rate='100'/>"
+    "</metadata></domain>"
+)
+METADATA_AS_LIBVIRT_PRINTS_IT = """\
+  <metadata>
+    <app1:foo xmlns:app1="http://app1.org/app1/" a="1">
+      <app1:bar>x</app1:bar>
+    </app1:foo>
+    <vw:workload xmlns:vw="https://virtwire.dev/xmlns/1" dirty-rate="100"/>
+  </metadata>
+"""
+
+
+def test_namespaced_metadata_prints_like_libvirt_and_parses_back() -> None:
+    parsed = parse_domain_xml(METADATA_IN)
+    printed = format_domain_xml(normalise(parsed, bytes(16)), domain_id=None)
+    start = printed.index("  <metadata>")
+    assert printed[start : printed.index("</metadata>\n") + 12] == METADATA_AS_LIBVIRT_PRINTS_IT
+    again = parse_domain_xml(printed)  # the printed document is well-formed and equivalent
+    assert format_domain_xml(normalise(again, bytes(16)), domain_id=None) == printed

@@ -86,9 +86,28 @@ def parse_uuid(text: str) -> bytes:
         raise _internal("malformed uuid element") from None
 
 
+# Namespace URI -> the prefix documents used for it (ElementTree keeps only URIs).
+# Process-wide: a URI keeps the prefix it was first seen with, as applications reuse
+# one prefix per metadata namespace.
+_NS_PREFIXES: dict[str, str] = {}
+
+
 def _parse_tree(xml: str) -> ET.Element:
     try:
-        return ET.fromstring(xml)
+        parser = ET.XMLPullParser(events=("start-ns", "end"))
+        parser.feed(xml)
+        parser.close()
+        root: ET.Element | None = None
+        for event, item in parser.read_events():
+            if event == "start-ns":
+                prefix, uri = item  # type: ignore[misc]
+                if prefix and uri not in _NS_PREFIXES:
+                    _NS_PREFIXES[uri] = prefix
+            else:
+                root = item  # type: ignore[assignment]
+        if root is None:
+            raise ET.ParseError("no element found")
+        return root
     except ET.ParseError as exc:
         line = exc.position[0] if exc.position else 1
         detail = f"(domain_definition):{line}: {exc}"
@@ -225,20 +244,39 @@ def format_domain_xml(root: ET.Element, *, domain_id: int | None) -> str:
     return "".join(parts)
 
 
-def _format(el: ET.Element, depth: int, parts: list[str]) -> None:
+def _qualified(name: str, declared: dict[str, str]) -> str:
+    """``{uri}local`` as ``prefix:local``, declaring the prefix in ``declared`` if new."""
+    if not name.startswith("{"):
+        return name
+    uri, local = name[1:].split("}", 1)
+    prefix = _NS_PREFIXES.setdefault(uri, f"ns{len(_NS_PREFIXES)}")
+    declared.setdefault(prefix, uri)
+    return f"{prefix}:{local}"
+
+
+def _format(el: ET.Element, depth: int, parts: list[str], in_scope: frozenset[str] = frozenset()) -> None:
     pad = "  " * depth
-    attrs = "".join(f" {k}='{_escape(v, True)}'" for k, v in el.attrib.items())
+    declared: dict[str, str] = {}
+    tag = _qualified(el.tag, declared)
+    names = [(_qualified(k, declared), v) for k, v in el.attrib.items()]
+    # Namespaced metadata is printed as libvirt does (libxml2's node dump): prefix:name,
+    # its xmlns declaration on the element that first uses it, double quotes.
+    new = {p: u for p, u in declared.items() if p not in in_scope}
+    q = '"' if el.tag.startswith("{") else "'"
+    attrs = "".join(f" xmlns:{p}={q}{_escape(u, True)}{q}" for p, u in new.items())
+    attrs += "".join(f" {k}={q}{_escape(v, True)}{q}" for k, v in names)
+    scope = in_scope | new.keys()
     children = list(el)
     text = (el.text or "").strip()
     if not children and not text and el.tag not in _ALWAYS_OPEN:
-        parts.append(f"{pad}<{el.tag}{attrs}/>\n")
+        parts.append(f"{pad}<{tag}{attrs}/>\n")
     elif not children:
         if el.tag in _ALWAYS_OPEN and not text:
-            parts.append(f"{pad}<{el.tag}{attrs}>\n{pad}</{el.tag}>\n")
+            parts.append(f"{pad}<{tag}{attrs}>\n{pad}</{tag}>\n")
         else:
-            parts.append(f"{pad}<{el.tag}{attrs}>{_escape(el.text or '', False)}</{el.tag}>\n")
+            parts.append(f"{pad}<{tag}{attrs}>{_escape(el.text or '', False)}</{tag}>\n")
     else:
-        parts.append(f"{pad}<{el.tag}{attrs}>\n")
+        parts.append(f"{pad}<{tag}{attrs}>\n")
         for child in children:
-            _format(child, depth + 1, parts)
-        parts.append(f"{pad}</{el.tag}>\n")
+            _format(child, depth + 1, parts, scope)
+        parts.append(f"{pad}</{tag}>\n")
