@@ -127,3 +127,9 @@ def test_every_module_imports_from_the_wheel(installed: tuple[Path, Path], tmp_p
     """Catches modules that need files the wheel does not carry (data, unlisted subpackages)."""
     python, _site = installed
     _run([str(python), "-I", "-c", IMPORT_ALL], cwd=tmp_path)
+
+
+def test_type_information_ships(installed: tuple[Path, Path]) -> None:
+    """PEP 561: type checkers use virtwire's annotations only with py.typed installed."""
+    _python, site = installed
+    assert (site / "virtwire" / "py.typed").is_file()
