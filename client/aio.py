@@ -51,6 +51,49 @@ class DomainEventRecord:
     args: tuple[Any, ...]
 
 
+class EventSubscription:
+    """The events of one registration, as an async iterator with a bounded buffer."""
+
+    def __init__(self, buffer: int) -> None:
+        self._send, self._receive = trio.open_memory_channel[DomainEventRecord](buffer)
+        self._buffer = buffer
+        self.lost = 0  # events that did not fit; the subscription ended at the first
+
+    def deliver(self, record: DomainEventRecord) -> None:
+        try:
+            self._send.send_nowait(record)
+        except trio.WouldBlock:
+            self.lost += 1
+            self._send.close()  # the consumer drains what it has, then hears why
+        except trio.ClosedResourceError:
+            self.lost += 1
+
+    def close(self) -> None:
+        """No more events: iterating drains what is buffered, then ends."""
+        self._send.close()
+
+    def __aiter__(self) -> EventSubscription:
+        return self
+
+    async def __anext__(self) -> DomainEventRecord:
+        try:
+            return await self._receive.receive()
+        except trio.EndOfChannel:
+            if self.lost:
+                raise errfactory.rpc(
+                    "event subscription overflowed: the consumer fell behind by more than"
+                    f" {self._buffer} events"
+                ) from None
+            raise StopAsyncIteration from None
+
+    async def receive(self) -> DomainEventRecord:
+        """The next event; trio.EndOfChannel when the subscription ended normally."""
+        try:
+            return await self.__anext__()
+        except StopAsyncIteration:
+            raise trio.EndOfChannel from None
+
+
 class Connection:
     """A connection to a daemon; use `async with` to run it."""
 
@@ -70,11 +113,10 @@ class Connection:
         self._dead: libvirtError | None = None
         self._nursery: trio.Nursery | None = None
         self._nursery_cm: Any = None
-        self._subscribers: dict[int, trio.MemorySendChannel[DomainEventRecord]] = {}
+        self._subscribers: dict[int, EventSubscription] = {}
         self._keepalive: core.KeepAlive | None = None
         self._keepalive_changed = trio.Event()
         self.features = flows.Features(False, False, False)
-        self.dropped_events = 0
 
     # -- running --------------------------------------------------------
 
@@ -292,18 +334,10 @@ class Connection:
             return
         if decoded is None:
             return
-        ch = self._subscribers.get(decoded.callback_id)
-        if ch is None:
-            return
-        record = DomainEventRecord(decoded.event_id, Domain(self, decoded.dom), decoded.args)
-        try:
-            ch.send_nowait(record)
-        except trio.WouldBlock:
-            # A subscriber that does not keep up loses events rather than
-            # stalling every reply behind it.
-            self.dropped_events += 1
-        except trio.BrokenResourceError:
-            pass
+        subscription = self._subscribers.get(decoded.callback_id)
+        if subscription is not None:
+            record = DomainEventRecord(decoded.event_id, Domain(self, decoded.dom), decoded.args)
+            subscription.deliver(record)
 
     @asynccontextmanager
     async def domain_events(
@@ -311,25 +345,30 @@ class Connection:
         event_id: int = c.VIR_DOMAIN_EVENT_ID_LIFECYCLE,
         domain: Domain | None = None,
         buffer: int = EVENT_BUFFER,
-    ) -> AsyncIterator[trio.MemoryReceiveChannel[DomainEventRecord]]:
-        """Subscribe to one event ID (optionally for one domain); iterate the channel."""
+    ) -> AsyncIterator[EventSubscription]:
+        """Subscribe to one event ID (optionally for one domain); iterate the events.
+
+        At most ``buffer`` events wait for the consumer. One that falls further
+        behind is not allowed to stall every reply on the connection: its
+        subscription ends, and iterating raises a libvirtError once the buffered
+        events have been consumed (nothing is skipped silently).
+        """
         if event_id not in events.PROC_BY_EVENT_ID:
             raise errfactory.templated(
                 c.VIR_ERR_INVALID_ARG,
                 c.VIR_FROM_DOMAIN,
                 f"eventID must be less than {c.VIR_DOMAIN_EVENT_ID_LAST}",
             )
-        send, receive = trio.open_memory_channel[DomainEventRecord](buffer)
+        subscription = EventSubscription(buffer)
         callback_id = await self.call(
             ops.event_register_any(event_id, None if domain is None else domain.ref)
         )
-        self._subscribers[callback_id] = send
+        self._subscribers[callback_id] = subscription
         try:
-            async with receive:
-                yield receive
+            yield subscription
         finally:
             self._subscribers.pop(callback_id, None)
-            send.close()
+            subscription.close()
             if self._dead is None:
                 with trio.CancelScope(shield=True), contextlib.suppress(libvirtError):
                     await self.call(ops.event_deregister_any(callback_id))

@@ -275,3 +275,26 @@ def test_event_arguments_have_libvirt_pythons_shapes() -> None:
         "DOMAIN_EVENT_BLOCK_THRESHOLD", callbackID=4, dom=_dom(), dev="vda", path=None, threshold=10, excess=2
     )
     assert (threshold.event_id, threshold.args) == (24, ("vda", None, 10, 2))
+
+
+async def test_trio_subscriber_that_falls_behind_is_told_not_skipped() -> None:
+    from virtwire.client.aio import DomainEventRecord, EventSubscription
+
+    subscription = EventSubscription(2)
+    for n in range(4):  # two fit, the third ends the subscription, the fourth is lost too
+        subscription.deliver(DomainEventRecord(0, None, (n,)))  # type: ignore[arg-type]
+    assert subscription.lost == 2
+    got = [await subscription.receive(), await subscription.receive()]
+    assert [ev.args for ev in got] == [(0,), (1,)]
+    with pytest.raises(vlibvirt.libvirtError) as caught:
+        await subscription.receive()
+    assert caught.value.get_error_code() == vlibvirt.VIR_ERR_RPC
+    assert "fell behind by more than 2 events" in str(caught.value.get_error_message())
+
+
+async def test_trio_subscription_ends_quietly_when_closed() -> None:
+    from virtwire.client.aio import EventSubscription
+
+    subscription = EventSubscription(2)
+    subscription.close()
+    assert [ev async for ev in subscription] == []
