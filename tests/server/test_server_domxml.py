@@ -182,6 +182,8 @@ METADATA_AS_LIBVIRT_PRINTS_IT = """\
 
 
 def test_namespaced_metadata_prints_like_libvirt_and_parses_back() -> None:
+    # Another document binding the same namespace to another prefix changes nothing.
+    parse_domain_xml(METADATA_IN.replace("vw:", "other:").replace("xmlns:vw", "xmlns:other"))
     parsed = parse_domain_xml(METADATA_IN)
     printed = format_domain_xml(normalise(parsed, bytes(16)), domain_id=None)
     start = printed.index("  <metadata>")

@@ -11,8 +11,10 @@ devices) is filled in the same way, so ``XMLDesc`` answers what libvirt answers.
 from __future__ import annotations
 
 import uuid as uuidlib
+import weakref
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from typing import Any, cast
 
 from virtwire.protocol.generated import constants as C
 
@@ -86,27 +88,36 @@ def parse_uuid(text: str) -> bytes:
         raise _internal("malformed uuid element") from None
 
 
-# Namespace URI -> the prefix documents used for it (ElementTree keeps only URIs).
-# Process-wide: a URI keeps the prefix it was first seen with, as applications reuse
-# one prefix per metadata namespace.
+# The prefix each namespaced element's document used for its namespace (ElementTree
+# keeps only URIs); a URI's first prefix seen in this process is the fallback for
+# elements made elsewhere.
+_ELEMENT_PREFIXES: weakref.WeakKeyDictionary[ET.Element, str] = weakref.WeakKeyDictionary()
 _NS_PREFIXES: dict[str, str] = {}
 
 
 def _parse_tree(xml: str) -> ET.Element:
     try:
-        parser = ET.XMLPullParser(events=("start-ns", "end"))
+        parser: ET.XMLPullParser[Any] = ET.XMLPullParser(events=("start-ns", "end"))
         parser.feed(xml)
         parser.close()
+        prefixes: dict[str, str] = {}
         root: ET.Element | None = None
-        for event, item in parser.read_events():
+        for record in parser.read_events():
+            event, item = cast(tuple[str, Any], record)
             if event == "start-ns":
-                prefix, uri = item  # type: ignore[misc]
-                if prefix and uri not in _NS_PREFIXES:
-                    _NS_PREFIXES[uri] = prefix
+                prefix, uri = cast(tuple[str, str], item)
+                if prefix:
+                    prefixes.setdefault(uri, prefix)
+                    _NS_PREFIXES.setdefault(uri, prefix)
             else:
-                root = item  # type: ignore[assignment]
+                root = cast(ET.Element, item)
         if root is None:
             raise ET.ParseError("no element found")
+        for el in root.iter():
+            if el.tag.startswith("{"):
+                found = prefixes.get(el.tag[1:].split("}", 1)[0])
+                if found is not None:
+                    _ELEMENT_PREFIXES[el] = found
         return root
     except ET.ParseError as exc:
         line = exc.position[0] if exc.position else 1
@@ -244,12 +255,14 @@ def format_domain_xml(root: ET.Element, *, domain_id: int | None) -> str:
     return "".join(parts)
 
 
-def _qualified(name: str, declared: dict[str, str]) -> str:
+def _qualified(name: str, declared: dict[str, str], el: ET.Element) -> str:
     """``{uri}local`` as ``prefix:local``, declaring the prefix in ``declared`` if new."""
     if not name.startswith("{"):
         return name
     uri, local = name[1:].split("}", 1)
-    prefix = _NS_PREFIXES.setdefault(uri, f"ns{len(_NS_PREFIXES)}")
+    prefix = _ELEMENT_PREFIXES.get(el) if el.tag.startswith(f"{{{uri}}}") else None
+    if prefix is None:
+        prefix = _NS_PREFIXES.setdefault(uri, f"ns{len(_NS_PREFIXES)}")
     declared.setdefault(prefix, uri)
     return f"{prefix}:{local}"
 
@@ -257,8 +270,8 @@ def _qualified(name: str, declared: dict[str, str]) -> str:
 def _format(el: ET.Element, depth: int, parts: list[str], in_scope: frozenset[str] = frozenset()) -> None:
     pad = "  " * depth
     declared: dict[str, str] = {}
-    tag = _qualified(el.tag, declared)
-    names = [(_qualified(k, declared), v) for k, v in el.attrib.items()]
+    tag = _qualified(el.tag, declared, el)
+    names = [(_qualified(k, declared, el), v) for k, v in el.attrib.items()]
     # Namespaced metadata is printed as libvirt does (libxml2's node dump): prefix:name,
     # its xmlns declaration on the element that first uses it, double quotes.
     new = {p: u for p, u in declared.items() if p not in in_scope}
