@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from vwtestkit import ServerStartError, VirtwireServer, start_server
+from vwtestkit import ServerStartError, VirtwireServer, hangguard, start_server
 from vwtestkit.env import VIRSH
 from vwtestkit.virsh import virsh_env
 
@@ -41,6 +41,14 @@ def hosts() -> Iterator[Hosts]:
     keeps the suite fast. Both must still exit cleanly on SIGTERM at the end.
     """
     started: list[VirtwireServer] = []
+
+    def kill_all() -> None:
+        # An aborted session (hang guard) skips teardown: leave no server behind.
+        for server in started:
+            if server.process.poll() is None:
+                server.process.kill()
+
+    hangguard.on_abort(started, kill_all)
     try:
         for name in ("src-host", "dst-host"):
             try:
@@ -49,6 +57,7 @@ def hosts() -> Iterator[Hosts]:
                 pytest.fail(f"could not start virtwire serve: {exc}", pytrace=False)
         yield Hosts(*started)
     finally:
+        hangguard.forget_on_abort(started)
         failures = []
         for server in started:
             try:
