@@ -22,6 +22,7 @@ import trio
 
 from .config import Endpoint, ServerConfig
 from .daemon import Listeners, serve
+from .driver.memory import guest
 from .driver.memory.driver import MemoryDriver
 
 log = logging.getLogger("virtwire.server")
@@ -127,8 +128,47 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="unanswered pings before dropping a client (default %(default)s)",
     )
+    s.add_argument(
+        "--dirty-rate",
+        type=int,
+        metavar="PAGES/S",
+        help="guest workload: pages written per second, for domains without <virtwire:workload>"
+        f" (default {guest.DEFAULT_DIRTY_RATE})",
+    )
+    s.add_argument(
+        "--working-set-mib",
+        type=int,
+        metavar="MIB",
+        help=f"guest workload: touched (non-zero) memory (default {guest.DEFAULT_WORKING_SET_MIB})",
+    )
+    s.add_argument(
+        "--dirty-set-mib",
+        type=int,
+        metavar="MIB",
+        help="guest workload: the hot part of the working set the writes land on"
+        f" (default 1/{guest.DEFAULT_DIRTY_SET_FRACTION} of it)",
+    )
+    s.add_argument(
+        "--enable-test-hooks",
+        action="store_true",
+        help="honour <virtwire:fault> in domain metadata (cuts migration links; test suites only)",
+    )
     s.add_argument("-v", "--verbose", action="store_true", help="log every connection")
     return parser
+
+
+def workload_defaults(args: argparse.Namespace) -> guest.ServerDefaults:
+    """The guest workload every domain without its own <virtwire:workload> gets."""
+    for value, flag in (
+        (args.dirty_rate, "--dirty-rate"),
+        (args.working_set_mib, "--working-set-mib"),
+        (args.dirty_set_mib, "--dirty-set-mib"),
+    ):
+        if value is not None and value < 0:
+            raise ValueError(f"{flag} must not be negative")
+    return guest.ServerDefaults(
+        args.dirty_rate, args.working_set_mib, args.dirty_set_mib, args.enable_test_hooks
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
@@ -194,6 +234,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "virtwire serve: --tls needs --pki-dir DIR (cacert.pem, servercert.pem, serverkey.pem)",
             file=sys.stderr,
         )
+        return 2
+    try:
+        guest.SERVER_DEFAULTS = workload_defaults(args)
+    except ValueError as exc:
+        print(f"virtwire serve: {exc}", file=sys.stderr)
         return 2
     try:
         driver = MemoryDriver(hostname=config.hostname, state_dir=config.state_dir)

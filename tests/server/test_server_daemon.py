@@ -146,3 +146,27 @@ def test_port_in_use_is_a_clear_error(virtwire_host: VirtwireServer) -> None:
     )
     assert busy.returncode != 0
     assert "address already in use" in busy.stderr
+
+
+def test_workload_flags_set_the_server_wide_guest_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    from virtwire.server.cli import workload_defaults
+    from virtwire.server.driver.memory import guest
+
+    for name in ("VIRTWIRE_DIRTY_RATE", "VIRTWIRE_WORKING_SET_MIB", "VIRTWIRE_DIRTY_SET_MIB"):
+        monkeypatch.delenv(name, raising=False)
+    argv = ["serve", "--dirty-rate", "300", "--working-set-mib", "16", "--dirty-set-mib", "2"]
+    monkeypatch.setattr(guest, "SERVER_DEFAULTS", workload_defaults(build_parser().parse_args(argv)))
+    spec = guest.WorkloadSpec.default()
+    assert (spec.dirty_rate, spec.working_set_pages, spec.hot_pages) == (300, 16 * 256, 2 * 256)
+    assert not guest.test_hooks_enabled()
+    # Flags win over the environment; unset flags leave it in charge.
+    monkeypatch.setenv("VIRTWIRE_DIRTY_RATE", "7")
+    monkeypatch.setenv("VIRTWIRE_WORKING_SET_MIB", "4")
+    assert guest.WorkloadSpec.default().dirty_rate == 300
+    hooks_only = workload_defaults(build_parser().parse_args(["serve", "--enable-test-hooks"]))
+    monkeypatch.setattr(guest, "SERVER_DEFAULTS", hooks_only)
+    spec = guest.WorkloadSpec.default()
+    assert (spec.dirty_rate, spec.working_set_pages) == (7, 4 * 256)
+    assert guest.test_hooks_enabled()
+    with pytest.raises(ValueError, match="--dirty-rate must not be negative"):
+        workload_defaults(build_parser().parse_args(["serve", "--dirty-rate", "-1"]))

@@ -34,9 +34,10 @@ from dataclasses import dataclass
 PAGE_SIZE = 4096
 VIRTWIRE_XMLNS = "https://virtwire.dev/xmlns/1"
 
-# Server-wide defaults, overridable from the environment until the server CLI grows
-# flags for them (VIRTWIRE_DIRTY_RATE pages/s, VIRTWIRE_WORKING_SET_MIB MiB,
-# VIRTWIRE_DIRTY_SET_MIB MiB; unset, the dirty set is the working set's fraction).
+# Built-in server-wide defaults. `virtwire serve --dirty-rate/--working-set-mib/
+# --dirty-set-mib` override them (SERVER_DEFAULTS), else the environment
+# (VIRTWIRE_DIRTY_RATE pages/s, VIRTWIRE_WORKING_SET_MIB MiB, VIRTWIRE_DIRTY_SET_MIB
+# MiB); without a dirty set, it is the working set's fraction below.
 DEFAULT_DIRTY_RATE = 2000
 DEFAULT_WORKING_SET_MIB = 64
 # A guest rewrites a small part of what it has touched: by default 1/8 of the
@@ -83,14 +84,35 @@ class WorkloadSpec:
 
     @classmethod
     def default(cls) -> WorkloadSpec:
-        rate = int(os.environ.get("VIRTWIRE_DIRTY_RATE", DEFAULT_DIRTY_RATE))
-        ws_mib = int(os.environ.get("VIRTWIRE_WORKING_SET_MIB", DEFAULT_WORKING_SET_MIB))
-        ds_env = os.environ.get("VIRTWIRE_DIRTY_SET_MIB")
+        d = SERVER_DEFAULTS
+        rate = d.dirty_rate if d.dirty_rate is not None else _env_int("VIRTWIRE_DIRTY_RATE")
+        ws_mib = d.working_set_mib if d.working_set_mib is not None else _env_int("VIRTWIRE_WORKING_SET_MIB")
+        ds_mib = d.dirty_set_mib if d.dirty_set_mib is not None else _env_int("VIRTWIRE_DIRTY_SET_MIB")
+        rate = DEFAULT_DIRTY_RATE if rate is None else rate
+        ws_mib = DEFAULT_WORKING_SET_MIB if ws_mib is None else ws_mib
         return cls(
             dirty_rate=max(rate, 0),
             working_set_pages=max(ws_mib, 0) * _MIB_PAGES,
-            dirty_set_pages=None if ds_env is None else max(int(ds_env), 0) * _MIB_PAGES,
+            dirty_set_pages=None if ds_mib is None else max(ds_mib, 0) * _MIB_PAGES,
         )
+
+
+@dataclass(slots=True)
+class ServerDefaults:
+    """What the server's command line sets for every domain without its own metadata."""
+
+    dirty_rate: int | None = None  # pages/s
+    working_set_mib: int | None = None
+    dirty_set_mib: int | None = None
+    test_hooks: bool = False  # honour <virtwire:fault> (test suites only)
+
+
+SERVER_DEFAULTS = ServerDefaults()
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name)
+    return None if value is None else int(value)
 
 
 def default_dirty_set(working_set_pages: int) -> int:
@@ -112,7 +134,7 @@ class FaultSpec:
 
 def test_hooks_enabled() -> bool:
     """Test hooks are off unless the operator opts in explicitly."""
-    return os.environ.get("VIRTWIRE_ENABLE_TEST_HOOKS") == "1"
+    return SERVER_DEFAULTS.test_hooks or os.environ.get("VIRTWIRE_ENABLE_TEST_HOOKS") == "1"
 
 
 def _parse_int(value: str | None, what: str) -> int | None:
