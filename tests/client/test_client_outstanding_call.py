@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -21,7 +22,7 @@ from virtwire.protocol.message import Message, decode_message, encode_message
 import virtwire.libvirt as vlibvirt
 
 PROC = remote.remote_procedure
-QUICK_CALLS = 50
+QUICK_CALLS = 20
 AUTH_NONE = remote.remote_auth_type.REMOTE_AUTH_NONE
 HELD_REPLY = remote.remote_connect_get_hostname_ret(hostname="held")
 
@@ -34,6 +35,7 @@ class HoldingDaemon:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self.listener.getsockname()[1]
         self.release = threading.Event()
+        self.holding = threading.Event()  # the held call has arrived
         self.threads: list[threading.Thread] = []
         self._start(self._accept)
 
@@ -77,10 +79,9 @@ class HoldingDaemon:
                         case PROC.REMOTE_PROC_CONNECT_GET_LIB_VERSION:
                             body = remote.remote_connect_get_lib_version_ret(lib_ver=9000000)
                         case PROC.REMOTE_PROC_CONNECT_GET_HOSTNAME:
-                            held = Message(
-                                call.reply(), remote.remote_connect_get_hostname_ret(hostname="held")
-                            )
+                            held = Message(call.reply(), HELD_REPLY)
                             self._start(self._held, conn, lock, held)
+                            self.holding.set()
                             continue
                     self._send(conn, lock, Message(call.reply(), body))  # type: ignore[arg-type]
                     if call.procedure == PROC.REMOTE_PROC_CONNECT_CLOSE:
@@ -104,8 +105,13 @@ def test_calls_go_through_while_another_threads_call_is_held(daemon: HoldingDaem
     waiter = threading.Thread(target=lambda: held_result.append(conn.getHostname()))
     waiter.start()
     try:
-        # Back to back, while getHostname waits for its reply in the other thread.
-        versions = [conn.getLibVersion() for _ in range(QUICK_CALLS)]
+        assert daemon.holding.wait(30)
+        # Pairs of calls with a pause between pairs, as a polling loop makes them,
+        # while getHostname waits for its reply in the other thread.
+        versions = []
+        for _ in range(QUICK_CALLS // 2):
+            versions += [conn.getLibVersion(), conn.getLibVersion()]
+            time.sleep(0.02)
         assert versions == [9000000] * QUICK_CALLS
         assert waiter.is_alive() and held_result == []  # the held call is still outstanding
     finally:
