@@ -40,6 +40,23 @@ def report(exc: libvirtError) -> None:
             f(ctx, exc.err)
 
 
+def _invoke(sock: SyncConnection, readonly: bool, op: ops.Op) -> Any:
+    """Send one call and convert its reply; refused locally on a read-only connection."""
+    if readonly:
+        core.check_read_only(op.proc, op.flags, op.api)
+    proc = op.proc
+    return op.convert(core.decode_reply(proc, sock.call(proc.number, op.payload())))
+
+
+def _reported(call: Callable[[ops.Op], Any], op: ops.Op) -> Any:
+    """Run ``call(op)``; a libvirtError also goes to the registered error handler."""
+    try:
+        return call(op)
+    except libvirtError as exc:
+        report(exc)
+        raise
+
+
 class _Registration:
     __slots__ = ("cb", "event_id", "opaque")
 
@@ -78,21 +95,13 @@ class virConnect:
 
     def _run(self, op: ops.Op) -> Any:
         """One public call: its error goes to the registered error handler too."""
-        try:
-            return self._call(op)
-        except libvirtError as exc:
-            report(exc)
-            raise
+        return _reported(self._call, op)
 
     def _call(self, op: ops.Op) -> Any:
         conn = self._conn
         if conn is None:
             raise errfactory.invalid_conn(op.proc.api or op.proc.name)
-        if self._readonly:
-            core.check_read_only(op.proc, op.flags, op.api)
-        proc = op.proc
-        reply = conn.call(proc.number, op.payload())
-        return op.convert(core.decode_reply(proc, reply))
+        return _invoke(conn, self._readonly, op)
 
     def _domain(self, ref: Any) -> virDomain:
         return virDomain(self, _obj=ref)
@@ -438,18 +447,12 @@ class virDomain:
 
     def _conn_run(self, op: ops.Op) -> Any:
         """One public call: its error goes to the registered error handler too."""
-        try:
-            return self._call(op)
-        except libvirtError as exc:
-            report(exc)
-            raise
+        return _reported(self._call, op)
 
     def _call(self, op: ops.Op) -> Any:
+        # A domain keeps its connection's socket alive after virConnect.close().
         conn = self._conn
-        if conn._readonly:
-            core.check_read_only(op.proc, op.flags, op.api)
-        proc = op.proc
-        return op.convert(core.decode_reply(proc, conn._sock.call(proc.number, op.payload())))
+        return _invoke(conn._sock, conn._readonly, op)
 
     def connect(self) -> virConnect:
         return self._conn
