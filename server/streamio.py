@@ -31,6 +31,17 @@ class StreamIO:
         self._sock = stream.socket if isinstance(stream, trio.SocketStream) else None
         self._fd = self._sock.fileno() if self._sock is not None else -1
         self._reads = 0
+        self.direct = self._sock is not None  # ``send_now`` is available
+
+    def send_now(self, data: bytes) -> int:
+        """Write what the socket takes right now, without waiting; return the count.
+
+        Raises OSError when the peer is gone (only for plain sockets: ``direct``).
+        """
+        try:
+            return os.write(self._fd, data)
+        except BlockingIOError:
+            return 0
 
     async def receive(self, max_bytes: int, wait_first: bool = False) -> bytes | bytearray:
         """Some bytes, or b"" at EOF (a reset connection counts as EOF).
