@@ -447,7 +447,13 @@ class virDomain:
 
     def _conn_run(self, op: ops.Op) -> Any:
         """One public call: its error goes to the registered error handler too."""
-        return _reported(self._call, op)
+        # A domain keeps its connection's socket alive after virConnect.close().
+        conn = self._conn
+        try:
+            return _invoke(conn._sock, conn._readonly, op)
+        except libvirtError as exc:
+            report(exc)
+            raise
 
     def _call(self, op: ops.Op) -> Any:
         # A domain keeps its connection's socket alive after virConnect.close().

@@ -31,13 +31,13 @@ class Op:
 
     def __init__(
         self,
-        name: str,
+        name: str | Procedure,
         args: Any = None,
         convert: Callable[[Any], Any] = _ident,
         flags: int = 0,
         api: str | None = None,
     ) -> None:
-        self.proc: Procedure = PROCS[name]
+        self.proc: Procedure = PROCS[name] if type(name) is str else name  # type: ignore[assignment]
         self.args = args
         self.convert = convert
         self.flags = flags
@@ -49,19 +49,16 @@ class Op:
         return b"" if args is None else args.to_bytes()
 
 
-def _args(proc_name: str, /, **fields: Any) -> Any:
-    codec = PROCS[proc_name].args
-    assert codec is not None, proc_name
-    return codec(**fields)
-
-
 def call(
     proc_name: str, convert: Callable[[Any], Any] = _ident, /, *, flags_field: bool = True, **fields: Any
 ) -> Op:
     """An Op whose args are given by field name; `flags` feeds the read-only check."""
-    args = _args(proc_name, **fields) if fields else None
-    flags = int(fields.get("flags", 0)) if flags_field else 0
-    return Op(proc_name, args, convert, flags)
+    proc = PROCS[proc_name]
+    if not fields:
+        return Op(proc, None, convert)
+    codec = proc.args
+    assert codec is not None, proc_name
+    return Op(proc, codec(**fields), convert, int(fields.get("flags", 0)) if flags_field else 0)
 
 
 # -- converters ------------------------------------------------------------
@@ -250,7 +247,10 @@ def unregister_close_callback() -> Op:
 
 
 def dom_call(proc_name: str, dom: Dom, convert: Callable[[Any], Any] = _ident, /, **fields: Any) -> Op:
-    return call(proc_name, convert, dom=dom, **fields)
+    proc = PROCS[proc_name]
+    codec = proc.args
+    assert codec is not None, proc_name
+    return Op(proc, codec(dom=dom, **fields), convert, int(fields.get("flags", 0)))
 
 
 def domain_get_info(dom: Dom) -> Op:

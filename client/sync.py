@@ -61,6 +61,15 @@ class SyncConnection:
         self.keepalive: core.KeepAlive | None = None
         self.on_event: EventSink | None = None
         self.on_close: CloseSink | None = None
+        # A thread blocked in recv() on a unix socket is also woken each time the
+        # daemon drains our request (the kernel's write-space wakeup shares the
+        # socket's wait queue), which costs a second context switch per call.
+        # poll() for POLLIN first, as libvirt's client does: poll wakes on input only.
+        self._wait_input: Callable[[], object] | None = None
+        if getattr(sock, "family", None) == socket.AF_UNIX:
+            poller = select.poll()
+            poller.register(sock.fileno(), select.POLLIN)
+            self._wait_input = poller.poll
 
     # -- public ---------------------------------------------------------
 
@@ -94,15 +103,20 @@ class SyncConnection:
             while waiter.reply is None and waiter.error is None:
                 if not self._reading:
                     self._reading = True
-                    self._read_until(waiter)
+                    try:
+                        while waiter.reply is None and waiter.error is None:
+                            self._read_once(block=True)
+                    finally:
+                        self._stop_reading()
                 else:
                     if waiter.cond is None:
                         waiter.cond = threading.Condition(lock)
                     waiter.cond.wait()
-        if waiter.error is not None:
+        reply = waiter.reply
+        if reply is None:
+            assert waiter.error is not None
             raise waiter.error
-        assert waiter.reply is not None
-        return waiter.reply
+        return reply
 
     def poll(self) -> None:
         """Read what the socket has, if no other thread is reading (event loop use)."""
@@ -161,20 +175,15 @@ class SyncConnection:
 
     # -- reading (lock held on entry and exit) ---------------------------
 
-    def _read_until(self, waiter: _Waiter) -> None:
-        try:
-            while waiter.reply is None and waiter.error is None:
-                self._read_once(block=True)
-        finally:
-            self._stop_reading()
-
     def _stop_reading(self) -> None:
         self._reading = False
-        # Pass the reader role on to a thread that is asleep waiting.
-        for other in self._pending.waiters.values():
-            if other.cond is not None:
-                other.cond.notify()
-                break
+        waiters = self._pending.waiters
+        if waiters:
+            # Pass the reader role on to a thread that is asleep waiting.
+            for other in waiters.values():
+                if other.cond is not None:
+                    other.cond.notify()
+                    break
 
     def _read_once(self, block: bool) -> None:
         lock = self._lock
@@ -243,6 +252,9 @@ class SyncConnection:
         sock = self._sock
         ka = self.keepalive
         if ka is None and block:
+            wait_input = self._wait_input
+            if wait_input is not None:
+                wait_input()
             return sock.recv(RECV_SIZE)
         if self.buffered():
             return sock.recv(RECV_SIZE)
