@@ -248,7 +248,7 @@ def unregister_close_callback() -> Op:
 
 def dom_call(proc_name: str, dom: Dom, convert: Callable[[Any], Any] = _ident, /, **fields: Any) -> Op:
     proc = PROCS[proc_name]
-    codec = proc.args
+    codec: Callable[..., Any] | None = proc.args
     assert codec is not None, proc_name
     return Op(proc, codec(dom=dom, **fields), convert, int(fields.get("flags", 0)))
 

@@ -379,15 +379,28 @@ class XdrStruct:
     __slots__ = ()
     xdr_type: ClassVar[StructType | UnionType]
 
+    # to_bytes and from_bytes are encode_with/decode_with written out: they run
+    # once per RPC on both ends, and a call frame less is measurable there.
     def to_bytes(self) -> bytes:
         t = type(self).xdr_type
-        return encode_with(t.encode, t, self, t.name)
+        out = bytearray()
+        try:
+            t.encode(out, self)
+        except FAST_FAILURES as exc:
+            raise encode_failure(t, self, t.name, exc) from None
+        return bytes(out)
 
     @classmethod
     def from_bytes(cls, data: bytes | bytearray | memoryview, *, exact: bool = True) -> Self:
         t = cls.xdr_type
+        buf = data if type(data) is bytes else bytes(data)
         value: Self  # declared, not cast(): this is a hot path and cast() is a call
-        value, _ = decode_with(t.decode, t, data, exact=exact, name=t.name)
+        try:
+            value, pos = t.decode(buf, 0)
+        except FAST_FAILURES as exc:
+            raise decode_failure(t, buf, 0, t.name, exc) from None
+        if exact and pos != len(buf):
+            raise XdrError(f"{len(buf) - pos} unexpected bytes after the value", t.name)
         return value
 
     def pack(self, p: xdrlib3.Packer) -> None:
