@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 import struct
 from typing import TYPE_CHECKING
 
@@ -39,7 +40,7 @@ from .dispatch import Handler, Route, run_call
 from .driver.base import ConnectionContext
 from .events import EventSubscriber
 from .features import ConnectionProcedures
-from .streamio import StreamIO
+from .streamio import StreamIO, close_stream
 
 if TYPE_CHECKING:
     from .service import Service
@@ -96,7 +97,13 @@ class Connection(EventSubscriber):
     """A client connection, served by ``run``."""
 
     def __init__(
-        self, service: Service, stream: trio.abc.Stream, *, transport: str, peer: str, readonly_socket: bool
+        self,
+        service: Service,
+        stream: trio.abc.Stream | socket.socket,
+        *,
+        transport: str,
+        peer: str,
+        readonly_socket: bool,
     ) -> None:
         self.service = service
         self.stream = stream
@@ -199,7 +206,7 @@ class Connection(EventSubscriber):
             self.opened = False
             await self.service.driver.connection_closed(self.ctx)
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            await self.stream.aclose()
+            await close_stream(self.stream)
         log.debug("client %s closed", self.ctx.conn_id)
 
     # --- reading ------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import socket
 
 import trio
 
@@ -12,6 +13,7 @@ from .connection import Connection
 from .dispatch import Route, build_routes
 from .driver.base import Driver
 from .events import DomainEvents, EventBus
+from .streamio import close_stream
 
 log = logging.getLogger(__name__)
 
@@ -34,17 +36,20 @@ class Service:
         return next(self._ids)
 
     async def serve_stream(
-        self, stream: trio.abc.Stream, *, transport: str, peer: str, readonly_socket: bool
+        self, stream: trio.abc.Stream | socket.socket, *, transport: str, peer: str, readonly_socket: bool
     ) -> None:
-        """Serve one accepted client until it goes away."""
+        """Serve one accepted client until it goes away.
+
+        ``stream``: a trio stream (TLS, tests), or a connected non-blocking socket.
+        """
         if self.shutting_down:
-            await stream.aclose()
+            await close_stream(stream)
             return
         if len(self.connections) >= self.config.max_clients:
             log.warning(
                 "too many active clients (%d), dropping connection from %s", len(self.connections), peer
             )
-            await stream.aclose()
+            await close_stream(stream)
             return
         conn = Connection(self, stream, transport=transport, peer=peer, readonly_socket=readonly_socket)
         self.connections.add(conn)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
 
 import trio
 
@@ -23,12 +24,33 @@ _CHECKPOINT_EVERY = 16
 _GONE = (errno.ECONNRESET, errno.EPIPE, errno.ENOTCONN, errno.ETIMEDOUT)
 
 
-class StreamIO:
-    """``receive`` and ``send`` on one stream; one reader and one writer at a time."""
+async def close_stream(stream: trio.abc.Stream | socket.socket) -> None:
+    """Close a connection's stream; a plain socket is closed at once."""
+    if isinstance(stream, socket.socket):
+        trio.lowlevel.notify_closing(stream)
+        stream.close()
+        await trio.lowlevel.checkpoint()
+    else:
+        await stream.aclose()
 
-    def __init__(self, stream: trio.abc.Stream) -> None:
-        self.stream = stream
-        self._sock = stream.socket if isinstance(stream, trio.SocketStream) else None
+
+class StreamIO:
+    """``receive`` and ``send`` on one stream; one reader and one writer at a time.
+
+    ``stream``: a trio stream, or a connected non-blocking socket (the accept
+    loop hands those over without wrapping them in a trio.SocketStream).
+    """
+
+    def __init__(self, stream: trio.abc.Stream | socket.socket) -> None:
+        self._stream: trio.abc.Stream | None = None  # set when not read and written directly
+        self._sock: socket.socket | trio.socket.SocketType | None
+        if isinstance(stream, socket.socket):
+            self._sock = stream
+        elif isinstance(stream, trio.SocketStream):
+            self._sock = stream.socket
+        else:
+            self._sock = None
+            self._stream = stream
         self._fd = self._sock.fileno() if self._sock is not None else -1
         self._reads = 0
         self.direct = self._sock is not None  # ``send_now`` is available
@@ -51,21 +73,21 @@ class StreamIO:
         paying for a read that would fail with EAGAIN (measurably faster for the
         usual call-and-wait client).
         """
-        if self._sock is None:
+        if self._stream is not None:
             try:
-                return await self.stream.receive_some(max_bytes)
+                return await self._stream.receive_some(max_bytes)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return b""
         self._reads += 1
         if not wait_first and self._reads % _CHECKPOINT_EVERY == 0:
             await trio.lowlevel.checkpoint()
         if wait_first:
-            await trio.lowlevel.wait_readable(self._sock)
+            await trio.lowlevel.wait_readable(self._fd)
         while True:
             try:
                 return os.read(self._fd, max_bytes)
             except BlockingIOError:
-                await trio.lowlevel.wait_readable(self._sock)
+                await trio.lowlevel.wait_readable(self._fd)
             except OSError as exc:
                 if exc.errno in _GONE:
                     return b""
@@ -73,14 +95,14 @@ class StreamIO:
 
     async def send(self, data: bytes) -> None:
         """Write all of ``data``; raises trio.BrokenResourceError if the peer is gone."""
-        if self._sock is None:
-            await self.stream.send_all(data)
+        if self._stream is not None:
+            await self._stream.send_all(data)
             return
         view = memoryview(data)
         while view:
             try:
                 view = view[os.write(self._fd, view) :]
             except BlockingIOError:
-                await trio.lowlevel.wait_writable(self._sock)
+                await trio.lowlevel.wait_writable(self._fd)
             except OSError as exc:
                 raise trio.BrokenResourceError(f"socket write failed: {exc}") from exc

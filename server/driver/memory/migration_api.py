@@ -224,6 +224,7 @@ class MigrationMixin(JobControlMixin):
             dom.extra[INCOMING] = IncomingSession(
                 None, args.flags, None, None, owner_conn=ctx.conn_id, new_domain=new_domain
             )
+            _prepared_by(ctx).append(dom.uuid)
             return R.remote_domain_migrate_prepare3_params_ret(
                 cookie_out=self._cookie().encode(), uri_out=f"tcp://{host}:{port or _MIGRATION_PORT_MIN}"
             )
@@ -249,6 +250,7 @@ class MigrationMixin(JobControlMixin):
             engine, args.flags, listener, uri, owner_conn=ctx.conn_id, new_domain=new_domain
         )
         dom.extra[INCOMING] = session
+        _prepared_by(ctx).append(dom.uuid)
         self._spawn(self._run_incoming, dom, session)
         return R.remote_domain_migrate_prepare3_params_ret(cookie_out=self._cookie().encode(), uri_out=uri)
 
@@ -549,13 +551,20 @@ class MigrationMixin(JobControlMixin):
     async def connection_closed(self, ctx: ConnectionContext) -> None:
         """An incoming migration prepared by a client that went away is cleaned up."""
         await super().connection_closed(ctx)
-        for dom in list(self._by_uuid.values()):
-            session = dom.extra.get(INCOMING)
-            if isinstance(session, IncomingSession) and session.owner_conn == ctx.conn_id:
+        for uuid in ctx.data.pop(INCOMING, ()):
+            dom = self._by_uuid.get(uuid)
+            session = dom.extra.get(INCOMING) if dom is not None else None
+            if dom is not None and isinstance(session, IncomingSession) and session.owner_conn == ctx.conn_id:
                 if session.engine is not None and session.engine.phase is Phase.POSTCOPY:
                     continue  # the guest runs here now; keep it
                 with contextlib.suppress(Exception):
                     await self.finish_incoming(dom, session, cancelled=True)
+
+
+def _prepared_by(ctx: ConnectionContext) -> list[bytes]:
+    """UUIDs of the incoming migrations this connection prepared (looked at when it closes)."""
+    prepared: list[bytes] = ctx.data.setdefault(INCOMING, [])
+    return prepared
 
 
 class _SourceEvents(SourceObserver):
