@@ -432,11 +432,12 @@ class virDomain:
 
     # __dict__ and __weakref__ keep user code that tags or weakly references
     # domain objects working, as with libvirt-python's classes.
-    __slots__ = ("__dict__", "__weakref__", "_conn", "_ref")
+    __slots__ = ("__dict__", "__weakref__", "_conn", "_ops", "_ref")
 
     def __init__(self, conn: virConnect, _obj: Any) -> None:
         self._conn = conn
         self._ref = _obj
+        self._ops: dict[Callable[[Any], ops.Op], ops.Op] = {}
         conn._domain_refs.append(None)
 
     def __del__(self) -> None:
@@ -454,6 +455,13 @@ class virDomain:
         except libvirtError as exc:
             report(exc)
             raise
+
+    def _getter(self, make: Callable[[Any], ops.Op]) -> Any:
+        """Run a call whose args are the domain alone; its Op is built and encoded once."""
+        op = self._ops.get(make)
+        if op is None:
+            op = self._ops[make] = make(self._ref)
+        return self._conn_run(op)
 
     def _call(self, op: ops.Op) -> Any:
         # A domain keeps its connection's socket alive after virConnect.close().
@@ -480,28 +488,28 @@ class virDomain:
     # -- state ----------------------------------------------------------------
 
     def info(self) -> list[int]:
-        return self._conn_run(ops.domain_get_info(self._ref))  # type: ignore[no-any-return]
+        return self._getter(ops.domain_get_info)  # type: ignore[no-any-return]
 
     def state(self, flags: int = 0) -> list[int]:
         return self._conn_run(ops.domain_get_state(self._ref, flags))  # type: ignore[no-any-return]
 
     def isActive(self) -> int:
-        return int(self._conn_run(ops.domain_is_active(self._ref)))
+        return int(self._getter(ops.domain_is_active))
 
     def isPersistent(self) -> int:
-        return int(self._conn_run(ops.domain_is_persistent(self._ref)))
+        return int(self._getter(ops.domain_is_persistent))
 
     def XMLDesc(self, flags: int = 0) -> str:
         return str(self._conn_run(ops.domain_get_xml_desc(self._ref, flags)))
 
     def OSType(self) -> str:
-        return str(self._conn_run(ops.domain_get_os_type(self._ref)))
+        return str(self._getter(ops.domain_get_os_type))
 
     def maxMemory(self) -> int:
-        return int(self._conn_run(ops.domain_get_max_memory(self._ref)))
+        return int(self._getter(ops.domain_get_max_memory))
 
     def autostart(self) -> int:
-        return int(self._conn_run(ops.domain_get_autostart(self._ref)))
+        return int(self._getter(ops.domain_get_autostart))
 
     def setAutostart(self, autostart: int) -> int:
         self._conn_run(ops.domain_set_autostart(self._ref, int(autostart)))
@@ -559,7 +567,7 @@ class virDomain:
     # -- jobs -------------------------------------------------------------------
 
     def jobInfo(self) -> list[int]:
-        return self._conn_run(ops.domain_get_job_info(self._ref))  # type: ignore[no-any-return]
+        return self._getter(ops.domain_get_job_info)  # type: ignore[no-any-return]
 
     def jobStats(self, flags: int = 0) -> dict[str, Any]:
         return self._conn_run(ops.domain_get_job_stats(self._ref, flags))  # type: ignore[no-any-return]

@@ -27,7 +27,7 @@ def _ident(value: Any) -> Any:
 class Op:
     """One RPC: procedure, args, read-only flags, reply converter."""
 
-    __slots__ = ("api", "args", "convert", "flags", "proc")
+    __slots__ = ("_payload", "api", "args", "convert", "flags", "proc")
 
     def __init__(
         self,
@@ -42,11 +42,15 @@ class Op:
         self.convert = convert
         self.flags = flags
         self.api = api
-        # The read-only refusal's detail when libvirt words it specially.
+        self._payload: bytes | None = None
 
     def payload(self) -> bytes:
-        args = self.args
-        return b"" if args is None else args.to_bytes()
+        """The encoded args (computed once: an Op may be sent again, see virDomain)."""
+        data = self._payload
+        if data is None:
+            args = self.args
+            data = self._payload = b"" if args is None else args.to_bytes()
+        return data
 
 
 def call(
