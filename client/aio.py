@@ -575,6 +575,9 @@ async def drive(flow: flows.Flow, conns: Mapping[str, _Caller]) -> Any:
     try:
         step = next(flow)
         while True:
+            if isinstance(step, flows.Together):
+                step = flow.send(await _one_by_one(conns[step.target], step.ops))
+                continue
             try:
                 result = await conns[step.target].call(step.op)
             except libvirtError as exc:
@@ -583,6 +586,17 @@ async def drive(flow: flows.Flow, conns: Mapping[str, _Caller]) -> Any:
                 step = flow.send(result)
     except StopIteration as stop:
         return stop.value
+
+
+async def _one_by_one(conn: _Caller, calls: tuple[ops.Op, ...]) -> list[Any]:
+    """A flow's Together, one call after the other (each result or its libvirtError)."""
+    out: list[Any] = []
+    for op in calls:
+        try:
+            out.append(await conn.call(op))
+        except libvirtError as exc:
+            out.append(exc)
+    return out
 
 
 async def connect(uri: str, readonly: bool = False, keepalive: bool = True) -> Connection:

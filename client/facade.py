@@ -48,15 +48,6 @@ def _invoke(sock: SyncConnection, readonly: bool, op: ops.Op) -> Any:
     return op.convert(core.decode_reply(proc, sock.call(proc.number, op.payload())))
 
 
-def _reported(call: Callable[[ops.Op], Any], op: ops.Op) -> Any:
-    """Run ``call(op)``; a libvirtError also goes to the registered error handler."""
-    try:
-        return call(op)
-    except libvirtError as exc:
-        report(exc)
-        raise
-
-
 class _Registration:
     __slots__ = ("cb", "event_id", "opaque")
 
@@ -95,7 +86,11 @@ class virConnect:
 
     def _run(self, op: ops.Op) -> Any:
         """One public call: its error goes to the registered error handler too."""
-        return _reported(self._call, op)
+        try:
+            return self._call(op)
+        except libvirtError as exc:
+            report(exc)
+            raise
 
     def _call(self, op: ops.Op) -> Any:
         conn = self._conn
@@ -109,8 +104,10 @@ class virConnect:
     def _domain_gone(self) -> None:
         """A virDomain was freed: the last reference of a closed handle closes the socket."""
         refs = self._domain_refs
-        with contextlib.suppress(IndexError):
+        try:  # noqa: SIM105 - runs per freed domain; suppress() would build an object each time
             refs.pop()
+        except IndexError:
+            pass
         if self._conn is None and not refs:
             self._teardown()
 
@@ -131,7 +128,9 @@ class virConnect:
     def _handshake(self, flags: int) -> None:
         want_keepalive = self._loop is not None
         flow = flows.handshake(self._target.name, flags, want_keepalive)
-        self._features = flows.drive(flow, {flows.SRC: self._run_unchecked})
+        self._features = flows.drive(
+            flow, {flows.SRC: self._run_unchecked}, {flows.SRC: self._run_together_unchecked}
+        )
         if not self._target.uri:
             # Probed open: the daemon says which URI it chose (doRemoteOpen).
             uri = str(self._run_unchecked(ops.get_uri()))
@@ -161,6 +160,19 @@ class virConnect:
         conn = self._live("virConnectOpen")
         reply = conn.call(op.proc.number, op.payload())
         return op.convert(core.decode_reply(op.proc, reply))
+
+    def _run_together_unchecked(self, calls: tuple[ops.Op, ...]) -> list[Any]:
+        conn = self._live("virConnectOpen")
+        out: list[Any] = []
+        replies = conn.call_many([(op.proc.number, op.payload()) for op in calls])
+        for op, reply in zip(calls, replies, strict=True):
+            try:
+                if isinstance(reply, libvirtError):
+                    raise reply
+                out.append(op.convert(core.decode_reply(op.proc, reply)))
+            except libvirtError as exc:
+                out.append(exc)
+        return out
 
     # -- events (reader thread) -------------------------------------------
 
@@ -443,8 +455,10 @@ class virDomain:
     def __del__(self) -> None:
         conn = getattr(self, "_conn", None)
         if conn is not None:
-            with contextlib.suppress(Exception):
+            try:  # noqa: SIM105 - runs per freed domain; suppress() would build an object each time
                 conn._domain_gone()
+            except Exception:  # never raise from a finalizer
+                pass
 
     def _conn_run(self, op: ops.Op) -> Any:
         """One public call: its error goes to the registered error handler too."""

@@ -45,14 +45,46 @@ class Step:
     op: ops.Op
 
 
-Flow = Generator[Step, Any, Any]
+@dataclass(frozen=True, slots=True)
+class Together:
+    """Independent calls that need not wait for each other: a runner may send them
+    back to back and wait once (one round trip instead of several).  The flow
+    receives a list with each call's result, or the libvirtError it raised, in order."""
+
+    target: str
+    ops: tuple[ops.Op, ...]
 
 
-def drive(flow: Flow, run: Mapping[str, Callable[[ops.Op], Any]]) -> Any:
+Flow = Generator[Step | Together, Any, Any]
+# Runs a Together's ops; returns each one's result or libvirtError.
+RunTogether = Callable[[tuple[ops.Op, ...]], list[Any]]
+
+
+def one_by_one(run: Callable[[ops.Op], Any], calls: tuple[ops.Op, ...]) -> list[Any]:
+    """A Together run as separate calls (for runners that cannot send them at once)."""
+    out: list[Any] = []
+    for op in calls:
+        try:
+            out.append(run(op))
+        except libvirtError as exc:
+            out.append(exc)
+    return out
+
+
+def drive(
+    flow: Flow,
+    run: Mapping[str, Callable[[ops.Op], Any]],
+    together: Mapping[str, RunTogether] | None = None,
+) -> Any:
     """Run a flow with blocking runners, one per connection name."""
     try:
         step = next(flow)
         while True:
+            if isinstance(step, Together):
+                batch = together.get(step.target) if together is not None else None
+                outcomes = batch(step.ops) if batch is not None else one_by_one(run[step.target], step.ops)
+                step = flow.send(outcomes)
+                continue
             try:
                 result = run[step.target](step.op)
             except libvirtError as exc:
@@ -82,7 +114,9 @@ def supported(feature: int, target: str = SRC) -> Generator[Step, Any, bool]:
     return bool(answer)
 
 
-def handshake(name: str | None, flags: int, want_keepalive: bool) -> Generator[Step, Any, Features]:
+def handshake(
+    name: str | None, flags: int, want_keepalive: bool
+) -> Generator[Step | Together, Any, Features]:
     """AUTH_LIST, [feature 10], CONNECT_OPEN, features 14 and 15: libvirt-python's order."""
     try:
         types: list[int] = yield Step(SRC, ops.auth_list())
@@ -105,6 +139,8 @@ def handshake(name: str | None, flags: int, want_keepalive: bool) -> Generator[S
     if want_keepalive:
         keepalive = yield from supported(FEATURE_PROGRAM_KEEPALIVE)
     yield Step(SRC, ops.connect_open(name, flags))
-    event_cb = yield from supported(FEATURE_REMOTE_EVENT_CALLBACK)
-    close_cb = yield from supported(FEATURE_REMOTE_CLOSE_CALLBACK)
+    # Both probes at once: they do not depend on each other (an error means "no").
+    probes = (FEATURE_REMOTE_EVENT_CALLBACK, FEATURE_REMOTE_CLOSE_CALLBACK)
+    answers = yield Together(SRC, tuple(ops.supports_feature(f) for f in probes))
+    event_cb, close_cb = (not isinstance(a, libvirtError) and bool(a) for a in answers)
     return Features(keepalive, event_cb, close_cb)

@@ -93,12 +93,38 @@ class SyncConnection:
     def call(self, procedure: int, payload: bytes) -> core.Reply:
         """Send one CALL and block until its reply (or the connection's death)."""
         waiter = _Waiter()
-        lock = self._lock
-        with lock:
+        with self._lock:
             if self._dead is not None:
                 raise errfactory.socket_closed()
             serial = self._pending.add(waiter)
         self._send(core.call_packet(serial, procedure, payload))
+        return self._wait(waiter)
+
+    def call_many(self, calls: list[tuple[int, bytes]]) -> list[core.Reply | libvirtError]:
+        """Send several CALLs back to back, then wait for all their replies.
+
+        Each entry is the reply or the libvirtError its call ended with.
+        """
+        waiters = [_Waiter() for _ in calls]
+        with self._lock:
+            if self._dead is not None:
+                raise errfactory.socket_closed()
+            serials = [self._pending.add(w) for w in waiters]
+        # One write per packet, as libvirt's client does: libvirtd over TLS reads
+        # one RPC out of a TLS record and does not look for a second one in it.
+        for serial, (procedure, payload) in zip(serials, calls, strict=True):
+            self._send(core.call_packet(serial, procedure, payload))
+        out: list[core.Reply | libvirtError] = []
+        for waiter in waiters:
+            try:
+                out.append(self._wait(waiter))
+            except libvirtError as exc:
+                out.append(exc)
+        return out
+
+    def _wait(self, waiter: _Waiter) -> core.Reply:
+        """Block until ``waiter`` has its reply: read the socket, or sleep while another thread does."""
+        lock = self._lock
         with lock:
             while waiter.reply is None and waiter.error is None:
                 if not self._reading:

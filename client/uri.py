@@ -9,6 +9,7 @@ to choose between the monolithic and the modular daemon's socket.
 
 from __future__ import annotations
 
+import functools
 import os
 import urllib.parse
 from dataclasses import dataclass
@@ -149,8 +150,25 @@ def _split_query(query: str) -> list[tuple[str, str, str]]:
     return out
 
 
-def parse(uri: str, readonly: bool = False) -> Target:
-    """Parse `uri` into a Target, or raise libvirtError with libvirt's wording."""
+@dataclass(frozen=True, slots=True)
+class _Syntax:
+    transport: Transport
+    host: str
+    port: int
+    driver: str
+    path: str
+    scheme: str
+    name: str
+    no_verify: bool
+    mode: str
+    socket: str | None
+    pkipath: str | None
+
+
+@functools.lru_cache(maxsize=64)
+def _syntax(uri: str) -> _Syntax:
+    """What the URI's text alone says (no I/O, so it can be cached: programs
+    open the same few URIs again and again).  Errors are not cached."""
     scheme, sep, rest = uri.partition("://")
     if not sep:
         # "test:" or "test:/path" forms carry no authority either.
@@ -206,10 +224,29 @@ def parse(uri: str, readonly: bool = False) -> Target:
     if mode not in ("auto", "legacy", "direct"):
         raise errfactory.invalid_arg(f"Unknown remote mode '{mode}'")
 
+    return _Syntax(
+        transport,
+        host,
+        port,
+        driver,
+        path,
+        scheme,
+        name,
+        no_verify,
+        mode,
+        values.get("socket"),
+        values.get("pkipath"),
+    )
+
+
+def parse(uri: str, readonly: bool = False) -> Target:
+    """Parse `uri` into a Target, or raise libvirtError with libvirt's wording."""
+    syn = _syntax(uri)
+    transport, host, port = syn.transport, syn.host, syn.port
     socket_path = ""
     tls = None
     if transport is Transport.UNIX:
-        socket_path = values.get("socket") or default_socket(driver, path, scheme, readonly, mode)
+        socket_path = syn.socket or default_socket(syn.driver, syn.path, syn.scheme, readonly, syn.mode)
         host, port = "", 0
     else:
         if not host:
@@ -217,8 +254,8 @@ def parse(uri: str, readonly: bool = False) -> Target:
         if not port:
             port = TLS_PORT if transport is Transport.TLS else TCP_PORT
         if transport is Transport.TLS:
-            tls = default_tls_files(values.get("pkipath"))
-    return Target(uri, transport, host, port, socket_path, name, no_verify, tls)
+            tls = default_tls_files(syn.pkipath)
+    return Target(uri, transport, host, port, socket_path, syn.name, syn.no_verify, tls)
 
 
 def _split_authority(uri: str, authority: str) -> tuple[str, int]:
