@@ -220,3 +220,88 @@ def test_read_only_policy_comes_from_the_procedure_table() -> None:
     core.check_read_only(xml, 2)  # INACTIVE is fine
     with pytest.raises(libvirtError):
         core.check_read_only(xml, 1)  # SECURE is not
+
+
+def test_call_many_sends_every_call_before_waiting() -> None:
+    """call_many: both CALLs reach the daemon before either reply is needed; replies
+    are matched by serial whatever their order (an ERROR reply is a reply too)."""
+    import socket
+    import threading
+
+    from virtwire.client.sync import SyncConnection
+
+    ours, theirs = socket.socketpair()
+    theirs.settimeout(30)  # only a deadlock would hit this
+    seen: list[tuple[int, int]] = []
+
+    def daemon() -> None:
+        try:
+            answer_both()
+        except OSError:
+            theirs.close()  # the client then fails at once instead of waiting forever
+
+    def answer_both() -> None:
+        buf = b""
+        while len(seen) < 2:
+            chunk = theirs.recv(4096)
+            if not chunk:
+                return
+            buf += chunk
+            while len(buf) >= 4 and len(buf) >= struct.unpack_from(">I", buf)[0]:
+                length = struct.unpack_from(">I", buf)[0]
+                _, _, _, proc, _, serial, _ = HEADER.unpack_from(buf)
+                seen.append((proc, serial))
+                buf = buf[length:]
+        (proc_a, serial_a), (proc_b, serial_b) = seen
+        error = to_remote_error(make_error(3, 10, "not here")).to_bytes()
+        theirs.sendall(HEADER.pack(28 + len(error), 0x20008086, 1, proc_b, 1, serial_b, 1) + error)
+        theirs.sendall(HEADER.pack(32, 0x20008086, 1, proc_a, 1, serial_a, 0) + b"\0\0\0\1")
+
+    thread = threading.Thread(target=daemon)
+    thread.start()
+    conn = SyncConnection(ours)
+    try:
+        first, second = conn.call_many([(60, b"\0\0\0\16"), (60, b"\0\0\0\17")])
+    finally:
+        thread.join()
+        conn.shutdown()
+        theirs.close()
+    assert [proc for proc, _ in seen] == [60, 60]
+    assert isinstance(first, core.Reply) and first.payload == b"\0\0\0\1"
+    assert isinstance(second, core.Reply) and second.status == 1
+    with pytest.raises(libvirtError) as info:
+        core.decode_reply(ops_proc(60), second)
+    assert info.value.get_error_code() == 3
+
+
+def ops_proc(number: int) -> Any:
+    from virtwire.protocol.generated import remote
+
+    return remote.PROCEDURES[number]
+
+
+def test_flow_together_runs_batched_or_one_by_one() -> None:
+    """A flow's Together gets each result or libvirtError, in order, from a batch
+    runner or, without one, from the ordinary runner call by call."""
+    from virtwire.client import flows, ops
+
+    def flow() -> flows.Flow:
+        got = yield flows.Together(flows.SRC, (ops.supports_feature(14), ops.supports_feature(15)))
+        return got
+
+    failure = make_error(3, 10, "no")
+
+    def run(op: ops.Op) -> Any:
+        if op.args.feature == 15:
+            raise failure
+        return 1
+
+    seen: list[tuple[int, ...]] = []
+
+    def batch(calls: tuple[ops.Op, ...]) -> list[Any]:
+        seen.append(tuple(op.args.feature for op in calls))
+        return [1, failure]
+
+    assert flows.drive(flow(), {flows.SRC: run}) == [1, failure]
+    assert flows.drive(flow(), {flows.SRC: run}, {flows.SRC: batch}) == [1, failure]
+    assert seen == [(14, 15)]

@@ -374,3 +374,32 @@ async def test_signals_first_drains_second_drops(tmp_path: Path) -> None:
         assert driver.running == 1
         os.kill(os.getpid(), signal.SIGTERM)  # second signal: clients are dropped
     assert (driver.running, driver.cancelled) == (0, 1)
+
+
+async def test_direct_writes_stay_whole_and_in_order_when_the_socket_fills(service: Service) -> None:
+    """On a real socket, replies are written by the task that has them while nothing
+    is queued; once the socket is full the rest goes through the writer task.
+    Either way every reply arrives whole, in order."""
+    import socket
+
+    from virtwire.protocol.generated import remote as R
+
+    ours, theirs = socket.socketpair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    ours.setblocking(False)
+    peer = Peer(trio.SocketStream(trio.socket.from_stdlib_socket(theirs)))
+    xml_desc = int(R.remote_procedure.REMOTE_PROC_DOMAIN_GET_XML_DESC)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            lambda: service.serve_stream(ours, transport="unix", peer="pair", readonly_socket=False)
+        )
+        await peer.open()
+        serials = [await peer.call(xml_desc, TEST_DOM + xdr_uint(0)) for _ in range(60)]
+        await trio.testing.wait_all_tasks_blocked()
+        (conn,) = service.connections
+        assert conn._writer_started  # the socket filled up: the writer took over
+        replies = [await peer.reply() for _ in serials]
+        assert [r.serial for r in replies] == serials
+        assert all(r.status == 0 and r.payload == replies[0].payload for r in replies)
+        assert b"<name>test</name>" in replies[0].payload
+        nursery.cancel_scope.cancel()

@@ -22,6 +22,7 @@ from .jobs import (
     JOB_STATS_KEEP_COMPLETED,
     Job,
     JobOperation,
+    JobStatus,
 )
 from .migration import Phase
 from .migration_ratelimit import UNLIMITED_MIB_S
@@ -90,7 +91,12 @@ class JobControlMixin(MemoryCore):
         if not isinstance(session, OutgoingSession) or session.engine.phase is Phase.DONE:
             raise invalid("no job is active on the domain")
         engine = session.engine
-        if engine.phase is Phase.POSTCOPY:
+        # The guest is paused for the switch (job status post-copy) a little before
+        # the engine enters its post-copy phase: from then on, as in libvirt, only
+        # VIR_DOMAIN_ABORT_JOB_POSTCOPY stops it.
+        job = dom.job
+        switched = isinstance(job, Job) and job.status is JobStatus.POSTCOPY
+        if engine.phase is Phase.POSTCOPY or switched:
             if not flags & ABORT_JOB_POSTCOPY:
                 raise invalid("cannot abort migration in post-copy mode")
             engine.break_postcopy()
