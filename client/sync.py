@@ -5,8 +5,8 @@ the socket ("buck passing"): a call registers itself, writes its packet whole,
 then either becomes the reader or sleeps on its own condition. The reader
 hands each reply to its waiter and wakes only that thread; once its own reply
 is in, it passes the reader role to a thread still waiting. One sequential
-call therefore costs a send and a recv on the caller's own thread, with no
-thread hand-off at all.
+call therefore costs a send and a recv (on unix sockets a poll, then the recv)
+on the caller's own thread, with no thread hand-off at all.
 
 Events and keepalive PINGs are handled by whoever reads: PINGs are answered at
 once, events are handed to `on_event` (the event loop queues them for the
