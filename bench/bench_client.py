@@ -16,7 +16,7 @@ alternating run by run (the machine is shared); the report gives
 ops/s, CPU µs per op, and the ratio virtwire / libvirt-python (>= 1.0 is as
 fast; CPU ratio <= 1.0 is as cheap).
 
-    .venv/bin/python bench/bench_client.py --duration 2 --reps 3 --ndomains 1000
+    .venv/bin/python bench/bench_client.py --duration 2 --reps 5 --ndomains 1000
 """
 
 from __future__ import annotations
@@ -234,7 +234,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--duration", type=float, default=2.0)
-    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--ndomains", type=int, default=1000)
     parser.add_argument("--tcp-uri")
     parser.add_argument("--unix-uri")

@@ -7,7 +7,7 @@ in this run, on this machine; every workload runs against each in turn and the
 table reports ratios (virtwire / libvirtd; higher is better for ops/s, lower
 for CPU per call).  Server CPU comes from /proc/PID/stat (utime + stime).
 
-    .venv/bin/python bench/bench_server.py [--duration 3] [--reps 3] [--ndomains 1000] [--only tcp]
+    .venv/bin/python bench/bench_server.py [--duration 3] [--reps 5] [--ndomains 1000] [--only tcp]
 
 This is a script, not a test: numbers on a shared 2-core box move by ±15 %.
 """
@@ -137,7 +137,7 @@ def define_many(python: str, uri: str, n: int) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=float, default=3.0)
-    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--ndomains", type=int, default=1000)
     ap.add_argument("--only", choices=["tcp", "unix"], default=None)
     ap.add_argument("--python", default=sys.executable, help="interpreter that has libvirt-python")
