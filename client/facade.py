@@ -166,9 +166,10 @@ class virConnect:
         out: list[Any] = []
         replies = conn.call_many([(op.proc.number, op.payload()) for op in calls])
         for op, reply in zip(calls, replies, strict=True):
+            if isinstance(reply, libvirtError):
+                out.append(reply)
+                continue
             try:
-                if isinstance(reply, libvirtError):
-                    raise reply
                 out.append(op.convert(core.decode_reply(op.proc, reply)))
             except libvirtError as exc:
                 out.append(exc)

@@ -37,7 +37,7 @@ class Op:
         flags: int = 0,
         api: str | None = None,
     ) -> None:
-        self.proc: Procedure = PROCS[name] if type(name) is str else name  # type: ignore[assignment]
+        self.proc: Procedure = name if isinstance(name, Procedure) else PROCS[name]
         self.args = args
         self.convert = convert
         self.flags = flags

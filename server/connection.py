@@ -148,12 +148,13 @@ class Connection(EventSubscriber):
             return
         try:
             self._outbox.send_nowait(packet)
-            self._unwritten += 1
-            self._start_writer()
         except trio.WouldBlock:
             self.abort(f"event queue overflow ({self.service.config.event_queue_size} packets pending)")
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass
+        else:
+            self._unwritten += 1
+            self._start_writer()
 
     def stop_reading(self) -> None:
         """Finish calls in flight, flush, close (CONNECT_CLOSE, server shutdown)."""
@@ -192,8 +193,8 @@ class Connection(EventSubscriber):
                     self._calls_done = trio.Event()
                     await self._calls_done.wait()
                 if self._writer_started:
+                    self._unwritten += 1  # from here on the writer alone writes
                     await self._outbox.send(_END)  # the writer flushes, then ends the connection
-                    self._unwritten += 1
                 else:
                     nursery.cancel_scope.cancel()  # everything is written; stop the keepalive
         finally:
@@ -313,11 +314,17 @@ class Connection(EventSubscriber):
         if self._write_now(packet):
             return
         self._start_writer()
+        # Counted before a send that may wait: the writer can take the packet and
+        # be part-way through writing it before this task runs again.
+        self._unwritten += 1
         try:
             self._outbox.send_nowait(packet)
         except trio.WouldBlock:
-            await self._outbox.send(packet)
-        self._unwritten += 1
+            try:
+                await self._outbox.send(packet)
+            except BaseException:
+                self._unwritten -= 1
+                raise
 
     async def _reply_error(self, packet: bytes, error: libvirtError) -> None:
         _, program, version, procedure, _, serial, _ = _HEADER.unpack_from(packet)
