@@ -463,10 +463,8 @@ class virDomain:
 
     def _conn_run(self, op: ops.Op) -> Any:
         """One public call: its error goes to the registered error handler too."""
-        # A domain keeps its connection's socket alive after virConnect.close().
-        conn = self._conn
         try:
-            return _invoke(conn._sock, conn._readonly, op)
+            return self._call(op)
         except libvirtError as exc:
             report(exc)
             raise

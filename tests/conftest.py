@@ -90,6 +90,7 @@ from vwtestkit import (
     start_libvirtd,
     start_server,
     stop_libvirtd,
+    stop_servers,
     unavailable,
 )
 
@@ -158,19 +159,6 @@ def _start_or_fail(pki: Path, *extra_args: str, **options: Any) -> VirtwireServe
     pytest.fail(f"could not start {problem}", pytrace=False)
 
 
-def _stop_all(servers: list[VirtwireServer]) -> None:
-    failures: list[str] = []
-    for server in servers:
-        try:
-            server.stop()
-        except AssertionError as exc:
-            failures.append(str(exc))
-        finally:
-            server.cleanup()
-    if failures:
-        pytest.fail("\n\n".join(failures), pytrace=False)
-
-
 @pytest.fixture
 def virtwire_server(pki: Path) -> Iterator[Callable[..., VirtwireServer]]:
     started: list[VirtwireServer] = []
@@ -180,14 +168,14 @@ def virtwire_server(pki: Path) -> Iterator[Callable[..., VirtwireServer]]:
         started.append(server)
         return server
 
-    with _stopped_even_on_abort(started, lambda: _stop_all(started)):
+    with _stopped_even_on_abort(started, lambda: stop_servers(started)):
         yield factory
 
 
 @pytest.fixture(scope="session")
 def virtwire_host(pki: Path) -> Iterator[VirtwireServer]:
     server = _start_or_fail(pki)
-    with _stopped_even_on_abort(server, lambda: _stop_all([server])):
+    with _stopped_even_on_abort(server, lambda: stop_servers([server])):
         yield server
 
 

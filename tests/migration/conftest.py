@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from vwtestkit import ServerStartError, VirtwireServer, hangguard, start_server
+from vwtestkit import ServerStartError, VirtwireServer, hangguard, start_server, stop_servers
 from vwtestkit.env import VIRSH
 from vwtestkit.virsh import virsh_env
 
@@ -58,16 +58,7 @@ def hosts() -> Iterator[Hosts]:
         yield Hosts(*started)
     finally:
         hangguard.forget_on_abort(started)
-        failures = []
-        for server in started:
-            try:
-                server.stop()
-            except AssertionError as exc:
-                failures.append(str(exc))
-            finally:
-                server.cleanup()
-        if failures:
-            pytest.fail("\n\n".join(failures), pytrace=False)
+        stop_servers(started)
 
 
 def domain_xml(

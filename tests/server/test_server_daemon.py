@@ -118,21 +118,17 @@ def test_no_flags_prints_uris_and_exits_zero_on_sigint(tmp_path: Path, free_port
     assert not sock.exists()  # the socket file is removed on the way out
 
 
-def test_bad_arguments_are_explained(tmp_path: Path) -> None:
-    bad = subprocess.run(
-        [sys.executable, "-m", "virtwire.server", "serve", "--tcp", "nonsense"],
-        capture_output=True,
-        text=True,
-        timeout=30,
+def _serve(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "virtwire.server", "serve", *args], capture_output=True, text=True, timeout=30
     )
+
+
+def test_bad_arguments_are_explained(tmp_path: Path) -> None:
+    bad = _serve("--tcp", "nonsense")
     assert bad.returncode == 2
     assert "expected HOST:PORT" in bad.stderr
-    no_pki = subprocess.run(
-        [sys.executable, "-m", "virtwire.server", "serve", "--tls", "127.0.0.1:0"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    no_pki = _serve("--tls", "127.0.0.1:0")
     assert no_pki.returncode == 2
     assert "--tls needs --pki-dir" in no_pki.stderr
 

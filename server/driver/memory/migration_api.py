@@ -394,24 +394,19 @@ class MigrationMixin(JobControlMixin):
             message = f"job '{_JOB_OUT}' failed: {exc.reason}"
             self._job_finished(dom, job, JobStatus.FAILED, exc.reason)
             dom.extra.pop(OUTGOING, None)
-            if exc.postcopy:
-                # Neither host has the whole guest: keep it paused here for recovery.
-                self.set_state(
-                    dom,
-                    C.VIR_DOMAIN_PAUSED,
-                    C.VIR_DOMAIN_PAUSED_POSTCOPY_FAILED,
-                    C.VIR_DOMAIN_EVENT_SUSPENDED,
-                    C.VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY_FAILED,
-                )
-            elif dom.state == C.VIR_DOMAIN_PAUSED and dom.reason == C.VIR_DOMAIN_PAUSED_MIGRATION:
-                self._resume_after_failed_switchover(dom)
+            self._source_after_failure(dom, postcopy=exc.postcopy)
             raise report(C.VIR_ERR_OPERATION_FAILED, FROM, message) from None
         self._job_finished(dom, job, JobStatus.COMPLETED)
 
     def _interrupted(self, dom: Domain, job: Job, engine: OutgoingMigration) -> None:
         self._job_finished(dom, job, JobStatus.FAILED, "migration interrupted: client disconnected")
         dom.extra.pop(OUTGOING, None)
-        if engine.phase is Phase.POSTCOPY:
+        self._source_after_failure(dom, postcopy=engine.phase is Phase.POSTCOPY)
+
+    def _source_after_failure(self, dom: Domain, *, postcopy: bool) -> None:
+        """The source guest once its outgoing migration failed."""
+        if postcopy:
+            # Neither host has the whole guest: keep it paused here for recovery.
             self.set_state(
                 dom,
                 C.VIR_DOMAIN_PAUSED,
