@@ -8,6 +8,8 @@
 #    (libvirt-dev pkg-config gcc libc6-dev), only what is missing.
 # 2. Creates .venv in the repository and installs virtwire editable with its
 #    test and dev extras, plus libvirt-python==9.0.0 (matches the installed libvirt.so).
+#    Keeps libvirt-python 9.0.0's source distribution in .venv/src (its tests/ and
+#    libvirtaio.py run against virtwire; VIRTWIRE_LIBVIRT_PYTHON_SRC points at it).
 # 3. Runs pytest; extra arguments are passed through (e.g. -k, -x, a path).
 #
 # Exit status: pytest's, except that "no tests collected" (5) is a failure too;
@@ -21,6 +23,17 @@ say "repository: $ROOT"
 ensure_debs libvirt-daemon libvirt-clients python3-libvirt openssl libvirt-dev pkg-config gcc libc6-dev
 find_python python3-dev
 ensure_venv -e ".[test,dev]" "libvirt-python==9.0.0"
+# libvirt-python's own tests/ and libvirtaio.py run against our client and server
+# (never copied into the repository): keep its source distribution beside the venv.
+LIBVIRT_PYTHON_SRC="$VENV/src/libvirt-python-9.0.0"
+if [ ! -f "$LIBVIRT_PYTHON_SRC/tests/test_api_coverage.py" ]; then
+    say "fetching the libvirt-python 9.0.0 source distribution (its tests/)"
+    mkdir -p "$VENV/src"
+    "$VENV/bin/pip" download -q --no-deps --no-binary :all: -d "$VENV/src" "libvirt-python==9.0.0" \
+        || die "pip download libvirt-python==9.0.0 failed"
+    tar -xzf "$VENV/src/libvirt-python-9.0.0.tar.gz" -C "$VENV/src"
+fi
+export VIRTWIRE_LIBVIRT_PYTHON_SRC="$LIBVIRT_PYTHON_SRC"
 
 cd "$ROOT"
 # Many tests start `python -m virtwire.server` subprocesses: let them reuse the
