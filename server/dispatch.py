@@ -25,6 +25,7 @@ from virtwire.protocol.generated import remote as R
 from virtwire.protocol.xdr import Procedure, ReadOnlyPolicy
 
 from .driver.base import ConnectionContext, Driver, is_nonblocking
+from .driver.interface import DriverInterface
 from .errors import no_support
 
 Handler = Callable[[Any, ConnectionContext], Awaitable[Any]]
@@ -39,6 +40,16 @@ CONNECTION_PROCEDURES: dict[str, bool] = {
     "CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY": False,
     "CONNECT_DOMAIN_EVENT_REGISTER_ANY": False,
     "CONNECT_DOMAIN_EVENT_DEREGISTER_ANY": False,
+    "CONNECT_DOMAIN_EVENT_REGISTER": False,
+    "CONNECT_DOMAIN_EVENT_DEREGISTER": False,
+    "CONNECT_NETWORK_EVENT_REGISTER_ANY": False,
+    "CONNECT_NETWORK_EVENT_DEREGISTER_ANY": False,
+    "CONNECT_STORAGE_POOL_EVENT_REGISTER_ANY": False,
+    "CONNECT_STORAGE_POOL_EVENT_DEREGISTER_ANY": False,
+    "CONNECT_NODE_DEVICE_EVENT_REGISTER_ANY": False,
+    "CONNECT_NODE_DEVICE_EVENT_DEREGISTER_ANY": False,
+    "CONNECT_SECRET_EVENT_REGISTER_ANY": False,
+    "CONNECT_SECRET_EVENT_DEREGISTER_ANY": False,
     "CONNECT_REGISTER_CLOSE_CALLBACK": False,
     "CONNECT_UNREGISTER_CLOSE_CALLBACK": False,
 }
@@ -67,6 +78,14 @@ class Route:
     inline: bool  # the handler never waits: run it in the reader, no task of its own
 
 
+def served_by(driver: Driver, method: str) -> Handler | None:
+    """The driver's bound method for a procedure, or None when it keeps the generated default."""
+    handler: Handler | None = getattr(driver, method, None)
+    if handler is None or getattr(type(driver), method, None) is getattr(DriverInterface, method, None):
+        return None
+    return handler
+
+
 def build_routes(driver: Driver) -> dict[int, Route]:
     """One route per callable procedure of the remote program."""
     routes: dict[int, Route] = {}
@@ -77,7 +96,7 @@ def build_routes(driver: Driver) -> dict[int, Route]:
         if pre_open is not None:
             routes[number] = Route(proc, None, True, pre_open, True)
             continue
-        handler = getattr(driver, proc.name.lower(), None) if proc.modelled else None
+        handler = served_by(driver, proc.name.lower()) if proc.modelled else None
         routes[number] = Route(proc, handler, False, False, handler is None or is_nonblocking(handler))
     return routes
 

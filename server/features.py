@@ -15,7 +15,7 @@ from virtwire.protocol.generated import constants as C
 from virtwire.protocol.generated import remote as R
 
 from .driver.base import ConnectionContext
-from .events import EventBus
+from .events import EventBus, EventFamily, ObjectKey
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -78,31 +78,39 @@ class ConnectionProcedures:
     async def connect_close(self, args: None, ctx: ConnectionContext) -> None:
         self.conn.queue_close()
 
+    # --- event registration ---------------------------------------------------------
+
+    def _register(self, family: EventFamily, event_id: int, object_key: ObjectKey | None) -> int:
+        if not family.valid_event_id(event_id):
+            raise _internal(f"unsupported {family.label} event ID {event_id}")
+        return self.bus.register(self.conn, family, event_id, object_key)
+
+    def _deregister(self, family: EventFamily, callback_id: int) -> None:
+        sub = self.bus.find(self.conn, family, callback_id)
+        if sub is None or sub.legacy:
+            raise _internal(f"{family.label} event callback {callback_id} not registered")
+        self.bus.deregister(sub)
+
     async def connect_domain_event_callback_register_any(
         self, args: R.remote_connect_domain_event_callback_register_any_args, ctx: ConnectionContext
     ) -> R.remote_connect_domain_event_callback_register_any_ret:
-        if not EventBus.valid_event_id(args.eventID):
-            raise _internal(f"unsupported event ID {args.eventID}")
         uuid = bytes(args.dom.uuid) if args.dom is not None else None
-        callback_id = self.bus.register(self.conn, args.eventID, uuid)
+        callback_id = self._register(EventFamily.DOMAIN, args.eventID, uuid)
         return R.remote_connect_domain_event_callback_register_any_ret(callbackID=callback_id)
 
     async def connect_domain_event_callback_deregister_any(
         self, args: R.remote_connect_domain_event_callback_deregister_any_args, ctx: ConnectionContext
     ) -> None:
-        sub = self.bus.find(self.conn, args.callbackID)
-        if sub is None or sub.legacy:
-            raise _internal(f"domain event callback {args.callbackID} not registered")
-        self.bus.deregister(sub)
+        self._deregister(EventFamily.DOMAIN, args.callbackID)
 
     async def connect_domain_event_register_any(
         self, args: R.remote_connect_domain_event_register_any_args, ctx: ConnectionContext
     ) -> None:
-        if not EventBus.valid_event_id(args.eventID):
+        if not EventFamily.DOMAIN.valid_event_id(args.eventID):
             raise _internal(f"unsupported event ID {args.eventID}")
         if self.bus.find_legacy(self.conn, args.eventID) is not None:
             raise E.make_error(C.VIR_ERR_INVALID_ARG, C.VIR_FROM_NONE, "event callback already tracked")
-        self.bus.register(self.conn, args.eventID, None, legacy=True)
+        self.bus.register(self.conn, EventFamily.DOMAIN, args.eventID, None, legacy=True)
 
     async def connect_domain_event_deregister_any(
         self, args: R.remote_connect_domain_event_deregister_any_args, ctx: ConnectionContext
@@ -111,6 +119,72 @@ class ConnectionProcedures:
         if sub is None:
             raise _internal(f"domain event {args.eventID} not registered")
         self.bus.deregister(sub)
+
+    async def connect_domain_event_register(
+        self, args: None, ctx: ConnectionContext
+    ) -> R.remote_connect_domain_event_register_ret:
+        # The oldest API: lifecycle events in their legacy form.  libvirtd leaves
+        # cb_registered at 0 and accepts any number of such registrations.
+        self.bus.register(self.conn, EventFamily.DOMAIN, C.VIR_DOMAIN_EVENT_ID_LIFECYCLE, None, legacy=True)
+        return R.remote_connect_domain_event_register_ret(cb_registered=0)
+
+    async def connect_domain_event_deregister(
+        self, args: None, ctx: ConnectionContext
+    ) -> R.remote_connect_domain_event_deregister_ret:
+        # libvirtd drops the client's oldest lifecycle callback, whichever API made it.
+        sub = self.bus.first_of(self.conn, EventFamily.DOMAIN, C.VIR_DOMAIN_EVENT_ID_LIFECYCLE)
+        if sub is None:
+            raise _internal(f"domain event {C.VIR_DOMAIN_EVENT_ID_LIFECYCLE} not registered")
+        self.bus.deregister(sub)
+        return R.remote_connect_domain_event_deregister_ret(cb_registered=0)
+
+    async def connect_network_event_register_any(
+        self, args: R.remote_connect_network_event_register_any_args, ctx: ConnectionContext
+    ) -> R.remote_connect_network_event_register_any_ret:
+        uuid = bytes(args.net.uuid) if args.net is not None else None
+        callback_id = self._register(EventFamily.NETWORK, args.eventID, uuid)
+        return R.remote_connect_network_event_register_any_ret(callbackID=callback_id)
+
+    async def connect_network_event_deregister_any(
+        self, args: R.remote_connect_network_event_deregister_any_args, ctx: ConnectionContext
+    ) -> None:
+        self._deregister(EventFamily.NETWORK, args.callbackID)
+
+    async def connect_storage_pool_event_register_any(
+        self, args: R.remote_connect_storage_pool_event_register_any_args, ctx: ConnectionContext
+    ) -> R.remote_connect_storage_pool_event_register_any_ret:
+        uuid = bytes(args.pool.uuid) if args.pool is not None else None
+        callback_id = self._register(EventFamily.STORAGE_POOL, args.eventID, uuid)
+        return R.remote_connect_storage_pool_event_register_any_ret(callbackID=callback_id)
+
+    async def connect_storage_pool_event_deregister_any(
+        self, args: R.remote_connect_storage_pool_event_deregister_any_args, ctx: ConnectionContext
+    ) -> None:
+        self._deregister(EventFamily.STORAGE_POOL, args.callbackID)
+
+    async def connect_node_device_event_register_any(
+        self, args: R.remote_connect_node_device_event_register_any_args, ctx: ConnectionContext
+    ) -> R.remote_connect_node_device_event_register_any_ret:
+        name = args.dev.name if args.dev is not None else None
+        callback_id = self._register(EventFamily.NODE_DEVICE, args.eventID, name)
+        return R.remote_connect_node_device_event_register_any_ret(callbackID=callback_id)
+
+    async def connect_node_device_event_deregister_any(
+        self, args: R.remote_connect_node_device_event_deregister_any_args, ctx: ConnectionContext
+    ) -> None:
+        self._deregister(EventFamily.NODE_DEVICE, args.callbackID)
+
+    async def connect_secret_event_register_any(
+        self, args: R.remote_connect_secret_event_register_any_args, ctx: ConnectionContext
+    ) -> R.remote_connect_secret_event_register_any_ret:
+        uuid = bytes(args.secret.uuid) if args.secret is not None else None
+        callback_id = self._register(EventFamily.SECRET, args.eventID, uuid)
+        return R.remote_connect_secret_event_register_any_ret(callbackID=callback_id)
+
+    async def connect_secret_event_deregister_any(
+        self, args: R.remote_connect_secret_event_deregister_any_args, ctx: ConnectionContext
+    ) -> None:
+        self._deregister(EventFamily.SECRET, args.callbackID)
 
     async def connect_register_close_callback(self, args: None, ctx: ConnectionContext) -> None:
         self.close_callback = True

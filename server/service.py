@@ -12,7 +12,7 @@ from .config import ServerConfig
 from .connection import Connection
 from .dispatch import Route, build_routes
 from .driver.base import Driver
-from .events import DomainEvents, EventBus
+from .events import EventBus
 from .streamio import close_stream
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ class Service:
         self.config = config
         self.driver = driver
         self.bus = EventBus()
-        driver.events = DomainEvents(self.bus)
+        driver.bind_events(self.bus)
         self.routes: dict[int, Route] = build_routes(driver)
         self.connections: set[Connection] = set()
         self._ids = itertools.count(1)

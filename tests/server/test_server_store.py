@@ -48,3 +48,26 @@ def test_torn_file_is_skipped_not_fatal(tmp_path: Path) -> None:
     (tmp_path / "bad.xml").write_text("<virtwire-domain autostart='0'><domain type=")
     loaded = store.load()
     assert len(loaded) == 1
+
+
+def test_family_store_attrs_blobs_and_keys(tmp_path: Path) -> None:
+    from virtwire.server.driver.memory.store import ObjectStore
+
+    nets = ObjectStore(tmp_path / "networks", "network")
+    assert not nets.seeded
+    nets.save("default", "<network><name>default</name></network>", autostart=True, note="a'b")
+    nets.save_blob("default", "value", b"\x00secret\xff")
+    nets.mark_seeded()
+    again = ObjectStore(tmp_path / "networks", "network")
+    assert again.seeded
+    [stored] = again.load()
+    assert (stored.key, stored.autostart, stored.attrs["note"]) == ("default", True, "a'b")
+    assert stored.xml == "<network><name>default</name></network>"
+    assert again.load_blob("default", "value") == b"\x00secret\xff"
+    # A domain store in the parent directory does not see the family's files.
+    assert DomainStore(tmp_path).load() == []
+    again.delete("default")
+    assert again.load() == [] and again.load_blob("default", "value") is None
+    for bad in ("", "../x", ".hidden", "a/b"):
+        with pytest.raises(ValueError):
+            again.save(bad, "<network/>")

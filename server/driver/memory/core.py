@@ -65,6 +65,8 @@ class MemoryCore(Driver):
         self._by_id: dict[int, Domain] = {}
         self._next_id = 1
         self._sorted: list[Domain] | None = None  # domains by name, rebuilt after add/remove
+        # Every family keeps its objects under the state directory (domains at its top).
+        self.state_dir = state_dir
         self.store = DomainStore(state_dir) if state_dir is not None else None
         self._load(seed_defaults)
 
@@ -190,7 +192,7 @@ class MemoryCore(Driver):
     def save(self, dom: Domain) -> None:
         """Write a persistent domain's definition to the state directory (if any)."""
         if self.store is not None and dom.persistent:
-            self.store.save(dom.uuid_string, dom.xml(inactive=True), dom.autostart)
+            self.store.save(dom.uuid_string, dom.xml(inactive=True), autostart=dom.autostart)
 
     def undefine_domain(self, dom: Domain) -> None:
         """Remove the persistent definition; an active domain lives on as transient."""

@@ -346,10 +346,10 @@ class MigrationMixin(JobControlMixin):
         uri = _string_param(params, C.VIR_MIGRATE_PARAM_URI)
         if uri is None:
             raise report(C.VIR_ERR_INVALID_ARG, FROM, "migration URI is missing")
-        await self.migrate_to(dom, uri, params, args.flags)
+        await self._migrate_to(dom, uri, params, args.flags)
         return R.remote_domain_migrate_perform3_params_ret(cookie_out=self._cookie().encode())
 
-    async def migrate_to(self, dom: Domain, uri: str, params: dict[str, Any], flags: int) -> None:
+    async def _migrate_to(self, dom: Domain, uri: str, params: dict[str, Any], flags: int) -> None:
         """Stream ``dom`` to a destination that listens on ``uri``; returns when it has it all."""
         if not dom.active:
             raise invalid("domain is not running")
@@ -442,11 +442,11 @@ class MigrationMixin(JobControlMixin):
         if dom is None or not isinstance(session, IncomingSession):
             raise report(C.VIR_ERR_NO_DOMAIN, FROM, f"no domain with matching name '{name}'")
         return R.remote_domain_migrate_finish3_params_ret(
-            dom=dom_ref(await self.finish_incoming(dom, session, cancelled=bool(args.cancelled))),
+            dom=dom_ref(await self._finish_incoming(dom, session, cancelled=bool(args.cancelled))),
             cookie_out=self._cookie().encode(),
         )
 
-    async def finish_incoming(self, dom: Domain, session: IncomingSession, *, cancelled: bool) -> Domain:
+    async def _finish_incoming(self, dom: Domain, session: IncomingSession, *, cancelled: bool) -> Domain:
         """End an incoming migration: the domain runs here now, or it is cleaned up."""
         engine = session.engine
         if engine is None:  # offline: only the definition moves
@@ -553,7 +553,7 @@ class MigrationMixin(JobControlMixin):
                 if session.engine is not None and session.engine.phase is Phase.POSTCOPY:
                     continue  # the guest runs here now; keep it
                 with contextlib.suppress(Exception):
-                    await self.finish_incoming(dom, session, cancelled=True)
+                    await self._finish_incoming(dom, session, cancelled=True)
 
 
 def _prepared_by(ctx: ConnectionContext) -> list[bytes]:

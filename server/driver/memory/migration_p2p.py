@@ -91,7 +91,7 @@ async def perform_peer2peer(
                 )
             else:
                 try:
-                    await driver.migrate_to(dom, uri, params, flags)
+                    await driver._migrate_to(dom, uri, params, flags)
                 except libvirtError as exc:
                     failure = exc
         cancelled = failure is not None
