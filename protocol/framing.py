@@ -126,8 +126,13 @@ def encode_header(header: Header, payload_size: int = 0) -> bytes:
         raise ProtocolError("Unable to encode message payload")
     try:
         return _LENGTH_AND_HEADER.pack(
-            length, header.program, header.version, header.procedure,
-            header.type, header.serial, header.status,
+            length,
+            header.program,
+            header.version,
+            header.procedure,
+            header.type,
+            header.serial,
+            header.status,
         )
     except struct.error:
         raise ProtocolError("Unable to encode message header") from None

@@ -35,6 +35,7 @@ __all__ = [
     "param_value",
     "params_to_dict",
     "params_to_list",
+    "validate",
 ]
 
 INT: Final = C.VIR_TYPED_PARAM_INT
@@ -46,8 +47,13 @@ BOOLEAN: Final = C.VIR_TYPED_PARAM_BOOLEAN
 STRING: Final = C.VIR_TYPED_PARAM_STRING
 
 TYPE_NAMES: Final[Mapping[int, str]] = {
-    INT: "int", UINT: "uint", LLONG: "llong", ULLONG: "ullong",
-    DOUBLE: "double", BOOLEAN: "boolean", STRING: "string",
+    INT: "int",
+    UINT: "uint",
+    LLONG: "llong",
+    ULLONG: "ullong",
+    DOUBLE: "double",
+    BOOLEAN: "boolean",
+    STRING: "string",
 }
 
 # Longest field name: VIR_TYPED_PARAM_FIELD_LENGTH counts the terminating NUL.
@@ -173,6 +179,40 @@ def params_to_list(
     return out
 
 
+def validate(
+    params: Sequence[tuple[str, int, ParamValue]],
+    allowed: Mapping[str, int],
+    *,
+    multiple: Iterable[str] = (),
+) -> None:
+    """libvirt's virTypedParamsValidate: known names, each of its type, once unless ``multiple``.
+
+    ``params`` as ``params_to_list`` gives them; ``allowed`` maps each accepted
+    name to its type code.  Like libvirt, the parameters are checked in name
+    order, so the error names the first offender by name, not by position.
+    """
+    repeatable = frozenset(multiple)
+    last: str | None = None
+    # strcmp order on the UTF-8 bytes, as libvirt's qsort.
+    for name, type_code, _ in sorted(params, key=lambda p: p[0].encode("utf-8", "surrogateescape")):
+        expected = allowed.get(name)
+        if expected is None:
+            raise make_error(
+                C.VIR_ERR_ARGUMENT_UNSUPPORTED, C.VIR_FROM_NONE, f"parameter '{name}' not supported"
+            )
+        if name == last and name not in repeatable:
+            raise make_error(
+                C.VIR_ERR_INVALID_ARG, C.VIR_FROM_NONE, f"parameter '{name}' occurs multiple times"
+            )
+        if type_code != expected:
+            detail = (
+                f"invalid type '{TYPE_NAMES.get(type_code, 'unknown')}' for parameter '{name}',"
+                f" expected '{TYPE_NAMES[expected]}'"
+            )
+            raise make_error(C.VIR_ERR_INVALID_ARG, C.VIR_FROM_NONE, detail)
+        last = name
+
+
 def params_to_dict(params: Sequence[remote_typed_param], limit: int | None = None) -> dict[str, ParamValue]:
     """Received parameters as libvirt-python's dict (a repeated name keeps its last value)."""
     return {name: value for name, _, value in params_to_list(params, limit)}
@@ -207,8 +247,9 @@ def make_param(name: str, type_code: int, value: object) -> remote_typed_param:
     wire: int | float | str
     if type_code in _INT_RANGES:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"typed parameter {name!r} ({TYPE_NAMES[type_code]}) needs an int, "
-                            f"not {type(value).__name__}")
+            raise TypeError(
+                f"typed parameter {name!r} ({TYPE_NAMES[type_code]}) needs an int, not {type(value).__name__}"
+            )
         low, high = _INT_RANGES[type_code]
         if not low <= value <= high:
             raise OverflowError(f"typed parameter {name!r}: {value} out of range for {TYPE_NAMES[type_code]}")
