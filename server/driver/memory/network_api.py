@@ -83,8 +83,16 @@ class Network:
     def list_flags(self) -> int:
         return (
             (C.VIR_CONNECT_LIST_NETWORKS_ACTIVE if self.active else C.VIR_CONNECT_LIST_NETWORKS_INACTIVE)
-            | (C.VIR_CONNECT_LIST_NETWORKS_PERSISTENT if self.persistent else C.VIR_CONNECT_LIST_NETWORKS_TRANSIENT)
-            | (C.VIR_CONNECT_LIST_NETWORKS_AUTOSTART if self.autostart else C.VIR_CONNECT_LIST_NETWORKS_NO_AUTOSTART)
+            | (
+                C.VIR_CONNECT_LIST_NETWORKS_PERSISTENT
+                if self.persistent
+                else C.VIR_CONNECT_LIST_NETWORKS_TRANSIENT
+            )
+            | (
+                C.VIR_CONNECT_LIST_NETWORKS_AUTOSTART
+                if self.autostart
+                else C.VIR_CONNECT_LIST_NETWORKS_NO_AUTOSTART
+            )
         )
 
 
@@ -112,7 +120,9 @@ class NetworkRegistry:
                 )
             if check_live and existing.active:
                 raise report(
-                    C.VIR_ERR_OPERATION_INVALID, C.VIR_FROM_NETWORK, f"network is already active as '{existing.name}'"
+                    C.VIR_ERR_OPERATION_INVALID,
+                    C.VIR_FROM_NETWORK,
+                    f"network is already active as '{existing.name}'",
                 )
             if live:
                 if existing.persistent and existing.new_def is None:
@@ -198,7 +208,9 @@ class NetworkAPI(MemoryCore):
     def _network_by_uuid(self, uuid: bytes) -> Network:
         net = self.networks.by_uuid.get(bytes(uuid))
         if net is None:
-            raise report(C.VIR_ERR_NO_NETWORK, FROM, f"no network with matching uuid '{uuid_string(bytes(uuid))}'")
+            raise report(
+                C.VIR_ERR_NO_NETWORK, FROM, f"no network with matching uuid '{uuid_string(bytes(uuid))}'"
+            )
         return net
 
     def _emit_network(self, net: Network, event: int) -> None:
@@ -206,7 +218,9 @@ class NetworkAPI(MemoryCore):
 
     # --- listings --------------------------------------------------------------------------
 
-    async def connect_num_of_networks(self, args: None, ctx: ConnectionContext) -> R.remote_connect_num_of_networks_ret:
+    async def connect_num_of_networks(
+        self, args: None, ctx: ConnectionContext
+    ) -> R.remote_connect_num_of_networks_ret:
         return R.remote_connect_num_of_networks_ret(num=sum(1 for n in self.networks.sorted() if n.active))
 
     async def connect_list_networks(
@@ -218,7 +232,9 @@ class NetworkAPI(MemoryCore):
     async def connect_num_of_defined_networks(
         self, args: None, ctx: ConnectionContext
     ) -> R.remote_connect_num_of_defined_networks_ret:
-        return R.remote_connect_num_of_defined_networks_ret(num=sum(1 for n in self.networks.sorted() if not n.active))
+        return R.remote_connect_num_of_defined_networks_ret(
+            num=sum(1 for n in self.networks.sorted() if not n.active)
+        )
 
     async def connect_list_defined_networks(
         self, args: R.remote_connect_list_defined_networks_args, ctx: ConnectionContext
@@ -259,7 +275,9 @@ class NetworkAPI(MemoryCore):
     async def network_is_persistent(
         self, args: R.remote_network_is_persistent_args, ctx: ConnectionContext
     ) -> R.remote_network_is_persistent_ret:
-        return R.remote_network_is_persistent_ret(persistent=int(self._network_by_uuid(args.net.uuid).persistent))
+        return R.remote_network_is_persistent_ret(
+            persistent=int(self._network_by_uuid(args.net.uuid).persistent)
+        )
 
     async def network_get_xml_desc(
         self, args: R.remote_network_get_xml_desc_args, ctx: ConnectionContext
@@ -279,9 +297,13 @@ class NetworkAPI(MemoryCore):
     async def network_get_autostart(
         self, args: R.remote_network_get_autostart_args, ctx: ConnectionContext
     ) -> R.remote_network_get_autostart_ret:
-        return R.remote_network_get_autostart_ret(autostart=int(self._network_by_name(args.net.name).autostart))
+        return R.remote_network_get_autostart_ret(
+            autostart=int(self._network_by_name(args.net.name).autostart)
+        )
 
-    async def network_set_autostart(self, args: R.remote_network_set_autostart_args, ctx: ConnectionContext) -> None:
+    async def network_set_autostart(
+        self, args: R.remote_network_set_autostart_args, ctx: ConnectionContext
+    ) -> None:
         net = self._network_by_name(args.net.name)
         net.autostart = args.autostart != 0
         self._save_network(net)
@@ -365,7 +387,9 @@ class NetworkAPI(MemoryCore):
             live = update_definition(net.defn, args.command, args.section, args.parentIndex, args.xml)
         if flags & C.VIR_NETWORK_UPDATE_AFFECT_CONFIG:
             # A running network's config is edited apart from what runs (virNetworkObjSetDefTransient).
-            config = update_definition(net.persistent_def, args.command, args.section, args.parentIndex, args.xml)
+            config = update_definition(
+                net.persistent_def, args.command, args.section, args.parentIndex, args.xml
+            )
         if config is not None:
             if net.active:
                 net.new_def = config

@@ -49,7 +49,9 @@ def _unknown_command(command: int) -> libvirtError:
 
 def _check_name(defn: NetworkDef, node: ET.Element, section: str) -> None:
     if node.tag != section:
-        raise xml_error(f"unexpected element <{node.tag}>, expecting <{section}>, while updating network '{defn.name}'")
+        raise xml_error(
+            f"unexpected element <{node.tag}>, expecting <{section}>, while updating network '{defn.name}'"
+        )
 
 
 def _insert(parent: ET.Element, siblings: list[ET.Element], new: ET.Element, command: int) -> None:
@@ -117,7 +119,10 @@ def _check_multi_dhcp(tree: ET.Element, ipdef: ET.Element) -> None:
     for ip in tree.findall("ip"):
         addr = parse_addr(ip.get("address", ""))
         if ip is not ipdef and addr is not None and addr.ipv4 == family.ipv4 and _has_dhcp(ip):
-            raise _invalid(f"dhcp is supported only for a single {'IPv4' if family.ipv4 else 'IPv6'} address on each network")
+            raise _invalid(
+                f"dhcp is supported only for a single {'IPv4' if family.ipv4 else 'IPv6'} "
+                "address on each network"
+            )
 
 
 def _dhcp_of(ip: ET.Element) -> ET.Element:
@@ -125,7 +130,9 @@ def _dhcp_of(ip: ET.Element) -> ET.Element:
     return dhcp if dhcp is not None else element(ip, "dhcp")
 
 
-def _update_dhcp_host(defn: NetworkDef, tree: ET.Element, command: int, parent_index: int, node: ET.Element) -> None:
+def _update_dhcp_host(
+    defn: NetworkDef, tree: ET.Element, command: int, parent_index: int, node: ET.Element
+) -> None:
     ipdef = _ip_by_index(defn, tree, parent_index)
     _check_name(defn, node, "host")
     partial = command == DELETE
@@ -141,12 +148,16 @@ def _update_dhcp_host(defn: NetworkDef, tree: ET.Element, command: int, parent_i
     mac, name, ip_text = host.get("mac"), host.get("name"), host.get("ip")
 
     def same_mac(other: ET.Element) -> bool:
-        return mac is not None and other.get("mac") is not None and other.get("mac", "").lower() == mac.lower()
+        return (
+            mac is not None and other.get("mac") is not None and other.get("mac", "").lower() == mac.lower()
+        )
 
     if command == MODIFY:
         for other in hosts:
-            if same_mac(other) or (ip_text is not None and other.get("ip") == ip_text) or (
-                name is not None and other.get("name") == name
+            if (
+                same_mac(other)
+                or (ip_text is not None and other.get("ip") == ip_text)
+                or (name is not None and other.get("name") == name)
             ):
                 dhcp.insert(list(dhcp).index(other), host)
                 dhcp.remove(other)
@@ -158,12 +169,15 @@ def _update_dhcp_host(defn: NetworkDef, tree: ET.Element, command: int, parent_i
     if command in _ADD:
         _check_multi_dhcp(tree, ipdef)
         for other in hosts:
-            if same_mac(other) or (name is not None and other.get("name") == name) or (
-                ip_text is not None and other.get("ip") == ip_text
+            if (
+                same_mac(other)
+                or (name is not None and other.get("name") == name)
+                or (ip_text is not None and other.get("ip") == ip_text)
             ):
                 raise _invalid(
                     f"there is an existing dhcp host entry in network '{defn.name}' that matches "
-                    f"\"<host mac='{mac or 'unknown'}' name='{name or '(null)'}' ip='{ip_text or 'unknown'}'/>\""
+                    f"\"<host mac='{mac or 'unknown'}' name='{name or '(null)'}' "
+                    f"ip='{ip_text or 'unknown'}'/>\""
                 )
         _insert(dhcp, hosts, host, command)
         return
@@ -180,7 +194,9 @@ def _update_dhcp_host(defn: NetworkDef, tree: ET.Element, command: int, parent_i
     raise _unknown_command(command)
 
 
-def _update_dhcp_range(defn: NetworkDef, tree: ET.Element, command: int, parent_index: int, node: ET.Element) -> None:
+def _update_dhcp_range(
+    defn: NetworkDef, tree: ET.Element, command: int, parent_index: int, node: ET.Element
+) -> None:
     _check_name(defn, node, "range")
     ipdef = _ip_by_index(defn, tree, parent_index)
     if command == MODIFY:
@@ -226,7 +242,8 @@ def _update_forward_interface(
     if command in _ADD:
         if match is not None:
             raise _invalid(
-                f"there is an existing interface entry in network '{defn.name}' that matches \"<interface dev='{dev}'>\""
+                f"there is an existing interface entry in network '{defn.name}' "
+                f"that matches \"<interface dev='{dev}'>\""
             )
         if forward is None:
             forward = element(None, "forward")
@@ -234,7 +251,9 @@ def _update_forward_interface(
         _insert(forward, ifaces, element(None, "interface", {"dev": dev}), command)
     elif command == DELETE:
         if match is None or forward is None:
-            raise _invalid(f"couldn't find an interface entry in network '{defn.name}' matching <interface dev='{dev}'>")
+            raise _invalid(
+                f"couldn't find an interface entry in network '{defn.name}' matching <interface dev='{dev}'>"
+            )
         forward.remove(match)
     else:
         raise _unknown_command(command)
@@ -247,7 +266,9 @@ def _update_forward_interface(
             forward.attrib.pop("dev", None)
 
 
-def _update_portgroup(defn: NetworkDef, tree: ET.Element, command: int, parent_index: int, node: ET.Element) -> None:
+def _update_portgroup(
+    defn: NetworkDef, tree: ET.Element, command: int, parent_index: int, node: ET.Element
+) -> None:
     _check_name(defn, node, "portgroup")
     new = parse_portgroup(defn.name, node)
     groups = tree.findall("portgroup")
@@ -255,10 +276,13 @@ def _update_portgroup(defn: NetworkDef, tree: ET.Element, command: int, parent_i
     found = next((g for g in groups if g.get("name") == name), None)
     default = next((g for g in groups if g.get("default") == "yes"), None)
     if found is None and command in (MODIFY, DELETE):
-        raise _invalid(f"couldn't find a portgroup entry in network '{defn.name}' matching <portgroup name='{name}'>")
+        raise _invalid(
+            f"couldn't find a portgroup entry in network '{defn.name}' matching <portgroup name='{name}'>"
+        )
     if found is not None and command in _ADD:
         raise _invalid(
-            f"there is an existing portgroup entry in network '{defn.name}' that matches \"<portgroup name='{name}'>\""
+            f"there is an existing portgroup entry in network '{defn.name}' "
+            f"that matches \"<portgroup name='{name}'>\""
         )
     if command != DELETE and new.get("default") == "yes" and default is not None and default is not found:
         raise _invalid(
@@ -288,7 +312,9 @@ def _dns_of(tree: ET.Element) -> ET.Element:
     return dns
 
 
-def _update_dns_host(defn: NetworkDef, tree: ET.Element, command: int, parent_index: int, node: ET.Element) -> None:
+def _update_dns_host(
+    defn: NetworkDef, tree: ET.Element, command: int, parent_index: int, node: ET.Element
+) -> None:
     is_add = command in _ADD
     if command == MODIFY:
         raise _unsupported("DNS HOST records cannot be modified, only added or deleted")
@@ -305,7 +331,9 @@ def _update_dns_host(defn: NetworkDef, tree: ET.Element, command: int, parent_in
     ]
     if is_add:
         if found:
-            raise _invalid(f"there is already at least one DNS HOST record with a matching field in network {defn.name}")
+            raise _invalid(
+                f"there is already at least one DNS HOST record with a matching field in network {defn.name}"
+            )
         _insert(dns, hosts, new, command)
     elif command == DELETE:
         if not found:
@@ -317,7 +345,9 @@ def _update_dns_host(defn: NetworkDef, tree: ET.Element, command: int, parent_in
         raise _unknown_command(command)
 
 
-def _update_dns_srv(defn: NetworkDef, tree: ET.Element, command: int, parent_index: int, node: ET.Element) -> None:
+def _update_dns_srv(
+    defn: NetworkDef, tree: ET.Element, command: int, parent_index: int, node: ET.Element
+) -> None:
     is_add = command in _ADD
     if command == MODIFY:
         raise _unsupported("DNS SRV records cannot be modified, only added or deleted")
@@ -329,19 +359,26 @@ def _update_dns_srv(defn: NetworkDef, tree: ET.Element, command: int, parent_ind
     found = [s for s in srvs if all(new.get(k) is None or new.get(k) == s.get(k) for k in keys)]
     if is_add:
         if found:
-            raise _invalid(f"there is already at least one DNS SRV record matching all specified fields in network {defn.name}")
+            raise _invalid(
+                "there is already at least one DNS SRV record matching all specified fields "
+                f"in network {defn.name}"
+            )
         _insert(dns, srvs, new, command)
     elif command == DELETE:
         if not found:
             raise _invalid(f"couldn't locate a matching DNS SRV record in network {defn.name}")
         if len(found) > 1:
-            raise _invalid(f"multiple DNS SRV records matching all specified fields were found in network {defn.name}")
+            raise _invalid(
+                f"multiple DNS SRV records matching all specified fields were found in network {defn.name}"
+            )
         dns.remove(found[0])
     else:
         raise _unknown_command(command)
 
 
-def _update_dns_txt(defn: NetworkDef, tree: ET.Element, command: int, parent_index: int, node: ET.Element) -> None:
+def _update_dns_txt(
+    defn: NetworkDef, tree: ET.Element, command: int, parent_index: int, node: ET.Element
+) -> None:
     is_add = command in _ADD
     if command == MODIFY:
         raise _unsupported("DNS TXT records cannot be modified, only added or deleted")
@@ -355,7 +392,9 @@ def _update_dns_txt(defn: NetworkDef, tree: ET.Element, command: int, parent_ind
     match = next((t for t in txts if t.get("name") == new.get("name")), None)
     if is_add:
         if match is not None:
-            raise _invalid(f"there is already a DNS TXT record with name '{new.get('name')}' in network {defn.name}")
+            raise _invalid(
+                f"there is already a DNS TXT record with name '{new.get('name')}' in network {defn.name}"
+            )
         _insert(dns, txts, new, command)
     elif command == DELETE:
         if match is None:

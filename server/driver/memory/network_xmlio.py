@@ -29,7 +29,9 @@ def parse_document(xml: str, label: str, root_tag: str, domain: int) -> ET.Eleme
     """
     root = parse_document_any(xml, label, domain)
     if root.tag != root_tag:
-        raise report(C.VIR_ERR_XML_ERROR, C.VIR_FROM_XML, f"expecting root element of '{root_tag}', not '{root.tag}'")
+        raise report(
+            C.VIR_ERR_XML_ERROR, C.VIR_FROM_XML, f"expecting root element of '{root_tag}', not '{root.tag}'"
+        )
     return root
 
 
@@ -249,7 +251,9 @@ def parse_addr(text: str) -> SocketAddr | None:
 def addr_parse_error(text: str) -> libvirtError:
     """virSocketAddrParse's own error (gai_strerror of EAI_NONAME)."""
     return report(
-        C.VIR_ERR_SYSTEM_ERROR, C.VIR_FROM_NONE, f"Cannot parse socket address '{text}': Name or service not known"
+        C.VIR_ERR_SYSTEM_ERROR,
+        C.VIR_FROM_NONE,
+        f"Cannot parse socket address '{text}': Name or service not known",
     )
 
 

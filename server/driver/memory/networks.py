@@ -85,7 +85,8 @@ def uint_attr(el: ET.Element, attr: str, *, bits: int = 32) -> int | None:
     text = value.strip()
     if not text.isdigit() or int(text) >= 1 << bits:
         raise xml_error(
-            f"Invalid value for attribute '{attr}' in element '{el.tag}': '{value}'. Expected non-negative integer value",
+            f"Invalid value for attribute '{attr}' in element '{el.tag}': '{value}'. "
+            "Expected non-negative integer value",
             C.VIR_FROM_XML,
         )
     return int(text)
@@ -256,7 +257,9 @@ def _check_forward_mode(
         if not ips:
             raise xml_error(f"{mode} forwarding requested, but no IP address provided for network '{name}'")
         if nifs > 1:
-            raise xml_error(f"multiple forwarding interfaces specified for network '{name}', only one is supported")
+            raise xml_error(
+                f"multiple forwarding interfaces specified for network '{name}', only one is supported"
+            )
         if mode == "open" and nifs:
             raise xml_error(f"forward dev not allowed for network '{name}' with forward mode='{mode}'")
     elif mode != "none":
@@ -266,7 +269,9 @@ def _check_forward_mode(
             if zone:
                 raise xml_error(f"bridge zone not allowed in {mode} mode (network '{name}')")
             if mac_table:
-                raise xml_error(f"bridge macTableManager setting not allowed in {mode} mode (network '{name}')")
+                raise xml_error(
+                    f"bridge macTableManager setting not allowed in {mode} mode (network '{name}')"
+                )
         if delay or stp is not None or zone:
             raise xml_error(
                 f"bridge delay/stp/zone options only allowed in route, nat, and isolated mode, "
@@ -318,10 +323,14 @@ def parse_forward(name: str, src: ET.Element) -> ET.Element:
         for i, node in enumerate(if_nodes):
             dev_i = node.get("dev")
             if dev_i is None:
-                raise xml_error(f"Missing required dev attribute in <forward> <interface> element of network {name}")
+                raise xml_error(
+                    f"Missing required dev attribute in <forward> <interface> element of network {name}"
+                )
             if i == 0 and dev is not None:
                 if dev_i != dev:
-                    raise xml_error(f"<forward dev='{dev}'> must match first <interface dev='{dev_i}'/> in network {name}")
+                    raise xml_error(
+                        f"<forward dev='{dev}'> must match first <interface dev='{dev_i}'/> in network {name}"
+                    )
                 continue
             if dev_i in ifs:
                 raise xml_error(f"interface '{dev_i}' can only be listed once in network {name}")
@@ -360,7 +369,9 @@ def parse_forward(name: str, src: ET.Element) -> ET.Element:
 
 def _parse_nat(name: str, mode: str, src: ET.Element) -> ET.Element | None:
     if mode != "nat":
-        raise xml_error(f"The <nat> element can only be used when <forward> 'mode' is 'nat' in network {name}")
+        raise xml_error(
+            f"The <nat> element can only be used when <forward> 'mode' is 'nat' in network {name}"
+        )
     ipv6 = tristate(src, "ipv6")
     addrs = src.findall("address")
     if len(addrs) > 1:
@@ -369,12 +380,18 @@ def _parse_nat(name: str, mode: str, src: ET.Element) -> ET.Element | None:
     if addrs:
         start_text, end_text = addrs[0].get("start"), addrs[0].get("end")
         if start_text is None:
-            raise xml_error(f"missing 'start' attribute in <address> element in <nat> in <forward> in network {name}")
+            raise xml_error(
+                f"missing 'start' attribute in <address> element in <nat> in <forward> in network {name}"
+            )
         if end_text is None:
-            raise xml_error(f"missing 'end' attribute in <address> element in <nat> in <forward> in network {name}")
+            raise xml_error(
+                f"missing 'end' attribute in <address> element in <nat> in <forward> in network {name}"
+            )
         start, end = parse_addr(start_text), parse_addr(end_text)
         if start is None or not start.ipv4:
-            raise xml_error(f"Bad ipv4 start address '{start_text}' in <nat> in <forward> in network '{name}'")
+            raise xml_error(
+                f"Bad ipv4 start address '{start_text}' in <nat> in <forward> in network '{name}'"
+            )
         if end is None or not end.ipv4:
             raise xml_error(f"Bad ipv4 end address '{end_text}' in <nat> in <forward> in network '{name}'")
     ports = src.findall("port")
@@ -462,7 +479,8 @@ def parse_ip(name: str, src: ET.Element) -> ET.Element:
         if netmask is not None:
             if not netmask.ipv4:
                 raise unsupported(
-                    f"Invalid netmask '{netmask_text}' for address '{address_text}' in network '{name}' (both must be IPv4)"
+                    f"Invalid netmask '{netmask_text}' for address '{address_text}' "
+                    f"in network '{name}' (both must be IPv4)"
                 )
             if prefix > 0:
                 raise unsupported(f"Network '{name}' IP address cannot have both a prefix and a netmask")
@@ -470,7 +488,9 @@ def parse_ip(name: str, src: ET.Element) -> ET.Element:
             raise unsupported(f"Invalid IPv4 prefix '{prefix}' in network '{name}'")
     elif family == "ipv6":
         if address.ipv4:
-            raise unsupported(f"Family 'ipv6' specified for non-IPv6 address '{address_text}' in network '{name}'")
+            raise unsupported(
+                f"Family 'ipv6' specified for non-IPv6 address '{address_text}' in network '{name}'"
+            )
         if netmask is not None:
             raise unsupported(f"netmask not allowed for IPv6 address '{address_text}' in network '{name}'")
         if prefix > 128:
@@ -600,9 +620,7 @@ def _parse_lease(src: ET.Element) -> ET.Element | None:
         return None
     unit = lease_el.get("unit", "minutes")
     if unit not in _LEASE_UNITS:
-        raise xml_error(
-            f"Invalid value for attribute 'unit' in element 'lease': '{unit}'.", C.VIR_FROM_XML
-        )
+        raise xml_error(f"Invalid value for attribute 'unit' in element 'lease': '{unit}'.", C.VIR_FROM_XML)
     if expiry and ((unit == "seconds" and expiry < 120) or (unit == "minutes" and expiry < 2)):
         raise unsupported("The minimum lease time should be greater than 2 minutes")
     if not expiry:
@@ -617,7 +635,9 @@ def parse_dhcp_host(name: str, ip: ET.Element, src: ET.Element, *, partial: bool
     mac_text = src.get("mac")
     if mac_text is not None:
         if ipv6:
-            raise xml_error(f"Invalid to specify MAC address '{mac_text}' in network '{name}' IPv6 static host definition")
+            raise xml_error(
+                f"Invalid to specify MAC address '{mac_text}' in network '{name}' IPv6 static host definition"
+            )
         mac = parse_mac(mac_text)
         if mac is None:
             raise xml_error(f"Cannot parse MAC address '{mac_text}' in network '{name}'")
@@ -646,15 +666,24 @@ def parse_dhcp_host(name: str, ip: ET.Element, src: ET.Element, *, partial: bool
     else:
         if ipv6:
             if not (host_id or host_name):
-                raise xml_error(f"Static host definition in IPv6 network '{name}' must have id or name attribute")
+                raise xml_error(
+                    f"Static host definition in IPv6 network '{name}' must have id or name attribute"
+                )
         elif not (mac_text or host_name):
-            raise xml_error(f"Static host definition in IPv4 network '{name}' must have mac or name attribute")
+            raise xml_error(
+                f"Static host definition in IPv4 network '{name}' must have mac or name attribute"
+            )
         if ip_text is None:
             raise xml_error(f"Missing IP address in static host definition for network '{name}'")
     out = element(
         None,
         "host",
-        {"mac": mac_text, "id": host_id, "name": host_name, "ip": str(host_ip) if host_ip is not None else None},
+        {
+            "mac": mac_text,
+            "id": host_id,
+            "name": host_name,
+            "ip": str(host_ip) if host_ip is not None else None,
+        },
     )
     lease = _parse_lease(src)
     if lease is not None:
@@ -723,14 +752,17 @@ def _check_route_gateways(name: str, routes: list[ET.Element], ips: list[ET.Elem
 def parse_portgroup(name: str, src: ET.Element) -> ET.Element:
     pg_name = src.get("name")
     if pg_name is None:
-        raise xml_error(f"Missing required name attribute in portgroup")
+        raise xml_error("Missing required name attribute in portgroup")
     is_default = src.get("default")
     trust = tristate(src, "trustGuestRxFilters")
     out = element(
         None,
         "portgroup",
-        {"name": pg_name, "default": "yes" if is_default and is_default.lower() == "yes" else None,
-         "trustGuestRxFilters": trust},
+        {
+            "name": pg_name,
+            "default": "yes" if is_default and is_default.lower() == "yes" else None,
+            "trustGuestRxFilters": trust,
+        },
     )
     for tag in ("vlan", "virtualport", "bandwidth"):
         kept = src.find(tag)
@@ -757,15 +789,13 @@ def parse_dns(name: str, src: ET.Element) -> ET.Element | None:
                 raise xml_error(f"Invalid forwarder IP address '{addr_text}' in network '{name}'")
         domain = fwd.get("domain")
         if addr is None and domain is None:
-            raise xml_error(f"Invalid forwarder element, must contain at least one of addr or domain")
+            raise xml_error("Invalid forwarder element, must contain at least one of addr or domain")
         forwarders.append(element(None, "forwarder", {"domain": domain, "addr": str(addr) if addr else None}))
     hosts = [parse_dns_host(name, h, partial=False) for h in src.findall("host")]
     srvs = [parse_dns_srv(name, s) for s in src.findall("srv")]
     txts = [parse_dns_txt(name, t) for t in src.findall("txt")]
     if (forwarders or hosts or srvs or txts) and enable == "no":
-        raise xml_error(
-            f"Extra data in disabled network '{name}'"
-        )
+        raise xml_error(f"Extra data in disabled network '{name}'")
     if not (enable or plain or forwarders or hosts or srvs or txts):
         return None
     out = element(None, "dns", {"enable": enable, "forwardPlainNames": plain})
@@ -795,11 +825,17 @@ def parse_dns_host(name: str, src: ET.Element, *, partial: bool) -> ET.Element:
 def parse_dns_srv(name: str, src: ET.Element) -> ET.Element:
     service = src.get("service")
     if service is None:
-        raise report(C.VIR_ERR_XML_DETAIL, FROM, f"missing required service attribute in DNS SRV record of network '{name}'")
+        raise report(
+            C.VIR_ERR_XML_DETAIL,
+            FROM,
+            f"missing required service attribute in DNS SRV record of network '{name}'",
+        )
     protocol = src.get("protocol")
     if protocol is None:
         raise report(
-            C.VIR_ERR_XML_DETAIL, FROM, f"missing required protocol attribute in DNS SRV record '{service}' of network '{name}'"
+            C.VIR_ERR_XML_DETAIL,
+            FROM,
+            f"missing required protocol attribute in DNS SRV record '{service}' of network '{name}'",
         )
     attrs: dict[str, str | None] = {"service": service, "protocol": protocol}
     attrs["domain"] = src.get("domain")
@@ -813,10 +849,14 @@ def parse_dns_srv(name: str, src: ET.Element) -> ET.Element:
 def parse_dns_txt(name: str, src: ET.Element) -> ET.Element:
     txt_name = src.get("name")
     if txt_name is None:
-        raise report(C.VIR_ERR_XML_DETAIL, FROM, f"missing required name attribute in DNS TXT record of network {name}")
+        raise report(
+            C.VIR_ERR_XML_DETAIL, FROM, f"missing required name attribute in DNS TXT record of network {name}"
+        )
     value = src.get("value")
     if value is None:
         raise report(
-            C.VIR_ERR_XML_DETAIL, FROM, f"missing required value attribute in DNS TXT record named '{txt_name}' of network {name}"
+            C.VIR_ERR_XML_DETAIL,
+            FROM,
+            f"missing required value attribute in DNS TXT record named '{txt_name}' of network {name}",
         )
     return element(None, "txt", {"name": txt_name, "value": value})
