@@ -695,7 +695,7 @@ def parse_dhcp_host(name: str, ip: ET.Element, src: ET.Element, *, partial: bool
 
 
 def parse_route(name: str, src: ET.Element) -> ET.Element:
-    detail = f"network '{name}'"
+    detail = name
     address_text = src.get("address")
     gateway_text = src.get("gateway")
     if address_text is None:
