@@ -43,6 +43,11 @@ _ALLOWED_CHILDREN = {
 _ALWAYS_OPEN = frozenset({"bridge", "bond", "protocol"})
 
 
+def _always_open(el: ET.Element) -> bool:
+    """libvirt prints these as an open/close pair even when empty; a vlan's <interface name=.../> not."""
+    return el.tag in _ALWAYS_OPEN or (el.tag == "interface" and "type" in el.attrib)
+
+
 def _xml_error(detail: str, domain: int = FROM) -> libvirtError:
     return report(C.VIR_ERR_XML_ERROR, domain, detail)
 
@@ -56,7 +61,7 @@ class InterfaceDef:
     tree: ET.Element
 
     def xml(self) -> str:
-        return format_tree(self.tree, _ALWAYS_OPEN)
+        return format_tree(self.tree, _always_open)
 
 
 def parse_interface_xml(xml: str) -> InterfaceDef:

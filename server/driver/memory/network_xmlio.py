@@ -13,6 +13,7 @@ from __future__ import annotations
 import socket
 import uuid as uuidlib
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from typing import Any, cast
 
 from virtwire.protocol.errors import libvirtError
@@ -95,11 +96,11 @@ def _escape(text: str, quote: bool) -> str:
     return text.replace("'", "&apos;").replace('"', "&quot;") if quote else text
 
 
-def format_tree(root: ET.Element, always_open: frozenset[str] = frozenset()) -> str:
+def format_tree(root: ET.Element, always_open: Callable[[ET.Element], bool]) -> str:
     """Print a normalised tree as libvirt's formatters do.
 
-    Elements named in ``always_open`` print as an open/close pair even when empty
-    (libvirt's ``<ip>`` does).  A ``metadata`` element's children are printed by
+    Elements for which ``always_open`` says so print as an open/close pair even
+    when empty (libvirt's ``<ip>`` does).  A ``metadata`` element's children are printed by
     domxml, which knows libxml2's way with namespaces.
     """
     parts: list[str] = []
@@ -107,7 +108,7 @@ def format_tree(root: ET.Element, always_open: frozenset[str] = frozenset()) -> 
     return "".join(parts)
 
 
-def _format(el: ET.Element, depth: int, parts: list[str], always_open: frozenset[str]) -> None:
+def _format(el: ET.Element, depth: int, parts: list[str], always_open: Callable[[ET.Element], bool]) -> None:
     pad = "  " * depth
     attrs = "".join(f" {k}='{_escape(v, True)}'" for k, v in el.attrib.items())
     children = list(el)
@@ -127,7 +128,7 @@ def _format(el: ET.Element, depth: int, parts: list[str], always_open: frozenset
         parts.append(f"{pad}</{el.tag}>\n")
     elif text:
         parts.append(f"{pad}<{el.tag}{attrs}>{_escape(text, False)}</{el.tag}>\n")
-    elif el.tag in always_open:
+    elif always_open(el):
         parts.append(f"{pad}<{el.tag}{attrs}>\n{pad}</{el.tag}>\n")
     else:
         parts.append(f"{pad}<{el.tag}{attrs}/>\n")

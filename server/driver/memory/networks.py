@@ -48,6 +48,10 @@ _LEASE_UNITS = ("seconds", "minutes", "hours")
 _ALWAYS_OPEN = frozenset({"ip", "portgroup"})
 
 
+def _always_open(el: ET.Element) -> bool:
+    return el.tag in _ALWAYS_OPEN
+
+
 def xml_error(detail: str, domain: int = FROM) -> libvirtError:
     return report(C.VIR_ERR_XML_ERROR, domain, detail)
 
@@ -111,7 +115,7 @@ class NetworkDef:
         return uuid_string(self.uuid)
 
     def xml(self) -> str:
-        return format_tree(self.tree, _ALWAYS_OPEN)
+        return format_tree(self.tree, _always_open)
 
     def copy(self) -> NetworkDef:
         return NetworkDef(self.name, self.uuid, copy_tree(self.tree), self.uuid_given)
