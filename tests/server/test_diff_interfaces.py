@@ -18,9 +18,7 @@ from vwtestkit.differential import Pair
 
 
 @pytest.fixture(scope="module")
-def pair(
-    real_libvirt: ModuleType, tmp_path_factory: pytest.TempPathFactory, pki: Path
-) -> Iterator[Pair]:
+def pair(real_libvirt: ModuleType, tmp_path_factory: pytest.TempPathFactory, pki: Path) -> Iterator[Pair]:
     daemon = start_libvirtd(tmp_path_factory.mktemp("libvirtd-interfaces"), pki=pki, hold=True)
     server = start_server(pki=pki, tls=False)
     both = Pair(real_libvirt, daemon.tcp_uri, server.tcp_uri)
@@ -51,7 +49,12 @@ def test_default_interface_eth1(pair: Pair) -> None:
     pair.same(lambda c: c.interfaceLookupByMACString("00:00:00:00:00:01").name())
     pair.same(lambda c: c.interfaceLookupByName("eth1").isActive())
     pair.same(
-        lambda c: (c.numOfInterfaces(), c.listInterfaces(), c.numOfDefinedInterfaces(), c.listDefinedInterfaces())
+        lambda c: (
+            c.numOfInterfaces(),
+            c.listInterfaces(),
+            c.numOfDefinedInterfaces(),
+            c.listDefinedInterfaces(),
+        )
     )
     pair.same(lambda c: c.interfaceLookupByName("eth1").XMLDesc(), readonly=True)
     same_state(pair)
@@ -64,7 +67,8 @@ VALID = [
     <interface type='ethernet' name='eth2'><mac address='ab:cd:ef:00:11:22'/></interface>
     <interface type='ethernet' name='eth3'/>
   </bond></interface>""",
-    """<interface type='bond' name='bond1'><bond><arpmon interval='10' target='1.2.3.4' validate='all'/></bond>
+    """<interface type='bond' name='bond1'>
+  <bond><arpmon interval='10' target='1.2.3.4' validate='all'/></bond>
   </interface>""",
     """<interface type='vlan' name='v0'><start mode='onboot'/>
   <protocol family='ipv6'><dhcp peerdns='no'/><autoconf/><ip address='::1' prefix='64'/><route gateway='::2'/>
@@ -109,7 +113,8 @@ BAD = [
     "<interface type='ethernet' name='e0'><protocol family='ipx'/></interface>",
     "<interface type='ethernet' name='e0'><link state='sideways'/></interface>",
     "<interface type='bridge' name='br1'/>",
-    "<interface type='bridge' name='br1'><bridge><interface type='bridge' name='x'><bridge/></interface></bridge>"
+    "<interface type='bridge' name='br1'><bridge><interface type='bridge' name='x'><bridge/></interface>"
+    "</bridge>"
     "</interface>",
     "<interface type='bond' name='b'/>",
     "<interface type='bond' name='b'><bond mode='wild'/></interface>",

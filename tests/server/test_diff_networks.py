@@ -22,9 +22,7 @@ UUID_RE = re.compile(r"<uuid>[0-9a-f-]{36}</uuid>")
 
 
 @pytest.fixture(scope="module")
-def pair(
-    real_libvirt: ModuleType, tmp_path_factory: pytest.TempPathFactory, pki: Path
-) -> Iterator[Pair]:
+def pair(real_libvirt: ModuleType, tmp_path_factory: pytest.TempPathFactory, pki: Path) -> Iterator[Pair]:
     daemon = start_libvirtd(tmp_path_factory.mktemp("libvirtd-networks"), pki=pki, hold=True)
     server = start_server(pki=pki, tls=False)
     loop = EventLoop(real_libvirt)
@@ -68,7 +66,9 @@ def test_default_network_as_test_default_has_it(pair: Pair) -> None:
     pair.same(lambda c: c.networkLookupByName("default").autostart())
     pair.same(lambda c: c.networkLookupByName("default").isActive())
     pair.same(lambda c: c.networkLookupByName("default").isPersistent())
-    pair.same(lambda c: (c.numOfNetworks(), c.listNetworks(), c.numOfDefinedNetworks(), c.listDefinedNetworks()))
+    pair.same(
+        lambda c: (c.numOfNetworks(), c.listNetworks(), c.numOfDefinedNetworks(), c.listDefinedNetworks())
+    )
     pair.same(lambda c: c.networkLookupByName("default").XMLDesc(), readonly=True)
     same_state(pair)
 
@@ -81,12 +81,18 @@ def test_list_all_networks_every_filter(real_libvirt: ModuleType, pair: Pair) ->
     made = """<network><name>{name}</name><uuid>{uuid}</uuid></network>"""
     for conn in (pair.real, pair.ours):
         conn.networkDefineXML(made.format(name="lst-inactive", uuid="0d7b0b3e-1f1c-4b0e-9a43-000000000001"))
-        auto = conn.networkDefineXML(made.format(name="lst-auto", uuid="0d7b0b3e-1f1c-4b0e-9a43-000000000002"))
+        auto = conn.networkDefineXML(
+            made.format(name="lst-auto", uuid="0d7b0b3e-1f1c-4b0e-9a43-000000000002")
+        )
         auto.setAutostart(1)
         conn.networkCreateXML(made.format(name="lst-transient", uuid="0d7b0b3e-1f1c-4b0e-9a43-000000000003"))
     try:
         for flags in LIST_FLAGS:
-            pair.same(lambda c, f=flags: sorted(n.name() for n in c.listAllNetworks(f)))
+
+            def names(conn: Any, flags: int = flags) -> list[str]:
+                return sorted(n.name() for n in conn.listAllNetworks(flags))
+
+            pair.same(names)
         pair.same(lambda c: (c.numOfNetworks(), sorted(c.listNetworks())))
         pair.same(lambda c: (c.numOfDefinedNetworks(), sorted(c.listDefinedNetworks())))
         same_state(pair)
@@ -169,8 +175,10 @@ BAD_DEFINITIONS = [
     "</dhcp></ip></network>",
     "<network><name>a</name><ip address='1.2.3.4' prefix='24'><dhcp><range start='1.2.3.9' end='1.2.3.5'/>"
     "</dhcp></ip></network>",
-    "<network><name>a</name><ip address='1.2.3.4' prefix='24'><dhcp><range start='1.2.3.9'/></dhcp></ip></network>",
-    "<network><name>a</name><ip address='1.2.3.4' prefix='24'><dhcp><host ip='1.2.3.7'/></dhcp></ip></network>",
+    "<network><name>a</name><ip address='1.2.3.4' prefix='24'><dhcp><range start='1.2.3.9'/></dhcp></ip>"
+    "</network>",
+    "<network><name>a</name><ip address='1.2.3.4' prefix='24'><dhcp><host ip='1.2.3.7'/></dhcp></ip>"
+    "</network>",
     "<network><name>a</name><ip address='1.2.3.4' prefix='24'><dhcp><host mac='01:00:00:00:00:01' "
     "ip='1.2.3.7'/></dhcp></ip></network>",
     "<network><name>a</name><ip address='1.2.3.4' prefix='24'><dhcp><range start='1.2.3.5' end='1.2.3.9'>"
@@ -263,7 +271,8 @@ VALID_DEFINITIONS = [
     </dhcp>
   </ip>
   <ip family='ipv6' address='2001:DB8:ca2:2:0::1' prefix='64'>
-    <dhcp><range start='2001:db8:ca2:2::10' end='2001:db8:ca2:2::ff'/><host id='0:1:2' name='h6' ip='2001:db8:ca2:2::20'/></dhcp>
+    <dhcp><range start='2001:db8:ca2:2::10' end='2001:db8:ca2:2::ff'/>
+      <host id='0:1:2' name='h6' ip='2001:db8:ca2:2::20'/></dhcp>
   </ip>
   <route address='192.168.222.0' prefix='24' gateway='192.168.5.2' metric='3'/>
   <route family='ipv6' address='2001:db8:ca2:3::' prefix='64' gateway='2001:db8:ca2:2::2'/>
@@ -273,7 +282,8 @@ VALID_DEFINITIONS = [
   <portgroup name='sales' trustGuestRxFilters='yes'/>
 </network>""",
     """<network><name>v3</name><uuid>c0ffee00-0000-4000-8000-000000000003</uuid>
-  <forward mode='nat'><nat ipv6='yes'><address start='1.2.3.4' end='1.2.3.10'/><port start='500' end='1000'/></nat></forward>
+  <forward mode='nat'><nat ipv6='yes'><address start='1.2.3.4' end='1.2.3.10'/>
+    <port start='500' end='1000'/></nat></forward>
   <ip address='10.1.0.1' netmask='255.255.0.0'/></network>""",
     """<network><name>v4</name><uuid>c0ffee00-0000-4000-8000-000000000004</uuid>
   <forward mode='bridge'/><bridge name='br0'/></network>""",
@@ -356,7 +366,13 @@ UPDATES: list[tuple[int, int, int, str, int]] = [
 
 def test_network_update_sections_as_the_test_driver(pair: Pair) -> None:
     for command, section, index, xml, flags in UPDATES:
-        real, ours = pair.both(lambda c: c.networkLookupByName("default").update(command, section, index, xml, flags))
+
+        def update(
+            conn: Any, args: tuple[int, int, int, str, int] = (command, section, index, xml, flags)
+        ) -> Any:
+            return conn.networkLookupByName("default").update(*args)
+
+        real, ours = pair.both(update)
         if xml == "<txt":
             assert ours[:3] == real[:3]
         else:

@@ -27,7 +27,9 @@ def test_networks_and_interfaces_survive_restart(
         "<bridge name='keptbr'/></network>"
     )
     kept.setAutostart(1)
-    quiet = conn.networkDefineXML("<network><name>quiet</name><forward mode='bridge'/><bridge name='br7'/></network>")
+    quiet = conn.networkDefineXML(
+        "<network><name>quiet</name><forward mode='bridge'/><bridge name='br7'/></network>"
+    )
     quiet_xml = quiet.XMLDesc()
     conn.networkCreateXML("<network><name>gone</name></network>")
     conn.networkLookupByName("default").update(
@@ -37,7 +39,9 @@ def test_networks_and_interfaces_survive_restart(
         "<txt name='k' value='v'/>",
         lv.VIR_NETWORK_UPDATE_AFFECT_CONFIG | lv.VIR_NETWORK_UPDATE_AFFECT_LIVE,
     )
-    conn.interfaceDefineXML("<interface type='ethernet' name='eth0.5/x'><mac address='52:54:00:00:00:05'/></interface>")
+    conn.interfaceDefineXML(
+        "<interface type='ethernet' name='eth0.5/x'><mac address='52:54:00:00:00:05'/></interface>"
+    )
     conn.interfaceLookupByName("eth0.5/x").create()
     conn.interfaceLookupByName("eth1").destroy()
     before_default = conn.networkLookupByName("default").XMLDesc()

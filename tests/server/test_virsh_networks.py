@@ -21,7 +21,9 @@ DEFAULT_UUID = "dd8fe884-6c02-601e-7551-cca97df1c5df"
 
 
 @pytest.fixture(scope="module")
-def sides(tmp_path_factory: pytest.TempPathFactory, pki: Path) -> Iterator[tuple[RealLibvirtd, VirtwireServer]]:
+def sides(
+    tmp_path_factory: pytest.TempPathFactory, pki: Path
+) -> Iterator[tuple[RealLibvirtd, VirtwireServer]]:
     daemon = start_libvirtd(tmp_path_factory.mktemp("libvirtd-virsh-net"), pki=pki, hold=True)
     server = start_server(pki=pki, tls=False)
     try:
@@ -44,7 +46,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (d / "host.xml").write_text("<host mac='00:16:3e:77:e2:ee' name='bar' ip='192.168.122.10'/>\n")
     (d / "if1.xml").write_text(
         "<interface type='bond' name='bond0'><bond mode='active-backup'><miimon freq='100'/>"
-        "<interface type='ethernet' name='eth2'><mac address='ab:cd:ef:00:11:22'/></interface></bond></interface>\n"
+        "<interface type='ethernet' name='eth2'><mac address='ab:cd:ef:00:11:22'/></interface>"
+        "</bond></interface>\n"
     )
     (d / "if2.xml").write_text(
         "<interface type='vlan' name='v0'><vlan tag='42'><interface name='eth0'/></vlan></interface>\n"
@@ -53,7 +56,11 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _compare(
-    run_virsh: Callable[..., Any], sides: tuple[RealLibvirtd, VirtwireServer], script: str, *, ro: bool = False
+    run_virsh: Callable[..., Any],
+    sides: tuple[RealLibvirtd, VirtwireServer],
+    script: str,
+    *,
+    ro: bool = False,
 ) -> str:
     daemon, server = sides
     real = run_virsh(daemon.tcp_uri, script, ro=ro)
@@ -70,7 +77,9 @@ def _compare(
     return str(mine.stdout)
 
 
-def test_net_commands(run_virsh: Callable[..., Any], sides: tuple[RealLibvirtd, VirtwireServer], files: Path) -> None:
+def test_net_commands(
+    run_virsh: Callable[..., Any], sides: tuple[RealLibvirtd, VirtwireServer], files: Path
+) -> None:
     script = "; ".join(
         [
             "net-list --all",
