@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from .domain_api import DomainAPI
 from .host_api import HostAPI
+from .interface_api import InterfaceAPI
 from .migration_api import MigrationMixin
+from .network_api import NetworkAPI
 
 
-class MemoryDriver(MigrationMixin, DomainAPI, HostAPI):
+class MemoryDriver(MigrationMixin, DomainAPI, HostAPI, NetworkAPI, InterfaceAPI):
     """The driver ``virtwire serve`` hosts: ``MemoryDriver(hostname=..., state_dir=...)``."""
