@@ -37,8 +37,6 @@ NOT_YET_PASSING: dict[str, set[str]] = {
     "test_domain.py": {".TestLibvirtDomain.testDomainSchedParams", ".TestLibvirtDomain.testScreenshot"},
     "test_domain_checkpoint.py": {".TestLibvirtDomainCheckpoint.testCheckpointCreate"},
     "test_domain_snapshot.py": {".TestLibvirtDomainSnapshot.testSnapCreate"},
-    "test_interface.py": {".TestLibvirtInterface.testAttr"},
-    "test_network.py": {".TestLibvirtNetwork.testAttr"},
     "test_nodedev.py": {".TestLibvirtNodeDev.testAttr"},
     "test_storage.py": {".TestLibvirtStorage.testAttr", ".TestLibvirtStorage.testVol"},
 }
