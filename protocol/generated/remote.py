@@ -9118,7 +9118,9 @@ _S_iQQQQQQQQQQQ = struct.Struct(">iQQQQQQQQQQQ")
 _pack_iQQQQQQQQQQQ = _S_iQQQQQQQQQQQ.pack
 _unpack_iQQQQQQQQQQQ = _S_iQQQQQQQQQQQ.unpack_from
 _M_remote_auth_type: Final[dict[int, remote_auth_type]] = {int(m): m for m in remote_auth_type}
+_D_remote_auth_type: Final = xdr.EnumDecoding(remote_auth_type)
 _M_remote_procedure: Final[dict[int, remote_procedure]] = {int(m): m for m in remote_procedure}
+_D_remote_procedure: Final = xdr.EnumDecoding(remote_procedure)
 
 
 def _dec_remote_nonnull_string(buf: bytes, pos: int) -> tuple[remote_nonnull_string, int]:
@@ -9138,11 +9140,9 @@ def _dec_remote_string(buf: bytes, pos: int) -> tuple[remote_string, int]:
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     value = o3
     return value, pos
 
@@ -9389,11 +9389,9 @@ def _dec_remote_domain(buf: bytes, pos: int) -> tuple[remote_domain, int]:
     o3: remote_nonnull_domain | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _dec_remote_nonnull_domain(buf, pos)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     value = o3
     return value, pos
 
@@ -9411,11 +9409,9 @@ def _dec_remote_network(buf: bytes, pos: int) -> tuple[remote_network, int]:
     o3: remote_nonnull_network | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _dec_remote_nonnull_network(buf, pos)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     value = o3
     return value, pos
 
@@ -9433,11 +9429,9 @@ def _dec_remote_network_port(buf: bytes, pos: int) -> tuple[remote_network_port,
     o3: remote_nonnull_network_port | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _dec_remote_nonnull_network_port(buf, pos)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     value = o3
     return value, pos
 
@@ -9455,11 +9449,9 @@ def _dec_remote_nwfilter(buf: bytes, pos: int) -> tuple[remote_nwfilter, int]:
     o3: remote_nonnull_nwfilter | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _dec_remote_nonnull_nwfilter(buf, pos)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     value = o3
     return value, pos
 
@@ -9477,11 +9469,9 @@ def _dec_remote_nwfilter_binding(buf: bytes, pos: int) -> tuple[remote_nwfilter_
     o3: remote_nonnull_nwfilter_binding | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _dec_remote_nonnull_nwfilter_binding(buf, pos)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     value = o3
     return value, pos
 
@@ -9499,11 +9489,9 @@ def _dec_remote_storage_pool(buf: bytes, pos: int) -> tuple[remote_storage_pool,
     o3: remote_nonnull_storage_pool | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _dec_remote_nonnull_storage_pool(buf, pos)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     value = o3
     return value, pos
 
@@ -9521,11 +9509,9 @@ def _dec_remote_storage_vol(buf: bytes, pos: int) -> tuple[remote_storage_vol, i
     o3: remote_nonnull_storage_vol | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _dec_remote_nonnull_storage_vol(buf, pos)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     value = o3
     return value, pos
 
@@ -9543,11 +9529,9 @@ def _dec_remote_node_device(buf: bytes, pos: int) -> tuple[remote_node_device, i
     o3: remote_nonnull_node_device | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _dec_remote_nonnull_node_device(buf, pos)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     value = o3
     return value, pos
 
@@ -9565,11 +9549,9 @@ def _dec_remote_secret(buf: bytes, pos: int) -> tuple[remote_secret, int]:
     o3: remote_nonnull_secret | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _dec_remote_nonnull_secret(buf, pos)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     value = o3
     return value, pos
 
@@ -9718,11 +9700,9 @@ def _dec_remote_connect_open_args(buf: bytes, pos: int) -> tuple[remote_connect_
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.name = o3
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -9859,11 +9839,9 @@ def _dec_remote_connect_get_max_vcpus_args(buf: bytes, pos: int) -> tuple[remote
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.type = o3
     return v, pos
 
@@ -9930,38 +9908,30 @@ def _dec_remote_connect_get_domain_capabilities_args(buf: bytes, pos: int) -> tu
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.emulatorbin = o3
     o6: remote_nonnull_string | None = None
     (w4,) = _unpack_u32(buf, pos)
     pos += 4
-    if w4 == 1:
+    if w4:  # xdr_pointer: non-zero is present
         p5, pos = _read_str(buf, pos, 4194304)
         o6 = p5
-    elif w4:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.arch = o6
     o9: remote_nonnull_string | None = None
     (w7,) = _unpack_u32(buf, pos)
     pos += 4
-    if w7 == 1:
+    if w7:  # xdr_pointer: non-zero is present
         p8, pos = _read_str(buf, pos, 4194304)
         o9 = p8
-    elif w7:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.machine = o9
     o12: remote_nonnull_string | None = None
     (w10,) = _unpack_u32(buf, pos)
     pos += 4
-    if w10 == 1:
+    if w10:  # xdr_pointer: non-zero is present
         p11, pos = _read_str(buf, pos, 4194304)
         o12 = p11
-    elif w10:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.virttype = o12
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -10059,6 +10029,8 @@ def _dec_remote_node_get_cpu_stats_ret(buf: bytes, pos: int) -> tuple[remote_nod
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             x3.value, n4 = _unpack_QI(buf, pos)
             pos += 12
         x3 = a1[-1]
@@ -10070,6 +10042,8 @@ def _dec_remote_node_get_cpu_stats_ret(buf: bytes, pos: int) -> tuple[remote_nod
             x3.field = buf[s6:s6 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s6:s6 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         (x3.value,) = _unpack_Q(buf, pos)
         pos += 8
     v.params = a1
@@ -10144,6 +10118,8 @@ def _dec_remote_node_get_memory_stats_ret(buf: bytes, pos: int) -> tuple[remote_
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             x3.value, n4 = _unpack_QI(buf, pos)
             pos += 12
         x3 = a1[-1]
@@ -10155,6 +10131,8 @@ def _dec_remote_node_get_memory_stats_ret(buf: bytes, pos: int) -> tuple[remote_
             x3.field = buf[s6:s6 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s6:s6 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         (x3.value,) = _unpack_Q(buf, pos)
         pos += 8
     v.params = a1
@@ -10371,6 +10349,8 @@ def _dec_remote_connect_baseline_cpu_args(buf: bytes, pos: int) -> tuple[remote_
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x3:
+            x3 = x3.partition("\0")[0]
         append4(x3)
     v.xmlCPUs = a1
     (v.flags,) = _unpack_I(buf, pos)
@@ -10445,6 +10425,8 @@ def _dec_remote_node_set_memory_parameters_args(buf: bytes, pos: int) -> tuple[r
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -10483,6 +10465,8 @@ def _dec_remote_node_set_memory_parameters_args(buf: bytes, pos: int) -> tuple[r
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -10626,6 +10610,8 @@ def _dec_remote_node_get_memory_parameters_ret(buf: bytes, pos: int) -> tuple[re
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -10664,6 +10650,8 @@ def _dec_remote_node_get_memory_parameters_ret(buf: bytes, pos: int) -> tuple[re
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -10840,6 +10828,8 @@ def _dec_remote_connect_get_cpu_model_names_ret(buf: bytes, pos: int) -> tuple[r
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x3:
+            x3 = x3.partition("\0")[0]
         append4(x3)
     v.models = a1
     (v.ret,) = _unpack_i(buf, pos)
@@ -10976,38 +10966,30 @@ def _dec_remote_connect_compare_hypervisor_cpu_args(buf: bytes, pos: int) -> tup
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.emulator = o3
     o6: remote_nonnull_string | None = None
     (w4,) = _unpack_u32(buf, pos)
     pos += 4
-    if w4 == 1:
+    if w4:  # xdr_pointer: non-zero is present
         p5, pos = _read_str(buf, pos, 4194304)
         o6 = p5
-    elif w4:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.arch = o6
     o9: remote_nonnull_string | None = None
     (w7,) = _unpack_u32(buf, pos)
     pos += 4
-    if w7 == 1:
+    if w7:  # xdr_pointer: non-zero is present
         p8, pos = _read_str(buf, pos, 4194304)
         o9 = p8
-    elif w7:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.machine = o9
     o12: remote_nonnull_string | None = None
     (w10,) = _unpack_u32(buf, pos)
     pos += 4
-    if w10 == 1:
+    if w10:  # xdr_pointer: non-zero is present
         p11, pos = _read_str(buf, pos, 4194304)
         o12 = p11
-    elif w10:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.virttype = o12
     v.xmlCPU, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
@@ -11080,38 +11062,30 @@ def _dec_remote_connect_baseline_hypervisor_cpu_args(buf: bytes, pos: int) -> tu
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.emulator = o3
     o6: remote_nonnull_string | None = None
     (w4,) = _unpack_u32(buf, pos)
     pos += 4
-    if w4 == 1:
+    if w4:  # xdr_pointer: non-zero is present
         p5, pos = _read_str(buf, pos, 4194304)
         o6 = p5
-    elif w4:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.arch = o6
     o9: remote_nonnull_string | None = None
     (w7,) = _unpack_u32(buf, pos)
     pos += 4
-    if w7 == 1:
+    if w7:  # xdr_pointer: non-zero is present
         p8, pos = _read_str(buf, pos, 4194304)
         o9 = p8
-    elif w7:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.machine = o9
     o12: remote_nonnull_string | None = None
     (w10,) = _unpack_u32(buf, pos)
     pos += 4
-    if w10 == 1:
+    if w10:  # xdr_pointer: non-zero is present
         p11, pos = _read_str(buf, pos, 4194304)
         o12 = p11
-    elif w10:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.virttype = o12
     (n14,) = _unpack_u32(buf, pos)
     pos += 4
@@ -11131,6 +11105,8 @@ def _dec_remote_connect_baseline_hypervisor_cpu_args(buf: bytes, pos: int) -> tu
             x15 = buf[s18:s18 + n17].decode()
         except UnicodeDecodeError:
             x15 = buf[s18:s18 + n17].decode("utf-8", "surrogateescape")
+        if "\0" in x15:
+            x15 = x15.partition("\0")[0]
         append16(x15)
     v.xmlCPUs = a13
     (v.flags,) = _unpack_I(buf, pos)
@@ -11259,6 +11235,8 @@ def _dec_remote_connect_set_identity_args(buf: bytes, pos: int) -> tuple[remote_
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -11297,6 +11275,8 @@ def _dec_remote_connect_set_identity_args(buf: bytes, pos: int) -> tuple[remote_
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -11416,7 +11396,7 @@ def _dec_remote_auth_list_ret(buf: bytes, pos: int) -> tuple[remote_auth_list_re
         raise XdrError("array length exceeds its bound")
     if n2 * 4 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1 = [_M_remote_auth_type[x] for x in struct.unpack_from(f">{n2}i", buf, pos)]
+    a1 = [_D_remote_auth_type[x] for x in struct.unpack_from(f">{n2}i", buf, pos)]
     pos += n2 * 4
     v.types = a1
     return v, pos
@@ -11715,6 +11695,8 @@ def _dec_remote_connect_list_defined_domains_ret(buf: bytes, pos: int) -> tuple[
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x3:
+            x3 = x3.partition("\0")[0]
         append4(x3)
     v.names = a1
     return v, pos
@@ -11783,6 +11765,8 @@ def _dec_remote_connect_list_all_domains_ret(buf: bytes, pos: int) -> tuple[remo
                 x3.name = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.name = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.name:
+                x3.name = x3.name.partition("\0")[0]
             x3.uuid, x3.id, n4 = _unpack_16siI(buf, pos)
             pos += 24
         x3 = a1[-1]
@@ -11794,6 +11778,8 @@ def _dec_remote_connect_list_all_domains_ret(buf: bytes, pos: int) -> tuple[remo
             x3.name = buf[s6:s6 + n4].decode()
         except UnicodeDecodeError:
             x3.name = buf[s6:s6 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.name:
+            x3.name = x3.name.partition("\0")[0]
         x3.uuid, x3.id = _unpack_16si(buf, pos)
         pos += 20
     v.domains = a1
@@ -12019,11 +12005,9 @@ def _dec_remote_domain_save_flags_args(buf: bytes, pos: int) -> tuple[remote_dom
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.dxml = o3
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -12073,6 +12057,8 @@ def _dec_remote_domain_save_params_args(buf: bytes, pos: int) -> tuple[remote_do
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -12111,6 +12097,8 @@ def _dec_remote_domain_save_params_args(buf: bytes, pos: int) -> tuple[remote_do
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -12242,11 +12230,9 @@ def _dec_remote_domain_restore_flags_args(buf: bytes, pos: int) -> tuple[remote_
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.dxml = o3
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -12294,6 +12280,8 @@ def _dec_remote_domain_restore_params_args(buf: bytes, pos: int) -> tuple[remote
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -12332,6 +12320,8 @@ def _dec_remote_domain_restore_params_args(buf: bytes, pos: int) -> tuple[remote
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -12799,11 +12789,9 @@ def _dec_remote_domain_managed_save_define_xml_args(buf: bytes, pos: int) -> tup
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.dxml = o3
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -12844,11 +12832,9 @@ def _dec_remote_domain_rename_args(buf: bytes, pos: int) -> tuple[remote_domain_
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.new_name = o3
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -13035,11 +13021,9 @@ def _dec_remote_domain_screenshot_ret(buf: bytes, pos: int) -> tuple[remote_doma
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.mime = o3
     return v, pos
 
@@ -13257,29 +13241,23 @@ def _dec_remote_domain_set_metadata_args(buf: bytes, pos: int) -> tuple[remote_d
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.metadata = o3
     o6: remote_nonnull_string | None = None
     (w4,) = _unpack_u32(buf, pos)
     pos += 4
-    if w4 == 1:
+    if w4:  # xdr_pointer: non-zero is present
         p5, pos = _read_str(buf, pos, 4194304)
         o6 = p5
-    elif w4:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.key = o6
     o9: remote_nonnull_string | None = None
     (w7,) = _unpack_u32(buf, pos)
     pos += 4
-    if w7 == 1:
+    if w7:  # xdr_pointer: non-zero is present
         p8, pos = _read_str(buf, pos, 4194304)
         o9 = p8
-    elif w7:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.uri = o9
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -13330,11 +13308,9 @@ def _dec_remote_domain_get_metadata_args(buf: bytes, pos: int) -> tuple[remote_d
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.uri = o3
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -13544,6 +13520,8 @@ def _dec_remote_domain_get_disk_errors_ret(buf: bytes, pos: int) -> tuple[remote
                 x3.disk = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.disk = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.disk:
+                x3.disk = x3.disk.partition("\0")[0]
             x3.error, n4 = _unpack_iI(buf, pos)
             pos += 8
         x3 = a1[-1]
@@ -13555,6 +13533,8 @@ def _dec_remote_domain_get_disk_errors_ret(buf: bytes, pos: int) -> tuple[remote
             x3.disk = buf[s6:s6 + n4].decode()
         except UnicodeDecodeError:
             x3.disk = buf[s6:s6 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.disk:
+            x3.disk = x3.disk.partition("\0")[0]
         (x3.error,) = _unpack_i(buf, pos)
         pos += 4
     v.errors = a1
@@ -13667,6 +13647,8 @@ def _dec_remote_domain_get_messages_ret(buf: bytes, pos: int) -> tuple[remote_do
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x3:
+            x3 = x3.partition("\0")[0]
         append4(x3)
     v.msgs = a1
     return v, pos
@@ -13724,6 +13706,8 @@ def _dec_remote_node_get_sev_info_ret(buf: bytes, pos: int) -> tuple[remote_node
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -13762,6 +13746,8 @@ def _dec_remote_node_get_sev_info_ret(buf: bytes, pos: int) -> tuple[remote_node
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -13907,6 +13893,8 @@ def _dec_remote_domain_get_launch_security_info_ret(buf: bytes, pos: int) -> tup
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -13945,6 +13933,8 @@ def _dec_remote_domain_get_launch_security_info_ret(buf: bytes, pos: int) -> tup
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -14075,6 +14065,8 @@ def _dec_remote_domain_set_launch_security_state_args(buf: bytes, pos: int) -> t
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -14113,6 +14105,8 @@ def _dec_remote_domain_set_launch_security_state_args(buf: bytes, pos: int) -> t
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -14612,6 +14606,8 @@ def _dec_remote_domain_set_iothread_params_args(buf: bytes, pos: int) -> tuple[r
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -14650,6 +14646,8 @@ def _dec_remote_domain_set_iothread_params_args(buf: bytes, pos: int) -> tuple[r
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -14841,6 +14839,8 @@ def _dec_remote_domain_get_scheduler_parameters_ret(buf: bytes, pos: int) -> tup
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -14879,6 +14879,8 @@ def _dec_remote_domain_get_scheduler_parameters_ret(buf: bytes, pos: int) -> tup
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -15021,6 +15023,8 @@ def _dec_remote_domain_get_scheduler_parameters_flags_ret(buf: bytes, pos: int) 
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -15059,6 +15063,8 @@ def _dec_remote_domain_get_scheduler_parameters_flags_ret(buf: bytes, pos: int) 
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -15189,6 +15195,8 @@ def _dec_remote_domain_set_scheduler_parameters_args(buf: bytes, pos: int) -> tu
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -15227,6 +15235,8 @@ def _dec_remote_domain_set_scheduler_parameters_args(buf: bytes, pos: int) -> tu
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -15358,6 +15368,8 @@ def _dec_remote_domain_set_scheduler_parameters_flags_args(buf: bytes, pos: int)
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -15396,6 +15408,8 @@ def _dec_remote_domain_set_scheduler_parameters_flags_args(buf: bytes, pos: int)
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -15530,6 +15544,8 @@ def _dec_remote_domain_set_blkio_parameters_args(buf: bytes, pos: int) -> tuple[
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -15568,6 +15584,8 @@ def _dec_remote_domain_set_blkio_parameters_args(buf: bytes, pos: int) -> tuple[
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -15714,6 +15732,8 @@ def _dec_remote_domain_get_blkio_parameters_ret(buf: bytes, pos: int) -> tuple[r
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -15752,6 +15772,8 @@ def _dec_remote_domain_get_blkio_parameters_ret(buf: bytes, pos: int) -> tuple[r
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -15885,6 +15907,8 @@ def _dec_remote_domain_set_memory_parameters_args(buf: bytes, pos: int) -> tuple
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -15923,6 +15947,8 @@ def _dec_remote_domain_set_memory_parameters_args(buf: bytes, pos: int) -> tuple
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -16069,6 +16095,8 @@ def _dec_remote_domain_get_memory_parameters_ret(buf: bytes, pos: int) -> tuple[
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -16107,6 +16135,8 @@ def _dec_remote_domain_get_memory_parameters_ret(buf: bytes, pos: int) -> tuple[
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -16240,6 +16270,8 @@ def _dec_remote_domain_set_numa_parameters_args(buf: bytes, pos: int) -> tuple[r
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -16278,6 +16310,8 @@ def _dec_remote_domain_set_numa_parameters_args(buf: bytes, pos: int) -> tuple[r
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -16424,6 +16458,8 @@ def _dec_remote_domain_get_numa_parameters_ret(buf: bytes, pos: int) -> tuple[re
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -16462,6 +16498,8 @@ def _dec_remote_domain_get_numa_parameters_ret(buf: bytes, pos: int) -> tuple[re
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -16595,6 +16633,8 @@ def _dec_remote_domain_set_perf_events_args(buf: bytes, pos: int) -> tuple[remot
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -16633,6 +16673,8 @@ def _dec_remote_domain_set_perf_events_args(buf: bytes, pos: int) -> tuple[remot
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -16779,6 +16821,8 @@ def _dec_remote_domain_get_perf_events_ret(buf: bytes, pos: int) -> tuple[remote
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -16817,6 +16861,8 @@ def _dec_remote_domain_get_perf_events_ret(buf: bytes, pos: int) -> tuple[remote
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -16948,6 +16994,8 @@ def _dec_remote_domain_set_interface_parameters_args(buf: bytes, pos: int) -> tu
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -16986,6 +17034,8 @@ def _dec_remote_domain_set_interface_parameters_args(buf: bytes, pos: int) -> tu
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -17142,6 +17192,8 @@ def _dec_remote_domain_get_interface_parameters_ret(buf: bytes, pos: int) -> tup
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -17180,6 +17232,8 @@ def _dec_remote_domain_get_interface_parameters_ret(buf: bytes, pos: int) -> tup
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -17497,11 +17551,9 @@ def _dec_remote_domain_block_rebase_args(buf: bytes, pos: int) -> tuple[remote_d
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.base = o3
     v.bandwidth, v.flags = _unpack_QI(buf, pos)
     pos += 12
@@ -17553,6 +17605,8 @@ def _dec_remote_domain_block_copy_args(buf: bytes, pos: int) -> tuple[remote_dom
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -17591,6 +17645,8 @@ def _dec_remote_domain_block_copy_args(buf: bytes, pos: int) -> tuple[remote_dom
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -17718,20 +17774,16 @@ def _dec_remote_domain_block_commit_args(buf: bytes, pos: int) -> tuple[remote_d
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.base = o3
     o6: remote_nonnull_string | None = None
     (w4,) = _unpack_u32(buf, pos)
     pos += 4
-    if w4 == 1:
+    if w4:  # xdr_pointer: non-zero is present
         p5, pos = _read_str(buf, pos, 4194304)
         o6 = p5
-    elif w4:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.top = o6
     v.bandwidth, v.flags = _unpack_QI(buf, pos)
     pos += 12
@@ -17792,6 +17844,8 @@ def _dec_remote_domain_set_block_io_tune_args(buf: bytes, pos: int) -> tuple[rem
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -17830,6 +17884,8 @@ def _dec_remote_domain_set_block_io_tune_args(buf: bytes, pos: int) -> tuple[rem
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -17952,11 +18008,9 @@ def _dec_remote_domain_get_block_io_tune_args(buf: bytes, pos: int) -> tuple[rem
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.disk = o3
     v.nparams, v.flags = _unpack_iI(buf, pos)
     pos += 8
@@ -18000,6 +18054,8 @@ def _dec_remote_domain_get_block_io_tune_ret(buf: bytes, pos: int) -> tuple[remo
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -18038,6 +18094,8 @@ def _dec_remote_domain_get_block_io_tune_ret(buf: bytes, pos: int) -> tuple[remo
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -18173,11 +18231,9 @@ def _dec_remote_domain_backup_begin_args(buf: bytes, pos: int) -> tuple[remote_d
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.checkpoint_xml = o3
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -18316,6 +18372,8 @@ def _dec_remote_domain_block_stats_flags_ret(buf: bytes, pos: int) -> tuple[remo
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -18354,6 +18412,8 @@ def _dec_remote_domain_block_stats_flags_ret(buf: bytes, pos: int) -> tuple[remo
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -18669,6 +18729,8 @@ def _dec_remote_domain_get_cpu_stats_ret(buf: bytes, pos: int) -> tuple[remote_d
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -18707,6 +18769,8 @@ def _dec_remote_domain_get_cpu_stats_ret(buf: bytes, pos: int) -> tuple[remote_d
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -18840,6 +18904,8 @@ def _dec_remote_domain_stats_record(buf: bytes, pos: int) -> tuple[remote_domain
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -18878,6 +18944,8 @@ def _dec_remote_domain_stats_record(buf: bytes, pos: int) -> tuple[remote_domain
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -19008,6 +19076,8 @@ def _dec_remote_connect_get_all_domain_stats_args(buf: bytes, pos: int) -> tuple
                 x3.name = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.name = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.name:
+                x3.name = x3.name.partition("\0")[0]
             x3.uuid, x3.id, n4 = _unpack_16siI(buf, pos)
             pos += 24
         x3 = a1[-1]
@@ -19019,6 +19089,8 @@ def _dec_remote_connect_get_all_domain_stats_args(buf: bytes, pos: int) -> tuple
             x3.name = buf[s6:s6 + n4].decode()
         except UnicodeDecodeError:
             x3.name = buf[s6:s6 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.name:
+            x3.name = x3.name.partition("\0")[0]
         x3.uuid, x3.id = _unpack_16si(buf, pos)
         pos += 20
     v.doms = a1
@@ -19099,6 +19171,8 @@ def _dec_remote_connect_get_all_domain_stats_ret(buf: bytes, pos: int) -> tuple[
                     x7.field = buf[s9:s9 + n8].decode()
                 except UnicodeDecodeError:
                     x7.field = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                if "\0" in x7.field:
+                    x7.field = x7.field.partition("\0")[0]
                 v10 = _new(remote_typed_param_value)
                 (d11,) = _unpack_i(buf, pos)
                 pos += 4
@@ -19137,6 +19211,8 @@ def _dec_remote_connect_get_all_domain_stats_ret(buf: bytes, pos: int) -> tuple[
                 x7.field = buf[s12:s12 + n8].decode()
             except UnicodeDecodeError:
                 x7.field = buf[s12:s12 + n8].decode("utf-8", "surrogateescape")
+            if "\0" in x7.field:
+                x7.field = x7.field.partition("\0")[0]
             v13 = _new(remote_typed_param_value)
             (d14,) = _unpack_i(buf, pos)
             pos += 4
@@ -19278,11 +19354,9 @@ def _dec_remote_domain_fstrim_args(buf: bytes, pos: int) -> tuple[remote_domain_
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.mountPoint = o3
     v.minimum, v.flags = _unpack_QI(buf, pos)
     pos += 12
@@ -19326,6 +19400,8 @@ def _dec_remote_domain_fsfreeze_args(buf: bytes, pos: int) -> tuple[remote_domai
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x3:
+            x3 = x3.partition("\0")[0]
         append4(x3)
     v.mountpoints = a1
     (v.flags,) = _unpack_I(buf, pos)
@@ -19387,6 +19463,8 @@ def _dec_remote_domain_fsthaw_args(buf: bytes, pos: int) -> tuple[remote_domain_
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x3:
+            x3 = x3.partition("\0")[0]
         append4(x3)
     v.mountpoints = a1
     (v.flags,) = _unpack_I(buf, pos)
@@ -19450,6 +19528,8 @@ def _dec_remote_domain_fsinfo(buf: bytes, pos: int) -> tuple[remote_domain_fsinf
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x3:
+            x3 = x3.partition("\0")[0]
         append4(x3)
     v.dev_aliases = a1
     return v, pos
@@ -19520,6 +19600,8 @@ def _dec_remote_domain_get_fsinfo_ret(buf: bytes, pos: int) -> tuple[remote_doma
             x3.mountpoint = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
             x3.mountpoint = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.mountpoint:
+            x3.mountpoint = x3.mountpoint.partition("\0")[0]
         (n6,) = _unpack_u32(buf, pos)
         s7 = pos + 4
         pos = s7 + ((n6 + 3) & -4)
@@ -19529,6 +19611,8 @@ def _dec_remote_domain_get_fsinfo_ret(buf: bytes, pos: int) -> tuple[remote_doma
             x3.name = buf[s7:s7 + n6].decode()
         except UnicodeDecodeError:
             x3.name = buf[s7:s7 + n6].decode("utf-8", "surrogateescape")
+        if "\0" in x3.name:
+            x3.name = x3.name.partition("\0")[0]
         (n8,) = _unpack_u32(buf, pos)
         s9 = pos + 4
         pos = s9 + ((n8 + 3) & -4)
@@ -19538,6 +19622,8 @@ def _dec_remote_domain_get_fsinfo_ret(buf: bytes, pos: int) -> tuple[remote_doma
             x3.fstype = buf[s9:s9 + n8].decode()
         except UnicodeDecodeError:
             x3.fstype = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+        if "\0" in x3.fstype:
+            x3.fstype = x3.fstype.partition("\0")[0]
         (n11,) = _unpack_u32(buf, pos)
         pos += 4
         if n11 > 256:
@@ -19556,6 +19642,8 @@ def _dec_remote_domain_get_fsinfo_ret(buf: bytes, pos: int) -> tuple[remote_doma
                 x12 = buf[s15:s15 + n14].decode()
             except UnicodeDecodeError:
                 x12 = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+            if "\0" in x12:
+                x12 = x12.partition("\0")[0]
             append13(x12)
         x3.dev_aliases = a10
     v.info = a1
@@ -19643,11 +19731,9 @@ def _dec_remote_domain_interface(buf: bytes, pos: int) -> tuple[remote_domain_in
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.hwaddr = o3
     (n5,) = _unpack_u32(buf, pos)
     pos += 4
@@ -19667,6 +19753,8 @@ def _dec_remote_domain_interface(buf: bytes, pos: int) -> tuple[remote_domain_in
             x6.addr = buf[s8:s8 + n7].decode()
         except UnicodeDecodeError:
             x6.addr = buf[s8:s8 + n7].decode("utf-8", "surrogateescape")
+        if "\0" in x6.addr:
+            x6.addr = x6.addr.partition("\0")[0]
         (x6.prefix,) = _unpack_I(buf, pos)
         pos += 4
     v.addrs = a4
@@ -19740,10 +19828,12 @@ def _dec_remote_domain_interface_addresses_ret(buf: bytes, pos: int) -> tuple[re
             x3.name = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
             x3.name = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.name:
+            x3.name = x3.name.partition("\0")[0]
         o8: remote_nonnull_string | None = None
         (w6,) = _unpack_u32(buf, pos)
         pos += 4
-        if w6 == 1:
+        if w6:  # xdr_pointer: non-zero is present
             (n9,) = _unpack_u32(buf, pos)
             s10 = pos + 4
             pos = s10 + ((n9 + 3) & -4)
@@ -19753,9 +19843,9 @@ def _dec_remote_domain_interface_addresses_ret(buf: bytes, pos: int) -> tuple[re
                 p7 = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
                 p7 = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
+            if "\0" in p7:
+                p7 = p7.partition("\0")[0]
             o8 = p7
-        elif w6:
-            raise XdrError("optional-data flag is not 0 or 1")
         x3.hwaddr = o8
         (n12,) = _unpack_u32(buf, pos)
         pos += 4
@@ -19775,6 +19865,8 @@ def _dec_remote_domain_interface_addresses_ret(buf: bytes, pos: int) -> tuple[re
                 x13.addr = buf[s15:s15 + n14].decode()
             except UnicodeDecodeError:
                 x13.addr = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+            if "\0" in x13.addr:
+                x13.addr = x13.addr.partition("\0")[0]
             (x13.prefix,) = _unpack_I(buf, pos)
             pos += 4
         x3.addrs = a11
@@ -19838,20 +19930,16 @@ def _dec_remote_domain_set_user_password_args(buf: bytes, pos: int) -> tuple[rem
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.user = o3
     o6: remote_nonnull_string | None = None
     (w4,) = _unpack_u32(buf, pos)
     pos += 4
-    if w4 == 1:
+    if w4:  # xdr_pointer: non-zero is present
         p5, pos = _read_str(buf, pos, 4194304)
         o6 = p5
-    elif w4:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.password = o6
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -19918,6 +20006,8 @@ def _dec_remote_domain_get_guest_vcpus_ret(buf: bytes, pos: int) -> tuple[remote
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -19956,6 +20046,8 @@ def _dec_remote_domain_get_guest_vcpus_ret(buf: bytes, pos: int) -> tuple[remote
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -20116,6 +20208,8 @@ def _dec_remote_domain_get_guest_info_ret(buf: bytes, pos: int) -> tuple[remote_
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -20154,6 +20248,8 @@ def _dec_remote_domain_get_guest_info_ret(buf: bytes, pos: int) -> tuple[remote_
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -20324,6 +20420,8 @@ def _dec_remote_domain_authorized_ssh_keys_get_ret(buf: bytes, pos: int) -> tupl
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x3:
+            x3 = x3.partition("\0")[0]
         append4(x3)
     v.keys = a1
     return v, pos
@@ -20371,6 +20469,8 @@ def _dec_remote_domain_authorized_ssh_keys_set_args(buf: bytes, pos: int) -> tup
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x3:
+            x3 = x3.partition("\0")[0]
         append4(x3)
     v.keys = a1
     (v.flags,) = _unpack_I(buf, pos)
@@ -20410,11 +20510,9 @@ def _dec_remote_domain_open_console_args(buf: bytes, pos: int) -> tuple[remote_d
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.dev_name = o3
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -20442,11 +20540,9 @@ def _dec_remote_domain_open_channel_args(buf: bytes, pos: int) -> tuple[remote_d
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.name = o3
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -20578,6 +20674,8 @@ def _dec_remote_domain_get_job_stats_ret(buf: bytes, pos: int) -> tuple[remote_d
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -20616,6 +20714,8 @@ def _dec_remote_domain_get_job_stats_ret(buf: bytes, pos: int) -> tuple[remote_d
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -20752,22 +20852,18 @@ def _dec_remote_domain_migrate_prepare_args(buf: bytes, pos: int) -> tuple[remot
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.uri_in = o3
     (v.flags,) = _unpack_Q(buf, pos)
     pos += 8
     o6: remote_nonnull_string | None = None
     (w4,) = _unpack_u32(buf, pos)
     pos += 4
-    if w4 == 1:
+    if w4:  # xdr_pointer: non-zero is present
         p5, pos = _read_str(buf, pos, 4194304)
         o6 = p5
-    elif w4:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.dname = o6
     (v.resource,) = _unpack_Q(buf, pos)
     pos += 8
@@ -20805,11 +20901,9 @@ def _dec_remote_domain_migrate_prepare_ret(buf: bytes, pos: int) -> tuple[remote
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.uri_out = o3
     return v, pos
 
@@ -20844,11 +20938,9 @@ def _dec_remote_domain_migrate_perform_args(buf: bytes, pos: int) -> tuple[remot
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.dname = o3
     (v.resource,) = _unpack_Q(buf, pos)
     pos += 8
@@ -20924,22 +21016,18 @@ def _dec_remote_domain_migrate_prepare2_args(buf: bytes, pos: int) -> tuple[remo
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.uri_in = o3
     (v.flags,) = _unpack_Q(buf, pos)
     pos += 8
     o6: remote_nonnull_string | None = None
     (w4,) = _unpack_u32(buf, pos)
     pos += 4
-    if w4 == 1:
+    if w4:  # xdr_pointer: non-zero is present
         p5, pos = _read_str(buf, pos, 4194304)
         o6 = p5
-    elif w4:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.dname = o6
     v.resource, n7 = _unpack_QI(buf, pos)
     pos += 12
@@ -20982,11 +21070,9 @@ def _dec_remote_domain_migrate_prepare2_ret(buf: bytes, pos: int) -> tuple[remot
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.uri_out = o3
     return v, pos
 
@@ -21056,11 +21142,9 @@ def _dec_remote_domain_migrate_prepare_tunnel_args(buf: bytes, pos: int) -> tupl
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.dname = o3
     v.resource, n4 = _unpack_QI(buf, pos)
     pos += 12
@@ -21204,22 +21288,18 @@ def _dec_remote_domain_migrate_begin3_args(buf: bytes, pos: int) -> tuple[remote
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.xmlin = o3
     (v.flags,) = _unpack_Q(buf, pos)
     pos += 8
     o6: remote_nonnull_string | None = None
     (w4,) = _unpack_u32(buf, pos)
     pos += 4
-    if w4 == 1:
+    if w4:  # xdr_pointer: non-zero is present
         p5, pos = _read_str(buf, pos, 4194304)
         o6 = p5
-    elif w4:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.dname = o6
     (v.resource,) = _unpack_Q(buf, pos)
     pos += 8
@@ -21279,22 +21359,18 @@ def _dec_remote_domain_migrate_prepare3_args(buf: bytes, pos: int) -> tuple[remo
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.uri_in = o3
     (v.flags,) = _unpack_Q(buf, pos)
     pos += 8
     o6: remote_nonnull_string | None = None
     (w4,) = _unpack_u32(buf, pos)
     pos += 4
-    if w4 == 1:
+    if w4:  # xdr_pointer: non-zero is present
         p5, pos = _read_str(buf, pos, 4194304)
         o6 = p5
-    elif w4:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.dname = o6
     v.resource, n7 = _unpack_QI(buf, pos)
     pos += 12
@@ -21344,11 +21420,9 @@ def _dec_remote_domain_migrate_prepare3_ret(buf: bytes, pos: int) -> tuple[remot
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.uri_out = o3
     return v, pos
 
@@ -21381,11 +21455,9 @@ def _dec_remote_domain_migrate_prepare_tunnel3_args(buf: bytes, pos: int) -> tup
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.dname = o3
     v.resource, n4 = _unpack_QI(buf, pos)
     pos += 12
@@ -21440,41 +21512,33 @@ def _dec_remote_domain_migrate_perform3_args(buf: bytes, pos: int) -> tuple[remo
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.xmlin = o3
     v.cookie_in, pos = _read_opaque(buf, pos, 4194304)
     o6: remote_nonnull_string | None = None
     (w4,) = _unpack_u32(buf, pos)
     pos += 4
-    if w4 == 1:
+    if w4:  # xdr_pointer: non-zero is present
         p5, pos = _read_str(buf, pos, 4194304)
         o6 = p5
-    elif w4:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.dconnuri = o6
     o9: remote_nonnull_string | None = None
     (w7,) = _unpack_u32(buf, pos)
     pos += 4
-    if w7 == 1:
+    if w7:  # xdr_pointer: non-zero is present
         p8, pos = _read_str(buf, pos, 4194304)
         o9 = p8
-    elif w7:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.uri = o9
     (v.flags,) = _unpack_Q(buf, pos)
     pos += 8
     o12: remote_nonnull_string | None = None
     (w10,) = _unpack_u32(buf, pos)
     pos += 4
-    if w10 == 1:
+    if w10:  # xdr_pointer: non-zero is present
         p11, pos = _read_str(buf, pos, 4194304)
         o12 = p11
-    elif w10:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.dname = o12
     (v.resource,) = _unpack_Q(buf, pos)
     pos += 8
@@ -21557,20 +21621,16 @@ def _dec_remote_domain_migrate_finish3_args(buf: bytes, pos: int) -> tuple[remot
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.dconnuri = o3
     o6: remote_nonnull_string | None = None
     (w4,) = _unpack_u32(buf, pos)
     pos += 4
-    if w4 == 1:
+    if w4:  # xdr_pointer: non-zero is present
         p5, pos = _read_str(buf, pos, 4194304)
         o6 = p5
-    elif w4:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.uri = o6
     v.flags, v.cancelled = _unpack_Qi(buf, pos)
     pos += 12
@@ -21673,6 +21733,8 @@ def _dec_remote_domain_migrate_begin3_params_args(buf: bytes, pos: int) -> tuple
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -21711,6 +21773,8 @@ def _dec_remote_domain_migrate_begin3_params_args(buf: bytes, pos: int) -> tuple
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -21865,6 +21929,8 @@ def _dec_remote_domain_migrate_prepare3_params_args(buf: bytes, pos: int) -> tup
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -21903,6 +21969,8 @@ def _dec_remote_domain_migrate_prepare3_params_args(buf: bytes, pos: int) -> tup
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -22026,11 +22094,9 @@ def _dec_remote_domain_migrate_prepare3_params_ret(buf: bytes, pos: int) -> tupl
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.uri_out = o3
     return v, pos
 
@@ -22077,6 +22143,8 @@ def _dec_remote_domain_migrate_prepare_tunnel3_params_args(buf: bytes, pos: int)
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -22115,6 +22183,8 @@ def _dec_remote_domain_migrate_prepare_tunnel3_params_args(buf: bytes, pos: int)
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -22255,11 +22325,9 @@ def _dec_remote_domain_migrate_perform3_params_args(buf: bytes, pos: int) -> tup
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.dconnuri = o3
     (n5,) = _unpack_u32(buf, pos)
     pos += 4
@@ -22280,6 +22348,8 @@ def _dec_remote_domain_migrate_perform3_params_args(buf: bytes, pos: int) -> tup
                 x6.field = buf[s8:s8 + n7].decode()
             except UnicodeDecodeError:
                 x6.field = buf[s8:s8 + n7].decode("utf-8", "surrogateescape")
+            if "\0" in x6.field:
+                x6.field = x6.field.partition("\0")[0]
             v9 = _new(remote_typed_param_value)
             (d10,) = _unpack_i(buf, pos)
             pos += 4
@@ -22318,6 +22388,8 @@ def _dec_remote_domain_migrate_perform3_params_args(buf: bytes, pos: int) -> tup
             x6.field = buf[s11:s11 + n7].decode()
         except UnicodeDecodeError:
             x6.field = buf[s11:s11 + n7].decode("utf-8", "surrogateescape")
+        if "\0" in x6.field:
+            x6.field = x6.field.partition("\0")[0]
         v12 = _new(remote_typed_param_value)
         (d13,) = _unpack_i(buf, pos)
         pos += 4
@@ -22484,6 +22556,8 @@ def _dec_remote_domain_migrate_finish3_params_args(buf: bytes, pos: int) -> tupl
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -22522,6 +22596,8 @@ def _dec_remote_domain_migrate_finish3_params_args(buf: bytes, pos: int) -> tupl
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -22680,6 +22756,8 @@ def _dec_remote_domain_migrate_confirm3_params_args(buf: bytes, pos: int) -> tup
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -22718,6 +22796,8 @@ def _dec_remote_domain_migrate_confirm3_params_args(buf: bytes, pos: int) -> tup
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -22900,11 +22980,9 @@ def _dec_remote_connect_domain_event_callback_register_any_args(buf: bytes, pos:
     o3: remote_nonnull_domain | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _dec_remote_nonnull_domain(buf, pos)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.dom = o3
     return v, pos
 
@@ -22959,11 +23037,9 @@ def _dec_remote_connect_network_event_register_any_args(buf: bytes, pos: int) ->
     o3: remote_nonnull_network | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _dec_remote_nonnull_network(buf, pos)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.net = o3
     return v, pos
 
@@ -23007,11 +23083,9 @@ def _dec_remote_connect_storage_pool_event_register_any_args(buf: bytes, pos: in
     o3: remote_nonnull_storage_pool | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _dec_remote_nonnull_storage_pool(buf, pos)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.pool = o3
     return v, pos
 
@@ -23055,11 +23129,9 @@ def _dec_remote_connect_node_device_event_register_any_args(buf: bytes, pos: int
     o3: remote_nonnull_node_device | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _dec_remote_nonnull_node_device(buf, pos)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.dev = o3
     return v, pos
 
@@ -23103,11 +23175,9 @@ def _dec_remote_connect_secret_event_register_any_args(buf: bytes, pos: int) -> 
     o3: remote_nonnull_secret | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _dec_remote_nonnull_secret(buf, pos)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.secret = o3
     return v, pos
 
@@ -23388,6 +23458,8 @@ def _dec_remote_domain_event_graphics_msg(buf: bytes, pos: int) -> tuple[remote_
             x3.type = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
             x3.type = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.type:
+            x3.type = x3.type.partition("\0")[0]
         (n6,) = _unpack_u32(buf, pos)
         s7 = pos + 4
         pos = s7 + ((n6 + 3) & -4)
@@ -23397,6 +23469,8 @@ def _dec_remote_domain_event_graphics_msg(buf: bytes, pos: int) -> tuple[remote_
             x3.name = buf[s7:s7 + n6].decode()
         except UnicodeDecodeError:
             x3.name = buf[s7:s7 + n6].decode("utf-8", "surrogateescape")
+        if "\0" in x3.name:
+            x3.name = x3.name.partition("\0")[0]
     v.subject = a1
     return v, pos
 
@@ -23488,20 +23562,16 @@ def _dec_remote_domain_event_disk_change_msg(buf: bytes, pos: int) -> tuple[remo
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.oldSrcPath = o3
     o6: remote_nonnull_string | None = None
     (w4,) = _unpack_u32(buf, pos)
     pos += 4
-    if w4 == 1:
+    if w4:  # xdr_pointer: non-zero is present
         p5, pos = _read_str(buf, pos, 4194304)
         o6 = p5
-    elif w4:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.newSrcPath = o6
     v.devAlias, pos = _read_str(buf, pos, 4194304)
     (v.reason,) = _unpack_i(buf, pos)
@@ -23759,11 +23829,9 @@ def _dec_remote_domain_event_block_threshold_msg(buf: bytes, pos: int) -> tuple[
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.path = o3
     v.threshold, v.excess = _unpack_QQ(buf, pos)
     pos += 16
@@ -23816,6 +23884,8 @@ def _dec_remote_domain_event_callback_tunable_msg(buf: bytes, pos: int) -> tuple
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -23854,6 +23924,8 @@ def _dec_remote_domain_event_callback_tunable_msg(buf: bytes, pos: int) -> tuple
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -24039,6 +24111,8 @@ def _dec_remote_domain_event_callback_job_completed_msg(buf: bytes, pos: int) ->
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -24077,6 +24151,8 @@ def _dec_remote_domain_event_callback_job_completed_msg(buf: bytes, pos: int) ->
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -24215,11 +24291,9 @@ def _dec_remote_domain_event_callback_metadata_change_msg(buf: bytes, pos: int) 
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.nsuri = o3
     return v, pos
 
@@ -24423,6 +24497,8 @@ def _dec_remote_connect_list_networks_ret(buf: bytes, pos: int) -> tuple[remote_
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x3:
+            x3 = x3.partition("\0")[0]
         append4(x3)
     v.names = a1
     return v, pos
@@ -24490,6 +24566,8 @@ def _dec_remote_connect_list_defined_networks_ret(buf: bytes, pos: int) -> tuple
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x3:
+            x3 = x3.partition("\0")[0]
         append4(x3)
     v.names = a1
     return v, pos
@@ -24871,6 +24949,8 @@ def _dec_remote_connect_list_all_networks_ret(buf: bytes, pos: int) -> tuple[rem
                 x3.name = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.name = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.name:
+                x3.name = x3.name.partition("\0")[0]
             x3.uuid, n4 = _unpack_16sI(buf, pos)
             pos += 20
         x3 = a1[-1]
@@ -24882,6 +24962,8 @@ def _dec_remote_connect_list_all_networks_ret(buf: bytes, pos: int) -> tuple[rem
             x3.name = buf[s6:s6 + n4].decode()
         except UnicodeDecodeError:
             x3.name = buf[s6:s6 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.name:
+            x3.name = x3.name.partition("\0")[0]
         (x3.uuid,) = _unpack_16s(buf, pos)
         pos += 16
     v.nets = a1
@@ -24935,20 +25017,16 @@ def _dec_remote_network_dhcp_lease(buf: bytes, pos: int) -> tuple[remote_network
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.mac = o3
     o6: remote_nonnull_string | None = None
     (w4,) = _unpack_u32(buf, pos)
     pos += 4
-    if w4 == 1:
+    if w4:  # xdr_pointer: non-zero is present
         p5, pos = _read_str(buf, pos, 4194304)
         o6 = p5
-    elif w4:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.iaid = o6
     v.ipaddr, pos = _read_str(buf, pos, 4194304)
     (v.prefix,) = _unpack_I(buf, pos)
@@ -24956,20 +25034,16 @@ def _dec_remote_network_dhcp_lease(buf: bytes, pos: int) -> tuple[remote_network
     o9: remote_nonnull_string | None = None
     (w7,) = _unpack_u32(buf, pos)
     pos += 4
-    if w7 == 1:
+    if w7:  # xdr_pointer: non-zero is present
         p8, pos = _read_str(buf, pos, 4194304)
         o9 = p8
-    elif w7:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.hostname = o9
     o12: remote_nonnull_string | None = None
     (w10,) = _unpack_u32(buf, pos)
     pos += 4
-    if w10 == 1:
+    if w10:  # xdr_pointer: non-zero is present
         p11, pos = _read_str(buf, pos, 4194304)
         o12 = p11
-    elif w10:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.clientid = o12
     return v, pos
 
@@ -25033,11 +25107,9 @@ def _dec_remote_network_get_dhcp_leases_args(buf: bytes, pos: int) -> tuple[remo
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.mac = o3
     v.need_results, v.flags = _unpack_iI(buf, pos)
     pos += 8
@@ -25224,6 +25296,8 @@ def _dec_remote_network_port_set_parameters_args(buf: bytes, pos: int) -> tuple[
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -25262,6 +25336,8 @@ def _dec_remote_network_port_set_parameters_args(buf: bytes, pos: int) -> tuple[
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -25408,6 +25484,8 @@ def _dec_remote_network_port_get_parameters_ret(buf: bytes, pos: int) -> tuple[r
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -25446,6 +25524,8 @@ def _dec_remote_network_port_get_parameters_ret(buf: bytes, pos: int) -> tuple[r
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -25639,6 +25719,8 @@ def _dec_remote_connect_list_interfaces_ret(buf: bytes, pos: int) -> tuple[remot
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x3:
+            x3 = x3.partition("\0")[0]
         append4(x3)
     v.names = a1
     return v, pos
@@ -25706,6 +25788,8 @@ def _dec_remote_connect_list_defined_interfaces_ret(buf: bytes, pos: int) -> tup
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x3:
+            x3 = x3.partition("\0")[0]
         append4(x3)
     v.names = a1
     return v, pos
@@ -25952,6 +26036,8 @@ def _dec_remote_connect_list_all_interfaces_ret(buf: bytes, pos: int) -> tuple[r
             x3.name = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
             x3.name = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.name:
+            x3.name = x3.name.partition("\0")[0]
         (n6,) = _unpack_u32(buf, pos)
         s7 = pos + 4
         pos = s7 + ((n6 + 3) & -4)
@@ -25961,6 +26047,8 @@ def _dec_remote_connect_list_all_interfaces_ret(buf: bytes, pos: int) -> tuple[r
             x3.mac = buf[s7:s7 + n6].decode()
         except UnicodeDecodeError:
             x3.mac = buf[s7:s7 + n6].decode("utf-8", "surrogateescape")
+        if "\0" in x3.mac:
+            x3.mac = x3.mac.partition("\0")[0]
     v.ifaces = a1
     (v.ret,) = _unpack_I(buf, pos)
     pos += 4
@@ -26039,6 +26127,8 @@ def _dec_remote_connect_list_storage_pools_ret(buf: bytes, pos: int) -> tuple[re
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x3:
+            x3 = x3.partition("\0")[0]
         append4(x3)
     v.names = a1
     return v, pos
@@ -26106,6 +26196,8 @@ def _dec_remote_connect_list_defined_storage_pools_ret(buf: bytes, pos: int) -> 
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x3:
+            x3 = x3.partition("\0")[0]
         append4(x3)
     v.names = a1
     return v, pos
@@ -26136,11 +26228,9 @@ def _dec_remote_connect_find_storage_pool_sources_args(buf: bytes, pos: int) -> 
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.srcSpec = o3
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -26532,6 +26622,8 @@ def _dec_remote_storage_pool_list_volumes_ret(buf: bytes, pos: int) -> tuple[rem
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x3:
+            x3 = x3.partition("\0")[0]
         append4(x3)
     v.names = a1
     return v, pos
@@ -26912,6 +27004,8 @@ def _dec_remote_connect_list_all_storage_pools_ret(buf: bytes, pos: int) -> tupl
                 x3.name = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.name = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.name:
+                x3.name = x3.name.partition("\0")[0]
             x3.uuid, n4 = _unpack_16sI(buf, pos)
             pos += 20
         x3 = a1[-1]
@@ -26923,6 +27017,8 @@ def _dec_remote_connect_list_all_storage_pools_ret(buf: bytes, pos: int) -> tupl
             x3.name = buf[s6:s6 + n4].decode()
         except UnicodeDecodeError:
             x3.name = buf[s6:s6 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.name:
+            x3.name = x3.name.partition("\0")[0]
         (x3.uuid,) = _unpack_16s(buf, pos)
         pos += 16
     v.pools = a1
@@ -27001,6 +27097,8 @@ def _dec_remote_storage_pool_list_all_volumes_ret(buf: bytes, pos: int) -> tuple
             x3.pool = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
             x3.pool = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.pool:
+            x3.pool = x3.pool.partition("\0")[0]
         (n6,) = _unpack_u32(buf, pos)
         s7 = pos + 4
         pos = s7 + ((n6 + 3) & -4)
@@ -27010,6 +27108,8 @@ def _dec_remote_storage_pool_list_all_volumes_ret(buf: bytes, pos: int) -> tuple
             x3.name = buf[s7:s7 + n6].decode()
         except UnicodeDecodeError:
             x3.name = buf[s7:s7 + n6].decode("utf-8", "surrogateescape")
+        if "\0" in x3.name:
+            x3.name = x3.name.partition("\0")[0]
         (n8,) = _unpack_u32(buf, pos)
         s9 = pos + 4
         pos = s9 + ((n8 + 3) & -4)
@@ -27019,6 +27119,8 @@ def _dec_remote_storage_pool_list_all_volumes_ret(buf: bytes, pos: int) -> tuple
             x3.key = buf[s9:s9 + n8].decode()
         except UnicodeDecodeError:
             x3.key = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+        if "\0" in x3.key:
+            x3.key = x3.key.partition("\0")[0]
     v.vols = a1
     (v.ret,) = _unpack_I(buf, pos)
     pos += 4
@@ -27068,11 +27170,9 @@ def _dec_remote_node_num_of_devices_args(buf: bytes, pos: int) -> tuple[remote_n
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.cap = o3
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -27109,11 +27209,9 @@ def _dec_remote_node_list_devices_args(buf: bytes, pos: int) -> tuple[remote_nod
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.cap = o3
     v.maxnames, v.flags = _unpack_iI(buf, pos)
     pos += 8
@@ -27155,6 +27253,8 @@ def _dec_remote_node_list_devices_ret(buf: bytes, pos: int) -> tuple[remote_node
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x3:
+            x3 = x3.partition("\0")[0]
         append4(x3)
     v.names = a1
     return v, pos
@@ -27283,11 +27383,9 @@ def _dec_remote_node_device_get_parent_ret(buf: bytes, pos: int) -> tuple[remote
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.parentName = o3
     return v, pos
 
@@ -27367,6 +27465,8 @@ def _dec_remote_node_device_list_caps_ret(buf: bytes, pos: int) -> tuple[remote_
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x3:
+            x3 = x3.partition("\0")[0]
         append4(x3)
     v.names = a1
     return v, pos
@@ -27411,11 +27511,9 @@ def _dec_remote_node_device_detach_flags_args(buf: bytes, pos: int) -> tuple[rem
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.driverName = o3
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -27689,6 +27787,8 @@ def _dec_remote_connect_list_all_node_devices_ret(buf: bytes, pos: int) -> tuple
             x3.name = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
             x3.name = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.name:
+            x3.name = x3.name.partition("\0")[0]
     v.devices = a1
     (v.ret,) = _unpack_I(buf, pos)
     pos += 4
@@ -27758,6 +27858,8 @@ def _dec_remote_connect_list_nwfilters_ret(buf: bytes, pos: int) -> tuple[remote
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x3:
+            x3 = x3.partition("\0")[0]
         append4(x3)
     v.names = a1
     return v, pos
@@ -27949,6 +28051,8 @@ def _dec_remote_connect_list_all_nwfilters_ret(buf: bytes, pos: int) -> tuple[re
                 x3.name = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.name = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.name:
+                x3.name = x3.name.partition("\0")[0]
             x3.uuid, n4 = _unpack_16sI(buf, pos)
             pos += 20
         x3 = a1[-1]
@@ -27960,6 +28064,8 @@ def _dec_remote_connect_list_all_nwfilters_ret(buf: bytes, pos: int) -> tuple[re
             x3.name = buf[s6:s6 + n4].decode()
         except UnicodeDecodeError:
             x3.name = buf[s6:s6 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.name:
+            x3.name = x3.name.partition("\0")[0]
         (x3.uuid,) = _unpack_16s(buf, pos)
         pos += 16
     v.filters = a1
@@ -28123,6 +28229,8 @@ def _dec_remote_connect_list_all_nwfilter_bindings_ret(buf: bytes, pos: int) -> 
             x3.portdev = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
             x3.portdev = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.portdev:
+            x3.portdev = x3.portdev.partition("\0")[0]
         (n6,) = _unpack_u32(buf, pos)
         s7 = pos + 4
         pos = s7 + ((n6 + 3) & -4)
@@ -28132,6 +28240,8 @@ def _dec_remote_connect_list_all_nwfilter_bindings_ret(buf: bytes, pos: int) -> 
             x3.filtername = buf[s7:s7 + n6].decode()
         except UnicodeDecodeError:
             x3.filtername = buf[s7:s7 + n6].decode("utf-8", "surrogateescape")
+        if "\0" in x3.filtername:
+            x3.filtername = x3.filtername.partition("\0")[0]
     v.bindings = a1
     (v.ret,) = _unpack_I(buf, pos)
     pos += 4
@@ -28210,6 +28320,8 @@ def _dec_remote_connect_list_secrets_ret(buf: bytes, pos: int) -> tuple[remote_c
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x3:
+            x3 = x3.partition("\0")[0]
         append4(x3)
     v.uuids = a1
     return v, pos
@@ -28427,6 +28539,8 @@ def _dec_remote_connect_list_all_secrets_ret(buf: bytes, pos: int) -> tuple[remo
             x3.usageID = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
             x3.usageID = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.usageID:
+            x3.usageID = x3.usageID.partition("\0")[0]
     v.secrets = a1
     (v.ret,) = _unpack_I(buf, pos)
     pos += 4
@@ -28568,6 +28682,8 @@ def _dec_remote_domain_snapshot_list_names_ret(buf: bytes, pos: int) -> tuple[re
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x3:
+            x3 = x3.partition("\0")[0]
         append4(x3)
     v.names = a1
     return v, pos
@@ -28627,6 +28743,8 @@ def _dec_remote_domain_list_all_snapshots_ret(buf: bytes, pos: int) -> tuple[rem
                 x3.name = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.name = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.name:
+                x3.name = x3.name.partition("\0")[0]
             v6 = _new(remote_nonnull_domain)
             v6.name, pos = _read_str(buf, pos, 4194304)
             v6.uuid, v6.id, n4 = _unpack_16siI(buf, pos)
@@ -28641,6 +28759,8 @@ def _dec_remote_domain_list_all_snapshots_ret(buf: bytes, pos: int) -> tuple[rem
             x3.name = buf[s7:s7 + n4].decode()
         except UnicodeDecodeError:
             x3.name = buf[s7:s7 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.name:
+            x3.name = x3.name.partition("\0")[0]
         v8 = _new(remote_nonnull_domain)
         v8.name, pos = _read_str(buf, pos, 4194304)
         v8.uuid, v8.id = _unpack_16si(buf, pos)
@@ -28757,6 +28877,8 @@ def _dec_remote_domain_snapshot_list_children_names_ret(buf: bytes, pos: int) ->
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x3:
+            x3 = x3.partition("\0")[0]
         append4(x3)
     v.names = a1
     return v, pos
@@ -28816,6 +28938,8 @@ def _dec_remote_domain_snapshot_list_all_children_ret(buf: bytes, pos: int) -> t
                 x3.name = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.name = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.name:
+                x3.name = x3.name.partition("\0")[0]
             v6 = _new(remote_nonnull_domain)
             v6.name, pos = _read_str(buf, pos, 4194304)
             v6.uuid, v6.id, n4 = _unpack_16siI(buf, pos)
@@ -28830,6 +28954,8 @@ def _dec_remote_domain_snapshot_list_all_children_ret(buf: bytes, pos: int) -> t
             x3.name = buf[s7:s7 + n4].decode()
         except UnicodeDecodeError:
             x3.name = buf[s7:s7 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.name:
+            x3.name = x3.name.partition("\0")[0]
         v8 = _new(remote_nonnull_domain)
         v8.name, pos = _read_str(buf, pos, 4194304)
         v8.uuid, v8.id = _unpack_16si(buf, pos)
@@ -29150,6 +29276,8 @@ def _dec_remote_domain_list_all_checkpoints_ret(buf: bytes, pos: int) -> tuple[r
                 x3.name = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.name = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.name:
+                x3.name = x3.name.partition("\0")[0]
             v6 = _new(remote_nonnull_domain)
             v6.name, pos = _read_str(buf, pos, 4194304)
             v6.uuid, v6.id, n4 = _unpack_16siI(buf, pos)
@@ -29164,6 +29292,8 @@ def _dec_remote_domain_list_all_checkpoints_ret(buf: bytes, pos: int) -> tuple[r
             x3.name = buf[s7:s7 + n4].decode()
         except UnicodeDecodeError:
             x3.name = buf[s7:s7 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.name:
+            x3.name = x3.name.partition("\0")[0]
         v8 = _new(remote_nonnull_domain)
         v8.name, pos = _read_str(buf, pos, 4194304)
         v8.uuid, v8.id = _unpack_16si(buf, pos)
@@ -29257,6 +29387,8 @@ def _dec_remote_domain_checkpoint_list_all_children_ret(buf: bytes, pos: int) ->
                 x3.name = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.name = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.name:
+                x3.name = x3.name.partition("\0")[0]
             v6 = _new(remote_nonnull_domain)
             v6.name, pos = _read_str(buf, pos, 4194304)
             v6.uuid, v6.id, n4 = _unpack_16siI(buf, pos)
@@ -29271,6 +29403,8 @@ def _dec_remote_domain_checkpoint_list_all_children_ret(buf: bytes, pos: int) ->
             x3.name = buf[s7:s7 + n4].decode()
         except UnicodeDecodeError:
             x3.name = buf[s7:s7 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.name:
+            x3.name = x3.name.partition("\0")[0]
         v8 = _new(remote_nonnull_domain)
         v8.name, pos = _read_str(buf, pos, 4194304)
         v8.uuid, v8.id = _unpack_16si(buf, pos)

@@ -206,6 +206,8 @@ class ModuleGenerator:
         for d in self.mod.definitions:
             if isinstance(d, model.Enum):
                 out.append(f"_M_{d.name}: Final[dict[int, {d.name}]] = {{int(m): m for m in {d.name}}}")
+                # decoders take any int, as glibc's xdr_enum does
+                out.append(f"_D_{d.name}: Final = xdr.EnumDecoding({d.name})")
         return out
 
     # --- codec functions --------------------------------------------------------------------------
