@@ -112,7 +112,16 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive,
         default=5,
         metavar="N",
-        help="calls in flight per client before the server stops reading from it (default %(default)s)",
+        help="calls in flight plus replies not yet written, per client, before the server stops"
+        " reading from it (default %(default)s)",
+    )
+    s.add_argument(
+        "--max-unsent-bytes",
+        type=positive,
+        default=1024 * 1024,
+        metavar="BYTES",
+        help="bytes of replies not yet written to a client before the server stops reading from it"
+        " (default %(default)s)",
     )
     s.add_argument(
         "--keepalive-interval",
@@ -183,6 +192,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         hostname=args.hostname or socket.gethostname(),
         max_clients=args.max_clients,
         max_client_requests=args.max_client_requests,
+        max_unsent_bytes=args.max_unsent_bytes,
         keepalive_interval=args.keepalive_interval,
         keepalive_count=args.keepalive_count,
     )

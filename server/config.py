@@ -31,6 +31,9 @@ class ServerConfig:
     hostname: str = "localhost"
     max_clients: int = 5000
     max_client_requests: int = 5
+    # A client's unwritten packets, in bytes, past which its calls are not read
+    # (at least one packet of any size is always let through).
+    max_unsent_bytes: int = 1024 * 1024
     keepalive_interval: float = 5.0
     keepalive_count: int = 5
     # Events queued for one connection before it counts as too slow and is dropped.
