@@ -319,11 +319,12 @@ class OpaqueType(XdrType):
 
 
 class ArrayType(XdrType):
-    __slots__ = ("elem", "fixed", "size")
+    __slots__ = ("bound_name", "elem", "fixed", "size")
 
-    def __init__(self, elem: XdrType, size: int, fixed: bool) -> None:
+    def __init__(self, elem: XdrType, size: int, fixed: bool, bound_name: str = "") -> None:
         super().__init__()
         self.elem, self.size, self.fixed = elem, size, fixed
+        self.bound_name = bound_name  # the spec's constant for a variable array's bound, if named
 
     def describe(self) -> str:
         return (

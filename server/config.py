@@ -30,6 +30,9 @@ class ServerConfig:
     state_dir: Path | None = None
     hostname: str = "localhost"
     max_clients: int = 5000
+    # Clients still in the TLS handshake, at most (0: no limit); with auth none,
+    # the only kind of not-yet-admitted client here.
+    max_anonymous_clients: int = 20
     max_client_requests: int = 5
     # A client's unwritten packets, in bytes, past which its calls are not read
     # (at least one packet of any size is always let through).

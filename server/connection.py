@@ -231,7 +231,7 @@ class Connection(EventSubscriber):
     # --- reading ------------------------------------------------------------------------
 
     async def _read_loop(self) -> None:
-        decoder = PacketDecoder()
+        decoder = PacketDecoder(sender="client")
         io = self._io
         # A new client sends its first call right after connecting: it is most
         # likely here already, so the first read does not wait for readability.

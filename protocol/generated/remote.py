@@ -30338,19 +30338,19 @@ remote_connect_get_domain_capabilities_ret.xdr_type = _T_remote_connect_get_doma
 _T_remote_node_get_cpu_stats_args.fields = (("cpuNum", xdr.INT), ("nparams", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_node_get_cpu_stats_args.encode, _T_remote_node_get_cpu_stats_args.decode = _enc_remote_node_get_cpu_stats_args, _dec_remote_node_get_cpu_stats_args
 remote_node_get_cpu_stats_args.xdr_type = _T_remote_node_get_cpu_stats_args
-_T_remote_node_get_cpu_stats_ret.fields = (("params", xdr.ArrayType(_T_remote_node_get_cpu_stats, 16, fixed=False)), ("nparams", xdr.INT),)
+_T_remote_node_get_cpu_stats_ret.fields = (("params", xdr.ArrayType(_T_remote_node_get_cpu_stats, 16, fixed=False, bound_name='REMOTE_NODE_CPU_STATS_MAX')), ("nparams", xdr.INT),)
 _T_remote_node_get_cpu_stats_ret.encode, _T_remote_node_get_cpu_stats_ret.decode = _enc_remote_node_get_cpu_stats_ret, _dec_remote_node_get_cpu_stats_ret
 remote_node_get_cpu_stats_ret.xdr_type = _T_remote_node_get_cpu_stats_ret
 _T_remote_node_get_memory_stats_args.fields = (("nparams", xdr.INT), ("cellNum", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_node_get_memory_stats_args.encode, _T_remote_node_get_memory_stats_args.decode = _enc_remote_node_get_memory_stats_args, _dec_remote_node_get_memory_stats_args
 remote_node_get_memory_stats_args.xdr_type = _T_remote_node_get_memory_stats_args
-_T_remote_node_get_memory_stats_ret.fields = (("params", xdr.ArrayType(_T_remote_node_get_memory_stats, 16, fixed=False)), ("nparams", xdr.INT),)
+_T_remote_node_get_memory_stats_ret.fields = (("params", xdr.ArrayType(_T_remote_node_get_memory_stats, 16, fixed=False, bound_name='REMOTE_NODE_MEMORY_STATS_MAX')), ("nparams", xdr.INT),)
 _T_remote_node_get_memory_stats_ret.encode, _T_remote_node_get_memory_stats_ret.decode = _enc_remote_node_get_memory_stats_ret, _dec_remote_node_get_memory_stats_ret
 remote_node_get_memory_stats_ret.xdr_type = _T_remote_node_get_memory_stats_ret
 _T_remote_node_get_cells_free_memory_args.fields = (("startCell", xdr.INT), ("maxcells", xdr.INT),)
 _T_remote_node_get_cells_free_memory_args.encode, _T_remote_node_get_cells_free_memory_args.decode = _enc_remote_node_get_cells_free_memory_args, _dec_remote_node_get_cells_free_memory_args
 remote_node_get_cells_free_memory_args.xdr_type = _T_remote_node_get_cells_free_memory_args
-_T_remote_node_get_cells_free_memory_ret.fields = (("cells", xdr.ArrayType(xdr.UHYPER, 1024, fixed=False)),)
+_T_remote_node_get_cells_free_memory_ret.fields = (("cells", xdr.ArrayType(xdr.UHYPER, 1024, fixed=False, bound_name='REMOTE_NODE_MAX_CELLS')),)
 _T_remote_node_get_cells_free_memory_ret.encode, _T_remote_node_get_cells_free_memory_ret.decode = _enc_remote_node_get_cells_free_memory_ret, _dec_remote_node_get_cells_free_memory_ret
 remote_node_get_cells_free_memory_ret.xdr_type = _T_remote_node_get_cells_free_memory_ret
 _T_remote_node_get_free_memory_ret.fields = (("freeMem", xdr.UHYPER),)
@@ -30377,7 +30377,7 @@ remote_connect_compare_cpu_args.xdr_type = _T_remote_connect_compare_cpu_args
 _T_remote_connect_compare_cpu_ret.fields = (("result", xdr.INT),)
 _T_remote_connect_compare_cpu_ret.encode, _T_remote_connect_compare_cpu_ret.decode = _enc_remote_connect_compare_cpu_ret, _dec_remote_connect_compare_cpu_ret
 remote_connect_compare_cpu_ret.xdr_type = _T_remote_connect_compare_cpu_ret
-_T_remote_connect_baseline_cpu_args.fields = (("xmlCPUs", xdr.ArrayType(_T_remote_nonnull_string, 256, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_connect_baseline_cpu_args.fields = (("xmlCPUs", xdr.ArrayType(_T_remote_nonnull_string, 256, fixed=False, bound_name='REMOTE_CPU_BASELINE_MAX')), ("flags", xdr.UINT),)
 _T_remote_connect_baseline_cpu_args.encode, _T_remote_connect_baseline_cpu_args.decode = _enc_remote_connect_baseline_cpu_args, _dec_remote_connect_baseline_cpu_args
 remote_connect_baseline_cpu_args.xdr_type = _T_remote_connect_baseline_cpu_args
 _T_remote_connect_baseline_cpu_ret.fields = (("cpu", _T_remote_nonnull_string),)
@@ -30386,13 +30386,13 @@ remote_connect_baseline_cpu_ret.xdr_type = _T_remote_connect_baseline_cpu_ret
 _T_remote_node_suspend_for_duration_args.fields = (("target", xdr.UINT), ("duration", xdr.UHYPER), ("flags", xdr.UINT),)
 _T_remote_node_suspend_for_duration_args.encode, _T_remote_node_suspend_for_duration_args.decode = _enc_remote_node_suspend_for_duration_args, _dec_remote_node_suspend_for_duration_args
 remote_node_suspend_for_duration_args.xdr_type = _T_remote_node_suspend_for_duration_args
-_T_remote_node_set_memory_parameters_args.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_node_set_memory_parameters_args.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False, bound_name='REMOTE_NODE_MEMORY_PARAMETERS_MAX')), ("flags", xdr.UINT),)
 _T_remote_node_set_memory_parameters_args.encode, _T_remote_node_set_memory_parameters_args.decode = _enc_remote_node_set_memory_parameters_args, _dec_remote_node_set_memory_parameters_args
 remote_node_set_memory_parameters_args.xdr_type = _T_remote_node_set_memory_parameters_args
 _T_remote_node_get_memory_parameters_args.fields = (("nparams", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_node_get_memory_parameters_args.encode, _T_remote_node_get_memory_parameters_args.decode = _enc_remote_node_get_memory_parameters_args, _dec_remote_node_get_memory_parameters_args
 remote_node_get_memory_parameters_args.xdr_type = _T_remote_node_get_memory_parameters_args
-_T_remote_node_get_memory_parameters_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False)), ("nparams", xdr.INT),)
+_T_remote_node_get_memory_parameters_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False, bound_name='REMOTE_NODE_MEMORY_PARAMETERS_MAX')), ("nparams", xdr.INT),)
 _T_remote_node_get_memory_parameters_ret.encode, _T_remote_node_get_memory_parameters_ret.decode = _enc_remote_node_get_memory_parameters_ret, _dec_remote_node_get_memory_parameters_ret
 remote_node_get_memory_parameters_ret.xdr_type = _T_remote_node_get_memory_parameters_ret
 _T_remote_node_get_cpu_map_args.fields = (("need_map", xdr.INT), ("need_online", xdr.INT), ("flags", xdr.UINT),)
@@ -30404,16 +30404,16 @@ remote_node_get_cpu_map_ret.xdr_type = _T_remote_node_get_cpu_map_ret
 _T_remote_connect_get_cpu_model_names_args.fields = (("arch", _T_remote_nonnull_string), ("need_results", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_connect_get_cpu_model_names_args.encode, _T_remote_connect_get_cpu_model_names_args.decode = _enc_remote_connect_get_cpu_model_names_args, _dec_remote_connect_get_cpu_model_names_args
 remote_connect_get_cpu_model_names_args.xdr_type = _T_remote_connect_get_cpu_model_names_args
-_T_remote_connect_get_cpu_model_names_ret.fields = (("models", xdr.ArrayType(_T_remote_nonnull_string, 8192, fixed=False)), ("ret", xdr.INT),)
+_T_remote_connect_get_cpu_model_names_ret.fields = (("models", xdr.ArrayType(_T_remote_nonnull_string, 8192, fixed=False, bound_name='REMOTE_CONNECT_CPU_MODELS_MAX')), ("ret", xdr.INT),)
 _T_remote_connect_get_cpu_model_names_ret.encode, _T_remote_connect_get_cpu_model_names_ret.decode = _enc_remote_connect_get_cpu_model_names_ret, _dec_remote_connect_get_cpu_model_names_ret
 remote_connect_get_cpu_model_names_ret.xdr_type = _T_remote_connect_get_cpu_model_names_ret
-_T_remote_node_get_free_pages_args.fields = (("pages", xdr.ArrayType(xdr.UINT, 1024, fixed=False)), ("startCell", xdr.INT), ("cellCount", xdr.UINT), ("flags", xdr.UINT),)
+_T_remote_node_get_free_pages_args.fields = (("pages", xdr.ArrayType(xdr.UINT, 1024, fixed=False, bound_name='REMOTE_NODE_MAX_CELLS')), ("startCell", xdr.INT), ("cellCount", xdr.UINT), ("flags", xdr.UINT),)
 _T_remote_node_get_free_pages_args.encode, _T_remote_node_get_free_pages_args.decode = _enc_remote_node_get_free_pages_args, _dec_remote_node_get_free_pages_args
 remote_node_get_free_pages_args.xdr_type = _T_remote_node_get_free_pages_args
-_T_remote_node_get_free_pages_ret.fields = (("counts", xdr.ArrayType(xdr.UHYPER, 1024, fixed=False)),)
+_T_remote_node_get_free_pages_ret.fields = (("counts", xdr.ArrayType(xdr.UHYPER, 1024, fixed=False, bound_name='REMOTE_NODE_MAX_CELLS')),)
 _T_remote_node_get_free_pages_ret.encode, _T_remote_node_get_free_pages_ret.decode = _enc_remote_node_get_free_pages_ret, _dec_remote_node_get_free_pages_ret
 remote_node_get_free_pages_ret.xdr_type = _T_remote_node_get_free_pages_ret
-_T_remote_node_alloc_pages_args.fields = (("pageSizes", xdr.ArrayType(xdr.UINT, 1024, fixed=False)), ("pageCounts", xdr.ArrayType(xdr.UHYPER, 1024, fixed=False)), ("startCell", xdr.INT), ("cellCount", xdr.UINT), ("flags", xdr.UINT),)
+_T_remote_node_alloc_pages_args.fields = (("pageSizes", xdr.ArrayType(xdr.UINT, 1024, fixed=False, bound_name='REMOTE_NODE_MAX_CELLS')), ("pageCounts", xdr.ArrayType(xdr.UHYPER, 1024, fixed=False, bound_name='REMOTE_NODE_MAX_CELLS')), ("startCell", xdr.INT), ("cellCount", xdr.UINT), ("flags", xdr.UINT),)
 _T_remote_node_alloc_pages_args.encode, _T_remote_node_alloc_pages_args.decode = _enc_remote_node_alloc_pages_args, _dec_remote_node_alloc_pages_args
 remote_node_alloc_pages_args.xdr_type = _T_remote_node_alloc_pages_args
 _T_remote_node_alloc_pages_ret.fields = (("ret", xdr.INT),)
@@ -30425,7 +30425,7 @@ remote_connect_compare_hypervisor_cpu_args.xdr_type = _T_remote_connect_compare_
 _T_remote_connect_compare_hypervisor_cpu_ret.fields = (("result", xdr.INT),)
 _T_remote_connect_compare_hypervisor_cpu_ret.encode, _T_remote_connect_compare_hypervisor_cpu_ret.decode = _enc_remote_connect_compare_hypervisor_cpu_ret, _dec_remote_connect_compare_hypervisor_cpu_ret
 remote_connect_compare_hypervisor_cpu_ret.xdr_type = _T_remote_connect_compare_hypervisor_cpu_ret
-_T_remote_connect_baseline_hypervisor_cpu_args.fields = (("emulator", _T_remote_string), ("arch", _T_remote_string), ("machine", _T_remote_string), ("virttype", _T_remote_string), ("xmlCPUs", xdr.ArrayType(_T_remote_nonnull_string, 256, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_connect_baseline_hypervisor_cpu_args.fields = (("emulator", _T_remote_string), ("arch", _T_remote_string), ("machine", _T_remote_string), ("virttype", _T_remote_string), ("xmlCPUs", xdr.ArrayType(_T_remote_nonnull_string, 256, fixed=False, bound_name='REMOTE_CPU_BASELINE_MAX')), ("flags", xdr.UINT),)
 _T_remote_connect_baseline_hypervisor_cpu_args.encode, _T_remote_connect_baseline_hypervisor_cpu_args.decode = _enc_remote_connect_baseline_hypervisor_cpu_args, _dec_remote_connect_baseline_hypervisor_cpu_args
 remote_connect_baseline_hypervisor_cpu_args.xdr_type = _T_remote_connect_baseline_hypervisor_cpu_args
 _T_remote_connect_baseline_hypervisor_cpu_ret.fields = (("cpu", _T_remote_nonnull_string),)
@@ -30437,25 +30437,25 @@ remote_connect_get_storage_pool_capabilities_args.xdr_type = _T_remote_connect_g
 _T_remote_connect_get_storage_pool_capabilities_ret.fields = (("capabilities", _T_remote_nonnull_string),)
 _T_remote_connect_get_storage_pool_capabilities_ret.encode, _T_remote_connect_get_storage_pool_capabilities_ret.decode = _enc_remote_connect_get_storage_pool_capabilities_ret, _dec_remote_connect_get_storage_pool_capabilities_ret
 remote_connect_get_storage_pool_capabilities_ret.xdr_type = _T_remote_connect_get_storage_pool_capabilities_ret
-_T_remote_connect_set_identity_args.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 20, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_connect_set_identity_args.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 20, fixed=False, bound_name='REMOTE_CONNECT_IDENTITY_PARAMS_MAX')), ("flags", xdr.UINT),)
 _T_remote_connect_set_identity_args.encode, _T_remote_connect_set_identity_args.decode = _enc_remote_connect_set_identity_args, _dec_remote_connect_set_identity_args
 remote_connect_set_identity_args.xdr_type = _T_remote_connect_set_identity_args
-_T_remote_auth_list_ret.fields = (("types", xdr.ArrayType(_T_remote_auth_type, 20, fixed=False)),)
+_T_remote_auth_list_ret.fields = (("types", xdr.ArrayType(_T_remote_auth_type, 20, fixed=False, bound_name='REMOTE_AUTH_TYPE_LIST_MAX')),)
 _T_remote_auth_list_ret.encode, _T_remote_auth_list_ret.decode = _enc_remote_auth_list_ret, _dec_remote_auth_list_ret
 remote_auth_list_ret.xdr_type = _T_remote_auth_list_ret
 _T_remote_auth_sasl_init_ret.fields = (("mechlist", _T_remote_nonnull_string),)
 _T_remote_auth_sasl_init_ret.encode, _T_remote_auth_sasl_init_ret.decode = _enc_remote_auth_sasl_init_ret, _dec_remote_auth_sasl_init_ret
 remote_auth_sasl_init_ret.xdr_type = _T_remote_auth_sasl_init_ret
-_T_remote_auth_sasl_start_args.fields = (("mech", _T_remote_nonnull_string), ("nil", xdr.INT), ("data", xdr.ArrayType(xdr.INT, 65536, fixed=False)),)
+_T_remote_auth_sasl_start_args.fields = (("mech", _T_remote_nonnull_string), ("nil", xdr.INT), ("data", xdr.ArrayType(xdr.INT, 65536, fixed=False, bound_name='REMOTE_AUTH_SASL_DATA_MAX')),)
 _T_remote_auth_sasl_start_args.encode, _T_remote_auth_sasl_start_args.decode = _enc_remote_auth_sasl_start_args, _dec_remote_auth_sasl_start_args
 remote_auth_sasl_start_args.xdr_type = _T_remote_auth_sasl_start_args
-_T_remote_auth_sasl_start_ret.fields = (("complete", xdr.INT), ("nil", xdr.INT), ("data", xdr.ArrayType(xdr.INT, 65536, fixed=False)),)
+_T_remote_auth_sasl_start_ret.fields = (("complete", xdr.INT), ("nil", xdr.INT), ("data", xdr.ArrayType(xdr.INT, 65536, fixed=False, bound_name='REMOTE_AUTH_SASL_DATA_MAX')),)
 _T_remote_auth_sasl_start_ret.encode, _T_remote_auth_sasl_start_ret.decode = _enc_remote_auth_sasl_start_ret, _dec_remote_auth_sasl_start_ret
 remote_auth_sasl_start_ret.xdr_type = _T_remote_auth_sasl_start_ret
-_T_remote_auth_sasl_step_args.fields = (("nil", xdr.INT), ("data", xdr.ArrayType(xdr.INT, 65536, fixed=False)),)
+_T_remote_auth_sasl_step_args.fields = (("nil", xdr.INT), ("data", xdr.ArrayType(xdr.INT, 65536, fixed=False, bound_name='REMOTE_AUTH_SASL_DATA_MAX')),)
 _T_remote_auth_sasl_step_args.encode, _T_remote_auth_sasl_step_args.decode = _enc_remote_auth_sasl_step_args, _dec_remote_auth_sasl_step_args
 remote_auth_sasl_step_args.xdr_type = _T_remote_auth_sasl_step_args
-_T_remote_auth_sasl_step_ret.fields = (("complete", xdr.INT), ("nil", xdr.INT), ("data", xdr.ArrayType(xdr.INT, 65536, fixed=False)),)
+_T_remote_auth_sasl_step_ret.fields = (("complete", xdr.INT), ("nil", xdr.INT), ("data", xdr.ArrayType(xdr.INT, 65536, fixed=False, bound_name='REMOTE_AUTH_SASL_DATA_MAX')),)
 _T_remote_auth_sasl_step_ret.encode, _T_remote_auth_sasl_step_ret.decode = _enc_remote_auth_sasl_step_ret, _dec_remote_auth_sasl_step_ret
 remote_auth_sasl_step_ret.xdr_type = _T_remote_auth_sasl_step_ret
 _T_remote_auth_polkit_ret.fields = (("complete", xdr.INT),)
@@ -30464,7 +30464,7 @@ remote_auth_polkit_ret.xdr_type = _T_remote_auth_polkit_ret
 _T_remote_connect_list_domains_args.fields = (("maxids", xdr.INT),)
 _T_remote_connect_list_domains_args.encode, _T_remote_connect_list_domains_args.decode = _enc_remote_connect_list_domains_args, _dec_remote_connect_list_domains_args
 remote_connect_list_domains_args.xdr_type = _T_remote_connect_list_domains_args
-_T_remote_connect_list_domains_ret.fields = (("ids", xdr.ArrayType(xdr.INT, 16384, fixed=False)),)
+_T_remote_connect_list_domains_ret.fields = (("ids", xdr.ArrayType(xdr.INT, 16384, fixed=False, bound_name='REMOTE_DOMAIN_LIST_MAX')),)
 _T_remote_connect_list_domains_ret.encode, _T_remote_connect_list_domains_ret.decode = _enc_remote_connect_list_domains_ret, _dec_remote_connect_list_domains_ret
 remote_connect_list_domains_ret.xdr_type = _T_remote_connect_list_domains_ret
 _T_remote_connect_num_of_domains_ret.fields = (("num", xdr.INT),)
@@ -30491,7 +30491,7 @@ remote_domain_lookup_by_name_ret.xdr_type = _T_remote_domain_lookup_by_name_ret
 _T_remote_connect_list_defined_domains_args.fields = (("maxnames", xdr.INT),)
 _T_remote_connect_list_defined_domains_args.encode, _T_remote_connect_list_defined_domains_args.decode = _enc_remote_connect_list_defined_domains_args, _dec_remote_connect_list_defined_domains_args
 remote_connect_list_defined_domains_args.xdr_type = _T_remote_connect_list_defined_domains_args
-_T_remote_connect_list_defined_domains_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 16384, fixed=False)),)
+_T_remote_connect_list_defined_domains_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 16384, fixed=False, bound_name='REMOTE_DOMAIN_LIST_MAX')),)
 _T_remote_connect_list_defined_domains_ret.encode, _T_remote_connect_list_defined_domains_ret.decode = _enc_remote_connect_list_defined_domains_ret, _dec_remote_connect_list_defined_domains_ret
 remote_connect_list_defined_domains_ret.xdr_type = _T_remote_connect_list_defined_domains_ret
 _T_remote_connect_num_of_defined_domains_ret.fields = (("num", xdr.INT),)
@@ -30500,7 +30500,7 @@ remote_connect_num_of_defined_domains_ret.xdr_type = _T_remote_connect_num_of_de
 _T_remote_connect_list_all_domains_args.fields = (("need_results", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_connect_list_all_domains_args.encode, _T_remote_connect_list_all_domains_args.decode = _enc_remote_connect_list_all_domains_args, _dec_remote_connect_list_all_domains_args
 remote_connect_list_all_domains_args.xdr_type = _T_remote_connect_list_all_domains_args
-_T_remote_connect_list_all_domains_ret.fields = (("domains", xdr.ArrayType(_T_remote_nonnull_domain, 16384, fixed=False)), ("ret", xdr.UINT),)
+_T_remote_connect_list_all_domains_ret.fields = (("domains", xdr.ArrayType(_T_remote_nonnull_domain, 16384, fixed=False, bound_name='REMOTE_DOMAIN_LIST_MAX')), ("ret", xdr.UINT),)
 _T_remote_connect_list_all_domains_ret.encode, _T_remote_connect_list_all_domains_ret.decode = _enc_remote_connect_list_all_domains_ret, _dec_remote_connect_list_all_domains_ret
 remote_connect_list_all_domains_ret.xdr_type = _T_remote_connect_list_all_domains_ret
 _T_remote_domain_create_xml_args.fields = (("xml_desc", _T_remote_nonnull_string), ("flags", xdr.UINT),)
@@ -30548,7 +30548,7 @@ remote_domain_save_args.xdr_type = _T_remote_domain_save_args
 _T_remote_domain_save_flags_args.fields = (("dom", _T_remote_nonnull_domain), ("to", _T_remote_nonnull_string), ("dxml", _T_remote_string), ("flags", xdr.UINT),)
 _T_remote_domain_save_flags_args.encode, _T_remote_domain_save_flags_args.decode = _enc_remote_domain_save_flags_args, _dec_remote_domain_save_flags_args
 remote_domain_save_flags_args.xdr_type = _T_remote_domain_save_flags_args
-_T_remote_domain_save_params_args.fields = (("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_domain_save_params_args.fields = (("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False, bound_name='REMOTE_DOMAIN_SAVE_PARAMS_MAX')), ("flags", xdr.UINT),)
 _T_remote_domain_save_params_args.encode, _T_remote_domain_save_params_args.decode = _enc_remote_domain_save_params_args, _dec_remote_domain_save_params_args
 remote_domain_save_params_args.xdr_type = _T_remote_domain_save_params_args
 _T_remote_domain_restore_args.fields = (("from_", _T_remote_nonnull_string),)
@@ -30557,7 +30557,7 @@ remote_domain_restore_args.xdr_type = _T_remote_domain_restore_args
 _T_remote_domain_restore_flags_args.fields = (("from_", _T_remote_nonnull_string), ("dxml", _T_remote_string), ("flags", xdr.UINT),)
 _T_remote_domain_restore_flags_args.encode, _T_remote_domain_restore_flags_args.decode = _enc_remote_domain_restore_flags_args, _dec_remote_domain_restore_flags_args
 remote_domain_restore_flags_args.xdr_type = _T_remote_domain_restore_flags_args
-_T_remote_domain_restore_params_args.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_domain_restore_params_args.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False, bound_name='REMOTE_DOMAIN_SAVE_PARAMS_MAX')), ("flags", xdr.UINT),)
 _T_remote_domain_restore_params_args.encode, _T_remote_domain_restore_params_args.decode = _enc_remote_domain_restore_params_args, _dec_remote_domain_restore_params_args
 remote_domain_restore_params_args.xdr_type = _T_remote_domain_restore_params_args
 _T_remote_domain_save_image_get_xml_desc_args.fields = (("file", _T_remote_nonnull_string), ("flags", xdr.UINT),)
@@ -30611,7 +30611,7 @@ remote_domain_undefine_flags_args.xdr_type = _T_remote_domain_undefine_flags_arg
 _T_remote_domain_inject_nmi_args.fields = (("dom", _T_remote_nonnull_domain), ("flags", xdr.UINT),)
 _T_remote_domain_inject_nmi_args.encode, _T_remote_domain_inject_nmi_args.decode = _enc_remote_domain_inject_nmi_args, _dec_remote_domain_inject_nmi_args
 remote_domain_inject_nmi_args.xdr_type = _T_remote_domain_inject_nmi_args
-_T_remote_domain_send_key_args.fields = (("dom", _T_remote_nonnull_domain), ("codeset", xdr.UINT), ("holdtime", xdr.UINT), ("keycodes", xdr.ArrayType(xdr.UINT, 16, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_domain_send_key_args.fields = (("dom", _T_remote_nonnull_domain), ("codeset", xdr.UINT), ("holdtime", xdr.UINT), ("keycodes", xdr.ArrayType(xdr.UINT, 16, fixed=False, bound_name='REMOTE_DOMAIN_SEND_KEY_MAX')), ("flags", xdr.UINT),)
 _T_remote_domain_send_key_args.encode, _T_remote_domain_send_key_args.decode = _enc_remote_domain_send_key_args, _dec_remote_domain_send_key_args
 remote_domain_send_key_args.xdr_type = _T_remote_domain_send_key_args
 _T_remote_domain_send_process_signal_args.fields = (("dom", _T_remote_nonnull_domain), ("pid_value", xdr.HYPER), ("signum", xdr.UINT), ("flags", xdr.UINT),)
@@ -30695,16 +30695,16 @@ remote_domain_get_xml_desc_ret.xdr_type = _T_remote_domain_get_xml_desc_ret
 _T_remote_domain_get_security_label_args.fields = (("dom", _T_remote_nonnull_domain),)
 _T_remote_domain_get_security_label_args.encode, _T_remote_domain_get_security_label_args.decode = _enc_remote_domain_get_security_label_args, _dec_remote_domain_get_security_label_args
 remote_domain_get_security_label_args.xdr_type = _T_remote_domain_get_security_label_args
-_T_remote_domain_get_security_label_ret.fields = (("label", xdr.ArrayType(xdr.INT, 4097, fixed=False)), ("enforcing", xdr.INT),)
+_T_remote_domain_get_security_label_ret.fields = (("label", xdr.ArrayType(xdr.INT, 4097, fixed=False, bound_name='REMOTE_SECURITY_LABEL_MAX')), ("enforcing", xdr.INT),)
 _T_remote_domain_get_security_label_ret.encode, _T_remote_domain_get_security_label_ret.decode = _enc_remote_domain_get_security_label_ret, _dec_remote_domain_get_security_label_ret
 remote_domain_get_security_label_ret.xdr_type = _T_remote_domain_get_security_label_ret
 _T_remote_domain_get_security_label_list_args.fields = (("dom", _T_remote_nonnull_domain),)
 _T_remote_domain_get_security_label_list_args.encode, _T_remote_domain_get_security_label_list_args.decode = _enc_remote_domain_get_security_label_list_args, _dec_remote_domain_get_security_label_list_args
 remote_domain_get_security_label_list_args.xdr_type = _T_remote_domain_get_security_label_list_args
-_T_remote_domain_get_security_label_list_ret.fields = (("labels", xdr.ArrayType(_T_remote_domain_get_security_label_ret, 64, fixed=False)), ("ret", xdr.INT),)
+_T_remote_domain_get_security_label_list_ret.fields = (("labels", xdr.ArrayType(_T_remote_domain_get_security_label_ret, 64, fixed=False, bound_name='REMOTE_SECURITY_LABEL_LIST_MAX')), ("ret", xdr.INT),)
 _T_remote_domain_get_security_label_list_ret.encode, _T_remote_domain_get_security_label_list_ret.decode = _enc_remote_domain_get_security_label_list_ret, _dec_remote_domain_get_security_label_list_ret
 remote_domain_get_security_label_list_ret.xdr_type = _T_remote_domain_get_security_label_list_ret
-_T_remote_node_get_security_model_ret.fields = (("model", xdr.ArrayType(xdr.INT, 257, fixed=False)), ("doi", xdr.ArrayType(xdr.INT, 257, fixed=False)),)
+_T_remote_node_get_security_model_ret.fields = (("model", xdr.ArrayType(xdr.INT, 257, fixed=False, bound_name='REMOTE_SECURITY_MODEL_MAX')), ("doi", xdr.ArrayType(xdr.INT, 257, fixed=False, bound_name='REMOTE_SECURITY_DOI_MAX')),)
 _T_remote_node_get_security_model_ret.encode, _T_remote_node_get_security_model_ret.decode = _enc_remote_node_get_security_model_ret, _dec_remote_node_get_security_model_ret
 remote_node_get_security_model_ret.xdr_type = _T_remote_node_get_security_model_ret
 _T_remote_domain_get_autostart_args.fields = (("dom", _T_remote_nonnull_domain),)
@@ -30764,7 +30764,7 @@ remote_domain_get_control_info_ret.xdr_type = _T_remote_domain_get_control_info_
 _T_remote_domain_get_disk_errors_args.fields = (("dom", _T_remote_nonnull_domain), ("maxerrors", xdr.UINT), ("flags", xdr.UINT),)
 _T_remote_domain_get_disk_errors_args.encode, _T_remote_domain_get_disk_errors_args.decode = _enc_remote_domain_get_disk_errors_args, _dec_remote_domain_get_disk_errors_args
 remote_domain_get_disk_errors_args.xdr_type = _T_remote_domain_get_disk_errors_args
-_T_remote_domain_get_disk_errors_ret.fields = (("errors", xdr.ArrayType(_T_remote_domain_disk_error, 256, fixed=False)), ("nerrors", xdr.INT),)
+_T_remote_domain_get_disk_errors_ret.fields = (("errors", xdr.ArrayType(_T_remote_domain_disk_error, 256, fixed=False, bound_name='REMOTE_DOMAIN_DISK_ERRORS_MAX')), ("nerrors", xdr.INT),)
 _T_remote_domain_get_disk_errors_ret.encode, _T_remote_domain_get_disk_errors_ret.decode = _enc_remote_domain_get_disk_errors_ret, _dec_remote_domain_get_disk_errors_ret
 remote_domain_get_disk_errors_ret.xdr_type = _T_remote_domain_get_disk_errors_ret
 _T_remote_domain_get_time_args.fields = (("dom", _T_remote_nonnull_domain), ("flags", xdr.UINT),)
@@ -30779,22 +30779,22 @@ remote_domain_set_time_args.xdr_type = _T_remote_domain_set_time_args
 _T_remote_domain_get_messages_args.fields = (("dom", _T_remote_nonnull_domain), ("flags", xdr.UINT),)
 _T_remote_domain_get_messages_args.encode, _T_remote_domain_get_messages_args.decode = _enc_remote_domain_get_messages_args, _dec_remote_domain_get_messages_args
 remote_domain_get_messages_args.xdr_type = _T_remote_domain_get_messages_args
-_T_remote_domain_get_messages_ret.fields = (("msgs", xdr.ArrayType(_T_remote_nonnull_string, 2048, fixed=False)),)
+_T_remote_domain_get_messages_ret.fields = (("msgs", xdr.ArrayType(_T_remote_nonnull_string, 2048, fixed=False, bound_name='REMOTE_DOMAIN_MESSAGES_MAX')),)
 _T_remote_domain_get_messages_ret.encode, _T_remote_domain_get_messages_ret.decode = _enc_remote_domain_get_messages_ret, _dec_remote_domain_get_messages_ret
 remote_domain_get_messages_ret.xdr_type = _T_remote_domain_get_messages_ret
 _T_remote_node_get_sev_info_args.fields = (("nparams", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_node_get_sev_info_args.encode, _T_remote_node_get_sev_info_args.decode = _enc_remote_node_get_sev_info_args, _dec_remote_node_get_sev_info_args
 remote_node_get_sev_info_args.xdr_type = _T_remote_node_get_sev_info_args
-_T_remote_node_get_sev_info_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False)), ("nparams", xdr.INT),)
+_T_remote_node_get_sev_info_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False, bound_name='REMOTE_NODE_SEV_INFO_MAX')), ("nparams", xdr.INT),)
 _T_remote_node_get_sev_info_ret.encode, _T_remote_node_get_sev_info_ret.decode = _enc_remote_node_get_sev_info_ret, _dec_remote_node_get_sev_info_ret
 remote_node_get_sev_info_ret.xdr_type = _T_remote_node_get_sev_info_ret
 _T_remote_domain_get_launch_security_info_args.fields = (("dom", _T_remote_nonnull_domain), ("flags", xdr.UINT),)
 _T_remote_domain_get_launch_security_info_args.encode, _T_remote_domain_get_launch_security_info_args.decode = _enc_remote_domain_get_launch_security_info_args, _dec_remote_domain_get_launch_security_info_args
 remote_domain_get_launch_security_info_args.xdr_type = _T_remote_domain_get_launch_security_info_args
-_T_remote_domain_get_launch_security_info_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False)),)
+_T_remote_domain_get_launch_security_info_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False, bound_name='REMOTE_DOMAIN_LAUNCH_SECURITY_INFO_PARAMS_MAX')),)
 _T_remote_domain_get_launch_security_info_ret.encode, _T_remote_domain_get_launch_security_info_ret.decode = _enc_remote_domain_get_launch_security_info_ret, _dec_remote_domain_get_launch_security_info_ret
 remote_domain_get_launch_security_info_ret.xdr_type = _T_remote_domain_get_launch_security_info_ret
-_T_remote_domain_set_launch_security_state_args.fields = (("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_domain_set_launch_security_state_args.fields = (("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False, bound_name='REMOTE_DOMAIN_LAUNCH_SECURITY_STATE_PARAMS_MAX')), ("flags", xdr.UINT),)
 _T_remote_domain_set_launch_security_state_args.encode, _T_remote_domain_set_launch_security_state_args.decode = _enc_remote_domain_set_launch_security_state_args, _dec_remote_domain_set_launch_security_state_args
 remote_domain_set_launch_security_state_args.xdr_type = _T_remote_domain_set_launch_security_state_args
 _T_remote_domain_set_vcpus_args.fields = (("dom", _T_remote_nonnull_domain), ("nvcpus", xdr.UINT),)
@@ -30833,7 +30833,7 @@ remote_domain_get_emulator_pin_info_ret.xdr_type = _T_remote_domain_get_emulator
 _T_remote_domain_get_vcpus_args.fields = (("dom", _T_remote_nonnull_domain), ("maxinfo", xdr.INT), ("maplen", xdr.INT),)
 _T_remote_domain_get_vcpus_args.encode, _T_remote_domain_get_vcpus_args.decode = _enc_remote_domain_get_vcpus_args, _dec_remote_domain_get_vcpus_args
 remote_domain_get_vcpus_args.xdr_type = _T_remote_domain_get_vcpus_args
-_T_remote_domain_get_vcpus_ret.fields = (("info", xdr.ArrayType(_T_remote_vcpu_info, 16384, fixed=False)), ("cpumaps", xdr.OpaqueType(8388608, fixed=False)),)
+_T_remote_domain_get_vcpus_ret.fields = (("info", xdr.ArrayType(_T_remote_vcpu_info, 16384, fixed=False, bound_name='REMOTE_VCPUINFO_MAX')), ("cpumaps", xdr.OpaqueType(8388608, fixed=False)),)
 _T_remote_domain_get_vcpus_ret.encode, _T_remote_domain_get_vcpus_ret.decode = _enc_remote_domain_get_vcpus_ret, _dec_remote_domain_get_vcpus_ret
 remote_domain_get_vcpus_ret.xdr_type = _T_remote_domain_get_vcpus_ret
 _T_remote_domain_get_max_vcpus_args.fields = (("dom", _T_remote_nonnull_domain),)
@@ -30848,7 +30848,7 @@ remote_domain_iothread_info.xdr_type = _T_remote_domain_iothread_info
 _T_remote_domain_get_iothread_info_args.fields = (("dom", _T_remote_nonnull_domain), ("flags", xdr.UINT),)
 _T_remote_domain_get_iothread_info_args.encode, _T_remote_domain_get_iothread_info_args.decode = _enc_remote_domain_get_iothread_info_args, _dec_remote_domain_get_iothread_info_args
 remote_domain_get_iothread_info_args.xdr_type = _T_remote_domain_get_iothread_info_args
-_T_remote_domain_get_iothread_info_ret.fields = (("info", xdr.ArrayType(_T_remote_domain_iothread_info, 16384, fixed=False)), ("ret", xdr.UINT),)
+_T_remote_domain_get_iothread_info_ret.fields = (("info", xdr.ArrayType(_T_remote_domain_iothread_info, 16384, fixed=False, bound_name='REMOTE_IOTHREAD_INFO_MAX')), ("ret", xdr.UINT),)
 _T_remote_domain_get_iothread_info_ret.encode, _T_remote_domain_get_iothread_info_ret.decode = _enc_remote_domain_get_iothread_info_ret, _dec_remote_domain_get_iothread_info_ret
 remote_domain_get_iothread_info_ret.xdr_type = _T_remote_domain_get_iothread_info_ret
 _T_remote_domain_pin_iothread_args.fields = (("dom", _T_remote_nonnull_domain), ("iothreads_id", xdr.UINT), ("cpumap", xdr.OpaqueType(2048, fixed=False)), ("flags", xdr.UINT),)
@@ -30860,7 +30860,7 @@ remote_domain_add_iothread_args.xdr_type = _T_remote_domain_add_iothread_args
 _T_remote_domain_del_iothread_args.fields = (("dom", _T_remote_nonnull_domain), ("iothread_id", xdr.UINT), ("flags", xdr.UINT),)
 _T_remote_domain_del_iothread_args.encode, _T_remote_domain_del_iothread_args.decode = _enc_remote_domain_del_iothread_args, _dec_remote_domain_del_iothread_args
 remote_domain_del_iothread_args.xdr_type = _T_remote_domain_del_iothread_args
-_T_remote_domain_set_iothread_params_args.fields = (("dom", _T_remote_nonnull_domain), ("iothread_id", xdr.UINT), ("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_domain_set_iothread_params_args.fields = (("dom", _T_remote_nonnull_domain), ("iothread_id", xdr.UINT), ("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False, bound_name='REMOTE_DOMAIN_IOTHREAD_PARAMS_MAX')), ("flags", xdr.UINT),)
 _T_remote_domain_set_iothread_params_args.encode, _T_remote_domain_set_iothread_params_args.decode = _enc_remote_domain_set_iothread_params_args, _dec_remote_domain_set_iothread_params_args
 remote_domain_set_iothread_params_args.xdr_type = _T_remote_domain_set_iothread_params_args
 _T_remote_domain_set_vcpu_args.fields = (("dom", _T_remote_nonnull_domain), ("cpumap", _T_remote_nonnull_string), ("state", xdr.INT), ("flags", xdr.UINT),)
@@ -30875,64 +30875,64 @@ remote_domain_get_scheduler_type_ret.xdr_type = _T_remote_domain_get_scheduler_t
 _T_remote_domain_get_scheduler_parameters_args.fields = (("dom", _T_remote_nonnull_domain), ("nparams", xdr.INT),)
 _T_remote_domain_get_scheduler_parameters_args.encode, _T_remote_domain_get_scheduler_parameters_args.decode = _enc_remote_domain_get_scheduler_parameters_args, _dec_remote_domain_get_scheduler_parameters_args
 remote_domain_get_scheduler_parameters_args.xdr_type = _T_remote_domain_get_scheduler_parameters_args
-_T_remote_domain_get_scheduler_parameters_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False)),)
+_T_remote_domain_get_scheduler_parameters_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False, bound_name='REMOTE_DOMAIN_SCHEDULER_PARAMETERS_MAX')),)
 _T_remote_domain_get_scheduler_parameters_ret.encode, _T_remote_domain_get_scheduler_parameters_ret.decode = _enc_remote_domain_get_scheduler_parameters_ret, _dec_remote_domain_get_scheduler_parameters_ret
 remote_domain_get_scheduler_parameters_ret.xdr_type = _T_remote_domain_get_scheduler_parameters_ret
 _T_remote_domain_get_scheduler_parameters_flags_args.fields = (("dom", _T_remote_nonnull_domain), ("nparams", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_domain_get_scheduler_parameters_flags_args.encode, _T_remote_domain_get_scheduler_parameters_flags_args.decode = _enc_remote_domain_get_scheduler_parameters_flags_args, _dec_remote_domain_get_scheduler_parameters_flags_args
 remote_domain_get_scheduler_parameters_flags_args.xdr_type = _T_remote_domain_get_scheduler_parameters_flags_args
-_T_remote_domain_get_scheduler_parameters_flags_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False)),)
+_T_remote_domain_get_scheduler_parameters_flags_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False, bound_name='REMOTE_DOMAIN_SCHEDULER_PARAMETERS_MAX')),)
 _T_remote_domain_get_scheduler_parameters_flags_ret.encode, _T_remote_domain_get_scheduler_parameters_flags_ret.decode = _enc_remote_domain_get_scheduler_parameters_flags_ret, _dec_remote_domain_get_scheduler_parameters_flags_ret
 remote_domain_get_scheduler_parameters_flags_ret.xdr_type = _T_remote_domain_get_scheduler_parameters_flags_ret
-_T_remote_domain_set_scheduler_parameters_args.fields = (("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False)),)
+_T_remote_domain_set_scheduler_parameters_args.fields = (("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False, bound_name='REMOTE_DOMAIN_SCHEDULER_PARAMETERS_MAX')),)
 _T_remote_domain_set_scheduler_parameters_args.encode, _T_remote_domain_set_scheduler_parameters_args.decode = _enc_remote_domain_set_scheduler_parameters_args, _dec_remote_domain_set_scheduler_parameters_args
 remote_domain_set_scheduler_parameters_args.xdr_type = _T_remote_domain_set_scheduler_parameters_args
-_T_remote_domain_set_scheduler_parameters_flags_args.fields = (("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_domain_set_scheduler_parameters_flags_args.fields = (("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False, bound_name='REMOTE_DOMAIN_SCHEDULER_PARAMETERS_MAX')), ("flags", xdr.UINT),)
 _T_remote_domain_set_scheduler_parameters_flags_args.encode, _T_remote_domain_set_scheduler_parameters_flags_args.decode = _enc_remote_domain_set_scheduler_parameters_flags_args, _dec_remote_domain_set_scheduler_parameters_flags_args
 remote_domain_set_scheduler_parameters_flags_args.xdr_type = _T_remote_domain_set_scheduler_parameters_flags_args
-_T_remote_domain_set_blkio_parameters_args.fields = (("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_domain_set_blkio_parameters_args.fields = (("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False, bound_name='REMOTE_DOMAIN_BLKIO_PARAMETERS_MAX')), ("flags", xdr.UINT),)
 _T_remote_domain_set_blkio_parameters_args.encode, _T_remote_domain_set_blkio_parameters_args.decode = _enc_remote_domain_set_blkio_parameters_args, _dec_remote_domain_set_blkio_parameters_args
 remote_domain_set_blkio_parameters_args.xdr_type = _T_remote_domain_set_blkio_parameters_args
 _T_remote_domain_get_blkio_parameters_args.fields = (("dom", _T_remote_nonnull_domain), ("nparams", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_domain_get_blkio_parameters_args.encode, _T_remote_domain_get_blkio_parameters_args.decode = _enc_remote_domain_get_blkio_parameters_args, _dec_remote_domain_get_blkio_parameters_args
 remote_domain_get_blkio_parameters_args.xdr_type = _T_remote_domain_get_blkio_parameters_args
-_T_remote_domain_get_blkio_parameters_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False)), ("nparams", xdr.INT),)
+_T_remote_domain_get_blkio_parameters_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False, bound_name='REMOTE_DOMAIN_BLKIO_PARAMETERS_MAX')), ("nparams", xdr.INT),)
 _T_remote_domain_get_blkio_parameters_ret.encode, _T_remote_domain_get_blkio_parameters_ret.decode = _enc_remote_domain_get_blkio_parameters_ret, _dec_remote_domain_get_blkio_parameters_ret
 remote_domain_get_blkio_parameters_ret.xdr_type = _T_remote_domain_get_blkio_parameters_ret
-_T_remote_domain_set_memory_parameters_args.fields = (("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_domain_set_memory_parameters_args.fields = (("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False, bound_name='REMOTE_DOMAIN_MEMORY_PARAMETERS_MAX')), ("flags", xdr.UINT),)
 _T_remote_domain_set_memory_parameters_args.encode, _T_remote_domain_set_memory_parameters_args.decode = _enc_remote_domain_set_memory_parameters_args, _dec_remote_domain_set_memory_parameters_args
 remote_domain_set_memory_parameters_args.xdr_type = _T_remote_domain_set_memory_parameters_args
 _T_remote_domain_get_memory_parameters_args.fields = (("dom", _T_remote_nonnull_domain), ("nparams", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_domain_get_memory_parameters_args.encode, _T_remote_domain_get_memory_parameters_args.decode = _enc_remote_domain_get_memory_parameters_args, _dec_remote_domain_get_memory_parameters_args
 remote_domain_get_memory_parameters_args.xdr_type = _T_remote_domain_get_memory_parameters_args
-_T_remote_domain_get_memory_parameters_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False)), ("nparams", xdr.INT),)
+_T_remote_domain_get_memory_parameters_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False, bound_name='REMOTE_DOMAIN_MEMORY_PARAMETERS_MAX')), ("nparams", xdr.INT),)
 _T_remote_domain_get_memory_parameters_ret.encode, _T_remote_domain_get_memory_parameters_ret.decode = _enc_remote_domain_get_memory_parameters_ret, _dec_remote_domain_get_memory_parameters_ret
 remote_domain_get_memory_parameters_ret.xdr_type = _T_remote_domain_get_memory_parameters_ret
-_T_remote_domain_set_numa_parameters_args.fields = (("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_domain_set_numa_parameters_args.fields = (("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False, bound_name='REMOTE_DOMAIN_NUMA_PARAMETERS_MAX')), ("flags", xdr.UINT),)
 _T_remote_domain_set_numa_parameters_args.encode, _T_remote_domain_set_numa_parameters_args.decode = _enc_remote_domain_set_numa_parameters_args, _dec_remote_domain_set_numa_parameters_args
 remote_domain_set_numa_parameters_args.xdr_type = _T_remote_domain_set_numa_parameters_args
 _T_remote_domain_get_numa_parameters_args.fields = (("dom", _T_remote_nonnull_domain), ("nparams", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_domain_get_numa_parameters_args.encode, _T_remote_domain_get_numa_parameters_args.decode = _enc_remote_domain_get_numa_parameters_args, _dec_remote_domain_get_numa_parameters_args
 remote_domain_get_numa_parameters_args.xdr_type = _T_remote_domain_get_numa_parameters_args
-_T_remote_domain_get_numa_parameters_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False)), ("nparams", xdr.INT),)
+_T_remote_domain_get_numa_parameters_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False, bound_name='REMOTE_DOMAIN_NUMA_PARAMETERS_MAX')), ("nparams", xdr.INT),)
 _T_remote_domain_get_numa_parameters_ret.encode, _T_remote_domain_get_numa_parameters_ret.decode = _enc_remote_domain_get_numa_parameters_ret, _dec_remote_domain_get_numa_parameters_ret
 remote_domain_get_numa_parameters_ret.xdr_type = _T_remote_domain_get_numa_parameters_ret
-_T_remote_domain_set_perf_events_args.fields = (("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_domain_set_perf_events_args.fields = (("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False, bound_name='REMOTE_DOMAIN_PERF_EVENTS_MAX')), ("flags", xdr.UINT),)
 _T_remote_domain_set_perf_events_args.encode, _T_remote_domain_set_perf_events_args.decode = _enc_remote_domain_set_perf_events_args, _dec_remote_domain_set_perf_events_args
 remote_domain_set_perf_events_args.xdr_type = _T_remote_domain_set_perf_events_args
 _T_remote_domain_get_perf_events_args.fields = (("dom", _T_remote_nonnull_domain), ("flags", xdr.UINT),)
 _T_remote_domain_get_perf_events_args.encode, _T_remote_domain_get_perf_events_args.decode = _enc_remote_domain_get_perf_events_args, _dec_remote_domain_get_perf_events_args
 remote_domain_get_perf_events_args.xdr_type = _T_remote_domain_get_perf_events_args
-_T_remote_domain_get_perf_events_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False)),)
+_T_remote_domain_get_perf_events_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False, bound_name='REMOTE_DOMAIN_PERF_EVENTS_MAX')),)
 _T_remote_domain_get_perf_events_ret.encode, _T_remote_domain_get_perf_events_ret.decode = _enc_remote_domain_get_perf_events_ret, _dec_remote_domain_get_perf_events_ret
 remote_domain_get_perf_events_ret.xdr_type = _T_remote_domain_get_perf_events_ret
-_T_remote_domain_set_interface_parameters_args.fields = (("dom", _T_remote_nonnull_domain), ("device", _T_remote_nonnull_string), ("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_domain_set_interface_parameters_args.fields = (("dom", _T_remote_nonnull_domain), ("device", _T_remote_nonnull_string), ("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False, bound_name='REMOTE_DOMAIN_INTERFACE_PARAMETERS_MAX')), ("flags", xdr.UINT),)
 _T_remote_domain_set_interface_parameters_args.encode, _T_remote_domain_set_interface_parameters_args.decode = _enc_remote_domain_set_interface_parameters_args, _dec_remote_domain_set_interface_parameters_args
 remote_domain_set_interface_parameters_args.xdr_type = _T_remote_domain_set_interface_parameters_args
 _T_remote_domain_get_interface_parameters_args.fields = (("dom", _T_remote_nonnull_domain), ("device", _T_remote_nonnull_string), ("nparams", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_domain_get_interface_parameters_args.encode, _T_remote_domain_get_interface_parameters_args.decode = _enc_remote_domain_get_interface_parameters_args, _dec_remote_domain_get_interface_parameters_args
 remote_domain_get_interface_parameters_args.xdr_type = _T_remote_domain_get_interface_parameters_args
-_T_remote_domain_get_interface_parameters_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False)), ("nparams", xdr.INT),)
+_T_remote_domain_get_interface_parameters_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False, bound_name='REMOTE_DOMAIN_INTERFACE_PARAMETERS_MAX')), ("nparams", xdr.INT),)
 _T_remote_domain_get_interface_parameters_ret.encode, _T_remote_domain_get_interface_parameters_ret.decode = _enc_remote_domain_get_interface_parameters_ret, _dec_remote_domain_get_interface_parameters_ret
 remote_domain_get_interface_parameters_ret.xdr_type = _T_remote_domain_get_interface_parameters_ret
 _T_remote_domain_set_memory_stats_period_args.fields = (("dom", _T_remote_nonnull_domain), ("period", xdr.INT), ("flags", xdr.UINT),)
@@ -30974,19 +30974,19 @@ remote_domain_block_pull_args.xdr_type = _T_remote_domain_block_pull_args
 _T_remote_domain_block_rebase_args.fields = (("dom", _T_remote_nonnull_domain), ("path", _T_remote_nonnull_string), ("base", _T_remote_string), ("bandwidth", xdr.UHYPER), ("flags", xdr.UINT),)
 _T_remote_domain_block_rebase_args.encode, _T_remote_domain_block_rebase_args.decode = _enc_remote_domain_block_rebase_args, _dec_remote_domain_block_rebase_args
 remote_domain_block_rebase_args.xdr_type = _T_remote_domain_block_rebase_args
-_T_remote_domain_block_copy_args.fields = (("dom", _T_remote_nonnull_domain), ("path", _T_remote_nonnull_string), ("destxml", _T_remote_nonnull_string), ("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_domain_block_copy_args.fields = (("dom", _T_remote_nonnull_domain), ("path", _T_remote_nonnull_string), ("destxml", _T_remote_nonnull_string), ("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False, bound_name='REMOTE_DOMAIN_BLOCK_COPY_PARAMETERS_MAX')), ("flags", xdr.UINT),)
 _T_remote_domain_block_copy_args.encode, _T_remote_domain_block_copy_args.decode = _enc_remote_domain_block_copy_args, _dec_remote_domain_block_copy_args
 remote_domain_block_copy_args.xdr_type = _T_remote_domain_block_copy_args
 _T_remote_domain_block_commit_args.fields = (("dom", _T_remote_nonnull_domain), ("disk", _T_remote_nonnull_string), ("base", _T_remote_string), ("top", _T_remote_string), ("bandwidth", xdr.UHYPER), ("flags", xdr.UINT),)
 _T_remote_domain_block_commit_args.encode, _T_remote_domain_block_commit_args.decode = _enc_remote_domain_block_commit_args, _dec_remote_domain_block_commit_args
 remote_domain_block_commit_args.xdr_type = _T_remote_domain_block_commit_args
-_T_remote_domain_set_block_io_tune_args.fields = (("dom", _T_remote_nonnull_domain), ("disk", _T_remote_nonnull_string), ("params", xdr.ArrayType(_T_remote_typed_param, 32, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_domain_set_block_io_tune_args.fields = (("dom", _T_remote_nonnull_domain), ("disk", _T_remote_nonnull_string), ("params", xdr.ArrayType(_T_remote_typed_param, 32, fixed=False, bound_name='REMOTE_DOMAIN_BLOCK_IO_TUNE_PARAMETERS_MAX')), ("flags", xdr.UINT),)
 _T_remote_domain_set_block_io_tune_args.encode, _T_remote_domain_set_block_io_tune_args.decode = _enc_remote_domain_set_block_io_tune_args, _dec_remote_domain_set_block_io_tune_args
 remote_domain_set_block_io_tune_args.xdr_type = _T_remote_domain_set_block_io_tune_args
 _T_remote_domain_get_block_io_tune_args.fields = (("dom", _T_remote_nonnull_domain), ("disk", _T_remote_string), ("nparams", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_domain_get_block_io_tune_args.encode, _T_remote_domain_get_block_io_tune_args.decode = _enc_remote_domain_get_block_io_tune_args, _dec_remote_domain_get_block_io_tune_args
 remote_domain_get_block_io_tune_args.xdr_type = _T_remote_domain_get_block_io_tune_args
-_T_remote_domain_get_block_io_tune_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 32, fixed=False)), ("nparams", xdr.INT),)
+_T_remote_domain_get_block_io_tune_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 32, fixed=False, bound_name='REMOTE_DOMAIN_BLOCK_IO_TUNE_PARAMETERS_MAX')), ("nparams", xdr.INT),)
 _T_remote_domain_get_block_io_tune_ret.encode, _T_remote_domain_get_block_io_tune_ret.decode = _enc_remote_domain_get_block_io_tune_ret, _dec_remote_domain_get_block_io_tune_ret
 remote_domain_get_block_io_tune_ret.xdr_type = _T_remote_domain_get_block_io_tune_ret
 _T_remote_domain_set_block_threshold_args.fields = (("dom", _T_remote_nonnull_domain), ("dev", _T_remote_nonnull_string), ("threshold", xdr.UHYPER), ("flags", xdr.UINT),)
@@ -31013,7 +31013,7 @@ remote_domain_block_stats_ret.xdr_type = _T_remote_domain_block_stats_ret
 _T_remote_domain_block_stats_flags_args.fields = (("dom", _T_remote_nonnull_domain), ("path", _T_remote_nonnull_string), ("nparams", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_domain_block_stats_flags_args.encode, _T_remote_domain_block_stats_flags_args.decode = _enc_remote_domain_block_stats_flags_args, _dec_remote_domain_block_stats_flags_args
 remote_domain_block_stats_flags_args.xdr_type = _T_remote_domain_block_stats_flags_args
-_T_remote_domain_block_stats_flags_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False)), ("nparams", xdr.INT),)
+_T_remote_domain_block_stats_flags_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False, bound_name='REMOTE_DOMAIN_BLOCK_STATS_PARAMETERS_MAX')), ("nparams", xdr.INT),)
 _T_remote_domain_block_stats_flags_ret.encode, _T_remote_domain_block_stats_flags_ret.decode = _enc_remote_domain_block_stats_flags_ret, _dec_remote_domain_block_stats_flags_ret
 remote_domain_block_stats_flags_ret.xdr_type = _T_remote_domain_block_stats_flags_ret
 _T_remote_domain_interface_stats_args.fields = (("dom", _T_remote_nonnull_domain), ("device", _T_remote_nonnull_string),)
@@ -31028,7 +31028,7 @@ remote_domain_memory_stats_args.xdr_type = _T_remote_domain_memory_stats_args
 _T_remote_domain_memory_stat.fields = (("tag", xdr.INT), ("val", xdr.UHYPER),)
 _T_remote_domain_memory_stat.encode, _T_remote_domain_memory_stat.decode = _enc_remote_domain_memory_stat, _dec_remote_domain_memory_stat
 remote_domain_memory_stat.xdr_type = _T_remote_domain_memory_stat
-_T_remote_domain_memory_stats_ret.fields = (("stats", xdr.ArrayType(_T_remote_domain_memory_stat, 1024, fixed=False)),)
+_T_remote_domain_memory_stats_ret.fields = (("stats", xdr.ArrayType(_T_remote_domain_memory_stat, 1024, fixed=False, bound_name='REMOTE_DOMAIN_MEMORY_STATS_MAX')),)
 _T_remote_domain_memory_stats_ret.encode, _T_remote_domain_memory_stats_ret.decode = _enc_remote_domain_memory_stats_ret, _dec_remote_domain_memory_stats_ret
 remote_domain_memory_stats_ret.xdr_type = _T_remote_domain_memory_stats_ret
 _T_remote_domain_block_peek_args.fields = (("dom", _T_remote_nonnull_domain), ("path", _T_remote_nonnull_string), ("offset", xdr.UHYPER), ("size", xdr.UINT), ("flags", xdr.UINT),)
@@ -31052,16 +31052,16 @@ remote_domain_get_block_info_ret.xdr_type = _T_remote_domain_get_block_info_ret
 _T_remote_domain_get_cpu_stats_args.fields = (("dom", _T_remote_nonnull_domain), ("nparams", xdr.UINT), ("start_cpu", xdr.INT), ("ncpus", xdr.UINT), ("flags", xdr.UINT),)
 _T_remote_domain_get_cpu_stats_args.encode, _T_remote_domain_get_cpu_stats_args.decode = _enc_remote_domain_get_cpu_stats_args, _dec_remote_domain_get_cpu_stats_args
 remote_domain_get_cpu_stats_args.xdr_type = _T_remote_domain_get_cpu_stats_args
-_T_remote_domain_get_cpu_stats_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 2048, fixed=False)), ("nparams", xdr.INT),)
+_T_remote_domain_get_cpu_stats_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 2048, fixed=False, bound_name='REMOTE_DOMAIN_GET_CPU_STATS_MAX')), ("nparams", xdr.INT),)
 _T_remote_domain_get_cpu_stats_ret.encode, _T_remote_domain_get_cpu_stats_ret.decode = _enc_remote_domain_get_cpu_stats_ret, _dec_remote_domain_get_cpu_stats_ret
 remote_domain_get_cpu_stats_ret.xdr_type = _T_remote_domain_get_cpu_stats_ret
-_T_remote_domain_stats_record.fields = (("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 262144, fixed=False)),)
+_T_remote_domain_stats_record.fields = (("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 262144, fixed=False, bound_name='REMOTE_CONNECT_GET_ALL_DOMAIN_STATS_MAX')),)
 _T_remote_domain_stats_record.encode, _T_remote_domain_stats_record.decode = _enc_remote_domain_stats_record, _dec_remote_domain_stats_record
 remote_domain_stats_record.xdr_type = _T_remote_domain_stats_record
-_T_remote_connect_get_all_domain_stats_args.fields = (("doms", xdr.ArrayType(_T_remote_nonnull_domain, 16384, fixed=False)), ("stats", xdr.UINT), ("flags", xdr.UINT),)
+_T_remote_connect_get_all_domain_stats_args.fields = (("doms", xdr.ArrayType(_T_remote_nonnull_domain, 16384, fixed=False, bound_name='REMOTE_DOMAIN_LIST_MAX')), ("stats", xdr.UINT), ("flags", xdr.UINT),)
 _T_remote_connect_get_all_domain_stats_args.encode, _T_remote_connect_get_all_domain_stats_args.decode = _enc_remote_connect_get_all_domain_stats_args, _dec_remote_connect_get_all_domain_stats_args
 remote_connect_get_all_domain_stats_args.xdr_type = _T_remote_connect_get_all_domain_stats_args
-_T_remote_connect_get_all_domain_stats_ret.fields = (("retStats", xdr.ArrayType(_T_remote_domain_stats_record, 16384, fixed=False)),)
+_T_remote_connect_get_all_domain_stats_ret.fields = (("retStats", xdr.ArrayType(_T_remote_domain_stats_record, 16384, fixed=False, bound_name='REMOTE_DOMAIN_LIST_MAX')),)
 _T_remote_connect_get_all_domain_stats_ret.encode, _T_remote_connect_get_all_domain_stats_ret.decode = _enc_remote_connect_get_all_domain_stats_ret, _dec_remote_connect_get_all_domain_stats_ret
 remote_connect_get_all_domain_stats_ret.xdr_type = _T_remote_connect_get_all_domain_stats_ret
 _T_remote_domain_start_dirty_rate_calc_args.fields = (("dom", _T_remote_nonnull_domain), ("seconds", xdr.INT), ("flags", xdr.UINT),)
@@ -31070,37 +31070,37 @@ remote_domain_start_dirty_rate_calc_args.xdr_type = _T_remote_domain_start_dirty
 _T_remote_domain_fstrim_args.fields = (("dom", _T_remote_nonnull_domain), ("mountPoint", _T_remote_string), ("minimum", xdr.UHYPER), ("flags", xdr.UINT),)
 _T_remote_domain_fstrim_args.encode, _T_remote_domain_fstrim_args.decode = _enc_remote_domain_fstrim_args, _dec_remote_domain_fstrim_args
 remote_domain_fstrim_args.xdr_type = _T_remote_domain_fstrim_args
-_T_remote_domain_fsfreeze_args.fields = (("dom", _T_remote_nonnull_domain), ("mountpoints", xdr.ArrayType(_T_remote_nonnull_string, 256, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_domain_fsfreeze_args.fields = (("dom", _T_remote_nonnull_domain), ("mountpoints", xdr.ArrayType(_T_remote_nonnull_string, 256, fixed=False, bound_name='REMOTE_DOMAIN_FSFREEZE_MOUNTPOINTS_MAX')), ("flags", xdr.UINT),)
 _T_remote_domain_fsfreeze_args.encode, _T_remote_domain_fsfreeze_args.decode = _enc_remote_domain_fsfreeze_args, _dec_remote_domain_fsfreeze_args
 remote_domain_fsfreeze_args.xdr_type = _T_remote_domain_fsfreeze_args
 _T_remote_domain_fsfreeze_ret.fields = (("filesystems", xdr.INT),)
 _T_remote_domain_fsfreeze_ret.encode, _T_remote_domain_fsfreeze_ret.decode = _enc_remote_domain_fsfreeze_ret, _dec_remote_domain_fsfreeze_ret
 remote_domain_fsfreeze_ret.xdr_type = _T_remote_domain_fsfreeze_ret
-_T_remote_domain_fsthaw_args.fields = (("dom", _T_remote_nonnull_domain), ("mountpoints", xdr.ArrayType(_T_remote_nonnull_string, 256, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_domain_fsthaw_args.fields = (("dom", _T_remote_nonnull_domain), ("mountpoints", xdr.ArrayType(_T_remote_nonnull_string, 256, fixed=False, bound_name='REMOTE_DOMAIN_FSFREEZE_MOUNTPOINTS_MAX')), ("flags", xdr.UINT),)
 _T_remote_domain_fsthaw_args.encode, _T_remote_domain_fsthaw_args.decode = _enc_remote_domain_fsthaw_args, _dec_remote_domain_fsthaw_args
 remote_domain_fsthaw_args.xdr_type = _T_remote_domain_fsthaw_args
 _T_remote_domain_fsthaw_ret.fields = (("filesystems", xdr.INT),)
 _T_remote_domain_fsthaw_ret.encode, _T_remote_domain_fsthaw_ret.decode = _enc_remote_domain_fsthaw_ret, _dec_remote_domain_fsthaw_ret
 remote_domain_fsthaw_ret.xdr_type = _T_remote_domain_fsthaw_ret
-_T_remote_domain_fsinfo.fields = (("mountpoint", _T_remote_nonnull_string), ("name", _T_remote_nonnull_string), ("fstype", _T_remote_nonnull_string), ("dev_aliases", xdr.ArrayType(_T_remote_nonnull_string, 256, fixed=False)),)
+_T_remote_domain_fsinfo.fields = (("mountpoint", _T_remote_nonnull_string), ("name", _T_remote_nonnull_string), ("fstype", _T_remote_nonnull_string), ("dev_aliases", xdr.ArrayType(_T_remote_nonnull_string, 256, fixed=False, bound_name='REMOTE_DOMAIN_FSINFO_DISKS_MAX')),)
 _T_remote_domain_fsinfo.encode, _T_remote_domain_fsinfo.decode = _enc_remote_domain_fsinfo, _dec_remote_domain_fsinfo
 remote_domain_fsinfo.xdr_type = _T_remote_domain_fsinfo
 _T_remote_domain_get_fsinfo_args.fields = (("dom", _T_remote_nonnull_domain), ("flags", xdr.UINT),)
 _T_remote_domain_get_fsinfo_args.encode, _T_remote_domain_get_fsinfo_args.decode = _enc_remote_domain_get_fsinfo_args, _dec_remote_domain_get_fsinfo_args
 remote_domain_get_fsinfo_args.xdr_type = _T_remote_domain_get_fsinfo_args
-_T_remote_domain_get_fsinfo_ret.fields = (("info", xdr.ArrayType(_T_remote_domain_fsinfo, 256, fixed=False)), ("ret", xdr.UINT),)
+_T_remote_domain_get_fsinfo_ret.fields = (("info", xdr.ArrayType(_T_remote_domain_fsinfo, 256, fixed=False, bound_name='REMOTE_DOMAIN_FSINFO_MAX')), ("ret", xdr.UINT),)
 _T_remote_domain_get_fsinfo_ret.encode, _T_remote_domain_get_fsinfo_ret.decode = _enc_remote_domain_get_fsinfo_ret, _dec_remote_domain_get_fsinfo_ret
 remote_domain_get_fsinfo_ret.xdr_type = _T_remote_domain_get_fsinfo_ret
 _T_remote_domain_ip_addr.fields = (("type", xdr.INT), ("addr", _T_remote_nonnull_string), ("prefix", xdr.UINT),)
 _T_remote_domain_ip_addr.encode, _T_remote_domain_ip_addr.decode = _enc_remote_domain_ip_addr, _dec_remote_domain_ip_addr
 remote_domain_ip_addr.xdr_type = _T_remote_domain_ip_addr
-_T_remote_domain_interface.fields = (("name", _T_remote_nonnull_string), ("hwaddr", _T_remote_string), ("addrs", xdr.ArrayType(_T_remote_domain_ip_addr, 2048, fixed=False)),)
+_T_remote_domain_interface.fields = (("name", _T_remote_nonnull_string), ("hwaddr", _T_remote_string), ("addrs", xdr.ArrayType(_T_remote_domain_ip_addr, 2048, fixed=False, bound_name='REMOTE_DOMAIN_IP_ADDR_MAX')),)
 _T_remote_domain_interface.encode, _T_remote_domain_interface.decode = _enc_remote_domain_interface, _dec_remote_domain_interface
 remote_domain_interface.xdr_type = _T_remote_domain_interface
 _T_remote_domain_interface_addresses_args.fields = (("dom", _T_remote_nonnull_domain), ("source", xdr.UINT), ("flags", xdr.UINT),)
 _T_remote_domain_interface_addresses_args.encode, _T_remote_domain_interface_addresses_args.decode = _enc_remote_domain_interface_addresses_args, _dec_remote_domain_interface_addresses_args
 remote_domain_interface_addresses_args.xdr_type = _T_remote_domain_interface_addresses_args
-_T_remote_domain_interface_addresses_ret.fields = (("ifaces", xdr.ArrayType(_T_remote_domain_interface, 2048, fixed=False)),)
+_T_remote_domain_interface_addresses_ret.fields = (("ifaces", xdr.ArrayType(_T_remote_domain_interface, 2048, fixed=False, bound_name='REMOTE_DOMAIN_INTERFACE_MAX')),)
 _T_remote_domain_interface_addresses_ret.encode, _T_remote_domain_interface_addresses_ret.decode = _enc_remote_domain_interface_addresses_ret, _dec_remote_domain_interface_addresses_ret
 remote_domain_interface_addresses_ret.xdr_type = _T_remote_domain_interface_addresses_ret
 _T_remote_domain_set_user_password_args.fields = (("dom", _T_remote_nonnull_domain), ("user", _T_remote_string), ("password", _T_remote_string), ("flags", xdr.UINT),)
@@ -31109,7 +31109,7 @@ remote_domain_set_user_password_args.xdr_type = _T_remote_domain_set_user_passwo
 _T_remote_domain_get_guest_vcpus_args.fields = (("dom", _T_remote_nonnull_domain), ("flags", xdr.UINT),)
 _T_remote_domain_get_guest_vcpus_args.encode, _T_remote_domain_get_guest_vcpus_args.decode = _enc_remote_domain_get_guest_vcpus_args, _dec_remote_domain_get_guest_vcpus_args
 remote_domain_get_guest_vcpus_args.xdr_type = _T_remote_domain_get_guest_vcpus_args
-_T_remote_domain_get_guest_vcpus_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False)),)
+_T_remote_domain_get_guest_vcpus_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False, bound_name='REMOTE_DOMAIN_GUEST_VCPU_PARAMS_MAX')),)
 _T_remote_domain_get_guest_vcpus_ret.encode, _T_remote_domain_get_guest_vcpus_ret.decode = _enc_remote_domain_get_guest_vcpus_ret, _dec_remote_domain_get_guest_vcpus_ret
 remote_domain_get_guest_vcpus_ret.xdr_type = _T_remote_domain_get_guest_vcpus_ret
 _T_remote_domain_set_guest_vcpus_args.fields = (("dom", _T_remote_nonnull_domain), ("cpumap", _T_remote_nonnull_string), ("state", xdr.INT), ("flags", xdr.UINT),)
@@ -31118,7 +31118,7 @@ remote_domain_set_guest_vcpus_args.xdr_type = _T_remote_domain_set_guest_vcpus_a
 _T_remote_domain_get_guest_info_args.fields = (("dom", _T_remote_nonnull_domain), ("types", xdr.UINT), ("flags", xdr.UINT),)
 _T_remote_domain_get_guest_info_args.encode, _T_remote_domain_get_guest_info_args.decode = _enc_remote_domain_get_guest_info_args, _dec_remote_domain_get_guest_info_args
 remote_domain_get_guest_info_args.xdr_type = _T_remote_domain_get_guest_info_args
-_T_remote_domain_get_guest_info_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 2048, fixed=False)),)
+_T_remote_domain_get_guest_info_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 2048, fixed=False, bound_name='REMOTE_DOMAIN_GUEST_INFO_PARAMS_MAX')),)
 _T_remote_domain_get_guest_info_ret.encode, _T_remote_domain_get_guest_info_ret.decode = _enc_remote_domain_get_guest_info_ret, _dec_remote_domain_get_guest_info_ret
 remote_domain_get_guest_info_ret.xdr_type = _T_remote_domain_get_guest_info_ret
 _T_remote_domain_agent_set_response_timeout_args.fields = (("dom", _T_remote_nonnull_domain), ("timeout", xdr.INT), ("flags", xdr.UINT),)
@@ -31130,10 +31130,10 @@ remote_domain_agent_set_response_timeout_ret.xdr_type = _T_remote_domain_agent_s
 _T_remote_domain_authorized_ssh_keys_get_args.fields = (("dom", _T_remote_nonnull_domain), ("user", _T_remote_nonnull_string), ("flags", xdr.UINT),)
 _T_remote_domain_authorized_ssh_keys_get_args.encode, _T_remote_domain_authorized_ssh_keys_get_args.decode = _enc_remote_domain_authorized_ssh_keys_get_args, _dec_remote_domain_authorized_ssh_keys_get_args
 remote_domain_authorized_ssh_keys_get_args.xdr_type = _T_remote_domain_authorized_ssh_keys_get_args
-_T_remote_domain_authorized_ssh_keys_get_ret.fields = (("keys", xdr.ArrayType(_T_remote_nonnull_string, 2048, fixed=False)),)
+_T_remote_domain_authorized_ssh_keys_get_ret.fields = (("keys", xdr.ArrayType(_T_remote_nonnull_string, 2048, fixed=False, bound_name='REMOTE_DOMAIN_AUTHORIZED_SSH_KEYS_MAX')),)
 _T_remote_domain_authorized_ssh_keys_get_ret.encode, _T_remote_domain_authorized_ssh_keys_get_ret.decode = _enc_remote_domain_authorized_ssh_keys_get_ret, _dec_remote_domain_authorized_ssh_keys_get_ret
 remote_domain_authorized_ssh_keys_get_ret.xdr_type = _T_remote_domain_authorized_ssh_keys_get_ret
-_T_remote_domain_authorized_ssh_keys_set_args.fields = (("dom", _T_remote_nonnull_domain), ("user", _T_remote_nonnull_string), ("keys", xdr.ArrayType(_T_remote_nonnull_string, 2048, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_domain_authorized_ssh_keys_set_args.fields = (("dom", _T_remote_nonnull_domain), ("user", _T_remote_nonnull_string), ("keys", xdr.ArrayType(_T_remote_nonnull_string, 2048, fixed=False, bound_name='REMOTE_DOMAIN_AUTHORIZED_SSH_KEYS_MAX')), ("flags", xdr.UINT),)
 _T_remote_domain_authorized_ssh_keys_set_args.encode, _T_remote_domain_authorized_ssh_keys_set_args.decode = _enc_remote_domain_authorized_ssh_keys_set_args, _dec_remote_domain_authorized_ssh_keys_set_args
 remote_domain_authorized_ssh_keys_set_args.xdr_type = _T_remote_domain_authorized_ssh_keys_set_args
 _T_remote_domain_open_console_args.fields = (("dom", _T_remote_nonnull_domain), ("dev_name", _T_remote_string), ("flags", xdr.UINT),)
@@ -31163,7 +31163,7 @@ remote_domain_get_job_info_ret.xdr_type = _T_remote_domain_get_job_info_ret
 _T_remote_domain_get_job_stats_args.fields = (("dom", _T_remote_nonnull_domain), ("flags", xdr.UINT),)
 _T_remote_domain_get_job_stats_args.encode, _T_remote_domain_get_job_stats_args.decode = _enc_remote_domain_get_job_stats_args, _dec_remote_domain_get_job_stats_args
 remote_domain_get_job_stats_args.xdr_type = _T_remote_domain_get_job_stats_args
-_T_remote_domain_get_job_stats_ret.fields = (("type", xdr.INT), ("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False)),)
+_T_remote_domain_get_job_stats_ret.fields = (("type", xdr.INT), ("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False, bound_name='REMOTE_DOMAIN_JOB_STATS_MAX')),)
 _T_remote_domain_get_job_stats_ret.encode, _T_remote_domain_get_job_stats_ret.decode = _enc_remote_domain_get_job_stats_ret, _dec_remote_domain_get_job_stats_ret
 remote_domain_get_job_stats_ret.xdr_type = _T_remote_domain_get_job_stats_ret
 _T_remote_domain_abort_job_args.fields = (("dom", _T_remote_nonnull_domain),)
@@ -31262,37 +31262,37 @@ remote_domain_migrate_finish3_ret.xdr_type = _T_remote_domain_migrate_finish3_re
 _T_remote_domain_migrate_confirm3_args.fields = (("dom", _T_remote_nonnull_domain), ("cookie_in", xdr.OpaqueType(4194304, fixed=False)), ("flags", xdr.UHYPER), ("cancelled", xdr.INT),)
 _T_remote_domain_migrate_confirm3_args.encode, _T_remote_domain_migrate_confirm3_args.decode = _enc_remote_domain_migrate_confirm3_args, _dec_remote_domain_migrate_confirm3_args
 remote_domain_migrate_confirm3_args.xdr_type = _T_remote_domain_migrate_confirm3_args
-_T_remote_domain_migrate_begin3_params_args.fields = (("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_domain_migrate_begin3_params_args.fields = (("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False, bound_name='REMOTE_DOMAIN_MIGRATE_PARAM_LIST_MAX')), ("flags", xdr.UINT),)
 _T_remote_domain_migrate_begin3_params_args.encode, _T_remote_domain_migrate_begin3_params_args.decode = _enc_remote_domain_migrate_begin3_params_args, _dec_remote_domain_migrate_begin3_params_args
 remote_domain_migrate_begin3_params_args.xdr_type = _T_remote_domain_migrate_begin3_params_args
 _T_remote_domain_migrate_begin3_params_ret.fields = (("cookie_out", xdr.OpaqueType(4194304, fixed=False)), ("xml", _T_remote_nonnull_string),)
 _T_remote_domain_migrate_begin3_params_ret.encode, _T_remote_domain_migrate_begin3_params_ret.decode = _enc_remote_domain_migrate_begin3_params_ret, _dec_remote_domain_migrate_begin3_params_ret
 remote_domain_migrate_begin3_params_ret.xdr_type = _T_remote_domain_migrate_begin3_params_ret
-_T_remote_domain_migrate_prepare3_params_args.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False)), ("cookie_in", xdr.OpaqueType(4194304, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_domain_migrate_prepare3_params_args.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False, bound_name='REMOTE_DOMAIN_MIGRATE_PARAM_LIST_MAX')), ("cookie_in", xdr.OpaqueType(4194304, fixed=False)), ("flags", xdr.UINT),)
 _T_remote_domain_migrate_prepare3_params_args.encode, _T_remote_domain_migrate_prepare3_params_args.decode = _enc_remote_domain_migrate_prepare3_params_args, _dec_remote_domain_migrate_prepare3_params_args
 remote_domain_migrate_prepare3_params_args.xdr_type = _T_remote_domain_migrate_prepare3_params_args
 _T_remote_domain_migrate_prepare3_params_ret.fields = (("cookie_out", xdr.OpaqueType(4194304, fixed=False)), ("uri_out", _T_remote_string),)
 _T_remote_domain_migrate_prepare3_params_ret.encode, _T_remote_domain_migrate_prepare3_params_ret.decode = _enc_remote_domain_migrate_prepare3_params_ret, _dec_remote_domain_migrate_prepare3_params_ret
 remote_domain_migrate_prepare3_params_ret.xdr_type = _T_remote_domain_migrate_prepare3_params_ret
-_T_remote_domain_migrate_prepare_tunnel3_params_args.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False)), ("cookie_in", xdr.OpaqueType(4194304, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_domain_migrate_prepare_tunnel3_params_args.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False, bound_name='REMOTE_DOMAIN_MIGRATE_PARAM_LIST_MAX')), ("cookie_in", xdr.OpaqueType(4194304, fixed=False)), ("flags", xdr.UINT),)
 _T_remote_domain_migrate_prepare_tunnel3_params_args.encode, _T_remote_domain_migrate_prepare_tunnel3_params_args.decode = _enc_remote_domain_migrate_prepare_tunnel3_params_args, _dec_remote_domain_migrate_prepare_tunnel3_params_args
 remote_domain_migrate_prepare_tunnel3_params_args.xdr_type = _T_remote_domain_migrate_prepare_tunnel3_params_args
 _T_remote_domain_migrate_prepare_tunnel3_params_ret.fields = (("cookie_out", xdr.OpaqueType(4194304, fixed=False)),)
 _T_remote_domain_migrate_prepare_tunnel3_params_ret.encode, _T_remote_domain_migrate_prepare_tunnel3_params_ret.decode = _enc_remote_domain_migrate_prepare_tunnel3_params_ret, _dec_remote_domain_migrate_prepare_tunnel3_params_ret
 remote_domain_migrate_prepare_tunnel3_params_ret.xdr_type = _T_remote_domain_migrate_prepare_tunnel3_params_ret
-_T_remote_domain_migrate_perform3_params_args.fields = (("dom", _T_remote_nonnull_domain), ("dconnuri", _T_remote_string), ("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False)), ("cookie_in", xdr.OpaqueType(4194304, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_domain_migrate_perform3_params_args.fields = (("dom", _T_remote_nonnull_domain), ("dconnuri", _T_remote_string), ("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False, bound_name='REMOTE_DOMAIN_MIGRATE_PARAM_LIST_MAX')), ("cookie_in", xdr.OpaqueType(4194304, fixed=False)), ("flags", xdr.UINT),)
 _T_remote_domain_migrate_perform3_params_args.encode, _T_remote_domain_migrate_perform3_params_args.decode = _enc_remote_domain_migrate_perform3_params_args, _dec_remote_domain_migrate_perform3_params_args
 remote_domain_migrate_perform3_params_args.xdr_type = _T_remote_domain_migrate_perform3_params_args
 _T_remote_domain_migrate_perform3_params_ret.fields = (("cookie_out", xdr.OpaqueType(4194304, fixed=False)),)
 _T_remote_domain_migrate_perform3_params_ret.encode, _T_remote_domain_migrate_perform3_params_ret.decode = _enc_remote_domain_migrate_perform3_params_ret, _dec_remote_domain_migrate_perform3_params_ret
 remote_domain_migrate_perform3_params_ret.xdr_type = _T_remote_domain_migrate_perform3_params_ret
-_T_remote_domain_migrate_finish3_params_args.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False)), ("cookie_in", xdr.OpaqueType(4194304, fixed=False)), ("flags", xdr.UINT), ("cancelled", xdr.INT),)
+_T_remote_domain_migrate_finish3_params_args.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False, bound_name='REMOTE_DOMAIN_MIGRATE_PARAM_LIST_MAX')), ("cookie_in", xdr.OpaqueType(4194304, fixed=False)), ("flags", xdr.UINT), ("cancelled", xdr.INT),)
 _T_remote_domain_migrate_finish3_params_args.encode, _T_remote_domain_migrate_finish3_params_args.decode = _enc_remote_domain_migrate_finish3_params_args, _dec_remote_domain_migrate_finish3_params_args
 remote_domain_migrate_finish3_params_args.xdr_type = _T_remote_domain_migrate_finish3_params_args
 _T_remote_domain_migrate_finish3_params_ret.fields = (("dom", _T_remote_nonnull_domain), ("cookie_out", xdr.OpaqueType(4194304, fixed=False)),)
 _T_remote_domain_migrate_finish3_params_ret.encode, _T_remote_domain_migrate_finish3_params_ret.decode = _enc_remote_domain_migrate_finish3_params_ret, _dec_remote_domain_migrate_finish3_params_ret
 remote_domain_migrate_finish3_params_ret.xdr_type = _T_remote_domain_migrate_finish3_params_ret
-_T_remote_domain_migrate_confirm3_params_args.fields = (("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False)), ("cookie_in", xdr.OpaqueType(4194304, fixed=False)), ("flags", xdr.UINT), ("cancelled", xdr.INT),)
+_T_remote_domain_migrate_confirm3_params_args.fields = (("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False, bound_name='REMOTE_DOMAIN_MIGRATE_PARAM_LIST_MAX')), ("cookie_in", xdr.OpaqueType(4194304, fixed=False)), ("flags", xdr.UINT), ("cancelled", xdr.INT),)
 _T_remote_domain_migrate_confirm3_params_args.encode, _T_remote_domain_migrate_confirm3_params_args.decode = _enc_remote_domain_migrate_confirm3_params_args, _dec_remote_domain_migrate_confirm3_params_args
 remote_domain_migrate_confirm3_params_args.xdr_type = _T_remote_domain_migrate_confirm3_params_args
 _T_remote_domain_migrate_start_post_copy_args.fields = (("dom", _T_remote_nonnull_domain), ("flags", xdr.UINT),)
@@ -31400,7 +31400,7 @@ remote_domain_event_graphics_address.xdr_type = _T_remote_domain_event_graphics_
 _T_remote_domain_event_graphics_identity.fields = (("type", _T_remote_nonnull_string), ("name", _T_remote_nonnull_string),)
 _T_remote_domain_event_graphics_identity.encode, _T_remote_domain_event_graphics_identity.decode = _enc_remote_domain_event_graphics_identity, _dec_remote_domain_event_graphics_identity
 remote_domain_event_graphics_identity.xdr_type = _T_remote_domain_event_graphics_identity
-_T_remote_domain_event_graphics_msg.fields = (("dom", _T_remote_nonnull_domain), ("phase", xdr.INT), ("local", _T_remote_domain_event_graphics_address), ("remote", _T_remote_domain_event_graphics_address), ("authScheme", _T_remote_nonnull_string), ("subject", xdr.ArrayType(_T_remote_domain_event_graphics_identity, 20, fixed=False)),)
+_T_remote_domain_event_graphics_msg.fields = (("dom", _T_remote_nonnull_domain), ("phase", xdr.INT), ("local", _T_remote_domain_event_graphics_address), ("remote", _T_remote_domain_event_graphics_address), ("authScheme", _T_remote_nonnull_string), ("subject", xdr.ArrayType(_T_remote_domain_event_graphics_identity, 20, fixed=False, bound_name='REMOTE_DOMAIN_EVENT_GRAPHICS_IDENTITY_MAX')),)
 _T_remote_domain_event_graphics_msg.encode, _T_remote_domain_event_graphics_msg.decode = _enc_remote_domain_event_graphics_msg, _dec_remote_domain_event_graphics_msg
 remote_domain_event_graphics_msg.xdr_type = _T_remote_domain_event_graphics_msg
 _T_remote_domain_event_callback_graphics_msg.fields = (("callbackID", xdr.INT), ("msg", _T_remote_domain_event_graphics_msg),)
@@ -31466,7 +31466,7 @@ remote_domain_event_block_job_2_msg.xdr_type = _T_remote_domain_event_block_job_
 _T_remote_domain_event_block_threshold_msg.fields = (("callbackID", xdr.INT), ("dom", _T_remote_nonnull_domain), ("dev", _T_remote_nonnull_string), ("path", _T_remote_string), ("threshold", xdr.UHYPER), ("excess", xdr.UHYPER),)
 _T_remote_domain_event_block_threshold_msg.encode, _T_remote_domain_event_block_threshold_msg.decode = _enc_remote_domain_event_block_threshold_msg, _dec_remote_domain_event_block_threshold_msg
 remote_domain_event_block_threshold_msg.xdr_type = _T_remote_domain_event_block_threshold_msg
-_T_remote_domain_event_callback_tunable_msg.fields = (("callbackID", xdr.INT), ("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 2048, fixed=False)),)
+_T_remote_domain_event_callback_tunable_msg.fields = (("callbackID", xdr.INT), ("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 2048, fixed=False, bound_name='REMOTE_DOMAIN_EVENT_TUNABLE_MAX')),)
 _T_remote_domain_event_callback_tunable_msg.encode, _T_remote_domain_event_callback_tunable_msg.decode = _enc_remote_domain_event_callback_tunable_msg, _dec_remote_domain_event_callback_tunable_msg
 remote_domain_event_callback_tunable_msg.xdr_type = _T_remote_domain_event_callback_tunable_msg
 _T_remote_domain_event_callback_device_added_msg.fields = (("callbackID", xdr.INT), ("dom", _T_remote_nonnull_domain), ("devAlias", _T_remote_nonnull_string),)
@@ -31478,7 +31478,7 @@ remote_domain_event_callback_agent_lifecycle_msg.xdr_type = _T_remote_domain_eve
 _T_remote_domain_event_callback_migration_iteration_msg.fields = (("callbackID", xdr.INT), ("dom", _T_remote_nonnull_domain), ("iteration", xdr.INT),)
 _T_remote_domain_event_callback_migration_iteration_msg.encode, _T_remote_domain_event_callback_migration_iteration_msg.decode = _enc_remote_domain_event_callback_migration_iteration_msg, _dec_remote_domain_event_callback_migration_iteration_msg
 remote_domain_event_callback_migration_iteration_msg.xdr_type = _T_remote_domain_event_callback_migration_iteration_msg
-_T_remote_domain_event_callback_job_completed_msg.fields = (("callbackID", xdr.INT), ("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False)),)
+_T_remote_domain_event_callback_job_completed_msg.fields = (("callbackID", xdr.INT), ("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False, bound_name='REMOTE_DOMAIN_JOB_STATS_MAX')),)
 _T_remote_domain_event_callback_job_completed_msg.encode, _T_remote_domain_event_callback_job_completed_msg.decode = _enc_remote_domain_event_callback_job_completed_msg, _dec_remote_domain_event_callback_job_completed_msg
 remote_domain_event_callback_job_completed_msg.xdr_type = _T_remote_domain_event_callback_job_completed_msg
 _T_remote_domain_event_callback_device_removal_failed_msg.fields = (("callbackID", xdr.INT), ("dom", _T_remote_nonnull_domain), ("devAlias", _T_remote_nonnull_string),)
@@ -31520,7 +31520,7 @@ remote_connect_num_of_networks_ret.xdr_type = _T_remote_connect_num_of_networks_
 _T_remote_connect_list_networks_args.fields = (("maxnames", xdr.INT),)
 _T_remote_connect_list_networks_args.encode, _T_remote_connect_list_networks_args.decode = _enc_remote_connect_list_networks_args, _dec_remote_connect_list_networks_args
 remote_connect_list_networks_args.xdr_type = _T_remote_connect_list_networks_args
-_T_remote_connect_list_networks_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 16384, fixed=False)),)
+_T_remote_connect_list_networks_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 16384, fixed=False, bound_name='REMOTE_NETWORK_LIST_MAX')),)
 _T_remote_connect_list_networks_ret.encode, _T_remote_connect_list_networks_ret.decode = _enc_remote_connect_list_networks_ret, _dec_remote_connect_list_networks_ret
 remote_connect_list_networks_ret.xdr_type = _T_remote_connect_list_networks_ret
 _T_remote_connect_num_of_defined_networks_ret.fields = (("num", xdr.INT),)
@@ -31529,7 +31529,7 @@ remote_connect_num_of_defined_networks_ret.xdr_type = _T_remote_connect_num_of_d
 _T_remote_connect_list_defined_networks_args.fields = (("maxnames", xdr.INT),)
 _T_remote_connect_list_defined_networks_args.encode, _T_remote_connect_list_defined_networks_args.decode = _enc_remote_connect_list_defined_networks_args, _dec_remote_connect_list_defined_networks_args
 remote_connect_list_defined_networks_args.xdr_type = _T_remote_connect_list_defined_networks_args
-_T_remote_connect_list_defined_networks_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 16384, fixed=False)),)
+_T_remote_connect_list_defined_networks_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 16384, fixed=False, bound_name='REMOTE_NETWORK_LIST_MAX')),)
 _T_remote_connect_list_defined_networks_ret.encode, _T_remote_connect_list_defined_networks_ret.decode = _enc_remote_connect_list_defined_networks_ret, _dec_remote_connect_list_defined_networks_ret
 remote_connect_list_defined_networks_ret.xdr_type = _T_remote_connect_list_defined_networks_ret
 _T_remote_network_lookup_by_uuid_args.fields = (("uuid", _T_remote_uuid),)
@@ -31616,7 +31616,7 @@ remote_network_is_persistent_ret.xdr_type = _T_remote_network_is_persistent_ret
 _T_remote_connect_list_all_networks_args.fields = (("need_results", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_connect_list_all_networks_args.encode, _T_remote_connect_list_all_networks_args.decode = _enc_remote_connect_list_all_networks_args, _dec_remote_connect_list_all_networks_args
 remote_connect_list_all_networks_args.xdr_type = _T_remote_connect_list_all_networks_args
-_T_remote_connect_list_all_networks_ret.fields = (("nets", xdr.ArrayType(_T_remote_nonnull_network, 16384, fixed=False)), ("ret", xdr.UINT),)
+_T_remote_connect_list_all_networks_ret.fields = (("nets", xdr.ArrayType(_T_remote_nonnull_network, 16384, fixed=False, bound_name='REMOTE_NETWORK_LIST_MAX')), ("ret", xdr.UINT),)
 _T_remote_connect_list_all_networks_ret.encode, _T_remote_connect_list_all_networks_ret.decode = _enc_remote_connect_list_all_networks_ret, _dec_remote_connect_list_all_networks_ret
 remote_connect_list_all_networks_ret.xdr_type = _T_remote_connect_list_all_networks_ret
 _T_remote_network_dhcp_lease.fields = (("iface", _T_remote_nonnull_string), ("expirytime", xdr.HYPER), ("type", xdr.INT), ("mac", _T_remote_string), ("iaid", _T_remote_string), ("ipaddr", _T_remote_nonnull_string), ("prefix", xdr.UINT), ("hostname", _T_remote_string), ("clientid", _T_remote_string),)
@@ -31625,13 +31625,13 @@ remote_network_dhcp_lease.xdr_type = _T_remote_network_dhcp_lease
 _T_remote_network_get_dhcp_leases_args.fields = (("net", _T_remote_nonnull_network), ("mac", _T_remote_string), ("need_results", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_network_get_dhcp_leases_args.encode, _T_remote_network_get_dhcp_leases_args.decode = _enc_remote_network_get_dhcp_leases_args, _dec_remote_network_get_dhcp_leases_args
 remote_network_get_dhcp_leases_args.xdr_type = _T_remote_network_get_dhcp_leases_args
-_T_remote_network_get_dhcp_leases_ret.fields = (("leases", xdr.ArrayType(_T_remote_network_dhcp_lease, 65536, fixed=False)), ("ret", xdr.UINT),)
+_T_remote_network_get_dhcp_leases_ret.fields = (("leases", xdr.ArrayType(_T_remote_network_dhcp_lease, 65536, fixed=False, bound_name='REMOTE_NETWORK_DHCP_LEASES_MAX')), ("ret", xdr.UINT),)
 _T_remote_network_get_dhcp_leases_ret.encode, _T_remote_network_get_dhcp_leases_ret.decode = _enc_remote_network_get_dhcp_leases_ret, _dec_remote_network_get_dhcp_leases_ret
 remote_network_get_dhcp_leases_ret.xdr_type = _T_remote_network_get_dhcp_leases_ret
 _T_remote_network_list_all_ports_args.fields = (("network", _T_remote_nonnull_network), ("need_results", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_network_list_all_ports_args.encode, _T_remote_network_list_all_ports_args.decode = _enc_remote_network_list_all_ports_args, _dec_remote_network_list_all_ports_args
 remote_network_list_all_ports_args.xdr_type = _T_remote_network_list_all_ports_args
-_T_remote_network_list_all_ports_ret.fields = (("ports", xdr.ArrayType(_T_remote_nonnull_network_port, 16384, fixed=False)), ("ret", xdr.UINT),)
+_T_remote_network_list_all_ports_ret.fields = (("ports", xdr.ArrayType(_T_remote_nonnull_network_port, 16384, fixed=False, bound_name='REMOTE_NETWORK_PORT_LIST_MAX')), ("ret", xdr.UINT),)
 _T_remote_network_list_all_ports_ret.encode, _T_remote_network_list_all_ports_ret.decode = _enc_remote_network_list_all_ports_ret, _dec_remote_network_list_all_ports_ret
 remote_network_list_all_ports_ret.xdr_type = _T_remote_network_list_all_ports_ret
 _T_remote_network_port_lookup_by_uuid_args.fields = (("network", _T_remote_nonnull_network), ("uuid", _T_remote_uuid),)
@@ -31646,13 +31646,13 @@ remote_network_port_create_xml_args.xdr_type = _T_remote_network_port_create_xml
 _T_remote_network_port_create_xml_ret.fields = (("port", _T_remote_nonnull_network_port),)
 _T_remote_network_port_create_xml_ret.encode, _T_remote_network_port_create_xml_ret.decode = _enc_remote_network_port_create_xml_ret, _dec_remote_network_port_create_xml_ret
 remote_network_port_create_xml_ret.xdr_type = _T_remote_network_port_create_xml_ret
-_T_remote_network_port_set_parameters_args.fields = (("port", _T_remote_nonnull_network_port), ("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_network_port_set_parameters_args.fields = (("port", _T_remote_nonnull_network_port), ("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False, bound_name='REMOTE_NETWORK_PORT_PARAMETERS_MAX')), ("flags", xdr.UINT),)
 _T_remote_network_port_set_parameters_args.encode, _T_remote_network_port_set_parameters_args.decode = _enc_remote_network_port_set_parameters_args, _dec_remote_network_port_set_parameters_args
 remote_network_port_set_parameters_args.xdr_type = _T_remote_network_port_set_parameters_args
 _T_remote_network_port_get_parameters_args.fields = (("port", _T_remote_nonnull_network_port), ("nparams", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_network_port_get_parameters_args.encode, _T_remote_network_port_get_parameters_args.decode = _enc_remote_network_port_get_parameters_args, _dec_remote_network_port_get_parameters_args
 remote_network_port_get_parameters_args.xdr_type = _T_remote_network_port_get_parameters_args
-_T_remote_network_port_get_parameters_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False)), ("nparams", xdr.INT),)
+_T_remote_network_port_get_parameters_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False, bound_name='REMOTE_NETWORK_PORT_PARAMETERS_MAX')), ("nparams", xdr.INT),)
 _T_remote_network_port_get_parameters_ret.encode, _T_remote_network_port_get_parameters_ret.decode = _enc_remote_network_port_get_parameters_ret, _dec_remote_network_port_get_parameters_ret
 remote_network_port_get_parameters_ret.xdr_type = _T_remote_network_port_get_parameters_ret
 _T_remote_network_port_get_xml_desc_args.fields = (("port", _T_remote_nonnull_network_port), ("flags", xdr.UINT),)
@@ -31670,7 +31670,7 @@ remote_connect_num_of_interfaces_ret.xdr_type = _T_remote_connect_num_of_interfa
 _T_remote_connect_list_interfaces_args.fields = (("maxnames", xdr.INT),)
 _T_remote_connect_list_interfaces_args.encode, _T_remote_connect_list_interfaces_args.decode = _enc_remote_connect_list_interfaces_args, _dec_remote_connect_list_interfaces_args
 remote_connect_list_interfaces_args.xdr_type = _T_remote_connect_list_interfaces_args
-_T_remote_connect_list_interfaces_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 16384, fixed=False)),)
+_T_remote_connect_list_interfaces_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 16384, fixed=False, bound_name='REMOTE_INTERFACE_LIST_MAX')),)
 _T_remote_connect_list_interfaces_ret.encode, _T_remote_connect_list_interfaces_ret.decode = _enc_remote_connect_list_interfaces_ret, _dec_remote_connect_list_interfaces_ret
 remote_connect_list_interfaces_ret.xdr_type = _T_remote_connect_list_interfaces_ret
 _T_remote_connect_num_of_defined_interfaces_ret.fields = (("num", xdr.INT),)
@@ -31679,7 +31679,7 @@ remote_connect_num_of_defined_interfaces_ret.xdr_type = _T_remote_connect_num_of
 _T_remote_connect_list_defined_interfaces_args.fields = (("maxnames", xdr.INT),)
 _T_remote_connect_list_defined_interfaces_args.encode, _T_remote_connect_list_defined_interfaces_args.decode = _enc_remote_connect_list_defined_interfaces_args, _dec_remote_connect_list_defined_interfaces_args
 remote_connect_list_defined_interfaces_args.xdr_type = _T_remote_connect_list_defined_interfaces_args
-_T_remote_connect_list_defined_interfaces_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 16384, fixed=False)),)
+_T_remote_connect_list_defined_interfaces_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 16384, fixed=False, bound_name='REMOTE_INTERFACE_LIST_MAX')),)
 _T_remote_connect_list_defined_interfaces_ret.encode, _T_remote_connect_list_defined_interfaces_ret.decode = _enc_remote_connect_list_defined_interfaces_ret, _dec_remote_connect_list_defined_interfaces_ret
 remote_connect_list_defined_interfaces_ret.xdr_type = _T_remote_connect_list_defined_interfaces_ret
 _T_remote_interface_lookup_by_name_args.fields = (("name", _T_remote_nonnull_string),)
@@ -31733,7 +31733,7 @@ remote_interface_is_active_ret.xdr_type = _T_remote_interface_is_active_ret
 _T_remote_connect_list_all_interfaces_args.fields = (("need_results", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_connect_list_all_interfaces_args.encode, _T_remote_connect_list_all_interfaces_args.decode = _enc_remote_connect_list_all_interfaces_args, _dec_remote_connect_list_all_interfaces_args
 remote_connect_list_all_interfaces_args.xdr_type = _T_remote_connect_list_all_interfaces_args
-_T_remote_connect_list_all_interfaces_ret.fields = (("ifaces", xdr.ArrayType(_T_remote_nonnull_interface, 16384, fixed=False)), ("ret", xdr.UINT),)
+_T_remote_connect_list_all_interfaces_ret.fields = (("ifaces", xdr.ArrayType(_T_remote_nonnull_interface, 16384, fixed=False, bound_name='REMOTE_INTERFACE_LIST_MAX')), ("ret", xdr.UINT),)
 _T_remote_connect_list_all_interfaces_ret.encode, _T_remote_connect_list_all_interfaces_ret.decode = _enc_remote_connect_list_all_interfaces_ret, _dec_remote_connect_list_all_interfaces_ret
 remote_connect_list_all_interfaces_ret.xdr_type = _T_remote_connect_list_all_interfaces_ret
 _T_remote_connect_num_of_storage_pools_ret.fields = (("num", xdr.INT),)
@@ -31742,7 +31742,7 @@ remote_connect_num_of_storage_pools_ret.xdr_type = _T_remote_connect_num_of_stor
 _T_remote_connect_list_storage_pools_args.fields = (("maxnames", xdr.INT),)
 _T_remote_connect_list_storage_pools_args.encode, _T_remote_connect_list_storage_pools_args.decode = _enc_remote_connect_list_storage_pools_args, _dec_remote_connect_list_storage_pools_args
 remote_connect_list_storage_pools_args.xdr_type = _T_remote_connect_list_storage_pools_args
-_T_remote_connect_list_storage_pools_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 16384, fixed=False)),)
+_T_remote_connect_list_storage_pools_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 16384, fixed=False, bound_name='REMOTE_STORAGE_POOL_LIST_MAX')),)
 _T_remote_connect_list_storage_pools_ret.encode, _T_remote_connect_list_storage_pools_ret.decode = _enc_remote_connect_list_storage_pools_ret, _dec_remote_connect_list_storage_pools_ret
 remote_connect_list_storage_pools_ret.xdr_type = _T_remote_connect_list_storage_pools_ret
 _T_remote_connect_num_of_defined_storage_pools_ret.fields = (("num", xdr.INT),)
@@ -31751,7 +31751,7 @@ remote_connect_num_of_defined_storage_pools_ret.xdr_type = _T_remote_connect_num
 _T_remote_connect_list_defined_storage_pools_args.fields = (("maxnames", xdr.INT),)
 _T_remote_connect_list_defined_storage_pools_args.encode, _T_remote_connect_list_defined_storage_pools_args.decode = _enc_remote_connect_list_defined_storage_pools_args, _dec_remote_connect_list_defined_storage_pools_args
 remote_connect_list_defined_storage_pools_args.xdr_type = _T_remote_connect_list_defined_storage_pools_args
-_T_remote_connect_list_defined_storage_pools_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 16384, fixed=False)),)
+_T_remote_connect_list_defined_storage_pools_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 16384, fixed=False, bound_name='REMOTE_STORAGE_POOL_LIST_MAX')),)
 _T_remote_connect_list_defined_storage_pools_ret.encode, _T_remote_connect_list_defined_storage_pools_ret.decode = _enc_remote_connect_list_defined_storage_pools_ret, _dec_remote_connect_list_defined_storage_pools_ret
 remote_connect_list_defined_storage_pools_ret.xdr_type = _T_remote_connect_list_defined_storage_pools_ret
 _T_remote_connect_find_storage_pool_sources_args.fields = (("type", _T_remote_nonnull_string), ("srcSpec", _T_remote_string), ("flags", xdr.UINT),)
@@ -31844,7 +31844,7 @@ remote_storage_pool_num_of_volumes_ret.xdr_type = _T_remote_storage_pool_num_of_
 _T_remote_storage_pool_list_volumes_args.fields = (("pool", _T_remote_nonnull_storage_pool), ("maxnames", xdr.INT),)
 _T_remote_storage_pool_list_volumes_args.encode, _T_remote_storage_pool_list_volumes_args.decode = _enc_remote_storage_pool_list_volumes_args, _dec_remote_storage_pool_list_volumes_args
 remote_storage_pool_list_volumes_args.xdr_type = _T_remote_storage_pool_list_volumes_args
-_T_remote_storage_pool_list_volumes_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 16384, fixed=False)),)
+_T_remote_storage_pool_list_volumes_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 16384, fixed=False, bound_name='REMOTE_STORAGE_VOL_LIST_MAX')),)
 _T_remote_storage_pool_list_volumes_ret.encode, _T_remote_storage_pool_list_volumes_ret.decode = _enc_remote_storage_pool_list_volumes_ret, _dec_remote_storage_pool_list_volumes_ret
 remote_storage_pool_list_volumes_ret.xdr_type = _T_remote_storage_pool_list_volumes_ret
 _T_remote_storage_vol_lookup_by_name_args.fields = (("pool", _T_remote_nonnull_storage_pool), ("name", _T_remote_nonnull_string),)
@@ -31928,13 +31928,13 @@ remote_storage_pool_is_persistent_ret.xdr_type = _T_remote_storage_pool_is_persi
 _T_remote_connect_list_all_storage_pools_args.fields = (("need_results", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_connect_list_all_storage_pools_args.encode, _T_remote_connect_list_all_storage_pools_args.decode = _enc_remote_connect_list_all_storage_pools_args, _dec_remote_connect_list_all_storage_pools_args
 remote_connect_list_all_storage_pools_args.xdr_type = _T_remote_connect_list_all_storage_pools_args
-_T_remote_connect_list_all_storage_pools_ret.fields = (("pools", xdr.ArrayType(_T_remote_nonnull_storage_pool, 16384, fixed=False)), ("ret", xdr.UINT),)
+_T_remote_connect_list_all_storage_pools_ret.fields = (("pools", xdr.ArrayType(_T_remote_nonnull_storage_pool, 16384, fixed=False, bound_name='REMOTE_STORAGE_POOL_LIST_MAX')), ("ret", xdr.UINT),)
 _T_remote_connect_list_all_storage_pools_ret.encode, _T_remote_connect_list_all_storage_pools_ret.decode = _enc_remote_connect_list_all_storage_pools_ret, _dec_remote_connect_list_all_storage_pools_ret
 remote_connect_list_all_storage_pools_ret.xdr_type = _T_remote_connect_list_all_storage_pools_ret
 _T_remote_storage_pool_list_all_volumes_args.fields = (("pool", _T_remote_nonnull_storage_pool), ("need_results", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_storage_pool_list_all_volumes_args.encode, _T_remote_storage_pool_list_all_volumes_args.decode = _enc_remote_storage_pool_list_all_volumes_args, _dec_remote_storage_pool_list_all_volumes_args
 remote_storage_pool_list_all_volumes_args.xdr_type = _T_remote_storage_pool_list_all_volumes_args
-_T_remote_storage_pool_list_all_volumes_ret.fields = (("vols", xdr.ArrayType(_T_remote_nonnull_storage_vol, 16384, fixed=False)), ("ret", xdr.UINT),)
+_T_remote_storage_pool_list_all_volumes_ret.fields = (("vols", xdr.ArrayType(_T_remote_nonnull_storage_vol, 16384, fixed=False, bound_name='REMOTE_STORAGE_VOL_LIST_MAX')), ("ret", xdr.UINT),)
 _T_remote_storage_pool_list_all_volumes_ret.encode, _T_remote_storage_pool_list_all_volumes_ret.decode = _enc_remote_storage_pool_list_all_volumes_ret, _dec_remote_storage_pool_list_all_volumes_ret
 remote_storage_pool_list_all_volumes_ret.xdr_type = _T_remote_storage_pool_list_all_volumes_ret
 _T_remote_node_num_of_devices_args.fields = (("cap", _T_remote_string), ("flags", xdr.UINT),)
@@ -31946,7 +31946,7 @@ remote_node_num_of_devices_ret.xdr_type = _T_remote_node_num_of_devices_ret
 _T_remote_node_list_devices_args.fields = (("cap", _T_remote_string), ("maxnames", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_node_list_devices_args.encode, _T_remote_node_list_devices_args.decode = _enc_remote_node_list_devices_args, _dec_remote_node_list_devices_args
 remote_node_list_devices_args.xdr_type = _T_remote_node_list_devices_args
-_T_remote_node_list_devices_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 65536, fixed=False)),)
+_T_remote_node_list_devices_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 65536, fixed=False, bound_name='REMOTE_NODE_DEVICE_LIST_MAX')),)
 _T_remote_node_list_devices_ret.encode, _T_remote_node_list_devices_ret.decode = _enc_remote_node_list_devices_ret, _dec_remote_node_list_devices_ret
 remote_node_list_devices_ret.xdr_type = _T_remote_node_list_devices_ret
 _T_remote_node_device_lookup_by_name_args.fields = (("name", _T_remote_nonnull_string),)
@@ -31982,7 +31982,7 @@ remote_node_device_num_of_caps_ret.xdr_type = _T_remote_node_device_num_of_caps_
 _T_remote_node_device_list_caps_args.fields = (("name", _T_remote_nonnull_string), ("maxnames", xdr.INT),)
 _T_remote_node_device_list_caps_args.encode, _T_remote_node_device_list_caps_args.decode = _enc_remote_node_device_list_caps_args, _dec_remote_node_device_list_caps_args
 remote_node_device_list_caps_args.xdr_type = _T_remote_node_device_list_caps_args
-_T_remote_node_device_list_caps_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 65536, fixed=False)),)
+_T_remote_node_device_list_caps_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 65536, fixed=False, bound_name='REMOTE_NODE_DEVICE_CAPS_LIST_MAX')),)
 _T_remote_node_device_list_caps_ret.encode, _T_remote_node_device_list_caps_ret.decode = _enc_remote_node_device_list_caps_ret, _dec_remote_node_device_list_caps_ret
 remote_node_device_list_caps_ret.xdr_type = _T_remote_node_device_list_caps_ret
 _T_remote_node_device_dettach_args.fields = (("name", _T_remote_nonnull_string),)
@@ -32042,7 +32042,7 @@ remote_node_device_is_active_ret.xdr_type = _T_remote_node_device_is_active_ret
 _T_remote_connect_list_all_node_devices_args.fields = (("need_results", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_connect_list_all_node_devices_args.encode, _T_remote_connect_list_all_node_devices_args.decode = _enc_remote_connect_list_all_node_devices_args, _dec_remote_connect_list_all_node_devices_args
 remote_connect_list_all_node_devices_args.xdr_type = _T_remote_connect_list_all_node_devices_args
-_T_remote_connect_list_all_node_devices_ret.fields = (("devices", xdr.ArrayType(_T_remote_nonnull_node_device, 65536, fixed=False)), ("ret", xdr.UINT),)
+_T_remote_connect_list_all_node_devices_ret.fields = (("devices", xdr.ArrayType(_T_remote_nonnull_node_device, 65536, fixed=False, bound_name='REMOTE_NODE_DEVICE_LIST_MAX')), ("ret", xdr.UINT),)
 _T_remote_connect_list_all_node_devices_ret.encode, _T_remote_connect_list_all_node_devices_ret.decode = _enc_remote_connect_list_all_node_devices_ret, _dec_remote_connect_list_all_node_devices_ret
 remote_connect_list_all_node_devices_ret.xdr_type = _T_remote_connect_list_all_node_devices_ret
 _T_remote_connect_num_of_nwfilters_ret.fields = (("num", xdr.INT),)
@@ -32051,7 +32051,7 @@ remote_connect_num_of_nwfilters_ret.xdr_type = _T_remote_connect_num_of_nwfilter
 _T_remote_connect_list_nwfilters_args.fields = (("maxnames", xdr.INT),)
 _T_remote_connect_list_nwfilters_args.encode, _T_remote_connect_list_nwfilters_args.decode = _enc_remote_connect_list_nwfilters_args, _dec_remote_connect_list_nwfilters_args
 remote_connect_list_nwfilters_args.xdr_type = _T_remote_connect_list_nwfilters_args
-_T_remote_connect_list_nwfilters_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 16384, fixed=False)),)
+_T_remote_connect_list_nwfilters_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 16384, fixed=False, bound_name='REMOTE_NWFILTER_LIST_MAX')),)
 _T_remote_connect_list_nwfilters_ret.encode, _T_remote_connect_list_nwfilters_ret.decode = _enc_remote_connect_list_nwfilters_ret, _dec_remote_connect_list_nwfilters_ret
 remote_connect_list_nwfilters_ret.xdr_type = _T_remote_connect_list_nwfilters_ret
 _T_remote_nwfilter_lookup_by_uuid_args.fields = (("uuid", _T_remote_uuid),)
@@ -32090,7 +32090,7 @@ remote_nwfilter_get_xml_desc_ret.xdr_type = _T_remote_nwfilter_get_xml_desc_ret
 _T_remote_connect_list_all_nwfilters_args.fields = (("need_results", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_connect_list_all_nwfilters_args.encode, _T_remote_connect_list_all_nwfilters_args.decode = _enc_remote_connect_list_all_nwfilters_args, _dec_remote_connect_list_all_nwfilters_args
 remote_connect_list_all_nwfilters_args.xdr_type = _T_remote_connect_list_all_nwfilters_args
-_T_remote_connect_list_all_nwfilters_ret.fields = (("filters", xdr.ArrayType(_T_remote_nonnull_nwfilter, 16384, fixed=False)), ("ret", xdr.UINT),)
+_T_remote_connect_list_all_nwfilters_ret.fields = (("filters", xdr.ArrayType(_T_remote_nonnull_nwfilter, 16384, fixed=False, bound_name='REMOTE_NWFILTER_LIST_MAX')), ("ret", xdr.UINT),)
 _T_remote_connect_list_all_nwfilters_ret.encode, _T_remote_connect_list_all_nwfilters_ret.decode = _enc_remote_connect_list_all_nwfilters_ret, _dec_remote_connect_list_all_nwfilters_ret
 remote_connect_list_all_nwfilters_ret.xdr_type = _T_remote_connect_list_all_nwfilters_ret
 _T_remote_nwfilter_binding_lookup_by_port_dev_args.fields = (("name", _T_remote_nonnull_string),)
@@ -32117,7 +32117,7 @@ remote_nwfilter_binding_get_xml_desc_ret.xdr_type = _T_remote_nwfilter_binding_g
 _T_remote_connect_list_all_nwfilter_bindings_args.fields = (("need_results", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_connect_list_all_nwfilter_bindings_args.encode, _T_remote_connect_list_all_nwfilter_bindings_args.decode = _enc_remote_connect_list_all_nwfilter_bindings_args, _dec_remote_connect_list_all_nwfilter_bindings_args
 remote_connect_list_all_nwfilter_bindings_args.xdr_type = _T_remote_connect_list_all_nwfilter_bindings_args
-_T_remote_connect_list_all_nwfilter_bindings_ret.fields = (("bindings", xdr.ArrayType(_T_remote_nonnull_nwfilter_binding, 16384, fixed=False)), ("ret", xdr.UINT),)
+_T_remote_connect_list_all_nwfilter_bindings_ret.fields = (("bindings", xdr.ArrayType(_T_remote_nonnull_nwfilter_binding, 16384, fixed=False, bound_name='REMOTE_NWFILTER_BINDING_LIST_MAX')), ("ret", xdr.UINT),)
 _T_remote_connect_list_all_nwfilter_bindings_ret.encode, _T_remote_connect_list_all_nwfilter_bindings_ret.decode = _enc_remote_connect_list_all_nwfilter_bindings_ret, _dec_remote_connect_list_all_nwfilter_bindings_ret
 remote_connect_list_all_nwfilter_bindings_ret.xdr_type = _T_remote_connect_list_all_nwfilter_bindings_ret
 _T_remote_connect_num_of_secrets_ret.fields = (("num", xdr.INT),)
@@ -32126,7 +32126,7 @@ remote_connect_num_of_secrets_ret.xdr_type = _T_remote_connect_num_of_secrets_re
 _T_remote_connect_list_secrets_args.fields = (("maxuuids", xdr.INT),)
 _T_remote_connect_list_secrets_args.encode, _T_remote_connect_list_secrets_args.decode = _enc_remote_connect_list_secrets_args, _dec_remote_connect_list_secrets_args
 remote_connect_list_secrets_args.xdr_type = _T_remote_connect_list_secrets_args
-_T_remote_connect_list_secrets_ret.fields = (("uuids", xdr.ArrayType(_T_remote_nonnull_string, 16384, fixed=False)),)
+_T_remote_connect_list_secrets_ret.fields = (("uuids", xdr.ArrayType(_T_remote_nonnull_string, 16384, fixed=False, bound_name='REMOTE_SECRET_LIST_MAX')),)
 _T_remote_connect_list_secrets_ret.encode, _T_remote_connect_list_secrets_ret.decode = _enc_remote_connect_list_secrets_ret, _dec_remote_connect_list_secrets_ret
 remote_connect_list_secrets_ret.xdr_type = _T_remote_connect_list_secrets_ret
 _T_remote_secret_lookup_by_uuid_args.fields = (("uuid", _T_remote_uuid),)
@@ -32168,7 +32168,7 @@ remote_secret_lookup_by_usage_ret.xdr_type = _T_remote_secret_lookup_by_usage_re
 _T_remote_connect_list_all_secrets_args.fields = (("need_results", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_connect_list_all_secrets_args.encode, _T_remote_connect_list_all_secrets_args.decode = _enc_remote_connect_list_all_secrets_args, _dec_remote_connect_list_all_secrets_args
 remote_connect_list_all_secrets_args.xdr_type = _T_remote_connect_list_all_secrets_args
-_T_remote_connect_list_all_secrets_ret.fields = (("secrets", xdr.ArrayType(_T_remote_nonnull_secret, 16384, fixed=False)), ("ret", xdr.UINT),)
+_T_remote_connect_list_all_secrets_ret.fields = (("secrets", xdr.ArrayType(_T_remote_nonnull_secret, 16384, fixed=False, bound_name='REMOTE_SECRET_LIST_MAX')), ("ret", xdr.UINT),)
 _T_remote_connect_list_all_secrets_ret.encode, _T_remote_connect_list_all_secrets_ret.decode = _enc_remote_connect_list_all_secrets_ret, _dec_remote_connect_list_all_secrets_ret
 remote_connect_list_all_secrets_ret.xdr_type = _T_remote_connect_list_all_secrets_ret
 _T_remote_domain_snapshot_create_xml_args.fields = (("dom", _T_remote_nonnull_domain), ("xml_desc", _T_remote_nonnull_string), ("flags", xdr.UINT),)
@@ -32192,13 +32192,13 @@ remote_domain_snapshot_num_ret.xdr_type = _T_remote_domain_snapshot_num_ret
 _T_remote_domain_snapshot_list_names_args.fields = (("dom", _T_remote_nonnull_domain), ("maxnames", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_domain_snapshot_list_names_args.encode, _T_remote_domain_snapshot_list_names_args.decode = _enc_remote_domain_snapshot_list_names_args, _dec_remote_domain_snapshot_list_names_args
 remote_domain_snapshot_list_names_args.xdr_type = _T_remote_domain_snapshot_list_names_args
-_T_remote_domain_snapshot_list_names_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 16384, fixed=False)),)
+_T_remote_domain_snapshot_list_names_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 16384, fixed=False, bound_name='REMOTE_DOMAIN_SNAPSHOT_LIST_MAX')),)
 _T_remote_domain_snapshot_list_names_ret.encode, _T_remote_domain_snapshot_list_names_ret.decode = _enc_remote_domain_snapshot_list_names_ret, _dec_remote_domain_snapshot_list_names_ret
 remote_domain_snapshot_list_names_ret.xdr_type = _T_remote_domain_snapshot_list_names_ret
 _T_remote_domain_list_all_snapshots_args.fields = (("dom", _T_remote_nonnull_domain), ("need_results", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_domain_list_all_snapshots_args.encode, _T_remote_domain_list_all_snapshots_args.decode = _enc_remote_domain_list_all_snapshots_args, _dec_remote_domain_list_all_snapshots_args
 remote_domain_list_all_snapshots_args.xdr_type = _T_remote_domain_list_all_snapshots_args
-_T_remote_domain_list_all_snapshots_ret.fields = (("snapshots", xdr.ArrayType(_T_remote_nonnull_domain_snapshot, 16384, fixed=False)), ("ret", xdr.INT),)
+_T_remote_domain_list_all_snapshots_ret.fields = (("snapshots", xdr.ArrayType(_T_remote_nonnull_domain_snapshot, 16384, fixed=False, bound_name='REMOTE_DOMAIN_SNAPSHOT_LIST_MAX')), ("ret", xdr.INT),)
 _T_remote_domain_list_all_snapshots_ret.encode, _T_remote_domain_list_all_snapshots_ret.decode = _enc_remote_domain_list_all_snapshots_ret, _dec_remote_domain_list_all_snapshots_ret
 remote_domain_list_all_snapshots_ret.xdr_type = _T_remote_domain_list_all_snapshots_ret
 _T_remote_domain_snapshot_num_children_args.fields = (("snap", _T_remote_nonnull_domain_snapshot), ("flags", xdr.UINT),)
@@ -32210,13 +32210,13 @@ remote_domain_snapshot_num_children_ret.xdr_type = _T_remote_domain_snapshot_num
 _T_remote_domain_snapshot_list_children_names_args.fields = (("snap", _T_remote_nonnull_domain_snapshot), ("maxnames", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_domain_snapshot_list_children_names_args.encode, _T_remote_domain_snapshot_list_children_names_args.decode = _enc_remote_domain_snapshot_list_children_names_args, _dec_remote_domain_snapshot_list_children_names_args
 remote_domain_snapshot_list_children_names_args.xdr_type = _T_remote_domain_snapshot_list_children_names_args
-_T_remote_domain_snapshot_list_children_names_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 16384, fixed=False)),)
+_T_remote_domain_snapshot_list_children_names_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 16384, fixed=False, bound_name='REMOTE_DOMAIN_SNAPSHOT_LIST_MAX')),)
 _T_remote_domain_snapshot_list_children_names_ret.encode, _T_remote_domain_snapshot_list_children_names_ret.decode = _enc_remote_domain_snapshot_list_children_names_ret, _dec_remote_domain_snapshot_list_children_names_ret
 remote_domain_snapshot_list_children_names_ret.xdr_type = _T_remote_domain_snapshot_list_children_names_ret
 _T_remote_domain_snapshot_list_all_children_args.fields = (("snapshot", _T_remote_nonnull_domain_snapshot), ("need_results", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_domain_snapshot_list_all_children_args.encode, _T_remote_domain_snapshot_list_all_children_args.decode = _enc_remote_domain_snapshot_list_all_children_args, _dec_remote_domain_snapshot_list_all_children_args
 remote_domain_snapshot_list_all_children_args.xdr_type = _T_remote_domain_snapshot_list_all_children_args
-_T_remote_domain_snapshot_list_all_children_ret.fields = (("snapshots", xdr.ArrayType(_T_remote_nonnull_domain_snapshot, 16384, fixed=False)), ("ret", xdr.INT),)
+_T_remote_domain_snapshot_list_all_children_ret.fields = (("snapshots", xdr.ArrayType(_T_remote_nonnull_domain_snapshot, 16384, fixed=False, bound_name='REMOTE_DOMAIN_SNAPSHOT_LIST_MAX')), ("ret", xdr.INT),)
 _T_remote_domain_snapshot_list_all_children_ret.encode, _T_remote_domain_snapshot_list_all_children_ret.decode = _enc_remote_domain_snapshot_list_all_children_ret, _dec_remote_domain_snapshot_list_all_children_ret
 remote_domain_snapshot_list_all_children_ret.xdr_type = _T_remote_domain_snapshot_list_all_children_ret
 _T_remote_domain_snapshot_lookup_by_name_args.fields = (("dom", _T_remote_nonnull_domain), ("name", _T_remote_nonnull_string), ("flags", xdr.UINT),)
@@ -32276,13 +32276,13 @@ remote_domain_checkpoint_get_xml_desc_ret.xdr_type = _T_remote_domain_checkpoint
 _T_remote_domain_list_all_checkpoints_args.fields = (("dom", _T_remote_nonnull_domain), ("need_results", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_domain_list_all_checkpoints_args.encode, _T_remote_domain_list_all_checkpoints_args.decode = _enc_remote_domain_list_all_checkpoints_args, _dec_remote_domain_list_all_checkpoints_args
 remote_domain_list_all_checkpoints_args.xdr_type = _T_remote_domain_list_all_checkpoints_args
-_T_remote_domain_list_all_checkpoints_ret.fields = (("checkpoints", xdr.ArrayType(_T_remote_nonnull_domain_checkpoint, 16384, fixed=False)), ("ret", xdr.INT),)
+_T_remote_domain_list_all_checkpoints_ret.fields = (("checkpoints", xdr.ArrayType(_T_remote_nonnull_domain_checkpoint, 16384, fixed=False, bound_name='REMOTE_DOMAIN_CHECKPOINT_LIST_MAX')), ("ret", xdr.INT),)
 _T_remote_domain_list_all_checkpoints_ret.encode, _T_remote_domain_list_all_checkpoints_ret.decode = _enc_remote_domain_list_all_checkpoints_ret, _dec_remote_domain_list_all_checkpoints_ret
 remote_domain_list_all_checkpoints_ret.xdr_type = _T_remote_domain_list_all_checkpoints_ret
 _T_remote_domain_checkpoint_list_all_children_args.fields = (("checkpoint", _T_remote_nonnull_domain_checkpoint), ("need_results", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_domain_checkpoint_list_all_children_args.encode, _T_remote_domain_checkpoint_list_all_children_args.decode = _enc_remote_domain_checkpoint_list_all_children_args, _dec_remote_domain_checkpoint_list_all_children_args
 remote_domain_checkpoint_list_all_children_args.xdr_type = _T_remote_domain_checkpoint_list_all_children_args
-_T_remote_domain_checkpoint_list_all_children_ret.fields = (("checkpoints", xdr.ArrayType(_T_remote_nonnull_domain_checkpoint, 16384, fixed=False)), ("ret", xdr.INT),)
+_T_remote_domain_checkpoint_list_all_children_ret.fields = (("checkpoints", xdr.ArrayType(_T_remote_nonnull_domain_checkpoint, 16384, fixed=False, bound_name='REMOTE_DOMAIN_CHECKPOINT_LIST_MAX')), ("ret", xdr.INT),)
 _T_remote_domain_checkpoint_list_all_children_ret.encode, _T_remote_domain_checkpoint_list_all_children_ret.decode = _enc_remote_domain_checkpoint_list_all_children_ret, _dec_remote_domain_checkpoint_list_all_children_ret
 remote_domain_checkpoint_list_all_children_ret.xdr_type = _T_remote_domain_checkpoint_list_all_children_ret
 _T_remote_domain_checkpoint_lookup_by_name_args.fields = (("dom", _T_remote_nonnull_domain), ("name", _T_remote_nonnull_string), ("flags", xdr.UINT),)

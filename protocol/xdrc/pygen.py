@@ -50,6 +50,8 @@ def descriptor(t: model.Type) -> str:
             return f"xdr.StringType({bound})"
         case model.Opaque(size=size, fixed=fixed):
             return f"xdr.OpaqueType({size}, fixed={fixed})"
+        case model.Array(elem=elem, size=size, fixed=fixed, bound_name=str() as bound_name):
+            return f"xdr.ArrayType({descriptor(elem)}, {size}, fixed={fixed}, bound_name={bound_name!r})"
         case model.Array(elem=elem, size=size, fixed=fixed):
             return f"xdr.ArrayType({descriptor(elem)}, {size}, fixed={fixed})"
         case model.Optional(elem=elem):
