@@ -39,6 +39,7 @@ def ours(factory: Callable[..., VirtwireServer]) -> Endpoints:
     srv = factory(
         "--max-clients", str(MAX_CLIENTS), "--max-anonymous-clients", str(MAX_CLIENTS), ro=False, tls=True
     )
+    assert srv.tls_port is not None
     return Endpoints(srv.tcp_port, str(srv.unix_path), srv.tls_port, str(srv.client_pkipath))
 
 
