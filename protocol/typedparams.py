@@ -47,13 +47,8 @@ BOOLEAN: Final = C.VIR_TYPED_PARAM_BOOLEAN
 STRING: Final = C.VIR_TYPED_PARAM_STRING
 
 TYPE_NAMES: Final[Mapping[int, str]] = {
-    INT: "int",
-    UINT: "uint",
-    LLONG: "llong",
-    ULLONG: "ullong",
-    DOUBLE: "double",
-    BOOLEAN: "boolean",
-    STRING: "string",
+    INT: "int", UINT: "uint", LLONG: "llong", ULLONG: "ullong",
+    DOUBLE: "double", BOOLEAN: "boolean", STRING: "string",
 }
 
 # Longest field name: VIR_TYPED_PARAM_FIELD_LENGTH counts the terminating NUL.
@@ -197,13 +192,11 @@ def validate(
     for name, type_code, _ in sorted(params, key=lambda p: p[0].encode("utf-8", "surrogateescape")):
         expected = allowed.get(name)
         if expected is None:
-            raise make_error(
-                C.VIR_ERR_ARGUMENT_UNSUPPORTED, C.VIR_FROM_NONE, f"parameter '{name}' not supported"
-            )
+            detail = f"parameter '{name}' not supported"
+            raise make_error(C.VIR_ERR_ARGUMENT_UNSUPPORTED, C.VIR_FROM_NONE, detail)
         if name == last and name not in repeatable:
-            raise make_error(
-                C.VIR_ERR_INVALID_ARG, C.VIR_FROM_NONE, f"parameter '{name}' occurs multiple times"
-            )
+            detail = f"parameter '{name}' occurs multiple times"
+            raise make_error(C.VIR_ERR_INVALID_ARG, C.VIR_FROM_NONE, detail)
         if type_code != expected:
             detail = (
                 f"invalid type '{TYPE_NAMES.get(type_code, 'unknown')}' for parameter '{name}',"
@@ -247,9 +240,8 @@ def make_param(name: str, type_code: int, value: object) -> remote_typed_param:
     wire: int | float | str
     if type_code in _INT_RANGES:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(
-                f"typed parameter {name!r} ({TYPE_NAMES[type_code]}) needs an int, not {type(value).__name__}"
-            )
+            raise TypeError(f"typed parameter {name!r} ({TYPE_NAMES[type_code]}) needs an int, "
+                            f"not {type(value).__name__}")
         low, high = _INT_RANGES[type_code]
         if not low <= value <= high:
             raise OverflowError(f"typed parameter {name!r}: {value} out of range for {TYPE_NAMES[type_code]}")
