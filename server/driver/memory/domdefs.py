@@ -26,11 +26,44 @@ from .model import Domain
 
 # Top-level elements in the order virDomainDefFormat prints them.
 _ORDER = (
-    "name", "uuid", "genid", "title", "description", "metadata", "maxMemory", "memory",
-    "currentMemory", "blkiotune", "memtune", "memoryBacking", "vcpu", "vcpus", "iothreads",
-    "iothreadids", "defaultiothread", "cputune", "numatune", "resource", "sysinfo", "bootloader",
-    "bootloader_args", "os", "idmap", "features", "cpu", "clock", "on_poweroff", "on_reboot",
-    "on_crash", "on_lockfailure", "pm", "perf", "devices", "seclabel", "keywrap", "launchSecurity",
+    "name",
+    "uuid",
+    "genid",
+    "title",
+    "description",
+    "metadata",
+    "maxMemory",
+    "memory",
+    "currentMemory",
+    "blkiotune",
+    "memtune",
+    "memoryBacking",
+    "vcpu",
+    "vcpus",
+    "iothreads",
+    "iothreadids",
+    "defaultiothread",
+    "cputune",
+    "numatune",
+    "resource",
+    "sysinfo",
+    "bootloader",
+    "bootloader_args",
+    "os",
+    "idmap",
+    "features",
+    "cpu",
+    "clock",
+    "on_poweroff",
+    "on_reboot",
+    "on_crash",
+    "on_lockfailure",
+    "pm",
+    "perf",
+    "devices",
+    "seclabel",
+    "keywrap",
+    "launchSecurity",
 )
 _RANK = {tag: i for i, tag in enumerate(_ORDER)}
 
@@ -55,7 +88,9 @@ def _modification_impact(dom: Domain, flags: int) -> int:
         raise report(C.VIR_ERR_OPERATION_INVALID, C.VIR_FROM_DOMAIN, "domain is not running")
     if not dom.persistent and flags & config:
         raise report(
-            C.VIR_ERR_OPERATION_INVALID, C.VIR_FROM_DOMAIN, "transient domains do not have any persistent config"
+            C.VIR_ERR_OPERATION_INVALID,
+            C.VIR_FROM_DOMAIN,
+            "transient domains do not have any persistent config",
         )
     return flags
 
@@ -209,7 +244,7 @@ def parse_bitmap(text: str, limit: int = CPUMASK_LEN) -> set[int]:
         if not start_digits:
             raise failed
         start = int(start_digits)
-        cur = cur[len(start_digits):].lstrip()
+        cur = cur[len(start_digits) :].lstrip()
         if not cur or cur[0] == ",":
             if start >= limit:
                 raise failed
@@ -219,14 +254,14 @@ def parse_bitmap(text: str, limit: int = CPUMASK_LEN) -> set[int]:
                 raise failed
             cur = cur[1:].lstrip()
             sign = "-" if cur.startswith("-") else ""
-            last_digits = _digits(cur[len(sign):])
+            last_digits = _digits(cur[len(sign) :])
             if not last_digits:
                 raise failed
             last = int(sign + last_digits)
             if last < start or last >= limit:
                 raise failed
             bits.update(range(start, last + 1))
-            cur = cur[len(sign) + len(last_digits):].lstrip()
+            cur = cur[len(sign) + len(last_digits) :].lstrip()
         if cur.startswith(","):
             cur = cur[1:].lstrip()
         elif cur:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from .domain_api import DomainAPI
+from .domain_cpu import DomainCPU
 from .host_api import HostAPI
 from .migration_api import MigrationMixin
+from .node_api import NodeAPI
 
 
-class MemoryDriver(MigrationMixin, DomainAPI, HostAPI):
+class MemoryDriver(MigrationMixin, DomainCPU, DomainAPI, NodeAPI, HostAPI):
     """The driver ``virtwire serve`` hosts: ``MemoryDriver(hostname=..., state_dir=...)``."""
