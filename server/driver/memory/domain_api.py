@@ -256,7 +256,9 @@ class DomainAPI(MemoryCore):
     async def domain_get_security_label(
         self, args: R.remote_domain_get_security_label_args, ctx: ConnectionContext
     ) -> R.remote_domain_get_security_label_ret:
-        self.lookup(args.dom)
+        if not self.lookup(args.dom).active:
+            # Only a running domain has a label; an inactive one answers an empty one.
+            return R.remote_domain_get_security_label_ret(label=chars(""), enforcing=0)
         return R.remote_domain_get_security_label_ret(
             label=chars(defaults.SECURITY_LABEL), enforcing=int(defaults.SECURITY_ENFORCING)
         )

@@ -19,6 +19,7 @@ import copy
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 
+from virtwire.protocol import errors as E
 from virtwire.protocol.generated import constants as C
 
 from ...errors import report
@@ -98,10 +99,11 @@ def _modification_impact(dom: Domain, flags: int) -> int:
 def one_def(dom: Domain, flags: int) -> tuple[ET.Element, bool]:
     """virDomainObjGetOneDefState: the definition ``flags`` name and whether it is the live one."""
     if flags & C.VIR_DOMAIN_AFFECT_LIVE and flags & C.VIR_DOMAIN_AFFECT_CONFIG:
-        raise report(
-            C.VIR_ERR_INVALID_ARG,
-            C.VIR_FROM_DOMAIN,
+        raise E.invalid_argument(
+            "virDomainObjGetOneDefState",
+            "flags",
             "Flags 'VIR_DOMAIN_AFFECT_LIVE' and 'VIR_DOMAIN_AFFECT_CONFIG' are mutually exclusive",
+            C.VIR_FROM_DOMAIN,
         )
     flags = _modification_impact(dom, flags)
     live = bool(flags & C.VIR_DOMAIN_AFFECT_LIVE)

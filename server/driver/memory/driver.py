@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from .domain_api import DomainAPI
 from .domain_cpu import DomainCPU
+from .domain_memory import DomainMemory
 from .host_api import HostAPI
 from .migration_api import MigrationMixin
 from .node_api import NodeAPI
 
 
-class MemoryDriver(MigrationMixin, DomainCPU, DomainAPI, NodeAPI, HostAPI):
+class MemoryDriver(MigrationMixin, DomainCPU, DomainMemory, DomainAPI, NodeAPI, HostAPI):
     """The driver ``virtwire serve`` hosts: ``MemoryDriver(hostname=..., state_dir=...)``."""
