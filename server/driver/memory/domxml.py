@@ -235,7 +235,7 @@ def _text(parent: ET.Element, tag: str, text: str, **attrs: str) -> None:
 # --- printing, libvirt style ------------------------------------------------------------
 
 # Elements libvirt always prints as an open/close pair, even when empty.
-_ALWAYS_OPEN = frozenset({"devices"})
+_ALWAYS_OPEN = frozenset({"devices", "bandwidth"})
 
 
 def _escape(text: str, quote: bool) -> str:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from .device_tunables import DeviceTunables
 from .domain_api import DomainAPI
 from .domain_cpu import DomainCPU
 from .domain_memory import DomainMemory
+from .domain_tunables import DomainTunables
 from .host_api import HostAPI
 from .migration_api import MigrationMixin
 from .node_api import NodeAPI
 
 
-class MemoryDriver(MigrationMixin, DomainCPU, DomainMemory, DomainAPI, NodeAPI, HostAPI):
+class MemoryDriver(
+    MigrationMixin, DomainCPU, DomainMemory, DomainTunables, DeviceTunables, DomainAPI, NodeAPI, HostAPI
+):
     """The driver ``virtwire serve`` hosts: ``MemoryDriver(hostname=..., state_dir=...)``."""
