@@ -6,6 +6,7 @@ from .device_tunables import DeviceTunables
 from .domain_api import DomainAPI
 from .domain_cpu import DomainCPU
 from .domain_memory import DomainMemory
+from .domain_stats import DomainStats
 from .domain_tunables import DomainTunables
 from .host_api import HostAPI
 from .migration_api import MigrationMixin
@@ -13,6 +14,14 @@ from .node_api import NodeAPI
 
 
 class MemoryDriver(
-    MigrationMixin, DomainCPU, DomainMemory, DomainTunables, DeviceTunables, DomainAPI, NodeAPI, HostAPI
+    MigrationMixin,
+    DomainCPU,
+    DomainMemory,
+    DomainTunables,
+    DeviceTunables,
+    DomainStats,
+    DomainAPI,
+    NodeAPI,
+    HostAPI,
 ):
     """The driver ``virtwire serve`` hosts: ``MemoryDriver(hostname=..., state_dir=...)``."""
