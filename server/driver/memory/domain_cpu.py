@@ -78,6 +78,14 @@ def _invalid(detail: str, domain: int = FROM) -> Exception:
     return report(C.VIR_ERR_INVALID_ARG, domain, detail)
 
 
+def _cause_unknown() -> Exception:
+    """virDispatchError's error when a driver failed without reporting one."""
+    message = "An error occurred, but the cause is unknown"
+    return E.libvirtError(
+        message, (C.VIR_ERR_INTERNAL_ERROR, C.VIR_FROM_NONE, message, C.VIR_ERR_ERROR, None, None, None, 0, 0)
+    )
+
+
 def _rpc_internal(detail: str) -> Exception:
     return report(C.VIR_ERR_INTERNAL_ERROR, C.VIR_FROM_RPC, detail)
 
@@ -362,8 +370,9 @@ class DomainCPU(MemoryCore):
         poll = _poll_entry(dom, args.iothread_id)
         if poll is None:
             # Only IOThreads added through the API have polling state in the test
-            # driver; for others it fails without saying why.
-            raise E.unset_error()
+            # driver; for others it fails without saying why, and the public API
+            # fills in its generic error.
+            raise _cause_unknown()
         validate(params, IOTHREAD_PARAM_TYPES)
         values: dict[str, Any] = {name: value for name, _, value in params}
         for slot, name in enumerate(IOTHREAD_PARAM_TYPES, start=1):

@@ -175,9 +175,9 @@ class DomainTunables(MemoryCore):
         self, args: R.remote_domain_get_scheduler_parameters_flags_args, ctx: ConnectionContext
     ) -> R.remote_domain_get_scheduler_parameters_flags_ret:
         too_many(args.nparams, R.REMOTE_DOMAIN_SCHEDULER_PARAMETERS_MAX)
-        return R.remote_domain_get_scheduler_parameters_flags_ret(
-            params=self._scheduler(args.dom, args.flags)
-        )
+        # virDomainGetSchedulerParametersFlags adds STRING_OKAY, which the test driver refuses.
+        flags = args.flags | C.VIR_TYPED_PARAM_STRING_OKAY
+        return R.remote_domain_get_scheduler_parameters_flags_ret(params=self._scheduler(args.dom, flags))
 
     def _scheduler(self, ref: R.remote_nonnull_domain, flags: int) -> list[R.remote_typed_param]:
         check_flags(flags, 0, "testDomainGetSchedulerParametersFlags")
@@ -295,6 +295,7 @@ class DomainTunables(MemoryCore):
     async def domain_get_launch_security_info(
         self, args: R.remote_domain_get_launch_security_info_args, ctx: ConnectionContext
     ) -> R.remote_domain_get_launch_security_info_ret:
-        # The test driver answers no parameters without even looking the domain up.
-        check_flags(args.flags, 0, "testDomainGetLaunchSecurityInfo")
+        # virDomainGetLaunchSecurityInfo adds STRING_OKAY, which the test driver refuses:
+        # the call always fails, before the domain is even looked up.
+        check_flags(args.flags | C.VIR_TYPED_PARAM_STRING_OKAY, 0, "testDomainGetLaunchSecurityInfo")
         return R.remote_domain_get_launch_security_info_ret(params=[])

@@ -202,6 +202,11 @@ class NodeAPI(MemoryCore):
             raise report(
                 C.VIR_ERR_INTERNAL_ERROR, C.VIR_FROM_RPC, "the result won't fit into REMOTE_NODE_MAX_CELLS"
             )
+        # virNodeGetFreePages' own checks (libvirtd goes through the public API).
+        for name, value in (("npages", len(args.pages)), ("cellCount", args.cellCount)):
+            if value == 0:
+                detail = f"{name} in virNodeGetFreePages must not be zero"
+                raise E.invalid_argument("virNodeGetFreePages", name, detail, C.VIR_FROM_DOMAIN)
         check_flags(args.flags, 0, "testNodeGetFreePages")
         # The test driver fills the counts but answers 0 entries, which libvirtd
         # takes for a failure that set no error.
