@@ -616,7 +616,7 @@ def test_tuning_emits_the_same_events(real_libvirt: ModuleType, pair: Pair, even
 
 
 TEST_REF = R.remote_nonnull_domain(name="test", uuid=bytes.fromhex("6695eb01f6a4830479aa97f2502e193f"), id=1)
-U, UL, S, I = (
+U, UL, S, INT = (
     C.VIR_TYPED_PARAM_UINT,
     C.VIR_TYPED_PARAM_ULLONG,
     C.VIR_TYPED_PARAM_STRING,
@@ -667,7 +667,7 @@ def _raw_calls() -> list[tuple[str, Any]]:
                 TEST_REF, "testnet0", [p("inbound.average", UL, 1)], 0
             ),
         ),
-        ("DOMAIN_SET_PERF_EVENTS", R.remote_domain_set_perf_events_args(TEST_REF, [p("cmt", I, 1)], 0)),
+        ("DOMAIN_SET_PERF_EVENTS", R.remote_domain_set_perf_events_args(TEST_REF, [p("cmt", INT, 1)], 0)),
         (
             "DOMAIN_SET_IOTHREAD_PARAMS",
             R.remote_domain_set_iothread_params_args(TEST_REF, 1, [p("poll_max_ns", UL, 1)], 0),

@@ -41,6 +41,9 @@ _BEFORE_OS = (
     "bootloader",
     "bootloader_args",
 )
+# Sections libvirt prints after <on_crash>, and after <devices>.
+_BEFORE_DEVICES = ("on_lockfailure", "pm", "perf")
+_AFTER_DEVICES = ("seclabel", "keywrap", "launchSecurity")
 _TRAILING_DEFAULTS: tuple[tuple[str, dict[str, str], str | None], ...] = (
     ("clock", {"offset": "utc"}, None),
     ("on_poweroff", {}, "destroy"),
@@ -216,7 +219,8 @@ def normalise(parsed: ParsedDomain, uuid: bytes) -> ET.Element:
     _text(out, "vcpu", str(parsed.max_vcpus or parsed.vcpus), **vcpu_attrs)
     out.extend(_in_order(rest, _BEFORE_OS))
     out.append(_normalise_os(leading["os"]))
-    out.extend(el for el in rest if el.tag not in _BEFORE_OS and el.tag not in _BEFORE_VCPU)
+    placed = (*_BEFORE_VCPU, *_BEFORE_OS, *_BEFORE_DEVICES, *_AFTER_DEVICES)
+    out.extend(el for el in rest if el.tag not in placed)
     for tag, attrs, text in _TRAILING_DEFAULTS:
         given = src.find(tag)
         if given is not None:
@@ -225,8 +229,10 @@ def normalise(parsed: ParsedDomain, uuid: bytes) -> ET.Element:
             ET.SubElement(out, tag, attrs)
         else:
             _text(out, tag, text)
+    out.extend(_in_order(rest, _BEFORE_DEVICES))
     devices = src.find("devices")
     out.append(devices if devices is not None else ET.Element("devices"))
+    out.extend(_in_order(rest, _AFTER_DEVICES))
     return out
 
 
