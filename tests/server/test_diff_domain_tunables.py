@@ -86,7 +86,8 @@ def assert_same(lv: ModuleType, pair: Pair, steps: list[Step], *, readonly: bool
 
 def _lines(outcome: object) -> list[str]:
     """A transcript entry as lines (an XML answer one line per line) for a readable diff."""
-    label, (kind, answer) = outcome  # type: ignore[misc]
+    assert isinstance(outcome, tuple)
+    label, (kind, answer) = outcome
     if isinstance(answer, str):
         return [f"{label} {kind}:", *answer.splitlines()]
     return [f"{label} {kind}:", *pprint.pformat(answer, width=100).splitlines()]
