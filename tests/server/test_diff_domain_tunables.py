@@ -13,6 +13,7 @@ import difflib
 import pprint
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -25,6 +26,7 @@ from vwtestkit import RawRpcClient, RealLibvirtd, VirtwireServer
 
 Conn = Any
 Step = tuple[str, Callable[[Conn], object]]
+Entry = tuple[str, tuple[str, object]]  # (step label, ("ok", answer) or ("error", virError fields))
 
 # Written as libvirt prints it back: device defaults are not what these tests are about.
 DEFINED = (
@@ -53,18 +55,25 @@ class Pair:
 
 @pytest.fixture
 def pair(fresh_libvirtd: Callable[..., RealLibvirtd], virtwire_server: Callable[..., VirtwireServer]) -> Pair:
+    # One after the other: each picks free ports, and picking them at once could collide.
     real, ours = fresh_libvirtd(), virtwire_server(tls=False)
     return Pair(real.tcp_uri, ours.tcp_uri, real.tcp_port, ours.tcp_port)
 
 
-def _outcome(lv: ModuleType, conn: Conn, call: Callable[[Conn], object]) -> object:
+@pytest.fixture
+def shared(real_libvirtd: RealLibvirtd, virtwire_host: VirtwireServer) -> Pair:
+    """The session's servers, for sequences that change nothing."""
+    return Pair(real_libvirtd.tcp_uri, virtwire_host.tcp_uri, real_libvirtd.tcp_port, virtwire_host.tcp_port)
+
+
+def _outcome(lv: ModuleType, conn: Conn, call: Callable[[Conn], object]) -> tuple[str, object]:
     try:
         return ("ok", call(conn))
     except lv.libvirtError as exc:
         return ("error", tuple(exc.err))
 
 
-def transcript(lv: ModuleType, uri: str, steps: list[Step], *, readonly: bool = False) -> list[object]:
+def transcript(lv: ModuleType, uri: str, steps: list[Step], *, readonly: bool = False) -> list[Entry]:
     conn = lv.openReadOnly(uri) if readonly else lv.open(uri)
     try:
         return [(label, _outcome(lv, conn, call)) for label, call in steps]
@@ -72,9 +81,12 @@ def transcript(lv: ModuleType, uri: str, steps: list[Step], *, readonly: bool = 
         conn.close()
 
 
-def assert_same(lv: ModuleType, pair: Pair, steps: list[Step], *, readonly: bool = False) -> list[object]:
-    real = transcript(lv, pair.real, steps, readonly=readonly)
-    ours = transcript(lv, pair.ours, steps, readonly=readonly)
+def assert_same(lv: ModuleType, pair: Pair, steps: list[Step], *, readonly: bool = False) -> list[Entry]:
+    with ThreadPoolExecutor(2) as pool:
+        running = [
+            pool.submit(transcript, lv, uri, steps, readonly=readonly) for uri in (pair.real, pair.ours)
+        ]
+        real, ours = (future.result() for future in running)
     for theirs, mine in zip(real, ours, strict=True):
         if mine != theirs:
             diff = difflib.unified_diff(
@@ -84,10 +96,9 @@ def assert_same(lv: ModuleType, pair: Pair, steps: list[Step], *, readonly: bool
     return ours
 
 
-def _lines(outcome: object) -> list[str]:
+def _lines(entry: Entry) -> list[str]:
     """A transcript entry as lines (an XML answer one line per line) for a readable diff."""
-    assert isinstance(outcome, tuple)
-    label, (kind, answer) = outcome
+    label, (kind, answer) = entry
     if isinstance(answer, str):
         return [f"{label} {kind}:", *answer.splitlines()]
     return [f"{label} {kind}:", *pprint.pformat(answer, width=100).splitlines()]
@@ -270,12 +281,23 @@ def test_memory_balloon_memtune_numatune_match(real_libvirt: ModuleType, pair: P
         xml("test"),
         xml("test", lv.VIR_DOMAIN_XML_INACTIVE),
         xml("vc1"),
+        (
+            "redefine while running",
+            lambda c: c.defineXML(
+                t(c).XMLDesc(lv.VIR_DOMAIN_XML_INACTIVE).replace("'static'>2<", "'static'>3<")
+            ).name(),
+        ),
+        xml("test"),
+        xml("test", lv.VIR_DOMAIN_XML_INACTIVE),
         ("destroy", lambda c: t(c).destroy()),
         ("info after destroy", lambda c: t(c).info()[:4]),
         xml("test"),
         ("undefine vc1", lambda c: dom("vc1")(c).undefine()),
     ]
-    assert_same(lv, pair, steps)
+    ours = assert_same(lv, pair, steps)
+    after = [label for label, _ in ours].index("redefine while running")
+    live, inactive = (str(answer) for _, (_, answer) in ours[after + 1 : after + 3])
+    assert "'static'>2</vcpu>" in live and "'static'>3</vcpu>" in inactive
 
 
 # --- scheduler, blkio, iotune, bandwidth, perf, launch security ----------------------------------------
@@ -460,7 +482,7 @@ def test_statistics_match(real_libvirt: ModuleType, pair: Pair) -> None:
 # --- node --------------------------------------------------------------------------------------
 
 
-def test_node_procedures_match(real_libvirt: ModuleType, pair: Pair) -> None:
+def test_node_procedures_match(real_libvirt: ModuleType, shared: Pair) -> None:
     lv = real_libvirt
     steps: list[Step] = [
         ("getCPUMap", lambda c: c.getCPUMap()),
@@ -494,13 +516,13 @@ def test_node_procedures_match(real_libvirt: ModuleType, pair: Pair) -> None:
         ("getInfo", lambda c: c.getInfo()),
         ("getFreeMemory", lambda c: c.getFreeMemory()),
     ]
-    assert_same(lv, pair, steps)
+    assert_same(lv, shared, steps)
 
 
 # --- read-only connections -------------------------------------------------------------------
 
 
-def test_read_only_connection_reads_but_cannot_tune(real_libvirt: ModuleType, pair: Pair) -> None:
+def test_read_only_connection_reads_but_cannot_tune(real_libvirt: ModuleType, shared: Pair) -> None:
     lv = real_libvirt
     t = dom("test")
     steps: list[Step] = [
@@ -539,7 +561,7 @@ def test_read_only_connection_reads_but_cannot_tune(real_libvirt: ModuleType, pa
         ("setSchedulerParameters", lambda c: t(c).setSchedulerParameters({"weight": 1})),
         xml("test"),
     ]
-    assert_same(lv, pair, steps, readonly=True)
+    assert_same(lv, shared, steps, readonly=True)
 
 
 # --- events ------------------------------------------------------------------------------------
@@ -721,9 +743,9 @@ def _raw_replies(port: int) -> list[tuple[str, int, bytes]]:
         return replies
 
 
-def test_raw_calls_answer_byte_for_byte_as_libvirtd(pair: Pair) -> None:
+def test_raw_calls_answer_byte_for_byte_as_libvirtd(shared: Pair) -> None:
     """Typed-parameter validation, libvirtd's own limits, nparams=0 probes, unchecked domains."""
-    real = _raw_replies(pair.real_port)
-    ours = _raw_replies(pair.ours_port)
+    real = _raw_replies(shared.real_port)
+    ours = _raw_replies(shared.ours_port)
     for theirs, mine in zip(real, ours, strict=True):
         assert mine == theirs

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import subprocess
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -46,17 +47,20 @@ def compare(
     virtwire_server: Callable[..., VirtwireServer],
 ) -> Callable[[str], str]:
     def run(script: str) -> str:
-        real = _transcript(run_virsh, fresh_libvirtd().tcp_uri, script)
-        ours = _transcript(run_virsh, virtwire_server(tls=False).tcp_uri, script)
+        # Started one after the other (each picks free ports), then driven side by side.
+        uris = (fresh_libvirtd().tcp_uri, virtwire_server(tls=False).tcp_uri)
+        with ThreadPoolExecutor(2) as pool:
+            real, ours = pool.map(lambda uri: _transcript(run_virsh, uri, script), uris)
         assert ours == real
         return ours
 
     return run
 
 
-def test_node_commands(compare: Callable[[str], str]) -> None:
-    out = compare(
-        """
+def test_node_commands(
+    run_virsh: RunVirsh, real_libvirtd: RealLibvirtd, virtwire_host: VirtwireServer
+) -> None:
+    script = """
         nodeinfo
         nodecpumap
         nodecpustats
@@ -74,8 +78,11 @@ def test_node_commands(compare: Callable[[str], str]) -> None:
         sysinfo
         maxvcpus
         """
-    )
-    assert "CPU map:        y-y-y---" in out
+    with ThreadPoolExecutor(2) as pool:
+        uris = (real_libvirtd.tcp_uri, virtwire_host.tcp_uri)
+        real, ours = pool.map(lambda uri: _transcript(run_virsh, uri, script), uris)
+    assert ours == real
+    assert "CPU map:        y-y-y---" in ours
 
 
 def test_vcpu_and_iothread_commands(compare: Callable[[str], str]) -> None:
