@@ -30,9 +30,6 @@ _PINS = ("vcpupin", "emulatorpin", "iothreadpin")
 # Per <iothread> element: filled in by libvirt from the <iothreads> count rather than
 # listed (autofill); such ids are not printed while all of them are.
 _AUTOFILLED: weakref.WeakKeyDictionary[ET.Element, bool] = weakref.WeakKeyDictionary()
-# Per <iothreadpin> element: the byte length of the bitmap it was pinned with
-# (virDomainGetIOThreadInfo answers that many bytes; a parsed one has 512).
-PIN_MAPLEN: weakref.WeakKeyDictionary[ET.Element, int] = weakref.WeakKeyDictionary()
 
 
 def _pin(text: str) -> set[int]:
@@ -53,7 +50,7 @@ class CpuTune:
 
     vcpupins: dict[int, set[int]] = field(default_factory=dict)
     emulatorpin: set[int] | None = None
-    iothreadpins: dict[int, tuple[set[int], int | None]] = field(default_factory=dict)  # id -> (cpus, maplen)
+    iothreadpins: dict[int, set[int]] = field(default_factory=dict)
     head: list[ET.Element] = field(default_factory=list)
     tail: list[ET.Element] = field(default_factory=list)
 
@@ -69,8 +66,7 @@ def read_cputune(tree: ET.Element) -> CpuTune:
         elif child.tag == "emulatorpin":
             tune.emulatorpin = _pin(child.get("cpuset", ""))
         elif child.tag == "iothreadpin":
-            cpus = _pin(child.get("cpuset", ""))
-            tune.iothreadpins[int(child.get("iothread", "0"))] = (cpus, PIN_MAPLEN.get(child))
+            tune.iothreadpins[int(child.get("iothread", "0"))] = _pin(child.get("cpuset", ""))
         elif child.tag in _TUNE_HEAD:
             tune.head.append(child)
         else:
@@ -87,11 +83,8 @@ def write_cputune(tree: ET.Element, tune: CpuTune, iothread_order: list[int]) ->
         section.append(element("emulatorpin", cpuset=format_bitmap(tune.emulatorpin)))
     for iothread in iothread_order:
         if iothread in tune.iothreadpins:
-            cpus, maplen = tune.iothreadpins[iothread]
-            pin = element("iothreadpin", iothread=str(iothread), cpuset=format_bitmap(cpus))
-            if maplen is not None:
-                PIN_MAPLEN[pin] = maplen
-            section.append(pin)
+            cpus = tune.iothreadpins[iothread]
+            section.append(element("iothreadpin", iothread=str(iothread), cpuset=format_bitmap(cpus)))
     section.extend(tune.tail)
     put_section(tree, "cputune", section if len(section) else None)
 

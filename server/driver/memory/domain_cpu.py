@@ -22,7 +22,6 @@ from . import defaults
 from .core import FROM, MemoryCore
 from .cputune import IOThread, read_cputune, read_iothreads, vcpu_cpuset, write_cputune, write_iothreads
 from .domdefs import (
-    CPUMASK_LEN,
     bitmap_from_bytes,
     bitmap_to_bytes,
     both_defs,
@@ -271,13 +270,14 @@ class DomainCPU(MemoryCore):
         info: list[R.remote_domain_iothread_info] = []
         for thread in read_iothreads(tree):
             if thread.id in pins:
-                cpus, maplen = pins[thread.id]
-                nbytes = maplen if maplen is not None else CPUMASK_LEN // 8
+                cpus = pins[thread.id]
             elif cpuset is not None:
-                cpus, nbytes = cpuset, CPUMASK_LEN // 8
+                cpus = cpuset
             else:
                 # An all-set bitmap as wide as the current vCPU count (libvirt's choice).
-                cpus, nbytes = set(range(vcpus)), (vcpus + 7) // 8
+                cpus = set(range(vcpus))
+            # virBitmapToData: as many bytes as the highest set CPU needs (at least one).
+            nbytes = max(cpus) // 8 + 1 if cpus else 1
             info.append(
                 R.remote_domain_iothread_info(iothread_id=thread.id, cpumap=bitmap_to_bytes(cpus, nbytes))
             )
@@ -353,7 +353,7 @@ class DomainCPU(MemoryCore):
             raise _invalid(f"iothreadid {args.iothreads_id} not found")
         thread.autofill = False
         tune = read_cputune(tree)
-        tune.iothreadpins[thread.id] = (cpus, len(args.cpumap))
+        tune.iothreadpins[thread.id] = cpus
         write_iothreads(tree, threads)
         write_cputune(tree, tune, [t.id for t in threads])
         self._changed(dom, [tree])
