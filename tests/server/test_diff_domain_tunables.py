@@ -730,6 +730,12 @@ def _raw_calls() -> list[tuple[str, Any]]:
                 R.remote_nonnull_domain(name="nosuch", uuid=bytes(16), id=-1), 0, 0
             ),
         ),
+        (
+            "DOMAIN_GET_SCHEDULER_TYPE",
+            R.remote_domain_get_scheduler_type_args(
+                R.remote_nonnull_domain(name="nosuch", uuid=bytes(16), id=-1)
+            ),
+        ),
     ]
 
 

@@ -295,7 +295,7 @@ class DomainAPI(MemoryCore):
     async def domain_get_scheduler_type(
         self, args: R.remote_domain_get_scheduler_type_args, ctx: ConnectionContext
     ) -> R.remote_domain_get_scheduler_type_ret:
-        self.lookup(args.dom)
+        # The test driver answers without looking the domain up (any name or UUID will do).
         return R.remote_domain_get_scheduler_type_ret(type=defaults.SCHEDULER, nparams=1)
 
     def _running(self, ref: R.remote_nonnull_domain) -> Domain:
