@@ -1,13 +1,35 @@
-"""The embedded in-memory driver: test:///default's behaviour plus migration."""
+"""The embedded in-memory driver: test:///default's behaviour plus migration.
+
+One mixin per object family or concern, all over ``MemoryCore`` (core.py); the
+procedure methods are named after the procedures (server/driver/interface.py).
+"""
 
 from __future__ import annotations
 
+from .device_tunables import DeviceTunables
 from .domain_api import DomainAPI
+from .domain_cpu import DomainCPU
+from .domain_memory import DomainMemory
+from .domain_stats import DomainStats
+from .domain_tunables import DomainTunables
 from .host_api import HostAPI
 from .interface_api import InterfaceAPI
 from .migration_api import MigrationMixin
 from .network_api import NetworkAPI
+from .node_api import NodeAPI
 
 
-class MemoryDriver(MigrationMixin, DomainAPI, HostAPI, NetworkAPI, InterfaceAPI):
+class MemoryDriver(
+    MigrationMixin,
+    DomainCPU,
+    DomainMemory,
+    DomainTunables,
+    DeviceTunables,
+    DomainStats,
+    DomainAPI,
+    NodeAPI,
+    HostAPI,
+    NetworkAPI,
+    InterfaceAPI,
+):
     """The driver ``virtwire serve`` hosts: ``MemoryDriver(hostname=..., state_dir=...)``."""
