@@ -23,6 +23,7 @@ from virtwire.protocol.generated import remote as R
 from ...errors import report
 from ..base import Driver
 from . import defaults
+from .domdefs import merge_on_stop, split_on_start
 from .domxml import normalise, parse_domain_xml
 from .model import Domain
 from .store import DomainStore
@@ -155,7 +156,13 @@ class MemoryCore(Driver):
             )
         uuid = parsed.uuid if parsed.uuid is not None else uuidlib.uuid4().bytes
         tree = normalise(parsed, uuid)
-        if existing is not None:
+        if existing is not None and existing.active and not live:
+            # A running domain keeps its live definition; the new one waits for the next start.
+            existing.new_tree = tree
+            existing.persistent = existing.persistent or persistent
+            dom = existing
+            detail = C.VIR_DOMAIN_EVENT_DEFINED_UPDATED
+        elif existing is not None:
             if live and existing.active:
                 raise operation_invalid(f"domain '{existing.name}' is already active")
             existing.tree = tree
@@ -233,6 +240,7 @@ class MemoryCore(Driver):
         self._next_id += 1
         self._by_id[dom.id] = dom
         dom.state, dom.reason = state, reason
+        split_on_start(dom)
         if emit:
             self.events.lifecycle(dom_ref(dom), C.VIR_DOMAIN_EVENT_STARTED, detail)
 
@@ -250,6 +258,7 @@ class MemoryCore(Driver):
             del self._by_id[dom.id]
         dom.id = -1
         dom.state, dom.reason = C.VIR_DOMAIN_SHUTOFF, reason
+        merge_on_stop(dom)
         if emit:
             self.events.lifecycle(dom_ref(dom), C.VIR_DOMAIN_EVENT_STOPPED, detail)
         if not dom.persistent:
