@@ -19,6 +19,7 @@ import copy
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 
+from virtwire.protocol import errors as E
 from virtwire.protocol.generated import constants as C
 
 from ...errors import report
@@ -26,11 +27,44 @@ from .model import Domain
 
 # Top-level elements in the order virDomainDefFormat prints them.
 _ORDER = (
-    "name", "uuid", "genid", "title", "description", "metadata", "maxMemory", "memory",
-    "currentMemory", "blkiotune", "memtune", "memoryBacking", "vcpu", "vcpus", "iothreads",
-    "iothreadids", "defaultiothread", "cputune", "numatune", "resource", "sysinfo", "bootloader",
-    "bootloader_args", "os", "idmap", "features", "cpu", "clock", "on_poweroff", "on_reboot",
-    "on_crash", "on_lockfailure", "pm", "perf", "devices", "seclabel", "keywrap", "launchSecurity",
+    "name",
+    "uuid",
+    "genid",
+    "title",
+    "description",
+    "metadata",
+    "maxMemory",
+    "memory",
+    "currentMemory",
+    "blkiotune",
+    "memtune",
+    "memoryBacking",
+    "vcpu",
+    "vcpus",
+    "iothreads",
+    "iothreadids",
+    "defaultiothread",
+    "cputune",
+    "numatune",
+    "resource",
+    "sysinfo",
+    "bootloader",
+    "bootloader_args",
+    "os",
+    "idmap",
+    "features",
+    "cpu",
+    "clock",
+    "on_poweroff",
+    "on_reboot",
+    "on_crash",
+    "on_lockfailure",
+    "pm",
+    "perf",
+    "devices",
+    "seclabel",
+    "keywrap",
+    "launchSecurity",
 )
 _RANK = {tag: i for i, tag in enumerate(_ORDER)}
 
@@ -55,7 +89,9 @@ def _modification_impact(dom: Domain, flags: int) -> int:
         raise report(C.VIR_ERR_OPERATION_INVALID, C.VIR_FROM_DOMAIN, "domain is not running")
     if not dom.persistent and flags & config:
         raise report(
-            C.VIR_ERR_OPERATION_INVALID, C.VIR_FROM_DOMAIN, "transient domains do not have any persistent config"
+            C.VIR_ERR_OPERATION_INVALID,
+            C.VIR_FROM_DOMAIN,
+            "transient domains do not have any persistent config",
         )
     return flags
 
@@ -63,10 +99,11 @@ def _modification_impact(dom: Domain, flags: int) -> int:
 def one_def(dom: Domain, flags: int) -> tuple[ET.Element, bool]:
     """virDomainObjGetOneDefState: the definition ``flags`` name and whether it is the live one."""
     if flags & C.VIR_DOMAIN_AFFECT_LIVE and flags & C.VIR_DOMAIN_AFFECT_CONFIG:
-        raise report(
-            C.VIR_ERR_INVALID_ARG,
-            C.VIR_FROM_DOMAIN,
+        raise E.invalid_argument(
+            "virDomainObjGetOneDefState",
+            "flags",
             "Flags 'VIR_DOMAIN_AFFECT_LIVE' and 'VIR_DOMAIN_AFFECT_CONFIG' are mutually exclusive",
+            C.VIR_FROM_DOMAIN,
         )
     flags = _modification_impact(dom, flags)
     live = bool(flags & C.VIR_DOMAIN_AFFECT_LIVE)
@@ -209,7 +246,7 @@ def parse_bitmap(text: str, limit: int = CPUMASK_LEN) -> set[int]:
         if not start_digits:
             raise failed
         start = int(start_digits)
-        cur = cur[len(start_digits):].lstrip()
+        cur = cur[len(start_digits) :].lstrip()
         if not cur or cur[0] == ",":
             if start >= limit:
                 raise failed
@@ -219,14 +256,14 @@ def parse_bitmap(text: str, limit: int = CPUMASK_LEN) -> set[int]:
                 raise failed
             cur = cur[1:].lstrip()
             sign = "-" if cur.startswith("-") else ""
-            last_digits = _digits(cur[len(sign):])
+            last_digits = _digits(cur[len(sign) :])
             if not last_digits:
                 raise failed
             last = int(sign + last_digits)
             if last < start or last >= limit:
                 raise failed
             bits.update(range(start, last + 1))
-            cur = cur[len(sign) + len(last_digits):].lstrip()
+            cur = cur[len(sign) + len(last_digits) :].lstrip()
         if cur.startswith(","):
             cur = cur[1:].lstrip()
         elif cur:
