@@ -95,6 +95,11 @@ _ELEMENT_PREFIXES: weakref.WeakKeyDictionary[ET.Element, str] = weakref.WeakKeyD
 _NS_PREFIXES: dict[str, str] = {}
 
 
+def set_namespace_prefix(el: ET.Element, prefix: str) -> None:
+    """Print the namespaced element ``el`` with ``prefix`` (as if its document had named it so)."""
+    _ELEMENT_PREFIXES[el] = prefix
+
+
 def _parse_tree(xml: str) -> ET.Element:
     try:
         parser: ET.XMLPullParser[Any] = ET.XMLPullParser(events=("start-ns", "end"))

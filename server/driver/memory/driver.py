@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from .domain_api import DomainAPI
+from .domain_guest import GuestAPI
+from .domain_metadata import MetadataAPI
+from .domain_save import SaveAPI
 from .host_api import HostAPI
 from .migration_api import MigrationMixin
 
 
-class MemoryDriver(MigrationMixin, DomainAPI, HostAPI):
+class MemoryDriver(MigrationMixin, SaveAPI, GuestAPI, MetadataAPI, DomainAPI, HostAPI):
     """The driver ``virtwire serve`` hosts: ``MemoryDriver(hostname=..., state_dir=...)``."""
