@@ -136,11 +136,12 @@ def parse_domain_xml(xml: str) -> ParsedDomain:
     if root.tag != "domain":
         detail = f"expecting root element of 'domain', not '{root.tag}'"
         raise report(C.VIR_ERR_XML_ERROR, C.VIR_FROM_XML, detail)
-    if not root.get("type"):
-        raise _internal("missing domain type attribute")
+    # libvirt looks for the name before the type.
     name = (root.findtext("name") or "").strip()
     if not name:
         raise report(C.VIR_ERR_NO_NAME, C.VIR_FROM_DOMAIN)
+    if not root.get("type"):
+        raise _internal("missing domain type attribute")
     uuid_text = root.findtext("uuid")
     uuid = parse_uuid(uuid_text) if uuid_text is not None else None
 
