@@ -130,6 +130,9 @@ class GuestAPI(MemoryCore):
     async def domain_interface_addresses(
         self, args: R.remote_domain_interface_addresses_args, ctx: ConnectionContext
     ) -> R.remote_domain_interface_addresses_ret:
+        if ctx.readonly and args.source == C.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT:
+            # virDomainInterfaceAddresses refuses only the agent read-only (the spec allows the call).
+            raise E.operation_denied("virDomainInterfaceAddresses")
         check_flags(args.flags, 0, "testDomainInterfaceAddresses")
         if args.source >= C.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LAST:
             raise report(
