@@ -186,7 +186,7 @@ def test_rename(pair: tuple[Side, Side]) -> None:
             lambda s: s.conn.createXML(GUEST.replace("meta", "temp").replace("503", "504"), 0).name(),
             lambda s: s.conn.lookupByName("temp").rename("x", 0),
             lambda s: s.conn.lookupByName("temp").destroy(),
-            lambda s: [d.name() for d in s.conn.listAllDomains(0)],
+            lambda s: sorted(d.name() for d in s.conn.listAllDomains(0)),
             lambda s: _meta(s).undefine(),
         ],
     )
