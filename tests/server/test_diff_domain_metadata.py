@@ -57,7 +57,9 @@ def test_title_description_element_on_inactive_domain(pair: tuple[Side, Side]) -
             lambda s: _meta(s).metadata(TITLE, None, 0),
             lambda s: _meta(s).setMetadata(TITLE, "A title", None, None, 0),
             lambda s: _meta(s).setMetadata(DESCRIPTION, "Some <text> & more", None, None, 0),
-            lambda s: _meta(s).setMetadata(ELEMENT, "<info a='1'><item>x</item><empty/></info>", "app", NS, 0),
+            lambda s: _meta(s).setMetadata(
+                ELEMENT, "<info a='1'><item>x</item><empty/></info>", "app", NS, 0
+            ),
             _xml(),
             lambda s: _meta(s).metadata(TITLE, None, 0),
             lambda s: _meta(s).metadata(DESCRIPTION, None, CONFIG),
