@@ -110,7 +110,7 @@ def test_live_and_config_of_a_running_domain(pair: tuple[Side, Side]) -> None:
 
 
 def test_bad_metadata_input(pair: tuple[Side, Side]) -> None:
-    mine, _ = _both(
+    _mine, _ = _both(
         pair,
         [
             lambda s: s.conn.defineXML(GUEST).name(),
@@ -170,7 +170,7 @@ def test_lifecycle_actions(pair: tuple[Side, Side]) -> None:
 
 
 def test_rename(pair: tuple[Side, Side]) -> None:
-    mine, events = _both(
+    _mine, events = _both(
         pair,
         [
             lambda s: s.conn.defineXML(GUEST).name(),
