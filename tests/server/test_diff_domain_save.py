@@ -43,6 +43,14 @@ def _dom(s: Side, name: str = "saver") -> Any:
     return s.conn.lookupByName(name)
 
 
+def _errno_free(s: Side, call: Callable[[], Any]) -> Any:
+    """A short read's error without its strerror: libvirtd leaves a stale errno there."""
+    try:
+        return call()
+    except s.lv.libvirtError as exc:
+        return exc.get_error_code(), exc.get_error_domain(), s.clean(exc.get_error_message()).split(": ")[0]
+
+
 def _state(name: str = "saver") -> Step:
     return lambda s: (_dom(s, name).state(), _dom(s, name).isActive(), _dom(s, name).ID() > 0)
 
@@ -98,7 +106,7 @@ def test_save_image_define_and_bad_images(pair: tuple[Side, Side]) -> None:
         lambda s: (s.directory / "long.img").write_bytes(b"TestGuestMagic\0\x00\x40\x00\x00"),
         lambda s: s.conn.restore(str(s.directory / "long.img")),
         lambda s: (s.directory / "cut.img").write_bytes(b"TestGuestMagic\0\x20\x00\x00\x00<domain"),
-        lambda s: s.conn.restore(str(s.directory / "cut.img")),
+        lambda s: _errno_free(s, lambda: s.conn.restore(str(s.directory / "cut.img"))),
         lambda s: s.conn.restore(str(s.directory)),
         lambda s: s.conn.restore(str(s.directory / "define.img")),
         lambda s: _dom(s).info()[1],
