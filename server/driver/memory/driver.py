@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .domain_api import DomainAPI
+from .domain_devices import DeviceAPI
 from .domain_guest import GuestAPI
 from .domain_metadata import MetadataAPI
 from .domain_save import SaveAPI
@@ -10,5 +11,5 @@ from .host_api import HostAPI
 from .migration_api import MigrationMixin
 
 
-class MemoryDriver(MigrationMixin, SaveAPI, GuestAPI, MetadataAPI, DomainAPI, HostAPI):
+class MemoryDriver(MigrationMixin, SaveAPI, GuestAPI, MetadataAPI, DeviceAPI, DomainAPI, HostAPI):
     """The driver ``virtwire serve`` hosts: ``MemoryDriver(hostname=..., state_dir=...)``."""
