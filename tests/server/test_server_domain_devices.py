@@ -16,11 +16,17 @@ from typing import Any
 import pytest
 from vwtestkit.domaindiff import Side, side_pair
 
-DISK = "<disk type='file' device='disk'><source file='/var/lib/x/{0}.img'/><target dev='{0}' bus='virtio'/></disk>"
+DISK = (
+    "<disk type='file' device='disk'><source file='/var/lib/x/{0}.img'/>"
+    "<target dev='{0}' bus='virtio'/></disk>"
+)
 CDROM = (
     "<disk type='file' device='cdrom'><source file='{1}'/><target dev='{0}' bus='sata'/><readonly/></disk>"
 )
-NIC = "<interface type='network'><mac address='{0}'/><source network='default'/><model type='virtio'/></interface>"
+NIC = (
+    "<interface type='network'><mac address='{0}'/><source network='default'/>"
+    "<model type='virtio'/></interface>"
+)
 LIVE, CONFIG = 1, 2
 
 
