@@ -132,6 +132,7 @@ def test_managed_save(pair: tuple[Side, Side]) -> None:
         _state(),
         lambda s: _dom(s).hasManagedSaveImage(0),
         lambda s: _dom(s).undefine(),  # refused while the image exists
+        lambda s: _dom(s).undefineFlags(1 << 10),  # the flags are checked first
         lambda s: _dom(s).create(),  # the test driver boots afresh and drops the image
         _state(),
         lambda s: _dom(s).hasManagedSaveImage(0),

@@ -23,7 +23,7 @@ from virtwire.protocol.generated import remote as R
 from ...errors import check_flags, report
 from ..base import ConnectionContext, nonblocking
 from .core import FROM, operation_invalid
-from .domain_api import DomainAPI
+from .domain_api import _UNDEFINE_FLAGS, DomainAPI
 from .domxml import format_domain_xml, normalise, parse_domain_xml
 from .model import Domain
 from .save_image import read_image, write_core_dump, write_image
@@ -94,6 +94,7 @@ class SaveAPI(DomainAPI):
         self._clear_managed_save(dom)
 
     def _undefine(self, ref: R.remote_nonnull_domain, flags: int) -> None:
+        check_flags(flags, _UNDEFINE_FLAGS, "testDomainUndefineFlags")
         dom = self.lookup(ref)
         if dom.extra.get(_MANAGED) and not flags & _UNDEFINE_CHECKED:
             raise operation_invalid("Refusing to undefine while domain managed save image exists", FROM)
