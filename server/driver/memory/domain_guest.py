@@ -190,11 +190,10 @@ class GuestAPI(MemoryCore):
     async def domain_get_disk_errors(
         self, args: R.remote_domain_get_disk_errors_args, ctx: ConnectionContext
     ) -> R.remote_domain_get_disk_errors_ret:
-        dom = self.lookup(args.dom)
         if args.maxerrors > R.REMOTE_DOMAIN_DISK_ERRORS_MAX:
             raise report(C.VIR_ERR_INTERNAL_ERROR, C.VIR_FROM_RPC, "maxerrors too large")
         check_flags(args.flags, 0, "testDomainGetDiskErrors")
-        _running(dom)
+        dom = _running(self.lookup(args.dom))
         disks = disk_targets(dom.tree)
         if not args.maxerrors:
             return R.remote_domain_get_disk_errors_ret(errors=[], nerrors=len(disks))
@@ -255,7 +254,6 @@ class GuestAPI(MemoryCore):
     async def domain_memory_peek(
         self, args: R.remote_domain_memory_peek_args, ctx: ConnectionContext
     ) -> R.remote_domain_memory_peek_ret:
-        dom = self.lookup(args.dom)
         if args.size > R.REMOTE_DOMAIN_MEMORY_PEEK_BUFFER_MAX:
             raise report(C.VIR_ERR_INTERNAL_ERROR, C.VIR_FROM_RPC, "size > maximum buffer size")
         both = C.VIR_MEMORY_VIRTUAL | C.VIR_MEMORY_PHYSICAL
@@ -273,7 +271,7 @@ class GuestAPI(MemoryCore):
                 FROM,
                 "flags parameter must be VIR_MEMORY_VIRTUAL or VIR_MEMORY_PHYSICAL",
             )
-        _running(dom)
+        _running(self.lookup(args.dom))
         # The test driver's memory: each byte is the low byte of its address.
         first = args.offset & 0xFF
         pattern = bytes(range(first, 256)) + bytes(range(first))
