@@ -20,13 +20,14 @@ from virtwire.protocol.generated import remote as R
 
 from ...errors import check_flags, report
 from ..base import ConnectionContext, nonblocking
-from .core import FROM, MemoryCore, operation_invalid
+from .core import FROM, operation_invalid
 from .model import Domain
+from .network_api import NetworkAPI
+from .networks import ip_prefix
 
 _MOUNTS = ("/", "/boot")  # the guest's two filesystems, on the first disk
 _BOOT_TIME_S = 627319920  # testDomainObjPrivateAlloc's guest clock
 _GUEST = "guest_agent"  # Domain.extra key of the GuestState below
-_DEFAULT_NETWORK_IP = ("192.168.122.1", "255.255.255.0", "192.168.122.2")
 
 
 @dataclass(slots=True)
@@ -68,7 +69,7 @@ def disk_targets(tree: ET.Element, device: str | None = None) -> list[str]:
 
 
 @nonblocking
-class GuestAPI(MemoryCore):
+class GuestAPI(NetworkAPI):
     """virDomainGetTime/SetTime/FS*/InterfaceAddresses/GetDiskErrors/SendKey/... of test:///default."""
 
     # --- the guest clock -----------------------------------------------------------------
@@ -160,22 +161,17 @@ class GuestAPI(MemoryCore):
             )
         return R.remote_domain_interface_addresses_ret(ifaces=ifaces)
 
-    def _network_definition(self, name: str) -> tuple[str, str, str | None]:
-        """(address, netmask, first DHCP address) of the virtual network ``name``.
-
-        Only test:///default's network ``default`` until the networks family
-        answers this from its own definitions.
-        """
-        if name != "default":
-            raise report(C.VIR_ERR_NO_NETWORK, C.VIR_FROM_NETWORK, f"no network with matching name '{name}'")
-        return _DEFAULT_NETWORK_IP
-
     def _network_lease(self, network: str, offset: int) -> R.remote_domain_ip_addr:
-        """testDomainInterfaceAddressFromNet: the DHCP range's start (or the address) + offset."""
-        address, netmask, range_start = self._network_definition(network)
-        prefix = ipaddress.ip_network(f"{address}/{netmask}", strict=False).prefixlen
-        base = ipaddress.ip_address(range_start or address)
-        if base.version == 6:
+        """testDomainInterfaceAddressFromNet: the network's first DHCP range start (else its
+        address) plus ``offset``, with the network's prefix."""
+        ip = self._network_by_name(network).defn.tree.find("ip")
+        if ip is None:
+            raise report(C.VIR_ERR_INTERNAL_ERROR, FROM, f"network '{network}' has no IP address")
+        range_el = ip.find("dhcp/range")
+        start = range_el.get("start") if range_el is not None else None
+        base = ipaddress.ip_address(start or ip.get("address", ""))
+        prefix = ip_prefix(ip)
+        if ip.get("family") == "ipv6":
             # libvirt adds to the last byte alone (it wraps within it).
             packed = bytearray(base.packed)
             packed[15] = (packed[15] + offset) & 0xFF
