@@ -32,6 +32,7 @@ _DESTROY_FLAGS = C.VIR_DOMAIN_DESTROY_GRACEFUL
 _DEFINE_FLAGS = C.VIR_DOMAIN_DEFINE_VALIDATE
 _CREATE_FLAGS = C.VIR_DOMAIN_START_VALIDATE
 _HOSTNAME_FLAGS = C.VIR_DOMAIN_GET_HOSTNAME_LEASE | C.VIR_DOMAIN_GET_HOSTNAME_AGENT
+_VCPU_FLAGS = C.VIR_DOMAIN_AFFECT_LIVE | C.VIR_DOMAIN_AFFECT_CONFIG | C.VIR_DOMAIN_VCPU_MAXIMUM
 
 
 @nonblocking
@@ -246,13 +247,6 @@ class DomainAPI(MemoryCore):
         self.lookup(args.dom)
         return R.remote_domain_is_updated_ret(updated=0)
 
-    async def domain_has_managed_save_image(
-        self, args: R.remote_domain_has_managed_save_image_args, ctx: ConnectionContext
-    ) -> R.remote_domain_has_managed_save_image_ret:
-        check_flags(args.flags, 0, "testDomainHasManagedSaveImage")
-        self.lookup(args.dom)
-        return R.remote_domain_has_managed_save_image_ret(result=0)
-
     async def domain_get_security_label(
         self, args: R.remote_domain_get_security_label_args, ctx: ConnectionContext
     ) -> R.remote_domain_get_security_label_ret:
@@ -295,9 +289,9 @@ class DomainAPI(MemoryCore):
     async def domain_get_hostname(
         self, args: R.remote_domain_get_hostname_args, ctx: ConnectionContext
     ) -> R.remote_domain_get_hostname_ret:
-        check_flags(args.flags, _HOSTNAME_FLAGS, "testDomainGetHostname")
-        self._running(args.dom)
-        return R.remote_domain_get_hostname_ret(hostname=defaults.GUEST_HOSTNAME)
+        check_flags(args.flags, 0, "testDomainGetHostname")
+        dom = self._running(args.dom)
+        return R.remote_domain_get_hostname_ret(hostname=f"{dom.name}host")
 
     async def domain_get_scheduler_type(
         self, args: R.remote_domain_get_scheduler_type_args, ctx: ConnectionContext

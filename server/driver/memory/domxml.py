@@ -112,6 +112,11 @@ _ELEMENT_PREFIXES: weakref.WeakKeyDictionary[ET.Element, str] = weakref.WeakKeyD
 _NS_PREFIXES: dict[str, str] = {}
 
 
+def set_namespace_prefix(el: ET.Element, prefix: str) -> None:
+    """Print the namespaced element ``el`` with ``prefix`` (as if its document had named it so)."""
+    _ELEMENT_PREFIXES[el] = prefix
+
+
 def _parse_tree(xml: str) -> ET.Element:
     try:
         parser: ET.XMLPullParser[Any] = ET.XMLPullParser(events=("start-ns", "end"))
@@ -150,11 +155,12 @@ def parse_domain_xml(xml: str) -> ParsedDomain:
     if root.tag != "domain":
         detail = f"expecting root element of 'domain', not '{root.tag}'"
         raise report(C.VIR_ERR_XML_ERROR, C.VIR_FROM_XML, detail)
-    if not root.get("type"):
-        raise _internal("missing domain type attribute")
+    # libvirt looks for the name before the type.
     name = (root.findtext("name") or "").strip()
     if not name:
         raise report(C.VIR_ERR_NO_NAME, C.VIR_FROM_DOMAIN)
+    if not root.get("type"):
+        raise _internal("missing domain type attribute")
     uuid_text = root.findtext("uuid")
     uuid = parse_uuid(uuid_text) if uuid_text is not None else None
 

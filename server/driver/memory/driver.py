@@ -9,7 +9,11 @@ from __future__ import annotations
 from .device_tunables import DeviceTunables
 from .domain_api import DomainAPI
 from .domain_cpu import DomainCPU
+from .domain_devices import DeviceAPI
+from .domain_guest import GuestAPI
 from .domain_memory import DomainMemory
+from .domain_metadata import MetadataAPI
+from .domain_save import SaveAPI
 from .domain_stats import DomainStats
 from .domain_tunables import DomainTunables
 from .host_api import HostAPI
@@ -21,6 +25,10 @@ from .node_api import NodeAPI
 
 class MemoryDriver(
     MigrationMixin,
+    SaveAPI,
+    GuestAPI,
+    MetadataAPI,
+    DeviceAPI,
     DomainCPU,
     DomainMemory,
     DomainTunables,
