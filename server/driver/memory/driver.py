@@ -5,7 +5,8 @@ from __future__ import annotations
 from .domain_api import DomainAPI
 from .host_api import HostAPI
 from .migration_api import MigrationMixin
+from .secret_api import SecretAPI
 
 
-class MemoryDriver(MigrationMixin, DomainAPI, HostAPI):
+class MemoryDriver(MigrationMixin, DomainAPI, HostAPI, SecretAPI):
     """The driver ``virtwire serve`` hosts: ``MemoryDriver(hostname=..., state_dir=...)``."""
