@@ -6,7 +6,8 @@ from .domain_api import DomainAPI
 from .host_api import HostAPI
 from .migration_api import MigrationMixin
 from .secret_api import SecretAPI
+from .snapshot_api import SnapshotAPI
 
 
-class MemoryDriver(MigrationMixin, DomainAPI, HostAPI, SecretAPI):
+class MemoryDriver(MigrationMixin, SnapshotAPI, DomainAPI, HostAPI, SecretAPI):
     """The driver ``virtwire serve`` hosts: ``MemoryDriver(hostname=..., state_dir=...)``."""
