@@ -264,12 +264,14 @@ def domain_disks(domain_xml: str) -> list[DomainDisk]:
         source = disk.find("source")
         path = None
         if source is not None:
-            path = next(
-                (source.get(a) for a in ("file", "dev", "dir", "name", "volume") if source.get(a)), None
-            )
-        found.append(
-            DomainDisk(target.get("dev", "") if target is not None else "", path, disk.get("snapshot"))
-        )
+            path = next((source.get(a) for a in _SOURCE_ATTRS if source.get(a)), None)
+        dev = target.get("dev", "") if target is not None else ""
+        location = disk.get("snapshot")
+        # Domain post-parse: read-only and vhost-user disks are never snapshotted by default.
+        readonly = disk.get("device") == "cdrom" or disk.find("readonly") is not None
+        if location is None and (readonly or disk.get("type") == "vhostuser"):
+            location = "no"
+        found.append(DomainDisk(dev, path, location))
     return found
 
 
