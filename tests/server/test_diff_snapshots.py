@@ -310,11 +310,9 @@ def _plain(value: Any) -> Any:
     return type(value).__name__
 
 
-def _normalised(text: str, stamps: dict[str, str]) -> str:
-    def stamp(match: re.Match[str]) -> str:
-        return stamps.setdefault(match.group(0), f"T{len(stamps)}")
-
-    return re.sub(r"\b1\d{9}\b", stamp, text)
+def _normalised(text: str) -> str:
+    # Creation times (and the names libvirt makes of them) are the clock's.
+    return re.sub(r"\b1\d{9}\b", "TIME", text)
 
 
 def _run(uri: str) -> None:
@@ -343,8 +341,7 @@ def _run(uri: str) -> None:
     if not done.wait(30):
         raise SystemExit("events never arrived")
     result.append(["events", events])
-    stamps: dict[str, str] = {}
-    print(_normalised(json.dumps(result), stamps))
+    print(_normalised(json.dumps(result)))
     sys.stdout.flush()
     os._exit(0)
 
@@ -407,7 +404,7 @@ def test_lifecycle_events_match_the_test_driver(both_sides: tuple[list[Any], lis
     real, ours = both_sides
     assert ours[-1] == real[-1]
     # Reverting to a running snapshot from a running domain: stopped, then started, from the snapshot.
-    assert ["test", 5, 4] in ours[-1][1] and ["test", 0, 4] in ours[-1][1]
+    assert ["test", 5, 6] in ours[-1][1] and ["test", 2, 3] in ours[-1][1]
 
 
 if __name__ == "__main__":
