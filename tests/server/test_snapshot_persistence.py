@@ -10,8 +10,8 @@ from typing import Any
 
 DOMAIN = """<domain type='test'><name>keeper</name><uuid>5e0c9e6a-1f2b-4c3d-8e4f-5a6b7c8d9e0f</uuid>
 <memory>65536</memory><os><type>hvm</type></os>
-<devices><disk type='file' device='disk'><source file='/k.img'/><target dev='vda' bus='virtio'/></disk></devices>
-</domain>"""
+<devices><disk type='file' device='disk'><source file='/k.img'/><target dev='vda' bus='virtio'/></disk>
+</devices></domain>"""
 
 
 def _tree(dom: Any) -> dict[str, Any]:
