@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .checkpoint_api import CheckpointAPI
 from .domain_api import DomainAPI
 from .host_api import HostAPI
 from .migration_api import MigrationMixin
@@ -9,5 +10,5 @@ from .secret_api import SecretAPI
 from .snapshot_api import SnapshotAPI
 
 
-class MemoryDriver(MigrationMixin, SnapshotAPI, DomainAPI, HostAPI, SecretAPI):
+class MemoryDriver(MigrationMixin, SnapshotAPI, CheckpointAPI, DomainAPI, HostAPI, SecretAPI):
     """The driver ``virtwire serve`` hosts: ``MemoryDriver(hostname=..., state_dir=...)``."""

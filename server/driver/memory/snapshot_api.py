@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import uuid as uuidlib
-import xml.etree.ElementTree as ET
 from collections.abc import Callable
 
 from virtwire.protocol.generated import constants as C
@@ -32,8 +31,11 @@ from .snapshot_tree import (
     LIST_TOPOLOGICAL,
     Moment,
     MomentTree,
+    delete_moment,
     exclusive_flags,
+    load_tree,
     required_flag,
+    save_tree,
 )
 from .snapshots import ONLINE_STATES, STATE_DISK, STATE_SHUTOFF, STATES, SnapshotDef, align_disks
 from .snapshots import parse_snapshot_xml as parse_snapshot
@@ -147,36 +149,14 @@ class SnapshotAPI(MemoryCore):
             tree = dom.extra[_EXTRA_KEY] = MomentTree()
             store = self._snapshot_store()
             if store is not None and dom.persistent:
-                self._load_snapshots(store, dom, tree)
+                load_tree(store, dom.uuid_string, tree, lambda xml: parse_snapshot(xml, redefine=True))
         return tree
-
-    @staticmethod
-    def _load_snapshots(store: ObjectStore, dom: Domain, tree: SnapshotTree) -> None:
-        for stored in store.load():
-            if stored.key != dom.uuid_string:
-                continue
-            root = ET.fromstring(stored.xml)
-            for element in root:
-                try:
-                    definition = parse_snapshot(ET.tostring(element, encoding="unicode"), redefine=True)
-                    moment = tree.add(definition.name, definition, definition.parent_name)
-                except Exception as exc:  # one bad snapshot must not stop the server
-                    log.warning("state dir: skipping a snapshot of %s: %s", dom.name, exc)
-                    continue
-                tree.link_parent(moment)
-            tree.current = tree.get(root.get("current"))
 
     def _save_snapshots(self, dom: Domain) -> None:
         store = self._snapshot_store()
-        if store is None:
-            return
-        tree = self._snapshots(dom)
-        if not dom.persistent or not tree.by_name:
-            store.delete(dom.uuid_string)
-            return
-        body = "".join(m.definition.format(dom.uuid_string) for m in tree.by_name.values())
-        current = f" current='{_attr(tree.current.name)}'" if tree.current is not None else ""
-        store.save(dom.uuid_string, f"<snapshots{current}>\n{body}</snapshots>")
+        if store is not None:
+            tree = self._snapshots(dom) if dom.persistent else MomentTree[SnapshotDef]()
+            save_tree(store, dom.uuid_string, tree, lambda d: d.format(dom.uuid_string))
 
     def _snapshot(self, ref: R.remote_nonnull_domain_snapshot) -> tuple[Domain, Snapshot]:
         dom = self.lookup(ref.dom)
@@ -186,7 +166,7 @@ class SnapshotAPI(MemoryCore):
         return dom, snap
 
     @staticmethod
-    def _ref(dom: Domain, name: str) -> R.remote_nonnull_domain_snapshot:
+    def _snapshot_ref(dom: Domain, name: str) -> R.remote_nonnull_domain_snapshot:
         return R.remote_nonnull_domain_snapshot(name=name, dom=dom_ref(dom))
 
     def _names(self, dom: Domain, start: Snapshot | None, flags: int) -> list[str]:
@@ -217,7 +197,7 @@ class SnapshotAPI(MemoryCore):
         check_flags(args.flags, _LIST_FLAGS, "testDomainListAllSnapshots")
         dom = self.lookup(args.dom)
         names = self._names(dom, None, args.flags)
-        refs = [self._ref(dom, n) for n in names] if args.need_results else []
+        refs = [self._snapshot_ref(dom, n) for n in names] if args.need_results else []
         return R.remote_domain_list_all_snapshots_ret(snapshots=refs, ret=len(names))
 
     async def domain_snapshot_num_children(
@@ -241,7 +221,7 @@ class SnapshotAPI(MemoryCore):
         check_flags(args.flags, _CHILDREN_FLAGS, "testDomainSnapshotListAllChildren")
         dom, snap = self._snapshot(args.snapshot)
         names = self._names(dom, snap, args.flags)
-        refs = [self._ref(dom, n) for n in names] if args.need_results else []
+        refs = [self._snapshot_ref(dom, n) for n in names] if args.need_results else []
         return R.remote_domain_snapshot_list_all_children_ret(snapshots=refs, ret=len(names))
 
     # --- lookup and information ----------------------------------------------------------------
@@ -254,7 +234,7 @@ class SnapshotAPI(MemoryCore):
         snap = self._snapshots(dom).get(args.name)
         if snap is None:
             raise no_snapshot(args.name)
-        return R.remote_domain_snapshot_lookup_by_name_ret(snap=self._ref(dom, snap.name))
+        return R.remote_domain_snapshot_lookup_by_name_ret(snap=self._snapshot_ref(dom, snap.name))
 
     async def domain_has_current_snapshot(
         self, args: R.remote_domain_has_current_snapshot_args, ctx: ConnectionContext
@@ -271,7 +251,7 @@ class SnapshotAPI(MemoryCore):
         parent = snap.definition.parent_name
         if parent is None:
             raise report(C.VIR_ERR_NO_DOMAIN_SNAPSHOT, FROM, f"snapshot '{snap.name}' does not have a parent")
-        return R.remote_domain_snapshot_get_parent_ret(snap=self._ref(dom, parent))
+        return R.remote_domain_snapshot_get_parent_ret(snap=self._snapshot_ref(dom, parent))
 
     async def domain_snapshot_current(
         self, args: R.remote_domain_snapshot_current_args, ctx: ConnectionContext
@@ -281,7 +261,7 @@ class SnapshotAPI(MemoryCore):
         current = self._snapshots(dom).current
         if current is None:
             raise report(C.VIR_ERR_NO_DOMAIN_SNAPSHOT, FROM, "the domain does not have a current snapshot")
-        return R.remote_domain_snapshot_current_ret(snap=self._ref(dom, current.name))
+        return R.remote_domain_snapshot_current_ret(snap=self._snapshot_ref(dom, current.name))
 
     async def domain_snapshot_get_xml_desc(
         self, args: R.remote_domain_snapshot_get_xml_desc_args, ctx: ConnectionContext
@@ -342,7 +322,7 @@ class SnapshotAPI(MemoryCore):
         self._save_snapshots(dom)
         if not redefine and flags & C.VIR_DOMAIN_SNAPSHOT_CREATE_HALT and dom.active:
             self._shut_off(dom)
-        return R.remote_domain_snapshot_create_xml_ret(snap=self._ref(dom, snap.name))
+        return R.remote_domain_snapshot_create_xml_ret(snap=self._snapshot_ref(dom, snap.name))
 
     def _has_checkpoints(self, dom: Domain) -> bool:
         """Whether the domain has checkpoints (the checkpoint family's tree, if it made one)."""
@@ -500,7 +480,12 @@ class SnapshotAPI(MemoryCore):
         exclusive_flags(flags, children, only, C.VIR_FROM_DOMAIN_SNAPSHOT)
         check_flags(flags, _DELETE_FLAGS, "testDomainSnapshotDelete")
         dom, snap = self._snapshot(args.snap)
-        delete_moment(self._snapshots(dom), snap, flags)
+        delete_moment(
+            self._snapshots(dom),
+            snap,
+            children=bool(flags & C.VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN),
+            children_only=bool(flags & C.VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN_ONLY),
+        )
         self._save_snapshots(dom)
 
     # --- the domain's own undefine ------------------------------------------------------------
@@ -531,32 +516,5 @@ class SnapshotAPI(MemoryCore):
             store.delete(str(_uuid_string(ref)))
 
 
-def delete_moment(tree: MomentTree[SnapshotDef], snap: Snapshot, flags: int) -> None:
-    """testDomainSnapshotDelete's tree surgery (shared by checkpoints' delete)."""
-    children = C.VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN | C.VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN_ONLY
-    if flags & children:
-        removed_current = False
-        for descendant in list(snap.descendants()):
-            removed_current |= tree.remove(descendant)
-        if removed_current:
-            tree.current = snap
-    elif snap.children:
-        parent = snap.parent
-        for child in snap.children:
-            child.parent_name = child.definition.parent_name = parent.name if parent is not None else None
-        tree.move_children(snap, parent)
-    if flags & C.VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN_ONLY:
-        snap.children = []
-        return
-    tree.drop_parent(snap)
-    if tree.current is snap:
-        tree.current = tree.get(snap.definition.parent_name)
-    tree.remove(snap)
-
-
 def _uuid_string(ref: R.remote_nonnull_domain) -> str:
     return str(uuidlib.UUID(bytes=bytes(ref.uuid)))
-
-
-def _attr(text: str) -> str:
-    return text.replace("&", "&amp;").replace("'", "&apos;").replace("<", "&lt;")

@@ -13,13 +13,18 @@ libvirt walks "every moment" in its hash table's order; we use definition order
 
 from __future__ import annotations
 
+import logging
+import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from virtwire.protocol.generated import constants as C
 
 from ...errors import report
+from .store import ObjectStore
+
+log = logging.getLogger(__name__)
 
 # The common listing flags (VIR_DOMAIN_MOMENT_LIST_*), what each family's flags map to.
 LIST_ROOTS = LIST_DESCENDANTS = 1 << 0
@@ -29,7 +34,15 @@ LIST_NO_LEAVES = 1 << 3
 LIST_METADATA = 1 << 4
 LIST_NO_METADATA = 1 << 5
 
-D = TypeVar("D")
+
+class MomentDef(Protocol):
+    """What the tree needs of a snapshot or checkpoint definition."""
+
+    name: str
+    parent_name: str | None
+
+
+D = TypeVar("D", bound=MomentDef)
 _FROM = C.VIR_FROM_DOMAIN  # virdomainmomentobjlist.c reports as the domain
 
 
@@ -180,3 +193,55 @@ def required_flag(flags: int, flag: str, needs: str, domain: int) -> None:
     """VIR_REQUIRE_FLAG_GOTO of the public API: ``flag`` needs ``needs``."""
     if flags & getattr(C, flag) and not flags & getattr(C, needs):
         raise report(C.VIR_ERR_INVALID_ARG, domain, f"Flag '{needs}' is required by flag '{flag}'")
+
+
+def delete_moment(tree: MomentTree[D], moment: Moment[D], *, children: bool, children_only: bool) -> None:
+    """testDomainSnapshotDelete / testDomainCheckpointDelete: the same tree surgery."""
+    if children or children_only:
+        removed_current = False
+        for descendant in list(moment.descendants()):
+            removed_current |= tree.remove(descendant)
+        if removed_current:
+            tree.current = moment
+    elif moment.children:
+        parent = moment.parent
+        for child in moment.children:
+            child.parent_name = child.definition.parent_name = parent.name if parent is not None else None
+        tree.move_children(moment, parent)
+    if children_only:
+        moment.children = []
+        return
+    tree.drop_parent(moment)
+    if tree.current is moment:
+        tree.current = tree.get(moment.definition.parent_name)
+    tree.remove(moment)
+
+
+def save_tree(store: ObjectStore, key: str, tree: MomentTree[D], format_one: Callable[[D], str]) -> None:
+    """All of a domain's moments in one file (``<KIND current='NAME'>``), or none when empty."""
+    if not tree.by_name:
+        store.delete(key)
+        return
+    body = "".join(format_one(m.definition) for m in tree.by_name.values())
+    current = ""
+    if tree.current is not None:
+        name = tree.current.name.replace("&", "&amp;").replace("'", "&apos;").replace("<", "&lt;")
+        current = f" current='{name}'"
+    store.save(key, f"<{store.kind}{current}>\n{body}</{store.kind}>")
+
+
+def load_tree(store: ObjectStore, key: str, tree: MomentTree[D], parse_one: Callable[[str], D]) -> None:
+    """Fill ``tree`` from what ``save_tree`` wrote under ``key``, if anything."""
+    for stored in store.load():
+        if stored.key != key:
+            continue
+        root = ET.fromstring(stored.xml)
+        for element in root:
+            try:
+                definition = parse_one(ET.tostring(element, encoding="unicode"))
+                moment = tree.add(definition.name, definition, definition.parent_name)
+            except Exception as exc:  # one bad entry must not stop the server
+                log.warning("state dir: skipping a %s entry of %s: %s", store.kind, key, exc)
+                continue
+            tree.link_parent(moment)
+        tree.current = tree.get(root.get("current"))

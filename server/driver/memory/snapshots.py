@@ -251,6 +251,7 @@ class DomainDisk:
     target: str
     source: str | None
     snapshot: str | None  # the disk's own snapshot='...' attribute
+    readonly: bool = False
 
 
 _SOURCE_ATTRS = ("file", "dev", "dir", "name", "volume")
@@ -271,7 +272,7 @@ def domain_disks(domain_xml: str) -> list[DomainDisk]:
         readonly = disk.get("device") == "cdrom" or disk.find("readonly") is not None
         if location is None and (readonly or disk.get("type") == "vhostuser"):
             location = "no"
-        found.append(DomainDisk(dev, path, location))
+        found.append(DomainDisk(dev, path, location, readonly))
     return found
 
 
