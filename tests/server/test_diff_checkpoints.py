@@ -105,7 +105,8 @@ def _scenario(lv: ModuleType, conn: Any) -> list[Any]:
         "create-c2",
         lambda: dom.checkpointCreateXML(
             "<domaincheckpoint><name>c2</name><description>with &lt;disks&gt;</description>"
-            "<disks><disk name='vda' bitmap='bm'/><disk name='vdb' checkpoint='no'/></disks></domaincheckpoint>",
+            "<disks><disk name='vda' bitmap='bm'/><disk name='vdb' checkpoint='no'/></disks>"
+            "</domaincheckpoint>",
             0,
         ),
     )
@@ -137,7 +138,7 @@ def _scenario(lv: ModuleType, conn: Any) -> list[Any]:
     for flags in (0, 1, 2, 4, 8, 4 | 8, 1 | 4, 16):
         step(f"list-{flags}", lambda flags=flags: names(flags))
         step(f"children-{flags}", lambda flags=flags: names(flags, c1))
-    step("topological", lambda: [c.getName() for c in dom.listAllCheckpoints(2)][0])
+    step("topological-first", lambda: next(c.getName() for c in dom.listAllCheckpoints(2)))
     for index, xml in enumerate(REDEFINE):
         xml = xml.replace("{uuid}", UUID)
         step(f"redefine-{index}", lambda xml=xml: dom.checkpointCreateXML(xml, 1).getXMLDesc(2))
