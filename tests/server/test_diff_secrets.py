@@ -29,7 +29,9 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from vwtestkit import VirtwireServer, start_server, stop_servers
+from virtwire.protocol.generated import remote as R
+from virtwire.protocol.generated.virnet import remote_error
+from vwtestkit import RawRpcClient, VirtwireServer, start_server, stop_servers
 
 CEPH_UUID = "0a81f5b2-8403-7b23-c8d6-21ccc2f80d6f"
 ISCSI_UUID = "7d3b0a4e-1c5f-4e2a-9b1d-6f0e2c8a4b10"
@@ -305,6 +307,33 @@ def test_read_only_connection_reads_no_value(
     finally:
         ro.close()
         rw.close()
+
+
+def test_read_only_socket_refuses_the_value_on_the_wire(
+    real_libvirt: ModuleType, virtwire_server: Callable[..., Any]
+) -> None:
+    # libvirt-python refuses before sending; a raw client must meet the same refusal in the server.
+    server = virtwire_server()
+    rw = real_libvirt.open(server.unix_uri)
+    try:
+        rw.secretDefineXML(CEPH_XML).setValue(b"v")
+    finally:
+        rw.close()
+    args = R.remote_secret_get_value_args(
+        secret=R.remote_nonnull_secret(
+            uuid=bytes.fromhex(CEPH_UUID.replace("-", "")), usageType=2, usageID="client.admin secret"
+        ),
+        flags=0,
+    )
+    with RawRpcClient.unix(server.unix_ro_path, timeout=10) as client:
+        client.open(flags=0)
+        reply = client.call(R.remote_procedure.REMOTE_PROC_SECRET_GET_VALUE, args.to_bytes())
+    assert reply.status == 1  # VIR_NET_ERROR
+    error = remote_error.from_bytes(reply.payload)
+    assert (error.code, error.message) == (
+        real_libvirt.VIR_ERR_OPERATION_DENIED,
+        "operation forbidden: read only access prevents virSecretGetValue",
+    )
 
 
 def test_persistent_secrets_and_values_survive_a_restart(
