@@ -7,6 +7,7 @@ procedure methods are named after the procedures (server/driver/interface.py).
 from __future__ import annotations
 
 from .device_tunables import DeviceTunables
+from .checkpoint_api import CheckpointAPI
 from .domain_api import DomainAPI
 from .domain_cpu import DomainCPU
 from .domain_devices import DeviceAPI
@@ -21,6 +22,9 @@ from .interface_api import InterfaceAPI
 from .migration_api import MigrationMixin
 from .network_api import NetworkAPI
 from .node_api import NodeAPI
+from .nodedev_api import NodeDeviceAPI
+from .secret_api import SecretAPI
+from .snapshot_api import SnapshotAPI
 
 
 class MemoryDriver(
@@ -28,6 +32,8 @@ class MemoryDriver(
     SaveAPI,
     GuestAPI,
     MetadataAPI,
+    SnapshotAPI,
+    CheckpointAPI,
     DeviceAPI,
     DomainCPU,
     DomainMemory,
@@ -39,5 +45,7 @@ class MemoryDriver(
     HostAPI,
     NetworkAPI,
     InterfaceAPI,
+    SecretAPI,
+    NodeDeviceAPI,
 ):
     """The driver ``virtwire serve`` hosts: ``MemoryDriver(hostname=..., state_dir=...)``."""
