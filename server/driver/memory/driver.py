@@ -6,8 +6,8 @@ procedure methods are named after the procedures (server/driver/interface.py).
 
 from __future__ import annotations
 
-from .device_tunables import DeviceTunables
 from .checkpoint_api import CheckpointAPI
+from .device_tunables import DeviceTunables
 from .domain_api import DomainAPI
 from .domain_cpu import DomainCPU
 from .domain_devices import DeviceAPI
