@@ -26,6 +26,7 @@ import contextlib
 import logging
 import socket
 import struct
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import trio
@@ -41,6 +42,7 @@ from .driver.base import ConnectionContext
 from .events import EventSubscriber
 from .features import ConnectionProcedures
 from .streamio import StreamIO, close_stream
+from .streams import STREAM, STREAM_HOLE, StreamTable
 
 if TYPE_CHECKING:
     from .service import Service
@@ -131,6 +133,9 @@ class Connection(EventSubscriber):
         self._eof = False
         self._closing = False
         self.closed_reason: str | None = None
+        # Streams opened by calls (server/streams.py); hooks marked "streams:" below.
+        self.streams = StreamTable(self)
+        self._written: trio.Event | None = None  # set when the writer has written everything queued
 
     # --- what the rest of the server sees -------------------------------------------
 
@@ -202,6 +207,7 @@ class Connection(EventSubscriber):
                 await self._teardown()
 
     async def _teardown(self) -> None:
+        self.streams.close_all()  # streams: the client is gone, abort what is open
         self.service.bus.drop_owner(self)
         if self.opened:
             self.opened = False
@@ -254,6 +260,9 @@ class Connection(EventSubscriber):
             # File descriptors never come with a packet here (and feature 8 says so).
             await self._reply_error(packet, E.unexpected_type(mtype))
             return
+        if mtype in (STREAM, STREAM_HOLE):  # streams: data of an open stream
+            await self.streams.incoming(mtype, procedure, serial, status, memoryview(packet)[_HEADER_SIZE:])
+            return
         if mtype != _CALL:
             # libvirtd drops stray STREAM/REPLY/MESSAGE packets without an answer.
             log.info("client %s: ignoring a packet of type %d (serial %d)", self.ctx.conn_id, mtype, serial)
@@ -269,6 +278,7 @@ class Connection(EventSubscriber):
             # Never waits (see driver.base.nonblocking): answered right here, without
             # a task of its own; the reader is its request slot.
             await self._queue(await self._answer(route, packet, procedure, serial))
+            self.streams.reply_sent(procedure, serial)  # streams: a stream the call opened starts
             return
         try:
             self._slots.acquire_nowait()
@@ -333,7 +343,8 @@ class Connection(EventSubscriber):
     async def _answer(self, route: Route, packet: bytes, procedure: int, serial: int) -> bytes:
         """Run one call and return its whole REPLY packet (OK or ERROR)."""
         try:
-            payload = await run_call(self, route, memoryview(packet)[_HEADER_SIZE:])
+            with self.streams.serving(procedure, serial):  # streams: the call may open one
+                payload = await run_call(self, route, memoryview(packet)[_HEADER_SIZE:])
             return reply_packet(_REMOTE, _REMOTE_VERSION, procedure, serial, _OK, payload)
         except libvirtError as exc:
             return error_packet(_REMOTE, _REMOTE_VERSION, procedure, serial, exc)
@@ -344,6 +355,7 @@ class Connection(EventSubscriber):
     async def _run_call(self, route: Route, packet: bytes, procedure: int, serial: int) -> None:
         try:
             await self._queue(await self._answer(route, packet, procedure, serial))
+            self.streams.reply_sent(procedure, serial)  # streams: a stream the call opened starts
         finally:
             self._slots.release()
             self._calls_in_flight -= 1
@@ -375,8 +387,29 @@ class Connection(EventSubscriber):
                         break
                 await io.send(batch[0] if len(batch) == 1 else b"".join(batch))
                 self._unwritten -= len(batch)
+                if self._written is not None and self._unwritten <= 0:  # streams: pacing
+                    self._written.set()
+                    self._written = None
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self.abort(f"write failed: {exc}")
+
+    # --- streams (server/streams.py's StreamHost) -------------------------------------------
+
+    async def send_packet(self, packet: bytes) -> None:
+        await self._queue(packet)
+
+    async def wait_written(self) -> None:
+        while self._unwritten > 0:
+            if self._written is None:
+                self._written = trio.Event()
+            await self._written.wait()
+
+    def start_task(self, fn: Callable[[], Awaitable[None]]) -> None:
+        if self._nursery is not None:
+            self._nursery.start_soon(fn)
+
+    def drop(self, reason: str) -> None:
+        self.abort(reason)
 
     # --- keepalive ----------------------------------------------------------------------
 

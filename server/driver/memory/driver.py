@@ -5,7 +5,10 @@ from __future__ import annotations
 from .domain_api import DomainAPI
 from .host_api import HostAPI
 from .migration_api import MigrationMixin
+from .screenshot_api import ScreenshotAPI
+from .storage_api import StorageAPI
+from .volume_streams import VolumeStreamAPI
 
 
-class MemoryDriver(MigrationMixin, DomainAPI, HostAPI):
+class MemoryDriver(MigrationMixin, DomainAPI, HostAPI, StorageAPI, VolumeStreamAPI, ScreenshotAPI):
     """The driver ``virtwire serve`` hosts: ``MemoryDriver(hostname=..., state_dir=...)``."""
