@@ -13,17 +13,48 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
-from vwtestkit import RealLibvirtd, VirtwireServer, start_libvirtd, start_server, stop_libvirtd, stop_servers
+from vwtestkit import start_libvirtd, start_server, stop_libvirtd, stop_servers
 
 POOL = "<pool type='dir'><name>{name}</name><uuid>{uuid}</uuid><target><path>/{name}</path></target></pool>"
 U1 = "11111111-2222-3333-4444-555555555551"
 U2 = "11111111-2222-3333-4444-555555555552"
-VOL = "<volume><name>{name}</name><capacity unit='{unit}'>{cap}</capacity><allocation>{alloc}</allocation></volume>"
+VOL = (
+    "<volume><name>{name}</name><capacity unit='{unit}'>{cap}</capacity>"
+    "<allocation>{alloc}</allocation></volume>"
+)
+RO_POOL = POOL.format(name="ro", uuid=U1)
+RO_VOL = VOL.format(name="ro", unit="K", cap=1, alloc=0)
+_DISK_SOURCE = "<source><device path='/dev/x'/></source>"
+_DEV_TARGET = "<target><path>/dev</path></target>"
+_NETFS_SOURCE = (
+    "<source><host name='h' port='2049'/><dir path='/exp//a/'/>"
+    "<format type='nfs'/><protocol ver='3'/></source>"
+)
+_NETFS_TARGET = (
+    "<target><path>/mnt/x/</path><permissions><mode>0755</mode><owner>0</owner><group>10</group>"
+    "<label>l&amp;b</label></permissions></target>"
+)
+_COW_NO = "<features><cow state='no'/></features>"
+_REFRESH = "<refresh><volume allocation='capacity'/></refresh>"
+_ISCSI_SOURCE = (
+    "<source><host name='h'/><device path='iqn.x'/><initiator><iqn name='iqn.y'/></initiator></source>"
+)
+_SCSI_SOURCE = "<source><adapter type='scsi_host' name='host0'/></source>"
+_GPT_SOURCE = "<source><device path='/dev/sdc' part_separator='no'/><format type='gpt'/></source>"
+
+
+def _uuid(n: int) -> str:
+    return f"11111111-2222-3333-4444-55555555555{n}"
+
+
+def _pool(kind: str, name: str, uuid: str, inner: str) -> str:
+    return f"<pool type='{kind}'><name>{name}</name><uuid>{uuid}</uuid>{inner}</pool>"
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +93,16 @@ def _sequence(lv: ModuleType, conn: Any) -> list[tuple[str, object]]:
     def step(label: str, call: Callable[[], Any]) -> None:
         out.append((label, _outcome(lv, call)))
 
-    names = lambda items: [i.name() for i in items]  # noqa: E731
+    def names(items: list[Any]) -> list[str]:
+        return sorted(item.name() for item in items)  # libvirt answers in hash order
+
+    def define_and_dump(xml: str) -> str:
+        xml_desc: str = conn.storagePoolDefineXML(xml, 0).XMLDesc(0)
+        return xml_desc
+
+    def undefine(name: str) -> None:
+        conn.storagePoolLookupByName(name).undefine()
+
     step("list all", lambda: names(conn.listAllStoragePools(0)))
     step("num active", conn.numOfStoragePools)
     step("num defined", conn.numOfDefinedStoragePools)
@@ -81,26 +121,38 @@ def _sequence(lv: ModuleType, conn: Any) -> list[tuple[str, object]]:
         ("slash", "<pool type='dir'><name>a/b</name><target><path>/x</path></target></pool>"),
         ("dup name", POOL.format(name="default-pool", uuid=U1)),
         ("dup uuid", POOL.format(name="p9", uuid="dfe224cb-28fb-8dd0-c4b2-64eb3f0f4566")),
-        ("dup target", f"<pool type='dir'><name>p9</name><uuid>{U2}</uuid><target><path>/default-pool</path></target></pool>"),
-        ("fs no device", f"<pool type='fs'><name>f</name><uuid>{U2}</uuid><target><path>/f</path></target></pool>"),
-        ("cow on disk", f"<pool type='disk'><name>d</name><uuid>{U2}</uuid><source><device path='/dev/x'/></source><target><path>/dev</path></target><features><cow state='yes'/></features></pool>"),
-        ("bad format", f"<pool type='netfs'><name>n</name><uuid>{U2}</uuid><source><host name='h'/><dir path='/e'/><format type='zz'/></source><target><path>/n</path></target></pool>"),
-    ]:  # fmt: skip
-        step(f"define {label}", lambda xml=xml: conn.storagePoolDefineXML(xml, 0))
+        ("dup target", _pool("dir", "p9", U2, "<target><path>/default-pool</path></target>")),
+        ("fs no device", _pool("fs", "f", U2, "<target><path>/f</path></target>")),
+        (
+            "cow on disk",
+            _pool("disk", "d", U2, _DISK_SOURCE + _DEV_TARGET + "<features><cow state='yes'/></features>"),
+        ),
+        (
+            "bad format",
+            _pool("netfs", "n", U2, "<source><host name='h'/><dir path='/e'/><format type='zz'/></source>"),
+        ),
+    ]:
+        step(f"define {label}", partial(conn.storagePoolDefineXML, xml, 0))
     step("define bad flags", lambda: conn.storagePoolDefineXML(POOL.format(name="p1", uuid=U1), 8))
     for label, xml in [
-        ("netfs", f"<pool type='netfs'><name>nf</name><uuid>{U2}</uuid><source><host name='h' port='2049'/><dir path='/exp//a/'/><format type='nfs'/><protocol ver='3'/></source><target><path>/mnt/x/</path><permissions><mode>0755</mode><owner>0</owner><group>10</group><label>l&amp;b</label></permissions></target></pool>"),
-        ("logical", "<pool type='logical'><name>vg</name><uuid>11111111-2222-3333-4444-555555555553</uuid><source><device path='/dev/sdb'/></source></pool>"),
-        ("rbd", "<pool type='rbd'><name>r</name><uuid>11111111-2222-3333-4444-555555555554</uuid><source><name>rp</name><host name='mon'/></source></pool>"),
-        ("dir cow", "<pool type='dir'><name>dc</name><uuid>11111111-2222-3333-4444-555555555555</uuid><features><cow state='no'/></features><target><path>/dc</path></target><refresh><volume allocation='capacity'/></refresh></pool>"),
-        ("iscsi", "<pool type='iscsi'><name>is</name><uuid>11111111-2222-3333-4444-555555555556</uuid><source><host name='h'/><device path='iqn.x'/><initiator><iqn name='iqn.y'/></initiator></source><target><path>/dev/disk/by-path</path></target></pool>"),
-        ("scsi", "<pool type='scsi'><name>sc</name><uuid>11111111-2222-3333-4444-555555555557</uuid><source><adapter type='scsi_host' name='host0'/></source><target><path>/dev/disk/by-id</path></target></pool>"),
-        ("gluster", "<pool type='gluster'><name>gl</name><uuid>11111111-2222-3333-4444-555555555558</uuid><source><host name='g'/><name>v</name></source></pool>"),
-        ("disk", "<pool type='disk'><name>dk</name><uuid>11111111-2222-3333-4444-555555555559</uuid><source><device path='/dev/sdc' part_separator='no'/><format type='gpt'/></source><target><path>/dev</path></target></pool>"),
-    ]:  # fmt: skip
-        step(f"define {label}", lambda xml=xml: conn.storagePoolDefineXML(xml, 0).XMLDesc(0))
+        ("netfs", _pool("netfs", "nf", U2, _NETFS_SOURCE + _NETFS_TARGET)),
+        ("logical", _pool("logical", "vg", _uuid(3), "<source><device path='/dev/sdb'/></source>")),
+        ("rbd", _pool("rbd", "r", _uuid(4), "<source><name>rp</name><host name='mon'/></source>")),
+        ("dir cow", _pool("dir", "dc", _uuid(5), _COW_NO + "<target><path>/dc</path></target>" + _REFRESH)),
+        (
+            "iscsi",
+            _pool("iscsi", "is", _uuid(6), _ISCSI_SOURCE + "<target><path>/dev/disk/by-path</path></target>"),
+        ),
+        (
+            "scsi",
+            _pool("scsi", "sc", _uuid(7), _SCSI_SOURCE + "<target><path>/dev/disk/by-id</path></target>"),
+        ),
+        ("gluster", _pool("gluster", "gl", _uuid(8), "<source><host name='g'/><name>v</name></source>")),
+        ("disk", _pool("disk", "dk", _uuid(9), _GPT_SOURCE + _DEV_TARGET)),
+    ]:
+        step(f"define {label}", partial(define_and_dump, xml))
     for name in ("nf", "vg", "r", "dc", "is", "sc", "gl", "dk"):
-        step(f"undefine {name}", lambda name=name: conn.storagePoolLookupByName(name).undefine())
+        step(f"undefine {name}", partial(undefine, name))
 
     pool = conn.storagePoolDefineXML(POOL.format(name="p1", uuid=U1), 0)
     step("p1 xml", lambda: pool.XMLDesc(0))
@@ -119,7 +171,8 @@ def _sequence(lv: ModuleType, conn: Any) -> list[tuple[str, object]]:
     step("p1 refresh", lambda: pool.refresh(0))
     step("p1 autostart on", lambda: pool.setAutostart(1))
     step("p1 autostart", pool.autostart)
-    step("filters", lambda: {f: names(conn.listAllStoragePools(f)) for f in (1, 2, 4, 8, 16, 32, 64, 128, 64 | 1)})
+    flag_sets = (1, 2, 4, 8, 16, 32, 64, 128, 64 | 1)
+    step("filters", lambda: {f: names(conn.listAllStoragePools(f)) for f in flag_sets})
     step("bad list flags", lambda: conn.listAllStoragePools(1 << 25))
 
     for label, xml in [
@@ -129,11 +182,14 @@ def _sequence(lv: ModuleType, conn: Any) -> list[tuple[str, object]]:
         ("bad capacity", "<volume><name>a</name><capacity>x</capacity></volume>"),
         ("bad unit", "<volume><name>a</name><capacity unit='Q'>1</capacity></volume>"),
         ("overflow", "<volume><name>a</name><capacity unit='E'>99</capacity></volume>"),
-        ("bad format", "<volume><name>a</name><capacity>1</capacity><target><format type='zz'/></target></volume>"),
+        (
+            "bad format",
+            "<volume><name>a</name><capacity>1</capacity><target><format type='zz'/></target></volume>",
+        ),
         ("bad type", "<volume type='zz'><name>a</name><capacity>1</capacity></volume>"),
         ("too big", VOL.format(name="a", unit="T", cap=1000, alloc="1099511627776000")),
     ]:
-        step(f"vol {label}", lambda xml=xml: pool.createXML(xml, 0))
+        step(f"vol {label}", partial(pool.createXML, xml, 0))
     a = pool.createXML(VOL.format(name="a", unit="M", cap=10, alloc=4096), 0)
     step("vol a xml", lambda: a.XMLDesc(0))
     step("vol a info", a.info)
@@ -142,14 +198,16 @@ def _sequence(lv: ModuleType, conn: Any) -> list[tuple[str, object]]:
     step(
         "vol features",
         lambda: pool.createXML(
-            "<volume><name>q</name><capacity>1024</capacity><target><format type='qcow2'/><compat>1.1</compat>"
+            "<volume><name>q</name><capacity>1024</capacity>"
+            "<target><format type='qcow2'/><compat>1.1</compat>"
             "<features><lazy_refcounts/></features><permissions><mode>0600</mode></permissions></target>"
             "<backingStore><path>/b</path><format type='raw'/></backingStore></volume>",
             0,
         ).XMLDesc(0),
     )
-    step("clone", lambda: pool.createXMLFrom(VOL.format(name="b", unit="K", cap=64, alloc=1), a, 0).XMLDesc(0))
-    step("clone dup", lambda: pool.createXMLFrom(VOL.format(name="b", unit="K", cap=64, alloc=1), a, 0))
+    clone_xml = VOL.format(name="b", unit="K", cap=64, alloc=1)
+    step("clone", lambda: pool.createXMLFrom(clone_xml, a, 0).XMLDesc(0))
+    step("clone dup", lambda: pool.createXMLFrom(clone_xml, a, 0))
     step("pool info with vols", pool.info)
     step("pool xml with vols", lambda: pool.XMLDesc(0))
     step("vol names", pool.listVolumes)
@@ -252,16 +310,15 @@ def test_read_only_connection_is_refused(real_libvirt: ModuleType, daemons: tupl
         conn = real_libvirt.openReadOnly(uri)
         try:
             pool = conn.storagePoolLookupByName("default-pool")
-            answers.append(
-                [
-                    _outcome(real_libvirt, lambda c=conn: c.storagePoolDefineXML(POOL.format(name="ro", uuid=U1), 0)),
-                    _outcome(real_libvirt, lambda p=pool: p.createXML(VOL.format(name="ro", unit="K", cap=1, alloc=0), 0)),
-                    _outcome(real_libvirt, lambda p=pool: p.destroy()),
-                    _outcome(real_libvirt, lambda p=pool: p.setAutostart(1)),
-                    _outcome(real_libvirt, lambda p=pool: p.XMLDesc(0)),
-                    _outcome(real_libvirt, lambda p=pool: p.info()),
-                ]
-            )
+            calls: list[Callable[[], Any]] = [
+                partial(conn.storagePoolDefineXML, RO_POOL, 0),
+                partial(pool.createXML, RO_VOL, 0),
+                pool.destroy,
+                partial(pool.setAutostart, 1),
+                partial(pool.XMLDesc, 0),
+                pool.info,
+            ]
+            answers.append([_outcome(real_libvirt, call) for call in calls])
         finally:
             conn.close()
     assert answers[0] == answers[1]

@@ -5,6 +5,7 @@ transient pools and undefined pools stay gone.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -12,6 +13,13 @@ from typing import Any
 from vwtestkit import start_server, stop_servers
 
 MIB = 1 << 20
+
+
+def _collect(parts: list[bytes], _stream: Any, buf: bytes, _opaque: Any) -> int:
+    parts.append(buf)
+    return len(buf)
+
+
 POOL = "<pool type='{kind}'><name>{name}</name><target><path>/{name}</path></target></pool>"
 
 
@@ -26,7 +34,7 @@ def _read(conn: Any, vol: Any) -> bytes:
     stream = conn.newStream(0)
     vol.download(stream, 0, 0, 0)
     parts: list[bytes] = []
-    stream.recvAll(lambda _st, buf, _o: parts.append(buf) or len(buf), None)
+    stream.recvAll(partial(_collect, parts), None)
     stream.finish()
     return b"".join(parts)
 
@@ -40,7 +48,8 @@ def _snapshot(conn: Any) -> dict[str, object]:
             "flags": (pool.isActive(), pool.isPersistent(), pool.autostart()),
         }
         if pool.isActive():
-            entry["vols"] = {v.name(): (v.XMLDesc(0), v.info(), _read(conn, v)) for v in pool.listAllVolumes(0)}
+            vols = pool.listAllVolumes(0)
+            entry["vols"] = {v.name(): (v.XMLDesc(0), v.info(), _read(conn, v)) for v in vols}
         seen[pool.name()] = entry
     return seen
 
@@ -55,10 +64,12 @@ def test_restart_keeps_pools_volumes_and_bytes(real_libvirt: ModuleType, tmp_pat
         kept.create(0)
         idle = conn.storagePoolDefineXML(POOL.format(kind="dir", name="idle"), 0)
         idle.create(0)
-        vol = idle.createXML("<volume><name>odd name &amp; more</name><capacity unit='M'>4</capacity></volume>", 0)
+        odd = "<volume><name>odd name &amp; more</name><capacity unit='M'>4</capacity></volume>"
+        vol = idle.createXML(odd, 0)
         payload = b"head" + bytes(2 * MIB) + b"tail"
         _write(conn, vol, payload, real_libvirt.VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM)
-        kept.createXML("<volume><name>small</name><capacity>8192</capacity><allocation>4096</allocation></volume>", 0)
+        small = "<volume><name>small</name><capacity>8192</capacity><allocation>4096</allocation></volume>"
+        kept.createXML(small, 0)
         idle.destroy()
         conn.storagePoolCreateXML(POOL.format(kind="dir", name="transient"), 0)
         default = conn.storagePoolLookupByName("default-pool")

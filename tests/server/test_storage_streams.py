@@ -8,16 +8,24 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
-from vwtestkit import RawRpcClient, RealLibvirtd, VirtwireServer, start_server, stop_servers
 from virtwire.protocol.generated import remote as R
 from virtwire.protocol.generated.virnet import virNetMessageStatus, virNetMessageType
+from vwtestkit import RawRpcClient, RealLibvirtd, VirtwireServer, start_server, stop_servers
 
 MIB = 1 << 20
+
+
+def _collect(parts: list[bytes], _stream: Any, buf: bytes, _opaque: Any) -> int:
+    parts.append(buf)
+    return len(buf)
+
+
 P = R.remote_procedure
 
 
@@ -71,7 +79,7 @@ def _download(conn: Any, vol: Any, offset: int = 0, length: int = 0) -> bytes:
     stream = conn.newStream(0)
     vol.download(stream, offset, length, 0)
     parts: list[bytes] = []
-    stream.recvAll(lambda _st, buf, _o: parts.append(buf) or len(buf), None)
+    stream.recvAll(partial(_collect, parts), None)
     stream.finish()
     return b"".join(parts)
 
@@ -240,12 +248,14 @@ def test_hole_on_a_plain_stream_drops_the_client(conn: Any, server: VirtwireServ
     vol.delete(0)
 
 
-def test_screenshot_matches_libvirtd(real_libvirt: ModuleType, conn: Any, real_libvirtd: RealLibvirtd) -> None:
+def test_screenshot_matches_libvirtd(
+    real_libvirt: ModuleType, conn: Any, real_libvirtd: RealLibvirtd
+) -> None:
     def shot(connection: Any) -> tuple[str, bytes]:
         stream = connection.newStream(0)
         mime = connection.lookupByName("test").screenshot(stream, 0, 0)
         parts: list[bytes] = []
-        stream.recvAll(lambda _st, buf, _o: parts.append(buf) or len(buf), None)
+        stream.recvAll(partial(_collect, parts), None)
         stream.finish()
         return mime, b"".join(parts)
 

@@ -129,8 +129,9 @@ def test_vol_upload_download_round_trip_and_sparse(uris: tuple[str, str], tmp_pa
     run_virsh(ours, "vol-create-as", "default-pool", "disk", "16M", "--allocation", "0", check=True)
     run_virsh(ours, "vol-upload", "--pool", "default-pool", "disk", str(source), check=True)
     plain = tmp_path / "plain.img"
+    length = str(len(data))
     run_virsh(
-        ours, "vol-download", "--pool", "default-pool", "disk", str(plain), "--length", str(len(data)), check=True
+        ours, "vol-download", "--pool", "default-pool", "disk", str(plain), "--length", length, check=True
     )
     assert plain.read_bytes() == data
 
@@ -138,7 +139,7 @@ def test_vol_upload_download_round_trip_and_sparse(uris: tuple[str, str], tmp_pa
     run_virsh(ours, "vol-upload", "--sparse", "--pool", "default-pool", "sparse", str(source), check=True)
     back = tmp_path / "back.img"
     done = run_virsh(
-        ours, "vol-download", "--sparse", "--pool", "default-pool", "sparse", str(back), "--length", str(len(data))
+        ours, "vol-download", "--sparse", "--pool", "default-pool", "sparse", str(back), "--length", length
     )
     assert done.returncode == 0, done.stderr
     assert back.read_bytes() == data

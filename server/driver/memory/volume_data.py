@@ -77,6 +77,7 @@ class VolumeFiles:
     """Where volume bytes live: a directory per pool, a file per written volume."""
 
     def __init__(self, state_dir: Path | None) -> None:
+        self.durable = state_dir is not None
         self._temp: tempfile.TemporaryDirectory[str] | None = None
         if state_dir is not None:
             self.root = state_dir / "volumes"
@@ -146,8 +147,9 @@ class VolumeFiles:
 class VolumeWriter:
     """Bytes arriving for ``[offset, offset+limit)`` of a volume (an upload)."""
 
-    def __init__(self, fd: int, offset: int, limit: int) -> None:
+    def __init__(self, fd: int, offset: int, limit: int, *, durable: bool) -> None:
         self.fd = fd
+        self.durable = durable  # fsync at the end (only bytes kept in the state dir need it)
         self.position = offset
         self.end = offset + limit
 
@@ -168,7 +170,8 @@ class VolumeWriter:
             os.ftruncate(self.fd, self.position)
 
     def finish(self) -> None:
-        os.fsync(self.fd)
+        if self.durable:
+            os.fsync(self.fd)
         os.close(self.fd)
 
     def abort(self) -> None:

@@ -101,7 +101,8 @@ class VolumeStreamAPI(StorageState):
         fd = self.volume_files.open(vol.pool.uuid_string, vol.name, write=True)
         assert fd is not None
         sparse = bool(args.flags & C.VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM)
-        streams.attach(UploadSink(VolumeWriter(fd, args.offset, room), sparse))
+        writer = VolumeWriter(fd, args.offset, room, durable=self.volume_files.durable)
+        streams.attach(UploadSink(writer, sparse))
 
     async def storage_vol_download(
         self, args: R.remote_storage_vol_download_args, ctx: ConnectionContext
