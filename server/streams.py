@@ -29,6 +29,7 @@ stream still open is aborted (``endpoint.abort()``) and nothing outlives it.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import struct
@@ -207,7 +208,9 @@ class StreamTable:
         if stream is None or stream.closed:
             log.info("ignoring stream data for no open stream (proc %d serial %d)", procedure, serial)
             return
-        await stream.rx.send((mtype, status, bytes(payload)))
+        # The stream may end while this packet waits for room: then it is dropped, as libvirtd does.
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await stream.rx.send((mtype, status, bytes(payload)))
 
     def close_all(self) -> None:
         """The connection is gone: abort every stream still open."""
@@ -220,6 +223,7 @@ class StreamTable:
         """Forget the stream (later packets for it are ignored); ``abort`` its endpoint if still open."""
         if self._streams.get((stream.procedure, stream.serial)) is stream:
             del self._streams[(stream.procedure, stream.serial)]
+        stream.rx_out.close()  # a reader waiting for room in the queue goes on
         if not stream.closed:
             stream.closed = True
             if abort:

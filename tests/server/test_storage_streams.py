@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from virtwire.protocol.generated import remote as R
-from virtwire.protocol.generated.virnet import virNetMessageStatus, virNetMessageType
+from virtwire.protocol.generated.virnet import remote_error, virNetMessageStatus, virNetMessageType
 from vwtestkit import RawRpcClient, RealLibvirtd, VirtwireServer, start_server, stop_servers
 
 MIB = 1 << 20
@@ -288,3 +288,44 @@ def test_volume_files_live_in_a_private_directory(server: VirtwireServer) -> Non
     # Without --state-dir the bytes go to a temporary directory of the server's own.
     links = [os.readlink(f"/proc/{server.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{server.pid}/fd")]
     assert not any(Path(link).suffix == ".img" for link in links)  # no volume file left open
+
+
+def test_data_after_a_stream_error_is_dropped(conn: Any, server: VirtwireServer) -> None:
+    """An upload past the capacity fails with STREAM/ERROR; what the client still sends is
+    ignored (libvirtd: "Ignoring unexpected stream data") and the connection keeps serving."""
+    vol = _volume(conn, "overflow", 70_000)
+    with RawRpcClient.tcp("127.0.0.1", server.tcp_port) as raw:
+        raw.open()
+        ref = R.remote_nonnull_storage_vol(pool="default-pool", name="overflow", key=vol.key())
+        args = R.remote_storage_vol_upload_args(vol=ref, offset=0, length=0, flags=0)
+        reply = raw.call(P.REMOTE_PROC_STORAGE_VOL_UPLOAD, args.to_bytes())
+        assert reply.status == 0
+        for _ in range(30):  # far more than the stream's queue holds, never reading
+            raw.send_call(
+                P.REMOTE_PROC_STORAGE_VOL_UPLOAD,
+                bytes(65536),
+                serial=reply.serial,
+                mtype=virNetMessageType.VIR_NET_STREAM,
+                status=virNetMessageStatus.VIR_NET_CONTINUE,
+            )
+        lookup = R.remote_storage_pool_lookup_by_name_args(name="default-pool")
+        answer = raw.call(P.REMOTE_PROC_STORAGE_POOL_LOOKUP_BY_NAME, lookup.to_bytes())
+        assert answer.status == 0
+        errors = [p for p in raw.unsolicited if p.type == virNetMessageType.VIR_NET_STREAM]
+        assert [(p.serial, p.status) for p in errors] == [(reply.serial, virNetMessageStatus.VIR_NET_ERROR)]
+        error = remote_error.from_bytes(errors[0].payload)
+        assert error.message == "cannot write to stream: No space left on device"
+    assert _download(conn, vol) == bytes(70_000)
+    vol.delete(0)
+
+
+def test_abort_mid_download(conn: Any, server: VirtwireServer) -> None:
+    vol = _volume(conn, "download-abort", 16 * MIB)
+    baseline = _open_fds(server)
+    stream = conn.newStream(0)
+    vol.download(stream, 0, 0, 0)
+    assert len(stream.recv(65536)) == 65536
+    stream.abort()
+    assert _download(conn, vol, 5, 5) == bytes(5)
+    _wait_fds(server, baseline)
+    vol.delete(0)
