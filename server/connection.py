@@ -406,7 +406,8 @@ class Connection(EventSubscriber):
 
     def start_task(self, fn: Callable[[], Awaitable[None]]) -> None:
         if self._nursery is not None:
-            self._nursery.start_soon(fn)
+            with contextlib.suppress(RuntimeError):  # the connection has just ended
+                self._nursery.start_soon(fn)
 
     def drop(self, reason: str) -> None:
         self.abort(reason)

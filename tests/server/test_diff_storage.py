@@ -249,6 +249,7 @@ def _sequence(lv: ModuleType, conn: Any) -> list[tuple[str, object]]:
     step("find netfs no host", lambda: conn.findStoragePoolSources("netfs", None, 0))
     step("find dir", lambda: conn.findStoragePoolSources("dir", None, 0))
     step("find unknown", lambda: conn.findStoragePoolSources("zz", None, 0))
+    step("find unknown with source", lambda: conn.findStoragePoolSources("zz", "<source/>", 0))
     step("find flags", lambda: conn.findStoragePoolSources("logical", None, 1))
     step("capabilities", lambda: conn.getStoragePoolCapabilities(0))
     step("lookup by target path", lambda: conn.storagePoolLookupByTargetPath("/default-pool"))

@@ -127,8 +127,10 @@ class StorageAPI(StorageState):
         if pool_type == "dir":
             raise report(C.VIR_ERR_INTERNAL_ERROR, FROM, f"unknown storage pool type {pool_type}")
         source = None
-        if args.srcSpec is not None and pool_type in POOL_KINDS:
+        if args.srcSpec is not None:
             node = parse_document(args.srcSpec, "source", "storage_source_specification")
+            if pool_type not in POOL_KINDS:  # the unknown type (-1) has no source options
+                raise report(C.VIR_ERR_INTERNAL_ERROR, C.VIR_FROM_STORAGE, "missing backend for pool type -1")
             source = parse_pool_source(node, pool_type)
         if pool_type == "logical":
             return R.remote_connect_find_storage_pool_sources_ret(xml=_SOURCES_LOGICAL)
