@@ -141,8 +141,8 @@ class _Stream:
     procedure: int
     serial: int
     endpoint: Endpoint
-    rx: trio.MemorySendChannel[tuple[int, int, bytes]]
-    rx_out: trio.MemoryReceiveChannel[tuple[int, int, bytes]]
+    rx: trio.MemorySendChannel[tuple[int, int, memoryview]]
+    rx_out: trio.MemoryReceiveChannel[tuple[int, int, memoryview]]
     closed: bool = False
     started: bool = False
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
@@ -187,7 +187,7 @@ class StreamTable:
             _attached.reset(token)
             for index, endpoint in enumerate(slot):
                 if ok and index == 0 and (procedure, serial) not in self._streams:
-                    tx, rx = trio.open_memory_channel[tuple[int, int, bytes]](INCOMING_QUEUE)
+                    tx, rx = trio.open_memory_channel[tuple[int, int, memoryview]](INCOMING_QUEUE)
                     self._streams[(procedure, serial)] = _Stream(procedure, serial, endpoint, tx, rx)
                 else:
                     endpoint.abort()
@@ -210,7 +210,7 @@ class StreamTable:
             return
         # The stream may end while this packet waits for room: then it is dropped, as libvirtd does.
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            await stream.rx.send((mtype, status, bytes(payload)))
+            await stream.rx.send((mtype, status, payload))  # a view of an immutable packet: no copy
 
     def close_all(self) -> None:
         """The connection is gone: abort every stream still open."""
@@ -276,7 +276,7 @@ class StreamTable:
                 await endpoint.hole(hole.length)
             elif status == _CONTINUE:
                 if isinstance(endpoint, StreamSink):
-                    await endpoint.write(memoryview(payload))
+                    await endpoint.write(payload)
             elif status == _OK:
                 await endpoint.finish()
                 self._close(stream, abort=False)
