@@ -61,6 +61,7 @@ class Volume:
 
     vdef: VolDef
     pool: Pool
+    ref_cache: R.remote_nonnull_storage_vol | None = None
 
     @property
     def name(self) -> str:
@@ -76,7 +77,10 @@ class Volume:
 
     @property
     def ref(self) -> R.remote_nonnull_storage_vol:
-        return R.remote_nonnull_storage_vol(pool=self.pool.name, name=self.name, key=self.key)
+        """The wire form; built once (pool name, volume name and key never change). Read-only."""
+        if self.ref_cache is None:
+            self.ref_cache = R.remote_nonnull_storage_vol(pool=self.pool.name, name=self.name, key=self.key)
+        return self.ref_cache
 
     def xml(self) -> str:
         return format_volume(self.pool.pdef.type, self.vdef)
