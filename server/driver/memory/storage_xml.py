@@ -127,6 +127,9 @@ def _attr(element: ET.Element, path: str, name: str) -> str | None:
 
 def sanitize_path(path: str) -> str:
     """virFileSanitizePath: collapse '//' runs and drop a trailing '/' (keeping a leading '//')."""
+    uri = path.find("://")
+    if uri >= 0 and path.index("/") > uri:
+        return path  # URIs are left alone
     leading = "//" if path.startswith("//") and not path.startswith("///") else ""
     body = path[len(leading) :]
     while "//" in body:
