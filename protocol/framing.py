@@ -69,13 +69,15 @@ class Header:
         return replace(self, type=MessageType.VIR_NET_REPLY, status=status)
 
 
-def _check_length(length: int) -> None:
-    # libvirt's wording (virNetMessageDecodeLength); it says "from server" on both sides.
+def _check_length(length: int, sender: str = "server") -> None:
+    # libvirt's wording (virNetMessageDecodeLength), which says "from server" on
+    # both sides; ``sender`` lets a server's log name the client instead.
     if length < MIN_PACKET_SIZE:
-        raise ProtocolError(f"packet {length} bytes received from server too small, want {MIN_PACKET_SIZE}")
+        raise ProtocolError(f"packet {length} bytes received from {sender} too small, want {MIN_PACKET_SIZE}")
     if length > MAX_PACKET_SIZE:
         raise ProtocolError(
-            f"packet {length - LENGTH_SIZE} bytes received from server too large, want {VIR_NET_MESSAGE_MAX}"
+            f"packet {length - LENGTH_SIZE} bytes received from {sender} too large,"
+            f" want {VIR_NET_MESSAGE_MAX}"
         )
 
 
@@ -153,10 +155,12 @@ class PacketDecoder:
     use, because the stream has no resynchronisation point.
     """
 
-    def __init__(self, max_packet_size: int = MAX_PACKET_SIZE) -> None:
+    def __init__(self, max_packet_size: int = MAX_PACKET_SIZE, *, sender: str = "server") -> None:
+        """``sender``: who sends the packets, as errors name it ("client" in a server)."""
         if not MIN_PACKET_SIZE <= max_packet_size <= MAX_PACKET_SIZE:
             raise ValueError(f"max_packet_size must be in [{MIN_PACKET_SIZE}, {MAX_PACKET_SIZE}]")
         self._max = max_packet_size
+        self._sender = sender
         self._ready: deque[bytes] = deque()  # whole-packet chunks kept as received
         self._ready_bytes = 0
         self._buffer = bytearray()  # bytes of later packets (empty while a chunk is ready)
@@ -174,10 +178,10 @@ class PacketDecoder:
         return bool(self._buffer)
 
     def _check(self, length: int) -> None:
-        _check_length(length)
+        _check_length(length, self._sender)
         if length > self._max:
             raise ProtocolError(
-                f"packet {length - LENGTH_SIZE} bytes received from server too large, "
+                f"packet {length - LENGTH_SIZE} bytes received from {self._sender} too large, "
                 f"want {self._max - LENGTH_SIZE}"
             )
 

@@ -35,6 +35,7 @@ __all__ = [
     "param_value",
     "params_to_dict",
     "params_to_list",
+    "validate",
 ]
 
 INT: Final = C.VIR_TYPED_PARAM_INT
@@ -171,6 +172,38 @@ def params_to_list(
         _check_field(param.field)
         out.append((param.field, param.value.type, param_value(param)))
     return out
+
+
+def validate(
+    params: Sequence[tuple[str, int, ParamValue]],
+    allowed: Mapping[str, int],
+    *,
+    multiple: Iterable[str] = (),
+) -> None:
+    """libvirt's virTypedParamsValidate: known names, each of its type, once unless ``multiple``.
+
+    ``params`` as ``params_to_list`` gives them; ``allowed`` maps each accepted
+    name to its type code.  Like libvirt, the parameters are checked in name
+    order, so the error names the first offender by name, not by position.
+    """
+    repeatable = frozenset(multiple)
+    last: str | None = None
+    # strcmp order on the UTF-8 bytes, as libvirt's qsort.
+    for name, type_code, _ in sorted(params, key=lambda p: p[0].encode("utf-8", "surrogateescape")):
+        expected = allowed.get(name)
+        if expected is None:
+            detail = f"parameter '{name}' not supported"
+            raise make_error(C.VIR_ERR_ARGUMENT_UNSUPPORTED, C.VIR_FROM_NONE, detail)
+        if name == last and name not in repeatable:
+            detail = f"parameter '{name}' occurs multiple times"
+            raise make_error(C.VIR_ERR_INVALID_ARG, C.VIR_FROM_NONE, detail)
+        if type_code != expected:
+            detail = (
+                f"invalid type '{TYPE_NAMES.get(type_code, 'unknown')}' for parameter '{name}',"
+                f" expected '{TYPE_NAMES[expected]}'"
+            )
+            raise make_error(C.VIR_ERR_INVALID_ARG, C.VIR_FROM_NONE, detail)
+        last = name
 
 
 def params_to_dict(params: Sequence[remote_typed_param], limit: int | None = None) -> dict[str, ParamValue]:

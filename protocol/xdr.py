@@ -16,13 +16,20 @@ What generated code and its users get from here:
   module's `TYPES` maps each type name to one, for introspection and tests;
 - `check_value` / `decode_value`: the slow, checking reference walkers.
 
-Padding: like glibc's xdr_opaque/xdr_string (which libvirt uses), the decoder
+Strings: C sees a wire string up to its first NUL, so decoding stops there
+(`wire_text`).  Padding: like glibc's xdr_opaque/xdr_string (which libvirt uses), the decoder
 requires the padding bytes to be present but ignores their content, so a
 packet with non-zero padding decodes; it then re-encodes with zero padding.
 
-Stricter than glibc on purpose: a bool or an optional-data flag must be 0 or 1
-and an enum must hold one of its members (glibc takes any non-zero as TRUE and
-any int as an enum).  Recursive types (`struct node { node *next; }`, none in
+Decoding takes what glibc's (and libtirpc's) XDR routines take, since that is
+what libvirtd accepts and what other clients send (go-libvirt writes the
+optional-data flag of a present string as 0x01000000): a bool or an
+optional-data flag is TRUE when non-zero (xdr_bool), and an enum word is any
+32-bit int (xdr_enum); a value its enum does not name decodes to an unnamed
+member (`unnamed_member`), for the handler to refuse as libvirt would.  Every
+length bound and the "check the bytes left before allocating" rule stay.
+Encoding stays canonical: bools as 0/1, enums only as their named members.
+Recursive types (`struct node { node *next; }`, none in
 libvirt's protocol) decode through Python recursion; nesting deeper than the
 interpreter allows is an XdrError ("nested too deeply"), not a crash.
 """
@@ -103,8 +110,6 @@ I32 = struct.Struct(">i")
 PAD = (b"", b"\0\0\0", b"\0\0", b"\0")
 ZERO_WORD = b"\0\0\0\0"
 ONE_WORD = b"\0\0\0\1"
-# decode a bool word: anything but 0/1 is an IndexError, which the slow path names
-BOOLS = (False, True)
 # encode a bool: anything that is not False/True/0/1 is a KeyError
 BOOL_WORDS: Mapping[object, int] = {False: 0, True: 1}
 
@@ -123,16 +128,48 @@ FAST_FAILURES = (
 )
 
 
+E = TypeVar("E", bound=enum.IntEnum)
+
+
+def unnamed_member(cls: type[E], value: int) -> E:
+    """A member of ``cls`` for a value it does not name (glibc's xdr_enum takes any int).
+
+    It compares, hashes and packs as the int; encoders still refuse it."""
+    member = int.__new__(cls, value)
+    member._name_ = f"{cls.__name__}({value})"
+    member._value_ = value
+    return member
+
+
+class EnumDecoding(dict[int, E]):
+    """Word -> member for decoders: a word the enum does not name gives an unnamed member."""
+
+    def __init__(self, cls: type[E]) -> None:
+        super().__init__({int(m): m for m in cls})
+        self.cls = cls
+
+    def __missing__(self, value: int) -> E:
+        return unnamed_member(self.cls, value)
+
+
 def take_string(buf: bytes, start: int, n: int, bound: int) -> tuple[str, int]:
     """The string of `n` bytes at `start` (its length word already read) and the
     position after its padding."""
     end = start + ((n + 3) & -4)
     if end > len(buf) or n > bound:
         raise XdrError("string longer than its bound or the data left")
+    return wire_text(buf[start : start + n]), end
+
+
+def wire_text(raw: bytes) -> str:
+    """A wire string as libvirt's C code sees it: up to its first NUL (xdr_string
+    NUL-terminates what it read, so C stops there).  Bytes that are not UTF-8 are
+    kept as surrogate escapes, so they re-encode unchanged."""
     try:
-        return buf[start : start + n].decode(), end
-    except UnicodeDecodeError:  # strict UTF-8 is the common case and the cheaper call
-        return buf[start : start + n].decode("utf-8", "surrogateescape"), end
+        text = raw.decode()  # strict UTF-8 is the common case and the cheaper call
+    except UnicodeDecodeError:
+        text = raw.decode("utf-8", "surrogateescape")
+    return text.partition("\0")[0] if "\0" in text else text
 
 
 def read_string(buf: bytes, pos: int, bound: int) -> tuple[str, int]:
@@ -282,11 +319,12 @@ class OpaqueType(XdrType):
 
 
 class ArrayType(XdrType):
-    __slots__ = ("elem", "fixed", "size")
+    __slots__ = ("bound_name", "elem", "fixed", "size")
 
-    def __init__(self, elem: XdrType, size: int, fixed: bool) -> None:
+    def __init__(self, elem: XdrType, size: int, fixed: bool, bound_name: str = "") -> None:
         super().__init__()
         self.elem, self.size, self.fixed = elem, size, fixed
+        self.bound_name = bound_name  # the spec's constant for a variable array's bound, if named
 
     def describe(self) -> str:
         return (
@@ -609,20 +647,15 @@ def decode_value(t: XdrType, buf: bytes, pos: int, path: str) -> tuple[Any, int]
                 )
             return fmt.unpack_from(buf, pos)[0], pos + size
         case BoolType():
-            w = _word(buf, pos, path, "bool")
-            if w > 1:
-                raise XdrError(f"bool must be 0 or 1, got {w}", path)
-            return w == 1, pos + 4
-        case EnumType(members=members):
+            return _word(buf, pos, path, "bool") != 0, pos + 4  # xdr_bool: non-zero is TRUE
+        case EnumType(members=members, cls=cls):
             w = _word(buf, pos, path, t.describe())
             w = w - (1 << 32) if w >= 1 << 31 else w
-            if w not in members:
-                raise XdrError(f"{w} is not a member of {t.describe()}", path)
-            return members[w], pos + 4
+            return (members[w] if w in members else unnamed_member(cls, w)), pos + 4
         case StringType(bound=bound):
             n = _counted(buf, pos, bound, path, "string", 1)
             start = pos + 4
-            return buf[start : start + n].decode("utf-8", "surrogateescape"), start + ((n + 3) & ~3)
+            return wire_text(buf[start : start + n]), start + ((n + 3) & ~3)
         case OpaqueType(size=size, fixed=True):
             padded = (size + 3) & ~3
             if pos + padded > len(buf):
@@ -654,9 +687,7 @@ def decode_value(t: XdrType, buf: bytes, pos: int, path: str) -> tuple[Any, int]
             flag = _word(buf, pos, path, "optional-data flag")
             if flag == 0:
                 return None, pos + 4
-            if flag != 1:
-                raise XdrError(f"optional-data flag must be 0 or 1, got {flag}", path)
-            return decode_value(elem, buf, pos + 4, path)
+            return decode_value(elem, buf, pos + 4, path)  # xdr_pointer: non-zero is "present"
         case StructType(fields=fields, cls=cls):
             values = []
             for fname, ftype in fields:

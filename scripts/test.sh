@@ -20,7 +20,8 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/_lib.sh"
 
 say "repository: $ROOT"
-ensure_debs libvirt-daemon libvirt-clients python3-libvirt openssl libvirt-dev pkg-config gcc libc6-dev
+ensure_debs libvirt-daemon libvirt-clients python3-libvirt openssl libvirt-dev pkg-config gcc libc6-dev \
+    golang-go golang-github-digitalocean-go-libvirt-dev
 find_python python3-dev
 ensure_venv -e ".[test,dev]" "libvirt-python==9.0.0"
 # libvirt-python's own tests/ and libvirtaio.py run against our client and server

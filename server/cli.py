@@ -105,14 +105,30 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive,
         default=5000,
         metavar="N",
-        help="connections at once; more are closed on accept (default %(default)s)",
+        help="connections at once; more wait in the listen backlog until one ends (default %(default)s)",
+    )
+    s.add_argument(
+        "--max-anonymous-clients",
+        type=int,
+        default=20,
+        metavar="N",
+        help="connections still in the TLS handshake at once; 0: no limit (default %(default)s)",
     )
     s.add_argument(
         "--max-client-requests",
         type=positive,
         default=5,
         metavar="N",
-        help="calls in flight per client before the server stops reading from it (default %(default)s)",
+        help="calls in flight plus replies not yet written, per client, before the server stops"
+        " reading from it (default %(default)s)",
+    )
+    s.add_argument(
+        "--max-unsent-bytes",
+        type=positive,
+        default=1024 * 1024,
+        metavar="BYTES",
+        help="bytes of replies not yet written to a client before the server stops reading from it"
+        " (default %(default)s)",
     )
     s.add_argument(
         "--keepalive-interval",
@@ -182,7 +198,9 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         state_dir=args.state_dir,
         hostname=args.hostname or socket.gethostname(),
         max_clients=args.max_clients,
+        max_anonymous_clients=args.max_anonymous_clients,
         max_client_requests=args.max_client_requests,
+        max_unsent_bytes=args.max_unsent_bytes,
         keepalive_interval=args.keepalive_interval,
         keepalive_count=args.keepalive_count,
     )

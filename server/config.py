@@ -30,7 +30,13 @@ class ServerConfig:
     state_dir: Path | None = None
     hostname: str = "localhost"
     max_clients: int = 5000
+    # Clients still in the TLS handshake, at most (0: no limit); with auth none,
+    # the only kind of not-yet-admitted client here.
+    max_anonymous_clients: int = 20
     max_client_requests: int = 5
+    # A client's unwritten packets, in bytes, past which its calls are not read
+    # (at least one packet of any size is always let through).
+    max_unsent_bytes: int = 1024 * 1024
     keepalive_interval: float = 5.0
     keepalive_count: int = 5
     # Events queued for one connection before it counts as too slow and is dropped.

@@ -3,15 +3,23 @@
 Every task of a connection lives in its nursery, so nothing outlives it:
 
 * the reader splits the byte stream into packets, answers keepalive PINGs,
-  rejects bad headers, and starts one task per call.  Calls in flight are
-  capped at ``max_client_requests``: when the cap is reached the reader stops
-  reading (TCP backpressure, never an unbounded buffer), as libvirtd does;
-  while it is paused the keepalive countdown is held, because the silence is
-  ours, not the peer's;
+  rejects bad headers, and starts one task per call (or answers it itself when
+  its handler never waits).  What a client owes us room for is bounded, as in
+  libvirtd, where a request slot is held until its reply is written: calls in
+  flight plus packets not yet written stay below ``max_client_requests``, and
+  unwritten bytes below ``max_unsent_bytes``.  Past either bound the reader
+  stops reading, so a client that does not read its replies is held back by
+  TCP instead of filling our memory.  While it is paused the keepalive
+  countdown is held, because the silence is ours, not the peer's;
+* fairness: the reader yields to other connections after each reply it
+  produced that is larger than ``_TURN_BYTES`` and every ``_TURN_PACKETS``
+  packets, so one client's burst of big answers cannot stall the others;
 * packets are written whole and never interleave: when nothing is waiting to
   be written, the task that has a packet writes it at once without waiting
   (most replies: this saves a hand-over per call); otherwise it goes through
-  one bounded channel to the writer task, started the first time it is needed;
+  one bounded channel to the writer task, started the first time it is needed.
+  The writer joins small queued packets into one write (at most
+  ``_BATCH_BYTES``), so no large packet is ever copied into a batch;
 * the keepalive task pings a client that asked for it (feature 10) after
   ``interval`` seconds of silence and drops it after ``count`` unanswered pings.
 
@@ -64,6 +72,11 @@ _KEEPALIVE_VERSION = K.KEEPALIVE_PROTOCOL_VERSION
 _PING = K.keepalive_procedure.KEEPALIVE_PROC_PING
 _PONG = K.keepalive_procedure.KEEPALIVE_PROC_PONG
 _RECV_SIZE = 256 * 1024
+# The writer joins queued packets into one write up to this size; bigger ones go alone.
+_BATCH_BYTES = 64 * 1024
+# The reader yields after a reply this large, and after this many packets in a row.
+_TURN_BYTES = 64 * 1024
+_TURN_PACKETS = 32
 
 
 def _keepalive_packet(procedure: int) -> bytes:
@@ -120,7 +133,11 @@ class Connection(EventSubscriber):
         capacity = cfg.event_queue_size + cfg.max_client_requests + 8
         self._outbox, self._outbox_rx = trio.open_memory_channel[bytes | _End](capacity)
         self._unwritten = 0  # items handed to the writer and not yet written
-        self._slots = trio.Semaphore(cfg.max_client_requests)
+        self._unwritten_bytes = 0  # their size
+        self._max_owed = cfg.max_client_requests
+        self._max_unsent_bytes = cfg.max_unsent_bytes
+        self._room: trio.Event | None = None  # set when the paused reader may go on
+        self._turn_packets = 0
         self._last_rx = trio.current_time()
         self._reading_paused = False
         self._keepalive_started = False
@@ -159,6 +176,7 @@ class Connection(EventSubscriber):
             pass
         else:
             self._unwritten += 1
+            self._unwritten_bytes += len(packet)
             self._start_writer()
 
     def stop_reading(self) -> None:
@@ -219,7 +237,7 @@ class Connection(EventSubscriber):
     # --- reading ------------------------------------------------------------------------
 
     async def _read_loop(self) -> None:
-        decoder = PacketDecoder()
+        decoder = PacketDecoder(sender="client")
         io = self._io
         # A new client sends its first call right after connecting: it is most
         # likely here already, so the first read does not wait for readability.
@@ -247,7 +265,35 @@ class Connection(EventSubscriber):
                 self.abort(f"protocol error: {exc}")
                 return
 
+    def _owes_too_much(self) -> bool:
+        return (
+            self._calls_in_flight + self._unwritten >= self._max_owed
+            or self._unwritten_bytes > self._max_unsent_bytes
+        )
+
+    def _wake_reader(self) -> None:
+        if self._room is not None and not self._owes_too_much():
+            self._room.set()
+            self._room = None
+
+    async def _wait_for_room(self) -> None:
+        """Hold the next packet while this client owes too much (see the module doc)."""
+        self._reading_paused = True
+        try:
+            while self._owes_too_much():
+                self._room = trio.Event()
+                await self._room.wait()
+        finally:
+            self._reading_paused = False
+            self._room = None
+
     async def _on_packet(self, packet: bytes) -> None:
+        if self._owes_too_much():
+            await self._wait_for_room()
+        self._turn_packets += 1
+        if self._turn_packets >= _TURN_PACKETS:
+            self._turn_packets = 0
+            await trio.lowlevel.checkpoint()  # let other connections have a turn
         _, program, version, procedure, mtype, serial, status = _HEADER.unpack_from(packet)
         if program == _KEEPALIVE and version == _KEEPALIVE_VERSION and mtype == _MESSAGE:
             if procedure == _PING:
@@ -276,18 +322,14 @@ class Connection(EventSubscriber):
             return
         if route.inline:
             # Never waits (see driver.base.nonblocking): answered right here, without
-            # a task of its own; the reader is its request slot.
-            await self._queue(await self._answer(route, packet, procedure, serial))
+            # a task of its own; until written, its reply holds a request slot.
+            reply = await self._answer(route, packet, procedure, serial)
+            await self._queue(reply)
             self.streams.reply_sent(procedure, serial)  # streams: a stream the call opened starts
+            if len(reply) > _TURN_BYTES:
+                self._turn_packets = 0
+                await trio.lowlevel.checkpoint()  # a big answer is a whole turn
             return
-        try:
-            self._slots.acquire_nowait()
-        except trio.WouldBlock:
-            self._reading_paused = True
-            try:
-                await self._slots.acquire()
-            finally:
-                self._reading_paused = False
         assert self._nursery is not None
         self._calls_in_flight += 1
         self._nursery.start_soon(self._run_call, route, packet, procedure, serial)
@@ -308,8 +350,10 @@ class Connection(EventSubscriber):
             self.abort(f"write failed: {exc}")
             return True
         if written < len(packet):
-            self._outbox.send_nowait(packet[written:])  # the queue is empty: it fits
+            rest = packet[written:]
+            self._outbox.send_nowait(rest)  # the queue is empty: it fits
             self._unwritten += 1
+            self._unwritten_bytes += len(rest)
             self._start_writer()
         return True
 
@@ -327,6 +371,7 @@ class Connection(EventSubscriber):
         # Counted before a send that may wait: the writer can take the packet and
         # be part-way through writing it before this task runs again.
         self._unwritten += 1
+        self._unwritten_bytes += len(packet)
         try:
             self._outbox.send_nowait(packet)
         except trio.WouldBlock:
@@ -334,6 +379,7 @@ class Connection(EventSubscriber):
                 await self._outbox.send(packet)
             except BaseException:
                 self._unwritten -= 1
+                self._unwritten_bytes -= len(packet)
                 raise
 
     async def _reply_error(self, packet: bytes, error: libvirtError) -> None:
@@ -357,8 +403,8 @@ class Connection(EventSubscriber):
             await self._queue(await self._answer(route, packet, procedure, serial))
             self.streams.reply_sent(procedure, serial)  # streams: a stream the call opened starts
         finally:
-            self._slots.release()
             self._calls_in_flight -= 1
+            self._wake_reader()
             if not self._calls_in_flight and self._calls_done is not None:
                 self._calls_done.set()
 
@@ -368,25 +414,38 @@ class Connection(EventSubscriber):
         rx = self._outbox_rx
         io = self._io
         try:
+            item: bytes | _End | None = None
             while True:
-                item = await rx.receive()
-                batch: list[bytes] = []
-                # Coalesce whatever is already queued into one write.
-                while True:
-                    if isinstance(item, _End):
-                        if batch:
-                            await io.send(b"".join(batch))
-                        self._unwritten = 0
-                        if self._conn_scope is not None:
-                            self._conn_scope.cancel()
-                        return
-                    batch.append(item)
+                if item is None:
+                    item = await rx.receive()
+                if isinstance(item, _End):
+                    self._unwritten = self._unwritten_bytes = 0
+                    if self._conn_scope is not None:
+                        self._conn_scope.cancel()
+                    return
+                # Join small packets already queued into one write; a packet that
+                # would take the batch past _BATCH_BYTES waits for the next write.
+                batch = [item]
+                size = len(item)
+                item = None
+                while size < _BATCH_BYTES:
                     try:
                         item = rx.receive_nowait()
                     except trio.WouldBlock:
                         break
-                await io.send(batch[0] if len(batch) == 1 else b"".join(batch))
-                self._unwritten -= len(batch)
+                    if isinstance(item, _End) or size + len(item) > _BATCH_BYTES:
+                        break
+                    batch.append(item)
+                    size += len(item)
+                    item = None
+                count = len(batch)
+                data = batch[0] if count == 1 else b"".join(batch)
+                del batch  # the joined copy is all that stays alive while the send waits
+                await io.send(data)
+                del data
+                self._unwritten -= count
+                self._unwritten_bytes -= size
+                self._wake_reader()
                 if self._written is not None and self._unwritten <= 0:  # streams: pacing
                     self._written.set()
                     self._written = None

@@ -125,12 +125,15 @@ class Listeners:
         service: Service, ctx: object, allowed: list[str], sock: socket.socket, peer: str
     ) -> None:
         stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))  # sets TCP_NODELAY
+        service.handshake_started()
         try:
             tls_stream = await accept_tls(stream, ctx, allowed, peer)  # type: ignore[arg-type]
         except Exception:
             log.exception("TLS client %s: handshake failed", peer)
             await trio.aclose_forcefully(stream)
             return
+        finally:
+            service.handshake_done()
         if tls_stream is not None:
             await service.serve_stream(tls_stream, transport="tls", peer=peer, readonly_socket=False)
 
@@ -158,18 +161,32 @@ _ACCEPT_BATCH = 16
 _ACCEPT_PEER_GONE = {errno.ECONNABORTED, errno.EPROTO, errno.EPERM}
 
 
-async def _accept_loop(listening: socket.socket, handler: Handler, connections: trio.Nursery) -> None:
+async def _serve_accepted(service: Service, handler: Handler, sock: socket.socket, peer: str) -> None:
+    try:
+        await handler(sock, peer)
+    finally:
+        service.client_gone()
+
+
+async def _accept_loop(
+    listening: socket.socket, handler: Handler, connections: trio.Nursery, service: Service
+) -> None:
     """Accept until cancelled; each client is served in ``connections``.
 
     Plain non-blocking accept() on the listening socket, waiting only when no
     client is queued: cheaper per connection than trio's SocketListener, whose
     accept also yields to the scheduler once per client.  Our handlers always
-    close their socket.
+    close their socket.  At the client limits nothing is accepted (libvirtd
+    suspends its services): the next client waits in the listen backlog and is
+    served once a slot frees.
     """
     family = listening.family
     while True:
+        await service.wait_until_may_accept()
         await trio.lowlevel.wait_readable(listening)
         for _ in range(_ACCEPT_BATCH):
+            if not service.may_accept():
+                break
             try:
                 sock, address = listening.accept()
             except BlockingIOError:
@@ -183,7 +200,8 @@ async def _accept_loop(listening: socket.socket, handler: Handler, connections: 
                 await trio.sleep(_ACCEPT_BACKOFF)
                 break
             sock.setblocking(False)
-            connections.start_soon(handler, sock, _peer(family, address))
+            service.client_accepted()
+            connections.start_soon(_serve_accepted, service, handler, sock, _peer(family, address))
 
 
 async def _force_on_second_signal(signals: AsyncIterator[int], service: Service) -> None:
@@ -225,7 +243,8 @@ async def serve(
                     async with trio.open_nursery() as connections:
                         async with trio.open_nursery() as accepting:
                             for listening, handler in listeners.entries:
-                                accepting.start_soon(partial(_accept_loop, listening, handler, connections))
+                                accept = partial(_accept_loop, listening, handler, connections, service)
+                                accepting.start_soon(accept)
                             if on_ready is not None:
                                 on_ready(listeners)
                             async for signum in signals:

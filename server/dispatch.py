@@ -10,7 +10,8 @@ VIR_ERR_NO_SUPPORT with its ``@api`` name.  Event procedures are not callable
 The checks of one call run in libvirtd's order: payload decode and connection
 open (before CONNECT_OPEN, a malformed payload is reported first), read-only
 policy (from the spec's ``@readonly``, before any driver code and before the
-not-supported answer), then the handler.  A denied procedure is refused without decoding its payload
+not-supported answer), the argument limits of libvirtd's dispatch stubs
+(server/arglimits.py), then the handler.  A denied procedure is refused without decoding its payload
 unless its policy depends on the flags.
 """
 
@@ -24,6 +25,7 @@ from virtwire.protocol import errors as E
 from virtwire.protocol.generated import remote as R
 from virtwire.protocol.xdr import Procedure, ReadOnlyPolicy
 
+from .arglimits import check_argument_limits
 from .driver.base import ConnectionContext, Driver, is_nonblocking
 from .driver.interface import DriverInterface
 from .errors import no_support
@@ -50,6 +52,7 @@ CONNECTION_PROCEDURES: dict[str, bool] = {
     "CONNECT_NODE_DEVICE_EVENT_DEREGISTER_ANY": False,
     "CONNECT_SECRET_EVENT_REGISTER_ANY": False,
     "CONNECT_SECRET_EVENT_DEREGISTER_ANY": False,
+    "CONNECT_SET_IDENTITY": False,
     "CONNECT_REGISTER_CLOSE_CALLBACK": False,
     "CONNECT_UNREGISTER_CLOSE_CALLBACK": False,
 }
@@ -123,6 +126,7 @@ async def run_call(session: CallSession, route: Route, payload: memoryview) -> b
     if not proc.modelled and not route.connection_level:
         raise no_support(proc.api or proc.name)
     args = _decode(proc, payload)
+    check_argument_limits(proc, args)  # libvirtd's dispatch stubs, before any API check
     if readonly and proc.readonly is ReadOnlyPolicy.DENY_FLAGS and proc.denies(getattr(args, "flags", 0)):
         raise E.read_only_denial(proc)
     if route.connection_level:

@@ -11,6 +11,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from virtwire.protocol import errors as E
+from virtwire.protocol import typedparams
 from virtwire.protocol.generated import constants as C
 from virtwire.protocol.generated import remote as R
 
@@ -27,6 +28,20 @@ FEATURE_PROGRAM_KEEPALIVE = 10
 FEATURE_REMOTE_EVENT_CALLBACK = 14
 FEATURE_REMOTE_CLOSE_CALLBACK = 15
 SERVER_FEATURES = frozenset({FEATURE_REMOTE_EVENT_CALLBACK, FEATURE_REMOTE_CLOSE_CALLBACK})
+
+# What CONNECT_SET_IDENTITY accepts (virIdentitySetParameters).
+IDENTITY_PARAMS = {
+    C.VIR_CONNECT_IDENTITY_USER_NAME: typedparams.STRING,
+    C.VIR_CONNECT_IDENTITY_UNIX_USER_ID: typedparams.ULLONG,
+    C.VIR_CONNECT_IDENTITY_GROUP_NAME: typedparams.STRING,
+    C.VIR_CONNECT_IDENTITY_UNIX_GROUP_ID: typedparams.ULLONG,
+    C.VIR_CONNECT_IDENTITY_PROCESS_ID: typedparams.LLONG,
+    C.VIR_CONNECT_IDENTITY_PROCESS_TIME: typedparams.ULLONG,
+    C.VIR_CONNECT_IDENTITY_SASL_USER_NAME: typedparams.STRING,
+    C.VIR_CONNECT_IDENTITY_X509_DISTINGUISHED_NAME: typedparams.STRING,
+    C.VIR_CONNECT_IDENTITY_SELINUX_CONTEXT: typedparams.STRING,
+    "system.token": typedparams.STRING,  # libvirt-internal (viridentity.c), not in the public header
+}
 
 
 def _internal(detail: str) -> E.libvirtError:
@@ -185,6 +200,15 @@ class ConnectionProcedures:
         self, args: R.remote_connect_secret_event_deregister_any_args, ctx: ConnectionContext
     ) -> None:
         self._deregister(EventFamily.SECRET, args.callbackID)
+
+    async def connect_set_identity(
+        self, args: R.remote_connect_set_identity_args, ctx: ConnectionContext
+    ) -> None:
+        # A client acting for another (virtproxyd, a session daemon) names who it acts
+        # for; libvirtd validates and keeps it on the connection.  Flags are not checked.
+        params = typedparams.params_to_list(args.params, R.REMOTE_CONNECT_IDENTITY_PARAMS_MAX)
+        typedparams.validate(params, IDENTITY_PARAMS)
+        ctx.data["identity"] = {name: value for name, _, value in params}
 
     async def connect_register_close_callback(self, args: None, ctx: ConnectionContext) -> None:
         self.close_callback = True

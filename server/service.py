@@ -31,9 +31,49 @@ class Service:
         self._ids = itertools.count(1)
         self.shutting_down = False
         self.all_closed = trio.Event()  # set once shutting down and no client is left
+        # Accepted clients not yet gone, and those of them still in the TLS handshake
+        # (libvirtd's nclients / nclients_unauth): the listeners accept only while
+        # both are below their limits, so an extra client waits in the listen backlog.
+        self.accepted = 0
+        self.handshaking = 0
+        self._room: trio.Event | None = None
 
     def next_connection_id(self) -> int:
         return next(self._ids)
+
+    # --- libvirtd's max_clients / max_anonymous_clients --------------------------------
+
+    def may_accept(self) -> bool:
+        cfg = self.config
+        return self.accepted < cfg.max_clients and (
+            not cfg.max_anonymous_clients or self.handshaking < cfg.max_anonymous_clients
+        )
+
+    async def wait_until_may_accept(self) -> None:
+        """Wait while the client limits are reached (libvirtd suspends its services)."""
+        while not self.may_accept():
+            if self._room is None:
+                self._room = trio.Event()
+            await self._room.wait()
+
+    def _limits_changed(self) -> None:
+        if self._room is not None and self.may_accept():
+            self._room.set()
+            self._room = None
+
+    def client_accepted(self) -> None:
+        self.accepted += 1
+
+    def client_gone(self) -> None:
+        self.accepted -= 1
+        self._limits_changed()
+
+    def handshake_started(self) -> None:
+        self.handshaking += 1
+
+    def handshake_done(self) -> None:
+        self.handshaking -= 1
+        self._limits_changed()
 
     async def serve_stream(
         self, stream: trio.abc.Stream | socket.socket, *, transport: str, peer: str, readonly_socket: bool
@@ -46,6 +86,7 @@ class Service:
             await close_stream(stream)
             return
         if len(self.connections) >= self.config.max_clients:
+            # Only for streams handed in directly: the listeners stop accepting first.
             log.warning(
                 "too many active clients (%d), dropping connection from %s", len(self.connections), peer
             )

@@ -94,6 +94,9 @@ from vwtestkit import (
     unavailable,
 )
 
+# pytester: the pytest plugin's own tests run user suites with it.
+pytest_plugins = ["pytester"]
+
 settings.register_profile(
     "virtwire", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
 )

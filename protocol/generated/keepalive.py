@@ -25,6 +25,7 @@ _new = object.__new__
 _unpack_u32 = xdr.U32.unpack_from
 _pack_u32 = xdr.U32.pack
 _M_keepalive_procedure: Final[dict[int, keepalive_procedure]] = {int(m): m for m in keepalive_procedure}
+_D_keepalive_procedure: Final = xdr.EnumDecoding(keepalive_procedure)
 
 
 # --- type descriptors (diagnostics, introspection) ---

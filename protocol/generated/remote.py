@@ -9118,7 +9118,9 @@ _S_iQQQQQQQQQQQ = struct.Struct(">iQQQQQQQQQQQ")
 _pack_iQQQQQQQQQQQ = _S_iQQQQQQQQQQQ.pack
 _unpack_iQQQQQQQQQQQ = _S_iQQQQQQQQQQQ.unpack_from
 _M_remote_auth_type: Final[dict[int, remote_auth_type]] = {int(m): m for m in remote_auth_type}
+_D_remote_auth_type: Final = xdr.EnumDecoding(remote_auth_type)
 _M_remote_procedure: Final[dict[int, remote_procedure]] = {int(m): m for m in remote_procedure}
+_D_remote_procedure: Final = xdr.EnumDecoding(remote_procedure)
 
 
 def _dec_remote_nonnull_string(buf: bytes, pos: int) -> tuple[remote_nonnull_string, int]:
@@ -9138,11 +9140,9 @@ def _dec_remote_string(buf: bytes, pos: int) -> tuple[remote_string, int]:
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     value = o3
     return value, pos
 
@@ -9389,11 +9389,9 @@ def _dec_remote_domain(buf: bytes, pos: int) -> tuple[remote_domain, int]:
     o3: remote_nonnull_domain | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _dec_remote_nonnull_domain(buf, pos)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     value = o3
     return value, pos
 
@@ -9411,11 +9409,9 @@ def _dec_remote_network(buf: bytes, pos: int) -> tuple[remote_network, int]:
     o3: remote_nonnull_network | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _dec_remote_nonnull_network(buf, pos)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     value = o3
     return value, pos
 
@@ -9433,11 +9429,9 @@ def _dec_remote_network_port(buf: bytes, pos: int) -> tuple[remote_network_port,
     o3: remote_nonnull_network_port | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _dec_remote_nonnull_network_port(buf, pos)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     value = o3
     return value, pos
 
@@ -9455,11 +9449,9 @@ def _dec_remote_nwfilter(buf: bytes, pos: int) -> tuple[remote_nwfilter, int]:
     o3: remote_nonnull_nwfilter | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _dec_remote_nonnull_nwfilter(buf, pos)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     value = o3
     return value, pos
 
@@ -9477,11 +9469,9 @@ def _dec_remote_nwfilter_binding(buf: bytes, pos: int) -> tuple[remote_nwfilter_
     o3: remote_nonnull_nwfilter_binding | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _dec_remote_nonnull_nwfilter_binding(buf, pos)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     value = o3
     return value, pos
 
@@ -9499,11 +9489,9 @@ def _dec_remote_storage_pool(buf: bytes, pos: int) -> tuple[remote_storage_pool,
     o3: remote_nonnull_storage_pool | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _dec_remote_nonnull_storage_pool(buf, pos)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     value = o3
     return value, pos
 
@@ -9521,11 +9509,9 @@ def _dec_remote_storage_vol(buf: bytes, pos: int) -> tuple[remote_storage_vol, i
     o3: remote_nonnull_storage_vol | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _dec_remote_nonnull_storage_vol(buf, pos)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     value = o3
     return value, pos
 
@@ -9543,11 +9529,9 @@ def _dec_remote_node_device(buf: bytes, pos: int) -> tuple[remote_node_device, i
     o3: remote_nonnull_node_device | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _dec_remote_nonnull_node_device(buf, pos)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     value = o3
     return value, pos
 
@@ -9565,11 +9549,9 @@ def _dec_remote_secret(buf: bytes, pos: int) -> tuple[remote_secret, int]:
     o3: remote_nonnull_secret | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _dec_remote_nonnull_secret(buf, pos)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     value = o3
     return value, pos
 
@@ -9718,11 +9700,9 @@ def _dec_remote_connect_open_args(buf: bytes, pos: int) -> tuple[remote_connect_
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.name = o3
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -9859,11 +9839,9 @@ def _dec_remote_connect_get_max_vcpus_args(buf: bytes, pos: int) -> tuple[remote
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.type = o3
     return v, pos
 
@@ -9930,38 +9908,30 @@ def _dec_remote_connect_get_domain_capabilities_args(buf: bytes, pos: int) -> tu
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.emulatorbin = o3
     o6: remote_nonnull_string | None = None
     (w4,) = _unpack_u32(buf, pos)
     pos += 4
-    if w4 == 1:
+    if w4:  # xdr_pointer: non-zero is present
         p5, pos = _read_str(buf, pos, 4194304)
         o6 = p5
-    elif w4:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.arch = o6
     o9: remote_nonnull_string | None = None
     (w7,) = _unpack_u32(buf, pos)
     pos += 4
-    if w7 == 1:
+    if w7:  # xdr_pointer: non-zero is present
         p8, pos = _read_str(buf, pos, 4194304)
         o9 = p8
-    elif w7:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.machine = o9
     o12: remote_nonnull_string | None = None
     (w10,) = _unpack_u32(buf, pos)
     pos += 4
-    if w10 == 1:
+    if w10:  # xdr_pointer: non-zero is present
         p11, pos = _read_str(buf, pos, 4194304)
         o12 = p11
-    elif w10:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.virttype = o12
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -10059,6 +10029,8 @@ def _dec_remote_node_get_cpu_stats_ret(buf: bytes, pos: int) -> tuple[remote_nod
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             x3.value, n4 = _unpack_QI(buf, pos)
             pos += 12
         x3 = a1[-1]
@@ -10070,6 +10042,8 @@ def _dec_remote_node_get_cpu_stats_ret(buf: bytes, pos: int) -> tuple[remote_nod
             x3.field = buf[s6:s6 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s6:s6 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         (x3.value,) = _unpack_Q(buf, pos)
         pos += 8
     v.params = a1
@@ -10144,6 +10118,8 @@ def _dec_remote_node_get_memory_stats_ret(buf: bytes, pos: int) -> tuple[remote_
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             x3.value, n4 = _unpack_QI(buf, pos)
             pos += 12
         x3 = a1[-1]
@@ -10155,6 +10131,8 @@ def _dec_remote_node_get_memory_stats_ret(buf: bytes, pos: int) -> tuple[remote_
             x3.field = buf[s6:s6 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s6:s6 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         (x3.value,) = _unpack_Q(buf, pos)
         pos += 8
     v.params = a1
@@ -10371,6 +10349,8 @@ def _dec_remote_connect_baseline_cpu_args(buf: bytes, pos: int) -> tuple[remote_
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x3:
+            x3 = x3.partition("\0")[0]
         append4(x3)
     v.xmlCPUs = a1
     (v.flags,) = _unpack_I(buf, pos)
@@ -10445,6 +10425,8 @@ def _dec_remote_node_set_memory_parameters_args(buf: bytes, pos: int) -> tuple[r
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -10483,6 +10465,8 @@ def _dec_remote_node_set_memory_parameters_args(buf: bytes, pos: int) -> tuple[r
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -10626,6 +10610,8 @@ def _dec_remote_node_get_memory_parameters_ret(buf: bytes, pos: int) -> tuple[re
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -10664,6 +10650,8 @@ def _dec_remote_node_get_memory_parameters_ret(buf: bytes, pos: int) -> tuple[re
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -10840,6 +10828,8 @@ def _dec_remote_connect_get_cpu_model_names_ret(buf: bytes, pos: int) -> tuple[r
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x3:
+            x3 = x3.partition("\0")[0]
         append4(x3)
     v.models = a1
     (v.ret,) = _unpack_i(buf, pos)
@@ -10976,38 +10966,30 @@ def _dec_remote_connect_compare_hypervisor_cpu_args(buf: bytes, pos: int) -> tup
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.emulator = o3
     o6: remote_nonnull_string | None = None
     (w4,) = _unpack_u32(buf, pos)
     pos += 4
-    if w4 == 1:
+    if w4:  # xdr_pointer: non-zero is present
         p5, pos = _read_str(buf, pos, 4194304)
         o6 = p5
-    elif w4:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.arch = o6
     o9: remote_nonnull_string | None = None
     (w7,) = _unpack_u32(buf, pos)
     pos += 4
-    if w7 == 1:
+    if w7:  # xdr_pointer: non-zero is present
         p8, pos = _read_str(buf, pos, 4194304)
         o9 = p8
-    elif w7:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.machine = o9
     o12: remote_nonnull_string | None = None
     (w10,) = _unpack_u32(buf, pos)
     pos += 4
-    if w10 == 1:
+    if w10:  # xdr_pointer: non-zero is present
         p11, pos = _read_str(buf, pos, 4194304)
         o12 = p11
-    elif w10:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.virttype = o12
     v.xmlCPU, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
@@ -11080,38 +11062,30 @@ def _dec_remote_connect_baseline_hypervisor_cpu_args(buf: bytes, pos: int) -> tu
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.emulator = o3
     o6: remote_nonnull_string | None = None
     (w4,) = _unpack_u32(buf, pos)
     pos += 4
-    if w4 == 1:
+    if w4:  # xdr_pointer: non-zero is present
         p5, pos = _read_str(buf, pos, 4194304)
         o6 = p5
-    elif w4:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.arch = o6
     o9: remote_nonnull_string | None = None
     (w7,) = _unpack_u32(buf, pos)
     pos += 4
-    if w7 == 1:
+    if w7:  # xdr_pointer: non-zero is present
         p8, pos = _read_str(buf, pos, 4194304)
         o9 = p8
-    elif w7:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.machine = o9
     o12: remote_nonnull_string | None = None
     (w10,) = _unpack_u32(buf, pos)
     pos += 4
-    if w10 == 1:
+    if w10:  # xdr_pointer: non-zero is present
         p11, pos = _read_str(buf, pos, 4194304)
         o12 = p11
-    elif w10:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.virttype = o12
     (n14,) = _unpack_u32(buf, pos)
     pos += 4
@@ -11131,6 +11105,8 @@ def _dec_remote_connect_baseline_hypervisor_cpu_args(buf: bytes, pos: int) -> tu
             x15 = buf[s18:s18 + n17].decode()
         except UnicodeDecodeError:
             x15 = buf[s18:s18 + n17].decode("utf-8", "surrogateescape")
+        if "\0" in x15:
+            x15 = x15.partition("\0")[0]
         append16(x15)
     v.xmlCPUs = a13
     (v.flags,) = _unpack_I(buf, pos)
@@ -11259,6 +11235,8 @@ def _dec_remote_connect_set_identity_args(buf: bytes, pos: int) -> tuple[remote_
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -11297,6 +11275,8 @@ def _dec_remote_connect_set_identity_args(buf: bytes, pos: int) -> tuple[remote_
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -11416,7 +11396,7 @@ def _dec_remote_auth_list_ret(buf: bytes, pos: int) -> tuple[remote_auth_list_re
         raise XdrError("array length exceeds its bound")
     if n2 * 4 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1 = [_M_remote_auth_type[x] for x in struct.unpack_from(f">{n2}i", buf, pos)]
+    a1 = [_D_remote_auth_type[x] for x in struct.unpack_from(f">{n2}i", buf, pos)]
     pos += n2 * 4
     v.types = a1
     return v, pos
@@ -11715,6 +11695,8 @@ def _dec_remote_connect_list_defined_domains_ret(buf: bytes, pos: int) -> tuple[
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x3:
+            x3 = x3.partition("\0")[0]
         append4(x3)
     v.names = a1
     return v, pos
@@ -11783,6 +11765,8 @@ def _dec_remote_connect_list_all_domains_ret(buf: bytes, pos: int) -> tuple[remo
                 x3.name = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.name = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.name:
+                x3.name = x3.name.partition("\0")[0]
             x3.uuid, x3.id, n4 = _unpack_16siI(buf, pos)
             pos += 24
         x3 = a1[-1]
@@ -11794,6 +11778,8 @@ def _dec_remote_connect_list_all_domains_ret(buf: bytes, pos: int) -> tuple[remo
             x3.name = buf[s6:s6 + n4].decode()
         except UnicodeDecodeError:
             x3.name = buf[s6:s6 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.name:
+            x3.name = x3.name.partition("\0")[0]
         x3.uuid, x3.id = _unpack_16si(buf, pos)
         pos += 20
     v.domains = a1
@@ -12019,11 +12005,9 @@ def _dec_remote_domain_save_flags_args(buf: bytes, pos: int) -> tuple[remote_dom
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.dxml = o3
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -12073,6 +12057,8 @@ def _dec_remote_domain_save_params_args(buf: bytes, pos: int) -> tuple[remote_do
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -12111,6 +12097,8 @@ def _dec_remote_domain_save_params_args(buf: bytes, pos: int) -> tuple[remote_do
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -12242,11 +12230,9 @@ def _dec_remote_domain_restore_flags_args(buf: bytes, pos: int) -> tuple[remote_
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.dxml = o3
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -12294,6 +12280,8 @@ def _dec_remote_domain_restore_params_args(buf: bytes, pos: int) -> tuple[remote
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -12332,6 +12320,8 @@ def _dec_remote_domain_restore_params_args(buf: bytes, pos: int) -> tuple[remote
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -12799,11 +12789,9 @@ def _dec_remote_domain_managed_save_define_xml_args(buf: bytes, pos: int) -> tup
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.dxml = o3
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -12844,11 +12832,9 @@ def _dec_remote_domain_rename_args(buf: bytes, pos: int) -> tuple[remote_domain_
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.new_name = o3
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -13035,11 +13021,9 @@ def _dec_remote_domain_screenshot_ret(buf: bytes, pos: int) -> tuple[remote_doma
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.mime = o3
     return v, pos
 
@@ -13257,29 +13241,23 @@ def _dec_remote_domain_set_metadata_args(buf: bytes, pos: int) -> tuple[remote_d
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.metadata = o3
     o6: remote_nonnull_string | None = None
     (w4,) = _unpack_u32(buf, pos)
     pos += 4
-    if w4 == 1:
+    if w4:  # xdr_pointer: non-zero is present
         p5, pos = _read_str(buf, pos, 4194304)
         o6 = p5
-    elif w4:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.key = o6
     o9: remote_nonnull_string | None = None
     (w7,) = _unpack_u32(buf, pos)
     pos += 4
-    if w7 == 1:
+    if w7:  # xdr_pointer: non-zero is present
         p8, pos = _read_str(buf, pos, 4194304)
         o9 = p8
-    elif w7:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.uri = o9
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -13330,11 +13308,9 @@ def _dec_remote_domain_get_metadata_args(buf: bytes, pos: int) -> tuple[remote_d
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.uri = o3
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -13544,6 +13520,8 @@ def _dec_remote_domain_get_disk_errors_ret(buf: bytes, pos: int) -> tuple[remote
                 x3.disk = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.disk = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.disk:
+                x3.disk = x3.disk.partition("\0")[0]
             x3.error, n4 = _unpack_iI(buf, pos)
             pos += 8
         x3 = a1[-1]
@@ -13555,6 +13533,8 @@ def _dec_remote_domain_get_disk_errors_ret(buf: bytes, pos: int) -> tuple[remote
             x3.disk = buf[s6:s6 + n4].decode()
         except UnicodeDecodeError:
             x3.disk = buf[s6:s6 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.disk:
+            x3.disk = x3.disk.partition("\0")[0]
         (x3.error,) = _unpack_i(buf, pos)
         pos += 4
     v.errors = a1
@@ -13667,6 +13647,8 @@ def _dec_remote_domain_get_messages_ret(buf: bytes, pos: int) -> tuple[remote_do
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x3:
+            x3 = x3.partition("\0")[0]
         append4(x3)
     v.msgs = a1
     return v, pos
@@ -13724,6 +13706,8 @@ def _dec_remote_node_get_sev_info_ret(buf: bytes, pos: int) -> tuple[remote_node
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -13762,6 +13746,8 @@ def _dec_remote_node_get_sev_info_ret(buf: bytes, pos: int) -> tuple[remote_node
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -13907,6 +13893,8 @@ def _dec_remote_domain_get_launch_security_info_ret(buf: bytes, pos: int) -> tup
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -13945,6 +13933,8 @@ def _dec_remote_domain_get_launch_security_info_ret(buf: bytes, pos: int) -> tup
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -14075,6 +14065,8 @@ def _dec_remote_domain_set_launch_security_state_args(buf: bytes, pos: int) -> t
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -14113,6 +14105,8 @@ def _dec_remote_domain_set_launch_security_state_args(buf: bytes, pos: int) -> t
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -14612,6 +14606,8 @@ def _dec_remote_domain_set_iothread_params_args(buf: bytes, pos: int) -> tuple[r
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -14650,6 +14646,8 @@ def _dec_remote_domain_set_iothread_params_args(buf: bytes, pos: int) -> tuple[r
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -14841,6 +14839,8 @@ def _dec_remote_domain_get_scheduler_parameters_ret(buf: bytes, pos: int) -> tup
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -14879,6 +14879,8 @@ def _dec_remote_domain_get_scheduler_parameters_ret(buf: bytes, pos: int) -> tup
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -15021,6 +15023,8 @@ def _dec_remote_domain_get_scheduler_parameters_flags_ret(buf: bytes, pos: int) 
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -15059,6 +15063,8 @@ def _dec_remote_domain_get_scheduler_parameters_flags_ret(buf: bytes, pos: int) 
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -15189,6 +15195,8 @@ def _dec_remote_domain_set_scheduler_parameters_args(buf: bytes, pos: int) -> tu
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -15227,6 +15235,8 @@ def _dec_remote_domain_set_scheduler_parameters_args(buf: bytes, pos: int) -> tu
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -15358,6 +15368,8 @@ def _dec_remote_domain_set_scheduler_parameters_flags_args(buf: bytes, pos: int)
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -15396,6 +15408,8 @@ def _dec_remote_domain_set_scheduler_parameters_flags_args(buf: bytes, pos: int)
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -15530,6 +15544,8 @@ def _dec_remote_domain_set_blkio_parameters_args(buf: bytes, pos: int) -> tuple[
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -15568,6 +15584,8 @@ def _dec_remote_domain_set_blkio_parameters_args(buf: bytes, pos: int) -> tuple[
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -15714,6 +15732,8 @@ def _dec_remote_domain_get_blkio_parameters_ret(buf: bytes, pos: int) -> tuple[r
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -15752,6 +15772,8 @@ def _dec_remote_domain_get_blkio_parameters_ret(buf: bytes, pos: int) -> tuple[r
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -15885,6 +15907,8 @@ def _dec_remote_domain_set_memory_parameters_args(buf: bytes, pos: int) -> tuple
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -15923,6 +15947,8 @@ def _dec_remote_domain_set_memory_parameters_args(buf: bytes, pos: int) -> tuple
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -16069,6 +16095,8 @@ def _dec_remote_domain_get_memory_parameters_ret(buf: bytes, pos: int) -> tuple[
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -16107,6 +16135,8 @@ def _dec_remote_domain_get_memory_parameters_ret(buf: bytes, pos: int) -> tuple[
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -16240,6 +16270,8 @@ def _dec_remote_domain_set_numa_parameters_args(buf: bytes, pos: int) -> tuple[r
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -16278,6 +16310,8 @@ def _dec_remote_domain_set_numa_parameters_args(buf: bytes, pos: int) -> tuple[r
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -16424,6 +16458,8 @@ def _dec_remote_domain_get_numa_parameters_ret(buf: bytes, pos: int) -> tuple[re
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -16462,6 +16498,8 @@ def _dec_remote_domain_get_numa_parameters_ret(buf: bytes, pos: int) -> tuple[re
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -16595,6 +16633,8 @@ def _dec_remote_domain_set_perf_events_args(buf: bytes, pos: int) -> tuple[remot
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -16633,6 +16673,8 @@ def _dec_remote_domain_set_perf_events_args(buf: bytes, pos: int) -> tuple[remot
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -16779,6 +16821,8 @@ def _dec_remote_domain_get_perf_events_ret(buf: bytes, pos: int) -> tuple[remote
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -16817,6 +16861,8 @@ def _dec_remote_domain_get_perf_events_ret(buf: bytes, pos: int) -> tuple[remote
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -16948,6 +16994,8 @@ def _dec_remote_domain_set_interface_parameters_args(buf: bytes, pos: int) -> tu
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -16986,6 +17034,8 @@ def _dec_remote_domain_set_interface_parameters_args(buf: bytes, pos: int) -> tu
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -17142,6 +17192,8 @@ def _dec_remote_domain_get_interface_parameters_ret(buf: bytes, pos: int) -> tup
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -17180,6 +17232,8 @@ def _dec_remote_domain_get_interface_parameters_ret(buf: bytes, pos: int) -> tup
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -17497,11 +17551,9 @@ def _dec_remote_domain_block_rebase_args(buf: bytes, pos: int) -> tuple[remote_d
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.base = o3
     v.bandwidth, v.flags = _unpack_QI(buf, pos)
     pos += 12
@@ -17553,6 +17605,8 @@ def _dec_remote_domain_block_copy_args(buf: bytes, pos: int) -> tuple[remote_dom
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -17591,6 +17645,8 @@ def _dec_remote_domain_block_copy_args(buf: bytes, pos: int) -> tuple[remote_dom
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -17718,20 +17774,16 @@ def _dec_remote_domain_block_commit_args(buf: bytes, pos: int) -> tuple[remote_d
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.base = o3
     o6: remote_nonnull_string | None = None
     (w4,) = _unpack_u32(buf, pos)
     pos += 4
-    if w4 == 1:
+    if w4:  # xdr_pointer: non-zero is present
         p5, pos = _read_str(buf, pos, 4194304)
         o6 = p5
-    elif w4:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.top = o6
     v.bandwidth, v.flags = _unpack_QI(buf, pos)
     pos += 12
@@ -17792,6 +17844,8 @@ def _dec_remote_domain_set_block_io_tune_args(buf: bytes, pos: int) -> tuple[rem
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -17830,6 +17884,8 @@ def _dec_remote_domain_set_block_io_tune_args(buf: bytes, pos: int) -> tuple[rem
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -17952,11 +18008,9 @@ def _dec_remote_domain_get_block_io_tune_args(buf: bytes, pos: int) -> tuple[rem
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.disk = o3
     v.nparams, v.flags = _unpack_iI(buf, pos)
     pos += 8
@@ -18000,6 +18054,8 @@ def _dec_remote_domain_get_block_io_tune_ret(buf: bytes, pos: int) -> tuple[remo
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -18038,6 +18094,8 @@ def _dec_remote_domain_get_block_io_tune_ret(buf: bytes, pos: int) -> tuple[remo
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -18173,11 +18231,9 @@ def _dec_remote_domain_backup_begin_args(buf: bytes, pos: int) -> tuple[remote_d
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.checkpoint_xml = o3
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -18316,6 +18372,8 @@ def _dec_remote_domain_block_stats_flags_ret(buf: bytes, pos: int) -> tuple[remo
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -18354,6 +18412,8 @@ def _dec_remote_domain_block_stats_flags_ret(buf: bytes, pos: int) -> tuple[remo
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -18669,6 +18729,8 @@ def _dec_remote_domain_get_cpu_stats_ret(buf: bytes, pos: int) -> tuple[remote_d
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -18707,6 +18769,8 @@ def _dec_remote_domain_get_cpu_stats_ret(buf: bytes, pos: int) -> tuple[remote_d
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -18840,6 +18904,8 @@ def _dec_remote_domain_stats_record(buf: bytes, pos: int) -> tuple[remote_domain
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -18878,6 +18944,8 @@ def _dec_remote_domain_stats_record(buf: bytes, pos: int) -> tuple[remote_domain
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -19008,6 +19076,8 @@ def _dec_remote_connect_get_all_domain_stats_args(buf: bytes, pos: int) -> tuple
                 x3.name = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.name = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.name:
+                x3.name = x3.name.partition("\0")[0]
             x3.uuid, x3.id, n4 = _unpack_16siI(buf, pos)
             pos += 24
         x3 = a1[-1]
@@ -19019,6 +19089,8 @@ def _dec_remote_connect_get_all_domain_stats_args(buf: bytes, pos: int) -> tuple
             x3.name = buf[s6:s6 + n4].decode()
         except UnicodeDecodeError:
             x3.name = buf[s6:s6 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.name:
+            x3.name = x3.name.partition("\0")[0]
         x3.uuid, x3.id = _unpack_16si(buf, pos)
         pos += 20
     v.doms = a1
@@ -19099,6 +19171,8 @@ def _dec_remote_connect_get_all_domain_stats_ret(buf: bytes, pos: int) -> tuple[
                     x7.field = buf[s9:s9 + n8].decode()
                 except UnicodeDecodeError:
                     x7.field = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+                if "\0" in x7.field:
+                    x7.field = x7.field.partition("\0")[0]
                 v10 = _new(remote_typed_param_value)
                 (d11,) = _unpack_i(buf, pos)
                 pos += 4
@@ -19137,6 +19211,8 @@ def _dec_remote_connect_get_all_domain_stats_ret(buf: bytes, pos: int) -> tuple[
                 x7.field = buf[s12:s12 + n8].decode()
             except UnicodeDecodeError:
                 x7.field = buf[s12:s12 + n8].decode("utf-8", "surrogateescape")
+            if "\0" in x7.field:
+                x7.field = x7.field.partition("\0")[0]
             v13 = _new(remote_typed_param_value)
             (d14,) = _unpack_i(buf, pos)
             pos += 4
@@ -19278,11 +19354,9 @@ def _dec_remote_domain_fstrim_args(buf: bytes, pos: int) -> tuple[remote_domain_
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.mountPoint = o3
     v.minimum, v.flags = _unpack_QI(buf, pos)
     pos += 12
@@ -19326,6 +19400,8 @@ def _dec_remote_domain_fsfreeze_args(buf: bytes, pos: int) -> tuple[remote_domai
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x3:
+            x3 = x3.partition("\0")[0]
         append4(x3)
     v.mountpoints = a1
     (v.flags,) = _unpack_I(buf, pos)
@@ -19387,6 +19463,8 @@ def _dec_remote_domain_fsthaw_args(buf: bytes, pos: int) -> tuple[remote_domain_
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x3:
+            x3 = x3.partition("\0")[0]
         append4(x3)
     v.mountpoints = a1
     (v.flags,) = _unpack_I(buf, pos)
@@ -19450,6 +19528,8 @@ def _dec_remote_domain_fsinfo(buf: bytes, pos: int) -> tuple[remote_domain_fsinf
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x3:
+            x3 = x3.partition("\0")[0]
         append4(x3)
     v.dev_aliases = a1
     return v, pos
@@ -19520,6 +19600,8 @@ def _dec_remote_domain_get_fsinfo_ret(buf: bytes, pos: int) -> tuple[remote_doma
             x3.mountpoint = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
             x3.mountpoint = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.mountpoint:
+            x3.mountpoint = x3.mountpoint.partition("\0")[0]
         (n6,) = _unpack_u32(buf, pos)
         s7 = pos + 4
         pos = s7 + ((n6 + 3) & -4)
@@ -19529,6 +19611,8 @@ def _dec_remote_domain_get_fsinfo_ret(buf: bytes, pos: int) -> tuple[remote_doma
             x3.name = buf[s7:s7 + n6].decode()
         except UnicodeDecodeError:
             x3.name = buf[s7:s7 + n6].decode("utf-8", "surrogateescape")
+        if "\0" in x3.name:
+            x3.name = x3.name.partition("\0")[0]
         (n8,) = _unpack_u32(buf, pos)
         s9 = pos + 4
         pos = s9 + ((n8 + 3) & -4)
@@ -19538,6 +19622,8 @@ def _dec_remote_domain_get_fsinfo_ret(buf: bytes, pos: int) -> tuple[remote_doma
             x3.fstype = buf[s9:s9 + n8].decode()
         except UnicodeDecodeError:
             x3.fstype = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+        if "\0" in x3.fstype:
+            x3.fstype = x3.fstype.partition("\0")[0]
         (n11,) = _unpack_u32(buf, pos)
         pos += 4
         if n11 > 256:
@@ -19556,6 +19642,8 @@ def _dec_remote_domain_get_fsinfo_ret(buf: bytes, pos: int) -> tuple[remote_doma
                 x12 = buf[s15:s15 + n14].decode()
             except UnicodeDecodeError:
                 x12 = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+            if "\0" in x12:
+                x12 = x12.partition("\0")[0]
             append13(x12)
         x3.dev_aliases = a10
     v.info = a1
@@ -19643,11 +19731,9 @@ def _dec_remote_domain_interface(buf: bytes, pos: int) -> tuple[remote_domain_in
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.hwaddr = o3
     (n5,) = _unpack_u32(buf, pos)
     pos += 4
@@ -19667,6 +19753,8 @@ def _dec_remote_domain_interface(buf: bytes, pos: int) -> tuple[remote_domain_in
             x6.addr = buf[s8:s8 + n7].decode()
         except UnicodeDecodeError:
             x6.addr = buf[s8:s8 + n7].decode("utf-8", "surrogateescape")
+        if "\0" in x6.addr:
+            x6.addr = x6.addr.partition("\0")[0]
         (x6.prefix,) = _unpack_I(buf, pos)
         pos += 4
     v.addrs = a4
@@ -19740,10 +19828,12 @@ def _dec_remote_domain_interface_addresses_ret(buf: bytes, pos: int) -> tuple[re
             x3.name = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
             x3.name = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.name:
+            x3.name = x3.name.partition("\0")[0]
         o8: remote_nonnull_string | None = None
         (w6,) = _unpack_u32(buf, pos)
         pos += 4
-        if w6 == 1:
+        if w6:  # xdr_pointer: non-zero is present
             (n9,) = _unpack_u32(buf, pos)
             s10 = pos + 4
             pos = s10 + ((n9 + 3) & -4)
@@ -19753,9 +19843,9 @@ def _dec_remote_domain_interface_addresses_ret(buf: bytes, pos: int) -> tuple[re
                 p7 = buf[s10:s10 + n9].decode()
             except UnicodeDecodeError:
                 p7 = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
+            if "\0" in p7:
+                p7 = p7.partition("\0")[0]
             o8 = p7
-        elif w6:
-            raise XdrError("optional-data flag is not 0 or 1")
         x3.hwaddr = o8
         (n12,) = _unpack_u32(buf, pos)
         pos += 4
@@ -19775,6 +19865,8 @@ def _dec_remote_domain_interface_addresses_ret(buf: bytes, pos: int) -> tuple[re
                 x13.addr = buf[s15:s15 + n14].decode()
             except UnicodeDecodeError:
                 x13.addr = buf[s15:s15 + n14].decode("utf-8", "surrogateescape")
+            if "\0" in x13.addr:
+                x13.addr = x13.addr.partition("\0")[0]
             (x13.prefix,) = _unpack_I(buf, pos)
             pos += 4
         x3.addrs = a11
@@ -19838,20 +19930,16 @@ def _dec_remote_domain_set_user_password_args(buf: bytes, pos: int) -> tuple[rem
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.user = o3
     o6: remote_nonnull_string | None = None
     (w4,) = _unpack_u32(buf, pos)
     pos += 4
-    if w4 == 1:
+    if w4:  # xdr_pointer: non-zero is present
         p5, pos = _read_str(buf, pos, 4194304)
         o6 = p5
-    elif w4:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.password = o6
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -19918,6 +20006,8 @@ def _dec_remote_domain_get_guest_vcpus_ret(buf: bytes, pos: int) -> tuple[remote
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -19956,6 +20046,8 @@ def _dec_remote_domain_get_guest_vcpus_ret(buf: bytes, pos: int) -> tuple[remote
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -20116,6 +20208,8 @@ def _dec_remote_domain_get_guest_info_ret(buf: bytes, pos: int) -> tuple[remote_
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -20154,6 +20248,8 @@ def _dec_remote_domain_get_guest_info_ret(buf: bytes, pos: int) -> tuple[remote_
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -20324,6 +20420,8 @@ def _dec_remote_domain_authorized_ssh_keys_get_ret(buf: bytes, pos: int) -> tupl
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x3:
+            x3 = x3.partition("\0")[0]
         append4(x3)
     v.keys = a1
     return v, pos
@@ -20371,6 +20469,8 @@ def _dec_remote_domain_authorized_ssh_keys_set_args(buf: bytes, pos: int) -> tup
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x3:
+            x3 = x3.partition("\0")[0]
         append4(x3)
     v.keys = a1
     (v.flags,) = _unpack_I(buf, pos)
@@ -20410,11 +20510,9 @@ def _dec_remote_domain_open_console_args(buf: bytes, pos: int) -> tuple[remote_d
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.dev_name = o3
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -20442,11 +20540,9 @@ def _dec_remote_domain_open_channel_args(buf: bytes, pos: int) -> tuple[remote_d
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.name = o3
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -20578,6 +20674,8 @@ def _dec_remote_domain_get_job_stats_ret(buf: bytes, pos: int) -> tuple[remote_d
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -20616,6 +20714,8 @@ def _dec_remote_domain_get_job_stats_ret(buf: bytes, pos: int) -> tuple[remote_d
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -20752,22 +20852,18 @@ def _dec_remote_domain_migrate_prepare_args(buf: bytes, pos: int) -> tuple[remot
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.uri_in = o3
     (v.flags,) = _unpack_Q(buf, pos)
     pos += 8
     o6: remote_nonnull_string | None = None
     (w4,) = _unpack_u32(buf, pos)
     pos += 4
-    if w4 == 1:
+    if w4:  # xdr_pointer: non-zero is present
         p5, pos = _read_str(buf, pos, 4194304)
         o6 = p5
-    elif w4:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.dname = o6
     (v.resource,) = _unpack_Q(buf, pos)
     pos += 8
@@ -20805,11 +20901,9 @@ def _dec_remote_domain_migrate_prepare_ret(buf: bytes, pos: int) -> tuple[remote
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.uri_out = o3
     return v, pos
 
@@ -20844,11 +20938,9 @@ def _dec_remote_domain_migrate_perform_args(buf: bytes, pos: int) -> tuple[remot
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.dname = o3
     (v.resource,) = _unpack_Q(buf, pos)
     pos += 8
@@ -20924,22 +21016,18 @@ def _dec_remote_domain_migrate_prepare2_args(buf: bytes, pos: int) -> tuple[remo
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.uri_in = o3
     (v.flags,) = _unpack_Q(buf, pos)
     pos += 8
     o6: remote_nonnull_string | None = None
     (w4,) = _unpack_u32(buf, pos)
     pos += 4
-    if w4 == 1:
+    if w4:  # xdr_pointer: non-zero is present
         p5, pos = _read_str(buf, pos, 4194304)
         o6 = p5
-    elif w4:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.dname = o6
     v.resource, n7 = _unpack_QI(buf, pos)
     pos += 12
@@ -20982,11 +21070,9 @@ def _dec_remote_domain_migrate_prepare2_ret(buf: bytes, pos: int) -> tuple[remot
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.uri_out = o3
     return v, pos
 
@@ -21056,11 +21142,9 @@ def _dec_remote_domain_migrate_prepare_tunnel_args(buf: bytes, pos: int) -> tupl
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.dname = o3
     v.resource, n4 = _unpack_QI(buf, pos)
     pos += 12
@@ -21204,22 +21288,18 @@ def _dec_remote_domain_migrate_begin3_args(buf: bytes, pos: int) -> tuple[remote
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.xmlin = o3
     (v.flags,) = _unpack_Q(buf, pos)
     pos += 8
     o6: remote_nonnull_string | None = None
     (w4,) = _unpack_u32(buf, pos)
     pos += 4
-    if w4 == 1:
+    if w4:  # xdr_pointer: non-zero is present
         p5, pos = _read_str(buf, pos, 4194304)
         o6 = p5
-    elif w4:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.dname = o6
     (v.resource,) = _unpack_Q(buf, pos)
     pos += 8
@@ -21279,22 +21359,18 @@ def _dec_remote_domain_migrate_prepare3_args(buf: bytes, pos: int) -> tuple[remo
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.uri_in = o3
     (v.flags,) = _unpack_Q(buf, pos)
     pos += 8
     o6: remote_nonnull_string | None = None
     (w4,) = _unpack_u32(buf, pos)
     pos += 4
-    if w4 == 1:
+    if w4:  # xdr_pointer: non-zero is present
         p5, pos = _read_str(buf, pos, 4194304)
         o6 = p5
-    elif w4:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.dname = o6
     v.resource, n7 = _unpack_QI(buf, pos)
     pos += 12
@@ -21344,11 +21420,9 @@ def _dec_remote_domain_migrate_prepare3_ret(buf: bytes, pos: int) -> tuple[remot
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.uri_out = o3
     return v, pos
 
@@ -21381,11 +21455,9 @@ def _dec_remote_domain_migrate_prepare_tunnel3_args(buf: bytes, pos: int) -> tup
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.dname = o3
     v.resource, n4 = _unpack_QI(buf, pos)
     pos += 12
@@ -21440,41 +21512,33 @@ def _dec_remote_domain_migrate_perform3_args(buf: bytes, pos: int) -> tuple[remo
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.xmlin = o3
     v.cookie_in, pos = _read_opaque(buf, pos, 4194304)
     o6: remote_nonnull_string | None = None
     (w4,) = _unpack_u32(buf, pos)
     pos += 4
-    if w4 == 1:
+    if w4:  # xdr_pointer: non-zero is present
         p5, pos = _read_str(buf, pos, 4194304)
         o6 = p5
-    elif w4:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.dconnuri = o6
     o9: remote_nonnull_string | None = None
     (w7,) = _unpack_u32(buf, pos)
     pos += 4
-    if w7 == 1:
+    if w7:  # xdr_pointer: non-zero is present
         p8, pos = _read_str(buf, pos, 4194304)
         o9 = p8
-    elif w7:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.uri = o9
     (v.flags,) = _unpack_Q(buf, pos)
     pos += 8
     o12: remote_nonnull_string | None = None
     (w10,) = _unpack_u32(buf, pos)
     pos += 4
-    if w10 == 1:
+    if w10:  # xdr_pointer: non-zero is present
         p11, pos = _read_str(buf, pos, 4194304)
         o12 = p11
-    elif w10:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.dname = o12
     (v.resource,) = _unpack_Q(buf, pos)
     pos += 8
@@ -21557,20 +21621,16 @@ def _dec_remote_domain_migrate_finish3_args(buf: bytes, pos: int) -> tuple[remot
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.dconnuri = o3
     o6: remote_nonnull_string | None = None
     (w4,) = _unpack_u32(buf, pos)
     pos += 4
-    if w4 == 1:
+    if w4:  # xdr_pointer: non-zero is present
         p5, pos = _read_str(buf, pos, 4194304)
         o6 = p5
-    elif w4:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.uri = o6
     v.flags, v.cancelled = _unpack_Qi(buf, pos)
     pos += 12
@@ -21673,6 +21733,8 @@ def _dec_remote_domain_migrate_begin3_params_args(buf: bytes, pos: int) -> tuple
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -21711,6 +21773,8 @@ def _dec_remote_domain_migrate_begin3_params_args(buf: bytes, pos: int) -> tuple
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -21865,6 +21929,8 @@ def _dec_remote_domain_migrate_prepare3_params_args(buf: bytes, pos: int) -> tup
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -21903,6 +21969,8 @@ def _dec_remote_domain_migrate_prepare3_params_args(buf: bytes, pos: int) -> tup
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -22026,11 +22094,9 @@ def _dec_remote_domain_migrate_prepare3_params_ret(buf: bytes, pos: int) -> tupl
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.uri_out = o3
     return v, pos
 
@@ -22077,6 +22143,8 @@ def _dec_remote_domain_migrate_prepare_tunnel3_params_args(buf: bytes, pos: int)
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -22115,6 +22183,8 @@ def _dec_remote_domain_migrate_prepare_tunnel3_params_args(buf: bytes, pos: int)
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -22255,11 +22325,9 @@ def _dec_remote_domain_migrate_perform3_params_args(buf: bytes, pos: int) -> tup
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.dconnuri = o3
     (n5,) = _unpack_u32(buf, pos)
     pos += 4
@@ -22280,6 +22348,8 @@ def _dec_remote_domain_migrate_perform3_params_args(buf: bytes, pos: int) -> tup
                 x6.field = buf[s8:s8 + n7].decode()
             except UnicodeDecodeError:
                 x6.field = buf[s8:s8 + n7].decode("utf-8", "surrogateescape")
+            if "\0" in x6.field:
+                x6.field = x6.field.partition("\0")[0]
             v9 = _new(remote_typed_param_value)
             (d10,) = _unpack_i(buf, pos)
             pos += 4
@@ -22318,6 +22388,8 @@ def _dec_remote_domain_migrate_perform3_params_args(buf: bytes, pos: int) -> tup
             x6.field = buf[s11:s11 + n7].decode()
         except UnicodeDecodeError:
             x6.field = buf[s11:s11 + n7].decode("utf-8", "surrogateescape")
+        if "\0" in x6.field:
+            x6.field = x6.field.partition("\0")[0]
         v12 = _new(remote_typed_param_value)
         (d13,) = _unpack_i(buf, pos)
         pos += 4
@@ -22484,6 +22556,8 @@ def _dec_remote_domain_migrate_finish3_params_args(buf: bytes, pos: int) -> tupl
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -22522,6 +22596,8 @@ def _dec_remote_domain_migrate_finish3_params_args(buf: bytes, pos: int) -> tupl
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -22680,6 +22756,8 @@ def _dec_remote_domain_migrate_confirm3_params_args(buf: bytes, pos: int) -> tup
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -22718,6 +22796,8 @@ def _dec_remote_domain_migrate_confirm3_params_args(buf: bytes, pos: int) -> tup
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -22900,11 +22980,9 @@ def _dec_remote_connect_domain_event_callback_register_any_args(buf: bytes, pos:
     o3: remote_nonnull_domain | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _dec_remote_nonnull_domain(buf, pos)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.dom = o3
     return v, pos
 
@@ -22959,11 +23037,9 @@ def _dec_remote_connect_network_event_register_any_args(buf: bytes, pos: int) ->
     o3: remote_nonnull_network | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _dec_remote_nonnull_network(buf, pos)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.net = o3
     return v, pos
 
@@ -23007,11 +23083,9 @@ def _dec_remote_connect_storage_pool_event_register_any_args(buf: bytes, pos: in
     o3: remote_nonnull_storage_pool | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _dec_remote_nonnull_storage_pool(buf, pos)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.pool = o3
     return v, pos
 
@@ -23055,11 +23129,9 @@ def _dec_remote_connect_node_device_event_register_any_args(buf: bytes, pos: int
     o3: remote_nonnull_node_device | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _dec_remote_nonnull_node_device(buf, pos)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.dev = o3
     return v, pos
 
@@ -23103,11 +23175,9 @@ def _dec_remote_connect_secret_event_register_any_args(buf: bytes, pos: int) -> 
     o3: remote_nonnull_secret | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _dec_remote_nonnull_secret(buf, pos)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.secret = o3
     return v, pos
 
@@ -23388,6 +23458,8 @@ def _dec_remote_domain_event_graphics_msg(buf: bytes, pos: int) -> tuple[remote_
             x3.type = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
             x3.type = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.type:
+            x3.type = x3.type.partition("\0")[0]
         (n6,) = _unpack_u32(buf, pos)
         s7 = pos + 4
         pos = s7 + ((n6 + 3) & -4)
@@ -23397,6 +23469,8 @@ def _dec_remote_domain_event_graphics_msg(buf: bytes, pos: int) -> tuple[remote_
             x3.name = buf[s7:s7 + n6].decode()
         except UnicodeDecodeError:
             x3.name = buf[s7:s7 + n6].decode("utf-8", "surrogateescape")
+        if "\0" in x3.name:
+            x3.name = x3.name.partition("\0")[0]
     v.subject = a1
     return v, pos
 
@@ -23488,20 +23562,16 @@ def _dec_remote_domain_event_disk_change_msg(buf: bytes, pos: int) -> tuple[remo
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.oldSrcPath = o3
     o6: remote_nonnull_string | None = None
     (w4,) = _unpack_u32(buf, pos)
     pos += 4
-    if w4 == 1:
+    if w4:  # xdr_pointer: non-zero is present
         p5, pos = _read_str(buf, pos, 4194304)
         o6 = p5
-    elif w4:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.newSrcPath = o6
     v.devAlias, pos = _read_str(buf, pos, 4194304)
     (v.reason,) = _unpack_i(buf, pos)
@@ -23759,11 +23829,9 @@ def _dec_remote_domain_event_block_threshold_msg(buf: bytes, pos: int) -> tuple[
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.path = o3
     v.threshold, v.excess = _unpack_QQ(buf, pos)
     pos += 16
@@ -23816,6 +23884,8 @@ def _dec_remote_domain_event_callback_tunable_msg(buf: bytes, pos: int) -> tuple
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -23854,6 +23924,8 @@ def _dec_remote_domain_event_callback_tunable_msg(buf: bytes, pos: int) -> tuple
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -24039,6 +24111,8 @@ def _dec_remote_domain_event_callback_job_completed_msg(buf: bytes, pos: int) ->
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -24077,6 +24151,8 @@ def _dec_remote_domain_event_callback_job_completed_msg(buf: bytes, pos: int) ->
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -24215,11 +24291,9 @@ def _dec_remote_domain_event_callback_metadata_change_msg(buf: bytes, pos: int) 
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.nsuri = o3
     return v, pos
 
@@ -24423,6 +24497,8 @@ def _dec_remote_connect_list_networks_ret(buf: bytes, pos: int) -> tuple[remote_
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x3:
+            x3 = x3.partition("\0")[0]
         append4(x3)
     v.names = a1
     return v, pos
@@ -24490,6 +24566,8 @@ def _dec_remote_connect_list_defined_networks_ret(buf: bytes, pos: int) -> tuple
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x3:
+            x3 = x3.partition("\0")[0]
         append4(x3)
     v.names = a1
     return v, pos
@@ -24871,6 +24949,8 @@ def _dec_remote_connect_list_all_networks_ret(buf: bytes, pos: int) -> tuple[rem
                 x3.name = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.name = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.name:
+                x3.name = x3.name.partition("\0")[0]
             x3.uuid, n4 = _unpack_16sI(buf, pos)
             pos += 20
         x3 = a1[-1]
@@ -24882,6 +24962,8 @@ def _dec_remote_connect_list_all_networks_ret(buf: bytes, pos: int) -> tuple[rem
             x3.name = buf[s6:s6 + n4].decode()
         except UnicodeDecodeError:
             x3.name = buf[s6:s6 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.name:
+            x3.name = x3.name.partition("\0")[0]
         (x3.uuid,) = _unpack_16s(buf, pos)
         pos += 16
     v.nets = a1
@@ -24935,20 +25017,16 @@ def _dec_remote_network_dhcp_lease(buf: bytes, pos: int) -> tuple[remote_network
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.mac = o3
     o6: remote_nonnull_string | None = None
     (w4,) = _unpack_u32(buf, pos)
     pos += 4
-    if w4 == 1:
+    if w4:  # xdr_pointer: non-zero is present
         p5, pos = _read_str(buf, pos, 4194304)
         o6 = p5
-    elif w4:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.iaid = o6
     v.ipaddr, pos = _read_str(buf, pos, 4194304)
     (v.prefix,) = _unpack_I(buf, pos)
@@ -24956,20 +25034,16 @@ def _dec_remote_network_dhcp_lease(buf: bytes, pos: int) -> tuple[remote_network
     o9: remote_nonnull_string | None = None
     (w7,) = _unpack_u32(buf, pos)
     pos += 4
-    if w7 == 1:
+    if w7:  # xdr_pointer: non-zero is present
         p8, pos = _read_str(buf, pos, 4194304)
         o9 = p8
-    elif w7:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.hostname = o9
     o12: remote_nonnull_string | None = None
     (w10,) = _unpack_u32(buf, pos)
     pos += 4
-    if w10 == 1:
+    if w10:  # xdr_pointer: non-zero is present
         p11, pos = _read_str(buf, pos, 4194304)
         o12 = p11
-    elif w10:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.clientid = o12
     return v, pos
 
@@ -25033,11 +25107,9 @@ def _dec_remote_network_get_dhcp_leases_args(buf: bytes, pos: int) -> tuple[remo
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.mac = o3
     v.need_results, v.flags = _unpack_iI(buf, pos)
     pos += 8
@@ -25224,6 +25296,8 @@ def _dec_remote_network_port_set_parameters_args(buf: bytes, pos: int) -> tuple[
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -25262,6 +25336,8 @@ def _dec_remote_network_port_set_parameters_args(buf: bytes, pos: int) -> tuple[
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -25408,6 +25484,8 @@ def _dec_remote_network_port_get_parameters_ret(buf: bytes, pos: int) -> tuple[r
                 x3.field = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.field:
+                x3.field = x3.field.partition("\0")[0]
             v6 = _new(remote_typed_param_value)
             (d7,) = _unpack_i(buf, pos)
             pos += 4
@@ -25446,6 +25524,8 @@ def _dec_remote_network_port_get_parameters_ret(buf: bytes, pos: int) -> tuple[r
             x3.field = buf[s8:s8 + n4].decode()
         except UnicodeDecodeError:
             x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.field:
+            x3.field = x3.field.partition("\0")[0]
         v9 = _new(remote_typed_param_value)
         (d10,) = _unpack_i(buf, pos)
         pos += 4
@@ -25639,6 +25719,8 @@ def _dec_remote_connect_list_interfaces_ret(buf: bytes, pos: int) -> tuple[remot
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x3:
+            x3 = x3.partition("\0")[0]
         append4(x3)
     v.names = a1
     return v, pos
@@ -25706,6 +25788,8 @@ def _dec_remote_connect_list_defined_interfaces_ret(buf: bytes, pos: int) -> tup
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x3:
+            x3 = x3.partition("\0")[0]
         append4(x3)
     v.names = a1
     return v, pos
@@ -25952,6 +26036,8 @@ def _dec_remote_connect_list_all_interfaces_ret(buf: bytes, pos: int) -> tuple[r
             x3.name = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
             x3.name = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.name:
+            x3.name = x3.name.partition("\0")[0]
         (n6,) = _unpack_u32(buf, pos)
         s7 = pos + 4
         pos = s7 + ((n6 + 3) & -4)
@@ -25961,6 +26047,8 @@ def _dec_remote_connect_list_all_interfaces_ret(buf: bytes, pos: int) -> tuple[r
             x3.mac = buf[s7:s7 + n6].decode()
         except UnicodeDecodeError:
             x3.mac = buf[s7:s7 + n6].decode("utf-8", "surrogateescape")
+        if "\0" in x3.mac:
+            x3.mac = x3.mac.partition("\0")[0]
     v.ifaces = a1
     (v.ret,) = _unpack_I(buf, pos)
     pos += 4
@@ -26039,6 +26127,8 @@ def _dec_remote_connect_list_storage_pools_ret(buf: bytes, pos: int) -> tuple[re
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x3:
+            x3 = x3.partition("\0")[0]
         append4(x3)
     v.names = a1
     return v, pos
@@ -26106,6 +26196,8 @@ def _dec_remote_connect_list_defined_storage_pools_ret(buf: bytes, pos: int) -> 
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x3:
+            x3 = x3.partition("\0")[0]
         append4(x3)
     v.names = a1
     return v, pos
@@ -26136,11 +26228,9 @@ def _dec_remote_connect_find_storage_pool_sources_args(buf: bytes, pos: int) -> 
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.srcSpec = o3
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -26532,6 +26622,8 @@ def _dec_remote_storage_pool_list_volumes_ret(buf: bytes, pos: int) -> tuple[rem
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x3:
+            x3 = x3.partition("\0")[0]
         append4(x3)
     v.names = a1
     return v, pos
@@ -26912,6 +27004,8 @@ def _dec_remote_connect_list_all_storage_pools_ret(buf: bytes, pos: int) -> tupl
                 x3.name = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.name = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.name:
+                x3.name = x3.name.partition("\0")[0]
             x3.uuid, n4 = _unpack_16sI(buf, pos)
             pos += 20
         x3 = a1[-1]
@@ -26923,6 +27017,8 @@ def _dec_remote_connect_list_all_storage_pools_ret(buf: bytes, pos: int) -> tupl
             x3.name = buf[s6:s6 + n4].decode()
         except UnicodeDecodeError:
             x3.name = buf[s6:s6 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.name:
+            x3.name = x3.name.partition("\0")[0]
         (x3.uuid,) = _unpack_16s(buf, pos)
         pos += 16
     v.pools = a1
@@ -27001,6 +27097,8 @@ def _dec_remote_storage_pool_list_all_volumes_ret(buf: bytes, pos: int) -> tuple
             x3.pool = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
             x3.pool = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.pool:
+            x3.pool = x3.pool.partition("\0")[0]
         (n6,) = _unpack_u32(buf, pos)
         s7 = pos + 4
         pos = s7 + ((n6 + 3) & -4)
@@ -27010,6 +27108,8 @@ def _dec_remote_storage_pool_list_all_volumes_ret(buf: bytes, pos: int) -> tuple
             x3.name = buf[s7:s7 + n6].decode()
         except UnicodeDecodeError:
             x3.name = buf[s7:s7 + n6].decode("utf-8", "surrogateescape")
+        if "\0" in x3.name:
+            x3.name = x3.name.partition("\0")[0]
         (n8,) = _unpack_u32(buf, pos)
         s9 = pos + 4
         pos = s9 + ((n8 + 3) & -4)
@@ -27019,6 +27119,8 @@ def _dec_remote_storage_pool_list_all_volumes_ret(buf: bytes, pos: int) -> tuple
             x3.key = buf[s9:s9 + n8].decode()
         except UnicodeDecodeError:
             x3.key = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+        if "\0" in x3.key:
+            x3.key = x3.key.partition("\0")[0]
     v.vols = a1
     (v.ret,) = _unpack_I(buf, pos)
     pos += 4
@@ -27068,11 +27170,9 @@ def _dec_remote_node_num_of_devices_args(buf: bytes, pos: int) -> tuple[remote_n
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.cap = o3
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -27109,11 +27209,9 @@ def _dec_remote_node_list_devices_args(buf: bytes, pos: int) -> tuple[remote_nod
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.cap = o3
     v.maxnames, v.flags = _unpack_iI(buf, pos)
     pos += 8
@@ -27155,6 +27253,8 @@ def _dec_remote_node_list_devices_ret(buf: bytes, pos: int) -> tuple[remote_node
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x3:
+            x3 = x3.partition("\0")[0]
         append4(x3)
     v.names = a1
     return v, pos
@@ -27283,11 +27383,9 @@ def _dec_remote_node_device_get_parent_ret(buf: bytes, pos: int) -> tuple[remote
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.parentName = o3
     return v, pos
 
@@ -27367,6 +27465,8 @@ def _dec_remote_node_device_list_caps_ret(buf: bytes, pos: int) -> tuple[remote_
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x3:
+            x3 = x3.partition("\0")[0]
         append4(x3)
     v.names = a1
     return v, pos
@@ -27411,11 +27511,9 @@ def _dec_remote_node_device_detach_flags_args(buf: bytes, pos: int) -> tuple[rem
     o3: remote_nonnull_string | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.driverName = o3
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -27689,6 +27787,8 @@ def _dec_remote_connect_list_all_node_devices_ret(buf: bytes, pos: int) -> tuple
             x3.name = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
             x3.name = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.name:
+            x3.name = x3.name.partition("\0")[0]
     v.devices = a1
     (v.ret,) = _unpack_I(buf, pos)
     pos += 4
@@ -27758,6 +27858,8 @@ def _dec_remote_connect_list_nwfilters_ret(buf: bytes, pos: int) -> tuple[remote
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x3:
+            x3 = x3.partition("\0")[0]
         append4(x3)
     v.names = a1
     return v, pos
@@ -27949,6 +28051,8 @@ def _dec_remote_connect_list_all_nwfilters_ret(buf: bytes, pos: int) -> tuple[re
                 x3.name = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.name = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.name:
+                x3.name = x3.name.partition("\0")[0]
             x3.uuid, n4 = _unpack_16sI(buf, pos)
             pos += 20
         x3 = a1[-1]
@@ -27960,6 +28064,8 @@ def _dec_remote_connect_list_all_nwfilters_ret(buf: bytes, pos: int) -> tuple[re
             x3.name = buf[s6:s6 + n4].decode()
         except UnicodeDecodeError:
             x3.name = buf[s6:s6 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.name:
+            x3.name = x3.name.partition("\0")[0]
         (x3.uuid,) = _unpack_16s(buf, pos)
         pos += 16
     v.filters = a1
@@ -28123,6 +28229,8 @@ def _dec_remote_connect_list_all_nwfilter_bindings_ret(buf: bytes, pos: int) -> 
             x3.portdev = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
             x3.portdev = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.portdev:
+            x3.portdev = x3.portdev.partition("\0")[0]
         (n6,) = _unpack_u32(buf, pos)
         s7 = pos + 4
         pos = s7 + ((n6 + 3) & -4)
@@ -28132,6 +28240,8 @@ def _dec_remote_connect_list_all_nwfilter_bindings_ret(buf: bytes, pos: int) -> 
             x3.filtername = buf[s7:s7 + n6].decode()
         except UnicodeDecodeError:
             x3.filtername = buf[s7:s7 + n6].decode("utf-8", "surrogateescape")
+        if "\0" in x3.filtername:
+            x3.filtername = x3.filtername.partition("\0")[0]
     v.bindings = a1
     (v.ret,) = _unpack_I(buf, pos)
     pos += 4
@@ -28210,6 +28320,8 @@ def _dec_remote_connect_list_secrets_ret(buf: bytes, pos: int) -> tuple[remote_c
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x3:
+            x3 = x3.partition("\0")[0]
         append4(x3)
     v.uuids = a1
     return v, pos
@@ -28427,6 +28539,8 @@ def _dec_remote_connect_list_all_secrets_ret(buf: bytes, pos: int) -> tuple[remo
             x3.usageID = buf[s5:s5 + n4].decode()
         except UnicodeDecodeError:
             x3.usageID = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.usageID:
+            x3.usageID = x3.usageID.partition("\0")[0]
     v.secrets = a1
     (v.ret,) = _unpack_I(buf, pos)
     pos += 4
@@ -28568,6 +28682,8 @@ def _dec_remote_domain_snapshot_list_names_ret(buf: bytes, pos: int) -> tuple[re
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x3:
+            x3 = x3.partition("\0")[0]
         append4(x3)
     v.names = a1
     return v, pos
@@ -28627,6 +28743,8 @@ def _dec_remote_domain_list_all_snapshots_ret(buf: bytes, pos: int) -> tuple[rem
                 x3.name = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.name = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.name:
+                x3.name = x3.name.partition("\0")[0]
             v6 = _new(remote_nonnull_domain)
             v6.name, pos = _read_str(buf, pos, 4194304)
             v6.uuid, v6.id, n4 = _unpack_16siI(buf, pos)
@@ -28641,6 +28759,8 @@ def _dec_remote_domain_list_all_snapshots_ret(buf: bytes, pos: int) -> tuple[rem
             x3.name = buf[s7:s7 + n4].decode()
         except UnicodeDecodeError:
             x3.name = buf[s7:s7 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.name:
+            x3.name = x3.name.partition("\0")[0]
         v8 = _new(remote_nonnull_domain)
         v8.name, pos = _read_str(buf, pos, 4194304)
         v8.uuid, v8.id = _unpack_16si(buf, pos)
@@ -28757,6 +28877,8 @@ def _dec_remote_domain_snapshot_list_children_names_ret(buf: bytes, pos: int) ->
             x3 = buf[s6:s6 + n5].decode()
         except UnicodeDecodeError:
             x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x3:
+            x3 = x3.partition("\0")[0]
         append4(x3)
     v.names = a1
     return v, pos
@@ -28816,6 +28938,8 @@ def _dec_remote_domain_snapshot_list_all_children_ret(buf: bytes, pos: int) -> t
                 x3.name = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.name = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.name:
+                x3.name = x3.name.partition("\0")[0]
             v6 = _new(remote_nonnull_domain)
             v6.name, pos = _read_str(buf, pos, 4194304)
             v6.uuid, v6.id, n4 = _unpack_16siI(buf, pos)
@@ -28830,6 +28954,8 @@ def _dec_remote_domain_snapshot_list_all_children_ret(buf: bytes, pos: int) -> t
             x3.name = buf[s7:s7 + n4].decode()
         except UnicodeDecodeError:
             x3.name = buf[s7:s7 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.name:
+            x3.name = x3.name.partition("\0")[0]
         v8 = _new(remote_nonnull_domain)
         v8.name, pos = _read_str(buf, pos, 4194304)
         v8.uuid, v8.id = _unpack_16si(buf, pos)
@@ -29150,6 +29276,8 @@ def _dec_remote_domain_list_all_checkpoints_ret(buf: bytes, pos: int) -> tuple[r
                 x3.name = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.name = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.name:
+                x3.name = x3.name.partition("\0")[0]
             v6 = _new(remote_nonnull_domain)
             v6.name, pos = _read_str(buf, pos, 4194304)
             v6.uuid, v6.id, n4 = _unpack_16siI(buf, pos)
@@ -29164,6 +29292,8 @@ def _dec_remote_domain_list_all_checkpoints_ret(buf: bytes, pos: int) -> tuple[r
             x3.name = buf[s7:s7 + n4].decode()
         except UnicodeDecodeError:
             x3.name = buf[s7:s7 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.name:
+            x3.name = x3.name.partition("\0")[0]
         v8 = _new(remote_nonnull_domain)
         v8.name, pos = _read_str(buf, pos, 4194304)
         v8.uuid, v8.id = _unpack_16si(buf, pos)
@@ -29257,6 +29387,8 @@ def _dec_remote_domain_checkpoint_list_all_children_ret(buf: bytes, pos: int) ->
                 x3.name = buf[s5:s5 + n4].decode()
             except UnicodeDecodeError:
                 x3.name = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
+            if "\0" in x3.name:
+                x3.name = x3.name.partition("\0")[0]
             v6 = _new(remote_nonnull_domain)
             v6.name, pos = _read_str(buf, pos, 4194304)
             v6.uuid, v6.id, n4 = _unpack_16siI(buf, pos)
@@ -29271,6 +29403,8 @@ def _dec_remote_domain_checkpoint_list_all_children_ret(buf: bytes, pos: int) ->
             x3.name = buf[s7:s7 + n4].decode()
         except UnicodeDecodeError:
             x3.name = buf[s7:s7 + n4].decode("utf-8", "surrogateescape")
+        if "\0" in x3.name:
+            x3.name = x3.name.partition("\0")[0]
         v8 = _new(remote_nonnull_domain)
         v8.name, pos = _read_str(buf, pos, 4194304)
         v8.uuid, v8.id = _unpack_16si(buf, pos)
@@ -30204,19 +30338,19 @@ remote_connect_get_domain_capabilities_ret.xdr_type = _T_remote_connect_get_doma
 _T_remote_node_get_cpu_stats_args.fields = (("cpuNum", xdr.INT), ("nparams", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_node_get_cpu_stats_args.encode, _T_remote_node_get_cpu_stats_args.decode = _enc_remote_node_get_cpu_stats_args, _dec_remote_node_get_cpu_stats_args
 remote_node_get_cpu_stats_args.xdr_type = _T_remote_node_get_cpu_stats_args
-_T_remote_node_get_cpu_stats_ret.fields = (("params", xdr.ArrayType(_T_remote_node_get_cpu_stats, 16, fixed=False)), ("nparams", xdr.INT),)
+_T_remote_node_get_cpu_stats_ret.fields = (("params", xdr.ArrayType(_T_remote_node_get_cpu_stats, 16, fixed=False, bound_name='REMOTE_NODE_CPU_STATS_MAX')), ("nparams", xdr.INT),)
 _T_remote_node_get_cpu_stats_ret.encode, _T_remote_node_get_cpu_stats_ret.decode = _enc_remote_node_get_cpu_stats_ret, _dec_remote_node_get_cpu_stats_ret
 remote_node_get_cpu_stats_ret.xdr_type = _T_remote_node_get_cpu_stats_ret
 _T_remote_node_get_memory_stats_args.fields = (("nparams", xdr.INT), ("cellNum", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_node_get_memory_stats_args.encode, _T_remote_node_get_memory_stats_args.decode = _enc_remote_node_get_memory_stats_args, _dec_remote_node_get_memory_stats_args
 remote_node_get_memory_stats_args.xdr_type = _T_remote_node_get_memory_stats_args
-_T_remote_node_get_memory_stats_ret.fields = (("params", xdr.ArrayType(_T_remote_node_get_memory_stats, 16, fixed=False)), ("nparams", xdr.INT),)
+_T_remote_node_get_memory_stats_ret.fields = (("params", xdr.ArrayType(_T_remote_node_get_memory_stats, 16, fixed=False, bound_name='REMOTE_NODE_MEMORY_STATS_MAX')), ("nparams", xdr.INT),)
 _T_remote_node_get_memory_stats_ret.encode, _T_remote_node_get_memory_stats_ret.decode = _enc_remote_node_get_memory_stats_ret, _dec_remote_node_get_memory_stats_ret
 remote_node_get_memory_stats_ret.xdr_type = _T_remote_node_get_memory_stats_ret
 _T_remote_node_get_cells_free_memory_args.fields = (("startCell", xdr.INT), ("maxcells", xdr.INT),)
 _T_remote_node_get_cells_free_memory_args.encode, _T_remote_node_get_cells_free_memory_args.decode = _enc_remote_node_get_cells_free_memory_args, _dec_remote_node_get_cells_free_memory_args
 remote_node_get_cells_free_memory_args.xdr_type = _T_remote_node_get_cells_free_memory_args
-_T_remote_node_get_cells_free_memory_ret.fields = (("cells", xdr.ArrayType(xdr.UHYPER, 1024, fixed=False)),)
+_T_remote_node_get_cells_free_memory_ret.fields = (("cells", xdr.ArrayType(xdr.UHYPER, 1024, fixed=False, bound_name='REMOTE_NODE_MAX_CELLS')),)
 _T_remote_node_get_cells_free_memory_ret.encode, _T_remote_node_get_cells_free_memory_ret.decode = _enc_remote_node_get_cells_free_memory_ret, _dec_remote_node_get_cells_free_memory_ret
 remote_node_get_cells_free_memory_ret.xdr_type = _T_remote_node_get_cells_free_memory_ret
 _T_remote_node_get_free_memory_ret.fields = (("freeMem", xdr.UHYPER),)
@@ -30243,7 +30377,7 @@ remote_connect_compare_cpu_args.xdr_type = _T_remote_connect_compare_cpu_args
 _T_remote_connect_compare_cpu_ret.fields = (("result", xdr.INT),)
 _T_remote_connect_compare_cpu_ret.encode, _T_remote_connect_compare_cpu_ret.decode = _enc_remote_connect_compare_cpu_ret, _dec_remote_connect_compare_cpu_ret
 remote_connect_compare_cpu_ret.xdr_type = _T_remote_connect_compare_cpu_ret
-_T_remote_connect_baseline_cpu_args.fields = (("xmlCPUs", xdr.ArrayType(_T_remote_nonnull_string, 256, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_connect_baseline_cpu_args.fields = (("xmlCPUs", xdr.ArrayType(_T_remote_nonnull_string, 256, fixed=False, bound_name='REMOTE_CPU_BASELINE_MAX')), ("flags", xdr.UINT),)
 _T_remote_connect_baseline_cpu_args.encode, _T_remote_connect_baseline_cpu_args.decode = _enc_remote_connect_baseline_cpu_args, _dec_remote_connect_baseline_cpu_args
 remote_connect_baseline_cpu_args.xdr_type = _T_remote_connect_baseline_cpu_args
 _T_remote_connect_baseline_cpu_ret.fields = (("cpu", _T_remote_nonnull_string),)
@@ -30252,13 +30386,13 @@ remote_connect_baseline_cpu_ret.xdr_type = _T_remote_connect_baseline_cpu_ret
 _T_remote_node_suspend_for_duration_args.fields = (("target", xdr.UINT), ("duration", xdr.UHYPER), ("flags", xdr.UINT),)
 _T_remote_node_suspend_for_duration_args.encode, _T_remote_node_suspend_for_duration_args.decode = _enc_remote_node_suspend_for_duration_args, _dec_remote_node_suspend_for_duration_args
 remote_node_suspend_for_duration_args.xdr_type = _T_remote_node_suspend_for_duration_args
-_T_remote_node_set_memory_parameters_args.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_node_set_memory_parameters_args.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False, bound_name='REMOTE_NODE_MEMORY_PARAMETERS_MAX')), ("flags", xdr.UINT),)
 _T_remote_node_set_memory_parameters_args.encode, _T_remote_node_set_memory_parameters_args.decode = _enc_remote_node_set_memory_parameters_args, _dec_remote_node_set_memory_parameters_args
 remote_node_set_memory_parameters_args.xdr_type = _T_remote_node_set_memory_parameters_args
 _T_remote_node_get_memory_parameters_args.fields = (("nparams", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_node_get_memory_parameters_args.encode, _T_remote_node_get_memory_parameters_args.decode = _enc_remote_node_get_memory_parameters_args, _dec_remote_node_get_memory_parameters_args
 remote_node_get_memory_parameters_args.xdr_type = _T_remote_node_get_memory_parameters_args
-_T_remote_node_get_memory_parameters_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False)), ("nparams", xdr.INT),)
+_T_remote_node_get_memory_parameters_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False, bound_name='REMOTE_NODE_MEMORY_PARAMETERS_MAX')), ("nparams", xdr.INT),)
 _T_remote_node_get_memory_parameters_ret.encode, _T_remote_node_get_memory_parameters_ret.decode = _enc_remote_node_get_memory_parameters_ret, _dec_remote_node_get_memory_parameters_ret
 remote_node_get_memory_parameters_ret.xdr_type = _T_remote_node_get_memory_parameters_ret
 _T_remote_node_get_cpu_map_args.fields = (("need_map", xdr.INT), ("need_online", xdr.INT), ("flags", xdr.UINT),)
@@ -30270,16 +30404,16 @@ remote_node_get_cpu_map_ret.xdr_type = _T_remote_node_get_cpu_map_ret
 _T_remote_connect_get_cpu_model_names_args.fields = (("arch", _T_remote_nonnull_string), ("need_results", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_connect_get_cpu_model_names_args.encode, _T_remote_connect_get_cpu_model_names_args.decode = _enc_remote_connect_get_cpu_model_names_args, _dec_remote_connect_get_cpu_model_names_args
 remote_connect_get_cpu_model_names_args.xdr_type = _T_remote_connect_get_cpu_model_names_args
-_T_remote_connect_get_cpu_model_names_ret.fields = (("models", xdr.ArrayType(_T_remote_nonnull_string, 8192, fixed=False)), ("ret", xdr.INT),)
+_T_remote_connect_get_cpu_model_names_ret.fields = (("models", xdr.ArrayType(_T_remote_nonnull_string, 8192, fixed=False, bound_name='REMOTE_CONNECT_CPU_MODELS_MAX')), ("ret", xdr.INT),)
 _T_remote_connect_get_cpu_model_names_ret.encode, _T_remote_connect_get_cpu_model_names_ret.decode = _enc_remote_connect_get_cpu_model_names_ret, _dec_remote_connect_get_cpu_model_names_ret
 remote_connect_get_cpu_model_names_ret.xdr_type = _T_remote_connect_get_cpu_model_names_ret
-_T_remote_node_get_free_pages_args.fields = (("pages", xdr.ArrayType(xdr.UINT, 1024, fixed=False)), ("startCell", xdr.INT), ("cellCount", xdr.UINT), ("flags", xdr.UINT),)
+_T_remote_node_get_free_pages_args.fields = (("pages", xdr.ArrayType(xdr.UINT, 1024, fixed=False, bound_name='REMOTE_NODE_MAX_CELLS')), ("startCell", xdr.INT), ("cellCount", xdr.UINT), ("flags", xdr.UINT),)
 _T_remote_node_get_free_pages_args.encode, _T_remote_node_get_free_pages_args.decode = _enc_remote_node_get_free_pages_args, _dec_remote_node_get_free_pages_args
 remote_node_get_free_pages_args.xdr_type = _T_remote_node_get_free_pages_args
-_T_remote_node_get_free_pages_ret.fields = (("counts", xdr.ArrayType(xdr.UHYPER, 1024, fixed=False)),)
+_T_remote_node_get_free_pages_ret.fields = (("counts", xdr.ArrayType(xdr.UHYPER, 1024, fixed=False, bound_name='REMOTE_NODE_MAX_CELLS')),)
 _T_remote_node_get_free_pages_ret.encode, _T_remote_node_get_free_pages_ret.decode = _enc_remote_node_get_free_pages_ret, _dec_remote_node_get_free_pages_ret
 remote_node_get_free_pages_ret.xdr_type = _T_remote_node_get_free_pages_ret
-_T_remote_node_alloc_pages_args.fields = (("pageSizes", xdr.ArrayType(xdr.UINT, 1024, fixed=False)), ("pageCounts", xdr.ArrayType(xdr.UHYPER, 1024, fixed=False)), ("startCell", xdr.INT), ("cellCount", xdr.UINT), ("flags", xdr.UINT),)
+_T_remote_node_alloc_pages_args.fields = (("pageSizes", xdr.ArrayType(xdr.UINT, 1024, fixed=False, bound_name='REMOTE_NODE_MAX_CELLS')), ("pageCounts", xdr.ArrayType(xdr.UHYPER, 1024, fixed=False, bound_name='REMOTE_NODE_MAX_CELLS')), ("startCell", xdr.INT), ("cellCount", xdr.UINT), ("flags", xdr.UINT),)
 _T_remote_node_alloc_pages_args.encode, _T_remote_node_alloc_pages_args.decode = _enc_remote_node_alloc_pages_args, _dec_remote_node_alloc_pages_args
 remote_node_alloc_pages_args.xdr_type = _T_remote_node_alloc_pages_args
 _T_remote_node_alloc_pages_ret.fields = (("ret", xdr.INT),)
@@ -30291,7 +30425,7 @@ remote_connect_compare_hypervisor_cpu_args.xdr_type = _T_remote_connect_compare_
 _T_remote_connect_compare_hypervisor_cpu_ret.fields = (("result", xdr.INT),)
 _T_remote_connect_compare_hypervisor_cpu_ret.encode, _T_remote_connect_compare_hypervisor_cpu_ret.decode = _enc_remote_connect_compare_hypervisor_cpu_ret, _dec_remote_connect_compare_hypervisor_cpu_ret
 remote_connect_compare_hypervisor_cpu_ret.xdr_type = _T_remote_connect_compare_hypervisor_cpu_ret
-_T_remote_connect_baseline_hypervisor_cpu_args.fields = (("emulator", _T_remote_string), ("arch", _T_remote_string), ("machine", _T_remote_string), ("virttype", _T_remote_string), ("xmlCPUs", xdr.ArrayType(_T_remote_nonnull_string, 256, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_connect_baseline_hypervisor_cpu_args.fields = (("emulator", _T_remote_string), ("arch", _T_remote_string), ("machine", _T_remote_string), ("virttype", _T_remote_string), ("xmlCPUs", xdr.ArrayType(_T_remote_nonnull_string, 256, fixed=False, bound_name='REMOTE_CPU_BASELINE_MAX')), ("flags", xdr.UINT),)
 _T_remote_connect_baseline_hypervisor_cpu_args.encode, _T_remote_connect_baseline_hypervisor_cpu_args.decode = _enc_remote_connect_baseline_hypervisor_cpu_args, _dec_remote_connect_baseline_hypervisor_cpu_args
 remote_connect_baseline_hypervisor_cpu_args.xdr_type = _T_remote_connect_baseline_hypervisor_cpu_args
 _T_remote_connect_baseline_hypervisor_cpu_ret.fields = (("cpu", _T_remote_nonnull_string),)
@@ -30303,25 +30437,25 @@ remote_connect_get_storage_pool_capabilities_args.xdr_type = _T_remote_connect_g
 _T_remote_connect_get_storage_pool_capabilities_ret.fields = (("capabilities", _T_remote_nonnull_string),)
 _T_remote_connect_get_storage_pool_capabilities_ret.encode, _T_remote_connect_get_storage_pool_capabilities_ret.decode = _enc_remote_connect_get_storage_pool_capabilities_ret, _dec_remote_connect_get_storage_pool_capabilities_ret
 remote_connect_get_storage_pool_capabilities_ret.xdr_type = _T_remote_connect_get_storage_pool_capabilities_ret
-_T_remote_connect_set_identity_args.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 20, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_connect_set_identity_args.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 20, fixed=False, bound_name='REMOTE_CONNECT_IDENTITY_PARAMS_MAX')), ("flags", xdr.UINT),)
 _T_remote_connect_set_identity_args.encode, _T_remote_connect_set_identity_args.decode = _enc_remote_connect_set_identity_args, _dec_remote_connect_set_identity_args
 remote_connect_set_identity_args.xdr_type = _T_remote_connect_set_identity_args
-_T_remote_auth_list_ret.fields = (("types", xdr.ArrayType(_T_remote_auth_type, 20, fixed=False)),)
+_T_remote_auth_list_ret.fields = (("types", xdr.ArrayType(_T_remote_auth_type, 20, fixed=False, bound_name='REMOTE_AUTH_TYPE_LIST_MAX')),)
 _T_remote_auth_list_ret.encode, _T_remote_auth_list_ret.decode = _enc_remote_auth_list_ret, _dec_remote_auth_list_ret
 remote_auth_list_ret.xdr_type = _T_remote_auth_list_ret
 _T_remote_auth_sasl_init_ret.fields = (("mechlist", _T_remote_nonnull_string),)
 _T_remote_auth_sasl_init_ret.encode, _T_remote_auth_sasl_init_ret.decode = _enc_remote_auth_sasl_init_ret, _dec_remote_auth_sasl_init_ret
 remote_auth_sasl_init_ret.xdr_type = _T_remote_auth_sasl_init_ret
-_T_remote_auth_sasl_start_args.fields = (("mech", _T_remote_nonnull_string), ("nil", xdr.INT), ("data", xdr.ArrayType(xdr.INT, 65536, fixed=False)),)
+_T_remote_auth_sasl_start_args.fields = (("mech", _T_remote_nonnull_string), ("nil", xdr.INT), ("data", xdr.ArrayType(xdr.INT, 65536, fixed=False, bound_name='REMOTE_AUTH_SASL_DATA_MAX')),)
 _T_remote_auth_sasl_start_args.encode, _T_remote_auth_sasl_start_args.decode = _enc_remote_auth_sasl_start_args, _dec_remote_auth_sasl_start_args
 remote_auth_sasl_start_args.xdr_type = _T_remote_auth_sasl_start_args
-_T_remote_auth_sasl_start_ret.fields = (("complete", xdr.INT), ("nil", xdr.INT), ("data", xdr.ArrayType(xdr.INT, 65536, fixed=False)),)
+_T_remote_auth_sasl_start_ret.fields = (("complete", xdr.INT), ("nil", xdr.INT), ("data", xdr.ArrayType(xdr.INT, 65536, fixed=False, bound_name='REMOTE_AUTH_SASL_DATA_MAX')),)
 _T_remote_auth_sasl_start_ret.encode, _T_remote_auth_sasl_start_ret.decode = _enc_remote_auth_sasl_start_ret, _dec_remote_auth_sasl_start_ret
 remote_auth_sasl_start_ret.xdr_type = _T_remote_auth_sasl_start_ret
-_T_remote_auth_sasl_step_args.fields = (("nil", xdr.INT), ("data", xdr.ArrayType(xdr.INT, 65536, fixed=False)),)
+_T_remote_auth_sasl_step_args.fields = (("nil", xdr.INT), ("data", xdr.ArrayType(xdr.INT, 65536, fixed=False, bound_name='REMOTE_AUTH_SASL_DATA_MAX')),)
 _T_remote_auth_sasl_step_args.encode, _T_remote_auth_sasl_step_args.decode = _enc_remote_auth_sasl_step_args, _dec_remote_auth_sasl_step_args
 remote_auth_sasl_step_args.xdr_type = _T_remote_auth_sasl_step_args
-_T_remote_auth_sasl_step_ret.fields = (("complete", xdr.INT), ("nil", xdr.INT), ("data", xdr.ArrayType(xdr.INT, 65536, fixed=False)),)
+_T_remote_auth_sasl_step_ret.fields = (("complete", xdr.INT), ("nil", xdr.INT), ("data", xdr.ArrayType(xdr.INT, 65536, fixed=False, bound_name='REMOTE_AUTH_SASL_DATA_MAX')),)
 _T_remote_auth_sasl_step_ret.encode, _T_remote_auth_sasl_step_ret.decode = _enc_remote_auth_sasl_step_ret, _dec_remote_auth_sasl_step_ret
 remote_auth_sasl_step_ret.xdr_type = _T_remote_auth_sasl_step_ret
 _T_remote_auth_polkit_ret.fields = (("complete", xdr.INT),)
@@ -30330,7 +30464,7 @@ remote_auth_polkit_ret.xdr_type = _T_remote_auth_polkit_ret
 _T_remote_connect_list_domains_args.fields = (("maxids", xdr.INT),)
 _T_remote_connect_list_domains_args.encode, _T_remote_connect_list_domains_args.decode = _enc_remote_connect_list_domains_args, _dec_remote_connect_list_domains_args
 remote_connect_list_domains_args.xdr_type = _T_remote_connect_list_domains_args
-_T_remote_connect_list_domains_ret.fields = (("ids", xdr.ArrayType(xdr.INT, 16384, fixed=False)),)
+_T_remote_connect_list_domains_ret.fields = (("ids", xdr.ArrayType(xdr.INT, 16384, fixed=False, bound_name='REMOTE_DOMAIN_LIST_MAX')),)
 _T_remote_connect_list_domains_ret.encode, _T_remote_connect_list_domains_ret.decode = _enc_remote_connect_list_domains_ret, _dec_remote_connect_list_domains_ret
 remote_connect_list_domains_ret.xdr_type = _T_remote_connect_list_domains_ret
 _T_remote_connect_num_of_domains_ret.fields = (("num", xdr.INT),)
@@ -30357,7 +30491,7 @@ remote_domain_lookup_by_name_ret.xdr_type = _T_remote_domain_lookup_by_name_ret
 _T_remote_connect_list_defined_domains_args.fields = (("maxnames", xdr.INT),)
 _T_remote_connect_list_defined_domains_args.encode, _T_remote_connect_list_defined_domains_args.decode = _enc_remote_connect_list_defined_domains_args, _dec_remote_connect_list_defined_domains_args
 remote_connect_list_defined_domains_args.xdr_type = _T_remote_connect_list_defined_domains_args
-_T_remote_connect_list_defined_domains_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 16384, fixed=False)),)
+_T_remote_connect_list_defined_domains_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 16384, fixed=False, bound_name='REMOTE_DOMAIN_LIST_MAX')),)
 _T_remote_connect_list_defined_domains_ret.encode, _T_remote_connect_list_defined_domains_ret.decode = _enc_remote_connect_list_defined_domains_ret, _dec_remote_connect_list_defined_domains_ret
 remote_connect_list_defined_domains_ret.xdr_type = _T_remote_connect_list_defined_domains_ret
 _T_remote_connect_num_of_defined_domains_ret.fields = (("num", xdr.INT),)
@@ -30366,7 +30500,7 @@ remote_connect_num_of_defined_domains_ret.xdr_type = _T_remote_connect_num_of_de
 _T_remote_connect_list_all_domains_args.fields = (("need_results", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_connect_list_all_domains_args.encode, _T_remote_connect_list_all_domains_args.decode = _enc_remote_connect_list_all_domains_args, _dec_remote_connect_list_all_domains_args
 remote_connect_list_all_domains_args.xdr_type = _T_remote_connect_list_all_domains_args
-_T_remote_connect_list_all_domains_ret.fields = (("domains", xdr.ArrayType(_T_remote_nonnull_domain, 16384, fixed=False)), ("ret", xdr.UINT),)
+_T_remote_connect_list_all_domains_ret.fields = (("domains", xdr.ArrayType(_T_remote_nonnull_domain, 16384, fixed=False, bound_name='REMOTE_DOMAIN_LIST_MAX')), ("ret", xdr.UINT),)
 _T_remote_connect_list_all_domains_ret.encode, _T_remote_connect_list_all_domains_ret.decode = _enc_remote_connect_list_all_domains_ret, _dec_remote_connect_list_all_domains_ret
 remote_connect_list_all_domains_ret.xdr_type = _T_remote_connect_list_all_domains_ret
 _T_remote_domain_create_xml_args.fields = (("xml_desc", _T_remote_nonnull_string), ("flags", xdr.UINT),)
@@ -30414,7 +30548,7 @@ remote_domain_save_args.xdr_type = _T_remote_domain_save_args
 _T_remote_domain_save_flags_args.fields = (("dom", _T_remote_nonnull_domain), ("to", _T_remote_nonnull_string), ("dxml", _T_remote_string), ("flags", xdr.UINT),)
 _T_remote_domain_save_flags_args.encode, _T_remote_domain_save_flags_args.decode = _enc_remote_domain_save_flags_args, _dec_remote_domain_save_flags_args
 remote_domain_save_flags_args.xdr_type = _T_remote_domain_save_flags_args
-_T_remote_domain_save_params_args.fields = (("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_domain_save_params_args.fields = (("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False, bound_name='REMOTE_DOMAIN_SAVE_PARAMS_MAX')), ("flags", xdr.UINT),)
 _T_remote_domain_save_params_args.encode, _T_remote_domain_save_params_args.decode = _enc_remote_domain_save_params_args, _dec_remote_domain_save_params_args
 remote_domain_save_params_args.xdr_type = _T_remote_domain_save_params_args
 _T_remote_domain_restore_args.fields = (("from_", _T_remote_nonnull_string),)
@@ -30423,7 +30557,7 @@ remote_domain_restore_args.xdr_type = _T_remote_domain_restore_args
 _T_remote_domain_restore_flags_args.fields = (("from_", _T_remote_nonnull_string), ("dxml", _T_remote_string), ("flags", xdr.UINT),)
 _T_remote_domain_restore_flags_args.encode, _T_remote_domain_restore_flags_args.decode = _enc_remote_domain_restore_flags_args, _dec_remote_domain_restore_flags_args
 remote_domain_restore_flags_args.xdr_type = _T_remote_domain_restore_flags_args
-_T_remote_domain_restore_params_args.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_domain_restore_params_args.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False, bound_name='REMOTE_DOMAIN_SAVE_PARAMS_MAX')), ("flags", xdr.UINT),)
 _T_remote_domain_restore_params_args.encode, _T_remote_domain_restore_params_args.decode = _enc_remote_domain_restore_params_args, _dec_remote_domain_restore_params_args
 remote_domain_restore_params_args.xdr_type = _T_remote_domain_restore_params_args
 _T_remote_domain_save_image_get_xml_desc_args.fields = (("file", _T_remote_nonnull_string), ("flags", xdr.UINT),)
@@ -30477,7 +30611,7 @@ remote_domain_undefine_flags_args.xdr_type = _T_remote_domain_undefine_flags_arg
 _T_remote_domain_inject_nmi_args.fields = (("dom", _T_remote_nonnull_domain), ("flags", xdr.UINT),)
 _T_remote_domain_inject_nmi_args.encode, _T_remote_domain_inject_nmi_args.decode = _enc_remote_domain_inject_nmi_args, _dec_remote_domain_inject_nmi_args
 remote_domain_inject_nmi_args.xdr_type = _T_remote_domain_inject_nmi_args
-_T_remote_domain_send_key_args.fields = (("dom", _T_remote_nonnull_domain), ("codeset", xdr.UINT), ("holdtime", xdr.UINT), ("keycodes", xdr.ArrayType(xdr.UINT, 16, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_domain_send_key_args.fields = (("dom", _T_remote_nonnull_domain), ("codeset", xdr.UINT), ("holdtime", xdr.UINT), ("keycodes", xdr.ArrayType(xdr.UINT, 16, fixed=False, bound_name='REMOTE_DOMAIN_SEND_KEY_MAX')), ("flags", xdr.UINT),)
 _T_remote_domain_send_key_args.encode, _T_remote_domain_send_key_args.decode = _enc_remote_domain_send_key_args, _dec_remote_domain_send_key_args
 remote_domain_send_key_args.xdr_type = _T_remote_domain_send_key_args
 _T_remote_domain_send_process_signal_args.fields = (("dom", _T_remote_nonnull_domain), ("pid_value", xdr.HYPER), ("signum", xdr.UINT), ("flags", xdr.UINT),)
@@ -30561,16 +30695,16 @@ remote_domain_get_xml_desc_ret.xdr_type = _T_remote_domain_get_xml_desc_ret
 _T_remote_domain_get_security_label_args.fields = (("dom", _T_remote_nonnull_domain),)
 _T_remote_domain_get_security_label_args.encode, _T_remote_domain_get_security_label_args.decode = _enc_remote_domain_get_security_label_args, _dec_remote_domain_get_security_label_args
 remote_domain_get_security_label_args.xdr_type = _T_remote_domain_get_security_label_args
-_T_remote_domain_get_security_label_ret.fields = (("label", xdr.ArrayType(xdr.INT, 4097, fixed=False)), ("enforcing", xdr.INT),)
+_T_remote_domain_get_security_label_ret.fields = (("label", xdr.ArrayType(xdr.INT, 4097, fixed=False, bound_name='REMOTE_SECURITY_LABEL_MAX')), ("enforcing", xdr.INT),)
 _T_remote_domain_get_security_label_ret.encode, _T_remote_domain_get_security_label_ret.decode = _enc_remote_domain_get_security_label_ret, _dec_remote_domain_get_security_label_ret
 remote_domain_get_security_label_ret.xdr_type = _T_remote_domain_get_security_label_ret
 _T_remote_domain_get_security_label_list_args.fields = (("dom", _T_remote_nonnull_domain),)
 _T_remote_domain_get_security_label_list_args.encode, _T_remote_domain_get_security_label_list_args.decode = _enc_remote_domain_get_security_label_list_args, _dec_remote_domain_get_security_label_list_args
 remote_domain_get_security_label_list_args.xdr_type = _T_remote_domain_get_security_label_list_args
-_T_remote_domain_get_security_label_list_ret.fields = (("labels", xdr.ArrayType(_T_remote_domain_get_security_label_ret, 64, fixed=False)), ("ret", xdr.INT),)
+_T_remote_domain_get_security_label_list_ret.fields = (("labels", xdr.ArrayType(_T_remote_domain_get_security_label_ret, 64, fixed=False, bound_name='REMOTE_SECURITY_LABEL_LIST_MAX')), ("ret", xdr.INT),)
 _T_remote_domain_get_security_label_list_ret.encode, _T_remote_domain_get_security_label_list_ret.decode = _enc_remote_domain_get_security_label_list_ret, _dec_remote_domain_get_security_label_list_ret
 remote_domain_get_security_label_list_ret.xdr_type = _T_remote_domain_get_security_label_list_ret
-_T_remote_node_get_security_model_ret.fields = (("model", xdr.ArrayType(xdr.INT, 257, fixed=False)), ("doi", xdr.ArrayType(xdr.INT, 257, fixed=False)),)
+_T_remote_node_get_security_model_ret.fields = (("model", xdr.ArrayType(xdr.INT, 257, fixed=False, bound_name='REMOTE_SECURITY_MODEL_MAX')), ("doi", xdr.ArrayType(xdr.INT, 257, fixed=False, bound_name='REMOTE_SECURITY_DOI_MAX')),)
 _T_remote_node_get_security_model_ret.encode, _T_remote_node_get_security_model_ret.decode = _enc_remote_node_get_security_model_ret, _dec_remote_node_get_security_model_ret
 remote_node_get_security_model_ret.xdr_type = _T_remote_node_get_security_model_ret
 _T_remote_domain_get_autostart_args.fields = (("dom", _T_remote_nonnull_domain),)
@@ -30630,7 +30764,7 @@ remote_domain_get_control_info_ret.xdr_type = _T_remote_domain_get_control_info_
 _T_remote_domain_get_disk_errors_args.fields = (("dom", _T_remote_nonnull_domain), ("maxerrors", xdr.UINT), ("flags", xdr.UINT),)
 _T_remote_domain_get_disk_errors_args.encode, _T_remote_domain_get_disk_errors_args.decode = _enc_remote_domain_get_disk_errors_args, _dec_remote_domain_get_disk_errors_args
 remote_domain_get_disk_errors_args.xdr_type = _T_remote_domain_get_disk_errors_args
-_T_remote_domain_get_disk_errors_ret.fields = (("errors", xdr.ArrayType(_T_remote_domain_disk_error, 256, fixed=False)), ("nerrors", xdr.INT),)
+_T_remote_domain_get_disk_errors_ret.fields = (("errors", xdr.ArrayType(_T_remote_domain_disk_error, 256, fixed=False, bound_name='REMOTE_DOMAIN_DISK_ERRORS_MAX')), ("nerrors", xdr.INT),)
 _T_remote_domain_get_disk_errors_ret.encode, _T_remote_domain_get_disk_errors_ret.decode = _enc_remote_domain_get_disk_errors_ret, _dec_remote_domain_get_disk_errors_ret
 remote_domain_get_disk_errors_ret.xdr_type = _T_remote_domain_get_disk_errors_ret
 _T_remote_domain_get_time_args.fields = (("dom", _T_remote_nonnull_domain), ("flags", xdr.UINT),)
@@ -30645,22 +30779,22 @@ remote_domain_set_time_args.xdr_type = _T_remote_domain_set_time_args
 _T_remote_domain_get_messages_args.fields = (("dom", _T_remote_nonnull_domain), ("flags", xdr.UINT),)
 _T_remote_domain_get_messages_args.encode, _T_remote_domain_get_messages_args.decode = _enc_remote_domain_get_messages_args, _dec_remote_domain_get_messages_args
 remote_domain_get_messages_args.xdr_type = _T_remote_domain_get_messages_args
-_T_remote_domain_get_messages_ret.fields = (("msgs", xdr.ArrayType(_T_remote_nonnull_string, 2048, fixed=False)),)
+_T_remote_domain_get_messages_ret.fields = (("msgs", xdr.ArrayType(_T_remote_nonnull_string, 2048, fixed=False, bound_name='REMOTE_DOMAIN_MESSAGES_MAX')),)
 _T_remote_domain_get_messages_ret.encode, _T_remote_domain_get_messages_ret.decode = _enc_remote_domain_get_messages_ret, _dec_remote_domain_get_messages_ret
 remote_domain_get_messages_ret.xdr_type = _T_remote_domain_get_messages_ret
 _T_remote_node_get_sev_info_args.fields = (("nparams", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_node_get_sev_info_args.encode, _T_remote_node_get_sev_info_args.decode = _enc_remote_node_get_sev_info_args, _dec_remote_node_get_sev_info_args
 remote_node_get_sev_info_args.xdr_type = _T_remote_node_get_sev_info_args
-_T_remote_node_get_sev_info_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False)), ("nparams", xdr.INT),)
+_T_remote_node_get_sev_info_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False, bound_name='REMOTE_NODE_SEV_INFO_MAX')), ("nparams", xdr.INT),)
 _T_remote_node_get_sev_info_ret.encode, _T_remote_node_get_sev_info_ret.decode = _enc_remote_node_get_sev_info_ret, _dec_remote_node_get_sev_info_ret
 remote_node_get_sev_info_ret.xdr_type = _T_remote_node_get_sev_info_ret
 _T_remote_domain_get_launch_security_info_args.fields = (("dom", _T_remote_nonnull_domain), ("flags", xdr.UINT),)
 _T_remote_domain_get_launch_security_info_args.encode, _T_remote_domain_get_launch_security_info_args.decode = _enc_remote_domain_get_launch_security_info_args, _dec_remote_domain_get_launch_security_info_args
 remote_domain_get_launch_security_info_args.xdr_type = _T_remote_domain_get_launch_security_info_args
-_T_remote_domain_get_launch_security_info_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False)),)
+_T_remote_domain_get_launch_security_info_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False, bound_name='REMOTE_DOMAIN_LAUNCH_SECURITY_INFO_PARAMS_MAX')),)
 _T_remote_domain_get_launch_security_info_ret.encode, _T_remote_domain_get_launch_security_info_ret.decode = _enc_remote_domain_get_launch_security_info_ret, _dec_remote_domain_get_launch_security_info_ret
 remote_domain_get_launch_security_info_ret.xdr_type = _T_remote_domain_get_launch_security_info_ret
-_T_remote_domain_set_launch_security_state_args.fields = (("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_domain_set_launch_security_state_args.fields = (("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False, bound_name='REMOTE_DOMAIN_LAUNCH_SECURITY_STATE_PARAMS_MAX')), ("flags", xdr.UINT),)
 _T_remote_domain_set_launch_security_state_args.encode, _T_remote_domain_set_launch_security_state_args.decode = _enc_remote_domain_set_launch_security_state_args, _dec_remote_domain_set_launch_security_state_args
 remote_domain_set_launch_security_state_args.xdr_type = _T_remote_domain_set_launch_security_state_args
 _T_remote_domain_set_vcpus_args.fields = (("dom", _T_remote_nonnull_domain), ("nvcpus", xdr.UINT),)
@@ -30699,7 +30833,7 @@ remote_domain_get_emulator_pin_info_ret.xdr_type = _T_remote_domain_get_emulator
 _T_remote_domain_get_vcpus_args.fields = (("dom", _T_remote_nonnull_domain), ("maxinfo", xdr.INT), ("maplen", xdr.INT),)
 _T_remote_domain_get_vcpus_args.encode, _T_remote_domain_get_vcpus_args.decode = _enc_remote_domain_get_vcpus_args, _dec_remote_domain_get_vcpus_args
 remote_domain_get_vcpus_args.xdr_type = _T_remote_domain_get_vcpus_args
-_T_remote_domain_get_vcpus_ret.fields = (("info", xdr.ArrayType(_T_remote_vcpu_info, 16384, fixed=False)), ("cpumaps", xdr.OpaqueType(8388608, fixed=False)),)
+_T_remote_domain_get_vcpus_ret.fields = (("info", xdr.ArrayType(_T_remote_vcpu_info, 16384, fixed=False, bound_name='REMOTE_VCPUINFO_MAX')), ("cpumaps", xdr.OpaqueType(8388608, fixed=False)),)
 _T_remote_domain_get_vcpus_ret.encode, _T_remote_domain_get_vcpus_ret.decode = _enc_remote_domain_get_vcpus_ret, _dec_remote_domain_get_vcpus_ret
 remote_domain_get_vcpus_ret.xdr_type = _T_remote_domain_get_vcpus_ret
 _T_remote_domain_get_max_vcpus_args.fields = (("dom", _T_remote_nonnull_domain),)
@@ -30714,7 +30848,7 @@ remote_domain_iothread_info.xdr_type = _T_remote_domain_iothread_info
 _T_remote_domain_get_iothread_info_args.fields = (("dom", _T_remote_nonnull_domain), ("flags", xdr.UINT),)
 _T_remote_domain_get_iothread_info_args.encode, _T_remote_domain_get_iothread_info_args.decode = _enc_remote_domain_get_iothread_info_args, _dec_remote_domain_get_iothread_info_args
 remote_domain_get_iothread_info_args.xdr_type = _T_remote_domain_get_iothread_info_args
-_T_remote_domain_get_iothread_info_ret.fields = (("info", xdr.ArrayType(_T_remote_domain_iothread_info, 16384, fixed=False)), ("ret", xdr.UINT),)
+_T_remote_domain_get_iothread_info_ret.fields = (("info", xdr.ArrayType(_T_remote_domain_iothread_info, 16384, fixed=False, bound_name='REMOTE_IOTHREAD_INFO_MAX')), ("ret", xdr.UINT),)
 _T_remote_domain_get_iothread_info_ret.encode, _T_remote_domain_get_iothread_info_ret.decode = _enc_remote_domain_get_iothread_info_ret, _dec_remote_domain_get_iothread_info_ret
 remote_domain_get_iothread_info_ret.xdr_type = _T_remote_domain_get_iothread_info_ret
 _T_remote_domain_pin_iothread_args.fields = (("dom", _T_remote_nonnull_domain), ("iothreads_id", xdr.UINT), ("cpumap", xdr.OpaqueType(2048, fixed=False)), ("flags", xdr.UINT),)
@@ -30726,7 +30860,7 @@ remote_domain_add_iothread_args.xdr_type = _T_remote_domain_add_iothread_args
 _T_remote_domain_del_iothread_args.fields = (("dom", _T_remote_nonnull_domain), ("iothread_id", xdr.UINT), ("flags", xdr.UINT),)
 _T_remote_domain_del_iothread_args.encode, _T_remote_domain_del_iothread_args.decode = _enc_remote_domain_del_iothread_args, _dec_remote_domain_del_iothread_args
 remote_domain_del_iothread_args.xdr_type = _T_remote_domain_del_iothread_args
-_T_remote_domain_set_iothread_params_args.fields = (("dom", _T_remote_nonnull_domain), ("iothread_id", xdr.UINT), ("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_domain_set_iothread_params_args.fields = (("dom", _T_remote_nonnull_domain), ("iothread_id", xdr.UINT), ("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False, bound_name='REMOTE_DOMAIN_IOTHREAD_PARAMS_MAX')), ("flags", xdr.UINT),)
 _T_remote_domain_set_iothread_params_args.encode, _T_remote_domain_set_iothread_params_args.decode = _enc_remote_domain_set_iothread_params_args, _dec_remote_domain_set_iothread_params_args
 remote_domain_set_iothread_params_args.xdr_type = _T_remote_domain_set_iothread_params_args
 _T_remote_domain_set_vcpu_args.fields = (("dom", _T_remote_nonnull_domain), ("cpumap", _T_remote_nonnull_string), ("state", xdr.INT), ("flags", xdr.UINT),)
@@ -30741,64 +30875,64 @@ remote_domain_get_scheduler_type_ret.xdr_type = _T_remote_domain_get_scheduler_t
 _T_remote_domain_get_scheduler_parameters_args.fields = (("dom", _T_remote_nonnull_domain), ("nparams", xdr.INT),)
 _T_remote_domain_get_scheduler_parameters_args.encode, _T_remote_domain_get_scheduler_parameters_args.decode = _enc_remote_domain_get_scheduler_parameters_args, _dec_remote_domain_get_scheduler_parameters_args
 remote_domain_get_scheduler_parameters_args.xdr_type = _T_remote_domain_get_scheduler_parameters_args
-_T_remote_domain_get_scheduler_parameters_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False)),)
+_T_remote_domain_get_scheduler_parameters_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False, bound_name='REMOTE_DOMAIN_SCHEDULER_PARAMETERS_MAX')),)
 _T_remote_domain_get_scheduler_parameters_ret.encode, _T_remote_domain_get_scheduler_parameters_ret.decode = _enc_remote_domain_get_scheduler_parameters_ret, _dec_remote_domain_get_scheduler_parameters_ret
 remote_domain_get_scheduler_parameters_ret.xdr_type = _T_remote_domain_get_scheduler_parameters_ret
 _T_remote_domain_get_scheduler_parameters_flags_args.fields = (("dom", _T_remote_nonnull_domain), ("nparams", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_domain_get_scheduler_parameters_flags_args.encode, _T_remote_domain_get_scheduler_parameters_flags_args.decode = _enc_remote_domain_get_scheduler_parameters_flags_args, _dec_remote_domain_get_scheduler_parameters_flags_args
 remote_domain_get_scheduler_parameters_flags_args.xdr_type = _T_remote_domain_get_scheduler_parameters_flags_args
-_T_remote_domain_get_scheduler_parameters_flags_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False)),)
+_T_remote_domain_get_scheduler_parameters_flags_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False, bound_name='REMOTE_DOMAIN_SCHEDULER_PARAMETERS_MAX')),)
 _T_remote_domain_get_scheduler_parameters_flags_ret.encode, _T_remote_domain_get_scheduler_parameters_flags_ret.decode = _enc_remote_domain_get_scheduler_parameters_flags_ret, _dec_remote_domain_get_scheduler_parameters_flags_ret
 remote_domain_get_scheduler_parameters_flags_ret.xdr_type = _T_remote_domain_get_scheduler_parameters_flags_ret
-_T_remote_domain_set_scheduler_parameters_args.fields = (("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False)),)
+_T_remote_domain_set_scheduler_parameters_args.fields = (("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False, bound_name='REMOTE_DOMAIN_SCHEDULER_PARAMETERS_MAX')),)
 _T_remote_domain_set_scheduler_parameters_args.encode, _T_remote_domain_set_scheduler_parameters_args.decode = _enc_remote_domain_set_scheduler_parameters_args, _dec_remote_domain_set_scheduler_parameters_args
 remote_domain_set_scheduler_parameters_args.xdr_type = _T_remote_domain_set_scheduler_parameters_args
-_T_remote_domain_set_scheduler_parameters_flags_args.fields = (("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_domain_set_scheduler_parameters_flags_args.fields = (("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False, bound_name='REMOTE_DOMAIN_SCHEDULER_PARAMETERS_MAX')), ("flags", xdr.UINT),)
 _T_remote_domain_set_scheduler_parameters_flags_args.encode, _T_remote_domain_set_scheduler_parameters_flags_args.decode = _enc_remote_domain_set_scheduler_parameters_flags_args, _dec_remote_domain_set_scheduler_parameters_flags_args
 remote_domain_set_scheduler_parameters_flags_args.xdr_type = _T_remote_domain_set_scheduler_parameters_flags_args
-_T_remote_domain_set_blkio_parameters_args.fields = (("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_domain_set_blkio_parameters_args.fields = (("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False, bound_name='REMOTE_DOMAIN_BLKIO_PARAMETERS_MAX')), ("flags", xdr.UINT),)
 _T_remote_domain_set_blkio_parameters_args.encode, _T_remote_domain_set_blkio_parameters_args.decode = _enc_remote_domain_set_blkio_parameters_args, _dec_remote_domain_set_blkio_parameters_args
 remote_domain_set_blkio_parameters_args.xdr_type = _T_remote_domain_set_blkio_parameters_args
 _T_remote_domain_get_blkio_parameters_args.fields = (("dom", _T_remote_nonnull_domain), ("nparams", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_domain_get_blkio_parameters_args.encode, _T_remote_domain_get_blkio_parameters_args.decode = _enc_remote_domain_get_blkio_parameters_args, _dec_remote_domain_get_blkio_parameters_args
 remote_domain_get_blkio_parameters_args.xdr_type = _T_remote_domain_get_blkio_parameters_args
-_T_remote_domain_get_blkio_parameters_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False)), ("nparams", xdr.INT),)
+_T_remote_domain_get_blkio_parameters_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False, bound_name='REMOTE_DOMAIN_BLKIO_PARAMETERS_MAX')), ("nparams", xdr.INT),)
 _T_remote_domain_get_blkio_parameters_ret.encode, _T_remote_domain_get_blkio_parameters_ret.decode = _enc_remote_domain_get_blkio_parameters_ret, _dec_remote_domain_get_blkio_parameters_ret
 remote_domain_get_blkio_parameters_ret.xdr_type = _T_remote_domain_get_blkio_parameters_ret
-_T_remote_domain_set_memory_parameters_args.fields = (("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_domain_set_memory_parameters_args.fields = (("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False, bound_name='REMOTE_DOMAIN_MEMORY_PARAMETERS_MAX')), ("flags", xdr.UINT),)
 _T_remote_domain_set_memory_parameters_args.encode, _T_remote_domain_set_memory_parameters_args.decode = _enc_remote_domain_set_memory_parameters_args, _dec_remote_domain_set_memory_parameters_args
 remote_domain_set_memory_parameters_args.xdr_type = _T_remote_domain_set_memory_parameters_args
 _T_remote_domain_get_memory_parameters_args.fields = (("dom", _T_remote_nonnull_domain), ("nparams", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_domain_get_memory_parameters_args.encode, _T_remote_domain_get_memory_parameters_args.decode = _enc_remote_domain_get_memory_parameters_args, _dec_remote_domain_get_memory_parameters_args
 remote_domain_get_memory_parameters_args.xdr_type = _T_remote_domain_get_memory_parameters_args
-_T_remote_domain_get_memory_parameters_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False)), ("nparams", xdr.INT),)
+_T_remote_domain_get_memory_parameters_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False, bound_name='REMOTE_DOMAIN_MEMORY_PARAMETERS_MAX')), ("nparams", xdr.INT),)
 _T_remote_domain_get_memory_parameters_ret.encode, _T_remote_domain_get_memory_parameters_ret.decode = _enc_remote_domain_get_memory_parameters_ret, _dec_remote_domain_get_memory_parameters_ret
 remote_domain_get_memory_parameters_ret.xdr_type = _T_remote_domain_get_memory_parameters_ret
-_T_remote_domain_set_numa_parameters_args.fields = (("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_domain_set_numa_parameters_args.fields = (("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False, bound_name='REMOTE_DOMAIN_NUMA_PARAMETERS_MAX')), ("flags", xdr.UINT),)
 _T_remote_domain_set_numa_parameters_args.encode, _T_remote_domain_set_numa_parameters_args.decode = _enc_remote_domain_set_numa_parameters_args, _dec_remote_domain_set_numa_parameters_args
 remote_domain_set_numa_parameters_args.xdr_type = _T_remote_domain_set_numa_parameters_args
 _T_remote_domain_get_numa_parameters_args.fields = (("dom", _T_remote_nonnull_domain), ("nparams", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_domain_get_numa_parameters_args.encode, _T_remote_domain_get_numa_parameters_args.decode = _enc_remote_domain_get_numa_parameters_args, _dec_remote_domain_get_numa_parameters_args
 remote_domain_get_numa_parameters_args.xdr_type = _T_remote_domain_get_numa_parameters_args
-_T_remote_domain_get_numa_parameters_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False)), ("nparams", xdr.INT),)
+_T_remote_domain_get_numa_parameters_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False, bound_name='REMOTE_DOMAIN_NUMA_PARAMETERS_MAX')), ("nparams", xdr.INT),)
 _T_remote_domain_get_numa_parameters_ret.encode, _T_remote_domain_get_numa_parameters_ret.decode = _enc_remote_domain_get_numa_parameters_ret, _dec_remote_domain_get_numa_parameters_ret
 remote_domain_get_numa_parameters_ret.xdr_type = _T_remote_domain_get_numa_parameters_ret
-_T_remote_domain_set_perf_events_args.fields = (("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_domain_set_perf_events_args.fields = (("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False, bound_name='REMOTE_DOMAIN_PERF_EVENTS_MAX')), ("flags", xdr.UINT),)
 _T_remote_domain_set_perf_events_args.encode, _T_remote_domain_set_perf_events_args.decode = _enc_remote_domain_set_perf_events_args, _dec_remote_domain_set_perf_events_args
 remote_domain_set_perf_events_args.xdr_type = _T_remote_domain_set_perf_events_args
 _T_remote_domain_get_perf_events_args.fields = (("dom", _T_remote_nonnull_domain), ("flags", xdr.UINT),)
 _T_remote_domain_get_perf_events_args.encode, _T_remote_domain_get_perf_events_args.decode = _enc_remote_domain_get_perf_events_args, _dec_remote_domain_get_perf_events_args
 remote_domain_get_perf_events_args.xdr_type = _T_remote_domain_get_perf_events_args
-_T_remote_domain_get_perf_events_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False)),)
+_T_remote_domain_get_perf_events_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False, bound_name='REMOTE_DOMAIN_PERF_EVENTS_MAX')),)
 _T_remote_domain_get_perf_events_ret.encode, _T_remote_domain_get_perf_events_ret.decode = _enc_remote_domain_get_perf_events_ret, _dec_remote_domain_get_perf_events_ret
 remote_domain_get_perf_events_ret.xdr_type = _T_remote_domain_get_perf_events_ret
-_T_remote_domain_set_interface_parameters_args.fields = (("dom", _T_remote_nonnull_domain), ("device", _T_remote_nonnull_string), ("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_domain_set_interface_parameters_args.fields = (("dom", _T_remote_nonnull_domain), ("device", _T_remote_nonnull_string), ("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False, bound_name='REMOTE_DOMAIN_INTERFACE_PARAMETERS_MAX')), ("flags", xdr.UINT),)
 _T_remote_domain_set_interface_parameters_args.encode, _T_remote_domain_set_interface_parameters_args.decode = _enc_remote_domain_set_interface_parameters_args, _dec_remote_domain_set_interface_parameters_args
 remote_domain_set_interface_parameters_args.xdr_type = _T_remote_domain_set_interface_parameters_args
 _T_remote_domain_get_interface_parameters_args.fields = (("dom", _T_remote_nonnull_domain), ("device", _T_remote_nonnull_string), ("nparams", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_domain_get_interface_parameters_args.encode, _T_remote_domain_get_interface_parameters_args.decode = _enc_remote_domain_get_interface_parameters_args, _dec_remote_domain_get_interface_parameters_args
 remote_domain_get_interface_parameters_args.xdr_type = _T_remote_domain_get_interface_parameters_args
-_T_remote_domain_get_interface_parameters_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False)), ("nparams", xdr.INT),)
+_T_remote_domain_get_interface_parameters_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False, bound_name='REMOTE_DOMAIN_INTERFACE_PARAMETERS_MAX')), ("nparams", xdr.INT),)
 _T_remote_domain_get_interface_parameters_ret.encode, _T_remote_domain_get_interface_parameters_ret.decode = _enc_remote_domain_get_interface_parameters_ret, _dec_remote_domain_get_interface_parameters_ret
 remote_domain_get_interface_parameters_ret.xdr_type = _T_remote_domain_get_interface_parameters_ret
 _T_remote_domain_set_memory_stats_period_args.fields = (("dom", _T_remote_nonnull_domain), ("period", xdr.INT), ("flags", xdr.UINT),)
@@ -30840,19 +30974,19 @@ remote_domain_block_pull_args.xdr_type = _T_remote_domain_block_pull_args
 _T_remote_domain_block_rebase_args.fields = (("dom", _T_remote_nonnull_domain), ("path", _T_remote_nonnull_string), ("base", _T_remote_string), ("bandwidth", xdr.UHYPER), ("flags", xdr.UINT),)
 _T_remote_domain_block_rebase_args.encode, _T_remote_domain_block_rebase_args.decode = _enc_remote_domain_block_rebase_args, _dec_remote_domain_block_rebase_args
 remote_domain_block_rebase_args.xdr_type = _T_remote_domain_block_rebase_args
-_T_remote_domain_block_copy_args.fields = (("dom", _T_remote_nonnull_domain), ("path", _T_remote_nonnull_string), ("destxml", _T_remote_nonnull_string), ("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_domain_block_copy_args.fields = (("dom", _T_remote_nonnull_domain), ("path", _T_remote_nonnull_string), ("destxml", _T_remote_nonnull_string), ("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False, bound_name='REMOTE_DOMAIN_BLOCK_COPY_PARAMETERS_MAX')), ("flags", xdr.UINT),)
 _T_remote_domain_block_copy_args.encode, _T_remote_domain_block_copy_args.decode = _enc_remote_domain_block_copy_args, _dec_remote_domain_block_copy_args
 remote_domain_block_copy_args.xdr_type = _T_remote_domain_block_copy_args
 _T_remote_domain_block_commit_args.fields = (("dom", _T_remote_nonnull_domain), ("disk", _T_remote_nonnull_string), ("base", _T_remote_string), ("top", _T_remote_string), ("bandwidth", xdr.UHYPER), ("flags", xdr.UINT),)
 _T_remote_domain_block_commit_args.encode, _T_remote_domain_block_commit_args.decode = _enc_remote_domain_block_commit_args, _dec_remote_domain_block_commit_args
 remote_domain_block_commit_args.xdr_type = _T_remote_domain_block_commit_args
-_T_remote_domain_set_block_io_tune_args.fields = (("dom", _T_remote_nonnull_domain), ("disk", _T_remote_nonnull_string), ("params", xdr.ArrayType(_T_remote_typed_param, 32, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_domain_set_block_io_tune_args.fields = (("dom", _T_remote_nonnull_domain), ("disk", _T_remote_nonnull_string), ("params", xdr.ArrayType(_T_remote_typed_param, 32, fixed=False, bound_name='REMOTE_DOMAIN_BLOCK_IO_TUNE_PARAMETERS_MAX')), ("flags", xdr.UINT),)
 _T_remote_domain_set_block_io_tune_args.encode, _T_remote_domain_set_block_io_tune_args.decode = _enc_remote_domain_set_block_io_tune_args, _dec_remote_domain_set_block_io_tune_args
 remote_domain_set_block_io_tune_args.xdr_type = _T_remote_domain_set_block_io_tune_args
 _T_remote_domain_get_block_io_tune_args.fields = (("dom", _T_remote_nonnull_domain), ("disk", _T_remote_string), ("nparams", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_domain_get_block_io_tune_args.encode, _T_remote_domain_get_block_io_tune_args.decode = _enc_remote_domain_get_block_io_tune_args, _dec_remote_domain_get_block_io_tune_args
 remote_domain_get_block_io_tune_args.xdr_type = _T_remote_domain_get_block_io_tune_args
-_T_remote_domain_get_block_io_tune_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 32, fixed=False)), ("nparams", xdr.INT),)
+_T_remote_domain_get_block_io_tune_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 32, fixed=False, bound_name='REMOTE_DOMAIN_BLOCK_IO_TUNE_PARAMETERS_MAX')), ("nparams", xdr.INT),)
 _T_remote_domain_get_block_io_tune_ret.encode, _T_remote_domain_get_block_io_tune_ret.decode = _enc_remote_domain_get_block_io_tune_ret, _dec_remote_domain_get_block_io_tune_ret
 remote_domain_get_block_io_tune_ret.xdr_type = _T_remote_domain_get_block_io_tune_ret
 _T_remote_domain_set_block_threshold_args.fields = (("dom", _T_remote_nonnull_domain), ("dev", _T_remote_nonnull_string), ("threshold", xdr.UHYPER), ("flags", xdr.UINT),)
@@ -30879,7 +31013,7 @@ remote_domain_block_stats_ret.xdr_type = _T_remote_domain_block_stats_ret
 _T_remote_domain_block_stats_flags_args.fields = (("dom", _T_remote_nonnull_domain), ("path", _T_remote_nonnull_string), ("nparams", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_domain_block_stats_flags_args.encode, _T_remote_domain_block_stats_flags_args.decode = _enc_remote_domain_block_stats_flags_args, _dec_remote_domain_block_stats_flags_args
 remote_domain_block_stats_flags_args.xdr_type = _T_remote_domain_block_stats_flags_args
-_T_remote_domain_block_stats_flags_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False)), ("nparams", xdr.INT),)
+_T_remote_domain_block_stats_flags_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False, bound_name='REMOTE_DOMAIN_BLOCK_STATS_PARAMETERS_MAX')), ("nparams", xdr.INT),)
 _T_remote_domain_block_stats_flags_ret.encode, _T_remote_domain_block_stats_flags_ret.decode = _enc_remote_domain_block_stats_flags_ret, _dec_remote_domain_block_stats_flags_ret
 remote_domain_block_stats_flags_ret.xdr_type = _T_remote_domain_block_stats_flags_ret
 _T_remote_domain_interface_stats_args.fields = (("dom", _T_remote_nonnull_domain), ("device", _T_remote_nonnull_string),)
@@ -30894,7 +31028,7 @@ remote_domain_memory_stats_args.xdr_type = _T_remote_domain_memory_stats_args
 _T_remote_domain_memory_stat.fields = (("tag", xdr.INT), ("val", xdr.UHYPER),)
 _T_remote_domain_memory_stat.encode, _T_remote_domain_memory_stat.decode = _enc_remote_domain_memory_stat, _dec_remote_domain_memory_stat
 remote_domain_memory_stat.xdr_type = _T_remote_domain_memory_stat
-_T_remote_domain_memory_stats_ret.fields = (("stats", xdr.ArrayType(_T_remote_domain_memory_stat, 1024, fixed=False)),)
+_T_remote_domain_memory_stats_ret.fields = (("stats", xdr.ArrayType(_T_remote_domain_memory_stat, 1024, fixed=False, bound_name='REMOTE_DOMAIN_MEMORY_STATS_MAX')),)
 _T_remote_domain_memory_stats_ret.encode, _T_remote_domain_memory_stats_ret.decode = _enc_remote_domain_memory_stats_ret, _dec_remote_domain_memory_stats_ret
 remote_domain_memory_stats_ret.xdr_type = _T_remote_domain_memory_stats_ret
 _T_remote_domain_block_peek_args.fields = (("dom", _T_remote_nonnull_domain), ("path", _T_remote_nonnull_string), ("offset", xdr.UHYPER), ("size", xdr.UINT), ("flags", xdr.UINT),)
@@ -30918,16 +31052,16 @@ remote_domain_get_block_info_ret.xdr_type = _T_remote_domain_get_block_info_ret
 _T_remote_domain_get_cpu_stats_args.fields = (("dom", _T_remote_nonnull_domain), ("nparams", xdr.UINT), ("start_cpu", xdr.INT), ("ncpus", xdr.UINT), ("flags", xdr.UINT),)
 _T_remote_domain_get_cpu_stats_args.encode, _T_remote_domain_get_cpu_stats_args.decode = _enc_remote_domain_get_cpu_stats_args, _dec_remote_domain_get_cpu_stats_args
 remote_domain_get_cpu_stats_args.xdr_type = _T_remote_domain_get_cpu_stats_args
-_T_remote_domain_get_cpu_stats_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 2048, fixed=False)), ("nparams", xdr.INT),)
+_T_remote_domain_get_cpu_stats_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 2048, fixed=False, bound_name='REMOTE_DOMAIN_GET_CPU_STATS_MAX')), ("nparams", xdr.INT),)
 _T_remote_domain_get_cpu_stats_ret.encode, _T_remote_domain_get_cpu_stats_ret.decode = _enc_remote_domain_get_cpu_stats_ret, _dec_remote_domain_get_cpu_stats_ret
 remote_domain_get_cpu_stats_ret.xdr_type = _T_remote_domain_get_cpu_stats_ret
-_T_remote_domain_stats_record.fields = (("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 262144, fixed=False)),)
+_T_remote_domain_stats_record.fields = (("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 262144, fixed=False, bound_name='REMOTE_CONNECT_GET_ALL_DOMAIN_STATS_MAX')),)
 _T_remote_domain_stats_record.encode, _T_remote_domain_stats_record.decode = _enc_remote_domain_stats_record, _dec_remote_domain_stats_record
 remote_domain_stats_record.xdr_type = _T_remote_domain_stats_record
-_T_remote_connect_get_all_domain_stats_args.fields = (("doms", xdr.ArrayType(_T_remote_nonnull_domain, 16384, fixed=False)), ("stats", xdr.UINT), ("flags", xdr.UINT),)
+_T_remote_connect_get_all_domain_stats_args.fields = (("doms", xdr.ArrayType(_T_remote_nonnull_domain, 16384, fixed=False, bound_name='REMOTE_DOMAIN_LIST_MAX')), ("stats", xdr.UINT), ("flags", xdr.UINT),)
 _T_remote_connect_get_all_domain_stats_args.encode, _T_remote_connect_get_all_domain_stats_args.decode = _enc_remote_connect_get_all_domain_stats_args, _dec_remote_connect_get_all_domain_stats_args
 remote_connect_get_all_domain_stats_args.xdr_type = _T_remote_connect_get_all_domain_stats_args
-_T_remote_connect_get_all_domain_stats_ret.fields = (("retStats", xdr.ArrayType(_T_remote_domain_stats_record, 16384, fixed=False)),)
+_T_remote_connect_get_all_domain_stats_ret.fields = (("retStats", xdr.ArrayType(_T_remote_domain_stats_record, 16384, fixed=False, bound_name='REMOTE_DOMAIN_LIST_MAX')),)
 _T_remote_connect_get_all_domain_stats_ret.encode, _T_remote_connect_get_all_domain_stats_ret.decode = _enc_remote_connect_get_all_domain_stats_ret, _dec_remote_connect_get_all_domain_stats_ret
 remote_connect_get_all_domain_stats_ret.xdr_type = _T_remote_connect_get_all_domain_stats_ret
 _T_remote_domain_start_dirty_rate_calc_args.fields = (("dom", _T_remote_nonnull_domain), ("seconds", xdr.INT), ("flags", xdr.UINT),)
@@ -30936,37 +31070,37 @@ remote_domain_start_dirty_rate_calc_args.xdr_type = _T_remote_domain_start_dirty
 _T_remote_domain_fstrim_args.fields = (("dom", _T_remote_nonnull_domain), ("mountPoint", _T_remote_string), ("minimum", xdr.UHYPER), ("flags", xdr.UINT),)
 _T_remote_domain_fstrim_args.encode, _T_remote_domain_fstrim_args.decode = _enc_remote_domain_fstrim_args, _dec_remote_domain_fstrim_args
 remote_domain_fstrim_args.xdr_type = _T_remote_domain_fstrim_args
-_T_remote_domain_fsfreeze_args.fields = (("dom", _T_remote_nonnull_domain), ("mountpoints", xdr.ArrayType(_T_remote_nonnull_string, 256, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_domain_fsfreeze_args.fields = (("dom", _T_remote_nonnull_domain), ("mountpoints", xdr.ArrayType(_T_remote_nonnull_string, 256, fixed=False, bound_name='REMOTE_DOMAIN_FSFREEZE_MOUNTPOINTS_MAX')), ("flags", xdr.UINT),)
 _T_remote_domain_fsfreeze_args.encode, _T_remote_domain_fsfreeze_args.decode = _enc_remote_domain_fsfreeze_args, _dec_remote_domain_fsfreeze_args
 remote_domain_fsfreeze_args.xdr_type = _T_remote_domain_fsfreeze_args
 _T_remote_domain_fsfreeze_ret.fields = (("filesystems", xdr.INT),)
 _T_remote_domain_fsfreeze_ret.encode, _T_remote_domain_fsfreeze_ret.decode = _enc_remote_domain_fsfreeze_ret, _dec_remote_domain_fsfreeze_ret
 remote_domain_fsfreeze_ret.xdr_type = _T_remote_domain_fsfreeze_ret
-_T_remote_domain_fsthaw_args.fields = (("dom", _T_remote_nonnull_domain), ("mountpoints", xdr.ArrayType(_T_remote_nonnull_string, 256, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_domain_fsthaw_args.fields = (("dom", _T_remote_nonnull_domain), ("mountpoints", xdr.ArrayType(_T_remote_nonnull_string, 256, fixed=False, bound_name='REMOTE_DOMAIN_FSFREEZE_MOUNTPOINTS_MAX')), ("flags", xdr.UINT),)
 _T_remote_domain_fsthaw_args.encode, _T_remote_domain_fsthaw_args.decode = _enc_remote_domain_fsthaw_args, _dec_remote_domain_fsthaw_args
 remote_domain_fsthaw_args.xdr_type = _T_remote_domain_fsthaw_args
 _T_remote_domain_fsthaw_ret.fields = (("filesystems", xdr.INT),)
 _T_remote_domain_fsthaw_ret.encode, _T_remote_domain_fsthaw_ret.decode = _enc_remote_domain_fsthaw_ret, _dec_remote_domain_fsthaw_ret
 remote_domain_fsthaw_ret.xdr_type = _T_remote_domain_fsthaw_ret
-_T_remote_domain_fsinfo.fields = (("mountpoint", _T_remote_nonnull_string), ("name", _T_remote_nonnull_string), ("fstype", _T_remote_nonnull_string), ("dev_aliases", xdr.ArrayType(_T_remote_nonnull_string, 256, fixed=False)),)
+_T_remote_domain_fsinfo.fields = (("mountpoint", _T_remote_nonnull_string), ("name", _T_remote_nonnull_string), ("fstype", _T_remote_nonnull_string), ("dev_aliases", xdr.ArrayType(_T_remote_nonnull_string, 256, fixed=False, bound_name='REMOTE_DOMAIN_FSINFO_DISKS_MAX')),)
 _T_remote_domain_fsinfo.encode, _T_remote_domain_fsinfo.decode = _enc_remote_domain_fsinfo, _dec_remote_domain_fsinfo
 remote_domain_fsinfo.xdr_type = _T_remote_domain_fsinfo
 _T_remote_domain_get_fsinfo_args.fields = (("dom", _T_remote_nonnull_domain), ("flags", xdr.UINT),)
 _T_remote_domain_get_fsinfo_args.encode, _T_remote_domain_get_fsinfo_args.decode = _enc_remote_domain_get_fsinfo_args, _dec_remote_domain_get_fsinfo_args
 remote_domain_get_fsinfo_args.xdr_type = _T_remote_domain_get_fsinfo_args
-_T_remote_domain_get_fsinfo_ret.fields = (("info", xdr.ArrayType(_T_remote_domain_fsinfo, 256, fixed=False)), ("ret", xdr.UINT),)
+_T_remote_domain_get_fsinfo_ret.fields = (("info", xdr.ArrayType(_T_remote_domain_fsinfo, 256, fixed=False, bound_name='REMOTE_DOMAIN_FSINFO_MAX')), ("ret", xdr.UINT),)
 _T_remote_domain_get_fsinfo_ret.encode, _T_remote_domain_get_fsinfo_ret.decode = _enc_remote_domain_get_fsinfo_ret, _dec_remote_domain_get_fsinfo_ret
 remote_domain_get_fsinfo_ret.xdr_type = _T_remote_domain_get_fsinfo_ret
 _T_remote_domain_ip_addr.fields = (("type", xdr.INT), ("addr", _T_remote_nonnull_string), ("prefix", xdr.UINT),)
 _T_remote_domain_ip_addr.encode, _T_remote_domain_ip_addr.decode = _enc_remote_domain_ip_addr, _dec_remote_domain_ip_addr
 remote_domain_ip_addr.xdr_type = _T_remote_domain_ip_addr
-_T_remote_domain_interface.fields = (("name", _T_remote_nonnull_string), ("hwaddr", _T_remote_string), ("addrs", xdr.ArrayType(_T_remote_domain_ip_addr, 2048, fixed=False)),)
+_T_remote_domain_interface.fields = (("name", _T_remote_nonnull_string), ("hwaddr", _T_remote_string), ("addrs", xdr.ArrayType(_T_remote_domain_ip_addr, 2048, fixed=False, bound_name='REMOTE_DOMAIN_IP_ADDR_MAX')),)
 _T_remote_domain_interface.encode, _T_remote_domain_interface.decode = _enc_remote_domain_interface, _dec_remote_domain_interface
 remote_domain_interface.xdr_type = _T_remote_domain_interface
 _T_remote_domain_interface_addresses_args.fields = (("dom", _T_remote_nonnull_domain), ("source", xdr.UINT), ("flags", xdr.UINT),)
 _T_remote_domain_interface_addresses_args.encode, _T_remote_domain_interface_addresses_args.decode = _enc_remote_domain_interface_addresses_args, _dec_remote_domain_interface_addresses_args
 remote_domain_interface_addresses_args.xdr_type = _T_remote_domain_interface_addresses_args
-_T_remote_domain_interface_addresses_ret.fields = (("ifaces", xdr.ArrayType(_T_remote_domain_interface, 2048, fixed=False)),)
+_T_remote_domain_interface_addresses_ret.fields = (("ifaces", xdr.ArrayType(_T_remote_domain_interface, 2048, fixed=False, bound_name='REMOTE_DOMAIN_INTERFACE_MAX')),)
 _T_remote_domain_interface_addresses_ret.encode, _T_remote_domain_interface_addresses_ret.decode = _enc_remote_domain_interface_addresses_ret, _dec_remote_domain_interface_addresses_ret
 remote_domain_interface_addresses_ret.xdr_type = _T_remote_domain_interface_addresses_ret
 _T_remote_domain_set_user_password_args.fields = (("dom", _T_remote_nonnull_domain), ("user", _T_remote_string), ("password", _T_remote_string), ("flags", xdr.UINT),)
@@ -30975,7 +31109,7 @@ remote_domain_set_user_password_args.xdr_type = _T_remote_domain_set_user_passwo
 _T_remote_domain_get_guest_vcpus_args.fields = (("dom", _T_remote_nonnull_domain), ("flags", xdr.UINT),)
 _T_remote_domain_get_guest_vcpus_args.encode, _T_remote_domain_get_guest_vcpus_args.decode = _enc_remote_domain_get_guest_vcpus_args, _dec_remote_domain_get_guest_vcpus_args
 remote_domain_get_guest_vcpus_args.xdr_type = _T_remote_domain_get_guest_vcpus_args
-_T_remote_domain_get_guest_vcpus_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False)),)
+_T_remote_domain_get_guest_vcpus_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False, bound_name='REMOTE_DOMAIN_GUEST_VCPU_PARAMS_MAX')),)
 _T_remote_domain_get_guest_vcpus_ret.encode, _T_remote_domain_get_guest_vcpus_ret.decode = _enc_remote_domain_get_guest_vcpus_ret, _dec_remote_domain_get_guest_vcpus_ret
 remote_domain_get_guest_vcpus_ret.xdr_type = _T_remote_domain_get_guest_vcpus_ret
 _T_remote_domain_set_guest_vcpus_args.fields = (("dom", _T_remote_nonnull_domain), ("cpumap", _T_remote_nonnull_string), ("state", xdr.INT), ("flags", xdr.UINT),)
@@ -30984,7 +31118,7 @@ remote_domain_set_guest_vcpus_args.xdr_type = _T_remote_domain_set_guest_vcpus_a
 _T_remote_domain_get_guest_info_args.fields = (("dom", _T_remote_nonnull_domain), ("types", xdr.UINT), ("flags", xdr.UINT),)
 _T_remote_domain_get_guest_info_args.encode, _T_remote_domain_get_guest_info_args.decode = _enc_remote_domain_get_guest_info_args, _dec_remote_domain_get_guest_info_args
 remote_domain_get_guest_info_args.xdr_type = _T_remote_domain_get_guest_info_args
-_T_remote_domain_get_guest_info_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 2048, fixed=False)),)
+_T_remote_domain_get_guest_info_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 2048, fixed=False, bound_name='REMOTE_DOMAIN_GUEST_INFO_PARAMS_MAX')),)
 _T_remote_domain_get_guest_info_ret.encode, _T_remote_domain_get_guest_info_ret.decode = _enc_remote_domain_get_guest_info_ret, _dec_remote_domain_get_guest_info_ret
 remote_domain_get_guest_info_ret.xdr_type = _T_remote_domain_get_guest_info_ret
 _T_remote_domain_agent_set_response_timeout_args.fields = (("dom", _T_remote_nonnull_domain), ("timeout", xdr.INT), ("flags", xdr.UINT),)
@@ -30996,10 +31130,10 @@ remote_domain_agent_set_response_timeout_ret.xdr_type = _T_remote_domain_agent_s
 _T_remote_domain_authorized_ssh_keys_get_args.fields = (("dom", _T_remote_nonnull_domain), ("user", _T_remote_nonnull_string), ("flags", xdr.UINT),)
 _T_remote_domain_authorized_ssh_keys_get_args.encode, _T_remote_domain_authorized_ssh_keys_get_args.decode = _enc_remote_domain_authorized_ssh_keys_get_args, _dec_remote_domain_authorized_ssh_keys_get_args
 remote_domain_authorized_ssh_keys_get_args.xdr_type = _T_remote_domain_authorized_ssh_keys_get_args
-_T_remote_domain_authorized_ssh_keys_get_ret.fields = (("keys", xdr.ArrayType(_T_remote_nonnull_string, 2048, fixed=False)),)
+_T_remote_domain_authorized_ssh_keys_get_ret.fields = (("keys", xdr.ArrayType(_T_remote_nonnull_string, 2048, fixed=False, bound_name='REMOTE_DOMAIN_AUTHORIZED_SSH_KEYS_MAX')),)
 _T_remote_domain_authorized_ssh_keys_get_ret.encode, _T_remote_domain_authorized_ssh_keys_get_ret.decode = _enc_remote_domain_authorized_ssh_keys_get_ret, _dec_remote_domain_authorized_ssh_keys_get_ret
 remote_domain_authorized_ssh_keys_get_ret.xdr_type = _T_remote_domain_authorized_ssh_keys_get_ret
-_T_remote_domain_authorized_ssh_keys_set_args.fields = (("dom", _T_remote_nonnull_domain), ("user", _T_remote_nonnull_string), ("keys", xdr.ArrayType(_T_remote_nonnull_string, 2048, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_domain_authorized_ssh_keys_set_args.fields = (("dom", _T_remote_nonnull_domain), ("user", _T_remote_nonnull_string), ("keys", xdr.ArrayType(_T_remote_nonnull_string, 2048, fixed=False, bound_name='REMOTE_DOMAIN_AUTHORIZED_SSH_KEYS_MAX')), ("flags", xdr.UINT),)
 _T_remote_domain_authorized_ssh_keys_set_args.encode, _T_remote_domain_authorized_ssh_keys_set_args.decode = _enc_remote_domain_authorized_ssh_keys_set_args, _dec_remote_domain_authorized_ssh_keys_set_args
 remote_domain_authorized_ssh_keys_set_args.xdr_type = _T_remote_domain_authorized_ssh_keys_set_args
 _T_remote_domain_open_console_args.fields = (("dom", _T_remote_nonnull_domain), ("dev_name", _T_remote_string), ("flags", xdr.UINT),)
@@ -31029,7 +31163,7 @@ remote_domain_get_job_info_ret.xdr_type = _T_remote_domain_get_job_info_ret
 _T_remote_domain_get_job_stats_args.fields = (("dom", _T_remote_nonnull_domain), ("flags", xdr.UINT),)
 _T_remote_domain_get_job_stats_args.encode, _T_remote_domain_get_job_stats_args.decode = _enc_remote_domain_get_job_stats_args, _dec_remote_domain_get_job_stats_args
 remote_domain_get_job_stats_args.xdr_type = _T_remote_domain_get_job_stats_args
-_T_remote_domain_get_job_stats_ret.fields = (("type", xdr.INT), ("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False)),)
+_T_remote_domain_get_job_stats_ret.fields = (("type", xdr.INT), ("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False, bound_name='REMOTE_DOMAIN_JOB_STATS_MAX')),)
 _T_remote_domain_get_job_stats_ret.encode, _T_remote_domain_get_job_stats_ret.decode = _enc_remote_domain_get_job_stats_ret, _dec_remote_domain_get_job_stats_ret
 remote_domain_get_job_stats_ret.xdr_type = _T_remote_domain_get_job_stats_ret
 _T_remote_domain_abort_job_args.fields = (("dom", _T_remote_nonnull_domain),)
@@ -31128,37 +31262,37 @@ remote_domain_migrate_finish3_ret.xdr_type = _T_remote_domain_migrate_finish3_re
 _T_remote_domain_migrate_confirm3_args.fields = (("dom", _T_remote_nonnull_domain), ("cookie_in", xdr.OpaqueType(4194304, fixed=False)), ("flags", xdr.UHYPER), ("cancelled", xdr.INT),)
 _T_remote_domain_migrate_confirm3_args.encode, _T_remote_domain_migrate_confirm3_args.decode = _enc_remote_domain_migrate_confirm3_args, _dec_remote_domain_migrate_confirm3_args
 remote_domain_migrate_confirm3_args.xdr_type = _T_remote_domain_migrate_confirm3_args
-_T_remote_domain_migrate_begin3_params_args.fields = (("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_domain_migrate_begin3_params_args.fields = (("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False, bound_name='REMOTE_DOMAIN_MIGRATE_PARAM_LIST_MAX')), ("flags", xdr.UINT),)
 _T_remote_domain_migrate_begin3_params_args.encode, _T_remote_domain_migrate_begin3_params_args.decode = _enc_remote_domain_migrate_begin3_params_args, _dec_remote_domain_migrate_begin3_params_args
 remote_domain_migrate_begin3_params_args.xdr_type = _T_remote_domain_migrate_begin3_params_args
 _T_remote_domain_migrate_begin3_params_ret.fields = (("cookie_out", xdr.OpaqueType(4194304, fixed=False)), ("xml", _T_remote_nonnull_string),)
 _T_remote_domain_migrate_begin3_params_ret.encode, _T_remote_domain_migrate_begin3_params_ret.decode = _enc_remote_domain_migrate_begin3_params_ret, _dec_remote_domain_migrate_begin3_params_ret
 remote_domain_migrate_begin3_params_ret.xdr_type = _T_remote_domain_migrate_begin3_params_ret
-_T_remote_domain_migrate_prepare3_params_args.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False)), ("cookie_in", xdr.OpaqueType(4194304, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_domain_migrate_prepare3_params_args.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False, bound_name='REMOTE_DOMAIN_MIGRATE_PARAM_LIST_MAX')), ("cookie_in", xdr.OpaqueType(4194304, fixed=False)), ("flags", xdr.UINT),)
 _T_remote_domain_migrate_prepare3_params_args.encode, _T_remote_domain_migrate_prepare3_params_args.decode = _enc_remote_domain_migrate_prepare3_params_args, _dec_remote_domain_migrate_prepare3_params_args
 remote_domain_migrate_prepare3_params_args.xdr_type = _T_remote_domain_migrate_prepare3_params_args
 _T_remote_domain_migrate_prepare3_params_ret.fields = (("cookie_out", xdr.OpaqueType(4194304, fixed=False)), ("uri_out", _T_remote_string),)
 _T_remote_domain_migrate_prepare3_params_ret.encode, _T_remote_domain_migrate_prepare3_params_ret.decode = _enc_remote_domain_migrate_prepare3_params_ret, _dec_remote_domain_migrate_prepare3_params_ret
 remote_domain_migrate_prepare3_params_ret.xdr_type = _T_remote_domain_migrate_prepare3_params_ret
-_T_remote_domain_migrate_prepare_tunnel3_params_args.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False)), ("cookie_in", xdr.OpaqueType(4194304, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_domain_migrate_prepare_tunnel3_params_args.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False, bound_name='REMOTE_DOMAIN_MIGRATE_PARAM_LIST_MAX')), ("cookie_in", xdr.OpaqueType(4194304, fixed=False)), ("flags", xdr.UINT),)
 _T_remote_domain_migrate_prepare_tunnel3_params_args.encode, _T_remote_domain_migrate_prepare_tunnel3_params_args.decode = _enc_remote_domain_migrate_prepare_tunnel3_params_args, _dec_remote_domain_migrate_prepare_tunnel3_params_args
 remote_domain_migrate_prepare_tunnel3_params_args.xdr_type = _T_remote_domain_migrate_prepare_tunnel3_params_args
 _T_remote_domain_migrate_prepare_tunnel3_params_ret.fields = (("cookie_out", xdr.OpaqueType(4194304, fixed=False)),)
 _T_remote_domain_migrate_prepare_tunnel3_params_ret.encode, _T_remote_domain_migrate_prepare_tunnel3_params_ret.decode = _enc_remote_domain_migrate_prepare_tunnel3_params_ret, _dec_remote_domain_migrate_prepare_tunnel3_params_ret
 remote_domain_migrate_prepare_tunnel3_params_ret.xdr_type = _T_remote_domain_migrate_prepare_tunnel3_params_ret
-_T_remote_domain_migrate_perform3_params_args.fields = (("dom", _T_remote_nonnull_domain), ("dconnuri", _T_remote_string), ("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False)), ("cookie_in", xdr.OpaqueType(4194304, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_domain_migrate_perform3_params_args.fields = (("dom", _T_remote_nonnull_domain), ("dconnuri", _T_remote_string), ("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False, bound_name='REMOTE_DOMAIN_MIGRATE_PARAM_LIST_MAX')), ("cookie_in", xdr.OpaqueType(4194304, fixed=False)), ("flags", xdr.UINT),)
 _T_remote_domain_migrate_perform3_params_args.encode, _T_remote_domain_migrate_perform3_params_args.decode = _enc_remote_domain_migrate_perform3_params_args, _dec_remote_domain_migrate_perform3_params_args
 remote_domain_migrate_perform3_params_args.xdr_type = _T_remote_domain_migrate_perform3_params_args
 _T_remote_domain_migrate_perform3_params_ret.fields = (("cookie_out", xdr.OpaqueType(4194304, fixed=False)),)
 _T_remote_domain_migrate_perform3_params_ret.encode, _T_remote_domain_migrate_perform3_params_ret.decode = _enc_remote_domain_migrate_perform3_params_ret, _dec_remote_domain_migrate_perform3_params_ret
 remote_domain_migrate_perform3_params_ret.xdr_type = _T_remote_domain_migrate_perform3_params_ret
-_T_remote_domain_migrate_finish3_params_args.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False)), ("cookie_in", xdr.OpaqueType(4194304, fixed=False)), ("flags", xdr.UINT), ("cancelled", xdr.INT),)
+_T_remote_domain_migrate_finish3_params_args.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False, bound_name='REMOTE_DOMAIN_MIGRATE_PARAM_LIST_MAX')), ("cookie_in", xdr.OpaqueType(4194304, fixed=False)), ("flags", xdr.UINT), ("cancelled", xdr.INT),)
 _T_remote_domain_migrate_finish3_params_args.encode, _T_remote_domain_migrate_finish3_params_args.decode = _enc_remote_domain_migrate_finish3_params_args, _dec_remote_domain_migrate_finish3_params_args
 remote_domain_migrate_finish3_params_args.xdr_type = _T_remote_domain_migrate_finish3_params_args
 _T_remote_domain_migrate_finish3_params_ret.fields = (("dom", _T_remote_nonnull_domain), ("cookie_out", xdr.OpaqueType(4194304, fixed=False)),)
 _T_remote_domain_migrate_finish3_params_ret.encode, _T_remote_domain_migrate_finish3_params_ret.decode = _enc_remote_domain_migrate_finish3_params_ret, _dec_remote_domain_migrate_finish3_params_ret
 remote_domain_migrate_finish3_params_ret.xdr_type = _T_remote_domain_migrate_finish3_params_ret
-_T_remote_domain_migrate_confirm3_params_args.fields = (("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False)), ("cookie_in", xdr.OpaqueType(4194304, fixed=False)), ("flags", xdr.UINT), ("cancelled", xdr.INT),)
+_T_remote_domain_migrate_confirm3_params_args.fields = (("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False, bound_name='REMOTE_DOMAIN_MIGRATE_PARAM_LIST_MAX')), ("cookie_in", xdr.OpaqueType(4194304, fixed=False)), ("flags", xdr.UINT), ("cancelled", xdr.INT),)
 _T_remote_domain_migrate_confirm3_params_args.encode, _T_remote_domain_migrate_confirm3_params_args.decode = _enc_remote_domain_migrate_confirm3_params_args, _dec_remote_domain_migrate_confirm3_params_args
 remote_domain_migrate_confirm3_params_args.xdr_type = _T_remote_domain_migrate_confirm3_params_args
 _T_remote_domain_migrate_start_post_copy_args.fields = (("dom", _T_remote_nonnull_domain), ("flags", xdr.UINT),)
@@ -31266,7 +31400,7 @@ remote_domain_event_graphics_address.xdr_type = _T_remote_domain_event_graphics_
 _T_remote_domain_event_graphics_identity.fields = (("type", _T_remote_nonnull_string), ("name", _T_remote_nonnull_string),)
 _T_remote_domain_event_graphics_identity.encode, _T_remote_domain_event_graphics_identity.decode = _enc_remote_domain_event_graphics_identity, _dec_remote_domain_event_graphics_identity
 remote_domain_event_graphics_identity.xdr_type = _T_remote_domain_event_graphics_identity
-_T_remote_domain_event_graphics_msg.fields = (("dom", _T_remote_nonnull_domain), ("phase", xdr.INT), ("local", _T_remote_domain_event_graphics_address), ("remote", _T_remote_domain_event_graphics_address), ("authScheme", _T_remote_nonnull_string), ("subject", xdr.ArrayType(_T_remote_domain_event_graphics_identity, 20, fixed=False)),)
+_T_remote_domain_event_graphics_msg.fields = (("dom", _T_remote_nonnull_domain), ("phase", xdr.INT), ("local", _T_remote_domain_event_graphics_address), ("remote", _T_remote_domain_event_graphics_address), ("authScheme", _T_remote_nonnull_string), ("subject", xdr.ArrayType(_T_remote_domain_event_graphics_identity, 20, fixed=False, bound_name='REMOTE_DOMAIN_EVENT_GRAPHICS_IDENTITY_MAX')),)
 _T_remote_domain_event_graphics_msg.encode, _T_remote_domain_event_graphics_msg.decode = _enc_remote_domain_event_graphics_msg, _dec_remote_domain_event_graphics_msg
 remote_domain_event_graphics_msg.xdr_type = _T_remote_domain_event_graphics_msg
 _T_remote_domain_event_callback_graphics_msg.fields = (("callbackID", xdr.INT), ("msg", _T_remote_domain_event_graphics_msg),)
@@ -31332,7 +31466,7 @@ remote_domain_event_block_job_2_msg.xdr_type = _T_remote_domain_event_block_job_
 _T_remote_domain_event_block_threshold_msg.fields = (("callbackID", xdr.INT), ("dom", _T_remote_nonnull_domain), ("dev", _T_remote_nonnull_string), ("path", _T_remote_string), ("threshold", xdr.UHYPER), ("excess", xdr.UHYPER),)
 _T_remote_domain_event_block_threshold_msg.encode, _T_remote_domain_event_block_threshold_msg.decode = _enc_remote_domain_event_block_threshold_msg, _dec_remote_domain_event_block_threshold_msg
 remote_domain_event_block_threshold_msg.xdr_type = _T_remote_domain_event_block_threshold_msg
-_T_remote_domain_event_callback_tunable_msg.fields = (("callbackID", xdr.INT), ("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 2048, fixed=False)),)
+_T_remote_domain_event_callback_tunable_msg.fields = (("callbackID", xdr.INT), ("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 2048, fixed=False, bound_name='REMOTE_DOMAIN_EVENT_TUNABLE_MAX')),)
 _T_remote_domain_event_callback_tunable_msg.encode, _T_remote_domain_event_callback_tunable_msg.decode = _enc_remote_domain_event_callback_tunable_msg, _dec_remote_domain_event_callback_tunable_msg
 remote_domain_event_callback_tunable_msg.xdr_type = _T_remote_domain_event_callback_tunable_msg
 _T_remote_domain_event_callback_device_added_msg.fields = (("callbackID", xdr.INT), ("dom", _T_remote_nonnull_domain), ("devAlias", _T_remote_nonnull_string),)
@@ -31344,7 +31478,7 @@ remote_domain_event_callback_agent_lifecycle_msg.xdr_type = _T_remote_domain_eve
 _T_remote_domain_event_callback_migration_iteration_msg.fields = (("callbackID", xdr.INT), ("dom", _T_remote_nonnull_domain), ("iteration", xdr.INT),)
 _T_remote_domain_event_callback_migration_iteration_msg.encode, _T_remote_domain_event_callback_migration_iteration_msg.decode = _enc_remote_domain_event_callback_migration_iteration_msg, _dec_remote_domain_event_callback_migration_iteration_msg
 remote_domain_event_callback_migration_iteration_msg.xdr_type = _T_remote_domain_event_callback_migration_iteration_msg
-_T_remote_domain_event_callback_job_completed_msg.fields = (("callbackID", xdr.INT), ("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False)),)
+_T_remote_domain_event_callback_job_completed_msg.fields = (("callbackID", xdr.INT), ("dom", _T_remote_nonnull_domain), ("params", xdr.ArrayType(_T_remote_typed_param, 64, fixed=False, bound_name='REMOTE_DOMAIN_JOB_STATS_MAX')),)
 _T_remote_domain_event_callback_job_completed_msg.encode, _T_remote_domain_event_callback_job_completed_msg.decode = _enc_remote_domain_event_callback_job_completed_msg, _dec_remote_domain_event_callback_job_completed_msg
 remote_domain_event_callback_job_completed_msg.xdr_type = _T_remote_domain_event_callback_job_completed_msg
 _T_remote_domain_event_callback_device_removal_failed_msg.fields = (("callbackID", xdr.INT), ("dom", _T_remote_nonnull_domain), ("devAlias", _T_remote_nonnull_string),)
@@ -31386,7 +31520,7 @@ remote_connect_num_of_networks_ret.xdr_type = _T_remote_connect_num_of_networks_
 _T_remote_connect_list_networks_args.fields = (("maxnames", xdr.INT),)
 _T_remote_connect_list_networks_args.encode, _T_remote_connect_list_networks_args.decode = _enc_remote_connect_list_networks_args, _dec_remote_connect_list_networks_args
 remote_connect_list_networks_args.xdr_type = _T_remote_connect_list_networks_args
-_T_remote_connect_list_networks_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 16384, fixed=False)),)
+_T_remote_connect_list_networks_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 16384, fixed=False, bound_name='REMOTE_NETWORK_LIST_MAX')),)
 _T_remote_connect_list_networks_ret.encode, _T_remote_connect_list_networks_ret.decode = _enc_remote_connect_list_networks_ret, _dec_remote_connect_list_networks_ret
 remote_connect_list_networks_ret.xdr_type = _T_remote_connect_list_networks_ret
 _T_remote_connect_num_of_defined_networks_ret.fields = (("num", xdr.INT),)
@@ -31395,7 +31529,7 @@ remote_connect_num_of_defined_networks_ret.xdr_type = _T_remote_connect_num_of_d
 _T_remote_connect_list_defined_networks_args.fields = (("maxnames", xdr.INT),)
 _T_remote_connect_list_defined_networks_args.encode, _T_remote_connect_list_defined_networks_args.decode = _enc_remote_connect_list_defined_networks_args, _dec_remote_connect_list_defined_networks_args
 remote_connect_list_defined_networks_args.xdr_type = _T_remote_connect_list_defined_networks_args
-_T_remote_connect_list_defined_networks_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 16384, fixed=False)),)
+_T_remote_connect_list_defined_networks_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 16384, fixed=False, bound_name='REMOTE_NETWORK_LIST_MAX')),)
 _T_remote_connect_list_defined_networks_ret.encode, _T_remote_connect_list_defined_networks_ret.decode = _enc_remote_connect_list_defined_networks_ret, _dec_remote_connect_list_defined_networks_ret
 remote_connect_list_defined_networks_ret.xdr_type = _T_remote_connect_list_defined_networks_ret
 _T_remote_network_lookup_by_uuid_args.fields = (("uuid", _T_remote_uuid),)
@@ -31482,7 +31616,7 @@ remote_network_is_persistent_ret.xdr_type = _T_remote_network_is_persistent_ret
 _T_remote_connect_list_all_networks_args.fields = (("need_results", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_connect_list_all_networks_args.encode, _T_remote_connect_list_all_networks_args.decode = _enc_remote_connect_list_all_networks_args, _dec_remote_connect_list_all_networks_args
 remote_connect_list_all_networks_args.xdr_type = _T_remote_connect_list_all_networks_args
-_T_remote_connect_list_all_networks_ret.fields = (("nets", xdr.ArrayType(_T_remote_nonnull_network, 16384, fixed=False)), ("ret", xdr.UINT),)
+_T_remote_connect_list_all_networks_ret.fields = (("nets", xdr.ArrayType(_T_remote_nonnull_network, 16384, fixed=False, bound_name='REMOTE_NETWORK_LIST_MAX')), ("ret", xdr.UINT),)
 _T_remote_connect_list_all_networks_ret.encode, _T_remote_connect_list_all_networks_ret.decode = _enc_remote_connect_list_all_networks_ret, _dec_remote_connect_list_all_networks_ret
 remote_connect_list_all_networks_ret.xdr_type = _T_remote_connect_list_all_networks_ret
 _T_remote_network_dhcp_lease.fields = (("iface", _T_remote_nonnull_string), ("expirytime", xdr.HYPER), ("type", xdr.INT), ("mac", _T_remote_string), ("iaid", _T_remote_string), ("ipaddr", _T_remote_nonnull_string), ("prefix", xdr.UINT), ("hostname", _T_remote_string), ("clientid", _T_remote_string),)
@@ -31491,13 +31625,13 @@ remote_network_dhcp_lease.xdr_type = _T_remote_network_dhcp_lease
 _T_remote_network_get_dhcp_leases_args.fields = (("net", _T_remote_nonnull_network), ("mac", _T_remote_string), ("need_results", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_network_get_dhcp_leases_args.encode, _T_remote_network_get_dhcp_leases_args.decode = _enc_remote_network_get_dhcp_leases_args, _dec_remote_network_get_dhcp_leases_args
 remote_network_get_dhcp_leases_args.xdr_type = _T_remote_network_get_dhcp_leases_args
-_T_remote_network_get_dhcp_leases_ret.fields = (("leases", xdr.ArrayType(_T_remote_network_dhcp_lease, 65536, fixed=False)), ("ret", xdr.UINT),)
+_T_remote_network_get_dhcp_leases_ret.fields = (("leases", xdr.ArrayType(_T_remote_network_dhcp_lease, 65536, fixed=False, bound_name='REMOTE_NETWORK_DHCP_LEASES_MAX')), ("ret", xdr.UINT),)
 _T_remote_network_get_dhcp_leases_ret.encode, _T_remote_network_get_dhcp_leases_ret.decode = _enc_remote_network_get_dhcp_leases_ret, _dec_remote_network_get_dhcp_leases_ret
 remote_network_get_dhcp_leases_ret.xdr_type = _T_remote_network_get_dhcp_leases_ret
 _T_remote_network_list_all_ports_args.fields = (("network", _T_remote_nonnull_network), ("need_results", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_network_list_all_ports_args.encode, _T_remote_network_list_all_ports_args.decode = _enc_remote_network_list_all_ports_args, _dec_remote_network_list_all_ports_args
 remote_network_list_all_ports_args.xdr_type = _T_remote_network_list_all_ports_args
-_T_remote_network_list_all_ports_ret.fields = (("ports", xdr.ArrayType(_T_remote_nonnull_network_port, 16384, fixed=False)), ("ret", xdr.UINT),)
+_T_remote_network_list_all_ports_ret.fields = (("ports", xdr.ArrayType(_T_remote_nonnull_network_port, 16384, fixed=False, bound_name='REMOTE_NETWORK_PORT_LIST_MAX')), ("ret", xdr.UINT),)
 _T_remote_network_list_all_ports_ret.encode, _T_remote_network_list_all_ports_ret.decode = _enc_remote_network_list_all_ports_ret, _dec_remote_network_list_all_ports_ret
 remote_network_list_all_ports_ret.xdr_type = _T_remote_network_list_all_ports_ret
 _T_remote_network_port_lookup_by_uuid_args.fields = (("network", _T_remote_nonnull_network), ("uuid", _T_remote_uuid),)
@@ -31512,13 +31646,13 @@ remote_network_port_create_xml_args.xdr_type = _T_remote_network_port_create_xml
 _T_remote_network_port_create_xml_ret.fields = (("port", _T_remote_nonnull_network_port),)
 _T_remote_network_port_create_xml_ret.encode, _T_remote_network_port_create_xml_ret.decode = _enc_remote_network_port_create_xml_ret, _dec_remote_network_port_create_xml_ret
 remote_network_port_create_xml_ret.xdr_type = _T_remote_network_port_create_xml_ret
-_T_remote_network_port_set_parameters_args.fields = (("port", _T_remote_nonnull_network_port), ("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False)), ("flags", xdr.UINT),)
+_T_remote_network_port_set_parameters_args.fields = (("port", _T_remote_nonnull_network_port), ("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False, bound_name='REMOTE_NETWORK_PORT_PARAMETERS_MAX')), ("flags", xdr.UINT),)
 _T_remote_network_port_set_parameters_args.encode, _T_remote_network_port_set_parameters_args.decode = _enc_remote_network_port_set_parameters_args, _dec_remote_network_port_set_parameters_args
 remote_network_port_set_parameters_args.xdr_type = _T_remote_network_port_set_parameters_args
 _T_remote_network_port_get_parameters_args.fields = (("port", _T_remote_nonnull_network_port), ("nparams", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_network_port_get_parameters_args.encode, _T_remote_network_port_get_parameters_args.decode = _enc_remote_network_port_get_parameters_args, _dec_remote_network_port_get_parameters_args
 remote_network_port_get_parameters_args.xdr_type = _T_remote_network_port_get_parameters_args
-_T_remote_network_port_get_parameters_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False)), ("nparams", xdr.INT),)
+_T_remote_network_port_get_parameters_ret.fields = (("params", xdr.ArrayType(_T_remote_typed_param, 16, fixed=False, bound_name='REMOTE_NETWORK_PORT_PARAMETERS_MAX')), ("nparams", xdr.INT),)
 _T_remote_network_port_get_parameters_ret.encode, _T_remote_network_port_get_parameters_ret.decode = _enc_remote_network_port_get_parameters_ret, _dec_remote_network_port_get_parameters_ret
 remote_network_port_get_parameters_ret.xdr_type = _T_remote_network_port_get_parameters_ret
 _T_remote_network_port_get_xml_desc_args.fields = (("port", _T_remote_nonnull_network_port), ("flags", xdr.UINT),)
@@ -31536,7 +31670,7 @@ remote_connect_num_of_interfaces_ret.xdr_type = _T_remote_connect_num_of_interfa
 _T_remote_connect_list_interfaces_args.fields = (("maxnames", xdr.INT),)
 _T_remote_connect_list_interfaces_args.encode, _T_remote_connect_list_interfaces_args.decode = _enc_remote_connect_list_interfaces_args, _dec_remote_connect_list_interfaces_args
 remote_connect_list_interfaces_args.xdr_type = _T_remote_connect_list_interfaces_args
-_T_remote_connect_list_interfaces_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 16384, fixed=False)),)
+_T_remote_connect_list_interfaces_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 16384, fixed=False, bound_name='REMOTE_INTERFACE_LIST_MAX')),)
 _T_remote_connect_list_interfaces_ret.encode, _T_remote_connect_list_interfaces_ret.decode = _enc_remote_connect_list_interfaces_ret, _dec_remote_connect_list_interfaces_ret
 remote_connect_list_interfaces_ret.xdr_type = _T_remote_connect_list_interfaces_ret
 _T_remote_connect_num_of_defined_interfaces_ret.fields = (("num", xdr.INT),)
@@ -31545,7 +31679,7 @@ remote_connect_num_of_defined_interfaces_ret.xdr_type = _T_remote_connect_num_of
 _T_remote_connect_list_defined_interfaces_args.fields = (("maxnames", xdr.INT),)
 _T_remote_connect_list_defined_interfaces_args.encode, _T_remote_connect_list_defined_interfaces_args.decode = _enc_remote_connect_list_defined_interfaces_args, _dec_remote_connect_list_defined_interfaces_args
 remote_connect_list_defined_interfaces_args.xdr_type = _T_remote_connect_list_defined_interfaces_args
-_T_remote_connect_list_defined_interfaces_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 16384, fixed=False)),)
+_T_remote_connect_list_defined_interfaces_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 16384, fixed=False, bound_name='REMOTE_INTERFACE_LIST_MAX')),)
 _T_remote_connect_list_defined_interfaces_ret.encode, _T_remote_connect_list_defined_interfaces_ret.decode = _enc_remote_connect_list_defined_interfaces_ret, _dec_remote_connect_list_defined_interfaces_ret
 remote_connect_list_defined_interfaces_ret.xdr_type = _T_remote_connect_list_defined_interfaces_ret
 _T_remote_interface_lookup_by_name_args.fields = (("name", _T_remote_nonnull_string),)
@@ -31599,7 +31733,7 @@ remote_interface_is_active_ret.xdr_type = _T_remote_interface_is_active_ret
 _T_remote_connect_list_all_interfaces_args.fields = (("need_results", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_connect_list_all_interfaces_args.encode, _T_remote_connect_list_all_interfaces_args.decode = _enc_remote_connect_list_all_interfaces_args, _dec_remote_connect_list_all_interfaces_args
 remote_connect_list_all_interfaces_args.xdr_type = _T_remote_connect_list_all_interfaces_args
-_T_remote_connect_list_all_interfaces_ret.fields = (("ifaces", xdr.ArrayType(_T_remote_nonnull_interface, 16384, fixed=False)), ("ret", xdr.UINT),)
+_T_remote_connect_list_all_interfaces_ret.fields = (("ifaces", xdr.ArrayType(_T_remote_nonnull_interface, 16384, fixed=False, bound_name='REMOTE_INTERFACE_LIST_MAX')), ("ret", xdr.UINT),)
 _T_remote_connect_list_all_interfaces_ret.encode, _T_remote_connect_list_all_interfaces_ret.decode = _enc_remote_connect_list_all_interfaces_ret, _dec_remote_connect_list_all_interfaces_ret
 remote_connect_list_all_interfaces_ret.xdr_type = _T_remote_connect_list_all_interfaces_ret
 _T_remote_connect_num_of_storage_pools_ret.fields = (("num", xdr.INT),)
@@ -31608,7 +31742,7 @@ remote_connect_num_of_storage_pools_ret.xdr_type = _T_remote_connect_num_of_stor
 _T_remote_connect_list_storage_pools_args.fields = (("maxnames", xdr.INT),)
 _T_remote_connect_list_storage_pools_args.encode, _T_remote_connect_list_storage_pools_args.decode = _enc_remote_connect_list_storage_pools_args, _dec_remote_connect_list_storage_pools_args
 remote_connect_list_storage_pools_args.xdr_type = _T_remote_connect_list_storage_pools_args
-_T_remote_connect_list_storage_pools_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 16384, fixed=False)),)
+_T_remote_connect_list_storage_pools_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 16384, fixed=False, bound_name='REMOTE_STORAGE_POOL_LIST_MAX')),)
 _T_remote_connect_list_storage_pools_ret.encode, _T_remote_connect_list_storage_pools_ret.decode = _enc_remote_connect_list_storage_pools_ret, _dec_remote_connect_list_storage_pools_ret
 remote_connect_list_storage_pools_ret.xdr_type = _T_remote_connect_list_storage_pools_ret
 _T_remote_connect_num_of_defined_storage_pools_ret.fields = (("num", xdr.INT),)
@@ -31617,7 +31751,7 @@ remote_connect_num_of_defined_storage_pools_ret.xdr_type = _T_remote_connect_num
 _T_remote_connect_list_defined_storage_pools_args.fields = (("maxnames", xdr.INT),)
 _T_remote_connect_list_defined_storage_pools_args.encode, _T_remote_connect_list_defined_storage_pools_args.decode = _enc_remote_connect_list_defined_storage_pools_args, _dec_remote_connect_list_defined_storage_pools_args
 remote_connect_list_defined_storage_pools_args.xdr_type = _T_remote_connect_list_defined_storage_pools_args
-_T_remote_connect_list_defined_storage_pools_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 16384, fixed=False)),)
+_T_remote_connect_list_defined_storage_pools_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 16384, fixed=False, bound_name='REMOTE_STORAGE_POOL_LIST_MAX')),)
 _T_remote_connect_list_defined_storage_pools_ret.encode, _T_remote_connect_list_defined_storage_pools_ret.decode = _enc_remote_connect_list_defined_storage_pools_ret, _dec_remote_connect_list_defined_storage_pools_ret
 remote_connect_list_defined_storage_pools_ret.xdr_type = _T_remote_connect_list_defined_storage_pools_ret
 _T_remote_connect_find_storage_pool_sources_args.fields = (("type", _T_remote_nonnull_string), ("srcSpec", _T_remote_string), ("flags", xdr.UINT),)
@@ -31710,7 +31844,7 @@ remote_storage_pool_num_of_volumes_ret.xdr_type = _T_remote_storage_pool_num_of_
 _T_remote_storage_pool_list_volumes_args.fields = (("pool", _T_remote_nonnull_storage_pool), ("maxnames", xdr.INT),)
 _T_remote_storage_pool_list_volumes_args.encode, _T_remote_storage_pool_list_volumes_args.decode = _enc_remote_storage_pool_list_volumes_args, _dec_remote_storage_pool_list_volumes_args
 remote_storage_pool_list_volumes_args.xdr_type = _T_remote_storage_pool_list_volumes_args
-_T_remote_storage_pool_list_volumes_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 16384, fixed=False)),)
+_T_remote_storage_pool_list_volumes_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 16384, fixed=False, bound_name='REMOTE_STORAGE_VOL_LIST_MAX')),)
 _T_remote_storage_pool_list_volumes_ret.encode, _T_remote_storage_pool_list_volumes_ret.decode = _enc_remote_storage_pool_list_volumes_ret, _dec_remote_storage_pool_list_volumes_ret
 remote_storage_pool_list_volumes_ret.xdr_type = _T_remote_storage_pool_list_volumes_ret
 _T_remote_storage_vol_lookup_by_name_args.fields = (("pool", _T_remote_nonnull_storage_pool), ("name", _T_remote_nonnull_string),)
@@ -31794,13 +31928,13 @@ remote_storage_pool_is_persistent_ret.xdr_type = _T_remote_storage_pool_is_persi
 _T_remote_connect_list_all_storage_pools_args.fields = (("need_results", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_connect_list_all_storage_pools_args.encode, _T_remote_connect_list_all_storage_pools_args.decode = _enc_remote_connect_list_all_storage_pools_args, _dec_remote_connect_list_all_storage_pools_args
 remote_connect_list_all_storage_pools_args.xdr_type = _T_remote_connect_list_all_storage_pools_args
-_T_remote_connect_list_all_storage_pools_ret.fields = (("pools", xdr.ArrayType(_T_remote_nonnull_storage_pool, 16384, fixed=False)), ("ret", xdr.UINT),)
+_T_remote_connect_list_all_storage_pools_ret.fields = (("pools", xdr.ArrayType(_T_remote_nonnull_storage_pool, 16384, fixed=False, bound_name='REMOTE_STORAGE_POOL_LIST_MAX')), ("ret", xdr.UINT),)
 _T_remote_connect_list_all_storage_pools_ret.encode, _T_remote_connect_list_all_storage_pools_ret.decode = _enc_remote_connect_list_all_storage_pools_ret, _dec_remote_connect_list_all_storage_pools_ret
 remote_connect_list_all_storage_pools_ret.xdr_type = _T_remote_connect_list_all_storage_pools_ret
 _T_remote_storage_pool_list_all_volumes_args.fields = (("pool", _T_remote_nonnull_storage_pool), ("need_results", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_storage_pool_list_all_volumes_args.encode, _T_remote_storage_pool_list_all_volumes_args.decode = _enc_remote_storage_pool_list_all_volumes_args, _dec_remote_storage_pool_list_all_volumes_args
 remote_storage_pool_list_all_volumes_args.xdr_type = _T_remote_storage_pool_list_all_volumes_args
-_T_remote_storage_pool_list_all_volumes_ret.fields = (("vols", xdr.ArrayType(_T_remote_nonnull_storage_vol, 16384, fixed=False)), ("ret", xdr.UINT),)
+_T_remote_storage_pool_list_all_volumes_ret.fields = (("vols", xdr.ArrayType(_T_remote_nonnull_storage_vol, 16384, fixed=False, bound_name='REMOTE_STORAGE_VOL_LIST_MAX')), ("ret", xdr.UINT),)
 _T_remote_storage_pool_list_all_volumes_ret.encode, _T_remote_storage_pool_list_all_volumes_ret.decode = _enc_remote_storage_pool_list_all_volumes_ret, _dec_remote_storage_pool_list_all_volumes_ret
 remote_storage_pool_list_all_volumes_ret.xdr_type = _T_remote_storage_pool_list_all_volumes_ret
 _T_remote_node_num_of_devices_args.fields = (("cap", _T_remote_string), ("flags", xdr.UINT),)
@@ -31812,7 +31946,7 @@ remote_node_num_of_devices_ret.xdr_type = _T_remote_node_num_of_devices_ret
 _T_remote_node_list_devices_args.fields = (("cap", _T_remote_string), ("maxnames", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_node_list_devices_args.encode, _T_remote_node_list_devices_args.decode = _enc_remote_node_list_devices_args, _dec_remote_node_list_devices_args
 remote_node_list_devices_args.xdr_type = _T_remote_node_list_devices_args
-_T_remote_node_list_devices_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 65536, fixed=False)),)
+_T_remote_node_list_devices_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 65536, fixed=False, bound_name='REMOTE_NODE_DEVICE_LIST_MAX')),)
 _T_remote_node_list_devices_ret.encode, _T_remote_node_list_devices_ret.decode = _enc_remote_node_list_devices_ret, _dec_remote_node_list_devices_ret
 remote_node_list_devices_ret.xdr_type = _T_remote_node_list_devices_ret
 _T_remote_node_device_lookup_by_name_args.fields = (("name", _T_remote_nonnull_string),)
@@ -31848,7 +31982,7 @@ remote_node_device_num_of_caps_ret.xdr_type = _T_remote_node_device_num_of_caps_
 _T_remote_node_device_list_caps_args.fields = (("name", _T_remote_nonnull_string), ("maxnames", xdr.INT),)
 _T_remote_node_device_list_caps_args.encode, _T_remote_node_device_list_caps_args.decode = _enc_remote_node_device_list_caps_args, _dec_remote_node_device_list_caps_args
 remote_node_device_list_caps_args.xdr_type = _T_remote_node_device_list_caps_args
-_T_remote_node_device_list_caps_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 65536, fixed=False)),)
+_T_remote_node_device_list_caps_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 65536, fixed=False, bound_name='REMOTE_NODE_DEVICE_CAPS_LIST_MAX')),)
 _T_remote_node_device_list_caps_ret.encode, _T_remote_node_device_list_caps_ret.decode = _enc_remote_node_device_list_caps_ret, _dec_remote_node_device_list_caps_ret
 remote_node_device_list_caps_ret.xdr_type = _T_remote_node_device_list_caps_ret
 _T_remote_node_device_dettach_args.fields = (("name", _T_remote_nonnull_string),)
@@ -31908,7 +32042,7 @@ remote_node_device_is_active_ret.xdr_type = _T_remote_node_device_is_active_ret
 _T_remote_connect_list_all_node_devices_args.fields = (("need_results", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_connect_list_all_node_devices_args.encode, _T_remote_connect_list_all_node_devices_args.decode = _enc_remote_connect_list_all_node_devices_args, _dec_remote_connect_list_all_node_devices_args
 remote_connect_list_all_node_devices_args.xdr_type = _T_remote_connect_list_all_node_devices_args
-_T_remote_connect_list_all_node_devices_ret.fields = (("devices", xdr.ArrayType(_T_remote_nonnull_node_device, 65536, fixed=False)), ("ret", xdr.UINT),)
+_T_remote_connect_list_all_node_devices_ret.fields = (("devices", xdr.ArrayType(_T_remote_nonnull_node_device, 65536, fixed=False, bound_name='REMOTE_NODE_DEVICE_LIST_MAX')), ("ret", xdr.UINT),)
 _T_remote_connect_list_all_node_devices_ret.encode, _T_remote_connect_list_all_node_devices_ret.decode = _enc_remote_connect_list_all_node_devices_ret, _dec_remote_connect_list_all_node_devices_ret
 remote_connect_list_all_node_devices_ret.xdr_type = _T_remote_connect_list_all_node_devices_ret
 _T_remote_connect_num_of_nwfilters_ret.fields = (("num", xdr.INT),)
@@ -31917,7 +32051,7 @@ remote_connect_num_of_nwfilters_ret.xdr_type = _T_remote_connect_num_of_nwfilter
 _T_remote_connect_list_nwfilters_args.fields = (("maxnames", xdr.INT),)
 _T_remote_connect_list_nwfilters_args.encode, _T_remote_connect_list_nwfilters_args.decode = _enc_remote_connect_list_nwfilters_args, _dec_remote_connect_list_nwfilters_args
 remote_connect_list_nwfilters_args.xdr_type = _T_remote_connect_list_nwfilters_args
-_T_remote_connect_list_nwfilters_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 16384, fixed=False)),)
+_T_remote_connect_list_nwfilters_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 16384, fixed=False, bound_name='REMOTE_NWFILTER_LIST_MAX')),)
 _T_remote_connect_list_nwfilters_ret.encode, _T_remote_connect_list_nwfilters_ret.decode = _enc_remote_connect_list_nwfilters_ret, _dec_remote_connect_list_nwfilters_ret
 remote_connect_list_nwfilters_ret.xdr_type = _T_remote_connect_list_nwfilters_ret
 _T_remote_nwfilter_lookup_by_uuid_args.fields = (("uuid", _T_remote_uuid),)
@@ -31956,7 +32090,7 @@ remote_nwfilter_get_xml_desc_ret.xdr_type = _T_remote_nwfilter_get_xml_desc_ret
 _T_remote_connect_list_all_nwfilters_args.fields = (("need_results", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_connect_list_all_nwfilters_args.encode, _T_remote_connect_list_all_nwfilters_args.decode = _enc_remote_connect_list_all_nwfilters_args, _dec_remote_connect_list_all_nwfilters_args
 remote_connect_list_all_nwfilters_args.xdr_type = _T_remote_connect_list_all_nwfilters_args
-_T_remote_connect_list_all_nwfilters_ret.fields = (("filters", xdr.ArrayType(_T_remote_nonnull_nwfilter, 16384, fixed=False)), ("ret", xdr.UINT),)
+_T_remote_connect_list_all_nwfilters_ret.fields = (("filters", xdr.ArrayType(_T_remote_nonnull_nwfilter, 16384, fixed=False, bound_name='REMOTE_NWFILTER_LIST_MAX')), ("ret", xdr.UINT),)
 _T_remote_connect_list_all_nwfilters_ret.encode, _T_remote_connect_list_all_nwfilters_ret.decode = _enc_remote_connect_list_all_nwfilters_ret, _dec_remote_connect_list_all_nwfilters_ret
 remote_connect_list_all_nwfilters_ret.xdr_type = _T_remote_connect_list_all_nwfilters_ret
 _T_remote_nwfilter_binding_lookup_by_port_dev_args.fields = (("name", _T_remote_nonnull_string),)
@@ -31983,7 +32117,7 @@ remote_nwfilter_binding_get_xml_desc_ret.xdr_type = _T_remote_nwfilter_binding_g
 _T_remote_connect_list_all_nwfilter_bindings_args.fields = (("need_results", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_connect_list_all_nwfilter_bindings_args.encode, _T_remote_connect_list_all_nwfilter_bindings_args.decode = _enc_remote_connect_list_all_nwfilter_bindings_args, _dec_remote_connect_list_all_nwfilter_bindings_args
 remote_connect_list_all_nwfilter_bindings_args.xdr_type = _T_remote_connect_list_all_nwfilter_bindings_args
-_T_remote_connect_list_all_nwfilter_bindings_ret.fields = (("bindings", xdr.ArrayType(_T_remote_nonnull_nwfilter_binding, 16384, fixed=False)), ("ret", xdr.UINT),)
+_T_remote_connect_list_all_nwfilter_bindings_ret.fields = (("bindings", xdr.ArrayType(_T_remote_nonnull_nwfilter_binding, 16384, fixed=False, bound_name='REMOTE_NWFILTER_BINDING_LIST_MAX')), ("ret", xdr.UINT),)
 _T_remote_connect_list_all_nwfilter_bindings_ret.encode, _T_remote_connect_list_all_nwfilter_bindings_ret.decode = _enc_remote_connect_list_all_nwfilter_bindings_ret, _dec_remote_connect_list_all_nwfilter_bindings_ret
 remote_connect_list_all_nwfilter_bindings_ret.xdr_type = _T_remote_connect_list_all_nwfilter_bindings_ret
 _T_remote_connect_num_of_secrets_ret.fields = (("num", xdr.INT),)
@@ -31992,7 +32126,7 @@ remote_connect_num_of_secrets_ret.xdr_type = _T_remote_connect_num_of_secrets_re
 _T_remote_connect_list_secrets_args.fields = (("maxuuids", xdr.INT),)
 _T_remote_connect_list_secrets_args.encode, _T_remote_connect_list_secrets_args.decode = _enc_remote_connect_list_secrets_args, _dec_remote_connect_list_secrets_args
 remote_connect_list_secrets_args.xdr_type = _T_remote_connect_list_secrets_args
-_T_remote_connect_list_secrets_ret.fields = (("uuids", xdr.ArrayType(_T_remote_nonnull_string, 16384, fixed=False)),)
+_T_remote_connect_list_secrets_ret.fields = (("uuids", xdr.ArrayType(_T_remote_nonnull_string, 16384, fixed=False, bound_name='REMOTE_SECRET_LIST_MAX')),)
 _T_remote_connect_list_secrets_ret.encode, _T_remote_connect_list_secrets_ret.decode = _enc_remote_connect_list_secrets_ret, _dec_remote_connect_list_secrets_ret
 remote_connect_list_secrets_ret.xdr_type = _T_remote_connect_list_secrets_ret
 _T_remote_secret_lookup_by_uuid_args.fields = (("uuid", _T_remote_uuid),)
@@ -32034,7 +32168,7 @@ remote_secret_lookup_by_usage_ret.xdr_type = _T_remote_secret_lookup_by_usage_re
 _T_remote_connect_list_all_secrets_args.fields = (("need_results", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_connect_list_all_secrets_args.encode, _T_remote_connect_list_all_secrets_args.decode = _enc_remote_connect_list_all_secrets_args, _dec_remote_connect_list_all_secrets_args
 remote_connect_list_all_secrets_args.xdr_type = _T_remote_connect_list_all_secrets_args
-_T_remote_connect_list_all_secrets_ret.fields = (("secrets", xdr.ArrayType(_T_remote_nonnull_secret, 16384, fixed=False)), ("ret", xdr.UINT),)
+_T_remote_connect_list_all_secrets_ret.fields = (("secrets", xdr.ArrayType(_T_remote_nonnull_secret, 16384, fixed=False, bound_name='REMOTE_SECRET_LIST_MAX')), ("ret", xdr.UINT),)
 _T_remote_connect_list_all_secrets_ret.encode, _T_remote_connect_list_all_secrets_ret.decode = _enc_remote_connect_list_all_secrets_ret, _dec_remote_connect_list_all_secrets_ret
 remote_connect_list_all_secrets_ret.xdr_type = _T_remote_connect_list_all_secrets_ret
 _T_remote_domain_snapshot_create_xml_args.fields = (("dom", _T_remote_nonnull_domain), ("xml_desc", _T_remote_nonnull_string), ("flags", xdr.UINT),)
@@ -32058,13 +32192,13 @@ remote_domain_snapshot_num_ret.xdr_type = _T_remote_domain_snapshot_num_ret
 _T_remote_domain_snapshot_list_names_args.fields = (("dom", _T_remote_nonnull_domain), ("maxnames", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_domain_snapshot_list_names_args.encode, _T_remote_domain_snapshot_list_names_args.decode = _enc_remote_domain_snapshot_list_names_args, _dec_remote_domain_snapshot_list_names_args
 remote_domain_snapshot_list_names_args.xdr_type = _T_remote_domain_snapshot_list_names_args
-_T_remote_domain_snapshot_list_names_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 16384, fixed=False)),)
+_T_remote_domain_snapshot_list_names_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 16384, fixed=False, bound_name='REMOTE_DOMAIN_SNAPSHOT_LIST_MAX')),)
 _T_remote_domain_snapshot_list_names_ret.encode, _T_remote_domain_snapshot_list_names_ret.decode = _enc_remote_domain_snapshot_list_names_ret, _dec_remote_domain_snapshot_list_names_ret
 remote_domain_snapshot_list_names_ret.xdr_type = _T_remote_domain_snapshot_list_names_ret
 _T_remote_domain_list_all_snapshots_args.fields = (("dom", _T_remote_nonnull_domain), ("need_results", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_domain_list_all_snapshots_args.encode, _T_remote_domain_list_all_snapshots_args.decode = _enc_remote_domain_list_all_snapshots_args, _dec_remote_domain_list_all_snapshots_args
 remote_domain_list_all_snapshots_args.xdr_type = _T_remote_domain_list_all_snapshots_args
-_T_remote_domain_list_all_snapshots_ret.fields = (("snapshots", xdr.ArrayType(_T_remote_nonnull_domain_snapshot, 16384, fixed=False)), ("ret", xdr.INT),)
+_T_remote_domain_list_all_snapshots_ret.fields = (("snapshots", xdr.ArrayType(_T_remote_nonnull_domain_snapshot, 16384, fixed=False, bound_name='REMOTE_DOMAIN_SNAPSHOT_LIST_MAX')), ("ret", xdr.INT),)
 _T_remote_domain_list_all_snapshots_ret.encode, _T_remote_domain_list_all_snapshots_ret.decode = _enc_remote_domain_list_all_snapshots_ret, _dec_remote_domain_list_all_snapshots_ret
 remote_domain_list_all_snapshots_ret.xdr_type = _T_remote_domain_list_all_snapshots_ret
 _T_remote_domain_snapshot_num_children_args.fields = (("snap", _T_remote_nonnull_domain_snapshot), ("flags", xdr.UINT),)
@@ -32076,13 +32210,13 @@ remote_domain_snapshot_num_children_ret.xdr_type = _T_remote_domain_snapshot_num
 _T_remote_domain_snapshot_list_children_names_args.fields = (("snap", _T_remote_nonnull_domain_snapshot), ("maxnames", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_domain_snapshot_list_children_names_args.encode, _T_remote_domain_snapshot_list_children_names_args.decode = _enc_remote_domain_snapshot_list_children_names_args, _dec_remote_domain_snapshot_list_children_names_args
 remote_domain_snapshot_list_children_names_args.xdr_type = _T_remote_domain_snapshot_list_children_names_args
-_T_remote_domain_snapshot_list_children_names_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 16384, fixed=False)),)
+_T_remote_domain_snapshot_list_children_names_ret.fields = (("names", xdr.ArrayType(_T_remote_nonnull_string, 16384, fixed=False, bound_name='REMOTE_DOMAIN_SNAPSHOT_LIST_MAX')),)
 _T_remote_domain_snapshot_list_children_names_ret.encode, _T_remote_domain_snapshot_list_children_names_ret.decode = _enc_remote_domain_snapshot_list_children_names_ret, _dec_remote_domain_snapshot_list_children_names_ret
 remote_domain_snapshot_list_children_names_ret.xdr_type = _T_remote_domain_snapshot_list_children_names_ret
 _T_remote_domain_snapshot_list_all_children_args.fields = (("snapshot", _T_remote_nonnull_domain_snapshot), ("need_results", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_domain_snapshot_list_all_children_args.encode, _T_remote_domain_snapshot_list_all_children_args.decode = _enc_remote_domain_snapshot_list_all_children_args, _dec_remote_domain_snapshot_list_all_children_args
 remote_domain_snapshot_list_all_children_args.xdr_type = _T_remote_domain_snapshot_list_all_children_args
-_T_remote_domain_snapshot_list_all_children_ret.fields = (("snapshots", xdr.ArrayType(_T_remote_nonnull_domain_snapshot, 16384, fixed=False)), ("ret", xdr.INT),)
+_T_remote_domain_snapshot_list_all_children_ret.fields = (("snapshots", xdr.ArrayType(_T_remote_nonnull_domain_snapshot, 16384, fixed=False, bound_name='REMOTE_DOMAIN_SNAPSHOT_LIST_MAX')), ("ret", xdr.INT),)
 _T_remote_domain_snapshot_list_all_children_ret.encode, _T_remote_domain_snapshot_list_all_children_ret.decode = _enc_remote_domain_snapshot_list_all_children_ret, _dec_remote_domain_snapshot_list_all_children_ret
 remote_domain_snapshot_list_all_children_ret.xdr_type = _T_remote_domain_snapshot_list_all_children_ret
 _T_remote_domain_snapshot_lookup_by_name_args.fields = (("dom", _T_remote_nonnull_domain), ("name", _T_remote_nonnull_string), ("flags", xdr.UINT),)
@@ -32142,13 +32276,13 @@ remote_domain_checkpoint_get_xml_desc_ret.xdr_type = _T_remote_domain_checkpoint
 _T_remote_domain_list_all_checkpoints_args.fields = (("dom", _T_remote_nonnull_domain), ("need_results", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_domain_list_all_checkpoints_args.encode, _T_remote_domain_list_all_checkpoints_args.decode = _enc_remote_domain_list_all_checkpoints_args, _dec_remote_domain_list_all_checkpoints_args
 remote_domain_list_all_checkpoints_args.xdr_type = _T_remote_domain_list_all_checkpoints_args
-_T_remote_domain_list_all_checkpoints_ret.fields = (("checkpoints", xdr.ArrayType(_T_remote_nonnull_domain_checkpoint, 16384, fixed=False)), ("ret", xdr.INT),)
+_T_remote_domain_list_all_checkpoints_ret.fields = (("checkpoints", xdr.ArrayType(_T_remote_nonnull_domain_checkpoint, 16384, fixed=False, bound_name='REMOTE_DOMAIN_CHECKPOINT_LIST_MAX')), ("ret", xdr.INT),)
 _T_remote_domain_list_all_checkpoints_ret.encode, _T_remote_domain_list_all_checkpoints_ret.decode = _enc_remote_domain_list_all_checkpoints_ret, _dec_remote_domain_list_all_checkpoints_ret
 remote_domain_list_all_checkpoints_ret.xdr_type = _T_remote_domain_list_all_checkpoints_ret
 _T_remote_domain_checkpoint_list_all_children_args.fields = (("checkpoint", _T_remote_nonnull_domain_checkpoint), ("need_results", xdr.INT), ("flags", xdr.UINT),)
 _T_remote_domain_checkpoint_list_all_children_args.encode, _T_remote_domain_checkpoint_list_all_children_args.decode = _enc_remote_domain_checkpoint_list_all_children_args, _dec_remote_domain_checkpoint_list_all_children_args
 remote_domain_checkpoint_list_all_children_args.xdr_type = _T_remote_domain_checkpoint_list_all_children_args
-_T_remote_domain_checkpoint_list_all_children_ret.fields = (("checkpoints", xdr.ArrayType(_T_remote_nonnull_domain_checkpoint, 16384, fixed=False)), ("ret", xdr.INT),)
+_T_remote_domain_checkpoint_list_all_children_ret.fields = (("checkpoints", xdr.ArrayType(_T_remote_nonnull_domain_checkpoint, 16384, fixed=False, bound_name='REMOTE_DOMAIN_CHECKPOINT_LIST_MAX')), ("ret", xdr.INT),)
 _T_remote_domain_checkpoint_list_all_children_ret.encode, _T_remote_domain_checkpoint_list_all_children_ret.decode = _enc_remote_domain_checkpoint_list_all_children_ret, _dec_remote_domain_checkpoint_list_all_children_ret
 remote_domain_checkpoint_list_all_children_ret.xdr_type = _T_remote_domain_checkpoint_list_all_children_ret
 _T_remote_domain_checkpoint_lookup_by_name_args.fields = (("dom", _T_remote_nonnull_domain), ("name", _T_remote_nonnull_string), ("flags", xdr.UINT),)

@@ -169,14 +169,16 @@ _S_IIiiIi = struct.Struct(">IIiiIi")
 _pack_IIiiIi = _S_IIiiIi.pack
 _unpack_IIiiIi = _S_IIiiIi.unpack_from
 _M_virNetMessageType: Final[dict[int, virNetMessageType]] = {int(m): m for m in virNetMessageType}
+_D_virNetMessageType: Final = xdr.EnumDecoding(virNetMessageType)
 _M_virNetMessageStatus: Final[dict[int, virNetMessageStatus]] = {int(m): m for m in virNetMessageStatus}
+_D_virNetMessageStatus: Final = xdr.EnumDecoding(virNetMessageStatus)
 
 
 def _dec_virNetMessageHeader(buf: bytes, pos: int) -> tuple[virNetMessageHeader, int]:
     v = _new(virNetMessageHeader)
     v.prog, v.vers, v.proc, v.type, v.serial, v.status = _unpack_IIiiIi(buf, pos)
-    v.type = _M_virNetMessageType[v.type]
-    v.status = _M_virNetMessageStatus[v.status]
+    v.type = _D_virNetMessageType[v.type]
+    v.status = _D_virNetMessageStatus[v.status]
     pos += 24
     return v, pos
 
@@ -225,11 +227,9 @@ def _dec_virNetMessageString(buf: bytes, pos: int) -> tuple[virNetMessageString,
     o3: virNetMessageNonnullString | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     value = o3
     return value, pos
 
@@ -287,11 +287,9 @@ def _dec_virNetMessageDomain(buf: bytes, pos: int) -> tuple[virNetMessageDomain,
     o3: virNetMessageNonnullDomain | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _dec_virNetMessageNonnullDomain(buf, pos)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     value = o3
     return value, pos
 
@@ -309,11 +307,9 @@ def _dec_virNetMessageNetwork(buf: bytes, pos: int) -> tuple[virNetMessageNetwor
     o3: virNetMessageNonnullNetwork | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _dec_virNetMessageNonnullNetwork(buf, pos)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     value = o3
     return value, pos
 
@@ -334,60 +330,48 @@ def _dec_remote_error(buf: bytes, pos: int) -> tuple[remote_error, int]:
     o3: virNetMessageNonnullString | None = None
     (w1,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1 == 1:
+    if w1:  # xdr_pointer: non-zero is present
         p2, pos = _read_str(buf, pos, 4194304)
         o3 = p2
-    elif w1:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.message = o3
     (v.level,) = _unpack_i(buf, pos)
     pos += 4
     o6: virNetMessageNonnullDomain | None = None
     (w4,) = _unpack_u32(buf, pos)
     pos += 4
-    if w4 == 1:
+    if w4:  # xdr_pointer: non-zero is present
         p5, pos = _dec_virNetMessageNonnullDomain(buf, pos)
         o6 = p5
-    elif w4:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.dom = o6
     o9: virNetMessageNonnullString | None = None
     (w7,) = _unpack_u32(buf, pos)
     pos += 4
-    if w7 == 1:
+    if w7:  # xdr_pointer: non-zero is present
         p8, pos = _read_str(buf, pos, 4194304)
         o9 = p8
-    elif w7:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.str1 = o9
     o12: virNetMessageNonnullString | None = None
     (w10,) = _unpack_u32(buf, pos)
     pos += 4
-    if w10 == 1:
+    if w10:  # xdr_pointer: non-zero is present
         p11, pos = _read_str(buf, pos, 4194304)
         o12 = p11
-    elif w10:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.str2 = o12
     o15: virNetMessageNonnullString | None = None
     (w13,) = _unpack_u32(buf, pos)
     pos += 4
-    if w13 == 1:
+    if w13:  # xdr_pointer: non-zero is present
         p14, pos = _read_str(buf, pos, 4194304)
         o15 = p14
-    elif w13:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.str3 = o15
     v.int1, v.int2 = _unpack_ii(buf, pos)
     pos += 8
     o18: virNetMessageNonnullNetwork | None = None
     (w16,) = _unpack_u32(buf, pos)
     pos += 4
-    if w16 == 1:
+    if w16:  # xdr_pointer: non-zero is present
         p17, pos = _dec_virNetMessageNonnullNetwork(buf, pos)
         o18 = p17
-    elif w16:
-        raise XdrError("optional-data flag is not 0 or 1")
     v.net = o18
     return v, pos
 

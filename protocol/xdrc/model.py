@@ -53,6 +53,9 @@ class Array:
     elem: Type
     size: int  # the fixed length, or the bound of a variable one
     fixed: bool
+    # the constant a variable array's bound was written as (REMOTE_DOMAIN_LIST_MAX):
+    # libvirtd's argument-limit errors name it
+    bound_name: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -86,15 +86,15 @@ class Decoders(CodecBase):
     def _convert_after_unpack(self, target: str, t: model.Type, ind: str) -> list[str]:
         match t:
             case model.Prim(kind="bool"):
-                return [f"{ind}{target} = xdr.BOOLS[{target}]"]
+                return [f"{ind}{target} = {target} != 0"]  # xdr_bool: non-zero is TRUE
             case model.EnumRef(name=name):
-                return [f"{ind}{target} = _M_{name}[{target}]"]
+                return [f"{ind}{target} = _D_{name}[{target}]"]
             case model.Array(elem=elem):
                 e = strip(elem)
                 if isinstance(e, model.Prim) and e.kind == "bool":
-                    return [f"{ind}{target} = [xdr.BOOLS[x] for x in {target}]"]
+                    return [f"{ind}{target} = [x != 0 for x in {target}]"]
                 if isinstance(e, model.EnumRef):
-                    return [f"{ind}{target} = [_M_{e.name}[x] for x in {target}]"]
+                    return [f"{ind}{target} = [_D_{e.name}[x] for x in {target}]"]
         return []
 
     def dec_one(
@@ -137,6 +137,9 @@ class Decoders(CodecBase):
                     f"{ind}    {target} = {value}.decode()",
                     f"{ind}except UnicodeDecodeError:",
                     f'{ind}    {target} = {value}.decode("utf-8", "surrogateescape")',
+                    # C sees the string up to its first NUL (see xdr.wire_text)
+                    f'{ind}if "\\0" in {target}:',
+                    f'{ind}    {target} = {target}.partition("\\0")[0]',
                 ]
             case model.Array(elem=elem, size=size, fixed=fixed):
                 tmp = sc.temp("a")
@@ -148,11 +151,9 @@ class Decoders(CodecBase):
                     f"{ind}{opt}: {pytype(elem)} | None = None",
                     f"{ind}({flag},) = _unpack_u32(buf, pos)",
                     f"{ind}pos += 4",
-                    f"{ind}if {flag} == 1:",
+                    f"{ind}if {flag}:  # xdr_pointer: non-zero is present",
                     *self.dec_one(inner, elem, ind + "    ", sc, budget),
                     f"{ind}    {opt} = {inner}",
-                    f"{ind}elif {flag}:",
-                    f'{ind}    raise XdrError("optional-data flag is not 0 or 1")',
                     f"{ind}{target} = {opt}",
                 ]
             case model.StructRef(name=name) | model.UnionRef(name=name):
@@ -190,9 +191,9 @@ class Decoders(CodecBase):
             code = "i" if isinstance(e, model.EnumRef) else PRIM_CODE[e.kind]
             values = f'struct.unpack_from(f">{{{count}}}{code}", buf, pos)'
             if isinstance(e, model.EnumRef):
-                lines.append(f"{ind}{target} = [_M_{e.name}[x] for x in {values}]")
+                lines.append(f"{ind}{target} = [_D_{e.name}[x] for x in {values}]")
             elif e.kind == "bool":
-                lines.append(f"{ind}{target} = [xdr.BOOLS[x] for x in {values}]")
+                lines.append(f"{ind}{target} = [x != 0 for x in {values}]")
             else:
                 lines.append(f"{ind}{target} = list({values})")
             lines.append(f"{ind}pos += {count} * {unit}")

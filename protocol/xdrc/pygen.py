@@ -50,6 +50,8 @@ def descriptor(t: model.Type) -> str:
             return f"xdr.StringType({bound})"
         case model.Opaque(size=size, fixed=fixed):
             return f"xdr.OpaqueType({size}, fixed={fixed})"
+        case model.Array(elem=elem, size=size, fixed=fixed, bound_name=str() as bound_name):
+            return f"xdr.ArrayType({descriptor(elem)}, {size}, fixed={fixed}, bound_name={bound_name!r})"
         case model.Array(elem=elem, size=size, fixed=fixed):
             return f"xdr.ArrayType({descriptor(elem)}, {size}, fixed={fixed})"
         case model.Optional(elem=elem):
@@ -206,6 +208,8 @@ class ModuleGenerator:
         for d in self.mod.definitions:
             if isinstance(d, model.Enum):
                 out.append(f"_M_{d.name}: Final[dict[int, {d.name}]] = {{int(m): m for m in {d.name}}}")
+                # decoders take any int, as glibc's xdr_enum does
+                out.append(f"_D_{d.name}: Final = xdr.EnumDecoding({d.name})")
         return out
 
     # --- codec functions --------------------------------------------------------------------------

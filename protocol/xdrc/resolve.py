@@ -238,7 +238,8 @@ class Resolver:
                 return model.Array(base, self.size(s, "an array size"), fixed=True)
             case ast.VarArray(bound=b):
                 bound = model.UNBOUNDED if b is None else self.size(b, "an array bound")
-                return model.Array(base, bound, fixed=False)
+                name = b.name if isinstance(b, ast.ConstRef) else None
+                return model.Array(base, bound, fixed=False, bound_name=name)
             case ast.OptionalData():
                 return model.Optional(base)
         raise AssertionError(d)

@@ -1687,11 +1687,6 @@ class DriverInterface:
     ) -> R.remote_domain_get_guest_info_ret:
         raise no_support("virDomainGetGuestInfo")
 
-    async def connect_set_identity(
-        self, args: R.remote_connect_set_identity_args, ctx: ConnectionContext
-    ) -> None:
-        raise no_support("virConnectSetIdentity")
-
     async def domain_agent_set_response_timeout(
         self, args: R.remote_domain_agent_set_response_timeout_args, ctx: ConnectionContext
     ) -> R.remote_domain_agent_set_response_timeout_ret:

@@ -48,8 +48,15 @@ _MAX_BYTES = 24
 
 
 def _string(bound: int) -> st.SearchStrategy[str]:
-    raw = st.binary(max_size=min(bound, _MAX_BYTES)).map(lambda b: b.decode("utf-8", "surrogateescape"))
-    text = st.text(max_size=min(bound // 4, _MAX_BYTES))  # <= 4 UTF-8 bytes a character: within bound
+    # No NUL: C (and so our decoder, xdr.wire_text) ends a wire string at its first NUL.
+    raw = st.binary(max_size=min(bound, _MAX_BYTES)).map(
+        lambda b: b.replace(b"\0", b"\1").decode("utf-8", "surrogateescape")
+    )
+    # <= 4 UTF-8 bytes a character: within bound
+    text = st.text(
+        st.characters(exclude_categories=["Cs"], exclude_characters="\0"),
+        max_size=min(bound // 4, _MAX_BYTES),
+    )
     return st.one_of(text, raw)
 
 

@@ -88,14 +88,13 @@ def test_truncated_fixed_fields() -> None:
     )
 
 
-def test_enum_bool_optional_and_union_values_are_checked() -> None:
+def test_union_values_are_checked_enum_bool_optional_taken_as_glibc_does() -> None:
+    # glibc's xdr_enum takes any int, xdr_bool/xdr_pointer any non-zero word as TRUE
     header = virnet.virNetMessageHeader
-    assert decode_error(header, words(1, 1, 1, 7, 0, 0)) == (
-        "virNetMessageHeader.type: 7 is not a member of enum virNetMessageType"
-    )
+    assert header.from_bytes(words(1, 1, 1, 7, 0, 0)).type == 7
     m = build("struct s { bool b; int *p; }; union u switch (int d) { case 1: int x; };")
-    assert decode_error(m.s, words(2, 0)) == "s.b: bool must be 0 or 1, got 2"
-    assert decode_error(m.s, words(1, 2)) == "s.p: optional-data flag must be 0 or 1, got 2"
+    assert m.s.from_bytes(words(2, 0)).b is True
+    assert m.s.from_bytes(words(0, 2, 5)).p == 5
     assert decode_error(m.u, words(2, 0)) == "u.d: discriminant 2 has no arm in union u"
     param = remote.remote_typed_param_value
     assert (

@@ -137,7 +137,7 @@ async def test_calls_in_flight_are_capped_and_reading_stops(service: Service) ->
         driver.gate.set()
         serials: set[int] = set()
         got_pong = False
-        while len(serials) < 6:
+        while len(serials) < 6 or not got_pong:
             p = await peer.packet()
             if p.program == KEEPALIVE_PROGRAM:
                 got_pong = p.procedure == 2

@@ -98,7 +98,9 @@ _NS_PREFIXES: dict[str, str] = {}
 def _parse_tree(xml: str) -> ET.Element:
     try:
         parser: ET.XMLPullParser[Any] = ET.XMLPullParser(events=("start-ns", "end"))
-        parser.feed(xml)
+        # As bytes: a wire string that is not UTF-8 (surrogate escapes) is then the
+        # parser's "not well-formed" XML error, as in libvirt, not an encode failure.
+        parser.feed(xml.encode("utf-8", "surrogateescape"))
         parser.close()
         prefixes: dict[str, str] = {}
         root: ET.Element | None = None

@@ -1,0 +1,1 @@
+../../../virtwire/pytest_plugin.py
