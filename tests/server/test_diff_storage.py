@@ -53,6 +53,10 @@ def _uuid(n: int) -> str:
     return f"11111111-2222-3333-4444-55555555555{n}"
 
 
+def _adapter(attributes: str) -> str:
+    return f"<source><adapter {attributes}/></source><target><path>/by-id</path></target>"
+
+
 def _pool(kind: str, name: str, uuid: str, inner: str) -> str:
     return f"<pool type='{kind}'><name>{name}</name><uuid>{uuid}</uuid>{inner}</pool>"
 
@@ -131,6 +135,11 @@ def _sequence(lv: ModuleType, conn: Any) -> list[tuple[str, object]]:
             "bad format",
             _pool("netfs", "n", U2, "<source><host name='h'/><dir path='/e'/><format type='zz'/></source>"),
         ),
+        ("scsi no adapter", _pool("scsi", "s1", U2, "<target><path>/s1</path></target>")),
+        ("adapter type", _pool("scsi", "s1", U2, _adapter("type='zz'"))),
+        ("fc_host no wwpn", _pool("scsi", "s1", U2, _adapter("type='fc_host' wwnn='1'"))),
+        ("untyped wwnn", _pool("scsi", "s1", U2, _adapter("wwnn='1'"))),
+        ("scsi_host no name", _pool("scsi", "s1", U2, _adapter("type='scsi_host'"))),
     ]:
         step(f"define {label}", partial(conn.storagePoolDefineXML, xml, 0))
     step("define bad flags", lambda: conn.storagePoolDefineXML(POOL.format(name="p1", uuid=U1), 8))
@@ -149,9 +158,10 @@ def _sequence(lv: ModuleType, conn: Any) -> list[tuple[str, object]]:
         ),
         ("gluster", _pool("gluster", "gl", _uuid(8), "<source><host name='g'/><name>v</name></source>")),
         ("disk", _pool("disk", "dk", _uuid(9), _GPT_SOURCE + _DEV_TARGET)),
+        ("legacy adapter", _pool("scsi", "la", _uuid(0), _adapter("name='host5'"))),
     ]:
         step(f"define {label}", partial(define_and_dump, xml))
-    for name in ("nf", "vg", "r", "dc", "is", "sc", "gl", "dk"):
+    for name in ("nf", "vg", "r", "dc", "is", "sc", "gl", "dk", "la"):
         step(f"undefine {name}", partial(undefine, name))
 
     pool = conn.storagePoolDefineXML(POOL.format(name="p1", uuid=U1), 0)

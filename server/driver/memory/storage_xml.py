@@ -313,14 +313,27 @@ def parse_pool_source(node: ET.Element, pool_type: str) -> PoolSource:
     return source
 
 
-def _parse_adapter(node: ET.Element) -> dict[str, str]:
-    """virStorageAdapterParseXML, for the scsi_host and fc_host attribute forms."""
+# The order virStorageAdapterFormat prints them in.
+_ADAPTER_ATTRS = (
+    "type", "name", "parent", "parent_wwnn", "parent_wwpn", "parent_fabric_wwn", "managed", "wwnn", "wwpn",
+)  # fmt: skip
+
+
+def _parse_adapter(node: ET.Element) -> dict[str, str] | None:
+    """virStorageAdapterParseXML, for the attribute forms (legacy: a bare ``name`` is a scsi_host)."""
     kind = node.get("type")
     if kind is None:
-        raise xml_error("missing storage pool source adapter type")  # legacy name-only form unsupported
+        if any(node.get(name) is not None for name in ("wwnn", "wwpn", "parent")):
+            raise xml_error(
+                "Use of 'wwnn', 'wwpn', and 'parent' attributes requires use of the adapter 'type'"
+            )  # noqa: E501
+        if node.find("parentaddr") is not None:
+            raise xml_error("Use of 'parentaddr' element requires use of the adapter 'type'")
+        name = node.get("name")
+        return {"type": "scsi_host", "name": name} if name is not None else None
     if kind not in ("scsi_host", "fc_host"):
-        raise unsupported(f"Unknown pool adapter type '{kind}'")
-    return {key: value for key, value in node.attrib.items()}
+        raise xml_error(f"Invalid value for attribute 'type' in element 'adapter': '{kind}'.", C.VIR_FROM_XML)
+    return {name: node.attrib[name] for name in _ADAPTER_ATTRS if name in node.attrib}
 
 
 def parse_pool(xml: str) -> PoolDef:
@@ -391,11 +404,11 @@ def parse_pool(xml: str) -> PoolDef:
 def _validate_adapter(adapter: dict[str, str] | None) -> None:
     """virStorageAdapterValidate, for the forms parse accepts."""
     if adapter is None:
-        raise xml_error("Storage pool source adapter is missing")  # not reached by a typed adapter
-    if adapter["type"] == "scsi_host" and "name" not in adapter and "parentaddr" not in adapter:
+        raise xml_error("missing storage pool source adapter")
+    if adapter["type"] == "scsi_host" and "name" not in adapter:
         raise xml_error("Either 'name' or 'parent' must be specified for the 'scsi_host' adapter")
     if adapter["type"] == "fc_host" and ("wwnn" not in adapter or "wwpn" not in adapter):
-        raise xml_error("Storage pool adapter 'fc_host' requires both 'wwnn' and 'wwpn'")
+        raise xml_error("'wwnn' and 'wwpn' must be specified for adapter type 'fchost'")
 
 
 def parse_uuid(text: str) -> bytes:
