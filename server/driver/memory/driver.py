@@ -23,8 +23,11 @@ from .migration_api import MigrationMixin
 from .network_api import NetworkAPI
 from .node_api import NodeAPI
 from .nodedev_api import NodeDeviceAPI
+from .screenshot_api import ScreenshotAPI
 from .secret_api import SecretAPI
 from .snapshot_api import SnapshotAPI
+from .storage_api import StorageAPI
+from .volume_streams import VolumeStreamAPI
 
 
 class MemoryDriver(
@@ -47,5 +50,8 @@ class MemoryDriver(
     InterfaceAPI,
     SecretAPI,
     NodeDeviceAPI,
+    StorageAPI,
+    VolumeStreamAPI,
+    ScreenshotAPI,
 ):
     """The driver ``virtwire serve`` hosts: ``MemoryDriver(hostname=..., state_dir=...)``."""
