@@ -169,7 +169,7 @@ class GuestAPI(NetworkAPI):
             raise report(C.VIR_ERR_INTERNAL_ERROR, FROM, f"network '{network}' has no IP address")
         range_el = ip.find("dhcp/range")
         start = range_el.get("start") if range_el is not None else None
-        base = ipaddress.ip_address(start or ip.get("address", ""))
+        base = ipaddress.ip_address(start or ip.get("address") or "")
         prefix = ip_prefix(ip)
         if ip.get("family") == "ipv6":
             # libvirt adds to the last byte alone (it wraps within it).

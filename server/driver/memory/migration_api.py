@@ -121,7 +121,7 @@ def _string_param(params: dict[str, Any], name: str) -> str | None:
 def _renamed(xml: str, name: str | None) -> str:
     if not name:
         return xml
-    root = ET.fromstring(xml)
+    root = ET.fromstring(xml.encode("utf-8", "surrogateescape"))
     element = root.find("name")
     if element is None or element.text == name:
         return xml

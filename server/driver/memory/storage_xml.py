@@ -99,7 +99,7 @@ def escape(text: str) -> str:
 def parse_document(xml: str, root: str, label: str) -> ET.Element:
     """The root element of ``xml``, which must be ``root``; libvirt's errors otherwise."""
     try:
-        element = ET.fromstring(xml)
+        element = ET.fromstring(xml.encode("utf-8", "surrogateescape"))
     except ET.ParseError as exc:
         line = exc.position[0] if exc.position else 1
         detail = f"({label}):{line}: {exc}"
@@ -326,7 +326,7 @@ def _parse_adapter(node: ET.Element) -> dict[str, str] | None:
         if any(node.get(name) is not None for name in ("wwnn", "wwpn", "parent")):
             raise xml_error(
                 "Use of 'wwnn', 'wwpn', and 'parent' attributes requires use of the adapter 'type'"
-            )  # noqa: E501
+            )
         if node.find("parentaddr") is not None:
             raise xml_error("Use of 'parentaddr' element requires use of the adapter 'type'")
         name = node.get("name")
