@@ -84,9 +84,9 @@ BAD_DEFINITIONS = [
 def _scenario(libvirt: ModuleType, conn: Any, events: list[Any], full: bool) -> list[Any]:
     out: list[Any] = []
 
-    def step(label: str, call: Callable[[], Any]) -> Any:
+    def step(label: str, call: Callable[..., Any], *args: Any) -> Any:
         try:
-            value = call()
+            value = call(*args)
         except libvirt.libvirtError as exc:
             out.append([label, "error", exc.get_error_code(), exc.get_error_domain(), str(exc)])
             return None
@@ -107,7 +107,7 @@ def _scenario(libvirt: ModuleType, conn: Any, events: list[Any], full: bool) -> 
     tls = step("define-tls", lambda: conn.secretDefineXML(TLS_NO_UUID_XML))
     step("tls-xml-without-uuid", lambda: tls.XMLDesc(0).replace(tls.UUIDString(), "UUID"))
     for index, xml in enumerate(BAD_DEFINITIONS):
-        step(f"bad-{index}", lambda xml=xml: conn.secretDefineXML(xml))
+        step(f"bad-{index}", lambda xml: conn.secretDefineXML(xml), xml)
     step("bad-flags-define", lambda: conn.secretDefineXML(CEPH_XML, 1 << 4))
     step("bad-flags-xml", lambda: ceph.XMLDesc(1))
     step("bad-flags-list", lambda: conn.listAllSecrets(1 << 6))
@@ -133,7 +133,7 @@ def _scenario(libvirt: ModuleType, conn: Any, events: list[Any], full: bool) -> 
     step("list-uuids-len", lambda: len(conn.listSecrets()))
     step("list-uuids-has-ceph", lambda: CEPH_UUID in conn.listSecrets())
     for flags in range(16):
-        step(f"list-all-{flags}", lambda flags=flags: names(flags))
+        step(f"list-all-{flags}", lambda flags: names(flags), flags)
     step("by-usage-ceph", lambda: conn.secretLookupByUsage(2, "client.admin secret").UUIDString())
     step(
         "by-usage-iscsi", lambda: conn.secretLookupByUsage(3, "iqn.2013-07.com.example:storage").UUIDString()
