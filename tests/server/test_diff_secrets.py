@@ -109,6 +109,13 @@ def _scenario(libvirt: ModuleType, conn: Any, events: list[Any], full: bool) -> 
     for index, xml in enumerate(BAD_DEFINITIONS):
         step(f"bad-{index}", lambda xml: conn.secretDefineXML(xml), xml)
     step("bad-flags-define", lambda: conn.secretDefineXML(CEPH_XML, 1 << 4))
+    step("validate-unknown-element", lambda: conn.secretDefineXML("<secret><bogus/></secret>", 1))
+    step(
+        "unknown-element-unvalidated",
+        lambda: conn.secretDefineXML(
+            "<secret><bogus/><usage type='tls'><name>lenient</name></usage></secret>", 0
+        ).usageID(),
+    )
     step("bad-flags-xml", lambda: ceph.XMLDesc(1))
     step("bad-flags-list", lambda: conn.listAllSecrets(1 << 6))
     step("bad-flags-set", lambda: ceph.setValue(b"x", 2))
@@ -383,7 +390,7 @@ EXPECTED_EXTRA = [
     ["ephemeral-define", "ok", ISCSI_UUID],
     ["ephemeral-xml-head", "ok", "<secret ephemeral='yes' private='yes'>"],
     ["list-ephemeral", "ok", ["iqn.2013-07.com.example:storage"]],
-    ["list-no-ephemeral-len", "ok", 3],
+    ["list-no-ephemeral-len", "ok", 4],
     ["list-ephemeral-public", "ok", []],
     ["ephemeral-set", "ok", 0],
     ["undefine-iscsi", "ok", 0],
@@ -392,7 +399,7 @@ EXPECTED_EXTRA = [
     ["iscsi-value-gone", *_GONE],
     ["iscsi-set-gone", *_GONE],
     ["undefine-others", "ok", None],
-    ["num-end", "ok", 0],
+    ["num-end", "ok", 1],  # the leniently parsed secret stays
 ]
 EXPECTED_EXTRA_EVENTS = [
     ["lifecycle", "iqn.2013-07.com.example:storage", 0, 0],
