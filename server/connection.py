@@ -34,6 +34,7 @@ import contextlib
 import logging
 import socket
 import struct
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import trio
@@ -49,6 +50,7 @@ from .driver.base import ConnectionContext
 from .events import EventSubscriber
 from .features import ConnectionProcedures
 from .streamio import StreamIO, close_stream
+from .streams import STREAM, STREAM_HOLE, StreamTable
 
 if TYPE_CHECKING:
     from .service import Service
@@ -148,6 +150,9 @@ class Connection(EventSubscriber):
         self._eof = False
         self._closing = False
         self.closed_reason: str | None = None
+        # Streams opened by calls (server/streams.py); hooks marked "streams:" below.
+        self.streams = StreamTable(self)
+        self._written: trio.Event | None = None  # set when the writer has written everything queued
 
     # --- what the rest of the server sees -------------------------------------------
 
@@ -220,6 +225,7 @@ class Connection(EventSubscriber):
                 await self._teardown()
 
     async def _teardown(self) -> None:
+        self.streams.close_all()  # streams: the client is gone, abort what is open
         self.service.bus.drop_owner(self)
         if self.opened:
             self.opened = False
@@ -300,6 +306,9 @@ class Connection(EventSubscriber):
             # File descriptors never come with a packet here (and feature 8 says so).
             await self._reply_error(packet, E.unexpected_type(mtype))
             return
+        if mtype in (STREAM, STREAM_HOLE):  # streams: data of an open stream
+            await self.streams.incoming(mtype, procedure, serial, status, memoryview(packet)[_HEADER_SIZE:])
+            return
         if mtype != _CALL:
             # libvirtd drops stray STREAM/REPLY/MESSAGE packets without an answer.
             log.info("client %s: ignoring a packet of type %d (serial %d)", self.ctx.conn_id, mtype, serial)
@@ -316,6 +325,7 @@ class Connection(EventSubscriber):
             # a task of its own; until written, its reply holds a request slot.
             reply = await self._answer(route, packet, procedure, serial)
             await self._queue(reply)
+            self.streams.reply_sent(procedure, serial)  # streams: a stream the call opened starts
             if len(reply) > _TURN_BYTES:
                 self._turn_packets = 0
                 await trio.lowlevel.checkpoint()  # a big answer is a whole turn
@@ -379,7 +389,8 @@ class Connection(EventSubscriber):
     async def _answer(self, route: Route, packet: bytes, procedure: int, serial: int) -> bytes:
         """Run one call and return its whole REPLY packet (OK or ERROR)."""
         try:
-            payload = await run_call(self, route, memoryview(packet)[_HEADER_SIZE:])
+            with self.streams.serving(procedure, serial):  # streams: the call may open one
+                payload = await run_call(self, route, memoryview(packet)[_HEADER_SIZE:])
             return reply_packet(_REMOTE, _REMOTE_VERSION, procedure, serial, _OK, payload)
         except libvirtError as exc:
             return error_packet(_REMOTE, _REMOTE_VERSION, procedure, serial, exc)
@@ -390,6 +401,7 @@ class Connection(EventSubscriber):
     async def _run_call(self, route: Route, packet: bytes, procedure: int, serial: int) -> None:
         try:
             await self._queue(await self._answer(route, packet, procedure, serial))
+            self.streams.reply_sent(procedure, serial)  # streams: a stream the call opened starts
         finally:
             self._calls_in_flight -= 1
             self._wake_reader()
@@ -434,8 +446,30 @@ class Connection(EventSubscriber):
                 self._unwritten -= count
                 self._unwritten_bytes -= size
                 self._wake_reader()
+                if self._written is not None and self._unwritten <= 0:  # streams: pacing
+                    self._written.set()
+                    self._written = None
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self.abort(f"write failed: {exc}")
+
+    # --- streams (server/streams.py's StreamHost) -------------------------------------------
+
+    async def send_packet(self, packet: bytes) -> None:
+        await self._queue(packet)
+
+    async def wait_written(self) -> None:
+        while self._unwritten > 0:
+            if self._written is None:
+                self._written = trio.Event()
+            await self._written.wait()
+
+    def start_task(self, fn: Callable[[], Awaitable[None]]) -> None:
+        if self._nursery is not None:
+            with contextlib.suppress(RuntimeError):  # the connection has just ended
+                self._nursery.start_soon(fn)
+
+    def drop(self, reason: str) -> None:
+        self.abort(reason)
 
     # --- keepalive ----------------------------------------------------------------------
 

@@ -34,11 +34,10 @@ FILES = [
 
 # Passing against libvirtd, not yet against us (file -> test ids).
 NOT_YET_PASSING: dict[str, set[str]] = {
-    "test_domain.py": {".TestLibvirtDomain.testDomainSchedParams", ".TestLibvirtDomain.testScreenshot"},
+    "test_domain.py": {".TestLibvirtDomain.testDomainSchedParams"},
     "test_domain_checkpoint.py": {".TestLibvirtDomainCheckpoint.testCheckpointCreate"},
     "test_domain_snapshot.py": {".TestLibvirtDomainSnapshot.testSnapCreate"},
     "test_nodedev.py": {".TestLibvirtNodeDev.testAttr"},
-    "test_storage.py": {".TestLibvirtStorage.testAttr", ".TestLibvirtStorage.testVol"},
 }
 
 

@@ -155,11 +155,7 @@ def put_section(tree: ET.Element, tag: str, section: ET.Element | None) -> None:
     """Replace (or drop, when None) the top-level ``tag`` element, placed as libvirt prints it."""
     old = tree.find(tag)
     if old is not None:
-        index = list(tree).index(old)
         tree.remove(old)
-        if section is not None:
-            tree.insert(index, section)
-        return
     if section is None:
         return
     rank = _RANK.get(tag, len(_ORDER))

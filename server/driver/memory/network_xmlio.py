@@ -44,7 +44,7 @@ def parse_document_any(xml: str, label: str, domain: int) -> ET.Element:
     """
     try:
         parser: ET.XMLPullParser[Any] = ET.XMLPullParser(events=("start-ns", "end"))
-        parser.feed(xml)
+        parser.feed(xml.encode("utf-8", "surrogateescape"))  # not UTF-8: an XML error, as domxml
         parser.close()
         prefixes: dict[str, str] = {}
         root: ET.Element | None = None
