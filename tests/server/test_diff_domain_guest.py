@@ -134,6 +134,15 @@ def test_interface_addresses_and_disk_errors(pair: tuple[Side, Side]) -> None:
         ],
     )
     _inactive_and_running(pair, lambda s: _guest(s).interfaceAddresses(lease))
+    nowhere = GUEST.replace("network='default'", "network='nosuch'").replace("guest<", "nowhere<")
+    nowhere = nowhere.replace("555555555502", "555555555506")
+    _both(
+        pair,
+        [
+            lambda s: s.conn.createXML(nowhere, 0).interfaceAddresses(lease),
+            lambda s: s.conn.lookupByName("nowhere").destroy(),
+        ],
+    )
     _inactive_and_running(pair, lambda s: _guest(s).diskErrors())
 
 

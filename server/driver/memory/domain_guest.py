@@ -168,8 +168,9 @@ class GuestAPI(NetworkAPI):
         if ip is None:
             raise report(C.VIR_ERR_INTERNAL_ERROR, FROM, f"network '{network}' has no IP address")
         range_el = ip.find("dhcp/range")
-        start = range_el.get("start") if range_el is not None else None
-        base = ipaddress.ip_address(start or ip.get("address") or "")
+        start: str | None = range_el.get("start") if range_el is not None else None
+        text: str = start if start else ip.get("address", "")
+        base = ipaddress.ip_address(text)
         prefix = ip_prefix(ip)
         if ip.get("family") == "ipv6":
             # libvirt adds to the last byte alone (it wraps within it).
