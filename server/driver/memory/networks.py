@@ -18,6 +18,8 @@ from virtwire.protocol.errors import libvirtError
 from virtwire.protocol.generated import constants as C
 
 from ...errors import report
+from .network_dns import parse_dns
+from .network_netdev import check_virtualport, parse_bandwidth, parse_pci_address, parse_vlan
 from .network_xmlio import (
     SocketAddr,
     addr_parse_error,
@@ -45,7 +47,7 @@ _DRIVER_NAMES = ("default", "kvm", "vfio")
 _TRISTATE = ("yes", "no")
 _MAC_TABLE_MANAGERS = ("kernel", "libvirt")
 _LEASE_UNITS = ("seconds", "minutes", "hours")
-_ALWAYS_OPEN = frozenset({"ip", "portgroup"})
+_ALWAYS_OPEN = frozenset({"ip", "portgroup", "bandwidth"})
 
 
 def _always_open(el: ET.Element) -> bool:
@@ -157,6 +159,10 @@ def parse_network_element(src: ET.Element) -> NetworkDef:
 
     domain_el = src.find("domain")
     local_only = tristate(domain_el, "localOnly")
+    bandwidth_el = src.find("bandwidth")
+    bandwidth = parse_bandwidth(bandwidth_el) if bandwidth_el is not None else None
+    vlan_el = src.find("vlan")
+    vlan = parse_vlan(vlan_el) if vlan_el is not None else None
     bridge_el = src.find("bridge")
     bridge_name = bridge_el.get("name") if bridge_el is not None else None
     bridge_zone = bridge_el.get("zone") if bridge_el is not None else None
@@ -187,6 +193,9 @@ def parse_network_element(src: ET.Element) -> NetworkDef:
         if not mtu_text.strip().isdigit() or int(mtu_text) >= 1 << 32:
             raise xml_error(f"Invalid mtu size '{mtu_text}' in network '{name}'")
         mtu = int(mtu_text)
+    virtualport = src.find("virtualport")
+    if virtualport is not None:
+        check_virtualport(virtualport, require_type=True)
     dns_el = src.find("dns")
     dns_out = parse_dns(name, dns_el) if dns_el is not None else None
     portgroups = [parse_portgroup(name, pg) for pg in src.findall("portgroup")]
@@ -226,17 +235,16 @@ def parse_network_element(src: ET.Element) -> NetworkDef:
         element(out, "domain", {"name": domain_name, "localOnly": local_only})
     if dns_out is not None:
         out.append(dns_out)
-    for tag in ("vlan", "bandwidth"):
-        kept = src.find(tag)
-        if kept is not None:
-            out.append(copy_tree(kept))
+    if vlan is not None:
+        out.append(vlan)
+    if bandwidth is not None:
+        out.append(bandwidth)
     port_el = src.find("port")
     isolated = tristate(port_el, "isolated")
     if isolated is not None:
         element(out, "port", {"isolated": isolated})
     out.extend(ips)
     out.extend(routes)
-    virtualport = src.find("virtualport")
     if virtualport is not None:
         out.append(copy_tree(virtualport))
     out.extend(portgroups)
@@ -348,7 +356,13 @@ def parse_forward(name: str, src: ET.Element) -> ET.Element:
                 raise unsupported(f"unknown address type '{addr_type}' in network {name}")
             if addr_type != "pci":
                 raise xml_error(f"unsupported address type '{addr_type}' in network {name}")
-            addresses.append(copy_tree(node))
+            address = parse_pci_address(node)
+            if any(a.attrib == address.attrib for a in addresses):
+                bdf = "{}:{}:{}.{}".format(
+                    *(address.get(k, "")[2:] for k in ("domain", "bus", "slot", "function"))
+                )
+                raise xml_error(f"PCI device '{bdf}' can only be listed once in network {name}")
+            addresses.append(address)
     elif len(pf_nodes) > 1:
         raise xml_error(f"Only one <pf> element is allowed in <forward> of network {name}")
     elif pf_nodes:
@@ -695,7 +709,7 @@ def parse_dhcp_host(name: str, ip: ET.Element, src: ET.Element, *, partial: bool
     return out
 
 
-# --- <route>, <portgroup>, <dns> --------------------------------------------------------
+# --- <route>, <portgroup> --------------------------------------------------------
 
 
 def parse_route(name: str, src: ET.Element) -> ET.Element:
@@ -716,6 +730,10 @@ def parse_route(name: str, src: ET.Element) -> ET.Element:
     netmask = parse_addr(netmask_text) if netmask_text is not None else None
     prefix = uint_attr(src, "prefix")
     metric = uint_attr(src, "metric")
+    if metric == 0:
+        raise xml_error(
+            "Invalid value for attribute 'metric' in element 'route': Zero is not permitted", C.VIR_FROM_XML
+        )
     return element(
         None,
         "route",
@@ -768,99 +786,14 @@ def parse_portgroup(name: str, src: ET.Element) -> ET.Element:
             "trustGuestRxFilters": trust,
         },
     )
-    for tag in ("vlan", "virtualport", "bandwidth"):
-        kept = src.find(tag)
-        if kept is not None:
-            out.append(copy_tree(kept))
+    virtualport = src.find("virtualport")
+    bandwidth_el = src.find("bandwidth")
+    bandwidth = parse_bandwidth(bandwidth_el) if bandwidth_el is not None else None
+    vlan_el = src.find("vlan")
+    if vlan_el is not None:
+        out.append(parse_vlan(vlan_el))
+    if virtualport is not None:
+        out.append(copy_tree(virtualport))
+    if bandwidth is not None:
+        out.append(bandwidth)
     return out
-
-
-def parse_dns(name: str, src: ET.Element) -> ET.Element | None:
-    """virNetworkDNSDefParseXML; None when libvirt would print no <dns> at all."""
-    enable = src.get("enable")
-    if enable is not None and enable not in _TRISTATE:
-        raise xml_error(f"Invalid dns enable setting '{enable}' in network '{name}'")
-    plain = src.get("forwardPlainNames")
-    if plain is not None and plain not in _TRISTATE:
-        raise xml_error(f"Invalid dns forwardPlainNames setting '{plain}' in network '{name}'")
-    forwarders: list[ET.Element] = []
-    for fwd in src.findall("forwarder"):
-        addr_text = fwd.get("addr")
-        addr = None
-        if addr_text is not None:
-            addr = parse_addr(addr_text)
-            if addr is None:
-                raise xml_error(f"Invalid forwarder IP address '{addr_text}' in network '{name}'")
-        domain = fwd.get("domain")
-        if addr is None and domain is None:
-            raise xml_error("Invalid forwarder element, must contain at least one of addr or domain")
-        forwarders.append(element(None, "forwarder", {"domain": domain, "addr": str(addr) if addr else None}))
-    hosts = [parse_dns_host(name, h, partial=False) for h in src.findall("host")]
-    srvs = [parse_dns_srv(name, s) for s in src.findall("srv")]
-    txts = [parse_dns_txt(name, t) for t in src.findall("txt")]
-    if (forwarders or hosts or srvs or txts) and enable == "no":
-        raise xml_error(f"Extra data in disabled network '{name}'")
-    if not (enable or plain or forwarders or hosts or srvs or txts):
-        return None
-    out = element(None, "dns", {"enable": enable, "forwardPlainNames": plain})
-    out.extend(forwarders)
-    out.extend(txts)
-    out.extend(srvs)
-    out.extend(hosts)
-    return out
-
-
-def parse_dns_host(name: str, src: ET.Element, *, partial: bool) -> ET.Element:
-    ip_text = src.get("ip")
-    if ip_text is None and not partial:
-        raise report(C.VIR_ERR_XML_DETAIL, FROM, f"Missing IP address in network '{name}' DNS HOST record")
-    ip = parse_addr(ip_text) if ip_text is not None else None
-    if ip_text is not None and ip is None:
-        raise report(C.VIR_ERR_XML_DETAIL, FROM, f"Invalid IP address in network '{name}' DNS HOST record")
-    out = element(None, "host", {"ip": str(ip) if ip is not None else None})
-    names = [h.text or "" for h in src.findall("hostname")]
-    if not names and not partial:
-        raise report(C.VIR_ERR_XML_DETAIL, FROM, f"Missing hostname in network '{name}' DNS HOST record")
-    for host_name in names:
-        text_element(out, "hostname", host_name)
-    return out
-
-
-def parse_dns_srv(name: str, src: ET.Element) -> ET.Element:
-    service = src.get("service")
-    if service is None:
-        raise report(
-            C.VIR_ERR_XML_DETAIL,
-            FROM,
-            f"missing required service attribute in DNS SRV record of network '{name}'",
-        )
-    protocol = src.get("protocol")
-    if protocol is None:
-        raise report(
-            C.VIR_ERR_XML_DETAIL,
-            FROM,
-            f"missing required protocol attribute in DNS SRV record '{service}' of network '{name}'",
-        )
-    attrs: dict[str, str | None] = {"service": service, "protocol": protocol}
-    attrs["domain"] = src.get("domain")
-    attrs["target"] = src.get("target")
-    for key in ("port", "priority", "weight"):
-        value = src.get(key)
-        attrs[key] = str(int(value)) if value is not None and value.isdigit() and int(value) else None
-    return element(None, "srv", attrs)
-
-
-def parse_dns_txt(name: str, src: ET.Element) -> ET.Element:
-    txt_name = src.get("name")
-    if txt_name is None:
-        raise report(
-            C.VIR_ERR_XML_DETAIL, FROM, f"missing required name attribute in DNS TXT record of network {name}"
-        )
-    value = src.get("value")
-    if value is None:
-        raise report(
-            C.VIR_ERR_XML_DETAIL,
-            FROM,
-            f"missing required value attribute in DNS TXT record named '{txt_name}' of network {name}",
-        )
-    return element(None, "txt", {"name": txt_name, "value": value})
