@@ -52,6 +52,14 @@ def _xml_error(detail: str, domain: int = FROM) -> libvirtError:
     return report(C.VIR_ERR_XML_ERROR, domain, detail)
 
 
+def _cause_unknown() -> libvirtError:
+    """virErrorGenericFailure: a failure nothing reported."""
+    message = "An error occurred, but the cause is unknown"
+    return libvirtError(
+        message, (C.VIR_ERR_INTERNAL_ERROR, C.VIR_FROM_NONE, message, C.VIR_ERR_ERROR, None, None, None, 0, 0)
+    )
+
+
 @dataclass(slots=True)
 class InterfaceDef:
     """A parsed interface: its name, MAC (None for types without one) and printed form's tree."""
@@ -104,15 +112,12 @@ def parse_interface_element(src: ET.Element, parent: str) -> ET.Element:
         mtu_el = src.find("mtu")
         mtu = 0
         size = mtu_el.get("size") if mtu_el is not None else None
-        if size is not None:
-            try:
-                mtu = int(size.strip())
-            except ValueError:
-                raise _xml_error(
-                    "value of the 'size' attribute of 'mtu' element must be at most 100000"
-                ) from None
-            if not 0 <= mtu < 1 << 32:
-                raise _xml_error("value of the 'size' attribute of 'mtu' element must be at most 100000")
+        if size:
+            body = size.lstrip()
+            if not body.isdigit() or int(body) >= 1 << 32:
+                # virXPathUInt fails without reporting; the API layer's generic error is what callers see.
+                raise _cause_unknown()
+            mtu = int(body)
         if mtu > 100000:
             raise _xml_error("value of the 'size' attribute of 'mtu' element must be at most 100000")
         protocols = [_parse_protocol(p) for p in src.findall("protocol")]
