@@ -1,8 +1,9 @@
-"""Device settings a network definition carries: bandwidth limits and PCI addresses.
+"""Device settings a network definition carries, parsed and printed as libvirt does.
 
-netdev_bandwidth_conf.c's virNetDevBandwidthParse/Format (no ``floor`` in a
-network's own or a portgroup's bandwidth) and device_conf.c's PCI address
-parse/format, with libvirt's errors.
+Bandwidth limits (netdev_bandwidth_conf.c; no ``floor`` in a network's own or
+a portgroup's bandwidth), vlan tags (netdev_vlan_conf.c), virtual port profiles
+(netdev_vport_profile_conf.c) and PCI addresses (device_conf.c), with their
+errors.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from virtwire.protocol.errors import libvirtError
 from virtwire.protocol.generated import constants as C
 
 from ...errors import report
-from .network_xmlio import element
+from .network_xmlio import element, parse_uuid, uuid_string
 
 _RATE_ATTRS = ("average", "peak", "floor", "burst")
 
@@ -216,8 +217,82 @@ def parse_vlan(src: ET.Element) -> ET.Element:
     return out
 
 
-def check_virtualport(src: ET.Element, *, require_type: bool) -> ET.Element:
-    """A ``<virtualport>``: the type libvirt requires at a network's top level; kept as given."""
-    if require_type and src.get("type") is None:
+_VPORT_TYPES = ("802.1Qbg", "802.1Qbh", "openvswitch", "midonet")
+# Which parameters each type prints (virNetDevVPortProfileFormat); None is "no type".
+_VPORT_PRINTS: dict[str | None, tuple[str, ...]] = {
+    None: ("managerid", "typeid", "typeidversion", "instanceid", "interfaceid", "profileid"),
+    "802.1Qbg": ("managerid", "typeid", "typeidversion", "instanceid"),
+    "802.1Qbh": ("profileid",),
+    "openvswitch": ("interfaceid", "profileid"),
+    "midonet": ("interfaceid",),
+}
+# Parameters a type refuses, in the order virNetDevVPortProfileCheckNoExtras looks.
+_VPORT_EXTRAS: dict[str | None, tuple[str, ...]] = {
+    "802.1Qbg": ("profileid", "interfaceid"),
+    "802.1Qbh": ("managerid", "typeid", "typeidversion", "instanceid", "interfaceid"),
+    "openvswitch": ("managerid", "typeid", "typeidversion", "instanceid"),
+}
+# LIBVIRT_IFLA_VF_PORT_PROFILE_MAX: the profile id's buffer, NUL included.
+_PROFILE_ID_MAX = 40
+
+
+def _c_uint(text: str) -> int | None:
+    """virStrToLong_ui with base 0, or None."""
+    body = text.lstrip()
+    try:
+        if body.lower().startswith("0x"):
+            value = int(body[2:], 16)
+        elif body.startswith("0") and len(body) > 1:
+            value = int(body[1:], 8)
+        else:
+            value = int(body, 10)
+    except ValueError:
+        return None
+    return value if 0 <= value < 1 << 32 and not body.startswith(("+", "-")) else None
+
+
+def parse_virtualport(src: ET.Element, *, require_type: bool) -> ET.Element | None:
+    """virNetDevVPortProfileParse and Format; None when libvirt prints nothing."""
+    vtype = src.get("type")
+    if vtype is not None and vtype not in _VPORT_TYPES:
+        raise _unsupported(f"unknown virtualport type {vtype}")
+    if vtype is None and require_type:
         raise _vlan_error("missing required virtualport type")
-    return src
+    params = src.find("parameters")
+    given = dict(params.attrib) if params is not None else {}
+    values: dict[str, str] = {}
+    for attr, limit in (("managerid", 0xFF), ("typeid", 0xFFFFFF), ("typeidversion", 0xFF)):
+        text = given.get(attr)
+        if text is None:
+            continue
+        value = _c_uint(text)
+        if value is None:
+            raise _vlan_error(f"cannot parse value of {attr} parameter")
+        if value > limit:
+            raise _vlan_error(f"value {'for' if attr == 'typeid' else 'of'} {attr} out of range")
+        values[attr] = str(value)
+    if "instanceid" in given:
+        raw = parse_uuid(given["instanceid"])
+        if raw is None:
+            raise _vlan_error("cannot parse instanceid parameter as a uuid")
+        values["instanceid"] = uuid_string(raw)
+    profile = given.get("profileid")
+    if profile is not None:
+        if len(profile.encode()) >= _PROFILE_ID_MAX:
+            raise _vlan_error("profileid parameter too long")
+        if profile:
+            values["profileid"] = profile
+    if "interfaceid" in given:
+        raw = parse_uuid(given["interfaceid"])
+        if raw is None:
+            raise _vlan_error("cannot parse interfaceid parameter as a uuid")
+        values["interfaceid"] = uuid_string(raw)
+    for extra in _VPORT_EXTRAS.get(vtype, ()):
+        if extra in values:
+            raise _vlan_error(f"extra {extra} unsupported in <virtualport type='{vtype}'>")
+    if not values and vtype is None:
+        return None
+    out = element(None, "virtualport", {"type": vtype})
+    if values:
+        element(out, "parameters", {k: values.get(k) for k in _VPORT_PRINTS[vtype]})
+    return out

@@ -19,7 +19,7 @@ from virtwire.protocol.generated import constants as C
 
 from ...errors import report
 from .network_dns import parse_dns
-from .network_netdev import check_virtualport, parse_bandwidth, parse_pci_address, parse_vlan
+from .network_netdev import parse_bandwidth, parse_pci_address, parse_virtualport, parse_vlan
 from .network_xmlio import (
     SocketAddr,
     addr_parse_error,
@@ -193,9 +193,8 @@ def parse_network_element(src: ET.Element) -> NetworkDef:
         if not mtu_text.strip().isdigit() or int(mtu_text) >= 1 << 32:
             raise xml_error(f"Invalid mtu size '{mtu_text}' in network '{name}'")
         mtu = int(mtu_text)
-    virtualport = src.find("virtualport")
-    if virtualport is not None:
-        check_virtualport(virtualport, require_type=True)
+    virtualport_el = src.find("virtualport")
+    virtualport = parse_virtualport(virtualport_el, require_type=True) if virtualport_el is not None else None
     dns_el = src.find("dns")
     dns_out = parse_dns(name, dns_el) if dns_el is not None else None
     portgroups = [parse_portgroup(name, pg) for pg in src.findall("portgroup")]
@@ -246,7 +245,7 @@ def parse_network_element(src: ET.Element) -> NetworkDef:
     out.extend(ips)
     out.extend(routes)
     if virtualport is not None:
-        out.append(copy_tree(virtualport))
+        out.append(virtualport)
     out.extend(portgroups)
     return NetworkDef(name, uuid, out, uuid_given)
 
@@ -786,14 +785,17 @@ def parse_portgroup(name: str, src: ET.Element) -> ET.Element:
             "trustGuestRxFilters": trust,
         },
     )
-    virtualport = src.find("virtualport")
+    virtualport_el = src.find("virtualport")
+    virtualport = (
+        parse_virtualport(virtualport_el, require_type=False) if virtualport_el is not None else None
+    )
     bandwidth_el = src.find("bandwidth")
     bandwidth = parse_bandwidth(bandwidth_el) if bandwidth_el is not None else None
     vlan_el = src.find("vlan")
     if vlan_el is not None:
         out.append(parse_vlan(vlan_el))
     if virtualport is not None:
-        out.append(copy_tree(virtualport))
+        out.append(virtualport)
     if bandwidth is not None:
         out.append(bandwidth)
     return out
