@@ -20,8 +20,8 @@ from ...errors import check_flags, report
 from ..base import ConnectionContext, nonblocking
 from .core import MemoryCore
 from .network_update import update_definition
-from .network_xmlio import uuid_string
-from .networks import NetworkDef, parse_network_xml
+from .network_xmlio import SocketAddr, parse_addr, uuid_string
+from .networks import NetworkDef, ip_prefix, parse_network_xml
 from .store import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -212,6 +212,31 @@ class NetworkAPI(MemoryCore):
                 C.VIR_ERR_NO_NETWORK, FROM, f"no network with matching uuid '{uuid_string(bytes(uuid))}'"
             )
         return net
+
+    def _network_lease_address(self, name: str, offset: int) -> tuple[int, str, int]:
+        """(VIR_IP_ADDR_TYPE_*, address, prefix) testDomainInterfaceAddresses gives a guest NIC on ``name``.
+
+        The test driver takes the network's first <ip>: its first DHCP range's start
+        (else the address itself) plus ``offset`` (in the last byte for IPv6).
+        """
+        net = self._network_by_name(name)
+        ip = net.defn.tree.find("ip")
+        if ip is None:
+            raise report(C.VIR_ERR_INTERNAL_ERROR, FROM, f"network '{name}' has no IP address")
+        start = ip.find("dhcp/range")
+        base = parse_addr(
+            (start if start is not None else ip).get("start" if start is not None else "address", "")
+        )
+        assert base is not None
+        if ip.get("family") == "ipv6":
+            packed = bytearray(base.packed)
+            packed[15] = (packed[15] + offset) & 0xFF
+            return C.VIR_IP_ADDR_TYPE_IPV6, str(SocketAddr(base.family, bytes(packed))), ip_prefix(ip)
+        return (
+            C.VIR_IP_ADDR_TYPE_IPV4,
+            str(base.with_value((base.value + offset) & 0xFFFFFFFF)),
+            ip_prefix(ip),
+        )
 
     def _emit_network(self, net: Network, event: int) -> None:
         self.network_events.lifecycle(net.ref(), event, 0)
