@@ -17,10 +17,11 @@ from virtwire.protocol.generated import remote as R
 from ...errors import check_flags, report
 from ..base import ConnectionContext, nonblocking
 from .core import MemoryCore
+from .network_ip import ip_prefix
 from .network_state import Network, NetworkRegistry
 from .network_update import update_definition
 from .network_xmlio import SocketAddr, parse_addr, uuid_string
-from .networks import ip_prefix, parse_network_xml
+from .networks import parse_network_xml
 from .store import ObjectStore
 
 log = logging.getLogger(__name__)

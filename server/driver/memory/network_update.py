@@ -15,15 +15,13 @@ from virtwire.protocol.generated import constants as C
 
 from ...errors import report
 from .network_dns import parse_dns_host, parse_dns_srv, parse_dns_txt
+from .network_errors import FROM, xml_error
+from .network_ip import parse_dhcp_host, parse_dhcp_range
 from .network_xmlio import copy_tree, element, parse_addr, parse_document_any
 from .networks import (
-    FROM,
     NetworkDef,
-    parse_dhcp_host,
-    parse_dhcp_range,
     parse_network_element,
     parse_portgroup,
-    xml_error,
 )
 
 MODIFY = C.VIR_NETWORK_UPDATE_COMMAND_MODIFY
