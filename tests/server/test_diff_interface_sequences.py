@@ -109,7 +109,7 @@ def _state(conn: Any) -> list[tuple[str, str, int, str]]:
     ]
 
 
-@settings(max_examples=25)
+@settings(max_examples=30)
 @given(program=st.lists(STEPS, min_size=1, max_size=14))
 def test_random_programs_match_libvirtd(
     real_libvirt: ModuleType, pair: Pair, program: list[tuple[str, str, int]]

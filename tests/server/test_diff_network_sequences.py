@@ -125,7 +125,7 @@ def _state(conn: Any) -> str:
     )
 
 
-@settings(max_examples=25)
+@settings(max_examples=30)
 @given(program=st.lists(STEPS, min_size=1, max_size=14))
 def test_random_programs_match_libvirtd(
     pair: tuple[Pair, NetworkEventLog, NetworkEventLog], program: list[tuple[str, str, int]]
