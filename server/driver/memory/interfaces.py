@@ -43,6 +43,27 @@ _ALLOWED_CHILDREN = {
 _ALWAYS_OPEN = frozenset({"bridge", "bond", "protocol"})
 
 
+# Attributes virInterfaceDefFormat prints with a plain %s (no escaping).
+_RAW_ATTRS = frozenset(
+    {
+        ("mac", "address"),
+        ("bridge", "delay"),
+        ("vlan", "tag"),
+        ("ip", "address"),
+        ("route", "gateway"),
+        ("protocol", "family"),
+        ("arpmon", "target"),
+    }
+)
+
+
+def _raw_attr(el: ET.Element, attr: str) -> bool:
+    """A vlan's <interface name=...> is printed raw; an interface's own name is escaped."""
+    return (el.tag, attr) in _RAW_ATTRS or (
+        el.tag == "interface" and attr == "name" and "type" not in el.attrib
+    )
+
+
 def _always_open(el: ET.Element) -> bool:
     """libvirt prints these as an open/close pair even when empty; a vlan's <interface name=.../> not."""
     return el.tag in _ALWAYS_OPEN or (el.tag == "interface" and "type" in el.attrib)
@@ -69,7 +90,7 @@ class InterfaceDef:
     tree: ET.Element
 
     def xml(self) -> str:
-        return format_tree(self.tree, _always_open)
+        return format_tree(self.tree, _always_open, _raw_attr)
 
 
 def parse_interface_xml(xml: str) -> InterfaceDef:

@@ -44,6 +44,25 @@ _MAC_TABLE_MANAGERS = ("kernel", "libvirt")
 _ALWAYS_OPEN = frozenset({"ip", "portgroup", "bandwidth"})
 
 
+# Attributes virNetworkDefFormat prints with a plain %s (no escaping).
+_RAW_ATTRS = frozenset(
+    {
+        ("domain", "name"),
+        ("host", "mac"),
+        ("host", "id"),
+        ("host", "name"),
+        ("portgroup", "name"),
+        ("ip", "family"),
+        ("route", "family"),
+        ("parameters", "profileid"),
+    }
+)
+
+
+def _raw_attr(el: ET.Element, attr: str) -> bool:
+    return (el.tag, attr) in _RAW_ATTRS
+
+
 def _always_open(el: ET.Element) -> bool:
     return el.tag in _ALWAYS_OPEN
 
@@ -67,7 +86,7 @@ class NetworkDef:
         return uuid_string(self.uuid)
 
     def xml(self) -> str:
-        return format_tree(self.tree, _always_open)
+        return format_tree(self.tree, _always_open, _raw_attr)
 
     def copy(self) -> NetworkDef:
         return NetworkDef(self.name, self.uuid, copy_tree(self.tree), self.uuid_given)
