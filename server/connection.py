@@ -128,8 +128,12 @@ class Connection(EventSubscriber):
         self.procedures = ConnectionProcedures(self)
         self._io = StreamIO(stream)
         cfg = service.config
-        capacity = cfg.event_queue_size + cfg.max_client_requests + 8
-        self._outbox, self._outbox_rx = trio.open_memory_channel[bytes | _End](capacity)
+        self._outbox_capacity = cfg.event_queue_size + cfg.max_client_requests + 8
+        # The writer's queue, made with the writer: most connections never need one,
+        # and an idle connection's cost is mostly such buffers.
+        self._outbox: trio.MemorySendChannel[bytes | _End]
+        self._outbox_rx: trio.MemoryReceiveChannel[bytes | _End]
+        self._outbox_made = False
         self._unwritten = 0  # items handed to the writer and not yet written
         self._unwritten_bytes = 0  # their size
         self._max_owed = cfg.max_client_requests
@@ -163,6 +167,7 @@ class Connection(EventSubscriber):
         """Queue an event without blocking; a subscriber that fell behind is dropped."""
         if self._write_now(packet):
             return
+        self._start_writer()
         try:
             self._outbox.send_nowait(packet)
         except trio.WouldBlock:
@@ -172,7 +177,6 @@ class Connection(EventSubscriber):
         else:
             self._unwritten += 1
             self._unwritten_bytes += len(packet)
-            self._start_writer()
 
     def stop_reading(self) -> None:
         """Finish calls in flight, flush, close (CONNECT_CLOSE, server shutdown)."""
@@ -341,14 +345,20 @@ class Connection(EventSubscriber):
             return True
         if written < len(packet):
             rest = packet[written:]
+            self._start_writer()
             self._outbox.send_nowait(rest)  # the queue is empty: it fits
             self._unwritten += 1
             self._unwritten_bytes += len(rest)
-            self._start_writer()
         return True
 
     def _start_writer(self) -> None:
-        if not self._writer_started and self._nursery is not None:
+        """Make the writer's queue (once) and start the writer (once, in the nursery)."""
+        if self._writer_started:
+            return
+        if not self._outbox_made:
+            self._outbox_made = True
+            self._outbox, self._outbox_rx = trio.open_memory_channel[bytes | _End](self._outbox_capacity)
+        if self._nursery is not None:
             self._writer_started = True
             with contextlib.suppress(RuntimeError):  # the connection has just ended
                 self._nursery.start_soon(self._write_loop)
