@@ -4,13 +4,14 @@ Every task of a connection lives in its nursery, so nothing outlives it:
 
 * the reader splits the byte stream into packets, answers keepalive PINGs,
   rejects bad headers, and starts one task per call (or answers it itself when
-  its handler never waits).  What a client owes us room for is bounded, as in
-  libvirtd, where a request slot is held until its reply is written: calls in
+  its handler never waits).  What the server holds for one client is bounded,
+  as in libvirtd, where a request slot is held until its reply is written: calls in
   flight plus packets not yet written stay below ``max_client_requests``, and
   unwritten bytes below ``max_unsent_bytes``.  Past either bound the reader
   stops reading, so a client that does not read its replies is held back by
-  TCP instead of filling our memory.  While it is paused the keepalive
-  countdown is held, because the silence is ours, not the peer's;
+  TCP instead of filling our memory.  While it waits for its own calls the
+  keepalive countdown is held, because the silence is ours, not the peer's
+  (not while it waits for the client to take its replies);
 * fairness: the reader yields to other connections after each reply it
   produced that is larger than ``_TURN_BYTES`` and every ``_TURN_PACKETS``
   packets, so one client's burst of big answers cannot stall the others;
@@ -276,9 +277,11 @@ class Connection(EventSubscriber):
 
     async def _wait_for_room(self) -> None:
         """Hold the next packet while this client owes too much (see the module doc)."""
-        self._reading_paused = True
         try:
             while self._owes_too_much():
+                # Waiting for our own calls is our silence (keepalive holds); waiting
+                # for the client to take its replies is the client's.
+                self._reading_paused = not self._unwritten
                 self._room = trio.Event()
                 await self._room.wait()
         finally:

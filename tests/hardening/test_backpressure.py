@@ -108,7 +108,10 @@ def test_a_client_that_never_reads_is_held_back_not_buffered(server: VirtwireSer
         finally:
             hog.sock.shutdown(socket.SHUT_RDWR)  # ends the blocked sendall
             sender.join(60)
+    # What the hog's connection held is given back once it is gone.
     assert bystander_served(server)
+    after = rss_bytes(server.pid)
+    assert after - before < 32 * MiB, f"{(after - before) / MiB:.0f} MiB stayed after the hog left"
 
 
 def test_a_burst_of_large_replies_does_not_stall_a_bystander(server: VirtwireServer) -> None:
