@@ -24,11 +24,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
-sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_memory import define_big, opened, xml_desc_calls  # noqa: E402
 from virtwire.protocol.generated import remote as R  # noqa: E402
 from vwtestkit import start_libvirtd, start_server, stop_libvirtd  # noqa: E402
+from vwtestkit.bigdomain import define_big, opened, xml_desc_calls  # noqa: E402
 
 P = R.remote_procedure
 

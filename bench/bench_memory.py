@@ -33,20 +33,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
 
 from virtwire.protocol.generated import remote as R  # noqa: E402
-from vwtestkit import RawRpcClient, start_libvirtd, start_server, stop_libvirtd  # noqa: E402
+from vwtestkit import start_libvirtd, start_server, stop_libvirtd  # noqa: E402
+from vwtestkit.bigdomain import define_big, opened, xml_desc_calls  # noqa: E402
 from vwtestkit.hostile import MODES, hostile_args  # noqa: E402
 from vwtestkit.rawrpc import CALL, REMOTE_PROGRAM, REMOTE_PROTOCOL_VERSION, encode_packet  # noqa: E402
 
-P = R.remote_procedure
 MiB = 1 << 20
-DESCRIPTION_BYTES = 256 * 1024
-BIG_XML = f"""<domain type='test'>
-  <name>big</name>
-  <description>{"d" * DESCRIPTION_BYTES}</description>
-  <memory>65536</memory>
-  <vcpu>1</vcpu>
-  <os><type>hvm</type></os>
-</domain>"""
 SEED = 1202
 
 
@@ -55,27 +47,6 @@ def rss(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise RuntimeError("no VmRSS")
-
-
-def opened(port: int) -> RawRpcClient:
-    client = RawRpcClient.tcp("127.0.0.1", port)
-    client.open()
-    return client
-
-
-def define_big(port: int) -> R.remote_nonnull_domain:
-    with opened(port) as c:
-        reply = c.call(P.REMOTE_PROC_DOMAIN_DEFINE_XML, R.remote_domain_define_xml_args(BIG_XML).to_bytes())
-        if reply.status != 0:
-            raise RuntimeError(f"define failed: {reply}")
-        return R.remote_domain_define_xml_ret.from_bytes(reply.payload).dom
-
-
-def xml_desc_calls(dom: R.remote_nonnull_domain, count: int) -> bytes:
-    payload = R.remote_domain_get_xml_desc_args(dom, 0).to_bytes()
-    proc = P.REMOTE_PROC_DOMAIN_GET_XML_DESC
-    version = REMOTE_PROTOCOL_VERSION
-    return b"".join(encode_packet(REMOTE_PROGRAM, version, proc, CALL, s, 0, payload) for s in range(count))
 
 
 def hostile_frames(rng: random.Random, count: int) -> list[bytes]:

@@ -15,6 +15,7 @@ import ctypes
 import ctypes.util
 import logging
 from collections.abc import Callable
+from typing import cast
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ def _load_trim() -> Callable[[int], int] | None:
         return None
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int
-    return trim  # type: ignore[no-any-return]
+    return cast(Callable[[int], int], trim)
 
 
 _TRIM = _load_trim()
