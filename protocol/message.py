@@ -143,14 +143,8 @@ def decode_body(header: Header, payload: bytes | bytearray | memoryview, *, exac
 
 
 def _payload_error(header: Header, why: str) -> ProtocolError:
-    raw = (
-        header.program,
-        header.version,
-        header.procedure,
-        int(header.type),
-        header.serial,
-        int(header.status),
-    )
+    raw = (header.program, header.version, header.procedure, int(header.type), header.serial,
+           int(header.status))
     error = ProtocolError("Unable to decode message payload", raw)
     error.add_note(why)
     return error

@@ -46,13 +46,8 @@ BOOLEAN: Final = C.VIR_TYPED_PARAM_BOOLEAN
 STRING: Final = C.VIR_TYPED_PARAM_STRING
 
 TYPE_NAMES: Final[Mapping[int, str]] = {
-    INT: "int",
-    UINT: "uint",
-    LLONG: "llong",
-    ULLONG: "ullong",
-    DOUBLE: "double",
-    BOOLEAN: "boolean",
-    STRING: "string",
+    INT: "int", UINT: "uint", LLONG: "llong", ULLONG: "ullong",
+    DOUBLE: "double", BOOLEAN: "boolean", STRING: "string",
 }
 
 # Longest field name: VIR_TYPED_PARAM_FIELD_LENGTH counts the terminating NUL.
@@ -212,9 +207,8 @@ def make_param(name: str, type_code: int, value: object) -> remote_typed_param:
     wire: int | float | str
     if type_code in _INT_RANGES:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(
-                f"typed parameter {name!r} ({TYPE_NAMES[type_code]}) needs an int, not {type(value).__name__}"
-            )
+            raise TypeError(f"typed parameter {name!r} ({TYPE_NAMES[type_code]}) needs an int, "
+                            f"not {type(value).__name__}")
         low, high = _INT_RANGES[type_code]
         if not low <= value <= high:
             raise OverflowError(f"typed parameter {name!r}: {value} out of range for {TYPE_NAMES[type_code]}")

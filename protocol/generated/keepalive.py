@@ -8,7 +8,7 @@ from typing import Final
 
 from virtwire.protocol import xdr
 
-KEEPALIVE_PROGRAM: Final = 0x6B656570
+KEEPALIVE_PROGRAM: Final = 0x6b656570
 KEEPALIVE_PROTOCOL_VERSION: Final = 1
 
 
@@ -61,21 +61,8 @@ def _proc(
     msg: type[xdr.XdrStruct] | None,
     secure_wording: bool = False,
 ) -> xdr.Procedure:
-    return xdr.Procedure(
-        KEEPALIVE_PROGRAM,
-        KEEPALIVE_PROTOCOL_VERSION,
-        number,
-        name,
-        api,
-        readonly,
-        deny_flags,
-        event,
-        modelled,
-        args,
-        ret,
-        msg,
-        secure_wording,
-    )
+    return xdr.Procedure(KEEPALIVE_PROGRAM, KEEPALIVE_PROTOCOL_VERSION, number, name, api, readonly, deny_flags, event,
+                         modelled, args, ret, msg, secure_wording)
 
 
 # keepalive_procedure: number -> Procedure

@@ -160,21 +160,11 @@ _unpack_qI = _S_qI.unpack_from
 _S_16s = struct.Struct(">16s")
 _pack_16s = _S_16s.pack
 _unpack_16s = _S_16s.unpack_from
-_padpack_16s = (
-    _pack_16s,
-    struct.Struct(">3x16s").pack,
-    struct.Struct(">2x16s").pack,
-    struct.Struct(">1x16s").pack,
-)
+_padpack_16s = (_pack_16s, struct.Struct(">3x16s").pack, struct.Struct(">2x16s").pack, struct.Struct(">1x16s").pack)
 _S_16si = struct.Struct(">16si")
 _pack_16si = _S_16si.pack
 _unpack_16si = _S_16si.unpack_from
-_padpack_16si = (
-    _pack_16si,
-    struct.Struct(">3x16si").pack,
-    struct.Struct(">2x16si").pack,
-    struct.Struct(">1x16si").pack,
-)
+_padpack_16si = (_pack_16si, struct.Struct(">3x16si").pack, struct.Struct(">2x16si").pack, struct.Struct(">1x16si").pack)
 _S_IIiiIi = struct.Struct(">IIiiIi")
 _pack_IIiiIi = _S_IIiiIi.pack
 _unpack_IIiiIi = _S_IIiiIi.unpack_from
@@ -194,9 +184,7 @@ def _dec_virNetMessageHeader(buf: bytes, pos: int) -> tuple[virNetMessageHeader,
 
 
 def _enc_virNetMessageHeader(out: bytearray, v: virNetMessageHeader) -> None:
-    out += _pack_IIiiIi(
-        v.prog, v.vers, v.proc, _M_virNetMessageType[v.type], v.serial, _M_virNetMessageStatus[v.status]
-    )
+    out += _pack_IIiiIi(v.prog, v.vers, v.proc, _M_virNetMessageType[v.type], v.serial, _M_virNetMessageStatus[v.status])
 
 
 def _dec_virNetStreamHole(buf: bytes, pos: int) -> tuple[virNetStreamHole, int]:
@@ -452,121 +440,51 @@ _T_virNetMessageType: Final = xdr.EnumType(virNetMessageType)
 _T_virNetMessageStatus: Final = xdr.EnumType(virNetMessageStatus)
 _T_virNetMessageHeader: Final = xdr.StructType("virNetMessageHeader", virNetMessageHeader)
 _T_virNetStreamHole: Final = xdr.StructType("virNetStreamHole", virNetStreamHole)
-_T_virNetMessageNonnullDomain: Final = xdr.StructType(
-    "virNetMessageNonnullDomain", virNetMessageNonnullDomain
-)
-_T_virNetMessageNonnullNetwork: Final = xdr.StructType(
-    "virNetMessageNonnullNetwork", virNetMessageNonnullNetwork
-)
+_T_virNetMessageNonnullDomain: Final = xdr.StructType("virNetMessageNonnullDomain", virNetMessageNonnullDomain)
+_T_virNetMessageNonnullNetwork: Final = xdr.StructType("virNetMessageNonnullNetwork", virNetMessageNonnullNetwork)
 _T_remote_error: Final = xdr.StructType("remote_error", remote_error)
 _T_virNetMessageUUID: Final[xdr.XdrType] = xdr.OpaqueType(16, fixed=True)
 _T_virNetMessageNonnullString: Final[xdr.XdrType] = xdr.StringType(4194304)
 _T_virNetMessageString: Final[xdr.XdrType] = xdr.OptionalType(_T_virNetMessageNonnullString)
 _T_virNetMessageDomain: Final[xdr.XdrType] = xdr.OptionalType(_T_virNetMessageNonnullDomain)
 _T_virNetMessageNetwork: Final[xdr.XdrType] = xdr.OptionalType(_T_virNetMessageNonnullNetwork)
-_T_virNetMessageHeader.fields = (
-    ("prog", xdr.UINT),
-    ("vers", xdr.UINT),
-    ("proc", xdr.INT),
-    ("type", _T_virNetMessageType),
-    ("serial", xdr.UINT),
-    ("status", _T_virNetMessageStatus),
-)
-_T_virNetMessageHeader.encode, _T_virNetMessageHeader.decode = (
-    _enc_virNetMessageHeader,
-    _dec_virNetMessageHeader,
-)
+_T_virNetMessageHeader.fields = (("prog", xdr.UINT), ("vers", xdr.UINT), ("proc", xdr.INT), ("type", _T_virNetMessageType), ("serial", xdr.UINT), ("status", _T_virNetMessageStatus),)
+_T_virNetMessageHeader.encode, _T_virNetMessageHeader.decode = _enc_virNetMessageHeader, _dec_virNetMessageHeader
 virNetMessageHeader.xdr_type = _T_virNetMessageHeader
-_T_virNetStreamHole.fields = (
-    ("length", xdr.HYPER),
-    ("flags", xdr.UINT),
-)
+_T_virNetStreamHole.fields = (("length", xdr.HYPER), ("flags", xdr.UINT),)
 _T_virNetStreamHole.encode, _T_virNetStreamHole.decode = _enc_virNetStreamHole, _dec_virNetStreamHole
 virNetStreamHole.xdr_type = _T_virNetStreamHole
-_T_virNetMessageNonnullDomain.fields = (
-    ("name", _T_virNetMessageNonnullString),
-    ("uuid", _T_virNetMessageUUID),
-    ("id", xdr.INT),
-)
-_T_virNetMessageNonnullDomain.encode, _T_virNetMessageNonnullDomain.decode = (
-    _enc_virNetMessageNonnullDomain,
-    _dec_virNetMessageNonnullDomain,
-)
+_T_virNetMessageNonnullDomain.fields = (("name", _T_virNetMessageNonnullString), ("uuid", _T_virNetMessageUUID), ("id", xdr.INT),)
+_T_virNetMessageNonnullDomain.encode, _T_virNetMessageNonnullDomain.decode = _enc_virNetMessageNonnullDomain, _dec_virNetMessageNonnullDomain
 virNetMessageNonnullDomain.xdr_type = _T_virNetMessageNonnullDomain
-_T_virNetMessageNonnullNetwork.fields = (
-    ("name", _T_virNetMessageNonnullString),
-    ("uuid", _T_virNetMessageUUID),
-)
-_T_virNetMessageNonnullNetwork.encode, _T_virNetMessageNonnullNetwork.decode = (
-    _enc_virNetMessageNonnullNetwork,
-    _dec_virNetMessageNonnullNetwork,
-)
+_T_virNetMessageNonnullNetwork.fields = (("name", _T_virNetMessageNonnullString), ("uuid", _T_virNetMessageUUID),)
+_T_virNetMessageNonnullNetwork.encode, _T_virNetMessageNonnullNetwork.decode = _enc_virNetMessageNonnullNetwork, _dec_virNetMessageNonnullNetwork
 virNetMessageNonnullNetwork.xdr_type = _T_virNetMessageNonnullNetwork
-_T_remote_error.fields = (
-    ("code", xdr.INT),
-    ("domain", xdr.INT),
-    ("message", _T_virNetMessageString),
-    ("level", xdr.INT),
-    ("dom", _T_virNetMessageDomain),
-    ("str1", _T_virNetMessageString),
-    ("str2", _T_virNetMessageString),
-    ("str3", _T_virNetMessageString),
-    ("int1", xdr.INT),
-    ("int2", xdr.INT),
-    ("net", _T_virNetMessageNetwork),
-)
+_T_remote_error.fields = (("code", xdr.INT), ("domain", xdr.INT), ("message", _T_virNetMessageString), ("level", xdr.INT), ("dom", _T_virNetMessageDomain), ("str1", _T_virNetMessageString), ("str2", _T_virNetMessageString), ("str3", _T_virNetMessageString), ("int1", xdr.INT), ("int2", xdr.INT), ("net", _T_virNetMessageNetwork),)
 _T_remote_error.encode, _T_remote_error.decode = _enc_remote_error, _dec_remote_error
 remote_error.xdr_type = _T_remote_error
 
 
 # --- encode_<type>(value) -> bytes, decode_<type>(data, exact=True) -> value ---
 
-encode_virNetMessageHeader = xdr.encoder(
-    _enc_virNetMessageHeader, _T_virNetMessageHeader, "virNetMessageHeader"
-)
-decode_virNetMessageHeader = xdr.decoder(
-    _dec_virNetMessageHeader, _T_virNetMessageHeader, "virNetMessageHeader"
-)
+encode_virNetMessageHeader = xdr.encoder(_enc_virNetMessageHeader, _T_virNetMessageHeader, "virNetMessageHeader")
+decode_virNetMessageHeader = xdr.decoder(_dec_virNetMessageHeader, _T_virNetMessageHeader, "virNetMessageHeader")
 encode_virNetStreamHole = xdr.encoder(_enc_virNetStreamHole, _T_virNetStreamHole, "virNetStreamHole")
 decode_virNetStreamHole = xdr.decoder(_dec_virNetStreamHole, _T_virNetStreamHole, "virNetStreamHole")
 encode_virNetMessageUUID = xdr.encoder(_enc_virNetMessageUUID, _T_virNetMessageUUID, "virNetMessageUUID")
 decode_virNetMessageUUID = xdr.decoder(_dec_virNetMessageUUID, _T_virNetMessageUUID, "virNetMessageUUID")
-encode_virNetMessageNonnullString = xdr.encoder(
-    _enc_virNetMessageNonnullString, _T_virNetMessageNonnullString, "virNetMessageNonnullString"
-)
-decode_virNetMessageNonnullString = xdr.decoder(
-    _dec_virNetMessageNonnullString, _T_virNetMessageNonnullString, "virNetMessageNonnullString"
-)
-encode_virNetMessageString = xdr.encoder(
-    _enc_virNetMessageString, _T_virNetMessageString, "virNetMessageString"
-)
-decode_virNetMessageString = xdr.decoder(
-    _dec_virNetMessageString, _T_virNetMessageString, "virNetMessageString"
-)
-encode_virNetMessageNonnullDomain = xdr.encoder(
-    _enc_virNetMessageNonnullDomain, _T_virNetMessageNonnullDomain, "virNetMessageNonnullDomain"
-)
-decode_virNetMessageNonnullDomain = xdr.decoder(
-    _dec_virNetMessageNonnullDomain, _T_virNetMessageNonnullDomain, "virNetMessageNonnullDomain"
-)
-encode_virNetMessageNonnullNetwork = xdr.encoder(
-    _enc_virNetMessageNonnullNetwork, _T_virNetMessageNonnullNetwork, "virNetMessageNonnullNetwork"
-)
-decode_virNetMessageNonnullNetwork = xdr.decoder(
-    _dec_virNetMessageNonnullNetwork, _T_virNetMessageNonnullNetwork, "virNetMessageNonnullNetwork"
-)
-encode_virNetMessageDomain = xdr.encoder(
-    _enc_virNetMessageDomain, _T_virNetMessageDomain, "virNetMessageDomain"
-)
-decode_virNetMessageDomain = xdr.decoder(
-    _dec_virNetMessageDomain, _T_virNetMessageDomain, "virNetMessageDomain"
-)
-encode_virNetMessageNetwork = xdr.encoder(
-    _enc_virNetMessageNetwork, _T_virNetMessageNetwork, "virNetMessageNetwork"
-)
-decode_virNetMessageNetwork = xdr.decoder(
-    _dec_virNetMessageNetwork, _T_virNetMessageNetwork, "virNetMessageNetwork"
-)
+encode_virNetMessageNonnullString = xdr.encoder(_enc_virNetMessageNonnullString, _T_virNetMessageNonnullString, "virNetMessageNonnullString")
+decode_virNetMessageNonnullString = xdr.decoder(_dec_virNetMessageNonnullString, _T_virNetMessageNonnullString, "virNetMessageNonnullString")
+encode_virNetMessageString = xdr.encoder(_enc_virNetMessageString, _T_virNetMessageString, "virNetMessageString")
+decode_virNetMessageString = xdr.decoder(_dec_virNetMessageString, _T_virNetMessageString, "virNetMessageString")
+encode_virNetMessageNonnullDomain = xdr.encoder(_enc_virNetMessageNonnullDomain, _T_virNetMessageNonnullDomain, "virNetMessageNonnullDomain")
+decode_virNetMessageNonnullDomain = xdr.decoder(_dec_virNetMessageNonnullDomain, _T_virNetMessageNonnullDomain, "virNetMessageNonnullDomain")
+encode_virNetMessageNonnullNetwork = xdr.encoder(_enc_virNetMessageNonnullNetwork, _T_virNetMessageNonnullNetwork, "virNetMessageNonnullNetwork")
+decode_virNetMessageNonnullNetwork = xdr.decoder(_dec_virNetMessageNonnullNetwork, _T_virNetMessageNonnullNetwork, "virNetMessageNonnullNetwork")
+encode_virNetMessageDomain = xdr.encoder(_enc_virNetMessageDomain, _T_virNetMessageDomain, "virNetMessageDomain")
+decode_virNetMessageDomain = xdr.decoder(_dec_virNetMessageDomain, _T_virNetMessageDomain, "virNetMessageDomain")
+encode_virNetMessageNetwork = xdr.encoder(_enc_virNetMessageNetwork, _T_virNetMessageNetwork, "virNetMessageNetwork")
+decode_virNetMessageNetwork = xdr.decoder(_dec_virNetMessageNetwork, _T_virNetMessageNetwork, "virNetMessageNetwork")
 encode_remote_error = xdr.encoder(_enc_remote_error, _T_remote_error, "remote_error")
 decode_remote_error = xdr.decoder(_dec_remote_error, _T_remote_error, "remote_error")
 
