@@ -24,6 +24,7 @@ from .config import Endpoint, ServerConfig
 from .daemon import Listeners, serve
 from .driver.memory import guest
 from .driver.memory.driver import MemoryDriver
+from .memtrim import release_free_memory
 
 log = logging.getLogger("virtwire.server")
 
@@ -267,5 +268,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     # garbage collector's view so full collections do not stall calls.
     gc.collect()
     gc.freeze()
+    release_free_memory()  # what importing (maybe compiling) the codec freed
     trio.run(lambda: serve(config, driver, on_ready=lambda ls: print_uris(config, ls)))
     return 0
