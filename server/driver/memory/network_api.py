@@ -22,6 +22,7 @@ from .network_state import Network, NetworkRegistry
 from .network_update import update_definition
 from .network_xmlio import SocketAddr, parse_addr, uuid_string
 from .networks import parse_network_xml
+from .nodexml import NodeDescription
 from .store import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -59,8 +60,15 @@ _UPDATE_AFFECT = C.VIR_NETWORK_UPDATE_AFFECT_LIVE | C.VIR_NETWORK_UPDATE_AFFECT_
 class NetworkAPI(MemoryCore):
     """virNetwork* and virConnect*Network* answers of test:///default."""
 
-    def __init__(self, *, hostname: str, state_dir: Path | None = None, seed_defaults: bool = True) -> None:
-        super().__init__(hostname=hostname, state_dir=state_dir, seed_defaults=seed_defaults)
+    def __init__(
+        self,
+        *,
+        hostname: str,
+        state_dir: Path | None = None,
+        seed_defaults: bool = True,
+        node: NodeDescription | None = None,
+    ) -> None:
+        super().__init__(hostname=hostname, state_dir=state_dir, seed_defaults=seed_defaults, node=node)
         self.networks = NetworkRegistry()
         self.network_store = ObjectStore(state_dir / "networks", "network") if state_dir is not None else None
         self._load_networks(seed_defaults)
@@ -80,6 +88,14 @@ class NetworkAPI(MemoryCore):
                     log.warning("state dir: skipping a network that no longer parses: %s", exc)
                     continue
                 net.autostart = stored.autostart
+        elif self.node is not None:
+            # testParseNetworks: every network of a node file is defined and running.
+            for xml in self.node.networks:
+                net = self.networks.assign(parse_network_xml(xml), live=False, check_live=False)
+                net.active = True
+                self._save_network(net)
+            if store is not None:
+                store.mark_seeded()
         elif seed_defaults:
             net = self.networks.assign(parse_network_xml(DEFAULT_NETWORK_XML), live=False, check_live=False)
             self._save_network(net)
