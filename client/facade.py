@@ -19,6 +19,10 @@ from typing import Any, TypeVar
 
 from virtwire.client import core, errfactory, eventloop, events, flows, migration, ops, transport
 from virtwire.client import uri as urimod
+from virtwire.client.surface import base as surface_base
+from virtwire.client.surface import eventimpl, generated, lasterror
+from virtwire.client.surface.overrides_connect import ConnectOverrides
+from virtwire.client.surface.overrides_domain import DomainOverrides
 from virtwire.client.sync import SyncConnection
 from virtwire.protocol.errors import libvirtError
 from virtwire.protocol.generated import constants as c
@@ -35,6 +39,7 @@ def set_error_handler(f: Callable[[Any, Any], Any] | None, ctx: Any) -> None:
 
 
 def report(exc: libvirtError) -> None:
+    lasterror.record(exc.err)
     for f, ctx in list(_error_handler):
         if exc.err is not None:
             f(ctx, exc.err)
@@ -57,7 +62,8 @@ class _Registration:
         self.opaque = opaque
 
 
-class virConnect:
+@surface_base.register
+class virConnect(ConnectOverrides, generated.virConnectGenerated):
     """A connection to a hypervisor driver behind a libvirt daemon."""
 
     def __init__(self, target: urimod.Target, sock_conn: SyncConnection, readonly: bool) -> None:
@@ -73,7 +79,7 @@ class virConnect:
         self._teardown_lock = threading.Lock()
         self._callbacks: dict[int, _Registration] = {}
         self._close_cb: tuple[Callable[..., Any], Any] | None = None
-        self._loop = eventloop.default()
+        self._loop: eventloop.EventLoop | eventimpl.ImplLoop | None = eventimpl.current_loop()
         self.domainEventCallbackID: dict[int, Any] = {}
 
     # -- plumbing ---------------------------------------------------------
@@ -97,6 +103,13 @@ class virConnect:
         if conn is None:
             raise errfactory.invalid_conn(op.proc.api or op.proc.name)
         return _invoke(conn, self._readonly, op)
+
+    def _run_op(self, op: ops.Op) -> Any:
+        return self._run(op)
+
+    def c_pointer(self) -> int:
+        """An integer naming the connection (there is no C pointer: its id)."""
+        return id(self)
 
     def _domain(self, ref: Any) -> virDomain:
         return virDomain(self, _obj=ref)
@@ -440,26 +453,15 @@ def _invalid_uuid() -> libvirtError:
     )
 
 
-class virDomain:
+@surface_base.register
+class virDomain(DomainOverrides, generated.virDomainGenerated, surface_base.ObjectHandle):
     """A domain handle: name, UUID and id as the server gave them."""
 
-    # __dict__ and __weakref__ keep user code that tags or weakly references
-    # domain objects working, as with libvirt-python's classes.
-    __slots__ = ("__dict__", "__weakref__", "_conn", "_ops", "_ref")
+    _conn: virConnect
 
-    def __init__(self, conn: virConnect, _obj: Any) -> None:
-        self._conn = conn
-        self._ref = _obj
+    def __init__(self, conn: virConnect, _obj: Any = None) -> None:
+        super().__init__(conn, _obj)
         self._ops: dict[Callable[[Any], ops.Op], ops.Op] = {}
-        conn._domain_refs.append(None)
-
-    def __del__(self) -> None:
-        conn = getattr(self, "_conn", None)
-        if conn is not None:
-            try:  # noqa: SIM105 - runs per freed domain; suppress() would build an object each time
-                conn._domain_gone()
-            except Exception:  # never raise from a finalizer
-                pass
 
     def _conn_run(self, op: ops.Op) -> Any:
         """One public call: its error goes to the registered error handler too."""

@@ -8,6 +8,7 @@ names and behaviour.
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +16,18 @@ from virtwire.client import eventloop
 from virtwire.client.facade import open_connection, report, set_error_handler
 from virtwire.client.facade import virConnect as virConnect
 from virtwire.client.facade import virDomain as virDomain
+from virtwire.client.surface import cnames, eventimpl, lasterror
+from virtwire.client.surface.objects import virDomainCheckpoint as virDomainCheckpoint
+from virtwire.client.surface.objects import virDomainSnapshot as virDomainSnapshot
+from virtwire.client.surface.objects import virInterface as virInterface
+from virtwire.client.surface.objects import virNetwork as virNetwork
+from virtwire.client.surface.objects import virNetworkPort as virNetworkPort
+from virtwire.client.surface.objects import virNodeDevice as virNodeDevice
+from virtwire.client.surface.objects import virNWFilter as virNWFilter
+from virtwire.client.surface.objects import virNWFilterBinding as virNWFilterBinding
+from virtwire.client.surface.objects import virSecret as virSecret
+from virtwire.client.surface.objects import virStoragePool as virStoragePool
+from virtwire.client.surface.objects import virStorageVol as virStorageVol
 from virtwire.protocol.errors import libvirtError as libvirtError
 from virtwire.protocol.generated.constants import *  # noqa: F403 - every VIR_* constant, as libvirt-python
 
@@ -54,6 +67,40 @@ def registerErrorHandler(f: Callable[[Any, Any], Any] | None, ctx: Any) -> int:
     return 1  # what libvirt-python returns
 
 
+def virInitialize() -> int:
+    """Nothing to set up without a C library; kept for programs that call it."""
+    return 0
+
+
+# -- the last error (per thread) ------------------------------------------------------
+
+
+def virGetLastError() -> tuple[Any, ...] | None:
+    return lasterror.get()
+
+
+def virGetLastErrorCode() -> int:
+    err = lasterror.get()
+    return 0 if err is None else int(err[0])
+
+
+def virGetLastErrorDomain() -> int:
+    err = lasterror.get()
+    return 0 if err is None else int(err[1])
+
+
+def virGetLastErrorMessage() -> str:
+    err = lasterror.get()
+    return "no error" if err is None else str(err[2])
+
+
+def virResetLastError() -> None:
+    lasterror.reset()
+
+
+# -- event loops ------------------------------------------------------------------------
+
+
 def virEventRegisterDefaultImpl() -> int:
     """Install the default event loop; connections opened afterwards answer keepalives."""
     eventloop.register_default()
@@ -67,6 +114,90 @@ def virEventRunDefaultImpl() -> int:
         raise libvirtError("virEventRunDefaultImpl() failed")
     loop.run_once()
     return 0
+
+
+def virEventRegisterImpl(
+    addHandle: Callable[..., Any],
+    updateHandle: Callable[..., Any],
+    removeHandle: Callable[..., Any],
+    addTimeout: Callable[..., Any],
+    updateTimeout: Callable[..., Any],
+    removeTimeout: Callable[..., Any],
+) -> None:
+    """Use the application's event loop (e.g. libvirtaio) for connections opened afterwards."""
+    eventimpl.register((addHandle, updateHandle, removeHandle, addTimeout, updateTimeout, removeTimeout))
+
+
+def _impl(api: str) -> eventimpl.ImplLoop:
+    impl = eventimpl.registered()
+    if impl is None:
+        raise libvirtError(f"{api}() failed")
+    return impl
+
+
+def virEventAddHandle(fd: int, events: int, cb: Callable[..., Any], opaque: Any) -> int:
+    """Watch `fd` in the registered loop: `cb(watch, fd, events, opaque)`."""
+    return int(_impl("virEventAddHandle").add_handle(fd, events, _dispatch_handle, (cb, opaque)))
+
+
+def virEventUpdateHandle(watch: int, events: int) -> None:
+    _impl("virEventUpdateHandle").update_handle(watch, events)
+
+
+def virEventRemoveHandle(watch: int) -> int:
+    return int(_impl("virEventRemoveHandle").remove_handle(watch) or 0)
+
+
+def virEventAddTimeout(timeout: int, cb: Callable[..., Any], opaque: Any) -> int:
+    """A timer in the registered loop: `cb(timer, opaque)` every `timeout` ms (-1 off)."""
+    return int(_impl("virEventAddTimeout").add_timeout(timeout, _dispatch_timeout, (cb, opaque)))
+
+
+def virEventUpdateTimeout(timer: int, timeout: int) -> None:
+    _impl("virEventUpdateTimeout").update_timeout(timer, timeout)
+
+
+def virEventRemoveTimeout(timer: int) -> int:
+    return int(_impl("virEventRemoveTimeout").remove_timeout(timer) or 0)
+
+
+def _dispatch_handle(watch: int, fd: int, events: int, opaque: tuple[Callable[..., Any], Any]) -> None:
+    cb, data = opaque
+    cb(watch, fd, events, data)
+
+
+def _dispatch_timeout(timer: int, opaque: tuple[Callable[..., Any], Any]) -> None:
+    cb, data = opaque
+    cb(timer, data)
+
+
+def virEventInvokeHandleCallback(
+    watch: int, fd: int, event: int, opaque: Any, opaquecompat: Any = None
+) -> None:
+    """Run a handle callback an event loop was given: (cb, opaque) or, in the
+    older convention, cb with the opaque apart."""
+    if isinstance(opaque, tuple):
+        cb, data = opaque
+    else:
+        cb, data = opaque, opaquecompat
+    cb(watch, fd, event, data)
+
+
+def virEventInvokeTimeoutCallback(timer: int, opaque: Any, opaquecompat: Any = None) -> None:
+    if isinstance(opaque, tuple):
+        cb, data = opaque
+    else:
+        cb, data = opaque, opaquecompat
+    cb(timer, data)
+
+
+def virEventInvokeFreeCallback(opaque: Any) -> None:
+    """Nothing to free: the opaque data is a Python object, collected as usual."""
+
+
+# The C-level binding names (libvirt-python's `libvirtmod`): each C function
+# of the API as the callable that implements it here.
+libvirtmod = types.SimpleNamespace(**cnames.bindings(globals()))
 
 
 def _reported(fn: Callable[[], virConnect]) -> virConnect:
