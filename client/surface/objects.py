@@ -58,11 +58,11 @@ class virNetwork(_Named, _WithUUID, g.virNetworkGenerated, ObjectHandle):
     def listAllPorts(self, flags: int = 0) -> list[Any]:
         return shapes.list_all(self, "NETWORK_LIST_ALL_PORTS", (self._ref,), flags, "virNetworkPort", self)
 
-    def portLookupByUUID(self, uuid: bytes, flags: int = 0) -> Any:
+    def portLookupByUUID(self, uuid: bytes) -> Any:
         ret = self._rpc("NETWORK_PORT_LOOKUP_BY_UUID", (self._ref, bytes(uuid)))
         return self._wrap("virNetworkPort", self, ret.port)
 
-    def portLookupByUUIDString(self, uuidstr: str, flags: int = 0) -> Any:
+    def portLookupByUUIDString(self, uuidstr: str) -> Any:
         raw = parse_uuid(
             uuidstr,
             "virNetworkPortLookupByUUIDString",

@@ -222,6 +222,10 @@ class ConnectOverrides(Handle):
         self._rpc("CONNECT_SET_IDENTITY", (typedparams.dict_to_params(params), flags), flags)
         return 0
 
+    def restoreParams(self, params: Mapping[str, Any], flags: int = 0) -> int:
+        self._rpc("DOMAIN_RESTORE_PARAMS", (typedparams.dict_to_params(params), flags), flags)
+        return 0
+
     # -- statistics ------------------------------------------------------------
 
     def _stats(self, doms: list[Any], stats: int, flags: int) -> list[tuple[Any, dict[str, Any]]]:

@@ -153,8 +153,8 @@ class DomainOverrides(Handle):
     def authorizedSSHKeysGet(self, user: str, flags: int = 0) -> list[str]:
         return list(self._rpc("DOMAIN_AUTHORIZED_SSH_KEYS_GET", (self._ref, user, flags), flags).keys)
 
-    def authorizedSSHKeysSet(self, user: str, keys: list[str], flags: int = 0) -> int:
-        self._rpc("DOMAIN_AUTHORIZED_SSH_KEYS_SET", (self._ref, user, list(keys), flags), flags)
+    def authorizedSSHKeysSet(self, user: str, keys: list[str] | None = None, flags: int = 0) -> int:
+        self._rpc("DOMAIN_AUTHORIZED_SSH_KEYS_SET", (self._ref, user, list(keys or []), flags), flags)
         return 0
 
     def fsFreeze(self, mountpoints: list[str] | None = None, flags: int = 0) -> int:
@@ -238,17 +238,17 @@ class DomainOverrides(Handle):
         self._rpc("DOMAIN_SET_PERF_EVENTS", (self._ref, shapes.typed(current, params), flags), flags)
         return 0
 
-    def setIOThreadParams(self, iothread: int, params: Mapping[str, Any], flags: int = 0) -> int:
+    def setIOThreadParams(self, iothread_val: int, params: Mapping[str, Any], flags: int = 0) -> int:
         wire = typedparams.dict_to_params(params, typedparams.KNOWN_PARAM_TYPES)
-        self._rpc("DOMAIN_SET_IOTHREAD_PARAMS", (self._ref, iothread, wire, flags), flags)
+        self._rpc("DOMAIN_SET_IOTHREAD_PARAMS", (self._ref, iothread_val, wire, flags), flags)
         return 0
 
     def setLaunchSecurityState(self, params: Mapping[str, Any], flags: int = 0) -> int:
         self._rpc("DOMAIN_SET_LAUNCH_SECURITY_STATE", (self._ref, typedparams.dict_to_params(params), flags), flags)
         return 0
 
-    def saveParams(self, params: Mapping[str, Any] | None = None, flags: int = 0) -> int:
-        wire = typedparams.dict_to_params(params or {})
+    def saveParams(self, params: Mapping[str, Any], flags: int = 0) -> int:
+        wire = typedparams.dict_to_params(params)
         self._rpc("DOMAIN_SAVE_PARAMS", (self._ref, wire, flags), flags)
         return 0
 
