@@ -48,8 +48,6 @@ def load(path: Path = DEFAULT_PATH) -> dict[str, Function]:
         if name not in exported:
             continue
         ret = fn.find("return")
-        args = tuple(
-            Arg(a.get("name", ""), a.get("type", ""), a.get("info", "")) for a in fn.iterfind("arg")
-        )
+        args = tuple(Arg(a.get("name", ""), a.get("type", ""), a.get("info", "")) for a in fn.iterfind("arg"))
         out[name] = Function(name, "void" if ret is None else ret.get("type", "void"), args)
     return out

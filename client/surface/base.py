@@ -35,6 +35,9 @@ class Handle:
     """The call path of generated and hand-written methods."""
 
     _ref: Any
+    _conn: Any  # the parents generated methods hand to the objects they return
+    _dom: Any
+    _net: Any
 
     def _run_op(self, op: ops.Op) -> Any:  # pragma: no cover - every concrete class defines it
         raise NotImplementedError
@@ -53,14 +56,17 @@ class Handle:
 class ObjectHandle(Handle):
     """An object of a connection: libvirt-python's constructor, lifetime and back-pointers."""
 
-    _conn: Any  # the virConnect (client/facade.py)
-
     def __init__(self, parent: Any, _obj: Any = None) -> None:
         if _obj is None:
             # libvirt-python: only the library creates objects, around a C pointer.
-            raise Exception(f"Expected a wrapped C Object but got {type(_obj)}")  # noqa: TRY002
+            raise Exception(f"Expected a wrapped C Object but got {type(_obj)}")
         self._parent = parent
-        self._conn = parent if self._parent_kind() == "conn" else parent.connect()
+        kind = self._parent_kind()
+        self._conn = parent if kind == "conn" else parent.connect()
+        if kind == "domain":
+            self._dom = parent
+        elif kind == "network":
+            self._net = parent
         self._ref = _obj
         self._conn._domain_refs.append(None)
 
@@ -104,9 +110,9 @@ def uuid_string(raw: bytes) -> str:
     return str(uuidlib.UUID(bytes=bytes(raw)))
 
 
-def parse_uuid(text: str, api: str, domain: int) -> bytes:
-    """A UUID string as 16 bytes; libvirt's "Invalid UUID" error otherwise."""
+def parse_uuid(text: str, api: str, domain: int, message: str) -> bytes:
+    """A UUID string as 16 bytes; libvirt's invalid-argument error (its `message`) otherwise."""
     try:
         return uuidlib.UUID(text).bytes
     except (ValueError, TypeError, AttributeError):
-        raise errfactory.make(c.VIR_ERR_INVALID_ARG, domain, "Invalid UUID", api, "uuidstr", None, 0, 0) from None
+        raise errfactory.make(c.VIR_ERR_INVALID_ARG, domain, message, api, "uuidstr", None, 0, 0) from None

@@ -21,7 +21,12 @@ from virtwire.client.sync import SyncConnection
 from virtwire.protocol.generated import constants as c
 
 EventFuncs = tuple[
-    Callable[..., Any], Callable[..., Any], Callable[..., Any], Callable[..., Any], Callable[..., Any], Callable[..., Any]
+    Callable[..., Any],
+    Callable[..., Any],
+    Callable[..., Any],
+    Callable[..., Any],
+    Callable[..., Any],
+    Callable[..., Any],
 ]
 _TICK_MS = 1000  # how often keepalive clocks are looked at
 

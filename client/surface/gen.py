@@ -183,7 +183,9 @@ def _returns(fn: apixml.Function, binding: naming.Binding, proc: Procedure) -> l
     if rtype in _INT_TYPES and ftype == "int":
         return [f"return int(ret.{name})"]
     if rtype in _STR_TYPES and ftype in _STR_FIELDS:
-        return [f"return str(ret.{name})" if ftype == "remote_nonnull_string" else f"return ret.{name}"]
+        if ftype == "remote_nonnull_string":
+            return [f"return str(ret.{name})"]
+        return [f"return None if ret.{name} is None else str(ret.{name})"]
     return f"returns {rtype} from {ftype}"
 
 
@@ -192,15 +194,15 @@ def _annotation(fn: apixml.Function, body: list[str]) -> str:
         return "None"
     if body[0].startswith("return self._wrap"):
         return "Any"
-    if body[0].startswith("return str") or body[0].startswith("return ret."):
-        return "str | None" if body[0].startswith("return ret.") else "str"
+    if body[0].startswith("return None if"):
+        return "str | None"
+    if body[0].startswith("return str"):
+        return "str"
     return "int"
 
 
 def _emit_method(m: Method, fn: apixml.Function) -> Iterator[str]:
-    sig = ", ".join(
-        ["self"] + [f"{n}: {a}" + (f" = {d}" if d is not None else "") for n, a, d in m.params]
-    )
+    sig = ", ".join(["self"] + [f"{n}: {a}" + (f" = {d}" if d is not None else "") for n, a, d in m.params])
     yield f"    def {m.binding.method}({sig}) -> {_annotation(fn, m.body)}:"
     yield f'        """{fn.name} ({m.proc.name})."""'
     args = ", ".join(m.call_args)

@@ -341,11 +341,6 @@ class virDomainGenerated(Handle):
         self._rpc('DOMAIN_SET_METADATA', (self._ref, type, metadata, key, uri, flags), flags)
         return 0
 
-    def setTime(self, seconds: int, nseconds: int, flags: int = 0) -> int:
-        """virDomainSetTime (DOMAIN_SET_TIME)."""
-        self._rpc('DOMAIN_SET_TIME', (self._ref, seconds, nseconds, flags), flags)
-        return 0
-
     def setUserPassword(self, user: str, password: str, flags: int = 0) -> int:
         """virDomainSetUserPassword (DOMAIN_SET_USER_PASSWORD)."""
         self._rpc('DOMAIN_SET_USER_PASSWORD', (self._ref, user, password, flags), flags)
@@ -685,11 +680,6 @@ class virConnectGenerated(Handle):
         ret = self._rpc('DOMAIN_DEFINE_XML_FLAGS', (xml, flags), flags)
         return self._wrap('virDomain', self, ret.dom)
 
-    def domainEventDeregisterAny(self, callbackID: int) -> int:
-        """virConnectDomainEventDeregisterAny (CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY)."""
-        self._rpc('CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY', (callbackID,), 0)
-        return 0
-
     def domainXMLFromNative(self, nativeFormat: str, nativeConfig: str, flags: int = 0) -> str:
         """virConnectDomainXMLFromNative (CONNECT_DOMAIN_XML_FROM_NATIVE)."""
         ret = self._rpc('CONNECT_DOMAIN_XML_FROM_NATIVE', (nativeFormat, nativeConfig, flags), flags)
@@ -800,11 +790,6 @@ class virConnectGenerated(Handle):
         ret = self._rpc('NETWORK_DEFINE_XML_FLAGS', (xml, flags), flags)
         return self._wrap('virNetwork', self, ret.net)
 
-    def networkEventDeregisterAny(self, callbackID: int) -> int:
-        """virConnectNetworkEventDeregisterAny (CONNECT_NETWORK_EVENT_DEREGISTER_ANY)."""
-        self._rpc('CONNECT_NETWORK_EVENT_DEREGISTER_ANY', (callbackID,), 0)
-        return 0
-
     def networkLookupByName(self, name: str) -> Any:
         """virNetworkLookupByName (NETWORK_LOOKUP_BY_NAME)."""
         ret = self._rpc('NETWORK_LOOKUP_BY_NAME', (name,), 0)
@@ -819,11 +804,6 @@ class virConnectGenerated(Handle):
         """virNodeDeviceDefineXML (NODE_DEVICE_DEFINE_XML)."""
         ret = self._rpc('NODE_DEVICE_DEFINE_XML', (xmlDesc, flags), flags)
         return self._wrap('virNodeDevice', self, ret.dev)
-
-    def nodeDeviceEventDeregisterAny(self, callbackID: int) -> int:
-        """virConnectNodeDeviceEventDeregisterAny (CONNECT_NODE_DEVICE_EVENT_DEREGISTER_ANY)."""
-        self._rpc('CONNECT_NODE_DEVICE_EVENT_DEREGISTER_ANY', (callbackID,), 0)
-        return 0
 
     def nodeDeviceLookupByName(self, name: str) -> Any:
         """virNodeDeviceLookupByName (NODE_DEVICE_LOOKUP_BY_NAME)."""
@@ -940,11 +920,6 @@ class virConnectGenerated(Handle):
         ret = self._rpc('SECRET_DEFINE_XML', (xml, flags), flags)
         return self._wrap('virSecret', self, ret.secret)
 
-    def secretEventDeregisterAny(self, callbackID: int) -> int:
-        """virConnectSecretEventDeregisterAny (CONNECT_SECRET_EVENT_DEREGISTER_ANY)."""
-        self._rpc('CONNECT_SECRET_EVENT_DEREGISTER_ANY', (callbackID,), 0)
-        return 0
-
     def secretLookupByUsage(self, usageType: int, usageID: str) -> Any:
         """virSecretLookupByUsage (SECRET_LOOKUP_BY_USAGE)."""
         ret = self._rpc('SECRET_LOOKUP_BY_USAGE', (usageType, usageID), 0)
@@ -959,11 +934,6 @@ class virConnectGenerated(Handle):
         """virStoragePoolDefineXML (STORAGE_POOL_DEFINE_XML)."""
         ret = self._rpc('STORAGE_POOL_DEFINE_XML', (xml, flags), flags)
         return self._wrap('virStoragePool', self, ret.pool)
-
-    def storagePoolEventDeregisterAny(self, callbackID: int) -> int:
-        """virConnectStoragePoolEventDeregisterAny (CONNECT_STORAGE_POOL_EVENT_DEREGISTER_ANY)."""
-        self._rpc('CONNECT_STORAGE_POOL_EVENT_DEREGISTER_ANY', (callbackID,), 0)
-        return 0
 
     def storagePoolLookupByName(self, name: str) -> Any:
         """virStoragePoolLookupByName (STORAGE_POOL_LOOKUP_BY_NAME)."""
@@ -1037,7 +1007,7 @@ class virNodeDeviceGenerated(Handle):
     def parent(self) -> str | None:
         """virNodeDeviceGetParent (NODE_DEVICE_GET_PARENT)."""
         ret = self._rpc('NODE_DEVICE_GET_PARENT', (self._ref.name,), 0)
-        return ret.parentName
+        return None if ret.parentName is None else str(ret.parentName)
 
     def reAttach(self) -> int:
         """virNodeDeviceReAttach (NODE_DEVICE_RE_ATTACH)."""

@@ -73,6 +73,20 @@ SKIPPED: Final = frozenset(
         "virDomainCheckpointGetDomain",
         "virDomainSnapshotGetConnect",
         "virDomainSnapshotGetDomain",
+        # Event registration and the time setter: libvirt-python's own Python code.
+        "virConnectDomainEventRegister",
+        "virConnectDomainEventDeregister",
+        "virConnectDomainEventRegisterAny",
+        "virConnectDomainEventDeregisterAny",
+        "virConnectNetworkEventRegisterAny",
+        "virConnectNetworkEventDeregisterAny",
+        "virConnectStoragePoolEventRegisterAny",
+        "virConnectStoragePoolEventDeregisterAny",
+        "virConnectNodeDeviceEventRegisterAny",
+        "virConnectNodeDeviceEventDeregisterAny",
+        "virConnectSecretEventRegisterAny",
+        "virConnectSecretEventDeregisterAny",
+        "virDomainSetTime",
     }
 )
 _SKIPPED_SUFFIXES: Final = ("Ref", "Free")

@@ -180,10 +180,6 @@ class _OfDomain(ObjectHandle):
     def _parent_kind(cls) -> str:
         return "domain"
 
-    @property
-    def _dom(self) -> Any:
-        return self._parent
-
     def domain(self) -> Any:
         return self._parent
 

@@ -99,7 +99,11 @@ class ConnectOverrides(Handle):
 
     def networkLookupByUUIDString(self, uuidstr: str) -> Any:
         return self._by_uuid_string(
-            "NETWORK_LOOKUP_BY_UUID", uuidstr, "virNetwork", "virNetworkLookupByUUIDString", c.VIR_FROM_NETWORK
+            "NETWORK_LOOKUP_BY_UUID",
+            uuidstr,
+            "virNetwork",
+            "virNetworkLookupByUUIDString",
+            c.VIR_FROM_NETWORK,
         )
 
     def storagePoolLookupByUUID(self, uuid: bytes) -> Any:
@@ -154,18 +158,20 @@ class ConnectOverrides(Handle):
         flags: int = 0,
     ) -> str:
         ret = self._rpc(
-            "CONNECT_BASELINE_HYPERVISOR_CPU", (emulator, arch, machine, virttype, list(xmlCPUs), flags), flags
+            "CONNECT_BASELINE_HYPERVISOR_CPU",
+            (emulator, arch, machine, virttype, list(xmlCPUs), flags),
+            flags,
         )
         return str(ret.cpu)
 
     def getCPUModelNames(self, arch: str, flags: int = 0) -> list[str]:
         return list(self._rpc("CONNECT_GET_CPU_MODEL_NAMES", (arch, 1, flags), flags).models)
 
-    def getCPUMap(self, flags: int = 0) -> tuple[int, tuple[bool, ...], int]:
+    def getCPUMap(self, flags: int = 0) -> tuple[int, list[bool], int]:
         ret = self._rpc("NODE_GET_CPU_MAP", (1, 1, flags), flags)
         ncpus = int(ret.ret)
         cpumap = bytes(ret.cpumap)
-        bits = tuple(bool(cpumap[i // 8] & (1 << (i % 8))) for i in range(ncpus))
+        bits = [bool(cpumap[i // 8] & (1 << (i % 8))) for i in range(ncpus)]
         return (ncpus, bits, int(ret.online))
 
     def getCPUStats(self, cpuNum: int, flags: int = 0) -> dict[str, int]:
@@ -187,17 +193,19 @@ class ConnectOverrides(Handle):
     def getCellsFreeMemory(self, startCell: int, maxCells: int) -> list[int]:
         return list(self._rpc("NODE_GET_CELLS_FREE_MEMORY", (startCell, maxCells)).cells)
 
-    def getFreePages(self, pages: list[int], startCell: int, maxCells: int, flags: int = 0) -> dict[int, dict[int, int]]:
+    def getFreePages(
+        self, pages: list[int], startCell: int, maxCells: int, flags: int = 0
+    ) -> dict[int, dict[int, int]]:
         ret = self._rpc("NODE_GET_FREE_PAGES", (list(pages), startCell, maxCells, flags), flags)
         counts = list(ret.counts)
         out: dict[int, dict[int, int]] = {}
         for cell in range(len(counts) // max(len(pages), 1)):
-            out[startCell + cell] = {
-                page: counts[cell * len(pages) + i] for i, page in enumerate(pages)
-            }
+            out[startCell + cell] = {page: counts[cell * len(pages) + i] for i, page in enumerate(pages)}
         return out
 
-    def allocPages(self, pages: Mapping[int, int], startCell: int = 0, cellCount: int = 0, flags: int = 0) -> int:
+    def allocPages(
+        self, pages: Mapping[int, int], startCell: int = 0, cellCount: int = 0, flags: int = 0
+    ) -> int:
         sizes = list(pages.keys())
         counts = [pages[size] for size in sizes]
         return int(self._rpc("NODE_ALLOC_PAGES", (sizes, counts, startCell, cellCount, flags), flags).ret)

@@ -13,7 +13,9 @@ from typing import Any
 
 from virtwire.client.surface import shapes
 from virtwire.client.surface.base import Handle
+from virtwire.client import errfactory
 from virtwire.protocol import typedparams
+from virtwire.protocol.errors import libvirtError
 from virtwire.protocol.generated import constants as c
 
 # libvirt-python's names of the memory statistics tags (libvirt-override.c).
@@ -70,7 +72,16 @@ class DomainOverrides(Handle):
 
     def interfaceStats(self, path: str) -> tuple[int, ...]:
         r = self._rpc("DOMAIN_INTERFACE_STATS", (self._ref, path))
-        return (r.rx_bytes, r.rx_packets, r.rx_errs, r.rx_drop, r.tx_bytes, r.tx_packets, r.tx_errs, r.tx_drop)
+        return (
+            r.rx_bytes,
+            r.rx_packets,
+            r.rx_errs,
+            r.rx_drop,
+            r.tx_bytes,
+            r.tx_packets,
+            r.tx_errs,
+            r.tx_drop,
+        )
 
     def memoryStats(self) -> dict[str, int]:
         ret = self._rpc("DOMAIN_MEMORY_STATS", (self._ref, c.VIR_DOMAIN_MEMORY_STAT_NR, 0))
@@ -125,8 +136,12 @@ class DomainOverrides(Handle):
         ret = self._rpc("DOMAIN_GET_DISK_ERRORS", (self._ref, count, flags), flags)
         return {e.disk: e.error for e in ret.errors}
 
-    def migrateGetCompressionCache(self, flags: int = 0) -> int:
-        return int(self._rpc("DOMAIN_MIGRATE_GET_COMPRESSION_CACHE", (self._ref, flags), flags).cacheSize)
+    def migrateGetCompressionCache(self, flags: int = 0) -> int | None:
+        # libvirt-python 9.0 returns None instead of raising when this fails.
+        try:
+            return int(self._rpc("DOMAIN_MIGRATE_GET_COMPRESSION_CACHE", (self._ref, flags), flags).cacheSize)
+        except libvirtError:
+            return None
 
     def getTime(self, flags: int = 0) -> dict[str, int]:
         r = self._rpc("DOMAIN_GET_TIME", (self._ref, flags), flags)
@@ -141,11 +156,21 @@ class DomainOverrides(Handle):
 
     def securityLabel(self) -> list[Any]:
         r = self._rpc("DOMAIN_GET_SECURITY_LABEL", (self._ref,))
-        return [_text(r.label), int(r.enforcing)]
+        return [_text(r.label), bool(r.enforcing)]
 
     def securityLabelList(self) -> list[list[Any]]:
         r = self._rpc("DOMAIN_GET_SECURITY_LABEL_LIST", (self._ref,))
-        return [[_text(lab.label), int(lab.enforcing)] for lab in r.labels]
+        if r.ret < 0:
+            # The daemon answers a failure with ret -1 in a normal reply and no
+            # error: libvirt-python then raises libvirt's "cause unknown" error.
+            raise errfactory.make(
+                c.VIR_ERR_INTERNAL_ERROR,
+                c.VIR_FROM_NONE,
+                "An error occurred, but the cause is unknown",
+                int1=0,
+                int2=0,
+            )
+        return [[_text(lab.label), bool(lab.enforcing)] for lab in r.labels]
 
     def messages(self, flags: int = 0) -> list[str]:
         return list(self._rpc("DOMAIN_GET_MESSAGES", (self._ref, flags), flags).msgs)
@@ -181,8 +206,12 @@ class DomainOverrides(Handle):
         ret = self._rpc("DOMAIN_GET_GUEST_INFO", (self._ref, types, flags), flags)
         return typedparams.params_to_dict(ret.params)
 
-    def guestVcpus(self, flags: int = 0) -> dict[str, Any]:
-        ret = self._rpc("DOMAIN_GET_GUEST_VCPUS", (self._ref, flags), flags)
+    def guestVcpus(self, flags: int = 0) -> dict[str, Any] | None:
+        # libvirt-python 9.0 returns None instead of raising when this fails.
+        try:
+            ret = self._rpc("DOMAIN_GET_GUEST_VCPUS", (self._ref, flags), flags)
+        except libvirtError:
+            return None
         return typedparams.params_to_dict(ret.params)
 
     def launchSecurityInfo(self, flags: int = 0) -> dict[str, Any]:
@@ -198,7 +227,9 @@ class DomainOverrides(Handle):
     def _get(self, proc: str, flags: int, tail: tuple[Any, ...] = ()) -> dict[str, Any]:
         return shapes.get_params(self, proc, (self._ref,), flags, tail)
 
-    def _set(self, get: str, put: str, params: Mapping[str, Any], flags: int, tail: tuple[Any, ...] = ()) -> int:
+    def _set(
+        self, get: str, put: str, params: Mapping[str, Any], flags: int, tail: tuple[Any, ...] = ()
+    ) -> int:
         return shapes.set_params(self, get, put, (self._ref,), params, flags, "Domain", tail)
 
     def blkioParameters(self, flags: int = 0) -> dict[str, Any]:
@@ -244,7 +275,9 @@ class DomainOverrides(Handle):
         return 0
 
     def setLaunchSecurityState(self, params: Mapping[str, Any], flags: int = 0) -> int:
-        self._rpc("DOMAIN_SET_LAUNCH_SECURITY_STATE", (self._ref, typedparams.dict_to_params(params), flags), flags)
+        self._rpc(
+            "DOMAIN_SET_LAUNCH_SECURITY_STATE", (self._ref, typedparams.dict_to_params(params), flags), flags
+        )
         return 0
 
     def saveParams(self, params: Mapping[str, Any], flags: int = 0) -> int:
@@ -259,9 +292,9 @@ class DomainOverrides(Handle):
         self._rpc("DOMAIN_BLOCK_COPY", (self._ref, disk, destxml, wire, flags), flags)
         return 0
 
-    def schedulerType(self) -> list[Any]:
+    def schedulerType(self) -> tuple[str, int]:
         r = self._rpc("DOMAIN_GET_SCHEDULER_TYPE", (self._ref,))
-        return [str(r.type), int(r.nparams)]
+        return (str(r.type), int(r.nparams))
 
     def _sched_count(self) -> int:
         return int(self._rpc("DOMAIN_GET_SCHEDULER_TYPE", (self._ref,)).nparams)
@@ -311,7 +344,9 @@ class DomainOverrides(Handle):
 
     def vcpuPinInfo(self, flags: int = 0) -> list[tuple[bool, ...]]:
         cpus = self._host_cpus()
-        nvcpus = int(self._rpc("DOMAIN_GET_VCPUS_FLAGS", (self._ref, c.VIR_DOMAIN_VCPU_MAXIMUM | flags), flags).num)
+        nvcpus = int(
+            self._rpc("DOMAIN_GET_VCPUS_FLAGS", (self._ref, c.VIR_DOMAIN_VCPU_MAXIMUM | flags), flags).num
+        )
         maplen = _maplen(cpus)
         ret = self._rpc("DOMAIN_GET_VCPU_PIN_INFO", (self._ref, nvcpus, maplen, flags), flags)
         raw = bytes(ret.cpumaps)
@@ -330,7 +365,12 @@ class DomainOverrides(Handle):
         out = []
         for t in ret.info:
             raw = bytes(t.cpumap)
-            out.append((t.iothread_id, [bool(raw[i // 8] & (1 << (i % 8))) if i // 8 < len(raw) else False for i in range(cpus)]))
+            out.append(
+                (
+                    t.iothread_id,
+                    [bool(raw[i // 8] & (1 << (i % 8))) if i // 8 < len(raw) else False for i in range(cpus)],
+                )
+            )
         return out
 
     def pinVcpu(self, vcpu: int, cpumap: Sequence[Any]) -> int:
@@ -349,7 +389,9 @@ class DomainOverrides(Handle):
         self._rpc("DOMAIN_PIN_IOTHREAD", (self._ref, iothread_val, _cpumap_bytes(cpumap), flags), flags)
         return 0
 
-    def sendKey(self, codeset: int, holdtime: int, keycodes: list[int], nkeycodes: int, flags: int = 0) -> int:
+    def sendKey(
+        self, codeset: int, holdtime: int, keycodes: list[int], nkeycodes: int, flags: int = 0
+    ) -> int:
         keys = list(keycodes)[:nkeycodes]
         self._rpc("DOMAIN_SEND_KEY", (self._ref, codeset, holdtime, keys, flags), flags)
         return 0
@@ -365,7 +407,9 @@ class DomainOverrides(Handle):
     # -- snapshots and checkpoints ---------------------------------------------------------
 
     def listAllSnapshots(self, flags: int = 0) -> list[Any]:
-        return shapes.list_all(self, "DOMAIN_LIST_ALL_SNAPSHOTS", (self._ref,), flags, "virDomainSnapshot", self)
+        return shapes.list_all(
+            self, "DOMAIN_LIST_ALL_SNAPSHOTS", (self._ref,), flags, "virDomainSnapshot", self
+        )
 
     def listAllCheckpoints(self, flags: int = 0) -> list[Any]:
         return shapes.list_all(

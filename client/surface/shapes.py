@@ -14,7 +14,12 @@ from typing import Any
 
 from virtwire.client.surface.base import Handle
 from virtwire.protocol import typedparams
+from virtwire.protocol.generated import constants as c
 from virtwire.protocol.generated.remote import remote_typed_param
+
+# libvirt's client library asks for string parameters too (the daemon supports
+# them since 0.9.7), as libvirt-domain.c does for every typed-parameter getter.
+STRING_OKAY = c.VIR_TYPED_PARAM_STRING_OKAY
 
 
 def ret_fields(ret: Any) -> list[Any]:
@@ -25,11 +30,12 @@ def get_params(
     h: Handle, proc: str, head: tuple[Any, ...], flags: int, tail: tuple[Any, ...] = ()
 ) -> dict[str, Any]:
     """Typed parameters the libvirt-python way: ask how many (nparams 0), then fetch them."""
-    first = h._rpc(proc, (*head, *tail, 0, flags), flags)
+    wire = flags | STRING_OKAY
+    first = h._rpc(proc, (*head, *tail, 0, wire), flags)
     count = int(first.nparams)
     if count == 0:
         return {}
-    ret = h._rpc(proc, (*head, *tail, count, flags), flags)
+    ret = h._rpc(proc, (*head, *tail, count, wire), flags)
     return typedparams.params_to_dict(ret.params)
 
 
@@ -57,11 +63,12 @@ def set_params(
     """Set typed parameters, typed as the getter reports them (as libvirt-python does)."""
     if not params:
         raise LookupError("Need non-empty dictionary to set attributes")
-    first = h._rpc(get_proc, (*head, *tail, 0, flags), flags)
+    wire = flags | STRING_OKAY
+    first = h._rpc(get_proc, (*head, *tail, 0, wire), flags)
     count = int(first.nparams)
     if count == 0:
         raise LookupError(f"{owner} has no settable attributes")
-    current = h._rpc(get_proc, (*head, *tail, count, flags), flags).params
+    current = h._rpc(get_proc, (*head, *tail, count, wire), flags).params
     h._rpc(set_proc, (*head, *tail, typed(current, params), flags), flags)
     return 0
 
@@ -77,9 +84,7 @@ def names(
     return list(ret_fields(h._rpc(list_proc, (*head, count, *tail), flags or 0))[0])
 
 
-def list_all(
-    h: Handle, proc: str, head: tuple[Any, ...], flags: int, klass: str, parent: Any
-) -> list[Any]:
+def list_all(h: Handle, proc: str, head: tuple[Any, ...], flags: int, klass: str, parent: Any) -> list[Any]:
     """listAll*: the objects of the reply, each in its class."""
     ret = h._rpc(proc, (*head, 1, flags), flags)
     return [h._wrap(klass, parent, ref) for ref in ret_fields(ret)[0]]

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from types import ModuleType
 
-import virtwire.libvirt as ours
 from virtwire.client.surface import apixml, gen
 from vwtestkit import unavailable
+
+import virtwire.libvirt as ours
 
 CLASSES = [
     "virConnect",
@@ -47,6 +48,10 @@ KNOWN_GAPS = {
     "virConnect.storagePoolEventRegisterAny",
     "virConnect.nodeDeviceEventRegisterAny",
     "virConnect.secretEventRegisterAny",
+    "virConnect.networkEventDeregisterAny",
+    "virConnect.storagePoolEventDeregisterAny",
+    "virConnect.nodeDeviceEventDeregisterAny",
+    "virConnect.secretEventDeregisterAny",
 }
 
 

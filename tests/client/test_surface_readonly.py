@@ -11,11 +11,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-import virtwire.libvirt as libvirt
 from virtwire.client.surface import generated
 from virtwire.protocol.errors import read_only_denial
 from virtwire.protocol.generated import constants as c
 from virtwire.protocol.generated import remote
+
+import virtwire.libvirt as libvirt
 
 _UUID = bytes(range(16))
 _DOM = remote.remote_nonnull_domain(name="d", uuid=_UUID, id=1)
@@ -27,16 +28,22 @@ _REFS: dict[str, Callable[[Any], Any]] = {
     "virNetworkPort": lambda conn: libvirt.virNetworkPort(
         libvirt.virNetwork(conn, _obj=_NET), _obj=remote.remote_nonnull_network_port(net=_NET, uuid=_UUID)
     ),
-    "virInterface": lambda conn: libvirt.virInterface(conn, _obj=remote.remote_nonnull_interface(name="i", mac="m")),
+    "virInterface": lambda conn: libvirt.virInterface(
+        conn, _obj=remote.remote_nonnull_interface(name="i", mac="m")
+    ),
     "virStoragePool": lambda conn: libvirt.virStoragePool(conn, _obj=_POOL),
     "virStorageVol": lambda conn: libvirt.virStorageVol(
         conn, _obj=remote.remote_nonnull_storage_vol(pool="p", name="v", key="k")
     ),
-    "virNodeDevice": lambda conn: libvirt.virNodeDevice(conn, _obj=remote.remote_nonnull_node_device(name="nd")),
+    "virNodeDevice": lambda conn: libvirt.virNodeDevice(
+        conn, _obj=remote.remote_nonnull_node_device(name="nd")
+    ),
     "virSecret": lambda conn: libvirt.virSecret(
         conn, _obj=remote.remote_nonnull_secret(uuid=_UUID, usageType=0, usageID="u")
     ),
-    "virNWFilter": lambda conn: libvirt.virNWFilter(conn, _obj=remote.remote_nonnull_nwfilter(name="f", uuid=_UUID)),
+    "virNWFilter": lambda conn: libvirt.virNWFilter(
+        conn, _obj=remote.remote_nonnull_nwfilter(name="f", uuid=_UUID)
+    ),
     "virNWFilterBinding": lambda conn: libvirt.virNWFilterBinding(
         conn, _obj=remote.remote_nonnull_nwfilter_binding(portdev="p", filtername="f")
     ),
