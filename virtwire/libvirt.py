@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import types
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from virtwire.client import eventloop
 from virtwire.client.facade import open_connection, report, set_error_handler
@@ -32,6 +32,11 @@ from virtwire.protocol.errors import libvirtError as libvirtError
 from virtwire.protocol.generated.constants import *  # noqa: F403 - every VIR_* constant, as libvirt-python
 
 # No __all__: like libvirt-python, `from ... import *` brings every VIR_* constant.
+
+# libvirt-python's names for the event-loop callback types (its type hints use them).
+_T = TypeVar("_T")
+_EventCB = Callable[[int, int, int, Any], None]
+_TimerCB = Callable[[int, Any], None]
 
 # libvirt 9.0.0, the version whose protocol and behaviour virtwire speaks.
 _LIB_VERSION = 9000000
