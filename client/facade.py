@@ -21,6 +21,7 @@ from virtwire.client import core, errfactory, eventloop, events, flows, migratio
 from virtwire.client import uri as urimod
 from virtwire.client.surface import base as surface_base
 from virtwire.client.surface import eventimpl, generated, lasterror
+from virtwire.client.surface.objevents import ObjectEventsMixin
 from virtwire.client.surface.overrides_connect import ConnectOverrides
 from virtwire.client.surface.overrides_domain import DomainOverrides
 from virtwire.client.sync import SyncConnection
@@ -63,7 +64,7 @@ class _Registration:
 
 
 @surface_base.register
-class virConnect(ConnectOverrides, generated.virConnectGenerated):
+class virConnect(ObjectEventsMixin, ConnectOverrides, generated.virConnectGenerated):
     """A connection to a hypervisor driver behind a libvirt daemon."""
 
     def __init__(self, target: urimod.Target, sock_conn: SyncConnection, readonly: bool) -> None:
@@ -78,6 +79,7 @@ class virConnect(ConnectOverrides, generated.virConnectGenerated):
         self._torn_down = False
         self._teardown_lock = threading.Lock()
         self._callbacks: dict[int, _Registration] = {}
+        self._object_callbacks: dict[tuple[str, int], tuple[int, Callable[..., Any], Any]] = {}
         self._close_cb: tuple[Callable[..., Any], Any] | None = None
         self._loop: eventloop.EventLoop | eventimpl.ImplLoop | None = eventimpl.current_loop()
         self.domainEventCallbackID: dict[int, Any] = {}
@@ -196,6 +198,12 @@ class virConnect(ConnectOverrides, generated.virConnectGenerated):
         except (ValueError, libvirtError):
             return  # a malformed event is dropped, as libvirt's client does
         if decoded is None:
+            deliver_object = self._object_event(event.procedure, event.payload)
+            if deliver_object is not None:
+                if self._loop is not None:
+                    self._loop.post(deliver_object)
+                else:
+                    deliver_object()
             return
         reg = self._callbacks.get(decoded.callback_id)
         if reg is None or reg.event_id != decoded.event_id:

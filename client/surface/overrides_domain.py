@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from virtwire.client import errfactory
 from virtwire.client.surface import shapes
 from virtwire.client.surface.base import Handle
-from virtwire.client import errfactory
 from virtwire.protocol import typedparams
 from virtwire.protocol.errors import libvirtError
 from virtwire.protocol.generated import constants as c

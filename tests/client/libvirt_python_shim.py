@@ -38,7 +38,7 @@ def daemon_uri(name: str | None, uri: str) -> str | None:
         return name
     head, sep, query = uri.partition("?")
     scheme = head[: head.index("///") + 2]
-    return f"{scheme}{name[len('test://'):]}{sep}{query}"
+    return f"{scheme}{name[len('test://') :]}{sep}{query}"
 
 
 def _redirect(fn: Callable[..., Any], uri: str) -> Callable[..., Any]:
@@ -55,7 +55,7 @@ def install(impl: str, uri: str) -> types.ModuleType:
 
         binding: Any = module.libvirtmod
     else:
-        import libvirt as module  # type: ignore[import-untyped,no-redef]
+        import libvirt as module  # type: ignore[no-redef]
 
         binding = module.libvirtmod
     for name in ("open", "openReadOnly", "openAuth"):

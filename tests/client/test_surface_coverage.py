@@ -1,7 +1,7 @@
 """The libvirt-python surface: generated.py is up to date, and every method and
 module function of the real libvirt-python 9.0 exists in virtwire.libvirt,
-apart from the listed gaps (streams belong to the client-core work; the
-other-object event registrations and fd passing are not done yet)."""
+apart from the listed gaps (streams belong to the client-core work; passing
+file descriptors is not done yet)."""
 
 from __future__ import annotations
 
@@ -43,15 +43,6 @@ KNOWN_GAPS = {
     "virDomain.createWithFiles",
     "virDomain.openGraphics",
     "virDomain.FDAssociate",
-    # Event registrations of networks, pools, node devices and secrets.
-    "virConnect.networkEventRegisterAny",
-    "virConnect.storagePoolEventRegisterAny",
-    "virConnect.nodeDeviceEventRegisterAny",
-    "virConnect.secretEventRegisterAny",
-    "virConnect.networkEventDeregisterAny",
-    "virConnect.storagePoolEventDeregisterAny",
-    "virConnect.nodeDeviceEventDeregisterAny",
-    "virConnect.secretEventDeregisterAny",
 }
 
 

@@ -42,8 +42,7 @@ def _calls() -> list[tuple[str, str]]:
         if (
             klass not in _OBJECTS
             or proc is None
-            or (not proc.name.startswith(_READS, 0)
-            and not any(r in proc.name for r in _READS))
+            or (not proc.name.startswith(_READS, 0) and not any(r in proc.name for r in _READS))
         ):
             continue
         fn = getattr(getattr(ours, klass), method, None)

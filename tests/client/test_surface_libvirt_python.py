@@ -36,7 +36,9 @@ MODULES = [
 NEEDS_STREAMS = {"test_domain.TestLibvirtDomain.testScreenshot"}
 
 
-def run_shim(impl: str, uri: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_shim(
+    impl: str, uri: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(SHIM), "--impl", impl, "--uri", uri, "--src", str(libvirt_python_src()), *args],
         capture_output=True,
