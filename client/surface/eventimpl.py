@@ -80,10 +80,22 @@ class ImplLoop:
         if entry is not None:
             self.remove_handle(entry[0])
             self.remove_timeout(entry[1])
+        with self._lock:
+            timer = self._post_timer if not self._watches else None
+            if timer is not None:
+                self._post_timer = None
+        if timer is not None:
+            # No connection left: give the loop back idle (libvirtaio's drain()
+            # waits for every handle and timer to go), after the last callbacks.
+            self.remove_timeout(timer)
+            self._run_posted()
 
     def post(self, fn: Callable[[], None]) -> None:
         self._posted.append(fn)
-        self.wake()
+        if self._post_timer is None:
+            self._run_posted()  # no connection watched any more: nothing to wait for
+        else:
+            self.wake()
 
     def wake(self) -> None:
         if self._post_timer is not None:
