@@ -102,6 +102,10 @@ REBOUND: Final = {
     "virDomainGetTime": ("virDomain", "getTime"),
     "virDomainFDAssociate": ("virDomain", "FDAssociate"),
     "virDomainRevertToSnapshot": ("virDomain", "revertToSnapshot"),
+    # Hand-written in libvirt-python's virConnect (the object argument is second).
+    "virConnectDomainEventRegisterAny": ("virConnect", "domainEventRegisterAny"),
+    "virConnectNetworkEventRegisterAny": ("virConnect", "networkEventRegisterAny"),
+    "virConnectStoragePoolEventRegisterAny": ("virConnect", "storagePoolEventRegisterAny"),
 }
 
 # Argument types that are C callbacks: libvirt-python writes these functions by
