@@ -48,6 +48,8 @@ def report(exc: libvirtError) -> None:
 
 def _invoke(sock: SyncConnection, readonly: bool, op: ops.Op) -> Any:
     """Send one call and convert its reply; refused locally on a read-only connection."""
+    # Every libvirt API call starts by forgetting the thread's last error.
+    lasterror.reset()
     if readonly:
         core.check_read_only(op.proc, op.flags, op.api)
     proc = op.proc

@@ -1,0 +1,67 @@
+"""Module-level behaviour of virtwire.libvirt compared with the real
+libvirt-python on the same daemon: the per-thread last error, the error
+handler, objects keeping their connection open, libvirtmod."""
+
+from __future__ import annotations
+
+import contextlib
+from types import ModuleType
+from typing import Any
+
+import virtwire.libvirt as ours
+
+
+def _last_error_story(module: Any, uri: str) -> list[Any]:
+    seen: list[Any] = []
+    module.registerErrorHandler(lambda ctx, err: seen.append((ctx, err)), "ctx")
+    try:
+        conn = module.open(uri)
+        story: list[Any] = [module.virGetLastError()]
+        try:
+            conn.lookupByName("no-such-domain")
+        except module.libvirtError as exc:
+            story.append(exc.err)
+        story += [
+            module.virGetLastError(),
+            module.virGetLastErrorCode(),
+            module.virGetLastErrorDomain(),
+            module.virGetLastErrorMessage(),
+            conn.virConnGetLastError(),
+        ]
+        conn.getHostname()  # a successful call forgets the error
+        story.append(module.virGetLastError())
+        with contextlib.suppress(module.libvirtError):
+            conn.lookupByName("no-such-domain")
+        module.virResetLastError()
+        story += [module.virGetLastError(), module.virGetLastErrorCode(), module.virGetLastErrorMessage()]
+        story.append(seen)
+        conn.close()
+        return story
+    finally:
+        module.registerErrorHandler(None, None)
+
+
+def test_last_error_and_error_handler(real_libvirtd: Any, real_libvirt: ModuleType) -> None:
+    expected = _last_error_story(real_libvirt, real_libvirtd.unix_uri)
+    got = _last_error_story(ours, real_libvirtd.unix_uri)
+    assert got == expected
+
+
+def test_objects_keep_their_connection_open(real_libvirtd: Any) -> None:
+    conn = ours.open(real_libvirtd.unix_uri)
+    net = conn.networkLookupByName("default")
+    pool = conn.storagePoolLookupByName("default-pool")
+    assert conn.close() == 2  # one reference per live object, as libvirt counts
+    assert net.connect() is conn and pool.connect() is conn
+    assert net.name() == "default" and net.isActive() == 1
+    assert pool.info()[0] == ours.VIR_STORAGE_POOL_RUNNING
+    assert isinstance(net.c_pointer(), int)
+
+
+def test_object_handles_are_made_by_the_library_only() -> None:
+    try:
+        ours.virNetwork(None)
+    except Exception as exc:  # libvirt-python: "Expected a wrapped C Object but got <class 'NoneType'>"
+        assert "Expected a wrapped C Object" in str(exc)
+    else:
+        raise AssertionError("a handle without a wire reference was accepted")
