@@ -137,15 +137,17 @@ def virEventRegisterImpl(
     _eventimpl.register((addHandle, updateHandle, removeHandle, addTimeout, updateTimeout, removeTimeout))
 
 
-def _impl(api: str) -> _eventimpl.ImplLoop:
-    impl = _eventimpl.registered()
+def _impl(api: str) -> _eventimpl.ImplLoop | _eventimpl.DefaultUserEvents:
+    impl = _eventimpl.user_events()
     if impl is None:
-        raise libvirtError(f"{api}() failed")
+        # No event loop: libvirt fails without an error of its own.
+        raise libvirtError(f"{api}() failed", _lasterror.get())
     return impl
 
 
 def virEventAddHandle(fd: int, events: int, cb: _abc.Callable[..., Any], opaque: Any) -> int:
-    """Watch `fd` in the registered loop: `cb(watch, fd, events, opaque)`."""
+    """Watch `fd` in the event loop (the application's, else the default one):
+    `cb(watch, fd, events, opaque)` runs where the loop runs."""
     return int(_impl("virEventAddHandle").add_handle(fd, events, _dispatch_handle, (cb, opaque)))
 
 
@@ -154,7 +156,10 @@ def virEventUpdateHandle(watch: int, events: int) -> None:
 
 
 def virEventRemoveHandle(watch: int) -> int:
-    return int(_impl("virEventRemoveHandle").remove_handle(watch) or 0)
+    ret = int(_impl("virEventRemoveHandle").remove_handle(watch) or 0)
+    if ret == -1:
+        raise libvirtError("virEventRemoveHandle() failed", _lasterror.get())
+    return ret
 
 
 def virEventAddTimeout(timeout: int, cb: _abc.Callable[..., Any], opaque: Any) -> int:
@@ -167,7 +172,10 @@ def virEventUpdateTimeout(timer: int, timeout: int) -> None:
 
 
 def virEventRemoveTimeout(timer: int) -> int:
-    return int(_impl("virEventRemoveTimeout").remove_timeout(timer) or 0)
+    ret = int(_impl("virEventRemoveTimeout").remove_timeout(timer) or 0)
+    if ret == -1:
+        raise libvirtError("virEventRemoveTimeout() failed", _lasterror.get())
+    return ret
 
 
 def _dispatch_handle(watch: int, fd: int, events: int, opaque: tuple[_abc.Callable[..., Any], Any]) -> None:

@@ -5,6 +5,7 @@ handler, objects keeping their connection open, libvirtmod."""
 from __future__ import annotations
 
 import contextlib
+import socket
 from types import ModuleType
 from typing import Any
 
@@ -65,3 +66,41 @@ def test_object_handles_are_made_by_the_library_only() -> None:
         assert "Expected a wrapped C Object" in str(exc)
     else:
         raise AssertionError("a handle without a wire reference was accepted")
+
+
+def _user_events_story(module: Any) -> list[Any]:
+    """A descriptor and a timer in the default event loop, driven by this thread."""
+    module.virEventRegisterDefaultImpl()
+    a, b = socket.socketpair()
+    log: list[Any] = []
+
+    def on_fd(watch: int, fd: int, events: int, opaque: Any) -> None:
+        log.append(("fd", fd == a.fileno(), events, opaque, a.recv(100)))
+
+    def on_timer(timer: int, opaque: Any) -> None:
+        log.append(("timer", opaque))
+        module.virEventUpdateTimeout(timer, -1)  # once
+
+    watch = module.virEventAddHandle(a.fileno(), module.VIR_EVENT_HANDLE_READABLE, on_fd, "h")
+    timer = module.virEventAddTimeout(0, on_timer, "t")
+    b.send(b"x")
+    for _ in range(100):  # bounded: each iteration returns once something ran
+        if len(log) >= 2:
+            break
+        module.virEventRunDefaultImpl()
+    story: list[Any] = [sorted(log, key=str)]
+    story.append(module.virEventRemoveHandle(watch))
+    story.append(module.virEventRemoveTimeout(timer))
+    try:
+        module.virEventRemoveTimeout(timer)
+    except module.libvirtError as exc:
+        story.append(str(exc))
+    a.close()
+    b.close()
+    return story
+
+
+def test_user_handles_and_timers_on_the_default_loop(real_libvirt: ModuleType) -> None:
+    expected = _user_events_story(real_libvirt)
+    assert expected[0][0][0] == "fd"
+    assert _user_events_story(ours) == expected
