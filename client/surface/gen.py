@@ -69,6 +69,20 @@ PARENT_CLASS: Final = {
 _PARENT_ATTR: Final = {"virConnect": "self._conn", "virDomain": "self._dom", "virNetwork": "self._net"}
 
 
+# Procedures whose call or reply carries file descriptors beside the payload
+# (CALL_WITH_FDS / REPLY_WITH_FDS): their Python shape is the descriptor, not the
+# reply struct, so they are never generated (libvirt's remote_protocol.x).
+FD_PROCEDURES: Final = frozenset(
+    {
+        "DOMAIN_CREATE_XML_WITH_FILES",
+        "DOMAIN_CREATE_WITH_FILES",
+        "DOMAIN_OPEN_GRAPHICS",
+        "DOMAIN_OPEN_GRAPHICS_FD",
+        "DOMAIN_FD_ASSOCIATE",
+    }
+)
+
+
 def _class_of_ptr(ctype: str) -> str | None:
     base = ctype.removeprefix("const ").removesuffix("Ptr").removesuffix(" *")
     return base if base in naming.CLASSES else None
@@ -111,6 +125,8 @@ def plan(fn: apixml.Function, binding: naming.Binding, procs: dict[str, Procedur
     proc = procs.get(fn.name)
     if proc is None:
         return "no procedure"
+    if proc.name in FD_PROCEDURES:
+        return "passes file descriptors"
     if binding.self_index != 0 and binding.klass != naming.MODULE:
         return "object is not the first argument"
     c_args = list(fn.args[1:]) if binding.klass != naming.MODULE else list(fn.args)

@@ -246,11 +246,6 @@ class virDomainGenerated(Handle):
         self._rpc('DOMAIN_MIGRATE_START_POST_COPY', (self._ref, flags), flags)
         return 0
 
-    def openGraphicsFD(self, idx: int, flags: int = 0) -> int:
-        """virDomainOpenGraphicsFD (DOMAIN_OPEN_GRAPHICS_FD)."""
-        self._rpc('DOMAIN_OPEN_GRAPHICS_FD', (self._ref, idx, flags), flags)
-        return 0
-
     def pMSuspendForDuration(self, target: int, duration: int, flags: int = 0) -> int:
         """virDomainPMSuspendForDuration (DOMAIN_PM_SUSPEND_FOR_DURATION)."""
         self._rpc('DOMAIN_PM_SUSPEND_FOR_DURATION', (self._ref, target, duration, flags), flags)
@@ -1698,7 +1693,7 @@ HAND_WRITTEN: Final[dict[str, tuple[str, str, str]]] = {
     'virConnectSetIdentity': ('virConnect', 'setIdentity', '3 C arguments, 2 fields'),
     'virConnectSetKeepAlive': ('virConnect', 'setKeepAlive', 'no procedure'),
     'virDomainCreateLinux': ('virConnect', 'createLinux', 'no procedure'),
-    'virDomainCreateXMLWithFiles': ('virConnect', 'createXMLWithFiles', '4 C arguments, 2 fields'),
+    'virDomainCreateXMLWithFiles': ('virConnect', 'createXMLWithFiles', 'passes file descriptors'),
     'virDomainListGetStats': ('virConnect', 'domainListGetStats', 'no procedure'),
     'virDomainLookupByUUID': ('virConnect', 'lookupByUUID', 'argument uuid of type const unsigned char *'),
     'virDomainLookupByUUIDString': ('virConnect', 'lookupByUUIDString', 'no procedure'),
@@ -1730,9 +1725,9 @@ HAND_WRITTEN: Final[dict[str, tuple[str, str, str]]] = {
     'virDomainBlockPeek': ('virDomain', 'blockPeek', '5 C arguments, 4 fields'),
     'virDomainBlockStats': ('virDomain', 'blockStats', '3 C arguments, 1 fields'),
     'virDomainBlockStatsFlags': ('virDomain', 'blockStatsFlags', '4 C arguments, 3 fields'),
-    'virDomainCreateWithFiles': ('virDomain', 'createWithFiles', '3 C arguments, 1 fields'),
+    'virDomainCreateWithFiles': ('virDomain', 'createWithFiles', 'passes file descriptors'),
     'virDomainCreateWithFlags': ('virDomain', 'createWithFlags', 'returns int from remote_nonnull_domain'),
-    'virDomainFDAssociate': ('virDomain', 'FDAssociate', 'object is not the first argument'),
+    'virDomainFDAssociate': ('virDomain', 'FDAssociate', 'passes file descriptors'),
     'virDomainFSFreeze': ('virDomain', 'fsFreeze', 'object is not the first argument'),
     'virDomainFSThaw': ('virDomain', 'fsThaw', 'object is not the first argument'),
     'virDomainGetAutostart': ('virDomain', 'autostart', '1 C arguments, 0 fields'),
@@ -1787,7 +1782,8 @@ HAND_WRITTEN: Final[dict[str, tuple[str, str, str]]] = {
     'virDomainMigrateToURI3': ('virDomain', 'migrateToURI3', 'no procedure'),
     'virDomainOpenChannel': ('virDomain', 'openChannel', '3 C arguments, 2 fields'),
     'virDomainOpenConsole': ('virDomain', 'openConsole', '3 C arguments, 2 fields'),
-    'virDomainOpenGraphics': ('virDomain', 'openGraphics', '3 C arguments, 2 fields'),
+    'virDomainOpenGraphics': ('virDomain', 'openGraphics', 'passes file descriptors'),
+    'virDomainOpenGraphicsFD': ('virDomain', 'openGraphicsFD', 'passes file descriptors'),
     'virDomainPinEmulator': ('virDomain', 'pinEmulator', '3 C arguments, 2 fields'),
     'virDomainPinIOThread': ('virDomain', 'pinIOThread', '4 C arguments, 3 fields'),
     'virDomainPinVcpu': ('virDomain', 'pinVcpu', '3 C arguments, 2 fields'),

@@ -54,7 +54,14 @@ THEIR_UNKNOWN = ["virConnect.restoreParams"]
 # virStream (and the methods handing one out) come with the client-core work;
 # file descriptor passing is not done.
 STREAM_METHODS = {"newStream", "openChannel", "openConsole", "screenshot", "download", "upload"}
-FD_PASSING = {"createXMLWithFiles", "createWithFiles", "openGraphics", "FDAssociate", "fDAssociate"}
+FD_PASSING = {
+    "createXMLWithFiles",
+    "createWithFiles",
+    "openGraphics",
+    "openGraphicsFD",
+    "FDAssociate",
+    "fDAssociate",
+}
 
 
 def _shim(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -104,6 +111,7 @@ def test_libvirt_python_api_coverage(tmp_path: Path) -> None:
         "virDomainCreateXMLWithFiles",
         "virDomainCreateWithFiles",
         "virDomainOpenGraphics",
+        "virDomainOpenGraphicsFD",
     }
     if set(gaps["unmapped"]) == THEIR_UNMAPPED and not missing_bindings:
         out = tmp_path / "unittest.json"

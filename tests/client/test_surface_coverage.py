@@ -42,6 +42,7 @@ KNOWN_GAPS = {
     "virConnect.createXMLWithFiles",
     "virDomain.createWithFiles",
     "virDomain.openGraphics",
+    "virDomain.openGraphicsFD",
     "virDomain.FDAssociate",
 }
 
