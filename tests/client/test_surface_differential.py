@@ -93,10 +93,12 @@ def _plain(value: Any) -> Any:
     return (type(value).__name__, value)
 
 
-@pytest.fixture(scope="module")
-def both(real_libvirtd: Any, real_libvirt: ModuleType) -> Any:
-    theirs = real_libvirt.openReadOnly(real_libvirtd.unix_ro_uri)
-    mine = ours.openReadOnly(real_libvirtd.unix_ro_uri)
+@pytest.fixture(scope="module", params=["libvirtd", "virtwire"])
+def both(request: pytest.FixtureRequest, real_libvirt: ModuleType) -> Any:
+    # The same daemon for both clients: a real libvirtd, or `virtwire serve`.
+    server = request.getfixturevalue("real_libvirtd" if request.param == "libvirtd" else "virtwire_host")
+    theirs = real_libvirt.openReadOnly(server.unix_ro_uri)
+    mine = ours.openReadOnly(server.unix_ro_uri)
     yield theirs, mine
     mine.close()
     theirs.close()
