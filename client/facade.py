@@ -24,6 +24,7 @@ from virtwire.client.surface import eventimpl, generated, lasterror
 from virtwire.client.surface.objevents import ObjectEventsMixin
 from virtwire.client.surface.overrides_connect import ConnectOverrides
 from virtwire.client.surface.overrides_domain import DomainOverrides
+from virtwire.client.surface.streams import DomainStreams
 from virtwire.client.sync import SyncConnection
 from virtwire.protocol.errors import libvirtError
 from virtwire.protocol.generated import constants as c
@@ -464,7 +465,7 @@ def _invalid_uuid() -> libvirtError:
 
 
 @surface_base.register
-class virDomain(DomainOverrides, generated.virDomainGenerated, surface_base.ObjectHandle):
+class virDomain(DomainOverrides, DomainStreams, generated.virDomainGenerated, surface_base.ObjectHandle):
     """A domain handle: name, UUID and id as the server gave them."""
 
     _conn: virConnect

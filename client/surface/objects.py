@@ -13,6 +13,7 @@ from typing import Any
 from virtwire.client.surface import generated as g
 from virtwire.client.surface import shapes
 from virtwire.client.surface.base import ObjectHandle, parse_uuid, register, uuid_string
+from virtwire.client.surface.streams import StorageVolStreams
 from virtwire.protocol.generated import constants as c
 
 
@@ -121,7 +122,7 @@ class virStoragePool(_Named, _WithUUID, g.virStoragePoolGenerated, ObjectHandle)
 
 
 @register
-class virStorageVol(_Named, g.virStorageVolGenerated, ObjectHandle):
+class virStorageVol(_Named, StorageVolStreams, g.virStorageVolGenerated, ObjectHandle):
     def key(self) -> str:
         return str(self._ref.key)
 
