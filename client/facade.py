@@ -719,6 +719,7 @@ class virDomain(DomainOverrides, DomainStreams, generated.virDomainGenerated, su
 
 
 def open_connection(name: str | None, readonly: bool) -> virConnect:
+    lasterror.reset()  # virConnectOpen starts, as every API call, by forgetting the last error
     flags = c.VIR_CONNECT_RO if readonly else 0
     target = urimod.resolve(name, readonly=readonly)
     sock = transport.connect(target)
