@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from virtwire.client import core, errfactory, eventloop, events, flows, migration, ops, transport
 from virtwire.client import uri as urimod
 from virtwire.client.surface import base as surface_base
-from virtwire.client.surface import eventimpl, generated, lasterror
+from virtwire.client.surface import call, eventimpl, generated, lasterror
 from virtwire.client.surface.objevents import ObjectEventsMixin
 from virtwire.client.surface.overrides_connect import ConnectOverrides
 from virtwire.client.surface.overrides_domain import DomainOverrides
@@ -32,29 +32,11 @@ from virtwire.protocol.generated import constants as c
 _T = TypeVar("_T")
 
 
-_error_handler: list[tuple[Callable[[Any, Any], Any], Any]] = []
-
-
-def set_error_handler(f: Callable[[Any, Any], Any] | None, ctx: Any) -> None:
-    """registerErrorHandler: `f(ctx, err)` sees every error before it is raised."""
-    _error_handler[:] = [] if f is None else [(f, ctx)]
-
-
-def report(exc: libvirtError) -> None:
-    lasterror.record(exc.err)
-    for f, ctx in list(_error_handler):
-        if exc.err is not None:
-            f(ctx, exc.err)
-
-
-def _invoke(sock: SyncConnection, readonly: bool, op: ops.Op) -> Any:
-    """Send one call and convert its reply; refused locally on a read-only connection."""
-    # Every libvirt API call starts by forgetting the thread's last error.
-    lasterror.reset()
-    if readonly:
-        core.check_read_only(op.proc, op.flags, op.api)
-    proc = op.proc
-    return op.convert(core.decode_reply(proc, sock.call(proc.number, op.payload())))
+# The call path and error reporting live in client/surface/call.py; these
+# names stay importable from here.
+_invoke = call.invoke
+report = call.report
+set_error_handler = call.set_error_handler
 
 
 class _Registration:
@@ -488,11 +470,6 @@ class virDomain(DomainOverrides, DomainStreams, generated.virDomainGenerated, su
         if op is None:
             op = self._ops[make] = make(self._ref)
         return self._conn_run(op)
-
-    def _call(self, op: ops.Op) -> Any:
-        # A domain keeps its connection's socket alive after virConnect.close().
-        conn = self._conn
-        return _invoke(conn._sock, conn._readonly, op)
 
     def connect(self) -> virConnect:
         return self._conn

@@ -56,7 +56,7 @@ def openReadOnly(name: str | None = None) -> virConnect:
     return _reported(lambda: _open_connection(name, readonly=True))
 
 
-def openAuth(uri: str | None, auth: list[Any] | None = None, flags: int = 0) -> virConnect:
+def openAuth(uri: str | None, auth: list[Any] | None, flags: int = 0) -> virConnect:
     """Open with credentials; the auth callbacks are unused (auth none/polkit only)."""
     readonly = bool(flags & VIR_CONNECT_RO)  # noqa: F405
     return _reported(lambda: _open_connection(uri, readonly=readonly))

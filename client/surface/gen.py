@@ -104,9 +104,11 @@ def _fields(struct: type | None) -> list[tuple[str, str]]:
     return [(f.name, str(f.type)) for f in dataclasses.fields(struct)]
 
 
-def _param(arg: apixml.Arg) -> tuple[str, str, str | None] | None:
+def _param(arg: apixml.Arg, optional: frozenset[str] = frozenset()) -> tuple[str, str, str | None] | None:
     if arg.name == "from":  # a Python keyword: libvirt-python's parser renames it
         arg = apixml.Arg("frm", arg.type, arg.info)
+    if arg.name in optional:
+        arg = apixml.Arg(arg.name, arg.type, "optional " + arg.info)
     t = arg.type.removeprefix("const ") if arg.type not in _STR_TYPES else arg.type
     default_wanted = arg.name == "flags" or arg.optional
     if t in _INT_TYPES:
@@ -147,7 +149,7 @@ def plan(fn: apixml.Function, binding: naming.Binding, procs: dict[str, Procedur
     call_args = [self_expr] if not self_is_conn else []
     flags_expr = "0"
     for arg, (fname, ftype) in zip(c_args, fields, strict=True):
-        p = _param(arg)
+        p = _param(arg, naming.OPTIONAL_ARGS.get(fn.name, frozenset()))
         if p is None:
             return f"argument {arg.name} of type {arg.type}"
         cls = _class_of_ptr(arg.type)

@@ -695,7 +695,7 @@ class virConnectGenerated(Handle):
         ret = self._rpc('CONNECT_GET_CAPABILITIES', (), 0)
         return str(ret.capabilities)
 
-    def getDomainCapabilities(self, emulatorbin: str, arch: str, machine: str, virttype: str, flags: int = 0) -> str:
+    def getDomainCapabilities(self, emulatorbin: str | None = None, arch: str | None = None, machine: str | None = None, virttype: str | None = None, flags: int = 0) -> str:
         """virConnectGetDomainCapabilities (CONNECT_GET_DOMAIN_CAPABILITIES)."""
         ret = self._rpc('CONNECT_GET_DOMAIN_CAPABILITIES', (emulatorbin, arch, machine, virttype, flags), flags)
         return str(ret.capabilities)

@@ -139,6 +139,12 @@ CALLBACK_TYPES: Final = frozenset(
     }
 )
 
+# Arguments libvirt-python's override-api.xml declares optional (default None)
+# where libvirt-api.xml does not say so.
+OPTIONAL_ARGS: Final = {
+    "virConnectGetDomainCapabilities": frozenset({"emulatorbin", "arch", "machine", "virttype"}),
+}
+
 # Functions whose class comes from the first argument only.
 _FIRST_ARG_ONLY: Final = frozenset({"virDomainRevertToSnapshot"})
 

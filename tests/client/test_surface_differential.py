@@ -260,3 +260,82 @@ def test_mutating_sequences_as_libvirt_python(
     assert sum(kind == "value" for _, (kind, _) in expected) > len(expected) * 2 // 3
     for (name, mine_outcome), (_, their_outcome) in zip(got, expected, strict=True):
         assert mine_outcome == their_outcome, name
+
+
+# -- read calls with arguments: the overrides' shapes, and lookups ------------------------
+
+CPU_XML = "<cpu><arch>x86_64</arch><model>Haswell</model></cpu>"
+WITH_ARGS: list[tuple[str, Callable[[Any], Any]]] = [
+    ("lookupByName", lambda c: c.lookupByName("test")),
+    ("lookupByID", lambda c: c.lookupByID(1)),
+    ("lookupByUUIDString", lambda c: c.lookupByUUIDString("6695eb01-f6a4-8304-79aa-97f2502e193f")),
+    ("lookupByUUID", lambda c: c.lookupByUUID(bytes.fromhex("6695eb01f6a4830479aa97f2502e193f"))),
+    ("lookupByName missing", lambda c: c.lookupByName("nope")),
+    ("lookupByUUIDString bad", lambda c: c.lookupByUUIDString("not-a-uuid")),
+    ("networkLookupByUUIDString bad", lambda c: c.networkLookupByUUIDString("zz")),
+    ("networkLookupByName", lambda c: c.networkLookupByName("default")),
+    ("storagePoolLookupByName", lambda c: c.storagePoolLookupByName("default-pool")),
+    ("interfaceLookupByMACString", lambda c: c.interfaceLookupByMACString("aa:bb:cc:dd:ee:ff")),
+    ("nodeDeviceLookupByName", lambda c: c.nodeDeviceLookupByName("computer")),
+    ("getCPUStats total", lambda c: c.getCPUStats(-1)),
+    ("getCPUStats 0", lambda c: c.getCPUStats(0)),
+    ("getMemoryStats", lambda c: c.getMemoryStats(-1)),
+    ("getCellsFreeMemory", lambda c: c.getCellsFreeMemory(0, 2)),
+    ("getFreePages", lambda c: c.getFreePages([4, 2048], 0, 1)),
+    ("listDevices", lambda c: c.listDevices(None)),
+    ("numOfDevices", lambda c: c.numOfDevices(None)),
+    ("getMaxVcpus", lambda c: c.getMaxVcpus(None)),
+    ("getCPUModelNames", lambda c: c.getCPUModelNames("x86_64")),
+    ("baselineCPU", lambda c: c.baselineCPU([CPU_XML])),
+    ("compareCPU", lambda c: c.compareCPU(CPU_XML)),
+    ("getDomainCapabilities", lambda c: c.getDomainCapabilities()),
+    ("getAllDomainStats", lambda c: [(d.name(), sorted(s)) for d, s in c.getAllDomainStats()]),
+    (
+        "domainListGetStats",
+        lambda c: [(d.name(), sorted(s)) for d, s in c.domainListGetStats(c.listAllDomains())],
+    ),
+    ("dom.getCPUStats total", lambda c: c.lookupByName("test").getCPUStats(True)),
+    ("dom.getCPUStats per cpu", lambda c: c.lookupByName("test").getCPUStats(False)),
+    ("dom.memoryStats", lambda c: c.lookupByName("test").memoryStats()),
+    ("dom.blockStats", lambda c: c.lookupByName("test").blockStats("vda")),
+    ("dom.blockStatsFlags", lambda c: c.lookupByName("test").blockStatsFlags("vda")),
+    ("dom.blockInfo", lambda c: c.lookupByName("test").blockInfo("vda")),
+    ("dom.blockIoTune", lambda c: c.lookupByName("test").blockIoTune("vda")),
+    ("dom.interfaceStats", lambda c: c.lookupByName("test").interfaceStats("testnet0")),
+    ("dom.interfaceParameters", lambda c: c.lookupByName("test").interfaceParameters("testnet0")),
+    ("dom.interfaceAddresses", lambda c: c.lookupByName("test").interfaceAddresses(0)),
+    ("dom.blockJobInfo", lambda c: c.lookupByName("test").blockJobInfo("vda")),
+    ("dom.vcpuPinInfo", lambda c: c.lookupByName("test").vcpuPinInfo()),
+    ("dom.emulatorPinInfo", lambda c: c.lookupByName("test").emulatorPinInfo()),
+    ("dom.ioThreadInfo", lambda c: c.lookupByName("test").ioThreadInfo()),
+    ("dom.fsInfo", lambda c: c.lookupByName("test").fsInfo()),
+    ("dom.guestInfo", lambda c: c.lookupByName("test").guestInfo()),
+    ("dom.getTime", lambda c: sorted(c.lookupByName("test").getTime())),
+    ("dom.metadata", lambda c: c.lookupByName("test").metadata(0, None)),
+    ("dom.blockPeek", lambda c: c.lookupByName("test").blockPeek("vda", 0, 16)),
+    ("dom.memoryPeek", lambda c: c.lookupByName("test").memoryPeek(0, 16, 1)),
+    ("dom.jobStats", lambda c: c.lookupByName("test").jobStats()),
+    ("dom.perfEvents", lambda c: c.lookupByName("test").perfEvents()),
+    ("dom.launchSecurityInfo", lambda c: c.lookupByName("test").launchSecurityInfo()),
+    ("dom.checkpointLookupByName", lambda c: c.lookupByName("test").checkpointLookupByName("x")),
+    ("dom.snapshotLookupByName", lambda c: c.lookupByName("test").snapshotLookupByName("x")),
+    (
+        "pool.storageVolLookupByName",
+        lambda c: c.storagePoolLookupByName("default-pool").storageVolLookupByName("x"),
+    ),
+    ("net.DHCPLeases", lambda c: c.networkLookupByName("default").DHCPLeases()),
+    ("net.portLookupByUUIDString", lambda c: c.networkLookupByName("default").portLookupByUUIDString("bad")),
+]
+
+
+# Counters that move between two calls: compared with every int as 0.
+MOVING = {"dom.blockStats", "dom.interfaceStats"}
+
+
+@pytest.mark.parametrize(("name", "call"), WITH_ARGS, ids=[name for name, _ in WITH_ARGS])
+def test_same_result_with_arguments(both: Any, name: str, call: Callable[[Any], Any]) -> None:
+    theirs, mine = both
+    expected, got = _outcome(lambda: call(theirs)), _outcome(lambda: call(mine))
+    if name in MOVING:
+        expected, got = _steady(expected), _steady(got)
+    assert got == expected
