@@ -74,7 +74,7 @@ class virConnect(ObjectEventsMixin, ConnectOverrides, generated.virConnectGenera
     def _live(self, api: str) -> SyncConnection:
         conn = self._conn
         if conn is None:
-            raise errfactory.invalid_conn(api)
+            raise _reported_error(errfactory.invalid_conn(api))
         return conn
 
     def _run(self, op: ops.Op) -> Any:
@@ -226,7 +226,7 @@ class virConnect(ObjectEventsMixin, ConnectOverrides, generated.virConnectGenera
         this handle itself is no longer usable.
         """
         if self._conn is None:
-            raise errfactory.invalid_conn("virConnectClose")
+            raise _reported_error(errfactory.invalid_conn("virConnectClose"))
         self._conn = None
         left = len(self._domain_refs)
         if left == 0:
@@ -252,11 +252,13 @@ class virConnect(ObjectEventsMixin, ConnectOverrides, generated.virConnectGenera
     def setKeepAlive(self, interval: int, count: int) -> int:
         conn = self._live("virConnectSetKeepAlive")
         if self._loop is None:
-            raise errfactory.templated(
-                c.VIR_ERR_INTERNAL_ERROR,
-                c.VIR_FROM_REMOTE,
-                "the caller doesn't support keepalive protocol;"
-                " perhaps it's missing event loop implementation",
+            raise _reported_error(
+                errfactory.templated(
+                    c.VIR_ERR_INTERNAL_ERROR,
+                    c.VIR_FROM_REMOTE,
+                    "the caller doesn't support keepalive protocol;"
+                    " perhaps it's missing event loop implementation",
+                )
             )
         if not self._features.keepalive:
             return 1  # the server does not speak keepalive
@@ -268,8 +270,10 @@ class virConnect(ObjectEventsMixin, ConnectOverrides, generated.virConnectGenera
     def registerCloseCallback(self, cb: Callable[..., Any], opaque: Any) -> int:
         self._live("virConnectRegisterCloseCallback")
         if self._close_cb is not None:
-            raise errfactory.templated(
-                c.VIR_ERR_OPERATION_INVALID, c.VIR_FROM_REMOTE, "A close callback is already registered"
+            raise _reported_error(
+                errfactory.templated(
+                    c.VIR_ERR_OPERATION_INVALID, c.VIR_FROM_REMOTE, "A close callback is already registered"
+                )
             )
         if self._features.close_callback:
             self._run(ops.register_close_callback())
@@ -279,8 +283,10 @@ class virConnect(ObjectEventsMixin, ConnectOverrides, generated.virConnectGenera
     def unregisterCloseCallback(self) -> None:
         self._live("virConnectUnregisterCloseCallback")
         if self._close_cb is None:
-            raise errfactory.templated(
-                c.VIR_ERR_OPERATION_INVALID, c.VIR_FROM_REMOTE, "A different callback was requested"
+            raise _reported_error(
+                errfactory.templated(
+                    c.VIR_ERR_OPERATION_INVALID, c.VIR_FROM_REMOTE, "A different callback was requested"
+                )
             )
         if self._features.close_callback:
             self._run(ops.unregister_close_callback())
@@ -374,16 +380,21 @@ class virConnect(ObjectEventsMixin, ConnectOverrides, generated.virConnectGenera
     ) -> int:
         self._live("virConnectDomainEventRegisterAny")
         if eventID not in events.PROC_BY_EVENT_ID:
-            raise errfactory.templated(
-                c.VIR_ERR_INVALID_ARG,
-                c.VIR_FROM_DOMAIN,
-                f"eventID in virConnectDomainEventRegisterAny must be less than {c.VIR_DOMAIN_EVENT_ID_LAST}",
+            raise _reported_error(
+                errfactory.templated(
+                    c.VIR_ERR_INVALID_ARG,
+                    c.VIR_FROM_DOMAIN,
+                    "eventID in virConnectDomainEventRegisterAny must be less than "
+                    f"{c.VIR_DOMAIN_EVENT_ID_LAST}",
+                )
             )
         if self._loop is None:
             # libvirt queues events on an event-loop timer; without a loop the
             # registration fails before anything is sent.
-            raise errfactory.templated(
-                c.VIR_ERR_INTERNAL_ERROR, c.VIR_FROM_NONE, "could not initialize domain event timer"
+            raise _reported_error(
+                errfactory.templated(
+                    c.VIR_ERR_INTERNAL_ERROR, c.VIR_FROM_NONE, "could not initialize domain event timer"
+                )
             )
         callback_id = int(self._run(ops.event_register_any(eventID, None if dom is None else dom._ref)))
         self._callbacks[callback_id] = _Registration(eventID, cb, opaque)
@@ -393,8 +404,10 @@ class virConnect(ObjectEventsMixin, ConnectOverrides, generated.virConnectGenera
     def domainEventDeregisterAny(self, callbackID: int) -> None:
         self._live("virConnectDomainEventDeregisterAny")
         if callbackID not in self._callbacks:
-            raise errfactory.templated(
-                c.VIR_ERR_INVALID_ARG, c.VIR_FROM_NONE, f"event callback id {callbackID} not registered"
+            raise _reported_error(
+                errfactory.templated(
+                    c.VIR_ERR_INVALID_ARG, c.VIR_FROM_NONE, f"event callback id {callbackID} not registered"
+                )
             )
         self._run(ops.event_deregister_any(callbackID))
         del self._callbacks[callbackID]
@@ -433,17 +446,24 @@ class virConnect(ObjectEventsMixin, ConnectOverrides, generated.virConnectGenera
 
 
 def _invalid_uuid() -> libvirtError:
-    # libvirt-python's own check, before any call (libvirt-override.c).
-    return errfactory.make(
-        c.VIR_ERR_INVALID_ARG,
-        c.VIR_FROM_DOMAIN,
-        "Invalid UUID",
-        "virDomainLookupByUUIDString",
-        "uuidstr",
-        None,
-        0,
-        0,
+    # libvirt's own check, before any call: reported as its other errors are.
+    return _reported_error(
+        errfactory.make(
+            c.VIR_ERR_INVALID_ARG,
+            c.VIR_FROM_DOMAIN,
+            "Invalid UUID",
+            "virDomainLookupByUUIDString",
+            "uuidstr",
+            None,
+            0,
+            0,
+        )
     )
+
+
+def _reported_error(exc: libvirtError) -> libvirtError:
+    report(exc)
+    return exc
 
 
 @surface_base.register
@@ -608,9 +628,9 @@ class virDomain(DomainOverrides, DomainStreams, generated.virDomainGenerated, su
     def _check_rw(self, api: str, *conns: virConnect | None) -> None:
         for cn in (self._conn, *conns):
             if cn is None:
-                raise errfactory.invalid_conn(api)
+                raise _reported_error(errfactory.invalid_conn(api))
             if cn._readonly:
-                raise errfactory.read_only(api)
+                raise _reported_error(errfactory.read_only(api))
 
     def _drive(self, flow: flows.Flow, dconn: virConnect | None = None) -> Any:
         run: dict[str, Callable[[ops.Op], Any]] = {flows.SRC: self._call}
@@ -670,7 +690,7 @@ class virDomain(DomainOverrides, DomainStreams, generated.virDomainGenerated, su
         api = "virDomainMigrateToURI"
         self._check_rw(api)
         if duri is None:
-            raise migration.invalid_arg(api, "duri", f"duri in {api} must not be NULL")
+            raise _reported_error(migration.invalid_arg(api, "duri", f"duri in {api} must not be NULL"))
         p2p = bool(flags & c.VIR_MIGRATE_PEER2PEER)
         params = migration.uri_params(dname, None if p2p else duri, None, bandwidth)
         return int(

@@ -131,4 +131,6 @@ def parse_uuid(text: str, api: str, domain: int, message: str) -> bytes:
     try:
         return uuidlib.UUID(text).bytes
     except (ValueError, TypeError, AttributeError):
-        raise errfactory.make(c.VIR_ERR_INVALID_ARG, domain, message, api, "uuidstr", None, 0, 0) from None
+        err = errfactory.make(c.VIR_ERR_INVALID_ARG, domain, message, api, "uuidstr", None, 0, 0)
+        call.report(err)  # libvirt's check inside the API call: reported as its other errors
+        raise err from None

@@ -2,7 +2,8 @@
 
 `invoke` sends one Op and converts its reply (refused locally first on a
 read-only connection); `report` hands an error to the registered error
-handler (registerErrorHandler) and keeps it as the thread's last error.
+handler (registerErrorHandler), or without one prints it on stderr as
+libvirt-python does, and keeps it as the thread's last error.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from virtwire.client import core, ops
-from virtwire.client.surface import lasterror
+from virtwire.client.surface import errprint, lasterror
 from virtwire.client.sync import SyncConnection
 from virtwire.protocol.errors import libvirtError
 
@@ -24,10 +25,16 @@ def set_error_handler(f: Callable[[Any, Any], Any] | None, ctx: Any) -> None:
 
 
 def report(exc: libvirtError) -> None:
-    lasterror.record(exc.err)
-    for f, ctx in list(_error_handler):
-        if exc.err is not None:
-            f(ctx, exc.err)
+    err = exc.err
+    lasterror.record(err)
+    if err is None:
+        return
+    handlers = list(_error_handler)
+    if not handlers:
+        # libvirt-python's default: libvirt's report on stderr.
+        errprint.print_default(err)
+    for f, ctx in handlers:
+        f(ctx, err)
 
 
 def invoke(sock: SyncConnection, readonly: bool, op: ops.Op) -> Any:

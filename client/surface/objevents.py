@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from virtwire.client import errfactory
-from virtwire.client.surface import lasterror
+from virtwire.client.surface import call, lasterror
 from virtwire.client.surface.base import Handle
 from virtwire.protocol.errors import libvirtError
 from virtwire.protocol.generated import constants as c
@@ -118,9 +118,11 @@ class ObjectEventsMixin(Handle):
         check_event_id(fam, event_id)
         if self._loop is None:
             # As for domain events: no event loop, no timer to deliver them.
-            raise errfactory.templated(
+            err = errfactory.templated(
                 c.VIR_ERR_INTERNAL_ERROR, c.VIR_FROM_NONE, "could not initialize domain event timer"
             )
+            call.report(err)
+            raise err
         ref = None if obj is None else obj._ref
         ret = self._rpc(f"CONNECT_{prefix}_EVENT_REGISTER_ANY", (event_id, ref))
         callback_id = int(ret.callbackID)
@@ -134,7 +136,9 @@ class ObjectEventsMixin(Handle):
         fam = FAMILIES[prefix]
         self._live(f"virConnect{fam.api}EventDeregisterAny")
         if (prefix, callback_id) not in self._object_callbacks:
-            raise not_registered(callback_id)
+            err = not_registered(callback_id)
+            call.report(err)  # libvirt's error, reported as its others
+            raise err
         self._rpc(f"CONNECT_{prefix}_EVENT_DEREGISTER_ANY", (callback_id,))
         del self._object_callbacks[(prefix, callback_id)]
         _ids(self, fam).pop(callback_id, None)

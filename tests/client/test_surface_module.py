@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import subprocess
+import sys
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -104,3 +107,45 @@ def test_user_handles_and_timers_on_the_default_loop(real_libvirt: ModuleType) -
     expected = _user_events_story(real_libvirt)
     assert expected[0][0][0] == "fd"
     assert _user_events_story(ours) == expected
+
+
+STDERR_SCRIPT = """
+import sys
+import {module} as libvirt
+
+conn = libvirt.openReadOnly(sys.argv[1])
+for call in (
+    lambda: conn.lookupByName("nope"),
+    lambda: conn.lookupByUUIDString("bad"),
+    lambda: conn.networkLookupByName("nope"),
+    lambda: conn.lookupByName("test").suspend(),
+):
+    try:
+        call()
+    except libvirt.libvirtError:
+        pass
+libvirt.registerErrorHandler(lambda ctx, err: None, None)
+try:
+    conn.lookupByName("nope")
+except libvirt.libvirtError:
+    pass
+"""
+
+
+def test_errors_printed_on_stderr_without_a_handler(real_libvirtd: Any, tmp_path: Path) -> None:
+    # libvirt-python prints libvirt's report of each error while no handler is
+    # registered; a subprocess each, as the handler is process-wide.
+    outputs = []
+    for module in ("libvirt", "virtwire.libvirt"):
+        script = tmp_path / "errors.py"
+        script.write_text(STDERR_SCRIPT.format(module=module))
+        proc = subprocess.run(
+            [sys.executable, str(script), real_libvirtd.unix_ro_uri],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        outputs.append(proc.stderr)
+    assert outputs[0].count("libvirt: ") == 4
+    assert outputs[1] == outputs[0]
