@@ -116,7 +116,7 @@ class StreamState:
             self.hole -= n
             want -= n
         while want and rx and type(rx[0]) is bytes:
-            chunk: bytes = rx[0]  # type: ignore[assignment]
+            chunk: bytes = rx[0]
             if len(chunk) <= want:
                 rx.popleft()
                 parts.append(chunk)
