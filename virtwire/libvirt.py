@@ -15,6 +15,7 @@ from virtwire.client import eventloop
 from virtwire.client.facade import open_connection, report, set_error_handler
 from virtwire.client.facade import virConnect as virConnect
 from virtwire.client.facade import virDomain as virDomain
+from virtwire.client.stream import virStream as virStream
 from virtwire.protocol.errors import libvirtError as libvirtError
 from virtwire.protocol.generated.constants import *  # noqa: F403 - every VIR_* constant, as libvirt-python
 
