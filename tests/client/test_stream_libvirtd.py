@@ -672,3 +672,45 @@ async def test_trio_cancel_mid_stream_then_abort(storage: StorageDaemon, image: 
             assert await conn.get_type() == "storage"
         finally:
             await conn.call(ops.call("STORAGE_VOL_DELETE", vol=vol, flags=0))
+
+
+def test_asyncio_cancel_mid_stream_then_abort(storage: StorageDaemon, image: tuple[Path, bytes]) -> None:
+    """The asyncio shell: a download task cancelled between chunks, then aborted; the connection goes on."""
+    import asyncio
+
+    from virtwire.client import asyncio_client
+
+    source, content = image
+
+    async def main() -> None:
+        async with await asyncio_client.connect(storage.uri) as conn:
+            pool = await conn.call(ops.call("STORAGE_POOL_LOOKUP_BY_NAME", ops.field("pool"), name=POOL))
+            xml = f"<volume><name>acancel.img</name><capacity>{IMAGE_SIZE}</capacity></volume>"
+            create = ops.call("STORAGE_VOL_CREATE_XML", ops.field("vol"), pool=pool, xml=xml, flags=0)
+            vol = await conn.call(create)
+            try:
+                upload = await conn.storage_vol_upload(vol, flags=SPARSE_UP)
+                await upload.send_all(_sparse_chunks(source))
+                download = await conn.storage_vol_download(vol)
+                got = bytearray()
+                first_mib = asyncio.Event()
+
+                async def consume() -> None:
+                    async for chunk in download:
+                        assert isinstance(chunk, bytes)
+                        got.extend(chunk)
+                        if len(got) > MIB:
+                            first_mib.set()
+
+                task = asyncio.create_task(consume())
+                await first_mib.wait()
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+                assert content.startswith(bytes(got))
+                await download.abort()
+                assert await conn.get_type() == "storage"
+            finally:
+                await conn.call(ops.call("STORAGE_VOL_DELETE", vol=vol, flags=0))
+
+    asyncio.run(main())
