@@ -4,21 +4,15 @@ not), screenshots, errors, abort, threads, and the trio and asyncio shells.
 The shared real_libvirtd fixture loads the test driver only, whose storage
 has no upload or download (libvirt 9.0's test_driver.c has neither). Streams of
 volumes are therefore tested against a second real libvirtd that loads
-libvirt's own storage driver (LIBVIRT_DRIVER_DIR holding just that module),
-reached as storage:///system over its unix socket, with a transient dir pool in
-a temporary directory.
+libvirt's own storage driver (vwtestkit.storaged), with a transient dir pool in
+a temporary directory; screenshots come from the test driver itself.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -29,101 +23,11 @@ import virtwire.client as vclient
 from virtwire.client import ops
 from virtwire.client import stream as vstream
 from virtwire.client.stream_aio import AsyncStream
-from vwtestkit.env import unavailable
-from vwtestkit.virsh import virsh_env
+from vwtestkit.storaged import StorageDaemon, storage_libvirtd
 
 import virtwire.libvirt as vlibvirt
 
-LIBVIRTD = Path("/usr/sbin/libvirtd")
-DRIVER_DIRS = (
-    Path("/usr/lib/x86_64-linux-gnu/libvirt/connection-driver"),
-    Path("/usr/lib/aarch64-linux-gnu/libvirt/connection-driver"),
-    Path("/usr/lib64/libvirt/connection-driver"),
-)
-STORAGE_DRIVER = "libvirt_driver_storage.so"
 MIB = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class StorageDaemon:
-    uri: str  # storage:///system?socket=...
-    pool_dir: Path
-    workdir: Path
-
-
-def _storage_driver() -> Path | None:
-    for directory in DRIVER_DIRS:
-        candidate = directory / STORAGE_DRIVER
-        if candidate.exists():
-            return candidate
-    return None
-
-
-@contextmanager
-def storage_libvirtd(workdir: Path) -> Iterator[StorageDaemon]:
-    """A real libvirtd with the storage driver on a private unix socket."""
-    driver = _storage_driver()
-    if not LIBVIRTD.exists() or driver is None or shutil.which("virsh") is None:
-        unavailable("real libvirtd with its storage driver is not installed (libvirt-daemon-driver-storage)")
-    drivers = workdir / "drivers"
-    sockdir = workdir / "sock"
-    pool_dir = workdir / "pool"
-    for d in (drivers, sockdir, pool_dir):
-        d.mkdir(parents=True, exist_ok=True)
-    (drivers / STORAGE_DRIVER).symlink_to(driver)
-    conf = workdir / "libvirtd.conf"
-    conf.write_text(
-        "listen_tcp = 0\nlisten_tls = 0\n"
-        f'unix_sock_dir = "{sockdir}"\nunix_sock_rw_perms = "0777"\n'
-        'auth_unix_rw = "none"\nauth_unix_ro = "none"\n'
-        f'log_level = 3\nlog_outputs = "3:file:{workdir / "libvirtd.log"}"\n'
-    )
-    pidfile = workdir / "libvirtd.pid"
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LIBVIRT_DRIVER_DIR": str(drivers)}
-    proc = subprocess.run(
-        [str(LIBVIRTD), "--daemon", "-f", str(conf), "-p", str(pidfile)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    if proc.returncode != 0:
-        unavailable(f"libvirtd with the storage driver did not start: {proc.stderr}")
-    uri = f"storage:///system?socket={sockdir / 'libvirt-sock'}"
-    try:
-        _wait_until_answering(uri)
-        yield StorageDaemon(uri, pool_dir, workdir)
-    finally:
-        if pidfile.exists():
-            pid = int(pidfile.read_text().strip() or 0)
-            if pid > 0:
-                _stop(pid)
-
-
-def _wait_until_answering(uri: str) -> None:
-    for _ in range(100):
-        probe = subprocess.run(
-            ["virsh", "-q", "-c", uri, "uri"], env=virsh_env(), capture_output=True, timeout=10, check=False
-        )
-        if probe.returncode == 0:
-            return
-        time.sleep(0.1)  # polling for startup, not a timed assertion
-    raise RuntimeError(f"libvirtd at {uri} never answered")
-
-
-def _stop(pid: int) -> None:
-    try:
-        os.kill(pid, 15)
-    except ProcessLookupError:
-        return
-    for _ in range(100):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.05)
-    os.kill(pid, 9)
 
 
 # -- sparse files ---------------------------------------------------------------
