@@ -151,7 +151,10 @@ class SyncConnection:
 
     def _wait(self, waiter: _Waiter) -> core.Reply:
         """Block until ``waiter`` has its reply: read the socket, or sleep while another thread does."""
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        held = True
+        try:
             while waiter.reply is None and waiter.error is None:
                 if not self._reading:
                     self._reading = True
@@ -161,26 +164,42 @@ class SyncConnection:
                     finally:
                         self._stop_reading()
                 else:
-                    self._sleep(waiter)
+                    held = self._sleep(waiter)
+                    if not held:
+                        break  # woken with the reply in hand: no need for the lock again
+        finally:
+            if held:
+                lock.release()
         reply = waiter.reply
         if reply is None:
             assert waiter.error is not None
             raise waiter.error
         return reply
 
-    def _sleep(self, waiter: _Waiter | _StreamWaiter) -> None:
-        """Sleep until another thread wakes ``waiter`` (lock held on entry and exit)."""
+    def _sleep(self, waiter: _Waiter | _StreamWaiter) -> bool:
+        """Sleep until another thread wakes ``waiter`` (lock held on entry).
+
+        Returns whether the lock is held again: a call woken because its reply
+        (or error) came in returns without taking it, so that threads woken one
+        after the other by the reader do not queue up on the lock it holds.
+        """
+        lock = self._lock
         wake = waiter.wake = _new_lock()
         wake.acquire()
         self._sleepers.append(waiter)
-        self._lock.release()
+        lock.release()
         try:
             wake.acquire()
-        finally:
-            self._lock.acquire()
-            if waiter.wake is wake:  # woken by an exception, not by _wake
+        except BaseException:
+            lock.acquire()
+            if waiter.wake is wake:  # not woken by _wake
                 waiter.wake = None
                 self._sleepers.remove(waiter)
+            raise
+        if type(waiter) is _Waiter and (waiter.reply is not None or waiter.error is not None):
+            return False
+        lock.acquire()
+        return True
 
     def _wake(self, waiter: _Waiter | _StreamWaiter) -> None:
         wake = waiter.wake
@@ -270,7 +289,7 @@ class SyncConnection:
         if stream.readable:
             return
         if self._reading:
-            self._sleep(_StreamWaiter(stream))
+            self._sleep(_StreamWaiter(stream))  # always returns with the lock held
             return
         self._reading = True
         try:

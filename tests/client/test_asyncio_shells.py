@@ -355,3 +355,24 @@ def test_server_death_fails_waiting_calls(shell: Shell, fake_daemon: Callable[..
             assert not conn.alive
 
     shell.run(main)
+
+
+def test_screenshot_stream(shell: Shell, real_libvirtd: Any, real_libvirt: ModuleType) -> None:
+    """A stream in the async shells: the test driver's screenshot, as libvirt-python gets it."""
+    theirs_conn = real_libvirt.open(real_libvirtd.tcp_uri)
+    theirs_stream = theirs_conn.newStream(0)
+    theirs_mime = theirs_conn.lookupByName("test").screenshot(theirs_stream, 0, 0)
+    parts: list[bytes] = []
+    theirs_stream.recvAll(lambda _st, buf, _o: parts.append(buf), None)
+    theirs_stream.finish()
+    theirs_conn.close()
+
+    async def main(tasks: Tasks) -> None:
+        async with await shell.connect(real_libvirtd.tcp_uri) as conn:
+            dom = await conn.lookup_by_name("test")
+            async with await conn.screenshot(dom) as stream:
+                image = b"".join([chunk async for chunk in stream if isinstance(chunk, bytes)])
+            assert (stream.result, image) == (theirs_mime, b"".join(parts))
+            assert stream.state.closed == "finished"
+
+    shell.run(main)
