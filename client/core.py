@@ -22,7 +22,7 @@ from virtwire.client import errfactory
 from virtwire.client.streamstate import StreamState
 from virtwire.protocol import wire
 from virtwire.protocol.errors import from_remote_error, libvirtError, read_only_denial
-from virtwire.protocol.framing import MAX_PACKET_SIZE, MIN_PACKET_SIZE, PacketDecoder
+from virtwire.protocol.framing import MAX_PACKET_SIZE, MIN_PACKET_SIZE, check_length
 from virtwire.protocol.generated import virnet
 from virtwire.protocol.xdr import Procedure
 
@@ -155,27 +155,67 @@ def check_read_only(proc: Procedure, flags: int, api: str | None = None) -> None
 
 
 class PacketSplitter:
-    """Bytes in, whole packets out; the framing layer checks the length word."""
+    """Bytes in, whole packets out, with as few copies as possible.
 
-    __slots__ = ("_decoder",)
+    A packet that lies wholly inside one read is not copied at all: it is
+    handed on as a span (buffer, start, end) of that read. Only a packet split
+    across reads is assembled in a buffer of its own. The framing layer's
+    limits apply to every length word.
+    """
+
+    __slots__ = ("_need", "_partial")
 
     def __init__(self) -> None:
-        self._decoder = PacketDecoder()
+        self._partial = bytearray()  # the start of a packet split across reads
+        self._need = 0  # its whole length, once its length word is in
+
+    def wanted(self) -> int:
+        """Bytes still missing from a packet split across reads (0: none started)."""
+        return self._need - len(self._partial) if self._need else 0
+
+    def feed_spans(self, data: bytes) -> list[tuple[bytes, int, int]]:
+        out: list[tuple[bytes, int, int]] = []
+        pos = 0
+        end = len(data)
+        partial = self._partial
+        if partial:
+            if not self._need:
+                take = min(4 - len(partial), end)
+                partial += data[:take]
+                pos = take
+                if len(partial) < 4:
+                    return out
+                (length,) = _LENGTH.unpack_from(partial)
+                check_length(length)
+                self._need = length
+            take = min(self._need - len(partial), end - pos)
+            partial += data[pos : pos + take]
+            pos += take
+            if len(partial) < self._need:
+                return out
+            out.append((bytes(partial), 0, self._need))
+            self._partial = bytearray()
+            self._need = 0
+        unpack = _LENGTH.unpack_from
+        while end - pos >= 4:
+            (length,) = unpack(data, pos)
+            if not MIN_PACKET_SIZE <= length <= MAX_PACKET_SIZE:
+                check_length(length)
+            if end - pos < length:
+                self._need = length
+                break
+            out.append((data, pos, pos + length))
+            pos += length
+        if pos < end:
+            self._partial = bytearray(data[pos:])
+        return out
 
     def feed(self, data: bytes) -> list[bytes]:
-        decoder = self._decoder
-        if not decoder.buffered and len(data) >= HEADER_SIZE:
-            # The common case, one reply per read: hand the bytes over as they
-            # are instead of copying them through the decoder's buffer.
-            (length,) = _LENGTH.unpack_from(data)
-            if length == len(data) and MIN_PACKET_SIZE <= length <= MAX_PACKET_SIZE:
-                return [data]
-        decoder.feed(data)
-        out: list[bytes] = []
-        nxt = self._decoder.next_packet
-        while (packet := nxt()) is not None:
-            out.append(packet)
-        return out
+        """Whole packets (length word included)."""
+        return [
+            buf if start == 0 and stop == len(buf) else buf[start:stop]
+            for buf, start, stop in self.feed_spans(data)
+        ]
 
 
 W = TypeVar("W")
@@ -337,45 +377,46 @@ class ClientProtocol(Generic[W]):
             err = errfactory.system("End of file while reading data: Input/output error", 5)
             return self.fail_all(err, "eof")
         try:
-            packets = self._splitter.feed(data)
-        except libvirtError as exc:  # a length word over the limit
+            spans = self._splitter.feed_spans(data)
+        except libvirtError as exc:  # a length word outside the limits
             return self.fail_all(exc, "error")
         ka = self.keepalive
         if ka is not None:
             ka.received(now)
         out: list[ProtocolEvent] = []
         waiters = self.pending.waiters
-        for packet in packets:
-            _, prog, _vers, proc, mtype, serial, status = _HEADER.unpack_from(packet)
+        unpack = _HEADER.unpack_from
+        for buf, start, stop in spans:
+            _, prog, _vers, proc, mtype, serial, status = unpack(buf, start)
+            body = start + HEADER_SIZE
             if prog == REMOTE_PROGRAM:
                 if mtype == REPLY:
                     waiter = waiters.pop(serial, None)
                     if waiter is not None:
-                        out.append(Reply(serial, proc, status, packet[HEADER_SIZE:], waiter))
-                        stream = self.streams.get(serial)
-                        if stream is not None and status != STATUS_OK:
+                        out.append(Reply(serial, proc, status, buf[body:stop], waiter))
+                        if status != STATUS_OK and serial in self.streams:
                             # The opening call failed, or the finish did: the stream is over.
-                            self.forget_stream(stream, "aborted")
+                            self.forget_stream(self.streams[serial], "aborted")
                 elif mtype == MESSAGE:
                     # libvirtd sends events with serial 1; the serial means nothing here.
-                    out.append(Event(proc, packet[HEADER_SIZE:]))
+                    out.append(Event(proc, buf[body:stop]))
                 elif mtype in (_STREAM, _STREAM_HOLE):
-                    self._stream_packet(packet, proc, mtype, serial, status, out)
+                    self._stream_packet(buf[body:stop], proc, mtype, serial, status, out)
             elif prog == KEEPALIVE_PROGRAM and mtype == MESSAGE and proc == _PING_PROC:
                 out.append(SendPacket(PONG_PACKET))
         return out
 
     def _stream_packet(
-        self, packet: bytes, proc: int, mtype: int, serial: int, status: int, out: list[ProtocolEvent]
+        self, payload: bytes, proc: int, mtype: int, serial: int, status: int, out: list[ProtocolEvent]
     ) -> None:
         stream = self.streams.get(serial)
         if stream is None or stream.procedure != proc:
             return  # a stream we closed already: its late packets are expected
         if status == _CONTINUE:
             if mtype == _STREAM:
-                stream.queue_data(packet[HEADER_SIZE:])
+                stream.queue_data(payload)
             else:
-                stream.queue_hole(packet[HEADER_SIZE:])
+                stream.queue_hole(payload)
             out.append(StreamReady(stream))
             return
         waiter = self.pending.waiters.pop(serial, None)
@@ -385,11 +426,11 @@ class ClientProtocol(Generic[W]):
                 self.forget_stream(stream, stream.closed or "finished")
                 out.append(Reply(serial, proc, STATUS_OK, b"", waiter))
             return
-        stream.set_error(decode_error(packet[HEADER_SIZE:]))
+        stream.set_error(decode_error(payload))
         if waiter is not None:
             # A finish that was waiting fails with the stream's error.
             self.forget_stream(stream, "aborted")
-            out.append(Reply(serial, proc, STATUS_ERROR, packet[HEADER_SIZE:], waiter))
+            out.append(Reply(serial, proc, STATUS_ERROR, payload, waiter))
         out.append(StreamReady(stream))
 
     # -- keepalive ----------------------------------------------------------------

@@ -69,6 +69,11 @@ class Header:
         return replace(self, type=MessageType.VIR_NET_REPLY, status=status)
 
 
+def check_length(length: int) -> None:
+    """Refuse a length word outside libvirt's limits (ProtocolError, libvirt's wording)."""
+    _check_length(length)
+
+
 def _check_length(length: int) -> None:
     # libvirt's wording (virNetMessageDecodeLength); it says "from server" on both sides.
     if length < MIN_PACKET_SIZE:
