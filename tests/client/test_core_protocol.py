@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from virtwire.client import core
 from virtwire.client.streamstate import AT_HOLE
 from virtwire.protocol import wire
-from virtwire.protocol.errors import make_error, to_remote_error
+from virtwire.protocol.errors import libvirtError, make_error, to_remote_error
 from virtwire.protocol.generated import virnet
 
 P = wire.REMOTE_PROGRAM
@@ -77,7 +77,7 @@ def test_eof_and_bad_length_fail_every_waiter() -> None:
     (closed,) = proto.receive_data(b"", 0.0)
     assert isinstance(closed, core.Closed) and closed.reason == "eof" and sorted(closed.waiters) == ["a", "b"]
     assert closed.error.get_error_message() == "End of file while reading data: Input/output error"
-    with pytest.raises(core.libvirtError):
+    with pytest.raises(libvirtError):
         proto.start_call(1, b"", "c")
     other: core.ClientProtocol[str] = core.ClientProtocol()
     other.start_call(1, b"", "x")
@@ -144,10 +144,10 @@ def test_stream_error_is_raised_on_next_use_and_fails_finish() -> None:
     s = stream.serial
     err = to_remote_error(make_error(38, 0, "write failed")).to_bytes()
     proto.receive_data(reply(s, 208) + stream_packet(s, 208, wire.ERROR, err), 0.0)
-    with pytest.raises(core.libvirtError) as caught:
+    with pytest.raises(libvirtError) as caught:
         stream.data_packet(b"more")
     assert caught.value.get_error_code() == 38
-    with pytest.raises(core.libvirtError):
+    with pytest.raises(libvirtError):
         proto.close_stream(stream, False, "finish")
 
 
@@ -156,10 +156,10 @@ def test_unexpected_hole_on_a_plain_stream_is_an_error() -> None:
     stream, _ = proto.start_stream(209, b"", "open", allow_skip=False)
     s = stream.serial
     proto.receive_data(reply(s, 209) + stream_packet(s, 209, wire.CONTINUE, hole(4), hole=True), 0.0)
-    with pytest.raises(core.libvirtError) as caught:
+    with pytest.raises(libvirtError) as caught:
         stream.recv(10, stop_at_hole=False)
     assert caught.value.get_error_message() == "Unexpected stream hole"
-    with pytest.raises(core.libvirtError) as caught:
+    with pytest.raises(libvirtError) as caught:
         stream.hole_packet(10, 0)
     expected = "Requested operation is not valid: Skipping is not supported with this stream"
     assert caught.value.get_error_message() == expected
@@ -182,5 +182,5 @@ def test_connection_death_errors_open_streams() -> None:
     proto.receive_data(reply(stream.serial, 209), 0.0)
     evs = proto.receive_data(b"", 0.0)
     assert [type(e) for e in evs] == [core.StreamReady, core.Closed]
-    with pytest.raises(core.libvirtError):
+    with pytest.raises(libvirtError):
         stream.recv(10, stop_at_hole=False)

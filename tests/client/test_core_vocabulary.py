@@ -59,7 +59,7 @@ def test_migration_flows_probe_libvirt_numbers() -> None:
     """The offline check asks feature 12, as libvirt's virDomainMigrate* do."""
     flow = migration._check_offline(vlibvirt.VIR_MIGRATE_OFFLINE, both=False)
     step = next(flow)
-    assert step.op.args.feature == 12 == DriverFeature.MIGRATION_OFFLINE
+    assert step.op.args.feature == int(DriverFeature.MIGRATION_OFFLINE) == 12
 
 
 def _domain_xml(name: str) -> str:
