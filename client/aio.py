@@ -166,6 +166,8 @@ class Connection(aio_api.AsyncAPI):
     async def _roundtrip(self, start: Any, op: ops.Op, *extra: Any) -> core.Reply:
         waiter = _Waiter()
         serial, packet = start(op.proc.number, op.payload(), waiter, *extra)
+        if self._reader_resume is not None:
+            self._reader_resume.set()  # a reply is awaited: the reader must run
         try:
             await self._send(packet)
             if self._nursery is None:
@@ -283,7 +285,7 @@ class Connection(aio_api.AsyncAPI):
     async def _reader(self) -> None:
         protocol = self.protocol
         while protocol.dead is None:
-            if any(st.rx_bytes > STREAM_RX_LIMIT for st in protocol.streams.values()):
+            if self._stream_lags():
                 self._reader_resume = trio.Event()
                 await self._reader_resume.wait()
                 self._reader_resume = None
@@ -340,6 +342,14 @@ class Connection(aio_api.AsyncAPI):
             waiting = self._stream_waiters[state.serial] = trio.Event()
         await waiting.wait()
 
+    def _stream_lags(self) -> bool:
+        """Hold the reader back: a stream's reader lags far behind and no call
+        waits for a reply (a waiting call must never be starved by a stream)."""
+        protocol = self.protocol
+        if protocol.pending.waiters:
+            return False
+        return any(st.rx_bytes > STREAM_RX_LIMIT for st in protocol.streams.values())
+
     def _stream_consumed(self, state: StreamState) -> None:
         resume = self._reader_resume
         if resume is not None and state.rx_bytes <= STREAM_RX_LIMIT:
@@ -350,6 +360,8 @@ class Connection(aio_api.AsyncAPI):
         waiter = _Waiter()
         try:
             packet = protocol.close_stream(state, abort, waiter)
+            if self._reader_resume is not None:
+                self._reader_resume.set()  # the confirmation must be read
             await self._send(packet)
             await waiter.done.wait()
         finally:

@@ -618,3 +618,52 @@ def test_asyncio_cancel_mid_stream_then_abort(storage: StorageDaemon, image: tup
                 await conn.call(ops.call("STORAGE_VOL_DELETE", vol=vol, flags=0))
 
     asyncio.run(main())
+
+
+async def _lagging_reader_scenario(
+    conn: Any, shell_sleep: Any, limit: int, source: Path, content: bytes
+) -> None:
+    pool = await conn.call(ops.call("STORAGE_POOL_LOOKUP_BY_NAME", ops.field("pool"), name=POOL))
+    xml = f"<volume><name>lag-{uuid.uuid4().hex[:6]}.img</name><capacity>{IMAGE_SIZE}</capacity></volume>"
+    vol = await conn.call(ops.call("STORAGE_VOL_CREATE_XML", ops.field("vol"), pool=pool, xml=xml, flags=0))
+    try:
+        upload = await conn.storage_vol_upload(vol, flags=SPARSE_UP)
+        await upload.send_all(_sparse_chunks(source))
+        download = await conn.storage_vol_download(vol)
+        for _ in range(10):
+            await shell_sleep(0.02)  # let the daemon push as much as it may
+        # nothing read, no call waiting: the reader held back near the limit
+        assert download.state.rx_bytes <= limit + 2 * MIB
+        # a call still gets its reply (the reader runs again while it waits)
+        assert await conn.get_type() == "storage"
+        data, holes = await _collect(download, sparse=False)
+        assert (data, holes) == (content, 0)
+    finally:
+        await conn.call(ops.call("STORAGE_VOL_DELETE", vol=vol, flags=0))
+
+
+async def test_trio_lagging_stream_reader_is_bounded_and_never_starves_calls(
+    storage: StorageDaemon, image: tuple[Path, bytes]
+) -> None:
+    from virtwire.client import aio
+
+    source, content = image
+    async with await vclient.connect(storage.uri) as conn:
+        await _lagging_reader_scenario(conn, trio.sleep, aio.STREAM_RX_LIMIT, source, content)
+
+
+def test_asyncio_lagging_stream_reader_is_bounded_and_never_starves_calls(
+    storage: StorageDaemon, image: tuple[Path, bytes]
+) -> None:
+    import asyncio
+
+    from virtwire.client import asyncio_client
+
+    source, content = image
+
+    async def main() -> None:
+        async with await asyncio_client.connect(storage.uri) as conn:
+            limit = asyncio_client.STREAM_RX_LIMIT
+            await _lagging_reader_scenario(conn, asyncio.sleep, limit, source, content)
+
+    asyncio.run(main())
