@@ -219,7 +219,7 @@ class Connection(aio_api.AsyncAPI):
                         if data:
                             await self._stream.send_all(data)
                     except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                        err = errfactory.system("Cannot write data: Broken pipe", 32)
+                        err = core.write_failed()
                         self._apply(self.protocol.fail_all(err, "error"))
                         raise err from None
         finally:

@@ -191,7 +191,7 @@ class Connection(aio_api.AsyncAPI):
         except (ConnectionError, OSError, RuntimeError) as exc:
             if isinstance(exc, RuntimeError) and not writer.is_closing():
                 raise
-            err = errfactory.system("Cannot write data: Broken pipe", 32)
+            err = core.write_failed()
             self._apply(self.protocol.fail_all(err, "error"))
             raise err from None
 

@@ -20,7 +20,7 @@ from typing import Any, Final, Generic, TypeVar
 
 from virtwire.client import errfactory
 from virtwire.client.streamstate import StreamState
-from virtwire.protocol import wire
+from virtwire.protocol import errors, wire
 from virtwire.protocol.errors import from_remote_error, libvirtError, read_only_denial
 from virtwire.protocol.framing import MAX_PACKET_SIZE, MIN_PACKET_SIZE, check_length
 from virtwire.protocol.generated import virnet
@@ -117,7 +117,17 @@ def decode_error(payload: bytes) -> libvirtError:
     try:
         return from_remote_error(virnet.remote_error.from_bytes(payload, exact=False))
     except ValueError:
-        return errfactory.rpc("Unable to decode message payload")
+        return errors.payload_decode_failed()
+
+
+def end_of_file() -> libvirtError:
+    """The peer closed the connection (virNetSocketReadWire's EOF, errno EIO)."""
+    return errfactory.system("End of file while reading data: Input/output error", 5)
+
+
+def write_failed() -> libvirtError:
+    """A write to a connection the peer has closed (EPIPE)."""
+    return errfactory.system("Cannot write data: Broken pipe", 32)
 
 
 def check_status(reply: Reply) -> None:
@@ -125,7 +135,7 @@ def check_status(reply: Reply) -> None:
     if reply.status != STATUS_OK:
         if reply.status == STATUS_ERROR:
             raise decode_error(reply.payload)
-        raise errfactory.rpc(f"Unexpected message status {reply.status}")
+        raise errors.unexpected_status(reply.status)
 
 
 def decode_reply(proc: Procedure, reply: Reply) -> Any:
@@ -133,13 +143,13 @@ def decode_reply(proc: Procedure, reply: Reply) -> Any:
     if reply.status != STATUS_OK:
         if reply.status == STATUS_ERROR:
             raise decode_error(reply.payload)
-        raise errfactory.rpc(f"Unexpected message status {reply.status}")
+        raise errors.unexpected_status(reply.status)
     if proc.ret is None:
         return None
     try:
         return proc.ret.from_bytes(reply.payload)
     except ValueError:
-        raise errfactory.rpc("Unable to decode message payload") from None
+        raise errors.payload_decode_failed() from None
 
 
 def check_read_only(proc: Procedure, flags: int, api: str | None = None) -> None:
@@ -374,8 +384,7 @@ class ClientProtocol(Generic[W]):
         if self.dead is not None:
             return []
         if not data:
-            err = errfactory.system("End of file while reading data: Input/output error", 5)
-            return self.fail_all(err, "eof")
+            return self.fail_all(end_of_file(), "eof")
         try:
             spans = self._splitter.feed_spans(data)
         except libvirtError as exc:  # a length word outside the limits
