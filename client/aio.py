@@ -31,7 +31,7 @@ from virtwire.protocol.generated import constants as c
 __all__ = ["Connection", "Domain", "DomainEventRecord", "EventSubscription", "connect", "drive"]
 
 RECV_SIZE = 65536
-COALESCE_ABOVE = 16
+COALESCE_ABOVE = 1
 EVENT_BUFFER = 256
 # A stream whose reader lags this far behind pauses the connection's reader
 # (TCP then holds the daemon back) until the stream is read.
@@ -185,11 +185,12 @@ class Connection(aio_api.AsyncAPI):
         """Queue one whole packet and see that it is written.
 
         Packets are only ever written whole, under a shielded scope, so a
-        cancelled caller leaves the stream in sync. A call writes at once;
-        while many calls are in flight (more than COALESCE_ABOVE), packets
-        queue for the writer task instead, which sends everything the tasks
-        that ran before it queued in one write (fewer system calls; measured
-        to pay off from a few dozen concurrent tasks on).
+        cancelled caller leaves the stream in sync. A lone call writes at
+        once; while other calls are in flight (more than COALESCE_ABOVE),
+        packets queue for the writer task instead, which sends everything the
+        tasks that ran before it queued in one write: on loopback each write
+        costs the kernel's delivery work too, and fewer, larger writes measured
+        about 20 % less CPU per call with 8 tasks.
         """
         if self.protocol.dead is not None:
             raise errfactory.socket_closed()
