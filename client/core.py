@@ -164,66 +164,99 @@ def check_read_only(proc: Procedure, flags: int, api: str | None = None) -> None
         raise errfactory.read_only(api)
 
 
+Span = tuple[bytes | bytearray, int, int]  # a packet: buffer, start, end
+# A split packet missing at least this much is read straight into its own
+# buffer (recv_into) instead of through a read buffer and a copy.
+DIRECT_READ_MIN: Final = 65536
+
+
 class PacketSplitter:
     """Bytes in, whole packets out, with as few copies as possible.
 
     A packet that lies wholly inside one read is not copied at all: it is
-    handed on as a span (buffer, start, end) of that read. Only a packet split
-    across reads is assembled in a buffer of its own. The framing layer's
-    limits apply to every length word.
+    handed on as a span (buffer, start, end) of that read. A packet split
+    across reads gets a buffer of its full length as soon as its length word
+    is in; the rest of it is copied in, or read straight into it (`direct`
+    and `filled`). The framing layer's limits apply to every length word.
     """
 
-    __slots__ = ("_need", "_partial")
+    __slots__ = ("_filled", "_head", "_partial")
 
     def __init__(self) -> None:
-        self._partial = bytearray()  # the start of a packet split across reads
-        self._need = 0  # its whole length, once its length word is in
+        self._head = b""  # the first bytes of a split packet, before its length word is whole
+        self._partial: bytearray | None = None  # a split packet's buffer, its full length
+        self._filled = 0  # bytes of it received
 
-    def wanted(self) -> int:
-        """Bytes still missing from a packet split across reads (0: none started)."""
-        return self._need - len(self._partial) if self._need else 0
+    def direct(self) -> memoryview | None:
+        """Where to read the rest of a large split packet into, if there is one."""
+        partial = self._partial
+        if partial is None or len(partial) - self._filled < DIRECT_READ_MIN:
+            return None
+        return memoryview(partial)[self._filled :]
 
-    def feed_spans(self, data: bytes) -> list[tuple[bytes, int, int]]:
-        out: list[tuple[bytes, int, int]] = []
+    def filled(self, n: int) -> list[Span]:
+        """`n` bytes were read into `direct()`'s buffer."""
+        self._filled += n
+        return self._complete()
+
+    def _complete(self) -> list[Span]:
+        partial = self._partial
+        if partial is None or self._filled < len(partial):
+            return []
+        self._partial = None
+        self._filled = 0
+        return [(partial, 0, len(partial))]
+
+    def _start(self, head: bytes) -> None:
+        """A packet split across reads begins with `head` (4 bytes or more: its length word is in)."""
+        (length,) = _LENGTH.unpack_from(head)
+        check_length(length)
+        partial = self._partial = bytearray(length)
+        partial[: len(head)] = head
+        self._filled = len(head)
+
+    def feed_spans(self, data: bytes) -> list[Span]:
+        out: list[Span] = []
         pos = 0
         end = len(data)
-        partial = self._partial
-        if partial:
-            if not self._need:
-                take = min(4 - len(partial), end)
-                partial += data[:take]
-                pos = take
-                if len(partial) < 4:
-                    return out
-                (length,) = _LENGTH.unpack_from(partial)
-                check_length(length)
-                self._need = length
-            take = min(self._need - len(partial), end - pos)
-            partial += data[pos : pos + take]
-            pos += take
-            if len(partial) < self._need:
+        if self._head:
+            take = min(4 - len(self._head), end)
+            head = self._head + data[:take]
+            pos = take
+            if len(head) < 4:
+                self._head = head
                 return out
-            out.append((bytes(partial), 0, self._need))
-            self._partial = bytearray()
-            self._need = 0
+            self._head = b""
+            self._start(head)
+        partial = self._partial
+        if partial is not None:
+            take = min(len(partial) - self._filled, end - pos)
+            partial[self._filled : self._filled + take] = memoryview(data)[pos : pos + take]
+            self._filled += take
+            pos += take
+            out += self._complete()
+            if self._partial is not None:
+                return out
         unpack = _LENGTH.unpack_from
         while end - pos >= 4:
             (length,) = unpack(data, pos)
             if not MIN_PACKET_SIZE <= length <= MAX_PACKET_SIZE:
                 check_length(length)
             if end - pos < length:
-                self._need = length
                 break
             out.append((data, pos, pos + length))
             pos += length
         if pos < end:
-            self._partial = bytearray(data[pos:])
+            if end - pos >= 4:
+                self._start(data[pos:])
+            else:
+                self._head = data[pos:]
         return out
 
     def feed(self, data: bytes) -> list[bytes]:
         """Whole packets (length word included)."""
         return [
-            buf if start == 0 and stop == len(buf) else buf[start:stop]
+            buf if type(buf) is bytes and start == 0 and stop == len(buf) else bytes(buf[start:stop])
             for buf, start, stop in self.feed_spans(data)
         ]
 
@@ -389,6 +422,22 @@ class ClientProtocol(Generic[W]):
             spans = self._splitter.feed_spans(data)
         except libvirtError as exc:  # a length word outside the limits
             return self.fail_all(exc, "error")
+        return self._dispatch(spans, now)
+
+    def read_buffer(self) -> memoryview | None:
+        """Where the shell may `recv_into` the rest of a large packet (then call
+        `received_into`); None: read bytes as usual."""
+        return None if self.dead is not None else self._splitter.direct()
+
+    def received_into(self, n: int, now: float) -> list[ProtocolEvent]:
+        """`n` bytes were read into `read_buffer()` (0: end of file)."""
+        if self.dead is not None:
+            return []
+        if n == 0:
+            return self.fail_all(end_of_file(), "eof")
+        return self._dispatch(self._splitter.filled(n), now)
+
+    def _dispatch(self, spans: list[Span], now: float) -> list[ProtocolEvent]:
         ka = self.keepalive
         if ka is not None:
             ka.received(now)
@@ -398,19 +447,20 @@ class ClientProtocol(Generic[W]):
         for buf, start, stop in spans:
             _, prog, _vers, proc, mtype, serial, status = unpack(buf, start)
             body = start + HEADER_SIZE
+            payload = buf[body:stop] if type(buf) is bytes else bytes(memoryview(buf)[body:stop])
             if prog == REMOTE_PROGRAM:
                 if mtype == REPLY:
                     waiter = waiters.pop(serial, None)
                     if waiter is not None:
-                        out.append(Reply(serial, proc, status, buf[body:stop], waiter))
+                        out.append(Reply(serial, proc, status, payload, waiter))
                         if status != STATUS_OK and serial in self.streams:
                             # The opening call failed, or the finish did: the stream is over.
                             self.forget_stream(self.streams[serial], "aborted")
                 elif mtype == MESSAGE:
                     # libvirtd sends events with serial 1; the serial means nothing here.
-                    out.append(Event(proc, buf[body:stop]))
+                    out.append(Event(proc, payload))
                 elif mtype in (_STREAM, _STREAM_HOLE):
-                    self._stream_packet(buf[body:stop], proc, mtype, serial, status, out)
+                    self._stream_packet(payload, proc, mtype, serial, status, out)
             elif prog == KEEPALIVE_PROGRAM and mtype == MESSAGE and proc == _PING_PROC:
                 out.append(SendPacket(PONG_PACKET))
         return out

@@ -92,6 +92,10 @@ class SyncConnection:
         # socket's wait queue), which costs a second context switch per call.
         # poll() for POLLIN first, as libvirt's client does: poll wakes on input only.
         self._wait_input: Callable[[], object] | None = None
+        # Plain sockets can read a large packet's rest straight into its buffer.
+        self._recv_into: Callable[[memoryview], int] | None = (
+            sock.recv_into if isinstance(sock, socket.socket) else None
+        )
         if getattr(sock, "family", None) == socket.AF_UNIX:
             poller = select.poll()
             poller.register(sock.fileno(), select.POLLIN)
@@ -343,20 +347,29 @@ class SyncConnection:
 
     def _read_once(self, block: bool, size: int = RECV_SIZE) -> None:
         lock = self._lock
+        # The rest of a large packet (stream data) goes straight into its buffer.
+        view = self.protocol.read_buffer() if self._recv_into is not None else None
         lock.release()
         try:
-            data = self._recv(block, size)
-        except libvirtError as exc:  # keepalive: the peer stopped answering
+            if not self._ready(block):
+                lock.acquire()
+                return  # nothing yet (non-blocking), or the keepalive clock acted
+            if view is not None:
+                assert self._recv_into is not None
+                n = self._recv_into(view)
+                lock.acquire()
+                self._apply(self.protocol.received_into(n, time.monotonic()))
+                return
+            data = self._sock.recv(size)
+        except libvirtError as exc:  # a failed PING write
             lock.acquire()
-            self._apply(self.protocol.fail_all(exc, "keepalive"))
+            self._apply(self.protocol.fail_all(exc, "error"))
             return
         except OSError as exc:
             lock.acquire()
             self._apply(self.protocol.fail_all(errfactory.system_errno("Cannot recv data", exc), "error"))
             return
         lock.acquire()
-        if data is None:  # keepalive timer fired, nothing read
-            return
         self._apply(self.protocol.receive_data(data, time.monotonic()))
 
     def _apply(self, events: list[core.ProtocolEvent]) -> None:
@@ -413,30 +426,33 @@ class SyncConnection:
                 if close_sink is not None and not self._closed:
                     close_sink(_CLOSE_REASONS[ev.reason])
 
-    def _recv(self, block: bool, size: int) -> bytes | None:
+    def _ready(self, block: bool) -> bool:
+        """Wait until a recv will find data (or EOF); False when there is none to
+        wait for: not `block`ing, or the keepalive clock ran (lock not held)."""
         sock = self._sock
         protocol = self.protocol
         if protocol.keepalive is None and block:
             wait_input = self._wait_input
             if wait_input is not None:
                 wait_input()
-            return sock.recv(size)
+            return True  # tcp: recv itself blocks
         if self.buffered():
-            return sock.recv(size)
+            return True
         if not block:
             ready, _, _ = select.select([sock], [], [], 0)
-            return sock.recv(size) if ready else None
+            return bool(ready)
         while True:
             timeout = max(0.0, protocol.deadline() - time.monotonic())
             ready, _, _ = select.select([sock], [], [], timeout)
             if ready:
-                return sock.recv(size)
+                return True
             with self._lock:
                 events = protocol.tick(time.monotonic())
+                if any(type(ev) is core.Closed for ev in events):
+                    self._apply(events)
+                    return False
             for ev in events:
-                if type(ev) is core.Closed:
-                    with self._lock:
-                        self._apply(events)
-                    return None
                 if type(ev) is core.SendPacket:
                     self._send(ev.data)
+            if protocol.keepalive is None or protocol.dead is not None:
+                return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -184,3 +185,30 @@ def test_connection_death_errors_open_streams() -> None:
     assert [type(e) for e in evs] == [core.StreamReady, core.Closed]
     with pytest.raises(libvirtError):
         stream.recv(10, stop_at_hole=False)
+
+
+def test_large_packet_read_straight_into_its_buffer() -> None:
+    """The rest of a large split packet is offered as a buffer to recv_into; small ones are not."""
+    proto: core.ClientProtocol[str] = core.ClientProtocol()
+    stream, _ = proto.start_stream(209, b"", "open")
+    s = stream.serial
+    proto.receive_data(reply(s, 209), 0.0)
+    data = os.urandom(300_000)
+    packet = stream_packet(s, 209, wire.CONTINUE, data)
+    assert proto.read_buffer() is None
+    assert proto.receive_data(packet[:2], 0.0) == []  # not even the length word yet
+    assert proto.receive_data(packet[2:1000], 0.0) == []
+    view = proto.read_buffer()
+    assert view is not None and len(view) == len(packet) - 1000
+    view[:100_000] = packet[1000:101_000]
+    assert proto.received_into(100_000, 0.0) == []
+    view = proto.read_buffer()
+    assert view is not None and len(view) == len(packet) - 101_000
+    view[:] = packet[101_000:]
+    (ready,) = proto.received_into(len(view), 0.0)
+    assert isinstance(ready, core.StreamReady)
+    got = stream.recv(len(data), stop_at_hole=False)
+    assert got == data and type(got) is bytes
+    assert proto.read_buffer() is None
+    closed = proto.received_into(0, 0.0)[-1]
+    assert isinstance(closed, core.Closed) and closed.reason == "eof"
