@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from virtwire.client import core, errfactory, eventloop, events, flows, migration, ops, transport
 from virtwire.client import uri as urimod
+from virtwire.client.stream import virStream
 from virtwire.client.surface import base as surface_base
 from virtwire.client.surface import call, eventimpl, generated, lasterror
 from virtwire.client.surface.objevents import ObjectEventsMixin
@@ -291,6 +292,13 @@ class virConnect(ObjectEventsMixin, ConnectOverrides, generated.virConnectGenera
         if self._features.close_callback:
             self._run(ops.unregister_close_callback())
         self._close_cb = None
+
+    # -- streams --------------------------------------------------------------
+
+    def newStream(self, flags: int = 0) -> virStream:
+        """An unbound stream (nothing is sent); a download, upload or screenshot binds it."""
+        self._live("virStreamNew")
+        return virStream(self, flags=flags)
 
     # -- host ---------------------------------------------------------------
 

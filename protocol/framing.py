@@ -68,6 +68,11 @@ class Header:
         return replace(self, type=MessageType.VIR_NET_REPLY, status=status)
 
 
+def check_length(length: int) -> None:
+    """Refuse a length word outside libvirt's limits (ProtocolError, libvirt's wording)."""
+    _check_length(length)
+
+
 def _check_length(length: int, sender: str = "server") -> None:
     # libvirt's wording (virNetMessageDecodeLength), which says "from server" on
     # both sides; ``sender`` lets a server's log name the client instead.

@@ -34,12 +34,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-import struct
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import trio
 from virtwire.protocol import errors as E
+from virtwire.protocol import wire
 from virtwire.protocol.errors import ProtocolError, libvirtError, to_remote_error
 from virtwire.protocol.framing import PacketDecoder
 from virtwire.protocol.generated import keepalive as K
@@ -58,8 +58,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_HEADER = struct.Struct(">IIIiiIi")  # length, program, version, procedure, type, serial, status
-_HEADER_SIZE = _HEADER.size
+_HEADER = wire.PACKET_HEADER  # length, program, version, procedure, type, serial, status
+_HEADER_SIZE = wire.HEADER_SIZE
 _CALL = virNetMessageType.VIR_NET_CALL
 _CALL_WITH_FDS = virNetMessageType.VIR_NET_CALL_WITH_FDS
 _REPLY = int(virNetMessageType.VIR_NET_REPLY)
@@ -71,7 +71,6 @@ _REMOTE_VERSION = R.REMOTE_PROTOCOL_VERSION
 _KEEPALIVE = K.KEEPALIVE_PROGRAM
 _KEEPALIVE_VERSION = K.KEEPALIVE_PROTOCOL_VERSION
 _PING = K.keepalive_procedure.KEEPALIVE_PROC_PING
-_PONG = K.keepalive_procedure.KEEPALIVE_PROC_PONG
 _RECV_SIZE = 256 * 1024
 # The writer joins queued packets into one write up to this size; bigger ones go alone.
 _BATCH_BYTES = 64 * 1024
@@ -80,12 +79,8 @@ _TURN_BYTES = 64 * 1024
 _TURN_PACKETS = 32
 
 
-def _keepalive_packet(procedure: int) -> bytes:
-    return _HEADER.pack(_HEADER_SIZE, _KEEPALIVE, _KEEPALIVE_VERSION, procedure, _MESSAGE, 0, _OK)
-
-
-PING_PACKET = _keepalive_packet(_PING)
-PONG_PACKET = _keepalive_packet(_PONG)
+PING_PACKET = wire.PING_PACKET
+PONG_PACKET = wire.PONG_PACKET
 
 
 def reply_packet(

@@ -18,6 +18,7 @@ from virtwire.client.facade import report as _report
 from virtwire.client.facade import set_error_handler as _set_error_handler
 from virtwire.client.facade import virConnect as virConnect
 from virtwire.client.facade import virDomain as virDomain
+from virtwire.client.stream import virStream as virStream
 from virtwire.client.surface import cnames as _cnames
 from virtwire.client.surface import eventimpl as _eventimpl
 from virtwire.client.surface import lasterror as _lasterror

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from virtwire.protocol.features import DriverFeature
 from virtwire.protocol.generated import constants as C
 from virtwire.protocol.generated import remote as R
 
@@ -14,7 +15,7 @@ from .core import MemoryCore, dom_ref
 from .model import Domain
 
 URI = "test:///default"
-FEATURE_TYPED_PARAM_STRING = 9
+FEATURE_TYPED_PARAM_STRING = DriverFeature.TYPED_PARAM_STRING
 
 _LIST_FILTERS_ALL = (
     C.VIR_CONNECT_LIST_DOMAINS_ACTIVE
