@@ -54,6 +54,10 @@ class virStream:
             with contextlib.suppress(Exception):
                 source.remove()
 
+    def c_pointer(self) -> int:
+        """An integer naming the stream (there is no C pointer: its id), as libvirt-python's."""
+        return id(self)
+
     def connect(self) -> virConnect:
         return self._conn
 

@@ -71,6 +71,10 @@ def test_kill_9_during_a_burst_loses_nothing_acknowledged(
     first = start_server(pki=None, ro=False, tls=False, state_dir=state)
     acknowledged: dict[str, set[str]] = {family: set() for family, _ in _definers(None)}
     killed = threading.Event()
+
+    def kill_first() -> None:
+        os.kill(first.pid, signal.SIGKILL)
+        killed.set()
     try:
         conn = real_libvirt.open(first.tcp_uri)
         definers = _definers(conn)
@@ -82,9 +86,7 @@ def test_kill_9_during_a_burst_loses_nothing_acknowledged(
                 count += 1
                 if count == kill_after:
                     # Killed from another thread while this one keeps defining.
-                    threading.Thread(
-                        target=lambda: (os.kill(first.pid, signal.SIGKILL), killed.set())
-                    ).start()
+                    threading.Thread(target=kill_first).start()
         except real_libvirt.libvirtError:
             pass  # the connection died with the server; the call in flight was never acknowledged
         assert killed.wait(30)
