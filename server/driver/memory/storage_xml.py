@@ -326,7 +326,7 @@ def _parse_adapter(node: ET.Element) -> dict[str, str] | None:
         if any(node.get(name) is not None for name in ("wwnn", "wwpn", "parent")):
             raise xml_error(
                 "Use of 'wwnn', 'wwpn', and 'parent' attributes requires use of the adapter 'type'"
-            )  # noqa: E501
+            )
         if node.find("parentaddr") is not None:
             raise xml_error("Use of 'parentaddr' element requires use of the adapter 'type'")
         name = node.get("name")
