@@ -33,12 +33,7 @@ FILES = [
 ]
 
 # Passing against libvirtd, not yet against us (file -> test ids).
-NOT_YET_PASSING: dict[str, set[str]] = {
-    "test_domain.py": {".TestLibvirtDomain.testDomainSchedParams"},
-    "test_domain_checkpoint.py": {".TestLibvirtDomainCheckpoint.testCheckpointCreate"},
-    "test_domain_snapshot.py": {".TestLibvirtDomainSnapshot.testSnapCreate"},
-    "test_nodedev.py": {".TestLibvirtNodeDev.testAttr"},
-}
+NOT_YET_PASSING: dict[str, set[str]] = {}
 
 
 @pytest.mark.parametrize("test_file", FILES)
