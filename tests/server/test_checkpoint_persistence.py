@@ -7,6 +7,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import pytest
+
 DOMAIN = """<domain type='test'><name>held</name><uuid>6e0c9e6a-1f2b-4c3d-8e4f-5a6b7c8d9e0f</uuid>
 <memory>65536</memory><os><type>hvm</type></os><devices>
 <disk type='file' device='disk'><source file='/h.img'/><target dev='vda' bus='virtio'/></disk>
@@ -34,12 +36,18 @@ def test_checkpoints_survive_a_restart(
         dom = conn.lookupByName("held")
         assert {c.getName(): c.getXMLDesc(0) for c in dom.listAllCheckpoints(0)} == before
         assert dom.checkpointLookupByName("three", 0).getParent(0).getName() == "one"
+        # Checkpoints loaded from disk forbid a snapshot before anything else looked at them.
+        with pytest.raises(real_libvirt.libvirtError) as err:
+            dom.snapshotCreateXML("<domainsnapshot/>", 0)
+        assert "cannot create snapshot while checkpoint exists" in str(err.value)
         # The current checkpoint came back too: a new one hangs under it.
         dom.create()
         made = dom.checkpointCreateXML("<domaincheckpoint><name>four</name></domaincheckpoint>", 0)
         assert made.getParent(0).getName() == "three"
-        for chk in dom.listAllCheckpoints(real_libvirt.VIR_DOMAIN_CHECKPOINT_LIST_ROOTS):
-            chk.delete(real_libvirt.VIR_DOMAIN_CHECKPOINT_DELETE_CHILDREN)
+        dom.destroy()
+        # Undefining the domain forgets its checkpoints: a new domain of the same UUID has none.
+        dom.undefine()
         assert not list((state / "checkpoints").glob("*.xml"))
+        assert conn.defineXML(DOMAIN).listAllCheckpoints(0) == []
     finally:
         conn.close()

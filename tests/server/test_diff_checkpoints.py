@@ -70,9 +70,9 @@ REDEFINE = [
 def _scenario(lv: ModuleType, conn: Any) -> list[Any]:
     out: list[Any] = []
 
-    def step(label: str, call: Callable[[], Any]) -> Any:
+    def step(label: str, call: Callable[..., Any], *args: Any) -> Any:
         try:
-            value = call()
+            value = call(*args)
         except lv.libvirtError as exc:
             message = str(exc)
             if exc.get_error_code() in (lv.VIR_ERR_XML_DETAIL, lv.VIR_ERR_XML_INVALID_SCHEMA):
@@ -126,22 +126,23 @@ def _scenario(lv: ModuleType, conn: Any) -> list[Any]:
         ).getXMLDesc(2),
     )
     for index, xml in enumerate(BAD):
-        step(f"bad-{index}", lambda xml=xml: dom.checkpointCreateXML(xml, 0))
+        step(f"bad-{index}", lambda xml: dom.checkpointCreateXML(xml, 0), xml)
     for flags in (1 | 2, 4, 8, 2):
         step(
             f"create-flags-{flags}",
-            lambda flags=flags: dom.checkpointCreateXML(
+            lambda flags: dom.checkpointCreateXML(
                 "<domaincheckpoint><name>f</name></domaincheckpoint>", flags
             ),
+            flags,
         )
     step("quiesce-name", lambda: dom.checkpointLookupByName("f", 0).getName())
     for flags in (0, 1, 2, 4, 8, 4 | 8, 1 | 4, 16):
-        step(f"list-{flags}", lambda flags=flags: names(flags))
-        step(f"children-{flags}", lambda flags=flags: names(flags, c1))
+        step(f"list-{flags}", lambda flags: names(flags), flags)
+        step(f"children-{flags}", lambda flags: names(flags, c1), flags)
     step("topological-first", lambda: next(c.getName() for c in dom.listAllCheckpoints(2)))
     for index, xml in enumerate(REDEFINE):
         xml = xml.replace("{uuid}", UUID)
-        step(f"redefine-{index}", lambda xml=xml: dom.checkpointCreateXML(xml, 1).getXMLDesc(2))
+        step(f"redefine-{index}", lambda xml: dom.checkpointCreateXML(xml, 1).getXMLDesc(2), xml)
     full = c2.getXMLDesc(0).replace("<name>c2</name>", "<name>imported</name>", 1)
     step("redefine-full", lambda: dom.checkpointCreateXML(full, 1).getXMLDesc(0))
     step(

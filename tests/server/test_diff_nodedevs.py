@@ -59,9 +59,9 @@ BAD_CREATES = [
 def _scenario(lv: ModuleType, conn: Any) -> list[Any]:
     out: list[Any] = []
 
-    def step(label: str, call: Callable[[], Any]) -> Any:
+    def step(label: str, call: Callable[..., Any], *args: Any) -> Any:
         try:
-            value = call()
+            value = call(*args)
         except lv.libvirtError as exc:
             message = str(exc)
             if exc.get_error_code() == lv.VIR_ERR_XML_DETAIL:
@@ -76,21 +76,21 @@ def _scenario(lv: ModuleType, conn: Any) -> list[Any]:
         return [dev.name(), dev.parent(), dev.numOfCaps(), dev.listCaps(), dev.XMLDesc(0)]
 
     for cap in (None, "system", "scsi_host", "fc_host", "vports", "pci", "bogus"):
-        step(f"num-{cap}", lambda cap=cap: conn.numOfDevices(cap, 0))
-        step(f"names-{cap}", lambda cap=cap: sorted(conn.listDevices(cap, 0)))
+        step(f"num-{cap}", lambda cap: conn.numOfDevices(cap, 0), cap)
+        step(f"names-{cap}", lambda cap: sorted(conn.listDevices(cap, 0)), cap)
     step("num-bad-flags", lambda: conn.numOfDevices(None, 1))
     step("names-bad-flags", lambda: conn.listDevices(None, 1))
     for bit in [*range(23), 30, 31]:
-        step(f"all-{bit}", lambda bit=bit: sorted(d.name() for d in conn.listAllDevices(1 << bit)))
+        step(f"all-{bit}", lambda bit: sorted(d.name() for d in conn.listAllDevices(1 << bit)), bit)
     step("all-0", lambda: sorted(d.name() for d in conn.listAllDevices(0)))
     step("all-mixed", lambda: sorted(d.name() for d in conn.listAllDevices(1 | 1024)))
     for name in ("computer", "scsi_host1", "scsi_host2", "scsi_host11"):
-        step(f"describe-{name}", lambda name=name: describe(name))
+        step(f"describe-{name}", lambda name: describe(name), name)
     step("lookup-missing", lambda: conn.nodeDeviceLookupByName("scsi_host99"))
     step("xml-bad-flags", lambda: conn.nodeDeviceLookupByName("computer").XMLDesc(1))
     step("by-wwn", lambda: conn.nodeDeviceLookupSCSIHostByWWN("2000000012341234", "1000000012341234", 0))
     for index, xml in enumerate(BAD_CREATES):
-        step(f"bad-{index}", lambda xml=xml: conn.nodeDeviceCreateXML(xml, 0))
+        step(f"bad-{index}", lambda xml: conn.nodeDeviceCreateXML(xml, 0), xml)
     step("create-bad-flags", lambda: conn.nodeDeviceCreateXML(_vhba(), 2))
     made = step("create", lambda: conn.nodeDeviceCreateXML(_vhba(), 0))
     step("created", lambda: [made.name(), made.parent(), describe("scsi_host12")])

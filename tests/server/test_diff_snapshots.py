@@ -101,9 +101,9 @@ def _scenario(libvirt: ModuleType, conn: Any) -> list[Any]:
     out: list[Any] = []
     lv = libvirt
 
-    def step(label: str, call: Callable[[], Any]) -> Any:
+    def step(label: str, call: Callable[..., Any], *args: Any) -> Any:
         try:
-            value = call()
+            value = call(*args)
         except lv.libvirtError as exc:
             out.append([label, "error", exc.get_error_code(), exc.get_error_domain(), str(exc)])
             return None
@@ -138,8 +138,7 @@ def _scenario(libvirt: ModuleType, conn: Any) -> list[Any]:
     step(
         "unnamed-is-time",
         lambda: (
-            stamped.getName()
-            == re.search(r"<creationTime>(\d+)</creationTime>", stamped.getXMLDesc(0)).group(1)
+            stamped.getName() == re.findall(r"<creationTime>(\d+)</creationTime>", stamped.getXMLDesc(0))[0]
         ),
     )
     step("unnamed-parent", lambda: stamped.getParent(0).getName())
@@ -158,9 +157,9 @@ def _scenario(libvirt: ModuleType, conn: Any) -> list[Any]:
     step("s1-no-parent", lambda: s1.getParent(0))
     step("has-metadata", lambda: s3.hasMetadata(0))
     for index, xml in enumerate(BAD_SNAPSHOTS):
-        step(f"bad-{index}", lambda xml=xml: snapdom.snapshotCreateXML(xml, 0))
+        step(f"bad-{index}", lambda xml: snapdom.snapshotCreateXML(xml, 0), xml)
     for flags in (4, 16, 32, 1 << 10, 2, 1 | 8, 1 | 4):
-        step(f"create-flags-{flags}", lambda flags=flags: test.snapshotCreateXML("<domainsnapshot/>", flags))
+        step(f"create-flags-{flags}", lambda flags: test.snapshotCreateXML("<domainsnapshot/>", flags), flags)
     step(
         "create-quiesce-atomic-live",
         lambda: test.snapshotCreateXML(
@@ -168,23 +167,23 @@ def _scenario(libvirt: ModuleType, conn: Any) -> list[Any]:
         ).getName(),
     )
     for flags in LIST_FLAGS:
-        step(f"num-{flags}", lambda flags=flags: test.snapshotNum(flags))
-        step(f"list-all-{flags}", lambda flags=flags: names(test, flags))
-        step(f"list-names-{flags}", lambda flags=flags: sorted(test.snapshotListNames(flags)))
+        step(f"num-{flags}", lambda flags: test.snapshotNum(flags), flags)
+        step(f"list-all-{flags}", lambda flags: names(test, flags), flags)
+        step(f"list-names-{flags}", lambda flags: sorted(test.snapshotListNames(flags)), flags)
     step(
         "topological",
         lambda: [s.getName() for s in test.listAllSnapshots(1024)] == names(test, 0) or _topological_ok(test),
     )
     for flags in (0, 1, 4, 8, 1024, 1025, 2):
-        step(f"children-{flags}", lambda flags=flags: sorted(s.getName() for s in s1.listAllChildren(flags)))
-        step(f"num-children-{flags}", lambda flags=flags: s1.numChildren(flags))
-        step(f"children-names-{flags}", lambda flags=flags: sorted(s1.listChildrenNames(flags)))
+        step(f"children-{flags}", lambda flags: sorted(s.getName() for s in s1.listAllChildren(flags)), flags)
+        step(f"num-children-{flags}", lambda flags: s1.numChildren(flags), flags)
+        step(f"children-names-{flags}", lambda flags: sorted(s1.listChildrenNames(flags)), flags)
     step("children-bad-flags", lambda: s1.numChildren(1 << 11))
     step("list-bad-flags", lambda: test.snapshotNum(1 << 11))
     # Redefinitions.
     for index, xml in enumerate(REDEFINITIONS):
         xml = xml.replace("{uuid}", test.UUIDString())
-        step(f"redefine-{index}", lambda xml=xml: test.snapshotCreateXML(xml, 1).getName())
+        step(f"redefine-{index}", lambda xml: test.snapshotCreateXML(xml, 1).getName(), xml)
     step("r-xml", lambda: test.snapshotLookupByName("r", 0).getXMLDesc(0))
     step("s1-redefined-xml", lambda: s1.getXMLDesc(0))
     step("current-after-redefine", lambda: test.snapshotCurrent(0).getName())
@@ -200,7 +199,7 @@ def _scenario(libvirt: ModuleType, conn: Any) -> list[Any]:
     step("tree", lambda: {n: (test.snapshotLookupByName(n, 0).numChildren(0)) for n in names(test)})
     # Revert.
     for flags in (1 | 2, 8):
-        step(f"revert-flags-{flags}", lambda flags=flags: test.revertToSnapshot(s3, flags))
+        step(f"revert-flags-{flags}", lambda flags: test.revertToSnapshot(s3, flags), flags)
     step("revert-s3", lambda: test.revertToSnapshot(s3, 0))
     step("state-after-s3", lambda: [test.state(0), test.ID() > 0, test.snapshotCurrent(0).getName()])
     step("revert-s1", lambda: test.revertToSnapshot(s1, 0))

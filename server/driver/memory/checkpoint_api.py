@@ -1,11 +1,12 @@
 """Domain checkpoint procedures of the memory driver: libvirt's test driver (testDomainCheckpoint*).
 
-A domain's checkpoints live in a ``MomentTree`` in ``Domain.extra`` (the key
-the snapshot family checks before creating a snapshot); a persistent domain's
-checkpoints are written to ``<state-dir>/checkpoints/<uuid>.xml``.
+A domain's checkpoints live in a ``MomentTree`` (see ``snapshot_moments``); a
+persistent domain's checkpoints are written to ``<state-dir>/checkpoints/<uuid>.xml``.
 """
 
 from __future__ import annotations
+
+from typing import cast
 
 from virtwire.protocol.generated import constants as C
 from virtwire.protocol.generated import remote as R
@@ -13,8 +14,9 @@ from virtwire.protocol.generated import remote as R
 from ...errors import check_flags, report
 from ..base import ConnectionContext, nonblocking
 from .checkpoints import CheckpointDef, align_disks, assign_bitmap_names, parse_checkpoint_xml
-from .core import FROM, MemoryCore, dom_ref, operation_invalid
+from .core import FROM, dom_ref, operation_invalid
 from .model import Domain
+from .snapshot_moments import CHECKPOINTS, SNAPSHOTS, DomainMoments
 from .snapshot_tree import (
     LIST_LEAVES,
     LIST_NO_LEAVES,
@@ -24,15 +26,11 @@ from .snapshot_tree import (
     MomentTree,
     delete_moment,
     exclusive_flags,
-    load_tree,
     required_flag,
-    save_tree,
 )
-from .store import ObjectStore
 
 Checkpoint = Moment[CheckpointDef]
 CheckpointTree = MomentTree[CheckpointDef]
-EXTRA_KEY = "checkpoints"
 
 # The public checkpoint listing flags are the common moment flags themselves.
 _LIST_FLAGS = LIST_ROOTS | LIST_TOPOLOGICAL | LIST_LEAVES | LIST_NO_LEAVES
@@ -54,29 +52,14 @@ def _every(_moment: Checkpoint) -> bool:
 
 
 @nonblocking
-class CheckpointAPI(MemoryCore):
+class CheckpointAPI(DomainMoments):
     """virDomainCheckpoint* answers of test:///default."""
 
-    def _checkpoint_store(self) -> ObjectStore | None:
-        store: ObjectStore | None = getattr(self, "_checkpoint_store_cache", None)
-        if store is None and self.state_dir is not None:
-            store = self._checkpoint_store_cache = ObjectStore(self.state_dir / "checkpoints", "checkpoints")
-        return store
-
     def _checkpoints(self, dom: Domain) -> CheckpointTree:
-        tree: CheckpointTree | None = dom.extra.get(EXTRA_KEY)
-        if tree is None:
-            tree = dom.extra[EXTRA_KEY] = MomentTree()
-            store = self._checkpoint_store()
-            if store is not None and dom.persistent:
-                load_tree(store, dom.uuid_string, tree, lambda xml: parse_checkpoint_xml(xml, redefine=True))
-        return tree
+        return cast(CheckpointTree, self._moment_tree(dom, CHECKPOINTS))
 
     def _save_checkpoints(self, dom: Domain) -> None:
-        store = self._checkpoint_store()
-        if store is not None:
-            tree = self._checkpoints(dom) if dom.persistent else MomentTree[CheckpointDef]()
-            save_tree(store, dom.uuid_string, tree, lambda d: d.format())
+        self._save_moments(dom, CHECKPOINTS, lambda d: cast(CheckpointDef, d).format())
 
     def _checkpoint(self, ref: R.remote_nonnull_domain_checkpoint) -> tuple[Domain, Checkpoint]:
         dom = self.lookup(ref.dom)
@@ -102,8 +85,7 @@ class CheckpointAPI(MemoryCore):
         redefine = bool(flags & C.VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE)
         update_current = not redefine
         dom = self.lookup(args.dom)
-        snapshots = dom.extra.get("snapshots")
-        if snapshots is not None and len(snapshots):
+        if len(self._moment_tree(dom, SNAPSHOTS)):
             raise report(
                 C.VIR_ERR_OPERATION_UNSUPPORTED, FROM, "cannot create checkpoint while snapshot exists"
             )

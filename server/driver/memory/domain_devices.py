@@ -44,7 +44,7 @@ _DISK_ORDER_BUSES = {
 
 def _parse_device(xml: str) -> tuple[ET.Element, str]:
     try:
-        el = ET.fromstring(xml)
+        el = ET.fromstring(xml.encode("utf-8", "surrogateescape"))
     except ET.ParseError as exc:
         line = exc.position[0] if exc.position else 1
         raise xml_detail(f"(device_definition):{line}: {exc}") from None

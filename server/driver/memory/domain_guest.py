@@ -23,7 +23,7 @@ from ..base import ConnectionContext, nonblocking
 from .core import FROM, operation_invalid
 from .model import Domain
 from .network_api import NetworkAPI
-from .networks import ip_prefix
+from .network_ip import ip_prefix
 
 _MOUNTS = ("/", "/boot")  # the guest's two filesystems, on the first disk
 _BOOT_TIME_S = 627319920  # testDomainObjPrivateAlloc's guest clock

@@ -26,6 +26,7 @@ from .core import FROM, operation_invalid
 from .domain_api import _UNDEFINE_FLAGS, DomainAPI
 from .domxml import format_domain_xml, normalise, parse_domain_xml
 from .model import Domain
+from .nodexml import NodeDescription
 from .save_image import read_image, write_core_dump, write_image
 from .store import ObjectStore
 
@@ -52,11 +53,26 @@ class SaveAPI(DomainAPI):
 
     _managed_store: ObjectStore | None = None
 
-    def __init__(self, *, hostname: str, state_dir: Path | None = None, seed_defaults: bool = True) -> None:
-        super().__init__(hostname=hostname, state_dir=state_dir, seed_defaults=seed_defaults)
+    def __init__(
+        self,
+        *,
+        hostname: str,
+        state_dir: Path | None = None,
+        seed_defaults: bool = True,
+        node: NodeDescription | None = None,
+    ) -> None:
+        super().__init__(hostname=hostname, state_dir=state_dir, seed_defaults=seed_defaults, node=node)
         if state_dir is not None:
             self._managed_store = ObjectStore(state_dir / "managedsave", "domain")
             self._load_managed_saves(self._managed_store)
+        if node is not None and (self._managed_store is None or not self._managed_store.seeded):
+            # test:hasmanagedsave in a node file: the (shut off) domain has an image to resume.
+            for spec in node.domains:
+                if spec.has_managed_save:
+                    dom = self.find_by_name(spec.name)
+                    self._set_managed_save(dom, dom.xml(inactive=True))
+            if self._managed_store is not None:
+                self._managed_store.mark_seeded()
 
     def _load_managed_saves(self, store: ObjectStore) -> None:
         for stored in store.load():

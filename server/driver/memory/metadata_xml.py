@@ -25,7 +25,7 @@ _NCNAME = re.compile(r"[^\W\d][\w.\-]*\Z")
 def parse_element(text: str, uri: str, key: str) -> ET.Element:
     """The caller's element, in namespace ``uri`` printed with prefix ``key``."""
     try:
-        root = ET.fromstring(text)
+        root = ET.fromstring(text.encode("utf-8", "surrogateescape"))
     except ET.ParseError as exc:
         line = exc.position[0] if exc.position else 1
         raise xml_detail(f"(metadata_xml):{line}: {exc}") from None

@@ -20,7 +20,7 @@ from ...errors import report
 def parse_document(xml: str, url: str, root: str, domain: int) -> ET.Element:
     """The root element of ``xml``, which must be ``<root>``; libvirt's errors otherwise."""
     try:
-        element = ET.fromstring(xml)
+        element = ET.fromstring(xml.encode("utf-8", "surrogateescape"))
     except ET.ParseError as exc:
         line = exc.position[0] if exc.position else 1
         detail = f"{url}:{line}: {exc}"

@@ -1,14 +1,19 @@
-"""Typed parameters as the test driver and libvirtd handle them: validation and getter replies."""
+"""Typed parameters as the test driver and libvirtd handle them: validation and getter replies.
+
+``validate`` is protocol.typedparams.validate (libvirt's virTypedParamsValidate), re-exported.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from virtwire.protocol.generated import constants as C
 from virtwire.protocol.generated import remote as R
-from virtwire.protocol.typedparams import TYPE_NAMES, ParamValue, make_param, params_to_list
+from virtwire.protocol.typedparams import TYPE_NAMES, ParamValue, make_param, params_to_list, validate
 
 from ...errors import report
+
+__all__ = ["Param", "first", "received", "serialise", "too_many", "validate"]
 
 Param = tuple[str, int, ParamValue]
 
@@ -20,33 +25,6 @@ def received(params: Sequence[R.remote_typed_param], limit: int) -> list[Param]:
 
 def _type_name(type_code: int) -> str:
     return TYPE_NAMES.get(type_code, "unknown")
-
-
-def validate(params: Sequence[Param], allowed: Mapping[str, int]) -> None:
-    """virTypedParamsValidate: known names, right types, no repeats; errors in name order."""
-    keys = sorted(allowed, key=str.encode)
-    ordered = sorted(params, key=lambda p: p[0].encode())
-    i = j = 0
-    last: str | None = None
-    while i < len(ordered) and j < len(keys):
-        name, type_code, _ = ordered[i]
-        if name != keys[j]:
-            j += 1
-            continue
-        if name == last:
-            raise report(C.VIR_ERR_INVALID_ARG, C.VIR_FROM_NONE, f"parameter '{name}' occurs multiple times")
-        if type_code != allowed[name]:
-            detail = (
-                f"invalid type '{_type_name(type_code)}' for parameter '{name}', "
-                f"expected '{_type_name(allowed[name])}'"
-            )
-            raise report(C.VIR_ERR_INVALID_ARG, C.VIR_FROM_NONE, detail)
-        last = name
-        i += 1
-    if j == len(keys) and i != len(ordered):
-        raise report(
-            C.VIR_ERR_ARGUMENT_UNSUPPORTED, C.VIR_FROM_NONE, f"parameter '{ordered[i][0]}' not supported"
-        )
 
 
 def too_many(requested: int, limit: int) -> None:

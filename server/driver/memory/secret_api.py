@@ -144,7 +144,7 @@ class SecretAPI(MemoryCore):
     ) -> R.remote_secret_define_xml_ret:
         _check_flags(args.flags, C.VIR_SECRET_DEFINE_VALIDATE, "secretDefineXML")
         registry = self._secret_registry()
-        definition = parse_secret_xml(args.xml)
+        definition = parse_secret_xml(args.xml, validate=bool(args.flags & C.VIR_SECRET_DEFINE_VALIDATE))
         existing = registry.check_add(definition)
         was_ephemeral = existing is not None and existing.definition.ephemeral
         secret = existing if existing is not None else Secret(definition)

@@ -86,9 +86,28 @@ def _parse_yes_no(root: ET.Element, attr: str) -> bool:
     return text == "yes"
 
 
-def parse_secret_xml(xml: str) -> SecretDef:
+_SCHEMA = "/usr/share/libvirt/schemas/secret.rng"
+
+
+def _validate(root: ET.Element) -> None:
+    """What secret.rng refuses that a client is likely to send: unknown elements.
+
+    libvirt answers with libxml2's explanation after its own first line; we give
+    the explanation libxml2 gives for an element the schema does not know.
+    """
+    for child in root:
+        if child.tag not in ("uuid", "description", "usage"):
+            detail = (
+                f"Unable to validate doc against {_SCHEMA}\nElement secret has extra content: {child.tag}\n"
+            )
+            raise report(C.VIR_ERR_XML_INVALID_SCHEMA, C.VIR_FROM_XML, detail)
+
+
+def parse_secret_xml(xml: str, *, validate: bool = False) -> SecretDef:
     """virSecretDefParse: the checks in libvirt's order, a fresh UUID when none is given."""
     root = parse_document(xml, "(definition_of_secret)", "secret", FROM)
+    if validate:
+        _validate(root)
     ephemeral = _parse_yes_no(root, "ephemeral")
     private = _parse_yes_no(root, "private")
     uuid_text = xpath_string(root, "uuid")

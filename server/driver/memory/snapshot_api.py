@@ -2,26 +2,28 @@
 
 Each domain's snapshots live in a ``MomentTree`` kept in ``Domain.extra``; a
 persistent domain's snapshots are written to ``<state-dir>/snapshots/<uuid>.xml``
-(all of them in one file, rewritten on every change).  This mixin also answers
-DOMAIN_SNAPSHOT_NUM and refuses to undefine an inactive domain that still has
-snapshots (unless VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA), as the test driver
-does; it must come before ``DomainAPI`` among MemoryDriver's bases.
+(all of them in one file, rewritten on every change; see ``snapshot_moments``).
+This mixin also answers DOMAIN_SNAPSHOT_NUM, refuses to undefine an inactive
+domain that still has snapshots (unless VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
+as the test driver does, and forgets a no longer persistent domain's snapshot
+and checkpoint files; it must come before ``DomainAPI`` among MemoryDriver's bases.
 """
 
 from __future__ import annotations
 
-import logging
 import uuid as uuidlib
 from collections.abc import Callable
+from typing import cast
 
 from virtwire.protocol.generated import constants as C
 from virtwire.protocol.generated import remote as R
 
 from ...errors import check_flags, report
 from ..base import ConnectionContext, nonblocking
-from .core import FROM, MemoryCore, dom_ref, operation_invalid
+from .core import FROM, dom_ref, operation_invalid
 from .domxml import normalise, parse_domain_xml
 from .model import Domain
+from .snapshot_moments import CHECKPOINTS, SNAPSHOTS, DomainMoments
 from .snapshot_tree import (
     LIST_LEAVES,
     LIST_METADATA,
@@ -33,19 +35,13 @@ from .snapshot_tree import (
     MomentTree,
     delete_moment,
     exclusive_flags,
-    load_tree,
     required_flag,
-    save_tree,
 )
 from .snapshots import ONLINE_STATES, STATE_DISK, STATE_SHUTOFF, STATES, SnapshotDef, align_disks
 from .snapshots import parse_snapshot_xml as parse_snapshot
-from .store import ObjectStore
-
-log = logging.getLogger(__name__)
 
 Snapshot = Moment[SnapshotDef]
 SnapshotTree = MomentTree[SnapshotDef]
-_EXTRA_KEY = "snapshots"
 
 _FILTERS_LEAVES = C.VIR_DOMAIN_SNAPSHOT_LIST_LEAVES | C.VIR_DOMAIN_SNAPSHOT_LIST_NO_LEAVES
 _FILTERS_METADATA = C.VIR_DOMAIN_SNAPSHOT_LIST_METADATA | C.VIR_DOMAIN_SNAPSHOT_LIST_NO_METADATA
@@ -132,31 +128,16 @@ def no_snapshot(name: str) -> Exception:
 
 
 @nonblocking
-class SnapshotAPI(MemoryCore):
+class SnapshotAPI(DomainMoments):
     """virDomainSnapshot* answers of test:///default."""
 
     # --- state -------------------------------------------------------------------------------
 
-    def _snapshot_store(self) -> ObjectStore | None:
-        store: ObjectStore | None = getattr(self, "_snapshot_store_cache", None)
-        if store is None and self.state_dir is not None:
-            store = self._snapshot_store_cache = ObjectStore(self.state_dir / "snapshots", "snapshots")
-        return store
-
     def _snapshots(self, dom: Domain) -> SnapshotTree:
-        tree: SnapshotTree | None = dom.extra.get(_EXTRA_KEY)
-        if tree is None:
-            tree = dom.extra[_EXTRA_KEY] = MomentTree()
-            store = self._snapshot_store()
-            if store is not None and dom.persistent:
-                load_tree(store, dom.uuid_string, tree, lambda xml: parse_snapshot(xml, redefine=True))
-        return tree
+        return cast(SnapshotTree, self._moment_tree(dom, SNAPSHOTS))
 
     def _save_snapshots(self, dom: Domain) -> None:
-        store = self._snapshot_store()
-        if store is not None:
-            tree = self._snapshots(dom) if dom.persistent else MomentTree[SnapshotDef]()
-            save_tree(store, dom.uuid_string, tree, lambda d: d.format(dom.uuid_string))
+        self._save_moments(dom, SNAPSHOTS, lambda d: cast(SnapshotDef, d).format(dom.uuid_string))
 
     def _snapshot(self, ref: R.remote_nonnull_domain_snapshot) -> tuple[Domain, Snapshot]:
         dom = self.lookup(ref.dom)
@@ -326,8 +307,7 @@ class SnapshotAPI(MemoryCore):
 
     def _has_checkpoints(self, dom: Domain) -> bool:
         """Whether the domain has checkpoints (the checkpoint family's tree, if it made one)."""
-        tree = dom.extra.get("checkpoints")
-        return tree is not None and len(tree) > 0
+        return len(self._moment_tree(dom, CHECKPOINTS)) > 0
 
     @staticmethod
     def _align_new(dom: Domain, definition: SnapshotDef, flags: int) -> None:
@@ -493,14 +473,14 @@ class SnapshotAPI(MemoryCore):
     async def domain_undefine(self, args: R.remote_domain_undefine_args, ctx: ConnectionContext) -> None:
         self._refuse_undefine(args.dom, 0)
         await super().domain_undefine(args, ctx)
-        self._forget_snapshots(args.dom)
+        self._forget_moments(_uuid_string(args.dom))
 
     async def domain_undefine_flags(
         self, args: R.remote_domain_undefine_flags_args, ctx: ConnectionContext
     ) -> None:
         self._refuse_undefine(args.dom, args.flags)
         await super().domain_undefine_flags(args, ctx)
-        self._forget_snapshots(args.dom)
+        self._forget_moments(_uuid_string(args.dom))
 
     def _refuse_undefine(self, ref: R.remote_nonnull_domain, flags: int) -> None:
         if flags & ~_UNDEFINE_KNOWN:
@@ -509,11 +489,6 @@ class SnapshotAPI(MemoryCore):
         count = len(self._snapshots(dom))
         if not dom.active and count and not flags & C.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA:
             raise operation_invalid(f"cannot delete inactive domain with {count} snapshots", FROM)
-
-    def _forget_snapshots(self, ref: R.remote_nonnull_domain) -> None:
-        store = self._snapshot_store()
-        if store is not None:
-            store.delete(str(_uuid_string(ref)))
 
 
 def _uuid_string(ref: R.remote_nonnull_domain) -> str:

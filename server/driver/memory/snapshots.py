@@ -258,7 +258,7 @@ _SOURCE_ATTRS = ("file", "dev", "dir", "name", "volume")
 
 
 def domain_disks(domain_xml: str) -> list[DomainDisk]:
-    root = ET.fromstring(domain_xml)
+    root = ET.fromstring(domain_xml.encode("utf-8", "surrogateescape"))
     found = []
     for disk in root.iterfind("devices/disk"):
         target = disk.find("target")

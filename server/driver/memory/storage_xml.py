@@ -99,7 +99,7 @@ def escape(text: str) -> str:
 def parse_document(xml: str, root: str, label: str) -> ET.Element:
     """The root element of ``xml``, which must be ``root``; libvirt's errors otherwise."""
     try:
-        element = ET.fromstring(xml)
+        element = ET.fromstring(xml.encode("utf-8", "surrogateescape"))
     except ET.ParseError as exc:
         line = exc.position[0] if exc.position else 1
         detail = f"({label}):{line}: {exc}"
