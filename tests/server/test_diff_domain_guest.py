@@ -84,6 +84,16 @@ def test_time(pair: tuple[Side, Side]) -> None:
             lambda s: _test(s).getTime(),  # paused: the test driver refuses
             lambda s: _test(s).setTime({"seconds": 627319920, "nseconds": 0}),
             lambda s: _test(s).resume(),
+            # The test driver reads its control state off the guest clock.
+            *(
+                step
+                for seconds in (0, 5000, 10000, 29999, 30000, 30001, 45002, 59999, 60000, -5)
+                for step in (
+                    lambda s, seconds=seconds: _test(s).setTime({"seconds": seconds}),
+                    lambda s: _test(s).controlInfo(),
+                )
+            ),
+            lambda s: _test(s).setTime({"seconds": 627319920, "nseconds": 0}),
             lambda s: _test(s).getTime(),
         ],
     )

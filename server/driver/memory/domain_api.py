@@ -9,6 +9,7 @@ from ...errors import check_flags
 from ..base import ConnectionContext, nonblocking
 from . import defaults
 from .core import FROM, MemoryCore, dom_ref, internal, operation_invalid
+from .domain_guest import control_state, guest_state
 from .host_api import chars
 from .model import Domain
 
@@ -283,8 +284,8 @@ class DomainAPI(MemoryCore):
         self, args: R.remote_domain_get_control_info_args, ctx: ConnectionContext
     ) -> R.remote_domain_get_control_info_ret:
         check_flags(args.flags, 0, "testDomainGetControlInfo")
-        self._running(args.dom)
-        return R.remote_domain_get_control_info_ret(state=C.VIR_DOMAIN_CONTROL_OK, details=0, stateTime=0)
+        state, details, state_time = control_state(guest_state(self._running(args.dom)).seconds)
+        return R.remote_domain_get_control_info_ret(state=state, details=details, stateTime=state_time)
 
     async def domain_get_hostname(
         self, args: R.remote_domain_get_hostname_args, ctx: ConnectionContext

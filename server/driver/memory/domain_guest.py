@@ -46,6 +46,18 @@ def guest_state(dom: Domain) -> GuestState:
     return state
 
 
+def control_state(seconds: int) -> tuple[int, int, int]:
+    """testDomainGetControlInfo: (state, details, stateTime) read off the guest clock's seconds."""
+    if 0 < seconds < 10000:
+        return C.VIR_DOMAIN_CONTROL_JOB, 0, seconds
+    if 10000 <= seconds < 30000:
+        return C.VIR_DOMAIN_CONTROL_OCCUPIED, 0, seconds - 10000
+    if 30000 <= seconds < 60000:
+        # details: NONE, UNKNOWN, MONITOR, INTERNAL by the remainder.
+        return C.VIR_DOMAIN_CONTROL_ERROR, seconds % 4, seconds - 30000
+    return C.VIR_DOMAIN_CONTROL_OK, 0, 0
+
+
 def _running(dom: Domain) -> Domain:
     """virDomainObjCheckActive."""
     if not dom.active:
