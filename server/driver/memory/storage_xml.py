@@ -99,7 +99,9 @@ def escape(text: str) -> str:
 def parse_document(xml: str, root: str, label: str) -> ET.Element:
     """The root element of ``xml``, which must be ``root``; libvirt's errors otherwise."""
     try:
-        element = ET.fromstring(xml)
+        # As bytes: a wire string that is not UTF-8 (surrogate escapes) is then a
+        # parse error, as libxml2 reports it, instead of an encoding failure here.
+        element = ET.fromstring(xml.encode("utf-8", "surrogateescape"))
     except ET.ParseError as exc:
         line = exc.position[0] if exc.position else 1
         detail = f"({label}):{line}: {exc}"
@@ -326,7 +328,7 @@ def _parse_adapter(node: ET.Element) -> dict[str, str] | None:
         if any(node.get(name) is not None for name in ("wwnn", "wwpn", "parent")):
             raise xml_error(
                 "Use of 'wwnn', 'wwpn', and 'parent' attributes requires use of the adapter 'type'"
-            )  # noqa: E501
+            )
         if node.find("parentaddr") is not None:
             raise xml_error("Use of 'parentaddr' element requires use of the adapter 'type'")
         name = node.get("name")
