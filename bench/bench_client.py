@@ -7,8 +7,12 @@ uses --tcp-uri/--unix-uri of a running one), then measures, for each client:
 - lookupByName + info; open + close;
 - dom.info() from 8 threads on 8 connections;
 - listAllDomains with --ndomains extra domains defined;
-- the trio API with 8 and 32 concurrent tasks on one connection (compared with
-  libvirt-python's threads on one connection);
+- dom.info() from 8 and 32 threads on ONE connection (virtwire.libvirt's
+  thread shell against libvirt-python);
+- the trio and the asyncio API with 8 and 32 concurrent tasks on one connection
+  (compared with libvirt-python's threads on one connection), and asyncio/trio;
+- volume streams: a 256 MiB download and upload (--stream-mib) against a second
+  libvirtd with the storage driver (vwtestkit.storaged), in MiB/s;
 - client CPU per call (process CPU time / operations; the daemon is another process).
 
 Each row is the median of --reps runs of --duration seconds, the two clients
@@ -22,6 +26,8 @@ fast; CPU ratio <= 1.0 is as cheap).
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -40,6 +46,9 @@ sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
 
 import libvirt as real_libvirt  # noqa: E402 - the real libvirt-python 9.0
 import virtwire.client as vclient  # noqa: E402
+import virtwire.client.asyncio as vasyncio  # noqa: E402
+from virtwire.client import ops  # noqa: E402
+from virtwire.client import stream as vstream  # noqa: E402
 
 import virtwire.libvirt as vlibvirt  # noqa: E402
 
@@ -200,6 +209,129 @@ def trio_tasks(uri: str, duration: float, ntasks: int) -> Result:
     return total / wall, cpu / max(total, 1) * 1e6
 
 
+def asyncio_tasks(uri: str, duration: float, ntasks: int) -> Result:
+    async def main() -> tuple[int, float]:
+        loop = asyncio.get_running_loop()
+        async with await vasyncio.connect(uri, keepalive=False) as conn:
+            dom = await conn.lookup_by_name("test")
+            counts = [0] * ntasks
+            t0 = loop.time()
+
+            async def worker(i: int) -> None:
+                while loop.time() - t0 < duration:
+                    await dom.info()
+                    counts[i] += 1
+
+            await asyncio.gather(*(worker(i) for i in range(ntasks)))
+            return sum(counts), loop.time() - t0
+
+    cpu0 = time.process_time()
+    total, wall = asyncio.run(main())
+    cpu = time.process_time() - cpu0
+    return total / wall, cpu / max(total, 1) * 1e6
+
+
+# -- streams (a libvirtd with the storage driver) --------------------------------
+
+STREAM_POOL = f"vwbench-{uuid.uuid4().hex[:8]}"
+CHUNK = 262120  # libvirt-python's virStorageVol.streamBufSize
+
+
+def _bind(lib: Any, conn: Any, name: str, upload: bool, size: int) -> Any:
+    """A stream bound to volume `name`'s download or upload, for either library."""
+    stream = conn.newStream(0)
+    if lib is real_libvirt:
+        vol = conn.storagePoolLookupByName(STREAM_POOL).storageVolLookupByName(name)
+        (vol.upload if upload else vol.download)(stream, 0, size, 0)
+        return stream
+    pool = conn._run(ops.call("STORAGE_POOL_LOOKUP_BY_NAME", ops.field("pool"), name=STREAM_POOL))
+    vol = conn._run(ops.call("STORAGE_VOL_LOOKUP_BY_NAME", ops.field("vol"), pool=pool, name=name))
+    start = vstream.storage_vol_upload if upload else vstream.storage_vol_download
+    start(stream, conn._sock, False, vol, 0, size, 0)
+    return stream
+
+
+def stream_download(lib: Any, uri: str, size: int) -> Result:
+    conn = lib.open(uri)
+    try:
+        got = [0]
+        cpu0 = time.process_time()
+        t0 = time.perf_counter()
+        stream = _bind(lib, conn, "bench.img", False, size)
+        stream.recvAll(lambda _st, buf, got: got.__setitem__(0, got[0] + len(buf)), got)
+        stream.finish()
+        wall = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
+        assert got[0] == size, got
+        mib = size / (1024 * 1024)
+        return mib / wall, cpu / mib * 1e6
+    finally:
+        conn.close()
+
+
+def stream_upload(lib: Any, uri: str, size: int, payload: bytes) -> Result:
+    conn = lib.open(uri)
+    try:
+        view = memoryview(payload)
+        pos = [0]
+
+        def source(_st: Any, n: int, _opaque: Any) -> bytes:
+            start = pos[0]
+            pos[0] = min(size, start + n)
+            return bytes(view[start : pos[0]])
+
+        cpu0 = time.process_time()
+        t0 = time.perf_counter()
+        stream = _bind(lib, conn, "bench.img", True, size)
+        stream.sendAll(source, None)
+        stream.finish()
+        wall = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
+        mib = size / (1024 * 1024)
+        return mib / wall, cpu / mib * 1e6
+    finally:
+        conn.close()
+
+
+def stream_rows(reps: int, size: int) -> list[tuple[str, Result, Result]]:
+    from vwtestkit.storaged import storage_libvirtd
+
+    rows: list[tuple[str, Result, Result]] = []
+    workdir = Path(tempfile.mkdtemp(prefix="vw-bench-storage-"))
+    with storage_libvirtd(workdir) as daemon:
+        conn = real_libvirt.open(daemon.uri)
+        target = f"<target><path>{daemon.pool_dir}</path></target>"
+        pool = conn.storagePoolCreateXML(f"<pool type='dir'><name>{STREAM_POOL}</name>{target}</pool>", 0)
+        try:
+            pool.createXML(
+                f"<volume><name>bench.img</name><capacity>{size}</capacity>"
+                "<target><format type='raw'/></target></volume>",
+                0,
+            )
+            payload = os.urandom(size)
+            mib = size // (1024 * 1024)
+            name = f"unix stream upload {mib} MiB (MiB/s)"
+            theirs, ours = interleaved(
+                reps,
+                partial(stream_upload, real_libvirt, daemon.uri, size, payload),
+                partial(stream_upload, vlibvirt, daemon.uri, size, payload),
+            )
+            rows.append((name, theirs, ours))
+            report(rows[-1:])
+            name = f"unix stream download {mib} MiB (MiB/s)"
+            theirs, ours = interleaved(
+                reps,
+                partial(stream_download, real_libvirt, daemon.uri, size),
+                partial(stream_download, vlibvirt, daemon.uri, size),
+            )
+            rows.append((name, theirs, ours))
+            report(rows[-1:])
+        finally:
+            pool.destroy()
+            conn.close()
+    return rows
+
+
 # -- driver ---------------------------------------------------------------------
 
 
@@ -239,6 +371,7 @@ def main() -> int:
     parser.add_argument("--tcp-uri")
     parser.add_argument("--unix-uri")
     parser.add_argument("--only", help="substring filter on test names")
+    parser.add_argument("--stream-mib", type=int, default=256, help="size of the stream rows' volume")
     args = parser.parse_args()
     real_libvirt.registerErrorHandler(lambda ctx, err: None, None)
 
@@ -268,16 +401,34 @@ def main() -> int:
             rows.append((name, theirs, ours))
             report(rows[-1:])
         for n in (8, 32):
-            name = f"tcp dom.info() {n} on one conn (trio tasks)"
-            if args.only and args.only not in name:
-                continue
-            theirs, ours = interleaved(
-                reps,
-                partial(threads_one_conn, real_libvirt, tcp_uri, d, n),
-                partial(trio_tasks, tcp_uri, d, n),
-            )
-            rows.append((name, theirs, ours))
-            report(rows[-1:])
+            name = f"tcp dom.info() {n} threads on one conn"
+            if not args.only or args.only in name:
+                theirs, ours = interleaved(
+                    reps,
+                    partial(threads_one_conn, real_libvirt, tcp_uri, d, n),
+                    partial(threads_one_conn, vlibvirt, tcp_uri, d, n),
+                )
+                rows.append((name, theirs, ours))
+                report(rows[-1:])
+        shells: list[tuple[str, Result, Result]] = []
+        for n in (8, 32):
+            by_shell: dict[str, Result] = {}
+            for shell, run in (("trio", trio_tasks), ("asyncio", asyncio_tasks)):
+                name = f"tcp dom.info() {n} on one conn ({shell} tasks)"
+                if args.only and args.only not in name:
+                    continue
+                theirs, ours = interleaved(
+                    reps,
+                    partial(threads_one_conn, real_libvirt, tcp_uri, d, n),
+                    partial(run, tcp_uri, d, n),
+                )
+                rows.append((name, theirs, ours))
+                report(rows[-1:])
+                by_shell[shell] = ours
+            if len(by_shell) == 2:
+                shells.append((f"{n} tasks: asyncio vs trio", by_shell["trio"], by_shell["asyncio"]))
+        if not args.only or "stream" in args.only:
+            rows += stream_rows(reps, args.stream_mib * 1024 * 1024)
         name = f"tcp listAllDomains ({args.ndomains + 1} domains)"
         if not args.only or args.only in name:
             define_domains(tcp_uri, args.ndomains)
@@ -291,6 +442,9 @@ def main() -> int:
             "cpu lower is better)"
         )
         report(rows)
+        if shells:
+            print("\nasyncio shell against the trio shell (ratio = asyncio / trio)")
+            report(shells)
     finally:
         if daemon is not None:
             from vwtestkit import stop_libvirtd

@@ -1,13 +1,13 @@
 """The client: libvirt's remote protocol from Python, without libvirt.so.
 
-Two APIs over one sans-IO core (core.py: serials, packets, replies, events,
-keepalive clock, read-only policy) and one description of every call (ops.py,
-and flows.py / migration.py for the multi-call logic libvirt's client library
-runs itself):
+Three shells over one sans-IO core (core.ClientProtocol: serials, packets,
+replies, events, data streams, keepalive clock; streamstate.py for a stream's
+queue) and one description of every call (ops.py, and flows.py / migration.py
+for the multi-call logic libvirt's client library runs itself):
 
 - `virtwire.libvirt`: libvirt-python's module, classes and behaviour, over a
   blocking socket shared by any number of threads (sync.py, facade.py,
-  eventloop.py)::
+  eventloop.py, stream.py)::
 
       import virtwire.libvirt as libvirt
       conn = libvirt.open("qemu+tls://host/system")
@@ -21,6 +21,11 @@ runs itself):
           async with conn.domain_events() as events:
               async for event in events:
                   print(event.domain.name, event.args)
+
+- `virtwire.client.asyncio.connect`: the same API over asyncio (asyncio_client.py).
+
+Streams (volume upload/download, screenshots) are virStream in the thread shell
+(stream.py) and stream_aio.AsyncStream in the async ones.
 
 URIs follow libvirt's remote driver (uri.py): tcp, tls (with libvirt's PKI
 locations and its 0x01 confirmation byte) and unix sockets.

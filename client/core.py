@@ -1,10 +1,15 @@
-"""The connection core shared by the sync and the trio client: no I/O.
+"""The client's protocol state machine, without I/O (h11-style).
 
-It owns what is the same whatever drives the socket: serial allocation,
-building CALL packets, splitting the byte stream into packets and sorting them
-into replies, events and keepalive messages, decoding a reply into its return
-struct or its libvirtError, the read-only check, and the keepalive clock.
-The transports feed it bytes and write what it hands back.
+`ClientProtocol` is the whole protocol state of one connection: serials and the
+calls awaiting a reply, the byte stream cut into packets and sorted into
+replies, events (MESSAGE packets), stream data and keepalive traffic, the
+streams riding on calls, and the keepalive clock. A shell (sync.py for threads,
+aio.py for trio, asyncio_client.py for asyncio) does the I/O: it writes the
+bytes `start_call` and friends return, feeds what it reads to `receive_data`,
+acts on the events that come back, and calls `tick` at `deadline()`.
+
+The helpers below it (classify, decode_reply, check_read_only, KeepAlive, ...)
+are the pieces it is built from; the shells use some of them directly.
 """
 
 from __future__ import annotations
@@ -14,36 +19,35 @@ from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
 from virtwire.client import errfactory
+from virtwire.client.streamstate import StreamState
+from virtwire.protocol import errors, wire
 from virtwire.protocol.errors import from_remote_error, libvirtError, read_only_denial
-from virtwire.protocol.framing import MAX_PACKET_SIZE, MIN_PACKET_SIZE, PacketDecoder
-from virtwire.protocol.generated import keepalive, remote, virnet
+from virtwire.protocol.framing import MAX_PACKET_SIZE, MIN_PACKET_SIZE, check_length
+from virtwire.protocol.generated import virnet
 from virtwire.protocol.xdr import Procedure
 
-REMOTE_PROGRAM: Final = remote.REMOTE_PROGRAM
-REMOTE_VERSION: Final = remote.REMOTE_PROTOCOL_VERSION
-KEEPALIVE_PROGRAM: Final = keepalive.KEEPALIVE_PROGRAM
-KEEPALIVE_VERSION: Final = keepalive.KEEPALIVE_PROTOCOL_VERSION
+REMOTE_PROGRAM: Final = wire.REMOTE_PROGRAM
+REMOTE_VERSION: Final = wire.REMOTE_VERSION
+KEEPALIVE_PROGRAM: Final = wire.KEEPALIVE_PROGRAM
+KEEPALIVE_VERSION: Final = wire.KEEPALIVE_VERSION
 
-CALL: Final = int(virnet.virNetMessageType.VIR_NET_CALL)
-REPLY: Final = int(virnet.virNetMessageType.VIR_NET_REPLY)
-MESSAGE: Final = int(virnet.virNetMessageType.VIR_NET_MESSAGE)
-STATUS_OK: Final = int(virnet.virNetMessageStatus.VIR_NET_OK)
-STATUS_ERROR: Final = int(virnet.virNetMessageStatus.VIR_NET_ERROR)
+CALL: Final = wire.CALL
+REPLY: Final = wire.REPLY
+MESSAGE: Final = wire.MESSAGE
+STATUS_OK: Final = wire.OK
+STATUS_ERROR: Final = wire.ERROR
 
-# u32 length, then prog, vers, proc, type, serial, status.
-_HEADER = struct.Struct(">IIIiiIi")
+_HEADER = wire.PACKET_HEADER
 _LENGTH = struct.Struct(">I")
-HEADER_SIZE: Final = _HEADER.size  # 28, length word included
-_PING_PROC: Final = int(keepalive.keepalive_procedure.KEEPALIVE_PROC_PING)
-_PONG_PROC: Final = int(keepalive.keepalive_procedure.KEEPALIVE_PROC_PONG)
+HEADER_SIZE: Final = wire.HEADER_SIZE
+_PING_PROC: Final = wire.PING_PROC
+_PONG_PROC: Final = wire.PONG_PROC
+_STREAM: Final = wire.STREAM
+_STREAM_HOLE: Final = wire.STREAM_HOLE
+_CONTINUE: Final = wire.CONTINUE
 
-
-def _keepalive_packet(proc: int) -> bytes:
-    return _HEADER.pack(HEADER_SIZE, KEEPALIVE_PROGRAM, KEEPALIVE_VERSION, proc, MESSAGE, 0, STATUS_OK)
-
-
-PING_PACKET: Final = _keepalive_packet(_PING_PROC)
-PONG_PACKET: Final = _keepalive_packet(_PONG_PROC)
+PING_PACKET: Final = wire.PING_PACKET
+PONG_PACKET: Final = wire.PONG_PACKET
 
 
 @dataclass(slots=True)
@@ -52,6 +56,7 @@ class Reply:
     procedure: int
     status: int
     payload: bytes
+    waiter: Any = None  # what the shell registered with the call (ClientProtocol)
 
 
 @dataclass(slots=True)
@@ -103,12 +108,7 @@ def classify(packet: bytes) -> Incoming:
 
 
 def call_packet(serial: int, procedure: int, payload: bytes) -> bytes:
-    return (
-        _HEADER.pack(
-            HEADER_SIZE + len(payload), REMOTE_PROGRAM, REMOTE_VERSION, procedure, CALL, serial, STATUS_OK
-        )
-        + payload
-    )
+    return wire.remote_packet(procedure, CALL, serial, STATUS_OK, payload)
 
 
 def decode_error(payload: bytes) -> libvirtError:
@@ -117,7 +117,25 @@ def decode_error(payload: bytes) -> libvirtError:
     try:
         return from_remote_error(virnet.remote_error.from_bytes(payload, exact=False))
     except ValueError:
-        return errfactory.rpc("Unable to decode message payload")
+        return errors.payload_decode_failed()
+
+
+def end_of_file() -> libvirtError:
+    """The peer closed the connection (virNetSocketReadWire's EOF, errno EIO)."""
+    return errfactory.system("End of file while reading data: Input/output error", 5)
+
+
+def write_failed() -> libvirtError:
+    """A write to a connection the peer has closed (EPIPE)."""
+    return errfactory.system("Cannot write data: Broken pipe", 32)
+
+
+def check_status(reply: Reply) -> None:
+    """Raise the error a reply carries, if any."""
+    if reply.status != STATUS_OK:
+        if reply.status == STATUS_ERROR:
+            raise decode_error(reply.payload)
+        raise errors.unexpected_status(reply.status)
 
 
 def decode_reply(proc: Procedure, reply: Reply) -> Any:
@@ -125,13 +143,13 @@ def decode_reply(proc: Procedure, reply: Reply) -> Any:
     if reply.status != STATUS_OK:
         if reply.status == STATUS_ERROR:
             raise decode_error(reply.payload)
-        raise errfactory.rpc(f"Unexpected message status {reply.status}")
+        raise errors.unexpected_status(reply.status)
     if proc.ret is None:
         return None
     try:
         return proc.ret.from_bytes(reply.payload)
     except ValueError:
-        raise errfactory.rpc("Unable to decode message payload") from None
+        raise errors.payload_decode_failed() from None
 
 
 def check_read_only(proc: Procedure, flags: int, api: str | None = None) -> None:
@@ -146,28 +164,101 @@ def check_read_only(proc: Procedure, flags: int, api: str | None = None) -> None
         raise errfactory.read_only(api)
 
 
-class PacketSplitter:
-    """Bytes in, whole packets out; the framing layer checks the length word."""
+Span = tuple[bytes | bytearray, int, int]  # a packet: buffer, start, end
+# A split packet missing at least this much is read straight into its own
+# buffer (recv_into) instead of through a read buffer and a copy.
+DIRECT_READ_MIN: Final = 65536
 
-    __slots__ = ("_decoder",)
+
+class PacketSplitter:
+    """Bytes in, whole packets out, with as few copies as possible.
+
+    A packet that lies wholly inside one read is not copied at all: it is
+    handed on as a span (buffer, start, end) of that read. A packet split
+    across reads gets a buffer of its full length as soon as its length word
+    is in; the rest of it is copied in, or read straight into it (`direct`
+    and `filled`). The framing layer's limits apply to every length word.
+    """
+
+    __slots__ = ("_filled", "_head", "_partial")
 
     def __init__(self) -> None:
-        self._decoder = PacketDecoder()
+        self._head = b""  # the first bytes of a split packet, before its length word is whole
+        self._partial: bytearray | None = None  # a split packet's buffer, its full length
+        self._filled = 0  # bytes of it received
+
+    def direct(self) -> memoryview | None:
+        """Where to read the rest of a large split packet into, if there is one."""
+        partial = self._partial
+        if partial is None or len(partial) - self._filled < DIRECT_READ_MIN:
+            return None
+        return memoryview(partial)[self._filled :]
+
+    def filled(self, n: int) -> list[Span]:
+        """`n` bytes were read into `direct()`'s buffer."""
+        self._filled += n
+        return self._complete()
+
+    def _complete(self) -> list[Span]:
+        partial = self._partial
+        if partial is None or self._filled < len(partial):
+            return []
+        self._partial = None
+        self._filled = 0
+        return [(partial, 0, len(partial))]
+
+    def _start(self, head: bytes) -> None:
+        """A packet split across reads begins with `head` (4 bytes or more: its length word is in)."""
+        (length,) = _LENGTH.unpack_from(head)
+        check_length(length)
+        partial = self._partial = bytearray(length)
+        partial[: len(head)] = head
+        self._filled = len(head)
+
+    def feed_spans(self, data: bytes) -> list[Span]:
+        out: list[Span] = []
+        pos = 0
+        end = len(data)
+        if self._head:
+            take = min(4 - len(self._head), end)
+            head = self._head + data[:take]
+            pos = take
+            if len(head) < 4:
+                self._head = head
+                return out
+            self._head = b""
+            self._start(head)
+        partial = self._partial
+        if partial is not None:
+            take = min(len(partial) - self._filled, end - pos)
+            partial[self._filled : self._filled + take] = memoryview(data)[pos : pos + take]
+            self._filled += take
+            pos += take
+            out += self._complete()
+            if self._partial is not None:
+                return out
+        unpack = _LENGTH.unpack_from
+        while end - pos >= 4:
+            (length,) = unpack(data, pos)
+            if not MIN_PACKET_SIZE <= length <= MAX_PACKET_SIZE:
+                check_length(length)
+            if end - pos < length:
+                break
+            out.append((data, pos, pos + length))
+            pos += length
+        if pos < end:
+            if end - pos >= 4:
+                self._start(data[pos:])
+            else:
+                self._head = data[pos:]
+        return out
 
     def feed(self, data: bytes) -> list[bytes]:
-        decoder = self._decoder
-        if not decoder.buffered and len(data) >= HEADER_SIZE:
-            # The common case, one reply per read: hand the bytes over as they
-            # are instead of copying them through the decoder's buffer.
-            (length,) = _LENGTH.unpack_from(data)
-            if length == len(data) and MIN_PACKET_SIZE <= length <= MAX_PACKET_SIZE:
-                return [data]
-        decoder.feed(data)
-        out: list[bytes] = []
-        nxt = self._decoder.next_packet
-        while (packet := nxt()) is not None:
-            out.append(packet)
-        return out
+        """Whole packets (length word included)."""
+        return [
+            buf if type(buf) is bytes and start == 0 and stop == len(buf) else bytes(buf[start:stop])
+            for buf, start, stop in self.feed_spans(data)
+        ]
 
 
 W = TypeVar("W")
@@ -233,3 +324,209 @@ class KeepAlive:
             self.last_ping = now
             return "ping"
         return None
+
+
+# -- the state machine --------------------------------------------------------
+
+
+@dataclass(slots=True)
+class SendPacket:
+    """Bytes the shell must write (a PONG, a keepalive PING)."""
+
+    data: bytes
+
+
+@dataclass(slots=True)
+class StreamReady:
+    """A stream got data, a hole, its end or an error: wake whoever reads it."""
+
+    stream: StreamState
+
+
+@dataclass(slots=True)
+class Closed:
+    """The connection is dead: `waiters` will never get a reply, fail them with `error`."""
+
+    error: libvirtError
+    reason: str  # "eof", "error" or "keepalive" (VIR_CONNECT_CLOSE_REASON_*)
+    waiters: list[Any]
+
+
+ProtocolEvent = Reply | Event | SendPacket | StreamReady | Closed
+
+
+class ClientProtocol(Generic[W]):
+    """The protocol state of one client connection; no I/O, no clock of its own.
+
+    A waiter (`W`) is whatever the shell wants handed back with a call's reply:
+    a thread's condition, a trio or asyncio event. Failed waiters come back
+    from `fail_all`; replies as `Reply` events carrying their waiter.
+    """
+
+    __slots__ = ("_splitter", "dead", "keepalive", "pending", "streams")
+
+    def __init__(self) -> None:
+        self._splitter = PacketSplitter()
+        self.pending: Pending[W] = Pending()
+        self.streams: dict[int, StreamState] = {}
+        self.keepalive: KeepAlive | None = None
+        self.dead: libvirtError | None = None
+
+    # -- calls ------------------------------------------------------------------
+
+    def start_call(self, procedure: int, payload: bytes, waiter: W) -> tuple[int, bytes]:
+        """Register a call; returns its serial and the whole CALL packet to write."""
+        if self.dead is not None:
+            raise errfactory.socket_closed()
+        serial = self.pending.add(waiter)
+        return serial, wire.remote_packet(procedure, CALL, serial, STATUS_OK, payload)
+
+    def discard(self, serial: int) -> None:
+        """Forget a call (cancelled): its reply, when it comes, is dropped."""
+        self.pending.pop(serial)
+
+    # -- streams ----------------------------------------------------------------
+
+    def start_stream(
+        self, procedure: int, payload: bytes, waiter: W, allow_skip: bool = False
+    ) -> tuple[StreamState, bytes]:
+        """A call that opens a data stream (its reply still goes to `waiter`)."""
+        serial, packet = self.start_call(procedure, payload, waiter)
+        stream = StreamState(procedure, serial, allow_skip)
+        self.streams[serial] = stream
+        return stream, packet
+
+    def close_stream(self, stream: StreamState, abort: bool, waiter: W) -> bytes:
+        """The finish or abort packet; `waiter` gets the daemon's confirmation as a Reply."""
+        if self.dead is not None:
+            raise errfactory.socket_closed()
+        packet = stream.close_packet(abort)
+        self.pending.waiters[stream.serial] = waiter
+        return packet
+
+    def forget_stream(self, stream: StreamState, closed: str) -> None:
+        """The stream is over (virNetClientRemoveStream): later packets for it are dropped."""
+        if stream.closed is None:
+            stream.closed = closed
+        self.streams.pop(stream.serial, None)
+
+    # -- incoming -----------------------------------------------------------------
+
+    def receive_data(self, data: bytes, now: float) -> list[ProtocolEvent]:
+        """Bytes read from the socket (b"" at end of file) in, events out."""
+        if self.dead is not None:
+            return []
+        if not data:
+            return self.fail_all(end_of_file(), "eof")
+        try:
+            spans = self._splitter.feed_spans(data)
+        except libvirtError as exc:  # a length word outside the limits
+            return self.fail_all(exc, "error")
+        return self._dispatch(spans, now)
+
+    def read_buffer(self) -> memoryview | None:
+        """Where the shell may `recv_into` the rest of a large packet (then call
+        `received_into`); None: read bytes as usual."""
+        return None if self.dead is not None else self._splitter.direct()
+
+    def received_into(self, n: int, now: float) -> list[ProtocolEvent]:
+        """`n` bytes were read into `read_buffer()` (0: end of file)."""
+        if self.dead is not None:
+            return []
+        if n == 0:
+            return self.fail_all(end_of_file(), "eof")
+        return self._dispatch(self._splitter.filled(n), now)
+
+    def _dispatch(self, spans: list[Span], now: float) -> list[ProtocolEvent]:
+        ka = self.keepalive
+        if ka is not None:
+            ka.received(now)
+        out: list[ProtocolEvent] = []
+        waiters = self.pending.waiters
+        unpack = _HEADER.unpack_from
+        for buf, start, stop in spans:
+            _, prog, _vers, proc, mtype, serial, status = unpack(buf, start)
+            body = start + HEADER_SIZE
+            payload = buf[body:stop] if type(buf) is bytes else bytes(memoryview(buf)[body:stop])
+            if prog == REMOTE_PROGRAM:
+                if mtype == REPLY:
+                    waiter = waiters.pop(serial, None)
+                    if waiter is not None:
+                        out.append(Reply(serial, proc, status, payload, waiter))
+                        if status != STATUS_OK and serial in self.streams:
+                            # The opening call failed, or the finish did: the stream is over.
+                            self.forget_stream(self.streams[serial], "aborted")
+                elif mtype == MESSAGE:
+                    # libvirtd sends events with serial 1; the serial means nothing here.
+                    out.append(Event(proc, payload))
+                elif mtype in (_STREAM, _STREAM_HOLE):
+                    self._stream_packet(payload, proc, mtype, serial, status, out)
+            elif prog == KEEPALIVE_PROGRAM and mtype == MESSAGE and proc == _PING_PROC:
+                out.append(SendPacket(PONG_PACKET))
+        return out
+
+    def _stream_packet(
+        self, payload: bytes, proc: int, mtype: int, serial: int, status: int, out: list[ProtocolEvent]
+    ) -> None:
+        stream = self.streams.get(serial)
+        if stream is None or stream.procedure != proc:
+            return  # a stream we closed already: its late packets are expected
+        if status == _CONTINUE:
+            if mtype == _STREAM:
+                stream.queue_data(payload)
+            else:
+                stream.queue_hole(payload)
+            out.append(StreamReady(stream))
+            return
+        waiter = self.pending.waiters.pop(serial, None)
+        if status == STATUS_OK:
+            # The confirmation of our finish or abort.
+            if waiter is not None:
+                self.forget_stream(stream, stream.closed or "finished")
+                out.append(Reply(serial, proc, STATUS_OK, b"", waiter))
+            return
+        stream.set_error(decode_error(payload))
+        if waiter is not None:
+            # A finish that was waiting fails with the stream's error.
+            self.forget_stream(stream, "aborted")
+            out.append(Reply(serial, proc, STATUS_ERROR, payload, waiter))
+        out.append(StreamReady(stream))
+
+    # -- keepalive ----------------------------------------------------------------
+
+    def set_keepalive(self, interval: float, count: int, now: float) -> None:
+        self.keepalive = KeepAlive(interval, count, now) if interval > 0 else None
+
+    def deadline(self) -> float:
+        """When `tick` next has something to do (inf: never)."""
+        ka = self.keepalive
+        return float("inf") if ka is None or self.dead is not None else ka.deadline()
+
+    def tick(self, now: float) -> list[ProtocolEvent]:
+        """The keepalive clock at `now`: a PING to send, or the connection's death."""
+        ka = self.keepalive
+        if ka is None or self.dead is not None:
+            return []
+        action = ka.tick(now)
+        if action == "ping":
+            return [SendPacket(PING_PACKET)]
+        if action == "dead":
+            return self.fail_all(errfactory.keepalive_timeout(), "keepalive")
+        return []
+
+    # -- death ----------------------------------------------------------------------
+
+    def fail_all(self, err: libvirtError, reason: str = "error") -> list[ProtocolEvent]:
+        """The connection is gone: the Closed event lists the waiters to fail with
+        `err`; every open stream fails with it too."""
+        if self.dead is not None:
+            return []
+        self.dead = err
+        out: list[ProtocolEvent] = []
+        for stream in self.streams.values():
+            if stream.error is None:
+                stream.set_error(err)
+            out.append(StreamReady(stream))
+        self.streams.clear()
+        out.append(Closed(err, reason, self.pending.drain()))
+        return out

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import select
 import socket
 import threading
@@ -21,7 +22,42 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from virtwire.client.streamstate import StreamState
 from virtwire.client.sync import SyncConnection
+from virtwire.protocol.generated import constants as c
+
+
+class StreamSource:
+    """A stream's event callback: libvirt runs it from a timer that is armed while
+    the stream is readable (data, end, error) and READABLE is asked for, or
+    always when WRITABLE is asked for (virNetClientStreamEventTimerUpdate)."""
+
+    def __init__(
+        self,
+        loop: EventLoop,
+        conn: SyncConnection,
+        state: StreamState,
+        events: int,
+        fire: Callable[[int], None],
+    ) -> None:
+        self.loop = loop
+        self.conn = conn
+        self.state = state
+        self.events = events
+        self.fire = fire
+
+    def ready(self) -> int:
+        """The events to report now (0: none)."""
+        state = self.state
+        out = 0
+        if self.events & c.VIR_STREAM_EVENT_READABLE and (state.readable or state.closed is not None):
+            out |= c.VIR_STREAM_EVENT_READABLE
+        if self.events & c.VIR_STREAM_EVENT_WRITABLE:
+            out |= c.VIR_STREAM_EVENT_WRITABLE
+        return out
+
+    def remove(self) -> None:
+        self.loop.remove_stream(self)
 
 
 class EventLoop:
@@ -32,6 +68,21 @@ class EventLoop:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._lock = threading.Lock()
+        self._streams: list[StreamSource] = []
+
+    def add_stream(
+        self, conn: SyncConnection, state: StreamState, events: int, fire: Callable[[int], None]
+    ) -> StreamSource:
+        source = StreamSource(self, conn, state, events, fire)
+        with self._lock:
+            self._streams.append(source)
+        self.wake()
+        return source
+
+    def remove_stream(self, source: StreamSource) -> None:
+        with self._lock:
+            if source in self._streams:
+                self._streams.remove(source)
 
     def add(self, conn: SyncConnection) -> None:
         with self._lock:
@@ -63,7 +114,9 @@ class EventLoop:
                 wait = max(0.0, ka.deadline() - now)
                 timeout = wait if timeout is None else min(timeout, wait)
         watched = [cn for cn in conns if not cn.busy]
-        if self._posted or any(cn.buffered() for cn in watched):
+        with self._lock:
+            streams = list(self._streams)
+        if self._posted or any(cn.buffered() for cn in watched) or any(s.ready() for s in streams):
             timeout = 0.0
         fds: list[Any] = [self._wake_r, *watched]
         try:
@@ -80,6 +133,10 @@ class EventLoop:
         now = time.monotonic()
         for cn in conns:
             cn.tick(now)
+        for source in streams:
+            got = source.ready()
+            if got and source in self._streams:
+                self._posted.append(functools.partial(source.fire, got))
         while self._posted:
             fn = self._posted.popleft()
             try:

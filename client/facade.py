@@ -19,6 +19,13 @@ from typing import Any, TypeVar
 
 from virtwire.client import core, errfactory, eventloop, events, flows, migration, ops, transport
 from virtwire.client import uri as urimod
+from virtwire.client.stream import virStream
+from virtwire.client.surface import base as surface_base
+from virtwire.client.surface import call, eventimpl, generated, lasterror
+from virtwire.client.surface.objevents import ObjectEventsMixin
+from virtwire.client.surface.overrides_connect import ConnectOverrides
+from virtwire.client.surface.overrides_domain import DomainOverrides
+from virtwire.client.surface.streams import DomainStreams
 from virtwire.client.sync import SyncConnection
 from virtwire.protocol.errors import libvirtError
 from virtwire.protocol.generated import constants as c
@@ -26,26 +33,11 @@ from virtwire.protocol.generated import constants as c
 _T = TypeVar("_T")
 
 
-_error_handler: list[tuple[Callable[[Any, Any], Any], Any]] = []
-
-
-def set_error_handler(f: Callable[[Any, Any], Any] | None, ctx: Any) -> None:
-    """registerErrorHandler: `f(ctx, err)` sees every error before it is raised."""
-    _error_handler[:] = [] if f is None else [(f, ctx)]
-
-
-def report(exc: libvirtError) -> None:
-    for f, ctx in list(_error_handler):
-        if exc.err is not None:
-            f(ctx, exc.err)
-
-
-def _invoke(sock: SyncConnection, readonly: bool, op: ops.Op) -> Any:
-    """Send one call and convert its reply; refused locally on a read-only connection."""
-    if readonly:
-        core.check_read_only(op.proc, op.flags, op.api)
-    proc = op.proc
-    return op.convert(core.decode_reply(proc, sock.call(proc.number, op.payload())))
+# The call path and error reporting live in client/surface/call.py; these
+# names stay importable from here.
+_invoke = call.invoke
+report = call.report
+set_error_handler = call.set_error_handler
 
 
 class _Registration:
@@ -57,7 +49,8 @@ class _Registration:
         self.opaque = opaque
 
 
-class virConnect:
+@surface_base.register
+class virConnect(ObjectEventsMixin, ConnectOverrides, generated.virConnectGenerated):
     """A connection to a hypervisor driver behind a libvirt daemon."""
 
     def __init__(self, target: urimod.Target, sock_conn: SyncConnection, readonly: bool) -> None:
@@ -72,8 +65,9 @@ class virConnect:
         self._torn_down = False
         self._teardown_lock = threading.Lock()
         self._callbacks: dict[int, _Registration] = {}
+        self._object_callbacks: dict[tuple[str, int], tuple[int, Callable[..., Any], Any]] = {}
         self._close_cb: tuple[Callable[..., Any], Any] | None = None
-        self._loop = eventloop.default()
+        self._loop: eventloop.EventLoop | eventimpl.ImplLoop | None = eventimpl.current_loop()
         self.domainEventCallbackID: dict[int, Any] = {}
 
     # -- plumbing ---------------------------------------------------------
@@ -81,7 +75,7 @@ class virConnect:
     def _live(self, api: str) -> SyncConnection:
         conn = self._conn
         if conn is None:
-            raise errfactory.invalid_conn(api)
+            raise _reported_error(errfactory.invalid_conn(api))
         return conn
 
     def _run(self, op: ops.Op) -> Any:
@@ -97,6 +91,13 @@ class virConnect:
         if conn is None:
             raise errfactory.invalid_conn(op.proc.api or op.proc.name)
         return _invoke(conn, self._readonly, op)
+
+    def _run_op(self, op: ops.Op) -> Any:
+        return self._run(op)
+
+    def c_pointer(self) -> int:
+        """An integer naming the connection (there is no C pointer: its id)."""
+        return id(self)
 
     def _domain(self, ref: Any) -> virDomain:
         return virDomain(self, _obj=ref)
@@ -183,6 +184,12 @@ class virConnect:
         except (ValueError, libvirtError):
             return  # a malformed event is dropped, as libvirt's client does
         if decoded is None:
+            deliver_object = self._object_event(event.procedure, event.payload)
+            if deliver_object is not None:
+                if self._loop is not None:
+                    self._loop.post(deliver_object)
+                else:
+                    deliver_object()
             return
         reg = self._callbacks.get(decoded.callback_id)
         if reg is None or reg.event_id != decoded.event_id:
@@ -220,7 +227,7 @@ class virConnect:
         this handle itself is no longer usable.
         """
         if self._conn is None:
-            raise errfactory.invalid_conn("virConnectClose")
+            raise _reported_error(errfactory.invalid_conn("virConnectClose"))
         self._conn = None
         left = len(self._domain_refs)
         if left == 0:
@@ -246,11 +253,13 @@ class virConnect:
     def setKeepAlive(self, interval: int, count: int) -> int:
         conn = self._live("virConnectSetKeepAlive")
         if self._loop is None:
-            raise errfactory.templated(
-                c.VIR_ERR_INTERNAL_ERROR,
-                c.VIR_FROM_REMOTE,
-                "the caller doesn't support keepalive protocol;"
-                " perhaps it's missing event loop implementation",
+            raise _reported_error(
+                errfactory.templated(
+                    c.VIR_ERR_INTERNAL_ERROR,
+                    c.VIR_FROM_REMOTE,
+                    "the caller doesn't support keepalive protocol;"
+                    " perhaps it's missing event loop implementation",
+                )
             )
         if not self._features.keepalive:
             return 1  # the server does not speak keepalive
@@ -262,8 +271,10 @@ class virConnect:
     def registerCloseCallback(self, cb: Callable[..., Any], opaque: Any) -> int:
         self._live("virConnectRegisterCloseCallback")
         if self._close_cb is not None:
-            raise errfactory.templated(
-                c.VIR_ERR_OPERATION_INVALID, c.VIR_FROM_REMOTE, "A close callback is already registered"
+            raise _reported_error(
+                errfactory.templated(
+                    c.VIR_ERR_OPERATION_INVALID, c.VIR_FROM_REMOTE, "A close callback is already registered"
+                )
             )
         if self._features.close_callback:
             self._run(ops.register_close_callback())
@@ -273,12 +284,21 @@ class virConnect:
     def unregisterCloseCallback(self) -> None:
         self._live("virConnectUnregisterCloseCallback")
         if self._close_cb is None:
-            raise errfactory.templated(
-                c.VIR_ERR_OPERATION_INVALID, c.VIR_FROM_REMOTE, "A different callback was requested"
+            raise _reported_error(
+                errfactory.templated(
+                    c.VIR_ERR_OPERATION_INVALID, c.VIR_FROM_REMOTE, "A different callback was requested"
+                )
             )
         if self._features.close_callback:
             self._run(ops.unregister_close_callback())
         self._close_cb = None
+
+    # -- streams --------------------------------------------------------------
+
+    def newStream(self, flags: int = 0) -> virStream:
+        """An unbound stream (nothing is sent); a download, upload or screenshot binds it."""
+        self._live("virStreamNew")
+        return virStream(self, flags=flags)
 
     # -- host ---------------------------------------------------------------
 
@@ -368,16 +388,21 @@ class virConnect:
     ) -> int:
         self._live("virConnectDomainEventRegisterAny")
         if eventID not in events.PROC_BY_EVENT_ID:
-            raise errfactory.templated(
-                c.VIR_ERR_INVALID_ARG,
-                c.VIR_FROM_DOMAIN,
-                f"eventID in virConnectDomainEventRegisterAny must be less than {c.VIR_DOMAIN_EVENT_ID_LAST}",
+            raise _reported_error(
+                errfactory.templated(
+                    c.VIR_ERR_INVALID_ARG,
+                    c.VIR_FROM_DOMAIN,
+                    "eventID in virConnectDomainEventRegisterAny must be less than "
+                    f"{c.VIR_DOMAIN_EVENT_ID_LAST}",
+                )
             )
         if self._loop is None:
             # libvirt queues events on an event-loop timer; without a loop the
             # registration fails before anything is sent.
-            raise errfactory.templated(
-                c.VIR_ERR_INTERNAL_ERROR, c.VIR_FROM_NONE, "could not initialize domain event timer"
+            raise _reported_error(
+                errfactory.templated(
+                    c.VIR_ERR_INTERNAL_ERROR, c.VIR_FROM_NONE, "could not initialize domain event timer"
+                )
             )
         callback_id = int(self._run(ops.event_register_any(eventID, None if dom is None else dom._ref)))
         self._callbacks[callback_id] = _Registration(eventID, cb, opaque)
@@ -387,8 +412,10 @@ class virConnect:
     def domainEventDeregisterAny(self, callbackID: int) -> None:
         self._live("virConnectDomainEventDeregisterAny")
         if callbackID not in self._callbacks:
-            raise errfactory.templated(
-                c.VIR_ERR_INVALID_ARG, c.VIR_FROM_NONE, f"event callback id {callbackID} not registered"
+            raise _reported_error(
+                errfactory.templated(
+                    c.VIR_ERR_INVALID_ARG, c.VIR_FROM_NONE, f"event callback id {callbackID} not registered"
+                )
             )
         self._run(ops.event_deregister_any(callbackID))
         del self._callbacks[callbackID]
@@ -427,39 +454,35 @@ class virConnect:
 
 
 def _invalid_uuid() -> libvirtError:
-    # libvirt-python's own check, before any call (libvirt-override.c).
-    return errfactory.make(
-        c.VIR_ERR_INVALID_ARG,
-        c.VIR_FROM_DOMAIN,
-        "Invalid UUID",
-        "virDomainLookupByUUIDString",
-        "uuidstr",
-        None,
-        0,
-        0,
+    # libvirt's own check, before any call: reported as its other errors are.
+    return _reported_error(
+        errfactory.make(
+            c.VIR_ERR_INVALID_ARG,
+            c.VIR_FROM_DOMAIN,
+            "Invalid UUID",
+            "virDomainLookupByUUIDString",
+            "uuidstr",
+            None,
+            0,
+            0,
+        )
     )
 
 
-class virDomain:
+def _reported_error(exc: libvirtError) -> libvirtError:
+    report(exc)
+    return exc
+
+
+@surface_base.register
+class virDomain(DomainOverrides, DomainStreams, generated.virDomainGenerated, surface_base.ObjectHandle):
     """A domain handle: name, UUID and id as the server gave them."""
 
-    # __dict__ and __weakref__ keep user code that tags or weakly references
-    # domain objects working, as with libvirt-python's classes.
-    __slots__ = ("__dict__", "__weakref__", "_conn", "_ops", "_ref")
+    _conn: virConnect
 
-    def __init__(self, conn: virConnect, _obj: Any) -> None:
-        self._conn = conn
-        self._ref = _obj
+    def __init__(self, conn: virConnect, _obj: Any = None) -> None:
+        super().__init__(conn, _obj)
         self._ops: dict[Callable[[Any], ops.Op], ops.Op] = {}
-        conn._domain_refs.append(None)
-
-    def __del__(self) -> None:
-        conn = getattr(self, "_conn", None)
-        if conn is not None:
-            try:  # noqa: SIM105 - runs per freed domain; suppress() would build an object each time
-                conn._domain_gone()
-            except Exception:  # never raise from a finalizer
-                pass
 
     def _conn_run(self, op: ops.Op) -> Any:
         """One public call: its error goes to the registered error handler too."""
@@ -475,11 +498,6 @@ class virDomain:
         if op is None:
             op = self._ops[make] = make(self._ref)
         return self._conn_run(op)
-
-    def _call(self, op: ops.Op) -> Any:
-        # A domain keeps its connection's socket alive after virConnect.close().
-        conn = self._conn
-        return _invoke(conn._sock, conn._readonly, op)
 
     def connect(self) -> virConnect:
         return self._conn
@@ -618,9 +636,9 @@ class virDomain:
     def _check_rw(self, api: str, *conns: virConnect | None) -> None:
         for cn in (self._conn, *conns):
             if cn is None:
-                raise errfactory.invalid_conn(api)
+                raise _reported_error(errfactory.invalid_conn(api))
             if cn._readonly:
-                raise errfactory.read_only(api)
+                raise _reported_error(errfactory.read_only(api))
 
     def _drive(self, flow: flows.Flow, dconn: virConnect | None = None) -> Any:
         run: dict[str, Callable[[ops.Op], Any]] = {flows.SRC: self._call}
@@ -680,7 +698,7 @@ class virDomain:
         api = "virDomainMigrateToURI"
         self._check_rw(api)
         if duri is None:
-            raise migration.invalid_arg(api, "duri", f"duri in {api} must not be NULL")
+            raise _reported_error(migration.invalid_arg(api, "duri", f"duri in {api} must not be NULL"))
         p2p = bool(flags & c.VIR_MIGRATE_PEER2PEER)
         params = migration.uri_params(dname, None if p2p else duri, None, bandwidth)
         return int(
@@ -706,6 +724,7 @@ class virDomain:
 
 
 def open_connection(name: str | None, readonly: bool) -> virConnect:
+    lasterror.reset()  # virConnectOpen starts, as every API call, by forgetting the last error
     flags = c.VIR_CONNECT_RO if readonly else 0
     target = urimod.resolve(name, readonly=readonly)
     sock = transport.connect(target)

@@ -16,20 +16,8 @@ from typing import Any, Final
 
 from virtwire.client import errfactory, ops
 from virtwire.protocol.errors import libvirtError
+from virtwire.protocol.features import DriverFeature
 from virtwire.protocol.generated import constants as c
-
-# Driver features (src/libvirt_internal.h), asked with CONNECT_SUPPORTS_FEATURE.
-FEATURE_MIGRATION_V1: Final = 1
-FEATURE_MIGRATION_V2: Final = 3
-FEATURE_MIGRATION_P2P: Final = 4
-FEATURE_MIGRATION_DIRECT: Final = 5
-FEATURE_MIGRATION_V3: Final = 6
-FEATURE_MIGRATE_CHANGE_PROTECTION: Final = 7
-FEATURE_PROGRAM_KEEPALIVE: Final = 10
-FEATURE_MIGRATION_OFFLINE: Final = 11
-FEATURE_MIGRATION_PARAMS: Final = 13
-FEATURE_REMOTE_EVENT_CALLBACK: Final = 14
-FEATURE_REMOTE_CLOSE_CALLBACK: Final = 15
 
 AUTH_NONE: Final = 0
 AUTH_SASL: Final = 1
@@ -137,10 +125,10 @@ def handshake(
             )
     keepalive = False
     if want_keepalive:
-        keepalive = yield from supported(FEATURE_PROGRAM_KEEPALIVE)
+        keepalive = yield from supported(DriverFeature.PROGRAM_KEEPALIVE)
     yield Step(SRC, ops.connect_open(name, flags))
     # Both probes at once: they do not depend on each other (an error means "no").
-    probes = (FEATURE_REMOTE_EVENT_CALLBACK, FEATURE_REMOTE_CLOSE_CALLBACK)
+    probes = (DriverFeature.REMOTE_EVENT_CALLBACK, DriverFeature.REMOTE_CLOSE_CALLBACK)
     answers = yield Together(SRC, tuple(ops.supports_feature(f) for f in probes))
     event_cb, close_cb = (not isinstance(a, libvirtError) and bool(a) for a in answers)
     return Features(keepalive, event_cb, close_cb)

@@ -24,22 +24,13 @@ from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from virtwire.client import errfactory, flows, ops
+from virtwire.client import errfactory, ops
 from virtwire.client.flows import DST, SRC, Step, supported
 from virtwire.protocol import typedparams
 from virtwire.protocol.errors import libvirtError
+from virtwire.protocol.features import DriverFeature as F
 from virtwire.protocol.generated import constants as c
 from virtwire.protocol.generated import remote
-
-# Driver features (src/libvirt_internal.h), defined once in flows.py.
-MIGRATION_V1: Final = flows.FEATURE_MIGRATION_V1
-MIGRATION_V2: Final = flows.FEATURE_MIGRATION_V2
-MIGRATION_P2P: Final = flows.FEATURE_MIGRATION_P2P
-MIGRATION_DIRECT: Final = flows.FEATURE_MIGRATION_DIRECT
-MIGRATION_V3: Final = flows.FEATURE_MIGRATION_V3
-MIGRATE_CHANGE_PROTECTION: Final = flows.FEATURE_MIGRATE_CHANGE_PROTECTION
-MIGRATION_OFFLINE: Final = flows.FEATURE_MIGRATION_OFFLINE
-MIGRATION_PARAMS: Final = flows.FEATURE_MIGRATION_PARAMS
 
 URI: Final = c.VIR_MIGRATE_PARAM_URI
 DEST_NAME: Final = c.VIR_MIGRATE_PARAM_DEST_NAME
@@ -94,9 +85,9 @@ def _both(feature: int) -> Generator[Step, Any, bool]:
 def _check_offline(flags: int, both: bool) -> Generator[Step, Any, None]:
     if not flags & c.VIR_MIGRATE_OFFLINE:
         return
-    if not (yield from supported(MIGRATION_OFFLINE, SRC)):
+    if not (yield from supported(F.MIGRATION_OFFLINE, SRC)):
         raise _argument_unsupported("offline migration is not supported by the source host")
-    if both and not (yield from supported(MIGRATION_OFFLINE, DST)):
+    if both and not (yield from supported(F.MIGRATION_OFFLINE, DST)):
         raise _argument_unsupported("offline migration is not supported by the destination host")
 
 
@@ -117,7 +108,7 @@ def version3(
     dom: ops.Dom, params: dict[str, Any], flags: int, legacy: _Legacy | None = None
 ) -> Generator[Step, Any, Any]:
     """Begin, Prepare, Perform, Finish, Confirm; returns the destination domain."""
-    protection = c.VIR_MIGRATE_CHANGE_PROTECTION if (yield from supported(MIGRATE_CHANGE_PROTECTION)) else 0
+    protection = c.VIR_MIGRATE_CHANGE_PROTECTION if (yield from supported(F.MIGRATE_CHANGE_PROTECTION)) else 0
     if legacy is None:
         begin = yield Step(
             SRC, _op("DOMAIN_MIGRATE_BEGIN3_PARAMS", dom=dom, params=_wire(params), flags=flags | protection)
@@ -326,16 +317,16 @@ def migrate3(dom: ops.Dom, params: Mapping[str, Any], flags: int) -> Flow:
     if flags & c.VIR_MIGRATE_TUNNELLED:
         raise invalid_arg(api, "flags", "cannot perform tunnelled migration without using peer2peer flag")
     yield from _check_offline(flags, both=True)
-    if flags & c.VIR_MIGRATE_CHANGE_PROTECTION and not (yield from supported(MIGRATE_CHANGE_PROTECTION)):
+    if flags & c.VIR_MIGRATE_CHANGE_PROTECTION and not (yield from supported(F.MIGRATE_CHANGE_PROTECTION)):
         raise _argument_unsupported("cannot enforce change protection")
     flags &= ~c.VIR_MIGRATE_CHANGE_PROTECTION
-    if (yield from _both(MIGRATION_PARAMS)):
+    if (yield from _both(F.MIGRATION_PARAMS)):
         return (yield from version3(dom, dict(params), flags))
     if set(params) - COMPAT_PARAMS:
         raise _argument_unsupported(
             "Migration APIs with extensible parameters are not supported but extended parameters were passed"
         )
-    if (yield from _both(MIGRATION_V3)):
+    if (yield from _both(F.MIGRATION_V3)):
         legacy = _Legacy(
             params.get(DEST_XML), params.get(DEST_NAME), params.get(URI), params.get(BANDWIDTH, 0)
         )
@@ -346,8 +337,8 @@ def migrate3(dom: ops.Dom, params: Mapping[str, Any], flags: int) -> Flow:
 
 def _no_common_protocol() -> Generator[Step, Any, None]:
     # The probes libvirt makes before it gives up (v2, then v1).
-    if not (yield from _both(MIGRATION_V2)):
-        yield from _both(MIGRATION_V1)
+    if not (yield from _both(F.MIGRATION_V2)):
+        yield from _both(F.MIGRATION_V1)
 
 
 def migrate(
@@ -364,7 +355,7 @@ def migrate(
     _exclusive_disk_flags(api, flags)
     yield from _check_offline(flags, both=True)
     if flags & c.VIR_MIGRATE_PEER2PEER:
-        if not (yield from supported(MIGRATION_P2P)):
+        if not (yield from supported(F.MIGRATION_P2P)):
             raise errfactory.no_support(api)
         if api == "virDomainMigrate":
             dconnuri, miguri = (uri if uri is not None else dest_uri), None
@@ -374,7 +365,7 @@ def migrate(
             dom, dconnuri, _params(miguri, dname, dxml, bandwidth, always_bandwidth=True), flags
         )
         return (yield Step(DST, ops.lookup_by_name(dname if dname is not None else dom.name)))
-    if flags & c.VIR_MIGRATE_CHANGE_PROTECTION and not (yield from supported(MIGRATE_CHANGE_PROTECTION)):
+    if flags & c.VIR_MIGRATE_CHANGE_PROTECTION and not (yield from supported(F.MIGRATE_CHANGE_PROTECTION)):
         raise _argument_unsupported("cannot enforce change protection")
     flags &= ~c.VIR_MIGRATE_CHANGE_PROTECTION
     if flags & c.VIR_MIGRATE_TUNNELLED:
@@ -383,7 +374,7 @@ def migrate(
             c.VIR_FROM_DOMAIN,
             "cannot perform tunnelled migration without using peer2peer flag",
         )
-    if (yield from _both(MIGRATION_V3)):
+    if (yield from _both(F.MIGRATION_V3)):
         params = _params(uri, dname, dxml, bandwidth)
         return (yield from version3(dom, params, flags, _Legacy(dxml, dname, uri, bandwidth)))
     yield from _no_common_protocol()
@@ -412,12 +403,12 @@ def migrate_to_uri(
     _exclusive_disk_flags(api, flags)
     yield from _check_offline(flags, both=False)
     if flags & c.VIR_MIGRATE_PEER2PEER:
-        if not (yield from supported(MIGRATION_P2P)):
+        if not (yield from supported(F.MIGRATION_P2P)):
             raise _argument_unsupported("p2p migration is not supported by the source host")
         if dconnuri is None:
             raise invalid_arg(api, "dconnuri", f"dconnuri in {api} must not be NULL")
     else:
-        if not (yield from supported(MIGRATION_DIRECT)):
+        if not (yield from supported(F.MIGRATION_DIRECT)):
             raise _argument_unsupported("direct migration is not supported by the source host")
         dconnuri = None
     yield from _unmanaged(dom, dconnuri, dict(params), flags)
@@ -435,7 +426,7 @@ def _unmanaged(dom: ops.Dom, dconnuri: str | None, params: dict[str, Any], flags
     if p2p:
         assert dconnuri is not None
         _check_not_local(dconnuri)
-    if p2p and (yield from supported(MIGRATION_PARAMS)):
+    if p2p and (yield from supported(F.MIGRATION_PARAMS)):
         out = yield Step(
             SRC,
             _op(
@@ -449,7 +440,7 @@ def _unmanaged(dom: ops.Dom, dconnuri: str | None, params: dict[str, Any], flags
         )
         _no_cookie_expected(out.cookie_out)
         return None
-    if (yield from supported(MIGRATION_V3)):
+    if (yield from supported(F.MIGRATION_V3)):
         if set(params) - COMPAT_PARAMS:
             raise _argument_unsupported("Some parameters are not supported by migration protocol 3")
         out = yield Step(

@@ -1,20 +1,28 @@
-"""The blocking connection: many threads, one socket, no dedicated reader thread.
+"""The thread shell: many threads, one socket, no dedicated reader thread.
 
-Like libvirt's own client (virnetclient.c), whichever thread is waiting reads
-the socket ("buck passing"): a call registers itself, writes its packet whole,
-then either becomes the reader or sleeps on its own condition. The reader
-hands each reply to its waiter and wakes only that thread; once its own reply
-is in, it passes the reader role to a thread still waiting. One sequential
-call therefore costs a send and a recv (on unix sockets a poll, then the recv)
-on the caller's own thread, with no thread hand-off at all.
+The protocol state is core.ClientProtocol; this module only moves bytes and
+wakes threads. Like libvirt's own client (virnetclient.c), whichever thread is
+waiting reads the socket ("buck passing"): a call registers itself, writes its
+packet whole, then either becomes the reader or sleeps on its own wake-up lock.
+The reader hands each reply to its waiter and wakes only that thread; once its
+own reply is in, it passes the reader role to a thread still asleep. One
+sequential call therefore costs a send and a recv (on unix sockets a poll,
+then the recv) on the caller's own thread, with no thread hand-off at all.
 
-Events and keepalive PINGs are handled by whoever reads: PINGs are answered at
-once, events are handed to `on_event` (the event loop queues them for the
-thread that runs virEventRunDefaultImpl).
+A sleeping thread waits on a plain lock it holds (released by whoever wakes
+it), not on a threading.Condition: a Condition costs a new lock, a deque and
+several Python-level calls per wait, the main price of a call under threads.
+
+Streams wait the same way: a thread reading a stream sleeps (or reads the
+socket) until the core reports the stream ready. Events and keepalive PINGs
+are handled by whoever reads: PINGs are answered at once, events go to
+`on_event` (the event loop queues them for the thread that runs
+virEventRunDefaultImpl).
 """
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import select
 import socket
@@ -23,6 +31,7 @@ import time
 from collections.abc import Callable
 
 from virtwire.client import core, errfactory, transport
+from virtwire.client.streamstate import StreamState
 from virtwire.protocol.errors import libvirtError
 from virtwire.protocol.generated.constants import (
     VIR_CONNECT_CLOSE_REASON_EOF,
@@ -31,15 +40,34 @@ from virtwire.protocol.generated.constants import (
 )
 
 RECV_SIZE = 65536  # below glibc's mmap threshold: no mmap/munmap per read
+# Stream reads take bigger bites: a download arrives in 256 KiB packets.
+STREAM_RECV_SIZE = 1024 * 1024
+
+_CLOSE_REASONS = {
+    "eof": VIR_CONNECT_CLOSE_REASON_EOF,
+    "error": VIR_CONNECT_CLOSE_REASON_ERROR,
+    "keepalive": VIR_CONNECT_CLOSE_REASON_KEEPALIVE,
+}
+_new_lock = _thread.allocate_lock
 
 
 class _Waiter:
-    __slots__ = ("cond", "error", "reply")
+    __slots__ = ("error", "reply", "wake")
 
     def __init__(self) -> None:
         self.reply: core.Reply | None = None
         self.error: libvirtError | None = None
-        self.cond: threading.Condition | None = None  # made only if it must sleep
+        self.wake: _thread.LockType | None = None  # held while its thread sleeps
+
+
+class _StreamWaiter:
+    """A thread waiting for a stream to become readable."""
+
+    __slots__ = ("stream", "wake")
+
+    def __init__(self, stream: StreamState) -> None:
+        self.stream = stream
+        self.wake: _thread.LockType | None = None
 
 
 EventSink = Callable[[core.Event], None]
@@ -53,12 +81,10 @@ class SyncConnection:
         self._sock = sock
         self._lock = threading.Lock()
         self._send_lock = threading.Lock()
-        self._pending: core.Pending[_Waiter] = core.Pending()
-        self._splitter = core.PacketSplitter()
+        self.protocol: core.ClientProtocol[_Waiter] = core.ClientProtocol()
+        self._sleepers: list[_Waiter | _StreamWaiter] = []  # asleep, in arrival order
         self._reading = False
-        self._dead: libvirtError | None = None  # why the socket is gone
         self._closed = False
-        self.keepalive: core.KeepAlive | None = None
         self.on_event: EventSink | None = None
         self.on_close: CloseSink | None = None
         # A thread blocked in recv() on a unix socket is also woken each time the
@@ -66,6 +92,10 @@ class SyncConnection:
         # socket's wait queue), which costs a second context switch per call.
         # poll() for POLLIN first, as libvirt's client does: poll wakes on input only.
         self._wait_input: Callable[[], object] | None = None
+        # Plain sockets can read a large packet's rest straight into its buffer.
+        self._recv_into: Callable[[memoryview], int] | None = (
+            sock.recv_into if isinstance(sock, socket.socket) else None
+        )
         if getattr(sock, "family", None) == socket.AF_UNIX:
             poller = select.poll()
             poller.register(sock.fileno(), select.POLLIN)
@@ -83,21 +113,23 @@ class SyncConnection:
 
     @property
     def alive(self) -> bool:
-        return self._dead is None
+        return self.protocol.dead is None
 
     @property
     def busy(self) -> bool:
         """A thread is reading right now (the event loop then leaves it alone)."""
         return self._reading
 
+    @property
+    def keepalive(self) -> core.KeepAlive | None:
+        return self.protocol.keepalive
+
     def call(self, procedure: int, payload: bytes) -> core.Reply:
         """Send one CALL and block until its reply (or the connection's death)."""
         waiter = _Waiter()
         with self._lock:
-            if self._dead is not None:
-                raise errfactory.socket_closed()
-            serial = self._pending.add(waiter)
-        self._send(core.call_packet(serial, procedure, payload))
+            _, packet = self.protocol.start_call(procedure, payload, waiter)
+        self._send(packet)
         return self._wait(waiter)
 
     def call_many(self, calls: list[tuple[int, bytes]]) -> list[core.Reply | libvirtError]:
@@ -107,13 +139,12 @@ class SyncConnection:
         """
         waiters = [_Waiter() for _ in calls]
         with self._lock:
-            if self._dead is not None:
-                raise errfactory.socket_closed()
-            serials = [self._pending.add(w) for w in waiters]
+            start = self.protocol.start_call
+            packets = [start(proc, payload, w)[1] for w, (proc, payload) in zip(waiters, calls, strict=True)]
         # One write per packet, as libvirt's client does: libvirtd over TLS reads
         # one RPC out of a TLS record and does not look for a second one in it.
-        for serial, (procedure, payload) in zip(serials, calls, strict=True):
-            self._send(core.call_packet(serial, procedure, payload))
+        for packet in packets:
+            self._send(packet)
         out: list[core.Reply | libvirtError] = []
         for waiter in waiters:
             try:
@@ -125,7 +156,9 @@ class SyncConnection:
     def _wait(self, waiter: _Waiter) -> core.Reply:
         """Block until ``waiter`` has its reply: read the socket, or sleep while another thread does."""
         lock = self._lock
-        with lock:
+        lock.acquire()
+        held = True
+        try:
             while waiter.reply is None and waiter.error is None:
                 if not self._reading:
                     self._reading = True
@@ -135,19 +168,54 @@ class SyncConnection:
                     finally:
                         self._stop_reading()
                 else:
-                    if waiter.cond is None:
-                        waiter.cond = threading.Condition(lock)
-                    waiter.cond.wait()
+                    held = self._sleep(waiter)
+                    if not held:
+                        break  # woken with the reply in hand: no need for the lock again
+        finally:
+            if held:
+                lock.release()
         reply = waiter.reply
         if reply is None:
             assert waiter.error is not None
             raise waiter.error
         return reply
 
+    def _sleep(self, waiter: _Waiter | _StreamWaiter) -> bool:
+        """Sleep until another thread wakes ``waiter`` (lock held on entry).
+
+        Returns whether the lock is held again: a call woken because its reply
+        (or error) came in returns without taking it, so that threads woken one
+        after the other by the reader do not queue up on the lock it holds.
+        """
+        lock = self._lock
+        wake = waiter.wake = _new_lock()
+        wake.acquire()
+        self._sleepers.append(waiter)
+        lock.release()
+        try:
+            wake.acquire()
+        except BaseException:
+            lock.acquire()
+            if waiter.wake is wake:  # not woken by _wake
+                waiter.wake = None
+                self._sleepers.remove(waiter)
+            raise
+        if type(waiter) is _Waiter and (waiter.reply is not None or waiter.error is not None):
+            return False
+        lock.acquire()
+        return True
+
+    def _wake(self, waiter: _Waiter | _StreamWaiter) -> None:
+        wake = waiter.wake
+        if wake is not None:
+            waiter.wake = None
+            self._sleepers.remove(waiter)
+            wake.release()
+
     def poll(self) -> None:
         """Read what the socket has, if no other thread is reading (event loop use)."""
         with self._lock:
-            if self._reading or self._dead is not None:
+            if self._reading or self.protocol.dead is not None:
                 return
             self._reading = True
             try:
@@ -157,28 +225,98 @@ class SyncConnection:
 
     def tick(self, now: float) -> None:
         """Run the keepalive clock when nobody is blocked reading (event loop use)."""
-        ka = self.keepalive
-        if ka is None or self._reading or self._dead is not None:
+        if self._reading:
             return
-        self._keepalive_action(ka.tick(now))
+        with self._lock:
+            self._apply(self.protocol.tick(now))
 
     def set_keepalive(self, interval: float, count: int) -> None:
-        self.keepalive = core.KeepAlive(interval, count, time.monotonic()) if interval > 0 else None
+        with self._lock:
+            self.protocol.set_keepalive(interval, count, time.monotonic())
 
     def shutdown(self) -> None:
         """Close the socket; waiting calls fail, later calls get "socket is closed"."""
         self._closed = True
         with self._lock:
-            if self._dead is None:
-                self._dead = errfactory.socket_closed()
-            waiters = self._pending.drain()
-            for w in waiters:
-                w.error = errfactory.socket_closed()
-                if w.cond is not None:
-                    w.cond.notify()
+            self._apply(self.protocol.fail_all(errfactory.socket_closed()))
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
         self._sock.close()
+
+    # -- streams ----------------------------------------------------------
+
+    def open_stream(self, procedure: int, payload: bytes, allow_skip: bool) -> tuple[StreamState, core.Reply]:
+        """Make a call that opens a stream; its reply comes back with the stream."""
+        waiter = _Waiter()
+        with self._lock:
+            stream, packet = self.protocol.start_stream(procedure, payload, waiter, allow_skip)
+        self._send(packet)
+        return stream, self._wait(waiter)
+
+    def stream_send(self, stream: StreamState, data: bytes) -> None:
+        with self._lock:
+            packet = stream.data_packet(data)
+        self._send(packet)
+
+    def stream_send_hole(self, stream: StreamState, length: int, flags: int) -> None:
+        with self._lock:
+            packet = stream.hole_packet(length, flags)
+        self._send(packet)
+
+    def stream_recv(self, stream: StreamState, nbytes: int, stop_at_hole: bool, block: bool) -> bytes | int:
+        """Data, b"" at the end, AT_HOLE, or WOULD_BLOCK (-2) when not `block`ing."""
+        with self._lock:
+            while True:
+                got = stream.recv(nbytes, stop_at_hole)
+                if got is not None:
+                    return got
+                if not block:
+                    if not self._reading and self.protocol.dead is None:
+                        self._reading = True
+                        try:
+                            self._read_once(block=False)
+                        finally:
+                            self._stop_reading()
+                        got = stream.recv(nbytes, stop_at_hole)
+                    return -2 if got is None else got
+                self._wait_stream(stream)
+
+    def stream_recv_hole(self, stream: StreamState) -> int:
+        with self._lock:
+            while True:
+                if stream.readable or not stream.allow_skip:
+                    return stream.recv_hole()
+                self._wait_stream(stream)
+
+    def _wait_stream(self, stream: StreamState) -> None:
+        """Block until the stream has something (lock held on entry and exit)."""
+        if stream.readable:
+            return
+        if self._reading:
+            self._sleep(_StreamWaiter(stream))  # always returns with the lock held
+            return
+        self._reading = True
+        try:
+            while not stream.readable:
+                self._read_once(block=True, size=STREAM_RECV_SIZE)
+        finally:
+            self._stop_reading()
+
+    def stream_close(self, stream: StreamState, abort: bool) -> None:
+        """Finish or abort, and wait for the daemon's confirmation."""
+        waiter = _Waiter()
+        with self._lock:
+            try:
+                packet = self.protocol.close_stream(stream, abort, waiter)
+            except libvirtError:
+                self.protocol.forget_stream(stream, "aborted")
+                raise
+        try:
+            self._send(packet)
+            core.check_status(self._wait(waiter))
+        finally:
+            with self._lock:
+                self.protocol.forget_stream(stream, "aborted" if abort else "finished")
 
     # -- sending --------------------------------------------------------
 
@@ -190,135 +328,131 @@ class SyncConnection:
         except OSError as exc:
             err = errfactory.system_errno("Cannot write data", exc)
             with self._lock:
-                self._die(err, VIR_CONNECT_CLOSE_REASON_ERROR)
+                self._apply(self.protocol.fail_all(err, "error"))
             raise err from None
         except BaseException:
             # Interrupted (KeyboardInterrupt...) with part of a packet maybe
             # written: the stream can no longer be trusted.
             with self._lock:
-                self._die(errfactory.socket_closed(), VIR_CONNECT_CLOSE_REASON_ERROR)
+                self._apply(self.protocol.fail_all(errfactory.socket_closed(), "error"))
             raise
 
     # -- reading (lock held on entry and exit) ---------------------------
 
     def _stop_reading(self) -> None:
         self._reading = False
-        waiters = self._pending.waiters
-        if waiters:
+        if self._sleepers:
             # Pass the reader role on to a thread that is asleep waiting.
-            for other in waiters.values():
-                if other.cond is not None:
-                    other.cond.notify()
-                    break
+            self._wake(self._sleepers[0])
 
-    def _read_once(self, block: bool) -> None:
+    def _read_once(self, block: bool, size: int = RECV_SIZE) -> None:
         lock = self._lock
+        # The rest of a large packet (stream data) goes straight into its buffer.
+        view = self.protocol.read_buffer() if self._recv_into is not None else None
         lock.release()
-        events: list[core.Event] = []
-        pongs = 0
         try:
-            try:
-                data = self._recv(block)
-            except libvirtError as exc:
+            if not self._ready(block):
                 lock.acquire()
-                self._die(exc, VIR_CONNECT_CLOSE_REASON_KEEPALIVE)
-                return
-            except OSError as exc:
+                return  # nothing yet (non-blocking), or the keepalive clock acted
+            if view is not None:
+                assert self._recv_into is not None
+                n = self._recv_into(view)
                 lock.acquire()
-                self._die(errfactory.system_errno("Cannot recv data", exc), VIR_CONNECT_CLOSE_REASON_ERROR)
+                self._apply(self.protocol.received_into(n, time.monotonic()))
                 return
-            if data is None:  # keepalive timer fired, nothing read
-                lock.acquire()
-                return
-            if not data:
-                lock.acquire()
-                self._die(
-                    errfactory.system("End of file while reading data: Input/output error", 5),
-                    VIR_CONNECT_CLOSE_REASON_EOF,
-                )
-                return
-            try:
-                packets = self._splitter.feed(data)
-            except libvirtError as exc:  # a length word over the limit
-                lock.acquire()
-                self._die(exc, VIR_CONNECT_CLOSE_REASON_ERROR)
-                return
-            ka = self.keepalive
-            if ka is not None:
-                ka.received(time.monotonic())
+            data = self._sock.recv(size)
+        except libvirtError as exc:  # a failed PING write
             lock.acquire()
-            pending = self._pending
-            for packet in packets:
-                msg = core.classify(packet)
-                if type(msg) is core.Reply:
-                    w = pending.pop(msg.serial)
-                    if w is not None:
-                        w.reply = msg
-                        if w.cond is not None:
-                            w.cond.notify()
-                elif type(msg) is core.Event:
-                    events.append(msg)
-                elif msg is core.PING:
-                    pongs += 1
-        finally:
-            if pongs or events:
-                lock.release()
-                try:
-                    if pongs and self._dead is None:
-                        with contextlib.suppress(libvirtError):
-                            self._send(core.PONG_PACKET)
-                    sink = self.on_event
-                    if sink is not None:
-                        for ev in events:
-                            sink(ev)
-                finally:
-                    lock.acquire()
+            self._apply(self.protocol.fail_all(exc, "error"))
+            return
+        except OSError as exc:
+            lock.acquire()
+            self._apply(self.protocol.fail_all(errfactory.system_errno("Cannot recv data", exc), "error"))
+            return
+        lock.acquire()
+        self._apply(self.protocol.receive_data(data, time.monotonic()))
 
-    def _recv(self, block: bool) -> bytes | None:
+    def _apply(self, events: list[core.ProtocolEvent]) -> None:
+        """Act on the core's events (lock held): wake waiters, then send and deliver unlocked."""
+        later: list[core.ProtocolEvent] | None = None
+        for ev in events:
+            kind = type(ev)
+            if kind is core.Reply:
+                w: _Waiter = ev.waiter  # type: ignore[union-attr]
+                w.reply = ev  # type: ignore[assignment]
+                if w.wake is not None:
+                    self._wake(w)
+            elif kind is core.StreamReady:
+                stream = ev.stream  # type: ignore[union-attr]
+                for sleeper in [s for s in self._sleepers if type(s) is _StreamWaiter and s.stream is stream]:
+                    self._wake(sleeper)
+            elif kind is core.Closed:
+                closed: core.Closed = ev  # type: ignore[assignment]
+                for w in closed.waiters:
+                    w.error = closed.error
+                    if w.wake is not None:
+                        self._wake(w)
+                for sleeper in [s for s in self._sleepers if type(s) is _StreamWaiter]:
+                    self._wake(sleeper)
+                with contextlib.suppress(OSError):
+                    self._sock.shutdown(socket.SHUT_RDWR)
+                if later is None:
+                    later = []
+                later.append(ev)
+            else:
+                if later is None:
+                    later = []
+                later.append(ev)
+        if later:
+            self._lock.release()
+            try:
+                self._act(later)
+            finally:
+                self._lock.acquire()
+
+    def _act(self, events: list[core.ProtocolEvent]) -> None:
+        """The unlocked part: write PONGs and PINGs, deliver events, report a close."""
+        for ev in events:
+            if type(ev) is core.SendPacket:
+                if self.protocol.dead is None:
+                    with contextlib.suppress(libvirtError):
+                        self._send(ev.data)
+            elif type(ev) is core.Event:
+                sink = self.on_event
+                if sink is not None:
+                    sink(ev)
+            elif type(ev) is core.Closed:
+                close_sink = self.on_close
+                if close_sink is not None and not self._closed:
+                    close_sink(_CLOSE_REASONS[ev.reason])
+
+    def _ready(self, block: bool) -> bool:
+        """Wait until a recv will find data (or EOF); False when there is none to
+        wait for: not `block`ing, or the keepalive clock ran (lock not held)."""
         sock = self._sock
-        ka = self.keepalive
-        if ka is None and block:
+        protocol = self.protocol
+        if protocol.keepalive is None and block:
             wait_input = self._wait_input
             if wait_input is not None:
                 wait_input()
-            return sock.recv(RECV_SIZE)
+            return True  # tcp: recv itself blocks
         if self.buffered():
-            return sock.recv(RECV_SIZE)
+            return True
         if not block:
             ready, _, _ = select.select([sock], [], [], 0)
-            return sock.recv(RECV_SIZE) if ready else None
-        assert ka is not None
+            return bool(ready)
         while True:
-            now = time.monotonic()
-            timeout = max(0.0, ka.deadline() - now)
+            timeout = max(0.0, protocol.deadline() - time.monotonic())
             ready, _, _ = select.select([sock], [], [], timeout)
             if ready:
-                return sock.recv(RECV_SIZE)
-            action = ka.tick(time.monotonic())
-            if action == "dead":
-                raise errfactory.keepalive_timeout()
-            if action == "ping":
-                self._send(core.PING_PACKET)
-
-    def _keepalive_action(self, action: str | None) -> None:
-        if action == "ping":
-            with contextlib.suppress(libvirtError):
-                self._send(core.PING_PACKET)
-        elif action == "dead":
+                return True
             with self._lock:
-                self._die(errfactory.keepalive_timeout(), VIR_CONNECT_CLOSE_REASON_KEEPALIVE)
-
-    def _die(self, err: libvirtError, reason: int) -> None:
-        """Fail every waiting call with `err` (lock held)."""
-        if self._dead is not None:
-            return
-        self._dead = err
-        for w in self._pending.drain():
-            w.error = err
-            if w.cond is not None:
-                w.cond.notify()
-        with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RDWR)
-        sink = self.on_close
-        if sink is not None and not self._closed:
-            sink(reason)
+                events = protocol.tick(time.monotonic())
+                if any(type(ev) is core.Closed for ev in events):
+                    self._apply(events)
+                    return False
+            for ev in events:
+                if type(ev) is core.SendPacket:
+                    self._send(ev.data)
+            if protocol.keepalive is None or protocol.dead is not None:
+                return False

@@ -94,16 +94,16 @@ class TLSSocket:
 def connect(target: Target) -> Socket:
     """An open, blocking socket to the daemon, ready for the first RPC."""
     if target.transport is Transport.UNIX:
-        return _connect_unix(target.socket_path)
+        return connect_unix(target.socket_path)
     if target.transport is Transport.TLS:
         assert target.tls is not None
         # libvirt loads its credentials before it connects.
         ctx = tls_context(target, target.tls)
-        return _start_tls(_connect_tcp(target.host, target.port), target, ctx)
-    return _connect_tcp(target.host, target.port)
+        return _start_tls(connect_tcp(target.host, target.port), target, ctx)
+    return connect_tcp(target.host, target.port)
 
 
-def _connect_unix(path: str) -> socket.socket:
+def connect_unix(path: str) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(path)
@@ -113,7 +113,7 @@ def _connect_unix(path: str) -> socket.socket:
     return sock
 
 
-def _connect_tcp(host: str, port: int) -> socket.socket:
+def connect_tcp(host: str, port: int) -> socket.socket:
     try:
         infos = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM)
     except socket.gaierror as exc:

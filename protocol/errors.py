@@ -11,6 +11,7 @@ speaks libvirt's words.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from .generated import constants
@@ -284,6 +285,13 @@ def auth_required() -> libvirtError:
 
 def internal_error(detail: str, domain: int) -> libvirtError:
     return make_error(VIR_ERR_INTERNAL_ERROR, domain, detail)
+
+
+def system_error(errno: int, detail: str, domain: int) -> libvirtError:
+    """virReportSystemError: ``"<detail>: <strerror(errno)>"``, str1 "%s", int1 the errno."""
+    message = f"{detail}: {os.strerror(errno)}"
+    code = constants.VIR_ERR_SYSTEM_ERROR
+    return libvirtError(message, (code, domain, message, VIR_ERR_ERROR, "%s", message, None, errno, -1))
 
 
 def connection_not_open() -> libvirtError:

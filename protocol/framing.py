@@ -10,7 +10,6 @@ checks it (virNetMessageDecodeLength).
 from __future__ import annotations
 
 import struct
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
@@ -67,6 +66,11 @@ class Header:
     def reply(self, status: MessageStatus = MessageStatus.VIR_NET_OK) -> Header:
         """The header of the reply to this call: same program/version/procedure/serial."""
         return replace(self, type=MessageType.VIR_NET_REPLY, status=status)
+
+
+def check_length(length: int) -> None:
+    """Refuse a length word outside libvirt's limits (ProtocolError, libvirt's wording)."""
+    _check_length(length)
 
 
 def _check_length(length: int, sender: str = "server") -> None:
@@ -128,8 +132,13 @@ def encode_header(header: Header, payload_size: int = 0) -> bytes:
         raise ProtocolError("Unable to encode message payload")
     try:
         return _LENGTH_AND_HEADER.pack(
-            length, header.program, header.version, header.procedure,
-            header.type, header.serial, header.status,
+            length,
+            header.program,
+            header.version,
+            header.procedure,
+            header.type,
+            header.serial,
+            header.status,
         )
     except struct.error:
         raise ProtocolError("Unable to encode message header") from None
@@ -161,7 +170,9 @@ class PacketDecoder:
             raise ValueError(f"max_packet_size must be in [{MIN_PACKET_SIZE}, {MAX_PACKET_SIZE}]")
         self._max = max_packet_size
         self._sender = sender
-        self._ready: deque[bytes] = deque()  # whole-packet chunks kept as received
+        # whole-packet chunks kept as received; rarely more than one, and a list is
+        # much smaller than a deque for an idle connection
+        self._ready: list[bytes] = []
         self._ready_bytes = 0
         self._buffer = bytearray()  # bytes of later packets (empty while a chunk is ready)
         self._next_length: int | None = None  # length of the packet at the buffer's front, once read
@@ -228,7 +239,7 @@ class PacketDecoder:
         if self._error is not None:
             raise self._error
         if self._ready:
-            packet = self._ready.popleft()
+            packet = self._ready.pop(0)
             self._ready_bytes -= len(packet)
             return packet
         length = self._read_length()

@@ -19,11 +19,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import trio
+from virtwire.protocol.errors import libvirtError
 
 from .config import Endpoint, ServerConfig
 from .daemon import Listeners, serve
-from .driver.memory import guest
+from .driver.memory import guest, nodexml
 from .driver.memory.driver import MemoryDriver
+from .memtrim import release_free_memory
 
 log = logging.getLogger("virtwire.server")
 
@@ -99,6 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="read-only unix socket (every connection on it is read-only)",
     )
     s.add_argument("--state-dir", type=Path, metavar="DIR", help="keep persistent domain definitions here")
+    s.add_argument(
+        "--node-xml",
+        type=Path,
+        metavar="FILE",
+        help="start from this node description (libvirt's test-driver format, as test:///FILE opens)"
+        " instead of test:///default; with --state-dir it seeds a new state directory",
+    )
     s.add_argument("--hostname", default=None, help="host name the server reports (default: this machine's)")
     s.add_argument(
         "--max-clients",
@@ -259,7 +268,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"virtwire serve: {exc}", file=sys.stderr)
         return 2
     try:
-        driver = MemoryDriver(hostname=config.hostname, state_dir=config.state_dir)
+        node = nodexml.load(args.node_xml) if args.node_xml is not None else None
+        driver = MemoryDriver(hostname=config.hostname, state_dir=config.state_dir, node=node)
+    except (nodexml.NodeXMLError, libvirtError) as exc:
+        # A broken file, or an object in it that libvirt would refuse (bad domain XML...).
+        print(f"virtwire serve: --node-xml {args.node_xml}: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"virtwire serve: cannot use the state directory: {exc}", file=sys.stderr)
         return 1
@@ -267,5 +281,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     # garbage collector's view so full collections do not stall calls.
     gc.collect()
     gc.freeze()
+    release_free_memory()  # what importing (maybe compiling) the codec freed
     trio.run(lambda: serve(config, driver, on_ready=lambda ls: print_uris(config, ls)))
     return 0

@@ -4,13 +4,14 @@ Every task of a connection lives in its nursery, so nothing outlives it:
 
 * the reader splits the byte stream into packets, answers keepalive PINGs,
   rejects bad headers, and starts one task per call (or answers it itself when
-  its handler never waits).  What a client owes us room for is bounded, as in
-  libvirtd, where a request slot is held until its reply is written: calls in
+  its handler never waits).  What the server holds for one client is bounded,
+  as in libvirtd, where a request slot is held until its reply is written: calls in
   flight plus packets not yet written stay below ``max_client_requests``, and
   unwritten bytes below ``max_unsent_bytes``.  Past either bound the reader
   stops reading, so a client that does not read its replies is held back by
-  TCP instead of filling our memory.  While it is paused the keepalive
-  countdown is held, because the silence is ours, not the peer's;
+  TCP instead of filling our memory.  While it waits for its own calls the
+  keepalive countdown is held, because the silence is ours, not the peer's
+  (not while it waits for the client to take its replies);
 * fairness: the reader yields to other connections after each reply it
   produced that is larger than ``_TURN_BYTES`` and every ``_TURN_PACKETS``
   packets, so one client's burst of big answers cannot stall the others;
@@ -33,12 +34,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-import struct
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import trio
 from virtwire.protocol import errors as E
+from virtwire.protocol import wire
 from virtwire.protocol.errors import ProtocolError, libvirtError, to_remote_error
 from virtwire.protocol.framing import PacketDecoder
 from virtwire.protocol.generated import keepalive as K
@@ -57,8 +58,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_HEADER = struct.Struct(">IIIiiIi")  # length, program, version, procedure, type, serial, status
-_HEADER_SIZE = _HEADER.size
+_HEADER = wire.PACKET_HEADER  # length, program, version, procedure, type, serial, status
+_HEADER_SIZE = wire.HEADER_SIZE
 _CALL = virNetMessageType.VIR_NET_CALL
 _CALL_WITH_FDS = virNetMessageType.VIR_NET_CALL_WITH_FDS
 _REPLY = int(virNetMessageType.VIR_NET_REPLY)
@@ -70,7 +71,6 @@ _REMOTE_VERSION = R.REMOTE_PROTOCOL_VERSION
 _KEEPALIVE = K.KEEPALIVE_PROGRAM
 _KEEPALIVE_VERSION = K.KEEPALIVE_PROTOCOL_VERSION
 _PING = K.keepalive_procedure.KEEPALIVE_PROC_PING
-_PONG = K.keepalive_procedure.KEEPALIVE_PROC_PONG
 _RECV_SIZE = 256 * 1024
 # The writer joins queued packets into one write up to this size; bigger ones go alone.
 _BATCH_BYTES = 64 * 1024
@@ -79,12 +79,8 @@ _TURN_BYTES = 64 * 1024
 _TURN_PACKETS = 32
 
 
-def _keepalive_packet(procedure: int) -> bytes:
-    return _HEADER.pack(_HEADER_SIZE, _KEEPALIVE, _KEEPALIVE_VERSION, procedure, _MESSAGE, 0, _OK)
-
-
-PING_PACKET = _keepalive_packet(_PING)
-PONG_PACKET = _keepalive_packet(_PONG)
+PING_PACKET = wire.PING_PACKET
+PONG_PACKET = wire.PONG_PACKET
 
 
 def reply_packet(
@@ -130,8 +126,12 @@ class Connection(EventSubscriber):
         self.procedures = ConnectionProcedures(self)
         self._io = StreamIO(stream)
         cfg = service.config
-        capacity = cfg.event_queue_size + cfg.max_client_requests + 8
-        self._outbox, self._outbox_rx = trio.open_memory_channel[bytes | _End](capacity)
+        self._outbox_capacity = cfg.event_queue_size + cfg.max_client_requests + 8
+        # The writer's queue, made with the writer: most connections never need one,
+        # and an idle connection's cost is mostly such buffers.
+        self._outbox: trio.MemorySendChannel[bytes | _End]
+        self._outbox_rx: trio.MemoryReceiveChannel[bytes | _End]
+        self._outbox_made = False
         self._unwritten = 0  # items handed to the writer and not yet written
         self._unwritten_bytes = 0  # their size
         self._max_owed = cfg.max_client_requests
@@ -168,6 +168,7 @@ class Connection(EventSubscriber):
         """Queue an event without blocking; a subscriber that fell behind is dropped."""
         if self._write_now(packet):
             return
+        self._start_writer()
         try:
             self._outbox.send_nowait(packet)
         except trio.WouldBlock:
@@ -177,7 +178,6 @@ class Connection(EventSubscriber):
         else:
             self._unwritten += 1
             self._unwritten_bytes += len(packet)
-            self._start_writer()
 
     def stop_reading(self) -> None:
         """Finish calls in flight, flush, close (CONNECT_CLOSE, server shutdown)."""
@@ -278,9 +278,11 @@ class Connection(EventSubscriber):
 
     async def _wait_for_room(self) -> None:
         """Hold the next packet while this client owes too much (see the module doc)."""
-        self._reading_paused = True
         try:
             while self._owes_too_much():
+                # Waiting for our own calls is our silence (keepalive holds); waiting
+                # for the client to take its replies is the client's.
+                self._reading_paused = not self._unwritten
                 self._room = trio.Event()
                 await self._room.wait()
         finally:
@@ -351,14 +353,20 @@ class Connection(EventSubscriber):
             return True
         if written < len(packet):
             rest = packet[written:]
+            self._start_writer()
             self._outbox.send_nowait(rest)  # the queue is empty: it fits
             self._unwritten += 1
             self._unwritten_bytes += len(rest)
-            self._start_writer()
         return True
 
     def _start_writer(self) -> None:
-        if not self._writer_started and self._nursery is not None:
+        """Make the writer's queue (once) and start the writer (once, in the nursery)."""
+        if self._writer_started:
+            return
+        if not self._outbox_made:
+            self._outbox_made = True
+            self._outbox, self._outbox_rx = trio.open_memory_channel[bytes | _End](self._outbox_capacity)
+        if self._nursery is not None:
             self._writer_started = True
             with contextlib.suppress(RuntimeError):  # the connection has just ended
                 self._nursery.start_soon(self._write_loop)

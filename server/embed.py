@@ -135,7 +135,8 @@ async def serve(
                 async with trio.open_nursery() as connections:
                     async with trio.open_nursery() as accepting:
                         for listening, handler in listeners.entries:
-                            accepting.start_soon(partial(_accept_loop, listening, handler, connections))
+                            accept = partial(_accept_loop, listening, handler, connections, service)
+                            accepting.start_soon(accept)
                         try:
                             yield server
                         finally:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from virtwire.protocol import errors as E
 from virtwire.protocol import typedparams
+from virtwire.protocol.features import DriverFeature
 from virtwire.protocol.generated import constants as C
 from virtwire.protocol.generated import remote as R
 
@@ -23,10 +24,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# libvirt's VIR_DRV_FEATURE_* numbers the server itself implements.
-FEATURE_PROGRAM_KEEPALIVE = 10
-FEATURE_REMOTE_EVENT_CALLBACK = 14
-FEATURE_REMOTE_CLOSE_CALLBACK = 15
+# The driver features the server itself implements.
+FEATURE_PROGRAM_KEEPALIVE = DriverFeature.PROGRAM_KEEPALIVE
+FEATURE_REMOTE_EVENT_CALLBACK = DriverFeature.REMOTE_EVENT_CALLBACK
+FEATURE_REMOTE_CLOSE_CALLBACK = DriverFeature.REMOTE_CLOSE_CALLBACK
 SERVER_FEATURES = frozenset({FEATURE_REMOTE_EVENT_CALLBACK, FEATURE_REMOTE_CLOSE_CALLBACK})
 
 # What CONNECT_SET_IDENTITY accepts (virIdentitySetParameters).

@@ -13,6 +13,7 @@ from .connection import Connection
 from .dispatch import Route, build_routes
 from .driver.base import Driver
 from .events import EventBus
+from .memtrim import Trimmer
 from .streamio import close_stream
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ class Service:
         self.accepted = 0
         self.handshaking = 0
         self._room: trio.Event | None = None
+        self._trimmer = Trimmer(trio.current_time)
 
     def next_connection_id(self) -> int:
         return next(self._ids)
@@ -101,8 +103,10 @@ class Service:
             log.exception("client %s (%s): connection failed", conn.ctx.conn_id, peer)
         finally:
             self.connections.discard(conn)
+            del conn  # what it held is garbage now: the trim below can return it
             if self.shutting_down and not self.connections:
                 self.all_closed.set()
+            self._trimmer.connection_ended(idle=not self.connections)
 
     def begin_shutdown(self) -> None:
         """Stop reading from every client; their calls in flight still finish."""

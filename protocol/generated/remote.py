@@ -34793,7 +34793,7 @@ PROCEDURES: Final[dict[int, xdr.Procedure]] = {
     350: _proc(350, "DOMAIN_DEFINE_XML_FLAGS", "virDomainDefineXMLFlags", _DENY, 0, None, True, remote_domain_define_xml_flags_args, remote_domain_define_xml_flags_ret, None),
     351: _proc(351, "DOMAIN_GET_IOTHREAD_INFO", "virDomainGetIOThreadInfo", _ALLOW, 0, None, True, remote_domain_get_iothread_info_args, remote_domain_get_iothread_info_ret, None),
     352: _proc(352, "DOMAIN_PIN_IOTHREAD", "virDomainPinIOThread", _DENY, 0, None, True, remote_domain_pin_iothread_args, None, None),
-    353: _proc(353, "DOMAIN_INTERFACE_ADDRESSES", "virDomainInterfaceAddresses", _DENY, 0, None, True, remote_domain_interface_addresses_args, remote_domain_interface_addresses_ret, None),
+    353: _proc(353, "DOMAIN_INTERFACE_ADDRESSES", "virDomainInterfaceAddresses", _ALLOW, 0, None, True, remote_domain_interface_addresses_args, remote_domain_interface_addresses_ret, None),
     354: _proc(354, "DOMAIN_EVENT_CALLBACK_DEVICE_ADDED", None, _ALLOW, 0, "device_added", True, None, None, remote_domain_event_callback_device_added_msg),
     355: _proc(355, "DOMAIN_ADD_IOTHREAD", "virDomainAddIOThread", _DENY, 0, None, True, remote_domain_add_iothread_args, None, None),
     356: _proc(356, "DOMAIN_DEL_IOTHREAD", "virDomainDelIOThread", _DENY, 0, None, True, remote_domain_del_iothread_args, None, None),

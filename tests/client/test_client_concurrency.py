@@ -97,3 +97,70 @@ def test_domains_keep_a_closed_connection_open(fake_daemon: Callable[..., FakeDa
     gc.collect()
     # The last reference sends CONNECT_CLOSE, as libvirt does.
     assert daemon.procedures()[-1] == CONNECT_CLOSE
+
+
+def test_sixty_four_threads_with_events_and_keepalive(real_libvirtd: Any) -> None:
+    """64 threads calling on one connection while the event loop thread runs
+    keepalive and delivers lifecycle events: every call gets its own answer,
+    every event arrives once."""
+    import uuid
+
+    from virtwire.client import eventloop
+
+    vlibvirt.virEventRegisterDefaultImpl()
+    conn = vlibvirt.open(real_libvirtd.tcp_uri)
+    conn.setKeepAlive(1, 3)
+    name = f"vw-many-{uuid.uuid4().hex[:8]}"
+    seen_events: list[tuple[str, int]] = []
+    stop = threading.Event()
+
+    def on_lifecycle(_c: Any, dom: Any, event: int, _detail: int, _opaque: Any) -> None:
+        if dom.name() == name:
+            seen_events.append((dom.name(), event))
+
+    def run_loop() -> None:
+        while not stop.is_set():
+            vlibvirt.virEventRunDefaultImpl()
+
+    callback = conn.domainEventRegisterAny(None, vlibvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, on_lifecycle, None)
+    loop = threading.Thread(target=run_loop, daemon=True)
+    loop.start()
+    dom = conn.lookupByName("test")
+    expected = dom.info()[:4]
+    errors: list[BaseException] = []
+    counts = [0] * 64
+
+    def worker(i: int) -> None:
+        try:
+            for _ in range(20):
+                assert dom.info()[:4] == expected
+                counts[i] += 1
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(64)]
+    for t in threads:
+        t.start()
+    xml = (
+        f"<domain type='test'><name>{name}</name><memory>65536</memory><vcpu>1</vcpu>"
+        "<os><type>hvm</type></os></domain>"
+    )
+    transient = conn.createXML(xml, 0)
+    transient.destroy()
+    for t in threads:
+        t.join(120)
+    for _ in range(200):
+        if len(seen_events) >= 2:
+            break
+        threading.Event().wait(0.05)  # the loop thread delivers them
+    conn.domainEventDeregisterAny(callback)
+    stop.set()
+    conn.close()
+    default_loop = eventloop.default()
+    assert default_loop is not None
+    default_loop.wake()  # out of its select, to see `stop`
+    loop.join(10)
+    assert not loop.is_alive()
+    assert errors == [] and counts == [20] * 64
+    started, stopped = vlibvirt.VIR_DOMAIN_EVENT_STARTED, vlibvirt.VIR_DOMAIN_EVENT_STOPPED
+    assert seen_events == [(name, started), (name, stopped)]

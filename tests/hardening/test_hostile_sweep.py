@@ -1,7 +1,7 @@
 """Every procedure of the generated table, called with hostile arguments, gets a
 libvirt error or a success, and the server logs no traceback.
 
-Modes (tests/hardening/hostile.py): strings that are not UTF-8, hold a NUL,
+Modes (tests/fixtures/vwtestkit/hostile.py): strings that are not UTF-8, hold a NUL,
 take 1 MiB or are empty; integers at INT_MAX / INT_MIN / -1 (UINT_MAX,
 UINT64_MAX for unsigned); variable arrays empty or at their bound; and extreme
 integers on test:///default's domain "test" (flags 0) to get past lookups.  A call that

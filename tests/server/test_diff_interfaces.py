@@ -178,3 +178,24 @@ def test_change_transactions_snapshot_the_list(pair: Pair) -> None:
     for step in steps:
         pair.same(step)
     same_state(pair)
+
+
+# One document per entry of the data file, entries separated by lines of "----".
+MORE_DEFINITIONS = [
+    doc.strip()
+    for doc in Path(__file__).with_name("test_interface_definitions.txt").read_text().split("\n----\n")
+    if doc.strip()
+]
+
+
+@pytest.mark.parametrize("xml", MORE_DEFINITIONS)
+def test_more_definitions_accepted_or_refused_alike(pair: Pair, xml: str) -> None:
+    def define(conn: Any) -> tuple[str, str]:
+        iface = conn.interfaceDefineXML(xml)
+        try:
+            return str(iface.XMLDesc()), str(iface.MACString())
+        finally:
+            iface.undefine()
+
+    pair.same(define)
+    same_state(pair)

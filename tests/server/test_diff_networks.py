@@ -316,6 +316,28 @@ def test_generated_uuid_is_filled_in_where_libvirt_puts_it(pair: Pair) -> None:
     pair.same(lambda c: c.networkLookupByName("gen").undefine())
 
 
+# Definitions without a UUID (compared with the generated UUID masked): accepted or refused alike.
+# One document per entry of the data file, entries separated by lines of "----".
+MORE_DEFINITIONS = [
+    doc.strip()
+    for doc in (Path(__file__).with_name("test_network_definitions.txt")).read_text().split("\n----\n")
+    if doc.strip()
+]
+
+
+@pytest.mark.parametrize("xml", MORE_DEFINITIONS)
+def test_more_definitions_accepted_or_refused_alike(pair: Pair, xml: str) -> None:
+    def define(conn: Any) -> str:
+        net = conn.networkDefineXML(xml)
+        try:
+            return UUID_RE.sub("<uuid/>", str(net.XMLDesc()))
+        finally:
+            net.undefine()
+
+    pair.same(define)
+    same_state(pair)
+
+
 UPDATES: list[tuple[int, int, int, str, int]] = [
     # (command, section, parentIndex, xml, flags)
     (3, 4, -1, "<host mac='00:16:3e:77:e2:ee' name='bar' ip='192.168.122.10'/>", 0),

@@ -107,7 +107,7 @@ def test_stray_packet_types_are_ignored(raw: RawRpcClient) -> None:
 
 @pytest.mark.parametrize(
     ("feature", "supported"),
-    [(10, 1), (14, 1), (15, 1), (9, 1), (8, 0), (1, 0), (2, 0), (3, 0), (16, 0), (99, 0), (-1, 0)],
+    [(10, 1), (14, 1), (15, 1), (9, 1), (16, 1), (8, 0), (1, 0), (2, 0), (3, 0), (99, 0), (-1, 0)],
 )
 def test_supported_features(raw: RawRpcClient, feature: int, supported: int) -> None:
     raw.open()
@@ -174,14 +174,15 @@ def test_trailing_junk_after_a_valid_payload_is_accepted(raw: RawRpcClient) -> N
 def test_not_supported_uses_the_api_name(raw: RawRpcClient) -> None:
     raw.open()
     dom = xdr_string("test") + bytes.fromhex("6695eb01f6a4830479aa97f2502e193f") + xdr_uint(1)
-    message = "this function is not supported by the connection driver: virDomainSetMemory"
-    assert error_of(raw.call(31, dom + struct.pack(">Q", 1024))) == (
+    message = "this function is not supported by the connection driver: virDomainBlockStatsFlags"
+    # DOMAIN_BLOCK_STATS_FLAGS (243): the test driver has no domainBlockStatsFlags.
+    assert error_of(raw.call(243, dom + xdr_string("vda") + struct.pack(">iI", 0, 0))) == (
         3,
         20,
         message,
         2,
         "this function is not supported by the connection driver: %s",
-        "virDomainSetMemory",
+        "virDomainBlockStatsFlags",
         None,
         -1,
         -1,

@@ -23,8 +23,10 @@ from virtwire.protocol.generated import remote as R
 from ...errors import report
 from ..base import Driver
 from . import defaults
+from .domdefs import merge_on_stop, split_on_start
 from .domxml import normalise, parse_domain_xml
 from .model import Domain
+from .nodexml import NodeDescription
 from .store import DomainStore
 
 log = logging.getLogger(__name__)
@@ -57,9 +59,18 @@ def operation_invalid(detail: str, domain: int = C.VIR_FROM_DOMAIN) -> Exception
 class MemoryCore(Driver):
     """Domains of an in-memory hypervisor that starts like libvirt's test:///default."""
 
-    def __init__(self, *, hostname: str, state_dir: Path | None = None, seed_defaults: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        hostname: str,
+        state_dir: Path | None = None,
+        seed_defaults: bool = True,
+        node: NodeDescription | None = None,
+    ) -> None:
         super().__init__()
         self.hostname = hostname
+        # A custom node description (--node-xml) seeds a fresh host instead of test:///default.
+        self.node = node
         self._by_uuid: dict[bytes, Domain] = {}
         self._by_name: dict[str, Domain] = {}
         self._by_id: dict[int, Domain] = {}
@@ -81,6 +92,11 @@ class MemoryCore(Driver):
                     log.warning("state dir: skipping a definition that no longer parses: %s", exc)
                     continue
                 dom.autostart = stored.autostart
+        elif self.node is not None:
+            self._seed_from_node(self.node)
+            if self.store is not None:
+                self.store.mark_seeded()
+            return
         elif seed_defaults:
             self.define_domain(defaults.TEST_DOMAIN_XML, persistent=True, emit=False)
             if self.store is not None:
@@ -93,6 +109,15 @@ class MemoryCore(Driver):
         for dom in sorted(self._by_uuid.values(), key=lambda d: d.name):
             if dom.autostart and not dom.active:
                 self.start_domain(dom, emit=False)
+
+    def _seed_from_node(self, node: NodeDescription) -> None:
+        """The domains of a node file, as testParseDomains: each started unless its runstate is shutoff."""
+        for spec in node.domains:
+            dom = self.define_domain(spec.xml, persistent=not spec.transient, emit=False)
+            if spec.runstate != C.VIR_DOMAIN_SHUTOFF:
+                self.start_domain(dom, reason=C.VIR_DOMAIN_RUNNING_BOOTED, emit=False)
+                # The test driver then forces the file's state, reason 0.
+                dom.state, dom.reason = spec.runstate, 0
 
     # --- lookup ------------------------------------------------------------------------
 
@@ -155,7 +180,13 @@ class MemoryCore(Driver):
             )
         uuid = parsed.uuid if parsed.uuid is not None else uuidlib.uuid4().bytes
         tree = normalise(parsed, uuid)
-        if existing is not None:
+        if existing is not None and existing.active and not live:
+            # A running domain keeps its live definition; the new one waits for the next start.
+            existing.new_tree = tree
+            existing.persistent = existing.persistent or persistent
+            dom = existing
+            detail = C.VIR_DOMAIN_EVENT_DEFINED_UPDATED
+        elif existing is not None:
             if live and existing.active:
                 raise operation_invalid(f"domain '{existing.name}' is already active")
             existing.tree = tree
@@ -233,6 +264,7 @@ class MemoryCore(Driver):
         self._next_id += 1
         self._by_id[dom.id] = dom
         dom.state, dom.reason = state, reason
+        split_on_start(dom)
         if emit:
             self.events.lifecycle(dom_ref(dom), C.VIR_DOMAIN_EVENT_STARTED, detail)
 
@@ -250,6 +282,7 @@ class MemoryCore(Driver):
             del self._by_id[dom.id]
         dom.id = -1
         dom.state, dom.reason = C.VIR_DOMAIN_SHUTOFF, reason
+        merge_on_stop(dom)
         if emit:
             self.events.lifecycle(dom_ref(dom), C.VIR_DOMAIN_EVENT_STOPPED, detail)
         if not dom.persistent:

@@ -154,5 +154,4 @@ GUEST_OS_TYPE: Final = "linux"  # the test driver's virDomainGetOSType, whatever
 
 # The test driver boots ``test`` with id 1 in state RUNNING, reason UNKNOWN (0).
 TEST_DOMAIN_ID: Final = 1
-GUEST_HOSTNAME: Final = "testhost"  # virDomainGetHostname of any running domain
 SCHEDULER: Final = "fair"  # virDomainGetSchedulerType: "fair" with one parameter

@@ -27,6 +27,23 @@ _MAX_MEMORY_KIB = (1 << 63) // 1024
 
 # Child elements libvirt prints first, in this order; others follow as given.
 _LEADING = ("name", "uuid", "title", "description", "metadata", "memory", "currentMemory", "vcpu", "os")
+# Tuning sections libvirt prints between <currentMemory> and <vcpu>, and between <vcpu> and <os>.
+_BEFORE_VCPU = ("blkiotune", "memtune", "memoryBacking")
+_BEFORE_OS = (
+    "vcpus",
+    "iothreads",
+    "iothreadids",
+    "defaultiothread",
+    "cputune",
+    "numatune",
+    "resource",
+    "sysinfo",
+    "bootloader",
+    "bootloader_args",
+)
+# Sections libvirt prints after <on_crash>, and after <devices>.
+_BEFORE_DEVICES = ("on_lockfailure", "pm", "perf")
+_AFTER_DEVICES = ("seclabel", "keywrap", "launchSecurity")
 _TRAILING_DEFAULTS: tuple[tuple[str, dict[str, str], str | None], ...] = (
     ("clock", {"offset": "utc"}, None),
     ("on_poweroff", {}, "destroy"),
@@ -95,6 +112,11 @@ _ELEMENT_PREFIXES: weakref.WeakKeyDictionary[ET.Element, str] = weakref.WeakKeyD
 _NS_PREFIXES: dict[str, str] = {}
 
 
+def set_namespace_prefix(el: ET.Element, prefix: str) -> None:
+    """Print the namespaced element ``el`` with ``prefix`` (as if its document had named it so)."""
+    _ELEMENT_PREFIXES[el] = prefix
+
+
 def _parse_tree(xml: str) -> ET.Element:
     try:
         parser: ET.XMLPullParser[Any] = ET.XMLPullParser(events=("start-ns", "end"))
@@ -133,11 +155,12 @@ def parse_domain_xml(xml: str) -> ParsedDomain:
     if root.tag != "domain":
         detail = f"expecting root element of 'domain', not '{root.tag}'"
         raise report(C.VIR_ERR_XML_ERROR, C.VIR_FROM_XML, detail)
-    if not root.get("type"):
-        raise _internal("missing domain type attribute")
+    # libvirt looks for the name before the type.
     name = (root.findtext("name") or "").strip()
     if not name:
         raise report(C.VIR_ERR_NO_NAME, C.VIR_FROM_DOMAIN)
+    if not root.get("type"):
+        raise _internal("missing domain type attribute")
     uuid_text = root.findtext("uuid")
     uuid = parse_uuid(uuid_text) if uuid_text is not None else None
 
@@ -198,11 +221,14 @@ def normalise(parsed: ParsedDomain, uuid: bytes) -> ET.Element:
             out.append(leading[tag])
     _text(out, "memory", str(parsed.memory_kib), unit="KiB")
     _text(out, "currentMemory", str(parsed.current_memory_kib), unit="KiB")
+    out.extend(_in_order(rest, _BEFORE_VCPU))
     vcpu_given = dict(leading["vcpu"].attrib) if "vcpu" in leading else {}
     vcpu_attrs = {"placement": vcpu_given.pop("placement", "static"), **vcpu_given}
     _text(out, "vcpu", str(parsed.max_vcpus or parsed.vcpus), **vcpu_attrs)
+    out.extend(_in_order(rest, _BEFORE_OS))
     out.append(_normalise_os(leading["os"]))
-    out.extend(rest)
+    placed = (*_BEFORE_VCPU, *_BEFORE_OS, *_BEFORE_DEVICES, *_AFTER_DEVICES)
+    out.extend(el for el in rest if el.tag not in placed)
     for tag, attrs, text in _TRAILING_DEFAULTS:
         given = src.find(tag)
         if given is not None:
@@ -211,9 +237,15 @@ def normalise(parsed: ParsedDomain, uuid: bytes) -> ET.Element:
             ET.SubElement(out, tag, attrs)
         else:
             _text(out, tag, text)
+    out.extend(_in_order(rest, _BEFORE_DEVICES))
     devices = src.find("devices")
     out.append(devices if devices is not None else ET.Element("devices"))
+    out.extend(_in_order(rest, _AFTER_DEVICES))
     return out
+
+
+def _in_order(elements: list[ET.Element], tags: tuple[str, ...]) -> list[ET.Element]:
+    return sorted((el for el in elements if el.tag in tags), key=lambda el: tags.index(el.tag))
 
 
 def _normalise_os(os_el: ET.Element) -> ET.Element:
@@ -237,7 +269,7 @@ def _text(parent: ET.Element, tag: str, text: str, **attrs: str) -> None:
 # --- printing, libvirt style ------------------------------------------------------------
 
 # Elements libvirt always prints as an open/close pair, even when empty.
-_ALWAYS_OPEN = frozenset({"devices"})
+_ALWAYS_OPEN = frozenset({"devices", "bandwidth"})
 
 
 def _escape(text: str, quote: bool) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from virtwire.protocol.features import DriverFeature
 from virtwire.protocol.generated import constants as C
 from virtwire.protocol.generated import remote as R
 
@@ -14,7 +15,7 @@ from .core import MemoryCore, dom_ref
 from .model import Domain
 
 URI = "test:///default"
-FEATURE_TYPED_PARAM_STRING = 9
+FEATURE_TYPED_PARAM_STRING = DriverFeature.TYPED_PARAM_STRING
 
 _LIST_FILTERS_ALL = (
     C.VIR_CONNECT_LIST_DOMAINS_ACTIVE
@@ -34,6 +35,10 @@ _LIST_FILTERS_ALL = (
     | C.VIR_CONNECT_LIST_DOMAINS_HAS_CHECKPOINT
     | C.VIR_CONNECT_LIST_DOMAINS_NO_CHECKPOINT
 )
+
+
+def _pick(value: int | None, default: int) -> int:
+    return default if value is None else value
 
 
 def chars(text: str) -> list[int]:
@@ -145,16 +150,27 @@ class HostAPI(MemoryCore):
         return R.remote_connect_is_secure_ret(secure=1)
 
     async def node_get_info(self, args: None, ctx: ConnectionContext) -> R.remote_node_get_info_ret:
-        model = list(defaults.NODE_MODEL.encode().ljust(32, b"\0"))
+        cpu = self.node.cpu if self.node is not None else None
+        # A node file overrides the defaults field by field (testParseNodeInfo); its CPU
+        # count is the product of the topology, capped by <active>.
+        nodes = _pick(cpu.nodes if cpu is not None else None, defaults.NODE_NUMA_NODES)
+        sockets = _pick(cpu.sockets if cpu is not None else None, defaults.NODE_SOCKETS)
+        cores = _pick(cpu.cores if cpu is not None else None, defaults.NODE_CORES)
+        threads = _pick(cpu.threads if cpu is not None else None, defaults.NODE_THREADS)
+        cpus = defaults.NODE_CPUS if cpu is None else nodes * sockets * cores * threads
+        if cpu is not None and cpu.active is not None:
+            cpus = min(cpus, cpu.active)
+        model = (cpu.model if cpu is not None and cpu.model is not None else defaults.NODE_MODEL).encode()
+        memory = self.node.memory_kib if self.node is not None else None
         return R.remote_node_get_info_ret(
-            model=model,
-            memory=defaults.NODE_MEMORY_KIB,
-            cpus=defaults.NODE_CPUS,
-            mhz=defaults.NODE_MHZ,
-            nodes=defaults.NODE_NUMA_NODES,
-            sockets=defaults.NODE_SOCKETS,
-            cores=defaults.NODE_CORES,
-            threads=defaults.NODE_THREADS,
+            model=list(model.ljust(32, b"\0")),
+            memory=_pick(memory, defaults.NODE_MEMORY_KIB),
+            cpus=cpus,
+            mhz=_pick(cpu.mhz if cpu is not None else None, defaults.NODE_MHZ),
+            nodes=nodes,
+            sockets=sockets,
+            cores=cores,
+            threads=threads,
         )
 
     async def node_get_free_memory(

@@ -21,6 +21,7 @@ from ...errors import check_flags, report
 from ..base import ConnectionContext, nonblocking
 from .core import MemoryCore
 from .interfaces import InterfaceDef, parse_interface_xml
+from .nodexml import NodeDescription
 from .store import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -64,8 +65,15 @@ def _store_key(name: str) -> str:
 class InterfaceAPI(MemoryCore):
     """virInterface* and virConnect*Interface* answers of test:///default."""
 
-    def __init__(self, *, hostname: str, state_dir: Path | None = None, seed_defaults: bool = True) -> None:
-        super().__init__(hostname=hostname, state_dir=state_dir, seed_defaults=seed_defaults)
+    def __init__(
+        self,
+        *,
+        hostname: str,
+        state_dir: Path | None = None,
+        seed_defaults: bool = True,
+        node: NodeDescription | None = None,
+    ) -> None:
+        super().__init__(hostname=hostname, state_dir=state_dir, seed_defaults=seed_defaults, node=node)
         self.interfaces: dict[str, HostInterface] = {}
         self._interface_backup: dict[str, HostInterface] | None = None
         self.interface_store = (
@@ -85,6 +93,14 @@ class InterfaceAPI(MemoryCore):
                     log.warning("state dir: skipping an interface that no longer parses: %s", exc)
                     continue
                 self.interfaces[defn.name] = HostInterface(defn, active=stored.attrs.get("active") == "1")
+        elif self.node is not None:
+            # testParseInterfaces: every interface of a node file is defined and up.
+            for xml in self.node.interfaces:
+                iface = HostInterface(parse_interface_xml(xml), active=True)
+                self.interfaces[iface.name] = iface
+                self._save_interface(iface)
+            if store is not None:
+                store.mark_seeded()
         elif seed_defaults:
             # test:///default's eth1 is up from the start.
             iface = HostInterface(parse_interface_xml(DEFAULT_INTERFACE_XML), active=True)

@@ -43,6 +43,27 @@ _ALLOWED_CHILDREN = {
 _ALWAYS_OPEN = frozenset({"bridge", "bond", "protocol"})
 
 
+# Attributes virInterfaceDefFormat prints with a plain %s (no escaping).
+_RAW_ATTRS = frozenset(
+    {
+        ("mac", "address"),
+        ("bridge", "delay"),
+        ("vlan", "tag"),
+        ("ip", "address"),
+        ("route", "gateway"),
+        ("protocol", "family"),
+        ("arpmon", "target"),
+    }
+)
+
+
+def _raw_attr(el: ET.Element, attr: str) -> bool:
+    """A vlan's <interface name=...> is printed raw; an interface's own name is escaped."""
+    return (el.tag, attr) in _RAW_ATTRS or (
+        el.tag == "interface" and attr == "name" and "type" not in el.attrib
+    )
+
+
 def _always_open(el: ET.Element) -> bool:
     """libvirt prints these as an open/close pair even when empty; a vlan's <interface name=.../> not."""
     return el.tag in _ALWAYS_OPEN or (el.tag == "interface" and "type" in el.attrib)
@@ -50,6 +71,14 @@ def _always_open(el: ET.Element) -> bool:
 
 def _xml_error(detail: str, domain: int = FROM) -> libvirtError:
     return report(C.VIR_ERR_XML_ERROR, domain, detail)
+
+
+def _cause_unknown() -> libvirtError:
+    """virErrorGenericFailure: a failure nothing reported."""
+    message = "An error occurred, but the cause is unknown"
+    return libvirtError(
+        message, (C.VIR_ERR_INTERNAL_ERROR, C.VIR_FROM_NONE, message, C.VIR_ERR_ERROR, None, None, None, 0, 0)
+    )
 
 
 @dataclass(slots=True)
@@ -61,7 +90,7 @@ class InterfaceDef:
     tree: ET.Element
 
     def xml(self) -> str:
-        return format_tree(self.tree, _always_open)
+        return format_tree(self.tree, _always_open, _raw_attr)
 
 
 def parse_interface_xml(xml: str) -> InterfaceDef:
@@ -104,15 +133,12 @@ def parse_interface_element(src: ET.Element, parent: str) -> ET.Element:
         mtu_el = src.find("mtu")
         mtu = 0
         size = mtu_el.get("size") if mtu_el is not None else None
-        if size is not None:
-            try:
-                mtu = int(size.strip())
-            except ValueError:
-                raise _xml_error(
-                    "value of the 'size' attribute of 'mtu' element must be at most 100000"
-                ) from None
-            if not 0 <= mtu < 1 << 32:
-                raise _xml_error("value of the 'size' attribute of 'mtu' element must be at most 100000")
+        if size:
+            body = size.lstrip()
+            if not body.isdigit() or int(body) >= 1 << 32:
+                # virXPathUInt fails without reporting; the API layer's generic error is what callers see.
+                raise _cause_unknown()
+            mtu = int(body)
         if mtu > 100000:
             raise _xml_error("value of the 'size' attribute of 'mtu' element must be at most 100000")
         protocols = [_parse_protocol(p) for p in src.findall("protocol")]

@@ -28,6 +28,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 import trio
+from virtwire.protocol.features import DriverFeature
 from virtwire.protocol.generated import constants as C
 from virtwire.protocol.generated import remote as R
 from virtwire.protocol.typedparams import (
@@ -77,8 +78,14 @@ from .model import Domain
 
 log = logging.getLogger(__name__)
 
-# VIR_DRV_FEATURE_*: MIGRATION_P2P 4, MIGRATION_V3 6, MIGRATION_OFFLINE 12, MIGRATION_PARAMS 13.
-MIGRATION_FEATURES = frozenset({4, 6, 12, 13})
+MIGRATION_FEATURES = frozenset(
+    {
+        DriverFeature.MIGRATION_P2P,
+        DriverFeature.MIGRATION_V3,
+        DriverFeature.MIGRATION_OFFLINE,
+        DriverFeature.MIGRATION_PARAMS,
+    }
+)
 _MIGRATE_PARAM_LIMIT = 64
 _MIGRATION_PORT_MIN = 49152  # start of QEMU hosts' default migration port range
 _JOB_OUT = "migration out"
@@ -121,7 +128,7 @@ def _string_param(params: dict[str, Any], name: str) -> str | None:
 def _renamed(xml: str, name: str | None) -> str:
     if not name:
         return xml
-    root = ET.fromstring(xml)
+    root = ET.fromstring(xml.encode("utf-8", "surrogateescape"))
     element = root.find("name")
     if element is None or element.text == name:
         return xml

@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from virtwire.client import aio, ops
 from virtwire.protocol.errors import libvirtError
+from virtwire.protocol.features import DriverFeature
 from virtwire.protocol.generated import constants as C
-from virtwire.protocol.typedparams import make_param
+from virtwire.protocol.generated import remote as R
+from virtwire.protocol.typedparams import MIGRATION_PARAM_TYPES, dict_to_params
 
 from ...errors import report
 from .core import FROM
@@ -25,24 +27,15 @@ if TYPE_CHECKING:
     from .migration_api import MigrationMixin
 
 # VIR_DRV_FEATURE_MIGRATION_V3 and _PARAMS: what the destination must speak.
-_REQUIRED_FEATURES = (6, 13)
+_REQUIRED_FEATURES = (DriverFeature.MIGRATION_V3, DriverFeature.MIGRATION_PARAMS)
 # Flags the destination never sees (libvirt strips them the same way).
 _SOURCE_ONLY_FLAGS = C.VIR_MIGRATE_ABORT_ON_ERROR | C.VIR_MIGRATE_AUTO_CONVERGE
 
 
 def _wire_params(params: dict[str, Any]) -> list[Any]:
-    out = []
-    for name, value in params.items():
-        if isinstance(value, bool):
-            kind = 6
-        elif isinstance(value, int):
-            kind = 4
-        elif isinstance(value, float):
-            kind = 5
-        else:
-            kind = 7
-        out.append(make_param(name, kind, value))
-    return out
+    # Each parameter travels with libvirt's type for it (VIR_MIGRATE_PARAM_*):
+    # the destination refuses, say, auto_converge.initial sent as ULLONG.
+    return dict_to_params(params, MIGRATION_PARAM_TYPES, limit=R.REMOTE_DOMAIN_MIGRATE_PARAM_LIST_MAX)
 
 
 async def perform_peer2peer(

@@ -62,6 +62,9 @@ class Domain:
     extra: dict[str, Any] = field(default_factory=dict)
     # The wire form last built for this domain (see core.dom_ref).
     ref_cache: Any = None
+    # While a persistent domain runs: its persistent definition (libvirt's newDef);
+    # ``tree`` is then the live one.  See domdefs.
+    new_tree: ET.Element | None = None
 
     @property
     def active(self) -> bool:
@@ -78,4 +81,5 @@ class Domain:
     def xml(self, *, inactive: bool = False) -> str:
         """The XML description (``virDomainGetXMLDesc``); ``inactive`` omits the id."""
         shown_id = self.id if self.active and not inactive else None
-        return format_domain_xml(self.tree, domain_id=shown_id)
+        tree = self.new_tree if inactive and self.new_tree is not None else self.tree
+        return format_domain_xml(tree, domain_id=shown_id)

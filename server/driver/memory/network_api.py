@@ -1,16 +1,14 @@
 """Network procedures of the memory driver: test_driver.c's testNetworkDriver.
 
-A network keeps libvirt's pair of definitions: ``defn`` (what is running, and
-what XMLDesc prints) and ``new_def`` (a persistent definition waiting for the
-next start).  The test driver never swaps ``new_def`` in on destroy, so neither
-do we; it is what the state directory keeps.  DHCP leases and network ports are
-not in the test driver's table: those procedures answer VIR_ERR_NO_SUPPORT.
+The test driver never swaps a network's pending definition (``new_def``) in on
+destroy, so neither do we; it is what the state directory keeps.  DHCP leases
+and network ports are not in the test driver's table: those procedures answer
+VIR_ERR_NO_SUPPORT.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 from virtwire.protocol.generated import constants as C
@@ -19,9 +17,12 @@ from virtwire.protocol.generated import remote as R
 from ...errors import check_flags, report
 from ..base import ConnectionContext, nonblocking
 from .core import MemoryCore
+from .network_ip import ip_prefix
+from .network_state import Network, NetworkRegistry
 from .network_update import update_definition
-from .network_xmlio import uuid_string
-from .networks import NetworkDef, parse_network_xml
+from .network_xmlio import SocketAddr, parse_addr, uuid_string
+from .networks import parse_network_xml
+from .nodexml import NodeDescription
 from .store import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -55,112 +56,19 @@ _LIST_FILTERS_ALL = _LIST_FILTER_GROUPS[0] | _LIST_FILTER_GROUPS[1] | _LIST_FILT
 _UPDATE_AFFECT = C.VIR_NETWORK_UPDATE_AFFECT_LIVE | C.VIR_NETWORK_UPDATE_AFFECT_CONFIG
 
 
-@dataclass(slots=True, eq=False)
-class Network:
-    """One virtual network of the in-memory host."""
-
-    defn: NetworkDef
-    new_def: NetworkDef | None = None
-    active: bool = False
-    persistent: bool = True
-    autostart: bool = False
-
-    @property
-    def name(self) -> str:
-        return self.defn.name
-
-    @property
-    def uuid(self) -> bytes:
-        return self.defn.uuid
-
-    @property
-    def persistent_def(self) -> NetworkDef:
-        return self.new_def if self.new_def is not None else self.defn
-
-    def ref(self) -> R.remote_nonnull_network:
-        return R.remote_nonnull_network(name=self.name, uuid=self.uuid)
-
-    def list_flags(self) -> int:
-        return (
-            (C.VIR_CONNECT_LIST_NETWORKS_ACTIVE if self.active else C.VIR_CONNECT_LIST_NETWORKS_INACTIVE)
-            | (
-                C.VIR_CONNECT_LIST_NETWORKS_PERSISTENT
-                if self.persistent
-                else C.VIR_CONNECT_LIST_NETWORKS_TRANSIENT
-            )
-            | (
-                C.VIR_CONNECT_LIST_NETWORKS_AUTOSTART
-                if self.autostart
-                else C.VIR_CONNECT_LIST_NETWORKS_NO_AUTOSTART
-            )
-        )
-
-
-class NetworkRegistry:
-    """The host's networks by UUID and name, with virNetworkObjAssignDef's clash rules."""
-
-    def __init__(self) -> None:
-        self.by_uuid: dict[bytes, Network] = {}
-
-    def sorted(self) -> list[Network]:
-        return sorted(self.by_uuid.values(), key=lambda n: n.name)
-
-    def by_name(self, name: str) -> Network | None:
-        return next((n for n in self.by_uuid.values() if n.name == name), None)
-
-    def assign(self, defn: NetworkDef, *, live: bool, check_live: bool) -> Network:
-        """Add ``defn`` or give an existing network (same UUID and name) the new definition."""
-        existing = self.by_uuid.get(defn.uuid)
-        if existing is not None:
-            if existing.name != defn.name:
-                raise report(
-                    C.VIR_ERR_OPERATION_FAILED,
-                    C.VIR_FROM_NETWORK,
-                    f"network '{existing.name}' is already defined with uuid {uuid_string(existing.uuid)}",
-                )
-            if check_live and existing.active:
-                raise report(
-                    C.VIR_ERR_OPERATION_INVALID,
-                    C.VIR_FROM_NETWORK,
-                    f"network is already active as '{existing.name}'",
-                )
-            if live:
-                if existing.persistent and existing.new_def is None:
-                    existing.new_def = existing.defn
-                existing.defn = defn
-            elif existing.active:
-                existing.new_def = defn
-                existing.persistent = True
-            elif not existing.persistent:
-                # Only while a transient network is being started; kept for fidelity.
-                existing.new_def = defn
-                existing.persistent = True
-            else:
-                existing.new_def = None
-                existing.defn = defn
-                existing.persistent = True
-            return existing
-        same_name = self.by_name(defn.name)
-        if same_name is not None:
-            raise report(
-                C.VIR_ERR_OPERATION_FAILED,
-                C.VIR_FROM_NETWORK,
-                f"network '{defn.name}' already exists with uuid {uuid_string(same_name.uuid)}",
-            )
-        net = Network(defn, persistent=not live)
-        self.by_uuid[defn.uuid] = net
-        return net
-
-    def remove(self, net: Network) -> None:
-        self.by_uuid.pop(net.uuid, None)
-
-
 @nonblocking
 class NetworkAPI(MemoryCore):
     """virNetwork* and virConnect*Network* answers of test:///default."""
 
-    def __init__(self, *, hostname: str, state_dir: Path | None = None, seed_defaults: bool = True) -> None:
-        super().__init__(hostname=hostname, state_dir=state_dir, seed_defaults=seed_defaults)
+    def __init__(
+        self,
+        *,
+        hostname: str,
+        state_dir: Path | None = None,
+        seed_defaults: bool = True,
+        node: NodeDescription | None = None,
+    ) -> None:
+        super().__init__(hostname=hostname, state_dir=state_dir, seed_defaults=seed_defaults, node=node)
         self.networks = NetworkRegistry()
         self.network_store = ObjectStore(state_dir / "networks", "network") if state_dir is not None else None
         self._load_networks(seed_defaults)
@@ -180,6 +88,14 @@ class NetworkAPI(MemoryCore):
                     log.warning("state dir: skipping a network that no longer parses: %s", exc)
                     continue
                 net.autostart = stored.autostart
+        elif self.node is not None:
+            # testParseNetworks: every network of a node file is defined and running.
+            for xml in self.node.networks:
+                net = self.networks.assign(parse_network_xml(xml), live=False, check_live=False)
+                net.active = True
+                self._save_network(net)
+            if store is not None:
+                store.mark_seeded()
         elif seed_defaults:
             net = self.networks.assign(parse_network_xml(DEFAULT_NETWORK_XML), live=False, check_live=False)
             self._save_network(net)
@@ -212,6 +128,31 @@ class NetworkAPI(MemoryCore):
                 C.VIR_ERR_NO_NETWORK, FROM, f"no network with matching uuid '{uuid_string(bytes(uuid))}'"
             )
         return net
+
+    def _network_lease_address(self, name: str, offset: int) -> tuple[int, str, int]:
+        """(VIR_IP_ADDR_TYPE_*, address, prefix) testDomainInterfaceAddresses gives a guest NIC on ``name``.
+
+        The test driver takes the network's first <ip>: its first DHCP range's start
+        (else the address itself) plus ``offset`` (in the last byte for IPv6).
+        """
+        net = self._network_by_name(name)
+        ip = net.defn.tree.find("ip")
+        if ip is None:
+            raise report(C.VIR_ERR_INTERNAL_ERROR, FROM, f"network '{name}' has no IP address")
+        start = ip.find("dhcp/range")
+        base = parse_addr(
+            (start if start is not None else ip).get("start" if start is not None else "address", "")
+        )
+        assert base is not None
+        if ip.get("family") == "ipv6":
+            packed = bytearray(base.packed)
+            packed[15] = (packed[15] + offset) & 0xFF
+            return C.VIR_IP_ADDR_TYPE_IPV6, str(SocketAddr(base.family, bytes(packed))), ip_prefix(ip)
+        return (
+            C.VIR_IP_ADDR_TYPE_IPV4,
+            str(base.with_value((base.value + offset) & 0xFFFFFFFF)),
+            ip_prefix(ip),
+        )
 
     def _emit_network(self, net: Network, event: int) -> None:
         self.network_events.lifecycle(net.ref(), event, 0)

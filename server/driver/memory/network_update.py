@@ -14,18 +14,14 @@ from virtwire.protocol.errors import libvirtError
 from virtwire.protocol.generated import constants as C
 
 from ...errors import report
+from .network_dns import parse_dns_host, parse_dns_srv, parse_dns_txt
+from .network_errors import FROM, xml_error
+from .network_ip import parse_dhcp_host, parse_dhcp_range
 from .network_xmlio import copy_tree, element, parse_addr, parse_document_any
 from .networks import (
-    FROM,
     NetworkDef,
-    parse_dhcp_host,
-    parse_dhcp_range,
-    parse_dns_host,
-    parse_dns_srv,
-    parse_dns_txt,
     parse_network_element,
     parse_portgroup,
-    xml_error,
 )
 
 MODIFY = C.VIR_NETWORK_UPDATE_COMMAND_MODIFY
@@ -352,7 +348,7 @@ def _update_dns_srv(
     if command == MODIFY:
         raise _unsupported("DNS SRV records cannot be modified, only added or deleted")
     _check_name(defn, node, "srv")
-    new = parse_dns_srv(defn.name, node)
+    new = parse_dns_srv(defn.name, node, partial=not is_add)
     dns = _dns_of(tree)
     srvs = dns.findall("srv")
     keys = ("domain", "service", "protocol", "target")
@@ -383,10 +379,7 @@ def _update_dns_txt(
     if command == MODIFY:
         raise _unsupported("DNS TXT records cannot be modified, only added or deleted")
     _check_name(defn, node, "txt")
-    if not is_add and node.get("value") is None:
-        node = copy_tree(node)
-        node.set("value", "")
-    new = parse_dns_txt(defn.name, node)
+    new = parse_dns_txt(defn.name, node, partial=not is_add)
     dns = _dns_of(tree)
     txts = dns.findall("txt")
     match = next((t for t in txts if t.get("name") == new.get("name")), None)

@@ -44,7 +44,7 @@ def parse_document_any(xml: str, label: str, domain: int) -> ET.Element:
     """
     try:
         parser: ET.XMLPullParser[Any] = ET.XMLPullParser(events=("start-ns", "end"))
-        parser.feed(xml)
+        parser.feed(xml.encode("utf-8", "surrogateescape"))  # not UTF-8: an XML error, as domxml
         parser.close()
         prefixes: dict[str, str] = {}
         root: ET.Element | None = None
@@ -91,26 +91,39 @@ def text_element(parent: ET.Element, tag: str, text: str) -> ET.Element:
 # --- printing ---------------------------------------------------------------------------
 
 
-def _escape(text: str, quote: bool) -> str:
+def _escape(text: str) -> str:
+    """virBufferEscapeString's escaping (quotes too, in text as in attributes)."""
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return text.replace("'", "&apos;").replace('"', "&quot;") if quote else text
+    return text.replace("'", "&apos;").replace('"', "&quot;")
 
 
-def format_tree(root: ET.Element, always_open: Callable[[ET.Element], bool]) -> str:
+def format_tree(
+    root: ET.Element,
+    always_open: Callable[[ET.Element], bool],
+    raw_attr: Callable[[ET.Element, str], bool] = lambda el, attr: False,
+) -> str:
     """Print a normalised tree as libvirt's formatters do.
 
     Elements for which ``always_open`` says so print as an open/close pair even
-    when empty (libvirt's ``<ip>`` does).  A ``metadata`` element's children are printed by
-    domxml, which knows libxml2's way with namespaces.
+    when empty (libvirt's ``<ip>`` does).  Attributes for which ``raw_attr``
+    says so are printed without escaping, as libvirt's formatters print them
+    with a plain ``%s``.  A ``metadata`` element's children are
+    printed by domxml, which knows libxml2's way with namespaces.
     """
     parts: list[str] = []
-    _format(root, 0, parts, always_open)
+    _format(root, 0, parts, always_open, raw_attr)
     return "".join(parts)
 
 
-def _format(el: ET.Element, depth: int, parts: list[str], always_open: Callable[[ET.Element], bool]) -> None:
+def _format(
+    el: ET.Element,
+    depth: int,
+    parts: list[str],
+    always_open: Callable[[ET.Element], bool],
+    raw_attr: Callable[[ET.Element, str], bool],
+) -> None:
     pad = "  " * depth
-    attrs = "".join(f" {k}='{_escape(v, True)}'" for k, v in el.attrib.items())
+    attrs = "".join(f" {k}='{v if raw_attr(el, k) else _escape(v)}'" for k, v in el.attrib.items())
     children = list(el)
     text = el.text or ""
     if el.tag == "metadata":
@@ -124,10 +137,10 @@ def _format(el: ET.Element, depth: int, parts: list[str], always_open: Callable[
     elif children:
         parts.append(f"{pad}<{el.tag}{attrs}>\n")
         for child in children:
-            _format(child, depth + 1, parts, always_open)
+            _format(child, depth + 1, parts, always_open, raw_attr)
         parts.append(f"{pad}</{el.tag}>\n")
     elif text:
-        parts.append(f"{pad}<{el.tag}{attrs}>{_escape(text, False)}</{el.tag}>\n")
+        parts.append(f"{pad}<{el.tag}{attrs}>{_escape(text)}</{el.tag}>\n")
     elif always_open(el):
         parts.append(f"{pad}<{el.tag}{attrs}>\n{pad}</{el.tag}>\n")
     else:

@@ -3,9 +3,10 @@
 ``parse_network_xml`` checks what libvirt 9.0's virNetworkDefParseXML checks
 (in its order, with its errors) and builds the definition as virNetworkDefFormat
 would print it: elements in libvirt's order, defaults filled in (a generated
-UUID, the bridge's stp/delay), addresses in canonical form.  Elements libvirt
-keeps without interpreting them here (vlan, bandwidth, virtualport, PCI
-addresses of a hostdev pool) are carried over as given.
+UUID, the bridge's stp/delay), addresses in canonical form.  This module holds
+the top level, ``<forward>`` and ``<portgroup>``; addresses, DNS and device
+settings have modules of their own (network_ip, network_dns, network_netdev).
+Metadata is carried over as given.
 """
 
 from __future__ import annotations
@@ -14,20 +15,19 @@ import uuid as uuidlib
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
-from virtwire.protocol.errors import libvirtError
 from virtwire.protocol.generated import constants as C
 
 from ...errors import report
+from .network_dns import parse_dns
+from .network_errors import FROM, internal, tristate, unsupported, xml_error
+from .network_ip import check_route_gateways, parse_ip, parse_route
+from .network_netdev import parse_bandwidth, parse_pci_address, parse_virtualport, parse_vlan
 from .network_xmlio import (
-    SocketAddr,
-    addr_parse_error,
     copy_tree,
     element,
     format_mac,
     format_tree,
     is_multicast,
-    mask_of,
-    netmask_prefix,
     parse_addr,
     parse_document,
     parse_mac,
@@ -36,64 +36,35 @@ from .network_xmlio import (
     uuid_string,
 )
 
-FROM = C.VIR_FROM_NETWORK
-
 FORWARD_MODES = ("none", "nat", "route", "open", "bridge", "private", "vepa", "passthrough", "hostdev")
 # Modes that route on the host's own bridge (stp/delay/zone/mtu make sense there).
 _L3_MODES = frozenset({"none", "nat", "route", "open"})
 _DRIVER_NAMES = ("default", "kvm", "vfio")
-_TRISTATE = ("yes", "no")
 _MAC_TABLE_MANAGERS = ("kernel", "libvirt")
-_LEASE_UNITS = ("seconds", "minutes", "hours")
-_ALWAYS_OPEN = frozenset({"ip", "portgroup"})
+_ALWAYS_OPEN = frozenset({"ip", "portgroup", "bandwidth"})
+
+
+# Attributes virNetworkDefFormat prints with a plain %s (no escaping).
+_RAW_ATTRS = frozenset(
+    {
+        ("domain", "name"),
+        ("host", "mac"),
+        ("host", "id"),
+        ("host", "name"),
+        ("portgroup", "name"),
+        ("ip", "family"),
+        ("route", "family"),
+        ("parameters", "profileid"),
+    }
+)
+
+
+def _raw_attr(el: ET.Element, attr: str) -> bool:
+    return (el.tag, attr) in _RAW_ATTRS
 
 
 def _always_open(el: ET.Element) -> bool:
     return el.tag in _ALWAYS_OPEN
-
-
-def xml_error(detail: str, domain: int = FROM) -> libvirtError:
-    return report(C.VIR_ERR_XML_ERROR, domain, detail)
-
-
-def unsupported(detail: str) -> libvirtError:
-    return report(C.VIR_ERR_CONFIG_UNSUPPORTED, FROM, detail)
-
-
-def internal(detail: str, domain: int = FROM) -> libvirtError:
-    return report(C.VIR_ERR_INTERNAL_ERROR, domain, detail)
-
-
-def bad_attr(attr: str, tag: str, value: str) -> libvirtError:
-    """virXMLProp*'s error for a value outside the attribute's type."""
-    return xml_error(f"Invalid value for attribute '{attr}' in element '{tag}': '{value}'.", C.VIR_FROM_XML)
-
-
-def tristate(el: ET.Element | None, attr: str) -> str | None:
-    """A yes/no attribute (virXMLPropTristateBool); None when absent."""
-    if el is None:
-        return None
-    value = el.get(attr)
-    if value is None:
-        return None
-    if value not in _TRISTATE:
-        raise bad_attr(attr, el.tag, value)
-    return value
-
-
-def uint_attr(el: ET.Element, attr: str, *, bits: int = 32) -> int | None:
-    """An unsigned decimal attribute (virXMLPropUInt); None when absent."""
-    value = el.get(attr)
-    if value is None:
-        return None
-    text = value.strip()
-    if not text.isdigit() or int(text) >= 1 << bits:
-        raise xml_error(
-            f"Invalid value for attribute '{attr}' in element '{el.tag}': '{value}'. "
-            "Expected non-negative integer value",
-            C.VIR_FROM_XML,
-        )
-    return int(text)
 
 
 @dataclass(slots=True)
@@ -115,7 +86,7 @@ class NetworkDef:
         return uuid_string(self.uuid)
 
     def xml(self) -> str:
-        return format_tree(self.tree, _always_open)
+        return format_tree(self.tree, _always_open, _raw_attr)
 
     def copy(self) -> NetworkDef:
         return NetworkDef(self.name, self.uuid, copy_tree(self.tree), self.uuid_given)
@@ -147,7 +118,7 @@ def parse_network_element(src: ET.Element) -> NetworkDef:
     out = ET.Element("network")
     ipv6 = src.get("ipv6")
     if ipv6 is not None:
-        if ipv6 not in _TRISTATE:
+        if ipv6 not in ("yes", "no"):
             raise xml_error(f"Invalid ipv6 setting '{ipv6}' in network '{name}'")
         if ipv6 == "yes":
             out.set("ipv6", "yes")
@@ -157,6 +128,10 @@ def parse_network_element(src: ET.Element) -> NetworkDef:
 
     domain_el = src.find("domain")
     local_only = tristate(domain_el, "localOnly")
+    bandwidth_el = src.find("bandwidth")
+    bandwidth = parse_bandwidth(bandwidth_el) if bandwidth_el is not None else None
+    vlan_el = src.find("vlan")
+    vlan = parse_vlan(vlan_el) if vlan_el is not None else None
     bridge_el = src.find("bridge")
     bridge_name = bridge_el.get("name") if bridge_el is not None else None
     bridge_zone = bridge_el.get("zone") if bridge_el is not None else None
@@ -187,12 +162,14 @@ def parse_network_element(src: ET.Element) -> NetworkDef:
         if not mtu_text.strip().isdigit() or int(mtu_text) >= 1 << 32:
             raise xml_error(f"Invalid mtu size '{mtu_text}' in network '{name}'")
         mtu = int(mtu_text)
+    virtualport_el = src.find("virtualport")
+    virtualport = parse_virtualport(virtualport_el, require_type=True) if virtualport_el is not None else None
     dns_el = src.find("dns")
     dns_out = parse_dns(name, dns_el) if dns_el is not None else None
     portgroups = [parse_portgroup(name, pg) for pg in src.findall("portgroup")]
     ips = [parse_ip(name, ip) for ip in src.findall("ip")]
     routes = [parse_route(name, route) for route in src.findall("route")]
-    _check_route_gateways(name, routes, ips)
+    check_route_gateways(name, routes, ips)
     forward_el = src.find("forward")
     forward = parse_forward(name, forward_el) if forward_el is not None else None
     mode = forward.get("mode", "none") if forward is not None else "none"
@@ -226,19 +203,18 @@ def parse_network_element(src: ET.Element) -> NetworkDef:
         element(out, "domain", {"name": domain_name, "localOnly": local_only})
     if dns_out is not None:
         out.append(dns_out)
-    for tag in ("vlan", "bandwidth"):
-        kept = src.find(tag)
-        if kept is not None:
-            out.append(copy_tree(kept))
+    if vlan is not None:
+        out.append(vlan)
+    if bandwidth is not None:
+        out.append(bandwidth)
     port_el = src.find("port")
     isolated = tristate(port_el, "isolated")
     if isolated is not None:
         element(out, "port", {"isolated": isolated})
     out.extend(ips)
     out.extend(routes)
-    virtualport = src.find("virtualport")
     if virtualport is not None:
-        out.append(copy_tree(virtualport))
+        out.append(virtualport)
     out.extend(portgroups)
     return NetworkDef(name, uuid, out, uuid_given)
 
@@ -348,7 +324,13 @@ def parse_forward(name: str, src: ET.Element) -> ET.Element:
                 raise unsupported(f"unknown address type '{addr_type}' in network {name}")
             if addr_type != "pci":
                 raise xml_error(f"unsupported address type '{addr_type}' in network {name}")
-            addresses.append(copy_tree(node))
+            address = parse_pci_address(node)
+            if any(a.attrib == address.attrib for a in addresses):
+                bdf = "{}:{}:{}.{}".format(
+                    *(address.get(k, "")[2:] for k in ("domain", "bus", "slot", "function"))
+                )
+                raise xml_error(f"PCI device '{bdf}' can only be listed once in network {name}")
+            addresses.append(address)
     elif len(pf_nodes) > 1:
         raise xml_error(f"Only one <pf> element is allowed in <forward> of network {name}")
     elif pf_nodes:
@@ -429,328 +411,7 @@ def _parse_nat(name: str, mode: str, src: ET.Element) -> ET.Element | None:
     return out
 
 
-# --- <ip> -------------------------------------------------------------------------------
-
-
-def ip_prefix(ip: ET.Element) -> int:
-    """virNetworkIPDefPrefix: the prefix, else the netmask's, else the class default."""
-    prefix = ip.get("prefix")
-    if prefix is not None and int(prefix) > 0:
-        return int(prefix)
-    netmask = ip.get("netmask")
-    if netmask is not None:
-        mask = parse_addr(netmask)
-        found = netmask_prefix(mask) if mask is not None else None
-        return found if found is not None else -1
-    address = parse_addr(ip.get("address", ""))
-    if address is None:
-        return -1
-    if address.ipv4:
-        first = address.packed[0]
-        if first < 128:
-            return 8
-        if first < 192:
-            return 16
-        if first < 224:
-            return 24
-        return -1
-    return 64
-
-
-def parse_ip(name: str, src: ET.Element) -> ET.Element:
-    """virNetworkIPDefParseXML, printed as virNetworkIPDefFormat prints it."""
-    family = src.get("family")
-    address_text = src.get("address")
-    if address_text is None:
-        raise xml_error(f"Missing required address attribute in network '{name}'")
-    address = parse_addr(address_text)
-    if address is None:
-        raise xml_error(f"Invalid address '{address_text}' in network '{name}'")
-    netmask_text = src.get("netmask")
-    netmask = None
-    if netmask_text is not None:
-        netmask = parse_addr(netmask_text)
-        if netmask is None:
-            raise xml_error(f"Invalid netmask '{netmask_text}' in network '{name}'")
-    prefix = uint_attr(src, "prefix") or 0
-    local_ptr = tristate(src, "localPtr")
-    if family is None or family == "ipv4":
-        if not address.ipv4:
-            raise unsupported(
-                f"{'no' if family is None else 'ipv4'} family specified for non-IPv4 address "
-                f"'{address_text}' in network '{name}'"
-            )
-        if netmask is not None:
-            if not netmask.ipv4:
-                raise unsupported(
-                    f"Invalid netmask '{netmask_text}' for address '{address_text}' "
-                    f"in network '{name}' (both must be IPv4)"
-                )
-            if prefix > 0:
-                raise unsupported(f"Network '{name}' IP address cannot have both a prefix and a netmask")
-        elif prefix > 32:
-            raise unsupported(f"Invalid IPv4 prefix '{prefix}' in network '{name}'")
-    elif family == "ipv6":
-        if address.ipv4:
-            raise unsupported(
-                f"Family 'ipv6' specified for non-IPv6 address '{address_text}' in network '{name}'"
-            )
-        if netmask is not None:
-            raise unsupported(f"netmask not allowed for IPv6 address '{address_text}' in network '{name}'")
-        if prefix > 128:
-            raise unsupported(f"Invalid IPv6 prefix '{prefix}' in network '{name}'")
-    else:
-        raise xml_error(f"Unrecognized family '{family}' in network '{name}'")
-
-    out = element(
-        None,
-        "ip",
-        {
-            "family": family,
-            "address": str(address),
-            "netmask": str(netmask) if netmask is not None else None,
-            "prefix": str(prefix) if prefix > 0 else None,
-            "localPtr": local_ptr,
-        },
-    )
-    dhcp = src.find("dhcp")
-    dhcp_out = parse_dhcp(name, out, dhcp) if dhcp is not None else None
-    tftp = src.find("tftp")
-    if tftp is not None:
-        if not address.ipv4:
-            raise unsupported(f"Unsupported <tftp> element in an IPv6 element in network '{name}'")
-        root = tftp.get("root")
-        if root is not None:
-            element(out, "tftp", {"root": root})
-    if dhcp_out is not None:
-        out.append(dhcp_out)
-    return out
-
-
-def parse_dhcp(name: str, ip: ET.Element, src: ET.Element) -> ET.Element | None:
-    """The <dhcp> ranges, hosts and bootp of one <ip>; None when there is nothing to print."""
-    address = parse_addr(ip.get("address", ""))
-    assert address is not None
-    ranges: list[ET.Element] = []
-    hosts: list[ET.Element] = []
-    bootp: ET.Element | None = None
-    for child in src:
-        if child.tag == "range":
-            ranges.append(parse_dhcp_range(name, ip, child))
-        elif child.tag == "host":
-            hosts.append(parse_dhcp_host(name, ip, child, partial=False))
-        elif child.tag == "bootp" and address.ipv4:
-            file = child.get("file")
-            if file is None:
-                continue
-            server_text = child.get("server")
-            server = None
-            if server_text is not None:
-                server = parse_addr(server_text)
-                if server is None:
-                    raise addr_parse_error(server_text)
-            bootp = element(None, "bootp", {"file": file, "server": str(server) if server else None})
-    if not ranges and not hosts:
-        return None
-    out = element(None, "dhcp")
-    out.extend(ranges)
-    out.extend(hosts)
-    if bootp is not None:
-        out.append(bootp)
-    return out
-
-
-def parse_dhcp_range(name: str, ip: ET.Element, src: ET.Element) -> ET.Element:
-    start_text = src.get("start")
-    if start_text is None:
-        raise xml_error(f"Missing 'start' attribute in dhcp range for network '{name}'")
-    start = parse_addr(start_text)
-    if start is None:
-        raise addr_parse_error(start_text)
-    end_text = src.get("end")
-    if end_text is None:
-        raise xml_error(f"Missing 'end' attribute in dhcp range for network '{name}'")
-    end = parse_addr(end_text)
-    if end is None:
-        raise addr_parse_error(end_text)
-    network = parse_addr(ip.get("address", ""))
-    assert network is not None
-    check_range(start, end, network, ip_prefix(ip))
-    out = element(None, "range", {"start": str(start), "end": str(end)})
-    lease = _parse_lease(src)
-    if lease is not None:
-        out.append(lease)
-    return out
-
-
-def check_range(start: SocketAddr, end: SocketAddr, network: SocketAddr, prefix: int) -> None:
-    """virSocketAddrGetRange's checks of a DHCP range against its network."""
-    span = f"{start} - {end}"
-    if start.family != network.family:
-        raise internal(f"mismatch of address family in range {span} for network {network}", C.VIR_FROM_NONE)
-    if prefix < 0 or prefix > network.bits:
-        raise internal(
-            f"bad prefix {prefix} for network {network} when  checking range {span}", C.VIR_FROM_NONE
-        )
-    mask = mask_of(prefix, network.bits)
-    if (start.value & mask) != (network.value & mask) or (end.value & mask) != (network.value & mask):
-        raise internal(f"range {span} is not entirely within network {network}/{prefix}", C.VIR_FROM_NONE)
-    if start.ipv4:
-        if start.value == network.value & mask:
-            raise internal(
-                f"start of range {span} in network {network}/{prefix} is the network address", C.VIR_FROM_NONE
-            )
-        if end.value == (network.value & mask) | (~mask & 0xFFFFFFFF):
-            raise internal(
-                f"end of range {span} in network {network}/{prefix} is the broadcast address", C.VIR_FROM_NONE
-            )
-        if start.packed[:2] != end.packed[:2]:
-            raise internal(f"range {span} is too large (> 65535)", C.VIR_FROM_NONE)
-        if end.value < start.value:
-            raise internal(f"range {span} is reversed ", C.VIR_FROM_NONE)
-    else:
-        if start.packed[:14] != end.packed[:14]:
-            raise internal(f"range {span} is too large (> 65535)", C.VIR_FROM_NONE)
-        if end.value < start.value:
-            raise internal(f"range {span} is reversed ", C.VIR_FROM_NONE)
-
-
-def _parse_lease(src: ET.Element) -> ET.Element | None:
-    lease_el = src.find("lease")
-    if lease_el is None:
-        return None
-    expiry = uint_attr(lease_el, "expiry", bits=64)
-    if expiry is None:
-        return None
-    unit = lease_el.get("unit", "minutes")
-    if unit not in _LEASE_UNITS:
-        raise xml_error(f"Invalid value for attribute 'unit' in element 'lease': '{unit}'.", C.VIR_FROM_XML)
-    if expiry and ((unit == "seconds" and expiry < 120) or (unit == "minutes" and expiry < 2)):
-        raise unsupported("The minimum lease time should be greater than 2 minutes")
-    if not expiry:
-        return element(None, "lease", {"expiry": "0"})
-    return element(None, "lease", {"expiry": str(expiry), "unit": unit})
-
-
-def parse_dhcp_host(name: str, ip: ET.Element, src: ET.Element, *, partial: bool) -> ET.Element:
-    """virNetworkDHCPHostDefParseXML; ``partial`` is the form a match needs (update/delete)."""
-    address = parse_addr(ip.get("address", ""))
-    ipv6 = address is not None and not address.ipv4
-    mac_text = src.get("mac")
-    if mac_text is not None:
-        if ipv6:
-            raise xml_error(
-                f"Invalid to specify MAC address '{mac_text}' in network '{name}' IPv6 static host definition"
-            )
-        mac = parse_mac(mac_text)
-        if mac is None:
-            raise xml_error(f"Cannot parse MAC address '{mac_text}' in network '{name}'")
-        if is_multicast(mac):
-            raise xml_error(f"expected unicast mac address, found multicast '{mac_text}' in network '{name}'")
-    host_id = src.get("id")
-    if host_id is not None:
-        bad = next((ch for ch in host_id if ch not in "0123456789abcdefABCDEF:"), None)
-        if bad is not None:
-            raise xml_error(f"Invalid character '{bad}' in id '{host_id}' of network '{name}'")
-    host_name = src.get("name")
-    if host_name is not None and not (host_name[:1].isascii() and host_name[:1].isalnum()):
-        raise xml_error(f"Cannot use host name '{host_name}' in network '{name}'")
-    ip_text = src.get("ip")
-    host_ip = None
-    if ip_text is not None:
-        host_ip = parse_addr(ip_text)
-        if host_ip is None:
-            raise xml_error(f"Invalid IP address in static host definition for network '{name}'")
-    if partial:
-        if not (mac_text or host_name or ip_text):
-            raise xml_error(
-                "At least one of name, mac, or ip attribute must be specified for static host definition "
-                f"in network '{name}' "
-            )
-    else:
-        if ipv6:
-            if not (host_id or host_name):
-                raise xml_error(
-                    f"Static host definition in IPv6 network '{name}' must have id or name attribute"
-                )
-        elif not (mac_text or host_name):
-            raise xml_error(
-                f"Static host definition in IPv4 network '{name}' must have mac or name attribute"
-            )
-        if ip_text is None:
-            raise xml_error(f"Missing IP address in static host definition for network '{name}'")
-    out = element(
-        None,
-        "host",
-        {
-            "mac": mac_text,
-            "id": host_id,
-            "name": host_name,
-            "ip": str(host_ip) if host_ip is not None else None,
-        },
-    )
-    lease = _parse_lease(src)
-    if lease is not None:
-        out.append(lease)
-    return out
-
-
-# --- <route>, <portgroup>, <dns> --------------------------------------------------------
-
-
-def parse_route(name: str, src: ET.Element) -> ET.Element:
-    detail = name
-    address_text = src.get("address")
-    gateway_text = src.get("gateway")
-    if address_text is None:
-        raise xml_error(f"{detail}: Missing required address attribute in route definition")
-    if gateway_text is None:
-        raise xml_error(f"{detail}: Missing required gateway attribute in route definition")
-    address = parse_addr(address_text)
-    if address is None:
-        raise xml_error(f"{detail}: Bad network address '{address_text}' in route definition")
-    gateway = parse_addr(gateway_text)
-    if gateway is None:
-        raise xml_error(f"{detail}: Bad gateway address '{gateway_text}' in route definition")
-    netmask_text = src.get("netmask")
-    netmask = parse_addr(netmask_text) if netmask_text is not None else None
-    prefix = uint_attr(src, "prefix")
-    metric = uint_attr(src, "metric")
-    return element(
-        None,
-        "route",
-        {
-            "family": src.get("family"),
-            "address": str(address),
-            "netmask": str(netmask) if netmask is not None else None,
-            "prefix": str(prefix) if prefix is not None else None,
-            "gateway": str(gateway),
-            "metric": str(metric) if metric else None,
-        },
-    )
-
-
-def _check_route_gateways(name: str, routes: list[ET.Element], ips: list[ET.Element]) -> None:
-    """Every static route's gateway must be directly reachable on one of the network's addresses."""
-    for route in routes:
-        gateway = parse_addr(route.get("gateway", ""))
-        assert gateway is not None
-        for ip in ips:
-            address = parse_addr(ip.get("address", ""))
-            if address is None or address.family != gateway.family:
-                continue
-            prefix = ip_prefix(ip)
-            if prefix < 0:
-                continue
-            mask = mask_of(prefix, address.bits)
-            if address.value & mask == gateway.value & mask:
-                break
-        else:
-            raise report(
-                C.VIR_ERR_CONFIG_UNSUPPORTED,
-                FROM,
-                f"unreachable static route gateway '{gateway}' specified for network '{name}'",
-            )
+# --- <portgroup> ---
 
 
 def parse_portgroup(name: str, src: ET.Element) -> ET.Element:
@@ -768,99 +429,17 @@ def parse_portgroup(name: str, src: ET.Element) -> ET.Element:
             "trustGuestRxFilters": trust,
         },
     )
-    for tag in ("vlan", "virtualport", "bandwidth"):
-        kept = src.find(tag)
-        if kept is not None:
-            out.append(copy_tree(kept))
+    virtualport_el = src.find("virtualport")
+    virtualport = (
+        parse_virtualport(virtualport_el, require_type=False) if virtualport_el is not None else None
+    )
+    bandwidth_el = src.find("bandwidth")
+    bandwidth = parse_bandwidth(bandwidth_el) if bandwidth_el is not None else None
+    vlan_el = src.find("vlan")
+    if vlan_el is not None:
+        out.append(parse_vlan(vlan_el))
+    if virtualport is not None:
+        out.append(virtualport)
+    if bandwidth is not None:
+        out.append(bandwidth)
     return out
-
-
-def parse_dns(name: str, src: ET.Element) -> ET.Element | None:
-    """virNetworkDNSDefParseXML; None when libvirt would print no <dns> at all."""
-    enable = src.get("enable")
-    if enable is not None and enable not in _TRISTATE:
-        raise xml_error(f"Invalid dns enable setting '{enable}' in network '{name}'")
-    plain = src.get("forwardPlainNames")
-    if plain is not None and plain not in _TRISTATE:
-        raise xml_error(f"Invalid dns forwardPlainNames setting '{plain}' in network '{name}'")
-    forwarders: list[ET.Element] = []
-    for fwd in src.findall("forwarder"):
-        addr_text = fwd.get("addr")
-        addr = None
-        if addr_text is not None:
-            addr = parse_addr(addr_text)
-            if addr is None:
-                raise xml_error(f"Invalid forwarder IP address '{addr_text}' in network '{name}'")
-        domain = fwd.get("domain")
-        if addr is None and domain is None:
-            raise xml_error("Invalid forwarder element, must contain at least one of addr or domain")
-        forwarders.append(element(None, "forwarder", {"domain": domain, "addr": str(addr) if addr else None}))
-    hosts = [parse_dns_host(name, h, partial=False) for h in src.findall("host")]
-    srvs = [parse_dns_srv(name, s) for s in src.findall("srv")]
-    txts = [parse_dns_txt(name, t) for t in src.findall("txt")]
-    if (forwarders or hosts or srvs or txts) and enable == "no":
-        raise xml_error(f"Extra data in disabled network '{name}'")
-    if not (enable or plain or forwarders or hosts or srvs or txts):
-        return None
-    out = element(None, "dns", {"enable": enable, "forwardPlainNames": plain})
-    out.extend(forwarders)
-    out.extend(txts)
-    out.extend(srvs)
-    out.extend(hosts)
-    return out
-
-
-def parse_dns_host(name: str, src: ET.Element, *, partial: bool) -> ET.Element:
-    ip_text = src.get("ip")
-    if ip_text is None and not partial:
-        raise report(C.VIR_ERR_XML_DETAIL, FROM, f"Missing IP address in network '{name}' DNS HOST record")
-    ip = parse_addr(ip_text) if ip_text is not None else None
-    if ip_text is not None and ip is None:
-        raise report(C.VIR_ERR_XML_DETAIL, FROM, f"Invalid IP address in network '{name}' DNS HOST record")
-    out = element(None, "host", {"ip": str(ip) if ip is not None else None})
-    names = [h.text or "" for h in src.findall("hostname")]
-    if not names and not partial:
-        raise report(C.VIR_ERR_XML_DETAIL, FROM, f"Missing hostname in network '{name}' DNS HOST record")
-    for host_name in names:
-        text_element(out, "hostname", host_name)
-    return out
-
-
-def parse_dns_srv(name: str, src: ET.Element) -> ET.Element:
-    service = src.get("service")
-    if service is None:
-        raise report(
-            C.VIR_ERR_XML_DETAIL,
-            FROM,
-            f"missing required service attribute in DNS SRV record of network '{name}'",
-        )
-    protocol = src.get("protocol")
-    if protocol is None:
-        raise report(
-            C.VIR_ERR_XML_DETAIL,
-            FROM,
-            f"missing required protocol attribute in DNS SRV record '{service}' of network '{name}'",
-        )
-    attrs: dict[str, str | None] = {"service": service, "protocol": protocol}
-    attrs["domain"] = src.get("domain")
-    attrs["target"] = src.get("target")
-    for key in ("port", "priority", "weight"):
-        value = src.get(key)
-        attrs[key] = str(int(value)) if value is not None and value.isdigit() and int(value) else None
-    return element(None, "srv", attrs)
-
-
-def parse_dns_txt(name: str, src: ET.Element) -> ET.Element:
-    txt_name = src.get("name")
-    if txt_name is None:
-        raise report(
-            C.VIR_ERR_XML_DETAIL, FROM, f"missing required name attribute in DNS TXT record of network {name}"
-        )
-    value = src.get("value")
-    if value is None:
-        raise report(
-            C.VIR_ERR_XML_DETAIL,
-            FROM,
-            f"missing required value attribute in DNS TXT record named '{txt_name}' of network {name}",
-        )
-    return element(None, "txt", {"name": txt_name, "value": value})

@@ -44,6 +44,7 @@ class NodeCPU:
 @dataclass(frozen=True, slots=True)
 class NodeDomain:
     xml: str  # the <domain> without the test: namespace elements
+    name: str
     runstate: int = C.VIR_DOMAIN_RUNNING
     transient: bool = False
     has_managed_save: bool = False
@@ -130,7 +131,7 @@ def _domain(elem: ET.Element, base: Path) -> NodeDomain:
     for child in list(elem):
         if child.tag.startswith(_T):
             elem.remove(child)
-    return NodeDomain(_text(elem), runstate, transient, managed, tuple(snapshots))
+    return NodeDomain(_text(elem), elem.findtext("name", ""), runstate, transient, managed, tuple(snapshots))
 
 
 def load(path: Path) -> NodeDescription:

@@ -26,6 +26,7 @@ from virtwire.protocol.generated import remote as R
 
 from ...errors import report
 from .core import MemoryCore
+from .nodexml import NodeDescription
 from .storage_xml import (
     POOL_KINDS,
     VOL_TYPES,
@@ -133,8 +134,15 @@ def is_active_error(name: str) -> Exception:
 class StorageState(MemoryCore):
     """Pools and volumes on top of the domains of ``MemoryCore``."""
 
-    def __init__(self, *, hostname: str, state_dir: Path | None = None, seed_defaults: bool = True) -> None:
-        super().__init__(hostname=hostname, state_dir=state_dir, seed_defaults=seed_defaults)
+    def __init__(
+        self,
+        *,
+        hostname: str,
+        state_dir: Path | None = None,
+        seed_defaults: bool = True,
+        node: NodeDescription | None = None,
+    ) -> None:
+        super().__init__(hostname=hostname, state_dir=state_dir, seed_defaults=seed_defaults, node=node)
         self._pools_by_uuid: dict[bytes, Pool] = {}
         self._pools_by_name: dict[str, Pool] = {}
         self.pool_store = ObjectStore(state_dir / "pools", "pool") if state_dir is not None else None
@@ -157,6 +165,19 @@ class StorageState(MemoryCore):
                 pool.allocation = int(stored.attrs.get("allocation", "0"))
                 self._load_volumes(pool)
             self._forget_stray_volume_dirs()
+        elif self.node is not None:
+            # testParseStorage: every pool of a node file is defined and running, with its volumes.
+            for spec in self.node.pools:
+                pool = self._add_pool(parse_pool(spec.xml), persistent=True)
+                pool.active = True
+                for xml in spec.volumes:
+                    vol = new_volume(pool, parse_volume(pool.pdef.type, xml))
+                    pool.volumes[vol.name] = vol
+                    pool.allocation += vol.vdef.allocation
+                    self.save_volume(vol)
+                self.save_pool(pool)
+            if store is not None:
+                store.mark_seeded()
         elif seed_defaults:
             pool = self._add_pool(parse_pool(DEFAULT_POOL_XML), persistent=True)
             pool.active = True

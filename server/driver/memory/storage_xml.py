@@ -99,8 +99,6 @@ def escape(text: str) -> str:
 def parse_document(xml: str, root: str, label: str) -> ET.Element:
     """The root element of ``xml``, which must be ``root``; libvirt's errors otherwise."""
     try:
-        # As bytes: a wire string that is not UTF-8 (surrogate escapes) is then a
-        # parse error, as libxml2 reports it, instead of an encoding failure here.
         element = ET.fromstring(xml.encode("utf-8", "surrogateescape"))
     except ET.ParseError as exc:
         line = exc.position[0] if exc.position else 1

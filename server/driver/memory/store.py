@@ -96,17 +96,19 @@ class ObjectStore:
             if path.suffix != _SUFFIX or not path.is_file():
                 continue
             try:
-                wrapper = ET.fromstring(path.read_bytes())
+                raw = path.read_bytes()
+                wrapper = ET.fromstring(raw)
                 inner = wrapper.find(self.kind)
                 if wrapper.tag != f"virtwire-{self.kind}" or inner is None:
                     raise ValueError(f"not a virtwire {self.kind} file")
+                # The definition as written, not re-serialised: ElementTree would
+                # rename namespace prefixes (ns0:) in metadata.
+                text = raw.decode()
+                xml = text[text.index(">") + 1 : text.rindex(f"</virtwire-{self.kind}>")].strip("\n")
             except (OSError, ValueError, ET.ParseError) as exc:
                 log.warning("skipping unreadable state file %s: %s", path, exc)
                 continue
-            inner.tail = None
-            found.append(
-                StoredObject(path.stem, ET.tostring(inner, encoding="unicode"), dict(wrapper.attrib))
-            )
+            found.append(StoredObject(path.stem, xml, dict(wrapper.attrib)))
         return found
 
     # --- blobs ---------------------------------------------------------------------------

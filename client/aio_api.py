@@ -1,0 +1,329 @@
+"""The async API both async shells share: the calls, the Domain handle, the flow runner.
+
+The trio shell (aio.py) and the asyncio shell (asyncio_client.py) differ only
+in how they wait and do I/O; each Connection class mixes in `AsyncAPI`, whose
+methods are written once on top of the shell's `call(op)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid as uuidlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from virtwire.client import errfactory, events, flows, migration, ops
+from virtwire.client import uri as urimod
+from virtwire.client.stream_aio import AsyncStream
+from virtwire.protocol.errors import libvirtError
+from virtwire.protocol.generated import constants as c
+from virtwire.protocol.generated import remote
+
+
+class Caller(Protocol):
+    readonly: bool
+
+    async def call(self, op: ops.Op) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DomainEventRecord:
+    """One domain event: its ID, the domain, and the callback arguments libvirt-python passes."""
+
+    event_id: int
+    domain: Domain
+    args: tuple[Any, ...]
+
+
+def check_event_id(event_id: int) -> None:
+    if event_id not in events.PROC_BY_EVENT_ID:
+        raise errfactory.templated(
+            c.VIR_ERR_INVALID_ARG,
+            c.VIR_FROM_DOMAIN,
+            f"eventID must be less than {c.VIR_DOMAIN_EVENT_ID_LAST}",
+        )
+
+
+class AsyncAPI:
+    """The calls of an async connection, on top of its shell's `call` and `new_stream`."""
+
+    target: urimod.Target
+    readonly: bool
+
+    async def call(self, op: ops.Op) -> Any:
+        raise NotImplementedError
+
+    async def new_stream(self, op: ops.Op, sparse: bool = False) -> AsyncStream:
+        raise NotImplementedError
+
+    # -- streams ----------------------------------------------------------
+
+    async def storage_vol_lookup(self, pool: str, name: str) -> Any:
+        """The wire handle of volume `name` in pool `pool` (for the stream calls)."""
+        pool_ref = await self.call(ops.call("STORAGE_POOL_LOOKUP_BY_NAME", ops.field("pool"), name=pool))
+        lookup = ops.call("STORAGE_VOL_LOOKUP_BY_NAME", ops.field("vol"), pool=pool_ref, name=name)
+        return await self.call(lookup)
+
+    async def storage_vol_download(
+        self, vol: Any, offset: int = 0, length: int = 0, flags: int = 0
+    ) -> AsyncStream:
+        """virStorageVolDownload: a stream of the volume's bytes (holes kept with
+        VIR_STORAGE_VOL_DOWNLOAD_SPARSE_STREAM)."""
+        op = ops.call("STORAGE_VOL_DOWNLOAD", vol=vol, offset=offset, length=length, flags=flags)
+        return await self.new_stream(op, bool(flags & c.VIR_STORAGE_VOL_DOWNLOAD_SPARSE_STREAM))
+
+    async def storage_vol_upload(
+        self, vol: Any, offset: int = 0, length: int = 0, flags: int = 0
+    ) -> AsyncStream:
+        """virStorageVolUpload: send the bytes into the stream, then finish it."""
+        op = ops.call("STORAGE_VOL_UPLOAD", vol=vol, offset=offset, length=length, flags=flags)
+        return await self.new_stream(op, bool(flags & c.VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM))
+
+    async def screenshot(self, dom: Domain, screen: int = 0, flags: int = 0) -> AsyncStream:
+        """virDomainScreenshot: the image as a stream; its MIME type is the stream's `result`."""
+        op = ops.call("DOMAIN_SCREENSHOT", ops.field("mime"), dom=dom.ref, screen=screen, flags=flags)
+        return await self.new_stream(op)
+
+    # -- host -----------------------------------------------------------
+
+    async def get_type(self) -> str:
+        return str(await self.call(ops.get_type()))
+
+    async def get_version(self) -> int:
+        return int(await self.call(ops.get_version()))
+
+    async def get_lib_version(self) -> int:
+        return int(await self.call(ops.get_lib_version()))
+
+    async def get_hostname(self) -> str:
+        return str(await self.call(ops.get_hostname()))
+
+    async def get_capabilities(self) -> str:
+        return str(await self.call(ops.get_capabilities()))
+
+    async def get_info(self) -> list[Any]:
+        return list(await self.call(ops.node_get_info()))
+
+    def get_uri(self) -> str:
+        return self.target.uri
+
+    async def is_secure(self) -> bool:
+        secure = await self.call(ops.is_secure())
+        return bool(secure) and self.target.transport is not urimod.Transport.TCP
+
+    async def is_encrypted(self) -> bool:
+        secure = await self.call(ops.is_secure())
+        return bool(secure) and self.target.transport is urimod.Transport.TLS
+
+    # -- domains --------------------------------------------------------
+
+    async def lookup_by_name(self, name: str) -> Domain:
+        return Domain(self, await self.call(ops.lookup_by_name(name)))
+
+    async def lookup_by_id(self, dom_id: int) -> Domain:
+        return Domain(self, await self.call(ops.lookup_by_id(dom_id)))
+
+    async def lookup_by_uuid(self, uuid: bytes | str) -> Domain:
+        raw = uuidlib.UUID(uuid).bytes if isinstance(uuid, str) else bytes(uuid)
+        return Domain(self, await self.call(ops.lookup_by_uuid(raw)))
+
+    async def list_all_domains(self, flags: int = 0) -> list[Domain]:
+        return [Domain(self, d) for d in await self.call(ops.list_all_domains(flags))]
+
+    async def list_domains_id(self) -> list[int]:
+        return list(await self.call(ops.list_domains_id(remote.REMOTE_DOMAIN_LIST_MAX)))
+
+    async def list_defined_domains(self) -> list[str]:
+        return list(await self.call(ops.list_defined_domains(remote.REMOTE_DOMAIN_LIST_MAX)))
+
+    async def num_of_domains(self) -> int:
+        return int(await self.call(ops.num_of_domains()))
+
+    async def num_of_defined_domains(self) -> int:
+        return int(await self.call(ops.num_of_defined_domains()))
+
+    async def define_xml(self, xml: str, flags: int = 0) -> Domain:
+        op = ops.define_xml_flags(xml, flags) if flags else ops.define_xml(xml)
+        return Domain(self, await self.call(op))
+
+    async def create_xml(self, xml: str, flags: int = 0) -> Domain:
+        return Domain(self, await self.call(ops.create_xml(xml, flags)))
+
+
+
+class Domain:
+    """A domain handle on a trio Connection."""
+
+    __slots__ = ("conn", "ref")
+
+    def __init__(self, conn: Caller, ref: Any) -> None:
+        self.conn = conn
+        self.ref = ref
+
+    @property
+    def name(self) -> str:
+        return str(self.ref.name)
+
+    @property
+    def uuid(self) -> bytes:
+        return bytes(self.ref.uuid)
+
+    @property
+    def uuid_string(self) -> str:
+        return str(uuidlib.UUID(bytes=bytes(self.ref.uuid)))
+
+    @property
+    def id(self) -> int:
+        return int(self.ref.id)
+
+    def __repr__(self) -> str:
+        return f"<Domain {self.name!r} id={self.id}>"
+
+    async def _void(self, name: str, flags: int | None = None) -> None:
+        op = (
+            ops.domain_simple(name, self.ref)
+            if flags is None
+            else ops.domain_with_flags(name, self.ref, flags)
+        )
+        await self.conn.call(op)
+
+    async def info(self) -> list[int]:
+        return list(await self.conn.call(ops.domain_get_info(self.ref)))
+
+    async def state(self, flags: int = 0) -> list[int]:
+        return list(await self.conn.call(ops.domain_get_state(self.ref, flags)))
+
+    async def is_active(self) -> bool:
+        return bool(await self.conn.call(ops.domain_is_active(self.ref)))
+
+    async def is_persistent(self) -> bool:
+        return bool(await self.conn.call(ops.domain_is_persistent(self.ref)))
+
+    async def xml_desc(self, flags: int = 0) -> str:
+        return str(await self.conn.call(ops.domain_get_xml_desc(self.ref, flags)))
+
+    async def os_type(self) -> str:
+        return str(await self.conn.call(ops.domain_get_os_type(self.ref)))
+
+    async def max_memory(self) -> int:
+        return int(await self.conn.call(ops.domain_get_max_memory(self.ref)))
+
+    async def autostart(self) -> bool:
+        return bool(await self.conn.call(ops.domain_get_autostart(self.ref)))
+
+    async def set_autostart(self, autostart: bool) -> None:
+        await self.conn.call(ops.domain_set_autostart(self.ref, int(autostart)))
+
+    async def create(self, flags: int = 0) -> None:
+        new = await self.conn.call(ops.domain_create_with_flags(self.ref, flags))
+        if new is not None:
+            self.ref = new  # the running domain's id
+
+    async def destroy(self, flags: int = 0) -> None:
+        await self._void("DOMAIN_DESTROY_FLAGS", flags)
+        self.ref = dataclasses.replace(self.ref, id=-1)
+
+    async def shutdown(self) -> None:
+        await self._void("DOMAIN_SHUTDOWN")
+
+    async def reboot(self, flags: int = 0) -> None:
+        await self._void("DOMAIN_REBOOT", flags)
+
+    async def suspend(self) -> None:
+        await self._void("DOMAIN_SUSPEND")
+
+    async def resume(self) -> None:
+        await self._void("DOMAIN_RESUME")
+
+    async def undefine(self, flags: int = 0) -> None:
+        await self._void("DOMAIN_UNDEFINE_FLAGS", flags) if flags else await self._void("DOMAIN_UNDEFINE")
+
+    async def job_info(self) -> list[int]:
+        return list(await self.conn.call(ops.domain_get_job_info(self.ref)))
+
+    async def job_stats(self, flags: int = 0) -> dict[str, Any]:
+        return dict(await self.conn.call(ops.domain_get_job_stats(self.ref, flags)))
+
+    async def abort_job(self, flags: int = 0) -> None:
+        await self._void("DOMAIN_ABORT_JOB_FLAGS", flags) if flags else await self._void("DOMAIN_ABORT_JOB")
+
+    async def migrate_start_post_copy(self, flags: int = 0) -> None:
+        await self.conn.call(ops.domain_migrate_start_post_copy(self.ref, flags))
+
+    async def migrate_set_max_downtime(self, downtime: int, flags: int = 0) -> None:
+        await self.conn.call(ops.domain_migrate_set_max_downtime(self.ref, downtime, flags))
+
+    async def migrate_get_max_downtime(self, flags: int = 0) -> int:
+        return int(await self.conn.call(ops.domain_migrate_get_max_downtime(self.ref, flags)))
+
+    async def migrate_set_max_speed(self, bandwidth: int, flags: int = 0) -> None:
+        await self.conn.call(ops.domain_migrate_set_max_speed(self.ref, bandwidth, flags))
+
+    async def migrate_get_max_speed(self, flags: int = 0) -> int:
+        return int(await self.conn.call(ops.domain_migrate_get_max_speed(self.ref, flags)))
+
+    async def migrate3(self, dconn: Caller, params: Mapping[str, Any], flags: int = 0) -> Domain:
+        for cn in (self.conn, dconn):
+            if cn.readonly:
+                raise errfactory.read_only("virDomainMigrate3")
+        ref = await drive(
+            migration.migrate3(self.ref, params, flags), {flows.SRC: self.conn, flows.DST: dconn}
+        )
+        return Domain(dconn, ref)
+
+    async def migrate_to_uri3(self, dconnuri: str | None, params: Mapping[str, Any], flags: int = 0) -> None:
+        if self.conn.readonly:
+            raise errfactory.read_only("virDomainMigrateToURI3")
+        flow = migration.migrate_to_uri(self.ref, dconnuri, params, flags, "virDomainMigrateToURI3")
+        await drive(flow, {flows.SRC: self.conn})
+
+
+class _Caller(Protocol):
+    async def call(self, op: ops.Op) -> Any: ...
+
+
+async def drive(flow: flows.Flow, conns: Mapping[str, _Caller]) -> Any:
+    """Run a flow (see flows.py) with awaiting calls."""
+    try:
+        step = next(flow)
+        while True:
+            if isinstance(step, flows.Together):
+                step = flow.send(await _one_by_one(conns[step.target], step.ops))
+                continue
+            try:
+                result = await conns[step.target].call(step.op)
+            except libvirtError as exc:
+                step = flow.throw(exc)
+            else:
+                step = flow.send(result)
+    except StopIteration as stop:
+        return stop.value
+
+
+async def _one_by_one(conn: _Caller, calls: tuple[ops.Op, ...]) -> list[Any]:
+    """A flow's Together, one call after the other (each result or its libvirtError)."""
+    out: list[Any] = []
+    for op in calls:
+        try:
+            out.append(await conn.call(op))
+        except libvirtError as exc:
+            out.append(exc)
+    return out
+
+
+
+
+class Unchecked:
+    """The handshake's runner: CONNECT_OPEN's RO flag is a request, not a local refusal."""
+
+    def __init__(self, conn: Caller) -> None:
+        self._conn = conn
+
+    async def call(self, op: ops.Op) -> Any:
+        readonly = self._conn.readonly
+        self._conn.readonly = False
+        try:
+            return await self._conn.call(op)
+        finally:
+            self._conn.readonly = readonly

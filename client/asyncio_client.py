@@ -1,0 +1,409 @@
+"""The asyncio shell: `async with await virtwire.client.asyncio.connect(uri) as conn:`.
+
+The same API as the trio shell (aio_api.AsyncAPI: the same method names, the
+same Domain handle, the same streams), over asyncio. The protocol state is
+core.ClientProtocol; a reader task feeds it and acts on its events, a
+keepalive task runs its clock.
+
+Writes go through asyncio's transport: `write()` takes a whole packet into
+the transport's buffer at once, so a call cancelled while it waits (for
+`drain()` or for its reply) never leaves half a packet behind; its late reply
+is dropped on arrival.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import Any
+
+from virtwire.client import aio_api, core, errfactory, events, flows, ops, transport
+from virtwire.client import uri as urimod
+from virtwire.client.aio_api import Domain, DomainEventRecord, drive
+from virtwire.client.stream_aio import AsyncStream
+from virtwire.client.streamstate import StreamState
+from virtwire.protocol.errors import libvirtError
+from virtwire.protocol.generated import constants as c
+
+__all__ = ["Connection", "Domain", "DomainEventRecord", "EventSubscription", "connect"]
+
+RECV_SIZE = 65536
+EVENT_BUFFER = 256
+STREAM_RX_LIMIT = 4 * 1024 * 1024  # see aio.py
+
+
+class _Waiter:
+    __slots__ = ("done",)
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.done: asyncio.Future[core.Reply] = loop.create_future()
+
+
+class EventSubscription:
+    """The events of one registration, as an async iterator with a bounded buffer.
+
+    As in the trio shell: a consumer that falls more than `buffer` events behind
+    ends its subscription, and hears so as a libvirtError once it has drained
+    the events it has.
+    """
+
+    def __init__(self, buffer: int) -> None:
+        self._queue: deque[DomainEventRecord] = deque()
+        self._buffer = buffer
+        self._closed = False
+        self._ready = asyncio.Event()
+        self.lost = 0
+
+    def deliver(self, record: DomainEventRecord) -> None:
+        if self._closed:
+            self.lost += 1
+            return
+        if len(self._queue) >= self._buffer:
+            self.lost += 1
+            self._closed = True
+        else:
+            self._queue.append(record)
+        self._ready.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._ready.set()
+
+    def __aiter__(self) -> EventSubscription:
+        return self
+
+    async def __anext__(self) -> DomainEventRecord:
+        while True:
+            if self._queue:
+                return self._queue.popleft()
+            if self._closed:
+                if self.lost:
+                    raise errfactory.rpc(
+                        "event subscription overflowed: the consumer fell behind by more than"
+                        f" {self._buffer} events"
+                    )
+                raise StopAsyncIteration
+            self._ready.clear()
+            await self._ready.wait()
+
+
+class Connection(aio_api.AsyncAPI):
+    """A connection to a daemon; use `async with` to run it."""
+
+    def __init__(
+        self,
+        target: urimod.Target,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        readonly: bool,
+    ) -> None:
+        self.target = target
+        self.readonly = readonly
+        self._reader_stream = reader
+        self._writer = writer
+        self._loop = asyncio.get_running_loop()
+        self.protocol: core.ClientProtocol[_Waiter] = core.ClientProtocol()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._subscribers: dict[int, EventSubscription] = {}
+        self._keepalive_changed = asyncio.Event()
+        self._stream_waiters: dict[int, asyncio.Event] = {}
+        self._reader_resume: asyncio.Event | None = None
+        self.features = flows.Features(False, False, False)
+
+    # -- running --------------------------------------------------------
+
+    async def __aenter__(self) -> Connection:
+        self._tasks = [
+            asyncio.create_task(self._read_loop()),
+            asyncio.create_task(self._keepalive_task()),
+        ]
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            if exc_type is None:
+                await self.close()
+        finally:
+            await self._shutdown()
+            for task in self._tasks:
+                task.cancel()
+            for task in self._tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            self._tasks = []
+
+    async def close(self) -> None:
+        """CONNECT_CLOSE, then the socket is closed."""
+        if self.protocol.dead is None:
+            with contextlib.suppress(libvirtError):
+                await self.call(ops.connect_close())
+        await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        self._apply(self.protocol.fail_all(errfactory.socket_closed()))
+        writer = self._writer
+        if not writer.is_closing():
+            writer.close()
+        with contextlib.suppress(OSError, ssl.SSLError, asyncio.CancelledError):
+            await asyncio.shield(writer.wait_closed())
+
+    @property
+    def alive(self) -> bool:
+        return self.protocol.dead is None
+
+    # -- calls ----------------------------------------------------------
+
+    async def call(self, op: ops.Op) -> Any:
+        """Run one Op: read-only check, send, wait for the reply, convert."""
+        if self.readonly:
+            core.check_read_only(op.proc, op.flags, op.api)
+        reply = await self._roundtrip(self.protocol.start_call, op)
+        return op.convert(core.decode_reply(op.proc, reply))
+
+    async def _roundtrip(self, start: Any, op: ops.Op) -> core.Reply:
+        waiter = _Waiter(self._loop)
+        serial, packet = start(op.proc.number, op.payload(), waiter)
+        if self._reader_resume is not None:
+            self._reader_resume.set()  # a reply is awaited: the reader must run
+        try:
+            await self._send(packet)
+            if not self._tasks:
+                await self._read_inline(waiter)  # before `async with`: handshake
+            return await waiter.done
+        finally:
+            self.protocol.discard(serial)  # a late reply to a cancelled call is dropped
+
+    async def _send(self, packet: bytes) -> None:
+        if self.protocol.dead is not None:
+            raise errfactory.socket_closed()
+        writer = self._writer
+        try:
+            writer.write(packet)  # the whole packet, into the transport's buffer
+            if writer.transport.get_write_buffer_size() > 65536:
+                await writer.drain()
+        except (ConnectionError, OSError, RuntimeError) as exc:
+            if isinstance(exc, RuntimeError) and not writer.is_closing():
+                raise
+            err = core.write_failed()
+            self._apply(self.protocol.fail_all(err, "error"))
+            raise err from None
+
+    # -- reading --------------------------------------------------------
+
+    async def _receive(self, size: int = RECV_SIZE) -> bytes:
+        try:
+            return await self._reader_stream.read(size)
+        except (ConnectionError, OSError, ssl.SSLError):
+            return b""
+
+    def _apply(self, evs: list[core.ProtocolEvent]) -> None:
+        for ev in evs:
+            kind = type(ev)
+            if kind is core.Reply:
+                fut = ev.waiter.done  # type: ignore[union-attr]
+                if not fut.done():
+                    fut.set_result(ev)
+            elif kind is core.Event:
+                self._dispatch_event(ev)  # type: ignore[arg-type]
+            elif kind is core.SendPacket:
+                with contextlib.suppress(ConnectionError, OSError, RuntimeError):
+                    self._writer.write(ev.data)  # type: ignore[union-attr]
+            elif kind is core.StreamReady:
+                waiting = self._stream_waiters.pop(ev.stream.serial, None)  # type: ignore[union-attr]
+                if waiting is not None:
+                    waiting.set()
+            elif kind is core.Closed:
+                closed: core.Closed = ev  # type: ignore[assignment]
+                for waiter in closed.waiters:
+                    if not waiter.done.done():
+                        waiter.done.set_exception(closed.error)
+                for waiting in self._stream_waiters.values():
+                    waiting.set()
+                self._stream_waiters.clear()
+                for sub in self._subscribers.values():
+                    sub.close()
+                self._subscribers.clear()
+                self._keepalive_changed.set()
+                if self._reader_resume is not None:
+                    self._reader_resume.set()
+
+    async def _read_inline(self, waiter: _Waiter) -> None:
+        while not waiter.done.done():
+            self._apply(self.protocol.receive_data(await self._receive(), self._loop.time()))
+
+    async def _read_loop(self) -> None:
+        protocol = self.protocol
+        while protocol.dead is None:
+            if self._stream_lags():
+                self._reader_resume = asyncio.Event()
+                await self._reader_resume.wait()
+                self._reader_resume = None
+                continue
+            size = 4 * RECV_SIZE if protocol.streams else RECV_SIZE
+            data = await self._receive(size)
+            self._apply(protocol.receive_data(data, self._loop.time()))
+        self._writer.close()
+
+    # -- keepalive ------------------------------------------------------
+
+    def set_keepalive(self, interval: float, count: int) -> None:
+        """Send PINGs after `interval` s idle; declare the peer dead after `count` unanswered."""
+        self.protocol.set_keepalive(interval, count, self._loop.time())
+        self._keepalive_changed.set()
+
+    async def _keepalive_task(self) -> None:
+        protocol = self.protocol
+        while protocol.dead is None:
+            timeout = protocol.deadline() - self._loop.time()
+            self._keepalive_changed.clear()
+            try:
+                await asyncio.wait_for(
+                    self._keepalive_changed.wait(), None if timeout == float("inf") else max(0.0, timeout)
+                )
+                continue
+            except TimeoutError:
+                pass
+            self._apply(protocol.tick(self._loop.time()))
+        self._writer.close()
+
+    # -- streams ----------------------------------------------------------
+
+    async def new_stream(self, op: ops.Op, sparse: bool = False) -> AsyncStream:
+        """Make a call that opens a data stream; the stream, once the daemon accepted it."""
+        if self.readonly:
+            core.check_read_only(op.proc, op.flags, op.api)
+        holder: list[StreamState] = []
+
+        def start(proc: int, payload: bytes, waiter: _Waiter) -> tuple[int, bytes]:
+            state, packet = self.protocol.start_stream(proc, payload, waiter, sparse)
+            holder.append(state)
+            return state.serial, packet
+
+        reply = await self._roundtrip(start, op)
+        result = op.convert(core.decode_reply(op.proc, reply))
+        return AsyncStream(self, holder[0], result)
+
+    async def _stream_wait(self, state: StreamState) -> None:
+        if self.protocol.dead is not None and state.error is None:
+            state.set_error(self.protocol.dead)
+            return
+        waiting = self._stream_waiters.get(state.serial)
+        if waiting is None:
+            waiting = self._stream_waiters[state.serial] = asyncio.Event()
+        await waiting.wait()
+
+    def _stream_lags(self) -> bool:
+        """Hold the reader back: a stream's reader lags far behind and no call
+        waits for a reply (a waiting call must never be starved by a stream)."""
+        protocol = self.protocol
+        if protocol.pending.waiters:
+            return False
+        return any(st.rx_bytes > STREAM_RX_LIMIT for st in protocol.streams.values())
+
+    def _stream_consumed(self, state: StreamState) -> None:
+        resume = self._reader_resume
+        if resume is not None and state.rx_bytes <= STREAM_RX_LIMIT:
+            resume.set()
+
+    async def _stream_close(self, state: StreamState, abort: bool) -> None:
+        protocol = self.protocol
+        waiter = _Waiter(self._loop)
+        try:
+            packet = protocol.close_stream(state, abort, waiter)
+            if self._reader_resume is not None:
+                self._reader_resume.set()  # the confirmation must be read
+            await self._send(packet)
+            reply = await waiter.done
+        finally:
+            protocol.discard(state.serial)
+            protocol.forget_stream(state, "aborted" if abort else "finished")
+        core.check_status(reply)
+
+    # -- events ---------------------------------------------------------
+
+    def _dispatch_event(self, msg: core.Event) -> None:
+        try:
+            decoded = events.decode(msg.procedure, msg.payload)
+        except (ValueError, libvirtError):
+            return
+        if decoded is None:
+            return
+        subscription = self._subscribers.get(decoded.callback_id)
+        if subscription is not None:
+            subscription.deliver(DomainEventRecord(decoded.event_id, Domain(self, decoded.dom), decoded.args))
+
+    @asynccontextmanager
+    async def domain_events(
+        self,
+        event_id: int = c.VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+        domain: Domain | None = None,
+        buffer: int = EVENT_BUFFER,
+    ) -> AsyncIterator[EventSubscription]:
+        """Subscribe to one event ID (optionally for one domain); iterate the events."""
+        aio_api.check_event_id(event_id)
+        subscription = EventSubscription(buffer)
+        callback_id = await self.call(
+            ops.event_register_any(event_id, None if domain is None else domain.ref)
+        )
+        self._subscribers[callback_id] = subscription
+        try:
+            yield subscription
+        finally:
+            self._subscribers.pop(callback_id, None)
+            subscription.close()
+            if self.protocol.dead is None:
+                with contextlib.suppress(libvirtError):
+                    await asyncio.shield(self.call(ops.event_deregister_any(callback_id)))
+
+
+async def _open(target: urimod.Target) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """The socket, connected as the thread shell connects (same errors), then handed to asyncio."""
+    if target.transport is urimod.Transport.UNIX:
+        sock = await asyncio.to_thread(transport.connect_unix, target.socket_path)
+        return await asyncio.open_unix_connection(sock=sock)
+    ctx = None
+    if target.transport is urimod.Transport.TLS:
+        assert target.tls is not None
+        ctx = transport.tls_context(target, target.tls)  # before connecting, as libvirt
+    sock = await asyncio.to_thread(transport.connect_tcp, target.host, target.port)
+    if ctx is None:
+        return await asyncio.open_connection(sock=sock)
+    try:
+        reader, writer = await asyncio.open_connection(sock=sock, ssl=ctx, server_hostname=target.host)
+    except ssl.SSLError as exc:
+        sock.close()
+        raise transport.tls_handshake_error(exc) from None
+    except OSError:
+        sock.close()
+        raise errfactory.system("Cannot recv data: Connection reset by peer", 104) from None
+    try:
+        data = await reader.read(1)
+    except (OSError, ssl.SSLError):
+        data = b""
+    if data != transport.TLS_CONFIRMATION:
+        writer.close()
+        raise transport.tls_confirmation_error(data)
+    return reader, writer
+
+
+async def connect(uri: str, readonly: bool = False, keepalive: bool = True) -> Connection:
+    """Connect and open `uri`; enter the result with `async with` to use it."""
+    target = urimod.parse(uri, readonly=readonly)
+    reader, writer = await _open(target)
+    conn = Connection(target, reader, writer, readonly)
+    try:
+        flags = c.VIR_CONNECT_RO if readonly else 0
+        conn.features = await drive(
+            flows.handshake(target.name, flags, keepalive), {flows.SRC: aio_api.Unchecked(conn)}
+        )
+    except BaseException:
+        writer.close()
+        raise
+    return conn

@@ -1,0 +1,47 @@
+"""The one call path of the libvirt-python surface, and its error reporting.
+
+`invoke` sends one Op and converts its reply (refused locally first on a
+read-only connection); `report` hands an error to the registered error
+handler (registerErrorHandler), or without one prints it on stderr as
+libvirt-python does, and keeps it as the thread's last error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from virtwire.client import core, ops
+from virtwire.client.surface import errprint, lasterror
+from virtwire.client.sync import SyncConnection
+from virtwire.protocol.errors import libvirtError
+
+_error_handler: list[tuple[Callable[[Any, Any], Any], Any]] = []
+
+
+def set_error_handler(f: Callable[[Any, Any], Any] | None, ctx: Any) -> None:
+    """registerErrorHandler: `f(ctx, err)` sees every error before it is raised."""
+    _error_handler[:] = [] if f is None else [(f, ctx)]
+
+
+def report(exc: libvirtError) -> None:
+    err = exc.err
+    lasterror.record(err)
+    if err is None:
+        return
+    handlers = list(_error_handler)
+    if not handlers:
+        # libvirt-python's default: libvirt's report on stderr.
+        errprint.print_default(err)
+    for f, ctx in handlers:
+        f(ctx, err)
+
+
+def invoke(sock: SyncConnection, readonly: bool, op: ops.Op) -> Any:
+    """Send one call and convert its reply; refused locally on a read-only connection."""
+    # Every libvirt API call starts by forgetting the thread's last error.
+    lasterror.reset()
+    if readonly:
+        core.check_read_only(op.proc, op.flags, op.api)
+    proc = op.proc
+    return op.convert(core.decode_reply(proc, sock.call(proc.number, op.payload())))

@@ -1,0 +1,233 @@
+"""Node procedures of test:///default beyond virNodeGetInfo: CPU map, cells, stats, sysinfo, CPU models.
+
+The figures are the test driver's fixed answers (src/test/test_driver.c), and
+the checks libvirtd's remote dispatcher adds on top of the driver are made here
+too, with their wording, since our server has no separate daemon layer.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from virtwire.protocol import errors as E
+from virtwire.protocol.generated import constants as C
+from virtwire.protocol.generated import remote as R
+
+from ...errors import check_flags, report
+from ..base import ConnectionContext, nonblocking
+from .core import MemoryCore
+
+# virNodeGetCPUMap: 8 CPUs present, 0, 2 and 4 online.
+NODE_CPU_MAP: Final = bytes([0x15])
+NODE_CPUS_PRESENT: Final = 8
+NODE_CPUS_ONLINE: Final = 3
+
+# Free memory (KiB) of the two NUMA cells of the default node.
+NODE_CELL_FREE_KIB: Final = (2097152, 4194304)
+
+# virNodeGetCPUStats answers these, whatever the CPU.
+NODE_CPU_STATS: Final = (
+    (C.VIR_NODE_CPU_STATS_USER, 9797400000),
+    (C.VIR_NODE_CPU_STATS_KERNEL, 34678723400000),
+    (C.VIR_NODE_CPU_STATS_IDLE, 87264900000),
+    (C.VIR_NODE_CPU_STATS_IOWAIT, 763600000),
+)
+
+SYSINFO_XML: Final = """\
+<sysinfo type='smbios'>
+  <bios>
+    <entry name='vendor'>LENOVO</entry>
+    <entry name='version'>G4ETA1WW (2.61 )</entry>
+    <entry name='date'>05/07/2014</entry>
+    <entry name='release'>2.61</entry>
+  </bios>
+</sysinfo>
+"""
+
+# libvirt's architecture names (virArchFromString); "none" is not one a caller may give.
+ARCHITECTURES: Final = frozenset(
+    {
+        "alpha",
+        "armv6l",
+        "armv7l",
+        "armv7b",
+        "aarch64",
+        "cris",
+        "i686",
+        "ia64",
+        "lm32",
+        "m68k",
+        "microblaze",
+        "microblazeel",
+        "mips",
+        "mipsel",
+        "mips64",
+        "mips64el",
+        "openrisc",
+        "parisc",
+        "parisc64",
+        "ppc",
+        "ppcle",
+        "ppc64",
+        "ppc64le",
+        "ppcemb",
+        "riscv32",
+        "riscv64",
+        "s390",
+        "s390x",
+        "sh4",
+        "sh4eb",
+        "sparc",
+        "sparc64",
+        "unicore32",
+        "x86_64",
+        "xtensa",
+        "xtensaeb",
+    }
+)
+
+_X86_MODELS: Final = [
+    "486",
+    "pentium",
+    "pentium2",
+    "pentium3",
+    "pentiumpro",
+    "coreduo",
+    "n270",
+    "core2duo",
+    "qemu32",
+    "kvm32",
+    "cpu64-rhel5",
+    "cpu64-rhel6",
+    "qemu64",
+    "kvm64",
+    "Conroe",
+    "Penryn",
+    "Nehalem",
+    "Nehalem-IBRS",
+    "Westmere",
+    "Westmere-IBRS",
+    "SandyBridge",
+    "SandyBridge-IBRS",
+    "IvyBridge",
+    "IvyBridge-IBRS",
+    "Haswell-noTSX",
+    "Haswell-noTSX-IBRS",
+    "Haswell",
+    "Haswell-IBRS",
+    "Broadwell-noTSX",
+    "Broadwell-noTSX-IBRS",
+    "Broadwell",
+    "Broadwell-IBRS",
+    "Skylake-Client",
+    "Skylake-Client-IBRS",
+    "Skylake-Client-noTSX-IBRS",
+    "Skylake-Server",
+    "Skylake-Server-IBRS",
+    "Skylake-Server-noTSX-IBRS",
+    "Cascadelake-Server",
+    "Cascadelake-Server-noTSX",
+    "Icelake-Client",
+    "Icelake-Client-noTSX",
+    "Icelake-Server",
+    "Icelake-Server-noTSX",
+    "Cooperlake",
+    "Snowridge",
+    "athlon",
+    "phenom",
+    "Opteron_G1",
+    "Opteron_G2",
+    "Opteron_G3",
+    "Opteron_G4",
+    "Opteron_G5",
+    "EPYC",
+    "EPYC-IBPB",
+    "EPYC-Rome",
+    "EPYC-Milan",
+    "Dhyana",
+]
+_PPC64_MODELS: Final = ["POWER6", "POWER7", "POWER8", "POWER9", "POWER10", "POWERPC_e5500", "POWERPC_e6500"]
+
+# The CPU models libvirt 9.0's CPU drivers list per architecture (cpu_map order);
+# the arm and s390 drivers exist but list none.
+CPU_MODELS: Final[dict[str, list[str]]] = {
+    "i686": _X86_MODELS,
+    "x86_64": _X86_MODELS,
+    "ppc64": _PPC64_MODELS,
+    "ppc64le": _PPC64_MODELS,
+    **{arch: [] for arch in ("armv6l", "armv7b", "armv7l", "aarch64", "s390", "s390x")},
+}
+
+
+@nonblocking
+class NodeAPI(MemoryCore):
+    """virNode* / virConnect* host answers of test:///default."""
+
+    async def node_get_cpu_map(
+        self, args: R.remote_node_get_cpu_map_args, ctx: ConnectionContext
+    ) -> R.remote_node_get_cpu_map_ret:
+        check_flags(args.flags, 0, "testNodeGetCPUMap")
+        return R.remote_node_get_cpu_map_ret(
+            cpumap=NODE_CPU_MAP if args.need_map else b"",
+            online=NODE_CPUS_ONLINE if args.need_online else 0,
+            ret=NODE_CPUS_PRESENT,
+        )
+
+    async def node_get_cells_free_memory(
+        self, args: R.remote_node_get_cells_free_memory_args, ctx: ConnectionContext
+    ) -> R.remote_node_get_cells_free_memory_ret:
+        if args.maxcells > R.REMOTE_NODE_MAX_CELLS:
+            raise report(C.VIR_ERR_RPC, C.VIR_FROM_RPC, "maxcells > REMOTE_NODE_MAX_CELLS")
+        if args.startCell >= len(NODE_CELL_FREE_KIB):
+            raise report(C.VIR_ERR_INVALID_ARG, C.VIR_FROM_TEST, "Range exceeds available cells")
+        start = max(args.startCell, 0)
+        cells = list(NODE_CELL_FREE_KIB[start : start + max(args.maxcells, 0)])
+        return R.remote_node_get_cells_free_memory_ret(cells=cells)
+
+    async def node_get_cpu_stats(
+        self, args: R.remote_node_get_cpu_stats_args, ctx: ConnectionContext
+    ) -> R.remote_node_get_cpu_stats_ret:
+        if args.nparams > R.REMOTE_NODE_CPU_STATS_MAX:
+            raise report(C.VIR_ERR_INTERNAL_ERROR, C.VIR_FROM_RPC, "nparams too large")
+        check_flags(args.flags, 0, "testNodeGetCPUStats")
+        if args.nparams == 0:
+            return R.remote_node_get_cpu_stats_ret(params=[], nparams=len(NODE_CPU_STATS))
+        stats = [R.remote_node_get_cpu_stats(field=f, value=v) for f, v in NODE_CPU_STATS[: args.nparams]]
+        return R.remote_node_get_cpu_stats_ret(params=stats, nparams=0)
+
+    async def node_get_free_pages(
+        self, args: R.remote_node_get_free_pages_args, ctx: ConnectionContext
+    ) -> R.remote_node_get_free_pages_ret:
+        if len(args.pages) * args.cellCount > R.REMOTE_NODE_MAX_CELLS:
+            raise report(
+                C.VIR_ERR_INTERNAL_ERROR, C.VIR_FROM_RPC, "the result won't fit into REMOTE_NODE_MAX_CELLS"
+            )
+        # virNodeGetFreePages' own checks (libvirtd goes through the public API).
+        for name, value in (("npages", len(args.pages)), ("cellCount", args.cellCount)):
+            if value == 0:
+                detail = f"{name} in virNodeGetFreePages must not be zero"
+                raise E.invalid_argument("virNodeGetFreePages", name, detail, C.VIR_FROM_DOMAIN)
+        check_flags(args.flags, 0, "testNodeGetFreePages")
+        # The test driver fills the counts but answers 0 entries, which libvirtd
+        # takes for a failure that set no error.
+        raise E.unset_error()
+
+    async def connect_get_sysinfo(
+        self, args: R.remote_connect_get_sysinfo_args, ctx: ConnectionContext
+    ) -> R.remote_connect_get_sysinfo_ret:
+        check_flags(args.flags, 0, "testConnectGetSysinfo")
+        return R.remote_connect_get_sysinfo_ret(sysinfo=SYSINFO_XML)
+
+    async def connect_get_cpu_model_names(
+        self, args: R.remote_connect_get_cpu_model_names_args, ctx: ConnectionContext
+    ) -> R.remote_connect_get_cpu_model_names_ret:
+        check_flags(args.flags, 0, "testConnectGetCPUModelNames")
+        if args.arch not in ARCHITECTURES:
+            raise report(C.VIR_ERR_INVALID_ARG, C.VIR_FROM_TEST, f"cannot find architecture {args.arch}")
+        models = CPU_MODELS.get(args.arch)
+        if models is None:
+            detail = f"'{args.arch}' architecture is not supported by CPU driver"
+            raise report(C.VIR_ERR_NO_SUPPORT, C.VIR_FROM_CPU, detail)
+        return R.remote_connect_get_cpu_model_names_ret(
+            models=list(models) if args.need_results else [], ret=len(models)
+        )

@@ -1,0 +1,259 @@
+"""Node devices of test:///default: the model, libvirt's XML, and the default devices.
+
+libvirt's test driver knows four devices (src/test/test_driver.c's default
+node): ``computer`` (a system), the fibre-channel SCSI hosts ``scsi_host1`` and
+``scsi_host2`` (vport capable) and the vHBA ``scsi_host11``.  Creating a device
+mocks a vHBA: a copy of ``scsi_host11`` named ``scsi_host12`` with the new
+WWNs.  The XML is what node_device_conf.c prints (what the real daemon answers:
+vport counts read back as 0).  Errors are VIR_FROM_NODEDEV.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field, replace
+
+from virtwire.protocol.generated import constants as C
+
+from ...errors import report
+from .objxml import escape_text, parse_document, xpath_string
+
+FROM = C.VIR_FROM_NODEDEV
+
+# virNodeDevCapType names; a name's index is its bit in VIR_CONNECT_LIST_NODE_DEVICES_CAP_*.
+CAP_TYPES = (
+    "system",
+    "pci",
+    "usb_device",
+    "usb",
+    "net",
+    "scsi_host",
+    "scsi_target",
+    "scsi",
+    "storage",
+    "fc_host",
+    "vports",
+    "scsi_generic",
+    "drm",
+    "mdev_types",
+    "mdev",
+    "ccw",
+    "css",
+    "vdpa",
+    "ap_card",
+    "ap_queue",
+    "ap_matrix",
+    "vpd",
+)
+CAP_FILTERS = (1 << len(CAP_TYPES)) - 1  # VIR_CONNECT_LIST_NODE_DEVICES_FILTERS_CAP
+
+
+@dataclass(slots=True)
+class ScsiHost:
+    """A scsi_host capability (virNodeDevCapSCSIHost)."""
+
+    host: int
+    unique_id: int = -1
+    fc_host: bool = False
+    wwnn: str | None = None
+    wwpn: str | None = None
+    fabric_wwn: str | None = None
+    vport_ops: bool = False
+    max_vports: int = 0
+    vports: int = 0
+
+    def format(self) -> list[str]:
+        lines = [f"<host>{self.host}</host>"]
+        if self.unique_id != -1:
+            lines.append(f"<unique_id>{self.unique_id}</unique_id>")
+        if self.fc_host:
+            lines.append("<capability type='fc_host'>")
+            for tag, value in (("wwnn", self.wwnn), ("wwpn", self.wwpn), ("fabric_wwn", self.fabric_wwn)):
+                if value is not None:
+                    lines.append(f"  <{tag}>{escape_text(value)}</{tag}>")
+            lines.append("</capability>")
+        if self.vport_ops:
+            lines.append("<capability type='vport_ops'>")
+            lines.append(f"  <max_vports>{self.max_vports}</max_vports>")
+            lines.append(f"  <vports>{self.vports}</vports>")
+            lines.append("</capability>")
+        return lines
+
+
+@dataclass(slots=True)
+class NodeCap:
+    """One ``<capability>``: a SCSI host we model, or another type kept as printed."""
+
+    type: str
+    scsi_host: ScsiHost | None = None
+    body: tuple[str, ...] = ()  # the capability's inner lines, unindented
+
+    def format(self) -> list[str]:
+        inner = self.scsi_host.format() if self.scsi_host is not None else list(self.body)
+        return [f"<capability type='{self.type}'>", *(f"  {line}" for line in inner), "</capability>"]
+
+
+@dataclass(slots=True)
+class NodeDevice:
+    name: str
+    parent: str | None
+    caps: list[NodeCap] = field(default_factory=list)
+    parent_wwnn: str | None = None
+    parent_wwpn: str | None = None
+    parent_fabric_wwn: str | None = None
+
+    def format(self) -> str:
+        """virNodeDeviceDefFormat for the parts these devices have."""
+        lines = ["<device>", f"  <name>{escape_text(self.name)}</name>"]
+        if self.parent is not None:
+            lines.append(f"  <parent>{escape_text(self.parent)}</parent>")
+        for cap in self.caps:
+            lines.extend(f"  {line}" for line in cap.format())
+        lines.append("</device>")
+        return "\n".join(lines) + "\n"
+
+    def has_cap(self, cap_type: str) -> bool:
+        """virNodeDeviceObjHasCap: a SCSI host also counts as fc_host / vports when it is one."""
+        for cap in self.caps:
+            if cap.type == cap_type:
+                return True
+            host = cap.scsi_host
+            if host is not None and (
+                (cap_type == "fc_host" and host.fc_host) or (cap_type == "vports" and host.vport_ops)
+            ):
+                return True
+        return False
+
+    def fc_wwns(self) -> tuple[str | None, str | None]:
+        """virNodeDeviceGetWWNs."""
+        for cap in self.caps:
+            if cap.scsi_host is not None and cap.scsi_host.fc_host:
+                return cap.scsi_host.wwnn, cap.scsi_host.wwpn
+        raise report(C.VIR_ERR_INTERNAL_ERROR, FROM, "Device is not a fibre channel HBA")
+
+    def copy(self) -> NodeDevice:
+        caps = [replace(c, scsi_host=replace(c.scsi_host) if c.scsi_host else None) for c in self.caps]
+        return replace(self, caps=caps)
+
+
+def _fc(host: int, unique_id: int, wwnn: str, wwpn: str, fabric: str, vport_ops: bool) -> NodeCap:
+    return NodeCap(
+        "scsi_host",
+        ScsiHost(host, unique_id, True, wwnn, wwpn, fabric, vport_ops=vport_ops),
+    )
+
+
+def default_devices() -> list[NodeDevice]:
+    """test:///default's devices, in the order its listings give them."""
+    system = NodeCap(
+        "system",
+        body=(
+            "<hardware>",
+            "  <vendor>Libvirt</vendor>",
+            "  <version>Test driver</version>",
+            "  <serial>123456</serial>",
+            "  <uuid>11111111-2222-3333-4444-555555555555</uuid>",
+            "</hardware>",
+            "<firmware>",
+            "  <vendor>Libvirt</vendor>",
+            "  <version>Test Driver</version>",
+            "  <release_date>01/22/2007</release_date>",
+            "</firmware>",
+        ),
+    )
+    return [
+        NodeDevice(
+            "scsi_host1",
+            "computer",
+            [_fc(1, 0, "2000000012341234", "1000000012341234", "2000000043214321", True)],
+        ),
+        NodeDevice(
+            "scsi_host2",
+            "computer",
+            [_fc(2, 1, "2000000056785678", "1000000056785678", "2000000087658765", True)],
+        ),
+        NodeDevice(
+            "scsi_host11",
+            "scsi_host1",
+            [_fc(11, 10, "2000000034563456", "1000000034563456", "2000000043214321", False)],
+        ),
+        NodeDevice("computer", None, [system]),
+    ]
+
+
+def parse_create_xml(xml: str) -> NodeDevice:
+    """virNodeDeviceDefParse(CREATE_DEVICE) for what the test driver can create (SCSI hosts)."""
+    root = parse_document(xml, "(node_device_definition)", "device", FROM)
+    device = NodeDevice("new device", xpath_string(root, "parent"))
+    parent_el = root.find("parent")
+    if parent_el is not None:
+        device.parent_wwnn = parent_el.get("wwnn") or None
+        device.parent_wwpn = parent_el.get("wwpn") or None
+        device.parent_fabric_wwn = parent_el.get("fabric_wwn") or None
+    if device.parent_wwnn and not device.parent_wwpn:
+        raise report(
+            C.VIR_ERR_XML_ERROR,
+            FROM,
+            f"when providing parent wwnn='{device.parent_wwnn}', the wwpn must also be provided",
+        )
+    if device.parent_wwpn and not device.parent_wwnn:
+        raise report(
+            C.VIR_ERR_XML_ERROR,
+            FROM,
+            f"when providing parent wwpn='{device.parent_wwpn}', the wwnn must also be provided",
+        )
+    caps = root.findall("capability")
+    if not caps:
+        raise report(C.VIR_ERR_INTERNAL_ERROR, FROM, "no device capabilities for 'new device'")
+    for cap_el in caps:
+        device.caps.append(_parse_cap(cap_el))
+    return device
+
+
+def _parse_cap(el: ET.Element) -> NodeCap:
+    cap_type = el.get("type")
+    if cap_type is None:
+        raise report(
+            C.VIR_ERR_XML_ERROR, C.VIR_FROM_XML, "Missing required attribute 'type' in element 'capability'"
+        )
+    if cap_type not in CAP_TYPES:
+        raise report(
+            C.VIR_ERR_XML_ERROR,
+            C.VIR_FROM_XML,
+            f"Invalid value for attribute 'type' in element 'capability': '{cap_type}'.",
+        )
+    if cap_type != "scsi_host":
+        # Kept only for listing; creating anything but a vHBA fails later on its WWNs.
+        return NodeCap(cap_type)
+    host = ScsiHost(host=0)
+    for sub in el.findall("capability"):
+        sub_type = sub.get("type")
+        if sub_type is None:
+            raise report(C.VIR_ERR_INTERNAL_ERROR, FROM, "missing SCSI host capability type for 'new device'")
+        if sub_type == "vport_ops":
+            host.vport_ops = True
+        elif sub_type == "fc_host":
+            host.fc_host = True
+            host.wwnn = xpath_string(sub, "wwnn")
+            if host.wwnn is None:
+                # The test driver passes no virt type, so libvirt cannot generate one.
+                raise report(
+                    C.VIR_ERR_INTERNAL_ERROR,
+                    FROM,
+                    "no WWNN supplied for 'new device', and auto-generation failed",
+                )
+            host.wwpn = xpath_string(sub, "wwpn")
+            if host.wwpn is None:
+                raise report(
+                    C.VIR_ERR_INTERNAL_ERROR,
+                    FROM,
+                    "no WWPN supplied for 'new device', and auto-generation failed",
+                )
+            host.fabric_wwn = xpath_string(sub, "fabric_wwn")
+        else:
+            raise report(
+                C.VIR_ERR_INTERNAL_ERROR,
+                FROM,
+                f"unknown SCSI host capability type '{sub_type}' for 'new device'",
+            )
+    return NodeCap("scsi_host", host)
