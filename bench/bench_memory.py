@@ -9,7 +9,9 @@ Rows, for each server started fresh the same way:
 * peak under a hostile mix: clients sending mutated and hostile frames (fixed
   seed), clients that send calls for 256 KiB replies and never read, and clients
   reading bursts of them, all at once; RSS sampled throughout;
-* after: every client gone, RSS ``--settle`` seconds later (default 30).
+* after: every client gone, RSS ``--settle`` seconds later (default 30);
+* churn: then ``--churn`` connections (8 at a time) each pipelining ``--calls``
+  calls, RSS ``--settle`` seconds after the last one closed.
 
     .venv/bin/python bench/bench_memory.py [--idle 1000] [--settle 30] [--only virtwire]
 
@@ -132,6 +134,26 @@ def hostile_mix(port: int, dom: R.remote_nonnull_domain, clients: int, frames: i
         t.join()
 
 
+def churn(port: int, connections: int, calls: int, parallel: int = 8) -> None:
+    """``connections`` clients, ``parallel`` at a time, each pipelining ``calls`` calls."""
+    version = REMOTE_PROTOCOL_VERSION
+    proc = R.remote_procedure.REMOTE_PROC_CONNECT_GET_HOSTNAME
+    pipeline = b"".join(encode_packet(REMOTE_PROGRAM, version, proc, CALL, s, 0) for s in range(calls))
+
+    def worker(count: int) -> None:
+        for _ in range(count):
+            with opened(port) as c:
+                c.send(pipeline)
+                for _ in range(calls):
+                    c.recv_reply()
+
+    threads = [threading.Thread(target=worker, args=(connections // parallel,)) for _ in range(parallel)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def measure(name: str, pid: int, port: int, args: argparse.Namespace) -> dict[str, float]:
     with opened(port):
         pass
@@ -145,12 +167,16 @@ def measure(name: str, pid: int, port: int, args: argparse.Namespace) -> dict[st
         hostile_mix(port, dom, args.clients, args.frames)
     time.sleep(args.settle)
     after = rss(pid)
+    churn(port, args.churn, args.calls)
+    time.sleep(args.settle)
+    after_churn = rss(pid)
     row = {
         "start": start / MiB,
         "idle": with_idle / MiB,
         "per_conn_kib": (with_idle - start) / args.idle / 1024,
         "peak": sampler.peak / MiB,
         "after": after / MiB,
+        "churn": after_churn / MiB,
     }
     print(f"{name}: " + ", ".join(f"{k} {v:.1f}" for k, v in row.items()), flush=True)
     return row
@@ -162,6 +188,8 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=16, help="fuzzing clients in the hostile mix")
     ap.add_argument("--frames", type=int, default=300, help="frames per fuzzing client")
     ap.add_argument("--settle", type=float, default=30.0)
+    ap.add_argument("--churn", type=int, default=1000, help="connections in the churn phase")
+    ap.add_argument("--calls", type=int, default=1000, help="calls per churn connection")
     ap.add_argument("--only", choices=["libvirtd", "virtwire"], default=None)
     args = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -193,6 +221,7 @@ def main() -> int:
         ("per_conn_kib", "per idle connection (KiB)"),
         ("peak", "peak under the hostile mix"),
         ("after", f"{args.settle:g} s after all closed"),
+        ("churn", f"{args.churn} conns x {args.calls} calls, {args.settle:g} s on"),
     ]:
         print(f"| {label:32} | " + " | ".join(f"{rows[n][key]:9.1f}" for n in rows) + " |")
     return 0
