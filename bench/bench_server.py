@@ -54,6 +54,8 @@ WORKER = textwrap.dedent(
                 conn.lookupByName("test").info()
             elif test == "listall":
                 conn.listAllDomains(0)
+            elif test == "allstats":
+                conn.getAllDomainStats(0, 0)
             elif test == "open_close":
                 libvirt.open(uri).close()
             lat.append(time.perf_counter() - t0)
@@ -87,6 +89,7 @@ WORKLOADS = [
     ("dom.info(), 8 conns", "info", 8),
     ("dom.info(), 32 conns", "info", 32),
     ("listAllDomains", "listall", 1),
+    ("getAllDomainStats", "allstats", 1),
 ]
 
 
@@ -212,7 +215,7 @@ def print_row(transport: str, label: str, m: dict[str, Result], *, flush: bool =
 def print_table(rows: list[tuple[str, str, dict[str, Result]]], args: argparse.Namespace) -> None:
     print(
         f"virtwire serve vs libvirtd 9.0 (test driver), libvirt-python client; {args.reps} reps x "
-        f"{args.duration:g}s, medians; listAllDomains with {args.ndomains + 1} domains; {time.ctime()}"
+        f"{args.duration:g}s, medians; listAllDomains and getAllDomainStats with {args.ndomains + 1} domains; {time.ctime()}"
     )
     print(HEAD)
     print("|" + "|".join("-" * (len(c)) for c in HEAD.split("|")[1:-1]) + "|")
