@@ -215,7 +215,8 @@ def print_row(transport: str, label: str, m: dict[str, Result], *, flush: bool =
 def print_table(rows: list[tuple[str, str, dict[str, Result]]], args: argparse.Namespace) -> None:
     print(
         f"virtwire serve vs libvirtd 9.0 (test driver), libvirt-python client; {args.reps} reps x "
-        f"{args.duration:g}s, medians; listAllDomains and getAllDomainStats with {args.ndomains + 1} domains; {time.ctime()}"
+        f"{args.duration:g}s, medians; listAllDomains and getAllDomainStats with {args.ndomains + 1} domains;"
+        f" {time.ctime()}"
     )
     print(HEAD)
     print("|" + "|".join("-" * (len(c)) for c in HEAD.split("|")[1:-1]) + "|")

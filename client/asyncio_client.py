@@ -22,19 +22,15 @@ from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any
 
-from virtwire.client import aio_api, core, errfactory, events, flows, ops, transport
+from virtwire.client import aio_api, aio_shell, core, errfactory, flows, ops, transport
 from virtwire.client import uri as urimod
 from virtwire.client.aio_api import Domain, DomainEventRecord, drive
-from virtwire.client.stream_aio import AsyncStream
+from virtwire.client.aio_shell import EVENT_BUFFER, RECV_SIZE
 from virtwire.client.streamstate import StreamState
 from virtwire.protocol.errors import libvirtError
 from virtwire.protocol.generated import constants as c
 
 __all__ = ["Connection", "Domain", "DomainEventRecord", "EventSubscription", "connect"]
-
-RECV_SIZE = 65536
-EVENT_BUFFER = 256
-STREAM_RX_LIMIT = 4 * 1024 * 1024  # see aio.py
 
 
 class _Waiter:
@@ -92,7 +88,7 @@ class EventSubscription:
             await self._ready.wait()
 
 
-class Connection(aio_api.AsyncAPI):
+class Connection(aio_shell.AsyncShell):
     """A connection to a daemon; use `async with` to run it."""
 
     def __init__(
@@ -116,6 +112,9 @@ class Connection(aio_api.AsyncAPI):
         self.features = flows.Features(False, False, False)
 
     # -- running --------------------------------------------------------
+
+    def _new_event(self) -> asyncio.Event:
+        return asyncio.Event()
 
     async def __aenter__(self) -> Connection:
         self._tasks = [
@@ -154,18 +153,7 @@ class Connection(aio_api.AsyncAPI):
         with contextlib.suppress(OSError, ssl.SSLError, asyncio.CancelledError):
             await asyncio.shield(writer.wait_closed())
 
-    @property
-    def alive(self) -> bool:
-        return self.protocol.dead is None
-
     # -- calls ----------------------------------------------------------
-
-    async def call(self, op: ops.Op) -> Any:
-        """Run one Op: read-only check, send, wait for the reply, convert."""
-        if self.readonly:
-            core.check_read_only(op.proc, op.flags, op.api)
-        reply = await self._roundtrip(self.protocol.start_call, op)
-        return op.convert(core.decode_reply(op.proc, reply))
 
     async def _roundtrip(self, start: Any, op: ops.Op) -> core.Reply:
         waiter = _Waiter(self._loop)
@@ -275,43 +263,6 @@ class Connection(aio_api.AsyncAPI):
 
     # -- streams ----------------------------------------------------------
 
-    async def new_stream(self, op: ops.Op, sparse: bool = False) -> AsyncStream:
-        """Make a call that opens a data stream; the stream, once the daemon accepted it."""
-        if self.readonly:
-            core.check_read_only(op.proc, op.flags, op.api)
-        holder: list[StreamState] = []
-
-        def start(proc: int, payload: bytes, waiter: _Waiter) -> tuple[int, bytes]:
-            state, packet = self.protocol.start_stream(proc, payload, waiter, sparse)
-            holder.append(state)
-            return state.serial, packet
-
-        reply = await self._roundtrip(start, op)
-        result = op.convert(core.decode_reply(op.proc, reply))
-        return AsyncStream(self, holder[0], result)
-
-    async def _stream_wait(self, state: StreamState) -> None:
-        if self.protocol.dead is not None and state.error is None:
-            state.set_error(self.protocol.dead)
-            return
-        waiting = self._stream_waiters.get(state.serial)
-        if waiting is None:
-            waiting = self._stream_waiters[state.serial] = asyncio.Event()
-        await waiting.wait()
-
-    def _stream_lags(self) -> bool:
-        """Hold the reader back: a stream's reader lags far behind and no call
-        waits for a reply (a waiting call must never be starved by a stream)."""
-        protocol = self.protocol
-        if protocol.pending.waiters:
-            return False
-        return any(st.rx_bytes > STREAM_RX_LIMIT for st in protocol.streams.values())
-
-    def _stream_consumed(self, state: StreamState) -> None:
-        resume = self._reader_resume
-        if resume is not None and state.rx_bytes <= STREAM_RX_LIMIT:
-            resume.set()
-
     async def _stream_close(self, state: StreamState, abort: bool) -> None:
         protocol = self.protocol
         waiter = _Waiter(self._loop)
@@ -327,17 +278,6 @@ class Connection(aio_api.AsyncAPI):
         core.check_status(reply)
 
     # -- events ---------------------------------------------------------
-
-    def _dispatch_event(self, msg: core.Event) -> None:
-        try:
-            decoded = events.decode(msg.procedure, msg.payload)
-        except (ValueError, libvirtError):
-            return
-        if decoded is None:
-            return
-        subscription = self._subscribers.get(decoded.callback_id)
-        if subscription is not None:
-            subscription.deliver(DomainEventRecord(decoded.event_id, Domain(self, decoded.dom), decoded.args))
 
     @asynccontextmanager
     async def domain_events(

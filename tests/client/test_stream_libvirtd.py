@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import trio
 import virtwire.client as vclient
-from virtwire.client import ops
+from virtwire.client import aio_shell, ops
 from virtwire.client import stream as vstream
 from virtwire.client.stream_aio import AsyncStream
 from vwtestkit.storaged import StorageDaemon, storage_libvirtd
@@ -645,11 +645,10 @@ async def _lagging_reader_scenario(
 async def test_trio_lagging_stream_reader_is_bounded_and_never_starves_calls(
     storage: StorageDaemon, image: tuple[Path, bytes]
 ) -> None:
-    from virtwire.client import aio
 
     source, content = image
     async with await vclient.connect(storage.uri) as conn:
-        await _lagging_reader_scenario(conn, trio.sleep, aio.STREAM_RX_LIMIT, source, content)
+        await _lagging_reader_scenario(conn, trio.sleep, aio_shell.STREAM_RX_LIMIT, source, content)
 
 
 def test_asyncio_lagging_stream_reader_is_bounded_and_never_starves_calls(
@@ -663,7 +662,7 @@ def test_asyncio_lagging_stream_reader_is_bounded_and_never_starves_calls(
 
     async def main() -> None:
         async with await asyncio_client.connect(storage.uri) as conn:
-            limit = asyncio_client.STREAM_RX_LIMIT
+            limit = aio_shell.STREAM_RX_LIMIT
             await _lagging_reader_scenario(conn, asyncio.sleep, limit, source, content)
 
     asyncio.run(main())
