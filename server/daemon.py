@@ -168,7 +168,7 @@ async def _serve_accepted(service: Service, handler: Handler, sock: socket.socke
         service.client_gone()
 
 
-async def _accept_loop(
+async def accept_loop(
     listening: socket.socket, handler: Handler, connections: trio.Nursery, service: Service
 ) -> None:
     """Accept until cancelled; each client is served in ``connections``.
@@ -243,7 +243,7 @@ async def serve(
                     async with trio.open_nursery() as connections:
                         async with trio.open_nursery() as accepting:
                             for listening, handler in listeners.entries:
-                                accept = partial(_accept_loop, listening, handler, connections, service)
+                                accept = partial(accept_loop, listening, handler, connections, service)
                                 accepting.start_soon(accept)
                             if on_ready is not None:
                                 on_ready(listeners)

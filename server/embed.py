@@ -28,7 +28,7 @@ from pathlib import Path
 import trio
 
 from .config import Endpoint, ServerConfig
-from .daemon import Listeners, _accept_loop
+from .daemon import Listeners, accept_loop
 from .driver.base import Driver
 from .driver.memory.driver import MemoryDriver
 from .service import Service
@@ -135,7 +135,7 @@ async def serve(
                 async with trio.open_nursery() as connections:
                     async with trio.open_nursery() as accepting:
                         for listening, handler in listeners.entries:
-                            accept = partial(_accept_loop, listening, handler, connections, service)
+                            accept = partial(accept_loop, listening, handler, connections, service)
                             accepting.start_soon(accept)
                         try:
                             yield server
