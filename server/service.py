@@ -106,7 +106,13 @@ class Service:
             del conn  # what it held is garbage now: the trim below can return it
             if self.shutting_down and not self.connections:
                 self.all_closed.set()
-            self._trimmer.connection_ended(idle=not self.connections)
+            delay = self._trimmer.connection_ended(idle=not self.connections)
+            if delay is not None:
+                try:
+                    if not self.shutting_down:  # a server on its way out need not trim
+                        await trio.sleep(delay)
+                finally:
+                    self._trimmer.still_idle(idle=not self.connections and not self.shutting_down)
 
     def begin_shutdown(self) -> None:
         """Stop reading from every client; their calls in flight still finish."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -83,9 +84,15 @@ def test_a_client_that_never_reads_is_held_back_not_buffered(server: VirtwireSer
         finally:
             hog.sock.shutdown(socket.SHUT_RDWR)  # ends the blocked sendall
             sender.join(60)
-    # What the hog's connection held is given back once it is gone.
+    # What the hog's connection held is given back once it is gone (the server trims
+    # when it goes idle, at most once a second: look again for a while).
     assert bystander_served(server)
     after = rss_bytes(server.pid)
+    for _ in range(50):
+        if after - before < 32 * MiB:
+            break
+        time.sleep(0.2)
+        after = rss_bytes(server.pid)
     assert after - before < 32 * MiB, f"{(after - before) / MiB:.0f} MiB stayed after the hog left"
 
 
