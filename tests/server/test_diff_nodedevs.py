@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -20,6 +19,7 @@ from typing import Any
 
 import pytest
 from vwtestkit import RealLibvirtd, VirtwireServer, start_libvirtd, start_server, stop_libvirtd, stop_servers
+from vwtestkit.differential import run_scenario_script
 
 
 def _vhba(parent: str = "<parent>scsi_host1</parent>", wwnn: str = "2001001b32a9da4e") -> str:
@@ -157,17 +157,7 @@ def _run(uri: str) -> None:
 
 
 def run_scenario(uri: str) -> list[Any]:
-    proc = subprocess.run(
-        [sys.executable, __file__, uri],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},  # vwtestkit, as under pytest
-    )
-    assert proc.returncode == 0, proc.stderr
-    result: list[Any] = json.loads(proc.stdout)
-    return result
+    return run_scenario_script(__file__, uri)
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -32,6 +31,7 @@ import pytest
 from virtwire.protocol.generated import remote as R
 from virtwire.protocol.generated.virnet import remote_error
 from vwtestkit import RawRpcClient, VirtwireServer, start_server, stop_servers
+from vwtestkit.differential import run_scenario_script
 
 CEPH_UUID = "0a81f5b2-8403-7b23-c8d6-21ccc2f80d6f"
 ISCSI_UUID = "7d3b0a4e-1c5f-4e2a-9b1d-6f0e2c8a4b10"
@@ -215,17 +215,7 @@ def _run(uri: str, full: bool) -> None:
 
 
 def run_scenario(uri: str, *, full: bool = False) -> list[Any]:
-    proc = subprocess.run(
-        [sys.executable, __file__, uri, *(["full"] if full else [])],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},  # vwtestkit, as under pytest
-    )
-    assert proc.returncode == 0, proc.stderr
-    result: list[Any] = json.loads(proc.stdout)
-    return result
+    return run_scenario_script(__file__, uri, *(["full"] if full else []))
 
 
 # --- the tests ---------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -24,6 +23,7 @@ from typing import Any
 
 import pytest
 from vwtestkit import RealLibvirtd, VirtwireServer, start_libvirtd, start_server, stop_libvirtd, stop_servers
+from vwtestkit.differential import run_scenario_script
 
 DOM_UUID = "9a3f6f2e-6d51-4b8e-a3a4-2f0c5b7d9e10"
 SNAPDOM_XML = f"""<domain type='test'>
@@ -346,17 +346,7 @@ def _run(uri: str) -> None:
 
 
 def run_scenario(uri: str) -> list[Any]:
-    proc = subprocess.run(
-        [sys.executable, __file__, uri],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},  # vwtestkit, as under pytest
-    )
-    assert proc.returncode == 0, proc.stderr
-    result: list[Any] = json.loads(proc.stdout)
-    return result
+    return run_scenario_script(__file__, uri)
 
 
 @pytest.fixture(scope="module")
