@@ -65,6 +65,29 @@ class ReadOnlyPolicy(enum.Enum):
     DENY_FLAGS = "deny-flags"
 
 
+@dataclass(frozen=True, slots=True)
+class AccessCheck:
+    """One of libvirt's @acl rules: a permission an API needs on an object.
+
+    With ``flag`` it applies only when the call's flags hold that VIR_* flag;
+    with ``param``/``value`` only when that argument equals the named constant.
+    """
+
+    object: str
+    permission: str
+    flag: str | None = None
+    param: str | None = None
+    value: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """A procedure's access control: its checks, and the filter of the objects it lists."""
+
+    checks: tuple[AccessCheck, ...]
+    filters: tuple[tuple[str, str], ...]
+
+
 class Codec(Protocol):
     def to_bytes(self) -> bytes: ...
 

@@ -34886,3 +34886,453 @@ PROCEDURES: Final[dict[int, xdr.Procedure]] = {
     443: _proc(443, "DOMAIN_FD_ASSOCIATE", "virDomainFDAssociate", _DENY, 0, None, True, remote_domain_fd_associate_args, None, None),
 }
 PROCEDURES_BY_NAME: Final[dict[str, xdr.Procedure]] = {p.name: p for p in PROCEDURES.values()}
+
+
+_A = xdr.AccessCheck
+
+# remote_procedure: number -> the permissions it needs (@acl) and its listing filter (@aclfilter)
+ACCESS: Final[dict[int, xdr.Access]] = {
+    1: xdr.Access((_A("connect", "getattr"),), ()),  # CONNECT_OPEN
+    2: xdr.Access((), ()),  # CONNECT_CLOSE
+    3: xdr.Access((_A("connect", "getattr"),), ()),  # CONNECT_GET_TYPE
+    4: xdr.Access((_A("connect", "getattr"),), ()),  # CONNECT_GET_VERSION
+    5: xdr.Access((_A("connect", "read"),), ()),  # CONNECT_GET_MAX_VCPUS
+    6: xdr.Access((_A("connect", "read"),), ()),  # NODE_GET_INFO
+    7: xdr.Access((_A("connect", "read"),), ()),  # CONNECT_GET_CAPABILITIES
+    8: xdr.Access((_A("domain", "write"),), ()),  # DOMAIN_ATTACH_DEVICE
+    9: xdr.Access((_A("domain", "start"),), ()),  # DOMAIN_CREATE
+    10: xdr.Access((_A("domain", "write"), _A("domain", "start")), ()),  # DOMAIN_CREATE_XML
+    11: xdr.Access((_A("domain", "write"), _A("domain", "save")), ()),  # DOMAIN_DEFINE_XML
+    12: xdr.Access((_A("domain", "stop"),), ()),  # DOMAIN_DESTROY
+    13: xdr.Access((_A("domain", "write"),), ()),  # DOMAIN_DETACH_DEVICE
+    14: xdr.Access((_A("domain", "read"), _A("domain", "read_secure", flag="VIR_DOMAIN_XML_SECURE"), _A("domain", "read_secure", flag="VIR_DOMAIN_XML_MIGRATABLE")), ()),  # DOMAIN_GET_XML_DESC
+    15: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_GET_AUTOSTART
+    16: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_GET_INFO
+    17: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_GET_MAX_MEMORY
+    18: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_GET_MAX_VCPUS
+    19: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_GET_OS_TYPE
+    20: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_GET_VCPUS
+    21: xdr.Access((_A("connect", "search_domains"),), (("domain", "getattr"),)),  # CONNECT_LIST_DEFINED_DOMAINS
+    22: xdr.Access((_A("domain", "getattr"),), ()),  # DOMAIN_LOOKUP_BY_ID
+    23: xdr.Access((_A("domain", "getattr"),), ()),  # DOMAIN_LOOKUP_BY_NAME
+    24: xdr.Access((_A("domain", "getattr"),), ()),  # DOMAIN_LOOKUP_BY_UUID
+    25: xdr.Access((_A("connect", "search_domains"),), (("domain", "getattr"),)),  # CONNECT_NUM_OF_DEFINED_DOMAINS
+    26: xdr.Access((_A("domain", "write"),), ()),  # DOMAIN_PIN_VCPU
+    27: xdr.Access((_A("domain", "init_control"), _A("domain", "write", flag="VIR_DOMAIN_REBOOT_GUEST_AGENT")), ()),  # DOMAIN_REBOOT
+    28: xdr.Access((_A("domain", "suspend"),), ()),  # DOMAIN_RESUME
+    29: xdr.Access((_A("domain", "write"),), ()),  # DOMAIN_SET_AUTOSTART
+    30: xdr.Access((_A("domain", "write"),), ()),  # DOMAIN_SET_MAX_MEMORY
+    31: xdr.Access((_A("domain", "write"),), ()),  # DOMAIN_SET_MEMORY
+    32: xdr.Access((_A("domain", "write"),), ()),  # DOMAIN_SET_VCPUS
+    33: xdr.Access((_A("domain", "init_control"),), ()),  # DOMAIN_SHUTDOWN
+    34: xdr.Access((_A("domain", "suspend"),), ()),  # DOMAIN_SUSPEND
+    35: xdr.Access((_A("domain", "delete"),), ()),  # DOMAIN_UNDEFINE
+    36: xdr.Access((_A("connect", "search_networks"),), (("network", "getattr"),)),  # CONNECT_LIST_DEFINED_NETWORKS
+    37: xdr.Access((_A("connect", "search_domains"),), (("domain", "getattr"),)),  # CONNECT_LIST_DOMAINS
+    38: xdr.Access((_A("connect", "search_networks"),), (("network", "getattr"),)),  # CONNECT_LIST_NETWORKS
+    39: xdr.Access((_A("network", "start"),), ()),  # NETWORK_CREATE
+    40: xdr.Access((_A("network", "write"), _A("network", "start")), ()),  # NETWORK_CREATE_XML
+    41: xdr.Access((_A("network", "write"), _A("network", "save")), ()),  # NETWORK_DEFINE_XML
+    42: xdr.Access((_A("network", "stop"),), ()),  # NETWORK_DESTROY
+    43: xdr.Access((_A("network", "read"),), ()),  # NETWORK_GET_XML_DESC
+    44: xdr.Access((_A("network", "read"),), ()),  # NETWORK_GET_AUTOSTART
+    45: xdr.Access((_A("network", "read"),), ()),  # NETWORK_GET_BRIDGE_NAME
+    46: xdr.Access((_A("network", "getattr"),), ()),  # NETWORK_LOOKUP_BY_NAME
+    47: xdr.Access((_A("network", "getattr"),), ()),  # NETWORK_LOOKUP_BY_UUID
+    48: xdr.Access((_A("network", "write"),), ()),  # NETWORK_SET_AUTOSTART
+    49: xdr.Access((_A("network", "delete"),), ()),  # NETWORK_UNDEFINE
+    50: xdr.Access((_A("connect", "search_networks"),), (("network", "getattr"),)),  # CONNECT_NUM_OF_DEFINED_NETWORKS
+    51: xdr.Access((_A("connect", "search_domains"),), (("domain", "getattr"),)),  # CONNECT_NUM_OF_DOMAINS
+    52: xdr.Access((_A("connect", "search_networks"),), (("network", "getattr"),)),  # CONNECT_NUM_OF_NETWORKS
+    53: xdr.Access((_A("domain", "core_dump"),), ()),  # DOMAIN_CORE_DUMP
+    54: xdr.Access((_A("domain", "start"), _A("domain", "write")), ()),  # DOMAIN_RESTORE
+    55: xdr.Access((_A("domain", "hibernate"),), ()),  # DOMAIN_SAVE
+    56: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_GET_SCHEDULER_TYPE
+    57: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_GET_SCHEDULER_PARAMETERS
+    58: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_SET_SCHEDULER_PARAMETERS
+    59: xdr.Access((_A("connect", "getattr"),), ()),  # CONNECT_GET_HOSTNAME
+    60: xdr.Access((_A("connect", "getattr"),), ()),  # CONNECT_SUPPORTS_FEATURE
+    61: xdr.Access((_A("domain", "migrate"), _A("domain", "start"), _A("domain", "write")), ()),  # DOMAIN_MIGRATE_PREPARE
+    62: xdr.Access((_A("domain", "migrate"),), ()),  # DOMAIN_MIGRATE_PERFORM
+    63: xdr.Access((_A("domain", "migrate"),), ()),  # DOMAIN_MIGRATE_FINISH
+    64: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_BLOCK_STATS
+    65: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_INTERFACE_STATS
+    66: xdr.Access((), ()),  # AUTH_LIST
+    67: xdr.Access((), ()),  # AUTH_SASL_INIT
+    68: xdr.Access((), ()),  # AUTH_SASL_START
+    69: xdr.Access((), ()),  # AUTH_SASL_STEP
+    70: xdr.Access((), ()),  # AUTH_POLKIT
+    71: xdr.Access((_A("connect", "search_storage_pools"),), (("storage_pool", "getattr"),)),  # CONNECT_NUM_OF_STORAGE_POOLS
+    72: xdr.Access((_A("connect", "search_storage_pools"),), (("storage_pool", "getattr"),)),  # CONNECT_LIST_STORAGE_POOLS
+    73: xdr.Access((_A("connect", "search_storage_pools"),), (("storage_pool", "getattr"),)),  # CONNECT_NUM_OF_DEFINED_STORAGE_POOLS
+    74: xdr.Access((_A("connect", "search_storage_pools"),), (("storage_pool", "getattr"),)),  # CONNECT_LIST_DEFINED_STORAGE_POOLS
+    75: xdr.Access((_A("connect", "detect_storage_pools"),), ()),  # CONNECT_FIND_STORAGE_POOL_SOURCES
+    76: xdr.Access((_A("storage_pool", "start"), _A("storage_pool", "write")), ()),  # STORAGE_POOL_CREATE_XML
+    77: xdr.Access((_A("storage_pool", "write"), _A("storage_pool", "save")), ()),  # STORAGE_POOL_DEFINE_XML
+    78: xdr.Access((_A("storage_pool", "start"),), ()),  # STORAGE_POOL_CREATE
+    79: xdr.Access((_A("storage_pool", "format"),), ()),  # STORAGE_POOL_BUILD
+    80: xdr.Access((_A("storage_pool", "stop"),), ()),  # STORAGE_POOL_DESTROY
+    81: xdr.Access((_A("storage_pool", "format"),), ()),  # STORAGE_POOL_DELETE
+    82: xdr.Access((_A("storage_pool", "delete"),), ()),  # STORAGE_POOL_UNDEFINE
+    83: xdr.Access((_A("storage_pool", "refresh"),), ()),  # STORAGE_POOL_REFRESH
+    84: xdr.Access((_A("storage_pool", "getattr"),), ()),  # STORAGE_POOL_LOOKUP_BY_NAME
+    85: xdr.Access((_A("storage_pool", "getattr"),), ()),  # STORAGE_POOL_LOOKUP_BY_UUID
+    86: xdr.Access((_A("storage_pool", "getattr"),), ()),  # STORAGE_POOL_LOOKUP_BY_VOLUME
+    87: xdr.Access((_A("storage_pool", "read"),), ()),  # STORAGE_POOL_GET_INFO
+    88: xdr.Access((_A("storage_pool", "read"),), ()),  # STORAGE_POOL_GET_XML_DESC
+    89: xdr.Access((_A("storage_pool", "read"),), ()),  # STORAGE_POOL_GET_AUTOSTART
+    90: xdr.Access((_A("storage_pool", "write"),), ()),  # STORAGE_POOL_SET_AUTOSTART
+    91: xdr.Access((_A("storage_pool", "search_storage_vols"),), (("storage_vol", "getattr"),)),  # STORAGE_POOL_NUM_OF_VOLUMES
+    92: xdr.Access((_A("storage_pool", "search_storage_vols"),), (("storage_vol", "getattr"),)),  # STORAGE_POOL_LIST_VOLUMES
+    93: xdr.Access((_A("storage_vol", "create"),), ()),  # STORAGE_VOL_CREATE_XML
+    94: xdr.Access((_A("storage_vol", "delete"),), ()),  # STORAGE_VOL_DELETE
+    95: xdr.Access((_A("storage_vol", "getattr"),), ()),  # STORAGE_VOL_LOOKUP_BY_NAME
+    96: xdr.Access((_A("storage_vol", "getattr"),), ()),  # STORAGE_VOL_LOOKUP_BY_KEY
+    97: xdr.Access((_A("storage_vol", "getattr"),), ()),  # STORAGE_VOL_LOOKUP_BY_PATH
+    98: xdr.Access((_A("storage_vol", "read"),), ()),  # STORAGE_VOL_GET_INFO
+    99: xdr.Access((_A("storage_vol", "read"),), ()),  # STORAGE_VOL_GET_XML_DESC
+    100: xdr.Access((_A("storage_vol", "read"),), ()),  # STORAGE_VOL_GET_PATH
+    101: xdr.Access((_A("connect", "read"),), ()),  # NODE_GET_CELLS_FREE_MEMORY
+    102: xdr.Access((_A("connect", "read"),), ()),  # NODE_GET_FREE_MEMORY
+    103: xdr.Access((_A("domain", "block_read"),), ()),  # DOMAIN_BLOCK_PEEK
+    104: xdr.Access((_A("domain", "mem_read"),), ()),  # DOMAIN_MEMORY_PEEK
+    105: xdr.Access((_A("connect", "search_domains"),), (("domain", "getattr"),)),  # CONNECT_DOMAIN_EVENT_REGISTER
+    106: xdr.Access((_A("connect", "read"),), ()),  # CONNECT_DOMAIN_EVENT_DEREGISTER
+    107: xdr.Access((), ()),  # DOMAIN_EVENT_LIFECYCLE
+    108: xdr.Access((_A("domain", "migrate"), _A("domain", "start"), _A("domain", "write")), ()),  # DOMAIN_MIGRATE_PREPARE2
+    109: xdr.Access((_A("domain", "migrate"),), ()),  # DOMAIN_MIGRATE_FINISH2
+    110: xdr.Access((_A("connect", "getattr"),), ()),  # CONNECT_GET_URI
+    111: xdr.Access((_A("connect", "search_node_devices"),), (("node_device", "getattr"),)),  # NODE_NUM_OF_DEVICES
+    112: xdr.Access((_A("connect", "search_node_devices"),), (("node_device", "getattr"),)),  # NODE_LIST_DEVICES
+    113: xdr.Access((_A("node_device", "getattr"),), ()),  # NODE_DEVICE_LOOKUP_BY_NAME
+    114: xdr.Access((_A("node_device", "read"),), ()),  # NODE_DEVICE_GET_XML_DESC
+    115: xdr.Access((_A("node_device", "read"),), ()),  # NODE_DEVICE_GET_PARENT
+    116: xdr.Access((_A("node_device", "read"),), ()),  # NODE_DEVICE_NUM_OF_CAPS
+    117: xdr.Access((_A("node_device", "read"),), ()),  # NODE_DEVICE_LIST_CAPS
+    118: xdr.Access((_A("node_device", "detach"),), ()),  # NODE_DEVICE_DETTACH
+    119: xdr.Access((_A("node_device", "detach"),), ()),  # NODE_DEVICE_RE_ATTACH
+    120: xdr.Access((_A("node_device", "detach"),), ()),  # NODE_DEVICE_RESET
+    121: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_GET_SECURITY_LABEL
+    122: xdr.Access((_A("connect", "read"),), ()),  # NODE_GET_SECURITY_MODEL
+    123: xdr.Access((_A("node_device", "write"), _A("node_device", "start")), ()),  # NODE_DEVICE_CREATE_XML
+    124: xdr.Access((_A("node_device", "stop"),), ()),  # NODE_DEVICE_DESTROY
+    125: xdr.Access((_A("storage_vol", "create"),), ()),  # STORAGE_VOL_CREATE_XML_FROM
+    126: xdr.Access((_A("connect", "search_interfaces"),), (("interface", "getattr"),)),  # CONNECT_NUM_OF_INTERFACES
+    127: xdr.Access((_A("connect", "search_interfaces"),), (("interface", "getattr"),)),  # CONNECT_LIST_INTERFACES
+    128: xdr.Access((_A("interface", "getattr"),), ()),  # INTERFACE_LOOKUP_BY_NAME
+    129: xdr.Access((_A("interface", "getattr"),), ()),  # INTERFACE_LOOKUP_BY_MAC_STRING
+    130: xdr.Access((_A("interface", "read"),), ()),  # INTERFACE_GET_XML_DESC
+    131: xdr.Access((_A("interface", "write"), _A("interface", "save")), ()),  # INTERFACE_DEFINE_XML
+    132: xdr.Access((_A("interface", "delete"),), ()),  # INTERFACE_UNDEFINE
+    133: xdr.Access((_A("interface", "start"),), ()),  # INTERFACE_CREATE
+    134: xdr.Access((_A("interface", "stop"),), ()),  # INTERFACE_DESTROY
+    135: xdr.Access((_A("connect", "write"),), ()),  # CONNECT_DOMAIN_XML_FROM_NATIVE
+    136: xdr.Access((_A("connect", "write"),), ()),  # CONNECT_DOMAIN_XML_TO_NATIVE
+    137: xdr.Access((_A("connect", "search_interfaces"),), (("interface", "getattr"),)),  # CONNECT_NUM_OF_DEFINED_INTERFACES
+    138: xdr.Access((_A("connect", "search_interfaces"),), (("interface", "getattr"),)),  # CONNECT_LIST_DEFINED_INTERFACES
+    139: xdr.Access((_A("connect", "search_secrets"),), (("secret", "getattr"),)),  # CONNECT_NUM_OF_SECRETS
+    140: xdr.Access((_A("connect", "search_secrets"),), (("secret", "getattr"),)),  # CONNECT_LIST_SECRETS
+    141: xdr.Access((_A("secret", "getattr"),), ()),  # SECRET_LOOKUP_BY_UUID
+    142: xdr.Access((_A("secret", "write"), _A("secret", "save")), ()),  # SECRET_DEFINE_XML
+    143: xdr.Access((_A("secret", "read"),), ()),  # SECRET_GET_XML_DESC
+    144: xdr.Access((_A("secret", "write"),), ()),  # SECRET_SET_VALUE
+    145: xdr.Access((_A("secret", "read_secure"),), ()),  # SECRET_GET_VALUE
+    146: xdr.Access((_A("secret", "delete"),), ()),  # SECRET_UNDEFINE
+    147: xdr.Access((_A("secret", "getattr"),), ()),  # SECRET_LOOKUP_BY_USAGE
+    148: xdr.Access((_A("domain", "migrate"), _A("domain", "start"), _A("domain", "write")), ()),  # DOMAIN_MIGRATE_PREPARE_TUNNEL
+    149: xdr.Access((), ()),  # CONNECT_IS_SECURE
+    150: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_IS_ACTIVE
+    151: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_IS_PERSISTENT
+    152: xdr.Access((_A("network", "read"),), ()),  # NETWORK_IS_ACTIVE
+    153: xdr.Access((_A("network", "read"),), ()),  # NETWORK_IS_PERSISTENT
+    154: xdr.Access((_A("storage_pool", "read"),), ()),  # STORAGE_POOL_IS_ACTIVE
+    155: xdr.Access((_A("storage_pool", "read"),), ()),  # STORAGE_POOL_IS_PERSISTENT
+    156: xdr.Access((_A("interface", "read"),), ()),  # INTERFACE_IS_ACTIVE
+    157: xdr.Access((_A("connect", "getattr"),), ()),  # CONNECT_GET_LIB_VERSION
+    158: xdr.Access((_A("connect", "read"),), ()),  # CONNECT_COMPARE_CPU
+    159: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_MEMORY_STATS
+    160: xdr.Access((_A("domain", "write"), _A("domain", "save", flag="!VIR_DOMAIN_AFFECT_CONFIG|VIR_DOMAIN_AFFECT_LIVE"), _A("domain", "save", flag="VIR_DOMAIN_AFFECT_CONFIG")), ()),  # DOMAIN_ATTACH_DEVICE_FLAGS
+    161: xdr.Access((_A("domain", "write"), _A("domain", "save", flag="!VIR_DOMAIN_AFFECT_CONFIG|VIR_DOMAIN_AFFECT_LIVE"), _A("domain", "save", flag="VIR_DOMAIN_AFFECT_CONFIG")), ()),  # DOMAIN_DETACH_DEVICE_FLAGS
+    162: xdr.Access((_A("connect", "read"),), ()),  # CONNECT_BASELINE_CPU
+    163: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_GET_JOB_INFO
+    164: xdr.Access((_A("domain", "write"),), ()),  # DOMAIN_ABORT_JOB
+    165: xdr.Access((_A("storage_vol", "format"),), ()),  # STORAGE_VOL_WIPE
+    166: xdr.Access((_A("domain", "migrate"),), ()),  # DOMAIN_MIGRATE_SET_MAX_DOWNTIME
+    167: xdr.Access((_A("connect", "search_domains"),), (("domain", "getattr"),)),  # CONNECT_DOMAIN_EVENT_REGISTER_ANY
+    168: xdr.Access((_A("connect", "read"),), ()),  # CONNECT_DOMAIN_EVENT_DEREGISTER_ANY
+    169: xdr.Access((), ()),  # DOMAIN_EVENT_REBOOT
+    170: xdr.Access((), ()),  # DOMAIN_EVENT_RTC_CHANGE
+    171: xdr.Access((), ()),  # DOMAIN_EVENT_WATCHDOG
+    172: xdr.Access((), ()),  # DOMAIN_EVENT_IO_ERROR
+    173: xdr.Access((), ()),  # DOMAIN_EVENT_GRAPHICS
+    174: xdr.Access((_A("domain", "write"), _A("domain", "save", flag="!VIR_DOMAIN_AFFECT_CONFIG|VIR_DOMAIN_AFFECT_LIVE"), _A("domain", "save", flag="VIR_DOMAIN_AFFECT_CONFIG")), ()),  # DOMAIN_UPDATE_DEVICE_FLAGS
+    175: xdr.Access((_A("nwfilter", "getattr"),), ()),  # NWFILTER_LOOKUP_BY_NAME
+    176: xdr.Access((_A("nwfilter", "getattr"),), ()),  # NWFILTER_LOOKUP_BY_UUID
+    177: xdr.Access((_A("nwfilter", "read"),), ()),  # NWFILTER_GET_XML_DESC
+    178: xdr.Access((_A("connect", "search_nwfilters"),), (("nwfilter", "getattr"),)),  # CONNECT_NUM_OF_NWFILTERS
+    179: xdr.Access((_A("connect", "search_nwfilters"),), (("nwfilter", "getattr"),)),  # CONNECT_LIST_NWFILTERS
+    180: xdr.Access((_A("nwfilter", "write"), _A("nwfilter", "save")), ()),  # NWFILTER_DEFINE_XML
+    181: xdr.Access((_A("nwfilter", "delete"),), ()),  # NWFILTER_UNDEFINE
+    182: xdr.Access((_A("domain", "hibernate"),), ()),  # DOMAIN_MANAGED_SAVE
+    183: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_HAS_MANAGED_SAVE_IMAGE
+    184: xdr.Access((_A("domain", "hibernate"),), ()),  # DOMAIN_MANAGED_SAVE_REMOVE
+    185: xdr.Access((_A("domain", "snapshot"), _A("domain", "fs_freeze", flag="VIR_DOMAIN_SNAPSHOT_CREATE_QUIESCE")), ()),  # DOMAIN_SNAPSHOT_CREATE_XML
+    186: xdr.Access((_A("domain", "read"), _A("domain", "read_secure", flag="VIR_DOMAIN_SNAPSHOT_XML_SECURE")), ()),  # DOMAIN_SNAPSHOT_GET_XML_DESC
+    187: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_SNAPSHOT_NUM
+    188: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_SNAPSHOT_LIST_NAMES
+    189: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_SNAPSHOT_LOOKUP_BY_NAME
+    190: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_HAS_CURRENT_SNAPSHOT
+    191: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_SNAPSHOT_CURRENT
+    192: xdr.Access((_A("domain", "snapshot"),), ()),  # DOMAIN_REVERT_TO_SNAPSHOT
+    193: xdr.Access((_A("domain", "snapshot"),), ()),  # DOMAIN_SNAPSHOT_DELETE
+    194: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_GET_BLOCK_INFO
+    195: xdr.Access((), ()),  # DOMAIN_EVENT_IO_ERROR_REASON
+    196: xdr.Access((_A("domain", "start"),), ()),  # DOMAIN_CREATE_WITH_FLAGS
+    197: xdr.Access((_A("domain", "write"), _A("domain", "save", flag="!VIR_DOMAIN_AFFECT_CONFIG|VIR_DOMAIN_AFFECT_LIVE"), _A("domain", "save", flag="VIR_DOMAIN_AFFECT_CONFIG")), ()),  # DOMAIN_SET_MEMORY_PARAMETERS
+    198: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_GET_MEMORY_PARAMETERS
+    199: xdr.Access((_A("domain", "write"), _A("domain", "save", flag="!VIR_DOMAIN_AFFECT_CONFIG|VIR_DOMAIN_AFFECT_LIVE"), _A("domain", "save", flag="VIR_DOMAIN_AFFECT_CONFIG"), _A("domain", "write", flag="VIR_DOMAIN_VCPU_GUEST")), ()),  # DOMAIN_SET_VCPUS_FLAGS
+    200: xdr.Access((_A("domain", "read"), _A("domain", "write", flag="VIR_DOMAIN_VCPU_GUEST")), ()),  # DOMAIN_GET_VCPUS_FLAGS
+    201: xdr.Access((_A("domain", "open_device"),), ()),  # DOMAIN_OPEN_CONSOLE
+    202: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_IS_UPDATED
+    203: xdr.Access((_A("connect", "read"),), ()),  # CONNECT_GET_SYSINFO
+    204: xdr.Access((_A("domain", "write"), _A("domain", "save", flag="!VIR_DOMAIN_AFFECT_CONFIG|VIR_DOMAIN_AFFECT_LIVE"), _A("domain", "save", flag="VIR_DOMAIN_AFFECT_CONFIG")), ()),  # DOMAIN_SET_MEMORY_FLAGS
+    205: xdr.Access((_A("domain", "write"), _A("domain", "save", flag="!VIR_DOMAIN_AFFECT_CONFIG|VIR_DOMAIN_AFFECT_LIVE"), _A("domain", "save", flag="VIR_DOMAIN_AFFECT_CONFIG")), ()),  # DOMAIN_SET_BLKIO_PARAMETERS
+    206: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_GET_BLKIO_PARAMETERS
+    207: xdr.Access((_A("domain", "migrate"),), ()),  # DOMAIN_MIGRATE_SET_MAX_SPEED
+    208: xdr.Access((_A("storage_vol", "data_write"),), ()),  # STORAGE_VOL_UPLOAD
+    209: xdr.Access((_A("storage_vol", "data_read"),), ()),  # STORAGE_VOL_DOWNLOAD
+    210: xdr.Access((_A("domain", "inject_nmi"),), ()),  # DOMAIN_INJECT_NMI
+    211: xdr.Access((_A("domain", "screenshot"),), ()),  # DOMAIN_SCREENSHOT
+    212: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_GET_STATE
+    213: xdr.Access((_A("domain", "migrate"),), ()),  # DOMAIN_MIGRATE_BEGIN3
+    214: xdr.Access((_A("domain", "migrate"), _A("domain", "start"), _A("domain", "write")), ()),  # DOMAIN_MIGRATE_PREPARE3
+    215: xdr.Access((_A("domain", "migrate"), _A("domain", "start"), _A("domain", "write")), ()),  # DOMAIN_MIGRATE_PREPARE_TUNNEL3
+    216: xdr.Access((_A("domain", "migrate"),), ()),  # DOMAIN_MIGRATE_PERFORM3
+    217: xdr.Access((_A("domain", "migrate"),), ()),  # DOMAIN_MIGRATE_FINISH3
+    218: xdr.Access((_A("domain", "migrate"),), ()),  # DOMAIN_MIGRATE_CONFIRM3
+    219: xdr.Access((_A("domain", "write"), _A("domain", "save", flag="!VIR_DOMAIN_AFFECT_CONFIG|VIR_DOMAIN_AFFECT_LIVE"), _A("domain", "save", flag="VIR_DOMAIN_AFFECT_CONFIG")), ()),  # DOMAIN_SET_SCHEDULER_PARAMETERS_FLAGS
+    220: xdr.Access((_A("connect", "interface_transaction"),), ()),  # INTERFACE_CHANGE_BEGIN
+    221: xdr.Access((_A("connect", "interface_transaction"),), ()),  # INTERFACE_CHANGE_COMMIT
+    222: xdr.Access((_A("connect", "interface_transaction"),), ()),  # INTERFACE_CHANGE_ROLLBACK
+    223: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_GET_SCHEDULER_PARAMETERS_FLAGS
+    224: xdr.Access((), ()),  # DOMAIN_EVENT_CONTROL_ERROR
+    225: xdr.Access((_A("domain", "write"), _A("domain", "save", flag="!VIR_DOMAIN_AFFECT_CONFIG|VIR_DOMAIN_AFFECT_LIVE"), _A("domain", "save", flag="VIR_DOMAIN_AFFECT_CONFIG")), ()),  # DOMAIN_PIN_VCPU_FLAGS
+    226: xdr.Access((_A("domain", "send_input"),), ()),  # DOMAIN_SEND_KEY
+    227: xdr.Access((_A("connect", "read"),), ()),  # NODE_GET_CPU_STATS
+    228: xdr.Access((_A("connect", "read"),), ()),  # NODE_GET_MEMORY_STATS
+    229: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_GET_CONTROL_INFO
+    230: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_GET_VCPU_PIN_INFO
+    231: xdr.Access((_A("domain", "delete"),), ()),  # DOMAIN_UNDEFINE_FLAGS
+    232: xdr.Access((_A("domain", "hibernate"),), ()),  # DOMAIN_SAVE_FLAGS
+    233: xdr.Access((_A("domain", "start"), _A("domain", "write")), ()),  # DOMAIN_RESTORE_FLAGS
+    234: xdr.Access((_A("domain", "stop"),), ()),  # DOMAIN_DESTROY_FLAGS
+    235: xdr.Access((_A("domain", "write"),), ()),  # DOMAIN_SAVE_IMAGE_GET_XML_DESC
+    236: xdr.Access((_A("domain", "write"), _A("domain", "hibernate")), ()),  # DOMAIN_SAVE_IMAGE_DEFINE_XML
+    237: xdr.Access((_A("domain", "write"),), ()),  # DOMAIN_BLOCK_JOB_ABORT
+    238: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_GET_BLOCK_JOB_INFO
+    239: xdr.Access((_A("domain", "write"),), ()),  # DOMAIN_BLOCK_JOB_SET_SPEED
+    240: xdr.Access((_A("domain", "block_write"),), ()),  # DOMAIN_BLOCK_PULL
+    241: xdr.Access((), ()),  # DOMAIN_EVENT_BLOCK_JOB
+    242: xdr.Access((_A("domain", "migrate"),), ()),  # DOMAIN_MIGRATE_GET_MAX_SPEED
+    243: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_BLOCK_STATS_FLAGS
+    244: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_SNAPSHOT_GET_PARENT
+    245: xdr.Access((_A("domain", "reset"),), ()),  # DOMAIN_RESET
+    246: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_SNAPSHOT_NUM_CHILDREN
+    247: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_SNAPSHOT_LIST_CHILDREN_NAMES
+    248: xdr.Access((), ()),  # DOMAIN_EVENT_DISK_CHANGE
+    249: xdr.Access((_A("domain", "open_graphics"),), ()),  # DOMAIN_OPEN_GRAPHICS
+    250: xdr.Access((_A("connect", "pm_control"),), ()),  # NODE_SUSPEND_FOR_DURATION
+    251: xdr.Access((_A("domain", "block_write"),), ()),  # DOMAIN_BLOCK_RESIZE
+    252: xdr.Access((_A("domain", "write"), _A("domain", "save", flag="!VIR_DOMAIN_AFFECT_CONFIG|VIR_DOMAIN_AFFECT_LIVE"), _A("domain", "save", flag="VIR_DOMAIN_AFFECT_CONFIG")), ()),  # DOMAIN_SET_BLOCK_IO_TUNE
+    253: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_GET_BLOCK_IO_TUNE
+    254: xdr.Access((_A("domain", "write"), _A("domain", "save", flag="!VIR_DOMAIN_AFFECT_CONFIG|VIR_DOMAIN_AFFECT_LIVE"), _A("domain", "save", flag="VIR_DOMAIN_AFFECT_CONFIG")), ()),  # DOMAIN_SET_NUMA_PARAMETERS
+    255: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_GET_NUMA_PARAMETERS
+    256: xdr.Access((_A("domain", "write"), _A("domain", "save", flag="!VIR_DOMAIN_AFFECT_CONFIG|VIR_DOMAIN_AFFECT_LIVE"), _A("domain", "save", flag="VIR_DOMAIN_AFFECT_CONFIG")), ()),  # DOMAIN_SET_INTERFACE_PARAMETERS
+    257: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_GET_INTERFACE_PARAMETERS
+    258: xdr.Access((_A("domain", "init_control"), _A("domain", "write", flag="VIR_DOMAIN_SHUTDOWN_GUEST_AGENT")), ()),  # DOMAIN_SHUTDOWN_FLAGS
+    259: xdr.Access((_A("storage_vol", "format"),), ()),  # STORAGE_VOL_WIPE_PATTERN
+    260: xdr.Access((_A("storage_vol", "resize"),), ()),  # STORAGE_VOL_RESIZE
+    261: xdr.Access((_A("domain", "pm_control"),), ()),  # DOMAIN_PM_SUSPEND_FOR_DURATION
+    262: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_GET_CPU_STATS
+    263: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_GET_DISK_ERRORS
+    264: xdr.Access((_A("domain", "write"), _A("domain", "save", flag="!VIR_DOMAIN_AFFECT_CONFIG|VIR_DOMAIN_AFFECT_LIVE"), _A("domain", "save", flag="VIR_DOMAIN_AFFECT_CONFIG")), ()),  # DOMAIN_SET_METADATA
+    265: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_GET_METADATA
+    266: xdr.Access((_A("domain", "block_write"),), ()),  # DOMAIN_BLOCK_REBASE
+    267: xdr.Access((_A("domain", "pm_control"),), ()),  # DOMAIN_PM_WAKEUP
+    268: xdr.Access((), ()),  # DOMAIN_EVENT_TRAY_CHANGE
+    269: xdr.Access((), ()),  # DOMAIN_EVENT_PMWAKEUP
+    270: xdr.Access((), ()),  # DOMAIN_EVENT_PMSUSPEND
+    271: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_SNAPSHOT_IS_CURRENT
+    272: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_SNAPSHOT_HAS_METADATA
+    273: xdr.Access((_A("connect", "search_domains"),), (("domain", "getattr"),)),  # CONNECT_LIST_ALL_DOMAINS
+    274: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_LIST_ALL_SNAPSHOTS
+    275: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_SNAPSHOT_LIST_ALL_CHILDREN
+    276: xdr.Access((), ()),  # DOMAIN_EVENT_BALLOON_CHANGE
+    277: xdr.Access((_A("domain", "write"),), ()),  # DOMAIN_GET_HOSTNAME
+    278: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_GET_SECURITY_LABEL_LIST
+    279: xdr.Access((_A("domain", "write"), _A("domain", "save", flag="!VIR_DOMAIN_AFFECT_CONFIG|VIR_DOMAIN_AFFECT_LIVE"), _A("domain", "save", flag="VIR_DOMAIN_AFFECT_CONFIG")), ()),  # DOMAIN_PIN_EMULATOR
+    280: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_GET_EMULATOR_PIN_INFO
+    281: xdr.Access((_A("connect", "search_storage_pools"),), (("storage_pool", "getattr"),)),  # CONNECT_LIST_ALL_STORAGE_POOLS
+    282: xdr.Access((_A("storage_pool", "search_storage_vols"),), (("storage_vol", "getattr"),)),  # STORAGE_POOL_LIST_ALL_VOLUMES
+    283: xdr.Access((_A("connect", "search_networks"),), (("network", "getattr"),)),  # CONNECT_LIST_ALL_NETWORKS
+    284: xdr.Access((_A("connect", "search_interfaces"),), (("interface", "getattr"),)),  # CONNECT_LIST_ALL_INTERFACES
+    285: xdr.Access((_A("connect", "search_node_devices"),), (("node_device", "getattr"),)),  # CONNECT_LIST_ALL_NODE_DEVICES
+    286: xdr.Access((_A("connect", "search_nwfilters"),), (("nwfilter", "getattr"),)),  # CONNECT_LIST_ALL_NWFILTERS
+    287: xdr.Access((_A("connect", "search_secrets"),), (("secret", "getattr"),)),  # CONNECT_LIST_ALL_SECRETS
+    288: xdr.Access((_A("connect", "write"),), ()),  # NODE_SET_MEMORY_PARAMETERS
+    289: xdr.Access((_A("connect", "read"),), ()),  # NODE_GET_MEMORY_PARAMETERS
+    290: xdr.Access((_A("domain", "block_write"),), ()),  # DOMAIN_BLOCK_COMMIT
+    291: xdr.Access((_A("network", "write"), _A("network", "save", flag="!VIR_NETWORK_UPDATE_AFFECT_CONFIG|VIR_NETWORK_UPDATE_AFFECT_LIVE"), _A("network", "save", flag="VIR_NETWORK_UPDATE_AFFECT_CONFIG")), ()),  # NETWORK_UPDATE
+    292: xdr.Access((), ()),  # DOMAIN_EVENT_PMSUSPEND_DISK
+    293: xdr.Access((_A("connect", "read"),), ()),  # NODE_GET_CPU_MAP
+    294: xdr.Access((_A("domain", "fs_trim"),), ()),  # DOMAIN_FSTRIM
+    295: xdr.Access((_A("domain", "send_signal"),), ()),  # DOMAIN_SEND_PROCESS_SIGNAL
+    296: xdr.Access((_A("domain", "open_device"),), ()),  # DOMAIN_OPEN_CHANNEL
+    297: xdr.Access((_A("node_device", "getattr"),), ()),  # NODE_DEVICE_LOOKUP_SCSI_HOST_BY_WWN
+    298: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_GET_JOB_STATS
+    299: xdr.Access((_A("domain", "migrate"),), ()),  # DOMAIN_MIGRATE_GET_COMPRESSION_CACHE
+    300: xdr.Access((_A("domain", "migrate"),), ()),  # DOMAIN_MIGRATE_SET_COMPRESSION_CACHE
+    301: xdr.Access((_A("node_device", "detach"),), ()),  # NODE_DEVICE_DETACH_FLAGS
+    302: xdr.Access((_A("domain", "migrate"),), ()),  # DOMAIN_MIGRATE_BEGIN3_PARAMS
+    303: xdr.Access((_A("domain", "migrate"), _A("domain", "start"), _A("domain", "write")), ()),  # DOMAIN_MIGRATE_PREPARE3_PARAMS
+    304: xdr.Access((_A("domain", "migrate"), _A("domain", "start"), _A("domain", "write")), ()),  # DOMAIN_MIGRATE_PREPARE_TUNNEL3_PARAMS
+    305: xdr.Access((_A("domain", "migrate"),), ()),  # DOMAIN_MIGRATE_PERFORM3_PARAMS
+    306: xdr.Access((_A("domain", "migrate"),), ()),  # DOMAIN_MIGRATE_FINISH3_PARAMS
+    307: xdr.Access((_A("domain", "migrate"),), ()),  # DOMAIN_MIGRATE_CONFIRM3_PARAMS
+    308: xdr.Access((_A("domain", "write"), _A("domain", "save", flag="!VIR_DOMAIN_AFFECT_CONFIG|VIR_DOMAIN_AFFECT_LIVE"), _A("domain", "save", flag="VIR_DOMAIN_AFFECT_CONFIG")), ()),  # DOMAIN_SET_MEMORY_STATS_PERIOD
+    309: xdr.Access((_A("domain", "write"), _A("domain", "start")), ()),  # DOMAIN_CREATE_XML_WITH_FILES
+    310: xdr.Access((_A("domain", "start"),), ()),  # DOMAIN_CREATE_WITH_FILES
+    311: xdr.Access((), ()),  # DOMAIN_EVENT_DEVICE_REMOVED
+    312: xdr.Access((_A("connect", "read"),), ()),  # CONNECT_GET_CPU_MODEL_NAMES
+    313: xdr.Access((_A("connect", "search_networks"),), (("network", "getattr"),)),  # CONNECT_NETWORK_EVENT_REGISTER_ANY
+    314: xdr.Access((_A("connect", "read"),), ()),  # CONNECT_NETWORK_EVENT_DEREGISTER_ANY
+    315: xdr.Access((), ()),  # NETWORK_EVENT_LIFECYCLE
+    316: xdr.Access((_A("connect", "search_domains"),), (("domain", "getattr"),)),  # CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY
+    317: xdr.Access((_A("connect", "read"),), ()),  # CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY
+    318: xdr.Access((), ()),  # DOMAIN_EVENT_CALLBACK_LIFECYCLE
+    319: xdr.Access((), ()),  # DOMAIN_EVENT_CALLBACK_REBOOT
+    320: xdr.Access((), ()),  # DOMAIN_EVENT_CALLBACK_RTC_CHANGE
+    321: xdr.Access((), ()),  # DOMAIN_EVENT_CALLBACK_WATCHDOG
+    322: xdr.Access((), ()),  # DOMAIN_EVENT_CALLBACK_IO_ERROR
+    323: xdr.Access((), ()),  # DOMAIN_EVENT_CALLBACK_GRAPHICS
+    324: xdr.Access((), ()),  # DOMAIN_EVENT_CALLBACK_IO_ERROR_REASON
+    325: xdr.Access((), ()),  # DOMAIN_EVENT_CALLBACK_CONTROL_ERROR
+    326: xdr.Access((), ()),  # DOMAIN_EVENT_CALLBACK_BLOCK_JOB
+    327: xdr.Access((), ()),  # DOMAIN_EVENT_CALLBACK_DISK_CHANGE
+    328: xdr.Access((), ()),  # DOMAIN_EVENT_CALLBACK_TRAY_CHANGE
+    329: xdr.Access((), ()),  # DOMAIN_EVENT_CALLBACK_PMWAKEUP
+    330: xdr.Access((), ()),  # DOMAIN_EVENT_CALLBACK_PMSUSPEND
+    331: xdr.Access((), ()),  # DOMAIN_EVENT_CALLBACK_BALLOON_CHANGE
+    332: xdr.Access((), ()),  # DOMAIN_EVENT_CALLBACK_PMSUSPEND_DISK
+    333: xdr.Access((), ()),  # DOMAIN_EVENT_CALLBACK_DEVICE_REMOVED
+    334: xdr.Access((_A("domain", "core_dump"),), ()),  # DOMAIN_CORE_DUMP_WITH_FORMAT
+    335: xdr.Access((_A("domain", "fs_freeze"),), ()),  # DOMAIN_FSFREEZE
+    336: xdr.Access((_A("domain", "fs_freeze"),), ()),  # DOMAIN_FSTHAW
+    337: xdr.Access((_A("domain", "write"),), ()),  # DOMAIN_GET_TIME
+    338: xdr.Access((_A("domain", "set_time"),), ()),  # DOMAIN_SET_TIME
+    339: xdr.Access((), ()),  # DOMAIN_EVENT_BLOCK_JOB_2
+    340: xdr.Access((_A("connect", "read"),), ()),  # NODE_GET_FREE_PAGES
+    341: xdr.Access((_A("network", "read"),), ()),  # NETWORK_GET_DHCP_LEASES
+    342: xdr.Access((_A("connect", "write"),), ()),  # CONNECT_GET_DOMAIN_CAPABILITIES
+    343: xdr.Access((_A("domain", "open_graphics"),), ()),  # DOMAIN_OPEN_GRAPHICS_FD
+    344: xdr.Access((_A("connect", "search_domains"),), (("domain", "read"),)),  # CONNECT_GET_ALL_DOMAIN_STATS
+    345: xdr.Access((_A("domain", "block_write"),), ()),  # DOMAIN_BLOCK_COPY
+    346: xdr.Access((), ()),  # DOMAIN_EVENT_CALLBACK_TUNABLE
+    347: xdr.Access((_A("connect", "write"),), ()),  # NODE_ALLOC_PAGES
+    348: xdr.Access((), ()),  # DOMAIN_EVENT_CALLBACK_AGENT_LIFECYCLE
+    349: xdr.Access((_A("domain", "fs_freeze"),), ()),  # DOMAIN_GET_FSINFO
+    350: xdr.Access((_A("domain", "write"), _A("domain", "save")), ()),  # DOMAIN_DEFINE_XML_FLAGS
+    351: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_GET_IOTHREAD_INFO
+    352: xdr.Access((_A("domain", "write"), _A("domain", "save", flag="!VIR_DOMAIN_AFFECT_CONFIG|VIR_DOMAIN_AFFECT_LIVE"), _A("domain", "save", flag="VIR_DOMAIN_AFFECT_CONFIG")), ()),  # DOMAIN_PIN_IOTHREAD
+    353: xdr.Access((_A("domain", "read"), _A("domain", "write", param="source", value="VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT")), ()),  # DOMAIN_INTERFACE_ADDRESSES
+    354: xdr.Access((), ()),  # DOMAIN_EVENT_CALLBACK_DEVICE_ADDED
+    355: xdr.Access((_A("domain", "write"), _A("domain", "save", flag="!VIR_DOMAIN_AFFECT_CONFIG|VIR_DOMAIN_AFFECT_LIVE"), _A("domain", "save", flag="VIR_DOMAIN_AFFECT_CONFIG")), ()),  # DOMAIN_ADD_IOTHREAD
+    356: xdr.Access((_A("domain", "write"), _A("domain", "save", flag="!VIR_DOMAIN_AFFECT_CONFIG|VIR_DOMAIN_AFFECT_LIVE"), _A("domain", "save", flag="VIR_DOMAIN_AFFECT_CONFIG")), ()),  # DOMAIN_DEL_IOTHREAD
+    357: xdr.Access((_A("domain", "set_password"),), ()),  # DOMAIN_SET_USER_PASSWORD
+    358: xdr.Access((_A("domain", "write"), _A("domain", "save")), ()),  # DOMAIN_RENAME
+    359: xdr.Access((), ()),  # DOMAIN_EVENT_CALLBACK_MIGRATION_ITERATION
+    360: xdr.Access((_A("connect", "getattr"),), ()),  # CONNECT_REGISTER_CLOSE_CALLBACK
+    361: xdr.Access((_A("connect", "getattr"),), ()),  # CONNECT_UNREGISTER_CLOSE_CALLBACK
+    362: xdr.Access((), ()),  # CONNECT_EVENT_CONNECTION_CLOSED
+    363: xdr.Access((), ()),  # DOMAIN_EVENT_CALLBACK_JOB_COMPLETED
+    364: xdr.Access((_A("domain", "migrate"),), ()),  # DOMAIN_MIGRATE_START_POST_COPY
+    365: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_GET_PERF_EVENTS
+    366: xdr.Access((_A("domain", "write"),), ()),  # DOMAIN_SET_PERF_EVENTS
+    367: xdr.Access((), ()),  # DOMAIN_EVENT_CALLBACK_DEVICE_REMOVAL_FAILED
+    368: xdr.Access((_A("connect", "search_storage_pools"),), (("storage_pool", "getattr"),)),  # CONNECT_STORAGE_POOL_EVENT_REGISTER_ANY
+    369: xdr.Access((_A("connect", "read"),), ()),  # CONNECT_STORAGE_POOL_EVENT_DEREGISTER_ANY
+    370: xdr.Access((), ()),  # STORAGE_POOL_EVENT_LIFECYCLE
+    371: xdr.Access((_A("domain", "write"),), ()),  # DOMAIN_GET_GUEST_VCPUS
+    372: xdr.Access((_A("domain", "write"),), ()),  # DOMAIN_SET_GUEST_VCPUS
+    373: xdr.Access((), ()),  # STORAGE_POOL_EVENT_REFRESH
+    374: xdr.Access((_A("connect", "search_node_devices"),), (("node_device", "getattr"),)),  # CONNECT_NODE_DEVICE_EVENT_REGISTER_ANY
+    375: xdr.Access((_A("connect", "read"),), ()),  # CONNECT_NODE_DEVICE_EVENT_DEREGISTER_ANY
+    376: xdr.Access((), ()),  # NODE_DEVICE_EVENT_LIFECYCLE
+    377: xdr.Access((), ()),  # NODE_DEVICE_EVENT_UPDATE
+    378: xdr.Access((_A("storage_vol", "read"),), ()),  # STORAGE_VOL_GET_INFO_FLAGS
+    379: xdr.Access((), ()),  # DOMAIN_EVENT_CALLBACK_METADATA_CHANGE
+    380: xdr.Access((_A("connect", "search_secrets"),), (("secret", "getattr"),)),  # CONNECT_SECRET_EVENT_REGISTER_ANY
+    381: xdr.Access((_A("connect", "read"),), ()),  # CONNECT_SECRET_EVENT_DEREGISTER_ANY
+    382: xdr.Access((), ()),  # SECRET_EVENT_LIFECYCLE
+    383: xdr.Access((), ()),  # SECRET_EVENT_VALUE_CHANGED
+    384: xdr.Access((_A("domain", "write"), _A("domain", "save", flag="!VIR_DOMAIN_AFFECT_CONFIG|VIR_DOMAIN_AFFECT_LIVE"), _A("domain", "save", flag="VIR_DOMAIN_AFFECT_CONFIG")), ()),  # DOMAIN_SET_VCPU
+    385: xdr.Access((), ()),  # DOMAIN_EVENT_BLOCK_THRESHOLD
+    386: xdr.Access((_A("domain", "write"),), ()),  # DOMAIN_SET_BLOCK_THRESHOLD
+    387: xdr.Access((_A("domain", "migrate"),), ()),  # DOMAIN_MIGRATE_GET_MAX_DOWNTIME
+    388: xdr.Access((_A("domain", "read"), _A("domain", "read_secure", flag="VIR_DOMAIN_SAVE_IMAGE_XML_SECURE")), ()),  # DOMAIN_MANAGED_SAVE_GET_XML_DESC
+    389: xdr.Access((_A("domain", "write"), _A("domain", "hibernate")), ()),  # DOMAIN_MANAGED_SAVE_DEFINE_XML
+    390: xdr.Access((_A("domain", "write"),), ()),  # DOMAIN_SET_LIFECYCLE_ACTION
+    391: xdr.Access((_A("storage_pool", "getattr"),), ()),  # STORAGE_POOL_LOOKUP_BY_TARGET_PATH
+    392: xdr.Access((_A("domain", "write"), _A("domain", "save", flag="!VIR_DOMAIN_AFFECT_CONFIG|VIR_DOMAIN_AFFECT_LIVE"), _A("domain", "save", flag="VIR_DOMAIN_AFFECT_CONFIG")), ()),  # DOMAIN_DETACH_DEVICE_ALIAS
+    393: xdr.Access((_A("connect", "write"),), ()),  # CONNECT_COMPARE_HYPERVISOR_CPU
+    394: xdr.Access((_A("connect", "write"),), ()),  # CONNECT_BASELINE_HYPERVISOR_CPU
+    395: xdr.Access((_A("connect", "read"),), ()),  # NODE_GET_SEV_INFO
+    396: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_GET_LAUNCH_SECURITY_INFO
+    397: xdr.Access((_A("nwfilter_binding", "getattr"),), ()),  # NWFILTER_BINDING_LOOKUP_BY_PORT_DEV
+    398: xdr.Access((_A("nwfilter_binding", "read"),), ()),  # NWFILTER_BINDING_GET_XML_DESC
+    399: xdr.Access((_A("nwfilter_binding", "create"),), ()),  # NWFILTER_BINDING_CREATE_XML
+    400: xdr.Access((_A("nwfilter_binding", "delete"),), ()),  # NWFILTER_BINDING_DELETE
+    401: xdr.Access((_A("connect", "search_nwfilter_bindings"),), (("nwfilter_binding", "getattr"),)),  # CONNECT_LIST_ALL_NWFILTER_BINDINGS
+    402: xdr.Access((_A("domain", "write"), _A("domain", "save", flag="!VIR_DOMAIN_AFFECT_CONFIG|VIR_DOMAIN_AFFECT_LIVE"), _A("domain", "save", flag="VIR_DOMAIN_AFFECT_CONFIG")), ()),  # DOMAIN_SET_IOTHREAD_PARAMS
+    403: xdr.Access((_A("connect", "read"),), ()),  # CONNECT_GET_STORAGE_POOL_CAPABILITIES
+    404: xdr.Access((_A("network", "search_ports"),), (("network_port", "getattr"),)),  # NETWORK_LIST_ALL_PORTS
+    405: xdr.Access((_A("network_port", "getattr"),), ()),  # NETWORK_PORT_LOOKUP_BY_UUID
+    406: xdr.Access((_A("network_port", "create"),), ()),  # NETWORK_PORT_CREATE_XML
+    407: xdr.Access((_A("network_port", "read"),), ()),  # NETWORK_PORT_GET_PARAMETERS
+    408: xdr.Access((_A("network_port", "write"),), ()),  # NETWORK_PORT_SET_PARAMETERS
+    409: xdr.Access((_A("network_port", "read"),), ()),  # NETWORK_PORT_GET_XML_DESC
+    410: xdr.Access((_A("network_port", "delete"),), ()),  # NETWORK_PORT_DELETE
+    411: xdr.Access((_A("domain", "checkpoint"), _A("domain", "fs_freeze", flag="VIR_DOMAIN_CHECKPOINT_CREATE_QUIESCE")), ()),  # DOMAIN_CHECKPOINT_CREATE_XML
+    412: xdr.Access((_A("domain", "read"), _A("domain", "read_secure", flag="VIR_DOMAIN_CHECKPOINT_XML_SECURE")), ()),  # DOMAIN_CHECKPOINT_GET_XML_DESC
+    413: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_LIST_ALL_CHECKPOINTS
+    414: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_CHECKPOINT_LIST_ALL_CHILDREN
+    415: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_CHECKPOINT_LOOKUP_BY_NAME
+    416: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_CHECKPOINT_GET_PARENT
+    417: xdr.Access((_A("domain", "checkpoint"),), ()),  # DOMAIN_CHECKPOINT_DELETE
+    418: xdr.Access((_A("domain", "write"),), ()),  # DOMAIN_GET_GUEST_INFO
+    419: xdr.Access((_A("connect", "write"),), ()),  # CONNECT_SET_IDENTITY
+    420: xdr.Access((_A("domain", "write"),), ()),  # DOMAIN_AGENT_SET_RESPONSE_TIMEOUT
+    421: xdr.Access((_A("domain", "checkpoint"), _A("domain", "block_write")), ()),  # DOMAIN_BACKUP_BEGIN
+    422: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_BACKUP_GET_XML_DESC
+    423: xdr.Access((), ()),  # DOMAIN_EVENT_MEMORY_FAILURE
+    424: xdr.Access((_A("domain", "write"),), ()),  # DOMAIN_AUTHORIZED_SSH_KEYS_GET
+    425: xdr.Access((_A("domain", "write"),), ()),  # DOMAIN_AUTHORIZED_SSH_KEYS_SET
+    426: xdr.Access((_A("domain", "read"),), ()),  # DOMAIN_GET_MESSAGES
+    427: xdr.Access((_A("domain", "write"),), ()),  # DOMAIN_START_DIRTY_RATE_CALC
+    428: xdr.Access((_A("node_device", "write"),), ()),  # NODE_DEVICE_DEFINE_XML
+    429: xdr.Access((_A("node_device", "delete"),), ()),  # NODE_DEVICE_UNDEFINE
+    430: xdr.Access((_A("node_device", "start"),), ()),  # NODE_DEVICE_CREATE
+    431: xdr.Access((_A("nwfilter", "write"), _A("nwfilter", "save")), ()),  # NWFILTER_DEFINE_XML_FLAGS
+    432: xdr.Access((_A("network", "write"), _A("network", "save")), ()),  # NETWORK_DEFINE_XML_FLAGS
+    433: xdr.Access((_A("node_device", "read"),), ()),  # NODE_DEVICE_GET_AUTOSTART
+    434: xdr.Access((_A("node_device", "write"),), ()),  # NODE_DEVICE_SET_AUTOSTART
+    435: xdr.Access((_A("node_device", "read"),), ()),  # NODE_DEVICE_IS_PERSISTENT
+    436: xdr.Access((_A("node_device", "read"),), ()),  # NODE_DEVICE_IS_ACTIVE
+    437: xdr.Access((_A("network", "write"), _A("network", "start")), ()),  # NETWORK_CREATE_XML_FLAGS
+    438: xdr.Access((), ()),  # DOMAIN_EVENT_MEMORY_DEVICE_SIZE_CHANGE
+    439: xdr.Access((_A("domain", "write"),), ()),  # DOMAIN_SET_LAUNCH_SECURITY_STATE
+    440: xdr.Access((_A("domain", "hibernate"),), ()),  # DOMAIN_SAVE_PARAMS
+    441: xdr.Access((_A("domain", "start"), _A("domain", "write")), ()),  # DOMAIN_RESTORE_PARAMS
+    442: xdr.Access((_A("domain", "write"),), ()),  # DOMAIN_ABORT_JOB_FLAGS
+    443: xdr.Access((_A("domain", "write"),), ()),  # DOMAIN_FD_ASSOCIATE
+}

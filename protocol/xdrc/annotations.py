@@ -20,11 +20,16 @@ if TYPE_CHECKING:
     from .resolve import Resolver
 
 ENUM_KEYS = frozenset({"program", "version", "structprefix", "procprefix"})
-ENTRY_KEYS = frozenset({"api", "readonly", "event", "void"})
+ENTRY_KEYS = frozenset({"api", "readonly", "event", "void", "acl", "aclfilter"})
 
 _ANNOTATION = re.compile(r"@([A-Za-z_][A-Za-z0-9_-]*)\s*(?::\s*(.*?))?\s*$")
 _API = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _EVENT = re.compile(r"[A-Za-z0-9_-]+")
+# libvirt's access rules: object:permission, object:permission:FLAG, object:permission::param:VALUE
+# (FLAG may be negated and or-ed: "!A|B" = neither A nor B set; VALUE may be negated)
+_ACL = re.compile(
+    r"([a-z_]+):([a-z_]+)(?::(!?[A-Z][A-Z0-9_]*(?:\|[A-Z][A-Z0-9_]*)*)|::([a-z_]+):(!?[A-Z][A-Z0-9_]*))?"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +160,8 @@ def _procedure(
         return type_name
 
     args, ret, msg = codec("args"), codec("ret"), codec("msg")
+    acl = _acl_checks(ann["acl"]) if "acl" in ann else None
+    aclfilter = _acl_filters(ann["aclfilter"]) if "aclfilter" in ann else ()
     if void is not None and any(x is not None for x in (args, ret, msg)):
         found = next(x for x in (args, ret, msg) if x is not None)
         raise XdrcError(void.loc, f"found @void on {m.name} which has {found}, expected no args/ret/msg type")
@@ -172,6 +179,8 @@ def _procedure(
         ret=ret,
         msg=msg,
         loc=m.loc,
+        acl=acl,
+        aclfilter=aclfilter,
     )
 
 
@@ -194,3 +203,33 @@ def _policy(a: Annotation) -> tuple[str, int, bool]:
     raise XdrcError(
         a.loc, f"found @readonly: {a.value!r}, expected allow, deny or deny-flags MASK [secure-flag]"
     )
+
+
+def _acl_checks(a: Annotation) -> tuple[model.AccessCheck, ...]:
+    """`@acl: none` or comma-separated rules as libvirt writes them."""
+    text = (a.value or "").strip()
+    if text == "none":
+        return ()
+    checks = []
+    for rule in text.split(","):
+        m = _ACL.fullmatch(rule.strip())
+        if m is None:
+            raise XdrcError(
+                a.loc,
+                f"found @acl rule {rule.strip()!r}, expected none, object:perm, object:perm:FLAG"
+                " or object:perm::param:VALUE",
+            )
+        obj, perm, flag, param, value = m.groups()
+        checks.append(model.AccessCheck(obj, perm, flag, param, value))
+    return tuple(checks)
+
+
+def _acl_filters(a: Annotation) -> tuple[tuple[str, str], ...]:
+    """`@aclfilter: object:perm[, ...]`: which objects a listing may return."""
+    filters = []
+    for rule in (a.value or "").split(","):
+        obj, sep, perm = rule.strip().partition(":")
+        if not sep or not re.fullmatch(r"[a-z_]+", obj) or not re.fullmatch(r"[a-z_]+", perm):
+            raise XdrcError(a.loc, f"found @aclfilter {rule.strip()!r}, expected object:permission")
+        filters.append((obj, perm))
+    return tuple(filters)

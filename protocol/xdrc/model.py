@@ -144,6 +144,17 @@ Definition = Const | Enum | Struct | Union | Typedef | Comment
 
 
 @dataclass(frozen=True, slots=True)
+class AccessCheck:
+    """One @acl rule: a permission on an object, maybe only with a flag set or a parameter's value."""
+
+    object: str
+    permission: str
+    flag: str | None = None
+    param: str | None = None
+    value: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Procedure:
     number: int
     name: str  # procprefix stripped
@@ -158,6 +169,9 @@ class Procedure:
     ret: str | None
     msg: str | None
     loc: Location
+    # None: no @acl annotation (the spec says nothing); (): `@acl: none`
+    acl: tuple[AccessCheck, ...] | None = None
+    aclfilter: tuple[tuple[str, str], ...] = ()
 
     @property
     def modelled(self) -> bool:

@@ -379,7 +379,41 @@ class ModuleGenerator:
             "}",
             "PROCEDURES_BY_NAME: Final[dict[str, xdr.Procedure]] = {p.name: p for p in PROCEDURES.values()}",
         ]
+        return out + self.access_table(table)
+
+    def access_table(self, table: model.ProcedureTable) -> list[str]:
+        """The @acl/@aclfilter annotations, for the procedures that carry them."""
+        annotated = sorted((p for p in table.procedures if p.acl is not None), key=lambda p: p.number)
+        if not annotated:
+            return []
+        out = [
+            "",
+            "",
+            "_A = xdr.AccessCheck",
+            "",
+            f"# {table.enum}: number -> the permissions it needs (@acl) and its listing filter (@aclfilter)",
+            "ACCESS: Final[dict[int, xdr.Access]] = {",
+        ]
+        for p in annotated:
+            assert p.acl is not None
+            checks = _tuple([_access_check(c) for c in p.acl])
+            filters = _tuple([f'("{o}", "{perm}")' for o, perm in p.aclfilter])
+            out.append(f"    {p.number}: xdr.Access({checks}, {filters}),  # {p.name}")
+        out.append("}")
         return out
+
+
+def _access_check(c: model.AccessCheck) -> str:
+    args = [f'"{c.object}"', f'"{c.permission}"']
+    if c.flag is not None:
+        args.append(f'flag="{c.flag}"')
+    if c.param is not None:
+        args += [f'param="{c.param}"', f'value="{c.value}"']
+    return f"_A({', '.join(args)})"
+
+
+def _tuple(items: list[str]) -> str:
+    return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
 
 
 def _alias_deps(t: model.Type) -> list[str]:
