@@ -21,6 +21,7 @@ from pathlib import Path
 import trio
 from virtwire.protocol.errors import libvirtError
 
+from .access_policy import Policy, PolicyError
 from .config import Endpoint, ServerConfig
 from .daemon import Listeners, serve
 from .driver.memory import guest, nodexml
@@ -80,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--pki-dir", type=Path, metavar="DIR", help="directory with cacert.pem, servercert.pem, serverkey.pem"
+    )
+    s.add_argument(
+        "--access-policy",
+        type=Path,
+        metavar="FILE",
+        help="TOML file of per-identity permissions (libvirt's ACL checks); see server/access_policy.py",
     )
     s.add_argument(
         "--tls-allowed-dn",
@@ -262,6 +269,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.access_policy is not None:
+        try:
+            config.access_policy = Policy.load(args.access_policy)
+        except PolicyError as exc:
+            print(f"virtwire serve: --access-policy: {exc}", file=sys.stderr)
+            return 2
     try:
         guest.SERVER_DEFAULTS = workload_defaults(args)
     except ValueError as exc:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .access_policy import Policy
+
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
@@ -27,6 +29,8 @@ class ServerConfig:
     unix_ro: list[Path] = field(default_factory=list)
     pki_dir: Path | None = None
     tls_allowed_dn: list[str] = field(default_factory=list)
+    # Who may do what beyond read-only (--access-policy); None: every client may do everything.
+    access_policy: Policy | None = None
     state_dir: Path | None = None
     hostname: str = "localhost"
     max_clients: int = 5000

@@ -35,7 +35,7 @@ import contextlib
 import logging
 import socket
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 from virtwire.protocol import errors as E
@@ -46,10 +46,12 @@ from virtwire.protocol.generated import keepalive as K
 from virtwire.protocol.generated import remote as R
 from virtwire.protocol.generated.virnet import virNetMessageStatus, virNetMessageType
 
+from .access import CallAccess
 from .dispatch import Handler, Route, run_call
 from .driver.base import ConnectionContext
-from .events import EventSubscriber
+from .events import EventFamily, EventSubscriber
 from .features import ConnectionProcedures
+from .peer_identity import identity_attributes
 from .streamio import StreamIO, close_stream
 from .streams import STREAM, STREAM_HOLE, StreamTable
 
@@ -152,6 +154,7 @@ class Connection(EventSubscriber):
         self.closed_reason: str | None = None
         # Streams opened by calls (server/streams.py); hooks marked "streams:" below.
         self.streams = StreamTable(self)
+        self._access: CallAccess | None = None  # made at the first call when a policy is set
         self._written: trio.Event | None = None  # set when the writer has written everything queued
 
     # --- what the rest of the server sees -------------------------------------------
@@ -159,6 +162,21 @@ class Connection(EventSubscriber):
     @property
     def readonly(self) -> bool:
         return self.ctx.readonly
+
+    @property
+    def access(self) -> CallAccess | None:
+        if self._access is None:
+            policy = self.service.config.access_policy
+            if policy is None:
+                return None
+            self._access = CallAccess(
+                policy,
+                lambda: identity_attributes(self.stream, self.ctx.transport),
+                self.service.driver.access_objects,
+                self.service.list_for_access,
+                self.service.driver.access_name,
+            )
+        return self._access
 
     def connection_handler(self, name: str) -> Handler:
         handler: Handler = getattr(self.procedures, name.lower())
@@ -178,6 +196,10 @@ class Connection(EventSubscriber):
         else:
             self._unwritten += 1
             self._unwritten_bytes += len(packet)
+
+    def may_receive(self, family: EventFamily, msg: Any) -> bool:
+        access = self.access
+        return access is None or access.may_see_event(family.access_kind, msg)
 
     def stop_reading(self) -> None:
         """Finish calls in flight, flush, close (CONNECT_CLOSE, server shutdown)."""

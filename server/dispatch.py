@@ -11,7 +11,8 @@ The checks of one call run in libvirtd's order: payload decode and connection
 open (before CONNECT_OPEN, a malformed payload is reported first), read-only
 policy (from the spec's ``@readonly``, before any driver code and before the
 not-supported answer), the argument limits of libvirtd's dispatch stubs
-(server/arglimits.py), then the handler.  A denied procedure is refused without decoding its payload
+(server/arglimits.py), the access policy's checks when one is configured
+(server/access.py), then the handler.  A denied procedure is refused without decoding its payload
 unless its policy depends on the flags.
 """
 
@@ -25,6 +26,7 @@ from virtwire.protocol import errors as E
 from virtwire.protocol.generated import remote as R
 from virtwire.protocol.xdr import Procedure, ReadOnlyPolicy
 
+from .access import CallAccess
 from .arglimits import check_argument_limits
 from .driver.base import ConnectionContext, Driver, is_nonblocking
 from .driver.interface import DriverInterface
@@ -67,6 +69,10 @@ class CallSession(Protocol):
     @property
     def readonly(self) -> bool:
         """True when the connection may only read."""
+
+    @property
+    def access(self) -> CallAccess | None:
+        """The connection's access checks; None when no access policy is configured."""
 
     def connection_handler(self, name: str) -> Handler:
         """The bound connection-level handler for procedure ``name``."""
@@ -130,11 +136,20 @@ async def run_call(session: CallSession, route: Route, payload: memoryview) -> b
     if readonly and proc.readonly is ReadOnlyPolicy.DENY_FLAGS and proc.denies(getattr(args, "flags", 0)):
         raise E.read_only_denial(proc)
     if route.connection_level:
-        ret = await session.connection_handler(proc.name)(args, session.ctx)
+        handler = session.connection_handler(proc.name)
     elif route.driver_handler is not None:
-        ret = await route.driver_handler(args, session.ctx)
+        handler = route.driver_handler
     else:
         raise no_support(proc.api or proc.name)
+    access = session.access
+    if access is None:
+        ret = await handler(args, session.ctx)
+    else:
+        later = await access.before(proc, args)  # libvirt: the driver's EnsureACL, before its work
+        ret = await handler(access.widen(proc, args), session.ctx)
+        if later:
+            access.after(later, ret)
+        ret = await access.filter(proc, args, ret)
     if ret is None:
         return b""
     data: bytes = ret.to_bytes()

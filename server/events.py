@@ -37,16 +37,21 @@ EVENT_SERIAL = 1
 class EventFamily(Enum):
     """An object family with its own event IDs; the value is its VIR_*_EVENT_ID_LAST."""
 
-    DOMAIN = ("domain", C.VIR_DOMAIN_EVENT_ID_LAST)
-    NETWORK = ("network", C.VIR_NETWORK_EVENT_ID_LAST)
-    STORAGE_POOL = ("storage pool", C.VIR_STORAGE_POOL_EVENT_ID_LAST)
-    NODE_DEVICE = ("node device", C.VIR_NODE_DEVICE_EVENT_ID_LAST)
-    SECRET = ("secret", C.VIR_SECRET_EVENT_ID_LAST)
+    DOMAIN = ("domain", C.VIR_DOMAIN_EVENT_ID_LAST, "domain")
+    NETWORK = ("network", C.VIR_NETWORK_EVENT_ID_LAST, "network")
+    STORAGE_POOL = ("storage pool", C.VIR_STORAGE_POOL_EVENT_ID_LAST, "storage_pool")
+    NODE_DEVICE = ("node device", C.VIR_NODE_DEVICE_EVENT_ID_LAST, "node_device")
+    SECRET = ("secret", C.VIR_SECRET_EVENT_ID_LAST, "secret")
 
     @property
     def label(self) -> str:
         """How libvirtd names the family in its errors ("unsupported network event ID 7")."""
         return self.value[0]
+
+    @property
+    def access_kind(self) -> str:
+        """The object kind of the access policy (libvirt's @acl object name)."""
+        return self.value[2]
 
     def valid_event_id(self, event_id: int) -> bool:
         return 0 <= event_id < self.value[1]
@@ -60,6 +65,9 @@ class EventSubscriber(Protocol):
 
     def deliver(self, packet: bytes) -> None:
         """Queue ``packet`` for sending without blocking (overflow: drop the connection)."""
+
+    def may_receive(self, family: EventFamily, msg: Any) -> bool:
+        """Whether the subscriber may learn of this event (the access policy's getattr)."""
 
 
 @dataclass(slots=True, eq=False)
@@ -156,6 +164,8 @@ class EventBus:
             if body is None:
                 continue
             procedure, msg = body
+            if not sub.owner.may_receive(family, msg):
+                continue
             sub.owner.deliver(encode_packet(_message_header(procedure), msg.to_bytes()))
             sent += 1
         return sent

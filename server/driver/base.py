@@ -24,6 +24,8 @@ from typing import Any, TypeVar
 
 import trio
 
+from ..access import wire_objects
+from ..access_policy import AccessObject
 from ..events import DomainEvents, EventBus, NetworkEvents, NodeDeviceEvents, SecretEvents, StoragePoolEvents
 from .interface import DriverInterface
 
@@ -93,6 +95,20 @@ class Driver(DriverInterface):
         callback) itself; migration features (4, 6, 13) belong here.
         """
         return frozenset()
+
+    # The driver name libvirt's access-denied error gives (conn->driver->name).
+    access_name = "virtwire"
+
+    def access_objects(self, kind: str, ref: Any) -> list[AccessObject]:
+        """Every object a call's reference may designate, for the access checks.
+
+        ``ref`` is a wire reference (remote_nonnull_domain...), a name, or a domain
+        ID.  This default takes the reference at its word; a driver that looks
+        objects up should answer from its own objects (by name and by UUID, as its
+        calls resolve references), so that a client cannot borrow an allowed name.
+        An empty list means "no such object".
+        """
+        return wire_objects(kind, ref)
 
     def check_uri(self, name: str | None) -> None:
         """Accept the name given to CONNECT_OPEN, or raise libvirt's error for it."""

@@ -6,6 +6,7 @@ procedure methods are named after the procedures (server/driver/interface.py).
 
 from __future__ import annotations
 
+from .access_api import AccessAPI
 from .checkpoint_api import CheckpointAPI
 from .device_tunables import DeviceTunables
 from .domain_api import DomainAPI
@@ -31,6 +32,7 @@ from .volume_streams import VolumeStreamAPI
 
 
 class MemoryDriver(
+    AccessAPI,
     MigrationMixin,
     SaveAPI,
     GuestAPI,
