@@ -6,6 +6,7 @@ situation (virnetsocket.c / virnettlscontext.c wording, errno in int1).
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import socket
@@ -15,10 +16,12 @@ from typing import Protocol
 
 from virtwire.client import errfactory
 from virtwire.client.uri import Target, TlsFiles, Transport
+from virtwire.protocol import tlspriority, x509check
 from virtwire.protocol.errors import libvirtError
 from virtwire.protocol.generated import constants as C
 
 TLS_CONFIRMATION = b"\x01"
+log = logging.getLogger(__name__)
 
 
 class Socket(Protocol):
@@ -141,9 +144,17 @@ def tls_context(target: Target, files: TlsFiles) -> ssl.SSLContext:
         raise errfactory.system_errno(
             f"Cannot read CA certificate '{files.cacert}'", FileNotFoundError(2, "")
         )
+    if not target.no_sanity:
+        for warning in x509check.sanity_check_files(files.cacert, files.clientcert, is_server=False):
+            log.warning("%s", warning)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    tlspriority.parse(target.tls_priority).apply(ctx)
     try:
         ctx.load_verify_locations(cafile=files.cacert)
+        if os.path.exists(files.cacrl):
+            # a revoked server certificate then fails verification like any untrusted one
+            ctx.load_verify_locations(cafile=files.cacrl)
+            ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
         # libvirt always presents its client certificate when it has one.
         if os.path.exists(files.clientcert) and os.path.exists(files.clientkey):
             ctx.load_cert_chain(files.clientcert, files.clientkey)

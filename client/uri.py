@@ -59,6 +59,7 @@ class TlsFiles:
     cacert: str
     clientcert: str
     clientkey: str
+    cacrl: str  # used when it exists
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,8 @@ class Target:
     name: str  # sent in CONNECT_OPEN
     no_verify: bool
     tls: TlsFiles | None
+    no_sanity: bool = False  # skip the check of our own certificate (?no_sanity=1)
+    tls_priority: str | None = None  # GnuTLS-style priority string (?tls_priority=)
 
     @property
     def address(self) -> str:
@@ -114,28 +117,33 @@ def default_socket(driver: str, path: str, scheme: str, readonly: bool, mode: st
 
 
 def default_tls_files(pkipath: str | None) -> TlsFiles:
-    """libvirt's client PKI locations (virnettlscontext.c)."""
+    """libvirt's client PKI locations (virNetTLSContextLocateCredentials)."""
     if pkipath:
         return TlsFiles(
             os.path.join(pkipath, "cacert.pem"),
             os.path.join(pkipath, "clientcert.pem"),
             os.path.join(pkipath, "clientkey.pem"),
+            os.path.join(pkipath, "cacrl.pem"),
         )
     system = TlsFiles(
-        "/etc/pki/CA/cacert.pem", "/etc/pki/libvirt/clientcert.pem", "/etc/pki/libvirt/private/clientkey.pem"
+        "/etc/pki/CA/cacert.pem",
+        "/etc/pki/libvirt/clientcert.pem",
+        "/etc/pki/libvirt/private/clientkey.pem",
+        "/etc/pki/CA/cacrl.pem",
     )
     if os.geteuid() == 0:
         return system
-    # Unprivileged users get their own directory, falling back to the system
-    # files one by one when a user file is missing.
+    # Unprivileged users get their own directory; a missing CA or CRL file falls
+    # back to the system's, the certificate and key only as a pair.
     user = os.path.join(os.path.expanduser("~"), ".pki", "libvirt")
-    cacert = os.path.join(user, "cacert.pem")
-    cert = os.path.join(user, "clientcert.pem")
-    key = os.path.join(user, "clientkey.pem")
+    cacert, cacrl = os.path.join(user, "cacert.pem"), os.path.join(user, "cacrl.pem")
+    cert, key = os.path.join(user, "clientcert.pem"), os.path.join(user, "clientkey.pem")
+    pair = os.path.exists(cert) and os.path.exists(key)
     return TlsFiles(
         cacert if os.path.exists(cacert) else system.cacert,
-        cert if os.path.exists(cert) else system.clientcert,
-        key if os.path.exists(key) else system.clientkey,
+        cert if pair else system.clientcert,
+        key if pair else system.clientkey,
+        cacrl if os.path.exists(cacrl) else system.cacrl,
     )
 
 
@@ -163,6 +171,8 @@ class _Syntax:
     mode: str
     socket: str | None
     pkipath: str | None
+    no_sanity: bool
+    tls_priority: str | None
 
 
 @functools.lru_cache(maxsize=64)
@@ -220,6 +230,7 @@ def _syntax(uri: str) -> _Syntax:
                 name += "#" + fragment
 
     no_verify = _bool_param("no_verify", values["no_verify"]) if "no_verify" in values else False
+    no_sanity = _bool_param("no_sanity", values["no_sanity"]) if "no_sanity" in values else False
     mode = values.get("mode", "auto")
     if mode not in ("auto", "legacy", "direct"):
         raise errfactory.invalid_arg(f"Unknown remote mode '{mode}'")
@@ -236,6 +247,8 @@ def _syntax(uri: str) -> _Syntax:
         mode,
         values.get("socket"),
         values.get("pkipath"),
+        no_sanity,
+        values.get("tls_priority"),
     )
 
 
@@ -255,7 +268,9 @@ def parse(uri: str, readonly: bool = False) -> Target:
             port = TLS_PORT if transport is Transport.TLS else TCP_PORT
         if transport is Transport.TLS:
             tls = default_tls_files(syn.pkipath)
-    return Target(uri, transport, host, port, socket_path, syn.name, syn.no_verify, tls)
+    return Target(
+        uri, transport, host, port, socket_path, syn.name, syn.no_verify, tls, syn.no_sanity, syn.tls_priority
+    )
 
 
 def _split_authority(uri: str, authority: str) -> tuple[str, int]:

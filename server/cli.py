@@ -77,10 +77,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=endpoint,
         default=[],
         metavar="HOST:PORT",
-        help="TLS listener; needs --pki-dir",
+        help="TLS listener; its certificates come from --pki-dir (default: libvirtd's /etc/pki locations)",
     )
     s.add_argument(
-        "--pki-dir", type=Path, metavar="DIR", help="directory with cacert.pem, servercert.pem, serverkey.pem"
+        "--pki-dir",
+        type=Path,
+        metavar="DIR",
+        help="directory with cacert.pem, servercert.pem, serverkey.pem (and cacrl.pem, if any)",
+    )
+    s.add_argument(
+        "--tls-priority",
+        metavar="STRING",
+        help="GnuTLS-style priority string, as libvirtd.conf's tls_priority (default NORMAL)",
     )
     s.add_argument(
         "--access-policy",
@@ -210,6 +218,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         unix=list(args.unix),
         unix_ro=list(args.unix_ro),
         pki_dir=args.pki_dir,
+        tls_priority=args.tls_priority,
         tls_allowed_dn=list(args.tls_allowed_dn),
         state_dir=args.state_dir,
         hostname=args.hostname or socket.gethostname(),
@@ -263,12 +272,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     config = config_from_args(args)
-    if config.tls and config.pki_dir is None:
-        print(
-            "virtwire serve: --tls needs --pki-dir DIR (cacert.pem, servercert.pem, serverkey.pem)",
-            file=sys.stderr,
-        )
-        return 2
     if args.access_policy is not None:
         try:
             config.access_policy = Policy.load(args.access_policy)

@@ -27,7 +27,8 @@ class ServerConfig:
     tls: list[Endpoint] = field(default_factory=list)
     unix: list[Path] = field(default_factory=list)
     unix_ro: list[Path] = field(default_factory=list)
-    pki_dir: Path | None = None
+    pki_dir: Path | None = None  # None: libvirtd's default PKI locations
+    tls_priority: str | None = None  # GnuTLS priority string (libvirtd.conf's tls_priority)
     tls_allowed_dn: list[str] = field(default_factory=list)
     # Who may do what beyond read-only (--access-policy); None: every client may do everything.
     access_policy: Policy | None = None

@@ -12,17 +12,19 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import stat
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from pathlib import Path
 
 import trio
+from virtwire.protocol.errors import libvirtError
 
 from .config import ServerConfig
 from .driver.base import Driver
 from .service import Service
-from .tls import accept_tls, server_context
+from .tls import ServerTlsFiles, accept_tls, server_context
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +98,11 @@ class Listeners:
             for sock in await _tcp_sockets(endpoint.host, endpoint.port):
                 self.entries.append((sock, partial(self._serve_tcp, service)))
         if config.tls:
-            if config.pki_dir is None:
-                raise SystemExit(
-                    "virtwire serve: --tls needs --pki-dir DIR (cacert.pem, servercert.pem, serverkey.pem)"
-                )
-            ctx = server_context(config.pki_dir)
+            files = ServerTlsFiles.locate(config.pki_dir)
+            try:
+                ctx = server_context(files, config.tls_priority)
+            except (libvirtError, OSError, ssl.SSLError) as exc:
+                raise SystemExit(f"virtwire serve: TLS: {exc}") from None
             for endpoint in config.tls:
                 for sock in await _tcp_sockets(endpoint.host, endpoint.port):
                     self.entries.append((sock, partial(self._serve_tls, service, ctx, config.tls_allowed_dn)))

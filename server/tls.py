@@ -11,10 +11,15 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import os
 import ssl
+from dataclasses import dataclass
 from pathlib import Path
 
 import trio
+from virtwire.protocol import errors as E
+from virtwire.protocol import tlspriority, x509check
+from virtwire.protocol.generated import constants as C
 
 log = logging.getLogger(__name__)
 
@@ -36,16 +41,73 @@ _DN_NAMES = {
 _DN_SPECIALS = ',+"\\<>;'
 
 
-def server_context(pki_dir: Path) -> ssl.SSLContext:
-    """cacert.pem, servercert.pem and serverkey.pem from ``pki_dir``; client certs required."""
+@dataclass(frozen=True, slots=True)
+class ServerTlsFiles:
+    """The server's PKI files (libvirtd.conf's ca_file, cert_file, key_file, crl_file)."""
+
+    cacert: Path
+    cert: Path
+    key: Path
+    cacrl: Path  # used when it exists
+
+    @classmethod
+    def locate(cls, pki_dir: Path | None) -> ServerTlsFiles:
+        """``--pki-dir`` DIR's files, or libvirtd's default locations without one."""
+        if pki_dir is not None:
+            return cls(pki_dir / "cacert.pem", pki_dir / "servercert.pem", pki_dir / "serverkey.pem",
+                       pki_dir / "cacrl.pem")  # fmt: skip
+        system = cls(
+            Path("/etc/pki/CA/cacert.pem"),
+            Path("/etc/pki/libvirt/servercert.pem"),
+            Path("/etc/pki/libvirt/private/serverkey.pem"),
+            Path("/etc/pki/CA/cacrl.pem"),
+        )
+        if os.geteuid() == 0:
+            return system
+        # an unprivileged daemon looks in ~/.pki/libvirt first (virNetTLSContextLocateCredentials)
+        user = Path.home() / ".pki" / "libvirt"
+        pair = (user / "servercert.pem").exists() and (user / "serverkey.pem").exists()
+        return cls(
+            user / "cacert.pem" if (user / "cacert.pem").exists() else system.cacert,
+            user / "servercert.pem" if pair else system.cert,
+            user / "serverkey.pem" if pair else system.key,
+            user / "cacrl.pem" if (user / "cacrl.pem").exists() else system.cacrl,
+        )
+
+
+def server_context(files: ServerTlsFiles, priority: str | None = None) -> ssl.SSLContext:
+    """The listeners' TLS context, after libvirtd's checks of its own credentials.
+
+    Raises libvirtError (libvirt's wording: an expired or unfit certificate, one
+    the CA did not sign, a priority string GnuTLS would refuse) or OSError.
+    """
+    if not files.cacert.exists():
+        detail = f"Cannot read CA certificate '{files.cacert}': No such file or directory"
+        raise E.make_error(C.VIR_ERR_SYSTEM_ERROR, C.VIR_FROM_RPC, detail)
+    for warning in x509check.sanity_check_files(str(files.cacert), str(files.cert), is_server=True):
+        log.warning("%s", warning)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(pki_dir / "servercert.pem", pki_dir / "serverkey.pem")
-    ctx.load_verify_locations(pki_dir / "cacert.pem")
+    tlspriority.parse(priority).apply(ctx)
+    ctx.load_cert_chain(files.cert, files.key)
+    ctx.load_verify_locations(files.cacert)
+    if files.cacrl.exists():
+        ctx.load_verify_locations(files.cacrl)  # revoked client certificates are refused
+        ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
     ctx.verify_mode = ssl.CERT_REQUIRED
     # TLS 1.3 session tickets arrive after the handshake and make libvirt's client
     # read a ticket where it expects the 0x01 byte (EAGAIN): send none.
     ctx.num_tickets = 0
     return ctx
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a handshake failed, in OpenSSL's words ("certificate revoked", "certificate has expired"...)."""
+    cause = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) and exc.__cause__ else exc
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return cause.verify_message
+    if isinstance(cause, trio.TooSlowError):
+        return f"no handshake within {HANDSHAKE_TIMEOUT:g} s"
+    return str(cause) or type(cause).__name__
 
 
 def _escape(value: str) -> str:
@@ -77,14 +139,19 @@ async def accept_tls(
         with trio.fail_after(HANDSHAKE_TIMEOUT):
             await stream.do_handshake()
     except (trio.BrokenResourceError, trio.TooSlowError, ssl.SSLError, OSError) as exc:
-        log.warning("TLS client %s refused: handshake failed: %s", peer, exc)
+        log.warning("TLS client %s refused: handshake failed: %s", peer, _reason(exc))
         await trio.aclose_forcefully(tcp_stream)
         return None
     cert = stream.getpeercert()
     subject = cert.get("subject", ()) if cert else ()
     dn = format_dn(subject)
     if not dn_allowed(dn, allowed_dn):
-        log.warning("TLS client %s refused: certificate DN %r matches no --tls-allowed-dn", peer, dn)
+        log.warning(
+            "TLS client %s refused: certificate DN %r: Client's Distinguished Name is not on the list of"
+            " allowed clients (tls_allowed_dn_list, --tls-allowed-dn)",
+            peer,
+            dn,
+        )
         await trio.aclose_forcefully(stream)
         return None
     try:

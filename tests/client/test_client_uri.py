@@ -49,7 +49,7 @@ def test_ipv6_host() -> None:
 def test_host_without_transport_means_tls() -> None:
     t = vuri.parse("qemu://h/system?pkipath=/p")
     assert (t.transport, t.port, t.name) == (Transport.TLS, 16514, "qemu:///system")
-    assert t.tls == vuri.TlsFiles("/p/cacert.pem", "/p/clientcert.pem", "/p/clientkey.pem")
+    assert t.tls == vuri.TlsFiles("/p/cacert.pem", "/p/clientcert.pem", "/p/clientkey.pem", "/p/cacrl.pem")
 
 
 def test_no_host_no_transport_means_local_unix_socket() -> None:
@@ -76,7 +76,10 @@ def test_tls_default_files_for_root(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     t = vuri.parse("test+tls://h/default")
     assert t.tls == vuri.TlsFiles(
-        "/etc/pki/CA/cacert.pem", "/etc/pki/libvirt/clientcert.pem", "/etc/pki/libvirt/private/clientkey.pem"
+        "/etc/pki/CA/cacert.pem",
+        "/etc/pki/libvirt/clientcert.pem",
+        "/etc/pki/libvirt/private/clientkey.pem",
+        "/etc/pki/CA/cacrl.pem",
     )
 
 
@@ -88,12 +91,24 @@ def test_tls_default_files_for_user(monkeypatch: pytest.MonkeyPatch, tmp_path: o
     t = vuri.parse("test+tls://h/default")
     assert t.tls is not None
     assert t.tls.cacert == f"{tmp_path}/.pki/libvirt/cacert.pem"
-    assert t.tls.clientcert == "/etc/pki/libvirt/clientcert.pem"  # falls back file by file
+    assert t.tls.clientcert == "/etc/pki/libvirt/clientcert.pem"  # no user certificate and key pair
+    assert t.tls.cacrl == "/etc/pki/CA/cacrl.pem"
+    # a user certificate counts only with its key (libvirt checks them as a pair)
+    (tmp_path / ".pki" / "libvirt" / "clientcert.pem").write_text("x")  # type: ignore[operator]
+    assert vuri.parse("test+tls://h/default").tls.clientcert == "/etc/pki/libvirt/clientcert.pem"  # type: ignore[union-attr]
+    (tmp_path / ".pki" / "libvirt" / "clientkey.pem").write_text("x")  # type: ignore[operator]
+    assert vuri.parse("test+tls://h/default").tls.clientkey == f"{tmp_path}/.pki/libvirt/clientkey.pem"  # type: ignore[union-attr]
 
 
 def test_no_verify() -> None:
     assert vuri.parse("test+tls://h/default?no_verify=1").no_verify
     assert not vuri.parse("test+tls://h/default?no_verify=0").no_verify
+
+
+def test_no_sanity_and_tls_priority() -> None:
+    t = vuri.parse("test+tls://h/default?no_sanity=1&tls_priority=SECURE256")
+    assert (t.no_sanity, t.tls_priority) == (True, "SECURE256")
+    assert not vuri.parse("test+tls://h/default").no_sanity
 
 
 def _err(text: str) -> tuple[object, ...]:
