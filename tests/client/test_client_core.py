@@ -166,9 +166,15 @@ def test_untrusted_server_certificate(real_libvirtd: Any, tmp_path: Path, real_l
         shutil.copy(Path(str(real_libvirtd.pkipath)) / name, tmp_path / name)
     base = f"test+tls://127.0.0.1:{real_libvirtd.tls_port}/default?pkipath={tmp_path}"
     # libvirt first checks its own certificate against the CA; no_sanity skips that.
+    sanity = _err(lambda: vlibvirt.open(base))
+    assert sanity == _err(lambda: real_libvirt.open(base))
+    assert sanity[2] == (
+        f"Our own certificate {tmp_path}/clientcert.pem failed validation against {tmp_path}/cacert.pem:"
+        " The certificate hasn't got a known issuer."
+    )
     theirs = _err(lambda: real_libvirt.open(base + "&no_sanity=1"))
     assert (
-        _err(lambda: vlibvirt.open(base))
+        _err(lambda: vlibvirt.open(base + "&no_sanity=1"))
         == theirs
         == (
             45,
@@ -182,7 +188,7 @@ def test_untrusted_server_certificate(real_libvirtd: Any, tmp_path: Path, real_l
             -1,
         )
     )
-    conn = vlibvirt.open(base + "&no_verify=1")
+    conn = vlibvirt.open(base + "&no_sanity=1&no_verify=1")
     assert conn.getType() == "TEST"
     conn.close()
 
