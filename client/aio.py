@@ -361,8 +361,9 @@ async def connect(uri: str, readonly: bool = False, keepalive: bool = True) -> C
     when an event loop runs, and answers the server's PINGs.
     """
     target = urimod.parse(uri, readonly=readonly)
-    stream = await aio_transport.connect(target)
+    stream, errout = await aio_transport.connect(target)
     conn = Connection(target, stream, readonly)
+    conn.protocol.errout = errout
     try:
         flags = c.VIR_CONNECT_RO if readonly else 0
         conn.features = await drive(

@@ -1,4 +1,4 @@
-"""trio streams to the daemon: tcp, unix and tls (with libvirt's 0x01 byte).
+"""trio streams to the daemon: tcp, unix, tls (with libvirt's 0x01 byte) and tunnels (ssh, ext).
 
 Failures become the same libvirtErrors as the sync transport's.
 """
@@ -7,14 +7,25 @@ from __future__ import annotations
 
 import socket
 import ssl
+from collections.abc import Callable
 
 import trio
-from virtwire.client import errfactory, transport
+from virtwire.client import cmdsocket, errfactory, transport
 from virtwire.client.uri import Target, Transport
 from virtwire.protocol.errors import libvirtError
 
+Errout = Callable[[], str] | None
 
-async def connect(target: Target) -> trio.abc.Stream:
+
+async def connect(target: Target) -> tuple[trio.abc.Stream, Errout]:
+    """The stream, and for a tunnel the reader of its program's stderr (for error texts)."""
+    if target.tunnel is not None:
+        sock = cmdsocket.spawn(target.tunnel.argv)
+        return trio.SocketStream(trio.socket.from_stdlib_socket(sock)), sock.stderr_text
+    return await _connect(target), None
+
+
+async def _connect(target: Target) -> trio.abc.Stream:
     if target.transport is Transport.UNIX:
         try:
             return await trio.open_unix_socket(target.socket_path)
