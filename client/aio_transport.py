@@ -7,21 +7,18 @@ from __future__ import annotations
 
 import socket
 import ssl
-from collections.abc import Callable
 
 import trio
 from virtwire.client import cmdsocket, errfactory, transport
 from virtwire.client.uri import Target, Transport
 from virtwire.protocol.errors import libvirtError
 
-Errout = Callable[[], str] | None
 
-
-async def connect(target: Target) -> tuple[trio.abc.Stream, Errout]:
-    """The stream, and for a tunnel the reader of its program's stderr (for error texts)."""
+async def connect(target: Target) -> tuple[trio.abc.Stream, cmdsocket.CommandProcess | None]:
+    """The stream, and for a tunnel its program (to stop when the stream closes)."""
     if target.tunnel is not None:
-        sock = cmdsocket.spawn(target.tunnel.argv)
-        return trio.SocketStream(trio.socket.from_stdlib_socket(sock)), sock.stderr_text
+        sock, tunnel = cmdsocket.spawn(target.tunnel.argv)
+        return trio.SocketStream(trio.socket.from_stdlib_socket(sock)), tunnel
     return await _connect(target), None
 
 

@@ -310,9 +310,10 @@ async def _open(target: urimod.Target) -> tuple[asyncio.StreamReader, asyncio.St
     """The socket, connected as the thread shell connects (same errors), then handed to asyncio;
     for a tunnel also the reader of its program's stderr (for error texts)."""
     if target.tunnel is not None:
-        sock = cmdsocket.spawn(target.tunnel.argv)
+        # asyncio closes the socket object it was given: this one stops the program too.
+        sock = cmdsocket.spawn_socket(target.tunnel.argv)
         reader, writer = await asyncio.open_unix_connection(sock=sock)
-        return reader, writer, sock.stderr_text
+        return reader, writer, sock.tunnel.stderr_text
     reader, writer = await _open_socket(target)
     return reader, writer, None
 

@@ -59,12 +59,18 @@ def child_environment() -> dict[str, str]:
     return env
 
 
-class CommandSocket(socket.socket):
-    """Our end of the socketpair; owns the child process and its stderr pipe."""
+class CommandProcess:
+    """The tunnel program and the read end of its stderr pipe."""
 
-    _process: subprocess.Popen[bytes] | None
-    _errfd: int
-    _errout: bytes
+    def __init__(self, process: subprocess.Popen[bytes], errfd: int) -> None:
+        self._process: subprocess.Popen[bytes] | None = process
+        self._errfd = errfd
+        self._errout = b""
+        os.set_blocking(errfd, False)
+
+    @property
+    def pid(self) -> int:
+        return -1 if self._process is None else self._process.pid
 
     def stderr_text(self) -> str:
         """What the program wrote on stderr (first 1 KiB, trailing space removed).
@@ -88,33 +94,38 @@ class CommandSocket(socket.socket):
                 self._errout += chunk
         return self._errout.decode("utf-8", "replace").rstrip()
 
-    def close(self) -> None:
-        super().close()
+    def abort(self) -> None:
+        """virProcessAbort: reap it if it ended, else SIGTERM, a short grace, SIGKILL."""
         process, self._process = self._process, None
-        if process is not None:
-            _abort(process)
+        if process is not None and process.poll() is None:
+            with contextlib.suppress(OSError):
+                process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(ABORT_GRACE)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(OSError):
+                    process.kill()
+                process.wait()
         if self._errfd >= 0:
             with contextlib.suppress(OSError):
                 os.close(self._errfd)
             self._errfd = -1
 
 
-def _abort(process: subprocess.Popen[bytes]) -> None:
-    """virProcessAbort: reap it if it ended, else SIGTERM, a short grace, SIGKILL."""
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(OSError):
-        process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(ABORT_GRACE)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(OSError):
-            process.kill()
-        process.wait()
+class CommandSocket(socket.socket):
+    """Our end of the socketpair for the thread shell: closing it also stops the program.
+
+    (trio wants a plain socket.socket: its shell takes `spawn`'s pair instead.)"""
+
+    tunnel: CommandProcess
+
+    def close(self) -> None:
+        super().close()
+        self.tunnel.abort()
 
 
-def spawn(argv: tuple[str, ...]) -> CommandSocket:
-    """Start `argv` with its stdin/stdout on a socketpair; return our end."""
+def spawn(argv: tuple[str, ...]) -> tuple[socket.socket, CommandProcess]:
+    """Start `argv` with its stdin/stdout on a socketpair; return our end and the program."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     err_read, err_write = os.pipe()
     try:
@@ -125,7 +136,6 @@ def spawn(argv: tuple[str, ...]) -> CommandSocket:
             stderr=err_write,
             env=child_environment(),
             close_fds=True,
-            start_new_session=False,
         )
     except OSError as exc:
         ours.close()
@@ -134,11 +144,14 @@ def spawn(argv: tuple[str, ...]) -> CommandSocket:
     finally:
         theirs.close()
         os.close(err_write)
+    return ours, CommandProcess(process, err_read)
+
+
+def spawn_socket(argv: tuple[str, ...]) -> CommandSocket:
+    """`spawn`, as one socket object that owns the program."""
+    ours, tunnel = spawn(argv)
     sock = CommandSocket(ours.family, ours.type, ours.proto, fileno=ours.detach())
-    sock._process = process
-    sock._errfd = err_read
-    sock._errout = b""
-    os.set_blocking(err_read, False)
+    sock.tunnel = tunnel
     return sock
 
 

@@ -97,7 +97,7 @@ class SyncConnection:
             sock.recv_into if isinstance(sock, socket.socket) else None
         )
         if isinstance(sock, cmdsocket.CommandSocket):
-            self.protocol.errout = sock.stderr_text
+            self.protocol.errout = sock.tunnel.stderr_text
         if getattr(sock, "family", None) == socket.AF_UNIX:
             poller = select.poll()
             poller.register(sock.fileno(), select.POLLIN)

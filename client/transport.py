@@ -98,7 +98,7 @@ class TLSSocket:
 def connect(target: Target) -> Socket:
     """An open, blocking socket to the daemon, ready for the first RPC."""
     if target.tunnel is not None:
-        return cmdsocket.spawn(target.tunnel.argv)
+        return cmdsocket.spawn_socket(target.tunnel.argv)
     if target.transport is Transport.UNIX:
         return connect_unix(target.socket_path)
     if target.transport is Transport.TLS:
