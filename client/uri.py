@@ -168,6 +168,11 @@ def default_tls_files(pkipath: str | None) -> TlsFiles:
     )
 
 
+def _escape_value(value: str) -> str:
+    """g_string_append_uri_escaped with no reserved characters allowed: all but A-Za-z0-9-._~."""
+    return urllib.parse.quote(value, safe="", encoding="utf-8", errors="surrogateescape")
+
+
 def _split_query(query: str) -> list[tuple[str, str, str]]:
     """(key, value, raw token) for each parameter; libvirt splits on & and ;."""
     out: list[tuple[str, str, str]] = []
@@ -175,7 +180,8 @@ def _split_query(query: str) -> list[tuple[str, str, str]]:
         if not token:
             continue
         key, _, value = token.partition("=")
-        out.append((urllib.parse.unquote_plus(key), urllib.parse.unquote_plus(value), token))
+        # %XX only ("+" stays "+"), as xmlURIUnescapeString.
+        out.append((urllib.parse.unquote(key), urllib.parse.unquote(value), token))
     return out
 
 
@@ -242,7 +248,8 @@ def _syntax(uri: str) -> _Syntax:
 
     params = _split_query(query)
     values = {key: value for key, value, _ in params}
-    kept = [raw for key, _, raw in params if key not in TRANSPORT_PARAMS]
+    # virURIFormatParams: the name as parsed, the value URI-escaped again.
+    kept = [f"{key}={_escape_value(value)}" for key, value, _ in params if key not in TRANSPORT_PARAMS]
 
     name = values.get("name")
     if name is None:
