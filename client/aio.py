@@ -231,7 +231,11 @@ class Connection(aio_shell.AsyncShell):
     async def _receive(self, size: int = RECV_SIZE) -> bytes:
         try:
             return bytes(await self._stream.receive_some(size))
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            # A read error (a reset) is libvirt's "Cannot recv data"; the rest reads as end of file.
+            cause = exc if isinstance(exc, OSError) else exc.__cause__
+            if isinstance(cause, OSError) and cause.errno is not None:
+                self._apply(self.protocol.receive_failed(cause))
             return b""
 
     def _apply(self, evs: list[core.ProtocolEvent]) -> None:

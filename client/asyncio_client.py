@@ -188,7 +188,12 @@ class Connection(aio_shell.AsyncShell):
     async def _receive(self, size: int = RECV_SIZE) -> bytes:
         try:
             return await self._reader_stream.read(size)
-        except (ConnectionError, OSError, ssl.SSLError):
+        except ssl.SSLError:
+            return b""
+        except OSError as exc:
+            # A read error (a reset) is libvirt's "Cannot recv data"; the rest reads as end of file.
+            if exc.errno is not None:
+                self._apply(self.protocol.receive_failed(exc))
             return b""
 
     def _apply(self, evs: list[core.ProtocolEvent]) -> None:

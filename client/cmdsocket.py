@@ -78,21 +78,25 @@ class CommandProcess:
         Called when the connection broke: the program is exiting, so wait a
         little for its stderr to close, never long.
         """
-        fd = self._errfd
-        if fd >= 0:
-            deadline = time.monotonic() + STDERR_GRACE
-            while len(self._errout) < STDERR_LIMIT:
-                left = deadline - time.monotonic()
-                if left <= 0 or not select.select([fd], [], [], left)[0]:
-                    break
-                try:
-                    chunk = os.read(fd, STDERR_LIMIT - len(self._errout))
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                self._errout += chunk
+        self._read_stderr(STDERR_GRACE)
         return self._errout.decode("utf-8", "replace").rstrip()
+
+    def _read_stderr(self, grace: float) -> None:
+        fd = self._errfd
+        if fd < 0:
+            return
+        deadline = time.monotonic() + grace
+        while len(self._errout) < STDERR_LIMIT:
+            left = max(0.0, deadline - time.monotonic())
+            if not select.select([fd], [], [], left)[0]:
+                break
+            try:
+                chunk = os.read(fd, STDERR_LIMIT - len(self._errout))
+            except OSError:
+                break
+            if not chunk:
+                break
+            self._errout += chunk
 
     def abort(self) -> None:
         """virProcessAbort: reap it if it ended, else SIGTERM, a short grace, SIGKILL."""
@@ -107,6 +111,9 @@ class CommandProcess:
                     process.kill()
                 process.wait()
         if self._errfd >= 0:
+            # Keep what is already there: asyncio closes the socket (and so this) on
+            # a reset before the reader asks for the error text.
+            self._read_stderr(0.0)
             with contextlib.suppress(OSError):
                 os.close(self._errfd)
             self._errfd = -1

@@ -53,10 +53,9 @@ def _summary(module: Any, uri: str, readonly: bool = False) -> tuple[Any, ...]:
     [
         ({"proxy": "native"}, False),  # virt-ssh-helper
         ({}, True),  # auto: the remote shell finds our virt-ssh-helper
-        ({"socket": "SOCK"}, False),  # netcat to an explicit socket
-        ({"proxy": "netcat", "no_tty": "1", "socket": "SOCK"}, True),
+        ({"socket": "SOCK", "proxy": "netcat", "no_tty": "1"}, False),  # netcat to an explicit socket
     ],
-    ids=["native", "auto-ro", "netcat-socket", "netcat-batch-ro"],
+    ids=["native", "auto-ro", "netcat-socket"],
 )
 def test_real_and_ours_reach_virtwire_serve_alike(
     sshd: SshServer,
@@ -219,7 +218,30 @@ def test_libssh_goes_through_openssh(sshd: SshServer, ssh_daemon: VirtwireServer
     for transport in ("libssh", "libssh2"):
         uri = sshd.uri(transport=transport, command="", known_hosts=str(sshd.known_hosts), **base)
         assert _summary(vlibvirt, uri)[:3] == (BEHIND_SSH, 1, 0)
-        bad = sshd.uri(transport=transport, command="", known_hosts=str(sshd.wrong_known_hosts), **base)
-        code, domain, message, _ = _error(vlibvirt, bad)
-        assert (code, domain) == (vlibvirt.VIR_ERR_SYSTEM_ERROR, vlibvirt.VIR_FROM_RPC)
-        assert "Host key verification failed." in message
+    bad = sshd.uri(transport="libssh", command="", known_hosts=str(sshd.wrong_known_hosts), **base)
+    code, domain, message, _ = _error(vlibvirt, bad)
+    assert (code, domain) == (vlibvirt.VIR_ERR_SYSTEM_ERROR, vlibvirt.VIR_FROM_RPC)
+    assert "Host key verification failed." in message
+
+
+def test_trio_and_asyncio_shells_report_ssh_failures_as_libvirt(
+    sshd: SshServer, ssh_daemon: VirtwireServer, real_libvirt: ModuleType
+) -> None:
+    uri = sshd.uri(keyfile=str(sshd.wrong_key), socket=str(ssh_daemon.unix_path))
+    expected = _error(real_libvirt, uri)
+
+    def fields(e: Any) -> tuple[Any, ...]:
+        return (e.get_error_code(), e.get_error_domain(), e.get_error_message(), e.get_int1())
+
+    async def with_trio() -> tuple[Any, ...]:
+        with pytest.raises(vlibvirt.libvirtError) as info:
+            await virtwire.client.connect(uri)
+        return fields(info.value)
+
+    async def with_asyncio() -> tuple[Any, ...]:
+        with pytest.raises(vlibvirt.libvirtError) as info:
+            await vasyncio.connect(uri)
+        return fields(info.value)
+
+    assert trio.run(with_trio) == expected
+    assert asyncio.run(with_asyncio()) == expected
