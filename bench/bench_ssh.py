@@ -111,9 +111,10 @@ def main() -> int:
     parser.add_argument("--only", help="substring filter on test names")
     args = parser.parse_args()
     sshd = start_sshd()
-    server = start_server(pki=None, tls=False)
+    server = None
     daemon = None
     try:
+        server = start_server(pki=None, tls=False)
         assert server.unix_ro_path is not None
         os.symlink(server.unix_path, sshd.rundir / "libvirt-sock")
         daemon = start_libvirtd(Path(tempfile.mkdtemp(prefix="vw-bench-ssh-")), hold=True)
@@ -142,7 +143,8 @@ def main() -> int:
     finally:
         if daemon is not None:
             stop_libvirtd(daemon)
-        stop_servers([server])
+        if server is not None:
+            stop_servers([server])
         sshd.stop()
     return 0
 
