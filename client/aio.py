@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import Any
 
 import trio
-from virtwire.client import aio_api, aio_shell, aio_transport, core, errfactory, flows, ops
+from virtwire.client import aio_api, aio_shell, aio_transport, cmdsocket, core, errfactory, flows, ops
 from virtwire.client import uri as urimod
 from virtwire.client.aio_api import Domain, DomainEventRecord, drive
 from virtwire.client.aio_shell import EVENT_BUFFER, RECV_SIZE
@@ -92,6 +92,7 @@ class Connection(aio_shell.AsyncShell):
         self.target = target
         self.readonly = readonly
         self._stream = stream
+        self.tunnel: cmdsocket.CommandProcess | None = None
         # Plain sockets take a direct non-blocking write first (most packets fit
         # the kernel buffer at once), saving a trip through trio's stream layer.
         self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
@@ -147,6 +148,8 @@ class Connection(aio_shell.AsyncShell):
         self._apply(self.protocol.fail_all(errfactory.socket_closed()))
         with trio.CancelScope(shield=True):
             await self._stream.aclose()
+        if self.tunnel is not None:
+            self.tunnel.abort()  # ssh or +ext's program
 
     # -- calls ----------------------------------------------------------
 
@@ -228,7 +231,11 @@ class Connection(aio_shell.AsyncShell):
     async def _receive(self, size: int = RECV_SIZE) -> bytes:
         try:
             return bytes(await self._stream.receive_some(size))
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            # A read error (a reset) is libvirt's "Cannot recv data"; the rest reads as end of file.
+            cause = exc if isinstance(exc, OSError) else exc.__cause__
+            if isinstance(cause, OSError) and cause.errno is not None:
+                self._apply(self.protocol.receive_failed(cause))
             return b""
 
     def _apply(self, evs: list[core.ProtocolEvent]) -> None:
@@ -361,8 +368,11 @@ async def connect(uri: str, readonly: bool = False, keepalive: bool = True) -> C
     when an event loop runs, and answers the server's PINGs.
     """
     target = urimod.parse(uri, readonly=readonly)
-    stream = await aio_transport.connect(target)
+    stream, tunnel = await aio_transport.connect(target)
     conn = Connection(target, stream, readonly)
+    if tunnel is not None:
+        conn.tunnel = tunnel
+        conn.protocol.errout = tunnel.stderr_text
     try:
         flags = c.VIR_CONNECT_RO if readonly else 0
         conn.features = await drive(
@@ -371,5 +381,7 @@ async def connect(uri: str, readonly: bool = False, keepalive: bool = True) -> C
     except BaseException:
         with trio.CancelScope(shield=True):
             await stream.aclose()
+        if tunnel is not None:
+            tunnel.abort()
         raise
     return conn

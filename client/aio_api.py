@@ -110,11 +110,11 @@ class AsyncAPI:
 
     async def is_secure(self) -> bool:
         secure = await self.call(ops.is_secure())
-        return bool(secure) and self.target.transport is not urimod.Transport.TCP
+        return bool(secure) and self.target.secure_transport
 
     async def is_encrypted(self) -> bool:
         secure = await self.call(ops.is_secure())
-        return bool(secure) and self.target.transport is urimod.Transport.TLS
+        return bool(secure) and self.target.encrypted_transport
 
     # -- domains --------------------------------------------------------
 

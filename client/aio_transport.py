@@ -1,4 +1,4 @@
-"""trio streams to the daemon: tcp, unix and tls (with libvirt's 0x01 byte).
+"""trio streams to the daemon: tcp, unix, tls (with libvirt's 0x01 byte) and tunnels (ssh, ext).
 
 Failures become the same libvirtErrors as the sync transport's.
 """
@@ -9,12 +9,20 @@ import socket
 import ssl
 
 import trio
-from virtwire.client import errfactory, transport
+from virtwire.client import cmdsocket, errfactory, transport
 from virtwire.client.uri import Target, Transport
 from virtwire.protocol.errors import libvirtError
 
 
-async def connect(target: Target) -> trio.abc.Stream:
+async def connect(target: Target) -> tuple[trio.abc.Stream, cmdsocket.CommandProcess | None]:
+    """The stream, and for a tunnel its program (to stop when the stream closes)."""
+    if target.tunnel is not None:
+        sock, tunnel = cmdsocket.spawn(target.tunnel.argv)
+        return trio.SocketStream(trio.socket.from_stdlib_socket(sock)), tunnel
+    return await _connect(target), None
+
+
+async def _connect(target: Target) -> trio.abc.Stream:
     if target.transport is Transport.UNIX:
         try:
             return await trio.open_unix_socket(target.socket_path)

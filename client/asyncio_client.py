@@ -17,12 +17,12 @@ import asyncio
 import contextlib
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any
 
-from virtwire.client import aio_api, aio_shell, core, errfactory, flows, ops, transport
+from virtwire.client import aio_api, aio_shell, cmdsocket, core, errfactory, flows, ops, transport
 from virtwire.client import uri as urimod
 from virtwire.client.aio_api import Domain, DomainEventRecord, drive
 from virtwire.client.aio_shell import EVENT_BUFFER, RECV_SIZE
@@ -188,7 +188,12 @@ class Connection(aio_shell.AsyncShell):
     async def _receive(self, size: int = RECV_SIZE) -> bytes:
         try:
             return await self._reader_stream.read(size)
-        except (ConnectionError, OSError, ssl.SSLError):
+        except ssl.SSLError:
+            return b""
+        except OSError as exc:
+            # A read error (a reset) is libvirt's "Cannot recv data"; the rest reads as end of file.
+            if exc.errno is not None:
+                self._apply(self.protocol.receive_failed(exc))
             return b""
 
     def _apply(self, evs: list[core.ProtocolEvent]) -> None:
@@ -303,8 +308,22 @@ class Connection(aio_shell.AsyncShell):
                     await asyncio.shield(self.call(ops.event_deregister_any(callback_id)))
 
 
-async def _open(target: urimod.Target) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """The socket, connected as the thread shell connects (same errors), then handed to asyncio."""
+Errout = Callable[[], str] | None
+
+
+async def _open(target: urimod.Target) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, Errout]:
+    """The socket, connected as the thread shell connects (same errors), then handed to asyncio;
+    for a tunnel also the reader of its program's stderr (for error texts)."""
+    if target.tunnel is not None:
+        # asyncio closes the socket object it was given: this one stops the program too.
+        sock = cmdsocket.spawn_socket(target.tunnel.argv)
+        reader, writer = await asyncio.open_unix_connection(sock=sock)
+        return reader, writer, sock.tunnel.stderr_text
+    reader, writer = await _open_socket(target)
+    return reader, writer, None
+
+
+async def _open_socket(target: urimod.Target) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     if target.transport is urimod.Transport.UNIX:
         sock = await asyncio.to_thread(transport.connect_unix, target.socket_path)
         return await asyncio.open_unix_connection(sock=sock)
@@ -336,8 +355,9 @@ async def _open(target: urimod.Target) -> tuple[asyncio.StreamReader, asyncio.St
 async def connect(uri: str, readonly: bool = False, keepalive: bool = True) -> Connection:
     """Connect and open `uri`; enter the result with `async with` to use it."""
     target = urimod.parse(uri, readonly=readonly)
-    reader, writer = await _open(target)
+    reader, writer, errout = await _open(target)
     conn = Connection(target, reader, writer, readonly)
+    conn.protocol.errout = errout
     try:
         flags = c.VIR_CONNECT_RO if readonly else 0
         conn.features = await drive(

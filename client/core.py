@@ -15,6 +15,7 @@ are the pieces it is built from; the shells use some of them directly.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
@@ -120,9 +121,19 @@ def decode_error(payload: bytes) -> libvirtError:
         return errors.payload_decode_failed()
 
 
-def end_of_file() -> libvirtError:
-    """The peer closed the connection (virNetSocketReadWire's EOF, errno EIO)."""
-    return errfactory.system("End of file while reading data: Input/output error", 5)
+def end_of_file(errout: str | None = None) -> libvirtError:
+    """The peer closed the connection (virNetSocketReadWire's EOF, errno EIO).
+
+    `errout`: what a tunnel program (ssh) wrote on stderr, which libvirt puts
+    in the message (even when empty)."""
+    detail = "" if errout is None else f": {errout}"
+    return errfactory.system(f"End of file while reading data{detail}: Input/output error", 5)
+
+
+def recv_failed(exc: OSError, errout: str | None = None) -> libvirtError:
+    """A failed read (virNetSocketReadWire: "Cannot recv data[: stderr]: strerror")."""
+    prefix = "Cannot recv data" if errout is None else f"Cannot recv data: {errout}"
+    return errfactory.system_errno(prefix, exc)
 
 
 def write_failed() -> libvirtError:
@@ -363,7 +374,7 @@ class ClientProtocol(Generic[W]):
     from `fail_all`; replies as `Reply` events carrying their waiter.
     """
 
-    __slots__ = ("_splitter", "dead", "keepalive", "pending", "streams")
+    __slots__ = ("_splitter", "dead", "errout", "keepalive", "pending", "streams")
 
     def __init__(self) -> None:
         self._splitter = PacketSplitter()
@@ -371,6 +382,8 @@ class ClientProtocol(Generic[W]):
         self.streams: dict[int, StreamState] = {}
         self.keepalive: KeepAlive | None = None
         self.dead: libvirtError | None = None
+        # A tunnel's stderr reader (cmdsocket.CommandSocket.stderr_text), for error texts.
+        self.errout: Callable[[], str] | None = None
 
     # -- calls ------------------------------------------------------------------
 
@@ -417,12 +430,18 @@ class ClientProtocol(Generic[W]):
         if self.dead is not None:
             return []
         if not data:
-            return self.fail_all(end_of_file(), "eof")
+            return self.fail_all(end_of_file(self.errout() if self.errout else None), "eof")
         try:
             spans = self._splitter.feed_spans(data)
         except libvirtError as exc:  # a length word outside the limits
             return self.fail_all(exc, "error")
         return self._dispatch(spans, now)
+
+    def receive_failed(self, exc: OSError) -> list[ProtocolEvent]:
+        """Reading the socket failed with `exc`."""
+        if self.dead is not None:
+            return []
+        return self.fail_all(recv_failed(exc, self.errout() if self.errout else None), "error")
 
     def read_buffer(self) -> memoryview | None:
         """Where the shell may `recv_into` the rest of a large packet (then call
@@ -434,7 +453,7 @@ class ClientProtocol(Generic[W]):
         if self.dead is not None:
             return []
         if n == 0:
-            return self.fail_all(end_of_file(), "eof")
+            return self.fail_all(end_of_file(self.errout() if self.errout else None), "eof")
         return self._dispatch(self._splitter.filled(n), now)
 
     def _dispatch(self, spans: list[Span], now: float) -> list[ProtocolEvent]:

@@ -44,12 +44,6 @@ def operation_unsupported(detail: str) -> libvirtError:
     return templated(c.VIR_ERR_OPERATION_UNSUPPORTED, c.VIR_FROM_REMOTE, detail)
 
 
-def no_support_transport(transport: str, supported: str) -> libvirtError:
-    return operation_unsupported(
-        f"transport '{transport}' is not available in virtwire (supported transports: {supported})"
-    )
-
-
 def uri_parse(uri: str) -> libvirtError:
     return templated(c.VIR_ERR_INTERNAL_ERROR, c.VIR_FROM_URI, f"Unable to parse URI {uri}")
 

@@ -326,13 +326,13 @@ class virConnect(ObjectEventsMixin, ConnectOverrides, generated.virConnectGenera
 
     def isSecure(self) -> int:
         # libvirt asks the server, then also requires a secure transport
-        # (tls or unix), so an unencrypted hop never claims to be secure.
+        # (tls, unix or ssh), so an unencrypted hop never claims to be secure.
         secure = self._run(ops.is_secure())
-        return 1 if secure and self._target.transport is not urimod.Transport.TCP else 0
+        return 1 if secure and self._target.secure_transport else 0
 
     def isEncrypted(self) -> int:
         secure = self._run(ops.is_secure())
-        return 1 if secure and self._target.transport is urimod.Transport.TLS else 0
+        return 1 if secure and self._target.encrypted_transport else 0
 
     # -- domains ------------------------------------------------------------
 

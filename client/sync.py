@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from virtwire.client import core, errfactory, transport
+from virtwire.client import cmdsocket, core, errfactory, transport
 from virtwire.client.streamstate import StreamState
 from virtwire.protocol.errors import libvirtError
 from virtwire.protocol.generated.constants import (
@@ -96,6 +96,8 @@ class SyncConnection:
         self._recv_into: Callable[[memoryview], int] | None = (
             sock.recv_into if isinstance(sock, socket.socket) else None
         )
+        if isinstance(sock, cmdsocket.CommandSocket):
+            self.protocol.errout = sock.tunnel.stderr_text
         if getattr(sock, "family", None) == socket.AF_UNIX:
             poller = select.poll()
             poller.register(sock.fileno(), select.POLLIN)
@@ -367,7 +369,7 @@ class SyncConnection:
             return
         except OSError as exc:
             lock.acquire()
-            self._apply(self.protocol.fail_all(errfactory.system_errno("Cannot recv data", exc), "error"))
+            self._apply(self.protocol.receive_failed(exc))
             return
         lock.acquire()
         self._apply(self.protocol.receive_data(data, time.monotonic()))

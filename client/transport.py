@@ -1,4 +1,5 @@
-"""Blocking sockets for the sync client: tcp, unix and tls (with libvirt's 0x01 byte).
+"""Blocking sockets for the sync client: tcp, unix, tls (with libvirt's 0x01 byte),
+and a tunnel program's socketpair (ssh, ext).
 
 Every failure becomes the libvirtError libvirt's client raises for the same
 situation (virnetsocket.c / virnettlscontext.c wording, errno in int1).
@@ -14,7 +15,7 @@ import ssl
 import threading
 from typing import Protocol
 
-from virtwire.client import errfactory
+from virtwire.client import cmdsocket, errfactory
 from virtwire.client.uri import Target, TlsFiles, Transport
 from virtwire.protocol import tlspriority, x509check
 from virtwire.protocol.errors import libvirtError
@@ -96,6 +97,8 @@ class TLSSocket:
 
 def connect(target: Target) -> Socket:
     """An open, blocking socket to the daemon, ready for the first RPC."""
+    if target.tunnel is not None:
+        return cmdsocket.spawn_socket(target.tunnel.argv)
     if target.transport is Transport.UNIX:
         return connect_unix(target.socket_path)
     if target.transport is Transport.TLS:

@@ -15,7 +15,8 @@ import urllib.parse
 from dataclasses import dataclass
 from enum import Enum
 
-from virtwire.client import errfactory
+from virtwire.client import errfactory, sshcmd
+from virtwire.protocol.generated import constants as c
 
 TCP_PORT = 16509
 TLS_PORT = 16514
@@ -44,7 +45,6 @@ TRANSPORT_PARAMS = frozenset(
     }
 )
 
-SUPPORTED = "tcp, tls, unix"
 RECOGNISED = ("tls", "unix", "ssh", "libssh2", "ext", "tcp", "libssh")
 
 
@@ -52,6 +52,14 @@ class Transport(Enum):
     TCP = "tcp"
     TLS = "tls"
     UNIX = "unix"
+    SSH = "ssh"
+    LIBSSH = "libssh"
+    LIBSSH2 = "libssh2"
+    EXT = "ext"
+
+
+# Transports that run a program and speak the protocol over its stdin/stdout.
+TUNNELS = frozenset({Transport.SSH, Transport.LIBSSH, Transport.LIBSSH2, Transport.EXT})
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +84,19 @@ class Target:
     tls: TlsFiles | None
     no_sanity: bool = False  # skip the check of our own certificate (?no_sanity=1)
     tls_priority: str | None = None  # GnuTLS-style priority string (?tls_priority=)
+    tunnel: sshcmd.Tunnel | None = None
+
+    @property
+    def secure_transport(self) -> bool:
+        """libvirt's priv->is_secure: tls, unix and ssh, but not tcp or an external command."""
+        if self.tunnel is not None:
+            return self.tunnel.secure
+        return self.transport is not Transport.TCP
+
+    @property
+    def encrypted_transport(self) -> bool:
+        """virNetClientIsEncrypted: only libvirt's own TLS (or SASL) layer counts, not ssh."""
+        return self.transport is Transport.TLS
 
     @property
     def address(self) -> str:
@@ -147,6 +168,11 @@ def default_tls_files(pkipath: str | None) -> TlsFiles:
     )
 
 
+def _escape_value(value: str) -> str:
+    """g_string_append_uri_escaped with no reserved characters allowed: all but A-Za-z0-9-._~."""
+    return urllib.parse.quote(value, safe="", encoding="utf-8", errors="surrogateescape")
+
+
 def _split_query(query: str) -> list[tuple[str, str, str]]:
     """(key, value, raw token) for each parameter; libvirt splits on & and ;."""
     out: list[tuple[str, str, str]] = []
@@ -154,8 +180,12 @@ def _split_query(query: str) -> list[tuple[str, str, str]]:
         if not token:
             continue
         key, _, value = token.partition("=")
-        out.append((urllib.parse.unquote_plus(key), urllib.parse.unquote_plus(value), token))
+        # %XX only ("+" stays "+"), as xmlURIUnescapeString.
+        out.append((urllib.parse.unquote(key), urllib.parse.unquote(value), token))
     return out
+
+
+_TUNNEL_PARAMS = frozenset({"command", "keyfile", "netcat", "known_hosts", "known_hosts_verify", "sshauth"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +203,10 @@ class _Syntax:
     pkipath: str | None
     no_sanity: bool
     tls_priority: str | None
+    user: str | None
+    no_tty: bool
+    proxy: str | None
+    tunnel_params: tuple[tuple[str, str], ...]  # command, keyfile, netcat, known_hosts...
 
 
 @functools.lru_cache(maxsize=64)
@@ -197,7 +231,7 @@ def _syntax(uri: str) -> _Syntax:
     path_q, _, fragment = path_etc.partition("#")
     path, _, query = path_q.partition("?")
 
-    host, port = _split_authority(uri, authority)
+    user, host, port = _split_authority(uri, authority)
 
     driver, plus, transport_str = scheme.partition("+")
     if plus:
@@ -208,15 +242,14 @@ def _syntax(uri: str) -> _Syntax:
             )
         if tname == "unix" and host:
             raise errfactory.invalid_arg(f"using unix socket and remote server '{host}' is not supported.")
-        if tname not in ("tcp", "tls", "unix"):
-            raise errfactory.no_support_transport(tname, SUPPORTED)
         transport = Transport(tname)
     else:
         transport = Transport.TLS if host else Transport.UNIX
 
     params = _split_query(query)
     values = {key: value for key, value, _ in params}
-    kept = [raw for key, _, raw in params if key not in TRANSPORT_PARAMS]
+    # virURIFormatParams: the name as parsed, the value URI-escaped again.
+    kept = [f"{key}={_escape_value(value)}" for key, value, _ in params if key not in TRANSPORT_PARAMS]
 
     name = values.get("name")
     if name is None:
@@ -234,6 +267,12 @@ def _syntax(uri: str) -> _Syntax:
     mode = values.get("mode", "auto")
     if mode not in ("auto", "legacy", "direct"):
         raise errfactory.invalid_arg(f"Unknown remote mode '{mode}'")
+    proxy = values.get("proxy")
+    if proxy is not None and proxy not in sshcmd.PROXIES:
+        raise errfactory.invalid_arg(f"Unnkown proxy type '{proxy}'")  # sic, libvirt's spelling
+    if transport is Transport.EXT and "command" not in values:
+        raise errfactory.invalid_arg("remote_open: for 'ext' transport, command is required")
+    no_tty = _bool_param("no_tty", values["no_tty"]) if "no_tty" in values else False
 
     return _Syntax(
         transport,
@@ -249,6 +288,10 @@ def _syntax(uri: str) -> _Syntax:
         values.get("pkipath"),
         no_sanity,
         values.get("tls_priority"),
+        user,
+        no_tty,
+        proxy,
+        tuple((k, v) for k, v in values.items() if k in _TUNNEL_PARAMS),
     )
 
 
@@ -261,6 +304,10 @@ def parse(uri: str, readonly: bool = False) -> Target:
     if transport is Transport.UNIX:
         socket_path = syn.socket or default_socket(syn.driver, syn.path, syn.scheme, readonly, syn.mode)
         host, port = "", 0
+    elif transport in TUNNELS:
+        tunnel = _tunnel(syn, readonly)
+        host = host or "localhost"
+        return Target(uri, transport, host, port, "", syn.name, syn.no_verify, None, tunnel=tunnel)
     else:
         if not host:
             host = "localhost"
@@ -273,8 +320,76 @@ def parse(uri: str, readonly: bool = False) -> Target:
     )
 
 
-def _split_authority(uri: str, authority: str) -> tuple[str, int]:
-    hostport = authority.rpartition("@")[2]
+def _tunnel(syn: _Syntax, readonly: bool) -> sshcmd.Tunnel:
+    """The program to run for an ssh or ext URI (remote_driver.c, doRemoteOpen)."""
+    params = dict(syn.tunnel_params)
+    command = params.get("command")
+    if syn.transport is Transport.EXT:
+        assert command is not None  # checked while parsing
+        return sshcmd.Tunnel((command,), secure=False)
+    socket_path = syn.socket or ssh_socket(
+        syn.transport, syn.driver, syn.path, syn.scheme, readonly, syn.mode
+    )
+    proxy = syn.proxy
+    if proxy is None:
+        # libvirt prefers virt-ssh-helper, except with an explicit socket (only
+        # netcat can take one) or for a session daemon (the helper finds its socket).
+        if syn.socket:
+            proxy = sshcmd.PROXY_NETCAT
+        elif _user_daemon(syn.path, syn.scheme):
+            proxy = sshcmd.PROXY_NATIVE
+        else:
+            proxy = sshcmd.PROXY_AUTO
+    remote = sshcmd.remote_command(proxy, params.get("netcat"), socket_path, syn.name, readonly)
+    host = syn.host or "localhost"
+    if syn.transport is Transport.SSH:
+        argv = sshcmd.openssh_argv(
+            command or "ssh",
+            host,
+            syn.port,
+            syn.user,
+            params.get("keyfile"),
+            syn.no_tty,
+            syn.no_verify,
+            remote,
+        )
+    else:
+        argv = sshcmd.libssh_argv(
+            host,
+            syn.port,
+            syn.user,
+            params.get("keyfile"),
+            params.get("known_hosts"),
+            params.get("known_hosts_verify"),
+            params.get("sshauth"),
+            remote,
+        )
+    return sshcmd.Tunnel(argv, secure=True)
+
+
+def _user_daemon(path: str, scheme: str) -> bool:
+    """remoteGetURIDaemonInfo's REMOTE_DRIVER_OPEN_USER: a session daemon."""
+    return (path == "/session" or scheme.startswith("test+")) and os.geteuid() > 0
+
+
+def ssh_socket(transport: Transport, driver: str, path: str, scheme: str, readonly: bool, mode: str) -> str:
+    """The daemon's socket on the far side of ssh (remoteGetUNIXSocket): libvirtd's
+    legacy socket, since the client cannot probe the remote host's daemons."""
+    if mode == "direct":
+        raise errfactory.templated(
+            c.VIR_ERR_OPERATION_UNSUPPORTED,
+            c.VIR_FROM_REMOTE,
+            f"Cannot use direct socket mode for {transport.value} transport",
+        )
+    if _user_daemon(path, scheme):
+        return os.path.join(_user_runtime_dir(), "libvirt-sock")
+    # LOCALSTATEDIR/run, not /run: the remote host may lack /run.
+    return f"/var/run/libvirt/libvirt-{'sock-ro' if readonly else 'sock'}"
+
+
+def _split_authority(uri: str, authority: str) -> tuple[str | None, str, int]:
+    userinfo, at, hostport = authority.rpartition("@")
+    user = urllib.parse.unquote(userinfo) if at else None
     if hostport.startswith("["):
         end = hostport.find("]")
         if end == -1:
@@ -290,7 +405,7 @@ def _split_authority(uri: str, authority: str) -> tuple[str, int]:
         if not portstr.isdigit() or int(portstr) > 65535:
             raise errfactory.uri_parse(uri)
         port = int(portstr)
-    return host, port
+    return user, host, port
 
 
 def probe(readonly: bool = False) -> Target:

@@ -11,22 +11,22 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
-import os
 import socket
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import trio
 from virtwire.protocol.errors import libvirtError
 
+from . import sshhelper
 from .access_policy import Policy, PolicyError
 from .config import Endpoint, ServerConfig
 from .daemon import Listeners, serve
 from .driver.memory import guest, nodexml
 from .driver.memory.driver import MemoryDriver
 from .memtrim import release_free_memory
+from .rundir import runtime_dir
 
 log = logging.getLogger("virtwire.server")
 
@@ -47,16 +47,6 @@ def positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
-
-
-def runtime_dir() -> Path:
-    """Where the default unix sockets go."""
-    if os.geteuid() == 0:
-        return Path("/run/virtwire")
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if xdg:
-        return Path(xdg) / "virtwire"
-    return Path(tempfile.gettempdir()) / f"virtwire-{os.geteuid()}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -194,6 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="honour <virtwire:fault> in domain metadata (cuts migration links; test suites only)",
     )
     s.add_argument("-v", "--verbose", action="store_true", help="log every connection")
+    sub.add_parser(
+        "ssh-helper",
+        add_help=False,
+        help="[-r] URI: bridge stdin/stdout to the local daemon socket for ssh clients (virt-ssh-helper)",
+    )
     return parser
 
 
@@ -260,6 +255,8 @@ def print_uris(config: ServerConfig, listeners: Listeners) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "ssh-helper":
+        return sshhelper.main(argv[1:], prog="virtwire ssh-helper")
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv.insert(0, "serve")  # plain `python -m virtwire.server` serves
     args = build_parser().parse_args(argv)

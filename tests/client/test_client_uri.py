@@ -23,7 +23,7 @@ from virtwire.protocol.errors import libvirtError
         ("test+unix:///default?socket=/tmp/s&mode=legacy&a=b", "test:///default?a=b"),
         (
             "test+tls://h/default?socket=x&no_tty=1&command=c&netcat=n&keyfile=k&sshauth=a"
-            "&auth=x&authfile=f&known_hosts=k&known_hosts_verify=i&tls_priority=p&no_sanity=1&proxy=p",
+            "&auth=x&authfile=f&known_hosts=k&known_hosts_verify=i&tls_priority=p&no_sanity=1&proxy=native",
             "test:///default",
         ),
     ],
@@ -131,13 +131,6 @@ def test_unknown_transport_is_libvirts_error() -> None:
         -1,
         -1,
     )
-
-
-@pytest.mark.parametrize("transport", ["ssh", "libssh", "libssh2", "ext"])
-def test_unsupported_transport_names_what_is_supported(transport: str) -> None:
-    err = _err(f"test+{transport}://h/default")
-    assert err[0] == 84  # VIR_ERR_OPERATION_UNSUPPORTED
-    assert transport in str(err[2]) and "tcp, tls, unix" in str(err[2])
 
 
 def test_unix_with_host_is_refused() -> None:

@@ -11,7 +11,8 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from virtwire.server.cli import build_parser, config_from_args, runtime_dir
+from virtwire.server.cli import build_parser, config_from_args
+from virtwire.server.rundir import runtime_dir
 from virtwire.server.tls import dn_allowed, format_dn
 from vwtestkit import RawRpcClient, VirtwireServer, client_pkipath
 from vwtestkit.rawrpc import STATUS_OK
@@ -80,12 +81,17 @@ def test_default_mode_is_tcp_16509_plus_a_socket_pair(
 ) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    monkeypatch.delenv("VIRTWIRE_RUNTIME_DIR", raising=False)
     config = config_from_args(build_parser().parse_args(["serve"]))
     assert [str(e) for e in config.tcp] == ["127.0.0.1:16509"]
     assert config.unix == [tmp_path / "virtwire" / "libvirt-sock"]
     assert config.unix_ro == [tmp_path / "virtwire" / "libvirt-sock-ro"]
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     assert runtime_dir() == Path("/run/virtwire")
+    # One override for the daemon and virt-ssh-helper alike.
+    monkeypatch.setenv("VIRTWIRE_RUNTIME_DIR", str(tmp_path / "elsewhere"))
+    assert runtime_dir() == tmp_path / "elsewhere"
+    monkeypatch.delenv("VIRTWIRE_RUNTIME_DIR")
     # Any listener flag replaces the defaults.
     only_tcp = config_from_args(build_parser().parse_args(["serve", "--tcp", "127.0.0.1:1"]))
     assert (only_tcp.unix, only_tcp.unix_ro) == ([], [])
