@@ -168,6 +168,7 @@ def test_untrusted_server_certificate(real_libvirtd: Any, tmp_path: Path, real_l
     # libvirt first checks its own certificate against the CA; no_sanity skips that.
     sanity = _err(lambda: vlibvirt.open(base))
     assert sanity == _err(lambda: real_libvirt.open(base))
+    assert isinstance(sanity, tuple)
     assert sanity[2] == (
         f"Our own certificate {tmp_path}/clientcert.pem failed validation against {tmp_path}/cacert.pem:"
         " The certificate hasn't got a known issuer."
