@@ -14,6 +14,12 @@ Source (``OutgoingMigration``), QEMU-style:
   those pages in order, serving the destination's PAGE_REQUESTs first, and each
   page crosses at most once, so post-copy always converges.
 
+If the link breaks in post-copy, neither side has the whole guest: both keep
+their state (the source the pages it has not sent, the destination the pages it
+lacks) and ``resume`` carries on over a new link (post-copy recovery), sending
+exactly the pages the destination reports missing, the ones lost in flight with
+the old link included.
+
 Destination (``migration_incoming.IncomingMigration``) loads what arrives, checks every page against
 ``page_content(page, version)``, and in post-copy runs the guest's workload, faulting
 (requesting) pages it does not have yet.
@@ -46,6 +52,7 @@ from .migration_stream import (
 )
 
 DEFAULT_MAX_DOWNTIME_MS = 300  # QEMU's default downtime-limit
+DEFAULT_COMPRESSION_CACHE_BYTES = 64 * 1024 * 1024  # QEMU's default xbzrle-cache-size
 _BATCH_PAGES = 16  # pages per send: 64 KiB, small enough to keep page requests prompt
 _ZERO_RUN_MAX = 1 << 16  # split zero runs so memory_remaining moves smoothly
 _RATE_WINDOW_S = 0.25
@@ -79,6 +86,7 @@ class MigrationSettings:
     max_downtime_ms: int = DEFAULT_MAX_DOWNTIME_MS
     postcopy: bool = False  # started with VIR_MIGRATE_POSTCOPY
     fault: FaultSpec | None = None
+    compression_cache_bytes: int = DEFAULT_COMPRESSION_CACHE_BYTES  # the xbzrle cache
 
 
 class SourceObserver:
@@ -93,6 +101,9 @@ class SourceObserver:
     def guest_state(self) -> str:
         """What the domain is doing meanwhile: "running", "paused" (suspended) or "gone"."""
         return "running"
+
+    def recovered(self) -> None:
+        """A failed post-copy migration goes on over a new link."""
 
 
 def link_error(exc: BaseException, verb: str = "write to") -> str:
@@ -164,6 +175,13 @@ class OutgoingMigration:
         self.paused_at: float | None = None
         self.postcopy_missing = 0  # pages the destination lacked at the switch
         self.postcopy_pages_sent = 0
+        self.wire_bytes = 0  # written to every link of this migration, recovery included
+        # Post-copy: pages not sent yet (kept across a broken link for recovery).
+        self._missing: set[int] = set()
+        self._fault_fired = False
+        self._recovering = False
+        self._dest_missing: list[tuple[int, int]] = []
+        self._dest_ready = trio.Event()
         # From the job's first stats on, all of RAM is the total and still to go.
         job.counters.start(guest.memory.total_pages)
 
@@ -198,6 +216,21 @@ class OutgoingMigration:
         If the caller is cancelled (its client went away), the stream is closed
         so the destination sees the migration end, and the cancellation goes on.
         """
+        await self._run_link(stream)
+
+    async def resume(self, stream: trio.abc.Stream) -> None:
+        """Recover a post-copy migration whose link broke: go on over ``stream``."""
+        if self.phase is not Phase.POSTCOPY:
+            raise MigrationFailed("migration is not in post-copy phase")
+        self._recovering = True
+        self._break_requested = False
+        self._requests.clear()
+        self._dest_done = trio.Event()
+        self._dest_ready = trio.Event()
+        self._dest_missing = []
+        await self._run_link(stream)
+
+    async def _run_link(self, stream: trio.abc.Stream) -> None:
         try:
             failure, cancelled = await self._run(stream)
         except BaseException:
@@ -227,12 +260,16 @@ class OutgoingMigration:
                     scope.cancel()
                 nursery.start_soon(self._control_reader, link, scope)
                 try:
-                    await self._migrate(link)
+                    if self._recovering:
+                        await self._recover(link)
+                    else:
+                        await self._migrate(link)
                 except LINK_ERRORS as exc:
                     failure = self._link_failure or link_error(exc)
                 except _Interrupted as exc:
                     failure = str(exc) or "Unable to write to socket: Connection reset by peer"
             self._scope = None
+            self.wire_bytes += link.sent
             if failure is None and scope.cancelled_caught:
                 failure = self._link_failure
             nursery.cancel_scope.cancel()
@@ -253,6 +290,10 @@ class OutgoingMigration:
                         self._requests.append(record.a)
                     elif record.kind in (Kind.POSTCOPY_DONE, Kind.LOADED):
                         self._dest_done.set()
+                    elif record.kind is Kind.MISSING and self._recovering and not self._dest_ready.is_set():
+                        self._dest_missing.append((record.a, record.b))
+                    elif record.kind is Kind.RESUME_READY and self._recovering:
+                        self._dest_ready.set()
                     else:
                         raise StreamError(f"unexpected record {record.kind.name} from destination")
         except LINK_ERRORS as exc:
@@ -342,9 +383,11 @@ class OutgoingMigration:
     async def _transmit(self, link: Link, data: bytes, normal_pages: int, phase: Phase) -> None:
         await self.bucket.consume(len(data))
         fault = self.settings.fault
-        if fault is not None and fault.phase == phase.value:
+        stage = "recovery" if self._recovering else phase.value
+        if fault is not None and fault.phase == stage and not self._fault_fired:
             self._fault_pages += normal_pages
             if self._fault_pages > fault.after_pages:
+                self._fault_fired = True  # a test hook cuts one link, not every retry
                 await link.cut()
                 raise _Interrupted()
         await link.send(data)
@@ -402,7 +445,6 @@ class OutgoingMigration:
     ) -> None:
         """Switch to post-copy: ``zero_runs`` and ``carried`` are what is left of the
         pass in progress, ``dirty`` the pages a sync just found (not yet queued)."""
-        counters = self.job.counters
         memory = self.guest.memory
         # Zero markers are nearly free: finish them in pre-copy so that only written
         # pages are left for the destination to fault on.
@@ -417,11 +459,41 @@ class OutgoingMigration:
         for start, count in page_runs(order):
             out += encode(Kind.DISCARD, start, count)
         out += encode(Kind.POSTCOPY, self.guest.cursor)
-        await link.send(bytes(out))
+        # Switched from here on: should the link break while the switch is under
+        # way, the guest stays stopped here and recovery tells what arrived.
         self.phase = Phase.POSTCOPY
+        self._missing = missing
         self.postcopy_missing = len(missing)
+        await link.send(bytes(out))
         self._record_downtime()
+        await self._push(link)
+
+    async def _recover(self, link: Link) -> None:
+        """Post-copy recovery: learn what the destination lacks, then push only that."""
+        memory = self.guest.memory
+        await link.send(hello(memory.total_pages) + encode(Kind.RESUME))
+        await self._dest_ready.wait()
+        lacking: set[int] = set()
+        for start, count in self._dest_missing:
+            if start + count > memory.total_pages:
+                raise StreamError(f"missing pages {start}+{count} beyond guest memory")
+            lacking.update(range(start, start + count))
+        # Pages sent on the old link but lost with it count as work again.
+        lost = len(lacking - self._missing)
+        counters = self.job.counters
+        counters.memory_total += lost * PAGE_SIZE
+        counters.memory_remaining = len(lacking) * PAGE_SIZE
+        self._missing = lacking
+        self.observer.recovered()
+        await self._push(link)
+
+    async def _push(self, link: Link) -> None:
+        """Send every page in ``_missing``, the destination's requests first."""
+        counters = self.job.counters
+        memory = self.guest.memory
+        missing = self._missing
         self.bucket = TokenBucket(self.settings.postcopy_bandwidth_mib_s or UNLIMITED_MIB_S)
+        order = sorted(missing)
         position = 0
         while missing:
             if self._break_requested:
@@ -442,10 +514,15 @@ class OutgoingMigration:
             out = bytearray()
             for number in batch:
                 out += page(number, memory.version(number), _content(self.guest, number))
+            try:
+                await self._transmit(link, bytes(out), len(batch), Phase.POSTCOPY)
+            except BaseException:
+                # Not delivered: the destination will list these again on recovery.
+                missing.update(batch)
+                raise
             counters.memory_normal += len(batch)
             self.postcopy_pages_sent += len(batch)
             counters.handled(len(batch))
-            await self._transmit(link, bytes(out), len(batch), Phase.POSTCOPY)
         await self._dest_done.wait()
         await link.send(encode(Kind.COMPLETE, self.guest.cursor))
 

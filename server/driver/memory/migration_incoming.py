@@ -5,6 +5,10 @@ against ``page_content(page, version)``. Once the source switches to post-copy t
 guest runs here: its workload writes pages, and a write to a page that has not
 arrived yet faults to the source (a PAGE_REQUEST, counted in
 memory_postcopy_requests) and is applied when the page lands.
+
+When the link breaks in post-copy the guest keeps what it has; ``resume`` takes
+a new link from the recovering source, tells it which pages are still missing
+and asks again for the faulted ones whose requests the old link lost.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from collections.abc import Callable
 
 import trio
 
-from .guest import PAGE_SIZE, Guest, page_content
+from .guest import PAGE_SIZE, Guest, page_content, page_runs
 from .jobs import Job
 from .migration import LINK_ERRORS, Link, MigrationFailed, Phase, link_error
 from .migration_stream import (
@@ -29,6 +33,9 @@ _DEST_TICK_S = 0.005  # how often the running destination guest's workload advan
 class DestinationObserver:
     def postcopy_running(self) -> None:
         """The guest runs here now, while pages still arrive."""
+
+    def recovered(self) -> None:
+        """A failed post-copy migration goes on over a new link."""
 
 
 class IncomingMigration:
@@ -48,12 +55,24 @@ class IncomingMigration:
 
     async def run(self, stream: trio.abc.Stream) -> None:
         """Receive a whole migration; raises MigrationFailed if the stream breaks."""
+        await self._run_link(stream, resuming=False)
+
+    async def resume(self, stream: trio.abc.Stream) -> None:
+        """Go on with a post-copy migration whose link broke, over ``stream``."""
+        if self.phase is not Phase.POSTCOPY:
+            raise MigrationFailed("migration is not in post-copy phase")
+        self.failure = None
+        # Requests sent on the old link may be lost with it: ask again on the new one.
+        self._requested.clear()
+        await self._run_link(stream, resuming=True)
+
+    async def _run_link(self, stream: trio.abc.Stream, *, resuming: bool) -> None:
         link = Link(stream)
         self._link = link
         try:
             async with trio.open_nursery() as nursery:
                 try:
-                    await self._receive(link, nursery.start_soon)
+                    await self._receive(link, nursery.start_soon, resuming=resuming)
                 except LINK_ERRORS as exc:
                     self.failure = link_error(exc, "read from")
                 finally:
@@ -65,7 +84,7 @@ class IncomingMigration:
             raise MigrationFailed(self.failure, postcopy=self.phase is Phase.POSTCOPY)
         self.phase = Phase.DONE
 
-    async def _receive(self, link: Link, spawn: Callable[..., object]) -> None:
+    async def _receive(self, link: Link, spawn: Callable[..., object], *, resuming: bool) -> None:
         counters = self.job.counters
         while True:
             records = await link.records()
@@ -90,7 +109,9 @@ class IncomingMigration:
                     counters.memory_remaining = record.b * PAGE_SIZE
                     counters.memory_total = counters.memory_processed + counters.memory_remaining
                 elif kind is Kind.HELLO:
-                    self._hello(record)
+                    self._hello(record, resuming=resuming)
+                elif kind is Kind.RESUME and resuming:
+                    await self._answer_resume(link, spawn)
                 elif kind is Kind.DISCARD:
                     self.missing.update(range(record.a, record.a + record.b))
                 elif kind is Kind.POSTCOPY:
@@ -111,15 +132,34 @@ class IncomingMigration:
                 else:
                     raise StreamError(f"unexpected record {kind.name} from source")
 
-    def _hello(self, record: Record) -> None:
+    def _hello(self, record: Record, *, resuming: bool) -> None:
         page_size = record.a & 0xFFFFFFFF
         if page_size != PAGE_SIZE or record.b != self.guest.memory.total_pages:
             raise StreamError(
                 f"guest memory mismatch: source has {record.b} pages of {page_size} bytes, "
                 f"destination {self.guest.memory.total_pages} of {PAGE_SIZE}"
             )
-        self.job.counters.start(record.b)
-        self.phase = Phase.PRECOPY
+        if not resuming:
+            self.job.counters.start(record.b)
+            self.phase = Phase.PRECOPY
+
+    async def _answer_resume(self, link: Link, spawn: Callable[..., object]) -> None:
+        """Recovery: list the pages still missing, re-request the faulted ones, run on."""
+        out = bytearray()
+        for start, count in page_runs(sorted(self.missing)):
+            out += encode(Kind.MISSING, start, count)
+        out += encode(Kind.RESUME_READY)
+        waiting = sorted(number for number in self._deferred_writes if number in self.missing)
+        for number in waiting:
+            out += encode(Kind.PAGE_REQUEST, number)
+        self._requested.update(waiting)
+        self.job.counters.memory_postcopy_requests += len(waiting)
+        await link.send(bytes(out))
+        self.observer.recovered()
+        if self.missing:
+            spawn(self._postcopy_guest, link)
+        else:
+            await link.send(encode(Kind.POSTCOPY_DONE))
 
     def _load_zero_run(self, start: int, count: int) -> None:
         versions = self.guest.memory.versions

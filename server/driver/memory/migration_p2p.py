@@ -20,6 +20,7 @@ from virtwire.protocol.typedparams import MIGRATION_PARAM_TYPES, dict_to_params
 
 from ...errors import report
 from .core import FROM
+from .migration_recovery import MigrationPhase
 from .migration_session import Cookie, migratable_xml
 from .model import Domain
 
@@ -46,6 +47,9 @@ async def perform_peer2peer(
     offline = bool(flags & C.VIR_MIGRATE_OFFLINE)
     if not offline and not dom.active:
         raise report(C.VIR_ERR_OPERATION_INVALID, FROM, "domain is not running")
+    if flags & C.VIR_MIGRATE_POSTCOPY_RESUME:
+        # The Begin step of a recovery, done here before the destination is asked.
+        driver._outgoing_to_resume(dom, flags, MigrationPhase.POSTCOPY_FAILED)
     try:
         conn = await aio.connect(dconnuri)
     except libvirtError as exc:

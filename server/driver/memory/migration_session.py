@@ -27,6 +27,7 @@ from .guest import VIRTWIRE_XMLNS
 from .jobs import Job
 from .migration import MigrationSettings, OutgoingMigration
 from .migration_incoming import IncomingMigration
+from .migration_recovery import MigrationPhase
 
 OUTGOING = "migration.outgoing"
 INCOMING = "migration.incoming"
@@ -44,7 +45,9 @@ SUPPORTED_FLAGS = (
     | C.VIR_MIGRATE_PERSIST_DEST
     | C.VIR_MIGRATE_UNDEFINE_SOURCE
     | C.VIR_MIGRATE_PAUSED
+    | C.VIR_MIGRATE_CHANGE_PROTECTION
     | C.VIR_MIGRATE_POSTCOPY
+    | C.VIR_MIGRATE_POSTCOPY_RESUME
     | C.VIR_MIGRATE_ABORT_ON_ERROR
     | C.VIR_MIGRATE_OFFLINE
 )
@@ -117,6 +120,7 @@ def listen_spec(uri: str | None, listen_address: str | None) -> tuple[str, int]:
 class OutgoingSession:
     engine: OutgoingMigration
     flags: int
+    phase: MigrationPhase = MigrationPhase.NONE  # past NONE: post-copy failed, recovery steps
 
 
 @dataclass(slots=True, eq=False)
@@ -132,6 +136,8 @@ class IncomingSession:
     failure: str | None = None
     owner_conn: int | None = None
     new_domain: bool = True  # False: an inactive persistent definition existed here
+    phase: MigrationPhase = MigrationPhase.NONE  # past NONE: post-copy failed, recovery steps
+    connected: bool = False  # the source connected to ``listener``
 
 
 def migration_settings(extra: dict[str, object], flags: int) -> MigrationSettings:
