@@ -702,7 +702,6 @@ async def test_link_cut_during_recovery_fails_back_and_a_second_recovery_finishe
     ref = await failed_postcopy_pair(pair)
     outgoing = engine(pair)
     outgoing.settings.fault = FaultSpec(phase="recovery", after_pages=10)
-    outgoing._fault_fired = False
     pair.src_events.log.clear()
     pair.dst_events.log.clear()
     moved, error = await resume(pair, ref)

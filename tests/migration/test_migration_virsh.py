@@ -290,7 +290,7 @@ def test_link_cut_in_precopy_fails_and_source_keeps_running(
     assert "errmsg: Unable to write to socket: Connection reset by peer" in completed, completed
 
 
-def test_link_cut_in_postcopy_leaves_both_halves_with_postcopy_failed(
+def test_link_cut_in_postcopy_then_recovery_cut_again_then_p2p_recovery_finishes(
     hosts: Hosts,
     start_domain: Callable[..., str],
     run_virsh: Virsh,
@@ -303,7 +303,7 @@ def test_link_cut_in_postcopy_leaves_both_halves_with_postcopy_failed(
         dirty_rate=4000,
         working_set_mib=2,
         dirty_set_mib=2,
-        fault="postcopy:100",
+        fault="postcopy recovery:100",
     )
     src_events, dst_events = watch_events(background, run_virsh, hosts, wait_until)
     result = run_virsh(
@@ -331,9 +331,55 @@ def test_link_cut_in_postcopy_leaves_both_halves_with_postcopy_failed(
         f"{who}: Resumed Post-copy$",
         f"{who}: Resumed Post-copy Error",
     ), dst_out
-    # Nothing lost: the source keeps the definition.
+    # Nothing lost: the source keeps the definition, and the job waits for a recovery.
     info = run_virsh(hosts.src.tcp_uri, "dominfo", name, check=True).stdout
     assert re.search(r"Persistent:\s+yes", info), info
+    waiting = run_virsh(hosts.src.tcp_uri, "domjobinfo", name, check=True).stdout
+    assert re.search(r"Job type:\s+Unbounded", waiting), waiting
+    assert re.search(r"Operation:\s+Outgoing migration", waiting), waiting
+
+    # A fresh migration is refused while this one waits (the resume refusals: test_migration_driver).
+    dst = hosts.dst.tcp_uri
+    fresh = run_virsh(hosts.src.tcp_uri, "migrate", "--live", "--postcopy", name, hosts.dst.tcp_uri)
+    assert fresh.returncode == 1
+    assert f"another migration job is already running for domain '{name}'" in fresh.stderr
+
+    src_events, dst_events = watch_events(background, run_virsh, hosts, wait_until)
+    resume = ("migrate", "--live", "--postcopy", "--postcopy-resume", "--postcopy-bandwidth", "1")
+    # A recovery whose link is cut too: back to the failed states, job kept.
+    again = run_virsh(hosts.src.tcp_uri, *resume, name, hosts.dst.tcp_uri, timeout=120)
+    assert again.returncode == 1, again.stdout
+    assert "operation failed: job 'migration out' failed" in again.stderr, again.stderr
+    assert state(run_virsh, hosts.src.tcp_uri, name) == "paused (post-copy failed)"
+    src_events.wait_for(f"event 'lifecycle' {who}: Suspended Post-copy Error")
+    dst_events.wait_for(f"event 'lifecycle' {who}: Resumed Post-copy Error")
+    wait_until(lambda: state(run_virsh, dst, name) == "running (post-copy failed)", "destination failed")
+    # Peer-to-peer this time: the source drives the destination itself.
+    done = run_virsh(hosts.src.tcp_uri, *resume, "--p2p", name, hosts.dst.tcp_uri, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert state(run_virsh, hosts.src.tcp_uri, name) == "shut off (migrated)"
+    assert state(run_virsh, hosts.dst.tcp_uri, name) == "running (migrated)"
+    src_events.wait_for(f"event 'lifecycle' {who}: Stopped Migrated")
+    dst_events.wait_for(f"event 'lifecycle' {who}: Resumed Migrated")
+    _, src_out, _ = src_events.interrupt()
+    _, dst_out, _ = dst_events.interrupt()
+    assert in_order(
+        src_out.splitlines(),
+        f"{who}: Suspended Post-copy$",
+        f"{who}: Suspended Post-copy Error",
+        f"{who}: Suspended Post-copy$",
+        f"event 'job-completed' {who}:",
+        f"{who}: Stopped Migrated",
+    ), src_out
+    assert in_order(
+        dst_out.splitlines(),
+        f"{who}: Resumed Post-copy$",
+        f"{who}: Resumed Post-copy Error",
+        f"{who}: Resumed Post-copy$",
+        f"{who}: Resumed Migrated",
+    ), dst_out
+    completed = run_virsh(hosts.src.tcp_uri, "domjobinfo", name, "--completed", check=True).stdout
+    assert re.search(r"Job type:\s+Completed", completed), completed
 
 
 def test_read_only_connections_are_refused_every_migration_call(

@@ -124,11 +124,18 @@ def default_dirty_set(working_set_pages: int) -> int:
 class FaultSpec:
     """A test hook: cut the migration link in ``phase`` after ``after_pages`` pages.
 
+    ``phase`` names one or more stages, space-separated: "precopy", "postcopy",
+    "recovery" (the post-copy push of a recovery); the link is cut once in each.
+
     Only honoured when the server runs with test hooks enabled (see
     ``test_hooks_enabled``), so a stray element in a production domain XML is inert.
     """
 
-    phase: str  # "precopy" or "postcopy"
+    phase: str  # "precopy", "postcopy", "recovery", or several of them
+
+    @property
+    def stages(self) -> frozenset[str]:
+        return frozenset(self.phase.split())
     after_pages: int
 
 
@@ -181,8 +188,8 @@ def parse_fault(domain_xml: str | ET.Element) -> FaultSpec | None:
     element = _find_metadata(domain_xml, "fault")
     if element is None:
         return None
-    phase = element.get("cut-link")
-    if phase not in ("precopy", "postcopy"):
+    phase = element.get("cut-link") or ""
+    if not phase.split() or not set(phase.split()) <= {"precopy", "postcopy", "recovery"}:
         return None
     return FaultSpec(phase=phase, after_pages=_parse_int(element.get("after-pages"), "after-pages") or 0)
 

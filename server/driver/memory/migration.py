@@ -168,7 +168,7 @@ class OutgoingMigration:
         self._link_failure: str | None = None
         self._requests: collections.deque[int] = collections.deque()
         self._dest_done = trio.Event()
-        self._fault_pages = 0
+        self._fault_pages: dict[str, int] = {}
         # bandwidth measurement
         self._window_start = 0.0
         self._window_bytes = 0
@@ -178,7 +178,7 @@ class OutgoingMigration:
         self.wire_bytes = 0  # written to every link of this migration, recovery included
         # Post-copy: pages not sent yet (kept across a broken link for recovery).
         self._missing: set[int] = set()
-        self._fault_fired = False
+        self._faults_fired: set[str] = set()
         self._recovering = False
         self._dest_missing: list[tuple[int, int]] = []
         self._dest_ready = trio.Event()
@@ -384,10 +384,10 @@ class OutgoingMigration:
         await self.bucket.consume(len(data))
         fault = self.settings.fault
         stage = "recovery" if self._recovering else phase.value
-        if fault is not None and fault.phase == stage and not self._fault_fired:
-            self._fault_pages += normal_pages
-            if self._fault_pages > fault.after_pages:
-                self._fault_fired = True  # a test hook cuts one link, not every retry
+        if fault is not None and stage in fault.stages and stage not in self._faults_fired:
+            self._fault_pages[stage] = self._fault_pages.get(stage, 0) + normal_pages
+            if self._fault_pages[stage] > fault.after_pages:
+                self._faults_fired.add(stage)  # a test hook cuts once per stage, not every retry
                 await link.cut()
                 raise _Interrupted()
         await link.send(data)
