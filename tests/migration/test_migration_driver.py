@@ -16,7 +16,7 @@ import trio
 from virtwire.protocol.errors import libvirtError
 from virtwire.protocol.generated import constants as C
 from virtwire.protocol.generated import remote as R
-from virtwire.protocol.typedparams import make_param, params_to_dict
+from virtwire.protocol.typedparams import MIGRATION_PARAM_TYPES, make_param, params_to_dict
 from virtwire.server.driver.base import ConnectionContext
 from virtwire.server.driver.memory.driver import MemoryDriver
 from virtwire.server.driver.memory.guest import FaultSpec
@@ -92,8 +92,9 @@ def start_vm(driver: MemoryDriver, rate: int = 2000, hot_mib: int | None = None)
 def params(**values: Any) -> list[R.remote_typed_param]:
     out = []
     for name, value in values.items():
-        kind = 7 if isinstance(value, str) else 4
-        out.append(make_param(name.replace("__", "."), kind, value))
+        wire_name = name.replace("__", ".")
+        kind = MIGRATION_PARAM_TYPES.get(wire_name, 7 if isinstance(value, str) else 4)
+        out.append(make_param(wire_name, kind, value))
     return out
 
 
@@ -108,10 +109,17 @@ async def job_info(driver: MemoryDriver, ref: R.remote_nonnull_domain) -> tuple[
 
 
 async def migrate(
-    pair: Pair, ref: R.remote_nonnull_domain, flags: int, *, bandwidth: int = 0, during: Any = None
+    pair: Pair,
+    ref: R.remote_nonnull_domain,
+    flags: int,
+    *,
+    bandwidth: int = 0,
+    during: Any = None,
+    tunables: dict[str, Any] | None = None,
 ) -> tuple[R.remote_nonnull_domain | None, libvirtError | None]:
-    """virDomainMigrateVersion3Full, as libvirt's client runs it."""
+    """virDomainMigrateVersion3Full, as libvirt's client runs it (``tunables``: more params)."""
     extra = {"bandwidth": bandwidth} if bandwidth else {}
+    extra.update(tunables or {})
     begin = await pair.src.domain_migrate_begin3_params(
         R.remote_domain_migrate_begin3_params_args(dom=ref, params=params(**extra), flags=flags), CTX
     )
@@ -727,3 +735,109 @@ async def test_destroying_a_failed_half_ends_its_job(pair: Pair) -> None:
     assert (await stats(pair.src, ref))["type"] == C.VIR_DOMAIN_JOB_NONE
     with pytest.raises(libvirtError, match="domain 'vm' is not being migrated"):
         await begin(pair, ref, RESUME)
+
+
+# --- runtime tuning and auto-converge -------------------------------------------------------
+
+
+async def set_downtime(pair: Pair, ref: R.remote_nonnull_domain, ms: int) -> None:
+    await pair.src.domain_migrate_set_max_downtime(
+        R.remote_domain_migrate_set_max_downtime_args(dom=ref, downtime=ms, flags=0), CTX
+    )
+
+
+async def test_raised_downtime_lets_a_non_converging_precopy_converge(pair: Pair) -> None:
+    ref = start_vm(pair.src, rate=4000, hot_mib=2)
+    await set_downtime(pair, ref, 5)  # 5 ms: the hot 2 MiB never fits at 8 MiB/s
+    iterations: list[int] = []
+
+    async def nova() -> None:
+        """Nova's downtime steps: raise the limit while the job goes on."""
+        while True:
+            current = await stats(pair.src, ref)
+            if current["type"] == C.VIR_DOMAIN_JOB_UNBOUNDED and current["memory_iteration"] >= 4:
+                break
+            await trio.sleep(0.02)
+        iterations.append(current["memory_iteration"])
+        await set_downtime(pair, ref, 1000)
+        got = await pair.src.domain_migrate_get_max_downtime(
+            R.remote_domain_migrate_get_max_downtime_args(dom=ref, flags=0), CTX
+        )
+        assert got.downtime == 1000
+
+    moved, error = await migrate(pair, ref, C.VIR_MIGRATE_LIVE, bandwidth=8, during=nova)
+    assert error is None and moved is not None
+    done = await stats(pair.src, ref, C.VIR_DOMAIN_JOB_STATS_COMPLETED)
+    # Converged right after the raise: at most one more pass, then stop-and-copy.
+    assert done["memory_iteration"] <= iterations[0] + 2
+    assert "auto_converge_throttle" not in done
+
+
+async def test_auto_converge_throttles_in_steps_until_precopy_converges(pair: Pair) -> None:
+    ref = start_vm(pair.src, rate=4000, hot_mib=2)
+    await set_downtime(pair, ref, 5)
+    throttles: list[int] = []
+
+    async def monitor() -> None:
+        while not job_over(pair.src):
+            current = await stats(pair.src, ref)
+            if "auto_converge_throttle" in current:
+                throttles.append(current["auto_converge_throttle"])
+            await trio.sleep(0.01)
+
+    flags = C.VIR_MIGRATE_LIVE | C.VIR_MIGRATE_AUTO_CONVERGE
+    tunables = {"auto_converge__initial": 60, "auto_converge__increment": 20}
+    moved, error = await migrate(pair, ref, flags, bandwidth=8, during=monitor, tunables=tunables)
+    assert error is None and moved is not None
+    steps = sorted(set(throttles))
+    # QEMU's sequence: initial, + increment, capped at 99.
+    assert steps[0] == 60 and set(steps) <= {60, 80, 99}, throttles
+    assert throttles == sorted(throttles)
+    assert state(pair.dst, "vm") == (C.VIR_DOMAIN_RUNNING, C.VIR_DOMAIN_RUNNING_MIGRATED)
+    # The throttle ends with the job: the source guest is gone, no throttle in the stats.
+    assert "auto_converge_throttle" not in await stats(pair.src, ref, C.VIR_DOMAIN_JOB_STATS_COMPLETED)
+
+
+async def test_auto_converge_and_compression_cache_refusals(pair: Pair) -> None:
+    ref = start_vm(pair.src, rate=100)
+
+    async def perform(flags: int, **tunables: Any) -> libvirtError:
+        with pytest.raises(libvirtError) as caught:
+            await pair.src.domain_migrate_perform3_params(
+                R.remote_domain_migrate_perform3_params_args(
+                    dom=ref,
+                    dconnuri=None,
+                    params=params(migrate_uri="tcp://127.0.0.1:1", **tunables),
+                    cookie_in=b"",
+                    flags=flags,
+                ),
+                CTX,
+            )
+        return caught.value
+
+    err = await perform(C.VIR_MIGRATE_LIVE, auto_converge__initial=30)
+    assert (err.get_error_code(), err.get_error_message()) == (
+        C.VIR_ERR_INVALID_ARG,
+        "invalid argument: Turn auto convergence on to tune it",
+    )
+    err = await perform(C.VIR_MIGRATE_LIVE | C.VIR_MIGRATE_AUTO_CONVERGE, auto_converge__increment=100)
+    assert err.get_error_message() == (
+        "internal error: unable to execute QEMU command 'migrate-set-parameters': "
+        "Parameter 'cpu_throttle_increment' expects an integer in the range of 1 to 99"
+    )
+    # The xbzrle cache: QEMU's default, a power of two no smaller than a page.
+    got = await pair.src.domain_migrate_get_compression_cache(
+        R.remote_domain_migrate_get_compression_cache_args(dom=ref, flags=0), CTX
+    )
+    assert got.cacheSize == 64 * 1024 * 1024
+    with pytest.raises(libvirtError, match="expects a power of two no less than the target page size"):
+        await pair.src.domain_migrate_set_compression_cache(
+            R.remote_domain_migrate_set_compression_cache_args(dom=ref, cacheSize=3000, flags=0), CTX
+        )
+    await pair.src.domain_migrate_set_compression_cache(
+        R.remote_domain_migrate_set_compression_cache_args(dom=ref, cacheSize=1 << 20, flags=0), CTX
+    )
+    got = await pair.src.domain_migrate_get_compression_cache(
+        R.remote_domain_migrate_get_compression_cache_args(dom=ref, flags=0), CTX
+    )
+    assert got.cacheSize == 1 << 20

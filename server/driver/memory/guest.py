@@ -261,6 +261,7 @@ class Guest:
         self.memory = GuestMemory(memory_pages)
         self.workload = workload
         self.cursor = 0  # next page of the dirty set the workload writes
+        self.throttle_pct = 0  # vCPU throttling (auto-converge): that share of writes not done
         self._running_since: float | None = None
         self._owed = 0.0  # fractional writes carried between catch-ups
         if booted:
@@ -298,7 +299,7 @@ class Guest:
         hot = self.workload.hot_pages
         if hot == 0 or self.workload.dirty_rate == 0:
             return 0
-        self._owed += elapsed * self.workload.dirty_rate
+        self._owed += elapsed * self.workload.dirty_rate * (100 - self.throttle_pct) / 100
         count = int(self._owed)
         self._owed -= count
         write = touch if touch is not None else self.memory.write

@@ -129,6 +129,7 @@ class MigrationCounters:
     memory_postcopy_requests: int = 0
     setup_time_ms: int | None = None
     downtime_ms: int | None = None
+    cpu_throttle_percentage: int = 0  # auto-converge, while it throttles the guest
 
     @property
     def memory_normal_bytes(self) -> int:
@@ -205,6 +206,8 @@ class Job:
             ("disk_processed", PARAM_ULLONG, 0),
             ("disk_remaining", PARAM_ULLONG, 0),
         ]
+        if c.cpu_throttle_percentage:
+            params.append(("auto_converge_throttle", PARAM_INT, c.cpu_throttle_percentage))
         if self.errmsg is not None:
             params.append(("errmsg", PARAM_STRING, self.errmsg))
         return params

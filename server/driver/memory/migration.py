@@ -53,6 +53,13 @@ from .migration_stream import (
 
 DEFAULT_MAX_DOWNTIME_MS = 300  # QEMU's default downtime-limit
 DEFAULT_COMPRESSION_CACHE_BYTES = 64 * 1024 * 1024  # QEMU's default xbzrle-cache-size
+# Auto-converge as QEMU runs it (migration/ram.c): throttle the vCPUs once two bitmap
+# syncs found more dirtied than THRESHOLD % of what was sent since the sync before;
+# start at cpu-throttle-initial, add cpu-throttle-increment each time, never past max.
+DEFAULT_THROTTLE_INITIAL = 20
+DEFAULT_THROTTLE_INCREMENT = 10
+MAX_CPU_THROTTLE = 99
+THROTTLE_TRIGGER_THRESHOLD = 50
 _BATCH_PAGES = 16  # pages per send: 64 KiB, small enough to keep page requests prompt
 _ZERO_RUN_MAX = 1 << 16  # split zero runs so memory_remaining moves smoothly
 _RATE_WINDOW_S = 0.25
@@ -87,6 +94,9 @@ class MigrationSettings:
     postcopy: bool = False  # started with VIR_MIGRATE_POSTCOPY
     fault: FaultSpec | None = None
     compression_cache_bytes: int = DEFAULT_COMPRESSION_CACHE_BYTES  # the xbzrle cache
+    auto_converge: bool = False  # VIR_MIGRATE_AUTO_CONVERGE
+    throttle_initial: int = DEFAULT_THROTTLE_INITIAL
+    throttle_increment: int = DEFAULT_THROTTLE_INCREMENT
 
 
 class SourceObserver:
@@ -179,6 +189,7 @@ class OutgoingMigration:
         # Post-copy: pages not sent yet (kept across a broken link for recovery).
         self._missing: set[int] = set()
         self._faults_fired: set[str] = set()
+        self._dirty_rate_high = 0  # syncs that found the guest dirtying too fast
         self._recovering = False
         self._dest_missing: list[tuple[int, int]] = []
         self._dest_ready = trio.Event()
@@ -234,10 +245,12 @@ class OutgoingMigration:
         try:
             failure, cancelled = await self._run(stream)
         except BaseException:
+            self._stop_throttling()
             self.guest.memory.stop_dirty_log()
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(stream)
             raise
+        self._stop_throttling()
         self.guest.memory.stop_dirty_log()
         postcopy = self.phase is Phase.POSTCOPY
         if failure is None and cancelled:
@@ -326,6 +339,7 @@ class OutgoingMigration:
             elapsed = max(trio.current_time() - pass_started, 1e-6)
             dirty = memory.sync_dirty_log()
             counters.memory_dirty_rate = int(len(dirty) / elapsed)
+            self._maybe_throttle(len(dirty) * PAGE_SIZE, link.sent - pass_bytes_before)
             # The estimate compares page bytes with the wire rate they really moved at.
             pass_bps = (link.sent - pass_bytes_before) / elapsed
             bandwidth = pass_bps or float(counters.memory_bps) or 1.0
@@ -337,6 +351,30 @@ class OutgoingMigration:
                 return
             await self._new_iteration(link, len(dirty))
             zero_runs, pages = [], sorted(dirty)
+
+    def _maybe_throttle(self, dirtied_bytes: int, sent_bytes: int) -> None:
+        """Auto-converge after a bitmap sync (QEMU's migration_trigger_throttle)."""
+        if not self.settings.auto_converge:
+            return
+        if dirtied_bytes <= sent_bytes * THROTTLE_TRIGGER_THRESHOLD // 100:
+            return
+        self._dirty_rate_high += 1
+        if self._dirty_rate_high < 2:
+            return
+        self._dirty_rate_high = 0
+        guest = self.guest
+        guest.catch_up(trio.current_time())  # writes so far happened at the old rate
+        if guest.throttle_pct == 0:
+            guest.throttle_pct = self.settings.throttle_initial
+        else:
+            guest.throttle_pct = min(guest.throttle_pct + self.settings.throttle_increment, MAX_CPU_THROTTLE)
+        self.job.counters.cpu_throttle_percentage = guest.throttle_pct
+
+    def _stop_throttling(self) -> None:
+        if self.guest.throttle_pct:
+            self.guest.catch_up(trio.current_time())
+        self.guest.throttle_pct = 0
+        self.job.counters.cpu_throttle_percentage = 0
 
     async def _new_iteration(self, link: Link, pending_pages: int, carried: int = 0) -> None:
         """A dirty-bitmap sync, as QEMU counts them: a new pass over ``pending_pages``.

@@ -52,6 +52,7 @@ from .jobs import (
 from .migration import (
     MigrationCancelled,
     MigrationFailed,
+    MigrationSettings,
     OutgoingMigration,
     Phase,
     SourceObserver,
@@ -67,6 +68,7 @@ from .migration_session import (
     Cookie,
     IncomingSession,
     OutgoingSession,
+    apply_auto_converge,
     check_not_same_host,
     finished_job,
     host_uuid,
@@ -426,6 +428,7 @@ class MigrationMixin(JobControlMixin):
         _check_migrate_flags(args.flags, "qemuDomainMigratePerform3Params")
         params = _params(args.params)
         dom = self.lookup(args.dom)
+        apply_auto_converge(MigrationSettings(), params, args.flags)  # refused before anything starts
         if args.flags & C.VIR_MIGRATE_PEER2PEER:
             from .migration_p2p import perform_peer2peer
 
@@ -450,6 +453,7 @@ class MigrationMixin(JobControlMixin):
             raise invalid(f"another migration job is already running for domain '{dom.name}'")
         host, port = parse_migrate_uri(uri)
         settings = migration_settings(dom.extra, flags)
+        apply_auto_converge(settings, params, flags)
         bandwidth = params.get(C.VIR_MIGRATE_PARAM_BANDWIDTH)
         if isinstance(bandwidth, int) and bandwidth > 0:
             settings.bandwidth_mib_s = bandwidth

@@ -16,6 +16,7 @@ from virtwire.protocol.typedparams import make_param
 from ...errors import check_flags, report
 from ..base import ConnectionContext
 from .core import FROM, MemoryCore, operation_invalid
+from .guest import PAGE_SIZE
 from .jobs import (
     ABORT_JOB_POSTCOPY,
     JOB_STATS_COMPLETED,
@@ -28,6 +29,7 @@ from .migration import Phase
 from .migration_ratelimit import UNLIMITED_MIB_S
 from .migration_session import (
     COMPLETED_JOB,
+    COMPRESSION_CACHE,
     DOWNTIME,
     INCOMING,
     OUTGOING,
@@ -178,6 +180,34 @@ class JobControlMixin(MemoryCore):
         session = dom.extra.get(OUTGOING)
         if isinstance(session, OutgoingSession):
             session.engine.set_bandwidth(args.bandwidth or UNLIMITED_MIB_S, postcopy=postcopy)
+
+    async def domain_migrate_get_compression_cache(
+        self, args: R.remote_domain_migrate_get_compression_cache_args, ctx: ConnectionContext
+    ) -> R.remote_domain_migrate_get_compression_cache_ret:
+        check_flags(args.flags, 0, "qemuDomainMigrateGetCompressionCache")
+        dom = self._active_domain(args.dom)
+        return R.remote_domain_migrate_get_compression_cache_ret(
+            cacheSize=migration_settings(dom.extra, 0).compression_cache_bytes
+        )
+
+    async def domain_migrate_set_compression_cache(
+        self, args: R.remote_domain_migrate_set_compression_cache_args, ctx: ConnectionContext
+    ) -> None:
+        check_flags(args.flags, 0, "qemuDomainMigrateSetCompressionCache")
+        dom = self._active_domain(args.dom)
+        size = args.cacheSize
+        # QEMU's check (migrate_params_check), reported through libvirt's monitor error.
+        if size < PAGE_SIZE or size & (size - 1):
+            raise report(
+                C.VIR_ERR_INTERNAL_ERROR,
+                FROM,
+                "unable to execute QEMU command 'migrate-set-parameters': Parameter "
+                "'xbzrle_cache_size' expects a power of two no less than the target page size",
+            )
+        dom.extra[COMPRESSION_CACHE] = size
+        session = dom.extra.get(OUTGOING)
+        if isinstance(session, OutgoingSession):
+            session.engine.settings.compression_cache_bytes = size
 
     async def domain_migrate_get_max_speed(
         self, args: R.remote_domain_migrate_get_max_speed_args, ctx: ConnectionContext

@@ -16,6 +16,7 @@ from __future__ import annotations
 import uuid as uuidlib
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import trio
@@ -35,6 +36,7 @@ COMPLETED_JOB = "migration.completed_job"
 SPEED = "migration.max_speed"  # MiB/s, pre-copy
 POSTCOPY_SPEED = "migration.max_speed_postcopy"
 DOWNTIME = "migration.max_downtime"  # ms
+COMPRESSION_CACHE = "migration.compression_cache"  # bytes (xbzrle)
 
 _HOST_UUID_NAMESPACE = uuidlib.UUID("2f4bd1f6-6a5e-4c1e-9a8e-7c1d6f2b9e10")
 
@@ -49,6 +51,7 @@ SUPPORTED_FLAGS = (
     | C.VIR_MIGRATE_POSTCOPY
     | C.VIR_MIGRATE_POSTCOPY_RESUME
     | C.VIR_MIGRATE_ABORT_ON_ERROR
+    | C.VIR_MIGRATE_AUTO_CONVERGE
     | C.VIR_MIGRATE_OFFLINE
 )
 
@@ -152,7 +155,31 @@ def migration_settings(extra: dict[str, object], flags: int) -> MigrationSetting
     downtime = extra.get(DOWNTIME)
     if isinstance(downtime, int):
         settings.max_downtime_ms = downtime
+    cache = extra.get(COMPRESSION_CACHE)
+    if isinstance(cache, int):
+        settings.compression_cache_bytes = cache
     return settings
+
+
+def apply_auto_converge(settings: MigrationSettings, params: dict[str, Any], flags: int) -> None:
+    """VIR_MIGRATE_AUTO_CONVERGE and its two tunables, refused as libvirt and QEMU refuse them."""
+    initial = params.get(C.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INITIAL)
+    increment = params.get(C.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INCREMENT)
+    if (initial is not None or increment is not None) and not flags & C.VIR_MIGRATE_AUTO_CONVERGE:
+        raise report(C.VIR_ERR_INVALID_ARG, FROM, "Turn auto convergence on to tune it")
+    for qemu_name, value in (("cpu_throttle_initial", initial), ("cpu_throttle_increment", increment)):
+        if value is not None and not 1 <= value <= 99:
+            raise report(
+                C.VIR_ERR_INTERNAL_ERROR,
+                FROM,
+                "unable to execute QEMU command 'migrate-set-parameters': "
+                f"Parameter '{qemu_name}' expects an integer in the range of 1 to 99",
+            )
+    settings.auto_converge = bool(flags & C.VIR_MIGRATE_AUTO_CONVERGE)
+    if isinstance(initial, int):
+        settings.throttle_initial = initial
+    if isinstance(increment, int):
+        settings.throttle_increment = increment
 
 
 def job_failed_message(job_name: str, reason: str) -> str:
