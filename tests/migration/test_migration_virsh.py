@@ -420,3 +420,41 @@ def test_offline_migration_of_a_shut_off_domain_and_paused_arrival(
     assert state(run_virsh, hosts.dst.tcp_uri, name) == "shut off (migrated)"
     unsupported = run_virsh(hosts.src.tcp_uri, "migrate", "--live", "--tls", name, hosts.dst.tcp_uri)
     assert "unsupported flags (0x10000) in function qemuDomainMigrateBegin3Params" in unsupported.stderr
+
+
+def test_auto_converge_with_runtime_tuning_from_a_second_shell(
+    hosts: Hosts,
+    start_domain: Callable[..., str],
+    run_virsh: Virsh,
+    background: Callable[..., Background],
+    wait_until: Callable[..., None],
+) -> None:
+    # All of the working set hot and a 5 ms downtime: only throttling lets pre-copy converge.
+    name = start_domain(hosts.src.tcp_uri, "autoconv", dirty_rate=4000, working_set_mib=2, dirty_set_mib=2)
+    src = hosts.src.tcp_uri
+    run_virsh(src, "migrate-setmaxdowntime", name, "5", check=True)
+    assert run_virsh(src, "migrate-getmaxdowntime", name, check=True).stdout.strip() == "5"
+    cache = run_virsh(src, "migrate-compcache", name, "--size", str(1 << 20), check=True).stdout
+    assert "Compression cache: 1.000 MiB" in cache, cache
+    migrate = background(
+        src,
+        "migrate", "--live", "--auto-converge", "--auto-converge-initial", "60",
+        "--auto-converge-increment", "20", "--bandwidth", "2", name, hosts.dst.tcp_uri,
+    )  # fmt: skip
+    seen: list[str] = []
+
+    def throttled() -> bool:
+        out = str(run_virsh(src, "domjobinfo", name).stdout)
+        seen.append(out)
+        return "Auto converge throttle:" in out
+
+    wait_until(throttled, "the guest to be throttled")
+    assert re.search(r"Auto converge throttle:\s+(60|80|99)\s", seen[-1]), seen[-1]
+    # Tuning the running job: a faster link, read back at once.
+    run_virsh(src, "migrate-setspeed", name, "4", check=True)
+    assert run_virsh(src, "migrate-getspeed", name, check=True).stdout.strip() == "4"
+    rc, _, err = migrate.finish(timeout=120)
+    assert rc == 0, err
+    assert state(run_virsh, hosts.dst.tcp_uri, name) == "running (migrated)"
+    completed = run_virsh(src, "domjobinfo", name, "--completed", check=True).stdout
+    assert re.search(r"Job type:\s+Completed", completed), completed
