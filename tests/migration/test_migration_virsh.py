@@ -458,3 +458,33 @@ def test_auto_converge_with_runtime_tuning_from_a_second_shell(
     assert state(run_virsh, hosts.dst.tcp_uri, name) == "running (migrated)"
     completed = run_virsh(src, "domjobinfo", name, "--completed", check=True).stdout
     assert re.search(r"Job type:\s+Completed", completed), completed
+
+
+def test_persistent_xml_and_dname_shape_the_arrival(
+    hosts: Hosts, start_domain: Callable[..., str], run_virsh: Virsh, tmp_path: Any
+) -> None:
+    name = start_domain(hosts.src.tcp_uri, "persx", dirty_rate=100, working_set_mib=1)
+    inactive = run_virsh(hosts.src.tcp_uri, "dumpxml", "--inactive", name, check=True).stdout
+    assert "<description>" not in inactive
+    persist = tmp_path / "persist.xml"
+    persist.write_text(
+        inactive.replace(f"<name>{name}</name>", f"<name>{name}-new</name>").replace(
+            "</name>", "</name>\n  <description>kept for the next start</description>", 1
+        )
+    )
+    run_virsh(
+        hosts.src.tcp_uri,
+        "migrate", "--live", "--persistent", "--persistent-xml", str(persist), "--dname", f"{name}-new",
+        name, hosts.dst.tcp_uri,
+        check=True, timeout=120,
+    )  # fmt: skip
+    moved = f"{name}-new"
+    assert state(run_virsh, hosts.dst.tcp_uri, moved) == "running (migrated)"
+    assert state(run_virsh, hosts.src.tcp_uri, name) == "shut off (migrated)"
+    # The running definition came with the guest; the persistent one is PERSIST_XML's.
+    live = run_virsh(hosts.dst.tcp_uri, "dumpxml", moved, check=True).stdout
+    kept = run_virsh(hosts.dst.tcp_uri, "dumpxml", "--inactive", moved, check=True).stdout
+    assert "<description>" not in live, live
+    assert "<description>kept for the next start</description>" in kept, kept
+    info = run_virsh(hosts.dst.tcp_uri, "dominfo", moved, check=True).stdout
+    assert re.search(r"Persistent:\s+yes", info), info

@@ -76,6 +76,7 @@ from .migration_session import (
     migratable_xml,
     migration_settings,
     parse_migrate_uri,
+    persist_xml,
 )
 from .model import Domain
 
@@ -439,8 +440,12 @@ class MigrationMixin(JobControlMixin):
         uri = _string_param(params, C.VIR_MIGRATE_PARAM_URI)
         if uri is None:
             raise report(C.VIR_ERR_INVALID_ARG, FROM, "migration URI is missing")
+        persistent = persist_xml(params, args.flags)
         await self._migrate_to(dom, uri, params, args.flags)
-        return R.remote_domain_migrate_perform3_params_ret(cookie_out=self._cookie().encode())
+        cookie = self._cookie()
+        return R.remote_domain_migrate_perform3_params_ret(
+            cookie_out=Cookie(cookie.hostname, cookie.hostuuid, persistent).encode()
+        )
 
     async def _migrate_to(self, dom: Domain, uri: str, params: dict[str, Any], flags: int) -> None:
         """Stream ``dom`` to a destination that listens on ``uri``; returns when it has it all."""
@@ -582,13 +587,20 @@ class MigrationMixin(JobControlMixin):
             session.phase = MigrationPhase.FINISH_RESUME
         elif session.phase is not MigrationPhase.NONE:
             raise invalid(f"domain '{dom.name}' is not processing incoming migration")
-        return R.remote_domain_migrate_finish3_params_ret(
-            dom=dom_ref(await self._finish_incoming(dom, session, cancelled=bool(args.cancelled))),
-            cookie_out=self._cookie().encode(),
-        )
+        sent = Cookie.decode(args.cookie_in)
+        persistent = sent.persistent if sent is not None else None
+        cancelled = bool(args.cancelled)
+        moved = await self._finish_incoming(dom, session, cancelled=cancelled, persistent=persistent)
+        cookie = self._cookie().encode()
+        return R.remote_domain_migrate_finish3_params_ret(dom=dom_ref(moved), cookie_out=cookie)
 
-    async def _finish_incoming(self, dom: Domain, session: IncomingSession, *, cancelled: bool) -> Domain:
-        """End an incoming migration: the domain runs here now, or it is cleaned up."""
+    async def _finish_incoming(
+        self, dom: Domain, session: IncomingSession, *, cancelled: bool, persistent: str | None = None
+    ) -> Domain:
+        """End an incoming migration: the domain runs here now, or it is cleaned up.
+
+        ``persistent``: the definition to keep with VIR_MIGRATE_PERSIST_DEST (PERSIST_XML).
+        """
         engine = session.engine
         if engine is None:  # offline: only the definition moves
             dom.extra.pop(INCOMING, None)
@@ -625,6 +637,9 @@ class MigrationMixin(JobControlMixin):
         if postcopy:
             dom.extra.pop(COMPLETED_JOB, None)  # post-copy stats exist only on the source
         if session.flags & C.VIR_MIGRATE_PERSIST_DEST:
+            if persistent is not None:
+                # The running definition stays; this one is what the next start uses.
+                self.define_domain(_renamed(persistent, dom.name), persistent=True, emit=False)
             dom.persistent = True
             self.save(dom)
             detail = (

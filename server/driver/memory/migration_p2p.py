@@ -21,7 +21,7 @@ from virtwire.protocol.typedparams import MIGRATION_PARAM_TYPES, dict_to_params
 from ...errors import report
 from .core import FROM
 from .migration_recovery import MigrationPhase
-from .migration_session import Cookie, migratable_xml
+from .migration_session import Cookie, migratable_xml, persist_xml
 from .model import Domain
 
 if TYPE_CHECKING:
@@ -93,12 +93,14 @@ async def perform_peer2peer(
                     failure = exc
         cancelled = failure is not None
         finish_error: libvirtError | None = None
+        local = driver._cookie()
+        performed = Cookie(local.hostname, local.hostuuid, persist_xml(params, flags)).encode()
         try:
             await conn.call(
                 ops.call(
                     "DOMAIN_MIGRATE_FINISH3_PARAMS",
                     params=_wire_params(dest_params),
-                    cookie_in=driver._cookie().encode(),
+                    cookie_in=performed,
                     flags=dest_flags,
                     cancelled=int(cancelled),
                 )

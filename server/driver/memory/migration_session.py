@@ -24,6 +24,7 @@ from virtwire.protocol.generated import constants as C
 
 from ...errors import report
 from .core import FROM
+from .domxml import parse_domain_xml
 from .guest import VIRTWIRE_XMLNS
 from .jobs import Job
 from .migration import MigrationSettings, OutgoingMigration
@@ -65,11 +66,16 @@ def host_uuid(hostname: str) -> str:
 class Cookie:
     hostname: str
     hostuuid: str
+    # The definition the destination keeps with VIR_MIGRATE_PERSIST_DEST
+    # (VIR_MIGRATE_PARAM_PERSIST_XML), sent by Perform as libvirt's cookie does.
+    persistent: str | None = None
 
     def encode(self) -> bytes:
         root = ET.Element("virtwire-migration")
         ET.SubElement(root, "hostname").text = self.hostname
         ET.SubElement(root, "hostuuid").text = self.hostuuid
+        if self.persistent is not None:
+            ET.SubElement(root, "persistent").text = self.persistent
         return ET.tostring(root) + b"\n"
 
     @classmethod
@@ -87,7 +93,7 @@ class Cookie:
         hostuuid = root.findtext("hostuuid")
         if not hostname or not hostuuid:
             raise report(C.VIR_ERR_INTERNAL_ERROR, FROM, "missing hostname element in migration data")
-        return cls(hostname, hostuuid)
+        return cls(hostname, hostuuid, root.findtext("persistent"))
 
 
 def check_not_same_host(local: Cookie, remote: Cookie | None) -> None:
@@ -203,3 +209,12 @@ def migratable_xml(text: str, tree: ET.Element) -> str:
 def finished_job(extra: dict[str, object]) -> Job | None:
     job = extra.get(COMPLETED_JOB)
     return job if isinstance(job, Job) else None
+
+
+def persist_xml(params: dict[str, Any], flags: int) -> str | None:
+    """VIR_MIGRATE_PARAM_PERSIST_XML, checked here as the source parses it; used with PERSIST_DEST only."""
+    xml = params.get(C.VIR_MIGRATE_PARAM_PERSIST_XML)
+    if not isinstance(xml, str) or not xml or not flags & C.VIR_MIGRATE_PERSIST_DEST:
+        return None
+    parse_domain_xml(xml)
+    return xml
