@@ -93,7 +93,8 @@ def params(**values: Any) -> list[R.remote_typed_param]:
     out = []
     for name, value in values.items():
         wire_name = name.replace("__", ".")
-        kind = MIGRATION_PARAM_TYPES.get(wire_name, 7 if isinstance(value, str) else 4)
+        # Strings as strings (a wrong type on purpose stays wrong); numbers as libvirt types them.
+        kind = 7 if isinstance(value, str) else MIGRATION_PARAM_TYPES.get(wire_name, 4)
         out.append(make_param(wire_name, kind, value))
     return out
 

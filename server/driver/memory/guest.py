@@ -286,11 +286,13 @@ class Guest:
         self.catch_up(now)
         self._running_since = None
 
-    def catch_up(self, now: float, touch: Callable[[int], None] | None = None) -> int:
+    def catch_up(self, now: float, touch: Callable[[int], bool] | None = None) -> int:
         """Perform the writes due since the last call; returns how many were done.
 
         ``touch`` replaces the plain memory write (the post-copy destination uses it
-        to fault on pages it does not have yet).
+        to fault on pages it does not have yet): False means the vCPU blocks on that
+        page, so the writes stop there and the page is written again on the next
+        call (after ``stall``).
         """
         if self._running_since is None:
             return 0
@@ -302,12 +304,23 @@ class Guest:
         self._owed += elapsed * self.workload.dirty_rate * (100 - self.throttle_pct) / 100
         count = int(self._owed)
         self._owed -= count
-        write = touch if touch is not None else self.memory.write
         cursor = self.cursor % hot
+        done = 0
         for _ in range(count):
-            write(cursor)
+            if touch is None:
+                self.memory.write(cursor)
+            elif not touch(cursor):
+                self._owed = 0.0
+                break
+            done += 1
             cursor += 1
             if cursor >= hot:
                 cursor = 0
         self.cursor = cursor
-        return count
+        return done
+
+    def stall(self, now: float) -> None:
+        """The vCPU waited (on a post-copy fault) until ``now``: no writes for that time."""
+        if self._running_since is not None:
+            self._running_since = now
+        self._owed = 0.0

@@ -48,10 +48,15 @@ class IncomingMigration:
         self.phase = Phase.SETUP
         self.missing: set[int] = set()
         self._requested: set[int] = set()
-        self._deferred_writes: dict[int, int] = {}
+        # The page the guest's vCPU waits for (blocked on a post-copy fault), if any.
+        self._blocked_on: int | None = None
+        self._arrived = trio.Event()
         self._link: Link | None = None
         self.received_pages = 0
         self.failure: str | None = None
+        # Post-copy faults: when each outstanding request went out, and how long answers took.
+        self._requested_at: dict[int, float] = {}
+        self.request_latencies: list[float] = []
 
     async def run(self, stream: trio.abc.Stream) -> None:
         """Receive a whole migration; raises MigrationFailed if the stream breaks."""
@@ -149,11 +154,6 @@ class IncomingMigration:
         for start, count in page_runs(sorted(self.missing)):
             out += encode(Kind.MISSING, start, count)
         out += encode(Kind.RESUME_READY)
-        waiting = sorted(number for number in self._deferred_writes if number in self.missing)
-        for number in waiting:
-            out += encode(Kind.PAGE_REQUEST, number)
-        self._requested.update(waiting)
-        self.job.counters.memory_postcopy_requests += len(waiting)
         await link.send(bytes(out))
         self.observer.recovered()
         if self.missing:
@@ -187,30 +187,42 @@ class IncomingMigration:
         self.received_pages += 1
         if self.phase is Phase.POSTCOPY:
             self.missing.discard(number)
-            for _ in range(self._deferred_writes.pop(number, 0)):
-                memory.write(number)
+            asked = self._requested_at.pop(number, None)
+            if asked is not None:
+                self.request_latencies.append(trio.current_time() - asked)
+            if number == self._blocked_on:
+                self._arrived.set()
 
     async def _postcopy_guest(self, link: Link) -> None:
-        """Run the workload here; a write to a page not yet here faults to the source."""
-        faults: list[int] = []
+        """Run the workload here; a write to a page not yet here faults to the source.
 
-        def touch(number: int) -> None:
+        As with userfaultfd, the faulting vCPU waits until its page arrives, and
+        writes it then; the guest does nothing meanwhile.
+        """
+
+        def touch(number: int) -> bool:
             if number in self.missing:
-                self._deferred_writes[number] = self._deferred_writes.get(number, 0) + 1
-                if number not in self._requested:
-                    self._requested.add(number)
-                    faults.append(number)
-            else:
-                self.guest.memory.write(number)
+                self._blocked_on = number
+                return False
+            self.guest.memory.write(number)
+            return True
 
         while self.phase is Phase.POSTCOPY and self.missing:
+            self._blocked_on = None
             self.guest.catch_up(trio.current_time(), touch)
-            if faults:
-                data = b"".join(encode(Kind.PAGE_REQUEST, number) for number in faults)
-                self.job.counters.memory_postcopy_requests += len(faults)
-                faults.clear()
+            wanted = self._blocked_on
+            if wanted is None:
+                await trio.sleep(_DEST_TICK_S)
+                continue
+            self._arrived = trio.Event()
+            if wanted not in self._requested:
+                self._requested.add(wanted)
+                self._requested_at[wanted] = trio.current_time()
+                self.job.counters.memory_postcopy_requests += 1
                 try:
-                    await link.send(data)
+                    await link.send(encode(Kind.PAGE_REQUEST, wanted))
                 except LINK_ERRORS:
                     return  # the receiving side sees the broken link and reports it
-            await trio.sleep(_DEST_TICK_S)
+            if wanted in self.missing:
+                await self._arrived.wait()
+            self.guest.stall(trio.current_time())
