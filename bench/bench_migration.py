@@ -259,9 +259,8 @@ def main() -> int:
         f"{'fault p50 ms':>12} {'fault p99 ms':>12}"
     )
     rtt = trio.run(link_rtt)
-    print(
-        f"link round trip (loopback TCP): p50 {percentile(rtt, 50) * 1000:.3f} ms, p99 {percentile(rtt, 99) * 1000:.3f} ms"
-    )
+    rtt50, rtt99 = percentile(rtt, 50) * 1000, percentile(rtt, 99) * 1000
+    print(f"link round trip (loopback TCP): p50 {rtt50:.3f} ms, p99 {rtt99:.3f} ms")
     print(header)
     print("-" * len(header))
     for factor in (float(f) for f in args.factors.split(",")):
@@ -282,8 +281,8 @@ def main() -> int:
             converged = "yes" if row.converged else "NO"
             print(
                 f"{row.mode:<10} {row.factor:>8.2f} {converged:>9} {total} {floor:7.2f} {ratio} "
-                f"{downtime:>11} {row.wire_bytes / MIB:8.1f} {versus} {row.requests:11d} {row.iterations:10d} "
-                f"{p50} {p99}"
+                f"{downtime:>11} {row.wire_bytes / MIB:8.1f} {versus} {row.requests:11d} "
+                f"{row.iterations:10d} {p50} {p99}"
             )
             sys.stdout.flush()
     return 0
