@@ -27,6 +27,7 @@ from .jobs import (
 )
 from .migration import Phase
 from .migration_ratelimit import UNLIMITED_MIB_S
+from .migration_recovery import MigrationPhase
 from .migration_session import (
     COMPLETED_JOB,
     COMPRESSION_CACHE,
@@ -98,9 +99,17 @@ class JobControlMixin(MemoryCore):
         # VIR_DOMAIN_ABORT_JOB_POSTCOPY stops it.
         job = dom.job
         switched = isinstance(job, Job) and job.status is JobStatus.POSTCOPY
-        if engine.phase is Phase.POSTCOPY or switched:
+        if engine.phase is Phase.POSTCOPY or switched or session.phase is not MigrationPhase.NONE:
             if not flags & ABORT_JOB_POSTCOPY:
                 raise invalid("cannot abort migration in post-copy mode")
+            if isinstance(job, Job) and job.status is JobStatus.POSTCOPY_PAUSED:
+                # Already broken: QEMU refuses to pause it again (libvirt relays its error).
+                raise report(
+                    C.VIR_ERR_INTERNAL_ERROR,
+                    FROM,
+                    "unable to execute QEMU command 'migrate-pause': "
+                    "migrate-pause is currently only supported during postcopy-active state",
+                )
             engine.break_postcopy()
             return
         if flags & ABORT_JOB_POSTCOPY:
