@@ -842,3 +842,27 @@ async def test_auto_converge_and_compression_cache_refusals(pair: Pair) -> None:
         R.remote_domain_migrate_get_compression_cache_args(dom=ref, flags=0), CTX
     )
     assert got.cacheSize == 1 << 20
+
+
+async def test_a_recovery_left_halfway_by_its_client_can_be_started_again(pair: Pair) -> None:
+    ref = await failed_postcopy_pair(pair)
+    began = await begin(pair, ref, RESUME)
+    with pytest.raises(
+        libvirtError, match="resuming failed post-copy migration of domain vm already in progress"
+    ):
+        await begin(pair, ref, RESUME)
+    # The client's connection to the destination (each driver keeps its own per-connection data).
+    dst_ctx = ConnectionContext(conn_id=2, peer="127.0.0.1:2", transport="tcp")
+    await pair.dst.domain_migrate_prepare3_params(
+        R.remote_domain_migrate_prepare3_params_args(
+            params=params(destination_xml=began.xml), cookie_in=began.cookie_out, flags=RESUME
+        ),
+        dst_ctx,
+    )
+    # The client goes away between the steps: both halves wait for a new recovery.
+    await pair.src.connection_closed(CTX)
+    await pair.dst.connection_closed(dst_ctx)
+    assert state(pair.src, "vm") == (C.VIR_DOMAIN_PAUSED, C.VIR_DOMAIN_PAUSED_POSTCOPY_FAILED)
+    assert state(pair.dst, "vm") == (C.VIR_DOMAIN_RUNNING, C.VIR_DOMAIN_RUNNING_POSTCOPY_FAILED)
+    moved, error = await resume(pair, ref)
+    assert error is None and moved is not None

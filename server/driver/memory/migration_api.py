@@ -210,6 +210,8 @@ class MigrationMixin(JobControlMixin):
         if args.flags & C.VIR_MIGRATE_POSTCOPY_RESUME:
             session = self._outgoing_to_resume(dom, args.flags, MigrationPhase.POSTCOPY_FAILED)
             session.phase = MigrationPhase.BEGIN_RESUME
+            begun: list[bytes] = ctx.data.setdefault(OUTGOING, [])
+            begun.append(dom.uuid)
             return R.remote_domain_migrate_begin3_params_ret(
                 cookie_out=self._cookie().encode(), xml=migratable_xml(dom.xml(), dom.tree)
             )
@@ -717,10 +719,22 @@ class MigrationMixin(JobControlMixin):
             dom = self._by_uuid.get(uuid)
             session = dom.extra.get(INCOMING) if dom is not None else None
             if dom is not None and isinstance(session, IncomingSession) and session.owner_conn == ctx.conn_id:
+                if session.phase is MigrationPhase.PREPARE_RESUME and not session.connected:
+                    # A recovery nobody will finish: stop listening, wait for the next one.
+                    session.cancel_scope.cancel()
+                    await session.done.wait()
+                    session.phase = MigrationPhase.POSTCOPY_FAILED
+                    continue
                 if session.engine is not None and session.engine.phase is Phase.POSTCOPY:
                     continue  # the guest runs here now; keep it
                 with contextlib.suppress(Exception):
                     await self._finish_incoming(dom, session, cancelled=True)
+        # A recovery begun by this client, and left there, may be begun again.
+        for uuid in ctx.data.pop(OUTGOING, ()):
+            dom = self._by_uuid.get(uuid)
+            outgoing = dom.extra.get(OUTGOING) if dom is not None else None
+            if isinstance(outgoing, OutgoingSession) and outgoing.phase is MigrationPhase.BEGIN_RESUME:
+                outgoing.phase = MigrationPhase.POSTCOPY_FAILED
 
 
 async def _listen(host: str, port: int) -> tuple[trio.SocketListener, str]:
