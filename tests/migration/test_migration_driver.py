@@ -443,7 +443,7 @@ async def test_abort_with_postcopy_flag_pauses_both_halves(pair: Pair) -> None:
     # The job stays for a recovery: unbounded, nothing completed yet.
     assert (await stats(pair.src, ref))["type"] == C.VIR_DOMAIN_JOB_UNBOUNDED
     assert (await stats(pair.src, ref, C.VIR_DOMAIN_JOB_STATS_COMPLETED))["type"] == C.VIR_DOMAIN_JOB_NONE
-    assert error.get_error_message().endswith("migration paused by client")
+    assert str(error.get_error_message()).endswith("migration paused by client")
 
 
 async def test_client_gone_mid_perform_leaves_the_source_running(pair: Pair) -> None:
@@ -536,7 +536,7 @@ async def failed_postcopy_pair(pair: Pair) -> R.remote_nonnull_domain:
 
     moved, error = await migrate(pair, ref, POSTCOPY, bandwidth=1, during=operator)
     assert moved is None and error is not None
-    assert "migration paused by client" in error.get_error_message()
+    assert "migration paused by client" in str(error.get_error_message())
     return ref
 
 
@@ -608,13 +608,13 @@ async def test_resume_refusals_in_libvirts_order(pair: Pair) -> None:
     async def operator() -> None:
         while (await stats(pair.src, ref))["type"] != C.VIR_DOMAIN_JOB_UNBOUNDED:
             await trio.sleep(0.01)
-        seen.append((await refused(RESUME)).get_error_message())
+        seen.append(str((await refused(RESUME)).get_error_message()))
         await pair.src.domain_migrate_start_post_copy(
             R.remote_domain_migrate_start_post_copy_args(dom=ref, flags=0), CTX
         )
         while state(pair.src, "vm")[1] != C.VIR_DOMAIN_PAUSED_POSTCOPY:
             await trio.sleep(0.005)
-        seen.append((await refused(RESUME)).get_error_message())
+        seen.append(str((await refused(RESUME)).get_error_message()))
 
     moved, error = await migrate(pair, ref, POSTCOPY, bandwidth=1, during=operator)
     assert error is None and moved is not None
