@@ -269,7 +269,7 @@ def main() -> int:
             row = trio.run(run_one, mode, factor, args)
             if mode == "postcopy@1":
                 uncut = row.wire_bytes
-            versus = f"{row.wire_bytes / uncut:8.3f}" if mode == "recovery" and uncut else f"{'-':>8}"
+            versus = f"{row.wire_bytes / uncut:8.4f}" if mode == "recovery" and uncut else f"{'-':>8}"
             if row.latencies:
                 p50 = f"{percentile(row.latencies, 50) * 1000:12.2f}"
                 p99 = f"{percentile(row.latencies, 99) * 1000:12.2f}"
