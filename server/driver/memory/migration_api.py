@@ -191,7 +191,9 @@ class MigrationMixin(JobControlMixin):
         job = dom.job
         if isinstance(job, Job) and job.status is JobStatus.POSTCOPY_PAUSED:
             dom.extra.pop(OUTGOING, None)
-            dom.extra.pop(INCOMING, None)
+            incoming = dom.extra.pop(INCOMING, None)
+            if isinstance(incoming, IncomingSession):
+                incoming.cancel_scope.cancel()  # a recovery's listener, if one waits
             self._job_finished(dom, job, JobStatus.FAILED, "domain is not running")
         super().stop_domain(dom, reason=reason, detail=detail, emit=emit)
 
