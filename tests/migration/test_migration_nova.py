@@ -376,3 +376,36 @@ def test_nova_style_forced_postcopy_then_recovery_after_cut_links(
     finally:
         src.close()
         dst.close()
+
+
+def test_offline_migration_client_managed_and_p2p(
+    libvirt_module: ModuleType, hosts: Hosts, start_domain: Callable[..., str]
+) -> None:
+    """VIR_MIGRATE_OFFLINE moves a shut-off definition (feature 12 probed on both sides)."""
+    libvirt = libvirt_module
+    name = start_domain(hosts.src.tcp_uri, f"offl-{libvirt.__name__}", dirty_rate=100, working_set_mib=1)
+    src = libvirt.open(hosts.src.tcp_uri)
+    dst = libvirt.open(hosts.dst.tcp_uri)
+    try:
+        dom = src.lookupByName(name)
+        dom.destroy()
+        offline = libvirt.VIR_MIGRATE_OFFLINE | libvirt.VIR_MIGRATE_PERSIST_DEST
+        with pytest.raises(
+            libvirt.libvirtError, match="offline migration must be specified with the persistent"
+        ):
+            dom.migrate3(dst, {}, libvirt.VIR_MIGRATE_OFFLINE)
+        moved = dom.migrate3(dst, {}, offline)
+        assert moved.isPersistent() == 1 and moved.isActive() == 0
+        # And back, peer-to-peer, leaving nothing behind on the way.
+        moved.migrateToURI3(
+            hosts.src.tcp_uri,
+            {},
+            offline | libvirt.VIR_MIGRATE_PEER2PEER | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE,
+        )
+        with pytest.raises(libvirt.libvirtError) as gone:
+            dst.lookupByName(name)
+        assert gone.value.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN
+        assert src.lookupByName(name).isPersistent() == 1
+    finally:
+        src.close()
+        dst.close()
