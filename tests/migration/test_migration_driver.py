@@ -866,3 +866,21 @@ async def test_a_recovery_left_halfway_by_its_client_can_be_started_again(pair: 
     assert state(pair.dst, "vm") == (C.VIR_DOMAIN_RUNNING, C.VIR_DOMAIN_RUNNING_POSTCOPY_FAILED)
     moved, error = await resume(pair, ref)
     assert error is None and moved is not None
+
+
+async def test_an_aborted_auto_converge_migration_stops_throttling_the_guest(pair: Pair) -> None:
+    ref = start_vm(pair.src, rate=4000, hot_mib=2)
+    await set_downtime(pair, ref, 1)
+
+    async def operator() -> None:
+        while "auto_converge_throttle" not in await stats(pair.src, ref):
+            await trio.sleep(0.01)
+        await pair.src.domain_abort_job(R.remote_domain_abort_job_args(dom=ref), CTX)
+
+    flags = C.VIR_MIGRATE_LIVE | C.VIR_MIGRATE_AUTO_CONVERGE
+    moved, error = await migrate(pair, ref, flags, bandwidth=8, during=operator)
+    assert moved is None and error is not None
+    assert error.get_error_code() == C.VIR_ERR_OPERATION_ABORTED
+    assert state(pair.src, "vm") == (C.VIR_DOMAIN_RUNNING, C.VIR_DOMAIN_RUNNING_BOOTED)
+    # The guest runs at its own pace again.
+    assert pair.src.find_by_name("vm").guest.throttle_pct == 0
