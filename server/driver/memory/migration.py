@@ -42,6 +42,7 @@ from .guest import PAGE_SIZE, FaultSpec, Guest, page_content, page_runs
 from .jobs import Job
 from .migration_ratelimit import UNLIMITED_MIB_S, TokenBucket
 from .migration_stream import (
+    PAGE_RECORD_SIZE,
     Kind,
     Record,
     RecordReader,
@@ -177,6 +178,7 @@ class OutgoingMigration:
         self._scope: trio.CancelScope | None = None
         self._link_failure: str | None = None
         self._requests: collections.deque[int] = collections.deque()
+        self._request_arrived = trio.Event()
         self._dest_done = trio.Event()
         self._fault_pages: dict[str, int] = {}
         # bandwidth measurement
@@ -301,6 +303,7 @@ class OutgoingMigration:
                     if record.kind is Kind.PAGE_REQUEST:
                         self.job.counters.memory_postcopy_requests += 1
                         self._requests.append(record.a)
+                        self._request_arrived.set()
                     elif record.kind in (Kind.POSTCOPY_DONE, Kind.LOADED):
                         self._dest_done.set()
                     elif record.kind is Kind.MISSING and self._recovering and not self._dest_ready.is_set():
@@ -418,8 +421,12 @@ class OutgoingMigration:
             await self._transmit(link, bytes(out), sent_pages, Phase.PRECOPY)
         return None
 
-    async def _transmit(self, link: Link, data: bytes, normal_pages: int, phase: Phase) -> None:
-        await self.bucket.consume(len(data))
+    async def _transmit(
+        self, link: Link, data: bytes, normal_pages: int, phase: Phase, *, paced: bool = False
+    ) -> None:
+        """Send ``data``, waiting for the rate limit unless the caller ``paced`` it already."""
+        if not paced:
+            await self.bucket.consume(len(data))
         fault = self.settings.fault
         stage = "recovery" if self._recovering else phase.value
         if fault is not None and stage in fault.stages and stage not in self._faults_fired:
@@ -525,10 +532,38 @@ class OutgoingMigration:
         self.observer.recovered()
         await self._push(link)
 
+    @staticmethod
+    def _take(missing: set[int], requests: collections.deque[int], limit: int) -> list[int]:
+        """Requested pages still missing, up to ``limit``, taken out of ``missing``."""
+        taken: list[int] = []
+        while requests and len(taken) < limit:
+            wanted = requests.popleft()
+            if wanted in missing:
+                missing.discard(wanted)
+                taken.append(wanted)
+        return taken
+
+    async def _push_pages(self, link: Link, batch: list[int]) -> None:
+        """One post-copy send, already paced; the pages count as handled once written."""
+        if not batch:
+            return
+        memory = self.guest.memory
+        out = bytearray()
+        for number in batch:
+            out += page(number, memory.version(number), _content(self.guest, number))
+        try:
+            await self._transmit(link, bytes(out), len(batch), Phase.POSTCOPY, paced=True)
+        except BaseException:
+            # Not delivered: the destination will list these again on recovery.
+            self._missing.update(batch)
+            raise
+        counters = self.job.counters
+        counters.memory_normal += len(batch)
+        self.postcopy_pages_sent += len(batch)
+        counters.handled(len(batch))
+
     async def _push(self, link: Link) -> None:
         """Send every page in ``_missing``, the destination's requests first."""
-        counters = self.job.counters
-        memory = self.guest.memory
         missing = self._missing
         self.bucket = TokenBucket(self.settings.postcopy_bandwidth_mib_s or UNLIMITED_MIB_S)
         order = sorted(missing)
@@ -537,30 +572,25 @@ class OutgoingMigration:
             if self._break_requested:
                 await link.cut()
                 raise _Interrupted("migration paused by client")
-            batch: list[int] = []
-            while self._requests and len(batch) < _BATCH_PAGES:
-                wanted = self._requests.popleft()
-                if wanted in missing:
-                    missing.discard(wanted)
-                    batch.append(wanted)
+            # Pace first, then fill the batch; a page request that arrives while the
+            # rate limit holds the push back is answered at once (its bytes still count).
+            deadline = trio.current_time() + self.bucket.reserve(_BATCH_PAGES * PAGE_RECORD_SIZE)
+            while trio.current_time() < deadline:
+                with trio.move_on_at(deadline):
+                    await self._request_arrived.wait()
+                self._request_arrived = trio.Event()
+                urgent = self._take(missing, self._requests, _BATCH_PAGES)
+                if urgent:
+                    deadline += self.bucket.reserve(len(urgent) * PAGE_RECORD_SIZE)
+                    await self._push_pages(link, urgent)
+            batch = self._take(missing, self._requests, _BATCH_PAGES)
             while len(batch) < _BATCH_PAGES and position < len(order):
                 number = order[position]
                 position += 1
                 if number in missing:
                     missing.discard(number)
                     batch.append(number)
-            out = bytearray()
-            for number in batch:
-                out += page(number, memory.version(number), _content(self.guest, number))
-            try:
-                await self._transmit(link, bytes(out), len(batch), Phase.POSTCOPY)
-            except BaseException:
-                # Not delivered: the destination will list these again on recovery.
-                missing.update(batch)
-                raise
-            counters.memory_normal += len(batch)
-            self.postcopy_pages_sent += len(batch)
-            counters.handled(len(batch))
+            await self._push_pages(link, batch)
         await self._dest_done.wait()
         await link.send(encode(Kind.COMPLETE, self.guest.cursor))
 
