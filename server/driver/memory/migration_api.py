@@ -329,9 +329,11 @@ class MigrationMixin(JobControlMixin):
             flags,
             incoming=False,
             expected=expected,
+            # Pre-copy (its job not switched yet): Perform still watches it.
             monitored=outgoing is not None
             and outgoing.phase is MigrationPhase.NONE
-            and outgoing.engine.phase in (Phase.SETUP, Phase.PRECOPY),
+            and isinstance(job, Job)
+            and job.status is JobStatus.ACTIVE,
         )
         assert outgoing is not None
         if expected < MigrationPhase.CONFIRM_RESUME and isinstance(job, Job) and job.status.running:
