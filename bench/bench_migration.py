@@ -11,6 +11,13 @@ guest dirty rates of 0.25, 0.5, 1 and 2 x that bandwidth. The guest has touched
                   does it: when the MIGRATION_ITERATION event for iteration 2
                   fires, the management side calls migrateStartPostCopy;
 * ``in-pass``     extra: switch right after the first batch of pass 1.
+* ``recovery``    ``postcopy@1`` whose link is cut halfway through the post-copy
+                  push; the engine recovers over a new link (VIR_MIGRATE_POSTCOPY_RESUME)
+                  and sends only what the destination lacks. Its "vs uncut" column
+                  compares the bytes on both links with the uncut ``postcopy@1`` run.
+
+For the post-copy modes the destination times every page request (fault) until
+its page arrives; p50/p99 are printed beside the link's round-trip time.
 
 The physical floor is the touched memory divided by the bandwidth (W / B): no
 migration moves the guest faster. Post-copy after one iteration sends the working
@@ -31,7 +38,7 @@ import sys
 from dataclasses import dataclass
 
 import trio
-from virtwire.server.driver.memory.guest import PAGE_SIZE, Guest, WorkloadSpec
+from virtwire.server.driver.memory.guest import PAGE_SIZE, FaultSpec, Guest, WorkloadSpec
 from virtwire.server.driver.memory.jobs import Job, JobOperation
 from virtwire.server.driver.memory.migration import (
     DEFAULT_MAX_DOWNTIME_MS,
@@ -44,11 +51,13 @@ from virtwire.server.driver.memory.migration import (
 from virtwire.server.driver.memory.migration_incoming import IncomingMigration
 
 MIB = 1024 * 1024
-MODES = ("precopy", "postcopy@1", "in-pass")
+MODES = ("precopy", "postcopy@1", "in-pass", "recovery")
 
 
 @dataclass
 class Row:
+    """One run; ``wire_bytes`` counts every link the migration used."""
+
     mode: str
     factor: float
     converged: bool
@@ -57,6 +66,7 @@ class Row:
     wire_bytes: int
     requests: int
     iterations: int
+    latencies: list[float]
 
 
 class CountingStream(trio.abc.Stream):
@@ -107,6 +117,9 @@ async def run_one(mode: str, factor: float, args: argparse.Namespace) -> Row:
         max_downtime_ms=args.downtime,
         postcopy=mode != "precopy",
     )
+    if mode == "recovery":
+        # Cut once, halfway through the dirty set's post-copy push.
+        settings.fault = FaultSpec("postcopy", after_pages=args.dirty_set * MIB // PAGE_SIZE // 2)
     events_in, events_out = trio.open_memory_channel[int](64)
     start = trio.current_time()
     job = Job(JobOperation.MIGRATION_OUT, start)
@@ -125,7 +138,7 @@ async def run_one(mode: str, factor: float, args: argparse.Namespace) -> Row:
     async def management() -> None:
         """What virsh (or Nova) does on each iteration event."""
         async for iteration in events_out:
-            if mode == "postcopy@1" and iteration == 2:
+            if mode in ("postcopy@1", "recovery") and iteration == 2:
                 out.request_postcopy()  # virsh migrate --postcopy-after-precopy
             if mode == "precopy" and iteration > args.max_passes:
                 out.cancel()  # the operator gives up on a migration that cannot converge
@@ -141,13 +154,19 @@ async def run_one(mode: str, factor: float, args: argparse.Namespace) -> Row:
         if mode == "in-pass":
             nursery.start_soon(in_pass_switch)
         stream = CountingStream(await trio.open_tcp_stream("127.0.0.1", port))
+        streams = [stream]
         try:
             await out.run(stream)
-        except (MigrationCancelled, MigrationFailed):
+        except MigrationFailed as exc:
+            if mode == "recovery" and exc.postcopy:
+                streams.append(await recover(out, dest, nursery))
+            else:
+                converged = False
+        except MigrationCancelled:
             converged = False
         nursery.cancel_scope.cancel()
     c = out.job.counters
-    return Row(
+    row = Row(
         mode,
         factor,
         converged,
@@ -156,7 +175,57 @@ async def run_one(mode: str, factor: float, args: argparse.Namespace) -> Row:
         stream.sent,
         c.memory_postcopy_requests,
         c.memory_iteration,
+        dest.request_latencies,
     )
+    row.wire_bytes = sum(link.sent for link in streams)
+    return row
+
+
+async def recover(out: OutgoingMigration, dest: IncomingMigration, nursery: trio.Nursery) -> CountingStream:
+    """Post-copy recovery over a new link, as the five steps with POSTCOPY_RESUME run it."""
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+
+    async def destination() -> None:
+        stream = await listeners[0].accept()
+        await listeners[0].aclose()
+        await dest.resume(stream)
+
+    nursery.start_soon(destination)
+    stream = CountingStream(await trio.open_tcp_stream("127.0.0.1", port))
+    await out.resume(stream)
+    return stream
+
+
+async def link_rtt() -> list[float]:
+    """Round trips of a small message over a loopback TCP connection (the link's RTT)."""
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    times: list[float] = []
+
+    async def echo() -> None:
+        peer = await listeners[0].accept()
+        while data := await peer.receive_some(64):
+            await peer.send_all(data)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(echo)
+        client = await trio.open_tcp_stream("127.0.0.1", port)
+        for _ in range(500):
+            started = trio.current_time()
+            await client.send_all(b"x" * 17)
+            got = 0
+            while got < 17:
+                got += len(await client.receive_some(64))
+            times.append(trio.current_time() - started)
+        await client.aclose()
+        nursery.cancel_scope.cancel()
+    return times
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(int(len(ordered) * pct / 100), len(ordered) - 1)]
 
 
 def main() -> int:
@@ -186,20 +255,34 @@ def main() -> int:
     )
     header = (
         f"{'mode':<10} {'dirty/bw':>8} {'converged':>9} {'total s':>8} {'floor s':>7} {'x floor':>7} "
-        f"{'downtime ms':>11} {'MiB sent':>8} {'pc requests':>11} {'iterations':>10}"
+        f"{'downtime ms':>11} {'MiB sent':>8} {'vs uncut':>8} {'pc requests':>11} {'iterations':>10} "
+        f"{'fault p50 ms':>12} {'fault p99 ms':>12}"
     )
+    rtt = trio.run(link_rtt)
+    rtt50, rtt99 = percentile(rtt, 50) * 1000, percentile(rtt, 99) * 1000
+    print(f"link round trip (loopback TCP): p50 {rtt50:.3f} ms, p99 {rtt99:.3f} ms")
     print(header)
     print("-" * len(header))
     for factor in (float(f) for f in args.factors.split(",")):
+        uncut: int | None = None
         for mode in args.modes.split(","):
             row = trio.run(run_one, mode, factor, args)
+            if mode == "postcopy@1":
+                uncut = row.wire_bytes
+            versus = f"{row.wire_bytes / uncut:8.4f}" if mode == "recovery" and uncut else f"{'-':>8}"
+            if row.latencies:
+                p50 = f"{percentile(row.latencies, 50) * 1000:12.2f}"
+                p99 = f"{percentile(row.latencies, 99) * 1000:12.2f}"
+            else:
+                p50 = p99 = f"{'-':>12}"
             downtime = "-" if row.downtime_ms is None else str(row.downtime_ms)
             total = f"{row.seconds:8.2f}" if row.converged else f"{'(' + format(row.seconds, '.2f') + ')':>8}"
             ratio = f"{row.seconds / floor:7.2f}" if row.converged else f"{'-':>7}"
             converged = "yes" if row.converged else "NO"
             print(
                 f"{row.mode:<10} {row.factor:>8.2f} {converged:>9} {total} {floor:7.2f} {ratio} "
-                f"{downtime:>11} {row.wire_bytes / MIB:8.1f} {row.requests:11d} {row.iterations:10d}"
+                f"{downtime:>11} {row.wire_bytes / MIB:8.1f} {versus} {row.requests:11d} "
+                f"{row.iterations:10d} {p50} {p99}"
             )
             sys.stdout.flush()
     return 0

@@ -128,7 +128,9 @@ def version3(
         )
         state_op = ops.domain_get_info(dom)
     with contextlib.suppress(libvirtError):
-        if (yield Step(SRC, state_op))[0] == c.VIR_DOMAIN_PAUSED:
+        paused = (yield Step(SRC, state_op))[0] == c.VIR_DOMAIN_PAUSED
+        # A failed post-copy source is paused too, but a recovery never arrives paused.
+        if paused and not flags & c.VIR_MIGRATE_POSTCOPY_RESUME:
             flags |= c.VIR_MIGRATE_PAUSED
     destflags = flags & ~(c.VIR_MIGRATE_ABORT_ON_ERROR | c.VIR_MIGRATE_AUTO_CONVERGE)
 

@@ -245,3 +245,170 @@ def test_job_completed_and_iteration_events_reach_libvirt_python(
         libvirt.VIR_DOMAIN_EVENT_STOPPED,
         libvirt.VIR_DOMAIN_EVENT_STOPPED_MIGRATED,
     )
+
+
+def test_nova_style_downtime_steps_with_auto_converge(
+    libvirt_module: ModuleType, hosts: Hosts, start_domain: Callable[..., str]
+) -> None:
+    """Nova without post-copy: AUTO_CONVERGE on, downtime raised in steps while it watches."""
+    libvirt = libvirt_module
+    name = start_domain(
+        hosts.src.tcp_uri, f"novadt-{libvirt.__name__}", dirty_rate=4000, working_set_mib=2, dirty_set_mib=2
+    )
+    conn = libvirt.open(hosts.src.tcp_uri)
+    try:
+        dom = conn.lookupByName(name)
+        # Nova's downtime_steps(): (delay, downtime ms); the first one before the migration starts.
+        steps = [(0.0, 5), (0.5, 20), (1.0, 500)]
+        dom.migrateSetMaxDowntime(steps[0][1])
+        flags = (
+            libvirt.VIR_MIGRATE_LIVE
+            | libvirt.VIR_MIGRATE_PEER2PEER
+            | libvirt.VIR_MIGRATE_PERSIST_DEST
+            | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
+            | libvirt.VIR_MIGRATE_AUTO_CONVERGE
+        )
+        errors: list[BaseException] = []
+
+        def migrate() -> None:
+            try:
+                dom.migrateToURI3(hosts.dst.tcp_uri, {libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: 4}, flags)
+            except libvirt.libvirtError as exc:
+                errors.append(exc)
+
+        worker = threading.Thread(target=migrate)
+        worker.start()
+        started = time.monotonic()
+        step = 1
+        throttles: list[int] = []
+        applied = [steps[0][1]]
+        while worker.is_alive():
+            try:
+                stats = dom.jobStats()
+            except libvirt.libvirtError:
+                break  # UNDEFINE_SOURCE: the domain is gone once the job is over
+            if "auto_converge_throttle" in stats:
+                throttles.append(stats["auto_converge_throttle"])
+            # The last, converging step waits until throttling was seen, so the test sees both.
+            due = step < len(steps) and time.monotonic() - started >= steps[step][0]
+            if due and (step < len(steps) - 1 or throttles):
+                try:
+                    dom.migrateSetMaxDowntime(steps[step][1])
+                    applied.append(dom.migrateGetMaxDowntime())
+                except libvirt.libvirtError:
+                    break  # converged meanwhile (throttled enough): the domain moved on
+                step += 1
+            time.sleep(0.1)
+        worker.join(timeout=120)
+        assert not errors, errors
+        assert applied == [downtime for _, downtime in steps[: len(applied)]]
+        assert throttles and throttles[0] == 20 and throttles == sorted(throttles), throttles
+    finally:
+        conn.close()
+    dst = libvirt.open(hosts.dst.tcp_uri)
+    try:
+        moved = dst.lookupByName(name)
+        assert moved.state() == [libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_RUNNING_MIGRATED]
+    finally:
+        dst.close()
+
+
+def test_nova_style_forced_postcopy_then_recovery_after_cut_links(
+    libvirt_module: ModuleType, hosts: Hosts, start_domain: Callable[..., str]
+) -> None:
+    """A forced post-copy switch whose link is cut; recovery cut too; a second recovery finishes.
+
+    The first recovery is peer-to-peer (migrateToURI3, as Nova), the second client-managed (migrate3).
+    """
+    libvirt = libvirt_module
+    name = start_domain(
+        hosts.src.tcp_uri,
+        f"novarec-{libvirt.__name__}",
+        dirty_rate=4000,
+        working_set_mib=2,
+        dirty_set_mib=2,
+        fault="postcopy recovery:100",
+    )
+    src = libvirt.open(hosts.src.tcp_uri)
+    dst = libvirt.open(hosts.dst.tcp_uri)
+    try:
+        dom = src.lookupByName(name)
+        dom.migrateSetMaxSpeed(1, libvirt.VIR_DOMAIN_MIGRATE_MAX_SPEED_POSTCOPY)
+        assert dom.migrateGetMaxSpeed(libvirt.VIR_DOMAIN_MIGRATE_MAX_SPEED_POSTCOPY) == 1
+        flags = libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER | libvirt.VIR_MIGRATE_POSTCOPY
+        params = {libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: 2}
+        errors: list[Any] = []
+
+        def migrate() -> None:
+            try:
+                dom.migrateToURI3(hosts.dst.tcp_uri, params, flags)
+            except libvirt.libvirtError as exc:
+                errors.append(exc)
+
+        worker = threading.Thread(target=migrate)
+        worker.start()
+        # Nova's forced switch (live_migration_timeout_action=force_complete, post-copy permitted).
+        while dom.jobStats().get("memory_iteration", 0) < 2:
+            time.sleep(0.05)
+        dom.migrateStartPostCopy()
+        worker.join(timeout=120)
+        assert len(errors) == 1, errors
+        assert errors[0].get_error_code() == libvirt.VIR_ERR_OPERATION_FAILED
+        assert dom.state() == [libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_POSTCOPY_FAILED]
+        assert dom.jobStats()["type"] == libvirt.VIR_DOMAIN_JOB_UNBOUNDED  # kept for recovery
+        incoming = dst.lookupByName(name)
+        assert incoming.state() == [libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_RUNNING_POSTCOPY_FAILED]
+
+        resume = flags | libvirt.VIR_MIGRATE_POSTCOPY_RESUME
+        with pytest.raises(libvirt.libvirtError) as cut:
+            dom.migrateToURI3(hosts.dst.tcp_uri, {}, resume)
+        assert cut.value.get_error_code() == libvirt.VIR_ERR_OPERATION_FAILED
+        assert dom.state() == [libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_POSTCOPY_FAILED]
+        deadline = time.monotonic() + 30
+        failed_here = libvirt.VIR_DOMAIN_RUNNING_POSTCOPY_FAILED
+        while incoming.state()[1] != failed_here and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+        moved = dom.migrate3(dst, {}, resume & ~libvirt.VIR_MIGRATE_PEER2PEER)
+        assert moved.name() == name
+        assert moved.state() == [libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_RUNNING_MIGRATED]
+        assert dom.state() == [libvirt.VIR_DOMAIN_SHUTOFF, libvirt.VIR_DOMAIN_SHUTOFF_MIGRATED]
+        completed = dom.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
+        assert completed["type"] == libvirt.VIR_DOMAIN_JOB_COMPLETED
+        assert completed["memory_remaining"] == 0
+    finally:
+        src.close()
+        dst.close()
+
+
+def test_offline_migration_client_managed_and_p2p(
+    libvirt_module: ModuleType, hosts: Hosts, start_domain: Callable[..., str]
+) -> None:
+    """VIR_MIGRATE_OFFLINE moves a shut-off definition (feature 12 probed on both sides)."""
+    libvirt = libvirt_module
+    name = start_domain(hosts.src.tcp_uri, f"offl-{libvirt.__name__}", dirty_rate=100, working_set_mib=1)
+    src = libvirt.open(hosts.src.tcp_uri)
+    dst = libvirt.open(hosts.dst.tcp_uri)
+    try:
+        dom = src.lookupByName(name)
+        dom.destroy()
+        offline = libvirt.VIR_MIGRATE_OFFLINE | libvirt.VIR_MIGRATE_PERSIST_DEST
+        with pytest.raises(
+            libvirt.libvirtError, match="offline migration must be specified with the persistent"
+        ):
+            dom.migrate3(dst, {}, libvirt.VIR_MIGRATE_OFFLINE)
+        moved = dom.migrate3(dst, {}, offline)
+        assert moved.isPersistent() == 1 and moved.isActive() == 0
+        # And back, peer-to-peer, leaving nothing behind on the way.
+        moved.migrateToURI3(
+            hosts.src.tcp_uri,
+            {},
+            offline | libvirt.VIR_MIGRATE_PEER2PEER | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE,
+        )
+        with pytest.raises(libvirt.libvirtError) as gone:
+            dst.lookupByName(name)
+        assert gone.value.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN
+        assert src.lookupByName(name).isPersistent() == 1
+    finally:
+        src.close()
+        dst.close()

@@ -115,5 +115,18 @@ def test_destination_killed_mid_migration(
     else:
         # The guest's pages are split between a live source and a dead destination.
         assert domstate() == "paused (post-copy failed)"
+        # Its job waits for a recovery that cannot come: the destination is gone.
+        src = hosts.src.tcp_uri
+        assert "Unbounded" in run_virsh(src, "domjobinfo", name, check=True).stdout
+        dst = killable_destination.tcp_uri
+        resume = run_virsh(src, "migrate", "--live", "--postcopy", "--postcopy-resume", "--p2p", name, dst)
+        assert resume.returncode == 1 and "Failed to connect to remote libvirt URI" in resume.stderr
+        pause = run_virsh(src, "domjobabort", "--postcopy", name)
+        assert "migrate-pause is currently only supported during postcopy-active state" in pause.stderr
+        assert domstate() == "paused (post-copy failed)"
+        # Only destroying it ends the job (as failed).
+        run_virsh(src, "destroy", name, check=True)
+        assert re.search(r"Job type:\s+None", run_virsh(src, "domjobinfo", name, check=True).stdout)
+        assert domstate() == "shut off (destroyed)"
     info = run_virsh(hosts.src.tcp_uri, "dominfo", name, check=True).stdout
     assert re.search(r"Persistent:\s+yes", info), info

@@ -290,7 +290,7 @@ def test_link_cut_in_precopy_fails_and_source_keeps_running(
     assert "errmsg: Unable to write to socket: Connection reset by peer" in completed, completed
 
 
-def test_link_cut_in_postcopy_leaves_both_halves_with_postcopy_failed(
+def test_link_cut_in_postcopy_then_recovery_cut_again_then_p2p_recovery_finishes(
     hosts: Hosts,
     start_domain: Callable[..., str],
     run_virsh: Virsh,
@@ -303,7 +303,7 @@ def test_link_cut_in_postcopy_leaves_both_halves_with_postcopy_failed(
         dirty_rate=4000,
         working_set_mib=2,
         dirty_set_mib=2,
-        fault="postcopy:100",
+        fault="postcopy recovery:100",
     )
     src_events, dst_events = watch_events(background, run_virsh, hosts, wait_until)
     result = run_virsh(
@@ -331,9 +331,55 @@ def test_link_cut_in_postcopy_leaves_both_halves_with_postcopy_failed(
         f"{who}: Resumed Post-copy$",
         f"{who}: Resumed Post-copy Error",
     ), dst_out
-    # Nothing lost: the source keeps the definition.
+    # Nothing lost: the source keeps the definition, and the job waits for a recovery.
     info = run_virsh(hosts.src.tcp_uri, "dominfo", name, check=True).stdout
     assert re.search(r"Persistent:\s+yes", info), info
+    waiting = run_virsh(hosts.src.tcp_uri, "domjobinfo", name, check=True).stdout
+    assert re.search(r"Job type:\s+Unbounded", waiting), waiting
+    assert re.search(r"Operation:\s+Outgoing migration", waiting), waiting
+
+    # A fresh migration is refused while this one waits (the resume refusals: test_migration_driver).
+    dst = hosts.dst.tcp_uri
+    fresh = run_virsh(hosts.src.tcp_uri, "migrate", "--live", "--postcopy", name, hosts.dst.tcp_uri)
+    assert fresh.returncode == 1
+    assert f"another migration job is already running for domain '{name}'" in fresh.stderr
+
+    src_events, dst_events = watch_events(background, run_virsh, hosts, wait_until)
+    resume = ("migrate", "--live", "--postcopy", "--postcopy-resume", "--postcopy-bandwidth", "1")
+    # A recovery whose link is cut too: back to the failed states, job kept.
+    again = run_virsh(hosts.src.tcp_uri, *resume, name, hosts.dst.tcp_uri, timeout=120)
+    assert again.returncode == 1, again.stdout
+    assert "operation failed: job 'migration out' failed" in again.stderr, again.stderr
+    assert state(run_virsh, hosts.src.tcp_uri, name) == "paused (post-copy failed)"
+    src_events.wait_for(f"event 'lifecycle' {who}: Suspended Post-copy Error")
+    dst_events.wait_for(f"event 'lifecycle' {who}: Resumed Post-copy Error")
+    wait_until(lambda: state(run_virsh, dst, name) == "running (post-copy failed)", "destination failed")
+    # Peer-to-peer this time: the source drives the destination itself.
+    done = run_virsh(hosts.src.tcp_uri, *resume, "--p2p", name, hosts.dst.tcp_uri, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert state(run_virsh, hosts.src.tcp_uri, name) == "shut off (migrated)"
+    assert state(run_virsh, hosts.dst.tcp_uri, name) == "running (migrated)"
+    src_events.wait_for(f"event 'lifecycle' {who}: Stopped Migrated")
+    dst_events.wait_for(f"event 'lifecycle' {who}: Resumed Migrated")
+    _, src_out, _ = src_events.interrupt()
+    _, dst_out, _ = dst_events.interrupt()
+    assert in_order(
+        src_out.splitlines(),
+        f"{who}: Suspended Post-copy$",
+        f"{who}: Suspended Post-copy Error",
+        f"{who}: Suspended Post-copy$",
+        f"event 'job-completed' {who}:",
+        f"{who}: Stopped Migrated",
+    ), src_out
+    assert in_order(
+        dst_out.splitlines(),
+        f"{who}: Resumed Post-copy$",
+        f"{who}: Resumed Post-copy Error",
+        f"{who}: Resumed Post-copy$",
+        f"{who}: Resumed Migrated",
+    ), dst_out
+    completed = run_virsh(hosts.src.tcp_uri, "domjobinfo", name, "--completed", check=True).stdout
+    assert re.search(r"Job type:\s+Completed", completed), completed
 
 
 def test_read_only_connections_are_refused_every_migration_call(
@@ -374,3 +420,71 @@ def test_offline_migration_of_a_shut_off_domain_and_paused_arrival(
     assert state(run_virsh, hosts.dst.tcp_uri, name) == "shut off (migrated)"
     unsupported = run_virsh(hosts.src.tcp_uri, "migrate", "--live", "--tls", name, hosts.dst.tcp_uri)
     assert "unsupported flags (0x10000) in function qemuDomainMigrateBegin3Params" in unsupported.stderr
+
+
+def test_auto_converge_with_runtime_tuning_from_a_second_shell(
+    hosts: Hosts,
+    start_domain: Callable[..., str],
+    run_virsh: Virsh,
+    background: Callable[..., Background],
+    wait_until: Callable[..., None],
+) -> None:
+    # All of the working set hot and a 5 ms downtime: only throttling lets pre-copy converge.
+    name = start_domain(hosts.src.tcp_uri, "autoconv", dirty_rate=4000, working_set_mib=2, dirty_set_mib=2)
+    src = hosts.src.tcp_uri
+    run_virsh(src, "migrate-setmaxdowntime", name, "5", check=True)
+    assert run_virsh(src, "migrate-getmaxdowntime", name, check=True).stdout.strip() == "5"
+    cache = run_virsh(src, "migrate-compcache", name, "--size", str(1 << 20), check=True).stdout
+    assert "Compression cache: 1.000 MiB" in cache, cache
+    migrate = background(
+        src,
+        "migrate", "--live", "--auto-converge", "--auto-converge-initial", "60",
+        "--auto-converge-increment", "20", "--bandwidth", "2", name, hosts.dst.tcp_uri,
+    )  # fmt: skip
+    seen: list[str] = []
+
+    def throttled() -> bool:
+        out = str(run_virsh(src, "domjobinfo", name).stdout)
+        seen.append(out)
+        return "Auto converge throttle:" in out
+
+    wait_until(throttled, "the guest to be throttled")
+    assert re.search(r"Auto converge throttle:\s+(60|80|99)\s", seen[-1]), seen[-1]
+    # Tuning the running job: a faster link, read back at once.
+    run_virsh(src, "migrate-setspeed", name, "4", check=True)
+    assert run_virsh(src, "migrate-getspeed", name, check=True).stdout.strip() == "4"
+    rc, _, err = migrate.finish(timeout=120)
+    assert rc == 0, err
+    assert state(run_virsh, hosts.dst.tcp_uri, name) == "running (migrated)"
+    completed = run_virsh(src, "domjobinfo", name, "--completed", check=True).stdout
+    assert re.search(r"Job type:\s+Completed", completed), completed
+
+
+def test_persistent_xml_and_dname_shape_the_arrival(
+    hosts: Hosts, start_domain: Callable[..., str], run_virsh: Virsh, tmp_path: Any
+) -> None:
+    name = start_domain(hosts.src.tcp_uri, "persx", dirty_rate=100, working_set_mib=1)
+    inactive = run_virsh(hosts.src.tcp_uri, "dumpxml", "--inactive", name, check=True).stdout
+    assert "<description>" not in inactive
+    persist = tmp_path / "persist.xml"
+    persist.write_text(
+        inactive.replace(f"<name>{name}</name>", f"<name>{name}-new</name>").replace(
+            "</name>", "</name>\n  <description>kept for the next start</description>", 1
+        )
+    )
+    run_virsh(
+        hosts.src.tcp_uri,
+        "migrate", "--live", "--persistent", "--persistent-xml", str(persist), "--dname", f"{name}-new",
+        name, hosts.dst.tcp_uri,
+        check=True, timeout=120,
+    )  # fmt: skip
+    moved = f"{name}-new"
+    assert state(run_virsh, hosts.dst.tcp_uri, moved) == "running (migrated)"
+    assert state(run_virsh, hosts.src.tcp_uri, name) == "shut off (migrated)"
+    # The running definition came with the guest; the persistent one is PERSIST_XML's.
+    live = run_virsh(hosts.dst.tcp_uri, "dumpxml", moved, check=True).stdout
+    kept = run_virsh(hosts.dst.tcp_uri, "dumpxml", "--inactive", moved, check=True).stdout
+    assert "<description>" not in live, live
+    assert "<description>kept for the next start</description>" in kept, kept
+    info = run_virsh(hosts.dst.tcp_uri, "dominfo", moved, check=True).stdout
+    assert re.search(r"Persistent:\s+yes", info), info

@@ -124,11 +124,18 @@ def default_dirty_set(working_set_pages: int) -> int:
 class FaultSpec:
     """A test hook: cut the migration link in ``phase`` after ``after_pages`` pages.
 
+    ``phase`` names one or more stages, space-separated: "precopy", "postcopy",
+    "recovery" (the post-copy push of a recovery); the link is cut once in each.
+
     Only honoured when the server runs with test hooks enabled (see
     ``test_hooks_enabled``), so a stray element in a production domain XML is inert.
     """
 
-    phase: str  # "precopy" or "postcopy"
+    phase: str  # "precopy", "postcopy", "recovery", or several of them
+
+    @property
+    def stages(self) -> frozenset[str]:
+        return frozenset(self.phase.split())
     after_pages: int
 
 
@@ -181,8 +188,8 @@ def parse_fault(domain_xml: str | ET.Element) -> FaultSpec | None:
     element = _find_metadata(domain_xml, "fault")
     if element is None:
         return None
-    phase = element.get("cut-link")
-    if phase not in ("precopy", "postcopy"):
+    phase = element.get("cut-link") or ""
+    if not phase.split() or not set(phase.split()) <= {"precopy", "postcopy", "recovery"}:
         return None
     return FaultSpec(phase=phase, after_pages=_parse_int(element.get("after-pages"), "after-pages") or 0)
 
@@ -254,6 +261,7 @@ class Guest:
         self.memory = GuestMemory(memory_pages)
         self.workload = workload
         self.cursor = 0  # next page of the dirty set the workload writes
+        self.throttle_pct = 0  # vCPU throttling (auto-converge): that share of writes not done
         self._running_since: float | None = None
         self._owed = 0.0  # fractional writes carried between catch-ups
         if booted:
@@ -278,11 +286,13 @@ class Guest:
         self.catch_up(now)
         self._running_since = None
 
-    def catch_up(self, now: float, touch: Callable[[int], None] | None = None) -> int:
+    def catch_up(self, now: float, touch: Callable[[int], bool] | None = None) -> int:
         """Perform the writes due since the last call; returns how many were done.
 
         ``touch`` replaces the plain memory write (the post-copy destination uses it
-        to fault on pages it does not have yet).
+        to fault on pages it does not have yet): False means the vCPU blocks on that
+        page, so the writes stop there and the page is written again on the next
+        call (after ``stall``).
         """
         if self._running_since is None:
             return 0
@@ -291,15 +301,26 @@ class Guest:
         hot = self.workload.hot_pages
         if hot == 0 or self.workload.dirty_rate == 0:
             return 0
-        self._owed += elapsed * self.workload.dirty_rate
+        self._owed += elapsed * self.workload.dirty_rate * (100 - self.throttle_pct) / 100
         count = int(self._owed)
         self._owed -= count
-        write = touch if touch is not None else self.memory.write
         cursor = self.cursor % hot
+        done = 0
         for _ in range(count):
-            write(cursor)
+            if touch is None:
+                self.memory.write(cursor)
+            elif not touch(cursor):
+                self._owed = 0.0
+                break
+            done += 1
             cursor += 1
             if cursor >= hot:
                 cursor = 0
         self.cursor = cursor
-        return count
+        return done
+
+    def stall(self, now: float) -> None:
+        """The vCPU waited (on a post-copy fault) until ``now``: no writes for that time."""
+        if self._running_since is not None:
+            self._running_since = now
+        self._owed = 0.0

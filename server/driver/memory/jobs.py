@@ -77,10 +77,15 @@ class JobOperation(enum.IntEnum):
 
 
 class JobStatus(enum.Enum):
-    """Where a job is; ACTIVE and POSTCOPY both report as UNBOUNDED (virdomainjob.c)."""
+    """Where a job is; ACTIVE, POSTCOPY and POSTCOPY_PAUSED report as UNBOUNDED (virdomainjob.c).
+
+    POSTCOPY_PAUSED is a post-copy migration whose link broke: the job stays,
+    unfinished, until a recovery completes it.
+    """
 
     ACTIVE = "active"
     POSTCOPY = "postcopy"
+    POSTCOPY_PAUSED = "postcopy-paused"
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -91,12 +96,18 @@ class JobStatus(enum.Enum):
 
     @property
     def finished(self) -> bool:
-        return self not in (JobStatus.ACTIVE, JobStatus.POSTCOPY)
+        return self not in (JobStatus.ACTIVE, JobStatus.POSTCOPY, JobStatus.POSTCOPY_PAUSED)
+
+    @property
+    def running(self) -> bool:
+        """An engine is moving this job's data right now."""
+        return self in (JobStatus.ACTIVE, JobStatus.POSTCOPY)
 
 
 _STATUS_TYPE = {
     JobStatus.ACTIVE: JobType.UNBOUNDED,
     JobStatus.POSTCOPY: JobType.UNBOUNDED,
+    JobStatus.POSTCOPY_PAUSED: JobType.UNBOUNDED,
     JobStatus.COMPLETED: JobType.COMPLETED,
     JobStatus.FAILED: JobType.FAILED,
     JobStatus.CANCELLED: JobType.CANCELLED,
@@ -118,6 +129,7 @@ class MigrationCounters:
     memory_postcopy_requests: int = 0
     setup_time_ms: int | None = None
     downtime_ms: int | None = None
+    cpu_throttle_percentage: int = 0  # auto-converge, while it throttles the guest
 
     @property
     def memory_normal_bytes(self) -> int:
@@ -194,6 +206,8 @@ class Job:
             ("disk_processed", PARAM_ULLONG, 0),
             ("disk_remaining", PARAM_ULLONG, 0),
         ]
+        if c.cpu_throttle_percentage:
+            params.append(("auto_converge_throttle", PARAM_INT, c.cpu_throttle_percentage))
         if self.errmsg is not None:
             params.append(("errmsg", PARAM_STRING, self.errmsg))
         return params

@@ -14,6 +14,12 @@ Source (``OutgoingMigration``), QEMU-style:
   those pages in order, serving the destination's PAGE_REQUESTs first, and each
   page crosses at most once, so post-copy always converges.
 
+If the link breaks in post-copy, neither side has the whole guest: both keep
+their state (the source the pages it has not sent, the destination the pages it
+lacks) and ``resume`` carries on over a new link (post-copy recovery), sending
+exactly the pages the destination reports missing, the ones lost in flight with
+the old link included.
+
 Destination (``migration_incoming.IncomingMigration``) loads what arrives, checks every page against
 ``page_content(page, version)``, and in post-copy runs the guest's workload, faulting
 (requesting) pages it does not have yet.
@@ -36,6 +42,7 @@ from .guest import PAGE_SIZE, FaultSpec, Guest, page_content, page_runs
 from .jobs import Job
 from .migration_ratelimit import UNLIMITED_MIB_S, TokenBucket
 from .migration_stream import (
+    PAGE_RECORD_SIZE,
     Kind,
     Record,
     RecordReader,
@@ -46,6 +53,14 @@ from .migration_stream import (
 )
 
 DEFAULT_MAX_DOWNTIME_MS = 300  # QEMU's default downtime-limit
+DEFAULT_COMPRESSION_CACHE_BYTES = 64 * 1024 * 1024  # QEMU's default xbzrle-cache-size
+# Auto-converge as QEMU runs it (migration/ram.c): throttle the vCPUs once two bitmap
+# syncs found more dirtied than THRESHOLD % of what was sent since the sync before;
+# start at cpu-throttle-initial, add cpu-throttle-increment each time, never past max.
+DEFAULT_THROTTLE_INITIAL = 20
+DEFAULT_THROTTLE_INCREMENT = 10
+MAX_CPU_THROTTLE = 99
+THROTTLE_TRIGGER_THRESHOLD = 50
 _BATCH_PAGES = 16  # pages per send: 64 KiB, small enough to keep page requests prompt
 _ZERO_RUN_MAX = 1 << 16  # split zero runs so memory_remaining moves smoothly
 _RATE_WINDOW_S = 0.25
@@ -79,6 +94,10 @@ class MigrationSettings:
     max_downtime_ms: int = DEFAULT_MAX_DOWNTIME_MS
     postcopy: bool = False  # started with VIR_MIGRATE_POSTCOPY
     fault: FaultSpec | None = None
+    compression_cache_bytes: int = DEFAULT_COMPRESSION_CACHE_BYTES  # the xbzrle cache
+    auto_converge: bool = False  # VIR_MIGRATE_AUTO_CONVERGE
+    throttle_initial: int = DEFAULT_THROTTLE_INITIAL
+    throttle_increment: int = DEFAULT_THROTTLE_INCREMENT
 
 
 class SourceObserver:
@@ -93,6 +112,9 @@ class SourceObserver:
     def guest_state(self) -> str:
         """What the domain is doing meanwhile: "running", "paused" (suspended) or "gone"."""
         return "running"
+
+    def recovered(self) -> None:
+        """A failed post-copy migration goes on over a new link."""
 
 
 def link_error(exc: BaseException, verb: str = "write to") -> str:
@@ -156,14 +178,23 @@ class OutgoingMigration:
         self._scope: trio.CancelScope | None = None
         self._link_failure: str | None = None
         self._requests: collections.deque[int] = collections.deque()
+        self._request_arrived = trio.Event()
         self._dest_done = trio.Event()
-        self._fault_pages = 0
+        self._fault_pages: dict[str, int] = {}
         # bandwidth measurement
         self._window_start = 0.0
         self._window_bytes = 0
         self.paused_at: float | None = None
         self.postcopy_missing = 0  # pages the destination lacked at the switch
         self.postcopy_pages_sent = 0
+        self.wire_bytes = 0  # written to every link of this migration, recovery included
+        # Post-copy: pages not sent yet (kept across a broken link for recovery).
+        self._missing: set[int] = set()
+        self._faults_fired: set[str] = set()
+        self._dirty_rate_high = 0  # syncs that found the guest dirtying too fast
+        self._recovering = False
+        self._dest_missing: list[tuple[int, int]] = []
+        self._dest_ready = trio.Event()
         # From the job's first stats on, all of RAM is the total and still to go.
         job.counters.start(guest.memory.total_pages)
 
@@ -198,13 +229,30 @@ class OutgoingMigration:
         If the caller is cancelled (its client went away), the stream is closed
         so the destination sees the migration end, and the cancellation goes on.
         """
+        await self._run_link(stream)
+
+    async def resume(self, stream: trio.abc.Stream) -> None:
+        """Recover a post-copy migration whose link broke: go on over ``stream``."""
+        if self.phase is not Phase.POSTCOPY:
+            raise MigrationFailed("migration is not in post-copy phase")
+        self._recovering = True
+        self._break_requested = False
+        self._requests.clear()
+        self._dest_done = trio.Event()
+        self._dest_ready = trio.Event()
+        self._dest_missing = []
+        await self._run_link(stream)
+
+    async def _run_link(self, stream: trio.abc.Stream) -> None:
         try:
             failure, cancelled = await self._run(stream)
         except BaseException:
+            self._stop_throttling()
             self.guest.memory.stop_dirty_log()
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(stream)
             raise
+        self._stop_throttling()
         self.guest.memory.stop_dirty_log()
         postcopy = self.phase is Phase.POSTCOPY
         if failure is None and cancelled:
@@ -227,12 +275,16 @@ class OutgoingMigration:
                     scope.cancel()
                 nursery.start_soon(self._control_reader, link, scope)
                 try:
-                    await self._migrate(link)
+                    if self._recovering:
+                        await self._recover(link)
+                    else:
+                        await self._migrate(link)
                 except LINK_ERRORS as exc:
                     failure = self._link_failure or link_error(exc)
                 except _Interrupted as exc:
                     failure = str(exc) or "Unable to write to socket: Connection reset by peer"
             self._scope = None
+            self.wire_bytes += link.sent
             if failure is None and scope.cancelled_caught:
                 failure = self._link_failure
             nursery.cancel_scope.cancel()
@@ -251,8 +303,13 @@ class OutgoingMigration:
                     if record.kind is Kind.PAGE_REQUEST:
                         self.job.counters.memory_postcopy_requests += 1
                         self._requests.append(record.a)
+                        self._request_arrived.set()
                     elif record.kind in (Kind.POSTCOPY_DONE, Kind.LOADED):
                         self._dest_done.set()
+                    elif record.kind is Kind.MISSING and self._recovering and not self._dest_ready.is_set():
+                        self._dest_missing.append((record.a, record.b))
+                    elif record.kind is Kind.RESUME_READY and self._recovering:
+                        self._dest_ready.set()
                     else:
                         raise StreamError(f"unexpected record {record.kind.name} from destination")
         except LINK_ERRORS as exc:
@@ -285,6 +342,7 @@ class OutgoingMigration:
             elapsed = max(trio.current_time() - pass_started, 1e-6)
             dirty = memory.sync_dirty_log()
             counters.memory_dirty_rate = int(len(dirty) / elapsed)
+            self._maybe_throttle(len(dirty) * PAGE_SIZE, link.sent - pass_bytes_before)
             # The estimate compares page bytes with the wire rate they really moved at.
             pass_bps = (link.sent - pass_bytes_before) / elapsed
             bandwidth = pass_bps or float(counters.memory_bps) or 1.0
@@ -296,6 +354,30 @@ class OutgoingMigration:
                 return
             await self._new_iteration(link, len(dirty))
             zero_runs, pages = [], sorted(dirty)
+
+    def _maybe_throttle(self, dirtied_bytes: int, sent_bytes: int) -> None:
+        """Auto-converge after a bitmap sync (QEMU's migration_trigger_throttle)."""
+        if not self.settings.auto_converge:
+            return
+        if dirtied_bytes <= sent_bytes * THROTTLE_TRIGGER_THRESHOLD // 100:
+            return
+        self._dirty_rate_high += 1
+        if self._dirty_rate_high < 2:
+            return
+        self._dirty_rate_high = 0
+        guest = self.guest
+        guest.catch_up(trio.current_time())  # writes so far happened at the old rate
+        if guest.throttle_pct == 0:
+            guest.throttle_pct = self.settings.throttle_initial
+        else:
+            guest.throttle_pct = min(guest.throttle_pct + self.settings.throttle_increment, MAX_CPU_THROTTLE)
+        self.job.counters.cpu_throttle_percentage = guest.throttle_pct
+
+    def _stop_throttling(self) -> None:
+        if self.guest.throttle_pct:
+            self.guest.catch_up(trio.current_time())
+        self.guest.throttle_pct = 0
+        self.job.counters.cpu_throttle_percentage = 0
 
     async def _new_iteration(self, link: Link, pending_pages: int, carried: int = 0) -> None:
         """A dirty-bitmap sync, as QEMU counts them: a new pass over ``pending_pages``.
@@ -339,12 +421,18 @@ class OutgoingMigration:
             await self._transmit(link, bytes(out), sent_pages, Phase.PRECOPY)
         return None
 
-    async def _transmit(self, link: Link, data: bytes, normal_pages: int, phase: Phase) -> None:
-        await self.bucket.consume(len(data))
+    async def _transmit(
+        self, link: Link, data: bytes, normal_pages: int, phase: Phase, *, paced: bool = False
+    ) -> None:
+        """Send ``data``, waiting for the rate limit unless the caller ``paced`` it already."""
+        if not paced:
+            await self.bucket.consume(len(data))
         fault = self.settings.fault
-        if fault is not None and fault.phase == phase.value:
-            self._fault_pages += normal_pages
-            if self._fault_pages > fault.after_pages:
+        stage = "recovery" if self._recovering else phase.value
+        if fault is not None and stage in fault.stages and stage not in self._faults_fired:
+            self._fault_pages[stage] = self._fault_pages.get(stage, 0) + normal_pages
+            if self._fault_pages[stage] > fault.after_pages:
+                self._faults_fired.add(stage)  # a test hook cuts once per stage, not every retry
                 await link.cut()
                 raise _Interrupted()
         await link.send(data)
@@ -402,7 +490,6 @@ class OutgoingMigration:
     ) -> None:
         """Switch to post-copy: ``zero_runs`` and ``carried`` are what is left of the
         pass in progress, ``dirty`` the pages a sync just found (not yet queued)."""
-        counters = self.job.counters
         memory = self.guest.memory
         # Zero markers are nearly free: finish them in pre-copy so that only written
         # pages are left for the destination to fault on.
@@ -417,35 +504,93 @@ class OutgoingMigration:
         for start, count in page_runs(order):
             out += encode(Kind.DISCARD, start, count)
         out += encode(Kind.POSTCOPY, self.guest.cursor)
-        await link.send(bytes(out))
+        # Switched from here on: should the link break while the switch is under
+        # way, the guest stays stopped here and recovery tells what arrived.
         self.phase = Phase.POSTCOPY
+        self._missing = missing
         self.postcopy_missing = len(missing)
+        await link.send(bytes(out))
         self._record_downtime()
+        await self._push(link)
+
+    async def _recover(self, link: Link) -> None:
+        """Post-copy recovery: learn what the destination lacks, then push only that."""
+        memory = self.guest.memory
+        await link.send(hello(memory.total_pages) + encode(Kind.RESUME))
+        await self._dest_ready.wait()
+        lacking: set[int] = set()
+        for start, count in self._dest_missing:
+            if start + count > memory.total_pages:
+                raise StreamError(f"missing pages {start}+{count} beyond guest memory")
+            lacking.update(range(start, start + count))
+        # Pages sent on the old link but lost with it count as work again.
+        lost = len(lacking - self._missing)
+        counters = self.job.counters
+        counters.memory_total += lost * PAGE_SIZE
+        counters.memory_remaining = len(lacking) * PAGE_SIZE
+        self._missing = lacking
+        self.observer.recovered()
+        await self._push(link)
+
+    @staticmethod
+    def _take(missing: set[int], requests: collections.deque[int], limit: int) -> list[int]:
+        """Requested pages still missing, up to ``limit``, taken out of ``missing``."""
+        taken: list[int] = []
+        while requests and len(taken) < limit:
+            wanted = requests.popleft()
+            if wanted in missing:
+                missing.discard(wanted)
+                taken.append(wanted)
+        return taken
+
+    async def _push_pages(self, link: Link, batch: list[int]) -> None:
+        """One post-copy send, already paced; the pages count as handled once written."""
+        if not batch:
+            return
+        memory = self.guest.memory
+        out = bytearray()
+        for number in batch:
+            out += page(number, memory.version(number), _content(self.guest, number))
+        try:
+            await self._transmit(link, bytes(out), len(batch), Phase.POSTCOPY, paced=True)
+        except BaseException:
+            # Not delivered: the destination will list these again on recovery.
+            self._missing.update(batch)
+            raise
+        counters = self.job.counters
+        counters.memory_normal += len(batch)
+        self.postcopy_pages_sent += len(batch)
+        counters.handled(len(batch))
+
+    async def _push(self, link: Link) -> None:
+        """Send every page in ``_missing``, the destination's requests first."""
+        missing = self._missing
         self.bucket = TokenBucket(self.settings.postcopy_bandwidth_mib_s or UNLIMITED_MIB_S)
+        order = sorted(missing)
         position = 0
         while missing:
             if self._break_requested:
                 await link.cut()
                 raise _Interrupted("migration paused by client")
-            batch: list[int] = []
-            while self._requests and len(batch) < _BATCH_PAGES:
-                wanted = self._requests.popleft()
-                if wanted in missing:
-                    missing.discard(wanted)
-                    batch.append(wanted)
+            # Pace first, then fill the batch; a page request that arrives while the
+            # rate limit holds the push back is answered at once (its bytes still count).
+            deadline = trio.current_time() + self.bucket.reserve(_BATCH_PAGES * PAGE_RECORD_SIZE)
+            while trio.current_time() < deadline:
+                with trio.move_on_at(deadline):
+                    await self._request_arrived.wait()
+                self._request_arrived = trio.Event()
+                urgent = self._take(missing, self._requests, _BATCH_PAGES)
+                if urgent:
+                    deadline += self.bucket.reserve(len(urgent) * PAGE_RECORD_SIZE)
+                    await self._push_pages(link, urgent)
+            batch = self._take(missing, self._requests, _BATCH_PAGES)
             while len(batch) < _BATCH_PAGES and position < len(order):
                 number = order[position]
                 position += 1
                 if number in missing:
                     missing.discard(number)
                     batch.append(number)
-            out = bytearray()
-            for number in batch:
-                out += page(number, memory.version(number), _content(self.guest, number))
-            counters.memory_normal += len(batch)
-            self.postcopy_pages_sent += len(batch)
-            counters.handled(len(batch))
-            await self._transmit(link, bytes(out), len(batch), Phase.POSTCOPY)
+            await self._push_pages(link, batch)
         await self._dest_done.wait()
         await link.send(encode(Kind.COMPLETE, self.guest.cursor))
 

@@ -52,12 +52,14 @@ from .jobs import (
 from .migration import (
     MigrationCancelled,
     MigrationFailed,
+    MigrationSettings,
     OutgoingMigration,
     Phase,
     SourceObserver,
 )
 from .migration_control import JobControlMixin, invalid
 from .migration_incoming import DestinationObserver, IncomingMigration
+from .migration_recovery import MigrationPhase, check_resume, failed_postcopy
 from .migration_session import (
     COMPLETED_JOB,
     INCOMING,
@@ -66,6 +68,7 @@ from .migration_session import (
     Cookie,
     IncomingSession,
     OutgoingSession,
+    apply_auto_converge,
     check_not_same_host,
     finished_job,
     host_uuid,
@@ -73,6 +76,7 @@ from .migration_session import (
     migratable_xml,
     migration_settings,
     parse_migrate_uri,
+    persist_xml,
 )
 from .model import Domain
 
@@ -84,6 +88,7 @@ MIGRATION_FEATURES = frozenset(
         DriverFeature.MIGRATION_V3,
         DriverFeature.MIGRATION_OFFLINE,
         DriverFeature.MIGRATION_PARAMS,
+        DriverFeature.MIGRATE_CHANGE_PROTECTION,
     }
 )
 _MIGRATE_PARAM_LIMIT = 64
@@ -181,6 +186,17 @@ class MigrationMixin(JobControlMixin):
         if dom.job is job:
             dom.job = None
 
+    def stop_domain(self, dom: Domain, *, reason: int, detail: int, emit: bool = True) -> None:
+        """A half of a failed post-copy migration that stops takes its job with it."""
+        job = dom.job
+        if isinstance(job, Job) and job.status is JobStatus.POSTCOPY_PAUSED:
+            dom.extra.pop(OUTGOING, None)
+            incoming = dom.extra.pop(INCOMING, None)
+            if isinstance(incoming, IncomingSession):
+                incoming.cancel_scope.cancel()  # a recovery's listener, if one waits
+            self._job_finished(dom, job, JobStatus.FAILED, "domain is not running")
+        super().stop_domain(dom, reason=reason, detail=detail, emit=emit)
+
     def _emit_job_completed(self, dom: Domain, job: Job) -> None:
         params = [make_param(name, kind, value) for name, kind, value in job.to_params(trio.current_time())]
         self.events.job_completed(dom_ref(dom), params)
@@ -193,6 +209,14 @@ class MigrationMixin(JobControlMixin):
         _check_migrate_flags(args.flags, "qemuDomainMigrateBegin3Params")
         _params(args.params)
         dom = self.lookup(args.dom)
+        if args.flags & C.VIR_MIGRATE_POSTCOPY_RESUME:
+            session = self._outgoing_to_resume(dom, args.flags, MigrationPhase.POSTCOPY_FAILED)
+            session.phase = MigrationPhase.BEGIN_RESUME
+            begun: list[bytes] = ctx.data.setdefault(OUTGOING, [])
+            begun.append(dom.uuid)
+            return R.remote_domain_migrate_begin3_params_ret(
+                cookie_out=self._cookie().encode(), xml=migratable_xml(dom.xml(), dom.tree)
+            )
         if args.flags & C.VIR_MIGRATE_OFFLINE:
             if not dom.persistent:
                 raise invalid("cannot migrate a transient domain offline")
@@ -217,14 +241,15 @@ class MigrationMixin(JobControlMixin):
         if xml is None:
             raise report(C.VIR_ERR_INVALID_ARG, FROM, "no domain XML passed")
         xml = _renamed(xml, _string_param(params, C.VIR_MIGRATE_PARAM_DEST_NAME))
+        if args.flags & C.VIR_MIGRATE_POSTCOPY_RESUME:
+            uri = await self._prepare_resume(parse_domain_xml(xml).name, params, args.flags, ctx)
+            cookie = self._cookie().encode()
+            return R.remote_domain_migrate_prepare3_params_ret(cookie_out=cookie, uri_out=uri)
         offline = bool(args.flags & C.VIR_MIGRATE_OFFLINE)
         parsed = parse_domain_xml(xml)
         new_domain = parsed.name not in self._by_name
         dom = self._incoming_domain(xml, offline)
-        host, port = listen_spec(
-            _string_param(params, C.VIR_MIGRATE_PARAM_URI),
-            _string_param(params, C.VIR_MIGRATE_PARAM_LISTEN_ADDRESS),
-        )
+        host, port = self._listen_spec(params)
         if offline:
             # libvirt's client insists on a URI even though nothing will connect
             # (QEMU hosts reserve a port from their migration range all the same).
@@ -236,17 +261,10 @@ class MigrationMixin(JobControlMixin):
                 cookie_out=self._cookie().encode(), uri_out=f"tcp://{host}:{port or _MIGRATION_PORT_MIN}"
             )
         try:
-            listeners = await trio.open_tcp_listeners(port, host=host)
-        except OSError as exc:
+            listener, uri = await _listen(host, port)
+        except BaseException:
             self._discard_incoming(dom)
-            raise report(
-                C.VIR_ERR_OPERATION_FAILED, FROM, f"Failed to bind port {port} on {host}: {exc.strerror}"
-            ) from None
-        listener = listeners[0]
-        for extra in listeners[1:]:
-            await extra.aclose()
-        bound = listener.socket.getsockname()
-        uri = f"tcp://{bound[0]}:{bound[1]}" if ":" not in bound[0] else f"tcp://[{bound[0]}]:{bound[1]}"
+            raise
         pages = dom.memory_kib * 1024 // PAGE_SIZE
         guest = Guest.empty(pages, parse_workload(dom.tree, pages))
         dom.guest = guest
@@ -260,6 +278,67 @@ class MigrationMixin(JobControlMixin):
         _prepared_by(ctx).append(dom.uuid)
         self._spawn(self._run_incoming, dom, session)
         return R.remote_domain_migrate_prepare3_params_ret(cookie_out=self._cookie().encode(), uri_out=uri)
+
+    @staticmethod
+    def _listen_spec(params: dict[str, Any]) -> tuple[str, int]:
+        return listen_spec(
+            _string_param(params, C.VIR_MIGRATE_PARAM_URI),
+            _string_param(params, C.VIR_MIGRATE_PARAM_LISTEN_ADDRESS),
+        )
+
+    async def _prepare_resume(
+        self, name: str, params: dict[str, Any], flags: int, ctx: ConnectionContext
+    ) -> str:
+        """Destination of a recovery: listen again for the same incoming migration."""
+        dom = self._by_name.get(name)
+        if dom is None:
+            raise report(C.VIR_ERR_NO_DOMAIN, FROM, f"no domain with matching name '{name}'")
+        session = dom.extra.get(INCOMING)
+        incoming = session if isinstance(session, IncomingSession) and session.engine is not None else None
+        check_resume(
+            dom,
+            incoming.phase if incoming is not None else None,
+            flags,
+            incoming=True,
+            expected=MigrationPhase.POSTCOPY_FAILED,
+            monitored=incoming is not None and not incoming.done.is_set(),
+        )
+        assert incoming is not None
+        host, port = self._listen_spec(params)
+        listener, uri = await _listen(host, port)
+        incoming.phase = MigrationPhase.PREPARE_RESUME
+        incoming.listener = listener
+        incoming.uri = uri
+        incoming.owner_conn = ctx.conn_id
+        incoming.cancel_scope = trio.CancelScope()
+        incoming.done = trio.Event()
+        incoming.failure = None
+        incoming.connected = False
+        _prepared_by(ctx).append(dom.uuid)
+        self._spawn(self._run_incoming, dom, incoming)
+        return uri
+
+    def _outgoing_to_resume(self, dom: Domain, flags: int, expected: MigrationPhase) -> OutgoingSession:
+        """The source's failed post-copy migration, if a recovery step may run on it now."""
+        session = dom.extra.get(OUTGOING)
+        outgoing = session if isinstance(session, OutgoingSession) else None
+        job = dom.job
+        check_resume(
+            dom,
+            outgoing.phase if outgoing is not None else None,
+            flags,
+            incoming=False,
+            expected=expected,
+            # Pre-copy (its job not switched yet): Perform still watches it.
+            monitored=outgoing is not None
+            and outgoing.phase is MigrationPhase.NONE
+            and isinstance(job, Job)
+            and job.status is JobStatus.ACTIVE,
+        )
+        assert outgoing is not None
+        if expected < MigrationPhase.CONFIRM_RESUME and isinstance(job, Job) and job.status.running:
+            raise invalid("QEMU reports migration is still running")
+        return outgoing
 
     def _incoming_domain(self, xml: str, offline: bool) -> Domain:
         """The domain that receives the guest: new and transient, paused for migration."""
@@ -309,22 +388,20 @@ class MigrationMixin(JobControlMixin):
 
     async def _run_incoming(self, dom: Domain, session: IncomingSession) -> None:
         assert session.engine is not None and session.listener is not None
+        resuming = session.phase is not MigrationPhase.NONE
         try:
             with session.cancel_scope:
                 stream = await session.listener.accept()
+                session.connected = True
                 await session.listener.aclose()
-                await session.engine.run(stream)
+                if resuming:
+                    await session.engine.resume(stream)
+                else:
+                    await session.engine.run(stream)
         except MigrationFailed as exc:
             session.failure = exc.reason
             if exc.postcopy:
-                # The guest runs here but misses pages only the source has.
-                self.set_state(
-                    dom,
-                    C.VIR_DOMAIN_RUNNING,
-                    C.VIR_DOMAIN_RUNNING_POSTCOPY_FAILED,
-                    C.VIR_DOMAIN_EVENT_RESUMED,
-                    C.VIR_DOMAIN_EVENT_RESUMED_POSTCOPY_FAILED,
-                )
+                self._incoming_postcopy_failed(dom)
         except Exception as exc:  # a system task must never raise
             log.exception("incoming migration of %s crashed", dom.name)
             session.failure = str(exc) or type(exc).__name__
@@ -335,6 +412,21 @@ class MigrationMixin(JobControlMixin):
                 session.failure = "migration canceled"
             session.done.set()
 
+    def _incoming_postcopy_failed(self, dom: Domain) -> None:
+        """The guest runs here but misses pages only the source has (qemuMigrationDstPostcopyFailed)."""
+        job = dom.job
+        if isinstance(job, Job):
+            job.status = JobStatus.POSTCOPY_PAUSED
+        if failed_postcopy(dom):
+            return
+        self.set_state(
+            dom,
+            C.VIR_DOMAIN_RUNNING,
+            C.VIR_DOMAIN_RUNNING_POSTCOPY_FAILED,
+            C.VIR_DOMAIN_EVENT_RESUMED,
+            C.VIR_DOMAIN_EVENT_RESUMED_POSTCOPY_FAILED,
+        )
+
     # --- source: PERFORM --------------------------------------------------------------
 
     async def domain_migrate_perform3_params(
@@ -343,6 +435,7 @@ class MigrationMixin(JobControlMixin):
         _check_migrate_flags(args.flags, "qemuDomainMigratePerform3Params")
         params = _params(args.params)
         dom = self.lookup(args.dom)
+        apply_auto_converge(MigrationSettings(), params, args.flags)  # refused before anything starts
         if args.flags & C.VIR_MIGRATE_PEER2PEER:
             from .migration_p2p import perform_peer2peer
 
@@ -353,17 +446,25 @@ class MigrationMixin(JobControlMixin):
         uri = _string_param(params, C.VIR_MIGRATE_PARAM_URI)
         if uri is None:
             raise report(C.VIR_ERR_INVALID_ARG, FROM, "migration URI is missing")
+        persistent = persist_xml(params, args.flags)
         await self._migrate_to(dom, uri, params, args.flags)
-        return R.remote_domain_migrate_perform3_params_ret(cookie_out=self._cookie().encode())
+        cookie = self._cookie()
+        return R.remote_domain_migrate_perform3_params_ret(
+            cookie_out=Cookie(cookie.hostname, cookie.hostuuid, persistent).encode()
+        )
 
     async def _migrate_to(self, dom: Domain, uri: str, params: dict[str, Any], flags: int) -> None:
         """Stream ``dom`` to a destination that listens on ``uri``; returns when it has it all."""
+        if flags & C.VIR_MIGRATE_POSTCOPY_RESUME:
+            await self._resume_to(dom, uri, params, flags)
+            return
         if not dom.active:
             raise invalid("domain is not running")
         if dom.job is not None or OUTGOING in dom.extra:
             raise invalid(f"another migration job is already running for domain '{dom.name}'")
         host, port = parse_migrate_uri(uri)
         settings = migration_settings(dom.extra, flags)
+        apply_auto_converge(settings, params, flags)
         bandwidth = params.get(C.VIR_MIGRATE_PARAM_BANDWIDTH)
         if isinstance(bandwidth, int) and bandwidth > 0:
             settings.bandwidth_mib_s = bandwidth
@@ -379,7 +480,7 @@ class MigrationMixin(JobControlMixin):
         try:
             await self._run_outgoing(dom, job, engine, host, port)
         finally:
-            if not job.status.finished:
+            if job.status.running:
                 # Cancelled (the calling client went away): end the job as a failed
                 # migration would, and leave the domain as libvirt leaves it.
                 self._interrupted(dom, job, engine)
@@ -399,29 +500,67 @@ class MigrationMixin(JobControlMixin):
             raise report(C.VIR_ERR_OPERATION_ABORTED, FROM, f"job '{_JOB_OUT}' canceled by client") from None
         except MigrationFailed as exc:
             message = f"job '{_JOB_OUT}' failed: {exc.reason}"
-            self._job_finished(dom, job, JobStatus.FAILED, exc.reason)
-            dom.extra.pop(OUTGOING, None)
-            self._source_after_failure(dom, postcopy=exc.postcopy)
+            if exc.postcopy:
+                self._outgoing_postcopy_failed(dom, job)
+            else:
+                self._job_finished(dom, job, JobStatus.FAILED, exc.reason)
+                dom.extra.pop(OUTGOING, None)
+                self._source_after_failure(dom)
             raise report(C.VIR_ERR_OPERATION_FAILED, FROM, message) from None
         self._job_finished(dom, job, JobStatus.COMPLETED)
 
+    async def _resume_to(self, dom: Domain, uri: str, params: dict[str, Any], flags: int) -> None:
+        """Recover a failed post-copy migration towards ``uri``; returns when the destination has it all."""
+        session = self._outgoing_to_resume(dom, flags, MigrationPhase.BEGIN_RESUME)
+        job = dom.job
+        assert isinstance(job, Job)
+        session.phase = MigrationPhase.PERFORM_RESUME
+        engine = session.engine
+        postcopy_bandwidth = params.get(C.VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY)
+        if isinstance(postcopy_bandwidth, int) and postcopy_bandwidth > 0:
+            engine.set_bandwidth(postcopy_bandwidth, postcopy=True)
+        host, port = parse_migrate_uri(uri)
+        try:
+            try:
+                stream = await trio.open_tcp_stream(host, port)
+            except OSError as exc:
+                raise MigrationFailed(f"Failed to connect to '{host}:{port}': {exc.strerror}") from None
+            await engine.resume(stream)
+        except MigrationFailed as exc:
+            self._outgoing_postcopy_failed(dom, job)
+            raise report(C.VIR_ERR_OPERATION_FAILED, FROM, f"job '{_JOB_OUT}' failed: {exc.reason}") from None
+        except BaseException:
+            self._outgoing_postcopy_failed(dom, job)
+            raise
+        self._job_finished(dom, job, JobStatus.COMPLETED)
+
     def _interrupted(self, dom: Domain, job: Job, engine: OutgoingMigration) -> None:
+        if engine.phase is Phase.POSTCOPY:
+            self._outgoing_postcopy_failed(dom, job)
+            return
         self._job_finished(dom, job, JobStatus.FAILED, "migration interrupted: client disconnected")
         dom.extra.pop(OUTGOING, None)
-        self._source_after_failure(dom, postcopy=engine.phase is Phase.POSTCOPY)
+        self._source_after_failure(dom)
 
-    def _source_after_failure(self, dom: Domain, *, postcopy: bool) -> None:
-        """The source guest once its outgoing migration failed."""
-        if postcopy:
-            # Neither host has the whole guest: keep it paused here for recovery.
-            self.set_state(
-                dom,
-                C.VIR_DOMAIN_PAUSED,
-                C.VIR_DOMAIN_PAUSED_POSTCOPY_FAILED,
-                C.VIR_DOMAIN_EVENT_SUSPENDED,
-                C.VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY_FAILED,
-            )
-        elif dom.state == C.VIR_DOMAIN_PAUSED and dom.reason == C.VIR_DOMAIN_PAUSED_MIGRATION:
+    def _outgoing_postcopy_failed(self, dom: Domain, job: Job) -> None:
+        """Neither host has the whole guest: keep it paused here, job and all, for recovery."""
+        job.status = JobStatus.POSTCOPY_PAUSED
+        session = dom.extra.get(OUTGOING)
+        if isinstance(session, OutgoingSession):
+            session.phase = MigrationPhase.POSTCOPY_FAILED
+        if failed_postcopy(dom) or not dom.active:
+            return
+        self.set_state(
+            dom,
+            C.VIR_DOMAIN_PAUSED,
+            C.VIR_DOMAIN_PAUSED_POSTCOPY_FAILED,
+            C.VIR_DOMAIN_EVENT_SUSPENDED,
+            C.VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY_FAILED,
+        )
+
+    def _source_after_failure(self, dom: Domain) -> None:
+        """The source guest once its pre-copy migration failed."""
+        if dom.state == C.VIR_DOMAIN_PAUSED and dom.reason == C.VIR_DOMAIN_PAUSED_MIGRATION:
             self._resume_after_failed_switchover(dom)
 
     def _resume_after_failed_switchover(self, dom: Domain) -> None:
@@ -448,13 +587,26 @@ class MigrationMixin(JobControlMixin):
         session = dom.extra.get(INCOMING) if dom is not None else None
         if dom is None or not isinstance(session, IncomingSession):
             raise report(C.VIR_ERR_NO_DOMAIN, FROM, f"no domain with matching name '{name}'")
-        return R.remote_domain_migrate_finish3_params_ret(
-            dom=dom_ref(await self._finish_incoming(dom, session, cancelled=bool(args.cancelled))),
-            cookie_out=self._cookie().encode(),
-        )
+        if args.flags & C.VIR_MIGRATE_POSTCOPY_RESUME:
+            phase = session.phase
+            check_resume(dom, phase, args.flags, incoming=True, expected=MigrationPhase.PREPARE_RESUME)
+            session.phase = MigrationPhase.FINISH_RESUME
+        elif session.phase is not MigrationPhase.NONE:
+            raise invalid(f"domain '{dom.name}' is not processing incoming migration")
+        sent = Cookie.decode(args.cookie_in)
+        persistent = sent.persistent if sent is not None else None
+        cancelled = bool(args.cancelled)
+        moved = await self._finish_incoming(dom, session, cancelled=cancelled, persistent=persistent)
+        cookie = self._cookie().encode()
+        return R.remote_domain_migrate_finish3_params_ret(dom=dom_ref(moved), cookie_out=cookie)
 
-    async def _finish_incoming(self, dom: Domain, session: IncomingSession, *, cancelled: bool) -> Domain:
-        """End an incoming migration: the domain runs here now, or it is cleaned up."""
+    async def _finish_incoming(
+        self, dom: Domain, session: IncomingSession, *, cancelled: bool, persistent: str | None = None
+    ) -> Domain:
+        """End an incoming migration: the domain runs here now, or it is cleaned up.
+
+        ``persistent``: the definition to keep with VIR_MIGRATE_PERSIST_DEST (PERSIST_XML).
+        """
         engine = session.engine
         if engine is None:  # offline: only the definition moves
             dom.extra.pop(INCOMING, None)
@@ -466,29 +618,34 @@ class MigrationMixin(JobControlMixin):
             self.events.lifecycle(dom_ref(dom), C.VIR_DOMAIN_EVENT_DEFINED, C.VIR_DOMAIN_EVENT_DEFINED_ADDED)
             return dom
         if cancelled and not session.done.is_set():
-            if engine.phase is Phase.POSTCOPY:
+            if engine.phase is Phase.POSTCOPY and session.connected:
                 # Too late to cancel: the guest runs here. Wait for the source's verdict.
                 await session.done.wait()
             else:
                 session.cancel_scope.cancel()
         await session.done.wait()
         job = dom.job if isinstance(dom.job, Job) else Job(JobOperation.MIGRATION_IN, trio.current_time())
-        dom.extra.pop(INCOMING, None)
         failure = session.failure or ("migration canceled" if cancelled else None)
         if failure is not None:
             if engine.phase is Phase.POSTCOPY or dom.reason == C.VIR_DOMAIN_RUNNING_POSTCOPY_FAILED:
-                # The only running copy of the guest: keep it (RUNNING/POSTCOPY_FAILED).
-                self._job_finished(dom, job, JobStatus.FAILED, failure)
-                dom.extra.pop(COMPLETED_JOB, None)
+                # The only running copy of the guest: keep it (RUNNING/POSTCOPY_FAILED),
+                # its job and session waiting for a recovery.
+                self._incoming_postcopy_failed(dom)
+                session.phase = MigrationPhase.POSTCOPY_FAILED
                 raise report(C.VIR_ERR_OPERATION_FAILED, FROM, f"job '{_JOB_IN}' failed: {failure}")
+            dom.extra.pop(INCOMING, None)
             dom.job = None
             self._discard_incoming(dom)
             raise report(C.VIR_ERR_OPERATION_FAILED, FROM, f"job '{_JOB_IN}' failed: {failure}")
+        dom.extra.pop(INCOMING, None)
         postcopy = engine.phase is Phase.DONE and dom.reason == C.VIR_DOMAIN_RUNNING_POSTCOPY
         self._job_finished(dom, job, JobStatus.COMPLETED)
         if postcopy:
             dom.extra.pop(COMPLETED_JOB, None)  # post-copy stats exist only on the source
         if session.flags & C.VIR_MIGRATE_PERSIST_DEST:
+            if persistent is not None:
+                # The running definition stays; this one is what the next start uses.
+                self.define_domain(_renamed(persistent, dom.name), persistent=True, emit=False)
             dom.persistent = True
             self.save(dom)
             detail = (
@@ -526,7 +683,16 @@ class MigrationMixin(JobControlMixin):
         self.confirm_outgoing(dom, args.flags, cancelled=bool(args.cancelled))
 
     def confirm_outgoing(self, dom: Domain, flags: int, *, cancelled: bool) -> None:
-        session = dom.extra.pop(OUTGOING, None)
+        session = dom.extra.get(OUTGOING)
+        if flags & C.VIR_MIGRATE_POSTCOPY_RESUME:
+            self._outgoing_to_resume(dom, flags, MigrationPhase.PERFORM_RESUME)
+        active = dom.job
+        paused = isinstance(active, Job) and active.status is JobStatus.POSTCOPY_PAUSED
+        if isinstance(session, OutgoingSession) and paused:
+            # Post-copy failed: the job stays, waiting for a recovery.
+            session.phase = MigrationPhase.POSTCOPY_FAILED
+            return
+        dom.extra.pop(OUTGOING, None)
         job = finished_job(dom.extra)
         if flags & C.VIR_MIGRATE_OFFLINE:
             if not cancelled and flags & C.VIR_MIGRATE_UNDEFINE_SOURCE and dom.persistent:
@@ -557,10 +723,38 @@ class MigrationMixin(JobControlMixin):
             dom = self._by_uuid.get(uuid)
             session = dom.extra.get(INCOMING) if dom is not None else None
             if dom is not None and isinstance(session, IncomingSession) and session.owner_conn == ctx.conn_id:
+                if session.phase is MigrationPhase.PREPARE_RESUME and not session.connected:
+                    # A recovery nobody will finish: stop listening, wait for the next one.
+                    session.cancel_scope.cancel()
+                    await session.done.wait()
+                    session.phase = MigrationPhase.POSTCOPY_FAILED
+                    continue
                 if session.engine is not None and session.engine.phase is Phase.POSTCOPY:
                     continue  # the guest runs here now; keep it
                 with contextlib.suppress(Exception):
                     await self._finish_incoming(dom, session, cancelled=True)
+        # A recovery begun by this client, and left there, may be begun again.
+        for uuid in ctx.data.pop(OUTGOING, ()):
+            dom = self._by_uuid.get(uuid)
+            outgoing = dom.extra.get(OUTGOING) if dom is not None else None
+            if isinstance(outgoing, OutgoingSession) and outgoing.phase is MigrationPhase.BEGIN_RESUME:
+                outgoing.phase = MigrationPhase.POSTCOPY_FAILED
+
+
+async def _listen(host: str, port: int) -> tuple[trio.SocketListener, str]:
+    """A listener for the incoming migration stream, and the URI that names it."""
+    try:
+        listeners = await trio.open_tcp_listeners(port, host=host)
+    except OSError as exc:
+        raise report(
+            C.VIR_ERR_OPERATION_FAILED, FROM, f"Failed to bind port {port} on {host}: {exc.strerror}"
+        ) from None
+    listener = listeners[0]
+    for extra in listeners[1:]:
+        await extra.aclose()
+    bound = listener.socket.getsockname()
+    uri = f"tcp://{bound[0]}:{bound[1]}" if ":" not in bound[0] else f"tcp://[{bound[0]}]:{bound[1]}"
+    return listener, uri
 
 
 def _prepared_by(ctx: ConnectionContext) -> list[bytes]:
@@ -583,6 +777,19 @@ class _SourceEvents(SourceObserver):
         if not self.dom.active:
             return "gone"
         return "running" if self.dom.state == C.VIR_DOMAIN_RUNNING else "paused"
+
+    def recovered(self) -> None:
+        # QEMU's postcopy-recover status: the failed state gives way to post-copy again.
+        self.driver.set_state(
+            self.dom,
+            C.VIR_DOMAIN_PAUSED,
+            C.VIR_DOMAIN_PAUSED_POSTCOPY,
+            C.VIR_DOMAIN_EVENT_SUSPENDED,
+            C.VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY,
+        )
+        job = self.dom.job
+        if isinstance(job, Job):
+            job.status = JobStatus.POSTCOPY
 
     def paused(self, postcopy: bool) -> None:
         if postcopy:
@@ -610,6 +817,12 @@ class _DestinationEvents(DestinationObserver):
     def __init__(self, driver: MigrationMixin, dom: Domain) -> None:
         self.driver = driver
         self.dom = dom
+
+    def recovered(self) -> None:
+        job = self.dom.job
+        if isinstance(job, Job):
+            job.status = JobStatus.POSTCOPY
+        self.postcopy_running()
 
     def postcopy_running(self) -> None:
         self.driver.set_state(

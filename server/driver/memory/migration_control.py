@@ -16,6 +16,7 @@ from virtwire.protocol.typedparams import make_param
 from ...errors import check_flags, report
 from ..base import ConnectionContext
 from .core import FROM, MemoryCore, operation_invalid
+from .guest import PAGE_SIZE
 from .jobs import (
     ABORT_JOB_POSTCOPY,
     JOB_STATS_COMPLETED,
@@ -26,8 +27,10 @@ from .jobs import (
 )
 from .migration import Phase
 from .migration_ratelimit import UNLIMITED_MIB_S
+from .migration_recovery import MigrationPhase
 from .migration_session import (
     COMPLETED_JOB,
+    COMPRESSION_CACHE,
     DOWNTIME,
     INCOMING,
     OUTGOING,
@@ -96,9 +99,17 @@ class JobControlMixin(MemoryCore):
         # VIR_DOMAIN_ABORT_JOB_POSTCOPY stops it.
         job = dom.job
         switched = isinstance(job, Job) and job.status is JobStatus.POSTCOPY
-        if engine.phase is Phase.POSTCOPY or switched:
+        if engine.phase is Phase.POSTCOPY or switched or session.phase is not MigrationPhase.NONE:
             if not flags & ABORT_JOB_POSTCOPY:
                 raise invalid("cannot abort migration in post-copy mode")
+            if isinstance(job, Job) and job.status is JobStatus.POSTCOPY_PAUSED:
+                # Already broken: QEMU refuses to pause it again (libvirt relays its error).
+                raise report(
+                    C.VIR_ERR_INTERNAL_ERROR,
+                    FROM,
+                    "unable to execute QEMU command 'migrate-pause': "
+                    "migrate-pause is currently only supported during postcopy-active state",
+                )
             engine.break_postcopy()
             return
         if flags & ABORT_JOB_POSTCOPY:
@@ -178,6 +189,34 @@ class JobControlMixin(MemoryCore):
         session = dom.extra.get(OUTGOING)
         if isinstance(session, OutgoingSession):
             session.engine.set_bandwidth(args.bandwidth or UNLIMITED_MIB_S, postcopy=postcopy)
+
+    async def domain_migrate_get_compression_cache(
+        self, args: R.remote_domain_migrate_get_compression_cache_args, ctx: ConnectionContext
+    ) -> R.remote_domain_migrate_get_compression_cache_ret:
+        check_flags(args.flags, 0, "qemuDomainMigrateGetCompressionCache")
+        dom = self._active_domain(args.dom)
+        return R.remote_domain_migrate_get_compression_cache_ret(
+            cacheSize=migration_settings(dom.extra, 0).compression_cache_bytes
+        )
+
+    async def domain_migrate_set_compression_cache(
+        self, args: R.remote_domain_migrate_set_compression_cache_args, ctx: ConnectionContext
+    ) -> None:
+        check_flags(args.flags, 0, "qemuDomainMigrateSetCompressionCache")
+        dom = self._active_domain(args.dom)
+        size = args.cacheSize
+        # QEMU's check (migrate_params_check), reported through libvirt's monitor error.
+        if size < PAGE_SIZE or size & (size - 1):
+            raise report(
+                C.VIR_ERR_INTERNAL_ERROR,
+                FROM,
+                "unable to execute QEMU command 'migrate-set-parameters': Parameter "
+                "'xbzrle_cache_size' expects a power of two no less than the target page size",
+            )
+        dom.extra[COMPRESSION_CACHE] = size
+        session = dom.extra.get(OUTGOING)
+        if isinstance(session, OutgoingSession):
+            session.engine.settings.compression_cache_bytes = size
 
     async def domain_migrate_get_max_speed(
         self, args: R.remote_domain_migrate_get_max_speed_args, ctx: ConnectionContext

@@ -5,6 +5,10 @@ against ``page_content(page, version)``. Once the source switches to post-copy t
 guest runs here: its workload writes pages, and a write to a page that has not
 arrived yet faults to the source (a PAGE_REQUEST, counted in
 memory_postcopy_requests) and is applied when the page lands.
+
+When the link breaks in post-copy the guest keeps what it has; ``resume`` takes
+a new link from the recovering source, tells it which pages are still missing
+and asks again for the faulted ones whose requests the old link lost.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from collections.abc import Callable
 
 import trio
 
-from .guest import PAGE_SIZE, Guest, page_content
+from .guest import PAGE_SIZE, Guest, page_content, page_runs
 from .jobs import Job
 from .migration import LINK_ERRORS, Link, MigrationFailed, Phase, link_error
 from .migration_stream import (
@@ -30,6 +34,9 @@ class DestinationObserver:
     def postcopy_running(self) -> None:
         """The guest runs here now, while pages still arrive."""
 
+    def recovered(self) -> None:
+        """A failed post-copy migration goes on over a new link."""
+
 
 class IncomingMigration:
     """The destination side: loads the stream into an empty guest."""
@@ -41,19 +48,36 @@ class IncomingMigration:
         self.phase = Phase.SETUP
         self.missing: set[int] = set()
         self._requested: set[int] = set()
-        self._deferred_writes: dict[int, int] = {}
+        # The page the guest's vCPU waits for (blocked on a post-copy fault), if any.
+        self._blocked_on: int | None = None
+        self._arrived = trio.Event()
         self._link: Link | None = None
         self.received_pages = 0
         self.failure: str | None = None
+        # Post-copy faults: when each outstanding request went out, and how long answers took.
+        self._requested_at: dict[int, float] = {}
+        self.request_latencies: list[float] = []
 
     async def run(self, stream: trio.abc.Stream) -> None:
         """Receive a whole migration; raises MigrationFailed if the stream breaks."""
+        await self._run_link(stream, resuming=False)
+
+    async def resume(self, stream: trio.abc.Stream) -> None:
+        """Go on with a post-copy migration whose link broke, over ``stream``."""
+        if self.phase is not Phase.POSTCOPY:
+            raise MigrationFailed("migration is not in post-copy phase")
+        self.failure = None
+        # Requests sent on the old link may be lost with it: ask again on the new one.
+        self._requested.clear()
+        await self._run_link(stream, resuming=True)
+
+    async def _run_link(self, stream: trio.abc.Stream, *, resuming: bool) -> None:
         link = Link(stream)
         self._link = link
         try:
             async with trio.open_nursery() as nursery:
                 try:
-                    await self._receive(link, nursery.start_soon)
+                    await self._receive(link, nursery.start_soon, resuming=resuming)
                 except LINK_ERRORS as exc:
                     self.failure = link_error(exc, "read from")
                 finally:
@@ -65,7 +89,7 @@ class IncomingMigration:
             raise MigrationFailed(self.failure, postcopy=self.phase is Phase.POSTCOPY)
         self.phase = Phase.DONE
 
-    async def _receive(self, link: Link, spawn: Callable[..., object]) -> None:
+    async def _receive(self, link: Link, spawn: Callable[..., object], *, resuming: bool) -> None:
         counters = self.job.counters
         while True:
             records = await link.records()
@@ -90,7 +114,9 @@ class IncomingMigration:
                     counters.memory_remaining = record.b * PAGE_SIZE
                     counters.memory_total = counters.memory_processed + counters.memory_remaining
                 elif kind is Kind.HELLO:
-                    self._hello(record)
+                    self._hello(record, resuming=resuming)
+                elif kind is Kind.RESUME and resuming:
+                    await self._answer_resume(link, spawn)
                 elif kind is Kind.DISCARD:
                     self.missing.update(range(record.a, record.a + record.b))
                 elif kind is Kind.POSTCOPY:
@@ -111,15 +137,29 @@ class IncomingMigration:
                 else:
                     raise StreamError(f"unexpected record {kind.name} from source")
 
-    def _hello(self, record: Record) -> None:
+    def _hello(self, record: Record, *, resuming: bool) -> None:
         page_size = record.a & 0xFFFFFFFF
         if page_size != PAGE_SIZE or record.b != self.guest.memory.total_pages:
             raise StreamError(
                 f"guest memory mismatch: source has {record.b} pages of {page_size} bytes, "
                 f"destination {self.guest.memory.total_pages} of {PAGE_SIZE}"
             )
-        self.job.counters.start(record.b)
-        self.phase = Phase.PRECOPY
+        if not resuming:
+            self.job.counters.start(record.b)
+            self.phase = Phase.PRECOPY
+
+    async def _answer_resume(self, link: Link, spawn: Callable[..., object]) -> None:
+        """Recovery: list the pages still missing, re-request the faulted ones, run on."""
+        out = bytearray()
+        for start, count in page_runs(sorted(self.missing)):
+            out += encode(Kind.MISSING, start, count)
+        out += encode(Kind.RESUME_READY)
+        await link.send(bytes(out))
+        self.observer.recovered()
+        if self.missing:
+            spawn(self._postcopy_guest, link)
+        else:
+            await link.send(encode(Kind.POSTCOPY_DONE))
 
     def _load_zero_run(self, start: int, count: int) -> None:
         versions = self.guest.memory.versions
@@ -147,30 +187,42 @@ class IncomingMigration:
         self.received_pages += 1
         if self.phase is Phase.POSTCOPY:
             self.missing.discard(number)
-            for _ in range(self._deferred_writes.pop(number, 0)):
-                memory.write(number)
+            asked = self._requested_at.pop(number, None)
+            if asked is not None:
+                self.request_latencies.append(trio.current_time() - asked)
+            if number == self._blocked_on:
+                self._arrived.set()
 
     async def _postcopy_guest(self, link: Link) -> None:
-        """Run the workload here; a write to a page not yet here faults to the source."""
-        faults: list[int] = []
+        """Run the workload here; a write to a page not yet here faults to the source.
 
-        def touch(number: int) -> None:
+        As with userfaultfd, the faulting vCPU waits until its page arrives, and
+        writes it then; the guest does nothing meanwhile.
+        """
+
+        def touch(number: int) -> bool:
             if number in self.missing:
-                self._deferred_writes[number] = self._deferred_writes.get(number, 0) + 1
-                if number not in self._requested:
-                    self._requested.add(number)
-                    faults.append(number)
-            else:
-                self.guest.memory.write(number)
+                self._blocked_on = number
+                return False
+            self.guest.memory.write(number)
+            return True
 
         while self.phase is Phase.POSTCOPY and self.missing:
+            self._blocked_on = None
             self.guest.catch_up(trio.current_time(), touch)
-            if faults:
-                data = b"".join(encode(Kind.PAGE_REQUEST, number) for number in faults)
-                self.job.counters.memory_postcopy_requests += len(faults)
-                faults.clear()
+            wanted = self._blocked_on
+            if wanted is None:
+                await trio.sleep(_DEST_TICK_S)
+                continue
+            self._arrived = trio.Event()
+            if wanted not in self._requested:
+                self._requested.add(wanted)
+                self._requested_at[wanted] = trio.current_time()
+                self.job.counters.memory_postcopy_requests += 1
                 try:
-                    await link.send(data)
+                    await link.send(encode(Kind.PAGE_REQUEST, wanted))
                 except LINK_ERRORS:
                     return  # the receiving side sees the broken link and reports it
-            await trio.sleep(_DEST_TICK_S)
+            if wanted in self.missing:
+                await self._arrived.wait()
+            self.guest.stall(trio.current_time())

@@ -20,7 +20,8 @@ from virtwire.protocol.typedparams import MIGRATION_PARAM_TYPES, dict_to_params
 
 from ...errors import report
 from .core import FROM
-from .migration_session import Cookie, migratable_xml
+from .migration_recovery import MigrationPhase
+from .migration_session import Cookie, migratable_xml, persist_xml
 from .model import Domain
 
 if TYPE_CHECKING:
@@ -46,6 +47,9 @@ async def perform_peer2peer(
     offline = bool(flags & C.VIR_MIGRATE_OFFLINE)
     if not offline and not dom.active:
         raise report(C.VIR_ERR_OPERATION_INVALID, FROM, "domain is not running")
+    if flags & C.VIR_MIGRATE_POSTCOPY_RESUME:
+        # The Begin step of a recovery, done here before the destination is asked.
+        driver._outgoing_to_resume(dom, flags, MigrationPhase.POSTCOPY_FAILED)
     try:
         conn = await aio.connect(dconnuri)
     except libvirtError as exc:
@@ -89,12 +93,14 @@ async def perform_peer2peer(
                     failure = exc
         cancelled = failure is not None
         finish_error: libvirtError | None = None
+        local = driver._cookie()
+        performed = Cookie(local.hostname, local.hostuuid, persist_xml(params, flags)).encode()
         try:
             await conn.call(
                 ops.call(
                     "DOMAIN_MIGRATE_FINISH3_PARAMS",
                     params=_wire_params(dest_params),
-                    cookie_in=driver._cookie().encode(),
+                    cookie_in=performed,
                     flags=dest_flags,
                     cancelled=int(cancelled),
                 )

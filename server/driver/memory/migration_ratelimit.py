@@ -30,8 +30,12 @@ class TokenBucket:
         return 0 < self.rate_mib_s < UNLIMITED_MIB_S
 
     async def consume(self, nbytes: int) -> None:
+        await trio.sleep(self.reserve(nbytes))
+
+    def reserve(self, nbytes: int) -> float:
+        """Take ``nbytes`` now; returns how long to wait before sending them (0: at once)."""
         if not self.limited:
-            return
+            return 0.0
         rate = self.rate_mib_s * MIB
         now = trio.current_time()
         if self._last is None:
@@ -39,5 +43,4 @@ class TokenBucket:
         self._tokens = min(self._tokens + (now - self._last) * rate, rate * _BURST_S)
         self._last = now
         self._tokens -= nbytes
-        if self._tokens < 0:
-            await trio.sleep(-self._tokens / rate)
+        return -self._tokens / rate if self._tokens < 0 else 0.0

@@ -16,6 +16,7 @@ from __future__ import annotations
 import uuid as uuidlib
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import trio
@@ -23,10 +24,12 @@ from virtwire.protocol.generated import constants as C
 
 from ...errors import report
 from .core import FROM
+from .domxml import parse_domain_xml
 from .guest import VIRTWIRE_XMLNS
 from .jobs import Job
 from .migration import MigrationSettings, OutgoingMigration
 from .migration_incoming import IncomingMigration
+from .migration_recovery import MigrationPhase
 
 OUTGOING = "migration.outgoing"
 INCOMING = "migration.incoming"
@@ -34,6 +37,7 @@ COMPLETED_JOB = "migration.completed_job"
 SPEED = "migration.max_speed"  # MiB/s, pre-copy
 POSTCOPY_SPEED = "migration.max_speed_postcopy"
 DOWNTIME = "migration.max_downtime"  # ms
+COMPRESSION_CACHE = "migration.compression_cache"  # bytes (xbzrle)
 
 _HOST_UUID_NAMESPACE = uuidlib.UUID("2f4bd1f6-6a5e-4c1e-9a8e-7c1d6f2b9e10")
 
@@ -44,8 +48,11 @@ SUPPORTED_FLAGS = (
     | C.VIR_MIGRATE_PERSIST_DEST
     | C.VIR_MIGRATE_UNDEFINE_SOURCE
     | C.VIR_MIGRATE_PAUSED
+    | C.VIR_MIGRATE_CHANGE_PROTECTION
     | C.VIR_MIGRATE_POSTCOPY
+    | C.VIR_MIGRATE_POSTCOPY_RESUME
     | C.VIR_MIGRATE_ABORT_ON_ERROR
+    | C.VIR_MIGRATE_AUTO_CONVERGE
     | C.VIR_MIGRATE_OFFLINE
 )
 
@@ -59,11 +66,16 @@ def host_uuid(hostname: str) -> str:
 class Cookie:
     hostname: str
     hostuuid: str
+    # The definition the destination keeps with VIR_MIGRATE_PERSIST_DEST
+    # (VIR_MIGRATE_PARAM_PERSIST_XML), sent by Perform as libvirt's cookie does.
+    persistent: str | None = None
 
     def encode(self) -> bytes:
         root = ET.Element("virtwire-migration")
         ET.SubElement(root, "hostname").text = self.hostname
         ET.SubElement(root, "hostuuid").text = self.hostuuid
+        if self.persistent is not None:
+            ET.SubElement(root, "persistent").text = self.persistent
         return ET.tostring(root) + b"\n"
 
     @classmethod
@@ -81,7 +93,7 @@ class Cookie:
         hostuuid = root.findtext("hostuuid")
         if not hostname or not hostuuid:
             raise report(C.VIR_ERR_INTERNAL_ERROR, FROM, "missing hostname element in migration data")
-        return cls(hostname, hostuuid)
+        return cls(hostname, hostuuid, root.findtext("persistent"))
 
 
 def check_not_same_host(local: Cookie, remote: Cookie | None) -> None:
@@ -117,6 +129,7 @@ def listen_spec(uri: str | None, listen_address: str | None) -> tuple[str, int]:
 class OutgoingSession:
     engine: OutgoingMigration
     flags: int
+    phase: MigrationPhase = MigrationPhase.NONE  # past NONE: post-copy failed, recovery steps
 
 
 @dataclass(slots=True, eq=False)
@@ -132,6 +145,8 @@ class IncomingSession:
     failure: str | None = None
     owner_conn: int | None = None
     new_domain: bool = True  # False: an inactive persistent definition existed here
+    phase: MigrationPhase = MigrationPhase.NONE  # past NONE: post-copy failed, recovery steps
+    connected: bool = False  # the source connected to ``listener``
 
 
 def migration_settings(extra: dict[str, object], flags: int) -> MigrationSettings:
@@ -146,7 +161,31 @@ def migration_settings(extra: dict[str, object], flags: int) -> MigrationSetting
     downtime = extra.get(DOWNTIME)
     if isinstance(downtime, int):
         settings.max_downtime_ms = downtime
+    cache = extra.get(COMPRESSION_CACHE)
+    if isinstance(cache, int):
+        settings.compression_cache_bytes = cache
     return settings
+
+
+def apply_auto_converge(settings: MigrationSettings, params: dict[str, Any], flags: int) -> None:
+    """VIR_MIGRATE_AUTO_CONVERGE and its two tunables, refused as libvirt and QEMU refuse them."""
+    initial = params.get(C.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INITIAL)
+    increment = params.get(C.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INCREMENT)
+    if (initial is not None or increment is not None) and not flags & C.VIR_MIGRATE_AUTO_CONVERGE:
+        raise report(C.VIR_ERR_INVALID_ARG, FROM, "Turn auto convergence on to tune it")
+    for qemu_name, value in (("cpu_throttle_initial", initial), ("cpu_throttle_increment", increment)):
+        if value is not None and not 1 <= value <= 99:
+            raise report(
+                C.VIR_ERR_INTERNAL_ERROR,
+                FROM,
+                "unable to execute QEMU command 'migrate-set-parameters': "
+                f"Parameter '{qemu_name}' expects an integer in the range of 1 to 99",
+            )
+    settings.auto_converge = bool(flags & C.VIR_MIGRATE_AUTO_CONVERGE)
+    if isinstance(initial, int):
+        settings.throttle_initial = initial
+    if isinstance(increment, int):
+        settings.throttle_increment = increment
 
 
 def job_failed_message(job_name: str, reason: str) -> str:
@@ -170,3 +209,12 @@ def migratable_xml(text: str, tree: ET.Element) -> str:
 def finished_job(extra: dict[str, object]) -> Job | None:
     job = extra.get(COMPLETED_JOB)
     return job if isinstance(job, Job) else None
+
+
+def persist_xml(params: dict[str, Any], flags: int) -> str | None:
+    """VIR_MIGRATE_PARAM_PERSIST_XML, checked here as the source parses it; used with PERSIST_DEST only."""
+    xml = params.get(C.VIR_MIGRATE_PARAM_PERSIST_XML)
+    if not isinstance(xml, str) or not xml or not flags & C.VIR_MIGRATE_PERSIST_DEST:
+        return None
+    parse_domain_xml(xml)
+    return xml

@@ -14,6 +14,12 @@ fixed-size big-endian body; a page record also carries the 4 KiB page.
     POSTCOPY   cpu_state  (switch: the destination runs from now on)
     COMPLETE   cpu_state  (everything sent; the guest's CPU state rides along)
     ABORT      (migration cancelled by the source)
+    RESUME     (post-copy recovery on a new link)  MISSING       start, count  (pages still lacked)
+                                               RESUME_READY  (end of the MISSING list)
+
+Post-copy recovery: after a broken link the source connects again and sends
+HELLO and RESUME; the destination answers with the runs of pages it still lacks
+and RESUME_READY, then post-copy goes on as before over the new link.
 """
 
 from __future__ import annotations
@@ -36,9 +42,12 @@ class Kind(enum.IntEnum):
     POSTCOPY = 6
     COMPLETE = 7
     ABORT = 8
+    RESUME = 16
     PAGE_REQUEST = 32
     POSTCOPY_DONE = 33
     LOADED = 34
+    MISSING = 48
+    RESUME_READY = 49
 
 
 class StreamError(Exception):
@@ -62,6 +71,9 @@ _LAYOUT: dict[int, tuple[struct.Struct, bool]] = {
     Kind.PAGE_REQUEST: (_ONE, False),
     Kind.POSTCOPY_DONE: (_NONE, False),
     Kind.LOADED: (_NONE, False),
+    Kind.RESUME: (_NONE, False),
+    Kind.MISSING: (_TWO, False),
+    Kind.RESUME_READY: (_NONE, False),
 }
 
 PAGE_RECORD_SIZE = _TWO.size + PAGE_SIZE
