@@ -299,6 +299,12 @@ def connection_not_open() -> libvirtError:
     return internal_error("hypervisor connection not open", VIR_FROM_RPC)
 
 
+def authentication_required() -> libvirtError:
+    """Any call but AUTH_* before the client has authenticated (VIR_ERR_RPC, not
+    AUTH_FAILED: libvirtd keeps it for clients that predate that code)."""
+    return make_error(constants.VIR_ERR_RPC, VIR_FROM_RPC, "authentication required")
+
+
 def connection_already_open() -> libvirtError:
     """A second CONNECT_OPEN on one connection."""
     return internal_error("connection already open", VIR_FROM_RPC)

@@ -17,11 +17,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import trio
+from virtwire.protocol import sasl
 from virtwire.protocol.errors import libvirtError
 
-from . import sshhelper
+from . import credentials, passwd_cli, sshhelper
 from .access_policy import Policy, PolicyError
-from .config import Endpoint, ServerConfig
+from .auth import AUTH_METHODS
+from .config import DEFAULT_SASL_MECHS, Endpoint, ServerConfig
 from .daemon import Listeners, serve
 from .driver.memory import guest, nodexml
 from .driver.memory.driver import MemoryDriver
@@ -183,13 +185,48 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="honour <virtwire:fault> in domain metadata (cuts migration links; test suites only)",
     )
+    _auth_arguments(s)
     s.add_argument("-v", "--verbose", action="store_true", help="log every connection")
     sub.add_parser(
         "ssh-helper",
         add_help=False,
         help="[-r] URI: bridge stdin/stdout to the local daemon socket for ssh clients (virt-ssh-helper)",
     )
+    passwd_cli.add_parser(sub)
     return parser
+
+
+def _auth_arguments(s: argparse.ArgumentParser) -> None:
+    """libvirtd.conf's auth_* keys and SASL settings (server/auth.py)."""
+    for flag, listener in (
+        ("--auth-tcp", "plain TCP (sasl is refused there: no mechanism has a security layer)"),
+        ("--auth-tls", "TLS"),
+        ("--auth-unix-rw", "the read-write unix socket"),
+        ("--auth-unix-ro", "the read-only unix socket"),
+    ):
+        s.add_argument(
+            flag, choices=AUTH_METHODS, default="none", help=f"authentication on {listener} (default none)"
+        )
+    s.add_argument(
+        "--sasl-users-file",
+        type=Path,
+        metavar="FILE",
+        help=f"SASL users, as `virtwire passwd` writes them (default {credentials.default_path()})",
+    )
+    s.add_argument(
+        "--sasl-mech",
+        action="append",
+        default=[],
+        choices=list(sasl.MECHANISMS),
+        help=f"offer this SASL mechanism (repeatable; default {', '.join(DEFAULT_SASL_MECHS)})",
+    )
+    s.add_argument(
+        "--sasl-allowed-username",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="accept only SASL users matching (fnmatch; repeatable; default: every user)",
+    )
 
 
 def workload_defaults(args: argparse.Namespace) -> guest.ServerDefaults:
@@ -223,6 +260,13 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         max_unsent_bytes=args.max_unsent_bytes,
         keepalive_interval=args.keepalive_interval,
         keepalive_count=args.keepalive_count,
+        auth_tcp=args.auth_tcp,
+        auth_tls=args.auth_tls,
+        auth_unix_rw=args.auth_unix_rw,
+        auth_unix_ro=args.auth_unix_ro,
+        sasl_users_file=args.sasl_users_file or credentials.default_path(),
+        sasl_mech_list=list(args.sasl_mech) or list(DEFAULT_SASL_MECHS),
+        sasl_allowed_username_list=list(args.sasl_allowed_username),
     )
     if not (config.tcp or config.tls or config.unix or config.unix_ro):
         rundir = runtime_dir()
@@ -260,6 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv.insert(0, "serve")  # plain `python -m virtwire.server` serves
     args = build_parser().parse_args(argv)
+    if args.command == "passwd":
+        return passwd_cli.run(args)
     if args.command != "serve":
         build_parser().print_help()
         return 2

@@ -7,6 +7,9 @@ from pathlib import Path
 
 from .access_policy import Policy
 
+# Offered in this order where the channel allows them (PLAIN: TLS and unix only).
+DEFAULT_SASL_MECHS = ("SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN")
+
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
@@ -46,3 +49,13 @@ class ServerConfig:
     keepalive_count: int = 5
     # Events queued for one connection before it counts as too slow and is dropped.
     event_queue_size: int = 1024
+    # libvirtd.conf's auth_* per listener kind: "none" or "sasl" (server/auth.py).
+    auth_tcp: str = "none"
+    auth_tls: str = "none"
+    auth_unix_rw: str = "none"
+    auth_unix_ro: str = "none"
+    # SASL: the users file `virtwire passwd` writes, the mechanisms offered (Cyrus's
+    # mech_list) and libvirtd's sasl_allowed_username_list (fnmatch; empty: anyone).
+    sasl_users_file: Path | None = None
+    sasl_mech_list: list[str] = field(default_factory=lambda: list(DEFAULT_SASL_MECHS))
+    sasl_allowed_username_list: list[str] = field(default_factory=list)

@@ -47,10 +47,12 @@ from virtwire.protocol.generated import remote as R
 from virtwire.protocol.generated.virnet import virNetMessageStatus, virNetMessageType
 
 from .access import CallAccess
+from .auth import ConnectionAuth
 from .dispatch import Handler, Route, run_call
 from .driver.base import ConnectionContext
 from .events import EventFamily, EventSubscriber
 from .features import ConnectionProcedures
+from .identity import identify
 from .peer_identity import identity_attributes
 from .streamio import StreamIO, close_stream
 from .streams import STREAM, STREAM_HOLE, StreamTable
@@ -124,6 +126,8 @@ class Connection(EventSubscriber):
         self.ctx = ConnectionContext(
             conn_id=service.next_connection_id(), peer=peer, transport=transport, readonly=readonly_socket
         )
+        self.ctx.identity = identify(stream, transport, readonly_socket)
+        self.auth = ConnectionAuth(self)
         self.opened = False
         self.procedures = ConnectionProcedures(self)
         self._io = StreamIO(stream)
@@ -177,6 +181,10 @@ class Connection(EventSubscriber):
                 self.service.driver.access_name,
             )
         return self._access
+
+    @property
+    def authenticated(self) -> bool:
+        return self.auth.authenticated
 
     def connection_handler(self, name: str) -> Handler:
         handler: Handler = getattr(self.procedures, name.lower())

@@ -57,7 +57,16 @@ CONNECTION_PROCEDURES: dict[str, bool] = {
     "CONNECT_SET_IDENTITY": False,
     "CONNECT_REGISTER_CLOSE_CALLBACK": False,
     "CONNECT_UNREGISTER_CLOSE_CALLBACK": False,
+    "AUTH_SASL_INIT": True,
+    "AUTH_SASL_START": True,
+    "AUTH_SASL_STEP": True,
 }
+
+# Callable before the client has authenticated (libvirtd: remote_daemon.c clears
+# needAuth for exactly these); anything else then answers "authentication required".
+NO_AUTH_PROCEDURES = frozenset(
+    {"AUTH_LIST", "AUTH_SASL_INIT", "AUTH_SASL_START", "AUTH_SASL_STEP", "AUTH_POLKIT"}
+)
 
 
 class CallSession(Protocol):
@@ -65,6 +74,10 @@ class CallSession(Protocol):
 
     opened: bool
     ctx: ConnectionContext
+
+    @property
+    def authenticated(self) -> bool:
+        """False while the listener's auth method still waits for the client."""
 
     @property
     def readonly(self) -> bool:
@@ -85,6 +98,7 @@ class Route:
     connection_level: bool
     pre_open: bool
     inline: bool  # the handler never waits: run it in the reader, no task of its own
+    needs_auth: bool = True  # refused until the client has authenticated
 
 
 def served_by(driver: Driver, method: str) -> Handler | None:
@@ -101,12 +115,14 @@ def build_routes(driver: Driver) -> dict[int, Route]:
     for number, proc in R.PROCEDURES.items():
         if proc.event is not None:
             continue
+        needs_auth = proc.name not in NO_AUTH_PROCEDURES
         pre_open = CONNECTION_PROCEDURES.get(proc.name)
         if pre_open is not None:
-            routes[number] = Route(proc, None, True, pre_open, True)
+            routes[number] = Route(proc, None, True, pre_open, True, needs_auth)
             continue
         handler = served_by(driver, proc.name.lower()) if proc.modelled else None
-        routes[number] = Route(proc, handler, False, False, handler is None or is_nonblocking(handler))
+        inline = handler is None or is_nonblocking(handler)
+        routes[number] = Route(proc, handler, False, False, inline, needs_auth)
     return routes
 
 
@@ -122,6 +138,8 @@ def _decode(proc: Procedure, payload: memoryview) -> Any:
 async def run_call(session: CallSession, route: Route, payload: memoryview) -> bytes:
     """Run one call; return the encoded ret payload or raise libvirtError."""
     proc = route.proc
+    if route.needs_auth and not session.authenticated:
+        raise E.authentication_required()  # before decoding, as virNetServerProgramDispatch
     if not route.pre_open and not session.opened:
         if proc.modelled:
             _decode(proc, payload)  # libvirtd decodes before it looks at the connection

@@ -61,7 +61,20 @@ class ConnectionProcedures:
         return self.conn.service.bus
 
     async def auth_list(self, args: None, ctx: ConnectionContext) -> R.remote_auth_list_ret:
-        return R.remote_auth_list_ret(types=[R.remote_auth_type.REMOTE_AUTH_NONE])
+        return R.remote_auth_list_ret(types=self.conn.auth.auth_types())
+
+    async def auth_sasl_init(self, args: None, ctx: ConnectionContext) -> R.remote_auth_sasl_init_ret:
+        return self.conn.auth.sasl_init()
+
+    async def auth_sasl_start(
+        self, args: R.remote_auth_sasl_start_args, ctx: ConnectionContext
+    ) -> R.remote_auth_sasl_start_ret:
+        return await self.conn.auth.sasl_start(args)
+
+    async def auth_sasl_step(
+        self, args: R.remote_auth_sasl_step_args, ctx: ConnectionContext
+    ) -> R.remote_auth_sasl_step_ret:
+        return await self.conn.auth.sasl_step(args)
 
     async def connect_supports_feature(
         self, args: R.remote_connect_supports_feature_args, ctx: ConnectionContext

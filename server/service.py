@@ -14,6 +14,7 @@ from virtwire.protocol.generated import remote as R
 from .access import list_bound
 from .config import ServerConfig
 from .connection import Connection
+from .credentials import CredentialStore
 from .dispatch import Route, build_routes
 from .driver.base import ConnectionContext, Driver
 from .events import EventBus
@@ -46,6 +47,7 @@ class Service:
         self.handshaking = 0
         self._room: trio.Event | None = None
         self._trimmer = Trimmer(trio.current_time)
+        self.credentials = CredentialStore(config.sasl_users_file)
 
     async def list_for_access(self, name: str, num_args: Any) -> Any:
         """Run listing ``name`` unfiltered, as big as its list may be (an access-filtered count)."""

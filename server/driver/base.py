@@ -27,6 +27,7 @@ import trio
 from ..access import wire_objects
 from ..access_policy import AccessObject
 from ..events import DomainEvents, EventBus, NetworkEvents, NodeDeviceEvents, SecretEvents, StoragePoolEvents
+from ..identity import Identity
 from .interface import DriverInterface
 
 
@@ -39,6 +40,8 @@ class ConnectionContext:
     transport: str  # "tcp", "tls" or "unix"
     readonly: bool = False
     uri: str | None = None  # the name given to CONNECT_OPEN
+    # Who the client is (unix peer, TLS DN, SASL user): set by the connection.
+    identity: Identity = field(default_factory=lambda: Identity("", False))
     # Per-connection data a driver wants to keep (freed with the connection).
     data: dict[str, Any] = field(default_factory=dict)
 
