@@ -14,13 +14,23 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any
 
 import trio
-from virtwire.client import aio_api, aio_shell, aio_transport, cmdsocket, core, errfactory, flows, ops
+from virtwire.client import (
+    aio_api,
+    aio_shell,
+    aio_transport,
+    cmdsocket,
+    core,
+    errfactory,
+    flows,
+    ops,
+    sasl_auth,
+)
 from virtwire.client import uri as urimod
 from virtwire.client.aio_api import Domain, DomainEventRecord, drive
 from virtwire.client.aio_shell import EVENT_BUFFER, RECV_SIZE
@@ -361,7 +371,9 @@ class Connection(aio_shell.AsyncShell):
                     await self.call(ops.event_deregister_any(callback_id))
 
 
-async def connect(uri: str, readonly: bool = False, keepalive: bool = True) -> Connection:
+async def connect(
+    uri: str, readonly: bool = False, keepalive: bool = True, auth: Sequence[Any] | None = None
+) -> Connection:
     """Connect and open `uri`; enter the result with `async with` to use it.
 
     With `keepalive` the client offers keepalive (feature 10) as libvirt does
@@ -376,7 +388,8 @@ async def connect(uri: str, readonly: bool = False, keepalive: bool = True) -> C
     try:
         flags = c.VIR_CONNECT_RO if readonly else 0
         conn.features = await drive(
-            flows.handshake(target.name, flags, keepalive), {flows.SRC: aio_api.Unchecked(conn)}
+            flows.handshake(target.name, flags, keepalive, sasl_auth.request_for(target, auth)),
+            {flows.SRC: aio_api.Unchecked(conn)},
         )
     except BaseException:
         with trio.CancelScope(shield=True):

@@ -50,6 +50,7 @@ class AsyncAPI:
 
     target: urimod.Target
     readonly: bool
+    features: flows.Features
 
     async def call(self, op: ops.Op) -> Any:
         raise NotImplementedError
@@ -114,7 +115,8 @@ class AsyncAPI:
 
     async def is_encrypted(self) -> bool:
         secure = await self.call(ops.is_secure())
-        return bool(secure) and self.target.encrypted_transport
+        # virNetClientIsEncrypted: libvirt's TLS, or any SASL session.
+        return bool(secure) and (self.target.encrypted_transport or self.features.sasl)
 
     # -- domains --------------------------------------------------------
 

@@ -17,12 +17,12 @@ import asyncio
 import contextlib
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any
 
-from virtwire.client import aio_api, aio_shell, cmdsocket, core, errfactory, flows, ops, transport
+from virtwire.client import aio_api, aio_shell, cmdsocket, core, errfactory, flows, ops, sasl_auth, transport
 from virtwire.client import uri as urimod
 from virtwire.client.aio_api import Domain, DomainEventRecord, drive
 from virtwire.client.aio_shell import EVENT_BUFFER, RECV_SIZE
@@ -352,7 +352,9 @@ async def _open_socket(target: urimod.Target) -> tuple[asyncio.StreamReader, asy
     return reader, writer
 
 
-async def connect(uri: str, readonly: bool = False, keepalive: bool = True) -> Connection:
+async def connect(
+    uri: str, readonly: bool = False, keepalive: bool = True, auth: Sequence[Any] | None = None
+) -> Connection:
     """Connect and open `uri`; enter the result with `async with` to use it."""
     target = urimod.parse(uri, readonly=readonly)
     reader, writer, errout = await _open(target)
@@ -361,7 +363,8 @@ async def connect(uri: str, readonly: bool = False, keepalive: bool = True) -> C
     try:
         flags = c.VIR_CONNECT_RO if readonly else 0
         conn.features = await drive(
-            flows.handshake(target.name, flags, keepalive), {flows.SRC: aio_api.Unchecked(conn)}
+            flows.handshake(target.name, flags, keepalive, sasl_auth.request_for(target, auth)),
+            {flows.SRC: aio_api.Unchecked(conn)},
         )
     except BaseException:
         writer.close()

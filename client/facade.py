@@ -13,11 +13,11 @@ import dataclasses
 import threading
 import uuid as uuidlib
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
-from virtwire.client import core, errfactory, eventloop, events, flows, migration, ops, transport
+from virtwire.client import core, errfactory, eventloop, events, flows, migration, ops, sasl_auth, transport
 from virtwire.client import uri as urimod
 from virtwire.client.stream import virStream
 from virtwire.client.surface import base as surface_base
@@ -126,9 +126,10 @@ class virConnect(ObjectEventsMixin, ConnectOverrides, generated.virConnectGenera
             self._loop.discard(conn)
         conn.shutdown()
 
-    def _handshake(self, flags: int) -> None:
+    def _handshake(self, flags: int, auth: Sequence[Any] | None) -> None:
         want_keepalive = self._loop is not None
-        flow = flows.handshake(self._target.name, flags, want_keepalive)
+        request = sasl_auth.request_for(self._target, auth)
+        flow = flows.handshake(self._target.name, flags, want_keepalive, request)
         self._features = flows.drive(
             flow, {flows.SRC: self._run_unchecked}, {flows.SRC: self._run_together_unchecked}
         )
@@ -331,8 +332,10 @@ class virConnect(ObjectEventsMixin, ConnectOverrides, generated.virConnectGenera
         return 1 if secure and self._target.secure_transport else 0
 
     def isEncrypted(self) -> int:
+        # virNetClientIsEncrypted: TLS, or any SASL session (libvirt does not look at its SSF).
         secure = self._run(ops.is_secure())
-        return 1 if secure and self._target.encrypted_transport else 0
+        encrypted = self._target.encrypted_transport or self._features.sasl
+        return 1 if secure and encrypted else 0
 
     # -- domains ------------------------------------------------------------
 
@@ -723,14 +726,14 @@ class virDomain(DomainOverrides, DomainStreams, generated.virDomainGenerated, su
 # -- opening ----------------------------------------------------------------------
 
 
-def open_connection(name: str | None, readonly: bool) -> virConnect:
+def open_connection(name: str | None, readonly: bool, auth: Sequence[Any] | None = None) -> virConnect:
     lasterror.reset()  # virConnectOpen starts, as every API call, by forgetting the last error
     flags = c.VIR_CONNECT_RO if readonly else 0
     target = urimod.resolve(name, readonly=readonly)
     sock = transport.connect(target)
     conn = virConnect(target, SyncConnection(sock), readonly)
     try:
-        conn._handshake(flags)
+        conn._handshake(flags, auth)
     except BaseException:
         live = conn._conn
         conn._conn = None

@@ -14,14 +14,10 @@ from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from virtwire.client import errfactory, ops
+from virtwire.client import ops, sasl_auth
 from virtwire.protocol.errors import libvirtError
 from virtwire.protocol.features import DriverFeature
 from virtwire.protocol.generated import constants as c
-
-AUTH_NONE: Final = 0
-AUTH_SASL: Final = 1
-AUTH_POLKIT: Final = 2
 
 SRC: Final = "src"
 DST: Final = "dst"
@@ -91,6 +87,7 @@ class Features:
     keepalive: bool
     event_callback: bool
     close_callback: bool
+    sasl: bool = False  # a SASL session was set up (libvirt then counts the link as encrypted)
 
 
 def supported(feature: int, target: str = SRC) -> Generator[Step, Any, bool]:
@@ -102,10 +99,25 @@ def supported(feature: int, target: str = SRC) -> Generator[Step, Any, bool]:
     return bool(answer)
 
 
+def on_target(target: str, flow: sasl_auth.OpFlow) -> Generator[Step, Any, Any]:
+    """Run a flow of bare Ops as Steps on one connection."""
+    try:
+        op = next(flow)
+        while True:
+            try:
+                result = yield Step(target, op)
+            except libvirtError as exc:
+                op = flow.throw(exc)
+            else:
+                op = flow.send(result)
+    except StopIteration as stop:
+        return stop.value
+
+
 def handshake(
-    name: str | None, flags: int, want_keepalive: bool
+    name: str | None, flags: int, want_keepalive: bool, auth: sasl_auth.AuthRequest
 ) -> Generator[Step | Together, Any, Features]:
-    """AUTH_LIST, [feature 10], CONNECT_OPEN, features 14 and 15: libvirt-python's order."""
+    """AUTH_LIST, [SASL], [feature 10], CONNECT_OPEN, features 14 and 15: libvirt-python's order."""
     try:
         types: list[int] = yield Step(SRC, ops.auth_list())
     except libvirtError as exc:
@@ -113,16 +125,7 @@ def handshake(
         if exc.get_error_code() != c.VIR_ERR_NO_SUPPORT:
             raise
         types = []
-    if types and types[0] != AUTH_NONE:
-        if types[0] == AUTH_POLKIT:
-            yield Step(SRC, ops.Op("AUTH_POLKIT"))
-        else:
-            raise errfactory.templated(
-                c.VIR_ERR_AUTH_FAILED,
-                c.VIR_FROM_REMOTE,
-                f"authentication type {types[0]} (SASL) is not supported by virtwire; "
-                "configure the daemon with auth none or polkit for this socket",
-            )
+    encrypted = yield from on_target(SRC, sasl_auth.authenticate(types, auth))
     keepalive = False
     if want_keepalive:
         keepalive = yield from supported(DriverFeature.PROGRAM_KEEPALIVE)
@@ -131,4 +134,4 @@ def handshake(
     probes = (DriverFeature.REMOTE_EVENT_CALLBACK, DriverFeature.REMOTE_CLOSE_CALLBACK)
     answers = yield Together(SRC, tuple(ops.supports_feature(f) for f in probes))
     event_cb, close_cb = (not isinstance(a, libvirtError) and bool(a) for a in answers)
-    return Features(keepalive, event_cb, close_cb)
+    return Features(keepalive, event_cb, close_cb, encrypted)

@@ -58,9 +58,11 @@ def openReadOnly(name: str | None = None) -> virConnect:
 
 
 def openAuth(uri: str | None, auth: list[Any] | None, flags: int = 0) -> virConnect:
-    """Open with credentials; the auth callbacks are unused (auth none/polkit only)."""
+    """Open with credentials: `auth` is [credential types, callback, cbdata]; the
+    callback gets [[type, prompt, challenge, defresult, result], ...] and cbdata,
+    fills in each result and returns 0 (SASL; auth.conf is consulted first)."""
     readonly = bool(flags & VIR_CONNECT_RO)  # noqa: F405
-    return _reported(lambda: _open_connection(uri, readonly=readonly))
+    return _reported(lambda: _open_connection(uri, readonly=readonly, auth=auth))
 
 
 def getVersion(name: str | None = None) -> int | tuple[int, int]:
