@@ -12,8 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from vwtestkit import RealLibvirtd, VirtwireServer, hangguard, start_libvirtd, start_server, stop_libvirtd
-from vwtestkit import stop_servers
+from vwtestkit import (
+    RealLibvirtd,
+    VirtwireServer,
+    hangguard,
+    start_libvirtd,
+    start_server,
+    stop_libvirtd,
+    stop_servers,
+)
 from vwtestkit.sasl import make_sasldb, make_users_file, write_auth_conf
 
 USERS = {"alice": "secret1", "bob": "hunter2"}

@@ -9,9 +9,10 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-import virtwire.libvirt as vwlibvirt
 from vwtestkit import RealLibvirtd, VirtwireServer
 from vwtestkit.sasl import run_all
+
+import virtwire.libvirt as vwlibvirt
 
 
 def _normalised(results: list[tuple[Any, ...]], uri: str) -> list[tuple[Any, ...]]:
