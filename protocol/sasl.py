@@ -191,6 +191,9 @@ class ServerStep:
 class ScramServer:
     """One SCRAM exchange, server side: start(client_first) -> step(client_final)."""
 
+    # Asked to start without the client's first message, Cyrus answers no data.
+    empty_challenge: bytes | None = None
+
     def __init__(self, mech: str, lookup: KeyLookup) -> None:
         self.mech = mech
         self.hash_name = SCRAM_HASHES[mech]
@@ -245,6 +248,9 @@ class ScramServer:
 
 class PlainServer:
     """PLAIN, checked against the stored SCRAM keys (derive with the stored salt, compare)."""
+
+    # Asked to start without the client's message, Cyrus answers empty data.
+    empty_challenge: bytes | None = b""
 
     def __init__(self, lookup: KeyLookup) -> None:
         self.lookup = lookup

@@ -96,22 +96,26 @@ class ConnectionAuth:
         self.authenticated = self.method == AUTH_NONE
         self._mechanisms: list[str] | None = None  # offered by INIT; None: no exchange going on
         self._session: sasl.ServerMechanism | None = None
+        self._awaiting_start = False  # START came without data: the first STEP starts
 
     def auth_types(self) -> list[R.remote_auth_type]:
         if self.authenticated or self.method == AUTH_NONE:
             return [R.remote_auth_type.REMOTE_AUTH_NONE]
         return [R.remote_auth_type.REMOTE_AUTH_SASL]
 
-    def _fail(self, why: str) -> E.libvirtError:
+    def _fail(self, why: str, *, forget: bool = True) -> E.libvirtError:
         ctx = self.connection.ctx
         log.warning("client %s (%s): SASL authentication failed: %s", ctx.conn_id, ctx.peer, why)
-        self._mechanisms = None
-        self._session = None
+        if forget:
+            self._mechanisms = None
+            self._session = None
+            self._awaiting_start = False
         return _failed()
 
     def sasl_init(self) -> R.remote_auth_sasl_init_ret:
         if self.method != AUTH_SASL or self.authenticated or self._mechanisms is not None:
-            raise self._fail("invalid SASL init request")
+            # libvirtd keeps an exchange already under way when a second INIT fails.
+            raise self._fail("invalid SASL init request", forget=False)
         cfg = self.connection.service.config
         offered = offered_mechanisms(cfg.sasl_mech_list, is_secure(self.connection.ctx.transport))
         if not offered:
@@ -129,8 +133,15 @@ class ConnectionAuth:
             raise self._fail(f"mechanism {args.mech!r} was not offered")
         session = sasl.server_mechanism(args.mech, self.connection.service.credentials.lookup)
         self._session = session
-        data = None if args.nil else _from_chars(args.data)
-        step = await self._run(session.start, data)
+        if args.nil:
+            # No initial response: as Cyrus, ask for it (PLAIN with an empty challenge,
+            # SCRAM with none); the next STEP carries what START would have.
+            self._awaiting_start = True
+            challenge = session.empty_challenge
+            return R.remote_auth_sasl_start_ret(
+                complete=0, nil=int(challenge is None), data=_to_chars(challenge or b"")
+            )
+        step = await self._run(session.start, _from_chars(args.data))
         return R.remote_auth_sasl_start_ret(
             complete=int(step.complete), nil=int(step.data is None), data=_to_chars(step.data or b"")
         )
@@ -140,7 +151,8 @@ class ConnectionAuth:
         if self.method != AUTH_SASL or session is None:
             raise self._fail("invalid SASL step request")
         data = None if args.nil else _from_chars(args.data)
-        step = await self._run(session.step, data)
+        first, self._awaiting_start = self._awaiting_start, False
+        step = await self._run(session.start if first else session.step, data)
         return R.remote_auth_sasl_step_ret(
             complete=int(step.complete), nil=int(step.data is None), data=_to_chars(step.data or b"")
         )
@@ -173,6 +185,7 @@ class ConnectionAuth:
         self.authenticated = True
         self._mechanisms = None
         self._session = None
+        self._awaiting_start = False
         conn = self.connection
         conn.ctx.identity.sasl_user_name = user
         log.info("client %s (%s): authenticated as %r", conn.ctx.conn_id, conn.ctx.peer, user)
