@@ -65,7 +65,8 @@ class ConnectionProcedures:
 
     async def auth_polkit(self, args: None, ctx: ConnectionContext) -> R.remote_auth_polkit_ret:
         # No listener here uses polkit: libvirtd's "invalid PolicyKit init request",
-        # which fails without setting an error.
+        # which fails without setting an error (libvirtd then sends whatever error its
+        # worker thread last had; on a fresh thread, this one).
         raise E.unset_error()
 
     async def auth_sasl_init(self, args: None, ctx: ConnectionContext) -> R.remote_auth_sasl_init_ret:

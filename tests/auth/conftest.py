@@ -23,7 +23,7 @@ from vwtestkit import (
 )
 from vwtestkit.sasl import make_sasldb, make_users_file, write_auth_conf
 
-USERS = {"alice": "secret1", "bob": "hunter2"}
+USERS = {"alice": "secret1", "bob": "hunter2", "carol": "pässwörd ☃"}
 
 # libvirtd.conf: the first value of a setting wins, so these override the fixture's
 # "none" (TCP stays "none": libvirtd-up.sh checks readiness with a plain virsh over TCP).

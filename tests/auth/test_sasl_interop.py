@@ -36,6 +36,7 @@ def test_same_outcomes_everywhere(
     # The yardstick itself: good passwords work, the rest fail with libvirt's errors.
     verdicts = {r[0]: r[1] for r in yardstick}
     assert verdicts["good"] == verdicts["plain"] == verdicts["scram-sha-1"] == "ok", yardstick
+    assert verdicts["non-ascii-password"] == verdicts["non-ascii-plain"] == "ok", yardstick
     assert verdicts["bad-password"] == verdicts["unknown-user"] == "error", yardstick
     assert _normalised(run_all(real_libvirt, our_uri), our_uri) == yardstick  # stock client, our server
     assert _normalised(run_all(vwlibvirt, real_uri), real_uri) == yardstick  # our client, real libvirtd
