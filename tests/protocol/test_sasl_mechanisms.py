@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 
 import pytest
-
 from virtwire.protocol import sasl
 
 # RFC 5802 section 5 (SHA-1) and RFC 7677 section 3 (SHA-256): user "user", password "pencil".

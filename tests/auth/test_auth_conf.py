@@ -1,0 +1,107 @@
+"""libvirt's auth.conf lookup (virauth.c, virauthconfig.c), compared with real
+libvirt-python on the same files, against the real SASL libvirtd."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from vwtestkit import RealLibvirtd
+from vwtestkit.sasl import AUTHNAME, PASSPHRASE
+
+import virtwire.libvirt as vwlibvirt
+
+GOOD = "[credentials-c]\nauthname=alice\npassword=secret1\n"
+BAD = "[credentials-c]\nauthname=alice\npassword=wrong\n"
+
+
+def _scenarios(tmp: Path) -> list[tuple[str, dict[str, str], str, str]]:
+    """label, files to write (relative path -> text), env var to set (path), URI suffix."""
+    return [
+        ("env-file", {"env.conf": GOOD + "[auth-libvirt-localhost]\ncredentials=c\n"}, "env.conf", ""),
+        ("uri-authfile", {"p.conf": GOOD + "[auth-libvirt-localhost]\ncredentials=c\n"}, "", "authfile=P"),
+        ("xdg", {"xdg/libvirt/auth.conf": GOOD + "[auth-libvirt-localhost]\ncredentials=c\n"}, "", ""),
+        (
+            "env-beats-authfile",
+            {
+                "env.conf": BAD + "[auth-libvirt-localhost]\ncredentials=c\n",
+                "p.conf": GOOD + "[auth-libvirt-localhost]\ncredentials=c\n",
+            },
+            "env.conf",
+            "authfile=P",
+        ),
+        ("default-group", {"env.conf": GOOD + "[auth-libvirt-default]\ncredentials=c\n"}, "env.conf", ""),
+        (
+            "host-group-first",
+            {
+                "env.conf": GOOD
+                + "[credentials-bad]\nauthname=alice\npassword=no\n"
+                + "[auth-libvirt-default]\ncredentials=bad\n[auth-libvirt-localhost]\ncredentials=c\n"
+            },
+            "env.conf",
+            "",
+        ),
+        (
+            "only-authname",
+            {"env.conf": "[credentials-c]\nauthname=alice\n[auth-libvirt-localhost]\ncredentials=c\n"},
+            "env.conf",
+            "",
+        ),
+        (
+            "other-host-only",
+            {"env.conf": GOOD + "[auth-libvirt-example.org]\ncredentials=c\n"},
+            "env.conf",
+            "",
+        ),
+        ("no-credentials-key", {"env.conf": GOOD + "[auth-libvirt-localhost]\nfoo=c\n"}, "env.conf", ""),
+        ("no-credentials-group", {"env.conf": "[auth-libvirt-localhost]\ncredentials=zz\n"}, "env.conf", ""),
+    ]
+
+
+def _run(lib: ModuleType, uri: str, tmp: Path, monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
+    out: list[tuple[Any, ...]] = []
+    for label, files, env_file, param in _scenarios(tmp):
+        case = tmp / label
+        for rel, text in files.items():
+            (case / rel).parent.mkdir(parents=True, exist_ok=True)
+            (case / rel).write_text(text)
+        monkeypatch.setenv("XDG_CONFIG_HOME", str(case / "xdg"))
+        if env_file:
+            monkeypatch.setenv("LIBVIRT_AUTH_FILE", str(case / env_file))
+        else:
+            monkeypatch.delenv("LIBVIRT_AUTH_FILE", raising=False)
+        full = uri + ("&" + param.replace("P", str(case / "p.conf")) if param else "")
+        asked: list[int] = []
+
+        def callback(creds: list[list[Any]], _: Any) -> int:
+            for cred in creds:
+                asked.append(cred[0])
+                cred[4] = "alice" if cred[0] == AUTHNAME else "secret1"
+            return 0
+
+        try:
+            conn = lib.openAuth(full, [[AUTHNAME, PASSPHRASE], callback, None], 0)
+        except lib.libvirtError as exc:
+            msg = exc.get_error_message().replace(str(case), "CASE")
+            out.append((label, exc.get_error_code(), exc.get_error_domain(), msg, asked))
+        else:
+            conn.close()
+            out.append((label, "ok", asked))
+    return out
+
+
+def test_auth_conf_lookup_as_libvirt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, real_libvirt: ModuleType, sasl_libvirtd: RealLibvirtd
+) -> None:
+    uri = sasl_libvirtd.unix_uri
+    expected = _run(real_libvirt, uri, tmp_path / "real", monkeypatch)
+    by_label = {r[0]: r for r in expected}
+    assert by_label["env-file"] == ("env-file", "ok", [])  # the file answered everything
+    assert by_label["only-authname"] == ("only-authname", "ok", [PASSPHRASE])
+    assert by_label["other-host-only"] == ("other-host-only", "ok", [AUTHNAME, PASSPHRASE])
+    assert by_label["no-credentials-key"][1] == vwlibvirt.VIR_ERR_CONF_SYNTAX
+    assert _run(vwlibvirt, uri, tmp_path / "ours", monkeypatch) == [
+        tuple(str(x).replace("/real/", "/ours/") if isinstance(x, str) else x for x in r) for r in expected
+    ]
