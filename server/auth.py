@@ -94,9 +94,20 @@ class ConnectionAuth:
         self.connection = connection
         self.method = auth_method(connection)
         self.authenticated = self.method == AUTH_NONE
+        # Until it authenticates, a client counts against max_anonymous_clients, as
+        # in libvirtd (nclients_unauth), alongside clients in the TLS handshake.
+        self._counted_anonymous = not self.authenticated
+        if self._counted_anonymous:
+            connection.service.handshake_started()
         self._mechanisms: list[str] | None = None  # offered by INIT; None: no exchange going on
         self._session: sasl.ServerMechanism | None = None
         self._awaiting_start = False  # START came without data: the first STEP starts
+
+    def release(self) -> None:
+        """No longer anonymous: authenticated, or gone."""
+        if self._counted_anonymous:
+            self._counted_anonymous = False
+            self.connection.service.handshake_done()
 
     def auth_types(self) -> list[R.remote_auth_type]:
         if self.authenticated or self.method == AUTH_NONE:
@@ -183,6 +194,7 @@ class ConnectionAuth:
         if allowed and not any(fnmatch.fnmatchcase(user, pattern) for pattern in allowed):
             raise self._fail(f"SASL client identity {user!r} not allowed by sasl_allowed_username_list")
         self.authenticated = True
+        self.release()
         self._mechanisms = None
         self._session = None
         self._awaiting_start = False

@@ -128,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=20,
         metavar="N",
-        help="connections still in the TLS handshake at once; 0: no limit (default %(default)s)",
+        help="connections still in the TLS handshake or not yet authenticated (SASL) at once;"
+        " 0: no limit (default %(default)s)",
     )
     s.add_argument(
         "--max-client-requests",

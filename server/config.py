@@ -38,8 +38,8 @@ class ServerConfig:
     state_dir: Path | None = None
     hostname: str = "localhost"
     max_clients: int = 5000
-    # Clients still in the TLS handshake, at most (0: no limit); with auth none,
-    # the only kind of not-yet-admitted client here.
+    # Clients still in the TLS handshake or not yet authenticated (SASL), at most
+    # (0: no limit), as libvirtd's max_anonymous_clients.
     max_anonymous_clients: int = 20
     max_client_requests: int = 5
     # A client's unwritten packets, in bytes, past which its calls are not read

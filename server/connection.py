@@ -255,6 +255,7 @@ class Connection(EventSubscriber):
                 await self._teardown()
 
     async def _teardown(self) -> None:
+        self.auth.release()
         self.streams.close_all()  # streams: the client is gone, abort what is open
         self.service.bus.drop_owner(self)
         if self.opened:

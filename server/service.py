@@ -41,7 +41,7 @@ class Service:
         self.shutting_down = False
         self.all_closed = trio.Event()  # set once shutting down and no client is left
         # Accepted clients not yet gone, and those of them still in the TLS handshake
-        # (libvirtd's nclients / nclients_unauth): the listeners accept only while
+        # or not yet past SASL (libvirtd's nclients / nclients_unauth): the listeners accept only while
         # both are below their limits, so an extra client waits in the listen backlog.
         self.accepted = 0
         self.handshaking = 0
