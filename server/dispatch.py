@@ -60,7 +60,6 @@ CONNECTION_PROCEDURES: dict[str, bool] = {
     "AUTH_SASL_INIT": True,
     "AUTH_SASL_START": True,
     "AUTH_SASL_STEP": True,
-    "AUTH_POLKIT": True,
 }
 
 # Callable before the client has authenticated (libvirtd: remote_daemon.c clears

@@ -63,12 +63,6 @@ class ConnectionProcedures:
     async def auth_list(self, args: None, ctx: ConnectionContext) -> R.remote_auth_list_ret:
         return R.remote_auth_list_ret(types=self.conn.auth.auth_types())
 
-    async def auth_polkit(self, args: None, ctx: ConnectionContext) -> R.remote_auth_polkit_ret:
-        # No listener here uses polkit: libvirtd's "invalid PolicyKit init request",
-        # which fails without setting an error (libvirtd then sends whatever error its
-        # worker thread last had; on a fresh thread, this one).
-        raise E.unset_error()
-
     async def auth_sasl_init(self, args: None, ctx: ConnectionContext) -> R.remote_auth_sasl_init_ret:
         return self.conn.auth.sasl_init()
 

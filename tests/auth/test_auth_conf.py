@@ -3,11 +3,13 @@ libvirt-python on the same files, against the real SASL libvirtd."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+from virtwire.client.authconf import config_path
 from vwtestkit import RealLibvirtd
 from vwtestkit.sasl import AUTHNAME, PASSPHRASE
 
@@ -22,7 +24,6 @@ def _scenarios(tmp: Path) -> list[tuple[str, dict[str, str], str, str]]:
     return [
         ("env-file", {"env.conf": GOOD + "[auth-libvirt-localhost]\ncredentials=c\n"}, "env.conf", ""),
         ("uri-authfile", {"p.conf": GOOD + "[auth-libvirt-localhost]\ncredentials=c\n"}, "", "authfile=P"),
-        ("xdg", {"xdg/libvirt/auth.conf": GOOD + "[auth-libvirt-localhost]\ncredentials=c\n"}, "", ""),
         (
             "env-beats-authfile",
             {
@@ -67,7 +68,9 @@ def _run(lib: ModuleType, uri: str, tmp: Path, monkeypatch: pytest.MonkeyPatch) 
         for rel, text in files.items():
             (case / rel).parent.mkdir(parents=True, exist_ok=True)
             (case / rel).write_text(text)
-        monkeypatch.setenv("XDG_CONFIG_HOME", str(case / "xdg"))
+        # (No $XDG_CONFIG_HOME case here: GLib caches that directory on first use, so
+        # the real library cannot be pointed at a new one in this process.)
+        monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp / "empty-config"))
         if env_file:
             monkeypatch.setenv("LIBVIRT_AUTH_FILE", str(case / env_file))
         else:
@@ -75,7 +78,7 @@ def _run(lib: ModuleType, uri: str, tmp: Path, monkeypatch: pytest.MonkeyPatch) 
         full = uri + ("&" + param.replace("P", str(case / "p.conf")) if param else "")
         asked: list[int] = []
 
-        def callback(creds: list[list[Any]], _: Any) -> int:
+        def callback(creds: list[list[Any]], _: Any, asked: list[int] = asked) -> int:
             for cred in creds:
                 asked.append(cred[0])
                 cred[4] = "alice" if cred[0] == AUTHNAME else "secret1"
@@ -105,3 +108,19 @@ def test_auth_conf_lookup_as_libvirt(
     assert _run(vwlibvirt, uri, tmp_path / "ours", monkeypatch) == [
         tuple(str(x).replace("/real/", "/ours/") if isinstance(x, str) else x for x in r) for r in expected
     ]
+
+
+def test_auth_conf_path_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """virAuthGetConfigFilePathURI: env, then ?authfile=, then readable XDG, then /etc."""
+    xdg = tmp_path / "xdg"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(xdg))
+    monkeypatch.setenv("LIBVIRT_AUTH_FILE", "/from/env")
+    assert config_path({"authfile": "/from/uri"}) == "/from/env"
+    monkeypatch.delenv("LIBVIRT_AUTH_FILE")
+    assert config_path({"authfile": "/from/uri"}) == "/from/uri"
+    etc = "/etc/libvirt/auth.conf"
+    fallback = etc if os.access(etc, os.R_OK) else None
+    assert config_path({}) == fallback  # the XDG file does not exist yet
+    (xdg / "libvirt").mkdir(parents=True)
+    (xdg / "libvirt" / "auth.conf").write_text(GOOD)
+    assert config_path({}) == str(xdg / "libvirt" / "auth.conf")

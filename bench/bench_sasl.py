@@ -1,0 +1,122 @@
+"""SASL benchmark: open + authenticate + close per second, side by side.
+
+Starts a real libvirtd (test driver) whose read-write unix socket and TLS port
+require SASL (a sasldb made by saslpasswd2, SCRAM-SHA-256 / SCRAM-SHA-1 / PLAIN),
+and a `virtwire serve` configured alike (a users file from `virtwire passwd`).
+
+Client rows: virtwire.libvirt vs the real libvirt-python against the same real
+libvirtd (openAuth with a credential callback, then close).  Server rows: the
+real libvirt-python against `virtwire serve` vs against libvirtd.  Each row is
+the median of --reps runs of --duration seconds, the two sides alternating run
+by run; ratio >= 1.0 means virtwire is as fast.
+
+    .venv/bin/python bench/bench_sasl.py --duration 2 --reps 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
+
+import libvirt as real_libvirt  # noqa: E402 - the real libvirt-python 9.0
+from vwtestkit import make_pki, start_libvirtd, start_server, stop_libvirtd, stop_servers  # noqa: E402
+from vwtestkit.sasl import AUTHNAME, PASSPHRASE, make_sasldb, make_users_file  # noqa: E402
+
+import virtwire.libvirt as vlibvirt  # noqa: E402
+
+USERS = {"alice": "secret1"}
+
+
+def _callback(creds: list[list[Any]], _: Any) -> int:
+    for cred in creds:
+        cred[4] = "alice" if cred[0] == AUTHNAME else "secret1"
+    return 0
+
+
+AUTH = [[AUTHNAME, PASSPHRASE], _callback, None]
+
+
+def open_close(lib: Any, uri: str, duration: float) -> float:
+    """Authenticated opens (and closes) per second."""
+    n = 0
+    t0 = time.perf_counter()
+    end = t0 + duration
+    while time.perf_counter() < end:
+        lib.openAuth(uri, AUTH, 0).close()
+        n += 1
+    return n / (time.perf_counter() - t0)
+
+
+def interleaved(reps: int, theirs: Callable[[], float], ours: Callable[[], float]) -> tuple[float, float]:
+    a, b = [], []
+    for _ in range(reps):
+        a.append(theirs())
+        b.append(ours())
+    return statistics.median(a), statistics.median(b)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=2.0)
+    parser.add_argument("--reps", type=int, default=5)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-sasl-"))
+    pki = make_pki(work / "pki")
+    sasl_conf = make_sasldb(work / "sasl", USERS)
+    daemon = start_libvirtd(
+        work / "libvirtd",
+        pki=pki,
+        hold=False,
+        conf_extra='auth_unix_rw = "sasl"\nauth_tls = "sasl"\n',
+        sasl_conf=sasl_conf,
+    )
+    server = start_server(
+        "--auth-unix-rw",
+        "sasl",
+        "--auth-tls",
+        "sasl",
+        "--sasl-users-file",
+        str(make_users_file(work / "users", USERS)),
+        pki=pki,
+    )
+    rows: list[tuple[str, str, float, float]] = []
+    try:
+        d, s = args.duration, args.reps
+        for label, real_uri, our_uri in (
+            ("unix SCRAM-SHA-256", daemon.unix_uri, server.unix_uri),
+            ("tls SCRAM-SHA-256", daemon.tls_uri, server.tls_uri),
+            ("unix PLAIN", daemon.unix_uri + "&auth=sasl.PLAIN", server.unix_uri + "&auth=sasl.PLAIN"),
+        ):
+            theirs, ours = interleaved(
+                s,
+                lambda u=real_uri: open_close(real_libvirt, u, d),
+                lambda u=real_uri: open_close(vlibvirt, u, d),
+            )
+            rows.append(("client: virtwire.libvirt / libvirt-python -> libvirtd", label, theirs, ours))
+            theirs, ours = interleaved(
+                s,
+                lambda u=real_uri: open_close(real_libvirt, u, d),
+                lambda u=our_uri: open_close(real_libvirt, u, d),
+            )
+            rows.append(("server: libvirt-python -> virtwire serve / libvirtd", label, theirs, ours))
+    finally:
+        stop_servers([server])
+        stop_libvirtd(daemon)
+    print(f"SASL open+close per second (median of {args.reps} x {args.duration:g}s)")
+    print(f"{'comparison':55} {'transport, mechanism':22} {'libvirt':>9} {'virtwire':>9} {'ratio':>6}")
+    for what, label, theirs, ours in rows:
+        print(f"{what:55} {label:22} {theirs:9.1f} {ours:9.1f} {ours / theirs:6.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
