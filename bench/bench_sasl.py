@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -96,17 +97,10 @@ def main() -> int:
             ("tls SCRAM-SHA-256", daemon.tls_uri, server.tls_uri),
             ("unix PLAIN", daemon.unix_uri + "&auth=sasl.PLAIN", server.unix_uri + "&auth=sasl.PLAIN"),
         ):
-            theirs, ours = interleaved(
-                s,
-                lambda u=real_uri: open_close(real_libvirt, u, d),
-                lambda u=real_uri: open_close(vlibvirt, u, d),
-            )
+            real_client = partial(open_close, real_libvirt, real_uri, d)
+            theirs, ours = interleaved(s, real_client, partial(open_close, vlibvirt, real_uri, d))
             rows.append(("client: virtwire.libvirt / libvirt-python -> libvirtd", label, theirs, ours))
-            theirs, ours = interleaved(
-                s,
-                lambda u=real_uri: open_close(real_libvirt, u, d),
-                lambda u=our_uri: open_close(real_libvirt, u, d),
-            )
+            theirs, ours = interleaved(s, real_client, partial(open_close, real_libvirt, our_uri, d))
             rows.append(("server: libvirt-python -> virtwire serve / libvirtd", label, theirs, ours))
     finally:
         stop_servers([server])
