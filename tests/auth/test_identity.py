@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 import virtwire.client
 from virtwire.server import embed
@@ -15,6 +16,8 @@ from virtwire.server.identity import Identity
 from vwtestkit import client_pkipath, encode_packet
 from vwtestkit.rawrpc import PROC_AUTH_LIST, REMOTE_PROGRAM
 from vwtestkit.sasl import AUTHNAME, PASSPHRASE, make_users_file
+
+import virtwire.libvirt
 
 
 def _callback(creds: list[list[Any]], _: Any) -> int:
@@ -87,3 +90,18 @@ async def test_unauthenticated_clients_count_as_anonymous(tmp_path: Path) -> Non
         await lurkers.pop().aclose()
         while service.handshaking:
             await trio.sleep(0.01)
+
+
+async def test_allowed_username_list(tmp_path: Path) -> None:
+    """sasl_allowed_username_list: a user with the right password but not on the
+    list is refused like a wrong password ("authentication failed")."""
+    users = make_users_file(tmp_path / "users", {"alice": "secret1"})
+    sock = tmp_path / "sock"
+    config = ServerConfig(
+        unix=[sock], auth_unix_rw="sasl", sasl_users_file=users, sasl_allowed_username_list=["b*"]
+    )
+    async with embed.serve(config=config, tcp=()):
+        with pytest.raises(virtwire.libvirt.libvirtError) as info:
+            await virtwire.client.connect(f"test+unix:///default?socket={sock}", auth=AUTH)
+        assert info.value.get_error_code() == virtwire.libvirt.VIR_ERR_AUTH_FAILED
+        assert info.value.get_error_message() == "authentication failed: authentication failed"

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from vwtestkit import RealLibvirtd, VirtwireServer
-from vwtestkit.sasl import run_all
+from vwtestkit.sasl import AUTHNAME, PASSPHRASE, run_all
 
 import virtwire.libvirt as vwlibvirt
 
@@ -41,3 +41,21 @@ def test_same_outcomes_everywhere(
     assert _normalised(run_all(real_libvirt, our_uri), our_uri) == yardstick  # stock client, our server
     assert _normalised(run_all(vwlibvirt, real_uri), real_uri) == yardstick  # our client, real libvirtd
     assert _normalised(run_all(vwlibvirt, our_uri), our_uri) == yardstick  # ours, both ends
+
+
+def test_asyncio_client_authenticates_to_libvirtd(sasl_libvirtd: RealLibvirtd) -> None:
+    import asyncio
+
+    import virtwire.client.asyncio as vasyncio
+
+    def ask(creds: list[list[Any]], _: Any) -> int:
+        for cred in creds:
+            cred[4] = "bob" if cred[0] == AUTHNAME else "hunter2"
+        return 0
+
+    async def main() -> tuple[bool, bool, str]:
+        conn = await vasyncio.connect(sasl_libvirtd.unix_uri, auth=[[AUTHNAME, PASSPHRASE], ask, None])
+        async with conn:
+            return await conn.is_secure(), await conn.is_encrypted(), await conn.get_type()
+
+    assert asyncio.run(main()) == (True, True, "TEST")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from virtwire.protocol import sasl
 
 # RFC 5802 section 5 (SHA-1) and RFC 7677 section 3 (SHA-256): user "user", password "pencil".
@@ -110,3 +112,28 @@ def test_plain_checks_against_stored_keys_only() -> None:
     ):
         with pytest.raises(sasl.SaslError):
             sasl.PlainServer(lambda u, m: keys.get((u, m))).start(message)
+
+
+@given(first=st.binary(max_size=200), final=st.binary(max_size=200))
+def test_server_side_fails_only_with_sasl_error(first: bytes, final: bytes) -> None:
+    """Whatever a client sends, the server mechanisms answer or raise SaslError."""
+    keys = sasl.derive_keys("sha1", "pw", b"salt", 2)
+    for server in (
+        sasl.ScramServer(sasl.SCRAM_SHA_1, lambda u, m: keys),
+        sasl.PlainServer(lambda u, m: keys if m == sasl.SCRAM_SHA_1 else None),
+    ):
+        try:
+            server.start(first)
+            server.step(final)
+        except sasl.SaslError:
+            pass
+
+
+@given(data=st.binary(max_size=200))
+def test_client_side_fails_only_with_sasl_error(data: bytes) -> None:
+    client = sasl.ScramClient(sasl.SCRAM_SHA_256, "u", "p")
+    try:
+        client.step(data.replace(b"i=", b"i=1"))
+        client.finish(data)
+    except sasl.SaslError:
+        pass
