@@ -200,4 +200,5 @@ class ConnectionAuth:
         self._awaiting_start = False
         conn = self.connection
         conn.ctx.identity.sasl_user_name = user
+        conn.identity_changed()
         log.info("client %s (%s): authenticated as %r", conn.ctx.conn_id, conn.ctx.peer, user)

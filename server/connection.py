@@ -53,7 +53,6 @@ from .driver.base import ConnectionContext
 from .events import EventFamily, EventSubscriber
 from .features import ConnectionProcedures
 from .identity import identify
-from .peer_identity import identity_attributes
 from .streamio import StreamIO, close_stream
 from .streams import STREAM, STREAM_HOLE, StreamTable
 
@@ -175,7 +174,7 @@ class Connection(EventSubscriber):
                 return None
             self._access = CallAccess(
                 policy,
-                lambda: identity_attributes(self.stream, self.ctx.transport),
+                self.ctx.identity.attributes,
                 self.service.driver.access_objects,
                 self.service.list_for_access,
                 self.service.driver.access_name,
@@ -185,6 +184,10 @@ class Connection(EventSubscriber):
     @property
     def authenticated(self) -> bool:
         return self.auth.authenticated
+
+    def identity_changed(self) -> None:
+        """SASL named the user: access checks start over with the new identity."""
+        self._access = None
 
     def connection_handler(self, name: str) -> Handler:
         handler: Handler = getattr(self.procedures, name.lower())

@@ -2,23 +2,20 @@
 
 One record per connection (``ConnectionContext.identity``), filled in as
 libvirtd fills its virIdentity: the transport and the socket's read-only flag
-at accept, the unix peer's uid/gid/pid from SO_PEERCRED, the TLS client
-certificate's distinguished name after the handshake, and the SASL user name
-once SASL authentication succeeds.  Access-control checks read it; nothing here
-decides anything.
+at accept, the unix peer's user, group and process (SO_PEERCRED, read by
+peer_identity.py), the TLS client certificate's distinguished name after the
+handshake, and the SASL user name once SASL authentication succeeds.  The
+access policy matches on ``attributes()``; nothing here decides anything.
 """
 
 from __future__ import annotations
 
 import socket
-import struct
 from dataclasses import dataclass
 
 import trio
 
-from .tls import format_dn
-
-_UCRED = struct.Struct("iII")  # struct ucred: pid, uid, gid
+from .peer_identity import identity_attributes
 
 
 @dataclass(slots=True)
@@ -30,30 +27,41 @@ class Identity:
     process_id: int | None = None
     x509_dname: str | None = None
     sasl_user_name: str | None = None
+    user_name: str | None = None  # of unix_user_id, when the system knows it
+    group_name: str | None = None
 
-
-def _peer_credentials(sock: socket.socket) -> tuple[int, int, int] | None:
-    """(pid, uid, gid) of a unix socket's peer; None elsewhere."""
-    if sock.family != socket.AF_UNIX or not hasattr(socket, "SO_PEERCRED"):
-        return None
-    try:
-        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
-    except OSError:
-        return None
-    pid, uid, gid = _UCRED.unpack(raw)
-    return pid, uid, gid
+    def attributes(self) -> dict[str, str]:
+        """libvirt's identity attributes (those the access policy matches on)."""
+        attrs = {"transport": self.transport}
+        for key in (
+            "unix_user_id",
+            "unix_group_id",
+            "process_id",
+            "x509_dname",
+            "sasl_user_name",
+            "user_name",
+            "group_name",
+        ):
+            value = getattr(self, key)
+            if value is not None:
+                attrs[key] = str(value)
+        return attrs
 
 
 def identify(stream: trio.abc.Stream | socket.socket, transport: str, readonly: bool) -> Identity:
     """The identity of a freshly accepted (and, for TLS, handshaken) client."""
-    identity = Identity(transport, readonly)
-    sock = stream if isinstance(stream, socket.socket) else getattr(stream, "socket", None)
-    if isinstance(sock, socket.socket):
-        cred = _peer_credentials(sock)
-        if cred is not None:
-            identity.process_id, identity.unix_user_id, identity.unix_group_id = cred
-    if isinstance(stream, trio.SSLStream):
-        cert = stream.getpeercert()
-        if cert:
-            identity.x509_dname = format_dn(cert.get("subject", ()))
-    return identity
+    attrs = identity_attributes(stream, transport)
+
+    def number(key: str) -> int | None:
+        return int(attrs[key]) if key in attrs else None
+
+    return Identity(
+        transport,
+        readonly,
+        unix_user_id=number("unix_user_id"),
+        unix_group_id=number("unix_group_id"),
+        process_id=number("process_id"),
+        x509_dname=attrs.get("x509_dname"),
+        user_name=attrs.get("user_name"),
+        group_name=attrs.get("group_name"),
+    )

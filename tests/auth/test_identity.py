@@ -3,7 +3,9 @@ embedded server: unix peer credentials, the TLS client's DN, the SASL user."""
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,7 @@ import pytest
 import trio
 import virtwire.client
 from virtwire.server import embed
+from virtwire.server.access_policy import Policy
 from virtwire.server.config import Endpoint, ServerConfig
 from virtwire.server.identity import Identity
 from vwtestkit import client_pkipath, encode_packet
@@ -54,14 +57,24 @@ async def test_identity_of_unix_tls_and_sasl_clients(tmp_path: Path, pki: Path) 
                 assert await ro.get_hostname()
                 async with await virtwire.client.connect(tls_uri, auth=AUTH) as tls:
                     assert await tls.is_encrypted()
-                    me = (os.getuid(), os.getgid(), os.getpid())
+                    me = {
+                        "unix_user_id": os.getuid(),
+                        "unix_group_id": os.getgid(),
+                        "process_id": os.getpid(),
+                        "user_name": pwd.getpwuid(os.getuid()).pw_name,
+                        "group_name": grp.getgrgid(os.getgid()).gr_name,
+                    }
+                    dn = "O=virtwire-test,CN=virtwire-client"
                     assert identities() == [
-                        Identity("unix", False, *me, None, "alice"),
-                        Identity("unix", True, *me, None, None),  # auth none: no SASL user
-                        Identity(
-                            "tls", False, None, None, None, "O=virtwire-test,CN=virtwire-client", "alice"
-                        ),
+                        Identity("unix", False, sasl_user_name="alice", **me),
+                        Identity("unix", True, **me),  # auth none: no SASL user
+                        Identity("tls", False, x509_dname=dn, sasl_user_name="alice"),
                     ]
+                    assert identities()[2].attributes() == {
+                        "transport": "tls",
+                        "x509_dname": dn,
+                        "sasl_user_name": "alice",
+                    }
 
 
 async def test_unauthenticated_clients_count_as_anonymous(tmp_path: Path) -> None:
@@ -105,3 +118,33 @@ async def test_allowed_username_list(tmp_path: Path) -> None:
             await virtwire.client.connect(f"test+unix:///default?socket={sock}", auth=AUTH)
         assert info.value.get_error_code() == virtwire.libvirt.VIR_ERR_AUTH_FAILED
         assert info.value.get_error_message() == "authentication failed: authentication failed"
+
+
+async def test_access_policy_sees_the_sasl_user(tmp_path: Path) -> None:
+    """An access-policy rule on sasl_user_name applies once SASL names the user
+    (the connection's first calls, before SASL, had no such name)."""
+    users = make_users_file(tmp_path / "users", {"alice": "secret1", "bob": "hunter2"})
+    sock = tmp_path / "sock"
+    policy = Policy.from_mapping(
+        {
+            "default": "deny",
+            "rule": [{"sasl_user_name": "alice", "permissions": ["*:*"], "allow": True}],
+        }
+    )
+    config = ServerConfig(unix=[sock], auth_unix_rw="sasl", sasl_users_file=users, access_policy=policy)
+    uri = f"test+unix:///default?socket={sock}"
+
+    def as_user(user: str, password: str) -> list[Any]:
+        def ask(creds: list[list[Any]], _: Any) -> int:
+            for cred in creds:
+                cred[4] = user if cred[0] == AUTHNAME else password
+            return 0
+
+        return [[AUTHNAME, PASSPHRASE], ask, None]
+
+    async with embed.serve(config=config, tcp=()):
+        async with await virtwire.client.connect(uri, auth=as_user("alice", "secret1")) as conn:
+            assert [d.name for d in await conn.list_all_domains()] == ["test"]
+        with pytest.raises(virtwire.libvirt.libvirtError) as info:
+            await virtwire.client.connect(uri, auth=as_user("bob", "hunter2"))
+        assert info.value.get_error_code() == virtwire.libvirt.VIR_ERR_ACCESS_DENIED
