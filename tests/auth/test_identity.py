@@ -57,17 +57,16 @@ async def test_identity_of_unix_tls_and_sasl_clients(tmp_path: Path, pki: Path) 
                 assert await ro.get_hostname()
                 async with await virtwire.client.connect(tls_uri, auth=AUTH) as tls:
                     assert await tls.is_encrypted()
-                    me = {
-                        "unix_user_id": os.getuid(),
-                        "unix_group_id": os.getgid(),
-                        "process_id": os.getpid(),
-                        "user_name": pwd.getpwuid(os.getuid()).pw_name,
-                        "group_name": grp.getgrgid(os.getgid()).gr_name,
-                    }
+                    uid, gid = os.getuid(), os.getgid()
+                    user, group = pwd.getpwuid(uid).pw_name, grp.getgrgid(gid).gr_name
+
+                    def unix(readonly: bool, sasl_user: str | None) -> Identity:
+                        return Identity("unix", readonly, uid, gid, os.getpid(), None, sasl_user, user, group)
+
                     dn = "O=virtwire-test,CN=virtwire-client"
                     assert identities() == [
-                        Identity("unix", False, sasl_user_name="alice", **me),
-                        Identity("unix", True, **me),  # auth none: no SASL user
+                        unix(False, "alice"),
+                        unix(True, None),  # auth none: no SASL user
                         Identity("tls", False, x509_dname=dn, sasl_user_name="alice"),
                     ]
                     assert identities()[2].attributes() == {
