@@ -31,6 +31,7 @@ from virtwire.protocol.generated import constants as C
 from virtwire.protocol.generated import remote as R
 
 if TYPE_CHECKING:
+    from .config import ServerConfig
     from .connection import Connection
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,22 @@ AUTH_METHODS: Final = (AUTH_NONE, AUTH_SASL)
 TCP_MIN_SSF: Final = 56  # libvirtd.conf tcp_min_ssf's default ("good for Kerberos")
 
 _DATA_MAX = R.REMOTE_AUTH_SASL_DATA_MAX
+
+
+def auth_warnings(config: ServerConfig) -> list[str]:
+    """What in a configuration keeps SASL clients out, said once at startup."""
+    out = []
+    if config.tcp and config.auth_tcp == AUTH_SASL and not offered_mechanisms(config.sasl_mech_list, False):
+        out.append(
+            "--auth-tcp sasl: no SASL mechanism here has a security layer, and libvirt requires "
+            f"SSF >= {TCP_MIN_SSF} on plain TCP, so TCP clients cannot authenticate "
+            "(as with libvirtd and SCRAM); use --tls with --auth-tls sasl, or a unix socket"
+        )
+    uses_sasl = AUTH_SASL in (config.auth_tcp, config.auth_tls, config.auth_unix_rw, config.auth_unix_ro)
+    users = config.sasl_users_file
+    if uses_sasl and (users is None or not users.exists()):
+        out.append(f"SASL users file {users} does not exist yet: create users with `virtwire passwd USER`")
+    return out
 
 
 def auth_method(connection: Connection) -> str:

@@ -22,7 +22,7 @@ from virtwire.protocol.errors import libvirtError
 
 from . import credentials, passwd_cli, sshhelper
 from .access_policy import Policy, PolicyError
-from .auth import AUTH_METHODS
+from .auth import AUTH_METHODS, auth_warnings
 from .config import DEFAULT_SASL_MECHS, Endpoint, ServerConfig
 from .daemon import Listeners, serve
 from .driver.memory import guest, nodexml
@@ -316,6 +316,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     config = config_from_args(args)
+    for problem in auth_warnings(config):
+        log.warning("%s", problem)
     if args.access_policy is not None:
         try:
             config.access_policy = Policy.load(args.access_policy)

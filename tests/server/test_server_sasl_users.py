@@ -57,3 +57,16 @@ def test_bad_names_and_lines(tmp_path: Path) -> None:
     users.write_text("# comment\nbroken line\nbob:SCRAM-SHA-256:4096:!!:AA==:AA==\n")
     assert credentials.CredentialStore(users).lookup("bob", sasl.SCRAM_SHA_256) is None
     assert credentials.CredentialStore(tmp_path / "missing").lookup("bob", sasl.SCRAM_SHA_256) is None
+
+
+def test_startup_warns_about_sasl_that_cannot_work(tmp_path: Path) -> None:
+    from virtwire.server.auth import auth_warnings
+    from virtwire.server.config import Endpoint, ServerConfig
+
+    users = tmp_path / "users"
+    tcp = ServerConfig(tcp=[Endpoint("127.0.0.1", 0)], auth_tcp="sasl", sasl_users_file=users)
+    problems = auth_warnings(tcp)
+    assert len(problems) == 2
+    assert "SSF >= 56" in problems[0] and "virtwire passwd" in problems[1]
+    credentials.set_password(users, "alice", "pw", iterations=16)
+    assert auth_warnings(ServerConfig(unix=[tmp_path / "s"], auth_unix_rw="sasl", sasl_users_file=users)) == []
