@@ -69,4 +69,5 @@ def test_startup_warns_about_sasl_that_cannot_work(tmp_path: Path) -> None:
     assert len(problems) == 2
     assert "SSF >= 56" in problems[0] and "virtwire passwd" in problems[1]
     credentials.set_password(users, "alice", "pw", iterations=16)
-    assert auth_warnings(ServerConfig(unix=[tmp_path / "s"], auth_unix_rw="sasl", sasl_users_file=users)) == []
+    unix = ServerConfig(unix=[tmp_path / "s"], auth_unix_rw="sasl", sasl_users_file=users)
+    assert auth_warnings(unix) == []
