@@ -93,15 +93,18 @@ def _step_failed(why: str) -> E.libvirtError:
 
 
 def _uri_params(uri: str) -> dict[str, str]:
-    query = urllib.parse.urlsplit(uri).query
-    return dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
+    _, _, query = uri.partition("?")
+    if not query:
+        return {}
+    return dict(urllib.parse.parse_qsl(query.partition("#")[0], keep_blank_values=True))
 
 
 def authenticate(types: list[int], request: AuthRequest) -> OpFlow:
     """remoteAuthenticate after AUTH_LIST; returns True when a SASL session was set up."""
     if not types:
         return False
-    authtype = _uri_params(request.uri).get("auth")
+    params = _uri_params(request.uri)
+    authtype = params.get("auth")
     if authtype:
         lowered = authtype.lower()
         if lowered == "sasl" or lowered.startswith("sasl."):
@@ -117,7 +120,7 @@ def authenticate(types: list[int], request: AuthRequest) -> OpFlow:
         kind = types[0]
     if kind == AUTH_SASL:
         mech = authtype[5:] if authtype and authtype.lower().startswith("sasl.") else None
-        yield from sasl_exchange(request, mech)
+        yield from sasl_exchange(request, mech, params)
         return True
     if kind == AUTH_POLKIT:
         yield ops.Op("AUTH_POLKIT")
@@ -141,14 +144,14 @@ def _usable(request: AuthRequest) -> list[str]:
     return usable
 
 
-def _credentials(request: AuthRequest) -> tuple[str, str, str]:
+def _credentials(request: AuthRequest, params: dict[str, str]) -> tuple[str, str, str]:
     """(authzid, authcid, password): auth.conf first, then the caller's callback."""
     auth = request.auth
     assert auth is not None
     credtypes = list(auth[0])
     wanted = [p for p in _PROMPTS if p[0] in credtypes]
     answers: dict[int, str] = {}
-    path = config_path(_uri_params(request.uri))
+    path = config_path(params)
     if path is not None:
         config = AuthConfig(path)
         for credtype, _, _, key in wanted:
@@ -217,7 +220,7 @@ class _ClientMechanism:
             raise _step_failed(str(exc)) from None
 
 
-def sasl_exchange(request: AuthRequest, wantmech: str | None) -> OpFlow:
+def sasl_exchange(request: AuthRequest, wantmech: str | None, params: dict[str, str]) -> OpFlow:
     """remoteAuthSASL: INIT, START, STEP... until both ends are complete."""
     mechlist: str = yield ops.Op("AUTH_SASL_INIT", None, ops.field("mechlist"))
     if wantmech:
@@ -229,7 +232,7 @@ def sasl_exchange(request: AuthRequest, wantmech: str | None) -> OpFlow:
     chosen = next((m for m in usable if m in offered), None)
     if chosen is None:
         raise _no_worthy_mechs()
-    authzid, authcid, password = _credentials(request)
+    authzid, authcid, password = _credentials(request, params)
     mech = _ClientMechanism(chosen, authzid, authcid, password)
     clientout, client_done = mech.start()
     complete, serverin = yield ops.call(
