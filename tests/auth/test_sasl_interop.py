@@ -59,3 +59,23 @@ def test_asyncio_client_authenticates_to_libvirtd(sasl_libvirtd: RealLibvirtd) -
             return await conn.is_secure(), await conn.is_encrypted(), await conn.get_type()
 
     assert asyncio.run(main()) == (True, True, "TEST")
+
+
+def test_open_without_callbacks_fails_as_libvirt(
+    real_libvirt: ModuleType, sasl_libvirtd: RealLibvirtd, sasl_server: VirtwireServer
+) -> None:
+    """virConnectOpen passes no credential callbacks: no SASL mechanism can run."""
+
+    def outcome(lib: ModuleType, uri: str) -> tuple[int, int, str]:
+        with pytest.raises(lib.libvirtError) as info:
+            lib.open(uri)
+        return info.value.get_error_code(), info.value.get_error_domain(), info.value.get_error_message()
+
+    expected = outcome(real_libvirt, sasl_libvirtd.unix_uri)
+    assert "No worthy mechs found" in expected[2]
+    for lib, uri in (
+        (vwlibvirt, sasl_libvirtd.unix_uri),
+        (real_libvirt, sasl_server.unix_uri),
+        (vwlibvirt, sasl_server.unix_uri),
+    ):
+        assert outcome(lib, uri) == expected
