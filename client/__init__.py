@@ -29,6 +29,11 @@ Streams (volume upload/download, screenshots) are virStream in the thread shell
 
 URIs follow libvirt's remote driver (uri.py): tcp, tls (with libvirt's PKI
 locations and its 0x01 confirmation byte) and unix sockets.
+
+Authentication follows it too (sasl_auth.py, authconf.py): SASL with
+SCRAM-SHA-256, SCRAM-SHA-1 or PLAIN, credentials from auth.conf and then from
+the caller's callback (``openAuth(uri, [credtypes, callback, cbdata], flags)``;
+``connect(uri, auth=[...])`` in the async APIs).
 """
 
 from virtwire.client.aio import Connection, Domain, DomainEventRecord, connect
