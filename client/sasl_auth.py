@@ -67,8 +67,8 @@ class AuthRequest:
 
 
 def request_for(target: Target, auth: Sequence[Any] | None = None) -> AuthRequest:
-    """The AuthRequest of a parsed URI; every transport but plain TCP is secure."""
-    return AuthRequest(target.uri, target.host or None, target.transport.value != "tcp", auth)
+    """The AuthRequest of a parsed URI (libvirt's priv->is_secure: tls, unix, ssh)."""
+    return AuthRequest(target.uri, target.host or None, target.secure_transport, auth)
 
 
 def _remote(detail: str) -> E.libvirtError:
