@@ -23,11 +23,7 @@ from vwtestkit.probe import NOT_SENT, probe, served
 FIXTURE = Path(__file__).with_name("data") / "test-driver-served.json"
 
 # Served by libvirt's test driver, not yet by virtwire serve.
-NOT_YET_SERVED = frozenset(
-    {
-        "CONNECT_BASELINE_CPU",
-    }
-)
+NOT_YET_SERVED: frozenset[str] = frozenset()
 
 # Served by us, not by libvirt's test driver, on purpose: jobs and migration (the
 # memory driver really migrates), secrets (OpenStack-style clients need them),
