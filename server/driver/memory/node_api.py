@@ -121,10 +121,12 @@ class NodeAPI(MemoryCore):
     ) -> R.remote_node_get_cells_free_memory_ret:
         if args.maxcells > R.REMOTE_NODE_MAX_CELLS:
             raise report(C.VIR_ERR_RPC, C.VIR_FROM_RPC, "maxcells > REMOTE_NODE_MAX_CELLS")
-        if args.startCell >= len(NODE_CELL_FREE_KIB):
+        # A node file has no NUMA cells (see defaults.NODE_FILE_CAPABILITIES_XML).
+        free = NODE_CELL_FREE_KIB if self.node is None else ()
+        if args.startCell >= len(free):
             raise report(C.VIR_ERR_INVALID_ARG, C.VIR_FROM_TEST, "Range exceeds available cells")
         start = max(args.startCell, 0)
-        cells = list(NODE_CELL_FREE_KIB[start : start + max(args.maxcells, 0)])
+        cells = list(free[start : start + max(args.maxcells, 0)])
         return R.remote_node_get_cells_free_memory_ret(cells=cells)
 
     async def node_get_cpu_stats(
