@@ -160,3 +160,13 @@ def test_a_device_virtwire_cannot_print_back_is_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(libvirtError, match="capability type 'pci' is not supported by virtwire"):
         MemoryDriver(hostname="node-test", node=nodexml.load(path))
+
+
+def test_node_snapshots_and_devices_survive_a_restart_with_a_state_dir(tmp_path: Path) -> None:
+    node = nodexml.load(DATA / "lab-full.xml")
+    for _ in range(2):  # the second boot reads the state directory, not the file's snapshots again
+        driver = MemoryDriver(hostname="node-test", state_dir=tmp_path / "state", node=node)
+        tree = driver._snapshots(driver.find_by_name("paused1"))
+        assert sorted(tree.by_name) == ["base", "child", "from-file"]
+        assert tree.current is not None and tree.current.name == "child"
+        assert sorted(driver._devices()) == ["computer", "scsi_host5"]
