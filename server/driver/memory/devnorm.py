@@ -61,9 +61,13 @@ DEVICE_ORDER: Final = (
 _INTERFACE_CHILDREN: Final = (
     "mac",
     "source",
+    "vlan",
     "virtualport",
+    "bandwidth",
+    "port",
     "ip",
     "route",
+    "portForward",
     "script",
     "downscript",
     "backenddomain",
@@ -78,11 +82,11 @@ _INTERFACE_CHILDREN: Final = (
     "link",
     "mtu",
     "coalesce",
-    "rom",
     "boot",
     "alias",
-    "address",
+    "rom",
     "acpi",
+    "address",
 )
 
 _DISK_PREFIXES: Final = (
