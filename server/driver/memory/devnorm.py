@@ -8,9 +8,12 @@ driver's interface names):
   index), get ``device='disk'``, a bus from their target's prefix, a drive
   address on IDE/FDC/SCSI/SATA, and CD-ROMs are read-only;
 - the controllers those addresses name are added (SCSI, FDC, IDE, SATA);
-- interfaces get the test driver's ``testnetN`` target and libvirt's child order;
-- a console without a type is a pty on a serial target;
-- VNC/SPICE graphics with a port get ``autoport='no'`` and an address listen;
+- interfaces get a MAC if they have none, the test driver's ``testnetN`` target
+  and libvirt's child order;
+- a console without a type is a pty on a serial target, and an HVM guest's first
+  serial console is serial port 0 too;
+- VNC without a port gets ``port='-1' autoport='yes'``, a fixed port
+  ``autoport='no'``, and VNC/SPICE an address listen;
 - graphics without video get the test driver's default video card.
 
 Devices are then printed in virDomainDefFormat's order of kinds.  Normalising
@@ -19,6 +22,7 @@ is idempotent: a definition libvirt printed comes back unchanged.
 
 from __future__ import annotations
 
+import random
 import xml.etree.ElementTree as ET
 from typing import Final
 
@@ -245,10 +249,14 @@ def _insert_controller(controllers: list[ET.Element], new: ET.Element) -> None:
 
 
 def _normalise_interfaces(interfaces: list[ET.Element]) -> None:
-    """testDomainGenerateIfnames: the first free testnetN for each interface without a target."""
+    """A MAC for each interface without one (virDomainNetGenerateMAC: QEMU's prefix, random
+    rest); testDomainGenerateIfnames: the first free testnetN for each without a target."""
     taken = {t.get("dev") for i in interfaces if (t := i.find("target")) is not None}
     counter = 0
     for iface in interfaces:
+        if iface.find("mac") is None:
+            tail = ":".join(f"{random.randrange(256):02x}" for _ in range(3))
+            iface.insert(0, ET.Element("mac", {"address": f"52:54:00:{tail}"}))
         target = iface.find("target")
         if target is None or target.get("dev") is None:
             while f"testnet{counter}" in taken:
@@ -280,11 +288,35 @@ def _normalise_console(console: ET.Element) -> None:
         console.append(ET.Element("target", {"type": "serial", "port": "0"}))
 
 
+def _serial_for_console(consoles: list[ET.Element], serials: list[ET.Element], os_type: str) -> None:
+    """virDomainDefAddConsoleCompat: an HVM guest's first serial console is also serial port 0."""
+    if os_type != "hvm" or not consoles or serials:
+        return
+    first = consoles[0]
+    target = first.find("target")
+    if target is not None and target.get("type", "serial") != "serial":
+        return
+    serial = ET.Element("serial", dict(first.attrib))
+    serial.extend(ET.fromstring(ET.tostring(c)) for c in first if c.tag not in ("target", "alias", "address"))
+    serial.append(ET.Element("target", {"port": "0"}))
+    serials.append(serial)
+
+
 def _normalise_graphics(graphics: ET.Element) -> None:
     if graphics.get("type") not in ("vnc", "spice"):
         return
     port = graphics.get("port")
-    if port is not None and port != "-1" and "autoport" not in graphics.attrib:
+    if graphics.get("type") == "vnc" and port is None:
+        # No port: one is picked at start (virDomainGraphicsDefParseXMLVNC).
+        graphics.attrib = {
+            "type": "vnc",
+            "port": "-1",
+            **{k: v for k, v in graphics.attrib.items() if k != "type"},
+        }
+        port = "-1"
+    if port == "-1" and "autoport" not in graphics.attrib:
+        _with_attr_after(graphics, "port", "autoport", "yes")
+    elif port is not None and port != "-1" and "autoport" not in graphics.attrib:
         _with_attr_after(graphics, "port", "autoport", "no")
     if graphics.find("listen") is None:
         listen = {"type": "address"}
@@ -293,7 +325,7 @@ def _normalise_graphics(graphics: ET.Element) -> None:
         graphics.insert(0, ET.Element("listen", listen))
 
 
-def normalise_devices(devices: ET.Element) -> ET.Element:
+def normalise_devices(devices: ET.Element, os_type: str = "hvm") -> ET.Element:
     """A new ``<devices>`` with libvirt's defaults and order (the input is left as it was)."""
     by_kind: dict[str, list[ET.Element]] = {}
     for child in devices:
@@ -308,6 +340,9 @@ def normalise_devices(devices: ET.Element) -> ET.Element:
     _normalise_interfaces(by_kind.get("interface", []))
     for console in by_kind.get("console", []):
         _normalise_console(console)
+    if by_kind.get("console"):
+        serials = by_kind.setdefault("serial", [])
+        _serial_for_console(by_kind["console"], serials, os_type)
     for graphics in by_kind.get("graphics", []):
         _normalise_graphics(graphics)
     if by_kind.get("graphics") and not by_kind.get("video"):

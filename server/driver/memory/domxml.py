@@ -242,7 +242,9 @@ def normalise(parsed: ParsedDomain, uuid: bytes) -> ET.Element:
     vcpu_attrs = {"placement": vcpu_given.pop("placement", "static"), **vcpu_given}
     _text(out, "vcpu", str(parsed.max_vcpus or parsed.vcpus), **vcpu_attrs)
     out.extend(_in_order(rest, _BEFORE_OS))
-    out.append(_normalise_os(leading["os"]))
+    devices_el = src.find("devices")
+    device_boot = devices_el is not None and any(d.find("boot") is not None for d in devices_el)
+    out.append(_normalise_os(leading["os"], device_boot))
     for el in rest:
         _normalise_section(el)
     out.extend(_in_order(rest, _AFTER_OS))
@@ -258,7 +260,7 @@ def normalise(parsed: ParsedDomain, uuid: bytes) -> ET.Element:
             _text(out, tag, text)
     out.extend(_in_order(rest, _BEFORE_DEVICES))
     devices = src.find("devices")
-    out.append(normalise_devices(devices) if devices is not None else ET.Element("devices"))
+    out.append(normalise_devices(devices, parsed.os_type) if devices is not None else ET.Element("devices"))
     out.extend(_in_order(rest, _AFTER_DEVICES))
     return out
 
@@ -299,7 +301,7 @@ def _normalise_section(el: ET.Element) -> None:
             model.attrib.setdefault("fallback", "allow")
 
 
-def _normalise_os(os_el: ET.Element) -> ET.Element:
+def _normalise_os(os_el: ET.Element, device_boot: bool = False) -> ET.Element:
     os_out = ET.Element("os", dict(os_el.attrib))
     for child in _ranked(list(os_el), _OS_CHILDREN):
         if child.tag == "type":
@@ -313,7 +315,9 @@ def _normalise_os(os_el: ET.Element) -> ET.Element:
             loader.extend(list(child))
         else:
             os_out.append(child)
-    if os_el.find("boot") is None and os_el.find("kernel") is None:
+    # virDomainDefBootOrderPostParse: an HVM guest without boot devices boots from disk.
+    hvm = (os_el.findtext("type") or "").strip() == "hvm"
+    if hvm and not device_boot and os_el.find("boot") is None and os_el.find("kernel") is None:
         ET.SubElement(os_out, "boot", {"dev": "hd"})
     return os_out
 
