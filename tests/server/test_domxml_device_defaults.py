@@ -37,7 +37,12 @@ CASES = [
     ("hvm", "<graphics type='vnc'/><input type='mouse' bus='ps2'/>"),
     ("hvm", "<graphics type='vnc' port='5904'/>"),
     ("hvm", "<graphics type='vnc' port='-1' autoport='yes' listen='127.0.0.1'/>"),
-    ("hvm", "<graphics type='spice' autoport='yes'/>"),
+    ("hvm", "<graphics type='spice' autoport='yes'/><video><model type='qxl'/></video>"),
+    ("hvm", "<video><model type='vga'/></video><video><model type='qxl' primary='yes'/></video>"
+     "<video><model type='xen' heads='2'/></video><video><model type='virtio'/></video>"),
+    ("hvm", "<video><model type='qxl' ram='1' vgamem='8192'/><address type='pci' domain='0x0000' "
+     "bus='0x00' slot='0x02' function='0x0'/></video><video/>"),
+    ("hvm", "<video><driver name='qemu'/><model type='virtio'><acceleration accel3d='yes'/></model></video>"),
     ("hvm", "<disk type='file'><source file='/e'/><target dev='hda'/>"
      "<address type='drive' controller='1' bus='0' target='0' unit='0'/></disk>"),
 ]  # fmt: skip

@@ -14,7 +14,8 @@ driver's interface names):
   serial console is serial port 0 too;
 - VNC without a port gets ``port='-1' autoport='yes'``, a fixed port
   ``autoport='no'``, and VNC/SPICE an address listen;
-- graphics without video get the test driver's default video card.
+- graphics without video get the test driver's default video card (cirrus), and
+  every card its type's memory defaults, the primary one first.
 
 Devices are then printed in virDomainDefFormat's order of kinds.  Normalising
 is idempotent: a definition libvirt printed comes back unchanged.
@@ -103,7 +104,16 @@ _DISK_PREFIXES: Final = (
 )
 # Drive-addressed buses and the controller each implies, in virDomainDefAddImplicitControllers' order.
 _IMPLICIT_CONTROLLERS: Final = ("scsi", "fdc", "ide", "sata")
-_TEST_VIDEO: Final = {"type": "cirrus", "vram": "16384", "heads": "1", "primary": "yes"}
+# virDomainVideoDefaultRAM: the VRAM (KiB) a video card of each type gets when none is given.
+_VIDEO_VRAM: Final = {
+    "vga": "16384",
+    "cirrus": "16384",
+    "vmvga": "16384",
+    "bochs": "16384",
+    "xen": "4096",
+    "qxl": "65536",
+}
+_VIDEO_MODEL_ATTRS: Final = ("type", "ram", "vram", "vram64", "vgamem", "heads", "primary")
 
 
 def disk_index(name: str) -> int:
@@ -325,6 +335,34 @@ def _normalise_graphics(graphics: ET.Element) -> None:
         graphics.insert(0, ET.Element("listen", listen))
 
 
+def _normalise_videos(videos: list[ET.Element]) -> list[ET.Element]:
+    """Video defaults (the test driver's card is a cirrus): the primary card first and
+    marked so, each model with its type's RAM/VRAM and one head, in libvirt's attribute order."""
+    primary = next(
+        (v for v in videos if (m := v.find("model")) is not None and m.get("primary") == "yes"), videos[0]
+    )
+    ordered = [primary, *(v for v in videos if v is not primary)]
+    for video in ordered:
+        model = video.find("model")
+        if model is None:
+            model = ET.Element("model", {"type": "cirrus"})
+            video.insert(len(video.findall("driver")), model)
+        kind = model.get("type", "cirrus")
+        attrs = dict(model.attrib)
+        attrs.setdefault("type", kind)
+        if kind == "qxl":
+            attrs.setdefault("ram", "65536")
+        if kind in _VIDEO_VRAM:
+            attrs.setdefault("vram", _VIDEO_VRAM[kind])
+        attrs.setdefault("heads", "1")
+        attrs.pop("primary", None)
+        if video is primary:
+            attrs["primary"] = "yes"
+        known = [(k, attrs[k]) for k in _VIDEO_MODEL_ATTRS if k in attrs]
+        model.attrib = dict(known + [(k, v) for k, v in attrs.items() if k not in _VIDEO_MODEL_ATTRS])
+    return ordered
+
+
 def normalise_devices(devices: ET.Element, os_type: str = "hvm") -> ET.Element:
     """A new ``<devices>`` with libvirt's defaults and order (the input is left as it was)."""
     by_kind: dict[str, list[ET.Element]] = {}
@@ -346,9 +384,9 @@ def normalise_devices(devices: ET.Element, os_type: str = "hvm") -> ET.Element:
     for graphics in by_kind.get("graphics", []):
         _normalise_graphics(graphics)
     if by_kind.get("graphics") and not by_kind.get("video"):
-        video = ET.Element("video")
-        video.append(ET.Element("model", dict(_TEST_VIDEO)))
-        by_kind["video"] = [video]
+        by_kind["video"] = [ET.Element("video")]
+    if by_kind.get("video"):
+        by_kind["video"] = _normalise_videos(by_kind["video"])
     out = ET.Element("devices", dict(devices.attrib))
     out.text, out.tail = devices.text, devices.tail
     for kind in DEVICE_ORDER:
