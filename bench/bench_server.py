@@ -144,7 +144,14 @@ def main() -> int:
     ap.add_argument("--ndomains", type=int, default=1000)
     ap.add_argument("--only", choices=["tcp", "unix"], default=None)
     ap.add_argument("--python", default=sys.executable, help="interpreter that has libvirt-python")
+    ap.add_argument(
+        "--workload",
+        action="append",
+        choices=sorted({test for _, test, _ in WORKLOADS}),
+        help="run only these workloads (repeatable); default all",
+    )
     args = ap.parse_args()
+    workloads = [w for w in WORKLOADS if args.workload is None or w[1] in args.workload]
 
     work = Path(tempfile.mkdtemp(prefix="vw-bench-"))
     worker = work / "worker.py"
@@ -163,7 +170,7 @@ def main() -> int:
         rows: list[tuple[str, str, dict[str, Result]]] = []
         transports = [args.only] if args.only else ["tcp", "unix"]
         for transport in transports:
-            for label, test, threads in WORKLOADS:
+            for label, test, threads in workloads:
                 results: dict[str, list[Result]] = {"libvirtd": [], "virtwire": []}
                 for _ in range(args.reps):  # alternate, so drift in machine load hits both
                     for name, (pid, uris) in servers.items():

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import trio
 from virtwire.protocol import errors as E
-from virtwire.protocol import tlspriority, x509check
+from virtwire.protocol import tlspriority
 from virtwire.protocol.generated import constants as C
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,10 @@ def server_context(files: ServerTlsFiles, priority: str | None = None) -> ssl.SS
     if not files.cacert.exists():
         detail = f"Cannot read CA certificate '{files.cacert}': No such file or directory"
         raise E.make_error(C.VIR_ERR_SYSTEM_ERROR, C.VIR_FROM_RPC, detail)
+    # Imported here: the certificate checks load the cryptography package (about 9 MiB
+    # of a server's RSS), which a server without TLS listeners never needs.
+    from virtwire.protocol import x509check
+
     for warning in x509check.sanity_check_files(str(files.cacert), str(files.cert), is_server=True):
         log.warning("%s", warning)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -95,7 +95,7 @@ REMOTE_DOMAIN_AUTHORIZED_SSH_KEYS_MAX: Final = 2048
 REMOTE_DOMAIN_MESSAGES_MAX: Final = 2048
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_nonnull_domain(xdr.XdrStruct):
     """XDR struct remote_nonnull_domain; on the wire, in order:
 
@@ -109,7 +109,7 @@ class remote_nonnull_domain(xdr.XdrStruct):
     id: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_nonnull_network(xdr.XdrStruct):
     """XDR struct remote_nonnull_network; on the wire, in order:
 
@@ -121,7 +121,7 @@ class remote_nonnull_network(xdr.XdrStruct):
     uuid: remote_uuid
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_nonnull_network_port(xdr.XdrStruct):
     """XDR struct remote_nonnull_network_port; on the wire, in order:
 
@@ -133,7 +133,7 @@ class remote_nonnull_network_port(xdr.XdrStruct):
     uuid: remote_uuid
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_nonnull_nwfilter(xdr.XdrStruct):
     """XDR struct remote_nonnull_nwfilter; on the wire, in order:
 
@@ -145,7 +145,7 @@ class remote_nonnull_nwfilter(xdr.XdrStruct):
     uuid: remote_uuid
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_nonnull_nwfilter_binding(xdr.XdrStruct):
     """XDR struct remote_nonnull_nwfilter_binding; on the wire, in order:
 
@@ -157,7 +157,7 @@ class remote_nonnull_nwfilter_binding(xdr.XdrStruct):
     filtername: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_nonnull_interface(xdr.XdrStruct):
     """XDR struct remote_nonnull_interface; on the wire, in order:
 
@@ -169,7 +169,7 @@ class remote_nonnull_interface(xdr.XdrStruct):
     mac: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_nonnull_storage_pool(xdr.XdrStruct):
     """XDR struct remote_nonnull_storage_pool; on the wire, in order:
 
@@ -181,7 +181,7 @@ class remote_nonnull_storage_pool(xdr.XdrStruct):
     uuid: remote_uuid
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_nonnull_storage_vol(xdr.XdrStruct):
     """XDR struct remote_nonnull_storage_vol; on the wire, in order:
 
@@ -195,7 +195,7 @@ class remote_nonnull_storage_vol(xdr.XdrStruct):
     key: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_nonnull_node_device(xdr.XdrStruct):
     """XDR struct remote_nonnull_node_device; on the wire, in order:
 
@@ -205,7 +205,7 @@ class remote_nonnull_node_device(xdr.XdrStruct):
     name: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_nonnull_secret(xdr.XdrStruct):
     """XDR struct remote_nonnull_secret; on the wire, in order:
 
@@ -219,7 +219,7 @@ class remote_nonnull_secret(xdr.XdrStruct):
     usageID: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_nonnull_domain_checkpoint(xdr.XdrStruct):
     """XDR struct remote_nonnull_domain_checkpoint; on the wire, in order:
 
@@ -231,7 +231,7 @@ class remote_nonnull_domain_checkpoint(xdr.XdrStruct):
     dom: remote_nonnull_domain
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_nonnull_domain_snapshot(xdr.XdrStruct):
     """XDR struct remote_nonnull_domain_snapshot; on the wire, in order:
 
@@ -251,7 +251,7 @@ class remote_auth_type(enum.IntEnum):
     REMOTE_AUTH_POLKIT = 2
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_typed_param_value(xdr.XdrStruct):
     """XDR union remote_typed_param_value switch (int type); `value` holds the arm:
 
@@ -269,7 +269,7 @@ class remote_typed_param_value(xdr.XdrStruct):
     value: int | float | str
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_typed_param(xdr.XdrStruct):
     """XDR struct remote_typed_param; on the wire, in order:
 
@@ -281,7 +281,7 @@ class remote_typed_param(xdr.XdrStruct):
     value: remote_typed_param_value
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_vcpu_info(xdr.XdrStruct):
     """XDR struct remote_vcpu_info; on the wire, in order:
 
@@ -297,7 +297,7 @@ class remote_vcpu_info(xdr.XdrStruct):
     cpu: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_get_cpu_stats(xdr.XdrStruct):
     """XDR struct remote_node_get_cpu_stats; on the wire, in order:
 
@@ -309,7 +309,7 @@ class remote_node_get_cpu_stats(xdr.XdrStruct):
     value: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_get_memory_stats(xdr.XdrStruct):
     """XDR struct remote_node_get_memory_stats; on the wire, in order:
 
@@ -321,7 +321,7 @@ class remote_node_get_memory_stats(xdr.XdrStruct):
     value: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_disk_error(xdr.XdrStruct):
     """XDR struct remote_domain_disk_error; on the wire, in order:
 
@@ -333,7 +333,7 @@ class remote_domain_disk_error(xdr.XdrStruct):
     error: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_open_args(xdr.XdrStruct):
     """XDR struct remote_connect_open_args; on the wire, in order:
 
@@ -345,7 +345,7 @@ class remote_connect_open_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_supports_feature_args(xdr.XdrStruct):
     """XDR struct remote_connect_supports_feature_args; on the wire, in order:
 
@@ -355,7 +355,7 @@ class remote_connect_supports_feature_args(xdr.XdrStruct):
     feature: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_supports_feature_ret(xdr.XdrStruct):
     """XDR struct remote_connect_supports_feature_ret; on the wire, in order:
 
@@ -365,7 +365,7 @@ class remote_connect_supports_feature_ret(xdr.XdrStruct):
     supported: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_get_type_ret(xdr.XdrStruct):
     """XDR struct remote_connect_get_type_ret; on the wire, in order:
 
@@ -375,7 +375,7 @@ class remote_connect_get_type_ret(xdr.XdrStruct):
     type: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_get_version_ret(xdr.XdrStruct):
     """XDR struct remote_connect_get_version_ret; on the wire, in order:
 
@@ -385,7 +385,7 @@ class remote_connect_get_version_ret(xdr.XdrStruct):
     hv_ver: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_get_lib_version_ret(xdr.XdrStruct):
     """XDR struct remote_connect_get_lib_version_ret; on the wire, in order:
 
@@ -395,7 +395,7 @@ class remote_connect_get_lib_version_ret(xdr.XdrStruct):
     lib_ver: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_get_hostname_ret(xdr.XdrStruct):
     """XDR struct remote_connect_get_hostname_ret; on the wire, in order:
 
@@ -405,7 +405,7 @@ class remote_connect_get_hostname_ret(xdr.XdrStruct):
     hostname: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_get_sysinfo_args(xdr.XdrStruct):
     """XDR struct remote_connect_get_sysinfo_args; on the wire, in order:
 
@@ -415,7 +415,7 @@ class remote_connect_get_sysinfo_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_get_sysinfo_ret(xdr.XdrStruct):
     """XDR struct remote_connect_get_sysinfo_ret; on the wire, in order:
 
@@ -425,7 +425,7 @@ class remote_connect_get_sysinfo_ret(xdr.XdrStruct):
     sysinfo: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_get_uri_ret(xdr.XdrStruct):
     """XDR struct remote_connect_get_uri_ret; on the wire, in order:
 
@@ -435,7 +435,7 @@ class remote_connect_get_uri_ret(xdr.XdrStruct):
     uri: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_get_max_vcpus_args(xdr.XdrStruct):
     """XDR struct remote_connect_get_max_vcpus_args; on the wire, in order:
 
@@ -445,7 +445,7 @@ class remote_connect_get_max_vcpus_args(xdr.XdrStruct):
     type: remote_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_get_max_vcpus_ret(xdr.XdrStruct):
     """XDR struct remote_connect_get_max_vcpus_ret; on the wire, in order:
 
@@ -455,7 +455,7 @@ class remote_connect_get_max_vcpus_ret(xdr.XdrStruct):
     max_vcpus: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_get_info_ret(xdr.XdrStruct):
     """XDR struct remote_node_get_info_ret; on the wire, in order:
 
@@ -479,7 +479,7 @@ class remote_node_get_info_ret(xdr.XdrStruct):
     threads: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_get_capabilities_ret(xdr.XdrStruct):
     """XDR struct remote_connect_get_capabilities_ret; on the wire, in order:
 
@@ -489,7 +489,7 @@ class remote_connect_get_capabilities_ret(xdr.XdrStruct):
     capabilities: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_get_domain_capabilities_args(xdr.XdrStruct):
     """XDR struct remote_connect_get_domain_capabilities_args; on the wire, in order:
 
@@ -507,7 +507,7 @@ class remote_connect_get_domain_capabilities_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_get_domain_capabilities_ret(xdr.XdrStruct):
     """XDR struct remote_connect_get_domain_capabilities_ret; on the wire, in order:
 
@@ -517,7 +517,7 @@ class remote_connect_get_domain_capabilities_ret(xdr.XdrStruct):
     capabilities: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_get_cpu_stats_args(xdr.XdrStruct):
     """XDR struct remote_node_get_cpu_stats_args; on the wire, in order:
 
@@ -531,7 +531,7 @@ class remote_node_get_cpu_stats_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_get_cpu_stats_ret(xdr.XdrStruct):
     """XDR struct remote_node_get_cpu_stats_ret; on the wire, in order:
 
@@ -543,7 +543,7 @@ class remote_node_get_cpu_stats_ret(xdr.XdrStruct):
     nparams: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_get_memory_stats_args(xdr.XdrStruct):
     """XDR struct remote_node_get_memory_stats_args; on the wire, in order:
 
@@ -557,7 +557,7 @@ class remote_node_get_memory_stats_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_get_memory_stats_ret(xdr.XdrStruct):
     """XDR struct remote_node_get_memory_stats_ret; on the wire, in order:
 
@@ -569,7 +569,7 @@ class remote_node_get_memory_stats_ret(xdr.XdrStruct):
     nparams: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_get_cells_free_memory_args(xdr.XdrStruct):
     """XDR struct remote_node_get_cells_free_memory_args; on the wire, in order:
 
@@ -581,7 +581,7 @@ class remote_node_get_cells_free_memory_args(xdr.XdrStruct):
     maxcells: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_get_cells_free_memory_ret(xdr.XdrStruct):
     """XDR struct remote_node_get_cells_free_memory_ret; on the wire, in order:
 
@@ -591,7 +591,7 @@ class remote_node_get_cells_free_memory_ret(xdr.XdrStruct):
     cells: list[int]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_get_free_memory_ret(xdr.XdrStruct):
     """XDR struct remote_node_get_free_memory_ret; on the wire, in order:
 
@@ -601,7 +601,7 @@ class remote_node_get_free_memory_ret(xdr.XdrStruct):
     freeMem: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_domain_xml_from_native_args(xdr.XdrStruct):
     """XDR struct remote_connect_domain_xml_from_native_args; on the wire, in order:
 
@@ -615,7 +615,7 @@ class remote_connect_domain_xml_from_native_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_domain_xml_from_native_ret(xdr.XdrStruct):
     """XDR struct remote_connect_domain_xml_from_native_ret; on the wire, in order:
 
@@ -625,7 +625,7 @@ class remote_connect_domain_xml_from_native_ret(xdr.XdrStruct):
     domainXml: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_domain_xml_to_native_args(xdr.XdrStruct):
     """XDR struct remote_connect_domain_xml_to_native_args; on the wire, in order:
 
@@ -639,7 +639,7 @@ class remote_connect_domain_xml_to_native_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_domain_xml_to_native_ret(xdr.XdrStruct):
     """XDR struct remote_connect_domain_xml_to_native_ret; on the wire, in order:
 
@@ -649,7 +649,7 @@ class remote_connect_domain_xml_to_native_ret(xdr.XdrStruct):
     nativeConfig: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_is_secure_ret(xdr.XdrStruct):
     """XDR struct remote_connect_is_secure_ret; on the wire, in order:
 
@@ -659,7 +659,7 @@ class remote_connect_is_secure_ret(xdr.XdrStruct):
     secure: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_compare_cpu_args(xdr.XdrStruct):
     """XDR struct remote_connect_compare_cpu_args; on the wire, in order:
 
@@ -671,7 +671,7 @@ class remote_connect_compare_cpu_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_compare_cpu_ret(xdr.XdrStruct):
     """XDR struct remote_connect_compare_cpu_ret; on the wire, in order:
 
@@ -681,7 +681,7 @@ class remote_connect_compare_cpu_ret(xdr.XdrStruct):
     result: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_baseline_cpu_args(xdr.XdrStruct):
     """XDR struct remote_connect_baseline_cpu_args; on the wire, in order:
 
@@ -693,7 +693,7 @@ class remote_connect_baseline_cpu_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_baseline_cpu_ret(xdr.XdrStruct):
     """XDR struct remote_connect_baseline_cpu_ret; on the wire, in order:
 
@@ -703,7 +703,7 @@ class remote_connect_baseline_cpu_ret(xdr.XdrStruct):
     cpu: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_suspend_for_duration_args(xdr.XdrStruct):
     """XDR struct remote_node_suspend_for_duration_args; on the wire, in order:
 
@@ -717,7 +717,7 @@ class remote_node_suspend_for_duration_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_set_memory_parameters_args(xdr.XdrStruct):
     """XDR struct remote_node_set_memory_parameters_args; on the wire, in order:
 
@@ -729,7 +729,7 @@ class remote_node_set_memory_parameters_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_get_memory_parameters_args(xdr.XdrStruct):
     """XDR struct remote_node_get_memory_parameters_args; on the wire, in order:
 
@@ -741,7 +741,7 @@ class remote_node_get_memory_parameters_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_get_memory_parameters_ret(xdr.XdrStruct):
     """XDR struct remote_node_get_memory_parameters_ret; on the wire, in order:
 
@@ -753,7 +753,7 @@ class remote_node_get_memory_parameters_ret(xdr.XdrStruct):
     nparams: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_get_cpu_map_args(xdr.XdrStruct):
     """XDR struct remote_node_get_cpu_map_args; on the wire, in order:
 
@@ -767,7 +767,7 @@ class remote_node_get_cpu_map_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_get_cpu_map_ret(xdr.XdrStruct):
     """XDR struct remote_node_get_cpu_map_ret; on the wire, in order:
 
@@ -781,7 +781,7 @@ class remote_node_get_cpu_map_ret(xdr.XdrStruct):
     ret: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_get_cpu_model_names_args(xdr.XdrStruct):
     """XDR struct remote_connect_get_cpu_model_names_args; on the wire, in order:
 
@@ -795,7 +795,7 @@ class remote_connect_get_cpu_model_names_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_get_cpu_model_names_ret(xdr.XdrStruct):
     """XDR struct remote_connect_get_cpu_model_names_ret; on the wire, in order:
 
@@ -807,7 +807,7 @@ class remote_connect_get_cpu_model_names_ret(xdr.XdrStruct):
     ret: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_get_free_pages_args(xdr.XdrStruct):
     """XDR struct remote_node_get_free_pages_args; on the wire, in order:
 
@@ -823,7 +823,7 @@ class remote_node_get_free_pages_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_get_free_pages_ret(xdr.XdrStruct):
     """XDR struct remote_node_get_free_pages_ret; on the wire, in order:
 
@@ -833,7 +833,7 @@ class remote_node_get_free_pages_ret(xdr.XdrStruct):
     counts: list[int]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_alloc_pages_args(xdr.XdrStruct):
     """XDR struct remote_node_alloc_pages_args; on the wire, in order:
 
@@ -851,7 +851,7 @@ class remote_node_alloc_pages_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_alloc_pages_ret(xdr.XdrStruct):
     """XDR struct remote_node_alloc_pages_ret; on the wire, in order:
 
@@ -861,7 +861,7 @@ class remote_node_alloc_pages_ret(xdr.XdrStruct):
     ret: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_compare_hypervisor_cpu_args(xdr.XdrStruct):
     """XDR struct remote_connect_compare_hypervisor_cpu_args; on the wire, in order:
 
@@ -881,7 +881,7 @@ class remote_connect_compare_hypervisor_cpu_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_compare_hypervisor_cpu_ret(xdr.XdrStruct):
     """XDR struct remote_connect_compare_hypervisor_cpu_ret; on the wire, in order:
 
@@ -891,7 +891,7 @@ class remote_connect_compare_hypervisor_cpu_ret(xdr.XdrStruct):
     result: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_baseline_hypervisor_cpu_args(xdr.XdrStruct):
     """XDR struct remote_connect_baseline_hypervisor_cpu_args; on the wire, in order:
 
@@ -911,7 +911,7 @@ class remote_connect_baseline_hypervisor_cpu_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_baseline_hypervisor_cpu_ret(xdr.XdrStruct):
     """XDR struct remote_connect_baseline_hypervisor_cpu_ret; on the wire, in order:
 
@@ -921,7 +921,7 @@ class remote_connect_baseline_hypervisor_cpu_ret(xdr.XdrStruct):
     cpu: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_get_storage_pool_capabilities_args(xdr.XdrStruct):
     """XDR struct remote_connect_get_storage_pool_capabilities_args; on the wire, in order:
 
@@ -931,7 +931,7 @@ class remote_connect_get_storage_pool_capabilities_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_get_storage_pool_capabilities_ret(xdr.XdrStruct):
     """XDR struct remote_connect_get_storage_pool_capabilities_ret; on the wire, in order:
 
@@ -941,7 +941,7 @@ class remote_connect_get_storage_pool_capabilities_ret(xdr.XdrStruct):
     capabilities: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_set_identity_args(xdr.XdrStruct):
     """XDR struct remote_connect_set_identity_args; on the wire, in order:
 
@@ -953,7 +953,7 @@ class remote_connect_set_identity_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_auth_list_ret(xdr.XdrStruct):
     """XDR struct remote_auth_list_ret; on the wire, in order:
 
@@ -963,7 +963,7 @@ class remote_auth_list_ret(xdr.XdrStruct):
     types: list[remote_auth_type]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_auth_sasl_init_ret(xdr.XdrStruct):
     """XDR struct remote_auth_sasl_init_ret; on the wire, in order:
 
@@ -973,7 +973,7 @@ class remote_auth_sasl_init_ret(xdr.XdrStruct):
     mechlist: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_auth_sasl_start_args(xdr.XdrStruct):
     """XDR struct remote_auth_sasl_start_args; on the wire, in order:
 
@@ -987,7 +987,7 @@ class remote_auth_sasl_start_args(xdr.XdrStruct):
     data: list[int]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_auth_sasl_start_ret(xdr.XdrStruct):
     """XDR struct remote_auth_sasl_start_ret; on the wire, in order:
 
@@ -1001,7 +1001,7 @@ class remote_auth_sasl_start_ret(xdr.XdrStruct):
     data: list[int]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_auth_sasl_step_args(xdr.XdrStruct):
     """XDR struct remote_auth_sasl_step_args; on the wire, in order:
 
@@ -1013,7 +1013,7 @@ class remote_auth_sasl_step_args(xdr.XdrStruct):
     data: list[int]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_auth_sasl_step_ret(xdr.XdrStruct):
     """XDR struct remote_auth_sasl_step_ret; on the wire, in order:
 
@@ -1027,7 +1027,7 @@ class remote_auth_sasl_step_ret(xdr.XdrStruct):
     data: list[int]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_auth_polkit_ret(xdr.XdrStruct):
     """XDR struct remote_auth_polkit_ret; on the wire, in order:
 
@@ -1037,7 +1037,7 @@ class remote_auth_polkit_ret(xdr.XdrStruct):
     complete: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_list_domains_args(xdr.XdrStruct):
     """XDR struct remote_connect_list_domains_args; on the wire, in order:
 
@@ -1047,7 +1047,7 @@ class remote_connect_list_domains_args(xdr.XdrStruct):
     maxids: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_list_domains_ret(xdr.XdrStruct):
     """XDR struct remote_connect_list_domains_ret; on the wire, in order:
 
@@ -1057,7 +1057,7 @@ class remote_connect_list_domains_ret(xdr.XdrStruct):
     ids: list[int]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_num_of_domains_ret(xdr.XdrStruct):
     """XDR struct remote_connect_num_of_domains_ret; on the wire, in order:
 
@@ -1067,7 +1067,7 @@ class remote_connect_num_of_domains_ret(xdr.XdrStruct):
     num: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_lookup_by_id_args(xdr.XdrStruct):
     """XDR struct remote_domain_lookup_by_id_args; on the wire, in order:
 
@@ -1077,7 +1077,7 @@ class remote_domain_lookup_by_id_args(xdr.XdrStruct):
     id: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_lookup_by_id_ret(xdr.XdrStruct):
     """XDR struct remote_domain_lookup_by_id_ret; on the wire, in order:
 
@@ -1087,7 +1087,7 @@ class remote_domain_lookup_by_id_ret(xdr.XdrStruct):
     dom: remote_nonnull_domain
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_lookup_by_uuid_args(xdr.XdrStruct):
     """XDR struct remote_domain_lookup_by_uuid_args; on the wire, in order:
 
@@ -1097,7 +1097,7 @@ class remote_domain_lookup_by_uuid_args(xdr.XdrStruct):
     uuid: remote_uuid
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_lookup_by_uuid_ret(xdr.XdrStruct):
     """XDR struct remote_domain_lookup_by_uuid_ret; on the wire, in order:
 
@@ -1107,7 +1107,7 @@ class remote_domain_lookup_by_uuid_ret(xdr.XdrStruct):
     dom: remote_nonnull_domain
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_lookup_by_name_args(xdr.XdrStruct):
     """XDR struct remote_domain_lookup_by_name_args; on the wire, in order:
 
@@ -1117,7 +1117,7 @@ class remote_domain_lookup_by_name_args(xdr.XdrStruct):
     name: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_lookup_by_name_ret(xdr.XdrStruct):
     """XDR struct remote_domain_lookup_by_name_ret; on the wire, in order:
 
@@ -1127,7 +1127,7 @@ class remote_domain_lookup_by_name_ret(xdr.XdrStruct):
     dom: remote_nonnull_domain
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_list_defined_domains_args(xdr.XdrStruct):
     """XDR struct remote_connect_list_defined_domains_args; on the wire, in order:
 
@@ -1137,7 +1137,7 @@ class remote_connect_list_defined_domains_args(xdr.XdrStruct):
     maxnames: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_list_defined_domains_ret(xdr.XdrStruct):
     """XDR struct remote_connect_list_defined_domains_ret; on the wire, in order:
 
@@ -1147,7 +1147,7 @@ class remote_connect_list_defined_domains_ret(xdr.XdrStruct):
     names: list[remote_nonnull_string]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_num_of_defined_domains_ret(xdr.XdrStruct):
     """XDR struct remote_connect_num_of_defined_domains_ret; on the wire, in order:
 
@@ -1157,7 +1157,7 @@ class remote_connect_num_of_defined_domains_ret(xdr.XdrStruct):
     num: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_list_all_domains_args(xdr.XdrStruct):
     """XDR struct remote_connect_list_all_domains_args; on the wire, in order:
 
@@ -1169,7 +1169,7 @@ class remote_connect_list_all_domains_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_list_all_domains_ret(xdr.XdrStruct):
     """XDR struct remote_connect_list_all_domains_ret; on the wire, in order:
 
@@ -1181,7 +1181,7 @@ class remote_connect_list_all_domains_ret(xdr.XdrStruct):
     ret: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_create_xml_args(xdr.XdrStruct):
     """XDR struct remote_domain_create_xml_args; on the wire, in order:
 
@@ -1193,7 +1193,7 @@ class remote_domain_create_xml_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_create_xml_ret(xdr.XdrStruct):
     """XDR struct remote_domain_create_xml_ret; on the wire, in order:
 
@@ -1203,7 +1203,7 @@ class remote_domain_create_xml_ret(xdr.XdrStruct):
     dom: remote_nonnull_domain
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_create_xml_with_files_args(xdr.XdrStruct):
     """XDR struct remote_domain_create_xml_with_files_args; on the wire, in order:
 
@@ -1215,7 +1215,7 @@ class remote_domain_create_xml_with_files_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_create_xml_with_files_ret(xdr.XdrStruct):
     """XDR struct remote_domain_create_xml_with_files_ret; on the wire, in order:
 
@@ -1225,7 +1225,7 @@ class remote_domain_create_xml_with_files_ret(xdr.XdrStruct):
     dom: remote_nonnull_domain
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_suspend_args(xdr.XdrStruct):
     """XDR struct remote_domain_suspend_args; on the wire, in order:
 
@@ -1235,7 +1235,7 @@ class remote_domain_suspend_args(xdr.XdrStruct):
     dom: remote_nonnull_domain
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_resume_args(xdr.XdrStruct):
     """XDR struct remote_domain_resume_args; on the wire, in order:
 
@@ -1245,7 +1245,7 @@ class remote_domain_resume_args(xdr.XdrStruct):
     dom: remote_nonnull_domain
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_pm_suspend_for_duration_args(xdr.XdrStruct):
     """XDR struct remote_domain_pm_suspend_for_duration_args; on the wire, in order:
 
@@ -1261,7 +1261,7 @@ class remote_domain_pm_suspend_for_duration_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_pm_wakeup_args(xdr.XdrStruct):
     """XDR struct remote_domain_pm_wakeup_args; on the wire, in order:
 
@@ -1273,7 +1273,7 @@ class remote_domain_pm_wakeup_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_shutdown_args(xdr.XdrStruct):
     """XDR struct remote_domain_shutdown_args; on the wire, in order:
 
@@ -1283,7 +1283,7 @@ class remote_domain_shutdown_args(xdr.XdrStruct):
     dom: remote_nonnull_domain
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_reboot_args(xdr.XdrStruct):
     """XDR struct remote_domain_reboot_args; on the wire, in order:
 
@@ -1295,7 +1295,7 @@ class remote_domain_reboot_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_reset_args(xdr.XdrStruct):
     """XDR struct remote_domain_reset_args; on the wire, in order:
 
@@ -1307,7 +1307,7 @@ class remote_domain_reset_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_destroy_args(xdr.XdrStruct):
     """XDR struct remote_domain_destroy_args; on the wire, in order:
 
@@ -1317,7 +1317,7 @@ class remote_domain_destroy_args(xdr.XdrStruct):
     dom: remote_nonnull_domain
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_destroy_flags_args(xdr.XdrStruct):
     """XDR struct remote_domain_destroy_flags_args; on the wire, in order:
 
@@ -1329,7 +1329,7 @@ class remote_domain_destroy_flags_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_save_args(xdr.XdrStruct):
     """XDR struct remote_domain_save_args; on the wire, in order:
 
@@ -1341,7 +1341,7 @@ class remote_domain_save_args(xdr.XdrStruct):
     to: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_save_flags_args(xdr.XdrStruct):
     """XDR struct remote_domain_save_flags_args; on the wire, in order:
 
@@ -1357,7 +1357,7 @@ class remote_domain_save_flags_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_save_params_args(xdr.XdrStruct):
     """XDR struct remote_domain_save_params_args; on the wire, in order:
 
@@ -1371,7 +1371,7 @@ class remote_domain_save_params_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_restore_args(xdr.XdrStruct):
     """XDR struct remote_domain_restore_args; on the wire, in order:
 
@@ -1381,7 +1381,7 @@ class remote_domain_restore_args(xdr.XdrStruct):
     from_: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_restore_flags_args(xdr.XdrStruct):
     """XDR struct remote_domain_restore_flags_args; on the wire, in order:
 
@@ -1395,7 +1395,7 @@ class remote_domain_restore_flags_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_restore_params_args(xdr.XdrStruct):
     """XDR struct remote_domain_restore_params_args; on the wire, in order:
 
@@ -1407,7 +1407,7 @@ class remote_domain_restore_params_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_save_image_get_xml_desc_args(xdr.XdrStruct):
     """XDR struct remote_domain_save_image_get_xml_desc_args; on the wire, in order:
 
@@ -1419,7 +1419,7 @@ class remote_domain_save_image_get_xml_desc_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_save_image_get_xml_desc_ret(xdr.XdrStruct):
     """XDR struct remote_domain_save_image_get_xml_desc_ret; on the wire, in order:
 
@@ -1429,7 +1429,7 @@ class remote_domain_save_image_get_xml_desc_ret(xdr.XdrStruct):
     xml: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_save_image_define_xml_args(xdr.XdrStruct):
     """XDR struct remote_domain_save_image_define_xml_args; on the wire, in order:
 
@@ -1443,7 +1443,7 @@ class remote_domain_save_image_define_xml_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_core_dump_args(xdr.XdrStruct):
     """XDR struct remote_domain_core_dump_args; on the wire, in order:
 
@@ -1457,7 +1457,7 @@ class remote_domain_core_dump_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_core_dump_with_format_args(xdr.XdrStruct):
     """XDR struct remote_domain_core_dump_with_format_args; on the wire, in order:
 
@@ -1473,7 +1473,7 @@ class remote_domain_core_dump_with_format_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_create_args(xdr.XdrStruct):
     """XDR struct remote_domain_create_args; on the wire, in order:
 
@@ -1483,7 +1483,7 @@ class remote_domain_create_args(xdr.XdrStruct):
     dom: remote_nonnull_domain
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_create_with_flags_args(xdr.XdrStruct):
     """XDR struct remote_domain_create_with_flags_args; on the wire, in order:
 
@@ -1495,7 +1495,7 @@ class remote_domain_create_with_flags_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_create_with_flags_ret(xdr.XdrStruct):
     """XDR struct remote_domain_create_with_flags_ret; on the wire, in order:
 
@@ -1505,7 +1505,7 @@ class remote_domain_create_with_flags_ret(xdr.XdrStruct):
     dom: remote_nonnull_domain
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_create_with_files_args(xdr.XdrStruct):
     """XDR struct remote_domain_create_with_files_args; on the wire, in order:
 
@@ -1517,7 +1517,7 @@ class remote_domain_create_with_files_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_create_with_files_ret(xdr.XdrStruct):
     """XDR struct remote_domain_create_with_files_ret; on the wire, in order:
 
@@ -1527,7 +1527,7 @@ class remote_domain_create_with_files_ret(xdr.XdrStruct):
     dom: remote_nonnull_domain
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_define_xml_args(xdr.XdrStruct):
     """XDR struct remote_domain_define_xml_args; on the wire, in order:
 
@@ -1537,7 +1537,7 @@ class remote_domain_define_xml_args(xdr.XdrStruct):
     xml: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_define_xml_ret(xdr.XdrStruct):
     """XDR struct remote_domain_define_xml_ret; on the wire, in order:
 
@@ -1547,7 +1547,7 @@ class remote_domain_define_xml_ret(xdr.XdrStruct):
     dom: remote_nonnull_domain
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_define_xml_flags_args(xdr.XdrStruct):
     """XDR struct remote_domain_define_xml_flags_args; on the wire, in order:
 
@@ -1559,7 +1559,7 @@ class remote_domain_define_xml_flags_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_define_xml_flags_ret(xdr.XdrStruct):
     """XDR struct remote_domain_define_xml_flags_ret; on the wire, in order:
 
@@ -1569,7 +1569,7 @@ class remote_domain_define_xml_flags_ret(xdr.XdrStruct):
     dom: remote_nonnull_domain
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_undefine_args(xdr.XdrStruct):
     """XDR struct remote_domain_undefine_args; on the wire, in order:
 
@@ -1579,7 +1579,7 @@ class remote_domain_undefine_args(xdr.XdrStruct):
     dom: remote_nonnull_domain
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_undefine_flags_args(xdr.XdrStruct):
     """XDR struct remote_domain_undefine_flags_args; on the wire, in order:
 
@@ -1591,7 +1591,7 @@ class remote_domain_undefine_flags_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_inject_nmi_args(xdr.XdrStruct):
     """XDR struct remote_domain_inject_nmi_args; on the wire, in order:
 
@@ -1603,7 +1603,7 @@ class remote_domain_inject_nmi_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_send_key_args(xdr.XdrStruct):
     """XDR struct remote_domain_send_key_args; on the wire, in order:
 
@@ -1621,7 +1621,7 @@ class remote_domain_send_key_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_send_process_signal_args(xdr.XdrStruct):
     """XDR struct remote_domain_send_process_signal_args; on the wire, in order:
 
@@ -1637,7 +1637,7 @@ class remote_domain_send_process_signal_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_managed_save_args(xdr.XdrStruct):
     """XDR struct remote_domain_managed_save_args; on the wire, in order:
 
@@ -1649,7 +1649,7 @@ class remote_domain_managed_save_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_has_managed_save_image_args(xdr.XdrStruct):
     """XDR struct remote_domain_has_managed_save_image_args; on the wire, in order:
 
@@ -1661,7 +1661,7 @@ class remote_domain_has_managed_save_image_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_has_managed_save_image_ret(xdr.XdrStruct):
     """XDR struct remote_domain_has_managed_save_image_ret; on the wire, in order:
 
@@ -1671,7 +1671,7 @@ class remote_domain_has_managed_save_image_ret(xdr.XdrStruct):
     result: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_managed_save_remove_args(xdr.XdrStruct):
     """XDR struct remote_domain_managed_save_remove_args; on the wire, in order:
 
@@ -1683,7 +1683,7 @@ class remote_domain_managed_save_remove_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_managed_save_get_xml_desc_args(xdr.XdrStruct):
     """XDR struct remote_domain_managed_save_get_xml_desc_args; on the wire, in order:
 
@@ -1695,7 +1695,7 @@ class remote_domain_managed_save_get_xml_desc_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_managed_save_get_xml_desc_ret(xdr.XdrStruct):
     """XDR struct remote_domain_managed_save_get_xml_desc_ret; on the wire, in order:
 
@@ -1705,7 +1705,7 @@ class remote_domain_managed_save_get_xml_desc_ret(xdr.XdrStruct):
     xml: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_managed_save_define_xml_args(xdr.XdrStruct):
     """XDR struct remote_domain_managed_save_define_xml_args; on the wire, in order:
 
@@ -1719,7 +1719,7 @@ class remote_domain_managed_save_define_xml_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_shutdown_flags_args(xdr.XdrStruct):
     """XDR struct remote_domain_shutdown_flags_args; on the wire, in order:
 
@@ -1731,7 +1731,7 @@ class remote_domain_shutdown_flags_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_rename_args(xdr.XdrStruct):
     """XDR struct remote_domain_rename_args; on the wire, in order:
 
@@ -1745,7 +1745,7 @@ class remote_domain_rename_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_rename_ret(xdr.XdrStruct):
     """XDR struct remote_domain_rename_ret; on the wire, in order:
 
@@ -1755,7 +1755,7 @@ class remote_domain_rename_ret(xdr.XdrStruct):
     retcode: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_set_lifecycle_action_args(xdr.XdrStruct):
     """XDR struct remote_domain_set_lifecycle_action_args; on the wire, in order:
 
@@ -1771,7 +1771,7 @@ class remote_domain_set_lifecycle_action_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_fd_associate_args(xdr.XdrStruct):
     """XDR struct remote_domain_fd_associate_args; on the wire, in order:
 
@@ -1785,7 +1785,7 @@ class remote_domain_fd_associate_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_os_type_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_os_type_args; on the wire, in order:
 
@@ -1795,7 +1795,7 @@ class remote_domain_get_os_type_args(xdr.XdrStruct):
     dom: remote_nonnull_domain
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_os_type_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_os_type_ret; on the wire, in order:
 
@@ -1805,7 +1805,7 @@ class remote_domain_get_os_type_ret(xdr.XdrStruct):
     type: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_max_memory_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_max_memory_args; on the wire, in order:
 
@@ -1815,7 +1815,7 @@ class remote_domain_get_max_memory_args(xdr.XdrStruct):
     dom: remote_nonnull_domain
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_max_memory_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_max_memory_ret; on the wire, in order:
 
@@ -1825,7 +1825,7 @@ class remote_domain_get_max_memory_ret(xdr.XdrStruct):
     memory: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_set_max_memory_args(xdr.XdrStruct):
     """XDR struct remote_domain_set_max_memory_args; on the wire, in order:
 
@@ -1837,7 +1837,7 @@ class remote_domain_set_max_memory_args(xdr.XdrStruct):
     memory: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_set_memory_args(xdr.XdrStruct):
     """XDR struct remote_domain_set_memory_args; on the wire, in order:
 
@@ -1849,7 +1849,7 @@ class remote_domain_set_memory_args(xdr.XdrStruct):
     memory: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_set_memory_flags_args(xdr.XdrStruct):
     """XDR struct remote_domain_set_memory_flags_args; on the wire, in order:
 
@@ -1863,7 +1863,7 @@ class remote_domain_set_memory_flags_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_info_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_info_args; on the wire, in order:
 
@@ -1873,7 +1873,7 @@ class remote_domain_get_info_args(xdr.XdrStruct):
     dom: remote_nonnull_domain
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_info_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_info_ret; on the wire, in order:
 
@@ -1891,7 +1891,7 @@ class remote_domain_get_info_ret(xdr.XdrStruct):
     cpuTime: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_screenshot_args(xdr.XdrStruct):
     """XDR struct remote_domain_screenshot_args; on the wire, in order:
 
@@ -1905,7 +1905,7 @@ class remote_domain_screenshot_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_screenshot_ret(xdr.XdrStruct):
     """XDR struct remote_domain_screenshot_ret; on the wire, in order:
 
@@ -1915,7 +1915,7 @@ class remote_domain_screenshot_ret(xdr.XdrStruct):
     mime: remote_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_xml_desc_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_xml_desc_args; on the wire, in order:
 
@@ -1927,7 +1927,7 @@ class remote_domain_get_xml_desc_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_xml_desc_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_xml_desc_ret; on the wire, in order:
 
@@ -1937,7 +1937,7 @@ class remote_domain_get_xml_desc_ret(xdr.XdrStruct):
     xml: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_security_label_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_security_label_args; on the wire, in order:
 
@@ -1947,7 +1947,7 @@ class remote_domain_get_security_label_args(xdr.XdrStruct):
     dom: remote_nonnull_domain
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_security_label_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_security_label_ret; on the wire, in order:
 
@@ -1959,7 +1959,7 @@ class remote_domain_get_security_label_ret(xdr.XdrStruct):
     enforcing: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_security_label_list_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_security_label_list_args; on the wire, in order:
 
@@ -1969,7 +1969,7 @@ class remote_domain_get_security_label_list_args(xdr.XdrStruct):
     dom: remote_nonnull_domain
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_security_label_list_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_security_label_list_ret; on the wire, in order:
 
@@ -1981,7 +1981,7 @@ class remote_domain_get_security_label_list_ret(xdr.XdrStruct):
     ret: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_get_security_model_ret(xdr.XdrStruct):
     """XDR struct remote_node_get_security_model_ret; on the wire, in order:
 
@@ -1993,7 +1993,7 @@ class remote_node_get_security_model_ret(xdr.XdrStruct):
     doi: list[int]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_autostart_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_autostart_args; on the wire, in order:
 
@@ -2003,7 +2003,7 @@ class remote_domain_get_autostart_args(xdr.XdrStruct):
     dom: remote_nonnull_domain
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_autostart_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_autostart_ret; on the wire, in order:
 
@@ -2013,7 +2013,7 @@ class remote_domain_get_autostart_ret(xdr.XdrStruct):
     autostart: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_set_autostart_args(xdr.XdrStruct):
     """XDR struct remote_domain_set_autostart_args; on the wire, in order:
 
@@ -2025,7 +2025,7 @@ class remote_domain_set_autostart_args(xdr.XdrStruct):
     autostart: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_set_metadata_args(xdr.XdrStruct):
     """XDR struct remote_domain_set_metadata_args; on the wire, in order:
 
@@ -2045,7 +2045,7 @@ class remote_domain_set_metadata_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_metadata_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_metadata_args; on the wire, in order:
 
@@ -2061,7 +2061,7 @@ class remote_domain_get_metadata_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_metadata_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_metadata_ret; on the wire, in order:
 
@@ -2071,7 +2071,7 @@ class remote_domain_get_metadata_ret(xdr.XdrStruct):
     metadata: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_hostname_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_hostname_args; on the wire, in order:
 
@@ -2083,7 +2083,7 @@ class remote_domain_get_hostname_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_hostname_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_hostname_ret; on the wire, in order:
 
@@ -2093,7 +2093,7 @@ class remote_domain_get_hostname_ret(xdr.XdrStruct):
     hostname: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_is_active_args(xdr.XdrStruct):
     """XDR struct remote_domain_is_active_args; on the wire, in order:
 
@@ -2103,7 +2103,7 @@ class remote_domain_is_active_args(xdr.XdrStruct):
     dom: remote_nonnull_domain
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_is_active_ret(xdr.XdrStruct):
     """XDR struct remote_domain_is_active_ret; on the wire, in order:
 
@@ -2113,7 +2113,7 @@ class remote_domain_is_active_ret(xdr.XdrStruct):
     active: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_is_persistent_args(xdr.XdrStruct):
     """XDR struct remote_domain_is_persistent_args; on the wire, in order:
 
@@ -2123,7 +2123,7 @@ class remote_domain_is_persistent_args(xdr.XdrStruct):
     dom: remote_nonnull_domain
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_is_persistent_ret(xdr.XdrStruct):
     """XDR struct remote_domain_is_persistent_ret; on the wire, in order:
 
@@ -2133,7 +2133,7 @@ class remote_domain_is_persistent_ret(xdr.XdrStruct):
     persistent: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_is_updated_args(xdr.XdrStruct):
     """XDR struct remote_domain_is_updated_args; on the wire, in order:
 
@@ -2143,7 +2143,7 @@ class remote_domain_is_updated_args(xdr.XdrStruct):
     dom: remote_nonnull_domain
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_is_updated_ret(xdr.XdrStruct):
     """XDR struct remote_domain_is_updated_ret; on the wire, in order:
 
@@ -2153,7 +2153,7 @@ class remote_domain_is_updated_ret(xdr.XdrStruct):
     updated: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_state_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_state_args; on the wire, in order:
 
@@ -2165,7 +2165,7 @@ class remote_domain_get_state_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_state_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_state_ret; on the wire, in order:
 
@@ -2177,7 +2177,7 @@ class remote_domain_get_state_ret(xdr.XdrStruct):
     reason: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_control_info_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_control_info_args; on the wire, in order:
 
@@ -2189,7 +2189,7 @@ class remote_domain_get_control_info_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_control_info_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_control_info_ret; on the wire, in order:
 
@@ -2203,7 +2203,7 @@ class remote_domain_get_control_info_ret(xdr.XdrStruct):
     stateTime: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_disk_errors_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_disk_errors_args; on the wire, in order:
 
@@ -2217,7 +2217,7 @@ class remote_domain_get_disk_errors_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_disk_errors_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_disk_errors_ret; on the wire, in order:
 
@@ -2229,7 +2229,7 @@ class remote_domain_get_disk_errors_ret(xdr.XdrStruct):
     nerrors: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_time_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_time_args; on the wire, in order:
 
@@ -2241,7 +2241,7 @@ class remote_domain_get_time_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_time_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_time_ret; on the wire, in order:
 
@@ -2253,7 +2253,7 @@ class remote_domain_get_time_ret(xdr.XdrStruct):
     nseconds: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_set_time_args(xdr.XdrStruct):
     """XDR struct remote_domain_set_time_args; on the wire, in order:
 
@@ -2269,7 +2269,7 @@ class remote_domain_set_time_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_messages_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_messages_args; on the wire, in order:
 
@@ -2281,7 +2281,7 @@ class remote_domain_get_messages_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_messages_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_messages_ret; on the wire, in order:
 
@@ -2291,7 +2291,7 @@ class remote_domain_get_messages_ret(xdr.XdrStruct):
     msgs: list[remote_nonnull_string]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_get_sev_info_args(xdr.XdrStruct):
     """XDR struct remote_node_get_sev_info_args; on the wire, in order:
 
@@ -2303,7 +2303,7 @@ class remote_node_get_sev_info_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_get_sev_info_ret(xdr.XdrStruct):
     """XDR struct remote_node_get_sev_info_ret; on the wire, in order:
 
@@ -2315,7 +2315,7 @@ class remote_node_get_sev_info_ret(xdr.XdrStruct):
     nparams: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_launch_security_info_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_launch_security_info_args; on the wire, in order:
 
@@ -2327,7 +2327,7 @@ class remote_domain_get_launch_security_info_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_launch_security_info_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_launch_security_info_ret; on the wire, in order:
 
@@ -2337,7 +2337,7 @@ class remote_domain_get_launch_security_info_ret(xdr.XdrStruct):
     params: list[remote_typed_param]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_set_launch_security_state_args(xdr.XdrStruct):
     """XDR struct remote_domain_set_launch_security_state_args; on the wire, in order:
 
@@ -2351,7 +2351,7 @@ class remote_domain_set_launch_security_state_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_set_vcpus_args(xdr.XdrStruct):
     """XDR struct remote_domain_set_vcpus_args; on the wire, in order:
 
@@ -2363,7 +2363,7 @@ class remote_domain_set_vcpus_args(xdr.XdrStruct):
     nvcpus: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_set_vcpus_flags_args(xdr.XdrStruct):
     """XDR struct remote_domain_set_vcpus_flags_args; on the wire, in order:
 
@@ -2377,7 +2377,7 @@ class remote_domain_set_vcpus_flags_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_vcpus_flags_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_vcpus_flags_args; on the wire, in order:
 
@@ -2389,7 +2389,7 @@ class remote_domain_get_vcpus_flags_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_vcpus_flags_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_vcpus_flags_ret; on the wire, in order:
 
@@ -2399,7 +2399,7 @@ class remote_domain_get_vcpus_flags_ret(xdr.XdrStruct):
     num: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_pin_vcpu_args(xdr.XdrStruct):
     """XDR struct remote_domain_pin_vcpu_args; on the wire, in order:
 
@@ -2413,7 +2413,7 @@ class remote_domain_pin_vcpu_args(xdr.XdrStruct):
     cpumap: bytes
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_pin_vcpu_flags_args(xdr.XdrStruct):
     """XDR struct remote_domain_pin_vcpu_flags_args; on the wire, in order:
 
@@ -2429,7 +2429,7 @@ class remote_domain_pin_vcpu_flags_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_vcpu_pin_info_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_vcpu_pin_info_args; on the wire, in order:
 
@@ -2445,7 +2445,7 @@ class remote_domain_get_vcpu_pin_info_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_vcpu_pin_info_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_vcpu_pin_info_ret; on the wire, in order:
 
@@ -2457,7 +2457,7 @@ class remote_domain_get_vcpu_pin_info_ret(xdr.XdrStruct):
     num: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_pin_emulator_args(xdr.XdrStruct):
     """XDR struct remote_domain_pin_emulator_args; on the wire, in order:
 
@@ -2471,7 +2471,7 @@ class remote_domain_pin_emulator_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_emulator_pin_info_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_emulator_pin_info_args; on the wire, in order:
 
@@ -2485,7 +2485,7 @@ class remote_domain_get_emulator_pin_info_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_emulator_pin_info_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_emulator_pin_info_ret; on the wire, in order:
 
@@ -2497,7 +2497,7 @@ class remote_domain_get_emulator_pin_info_ret(xdr.XdrStruct):
     ret: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_vcpus_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_vcpus_args; on the wire, in order:
 
@@ -2511,7 +2511,7 @@ class remote_domain_get_vcpus_args(xdr.XdrStruct):
     maplen: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_vcpus_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_vcpus_ret; on the wire, in order:
 
@@ -2523,7 +2523,7 @@ class remote_domain_get_vcpus_ret(xdr.XdrStruct):
     cpumaps: bytes
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_max_vcpus_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_max_vcpus_args; on the wire, in order:
 
@@ -2533,7 +2533,7 @@ class remote_domain_get_max_vcpus_args(xdr.XdrStruct):
     dom: remote_nonnull_domain
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_max_vcpus_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_max_vcpus_ret; on the wire, in order:
 
@@ -2543,7 +2543,7 @@ class remote_domain_get_max_vcpus_ret(xdr.XdrStruct):
     num: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_iothread_info(xdr.XdrStruct):
     """XDR struct remote_domain_iothread_info; on the wire, in order:
 
@@ -2555,7 +2555,7 @@ class remote_domain_iothread_info(xdr.XdrStruct):
     cpumap: bytes
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_iothread_info_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_iothread_info_args; on the wire, in order:
 
@@ -2567,7 +2567,7 @@ class remote_domain_get_iothread_info_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_iothread_info_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_iothread_info_ret; on the wire, in order:
 
@@ -2579,7 +2579,7 @@ class remote_domain_get_iothread_info_ret(xdr.XdrStruct):
     ret: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_pin_iothread_args(xdr.XdrStruct):
     """XDR struct remote_domain_pin_iothread_args; on the wire, in order:
 
@@ -2595,7 +2595,7 @@ class remote_domain_pin_iothread_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_add_iothread_args(xdr.XdrStruct):
     """XDR struct remote_domain_add_iothread_args; on the wire, in order:
 
@@ -2609,7 +2609,7 @@ class remote_domain_add_iothread_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_del_iothread_args(xdr.XdrStruct):
     """XDR struct remote_domain_del_iothread_args; on the wire, in order:
 
@@ -2623,7 +2623,7 @@ class remote_domain_del_iothread_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_set_iothread_params_args(xdr.XdrStruct):
     """XDR struct remote_domain_set_iothread_params_args; on the wire, in order:
 
@@ -2639,7 +2639,7 @@ class remote_domain_set_iothread_params_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_set_vcpu_args(xdr.XdrStruct):
     """XDR struct remote_domain_set_vcpu_args; on the wire, in order:
 
@@ -2655,7 +2655,7 @@ class remote_domain_set_vcpu_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_scheduler_type_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_scheduler_type_args; on the wire, in order:
 
@@ -2665,7 +2665,7 @@ class remote_domain_get_scheduler_type_args(xdr.XdrStruct):
     dom: remote_nonnull_domain
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_scheduler_type_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_scheduler_type_ret; on the wire, in order:
 
@@ -2677,7 +2677,7 @@ class remote_domain_get_scheduler_type_ret(xdr.XdrStruct):
     nparams: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_scheduler_parameters_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_scheduler_parameters_args; on the wire, in order:
 
@@ -2689,7 +2689,7 @@ class remote_domain_get_scheduler_parameters_args(xdr.XdrStruct):
     nparams: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_scheduler_parameters_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_scheduler_parameters_ret; on the wire, in order:
 
@@ -2699,7 +2699,7 @@ class remote_domain_get_scheduler_parameters_ret(xdr.XdrStruct):
     params: list[remote_typed_param]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_scheduler_parameters_flags_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_scheduler_parameters_flags_args; on the wire, in order:
 
@@ -2713,7 +2713,7 @@ class remote_domain_get_scheduler_parameters_flags_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_scheduler_parameters_flags_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_scheduler_parameters_flags_ret; on the wire, in order:
 
@@ -2723,7 +2723,7 @@ class remote_domain_get_scheduler_parameters_flags_ret(xdr.XdrStruct):
     params: list[remote_typed_param]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_set_scheduler_parameters_args(xdr.XdrStruct):
     """XDR struct remote_domain_set_scheduler_parameters_args; on the wire, in order:
 
@@ -2735,7 +2735,7 @@ class remote_domain_set_scheduler_parameters_args(xdr.XdrStruct):
     params: list[remote_typed_param]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_set_scheduler_parameters_flags_args(xdr.XdrStruct):
     """XDR struct remote_domain_set_scheduler_parameters_flags_args; on the wire, in order:
 
@@ -2749,7 +2749,7 @@ class remote_domain_set_scheduler_parameters_flags_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_set_blkio_parameters_args(xdr.XdrStruct):
     """XDR struct remote_domain_set_blkio_parameters_args; on the wire, in order:
 
@@ -2763,7 +2763,7 @@ class remote_domain_set_blkio_parameters_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_blkio_parameters_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_blkio_parameters_args; on the wire, in order:
 
@@ -2777,7 +2777,7 @@ class remote_domain_get_blkio_parameters_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_blkio_parameters_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_blkio_parameters_ret; on the wire, in order:
 
@@ -2789,7 +2789,7 @@ class remote_domain_get_blkio_parameters_ret(xdr.XdrStruct):
     nparams: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_set_memory_parameters_args(xdr.XdrStruct):
     """XDR struct remote_domain_set_memory_parameters_args; on the wire, in order:
 
@@ -2803,7 +2803,7 @@ class remote_domain_set_memory_parameters_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_memory_parameters_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_memory_parameters_args; on the wire, in order:
 
@@ -2817,7 +2817,7 @@ class remote_domain_get_memory_parameters_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_memory_parameters_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_memory_parameters_ret; on the wire, in order:
 
@@ -2829,7 +2829,7 @@ class remote_domain_get_memory_parameters_ret(xdr.XdrStruct):
     nparams: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_set_numa_parameters_args(xdr.XdrStruct):
     """XDR struct remote_domain_set_numa_parameters_args; on the wire, in order:
 
@@ -2843,7 +2843,7 @@ class remote_domain_set_numa_parameters_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_numa_parameters_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_numa_parameters_args; on the wire, in order:
 
@@ -2857,7 +2857,7 @@ class remote_domain_get_numa_parameters_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_numa_parameters_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_numa_parameters_ret; on the wire, in order:
 
@@ -2869,7 +2869,7 @@ class remote_domain_get_numa_parameters_ret(xdr.XdrStruct):
     nparams: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_set_perf_events_args(xdr.XdrStruct):
     """XDR struct remote_domain_set_perf_events_args; on the wire, in order:
 
@@ -2883,7 +2883,7 @@ class remote_domain_set_perf_events_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_perf_events_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_perf_events_args; on the wire, in order:
 
@@ -2895,7 +2895,7 @@ class remote_domain_get_perf_events_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_perf_events_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_perf_events_ret; on the wire, in order:
 
@@ -2905,7 +2905,7 @@ class remote_domain_get_perf_events_ret(xdr.XdrStruct):
     params: list[remote_typed_param]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_set_interface_parameters_args(xdr.XdrStruct):
     """XDR struct remote_domain_set_interface_parameters_args; on the wire, in order:
 
@@ -2921,7 +2921,7 @@ class remote_domain_set_interface_parameters_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_interface_parameters_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_interface_parameters_args; on the wire, in order:
 
@@ -2937,7 +2937,7 @@ class remote_domain_get_interface_parameters_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_interface_parameters_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_interface_parameters_ret; on the wire, in order:
 
@@ -2949,7 +2949,7 @@ class remote_domain_get_interface_parameters_ret(xdr.XdrStruct):
     nparams: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_set_memory_stats_period_args(xdr.XdrStruct):
     """XDR struct remote_domain_set_memory_stats_period_args; on the wire, in order:
 
@@ -2963,7 +2963,7 @@ class remote_domain_set_memory_stats_period_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_attach_device_args(xdr.XdrStruct):
     """XDR struct remote_domain_attach_device_args; on the wire, in order:
 
@@ -2975,7 +2975,7 @@ class remote_domain_attach_device_args(xdr.XdrStruct):
     xml: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_attach_device_flags_args(xdr.XdrStruct):
     """XDR struct remote_domain_attach_device_flags_args; on the wire, in order:
 
@@ -2989,7 +2989,7 @@ class remote_domain_attach_device_flags_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_detach_device_args(xdr.XdrStruct):
     """XDR struct remote_domain_detach_device_args; on the wire, in order:
 
@@ -3001,7 +3001,7 @@ class remote_domain_detach_device_args(xdr.XdrStruct):
     xml: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_detach_device_flags_args(xdr.XdrStruct):
     """XDR struct remote_domain_detach_device_flags_args; on the wire, in order:
 
@@ -3015,7 +3015,7 @@ class remote_domain_detach_device_flags_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_update_device_flags_args(xdr.XdrStruct):
     """XDR struct remote_domain_update_device_flags_args; on the wire, in order:
 
@@ -3029,7 +3029,7 @@ class remote_domain_update_device_flags_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_detach_device_alias_args(xdr.XdrStruct):
     """XDR struct remote_domain_detach_device_alias_args; on the wire, in order:
 
@@ -3043,7 +3043,7 @@ class remote_domain_detach_device_alias_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_block_job_abort_args(xdr.XdrStruct):
     """XDR struct remote_domain_block_job_abort_args; on the wire, in order:
 
@@ -3057,7 +3057,7 @@ class remote_domain_block_job_abort_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_block_job_info_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_block_job_info_args; on the wire, in order:
 
@@ -3071,7 +3071,7 @@ class remote_domain_get_block_job_info_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_block_job_info_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_block_job_info_ret; on the wire, in order:
 
@@ -3089,7 +3089,7 @@ class remote_domain_get_block_job_info_ret(xdr.XdrStruct):
     end: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_block_job_set_speed_args(xdr.XdrStruct):
     """XDR struct remote_domain_block_job_set_speed_args; on the wire, in order:
 
@@ -3105,7 +3105,7 @@ class remote_domain_block_job_set_speed_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_block_pull_args(xdr.XdrStruct):
     """XDR struct remote_domain_block_pull_args; on the wire, in order:
 
@@ -3121,7 +3121,7 @@ class remote_domain_block_pull_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_block_rebase_args(xdr.XdrStruct):
     """XDR struct remote_domain_block_rebase_args; on the wire, in order:
 
@@ -3139,7 +3139,7 @@ class remote_domain_block_rebase_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_block_copy_args(xdr.XdrStruct):
     """XDR struct remote_domain_block_copy_args; on the wire, in order:
 
@@ -3157,7 +3157,7 @@ class remote_domain_block_copy_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_block_commit_args(xdr.XdrStruct):
     """XDR struct remote_domain_block_commit_args; on the wire, in order:
 
@@ -3177,7 +3177,7 @@ class remote_domain_block_commit_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_set_block_io_tune_args(xdr.XdrStruct):
     """XDR struct remote_domain_set_block_io_tune_args; on the wire, in order:
 
@@ -3193,7 +3193,7 @@ class remote_domain_set_block_io_tune_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_block_io_tune_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_block_io_tune_args; on the wire, in order:
 
@@ -3209,7 +3209,7 @@ class remote_domain_get_block_io_tune_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_block_io_tune_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_block_io_tune_ret; on the wire, in order:
 
@@ -3221,7 +3221,7 @@ class remote_domain_get_block_io_tune_ret(xdr.XdrStruct):
     nparams: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_set_block_threshold_args(xdr.XdrStruct):
     """XDR struct remote_domain_set_block_threshold_args; on the wire, in order:
 
@@ -3237,7 +3237,7 @@ class remote_domain_set_block_threshold_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_backup_begin_args(xdr.XdrStruct):
     """XDR struct remote_domain_backup_begin_args; on the wire, in order:
 
@@ -3253,7 +3253,7 @@ class remote_domain_backup_begin_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_backup_get_xml_desc_args(xdr.XdrStruct):
     """XDR struct remote_domain_backup_get_xml_desc_args; on the wire, in order:
 
@@ -3265,7 +3265,7 @@ class remote_domain_backup_get_xml_desc_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_backup_get_xml_desc_ret(xdr.XdrStruct):
     """XDR struct remote_domain_backup_get_xml_desc_ret; on the wire, in order:
 
@@ -3275,7 +3275,7 @@ class remote_domain_backup_get_xml_desc_ret(xdr.XdrStruct):
     xml: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_block_resize_args(xdr.XdrStruct):
     """XDR struct remote_domain_block_resize_args; on the wire, in order:
 
@@ -3291,7 +3291,7 @@ class remote_domain_block_resize_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_block_stats_args(xdr.XdrStruct):
     """XDR struct remote_domain_block_stats_args; on the wire, in order:
 
@@ -3303,7 +3303,7 @@ class remote_domain_block_stats_args(xdr.XdrStruct):
     path: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_block_stats_ret(xdr.XdrStruct):
     """XDR struct remote_domain_block_stats_ret; on the wire, in order:
 
@@ -3321,7 +3321,7 @@ class remote_domain_block_stats_ret(xdr.XdrStruct):
     errs: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_block_stats_flags_args(xdr.XdrStruct):
     """XDR struct remote_domain_block_stats_flags_args; on the wire, in order:
 
@@ -3337,7 +3337,7 @@ class remote_domain_block_stats_flags_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_block_stats_flags_ret(xdr.XdrStruct):
     """XDR struct remote_domain_block_stats_flags_ret; on the wire, in order:
 
@@ -3349,7 +3349,7 @@ class remote_domain_block_stats_flags_ret(xdr.XdrStruct):
     nparams: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_interface_stats_args(xdr.XdrStruct):
     """XDR struct remote_domain_interface_stats_args; on the wire, in order:
 
@@ -3361,7 +3361,7 @@ class remote_domain_interface_stats_args(xdr.XdrStruct):
     device: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_interface_stats_ret(xdr.XdrStruct):
     """XDR struct remote_domain_interface_stats_ret; on the wire, in order:
 
@@ -3385,7 +3385,7 @@ class remote_domain_interface_stats_ret(xdr.XdrStruct):
     tx_drop: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_memory_stats_args(xdr.XdrStruct):
     """XDR struct remote_domain_memory_stats_args; on the wire, in order:
 
@@ -3399,7 +3399,7 @@ class remote_domain_memory_stats_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_memory_stat(xdr.XdrStruct):
     """XDR struct remote_domain_memory_stat; on the wire, in order:
 
@@ -3411,7 +3411,7 @@ class remote_domain_memory_stat(xdr.XdrStruct):
     val: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_memory_stats_ret(xdr.XdrStruct):
     """XDR struct remote_domain_memory_stats_ret; on the wire, in order:
 
@@ -3421,7 +3421,7 @@ class remote_domain_memory_stats_ret(xdr.XdrStruct):
     stats: list[remote_domain_memory_stat]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_block_peek_args(xdr.XdrStruct):
     """XDR struct remote_domain_block_peek_args; on the wire, in order:
 
@@ -3439,7 +3439,7 @@ class remote_domain_block_peek_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_block_peek_ret(xdr.XdrStruct):
     """XDR struct remote_domain_block_peek_ret; on the wire, in order:
 
@@ -3449,7 +3449,7 @@ class remote_domain_block_peek_ret(xdr.XdrStruct):
     buffer: bytes
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_memory_peek_args(xdr.XdrStruct):
     """XDR struct remote_domain_memory_peek_args; on the wire, in order:
 
@@ -3465,7 +3465,7 @@ class remote_domain_memory_peek_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_memory_peek_ret(xdr.XdrStruct):
     """XDR struct remote_domain_memory_peek_ret; on the wire, in order:
 
@@ -3475,7 +3475,7 @@ class remote_domain_memory_peek_ret(xdr.XdrStruct):
     buffer: bytes
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_block_info_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_block_info_args; on the wire, in order:
 
@@ -3489,7 +3489,7 @@ class remote_domain_get_block_info_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_block_info_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_block_info_ret; on the wire, in order:
 
@@ -3503,7 +3503,7 @@ class remote_domain_get_block_info_ret(xdr.XdrStruct):
     physical: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_cpu_stats_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_cpu_stats_args; on the wire, in order:
 
@@ -3521,7 +3521,7 @@ class remote_domain_get_cpu_stats_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_cpu_stats_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_cpu_stats_ret; on the wire, in order:
 
@@ -3533,7 +3533,7 @@ class remote_domain_get_cpu_stats_ret(xdr.XdrStruct):
     nparams: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_stats_record(xdr.XdrStruct):
     """XDR struct remote_domain_stats_record; on the wire, in order:
 
@@ -3545,7 +3545,7 @@ class remote_domain_stats_record(xdr.XdrStruct):
     params: list[remote_typed_param]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_get_all_domain_stats_args(xdr.XdrStruct):
     """XDR struct remote_connect_get_all_domain_stats_args; on the wire, in order:
 
@@ -3559,7 +3559,7 @@ class remote_connect_get_all_domain_stats_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_get_all_domain_stats_ret(xdr.XdrStruct):
     """XDR struct remote_connect_get_all_domain_stats_ret; on the wire, in order:
 
@@ -3569,7 +3569,7 @@ class remote_connect_get_all_domain_stats_ret(xdr.XdrStruct):
     retStats: list[remote_domain_stats_record]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_start_dirty_rate_calc_args(xdr.XdrStruct):
     """XDR struct remote_domain_start_dirty_rate_calc_args; on the wire, in order:
 
@@ -3583,7 +3583,7 @@ class remote_domain_start_dirty_rate_calc_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_fstrim_args(xdr.XdrStruct):
     """XDR struct remote_domain_fstrim_args; on the wire, in order:
 
@@ -3599,7 +3599,7 @@ class remote_domain_fstrim_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_fsfreeze_args(xdr.XdrStruct):
     """XDR struct remote_domain_fsfreeze_args; on the wire, in order:
 
@@ -3613,7 +3613,7 @@ class remote_domain_fsfreeze_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_fsfreeze_ret(xdr.XdrStruct):
     """XDR struct remote_domain_fsfreeze_ret; on the wire, in order:
 
@@ -3623,7 +3623,7 @@ class remote_domain_fsfreeze_ret(xdr.XdrStruct):
     filesystems: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_fsthaw_args(xdr.XdrStruct):
     """XDR struct remote_domain_fsthaw_args; on the wire, in order:
 
@@ -3637,7 +3637,7 @@ class remote_domain_fsthaw_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_fsthaw_ret(xdr.XdrStruct):
     """XDR struct remote_domain_fsthaw_ret; on the wire, in order:
 
@@ -3647,7 +3647,7 @@ class remote_domain_fsthaw_ret(xdr.XdrStruct):
     filesystems: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_fsinfo(xdr.XdrStruct):
     """XDR struct remote_domain_fsinfo; on the wire, in order:
 
@@ -3663,7 +3663,7 @@ class remote_domain_fsinfo(xdr.XdrStruct):
     dev_aliases: list[remote_nonnull_string]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_fsinfo_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_fsinfo_args; on the wire, in order:
 
@@ -3675,7 +3675,7 @@ class remote_domain_get_fsinfo_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_fsinfo_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_fsinfo_ret; on the wire, in order:
 
@@ -3687,7 +3687,7 @@ class remote_domain_get_fsinfo_ret(xdr.XdrStruct):
     ret: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_ip_addr(xdr.XdrStruct):
     """XDR struct remote_domain_ip_addr; on the wire, in order:
 
@@ -3701,7 +3701,7 @@ class remote_domain_ip_addr(xdr.XdrStruct):
     prefix: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_interface(xdr.XdrStruct):
     """XDR struct remote_domain_interface; on the wire, in order:
 
@@ -3715,7 +3715,7 @@ class remote_domain_interface(xdr.XdrStruct):
     addrs: list[remote_domain_ip_addr]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_interface_addresses_args(xdr.XdrStruct):
     """XDR struct remote_domain_interface_addresses_args; on the wire, in order:
 
@@ -3729,7 +3729,7 @@ class remote_domain_interface_addresses_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_interface_addresses_ret(xdr.XdrStruct):
     """XDR struct remote_domain_interface_addresses_ret; on the wire, in order:
 
@@ -3739,7 +3739,7 @@ class remote_domain_interface_addresses_ret(xdr.XdrStruct):
     ifaces: list[remote_domain_interface]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_set_user_password_args(xdr.XdrStruct):
     """XDR struct remote_domain_set_user_password_args; on the wire, in order:
 
@@ -3755,7 +3755,7 @@ class remote_domain_set_user_password_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_guest_vcpus_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_guest_vcpus_args; on the wire, in order:
 
@@ -3767,7 +3767,7 @@ class remote_domain_get_guest_vcpus_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_guest_vcpus_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_guest_vcpus_ret; on the wire, in order:
 
@@ -3777,7 +3777,7 @@ class remote_domain_get_guest_vcpus_ret(xdr.XdrStruct):
     params: list[remote_typed_param]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_set_guest_vcpus_args(xdr.XdrStruct):
     """XDR struct remote_domain_set_guest_vcpus_args; on the wire, in order:
 
@@ -3793,7 +3793,7 @@ class remote_domain_set_guest_vcpus_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_guest_info_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_guest_info_args; on the wire, in order:
 
@@ -3807,7 +3807,7 @@ class remote_domain_get_guest_info_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_guest_info_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_guest_info_ret; on the wire, in order:
 
@@ -3817,7 +3817,7 @@ class remote_domain_get_guest_info_ret(xdr.XdrStruct):
     params: list[remote_typed_param]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_agent_set_response_timeout_args(xdr.XdrStruct):
     """XDR struct remote_domain_agent_set_response_timeout_args; on the wire, in order:
 
@@ -3831,7 +3831,7 @@ class remote_domain_agent_set_response_timeout_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_agent_set_response_timeout_ret(xdr.XdrStruct):
     """XDR struct remote_domain_agent_set_response_timeout_ret; on the wire, in order:
 
@@ -3841,7 +3841,7 @@ class remote_domain_agent_set_response_timeout_ret(xdr.XdrStruct):
     result: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_authorized_ssh_keys_get_args(xdr.XdrStruct):
     """XDR struct remote_domain_authorized_ssh_keys_get_args; on the wire, in order:
 
@@ -3855,7 +3855,7 @@ class remote_domain_authorized_ssh_keys_get_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_authorized_ssh_keys_get_ret(xdr.XdrStruct):
     """XDR struct remote_domain_authorized_ssh_keys_get_ret; on the wire, in order:
 
@@ -3865,7 +3865,7 @@ class remote_domain_authorized_ssh_keys_get_ret(xdr.XdrStruct):
     keys: list[remote_nonnull_string]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_authorized_ssh_keys_set_args(xdr.XdrStruct):
     """XDR struct remote_domain_authorized_ssh_keys_set_args; on the wire, in order:
 
@@ -3881,7 +3881,7 @@ class remote_domain_authorized_ssh_keys_set_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_open_console_args(xdr.XdrStruct):
     """XDR struct remote_domain_open_console_args; on the wire, in order:
 
@@ -3895,7 +3895,7 @@ class remote_domain_open_console_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_open_channel_args(xdr.XdrStruct):
     """XDR struct remote_domain_open_channel_args; on the wire, in order:
 
@@ -3909,7 +3909,7 @@ class remote_domain_open_channel_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_vol_upload_args(xdr.XdrStruct):
     """XDR struct remote_storage_vol_upload_args; on the wire, in order:
 
@@ -3925,7 +3925,7 @@ class remote_storage_vol_upload_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_vol_download_args(xdr.XdrStruct):
     """XDR struct remote_storage_vol_download_args; on the wire, in order:
 
@@ -3941,7 +3941,7 @@ class remote_storage_vol_download_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_open_graphics_args(xdr.XdrStruct):
     """XDR struct remote_domain_open_graphics_args; on the wire, in order:
 
@@ -3955,7 +3955,7 @@ class remote_domain_open_graphics_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_open_graphics_fd_args(xdr.XdrStruct):
     """XDR struct remote_domain_open_graphics_fd_args; on the wire, in order:
 
@@ -3969,7 +3969,7 @@ class remote_domain_open_graphics_fd_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_job_info_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_job_info_args; on the wire, in order:
 
@@ -3979,7 +3979,7 @@ class remote_domain_get_job_info_args(xdr.XdrStruct):
     dom: remote_nonnull_domain
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_job_info_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_job_info_ret; on the wire, in order:
 
@@ -4011,7 +4011,7 @@ class remote_domain_get_job_info_ret(xdr.XdrStruct):
     fileRemaining: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_job_stats_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_job_stats_args; on the wire, in order:
 
@@ -4023,7 +4023,7 @@ class remote_domain_get_job_stats_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_get_job_stats_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_job_stats_ret; on the wire, in order:
 
@@ -4035,7 +4035,7 @@ class remote_domain_get_job_stats_ret(xdr.XdrStruct):
     params: list[remote_typed_param]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_abort_job_args(xdr.XdrStruct):
     """XDR struct remote_domain_abort_job_args; on the wire, in order:
 
@@ -4045,7 +4045,7 @@ class remote_domain_abort_job_args(xdr.XdrStruct):
     dom: remote_nonnull_domain
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_abort_job_flags_args(xdr.XdrStruct):
     """XDR struct remote_domain_abort_job_flags_args; on the wire, in order:
 
@@ -4057,7 +4057,7 @@ class remote_domain_abort_job_flags_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_migrate_prepare_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_prepare_args; on the wire, in order:
 
@@ -4073,7 +4073,7 @@ class remote_domain_migrate_prepare_args(xdr.XdrStruct):
     resource: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_migrate_prepare_ret(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_prepare_ret; on the wire, in order:
 
@@ -4085,7 +4085,7 @@ class remote_domain_migrate_prepare_ret(xdr.XdrStruct):
     uri_out: remote_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_migrate_perform_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_perform_args; on the wire, in order:
 
@@ -4105,7 +4105,7 @@ class remote_domain_migrate_perform_args(xdr.XdrStruct):
     resource: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_migrate_finish_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_finish_args; on the wire, in order:
 
@@ -4121,7 +4121,7 @@ class remote_domain_migrate_finish_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_migrate_finish_ret(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_finish_ret; on the wire, in order:
 
@@ -4131,7 +4131,7 @@ class remote_domain_migrate_finish_ret(xdr.XdrStruct):
     ddom: remote_nonnull_domain
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_migrate_prepare2_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_prepare2_args; on the wire, in order:
 
@@ -4149,7 +4149,7 @@ class remote_domain_migrate_prepare2_args(xdr.XdrStruct):
     dom_xml: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_migrate_prepare2_ret(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_prepare2_ret; on the wire, in order:
 
@@ -4161,7 +4161,7 @@ class remote_domain_migrate_prepare2_ret(xdr.XdrStruct):
     uri_out: remote_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_migrate_finish2_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_finish2_args; on the wire, in order:
 
@@ -4179,7 +4179,7 @@ class remote_domain_migrate_finish2_args(xdr.XdrStruct):
     retcode: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_migrate_finish2_ret(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_finish2_ret; on the wire, in order:
 
@@ -4189,7 +4189,7 @@ class remote_domain_migrate_finish2_ret(xdr.XdrStruct):
     ddom: remote_nonnull_domain
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_migrate_prepare_tunnel_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_prepare_tunnel_args; on the wire, in order:
 
@@ -4205,7 +4205,7 @@ class remote_domain_migrate_prepare_tunnel_args(xdr.XdrStruct):
     dom_xml: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_migrate_get_max_downtime_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_get_max_downtime_args; on the wire, in order:
 
@@ -4217,7 +4217,7 @@ class remote_domain_migrate_get_max_downtime_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_migrate_get_max_downtime_ret(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_get_max_downtime_ret; on the wire, in order:
 
@@ -4227,7 +4227,7 @@ class remote_domain_migrate_get_max_downtime_ret(xdr.XdrStruct):
     downtime: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_migrate_set_max_downtime_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_set_max_downtime_args; on the wire, in order:
 
@@ -4241,7 +4241,7 @@ class remote_domain_migrate_set_max_downtime_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_migrate_get_compression_cache_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_get_compression_cache_args; on the wire, in order:
 
@@ -4253,7 +4253,7 @@ class remote_domain_migrate_get_compression_cache_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_migrate_get_compression_cache_ret(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_get_compression_cache_ret; on the wire, in order:
 
@@ -4263,7 +4263,7 @@ class remote_domain_migrate_get_compression_cache_ret(xdr.XdrStruct):
     cacheSize: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_migrate_set_compression_cache_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_set_compression_cache_args; on the wire, in order:
 
@@ -4277,7 +4277,7 @@ class remote_domain_migrate_set_compression_cache_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_migrate_set_max_speed_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_set_max_speed_args; on the wire, in order:
 
@@ -4291,7 +4291,7 @@ class remote_domain_migrate_set_max_speed_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_migrate_get_max_speed_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_get_max_speed_args; on the wire, in order:
 
@@ -4303,7 +4303,7 @@ class remote_domain_migrate_get_max_speed_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_migrate_get_max_speed_ret(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_get_max_speed_ret; on the wire, in order:
 
@@ -4313,7 +4313,7 @@ class remote_domain_migrate_get_max_speed_ret(xdr.XdrStruct):
     bandwidth: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_migrate_begin3_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_begin3_args; on the wire, in order:
 
@@ -4331,7 +4331,7 @@ class remote_domain_migrate_begin3_args(xdr.XdrStruct):
     resource: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_migrate_begin3_ret(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_begin3_ret; on the wire, in order:
 
@@ -4343,7 +4343,7 @@ class remote_domain_migrate_begin3_ret(xdr.XdrStruct):
     xml: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_migrate_prepare3_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_prepare3_args; on the wire, in order:
 
@@ -4363,7 +4363,7 @@ class remote_domain_migrate_prepare3_args(xdr.XdrStruct):
     dom_xml: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_migrate_prepare3_ret(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_prepare3_ret; on the wire, in order:
 
@@ -4375,7 +4375,7 @@ class remote_domain_migrate_prepare3_ret(xdr.XdrStruct):
     uri_out: remote_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_migrate_prepare_tunnel3_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_prepare_tunnel3_args; on the wire, in order:
 
@@ -4393,7 +4393,7 @@ class remote_domain_migrate_prepare_tunnel3_args(xdr.XdrStruct):
     dom_xml: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_migrate_prepare_tunnel3_ret(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_prepare_tunnel3_ret; on the wire, in order:
 
@@ -4403,7 +4403,7 @@ class remote_domain_migrate_prepare_tunnel3_ret(xdr.XdrStruct):
     cookie_out: bytes
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_migrate_perform3_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_perform3_args; on the wire, in order:
 
@@ -4427,7 +4427,7 @@ class remote_domain_migrate_perform3_args(xdr.XdrStruct):
     resource: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_migrate_perform3_ret(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_perform3_ret; on the wire, in order:
 
@@ -4437,7 +4437,7 @@ class remote_domain_migrate_perform3_ret(xdr.XdrStruct):
     cookie_out: bytes
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_migrate_finish3_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_finish3_args; on the wire, in order:
 
@@ -4457,7 +4457,7 @@ class remote_domain_migrate_finish3_args(xdr.XdrStruct):
     cancelled: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_migrate_finish3_ret(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_finish3_ret; on the wire, in order:
 
@@ -4469,7 +4469,7 @@ class remote_domain_migrate_finish3_ret(xdr.XdrStruct):
     cookie_out: bytes
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_migrate_confirm3_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_confirm3_args; on the wire, in order:
 
@@ -4485,7 +4485,7 @@ class remote_domain_migrate_confirm3_args(xdr.XdrStruct):
     cancelled: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_migrate_begin3_params_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_begin3_params_args; on the wire, in order:
 
@@ -4499,7 +4499,7 @@ class remote_domain_migrate_begin3_params_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_migrate_begin3_params_ret(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_begin3_params_ret; on the wire, in order:
 
@@ -4511,7 +4511,7 @@ class remote_domain_migrate_begin3_params_ret(xdr.XdrStruct):
     xml: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_migrate_prepare3_params_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_prepare3_params_args; on the wire, in order:
 
@@ -4525,7 +4525,7 @@ class remote_domain_migrate_prepare3_params_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_migrate_prepare3_params_ret(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_prepare3_params_ret; on the wire, in order:
 
@@ -4537,7 +4537,7 @@ class remote_domain_migrate_prepare3_params_ret(xdr.XdrStruct):
     uri_out: remote_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_migrate_prepare_tunnel3_params_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_prepare_tunnel3_params_args; on the wire, in order:
 
@@ -4551,7 +4551,7 @@ class remote_domain_migrate_prepare_tunnel3_params_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_migrate_prepare_tunnel3_params_ret(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_prepare_tunnel3_params_ret; on the wire, in order:
 
@@ -4561,7 +4561,7 @@ class remote_domain_migrate_prepare_tunnel3_params_ret(xdr.XdrStruct):
     cookie_out: bytes
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_migrate_perform3_params_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_perform3_params_args; on the wire, in order:
 
@@ -4579,7 +4579,7 @@ class remote_domain_migrate_perform3_params_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_migrate_perform3_params_ret(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_perform3_params_ret; on the wire, in order:
 
@@ -4589,7 +4589,7 @@ class remote_domain_migrate_perform3_params_ret(xdr.XdrStruct):
     cookie_out: bytes
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_migrate_finish3_params_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_finish3_params_args; on the wire, in order:
 
@@ -4605,7 +4605,7 @@ class remote_domain_migrate_finish3_params_args(xdr.XdrStruct):
     cancelled: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_migrate_finish3_params_ret(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_finish3_params_ret; on the wire, in order:
 
@@ -4617,7 +4617,7 @@ class remote_domain_migrate_finish3_params_ret(xdr.XdrStruct):
     cookie_out: bytes
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_migrate_confirm3_params_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_confirm3_params_args; on the wire, in order:
 
@@ -4635,7 +4635,7 @@ class remote_domain_migrate_confirm3_params_args(xdr.XdrStruct):
     cancelled: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_migrate_start_post_copy_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_start_post_copy_args; on the wire, in order:
 
@@ -4647,7 +4647,7 @@ class remote_domain_migrate_start_post_copy_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_domain_event_register_ret(xdr.XdrStruct):
     """XDR struct remote_connect_domain_event_register_ret; on the wire, in order:
 
@@ -4657,7 +4657,7 @@ class remote_connect_domain_event_register_ret(xdr.XdrStruct):
     cb_registered: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_domain_event_deregister_ret(xdr.XdrStruct):
     """XDR struct remote_connect_domain_event_deregister_ret; on the wire, in order:
 
@@ -4667,7 +4667,7 @@ class remote_connect_domain_event_deregister_ret(xdr.XdrStruct):
     cb_registered: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_domain_event_register_any_args(xdr.XdrStruct):
     """XDR struct remote_connect_domain_event_register_any_args; on the wire, in order:
 
@@ -4677,7 +4677,7 @@ class remote_connect_domain_event_register_any_args(xdr.XdrStruct):
     eventID: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_domain_event_deregister_any_args(xdr.XdrStruct):
     """XDR struct remote_connect_domain_event_deregister_any_args; on the wire, in order:
 
@@ -4687,7 +4687,7 @@ class remote_connect_domain_event_deregister_any_args(xdr.XdrStruct):
     eventID: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_domain_event_callback_register_any_args(xdr.XdrStruct):
     """XDR struct remote_connect_domain_event_callback_register_any_args; on the wire, in order:
 
@@ -4699,7 +4699,7 @@ class remote_connect_domain_event_callback_register_any_args(xdr.XdrStruct):
     dom: remote_domain
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_domain_event_callback_register_any_ret(xdr.XdrStruct):
     """XDR struct remote_connect_domain_event_callback_register_any_ret; on the wire, in order:
 
@@ -4709,7 +4709,7 @@ class remote_connect_domain_event_callback_register_any_ret(xdr.XdrStruct):
     callbackID: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_domain_event_callback_deregister_any_args(xdr.XdrStruct):
     """XDR struct remote_connect_domain_event_callback_deregister_any_args; on the wire, in order:
 
@@ -4719,7 +4719,7 @@ class remote_connect_domain_event_callback_deregister_any_args(xdr.XdrStruct):
     callbackID: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_event_connection_closed_msg(xdr.XdrStruct):
     """XDR struct remote_connect_event_connection_closed_msg; on the wire, in order:
 
@@ -4729,7 +4729,7 @@ class remote_connect_event_connection_closed_msg(xdr.XdrStruct):
     reason: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_network_event_register_any_args(xdr.XdrStruct):
     """XDR struct remote_connect_network_event_register_any_args; on the wire, in order:
 
@@ -4741,7 +4741,7 @@ class remote_connect_network_event_register_any_args(xdr.XdrStruct):
     net: remote_network
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_network_event_register_any_ret(xdr.XdrStruct):
     """XDR struct remote_connect_network_event_register_any_ret; on the wire, in order:
 
@@ -4751,7 +4751,7 @@ class remote_connect_network_event_register_any_ret(xdr.XdrStruct):
     callbackID: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_network_event_deregister_any_args(xdr.XdrStruct):
     """XDR struct remote_connect_network_event_deregister_any_args; on the wire, in order:
 
@@ -4761,7 +4761,7 @@ class remote_connect_network_event_deregister_any_args(xdr.XdrStruct):
     callbackID: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_storage_pool_event_register_any_args(xdr.XdrStruct):
     """XDR struct remote_connect_storage_pool_event_register_any_args; on the wire, in order:
 
@@ -4773,7 +4773,7 @@ class remote_connect_storage_pool_event_register_any_args(xdr.XdrStruct):
     pool: remote_storage_pool
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_storage_pool_event_register_any_ret(xdr.XdrStruct):
     """XDR struct remote_connect_storage_pool_event_register_any_ret; on the wire, in order:
 
@@ -4783,7 +4783,7 @@ class remote_connect_storage_pool_event_register_any_ret(xdr.XdrStruct):
     callbackID: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_storage_pool_event_deregister_any_args(xdr.XdrStruct):
     """XDR struct remote_connect_storage_pool_event_deregister_any_args; on the wire, in order:
 
@@ -4793,7 +4793,7 @@ class remote_connect_storage_pool_event_deregister_any_args(xdr.XdrStruct):
     callbackID: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_node_device_event_register_any_args(xdr.XdrStruct):
     """XDR struct remote_connect_node_device_event_register_any_args; on the wire, in order:
 
@@ -4805,7 +4805,7 @@ class remote_connect_node_device_event_register_any_args(xdr.XdrStruct):
     dev: remote_node_device
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_node_device_event_register_any_ret(xdr.XdrStruct):
     """XDR struct remote_connect_node_device_event_register_any_ret; on the wire, in order:
 
@@ -4815,7 +4815,7 @@ class remote_connect_node_device_event_register_any_ret(xdr.XdrStruct):
     callbackID: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_node_device_event_deregister_any_args(xdr.XdrStruct):
     """XDR struct remote_connect_node_device_event_deregister_any_args; on the wire, in order:
 
@@ -4825,7 +4825,7 @@ class remote_connect_node_device_event_deregister_any_args(xdr.XdrStruct):
     callbackID: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_secret_event_register_any_args(xdr.XdrStruct):
     """XDR struct remote_connect_secret_event_register_any_args; on the wire, in order:
 
@@ -4837,7 +4837,7 @@ class remote_connect_secret_event_register_any_args(xdr.XdrStruct):
     secret: remote_secret
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_secret_event_register_any_ret(xdr.XdrStruct):
     """XDR struct remote_connect_secret_event_register_any_ret; on the wire, in order:
 
@@ -4847,7 +4847,7 @@ class remote_connect_secret_event_register_any_ret(xdr.XdrStruct):
     callbackID: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_secret_event_deregister_any_args(xdr.XdrStruct):
     """XDR struct remote_connect_secret_event_deregister_any_args; on the wire, in order:
 
@@ -4857,7 +4857,7 @@ class remote_connect_secret_event_deregister_any_args(xdr.XdrStruct):
     callbackID: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_event_lifecycle_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_lifecycle_msg; on the wire, in order:
 
@@ -4871,7 +4871,7 @@ class remote_domain_event_lifecycle_msg(xdr.XdrStruct):
     detail: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_event_callback_lifecycle_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_callback_lifecycle_msg; on the wire, in order:
 
@@ -4883,7 +4883,7 @@ class remote_domain_event_callback_lifecycle_msg(xdr.XdrStruct):
     msg: remote_domain_event_lifecycle_msg
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_event_reboot_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_reboot_msg; on the wire, in order:
 
@@ -4893,7 +4893,7 @@ class remote_domain_event_reboot_msg(xdr.XdrStruct):
     dom: remote_nonnull_domain
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_event_callback_reboot_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_callback_reboot_msg; on the wire, in order:
 
@@ -4905,7 +4905,7 @@ class remote_domain_event_callback_reboot_msg(xdr.XdrStruct):
     msg: remote_domain_event_reboot_msg
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_event_rtc_change_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_rtc_change_msg; on the wire, in order:
 
@@ -4917,7 +4917,7 @@ class remote_domain_event_rtc_change_msg(xdr.XdrStruct):
     offset: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_event_callback_rtc_change_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_callback_rtc_change_msg; on the wire, in order:
 
@@ -4929,7 +4929,7 @@ class remote_domain_event_callback_rtc_change_msg(xdr.XdrStruct):
     msg: remote_domain_event_rtc_change_msg
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_event_watchdog_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_watchdog_msg; on the wire, in order:
 
@@ -4941,7 +4941,7 @@ class remote_domain_event_watchdog_msg(xdr.XdrStruct):
     action: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_event_callback_watchdog_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_callback_watchdog_msg; on the wire, in order:
 
@@ -4953,7 +4953,7 @@ class remote_domain_event_callback_watchdog_msg(xdr.XdrStruct):
     msg: remote_domain_event_watchdog_msg
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_event_io_error_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_io_error_msg; on the wire, in order:
 
@@ -4969,7 +4969,7 @@ class remote_domain_event_io_error_msg(xdr.XdrStruct):
     action: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_event_callback_io_error_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_callback_io_error_msg; on the wire, in order:
 
@@ -4981,7 +4981,7 @@ class remote_domain_event_callback_io_error_msg(xdr.XdrStruct):
     msg: remote_domain_event_io_error_msg
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_event_io_error_reason_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_io_error_reason_msg; on the wire, in order:
 
@@ -4999,7 +4999,7 @@ class remote_domain_event_io_error_reason_msg(xdr.XdrStruct):
     reason: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_event_callback_io_error_reason_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_callback_io_error_reason_msg; on the wire, in order:
 
@@ -5011,7 +5011,7 @@ class remote_domain_event_callback_io_error_reason_msg(xdr.XdrStruct):
     msg: remote_domain_event_io_error_reason_msg
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_event_graphics_address(xdr.XdrStruct):
     """XDR struct remote_domain_event_graphics_address; on the wire, in order:
 
@@ -5027,7 +5027,7 @@ class remote_domain_event_graphics_address(xdr.XdrStruct):
 REMOTE_DOMAIN_EVENT_GRAPHICS_IDENTITY_MAX: Final = 20
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_event_graphics_identity(xdr.XdrStruct):
     """XDR struct remote_domain_event_graphics_identity; on the wire, in order:
 
@@ -5039,7 +5039,7 @@ class remote_domain_event_graphics_identity(xdr.XdrStruct):
     name: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_event_graphics_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_graphics_msg; on the wire, in order:
 
@@ -5059,7 +5059,7 @@ class remote_domain_event_graphics_msg(xdr.XdrStruct):
     subject: list[remote_domain_event_graphics_identity]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_event_callback_graphics_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_callback_graphics_msg; on the wire, in order:
 
@@ -5071,7 +5071,7 @@ class remote_domain_event_callback_graphics_msg(xdr.XdrStruct):
     msg: remote_domain_event_graphics_msg
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_event_block_job_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_block_job_msg; on the wire, in order:
 
@@ -5087,7 +5087,7 @@ class remote_domain_event_block_job_msg(xdr.XdrStruct):
     status: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_event_callback_block_job_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_callback_block_job_msg; on the wire, in order:
 
@@ -5099,7 +5099,7 @@ class remote_domain_event_callback_block_job_msg(xdr.XdrStruct):
     msg: remote_domain_event_block_job_msg
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_event_disk_change_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_disk_change_msg; on the wire, in order:
 
@@ -5117,7 +5117,7 @@ class remote_domain_event_disk_change_msg(xdr.XdrStruct):
     reason: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_event_callback_disk_change_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_callback_disk_change_msg; on the wire, in order:
 
@@ -5129,7 +5129,7 @@ class remote_domain_event_callback_disk_change_msg(xdr.XdrStruct):
     msg: remote_domain_event_disk_change_msg
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_event_tray_change_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_tray_change_msg; on the wire, in order:
 
@@ -5143,7 +5143,7 @@ class remote_domain_event_tray_change_msg(xdr.XdrStruct):
     reason: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_event_callback_tray_change_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_callback_tray_change_msg; on the wire, in order:
 
@@ -5155,7 +5155,7 @@ class remote_domain_event_callback_tray_change_msg(xdr.XdrStruct):
     msg: remote_domain_event_tray_change_msg
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_event_pmwakeup_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_pmwakeup_msg; on the wire, in order:
 
@@ -5165,7 +5165,7 @@ class remote_domain_event_pmwakeup_msg(xdr.XdrStruct):
     dom: remote_nonnull_domain
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_event_callback_pmwakeup_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_callback_pmwakeup_msg; on the wire, in order:
 
@@ -5179,7 +5179,7 @@ class remote_domain_event_callback_pmwakeup_msg(xdr.XdrStruct):
     msg: remote_domain_event_pmwakeup_msg
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_event_pmsuspend_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_pmsuspend_msg; on the wire, in order:
 
@@ -5189,7 +5189,7 @@ class remote_domain_event_pmsuspend_msg(xdr.XdrStruct):
     dom: remote_nonnull_domain
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_event_callback_pmsuspend_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_callback_pmsuspend_msg; on the wire, in order:
 
@@ -5203,7 +5203,7 @@ class remote_domain_event_callback_pmsuspend_msg(xdr.XdrStruct):
     msg: remote_domain_event_pmsuspend_msg
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_event_balloon_change_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_balloon_change_msg; on the wire, in order:
 
@@ -5215,7 +5215,7 @@ class remote_domain_event_balloon_change_msg(xdr.XdrStruct):
     actual: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_event_callback_balloon_change_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_callback_balloon_change_msg; on the wire, in order:
 
@@ -5227,7 +5227,7 @@ class remote_domain_event_callback_balloon_change_msg(xdr.XdrStruct):
     msg: remote_domain_event_balloon_change_msg
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_event_pmsuspend_disk_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_pmsuspend_disk_msg; on the wire, in order:
 
@@ -5237,7 +5237,7 @@ class remote_domain_event_pmsuspend_disk_msg(xdr.XdrStruct):
     dom: remote_nonnull_domain
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_event_callback_pmsuspend_disk_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_callback_pmsuspend_disk_msg; on the wire, in order:
 
@@ -5251,7 +5251,7 @@ class remote_domain_event_callback_pmsuspend_disk_msg(xdr.XdrStruct):
     msg: remote_domain_event_pmsuspend_disk_msg
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_event_control_error_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_control_error_msg; on the wire, in order:
 
@@ -5261,7 +5261,7 @@ class remote_domain_event_control_error_msg(xdr.XdrStruct):
     dom: remote_nonnull_domain
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_event_callback_control_error_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_callback_control_error_msg; on the wire, in order:
 
@@ -5273,7 +5273,7 @@ class remote_domain_event_callback_control_error_msg(xdr.XdrStruct):
     msg: remote_domain_event_control_error_msg
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_event_device_removed_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_device_removed_msg; on the wire, in order:
 
@@ -5285,7 +5285,7 @@ class remote_domain_event_device_removed_msg(xdr.XdrStruct):
     devAlias: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_event_callback_device_removed_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_callback_device_removed_msg; on the wire, in order:
 
@@ -5297,7 +5297,7 @@ class remote_domain_event_callback_device_removed_msg(xdr.XdrStruct):
     msg: remote_domain_event_device_removed_msg
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_event_block_job_2_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_block_job_2_msg; on the wire, in order:
 
@@ -5315,7 +5315,7 @@ class remote_domain_event_block_job_2_msg(xdr.XdrStruct):
     status: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_event_block_threshold_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_block_threshold_msg; on the wire, in order:
 
@@ -5335,7 +5335,7 @@ class remote_domain_event_block_threshold_msg(xdr.XdrStruct):
     excess: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_event_callback_tunable_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_callback_tunable_msg; on the wire, in order:
 
@@ -5349,7 +5349,7 @@ class remote_domain_event_callback_tunable_msg(xdr.XdrStruct):
     params: list[remote_typed_param]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_event_callback_device_added_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_callback_device_added_msg; on the wire, in order:
 
@@ -5363,7 +5363,7 @@ class remote_domain_event_callback_device_added_msg(xdr.XdrStruct):
     devAlias: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_event_callback_agent_lifecycle_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_callback_agent_lifecycle_msg; on the wire, in order:
 
@@ -5379,7 +5379,7 @@ class remote_domain_event_callback_agent_lifecycle_msg(xdr.XdrStruct):
     reason: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_event_callback_migration_iteration_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_callback_migration_iteration_msg; on the wire, in order:
 
@@ -5393,7 +5393,7 @@ class remote_domain_event_callback_migration_iteration_msg(xdr.XdrStruct):
     iteration: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_event_callback_job_completed_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_callback_job_completed_msg; on the wire, in order:
 
@@ -5407,7 +5407,7 @@ class remote_domain_event_callback_job_completed_msg(xdr.XdrStruct):
     params: list[remote_typed_param]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_event_callback_device_removal_failed_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_callback_device_removal_failed_msg; on the wire, in order:
 
@@ -5421,7 +5421,7 @@ class remote_domain_event_callback_device_removal_failed_msg(xdr.XdrStruct):
     devAlias: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_event_callback_metadata_change_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_callback_metadata_change_msg; on the wire, in order:
 
@@ -5437,7 +5437,7 @@ class remote_domain_event_callback_metadata_change_msg(xdr.XdrStruct):
     nsuri: remote_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_event_memory_failure_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_memory_failure_msg; on the wire, in order:
 
@@ -5455,7 +5455,7 @@ class remote_domain_event_memory_failure_msg(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_event_memory_device_size_change_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_memory_device_size_change_msg; on the wire, in order:
 
@@ -5471,7 +5471,7 @@ class remote_domain_event_memory_device_size_change_msg(xdr.XdrStruct):
     size: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_network_event_lifecycle_msg(xdr.XdrStruct):
     """XDR struct remote_network_event_lifecycle_msg; on the wire, in order:
 
@@ -5487,7 +5487,7 @@ class remote_network_event_lifecycle_msg(xdr.XdrStruct):
     detail: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_pool_event_lifecycle_msg(xdr.XdrStruct):
     """XDR struct remote_storage_pool_event_lifecycle_msg; on the wire, in order:
 
@@ -5503,7 +5503,7 @@ class remote_storage_pool_event_lifecycle_msg(xdr.XdrStruct):
     detail: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_pool_event_refresh_msg(xdr.XdrStruct):
     """XDR struct remote_storage_pool_event_refresh_msg; on the wire, in order:
 
@@ -5515,7 +5515,7 @@ class remote_storage_pool_event_refresh_msg(xdr.XdrStruct):
     pool: remote_nonnull_storage_pool
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_device_event_lifecycle_msg(xdr.XdrStruct):
     """XDR struct remote_node_device_event_lifecycle_msg; on the wire, in order:
 
@@ -5531,7 +5531,7 @@ class remote_node_device_event_lifecycle_msg(xdr.XdrStruct):
     detail: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_device_event_update_msg(xdr.XdrStruct):
     """XDR struct remote_node_device_event_update_msg; on the wire, in order:
 
@@ -5543,7 +5543,7 @@ class remote_node_device_event_update_msg(xdr.XdrStruct):
     dev: remote_nonnull_node_device
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_secret_event_lifecycle_msg(xdr.XdrStruct):
     """XDR struct remote_secret_event_lifecycle_msg; on the wire, in order:
 
@@ -5559,7 +5559,7 @@ class remote_secret_event_lifecycle_msg(xdr.XdrStruct):
     detail: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_secret_event_value_changed_msg(xdr.XdrStruct):
     """XDR struct remote_secret_event_value_changed_msg; on the wire, in order:
 
@@ -5571,7 +5571,7 @@ class remote_secret_event_value_changed_msg(xdr.XdrStruct):
     secret: remote_nonnull_secret
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_num_of_networks_ret(xdr.XdrStruct):
     """XDR struct remote_connect_num_of_networks_ret; on the wire, in order:
 
@@ -5581,7 +5581,7 @@ class remote_connect_num_of_networks_ret(xdr.XdrStruct):
     num: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_list_networks_args(xdr.XdrStruct):
     """XDR struct remote_connect_list_networks_args; on the wire, in order:
 
@@ -5591,7 +5591,7 @@ class remote_connect_list_networks_args(xdr.XdrStruct):
     maxnames: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_list_networks_ret(xdr.XdrStruct):
     """XDR struct remote_connect_list_networks_ret; on the wire, in order:
 
@@ -5601,7 +5601,7 @@ class remote_connect_list_networks_ret(xdr.XdrStruct):
     names: list[remote_nonnull_string]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_num_of_defined_networks_ret(xdr.XdrStruct):
     """XDR struct remote_connect_num_of_defined_networks_ret; on the wire, in order:
 
@@ -5611,7 +5611,7 @@ class remote_connect_num_of_defined_networks_ret(xdr.XdrStruct):
     num: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_list_defined_networks_args(xdr.XdrStruct):
     """XDR struct remote_connect_list_defined_networks_args; on the wire, in order:
 
@@ -5621,7 +5621,7 @@ class remote_connect_list_defined_networks_args(xdr.XdrStruct):
     maxnames: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_list_defined_networks_ret(xdr.XdrStruct):
     """XDR struct remote_connect_list_defined_networks_ret; on the wire, in order:
 
@@ -5631,7 +5631,7 @@ class remote_connect_list_defined_networks_ret(xdr.XdrStruct):
     names: list[remote_nonnull_string]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_network_lookup_by_uuid_args(xdr.XdrStruct):
     """XDR struct remote_network_lookup_by_uuid_args; on the wire, in order:
 
@@ -5641,7 +5641,7 @@ class remote_network_lookup_by_uuid_args(xdr.XdrStruct):
     uuid: remote_uuid
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_network_lookup_by_uuid_ret(xdr.XdrStruct):
     """XDR struct remote_network_lookup_by_uuid_ret; on the wire, in order:
 
@@ -5651,7 +5651,7 @@ class remote_network_lookup_by_uuid_ret(xdr.XdrStruct):
     net: remote_nonnull_network
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_network_lookup_by_name_args(xdr.XdrStruct):
     """XDR struct remote_network_lookup_by_name_args; on the wire, in order:
 
@@ -5661,7 +5661,7 @@ class remote_network_lookup_by_name_args(xdr.XdrStruct):
     name: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_network_lookup_by_name_ret(xdr.XdrStruct):
     """XDR struct remote_network_lookup_by_name_ret; on the wire, in order:
 
@@ -5671,7 +5671,7 @@ class remote_network_lookup_by_name_ret(xdr.XdrStruct):
     net: remote_nonnull_network
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_network_create_xml_args(xdr.XdrStruct):
     """XDR struct remote_network_create_xml_args; on the wire, in order:
 
@@ -5681,7 +5681,7 @@ class remote_network_create_xml_args(xdr.XdrStruct):
     xml: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_network_create_xml_ret(xdr.XdrStruct):
     """XDR struct remote_network_create_xml_ret; on the wire, in order:
 
@@ -5691,7 +5691,7 @@ class remote_network_create_xml_ret(xdr.XdrStruct):
     net: remote_nonnull_network
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_network_create_xml_flags_args(xdr.XdrStruct):
     """XDR struct remote_network_create_xml_flags_args; on the wire, in order:
 
@@ -5703,7 +5703,7 @@ class remote_network_create_xml_flags_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_network_create_xml_flags_ret(xdr.XdrStruct):
     """XDR struct remote_network_create_xml_flags_ret; on the wire, in order:
 
@@ -5713,7 +5713,7 @@ class remote_network_create_xml_flags_ret(xdr.XdrStruct):
     net: remote_nonnull_network
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_network_define_xml_args(xdr.XdrStruct):
     """XDR struct remote_network_define_xml_args; on the wire, in order:
 
@@ -5723,7 +5723,7 @@ class remote_network_define_xml_args(xdr.XdrStruct):
     xml: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_network_define_xml_ret(xdr.XdrStruct):
     """XDR struct remote_network_define_xml_ret; on the wire, in order:
 
@@ -5733,7 +5733,7 @@ class remote_network_define_xml_ret(xdr.XdrStruct):
     net: remote_nonnull_network
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_network_define_xml_flags_args(xdr.XdrStruct):
     """XDR struct remote_network_define_xml_flags_args; on the wire, in order:
 
@@ -5745,7 +5745,7 @@ class remote_network_define_xml_flags_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_network_define_xml_flags_ret(xdr.XdrStruct):
     """XDR struct remote_network_define_xml_flags_ret; on the wire, in order:
 
@@ -5755,7 +5755,7 @@ class remote_network_define_xml_flags_ret(xdr.XdrStruct):
     net: remote_nonnull_network
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_network_undefine_args(xdr.XdrStruct):
     """XDR struct remote_network_undefine_args; on the wire, in order:
 
@@ -5765,7 +5765,7 @@ class remote_network_undefine_args(xdr.XdrStruct):
     net: remote_nonnull_network
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_network_update_args(xdr.XdrStruct):
     """XDR struct remote_network_update_args; on the wire, in order:
 
@@ -5785,7 +5785,7 @@ class remote_network_update_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_network_create_args(xdr.XdrStruct):
     """XDR struct remote_network_create_args; on the wire, in order:
 
@@ -5795,7 +5795,7 @@ class remote_network_create_args(xdr.XdrStruct):
     net: remote_nonnull_network
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_network_destroy_args(xdr.XdrStruct):
     """XDR struct remote_network_destroy_args; on the wire, in order:
 
@@ -5805,7 +5805,7 @@ class remote_network_destroy_args(xdr.XdrStruct):
     net: remote_nonnull_network
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_network_get_xml_desc_args(xdr.XdrStruct):
     """XDR struct remote_network_get_xml_desc_args; on the wire, in order:
 
@@ -5817,7 +5817,7 @@ class remote_network_get_xml_desc_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_network_get_xml_desc_ret(xdr.XdrStruct):
     """XDR struct remote_network_get_xml_desc_ret; on the wire, in order:
 
@@ -5827,7 +5827,7 @@ class remote_network_get_xml_desc_ret(xdr.XdrStruct):
     xml: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_network_get_bridge_name_args(xdr.XdrStruct):
     """XDR struct remote_network_get_bridge_name_args; on the wire, in order:
 
@@ -5837,7 +5837,7 @@ class remote_network_get_bridge_name_args(xdr.XdrStruct):
     net: remote_nonnull_network
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_network_get_bridge_name_ret(xdr.XdrStruct):
     """XDR struct remote_network_get_bridge_name_ret; on the wire, in order:
 
@@ -5847,7 +5847,7 @@ class remote_network_get_bridge_name_ret(xdr.XdrStruct):
     name: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_network_get_autostart_args(xdr.XdrStruct):
     """XDR struct remote_network_get_autostart_args; on the wire, in order:
 
@@ -5857,7 +5857,7 @@ class remote_network_get_autostart_args(xdr.XdrStruct):
     net: remote_nonnull_network
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_network_get_autostart_ret(xdr.XdrStruct):
     """XDR struct remote_network_get_autostart_ret; on the wire, in order:
 
@@ -5867,7 +5867,7 @@ class remote_network_get_autostart_ret(xdr.XdrStruct):
     autostart: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_network_set_autostart_args(xdr.XdrStruct):
     """XDR struct remote_network_set_autostart_args; on the wire, in order:
 
@@ -5879,7 +5879,7 @@ class remote_network_set_autostart_args(xdr.XdrStruct):
     autostart: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_network_is_active_args(xdr.XdrStruct):
     """XDR struct remote_network_is_active_args; on the wire, in order:
 
@@ -5889,7 +5889,7 @@ class remote_network_is_active_args(xdr.XdrStruct):
     net: remote_nonnull_network
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_network_is_active_ret(xdr.XdrStruct):
     """XDR struct remote_network_is_active_ret; on the wire, in order:
 
@@ -5899,7 +5899,7 @@ class remote_network_is_active_ret(xdr.XdrStruct):
     active: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_network_is_persistent_args(xdr.XdrStruct):
     """XDR struct remote_network_is_persistent_args; on the wire, in order:
 
@@ -5909,7 +5909,7 @@ class remote_network_is_persistent_args(xdr.XdrStruct):
     net: remote_nonnull_network
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_network_is_persistent_ret(xdr.XdrStruct):
     """XDR struct remote_network_is_persistent_ret; on the wire, in order:
 
@@ -5919,7 +5919,7 @@ class remote_network_is_persistent_ret(xdr.XdrStruct):
     persistent: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_list_all_networks_args(xdr.XdrStruct):
     """XDR struct remote_connect_list_all_networks_args; on the wire, in order:
 
@@ -5931,7 +5931,7 @@ class remote_connect_list_all_networks_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_list_all_networks_ret(xdr.XdrStruct):
     """XDR struct remote_connect_list_all_networks_ret; on the wire, in order:
 
@@ -5943,7 +5943,7 @@ class remote_connect_list_all_networks_ret(xdr.XdrStruct):
     ret: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_network_dhcp_lease(xdr.XdrStruct):
     """XDR struct remote_network_dhcp_lease; on the wire, in order:
 
@@ -5969,7 +5969,7 @@ class remote_network_dhcp_lease(xdr.XdrStruct):
     clientid: remote_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_network_get_dhcp_leases_args(xdr.XdrStruct):
     """XDR struct remote_network_get_dhcp_leases_args; on the wire, in order:
 
@@ -5985,7 +5985,7 @@ class remote_network_get_dhcp_leases_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_network_get_dhcp_leases_ret(xdr.XdrStruct):
     """XDR struct remote_network_get_dhcp_leases_ret; on the wire, in order:
 
@@ -5997,7 +5997,7 @@ class remote_network_get_dhcp_leases_ret(xdr.XdrStruct):
     ret: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_network_list_all_ports_args(xdr.XdrStruct):
     """XDR struct remote_network_list_all_ports_args; on the wire, in order:
 
@@ -6011,7 +6011,7 @@ class remote_network_list_all_ports_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_network_list_all_ports_ret(xdr.XdrStruct):
     """XDR struct remote_network_list_all_ports_ret; on the wire, in order:
 
@@ -6023,7 +6023,7 @@ class remote_network_list_all_ports_ret(xdr.XdrStruct):
     ret: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_network_port_lookup_by_uuid_args(xdr.XdrStruct):
     """XDR struct remote_network_port_lookup_by_uuid_args; on the wire, in order:
 
@@ -6035,7 +6035,7 @@ class remote_network_port_lookup_by_uuid_args(xdr.XdrStruct):
     uuid: remote_uuid
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_network_port_lookup_by_uuid_ret(xdr.XdrStruct):
     """XDR struct remote_network_port_lookup_by_uuid_ret; on the wire, in order:
 
@@ -6045,7 +6045,7 @@ class remote_network_port_lookup_by_uuid_ret(xdr.XdrStruct):
     port: remote_nonnull_network_port
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_network_port_create_xml_args(xdr.XdrStruct):
     """XDR struct remote_network_port_create_xml_args; on the wire, in order:
 
@@ -6059,7 +6059,7 @@ class remote_network_port_create_xml_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_network_port_create_xml_ret(xdr.XdrStruct):
     """XDR struct remote_network_port_create_xml_ret; on the wire, in order:
 
@@ -6069,7 +6069,7 @@ class remote_network_port_create_xml_ret(xdr.XdrStruct):
     port: remote_nonnull_network_port
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_network_port_set_parameters_args(xdr.XdrStruct):
     """XDR struct remote_network_port_set_parameters_args; on the wire, in order:
 
@@ -6083,7 +6083,7 @@ class remote_network_port_set_parameters_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_network_port_get_parameters_args(xdr.XdrStruct):
     """XDR struct remote_network_port_get_parameters_args; on the wire, in order:
 
@@ -6097,7 +6097,7 @@ class remote_network_port_get_parameters_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_network_port_get_parameters_ret(xdr.XdrStruct):
     """XDR struct remote_network_port_get_parameters_ret; on the wire, in order:
 
@@ -6109,7 +6109,7 @@ class remote_network_port_get_parameters_ret(xdr.XdrStruct):
     nparams: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_network_port_get_xml_desc_args(xdr.XdrStruct):
     """XDR struct remote_network_port_get_xml_desc_args; on the wire, in order:
 
@@ -6121,7 +6121,7 @@ class remote_network_port_get_xml_desc_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_network_port_get_xml_desc_ret(xdr.XdrStruct):
     """XDR struct remote_network_port_get_xml_desc_ret; on the wire, in order:
 
@@ -6131,7 +6131,7 @@ class remote_network_port_get_xml_desc_ret(xdr.XdrStruct):
     xml: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_network_port_delete_args(xdr.XdrStruct):
     """XDR struct remote_network_port_delete_args; on the wire, in order:
 
@@ -6143,7 +6143,7 @@ class remote_network_port_delete_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_num_of_interfaces_ret(xdr.XdrStruct):
     """XDR struct remote_connect_num_of_interfaces_ret; on the wire, in order:
 
@@ -6153,7 +6153,7 @@ class remote_connect_num_of_interfaces_ret(xdr.XdrStruct):
     num: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_list_interfaces_args(xdr.XdrStruct):
     """XDR struct remote_connect_list_interfaces_args; on the wire, in order:
 
@@ -6163,7 +6163,7 @@ class remote_connect_list_interfaces_args(xdr.XdrStruct):
     maxnames: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_list_interfaces_ret(xdr.XdrStruct):
     """XDR struct remote_connect_list_interfaces_ret; on the wire, in order:
 
@@ -6173,7 +6173,7 @@ class remote_connect_list_interfaces_ret(xdr.XdrStruct):
     names: list[remote_nonnull_string]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_num_of_defined_interfaces_ret(xdr.XdrStruct):
     """XDR struct remote_connect_num_of_defined_interfaces_ret; on the wire, in order:
 
@@ -6183,7 +6183,7 @@ class remote_connect_num_of_defined_interfaces_ret(xdr.XdrStruct):
     num: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_list_defined_interfaces_args(xdr.XdrStruct):
     """XDR struct remote_connect_list_defined_interfaces_args; on the wire, in order:
 
@@ -6193,7 +6193,7 @@ class remote_connect_list_defined_interfaces_args(xdr.XdrStruct):
     maxnames: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_list_defined_interfaces_ret(xdr.XdrStruct):
     """XDR struct remote_connect_list_defined_interfaces_ret; on the wire, in order:
 
@@ -6203,7 +6203,7 @@ class remote_connect_list_defined_interfaces_ret(xdr.XdrStruct):
     names: list[remote_nonnull_string]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_interface_lookup_by_name_args(xdr.XdrStruct):
     """XDR struct remote_interface_lookup_by_name_args; on the wire, in order:
 
@@ -6213,7 +6213,7 @@ class remote_interface_lookup_by_name_args(xdr.XdrStruct):
     name: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_interface_lookup_by_name_ret(xdr.XdrStruct):
     """XDR struct remote_interface_lookup_by_name_ret; on the wire, in order:
 
@@ -6223,7 +6223,7 @@ class remote_interface_lookup_by_name_ret(xdr.XdrStruct):
     iface: remote_nonnull_interface
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_interface_lookup_by_mac_string_args(xdr.XdrStruct):
     """XDR struct remote_interface_lookup_by_mac_string_args; on the wire, in order:
 
@@ -6233,7 +6233,7 @@ class remote_interface_lookup_by_mac_string_args(xdr.XdrStruct):
     mac: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_interface_lookup_by_mac_string_ret(xdr.XdrStruct):
     """XDR struct remote_interface_lookup_by_mac_string_ret; on the wire, in order:
 
@@ -6243,7 +6243,7 @@ class remote_interface_lookup_by_mac_string_ret(xdr.XdrStruct):
     iface: remote_nonnull_interface
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_interface_get_xml_desc_args(xdr.XdrStruct):
     """XDR struct remote_interface_get_xml_desc_args; on the wire, in order:
 
@@ -6255,7 +6255,7 @@ class remote_interface_get_xml_desc_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_interface_get_xml_desc_ret(xdr.XdrStruct):
     """XDR struct remote_interface_get_xml_desc_ret; on the wire, in order:
 
@@ -6265,7 +6265,7 @@ class remote_interface_get_xml_desc_ret(xdr.XdrStruct):
     xml: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_interface_define_xml_args(xdr.XdrStruct):
     """XDR struct remote_interface_define_xml_args; on the wire, in order:
 
@@ -6277,7 +6277,7 @@ class remote_interface_define_xml_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_interface_define_xml_ret(xdr.XdrStruct):
     """XDR struct remote_interface_define_xml_ret; on the wire, in order:
 
@@ -6287,7 +6287,7 @@ class remote_interface_define_xml_ret(xdr.XdrStruct):
     iface: remote_nonnull_interface
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_interface_undefine_args(xdr.XdrStruct):
     """XDR struct remote_interface_undefine_args; on the wire, in order:
 
@@ -6297,7 +6297,7 @@ class remote_interface_undefine_args(xdr.XdrStruct):
     iface: remote_nonnull_interface
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_interface_create_args(xdr.XdrStruct):
     """XDR struct remote_interface_create_args; on the wire, in order:
 
@@ -6309,7 +6309,7 @@ class remote_interface_create_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_interface_destroy_args(xdr.XdrStruct):
     """XDR struct remote_interface_destroy_args; on the wire, in order:
 
@@ -6321,7 +6321,7 @@ class remote_interface_destroy_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_interface_change_begin_args(xdr.XdrStruct):
     """XDR struct remote_interface_change_begin_args; on the wire, in order:
 
@@ -6331,7 +6331,7 @@ class remote_interface_change_begin_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_interface_change_commit_args(xdr.XdrStruct):
     """XDR struct remote_interface_change_commit_args; on the wire, in order:
 
@@ -6341,7 +6341,7 @@ class remote_interface_change_commit_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_interface_change_rollback_args(xdr.XdrStruct):
     """XDR struct remote_interface_change_rollback_args; on the wire, in order:
 
@@ -6351,7 +6351,7 @@ class remote_interface_change_rollback_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_interface_is_active_args(xdr.XdrStruct):
     """XDR struct remote_interface_is_active_args; on the wire, in order:
 
@@ -6361,7 +6361,7 @@ class remote_interface_is_active_args(xdr.XdrStruct):
     iface: remote_nonnull_interface
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_interface_is_active_ret(xdr.XdrStruct):
     """XDR struct remote_interface_is_active_ret; on the wire, in order:
 
@@ -6371,7 +6371,7 @@ class remote_interface_is_active_ret(xdr.XdrStruct):
     active: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_list_all_interfaces_args(xdr.XdrStruct):
     """XDR struct remote_connect_list_all_interfaces_args; on the wire, in order:
 
@@ -6383,7 +6383,7 @@ class remote_connect_list_all_interfaces_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_list_all_interfaces_ret(xdr.XdrStruct):
     """XDR struct remote_connect_list_all_interfaces_ret; on the wire, in order:
 
@@ -6395,7 +6395,7 @@ class remote_connect_list_all_interfaces_ret(xdr.XdrStruct):
     ret: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_num_of_storage_pools_ret(xdr.XdrStruct):
     """XDR struct remote_connect_num_of_storage_pools_ret; on the wire, in order:
 
@@ -6405,7 +6405,7 @@ class remote_connect_num_of_storage_pools_ret(xdr.XdrStruct):
     num: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_list_storage_pools_args(xdr.XdrStruct):
     """XDR struct remote_connect_list_storage_pools_args; on the wire, in order:
 
@@ -6415,7 +6415,7 @@ class remote_connect_list_storage_pools_args(xdr.XdrStruct):
     maxnames: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_list_storage_pools_ret(xdr.XdrStruct):
     """XDR struct remote_connect_list_storage_pools_ret; on the wire, in order:
 
@@ -6425,7 +6425,7 @@ class remote_connect_list_storage_pools_ret(xdr.XdrStruct):
     names: list[remote_nonnull_string]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_num_of_defined_storage_pools_ret(xdr.XdrStruct):
     """XDR struct remote_connect_num_of_defined_storage_pools_ret; on the wire, in order:
 
@@ -6435,7 +6435,7 @@ class remote_connect_num_of_defined_storage_pools_ret(xdr.XdrStruct):
     num: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_list_defined_storage_pools_args(xdr.XdrStruct):
     """XDR struct remote_connect_list_defined_storage_pools_args; on the wire, in order:
 
@@ -6445,7 +6445,7 @@ class remote_connect_list_defined_storage_pools_args(xdr.XdrStruct):
     maxnames: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_list_defined_storage_pools_ret(xdr.XdrStruct):
     """XDR struct remote_connect_list_defined_storage_pools_ret; on the wire, in order:
 
@@ -6455,7 +6455,7 @@ class remote_connect_list_defined_storage_pools_ret(xdr.XdrStruct):
     names: list[remote_nonnull_string]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_find_storage_pool_sources_args(xdr.XdrStruct):
     """XDR struct remote_connect_find_storage_pool_sources_args; on the wire, in order:
 
@@ -6469,7 +6469,7 @@ class remote_connect_find_storage_pool_sources_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_find_storage_pool_sources_ret(xdr.XdrStruct):
     """XDR struct remote_connect_find_storage_pool_sources_ret; on the wire, in order:
 
@@ -6479,7 +6479,7 @@ class remote_connect_find_storage_pool_sources_ret(xdr.XdrStruct):
     xml: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_pool_lookup_by_uuid_args(xdr.XdrStruct):
     """XDR struct remote_storage_pool_lookup_by_uuid_args; on the wire, in order:
 
@@ -6489,7 +6489,7 @@ class remote_storage_pool_lookup_by_uuid_args(xdr.XdrStruct):
     uuid: remote_uuid
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_pool_lookup_by_uuid_ret(xdr.XdrStruct):
     """XDR struct remote_storage_pool_lookup_by_uuid_ret; on the wire, in order:
 
@@ -6499,7 +6499,7 @@ class remote_storage_pool_lookup_by_uuid_ret(xdr.XdrStruct):
     pool: remote_nonnull_storage_pool
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_pool_lookup_by_name_args(xdr.XdrStruct):
     """XDR struct remote_storage_pool_lookup_by_name_args; on the wire, in order:
 
@@ -6509,7 +6509,7 @@ class remote_storage_pool_lookup_by_name_args(xdr.XdrStruct):
     name: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_pool_lookup_by_name_ret(xdr.XdrStruct):
     """XDR struct remote_storage_pool_lookup_by_name_ret; on the wire, in order:
 
@@ -6519,7 +6519,7 @@ class remote_storage_pool_lookup_by_name_ret(xdr.XdrStruct):
     pool: remote_nonnull_storage_pool
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_pool_lookup_by_volume_args(xdr.XdrStruct):
     """XDR struct remote_storage_pool_lookup_by_volume_args; on the wire, in order:
 
@@ -6529,7 +6529,7 @@ class remote_storage_pool_lookup_by_volume_args(xdr.XdrStruct):
     vol: remote_nonnull_storage_vol
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_pool_lookup_by_volume_ret(xdr.XdrStruct):
     """XDR struct remote_storage_pool_lookup_by_volume_ret; on the wire, in order:
 
@@ -6539,7 +6539,7 @@ class remote_storage_pool_lookup_by_volume_ret(xdr.XdrStruct):
     pool: remote_nonnull_storage_pool
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_pool_lookup_by_target_path_args(xdr.XdrStruct):
     """XDR struct remote_storage_pool_lookup_by_target_path_args; on the wire, in order:
 
@@ -6549,7 +6549,7 @@ class remote_storage_pool_lookup_by_target_path_args(xdr.XdrStruct):
     path: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_pool_lookup_by_target_path_ret(xdr.XdrStruct):
     """XDR struct remote_storage_pool_lookup_by_target_path_ret; on the wire, in order:
 
@@ -6559,7 +6559,7 @@ class remote_storage_pool_lookup_by_target_path_ret(xdr.XdrStruct):
     pool: remote_nonnull_storage_pool
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_pool_create_xml_args(xdr.XdrStruct):
     """XDR struct remote_storage_pool_create_xml_args; on the wire, in order:
 
@@ -6571,7 +6571,7 @@ class remote_storage_pool_create_xml_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_pool_create_xml_ret(xdr.XdrStruct):
     """XDR struct remote_storage_pool_create_xml_ret; on the wire, in order:
 
@@ -6581,7 +6581,7 @@ class remote_storage_pool_create_xml_ret(xdr.XdrStruct):
     pool: remote_nonnull_storage_pool
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_pool_define_xml_args(xdr.XdrStruct):
     """XDR struct remote_storage_pool_define_xml_args; on the wire, in order:
 
@@ -6593,7 +6593,7 @@ class remote_storage_pool_define_xml_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_pool_define_xml_ret(xdr.XdrStruct):
     """XDR struct remote_storage_pool_define_xml_ret; on the wire, in order:
 
@@ -6603,7 +6603,7 @@ class remote_storage_pool_define_xml_ret(xdr.XdrStruct):
     pool: remote_nonnull_storage_pool
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_pool_build_args(xdr.XdrStruct):
     """XDR struct remote_storage_pool_build_args; on the wire, in order:
 
@@ -6615,7 +6615,7 @@ class remote_storage_pool_build_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_pool_undefine_args(xdr.XdrStruct):
     """XDR struct remote_storage_pool_undefine_args; on the wire, in order:
 
@@ -6625,7 +6625,7 @@ class remote_storage_pool_undefine_args(xdr.XdrStruct):
     pool: remote_nonnull_storage_pool
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_pool_create_args(xdr.XdrStruct):
     """XDR struct remote_storage_pool_create_args; on the wire, in order:
 
@@ -6637,7 +6637,7 @@ class remote_storage_pool_create_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_pool_destroy_args(xdr.XdrStruct):
     """XDR struct remote_storage_pool_destroy_args; on the wire, in order:
 
@@ -6647,7 +6647,7 @@ class remote_storage_pool_destroy_args(xdr.XdrStruct):
     pool: remote_nonnull_storage_pool
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_pool_delete_args(xdr.XdrStruct):
     """XDR struct remote_storage_pool_delete_args; on the wire, in order:
 
@@ -6659,7 +6659,7 @@ class remote_storage_pool_delete_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_pool_refresh_args(xdr.XdrStruct):
     """XDR struct remote_storage_pool_refresh_args; on the wire, in order:
 
@@ -6671,7 +6671,7 @@ class remote_storage_pool_refresh_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_pool_get_xml_desc_args(xdr.XdrStruct):
     """XDR struct remote_storage_pool_get_xml_desc_args; on the wire, in order:
 
@@ -6683,7 +6683,7 @@ class remote_storage_pool_get_xml_desc_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_pool_get_xml_desc_ret(xdr.XdrStruct):
     """XDR struct remote_storage_pool_get_xml_desc_ret; on the wire, in order:
 
@@ -6693,7 +6693,7 @@ class remote_storage_pool_get_xml_desc_ret(xdr.XdrStruct):
     xml: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_pool_get_info_args(xdr.XdrStruct):
     """XDR struct remote_storage_pool_get_info_args; on the wire, in order:
 
@@ -6703,7 +6703,7 @@ class remote_storage_pool_get_info_args(xdr.XdrStruct):
     pool: remote_nonnull_storage_pool
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_pool_get_info_ret(xdr.XdrStruct):
     """XDR struct remote_storage_pool_get_info_ret; on the wire, in order:
 
@@ -6719,7 +6719,7 @@ class remote_storage_pool_get_info_ret(xdr.XdrStruct):
     available: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_pool_get_autostart_args(xdr.XdrStruct):
     """XDR struct remote_storage_pool_get_autostart_args; on the wire, in order:
 
@@ -6729,7 +6729,7 @@ class remote_storage_pool_get_autostart_args(xdr.XdrStruct):
     pool: remote_nonnull_storage_pool
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_pool_get_autostart_ret(xdr.XdrStruct):
     """XDR struct remote_storage_pool_get_autostart_ret; on the wire, in order:
 
@@ -6739,7 +6739,7 @@ class remote_storage_pool_get_autostart_ret(xdr.XdrStruct):
     autostart: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_pool_set_autostart_args(xdr.XdrStruct):
     """XDR struct remote_storage_pool_set_autostart_args; on the wire, in order:
 
@@ -6751,7 +6751,7 @@ class remote_storage_pool_set_autostart_args(xdr.XdrStruct):
     autostart: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_pool_num_of_volumes_args(xdr.XdrStruct):
     """XDR struct remote_storage_pool_num_of_volumes_args; on the wire, in order:
 
@@ -6761,7 +6761,7 @@ class remote_storage_pool_num_of_volumes_args(xdr.XdrStruct):
     pool: remote_nonnull_storage_pool
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_pool_num_of_volumes_ret(xdr.XdrStruct):
     """XDR struct remote_storage_pool_num_of_volumes_ret; on the wire, in order:
 
@@ -6771,7 +6771,7 @@ class remote_storage_pool_num_of_volumes_ret(xdr.XdrStruct):
     num: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_pool_list_volumes_args(xdr.XdrStruct):
     """XDR struct remote_storage_pool_list_volumes_args; on the wire, in order:
 
@@ -6783,7 +6783,7 @@ class remote_storage_pool_list_volumes_args(xdr.XdrStruct):
     maxnames: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_pool_list_volumes_ret(xdr.XdrStruct):
     """XDR struct remote_storage_pool_list_volumes_ret; on the wire, in order:
 
@@ -6793,7 +6793,7 @@ class remote_storage_pool_list_volumes_ret(xdr.XdrStruct):
     names: list[remote_nonnull_string]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_vol_lookup_by_name_args(xdr.XdrStruct):
     """XDR struct remote_storage_vol_lookup_by_name_args; on the wire, in order:
 
@@ -6805,7 +6805,7 @@ class remote_storage_vol_lookup_by_name_args(xdr.XdrStruct):
     name: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_vol_lookup_by_name_ret(xdr.XdrStruct):
     """XDR struct remote_storage_vol_lookup_by_name_ret; on the wire, in order:
 
@@ -6815,7 +6815,7 @@ class remote_storage_vol_lookup_by_name_ret(xdr.XdrStruct):
     vol: remote_nonnull_storage_vol
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_vol_lookup_by_key_args(xdr.XdrStruct):
     """XDR struct remote_storage_vol_lookup_by_key_args; on the wire, in order:
 
@@ -6825,7 +6825,7 @@ class remote_storage_vol_lookup_by_key_args(xdr.XdrStruct):
     key: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_vol_lookup_by_key_ret(xdr.XdrStruct):
     """XDR struct remote_storage_vol_lookup_by_key_ret; on the wire, in order:
 
@@ -6835,7 +6835,7 @@ class remote_storage_vol_lookup_by_key_ret(xdr.XdrStruct):
     vol: remote_nonnull_storage_vol
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_vol_lookup_by_path_args(xdr.XdrStruct):
     """XDR struct remote_storage_vol_lookup_by_path_args; on the wire, in order:
 
@@ -6845,7 +6845,7 @@ class remote_storage_vol_lookup_by_path_args(xdr.XdrStruct):
     path: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_vol_lookup_by_path_ret(xdr.XdrStruct):
     """XDR struct remote_storage_vol_lookup_by_path_ret; on the wire, in order:
 
@@ -6855,7 +6855,7 @@ class remote_storage_vol_lookup_by_path_ret(xdr.XdrStruct):
     vol: remote_nonnull_storage_vol
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_vol_create_xml_args(xdr.XdrStruct):
     """XDR struct remote_storage_vol_create_xml_args; on the wire, in order:
 
@@ -6869,7 +6869,7 @@ class remote_storage_vol_create_xml_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_vol_create_xml_ret(xdr.XdrStruct):
     """XDR struct remote_storage_vol_create_xml_ret; on the wire, in order:
 
@@ -6879,7 +6879,7 @@ class remote_storage_vol_create_xml_ret(xdr.XdrStruct):
     vol: remote_nonnull_storage_vol
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_vol_create_xml_from_args(xdr.XdrStruct):
     """XDR struct remote_storage_vol_create_xml_from_args; on the wire, in order:
 
@@ -6895,7 +6895,7 @@ class remote_storage_vol_create_xml_from_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_vol_create_xml_from_ret(xdr.XdrStruct):
     """XDR struct remote_storage_vol_create_xml_from_ret; on the wire, in order:
 
@@ -6905,7 +6905,7 @@ class remote_storage_vol_create_xml_from_ret(xdr.XdrStruct):
     vol: remote_nonnull_storage_vol
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_vol_delete_args(xdr.XdrStruct):
     """XDR struct remote_storage_vol_delete_args; on the wire, in order:
 
@@ -6917,7 +6917,7 @@ class remote_storage_vol_delete_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_vol_wipe_args(xdr.XdrStruct):
     """XDR struct remote_storage_vol_wipe_args; on the wire, in order:
 
@@ -6929,7 +6929,7 @@ class remote_storage_vol_wipe_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_vol_wipe_pattern_args(xdr.XdrStruct):
     """XDR struct remote_storage_vol_wipe_pattern_args; on the wire, in order:
 
@@ -6943,7 +6943,7 @@ class remote_storage_vol_wipe_pattern_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_vol_get_xml_desc_args(xdr.XdrStruct):
     """XDR struct remote_storage_vol_get_xml_desc_args; on the wire, in order:
 
@@ -6955,7 +6955,7 @@ class remote_storage_vol_get_xml_desc_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_vol_get_xml_desc_ret(xdr.XdrStruct):
     """XDR struct remote_storage_vol_get_xml_desc_ret; on the wire, in order:
 
@@ -6965,7 +6965,7 @@ class remote_storage_vol_get_xml_desc_ret(xdr.XdrStruct):
     xml: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_vol_get_info_args(xdr.XdrStruct):
     """XDR struct remote_storage_vol_get_info_args; on the wire, in order:
 
@@ -6975,7 +6975,7 @@ class remote_storage_vol_get_info_args(xdr.XdrStruct):
     vol: remote_nonnull_storage_vol
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_vol_get_info_ret(xdr.XdrStruct):
     """XDR struct remote_storage_vol_get_info_ret; on the wire, in order:
 
@@ -6989,7 +6989,7 @@ class remote_storage_vol_get_info_ret(xdr.XdrStruct):
     allocation: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_vol_get_info_flags_args(xdr.XdrStruct):
     """XDR struct remote_storage_vol_get_info_flags_args; on the wire, in order:
 
@@ -7001,7 +7001,7 @@ class remote_storage_vol_get_info_flags_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_vol_get_info_flags_ret(xdr.XdrStruct):
     """XDR struct remote_storage_vol_get_info_flags_ret; on the wire, in order:
 
@@ -7015,7 +7015,7 @@ class remote_storage_vol_get_info_flags_ret(xdr.XdrStruct):
     allocation: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_vol_get_path_args(xdr.XdrStruct):
     """XDR struct remote_storage_vol_get_path_args; on the wire, in order:
 
@@ -7025,7 +7025,7 @@ class remote_storage_vol_get_path_args(xdr.XdrStruct):
     vol: remote_nonnull_storage_vol
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_vol_get_path_ret(xdr.XdrStruct):
     """XDR struct remote_storage_vol_get_path_ret; on the wire, in order:
 
@@ -7035,7 +7035,7 @@ class remote_storage_vol_get_path_ret(xdr.XdrStruct):
     name: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_vol_resize_args(xdr.XdrStruct):
     """XDR struct remote_storage_vol_resize_args; on the wire, in order:
 
@@ -7049,7 +7049,7 @@ class remote_storage_vol_resize_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_pool_is_active_args(xdr.XdrStruct):
     """XDR struct remote_storage_pool_is_active_args; on the wire, in order:
 
@@ -7059,7 +7059,7 @@ class remote_storage_pool_is_active_args(xdr.XdrStruct):
     pool: remote_nonnull_storage_pool
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_pool_is_active_ret(xdr.XdrStruct):
     """XDR struct remote_storage_pool_is_active_ret; on the wire, in order:
 
@@ -7069,7 +7069,7 @@ class remote_storage_pool_is_active_ret(xdr.XdrStruct):
     active: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_pool_is_persistent_args(xdr.XdrStruct):
     """XDR struct remote_storage_pool_is_persistent_args; on the wire, in order:
 
@@ -7079,7 +7079,7 @@ class remote_storage_pool_is_persistent_args(xdr.XdrStruct):
     pool: remote_nonnull_storage_pool
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_pool_is_persistent_ret(xdr.XdrStruct):
     """XDR struct remote_storage_pool_is_persistent_ret; on the wire, in order:
 
@@ -7089,7 +7089,7 @@ class remote_storage_pool_is_persistent_ret(xdr.XdrStruct):
     persistent: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_list_all_storage_pools_args(xdr.XdrStruct):
     """XDR struct remote_connect_list_all_storage_pools_args; on the wire, in order:
 
@@ -7101,7 +7101,7 @@ class remote_connect_list_all_storage_pools_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_list_all_storage_pools_ret(xdr.XdrStruct):
     """XDR struct remote_connect_list_all_storage_pools_ret; on the wire, in order:
 
@@ -7113,7 +7113,7 @@ class remote_connect_list_all_storage_pools_ret(xdr.XdrStruct):
     ret: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_pool_list_all_volumes_args(xdr.XdrStruct):
     """XDR struct remote_storage_pool_list_all_volumes_args; on the wire, in order:
 
@@ -7127,7 +7127,7 @@ class remote_storage_pool_list_all_volumes_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_storage_pool_list_all_volumes_ret(xdr.XdrStruct):
     """XDR struct remote_storage_pool_list_all_volumes_ret; on the wire, in order:
 
@@ -7139,7 +7139,7 @@ class remote_storage_pool_list_all_volumes_ret(xdr.XdrStruct):
     ret: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_num_of_devices_args(xdr.XdrStruct):
     """XDR struct remote_node_num_of_devices_args; on the wire, in order:
 
@@ -7151,7 +7151,7 @@ class remote_node_num_of_devices_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_num_of_devices_ret(xdr.XdrStruct):
     """XDR struct remote_node_num_of_devices_ret; on the wire, in order:
 
@@ -7161,7 +7161,7 @@ class remote_node_num_of_devices_ret(xdr.XdrStruct):
     num: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_list_devices_args(xdr.XdrStruct):
     """XDR struct remote_node_list_devices_args; on the wire, in order:
 
@@ -7175,7 +7175,7 @@ class remote_node_list_devices_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_list_devices_ret(xdr.XdrStruct):
     """XDR struct remote_node_list_devices_ret; on the wire, in order:
 
@@ -7185,7 +7185,7 @@ class remote_node_list_devices_ret(xdr.XdrStruct):
     names: list[remote_nonnull_string]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_device_lookup_by_name_args(xdr.XdrStruct):
     """XDR struct remote_node_device_lookup_by_name_args; on the wire, in order:
 
@@ -7195,7 +7195,7 @@ class remote_node_device_lookup_by_name_args(xdr.XdrStruct):
     name: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_device_lookup_by_name_ret(xdr.XdrStruct):
     """XDR struct remote_node_device_lookup_by_name_ret; on the wire, in order:
 
@@ -7205,7 +7205,7 @@ class remote_node_device_lookup_by_name_ret(xdr.XdrStruct):
     dev: remote_nonnull_node_device
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_device_lookup_scsi_host_by_wwn_args(xdr.XdrStruct):
     """XDR struct remote_node_device_lookup_scsi_host_by_wwn_args; on the wire, in order:
 
@@ -7219,7 +7219,7 @@ class remote_node_device_lookup_scsi_host_by_wwn_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_device_lookup_scsi_host_by_wwn_ret(xdr.XdrStruct):
     """XDR struct remote_node_device_lookup_scsi_host_by_wwn_ret; on the wire, in order:
 
@@ -7229,7 +7229,7 @@ class remote_node_device_lookup_scsi_host_by_wwn_ret(xdr.XdrStruct):
     dev: remote_nonnull_node_device
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_device_get_xml_desc_args(xdr.XdrStruct):
     """XDR struct remote_node_device_get_xml_desc_args; on the wire, in order:
 
@@ -7241,7 +7241,7 @@ class remote_node_device_get_xml_desc_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_device_get_xml_desc_ret(xdr.XdrStruct):
     """XDR struct remote_node_device_get_xml_desc_ret; on the wire, in order:
 
@@ -7251,7 +7251,7 @@ class remote_node_device_get_xml_desc_ret(xdr.XdrStruct):
     xml: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_device_get_parent_args(xdr.XdrStruct):
     """XDR struct remote_node_device_get_parent_args; on the wire, in order:
 
@@ -7261,7 +7261,7 @@ class remote_node_device_get_parent_args(xdr.XdrStruct):
     name: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_device_get_parent_ret(xdr.XdrStruct):
     """XDR struct remote_node_device_get_parent_ret; on the wire, in order:
 
@@ -7271,7 +7271,7 @@ class remote_node_device_get_parent_ret(xdr.XdrStruct):
     parentName: remote_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_device_num_of_caps_args(xdr.XdrStruct):
     """XDR struct remote_node_device_num_of_caps_args; on the wire, in order:
 
@@ -7281,7 +7281,7 @@ class remote_node_device_num_of_caps_args(xdr.XdrStruct):
     name: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_device_num_of_caps_ret(xdr.XdrStruct):
     """XDR struct remote_node_device_num_of_caps_ret; on the wire, in order:
 
@@ -7291,7 +7291,7 @@ class remote_node_device_num_of_caps_ret(xdr.XdrStruct):
     num: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_device_list_caps_args(xdr.XdrStruct):
     """XDR struct remote_node_device_list_caps_args; on the wire, in order:
 
@@ -7303,7 +7303,7 @@ class remote_node_device_list_caps_args(xdr.XdrStruct):
     maxnames: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_device_list_caps_ret(xdr.XdrStruct):
     """XDR struct remote_node_device_list_caps_ret; on the wire, in order:
 
@@ -7313,7 +7313,7 @@ class remote_node_device_list_caps_ret(xdr.XdrStruct):
     names: list[remote_nonnull_string]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_device_dettach_args(xdr.XdrStruct):
     """XDR struct remote_node_device_dettach_args; on the wire, in order:
 
@@ -7323,7 +7323,7 @@ class remote_node_device_dettach_args(xdr.XdrStruct):
     name: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_device_detach_flags_args(xdr.XdrStruct):
     """XDR struct remote_node_device_detach_flags_args; on the wire, in order:
 
@@ -7337,7 +7337,7 @@ class remote_node_device_detach_flags_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_device_re_attach_args(xdr.XdrStruct):
     """XDR struct remote_node_device_re_attach_args; on the wire, in order:
 
@@ -7347,7 +7347,7 @@ class remote_node_device_re_attach_args(xdr.XdrStruct):
     name: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_device_reset_args(xdr.XdrStruct):
     """XDR struct remote_node_device_reset_args; on the wire, in order:
 
@@ -7357,7 +7357,7 @@ class remote_node_device_reset_args(xdr.XdrStruct):
     name: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_device_create_xml_args(xdr.XdrStruct):
     """XDR struct remote_node_device_create_xml_args; on the wire, in order:
 
@@ -7369,7 +7369,7 @@ class remote_node_device_create_xml_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_device_create_xml_ret(xdr.XdrStruct):
     """XDR struct remote_node_device_create_xml_ret; on the wire, in order:
 
@@ -7379,7 +7379,7 @@ class remote_node_device_create_xml_ret(xdr.XdrStruct):
     dev: remote_nonnull_node_device
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_device_destroy_args(xdr.XdrStruct):
     """XDR struct remote_node_device_destroy_args; on the wire, in order:
 
@@ -7389,7 +7389,7 @@ class remote_node_device_destroy_args(xdr.XdrStruct):
     name: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_device_define_xml_args(xdr.XdrStruct):
     """XDR struct remote_node_device_define_xml_args; on the wire, in order:
 
@@ -7401,7 +7401,7 @@ class remote_node_device_define_xml_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_device_define_xml_ret(xdr.XdrStruct):
     """XDR struct remote_node_device_define_xml_ret; on the wire, in order:
 
@@ -7411,7 +7411,7 @@ class remote_node_device_define_xml_ret(xdr.XdrStruct):
     dev: remote_nonnull_node_device
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_device_undefine_args(xdr.XdrStruct):
     """XDR struct remote_node_device_undefine_args; on the wire, in order:
 
@@ -7423,7 +7423,7 @@ class remote_node_device_undefine_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_device_create_args(xdr.XdrStruct):
     """XDR struct remote_node_device_create_args; on the wire, in order:
 
@@ -7435,7 +7435,7 @@ class remote_node_device_create_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_device_get_autostart_args(xdr.XdrStruct):
     """XDR struct remote_node_device_get_autostart_args; on the wire, in order:
 
@@ -7445,7 +7445,7 @@ class remote_node_device_get_autostart_args(xdr.XdrStruct):
     name: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_device_get_autostart_ret(xdr.XdrStruct):
     """XDR struct remote_node_device_get_autostart_ret; on the wire, in order:
 
@@ -7455,7 +7455,7 @@ class remote_node_device_get_autostart_ret(xdr.XdrStruct):
     autostart: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_device_set_autostart_args(xdr.XdrStruct):
     """XDR struct remote_node_device_set_autostart_args; on the wire, in order:
 
@@ -7467,7 +7467,7 @@ class remote_node_device_set_autostart_args(xdr.XdrStruct):
     autostart: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_device_is_persistent_args(xdr.XdrStruct):
     """XDR struct remote_node_device_is_persistent_args; on the wire, in order:
 
@@ -7477,7 +7477,7 @@ class remote_node_device_is_persistent_args(xdr.XdrStruct):
     name: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_device_is_persistent_ret(xdr.XdrStruct):
     """XDR struct remote_node_device_is_persistent_ret; on the wire, in order:
 
@@ -7487,7 +7487,7 @@ class remote_node_device_is_persistent_ret(xdr.XdrStruct):
     persistent: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_device_is_active_args(xdr.XdrStruct):
     """XDR struct remote_node_device_is_active_args; on the wire, in order:
 
@@ -7497,7 +7497,7 @@ class remote_node_device_is_active_args(xdr.XdrStruct):
     name: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_node_device_is_active_ret(xdr.XdrStruct):
     """XDR struct remote_node_device_is_active_ret; on the wire, in order:
 
@@ -7507,7 +7507,7 @@ class remote_node_device_is_active_ret(xdr.XdrStruct):
     active: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_list_all_node_devices_args(xdr.XdrStruct):
     """XDR struct remote_connect_list_all_node_devices_args; on the wire, in order:
 
@@ -7519,7 +7519,7 @@ class remote_connect_list_all_node_devices_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_list_all_node_devices_ret(xdr.XdrStruct):
     """XDR struct remote_connect_list_all_node_devices_ret; on the wire, in order:
 
@@ -7531,7 +7531,7 @@ class remote_connect_list_all_node_devices_ret(xdr.XdrStruct):
     ret: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_num_of_nwfilters_ret(xdr.XdrStruct):
     """XDR struct remote_connect_num_of_nwfilters_ret; on the wire, in order:
 
@@ -7541,7 +7541,7 @@ class remote_connect_num_of_nwfilters_ret(xdr.XdrStruct):
     num: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_list_nwfilters_args(xdr.XdrStruct):
     """XDR struct remote_connect_list_nwfilters_args; on the wire, in order:
 
@@ -7551,7 +7551,7 @@ class remote_connect_list_nwfilters_args(xdr.XdrStruct):
     maxnames: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_list_nwfilters_ret(xdr.XdrStruct):
     """XDR struct remote_connect_list_nwfilters_ret; on the wire, in order:
 
@@ -7561,7 +7561,7 @@ class remote_connect_list_nwfilters_ret(xdr.XdrStruct):
     names: list[remote_nonnull_string]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_nwfilter_lookup_by_uuid_args(xdr.XdrStruct):
     """XDR struct remote_nwfilter_lookup_by_uuid_args; on the wire, in order:
 
@@ -7571,7 +7571,7 @@ class remote_nwfilter_lookup_by_uuid_args(xdr.XdrStruct):
     uuid: remote_uuid
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_nwfilter_lookup_by_uuid_ret(xdr.XdrStruct):
     """XDR struct remote_nwfilter_lookup_by_uuid_ret; on the wire, in order:
 
@@ -7581,7 +7581,7 @@ class remote_nwfilter_lookup_by_uuid_ret(xdr.XdrStruct):
     nwfilter: remote_nonnull_nwfilter
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_nwfilter_lookup_by_name_args(xdr.XdrStruct):
     """XDR struct remote_nwfilter_lookup_by_name_args; on the wire, in order:
 
@@ -7591,7 +7591,7 @@ class remote_nwfilter_lookup_by_name_args(xdr.XdrStruct):
     name: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_nwfilter_lookup_by_name_ret(xdr.XdrStruct):
     """XDR struct remote_nwfilter_lookup_by_name_ret; on the wire, in order:
 
@@ -7601,7 +7601,7 @@ class remote_nwfilter_lookup_by_name_ret(xdr.XdrStruct):
     nwfilter: remote_nonnull_nwfilter
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_nwfilter_define_xml_args(xdr.XdrStruct):
     """XDR struct remote_nwfilter_define_xml_args; on the wire, in order:
 
@@ -7611,7 +7611,7 @@ class remote_nwfilter_define_xml_args(xdr.XdrStruct):
     xml: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_nwfilter_define_xml_ret(xdr.XdrStruct):
     """XDR struct remote_nwfilter_define_xml_ret; on the wire, in order:
 
@@ -7621,7 +7621,7 @@ class remote_nwfilter_define_xml_ret(xdr.XdrStruct):
     nwfilter: remote_nonnull_nwfilter
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_nwfilter_define_xml_flags_args(xdr.XdrStruct):
     """XDR struct remote_nwfilter_define_xml_flags_args; on the wire, in order:
 
@@ -7633,7 +7633,7 @@ class remote_nwfilter_define_xml_flags_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_nwfilter_define_xml_flags_ret(xdr.XdrStruct):
     """XDR struct remote_nwfilter_define_xml_flags_ret; on the wire, in order:
 
@@ -7643,7 +7643,7 @@ class remote_nwfilter_define_xml_flags_ret(xdr.XdrStruct):
     nwfilter: remote_nonnull_nwfilter
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_nwfilter_undefine_args(xdr.XdrStruct):
     """XDR struct remote_nwfilter_undefine_args; on the wire, in order:
 
@@ -7653,7 +7653,7 @@ class remote_nwfilter_undefine_args(xdr.XdrStruct):
     nwfilter: remote_nonnull_nwfilter
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_nwfilter_get_xml_desc_args(xdr.XdrStruct):
     """XDR struct remote_nwfilter_get_xml_desc_args; on the wire, in order:
 
@@ -7665,7 +7665,7 @@ class remote_nwfilter_get_xml_desc_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_nwfilter_get_xml_desc_ret(xdr.XdrStruct):
     """XDR struct remote_nwfilter_get_xml_desc_ret; on the wire, in order:
 
@@ -7675,7 +7675,7 @@ class remote_nwfilter_get_xml_desc_ret(xdr.XdrStruct):
     xml: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_list_all_nwfilters_args(xdr.XdrStruct):
     """XDR struct remote_connect_list_all_nwfilters_args; on the wire, in order:
 
@@ -7687,7 +7687,7 @@ class remote_connect_list_all_nwfilters_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_list_all_nwfilters_ret(xdr.XdrStruct):
     """XDR struct remote_connect_list_all_nwfilters_ret; on the wire, in order:
 
@@ -7699,7 +7699,7 @@ class remote_connect_list_all_nwfilters_ret(xdr.XdrStruct):
     ret: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_nwfilter_binding_lookup_by_port_dev_args(xdr.XdrStruct):
     """XDR struct remote_nwfilter_binding_lookup_by_port_dev_args; on the wire, in order:
 
@@ -7709,7 +7709,7 @@ class remote_nwfilter_binding_lookup_by_port_dev_args(xdr.XdrStruct):
     name: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_nwfilter_binding_lookup_by_port_dev_ret(xdr.XdrStruct):
     """XDR struct remote_nwfilter_binding_lookup_by_port_dev_ret; on the wire, in order:
 
@@ -7719,7 +7719,7 @@ class remote_nwfilter_binding_lookup_by_port_dev_ret(xdr.XdrStruct):
     nwfilter: remote_nonnull_nwfilter_binding
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_nwfilter_binding_create_xml_args(xdr.XdrStruct):
     """XDR struct remote_nwfilter_binding_create_xml_args; on the wire, in order:
 
@@ -7731,7 +7731,7 @@ class remote_nwfilter_binding_create_xml_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_nwfilter_binding_create_xml_ret(xdr.XdrStruct):
     """XDR struct remote_nwfilter_binding_create_xml_ret; on the wire, in order:
 
@@ -7741,7 +7741,7 @@ class remote_nwfilter_binding_create_xml_ret(xdr.XdrStruct):
     nwfilter: remote_nonnull_nwfilter_binding
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_nwfilter_binding_delete_args(xdr.XdrStruct):
     """XDR struct remote_nwfilter_binding_delete_args; on the wire, in order:
 
@@ -7751,7 +7751,7 @@ class remote_nwfilter_binding_delete_args(xdr.XdrStruct):
     nwfilter: remote_nonnull_nwfilter_binding
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_nwfilter_binding_get_xml_desc_args(xdr.XdrStruct):
     """XDR struct remote_nwfilter_binding_get_xml_desc_args; on the wire, in order:
 
@@ -7763,7 +7763,7 @@ class remote_nwfilter_binding_get_xml_desc_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_nwfilter_binding_get_xml_desc_ret(xdr.XdrStruct):
     """XDR struct remote_nwfilter_binding_get_xml_desc_ret; on the wire, in order:
 
@@ -7773,7 +7773,7 @@ class remote_nwfilter_binding_get_xml_desc_ret(xdr.XdrStruct):
     xml: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_list_all_nwfilter_bindings_args(xdr.XdrStruct):
     """XDR struct remote_connect_list_all_nwfilter_bindings_args; on the wire, in order:
 
@@ -7785,7 +7785,7 @@ class remote_connect_list_all_nwfilter_bindings_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_list_all_nwfilter_bindings_ret(xdr.XdrStruct):
     """XDR struct remote_connect_list_all_nwfilter_bindings_ret; on the wire, in order:
 
@@ -7797,7 +7797,7 @@ class remote_connect_list_all_nwfilter_bindings_ret(xdr.XdrStruct):
     ret: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_num_of_secrets_ret(xdr.XdrStruct):
     """XDR struct remote_connect_num_of_secrets_ret; on the wire, in order:
 
@@ -7807,7 +7807,7 @@ class remote_connect_num_of_secrets_ret(xdr.XdrStruct):
     num: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_list_secrets_args(xdr.XdrStruct):
     """XDR struct remote_connect_list_secrets_args; on the wire, in order:
 
@@ -7817,7 +7817,7 @@ class remote_connect_list_secrets_args(xdr.XdrStruct):
     maxuuids: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_list_secrets_ret(xdr.XdrStruct):
     """XDR struct remote_connect_list_secrets_ret; on the wire, in order:
 
@@ -7827,7 +7827,7 @@ class remote_connect_list_secrets_ret(xdr.XdrStruct):
     uuids: list[remote_nonnull_string]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_secret_lookup_by_uuid_args(xdr.XdrStruct):
     """XDR struct remote_secret_lookup_by_uuid_args; on the wire, in order:
 
@@ -7837,7 +7837,7 @@ class remote_secret_lookup_by_uuid_args(xdr.XdrStruct):
     uuid: remote_uuid
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_secret_lookup_by_uuid_ret(xdr.XdrStruct):
     """XDR struct remote_secret_lookup_by_uuid_ret; on the wire, in order:
 
@@ -7847,7 +7847,7 @@ class remote_secret_lookup_by_uuid_ret(xdr.XdrStruct):
     secret: remote_nonnull_secret
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_secret_define_xml_args(xdr.XdrStruct):
     """XDR struct remote_secret_define_xml_args; on the wire, in order:
 
@@ -7859,7 +7859,7 @@ class remote_secret_define_xml_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_secret_define_xml_ret(xdr.XdrStruct):
     """XDR struct remote_secret_define_xml_ret; on the wire, in order:
 
@@ -7869,7 +7869,7 @@ class remote_secret_define_xml_ret(xdr.XdrStruct):
     secret: remote_nonnull_secret
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_secret_get_xml_desc_args(xdr.XdrStruct):
     """XDR struct remote_secret_get_xml_desc_args; on the wire, in order:
 
@@ -7881,7 +7881,7 @@ class remote_secret_get_xml_desc_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_secret_get_xml_desc_ret(xdr.XdrStruct):
     """XDR struct remote_secret_get_xml_desc_ret; on the wire, in order:
 
@@ -7891,7 +7891,7 @@ class remote_secret_get_xml_desc_ret(xdr.XdrStruct):
     xml: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_secret_set_value_args(xdr.XdrStruct):
     """XDR struct remote_secret_set_value_args; on the wire, in order:
 
@@ -7905,7 +7905,7 @@ class remote_secret_set_value_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_secret_get_value_args(xdr.XdrStruct):
     """XDR struct remote_secret_get_value_args; on the wire, in order:
 
@@ -7917,7 +7917,7 @@ class remote_secret_get_value_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_secret_get_value_ret(xdr.XdrStruct):
     """XDR struct remote_secret_get_value_ret; on the wire, in order:
 
@@ -7927,7 +7927,7 @@ class remote_secret_get_value_ret(xdr.XdrStruct):
     value: bytes
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_secret_undefine_args(xdr.XdrStruct):
     """XDR struct remote_secret_undefine_args; on the wire, in order:
 
@@ -7937,7 +7937,7 @@ class remote_secret_undefine_args(xdr.XdrStruct):
     secret: remote_nonnull_secret
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_secret_lookup_by_usage_args(xdr.XdrStruct):
     """XDR struct remote_secret_lookup_by_usage_args; on the wire, in order:
 
@@ -7949,7 +7949,7 @@ class remote_secret_lookup_by_usage_args(xdr.XdrStruct):
     usageID: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_secret_lookup_by_usage_ret(xdr.XdrStruct):
     """XDR struct remote_secret_lookup_by_usage_ret; on the wire, in order:
 
@@ -7959,7 +7959,7 @@ class remote_secret_lookup_by_usage_ret(xdr.XdrStruct):
     secret: remote_nonnull_secret
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_list_all_secrets_args(xdr.XdrStruct):
     """XDR struct remote_connect_list_all_secrets_args; on the wire, in order:
 
@@ -7971,7 +7971,7 @@ class remote_connect_list_all_secrets_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_connect_list_all_secrets_ret(xdr.XdrStruct):
     """XDR struct remote_connect_list_all_secrets_ret; on the wire, in order:
 
@@ -7983,7 +7983,7 @@ class remote_connect_list_all_secrets_ret(xdr.XdrStruct):
     ret: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_snapshot_create_xml_args(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_create_xml_args; on the wire, in order:
 
@@ -7997,7 +7997,7 @@ class remote_domain_snapshot_create_xml_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_snapshot_create_xml_ret(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_create_xml_ret; on the wire, in order:
 
@@ -8007,7 +8007,7 @@ class remote_domain_snapshot_create_xml_ret(xdr.XdrStruct):
     snap: remote_nonnull_domain_snapshot
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_snapshot_get_xml_desc_args(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_get_xml_desc_args; on the wire, in order:
 
@@ -8019,7 +8019,7 @@ class remote_domain_snapshot_get_xml_desc_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_snapshot_get_xml_desc_ret(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_get_xml_desc_ret; on the wire, in order:
 
@@ -8029,7 +8029,7 @@ class remote_domain_snapshot_get_xml_desc_ret(xdr.XdrStruct):
     xml: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_snapshot_num_args(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_num_args; on the wire, in order:
 
@@ -8041,7 +8041,7 @@ class remote_domain_snapshot_num_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_snapshot_num_ret(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_num_ret; on the wire, in order:
 
@@ -8051,7 +8051,7 @@ class remote_domain_snapshot_num_ret(xdr.XdrStruct):
     num: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_snapshot_list_names_args(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_list_names_args; on the wire, in order:
 
@@ -8065,7 +8065,7 @@ class remote_domain_snapshot_list_names_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_snapshot_list_names_ret(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_list_names_ret; on the wire, in order:
 
@@ -8075,7 +8075,7 @@ class remote_domain_snapshot_list_names_ret(xdr.XdrStruct):
     names: list[remote_nonnull_string]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_list_all_snapshots_args(xdr.XdrStruct):
     """XDR struct remote_domain_list_all_snapshots_args; on the wire, in order:
 
@@ -8089,7 +8089,7 @@ class remote_domain_list_all_snapshots_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_list_all_snapshots_ret(xdr.XdrStruct):
     """XDR struct remote_domain_list_all_snapshots_ret; on the wire, in order:
 
@@ -8101,7 +8101,7 @@ class remote_domain_list_all_snapshots_ret(xdr.XdrStruct):
     ret: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_snapshot_num_children_args(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_num_children_args; on the wire, in order:
 
@@ -8113,7 +8113,7 @@ class remote_domain_snapshot_num_children_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_snapshot_num_children_ret(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_num_children_ret; on the wire, in order:
 
@@ -8123,7 +8123,7 @@ class remote_domain_snapshot_num_children_ret(xdr.XdrStruct):
     num: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_snapshot_list_children_names_args(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_list_children_names_args; on the wire, in order:
 
@@ -8137,7 +8137,7 @@ class remote_domain_snapshot_list_children_names_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_snapshot_list_children_names_ret(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_list_children_names_ret; on the wire, in order:
 
@@ -8147,7 +8147,7 @@ class remote_domain_snapshot_list_children_names_ret(xdr.XdrStruct):
     names: list[remote_nonnull_string]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_snapshot_list_all_children_args(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_list_all_children_args; on the wire, in order:
 
@@ -8161,7 +8161,7 @@ class remote_domain_snapshot_list_all_children_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_snapshot_list_all_children_ret(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_list_all_children_ret; on the wire, in order:
 
@@ -8173,7 +8173,7 @@ class remote_domain_snapshot_list_all_children_ret(xdr.XdrStruct):
     ret: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_snapshot_lookup_by_name_args(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_lookup_by_name_args; on the wire, in order:
 
@@ -8187,7 +8187,7 @@ class remote_domain_snapshot_lookup_by_name_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_snapshot_lookup_by_name_ret(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_lookup_by_name_ret; on the wire, in order:
 
@@ -8197,7 +8197,7 @@ class remote_domain_snapshot_lookup_by_name_ret(xdr.XdrStruct):
     snap: remote_nonnull_domain_snapshot
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_has_current_snapshot_args(xdr.XdrStruct):
     """XDR struct remote_domain_has_current_snapshot_args; on the wire, in order:
 
@@ -8209,7 +8209,7 @@ class remote_domain_has_current_snapshot_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_has_current_snapshot_ret(xdr.XdrStruct):
     """XDR struct remote_domain_has_current_snapshot_ret; on the wire, in order:
 
@@ -8219,7 +8219,7 @@ class remote_domain_has_current_snapshot_ret(xdr.XdrStruct):
     result: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_snapshot_get_parent_args(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_get_parent_args; on the wire, in order:
 
@@ -8231,7 +8231,7 @@ class remote_domain_snapshot_get_parent_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_snapshot_get_parent_ret(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_get_parent_ret; on the wire, in order:
 
@@ -8241,7 +8241,7 @@ class remote_domain_snapshot_get_parent_ret(xdr.XdrStruct):
     snap: remote_nonnull_domain_snapshot
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_snapshot_current_args(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_current_args; on the wire, in order:
 
@@ -8253,7 +8253,7 @@ class remote_domain_snapshot_current_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_snapshot_current_ret(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_current_ret; on the wire, in order:
 
@@ -8263,7 +8263,7 @@ class remote_domain_snapshot_current_ret(xdr.XdrStruct):
     snap: remote_nonnull_domain_snapshot
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_snapshot_is_current_args(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_is_current_args; on the wire, in order:
 
@@ -8275,7 +8275,7 @@ class remote_domain_snapshot_is_current_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_snapshot_is_current_ret(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_is_current_ret; on the wire, in order:
 
@@ -8285,7 +8285,7 @@ class remote_domain_snapshot_is_current_ret(xdr.XdrStruct):
     current: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_snapshot_has_metadata_args(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_has_metadata_args; on the wire, in order:
 
@@ -8297,7 +8297,7 @@ class remote_domain_snapshot_has_metadata_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_snapshot_has_metadata_ret(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_has_metadata_ret; on the wire, in order:
 
@@ -8307,7 +8307,7 @@ class remote_domain_snapshot_has_metadata_ret(xdr.XdrStruct):
     metadata: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_revert_to_snapshot_args(xdr.XdrStruct):
     """XDR struct remote_domain_revert_to_snapshot_args; on the wire, in order:
 
@@ -8319,7 +8319,7 @@ class remote_domain_revert_to_snapshot_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_snapshot_delete_args(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_delete_args; on the wire, in order:
 
@@ -8331,7 +8331,7 @@ class remote_domain_snapshot_delete_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_checkpoint_create_xml_args(xdr.XdrStruct):
     """XDR struct remote_domain_checkpoint_create_xml_args; on the wire, in order:
 
@@ -8345,7 +8345,7 @@ class remote_domain_checkpoint_create_xml_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_checkpoint_create_xml_ret(xdr.XdrStruct):
     """XDR struct remote_domain_checkpoint_create_xml_ret; on the wire, in order:
 
@@ -8355,7 +8355,7 @@ class remote_domain_checkpoint_create_xml_ret(xdr.XdrStruct):
     checkpoint: remote_nonnull_domain_checkpoint
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_checkpoint_get_xml_desc_args(xdr.XdrStruct):
     """XDR struct remote_domain_checkpoint_get_xml_desc_args; on the wire, in order:
 
@@ -8367,7 +8367,7 @@ class remote_domain_checkpoint_get_xml_desc_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_checkpoint_get_xml_desc_ret(xdr.XdrStruct):
     """XDR struct remote_domain_checkpoint_get_xml_desc_ret; on the wire, in order:
 
@@ -8377,7 +8377,7 @@ class remote_domain_checkpoint_get_xml_desc_ret(xdr.XdrStruct):
     xml: remote_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_list_all_checkpoints_args(xdr.XdrStruct):
     """XDR struct remote_domain_list_all_checkpoints_args; on the wire, in order:
 
@@ -8391,7 +8391,7 @@ class remote_domain_list_all_checkpoints_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_list_all_checkpoints_ret(xdr.XdrStruct):
     """XDR struct remote_domain_list_all_checkpoints_ret; on the wire, in order:
 
@@ -8403,7 +8403,7 @@ class remote_domain_list_all_checkpoints_ret(xdr.XdrStruct):
     ret: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_checkpoint_list_all_children_args(xdr.XdrStruct):
     """XDR struct remote_domain_checkpoint_list_all_children_args; on the wire, in order:
 
@@ -8417,7 +8417,7 @@ class remote_domain_checkpoint_list_all_children_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_checkpoint_list_all_children_ret(xdr.XdrStruct):
     """XDR struct remote_domain_checkpoint_list_all_children_ret; on the wire, in order:
 
@@ -8429,7 +8429,7 @@ class remote_domain_checkpoint_list_all_children_ret(xdr.XdrStruct):
     ret: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_checkpoint_lookup_by_name_args(xdr.XdrStruct):
     """XDR struct remote_domain_checkpoint_lookup_by_name_args; on the wire, in order:
 
@@ -8443,7 +8443,7 @@ class remote_domain_checkpoint_lookup_by_name_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_checkpoint_lookup_by_name_ret(xdr.XdrStruct):
     """XDR struct remote_domain_checkpoint_lookup_by_name_ret; on the wire, in order:
 
@@ -8453,7 +8453,7 @@ class remote_domain_checkpoint_lookup_by_name_ret(xdr.XdrStruct):
     checkpoint: remote_nonnull_domain_checkpoint
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_checkpoint_get_parent_args(xdr.XdrStruct):
     """XDR struct remote_domain_checkpoint_get_parent_args; on the wire, in order:
 
@@ -8465,7 +8465,7 @@ class remote_domain_checkpoint_get_parent_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_checkpoint_get_parent_ret(xdr.XdrStruct):
     """XDR struct remote_domain_checkpoint_get_parent_ret; on the wire, in order:
 
@@ -8475,7 +8475,7 @@ class remote_domain_checkpoint_get_parent_ret(xdr.XdrStruct):
     parent: remote_nonnull_domain_checkpoint
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_checkpoint_delete_args(xdr.XdrStruct):
     """XDR struct remote_domain_checkpoint_delete_args; on the wire, in order:
 

@@ -43,7 +43,7 @@ class virNetMessageStatus(enum.IntEnum):
     VIR_NET_CONTINUE = 2
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class virNetMessageHeader(xdr.XdrStruct):
     """XDR struct virNetMessageHeader; on the wire, in order:
 
@@ -63,7 +63,7 @@ class virNetMessageHeader(xdr.XdrStruct):
     status: virNetMessageStatus
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class virNetStreamHole(xdr.XdrStruct):
     """XDR struct virNetStreamHole; on the wire, in order:
 
@@ -75,7 +75,7 @@ class virNetStreamHole(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class virNetMessageNonnullDomain(xdr.XdrStruct):
     """XDR struct virNetMessageNonnullDomain; on the wire, in order:
 
@@ -89,7 +89,7 @@ class virNetMessageNonnullDomain(xdr.XdrStruct):
     id: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class virNetMessageNonnullNetwork(xdr.XdrStruct):
     """XDR struct virNetMessageNonnullNetwork; on the wire, in order:
 
@@ -101,7 +101,7 @@ class virNetMessageNonnullNetwork(xdr.XdrStruct):
     uuid: virNetMessageUUID
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class remote_error(xdr.XdrStruct):
     """XDR struct remote_error; on the wire, in order:
 

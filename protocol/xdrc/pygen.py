@@ -159,7 +159,7 @@ class ModuleGenerator:
 
     def struct_class(self, s: model.Struct) -> list[str]:
         lines = [
-            "@dataclass(slots=True)",
+            "@dataclass(slots=True, repr=False, eq=False)",
             f"class {s.name}(xdr.XdrStruct):",
             f'    """XDR struct {s.name}; on the wire, in order:',
             "",
@@ -172,7 +172,7 @@ class ModuleGenerator:
     def union_class(self, u: model.Union) -> list[str]:
         disc = u.discriminant
         lines = [
-            "@dataclass(slots=True)",
+            "@dataclass(slots=True, repr=False, eq=False)",
             f"class {u.name}(xdr.XdrStruct):",
             f'    """XDR union {u.name} switch ({disc.spelling} {disc.name}); `value` holds the arm:',
             "",

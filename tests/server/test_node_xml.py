@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from virtwire.protocol.errors import libvirtError
 from virtwire.protocol.generated import constants as C
 from virtwire.server.driver.memory import nodexml
+from virtwire.server.driver.memory.driver import MemoryDriver
 from vwtestkit import VirtwireServer
 
 DATA = Path(__file__).with_name("data") / "node"
@@ -105,3 +107,66 @@ def test_a_bad_node_file_stops_the_server_with_its_reason(tmp_path: Path) -> Non
     )  # fmt: skip
     assert proc.returncode == 2
     assert f"--node-xml {bad}" in proc.stderr
+
+
+_DOM = (
+    "<domain type='test' xmlns:test='http://libvirt.org/schemas/domain/test/1.0'><name>d</name>"
+    "<memory>1024</memory><os><type>hvm</type></os>{}</domain>"
+)
+
+
+def _snap(name: str, active: str | None, parent: str | None = None) -> str:
+    return (
+        f"<test:domainsnapshot><name>{name}</name><state>running</state><creationTime>1</creationTime>"
+        + (f"<parent><name>{parent}</name></parent>" if parent else "")
+        + (f"<active>{active}</active>" if active is not None else "")
+        + "</test:domainsnapshot>"
+    )
+
+
+BAD_OBJECTS = [
+    _DOM.format(_snap("a", "1") + _snap("b", "1")),
+    _DOM.format(_snap("c", "0", parent="nowhere")),
+    _DOM.format(_snap("e", None)),
+    _DOM.format(_snap("a", "0") + _snap("a", "0")),
+    "<device><capability type='system'><hardware/></capability></device>",
+    "<device><name>y</name><capability type='system'><hardware/></capability></device>",
+    "<device><name>z</name><capability type='scsi_host'></capability></device>",
+    "<device><name>w</name></device>",
+]
+
+
+@pytest.mark.parametrize("body", BAD_OBJECTS)
+def test_bad_snapshots_and_devices_are_refused_with_libvirts_message(
+    tmp_path: Path, body: str, run_virsh: Callable[..., Any]
+) -> None:
+    """The error our driver raises for the file is the one libvirt's test driver gives virsh."""
+    path = tmp_path / "node.xml"
+    path.write_text(f"<node>{body}</node>")
+    theirs = run_virsh(f"test://{path}", "list")
+    assert theirs.returncode != 0
+    message = theirs.stderr.strip().splitlines()[-1].removeprefix("error: ")
+    with pytest.raises((nodexml.NodeXMLError, libvirtError)) as caught:
+        MemoryDriver(hostname="node-test", node=nodexml.load(path))
+    assert str(caught.value) == message
+
+
+def test_a_device_virtwire_cannot_print_back_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "node.xml"
+    path.write_text(
+        "<node><device><name>pci_0000_00_01_0</name><capability type='pci'><domain>0</domain>"
+        "<bus>0</bus><slot>1</slot><function>0</function><product id='0x1'/><vendor id='0x2'/>"
+        "</capability></device></node>"
+    )
+    with pytest.raises(libvirtError, match="capability type 'pci' is not supported by virtwire"):
+        MemoryDriver(hostname="node-test", node=nodexml.load(path))
+
+
+def test_node_snapshots_and_devices_survive_a_restart_with_a_state_dir(tmp_path: Path) -> None:
+    node = nodexml.load(DATA / "lab-full.xml")
+    for _ in range(2):  # the second boot reads the state directory, not the file's snapshots again
+        driver = MemoryDriver(hostname="node-test", state_dir=tmp_path / "state", node=node)
+        tree = driver._snapshots(driver.find_by_name("paused1"))
+        assert sorted(tree.by_name) == ["base", "child", "from-file"]
+        assert tree.current is not None and tree.current.name == "child"
+        assert sorted(driver._devices()) == ["computer", "scsi_host5"]

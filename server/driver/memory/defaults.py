@@ -5,6 +5,7 @@ Values were read off a real libvirtd 9.0 (test driver) with virsh and libvirt-py
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 # virConnectGetCapabilities of test:///default, byte for byte.
@@ -141,6 +142,13 @@ NODE_SOCKETS: Final = 2
 NODE_CORES: Final = 2
 NODE_THREADS: Final = 2
 NODE_FREE_MEMORY_BYTES: Final = 3145728  # virNodeGetFreeMemory answers this, in bytes
+
+# A node file (--node-xml) describes no NUMA cells: test:///PATH starts with none
+# (testOpenFromFile), so its capabilities list an empty topology and no free memory.
+NODE_FILE_CAPABILITIES_XML: Final = re.sub(
+    r"<cells num='2'>.*</cells>", "<cells num='0'>\n      </cells>", CAPABILITIES_XML, flags=re.S
+)
+NODE_FILE_FREE_MEMORY_BYTES: Final = 0
 
 HYPERVISOR_TYPE: Final = "TEST"
 HYPERVISOR_VERSION: Final = 2  # virConnectGetVersion: "TEST 0.0.2"

@@ -8,6 +8,7 @@ virDomainListGetStats) report the groups the test driver has workers for:
 
 from __future__ import annotations
 
+import struct
 import time
 import xml.etree.ElementTree as ET
 
@@ -59,16 +60,29 @@ def _has_source(disk: ET.Element) -> bool:
     return source is not None and any(source.get(a) for a in ("file", "dev", "dir", "volume", "name"))
 
 
-def _state_stats(dom: Domain) -> list[Param]:
-    return [
-        ("state.state", C.VIR_TYPED_PARAM_INT, dom.state),
-        ("state.reason", C.VIR_TYPED_PARAM_INT, dom.reason),
-    ]
+# The state group's two records for each (state, reason) seen, built (and range-checked)
+# once: a bulk call over thousands of domains then only picks records.  Keyed by the
+# values themselves, so an entry can never go stale.
+_STATE_RECORDS: dict[tuple[int, int], list[R.remote_typed_param]] = {}
 
 
-def _iothread_stats(dom: Domain) -> list[Param]:
+def _state_stats(dom: Domain) -> list[R.remote_typed_param]:
+    key = (dom.state, dom.reason)
+    records = _STATE_RECORDS.get(key)
+    if records is None:
+        values: list[Param] = [
+            ("state.state", C.VIR_TYPED_PARAM_INT, dom.state),
+            ("state.reason", C.VIR_TYPED_PARAM_INT, dom.reason),
+        ]
+        records = _STATE_RECORDS[key] = serialise(values, C.VIR_TYPED_PARAM_STRING_OKAY, len(values))
+    return records
+
+
+def _iothread_stats(dom: Domain) -> list[R.remote_typed_param]:
+    if not dom.active:
+        return []
     poll = iothread_poll(dom)
-    if not dom.active or not poll:
+    if not poll:
         return []
     out: list[Param] = [("iothread.count", C.VIR_TYPED_PARAM_UINT, len(poll))]
     for iothread_id, max_ns, grow, shrink in poll:
@@ -77,10 +91,42 @@ def _iothread_stats(dom: Domain) -> list[Param]:
             (f"iothread.{iothread_id}.poll-grow", C.VIR_TYPED_PARAM_UINT, grow),
             (f"iothread.{iothread_id}.poll-shrink", C.VIR_TYPED_PARAM_UINT, shrink),
         ]
-    return out
+    return serialise(out, C.VIR_TYPED_PARAM_STRING_OKAY, len(out))
 
 
 _WORKERS = ((C.VIR_DOMAIN_STATS_STATE, _state_stats), (C.VIR_DOMAIN_STATS_IOTHREAD, _iothread_stats))
+_pack_count = struct.Struct(">I").pack
+
+
+class _StatsReply(R.remote_connect_get_all_domain_stats_ret):
+    """The reply whose wire form is joined from its records' bytes (see _record_wire)."""
+
+    __slots__ = ("wire",)
+
+    def __init__(self, records: list[R.remote_domain_stats_record], wire: bytes) -> None:
+        super().__init__(retStats=records)
+        self.wire = wire
+
+    def to_bytes(self) -> bytes:
+        return self.wire
+
+
+def _record_wire(dom: Domain, record: R.remote_domain_stats_record) -> bytes:
+    """The record's XDR encoding, reused while it would encode the same.
+
+    A record is a pure function of the domain's wire reference (name, UUID, id:
+    core.dom_ref builds a new one whenever they change) and its parameter list;
+    the state group's lists are shared per (state, reason), so the same list
+    object means the same parameters.  Any other list (IOThreads) is encoded anew.
+    """
+    cached = dom.stats_wire
+    if cached is not None and cached[0] is record.dom and cached[1] is record.params:
+        wire: bytes = cached[2]
+        return wire
+    wire = R.encode_remote_domain_stats_record(record)
+    shared = any(record.params is state for state in _STATE_RECORDS.values())
+    dom.stats_wire = (record.dom, record.params, wire) if shared else None
+    return wire
 
 
 @nonblocking
@@ -159,22 +205,29 @@ class DomainStats(MemoryCore):
         else:
             candidates = self.domains()
         filters = flags & _FILTERS
+        workers = [worker for group, worker in _WORKERS if stats & group]
+        limit = R.REMOTE_CONNECT_GET_ALL_DOMAIN_STATS_MAX
         records: list[R.remote_domain_stats_record] = []
+        wires: list[bytes] = []
         for dom in candidates:
             if filters and not matches_list_filter(dom, filters):
                 continue
-            values: list[Param] = []
-            for group, worker in _WORKERS:
-                if stats & group:
-                    values += worker(dom)
-            params = serialise(
-                values, C.VIR_TYPED_PARAM_STRING_OKAY, R.REMOTE_CONNECT_GET_ALL_DOMAIN_STATS_MAX
-            )
-            records.append(R.remote_domain_stats_record(dom=dom_ref(dom), params=params))
+            params: list[R.remote_typed_param] = []
+            for worker in workers:
+                more = worker(dom)  # may be a shared list: never modified
+                if more:
+                    params = params + more if params else more
+            if len(params) > limit:
+                raise report(
+                    C.VIR_ERR_RPC, C.VIR_FROM_NONE, f"too many parameters '{len(params)}' for limit '{limit}'"
+                )
+            record = R.remote_domain_stats_record(dom=dom_ref(dom), params=params)
+            records.append(record)
+            wires.append(_record_wire(dom, record))
         if len(records) > R.REMOTE_DOMAIN_LIST_MAX:
             detail = (
                 f"Number of domain stats records is {len(records)}, "
                 f"which exceeds max limit: {R.REMOTE_DOMAIN_LIST_MAX}"
             )
             raise report(C.VIR_ERR_INTERNAL_ERROR, C.VIR_FROM_RPC, detail)
-        return R.remote_connect_get_all_domain_stats_ret(retStats=records)
+        return _StatsReply(records, _pack_count(len(records)) + b"".join(wires))

@@ -15,7 +15,6 @@ keeps next to the live tree (memory, vCPUs) after a change.
 
 from __future__ import annotations
 
-import copy
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 
@@ -128,7 +127,12 @@ def both_defs(dom: Domain, flags: int) -> tuple[ET.Element | None, ET.Element | 
 def split_on_start(dom: Domain) -> None:
     """virDomainObjSetDefTransient: a starting persistent domain keeps its config aside."""
     if dom.persistent and dom.new_tree is None:
-        dom.new_tree = copy.deepcopy(dom.tree)
+        # libvirt's copy is the definition printed and parsed again (virDomainDefCopy), so
+        # parse-time orders (virDomainDiskInsert's) apply once more to the kept definition.
+        from .domxml import format_domain_xml, normalise, parse_domain_xml
+
+        parsed = parse_domain_xml(format_domain_xml(dom.tree, domain_id=None))
+        dom.new_tree = normalise(parsed, dom.uuid)
 
 
 def merge_on_stop(dom: Domain) -> None:

@@ -19,6 +19,7 @@ from typing import Any, cast
 from virtwire.protocol.generated import constants as C
 
 from ...errors import report, xml_detail
+from .devnorm import normalise_devices
 
 # Byte multipliers of libvirt's virScaleInteger suffixes (first letter, case-insensitive).
 _POWERS = {"k": 1, "m": 2, "g": 3, "t": 4, "p": 5, "e": 6}
@@ -41,6 +42,21 @@ _BEFORE_OS = (
     "bootloader",
     "bootloader_args",
 )
+# Sections libvirt prints right after <os>, in this order.
+_AFTER_OS = ("idmap", "features", "cpu")
+# virDomainFeature's order (how <features> children are printed).
+_FEATURES = (
+    "acpi", "apic", "pae", "hap", "viridian", "privnet", "hyperv", "kvm", "pvspinlock", "capabilities",
+    "pmu", "vmport", "gic", "smm", "ioapic", "hpt", "vmcoreinfo", "htm", "nested-hv", "msrs",
+    "ccf-assist", "xen", "cfpc", "sbbc", "ibs", "tcg",
+)  # fmt: skip
+_BLKIO_DEVICE = ("path", "weight", "read_iops_sec", "write_iops_sec", "read_bytes_sec", "write_bytes_sec")
+# virDomainDefFormatOSInternal's order of <os> children.
+_OS_CHILDREN = (
+    "type", "firmware", "init", "initarg", "initenv", "initdir", "inituser", "initgroup", "loader",
+    "nvram", "kernel", "initrd", "cmdline", "dtb", "root", "acpi", "boot", "bootmenu", "smbios",
+    "bios",
+)  # fmt: skip
 # Sections libvirt prints after <on_crash>, and after <devices>.
 _BEFORE_DEVICES = ("on_lockfailure", "pm", "perf")
 _AFTER_DEVICES = ("seclabel", "keywrap", "launchSecurity")
@@ -226,8 +242,13 @@ def normalise(parsed: ParsedDomain, uuid: bytes) -> ET.Element:
     vcpu_attrs = {"placement": vcpu_given.pop("placement", "static"), **vcpu_given}
     _text(out, "vcpu", str(parsed.max_vcpus or parsed.vcpus), **vcpu_attrs)
     out.extend(_in_order(rest, _BEFORE_OS))
-    out.append(_normalise_os(leading["os"]))
-    placed = (*_BEFORE_VCPU, *_BEFORE_OS, *_BEFORE_DEVICES, *_AFTER_DEVICES)
+    devices_el = src.find("devices")
+    device_boot = devices_el is not None and any(d.find("boot") is not None for d in devices_el)
+    out.append(_normalise_os(leading["os"], device_boot))
+    for el in rest:
+        _normalise_section(el)
+    out.extend(_in_order(rest, _AFTER_OS))
+    placed = (*_BEFORE_VCPU, *_BEFORE_OS, *_AFTER_OS, *_BEFORE_DEVICES, *_AFTER_DEVICES)
     out.extend(el for el in rest if el.tag not in placed)
     for tag, attrs, text in _TRAILING_DEFAULTS:
         given = src.find(tag)
@@ -239,7 +260,7 @@ def normalise(parsed: ParsedDomain, uuid: bytes) -> ET.Element:
             _text(out, tag, text)
     out.extend(_in_order(rest, _BEFORE_DEVICES))
     devices = src.find("devices")
-    out.append(devices if devices is not None else ET.Element("devices"))
+    out.append(normalise_devices(devices, parsed.os_type) if devices is not None else ET.Element("devices"))
     out.extend(_in_order(rest, _AFTER_DEVICES))
     return out
 
@@ -248,16 +269,55 @@ def _in_order(elements: list[ET.Element], tags: tuple[str, ...]) -> list[ET.Elem
     return sorted((el for el in elements if el.tag in tags), key=lambda el: tags.index(el.tag))
 
 
-def _normalise_os(os_el: ET.Element) -> ET.Element:
+def _ranked(children: list[ET.Element], order: tuple[str, ...]) -> list[ET.Element]:
+    """Children in libvirt's printing order; tags it does not rank keep their place after."""
+    return sorted(children, key=lambda c: order.index(c.tag) if c.tag in order else len(order))
+
+
+def _reorder(el: ET.Element, order: tuple[str, ...]) -> None:
+    children = list(el)
+    for child in children:
+        el.remove(child)
+    el.extend(_ranked(children, order))
+
+
+def _normalise_section(el: ET.Element) -> None:
+    """Defaults and child order of <features>, <cpu> and <blkiotune> (virDomainDefFormat)."""
+    if el.tag == "features":
+        _reorder(el, _FEATURES)
+    elif el.tag == "blkiotune":
+        for device in el.findall("device"):
+            _reorder(device, _BLKIO_DEVICE)
+    elif el.tag == "cpu":
+        model = el.find("model")
+        mode = el.get("mode", "custom")
+        if "mode" not in el.attrib and (model is not None or el.find("feature") is not None):
+            el.attrib = {"mode": mode, **el.attrib}
+        if mode == "custom" and model is not None:
+            if "match" not in el.attrib:
+                items = list(el.attrib.items())
+                items.insert(1 if "mode" in el.attrib else 0, ("match", "exact"))
+                el.attrib = dict(items)
+            model.attrib.setdefault("fallback", "allow")
+
+
+def _normalise_os(os_el: ET.Element, device_boot: bool = False) -> ET.Element:
     os_out = ET.Element("os", dict(os_el.attrib))
-    for child in os_el:
+    for child in _ranked(list(os_el), _OS_CHILDREN):
         if child.tag == "type":
             type_out = ET.SubElement(os_out, "type", dict(child.attrib))
             type_out.attrib.setdefault("arch", "i686")
             type_out.text = (child.text or "").strip()
+        elif child.tag == "loader" and (child.text or "").strip() and "type" not in child.attrib:
+            # A loader with a path is a ROM unless it says otherwise (virDomainDefPostParseOs).
+            loader = ET.SubElement(os_out, "loader", {**child.attrib, "type": "rom"})
+            loader.text = child.text
+            loader.extend(list(child))
         else:
             os_out.append(child)
-    if os_el.find("boot") is None and os_el.find("kernel") is None:
+    # virDomainDefBootOrderPostParse: an HVM guest without boot devices boots from disk.
+    hvm = (os_el.findtext("type") or "").strip() == "hvm"
+    if hvm and not device_boot and os_el.find("boot") is None and os_el.find("kernel") is None:
         ET.SubElement(os_out, "boot", {"dev": "hd"})
     return os_out
 

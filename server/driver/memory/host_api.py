@@ -143,7 +143,8 @@ class HostAPI(MemoryCore):
     async def connect_get_capabilities(
         self, args: None, ctx: ConnectionContext
     ) -> R.remote_connect_get_capabilities_ret:
-        return R.remote_connect_get_capabilities_ret(capabilities=defaults.CAPABILITIES_XML)
+        caps = defaults.CAPABILITIES_XML if self.node is None else defaults.NODE_FILE_CAPABILITIES_XML
+        return R.remote_connect_get_capabilities_ret(capabilities=caps)
 
     async def connect_is_secure(self, args: None, ctx: ConnectionContext) -> R.remote_connect_is_secure_ret:
         # The test driver claims a secure channel; the client ANDs in its transport.
@@ -176,7 +177,8 @@ class HostAPI(MemoryCore):
     async def node_get_free_memory(
         self, args: None, ctx: ConnectionContext
     ) -> R.remote_node_get_free_memory_ret:
-        return R.remote_node_get_free_memory_ret(freeMem=defaults.NODE_FREE_MEMORY_BYTES)
+        free = defaults.NODE_FREE_MEMORY_BYTES if self.node is None else defaults.NODE_FILE_FREE_MEMORY_BYTES
+        return R.remote_node_get_free_memory_ret(freeMem=free)
 
     async def node_get_security_model(
         self, args: None, ctx: ConnectionContext

@@ -62,6 +62,8 @@ class Domain:
     extra: dict[str, Any] = field(default_factory=dict)
     # The wire form last built for this domain (see core.dom_ref).
     ref_cache: Any = None
+    # Its bulk-stats record as bytes, with what they were built from (see domain_stats).
+    stats_wire: Any = None
     # While a persistent domain runs: its persistent definition (libvirt's newDef);
     # ``tree`` is then the live one.  See domdefs.
     new_tree: ET.Element | None = None

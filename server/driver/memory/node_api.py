@@ -86,77 +86,20 @@ ARCHITECTURES: Final = frozenset(
     }
 )
 
-_X86_MODELS: Final = [
-    "486",
-    "pentium",
-    "pentium2",
-    "pentium3",
-    "pentiumpro",
-    "coreduo",
-    "n270",
-    "core2duo",
-    "qemu32",
-    "kvm32",
-    "cpu64-rhel5",
-    "cpu64-rhel6",
-    "qemu64",
-    "kvm64",
-    "Conroe",
-    "Penryn",
-    "Nehalem",
-    "Nehalem-IBRS",
-    "Westmere",
-    "Westmere-IBRS",
-    "SandyBridge",
-    "SandyBridge-IBRS",
-    "IvyBridge",
-    "IvyBridge-IBRS",
-    "Haswell-noTSX",
-    "Haswell-noTSX-IBRS",
-    "Haswell",
-    "Haswell-IBRS",
-    "Broadwell-noTSX",
-    "Broadwell-noTSX-IBRS",
-    "Broadwell",
-    "Broadwell-IBRS",
-    "Skylake-Client",
-    "Skylake-Client-IBRS",
-    "Skylake-Client-noTSX-IBRS",
-    "Skylake-Server",
-    "Skylake-Server-IBRS",
-    "Skylake-Server-noTSX-IBRS",
-    "Cascadelake-Server",
-    "Cascadelake-Server-noTSX",
-    "Icelake-Client",
-    "Icelake-Client-noTSX",
-    "Icelake-Server",
-    "Icelake-Server-noTSX",
-    "Cooperlake",
-    "Snowridge",
-    "athlon",
-    "phenom",
-    "Opteron_G1",
-    "Opteron_G2",
-    "Opteron_G3",
-    "Opteron_G4",
-    "Opteron_G5",
-    "EPYC",
-    "EPYC-IBPB",
-    "EPYC-Rome",
-    "EPYC-Milan",
-    "Dhyana",
-]
-_PPC64_MODELS: Final = ["POWER6", "POWER7", "POWER8", "POWER9", "POWER10", "POWERPC_e5500", "POWERPC_e6500"]
+# The arm and s390 CPU drivers exist but list no models.
+_MODELLESS_ARCHES: Final = frozenset({"armv6l", "armv7b", "armv7l", "aarch64", "s390", "s390x"})
 
-# The CPU models libvirt 9.0's CPU drivers list per architecture (cpu_map order);
-# the arm and s390 drivers exist but list none.
-CPU_MODELS: Final[dict[str, list[str]]] = {
-    "i686": _X86_MODELS,
-    "x86_64": _X86_MODELS,
-    "ppc64": _PPC64_MODELS,
-    "ppc64le": _PPC64_MODELS,
-    **{arch: [] for arch in ("armv6l", "armv7b", "armv7l", "aarch64", "s390", "s390x")},
-}
+
+def cpu_models(arch: str) -> list[str] | None:
+    """The CPU models libvirt 9.0's CPU driver for ``arch`` lists (cpu_map order); None: no driver."""
+    if arch in _MODELLESS_ARCHES:
+        return []
+    if arch not in ("i686", "x86_64", "ppc64", "ppc64le"):
+        return None
+    from . import cpumap_data  # the CPU map is only read by the CPU calls
+
+    rows = cpumap_data.X86_MODELS if arch in ("i686", "x86_64") else cpumap_data.PPC64_MODELS
+    return [row[0] for row in rows]
 
 
 @nonblocking
@@ -178,10 +121,12 @@ class NodeAPI(MemoryCore):
     ) -> R.remote_node_get_cells_free_memory_ret:
         if args.maxcells > R.REMOTE_NODE_MAX_CELLS:
             raise report(C.VIR_ERR_RPC, C.VIR_FROM_RPC, "maxcells > REMOTE_NODE_MAX_CELLS")
-        if args.startCell >= len(NODE_CELL_FREE_KIB):
+        # A node file has no NUMA cells (see defaults.NODE_FILE_CAPABILITIES_XML).
+        free = NODE_CELL_FREE_KIB if self.node is None else ()
+        if args.startCell >= len(free):
             raise report(C.VIR_ERR_INVALID_ARG, C.VIR_FROM_TEST, "Range exceeds available cells")
         start = max(args.startCell, 0)
-        cells = list(NODE_CELL_FREE_KIB[start : start + max(args.maxcells, 0)])
+        cells = list(free[start : start + max(args.maxcells, 0)])
         return R.remote_node_get_cells_free_memory_ret(cells=cells)
 
     async def node_get_cpu_stats(
@@ -218,13 +163,20 @@ class NodeAPI(MemoryCore):
         check_flags(args.flags, 0, "testConnectGetSysinfo")
         return R.remote_connect_get_sysinfo_ret(sysinfo=SYSINFO_XML)
 
+    async def connect_baseline_cpu(
+        self, args: R.remote_connect_baseline_cpu_args, ctx: ConnectionContext
+    ) -> R.remote_connect_baseline_cpu_ret:
+        from .cpu_baseline import baseline_cpu  # the CPU model arithmetic loads on first use
+
+        return R.remote_connect_baseline_cpu_ret(cpu=baseline_cpu(list(args.xmlCPUs), args.flags))
+
     async def connect_get_cpu_model_names(
         self, args: R.remote_connect_get_cpu_model_names_args, ctx: ConnectionContext
     ) -> R.remote_connect_get_cpu_model_names_ret:
         check_flags(args.flags, 0, "testConnectGetCPUModelNames")
         if args.arch not in ARCHITECTURES:
             raise report(C.VIR_ERR_INVALID_ARG, C.VIR_FROM_TEST, f"cannot find architecture {args.arch}")
-        models = CPU_MODELS.get(args.arch)
+        models = cpu_models(args.arch)
         if models is None:
             detail = f"'{args.arch}' architecture is not supported by CPU driver"
             raise report(C.VIR_ERR_NO_SUPPORT, C.VIR_FROM_CPU, detail)

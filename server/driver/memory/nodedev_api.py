@@ -9,6 +9,8 @@ real host), so nothing of this family is written to the state directory.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from virtwire.protocol.errors import libvirtError
 from virtwire.protocol.generated import constants as C
 from virtwire.protocol.generated import remote as R
@@ -16,7 +18,16 @@ from virtwire.protocol.generated import remote as R
 from ...errors import check_flags, report
 from ..base import ConnectionContext, nonblocking
 from .core import MemoryCore
-from .nodedevs import CAP_FILTERS, CAP_TYPES, FROM, NodeDevice, default_devices, parse_create_xml
+from .nodedevs import (
+    CAP_FILTERS,
+    CAP_TYPES,
+    FROM,
+    NodeDevice,
+    default_devices,
+    parse_create_xml,
+    parse_node_device_xml,
+)
+from .nodexml import NodeDescription
 
 # The device the test driver copies to mock a new vHBA, and the copy's name.
 _VHBA_TEMPLATE = "scsi_host11"
@@ -47,6 +58,21 @@ class NodeDeviceAPI(MemoryCore):
     """virNodeDevice* answers of test:///default."""
 
     _nodedevs: dict[str, NodeDevice]
+
+    def __init__(
+        self,
+        *,
+        hostname: str,
+        state_dir: Path | None = None,
+        seed_defaults: bool = True,
+        node: NodeDescription | None = None,
+    ) -> None:
+        super().__init__(hostname=hostname, state_dir=state_dir, seed_defaults=seed_defaults, node=node)
+        if node is not None:
+            # testParseNodedevs: a node file's devices replace the default ones (read at boot,
+            # so a bad one stops the server).
+            devices = [parse_node_device_xml(xml) for xml in node.devices]
+            self._nodedevs = {d.name: d for d in devices}
 
     def _devices(self) -> dict[str, NodeDevice]:
         # Built on first use: MemoryCore's constructor is shared by every family.

@@ -10,6 +10,7 @@ vport counts read back as 0).  Errors are VIR_FROM_NODEDEV.
 
 from __future__ import annotations
 
+import uuid as uuidlib
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field, replace
 
@@ -181,10 +182,9 @@ def default_devices() -> list[NodeDevice]:
     ]
 
 
-def parse_create_xml(xml: str) -> NodeDevice:
-    """virNodeDeviceDefParse(CREATE_DEVICE) for what the test driver can create (SCSI hosts)."""
-    root = parse_document(xml, "(node_device_definition)", "device", FROM)
-    device = NodeDevice("new device", xpath_string(root, "parent"))
+def _parse_parent(root: ET.Element, device: NodeDevice) -> None:
+    """The <parent> and its WWN attributes (both WWNs or neither)."""
+    device.parent = xpath_string(root, "parent")
     parent_el = root.find("parent")
     if parent_el is not None:
         device.parent_wwnn = parent_el.get("wwnn") or None
@@ -202,6 +202,13 @@ def parse_create_xml(xml: str) -> NodeDevice:
             FROM,
             f"when providing parent wwpn='{device.parent_wwpn}', the wwnn must also be provided",
         )
+
+
+def parse_create_xml(xml: str) -> NodeDevice:
+    """virNodeDeviceDefParse(CREATE_DEVICE) for what the test driver can create (SCSI hosts)."""
+    root = parse_document(xml, "(node_device_definition)", "device", FROM)
+    device = NodeDevice("new device", None)
+    _parse_parent(root, device)
     caps = root.findall("capability")
     if not caps:
         raise report(C.VIR_ERR_INTERNAL_ERROR, FROM, "no device capabilities for 'new device'")
@@ -210,7 +217,7 @@ def parse_create_xml(xml: str) -> NodeDevice:
     return device
 
 
-def _parse_cap(el: ET.Element) -> NodeCap:
+def _parse_cap(el: ET.Element, name: str = "new device") -> NodeCap:
     cap_type = el.get("type")
     if cap_type is None:
         raise report(
@@ -229,7 +236,7 @@ def _parse_cap(el: ET.Element) -> NodeCap:
     for sub in el.findall("capability"):
         sub_type = sub.get("type")
         if sub_type is None:
-            raise report(C.VIR_ERR_INTERNAL_ERROR, FROM, "missing SCSI host capability type for 'new device'")
+            raise report(C.VIR_ERR_INTERNAL_ERROR, FROM, f"missing SCSI host capability type for '{name}'")
         if sub_type == "vport_ops":
             host.vport_ops = True
         elif sub_type == "fc_host":
@@ -240,20 +247,106 @@ def _parse_cap(el: ET.Element) -> NodeCap:
                 raise report(
                     C.VIR_ERR_INTERNAL_ERROR,
                     FROM,
-                    "no WWNN supplied for 'new device', and auto-generation failed",
+                    f"no WWNN supplied for '{name}', and auto-generation failed",
                 )
             host.wwpn = xpath_string(sub, "wwpn")
             if host.wwpn is None:
                 raise report(
                     C.VIR_ERR_INTERNAL_ERROR,
                     FROM,
-                    "no WWPN supplied for 'new device', and auto-generation failed",
+                    f"no WWPN supplied for '{name}', and auto-generation failed",
                 )
             host.fabric_wwn = xpath_string(sub, "fabric_wwn")
         else:
             raise report(
                 C.VIR_ERR_INTERNAL_ERROR,
                 FROM,
-                f"unknown SCSI host capability type '{sub_type}' for 'new device'",
+                f"unknown SCSI host capability type '{sub_type}' for '{name}'",
             )
     return NodeCap("scsi_host", host)
+
+
+def _unmodelled(name: str, what: str) -> Exception:
+    # Not libvirt's refusal: a node file may describe devices virtwire cannot print back.
+    detail = f"node device '{name}': {what} is not supported by virtwire"
+    return report(C.VIR_ERR_CONFIG_UNSUPPORTED, FROM, detail)
+
+
+def _system_cap(el: ET.Element, name: str) -> NodeCap:
+    """virNodeDevCapSystemParseXML, kept as virNodeDeviceCapSystemDefFormat prints it."""
+    uuid_text = xpath_string(el, "hardware/uuid")
+    if uuid_text is None:
+        raise report(C.VIR_ERR_INTERNAL_ERROR, FROM, f"no system UUID supplied for '{name}'")
+    try:
+        uuid = str(uuidlib.UUID(uuid_text.strip()))
+    except ValueError:
+        raise report(C.VIR_ERR_INTERNAL_ERROR, FROM, f"malformed uuid element for '{name}'") from None
+    body: list[str] = []
+    product = xpath_string(el, "product")
+    if product is not None:
+        body.append(f"<product>{escape_text(product)}</product>")
+    body.append("<hardware>")
+    for tag in ("vendor", "version", "serial"):
+        value = xpath_string(el, f"hardware/{tag}")
+        if value is not None:
+            body.append(f"  <{tag}>{escape_text(value)}</{tag}>")
+    body += [f"  <uuid>{uuid}</uuid>", "</hardware>", "<firmware>"]
+    for tag in ("vendor", "version", "release_date"):
+        value = xpath_string(el, f"firmware/{tag}")
+        if value is not None:
+            body.append(f"  <{tag}>{escape_text(value)}</{tag}>")
+    body.append("</firmware>")
+    return NodeCap("system", body=tuple(body))
+
+
+def _host_number(el: ET.Element, path: str, name: str, missing: str | None, invalid: str) -> int | None:
+    text = xpath_string(el, path)
+    if text is None:
+        if missing is None:
+            return None
+        raise report(C.VIR_ERR_INTERNAL_ERROR, FROM, missing.format(name))
+    try:
+        return int(text.strip(), 10)
+    except ValueError:
+        raise report(C.VIR_ERR_INTERNAL_ERROR, FROM, invalid.format(name)) from None
+
+
+def parse_node_device_xml(xml: str) -> NodeDevice:
+    """virNodeDeviceDefParse(EXISTING_DEVICE), as the test driver reads a node file's <device>.
+
+    Capabilities modelled: system and scsi_host (with fc_host / vport_ops).
+    """
+    root = parse_document(xml, "(node_device_definition)", "device", FROM)
+    name = xpath_string(root, "name")
+    if name is None:
+        raise report(C.VIR_ERR_NO_NAME, FROM)
+    for tag in ("path", "devnode", "driver"):
+        if root.find(tag) is not None:
+            raise _unmodelled(name, f"<{tag}>")
+    device = NodeDevice(name, None)
+    _parse_parent(root, device)
+    caps = root.findall("capability")
+    if not caps:
+        raise report(C.VIR_ERR_INTERNAL_ERROR, FROM, f"no device capabilities for '{name}'")
+    for cap_el in caps:
+        cap_type = cap_el.get("type")
+        if cap_type == "system":
+            device.caps.append(_system_cap(cap_el, name))
+        elif cap_type == "scsi_host":
+            host = _host_number(
+                cap_el,
+                "host",
+                name,
+                "no SCSI host ID supplied for '{}'",
+                "invalid SCSI host ID supplied for '{}'",
+            )
+            cap = _parse_cap(cap_el, name)
+            assert cap.scsi_host is not None
+            cap.scsi_host.host = host if host is not None else 0
+            unique = _host_number(cap_el, "unique_id", name, None, "invalid unique_id supplied for '{}'")
+            cap.scsi_host.unique_id = unique if unique is not None else -1
+            device.caps.append(cap)
+        else:
+            _parse_cap(cap_el, name)  # libvirt's errors for a missing or unknown type
+            raise _unmodelled(name, f"capability type '{cap_type}'")
+    return device

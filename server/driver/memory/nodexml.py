@@ -7,9 +7,11 @@ threads, active, mhz, model) and ``<memory>`` (KiB), and ``<auth><user>``.
 A domain may carry the test driver's namespace
 (``xmlns:test='http://libvirt.org/schemas/domain/test/1.0'``): ``test:runstate``
 (a virDomainState number), ``test:transient``, ``test:hasmanagedsave`` and
-``test:domainsnapshot`` children.  Parsing follows src/test/test_driver.c
-(testOpenParse) and its error messages; the families read their parts from
-the ``NodeDescription`` when they seed a fresh host.
+``test:domainsnapshot`` children (whose own children are a snapshot, with
+``<active>`` saying which is current, or ``file=`` naming a ``<domainsnapshot>``).
+Parsing follows src/test/test_driver.c (testOpenParse) and its error messages;
+the families read their parts from the ``NodeDescription`` when they seed a
+fresh host.
 """
 
 from __future__ import annotations
@@ -42,13 +44,19 @@ class NodeCPU:
 
 
 @dataclass(frozen=True, slots=True)
+class NodeSnapshot:
+    xml: str  # a <domainsnapshot> document, as a redefinition takes it
+    current: bool
+
+
+@dataclass(frozen=True, slots=True)
 class NodeDomain:
     xml: str  # the <domain> without the test: namespace elements
     name: str
     runstate: int = C.VIR_DOMAIN_RUNNING
     transient: bool = False
     has_managed_save: bool = False
-    snapshots: tuple[str, ...] = ()  # <domainsnapshot> documents, in file order
+    snapshots: tuple[NodeSnapshot, ...] = ()  # in file order
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +112,26 @@ def _uint(node: ET.Element, path: str, what: str) -> int | None:
     return value
 
 
+def _snapshot(elem: ET.Element, base: Path) -> NodeSnapshot:
+    """A ``test:domainsnapshot``: its children are the snapshot, or ``file`` names a <domainsnapshot>."""
+    if elem.get("file") is not None:
+        doc = _resolve(ET.Element("domainsnapshot", {"file": elem.get("file", "")}), base)
+    else:
+        doc = ET.Element("domainsnapshot")
+        doc.extend(list(elem))
+    # The test driver parses snapshots as libvirt's own saved ones: <active> says which is current.
+    active = doc.find("active")
+    try:
+        current = int((active.text or "").strip(), 10) != 0 if active is not None else None
+    except ValueError:
+        current = None
+    if current is None:
+        raise NodeXMLError("internal error: Could not find 'active' element")
+    if active is not None:
+        doc.remove(active)
+    return NodeSnapshot(_text(doc), current)
+
+
 def _domain(elem: ET.Element, base: Path) -> NodeDomain:
     runstate = C.VIR_DOMAIN_RUNNING
     text = elem.findtext(f"{_T}runstate")
@@ -120,14 +148,7 @@ def _domain(elem: ET.Element, base: Path) -> NodeDomain:
         raise NodeXMLError("XML error: transient domain cannot have runstate 'shutoff'")
     if managed and runstate != C.VIR_DOMAIN_SHUTOFF:
         raise NodeXMLError("XML error: domain with managedsave data can only have runstate 'shutoff'")
-    snapshots = []
-    for snap in elem.findall(f"{_T}domainsnapshot"):
-        inner = snap.find("domainsnapshot")
-        if snap.get("file") is not None:
-            inner = _resolve(ET.Element("domainsnapshot", {"file": snap.get("file", "")}), base)
-        if inner is None:
-            raise NodeXMLError("XML error: test:domainsnapshot without a domainsnapshot")
-        snapshots.append(_text(inner))
+    snapshots = [_snapshot(snap, base) for snap in elem.findall(f"{_T}domainsnapshot")]
     for child in list(elem):
         if child.tag.startswith(_T):
             elem.remove(child)
@@ -165,9 +186,9 @@ def load(path: Path) -> NodeDescription:
     pools = []
     for elem in root.findall("pool"):
         pool = _resolve(elem, base)
-        # Volumes inside the pool element, and for <pool file=...> also those beside the reference.
-        found = pool.findall("volume") + (elem.findall("volume") if pool is not elem else [])
-        volumes = tuple(_text(_resolve(v, base)) for v in found)
+        # The volumes of the pool element; a <pool file=...> reference is replaced by the file's
+        # root, so libvirt never sees volumes written beside the reference.
+        volumes = tuple(_text(_resolve(v, base)) for v in pool.findall("volume"))
         for v in pool.findall("volume"):
             pool.remove(v)
         pools.append(NodePool(_text(pool), volumes))

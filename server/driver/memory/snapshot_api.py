@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import uuid as uuidlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import cast
 
 from virtwire.protocol.generated import constants as C
@@ -23,6 +24,7 @@ from ..base import ConnectionContext, nonblocking
 from .core import FROM, dom_ref, operation_invalid
 from .domxml import normalise, parse_domain_xml
 from .model import Domain
+from .nodexml import NodeDescription, NodeSnapshot
 from .snapshot_moments import CHECKPOINTS, SNAPSHOTS, DomainMoments
 from .snapshot_tree import (
     LIST_LEAVES,
@@ -130,6 +132,41 @@ def no_snapshot(name: str) -> Exception:
 @nonblocking
 class SnapshotAPI(DomainMoments):
     """virDomainSnapshot* answers of test:///default."""
+
+    def __init__(
+        self,
+        *,
+        hostname: str,
+        state_dir: Path | None = None,
+        seed_defaults: bool = True,
+        node: NodeDescription | None = None,
+    ) -> None:
+        super().__init__(hostname=hostname, state_dir=state_dir, seed_defaults=seed_defaults, node=node)
+        store = self._moment_store(SNAPSHOTS)
+        if node is not None and (store is None or not store.seeded):
+            for spec in node.domains:
+                if spec.snapshots:
+                    self._seed_snapshots(self.find_by_name(spec.name), spec.snapshots)
+            if store is not None:
+                store.mark_seeded()
+
+    def _seed_snapshots(self, dom: Domain, snapshots: tuple[NodeSnapshot, ...]) -> None:
+        """testParseDomainSnapshots: each one as libvirt reloads its own, then the relations."""
+        tree = self._snapshots(dom)
+        for spec in snapshots:
+            definition = parse_snapshot(spec.xml, redefine=True)
+            moment = tree.add(definition.name, definition, definition.parent_name)
+            if spec.current:
+                if tree.current is not None:
+                    raise report(C.VIR_ERR_INTERNAL_ERROR, FROM, "more than one snapshot claims to be active")
+                tree.current = moment
+        for moment in tree.by_name.values():
+            parent = moment.parent_name
+            if parent is not None and (parent == moment.name or parent not in tree.by_name):
+                detail = f"Snapshots have inconsistent relations for domain {dom.name}"
+                raise report(C.VIR_ERR_INTERNAL_ERROR, FROM, detail)
+            tree.link_parent(moment)
+        self._save_snapshots(dom)
 
     # --- state -------------------------------------------------------------------------------
 

@@ -171,7 +171,13 @@ class StorageState(MemoryCore):
                 pool = self._add_pool(parse_pool(spec.xml), persistent=True)
                 pool.active = True
                 for xml in spec.volumes:
-                    vol = new_volume(pool, parse_volume(pool.pdef.type, xml))
+                    # testOpenVolumesForPool keeps a path and key the file gives.
+                    vdef = parse_volume(pool.pdef.type, xml)
+                    if vdef.target.path is None:
+                        vdef.target.path = target_volume_path(pool.pdef, vdef.name)
+                    if vdef.key is None:
+                        vdef.key = vdef.target.path
+                    vol = Volume(vdef, pool)
                     pool.volumes[vol.name] = vol
                     pool.allocation += vol.vdef.allocation
                     self.save_volume(vol)
