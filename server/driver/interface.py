@@ -298,19 +298,6 @@ class DriverInterface:
     ) -> R.remote_domain_interface_stats_ret:
         raise no_support("virDomainInterfaceStats")
 
-    async def auth_sasl_init(self, args: None, ctx: ConnectionContext) -> R.remote_auth_sasl_init_ret:
-        raise no_support("virConnectOpenAuth")
-
-    async def auth_sasl_start(
-        self, args: R.remote_auth_sasl_start_args, ctx: ConnectionContext
-    ) -> R.remote_auth_sasl_start_ret:
-        raise no_support("virConnectOpenAuth")
-
-    async def auth_sasl_step(
-        self, args: R.remote_auth_sasl_step_args, ctx: ConnectionContext
-    ) -> R.remote_auth_sasl_step_ret:
-        raise no_support("virConnectOpenAuth")
-
     async def auth_polkit(self, args: None, ctx: ConnectionContext) -> R.remote_auth_polkit_ret:
         raise no_support("virConnectOpenAuth")
 
