@@ -13,12 +13,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from virtwire.client import errfactory, events, flows, migration, ops
+from virtwire.client import aio_handle, aio_objects, errfactory, events, flows, migration, ops
 from virtwire.client import uri as urimod
+from virtwire.client.aio_generated import ConnectionCalls, DomainCalls
 from virtwire.client.stream_aio import AsyncStream
 from virtwire.protocol.errors import libvirtError
 from virtwire.protocol.generated import constants as c
 from virtwire.protocol.generated import remote
+
+
+__all__ = ["AsyncAPI", "Domain", "DomainEventRecord", "aio_objects", "drive"]
 
 
 class Caller(Protocol):
@@ -45,12 +49,48 @@ def check_event_id(event_id: int) -> None:
         )
 
 
-class AsyncAPI:
-    """The calls of an async connection, on top of its shell's `call` and `new_stream`."""
+class AsyncAPI(ConnectionCalls):
+    """The calls of an async connection, on top of its shell's `call` and `new_stream`.
+
+    libvirt-python's virConnect methods come from aio_generated.ConnectionCalls
+    (same names, awaited); the snake_case names below are the first async API's.
+    """
 
     target: urimod.Target
     readonly: bool
     features: flows.Features
+    _shadow_conn: Any = None
+
+    @property
+    def _caller(self) -> AsyncAPI:
+        return self
+
+    def _shadow(self) -> Any:
+        shadow = self._shadow_conn
+        if shadow is None:
+            shadow = self._shadow_conn = aio_handle.shadow_connect(self)
+        return shadow
+
+    # -- libvirt-python names the async connection writes itself -----------
+
+    async def newStream(self, flags: int = 0) -> AsyncStream:
+        """An unbound stream: a download, upload, screenshot or console call binds it."""
+        return AsyncStream(self, None)  # type: ignore[arg-type]
+
+    async def setKeepAlive(self, interval: int, count: int) -> int:
+        """virConnectSetKeepAlive: 1 when the server does not speak keepalive."""
+        if not self.features.keepalive:
+            return 1
+        self.set_keepalive(interval, count)
+        return 0
+
+    def set_keepalive(self, interval: float, count: int) -> None:
+        raise NotImplementedError
+
+    async def _bind(self, stream: AsyncStream, op: ops.Op, sparse: bool = False) -> Any:
+        opened = await self.new_stream(op, sparse)
+        stream.bind(opened)
+        return opened.result
 
     async def call(self, op: ops.Op) -> Any:
         raise NotImplementedError
@@ -154,33 +194,54 @@ class AsyncAPI:
 
 
 
-class Domain:
-    """A domain handle on a trio Connection."""
+@aio_handle.register("virDomain")
+class Domain(DomainCalls, aio_handle.AsyncObject):
+    """A domain handle on an async Connection: libvirt-python's virDomain methods,
+    awaited (aio_generated.DomainCalls), and the first async API's names."""
 
-    __slots__ = ("conn", "ref")
-
-    def __init__(self, conn: Caller, ref: Any) -> None:
-        self.conn = conn
-        self.ref = ref
+    def __init__(self, conn: Any, ref: Any) -> None:
+        aio_handle.AsyncObject.__init__(self, conn, ref)
 
     @property
-    def name(self) -> str:
-        return str(self.ref.name)
+    def conn(self) -> Any:
+        return self._conn
+
+    @property
+    def ref(self) -> Any:
+        return self._ref
+
+    @ref.setter
+    def ref(self, value: Any) -> None:
+        self._ref = value
 
     @property
     def uuid(self) -> bytes:
-        return bytes(self.ref.uuid)
+        return bytes(self._ref.uuid)
 
     @property
     def uuid_string(self) -> str:
-        return str(uuidlib.UUID(bytes=bytes(self.ref.uuid)))
+        return str(uuidlib.UUID(bytes=bytes(self._ref.uuid)))
 
     @property
     def id(self) -> int:
-        return int(self.ref.id)
+        return int(self._ref.id)
 
     def __repr__(self) -> str:
         return f"<Domain {self.name!r} id={self.id}>"
+
+    # -- streams: bind a stream from newStream() ----------------------------
+
+    async def screenshot(self, stream: AsyncStream, screen: int, flags: int = 0) -> str:
+        op = ops.call("DOMAIN_SCREENSHOT", ops.field("mime"), dom=self._ref, screen=screen, flags=flags)
+        return str(await self._conn._bind(stream, op))
+
+    async def openConsole(self, dev_name: str | None, st: AsyncStream, flags: int = 0) -> int:
+        await self._conn._bind(st, ops.call("DOMAIN_OPEN_CONSOLE", dom=self._ref, dev_name=dev_name, flags=flags))
+        return 0
+
+    async def openChannel(self, name: str | None, st: AsyncStream, flags: int = 0) -> int:
+        await self._conn._bind(st, ops.call("DOMAIN_OPEN_CHANNEL", dom=self._ref, name=name, flags=flags))
+        return 0
 
     async def _void(self, name: str, flags: int | None = None) -> None:
         op = (

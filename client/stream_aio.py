@@ -13,6 +13,7 @@ from collections.abc import AsyncIterable, AsyncIterator
 from types import TracebackType
 from typing import Any, Protocol
 
+from virtwire.client import errfactory
 from virtwire.client.streamstate import AT_HOLE, StreamState
 from virtwire.protocol import wire
 from virtwire.protocol.errors import libvirtError
@@ -31,10 +32,43 @@ class StreamShell(Protocol):
 class AsyncStream:
     """One stream on an async connection; `async with` finishes it, or aborts on error."""
 
-    def __init__(self, shell: StreamShell, state: StreamState, result: Any = None) -> None:
+    def __init__(self, shell: StreamShell, state: StreamState | None, result: Any = None) -> None:
         self._shell = shell
-        self.state = state
+        self._state = state  # None: from newStream(), until a call binds it
         self.result = result  # what the opening call returned (a screenshot's MIME type)
+
+    @property
+    def state(self) -> StreamState:
+        state = self._state
+        if state is None:
+            # libvirt: a stream no call has opened has no driver behind it.
+            raise errfactory.templated(
+                c.VIR_ERR_NO_SUPPORT,
+                c.VIR_FROM_STREAMS,
+                "virStream",
+            )
+        return state
+
+    def bind(self, opened: AsyncStream) -> None:
+        """Take over the stream a call opened (newStream() then download(stream, ...))."""
+        self._state = opened._state
+        self.result = opened.result
+
+    # -- libvirt-python's virStream names ------------------------------------
+
+    async def sendHole(self, length: int, flags: int = 0) -> int:
+        await self.send_hole(length, flags)
+        return 0
+
+    async def recvHole(self, flags: int = 0) -> int:
+        return await self.recv_hole(flags)
+
+    async def recvFlags(self, nbytes: int, flags: int = 0) -> bytes | int:
+        return await self.recv(nbytes, flags)
+
+    async def connect(self) -> Any:
+        """The connection the stream belongs to (the shell)."""
+        return self._shell
 
     # -- sending ------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from virtwire.client import core, ops
+from virtwire.client import bridge, core, ops
 from virtwire.client.surface import errprint, lasterror
 from virtwire.client.sync import SyncConnection
 from virtwire.protocol.errors import libvirtError
@@ -25,6 +25,8 @@ def set_error_handler(f: Callable[[Any, Any], Any] | None, ctx: Any) -> None:
 
 
 def report(exc: libvirtError) -> None:
+    if bridge.inside():
+        return  # the async API's call (client/aio_handle.py): the exception says it all
     err = exc.err
     lasterror.record(err)
     if err is None:
