@@ -21,7 +21,6 @@ from virtwire.protocol.errors import libvirtError
 from virtwire.protocol.generated import constants as c
 from virtwire.protocol.generated import remote
 
-
 __all__ = ["AsyncAPI", "Domain", "DomainEventRecord", "aio_objects", "drive"]
 
 
@@ -236,7 +235,8 @@ class Domain(DomainCalls, aio_handle.AsyncObject):
         return str(await self._conn._bind(stream, op))
 
     async def openConsole(self, dev_name: str | None, st: AsyncStream, flags: int = 0) -> int:
-        await self._conn._bind(st, ops.call("DOMAIN_OPEN_CONSOLE", dom=self._ref, dev_name=dev_name, flags=flags))
+        op = ops.call("DOMAIN_OPEN_CONSOLE", dom=self._ref, dev_name=dev_name, flags=flags)
+        await self._conn._bind(st, op)
         return 0
 
     async def openChannel(self, name: str | None, st: AsyncStream, flags: int = 0) -> int:

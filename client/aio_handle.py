@@ -33,6 +33,9 @@ class AsyncHandle:
 
     _FACADE: str = ""  # the facade class this class stands for
     _ref: Any
+    _conn: Any  # the parents generated methods hand to the objects they return
+    _dom: Any
+    _net: Any
 
     @property
     def _caller(self) -> Any:  # pragma: no cover - every concrete class defines it
@@ -79,17 +82,15 @@ def to_async(value: Any) -> Any:
         return value.owner
     if isinstance(value, surface_base.ObjectHandle):
         return ASYNC_CLASSES[type(value).__name__](to_async(value._parent), value._ref)
-    if isinstance(value, list | tuple):
-        if any(isinstance(v, surface_base.ObjectHandle | list | tuple) for v in value):
-            return type(value)(to_async(v) for v in value)
+    if isinstance(value, list | tuple) and any(
+        isinstance(v, surface_base.ObjectHandle | list | tuple) for v in value
+    ):
+        return type(value)(to_async(v) for v in value)
     return value
 
 
 class AsyncObject(AsyncHandle):
     """An object of an async connection: its parent, its wire reference, its name."""
-
-    _dom: Any
-    _net: Any
 
     def __init__(self, parent: Any, ref: Any) -> None:
         self._parent = parent

@@ -48,7 +48,7 @@ async def run_sync(fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
     while not glet.dead:
         try:
             value = await step
-        except BaseException as exc:  # noqa: BLE001 - cancellation too: the code unwinds
+        except BaseException as exc:
             step = glet.throw(exc)
         else:
             step = glet.switch(value)

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
-from virtwire.client.surface import apixml, gen, naming
+from virtwire.client.surface import apixml, gen
 
 OUT: Final = Path(__file__).parent.parent / "aio_generated.py"
 
@@ -100,8 +100,9 @@ NOT_ASYNC: Final[dict[str, dict[str, str]]] = {
 
 def facade_methods(klass: str) -> dict[str, Any]:
     """The public methods of the facade's class `klass` (name -> function)."""
-    import virtwire.libvirt  # defines and registers every facade class
     from virtwire.client.surface import base
+
+    import virtwire.libvirt  # defines and registers every facade class
 
     cls = getattr(virtwire.libvirt, klass) if klass not in base.CLASSES else base.CLASSES[klass]
     out: dict[str, Any] = {}

@@ -24,7 +24,7 @@ import virtwire.client.asyncio as vasyncio
 from virtwire.client import aio_generated, aio_handle
 from virtwire.client.aio_api import AsyncAPI
 from virtwire.client.stream_aio import AsyncStream
-from virtwire.client.surface import agen, apixml, base
+from virtwire.client.surface import agen, apixml
 from virtwire.protocol.errors import libvirtError
 from vwtestkit import unavailable
 
@@ -69,6 +69,25 @@ def test_every_facade_method_has_an_async_counterpart(klass: str) -> None:
 
 
 # -- the differential scenario -----------------------------------------------------------------
+
+
+class Ref:
+    """An argument that is an object of an earlier step."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+
+def _args(objs: dict[str, Any], args: tuple[Any, ...]) -> list[Any]:
+    return [
+        [_args(objs, (v,))[0] for v in a]
+        if isinstance(a, list)
+        else objs[a.label]
+        if isinstance(a, Ref)
+        else a
+        for a in args
+    ]
+
 
 # (result label or None, object label, method, args); "conn" is the connection.
 Step = tuple[str | None, str, str, tuple[Any, ...]]
@@ -120,6 +139,15 @@ STEPS: list[Step] = [
     (None, "dom", "blockStats", ("no-such-disk",)),
     (None, "dom", "getCPUStats", (True, 0)),
     (None, "dom", "jobInfo", ()),
+    (None, "conn", "domainListGetStats", ([Ref("dom")], 1, 0)),  # objects as arguments
+    ("snap", "dom", "snapshotCreateXML", ("<domainsnapshot><name>async-api</name></domainsnapshot>", 0)),
+    (None, "snap", "getName", ()),
+    (None, "snap", "isCurrent", (0,)),
+    (None, "snap", "getParent", (0,)),
+    ("snapdom", "snap", "getDomain", ()),
+    (None, "snapdom", "UUIDString", ()),
+    (None, "dom", "snapshotListNames", (0,)),
+    (None, "snap", "delete", (0,)),
     ("conn2", "dom", "connect", ()),
     (None, "conn2", "getType", ()),
     ("net", "conn", "networkLookupByName", ("default",)),
@@ -142,7 +170,15 @@ STEPS: list[Step] = [
 
 
 # Results that carry clocks or counters: compared by shape and types only.
-VOLATILE = {"info", "getCPUStats", "vcpus", "getMemoryStats", "getFreeMemory", "getCellsFreeMemory"}
+VOLATILE = {
+    "info",
+    "getCPUStats",
+    "vcpus",
+    "getMemoryStats",
+    "getFreeMemory",
+    "getCellsFreeMemory",
+    "domainListGetStats",
+}
 
 
 def _types(shaped: Any) -> Any:
@@ -166,8 +202,9 @@ def _shape(value: Any) -> Any:
         return ("virConnect",)
     if facade is not None:
         return (facade, value.name)
-    if type(value).__name__.startswith("vir") and hasattr(value, "name"):
-        return (type(value).__name__, value.name())
+    if type(value).__name__.startswith("vir"):
+        name = value.name() if hasattr(value, "name") else value.getName()
+        return (type(value).__name__, name)
     if isinstance(value, list | tuple):
         return (type(value).__name__, [_shape(v) for v in value])
     if isinstance(value, dict):
@@ -186,7 +223,7 @@ def run_blocking(module: ModuleType, uri: str) -> list[Any]:
     try:
         for label, target, method, args in STEPS:
             try:
-                value = getattr(objs[target], method)(*args)
+                value = getattr(objs[target], method)(*_args(objs, args))
             except module.libvirtError as exc:
                 out.append(_error(exc))
                 continue
@@ -204,7 +241,7 @@ async def run_async(connect: Callable[[str], Awaitable[Any]], uri: str) -> list[
         objs: dict[str, Any] = {"conn": conn}
         for label, target, method, args in STEPS:
             try:
-                value = await getattr(objs[target], method)(*args)
+                value = await getattr(objs[target], method)(*_args(objs, args))
             except libvirtError as exc:
                 out.append(_error(exc))
                 continue

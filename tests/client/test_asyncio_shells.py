@@ -376,3 +376,60 @@ def test_screenshot_stream(shell: Shell, real_libvirtd: Any, real_libvirt: Modul
             assert stream.state.closed == "finished"
 
     shell.run(main)
+
+
+def test_cancel_mid_facade_shaped_call(shell: Shell, fake_daemon: Callable[..., FakeDaemon]) -> None:
+    """The same through a libvirt-python-named method whose shape is the facade's
+    (getLibVersion runs the facade's code in a greenlet, client/bridge.py): the
+    cancellation unwinds that code, and the connection stays in sync."""
+    answers = iter([(1).to_bytes(8, "big"), (2).to_bytes(8, "big")])
+    daemon = fake_daemon(handlers={GET_LIB_VERSION: lambda _p: ("defer", next(answers))})
+
+    async def main(tasks: Tasks) -> None:
+        async with await shell.connect(daemon.uri) as conn:
+            handle = tasks.start(conn.getLibVersion)
+            while not daemon.deferred:
+                await shell.sleep(0.01)
+            handle.cancel()
+            await handle.finished()
+            assert handle.cancelled
+            daemon.release_deferred()
+            second = tasks.start(conn.getLibVersion)
+            while not daemon.deferred:
+                await shell.sleep(0.01)
+            daemon.release_deferred()
+            await second.finished()
+            assert second.result == 2
+            assert conn.protocol.pending.waiters == {}
+
+    shell.run(main)
+
+
+def test_new_stream_bound_by_screenshot(shell: Shell, real_libvirtd: Any, real_libvirt: ModuleType) -> None:
+    """libvirt-python's stream calling convention in the async API: newStream(), then
+    the call binds it (dom.screenshot(stream, screen, flags))."""
+    theirs_conn = real_libvirt.open(real_libvirtd.tcp_uri)
+    theirs_stream = theirs_conn.newStream(0)
+    theirs_mime = theirs_conn.lookupByName("test").screenshot(theirs_stream, 0, 0)
+    parts: list[bytes] = []
+    theirs_stream.recvAll(lambda _st, buf, _o: parts.append(buf), None)
+    theirs_stream.finish()
+    theirs_conn.close()
+
+    async def main(tasks: Tasks) -> None:
+        async with await shell.connect(real_libvirtd.tcp_uri) as conn:
+            dom = await conn.lookupByName("test")
+            stream = await conn.newStream(0)
+            with pytest.raises(libvirtError) as unbound:
+                await stream.recv(10)
+            assert unbound.value.get_error_code() == vlibvirt.VIR_ERR_NO_SUPPORT
+            mime = await dom.screenshot(stream, 0, 0)
+            image = b""
+            while chunk := await stream.recv(65536):
+                assert isinstance(chunk, bytes)
+                image += chunk
+            await stream.finish()
+            assert (mime, image) == (theirs_mime, b"".join(parts))
+            assert await stream.connect() is conn
+
+    shell.run(main)
