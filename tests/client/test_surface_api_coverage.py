@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from virtwire.client.surface import streams
-from vwtestkit import libvirt_python_src
+from vwtestkit import libvirt_python_src, lpshim
 
-SHIM = Path(__file__).with_name("libvirt_python_shim.py")
+SHIM = lpshim.RUNNER
 
 SCRIPT = """
 import json

@@ -1,7 +1,7 @@
 """libvirt-python 9.0's own tests (its source distribution's tests/) with
 virtwire.libvirt as `libvirt`, against a real libvirtd's test driver.
 
-All their test modules run twice in a subprocess (libvirt_python_shim.py),
+All their test modules run twice in a subprocess (vwtestkit/lpshim.py),
 once with the real libvirt-python and once with ours, each on a fresh daemon:
 every test that passes with the real module passes with ours.  Their tests
 open "test:///default"; the shim sends that to the daemon, which (without a
@@ -18,9 +18,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vwtestkit import libvirt_python_src
+from vwtestkit import libvirt_python_src, lpshim
 
-SHIM = Path(__file__).with_name("libvirt_python_shim.py")
+SHIM = lpshim.RUNNER
 MODULES = [
     "test_conn",
     "test_domain",

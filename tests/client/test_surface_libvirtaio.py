@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vwtestkit import libvirt_python_src
+from vwtestkit import libvirt_python_src, lpshim
 
-SHIM = Path(__file__).with_name("libvirt_python_shim.py")
+SHIM = lpshim.RUNNER
 
 SCRIPT = """
 import asyncio
