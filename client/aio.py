@@ -44,12 +44,37 @@ COALESCE_ABOVE = 1
 
 
 class _Waiter:
-    __slots__ = ("done", "error", "reply")
+    """One call's reply slot; the calling task parks on it until the reader wakes it.
+
+    trio's low-level parking instead of a trio.Event per call: the reader hands
+    the reply over with one reschedule, without an Event's task set.
+    """
+
+    __slots__ = ("done", "error", "reply", "task")
 
     def __init__(self) -> None:
-        self.done = trio.Event()
+        self.done = False
         self.reply: core.Reply | None = None
         self.error: libvirtError | None = None
+        self.task: trio.lowlevel.Task | None = None
+
+    def set(self) -> None:
+        self.done = True
+        task = self.task
+        if task is not None:
+            self.task = None
+            trio.lowlevel.reschedule(task)
+
+    def _abort(self, _raise_cancel: Any) -> trio.lowlevel.Abort:
+        self.task = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    async def wait(self) -> None:
+        if self.done:
+            await trio.lowlevel.checkpoint()
+            return
+        self.task = trio.lowlevel.current_task()
+        await trio.lowlevel.wait_task_rescheduled(self._abort)
 
 
 class EventSubscription:
@@ -106,6 +131,7 @@ class Connection(aio_shell.AsyncShell):
         # Plain sockets take a direct non-blocking write first (most packets fit
         # the kernel buffer at once), saving a trip through trio's stream layer.
         self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
+        self._read_without_wait = False  # the last read found data at once
         self.protocol: core.ClientProtocol[_Waiter] = core.ClientProtocol()
         self._outbox: list[bytes] = []  # whole packets waiting to be written
         self._flushing = False
@@ -173,7 +199,7 @@ class Connection(aio_shell.AsyncShell):
             if self._nursery is None:
                 await self._read_inline(waiter)  # before `async with`: handshake
             else:
-                await waiter.done.wait()
+                await waiter.wait()
         finally:
             self.protocol.discard(serial)  # a late reply to a cancelled call is dropped
         if waiter.error is not None:
@@ -209,20 +235,24 @@ class Connection(aio_shell.AsyncShell):
     async def _flush(self) -> None:
         self._flushing = True
         try:
-            with trio.CancelScope(shield=True):
-                while self._outbox and self.protocol.dead is None:
-                    data = self._outbox[0] if len(self._outbox) == 1 else b"".join(self._outbox)
-                    self._outbox.clear()
-                    try:
-                        if self._fd >= 0:
-                            with contextlib.suppress(BlockingIOError):
-                                data = data[os.write(self._fd, data) :]
-                        if data:
+            while self._outbox and self.protocol.dead is None:
+                data = self._outbox[0] if len(self._outbox) == 1 else b"".join(self._outbox)
+                self._outbox.clear()
+                try:
+                    if self._fd >= 0:
+                        try:  # noqa: SIM105 - per call; suppress() would build an object
+                            data = data[os.write(self._fd, data) :]
+                        except BlockingIOError:
+                            pass
+                    if data:
+                        # Only a write that has to wait can be cancelled: shield it
+                        # (a cheap direct write above needs no cancel scope).
+                        with trio.CancelScope(shield=True):
                             await self._stream.send_all(data)
-                    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                        err = core.write_failed()
-                        self._apply(self.protocol.fail_all(err, "error"))
-                        raise err from None
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    err = core.write_failed()
+                    self._apply(self.protocol.fail_all(err, "error"))
+                    raise err from None
         finally:
             self._flushing = False
 
@@ -239,6 +269,32 @@ class Connection(aio_shell.AsyncShell):
     # -- reading --------------------------------------------------------
 
     async def _receive(self, size: int = RECV_SIZE) -> bytes:
+        fd = self._fd
+        if fd >= 0:
+            # A plain socket is read directly (as it is written in _flush): trio's
+            # stream layers cost more than the read itself. Waiting is trio's.
+            await trio.lowlevel.checkpoint_if_cancelled()
+            waited = False
+            while True:
+                try:
+                    data = os.read(fd, size)
+                except BlockingIOError:
+                    try:
+                        await trio.lowlevel.wait_readable(fd)
+                    except (trio.ClosedResourceError, OSError):
+                        return b""
+                    waited = True
+                    continue
+                except OSError:
+                    return b""
+                if not waited:
+                    if self._read_without_wait:
+                        # Data keeps coming (a stream): let the other tasks run.
+                        await trio.lowlevel.cancel_shielded_checkpoint()
+                    self._read_without_wait = True
+                else:
+                    self._read_without_wait = False
+                return data
         try:
             return bytes(await self._stream.receive_some(size))
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
@@ -255,7 +311,7 @@ class Connection(aio_shell.AsyncShell):
             if kind is core.Reply:
                 w: _Waiter = ev.waiter  # type: ignore[union-attr]
                 w.reply = ev  # type: ignore[assignment]
-                w.done.set()
+                w.set()
             elif kind is core.Event:
                 self._dispatch_event(ev)  # type: ignore[arg-type]
             elif kind is core.SendPacket:
@@ -269,7 +325,7 @@ class Connection(aio_shell.AsyncShell):
                 closed: core.Closed = ev  # type: ignore[assignment]
                 for waiter in closed.waiters:
                     waiter.error = closed.error
-                    waiter.done.set()
+                    waiter.set()
                 for waiting in self._stream_waiters.values():
                     waiting.set()
                 self._stream_waiters.clear()
@@ -282,7 +338,7 @@ class Connection(aio_shell.AsyncShell):
                     self._reader_resume.set()
 
     async def _read_inline(self, waiter: _Waiter) -> None:
-        while not waiter.done.is_set():
+        while not waiter.done:
             self._apply(self.protocol.receive_data(await self._receive(), trio.current_time()))
             if self._outbox and not self._flushing:
                 await self._flush()
@@ -330,7 +386,7 @@ class Connection(aio_shell.AsyncShell):
             if self._reader_resume is not None:
                 self._reader_resume.set()  # the confirmation must be read
             await self._send(packet)
-            await waiter.done.wait()
+            await waiter.wait()
         finally:
             protocol.discard(state.serial)
             protocol.forget_stream(state, "aborted" if abort else "finished")

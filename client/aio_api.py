@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid as uuidlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -251,26 +251,35 @@ class Domain(DomainCalls, aio_handle.AsyncObject):
         )
         await self.conn.call(op)
 
+    async def _getter(self, make: Callable[[Any], ops.Op]) -> Any:
+        """A call whose args are the domain alone: its Op is built and encoded once per reference."""
+        ref = self._ref
+        cache = self.__dict__.setdefault("_ops", {})
+        cached = cache.get(make)
+        if cached is None or cached[0] is not ref:
+            cached = cache[make] = (ref, make(ref))
+        return await self._conn.call(cached[1])
+
     async def info(self) -> list[int]:
-        return list(await self.conn.call(ops.domain_get_info(self.ref)))
+        return list(await self._getter(ops.domain_get_info))
 
     async def state(self, flags: int = 0) -> list[int]:
         return list(await self.conn.call(ops.domain_get_state(self.ref, flags)))
 
     async def is_active(self) -> bool:
-        return bool(await self.conn.call(ops.domain_is_active(self.ref)))
+        return bool(await self._getter(ops.domain_is_active))
 
     async def is_persistent(self) -> bool:
-        return bool(await self.conn.call(ops.domain_is_persistent(self.ref)))
+        return bool(await self._getter(ops.domain_is_persistent))
 
     async def xml_desc(self, flags: int = 0) -> str:
         return str(await self.conn.call(ops.domain_get_xml_desc(self.ref, flags)))
 
     async def os_type(self) -> str:
-        return str(await self.conn.call(ops.domain_get_os_type(self.ref)))
+        return str(await self._getter(ops.domain_get_os_type))
 
     async def max_memory(self) -> int:
-        return int(await self.conn.call(ops.domain_get_max_memory(self.ref)))
+        return int(await self._getter(ops.domain_get_max_memory))
 
     async def autostart(self) -> bool:
         return bool(await self.conn.call(ops.domain_get_autostart(self.ref)))
@@ -303,7 +312,7 @@ class Domain(DomainCalls, aio_handle.AsyncObject):
         await self._void("DOMAIN_UNDEFINE_FLAGS", flags) if flags else await self._void("DOMAIN_UNDEFINE")
 
     async def job_info(self) -> list[int]:
-        return list(await self.conn.call(ops.domain_get_job_info(self.ref)))
+        return list(await self._getter(ops.domain_get_job_info))
 
     async def job_stats(self, flags: int = 0) -> dict[str, Any]:
         return dict(await self.conn.call(ops.domain_get_job_stats(self.ref, flags)))
