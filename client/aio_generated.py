@@ -1918,6 +1918,7 @@ class DomainCheckpointCalls(AsyncHandle):
 # Facade class -> method -> why the async API has no coroutine for it.
 NOT_ASYNC: Final[dict[str, dict[str, str]]] = {
     'virConnect': {
+        'createXMLWithFiles': 'passes file descriptors: the thread shell (virtwire.libvirt) does, the async shells not yet',
         'domainEventDeregister': 'a callback registration: the async API delivers events as async iterators (domain_events)',
         'domainEventDeregisterAny': 'a callback registration: the async API delivers events as async iterators (domain_events)',
         'domainEventRegister': 'a callback registration: the async API delivers events as async iterators (domain_events)',
@@ -1932,6 +1933,9 @@ NOT_ASYNC: Final[dict[str, dict[str, str]]] = {
         'storagePoolEventDeregisterAny': 'a callback registration: the async API delivers events as async iterators (domain_events)',
         'storagePoolEventRegisterAny': 'a callback registration: the async API delivers events as async iterators (domain_events)',
         'unregisterCloseCallback': 'a callback registration: the async API delivers events as async iterators (domain_events)',
+    },
+    'virDomain': {
+        'createWithFiles': 'passes file descriptors: the thread shell (virtwire.libvirt) does, the async shells not yet',
     },
     'virStream': {
         'c_pointer': 'there is no C object to point at in the async API',

@@ -33,6 +33,8 @@ KEEPALIVE_PROGRAM: Final = wire.KEEPALIVE_PROGRAM
 KEEPALIVE_VERSION: Final = wire.KEEPALIVE_VERSION
 
 CALL: Final = wire.CALL
+CALL_WITH_FDS: Final = wire.CALL_WITH_FDS
+_NFDS = struct.Struct(">I")  # a *_WITH_FDS payload starts with the descriptor count
 REPLY: Final = wire.REPLY
 MESSAGE: Final = wire.MESSAGE
 STATUS_OK: Final = wire.OK
@@ -393,6 +395,19 @@ class ClientProtocol(Generic[W]):
             raise errfactory.socket_closed()
         serial = self.pending.add(waiter)
         return serial, wire.remote_packet(procedure, CALL, serial, STATUS_OK, payload)
+
+    def start_call_with_fds(self, procedure: int, payload: bytes, nfds: int, waiter: W) -> tuple[int, bytes]:
+        """A call whose descriptors follow its packet (CALL_WITH_FDS: the payload
+        starts with their count); with none it is a plain CALL, as libvirt sends it."""
+        if not nfds:
+            return self.start_call(procedure, payload, waiter)
+        if nfds > wire.NUM_FDS_MAX:
+            raise errfactory.rpc(f"Too many FDs to send {nfds}, expected {wire.NUM_FDS_MAX} maximum")
+        if self.dead is not None:
+            raise errfactory.socket_closed()
+        serial = self.pending.add(waiter)
+        body = _NFDS.pack(nfds) + payload
+        return serial, wire.remote_packet(procedure, CALL_WITH_FDS, serial, STATUS_OK, body)
 
     def discard(self, serial: int) -> None:
         """Forget a call (cancelled): its reply, when it comes, is dropped."""

@@ -95,6 +95,16 @@ class virConnect(ObjectEventsMixin, ConnectOverrides, generated.virConnectGenera
     def _run_op(self, op: ops.Op) -> Any:
         return self._run(op)
 
+    def _run_fds(self, op: ops.Op, fds: list[int]) -> Any:
+        try:
+            conn = self._conn
+            if conn is None:
+                raise errfactory.invalid_conn(op.proc.api or op.proc.name)
+            return call.invoke_with_fds(conn, self._readonly, op, fds)
+        except libvirtError as exc:
+            report(exc)
+            raise
+
     def c_pointer(self) -> int:
         """An integer naming the connection (there is no C pointer: its id)."""
         return id(self)

@@ -37,6 +37,8 @@ from virtwire.protocol.generated.constants import (
     VIR_CONNECT_CLOSE_REASON_EOF,
     VIR_CONNECT_CLOSE_REASON_ERROR,
     VIR_CONNECT_CLOSE_REASON_KEEPALIVE,
+    VIR_ERR_INTERNAL_ERROR,
+    VIR_FROM_RPC,
 )
 
 RECV_SIZE = 65536  # below glibc's mmap threshold: no mmap/munmap per read
@@ -132,6 +134,21 @@ class SyncConnection:
         with self._lock:
             _, packet = self.protocol.start_call(procedure, payload, waiter)
         self._send(packet)
+        return self._wait(waiter)
+
+    def call_with_fds(self, procedure: int, payload: bytes, fds: list[int]) -> core.Reply:
+        """A call whose file descriptors follow its packet (SCM_RIGHTS, one per
+        one-byte message, as libvirt's virSocketSendFD): unix sockets only."""
+        if fds and getattr(self._sock, "family", None) != socket.AF_UNIX:
+            # libvirt writes the packet, fails on the first descriptor and drops
+            # the connection; the packet is not even sent here, the rest is the same.
+            self.shutdown()
+            detail = "Sending file descriptors is not supported on this socket"
+            raise errfactory.templated(VIR_ERR_INTERNAL_ERROR, VIR_FROM_RPC, detail)
+        waiter = _Waiter()
+        with self._lock:
+            _, packet = self.protocol.start_call_with_fds(procedure, payload, len(fds), waiter)
+        self._send(packet, fds)
         return self._wait(waiter)
 
     def call_many(self, calls: list[tuple[int, bytes]]) -> list[core.Reply | libvirtError]:
@@ -322,11 +339,15 @@ class SyncConnection:
 
     # -- sending --------------------------------------------------------
 
-    def _send(self, packet: bytes) -> None:
+    def _send(self, packet: bytes, fds: list[int] | None = None) -> None:
         # One lock around the whole packet: packets never interleave.
         try:
             with self._send_lock:
                 self._sock.sendall(packet)
+                if fds:
+                    sock: socket.socket = self._sock  # type: ignore[assignment]
+                    for fd in fds:
+                        socket.send_fds(sock, [b"\0"], [fd])
         except OSError as exc:
             err = errfactory.system_errno("Cannot write data", exc)
             with self._lock:

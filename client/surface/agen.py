@@ -63,6 +63,7 @@ ASYNC_OWN: Final[dict[str, dict[str, str]]] = {
 }
 
 _EVENTS = "a callback registration: the async API delivers events as async iterators (domain_events)"
+_FDS = "passes file descriptors: the thread shell (virtwire.libvirt) does, the async shells not yet"
 _HANDLERS = "handler callbacks: iterate the AsyncStream (chunks()) or give send_all() an async iterable"
 NOT_ASYNC: Final[dict[str, dict[str, str]]] = {
     "virConnect": {
@@ -83,7 +84,9 @@ NOT_ASYNC: Final[dict[str, dict[str, str]]] = {
             "registerCloseCallback",
             "unregisterCloseCallback",
         )
-    },
+    }
+    | {"createXMLWithFiles": _FDS},
+    "virDomain": {"createWithFiles": _FDS},
     # virStream is stream_aio.AsyncStream, which has libvirt-python's other names.
     "virStream": {
         "eventAddCallback": _EVENTS,

@@ -50,6 +50,16 @@ class Handle:
         op = ops.Op(proc, codec(*args) if codec is not None else None, _ident, flags)
         return self._run_op(op)
 
+    def _rpc_fds(self, proc_name: str, args: tuple[Any, ...], fds: list[int], flags: int = 0) -> Any:
+        """As _rpc, for a call passing file descriptors (unix sockets: CALL_WITH_FDS)."""
+        proc = ops.PROCS[proc_name]
+        codec = proc.args
+        assert codec is not None
+        return self._run_fds(ops.Op(proc, codec(*args), _ident, flags), [int(fd) for fd in fds])
+
+    def _run_fds(self, op: ops.Op, fds: list[int]) -> Any:  # pragma: no cover - classes define it
+        raise NotImplementedError
+
     def _wrap(self, klass: str, parent: Any, ref: Any) -> Any:
         return CLASSES[klass](parent, _obj=ref)
 
@@ -106,6 +116,14 @@ class ObjectHandle(Handle):
         # An object keeps its connection's socket alive after virConnect.close().
         conn = self._conn
         return call.invoke(conn._sock, conn._readonly and readonly_check, op)
+
+    def _run_fds(self, op: ops.Op, fds: list[int]) -> Any:
+        conn = self._conn
+        try:
+            return call.invoke_with_fds(conn._sock, conn._readonly, op, fds)
+        except libvirtError as exc:
+            call.report(exc)
+            raise
 
     def _run_op_read_allowed(self, op: ops.Op) -> Any:
         try:

@@ -39,6 +39,15 @@ def report(exc: libvirtError) -> None:
         f(ctx, err)
 
 
+def invoke_with_fds(sock: SyncConnection, readonly: bool, op: ops.Op, fds: list[int]) -> Any:
+    """As invoke, for a call that passes file descriptors (CALL_WITH_FDS)."""
+    lasterror.reset()
+    if readonly:
+        core.check_read_only(op.proc, op.flags, op.api)
+    proc = op.proc
+    return op.convert(core.decode_reply(proc, sock.call_with_fds(proc.number, op.payload(), fds)))
+
+
 def invoke(sock: SyncConnection, readonly: bool, op: ops.Op) -> Any:
     """Send one call and convert its reply; refused locally on a read-only connection."""
     # Every libvirt API call starts by forgetting the thread's last error.

@@ -27,6 +27,12 @@ def _uuid_lookup_error(api: str) -> str:
 
 
 class ConnectOverrides(Handle):
+    # -- file descriptors for the guest (CALL_WITH_FDS) ------------------------
+
+    def createXMLWithFiles(self, xmlDesc: str, files: list[int], flags: int = 0) -> Any:
+        ret = self._rpc_fds("DOMAIN_CREATE_XML_WITH_FILES", (xmlDesc, flags), files, flags)
+        return self._wrap("virDomain", self, ret.dom)
+
     # -- listAll*: objects ----------------------------------------------------
 
     def _all(self, proc: str, flags: int, klass: str) -> list[Any]:

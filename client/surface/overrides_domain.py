@@ -56,6 +56,11 @@ def _maplen(ncpus: int) -> int:
 class DomainOverrides(Handle):
     _conn: Any
 
+    def createWithFiles(self, files: list[int], flags: int = 0) -> int:
+        ret = self._rpc_fds("DOMAIN_CREATE_WITH_FILES", (self._ref, flags), files, flags)
+        self._ref = ret.dom  # as libvirt's remote driver: the running domain's id
+        return 0
+
     def _host_cpus(self) -> int:
         # libvirt-python's getPyNodeCPUCount: the CPU map's size, else node info.
         ret = self._conn._rpc("NODE_GET_CPU_MAP", (0, 0, 0))

@@ -53,11 +53,9 @@ THEIR_GAPS = {"virDomainFDAssociate", "virDomainRestoreParams"}
 THEIR_UNMAPPED = {"virDomain.restoreParams"}
 THEIR_UNKNOWN = ["virConnect.restoreParams"]
 # virStream (and the methods handing one out) come with the client-core work;
-# file descriptor passing is not done.
+# file descriptor passing is done for createXMLWithFiles and createWithFiles only.
 STREAM_METHODS = {"newStream", "openChannel", "openConsole", "screenshot", "download", "upload"}
 FD_PASSING = {
-    "createXMLWithFiles",
-    "createWithFiles",
     "openGraphics",
     "openGraphicsFD",
     "FDAssociate",
@@ -114,8 +112,6 @@ def test_libvirt_python_api_coverage(tmp_path: Path) -> None:
     if streams.STREAM is None:
         missing_bindings = {n for n in missing_bindings if not n.startswith("virStream")} - stream_bindings
     assert missing_bindings <= {
-        "virDomainCreateXMLWithFiles",
-        "virDomainCreateWithFiles",
         "virDomainOpenGraphics",
         "virDomainOpenGraphicsFD",
     }
