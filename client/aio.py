@@ -189,6 +189,33 @@ class Connection(aio_shell.AsyncShell):
 
     # -- calls ----------------------------------------------------------
 
+    async def call(self, op: ops.Op) -> Any:
+        """Run one Op (AsyncShell.call with _roundtrip, _send and the wait inlined:
+        the path every call takes, one coroutine deep)."""
+        if self._nursery is None:
+            return await super().call(op)  # the handshake, read inline
+        if self.readonly:
+            core.check_read_only(op.proc, op.flags, op.api)
+        proc = op.proc
+        protocol = self.protocol
+        waiter = _Waiter()
+        serial, packet = protocol.start_call(proc.number, op.payload(), waiter)
+        if self._reader_resume is not None:
+            self._reader_resume.set()  # a reply is awaited: the reader must run
+        try:
+            if self._queue(packet):
+                await self._flush()
+            if waiter.done:
+                await trio.lowlevel.checkpoint()
+            else:
+                waiter.task = trio.lowlevel.current_task()
+                await trio.lowlevel.wait_task_rescheduled(waiter._abort)
+        finally:
+            protocol.discard(serial)  # a late reply to a cancelled call is dropped
+        if waiter.error is not None:
+            raise waiter.error
+        return op.convert(core.decode_reply(proc, waiter.reply))  # type: ignore[arg-type]
+
     async def _roundtrip(self, start: Any, op: ops.Op, *extra: Any) -> core.Reply:
         waiter = _Waiter()
         serial, packet = start(op.proc.number, op.payload(), waiter, *extra)
@@ -218,19 +245,24 @@ class Connection(aio_shell.AsyncShell):
         costs the kernel's delivery work too, and fewer, larger writes measured
         about 20 % less CPU per call with 8 tasks.
         """
+        if self._queue(packet):
+            await self._flush()
+
+    def _queue(self, packet: bytes) -> bool:
+        """Queue a packet for _send; whether the caller must flush it now."""
         if self.protocol.dead is not None:
             raise errfactory.socket_closed()
         self._outbox.append(packet)
         if self._flushing:
-            return  # the task writing now takes it along
+            return False  # the task writing now takes it along
         if (
             self.coalesce
             and self._nursery is not None
             and len(self.protocol.pending.waiters) > COALESCE_ABOVE
         ):
             self._writer_wake.set()
-            return
-        await self._flush()
+            return False
+        return True
 
     async def _flush(self) -> None:
         self._flushing = True

@@ -192,7 +192,6 @@ class AsyncAPI(ConnectionCalls):
         return Domain(self, await self.call(ops.create_xml(xml, flags)))
 
 
-
 @aio_handle.register("virDomain")
 class Domain(DomainCalls, aio_handle.AsyncObject):
     """A domain handle on an async Connection: libvirt-python's virDomain methods,
@@ -251,17 +250,20 @@ class Domain(DomainCalls, aio_handle.AsyncObject):
         )
         await self.conn.call(op)
 
-    async def _getter(self, make: Callable[[Any], ops.Op]) -> Any:
-        """A call whose args are the domain alone: its Op is built and encoded once per reference."""
+    def _op(self, make: Callable[[Any], ops.Op]) -> ops.Op:
+        """The Op of a call whose args are the domain alone, built and encoded once per reference."""
         ref = self._ref
         cache = self.__dict__.setdefault("_ops", {})
         cached = cache.get(make)
         if cached is None or cached[0] is not ref:
             cached = cache[make] = (ref, make(ref))
-        return await self._conn.call(cached[1])
+        return cached[1]  # type: ignore[no-any-return]
+
+    async def _getter(self, make: Callable[[Any], ops.Op]) -> Any:
+        return await self._conn.call(self._op(make))
 
     async def info(self) -> list[int]:
-        return list(await self._getter(ops.domain_get_info))
+        return await self._conn.call(self._op(ops.domain_get_info))  # type: ignore[no-any-return]
 
     async def state(self, flags: int = 0) -> list[int]:
         return list(await self.conn.call(ops.domain_get_state(self.ref, flags)))
@@ -382,8 +384,6 @@ async def _one_by_one(conn: _Caller, calls: tuple[ops.Op, ...]) -> list[Any]:
         except libvirtError as exc:
             out.append(exc)
     return out
-
-
 
 
 class Unchecked:

@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any
+from typing import Any, NoReturn
 
 from virtwire.client import aio_api, aio_shell, cmdsocket, core, errfactory, flows, ops, sasl_auth, transport
 from virtwire.client import uri as urimod
@@ -155,6 +155,29 @@ class Connection(aio_shell.AsyncShell):
 
     # -- calls ----------------------------------------------------------
 
+    async def call(self, op: ops.Op) -> Any:
+        """Run one Op (AsyncShell.call with _roundtrip and _send inlined: the
+        path every call takes, one coroutine deep)."""
+        if not self._tasks:
+            return await super().call(op)  # the handshake, read inline
+        if self.readonly:
+            core.check_read_only(op.proc, op.flags, op.api)
+        proc = op.proc
+        protocol = self.protocol
+        done = self._loop.create_future()
+        waiter = _Waiter.__new__(_Waiter)
+        waiter.done = done
+        serial, packet = protocol.start_call(proc.number, op.payload(), waiter)
+        if self._reader_resume is not None:
+            self._reader_resume.set()  # a reply is awaited: the reader must run
+        try:
+            if self._write(packet):
+                await self._drain()
+            reply = await done
+        finally:
+            protocol.discard(serial)  # a late reply to a cancelled call is dropped
+        return op.convert(core.decode_reply(proc, reply))
+
     async def _roundtrip(self, start: Any, op: ops.Op) -> core.Reply:
         waiter = _Waiter(self._loop)
         serial, packet = start(op.proc.number, op.payload(), waiter)
@@ -169,19 +192,32 @@ class Connection(aio_shell.AsyncShell):
             self.protocol.discard(serial)  # a late reply to a cancelled call is dropped
 
     async def _send(self, packet: bytes) -> None:
+        if self._write(packet):
+            await self._drain()
+
+    def _write(self, packet: bytes) -> bool:
+        """The whole packet into the transport's buffer; whether to drain it now."""
         if self.protocol.dead is not None:
             raise errfactory.socket_closed()
         writer = self._writer
         try:
-            writer.write(packet)  # the whole packet, into the transport's buffer
-            if writer.transport.get_write_buffer_size() > 65536:
-                await writer.drain()
+            writer.write(packet)
         except (ConnectionError, OSError, RuntimeError) as exc:
-            if isinstance(exc, RuntimeError) and not writer.is_closing():
-                raise
-            err = core.write_failed()
-            self._apply(self.protocol.fail_all(err, "error"))
-            raise err from None
+            self._write_failed(exc)
+        return writer.transport.get_write_buffer_size() > 65536
+
+    async def _drain(self) -> None:
+        try:
+            await self._writer.drain()
+        except (ConnectionError, OSError, RuntimeError) as exc:
+            self._write_failed(exc)
+
+    def _write_failed(self, exc: BaseException) -> NoReturn:
+        if isinstance(exc, RuntimeError) and not self._writer.is_closing():
+            raise exc
+        err = core.write_failed()
+        self._apply(self.protocol.fail_all(err, "error"))
+        raise err from None
 
     # -- reading --------------------------------------------------------
 
