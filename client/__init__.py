@@ -16,13 +16,20 @@ for the multi-call logic libvirt's client library runs itself):
 - `virtwire.client.connect`: the trio API (aio.py)::
 
       async with await virtwire.client.connect("test+tcp://127.0.0.1/default") as conn:
-          dom = await conn.lookup_by_name("test")
-          print(await dom.info())
+          dom = await conn.lookupByName("test")
+          print(await dom.info(), [n.name for n in await conn.listAllNetworks()])
           async with conn.domain_events() as events:
               async for event in events:
                   print(event.domain.name, event.args)
 
 - `virtwire.client.asyncio.connect`: the same API over asyncio (asyncio_client.py).
+
+Both async APIs have every method of libvirt-python's classes under its name, as
+a coroutine, on async objects (aio_api.Domain, aio_objects.Network, ...):
+generated from the spec (client/aio_generated.py, by client/surface/gen.py);
+the calls whose Python shape libvirt-python writes by hand run the facade's own
+code for them (aio_handle.py, bridge.py). The first async API's snake_case
+names (lookup_by_name, xml_desc, ...) stay.
 
 Streams (volume upload/download, screenshots) are virStream in the thread shell
 (stream.py) and stream_aio.AsyncStream in the async ones.
