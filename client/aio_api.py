@@ -289,14 +289,22 @@ class Domain(DomainCalls, aio_handle.AsyncObject):
     async def set_autostart(self, autostart: bool) -> None:
         await self.conn.call(ops.domain_set_autostart(self.ref, int(autostart)))
 
-    async def create(self, flags: int = 0) -> None:
+    async def create(self, flags: int = 0) -> int:
+        """virDomainCreate as libvirt-python's create(); with flags virDomainCreateWithFlags."""
+        if not flags:
+            return int(await self._facade("create"))
         new = await self.conn.call(ops.domain_create_with_flags(self.ref, flags))
         if new is not None:
             self.ref = new  # the running domain's id
+        return 0
 
-    async def destroy(self, flags: int = 0) -> None:
+    async def destroy(self, flags: int = 0) -> int:
+        """virDomainDestroy as libvirt-python's destroy(); with flags virDomainDestroyFlags."""
+        if not flags:
+            return int(await self._facade("destroy"))
         await self._void("DOMAIN_DESTROY_FLAGS", flags)
         self.ref = dataclasses.replace(self.ref, id=-1)
+        return 0
 
     async def shutdown(self) -> None:
         await self._void("DOMAIN_SHUTDOWN")

@@ -21,11 +21,12 @@ import pytest
 import trio
 import virtwire.client
 import virtwire.client.asyncio as vasyncio
-from virtwire.client import aio_generated, aio_handle
+from virtwire.client import aio_api, aio_generated, aio_handle, aio_objects
 from virtwire.client.aio_api import AsyncAPI
 from virtwire.client.stream_aio import AsyncStream
-from virtwire.client.surface import agen, apixml
-from virtwire.protocol.errors import libvirtError
+from virtwire.client.surface import agen, apixml, generated
+from virtwire.protocol.errors import libvirtError, read_only_denial
+from virtwire.protocol.generated import remote
 from vwtestkit import unavailable
 
 import virtwire.libvirt as vlibvirt
@@ -273,3 +274,97 @@ def test_async_api_matches_the_facade_on_virtwire_serve(virtwire_host: Any) -> N
     for step, want, got_trio, got_asyncio in zip(STEPS, expected, on_trio, on_asyncio, strict=True):
         assert (step, got_trio) == (step, want)
         assert (step, got_asyncio) == (step, want)
+
+
+# -- read-only: refused locally, as by the facade -------------------------------------------------
+
+_UUID = bytes(range(16))
+_DOM = remote.remote_nonnull_domain(name="d", uuid=_UUID, id=1)
+_NET = remote.remote_nonnull_network(name="n", uuid=_UUID)
+_ASYNC_REFS: dict[str, Callable[[Any], Any]] = {
+    "virDomain": lambda conn: aio_api.Domain(conn, _DOM),
+    "virNetwork": lambda conn: aio_objects.Network(conn, _NET),
+    "virNetworkPort": lambda conn: aio_objects.NetworkPort(
+        aio_objects.Network(conn, _NET), remote.remote_nonnull_network_port(net=_NET, uuid=_UUID)
+    ),
+    "virInterface": lambda conn: aio_objects.Interface(
+        conn, remote.remote_nonnull_interface(name="i", mac="m")
+    ),
+    "virStoragePool": lambda conn: aio_objects.StoragePool(
+        conn, remote.remote_nonnull_storage_pool(name="p", uuid=_UUID)
+    ),
+    "virStorageVol": lambda conn: aio_objects.StorageVol(
+        conn, remote.remote_nonnull_storage_vol(pool="p", name="v", key="k")
+    ),
+    "virNodeDevice": lambda conn: aio_objects.NodeDevice(conn, remote.remote_nonnull_node_device(name="nd")),
+    "virSecret": lambda conn: aio_objects.Secret(
+        conn, remote.remote_nonnull_secret(uuid=_UUID, usageType=0, usageID="u")
+    ),
+    "virNWFilter": lambda conn: aio_objects.NWFilter(
+        conn, remote.remote_nonnull_nwfilter(name="f", uuid=_UUID)
+    ),
+    "virNWFilterBinding": lambda conn: aio_objects.NWFilterBinding(
+        conn, remote.remote_nonnull_nwfilter_binding(portdev="p", filtername="f")
+    ),
+    "virDomainSnapshot": lambda conn: aio_objects.DomainSnapshot(
+        aio_api.Domain(conn, _DOM), remote.remote_nonnull_domain_snapshot(name="s", dom=_DOM)
+    ),
+    "virDomainCheckpoint": lambda conn: aio_objects.DomainCheckpoint(
+        aio_api.Domain(conn, _DOM), remote.remote_nonnull_domain_checkpoint(name="c", dom=_DOM)
+    ),
+}
+
+
+def _denied() -> list[tuple[str, str, str]]:
+    """(class, method, procedure) of every method generated from one procedure that
+    libvirt refuses on a read-only connection (the facade's generated classes)."""
+    out = []
+    for klass in [*_ASYNC_REFS, "virConnect"]:
+        for name, fn in vars(getattr(generated, f"{klass}Generated")).items():
+            if inspect.isfunction(fn) and fn.__doc__:
+                proc = fn.__doc__.split("(")[1].rstrip(").")
+                if remote.PROCEDURES_BY_NAME[proc].denies(0):
+                    out.append((klass, name, proc))
+    return sorted(out)
+
+
+def _dummy(param: inspect.Parameter, conn: Any) -> Any:
+    if param.default is not inspect.Parameter.empty:
+        return param.default
+    ann = str(param.annotation)
+    return (
+        "x"
+        if ann.startswith("str")
+        else 0.0
+        if ann == "float"
+        else 0
+        if ann == "int"
+        else _ASYNC_REFS["virDomain"](conn)
+    )
+
+
+async def _refusals(connect: Callable[..., Awaitable[Any]], uri: str) -> list[Any]:
+    out = []
+    async with await connect(uri, readonly=True) as conn:
+        for klass, method, proc in _denied():
+            target = conn if klass == "virConnect" else _ASYNC_REFS[klass](conn)
+            facade_fn = getattr(generated, f"{klass}Generated").__dict__[method]
+            args = [_dummy(p, conn) for p in list(inspect.signature(facade_fn).parameters.values())[1:]]
+            try:
+                await getattr(target, method)(*args)
+            except libvirtError as exc:
+                out.append((klass, method, exc.err == read_only_denial(remote.PROCEDURES_BY_NAME[proc]).err))
+            else:
+                out.append((klass, method, "not refused"))
+    return out
+
+
+def test_every_denied_method_is_refused_without_a_packet(fake_daemon: Any) -> None:
+    daemon = fake_daemon()
+    denied = _denied()
+    assert len(denied) > 100
+    expected = [(klass, method, True) for klass, method, _ in denied]
+    assert trio.run(_refusals, virtwire.client.connect, daemon.uri) == expected
+    assert asyncio.run(_refusals(vasyncio.connect, daemon.uri)) == expected
+    sent = {proc for proc, _, _ in daemon.calls}
+    assert not sent & {remote.PROCEDURES_BY_NAME[p].number for _, _, p in denied}
