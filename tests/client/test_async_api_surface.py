@@ -344,7 +344,7 @@ def _dummy(param: inspect.Parameter, conn: Any) -> Any:
 
 
 async def _refusals(connect: Callable[..., Awaitable[Any]], uri: str) -> list[Any]:
-    out = []
+    out: list[tuple[str, str, bool | str]] = []
     async with await connect(uri, readonly=True) as conn:
         for klass, method, proc in _denied():
             target = conn if klass == "virConnect" else _ASYNC_REFS[klass](conn)
