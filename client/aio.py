@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
@@ -33,7 +32,7 @@ from virtwire.client import (
 )
 from virtwire.client import uri as urimod
 from virtwire.client.aio_api import Domain, DomainEventRecord, drive
-from virtwire.client.aio_shell import EVENT_BUFFER, RECV_SIZE
+from virtwire.client.aio_shell import RECV_SIZE
 from virtwire.client.streamstate import StreamState
 from virtwire.protocol.errors import libvirtError
 from virtwire.protocol.generated import constants as c
@@ -139,7 +138,7 @@ class Connection(aio_shell.AsyncShell):
         self.coalesce = True  # batch packets of concurrent calls (see _send)
         self._nursery: trio.Nursery | None = None
         self._nursery_cm: Any = None
-        self._subscribers: dict[int, EventSubscription] = {}
+        self._subscribers: dict[tuple[str, int], EventSubscription] = {}
         self._keepalive_changed = trio.Event()
         self._stream_waiters: dict[int, trio.Event] = {}  # by stream serial
         self._reader_resume: trio.Event | None = None  # set: a lagging stream was read
@@ -429,34 +428,12 @@ class Connection(aio_shell.AsyncShell):
 
     # -- events ---------------------------------------------------------
 
-    @asynccontextmanager
-    async def domain_events(
-        self,
-        event_id: int = c.VIR_DOMAIN_EVENT_ID_LIFECYCLE,
-        domain: Domain | None = None,
-        buffer: int = EVENT_BUFFER,
-    ) -> AsyncIterator[EventSubscription]:
-        """Subscribe to one event ID (optionally for one domain); iterate the events.
+    def _new_subscription(self, buffer: int) -> EventSubscription:
+        return EventSubscription(buffer)
 
-        At most ``buffer`` events wait for the consumer. One that falls further
-        behind is not allowed to stall every reply on the connection: its
-        subscription ends, and iterating raises a libvirtError once the buffered
-        events have been consumed (nothing is skipped silently).
-        """
-        aio_api.check_event_id(event_id)
-        subscription = EventSubscription(buffer)
-        callback_id = await self.call(
-            ops.event_register_any(event_id, None if domain is None else domain.ref)
-        )
-        self._subscribers[callback_id] = subscription
-        try:
-            yield subscription
-        finally:
-            self._subscribers.pop(callback_id, None)
-            subscription.close()
-            if self.protocol.dead is None:
-                with trio.CancelScope(shield=True), contextlib.suppress(libvirtError):
-                    await self.call(ops.event_deregister_any(callback_id))
+    async def _call_shielded(self, op: ops.Op) -> None:
+        with trio.CancelScope(shield=True), contextlib.suppress(libvirtError):
+            await self.call(op)
 
 
 async def connect(

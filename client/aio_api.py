@@ -21,7 +21,7 @@ from virtwire.protocol.errors import libvirtError
 from virtwire.protocol.generated import constants as c
 from virtwire.protocol.generated import remote
 
-__all__ = ["AsyncAPI", "Domain", "DomainEventRecord", "aio_objects", "drive"]
+__all__ = ["AsyncAPI", "Domain", "DomainEventRecord", "ObjectEventRecord", "aio_objects", "drive"]
 
 
 class Caller(Protocol):
@@ -36,6 +36,17 @@ class DomainEventRecord:
 
     event_id: int
     domain: Domain
+    args: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectEventRecord:
+    """One network, storage pool, node device or secret event: its family
+    ("NETWORK", ...), its ID, the object, and libvirt-python's callback arguments."""
+
+    family: str
+    event_id: int
+    obj: Any
     args: tuple[Any, ...]
 
 

@@ -7,13 +7,17 @@ a stream or an event is the same whichever loop runs it, so it lives here once.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
-from virtwire.client import aio_api, core, events, ops
-from virtwire.client.aio_api import Domain, DomainEventRecord
+from virtwire.client import aio_api, aio_handle, core, events, ops
+from virtwire.client.aio_api import Domain, DomainEventRecord, ObjectEventRecord
 from virtwire.client.stream_aio import AsyncStream
 from virtwire.client.streamstate import StreamState
+from virtwire.client.surface import objevents
 from virtwire.protocol.errors import libvirtError
+from virtwire.protocol.generated import constants as c
 
 RECV_SIZE = 65536
 EVENT_BUFFER = 256  # events a subscription holds before it counts as too slow
@@ -29,7 +33,9 @@ class ShellEvent(Protocol):
 
 
 class Subscriber(Protocol):
-    def deliver(self, record: DomainEventRecord) -> None: ...
+    def deliver(self, record: Any) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class AsyncShell(aio_api.AsyncAPI):
@@ -38,7 +44,7 @@ class AsyncShell(aio_api.AsyncAPI):
     protocol: core.ClientProtocol[Any]
     _stream_waiters: dict[int, Any]  # stream serial -> the shell's Event
     _reader_resume: Any  # the shell's Event while the reader waits for a lagging stream
-    _subscribers: dict[int, Any]  # callback ID -> the shell's subscription
+    _subscribers: dict[tuple[str, int], Any]  # (family, callback ID) -> the shell's subscription
 
     def _new_event(self) -> ShellEvent:
         raise NotImplementedError
@@ -50,6 +56,13 @@ class AsyncShell(aio_api.AsyncAPI):
         raise NotImplementedError
 
     async def _stream_close(self, state: StreamState, abort: bool) -> None:
+        raise NotImplementedError
+
+    def _new_subscription(self, buffer: int) -> Any:
+        raise NotImplementedError
+
+    async def _call_shielded(self, op: ops.Op) -> None:
+        """Make a call that the caller's cancellation does not interrupt (errors ignored)."""
         raise NotImplementedError
 
     @property
@@ -105,13 +118,78 @@ class AsyncShell(aio_api.AsyncAPI):
 
     # -- events -----------------------------------------------------------
 
+    @asynccontextmanager
+    async def domain_events(
+        self,
+        event_id: int = c.VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+        domain: Domain | None = None,
+        buffer: int = EVENT_BUFFER,
+    ) -> AsyncIterator[Any]:
+        """Subscribe to one event ID (optionally for one domain); iterate the events
+        (DomainEventRecord: the ID, the Domain, libvirt-python's callback arguments).
+
+        At most ``buffer`` events wait for the consumer. One that falls further
+        behind is not allowed to stall every reply on the connection: its
+        subscription ends, and iterating raises a libvirtError once the buffered
+        events have been consumed (nothing is skipped silently).
+        """
+        aio_api.check_event_id(event_id)
+        register = ops.event_register_any(event_id, None if domain is None else domain.ref)
+        async with self._subscribe("DOMAIN", register, ops.event_deregister_any, buffer) as subscription:
+            yield subscription
+
+    @asynccontextmanager
+    async def object_events(
+        self, family: str, event_id: int, obj: Any = None, buffer: int = EVENT_BUFFER
+    ) -> AsyncIterator[Any]:
+        """As domain_events, for the events of networks, storage pools, node devices
+        or secrets: `family` is "NETWORK", "STORAGE_POOL", "NODE_DEVICE" or "SECRET",
+        `obj` optionally one such object; each event is an ObjectEventRecord."""
+        fam = objevents.FAMILIES[family]
+        objevents.check_event_id(fam, event_id)
+        proc = ops.PROCS[f"CONNECT_{family}_EVENT_REGISTER_ANY"]
+        codec: Callable[..., Any] | None = proc.args
+        assert codec is not None
+        args = codec(event_id, None if obj is None else obj._ref)
+        register = ops.Op(proc, args, ops.int_field("callbackID"))
+        dereg = ops.PROCS[f"CONNECT_{family}_EVENT_DEREGISTER_ANY"]
+        dereg_args: Callable[..., Any] | None = dereg.args
+        assert dereg_args is not None
+
+        def deregister(callback_id: int) -> ops.Op:
+            return ops.Op(dereg, dereg_args(callback_id))
+
+        async with self._subscribe(family, register, deregister, buffer) as subscription:
+            yield subscription
+
+    @asynccontextmanager
+    async def _subscribe(
+        self, family: str, register: ops.Op, deregister: Callable[[int], ops.Op], buffer: int
+    ) -> AsyncIterator[Any]:
+        subscription: Subscriber = self._new_subscription(buffer)
+        key = (family, int(await self.call(register)))
+        self._subscribers[key] = subscription
+        try:
+            yield subscription
+        finally:
+            self._subscribers.pop(key, None)
+            subscription.close()
+            if self.protocol.dead is None:
+                await self._call_shielded(deregister(key[1]))
+
     def _dispatch_event(self, msg: core.Event) -> None:
         try:
             decoded = events.decode(msg.procedure, msg.payload)
+            other = None if decoded is not None else objevents.decode(msg.procedure, msg.payload)
         except (ValueError, libvirtError):
-            return
-        if decoded is None:
-            return
-        subscription: Subscriber | None = self._subscribers.get(decoded.callback_id)
-        if subscription is not None:
-            subscription.deliver(DomainEventRecord(decoded.event_id, Domain(self, decoded.dom), decoded.args))
+            return  # malformed: dropped, as libvirt's client does
+        if decoded is not None:
+            subscription: Subscriber | None = self._subscribers.get(("DOMAIN", decoded.callback_id))
+            if subscription is not None:
+                record = DomainEventRecord(decoded.event_id, Domain(self, decoded.dom), decoded.args)
+                subscription.deliver(record)
+        elif other is not None:
+            subscription = self._subscribers.get((other.family.prefix, other.callback_id))
+            if subscription is not None:
+                obj = aio_handle.ASYNC_CLASSES[other.family.klass](self, other.obj)
+                subscription.deliver(ObjectEventRecord(other.family.prefix, other.event_id, obj, other.args))

@@ -17,15 +17,14 @@ import asyncio
 import contextlib
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, NoReturn
 
 from virtwire.client import aio_api, aio_shell, cmdsocket, core, errfactory, flows, ops, sasl_auth, transport
 from virtwire.client import uri as urimod
 from virtwire.client.aio_api import Domain, DomainEventRecord, drive
-from virtwire.client.aio_shell import EVENT_BUFFER, RECV_SIZE
+from virtwire.client.aio_shell import RECV_SIZE
 from virtwire.client.streamstate import StreamState
 from virtwire.protocol.errors import libvirtError
 from virtwire.protocol.generated import constants as c
@@ -105,7 +104,7 @@ class Connection(aio_shell.AsyncShell):
         self._loop = asyncio.get_running_loop()
         self.protocol: core.ClientProtocol[_Waiter] = core.ClientProtocol()
         self._tasks: list[asyncio.Task[None]] = []
-        self._subscribers: dict[int, EventSubscription] = {}
+        self._subscribers: dict[tuple[str, int], EventSubscription] = {}
         self._keepalive_changed = asyncio.Event()
         self._stream_waiters: dict[int, asyncio.Event] = {}
         self._reader_resume: asyncio.Event | None = None
@@ -320,28 +319,12 @@ class Connection(aio_shell.AsyncShell):
 
     # -- events ---------------------------------------------------------
 
-    @asynccontextmanager
-    async def domain_events(
-        self,
-        event_id: int = c.VIR_DOMAIN_EVENT_ID_LIFECYCLE,
-        domain: Domain | None = None,
-        buffer: int = EVENT_BUFFER,
-    ) -> AsyncIterator[EventSubscription]:
-        """Subscribe to one event ID (optionally for one domain); iterate the events."""
-        aio_api.check_event_id(event_id)
-        subscription = EventSubscription(buffer)
-        callback_id = await self.call(
-            ops.event_register_any(event_id, None if domain is None else domain.ref)
-        )
-        self._subscribers[callback_id] = subscription
-        try:
-            yield subscription
-        finally:
-            self._subscribers.pop(callback_id, None)
-            subscription.close()
-            if self.protocol.dead is None:
-                with contextlib.suppress(libvirtError):
-                    await asyncio.shield(self.call(ops.event_deregister_any(callback_id)))
+    def _new_subscription(self, buffer: int) -> EventSubscription:
+        return EventSubscription(buffer)
+
+    async def _call_shielded(self, op: ops.Op) -> None:
+        with contextlib.suppress(libvirtError):
+            await asyncio.shield(self.call(op))
 
 
 Errout = Callable[[], str] | None

@@ -62,7 +62,10 @@ ASYNC_OWN: Final[dict[str, dict[str, str]]] = {
     "virStorageVol": {"download": _STREAM_BINDING, "upload": _STREAM_BINDING},
 }
 
-_EVENTS = "a callback registration: the async API delivers events as async iterators (domain_events)"
+_EVENTS = (
+    "a callback registration: the async API delivers events as async iterators"
+    " (domain_events(), object_events(family, ...))"
+)
 _FDS = "passes file descriptors: the thread shell (virtwire.libvirt) does, the async shells not yet"
 _HANDLERS = "handler callbacks: iterate the AsyncStream (chunks()) or give send_all() an async iterable"
 NOT_ASYNC: Final[dict[str, dict[str, str]]] = {

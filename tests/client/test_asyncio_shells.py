@@ -433,3 +433,30 @@ def test_new_stream_bound_by_screenshot(shell: Shell, real_libvirtd: Any, real_l
             assert await stream.connect() is conn
 
     shell.run(main)
+
+
+def test_network_events_as_an_async_iterator(shell: Shell, server_uri: str) -> None:
+    """Object events (here a network's lifecycle) as an async iterator, as domain events."""
+    name = f"evnet-{uuid.uuid4().hex[:8]}"
+    xml = f"<network><name>{name}</name><bridge name='vw{name[-8:]}'/></network>"
+
+    async def main(tasks: Tasks) -> None:
+        async with await shell.connect(server_uri) as conn:
+            lifecycle = vlibvirt.VIR_NETWORK_EVENT_ID_LIFECYCLE
+            async with conn.object_events("NETWORK", lifecycle) as events:
+                net = await conn.networkDefineXML(xml)
+                await net.create()
+                await net.destroy()
+                await net.undefine()
+                got = [await events.__anext__() for _ in range(4)]
+            assert [(e.family, e.event_id, e.obj.name) for e in got] == [("NETWORK", lifecycle, name)] * 4
+            assert [e.args for e in got] == [
+                (vlibvirt.VIR_NETWORK_EVENT_DEFINED, 0),
+                (vlibvirt.VIR_NETWORK_EVENT_STARTED, 0),
+                (vlibvirt.VIR_NETWORK_EVENT_STOPPED, 0),
+                (vlibvirt.VIR_NETWORK_EVENT_UNDEFINED, 0),
+            ]
+            assert await got[0].obj.UUIDString() == str(uuid.UUID(bytes=got[0].obj._ref.uuid))
+            assert conn._subscribers == {}  # deregistered on leaving the block
+
+    shell.run(main)
