@@ -126,3 +126,20 @@ async def test_connect_errors_are_libvirts(free_port: Callable[[], int]) -> None
         111,
         -1,
     )
+
+
+async def test_concurrent_calls_over_tls(real_libvirtd: Any) -> None:
+    """Many tasks on one TLS connection: the packets the trio shell coalesces into
+    one write (several RPCs in one TLS record) are all answered."""
+    async with await virtwire.client.connect(real_libvirtd.tls_uri) as conn:
+        dom = await conn.lookup_by_name("test")
+        results: list[list[int]] = []
+
+        async def worker() -> None:
+            for _ in range(10):
+                results.append((await dom.info())[:4])
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(8):
+                nursery.start_soon(worker)
+        assert len(results) == 80 and len({tuple(r) for r in results}) == 1

@@ -164,3 +164,30 @@ def test_sixty_four_threads_with_events_and_keepalive(real_libvirtd: Any) -> Non
     assert errors == [] and counts == [20] * 64
     started, stopped = vlibvirt.VIR_DOMAIN_EVENT_STARTED, vlibvirt.VIR_DOMAIN_EVENT_STOPPED
     assert seen_events == [(name, started), (name, stopped)]
+
+
+def test_a_thread_finding_the_socket_busy_queues_its_packet() -> None:
+    """While one thread is blocked writing, another does not wait for the send
+    lock: its packet is queued and the writing thread sends it, whole, after its own."""
+    import socket
+
+    from virtwire.client.sync import SyncConnection
+
+    ours, peer = socket.socketpair()
+    try:
+        conn = SyncConnection(ours)
+        big = b"A" * (4 * 1024 * 1024)  # more than the socket buffers: the write blocks
+        writer = threading.Thread(target=conn._send, args=(big,))
+        writer.start()
+        while not conn._send_lock.locked() or conn._outbox:  # the big packet is being written
+            threading.Event().wait(0.01)
+        conn._send(b"B" * 100)  # returns at once: queued for the writing thread
+        assert conn._outbox == [b"B" * 100]
+        received = bytearray()
+        while len(received) < len(big) + 100:
+            received += peer.recv(1 << 20)
+        writer.join()
+        assert bytes(received) == big + b"B" * 100 and conn._outbox == []
+    finally:
+        ours.close()
+        peer.close()
