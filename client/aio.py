@@ -316,7 +316,10 @@ class Connection(aio_shell.AsyncShell):
                         return b""
                     waited = True
                     continue
-                except OSError:
+                except OSError as exc:
+                    # A read error (a reset) is libvirt's "Cannot recv data", as below.
+                    if exc.errno is not None:
+                        self._apply(self.protocol.receive_failed(exc))
                     return b""
                 if not waited:
                     if self._read_without_wait:
