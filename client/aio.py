@@ -12,8 +12,10 @@ unwound on exit. The calls themselves are aio_api.AsyncAPI's.
 
 from __future__ import annotations
 
+import array
 import contextlib
 import os
+import socket
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
@@ -244,7 +246,42 @@ class Connection(aio_shell.AsyncShell):
         costs the kernel's delivery work too, and fewer, larger writes measured
         about 20 % less CPU per call with 8 tasks.
         """
-        if self._queue(packet):
+        if type(packet) is core.FdPacket:
+            await self._send_with_fds(packet)
+        elif self._queue(packet):
+            await self._flush()
+
+    def passes_fds(self) -> bool:
+        """Whether the socket can carry file descriptors (a unix socket)."""
+        stream = self._stream
+        return isinstance(stream, trio.SocketStream) and stream.socket.family == socket.AF_UNIX
+
+    async def _send_with_fds(self, packet: core.FdPacket) -> None:
+        """The packet, then each descriptor in a one-byte message (SCM_RIGHTS, as
+        libvirt's virSocketSendFD), with no other packet in between."""
+        if self.protocol.dead is not None:
+            raise errfactory.socket_closed()
+        while self._flushing:  # another task is writing: the socket is ours after it
+            await trio.sleep(0)
+        self._flushing = True  # other packets queue meanwhile (_queue)
+        try:
+            data = b"".join([*self._outbox, bytes(packet)])
+            self._outbox.clear()
+            assert isinstance(self._stream, trio.SocketStream)
+            sock = self._stream.socket
+            with trio.CancelScope(shield=True):
+                try:
+                    await self._stream.send_all(data)
+                    for fd in packet.fds:
+                        rights = array.array("i", [fd])
+                        await sock.sendmsg([b"\0"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)])
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    err = core.write_failed()
+                    self._apply(self.protocol.fail_all(err, "error"))
+                    raise err from None
+        finally:
+            self._flushing = False
+        if self._outbox:
             await self._flush()
 
     def _queue(self, packet: bytes) -> bool:

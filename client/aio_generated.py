@@ -69,6 +69,10 @@ class ConnectionCalls(AsyncHandle):
         """createXML: the facade's shape of it, awaited."""
         return await self._facade('createXML', xmlDesc, flags)
 
+    async def createXMLWithFiles(self, xmlDesc: Any, files: Any, flags: Any = 0) -> Any:
+        """createXMLWithFiles: the facade's shape of it, awaited."""
+        return await self._facade('createXMLWithFiles', xmlDesc, files, flags)
+
     async def defineXML(self, xml: Any) -> Any:
         """defineXML: the facade's shape of it, awaited."""
         return await self._facade('defineXML', xml)
@@ -721,6 +725,10 @@ class DomainCalls(AsyncHandle):
     async def create(self) -> Any:
         """create: the facade's shape of it, awaited."""
         return await self._facade('create')
+
+    async def createWithFiles(self, files: Any, flags: Any = 0) -> Any:
+        """createWithFiles: the facade's shape of it, awaited."""
+        return await self._facade('createWithFiles', files, flags)
 
     async def createWithFlags(self, flags: Any = 0) -> Any:
         """createWithFlags: the facade's shape of it, awaited."""
@@ -1918,7 +1926,6 @@ class DomainCheckpointCalls(AsyncHandle):
 # Facade class -> method -> why the async API has no coroutine for it.
 NOT_ASYNC: Final[dict[str, dict[str, str]]] = {
     'virConnect': {
-        'createXMLWithFiles': 'passes file descriptors: the thread shell (virtwire.libvirt) does, the async shells not yet',
         'domainEventDeregister': 'a callback registration: the async API delivers events as async iterators (domain_events(), object_events(family, ...))',
         'domainEventDeregisterAny': 'a callback registration: the async API delivers events as async iterators (domain_events(), object_events(family, ...))',
         'domainEventRegister': 'a callback registration: the async API delivers events as async iterators (domain_events(), object_events(family, ...))',
@@ -1933,9 +1940,6 @@ NOT_ASYNC: Final[dict[str, dict[str, str]]] = {
         'storagePoolEventDeregisterAny': 'a callback registration: the async API delivers events as async iterators (domain_events(), object_events(family, ...))',
         'storagePoolEventRegisterAny': 'a callback registration: the async API delivers events as async iterators (domain_events(), object_events(family, ...))',
         'unregisterCloseCallback': 'a callback registration: the async API delivers events as async iterators (domain_events(), object_events(family, ...))',
-    },
-    'virDomain': {
-        'createWithFiles': 'passes file descriptors: the thread shell (virtwire.libvirt) does, the async shells not yet',
     },
     'virStream': {
         'c_pointer': 'there is no C object to point at in the async API',

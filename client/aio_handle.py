@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final
 
-from virtwire.client import bridge, core, ops
+from virtwire.client import bridge, core, errfactory, ops
 from virtwire.client.facade import virConnect
 from virtwire.client.surface import base as surface_base
 from virtwire.protocol.errors import libvirtError
@@ -146,6 +146,19 @@ class BridgedSocket:
         reply: core.Reply = bridge.await_(
             shell._roundtrip(shell.protocol.start_call, _RawCall(procedure, payload))
         )
+        return reply
+
+    def call_with_fds(self, procedure: int, payload: bytes, fds: list[int]) -> core.Reply:
+        shell = self._shell
+        if fds and not shell.passes_fds():
+            bridge.await_(shell._shutdown())  # libvirt drops the connection too
+            raise errfactory.fds_unsupported()
+        protocol = shell.protocol
+
+        def start(number: int, data: bytes, waiter: Any) -> tuple[int, bytes]:
+            return protocol.start_call_passing_fds(number, data, fds, waiter)  # type: ignore[no-any-return]
+
+        reply: core.Reply = bridge.await_(shell._roundtrip(start, _RawCall(procedure, payload)))
         return reply
 
     def call_many(self, calls: list[tuple[int, bytes]]) -> list[core.Reply | libvirtError]:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 import ssl
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -104,6 +106,7 @@ class Connection(aio_shell.AsyncShell):
         self._loop = asyncio.get_running_loop()
         self.protocol: core.ClientProtocol[_Waiter] = core.ClientProtocol()
         self._tasks: list[asyncio.Task[None]] = []
+        self._held: list[bytes] | None = None  # packets waiting while descriptors go out
         self._subscribers: dict[tuple[str, int], EventSubscription] = {}
         self._keepalive_changed = asyncio.Event()
         self._stream_waiters: dict[int, asyncio.Event] = {}
@@ -191,13 +194,50 @@ class Connection(aio_shell.AsyncShell):
             self.protocol.discard(serial)  # a late reply to a cancelled call is dropped
 
     async def _send(self, packet: bytes) -> None:
-        if self._write(packet):
+        if type(packet) is core.FdPacket:
+            await self._send_with_fds(packet)
+        elif self._write(packet):
             await self._drain()
+
+    def passes_fds(self) -> bool:
+        """Whether the socket can carry file descriptors (a unix socket)."""
+        sock = self._writer.transport.get_extra_info("socket")
+        return sock is not None and sock.family == socket.AF_UNIX
+
+    async def _send_with_fds(self, packet: core.FdPacket) -> None:
+        """The packet, then each descriptor in a one-byte message (SCM_RIGHTS, as
+        libvirt's virSocketSendFD), with no other packet in between: packets of
+        other calls wait in `_held` until the descriptors are out."""
+        while self._held is not None:  # another call is sending descriptors
+            await asyncio.sleep(0)
+        self._held = []
+        transport = self._writer.transport
+        try:
+            self._writer.write(bytes(packet))
+            transport.set_write_buffer_limits(high=0)  # drain() waits until all is written
+            try:
+                await self._writer.drain()
+            finally:
+                transport.set_write_buffer_limits()
+            raw = transport.get_extra_info("socket")
+            with socket.socket(fileno=os.dup(raw.fileno())) as sock:
+                for fd in packet.fds:
+                    socket.send_fds(sock, [b"\0"], [fd])
+        except (ConnectionError, OSError, RuntimeError) as exc:
+            self._write_failed(exc)
+        finally:
+            held, self._held = self._held, None
+            for other in held:
+                self._writer.write(other)
 
     def _write(self, packet: bytes) -> bool:
         """The whole packet into the transport's buffer; whether to drain it now."""
         if self.protocol.dead is not None:
             raise errfactory.socket_closed()
+        held = self._held
+        if held is not None:
+            held.append(packet)  # after the descriptors another call is sending
+            return False
         writer = self._writer
         try:
             writer.write(packet)

@@ -368,6 +368,17 @@ class Closed:
 ProtocolEvent = Reply | Event | SendPacket | StreamReady | Closed
 
 
+class FdPacket(bytes):
+    """A CALL_WITH_FDS packet and the descriptors to send right after it."""
+
+    fds: list[int]
+
+    def __new__(cls, data: bytes, fds: list[int]) -> FdPacket:
+        packet = super().__new__(cls, data)
+        packet.fds = list(fds)
+        return packet
+
+
 class ClientProtocol(Generic[W]):
     """The protocol state of one client connection; no I/O, no clock of its own.
 
@@ -408,6 +419,14 @@ class ClientProtocol(Generic[W]):
         serial = self.pending.add(waiter)
         body = _NFDS.pack(nfds) + payload
         return serial, wire.remote_packet(procedure, CALL_WITH_FDS, serial, STATUS_OK, body)
+
+    def start_call_passing_fds(
+        self, procedure: int, payload: bytes, fds: list[int], waiter: W
+    ) -> tuple[int, bytes]:
+        """start_call_with_fds for the async shells: the packet is an FdPacket (its
+        descriptors attached), which their writers send as libvirt does."""
+        serial, packet = self.start_call_with_fds(procedure, payload, len(fds), waiter)
+        return serial, FdPacket(packet, fds) if fds else packet
 
     def discard(self, serial: int) -> None:
         """Forget a call (cancelled): its reply, when it comes, is dropped."""

@@ -88,5 +88,13 @@ def keepalive_timeout() -> libvirtError:
     )
 
 
+def fds_unsupported() -> libvirtError:
+    """libvirt's error for descriptors on a socket that cannot carry them (not unix);
+    libvirt then drops the connection."""
+    return templated(
+        c.VIR_ERR_INTERNAL_ERROR, c.VIR_FROM_RPC, "Sending file descriptors is not supported on this socket"
+    )
+
+
 def socket_closed() -> libvirtError:
     return templated(c.VIR_ERR_INTERNAL_ERROR, c.VIR_FROM_RPC, "client socket is closed")

@@ -37,8 +37,6 @@ from virtwire.protocol.generated.constants import (
     VIR_CONNECT_CLOSE_REASON_EOF,
     VIR_CONNECT_CLOSE_REASON_ERROR,
     VIR_CONNECT_CLOSE_REASON_KEEPALIVE,
-    VIR_ERR_INTERNAL_ERROR,
-    VIR_FROM_RPC,
 )
 
 RECV_SIZE = 65536  # below glibc's mmap threshold: no mmap/munmap per read
@@ -144,8 +142,7 @@ class SyncConnection:
             # libvirt writes the packet, fails on the first descriptor and drops
             # the connection; the packet is not even sent here, the rest is the same.
             self.shutdown()
-            detail = "Sending file descriptors is not supported on this socket"
-            raise errfactory.templated(VIR_ERR_INTERNAL_ERROR, VIR_FROM_RPC, detail)
+            raise errfactory.fds_unsupported()
         waiter = _Waiter()
         with self._lock:
             _, packet = self.protocol.start_call_with_fds(procedure, payload, len(fds), waiter)

@@ -66,7 +66,6 @@ _EVENTS = (
     "a callback registration: the async API delivers events as async iterators"
     " (domain_events(), object_events(family, ...))"
 )
-_FDS = "passes file descriptors: the thread shell (virtwire.libvirt) does, the async shells not yet"
 _HANDLERS = "handler callbacks: iterate the AsyncStream (chunks()) or give send_all() an async iterable"
 NOT_ASYNC: Final[dict[str, dict[str, str]]] = {
     "virConnect": {
@@ -87,9 +86,7 @@ NOT_ASYNC: Final[dict[str, dict[str, str]]] = {
             "registerCloseCallback",
             "unregisterCloseCallback",
         )
-    }
-    | {"createXMLWithFiles": _FDS},
-    "virDomain": {"createWithFiles": _FDS},
+    },
     # virStream is stream_aio.AsyncStream, which has libvirt-python's other names.
     "virStream": {
         "eventAddCallback": _EVENTS,

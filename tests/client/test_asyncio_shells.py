@@ -460,3 +460,49 @@ def test_network_events_as_an_async_iterator(shell: Shell, server_uri: str) -> N
             assert conn._subscribers == {}  # deregistered on leaving the block
 
     shell.run(main)
+
+
+def test_file_descriptors_passed_with_a_call(shell: Shell, real_libvirtd: Any) -> None:
+    """createXMLWithFiles / createWithFiles in the async API: over the unix socket the
+    descriptors follow the packet (CALL_WITH_FDS); over TCP libvirt's error, and the
+    connection is closed, as with the thread shell."""
+    import os
+
+    name = f"fdasync-{uuid.uuid4().hex[:8]}"
+    xml = (
+        f"<domain type='test'><name>{name}</name><memory>65536</memory><vcpu>1</vcpu>"
+        "<os><type>hvm</type></os></domain>"
+    )
+    r, w = os.pipe()
+
+    async def main(tasks: Tasks) -> None:
+        async with await shell.connect(real_libvirtd.unix_uri) as conn:
+            # Other calls in flight meanwhile: their packets never come between.
+            busy = [tasks.start(conn.get_lib_version) for _ in range(4)]
+            dom = await conn.createXMLWithFiles(xml, [r, w], 0)
+            assert (dom.name, await dom.isActive()) == (name, 1)
+            await dom.destroy()
+            defined = await conn.defineXML(xml)
+            assert await defined.createWithFiles([r], 0) == 0
+            assert defined.id > 0  # the running id, as libvirt's remote driver sets it
+            await defined.destroy()
+            await defined.undefine()
+            for handle in busy:
+                await handle.finished()
+                assert handle.result == real_libvirtd_lib_version
+        async with await shell.connect(real_libvirtd.tcp_uri) as conn:
+            with pytest.raises(libvirtError) as got:
+                await conn.createXMLWithFiles(xml, [r], 0)
+            assert _error_fields(got.value) == (
+                vlibvirt.VIR_ERR_INTERNAL_ERROR,
+                vlibvirt.VIR_FROM_RPC,
+                "internal error: Sending file descriptors is not supported on this socket",
+            )
+            assert not conn.alive
+
+    real_libvirtd_lib_version = vlibvirt.open(real_libvirtd.unix_uri).getLibVersion()
+    try:
+        shell.run(main)
+    finally:
+        os.close(r)
+        os.close(w)
