@@ -306,3 +306,24 @@ def test_python_clients_migrate_parallel_zstd_and_tunnelled(
     finally:
         src.close()
         dst.close()
+
+
+def test_tls_postcopy_link_cut_then_recovery_over_tls(
+    pki_hosts: PkiHosts, start_domain: Callable[..., str], run_virsh: Virsh, wait_until: Callable[..., None]
+) -> None:
+    src, dst = pki_hosts.src.tcp_uri, pki_hosts.dst.tcp_uri
+    name = start_domain(
+        src, "tls-postcopy", dirty_rate=4000, working_set_mib=2, dirty_set_mib=2, fault="postcopy:100"
+    )
+    postcopy = ("--tls", "--postcopy", "--postcopy-bandwidth", "1")
+    cut = migrate(run_virsh, src, dst, name, *postcopy, "--postcopy-after-precopy", "--bandwidth", "2")
+    assert cut.returncode != 0 and "operation failed: job 'migration out' failed" in cut.stderr, cut.stderr
+    assert state(run_virsh, src, name) == "paused (post-copy failed)"
+    wait_until(lambda: state(run_virsh, dst, name) == "running (post-copy failed)", "destination failed")
+    # The recovery connects again, over TLS as the migration did.
+    done = migrate(run_virsh, src, dst, name, *postcopy, "--postcopy-resume")
+    assert done.returncode == 0, done.stderr
+    assert (state(run_virsh, src, name), state(run_virsh, dst, name)) == (
+        "shut off (migrated)",
+        "running (migrated)",
+    )

@@ -380,6 +380,8 @@ class MigrationMixin(JobControlMixin):
             monitored=incoming is not None and not incoming.done.is_set(),
         )
         assert incoming is not None
+        # A recovery is one connection, TLS when it asks for it (as the migration did).
+        plan = destination_plan(None, 0, flags, self.migration_pki_dir)
         host, port = self._listen_spec(params)
         listener, uri = await _listen(host, port)
         incoming.phase = MigrationPhase.PREPARE_RESUME
@@ -390,6 +392,7 @@ class MigrationMixin(JobControlMixin):
         incoming.done = trio.Event()
         incoming.failure = None
         incoming.connected = False
+        incoming.link_plan = plan
         _prepared_by(ctx).append(dom.uuid)
         self._spawn(self._run_incoming, dom, incoming)
         return uri
@@ -467,7 +470,7 @@ class MigrationMixin(JobControlMixin):
         resuming = session.phase is not MigrationPhase.NONE
         try:
             with session.cancel_scope:
-                async with self._incoming_link(session, resuming) as link:
+                async with self._incoming_link(session) as link:
                     if resuming:
                         await session.engine.resume(link)
                     else:
@@ -490,16 +493,15 @@ class MigrationMixin(JobControlMixin):
             session.done.set()
 
     @contextlib.asynccontextmanager
-    async def _incoming_link(self, session: IncomingSession, resuming: bool) -> AsyncIterator[MigrationLink]:
-        """The link the source opens (a post-copy recovery: one plain connection)."""
+    async def _incoming_link(self, session: IncomingSession) -> AsyncIterator[MigrationLink]:
+        """The link the source opens, as the Prepare step planned it."""
         if session.tunnel is not None:
             session.connected = True
             async with session.tunnel as tunnel:
                 yield tunnel
             return
         assert session.listener is not None
-        plan = LinkPlan() if resuming else session.link_plan
-        async with accept_incoming(session.listener, plan) as link:
+        async with accept_incoming(session.listener, session.link_plan) as link:
             session.connected = True
             await session.listener.aclose()  # every connection of the link is in
             yield link
@@ -635,11 +637,9 @@ class MigrationMixin(JobControlMixin):
             engine.set_bandwidth(postcopy_bandwidth, postcopy=True)
         host, port = parse_migrate_uri(uri)
         try:
-            try:
-                stream = await trio.open_tcp_stream(host, port)
-            except OSError as exc:
-                raise MigrationFailed(f"Failed to connect to '{host}:{port}': {exc.strerror}") from None
-            await engine.resume(stream)
+            plan = source_plan(None, 0, flags, params, host, self.migration_pki_dir, dom.tree)
+            async with open_outgoing(host, port, plan) as link:
+                await engine.resume(link)
         except MigrationFailed as exc:
             self._outgoing_postcopy_failed(dom, job)
             raise report(C.VIR_ERR_OPERATION_FAILED, FROM, f"job '{_JOB_OUT}' failed: {exc.reason}") from None
