@@ -28,12 +28,15 @@ Real libvirt has no migration in its test driver, so there is no libvirt column;
 the yardstick is the floor.
 
     .venv/bin/python bench/bench_migration.py [--bandwidth 32] [--working-set 128]
+    .venv/bin/python bench/bench_migration.py --links [ARGS]   (compression, parallel, tunnelled:
+                                                                bench_migration_links.py)
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import sys
 from dataclasses import dataclass
 
@@ -229,6 +232,10 @@ def percentile(values: list[float], pct: float) -> float:
 
 
 def main() -> int:
+    if "--links" in sys.argv[1:]:
+        # bench_migration_links.py beside this script (its directory is on sys.path).
+        links = importlib.import_module("bench_migration_links")
+        return int(links.main([arg for arg in sys.argv[1:] if arg != "--links"]))
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--bandwidth", type=int, default=32, help="link bandwidth, MiB/s (default 32)")
     parser.add_argument("--working-set", type=int, default=128, help="touched memory, MiB (default 128)")

@@ -60,6 +60,11 @@ def _exclusive_disk_flags(api: str, flags: int) -> None:
             "ctl",
             "Flags 'VIR_MIGRATE_NON_SHARED_DISK' and 'VIR_MIGRATE_NON_SHARED_INC' are mutually exclusive",
         )
+    # The next check of libvirt's migration entry points (VIR_EXCLUSIVE_FLAGS_GOTO).
+    if flags & c.VIR_MIGRATE_TUNNELLED and flags & c.VIR_MIGRATE_PARALLEL:
+        raise invalid_arg(
+            api, "ctl", "Flags 'VIR_MIGRATE_TUNNELLED' and 'VIR_MIGRATE_PARALLEL' are mutually exclusive"
+        )
 
 
 # -- small steps -------------------------------------------------------------------

@@ -332,6 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         node = nodexml.load(args.node_xml) if args.node_xml is not None else None
         driver = MemoryDriver(hostname=config.hostname, state_dir=config.state_dir, node=node)
+        driver.migration_pki_dir = config.pki_dir  # TLS migration uses the host's PKI
     except (nodexml.NodeXMLError, libvirtError) as exc:
         # A broken file, or an object in it that libvirt would refuse (bad domain XML...).
         print(f"virtwire serve: --node-xml {args.node_xml}: {exc}", file=sys.stderr)

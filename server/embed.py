@@ -116,6 +116,7 @@ async def serve(
         )
     if driver is None:
         driver = MemoryDriver(hostname=config.hostname, state_dir=config.state_dir)
+        driver.migration_pki_dir = config.pki_dir  # TLS migration uses the host's PKI
     service = Service(config, driver)
     listeners = Listeners()
     try:

@@ -115,6 +115,17 @@ _STATUS_TYPE = {
 
 
 @dataclass(slots=True)
+class CompressionCounters:
+    """xbzrle's numbers, reported as compression_* (QEMU's xbzrle-cache block)."""
+
+    cache_bytes: int = 0
+    bytes: int = 0  # delta bytes sent
+    pages: int = 0  # pages sent as deltas
+    cache_misses: int = 0
+    overflow: int = 0
+
+
+@dataclass(slots=True)
 class MigrationCounters:
     """A migration's progress and traffic; see the module docstring for the rules."""
 
@@ -130,6 +141,7 @@ class MigrationCounters:
     setup_time_ms: int | None = None
     downtime_ms: int | None = None
     cpu_throttle_percentage: int = 0  # auto-converge, while it throttles the guest
+    compression: CompressionCounters | None = None  # set while xbzrle is on
 
     @property
     def memory_normal_bytes(self) -> int:
@@ -208,6 +220,14 @@ class Job:
         ]
         if c.cpu_throttle_percentage:
             params.append(("auto_converge_throttle", PARAM_INT, c.cpu_throttle_percentage))
+        if c.compression is not None:
+            params += [
+                ("compression_cache", PARAM_ULLONG, c.compression.cache_bytes),
+                ("compression_bytes", PARAM_ULLONG, c.compression.bytes),
+                ("compression_pages", PARAM_ULLONG, c.compression.pages),
+                ("compression_cache_misses", PARAM_ULLONG, c.compression.cache_misses),
+                ("compression_overflow", PARAM_ULLONG, c.compression.overflow),
+            ]
         if self.errmsg is not None:
             params.append(("errmsg", PARAM_STRING, self.errmsg))
         return params

@@ -1,4 +1,8 @@
-"""The live-migration engine: a source and a destination endpoint over one TCP stream.
+"""The live-migration engine: a source and a destination endpoint over a link.
+
+The link (``migration_link``: one TCP or TLS stream, N parallel connections, or a
+tunnel inside the libvirt connection) moves the records; the engine decides what
+to send. Pages go whole, or compressed as the migration asks (``migration_codec``).
 
 Source (``OutgoingMigration``), QEMU-style:
 
@@ -33,19 +37,18 @@ from __future__ import annotations
 
 import collections
 import enum
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import trio
 
 from .guest import PAGE_SIZE, FaultSpec, Guest, page_content, page_runs
 from .jobs import Job
+from .migration_codec import CompressionSpec, PageEncoder
+from .migration_link import MigrationLink, StreamLink
 from .migration_ratelimit import UNLIMITED_MIB_S, TokenBucket
 from .migration_stream import (
     PAGE_RECORD_SIZE,
     Kind,
-    Record,
-    RecordReader,
     StreamError,
     encode,
     hello,
@@ -95,6 +98,7 @@ class MigrationSettings:
     postcopy: bool = False  # started with VIR_MIGRATE_POSTCOPY
     fault: FaultSpec | None = None
     compression_cache_bytes: int = DEFAULT_COMPRESSION_CACHE_BYTES  # the xbzrle cache
+    compression: CompressionSpec | None = None  # the methods pages go with (None: whole)
     auto_converge: bool = False  # VIR_MIGRATE_AUTO_CONVERGE
     throttle_initial: int = DEFAULT_THROTTLE_INITIAL
     throttle_increment: int = DEFAULT_THROTTLE_INCREMENT
@@ -125,35 +129,8 @@ def link_error(exc: BaseException, verb: str = "write to") -> str:
     return f"Unable to {verb} socket: Connection reset by peer"
 
 
-class Link:
-    """The stream plus a serialised writer; readers are the endpoints' own tasks."""
-
-    def __init__(self, stream: trio.abc.Stream) -> None:
-        self.stream = stream
-        self.reader = RecordReader()
-        self._send_lock = trio.StrictFIFOLock()
-        self.cut_by_us = False
-        self.sent = 0  # bytes written to the stream, every record included
-
-    async def send(self, data: bytes) -> None:
-        async with self._send_lock:
-            await self.stream.send_all(data)
-            self.sent += len(data)
-
-    async def records(self) -> Iterator[Record] | None:
-        """Receive once; None at EOF, else the records that became complete."""
-        data = await self.stream.receive_some(1 << 16)
-        if not data:
-            return None
-        self.reader.feed(data)
-        out: list[Record] = []
-        while (record := self.reader.next()) is not None:
-            out.append(record)
-        return iter(out)
-
-    async def cut(self) -> None:
-        self.cut_by_us = True
-        await trio.aclose_forcefully(self.stream)
+# The plain one-stream link, under its historical name (tests and the benchmark use it).
+Link = StreamLink
 
 
 class OutgoingMigration:
@@ -195,6 +172,10 @@ class OutgoingMigration:
         self._recovering = False
         self._dest_missing: list[tuple[int, int]] = []
         self._dest_ready = trio.Event()
+        self._data_pages = 0  # pages sent as data (whole, compressed or as deltas)
+        self.encoder = PageEncoder(settings.compression, lambda: self.settings.compression_cache_bytes)
+        if self.encoder.xbzrle is not None:
+            job.counters.compression = self.encoder.xbzrle.counters
         # From the job's first stats on, all of RAM is the total and still to go.
         job.counters.start(guest.memory.total_pages)
 
@@ -223,7 +204,7 @@ class OutgoingMigration:
                 self.bucket.rate_mib_s = mib_s
 
     # -- the run ---------------------------------------------------------------------
-    async def run(self, stream: trio.abc.Stream) -> None:
+    async def run(self, stream: trio.abc.Stream | MigrationLink) -> None:
         """Migrate the guest over ``stream``; returns once the destination has it all.
 
         If the caller is cancelled (its client went away), the stream is closed
@@ -231,7 +212,7 @@ class OutgoingMigration:
         """
         await self._run_link(stream)
 
-    async def resume(self, stream: trio.abc.Stream) -> None:
+    async def resume(self, stream: trio.abc.Stream | MigrationLink) -> None:
         """Recover a post-copy migration whose link broke: go on over ``stream``."""
         if self.phase is not Phase.POSTCOPY:
             raise MigrationFailed("migration is not in post-copy phase")
@@ -243,37 +224,38 @@ class OutgoingMigration:
         self._dest_missing = []
         await self._run_link(stream)
 
-    async def _run_link(self, stream: trio.abc.Stream) -> None:
+    async def _run_link(self, stream: trio.abc.Stream | MigrationLink) -> None:
+        link = stream if isinstance(stream, MigrationLink) else StreamLink(stream)
         try:
-            failure, cancelled = await self._run(stream)
+            failure, cancelled = await self._run(link)
         except BaseException:
             self._stop_throttling()
             self.guest.memory.stop_dirty_log()
             with trio.CancelScope(shield=True):
-                await trio.aclose_forcefully(stream)
+                await link.abort()
             raise
         self._stop_throttling()
         self.guest.memory.stop_dirty_log()
         postcopy = self.phase is Phase.POSTCOPY
         if failure is None and cancelled:
-            await trio.aclose_forcefully(stream)
+            await link.abort()
             raise MigrationCancelled()
         if failure is not None:
-            await trio.aclose_forcefully(stream)
+            await link.abort()
             raise MigrationFailed(failure, postcopy=postcopy)
         self.phase = Phase.DONE
-        await stream.aclose()
+        await link.aclose()
 
-    async def _run(self, stream: trio.abc.Stream) -> tuple[str | None, bool]:
+    async def _run(self, link: MigrationLink) -> tuple[str | None, bool]:
         """(failure reason or None, cancelled by abortJob)."""
-        link = Link(stream)
         failure: str | None = None
         async with trio.open_nursery() as nursery:
             with trio.CancelScope() as scope:
                 self._scope = scope
                 if self._cancel_requested:
                     scope.cancel()
-                nursery.start_soon(self._control_reader, link, scope)
+                if link.return_path:
+                    nursery.start_soon(self._control_reader, link, scope)
                 try:
                     if self._recovering:
                         await self._recover(link)
@@ -291,7 +273,7 @@ class OutgoingMigration:
         cancelled = scope.cancelled_caught and self._link_failure is None and self._cancel_requested
         return failure, cancelled
 
-    async def _control_reader(self, link: Link, scope: trio.CancelScope) -> None:
+    async def _control_reader(self, link: MigrationLink, scope: trio.CancelScope) -> None:
         try:
             while True:
                 records = await link.records()
@@ -318,7 +300,7 @@ class OutgoingMigration:
             self._link_failure = link_error(exc)
             scope.cancel()
 
-    async def _migrate(self, link: Link) -> None:
+    async def _migrate(self, link: MigrationLink) -> None:
         now = trio.current_time()
         counters = self.job.counters
         memory = self.guest.memory
@@ -335,6 +317,7 @@ class OutgoingMigration:
         while True:
             pass_started = trio.current_time()
             pass_bytes_before = link.sent
+            pass_pages_before = self._data_pages
             switch = await self._send_pass(link, zero_runs, pages)
             if switch is not None:
                 await self._postcopy(link, *switch)
@@ -343,10 +326,14 @@ class OutgoingMigration:
             dirty = memory.sync_dirty_log()
             counters.memory_dirty_rate = int(len(dirty) / elapsed)
             self._maybe_throttle(len(dirty) * PAGE_SIZE, link.sent - pass_bytes_before)
-            # The estimate compares page bytes with the wire rate they really moved at.
-            pass_bps = (link.sent - pass_bytes_before) / elapsed
-            bandwidth = pass_bps or float(counters.memory_bps) or 1.0
-            if len(dirty) * PAGE_SIZE / bandwidth * 1000 <= self.settings.max_downtime_ms:
+            # The estimate compares what the dirty pages will cost on the wire (a page's
+            # bytes, or fewer once compressed: as many as a page took in this pass) with
+            # the wire rate they really moved at.
+            pass_bytes = link.sent - pass_bytes_before
+            pass_pages = self._data_pages - pass_pages_before
+            page_cost = min(pass_bytes / pass_pages, PAGE_SIZE) if pass_pages else PAGE_SIZE
+            bandwidth = pass_bytes / elapsed or float(counters.memory_bps) or 1.0
+            if len(dirty) * page_cost / bandwidth * 1000 <= self.settings.max_downtime_ms:
                 await self._precopy_complete(link, dirty)
                 return
             if self._postcopy_requested:
@@ -379,7 +366,7 @@ class OutgoingMigration:
         self.guest.throttle_pct = 0
         self.job.counters.cpu_throttle_percentage = 0
 
-    async def _new_iteration(self, link: Link, pending_pages: int, carried: int = 0) -> None:
+    async def _new_iteration(self, link: MigrationLink, pending_pages: int, carried: int = 0) -> None:
         """A dirty-bitmap sync, as QEMU counts them: a new pass over ``pending_pages``.
 
         Every sync is an iteration with its MIGRATION_ITERATION event, the last
@@ -393,12 +380,18 @@ class OutgoingMigration:
         self.observer.iteration(counters.memory_iteration)
 
     async def _send_pass(
-        self, link: Link, zero_runs: list[tuple[int, int]], pages: list[int], *, switchable: bool = True
+        self,
+        link: MigrationLink,
+        zero_runs: list[tuple[int, int]],
+        pages: list[int],
+        *,
+        switchable: bool = True,
     ) -> tuple[list[tuple[int, int]], list[int]] | None:
         """Send one pass in page order; stops early (returning what is left) for post-copy."""
         counters = self.job.counters
         runs = collections.deque(zero_runs)
         todo = collections.deque(pages)
+        first_pass = counters.memory_iteration <= 1
         while runs or todo:
             if switchable and self._postcopy_requested:
                 return list(runs), list(todo)
@@ -414,17 +407,21 @@ class OutgoingMigration:
                     counters.handled(count)
                 else:
                     number = todo.popleft()
-                    out += page(number, self.guest.memory.version(number), _content(self.guest, number))
+                    version = self.guest.memory.version(number)
+                    content = _content(self.guest, number)
+                    record, whole = self.encoder.record(number, version, content, first_pass=first_pass)
+                    out += record
                     sent_pages += 1
-                    counters.memory_normal += 1
+                    counters.memory_normal += whole
                     counters.handled(1)
             await self._transmit(link, bytes(out), sent_pages, Phase.PRECOPY)
         return None
 
     async def _transmit(
-        self, link: Link, data: bytes, normal_pages: int, phase: Phase, *, paced: bool = False
+        self, link: MigrationLink, data: bytes, normal_pages: int, phase: Phase, *, paced: bool = False
     ) -> None:
         """Send ``data``, waiting for the rate limit unless the caller ``paced`` it already."""
+        self._data_pages += normal_pages
         if not paced:
             await self.bucket.consume(len(data))
         fault = self.settings.fault
@@ -435,7 +432,7 @@ class OutgoingMigration:
                 self._faults_fired.add(stage)  # a test hook cuts once per stage, not every retry
                 await link.cut()
                 raise _Interrupted()
-        await link.send(data)
+        await link.send_pages(data)
         self._measure(len(data))
 
     def _follow_domain(self) -> None:
@@ -467,14 +464,17 @@ class OutgoingMigration:
         self.paused_at = now
         self.observer.paused(postcopy)
 
-    async def _precopy_complete(self, link: Link, dirty: set[int]) -> None:
+    async def _precopy_complete(self, link: MigrationLink, dirty: set[int]) -> None:
         memory = self.guest.memory
         self._pause_guest(postcopy=False)
         final = sorted(dirty | memory.sync_dirty_log())
         await self._new_iteration(link, len(final))
         await self._send_pass(link, [], final, switchable=False)
         await link.send(encode(Kind.COMPLETE, self.guest.cursor))
-        await self._dest_done.wait()
+        if link.return_path:
+            await self._dest_done.wait()
+        else:
+            await link.finish()  # no return path (tunnelled): the link confirms delivery
         self._record_downtime()
 
     def _record_downtime(self) -> None:
@@ -483,7 +483,7 @@ class OutgoingMigration:
 
     async def _postcopy(
         self,
-        link: Link,
+        link: MigrationLink,
         zero_runs: list[tuple[int, int]],
         carried: list[int],
         dirty: set[int] | None = None,
@@ -513,7 +513,7 @@ class OutgoingMigration:
         self._record_downtime()
         await self._push(link)
 
-    async def _recover(self, link: Link) -> None:
+    async def _recover(self, link: MigrationLink) -> None:
         """Post-copy recovery: learn what the destination lacks, then push only that."""
         memory = self.guest.memory
         await link.send(hello(memory.total_pages) + encode(Kind.RESUME))
@@ -543,7 +543,7 @@ class OutgoingMigration:
                 taken.append(wanted)
         return taken
 
-    async def _push_pages(self, link: Link, batch: list[int]) -> None:
+    async def _push_pages(self, link: MigrationLink, batch: list[int]) -> None:
         """One post-copy send, already paced; the pages count as handled once written."""
         if not batch:
             return
@@ -562,7 +562,7 @@ class OutgoingMigration:
         self.postcopy_pages_sent += len(batch)
         counters.handled(len(batch))
 
-    async def _push(self, link: Link) -> None:
+    async def _push(self, link: MigrationLink) -> None:
         """Send every page in ``_missing``, the destination's requests first."""
         missing = self._missing
         self.bucket = TokenBucket(self.settings.postcopy_bandwidth_mib_s or UNLIMITED_MIB_S)

@@ -25,6 +25,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -40,6 +42,7 @@ from virtwire.protocol.typedparams import (
 )
 
 from ...errors import check_flags, report
+from ...streams import attach
 from ..base import ConnectionContext
 from .core import FROM, dom_ref, operation_invalid
 from .domxml import parse_domain_xml
@@ -50,15 +53,20 @@ from .jobs import (
     JobStatus,
 )
 from .migration import (
+    LINK_ERRORS,
     MigrationCancelled,
     MigrationFailed,
     MigrationSettings,
     OutgoingMigration,
     Phase,
     SourceObserver,
+    link_error,
 )
+from .migration_connect import LinkPlan, accept_incoming, open_outgoing
 from .migration_control import JobControlMixin, invalid
 from .migration_incoming import DestinationObserver, IncomingMigration
+from .migration_link import MigrationLink
+from .migration_options import checked, destination_plan, source_plan
 from .migration_recovery import MigrationPhase, check_resume, failed_postcopy
 from .migration_session import (
     COMPLETED_JOB,
@@ -78,6 +86,7 @@ from .migration_session import (
     parse_migrate_uri,
     persist_xml,
 )
+from .migration_tunnel import TunnelDestinationLink, TunnelSink
 from .model import Domain
 
 log = logging.getLogger(__name__)
@@ -105,8 +114,14 @@ def _check_migrate_flags(flags: int, function: str) -> None:
             FROM,
             "post-copy migration is not supported with non-live or paused migration",
         )
+    if flags & C.VIR_MIGRATE_POSTCOPY and flags & C.VIR_MIGRATE_TUNNELLED:
+        raise report(
+            C.VIR_ERR_ARGUMENT_UNSUPPORTED, FROM, "post-copy is not supported with tunnelled migration"
+        )
     if flags & C.VIR_MIGRATE_OFFLINE and not flags & C.VIR_MIGRATE_PERSIST_DEST:
         raise invalid("offline migration must be specified with the persistent flag set")
+    if flags & C.VIR_MIGRATE_OFFLINE and flags & C.VIR_MIGRATE_TUNNELLED:
+        raise invalid("tunnelled offline migration does not make sense")
 
 
 def _params(raw: list[R.remote_typed_param]) -> dict[str, Any]:
@@ -122,7 +137,13 @@ def _params(raw: list[R.remote_typed_param]) -> dict[str, Any]:
                 f"invalid type '{TYPE_NAMES.get(kind, kind)}' for parameter '{name}', "
                 f"expected '{TYPE_NAMES[expected]}'",
             )
-    return params_to_dict(raw, _MIGRATE_PARAM_LIMIT)
+    params: dict[str, Any] = dict(params_to_dict(raw, _MIGRATE_PARAM_LIMIT))
+    # The compression parameter repeats, one method each: keep them all.
+    listed = params_to_list(raw, _MIGRATE_PARAM_LIMIT)
+    methods = [value for name, _, value in listed if name == C.VIR_MIGRATE_PARAM_COMPRESSION]
+    if methods:
+        params[C.VIR_MIGRATE_PARAM_COMPRESSION] = methods
+    return params
 
 
 def _string_param(params: dict[str, Any], name: str) -> str | None:
@@ -147,6 +168,8 @@ class MigrationMixin(JobControlMixin):
     # A nursery for incoming migrations, which outlive the PREPARE call; the server
     # may provide one. Without it they run as trio system tasks (see _spawn).
     nursery: trio.Nursery | None = None
+    # The host's PKI (--pki-dir): TLS migration uses it as QEMU hosts use /etc/pki/qemu.
+    migration_pki_dir: Path | None = None
 
     def features(self) -> frozenset[int]:
         return super().features() | MIGRATION_FEATURES
@@ -236,6 +259,11 @@ class MigrationMixin(JobControlMixin):
     ) -> R.remote_domain_migrate_prepare3_params_ret:
         _check_migrate_flags(args.flags, "qemuDomainMigratePrepare3Params")
         params = _params(args.params)
+        if args.flags & C.VIR_MIGRATE_TUNNELLED:
+            raise report(
+                C.VIR_ERR_INTERNAL_ERROR, FROM, "Tunnelled migration requested but invalid RPC method called"
+            )
+        spec, channels = checked(params, args.flags)
         check_not_same_host(self._cookie(), Cookie.decode(args.cookie_in))
         xml = _string_param(params, C.VIR_MIGRATE_PARAM_DEST_XML)
         if xml is None:
@@ -245,6 +273,7 @@ class MigrationMixin(JobControlMixin):
             uri = await self._prepare_resume(parse_domain_xml(xml).name, params, args.flags, ctx)
             cookie = self._cookie().encode()
             return R.remote_domain_migrate_prepare3_params_ret(cookie_out=cookie, uri_out=uri)
+        plan = destination_plan(spec, channels, args.flags, self.migration_pki_dir)
         offline = bool(args.flags & C.VIR_MIGRATE_OFFLINE)
         parsed = parse_domain_xml(xml)
         new_domain = parsed.name not in self._by_name
@@ -265,6 +294,47 @@ class MigrationMixin(JobControlMixin):
         except BaseException:
             self._discard_incoming(dom)
             raise
+        session = self._start_incoming(
+            dom, args.flags, ctx, new_domain, listener=listener, uri=uri, plan=plan
+        )
+        self._spawn(self._run_incoming, dom, session)
+        return R.remote_domain_migrate_prepare3_params_ret(cookie_out=self._cookie().encode(), uri_out=uri)
+
+    async def domain_migrate_prepare_tunnel3_params(
+        self, args: R.remote_domain_migrate_prepare_tunnel3_params_args, ctx: ConnectionContext
+    ) -> R.remote_domain_migrate_prepare_tunnel3_params_ret:
+        """The destination of a tunnelled migration: the call's stream carries the pages."""
+        _check_migrate_flags(args.flags, "qemuDomainMigratePrepareTunnel3Params")
+        params = _params(args.params)
+        if not args.flags & C.VIR_MIGRATE_TUNNELLED:
+            raise report(C.VIR_ERR_INTERNAL_ERROR, FROM, "PrepareTunnel called but no TUNNELLED flag set")
+        checked(params, args.flags)
+        check_not_same_host(self._cookie(), Cookie.decode(args.cookie_in))
+        xml = _string_param(params, C.VIR_MIGRATE_PARAM_DEST_XML)
+        if xml is None:
+            raise report(C.VIR_ERR_INVALID_ARG, FROM, "no domain XML passed")
+        xml = _renamed(xml, _string_param(params, C.VIR_MIGRATE_PARAM_DEST_NAME))
+        new_domain = parse_domain_xml(xml).name not in self._by_name
+        dom = self._incoming_domain(xml, False)
+        link = TunnelDestinationLink()
+        session = self._start_incoming(dom, args.flags, ctx, new_domain, tunnel=link)
+        attach(TunnelSink(link, session.done, lambda: session.failure))
+        self._spawn(self._run_incoming, dom, session)
+        return R.remote_domain_migrate_prepare_tunnel3_params_ret(cookie_out=self._cookie().encode())
+
+    def _start_incoming(
+        self,
+        dom: Domain,
+        flags: int,
+        ctx: ConnectionContext,
+        new_domain: bool,
+        *,
+        listener: trio.SocketListener | None = None,
+        uri: str | None = None,
+        plan: LinkPlan | None = None,
+        tunnel: MigrationLink | None = None,
+    ) -> IncomingSession:
+        """The incoming engine, its job and session; the caller spawns ``_run_incoming``."""
         pages = dom.memory_kib * 1024 // PAGE_SIZE
         guest = Guest.empty(pages, parse_workload(dom.tree, pages))
         dom.guest = guest
@@ -272,12 +342,18 @@ class MigrationMixin(JobControlMixin):
         dom.job = job
         engine = IncomingMigration(guest, job, _DestinationEvents(self, dom))
         session = IncomingSession(
-            engine, args.flags, listener, uri, owner_conn=ctx.conn_id, new_domain=new_domain
+            engine,
+            flags,
+            listener,
+            uri,
+            owner_conn=ctx.conn_id,
+            new_domain=new_domain,
+            link_plan=plan or LinkPlan(),
+            tunnel=tunnel,
         )
         dom.extra[INCOMING] = session
         _prepared_by(ctx).append(dom.uuid)
-        self._spawn(self._run_incoming, dom, session)
-        return R.remote_domain_migrate_prepare3_params_ret(cookie_out=self._cookie().encode(), uri_out=uri)
+        return session
 
     @staticmethod
     def _listen_spec(params: dict[str, Any]) -> tuple[str, int]:
@@ -304,6 +380,8 @@ class MigrationMixin(JobControlMixin):
             monitored=incoming is not None and not incoming.done.is_set(),
         )
         assert incoming is not None
+        # A recovery is one connection, TLS when it asks for it (as the migration did).
+        plan = destination_plan(None, 0, flags, self.migration_pki_dir)
         host, port = self._listen_spec(params)
         listener, uri = await _listen(host, port)
         incoming.phase = MigrationPhase.PREPARE_RESUME
@@ -314,6 +392,7 @@ class MigrationMixin(JobControlMixin):
         incoming.done = trio.Event()
         incoming.failure = None
         incoming.connected = False
+        incoming.link_plan = plan
         _prepared_by(ctx).append(dom.uuid)
         self._spawn(self._run_incoming, dom, incoming)
         return uri
@@ -387,17 +466,17 @@ class MigrationMixin(JobControlMixin):
             self.remove_domain(dom)
 
     async def _run_incoming(self, dom: Domain, session: IncomingSession) -> None:
-        assert session.engine is not None and session.listener is not None
+        assert session.engine is not None
         resuming = session.phase is not MigrationPhase.NONE
         try:
             with session.cancel_scope:
-                stream = await session.listener.accept()
-                session.connected = True
-                await session.listener.aclose()
-                if resuming:
-                    await session.engine.resume(stream)
-                else:
-                    await session.engine.run(stream)
+                async with self._incoming_link(session) as link:
+                    if resuming:
+                        await session.engine.resume(link)
+                    else:
+                        await session.engine.run(link)
+        except LINK_ERRORS as exc:  # the link broke before the engine ran
+            session.failure = link_error(exc, "read from")
         except MigrationFailed as exc:
             session.failure = exc.reason
             if exc.postcopy:
@@ -406,11 +485,26 @@ class MigrationMixin(JobControlMixin):
             log.exception("incoming migration of %s crashed", dom.name)
             session.failure = str(exc) or type(exc).__name__
         finally:
-            with trio.CancelScope(shield=True):
-                await session.listener.aclose()
+            if session.listener is not None:
+                with trio.CancelScope(shield=True):
+                    await session.listener.aclose()
             if session.failure is None and session.cancel_scope.cancelled_caught:
                 session.failure = "migration canceled"
             session.done.set()
+
+    @contextlib.asynccontextmanager
+    async def _incoming_link(self, session: IncomingSession) -> AsyncIterator[MigrationLink]:
+        """The link the source opens, as the Prepare step planned it."""
+        if session.tunnel is not None:
+            session.connected = True
+            async with session.tunnel as tunnel:
+                yield tunnel
+            return
+        assert session.listener is not None
+        async with accept_incoming(session.listener, session.link_plan) as link:
+            session.connected = True
+            await session.listener.aclose()  # every connection of the link is in
+            yield link
 
     def _incoming_postcopy_failed(self, dom: Domain) -> None:
         """The guest runs here but misses pages only the source has (qemuMigrationDstPostcopyFailed)."""
@@ -436,7 +530,9 @@ class MigrationMixin(JobControlMixin):
         params = _params(args.params)
         dom = self.lookup(args.dom)
         apply_auto_converge(MigrationSettings(), params, args.flags)  # refused before anything starts
-        if args.flags & C.VIR_MIGRATE_PEER2PEER:
+        checked(params, args.flags)  # so is the link's part, before a p2p source calls the destination
+        # libvirt runs a tunnelled migration peer-to-peer, flag or not (qemuMigrationSrcPerform).
+        if args.flags & (C.VIR_MIGRATE_PEER2PEER | C.VIR_MIGRATE_TUNNELLED):
             from .migration_p2p import perform_peer2peer
 
             await perform_peer2peer(self, dom, args.dconnuri, params, args.flags)
@@ -453,18 +549,37 @@ class MigrationMixin(JobControlMixin):
             cookie_out=Cookie(cookie.hostname, cookie.hostuuid, persistent).encode()
         )
 
-    async def _migrate_to(self, dom: Domain, uri: str, params: dict[str, Any], flags: int) -> None:
-        """Stream ``dom`` to a destination that listens on ``uri``; returns when it has it all."""
+    async def _migrate_to(
+        self,
+        dom: Domain,
+        uri: str | None,
+        params: dict[str, Any],
+        flags: int,
+        tunnel: MigrationLink | None = None,
+    ) -> None:
+        """Stream ``dom`` to a destination that listens on ``uri`` (or into ``tunnel``);
+        returns when it has it all."""
         if flags & C.VIR_MIGRATE_POSTCOPY_RESUME:
+            assert uri is not None  # post-copy is never tunnelled
             await self._resume_to(dom, uri, params, flags)
             return
         if not dom.active:
             raise invalid("domain is not running")
         if dom.job is not None or OUTGOING in dom.extra:
             raise invalid(f"another migration job is already running for domain '{dom.name}'")
-        host, port = parse_migrate_uri(uri)
+        spec, channels = checked(params, flags)
+        if tunnel is None:
+            assert uri is not None
+            host, port = parse_migrate_uri(uri)
+            plan = source_plan(spec, channels, flags, params, host, self.migration_pki_dir, dom.tree)
+            opener = open_outgoing(host, port, plan)
+        else:
+            opener = _given(tunnel)
         settings = migration_settings(dom.extra, flags)
         apply_auto_converge(settings, params, flags)
+        settings.compression = spec
+        if spec is not None and spec.xbzrle_cache is not None:
+            settings.compression_cache_bytes = spec.xbzrle_cache
         bandwidth = params.get(C.VIR_MIGRATE_PARAM_BANDWIDTH)
         if isinstance(bandwidth, int) and bandwidth > 0:
             settings.bandwidth_mib_s = bandwidth
@@ -478,7 +593,7 @@ class MigrationMixin(JobControlMixin):
         engine = OutgoingMigration(guest, job, settings, _SourceEvents(self, dom))
         dom.extra[OUTGOING] = OutgoingSession(engine, flags)
         try:
-            await self._run_outgoing(dom, job, engine, host, port)
+            await self._run_outgoing(dom, job, engine, opener)
         finally:
             if job.status.running:
                 # Cancelled (the calling client went away): end the job as a failed
@@ -486,14 +601,15 @@ class MigrationMixin(JobControlMixin):
                 self._interrupted(dom, job, engine)
 
     async def _run_outgoing(
-        self, dom: Domain, job: Job, engine: OutgoingMigration, host: str, port: int
+        self,
+        dom: Domain,
+        job: Job,
+        engine: OutgoingMigration,
+        opener: contextlib.AbstractAsyncContextManager[MigrationLink],
     ) -> None:
         try:
-            try:
-                stream = await trio.open_tcp_stream(host, port)
-            except OSError as exc:
-                raise MigrationFailed(f"Failed to connect to '{host}:{port}': {exc.strerror}") from None
-            await engine.run(stream)
+            async with opener as link:
+                await engine.run(link)
         except MigrationCancelled:
             self._job_finished(dom, job, JobStatus.CANCELLED)
             dom.extra.pop(OUTGOING, None)
@@ -521,11 +637,9 @@ class MigrationMixin(JobControlMixin):
             engine.set_bandwidth(postcopy_bandwidth, postcopy=True)
         host, port = parse_migrate_uri(uri)
         try:
-            try:
-                stream = await trio.open_tcp_stream(host, port)
-            except OSError as exc:
-                raise MigrationFailed(f"Failed to connect to '{host}:{port}': {exc.strerror}") from None
-            await engine.resume(stream)
+            plan = source_plan(None, 0, flags, params, host, self.migration_pki_dir, dom.tree)
+            async with open_outgoing(host, port, plan) as link:
+                await engine.resume(link)
         except MigrationFailed as exc:
             self._outgoing_postcopy_failed(dom, job)
             raise report(C.VIR_ERR_OPERATION_FAILED, FROM, f"job '{_JOB_OUT}' failed: {exc.reason}") from None
@@ -755,6 +869,12 @@ async def _listen(host: str, port: int) -> tuple[trio.SocketListener, str]:
     bound = listener.socket.getsockname()
     uri = f"tcp://{bound[0]}:{bound[1]}" if ":" not in bound[0] else f"tcp://[{bound[0]}]:{bound[1]}"
     return listener, uri
+
+
+@contextlib.asynccontextmanager
+async def _given(link: MigrationLink) -> AsyncIterator[MigrationLink]:
+    async with link:
+        yield link
 
 
 def _prepared_by(ctx: ConnectionContext) -> list[bytes]:

@@ -19,7 +19,9 @@ import trio
 
 from .guest import PAGE_SIZE, Guest, page_content, page_runs
 from .jobs import Job
-from .migration import LINK_ERRORS, Link, MigrationFailed, Phase, link_error
+from .migration import LINK_ERRORS, MigrationFailed, Phase, link_error
+from .migration_codec import decode_page
+from .migration_link import MigrationLink, StreamLink
 from .migration_stream import (
     Kind,
     Record,
@@ -51,18 +53,19 @@ class IncomingMigration:
         # The page the guest's vCPU waits for (blocked on a post-copy fault), if any.
         self._blocked_on: int | None = None
         self._arrived = trio.Event()
-        self._link: Link | None = None
+        self._link: MigrationLink | None = None
         self.received_pages = 0
         self.failure: str | None = None
         # Post-copy faults: when each outstanding request went out, and how long answers took.
         self._requested_at: dict[int, float] = {}
         self.request_latencies: list[float] = []
 
-    async def run(self, stream: trio.abc.Stream) -> None:
-        """Receive a whole migration; raises MigrationFailed if the stream breaks."""
+    async def run(self, stream: trio.abc.Stream | MigrationLink) -> None:
+        """Receive a whole migration (over a link, or a stream for a plain one);
+        raises MigrationFailed if it breaks."""
         await self._run_link(stream, resuming=False)
 
-    async def resume(self, stream: trio.abc.Stream) -> None:
+    async def resume(self, stream: trio.abc.Stream | MigrationLink) -> None:
         """Go on with a post-copy migration whose link broke, over ``stream``."""
         if self.phase is not Phase.POSTCOPY:
             raise MigrationFailed("migration is not in post-copy phase")
@@ -71,8 +74,8 @@ class IncomingMigration:
         self._requested.clear()
         await self._run_link(stream, resuming=True)
 
-    async def _run_link(self, stream: trio.abc.Stream, *, resuming: bool) -> None:
-        link = Link(stream)
+    async def _run_link(self, stream: trio.abc.Stream | MigrationLink, *, resuming: bool) -> None:
+        link = stream if isinstance(stream, MigrationLink) else StreamLink(stream)
         self._link = link
         try:
             async with trio.open_nursery() as nursery:
@@ -84,12 +87,13 @@ class IncomingMigration:
                     nursery.cancel_scope.cancel()
         finally:
             self.guest.memory.stop_dirty_log()
-            await trio.aclose_forcefully(stream)
+            with trio.CancelScope(shield=True):
+                await link.abort()
         if self.failure is not None:
             raise MigrationFailed(self.failure, postcopy=self.phase is Phase.POSTCOPY)
         self.phase = Phase.DONE
 
-    async def _receive(self, link: Link, spawn: Callable[..., object], *, resuming: bool) -> None:
+    async def _receive(self, link: MigrationLink, spawn: Callable[..., object], *, resuming: bool) -> None:
         counters = self.job.counters
         while True:
             records = await link.records()
@@ -97,9 +101,11 @@ class IncomingMigration:
                 raise trio.BrokenResourceError("source closed the migration stream")
             for record in records:
                 kind = record.kind
-                if kind is Kind.PAGE:
+                if kind in (Kind.PAGE, Kind.ZPAGE, Kind.XBZRLE):
+                    if kind is not Kind.PAGE:
+                        record = decode_page(record, self._current_content)
                     self._load_page(record)
-                    counters.memory_normal += 1
+                    counters.memory_normal += kind is not Kind.XBZRLE  # deltas count apart, as on the source
                     counters.handled(1)
                     if self.phase is Phase.POSTCOPY and not self.missing:
                         await link.send(encode(Kind.POSTCOPY_DONE))
@@ -132,7 +138,8 @@ class IncomingMigration:
                         raise StreamError(f"migration completed with {len(self.missing)} pages missing")
                     if self.phase is not Phase.POSTCOPY:
                         self.guest.cursor = record.a % max(self.guest.workload.hot_pages, 1)
-                        await link.send(encode(Kind.LOADED))
+                        if link.return_path:
+                            await link.send(encode(Kind.LOADED))
                     return
                 else:
                     raise StreamError(f"unexpected record {kind.name} from source")
@@ -148,7 +155,7 @@ class IncomingMigration:
             self.job.counters.start(record.b)
             self.phase = Phase.PRECOPY
 
-    async def _answer_resume(self, link: Link, spawn: Callable[..., object]) -> None:
+    async def _answer_resume(self, link: MigrationLink, spawn: Callable[..., object]) -> None:
         """Recovery: list the pages still missing, re-request the faulted ones, run on."""
         out = bytearray()
         for start, count in page_runs(sorted(self.missing)):
@@ -160,6 +167,12 @@ class IncomingMigration:
             spawn(self._postcopy_guest, link)
         else:
             await link.send(encode(Kind.POSTCOPY_DONE))
+
+    def _current_content(self, number: int) -> bytes:
+        """What the page holds here now (what an xbzrle delta applies to)."""
+        if number >= self.guest.memory.total_pages:
+            raise StreamError(f"page {number} beyond guest memory")
+        return page_content(number, self.guest.memory.versions.get(number, 0))
 
     def _load_zero_run(self, start: int, count: int) -> None:
         versions = self.guest.memory.versions
@@ -193,7 +206,7 @@ class IncomingMigration:
             if number == self._blocked_on:
                 self._arrived.set()
 
-    async def _postcopy_guest(self, link: Link) -> None:
+    async def _postcopy_guest(self, link: MigrationLink) -> None:
         """Run the workload here; a write to a page not yet here faults to the source.
 
         As with userfaultfd, the faulting vCPU waits until its page arrives, and

@@ -22,6 +22,7 @@ from ...errors import report
 from .core import FROM
 from .migration_recovery import MigrationPhase
 from .migration_session import Cookie, migratable_xml, persist_xml
+from .migration_tunnel import TunnelSourceLink
 from .model import Domain
 
 if TYPE_CHECKING:
@@ -44,6 +45,15 @@ async def perform_peer2peer(
 ) -> None:
     if not dconnuri:
         raise report(C.VIR_ERR_INVALID_ARG, FROM, "dconnuri must not be NULL in peer-to-peer migration")
+    if flags & C.VIR_MIGRATE_TUNNELLED:
+        for name, what in (
+            (C.VIR_MIGRATE_PARAM_URI, "migration URI"),
+            (C.VIR_MIGRATE_PARAM_LISTEN_ADDRESS, "listen address"),
+        ):
+            if params.get(name):
+                raise report(
+                    C.VIR_ERR_ARGUMENT_UNSUPPORTED, FROM, f"{what} is not supported by tunnelled migration"
+                )
     offline = bool(flags & C.VIR_MIGRATE_OFFLINE)
     if not offline and not dom.active:
         raise report(C.VIR_ERR_OPERATION_INVALID, FROM, "domain is not running")
@@ -70,27 +80,10 @@ async def perform_peer2peer(
         dest_params[C.VIR_MIGRATE_PARAM_DEST_XML] = migratable_xml(dom.xml(inactive=offline), dom.tree)
         dest_params.setdefault(C.VIR_MIGRATE_PARAM_DEST_NAME, dom.name)
         dest_flags = flags & ~_SOURCE_ONLY_FLAGS
-        prepared = await conn.call(
-            ops.call(
-                "DOMAIN_MIGRATE_PREPARE3_PARAMS",
-                params=_wire_params(dest_params),
-                cookie_in=driver._cookie().encode(),
-                flags=dest_flags,
-            )
-        )
-        Cookie.decode(prepared.cookie_out)
-        failure: libvirtError | None = None
-        if not offline:
-            uri = prepared.uri_out
-            if not uri:
-                failure = report(
-                    C.VIR_ERR_INTERNAL_ERROR, FROM, "destination did not announce a migration URI"
-                )
-            else:
-                try:
-                    await driver._migrate_to(dom, uri, params, flags)
-                except libvirtError as exc:
-                    failure = exc
+        if flags & C.VIR_MIGRATE_TUNNELLED:
+            failure = await _tunnelled(driver, conn, dom, params, dest_params, flags, dest_flags)
+        else:
+            failure = await _direct(driver, conn, dom, params, dest_params, flags, dest_flags)
         cancelled = failure is not None
         finish_error: libvirtError | None = None
         local = driver._cookie()
@@ -112,3 +105,62 @@ async def perform_peer2peer(
         raise failure
     if finish_error is not None:
         raise finish_error
+
+
+async def _direct(
+    driver: MigrationMixin,
+    conn: aio.Connection,
+    dom: Domain,
+    params: dict[str, Any],
+    dest_params: dict[str, Any],
+    flags: int,
+    dest_flags: int,
+) -> libvirtError | None:
+    """PREPARE3_PARAMS, then the pages to the port it announced (none when offline)."""
+    prepared = await conn.call(
+        ops.call(
+            "DOMAIN_MIGRATE_PREPARE3_PARAMS",
+            params=_wire_params(dest_params),
+            cookie_in=driver._cookie().encode(),
+            flags=dest_flags,
+        )
+    )
+    Cookie.decode(prepared.cookie_out)
+    if flags & C.VIR_MIGRATE_OFFLINE:
+        return None
+    uri = prepared.uri_out
+    if not uri:
+        return report(C.VIR_ERR_INTERNAL_ERROR, FROM, "destination did not announce a migration URI")
+    try:
+        await driver._migrate_to(dom, uri, params, flags)
+    except libvirtError as exc:
+        return exc
+    return None
+
+
+async def _tunnelled(
+    driver: MigrationMixin,
+    conn: aio.Connection,
+    dom: Domain,
+    params: dict[str, Any],
+    dest_params: dict[str, Any],
+    flags: int,
+    dest_flags: int,
+) -> libvirtError | None:
+    """PREPARE_TUNNEL3_PARAMS with a stream, then the pages into it (qemuMigrationSrcPerformTunnel)."""
+    stream = await conn.new_stream(
+        ops.call(
+            "DOMAIN_MIGRATE_PREPARE_TUNNEL3_PARAMS",
+            params=_wire_params(dest_params),
+            cookie_in=driver._cookie().encode(),
+            flags=dest_flags,
+        )
+    )
+    Cookie.decode(stream.result.cookie_out)
+    link = TunnelSourceLink(stream)
+    try:
+        await driver._migrate_to(dom, None, params, flags, tunnel=link)
+    except libvirtError as exc:
+        await link.abort()  # refused before it ran: the destination learns it from the stream too
+        return exc
+    return None

@@ -28,7 +28,9 @@ from .domxml import parse_domain_xml
 from .guest import VIRTWIRE_XMLNS
 from .jobs import Job
 from .migration import MigrationSettings, OutgoingMigration
+from .migration_connect import LinkPlan
 from .migration_incoming import IncomingMigration
+from .migration_link import MigrationLink
 from .migration_recovery import MigrationPhase
 
 OUTGOING = "migration.outgoing"
@@ -54,6 +56,10 @@ SUPPORTED_FLAGS = (
     | C.VIR_MIGRATE_ABORT_ON_ERROR
     | C.VIR_MIGRATE_AUTO_CONVERGE
     | C.VIR_MIGRATE_OFFLINE
+    | C.VIR_MIGRATE_COMPRESSED
+    | C.VIR_MIGRATE_TUNNELLED
+    | C.VIR_MIGRATE_TLS
+    | C.VIR_MIGRATE_PARALLEL
 )
 
 
@@ -147,6 +153,8 @@ class IncomingSession:
     new_domain: bool = True  # False: an inactive persistent definition existed here
     phase: MigrationPhase = MigrationPhase.NONE  # past NONE: post-copy failed, recovery steps
     connected: bool = False  # the source connected to ``listener``
+    link_plan: LinkPlan = field(default_factory=LinkPlan)  # how the source connects
+    tunnel: MigrationLink | None = None  # tunnelled: the link the PREPARE_TUNNEL3 stream feeds
 
 
 def migration_settings(extra: dict[str, object], flags: int) -> MigrationSettings:

@@ -16,10 +16,19 @@ fixed-size big-endian body; a page record also carries the 4 KiB page.
     ABORT      (migration cancelled by the source)
     RESUME     (post-copy recovery on a new link)  MISSING       start, count  (pages still lacked)
                                                RESUME_READY  (end of the MISSING list)
+    XBZRLE     page, version, delta  (against the page's previous version)
+    ZPAGE      page, version, deflated page  (compression method "mt")
+    BLOCK      method, raw length, compressed records  (multifd zlib / zstd)
+    CHANNEL    index, channels  (first record of a parallel data link)
+    FLUSH      epoch  (parallel: the data links' records of the epoch precede what follows)
+    EPOCH      epoch  (parallel: data of the epoch may be applied from here on)
 
 Post-copy recovery: after a broken link the source connects again and sends
 HELLO and RESUME; the destination answers with the runs of pages it still lacks
 and RESUME_READY, then post-copy goes on as before over the new link.
+
+XBZRLE, ZPAGE and BLOCK carry a length-prefixed body (``VAR_LIMIT`` at most),
+which ``migration_codec`` produces and undoes.
 """
 
 from __future__ import annotations
@@ -42,6 +51,12 @@ class Kind(enum.IntEnum):
     POSTCOPY = 6
     COMPLETE = 7
     ABORT = 8
+    XBZRLE = 9
+    ZPAGE = 10
+    BLOCK = 11
+    CHANNEL = 12
+    FLUSH = 13
+    EPOCH = 14
     RESUME = 16
     PAGE_REQUEST = 32
     POSTCOPY_DONE = 33
@@ -57,6 +72,8 @@ class StreamError(Exception):
 _TWO = struct.Struct(">BQQ")
 _ONE = struct.Struct(">BQ")
 _NONE = struct.Struct(">B")
+_VAR = struct.Struct(">BQQI")  # two numbers and the length of the body that follows
+VAR_LIMIT = 1 << 24  # a body larger than this is a broken (or hostile) stream
 
 # Body layout of each kind: which struct, and whether a page follows.
 _LAYOUT: dict[int, tuple[struct.Struct, bool]] = {
@@ -68,6 +85,12 @@ _LAYOUT: dict[int, tuple[struct.Struct, bool]] = {
     Kind.POSTCOPY: (_ONE, False),
     Kind.COMPLETE: (_ONE, False),
     Kind.ABORT: (_NONE, False),
+    Kind.XBZRLE: (_VAR, False),
+    Kind.ZPAGE: (_VAR, False),
+    Kind.BLOCK: (_VAR, False),
+    Kind.CHANNEL: (_TWO, False),
+    Kind.FLUSH: (_ONE, False),
+    Kind.EPOCH: (_ONE, False),
     Kind.PAGE_REQUEST: (_ONE, False),
     Kind.POSTCOPY_DONE: (_NONE, False),
     Kind.LOADED: (_NONE, False),
@@ -89,6 +112,8 @@ class Record(NamedTuple):
 
 def encode(kind: Kind, a: int = 0, b: int = 0, data: bytes = b"") -> bytes:
     layout, has_page = _LAYOUT[kind]
+    if layout is _VAR:
+        return layout.pack(kind, a, b, len(data)) + data
     if layout is _TWO:
         head = layout.pack(kind, a, b)
     elif layout is _ONE:
@@ -121,7 +146,7 @@ class RecordReader:
         self._buf = bytearray()
         self._pos = 0
 
-    def feed(self, data: bytes | bytearray) -> None:
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
         if self._pos and self._pos * 2 >= len(self._buf):
             del self._buf[: self._pos]
             self._pos = 0
@@ -141,6 +166,8 @@ class RecordReader:
         except ValueError:
             raise StreamError(f"unknown migration record kind {tag}") from None
         layout, has_page = _LAYOUT[kind]
+        if layout is _VAR:
+            return self._next_var(kind, buf, pos)
         size = layout.size + (PAGE_SIZE if has_page else 0)
         if len(buf) - pos < size:
             return None
@@ -156,3 +183,15 @@ class RecordReader:
         if kind is Kind.HELLO and a >> 32 != MAGIC:
             raise StreamError("not a virtwire migration stream (bad magic)")
         return Record(kind, a, b, data)
+
+    def _next_var(self, kind: Kind, buf: bytearray, pos: int) -> Record | None:
+        if len(buf) - pos < _VAR.size:
+            return None
+        _, a, b, length = _VAR.unpack_from(buf, pos)
+        if length > VAR_LIMIT:
+            raise StreamError(f"{kind.name} record of {length} bytes exceeds {VAR_LIMIT}")
+        end = pos + _VAR.size + length
+        if len(buf) < end:
+            return None
+        self._pos = end
+        return Record(kind, a, b, bytes(buf[pos + _VAR.size : end]))
