@@ -114,7 +114,12 @@ def test_peer_to_peer_migration_forwards_int_parameters(
             vlibvirt.VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS: 2,
         }
         # each tuning parameter with the flag that turns its feature on (libvirt refuses it otherwise)
-        flags = vlibvirt.VIR_MIGRATE_PEER2PEER | vlibvirt.VIR_MIGRATE_LIVE | vlibvirt.VIR_MIGRATE_AUTO_CONVERGE
+        flags = (
+            vlibvirt.VIR_MIGRATE_PEER2PEER
+            | vlibvirt.VIR_MIGRATE_LIVE
+            | vlibvirt.VIR_MIGRATE_AUTO_CONVERGE
+            | vlibvirt.VIR_MIGRATE_PARALLEL
+        )
         dom.migrateToURI3(dst.tcp_uri, params, flags)
         assert dconn.lookupByName(name).isActive() == 1
     finally:

@@ -302,7 +302,10 @@ def test_nova_style_downtime_steps_with_auto_converge(
         worker.join(timeout=120)
         assert not errors, errors
         assert applied == [downtime for _, downtime in steps[: len(applied)]]
-        assert throttles and throttles[0] == 20 and throttles == sorted(throttles), throttles
+        # QEMU's steps: 20 first, then +10 up to 99; how many a monitor sees depends on
+        # how often it polls, so only the step values and their order are checked
+        assert throttles and throttles == sorted(throttles), throttles
+        assert set(throttles) <= {*range(20, 99, 10), 99}, throttles
     finally:
         conn.close()
     dst = libvirt.open(hosts.dst.tcp_uri)
