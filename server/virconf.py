@@ -51,7 +51,7 @@ class Value:
 class Entry:
     name: str
     value: Value
-    line: int  # where the value ends, as libvirt counts lines
+    line: int  # where the name is
 
 
 def syntax_error(filename: str, line: int, info: str) -> libvirtError:
@@ -109,6 +109,7 @@ class _Parser:
         if self.cur == "#":
             self.to_eol()
             return
+        line = self.line
         name = self.name()
         self.skip_blanks()
         if self.cur != "=":
@@ -119,7 +120,7 @@ class _Parser:
         self.skip_blanks()
         if self.cur == "#":
             self.to_eol()
-        self.entries.append(Entry(name, value, self.line))
+        self.entries.append(Entry(name, value, line))
 
     def to_eol(self) -> None:
         while not self.at_end and self.cur not in "\n\r":
