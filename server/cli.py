@@ -23,7 +23,7 @@ from virtwire.protocol.errors import libvirtError
 
 import virtwire
 
-from . import credentials, daemonconf, passwd_cli, sshhelper, systemd
+from . import credentials, daemonconf, passwd_cli, sshhelper, systemd, units
 from .access_policy import Policy, PolicyError
 from .auth import AUTH_METHODS, auth_warnings
 from .config import DEFAULT_SASL_MECHS, ActivatedSockets, Endpoint, ServerConfig
@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="virtwire", description="libvirt's RPC protocol in pure Python")
     sub = parser.add_subparsers(dest="command")
     parser.add_argument("-V", "--version", action="version", version=f"virtwire {virtwire.__version__}")
+    u = sub.add_parser("units", help="write the sample systemd units, set up to start this installation")
+    u.add_argument("dest", type=Path, metavar="DIR", help="where to write them (e.g. /etc/systemd/system)")
     s = sub.add_parser("serve", help="run a libvirt-compatible server with the in-memory test driver")
     s.add_argument(
         "--config",
@@ -422,6 +424,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "passwd":
         return passwd_cli.run(args)
+    if args.command == "units":
+        for path in units.write_units(args.dest):
+            print(path)
+        return 0
     if args.command != "serve":
         build_parser().print_help()
         return 2
