@@ -23,7 +23,8 @@ import pytest
 from virtwire.protocol.errors import libvirtError
 from virtwire.server import daemonconf
 from virtwire.server.cli import build_parser, config_from_args
-from virtwire.server.config import Endpoint, TLSFiles
+from virtwire.server.config import Endpoint
+from virtwire.server.tls import ServerTlsFiles
 from virtwire.server.virconf import ConfFile, ValueKind
 from vwtestkit import client_pkipath, free_ports, port_accepts
 from vwtestkit.activation import NotifyReceiver, spawn_serve, stop
@@ -164,7 +165,8 @@ def test_every_key_of_the_sample_is_known_and_read(tmp_path: Path) -> None:
     assert settings.unix_group == 0
     assert settings.unix_sock_dir == Path("/run/libvirt")
     assert settings.tls_allowed_dn == ["DN1", "DN2"]
-    assert settings.tls_verify_client is False
+    assert settings.tls_verify_client is False and settings.tls_sanity_check is False
+    assert settings.tls_priority == "NORMAL"
     assert settings.tls_files is None  # listen_tls = 0: libvirtd does not look at them either
     assert (settings.max_clients, settings.max_anonymous_clients, settings.max_client_requests) == (
         5000,
@@ -238,7 +240,7 @@ def test_values_that_are_fine(tmp_path: Path) -> None:
     )
     s = daemonconf.load(path)
     assert (s.tcp_port, s.unix_rw_mode, s.unix_group) == (22, 0o770, 4321)
-    assert s.tls_files == TLSFiles(Path("/a"), Path("/c"), Path("/k"), Path("/r"))
+    assert s.tls_files == ServerTlsFiles(Path("/a"), Path("/c"), Path("/k"), Path("/r"))
     assert s.keepalive_interval == -1
     assert s.warnings == [f"{path}:10: unknown setting 'frobnicate' ignored"]
 
@@ -264,6 +266,8 @@ def test_flags_override_the_file(tmp_path: Path) -> None:
     assert config.tcp == [Endpoint("127.0.0.1", 99)]
     assert (config.unix, config.unix_ro) == ([Path("/x/s")], [])
     assert config.tls_allowed_dn == ["CN=b"]
+    # Without key_file & co. nor --pki-dir, TLS uses libvirtd's default files.
+    assert config.tls_credentials() == ServerTlsFiles.locate(None)
 
 
 @pytest.fixture

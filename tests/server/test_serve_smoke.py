@@ -16,9 +16,10 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+from vwtestkit.activation import NotifyReceiver, spawn_serve, stop
+
 import virtwire
 import virtwire.libvirt as libvirt
-from vwtestkit.activation import NotifyReceiver, spawn_serve, stop
 
 SCRIPT = Path(sys.executable).parent / "virtwire"  # the console script of this environment
 DOMAIN = "<domain type='test'><name>smoke</name><memory>1024</memory><os><type>hvm</type></os></domain>"

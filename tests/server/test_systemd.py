@@ -135,10 +135,12 @@ def test_activation_refusals(rundir: Path) -> None:
         server = spawn_serve(["--unix", str(rundir / "c")], log_path=log, passed=[("libvirtd.socket", sock)])
         assert server.wait(timeout=60) == 2
     assert "--unix-ro are not permitted with systemd activation sockets" in log.read_text()
+    empty = rundir / "pki"
+    empty.mkdir()
     with _tcp_listener() as sock:
-        server = spawn_serve(["--config", os.devnull], log_path=log, passed=[("libvirtd-tls.socket", sock)])
-        assert server.wait(timeout=60) == 2
-    assert "--tls needs --pki-dir DIR" in log.read_text()
+        server = spawn_serve(["--pki-dir", str(empty)], log_path=log, passed=[("libvirtd-tls.socket", sock)])
+        assert server.wait(timeout=60) == 1
+    assert f"virtwire serve: TLS: Cannot read CA certificate '{empty}/cacert.pem'" in log.read_text()
 
 
 def _unit(path: Path) -> configparser.ConfigParser:
