@@ -27,12 +27,11 @@ from vwtestkit import PROJECT_ROOT
 
 SUBPACKAGE_DIRS = ("protocol", "client", "server")
 PYTHONS = ("3.11", "3.12", "3.13")
-# Per Python: the installed program end to end, the package data, a codec test.
+# Per Python, kept small (each run pays pytest's and the server's start-up): the
+# installed program end to end with our client, and the package data.
 SMOKE_TESTS = (
     "tests/server/test_serve_smoke.py",
-    "tests/server/test_systemd.py::test_unit_files_verify",
     "tests/server/test_systemd.py::test_package_ships_the_sample_config",
-    "tests/protocol/test_framing.py",
 )
 PACKAGE_DATA = (
     "virtwire/py.typed",
