@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from virtwire.protocol.errors import libvirtError
 from virtwire.server import daemonconf
 from virtwire.server.cli import build_parser, config_from_args
@@ -334,3 +336,49 @@ def test_serve_refuses_a_broken_file(rundir: Path) -> None:
     missing = spawn_serve(["--config", str(rundir / "nope.conf")], log_path=log)
     assert missing.wait(timeout=60) == 2
     assert f"cannot read config file {rundir / 'nope.conf'}: No such file or directory" in log.read_text()
+
+
+@given(
+    st.text(alphabet=st.sampled_from(list("ab_=1-+\"'[],;# \t\n\r\\\udcff\0")), max_size=60)
+    | st.binary(max_size=60).map(lambda b: b.decode("utf-8", "surrogateescape"))
+)
+def test_any_text_parses_or_is_refused_with_a_line(text: str) -> None:
+    """Whatever the file holds: entries, or libvirt's syntax error naming a line of it."""
+    try:
+        conf = ConfFile.parse(text, "f")
+    except libvirtError as exc:
+        found = re.match(r"configuration file syntax error: f:(\d+): ", str(exc))
+        assert found, str(exc)
+        assert 1 <= int(found.group(1)) <= text.count("\n") + 1
+        return
+    for entry in conf.entries:
+        assert entry.name.isascii() and entry.name[0].isalpha()
+
+
+_VALUES = st.sampled_from(
+    [
+        "0",
+        "1",
+        "-1",
+        "70000",
+        "4294967296",
+        '"none"',
+        '"sasl"',
+        '"0777"',
+        '"x"',
+        '"16509"',
+        '""',
+        "[]",
+        '[ "a" ]',
+    ]
+)
+
+
+@given(st.lists(st.tuples(st.sampled_from(sorted(daemonconf.KNOWN_KEYS)), _VALUES), max_size=8))
+def test_any_known_key_with_any_value_is_read_or_refused_with_its_line(pairs: list[tuple[str, str]]) -> None:
+    text = "".join(f"{key} = {value}\n" for key, value in pairs)
+    conf = ConfFile.parse(text, "f")
+    try:
+        daemonconf.settings_from(conf)
+    except libvirtError as exc:
+        assert re.search(r"\bf:\d+: ", str(exc)), str(exc)
