@@ -382,3 +382,26 @@ def test_any_known_key_with_any_value_is_read_or_refused_with_its_line(pairs: li
         daemonconf.settings_from(conf)
     except libvirtError as exc:
         assert re.search(r"\bf:\d+: ", str(exc)), str(exc)
+
+
+def test_tls_no_verify_certificate_admits_any_client(run_virsh: RunVirsh, pki: Path, rundir: Path) -> None:
+    """libvirtd ignores a bad client certificate (and DN) at the user's request; so do we."""
+    (tls_port,) = free_ports(1)
+    conf = rundir / "libvirtd.conf"
+    conf.write_text(
+        f'listen_tls = 1\nlisten_addr = "127.0.0.1"\ntls_port = "{tls_port}"\nunix_sock_dir = "{rundir}"\n'
+        f'ca_file = "{pki}/cacert.pem"\ncert_file = "{pki}/servercert.pem"\n'
+        f'key_file = "{pki}/serverkey.pem"\ntls_allowed_dn_list = [ "CN=nobody" ]\n'
+        "tls_no_verify_certificate = 1\n"
+    )
+    log = rundir / "serve.log"
+    with NotifyReceiver() as notify:
+        server = spawn_serve(["--config", str(conf)], log_path=log, env={"NOTIFY_SOCKET": str(notify.path)})
+        try:
+            notify.wait_for("READY=1")
+            for identity in ("client", "other"):
+                uri = f"test+tls://127.0.0.1:{tls_port}/default?pkipath={client_pkipath(pki, identity)}"
+                assert run_virsh(uri, "domstate", "test", check=True).stdout.strip() == "running"
+        finally:
+            status = stop(server)
+        assert status == 0, log.read_text()
