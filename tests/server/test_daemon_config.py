@@ -384,7 +384,7 @@ def test_any_known_key_with_any_value_is_read_or_refused_with_its_line(pairs: li
         assert re.search(r"\bf:\d+: ", str(exc)), str(exc)
 
 
-def test_tls_no_verify_certificate_admits_any_client(run_virsh: RunVirsh, pki: Path, rundir: Path) -> None:
+def test_virsh_over_tls_with_tls_no_verify_certificate(run_virsh: RunVirsh, pki: Path, rundir: Path) -> None:
     """libvirtd ignores a bad client certificate (and DN) at the user's request; so do we."""
     (tls_port,) = free_ports(1)
     conf = rundir / "libvirtd.conf"
