@@ -147,7 +147,7 @@ def test_every_key_of_the_sample_is_known_and_read(tmp_path: Path) -> None:
     assert "auth_unix_ro" not in str(_our_error(path))  # auth_unix_rw is read first, as libvirtd does
     assert str(_our_error(path)) == (
         f"unsupported configuration: {path}:183: auth_unix_rw: auth polkit is not available"
-        " in virtwire (it serves: none)"
+        " in virtwire (it serves: none, sasl)"
     )
     # What it can do: same file, auth none, no access driver, a group this machine has.
     root_group = grp.getgrgid(0).gr_name
@@ -169,6 +169,7 @@ def test_every_key_of_the_sample_is_known_and_read(tmp_path: Path) -> None:
     assert settings.tls_allowed_dn == ["DN1", "DN2"]
     assert settings.tls_verify_client is False and settings.tls_sanity_check is False
     assert settings.tls_priority == "NORMAL"
+    assert settings.sasl_allowed_username_list == ["joe@EXAMPLE.COM", "fred@EXAMPLE.COM"]
     assert settings.tls_files is None  # listen_tls = 0: libvirtd does not look at them either
     assert (settings.max_clients, settings.max_anonymous_clients, settings.max_client_requests) == (
         5000,
@@ -217,7 +218,7 @@ def test_comment_inside_list_is_a_syntax_error() -> None:
         ('unix_sock_ro_perms = "0888"', "2: Failed to parse mode '0888'"),
         ('unix_sock_admin_perms = "10000"', "2: Failed to parse mode '10000'"),
         ('unix_sock_group = "no-such-group-here"', "2: Failed to parse group 'no-such-group-here'"),
-        ('auth_tls = "sasl"', "2: auth_tls: auth sasl is not available in virtwire"),
+        ('auth_tls = "polkit"', "2: auth_tls: auth polkit is not available in virtwire"),
         ('access_drivers = [ "polkit" ]', "2: access_drivers: polkit is not available in virtwire"),
         ("max_clients = 0", "2: 'max_clients' must be greater than 0"),
         ("log_level = 5", "2: Failed to set logging priority, argument '5' is invalid"),
@@ -247,6 +248,21 @@ def test_values_that_are_fine(tmp_path: Path) -> None:
     assert s.warnings == [f"{path}:10: unknown setting 'frobnicate' ignored"]
 
 
+def test_auth_settings_and_their_flags(tmp_path: Path) -> None:
+    path = tmp_path / "libvirtd.conf"
+    path.write_text('auth_tls = "sasl"\nauth_unix_rw = "sasl"\nsasl_allowed_username_list = [ "joe*" ]\n')
+    settings = daemonconf.load(path)
+    config = config_from_args(build_parser().parse_args(["serve", "--config", str(path)]), settings)
+    assert (config.auth_tls, config.auth_unix_rw, config.auth_tcp) == ("sasl", "sasl", "none")
+    assert config.sasl_allowed_username_list == ["joe*"]
+    args = build_parser().parse_args(
+        ["serve", "--auth-tls", "none", "--auth-tcp", "sasl", "--sasl-allowed-username", "ann"]
+    )
+    config = config_from_args(args, settings)
+    assert (config.auth_tls, config.auth_unix_rw, config.auth_tcp) == ("none", "sasl", "sasl")
+    assert config.sasl_allowed_username_list == ["ann"]
+
+
 def test_flags_override_the_file(tmp_path: Path) -> None:
     path = tmp_path / "libvirtd.conf"
     path.write_text(
@@ -268,6 +284,7 @@ def test_flags_override_the_file(tmp_path: Path) -> None:
     assert config.tcp == [Endpoint("127.0.0.1", 99)]
     assert (config.unix, config.unix_ro) == ([Path("/x/s")], [])
     assert config.tls_allowed_dn == ["CN=b"]
+    assert (config.auth_tls, config.auth_unix_rw) == ("none", "none")
     # Without key_file & co. nor --pki-dir, TLS uses libvirtd's default files.
     assert config.tls_credentials() == ServerTlsFiles.locate(None)
 
