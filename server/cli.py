@@ -56,10 +56,21 @@ def positive(text: str) -> int:
     return value
 
 
+class _PrintVersion(argparse.Action):
+    """--version, looked up only when asked (importlib.metadata is costly to import)."""
+
+    def __init__(self, option_strings: list[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(f"virtwire {virtwire.__version__}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="virtwire", description="libvirt's RPC protocol in pure Python")
     sub = parser.add_subparsers(dest="command")
-    parser.add_argument("-V", "--version", action="version", version=f"virtwire {virtwire.__version__}")
+    parser.add_argument("-V", "--version", action=_PrintVersion, help="print virtwire's version and exit")
     u = sub.add_parser("units", help="write the sample systemd units, set up to start this installation")
     u.add_argument("dest", type=Path, metavar="DIR", help="where to write them (e.g. /etc/systemd/system)")
     s = sub.add_parser("serve", help="run a libvirt-compatible server with the in-memory test driver")

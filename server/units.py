@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import shlex
 import sys
-from importlib import resources
-from importlib.resources.abc import Traversable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 # What the shipped virtwire.service runs; replaced by the running installation.
 SHIPPED_COMMAND = "/usr/local/bin/virtwire serve"
 
 
 def data_dir() -> Traversable:
+    from importlib import resources  # only when asked: it imports zipfile & co.
+
     return resources.files("virtwire.server") / "data"
 
 

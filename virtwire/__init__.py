@@ -1,8 +1,16 @@
 """virtwire: libvirt RPC remote protocol in pure Python."""
 
-from importlib import metadata as _metadata
+from __future__ import annotations
 
-try:
-    __version__ = _metadata.version("virtwire")
-except _metadata.PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0+unknown"
+
+def __getattr__(name: str) -> str:
+    # __version__ on demand: importlib.metadata pulls in email and zipfile (tens of
+    # milliseconds and a few MiB), which every client and server would pay at import.
+    if name == "__version__":
+        from importlib import metadata
+
+        try:
+            return metadata.version("virtwire")
+        except metadata.PackageNotFoundError:  # a source tree that was never installed
+            return "0+unknown"
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
