@@ -6,8 +6,9 @@
 # 1. Installs the real libvirt 9.0 reference peer (libvirtd, virsh,
 #    python3-libvirt, openssl), what building libvirt-python needs
 #    (libvirt-dev pkg-config gcc libc6-dev), OpenSSH (server and client)
-#    with netcat-openbsd for the ssh transport tests, and sasl2-bin with
-#    libsasl2-modules for the SASL tests, only what is missing.
+#    with netcat-openbsd for the ssh transport tests, sasl2-bin with
+#    libsasl2-modules for the SASL tests, and systemd (systemd-socket-activate,
+#    systemd-analyze for the unit files), only what is missing.
 # 2. Creates .venv in the repository and installs virtwire editable with its
 #    test and dev extras, plus libvirt-python==9.0.0 (matches the installed libvirt.so).
 #    Keeps libvirt-python 9.0.0's source distribution in .venv/src (its tests/ and
@@ -24,7 +25,7 @@ set -euo pipefail
 say "repository: $ROOT"
 ensure_debs libvirt-daemon libvirt-clients python3-libvirt openssl libvirt-dev pkg-config gcc libc6-dev \
     sasl2-bin libsasl2-modules \
-    golang-go golang-github-digitalocean-go-libvirt-dev openssh-server openssh-client netcat-openbsd
+    golang-go golang-github-digitalocean-go-libvirt-dev openssh-server openssh-client netcat-openbsd systemd
 find_python python3-dev
 ensure_venv -e ".[test,dev]" "libvirt-python==9.0.0"
 # libvirt-python's own tests/ and libvirtaio.py run against our client and server

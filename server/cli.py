@@ -15,16 +15,20 @@ import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import trio
 from virtwire.protocol import sasl
 from virtwire.protocol.errors import libvirtError
 
-from . import credentials, passwd_cli, sshhelper
+import virtwire
+
+from . import credentials, daemonconf, passwd_cli, sshhelper, systemd, units
 from .access_policy import Policy, PolicyError
 from .auth import AUTH_METHODS, auth_warnings
-from .config import DEFAULT_SASL_MECHS, Endpoint, ServerConfig
+from .config import DEFAULT_SASL_MECHS, ActivatedSockets, Endpoint, ServerConfig
 from .daemon import Listeners, serve
+from .daemonconf import DaemonSettings
 from .driver.memory import guest, nodexml
 from .driver.memory.driver import MemoryDriver
 from .memtrim import release_free_memory
@@ -33,6 +37,7 @@ from .rundir import runtime_dir
 log = logging.getLogger("virtwire.server")
 
 DEFAULT_TCP = Endpoint("127.0.0.1", 16509)
+T = TypeVar("T")
 
 
 def endpoint(text: str) -> Endpoint:
@@ -51,10 +56,31 @@ def positive(text: str) -> int:
     return value
 
 
+class _PrintVersion(argparse.Action):
+    """--version, looked up only when asked (importlib.metadata is costly to import)."""
+
+    def __init__(self, option_strings: list[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(f"virtwire {virtwire.__version__}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="virtwire", description="libvirt's RPC protocol in pure Python")
     sub = parser.add_subparsers(dest="command")
+    parser.add_argument("-V", "--version", action=_PrintVersion, help="print virtwire's version and exit")
+    u = sub.add_parser("units", help="write the sample systemd units, set up to start this installation")
+    u.add_argument("dest", type=Path, metavar="DIR", help="where to write them (e.g. /etc/systemd/system)")
     s = sub.add_parser("serve", help="run a libvirt-compatible server with the in-memory test driver")
+    s.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="read settings from a libvirtd.conf-style file (listeners, socket modes, TLS files, limits);"
+        " the flags here override it",
+    )
     s.add_argument(
         "--tcp",
         action="append",
@@ -119,25 +145,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--max-clients",
         type=positive,
-        default=5000,
+        default=None,
         metavar="N",
-        help="connections at once; more wait in the listen backlog until one ends (default %(default)s)",
+        help="connections at once; more wait in the listen backlog until one ends (default 5000)",
     )
     s.add_argument(
         "--max-anonymous-clients",
         type=int,
-        default=20,
+        default=None,
         metavar="N",
         help="connections still in the TLS handshake or not yet authenticated (SASL) at once;"
-        " 0: no limit (default %(default)s)",
+        " 0: no limit (default 20)",
     )
     s.add_argument(
         "--max-client-requests",
         type=positive,
-        default=5,
+        default=None,
         metavar="N",
         help="calls in flight plus replies not yet written, per client, before the server stops"
-        " reading from it (default %(default)s)",
+        " reading from it (default 5)",
     )
     s.add_argument(
         "--max-unsent-bytes",
@@ -150,16 +176,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--keepalive-interval",
         type=float,
-        default=5.0,
+        default=None,
         metavar="SECONDS",
-        help="silence before pinging a client that asked for keepalive; <= 0: never (default %(default)s)",
+        help="silence before pinging a client that asked for keepalive; <= 0: never (default 5)",
     )
     s.add_argument(
         "--keepalive-count",
         type=int,
-        default=5,
+        default=None,
         metavar="N",
-        help="unanswered pings before dropping a client (default %(default)s)",
+        help="unanswered pings before dropping a client (default 5)",
     )
     s.add_argument(
         "--dirty-rate",
@@ -206,7 +232,10 @@ def _auth_arguments(s: argparse.ArgumentParser) -> None:
         ("--auth-unix-ro", "the read-only unix socket"),
     ):
         s.add_argument(
-            flag, choices=AUTH_METHODS, default="none", help=f"authentication on {listener} (default none)"
+            flag,
+            choices=AUTH_METHODS,
+            default=None,
+            help=f"authentication on {listener} (default: the config file's, else none)",
         )
     s.add_argument(
         "--sasl-users-file",
@@ -244,32 +273,72 @@ def workload_defaults(args: argparse.Namespace) -> guest.ServerDefaults:
     )
 
 
-def config_from_args(args: argparse.Namespace) -> ServerConfig:
+def _first(*values: T | None) -> T:
+    """The first value given: the command line's, else the config file's, else the default."""
+    for value in values:
+        if value is not None:
+            return value
+    raise ValueError("no value and no default")
+
+
+def config_from_args(args: argparse.Namespace, settings: DaemonSettings | None = None) -> ServerConfig:
+    """The server's settings: command-line flags, over the config file (if any), over defaults.
+
+    Listeners override per kind: ``--tcp`` replaces the file's TCP listener,
+    ``--tls`` its TLS listener, ``--unix``/``--unix-ro`` its unix sockets.
+    """
+    base = ServerConfig()
+    file = settings or DaemonSettings()
     config = ServerConfig(
         tcp=list(args.tcp),
         tls=list(args.tls),
         unix=list(args.unix),
         unix_ro=list(args.unix_ro),
         pki_dir=args.pki_dir,
-        tls_priority=args.tls_priority,
-        tls_allowed_dn=list(args.tls_allowed_dn),
+        tls_files=file.tls_files if args.pki_dir is None else None,
+        tls_priority=args.tls_priority if args.tls_priority is not None else file.tls_priority,
+        tls_allowed_dn=list(args.tls_allowed_dn) or list(file.tls_allowed_dn),
+        tls_sanity_check=file.tls_sanity_check,
+        tls_verify_client=file.tls_verify_client,
         state_dir=args.state_dir,
         hostname=args.hostname or socket.gethostname(),
-        max_clients=args.max_clients,
-        max_anonymous_clients=args.max_anonymous_clients,
-        max_client_requests=args.max_client_requests,
+        max_clients=_first(args.max_clients, file.max_clients, base.max_clients),
+        max_anonymous_clients=_first(
+            args.max_anonymous_clients, file.max_anonymous_clients, base.max_anonymous_clients
+        ),
+        max_client_requests=_first(
+            args.max_client_requests, file.max_client_requests, base.max_client_requests
+        ),
         max_unsent_bytes=args.max_unsent_bytes,
-        keepalive_interval=args.keepalive_interval,
-        keepalive_count=args.keepalive_count,
-        auth_tcp=args.auth_tcp,
-        auth_tls=args.auth_tls,
-        auth_unix_rw=args.auth_unix_rw,
-        auth_unix_ro=args.auth_unix_ro,
+        keepalive_interval=float(
+            _first(args.keepalive_interval, file.keepalive_interval, base.keepalive_interval)
+        ),
+        keepalive_count=_first(args.keepalive_count, file.keepalive_count, base.keepalive_count),
+        unix_rw_mode=file.unix_rw_mode,
+        unix_ro_mode=file.unix_ro_mode,
+        unix_admin_mode=file.unix_admin_mode,
+        unix_group=file.unix_group,
+        auth_tcp=args.auth_tcp or file.auth_tcp,
+        auth_tls=args.auth_tls or file.auth_tls,
+        auth_unix_rw=args.auth_unix_rw or file.auth_unix_rw,
+        auth_unix_ro=args.auth_unix_ro or file.auth_unix_ro,
         sasl_users_file=args.sasl_users_file or credentials.default_path(),
         sasl_mech_list=list(args.sasl_mech) or list(DEFAULT_SASL_MECHS),
-        sasl_allowed_username_list=list(args.sasl_allowed_username),
+        sasl_allowed_username_list=list(args.sasl_allowed_username) or list(file.sasl_allowed_username_list),
+        log_level=file.log_level,
+        log_filters=file.log_filters,
+        log_outputs=file.log_outputs,
     )
-    if not (config.tcp or config.tls or config.unix or config.unix_ro):
+    if settings is not None:
+        # libvirtd's layout: TCP/TLS only when listen_tcp/listen_tls say so, and
+        # always the unix socket pair in unix_sock_dir.
+        rundir = settings.unix_sock_dir or runtime_dir()
+        config.tcp = config.tcp or settings.tcp_endpoints()
+        config.tls = config.tls or settings.tls_endpoints()
+        if not (config.unix or config.unix_ro):
+            config.unix = [rundir / "libvirt-sock"]
+            config.unix_ro = [rundir / "libvirt-sock-ro"]
+    elif not (config.tcp or config.tls or config.unix or config.unix_ro):
         rundir = runtime_dir()
         config.tcp = [DEFAULT_TCP]
         config.unix = [rundir / "libvirt-sock"]
@@ -277,17 +346,46 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     return config
 
 
+def _reachable(ep: Endpoint) -> Endpoint:
+    # Listening on every address: a client on this machine reaches it on localhost.
+    return ep if ep.host not in ("", "0.0.0.0", "::") else Endpoint("localhost", ep.port)
+
+
+def _listening(config: ServerConfig) -> tuple[list[Endpoint], list[Endpoint], list[str], list[str]]:
+    """Where clients reach the server: the configured listeners, or the activated sockets."""
+    act = config.activation
+    if act is None:
+        return (
+            [_reachable(ep) for ep in config.tcp],
+            [_reachable(ep) for ep in config.tls],
+            [str(p) for p in config.unix],
+            [str(p) for p in config.unix_ro],
+        )
+
+    def endpoints(socks: list[socket.socket]) -> list[Endpoint]:
+        return [_reachable(Endpoint(*sock.getsockname()[:2])) for sock in socks]
+
+    def paths(socks: list[socket.socket]) -> list[str]:
+        return [str(sock.getsockname()) for sock in socks]
+
+    return endpoints(act.tcp), endpoints(act.tls), paths(act.unix), paths(act.unix_ro)
+
+
 def print_uris(config: ServerConfig, listeners: Listeners) -> None:
     """Tell the user how to connect (stdout, so scripts can read it)."""
+    tcp, tls, unix, unix_ro = _listening(config)
     uris: list[str] = []
-    for ep in config.tcp:
+    for ep in tcp:
         uris.append(f"test+tcp://{ep}/default")
-    for ep in config.tls:
+    for ep in tls:
         uris.append(f"test+tls://{ep}/default?pkipath=DIR-WITH-cacert.pem,clientcert.pem,clientkey.pem")
-    for path in config.unix:
+    for path in unix:
         uris.append(f"test+unix:///default?socket={path}")
-    for path in config.unix_ro:
+    for path in unix_ro:
         uris.append(f"test+unix:///default?socket={path}  (read-only: use virsh -r)")
+    if not uris:
+        print("virtwire serve: ready (no listener to name)", flush=True)
+        return
     lines = ["virtwire serve: ready. Connect with:"]
     lines += [
         f"  virsh -c '{uri}'" if "  (" not in uri else f"  virsh -r -c '{uri.split('  (')[0]}'"
@@ -298,15 +396,49 @@ def print_uris(config: ServerConfig, listeners: Listeners) -> None:
     print("\n".join(lines), flush=True)
 
 
+def _load_settings(path: Path | None) -> DaemonSettings | None:
+    """The config file's settings (its problems logged); SystemExit when it is unusable."""
+    if path is None:
+        return None
+    try:
+        settings = daemonconf.load(path)
+    except OSError as exc:
+        raise SystemExit(f"virtwire serve: cannot read config file {path}: {exc.strerror or exc}") from None
+    except libvirtError as exc:
+        raise SystemExit(f"virtwire serve: {exc}") from None
+    for warning in settings.warnings:
+        log.warning("%s", warning)
+    for note in settings.notes:
+        log.info("%s", note)
+    return settings
+
+
+def _activation(args: argparse.Namespace) -> ActivatedSockets | None:
+    """Sockets passed by systemd, if any; listener flags then make no sense (as libvirtd's --listen)."""
+    try:
+        activation = systemd.activated_sockets()
+    except systemd.ActivationError as exc:
+        raise SystemExit(f"virtwire serve: {exc}") from None
+    if activation is not None and (args.tcp or args.tls or args.unix or args.unix_ro):
+        systemd.close_all(activation)
+        raise SystemExit("virtwire serve: --tcp, --tls, --unix and --unix-ro are not permitted with"
+                         " systemd activation sockets")
+    return activation
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "ssh-helper":
         return sshhelper.main(argv[1:], prog="virtwire ssh-helper")
-    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "-V", "--version")):
         argv.insert(0, "serve")  # plain `python -m virtwire.server` serves
     args = build_parser().parse_args(argv)
     if args.command == "passwd":
         return passwd_cli.run(args)
+    if args.command == "units":
+        for path in units.write_units(args.dest):
+            print(path)
+        return 0
     if args.command != "serve":
         build_parser().print_help()
         return 2
@@ -315,7 +447,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s virtwire[%(process)d] %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    config = config_from_args(args)
+    try:
+        settings = _load_settings(args.config)
+        activation = _activation(args)
+    except SystemExit as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    config = config_from_args(args, settings)
+    config.activation = activation
     for problem in auth_warnings(config):
         log.warning("%s", problem)
     if args.access_policy is not None:
@@ -345,5 +484,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     gc.collect()
     gc.freeze()
     release_free_memory()  # what importing (maybe compiling) the codec freed
-    trio.run(lambda: serve(config, driver, on_ready=lambda ls: print_uris(config, ls)))
+    trio.run(
+        lambda: serve(
+            config,
+            driver,
+            on_ready=lambda ls: _ready(config, ls),
+            on_stopping=lambda: systemd.notify("STOPPING=1"),
+        )
+    )
     return 0
+
+
+def _ready(config: ServerConfig, listeners: Listeners) -> None:
+    print_uris(config, listeners)
+    systemd.notify("READY=1")

@@ -24,14 +24,9 @@ from virtwire.protocol.errors import libvirtError
 from .config import ServerConfig
 from .driver.base import Driver
 from .service import Service
-from .tls import ServerTlsFiles, accept_tls, server_context
+from .tls import accept_tls, server_context
 
 log = logging.getLogger(__name__)
-
-# libvirtd's defaults: unix_sock_rw_perms 0700, unix_sock_ro_perms 0777.
-RW_SOCKET_MODE = 0o700
-RO_SOCKET_MODE = 0o777
-
 
 def _peer(family: int, address: object) -> str:
     if family == socket.AF_UNIX:
@@ -47,18 +42,19 @@ def _listening(sock: socket.socket) -> socket.socket:
 
 
 async def _tcp_sockets(host: str, port: int) -> list[socket.socket]:
-    """Listening sockets for HOST:PORT (every address it resolves to), as plain sockets.
+    """Listening sockets for HOST:PORT (every address it resolves to; host "": every
+    address of the machine, as libvirtd without listen_addr), as plain sockets.
 
     trio opens them (address resolution, dual stack, SO_REUSEADDR); the accept
     loop below then works on the plain socket.
     """
     out = []
-    for listener in await trio.open_tcp_listeners(port, host=host):
+    for listener in await trio.open_tcp_listeners(port, host=host or None):
         out.append(_listening(socket.socket(fileno=listener.socket.detach())))
     return out
 
 
-def _unix_socket(path: Path, mode: int) -> socket.socket:
+def _unix_socket(path: Path, mode: int, group: int | None) -> socket.socket:
     """Bind a unix socket, replacing a stale socket file (never any other file)."""
     try:
         if stat.S_ISSOCK(path.lstat().st_mode):
@@ -70,6 +66,8 @@ def _unix_socket(path: Path, mode: int) -> socket.socket:
     try:
         sock.bind(str(path))
         os.chmod(path, mode)
+        if group is not None:
+            os.chown(path, -1, group)
         sock.listen(socket.SOMAXCONN)
     except BaseException:
         sock.close()
@@ -94,22 +92,50 @@ class Listeners:
         self.unix_paths: list[Path] = []
 
     async def open(self, config: ServerConfig, service: Service) -> None:
+        if config.activation is not None:
+            self._adopt(config, service)
+            return
         for endpoint in config.tcp:
             for sock in await _tcp_sockets(endpoint.host, endpoint.port):
                 self.entries.append((sock, partial(self._serve_tcp, service)))
         if config.tls:
-            files = ServerTlsFiles.locate(config.pki_dir)
-            try:
-                ctx = server_context(files, config.tls_priority)
-            except (libvirtError, OSError, ssl.SSLError) as exc:
-                raise SystemExit(f"virtwire serve: TLS: {exc}") from None
+            tls_handler = self._tls_handler(config, service)
             for endpoint in config.tls:
                 for sock in await _tcp_sockets(endpoint.host, endpoint.port):
-                    self.entries.append((sock, partial(self._serve_tls, service, ctx, config.tls_allowed_dn)))
+                    self.entries.append((sock, tls_handler))
         for path, readonly in [(p, False) for p in config.unix] + [(p, True) for p in config.unix_ro]:
-            sock = _unix_socket(path, RO_SOCKET_MODE if readonly else RW_SOCKET_MODE)
+            mode = config.unix_ro_mode if readonly else config.unix_rw_mode
+            sock = _unix_socket(path, mode, config.unix_group)
             self.unix_paths.append(path)
             self.entries.append((sock, partial(self._serve_unix, service, str(path), readonly)))
+
+    def _tls_handler(self, config: ServerConfig, service: Service) -> Handler:
+        try:
+            ctx = server_context(
+                config.tls_credentials(),
+                config.tls_priority,
+                sanity_check=config.tls_sanity_check,
+                verify_client=config.tls_verify_client,
+            )
+        except (libvirtError, OSError, ssl.SSLError) as exc:
+            raise SystemExit(f"virtwire serve: TLS: {exc}") from None
+        allowed = config.tls_allowed_dn if config.tls_verify_client else []
+        return partial(self._serve_tls, service, ctx, allowed)
+
+    def _adopt(self, config: ServerConfig, service: Service) -> None:
+        """Serve the sockets systemd passed (their files belong to the socket units)."""
+        act = config.activation
+        assert act is not None
+        for sock in act.tcp:
+            self.entries.append((sock, partial(self._serve_tcp, service)))
+        if act.tls:
+            tls_handler = self._tls_handler(config, service)
+            self.entries += [(sock, tls_handler) for sock in act.tls]
+        for sock, readonly in [(s, False) for s in act.unix] + [(s, True) for s in act.unix_ro]:
+            name = str(sock.getsockname())
+            self.entries.append((sock, partial(self._serve_unix, service, name, readonly)))
+        if act.admin:
+            log.warning("the activated admin socket is not served: virtwire has no admin server")
 
     def close(self) -> None:
         """Close every listening socket (again: a no-op)."""
@@ -224,9 +250,17 @@ async def _force_on_second_signal(signals: AsyncIterator[int], service: Service)
 
 
 async def serve(
-    config: ServerConfig, driver: Driver, *, on_ready: Callable[[Listeners], None] | None = None
+    config: ServerConfig,
+    driver: Driver,
+    *,
+    on_ready: Callable[[Listeners], None] | None = None,
+    on_stopping: Callable[[], object] | None = None,
 ) -> None:
-    """Run a server until SIGINT/SIGTERM (or cancellation), then shut down cleanly."""
+    """Run a server until SIGINT/SIGTERM (or cancellation), then shut down cleanly.
+
+    ``on_ready`` runs once every listener accepts, ``on_stopping`` when a signal
+    starts the shutdown (the CLI tells systemd READY=1 and STOPPING=1 there).
+    """
     service = Service(config, driver)
     listeners = Listeners()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -251,6 +285,8 @@ async def serve(
                                 on_ready(listeners)
                             async for signum in signals:
                                 log.info("%s: shutting down", signal.Signals(signum).name)
+                                if on_stopping is not None:
+                                    on_stopping()
                                 accepting.cancel_scope.cancel()
                                 break
                         listeners.close()

@@ -48,7 +48,7 @@ class ServerTlsFiles:
     cacert: Path
     cert: Path
     key: Path
-    cacrl: Path  # used when it exists
+    cacrl: Path | None  # used when it exists
 
     @classmethod
     def locate(cls, pki_dir: Path | None) -> ServerTlsFiles:
@@ -75,29 +75,39 @@ class ServerTlsFiles:
         )
 
 
-def server_context(files: ServerTlsFiles, priority: str | None = None) -> ssl.SSLContext:
+def server_context(
+    files: ServerTlsFiles,
+    priority: str | None = None,
+    *,
+    sanity_check: bool = True,
+    verify_client: bool = True,
+) -> ssl.SSLContext:
     """The listeners' TLS context, after libvirtd's checks of its own credentials.
 
     Raises libvirtError (libvirt's wording: an expired or unfit certificate, one
     the CA did not sign, a priority string GnuTLS would refuse) or OSError.
+    ``sanity_check=False`` skips the credential checks (tls_no_sanity_certificate);
+    ``verify_client=False`` serves clients without checking their certificate
+    (tls_no_verify_certificate).
     """
     if not files.cacert.exists():
         detail = f"Cannot read CA certificate '{files.cacert}': No such file or directory"
         raise E.make_error(C.VIR_ERR_SYSTEM_ERROR, C.VIR_FROM_RPC, detail)
-    # Imported here: the certificate checks load the cryptography package (about 9 MiB
-    # of a server's RSS), which a server without TLS listeners never needs.
-    from virtwire.protocol import x509check
+    if sanity_check:
+        # Imported here: the certificate checks load the cryptography package (about 9 MiB
+        # of a server's RSS), which a server without TLS listeners never needs.
+        from virtwire.protocol import x509check
 
-    for warning in x509check.sanity_check_files(str(files.cacert), str(files.cert), is_server=True):
-        log.warning("%s", warning)
+        for warning in x509check.sanity_check_files(str(files.cacert), str(files.cert), is_server=True):
+            log.warning("%s", warning)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tlspriority.parse(priority).apply(ctx)
     ctx.load_cert_chain(files.cert, files.key)
     ctx.load_verify_locations(files.cacert)
-    if files.cacrl.exists():
+    if files.cacrl is not None and files.cacrl.exists():
         ctx.load_verify_locations(files.cacrl)  # revoked client certificates are refused
         ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
-    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.verify_mode = ssl.CERT_REQUIRED if verify_client else ssl.CERT_NONE
     # TLS 1.3 session tickets arrive after the handshake and make libvirt's client
     # read a ticket where it expects the 0x01 byte (EAGAIN): send none.
     ctx.num_tickets = 0

@@ -1,31 +1,49 @@
-"""The package as users get it: a real, non-editable `pip install .`.
+"""The package as users get it: the sdist and wheel `python -m build` makes, installed.
 
-The wheel is built from a copy of the source tree (so the build leaves no
-build/ or *.egg-info in the checkout) into a fresh venv. That venv sees the
-project venv's site-packages through a .pth line, so setuptools, trio and
-xdrlib3 come from there and nothing is downloaded. Lines in a .pth only extend
-sys.path; the project venv's own .pth hooks (the editable install's finder)
-do not run, so `import virtwire` can only find the freshly installed copy.
+scripts/packaging.sh builds both once (in a copy of the source tree, so the
+build leaves no build/ or *.egg-info in the checkout) and installs the wheel in
+a fresh venv on Python 3.11, 3.12 and 3.13, running a few tests there against
+the installed copy (here a smoke subset: the full subset is the script's
+default).  The tests below then look into that wheel, installed into one more
+venv that sees the project venv's site-packages through a .pth line (so trio
+and xdrlib3 come from there and nothing is downloaded). Lines in a .pth only
+extend sys.path; the project venv's own .pth hooks (the editable install's
+finder) do not run, so `import virtwire` can only find the wheel's copy.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import sysconfig
+import tarfile
 import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
 from vwtestkit import PROJECT_ROOT
 
 SUBPACKAGE_DIRS = ("protocol", "client", "server")
-COPY_IGNORE = shutil.ignore_patterns(
-    ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".mypy_cache", ".ruff_cache",
-    ".pytest_cache", ".hypothesis", "tests", "bench",
-)  # fmt: skip
+PYTHONS = ("3.11", "3.12", "3.13")
+# Per Python, kept small (each run pays pytest's and the server's start-up): the
+# installed program end to end with our client, and the package data.
+SMOKE_TESTS = (
+    "tests/server/test_serve_smoke.py",
+    "tests/server/test_systemd.py::test_package_ships_the_sample_config",
+)
+PACKAGE_DATA = (
+    "virtwire/py.typed",
+    "virtwire/server/data/libvirtd.conf",
+    "virtwire/server/data/systemd/virtwire.service",
+    "virtwire/server/data/systemd/virtwire.socket",
+    "virtwire/server/data/systemd/virtwire-ro.socket",
+    "virtwire/server/data/systemd/virtwire-admin.socket",
+    "virtwire/server/data/systemd/virtwire-tcp.socket",
+    "virtwire/server/data/systemd/virtwire-tls.socket",
+    "virtwire/protocol/generated/remote.py",
+)
 
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
@@ -36,11 +54,32 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(python of a fresh venv with virtwire pip-installed from source, its site-packages)."""
+def packaging_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """(directory with the built sdist and wheel, scripts/packaging.sh's output)."""
+    dist = tmp_path_factory.mktemp("dist")
+    env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "PIP_REQUIRE_VIRTUALENV"}}
+    env["VIRTWIRE_DIST_DIR"] = str(dist)
+    env["VIRTWIRE_PACKAGING_TESTS"] = " ".join(SMOKE_TESTS)
+    proc = subprocess.run(
+        ["bash", str(PROJECT_ROOT / "scripts" / "packaging.sh"), *PYTHONS],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+        stdin=subprocess.DEVNULL,
+        env=env,
+    )
+    output = proc.stdout + proc.stderr
+    if proc.returncode != 0:
+        pytest.fail(f"scripts/packaging.sh exited {proc.returncode}:\n{output}", pytrace=False)
+    return dist, output
+
+
+@pytest.fixture(scope="module")
+def installed(packaging_run: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(python of a fresh venv with the built wheel installed, its site-packages)."""
+    dist, _output = packaging_run
     base = tmp_path_factory.mktemp("packaging")
-    source = base / "src"
-    shutil.copytree(PROJECT_ROOT, source, ignore=COPY_IGNORE, symlinks=True)
     venv = base / "venv"
     _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=base)
     python = venv / "bin" / "python"
@@ -49,15 +88,35 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     )
     (site / "project-venv.pth").write_text(sysconfig.get_path("purelib") + "\n")
     env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "PIP_REQUIRE_VIRTUALENV"}}
+    wheel = next(dist.glob("virtwire-*-py3-none-any.whl"))
     _run(
         [
             sys.executable, "-m", "pip", "--python", str(python), "--disable-pip-version-check",
-            "install", "--no-deps", "--no-build-isolation", "--no-index", str(source),
+            "install", "--no-deps", "--no-index", str(wheel),
         ],
         cwd=base,
         env=env,
     )  # fmt: skip
     return python, site
+
+
+def test_wheel_passes_on_every_python(packaging_run: tuple[Path, str]) -> None:
+    _dist, output = packaging_run
+    for version in PYTHONS:
+        assert f"Python {version}: PASSED" in output, output
+    assert f"PASSED on Python {' '.join(PYTHONS)}" in output
+
+
+def test_wheel_and_sdist_carry_generated_code_and_package_data(packaging_run: tuple[Path, str]) -> None:
+    dist, _output = packaging_run
+    with zipfile.ZipFile(next(dist.glob("virtwire-*.whl"))) as wheel:
+        in_wheel = set(wheel.namelist())
+    assert not [name for name in PACKAGE_DATA if name not in in_wheel], sorted(in_wheel)
+    with tarfile.open(next(dist.glob("virtwire-*.tar.gz"))) as sdist:
+        in_sdist = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
+    # The sources the generated codec comes from travel with it.
+    for name in ("pyproject.toml", "README.md", "server/data/systemd/virtwire.service", "spec/remote.x"):
+        assert name in in_sdist, (name, sorted(in_sdist))
 
 
 def test_installs_as_one_package_virtwire(installed: tuple[Path, Path], tmp_path: Path) -> None:
