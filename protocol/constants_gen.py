@@ -2,7 +2,7 @@
 
 Two inputs, both shipped by the libvirt packages of the machine that regenerates:
 
-* the API description XML (``libvirt-api.xml``, ``libvirt-qemu-api.xml``,
+* the API description XML (``libvirt-api.xml``, ``libvirt-qemu-api.xml``, ``libvirt-admin-api.xml``,
   ``libvirt-lxc-api.xml``): every ``<enum>`` and every integer or string
   ``<macro>`` whose name starts with ``VIR_``;
 * ``libvirt.so``: its ``virErrorMsg(code, info)`` gives, for every error code, the
@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 DEFAULT_API_DIR = Path("/usr/share/libvirt/api")
-API_FILES = ("libvirt-api.xml", "libvirt-qemu-api.xml", "libvirt-lxc-api.xml")
+API_FILES = ("libvirt-api.xml", "libvirt-qemu-api.xml", "libvirt-lxc-api.xml", "libvirt-admin-api.xml")
 OUTPUT = Path(__file__).resolve().parent / "generated" / "constants.py"
 
 # A macro body we can evaluate: integers (C suffixes allowed), names of constants

@@ -31,6 +31,7 @@ from .daemon import Listeners, serve
 from .daemonconf import DaemonSettings
 from .driver.memory import guest, nodexml
 from .driver.memory.driver import MemoryDriver
+from .logsettings import DEFAULT_LOG_LEVEL, LogSettings, parse_level
 from .memtrim import release_free_memory
 from .rundir import runtime_dir
 
@@ -65,6 +66,11 @@ class _PrintVersion(argparse.Action):
     def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
         print(f"virtwire {virtwire.__version__}")
         parser.exit()
+def non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,6 +138,47 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="PATH",
         help="read-only unix socket (every connection on it is read-only)",
+    )
+    s.add_argument(
+        "--admin",
+        type=Path,
+        metavar="PATH",
+        help="admin socket for virt-admin -c 'libvirtd:///system?socket=PATH' (mode 0700;"
+        " default with no listener flags: libvirt-admin-sock beside the default sockets)",
+    )
+    s.add_argument(
+        "--timeout",
+        type=non_negative,
+        default=0,
+        metavar="SECONDS",
+        help="exit after SECONDS without clients while nothing runs, as libvirtd; 0: never"
+        " (default %(default)s; virt-admin daemon-timeout changes it)",
+    )
+    s.add_argument(
+        "--metrics",
+        type=endpoint,
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (needs prometheus_client:"
+        " pip install 'virtwire[metrics]')",
+    )
+    s.add_argument(
+        "--log-level",
+        default=None,
+        metavar="N",
+        help="libvirtd's log_level: 1 debug, 2 info, 3 warning, 4 error (default 3; -v: 1)",
+    )
+    s.add_argument(
+        "--log-filters",
+        default="",
+        metavar="FILTERS",
+        help="libvirtd's log_filters, e.g. '1:connection 4:events' (match in the logger name)",
+    )
+    s.add_argument(
+        "--log-outputs",
+        default="",
+        metavar="OUTPUTS",
+        help="libvirtd's log_outputs, e.g. '3:stderr 1:file:/tmp/vw.log 3:syslog:virtwire 3:journald'"
+        " (default LEVEL:stderr)",
     )
     s.add_argument("--state-dir", type=Path, metavar="DIR", help="keep persistent domain definitions here")
     s.add_argument(
@@ -281,6 +328,15 @@ def _first(*values: T | None) -> T:
     raise ValueError("no value and no default")
 
 
+def _log_level(args: argparse.Namespace, from_file: int) -> int:
+    """--log-level, else 1 with -v, else the config file's; 0: not set (libvirtd's default applies)."""
+    if args.log_level is not None:
+        return parse_level(args.log_level)
+    if args.verbose:
+        return 1
+    return from_file
+
+
 def config_from_args(args: argparse.Namespace, settings: DaemonSettings | None = None) -> ServerConfig:
     """The server's settings: command-line flags, over the config file (if any), over defaults.
 
@@ -325,24 +381,30 @@ def config_from_args(args: argparse.Namespace, settings: DaemonSettings | None =
         sasl_users_file=args.sasl_users_file or credentials.default_path(),
         sasl_mech_list=list(args.sasl_mech) or list(DEFAULT_SASL_MECHS),
         sasl_allowed_username_list=list(args.sasl_allowed_username) or list(file.sasl_allowed_username_list),
-        log_level=file.log_level,
-        log_filters=file.log_filters,
-        log_outputs=file.log_outputs,
+        admin_socket=args.admin,
+        timeout=args.timeout,
+        metrics=args.metrics,
+        log_level=_log_level(args, file.log_level),
+        log_filters=args.log_filters or file.log_filters,
+        log_outputs=args.log_outputs or file.log_outputs,
     )
     if settings is not None:
         # libvirtd's layout: TCP/TLS only when listen_tcp/listen_tls say so, and
-        # always the unix socket pair in unix_sock_dir.
+        # always the unix sockets (admin included) in unix_sock_dir.
         rundir = settings.unix_sock_dir or runtime_dir()
         config.tcp = config.tcp or settings.tcp_endpoints()
         config.tls = config.tls or settings.tls_endpoints()
         if not (config.unix or config.unix_ro):
             config.unix = [rundir / "libvirt-sock"]
             config.unix_ro = [rundir / "libvirt-sock-ro"]
-    elif not (config.tcp or config.tls or config.unix or config.unix_ro):
+        if config.admin_socket is None:
+            config.admin_socket = rundir / "libvirt-admin-sock"
+    elif not (config.tcp or config.tls or config.unix or config.unix_ro or config.admin_socket):
         rundir = runtime_dir()
         config.tcp = [DEFAULT_TCP]
         config.unix = [rundir / "libvirt-sock"]
         config.unix_ro = [rundir / "libvirt-sock-ro"]
+        config.admin_socket = rundir / "libvirt-admin-sock"
     return config
 
 
@@ -391,8 +453,13 @@ def print_uris(config: ServerConfig, listeners: Listeners) -> None:
         f"  virsh -c '{uri}'" if "  (" not in uri else f"  virsh -r -c '{uri.split('  (')[0]}'"
         for uri in uris
     ]
-    first = uris[0].split("  (")[0]
-    lines.append(f"  python3 -c \"import libvirt; print(libvirt.open('{first}').getHostname())\"")
+    if uris:
+        first = uris[0].split("  (")[0]
+        lines.append(f"  python3 -c \"import libvirt; print(libvirt.open('{first}').getHostname())\"")
+    if config.admin_socket is not None:
+        lines.append(f"  virt-admin -c 'libvirtd:///system?socket={config.admin_socket}' srv-list")
+    if config.metrics is not None:
+        lines.append(f"  curl http://{config.metrics}/metrics")
     print("\n".join(lines), flush=True)
 
 
@@ -442,7 +509,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command != "serve":
         build_parser().print_help()
         return 2
-    logging.basicConfig(
+    logging.basicConfig(  # until the log settings take over (messages of the config file's parsing)
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s virtwire[%(process)d] %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
@@ -453,7 +520,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:
         print(exc, file=sys.stderr)
         return 2
-    config = config_from_args(args, settings)
+    try:
+        config = config_from_args(args, settings)
+        log_settings = LogSettings(
+            config.log_level or DEFAULT_LOG_LEVEL, config.log_filters, config.log_outputs
+        )
+    except libvirtError as exc:
+        print(f"virtwire serve: {exc}", file=sys.stderr)
+        return 2
     config.activation = activation
     for problem in auth_warnings(config):
         log.warning("%s", problem)
@@ -490,6 +564,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             driver,
             on_ready=lambda ls: _ready(config, ls),
             on_stopping=lambda: systemd.notify("STOPPING=1"),
+            log_settings=log_settings,
         )
     )
     return 0

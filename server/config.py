@@ -88,6 +88,12 @@ class ServerConfig:
     sasl_users_file: Path | None = None
     sasl_mech_list: list[str] = field(default_factory=lambda: list(DEFAULT_SASL_MECHS))
     sasl_allowed_username_list: list[str] = field(default_factory=list)
+    # The admin socket (virt-admin; libvirtd's libvirt-admin-sock); None: none.
+    admin_socket: Path | None = None
+    # Exit after this many seconds without clients while nothing runs (libvirtd's --timeout); 0: never.
+    timeout: int = 0
+    # Serve Prometheus metrics over HTTP at this address (/metrics); None: off.
+    metrics: Endpoint | None = None
 
     def tls_credentials(self) -> ServerTlsFiles:
         """The TLS files to serve with: the explicit ones, else pki_dir's, else libvirtd's defaults."""

@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +44,6 @@ from virtwire.protocol import wire
 from virtwire.protocol.errors import ProtocolError, libvirtError, to_remote_error
 from virtwire.protocol.framing import PacketDecoder
 from virtwire.protocol.generated import keepalive as K
-from virtwire.protocol.generated import remote as R
 from virtwire.protocol.generated.virnet import virNetMessageStatus, virNetMessageType
 
 from .access import CallAccess
@@ -51,7 +51,6 @@ from .auth import ConnectionAuth
 from .dispatch import Handler, Route, run_call
 from .driver.base import ConnectionContext
 from .events import EventFamily, EventSubscriber
-from .features import ConnectionProcedures
 from .identity import identify
 from .streamio import StreamIO, close_stream
 from .streams import STREAM, STREAM_HOLE, StreamTable
@@ -69,8 +68,6 @@ _REPLY = int(virNetMessageType.VIR_NET_REPLY)
 _MESSAGE = virNetMessageType.VIR_NET_MESSAGE
 _OK = virNetMessageStatus.VIR_NET_OK
 _ERROR = int(virNetMessageStatus.VIR_NET_ERROR)
-_REMOTE = R.REMOTE_PROGRAM
-_REMOTE_VERSION = R.REMOTE_PROTOCOL_VERSION
 _KEEPALIVE = K.KEEPALIVE_PROGRAM
 _KEEPALIVE_VERSION = K.KEEPALIVE_PROTOCOL_VERSION
 _PING = K.keepalive_procedure.KEEPALIVE_PROC_PING
@@ -128,7 +125,11 @@ class Connection(EventSubscriber):
         self.ctx.identity = identify(stream, transport, readonly_socket)
         self.auth = ConnectionAuth(self)
         self.opened = False
-        self.procedures = ConnectionProcedures(self)
+        program = service.program
+        self._program = program.number
+        self._version = program.version
+        self.procedures: Any = program.connection_procedures(self)
+        self.connected_at = time.time()  # virt-admin's "connected since"
         self._io = StreamIO(stream)
         cfg = service.config
         self._outbox_capacity = cfg.event_queue_size + cfg.max_client_requests + 8
@@ -188,6 +189,11 @@ class Connection(EventSubscriber):
     def identity_changed(self) -> None:
         """SASL named the user: access checks start over with the new identity."""
         self._access = None
+
+    @property
+    def calls_in_flight(self) -> int:
+        """Calls running in tasks of their own (those answered in the reader are never counted)."""
+        return self._calls_in_flight
 
     def connection_handler(self, name: str) -> Handler:
         handler: Handler = getattr(self.procedures, name.lower())
@@ -335,7 +341,7 @@ class Connection(EventSubscriber):
             if procedure == _PING:
                 await self._queue(PONG_PACKET)
             return  # PONG (any packet already reset the countdown) or an unknown one: ignored
-        if program != _REMOTE or version != _REMOTE_VERSION:
+        if program != self._program or version != self._version:
             await self._reply_error(packet, E.unknown_program(program, version))
             return
         if mtype == _CALL_WITH_FDS:
@@ -433,12 +439,12 @@ class Connection(EventSubscriber):
         try:
             with self.streams.serving(procedure, serial):  # streams: the call may open one
                 payload = await run_call(self, route, memoryview(packet)[_HEADER_SIZE:])
-            return reply_packet(_REMOTE, _REMOTE_VERSION, procedure, serial, _OK, payload)
+            return reply_packet(self._program, self._version, procedure, serial, _OK, payload)
         except libvirtError as exc:
-            return error_packet(_REMOTE, _REMOTE_VERSION, procedure, serial, exc)
+            return error_packet(self._program, self._version, procedure, serial, exc)
         except Exception:
             log.exception("client %s: procedure %s failed", self.ctx.conn_id, route.proc.name)
-            return error_packet(_REMOTE, _REMOTE_VERSION, procedure, serial, E.unset_error())
+            return error_packet(self._program, self._version, procedure, serial, E.unset_error())
 
     async def _run_call(self, route: Route, packet: bytes, procedure: int, serial: int) -> None:
         try:

@@ -21,12 +21,20 @@ from pathlib import Path
 import trio
 from virtwire.protocol.errors import libvirtError
 
+from .admin.clientinfo import peer_credentials
+from .admin.daemon import Daemon, ThreadPoolSettings
+from .admin.program import admin_program
 from .config import ServerConfig
 from .driver.base import Driver
+from .logsettings import DEFAULT_LOG_LEVEL, LogSettings
 from .service import Service
-from .tls import accept_tls, server_context
+from .tls import ServerTlsFiles, accept_tls, server_context
 
 log = logging.getLogger(__name__)
+
+# libvirtd's worker pool defaults (min_workers, max_workers, prio_workers; admin_*).
+LIBVIRTD_POOL = (5, 20, 5)
+ADMIN_POOL = (5, 20, 0)
 
 def _peer(family: int, address: object) -> str:
     if family == socket.AF_UNIX:
@@ -89,11 +97,14 @@ class Listeners:
 
     def __init__(self) -> None:
         self.entries: list[tuple[socket.socket, Handler]] = []
+        self.admin_entries: list[tuple[socket.socket, Handler]] = []  # served by the admin server
         self.unix_paths: list[Path] = []
+        self.tls_context: ssl.SSLContext | None = None
+        self.tls_files: ServerTlsFiles | None = None
 
-    async def open(self, config: ServerConfig, service: Service) -> None:
+    async def open(self, config: ServerConfig, service: Service, admin: Service | None = None) -> None:
         if config.activation is not None:
-            self._adopt(config, service)
+            self._adopt(config, service, admin)
             return
         for endpoint in config.tcp:
             for sock in await _tcp_sockets(endpoint.host, endpoint.port):
@@ -108,21 +119,27 @@ class Listeners:
             sock = _unix_socket(path, mode, config.unix_group)
             self.unix_paths.append(path)
             self.entries.append((sock, partial(self._serve_unix, service, str(path), readonly)))
+        if admin is not None and config.admin_socket is not None:
+            sock = _unix_socket(config.admin_socket, config.unix_admin_mode, config.unix_group)
+            self.unix_paths.append(config.admin_socket)
+            self.admin_entries.append((sock, partial(self._serve_admin, admin, str(config.admin_socket))))
 
     def _tls_handler(self, config: ServerConfig, service: Service) -> Handler:
+        files = config.tls_credentials()
         try:
             ctx = server_context(
-                config.tls_credentials(),
+                files,
                 config.tls_priority,
                 sanity_check=config.tls_sanity_check,
                 verify_client=config.tls_verify_client,
             )
         except (libvirtError, OSError, ssl.SSLError) as exc:
             raise SystemExit(f"virtwire serve: TLS: {exc}") from None
+        self.tls_context, self.tls_files = ctx, files  # virt-admin srv-update-tls reloads them
         allowed = config.tls_allowed_dn if config.tls_verify_client else []
         return partial(self._serve_tls, service, ctx, allowed)
 
-    def _adopt(self, config: ServerConfig, service: Service) -> None:
+    def _adopt(self, config: ServerConfig, service: Service, admin: Service | None) -> None:
         """Serve the sockets systemd passed (their files belong to the socket units)."""
         act = config.activation
         assert act is not None
@@ -134,12 +151,15 @@ class Listeners:
         for sock, readonly in [(s, False) for s in act.unix] + [(s, True) for s in act.unix_ro]:
             name = str(sock.getsockname())
             self.entries.append((sock, partial(self._serve_unix, service, name, readonly)))
-        if act.admin:
-            log.warning("the activated admin socket is not served: virtwire has no admin server")
+        for sock in act.admin:
+            if admin is None:
+                log.warning("the activated admin socket is not served: no admin server")
+                continue
+            self.admin_entries.append((sock, partial(self._serve_admin, admin, str(sock.getsockname()))))
 
     def close(self) -> None:
         """Close every listening socket (again: a no-op)."""
-        for sock, _ in self.entries:
+        for sock, _ in self.entries + self.admin_entries:
             if sock.fileno() != -1:
                 _close(sock)
 
@@ -170,6 +190,16 @@ class Listeners:
         service: Service, path: str, readonly: bool, sock: socket.socket, peer: str
     ) -> None:
         await service.serve_stream(sock, transport="unix", peer=f"unix:{path}", readonly_socket=readonly)
+
+    @staticmethod
+    async def _serve_admin(service: Service, path: str, sock: socket.socket, peer: str) -> None:
+        creds = peer_credentials(sock)
+        if creds is not None and creds[1] != os.geteuid():
+            # libvirtd's remoteAdmClientNew: only the daemon's own user may administer it.
+            log.warning("admin socket: disallowing client %d with uid %d", creds[0], creds[1])
+            _close(sock)
+            return
+        await service.serve_stream(sock, transport="unix", peer=f"unix:{path}", readonly_socket=False)
 
     def remove_socket_files(self) -> None:
         for path in self.unix_paths:
@@ -232,21 +262,54 @@ async def accept_loop(
             connections.start_soon(_serve_accepted, service, handler, sock, _peer(family, address))
 
 
-async def _force_on_second_signal(signals: AsyncIterator[int], service: Service) -> None:
-    """While clients finish their calls, a second signal drops them at once."""
+async def _force_on_second_signal(signals: AsyncIterator[int], services: list[Service]) -> None:
+    """While clients finish their calls, a (second) signal drops them at once."""
     async with trio.open_nursery() as nursery:
 
         async def until_idle() -> None:
-            await service.all_closed.wait()
+            for service in services:
+                await service.all_closed.wait()
             nursery.cancel_scope.cancel()
 
         nursery.start_soon(until_idle)
         async for signum in signals:
-            log.warning(
-                "%s again: dropping %d clients now", signal.Signals(signum).name, len(service.connections)
-            )
-            service.abort_all("server shutting down")
+            count = sum(len(service.connections) for service in services)
+            log.warning("%s again: dropping %d clients now", signal.Signals(signum).name, count)
+            for service in services:
+                service.abort_all("server shutting down")
             break
+
+
+def make_daemon(
+    config: ServerConfig, driver: Driver, log_settings: LogSettings | None = None
+) -> tuple[Daemon, Service, Service | None]:
+    """The daemon's servers: "libvirtd" for ``driver``, and "admin" when there is an admin socket."""
+    if log_settings is None:
+        level = config.log_level or DEFAULT_LOG_LEVEL
+        log_settings = LogSettings(level, config.log_filters, config.log_outputs, install=False)
+    daemon = Daemon(timeout=config.timeout, log=log_settings)
+    service = Service(config, driver)
+    daemon.add_server(service, ThreadPoolSettings(*LIBVIRTD_POOL))
+    admin: Service | None = None
+    if config.admin_socket is not None:
+        # libvirtd's admin_* defaults: 5000 clients, none waiting for auth, 5 requests each.
+        admin_config = ServerConfig(
+            max_clients=5000,
+            max_anonymous_clients=0,
+            max_client_requests=5,
+            keepalive_interval=config.keepalive_interval,
+            keepalive_count=config.keepalive_count,
+        )
+        admin = Service(admin_config, Driver(), program=admin_program(daemon), name="admin")
+        daemon.add_server(admin, ThreadPoolSettings(*ADMIN_POOL))
+    return daemon, service, admin
+
+
+async def _until_signal(signals: AsyncIterator[int], stop: trio.Event) -> None:
+    async for signum in signals:
+        log.info("%s: shutting down", signal.Signals(signum).name)
+        stop.set()
+        return
 
 
 async def serve(
@@ -255,23 +318,27 @@ async def serve(
     *,
     on_ready: Callable[[Listeners], None] | None = None,
     on_stopping: Callable[[], object] | None = None,
+    log_settings: LogSettings | None = None,
 ) -> None:
-    """Run a server until SIGINT/SIGTERM (or cancellation), then shut down cleanly.
+    """Run a server until SIGINT/SIGTERM, the idle timeout (or cancellation), then shut down cleanly.
 
-    ``on_ready`` runs once every listener accepts, ``on_stopping`` when a signal
-    starts the shutdown (the CLI tells systemd READY=1 and STOPPING=1 there).
+    ``on_ready`` runs once every listener accepts, ``on_stopping`` when the shutdown
+    starts (the CLI tells systemd READY=1 and STOPPING=1 there).
     """
-    service = Service(config, driver)
+    daemon, service, admin = make_daemon(config, driver, log_settings)
     listeners = Listeners()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         try:
-            await listeners.open(config, service)
+            await listeners.open(config, service, admin)
         except OSError as exc:
             listeners.close()
             listeners.remove_socket_files()
             if exc.errno == errno.EADDRINUSE:
                 raise SystemExit(f"virtwire serve: address already in use: {exc}") from None
             raise SystemExit(f"virtwire serve: cannot listen: {exc}") from None
+        if listeners.tls_context is not None and listeners.tls_files is not None:
+            daemon.tls = (listeners.tls_context, listeners.tls_files)
+        servers = [service] if admin is None else [service, admin]
         try:
             async with trio.open_nursery() as background:
                 driver.nursery = background
@@ -281,18 +348,24 @@ async def serve(
                             for listening, handler in listeners.entries:
                                 accept = partial(accept_loop, listening, handler, connections, service)
                                 accepting.start_soon(accept)
+                            for listening, handler in listeners.admin_entries:
+                                assert admin is not None
+                                accept = partial(accept_loop, listening, handler, connections, admin)
+                                accepting.start_soon(accept)
+                            stop = trio.Event()
+                            accepting.start_soon(_until_signal, signals, stop)
+                            accepting.start_soon(daemon.run_idle_timer, stop.set)
                             if on_ready is not None:
                                 on_ready(listeners)
-                            async for signum in signals:
-                                log.info("%s: shutting down", signal.Signals(signum).name)
-                                if on_stopping is not None:
-                                    on_stopping()
-                                accepting.cancel_scope.cancel()
-                                break
+                            await stop.wait()
+                            if on_stopping is not None:
+                                on_stopping()
+                            accepting.cancel_scope.cancel()
                         listeners.close()
                         listeners.remove_socket_files()
-                        service.begin_shutdown()
-                        connections.start_soon(_force_on_second_signal, signals, service)
+                        for server in servers:
+                            server.begin_shutdown()
+                        connections.start_soon(_force_on_second_signal, signals, servers)
                 finally:
                     # Every client is gone: what the driver still runs has no one to report to.
                     background.cancel_scope.cancel()

@@ -101,6 +101,21 @@ class Route:
     needs_auth: bool = True  # refused until the client has authenticated
 
 
+@dataclass(frozen=True, slots=True)
+class Program:
+    """What one socket serves: libvirtd serves REMOTE on its main sockets, ADMIN on the admin one.
+
+    A call for another program is refused (``unknown program``), as libvirtd's
+    servers each know only their own; keepalive is answered on every socket.
+    """
+
+    number: int
+    version: int
+    routes: dict[int, Route]
+    # The connection-level procedures' handlers for one connection (given the connection).
+    connection_procedures: Callable[[Any], object]
+
+
 def served_by(driver: Driver, method: str) -> Handler | None:
     """The driver's bound method for a procedure, or None when it keeps the generated default."""
     handler: Handler | None = getattr(driver, method, None)

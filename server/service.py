@@ -6,6 +6,7 @@ import dataclasses
 import itertools
 import logging
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -15,9 +16,10 @@ from .access import list_bound
 from .config import ServerConfig
 from .connection import Connection
 from .credentials import CredentialStore
-from .dispatch import Route, build_routes
+from .dispatch import Program, Route, build_routes
 from .driver.base import ConnectionContext, Driver
 from .events import EventBus
+from .features import ConnectionProcedures
 from .memtrim import Trimmer
 from .streamio import close_stream
 
@@ -30,12 +32,22 @@ _INTERNAL = ConnectionContext(conn_id=0, peer="virtwire", transport="internal")
 class Service:
     """The server minus its listeners: give it accepted streams with ``serve_stream``."""
 
-    def __init__(self, config: ServerConfig, driver: Driver) -> None:
+    def __init__(
+        self, config: ServerConfig, driver: Driver, *, program: Program | None = None, name: str = "libvirtd"
+    ) -> None:
         self.config = config
         self.driver = driver
+        self.name = name  # the server's name for virt-admin ("libvirtd", "admin")
         self.bus = EventBus()
         driver.bind_events(self.bus)
-        self.routes: dict[int, Route] = build_routes(driver)
+        if program is None:
+            routes = build_routes(driver)
+            program = Program(R.REMOTE_PROGRAM, R.REMOTE_PROTOCOL_VERSION, routes, ConnectionProcedures)
+        self.program = program
+        self.routes: dict[int, Route] = program.routes
+        # Called with the number of connections whenever a client comes or goes
+        # (the daemon's idle timer listens).
+        self.on_client_count: Callable[[], None] | None = None
         self.connections: set[Connection] = set()
         self._ids = itertools.count(1)
         self.shutting_down = False
@@ -82,6 +94,12 @@ class Service:
             self._room.set()
             self._room = None
 
+    def set_client_limits(self, max_clients: int, max_anonymous_clients: int) -> None:
+        """virt-admin srv-clients-set: new limits apply to the next accept."""
+        self.config.max_clients = max_clients
+        self.config.max_anonymous_clients = max_anonymous_clients
+        self._limits_changed()
+
     def client_accepted(self) -> None:
         self.accepted += 1
 
@@ -115,6 +133,8 @@ class Service:
             return
         conn = Connection(self, stream, transport=transport, peer=peer, readonly_socket=readonly_socket)
         self.connections.add(conn)
+        if self.on_client_count is not None:
+            self.on_client_count()
         try:
             await conn.run()
         except Exception:
@@ -123,6 +143,8 @@ class Service:
         finally:
             self.connections.discard(conn)
             del conn  # what it held is garbage now: the trim below can return it
+            if self.on_client_count is not None:
+                self.on_client_count()
             if self.shutting_down and not self.connections:
                 self.all_closed.set()
             delay = self._trimmer.connection_ended(idle=not self.connections)

@@ -122,3 +122,10 @@ class Driver(DriverInterface):
 
     async def connection_closed(self, ctx: ConnectionContext) -> None:
         """A connection that was open went away (closed, dropped or re-opened)."""
+
+    def inhibits_idle_exit(self) -> bool:
+        """True while the driver runs work no client call holds (an incoming migration).
+
+        ``--timeout`` does not end the server then (libvirtd's shutdown inhibition).
+        """
+        return self.nursery is not None and bool(self.nursery.child_tasks)

@@ -1,0 +1,1 @@
+"""libvirt's admin program (virt-admin) on the admin socket: servers, clients, logging, timeout."""

@@ -1,0 +1,308 @@
+"""The admin socket through the stock virt-admin (libvirt-clients 9.0), side by side with libvirtd.
+
+virt-admin talks libvirt's ADMIN program to `virtwire serve --admin PATH`;
+the same commands run against a fresh real libvirtd's libvirt-admin-sock must
+print the same (where the two daemons' state agrees) and fail the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from virtwire.protocol.generated import admin as A
+from virtwire.protocol.generated import remote as R
+from vwtestkit import RawRpcClient, RealLibvirtd, VirtwireServer, unavailable
+
+
+def _virt_admin_binary() -> str:
+    path = shutil.which("virt-admin")
+    if path is None:
+        unavailable("virt-admin not found (Debian: libvirt-clients; scripts/test.sh installs it)")
+    return path
+
+
+def virt_admin(sock: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    uri = f"libvirtd:///system?socket={sock}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIBVIRT")}
+    return subprocess.run(
+        [_virt_admin_binary(), "-c", uri, *args], capture_output=True, text=True, timeout=60, env=env
+    )
+
+
+def ok(sock: Path, *args: str) -> str:
+    result = virt_admin(sock, *args)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.fixture
+def admin_dir() -> Iterator[Path]:
+    # unix socket paths are limited to 107 bytes: a short directory of our own.
+    path = Path(tempfile.mkdtemp(prefix="vw-adm-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def served(virtwire_server: Callable[..., VirtwireServer], admin_dir: Path) -> tuple[VirtwireServer, Path]:
+    sock = admin_dir / "admin-sock"
+    server = virtwire_server("--admin", str(sock), tls=False)
+    return server, sock
+
+
+def libvirtd_admin_sock(daemon: RealLibvirtd) -> Path:
+    return daemon.sockdir / "libvirt-admin-sock"
+
+
+def clients(listing: str) -> dict[int, str]:
+    """srv-clients-list's table: id -> transport."""
+    rows = [line.split() for line in listing.splitlines()[2:] if line.strip()]
+    return {int(row[0]): row[1] for row in rows}
+
+
+def info(text: str) -> dict[str, str]:
+    return {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in text.splitlines() if line)}
+
+
+def test_socket_is_the_owners_only(served: tuple[VirtwireServer, Path]) -> None:
+    _, sock = served
+    assert sock.stat().st_mode & 0o777 == 0o700
+
+
+def test_servers_clients_and_client_info(
+    served: tuple[VirtwireServer, Path], real_libvirt: ModuleType
+) -> None:
+    server, sock = served
+    assert ok(sock, "srv-list").split() == ["Id", "Name", "-" * 16, "0", "libvirtd", "1", "admin"]
+    rw = real_libvirt.open(server.unix_uri)
+    ro = real_libvirt.openReadOnly(server.unix_ro_uri)
+    tcp = real_libvirt.open(server.tcp_uri)
+    try:
+        listed = clients(ok(sock, "srv-clients-list", "libvirtd"))
+        assert sorted(listed.values()) == ["tcp", "unix", "unix"]
+        details = {cid: info(ok(sock, "client-info", "libvirtd", str(cid))) for cid in listed}
+        by_kind = {(d["transport"], d["readonly"]): d for d in details.values()}
+        local = by_kind[("unix", "no")]
+        assert local["unix_user_id"] == str(os.getuid())
+        assert local["unix_group_id"] == str(os.getgid())
+        assert local["unix_process_id"] == str(os.getpid())
+        assert by_kind[("unix", "yes")]["unix_process_id"] == str(os.getpid())
+        remote = by_kind[("tcp", "no")]
+        assert remote["sock_addr"].startswith("127.0.0.1:")
+        assert "unix_user_id" not in remote
+        for cid, detail in details.items():
+            assert detail["id"] == str(cid)
+            assert detail["connection_time"].endswith("+0000")
+        # virt-admin's own connection is the admin server's client
+        assert list(clients(ok(sock, "srv-clients-list", "admin")).values()) == ["unix"]
+        limits = info(ok(sock, "srv-clients-info", "libvirtd"))
+        assert limits == {
+            "nclients_max": "5000",
+            "nclients": "3",
+            "nclients_unauth_max": "20",
+            "nclients_unauth": "0",
+        }
+
+        # client-disconnect drops the read-write client: its next call fails
+        rw_id = next(cid for cid, d in details.items() if d is local)
+        assert (
+            ok(sock, "client-disconnect", "libvirtd", str(rw_id)).strip() == f"Client '{rw_id}' disconnected"
+        )
+        with pytest.raises(real_libvirt.libvirtError):
+            rw.getHostname()
+        assert rw_id not in clients(ok(sock, "srv-clients-list", "libvirtd"))
+        assert tcp.getHostname()
+    finally:
+        for conn in (rw, ro, tcp):
+            with contextlib.suppress(real_libvirt.libvirtError):
+                conn.close()
+
+
+# Commands whose output and exit status must be libvirtd's, in order, on a fresh daemon.
+SAME_AS_LIBVIRTD: list[tuple[str, ...]] = [
+    ("srv-clients-list", "nope"),
+    ("srv-clients-info", "nope"),
+    ("srv-threadpool-info", "nope"),
+    ("client-info", "libvirtd", "99"),
+    ("client-disconnect", "libvirtd", "99"),
+    ("srv-clients-set", "nope", "--max-clients", "3"),
+    ("srv-threadpool-set", "nope", "--min-workers", "3"),
+    ("srv-clients-set", "libvirtd", "--max-clients", "3", "--max-unauth-clients", "4"),
+    ("srv-threadpool-set", "libvirtd", "--min-workers", "30"),
+    ("srv-threadpool-set", "libvirtd", "--max-workers", "0"),
+    ("daemon-log-filters",),
+    ("daemon-log-filters", "--filters", "bad"),
+    ("daemon-log-filters", "--filters", "7:util"),
+    ("daemon-log-filters", "--filters", "1:+"),
+    ("daemon-log-filters", "--filters", "3:util 1:+rpc  4:x"),
+    ("daemon-log-filters",),
+    ("daemon-log-filters", "--filters", ""),
+    ("daemon-log-filters",),
+    ("daemon-log-outputs", "--outputs", "foo"),
+    ("daemon-log-outputs", "--outputs", "0:stderr"),
+    ("daemon-log-outputs", "--outputs", "1:nowhere"),
+    ("daemon-log-outputs", "--outputs", "1:stderr:extra"),
+    ("daemon-log-outputs", "--outputs", "1:file"),
+    ("daemon-log-outputs", "--outputs", "4:stderr 2:stderr"),
+    ("daemon-log-outputs",),
+    ("daemon-log-outputs", "--outputs", "3:syslog:vwtest 4:stderr"),
+    ("daemon-log-outputs",),
+    ("daemon-timeout", "--timeout", "0"),
+    ("version",),
+]
+
+
+def test_answers_as_libvirtd(
+    served: tuple[VirtwireServer, Path], fresh_libvirtd: Callable[..., RealLibvirtd]
+) -> None:
+    _, ours = served
+    theirs = libvirtd_admin_sock(fresh_libvirtd(hold=False))
+    # libvirtd lists its servers in hash-table order: compare the names
+    listed = [ok(sock, "srv-list").split()[3:] for sock in (ours, theirs)]
+    assert sorted(listed[0]) == sorted(listed[1])
+    for command in SAME_AS_LIBVIRTD:
+        mine, real = virt_admin(ours, *command), virt_admin(theirs, *command)
+        assert (mine.returncode, mine.stdout, mine.stderr) == (real.returncode, real.stdout, real.stderr), (
+            command
+        )
+
+
+def test_client_and_pool_settings_take_effect(
+    served: tuple[VirtwireServer, Path], real_libvirt: ModuleType
+) -> None:
+    server, sock = served
+    ok(sock, "srv-clients-set", "libvirtd", "--max-clients", "1", "--max-unauth-clients", "1")
+    assert info(ok(sock, "srv-clients-info", "libvirtd"))["nclients_max"] == "1"
+    first = real_libvirt.open(server.unix_uri)
+    try:
+        # At the limit the next client waits in the listen backlog, unserved.
+        with RawRpcClient.unix(server.unix_path) as waiting:
+            waiting.send_call(R.remote_procedure.REMOTE_PROC_AUTH_LIST)
+            assert info(ok(sock, "srv-clients-info", "libvirtd"))["nclients"] == "1"
+            ok(sock, "srv-clients-set", "libvirtd", "--max-clients", "10")
+            assert waiting.recv_reply().status == 0  # served once there is room
+    finally:
+        first.close()
+    ok(
+        sock,
+        "srv-threadpool-set",
+        "libvirtd",
+        "--min-workers",
+        "2",
+        "--max-workers",
+        "8",
+        "--priority-workers",
+        "1",
+    )
+    pool = info(ok(sock, "srv-threadpool-info", "libvirtd"))
+    assert (pool["minWorkers"], pool["maxWorkers"], pool["prioWorkers"]) == ("2", "8", "1")
+    assert pool["jobQueueDepth"] == "0"
+
+
+def _unknown_program_error(path: Path, program: int, version: int) -> tuple[int, bytes]:
+    with RawRpcClient.unix(path) as client:
+        reply = client.call(1, b"\0\0\0\0", program=program, version=version)
+        return reply.status, reply.payload
+
+
+def test_each_socket_serves_its_own_program(
+    served: tuple[VirtwireServer, Path], fresh_libvirtd: Callable[..., RealLibvirtd]
+) -> None:
+    server, ours = served
+    daemon = fresh_libvirtd(hold=False)
+    remote = (R.REMOTE_PROGRAM, R.REMOTE_PROTOCOL_VERSION)
+    admin = (A.ADMIN_PROGRAM, A.ADMIN_PROTOCOL_VERSION)
+    # REMOTE on the admin socket, ADMIN on the hypervisor socket: libvirtd's error reply
+    assert _unknown_program_error(ours, *remote) == _unknown_program_error(
+        libvirtd_admin_sock(daemon), *remote
+    )
+    assert _unknown_program_error(server.unix_path, *admin) == _unknown_program_error(
+        daemon.unix_path, *admin
+    )
+    status, _ = _unknown_program_error(ours, *remote)
+    assert status == 1  # an error
+    assert ok(ours, "srv-list")  # both sockets keep serving
+    with RawRpcClient.unix(server.unix_path) as client:
+        client.open()
+
+
+def test_log_settings_reach_python_logging(served: tuple[VirtwireServer, Path], admin_dir: Path) -> None:
+    server, sock = served
+    log_file = admin_dir / "vw.log"
+    ok(sock, "daemon-log-outputs", "--outputs", f"1:file:{log_file}")
+    ok(sock, "daemon-log-filters", "--filters", "1:connection")
+    assert ok(sock, "daemon-log-outputs").split() == ["Logging", "outputs:", f"1:file:{log_file}"]
+    with RawRpcClient.tcp("127.0.0.1", server.tcp_port) as client:
+        client.open()
+    ok(sock, "srv-list")
+    text = log_file.read_text()
+    # debug lines of virtwire.server.connection pass the filter; the default level (3) holds the rest
+    assert "DEBUG virtwire.server.connection: client" in text
+    assert "DEBUG virtwire.server.features" not in text
+    ok(sock, "daemon-log-filters", "--filters", "4:connection")
+    before = log_file.read_text()
+    with RawRpcClient.tcp("127.0.0.1", server.tcp_port) as client:
+        client.open()
+    ok(sock, "srv-list")
+    assert log_file.read_text() == before
+
+
+def test_admin_refuses_other_users(served: tuple[VirtwireServer, Path]) -> None:
+    """libvirtd admits only its own user to the admin socket (the socket is 0700 as well)."""
+    _, sock = served
+    if os.geteuid() != 0:
+        pytest.skip("needs root to connect as another user")
+    sock.parent.chmod(0o755)
+    sock.chmod(0o777)
+    pid = os.fork()
+    if pid == 0:  # the child connects as nobody
+        code = 1
+        try:
+            os.setuid(65534)
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(10)
+                s.connect(str(sock))
+                code = 0 if s.recv(1) == b"" else 2  # closed at once, nothing said
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert list(clients(ok(sock, "srv-clients-list", "admin")).values()) == ["unix"]
+
+
+def _wait_exit(server: VirtwireServer, seconds: float = 30.0) -> int:
+    return server.process.wait(timeout=seconds)
+
+
+def test_timeout_exits_when_idle(
+    virtwire_server: Callable[..., VirtwireServer], real_libvirt: ModuleType
+) -> None:
+    server = virtwire_server("--timeout", "1", tls=False)
+    conn = real_libvirt.open(server.tcp_uri)
+    try:
+        # a client holds the server: two whole periods pass without an exit
+        for _ in range(2):
+            conn.getHostname()
+            subprocess.run(["sleep", "1.2"], check=True)
+        assert server.running()
+    finally:
+        conn.close()
+    assert _wait_exit(server) == 0
+
+
+def test_daemon_timeout_sets_it_at_run_time(served: tuple[VirtwireServer, Path]) -> None:
+    server, sock = served
+    assert server.running()
+    ok(sock, "daemon-timeout", "--timeout", "1")
+    # the admin client was the last one: a second later the daemon exits cleanly
+    assert _wait_exit(server) == 0
+    assert not sock.exists()
