@@ -20,7 +20,7 @@ from types import ModuleType
 import pytest
 from virtwire.protocol.generated import admin as A
 from virtwire.protocol.generated import remote as R
-from vwtestkit import RawRpcClient, RealLibvirtd, VirtwireServer, unavailable
+from vwtestkit import RawRpcClient, RealLibvirtd, VirtwireServer, start_server, stop_servers, unavailable
 
 
 def _virt_admin_binary() -> str:
@@ -44,7 +44,7 @@ def ok(sock: Path, *args: str) -> str:
     return result.stdout
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def admin_dir() -> Iterator[Path]:
     # unix socket paths are limited to 107 bytes: a short directory of our own.
     path = Path(tempfile.mkdtemp(prefix="vw-adm-", dir="/tmp"))
@@ -52,11 +52,15 @@ def admin_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture
-def served(virtwire_server: Callable[..., VirtwireServer], admin_dir: Path) -> tuple[VirtwireServer, Path]:
+@pytest.fixture(scope="module")
+def served(admin_dir: Path) -> Iterator[tuple[VirtwireServer, Path]]:
+    """One server for the module's tests; each leaves its settings as it found them."""
     sock = admin_dir / "admin-sock"
-    server = virtwire_server("--admin", str(sock), tls=False)
-    return server, sock
+    server = start_server("--admin", str(sock), pki=None, tls=False)
+    try:
+        yield server, sock
+    finally:
+        stop_servers([server])
 
 
 def libvirtd_admin_sock(daemon: RealLibvirtd) -> Path:
@@ -215,10 +219,10 @@ def _unknown_program_error(path: Path, program: int, version: int) -> tuple[int,
 
 
 def test_each_socket_serves_its_own_program(
-    served: tuple[VirtwireServer, Path], fresh_libvirtd: Callable[..., RealLibvirtd]
+    served: tuple[VirtwireServer, Path], real_libvirtd: RealLibvirtd
 ) -> None:
     server, ours = served
-    daemon = fresh_libvirtd(hold=False)
+    daemon = real_libvirtd
     remote = (R.REMOTE_PROGRAM, R.REMOTE_PROTOCOL_VERSION)
     admin = (A.ADMIN_PROGRAM, A.ADMIN_PROTOCOL_VERSION)
     # REMOTE on the admin socket, ADMIN on the hypervisor socket: libvirtd's error reply
@@ -254,6 +258,8 @@ def test_log_settings_reach_python_logging(served: tuple[VirtwireServer, Path], 
         client.open()
     ok(sock, "srv-list")
     assert log_file.read_text() == before
+    ok(sock, "daemon-log-filters", "--filters", "")
+    ok(sock, "daemon-log-outputs", "--outputs", "3:stderr")
 
 
 def test_admin_refuses_other_users(served: tuple[VirtwireServer, Path]) -> None:
@@ -277,6 +283,8 @@ def test_admin_refuses_other_users(served: tuple[VirtwireServer, Path]) -> None:
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert list(clients(ok(sock, "srv-clients-list", "admin")).values()) == ["unix"]
+    sock.chmod(0o700)
+    sock.parent.chmod(0o700)
 
 
 def _wait_exit(server: VirtwireServer, seconds: float = 30.0) -> int:
@@ -286,7 +294,7 @@ def _wait_exit(server: VirtwireServer, seconds: float = 30.0) -> int:
 def test_timeout_exits_when_idle(
     virtwire_server: Callable[..., VirtwireServer], real_libvirt: ModuleType
 ) -> None:
-    server = virtwire_server("--timeout", "1", tls=False)
+    server = virtwire_server("--timeout", "1", tls=False, ro=False)
     conn = real_libvirt.open(server.tcp_uri)
     try:
         # a client holds the server: two whole periods pass without an exit
@@ -299,9 +307,11 @@ def test_timeout_exits_when_idle(
     assert _wait_exit(server) == 0
 
 
-def test_daemon_timeout_sets_it_at_run_time(served: tuple[VirtwireServer, Path]) -> None:
-    server, sock = served
-    assert server.running()
+def test_daemon_timeout_sets_it_at_run_time(
+    virtwire_server: Callable[..., VirtwireServer], admin_dir: Path
+) -> None:
+    sock = admin_dir / "timeout-sock"
+    server = virtwire_server("--admin", str(sock), tls=False, ro=False)
     ok(sock, "daemon-timeout", "--timeout", "1")
     # the admin client was the last one: a second later the daemon exits cleanly
     assert _wait_exit(server) == 0
