@@ -33,6 +33,7 @@ from .driver.memory import guest, nodexml
 from .driver.memory.driver import MemoryDriver
 from .logsettings import DEFAULT_LOG_LEVEL, LogSettings, parse_level
 from .memtrim import release_free_memory
+from .metrics import prometheus_available
 from .rundir import runtime_dir
 
 log = logging.getLogger("virtwire.server")
@@ -458,8 +459,8 @@ def print_uris(config: ServerConfig, listeners: Listeners) -> None:
         lines.append(f"  python3 -c \"import libvirt; print(libvirt.open('{first}').getHostname())\"")
     if config.admin_socket is not None:
         lines.append(f"  virt-admin -c 'libvirtd:///system?socket={config.admin_socket}' srv-list")
-    if config.metrics is not None:
-        lines.append(f"  curl http://{config.metrics}/metrics")
+    if listeners.metrics_url is not None:
+        lines.append(f"  curl {listeners.metrics_url}")
     print("\n".join(lines), flush=True)
 
 
@@ -537,6 +538,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except PolicyError as exc:
             print(f"virtwire serve: --access-policy: {exc}", file=sys.stderr)
             return 2
+    if config.metrics is not None and not prometheus_available():
+        needs = "virtwire serve: --metrics needs prometheus_client: pip install 'virtwire[metrics]'"
+        print(needs, file=sys.stderr)
+        return 2
     try:
         guest.SERVER_DEFAULTS = workload_defaults(args)
     except ValueError as exc:

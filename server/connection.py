@@ -130,6 +130,7 @@ class Connection(EventSubscriber):
         self._version = program.version
         self.procedures: Any = program.connection_procedures(self)
         self.connected_at = time.time()  # virt-admin's "connected since"
+        self._metrics = service.metrics
         self._io = StreamIO(stream)
         cfg = service.config
         self._outbox_capacity = cfg.event_queue_size + cfg.max_client_requests + 8
@@ -201,18 +202,28 @@ class Connection(EventSubscriber):
 
     def deliver(self, packet: bytes) -> None:
         """Queue an event without blocking; a subscriber that fell behind is dropped."""
+        queued = self._push(packet)
+        if self._metrics is not None:
+            if queued:
+                self._metrics.events_sent += 1
+            else:
+                self._metrics.events_dropped += 1
+
+    def _push(self, packet: bytes) -> bool:
+        """Write or queue a packet without blocking; False when it is lost (overflow, closed)."""
         if self._write_now(packet):
-            return
+            return True
         self._start_writer()
         try:
             self._outbox.send_nowait(packet)
         except trio.WouldBlock:
             self.abort(f"event queue overflow ({self.service.config.event_queue_size} packets pending)")
+            return False
         except (trio.ClosedResourceError, trio.BrokenResourceError):
-            pass
-        else:
-            self._unwritten += 1
-            self._unwritten_bytes += len(packet)
+            return False
+        self._unwritten += 1
+        self._unwritten_bytes += len(packet)
+        return True
 
     def may_receive(self, family: EventFamily, msg: Any) -> bool:
         access = self.access
@@ -436,15 +447,24 @@ class Connection(EventSubscriber):
 
     async def _answer(self, route: Route, packet: bytes, procedure: int, serial: int) -> bytes:
         """Run one call and return its whole REPLY packet (OK or ERROR)."""
+        metrics = self._metrics
+        start = time.perf_counter() if metrics is not None else 0.0
+        code = 0  # the error's VIR_ERR_* code; 0: none
         try:
             with self.streams.serving(procedure, serial):  # streams: the call may open one
                 payload = await run_call(self, route, memoryview(packet)[_HEADER_SIZE:])
-            return reply_packet(self._program, self._version, procedure, serial, _OK, payload)
+            reply = reply_packet(self._program, self._version, procedure, serial, _OK, payload)
         except libvirtError as exc:
-            return error_packet(self._program, self._version, procedure, serial, exc)
+            code = exc.get_error_code() or -1  # -1: an error without a code
+            reply = error_packet(self._program, self._version, procedure, serial, exc)
         except Exception:
             log.exception("client %s: procedure %s failed", self.ctx.conn_id, route.proc.name)
-            return error_packet(self._program, self._version, procedure, serial, E.unset_error())
+            error = E.unset_error()
+            code = error.get_error_code() or -1
+            reply = error_packet(self._program, self._version, procedure, serial, error)
+        if metrics is not None:
+            metrics.call_done(self._program, procedure, code, time.perf_counter() - start)
+        return reply
 
     async def _run_call(self, route: Route, packet: bytes, procedure: int, serial: int) -> None:
         try:
@@ -536,9 +556,11 @@ class Connection(EventSubscriber):
                 deadline = self._last_rx + interval
                 continue
             if unanswered >= count:
+                if self._metrics is not None:
+                    self._metrics.keepalive_timeouts += 1
                 self.abort(f"keepalive timeout: no answer to {count} pings, {interval:g}s apart")
                 return
-            self.deliver(PING_PACKET)
+            self._push(PING_PACKET)
             unanswered += 1
             last_ping = now
             deadline = now + interval

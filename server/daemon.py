@@ -27,6 +27,7 @@ from .admin.program import admin_program
 from .config import ServerConfig
 from .driver.base import Driver
 from .logsettings import DEFAULT_LOG_LEVEL, LogSettings
+from .metrics import Metrics, MetricsServer
 from .service import Service
 from .tls import ServerTlsFiles, accept_tls, server_context
 
@@ -101,6 +102,7 @@ class Listeners:
         self.unix_paths: list[Path] = []
         self.tls_context: ssl.SSLContext | None = None
         self.tls_files: ServerTlsFiles | None = None
+        self.metrics_url: str | None = None  # where --metrics serves, once it does
 
     async def open(self, config: ServerConfig, service: Service, admin: Service | None = None) -> None:
         if config.activation is not None:
@@ -339,6 +341,7 @@ async def serve(
         if listeners.tls_context is not None and listeners.tls_files is not None:
             daemon.tls = (listeners.tls_context, listeners.tls_files)
         servers = [service] if admin is None else [service, admin]
+        metrics_server = _start_metrics(config, driver, servers, listeners)
         try:
             async with trio.open_nursery() as background:
                 driver.nursery = background
@@ -373,4 +376,29 @@ async def serve(
         finally:
             listeners.close()
             listeners.remove_socket_files()
+            if metrics_server is not None:
+                metrics_server.close()
     log.info("stopped")
+
+
+def _start_metrics(
+    config: ServerConfig, driver: Driver, servers: list[Service], listeners: Listeners
+) -> MetricsServer | None:
+    """``--metrics HOST:PORT``: count in every server and serve /metrics from a thread."""
+    if config.metrics is None:
+        return None
+    metrics = Metrics()
+    metrics.services = servers
+    for server in servers:
+        server.metrics = metrics
+    driver.job_observer = metrics
+    try:
+        metrics_server = MetricsServer(metrics, config.metrics)
+    except OSError as exc:
+        listeners.close()
+        listeners.remove_socket_files()
+        raise SystemExit(f"virtwire serve: --metrics {config.metrics}: cannot listen: {exc}") from None
+    host = config.metrics.host
+    shown = f"[{host}]" if ":" in host else host
+    listeners.metrics_url = f"http://{shown}:{metrics_server.port}/metrics"
+    return metrics_server

@@ -101,6 +101,8 @@ class ConnectionProcedures:
         ctx.uri = args.name
         ctx.readonly = conn.readonly_socket or bool(args.flags & C.VIR_CONNECT_RO)
         conn.opened = True
+        if conn.service.metrics is not None:
+            conn.service.metrics.connection_opened(ctx.transport, ctx.readonly)
         await conn.service.driver.connection_opened(ctx)
         log.debug("client %s opened %s%s", ctx.conn_id, args.name, " read-only" if ctx.readonly else "")
 

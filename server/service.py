@@ -21,6 +21,7 @@ from .driver.base import ConnectionContext, Driver
 from .events import EventBus
 from .features import ConnectionProcedures
 from .memtrim import Trimmer
+from .metrics import Metrics
 from .streamio import close_stream
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,8 @@ class Service:
         # Called with the number of connections whenever a client comes or goes
         # (the daemon's idle timer listens).
         self.on_client_count: Callable[[], None] | None = None
+        # Counters for ``--metrics`` (server/metrics.py); None: not counted.
+        self.metrics: Metrics | None = None
         self.connections: set[Connection] = set()
         self._ids = itertools.count(1)
         self.shutting_down = False

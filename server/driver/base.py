@@ -20,7 +20,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import trio
 
@@ -29,6 +29,18 @@ from ..access_policy import AccessObject
 from ..events import DomainEvents, EventBus, NetworkEvents, NodeDeviceEvents, SecretEvents, StoragePoolEvents
 from ..identity import Identity
 from .interface import DriverInterface
+
+
+class JobObserver(Protocol):
+    """Who wants to know about migration jobs (``virtwire serve --metrics``)."""
+
+    def migration_started(self, job: object, direction: str) -> None:
+        """``direction``: "in" (destination) or "out" (source)."""
+
+    def migration_finished(
+        self, job: object, direction: str, result: str, data_bytes: int, seconds: float
+    ) -> None:
+        """``result``: "completed", "failed" or "cancelled"; ``data_bytes``: guest memory moved."""
 
 
 @dataclass(slots=True, eq=False)
@@ -76,6 +88,8 @@ class Driver(DriverInterface):
     # PREPARE) runs here: the server sets a nursery that lives as long as it serves
     # and is cancelled after the last connection has closed.
     nursery: trio.Nursery | None = None
+    # Told when a migration job starts and ends (the server's metrics); None: nobody.
+    job_observer: JobObserver | None = None
 
     def __init__(self) -> None:
         # A standalone driver emits into the void; the server binds its own bus.

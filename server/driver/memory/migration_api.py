@@ -203,8 +203,17 @@ class MigrationMixin(JobControlMixin):
         else:
             trio.lowlevel.spawn_system_task(fn, *args)
 
+    def _job_started(self, job: Job) -> Job:
+        if self.job_observer is not None:
+            self.job_observer.migration_started(job, _direction(job))
+        return job
+
     def _job_finished(self, dom: Domain, job: Job, status: JobStatus, errmsg: str | None = None) -> None:
         job.finish(status, trio.current_time(), errmsg)
+        if self.job_observer is not None:
+            seconds = job.ended - job.started if job.ended is not None else 0.0
+            data = job.counters.memory_processed
+            self.job_observer.migration_finished(job, _direction(job), status.value, data, seconds)
         dom.extra[COMPLETED_JOB] = job
         if dom.job is job:
             dom.job = None
@@ -338,7 +347,7 @@ class MigrationMixin(JobControlMixin):
         pages = dom.memory_kib * 1024 // PAGE_SIZE
         guest = Guest.empty(pages, parse_workload(dom.tree, pages))
         dom.guest = guest
-        job = Job(JobOperation.MIGRATION_IN, trio.current_time())
+        job = self._job_started(Job(JobOperation.MIGRATION_IN, trio.current_time()))
         dom.job = job
         engine = IncomingMigration(guest, job, _DestinationEvents(self, dom))
         session = IncomingSession(
@@ -588,7 +597,7 @@ class MigrationMixin(JobControlMixin):
             settings.postcopy_bandwidth_mib_s = postcopy_bandwidth
         settings.fault = parse_fault(dom.tree)
         guest = self._guest(dom)
-        job = Job(JobOperation.MIGRATION_OUT, trio.current_time())
+        job = self._job_started(Job(JobOperation.MIGRATION_OUT, trio.current_time()))
         dom.job = job
         engine = OutgoingMigration(guest, job, settings, _SourceEvents(self, dom))
         dom.extra[OUTGOING] = OutgoingSession(engine, flags)
@@ -875,6 +884,10 @@ async def _listen(host: str, port: int) -> tuple[trio.SocketListener, str]:
 async def _given(link: MigrationLink) -> AsyncIterator[MigrationLink]:
     async with link:
         yield link
+
+
+def _direction(job: Job) -> str:
+    return "in" if job.operation is JobOperation.MIGRATION_IN else "out"
 
 
 def _prepared_by(ctx: ConnectionContext) -> list[bytes]:
