@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import itertools
-import re
 import threading
-import time
-import urllib.request
 from collections.abc import Iterator
 from types import ModuleType
 
@@ -14,36 +11,7 @@ import pytest
 from virtwire.protocol.features import DriverFeature
 from virtwire.protocol.generated import remote as R
 from vwtestkit import RawRpcClient, VirtwireServer, start_server, stop_servers
-
-parser = pytest.importorskip("prometheus_client.parser", reason="the test extra installs prometheus_client")
-
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def metrics_url(server: VirtwireServer, deadline: float = 30.0) -> str:
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        found = re.search(r"curl (http://\S+/metrics)", server.log)
-        if found:
-            return found.group(1)
-        time.sleep(0.05)
-    raise AssertionError(f"no metrics URL in the server's output:\n{server.log}")
-
-
-def scrape(url: str) -> Samples:
-    """Every sample of /metrics, parsed by prometheus_client (a format error raises)."""
-    with urllib.request.urlopen(url, timeout=30) as response:
-        assert response.headers["Content-Type"].startswith("text/plain")
-        text = response.read().decode()
-    samples: Samples = {}
-    for family in parser.text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return samples
-
-
-def value(samples: Samples, metric: str, **labels: str) -> float:
-    return samples.get((metric, tuple(sorted(labels.items()))), 0.0)
+from vwtestkit.metrics import Samples, metrics_url, scrape, value
 
 
 @pytest.fixture(scope="module")
