@@ -22,7 +22,13 @@ class MeteredHosts:
 def hosts() -> Iterator[MeteredHosts]:
     """This module's own pair of hosts, each counting for --metrics."""
     started: list[VirtwireServer] = []
-    hangguard.on_abort(started, lambda: [s.process.kill() for s in started if s.process.poll() is None])
+
+    def kill_all() -> None:  # an aborted session (hang guard) skips teardown
+        for server in started:
+            if server.process.poll() is None:
+                server.process.kill()
+
+    hangguard.on_abort(started, kill_all)
     try:
         for name in ("src-metered", "dst-metered"):
             try:
