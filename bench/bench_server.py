@@ -8,6 +8,11 @@ table reports ratios (virtwire / libvirtd; higher is better for ops/s, lower
 for CPU per call).  Server CPU comes from /proc/PID/stat (utime + stime).
 
     .venv/bin/python bench/bench_server.py [--duration 3] [--reps 5] [--ndomains 1000] [--only tcp]
+                                            [--workload info]
+
+The sequential dom.info() row also runs against a third server, `virtwire serve
+--metrics` (Prometheus counters on), and reports its ratio to the same server
+without metrics: the price of the metrics on the cheapest call.
 
 This is a script, not a test: numbers on a shared 2-core box move by ±15 %.
 """
@@ -32,6 +37,7 @@ sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
 from vwtestkit import start_libvirtd, start_server, stop_libvirtd  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+METERED = "virtwire --metrics"
 
 # The worker: runs one workload with libvirt-python and prints a JSON line.
 WORKER = textwrap.dedent(
@@ -81,6 +87,9 @@ WORKER = textwrap.dedent(
     for c in conns: c.close()
     """
 )
+
+# Workloads measured a third time, against `virtwire serve --metrics` (their labels).
+METRICS_WORKLOADS = {"dom.info(), sequential"}
 
 WORKLOADS = [
     ("dom.info(), sequential", "info", 1),
@@ -160,10 +169,12 @@ def main() -> int:
         work / "libvirtd", hold=True, conf_extra="max_client_requests = 5\nmax_workers = 20"
     )
     ours = start_server(pki=None, tls=False, ro=False)
+    metered = start_server("--metrics", "127.0.0.1:0", pki=None, tls=False, ro=False)
     try:
         servers = {
             "libvirtd": (real.pid, {"tcp": real.tcp_uri, "unix": real.unix_uri}),
             "virtwire": (ours.pid, {"tcp": ours.tcp_uri, "unix": ours.unix_uri}),
+            METERED: (metered.pid, {"tcp": metered.tcp_uri, "unix": metered.unix_uri}),
         }
         for _, uris in servers.values():
             define_many(args.python, uris["tcp"], args.ndomains)
@@ -171,9 +182,11 @@ def main() -> int:
         transports = [args.only] if args.only else ["tcp", "unix"]
         for transport in transports:
             for label, test, threads in workloads:
-                results: dict[str, list[Result]] = {"libvirtd": [], "virtwire": []}
-                for _ in range(args.reps):  # alternate, so drift in machine load hits both
-                    for name, (pid, uris) in servers.items():
+                names = ["libvirtd", "virtwire"] + ([METERED] if label in METRICS_WORKLOADS else [])
+                results: dict[str, list[Result]] = {name: [] for name in names}
+                for _ in range(args.reps):  # alternate, so drift in machine load hits all
+                    for name in names:
+                        pid, uris = servers[name]
                         results[name].append(
                             run_workload(
                                 args.python, worker, uris[transport], pid, test, threads, args.duration
@@ -190,9 +203,14 @@ def main() -> int:
                 }
                 rows.append((transport, label, med))
                 print_row(transport, label, med, flush=True)
+                if METERED in med:
+                    with_metrics = {"libvirtd": med["libvirtd"], "virtwire": med[METERED]}
+                    rows.append((transport, f"{label}, --metrics", with_metrics))
+                    print_row(transport, f"{label}, --metrics", with_metrics, flush=True)
     finally:
-        ours.stop()
-        ours.cleanup()
+        for server in (ours, metered):
+            server.stop()
+            server.cleanup()
         stop_libvirtd(real)
     print()
     print_table(rows, args)
@@ -229,6 +247,14 @@ def print_table(rows: list[tuple[str, str, dict[str, Result]]], args: argparse.N
     print("|" + "|".join("-" * (len(c)) for c in HEAD.split("|")[1:-1]) + "|")
     for transport, label, m in rows:
         print(_fmt(transport, label, m))
+    print()
+    for transport, label, m in rows:
+        if METERED in m:
+            off, on = m["virtwire"], m[METERED]
+            print(
+                f"{transport} {label}: --metrics on/off ops/s ratio {on.ops_s / off.ops_s:.3f}"
+                f" (CPU µs/call {on.cpu_us:.0f} vs {off.cpu_us:.0f})"
+            )
 
 
 if __name__ == "__main__":

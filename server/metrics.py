@@ -55,6 +55,7 @@ CALL_BUCKETS = (
 )
 MIGRATION_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
 
+_bisect = bisect.bisect_left
 _PROGRAMS = {R.REMOTE_PROGRAM: ("remote", R.PROCEDURES), A.ADMIN_PROGRAM: ("admin", A.PROCEDURES)}
 _LEVEL_NAMES = {"VIR_ERR_NONE", "VIR_ERR_WARNING", "VIR_ERR_ERROR"}  # error levels, not codes
 ERROR_NAMES = {
@@ -87,13 +88,15 @@ class Histogram:
         return out
 
 
-class CallStats:
-    __slots__ = ("errors", "latency", "ok")
+class CallStats(Histogram):
+    """One procedure's calls: answered ok, answered with an error, and their latency histogram."""
+
+    __slots__ = ("errors", "ok")
 
     def __init__(self) -> None:
+        super().__init__(CALL_BUCKETS)
         self.ok = 0
         self.errors = 0
-        self.latency = Histogram(CALL_BUCKETS)
 
 
 class Metrics:
@@ -117,11 +120,15 @@ class Metrics:
     # --- the call path ------------------------------------------------------------------------
 
     def call_done(self, program: int, procedure: int, code: int, seconds: float) -> None:
-        """One answered call; ``code``: its error's VIR_ERR_* code, 0 when it succeeded."""
+        """One answered call; ``code``: its error's VIR_ERR_* code, 0 when it succeeded.
+
+        On every call's path: kept to a dict lookup, a bisect and three additions.
+        """
         stats = self.calls.get((program, procedure))
         if stats is None:
             stats = self.calls[(program, procedure)] = CallStats()
-        stats.latency.observe(seconds)
+        stats.counts[_bisect(CALL_BUCKETS, seconds)] += 1
+        stats.total += seconds
         if code:
             stats.errors += 1
             self.errors[code] = self.errors.get(code, 0) + 1
@@ -181,7 +188,7 @@ class _Collector:
             labels = list(_procedure_name(program, procedure))
             calls.add_metric([*labels, "ok"], stats.ok)
             calls.add_metric([*labels, "error"], stats.errors)
-            latency.add_metric(labels, stats.latency.buckets(), stats.latency.total)
+            latency.add_metric(labels, stats.buckets(), stats.total)
         yield calls
         yield latency
         errors = CounterMetricFamily(
