@@ -20,6 +20,7 @@ from types import ModuleType
 import pytest
 from virtwire.protocol.generated import admin as A
 from virtwire.protocol.generated import remote as R
+from virtwire.protocol.generated import virnet as V
 from vwtestkit import RawRpcClient, RealLibvirtd, VirtwireServer, start_server, stop_servers, unavailable
 
 
@@ -316,3 +317,52 @@ def test_daemon_timeout_sets_it_at_run_time(
     # the admin client was the last one: a second later the daemon exits cleanly
     assert _wait_exit(server) == 0
     assert not sock.exists()
+
+
+def test_hostile_admin_calls_get_errors(served: tuple[VirtwireServer, Path]) -> None:
+    """Truncated payloads and strings with lone surrogates: libvirt's errors, and the server goes on."""
+    _, sock = served
+    weird = "\udcff\udc80name"
+    crafted = [
+        (
+            A.admin_procedure.ADMIN_PROC_CONNECT_LOOKUP_SERVER,
+            A.admin_connect_lookup_server_args(name=weird, flags=0),
+        ),
+        (
+            A.admin_procedure.ADMIN_PROC_SERVER_LIST_CLIENTS,
+            A.admin_server_list_clients_args(srv=A.admin_nonnull_server(name=weird), need_results=1, flags=0),
+        ),
+        (
+            A.admin_procedure.ADMIN_PROC_CONNECT_SET_LOGGING_FILTERS,
+            A.admin_connect_set_logging_filters_args(filters=f"1:{weird}:x 9:{weird}", flags=0),
+        ),
+        (
+            A.admin_procedure.ADMIN_PROC_CONNECT_SET_LOGGING_OUTPUTS,
+            A.admin_connect_set_logging_outputs_args(outputs=f"1:{weird}", flags=0),
+        ),
+        (
+            A.admin_procedure.ADMIN_PROC_CONNECT_LIST_SERVERS,
+            A.admin_connect_list_servers_args(need_results=1, flags=8),
+        ),
+    ]
+    with RawRpcClient.unix(sock) as client:
+        admin = {"program": A.ADMIN_PROGRAM, "version": A.ADMIN_PROTOCOL_VERSION}
+        for number, proc in A.PROCEDURES.items():
+            if proc.args is not None and proc.name != "CONNECT_CLOSE":
+                reply = client.call(number, b"\0\0", **admin)
+                assert reply.status == 1, proc.name  # "Unable to decode message payload"
+        messages = []
+        for number, args in crafted:
+            reply = client.call(number, args.to_bytes(), **admin)
+            assert reply.status == 1, number
+            messages.append(V.remote_error.from_bytes(reply.payload).message)
+    assert messages == [
+        f"Server not found: No server named '{weird}'",
+        f"Server not found: No server named '{weird}'",
+        f"invalid argument: Invalid priority '9' for filter '9:{weird}'",
+        f"invalid argument: Invalid log destination '{weird}' for log output '1:{weird}'",
+        "unsupported flags (0x8) in function adminConnectListServers",
+    ]
+    # nothing was changed, and the server still answers
+    assert ok(sock, "daemon-log-filters").split() == ["Logging", "filters:"]
+    assert ok(sock, "daemon-log-outputs").split() == ["Logging", "outputs:", "3:stderr"]
