@@ -21,6 +21,7 @@ import pytest
 from virtwire.protocol.generated import admin as A
 from virtwire.protocol.generated import remote as R
 from virtwire.protocol.generated import virnet as V
+from virtwire.protocol.xdr import XdrStruct
 from vwtestkit import RawRpcClient, RealLibvirtd, VirtwireServer, start_server, stop_servers, unavailable
 
 
@@ -366,3 +367,46 @@ def test_hostile_admin_calls_get_errors(served: tuple[VirtwireServer, Path]) -> 
     # nothing was changed, and the server still answers
     assert ok(sock, "daemon-log-filters").split() == ["Logging", "filters:"]
     assert ok(sock, "daemon-log-outputs").split() == ["Logging", "outputs:", "3:stderr"]
+
+
+def _raw_answers(sock: Path) -> list[tuple[int, ...] | tuple[int, int, int, str | None]]:
+    client_x = A.admin_nonnull_client(srv=A.admin_nonnull_server(name="x"), id=1, timestamp=0, transport=0)
+    calls: list[tuple[int, XdrStruct]] = [
+        (4, A.admin_connect_list_servers_args(need_results=1, flags=8)),
+        (5, A.admin_connect_lookup_server_args(name="x", flags=0)),
+        (
+            5,
+            A.admin_connect_lookup_server_args(name="libvirtd", flags=0x40),
+        ),  # flags checked against themselves
+        (6, A.admin_server_get_threadpool_parameters_args(srv=A.admin_nonnull_server(name="x"), flags=0)),
+        (
+            9,
+            A.admin_server_lookup_client_args(srv=A.admin_nonnull_server(name="libvirtd"), id=10**6, flags=0),
+        ),
+        (10, A.admin_client_get_info_args(clnt=client_x, flags=0)),
+        (11, A.admin_client_close_args(clnt=client_x, flags=0)),
+        (12, A.admin_server_get_client_limits_args(srv=A.admin_nonnull_server(name="libvirtd"), flags=2)),
+        (14, A.admin_connect_get_logging_outputs_args(flags=4)),
+        (19, A.admin_connect_set_daemon_timeout_args(timeout=0, flags=1)),
+        (1, A.admin_connect_open_args(flags=3)),
+    ]
+    out: list[tuple[int, ...] | tuple[int, int, int, str | None]] = []
+    with RawRpcClient.unix(sock) as client:
+        for number, args in calls:
+            reply = client.call(
+                number, args.to_bytes(), program=A.ADMIN_PROGRAM, version=A.ADMIN_PROTOCOL_VERSION
+            )
+            if reply.status:
+                error = V.remote_error.from_bytes(reply.payload)
+                out.append((number, error.code, error.domain, error.message))
+            else:
+                out.append((number,))
+    return out
+
+
+def test_raw_admin_errors_as_libvirtd(
+    served: tuple[VirtwireServer, Path], real_libvirtd: RealLibvirtd
+) -> None:
+    """Error code, domain and message of refused admin calls, byte for byte libvirtd's."""
+    _, ours = served
+    assert _raw_answers(ours) == _raw_answers(libvirtd_admin_sock(real_libvirtd))
