@@ -38,6 +38,7 @@ LEVELS = {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERRO
 LOGGER_NAME = "virtwire"
 FORMAT = "%(asctime)s virtwire[%(process)d] %(levelname)s %(name)s: %(message)s"
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
+SYSLOG_SOCKET = "/dev/log"
 
 
 def _invalid(detail: str) -> E.libvirtError:
@@ -161,13 +162,20 @@ class JournaldHandler(logging.Handler):
         super().close()
 
 
+class QuietSysLogHandler(logging.handlers.SysLogHandler):
+    """syslog through /dev/log; with no syslog daemon the record is dropped silently, as syslog(3) does."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        pass
+
+
 def _handler(output: LogOutput) -> logging.Handler:
     if output.dest == "stderr":
         return logging.StreamHandler(sys.stderr)
     if output.dest == "file":
         return logging.FileHandler(output.name, encoding="utf-8")
     if output.dest == "syslog":
-        handler = logging.handlers.SysLogHandler(address="/dev/log" if os.path.exists("/dev/log") else "")
+        handler = QuietSysLogHandler(address=SYSLOG_SOCKET)
         handler.ident = f"{output.name}: "
         return handler
     return JournaldHandler()
