@@ -21,7 +21,7 @@ from pathlib import Path
 import trio
 from virtwire.protocol.errors import libvirtError
 
-from .admin.clientinfo import peer_credentials
+from .admin.clientinfo import peer_uid
 from .admin.daemon import Daemon, ThreadPoolSettings
 from .admin.program import admin_program
 from .config import ServerConfig
@@ -195,10 +195,10 @@ class Listeners:
 
     @staticmethod
     async def _serve_admin(service: Service, path: str, sock: socket.socket, peer: str) -> None:
-        creds = peer_credentials(sock)
-        if creds is not None and creds[1] != os.geteuid():
+        uid = peer_uid(sock)
+        if uid is not None and uid != os.geteuid():
             # libvirtd's remoteAdmClientNew: only the daemon's own user may administer it.
-            log.warning("admin socket: disallowing client %d with uid %d", creds[0], creds[1])
+            log.warning("admin socket: disallowing a client with uid %d", uid)
             _close(sock)
             return
         await service.serve_stream(sock, transport="unix", peer=f"unix:{path}", readonly_socket=False)
