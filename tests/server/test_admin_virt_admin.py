@@ -55,10 +55,10 @@ def admin_dir() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def served(admin_dir: Path) -> Iterator[tuple[VirtwireServer, Path]]:
+def served(admin_dir: Path, pki: Path) -> Iterator[tuple[VirtwireServer, Path]]:
     """One server for the module's tests; each leaves its settings as it found them."""
     sock = admin_dir / "admin-sock"
-    server = start_server("--admin", str(sock), pki=None, tls=False)
+    server = start_server("--admin", str(sock), pki=pki)
     try:
         yield server, sock
     finally:
@@ -410,3 +410,28 @@ def test_raw_admin_errors_as_libvirtd(
     """Error code, domain and message of refused admin calls, byte for byte libvirtd's."""
     _, ours = served
     assert _raw_answers(ours) == _raw_answers(libvirtd_admin_sock(real_libvirtd))
+
+
+def _tls_client_info(sock: Path) -> dict[str, str]:
+    listed = clients(ok(sock, "srv-clients-list", "libvirtd"))
+    tls = [cid for cid, transport in listed.items() if transport == "tls"]
+    assert len(tls) == 1, listed
+    return info(ok(sock, "client-info", "libvirtd", str(tls[0])))
+
+
+def test_tls_client_info_as_libvirtd(
+    served: tuple[VirtwireServer, Path], real_libvirtd: RealLibvirtd, real_libvirt: ModuleType
+) -> None:
+    """The same client certificate, described by both daemons: the DN in GnuTLS's form."""
+    server, sock = served
+    ours = real_libvirt.open(server.tls_uri)
+    theirs = real_libvirt.open(real_libvirtd.tls_uri)
+    try:
+        mine, real = _tls_client_info(sock), _tls_client_info(libvirtd_admin_sock(real_libvirtd))
+    finally:
+        ours.close()
+        theirs.close()
+    assert mine.keys() == real.keys()
+    assert mine["tls_x509_dname"] == real["tls_x509_dname"]
+    assert (mine["transport"], mine["readonly"]) == ("tls", "no")
+    assert mine["sock_addr"].startswith("127.0.0.1:")
