@@ -435,3 +435,12 @@ def test_tls_client_info_as_libvirtd(
     assert mine["tls_x509_dname"] == real["tls_x509_dname"]
     assert (mine["transport"], mine["readonly"]) == ("tls", "no")
     assert mine["sock_addr"].startswith("127.0.0.1:")
+
+    # srv-update-tls reloads the PKI files into the listeners' context; TLS clients still get in
+    assert ok(sock, "srv-update-tls", "libvirtd").strip() == "update tls related files succeed"
+    again = real_libvirt.open(server.tls_uri)
+    assert again.getHostname()
+    again.close()
+    refused = virt_admin(sock, "srv-update-tls", "admin")
+    assert refused.returncode == 1
+    assert "no tls service found, unable to update tls files" in refused.stderr
