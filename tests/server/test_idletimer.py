@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import trio
 import trio.testing
+from virtwire.server.driver.base import Driver
 from virtwire.server.idletimer import IdleTimer
 
 
@@ -63,8 +64,6 @@ async def test_zero_disables_and_a_new_timeout_starts_over(autojump_clock: trio.
 
 async def test_driver_work_no_client_holds_inhibits_the_exit() -> None:
     """An incoming migration runs in the driver's nursery: the idle exit waits for it."""
-    from virtwire.server.driver.base import Driver
-
     driver = Driver()
     assert not driver.inhibits_idle_exit()
     async with trio.open_nursery() as nursery:
