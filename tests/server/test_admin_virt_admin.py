@@ -293,10 +293,11 @@ def _wait_exit(server: VirtwireServer, seconds: float = 30.0) -> int:
     return server.process.wait(timeout=seconds)
 
 
-def test_timeout_exits_when_idle(
-    virtwire_server: Callable[..., VirtwireServer], real_libvirt: ModuleType
+def test_timeout_and_daemon_timeout(
+    virtwire_server: Callable[..., VirtwireServer], admin_dir: Path, real_libvirt: ModuleType
 ) -> None:
-    server = virtwire_server("--timeout", "1", tls=False, ro=False)
+    sock = admin_dir / "timeout-sock"
+    server = virtwire_server("--admin", str(sock), "--timeout", "1", tls=False, ro=False)
     conn = real_libvirt.open(server.tcp_uri)
     try:
         # a client holds the server: two whole periods pass without an exit
@@ -304,18 +305,13 @@ def test_timeout_exits_when_idle(
             conn.getHostname()
             subprocess.run(["sleep", "1.2"], check=True)
         assert server.running()
+        ok(sock, "daemon-timeout", "--timeout", "0")  # 0: never
     finally:
         conn.close()
-    assert _wait_exit(server) == 0
-
-
-def test_daemon_timeout_sets_it_at_run_time(
-    virtwire_server: Callable[..., VirtwireServer], admin_dir: Path
-) -> None:
-    sock = admin_dir / "timeout-sock"
-    server = virtwire_server("--admin", str(sock), tls=False, ro=False)
+    subprocess.run(["sleep", "1.5"], check=True)
+    assert server.running()
     ok(sock, "daemon-timeout", "--timeout", "1")
-    # the admin client was the last one: a second later the daemon exits cleanly
+    # virt-admin was the last client: a second after it leaves the daemon exits cleanly
     assert _wait_exit(server) == 0
     assert not sock.exists()
 
