@@ -262,10 +262,14 @@ def _flag(value: bool) -> str:
 
 
 def registry_for(metrics: Metrics) -> CollectorRegistry:
-    from prometheus_client import CollectorRegistry
+    from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Collector(metrics))
+    # The library's own: process CPU, memory and file descriptors; Python version; GC.
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
     return registry
 
 

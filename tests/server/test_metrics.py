@@ -82,6 +82,7 @@ def test_scraped_while_load_runs(served: tuple[VirtwireServer, str], real_libvir
     assert delta("virtwire_errors_total", code="42", name="VIR_ERR_NO_DOMAIN") == 2 * misses
     assert delta("virtwire_connections_opened_total", transport="tcp", readonly="false") == 1
     assert delta("virtwire_connections_opened_total", transport="unix", readonly="false") == 1
+    assert value(after, "process_resident_memory_bytes") > 0  # prometheus_client's process collector
 
 
 def test_connections_by_transport_and_readonly(
