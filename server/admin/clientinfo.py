@@ -1,10 +1,10 @@
 """What virt-admin client-info shows about one client (libvirt's adminClientGetInfo).
 
-The client's identity is the one the access policy matches on
-(server/peer_identity.py): a local (unix socket) client by its peer
+The client's identity is the connection's record (server/identity.py), the
+one the access policy matches on: a local (unix socket) client by its peer
 credentials and the user and group names they stand for, a TCP or TLS client
-by its address and certificate DN.  Parameter names are libvirt-admin.h's
-VIR_CLIENT_INFO_*, in libvirt's order.
+by its address and certificate DN, and the SASL user name once it logged in.
+Parameter names are libvirt-admin.h's VIR_CLIENT_INFO_*, in libvirt's order.
 """
 
 from __future__ import annotations
@@ -43,10 +43,7 @@ def peer_uid(stream: object) -> int | None:
 
 
 def client_info(conn: Connection) -> list[Param]:
-    try:
-        attrs = identity_attributes(conn.stream, conn.ctx.transport)
-    except OSError:  # the client is going away: what is known without its socket
-        attrs = {}
+    attrs = conn.ctx.identity.attributes()
     params: list[Param] = [(C.VIR_CLIENT_INFO_READONLY, TP.BOOLEAN, conn.ctx.readonly)]
     if "sasl_user_name" in attrs:
         params.append((C.VIR_CLIENT_INFO_SASL_USER_NAME, TP.STRING, attrs["sasl_user_name"]))
