@@ -28,7 +28,7 @@ VIR_TYPED_PARAM_BOOLEAN: Final = 6
 VIR_TYPED_PARAM_STRING: Final = 7
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class admin_typed_param_value(xdr.XdrStruct):
     """XDR union admin_typed_param_value switch (int type); `value` holds the arm:
 
@@ -46,7 +46,7 @@ class admin_typed_param_value(xdr.XdrStruct):
     value: int | float | str
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class admin_typed_param(xdr.XdrStruct):
     """XDR struct admin_typed_param; on the wire, in order:
 
@@ -58,7 +58,7 @@ class admin_typed_param(xdr.XdrStruct):
     value: admin_typed_param_value
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class admin_nonnull_server(xdr.XdrStruct):
     """XDR struct admin_nonnull_server; on the wire, in order:
 
@@ -68,7 +68,7 @@ class admin_nonnull_server(xdr.XdrStruct):
     name: admin_nonnull_string
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class admin_nonnull_client(xdr.XdrStruct):
     """XDR struct admin_nonnull_client; on the wire, in order:
 
@@ -84,7 +84,7 @@ class admin_nonnull_client(xdr.XdrStruct):
     transport: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class admin_connect_open_args(xdr.XdrStruct):
     """XDR struct admin_connect_open_args; on the wire, in order:
 
@@ -94,7 +94,7 @@ class admin_connect_open_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class admin_connect_get_lib_version_ret(xdr.XdrStruct):
     """XDR struct admin_connect_get_lib_version_ret; on the wire, in order:
 
@@ -104,7 +104,7 @@ class admin_connect_get_lib_version_ret(xdr.XdrStruct):
     libVer: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class admin_connect_list_servers_args(xdr.XdrStruct):
     """XDR struct admin_connect_list_servers_args; on the wire, in order:
 
@@ -116,7 +116,7 @@ class admin_connect_list_servers_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class admin_connect_list_servers_ret(xdr.XdrStruct):
     """XDR struct admin_connect_list_servers_ret; on the wire, in order:
 
@@ -128,7 +128,7 @@ class admin_connect_list_servers_ret(xdr.XdrStruct):
     ret: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class admin_connect_lookup_server_args(xdr.XdrStruct):
     """XDR struct admin_connect_lookup_server_args; on the wire, in order:
 
@@ -140,7 +140,7 @@ class admin_connect_lookup_server_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class admin_connect_lookup_server_ret(xdr.XdrStruct):
     """XDR struct admin_connect_lookup_server_ret; on the wire, in order:
 
@@ -150,7 +150,7 @@ class admin_connect_lookup_server_ret(xdr.XdrStruct):
     srv: admin_nonnull_server
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class admin_server_get_threadpool_parameters_args(xdr.XdrStruct):
     """XDR struct admin_server_get_threadpool_parameters_args; on the wire, in order:
 
@@ -162,7 +162,7 @@ class admin_server_get_threadpool_parameters_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class admin_server_get_threadpool_parameters_ret(xdr.XdrStruct):
     """XDR struct admin_server_get_threadpool_parameters_ret; on the wire, in order:
 
@@ -172,7 +172,7 @@ class admin_server_get_threadpool_parameters_ret(xdr.XdrStruct):
     params: list[admin_typed_param]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class admin_server_set_threadpool_parameters_args(xdr.XdrStruct):
     """XDR struct admin_server_set_threadpool_parameters_args; on the wire, in order:
 
@@ -186,7 +186,7 @@ class admin_server_set_threadpool_parameters_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class admin_server_list_clients_args(xdr.XdrStruct):
     """XDR struct admin_server_list_clients_args; on the wire, in order:
 
@@ -200,7 +200,7 @@ class admin_server_list_clients_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class admin_server_list_clients_ret(xdr.XdrStruct):
     """XDR struct admin_server_list_clients_ret; on the wire, in order:
 
@@ -212,7 +212,7 @@ class admin_server_list_clients_ret(xdr.XdrStruct):
     ret: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class admin_server_lookup_client_args(xdr.XdrStruct):
     """XDR struct admin_server_lookup_client_args; on the wire, in order:
 
@@ -226,7 +226,7 @@ class admin_server_lookup_client_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class admin_server_lookup_client_ret(xdr.XdrStruct):
     """XDR struct admin_server_lookup_client_ret; on the wire, in order:
 
@@ -236,7 +236,7 @@ class admin_server_lookup_client_ret(xdr.XdrStruct):
     clnt: admin_nonnull_client
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class admin_client_get_info_args(xdr.XdrStruct):
     """XDR struct admin_client_get_info_args; on the wire, in order:
 
@@ -248,7 +248,7 @@ class admin_client_get_info_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class admin_client_get_info_ret(xdr.XdrStruct):
     """XDR struct admin_client_get_info_ret; on the wire, in order:
 
@@ -258,7 +258,7 @@ class admin_client_get_info_ret(xdr.XdrStruct):
     params: list[admin_typed_param]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class admin_client_close_args(xdr.XdrStruct):
     """XDR struct admin_client_close_args; on the wire, in order:
 
@@ -270,7 +270,7 @@ class admin_client_close_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class admin_server_get_client_limits_args(xdr.XdrStruct):
     """XDR struct admin_server_get_client_limits_args; on the wire, in order:
 
@@ -282,7 +282,7 @@ class admin_server_get_client_limits_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class admin_server_get_client_limits_ret(xdr.XdrStruct):
     """XDR struct admin_server_get_client_limits_ret; on the wire, in order:
 
@@ -292,7 +292,7 @@ class admin_server_get_client_limits_ret(xdr.XdrStruct):
     params: list[admin_typed_param]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class admin_server_set_client_limits_args(xdr.XdrStruct):
     """XDR struct admin_server_set_client_limits_args; on the wire, in order:
 
@@ -306,7 +306,7 @@ class admin_server_set_client_limits_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class admin_server_update_tls_files_args(xdr.XdrStruct):
     """XDR struct admin_server_update_tls_files_args; on the wire, in order:
 
@@ -318,7 +318,7 @@ class admin_server_update_tls_files_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class admin_connect_get_logging_outputs_args(xdr.XdrStruct):
     """XDR struct admin_connect_get_logging_outputs_args; on the wire, in order:
 
@@ -328,7 +328,7 @@ class admin_connect_get_logging_outputs_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class admin_connect_get_logging_outputs_ret(xdr.XdrStruct):
     """XDR struct admin_connect_get_logging_outputs_ret; on the wire, in order:
 
@@ -340,7 +340,7 @@ class admin_connect_get_logging_outputs_ret(xdr.XdrStruct):
     noutputs: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class admin_connect_get_logging_filters_args(xdr.XdrStruct):
     """XDR struct admin_connect_get_logging_filters_args; on the wire, in order:
 
@@ -350,7 +350,7 @@ class admin_connect_get_logging_filters_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class admin_connect_get_logging_filters_ret(xdr.XdrStruct):
     """XDR struct admin_connect_get_logging_filters_ret; on the wire, in order:
 
@@ -362,7 +362,7 @@ class admin_connect_get_logging_filters_ret(xdr.XdrStruct):
     nfilters: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class admin_connect_set_logging_outputs_args(xdr.XdrStruct):
     """XDR struct admin_connect_set_logging_outputs_args; on the wire, in order:
 
@@ -374,7 +374,7 @@ class admin_connect_set_logging_outputs_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class admin_connect_set_logging_filters_args(xdr.XdrStruct):
     """XDR struct admin_connect_set_logging_filters_args; on the wire, in order:
 
@@ -386,7 +386,7 @@ class admin_connect_set_logging_filters_args(xdr.XdrStruct):
     flags: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class admin_connect_set_daemon_timeout_args(xdr.XdrStruct):
     """XDR struct admin_connect_set_daemon_timeout_args; on the wire, in order:
 
