@@ -23,6 +23,7 @@ from virtwire.protocol.generated import remote as R
 from virtwire.protocol.generated import virnet as V
 from virtwire.protocol.xdr import XdrStruct
 from vwtestkit import RawRpcClient, RealLibvirtd, VirtwireServer, start_server, stop_servers, unavailable
+from vwtestkit.activation import NotifyReceiver, spawn_serve, stop
 
 
 def _virt_admin_binary() -> str:
@@ -440,3 +441,27 @@ def test_tls_client_info_as_libvirtd(
     refused = virt_admin(sock, "srv-update-tls", "admin")
     assert refused.returncode == 1
     assert "no tls service found, unable to update tls files" in refused.stderr
+
+
+def test_socket_activated_admin_socket(admin_dir: Path) -> None:
+    """systemd's libvirtd-admin.socket passed in: virt-admin reaches the admin server through it."""
+    rw_path, admin_path = admin_dir / "act-rw", admin_dir / "act-admin"
+    listeners = []
+    for path in (rw_path, admin_path):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(str(path))
+        sock.listen(16)
+        listeners.append(sock)
+    log = admin_dir / "activated.log"
+    passed = [("libvirtd.socket", listeners[0]), ("libvirtd-admin.socket", listeners[1])]
+    with NotifyReceiver() as notify:
+        server = spawn_serve(
+            ["--config", os.devnull], log_path=log, env={"NOTIFY_SOCKET": str(notify.path)}, passed=passed
+        )
+        try:
+            notify.wait_for("READY=1")
+            for sock in listeners:
+                sock.close()
+            assert ok(admin_path, "srv-list").split()[3:] == ["0", "libvirtd", "1", "admin"]
+        finally:
+            assert stop(server) == 0, log.read_text()
