@@ -30,6 +30,7 @@ import trio
 from .config import Endpoint, ServerConfig
 from .daemon import Listeners, accept_loop
 from .driver.base import Driver
+from .driver.memory import nodexml
 from .driver.memory.driver import MemoryDriver
 from .service import Service
 
@@ -98,11 +99,14 @@ async def serve(
     pki_dir: Path | None = None,
     hostname: str | None = None,
     state_dir: Path | None = None,
+    node_xml: str | Path | None = None,
     config: ServerConfig | None = None,
 ) -> AsyncIterator[EmbeddedServer]:
     """Serve until the block ends.  Port 0 picks a free port; ``EmbeddedServer.tcp`` tells which.
 
-    ``config`` (a full ``ServerConfig``) overrides the listener arguments.
+    ``node_xml``: start from that node description (libvirt's test-driver format, as
+    ``virtwire serve --node-xml``) instead of test:///default.  ``config`` (a full
+    ``ServerConfig``) overrides the listener arguments.
     """
     if config is None:
         config = ServerConfig(
@@ -115,7 +119,10 @@ async def serve(
             hostname=hostname or socket.gethostname(),
         )
     if driver is None:
-        driver = MemoryDriver(hostname=config.hostname, state_dir=config.state_dir)
+        node = nodexml.load(Path(node_xml)) if node_xml is not None else None
+        driver = MemoryDriver(hostname=config.hostname, state_dir=config.state_dir, node=node)
+    elif node_xml is not None:
+        raise ValueError("node_xml describes the built-in driver's host: give it or a driver, not both")
         driver.migration_pki_dir = config.pki_dir  # TLS migration uses the host's PKI
     service = Service(config, driver)
     listeners = Listeners()

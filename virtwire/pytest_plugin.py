@@ -5,6 +5,11 @@ Fixtures
                     (TCP), ``.unix_uri``, ``.ro_uri`` (read-only socket), ``.hostname``.
     virtwire_hosts  a factory: ``virtwire_hosts(2)`` gives hosts named host-1, host-2,
                     ... that can migrate to each other; all stop after the test.
+                    ``virtwire_hosts(1, node_xml="lab.xml")`` starts from a node file.
+
+Marker ``@pytest.mark.virtwire_node("lab.xml")``: the test's hosts start from that node
+description (libvirt's test-driver format, as ``virtwire serve --node-xml``) instead of
+test:///default; a relative path is taken from the test file's directory.
 
 Any client works with them: libvirt-python, virsh, ``virtwire.libvirt``, go-libvirt.
 
@@ -43,6 +48,12 @@ class Host:
     pid: int  # the serving process (the test process itself when in-process)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "virtwire_node(path): start the test's virtwire hosts from this node XML file"
+    )
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("virtwire")
     group.addoption(
@@ -53,11 +64,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+NodeXML = Path | None
+
+
 @contextmanager
-def _inprocess_host(hostname: str) -> Iterator[Host]:
+def _inprocess_host(hostname: str, node_xml: NodeXML = None) -> Iterator[Host]:
     from virtwire.server.embed import ServerThread
 
-    with ServerThread(hostname=hostname) as server:
+    with ServerThread(hostname=hostname, node_xml=node_xml) as server:
         yield Host(server.hostname, server.uri, server.unix_uri, server.ro_uri, os.getpid())
 
 
@@ -69,7 +83,9 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _subprocess_host(hostname: str, startup_timeout: float = 30.0) -> Iterator[Host]:
+def _subprocess_host(
+    hostname: str, node_xml: NodeXML = None, startup_timeout: float = 30.0
+) -> Iterator[Host]:
     with tempfile.TemporaryDirectory(prefix="virtwire-") as tmp:
         rw, ro = Path(tmp, "libvirt-sock"), Path(tmp, "libvirt-sock-ro")
         port = _free_port()
@@ -77,6 +93,8 @@ def _subprocess_host(hostname: str, startup_timeout: float = 30.0) -> Iterator[H
             sys.executable, "-m", "virtwire.server", "serve", "--hostname", hostname,
             "--tcp", f"127.0.0.1:{port}", "--unix", str(rw), "--unix-ro", str(ro),
         ]  # fmt: skip
+        if node_xml is not None:
+            cmd += ["--node-xml", str(node_xml)]
         process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + startup_timeout
@@ -104,28 +122,40 @@ def _subprocess_host(hostname: str, startup_timeout: float = 30.0) -> Iterator[H
                 process.stdout.close()
 
 
-def _starter(config: pytest.Config) -> Callable[[str], AbstractContextManager[Host]]:
+def _starter(config: pytest.Config) -> Callable[[str, NodeXML], AbstractContextManager[Host]]:
     mode = config.getoption("--virtwire-mode", default="inprocess")
     return _subprocess_host if mode == "subprocess" else _inprocess_host
 
 
+def _node_xml(request: pytest.FixtureRequest, given: str | Path | None = None) -> NodeXML:
+    """The node file a test asked for (argument, else its virtwire_node marker), made absolute."""
+    if given is None:
+        marker = request.node.get_closest_marker("virtwire_node")
+        if marker is None:
+            return None
+        given = marker.args[0]
+    path = Path(given)
+    return path if path.is_absolute() else Path(request.path).parent / path
+
+
 @pytest.fixture
 def virtwire_host(request: pytest.FixtureRequest) -> Iterator[Host]:
-    """A fresh test:///default host for this test."""
-    with _starter(request.config)("host-1") as host:
+    """A fresh test:///default host (or the marker's node) for this test."""
+    with _starter(request.config)("host-1", _node_xml(request)) as host:
         yield host
 
 
 @pytest.fixture
-def virtwire_hosts(request: pytest.FixtureRequest) -> Iterator[Callable[[int], list[Host]]]:
+def virtwire_hosts(request: pytest.FixtureRequest) -> Iterator[Callable[..., list[Host]]]:
     """A factory of hosts that migrate to each other: ``src, dst = virtwire_hosts(2)``."""
     start = _starter(request.config)
     with ExitStack() as stack:
         made = 0
 
-        def factory(count: int = 2) -> list[Host]:
+        def factory(count: int = 2, node_xml: str | Path | None = None) -> list[Host]:
             nonlocal made
-            hosts = [stack.enter_context(start(f"host-{made + i}")) for i in range(1, count + 1)]
+            node = _node_xml(request, node_xml)
+            hosts = [stack.enter_context(start(f"host-{made + i}", node)) for i in range(1, count + 1)]
             made += count
             return hosts
 

@@ -54,6 +54,46 @@ def test_user_suite_passes(pytester: pytest.Pytester, mode: str) -> None:
     result.assert_outcomes(passed=4)
 
 
+NODE_XML = """<node>
+  <cpu><mhz>2000</mhz><model>i686</model><active>2</active><nodes>1</nodes><sockets>1</sockets>
+    <cores>2</cores><threads>1</threads></cpu>
+  <memory>1048576</memory>
+  <domain type='test'><name>lab-vm</name><memory>65536</memory><os><type>hvm</type></os></domain>
+</node>
+"""
+
+NODE_SUITE = """
+import libvirt
+import pytest
+
+@pytest.mark.virtwire_node("lab.xml")
+def test_the_marker_node(virtwire_host):
+    conn = libvirt.open(virtwire_host.uri)
+    assert [d.name() for d in conn.listAllDomains()] == ["lab-vm"]
+    assert conn.getInfo()[3] == 2000  # MHz, from the node file
+    conn.close()
+
+def test_a_factory_node(virtwire_hosts):
+    (host,) = virtwire_hosts(1, node_xml="lab.xml")
+    conn = libvirt.open(host.uri)
+    assert conn.lookupByName("lab-vm").name() == "lab-vm"
+    conn.close()
+
+def test_default_node_otherwise(virtwire_host):
+    conn = libvirt.open(virtwire_host.uri)
+    assert [d.name() for d in conn.listAllDomains()] == ["test"]
+    conn.close()
+"""
+
+
+@pytest.mark.parametrize("mode", ["inprocess", "subprocess"])
+def test_hosts_start_from_a_node_file(pytester: pytest.Pytester, mode: str) -> None:
+    pytester.makefile(".xml", lab=NODE_XML)
+    pytester.makepyfile(test_node=NODE_SUITE)
+    result = pytester.runpytest_subprocess(f"--virtwire-mode={mode}", "-q", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3)
+
+
 def test_a_failing_user_test_fails(pytester: pytest.Pytester) -> None:
     # The fixtures do not hide failures: a wrong expectation about the host fails.
     pytester.makepyfile(
