@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from virtwire.protocol.generated import constants as C
 
 from ...errors import report
+from .nodedev_caps import UNPARSED_TYPES, body_lines, nested_types
 from .objxml import escape_text, parse_document, xpath_string
 
 FROM = C.VIR_FROM_NODEDEV
@@ -88,6 +89,7 @@ class NodeCap:
     type: str
     scsi_host: ScsiHost | None = None
     body: tuple[str, ...] = ()  # the capability's inner lines, unindented
+    nested: frozenset[str] = frozenset()  # nested types listings match (mdev_types, vpd)
 
     def format(self) -> list[str]:
         inner = self.scsi_host.format() if self.scsi_host is not None else list(self.body)
@@ -102,10 +104,18 @@ class NodeDevice:
     parent_wwnn: str | None = None
     parent_wwpn: str | None = None
     parent_fabric_wwn: str | None = None
+    sysfs_path: str | None = None
+    devnode: str | None = None
+    devlinks: tuple[str, ...] = ()
 
     def format(self) -> str:
-        """virNodeDeviceDefFormat for the parts these devices have."""
+        """virNodeDeviceDefFormat (a <driver> is never parsed, so never printed)."""
         lines = ["<device>", f"  <name>{escape_text(self.name)}</name>"]
+        if self.sysfs_path is not None:
+            lines.append(f"  <path>{escape_text(self.sysfs_path)}</path>")
+        if self.devnode is not None:
+            lines.append(f"  <devnode type='dev'>{escape_text(self.devnode)}</devnode>")
+        lines.extend(f"  <devnode type='link'>{escape_text(link)}</devnode>" for link in self.devlinks)
         if self.parent is not None:
             lines.append(f"  <parent>{escape_text(self.parent)}</parent>")
         for cap in self.caps:
@@ -116,7 +126,7 @@ class NodeDevice:
     def has_cap(self, cap_type: str) -> bool:
         """virNodeDeviceObjHasCap: a SCSI host also counts as fc_host / vports when it is one."""
         for cap in self.caps:
-            if cap.type == cap_type:
+            if cap.type == cap_type or cap_type in cap.nested:
                 return True
             host = cap.scsi_host
             if host is not None and (
@@ -208,6 +218,7 @@ def parse_create_xml(xml: str) -> NodeDevice:
     """virNodeDeviceDefParse(CREATE_DEVICE) for what the test driver can create (SCSI hosts)."""
     root = parse_document(xml, "(node_device_definition)", "device", FROM)
     device = NodeDevice("new device", None)
+    _parse_paths(root, device)
     _parse_parent(root, device)
     caps = root.findall("capability")
     if not caps:
@@ -229,9 +240,15 @@ def _parse_cap(el: ET.Element, name: str = "new device") -> NodeCap:
             C.VIR_FROM_XML,
             f"Invalid value for attribute 'type' in element 'capability': '{cap_type}'.",
         )
+    if cap_type in UNPARSED_TYPES:
+        raise report(
+            C.VIR_ERR_INTERNAL_ERROR,
+            FROM,
+            f"unknown capability type '{CAP_TYPES.index(cap_type)}' for '{name}'",
+        )
     if cap_type != "scsi_host":
-        # Kept only for listing; creating anything but a vHBA fails later on its WWNs.
-        return NodeCap(cap_type)
+        # Creating anything but a vHBA fails later on its WWNs (the test driver's only kind).
+        return NodeCap(cap_type, body=body_lines(cap_type, el), nested=nested_types(cap_type, el))
     host = ScsiHost(host=0)
     for sub in el.findall("capability"):
         sub_type = sub.get("type")
@@ -264,12 +281,6 @@ def _parse_cap(el: ET.Element, name: str = "new device") -> NodeCap:
                 f"unknown SCSI host capability type '{sub_type}' for '{name}'",
             )
     return NodeCap("scsi_host", host)
-
-
-def _unmodelled(name: str, what: str) -> Exception:
-    # Not libvirt's refusal: a node file may describe devices virtwire cannot print back.
-    detail = f"node device '{name}': {what} is not supported by virtwire"
-    return report(C.VIR_ERR_CONFIG_UNSUPPORTED, FROM, detail)
 
 
 def _system_cap(el: ET.Element, name: str) -> NodeCap:
@@ -314,16 +325,14 @@ def _host_number(el: ET.Element, path: str, name: str, missing: str | None, inva
 def parse_node_device_xml(xml: str) -> NodeDevice:
     """virNodeDeviceDefParse(EXISTING_DEVICE), as the test driver reads a node file's <device>.
 
-    Capabilities modelled: system and scsi_host (with fc_host / vport_ops).
+    system and scsi_host are modelled; the other types are kept as libvirt prints them.
     """
     root = parse_document(xml, "(node_device_definition)", "device", FROM)
     name = xpath_string(root, "name")
     if name is None:
         raise report(C.VIR_ERR_NO_NAME, FROM)
-    for tag in ("path", "devnode", "driver"):
-        if root.find(tag) is not None:
-            raise _unmodelled(name, f"<{tag}>")
     device = NodeDevice(name, None)
+    _parse_paths(root, device)
     _parse_parent(root, device)
     caps = root.findall("capability")
     if not caps:
@@ -347,6 +356,29 @@ def parse_node_device_xml(xml: str) -> NodeDevice:
             cap.scsi_host.unique_id = unique if unique is not None else -1
             device.caps.append(cap)
         else:
-            _parse_cap(cap_el, name)  # libvirt's errors for a missing or unknown type
-            raise _unmodelled(name, f"capability type '{cap_type}'")
+            device.caps.append(_parse_cap(cap_el, name))
     return device
+
+
+def _parse_paths(root: ET.Element, device: NodeDevice) -> None:
+    """The sysfs <path> and the <devnode>s (type 'dev' or 'link', the last 'dev' wins)."""
+    device.sysfs_path = xpath_string(root, "path")
+    links: list[str] = []
+    for node in root.findall("devnode"):
+        kind = node.get("type")
+        if kind is None:
+            raise report(
+                C.VIR_ERR_XML_ERROR, C.VIR_FROM_XML, "Missing required attribute 'type' in element 'devnode'"
+            )
+        if kind not in ("dev", "link"):
+            raise report(
+                C.VIR_ERR_XML_ERROR,
+                C.VIR_FROM_XML,
+                f"Invalid value for attribute 'type' in element 'devnode': '{kind}'.",
+            )
+        text = node.text or ""
+        if kind == "dev":
+            device.devnode = text
+        else:
+            links.append(text)
+    device.devlinks = tuple(links)
