@@ -57,6 +57,9 @@ CREATE_XML = [
     "<device><capability type='vdpa'><chardev>/dev/vhost-vdpa-0</chardev></capability></device>",
     "<device><capability type='mdev_types'/></device>",
     "<device><capability type='toaster'/></device>",
+    "<device><parent>nosuch</parent><capability type='pci'/></device>",
+    "<device><capability type='usb_device'><bus>1</bus><device>x</device></capability></device>",
+    "<device><capability type='ap_queue'><ap-adapter>0x1</ap-adapter></capability></device>",
     "<device><devnode>/dev/x</devnode><capability type='drm'><type>render</type></capability></device>",
 ]
 

@@ -18,6 +18,7 @@ from virtwire.protocol.generated import constants as C
 
 from ...errors import report
 from .nodedev_caps import UNPARSED_TYPES, body_lines, nested_types
+from .nodedev_fields import check_and_normalise
 from .objxml import escape_text, parse_document, xpath_string
 
 FROM = C.VIR_FROM_NODEDEV
@@ -248,6 +249,7 @@ def _parse_cap(el: ET.Element, name: str = "new device") -> NodeCap:
         )
     if cap_type != "scsi_host":
         # Creating anything but a vHBA fails later on its WWNs (the test driver's only kind).
+        check_and_normalise(cap_type, el, name)
         return NodeCap(cap_type, body=body_lines(cap_type, el), nested=nested_types(cap_type, el))
     host = ScsiHost(host=0)
     for sub in el.findall("capability"):

@@ -1,0 +1,206 @@
+"""The scalar fields of node-device capabilities: libvirt's checks and its printed form.
+
+virNodeDevCapsDefParseXML reads each capability's numbers and names with its
+own error for a missing and for an invalid value (in the order below), and
+virNodeDeviceDefFormat prints the numbers back in one form (``<bus>2</bus>``,
+``<vendor id='0x8086'>``, ``<devno>0xffff</devno>``).  ``check_and_normalise``
+raises libvirt's error for the first bad field and rewrites the others in
+place to the printed form.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+
+from virtwire.protocol.generated import constants as C
+
+from ...errors import report
+
+FROM = C.VIR_FROM_NODEDEV
+_UINT_MAX = 0xFFFFFFFF
+_ULLONG_MAX = 0xFFFFFFFFFFFFFFFF
+
+
+def strtoul(text: str, base: int, limit: int = _UINT_MAX) -> int | None:
+    """virStrToLong_uip / _ullp: the whole string a non-negative number, None when it is not."""
+    body = text.lstrip(" \t\n\v\f\r")
+    if body.startswith("+"):
+        body = body[1:]
+    if base in (0, 16) and body[:2].lower() == "0x" and len(body) > 2:
+        body, base = body[2:], 16
+    elif base == 0:
+        base = 8 if body.startswith("0") and len(body) > 1 else 10
+    digits = "0123456789abcdef"[:base]
+    if not body or any(c not in digits for c in body.lower()):
+        return None
+    value = int(body, base)
+    return value if value <= limit else None
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One scalar: where it is, how libvirt reads and prints it, and its two errors."""
+
+    tag: str
+    missing: str  # formatted with name=
+    invalid: str  # formatted with name= and value=
+    base: int = 10
+    printed: str = "{:d}"
+    attr: str | None = None  # the value is this attribute of <tag>
+    code: int = C.VIR_ERR_INTERNAL_ERROR
+    limit: int = _UINT_MAX
+    out_of_range: int | None = None  # a larger value is refused with _OUT_OF_RANGE
+
+
+def _uints(what: str, *tags: tuple[str, str]) -> list[Field]:
+    return [
+        Field(tag, f"no {what} {label} supplied for '{{name}}'", f"invalid {what} {label} supplied for '{{name}}'")
+        for tag, label in tags
+    ]
+
+
+def _hex_id(what: str, tag: str) -> Field:
+    return Field(
+        tag,
+        f"no {what} {tag} ID supplied for '{{name}}'",
+        f"invalid {what} {tag} ID supplied for '{{name}}'",
+        base=16,
+        printed="0x{:04x}",
+        attr="id",
+    )
+
+
+def _ccw(tag: str, base: int, printed: str) -> Field:
+    return Field(
+        tag,
+        f"missing {tag} value for '{{name}}'",
+        f"invalid {tag} value '{{value}}' for '{{name}}'",
+        base=base,
+        printed=printed,
+        code=C.VIR_ERR_CONFIG_UNSUPPORTED,
+    )
+
+
+_AP_ADAPTER = _ccw("ap-adapter", 0, "0x{:02x}")
+_CCW = [_ccw("cssid", 0, "0x{:x}"), _ccw("ssid", 0, "0x{:x}"), _ccw("devno", 16, "0x{:04x}")]
+
+FIELDS: dict[str, list[Field]] = {
+    "pci": [
+        *_uints("PCI", ("domain", "domain ID"), ("bus", "bus ID"), ("slot", "slot ID"), ("function", "function ID")),
+        _hex_id("PCI", "vendor"),
+        _hex_id("PCI", "product"),
+    ],
+    "usb_device": [
+        *_uints("USB", ("bus", "bus number"), ("device", "device number")),
+        _hex_id("USB", "vendor"),
+        _hex_id("USB", "product"),
+    ],
+    "usb": _uints(
+        "USB interface",
+        ("number", "number"),
+        ("class", "class"),
+        ("subclass", "subclass"),
+        ("protocol", "protocol"),
+    ),
+    "scsi": _uints("SCSI", ("host", "host ID"), ("bus", "bus ID"), ("target", "target ID"), ("lun", "LUN ID")),
+    "ccw": _CCW,
+    "css": _CCW,
+    "ap_card": [_AP_ADAPTER],
+    "ap_queue": [
+        _AP_ADAPTER,
+        Field(
+            "ap-domain",
+            "missing ap-domain value for '{name}'",
+            "invalid ap-domain value '{value}' for '{name}'",
+            base=0,
+            printed="0x{:04x}",
+            code=C.VIR_ERR_CONFIG_UNSUPPORTED,
+            out_of_range=255,
+        ),
+    ],
+}
+
+# Text fields a capability cannot do without.
+REQUIRED_TEXT: dict[str, tuple[str, str]] = {
+    "net": ("interface", "no network interface supplied for '{name}'"),
+    "scsi_target": ("target", "no target name supplied for '{name}'"),
+    "storage": ("block", "no block device path supplied for '{name}'"),
+}
+_DRM_TYPES = ("primary", "control", "render")
+
+
+def _xpath_string(el: ET.Element, field: Field) -> tuple[ET.Element | None, str]:
+    """XPath's string(): the first <tag>'s text (or attribute), '' when absent."""
+    node = el.find(field.tag)
+    if node is None:
+        return None, ""
+    if field.attr is not None:
+        return node, node.get(field.attr, "")
+    return node, "".join(node.itertext())
+
+
+def _check_field(el: ET.Element, field: Field, name: str) -> None:
+    node, text = _xpath_string(el, field)
+    if node is None or text == "":
+        raise report(field.code, FROM, field.missing.format(name=name))
+    value = strtoul(text, field.base, field.limit)
+    if value is None:
+        raise report(field.code, FROM, field.invalid.format(name=name, value=text))
+    if field.out_of_range is not None and value > field.out_of_range:
+        raise report(field.code, FROM, f"{field.tag} value '{text}' is out of range for '{name}'")
+    if field.attr is not None:
+        node.set(field.attr, field.printed.format(value))
+    else:
+        node.text = field.printed.format(value)
+
+
+def _check_pci_class(el: ET.Element, name: str) -> None:
+    node = el.find("class")
+    text = "".join(node.itertext()) if node is not None else ""
+    if node is None or text == "":
+        return
+    value = strtoul(text, 16, 0x7FFFFFFF)  # virStrToLong_i, base 16
+    if value is None or value > 0xFFFFFF:
+        raise report(C.VIR_ERR_INTERNAL_ERROR, FROM, f"invalid PCI class supplied for '{name}'")
+    node.text = f"0x{value:06x}"
+
+
+def _check_storage_size(el: ET.Element, name: str) -> None:
+    removable = any(c.get("type") == "removable" for c in el.findall("capability"))
+    checks = [(el.find("capability[@type='removable']"), "media_size", "removable media size")]
+    if not removable:
+        checks = [(el, "size", "size")]
+    for parent, tag, what in checks:
+        assert parent is not None
+        node = parent.find(tag)
+        text = "".join(node.itertext()) if node is not None else ""
+        if node is None or text == "":
+            raise report(C.VIR_ERR_INTERNAL_ERROR, FROM, f"no {what} supplied for '{name}'")
+        value = strtoul(text, 10, _ULLONG_MAX)
+        if value is None:
+            raise report(C.VIR_ERR_INTERNAL_ERROR, FROM, f"invalid {what} supplied for '{name}'")
+        node.text = str(value)
+
+
+def check_and_normalise(cap_type: str, el: ET.Element, name: str) -> None:
+    """libvirt's checks of a capability's scalars, in its order; rewrites them as it prints them."""
+    if cap_type == "pci":
+        _check_pci_class(el, name)
+    for field in FIELDS.get(cap_type, ()):
+        _check_field(el, field, name)
+    required = REQUIRED_TEXT.get(cap_type)
+    if required is not None and not el.findtext(required[0]):
+        raise report(C.VIR_ERR_INTERNAL_ERROR, FROM, required[1].format(name=name))
+    if cap_type == "storage":
+        _check_storage_size(el, name)
+    if cap_type == "drm":
+        kind = el.findtext("type")
+        if kind not in _DRM_TYPES:
+            raise report(C.VIR_ERR_CONFIG_UNSUPPORTED, FROM, f"unknown drm type '{kind or '(null)'}' for '{name}'")
+    if cap_type == "mdev":
+        type_el = el.find("type")
+        if type_el is None or not type_el.get("id"):
+            raise report(C.VIR_ERR_CONFIG_UNSUPPORTED, FROM, f"missing type id attribute for '{name}'")
+
+
