@@ -12,6 +12,7 @@ must node-device creation attempts with types the test driver cannot create.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -102,8 +103,12 @@ def _listings(conn: Any, lv: ModuleType) -> list[Any]:
     return out
 
 
+def _created_name(conn: Any, xml: str) -> str:
+    return str(conn.nodeDeviceCreateXML(xml).name())
+
+
 def _create_attempts(conn: Any, lv: ModuleType) -> list[Any]:
-    return [outcome(lambda xml=xml: conn.nodeDeviceCreateXML(xml).name(), lv) for xml in CREATE_XML]
+    return [outcome(functools.partial(_created_name, conn, xml), lv) for xml in CREATE_XML]
 
 
 ASPECTS: dict[str, Callable[[Any, ModuleType], list[Any]]] = {

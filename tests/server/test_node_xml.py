@@ -135,7 +135,8 @@ BAD_OBJECTS = [
     "<device><name>w</name></device>",
     "<device><name>v</name><capability type='vdpa'><chardev>/dev/v</chardev></capability></device>",
     "<device><name>t</name><capability type='mdev_types'/></device>",
-    "<device><name>d</name><devnode>/dev/x</devnode><capability type='drm'><type>render</type></capability></device>",
+    "<device><name>d</name><devnode>/dev/x</devnode>"
+    "<capability type='drm'><type>render</type></capability></device>",
     "<device><name>d</name><devnode type='x'>/dev/x</devnode><capability type='drm'/></device>",
     "<device><name>d</name><capability type='drm'><type>pink</type></capability></device>",
     "<device><name>d</name><capability type='drm'/></device>",
@@ -145,10 +146,12 @@ BAD_OBJECTS = [
     "<function>0</function><vendor id='0xzz'/></capability></device>",
     "<device><name>u</name><capability type='usb_device'><bus>1</bus></capability></device>",
     "<device><name>u</name><capability type='usb'><number>1</number><class>x</class></capability></device>",
-    "<device><name>s</name><capability type='scsi'><host>1</host><bus>2</bus><target>3</target></capability></device>",
+    "<device><name>s</name><capability type='scsi'><host>1</host><bus>2</bus>"
+    "<target>3</target></capability></device>",
     "<device><name>s</name><capability type='scsi_target'/></device>",
     "<device><name>s</name><capability type='storage'/></device>",
-    "<device><name>s</name><capability type='storage'><block>/dev/sda</block><size>x</size></capability></device>",
+    "<device><name>s</name><capability type='storage'><block>/dev/sda</block>"
+    "<size>x</size></capability></device>",
     "<device><name>s</name><capability type='storage'><block>/dev/sr0</block>"
     "<capability type='removable'/></capability></device>",
     "<device><name>n</name><capability type='net'><address>00:11:22:33:44:55</address></capability></device>",

@@ -55,7 +55,11 @@ class Field:
 
 def _uints(what: str, *tags: tuple[str, str]) -> list[Field]:
     return [
-        Field(tag, f"no {what} {label} supplied for '{{name}}'", f"invalid {what} {label} supplied for '{{name}}'")
+        Field(
+            tag,
+            f"no {what} {label} supplied for '{{name}}'",
+            f"invalid {what} {label} supplied for '{{name}}'",
+        )
         for tag, label in tags
     ]
 
@@ -87,7 +91,13 @@ _CCW = [_ccw("cssid", 0, "0x{:x}"), _ccw("ssid", 0, "0x{:x}"), _ccw("devno", 16,
 
 FIELDS: dict[str, list[Field]] = {
     "pci": [
-        *_uints("PCI", ("domain", "domain ID"), ("bus", "bus ID"), ("slot", "slot ID"), ("function", "function ID")),
+        *_uints(
+            "PCI",
+            ("domain", "domain ID"),
+            ("bus", "bus ID"),
+            ("slot", "slot ID"),
+            ("function", "function ID"),
+        ),
         _hex_id("PCI", "vendor"),
         _hex_id("PCI", "product"),
     ],
@@ -103,7 +113,9 @@ FIELDS: dict[str, list[Field]] = {
         ("subclass", "subclass"),
         ("protocol", "protocol"),
     ),
-    "scsi": _uints("SCSI", ("host", "host ID"), ("bus", "bus ID"), ("target", "target ID"), ("lun", "LUN ID")),
+    "scsi": _uints(
+        "SCSI", ("host", "host ID"), ("bus", "bus ID"), ("target", "target ID"), ("lun", "LUN ID")
+    ),
     "ccw": _CCW,
     "css": _CCW,
     "ap_card": [_AP_ADAPTER],
@@ -197,10 +209,10 @@ def check_and_normalise(cap_type: str, el: ET.Element, name: str) -> None:
     if cap_type == "drm":
         kind = el.findtext("type")
         if kind not in _DRM_TYPES:
-            raise report(C.VIR_ERR_CONFIG_UNSUPPORTED, FROM, f"unknown drm type '{kind or '(null)'}' for '{name}'")
+            raise report(
+                C.VIR_ERR_CONFIG_UNSUPPORTED, FROM, f"unknown drm type '{kind or '(null)'}' for '{name}'"
+            )
     if cap_type == "mdev":
         type_el = el.find("type")
         if type_el is None or not type_el.get("id"):
             raise report(C.VIR_ERR_CONFIG_UNSUPPORTED, FROM, f"missing type id attribute for '{name}'")
-
-
