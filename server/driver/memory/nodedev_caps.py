@@ -29,6 +29,98 @@ LISTED_NESTED = {
 }
 
 
+# virNodeDeviceDefFormat's order of each capability's children ("capability:T" is a nested
+# <capability type='T'>); children it never reads are not printed back.
+PRINTED_ORDER: dict[str, tuple[str, ...]] = {
+    "pci": (
+        "class",
+        "domain",
+        "bus",
+        "slot",
+        "function",
+        "product",
+        "vendor",
+        "capability:phys_function",
+        "capability:virt_functions",
+        "capability:pci-bridge",
+        "capability:cardbus-bridge",
+        "capability:mdev_types",
+        "capability:vpd",
+        "iommuGroup",
+        "numa",
+        "pci-express",
+    ),
+    "usb_device": ("bus", "device", "product", "vendor"),
+    "usb": ("number", "class", "subclass", "protocol", "description"),
+    "net": ("interface", "address", "link", "feature", "capability:80203", "capability:80211"),
+    "scsi_target": ("target", "capability:fc_remote_port"),
+    "scsi": ("host", "bus", "target", "lun", "type"),
+    "storage": (
+        "block",
+        "bus",
+        "drive_type",
+        "model",
+        "vendor",
+        "serial",
+        "capability:removable",
+        "size",
+        "capability:hotpluggable",
+    ),
+    "drm": ("type",),
+    "mdev": ("type", "uuid", "parent_addr", "iommuGroup", "attr"),
+    "ccw": ("cssid", "ssid", "devno"),
+    "css": ("cssid", "ssid", "devno", "channel_dev_addr", "capability:mdev_types"),
+    "ap_card": ("ap-adapter",),
+    "ap_queue": ("ap-adapter", "ap-domain"),
+    "ap_matrix": ("capability:mdev_types",),
+}
+_REPEATED = frozenset({"feature", "attr"})
+# virNetDevFeature: the order a net capability's features print in.
+_NET_FEATURES = (
+    "rx",
+    "tx",
+    "sg",
+    "tso",
+    "gso",
+    "gro",
+    "lro",
+    "rxvlan",
+    "txvlan",
+    "ntuple",
+    "rxhash",
+    "rdma",
+    "txudptnl",
+    "switchdev",
+)
+
+
+def _key(child: ET.Element) -> str:
+    return f"capability:{child.get('type', '')}" if child.tag == "capability" else child.tag
+
+
+def printed_children(cap_type: str, el: ET.Element) -> list[ET.Element]:
+    """The children libvirt reads (the first of each, all features/attrs), in its printed order."""
+    order = PRINTED_ORDER.get(cap_type)
+    if order is None:
+        return list(el)
+    seen: set[str] = set()
+    kept: list[ET.Element] = []
+    for child in el:
+        key = _key(child)
+        if key not in order or (key in seen and key not in _REPEATED):
+            continue
+        seen.add(key)
+        kept.append(child)
+
+    def rank(child: ET.Element) -> tuple[int, int]:
+        key = _key(child)
+        feature = child.get("name", "")
+        sub = _NET_FEATURES.index(feature) if key == "feature" and feature in _NET_FEATURES else 0
+        return order.index(key), sub
+
+    return sorted(kept, key=rank)
+
+
 def _attrs(el: ET.Element) -> str:
     return "".join(f" {key}='{escape_text(value)}'" for key, value in el.attrib.items())
 
@@ -48,9 +140,9 @@ def element_lines(el: ET.Element) -> list[str]:
     return lines
 
 
-def _usb_device(el: ET.Element) -> list[str]:
+def _usb_device(children: list[ET.Element]) -> list[str]:
     lines: list[str] = []
-    for child in el:
+    for child in children:
         line = element_lines(child)
         if child.tag in ("product", "vendor") and len(line) == 1 and line[0].endswith("/>"):
             # virNodeDeviceCapUSBDevDefFormat closes a nameless id with " />".
@@ -59,16 +151,15 @@ def _usb_device(el: ET.Element) -> list[str]:
     return lines
 
 
-def _mdev(el: ET.Element) -> list[str]:
+def _mdev(children: list[ET.Element]) -> list[str]:
     lines: list[str] = []
-    for child in el:
-        if child.tag == "attr":
-            continue
-        lines.extend(element_lines(child))
-    if el.find("iommuGroup") is None:
+    for child in children:
+        if child.tag != "attr":
+            lines.extend(element_lines(child))
+    if not any(child.tag == "iommuGroup" for child in children):
         lines.append("<iommuGroup number='0'/>")  # the group a parsed mdev gets unless told
     # virNodeDeviceCapMdevDefFormat prints the attributes last, in their order.
-    for attr in el.findall("attr"):
+    for attr in (child for child in children if child.tag == "attr"):
         lines.append(f"<attr name='{attr.get('name', '')}' value='{attr.get('value', '')}'/>")
     return lines
 
@@ -77,10 +168,12 @@ def _mdev(el: ET.Element) -> list[str]:
 _STORAGE_UNREAD = ("logical_block_size", "num_blocks")
 
 
-def _storage(el: ET.Element) -> list[str]:
+def _storage(children: list[ET.Element]) -> list[str]:
+    # A removable device prints its media size inside, and no <size>.
+    removable = any(_key(child) == "capability:removable" for child in children)
     lines: list[str] = []
-    for child in el:
-        if child.tag in _STORAGE_UNREAD:
+    for child in children:
+        if child.tag == "size" and removable:
             continue
         if child.tag == "capability":
             child = _without(child, _STORAGE_UNREAD)
@@ -97,14 +190,15 @@ def _without(el: ET.Element, tags: tuple[str, ...]) -> ET.Element:
 
 def body_lines(cap_type: str, el: ET.Element) -> tuple[str, ...]:
     """The inner lines of a ``<capability type=cap_type>`` as libvirt prints them."""
+    children = printed_children(cap_type, el)
     if cap_type == "storage":
-        return tuple(_storage(el))
+        return tuple(_storage(children))
     if cap_type == "usb_device":
-        return tuple(_usb_device(el))
+        return tuple(_usb_device(children))
     if cap_type == "mdev":
-        return tuple(_mdev(el))
+        return tuple(_mdev(children))
     lines: list[str] = []
-    for child in el:
+    for child in children:
         lines.extend(element_lines(child))
     return tuple(lines)
 
