@@ -19,6 +19,7 @@ from virtwire.protocol.generated import constants as C
 from ...errors import report
 from .nodedev_caps import UNPARSED_TYPES, body_lines, nested_types
 from .nodedev_fields import check_and_normalise
+from .nodedev_pci import normalise_nested
 from .objxml import escape_text, parse_document, xpath_string
 
 FROM = C.VIR_FROM_NODEDEV
@@ -249,8 +250,10 @@ def _parse_cap(el: ET.Element, name: str = "new device") -> NodeCap:
         )
     if cap_type != "scsi_host":
         # Creating anything but a vHBA fails later on its WWNs (the test driver's only kind).
+        nested = nested_types(cap_type, el)  # flagged even when printed empty
         check_and_normalise(cap_type, el, name)
-        return NodeCap(cap_type, body=body_lines(cap_type, el), nested=nested_types(cap_type, el))
+        normalise_nested(cap_type, el)
+        return NodeCap(cap_type, body=body_lines(cap_type, el), nested=nested)
     host = ScsiHost(host=0)
     for sub in el.findall("capability"):
         sub_type = sub.get("type")

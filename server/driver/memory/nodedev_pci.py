@@ -1,0 +1,133 @@
+"""A PCI capability's nested parts, rewritten as virNodeDeviceCapPCIDefFormat prints them.
+
+SR-IOV functions and IOMMU group members are PCI addresses, read in any base
+and printed as ``domain='0x0000' bus='0x02' slot='0x10' function='0x7'``; a
+virt_functions maxCount of 0 is not printed; an IOMMU group without members
+is not printed; a PCIe link prints its attributes as validity, port, speed,
+width; of several header-type capabilities only the first counts; mediated
+device types print name, deviceAPI and availableInstances, and an empty list
+is not printed.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from virtwire.protocol.generated import constants as C
+
+from ...errors import report
+from .nodedev_fields import strtoul
+
+FROM = C.VIR_FROM_NODEDEV
+_HEADER_TYPES = ("pci-bridge", "cardbus-bridge")  # virPCIHeader's printed values
+
+
+def _address(el: ET.Element) -> ET.Element:
+    parts = {}
+    for attr in ("domain", "bus", "slot", "function"):
+        text = el.get(attr)
+        value = strtoul(text, 0) if text is not None else 0
+        parts[attr] = value
+    if any(v is None for v in parts.values()):
+        return el  # libvirt refuses it; kept as written
+    d, b, s, f = (parts[a] or 0 for a in ("domain", "bus", "slot", "function"))
+    return ET.Element(
+        "address", {"domain": f"0x{d:04x}", "bus": f"0x{b:02x}", "slot": f"0x{s:02x}", "function": f"0x{f}"}
+    )
+
+
+def _with_addresses(el: ET.Element, addresses: list[ET.Element], attrs: dict[str, str]) -> ET.Element:
+    out = ET.Element(el.tag, attrs)
+    out.extend(_address(a) for a in addresses)
+    return out
+
+
+def _phys_function(el: ET.Element) -> ET.Element:
+    first = el.find("address")
+    if first is None:
+        raise report(C.VIR_ERR_XML_ERROR, FROM, "Missing address in 'phys_function' capability")
+    return _with_addresses(el, [first], {"type": "phys_function"})
+
+
+def _virt_functions(el: ET.Element) -> ET.Element:
+    attrs = {"type": "virt_functions"}
+    text = el.get("maxCount")
+    if text is not None:
+        count = strtoul(text, 10)
+        if count is None:
+            raise report(C.VIR_ERR_XML_ERROR, FROM, "Malformed 'maxCount' parameter")
+        if count:
+            attrs["maxCount"] = str(count)
+    return _with_addresses(el, el.findall("address"), attrs)
+
+
+def _iommu_group(el: ET.Element) -> ET.Element | None:
+    members = el.findall("address")
+    if not members:
+        return None  # printed only with members
+    return _with_addresses(el, members, dict(el.attrib))
+
+
+def _pci_express(el: ET.Element) -> ET.Element:
+    out = ET.Element("pci-express")
+    for validity in ("cap", "sta"):
+        link = el.find(f"link[@validity='{validity}']")
+        if link is None:
+            continue
+        attrs = {"validity": validity}
+        for attr in ("port", "speed", "width"):
+            if link.get(attr) is not None:
+                attrs[attr] = link.get(attr, "")
+        ET.SubElement(out, "link", attrs)
+    return out
+
+
+def mdev_types(el: ET.Element) -> ET.Element | None:
+    """virNodeDeviceCapMdevTypesFormat: each type's name, deviceAPI, availableInstances."""
+    out = ET.Element("capability", {"type": "mdev_types"})
+    for kind in el.findall("type"):
+        copy = ET.SubElement(out, "type", {"id": kind.get("id", "")})
+        for tag in ("name", "deviceAPI", "availableInstances"):
+            child = kind.find(tag)
+            if child is not None:
+                copy.append(child)
+    return out if len(out) else None
+
+
+def normalise_pci(el: ET.Element) -> None:
+    """Rewrite the nested parts of a PCI capability in place."""
+    header_seen = False
+    for child in list(el):
+        kind = child.get("type") if child.tag == "capability" else None
+        replacement: ET.Element | None = child
+        if kind == "phys_function":
+            replacement = _phys_function(child)
+        elif kind == "virt_functions":
+            replacement = _virt_functions(child)
+        elif kind == "mdev_types":
+            replacement = mdev_types(child)
+        elif kind in _HEADER_TYPES:
+            replacement = None if header_seen else child
+            header_seen = True
+        elif child.tag == "iommuGroup":
+            replacement = _iommu_group(child)
+        elif child.tag == "pci-express":
+            replacement = _pci_express(child)
+        if replacement is not child:
+            index = list(el).index(child)
+            el.remove(child)
+            if replacement is not None:
+                el.insert(index, replacement)
+
+
+def normalise_nested(cap_type: str, el: ET.Element) -> None:
+    """The nested parts of a PCI, CSS or AP matrix capability, as libvirt prints them."""
+    if cap_type == "pci":
+        normalise_pci(el)
+    elif cap_type in ("css", "ap_matrix"):
+        for child in el.findall("capability[@type='mdev_types']"):
+            index = list(el).index(child)
+            el.remove(child)
+            replacement = mdev_types(child)
+            if replacement is not None:
+                el.insert(index, replacement)
