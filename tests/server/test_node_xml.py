@@ -161,6 +161,16 @@ BAD_OBJECTS = [
     "<device><name>a</name><capability type='ap_queue'><ap-adapter>1</ap-adapter>"
     "<ap-domain>0x100</ap-domain></capability></device>",
     "<device><name>m</name><capability type='mdev'><type/></capability></device>",
+    "<device><name>s</name><capability type='storage'><block>/dev/sda</block>"
+    "<capability type='floppy'/></capability></device>",
+    "<device><name>s</name><capability type='storage'><block>/dev/sda</block>"
+    "<capability/></capability></device>",
+    "<device><name>p</name><capability type='pci'><domain>0</domain><bus>0</bus><slot>1</slot>"
+    "<function>0</function><vendor id='1'/><product id='2'/><capability type='phys_function'/>"
+    "</capability></device>",
+    "<device><name>p</name><capability type='pci'><domain>0</domain><bus>0</bus><slot>1</slot>"
+    "<function>0</function><vendor id='1'/><product id='2'/>"
+    "<capability type='virt_functions' maxCount='x'/></capability></device>",
 ]
 
 

@@ -199,8 +199,22 @@ def body_lines(cap_type: str, el: ET.Element) -> tuple[str, ...]:
         return tuple(_mdev(children))
     lines: list[str] = []
     for child in children:
-        lines.extend(element_lines(child))
+        if cap_type == "net" and child.tag == "link":
+            lines.extend(_link(child))
+        else:
+            lines.extend(element_lines(child))
     return tuple(lines)
+
+
+def _link(el: ET.Element) -> list[str]:
+    """virInterfaceLinkFormat: a speed of 0 and a missing state are not printed."""
+    attrs = ""
+    speed = el.get("speed", "0").strip()
+    if speed.isdigit() and int(speed):
+        attrs += f" speed='{int(speed)}'"
+    if el.get("state"):
+        attrs += f" state='{escape_text(el.get('state', ''))}'"
+    return [f"<link{attrs}/>"] if attrs else []
 
 
 def nested_types(cap_type: str, el: ET.Element) -> frozenset[str]:

@@ -178,21 +178,42 @@ def _check_pci_class(el: ET.Element, name: str) -> None:
     node.text = f"0x{value:06x}"
 
 
-def _check_storage_size(el: ET.Element, name: str) -> None:
-    removable = any(c.get("type") == "removable" for c in el.findall("capability"))
-    checks = [(el.find("capability[@type='removable']"), "media_size", "removable media size")]
+def _storage_number(parent: ET.Element, tag: str, what: str, name: str) -> None:
+    node = parent.find(tag)
+    text = "".join(node.itertext()) if node is not None else ""
+    if node is None or text == "":
+        raise report(C.VIR_ERR_INTERNAL_ERROR, FROM, f"no {what} supplied for '{name}'")
+    value = strtoul(text, 10, _ULLONG_MAX)
+    if value is None:
+        raise report(C.VIR_ERR_INTERNAL_ERROR, FROM, f"invalid {what} supplied for '{name}'")
+    node.text = str(value)
+
+
+def _check_storage_caps(el: ET.Element, name: str) -> None:
+    """The nested hotpluggable/removable capabilities, then the size of a fixed disk."""
+    removable = False
+    for sub in el.findall("capability"):
+        kind = sub.get("type")
+        if kind is None:
+            raise report(C.VIR_ERR_INTERNAL_ERROR, FROM, f"missing storage capability type for '{name}'")
+        if kind == "removable":
+            removable = True
+            _storage_number(sub, "media_size", "removable media size", name)
+            available = any("".join(m.itertext()) == "1" for m in sub.findall("media_available"))
+            printed = [ET.Element("media_available"), sub.find("media_size")]
+            printed[0].text = "1" if available else "0"
+            label = sub.find("media_label")
+            if label is not None and "".join(label.itertext()):
+                printed.append(label)
+            for child in list(sub):
+                sub.remove(child)
+            sub.extend(p for p in printed if p is not None)
+        elif kind != "hotpluggable":
+            raise report(
+                C.VIR_ERR_INTERNAL_ERROR, FROM, f"unknown storage capability type '{kind}' for '{name}'"
+            )
     if not removable:
-        checks = [(el, "size", "size")]
-    for parent, tag, what in checks:
-        assert parent is not None
-        node = parent.find(tag)
-        text = "".join(node.itertext()) if node is not None else ""
-        if node is None or text == "":
-            raise report(C.VIR_ERR_INTERNAL_ERROR, FROM, f"no {what} supplied for '{name}'")
-        value = strtoul(text, 10, _ULLONG_MAX)
-        if value is None:
-            raise report(C.VIR_ERR_INTERNAL_ERROR, FROM, f"invalid {what} supplied for '{name}'")
-        node.text = str(value)
+        _storage_number(el, "size", "size", name)
 
 
 def check_and_normalise(cap_type: str, el: ET.Element, name: str) -> None:
@@ -205,7 +226,7 @@ def check_and_normalise(cap_type: str, el: ET.Element, name: str) -> None:
     if required is not None and not el.findtext(required[0]):
         raise report(C.VIR_ERR_INTERNAL_ERROR, FROM, required[1].format(name=name))
     if cap_type == "storage":
-        _check_storage_size(el, name)
+        _check_storage_caps(el, name)
     if cap_type == "drm":
         kind = el.findtext("type")
         if kind not in _DRM_TYPES:
