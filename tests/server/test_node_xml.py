@@ -161,6 +161,16 @@ BAD_OBJECTS = [
     "<device><name>a</name><capability type='ap_queue'><ap-adapter>1</ap-adapter>"
     "<ap-domain>0x100</ap-domain></capability></device>",
     "<device><name>m</name><capability type='mdev'><type/></capability></device>",
+    "<device><name>m</name><capability type='mdev'><type id='t'/><uuid>123</uuid></capability></device>",
+    "<device><name>m</name><capability type='mdev'><type id='t'/><iommuGroup number='x'/>"
+    "</capability></device>",
+    "<device><name>c</name><capability type='css'><cssid>0</cssid><ssid>0</ssid><devno>1</devno>"
+    "<capability type='mdev_types'><type id='a'><deviceAPI>vfio-ccw</deviceAPI></type>"
+    "</capability></capability></device>",
+    "<device><name>c</name><capability type='ap_matrix'>"
+    "<capability type='mdev_types'><type id='a'/></capability></capability></device>",
+    "<device><name>c</name><capability type='ap_matrix'>"
+    "<capability type='mdev_types'><type><deviceAPI>x</deviceAPI></type></capability></capability></device>",
     "<device><name>s</name><capability type='storage'><block>/dev/sda</block>"
     "<capability type='floppy'/></capability></device>",
     "<device><name>s</name><capability type='storage'><block>/dev/sda</block>"

@@ -67,7 +67,7 @@ PRINTED_ORDER: dict[str, tuple[str, ...]] = {
         "capability:hotpluggable",
     ),
     "drm": ("type",),
-    "mdev": ("type", "uuid", "parent_addr", "iommuGroup", "attr"),
+    "mdev": ("type", "uuid", "iommuGroup", "attr"),  # parent_addr is never read
     "ccw": ("cssid", "ssid", "devno"),
     "css": ("cssid", "ssid", "devno", "channel_dev_addr", "capability:mdev_types"),
     "ap_card": ("ap-adapter",),
@@ -152,15 +152,21 @@ def _usb_device(children: list[ET.Element]) -> list[str]:
 
 
 def _mdev(children: list[ET.Element]) -> list[str]:
+    """virNodeDeviceCapMdevDefFormat: type id, uuid, IOMMU group (0 unless told), attributes."""
     lines: list[str] = []
+    group = "0"
     for child in children:
-        if child.tag != "attr":
+        if child.tag == "type":
+            lines.append(f"<type id='{escape_text(child.get('id', ''))}'/>")
+        elif child.tag == "uuid":
             lines.extend(element_lines(child))
-    if not any(child.tag == "iommuGroup" for child in children):
-        lines.append("<iommuGroup number='0'/>")  # the group a parsed mdev gets unless told
-    # virNodeDeviceCapMdevDefFormat prints the attributes last, in their order.
+        elif child.tag == "iommuGroup":
+            group = child.get("number", "0")
+    lines.append(f"<iommuGroup number='{group}'/>")
     for attr in (child for child in children if child.tag == "attr"):
-        lines.append(f"<attr name='{attr.get('name', '')}' value='{attr.get('value', '')}'/>")
+        name, value = attr.get("name"), attr.get("value")
+        if name and value:  # libvirt skips an attribute without both
+            lines.append(f"<attr name='{name}' value='{value}'/>")
     return lines
 
 

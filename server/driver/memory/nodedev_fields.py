@@ -234,6 +234,34 @@ def check_and_normalise(cap_type: str, el: ET.Element, name: str) -> None:
                 C.VIR_ERR_CONFIG_UNSUPPORTED, FROM, f"unknown drm type '{kind or '(null)'}' for '{name}'"
             )
     if cap_type == "mdev":
-        type_el = el.find("type")
-        if type_el is None or not type_el.get("id"):
-            raise report(C.VIR_ERR_CONFIG_UNSUPPORTED, FROM, f"missing type id attribute for '{name}'")
+        _check_mdev(el, name)
+
+
+def _check_mdev(el: ET.Element, name: str) -> None:
+    """virNodeDevCapMdevParseXML: a type id, a valid uuid (printed canonical), a group number."""
+    type_el = el.find("type")
+    if type_el is None or not type_el.get("id"):
+        raise report(C.VIR_ERR_CONFIG_UNSUPPORTED, FROM, f"missing type id attribute for '{name}'")
+    uuid_el = el.find("uuid")
+    text = "".join(uuid_el.itertext()) if uuid_el is not None else ""
+    if uuid_el is not None and text:
+        canonical = uuid_string(text)
+        if canonical is None:
+            raise report(C.VIR_ERR_INTERNAL_ERROR, FROM, f"Invalid uuid '{text}' for new mdev device")
+        uuid_el.text = canonical
+    group = el.find("iommuGroup")
+    number = group.get("number", "") if group is not None else ""
+    if group is not None and number:
+        value = strtoul(number, 10)
+        if value is None:
+            raise report(C.VIR_ERR_INTERNAL_ERROR, FROM, f"invalid iommuGroup number attribute for '{name}'")
+        group.set("number", str(value))
+
+
+def uuid_string(text: str) -> str | None:
+    """virUUIDParse then virUUIDFormat: 32 hex digits, dashes anywhere between, spaces around."""
+    body = text.strip(" \t\n\r\v\f").replace("-", "")
+    if len(body) != 32 or any(c not in "0123456789abcdefABCDEF" for c in body):
+        return None
+    h = body.lower()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

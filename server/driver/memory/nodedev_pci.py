@@ -83,14 +83,33 @@ def _pci_express(el: ET.Element) -> ET.Element:
 
 
 def mdev_types(el: ET.Element) -> ET.Element | None:
-    """virNodeDeviceCapMdevTypesFormat: each type's name, deviceAPI, availableInstances."""
+    """virNodeDevCapMdevTypesParseXML, printed: each type's name, deviceAPI, availableInstances."""
     out = ET.Element("capability", {"type": "mdev_types"})
     for kind in el.findall("type"):
-        copy = ET.SubElement(out, "type", {"id": kind.get("id", "")})
-        for tag in ("name", "deviceAPI", "availableInstances"):
-            child = kind.find(tag)
-            if child is not None:
-                copy.append(child)
+        type_id = kind.get("id", "")
+        if not type_id:
+            raise report(
+                C.VIR_ERR_XML_ERROR, FROM, "missing 'id' attribute for mediated device's <type> element"
+            )
+        api = kind.findtext("deviceAPI")
+        if not api:
+            raise report(
+                C.VIR_ERR_XML_ERROR, FROM, f"missing device API for mediated device type '{type_id}'"
+            )
+        instances = kind.find("availableInstances")
+        count = strtoul("".join(instances.itertext()), 10) if instances is not None else None
+        if count is None:
+            raise report(
+                C.VIR_ERR_XML_ERROR,
+                FROM,
+                f"missing number of available instances for mediated device type '{type_id}'",
+            )
+        copy = ET.SubElement(out, "type", {"id": type_id})
+        name = kind.findtext("name")
+        if name:
+            ET.SubElement(copy, "name").text = name
+        ET.SubElement(copy, "deviceAPI").text = api
+        ET.SubElement(copy, "availableInstances").text = str(count)
     return out if len(out) else None
 
 
