@@ -149,6 +149,14 @@ BAD_OBJECTS = [
     "<device><name>s</name><capability type='scsi'><host>1</host><bus>2</bus>"
     "<target>3</target></capability></device>",
     "<device><name>s</name><capability type='scsi_target'/></device>",
+    "<device><name>s</name><capability type='scsi_target'><target>t</target><capability/>"
+    "</capability></device>",
+    "<device><name>s</name><capability type='scsi_target'><target>t</target>"
+    "<capability type='iscsi'/></capability></device>",
+    "<device><name>s</name><capability type='scsi_target'><target>t</target>"
+    "<capability type='fc_remote_port'><rport>r</rport></capability></capability></device>",
+    "<device><name>c</name><capability type='css'><cssid>0</cssid><ssid>0</ssid><devno>1</devno>"
+    "<channel_dev_addr><cssid>0</cssid><ssid>z</ssid></channel_dev_addr></capability></device>",
     "<device><name>s</name><capability type='storage'/></device>",
     "<device><name>s</name><capability type='storage'><block>/dev/sda</block>"
     "<size>x</size></capability></device>",

@@ -235,6 +235,42 @@ def check_and_normalise(cap_type: str, el: ET.Element, name: str) -> None:
             )
     if cap_type == "mdev":
         _check_mdev(el, name)
+    if cap_type == "scsi_target":
+        _check_scsi_target(el, name)
+    channel = el.find("channel_dev_addr") if cap_type == "css" else None
+    if channel is not None:
+        for field in _CCW:
+            _check_field(channel, field, name)
+        kept = [channel.find(field.tag) for field in _CCW]  # printed cssid, ssid, devno
+        for child in list(channel):
+            channel.remove(child)
+        channel.extend(child for child in kept if child is not None)
+
+
+def _check_scsi_target(el: ET.Element, name: str) -> None:
+    """Nested capabilities of a SCSI target: only fc_remote_port, printed as rport and wwpn."""
+    for sub in el.findall("capability"):
+        kind = sub.get("type")
+        if kind is None:
+            raise report(
+                C.VIR_ERR_INTERNAL_ERROR, FROM, f"missing type for SCSI target capability for '{name}'"
+            )
+        if kind != "fc_remote_port":
+            raise report(
+                C.VIR_ERR_INTERNAL_ERROR, FROM, f"unknown SCSI target capability type '{kind}' for '{name}'"
+            )
+        kept = []
+        for tag, missing in (
+            ("rport", "missing rport name for '{}'"),
+            ("wwpn", "missing wwpn identifier for '{}'"),
+        ):
+            child = sub.find(tag)
+            if child is None or not "".join(child.itertext()):
+                raise report(C.VIR_ERR_INTERNAL_ERROR, FROM, missing.format(name))
+            kept.append(child)
+        for child in list(sub):
+            sub.remove(child)
+        sub.extend(kept)
 
 
 def _check_mdev(el: ET.Element, name: str) -> None:
