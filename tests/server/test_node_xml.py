@@ -187,6 +187,12 @@ BAD_OBJECTS = [
     "<function>0</function><vendor id='1'/><product id='2'/><capability type='phys_function'/>"
     "</capability></device>",
     "<device><name>p</name><capability type='pci'><domain>0</domain><bus>0</bus><slot>1</slot>"
+    "<function>0</function><vendor id='1'/><product id='2'/><capability type='vpd'/>"
+    "</capability></device>",
+    "<device><name>p</name><capability type='pci'><domain>0</domain><bus>0</bus><slot>1</slot>"
+    "<function>0</function><vendor id='1'/><product id='2'/><capability type='vpd'><name>n</name>"
+    "<fields access='secret'/></capability></capability></device>",
+    "<device><name>p</name><capability type='pci'><domain>0</domain><bus>0</bus><slot>1</slot>"
     "<function>0</function><vendor id='1'/><product id='2'/>"
     "<capability type='virt_functions' maxCount='x'/></capability></device>",
 ]

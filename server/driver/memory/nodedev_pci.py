@@ -6,7 +6,7 @@ virt_functions maxCount of 0 is not printed; an IOMMU group without members
 is not printed; a PCIe link prints its attributes as validity, port, speed,
 width; of several header-type capabilities only the first counts; mediated
 device types print name, deviceAPI and availableInstances, and an empty list
-is not printed.
+is not printed; VPD fields print in libvirt's order.
 """
 
 from __future__ import annotations
@@ -113,6 +113,54 @@ def mdev_types(el: ET.Element) -> ET.Element | None:
     return out if len(out) else None
 
 
+_VPD_READONLY = ("change_level", "manufacture_id", "part_number", "serial_number")  # printed order
+
+
+def _custom_fields(fields: ET.Element, tag: str) -> list[ET.Element]:
+    """vendor_field/system_field by one-character index: first position, last value wins."""
+    by_index: dict[str, str] = {}
+    for field in fields.findall(f"{tag}[@index]"):
+        index = field.get("index", "")
+        if len(index) != 1 or not field.text:
+            continue  # libvirt reports it and goes on
+        by_index[index] = field.text
+    out = []
+    for index, value in by_index.items():
+        node = ET.Element(tag, {"index": index})
+        node.text = value
+        out.append(node)
+    return out
+
+
+def _vpd(el: ET.Element) -> ET.Element:
+    """virNodeDeviceCapVPDParseXML, printed: name, then read-only and read-write fields."""
+    name = el.findtext("name")
+    if not name:
+        raise report(C.VIR_ERR_XML_ERROR, FROM, "Could not read a device name from the <name> element")
+    sections: dict[str, ET.Element] = {}
+    for fields in el.findall("fields[@access]"):
+        access = fields.get("access", "")
+        if access == "readonly":
+            tags: tuple[str, ...] = _VPD_READONLY
+        elif access == "readwrite":
+            tags = ("asset_tag",)
+        else:
+            raise report(C.VIR_ERR_XML_ERROR, FROM, f"Unsupported VPD field access type specified {access}")
+        section = ET.Element("fields", {"access": access})
+        for tag in tags:
+            value = fields.findtext(tag)
+            if value:
+                ET.SubElement(section, tag).text = value
+        section.extend(_custom_fields(fields, "vendor_field"))
+        if access == "readwrite":
+            section.extend(_custom_fields(fields, "system_field"))
+        sections[access] = section  # a later section of one access replaces the earlier
+    out = ET.Element("capability", {"type": "vpd"})
+    ET.SubElement(out, "name").text = name
+    out.extend(sections[a] for a in ("readonly", "readwrite") if a in sections)
+    return out
+
+
 def normalise_pci(el: ET.Element) -> None:
     """Rewrite the nested parts of a PCI capability in place."""
     header_seen = False
@@ -125,6 +173,8 @@ def normalise_pci(el: ET.Element) -> None:
             replacement = _virt_functions(child)
         elif kind == "mdev_types":
             replacement = mdev_types(child)
+        elif kind == "vpd":
+            replacement = _vpd(child)
         elif kind in _HEADER_TYPES:
             replacement = None if header_seen else child
             header_seen = True
