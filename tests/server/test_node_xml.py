@@ -163,6 +163,15 @@ BAD_OBJECTS = [
     "<device><name>s</name><capability type='storage'><block>/dev/sr0</block>"
     "<capability type='removable'/></capability></device>",
     "<device><name>n</name><capability type='net'><address>00:11:22:33:44:55</address></capability></device>",
+    "<device><name>n</name><capability type='net'><interface>e</interface><feature/></capability></device>",
+    "<device><name>n</name><capability type='net'><interface>e</interface><feature name='fast'/>"
+    "</capability></device>",
+    "<device><name>n</name><capability type='net'><interface>e</interface><capability type='wifi'/>"
+    "</capability></device>",
+    "<device><name>n</name><capability type='net'><interface>e</interface><link state='sleepy'/>"
+    "</capability></device>",
+    "<device><name>n</name><capability type='net'><interface>e</interface><link speed='-1'/>"
+    "</capability></device>",
     "<device><name>c</name><capability type='ccw'><cssid>0xfe</cssid><ssid>9x</ssid></capability></device>",
     "<device><name>c</name><capability type='css'><cssid>0</cssid><ssid>0</ssid></capability></device>",
     "<device><name>a</name><capability type='ap_card'/></device>",

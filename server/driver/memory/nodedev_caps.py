@@ -75,23 +75,6 @@ PRINTED_ORDER: dict[str, tuple[str, ...]] = {
     "ap_matrix": ("capability:mdev_types",),
 }
 _REPEATED = frozenset({"feature", "attr"})
-# virNetDevFeature: the order a net capability's features print in.
-_NET_FEATURES = (
-    "rx",
-    "tx",
-    "sg",
-    "tso",
-    "gso",
-    "gro",
-    "lro",
-    "rxvlan",
-    "txvlan",
-    "ntuple",
-    "rxhash",
-    "rdma",
-    "txudptnl",
-    "switchdev",
-)
 
 
 def _key(child: ET.Element) -> str:
@@ -112,13 +95,7 @@ def printed_children(cap_type: str, el: ET.Element) -> list[ET.Element]:
         seen.add(key)
         kept.append(child)
 
-    def rank(child: ET.Element) -> tuple[int, int]:
-        key = _key(child)
-        feature = child.get("name", "")
-        sub = _NET_FEATURES.index(feature) if key == "feature" and feature in _NET_FEATURES else 0
-        return order.index(key), sub
-
-    return sorted(kept, key=rank)
+    return sorted(kept, key=lambda child: order.index(_key(child)))
 
 
 def _attrs(el: ET.Element) -> str:
@@ -205,22 +182,8 @@ def body_lines(cap_type: str, el: ET.Element) -> tuple[str, ...]:
         return tuple(_mdev(children))
     lines: list[str] = []
     for child in children:
-        if cap_type == "net" and child.tag == "link":
-            lines.extend(_link(child))
-        else:
-            lines.extend(element_lines(child))
+        lines.extend(element_lines(child))
     return tuple(lines)
-
-
-def _link(el: ET.Element) -> list[str]:
-    """virInterfaceLinkFormat: a speed of 0 and a missing state are not printed."""
-    attrs = ""
-    speed = el.get("speed", "0").strip()
-    if speed.isdigit() and int(speed):
-        attrs += f" speed='{int(speed)}'"
-    if el.get("state"):
-        attrs += f" state='{escape_text(el.get('state', ''))}'"
-    return [f"<link{attrs}/>"] if attrs else []
 
 
 def nested_types(cap_type: str, el: ET.Element) -> frozenset[str]:

@@ -235,6 +235,8 @@ def check_and_normalise(cap_type: str, el: ET.Element, name: str) -> None:
             )
     if cap_type == "mdev":
         _check_mdev(el, name)
+    if cap_type == "net":
+        _check_net(el, name)
     if cap_type == "scsi_target":
         _check_scsi_target(el, name)
     channel = el.find("channel_dev_addr") if cap_type == "css" else None
@@ -301,3 +303,75 @@ def uuid_string(text: str) -> str | None:
         return None
     h = body.lower()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def prop_uint(node: ET.Element, attr: str, base: int, required: bool = False) -> int | None:
+    """virXMLPropUInt: None when absent and optional; libvirt's XML errors otherwise."""
+    text = node.get(attr)
+    if text is None:
+        if not required:
+            return None
+        detail = f"Missing required attribute '{attr}' in element '{node.tag}'"
+        raise report(C.VIR_ERR_XML_ERROR, C.VIR_FROM_XML, detail)
+    value = strtoul(text, base)
+    if value is None:
+        detail = (
+            f"Invalid value for attribute '{attr}' in element '{node.tag}': '{text}'. "
+            "Expected non-negative integer value"
+        )
+        raise report(C.VIR_ERR_XML_ERROR, C.VIR_FROM_XML, detail)
+    return value
+
+
+# virNetDevFeature and virNetDevIfState names, in their enums' order.
+NET_FEATURES = (
+    "rx",
+    "tx",
+    "sg",
+    "tso",
+    "gso",
+    "gro",
+    "lro",
+    "rxvlan",
+    "txvlan",
+    "ntuple",
+    "rxhash",
+    "rdma",
+    "txudptnl",
+    "switchdev",
+)
+_LINK_STATES = ("", "unknown", "notpresent", "down", "lowerlayerdown", "testing", "dormant", "up")
+
+
+def _check_net(el: ET.Element, name: str) -> None:
+    """virNodeDevCapNetParseXML: features (a set), the first sub-capability's type, the link."""
+    features: set[str] = set()
+    for feature in el.findall("feature"):
+        feature_name = feature.get("name")
+        if feature_name is None:
+            raise report(C.VIR_ERR_XML_ERROR, FROM, "missing network device feature name")
+        if feature_name not in NET_FEATURES:
+            raise report(C.VIR_ERR_XML_ERROR, FROM, f"unknown network device feature '{feature_name}'")
+        features.add(feature_name)
+    sub = el.find("capability")
+    subtype = sub.get("type") if sub is not None else None
+    if subtype is not None and subtype not in ("80203", "80211"):
+        raise report(C.VIR_ERR_CONFIG_UNSUPPORTED, FROM, f"invalid network type supplied for '{name}'")
+    link = el.find("link")
+    printed_link: ET.Element | None = None
+    if link is not None:
+        state = link.get("state")
+        if state is not None and state not in _LINK_STATES:
+            detail = f"Invalid value for attribute 'state' in element 'link': '{state}'."
+            raise report(C.VIR_ERR_XML_ERROR, C.VIR_FROM_XML, detail)
+        speed = prop_uint(link, "speed", 10)
+        attrs = {"speed": str(speed)} if speed else {}
+        if state:
+            attrs["state"] = state
+        printed_link = ET.Element("link", attrs) if attrs else None
+    kept = [el.find("interface"), el.find("address"), printed_link]
+    kept += [ET.Element("feature", {"name": f}) for f in NET_FEATURES if f in features]
+    kept.append(ET.Element("capability", {"type": subtype}) if subtype is not None else None)
+    for child in list(el):
+        el.remove(child)
+    el.extend(child for child in kept if child is not None)
