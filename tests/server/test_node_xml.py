@@ -124,6 +124,11 @@ def _snap(name: str, active: str | None, parent: str | None = None) -> str:
     )
 
 
+# A valid PCI capability around the part under test.
+_PCI = (
+    "<device><name>p</name><capability type='pci'><domain>0</domain><bus>0</bus><slot>1</slot>"
+    "<function>0</function><vendor id='1'/><product id='2'/>{}</capability></device>"
+)
 BAD_OBJECTS = [
     _DOM.format(_snap("a", "1") + _snap("b", "1")),
     _DOM.format(_snap("c", "0", parent="nowhere")),
@@ -195,6 +200,15 @@ BAD_OBJECTS = [
     "<device><name>p</name><capability type='pci'><domain>0</domain><bus>0</bus><slot>1</slot>"
     "<function>0</function><vendor id='1'/><product id='2'/><capability type='phys_function'/>"
     "</capability></device>",
+    _PCI.format("<iommuGroup><address bus='1'/></iommuGroup>"),
+    _PCI.format("<iommuGroup number='1'><address bus='0x100'/></iommuGroup>"),
+    _PCI.format("<iommuGroup number='1'><address slot='32'/></iommuGroup>"),
+    _PCI.format("<iommuGroup number='1'><address bus='1' function='8'/></iommuGroup>"),
+    _PCI.format("<iommuGroup number='1'><address bus='x'/></iommuGroup>"),
+    _PCI.format("<numa node='x'/>"),
+    _PCI.format("<pci-express><link validity='cap'/></pci-express>"),
+    _PCI.format("<pci-express><link validity='cap' width='4' speed='3'/></pci-express>"),
+    _PCI.format("<pci-express><link validity='sta' width='4' port='p'/></pci-express>"),
     "<device><name>p</name><capability type='pci'><domain>0</domain><bus>0</bus><slot>1</slot>"
     "<function>0</function><vendor id='1'/><product id='2'/><capability type='vpd'/>"
     "</capability></device>",

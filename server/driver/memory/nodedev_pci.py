@@ -16,24 +16,27 @@ import xml.etree.ElementTree as ET
 from virtwire.protocol.generated import constants as C
 
 from ...errors import report
-from .nodedev_fields import strtoul
+from .nodedev_fields import prop_uint, strtoul
 
 FROM = C.VIR_FROM_NODEDEV
 _HEADER_TYPES = ("pci-bridge", "cardbus-bridge")  # virPCIHeader's printed values
 
 
 def _address(el: ET.Element) -> ET.Element:
-    parts = {}
-    for attr in ("domain", "bus", "slot", "function"):
-        text = el.get(attr)
-        value = strtoul(text, 0) if text is not None else 0
-        parts[attr] = value
-    if any(v is None for v in parts.values()):
-        return el  # libvirt refuses it; kept as written
-    d, b, s, f = (parts[a] or 0 for a in ("domain", "bus", "slot", "function"))
-    return ET.Element(
-        "address", {"domain": f"0x{d:04x}", "bus": f"0x{b:02x}", "slot": f"0x{s:02x}", "function": f"0x{f}"}
-    )
+    """virPCIDeviceAddressParseXML (any base; all zero means absent), printed in libvirt's form."""
+    d, b, s, f = (prop_uint(el, attr, 0) or 0 for attr in ("domain", "bus", "slot", "function"))
+    if d or b or s:  # an all-zero address is taken as unset, not checked
+        problem = None
+        if b > 0xFF:
+            problem = f"Invalid PCI address bus='0x{b:x}', must be <= 0xFF"
+        elif s > 0x1F:
+            problem = f"Invalid PCI address slot='0x{s:x}', must be <= 0x1F"
+        elif f > 7:
+            problem = f"Invalid PCI address function=0x{f:x}, must be <= 7"
+        if problem is not None:
+            raise report(C.VIR_ERR_XML_ERROR, C.VIR_FROM_NONE, problem)
+    attrs = {"domain": f"0x{d:04x}", "bus": f"0x{b:02x}", "slot": f"0x{s:02x}", "function": f"0x{f}"}
+    return ET.Element("address", attrs)
 
 
 def _with_addresses(el: ET.Element, addresses: list[ET.Element], attrs: dict[str, str]) -> ET.Element:
@@ -62,24 +65,54 @@ def _virt_functions(el: ET.Element) -> ET.Element:
 
 
 def _iommu_group(el: ET.Element) -> ET.Element | None:
-    members = el.findall("address")
+    number = prop_uint(el, "number", 10, required=True)
+    members = [_address(a) for a in el.findall("address")]
     if not members:
         return None  # printed only with members
-    return _with_addresses(el, members, dict(el.attrib))
+    out = ET.Element("iommuGroup", {"number": str(number)})
+    out.extend(members)
+    return out
+
+
+_LINK_SPEEDS = ("", "2.5", "5", "8", "16", "32", "64")  # virPCIELinkSpeed
 
 
 def _pci_express(el: ET.Element) -> ET.Element:
+    """virPCIEDeviceInfoParseXML: the 'cap' and 'sta' links, printed validity, port, speed, width."""
     out = ET.Element("pci-express")
     for validity in ("cap", "sta"):
         link = el.find(f"link[@validity='{validity}']")
         if link is None:
             continue
+        width = prop_uint(link, "width", 0, required=True)
+        speed = link.get("speed")
+        if speed is not None and speed not in _LINK_SPEEDS:
+            detail = f"Invalid value for attribute 'speed' in element 'link': '{speed}'."
+            raise report(C.VIR_ERR_XML_ERROR, C.VIR_FROM_XML, detail)
+        port = _prop_int(link, "port")
         attrs = {"validity": validity}
-        for attr in ("port", "speed", "width"):
-            if link.get(attr) is not None:
-                attrs[attr] = link.get(attr, "")
+        if port is not None and port >= 0:
+            attrs["port"] = str(port)
+        if speed:
+            attrs["speed"] = speed
+        attrs["width"] = str(width)
         ET.SubElement(out, "link", attrs)
     return out
+
+
+def _prop_int(node: ET.Element, attr: str) -> int | None:
+    """virXMLPropInt, base 10."""
+    text = node.get(attr)
+    if text is None:
+        return None
+    body = text.lstrip(" \t\n\v\f\r")
+    digits = body[1:] if body[:1] in "+-" else body
+    if not digits or any(c not in "0123456789" for c in digits) or abs(int(body)) > 0x7FFFFFFF:
+        detail = (
+            f"Invalid value for attribute '{attr}' in element '{node.tag}': '{text}'. Expected integer value"
+        )
+        raise report(C.VIR_ERR_XML_ERROR, C.VIR_FROM_XML, detail)
+    return int(body)
 
 
 def mdev_types(el: ET.Element) -> ET.Element | None:
@@ -161,7 +194,20 @@ def _vpd(el: ET.Element) -> ET.Element:
     return out
 
 
-def normalise_pci(el: ET.Element) -> None:
+def _numa(el: ET.Element, name: str) -> ET.Element | None:
+    """virXPathInt on the node attribute: printed when it is 0 or more."""
+    text = el.get("node", "")
+    if text == "":
+        return None
+    body = text.lstrip(" \t\n\v\f\r")
+    digits = body[1:] if body[:1] in "+-" else body
+    if not digits or any(c not in "0123456789" for c in digits) or abs(int(body)) > 0x7FFFFFFF:
+        raise report(C.VIR_ERR_INTERNAL_ERROR, FROM, f"invalid NUMA node ID supplied for '{name}'")
+    value = int(body)
+    return ET.Element("numa", {"node": str(value)}) if value >= 0 else None
+
+
+def normalise_pci(el: ET.Element, name: str) -> None:
     """Rewrite the nested parts of a PCI capability in place."""
     header_seen = False
     for child in list(el):
@@ -180,6 +226,8 @@ def normalise_pci(el: ET.Element) -> None:
             header_seen = True
         elif child.tag == "iommuGroup":
             replacement = _iommu_group(child)
+        elif child.tag == "numa":
+            replacement = _numa(child, name)
         elif child.tag == "pci-express":
             replacement = _pci_express(child)
         if replacement is not child:
@@ -189,10 +237,10 @@ def normalise_pci(el: ET.Element) -> None:
                 el.insert(index, replacement)
 
 
-def normalise_nested(cap_type: str, el: ET.Element) -> None:
+def normalise_nested(cap_type: str, el: ET.Element, name: str) -> None:
     """The nested parts of a PCI, CSS or AP matrix capability, as libvirt prints them."""
     if cap_type == "pci":
-        normalise_pci(el)
+        normalise_pci(el, name)
     elif cap_type in ("css", "ap_matrix"):
         for child in el.findall("capability[@type='mdev_types']"):
             index = list(el).index(child)

@@ -252,7 +252,7 @@ def _parse_cap(el: ET.Element, name: str = "new device") -> NodeCap:
         # Creating anything but a vHBA fails later on its WWNs (the test driver's only kind).
         nested = nested_types(cap_type, el)  # flagged even when printed empty
         check_and_normalise(cap_type, el, name)
-        normalise_nested(cap_type, el)
+        normalise_nested(cap_type, el, name)
         return NodeCap(cap_type, body=body_lines(cap_type, el), nested=nested)
     host = ScsiHost(host=0)
     for sub in el.findall("capability"):
