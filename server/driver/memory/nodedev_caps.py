@@ -167,7 +167,7 @@ def _storage(children: list[ET.Element]) -> list[str]:
 def _without(el: ET.Element, tags: tuple[str, ...]) -> ET.Element:
     copy = ET.Element(el.tag, el.attrib)
     copy.text = el.text
-    copy.extend(child for child in el if child.tag not in tags)
+    copy.extend([child for child in el if child.tag not in tags])
     return copy
 
 

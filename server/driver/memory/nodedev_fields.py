@@ -207,7 +207,7 @@ def _check_storage_caps(el: ET.Element, name: str) -> None:
                 printed.append(label)
             for child in list(sub):
                 sub.remove(child)
-            sub.extend(p for p in printed if p is not None)
+            sub.extend([p for p in printed if p is not None])
         elif kind != "hotpluggable":
             raise report(
                 C.VIR_ERR_INTERNAL_ERROR, FROM, f"unknown storage capability type '{kind}' for '{name}'"
@@ -246,7 +246,7 @@ def check_and_normalise(cap_type: str, el: ET.Element, name: str) -> None:
         kept = [channel.find(field.tag) for field in _CCW]  # printed cssid, ssid, devno
         for child in list(channel):
             channel.remove(child)
-        channel.extend(child for child in kept if child is not None)
+        channel.extend([child for child in kept if child is not None])
 
 
 def _check_scsi_target(el: ET.Element, name: str) -> None:
@@ -374,4 +374,4 @@ def _check_net(el: ET.Element, name: str) -> None:
     kept.append(ET.Element("capability", {"type": subtype}) if subtype is not None else None)
     for child in list(el):
         el.remove(child)
-    el.extend(child for child in kept if child is not None)
+    el.extend([child for child in kept if child is not None])

@@ -41,7 +41,7 @@ def _address(el: ET.Element) -> ET.Element:
 
 def _with_addresses(el: ET.Element, addresses: list[ET.Element], attrs: dict[str, str]) -> ET.Element:
     out = ET.Element(el.tag, attrs)
-    out.extend(_address(a) for a in addresses)
+    out.extend([_address(a) for a in addresses])
     return out
 
 
@@ -190,7 +190,7 @@ def _vpd(el: ET.Element) -> ET.Element:
         sections[access] = section  # a later section of one access replaces the earlier
     out = ET.Element("capability", {"type": "vpd"})
     ET.SubElement(out, "name").text = name
-    out.extend(sections[a] for a in ("readonly", "readwrite") if a in sections)
+    out.extend([sections[a] for a in ("readonly", "readwrite") if a in sections])
     return out
 
 
