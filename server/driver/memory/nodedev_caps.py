@@ -92,6 +92,8 @@ def printed_children(cap_type: str, el: ET.Element) -> list[ET.Element]:
         key = _key(child)
         if key not in order or (key in seen and key not in _REPEATED):
             continue
+        if not child.attrib and not len(child) and not (child.text or "") and child.tag != "pci-express":
+            continue  # a text field read as an empty string, which libvirt takes as absent
         seen.add(key)
         kept.append(child)
 

@@ -38,6 +38,22 @@ def strtoul(text: str, base: int, limit: int = _UINT_MAX) -> int | None:
     return value if value <= limit else None
 
 
+def strtol(text: str, base: int) -> int | None:
+    """virStrToLong_i: the whole string a number that fits a C int (a sign allowed)."""
+    body = text.lstrip(" \t\n\v\f\r")
+    negative = body.startswith("-")
+    value = strtoul(body[1:] if negative else body, base, 0x80000000)
+    if value is None:
+        return None
+    value = -value if negative else value
+    return value if value <= 0x7FFFFFFF else None
+
+
+def as_int32(value: int) -> int:
+    """An unsigned int printed with %d, as libvirt's formatter does."""
+    return value - (1 << 32) if value > 0x7FFFFFFF else value
+
+
 @dataclass(frozen=True, slots=True)
 class Field:
     """One scalar: where it is, how libvirt reads and prints it, and its two errors."""
@@ -51,14 +67,16 @@ class Field:
     code: int = C.VIR_ERR_INTERNAL_ERROR
     limit: int = _UINT_MAX
     out_of_range: int | None = None  # a larger value is refused with _OUT_OF_RANGE
+    signed: bool = True  # printed with %d (an unsigned value past INT_MAX prints negative)
 
 
-def _uints(what: str, *tags: tuple[str, str]) -> list[Field]:
+def _uints(what: str, *tags: tuple[str, str], unsigned: tuple[str, ...] = ()) -> list[Field]:
     return [
         Field(
             tag,
             f"no {what} {label} supplied for '{{name}}'",
             f"invalid {what} {label} supplied for '{{name}}'",
+            signed=tag not in unsigned,
         )
         for tag, label in tags
     ]
@@ -72,6 +90,7 @@ def _hex_id(what: str, tag: str) -> Field:
         base=16,
         printed="0x{:04x}",
         attr="id",
+        signed=False,
     )
 
 
@@ -83,6 +102,7 @@ def _ccw(tag: str, base: int, printed: str) -> Field:
         base=base,
         printed=printed,
         code=C.VIR_ERR_CONFIG_UNSUPPORTED,
+        signed=False,
     )
 
 
@@ -97,6 +117,7 @@ FIELDS: dict[str, list[Field]] = {
             ("bus", "bus ID"),
             ("slot", "slot ID"),
             ("function", "function ID"),
+            unsigned=("bus", "slot", "function"),  # printed %u; the domain %d
         ),
         _hex_id("PCI", "vendor"),
         _hex_id("PCI", "product"),
@@ -129,6 +150,7 @@ FIELDS: dict[str, list[Field]] = {
             printed="0x{:04x}",
             code=C.VIR_ERR_CONFIG_UNSUPPORTED,
             out_of_range=255,
+            signed=False,
         ),
     ],
 }
@@ -161,10 +183,11 @@ def _check_field(el: ET.Element, field: Field, name: str) -> None:
         raise report(field.code, FROM, field.invalid.format(name=name, value=text))
     if field.out_of_range is not None and value > field.out_of_range:
         raise report(field.code, FROM, f"{field.tag} value '{text}' is out of range for '{name}'")
+    printed = field.printed.format(as_int32(value) if field.signed else value)
     if field.attr is not None:
-        node.set(field.attr, field.printed.format(value))
+        node.set(field.attr, printed)
     else:
-        node.text = field.printed.format(value)
+        node.text = printed
 
 
 def _check_pci_class(el: ET.Element, name: str) -> None:
@@ -172,10 +195,13 @@ def _check_pci_class(el: ET.Element, name: str) -> None:
     text = "".join(node.itertext()) if node is not None else ""
     if node is None or text == "":
         return
-    value = strtoul(text, 16, 0x7FFFFFFF)  # virStrToLong_i, base 16
+    value = strtol(text, 16)
     if value is None or value > 0xFFFFFF:
         raise report(C.VIR_ERR_INTERNAL_ERROR, FROM, f"invalid PCI class supplied for '{name}'")
-    node.text = f"0x{value:06x}"
+    if value < 0:
+        el.remove(node)  # a negative class means none, and is not printed
+    else:
+        node.text = f"0x{value:06x}"
 
 
 def _storage_number(parent: ET.Element, tag: str, what: str, name: str) -> None:
@@ -208,7 +234,10 @@ def _check_storage_caps(el: ET.Element, name: str) -> None:
             for child in list(sub):
                 sub.remove(child)
             sub.extend([p for p in printed if p is not None])
-        elif kind != "hotpluggable":
+        elif kind == "hotpluggable":
+            sub.clear()  # a flag: printed empty
+            sub.set("type", kind)
+        else:
             raise report(
                 C.VIR_ERR_INTERNAL_ERROR, FROM, f"unknown storage capability type '{kind}' for '{name}'"
             )
@@ -239,6 +268,8 @@ def check_and_normalise(cap_type: str, el: ET.Element, name: str) -> None:
         _check_net(el, name)
     if cap_type == "scsi_target":
         _check_scsi_target(el, name)
+    if cap_type == "css":
+        require_capability_types(el)  # the nested capabilities come before the channel address
     channel = el.find("channel_dev_addr") if cap_type == "css" else None
     if channel is not None:
         for field in _CCW:
@@ -247,6 +278,12 @@ def check_and_normalise(cap_type: str, el: ET.Element, name: str) -> None:
         for child in list(channel):
             channel.remove(child)
         channel.extend([child for child in kept if child is not None])
+
+
+def require_capability_types(el: ET.Element) -> None:
+    """Every nested <capability> of a PCI, CSS or AP matrix device needs its type."""
+    if any(sub.get("type") is None for sub in el.findall("capability")):
+        raise report(C.VIR_ERR_XML_ERROR, FROM, "Missing capability type")
 
 
 def _check_scsi_target(el: ET.Element, name: str) -> None:
@@ -289,7 +326,9 @@ def _check_mdev(el: ET.Element, name: str) -> None:
         uuid_el.text = canonical
     group = el.find("iommuGroup")
     number = group.get("number", "") if group is not None else ""
-    if group is not None and number:
+    if group is not None and not number:
+        group.set("number", "0")
+    elif group is not None:
         value = strtoul(number, 10)
         if value is None:
             raise report(C.VIR_ERR_INTERNAL_ERROR, FROM, f"invalid iommuGroup number attribute for '{name}'")
@@ -353,8 +392,10 @@ def _check_net(el: ET.Element, name: str) -> None:
         if feature_name not in NET_FEATURES:
             raise report(C.VIR_ERR_XML_ERROR, FROM, f"unknown network device feature '{feature_name}'")
         features.add(feature_name)
-    sub = el.find("capability")
-    subtype = sub.get("type") if sub is not None else None
+    # string(./capability/@type): the first sub-capability that has a type; empty means none.
+    subtype = (
+        next((t for sub in el.findall("capability") if (t := sub.get("type")) is not None), None) or None
+    )
     if subtype is not None and subtype not in ("80203", "80211"):
         raise report(C.VIR_ERR_CONFIG_UNSUPPORTED, FROM, f"invalid network type supplied for '{name}'")
     link = el.find("link")

@@ -16,7 +16,7 @@ import xml.etree.ElementTree as ET
 from virtwire.protocol.generated import constants as C
 
 from ...errors import report
-from .nodedev_fields import prop_uint, strtoul
+from .nodedev_fields import as_int32, prop_uint, require_capability_types, strtol, strtoul
 
 FROM = C.VIR_FROM_NODEDEV
 _HEADER_TYPES = ("pci-bridge", "cardbus-bridge")  # virPCIHeader's printed values
@@ -69,7 +69,7 @@ def _iommu_group(el: ET.Element) -> ET.Element | None:
     members = [_address(a) for a in el.findall("address")]
     if not members:
         return None  # printed only with members
-    out = ET.Element("iommuGroup", {"number": str(number)})
+    out = ET.Element("iommuGroup", {"number": str(as_int32(number or 0))})  # printed with %d
     out.extend(members)
     return out
 
@@ -95,7 +95,7 @@ def _pci_express(el: ET.Element) -> ET.Element:
             attrs["port"] = str(port)
         if speed:
             attrs["speed"] = speed
-        attrs["width"] = str(width)
+        attrs["width"] = str(as_int32(width or 0))  # printed with %d
         ET.SubElement(out, "link", attrs)
     return out
 
@@ -105,14 +105,13 @@ def _prop_int(node: ET.Element, attr: str) -> int | None:
     text = node.get(attr)
     if text is None:
         return None
-    body = text.lstrip(" \t\n\v\f\r")
-    digits = body[1:] if body[:1] in "+-" else body
-    if not digits or any(c not in "0123456789" for c in digits) or abs(int(body)) > 0x7FFFFFFF:
+    value = strtol(text, 10)
+    if value is None:
         detail = (
             f"Invalid value for attribute '{attr}' in element '{node.tag}': '{text}'. Expected integer value"
         )
         raise report(C.VIR_ERR_XML_ERROR, C.VIR_FROM_XML, detail)
-    return int(body)
+    return value
 
 
 def mdev_types(el: ET.Element) -> ET.Element | None:
@@ -154,8 +153,8 @@ def _custom_fields(fields: ET.Element, tag: str) -> list[ET.Element]:
     by_index: dict[str, str] = {}
     for field in fields.findall(f"{tag}[@index]"):
         index = field.get("index", "")
-        if len(index) != 1 or not field.text:
-            continue  # libvirt reports it and goes on
+        if len(index) != 1 or not field.text or not ("A" <= index <= "Z" or "0" <= index <= "9"):
+            continue  # libvirt reports or logs it and goes on
         by_index[index] = field.text
     out = []
     for index, value in by_index.items():
@@ -180,13 +179,16 @@ def _vpd(el: ET.Element) -> ET.Element:
         else:
             raise report(C.VIR_ERR_XML_ERROR, FROM, f"Unsupported VPD field access type specified {access}")
         section = ET.Element("fields", {"access": access})
+        values = {tag: fields.findtext(tag) for tag in tags}
+        system = _custom_fields(fields, "system_field") if access == "readwrite" else []
+        for field in [f for f in system if f.get("index") == "A"]:
+            values["asset_tag"] = field.text  # keyword YA is the asset tag
+            system.remove(field)
         for tag in tags:
-            value = fields.findtext(tag)
-            if value:
-                ET.SubElement(section, tag).text = value
+            if values[tag]:
+                ET.SubElement(section, tag).text = values[tag]
         section.extend(_custom_fields(fields, "vendor_field"))
-        if access == "readwrite":
-            section.extend(_custom_fields(fields, "system_field"))
+        section.extend(system)
         sections[access] = section  # a later section of one access replaces the earlier
     out = ET.Element("capability", {"type": "vpd"})
     ET.SubElement(out, "name").text = name
@@ -199,17 +201,16 @@ def _numa(el: ET.Element, name: str) -> ET.Element | None:
     text = el.get("node", "")
     if text == "":
         return None
-    body = text.lstrip(" \t\n\v\f\r")
-    digits = body[1:] if body[:1] in "+-" else body
-    if not digits or any(c not in "0123456789" for c in digits) or abs(int(body)) > 0x7FFFFFFF:
+    value = strtol(text, 10)
+    if value is None:
         raise report(C.VIR_ERR_INTERNAL_ERROR, FROM, f"invalid NUMA node ID supplied for '{name}'")
-    value = int(body)
     return ET.Element("numa", {"node": str(value)}) if value >= 0 else None
 
 
 def normalise_pci(el: ET.Element, name: str) -> None:
     """Rewrite the nested parts of a PCI capability in place."""
     header_seen = False
+    require_capability_types(el)
     for child in list(el):
         kind = child.get("type") if child.tag == "capability" else None
         replacement: ET.Element | None = child
@@ -222,7 +223,7 @@ def normalise_pci(el: ET.Element, name: str) -> None:
         elif kind == "vpd":
             replacement = _vpd(child)
         elif kind in _HEADER_TYPES:
-            replacement = None if header_seen else child
+            replacement = None if header_seen else ET.Element("capability", {"type": kind})
             header_seen = True
         elif child.tag == "iommuGroup":
             replacement = _iommu_group(child)
@@ -242,6 +243,7 @@ def normalise_nested(cap_type: str, el: ET.Element, name: str) -> None:
     if cap_type == "pci":
         normalise_pci(el, name)
     elif cap_type in ("css", "ap_matrix"):
+        require_capability_types(el)
         for child in el.findall("capability[@type='mdev_types']"):
             index = list(el).index(child)
             el.remove(child)

@@ -18,7 +18,7 @@ from virtwire.protocol.generated import constants as C
 
 from ...errors import report
 from .nodedev_caps import UNPARSED_TYPES, body_lines, nested_types
-from .nodedev_fields import check_and_normalise
+from .nodedev_fields import as_int32, check_and_normalise, strtol, strtoul
 from .nodedev_pci import normalise_nested
 from .objxml import escape_text, parse_document, xpath_string
 
@@ -316,15 +316,16 @@ def _system_cap(el: ET.Element, name: str) -> NodeCap:
 
 
 def _host_number(el: ET.Element, path: str, name: str, missing: str | None, invalid: str) -> int | None:
+    """The host number (virXPathUInt, printed %d) or, with no missing message, unique_id (an int)."""
     text = xpath_string(el, path)
     if text is None:
         if missing is None:
             return None
         raise report(C.VIR_ERR_INTERNAL_ERROR, FROM, missing.format(name))
-    try:
-        return int(text.strip(), 10)
-    except ValueError:
-        raise report(C.VIR_ERR_INTERNAL_ERROR, FROM, invalid.format(name)) from None
+    value = strtol(text, 10) if missing is None else strtoul(text, 10)
+    if value is None:
+        raise report(C.VIR_ERR_INTERNAL_ERROR, FROM, invalid.format(name))
+    return as_int32(value)
 
 
 def parse_node_device_xml(xml: str) -> NodeDevice:
@@ -354,10 +355,10 @@ def parse_node_device_xml(xml: str) -> NodeDevice:
                 "no SCSI host ID supplied for '{}'",
                 "invalid SCSI host ID supplied for '{}'",
             )
+            unique = _host_number(cap_el, "unique_id", name, None, "invalid unique_id supplied for '{}'")
             cap = _parse_cap(cap_el, name)
             assert cap.scsi_host is not None
             cap.scsi_host.host = host if host is not None else 0
-            unique = _host_number(cap_el, "unique_id", name, None, "invalid unique_id supplied for '{}'")
             cap.scsi_host.unique_id = unique if unique is not None else -1
             device.caps.append(cap)
         else:
