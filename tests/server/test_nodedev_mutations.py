@@ -18,6 +18,7 @@ from types import ModuleType
 from virtwire.protocol.errors import libvirtError
 from virtwire.server.driver.memory import nodexml
 from virtwire.server.driver.memory.driver import MemoryDriver
+from virtwire.server.driver.memory.nodedevs import parse_create_xml
 
 NODE_FILE = Path(__file__).with_name("data") / "node" / "nodedev-all-caps.xml"
 VALUES = [
@@ -90,3 +91,37 @@ def test_mutated_devices_parse_and_print_as_libvirt_does(tmp_path: Path, real_li
         assert _ours(path) == theirs, mutated
         outcomes.add(theirs[0])
     assert outcomes == {"ok", "error"}  # the cases reach both sides of the parser
+
+
+def _their_create(lv: ModuleType, xml: str) -> tuple[str, str]:
+    conn = lv.open("test:///default")
+    try:
+        return "ok", str(conn.nodeDeviceCreateXML(xml).name())
+    except lv.libvirtError as exc:
+        return "error", str(exc.get_error_message())
+    finally:
+        conn.close()
+
+
+def _our_create_checks(xml: str) -> tuple[str, str]:
+    """What the create path checks before it looks for the parent: the XML, then the WWNs."""
+    try:
+        parse_create_xml(xml).fc_wwns()
+    except libvirtError as exc:
+        return "error", str(exc)
+    return "ok", ""
+
+
+def test_mutated_devices_are_refused_for_creation_as_libvirt_refuses_them(real_libvirt: ModuleType) -> None:
+    real_libvirt.registerErrorHandler(lambda *_: None, None)
+    devices = nodexml.load(NODE_FILE).devices
+    rnd = random.Random(9)
+    for _ in range(CASES):
+        xml = _mutate(rnd.choice(devices), rnd)
+        theirs = _their_create(real_libvirt, xml)
+        ours = _our_create_checks(xml)
+        if ours[0] == "ok":
+            # Past the XML and WWN checks only the parent lookup can refuse it (tested elsewhere).
+            assert theirs[0] == "ok" or "parent" in theirs[1] or "vport" in theirs[1], (xml, theirs)
+        else:
+            assert ours == theirs, xml

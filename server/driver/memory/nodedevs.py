@@ -248,6 +248,8 @@ def _parse_cap(el: ET.Element, name: str = "new device") -> NodeCap:
             FROM,
             f"unknown capability type '{CAP_TYPES.index(cap_type)}' for '{name}'",
         )
+    if cap_type == "system":
+        return _system_cap(el, name)
     if cap_type != "scsi_host":
         # Creating anything but a vHBA fails later on its WWNs (the test driver's only kind).
         nested = nested_types(cap_type, el)  # flagged even when printed empty
