@@ -226,8 +226,9 @@ def _check_storage_caps(el: ET.Element, name: str) -> None:
             removable = True
             _storage_number(sub, "media_size", "removable media size", name)
             available = any("".join(m.itertext()) == "1" for m in sub.findall("media_available"))
-            printed = [ET.Element("media_available"), sub.find("media_size")]
-            printed[0].text = "1" if available else "0"
+            media_available = ET.Element("media_available")
+            media_available.text = "1" if available else "0"
+            printed = [media_available, sub.find("media_size")]
             label = sub.find("media_label")
             if label is not None and "".join(label.itertext()):
                 printed.append(label)
