@@ -333,7 +333,8 @@ def _host_number(el: ET.Element, path: str, name: str, missing: str | None, inva
 def parse_node_device_xml(xml: str) -> NodeDevice:
     """virNodeDeviceDefParse(EXISTING_DEVICE), as the test driver reads a node file's <device>.
 
-    system and scsi_host are modelled; the other types are kept as libvirt prints them.
+    system and scsi_host are modelled; the other types are checked (nodedev_fields,
+    nodedev_pci) and kept as libvirt prints them (nodedev_caps).
     """
     root = parse_document(xml, "(node_device_definition)", "device", FROM)
     name = xpath_string(root, "name")
