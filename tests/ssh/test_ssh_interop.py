@@ -220,7 +220,13 @@ def test_dead_ssh_fails_calls_without_hanging(
         with pytest.raises(module.libvirtError):
             conn.getHostname()
         conn.close()
-    assert errors[0] == errors[1] == (vlibvirt.VIR_ERR_SYSTEM_ERROR, vlibvirt.VIR_FROM_RPC)
+    # libvirt's two answers, by when its reader saw the socket close: during the call
+    # ("Cannot recv data: ...") or already before it ("internal error: client socket is closed")
+    either = {
+        (vlibvirt.VIR_ERR_SYSTEM_ERROR, vlibvirt.VIR_FROM_RPC),
+        (vlibvirt.VIR_ERR_INTERNAL_ERROR, vlibvirt.VIR_FROM_RPC),
+    }
+    assert set(errors) <= either, errors
 
 
 def test_ext_runs_its_command(ssh_daemon: VirtwireServer, real_libvirt: ModuleType, tmp_path: Path) -> None:
