@@ -46,6 +46,14 @@ WORKER = textwrap.dedent(
     import libvirt
     libvirt.registerErrorHandler(lambda *a: None, None)
     uri, test, duration, threads = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
+    # Redefined over and over (same name and UUID): one schema check per call with the flag.
+    DOMAIN_XML = (
+        "<domain type='test'><name>bench-define</name>"
+        "<uuid>6a3c1f5e-2b7d-4c1a-9e8f-0d2b4a6c8e10</uuid><memory>1048576</memory>"
+        "<vcpu>2</vcpu><os><type>hvm</type></os><devices>"
+        "<disk type='file' device='disk'><source file='/guest/bench.img'/><target dev='vda'/></disk>"
+        "<interface type='network'><source network='default'/></interface></devices></domain>"
+    )
 
     def run(conn, stop_at, lat):
         dom = conn.lookupByName("test")
@@ -64,6 +72,10 @@ WORKER = textwrap.dedent(
                 conn.getAllDomainStats(0, 0)
             elif test == "open_close":
                 libvirt.open(uri).close()
+            elif test == "define":
+                conn.defineXMLFlags(DOMAIN_XML, 0)
+            elif test == "define_validate":
+                conn.defineXMLFlags(DOMAIN_XML, libvirt.VIR_DOMAIN_DEFINE_VALIDATE)
             lat.append(time.perf_counter() - t0)
             n += 1
 
@@ -99,6 +111,8 @@ WORKLOADS = [
     ("dom.info(), 32 conns", "info", 32),
     ("listAllDomains", "listall", 1),
     ("getAllDomainStats", "allstats", 1),
+    ("defineXMLFlags", "define", 1),
+    ("defineXMLFlags VALIDATE", "define_validate", 1),
 ]
 
 

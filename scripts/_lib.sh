@@ -7,6 +7,7 @@
 #   ensure_debs PKG...         apt-get install what dpkg lacks (update first, once)
 #   find_python [DEB...]       set PYTHON to a python >= 3.11 (installs Debian's if none)
 #   ensure_venv SPEC...        create .venv if needed and pip install SPECs when they changed
+#   ensure_lxml_system_libxml2 rebuild the venv's lxml against Debian's libxml2 (libvirt's own)
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 VENV="$ROOT/.venv"
@@ -102,4 +103,22 @@ ensure_venv() {
     # libvirt-python, so repeated runs need no downloads for the build.
     (cd "$ROOT" && "${pip[@]}" install --no-build-isolation "$@") || die "pip install $* failed"
     echo "$want" > "$stamp"
+}
+
+# ensure_lxml_system_libxml2: the venv's lxml linked against the system's libxml2.
+# lxml's wheels bundle a newer libxml2, whose RelaxNG explanations differ from
+# those of the libxml2 libvirt links (Debian 12: 2.9.14) for some documents; the
+# VALIDATE flags' error text matches libvirt's exactly only with the same library.
+# Needs libxml2-dev and libxslt1-dev; pip keeps the built wheel in its cache.
+ensure_lxml_system_libxml2() {
+    local want have
+    want="$(pkg-config --modversion libxml-2.0)" || die "pkg-config finds no libxml-2.0 (apt-get install libxml2-dev)"
+    have="$("$VENV/bin/python" -c 'import lxml.etree as e; print(".".join(map(str, e.LIBXML_VERSION)))' 2>/dev/null || true)"
+    if [ "$have" = "$want" ]; then
+        return 0
+    fi
+    say "building lxml against the system libxml2 $want (the venv's has ${have:-none})"
+    "$VENV/bin/python" -m pip --disable-pip-version-check -q install --no-build-isolation \
+        --force-reinstall --no-deps --no-binary lxml "lxml==$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("lxml"))')" \
+        || die "building lxml against the system libxml2 failed"
 }

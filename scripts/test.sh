@@ -8,7 +8,8 @@
 #    (libvirt-dev pkg-config gcc libc6-dev), OpenSSH (server and client)
 #    with netcat-openbsd for the ssh transport tests, sasl2-bin with
 #    libsasl2-modules for the SASL tests, and systemd (systemd-socket-activate,
-#    systemd-analyze for the unit files), only what is missing.
+#    systemd-analyze for the unit files), and libxml2-dev with libxslt1-dev (lxml is
+#    rebuilt against libvirt's libxml2, for libvirt's exact schema errors), only what is missing.
 # 2. Creates .venv in the repository and installs virtwire editable with its
 #    test and dev extras, plus libvirt-python==9.0.0 (matches the installed libvirt.so).
 #    Keeps libvirt-python 9.0.0's source distribution in .venv/src (its tests/ and
@@ -25,9 +26,11 @@ set -euo pipefail
 say "repository: $ROOT"
 ensure_debs libvirt-daemon libvirt-clients python3-libvirt openssl libvirt-dev pkg-config gcc libc6-dev \
     sasl2-bin libsasl2-modules \
-    golang-go golang-github-digitalocean-go-libvirt-dev openssh-server openssh-client netcat-openbsd systemd
+    golang-go golang-github-digitalocean-go-libvirt-dev openssh-server openssh-client netcat-openbsd systemd \
+    libxml2-dev libxslt1-dev
 find_python python3-dev
 ensure_venv -e ".[test,dev]" "libvirt-python==9.0.0"
+ensure_lxml_system_libxml2
 # libvirt-python's own tests/ and libvirtaio.py run against our client and server
 # (never copied into the repository): keep its source distribution beside the venv.
 LIBVIRT_PYTHON_SRC="$VENV/src/libvirt-python-9.0.0"

@@ -42,6 +42,10 @@ PACKAGE_DATA = (
     "virtwire/server/data/systemd/virtwire-admin.socket",
     "virtwire/server/data/systemd/virtwire-tcp.socket",
     "virtwire/server/data/systemd/virtwire-tls.socket",
+    # libvirt's schemas, behind the VALIDATE flags (server/xmlschema.py).
+    "virtwire/server/data/schemas/domain.rng",
+    "virtwire/server/data/schemas/domaincommon.rng",
+    "virtwire/server/data/schemas/README.md",
     "virtwire/protocol/generated/remote.py",
 )
 
@@ -115,7 +119,13 @@ def test_wheel_and_sdist_carry_generated_code_and_package_data(packaging_run: tu
     with tarfile.open(next(dist.glob("virtwire-*.tar.gz"))) as sdist:
         in_sdist = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
     # The sources the generated codec comes from travel with it.
-    for name in ("pyproject.toml", "README.md", "server/data/systemd/virtwire.service", "spec/remote.x"):
+    for name in (
+        "pyproject.toml",
+        "README.md",
+        "server/data/systemd/virtwire.service",
+        "server/data/schemas/domain.rng",
+        "spec/remote.x",
+    ):
         assert name in in_sdist, (name, sorted(in_sdist))
 
 

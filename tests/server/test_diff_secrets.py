@@ -76,6 +76,14 @@ BAD_DEFINITIONS = [
     f"<secret ephemeral='no' private='no'><uuid>{ISCSI_UUID}</uuid>"
     "<usage type='iscsi'><target>iqn.2013-07.com.example:storage</target></usage></secret>",
 ]
+# Refused by secret.rng, so only with VIR_SECRET_DEFINE_VALIDATE.
+SCHEMA_INVALID = [
+    "<secret private='perhaps'><usage type='ceph'><name>v</name></usage></secret>",
+    "<secret><usage type='ceph'/></secret>",
+    "<secret><uuid>not-a-uuid</uuid></secret>",
+    "<secret><usage type='volume'><volume>/v</volume></usage>"
+    "<usage type='tls'><name>t</name></usage></secret>",
+]
 
 
 # --- the scenario (runs in a subprocess against one URI) --------------------------------------
@@ -110,6 +118,9 @@ def _scenario(libvirt: ModuleType, conn: Any, events: list[Any], full: bool) -> 
         step(f"bad-{index}", lambda xml: conn.secretDefineXML(xml), xml)
     step("bad-flags-define", lambda: conn.secretDefineXML(CEPH_XML, 1 << 4))
     step("validate-unknown-element", lambda: conn.secretDefineXML("<secret><bogus/></secret>", 1))
+    # secret.rng through libxml2's validator: a bad attribute value, a missing id, bad UUID text.
+    for index, xml in enumerate(SCHEMA_INVALID):
+        step(f"validate-{index}", lambda xml: conn.secretDefineXML(xml, 1), xml)
     step(
         "unknown-element-unvalidated",
         lambda: conn.secretDefineXML(

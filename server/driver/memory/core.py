@@ -156,14 +156,21 @@ class MemoryCore(Driver):
     # --- definitions -------------------------------------------------------------------
 
     def define_domain(
-        self, xml: str, *, persistent: bool, emit: bool = True, save: bool = True, live: bool = False
+        self,
+        xml: str,
+        *,
+        persistent: bool,
+        emit: bool = True,
+        save: bool = True,
+        live: bool = False,
+        validate: bool = False,
     ) -> Domain:
         """Define (or redefine) a domain from XML; libvirt's name/UUID clash rules.
 
         ``live`` is createXML's variant: an existing active domain is an error
-        instead of getting a new pending definition.
+        instead of getting a new pending definition.  ``validate``: against domain.rng.
         """
-        parsed = parse_domain_xml(xml)
+        parsed = parse_domain_xml(xml, validate=validate)
         existing = self._by_name.get(parsed.name)
         if existing is not None and (parsed.uuid is None or parsed.uuid != existing.uuid):
             raise report(

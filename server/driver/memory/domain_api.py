@@ -67,14 +67,19 @@ class DomainAPI(MemoryCore):
     ) -> R.remote_domain_define_xml_flags_ret:
         check_flags(args.flags, _DEFINE_FLAGS, "testDomainDefineXMLFlags")
         return R.remote_domain_define_xml_flags_ret(
-            dom=dom_ref(self.define_domain(args.xml, persistent=True))
+            dom=dom_ref(
+                self.define_domain(
+                    args.xml, persistent=True, validate=bool(args.flags & C.VIR_DOMAIN_DEFINE_VALIDATE)
+                )
+            )
         )
 
     async def domain_create_xml(
         self, args: R.remote_domain_create_xml_args, ctx: ConnectionContext
     ) -> R.remote_domain_create_xml_ret:
         check_flags(args.flags, _CREATE_FLAGS, "testDomainCreateXML")
-        dom = self.define_domain(args.xml_desc, persistent=False, emit=False, live=True)
+        validate = bool(args.flags & C.VIR_DOMAIN_START_VALIDATE)
+        dom = self.define_domain(args.xml_desc, persistent=False, emit=False, live=True, validate=validate)
         self.start_domain(dom)
         return R.remote_domain_create_xml_ret(dom=dom_ref(dom))
 

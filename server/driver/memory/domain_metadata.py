@@ -234,6 +234,7 @@ class MetadataAPI(MemoryCore):
         self, args: R.remote_domain_create_xml_with_files_args, ctx: ConnectionContext
     ) -> R.remote_domain_create_xml_with_files_ret:
         check_flags(args.flags, C.VIR_DOMAIN_START_VALIDATE, "testDomainCreateXML")
-        dom = self.define_domain(args.xml_desc, persistent=False, emit=False, live=True)
+        validate = bool(args.flags & C.VIR_DOMAIN_START_VALIDATE)
+        dom = self.define_domain(args.xml_desc, persistent=False, emit=False, live=True, validate=validate)
         self.start_domain(dom)
         return R.remote_domain_create_xml_with_files_ret(dom=dom_ref(dom))

@@ -19,6 +19,7 @@ from typing import Any, cast
 from virtwire.protocol.generated import constants as C
 
 from ...errors import report, xml_detail
+from ...xmlschema import validate_against_schema
 from .devnorm import normalise_devices
 
 # Byte multipliers of libvirt's virScaleInteger suffixes (first letter, case-insensitive).
@@ -165,12 +166,17 @@ def _parse_tree(xml: str) -> ET.Element:
         raise xml_detail(detail) from None
 
 
-def parse_domain_xml(xml: str) -> ParsedDomain:
-    """Validate a domain definition and normalise its tree; raise libvirt's errors."""
+def parse_domain_xml(xml: str, *, validate: bool = False) -> ParsedDomain:
+    """Validate a domain definition and normalise its tree; raise libvirt's errors.
+
+    ``validate``: check it against domain.rng first (VIR_DOMAIN_DEF_PARSE_VALIDATE_SCHEMA).
+    """
     root = _parse_tree(xml)
     if root.tag != "domain":
         detail = f"expecting root element of 'domain', not '{root.tag}'"
         raise report(C.VIR_ERR_XML_ERROR, C.VIR_FROM_XML, detail)
+    if validate:
+        validate_against_schema(xml, "domain.rng")
     # libvirt looks for the name before the type.
     name = (root.findtext("name") or "").strip()
     if not name:

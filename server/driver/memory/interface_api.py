@@ -200,7 +200,7 @@ class InterfaceAPI(MemoryCore):
         self, args: R.remote_interface_define_xml_args, ctx: ConnectionContext
     ) -> R.remote_interface_define_xml_ret:
         check_flags(args.flags, C.VIR_INTERFACE_DEFINE_VALIDATE, "testInterfaceDefineXML")
-        defn = parse_interface_xml(args.xml)
+        defn = parse_interface_xml(args.xml, validate=bool(args.flags & C.VIR_INTERFACE_DEFINE_VALIDATE))
         iface = self.interfaces.get(defn.name)
         if iface is None:
             iface = self.interfaces[defn.name] = HostInterface(defn)

@@ -16,6 +16,7 @@ from virtwire.protocol.errors import libvirtError
 from virtwire.protocol.generated import constants as C
 
 from ...errors import report
+from ...xmlschema import validate_against_schema
 from .network_xmlio import element, format_tree, parse_document
 
 FROM = C.VIR_FROM_INTERFACE
@@ -93,9 +94,14 @@ class InterfaceDef:
         return format_tree(self.tree, _always_open, _raw_attr)
 
 
-def parse_interface_xml(xml: str) -> InterfaceDef:
-    """Validate an ``<interface>`` document; the normalised definition or libvirt's error."""
+def parse_interface_xml(xml: str, *, validate: bool = False) -> InterfaceDef:
+    """Validate an ``<interface>`` document; the normalised definition or libvirt's error.
+
+    ``validate``: check it against interface.rng first (VIR_INTERFACE_DEFINE_VALIDATE).
+    """
     src = parse_document(xml, "(interface_definition)", "interface", FROM)
+    if validate:
+        validate_against_schema(xml, "interface.rng")
     tree = parse_interface_element(src, _TOP)
     mac_el = tree.find("mac")
     return InterfaceDef(tree.get("name", ""), mac_el.get("address") if mac_el is not None else None, tree)

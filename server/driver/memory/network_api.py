@@ -251,8 +251,8 @@ class NetworkAPI(MemoryCore):
 
     # --- definitions and life cycle ---------------------------------------------------------
 
-    def _create_network(self, xml: str) -> R.remote_nonnull_network:
-        net = self.networks.assign(parse_network_xml(xml), live=True, check_live=True)
+    def _create_network(self, xml: str, *, validate: bool = False) -> R.remote_nonnull_network:
+        net = self.networks.assign(parse_network_xml(xml, validate=validate), live=True, check_live=True)
         net.active = True
         self._emit_network(net, C.VIR_NETWORK_EVENT_STARTED)
         return net.ref()
@@ -266,10 +266,11 @@ class NetworkAPI(MemoryCore):
         self, args: R.remote_network_create_xml_flags_args, ctx: ConnectionContext
     ) -> R.remote_network_create_xml_flags_ret:
         check_flags(args.flags, C.VIR_NETWORK_CREATE_VALIDATE, "testNetworkCreateXMLFlags")
-        return R.remote_network_create_xml_flags_ret(net=self._create_network(args.xml))
+        validate = bool(args.flags & C.VIR_NETWORK_CREATE_VALIDATE)
+        return R.remote_network_create_xml_flags_ret(net=self._create_network(args.xml, validate=validate))
 
-    def _define_network(self, xml: str) -> R.remote_nonnull_network:
-        net = self.networks.assign(parse_network_xml(xml), live=False, check_live=False)
+    def _define_network(self, xml: str, *, validate: bool = False) -> R.remote_nonnull_network:
+        net = self.networks.assign(parse_network_xml(xml, validate=validate), live=False, check_live=False)
         self._save_network(net)
         self._emit_network(net, C.VIR_NETWORK_EVENT_DEFINED)
         return net.ref()
@@ -283,7 +284,8 @@ class NetworkAPI(MemoryCore):
         self, args: R.remote_network_define_xml_flags_args, ctx: ConnectionContext
     ) -> R.remote_network_define_xml_flags_ret:
         check_flags(args.flags, C.VIR_NETWORK_DEFINE_VALIDATE, "testNetworkDefineXMLFlags")
-        return R.remote_network_define_xml_flags_ret(net=self._define_network(args.xml))
+        validate = bool(args.flags & C.VIR_NETWORK_DEFINE_VALIDATE)
+        return R.remote_network_define_xml_flags_ret(net=self._define_network(args.xml, validate=validate))
 
     async def network_undefine(self, args: R.remote_network_undefine_args, ctx: ConnectionContext) -> None:
         net = self._network_by_name(args.net.name)

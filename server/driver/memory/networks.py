@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from virtwire.protocol.generated import constants as C
 
 from ...errors import report
+from ...xmlschema import validate_against_schema
 from .network_dns import parse_dns
 from .network_errors import FROM, internal, tristate, unsupported, xml_error
 from .network_ip import check_route_gateways, parse_ip, parse_route
@@ -92,9 +93,14 @@ class NetworkDef:
         return NetworkDef(self.name, self.uuid, copy_tree(self.tree), self.uuid_given)
 
 
-def parse_network_xml(xml: str) -> NetworkDef:
-    """Validate a ``<network>`` document; the normalised definition or libvirt's error."""
+def parse_network_xml(xml: str, *, validate: bool = False) -> NetworkDef:
+    """Validate a ``<network>`` document; the normalised definition or libvirt's error.
+
+    ``validate``: check it against network.rng first (the VALIDATE flags).
+    """
     src = parse_document(xml, "(network_definition)", "network", FROM)
+    if validate:
+        validate_against_schema(xml, "network.rng")
     return parse_network_element(src)
 
 

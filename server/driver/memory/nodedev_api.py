@@ -153,7 +153,9 @@ class NodeDeviceAPI(MemoryCore):
         self, args: R.remote_node_device_create_xml_args, ctx: ConnectionContext
     ) -> R.remote_node_device_create_xml_ret:
         check_flags(args.flags, C.VIR_NODE_DEVICE_CREATE_XML_VALIDATE, "testNodeDeviceCreateXML")
-        wanted = parse_create_xml(args.xml_desc)
+        wanted = parse_create_xml(
+            args.xml_desc, validate=bool(args.flags & C.VIR_NODE_DEVICE_CREATE_XML_VALIDATE)
+        )
         wwnn, wwpn = wanted.fc_wwns()
         self._check_parent_host(wanted)
         template = self._devices().get(_VHBA_TEMPLATE)

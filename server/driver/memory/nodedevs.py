@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from virtwire.protocol.generated import constants as C
 
 from ...errors import report
+from ...xmlschema import validate_against_schema
 from .nodedev_caps import UNPARSED_TYPES, body_lines, nested_types
 from .nodedev_fields import as_int32, check_and_normalise, strtol, strtoul
 from .nodedev_pci import normalise_nested
@@ -216,9 +217,14 @@ def _parse_parent(root: ET.Element, device: NodeDevice) -> None:
         )
 
 
-def parse_create_xml(xml: str) -> NodeDevice:
-    """virNodeDeviceDefParse(CREATE_DEVICE) for what the test driver can create (SCSI hosts)."""
+def parse_create_xml(xml: str, *, validate: bool = False) -> NodeDevice:
+    """virNodeDeviceDefParse(CREATE_DEVICE) for what the test driver can create (SCSI hosts).
+
+    ``validate``: check it against nodedev.rng first (VIR_NODE_DEVICE_CREATE_XML_VALIDATE).
+    """
     root = parse_document(xml, "(node_device_definition)", "device", FROM)
+    if validate:
+        validate_against_schema(xml, "nodedev.rng")
     device = NodeDevice("new device", None)
     _parse_paths(root, device)
     _parse_parent(root, device)

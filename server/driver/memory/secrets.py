@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from virtwire.protocol.generated import constants as C
 
 from ...errors import report
+from ...xmlschema import validate_against_schema
 from .objxml import escape_text, parse_document, parse_uuid_text, xpath_string
 
 FROM = C.VIR_FROM_SECRET
@@ -86,28 +87,11 @@ def _parse_yes_no(root: ET.Element, attr: str) -> bool:
     return text == "yes"
 
 
-_SCHEMA = "/usr/share/libvirt/schemas/secret.rng"
-
-
-def _validate(root: ET.Element) -> None:
-    """What secret.rng refuses that a client is likely to send: unknown elements.
-
-    libvirt answers with libxml2's explanation after its own first line; we give
-    the explanation libxml2 gives for an element the schema does not know.
-    """
-    for child in root:
-        if child.tag not in ("uuid", "description", "usage"):
-            detail = (
-                f"Unable to validate doc against {_SCHEMA}\nElement secret has extra content: {child.tag}\n"
-            )
-            raise report(C.VIR_ERR_XML_INVALID_SCHEMA, C.VIR_FROM_XML, detail)
-
-
 def parse_secret_xml(xml: str, *, validate: bool = False) -> SecretDef:
     """virSecretDefParse: the checks in libvirt's order, a fresh UUID when none is given."""
     root = parse_document(xml, "(definition_of_secret)", "secret", FROM)
     if validate:
-        _validate(root)
+        validate_against_schema(xml, "secret.rng")
     ephemeral = _parse_yes_no(root, "ephemeral")
     private = _parse_yes_no(root, "private")
     uuid_text = xpath_string(root, "uuid")

@@ -324,7 +324,8 @@ class SnapshotAPI(DomainMoments):
             )
         if not dom.persistent and flags & C.VIR_DOMAIN_SNAPSHOT_CREATE_HALT:
             raise operation_invalid("cannot halt after transient domain snapshot", FROM)
-        definition = parse_snapshot(args.xml_desc, redefine=redefine)
+        validate = bool(flags & C.VIR_DOMAIN_SNAPSHOT_CREATE_VALIDATE)
+        definition = parse_snapshot(args.xml_desc, redefine=redefine, validate=validate)
         tree = self._snapshots(dom)
         if redefine:
             snap = self._redefine(dom, tree, definition)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from virtwire.protocol.generated import constants as C
 
 from ...errors import report
+from ...xmlschema import validate_against_schema
 from .domxml import format_domain_xml, normalise, parse_domain_xml
 from .objxml import escape_text, parse_document, xpath_string
 
@@ -159,9 +160,14 @@ class SnapshotDef:
         return "".join(out)
 
 
-def parse_snapshot_xml(xml: str, *, redefine: bool) -> SnapshotDef:
-    """virDomainSnapshotDefParseString: the checks in libvirt's order."""
+def parse_snapshot_xml(xml: str, *, redefine: bool, validate: bool = False) -> SnapshotDef:
+    """virDomainSnapshotDefParseString: the checks in libvirt's order.
+
+    ``validate``: check it against domainsnapshot.rng first (VIR_DOMAIN_SNAPSHOT_PARSE_VALIDATE).
+    """
     root = parse_document(xml, "(domain_snapshot)", "domainsnapshot", FROM)
+    if validate:
+        validate_against_schema(xml, "domainsnapshot.rng")
     name = xpath_string(root, "name")
     if name is None and redefine:
         raise _xml_error("a redefined snapshot must have a name")

@@ -206,7 +206,8 @@ class StorageAPI(StorageState):
         self, args: R.remote_storage_pool_define_xml_args, ctx: ConnectionContext
     ) -> R.remote_storage_pool_define_xml_ret:
         check_flags(args.flags, C.VIR_STORAGE_POOL_DEFINE_VALIDATE, "testStoragePoolDefineXML")
-        pool, _ = self.add_pool(parse_pool(args.xml), live=False)
+        validate = bool(args.flags & C.VIR_STORAGE_POOL_DEFINE_VALIDATE)
+        pool, _ = self.add_pool(parse_pool(args.xml, validate=validate), live=False)
         # testStoragePoolObjSetDefaults: the pool is persistent, its figures start afresh.
         pool.persistent = True
         pool.capacity, pool.allocation = POOL_CAPACITY, 0
@@ -346,7 +347,8 @@ class StorageAPI(StorageState):
     ) -> R.remote_storage_vol_create_xml_ret:
         check_flags(args.flags, C.VIR_STORAGE_VOL_CREATE_VALIDATE, "testStorageVolCreateXML")
         pool = self.active_pool(args.pool.name)
-        vdef = parse_volume(pool.pdef.type, args.xml)
+        validate = bool(args.flags & C.VIR_STORAGE_VOL_CREATE_VALIDATE)
+        vdef = parse_volume(pool.pdef.type, args.xml, validate=validate)
         self._check_new_volume(pool, vdef.name, vdef.allocation)
         vol = new_volume(pool, vdef)
         self._add_volume(vol)
@@ -357,7 +359,8 @@ class StorageAPI(StorageState):
     ) -> R.remote_storage_vol_create_xml_from_ret:
         check_flags(args.flags, C.VIR_STORAGE_VOL_CREATE_VALIDATE, "testStorageVolCreateXMLFrom")
         pool = self.active_pool(args.pool.name)
-        vdef = parse_volume(pool.pdef.type, args.xml)
+        validate = bool(args.flags & C.VIR_STORAGE_VOL_CREATE_VALIDATE)
+        vdef = parse_volume(pool.pdef.type, args.xml, validate=validate)
         if vdef.name in pool.volumes:
             raise report(C.VIR_ERR_OPERATION_FAILED, FROM, "storage vol already exists")
         origin = pool.volumes.get(args.clonevol.name)

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 from virtwire.protocol.generated import constants as C
 
-from ...errors import report
+from ...errors import report, unsupported_flags
+from ...xmlschema import validate_against_schema
 
 FROM = C.VIR_FROM_STORAGE
 
@@ -336,9 +337,14 @@ def _parse_adapter(node: ET.Element) -> dict[str, str] | None:
     return {name: node.attrib[name] for name in _ADAPTER_ATTRS if name in node.attrib}
 
 
-def parse_pool(xml: str) -> PoolDef:
-    """virStoragePoolDefParse: checks in libvirt's order, libvirt's errors."""
+def parse_pool(xml: str, *, validate: bool = False) -> PoolDef:
+    """virStoragePoolDefParse: checks in libvirt's order, libvirt's errors.
+
+    ``validate``: check it against storagepool.rng first (VIR_STORAGE_POOL_DEFINE_VALIDATE).
+    """
     root = parse_document(xml, "pool", "storage_pool_definition")
+    if validate:
+        validate_against_schema(xml, "storagepool.rng")
     pool_type = root.get("type")
     if pool_type is None:
         raise xml_error("Missing required attribute 'type' in element 'pool'", C.VIR_FROM_XML)
@@ -551,10 +557,22 @@ def _format_index(kind: PoolKind, fmt: str | None, what: str) -> int:
     raise unsupported(f"unknown {what} format type {fmt}")
 
 
-def parse_volume(pool_type: str, xml: str) -> VolDef:
-    """virStorageVolDefParse (flags 0): checks in libvirt's order, libvirt's errors."""
+# VIR_VOL_XML_PARSE_VALIDATE, storage_conf.h's internal flag (1 << 2).
+_VOL_XML_PARSE_VALIDATE = 1 << 2
+
+
+def parse_volume(pool_type: str, xml: str, *, validate: bool = False) -> VolDef:
+    """virStorageVolDefParse: checks in libvirt's order, libvirt's errors.
+
+    ``validate``: check it against storagevol.rng first (VIR_VOL_XML_PARSE_VALIDATE).
+    libvirt 9.0 then passes that flag on to virStorageVolDefParseXML, whose flag
+    check refuses it: a volume that passes validation is never created.
+    """
     kind = POOL_KINDS[pool_type]
     root = parse_document(xml, "volume", "storage_volume_definition")
+    if validate:
+        validate_against_schema(xml, "storagevol.rng")
+        raise unsupported_flags(_VOL_XML_PARSE_VALIDATE, "virStorageVolDefParseXML", FROM)
     name = _text(root, "name")
     if name is None:
         raise xml_error("missing volume name element")
