@@ -13,7 +13,9 @@ uses --tcp-uri/--unix-uri of a running one), then measures, for each client:
   (compared with libvirt-python's threads on one connection), and asyncio/trio;
 - volume streams: a 256 MiB download and upload (--stream-mib) against a second
   libvirtd with the storage driver (vwtestkit.storaged), in MiB/s;
-- client CPU per call (process CPU time / operations; the daemon is another process).
+- client CPU per call (process CPU time / operations; the daemon is another process),
+  and how much of it is the kernel's (system time: socket calls, wakeups): a
+  Python client pays in user time what libvirt.so pays less of.
 
 Each row is the median of --reps runs of --duration seconds, the two clients
 alternating run by run (the machine is shared); the report gives
@@ -28,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -55,20 +58,31 @@ import virtwire.libvirt as vlibvirt  # noqa: E402
 DOMAIN_XML = """<domain type='test'><name>{name}</name><uuid>{uuid}</uuid>
 <memory>65536</memory><vcpu>1</vcpu><os><type>hvm</type></os></domain>"""
 
-Result = tuple[float, float]  # ops/s, client CPU µs per op
+Result = tuple[float, float, float]  # ops/s, client CPU µs per op, of which system µs
+
+
+def cpu_now() -> tuple[float, float]:
+    """This process's CPU seconds so far: (user + system, system)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime, usage.ru_stime
+
+
+def cpu_per(start: tuple[float, float], count: float) -> tuple[float, float]:
+    """CPU µs (total, system) per unit of `count` since `start` (a cpu_now())."""
+    total, system = cpu_now()
+    return (total - start[0]) / count * 1e6, (system - start[1]) / count * 1e6
 
 
 def measure(duration: float, body: Callable[[], int]) -> Result:
     """Run `body` (returns ops done per invocation) for `duration` seconds."""
     ops = 0
-    cpu0 = time.process_time()
+    cpu0 = cpu_now()
     t0 = time.perf_counter()
     end = t0 + duration
     while time.perf_counter() < end:
         ops += body()
     wall = time.perf_counter() - t0
-    cpu = time.process_time() - cpu0
-    return ops / wall, cpu / ops * 1e6
+    return (ops / wall, *cpu_per(cpu0, ops))
 
 
 def threaded(duration: float, nthreads: int, make_worker: Callable[[int], Callable[[], None]]) -> Result:
@@ -85,7 +99,7 @@ def threaded(duration: float, nthreads: int, make_worker: Callable[[int], Callab
         counts[i] = n
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(nthreads)]
-    cpu0 = time.process_time()
+    cpu0 = cpu_now()
     t0 = time.perf_counter()
     for t in threads:
         t.start()
@@ -94,9 +108,8 @@ def threaded(duration: float, nthreads: int, make_worker: Callable[[int], Callab
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
-    cpu = time.process_time() - cpu0
     total = sum(counts)
-    return total / wall, cpu / max(total, 1) * 1e6
+    return (total / wall, *cpu_per(cpu0, max(total, 1)))
 
 
 def interleaved(reps: int, theirs: Callable[[], Result], ours: Callable[[], Result]) -> tuple[Result, Result]:
@@ -111,7 +124,8 @@ def interleaved(reps: int, theirs: Callable[[], Result], ours: Callable[[], Resu
 
 
 def median(results: list[Result]) -> Result:
-    return statistics.median(r[0] for r in results), statistics.median(r[1] for r in results)
+    rate, cpu, system = (statistics.median(r[i] for r in results) for i in range(3))
+    return rate, cpu, system
 
 
 # -- workloads (each returns a Result) ----------------------------------------
@@ -203,10 +217,9 @@ def trio_tasks(uri: str, duration: float, ntasks: int) -> Result:
                     nursery.start_soon(worker, i)
             return sum(counts), trio.current_time() - t0
 
-    cpu0 = time.process_time()
+    cpu0 = cpu_now()
     total, wall = trio.run(main)
-    cpu = time.process_time() - cpu0
-    return total / wall, cpu / max(total, 1) * 1e6
+    return (total / wall, *cpu_per(cpu0, max(total, 1)))
 
 
 def asyncio_tasks(uri: str, duration: float, ntasks: int) -> Result:
@@ -225,10 +238,9 @@ def asyncio_tasks(uri: str, duration: float, ntasks: int) -> Result:
             await asyncio.gather(*(worker(i) for i in range(ntasks)))
             return sum(counts), loop.time() - t0
 
-    cpu0 = time.process_time()
+    cpu0 = cpu_now()
     total, wall = asyncio.run(main())
-    cpu = time.process_time() - cpu0
-    return total / wall, cpu / max(total, 1) * 1e6
+    return (total / wall, *cpu_per(cpu0, max(total, 1)))
 
 
 # -- streams (a libvirtd with the storage driver) --------------------------------
@@ -255,16 +267,15 @@ def stream_download(lib: Any, uri: str, size: int) -> Result:
     conn = lib.open(uri)
     try:
         got = [0]
-        cpu0 = time.process_time()
+        cpu0 = cpu_now()
         t0 = time.perf_counter()
         stream = _bind(lib, conn, "bench.img", False, size)
         stream.recvAll(lambda _st, buf, got: got.__setitem__(0, got[0] + len(buf)), got)
         stream.finish()
         wall = time.perf_counter() - t0
-        cpu = time.process_time() - cpu0
         assert got[0] == size, got
         mib = size / (1024 * 1024)
-        return mib / wall, cpu / mib * 1e6
+        return (mib / wall, *cpu_per(cpu0, mib))
     finally:
         conn.close()
 
@@ -280,15 +291,14 @@ def stream_upload(lib: Any, uri: str, size: int, payload: bytes) -> Result:
             pos[0] = min(size, start + n)
             return bytes(view[start : pos[0]])
 
-        cpu0 = time.process_time()
+        cpu0 = cpu_now()
         t0 = time.perf_counter()
         stream = _bind(lib, conn, "bench.img", True, size)
         stream.sendAll(source, None)
         stream.finish()
         wall = time.perf_counter() - t0
-        cpu = time.process_time() - cpu0
         mib = size / (1024 * 1024)
-        return mib / wall, cpu / mib * 1e6
+        return (mib / wall, *cpu_per(cpu0, mib))
     finally:
         conn.close()
 
@@ -352,12 +362,15 @@ def _on(workload: Callable[[Any, str, float], Result], uri: str, duration: float
 def report(rows: list[tuple[str, Result, Result]]) -> None:
     print(
         f"{'test':<44} {'libvirt-py ops/s':>16} {'virtwire ops/s':>15} {'ratio':>6} "
-        f"{'lvpy cpu µs':>11} {'vw cpu µs':>10} {'cpu ratio':>9}"
+        f"{'lvpy cpu µs':>11} {'vw cpu µs':>10} {'cpu ratio':>9} {'lvpy sys µs':>11} {'vw sys µs':>10}",
+        flush=True,
     )
     for name, theirs, ours in rows:
         print(
             f"{name:<44} {theirs[0]:>16.0f} {ours[0]:>15.0f} {ours[0] / theirs[0]:>6.2f} "
-            f"{theirs[1]:>11.1f} {ours[1]:>10.1f} {ours[1] / theirs[1]:>9.2f}"
+            f"{theirs[1]:>11.1f} {ours[1]:>10.1f} {ours[1] / theirs[1]:>9.2f} "
+            f"{theirs[2]:>11.1f} {ours[2]:>10.1f}",
+            flush=True,
         )
 
 
