@@ -294,9 +294,12 @@ def test_nova_style_downtime_steps_with_auto_converge(
             if due and (step < len(steps) - 1 or throttles):
                 try:
                     dom.migrateSetMaxDowntime(steps[step][1])
-                    applied.append(dom.migrateGetMaxDowntime())
                 except libvirt.libvirtError:
                     break  # converged meanwhile (throttled enough): the domain moved on
+                now = dom.migrateGetMaxDowntime()  # libvirt-python answers None when it fails
+                if now is None:
+                    break  # the same, between the two calls
+                applied.append(now)
                 step += 1
             time.sleep(0.1)
         worker.join(timeout=120)

@@ -152,14 +152,14 @@ def test_unmodelled_elements_are_kept() -> None:
     xml = (
         "<domain type='test'><name>k</name><memory>1024</memory><os><type>hvm</type></os>"
         "<description>a &amp; b</description><features><acpi/></features>"
-        "<devices><disk type='file'><source file='/x'/></disk></devices></domain>"
+        "<devices><disk type='file'><source file='/x'/><target dev='vda'/></disk></devices></domain>"
     )
     parsed = parse_domain_xml(xml)
     printed = format_domain_xml(normalise(parsed, b"\x01" * 16), domain_id=None)
     assert "  <description>a &amp; b</description>\n" in printed
     assert "  <features>\n    <acpi/>\n  </features>\n" in printed
     # Kept, with the device kind libvirt fills in.
-    assert "    <disk type='file' device='disk'>\n      <source file='/x'/>\n    </disk>\n" in printed
+    assert "    <disk type='file' device='disk'>\n      <source file='/x'/>\n      <target dev='vda'" in printed
     assert printed.index("<description>") < printed.index("<memory")
 
 

@@ -20,6 +20,7 @@ from virtwire.protocol.generated import constants as C
 
 from ...errors import report, xml_detail
 from ...xmlschema import validate_against_schema
+from . import domcheck
 from .devnorm import normalise_devices
 
 # Byte multipliers of libvirt's virScaleInteger suffixes (first letter, case-insensitive).
@@ -183,6 +184,7 @@ def parse_domain_xml(xml: str, *, validate: bool = False) -> ParsedDomain:
         raise report(C.VIR_ERR_NO_NAME, C.VIR_FROM_DOMAIN)
     if not root.get("type"):
         raise _internal("missing domain type attribute")
+    domcheck.check_domain_type(root)
     uuid_text = root.findtext("uuid")
     uuid = parse_uuid(uuid_text) if uuid_text is not None else None
 
@@ -213,6 +215,7 @@ def parse_domain_xml(xml: str, *, validate: bool = False) -> ParsedDomain:
     os_type = (type_el.text or "").strip() if type_el is not None else ""
     if not os_type:
         raise _xml_error("an os <type> must be specified")
+    domcheck.check_definition(root)
     if memory_kib == 0:
         raise _xml_error("Memory size must be specified via <memory> or in the <numa> configuration")
     if vcpus == 0:

@@ -1,0 +1,187 @@
+"""The checks libvirt's domain parser makes on enumerated values and required parts.
+
+virDomainDefParseXML refuses a value outside an enumeration (a domain type, a
+lifecycle action, a disk device...) and a device missing a part it cannot do
+without (a disk's source or target, a network interface's source), before the
+definition reaches the driver.  Two wordings, as libvirt has them:
+
+* attributes read with virXMLPropEnum: VIR_ERR_XML_ERROR from VIR_FROM_XML,
+  "Invalid value for attribute 'type' in element 'disk': 'weird'.";
+* the hand-written checks: VIR_ERR_CONFIG_UNSUPPORTED (or NO_SOURCE, NO_TARGET,
+  XML_ERROR) from VIR_FROM_DOMAIN with their own sentences.
+
+The checks run in the parser's order (features, lifecycle, clock, then the
+device kinds as virDomainDefParseXML reads them), so the first fault libvirt
+would report is the one reported.  Enumerations are libvirt 9.0's
+(src/conf/domain_conf.c VIR_ENUM_IMPL).
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator
+
+from virtwire.protocol.generated import constants as C
+
+from ...errors import report
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+DOMAIN_TYPES = _words(
+    "none qemu kqemu kvm xen lxc uml openvz test vmware hyperv vbox phyp parallels bhyve vz hvf"
+)
+LIFECYCLE_ACTIONS = _words("destroy restart rename-restart preserve coredump-destroy coredump-restart")
+CLOCK_OFFSETS = _words("utc localtime variable timezone absolute")
+FEATURES = _words(
+    "acpi apic pae hap viridian privnet hyperv kvm pvspinlock capabilities pmu vmport gic smm ioapic hpt"
+    " vmcoreinfo htm nested-hv msrs ccf-assist xen cfpc sbbc ibs tcg"
+)
+DISK_TYPES = _words("file block dir network volume nvme vhostuser")
+DISK_DEVICES = _words("disk cdrom floppy lun")
+NET_TYPES = _words(
+    "user ethernet vhostuser server client mcast network bridge internal direct hostdev udp vdpa null vds"
+)
+CHR_TYPES = _words("null vc pty dev file pipe stdio udp tcp unix spicevmc spiceport nmdm qemu-vdagent dbus")
+CONTROLLER_TYPES = _words("ide fdc scsi sata virtio-serial ccid usb pci xenbus isa")
+INPUT_TYPES = _words("mouse tablet keyboard passthrough evdev")
+GRAPHICS_TYPES = _words("sdl vnc rdp desktop spice egl-headless dbus")
+VIDEO_MODELS = _words("default vga cirrus vmvga xen vbox qxl parallels virtio gop none bochs ramfb")
+MEMBALLOON_MODELS = _words("virtio xen none virtio-transitional virtio-non-transitional")
+# interface types whose <source> libvirt requires
+NET_TYPES_WITH_SOURCE = _words("network vds internal bridge direct vhostuser vdpa client server mcast udp")
+
+
+def _unsupported(detail: str) -> Exception:
+    return report(C.VIR_ERR_CONFIG_UNSUPPORTED, C.VIR_FROM_DOMAIN, detail)
+
+
+def _bad_attribute(attr: str, element: str, value: str) -> Exception:
+    detail = f"Invalid value for attribute '{attr}' in element '{element}': '{value}'."
+    return report(C.VIR_ERR_XML_ERROR, C.VIR_FROM_XML, detail)
+
+
+def _enum_attr(el: ET.Element, attr: str, allowed: frozenset[str]) -> None:
+    value = el.get(attr)
+    if value is not None and value not in allowed:
+        raise _bad_attribute(attr, el.tag, value)
+
+
+def check_domain_type(root: ET.Element) -> None:
+    kind = root.get("type", "")
+    if kind not in DOMAIN_TYPES:
+        raise _unsupported(f"invalid domain type {kind}")
+
+
+def _features(root: ET.Element) -> None:
+    features = root.find("features")
+    for el in features if features is not None else ():
+        if el.tag not in FEATURES:
+            raise _unsupported(f"unexpected feature '{el.tag}'")
+
+
+def _lifecycle(root: ET.Element) -> None:
+    for name in ("on_reboot", "on_poweroff", "on_crash"):
+        text = root.findtext(name)
+        if text is not None and text.strip() and text.strip() not in LIFECYCLE_ACTIONS:
+            raise _unsupported(f"unknown {name} action: {text.strip()}")
+
+
+def _clock(root: ET.Element) -> None:
+    clock = root.find("clock")
+    offset = clock.get("offset") if clock is not None else None
+    if offset is not None and offset not in CLOCK_OFFSETS:
+        raise _unsupported(f"unknown clock offset '{offset}'")
+
+
+def _disk(disk: ET.Element) -> None:
+    _enum_attr(disk, "type", DISK_TYPES)
+    _enum_attr(disk, "device", DISK_DEVICES)
+
+
+_LOCAL_SOURCE = {"file": "file", "block": "dev", "dir": "dir"}
+
+
+def _validate_disk(disk: ET.Element) -> None:
+    """virDomainDiskDefValidate: a target first, then a source unless the medium may be absent."""
+    source = disk.find("source")
+    target = disk.find("target")
+    target_dev = target.get("dev") if target is not None else None
+    if not target_dev:
+        if source is not None and source.get("pool"):
+            raise report(C.VIR_ERR_NO_TARGET, C.VIR_FROM_DOMAIN,
+                         f"pool = '{source.get('pool')}', volume = '{source.get('volume')}'")  # fmt: skip
+        path = next(
+            (source.get(a) for a in ("file", "dev", "dir") if source is not None and source.get(a)), None
+        )
+        raise report(C.VIR_ERR_NO_TARGET, C.VIR_FROM_DOMAIN, path)
+    attr = _LOCAL_SOURCE.get(disk.get("type", "file"))
+    empty = source is None or (attr is not None and not source.get(attr))
+    if empty and disk.get("device", "disk") == "disk":
+        raise report(C.VIR_ERR_NO_SOURCE, C.VIR_FROM_DOMAIN, target_dev)
+
+
+def _interface(net: ET.Element) -> None:
+    _enum_attr(net, "type", NET_TYPES)
+    kind = net.get("type", "")
+    if kind in NET_TYPES_WITH_SOURCE and net.find("source") is None:
+        detail = f"interface type='{kind}' requires a 'source' element"
+        raise report(C.VIR_ERR_XML_ERROR, C.VIR_FROM_DOMAIN, detail)
+
+
+def _chr(chr_el: ET.Element) -> None:
+    kind = chr_el.get("type")
+    if kind is not None and kind not in CHR_TYPES:
+        raise _unsupported(f"unknown type presented to host for character device: {kind}")
+
+
+def _input(el: ET.Element) -> None:
+    kind = el.get("type", "")
+    if kind not in INPUT_TYPES:
+        raise _unsupported(f"unknown input device type '{kind}'")
+
+
+def _video(el: ET.Element) -> None:
+    model = el.find("model")
+    kind = model.get("type") if model is not None else None
+    if kind is not None and kind not in VIDEO_MODELS:
+        raise _unsupported(f"unknown video model '{kind}'")
+
+
+# virDomainDefParseXML's order of device kinds (those checked here)
+_DEVICE_CHECKS: tuple[tuple[str, Callable[[ET.Element], None]], ...] = (
+    ("disk", _disk),
+    ("controller", lambda el: _enum_attr(el, "type", CONTROLLER_TYPES)),
+    ("interface", _interface),
+    ("parallel", _chr),
+    ("serial", _chr),
+    ("console", _chr),
+    ("channel", _chr),
+    ("input", _input),
+    ("graphics", lambda el: _enum_attr(el, "type", GRAPHICS_TYPES)),
+    ("video", _video),
+    ("memballoon", lambda el: _enum_attr(el, "model", MEMBALLOON_MODELS)),
+)
+
+
+def _devices(root: ET.Element) -> Iterator[tuple[Callable[[ET.Element], None], ET.Element]]:
+    devices = root.find("devices")
+    if devices is None:
+        return
+    for tag, check in _DEVICE_CHECKS:
+        for el in devices.findall(tag):
+            yield check, el
+
+
+def check_definition(root: ET.Element) -> None:
+    """Raise the first error libvirt's parser (then its validation) would, after the os section."""
+    _features(root)
+    _lifecycle(root)
+    _clock(root)
+    for check, el in _devices(root):
+        check(el)
+    devices = root.find("devices")
+    for disk in devices.findall("disk") if devices is not None else ():
+        _validate_disk(disk)
