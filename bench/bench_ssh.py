@@ -24,55 +24,18 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
 
 import libvirt as real_libvirt  # noqa: E402 - the real libvirt-python 9.0
+from bench_client import Result, open_close, seq_info  # noqa: E402 - the client bench's own workloads
 from vwtestkit import start_libvirtd, start_server, stop_libvirtd, stop_servers  # noqa: E402
 from vwtestkit.sshd import start_sshd  # noqa: E402
 
 import virtwire.libvirt as vlibvirt  # noqa: E402
-
-Result = tuple[float, float]  # ops/s, client CPU µs per op
-
-
-def measure(duration: float, body: Callable[[], int]) -> Result:
-    ops = 0
-    cpu0 = time.process_time()
-    t0 = time.perf_counter()
-    end = t0 + duration
-    while time.perf_counter() < end:
-        ops += body()
-    wall = time.perf_counter() - t0
-    return ops / wall, (time.process_time() - cpu0) / ops * 1e6
-
-
-def seq_info(lib: Any, uri: str, duration: float) -> Result:
-    conn = lib.open(uri)
-    dom = conn.lookupByName("test")
-
-    def body() -> int:
-        for _ in range(50):
-            dom.info()
-        return 50
-
-    try:
-        return measure(duration, body)
-    finally:
-        conn.close()
-
-
-def open_close(lib: Any, uri: str, duration: float) -> Result:
-    def body() -> int:
-        lib.open(uri).close()
-        return 1
-
-    return measure(duration, body)
 
 
 def interleaved(reps: int, theirs: Callable[[], Result], ours: Callable[[], Result]) -> tuple[Result, Result]:
@@ -85,7 +48,8 @@ def interleaved(reps: int, theirs: Callable[[], Result], ours: Callable[[], Resu
 
 
 def _median(results: list[Result]) -> Result:
-    return statistics.median(r[0] for r in results), statistics.median(r[1] for r in results)
+    ops, cpu, system = zip(*results, strict=True)
+    return statistics.median(ops), statistics.median(cpu), statistics.median(system)
 
 
 def report(rows: list[tuple[str, Result, Result]]) -> None:
