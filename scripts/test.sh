@@ -27,7 +27,7 @@ say "repository: $ROOT"
 ensure_debs libvirt-daemon libvirt-clients python3-libvirt openssl libvirt-dev pkg-config gcc libc6-dev \
     sasl2-bin libsasl2-modules \
     golang-go golang-github-digitalocean-go-libvirt-dev openssh-server openssh-client netcat-openbsd systemd \
-    libxml2-dev libxslt1-dev
+    libxml2-dev libxslt1-dev libsys-virt-perl virtinst
 find_python python3-dev
 # lxml 4.9.2's wheels carry libxml2 2.9.14, Debian 12's (the one libvirt links): the
 # VALIDATE flags' RelaxNG error texts then match libvirt's without building lxml.

@@ -15,6 +15,7 @@ from ...errors import check_flags, report
 from ..base import ConnectionContext, nonblocking
 from .checkpoints import CheckpointDef, align_disks, assign_bitmap_names, parse_checkpoint_xml
 from .core import FROM, dom_ref, operation_invalid
+from .domsecure import shown
 from .model import Domain
 from .snapshot_moments import CHECKPOINTS, SNAPSHOTS, DomainMoments
 from .snapshot_tree import (
@@ -185,7 +186,9 @@ class CheckpointAPI(DomainMoments):
             raise operation_invalid("domain is not running")
         # The test driver computes sizes but never marks them valid: none are printed.
         with_domain = not args.flags & C.VIR_DOMAIN_CHECKPOINT_XML_NO_DOMAIN
-        return R.remote_domain_checkpoint_get_xml_desc_ret(xml=chk.definition.format(with_domain=with_domain))
+        secure = bool(args.flags & C.VIR_DOMAIN_CHECKPOINT_XML_SECURE)
+        xml = shown(chk.definition.format(with_domain=with_domain), secure)
+        return R.remote_domain_checkpoint_get_xml_desc_ret(xml=xml)
 
     # --- delete ----------------------------------------------------------------------------------
 

@@ -114,6 +114,8 @@ _VIDEO_VRAM: Final = {
     "qxl": "65536",
 }
 _VIDEO_MODEL_ATTRS: Final = ("type", "ram", "vram", "vram64", "vgamem", "heads", "primary")
+# IS_USB2_CONTROLLER: the EHCI master and its UHCI companions share one index.
+_USB2_MODELS: Final = frozenset({"ich9-ehci1", "ich9-uhci1", "ich9-uhci2", "ich9-uhci3"})
 
 
 def disk_index(name: str) -> int:
@@ -191,6 +193,12 @@ def _normalise_disk(disk: ET.Element) -> None:
         children = list(disk)
         position = children.index(target) + 1 if target is not None else len(children)
         disk.insert(position, ET.Element("readonly"))
+    given = disk.find("address")
+    if given is not None and given.get("type") == "drive":
+        # virDomainDeviceDriveAddressParseXML: every part defaults to 0 and all are printed
+        parts = {k: given.get(k, "0") for k in ("controller", "bus", "target", "unit")}
+        rest = {k: v for k, v in given.attrib.items() if k not in parts and k != "type"}
+        given.attrib = {"type": "drive", **parts, **rest}
     if disk.find("address") is None and dst is not None and target is not None:
         address = _drive_address(target.get("bus", ""), disk_index(dst))
         if address is not None:
@@ -220,9 +228,151 @@ def _drive_address(bus: str, idx: int) -> dict[str, str] | None:
     }
 
 
-def _implicit_controllers(disks: list[ET.Element], controllers: list[ET.Element]) -> list[ET.Element]:
-    """virDomainDefAddImplicitControllers for disk buses: indexes 0..max of each addressed bus."""
-    out = list(controllers)
+def _index_of(controller: ET.Element) -> int:
+    """A controller's ``index`` (-1 until assigned, as libvirt's def->idx)."""
+    try:
+        return int(controller.get("index", "-1"))
+    except ValueError:
+        return -1
+
+
+def _is_master(controller: ET.Element) -> bool:
+    return controller.find("master") is None
+
+
+def _is_usb2(controller: ET.Element) -> bool:
+    return controller.get("type") == "usb" and controller.get("model") in _USB2_MODELS
+
+
+def _insert_parsed(controllers: list[ET.Element], new: ET.Element) -> None:
+    """virDomainControllerInsertPreAlloced: where the parser files each controller it reads."""
+    insert_at = -1
+    index = _index_of(new)
+    for idx in range(len(controllers) - 1, -1, -1):
+        current = controllers[idx]
+        if current.get("type") != new.get("type"):
+            continue
+        if index == -1:
+            insert_at = idx + 1  # unindexed: right after the last of its type so far
+            break
+        current_index = _index_of(current)
+        if current_index > index:
+            insert_at = idx
+        elif _is_master(new) and not _is_master(current) and current_index == index:
+            insert_at = idx  # a master goes before its companions
+        elif insert_at == -1:
+            insert_at = idx + 1
+    controllers.insert(len(controllers) if insert_at == -1 else insert_at, new)
+
+
+def _set_index(controller: ET.Element, index: int) -> None:
+    """``index`` printed right after ``type``, as virDomainControllerDefFormat does."""
+    attrs = [(k, v) for k, v in controller.attrib.items() if k != "index"]
+    position = next((i + 1 for i, (k, _) in enumerate(attrs) if k == "type"), 0)
+    attrs.insert(position, ("index", str(index)))
+    controller.attrib.clear()
+    controller.attrib.update(attrs)
+
+
+def _unused_index(controllers: list[ET.Element], kind: str | None) -> int:
+    """virDomainControllerFindUnusedIndex: the lowest index no controller of ``kind`` has."""
+    used = {_index_of(c) for c in controllers if c.get("type") == kind}
+    index = 0
+    while index in used:
+        index += 1
+    return index
+
+
+def _assign_indexes(controllers: list[ET.Element]) -> None:
+    """virDomainAssignControllerIndexes: each unindexed controller gets the lowest free index,
+    except a USB2 companion right after another USB2 controller, which joins its group."""
+    for outer, controller in enumerate(controllers):
+        if _index_of(controller) != -1:
+            continue
+        group: ET.Element | None = None
+        if outer > 0 and _is_usb2(controller):
+            group = next((c for c in reversed(controllers[:outer]) if c.get("type") == "usb"), None)
+            if group is not None and not _is_usb2(group):
+                group = None
+            if group is not None and any(
+                c.get("type") == "usb"
+                and _index_of(c) == _index_of(group)
+                and c.get("model") == controller.get("model")
+                for c in controllers
+            ):
+                group = None  # that group already has this model
+        index = _index_of(group) if group is not None else _unused_index(controllers, controller.get("type"))
+        _set_index(controller, index)
+
+
+def _maybe_add_controller(controllers: list[ET.Element], kind: str, index: int) -> None:
+    """virDomainDefMaybeAddController: appended when no controller of ``kind`` has ``index``."""
+    if any(c.get("type") == kind and _index_of(c) == index for c in controllers):
+        return
+    controllers.append(ET.Element("controller", {"type": kind, "index": str(index)}))
+
+
+def _virtio_serial_index(device: ET.Element) -> int:
+    address = device.find("address")
+    if address is not None and address.get("type") == "virtio-serial":
+        try:
+            return int(address.get("controller", "0"))
+        except ValueError:
+            return 0
+    return 0
+
+
+# virDomainControllerDefParseXML: the start port an ICH9 UHCI companion gets when none is given.
+_UHCI_START_PORTS: Final = {"ich9-uhci1": "0", "ich9-uhci2": "2", "ich9-uhci3": "4"}
+
+
+def _add_usb_master(controller: ET.Element) -> None:
+    start = _UHCI_START_PORTS.get(controller.get("model", "")) if controller.get("type") == "usb" else None
+    if start is None or controller.find("master") is not None:
+        return
+    children = list(controller)
+    position = next((children.index(c) for c in children if c.tag == "address"), len(children))
+    controller.insert(position, ET.Element("master", {"startport": start}))
+
+
+def _smartcard_controllers(smartcards: list[ET.Element], controllers: list[ET.Element]) -> None:
+    """virDomainDefMaybeAddSmartcardController: a smartcard without an address takes the next
+    slot of CCID controller 0; every smartcard's controller is added if missing."""
+    for card in smartcards:
+        address = card.find("address")
+        index = 0
+        if address is not None and address.get("type") == "ccid":
+            index = _int_attr(address, "controller")
+        elif address is None:
+            slots = [
+                _int_attr(a, "slot")
+                for other in smartcards
+                if (a := other.find("address")) is not None
+                and a.get("type") == "ccid"
+                and _int_attr(a, "controller") == 0
+            ]
+            card.append(
+                ET.Element(
+                    "address", {"type": "ccid", "controller": "0", "slot": str(max(slots, default=-1) + 1)}
+                )
+            )
+        _maybe_add_controller(controllers, "ccid", index)
+
+
+def _controllers(
+    given: list[ET.Element],
+    disks: list[ET.Element],
+    channels: list[ET.Element],
+    consoles: list[ET.Element],
+    smartcards: list[ET.Element],
+) -> list[ET.Element]:
+    """The controllers in libvirt's order: as parsed, indexes assigned, then the implicit
+    ones virDomainDefAddImplicitControllers appends (disk buses, then virtio-serial)."""
+    out: list[ET.Element] = []
+    for controller in given:
+        _add_usb_master(controller)
+        _insert_parsed(out, controller)
+    _assign_indexes(out)
     for kind in _IMPLICIT_CONTROLLERS:
         highest = -1
         for disk in disks:
@@ -233,29 +383,13 @@ def _implicit_controllers(disks: list[ET.Element], controllers: list[ET.Element]
                 except ValueError:
                     continue
         for index in range(highest + 1):
-            if any(c.get("type") == kind and c.get("index") == str(index) for c in out):
-                continue
-            _insert_controller(out, ET.Element("controller", {"type": kind, "index": str(index)}))
+            _maybe_add_controller(out, kind, index)
+    for device in (*channels, *consoles):
+        target = device.find("target")
+        if target is not None and target.get("type") == "virtio":
+            _maybe_add_controller(out, "virtio-serial", _virtio_serial_index(device))
+    _smartcard_controllers(smartcards, out)
     return out
-
-
-def _insert_controller(controllers: list[ET.Element], new: ET.Element) -> None:
-    """virDomainControllerInsertPreAlloced: after the last of its type with a lower index."""
-    insert_at = -1
-    index = int(new.get("index", "0"))
-    for idx in range(len(controllers) - 1, -1, -1):
-        current = controllers[idx]
-        if current.get("type") != new.get("type"):
-            continue
-        try:
-            current_index = int(current.get("index", "0"))
-        except ValueError:
-            continue
-        if current_index > index:
-            insert_at = idx
-        elif insert_at == -1:
-            insert_at = idx + 1
-    controllers.insert(len(controllers) if insert_at == -1 else insert_at, new)
 
 
 def _normalise_interfaces(interfaces: list[ET.Element]) -> None:
@@ -289,34 +423,165 @@ def _normalise_interfaces(interfaces: list[ET.Element]) -> None:
             iface.extend(ranked)
 
 
-def _normalise_console(console: ET.Element) -> None:
+def _normalise_console(console: ET.Element, position: int) -> None:
+    """A console without a type is a pty; its target (a serial one if none is given) gets
+    the console's position as its port, whatever it said (virDomainDefParseXML)."""
     if "type" not in console.attrib:
         attrs = {k: v for k, v in console.attrib.items() if k != "tty"}
         console.attrib.clear()
         console.attrib.update({"type": "pty", **attrs})
-    if console.find("target") is None:
-        console.append(ET.Element("target", {"type": "serial", "port": "0"}))
+    target = console.find("target")
+    if target is None:
+        console.append(ET.Element("target", {"type": "serial", "port": str(position)}))
+        return
+    kind = target.get("type", "serial")
+    attrs = {k: v for k, v in target.attrib.items() if k not in ("type", "port")}
+    target.attrib.clear()
+    target.attrib.update({"type": kind, "port": str(position), **attrs})
 
 
-def _serial_for_console(consoles: list[ET.Element], serials: list[ET.Element], os_type: str) -> None:
-    """virDomainDefAddConsoleCompat: an HVM guest's first serial console is also serial port 0."""
-    if os_type != "hvm" or not consoles or serials:
+def _normalise_chardev_source(device: ET.Element) -> None:
+    """virDomainChrSourceDefFormat's view of a character device's <source>: a pty's path
+    is not read from a definition (parsed INACTIVE), a unix socket without a path has no
+    source, and a TCP source is printed whole with its protocol (raw unless given)."""
+    kind = device.get("type")
+    source = device.find("source")
+    if source is None:
         return
-    first = consoles[0]
-    target = first.find("target")
-    if target is not None and target.get("type", "serial") != "serial":
+    if kind == "pty" or (kind == "unix" and source.get("path") is None):
+        device.remove(source)
+    elif kind == "unix":
+        rest = {k: v for k, v in source.attrib.items() if k not in ("mode", "path")}
+        mode = "bind" if source.get("mode") == "bind" else "connect"
+        source.attrib = {"mode": mode, "path": source.get("path", ""), **rest}
+    elif kind == "tcp":
+        attrs = {"mode": "bind" if source.get("mode") == "bind" else "connect"}
+        for name in ("host", "service", "tls"):
+            if source.get(name) is not None:
+                attrs[name] = source.get(name, "")
+        attrs.update((k, v) for k, v in source.attrib.items() if k not in attrs)
+        source.attrib = attrs
+        protocol = device.find("protocol")
+        if protocol is None:
+            protocol = ET.Element("protocol", {"type": "raw"})
+        else:
+            device.remove(protocol)
+            protocol.attrib = {"type": protocol.get("type", "raw")}
+        device.insert(list(device).index(source) + 1, protocol)
+
+
+# virDomainDefAddConsoleCompat: serial targets whose first port also gets a console alias.
+_ALIASED_SERIAL_TARGETS: Final = frozenset(
+    {None, "isa-serial", "spapr-vio-serial", "system-serial", "sclp-serial"}
+)
+
+
+def _copy(el: ET.Element) -> ET.Element:
+    return ET.fromstring(ET.tostring(el))
+
+
+def _port(device: ET.Element) -> int | None:
+    target = device.find("target")
+    if target is None or target.get("port") is None:
+        return None
+    try:
+        return int(target.get("port", ""))
+    except ValueError:
+        return None
+
+
+def _set_port(device: ET.Element, port: int) -> None:
+    """The device's ``<target>`` (made after its source if absent) with ``port`` after ``type``."""
+    target = device.find("target")
+    if target is None:
+        children = list(device)
+        position = max(
+            (children.index(c) + 1 for c in children if c.tag in ("source", "protocol", "log")), default=0
+        )
+        device.insert(position, ET.Element("target", {"port": str(port)}))
         return
-    serial = ET.Element("serial", dict(first.attrib))
-    serial.extend(ET.fromstring(ET.tostring(c)) for c in first if c.tag not in ("target", "alias", "address"))
-    serial.append(ET.Element("target", {"port": "0"}))
-    serials.append(serial)
+    attrs = [(k, v) for k, v in target.attrib.items() if k != "port"]
+    attrs.insert(1 if attrs and attrs[0][0] == "type" else 0, ("port", str(port)))
+    target.attrib.clear()
+    target.attrib.update(attrs)
+
+
+def _number_ports(devices: list[ET.Element], *, earlier_only: bool) -> None:
+    """Unnumbered serial/parallel ports get the highest port so far plus one: among all
+    serials (virDomainChrDefPostParse) or, for parallels, those parsed before
+    (virDomainDefParseXML)."""
+    for position, device in enumerate(devices):
+        if _port(device) is not None:
+            continue
+        pool = devices[:position] if earlier_only else devices
+        ports = [p for d in pool if (p := _port(d)) is not None]
+        _set_port(device, max(ports, default=-1) + 1)
+
+
+def _console_compat(consoles: list[ET.Element], serials: list[ET.Element], os_type: str) -> None:
+    """virDomainDefAddConsoleCompat for an HVM guest: a first console of serial type without
+    a serial port becomes serial port 0 too; a first serial port without such a console
+    gets a console stub in front."""
+    if os_type != "hvm":
+        return
+    first = consoles[0] if consoles else None
+    first_target = first.find("target") if first is not None else None
+    if first is not None and (first_target is None or first_target.get("type", "serial") == "serial"):
+        if not serials:
+            serial = ET.Element("serial", dict(first.attrib))
+            serial.extend(_copy(c) for c in first if c.tag not in ("target", "alias", "address"))
+            serial.append(ET.Element("target", {"port": "0"}))
+            serials.append(serial)
+    elif serials:
+        target = serials[0].find("target")
+        if (target.get("type") if target is not None else None) in _ALIASED_SERIAL_TARGETS:
+            stub = ET.Element("console", {"type": "pty"})
+            stub.append(ET.Element("target", {"type": "serial", "port": "0"}))
+            consoles.insert(0, stub)
+
+
+def _printed_consoles(
+    consoles: list[ET.Element], serials: list[ET.Element], os_type: str
+) -> list[ET.Element]:
+    """virDomainDefFormat: an HVM guest's serial-type console N is printed as serial port N."""
+    out: list[ET.Element] = []
+    for position, console in enumerate(consoles):
+        target = console.find("target")
+        serial_type = target is None or target.get("type", "serial") == "serial"
+        if os_type == "hvm" and serial_type and position < len(serials):
+            alias = _copy(serials[position])
+            alias.tag = "console"
+            alias_target = alias.find("target")
+            port = alias_target.get("port", "0") if alias_target is not None else "0"
+            if alias_target is not None:
+                alias_target.attrib = {"type": "serial", "port": port}
+                for child in list(alias_target):
+                    alias_target.remove(child)
+            out.append(alias)
+        else:
+            out.append(console)
+    return out
+
+
+def _listens_first(graphics: ET.Element) -> None:
+    """virDomainGraphicsDefFormat prints the <listen> elements before the other children."""
+    children = list(graphics)
+    ordered = sorted(children, key=lambda c: c.tag != "listen")
+    if ordered != children:
+        for child in children:
+            graphics.remove(child)
+        graphics.extend(ordered)
 
 
 def _normalise_graphics(graphics: ET.Element) -> None:
-    if graphics.get("type") not in ("vnc", "spice"):
+    _listens_first(graphics)
+    if graphics.get("type") == "spice":
+        _normalise_spice(graphics)
+        return
+    if graphics.get("type") != "vnc":
         return
     port = graphics.get("port")
-    if graphics.get("type") == "vnc" and port is None:
+    if port is None:
         # No port: one is picked at start (virDomainGraphicsDefParseXMLVNC).
         graphics.attrib = {
             "type": "vnc",
@@ -326,13 +591,55 @@ def _normalise_graphics(graphics: ET.Element) -> None:
         port = "-1"
     if port == "-1" and "autoport" not in graphics.attrib:
         _with_attr_after(graphics, "port", "autoport", "yes")
-    elif port is not None and port != "-1" and "autoport" not in graphics.attrib:
+    elif port != "-1" and "autoport" not in graphics.attrib:
         _with_attr_after(graphics, "port", "autoport", "no")
     if graphics.find("listen") is None:
         listen = {"type": "address"}
         if graphics.get("listen") is not None:
             listen["address"] = graphics.get("listen", "")
         graphics.insert(0, ET.Element("listen", listen))
+
+
+def _int_attr(el: ET.Element, name: str) -> int:
+    try:
+        return int(el.get(name, "0"))
+    except ValueError:
+        return 0
+
+
+def _normalise_spice(graphics: ET.Element) -> None:
+    """virDomainGraphicsDefParseXMLSpice as the test driver parses (always INACTIVE): ports
+    -1/-1 mean autoport, and an autoport definition keeps no ports; without ports or
+    autoport it listens nowhere (virDomainDefPostParseGraphics); printed in
+    virDomainGraphicsDefFormat's attribute order."""
+    port, tls_port = _int_attr(graphics, "port"), _int_attr(graphics, "tlsPort")
+    autoport = graphics.get("autoport") == "yes" or (port == -1 and tls_port == -1)
+    if autoport:
+        port = tls_port = 0
+    listen = graphics.find("listen")
+    if listen is None:
+        listen_attrs = {"type": "address"}
+        if graphics.get("listen"):
+            listen_attrs["address"] = graphics.get("listen", "")
+        listen = ET.Element("listen", listen_attrs)
+        graphics.insert(0, listen)
+    if listen.get("type", "address") == "address" and port == 0 and tls_port == 0 and not autoport:
+        listen.attrib = {"type": "none"}
+        graphics.attrib.pop("listen", None)
+    attrs: dict[str, str] = {"type": "spice"}
+    if listen.get("type") in ("address", "network"):
+        if port:
+            attrs["port"] = str(port)
+        if tls_port:
+            attrs["tlsPort"] = str(tls_port)
+        attrs["autoport"] = "yes" if autoport else "no"
+        if listen.get("type") == "address" and listen.get("address"):
+            attrs["listen"] = listen.get("address", "")
+    for name, value in graphics.attrib.items():
+        if name not in ("type", "port", "tlsPort", "autoport", "listen"):
+            attrs[name] = value
+    graphics.attrib.clear()
+    graphics.attrib.update(attrs)
 
 
 def _normalise_videos(videos: list[ET.Element]) -> list[ET.Element]:
@@ -372,15 +679,28 @@ def normalise_devices(devices: ET.Element, os_type: str = "hvm") -> ET.Element:
     for disk in disks:
         _normalise_disk(disk)
     by_kind["disk"] = disks
-    controllers = _implicit_controllers(disks, by_kind.get("controller", []))
+    controllers = _controllers(
+        by_kind.get("controller", []),
+        disks,
+        by_kind.get("channel", []),
+        by_kind.get("console", []),
+        by_kind.get("smartcard", []),
+    )
     if controllers:
         by_kind["controller"] = controllers
     _normalise_interfaces(by_kind.get("interface", []))
-    for console in by_kind.get("console", []):
-        _normalise_console(console)
-    if by_kind.get("console"):
-        serials = by_kind.setdefault("serial", [])
-        _serial_for_console(by_kind["console"], serials, os_type)
+    for kind in ("serial", "parallel", "console", "channel", "redirdev"):
+        for device in by_kind.get(kind, []):
+            _normalise_chardev_source(device)
+    for position, console in enumerate(by_kind.get("console", [])):
+        _normalise_console(console, position)
+    consoles, serials = by_kind.get("console", []), by_kind.get("serial", [])
+    _number_ports(by_kind.get("parallel", []), earlier_only=True)
+    _console_compat(consoles, serials, os_type)
+    _number_ports(serials, earlier_only=False)
+    for kind, found in (("console", _printed_consoles(consoles, serials, os_type)), ("serial", serials)):
+        if found:
+            by_kind[kind] = found
     for graphics in by_kind.get("graphics", []):
         _normalise_graphics(graphics)
     if by_kind.get("graphics") and not by_kind.get("video"):

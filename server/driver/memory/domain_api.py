@@ -10,6 +10,7 @@ from ..base import ConnectionContext, nonblocking
 from . import defaults
 from .core import FROM, MemoryCore, dom_ref, internal, operation_invalid
 from .domain_guest import control_state, guest_state
+from .domsecure import shown
 from .host_api import chars
 from .model import Domain
 
@@ -191,7 +192,8 @@ class DomainAPI(MemoryCore):
         check_flags(args.flags, _XML_FLAGS, "testDomainGetXMLDesc")
         dom = self.lookup(args.dom)
         inactive = bool(args.flags & C.VIR_DOMAIN_XML_INACTIVE)
-        return R.remote_domain_get_xml_desc_ret(xml=dom.xml(inactive=inactive))
+        secure = bool(args.flags & C.VIR_DOMAIN_XML_SECURE)
+        return R.remote_domain_get_xml_desc_ret(xml=shown(dom.xml(inactive=inactive), secure))
 
     async def domain_get_info(
         self, args: R.remote_domain_get_info_args, ctx: ConnectionContext

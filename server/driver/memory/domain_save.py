@@ -24,6 +24,7 @@ from ...errors import check_flags, report
 from ..base import ConnectionContext, nonblocking
 from .core import FROM, operation_invalid
 from .domain_api import _UNDEFINE_FLAGS, DomainAPI
+from .domsecure import shown
 from .domxml import format_domain_xml, normalise, parse_domain_xml
 from .model import Domain
 from .nodexml import NodeDescription
@@ -163,7 +164,8 @@ class SaveAPI(DomainAPI):
     ) -> R.remote_domain_save_image_get_xml_desc_ret:
         check_flags(args.flags, C.VIR_DOMAIN_SAVE_IMAGE_XML_SECURE, "testDomainSaveImageGetXMLDesc")
         _, xml = _formatted_definition(read_image(args.file))
-        return R.remote_domain_save_image_get_xml_desc_ret(xml=xml)
+        secure = bool(args.flags & C.VIR_DOMAIN_SAVE_IMAGE_XML_SECURE)
+        return R.remote_domain_save_image_get_xml_desc_ret(xml=shown(xml, secure))
 
     async def domain_save_image_define_xml(
         self, args: R.remote_domain_save_image_define_xml_args, ctx: ConnectionContext

@@ -135,6 +135,14 @@ def _chr(chr_el: ET.Element) -> None:
     kind = chr_el.get("type")
     if kind is not None and kind not in CHR_TYPES:
         raise _unsupported(f"unknown type presented to host for character device: {kind}")
+    # virDomainChrSourceDefParseXML: one <source>, two for UDP (bind and connect ends)
+    sources = len(chr_el.findall("source"))
+    if sources > 1 and kind != "udp":
+        detail = "only one source element is allowed for character device"
+        raise report(C.VIR_ERR_XML_ERROR, C.VIR_FROM_DOMAIN, detail)
+    if sources > 2:
+        detail = "only two source elements are allowed for character device"
+        raise report(C.VIR_ERR_XML_ERROR, C.VIR_FROM_DOMAIN, detail)
 
 
 def _input(el: ET.Element) -> None:

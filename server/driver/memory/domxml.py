@@ -291,9 +291,16 @@ def _reorder(el: ET.Element, order: tuple[str, ...]) -> None:
 
 
 def _normalise_section(el: ET.Element) -> None:
-    """Defaults and child order of <features>, <cpu> and <blkiotune> (virDomainDefFormat)."""
+    """Defaults and child order of <features>, <numatune>, <cpu> and <blkiotune> (virDomainDefFormat)."""
     if el.tag == "features":
         _reorder(el, _FEATURES)
+        hyperv = el.find("hyperv")
+        if hyperv is not None and "mode" not in hyperv.attrib:
+            hyperv.attrib = {"mode": "custom", **hyperv.attrib}  # virDomainHyperVMode's default
+    elif el.tag == "numatune":
+        memory = el.find("memory")
+        if memory is not None and "mode" not in memory.attrib:
+            memory.attrib = {"mode": "strict", **memory.attrib}  # printed always, strict by default
     elif el.tag == "blkiotune":
         for device in el.findall("device"):
             _reorder(device, _BLKIO_DEVICE)
@@ -338,7 +345,7 @@ def _text(parent: ET.Element, tag: str, text: str, **attrs: str) -> None:
 # --- printing, libvirt style ------------------------------------------------------------
 
 # Elements libvirt always prints as an open/close pair, even when empty.
-_ALWAYS_OPEN = frozenset({"devices", "bandwidth"})
+_ALWAYS_OPEN = frozenset({"devices", "bandwidth", "redirdev"})
 
 
 def _escape(text: str, quote: bool) -> str:

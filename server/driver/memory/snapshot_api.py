@@ -22,6 +22,7 @@ from virtwire.protocol.generated import remote as R
 from ...errors import check_flags, report
 from ..base import ConnectionContext, nonblocking
 from .core import FROM, dom_ref, operation_invalid
+from .domsecure import shown
 from .domxml import normalise, parse_domain_xml
 from .model import Domain
 from .nodexml import NodeDescription, NodeSnapshot
@@ -286,7 +287,9 @@ class SnapshotAPI(DomainMoments):
     ) -> R.remote_domain_snapshot_get_xml_desc_ret:
         check_flags(args.flags, C.VIR_DOMAIN_SNAPSHOT_XML_SECURE, "testDomainSnapshotGetXMLDesc")
         dom, snap = self._snapshot(args.snap)
-        return R.remote_domain_snapshot_get_xml_desc_ret(xml=snap.definition.format(dom.uuid_string))
+        secure = bool(args.flags & C.VIR_DOMAIN_SNAPSHOT_XML_SECURE)
+        xml = shown(snap.definition.format(dom.uuid_string), secure)
+        return R.remote_domain_snapshot_get_xml_desc_ret(xml=xml)
 
     async def domain_snapshot_is_current(
         self, args: R.remote_domain_snapshot_is_current_args, ctx: ConnectionContext
