@@ -410,17 +410,18 @@ def _normalise_interfaces(interfaces: list[ET.Element]) -> None:
             if target is None:
                 target = ET.SubElement(iface, "target")
             target.set("dev", name)
-        children = list(iface)
-        ranked = sorted(
-            children,
-            key=lambda c: (
-                _INTERFACE_CHILDREN.index(c.tag) if c.tag in _INTERFACE_CHILDREN else len(_INTERFACE_CHILDREN)
-            ),
-        )
-        if ranked != children:
-            for child in children:
-                iface.remove(child)
-            iface.extend(ranked)
+        order_interface_children(iface)
+
+
+def order_interface_children(iface: ET.Element) -> None:
+    """virDomainNetDefFormat's order of an interface's children."""
+    children = list(iface)
+    last = len(_INTERFACE_CHILDREN)
+    ranked = sorted(children, key=lambda c: _INTERFACE_CHILDREN.index(c.tag) if c.tag in _INTERFACE_CHILDREN else last)
+    if ranked != children:
+        for child in children:
+            iface.remove(child)
+        iface.extend(ranked)
 
 
 def _normalise_console(console: ET.Element, position: int) -> None:

@@ -22,6 +22,7 @@ from virtwire.protocol.generated import remote as R
 from ...errors import check_flags, report, xml_detail
 from ..base import ConnectionContext, nonblocking
 from .core import MemoryCore, dom_ref
+from .devnorm import order_interface_children
 from .domdefs import both_defs
 from .model import Domain
 
@@ -254,6 +255,7 @@ class DeviceAPI(MemoryCore):
             )
         if el.tag == "interface":
             _ensure_mac(el)
+            order_interface_children(el)
         if el.tag == "disk":
             target = _disk_target(el)
             if persistent is not None and _find(_devices(persistent), el) is not None:
