@@ -416,8 +416,8 @@ def _normalise_interfaces(interfaces: list[ET.Element]) -> None:
 def order_interface_children(iface: ET.Element) -> None:
     """virDomainNetDefFormat's order of an interface's children."""
     children = list(iface)
-    last = len(_INTERFACE_CHILDREN)
-    ranked = sorted(children, key=lambda c: _INTERFACE_CHILDREN.index(c.tag) if c.tag in _INTERFACE_CHILDREN else last)
+    rank = {tag: position for position, tag in enumerate(_INTERFACE_CHILDREN)}
+    ranked = sorted(children, key=lambda c: rank.get(c.tag, len(rank)))
     if ranked != children:
         for child in children:
             iface.remove(child)
