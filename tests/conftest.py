@@ -196,6 +196,17 @@ def real_libvirt() -> ModuleType:
     return module
 
 
+@pytest.fixture(scope="module")
+def libvirt_test_driver(real_libvirt: ModuleType) -> Iterator[Any]:
+    """libvirt's own test:///default, in process through real libvirt-python: the reference
+    for how libvirt 9.0 parses and prints definitions."""
+    conn = real_libvirt.open("test:///default")
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
 @pytest.fixture(scope="session")
 def raw_rpc() -> type[RawRpcClient]:
     return RawRpcClient

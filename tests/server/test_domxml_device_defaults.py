@@ -8,8 +8,6 @@ random on both sides, so only their prefix is compared).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -48,29 +46,22 @@ CASES = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def test_driver(real_libvirt: ModuleType) -> Iterator[Any]:
-    conn = real_libvirt.open("test:///default")
-    try:
-        yield conn
-    finally:
-        conn.close()
-
-
 def _masked(xml: str) -> str:
     return re.sub(r"<mac address='52:54:00(:[0-9a-f]{2}){3}'/>", "<mac address='52:54:00:*'/>", xml)
 
 
 @pytest.mark.parametrize(("n", "case"), list(enumerate(CASES)))
-def test_definition_reads_back_as_libvirt_prints_it(test_driver: Any, n: int, case: tuple[str, str]) -> None:
+def test_definition_reads_back_as_libvirt_prints_it(
+    libvirt_test_driver: Any, n: int, case: tuple[str, str]
+) -> None:
     os_type, body = case
     xml = _HEAD.format(n=n, os=os_type, body=body)
-    theirs = test_driver.defineXML(xml).XMLDesc(0)
+    theirs = libvirt_test_driver.defineXML(xml).XMLDesc(0)
     parsed = parse_domain_xml(xml)
     assert parsed.uuid is not None
     ours = format_domain_xml(normalise(parsed, parsed.uuid), domain_id=None)
     assert _masked(ours) == _masked(theirs)
     # The printed XML defined again: libvirt's parse-time orders apply once more.
-    theirs_again = test_driver.defineXML(theirs).XMLDesc(0)
+    theirs_again = libvirt_test_driver.defineXML(theirs).XMLDesc(0)
     again = parse_domain_xml(ours)
     assert _masked(format_domain_xml(normalise(again, parsed.uuid), domain_id=None)) == _masked(theirs_again)
