@@ -14,9 +14,12 @@ are the pieces it is built from; the shells use some of them directly.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Generic, TypeVar
 
 from virtwire.client import errfactory
@@ -36,6 +39,7 @@ CALL: Final = wire.CALL
 CALL_WITH_FDS: Final = wire.CALL_WITH_FDS
 _NFDS = struct.Struct(">I")  # a *_WITH_FDS payload starts with the descriptor count
 REPLY: Final = wire.REPLY
+REPLY_WITH_FDS: Final = wire.REPLY_WITH_FDS
 MESSAGE: Final = wire.MESSAGE
 STATUS_OK: Final = wire.OK
 STATUS_ERROR: Final = wire.ERROR
@@ -60,6 +64,23 @@ class Reply:
     status: int
     payload: bytes
     waiter: Any = None  # what the shell registered with the call (ClientProtocol)
+    # Descriptors a REPLY_WITH_FDS passed: the caller owns them (close_fds).
+    fds: list[int] = field(default_factory=list)
+
+
+def close_fds(fds: list[int]) -> None:
+    """Close descriptors nobody will take (libvirt frees its message's)."""
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    fds.clear()
+
+
+def take_fds(reply: Reply) -> list[int]:
+    """The descriptors a reply passed, now the caller's to close."""
+    fds = list(reply.fds)
+    reply.fds.clear()
+    return fds
 
 
 @dataclass(slots=True)
@@ -152,7 +173,11 @@ def check_status(reply: Reply) -> None:
 
 
 def decode_reply(proc: Procedure, reply: Reply) -> Any:
-    """The return struct of a successful reply (None for void), or raise its error."""
+    """The return struct of a successful reply (None for void), or raise its error.
+
+    Descriptors the reply passed and the caller did not take are closed."""
+    if reply.fds:
+        close_fds(reply.fds)
     if reply.status != STATUS_OK:
         if reply.status == STATUS_ERROR:
             raise decode_error(reply.payload)
@@ -181,6 +206,24 @@ Span = tuple[bytes | bytearray, int, int]  # a packet: buffer, start, end
 # A split packet missing at least this much is read straight into its own
 # buffer (recv_into) instead of through a read buffer and a copy.
 DIRECT_READ_MIN: Final = 65536
+# The span that says "the descriptors of the REPLY_WITH_FDS before are all in":
+# (FDS_IN, count, 0) follows the last of the bytes that carried them.
+FDS_IN: Final = bytearray()
+_REPLY_WITH_FDS_WORD: Final = wire.REPLY_WITH_FDS.to_bytes(4, "big")
+
+
+def fds_owed(buf: bytes | bytearray, start: int, stop: int) -> int:
+    """How many descriptors follow the packet at buf[start:stop]: its count
+    word when it is a REPLY_WITH_FDS, else -1.  Over libvirt's maximum, or a
+    packet too short to hold the count, raises libvirt's error."""
+    if buf[start + 16 : start + 20] != _REPLY_WITH_FDS_WORD:
+        return -1
+    if stop - start < HEADER_SIZE + 4:
+        raise errfactory.rpc("Unable to decode number of FDs")
+    (count,) = _NFDS.unpack_from(buf, start + HEADER_SIZE)
+    if count > wire.NUM_FDS_MAX:
+        raise errfactory.rpc(f"Received too many FDs {count}, expected {wire.NUM_FDS_MAX} maximum")
+    return int(count)
 
 
 class PacketSplitter:
@@ -191,14 +234,20 @@ class PacketSplitter:
     across reads gets a buffer of its full length as soon as its length word
     is in; the rest of it is copied in, or read straight into it (`direct`
     and `filled`). The framing layer's limits apply to every length word.
+
+    A REPLY_WITH_FDS packet is followed by one byte per descriptor it passes
+    (each byte carries one, SCM_RIGHTS): those bytes are skipped, and once the
+    last is in an (FDS_IN, count, 0) span follows the packet's.
     """
 
-    __slots__ = ("_filled", "_head", "_partial")
+    __slots__ = ("_fds", "_filled", "_head", "_partial", "_skip")
 
     def __init__(self) -> None:
         self._head = b""  # the first bytes of a split packet, before its length word is whole
         self._partial: bytearray | None = None  # a split packet's buffer, its full length
         self._filled = 0  # bytes of it received
+        self._skip = 0  # descriptor bytes still to come
+        self._fds = 0  # how many descriptors the packet being skipped passes
 
     def direct(self) -> memoryview | None:
         """Where to read the rest of a large split packet into, if there is one."""
@@ -218,7 +267,16 @@ class PacketSplitter:
             return []
         self._partial = None
         self._filled = 0
-        return [(partial, 0, len(partial))]
+        out: list[Span] = [(partial, 0, len(partial))]
+        self._owe(partial, 0, len(partial), out)
+        return out
+
+    def _owe(self, buf: bytes | bytearray, start: int, stop: int, out: list[Span]) -> None:
+        count = fds_owed(buf, start, stop)
+        if count == 0:
+            out.append((FDS_IN, 0, 0))
+        elif count > 0:
+            self._skip = self._fds = count
 
     def _start(self, head: bytes) -> None:
         """A packet split across reads begins with `head` (4 bytes or more: its length word is in)."""
@@ -232,10 +290,17 @@ class PacketSplitter:
         out: list[Span] = []
         pos = 0
         end = len(data)
-        if self._head:
-            take = min(4 - len(self._head), end)
-            head = self._head + data[:take]
+        if self._skip:
+            take = min(self._skip, end)
+            self._skip -= take
             pos = take
+            if self._skip:
+                return out
+            out.append((FDS_IN, self._fds, 0))
+        if self._head:
+            take = min(4 - len(self._head), end - pos)
+            head = self._head + data[pos : pos + take]
+            pos += take
             if len(head) < 4:
                 self._head = head
                 return out
@@ -250,6 +315,8 @@ class PacketSplitter:
             out += self._complete()
             if self._partial is not None:
                 return out
+            if self._skip:
+                return out + self.feed_spans(data[pos:]) if pos < end else out
         unpack = _LENGTH.unpack_from
         while end - pos >= 4:
             (length,) = unpack(data, pos)
@@ -258,6 +325,14 @@ class PacketSplitter:
             if end - pos < length:
                 break
             out.append((data, pos, pos + length))
+            if data[pos + 19] == wire.REPLY_WITH_FDS:
+                self._owe(data, pos, pos + length, out)
+                pos += length
+                if self._skip:
+                    if pos < end:
+                        out += self.feed_spans(data[pos:])
+                    return out
+                continue
             pos += length
         if pos < end:
             if end - pos >= 4:
@@ -271,6 +346,7 @@ class PacketSplitter:
         return [
             buf if type(buf) is bytes and start == 0 and stop == len(buf) else bytes(buf[start:stop])
             for buf, start, stop in self.feed_spans(data)
+            if buf is not FDS_IN
         ]
 
 
@@ -387,10 +463,26 @@ class ClientProtocol(Generic[W]):
     from `fail_all`; replies as `Reply` events carrying their waiter.
     """
 
-    __slots__ = ("_splitter", "dead", "errout", "keepalive", "pending", "streams")
+    __slots__ = (
+        "_fds",
+        "_held",
+        "_splitter",
+        "dead",
+        "errout",
+        "keepalive",
+        "passes_fds",
+        "pending",
+        "streams",
+    )
 
     def __init__(self) -> None:
         self._splitter = PacketSplitter()
+        # Descriptors received (SCM_RIGHTS) and not yet given to their reply, and
+        # the REPLY_WITH_FDS waiting for them (None: its call is gone).
+        self._fds: list[int] = []
+        self._held: Reply | None = None
+        # Whether the socket can carry descriptors (unix); the shell says so.
+        self.passes_fds = False
         self.pending: Pending[W] = Pending()
         self.streams: dict[int, StreamState] = {}
         self.keepalive: KeepAlive | None = None
@@ -459,9 +551,15 @@ class ClientProtocol(Generic[W]):
 
     # -- incoming -----------------------------------------------------------------
 
-    def receive_data(self, data: bytes, now: float) -> list[ProtocolEvent]:
-        """Bytes read from the socket (b"" at end of file) in, events out."""
+    def receive_data(self, data: bytes, now: float, fds: list[int] | None = None) -> list[ProtocolEvent]:
+        """Bytes read from the socket (b"" at end of file) in, events out.
+
+        `fds`: descriptors that came with these bytes (SCM_RIGHTS); they belong
+        to the REPLY_WITH_FDS before them, and are closed if nobody takes them."""
+        if fds:
+            self._fds += fds
         if self.dead is not None:
+            close_fds(self._fds)
             return []
         if not data:
             return self.fail_all(end_of_file(self.errout() if self.errout else None), "eof")
@@ -498,6 +596,11 @@ class ClientProtocol(Generic[W]):
         waiters = self.pending.waiters
         unpack = _HEADER.unpack_from
         for buf, start, stop in spans:
+            if buf is FDS_IN:
+                failed = self._fds_in(start, out)
+                if failed:
+                    return out + failed
+                continue
             _, prog, _vers, proc, mtype, serial, status = unpack(buf, start)
             body = start + HEADER_SIZE
             payload = buf[body:stop] if type(buf) is bytes else bytes(memoryview(buf)[body:stop])
@@ -514,9 +617,41 @@ class ClientProtocol(Generic[W]):
                     out.append(Event(proc, payload))
                 elif mtype in (_STREAM, _STREAM_HOLE):
                     self._stream_packet(payload, proc, mtype, serial, status, out)
+                elif mtype == REPLY_WITH_FDS:
+                    if not self.passes_fds:
+                        # virNetSocketRecvFD on a socket that cannot carry them.
+                        return out + self.fail_all(
+                            errfactory.templated(
+                                errors.VIR_ERR_INTERNAL_ERROR,
+                                errors.VIR_FROM_RPC,
+                                "Receiving file descriptors is not supported on this socket",
+                            ),
+                            "error",
+                        )
+                    # Its descriptors follow: the reply goes out once they are in (FDS_IN).
+                    self._held = Reply(serial, proc, status, payload[4:], waiters.pop(serial, None))
             elif prog == KEEPALIVE_PROGRAM and mtype == MESSAGE and proc == _PING_PROC:
                 out.append(SendPacket(PONG_PACKET))
         return out
+
+    def _fds_in(self, count: int, out: list[ProtocolEvent]) -> list[ProtocolEvent]:
+        """The descriptors of the held REPLY_WITH_FDS are in: hand the reply on."""
+        reply, self._held = self._held, None
+        if len(self._fds) < count:
+            # A carrier byte came without its descriptor (virSocketRecvFD: EBADMSG).
+            close_fds(self._fds)
+            if reply is not None and reply.waiter is not None:
+                self.pending.waiters[reply.serial] = reply.waiter  # fail_all fails it
+            return self.fail_all(
+                errfactory.system_errno("Failed to recv file descriptor", OSError(errno.EBADMSG, "")), "error"
+            )
+        fds, self._fds = self._fds[:count], self._fds[count:]
+        if reply is None or reply.waiter is None:
+            close_fds(fds)  # a cancelled call: nobody takes them
+            return []
+        reply.fds = fds
+        out.append(reply)
+        return []
 
     def _stream_packet(
         self, payload: bytes, proc: int, mtype: int, serial: int, status: int, out: list[ProtocolEvent]
@@ -575,6 +710,8 @@ class ClientProtocol(Generic[W]):
         if self.dead is not None:
             return []
         self.dead = err
+        close_fds(self._fds)
+        self._held = None
         out: list[ProtocolEvent] = []
         for stream in self.streams.values():
             if stream.error is None:

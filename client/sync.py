@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from virtwire.client import cmdsocket, core, errfactory, transport
+from virtwire.client import cmdsocket, core, errfactory, fdpass, transport
 from virtwire.client.streamstate import StreamState
 from virtwire.protocol.errors import libvirtError
 from virtwire.protocol.generated.constants import (
@@ -99,7 +99,10 @@ class SyncConnection:
         )
         if isinstance(sock, cmdsocket.CommandSocket):
             self.protocol.errout = sock.tunnel.stderr_text
-        if getattr(sock, "family", None) == socket.AF_UNIX:
+        # Unix sockets are read with recvmsg: descriptors may come (fdpass.py).
+        self._unix = getattr(sock, "family", None) == socket.AF_UNIX
+        self.protocol.passes_fds = self._unix
+        if self._unix:
             poller = select.poll()
             poller.register(sock.fileno(), select.POLLIN)
             self._wait_input = poller.poll
@@ -148,6 +151,12 @@ class SyncConnection:
             _, packet = self.protocol.start_call_with_fds(procedure, payload, len(fds), waiter)
         self._send(packet, fds)
         return self._wait(waiter)
+
+    def call_receiving_fds(self, procedure: int, payload: bytes) -> core.Reply:
+        """A call whose reply may pass descriptors (REPLY_WITH_FDS): they are the
+        reply's `fds`, the caller's to close.  Any socket: on one that cannot carry
+        them the core fails the connection as libvirt does."""
+        return self.call(procedure, payload)
 
     def call_many(self, calls: list[tuple[int, bytes]]) -> list[core.Reply | libvirtError]:
         """Send several CALLs back to back, then wait for all their replies.
@@ -415,7 +424,14 @@ class SyncConnection:
                 lock.acquire()
                 self._apply(self.protocol.received_into(n, time.monotonic()))
                 return
-            data = self._sock.recv(size)
+            if self._unix:
+                data, fds = fdpass.recv(self._sock, size)
+                if fds:
+                    lock.acquire()
+                    self._apply(self.protocol.receive_data(data, time.monotonic(), fds))
+                    return
+            else:
+                data = self._sock.recv(size)
         except libvirtError as exc:  # a failed PING write
             lock.acquire()
             self._apply(self.protocol.fail_all(exc, "error"))

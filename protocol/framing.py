@@ -177,6 +177,7 @@ class PacketDecoder:
         self._buffer = bytearray()  # bytes of later packets (empty while a chunk is ready)
         self._next_length: int | None = None  # length of the packet at the buffer's front, once read
         self._error: ProtocolError | None = None
+        self._skip = 0  # bytes still to drop before the next packet (see ``skip``)
 
     @property
     def buffered(self) -> int:
@@ -186,7 +187,29 @@ class PacketDecoder:
     @property
     def in_packet(self) -> bool:
         """True when a packet has started but is incomplete (EOF now would truncate it)."""
-        return bool(self._buffer)
+        return bool(self._buffer) or self._skip > 0
+
+    def skip(self, count: int) -> None:
+        """The ``count`` bytes after the packet just taken are not a packet.
+
+        A ``*_WITH_FDS`` packet is followed by one byte per file descriptor, each
+        byte the carrier of one descriptor (SCM_RIGHTS); libvirt reads them with
+        the descriptors, never as the start of the next packet.
+        """
+        if count:
+            self._skip += count
+            self._drop_skipped()
+
+    @property
+    def skipping(self) -> int:
+        """Bytes ``skip`` still waits for (0: the descriptors' bytes are all in)."""
+        return self._skip
+
+    def _drop_skipped(self) -> None:
+        take = min(self._skip, len(self._buffer))
+        if take:
+            del self._buffer[:take]
+            self._skip -= take
 
     def _check(self, length: int) -> None:
         _check_length(length, self._sender)
@@ -200,7 +223,7 @@ class PacketDecoder:
         """Add received bytes.  Raises ``ProtocolError`` if the next length word is bad."""
         if self._error is not None:
             raise self._error
-        if not self._buffer and type(data) is bytes and len(data) >= LENGTH_SIZE:
+        if not self._buffer and not self._skip and type(data) is bytes and len(data) >= LENGTH_SIZE:
             # The common case, one read holding exactly one packet: keep the chunk
             # itself (bytes are immutable) instead of copying it in and out.
             (length,) = _LENGTH.unpack_from(data, 0)
@@ -222,9 +245,14 @@ class PacketDecoder:
         self._ready_bytes = 0
         self._buffer = bytearray()
         self._next_length = None
+        self._skip = 0
         return error
 
     def _read_length(self) -> int | None:
+        if self._skip:
+            self._drop_skipped()
+            if self._skip:
+                return None
         if self._next_length is None and len(self._buffer) >= LENGTH_SIZE:
             (length,) = _LENGTH.unpack_from(self._buffer, 0)
             try:

@@ -31,6 +31,7 @@ MESSAGE: Final = int(_virnet.virNetMessageType.VIR_NET_MESSAGE)
 STREAM: Final = int(_virnet.virNetMessageType.VIR_NET_STREAM)
 STREAM_HOLE: Final = int(_virnet.virNetMessageType.VIR_NET_STREAM_HOLE)
 CALL_WITH_FDS: Final = int(_virnet.virNetMessageType.VIR_NET_CALL_WITH_FDS)
+REPLY_WITH_FDS: Final = int(_virnet.virNetMessageType.VIR_NET_REPLY_WITH_FDS)
 # The most descriptors one message may carry.
 NUM_FDS_MAX: Final = _virnet.VIR_NET_MESSAGE_NUM_FDS_MAX
 OK: Final = int(_virnet.virNetMessageStatus.VIR_NET_OK)

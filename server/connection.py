@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import struct
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -46,6 +47,7 @@ from virtwire.protocol.framing import PacketDecoder
 from virtwire.protocol.generated import keepalive as K
 from virtwire.protocol.generated.virnet import virNetMessageStatus, virNetMessageType
 
+from . import fdpass
 from .access import CallAccess
 from .auth import ConnectionAuth
 from .dispatch import Handler, Route, run_call
@@ -64,6 +66,8 @@ _HEADER = wire.PACKET_HEADER  # length, program, version, procedure, type, seria
 _HEADER_SIZE = wire.HEADER_SIZE
 _CALL = virNetMessageType.VIR_NET_CALL
 _CALL_WITH_FDS = virNetMessageType.VIR_NET_CALL_WITH_FDS
+_REPLY_WITH_FDS = int(virNetMessageType.VIR_NET_REPLY_WITH_FDS)
+_NFDS = struct.Struct(">I")  # a *_WITH_FDS payload starts with the descriptor count
 _REPLY = int(virNetMessageType.VIR_NET_REPLY)
 _MESSAGE = virNetMessageType.VIR_NET_MESSAGE
 _OK = virNetMessageStatus.VIR_NET_OK
@@ -102,6 +106,26 @@ class _End:
 
 
 _END = _End()
+
+
+class FdReply(bytes):
+    """A REPLY_WITH_FDS packet and the descriptors that follow it (ours to close once sent)."""
+
+    fds: list[int]
+
+    def __new__(cls, data: bytes, fds: list[int]) -> FdReply:
+        packet = super().__new__(cls, data)
+        packet.fds = fds
+        return packet
+
+
+def fd_reply_packet(
+    program: int, version: int, procedure: int, serial: int, payload: bytes, fds: list[int]
+) -> FdReply:
+    """The REPLY_WITH_FDS of a call whose handler passes descriptors back."""
+    body = _NFDS.pack(len(fds)) + payload
+    header = _HEADER.pack(_HEADER_SIZE + len(body), program, version, procedure, _REPLY_WITH_FDS, serial, _OK)
+    return FdReply(header + body, fds)
 
 
 class Connection(EventSubscriber):
@@ -275,6 +299,15 @@ class Connection(EventSubscriber):
                 await self._teardown()
 
     async def _teardown(self) -> None:
+        fdpass.close_all(self._io.received_fds)
+        if self._outbox_made:
+            while True:
+                try:
+                    item = self._outbox_rx.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                    break
+                if type(item) is FdReply:
+                    fdpass.close_all(item.fds)
         self.auth.release()
         self.streams.close_all()  # streams: the client is gone, abort what is open
         self.service.bus.drop_owner(self)
@@ -290,6 +323,8 @@ class Connection(EventSubscriber):
     async def _read_loop(self) -> None:
         decoder = PacketDecoder(sender="client")
         io = self._io
+        held: bytes | None = None  # a CALL_WITH_FDS waiting for its descriptors
+        nfds = 0
         # A new client sends its first call right after connecting: it is most
         # likely here already, so the first read does not wait for readability.
         wait_first = False
@@ -306,8 +341,27 @@ class Connection(EventSubscriber):
             self._last_rx = trio.current_time()
             try:
                 decoder.feed(data)
-                while (packet := decoder.next_packet()) is not None:
-                    await self._on_packet(packet)
+                while True:
+                    if held is not None:
+                        if decoder.skipping:
+                            break  # its descriptors are still on their way
+                        packet, fds = held, self._received_fds(nfds)
+                        held = None
+                        if fds is None:
+                            return
+                        await self._on_packet(packet, fds)
+                    else:
+                        packet = decoder.next_packet()
+                        if packet is None:
+                            break
+                        if packet[19] == _CALL_WITH_FDS and packet[16:19] == b"\0\0\0":
+                            nfds = self._fds_owed(packet)
+                            if nfds < 0:
+                                return
+                            held = packet
+                            decoder.skip(nfds)
+                            continue
+                        await self._on_packet(packet)
                     if self._closing:
                         return
                 wait_first = not decoder.in_packet
@@ -315,6 +369,34 @@ class Connection(EventSubscriber):
                 # A bad length word: the stream has no resync point. libvirtd hangs up.
                 self.abort(f"protocol error: {exc}")
                 return
+
+    def _fds_owed(self, packet: bytes) -> int:
+        """How many descriptors follow a CALL_WITH_FDS; -1 when the connection must
+        end, as libvirtd ends it (virNetServerClientDispatchRead): a count it cannot
+        decode or over its maximum, or a socket that cannot carry descriptors."""
+        if len(packet) < _HEADER_SIZE + 4:
+            reason = "Unable to decode number of FDs"
+        elif not self._io.passes_fds:
+            reason = "Receiving file descriptors is not supported on this socket"
+        else:
+            (nfds,) = _NFDS.unpack_from(packet, _HEADER_SIZE)
+            if nfds <= wire.NUM_FDS_MAX:
+                return int(nfds)
+            reason = f"Received too many FDs {nfds}, expected {wire.NUM_FDS_MAX} maximum"
+        self.abort(reason)
+        return -1
+
+    def _received_fds(self, nfds: int) -> list[int] | None:
+        """The descriptors of the CALL_WITH_FDS whose carrier bytes are all in."""
+        pool = self._io.received_fds
+        if len(pool) < nfds:
+            # A carrier byte without its descriptor (virSocketRecvFD: EBADMSG).
+            fdpass.close_all(pool)
+            self.abort("Failed to recv file descriptor: Bad message")
+            return None
+        fds = pool[:nfds]
+        del pool[:nfds]
+        return fds
 
     def _owes_too_much(self) -> bool:
         return (
@@ -340,7 +422,14 @@ class Connection(EventSubscriber):
             self._reading_paused = False
             self._room = None
 
-    async def _on_packet(self, packet: bytes) -> None:
+    async def _on_packet(self, packet: bytes, fds: list[int] | None = None) -> None:
+        """One packet; `fds`: it is a CALL_WITH_FDS and these came with it (the call owns them)."""
+        if fds is not None:
+            try:
+                await self._on_call_with_fds(packet, fds)
+            finally:
+                fdpass.close_all(fds)  # those no call took (an error before the call ran)
+            return
         if self._owes_too_much():
             await self._wait_for_room()
         self._turn_packets += 1
@@ -354,10 +443,6 @@ class Connection(EventSubscriber):
             return  # PONG (any packet already reset the countdown) or an unknown one: ignored
         if program != self._program or version != self._version:
             await self._reply_error(packet, E.unknown_program(program, version))
-            return
-        if mtype == _CALL_WITH_FDS:
-            # File descriptors never come with a packet here (and feature 8 says so).
-            await self._reply_error(packet, E.unexpected_type(mtype))
             return
         if mtype in (STREAM, STREAM_HOLE):  # streams: data of an open stream
             await self.streams.incoming(mtype, procedure, serial, status, memoryview(packet)[_HEADER_SIZE:])
@@ -387,6 +472,29 @@ class Connection(EventSubscriber):
         self._calls_in_flight += 1
         self._nursery.start_soon(self._run_call, route, packet, procedure, serial)
 
+    async def _on_call_with_fds(self, packet: bytes, fds: list[int]) -> None:
+        """A CALL_WITH_FDS: the checks of a CALL, then its call with the descriptors."""
+        if self._owes_too_much():
+            await self._wait_for_room()
+        _, program, version, procedure, _, serial, status = _HEADER.unpack_from(packet)
+        if program != self._program or version != self._version:
+            await self._reply_error(packet, E.unknown_program(program, version))
+            return
+        if status != _OK:
+            await self._reply_error(packet, E.unexpected_status(status))
+            return
+        route = self.service.routes.get(procedure)
+        if route is None:
+            await self._reply_error(packet, E.unknown_procedure(procedure))
+            return
+        # The count word is not part of the arguments.
+        body = packet[:_HEADER_SIZE] + packet[_HEADER_SIZE + 4 :]
+        incoming = list(fds)
+        fds.clear()  # the call owns them now (fdpass.serving closes what it leaves)
+        assert self._nursery is not None
+        self._calls_in_flight += 1
+        self._nursery.start_soon(self._run_call, route, body, procedure, serial, incoming)
+
     def _write_now(self, packet: bytes) -> bool:
         """Write ``packet`` from the calling task when nothing is waiting to be written.
 
@@ -395,7 +503,7 @@ class Connection(EventSubscriber):
         when the socket takes only part, its rest is queued ahead of everything
         else, so packets never interleave.  False: the caller must queue it.
         """
-        if self._unwritten or not self._io.direct:
+        if self._unwritten or not self._io.direct or type(packet) is FdReply:
             return False
         try:
             written = self._io.send_now(packet)
@@ -445,15 +553,23 @@ class Connection(EventSubscriber):
         _, program, version, procedure, _, serial, _ = _HEADER.unpack_from(packet)
         await self._queue(error_packet(program, version, procedure, serial, error))
 
-    async def _answer(self, route: Route, packet: bytes, procedure: int, serial: int) -> bytes:
-        """Run one call and return its whole REPLY packet (OK or ERROR)."""
+    async def _answer(
+        self, route: Route, packet: bytes, procedure: int, serial: int, fds: list[int] | None = None
+    ) -> bytes:
+        """Run one call and return its whole REPLY packet (OK or ERROR); a call that
+        passes descriptors back gets a REPLY_WITH_FDS (an FdReply)."""
         metrics = self._metrics
         start = time.perf_counter() if metrics is not None else 0.0
         code = 0  # the error's VIR_ERR_* code; 0: none
         try:
-            with self.streams.serving(procedure, serial):  # streams: the call may open one
+            with self.streams.serving(procedure, serial), fdpass.serving(fds or []) as call_fds:
                 payload = await run_call(self, route, memoryview(packet)[_HEADER_SIZE:])
-            reply = reply_packet(self._program, self._version, procedure, serial, _OK, payload)
+            if call_fds.outgoing:
+                reply = fd_reply_packet(
+                    self._program, self._version, procedure, serial, payload, call_fds.outgoing
+                )
+            else:
+                reply = reply_packet(self._program, self._version, procedure, serial, _OK, payload)
         except libvirtError as exc:
             code = exc.get_error_code() or -1  # -1: an error without a code
             reply = error_packet(self._program, self._version, procedure, serial, exc)
@@ -466,9 +582,11 @@ class Connection(EventSubscriber):
             metrics.call_done(self._program, procedure, code, time.perf_counter() - start)
         return reply
 
-    async def _run_call(self, route: Route, packet: bytes, procedure: int, serial: int) -> None:
+    async def _run_call(
+        self, route: Route, packet: bytes, procedure: int, serial: int, fds: list[int] | None = None
+    ) -> None:
         try:
-            await self._queue(await self._answer(route, packet, procedure, serial))
+            await self._queue(await self._answer(route, packet, procedure, serial, fds))
             self.streams.reply_sent(procedure, serial)  # streams: a stream the call opened starts
         finally:
             self._calls_in_flight -= 1
@@ -491,6 +609,10 @@ class Connection(EventSubscriber):
                     if self._conn_scope is not None:
                         self._conn_scope.cancel()
                     return
+                if type(item) is FdReply:
+                    await self._write_fd_reply(item)
+                    item = None
+                    continue
                 # Join small packets already queued into one write; a packet that
                 # would take the batch past _BATCH_BYTES waits for the next write.
                 batch = [item]
@@ -501,7 +623,7 @@ class Connection(EventSubscriber):
                         item = rx.receive_nowait()
                     except trio.WouldBlock:
                         break
-                    if isinstance(item, _End) or size + len(item) > _BATCH_BYTES:
+                    if isinstance(item, _End) or type(item) is FdReply or size + len(item) > _BATCH_BYTES:
                         break
                     batch.append(item)
                     size += len(item)
@@ -519,6 +641,26 @@ class Connection(EventSubscriber):
                     self._written = None
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self.abort(f"write failed: {exc}")
+
+    async def _write_fd_reply(self, packet: FdReply) -> None:
+        """The packet, then each descriptor in a one-byte message; our copies are
+        closed.  A socket that cannot carry them gets the packet, then the
+        connection ends, as libvirtd ends it (virNetServerClientDispatchWrite)."""
+        try:
+            await self._io.send(bytes(packet))
+            if not self._io.passes_fds:
+                self.abort("Sending file descriptors is not supported on this socket")
+                return
+            for fd in packet.fds:
+                await self._io.send_fd(fd)
+        finally:
+            fdpass.close_all(packet.fds)
+            self._unwritten -= 1
+            self._unwritten_bytes -= len(packet)
+            self._wake_reader()
+            if self._written is not None and self._unwritten <= 0:
+                self._written.set()
+                self._written = None
 
     # --- streams (server/streams.py's StreamHost) -------------------------------------------
 

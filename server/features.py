@@ -28,7 +28,11 @@ log = logging.getLogger(__name__)
 FEATURE_PROGRAM_KEEPALIVE = DriverFeature.PROGRAM_KEEPALIVE
 FEATURE_REMOTE_EVENT_CALLBACK = DriverFeature.REMOTE_EVENT_CALLBACK
 FEATURE_REMOTE_CLOSE_CALLBACK = DriverFeature.REMOTE_CLOSE_CALLBACK
-SERVER_FEATURES = frozenset({FEATURE_REMOTE_EVENT_CALLBACK, FEATURE_REMOTE_CLOSE_CALLBACK})
+# libvirtd answers FD_PASSING itself, whatever the transport (a TCP client learns
+# otherwise when it tries: remote_daemon_dispatch.c).
+SERVER_FEATURES = frozenset(
+    {DriverFeature.FD_PASSING, FEATURE_REMOTE_EVENT_CALLBACK, FEATURE_REMOTE_CLOSE_CALLBACK}
+)
 
 # What CONNECT_SET_IDENTITY accepts (virIdentitySetParameters).
 IDENTITY_PARAMS = {

@@ -14,13 +14,18 @@ never starves other connections.
 
 from __future__ import annotations
 
+import array
 import errno
 import os
 import socket
 
 import trio
+from virtwire.protocol import wire
 
 _CHECKPOINT_EVERY = 16
+# Room for the most descriptors one message may pass (a read returns those of one
+# carrier byte at most: the kernel ends the read after it).
+_ANCILLARY = socket.CMSG_SPACE(wire.NUM_FDS_MAX * array.array("i").itemsize)
 _GONE = (errno.ECONNRESET, errno.EPIPE, errno.ENOTCONN, errno.ETIMEDOUT)
 
 
@@ -54,6 +59,39 @@ class StreamIO:
         self._fd = self._sock.fileno() if self._sock is not None else -1
         self._reads = 0
         self.direct = self._sock is not None  # ``send_now`` is available
+        # A plain unix socket carries descriptors (SCM_RIGHTS): it is read with
+        # recvmsg, and what came is kept in ``received_fds`` for the connection.
+        self._unix: socket.socket | None = (
+            stream if isinstance(stream, socket.socket) and stream.family == socket.AF_UNIX else None
+        )
+        self.passes_fds = self._unix is not None
+        self.received_fds: list[int] = []
+
+    def _read(self, max_bytes: int) -> bytes:
+        unix = self._unix
+        if unix is None:
+            return os.read(self._fd, max_bytes)
+        data, ancdata, _flags, _addr = unix.recvmsg(max_bytes, _ANCILLARY)
+        for level, kind, raw in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds = array.array("i")
+                fds.frombytes(raw[: len(raw) - len(raw) % fds.itemsize])
+                self.received_fds.extend(fds)
+        return data
+
+    async def send_fd(self, fd: int) -> None:
+        """One descriptor in a one-byte message (libvirt's virSocketSendFD)."""
+        unix = self._unix
+        assert unix is not None
+        rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]).tobytes())]
+        while True:
+            try:
+                unix.sendmsg([b"\0"], rights)
+                return
+            except BlockingIOError:
+                await trio.lowlevel.wait_writable(self._fd)
+            except OSError as exc:
+                raise trio.BrokenResourceError(f"socket write failed: {exc}") from exc
 
     def send_now(self, data: bytes) -> int:
         """Write what the socket takes right now, without waiting; return the count.
@@ -85,7 +123,7 @@ class StreamIO:
             await trio.lowlevel.wait_readable(self._fd)
         while True:
             try:
-                return os.read(self._fd, max_bytes)
+                return self._read(max_bytes)
             except BlockingIOError:
                 await trio.lowlevel.wait_readable(self._fd)
             except OSError as exc:

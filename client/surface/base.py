@@ -60,6 +60,17 @@ class Handle:
     def _run_fds(self, op: ops.Op, fds: list[int]) -> Any:  # pragma: no cover - classes define it
         raise NotImplementedError
 
+    def _rpc_receiving_fds(self, proc_name: str, args: tuple[Any, ...]) -> tuple[Any, list[int]]:
+        """As _rpc, for a call whose reply passes descriptors (REPLY_WITH_FDS):
+        the ret struct and the descriptors, the caller's to close."""
+        proc = ops.PROCS[proc_name]
+        codec = proc.args
+        assert codec is not None
+        return self._run_receiving_fds(ops.Op(proc, codec(*args), _ident))
+
+    def _run_receiving_fds(self, op: ops.Op) -> tuple[Any, list[int]]:  # pragma: no cover
+        raise NotImplementedError
+
     def _wrap(self, klass: str, parent: Any, ref: Any) -> Any:
         return CLASSES[klass](parent, _obj=ref)
 
@@ -121,6 +132,13 @@ class ObjectHandle(Handle):
         conn = self._conn
         try:
             return call.invoke_with_fds(conn._sock, conn._readonly, op, fds)
+        except libvirtError as exc:
+            call.report(exc)
+            raise
+
+    def _run_receiving_fds(self, op: ops.Op) -> tuple[Any, list[int]]:
+        try:
+            return call.invoke_receiving_fds(self._conn._sock, op)
         except libvirtError as exc:
             call.report(exc)
             raise

@@ -8,10 +8,12 @@ libvirt-python does, and keeps it as the thread's last error.
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Callable
 from typing import Any
 
-from virtwire.client import bridge, core, ops
+from virtwire.client import bridge, core, errfactory, ops
 from virtwire.client.surface import errprint, lasterror
 from virtwire.client.sync import SyncConnection
 from virtwire.protocol.errors import libvirtError
@@ -39,13 +41,39 @@ def report(exc: libvirtError) -> None:
         f(ctx, err)
 
 
+def check_duplicable(fds: list[int]) -> None:
+    """libvirt duplicates each descriptor before it sends the call (virNetClientProgramCall)."""
+    for fd in fds:
+        try:
+            os.close(os.dup(fd))
+        except OSError as exc:
+            raise errfactory.system_errno(f"Cannot duplicate FD {fd}", exc) from None
+        except (OverflowError, ValueError):
+            raise errfactory.system_errno(f"Cannot duplicate FD {fd}", OSError(errno.EBADF, "")) from None
+
+
 def invoke_with_fds(sock: SyncConnection, readonly: bool, op: ops.Op, fds: list[int]) -> Any:
     """As invoke, for a call that passes file descriptors (CALL_WITH_FDS)."""
     lasterror.reset()
     if readonly:
         core.check_read_only(op.proc, op.flags, op.api)
+    check_duplicable(fds)
     proc = op.proc
     return op.convert(core.decode_reply(proc, sock.call_with_fds(proc.number, op.payload(), fds)))
+
+
+def invoke_receiving_fds(sock: SyncConnection, op: ops.Op) -> tuple[Any, list[int]]:
+    """A call whose reply passes descriptors (REPLY_WITH_FDS): its converted
+    reply and the descriptors, the caller's to close.  No read-only check here:
+    the callers check first, in libvirt's order."""
+    proc = op.proc
+    reply = sock.call_receiving_fds(proc.number, op.payload())
+    fds = core.take_fds(reply)
+    try:
+        return op.convert(core.decode_reply(proc, reply)), fds
+    except BaseException:
+        core.close_fds(fds)
+        raise
 
 
 def invoke(sock: SyncConnection, readonly: bool, op: ops.Op) -> Any:

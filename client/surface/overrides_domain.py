@@ -8,14 +8,17 @@ the migration flows.
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from virtwire.client import errfactory
-from virtwire.client.surface import shapes
+from virtwire.client import core, errfactory, ops
+from virtwire.client.surface import call, shapes
 from virtwire.client.surface.base import Handle
-from virtwire.protocol import typedparams
+from virtwire.protocol import errors, typedparams
 from virtwire.protocol.errors import libvirtError
+from virtwire.protocol.features import DriverFeature
 from virtwire.protocol.generated import constants as c
 
 # libvirt-python's names of the memory statistics tags (libvirt-override.c).
@@ -53,6 +56,25 @@ def _maplen(ncpus: int) -> int:
     return (ncpus + 7) // 8
 
 
+def _check_graphics_fd(api: str, fd: int) -> None:
+    """virDomainOpenGraphics' checks of the caller's descriptor, before anything is sent."""
+    if fd < 0:
+        raise errors.invalid_argument(
+            api, "fd", f"fd in {api} must be zero or greater", c.VIR_FROM_DOMAIN
+        )
+    try:
+        mode = os.fstat(fd).st_mode
+    except (OSError, OverflowError) as exc:
+        code = exc.errno if isinstance(exc, OSError) and exc.errno else 9  # EBADF
+        message = f"Unable to access file descriptor {fd}: {os.strerror(code)}"
+        raise errfactory.make(
+            c.VIR_ERR_SYSTEM_ERROR, c.VIR_FROM_DOMAIN, message, "%s", message, None, code
+        ) from None
+    if not stat.S_ISSOCK(mode):
+        message = f"fd {fd} must be a socket"
+        raise errors.invalid_argument(api, "fd", message, c.VIR_FROM_DOMAIN)
+
+
 class DomainOverrides(Handle):
     _conn: Any
 
@@ -60,6 +82,65 @@ class DomainOverrides(Handle):
         ret = self._rpc_fds("DOMAIN_CREATE_WITH_FILES", (self._ref, flags), files, flags)
         self._ref = ret.dom  # as libvirt's remote driver: the running domain's id
         return 0
+
+    # -- descriptors to and from the hypervisor (libvirt-domain.c's checks, in its order) --
+
+    def openGraphics(self, idx: int, fd: int, flags: int = 0) -> int:
+        api = "virDomainOpenGraphics"
+        try:
+            _check_graphics_fd(api, fd)
+            self._check_writable("DOMAIN_OPEN_GRAPHICS", flags)
+            self._check_fd_passing()
+        except libvirtError as exc:
+            call.report(exc)
+            raise
+        self._rpc_fds("DOMAIN_OPEN_GRAPHICS", (self._ref, idx, flags), [fd], flags)
+        return 0
+
+    def openGraphicsFD(self, idx: int, flags: int = 0) -> int:
+        try:
+            self._check_writable("DOMAIN_OPEN_GRAPHICS_FD", flags)
+            self._check_fd_passing()
+        except libvirtError as exc:
+            call.report(exc)
+            raise
+        _, fds = self._rpc_receiving_fds("DOMAIN_OPEN_GRAPHICS_FD", (self._ref, idx, flags))
+        if len(fds) != 1:
+            core.close_fds(fds)
+            detail = "too many file descriptors received" if fds else "no file descriptor received"
+            err = errors.make_error(c.VIR_ERR_INTERNAL_ERROR, c.VIR_FROM_REMOTE, detail)
+            call.report(err)
+            raise err
+        return fds[0]
+
+    def FDAssociate(self, name: str, files: list[int], flags: int = 0) -> int:
+        fds = [int(fd) for fd in files]
+        try:
+            self._check_fd_passing()
+            if not fds:
+                raise errors.invalid_argument(
+                    "virDomainFDAssociate",
+                    "nfds",
+                    "nfds in virDomainFDAssociate must not be zero",
+                    c.VIR_FROM_DOMAIN,
+                )
+            self._check_writable("DOMAIN_FD_ASSOCIATE", flags)
+        except libvirtError as exc:
+            call.report(exc)
+            raise
+        self._rpc_fds("DOMAIN_FD_ASSOCIATE", (self._ref, name, flags), fds, flags)
+        return 0
+
+    def _check_writable(self, proc_name: str, flags: int) -> None:
+        if self._conn._readonly:
+            core.check_read_only(ops.PROCS[proc_name], flags)
+
+    def _check_fd_passing(self) -> None:
+        """VIR_DRV_SUPPORTS_FEATURE(FD_PASSING): the daemon is asked, every time."""
+        supported = self._conn._rpc("CONNECT_SUPPORTS_FEATURE", (DriverFeature.FD_PASSING,)).supported
+        if supported <= 0:
+            detail = "fd passing is not supported by this connection"
+            raise errors.make_error(c.VIR_ERR_ARGUMENT_UNSUPPORTED, c.VIR_FROM_DOMAIN, detail)
 
     def _host_cpus(self) -> int:
         # libvirt-python's getPyNodeCPUCount: the CPU map's size, else node info.

@@ -107,7 +107,7 @@ def test_stray_packet_types_are_ignored(raw: RawRpcClient) -> None:
 
 @pytest.mark.parametrize(
     ("feature", "supported"),
-    [(10, 1), (14, 1), (15, 1), (9, 1), (16, 1), (8, 0), (1, 0), (2, 0), (3, 0), (99, 0), (-1, 0)],
+    [(10, 1), (14, 1), (15, 1), (9, 1), (16, 1), (8, 1), (1, 0), (2, 0), (3, 0), (99, 0), (-1, 0)],
 )
 def test_supported_features(raw: RawRpcClient, feature: int, supported: int) -> None:
     raw.open()

@@ -18,6 +18,7 @@ from .domain_metadata import MetadataAPI
 from .domain_save import SaveAPI
 from .domain_stats import DomainStats
 from .domain_tunables import DomainTunables
+from .graphics_api import GraphicsAPI
 from .host_api import HostAPI
 from .interface_api import InterfaceAPI
 from .migration_api import MigrationMixin
@@ -32,6 +33,7 @@ from .volume_streams import VolumeStreamAPI
 
 
 class MemoryDriver(
+    GraphicsAPI,
     AccessAPI,
     MigrationMixin,
     SaveAPI,
