@@ -558,6 +558,10 @@ class DomainCalls(AsyncHandle):
 
     _FACADE = 'virDomain'
 
+    async def FDAssociate(self, name: Any, files: Any, flags: Any = 0) -> Any:
+        """FDAssociate: the facade's shape of it, awaited."""
+        return await self._facade('FDAssociate', name, files, flags)
+
     async def ID(self) -> Any:
         """ID: the facade's shape of it, awaited."""
         return await self._facade('ID')
@@ -982,6 +986,14 @@ class DomainCalls(AsyncHandle):
     async def numaParameters(self, flags: Any = 0) -> Any:
         """numaParameters: the facade's shape of it, awaited."""
         return await self._facade('numaParameters', flags)
+
+    async def openGraphics(self, idx: Any, fd: Any, flags: Any = 0) -> Any:
+        """openGraphics: the facade's shape of it, awaited."""
+        return await self._facade('openGraphics', idx, fd, flags)
+
+    async def openGraphicsFD(self, idx: Any, flags: Any = 0) -> Any:
+        """openGraphicsFD: the facade's shape of it, awaited."""
+        return await self._facade('openGraphicsFD', idx, flags)
 
     async def pMSuspendForDuration(self, target: int, duration: int, flags: int = 0) -> int:
         """virDomainPMSuspendForDuration (DOMAIN_PM_SUSPEND_FOR_DURATION)."""
