@@ -28,6 +28,7 @@ from virtwire.client import (
     cmdsocket,
     core,
     errfactory,
+    fdpass,
     flows,
     ops,
     sasl_auth,
@@ -132,8 +133,15 @@ class Connection(aio_shell.AsyncShell):
         # Plain sockets take a direct non-blocking write first (most packets fit
         # the kernel buffer at once), saving a trip through trio's stream layer.
         self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
+        # A unix socket is read with recvmsg (descriptors may come: fdpass.py), through
+        # a stdlib socket on a duplicate of its descriptor; what came waits in _fds_in.
+        self._unix: socket.socket | None = None
+        if self._fd >= 0 and stream.socket.family == socket.AF_UNIX:  # type: ignore[attr-defined]
+            self._unix = socket.socket(fileno=os.dup(self._fd))
+        self._fds_in: list[int] = []
         self._read_without_wait = False  # the last read found data at once
         self.protocol: core.ClientProtocol[_Waiter] = core.ClientProtocol()
+        self.protocol.passes_fds = self._unix is not None
         self._outbox: list[bytes] = []  # whole packets waiting to be written
         self._flushing = False
         self._writer_wake = trio.Event()
@@ -183,8 +191,11 @@ class Connection(aio_shell.AsyncShell):
 
     async def _shutdown(self) -> None:
         self._apply(self.protocol.fail_all(errfactory.socket_closed()))
+        core.close_fds(self._fds_in)
         with trio.CancelScope(shield=True):
             await self._stream.aclose()
+        if self._unix is not None:
+            self._unix.close()
         if self.tunnel is not None:
             self.tunnel.abort()  # ssh or +ext's program
 
@@ -343,9 +354,15 @@ class Connection(aio_shell.AsyncShell):
             # stream layers cost more than the read itself. Waiting is trio's.
             await trio.lowlevel.checkpoint_if_cancelled()
             waited = False
+            unix = self._unix
             while True:
                 try:
-                    data = os.read(fd, size)
+                    if unix is not None:
+                        data, fds = fdpass.recv(unix, size)
+                        if fds:
+                            self._fds_in += fds
+                    else:
+                        data = os.read(fd, size)
                 except BlockingIOError:
                     try:
                         await trio.lowlevel.wait_readable(fd)
@@ -410,7 +427,8 @@ class Connection(aio_shell.AsyncShell):
 
     async def _read_inline(self, waiter: _Waiter) -> None:
         while not waiter.done:
-            self._apply(self.protocol.receive_data(await self._receive(), trio.current_time()))
+            data = await self._receive()
+            self._apply(self.protocol.receive_data(data, trio.current_time(), self._take_fds()))
             if self._outbox and not self._flushing:
                 await self._flush()
 
@@ -424,7 +442,13 @@ class Connection(aio_shell.AsyncShell):
                 continue
             size = 4 * RECV_SIZE if protocol.streams else RECV_SIZE
             data = await self._receive(size)
-            self._apply(protocol.receive_data(data, trio.current_time()))
+            self._apply(protocol.receive_data(data, trio.current_time(), self._take_fds()))
+
+    def _take_fds(self) -> list[int] | None:
+        if not self._fds_in:
+            return None
+        fds, self._fds_in = self._fds_in, []
+        return fds
 
     # -- keepalive ------------------------------------------------------
 

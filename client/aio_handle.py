@@ -161,6 +161,15 @@ class BridgedSocket:
         reply: core.Reply = bridge.await_(shell._roundtrip(start, _RawCall(procedure, payload)))
         return reply
 
+    def call_receiving_fds(self, procedure: int, payload: bytes) -> core.Reply:
+        """A call whose reply may pass descriptors (REPLY_WITH_FDS; the shell reads
+        them with its packets).  A shell that cannot read them refuses first."""
+        if not getattr(self._shell, "receives_fds", True):
+            raise errfactory.operation_unsupported(
+                "descriptors passed back by the daemon are not read by the asyncio API; use the trio API"
+            )
+        return self.call(procedure, payload)
+
     def call_many(self, calls: list[tuple[int, bytes]]) -> list[core.Reply | libvirtError]:
         out: list[core.Reply | libvirtError] = []
         for procedure, payload in calls:

@@ -112,6 +112,11 @@ class Connection(aio_shell.AsyncShell):
         self._stream_waiters: dict[int, asyncio.Event] = {}
         self._reader_resume: asyncio.Event | None = None
         self.features = flows.Features(False, False, False)
+        # asyncio's transport reads the socket with plain recv, which would drop
+        # descriptors a REPLY_WITH_FDS passes: on a unix socket such calls are
+        # refused before they are sent (aio_handle.BridgedSocket).
+        sock = writer.transport.get_extra_info("socket")
+        self.receives_fds = sock is None or sock.family != socket.AF_UNIX
 
     # -- running --------------------------------------------------------
 
