@@ -351,17 +351,17 @@ class Connection(EventSubscriber):
                             return
                         await self._on_packet(packet, fds)
                     else:
-                        packet = decoder.next_packet()
-                        if packet is None:
+                        incoming = decoder.next_packet()
+                        if incoming is None:
                             break
-                        if packet[19] == _CALL_WITH_FDS and packet[16:19] == b"\0\0\0":
-                            nfds = self._fds_owed(packet)
+                        if incoming[19] == _CALL_WITH_FDS and incoming[16:19] == b"\0\0\0":
+                            nfds = self._fds_owed(incoming)
                             if nfds < 0:
                                 return
-                            held = packet
+                            held = incoming
                             decoder.skip(nfds)
                             continue
-                        await self._on_packet(packet)
+                        await self._on_packet(incoming)
                     if self._closing:
                         return
                 wait_first = not decoder.in_packet
@@ -561,6 +561,7 @@ class Connection(EventSubscriber):
         metrics = self._metrics
         start = time.perf_counter() if metrics is not None else 0.0
         code = 0  # the error's VIR_ERR_* code; 0: none
+        reply: bytes
         try:
             with self.streams.serving(procedure, serial), fdpass.serving(fds or []) as call_fds:
                 payload = await run_call(self, route, memoryview(packet)[_HEADER_SIZE:])

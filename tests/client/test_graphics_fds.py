@@ -50,9 +50,9 @@ def _fields(exc: Any) -> tuple[Any, ...]:
     )
 
 
-def _outcome(fn: Callable[[], Any], lib: ModuleType) -> Any:
+def _outcome(lib: ModuleType, fn: Callable[..., Any], *args: Any) -> Any:
     try:
-        return ("ok", fn())
+        return ("ok", fn(*args))
     except lib.libvirtError as exc:
         return ("error", _fields(exc))
 
@@ -180,7 +180,7 @@ def test_errors_identical_and_no_descriptor_kept(server: Any, real_libvirt: Modu
     try:
         before = _server_fds(server)
         for case in cases:
-            got = {label: _outcome(lambda: case(dom), lib) for label, (lib, _, dom) in sides.items()}
+            got = {label: _outcome(lib, case, dom) for label, (lib, _, dom) in sides.items()}
             assert got["ours"] == got["real"]
         # The failed calls' descriptors are closed; the associated ones are kept.
         assert _server_fds(server) == before + 2 * 2
@@ -206,10 +206,10 @@ def test_libvirtd_answers_the_same(real_libvirtd: Any, real_libvirt: ModuleType)
             conn = lib.open(real_libvirtd.unix_uri)
             dom = conn.lookupByName("test")
             got[label] = [
-                _outcome(lambda: dom.openGraphicsFD(0, 0), lib),  # noqa: B023
-                _outcome(lambda: dom.openGraphics(0, theirs.fileno(), 0), lib),  # noqa: B023
-                _outcome(lambda: dom.openGraphics(0, r, 0), lib),  # noqa: B023
-                _outcome(lambda: dom.FDAssociate("g", [r], 0), lib),  # noqa: B023
+                _outcome(lib, lambda d: d.openGraphicsFD(0, 0), dom),
+                _outcome(lib, lambda d: d.openGraphics(0, theirs.fileno(), 0), dom),
+                _outcome(lib, lambda d: d.openGraphics(0, r, 0), dom),
+                _outcome(lib, lambda d: d.FDAssociate("g", [r], 0), dom),
             ]
             conn.close()
     finally:
@@ -218,7 +218,10 @@ def test_libvirtd_answers_the_same(real_libvirtd: Any, real_libvirt: ModuleType)
         mine.close()
         theirs.close()
     assert got["ours"] == got["real"]
-    assert got["ours"][0][1][2] == "this function is not supported by the connection driver: virDomainOpenGraphicsFD"
+    assert (
+        got["ours"][0][1][2]
+        == "this function is not supported by the connection driver: virDomainOpenGraphicsFD"
+    )
 
 
 @pytest.mark.parametrize("kind", ["tcp", "ro"])
@@ -241,7 +244,7 @@ def test_tcp_and_read_only_refusals(kind: str, server: Any, real_libvirt: Module
             ):
                 # A fresh connection each: a failed descriptor transfer ends it.
                 conn = lib.openReadOnly(uri) if kind == "ro" else lib.open(uri)
-                outcomes.append(_outcome(lambda: case(conn.lookupByName(name)), lib))  # noqa: B023
+                outcomes.append(_outcome(lib, case, conn.lookupByName(name)))
                 with contextlib.suppress(lib.libvirtError):
                     conn.close()
             got[label] = outcomes
@@ -252,8 +255,13 @@ def test_tcp_and_read_only_refusals(kind: str, server: Any, real_libvirt: Module
             rw.lookupByName(name).destroy()
     assert got["ours"] == got["real"]
     if kind == "tcp":
-        assert got["ours"][0][1][2] == "internal error: Receiving file descriptors is not supported on this socket"
-        assert got["ours"][1][1][2] == "internal error: Sending file descriptors is not supported on this socket"
+        assert (
+            got["ours"][0][1][2]
+            == "internal error: Receiving file descriptors is not supported on this socket"
+        )
+        assert (
+            got["ours"][1][1][2] == "internal error: Sending file descriptors is not supported on this socket"
+        )
     else:
         assert all(o[1][0] == vlibvirt.VIR_ERR_OPERATION_DENIED for o in got["ours"])
 
