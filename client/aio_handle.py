@@ -162,12 +162,8 @@ class BridgedSocket:
         return reply
 
     def call_receiving_fds(self, procedure: int, payload: bytes) -> core.Reply:
-        """A call whose reply may pass descriptors (REPLY_WITH_FDS; the shell reads
-        them with its packets).  A shell that cannot read them refuses first."""
-        if not getattr(self._shell, "receives_fds", True):
-            raise errfactory.operation_unsupported(
-                "descriptors passed back by the daemon are not read by the asyncio API; use the trio API"
-            )
+        """A call whose reply may pass descriptors (REPLY_WITH_FDS): the shell reads
+        them with its packets (unix sockets), its core pairs them with the reply."""
         return self.call(procedure, payload)
 
     def call_many(self, calls: list[tuple[int, bytes]]) -> list[core.Reply | libvirtError]:

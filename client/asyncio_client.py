@@ -23,7 +23,18 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, NoReturn
 
-from virtwire.client import aio_api, aio_shell, cmdsocket, core, errfactory, flows, ops, sasl_auth, transport
+from virtwire.client import (
+    aio_api,
+    aio_shell,
+    cmdsocket,
+    core,
+    errfactory,
+    fdpass,
+    flows,
+    ops,
+    sasl_auth,
+    transport,
+)
 from virtwire.client import uri as urimod
 from virtwire.client.aio_api import Domain, DomainEventRecord, drive
 from virtwire.client.aio_shell import RECV_SIZE
@@ -112,11 +123,17 @@ class Connection(aio_shell.AsyncShell):
         self._stream_waiters: dict[int, asyncio.Event] = {}
         self._reader_resume: asyncio.Event | None = None
         self.features = flows.Features(False, False, False)
-        # asyncio's transport reads the socket with plain recv, which would drop
-        # descriptors a REPLY_WITH_FDS passes: on a unix socket such calls are
-        # refused before they are sent (aio_handle.BridgedSocket).
+        # asyncio's transport reads with plain recv, which would drop descriptors a
+        # REPLY_WITH_FDS passes: a unix socket is read here instead, with recvmsg on
+        # a duplicate of its descriptor (fdpass.py); the transport only writes.
         sock = writer.transport.get_extra_info("socket")
-        self.receives_fds = sock is None or sock.family != socket.AF_UNIX
+        self._unix: socket.socket | None = None
+        if sock is not None and sock.family == socket.AF_UNIX:
+            writer.transport.pause_reading()  # type: ignore[attr-defined]
+            self._unix = socket.socket(fileno=os.dup(sock.fileno()))
+            self._unix.setblocking(False)
+        self.protocol.passes_fds = self._unix is not None
+        self._fds_in: list[int] = []
 
     # -- running --------------------------------------------------------
 
@@ -144,6 +161,14 @@ class Connection(aio_shell.AsyncShell):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             self._tasks = []
+            self._close_unix()
+
+    def _close_unix(self) -> None:
+        """Close our duplicate of a unix socket (once its reader is gone) and what it received."""
+        core.close_fds(self._fds_in)
+        if self._unix is not None:
+            self._unix.close()
+            self._unix = None
 
     async def close(self) -> None:
         """CONNECT_CLOSE, then the socket is closed."""
@@ -266,6 +291,8 @@ class Connection(aio_shell.AsyncShell):
     # -- reading --------------------------------------------------------
 
     async def _receive(self, size: int = RECV_SIZE) -> bytes:
+        if self._unix is not None:
+            return await self._receive_unix(self._unix, size)
         try:
             return await self._reader_stream.read(size)
         except ssl.SSLError:
@@ -275,6 +302,41 @@ class Connection(aio_shell.AsyncShell):
             if exc.errno is not None:
                 self._apply(self.protocol.receive_failed(exc))
             return b""
+
+    async def _receive_unix(self, sock: socket.socket, size: int) -> bytes:
+        """A read of the unix socket; descriptors that came wait in _fds_in."""
+        while True:
+            try:
+                data, fds = fdpass.recv(sock, size)
+            except BlockingIOError:
+                await self._readable(sock.fileno())
+                continue
+            except OSError as exc:
+                if exc.errno is not None:
+                    self._apply(self.protocol.receive_failed(exc))
+                return b""
+            if fds:
+                self._fds_in += fds
+            return data
+
+    async def _readable(self, fd: int) -> None:
+        ready: asyncio.Future[None] = self._loop.create_future()
+
+        def wake() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        self._loop.add_reader(fd, wake)
+        try:
+            await ready
+        finally:
+            self._loop.remove_reader(fd)
+
+    def _take_fds(self) -> list[int] | None:
+        if not self._fds_in:
+            return None
+        fds, self._fds_in = self._fds_in, []
+        return fds
 
     def _apply(self, evs: list[core.ProtocolEvent]) -> None:
         for ev in evs:
@@ -309,7 +371,8 @@ class Connection(aio_shell.AsyncShell):
 
     async def _read_inline(self, waiter: _Waiter) -> None:
         while not waiter.done.done():
-            self._apply(self.protocol.receive_data(await self._receive(), self._loop.time()))
+            data = await self._receive()
+            self._apply(self.protocol.receive_data(data, self._loop.time(), self._take_fds()))
 
     async def _read_loop(self) -> None:
         protocol = self.protocol
@@ -321,7 +384,7 @@ class Connection(aio_shell.AsyncShell):
                 continue
             size = 4 * RECV_SIZE if protocol.streams else RECV_SIZE
             data = await self._receive(size)
-            self._apply(protocol.receive_data(data, self._loop.time()))
+            self._apply(protocol.receive_data(data, self._loop.time(), self._take_fds()))
         self._writer.close()
 
     # -- keepalive ------------------------------------------------------
@@ -431,6 +494,7 @@ async def connect(
             {flows.SRC: aio_api.Unchecked(conn)},
         )
     except BaseException:
+        conn._close_unix()
         writer.close()
         raise
     return conn
