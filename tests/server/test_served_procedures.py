@@ -27,7 +27,9 @@ NOT_YET_SERVED: frozenset[str] = frozenset()
 
 # Served by us, not by libvirt's test driver, on purpose: jobs and migration (the
 # memory driver really migrates), secrets (OpenStack-style clients need them),
-# volume bytes (upload, download, wipe, resize, as libvirt's storage driver does them).
+# volume bytes (upload, download, wipe, resize, as libvirt's storage driver does them),
+# graphics descriptors (as libvirt's QEMU driver: OPEN_GRAPHICS and FD_ASSOCIATE too,
+# which the probe does not send over TCP).
 BEYOND_THE_TEST_DRIVER = frozenset(
     {
         "CONNECT_LIST_ALL_SECRETS",
@@ -57,6 +59,7 @@ BEYOND_THE_TEST_DRIVER = frozenset(
         "DOMAIN_MIGRATE_SET_MAX_DOWNTIME",
         "DOMAIN_MIGRATE_SET_MAX_SPEED",
         "DOMAIN_MIGRATE_START_POST_COPY",
+        "DOMAIN_OPEN_GRAPHICS_FD",
         "DOMAIN_UPDATE_DEVICE_FLAGS",
         "SECRET_DEFINE_XML",
         "SECRET_GET_VALUE",
