@@ -567,7 +567,11 @@ class ClientProtocol(Generic[W]):
             spans = self._splitter.feed_spans(data)
         except libvirtError as exc:  # a length word outside the limits
             return self.fail_all(exc, "error")
-        return self._dispatch(spans, now)
+        out = self._dispatch(spans, now)
+        if self._fds and self._held is None:
+            # Descriptors no REPLY_WITH_FDS waits for: libvirt's plain read drops them.
+            close_fds(self._fds)
+        return out
 
     def receive_failed(self, exc: OSError) -> list[ProtocolEvent]:
         """Reading the socket failed with `exc`."""

@@ -364,6 +364,10 @@ class Connection(EventSubscriber):
                         await self._on_packet(incoming)
                     if self._closing:
                         return
+                if held is None and io.received_fds:
+                    # Descriptors with no CALL_WITH_FDS to go to: libvirtd's plain
+                    # read would have dropped them (the kernel closes them).
+                    fdpass.close_all(io.received_fds)
                 wait_first = not decoder.in_packet
             except ProtocolError as exc:
                 # A bad length word: the stream has no resync point. libvirtd hangs up.
