@@ -131,6 +131,17 @@ def fd_reply_packet(
 class Connection(EventSubscriber):
     """A client connection, served by ``run``."""
 
+    # More than 30 attributes: without slots CPython gives each connection a dict
+    # of its own (keys are shared only up to 30), about 1.5 KiB per idle client.
+    __slots__ = (
+        "_access", "_calls_done", "_calls_in_flight", "_closing", "_conn_scope", "_eof", "_io",
+        "_keepalive_started", "_last_rx", "_max_owed", "_max_unsent_bytes", "_metrics", "_nursery",
+        "_outbox", "_outbox_capacity", "_outbox_made", "_outbox_rx", "_program", "_read_scope",
+        "_reading_paused", "_room", "_turn_packets", "_unwritten", "_unwritten_bytes", "_version",
+        "_writer_started", "_written", "auth", "closed_reason", "connected_at", "ctx", "opened",
+        "procedures", "readonly_socket", "service", "stream", "streams",
+    )
+
     def __init__(
         self,
         service: Service,
@@ -328,9 +339,17 @@ class Connection(EventSubscriber):
         # A new client sends its first call right after connecting: it is most
         # likely here already, so the first read does not wait for readability.
         wait_first = False
+        direct = io.direct
         while True:
             try:
-                data = await io.receive(_RECV_SIZE, wait_first)
+                if wait_first and direct:
+                    # Between packets, an idle client's task waits here, right on the
+                    # descriptor: a coroutine frame less per idle connection than
+                    # waiting inside receive().
+                    await trio.lowlevel.wait_readable(io.fd)
+                    data = await io.receive(_RECV_SIZE, waited=True)
+                else:
+                    data = await io.receive(_RECV_SIZE, wait_first)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 data = b""
             if not data:

@@ -7,6 +7,7 @@ flush, close the connections, return (exit status 0).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -84,7 +85,11 @@ def _unix_socket(path: Path, mode: int, group: int | None) -> socket.socket:
     return _listening(sock)
 
 
-# An accepted client socket (non-blocking) and its peer address, in text.
+# Serves an accepted client socket (non-blocking), given its peer address in text.
+# The accept loop counted the client (Service.client_accepted): the handler owns
+# that count and gives it back (client_gone) once the client is gone.  TCP and
+# unix handlers are plain functions returning serve_stream's coroutine, so an idle
+# client's task holds no coroutine frames of theirs.
 Handler = Callable[[socket.socket, str], Awaitable[None]]
 
 
@@ -166,42 +171,51 @@ class Listeners:
                 _close(sock)
 
     @staticmethod
-    async def _serve_tcp(service: Service, sock: socket.socket, peer: str) -> None:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        await service.serve_stream(sock, transport="tcp", peer=peer, readonly_socket=False)
+    def _serve_tcp(service: Service, sock: socket.socket, peer: str) -> Awaitable[None]:
+        with contextlib.suppress(OSError):  # the peer may already be gone: serving finds out
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return service.serve_stream(sock, transport="tcp", peer=peer, readonly_socket=False, accepted=True)
 
     @staticmethod
     async def _serve_tls(
         service: Service, ctx: object, allowed: list[str], sock: socket.socket, peer: str
     ) -> None:
-        stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))  # sets TCP_NODELAY
-        service.handshake_started()
         try:
-            tls_stream = await accept_tls(stream, ctx, allowed, peer)  # type: ignore[arg-type]
-        except Exception:
-            log.exception("TLS client %s: handshake failed", peer)
-            await trio.aclose_forcefully(stream)
-            return
+            stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))  # sets TCP_NODELAY
+            service.handshake_started()
+            try:
+                tls_stream = await accept_tls(stream, ctx, allowed, peer)  # type: ignore[arg-type]
+            except Exception:
+                log.exception("TLS client %s: handshake failed", peer)
+                await trio.aclose_forcefully(stream)
+                return
+            finally:
+                service.handshake_done()
+            if tls_stream is not None:
+                await service.serve_stream(tls_stream, transport="tls", peer=peer, readonly_socket=False)
         finally:
-            service.handshake_done()
-        if tls_stream is not None:
-            await service.serve_stream(tls_stream, transport="tls", peer=peer, readonly_socket=False)
+            service.client_gone()
 
     @staticmethod
-    async def _serve_unix(
+    def _serve_unix(
         service: Service, path: str, readonly: bool, sock: socket.socket, peer: str
-    ) -> None:
-        await service.serve_stream(sock, transport="unix", peer=f"unix:{path}", readonly_socket=readonly)
+    ) -> Awaitable[None]:
+        return service.serve_stream(
+            sock, transport="unix", peer=f"unix:{path}", readonly_socket=readonly, accepted=True
+        )
 
     @staticmethod
     async def _serve_admin(service: Service, path: str, sock: socket.socket, peer: str) -> None:
-        uid = peer_uid(sock)
-        if uid is not None and uid != os.geteuid():
-            # libvirtd's remoteAdmClientNew: only the daemon's own user may administer it.
-            log.warning("admin socket: disallowing a client with uid %d", uid)
-            _close(sock)
-            return
-        await service.serve_stream(sock, transport="unix", peer=f"unix:{path}", readonly_socket=False)
+        try:
+            uid = peer_uid(sock)
+            if uid is not None and uid != os.geteuid():
+                # libvirtd's remoteAdmClientNew: only the daemon's own user may administer it.
+                log.warning("admin socket: disallowing a client with uid %d", uid)
+                _close(sock)
+                return
+            await service.serve_stream(sock, transport="unix", peer=f"unix:{path}", readonly_socket=False)
+        finally:
+            service.client_gone()
 
     def remove_socket_files(self) -> None:
         for path in self.unix_paths:
@@ -219,13 +233,6 @@ _ACCEPT_BACKOFF = 0.1
 _ACCEPT_BATCH = 16
 # The peer went away between connect and accept: nothing to serve, keep accepting.
 _ACCEPT_PEER_GONE = {errno.ECONNABORTED, errno.EPROTO, errno.EPERM}
-
-
-async def _serve_accepted(service: Service, handler: Handler, sock: socket.socket, peer: str) -> None:
-    try:
-        await handler(sock, peer)
-    finally:
-        service.client_gone()
 
 
 async def accept_loop(
@@ -261,7 +268,7 @@ async def accept_loop(
                 break
             sock.setblocking(False)
             service.client_accepted()
-            connections.start_soon(_serve_accepted, service, handler, sock, _peer(family, address))
+            connections.start_soon(handler, sock, _peer(family, address))
 
 
 async def _force_on_second_signal(signals: AsyncIterator[int], services: list[Service]) -> None:

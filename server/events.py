@@ -63,6 +63,8 @@ ObjectKey = bytes | str  # raw UUID, or a node device's name
 class EventSubscriber(Protocol):
     """The connection side of a subscription."""
 
+    __slots__ = ()
+
     def deliver(self, packet: bytes) -> None:
         """Queue ``packet`` for sending without blocking (overflow: drop the connection)."""
 

@@ -118,45 +118,60 @@ class Service:
         self._limits_changed()
 
     async def serve_stream(
-        self, stream: trio.abc.Stream | socket.socket, *, transport: str, peer: str, readonly_socket: bool
+        self,
+        stream: trio.abc.Stream | socket.socket,
+        *,
+        transport: str,
+        peer: str,
+        readonly_socket: bool,
+        accepted: bool = False,
     ) -> None:
         """Serve one accepted client until it goes away.
 
         ``stream``: a trio stream (TLS, tests), or a connected non-blocking socket.
+        ``accepted``: the accept loop counted it (``client_accepted``); it is
+        uncounted here as soon as the client is gone.
         """
-        if self.shutting_down:
-            await close_stream(stream)
-            return
-        if len(self.connections) >= self.config.max_clients:
-            # Only for streams handed in directly: the listeners stop accepting first.
-            log.warning(
-                "too many active clients (%d), dropping connection from %s", len(self.connections), peer
-            )
-            await close_stream(stream)
-            return
-        conn = Connection(self, stream, transport=transport, peer=peer, readonly_socket=readonly_socket)
-        self.connections.add(conn)
-        if self.on_client_count is not None:
-            self.on_client_count()
         try:
-            await conn.run()
-        except Exception:
-            # A bug must cost one connection, never the server and its other clients.
-            log.exception("client %s (%s): connection failed", conn.ctx.conn_id, peer)
-        finally:
-            self.connections.discard(conn)
-            del conn  # what it held is garbage now: the trim below can return it
+            if self.shutting_down:
+                await close_stream(stream)
+                return
+            if len(self.connections) >= self.config.max_clients:
+                # Only for streams handed in directly: the listeners stop accepting first.
+                log.warning(
+                    "too many active clients (%d), dropping connection from %s", len(self.connections), peer
+                )
+                await close_stream(stream)
+                return
+            conn = Connection(self, stream, transport=transport, peer=peer, readonly_socket=readonly_socket)
+            self.connections.add(conn)
             if self.on_client_count is not None:
                 self.on_client_count()
-            if self.shutting_down and not self.connections:
-                self.all_closed.set()
-            delay = self._trimmer.connection_ended(idle=not self.connections)
-            if delay is not None:
-                try:
-                    if not self.shutting_down:  # a server on its way out need not trim
-                        await trio.sleep(delay)
-                finally:
-                    self._trimmer.still_idle(idle=not self.connections and not self.shutting_down)
+            try:
+                await conn.run()
+            except Exception:
+                # A bug must cost one connection, never the server and its other clients.
+                log.exception("client %s (%s): connection failed", conn.ctx.conn_id, peer)
+            finally:
+                self.connections.discard(conn)
+                del conn  # what it held is garbage now: the trim below can return it
+                if accepted:
+                    accepted = False
+                    self.client_gone()
+                if self.on_client_count is not None:
+                    self.on_client_count()
+                if self.shutting_down and not self.connections:
+                    self.all_closed.set()
+                delay = self._trimmer.connection_ended(idle=not self.connections)
+                if delay is not None:
+                    try:
+                        if not self.shutting_down:  # a server on its way out need not trim
+                            await trio.sleep(delay)
+                    finally:
+                        self._trimmer.still_idle(idle=not self.connections and not self.shutting_down)
+        finally:
+            if accepted:
+                self.client_gone()
 
     def begin_shutdown(self) -> None:
         """Stop reading from every client; their calls in flight still finish."""

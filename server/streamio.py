@@ -103,13 +103,21 @@ class StreamIO:
         except BlockingIOError:
             return 0
 
-    async def receive(self, max_bytes: int, wait_first: bool = False) -> bytes | bytearray:
+    @property
+    def fd(self) -> int:
+        """The socket's file descriptor (only when ``direct``)."""
+        return self._fd
+
+    async def receive(
+        self, max_bytes: int, wait_first: bool = False, *, waited: bool = False
+    ) -> bytes | bytearray:
         """Some bytes, or b"" at EOF (a reset connection counts as EOF).
 
         ``wait_first``: the caller is between packets, so the peer is most likely
         waiting for our answer; wait for readability before reading instead of
         paying for a read that would fail with EAGAIN (measurably faster for the
-        usual call-and-wait client).
+        usual call-and-wait client).  ``waited``: the caller has just waited for
+        readability itself (``trio.lowlevel.wait_readable(io.fd)``): read at once.
         """
         if self._stream is not None:
             try:
@@ -117,7 +125,7 @@ class StreamIO:
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return b""
         self._reads += 1
-        if not wait_first and self._reads % _CHECKPOINT_EVERY == 0:
+        if not (wait_first or waited) and self._reads % _CHECKPOINT_EVERY == 0:
             await trio.lowlevel.checkpoint()
         if wait_first:
             await trio.lowlevel.wait_readable(self._fd)

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import trio
-from virtwire.client.stream_aio import AsyncStream
 from virtwire.protocol.errors import libvirtError
 from virtwire.protocol.generated import constants as C
 from virtwire.protocol.wire import STREAM_CHUNK
@@ -27,6 +27,9 @@ from ...streams import StreamSink
 from .core import FROM
 from .migration_link import MigrationLink
 from .migration_stream import Record, RecordReader
+
+if TYPE_CHECKING:  # the client is imported only when a peer-to-peer migration runs
+    from virtwire.client.stream_aio import AsyncStream
 
 # Page batches are gathered into stream packets of up to one legacy payload
 # (what libvirtd itself sends per stream packet): fewer, larger packets.
