@@ -38,6 +38,8 @@ CATEGORIES = ("we-accept", "we-refuse", "error-differs", "xml-differs")
 _DOMAIN_TYPE = re.compile(r"<domain(\s+)type=(['\"])[^'\"]*\2")
 _NAME = re.compile(r"<name>[^<]*</name>")
 _UUID = re.compile(r"<uuid>[^<]*</uuid>")
+_GENID = re.compile(r"<genid>[^<]*</genid>")
+_GIVEN_GENID = re.compile(r"<genid>\s*[0-9a-fA-F]")
 _MAC = re.compile(r"<mac address='([0-9a-fA-F:]+)'/>")
 
 Outcome = tuple[str, Any]  # ("xml", text) or ("error", (code, domain, message))
@@ -50,9 +52,11 @@ def _as_test_domain(xml: str, name: str) -> str:
 
 
 def _masked(printed: str, given: str) -> str:
-    """Generated parts masked: the UUID (when the file has none) and MACs it did not give."""
+    """Generated parts masked: the UUID and genid (when the file gives none), MACs it did not give."""
     if "<uuid>" not in given:
         printed = _UUID.sub("<uuid/>", printed)
+    if not _GIVEN_GENID.search(given):
+        printed = _GENID.sub("<genid/>", printed)
     given_lower = given.lower()
     return _MAC.sub(lambda m: m.group(0) if m.group(1).lower() in given_lower else "<mac/>", printed)
 

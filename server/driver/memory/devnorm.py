@@ -446,6 +446,9 @@ def _normalise_chardev_source(device: ET.Element) -> None:
     is not read from a definition (parsed INACTIVE), a unix socket without a path has no
     source, and a TCP source is printed whole with its protocol (raw unless given)."""
     kind = device.get("type")
+    protocol = device.find("protocol")
+    if protocol is not None and kind != "tcp":
+        device.remove(protocol)  # read for TCP sources only
     source = device.find("source")
     if source is None:
         return
@@ -671,6 +674,84 @@ def _normalise_videos(videos: list[ET.Element]) -> list[ET.Element]:
     return ordered
 
 
+def c_uint(text: str | None, base: int = 0) -> int | None:
+    """An unsigned number as strtoul reads it (base 0: ``0x`` hex, a leading ``0`` octal), or None."""
+    if text is None:
+        return None
+    digits = text.strip()
+    if base in (0, 16) and digits[:2].lower() == "0x":
+        digits, base = digits[2:], 16
+    elif base == 0:
+        base = 8 if len(digits) > 1 and digits.startswith("0") else 10
+    try:
+        value = int(digits, base) if digits and digits.isalnum() else -1
+    except ValueError:
+        return None
+    return value if value >= 0 else None
+
+
+def _pci_address_attrs(address: ET.Element) -> dict[str, str]:
+    numbers = {k: c_uint(address.get(k)) or 0 for k in ("domain", "bus", "slot", "function")}
+    if not (numbers["domain"] or numbers["bus"] or numbers["slot"]):
+        return {}  # virPCIDeviceAddressIsEmpty: left for the driver to assign
+    return {
+        "domain": f"0x{numbers['domain']:04x}",
+        "bus": f"0x{numbers['bus']:02x}",
+        "slot": f"0x{numbers['slot']:02x}",
+        "function": f"0x{numbers['function']}",
+    }
+
+
+def normalise_address(address: ET.Element) -> None:
+    """virDomainDeviceInfoFormat's <address>: numbers in its bases and widths, in its order."""
+    kind = address.get("type")
+    attrs: dict[str, str] = {"type": kind or ""}
+    if kind == "pci":
+        attrs.update(_pci_address_attrs(address))
+        if address.get("multifunction") in ("on", "off"):
+            attrs["multifunction"] = address.get("multifunction", "")
+        zpci = address.find("zpci")
+        if zpci is not None and (zpci.get("uid") is not None or zpci.get("fid") is not None):
+            uid, fid = c_uint(zpci.get("uid")) or 0, c_uint(zpci.get("fid")) or 0
+            zpci.attrib = {"uid": f"0x{uid:04x}", "fid": f"0x{fid:08x}"}
+    elif kind == "ccw":
+        numbers = [c_uint(address.get(k)) for k in ("cssid", "ssid", "devno")]
+        if any(n is None for n in numbers):
+            return
+        cssid, ssid, devno = (n or 0 for n in numbers)
+        attrs.update(cssid=f"0x{cssid:x}", ssid=f"0x{ssid:x}", devno=f"0x{devno:04x}")
+    elif kind == "spapr-vio":
+        reg = c_uint(address.get("reg"), 16)
+        if reg:
+            attrs["reg"] = f"0x{reg:08x}"
+    elif kind == "isa":
+        for name in ("iobase", "irq"):
+            value = c_uint(address.get(name), 16)
+            if value:
+                attrs[name] = f"0x{value:x}"
+    elif kind in ("virtio-serial", "ccid"):
+        names = ("controller", "bus", "port") if kind == "virtio-serial" else ("controller", "slot")
+        for name in names:
+            value = c_uint(address.get(name), 10)
+            attrs[name] = str(value or 0)
+    elif kind == "virtio-mmio":
+        pass
+    else:
+        return
+    address.attrib = attrs
+
+
+def _normalise_hostdev(hostdev: ET.Element) -> None:
+    """virDomainHostdevDefFormat: the mode (subsystem by default) and, for a subsystem
+    device, whether libvirt manages it (no by default), printed after the type."""
+    mode = hostdev.get("mode", "subsystem")
+    attrs = {"mode": mode, "type": hostdev.get("type", "")}
+    if mode == "subsystem":
+        attrs["managed"] = "yes" if hostdev.get("managed") == "yes" else "no"
+    attrs.update((k, v) for k, v in hostdev.attrib.items() if k not in attrs)
+    hostdev.attrib = attrs
+
+
 def normalise_devices(devices: ET.Element, os_type: str = "hvm") -> ET.Element:
     """A new ``<devices>`` with libvirt's defaults and order (the input is left as it was)."""
     by_kind: dict[str, list[ET.Element]] = {}
@@ -704,10 +785,17 @@ def normalise_devices(devices: ET.Element, os_type: str = "hvm") -> ET.Element:
             by_kind[kind] = found
     for graphics in by_kind.get("graphics", []):
         _normalise_graphics(graphics)
+    for hostdev in by_kind.get("hostdev", []):
+        _normalise_hostdev(hostdev)
     if by_kind.get("graphics") and not by_kind.get("video"):
         by_kind["video"] = [ET.Element("video")]
     if by_kind.get("video"):
         by_kind["video"] = _normalise_videos(by_kind["video"])
+    for found in by_kind.values():
+        for device in found:
+            address = device.find("address")
+            if address is not None:
+                normalise_address(address)
     out = ET.Element("devices", dict(devices.attrib))
     out.text, out.tail = devices.text, devices.tail
     for kind in DEVICE_ORDER:

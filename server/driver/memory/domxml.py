@@ -29,7 +29,10 @@ _POWERS = {"k": 1, "m": 2, "g": 3, "t": 4, "p": 5, "e": 6}
 _MAX_MEMORY_KIB = (1 << 63) // 1024
 
 # Child elements libvirt prints first, in this order; others follow as given.
-_LEADING = ("name", "uuid", "title", "description", "metadata", "memory", "currentMemory", "vcpu", "os")
+_LEADING = (
+    "name", "uuid", "genid", "title", "description", "metadata", "maxMemory", "memory", "currentMemory",
+    "vcpu", "os",
+)  # fmt: skip
 # Tuning sections libvirt prints between <currentMemory> and <vcpu>, and between <vcpu> and <os>.
 _BEFORE_VCPU = ("blkiotune", "memtune", "memoryBacking")
 _BEFORE_OS = (
@@ -215,7 +218,10 @@ def parse_domain_xml(xml: str, *, validate: bool = False) -> ParsedDomain:
     os_type = (type_el.text or "").strip() if type_el is not None else ""
     if not os_type:
         raise _xml_error("an os <type> must be specified")
+    numa_kib = _normalise_numa(root)
     domcheck.check_definition(root)
+    if memory_kib == 0:
+        memory_kib = numa_kib  # virDomainDefPostParseMemory: the cells' sum when <memory> is absent
     if memory_kib == 0:
         raise _xml_error("Memory size must be specified via <memory> or in the <numa> configuration")
     if vcpus == 0:
@@ -226,6 +232,50 @@ def parse_domain_xml(xml: str, *, validate: bool = False) -> ParsedDomain:
     if current_vcpus > vcpus:
         raise _internal("Requested vcpus is greater than max allowable vcpus for the live domain")
     return ParsedDomain(name, uuid, memory_kib, current_kib, current_vcpus or vcpus, os_type, root, vcpus)
+
+
+def _normalise_numa(root: ET.Element) -> int:
+    """virDomainNumaDefParseXML: the guest NUMA cells in id order, each with its id, a canonical
+    cpu list and its memory in KiB (virDomainNumaDefFormatXML's attributes); their total memory."""
+    numa = root.find("cpu/numa")
+    if numa is None:
+        return 0
+    from .domdefs import format_bitmap, parse_bitmap  # domdefs -> model -> domxml
+
+    cells = numa.findall("cell")
+    if not cells:
+        raise _xml_error("NUMA topology defined without NUMA cells")
+    placed: dict[int, ET.Element] = {}
+    total = 0
+    for position, cell in enumerate(cells):
+        given_id = cell.get("id")
+        try:
+            cell_id = int(given_id) if given_id is not None else position
+        except ValueError:
+            raise _xml_error(f"Invalid value for attribute 'id' in element 'cell': '{given_id}'.") from None
+        if not 0 <= cell_id < len(cells):
+            raise _xml_error(
+                "Exactly one 'cell' element per guest NUMA cell allowed, non-contiguous ranges or "
+                "ranges not starting from 0 are not allowed"
+            )
+        if cell_id in placed:
+            raise _xml_error(f"Duplicate NUMA cell info for cell id '{cell_id}'")
+        attrs = {"id": str(cell_id)}
+        if cell.get("cpus") is not None:
+            cpus = format_bitmap(parse_bitmap(cell.get("cpus", "")))
+            if cpus:
+                attrs["cpus"] = cpus
+        kib = scale_to_kib(cell.get("memory"), cell.get("unit"))
+        total += kib
+        attrs.update(memory=str(kib), unit="KiB")
+        attrs.update((k, v) for k, v in cell.attrib.items() if k in ("memAccess", "discard"))
+        cell.attrib = attrs
+        placed[cell_id] = cell
+    for cell in cells:
+        numa.remove(cell)
+    for position, cell_id in enumerate(sorted(placed)):
+        numa.insert(position, placed[cell_id])
+    return total
 
 
 def normalise(parsed: ParsedDomain, uuid: bytes) -> ET.Element:
@@ -241,10 +291,21 @@ def normalise(parsed: ParsedDomain, uuid: bytes) -> ET.Element:
             rest.append(child)
     _text(out, "name", parsed.name)
     _text(out, "uuid", str(uuidlib.UUID(bytes=uuid)))
+    if "genid" in leading:
+        # An empty <genid/> asks for a generated one (virDomainDefParseXML).
+        genid = (leading["genid"].text or "").strip()
+        _text(out, "genid", str(uuidlib.UUID(genid) if genid else uuidlib.uuid4()))
     for tag in ("title", "description", "metadata"):
         if tag in leading:
             out.append(leading[tag])
-    _text(out, "memory", str(parsed.memory_kib), unit="KiB")
+    max_memory = leading.get("maxMemory")
+    if max_memory is not None:
+        slots = max_memory.get("slots", "0")
+        max_kib = scale_to_kib(max_memory.text, max_memory.get("unit"))
+        if max_kib or slots != "0":  # virDomainDefHasMemoryHotplug
+            _text(out, "maxMemory", str(max_kib), slots=slots, unit="KiB")
+    dump_core = leading["memory"].get("dumpCore") if "memory" in leading else None
+    _text(out, "memory", str(parsed.memory_kib), **({"dumpCore": dump_core} if dump_core else {}), unit="KiB")
     _text(out, "currentMemory", str(parsed.current_memory_kib), unit="KiB")
     out.extend(_in_order(rest, _BEFORE_VCPU))
     vcpu_given = dict(leading["vcpu"].attrib) if "vcpu" in leading else {}
@@ -333,7 +394,7 @@ def _normalise_os(os_el: ET.Element, device_boot: bool = False) -> ET.Element:
             os_out.append(child)
     # virDomainDefBootOrderPostParse: an HVM guest without boot devices boots from disk.
     hvm = (os_el.findtext("type") or "").strip() == "hvm"
-    if hvm and not device_boot and os_el.find("boot") is None and os_el.find("kernel") is None:
+    if hvm and not device_boot and os_el.find("boot") is None:
         ET.SubElement(os_out, "boot", {"dev": "hd"})
     return os_out
 
@@ -397,7 +458,10 @@ def _format(el: ET.Element, depth: int, parts: list[str], in_scope: frozenset[st
         if el.tag in _ALWAYS_OPEN and not text:
             parts.append(f"{pad}<{tag}{attrs}>\n{pad}</{tag}>\n")
         else:
-            parts.append(f"{pad}<{tag}{attrs}>{_escape(el.text or '', False)}</{tag}>\n")
+            # libvirt's own elements escape quotes too (virBufferEscapeString); namespaced
+            # ones are libxml2's node dump, which leaves them.
+            text_out = _escape(el.text or "", not el.tag.startswith("{"))
+            parts.append(f"{pad}<{tag}{attrs}>{text_out}</{tag}>\n")
     else:
         parts.append(f"{pad}<{tag}{attrs}>\n")
         for child in children:
