@@ -27,6 +27,10 @@ import random
 import xml.etree.ElementTree as ET
 from typing import Final
 
+from virtwire.protocol.generated import constants as C
+
+from ...errors import report
+
 # virDomainDefFormat's order of device kinds.
 DEVICE_ORDER: Final = (
     "emulator",
@@ -417,6 +421,8 @@ def order_interface_children(iface: ET.Element) -> None:
     """virDomainNetDefFormat's order of an interface's children."""
     children = list(iface)
     rank = {tag: position for position, tag in enumerate(_INTERFACE_CHILDREN)}
+    if iface.get("type") == "hostdev":
+        rank["driver"] = rank["mac"]  # the PCI backend (virDomainHostdevDefFormatSubsys), before <source>
     ranked = sorted(children, key=lambda c: rank.get(c.tag, len(rank)))
     if ranked != children:
         for child in children:
@@ -577,31 +583,108 @@ def _listens_first(graphics: ET.Element) -> None:
         graphics.extend(ordered)
 
 
+def _graphics_listens(graphics: ET.Element) -> list[ET.Element]:
+    """virDomainGraphicsListensParseXML for VNC: the <listen> elements as parsed (the first
+    one completed from the legacy ``listen``/``socket`` attributes, which must agree with
+    it), or one made from those attributes; a legacy socket replaces an address listen."""
+    compat_address = graphics.get("listen") or None
+    compat_socket = graphics.get("socket")
+    listens: list[ET.Element] = []
+    for position, given in enumerate(graphics.findall("listen")):
+        kind = given.get("type", "")
+        address, network, socket = given.get("address"), given.get("network"), given.get("socket")
+        if position == 0 and kind == "address":
+            if address and compat_address and address != compat_address:
+                raise _unsupported(
+                    f"graphics 'listen' attribute '{compat_address}' must match 'address' attribute "
+                    f"of first listen element (found '{address}')"
+                )
+            address = address or compat_address
+        if position == 0 and kind == "socket":
+            if socket and compat_socket and socket != compat_socket:
+                raise _unsupported(
+                    f"graphics 'socket' attribute '{compat_socket}' must match 'socket' attribute "
+                    f"of first listen element (found '{socket}')"
+                )
+            socket = socket or compat_socket
+        if network and kind != "network":
+            raise _xml_error("'network' attribute is valid only for listen type 'network'")
+        if socket and kind != "socket":
+            raise _xml_error("'socket' attribute is valid only for listen type 'socket'")
+        attrs = {"type": kind}
+        if address and kind == "address":  # a network's address is status, not read INACTIVE
+            attrs["address"] = address
+        if network:
+            attrs["network"] = network
+        if socket:
+            attrs["socket"] = socket
+        listens.append(ET.Element("listen", attrs))
+    if compat_socket:
+        legacy = ET.Element("listen", {"type": "socket", "socket": compat_socket})
+    else:
+        legacy = ET.Element("listen", {"type": "address"})
+        if compat_address:
+            legacy.set("address", compat_address)
+    if not listens:
+        listens.append(legacy)
+    elif listens[0].get("type") in ("address", "network") and compat_socket:
+        listens[0] = legacy
+    for listen in listens:
+        if listen.get("type") == "network" and not listen.get("network"):
+            raise _xml_error("'network' attribute is required for listen type 'network'")
+    return listens
+
+
+# The VNC attributes virDomainGraphicsDefFormat derives from the parsed definition.
+_VNC_DERIVED: Final = frozenset({"type", "port", "autoport", "websocket", "listen", "socket", "websocketGenerated"})
+
+
+def _normalise_vnc(graphics: ET.Element) -> None:
+    """virDomainGraphicsDefParseXMLVNC (INACTIVE) and virDomainGraphicsDefFormat: a socket
+    listen prints its socket; an address or network listen the port (-1: picked at start;
+    an autoport definition keeps none), autoport, websocket and the legacy listen address."""
+    listens = _graphics_listens(graphics)
+    first = listens[0]
+    attrs = {"type": "vnc"}
+    if first.get("type") == "socket":
+        if first.get("socket"):
+            attrs["socket"] = first.get("socket", "")
+    elif first.get("type") in ("address", "network"):
+        given_port = graphics.get("port")
+        try:
+            port = int(given_port) if given_port is not None else 0
+        except ValueError:
+            raise report(C.VIR_ERR_INTERNAL_ERROR, C.VIR_FROM_DOMAIN, f"cannot parse vnc port {given_port}") from None
+        autoport = given_port is None or port == -1
+        if graphics.get("autoport") in ("yes", "no"):
+            autoport = graphics.get("autoport") == "yes"
+        if autoport or port == -1:
+            port = 0
+        if port:
+            attrs["port"] = str(port)
+        elif autoport:
+            attrs["port"] = "-1"
+        attrs["autoport"] = "yes" if autoport else "no"
+        websocket = graphics.get("websocket")
+        if websocket and websocket.lstrip("-").isdigit() and int(websocket):
+            attrs["websocket"] = str(int(websocket))
+        if first.get("type") == "address" and first.get("address"):
+            attrs["listen"] = first.get("address", "")
+    attrs.update((k, v) for k, v in graphics.attrib.items() if k not in _VNC_DERIVED)
+    rest = [child for child in graphics if child.tag != "listen"]
+    for child in list(graphics):
+        graphics.remove(child)
+    graphics.attrib = attrs
+    graphics.extend([*listens, *rest])
+
+
 def _normalise_graphics(graphics: ET.Element) -> None:
+    if graphics.get("type") == "vnc":
+        _normalise_vnc(graphics)
+        return
     _listens_first(graphics)
     if graphics.get("type") == "spice":
         _normalise_spice(graphics)
-        return
-    if graphics.get("type") != "vnc":
-        return
-    port = graphics.get("port")
-    if port is None:
-        # No port: one is picked at start (virDomainGraphicsDefParseXMLVNC).
-        graphics.attrib = {
-            "type": "vnc",
-            "port": "-1",
-            **{k: v for k, v in graphics.attrib.items() if k != "type"},
-        }
-        port = "-1"
-    if port == "-1" and "autoport" not in graphics.attrib:
-        _with_attr_after(graphics, "port", "autoport", "yes")
-    elif port != "-1" and "autoport" not in graphics.attrib:
-        _with_attr_after(graphics, "port", "autoport", "no")
-    if graphics.find("listen") is None:
-        listen = {"type": "address"}
-        if graphics.get("listen") is not None:
-            listen["address"] = graphics.get("listen", "")
-        graphics.insert(0, ET.Element("listen", listen))
 
 
 def _int_attr(el: ET.Element, name: str) -> int:
@@ -672,6 +755,14 @@ def _normalise_videos(videos: list[ET.Element]) -> list[ET.Element]:
         known = [(k, attrs[k]) for k in _VIDEO_MODEL_ATTRS if k in attrs]
         model.attrib = dict(known + [(k, v) for k, v in attrs.items() if k not in _VIDEO_MODEL_ATTRS])
     return ordered
+
+
+def _unsupported(detail: str) -> Exception:
+    return report(C.VIR_ERR_CONFIG_UNSUPPORTED, C.VIR_FROM_DOMAIN, detail)
+
+
+def _xml_error(detail: str) -> Exception:
+    return report(C.VIR_ERR_XML_ERROR, C.VIR_FROM_DOMAIN, detail)
 
 
 def c_uint(text: str | None, base: int = 0) -> int | None:
@@ -752,6 +843,36 @@ def _normalise_hostdev(hostdev: ET.Element) -> None:
     hostdev.attrib = attrs
 
 
+def _normalise_filesystem(fs: ET.Element) -> None:
+    """virDomainFSDefParseXML, virDomainFSDefPostParse and virDomainFSDefFormat: a mount by
+    default, passthrough access unless it is a vhost-user socket, modes in octal."""
+    source = fs.find("source")
+    attrs = {"type": fs.get("type", "mount")}
+    accessmode = fs.get("accessmode")
+    if accessmode is None and (source is None or source.get("socket") is None):
+        accessmode = "passthrough"
+    if accessmode is not None:
+        attrs["accessmode"] = accessmode
+    for name in ("model", "multidevs"):
+        if fs.get(name) is not None:
+            attrs[name] = fs.get(name, "")
+    for name in ("fmode", "dmode"):
+        mode = c_uint(fs.get(name), 8)
+        if mode:
+            attrs[name] = f"{mode:04o}"
+    attrs.update((k, v) for k, v in fs.attrib.items() if k not in attrs and k not in ("fmode", "dmode"))
+    fs.attrib = attrs
+
+
+def _iscsi_lun(device: ET.Element) -> None:
+    """virDomainPostParseCheckISCSIPath: an iSCSI IQN without a LUN means LUN 0."""
+    source = device.find("source")
+    if source is not None and source.get("protocol") == "iscsi":
+        name = source.get("name")
+        if name and "/" not in name:
+            source.set("name", f"{name}/0")
+
+
 def normalise_devices(devices: ET.Element, os_type: str = "hvm") -> ET.Element:
     """A new ``<devices>`` with libvirt's defaults and order (the input is left as it was)."""
     by_kind: dict[str, list[ET.Element]] = {}
@@ -787,6 +908,11 @@ def normalise_devices(devices: ET.Element, os_type: str = "hvm") -> ET.Element:
         _normalise_graphics(graphics)
     for hostdev in by_kind.get("hostdev", []):
         _normalise_hostdev(hostdev)
+        _iscsi_lun(hostdev)
+    for disk in disks:
+        _iscsi_lun(disk)
+    for fs in by_kind.get("filesystem", []):
+        _normalise_filesystem(fs)
     if by_kind.get("graphics") and not by_kind.get("video"):
         by_kind["video"] = [ET.Element("video")]
     if by_kind.get("video"):

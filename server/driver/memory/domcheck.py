@@ -143,6 +143,16 @@ def _chr(chr_el: ET.Element) -> None:
     if sources > 2:
         detail = "only two source elements are allowed for character device"
         raise report(C.VIR_ERR_XML_ERROR, C.VIR_FROM_DOMAIN, detail)
+    _reconnect(chr_el)
+
+
+def _reconnect(chr_el: ET.Element) -> None:
+    """virDomainChrSourceReconnectDefParseXML: an enabled reconnect needs its timeout."""
+    for source in chr_el.findall("source"):
+        reconnect = source.find("reconnect")
+        if reconnect is not None and reconnect.get("enabled") == "yes" and reconnect.get("timeout") is None:
+            detail = "Missing required attribute 'timeout' in element 'reconnect'"
+            raise report(C.VIR_ERR_XML_ERROR, C.VIR_FROM_XML, detail)
 
 
 def _input(el: ET.Element) -> None:
@@ -183,6 +193,59 @@ def _devices(root: ET.Element) -> Iterator[tuple[Callable[[ET.Element], None], E
             yield check, el
 
 
+def _chr_source_error(detail: str) -> Exception:
+    return report(C.VIR_ERR_INTERNAL_ERROR, C.VIR_FROM_DOMAIN, detail)
+
+
+def _validate_chr_source(holder: ET.Element, kind: str | None, path_optional: bool = False) -> None:
+    """virDomainChrSourceDefValidate: what each source type cannot do without. ``holder`` is
+    the element whose <source> children describe the host side."""
+    sources = holder.findall("source")
+    first = sources[0] if sources else None
+
+    def attr(name: str) -> str | None:
+        return first.get(name) if first is not None else None
+
+    if kind in ("file", "dev", "pipe") and attr("path") is None:
+        raise _chr_source_error("Missing source path attribute for char device")
+    reconnect = first.find("reconnect") if first is not None else None
+    reconnecting = reconnect is not None and reconnect.get("enabled") == "yes"
+    if kind == "tcp":
+        if attr("host") is None:
+            raise _chr_source_error("Missing source host attribute for char device")
+        if attr("service") is None:
+            raise _chr_source_error("Missing source service attribute for char device")
+        if attr("mode") == "bind" and reconnecting:
+            raise _chr_source_error("chardev reconnect is possible only for connect mode")
+    elif kind == "udp":
+        connect = next((s for s in sources if s.get("mode", "connect") == "connect"), None)
+        if connect is None or connect.get("service") is None:
+            raise _chr_source_error("Missing source service attribute for char device")
+    elif kind == "unix":
+        if attr("path") is None and not path_optional:
+            raise _chr_source_error("Missing source path attribute for char device")
+        if attr("mode") == "bind" and reconnecting:
+            raise _chr_source_error("chardev reconnect is possible only for connect mode")
+
+
+def _chr_sources(devices: ET.Element) -> Iterator[tuple[ET.Element, str | None, bool]]:
+    """The character-device sources libvirt validates, in its device iteration order."""
+    for card in devices.findall("smartcard"):
+        if card.get("mode") == "passthrough":
+            yield card, card.get("type"), False
+    for tag in ("serial", "parallel", "channel", "console"):
+        for el in devices.findall(tag):
+            target = el.find("target")
+            target_type = target.get("type") if target is not None else None
+            yield el, el.get("type", "pty"), tag == "channel" and target_type in ("virtio", "xen")
+    for rng in devices.findall("rng"):
+        backend = rng.find("backend")
+        if backend is not None and backend.get("model") == "egd":
+            yield backend, backend.get("type"), False
+    for redirdev in devices.findall("redirdev"):
+        yield redirdev, redirdev.get("type"), False
+
+
 def check_definition(root: ET.Element) -> None:
     """Raise the first error libvirt's parser (then its validation) would, after the os section."""
     _features(root)
@@ -193,3 +256,5 @@ def check_definition(root: ET.Element) -> None:
     devices = root.find("devices")
     for disk in devices.findall("disk") if devices is not None else ():
         _validate_disk(disk)
+    for holder, kind, path_optional in _chr_sources(devices) if devices is not None else ():
+        _validate_chr_source(holder, kind, path_optional)

@@ -55,6 +55,8 @@ _FEATURES = (
     "pmu", "vmport", "gic", "smm", "ioapic", "hpt", "vmcoreinfo", "htm", "nested-hv", "msrs",
     "ccf-assist", "xen", "cfpc", "sbbc", "ibs", "tcg",
 )  # fmt: skip
+# virDomainMemorybackingFormat's order of children.
+_MEMORY_BACKING = ("hugepages", "nosharepages", "locked", "source", "access", "allocation", "discard")
 _BLKIO_DEVICE = ("path", "weight", "read_iops_sec", "write_iops_sec", "read_bytes_sec", "write_bytes_sec")
 # virDomainDefFormatOSInternal's order of <os> children.
 _OS_CHILDREN = (
@@ -285,6 +287,8 @@ def normalise(parsed: ParsedDomain, uuid: bytes) -> ET.Element:
     leading: dict[str, ET.Element] = {}
     rest: list[ET.Element] = []
     for child in src:
+        if child.tag.startswith("{"):
+            continue  # another driver's namespace (qemu:commandline...): the test driver drops it
         if child.tag in _LEADING and child.tag not in leading:
             leading[child.tag] = child
         elif child.tag not in (tag for tag, _, _ in _TRAILING_DEFAULTS) and child.tag != "devices":
@@ -359,9 +363,9 @@ def _normalise_section(el: ET.Element) -> None:
         if hyperv is not None and "mode" not in hyperv.attrib:
             hyperv.attrib = {"mode": "custom", **hyperv.attrib}  # virDomainHyperVMode's default
     elif el.tag == "numatune":
-        memory = el.find("memory")
-        if memory is not None and "mode" not in memory.attrib:
-            memory.attrib = {"mode": "strict", **memory.attrib}  # printed always, strict by default
+        _normalise_numatune(el)
+    elif el.tag == "memoryBacking":
+        _reorder(el, _MEMORY_BACKING)
     elif el.tag == "blkiotune":
         for device in el.findall("device"):
             _reorder(device, _BLKIO_DEVICE)
@@ -376,6 +380,54 @@ def _normalise_section(el: ET.Element) -> None:
                 items.insert(1 if "mode" in el.attrib else 0, ("match", "exact"))
                 el.attrib = dict(items)
             model.attrib.setdefault("fallback", "allow")
+        if model is not None:
+            _cpu_model(el, model, mode)
+        for feature in el.findall("feature"):
+            # a guest CPU's features: the policy (require by default), then the name
+            rest = {k: v for k, v in feature.attrib.items() if k not in ("policy", "name")}
+            feature.attrib = {"policy": feature.get("policy", "require"), "name": feature.get("name", ""), **rest}
+
+
+def _normalise_numatune(numatune: ET.Element) -> None:
+    """virDomainNumatuneFormatXML: <memory> (mode strict by default; placement='auto' or a
+    canonical nodeset), then the <memnode>s in cell order with canonical nodesets."""
+    from .domdefs import format_bitmap, parse_bitmap  # domdefs -> model -> domxml
+
+    memory = numatune.find("memory")
+    if memory is not None:
+        attrs = {"mode": memory.get("mode", "strict")}
+        if memory.get("placement") == "auto":
+            attrs["placement"] = "auto"
+        elif memory.get("nodeset") is not None:
+            attrs["nodeset"] = format_bitmap(parse_bitmap(memory.get("nodeset", "")))
+        else:
+            attrs.update((k, v) for k, v in memory.attrib.items() if k not in attrs)
+        memory.attrib = attrs
+    memnodes = numatune.findall("memnode")
+    for memnode in memnodes:
+        numatune.remove(memnode)
+        if memnode.get("nodeset") is not None:
+            nodeset = format_bitmap(parse_bitmap(memnode.get("nodeset", "")))
+            rest = {k: v for k, v in memnode.attrib.items() if k not in ("cellid", "mode", "nodeset")}
+            memnode.attrib = {
+                "cellid": memnode.get("cellid", ""), "mode": memnode.get("mode", "strict"), "nodeset": nodeset, **rest
+            }  # fmt: skip
+    memnodes.sort(key=lambda m: int(m.get("cellid", "0")) if m.get("cellid", "").isdigit() else 0)
+    numatune.extend(memnodes)
+
+
+def _cpu_model(cpu: ET.Element, model: ET.Element, mode: str) -> None:
+    """virCPUDefFormatBuf's <model>: for custom and host-model CPUs with a name or a vendor
+    id only; a named model's fallback (allow by default), then the vendor id."""
+    name = (model.text or "").strip()
+    vendor_id = model.get("vendor_id")
+    if mode not in ("custom", "host-model") or not (name or vendor_id):
+        cpu.remove(model)
+        return
+    attrs = {"fallback": model.get("fallback", "allow")} if name else {}
+    if vendor_id:
+        attrs["vendor_id"] = vendor_id
+    model.attrib = attrs
 
 
 def _normalise_os(os_el: ET.Element, device_boot: bool = False) -> ET.Element:
