@@ -11,7 +11,9 @@ domain and message.
 The files that still differ are listed in data/corpus_known_differences.txt with how
 they differ. The test fails on a file that differs and is not listed (a regression, or
 a new difference) and on a listed file that no longer differs or differs in another way
-(the list must shrink as the differences are fixed), and names every such file at once.
+(the list must shrink as the differences are fixed), and on a file read as libvirt reads it
+whose printed definition, defined again, then reads differently (a second round, which also
+keeps normalising idempotent where libvirt's is); it names every such file at once.
 """
 
 from __future__ import annotations
@@ -103,7 +105,12 @@ def _known() -> dict[str, str]:
     return known
 
 
-def _differences(libvirt: ModuleType, conn: Any, directory: Path) -> dict[str, tuple[str, Outcome, Outcome]]:
+def _differences(
+    libvirt: ModuleType, conn: Any, directory: Path, unstable: list[str] | None = None
+) -> dict[str, tuple[str, Outcome, Outcome]]:
+    """How each file differs (files read as libvirt reads them left out). A file read as
+    libvirt reads it is read again from libvirt's print: when the two sides then differ, it
+    is added to ``unstable``."""
     found: dict[str, tuple[str, Outcome, Outcome]] = {}
     for n, path in enumerate(sorted(directory.glob("*.xml"))):
         given = _as_test_domain(path.read_text(), f"vwcorpus-{n}")
@@ -111,11 +118,15 @@ def _differences(libvirt: ModuleType, conn: Any, directory: Path) -> dict[str, t
         category = _category(theirs, ours, given)
         if category is not None:
             found[f"{directory.name}/{path.name}"] = (category, theirs, ours)
+        # libvirt's own print, defined again, must print the same on both sides
+        again = unstable is not None and category is None and theirs[0] == "xml"
+        if again and unstable is not None and _ours(theirs[1]) != _theirs(libvirt, conn, theirs[1]):
+            unstable.append(f"{directory.name}/{path.name}")
     return found
 
 
 def _brief(outcome: Outcome) -> str:
-    return "accepted" if outcome[0] == "xml" else "refused %r" % (outcome[1],)
+    return "accepted" if outcome[0] == "xml" else f"refused {outcome[1]!r}"
 
 
 @pytest.mark.parametrize("directory", DIRECTORIES)
@@ -126,8 +137,9 @@ def test_libvirt_corpus_reads_as_libvirt_reads_it(
     files = sorted(root.glob("*.xml"))
     assert len(files) > 50, f"{root}: too few definitions ({len(files)})"
     known = {path: category for path, category in _known().items() if path.startswith(f"{directory}/")}
-    differences = _differences(real_libvirt, libvirt_test_driver, root)
-    problems: list[str] = []
+    unstable: list[str] = []
+    differences = _differences(real_libvirt, libvirt_test_driver, root, unstable)
+    problems = [f"{path}: as printed, defined again, it reads differently from libvirt" for path in unstable]
     for path, (category, theirs, ours) in sorted(differences.items()):
         if known.get(path) != category:
             listed = f" (listed as {known[path]})" if path in known else ""

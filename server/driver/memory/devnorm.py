@@ -122,6 +122,20 @@ _VIDEO_MODEL_ATTRS: Final = ("type", "ram", "vram", "vram64", "vgamem", "heads",
 _USB2_MODELS: Final = frozenset({"ich9-ehci1", "ich9-uhci1", "ich9-uhci2", "ich9-uhci3"})
 
 
+# virDomainDiskDefFormat's attribute and child order, and its driver's attributes.
+_DISK_ATTRS: Final = ("type", "device", "model", "rawio", "sgio", "snapshot")
+_DISK_CHILDREN: Final = (
+    "driver", "auth", "source", "backingStore", "backenddomain", "geometry", "blockio", "mirror",
+    "target", "iotune", "readonly", "shareable", "transient", "serial", "wwn", "vendor", "product",
+    "encryption", "boot", "alias", "address",
+)  # fmt: skip
+_DISK_DRIVER_ATTRS: Final = (
+    "name", "type", "cache", "error_policy", "rerror_policy", "io", "ioeventfd", "event_idx",
+    "copy_on_read", "discard", "iothread", "detect_zeroes", "queues", "queue_size", "iommu", "ats",
+    "packed", "page_per_vq",
+)  # fmt: skip
+
+
 def disk_index(name: str) -> int:
     """virDiskNameToIndex: hda -> 0, vdz -> 25, sdaa -> 26; -1 for a name it does not know."""
     for prefix in ("fd", "hd", "vd", "sd", "xvd", "ubd"):
@@ -181,18 +195,26 @@ def _with_attr_after(el: ET.Element, after: str, name: str, value: str) -> None:
     el.attrib.update(items)
 
 
+def disk_bus(disk: ET.Element) -> str | None:
+    """The bus a disk is on: as written, else the one its target name implies (ide by default)."""
+    target = _target(disk)
+    if target is None:
+        return None
+    if "bus" in target.attrib:
+        return target.get("bus")
+    if disk.get("device") == "floppy":
+        return "fdc"
+    dst = target.get("dev")
+    return next((b for p, b in _DISK_PREFIXES if dst and dst.startswith(p) and p != "fd"), "ide")
+
+
 def _normalise_disk(disk: ET.Element) -> None:
     if "device" not in disk.attrib:
         _with_attr_after(disk, "type", "device", "disk")
     target = _target(disk)
     dst = _dst(disk)
     if target is not None and "bus" not in target.attrib:
-        bus = "ide"
-        if disk.get("device") == "floppy":
-            bus = "fdc"
-        elif dst is not None:
-            bus = next((b for p, b in _DISK_PREFIXES if dst.startswith(p) and p != "fd"), "ide")
-        _with_attr_after(target, "dev", "bus", bus)
+        _with_attr_after(target, "dev", "bus", disk_bus(disk) or "ide")
     if disk.get("device") == "cdrom" and disk.find("readonly") is None:
         children = list(disk)
         position = children.index(target) + 1 if target is not None else len(children)
@@ -207,6 +229,37 @@ def _normalise_disk(disk: ET.Element) -> None:
         address = _drive_address(target.get("bus", ""), disk_index(dst))
         if address is not None:
             disk.append(ET.Element("address", address))
+    _disk_print_order(disk)
+
+
+def _ordered_attrs(el: ET.Element, order: tuple[str, ...]) -> None:
+    """Attributes in ``order``, others after them as given."""
+    known = [(k, el.attrib[k]) for k in order if k in el.attrib]
+    el.attrib = dict(known + [(k, v) for k, v in el.attrib.items() if k not in order])
+
+
+def _disk_print_order(disk: ET.Element) -> None:
+    """virDomainDiskDefFormat: its attribute and child order, a file by default, a closed tray
+    and a read-only medium's snapshot='no' left out."""
+    disk.attrib = {"type": disk.get("type", "file"), **disk.attrib}
+    if disk.get("snapshot") == "no" and disk.find("readonly") is not None:
+        del disk.attrib["snapshot"]
+    _ordered_attrs(disk, _DISK_ATTRS)
+    target = disk.find("target")
+    if target is not None:
+        if target.get("tray") == "closed" or disk.get("device") not in ("floppy", "cdrom"):
+            target.attrib.pop("tray", None)
+        _ordered_attrs(target, ("dev", "bus", "tray", "removable", "rotation_rate"))
+    driver = disk.find("driver")
+    if driver is not None:
+        _ordered_attrs(driver, _DISK_DRIVER_ATTRS)
+    children = list(disk)
+    last = len(_DISK_CHILDREN)
+    ranked = sorted(children, key=lambda c: _DISK_CHILDREN.index(c.tag) if c.tag in _DISK_CHILDREN else last)
+    if ranked != children:
+        for child in children:
+            disk.remove(child)
+        disk.extend(ranked)
 
 
 def _drive_address(bus: str, idx: int) -> dict[str, str] | None:
@@ -309,6 +362,19 @@ def _assign_indexes(controllers: list[ET.Element]) -> None:
         _set_index(controller, index)
 
 
+def _reject_duplicate_controllers(controllers: list[ET.Element]) -> None:
+    """virDomainDefRejectDuplicateControllers: one controller per type and index (USB aside)."""
+    seen: set[tuple[str | None, int]] = set()
+    for controller in controllers:
+        key = (controller.get("type"), _index_of(controller))
+        if key[0] == "usb":
+            continue
+        if key in seen:
+            detail = f"Multiple '{key[0]}' controllers with index '{key[1]}'"
+            raise report(C.VIR_ERR_XML_ERROR, C.VIR_FROM_DOMAIN, detail)
+        seen.add(key)
+
+
 def _maybe_add_controller(controllers: list[ET.Element], kind: str, index: int) -> None:
     """virDomainDefMaybeAddController: appended when no controller of ``kind`` has ``index``."""
     if any(c.get("type") == kind and _index_of(c) == index for c in controllers):
@@ -377,6 +443,7 @@ def _controllers(
         _add_usb_master(controller)
         _insert_parsed(out, controller)
     _assign_indexes(out)
+    _reject_duplicate_controllers(out)
     for kind in _IMPLICIT_CONTROLLERS:
         highest = -1
         for disk in disks:
@@ -636,7 +703,9 @@ def _graphics_listens(graphics: ET.Element) -> list[ET.Element]:
 
 
 # The VNC attributes virDomainGraphicsDefFormat derives from the parsed definition.
-_VNC_DERIVED: Final = frozenset({"type", "port", "autoport", "websocket", "listen", "socket", "websocketGenerated"})
+_VNC_DERIVED: Final = frozenset(
+    {"type", "port", "autoport", "websocket", "listen", "socket", "websocketGenerated"}
+)
 
 
 def _normalise_vnc(graphics: ET.Element) -> None:
@@ -654,7 +723,8 @@ def _normalise_vnc(graphics: ET.Element) -> None:
         try:
             port = int(given_port) if given_port is not None else 0
         except ValueError:
-            raise report(C.VIR_ERR_INTERNAL_ERROR, C.VIR_FROM_DOMAIN, f"cannot parse vnc port {given_port}") from None
+            detail = f"cannot parse vnc port {given_port}"
+            raise report(C.VIR_ERR_INTERNAL_ERROR, C.VIR_FROM_DOMAIN, detail) from None
         autoport = given_port is None or port == -1
         if graphics.get("autoport") in ("yes", "no"):
             autoport = graphics.get("autoport") == "yes"
@@ -679,6 +749,10 @@ def _normalise_vnc(graphics: ET.Element) -> None:
 
 
 def _normalise_graphics(graphics: ET.Element) -> None:
+    if graphics.get("passwd") is None:
+        # virDomainGraphicsAuthDefParseXML reads the expiry and connected policy with a password only
+        graphics.attrib.pop("passwdValidTo", None)
+        graphics.attrib.pop("connected", None)
     if graphics.get("type") == "vnc":
         _normalise_vnc(graphics)
         return
@@ -736,6 +810,13 @@ def _normalise_videos(videos: list[ET.Element]) -> list[ET.Element]:
         (v for v in videos if (m := v.find("model")) is not None and m.get("primary") == "yes"), videos[0]
     )
     ordered = [primary, *(v for v in videos if v is not primary)]
+    if (first := ordered[0].find("model")) is not None and first.get("type") == "none":
+        # virDomainDefPostParseVideo: a 'none' card keeps nothing but its type and alias
+        for child in list(ordered[0]):
+            if child.tag != "alias":
+                ordered[0].remove(child)
+        ordered[0].insert(0, ET.Element("model", {"type": "none"}))
+        return ordered
     for video in ordered:
         model = video.find("model")
         if model is None:
@@ -913,6 +994,21 @@ def normalise_devices(devices: ET.Element, os_type: str = "hvm") -> ET.Element:
         _iscsi_lun(disk)
     for fs in by_kind.get("filesystem", []):
         _normalise_filesystem(fs)
+    for shmem in by_kind.get("shmem", []):
+        if shmem.find("model") is None:
+            shmem.insert(0, ET.Element("model", {"type": "ivshmem"}))  # printed always
+    for rng in by_kind.get("rng", []):
+        backend = rng.find("backend")
+        if backend is not None and backend.get("model") == "egd":
+            protocol = backend.find("protocol")
+            if protocol is not None and backend.get("type") != "tcp":
+                backend.remove(protocol)
+        elif backend is not None and backend.get("model") == "random" and not (backend.text or "").strip():
+            backend.text = "/dev/random"  # virDomainRNGDefParseXML's default source
+    for card in by_kind.get("smartcard", []):
+        protocol = card.find("protocol")
+        if card.get("mode") == "passthrough" and protocol is not None and card.get("type") != "tcp":
+            card.remove(protocol)
     if by_kind.get("graphics") and not by_kind.get("video"):
         by_kind["video"] = [ET.Element("video")]
     if by_kind.get("video"):

@@ -321,6 +321,8 @@ def normalise(parsed: ParsedDomain, uuid: bytes) -> ET.Element:
     out.append(_normalise_os(leading["os"], device_boot))
     for el in rest:
         _normalise_section(el)
+        if el.tag == "memtune" and len(el) == 0 and el in list(out):
+            out.remove(el)  # no limit left to print
     out.extend(_in_order(rest, _AFTER_OS))
     placed = (*_BEFORE_VCPU, *_BEFORE_OS, *_AFTER_OS, *_BEFORE_DEVICES, *_AFTER_DEVICES)
     out.extend(el for el in rest if el.tag not in placed)
@@ -362,6 +364,9 @@ def _normalise_section(el: ET.Element) -> None:
         hyperv = el.find("hyperv")
         if hyperv is not None and "mode" not in hyperv.attrib:
             hyperv.attrib = {"mode": "custom", **hyperv.attrib}  # virDomainHyperVMode's default
+        _normalise_features(el)
+    elif el.tag == "memtune":
+        _normalise_memtune(el)
     elif el.tag == "numatune":
         _normalise_numatune(el)
     elif el.tag == "memoryBacking":
@@ -385,7 +390,58 @@ def _normalise_section(el: ET.Element) -> None:
         for feature in el.findall("feature"):
             # a guest CPU's features: the policy (require by default), then the name
             rest = {k: v for k, v in feature.attrib.items() if k not in ("policy", "name")}
-            feature.attrib = {"policy": feature.get("policy", "require"), "name": feature.get("name", ""), **rest}
+            policy = feature.get("policy", "require")
+            feature.attrib = {"policy": policy, "name": feature.get("name", ""), **rest}
+
+
+# Features whose state is on when not given (virDomainFeaturesDefParse).
+_STATE_ON_FEATURES = ("vmcoreinfo", "hap", "pmu", "pvspinlock", "vmport", "smm")
+_SIZE_UNITS = ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+# virDomainMemtuneFormat's limits, in its order; a limit this large (KiB) is no limit.
+_MEMTUNE = ("hard_limit", "soft_limit", "min_guarantee", "swap_hard_limit")
+_MEMORY_UNLIMITED_KIB = (1 << 53) - 1
+
+
+def _pretty_size(size: int) -> tuple[int, str]:
+    """virFormatIntPretty: a byte count in the largest unit that divides it exactly."""
+    unit = 0
+    while size and size % 1024 == 0 and unit < len(_SIZE_UNITS) - 1:
+        size //= 1024
+        unit += 1
+    return size, _SIZE_UNITS[unit]
+
+
+def _normalise_features(features: ET.Element) -> None:
+    for el in features:
+        if el.tag in _STATE_ON_FEATURES:
+            el.attrib = {"state": el.get("state", "on"), **el.attrib}
+        if el.tag == "smm":
+            tseg = el.find("tseg")
+            if tseg is not None and el.get("state") == "on":
+                size, unit = _pretty_size(scale_to_kib(tseg.text, tseg.get("unit") or "MiB") * 1024)
+                tseg.attrib, tseg.text = {"unit": unit}, str(size)
+        elif el.tag == "hpt":
+            page = el.find("maxpagesize")
+            if page is not None:
+                page.attrib, page.text = {"unit": "KiB"}, str(scale_to_kib(page.text, page.get("unit")))
+
+
+def _normalise_memtune(memtune: ET.Element) -> None:
+    """virDomainMemtuneFormat: each limit in KiB (a minimum guarantee only when not zero)."""
+    limits: list[ET.Element] = []
+    for tag in _MEMTUNE:
+        given = memtune.find(tag)
+        if given is None:
+            continue
+        kib = scale_to_kib(given.text, given.get("unit"))
+        if (tag == "min_guarantee" and kib == 0) or kib >= _MEMORY_UNLIMITED_KIB:
+            continue
+        limit = ET.Element(tag, {"unit": "KiB"})
+        limit.text = str(kib)
+        limits.append(limit)
+    for child in list(memtune):
+        memtune.remove(child)
+    memtune.extend(limits)
 
 
 def _normalise_numatune(numatune: ET.Element) -> None:
@@ -409,9 +465,8 @@ def _normalise_numatune(numatune: ET.Element) -> None:
         if memnode.get("nodeset") is not None:
             nodeset = format_bitmap(parse_bitmap(memnode.get("nodeset", "")))
             rest = {k: v for k, v in memnode.attrib.items() if k not in ("cellid", "mode", "nodeset")}
-            memnode.attrib = {
-                "cellid": memnode.get("cellid", ""), "mode": memnode.get("mode", "strict"), "nodeset": nodeset, **rest
-            }  # fmt: skip
+            cellid, mode = memnode.get("cellid", ""), memnode.get("mode", "strict")
+            memnode.attrib = {"cellid": cellid, "mode": mode, "nodeset": nodeset, **rest}
     memnodes.sort(key=lambda m: int(m.get("cellid", "0")) if m.get("cellid", "").isdigit() else 0)
     numatune.extend(memnodes)
 
@@ -458,7 +513,7 @@ def _text(parent: ET.Element, tag: str, text: str, **attrs: str) -> None:
 # --- printing, libvirt style ------------------------------------------------------------
 
 # Elements libvirt always prints as an open/close pair, even when empty.
-_ALWAYS_OPEN = frozenset({"devices", "bandwidth", "redirdev"})
+_ALWAYS_OPEN = frozenset({"devices", "bandwidth", "redirdev", "hyperv"})
 
 
 def _escape(text: str, quote: bool) -> str:
