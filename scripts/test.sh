@@ -13,7 +13,9 @@
 # 2. Creates .venv in the repository and installs virtwire editable with its
 #    test and dev extras, plus libvirt-python==9.0.0 (matches the installed libvirt.so).
 #    Keeps libvirt-python 9.0.0's source distribution in .venv/src (its tests/ and
-#    libvirtaio.py run against virtwire; VIRTWIRE_LIBVIRT_PYTHON_SRC points at it).
+#    libvirtaio.py run against virtwire; VIRTWIRE_LIBVIRT_PYTHON_SRC points at it), and
+#    libvirt 9.0.0's domain XML test corpus from Debian's orig tarball in .venv/src
+#    (VIRTWIRE_LIBVIRT_CORPUS points at it).
 # 3. Runs pytest; extra arguments are passed through (e.g. -k, -x, a path).
 #
 # Exit status: pytest's, except that "no tests collected" (5) is a failure too;
@@ -44,6 +46,42 @@ if [ ! -f "$LIBVIRT_PYTHON_SRC/tests/test_api_coverage.py" ]; then
     tar -xzf "$VENV/src/libvirt-python-9.0.0.tar.gz" -C "$VENV/src"
 fi
 export VIRTWIRE_LIBVIRT_PYTHON_SRC="$LIBVIRT_PYTHON_SRC"
+
+# libvirt's own domain XML test corpus (tests/genericxml2xmlindata, tests/qemuxml2argvdata)
+# is the yardstick of tests/server/test_diff_libvirt_corpus.py; it is never copied into the
+# repository: fetch Debian's libvirt 9.0.0 orig tarball from the archive apt uses here
+# (VIRTWIRE_DEBIAN_MIRROR overrides it), check its SHA-256 (the one the bookworm .dsc
+# lists), and unpack only those directories beside the venv.
+LIBVIRT_CORPUS="$VENV/src/libvirt-9.0.0-corpus"
+if [ ! -f "$LIBVIRT_CORPUS/.complete" ]; then
+    say "fetching libvirt 9.0.0's domain XML test corpus (Debian's orig tarball)"
+    mirror="${VIRTWIRE_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+    tarball="$VENV/src/libvirt_9.0.0.orig.tar.xz"
+    mkdir -p "$VENV/src"
+    "$VENV/bin/python" - "$mirror/pool/main/libv/libvirt/libvirt_9.0.0.orig.tar.xz" "$tarball" \
+        deca5cff1b7baac297bca9663907c61f71a47183371dc7ac019c107806d5435a <<'PY' \
+        || die "could not fetch libvirt_9.0.0.orig.tar.xz from $mirror"
+import hashlib, os, sys, urllib.request
+url, dest, want = sys.argv[1:]
+if not (os.path.exists(dest) and hashlib.sha256(open(dest, "rb").read()).hexdigest() == want):
+    with urllib.request.urlopen(url, timeout=120) as response:
+        data = response.read()
+    if hashlib.sha256(data).hexdigest() != want:
+        sys.exit(f"{url}: SHA-256 mismatch")
+    with open(dest + ".part", "wb") as out:
+        out.write(data)
+    os.replace(dest + ".part", dest)
+PY
+    rm -rf "$LIBVIRT_CORPUS"
+    mkdir -p "$LIBVIRT_CORPUS"
+    tar -xJf "$tarball" -C "$LIBVIRT_CORPUS" --strip-components=1 \
+        libvirt-9.0.0/tests/genericxml2xmlindata libvirt-9.0.0/tests/genericxml2xmloutdata \
+        libvirt-9.0.0/tests/qemuxml2argvdata libvirt-9.0.0/tests/qemuxml2xmloutdata \
+        || die "unpacking libvirt's test corpus from $tarball failed"
+    rm -f "$tarball"
+    touch "$LIBVIRT_CORPUS/.complete"
+fi
+export VIRTWIRE_LIBVIRT_CORPUS="$LIBVIRT_CORPUS"
 
 cd "$ROOT"
 # Many tests start `python -m virtwire.server` subprocesses: let them reuse the

@@ -27,6 +27,10 @@ import random
 import xml.etree.ElementTree as ET
 from typing import Final
 
+from virtwire.protocol.generated import constants as C
+
+from ...errors import report
+
 # virDomainDefFormat's order of device kinds.
 DEVICE_ORDER: Final = (
     "emulator",
@@ -118,6 +122,20 @@ _VIDEO_MODEL_ATTRS: Final = ("type", "ram", "vram", "vram64", "vgamem", "heads",
 _USB2_MODELS: Final = frozenset({"ich9-ehci1", "ich9-uhci1", "ich9-uhci2", "ich9-uhci3"})
 
 
+# virDomainDiskDefFormat's attribute and child order, and its driver's attributes.
+_DISK_ATTRS: Final = ("type", "device", "model", "rawio", "sgio", "snapshot")
+_DISK_CHILDREN: Final = (
+    "driver", "auth", "source", "backingStore", "backenddomain", "geometry", "blockio", "mirror",
+    "target", "iotune", "readonly", "shareable", "transient", "serial", "wwn", "vendor", "product",
+    "encryption", "boot", "alias", "address",
+)  # fmt: skip
+_DISK_DRIVER_ATTRS: Final = (
+    "name", "type", "cache", "error_policy", "rerror_policy", "io", "ioeventfd", "event_idx",
+    "copy_on_read", "discard", "iothread", "detect_zeroes", "queues", "queue_size", "iommu", "ats",
+    "packed", "page_per_vq",
+)  # fmt: skip
+
+
 def disk_index(name: str) -> int:
     """virDiskNameToIndex: hda -> 0, vdz -> 25, sdaa -> 26; -1 for a name it does not know."""
     for prefix in ("fd", "hd", "vd", "sd", "xvd", "ubd"):
@@ -177,18 +195,26 @@ def _with_attr_after(el: ET.Element, after: str, name: str, value: str) -> None:
     el.attrib.update(items)
 
 
+def disk_bus(disk: ET.Element) -> str | None:
+    """The bus a disk is on: as written, else the one its target name implies (ide by default)."""
+    target = _target(disk)
+    if target is None:
+        return None
+    if "bus" in target.attrib:
+        return target.get("bus")
+    if disk.get("device") == "floppy":
+        return "fdc"
+    dst = target.get("dev")
+    return next((b for p, b in _DISK_PREFIXES if dst and dst.startswith(p) and p != "fd"), "ide")
+
+
 def _normalise_disk(disk: ET.Element) -> None:
     if "device" not in disk.attrib:
         _with_attr_after(disk, "type", "device", "disk")
     target = _target(disk)
     dst = _dst(disk)
     if target is not None and "bus" not in target.attrib:
-        bus = "ide"
-        if disk.get("device") == "floppy":
-            bus = "fdc"
-        elif dst is not None:
-            bus = next((b for p, b in _DISK_PREFIXES if dst.startswith(p) and p != "fd"), "ide")
-        _with_attr_after(target, "dev", "bus", bus)
+        _with_attr_after(target, "dev", "bus", disk_bus(disk) or "ide")
     if disk.get("device") == "cdrom" and disk.find("readonly") is None:
         children = list(disk)
         position = children.index(target) + 1 if target is not None else len(children)
@@ -203,6 +229,37 @@ def _normalise_disk(disk: ET.Element) -> None:
         address = _drive_address(target.get("bus", ""), disk_index(dst))
         if address is not None:
             disk.append(ET.Element("address", address))
+    _disk_print_order(disk)
+
+
+def _ordered_attrs(el: ET.Element, order: tuple[str, ...]) -> None:
+    """Attributes in ``order``, others after them as given."""
+    known = [(k, el.attrib[k]) for k in order if k in el.attrib]
+    el.attrib = dict(known + [(k, v) for k, v in el.attrib.items() if k not in order])
+
+
+def _disk_print_order(disk: ET.Element) -> None:
+    """virDomainDiskDefFormat: its attribute and child order, a file by default, a closed tray
+    and a read-only medium's snapshot='no' left out."""
+    disk.attrib = {"type": disk.get("type", "file"), **disk.attrib}
+    if disk.get("snapshot") == "no" and disk.find("readonly") is not None:
+        del disk.attrib["snapshot"]
+    _ordered_attrs(disk, _DISK_ATTRS)
+    target = disk.find("target")
+    if target is not None:
+        if target.get("tray") == "closed" or disk.get("device") not in ("floppy", "cdrom"):
+            target.attrib.pop("tray", None)
+        _ordered_attrs(target, ("dev", "bus", "tray", "removable", "rotation_rate"))
+    driver = disk.find("driver")
+    if driver is not None:
+        _ordered_attrs(driver, _DISK_DRIVER_ATTRS)
+    children = list(disk)
+    last = len(_DISK_CHILDREN)
+    ranked = sorted(children, key=lambda c: _DISK_CHILDREN.index(c.tag) if c.tag in _DISK_CHILDREN else last)
+    if ranked != children:
+        for child in children:
+            disk.remove(child)
+        disk.extend(ranked)
 
 
 def _drive_address(bus: str, idx: int) -> dict[str, str] | None:
@@ -305,6 +362,19 @@ def _assign_indexes(controllers: list[ET.Element]) -> None:
         _set_index(controller, index)
 
 
+def _reject_duplicate_controllers(controllers: list[ET.Element]) -> None:
+    """virDomainDefRejectDuplicateControllers: one controller per type and index (USB aside)."""
+    seen: set[tuple[str | None, int]] = set()
+    for controller in controllers:
+        key = (controller.get("type"), _index_of(controller))
+        if key[0] == "usb":
+            continue
+        if key in seen:
+            detail = f"Multiple '{key[0]}' controllers with index '{key[1]}'"
+            raise report(C.VIR_ERR_XML_ERROR, C.VIR_FROM_DOMAIN, detail)
+        seen.add(key)
+
+
 def _maybe_add_controller(controllers: list[ET.Element], kind: str, index: int) -> None:
     """virDomainDefMaybeAddController: appended when no controller of ``kind`` has ``index``."""
     if any(c.get("type") == kind and _index_of(c) == index for c in controllers):
@@ -373,6 +443,7 @@ def _controllers(
         _add_usb_master(controller)
         _insert_parsed(out, controller)
     _assign_indexes(out)
+    _reject_duplicate_controllers(out)
     for kind in _IMPLICIT_CONTROLLERS:
         highest = -1
         for disk in disks:
@@ -417,6 +488,8 @@ def order_interface_children(iface: ET.Element) -> None:
     """virDomainNetDefFormat's order of an interface's children."""
     children = list(iface)
     rank = {tag: position for position, tag in enumerate(_INTERFACE_CHILDREN)}
+    if iface.get("type") == "hostdev":
+        rank["driver"] = rank["mac"]  # the PCI backend (virDomainHostdevDefFormatSubsys), before <source>
     ranked = sorted(children, key=lambda c: rank.get(c.tag, len(rank)))
     if ranked != children:
         for child in children:
@@ -446,6 +519,9 @@ def _normalise_chardev_source(device: ET.Element) -> None:
     is not read from a definition (parsed INACTIVE), a unix socket without a path has no
     source, and a TCP source is printed whole with its protocol (raw unless given)."""
     kind = device.get("type")
+    protocol = device.find("protocol")
+    if protocol is not None and kind != "tcp":
+        device.remove(protocol)  # read for TCP sources only
     source = device.find("source")
     if source is None:
         return
@@ -574,31 +650,115 @@ def _listens_first(graphics: ET.Element) -> None:
         graphics.extend(ordered)
 
 
+def _graphics_listens(graphics: ET.Element) -> list[ET.Element]:
+    """virDomainGraphicsListensParseXML for VNC: the <listen> elements as parsed (the first
+    one completed from the legacy ``listen``/``socket`` attributes, which must agree with
+    it), or one made from those attributes; a legacy socket replaces an address listen."""
+    compat_address = graphics.get("listen") or None
+    compat_socket = graphics.get("socket")
+    listens: list[ET.Element] = []
+    for position, given in enumerate(graphics.findall("listen")):
+        kind = given.get("type", "")
+        address, network, socket = given.get("address"), given.get("network"), given.get("socket")
+        if position == 0 and kind == "address":
+            if address and compat_address and address != compat_address:
+                raise _unsupported(
+                    f"graphics 'listen' attribute '{compat_address}' must match 'address' attribute "
+                    f"of first listen element (found '{address}')"
+                )
+            address = address or compat_address
+        if position == 0 and kind == "socket":
+            if socket and compat_socket and socket != compat_socket:
+                raise _unsupported(
+                    f"graphics 'socket' attribute '{compat_socket}' must match 'socket' attribute "
+                    f"of first listen element (found '{socket}')"
+                )
+            socket = socket or compat_socket
+        if network and kind != "network":
+            raise _xml_error("'network' attribute is valid only for listen type 'network'")
+        if socket and kind != "socket":
+            raise _xml_error("'socket' attribute is valid only for listen type 'socket'")
+        attrs = {"type": kind}
+        if address and kind == "address":  # a network's address is status, not read INACTIVE
+            attrs["address"] = address
+        if network:
+            attrs["network"] = network
+        if socket:
+            attrs["socket"] = socket
+        listens.append(ET.Element("listen", attrs))
+    if compat_socket:
+        legacy = ET.Element("listen", {"type": "socket", "socket": compat_socket})
+    else:
+        legacy = ET.Element("listen", {"type": "address"})
+        if compat_address:
+            legacy.set("address", compat_address)
+    if not listens:
+        listens.append(legacy)
+    elif listens[0].get("type") in ("address", "network") and compat_socket:
+        listens[0] = legacy
+    for listen in listens:
+        if listen.get("type") == "network" and not listen.get("network"):
+            raise _xml_error("'network' attribute is required for listen type 'network'")
+    return listens
+
+
+# The VNC attributes virDomainGraphicsDefFormat derives from the parsed definition.
+_VNC_DERIVED: Final = frozenset(
+    {"type", "port", "autoport", "websocket", "listen", "socket", "websocketGenerated"}
+)
+
+
+def _normalise_vnc(graphics: ET.Element) -> None:
+    """virDomainGraphicsDefParseXMLVNC (INACTIVE) and virDomainGraphicsDefFormat: a socket
+    listen prints its socket; an address or network listen the port (-1: picked at start;
+    an autoport definition keeps none), autoport, websocket and the legacy listen address."""
+    listens = _graphics_listens(graphics)
+    first = listens[0]
+    attrs = {"type": "vnc"}
+    if first.get("type") == "socket":
+        if first.get("socket"):
+            attrs["socket"] = first.get("socket", "")
+    elif first.get("type") in ("address", "network"):
+        given_port = graphics.get("port")
+        try:
+            port = int(given_port) if given_port is not None else 0
+        except ValueError:
+            detail = f"cannot parse vnc port {given_port}"
+            raise report(C.VIR_ERR_INTERNAL_ERROR, C.VIR_FROM_DOMAIN, detail) from None
+        autoport = given_port is None or port == -1
+        if graphics.get("autoport") in ("yes", "no"):
+            autoport = graphics.get("autoport") == "yes"
+        if autoport or port == -1:
+            port = 0
+        if port:
+            attrs["port"] = str(port)
+        elif autoport:
+            attrs["port"] = "-1"
+        attrs["autoport"] = "yes" if autoport else "no"
+        websocket = graphics.get("websocket")
+        if websocket and websocket.lstrip("-").isdigit() and int(websocket):
+            attrs["websocket"] = str(int(websocket))
+        if first.get("type") == "address" and first.get("address"):
+            attrs["listen"] = first.get("address", "")
+    attrs.update((k, v) for k, v in graphics.attrib.items() if k not in _VNC_DERIVED)
+    rest = [child for child in graphics if child.tag != "listen"]
+    for child in list(graphics):
+        graphics.remove(child)
+    graphics.attrib = attrs
+    graphics.extend([*listens, *rest])
+
+
 def _normalise_graphics(graphics: ET.Element) -> None:
+    if graphics.get("passwd") is None:
+        # virDomainGraphicsAuthDefParseXML reads the expiry and connected policy with a password only
+        graphics.attrib.pop("passwdValidTo", None)
+        graphics.attrib.pop("connected", None)
+    if graphics.get("type") == "vnc":
+        _normalise_vnc(graphics)
+        return
     _listens_first(graphics)
     if graphics.get("type") == "spice":
         _normalise_spice(graphics)
-        return
-    if graphics.get("type") != "vnc":
-        return
-    port = graphics.get("port")
-    if port is None:
-        # No port: one is picked at start (virDomainGraphicsDefParseXMLVNC).
-        graphics.attrib = {
-            "type": "vnc",
-            "port": "-1",
-            **{k: v for k, v in graphics.attrib.items() if k != "type"},
-        }
-        port = "-1"
-    if port == "-1" and "autoport" not in graphics.attrib:
-        _with_attr_after(graphics, "port", "autoport", "yes")
-    elif port != "-1" and "autoport" not in graphics.attrib:
-        _with_attr_after(graphics, "port", "autoport", "no")
-    if graphics.find("listen") is None:
-        listen = {"type": "address"}
-        if graphics.get("listen") is not None:
-            listen["address"] = graphics.get("listen", "")
-        graphics.insert(0, ET.Element("listen", listen))
 
 
 def _int_attr(el: ET.Element, name: str) -> int:
@@ -650,6 +810,13 @@ def _normalise_videos(videos: list[ET.Element]) -> list[ET.Element]:
         (v for v in videos if (m := v.find("model")) is not None and m.get("primary") == "yes"), videos[0]
     )
     ordered = [primary, *(v for v in videos if v is not primary)]
+    if (first := ordered[0].find("model")) is not None and first.get("type") == "none":
+        # virDomainDefPostParseVideo: a 'none' card keeps nothing but its type and alias
+        for child in list(ordered[0]):
+            if child.tag != "alias":
+                ordered[0].remove(child)
+        ordered[0].insert(0, ET.Element("model", {"type": "none"}))
+        return ordered
     for video in ordered:
         model = video.find("model")
         if model is None:
@@ -669,6 +836,122 @@ def _normalise_videos(videos: list[ET.Element]) -> list[ET.Element]:
         known = [(k, attrs[k]) for k in _VIDEO_MODEL_ATTRS if k in attrs]
         model.attrib = dict(known + [(k, v) for k, v in attrs.items() if k not in _VIDEO_MODEL_ATTRS])
     return ordered
+
+
+def _unsupported(detail: str) -> Exception:
+    return report(C.VIR_ERR_CONFIG_UNSUPPORTED, C.VIR_FROM_DOMAIN, detail)
+
+
+def _xml_error(detail: str) -> Exception:
+    return report(C.VIR_ERR_XML_ERROR, C.VIR_FROM_DOMAIN, detail)
+
+
+def c_uint(text: str | None, base: int = 0) -> int | None:
+    """An unsigned number as strtoul reads it (base 0: ``0x`` hex, a leading ``0`` octal), or None."""
+    if text is None:
+        return None
+    digits = text.strip()
+    if base in (0, 16) and digits[:2].lower() == "0x":
+        digits, base = digits[2:], 16
+    elif base == 0:
+        base = 8 if len(digits) > 1 and digits.startswith("0") else 10
+    try:
+        value = int(digits, base) if digits and digits.isalnum() else -1
+    except ValueError:
+        return None
+    return value if value >= 0 else None
+
+
+def _pci_address_attrs(address: ET.Element) -> dict[str, str]:
+    numbers = {k: c_uint(address.get(k)) or 0 for k in ("domain", "bus", "slot", "function")}
+    if not (numbers["domain"] or numbers["bus"] or numbers["slot"]):
+        return {}  # virPCIDeviceAddressIsEmpty: left for the driver to assign
+    return {
+        "domain": f"0x{numbers['domain']:04x}",
+        "bus": f"0x{numbers['bus']:02x}",
+        "slot": f"0x{numbers['slot']:02x}",
+        "function": f"0x{numbers['function']}",
+    }
+
+
+def normalise_address(address: ET.Element) -> None:
+    """virDomainDeviceInfoFormat's <address>: numbers in its bases and widths, in its order."""
+    kind = address.get("type")
+    attrs: dict[str, str] = {"type": kind or ""}
+    if kind == "pci":
+        attrs.update(_pci_address_attrs(address))
+        if address.get("multifunction") in ("on", "off"):
+            attrs["multifunction"] = address.get("multifunction", "")
+        zpci = address.find("zpci")
+        if zpci is not None and (zpci.get("uid") is not None or zpci.get("fid") is not None):
+            uid, fid = c_uint(zpci.get("uid")) or 0, c_uint(zpci.get("fid")) or 0
+            zpci.attrib = {"uid": f"0x{uid:04x}", "fid": f"0x{fid:08x}"}
+    elif kind == "ccw":
+        numbers = [c_uint(address.get(k)) for k in ("cssid", "ssid", "devno")]
+        if any(n is None for n in numbers):
+            return
+        cssid, ssid, devno = (n or 0 for n in numbers)
+        attrs.update(cssid=f"0x{cssid:x}", ssid=f"0x{ssid:x}", devno=f"0x{devno:04x}")
+    elif kind == "spapr-vio":
+        reg = c_uint(address.get("reg"), 16)
+        if reg:
+            attrs["reg"] = f"0x{reg:08x}"
+    elif kind == "isa":
+        for name in ("iobase", "irq"):
+            value = c_uint(address.get(name), 16)
+            if value:
+                attrs[name] = f"0x{value:x}"
+    elif kind in ("virtio-serial", "ccid"):
+        names = ("controller", "bus", "port") if kind == "virtio-serial" else ("controller", "slot")
+        for name in names:
+            value = c_uint(address.get(name), 10)
+            attrs[name] = str(value or 0)
+    elif kind == "virtio-mmio":
+        pass
+    else:
+        return
+    address.attrib = attrs
+
+
+def _normalise_hostdev(hostdev: ET.Element) -> None:
+    """virDomainHostdevDefFormat: the mode (subsystem by default) and, for a subsystem
+    device, whether libvirt manages it (no by default), printed after the type."""
+    mode = hostdev.get("mode", "subsystem")
+    attrs = {"mode": mode, "type": hostdev.get("type", "")}
+    if mode == "subsystem":
+        attrs["managed"] = "yes" if hostdev.get("managed") == "yes" else "no"
+    attrs.update((k, v) for k, v in hostdev.attrib.items() if k not in attrs)
+    hostdev.attrib = attrs
+
+
+def _normalise_filesystem(fs: ET.Element) -> None:
+    """virDomainFSDefParseXML, virDomainFSDefPostParse and virDomainFSDefFormat: a mount by
+    default, passthrough access unless it is a vhost-user socket, modes in octal."""
+    source = fs.find("source")
+    attrs = {"type": fs.get("type", "mount")}
+    accessmode = fs.get("accessmode")
+    if accessmode is None and (source is None or source.get("socket") is None):
+        accessmode = "passthrough"
+    if accessmode is not None:
+        attrs["accessmode"] = accessmode
+    for name in ("model", "multidevs"):
+        if fs.get(name) is not None:
+            attrs[name] = fs.get(name, "")
+    for name in ("fmode", "dmode"):
+        mode = c_uint(fs.get(name), 8)
+        if mode:
+            attrs[name] = f"{mode:04o}"
+    attrs.update((k, v) for k, v in fs.attrib.items() if k not in attrs and k not in ("fmode", "dmode"))
+    fs.attrib = attrs
+
+
+def _iscsi_lun(device: ET.Element) -> None:
+    """virDomainPostParseCheckISCSIPath: an iSCSI IQN without a LUN means LUN 0."""
+    source = device.find("source")
+    if source is not None and source.get("protocol") == "iscsi":
+        name = source.get("name")
+        if name and "/" not in name:
+            source.set("name", f"{name}/0")
 
 
 def normalise_devices(devices: ET.Element, os_type: str = "hvm") -> ET.Element:
@@ -704,10 +987,37 @@ def normalise_devices(devices: ET.Element, os_type: str = "hvm") -> ET.Element:
             by_kind[kind] = found
     for graphics in by_kind.get("graphics", []):
         _normalise_graphics(graphics)
+    for hostdev in by_kind.get("hostdev", []):
+        _normalise_hostdev(hostdev)
+        _iscsi_lun(hostdev)
+    for disk in disks:
+        _iscsi_lun(disk)
+    for fs in by_kind.get("filesystem", []):
+        _normalise_filesystem(fs)
+    for shmem in by_kind.get("shmem", []):
+        if shmem.find("model") is None:
+            shmem.insert(0, ET.Element("model", {"type": "ivshmem"}))  # printed always
+    for rng in by_kind.get("rng", []):
+        backend = rng.find("backend")
+        if backend is not None and backend.get("model") == "egd":
+            protocol = backend.find("protocol")
+            if protocol is not None and backend.get("type") != "tcp":
+                backend.remove(protocol)
+        elif backend is not None and backend.get("model") == "random" and not (backend.text or "").strip():
+            backend.text = "/dev/random"  # virDomainRNGDefParseXML's default source
+    for card in by_kind.get("smartcard", []):
+        protocol = card.find("protocol")
+        if card.get("mode") == "passthrough" and protocol is not None and card.get("type") != "tcp":
+            card.remove(protocol)
     if by_kind.get("graphics") and not by_kind.get("video"):
         by_kind["video"] = [ET.Element("video")]
     if by_kind.get("video"):
         by_kind["video"] = _normalise_videos(by_kind["video"])
+    for found in by_kind.values():
+        for device in found:
+            address = device.find("address")
+            if address is not None:
+                normalise_address(address)
     out = ET.Element("devices", dict(devices.attrib))
     out.text, out.tail = devices.text, devices.tail
     for kind in DEVICE_ORDER:

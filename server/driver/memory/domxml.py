@@ -29,7 +29,10 @@ _POWERS = {"k": 1, "m": 2, "g": 3, "t": 4, "p": 5, "e": 6}
 _MAX_MEMORY_KIB = (1 << 63) // 1024
 
 # Child elements libvirt prints first, in this order; others follow as given.
-_LEADING = ("name", "uuid", "title", "description", "metadata", "memory", "currentMemory", "vcpu", "os")
+_LEADING = (
+    "name", "uuid", "genid", "title", "description", "metadata", "maxMemory", "memory", "currentMemory",
+    "vcpu", "os",
+)  # fmt: skip
 # Tuning sections libvirt prints between <currentMemory> and <vcpu>, and between <vcpu> and <os>.
 _BEFORE_VCPU = ("blkiotune", "memtune", "memoryBacking")
 _BEFORE_OS = (
@@ -52,6 +55,8 @@ _FEATURES = (
     "pmu", "vmport", "gic", "smm", "ioapic", "hpt", "vmcoreinfo", "htm", "nested-hv", "msrs",
     "ccf-assist", "xen", "cfpc", "sbbc", "ibs", "tcg",
 )  # fmt: skip
+# virDomainMemorybackingFormat's order of children.
+_MEMORY_BACKING = ("hugepages", "nosharepages", "locked", "source", "access", "allocation", "discard")
 _BLKIO_DEVICE = ("path", "weight", "read_iops_sec", "write_iops_sec", "read_bytes_sec", "write_bytes_sec")
 # virDomainDefFormatOSInternal's order of <os> children.
 _OS_CHILDREN = (
@@ -215,7 +220,10 @@ def parse_domain_xml(xml: str, *, validate: bool = False) -> ParsedDomain:
     os_type = (type_el.text or "").strip() if type_el is not None else ""
     if not os_type:
         raise _xml_error("an os <type> must be specified")
+    numa_kib = _normalise_numa(root)
     domcheck.check_definition(root)
+    if memory_kib == 0:
+        memory_kib = numa_kib  # virDomainDefPostParseMemory: the cells' sum when <memory> is absent
     if memory_kib == 0:
         raise _xml_error("Memory size must be specified via <memory> or in the <numa> configuration")
     if vcpus == 0:
@@ -228,6 +236,50 @@ def parse_domain_xml(xml: str, *, validate: bool = False) -> ParsedDomain:
     return ParsedDomain(name, uuid, memory_kib, current_kib, current_vcpus or vcpus, os_type, root, vcpus)
 
 
+def _normalise_numa(root: ET.Element) -> int:
+    """virDomainNumaDefParseXML: the guest NUMA cells in id order, each with its id, a canonical
+    cpu list and its memory in KiB (virDomainNumaDefFormatXML's attributes); their total memory."""
+    numa = root.find("cpu/numa")
+    if numa is None:
+        return 0
+    from .domdefs import format_bitmap, parse_bitmap  # domdefs -> model -> domxml
+
+    cells = numa.findall("cell")
+    if not cells:
+        raise _xml_error("NUMA topology defined without NUMA cells")
+    placed: dict[int, ET.Element] = {}
+    total = 0
+    for position, cell in enumerate(cells):
+        given_id = cell.get("id")
+        try:
+            cell_id = int(given_id) if given_id is not None else position
+        except ValueError:
+            raise _xml_error(f"Invalid value for attribute 'id' in element 'cell': '{given_id}'.") from None
+        if not 0 <= cell_id < len(cells):
+            raise _xml_error(
+                "Exactly one 'cell' element per guest NUMA cell allowed, non-contiguous ranges or "
+                "ranges not starting from 0 are not allowed"
+            )
+        if cell_id in placed:
+            raise _xml_error(f"Duplicate NUMA cell info for cell id '{cell_id}'")
+        attrs = {"id": str(cell_id)}
+        if cell.get("cpus") is not None:
+            cpus = format_bitmap(parse_bitmap(cell.get("cpus", "")))
+            if cpus:
+                attrs["cpus"] = cpus
+        kib = scale_to_kib(cell.get("memory"), cell.get("unit"))
+        total += kib
+        attrs.update(memory=str(kib), unit="KiB")
+        attrs.update((k, v) for k, v in cell.attrib.items() if k in ("memAccess", "discard"))
+        cell.attrib = attrs
+        placed[cell_id] = cell
+    for cell in cells:
+        numa.remove(cell)
+    for position, cell_id in enumerate(sorted(placed)):
+        numa.insert(position, placed[cell_id])
+    return total
+
+
 def normalise(parsed: ParsedDomain, uuid: bytes) -> ET.Element:
     """The definition as libvirt stores it: modelled fields rewritten, defaults added."""
     src = parsed.tree
@@ -235,16 +287,29 @@ def normalise(parsed: ParsedDomain, uuid: bytes) -> ET.Element:
     leading: dict[str, ET.Element] = {}
     rest: list[ET.Element] = []
     for child in src:
+        if child.tag.startswith("{"):
+            continue  # another driver's namespace (qemu:commandline...): the test driver drops it
         if child.tag in _LEADING and child.tag not in leading:
             leading[child.tag] = child
         elif child.tag not in (tag for tag, _, _ in _TRAILING_DEFAULTS) and child.tag != "devices":
             rest.append(child)
     _text(out, "name", parsed.name)
     _text(out, "uuid", str(uuidlib.UUID(bytes=uuid)))
+    if "genid" in leading:
+        # An empty <genid/> asks for a generated one (virDomainDefParseXML).
+        genid = (leading["genid"].text or "").strip()
+        _text(out, "genid", str(uuidlib.UUID(genid) if genid else uuidlib.uuid4()))
     for tag in ("title", "description", "metadata"):
         if tag in leading:
             out.append(leading[tag])
-    _text(out, "memory", str(parsed.memory_kib), unit="KiB")
+    max_memory = leading.get("maxMemory")
+    if max_memory is not None:
+        slots = max_memory.get("slots", "0")
+        max_kib = scale_to_kib(max_memory.text, max_memory.get("unit"))
+        if max_kib or slots != "0":  # virDomainDefHasMemoryHotplug
+            _text(out, "maxMemory", str(max_kib), slots=slots, unit="KiB")
+    dump_core = leading["memory"].get("dumpCore") if "memory" in leading else None
+    _text(out, "memory", str(parsed.memory_kib), **({"dumpCore": dump_core} if dump_core else {}), unit="KiB")
     _text(out, "currentMemory", str(parsed.current_memory_kib), unit="KiB")
     out.extend(_in_order(rest, _BEFORE_VCPU))
     vcpu_given = dict(leading["vcpu"].attrib) if "vcpu" in leading else {}
@@ -256,6 +321,8 @@ def normalise(parsed: ParsedDomain, uuid: bytes) -> ET.Element:
     out.append(_normalise_os(leading["os"], device_boot))
     for el in rest:
         _normalise_section(el)
+        if el.tag == "memtune" and len(el) == 0 and el in list(out):
+            out.remove(el)  # no limit left to print
     out.extend(_in_order(rest, _AFTER_OS))
     placed = (*_BEFORE_VCPU, *_BEFORE_OS, *_AFTER_OS, *_BEFORE_DEVICES, *_AFTER_DEVICES)
     out.extend(el for el in rest if el.tag not in placed)
@@ -297,10 +364,13 @@ def _normalise_section(el: ET.Element) -> None:
         hyperv = el.find("hyperv")
         if hyperv is not None and "mode" not in hyperv.attrib:
             hyperv.attrib = {"mode": "custom", **hyperv.attrib}  # virDomainHyperVMode's default
+        _normalise_features(el)
+    elif el.tag == "memtune":
+        _normalise_memtune(el)
     elif el.tag == "numatune":
-        memory = el.find("memory")
-        if memory is not None and "mode" not in memory.attrib:
-            memory.attrib = {"mode": "strict", **memory.attrib}  # printed always, strict by default
+        _normalise_numatune(el)
+    elif el.tag == "memoryBacking":
+        _reorder(el, _MEMORY_BACKING)
     elif el.tag == "blkiotune":
         for device in el.findall("device"):
             _reorder(device, _BLKIO_DEVICE)
@@ -315,6 +385,104 @@ def _normalise_section(el: ET.Element) -> None:
                 items.insert(1 if "mode" in el.attrib else 0, ("match", "exact"))
                 el.attrib = dict(items)
             model.attrib.setdefault("fallback", "allow")
+        if model is not None:
+            _cpu_model(el, model, mode)
+        for feature in el.findall("feature"):
+            # a guest CPU's features: the policy (require by default), then the name
+            rest = {k: v for k, v in feature.attrib.items() if k not in ("policy", "name")}
+            policy = feature.get("policy", "require")
+            feature.attrib = {"policy": policy, "name": feature.get("name", ""), **rest}
+
+
+# Features whose state is on when not given (virDomainFeaturesDefParse).
+_STATE_ON_FEATURES = ("vmcoreinfo", "hap", "pmu", "pvspinlock", "vmport", "smm")
+_SIZE_UNITS = ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+# virDomainMemtuneFormat's limits, in its order; a limit this large (KiB) is no limit.
+_MEMTUNE = ("hard_limit", "soft_limit", "min_guarantee", "swap_hard_limit")
+_MEMORY_UNLIMITED_KIB = (1 << 53) - 1
+
+
+def _pretty_size(size: int) -> tuple[int, str]:
+    """virFormatIntPretty: a byte count in the largest unit that divides it exactly."""
+    unit = 0
+    while size and size % 1024 == 0 and unit < len(_SIZE_UNITS) - 1:
+        size //= 1024
+        unit += 1
+    return size, _SIZE_UNITS[unit]
+
+
+def _normalise_features(features: ET.Element) -> None:
+    for el in features:
+        if el.tag in _STATE_ON_FEATURES:
+            el.attrib = {"state": el.get("state", "on"), **el.attrib}
+        if el.tag == "smm":
+            tseg = el.find("tseg")
+            if tseg is not None and el.get("state") == "on":
+                size, unit = _pretty_size(scale_to_kib(tseg.text, tseg.get("unit") or "MiB") * 1024)
+                tseg.attrib, tseg.text = {"unit": unit}, str(size)
+        elif el.tag == "hpt":
+            page = el.find("maxpagesize")
+            if page is not None:
+                page.attrib, page.text = {"unit": "KiB"}, str(scale_to_kib(page.text, page.get("unit")))
+
+
+def _normalise_memtune(memtune: ET.Element) -> None:
+    """virDomainMemtuneFormat: each limit in KiB (a minimum guarantee only when not zero)."""
+    limits: list[ET.Element] = []
+    for tag in _MEMTUNE:
+        given = memtune.find(tag)
+        if given is None:
+            continue
+        kib = scale_to_kib(given.text, given.get("unit"))
+        if (tag == "min_guarantee" and kib == 0) or kib >= _MEMORY_UNLIMITED_KIB:
+            continue
+        limit = ET.Element(tag, {"unit": "KiB"})
+        limit.text = str(kib)
+        limits.append(limit)
+    for child in list(memtune):
+        memtune.remove(child)
+    memtune.extend(limits)
+
+
+def _normalise_numatune(numatune: ET.Element) -> None:
+    """virDomainNumatuneFormatXML: <memory> (mode strict by default; placement='auto' or a
+    canonical nodeset), then the <memnode>s in cell order with canonical nodesets."""
+    from .domdefs import format_bitmap, parse_bitmap  # domdefs -> model -> domxml
+
+    memory = numatune.find("memory")
+    if memory is not None:
+        attrs = {"mode": memory.get("mode", "strict")}
+        if memory.get("placement") == "auto":
+            attrs["placement"] = "auto"
+        elif memory.get("nodeset") is not None:
+            attrs["nodeset"] = format_bitmap(parse_bitmap(memory.get("nodeset", "")))
+        else:
+            attrs.update((k, v) for k, v in memory.attrib.items() if k not in attrs)
+        memory.attrib = attrs
+    memnodes = numatune.findall("memnode")
+    for memnode in memnodes:
+        numatune.remove(memnode)
+        if memnode.get("nodeset") is not None:
+            nodeset = format_bitmap(parse_bitmap(memnode.get("nodeset", "")))
+            rest = {k: v for k, v in memnode.attrib.items() if k not in ("cellid", "mode", "nodeset")}
+            cellid, mode = memnode.get("cellid", ""), memnode.get("mode", "strict")
+            memnode.attrib = {"cellid": cellid, "mode": mode, "nodeset": nodeset, **rest}
+    memnodes.sort(key=lambda m: int(m.get("cellid", "0")) if m.get("cellid", "").isdigit() else 0)
+    numatune.extend(memnodes)
+
+
+def _cpu_model(cpu: ET.Element, model: ET.Element, mode: str) -> None:
+    """virCPUDefFormatBuf's <model>: for custom and host-model CPUs with a name or a vendor
+    id only; a named model's fallback (allow by default), then the vendor id."""
+    name = (model.text or "").strip()
+    vendor_id = model.get("vendor_id")
+    if mode not in ("custom", "host-model") or not (name or vendor_id):
+        cpu.remove(model)
+        return
+    attrs = {"fallback": model.get("fallback", "allow")} if name else {}
+    if vendor_id:
+        attrs["vendor_id"] = vendor_id
+    model.attrib = attrs
 
 
 def _normalise_os(os_el: ET.Element, device_boot: bool = False) -> ET.Element:
@@ -333,7 +501,7 @@ def _normalise_os(os_el: ET.Element, device_boot: bool = False) -> ET.Element:
             os_out.append(child)
     # virDomainDefBootOrderPostParse: an HVM guest without boot devices boots from disk.
     hvm = (os_el.findtext("type") or "").strip() == "hvm"
-    if hvm and not device_boot and os_el.find("boot") is None and os_el.find("kernel") is None:
+    if hvm and not device_boot and os_el.find("boot") is None:
         ET.SubElement(os_out, "boot", {"dev": "hd"})
     return os_out
 
@@ -345,7 +513,7 @@ def _text(parent: ET.Element, tag: str, text: str, **attrs: str) -> None:
 # --- printing, libvirt style ------------------------------------------------------------
 
 # Elements libvirt always prints as an open/close pair, even when empty.
-_ALWAYS_OPEN = frozenset({"devices", "bandwidth", "redirdev"})
+_ALWAYS_OPEN = frozenset({"devices", "bandwidth", "redirdev", "hyperv"})
 
 
 def _escape(text: str, quote: bool) -> str:
@@ -397,7 +565,10 @@ def _format(el: ET.Element, depth: int, parts: list[str], in_scope: frozenset[st
         if el.tag in _ALWAYS_OPEN and not text:
             parts.append(f"{pad}<{tag}{attrs}>\n{pad}</{tag}>\n")
         else:
-            parts.append(f"{pad}<{tag}{attrs}>{_escape(el.text or '', False)}</{tag}>\n")
+            # libvirt's own elements escape quotes too (virBufferEscapeString); namespaced
+            # ones are libxml2's node dump, which leaves them.
+            text_out = _escape(el.text or "", not el.tag.startswith("{"))
+            parts.append(f"{pad}<{tag}{attrs}>{text_out}</{tag}>\n")
     else:
         parts.append(f"{pad}<{tag}{attrs}>\n")
         for child in children:
