@@ -474,12 +474,10 @@ class Connection(EventSubscriber):
             # libvirtd drops stray STREAM/REPLY/MESSAGE packets without an answer.
             log.info("client %s: ignoring a packet of type %d (serial %d)", self.ctx.conn_id, mtype, serial)
             return
-        if status != _OK:
-            await self._reply_error(packet, E.unexpected_status(status))
-            return
-        route = self.service.routes.get(procedure)
-        if route is None:
-            await self._reply_error(packet, E.unknown_procedure(procedure))
+        try:
+            route = self._route(procedure, status)
+        except libvirtError as refused:
+            await self._reply_error(packet, refused)
             return
         if route.inline:
             # Never waits (see driver.base.nonblocking): answered right here, without
@@ -503,12 +501,10 @@ class Connection(EventSubscriber):
         if program != self._program or version != self._version:
             await self._reply_error(packet, E.unknown_program(program, version))
             return
-        if status != _OK:
-            await self._reply_error(packet, E.unexpected_status(status))
-            return
-        route = self.service.routes.get(procedure)
-        if route is None:
-            await self._reply_error(packet, E.unknown_procedure(procedure))
+        try:
+            route = self._route(procedure, status)
+        except libvirtError as refused:
+            await self._reply_error(packet, refused)
             return
         # The count word is not part of the arguments.
         body = packet[:_HEADER_SIZE] + packet[_HEADER_SIZE + 4 :]
@@ -571,6 +567,15 @@ class Connection(EventSubscriber):
                 self._unwritten -= 1
                 self._unwritten_bytes -= len(packet)
                 raise
+
+    def _route(self, procedure: int, status: int) -> Route:
+        """The route of a CALL (with or without descriptors), or libvirtd's refusal of it."""
+        if status != _OK:
+            raise E.unexpected_status(status)
+        route = self.service.routes.get(procedure)
+        if route is None:
+            raise E.unknown_procedure(procedure)
+        return route
 
     async def _reply_error(self, packet: bytes, error: libvirtError) -> None:
         _, program, version, procedure, _, serial, _ = _HEADER.unpack_from(packet)

@@ -650,6 +650,16 @@ def _listens_first(graphics: ET.Element) -> None:
         graphics.extend(ordered)
 
 
+def _agreeing(legacy: str, legacy_value: str | None, name: str, value: str | None) -> str | None:
+    """A first listen's ``name`` completed from the graphics' legacy attribute, which must agree."""
+    if value and legacy_value and value != legacy_value:
+        raise _unsupported(
+            f"graphics '{legacy}' attribute '{legacy_value}' must match '{name}' attribute "
+            f"of first listen element (found '{value}')"
+        )
+    return value or legacy_value
+
+
 def _graphics_listens(graphics: ET.Element) -> list[ET.Element]:
     """virDomainGraphicsListensParseXML for VNC: the <listen> elements as parsed (the first
     one completed from the legacy ``listen``/``socket`` attributes, which must agree with
@@ -661,19 +671,9 @@ def _graphics_listens(graphics: ET.Element) -> list[ET.Element]:
         kind = given.get("type", "")
         address, network, socket = given.get("address"), given.get("network"), given.get("socket")
         if position == 0 and kind == "address":
-            if address and compat_address and address != compat_address:
-                raise _unsupported(
-                    f"graphics 'listen' attribute '{compat_address}' must match 'address' attribute "
-                    f"of first listen element (found '{address}')"
-                )
-            address = address or compat_address
+            address = _agreeing("listen", compat_address, "address", address)
         if position == 0 and kind == "socket":
-            if socket and compat_socket and socket != compat_socket:
-                raise _unsupported(
-                    f"graphics 'socket' attribute '{compat_socket}' must match 'socket' attribute "
-                    f"of first listen element (found '{socket}')"
-                )
-            socket = socket or compat_socket
+            socket = _agreeing("socket", compat_socket, "socket", socket)
         if network and kind != "network":
             raise _xml_error("'network' attribute is valid only for listen type 'network'")
         if socket and kind != "socket":
