@@ -15,17 +15,21 @@ Two sets describe the workload, as they do a real guest: the *working set*
 (``working-set-mib``) is the memory the guest has touched, its non-zero resident
 pages, written once at boot; the *dirty set* (``dirty-set-mib``, by default
 ``1/DEFAULT_DIRTY_SET_FRACTION`` of the working set, never larger than it) is the
-hot subset the running guest keeps writing. The writes sweep the dirty set page
-after page and wrap around, like QEMU's own migration stress guest: within one lap
-every write dirties a distinct page, so a guest that dirties at least as fast as
-the link carries keeps the whole dirty set dirty, and pre-copy cannot converge
-once sending the dirty set takes longer than the allowed downtime; runs are
-exactly repeatable. The sweep position is CPU state and travels with the guest.
+hot subset the running guest keeps writing. The dirty set starts at the beginning
+of the working set unless ``dirty_set_offset`` places it further in. By default the
+writes sweep the dirty set page after page and wrap around, like QEMU's own
+migration stress guest: within one lap every write dirties a distinct page, so a
+guest that dirties at least as fast as the link carries keeps the whole dirty set
+dirty, and pre-copy cannot converge once sending the dirty set takes longer than
+the allowed downtime. With ``pattern="random"`` each write lands on a page of the
+dirty set drawn at random (from a fixed seed). Runs are exactly repeatable. The
+position of the next write is CPU state and travels with the guest.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import struct
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
@@ -50,6 +54,9 @@ DEFAULT_DIRTY_SET_FRACTION = 8
 # and replaying every write would only burn CPU.
 _MAX_CATCH_UP_S = 1.0
 _PAGE_STAMP = struct.Struct("<QQ")
+_RANDOM_SEED = 12  # random-pattern writes repeat exactly from run to run
+SWEEP = "sweep"
+RANDOM = "random"
 
 
 def page_content(page: int, version: int) -> bytes:
@@ -64,16 +71,29 @@ _MIB_PAGES = 1024 * 1024 // PAGE_SIZE
 
 @dataclass(frozen=True, slots=True)
 class WorkloadSpec:
-    """What the guest does: ``dirty_rate`` pages written per second, sweeping the
-    hot ``dirty_set_pages`` at the start of its touched ``working_set_pages``.
+    """What the guest does: ``dirty_rate`` pages written per second into the hot
+    ``dirty_set_pages``, which start ``dirty_set_offset`` pages into its touched
+    ``working_set_pages``; ``pattern`` is SWEEP (page after page) or RANDOM.
 
     ``dirty_set_pages`` None means the default fraction of the working set; a
-    dirty set larger than the working set is clamped to it.
+    dirty set larger than the working set is clamped to it, and the offset so
+    that the dirty set lies inside the working set.
     """
 
     dirty_rate: int  # pages per second
     working_set_pages: int
     dirty_set_pages: int | None = None
+    dirty_set_offset: int = 0
+    pattern: str = SWEEP
+
+    def __post_init__(self) -> None:
+        if self.pattern not in (SWEEP, RANDOM):
+            raise ValueError(f"unknown write pattern '{self.pattern}': expected '{SWEEP}' or '{RANDOM}'")
+
+    @property
+    def hot_start(self) -> int:
+        """The first page of the dirty set."""
+        return max(min(self.dirty_set_offset, self.working_set_pages - self.hot_pages), 0)
 
     @property
     def hot_pages(self) -> int:
@@ -260,10 +280,11 @@ class Guest:
     def __init__(self, memory_pages: int, workload: WorkloadSpec, *, booted: bool = True) -> None:
         self.memory = GuestMemory(memory_pages)
         self.workload = workload
-        self.cursor = 0  # next page of the dirty set the workload writes
+        self.cursor = 0  # the dirty-set page (counted from its start) the workload writes next
         self.throttle_pct = 0  # vCPU throttling (auto-converge): that share of writes not done
         self._running_since: float | None = None
         self._owed = 0.0  # fractional writes carried between catch-ups
+        self._random = random.Random(_RANDOM_SEED) if workload.pattern == RANDOM else None
         if booted:
             # Booting touched the whole working set once: those are the non-zero pages.
             for page in range(workload.working_set_pages):
@@ -304,18 +325,23 @@ class Guest:
         self._owed += elapsed * self.workload.dirty_rate * (100 - self.throttle_pct) / 100
         count = int(self._owed)
         self._owed -= count
+        base = self.workload.hot_start
+        pick = self._random.randrange if self._random is not None else None
         cursor = self.cursor % hot
         done = 0
         for _ in range(count):
             if touch is None:
-                self.memory.write(cursor)
-            elif not touch(cursor):
-                self._owed = 0.0
+                self.memory.write(base + cursor)
+            elif not touch(base + cursor):
+                self._owed = 0.0  # the same page is written once the vCPU runs again
                 break
             done += 1
-            cursor += 1
-            if cursor >= hot:
-                cursor = 0
+            if pick is not None:
+                cursor = pick(hot)
+            else:
+                cursor += 1
+                if cursor >= hot:
+                    cursor = 0
         self.cursor = cursor
         return done
 

@@ -6,9 +6,21 @@ to send. Pages go whole, or compressed as the migration asks (``migration_codec`
 
 Source (``OutgoingMigration``), QEMU-style:
 
-* pre-copy pass 1 walks all of guest memory in page order: runs of zero pages go
-  as ZERO_RUN markers (counted in ``memory_constant``), written pages as PAGE
-  records; every later pass sends the pages the guest dirtied meanwhile;
+* pre-copy pass 1 walks all of guest memory: runs of zero pages go as ZERO_RUN
+  markers (counted in ``memory_constant``), written pages as PAGE records; every
+  later pass sends the pages the guest dirtied meanwhile;
+* a pass re-reads the dirty log before every batch (a fine-grained dirty log makes
+  that cheap) and skips a page written again since the pass began: it is in the
+  next pass's set anyway, so sending it now would only send it twice. A pass ends
+  when each of its pages was either sent or written again;
+* a pass goes through memory segment by segment (``_SEGMENT_PAGES``) in
+  bit-reversed segment order rather than address order, so that its first
+  batches sample every region of memory; a segment the guest was seen writing
+  during the pass is taken to be hot and its unsent pages go last (they are the
+  likeliest to be written again, and then skipped). The engine does not know
+  where the guest's hot memory lies: in address order, a hot region at the start
+  of memory would all be sent before any write to it could be seen, then sent
+  again once the guest wrote it;
 * after each pass it estimates the downtime of sending what is still dirty at the
   measured bandwidth and, once that fits ``max_downtime_ms``, stops the guest and
   sends the rest (COMPLETE), then waits for the destination to confirm (LOADED);
@@ -65,7 +77,9 @@ DEFAULT_THROTTLE_INCREMENT = 10
 MAX_CPU_THROTTLE = 99
 THROTTLE_TRIGGER_THRESHOLD = 50
 _BATCH_PAGES = 16  # pages per send: 64 KiB, small enough to keep page requests prompt
-_ZERO_RUN_MAX = 1 << 16  # split zero runs so memory_remaining moves smoothly
+# The granule of a pass's order and of the guess that a written page's neighbours are
+# hot too: 1 MiB, half of the 2 MiB huge page a dirty log tracks when not split.
+_SEGMENT_PAGES = 256
 _RATE_WINDOW_S = 0.25
 LINK_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError, StreamError)
 
@@ -88,6 +102,20 @@ class MigrationFailed(Exception):
 
 class MigrationCancelled(Exception):
     """The migration was aborted on request before post-copy."""
+
+
+ZeroRun = tuple[int, int]  # (first page, count) of a run of zero pages
+PassItem = int | ZeroRun  # a page to send as data, or a zero run to send as a marker
+
+
+@dataclass(slots=True)
+class PassStats:
+    """What one pre-copy pass did with the pages it started with (for tests and tuning)."""
+
+    iteration: int  # the MIGRATION_ITERATION the pass belongs to
+    sent: int = 0  # pages sent as data
+    rewritten: int = 0  # pages skipped: written again before their turn, left to the next pass
+    deferred: int = 0  # pages moved to the end of the pass because their segment was seen hot
 
 
 @dataclass(slots=True)
@@ -173,6 +201,10 @@ class OutgoingMigration:
         self._dest_missing: list[tuple[int, int]] = []
         self._dest_ready = trio.Event()
         self._data_pages = 0  # pages sent as data (whole, compressed or as deltas)
+        # Pages written since the sync that started the current pass (the dirty log
+        # is drained before every batch; these are all in the next pass's set).
+        self._rewritten: set[int] = set()
+        self.passes: list[PassStats] = []
         self.encoder = PageEncoder(settings.compression, lambda: self.settings.compression_cache_bytes)
         if self.encoder.xbzrle is not None:
             job.counters.compression = self.encoder.xbzrle.counters
@@ -310,20 +342,20 @@ class OutgoingMigration:
         counters.setup_time_ms = int((trio.current_time() - now) * 1000)
         self._window_start = trio.current_time()
         # Pass 1 covers all of memory; later passes the pages dirtied meanwhile.
-        zero_runs = _zero_runs(memory.nonzero_pages(), memory.total_pages)
-        pages = memory.nonzero_pages()
+        nonzero = memory.nonzero_pages()
+        work = _pass_order(_zero_runs(nonzero, memory.total_pages), nonzero)
         # Pass 1's pages are all of RAM, already the whole initial total.
-        await self._new_iteration(link, memory.total_pages, carried=memory.total_pages)
+        await self._new_iteration(link, memory.total_pages)
         while True:
             pass_started = trio.current_time()
             pass_bytes_before = link.sent
             pass_pages_before = self._data_pages
-            switch = await self._send_pass(link, zero_runs, pages)
+            switch = await self._send_pass(link, work)
             if switch is not None:
                 await self._postcopy(link, *switch)
                 return
             elapsed = max(trio.current_time() - pass_started, 1e-6)
-            dirty = memory.sync_dirty_log()
+            dirty = self._take_dirty()
             counters.memory_dirty_rate = int(len(dirty) / elapsed)
             self._maybe_throttle(len(dirty) * PAGE_SIZE, link.sent - pass_bytes_before)
             # The estimate compares what the dirty pages will cost on the wire (a page's
@@ -340,7 +372,7 @@ class OutgoingMigration:
                 await self._postcopy(link, [], [], dirty)
                 return
             await self._new_iteration(link, len(dirty))
-            zero_runs, pages = [], sorted(dirty)
+            work = _pass_order([], sorted(dirty))
 
     def _maybe_throttle(self, dirtied_bytes: int, sent_bytes: int) -> None:
         """Auto-converge after a bitmap sync (QEMU's migration_trigger_throttle)."""
@@ -366,55 +398,88 @@ class OutgoingMigration:
         self.guest.throttle_pct = 0
         self.job.counters.cpu_throttle_percentage = 0
 
-    async def _new_iteration(self, link: MigrationLink, pending_pages: int, carried: int = 0) -> None:
+    def _take_dirty(self) -> set[int]:
+        """Every page written since the current pass began: the next pass's pages."""
+        dirty = self._rewritten
+        dirty |= self.guest.memory.sync_dirty_log()
+        self._rewritten = set()
+        return dirty
+
+    async def _new_iteration(self, link: MigrationLink, pending_pages: int) -> None:
         """A dirty-bitmap sync, as QEMU counts them: a new pass over ``pending_pages``.
 
         Every sync is an iteration with its MIGRATION_ITERATION event, the last
         stop-and-copy and the switch to post-copy included, so within one
         iteration memory_total is constant and memory_remaining only shrinks.
-        ``carried`` of the pending pages were still pending before the sync.
+        What the iteration before left pending (pages written again before their
+        turn, or the unsent rest of a pass cut short) is among the new pending
+        pages, already counted in the total.
         """
         counters = self.job.counters
+        carried = counters.memory_remaining // PAGE_SIZE
         counters.new_iteration(counters.memory_iteration + 1, pending_pages, carried)
         await link.send(encode(Kind.ITERATION, counters.memory_iteration, pending_pages))
         self.observer.iteration(counters.memory_iteration)
 
     async def _send_pass(
-        self,
-        link: MigrationLink,
-        zero_runs: list[tuple[int, int]],
-        pages: list[int],
-        *,
-        switchable: bool = True,
-    ) -> tuple[list[tuple[int, int]], list[int]] | None:
-        """Send one pass in page order; stops early (returning what is left) for post-copy."""
+        self, link: MigrationLink, work: list[PassItem], *, switchable: bool = True
+    ) -> tuple[list[ZeroRun], list[int]] | None:
+        """Send one pass (``work`` in send order); stops early for post-copy, returning
+        the zero runs and pages not sent yet.
+
+        Before each batch the dirty log is drained: a page written since the pass
+        began is skipped (the next pass sends it), and the unsent pages of a
+        segment written meanwhile wait until the rest of the pass is out.
+        """
         counters = self.job.counters
-        runs = collections.deque(zero_runs)
-        todo = collections.deque(pages)
+        memory = self.guest.memory
+        queue = collections.deque(work)
+        deferred: list[int] = []
+        hot_segments: set[int] = set()
         first_pass = counters.memory_iteration <= 1
-        while runs or todo:
+        stats = PassStats(counters.memory_iteration)
+        self.passes.append(stats)
+        while queue or deferred:
             if switchable and self._postcopy_requested:
-                return list(runs), list(todo)
+                runs = [item for item in queue if isinstance(item, tuple)]
+                return runs, [item for item in queue if isinstance(item, int)] + deferred
             self._follow_domain()
+            written = memory.sync_dirty_log()
+            if written:
+                self._rewritten |= written
+                hot_segments.update({number // _SEGMENT_PAGES for number in written})
+            if not queue:
+                # The tail: pages of hot segments, sent now unless written meanwhile.
+                queue.extend(deferred)
+                deferred = []
+                hot_segments = set()
             out = bytearray()
             sent_pages = 0
-            # Take zero runs and pages in address order until a batch is full.
-            while (runs or todo) and sent_pages < _BATCH_PAGES:
-                if runs and (not todo or runs[0][0] < todo[0]):
-                    start, count = runs.popleft()
+            while queue and sent_pages < _BATCH_PAGES:
+                item = queue.popleft()
+                if isinstance(item, tuple):
+                    start, count = item
                     out += encode(Kind.ZERO_RUN, start, count)
                     counters.memory_constant += count
                     counters.handled(count)
-                else:
-                    number = todo.popleft()
-                    version = self.guest.memory.version(number)
-                    content = _content(self.guest, number)
-                    record, whole = self.encoder.record(number, version, content, first_pass=first_pass)
-                    out += record
-                    sent_pages += 1
-                    counters.memory_normal += whole
-                    counters.handled(1)
-            await self._transmit(link, bytes(out), sent_pages, Phase.PRECOPY)
+                    continue
+                if item in self._rewritten:
+                    stats.rewritten += 1
+                    continue
+                if item // _SEGMENT_PAGES in hot_segments:
+                    deferred.append(item)
+                    stats.deferred += 1
+                    continue
+                version = memory.version(item)
+                content = _content(self.guest, item)
+                record, whole = self.encoder.record(item, version, content, first_pass=first_pass)
+                out += record
+                sent_pages += 1
+                counters.memory_normal += whole
+                counters.handled(1)
+            if out:
+                await self._transmit(link, bytes(out), sent_pages, Phase.PRECOPY)
+            stats.sent += sent_pages
         return None
 
     async def _transmit(
@@ -465,11 +530,10 @@ class OutgoingMigration:
         self.observer.paused(postcopy)
 
     async def _precopy_complete(self, link: MigrationLink, dirty: set[int]) -> None:
-        memory = self.guest.memory
         self._pause_guest(postcopy=False)
-        final = sorted(dirty | memory.sync_dirty_log())
+        final = sorted(dirty | self._take_dirty())
         await self._new_iteration(link, len(final))
-        await self._send_pass(link, [], final, switchable=False)
+        await self._send_pass(link, _pass_order([], final), switchable=False)
         await link.send(encode(Kind.COMPLETE, self.guest.cursor))
         if link.return_path:
             await self._dest_done.wait()
@@ -484,7 +548,7 @@ class OutgoingMigration:
     async def _postcopy(
         self,
         link: MigrationLink,
-        zero_runs: list[tuple[int, int]],
+        zero_runs: list[ZeroRun],
         carried: list[int],
         dirty: set[int] | None = None,
     ) -> None:
@@ -494,11 +558,11 @@ class OutgoingMigration:
         # Zero markers are nearly free: finish them in pre-copy so that only written
         # pages are left for the destination to fault on.
         if zero_runs:
-            await self._send_pass(link, zero_runs, [], switchable=False)
+            await self._send_pass(link, list(zero_runs), switchable=False)
         self._pause_guest(postcopy=True)
-        missing = set(carried) | (dirty or set()) | memory.sync_dirty_log()
+        missing = set(carried) | (dirty or set()) | self._take_dirty()
         memory.stop_dirty_log()
-        await self._new_iteration(link, len(missing), carried=len(carried))
+        await self._new_iteration(link, len(missing))
         order = sorted(missing)
         out = bytearray()
         for start, count in page_runs(order):
@@ -603,14 +667,42 @@ def _content(guest: Guest, number: int) -> bytes:
     return page_content(number, guest.memory.version(number))
 
 
-def _zero_runs(nonzero: list[int], total_pages: int) -> list[tuple[int, int]]:
-    """The zero-page runs between the written pages, split into bounded chunks."""
-    runs: list[tuple[int, int]] = []
+def _zero_runs(nonzero: list[int], total_pages: int) -> list[ZeroRun]:
+    """The zero-page runs between the written pages, split at segment boundaries."""
+    runs: list[ZeroRun] = []
     cursor = 0
     for number in [*nonzero, total_pages]:
         while cursor < number:
-            count = min(number - cursor, _ZERO_RUN_MAX)
+            count = min(number - cursor, _SEGMENT_PAGES - cursor % _SEGMENT_PAGES)
             runs.append((cursor, count))
             cursor += count
         cursor = number + 1
     return runs
+
+
+def _pass_order(zero_runs: list[ZeroRun], pages: list[int]) -> list[PassItem]:
+    """A pass's work (zero runs within one segment each, pages ascending) in send order.
+
+    Segments go in bit-reversed order of their number, each in address order: any
+    prefix of the pass covers memory evenly, so whatever the guest writes, its
+    region is seen written (and its pages skipped or left for last) before most
+    of it is sent.
+    """
+    by_segment: dict[int, list[PassItem]] = {}
+    for run in zero_runs:
+        by_segment.setdefault(run[0] // _SEGMENT_PAGES, []).append(run)
+    for number in pages:
+        by_segment.setdefault(number // _SEGMENT_PAGES, []).append(number)
+    if not by_segment:
+        return []
+    bits = max(by_segment).bit_length()
+    order: list[PassItem] = []
+    for segment in sorted(by_segment, key=lambda n: _bit_reversed(n, bits)):
+        items = by_segment[segment]
+        items.sort(key=lambda item: item[0] if isinstance(item, tuple) else item)
+        order += items
+    return order
+
+
+def _bit_reversed(number: int, bits: int) -> int:
+    return int(format(number, f"0{bits}b")[::-1], 2) if bits else 0
