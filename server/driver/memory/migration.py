@@ -418,8 +418,10 @@ class OutgoingMigration:
         counters = self.job.counters
         carried = counters.memory_remaining // PAGE_SIZE
         counters.new_iteration(counters.memory_iteration + 1, pending_pages, carried)
-        await link.send(encode(Kind.ITERATION, counters.memory_iteration, pending_pages))
+        # The event goes with the counters, before anything can wait: a stats reader
+        # never sees an iteration whose event has not been emitted.
         self.observer.iteration(counters.memory_iteration)
+        await link.send(encode(Kind.ITERATION, counters.memory_iteration, pending_pages))
 
     async def _send_pass(
         self, link: MigrationLink, work: list[PassItem], *, switchable: bool = True
@@ -439,6 +441,7 @@ class OutgoingMigration:
         first_pass = counters.memory_iteration <= 1
         stats = PassStats(counters.memory_iteration)
         self.passes.append(stats)
+        tail = False
         while queue or deferred:
             if switchable and self._postcopy_requested:
                 runs = [item for item in queue if isinstance(item, tuple)]
@@ -452,7 +455,7 @@ class OutgoingMigration:
                 # The tail: pages of hot segments, sent now unless written meanwhile.
                 queue.extend(deferred)
                 deferred = []
-                hot_segments = set()
+                tail = True
             out = bytearray()
             sent_pages = 0
             while queue and sent_pages < _BATCH_PAGES:
@@ -466,7 +469,7 @@ class OutgoingMigration:
                 if item in self._rewritten:
                     stats.rewritten += 1
                     continue
-                if item // _SEGMENT_PAGES in hot_segments:
+                if not tail and item // _SEGMENT_PAGES in hot_segments:
                     deferred.append(item)
                     stats.deferred += 1
                     continue
