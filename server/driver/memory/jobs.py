@@ -22,7 +22,10 @@ post-copy when ``remaining`` stops shrinking. So these three are counted in
   MIGRATION_ITERATION event) ``total`` grows by the bytes of the pages queued
   again: those the guest wrote since the sync before (the dirty log, like KVM's,
   cannot tell a write before a page's send from one after it, so every logged
-  page goes again), not counting pages still pending from the pass in progress;
+  page goes again), not counting pages still pending from the pass in progress
+  (the unsent rest of a pass cut short, and the pages a pass skipped because the
+  guest wrote them again before their turn: each was queued once, and is handled
+  once, in a later iteration);
 * so within one iteration ``total`` is constant, ``processed`` only grows,
   ``remaining`` only shrinks; ``iteration`` equals the events the source emitted.
 

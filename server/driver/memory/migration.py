@@ -78,7 +78,8 @@ MAX_CPU_THROTTLE = 99
 THROTTLE_TRIGGER_THRESHOLD = 50
 _BATCH_PAGES = 16  # pages per send: 64 KiB, small enough to keep page requests prompt
 # The granule of a pass's order and of the guess that a written page's neighbours are
-# hot too: 1 MiB, half of the 2 MiB huge page a dirty log tracks when not split.
+# hot too: 1 MiB, coarse enough that a few writes mark a whole hot region, fine
+# enough that few cold pages beside one wait for the end of the pass.
 _SEGMENT_PAGES = 256
 _RATE_WINDOW_S = 0.25
 LINK_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError, StreamError)
@@ -442,6 +443,9 @@ class OutgoingMigration:
         stats = PassStats(counters.memory_iteration)
         self.passes.append(stats)
         tail = False
+        rewritten = self._rewritten  # drained into in place all pass long
+        versions = memory.versions
+        encoder = self.encoder
         while queue or deferred:
             if switchable and self._postcopy_requested:
                 runs = [item for item in queue if isinstance(item, tuple)]
@@ -449,7 +453,7 @@ class OutgoingMigration:
             self._follow_domain()
             written = memory.sync_dirty_log()
             if written:
-                self._rewritten |= written
+                rewritten |= written
                 hot_segments.update({number // _SEGMENT_PAGES for number in written})
             if not queue:
                 # The tail: pages of hot segments, sent now unless written meanwhile.
@@ -457,29 +461,29 @@ class OutgoingMigration:
                 deferred = []
                 tail = True
             out = bytearray()
-            sent_pages = 0
+            sent_pages = whole_pages = zero_pages = 0
             while queue and sent_pages < _BATCH_PAGES:
                 item = queue.popleft()
                 if isinstance(item, tuple):
                     start, count = item
                     out += encode(Kind.ZERO_RUN, start, count)
-                    counters.memory_constant += count
-                    counters.handled(count)
-                    continue
-                if item in self._rewritten:
+                    zero_pages += count
+                elif item in rewritten:
                     stats.rewritten += 1
-                    continue
-                if not tail and item // _SEGMENT_PAGES in hot_segments:
+                elif not tail and item // _SEGMENT_PAGES in hot_segments:
                     deferred.append(item)
                     stats.deferred += 1
-                    continue
-                version = memory.version(item)
-                content = _content(self.guest, item)
-                record, whole = self.encoder.record(item, version, content, first_pass=first_pass)
-                out += record
-                sent_pages += 1
-                counters.memory_normal += whole
-                counters.handled(1)
+                else:
+                    version = versions.get(item, 0)
+                    content = page_content(item, version)
+                    record, whole = encoder.record(item, version, content, first_pass=first_pass)
+                    out += record
+                    sent_pages += 1
+                    whole_pages += whole
+            # Counted per batch: stats are only read while the batch is on its way.
+            counters.memory_constant += zero_pages
+            counters.memory_normal += whole_pages
+            counters.handled(sent_pages + zero_pages)
             if out:
                 await self._transmit(link, bytes(out), sent_pages, Phase.PRECOPY)
             stats.sent += sent_pages
