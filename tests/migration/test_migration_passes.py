@@ -167,13 +167,11 @@ def test_random_writes_into_the_hot_set_are_seen_and_left_for_last(layout: str) 
     # for the end of the pass, and most of them are written by then.
     assert first.deferred > 0
     assert first.rewritten > HOT // 2
-    # Pass 1 sent every segment without hot pages before any hot page, but for its
-    # first batch, sent before a single write could be seen.
+    # Before the deferred pages' turn, pass 1 sent no hot page but for its first
+    # batch, sent before a single write could be seen.
     hot = set(hot_pages(guest))
-    cold_segments = {page // _SEGMENT_PAGES for page in range(WORKING_SET)} - {
-        page // _SEGMENT_PAGES for page in hot
-    }
-    before_tail = run.pass_one_pages[: len(cold_segments) * _SEGMENT_PAGES]
+    assert first.sent_before_tail is not None
+    before_tail = run.pass_one_pages[: first.sent_before_tail]
     assert len([page for page in before_tail if page in hot]) <= 16
     assert len(set(run.pass_one_pages) & hot) < HOT // 4
 

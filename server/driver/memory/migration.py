@@ -16,8 +16,9 @@ Source (``OutgoingMigration``), QEMU-style:
 * a pass goes through memory segment by segment (``_SEGMENT_PAGES``) in
   bit-reversed segment order rather than address order, so that its first
   batches sample every region of memory; a segment the guest was seen writing
-  during the pass is taken to be hot and its unsent pages go last (they are the
-  likeliest to be written again, and then skipped). The engine does not know
+  during the pass, and its neighbours (``_HOT_REACH_SEGMENTS``), are taken to be
+  hot and their unsent pages go last (they are the likeliest to be written again,
+  and then skipped). The engine does not know
   where the guest's hot memory lies: in address order, a hot region at the start
   of memory would all be sent before any write to it could be seen, then sent
   again once the guest wrote it;
@@ -81,6 +82,10 @@ _BATCH_PAGES = 16  # pages per send: 64 KiB, small enough to keep page requests 
 # hot too: 1 MiB, coarse enough that a few writes mark a whole hot region, fine
 # enough that few cold pages beside one wait for the end of the pass.
 _SEGMENT_PAGES = 256
+# Hot memory comes in regions (a heap, a buffer, a page cache), so a write marks its
+# segment hot and this many segments on either side: the guest is likely to write
+# there next, and those pages had better wait for the end of the pass too.
+_HOT_REACH_SEGMENTS = 4
 _RATE_WINDOW_S = 0.25
 LINK_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError, StreamError)
 
@@ -117,6 +122,7 @@ class PassStats:
     sent: int = 0  # pages sent as data
     rewritten: int = 0  # pages skipped: written again before their turn, left to the next pass
     deferred: int = 0  # pages moved to the end of the pass because their segment was seen hot
+    sent_before_tail: int | None = None  # pages sent when the deferred ones were taken up
 
 
 @dataclass(slots=True)
@@ -438,7 +444,8 @@ class OutgoingMigration:
         memory = self.guest.memory
         queue = collections.deque(work)
         deferred: list[int] = []
-        hot_segments: set[int] = set()
+        written_segments: set[int] = set()  # seen written in this pass
+        hot_segments: set[int] = set()  # those and their neighbours
         first_pass = counters.memory_iteration <= 1
         stats = PassStats(counters.memory_iteration)
         self.passes.append(stats)
@@ -454,12 +461,18 @@ class OutgoingMigration:
             written = memory.sync_dirty_log()
             if written:
                 rewritten |= written
-                hot_segments.update({number // _SEGMENT_PAGES for number in written})
+                reach = range(-_HOT_REACH_SEGMENTS, _HOT_REACH_SEGMENTS + 1)
+                for segment in {number // _SEGMENT_PAGES for number in written} - written_segments:
+                    written_segments.add(segment)
+                    hot_segments.update(segment + offset for offset in reach)
             if not queue:
-                # The tail: pages of hot segments, sent now unless written meanwhile.
+                # The tail: pages of hot segments, sent now unless written meanwhile;
+                # the neighbours first, the segments really seen written last.
+                deferred.sort(key=lambda number: number // _SEGMENT_PAGES in written_segments)
                 queue.extend(deferred)
                 deferred = []
                 tail = True
+                stats.sent_before_tail = stats.sent
             out = bytearray()
             sent_pages = whole_pages = zero_pages = 0
             while queue and sent_pages < _BATCH_PAGES:
