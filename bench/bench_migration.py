@@ -22,19 +22,25 @@ its page arrives; p50/p99 are printed beside the link's round-trip time.
 The physical floor is the touched memory divided by the bandwidth (W / B): no
 migration moves the guest faster. The parameters are chosen so that sending D
 takes longer than the allowed downtime: pre-copy cannot converge once the guest
-dirties at least as fast as the link carries, and converges below.
+dirties faster than the link carries, and converges below. At exactly the link's
+rate it converges too: a pass skips the pages the guest writes before their turn,
+so the link and the guest share the dirty set, and the next pass holds about half
+of D, which fits the downtime.
 
 Post-copy after one iteration would send W and then D once more, (W + D) / B, if
 pass 1 sent every page: the guest rewrites all of D during the 4 s pass. The
 engine does not: it drains the dirty log before every batch and skips a page
 written since the pass began (the next pass, here post-copy, sends it), and it
-walks memory in bit-reversed 1 MiB segments, leaving segments seen written for
-the end of the pass. So wherever D lies, pass 1 sends of D only the pages it
-reaches before the guest's first write to them; those cross twice. With the
-sweep's lap L = D / (rate) shorter than the pass T = W / B, that is about
-L / 2T of D (the bench's 0.25 x B: 1/4 of D, less with faster guests); leaving
-pages of hot segments for post-copy instead would not shorten a post-copy after
-one iteration, as they go out at the very end of pass 1, just before the switch.
+walks memory in bit-reversed 1 MiB segments, leaving the segments seen written,
+and their neighbours, for the end of the pass. So wherever D lies, pass 1 sends
+of D only the pages it reaches before the guest writes in or near their segment;
+those cross twice. An order blind to where D lies sends about L / 2T of D that
+way (L = D / rate, the sweep's lap, shorter than the pass T = W / B); marking the
+neighbours hot too cuts that to about 1/8 of D at 0.25 x B, nothing at 1 and 2 x B
+with D at the start (in virtual time: 1.016 x W at most for D at the start,
+middle or end, 1.002 for random writes). Leaving the pages of hot segments for
+post-copy instead of the end of pass 1 would not shorten a post-copy after one
+iteration: they go out just before the switch either way.
 ``--hot-at`` and ``--pattern`` move D inside W and write it at random.
 
 Times are wall-clock (the link is paced in real time, and both ends share this

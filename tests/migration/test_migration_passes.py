@@ -63,14 +63,17 @@ class Observer(SourceObserver):
 class RecordingEncoder:
     """Wraps the engine's page encoder to log the pages pass 1 sends, in order."""
 
-    def __init__(self, engine: OutgoingMigration, log: list[int]) -> None:
+    def __init__(self, engine: OutgoingMigration, log: list[int], switch_after: int | None) -> None:
         self.inner = engine.encoder
         self.engine = engine
         self.log = log
+        self.switch_after = switch_after
 
     def record(self, number: int, version: int, content: bytes, *, first_pass: bool) -> tuple[bytes, bool]:
         if self.engine.job.counters.memory_iteration == 1:
             self.log.append(number)
+            if len(self.log) == self.switch_after:
+                self.engine.request_postcopy()  # taken up before the next batch
         return self.inner.record(number, version, content, first_pass=first_pass)
 
 
@@ -85,8 +88,11 @@ def make_guest(factor: float, layout: str, pattern: str = SWEEP) -> Guest:
     return Guest(MEMORY_PAGES, workload)
 
 
-def run_virtual(guest: Guest, *, postcopy: bool, switch_at: int | None) -> Run:
-    """One migration in virtual time; post-copy is asked for on the ``switch_at`` event."""
+def run_virtual(
+    guest: Guest, *, postcopy: bool, switch_at: int | None, switch_after_pages: int | None = None
+) -> Run:
+    """One migration in virtual time; post-copy is asked for on the ``switch_at`` event,
+    or once pass 1 has sent ``switch_after_pages`` pages."""
 
     async def main() -> Run:
         guest.resume(trio.current_time())
@@ -98,7 +104,7 @@ def run_virtual(guest: Guest, *, postcopy: bool, switch_at: int | None) -> Run:
         out = OutgoingMigration(guest, Job(JobOperation.MIGRATION_OUT, now), settings, observer)
         observer.engine = out
         pass_one: list[int] = []
-        out.encoder = RecordingEncoder(out, pass_one)  # type: ignore[assignment]
+        out.encoder = RecordingEncoder(out, pass_one, switch_after_pages)  # type: ignore[assignment]
         dest_guest = Guest.empty(MEMORY_PAGES, guest.workload)
         inc = IncomingMigration(dest_guest, Job(JobOperation.MIGRATION_IN, now))
         source_end, destination_end = trio.testing.memory_stream_pair()
@@ -174,6 +180,28 @@ def test_random_writes_into_the_hot_set_are_seen_and_left_for_last(layout: str) 
     before_tail = run.pass_one_pages[: first.sent_before_tail]
     assert len([page for page in before_tail if page in hot]) <= 16
     assert len(set(run.pass_one_pages) & hot) < HOT // 4
+
+
+@pytest.mark.parametrize("pattern", [SWEEP, RANDOM])
+def test_switch_in_pass_one_carries_the_deferred_and_skipped_pages_to_postcopy(pattern: str) -> None:
+    # Switched with pass 1 half done: the pages left for its end, those skipped
+    # and those not reached yet all go in post-copy, each once.
+    guest = make_guest(1, "middle", pattern)
+    run = run_virtual(guest, postcopy=True, switch_at=None, switch_after_pages=WORKING_SET // 2)
+    assert_destination_has_the_guest(run, guest, postcopy=True)
+    first = run.source.passes[0]
+    assert first.sent == len(run.pass_one_pages) == WORKING_SET // 2
+    assert first.deferred > 0 and first.rewritten > 0
+    out = run.source
+    c = out.job.counters
+    assert c.memory_iteration == 2  # the switch is a sync of its own
+    # Post-copy sent every page pass 1 had not sent, and the pages it sent that the
+    # guest wrote again.
+    rewritten_after_send = {page for page in run.pass_one_pages if run.source_at_switch[page] > 1}
+    assert out.postcopy_missing == WORKING_SET - first.sent + len(rewritten_after_send)
+    assert out.postcopy_pages_sent == out.postcopy_missing
+    assert c.memory_total == (MEMORY_PAGES + len(rewritten_after_send)) * PAGE_SIZE == c.memory_processed
+    assert c.memory_constant == MEMORY_PAGES - WORKING_SET
 
 
 @pytest.mark.parametrize(("layout", "pattern"), [("start", SWEEP), ("end", SWEEP), ("middle", RANDOM)])
