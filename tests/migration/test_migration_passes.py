@@ -16,7 +16,10 @@ import trio.testing
 from virtwire.server.driver.memory.guest import PAGE_SIZE, RANDOM, SWEEP, Guest, WorkloadSpec
 from virtwire.server.driver.memory.jobs import Job, JobOperation
 from virtwire.server.driver.memory.migration import (
+    _PASS_HISTORY,
     _SEGMENT_PAGES,
+    MigrationCancelled,
+    MigrationFailed,
     MigrationSettings,
     OutgoingMigration,
     SourceObserver,
@@ -242,3 +245,41 @@ def test_pass_order_covers_every_page_once_segment_by_segment_spread_over_memory
             if s == segment
         ]
         assert starts == sorted(starts)
+
+
+def test_pass_history_keeps_pass_one_and_the_latest_passes_only() -> None:
+    # Faster than the link, pre-copy only: it never converges; the operator gives up.
+    guest = make_guest(2, "start")
+    passes = _PASS_HISTORY + 6
+
+    class GiveUp(SourceObserver):
+        engine: OutgoingMigration | None = None
+
+        def iteration(self, number: int) -> None:
+            if self.engine is not None and number > passes:
+                self.engine.cancel()
+
+    async def main() -> OutgoingMigration:
+        guest.resume(trio.current_time())
+        observer = GiveUp()
+        settings = MigrationSettings(bandwidth_mib_s=BANDWIDTH_MIB_S)
+        out = OutgoingMigration(guest, Job(JobOperation.MIGRATION_OUT, 0), settings, observer)
+        observer.engine = out
+        inc = IncomingMigration(Guest.empty(MEMORY_PAGES, guest.workload), Job(JobOperation.MIGRATION_IN, 0))
+        source_end, destination_end = trio.testing.memory_stream_pair()
+
+        async def receive() -> None:
+            with pytest.raises(MigrationFailed):  # the source went away
+                await inc.run(destination_end)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(receive)
+            with pytest.raises(MigrationCancelled):
+                await out.run(source_end)
+        return out
+
+    out = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert out.job.counters.memory_iteration == passes + 1
+    assert len(out.passes) == _PASS_HISTORY
+    assert out.passes[0].iteration == 1 and out.passes[0].sent + out.passes[0].rewritten == WORKING_SET
+    assert [p.iteration for p in out.passes[1:]] == list(range(passes - _PASS_HISTORY + 2, passes + 1))

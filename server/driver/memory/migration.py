@@ -87,6 +87,7 @@ _SEGMENT_PAGES = 256
 # there next, and those pages had better wait for the end of the pass too.
 _HOT_REACH_SEGMENTS = 4
 _RATE_WINDOW_S = 0.25
+_PASS_HISTORY = 64
 LINK_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError, StreamError)
 
 
@@ -211,7 +212,7 @@ class OutgoingMigration:
         # Pages written since the sync that started the current pass (the dirty log
         # is drained before every batch; these are all in the next pass's set).
         self._rewritten: set[int] = set()
-        self.passes: list[PassStats] = []
+        self.passes: list[PassStats] = []  # pass 1 and the latest ones (_PASS_HISTORY)
         self.encoder = PageEncoder(settings.compression, lambda: self.settings.compression_cache_bytes)
         if self.encoder.xbzrle is not None:
             job.counters.compression = self.encoder.xbzrle.counters
@@ -448,6 +449,8 @@ class OutgoingMigration:
         hot_segments: set[int] = set()  # those and their neighbours
         first_pass = counters.memory_iteration <= 1
         stats = PassStats(counters.memory_iteration)
+        if len(self.passes) >= _PASS_HISTORY:
+            del self.passes[1]  # a migration that never converges must not grow without bound
         self.passes.append(stats)
         tail = False
         rewritten = self._rewritten  # drained into in place all pass long
