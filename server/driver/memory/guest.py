@@ -19,9 +19,10 @@ hot subset the running guest keeps writing. The dirty set starts at the beginnin
 of the working set unless ``dirty_set_offset`` places it further in. By default the
 writes sweep the dirty set page after page and wrap around, like QEMU's own
 migration stress guest: within one lap every write dirties a distinct page, so a
-guest that dirties at least as fast as the link carries keeps the whole dirty set
-dirty, and pre-copy cannot converge once sending the dirty set takes longer than
-the allowed downtime. With ``pattern="random"`` each write lands on a page of the
+guest that dirties faster than the link carries keeps the whole dirty set dirty
+(a pass skips the pages written before their turn, so it lasts at least half the
+dirty set's send time), and pre-copy cannot converge once sending the dirty set
+takes longer than the allowed downtime. With ``pattern="random"`` each write lands on a page of the
 dirty set drawn at random (from a fixed seed). Runs are exactly repeatable. The
 position of the next write is CPU state and travels with the guest.
 """
