@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import os
 import socket
 import ssl
@@ -179,7 +180,9 @@ class Connection(aio_shell.AsyncShell):
         self._wire = _Wire(self)
         self._transport: asyncio.Transport | None = None
         self._lost_future: asyncio.Future[None] = self._loop.create_future()
+        self._new_future = functools.partial(asyncio.Future, loop=self._loop)
         self._outbox: list[bytes] = []  # whole packets for the next flush (_write)
+        self._flush_scheduled = False
         self._held: list[bytes] | None = None  # packets waiting while descriptors go out
         self._writable: asyncio.Future[None] | None = None  # set while writing is paused
         self._subscribers: dict[tuple[str, int], EventSubscription] = {}
@@ -263,7 +266,7 @@ class Connection(aio_shell.AsyncShell):
             core.check_read_only(op.proc, op.flags, op.api)
         proc = op.proc
         protocol = self.protocol
-        done: Waiter = self._loop.create_future()
+        done: Waiter = self._new_future()
         serial, packet = protocol.start_call(proc.number, op.payload(), done)
         if self._reader_resume is not None:
             self._reader_resume.set()  # a reply is awaited: the reader must run
@@ -272,12 +275,15 @@ class Connection(aio_shell.AsyncShell):
                 await self._wait_writable()
             self._write(packet)
             reply = await done
-        finally:
+        except BaseException:
             protocol.discard(serial)  # a late reply to a cancelled call is dropped
+            raise
+        # (A reply that came, or a failure of the connection, took the serial out of
+        # the pending calls already.)
         return op.convert(core.decode_reply(proc, reply))
 
     async def _roundtrip(self, start: Any, op: ops.Op) -> core.Reply:
-        done: Waiter = self._loop.create_future()
+        done: Waiter = self._new_future()
         serial, packet = start(op.proc.number, op.payload(), done)
         if self._reader_resume is not None:
             self._reader_resume.set()  # a reply is awaited: the reader must run
@@ -296,28 +302,28 @@ class Connection(aio_shell.AsyncShell):
         self._write(packet)
 
     def _write(self, packet: bytes) -> None:
-        """The whole packet into the transport's buffer, now or at the loop's next
-        turn: while other calls are in flight, the packets their tasks write in the
-        same turn go out together (one system call instead of one each)."""
+        """The whole packet into the transport's buffer, now or later in this turn of
+        the loop: while other calls are in flight, the packets their tasks write in
+        the same turn go out together (one system call instead of one each)."""
         protocol = self.protocol
         if protocol.dead is not None:
             raise errfactory.socket_closed()
         if self._held is not None:
             self._held.append(packet)  # after the descriptors another call is sending
-            return
-        outbox = self._outbox
-        if outbox:
-            outbox.append(packet)
+        elif self._flush_scheduled:
+            self._outbox.append(packet)
         elif len(protocol.pending.waiters) > 1:
-            outbox.append(packet)
+            self._outbox.append(packet)
+            self._flush_scheduled = True
             self._loop.call_soon(self._flush)
         else:
             self._transport.write(packet)  # type: ignore[union-attr]
 
     def _flush(self) -> None:
+        self._flush_scheduled = False
         outbox = self._outbox
         if not outbox or self._held is not None:
-            return  # flushed already, or the descriptors' sender takes it along
+            return  # nothing came, or the descriptors' sender takes it along
         data = outbox[0] if len(outbox) == 1 else b"".join(outbox)
         outbox.clear()
         self._transport.write(data)  # type: ignore[union-attr]
@@ -388,7 +394,13 @@ class Connection(aio_shell.AsyncShell):
     def _received(self, data: bytes, fds: list[int] | None) -> None:
         """Bytes read (b"": end of file) in: the core's events acted on at once."""
         protocol = self.protocol
-        self._apply(protocol.receive_data(data, self._loop.time(), fds))
+        evs = protocol.receive_data(data, self._loop.time(), fds)
+        self._apply(evs)
+        if len(evs) > 1 and not self._flush_scheduled:
+            # Several calls were woken: the packets of their next calls go out in one
+            # write, right after they have run (this flush is queued behind them).
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
         if protocol.streams and self._reader_resume is None and self._stream_lags():
             self._pause_reading()
 
