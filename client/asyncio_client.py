@@ -55,6 +55,9 @@ __all__ = ["Connection", "Domain", "DomainEventRecord", "EventSubscription", "co
 
 # A reply's waiter is the calling task's future: the reply is its result.
 Waiter = asyncio.Future[core.Reply]
+# A packet larger than this is written at once rather than batched (batching
+# saves system calls on small packets; a large one is its own write anyway).
+BATCH_MAX = 65536
 
 
 class EventSubscription:
@@ -238,8 +241,10 @@ class Connection(aio_shell.AsyncShell):
             await asyncio.shield(self._lost_future)
 
     def _close_transport(self) -> None:
-        """Close the transport (what it holds is still written), our unix reader and
-        what it received, and stop the keepalive timer."""
+        """Close the transport, our unix reader and what it received, and stop the
+        keepalive timer. The transport is aborted: the connection is over (closed
+        after CONNECT_CLOSE's reply, or dead), and a peer that reads nothing more
+        must not keep it open with bytes still to write."""
         if self._keepalive_timer is not None:
             self._keepalive_timer.cancel()
             self._keepalive_timer = None
@@ -255,7 +260,7 @@ class Connection(aio_shell.AsyncShell):
             if not self._lost_future.done():
                 self._lost_future.set_result(None)
         elif not transport.is_closing():
-            transport.close()
+            transport.abort()
 
     # -- calls ----------------------------------------------------------
 
@@ -312,7 +317,11 @@ class Connection(aio_shell.AsyncShell):
             self._held.append(packet)  # after the descriptors another call is sending
         elif self._flush_scheduled:
             self._outbox.append(packet)
-        elif len(protocol.pending.waiters) > 1:
+            if len(packet) > BATCH_MAX:
+                # Now, so that the transport's high-water mark holds the next
+                # writer back (pause_writing) instead of the outbox growing.
+                self._flush()
+        elif len(protocol.pending.waiters) > 1 and len(packet) <= BATCH_MAX:
             self._outbox.append(packet)
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
