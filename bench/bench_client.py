@@ -10,7 +10,8 @@ uses --tcp-uri/--unix-uri of a running one), then measures, for each client:
 - dom.info() from 8 and 32 threads on ONE connection (virtwire.libvirt's
   thread shell against libvirt-python);
 - the trio and the asyncio API with 8 and 32 concurrent tasks on one connection
-  (compared with libvirt-python's threads on one connection), and asyncio/trio;
+  (compared with libvirt-python's threads on one connection, the three taking
+  turns run by run), and asyncio/trio; asyncio on uvloop too if it is installed;
 - volume streams: a 256 MiB download and upload (--stream-mib) against a second
   libvirtd with the storage driver (vwtestkit.storaged), in MiB/s;
 - client CPU per call (process CPU time / operations; the daemon is another process),
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import os
 import resource
 import statistics
@@ -234,7 +236,12 @@ def trio_tasks(uri: str, duration: float, ntasks: int) -> Result:
     return (total / wall, *cpu_per(cpu0, max(total, 1)))
 
 
-def asyncio_tasks(uri: str, duration: float, ntasks: int) -> Result:
+def asyncio_tasks(
+    uri: str,
+    duration: float,
+    ntasks: int,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+) -> Result:
     async def main() -> tuple[int, float]:
         loop = asyncio.get_running_loop()
         async with await vasyncio.connect(uri, keepalive=False) as conn:
@@ -251,8 +258,24 @@ def asyncio_tasks(uri: str, duration: float, ntasks: int) -> Result:
             return sum(counts), loop.time() - t0
 
     cpu0 = cpu_now()
-    total, wall = asyncio.run(main())
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        total, wall = runner.run(main())
     return (total / wall, *cpu_per(cpu0, max(total, 1)))
+
+
+def async_shells() -> list[tuple[str, Callable[[str, float, int], Result]]]:
+    """trio and asyncio; asyncio on uvloop too when uvloop happens to be installed
+    (shown for information: plain asyncio is the yardstick, uvloop no dependency)."""
+    shells: list[tuple[str, Callable[[str, float, int], Result]]] = [
+        ("trio", trio_tasks),
+        ("asyncio", asyncio_tasks),
+    ]
+    try:
+        uvloop = importlib.import_module("uvloop")
+    except ImportError:
+        return shells
+    shells.append(("asyncio+uvloop", partial(asyncio_tasks, loop_factory=uvloop.new_event_loop)))
+    return shells
 
 
 # -- streams (a libvirtd with the storage driver) --------------------------------
@@ -441,7 +464,7 @@ def main() -> int:
             # run by run, so the asyncio/trio ratio compares runs under the same load.
             runs = {
                 shell: partial(run, tcp_uri, d, n)
-                for shell, run in (("trio", trio_tasks), ("asyncio", asyncio_tasks))
+                for shell, run in async_shells()
                 if not args.only or args.only in f"tcp dom.info() {n} on one conn ({shell} tasks)"
             }
             if not runs:

@@ -210,6 +210,12 @@ class Connection(aio_shell.AsyncShell):
             self._loop.add_reader(self._unix.fileno(), self._read_unix)
         self.protocol.passes_fds = self._unix is not None
 
+    def _keep_transport_from_reading(self) -> None:
+        """Once connected: the unix socket is ours to read. (uvloop starts its
+        transport reading after connection_made, whatever that asked.)"""
+        if self._unix is not None and self._transport is not None:
+            self._transport.pause_reading()
+
     # -- running --------------------------------------------------------
 
     def _new_event(self) -> asyncio.Event:
@@ -405,9 +411,10 @@ class Connection(aio_shell.AsyncShell):
         protocol = self.protocol
         evs = protocol.receive_data(data, self._loop.time(), fds)
         self._apply(evs)
-        if len(evs) > 1 and not self._flush_scheduled:
-            # Several calls were woken: the packets of their next calls go out in one
-            # write, right after they have run (this flush is queued behind them).
+        if evs and protocol.pending.waiters and not self._flush_scheduled:
+            # Calls were woken while others are in flight: the packets of their next
+            # calls go out in one write, in this same turn of the loop, right after
+            # they have run (this flush is queued behind their wakeups).
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
         if protocol.streams and self._reader_resume is None and self._stream_lags():
@@ -553,10 +560,12 @@ async def _open(conn: Connection, target: urimod.Target) -> Errout:
         # asyncio closes the socket object it was given: this one stops the program too.
         tunnel = cmdsocket.spawn_socket(target.tunnel.argv)
         await loop.create_unix_connection(lambda: conn._wire, sock=tunnel)
+        conn._keep_transport_from_reading()
         return tunnel.tunnel.stderr_text
     if target.transport is urimod.Transport.UNIX:
         sock = await asyncio.to_thread(transport.connect_unix, target.socket_path)
         await loop.create_unix_connection(lambda: conn._wire, sock=sock)
+        conn._keep_transport_from_reading()
         return None
     ctx = None
     if target.transport is urimod.Transport.TLS:
