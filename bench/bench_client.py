@@ -10,7 +10,8 @@ uses --tcp-uri/--unix-uri of a running one), then measures, for each client:
 - dom.info() from 8 and 32 threads on ONE connection (virtwire.libvirt's
   thread shell against libvirt-python);
 - the trio and the asyncio API with 8 and 32 concurrent tasks on one connection
-  (compared with libvirt-python's threads on one connection), and asyncio/trio;
+  (compared with libvirt-python's threads on one connection, the three taking
+  turns run by run), and asyncio/trio; asyncio on uvloop too if it is installed;
 - volume streams: a 256 MiB download and upload (--stream-mib) against a second
   libvirtd with the storage driver (vwtestkit.storaged), in MiB/s;
 - client CPU per call (process CPU time / operations; the daemon is another process),
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import os
 import resource
 import statistics
@@ -121,6 +123,18 @@ def interleaved(reps: int, theirs: Callable[[], Result], ours: Callable[[], Resu
         a.append(theirs())
         b.append(ours())
     return median(a), median(b)
+
+
+def rotated(reps: int, runs: list[Callable[[], Result]]) -> list[Result]:
+    """As `interleaved`, for several clients: every rep runs each once, in turn
+    forwards and backwards (ABC CBA ...), so that drifting load evens out; the
+    median of each."""
+    results: list[list[Result]] = [[] for _ in runs]
+    for rep in range(reps):
+        order = list(enumerate(runs))
+        for i, run in order if rep % 2 == 0 else reversed(order):
+            results[i].append(run())
+    return [median(r) for r in results]
 
 
 def median(results: list[Result]) -> Result:
@@ -222,7 +236,12 @@ def trio_tasks(uri: str, duration: float, ntasks: int) -> Result:
     return (total / wall, *cpu_per(cpu0, max(total, 1)))
 
 
-def asyncio_tasks(uri: str, duration: float, ntasks: int) -> Result:
+def asyncio_tasks(
+    uri: str,
+    duration: float,
+    ntasks: int,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+) -> Result:
     async def main() -> tuple[int, float]:
         loop = asyncio.get_running_loop()
         async with await vasyncio.connect(uri, keepalive=False) as conn:
@@ -239,8 +258,24 @@ def asyncio_tasks(uri: str, duration: float, ntasks: int) -> Result:
             return sum(counts), loop.time() - t0
 
     cpu0 = cpu_now()
-    total, wall = asyncio.run(main())
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        total, wall = runner.run(main())
     return (total / wall, *cpu_per(cpu0, max(total, 1)))
+
+
+def async_shells() -> list[tuple[str, Callable[[str, float, int], Result]]]:
+    """trio and asyncio; asyncio on uvloop too when uvloop happens to be installed
+    (shown for information: plain asyncio is the yardstick, uvloop no dependency)."""
+    shells: list[tuple[str, Callable[[str, float, int], Result]]] = [
+        ("trio", trio_tasks),
+        ("asyncio", asyncio_tasks),
+    ]
+    try:
+        uvloop = importlib.import_module("uvloop")
+    except ImportError:
+        return shells
+    shells.append(("asyncio+uvloop", partial(asyncio_tasks, loop_factory=uvloop.new_event_loop)))
+    return shells
 
 
 # -- streams (a libvirtd with the storage driver) --------------------------------
@@ -425,19 +460,21 @@ def main() -> int:
                 report(rows[-1:])
         shells: list[tuple[str, Result, Result]] = []
         for n in (8, 32):
-            by_shell: dict[str, Result] = {}
-            for shell, run in (("trio", trio_tasks), ("asyncio", asyncio_tasks)):
-                name = f"tcp dom.info() {n} on one conn ({shell} tasks)"
-                if args.only and args.only not in name:
-                    continue
-                theirs, ours = interleaved(
-                    reps,
-                    partial(threads_one_conn, real_libvirt, tcp_uri, d, n),
-                    partial(run, tcp_uri, d, n),
-                )
-                rows.append((name, theirs, ours))
+            # libvirt-python's threads, the trio shell and the asyncio shell take turns
+            # run by run, so the asyncio/trio ratio compares runs under the same load.
+            runs = {
+                shell: partial(run, tcp_uri, d, n)
+                for shell, run in async_shells()
+                if not args.only or args.only in f"tcp dom.info() {n} on one conn ({shell} tasks)"
+            }
+            if not runs:
+                continue
+            threads = partial(threads_one_conn, real_libvirt, tcp_uri, d, n)
+            lvpy, *shell_results = rotated(reps, [threads, *runs.values()])
+            by_shell = dict(zip(runs, shell_results, strict=True))
+            for shell, result in by_shell.items():
+                rows.append((f"tcp dom.info() {n} on one conn ({shell} tasks)", lvpy, result))
                 report(rows[-1:])
-                by_shell[shell] = ours
             if len(by_shell) == 2:
                 shells.append((f"{n} tasks: asyncio vs trio", by_shell["trio"], by_shell["asyncio"]))
         if not args.only or "stream" in args.only:
