@@ -28,8 +28,8 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from virtwire.client import ops
-from virtwire.client.authconf import AuthConfig, config_path
+from virtwire.client import authconf, ops
+from virtwire.client.authconf import config_path
 from virtwire.client.uri import Target, query_params
 from virtwire.protocol import errors as E
 from virtwire.protocol import sasl
@@ -145,7 +145,7 @@ def _credentials(request: AuthRequest, params: dict[str, str]) -> tuple[str, str
     answers: dict[int, str] = {}
     path = config_path(params)
     if path is not None:
-        config = AuthConfig(path)
+        config = authconf.load(path)
         for credtype, _, _, key in wanted:
             value = config.lookup("libvirt", request.server, key)
             if value is not None:

@@ -9,6 +9,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from virtwire.client import authconf
 from virtwire.client.authconf import config_path
 from virtwire.client.uri import query_params
 from vwtestkit import RealLibvirtd
@@ -148,3 +149,19 @@ def test_authfile_query_is_percent_decoded_only(tmp_path: Path, monkeypatch: pyt
     assert config_path(query_params(base + "/etc/a%20b.conf;auth=sasl")) == "/etc/a b.conf"
     assert query_params(base + "/x;auth=sasl.PLAIN")["auth"] == "sasl.PLAIN"  # ";" separates too
     assert query_params(base + "/first&authfile=/last")["authfile"] == "/last"  # the last one wins
+
+
+def test_auth_conf_parsed_again_only_when_changed(tmp_path: Path) -> None:
+    """Each SASL open looks credentials up: an unchanged file is not parsed again, a changed one is."""
+    path = tmp_path / "auth.conf"
+    path.write_text(GOOD + "[auth-libvirt-default]\ncredentials=c\n")
+    first = authconf.load(str(path))
+    assert authconf.load(str(path)) is first
+    assert first.lookup("libvirt", None, "password") == "secret1"
+    staged = tmp_path / "auth.conf.new"
+    staged.write_text(BAD + "[auth-libvirt-default]\ncredentials=c\n")
+    staged.replace(path)
+    assert authconf.load(str(path)).lookup("libvirt", None, "password") == "wrong"
+    path.unlink()
+    with pytest.raises(vwlibvirt.libvirtError, match="cannot load auth file"):
+        authconf.load(str(path))
