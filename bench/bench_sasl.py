@@ -7,8 +7,10 @@ and a `virtwire serve` configured alike (a users file from `virtwire passwd`).
 Client rows: virtwire.libvirt vs the real libvirt-python against the same real
 libvirtd (openAuth with a credential callback, then close).  Server rows: the
 real libvirt-python against `virtwire serve` vs against libvirtd.  Each row is
-the median of --reps runs of --duration seconds, the two sides alternating run
-by run; ratio >= 1.0 means virtwire is as fast.
+--reps runs of --duration seconds per side in ABBA order (bench/paired.py): the
+medians of each side, the median of the per-pair ratios and their spread
+[lowest-highest]; ratio >= 1.0 means virtwire is as fast. CPU is this process's
+CPU time per open (the client's cost; both daemons are other processes).
 
     .venv/bin/python bench/bench_sasl.py --duration 2 --reps 5
 """
@@ -16,11 +18,9 @@ by run; ratio >= 1.0 means virtwire is as fast.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
 
 import libvirt as real_libvirt  # noqa: E402 - the real libvirt-python 9.0
+import paired  # noqa: E402 - ABBA-paired runs (bench/paired.py)
 from vwtestkit import make_pki, start_libvirtd, start_server, stop_libvirtd, stop_servers  # noqa: E402
 from vwtestkit.sasl import AUTHNAME, PASSPHRASE, make_sasldb, make_users_file  # noqa: E402
 
@@ -46,23 +47,17 @@ def _callback(creds: list[list[Any]], _: Any) -> int:
 AUTH = [[AUTHNAME, PASSPHRASE], _callback, None]
 
 
-def open_close(lib: Any, uri: str, duration: float) -> float:
-    """Authenticated opens (and closes) per second."""
+def open_close(lib: Any, uri: str, duration: float) -> tuple[float, float]:
+    """Authenticated opens (and closes) per second, and this process's CPU µs per open."""
     n = 0
+    cpu0 = time.process_time()
     t0 = time.perf_counter()
     end = t0 + duration
     while time.perf_counter() < end:
         lib.openAuth(uri, AUTH, 0).close()
         n += 1
-    return n / (time.perf_counter() - t0)
-
-
-def interleaved(reps: int, theirs: Callable[[], float], ours: Callable[[], float]) -> tuple[float, float]:
-    a, b = [], []
-    for _ in range(reps):
-        a.append(theirs())
-        b.append(ours())
-    return statistics.median(a), statistics.median(b)
+    elapsed = time.perf_counter() - t0
+    return n / elapsed, (time.process_time() - cpu0) / n * 1e6
 
 
 def main() -> int:
@@ -89,31 +84,55 @@ def main() -> int:
         str(make_users_file(work / "users", USERS)),
         pki=pki,
     )
-    rows: list[tuple[str, str, float, float]] = []
+    rows: list[tuple[str, str, paired.Summary, paired.Summary]] = []
     # One connection stays open, as libvirtd-up.sh's holder does for the other benchmarks
     # (it cannot here: its socket wants SASL): otherwise each close frees libvirtd's test
     # driver and the next open builds it again, which is what a fast client would measure.
     keeper = real_libvirt.openAuth(daemon.unix_uri, AUTH, 0)
     try:
-        d, s = args.duration, args.reps
+        d, reps = args.duration, args.reps
         for label, real_uri, our_uri in (
             ("unix SCRAM-SHA-256", daemon.unix_uri, server.unix_uri),
             ("tls SCRAM-SHA-256", daemon.tls_uri, server.tls_uri),
             ("unix PLAIN", daemon.unix_uri + "&auth=sasl.PLAIN", server.unix_uri + "&auth=sasl.PLAIN"),
         ):
             real_client = partial(open_close, real_libvirt, real_uri, d)
-            theirs, ours = interleaved(s, real_client, partial(open_close, vlibvirt, real_uri, d))
-            rows.append(("client: virtwire.libvirt / libvirt-python -> libvirtd", label, theirs, ours))
-            theirs, ours = interleaved(s, real_client, partial(open_close, real_libvirt, our_uri, d))
-            rows.append(("server: libvirt-python -> virtwire serve / libvirtd", label, theirs, ours))
+            for what, ours in (
+                (
+                    "client: virtwire.libvirt / libvirt-python -> libvirtd",
+                    partial(open_close, vlibvirt, real_uri, d),
+                ),
+                (
+                    "server: libvirt-python -> virtwire serve / libvirtd",
+                    partial(open_close, real_libvirt, our_uri, d),
+                ),
+            ):
+                pairs = paired.abba(reps, real_client, ours, warmup=True)
+                rows.append(
+                    (
+                        what,
+                        label,
+                        paired.summarise(pairs, key=lambda r: r[0]),
+                        paired.summarise(pairs, key=lambda r: r[1], higher_is_better=False),
+                    )
+                )
     finally:
         keeper.close()
         stop_servers([server])
         stop_libvirtd(daemon)
-    print(f"SASL open+close per second (median of {args.reps} x {args.duration:g}s)")
-    print(f"{'comparison':55} {'transport, mechanism':22} {'libvirt':>9} {'virtwire':>9} {'ratio':>6}")
-    for what, label, theirs, ours in rows:
-        print(f"{what:55} {label:22} {theirs:9.1f} {ours:9.1f} {ours / theirs:6.2f}")
+    print(f"SASL open+close per second ({args.reps} x {args.duration:g}s per side, ABBA-paired)")
+    print(
+        f"{'comparison':55} {'transport, mechanism':20} {'libvirt':>8} {'virtwire':>8} "
+        f"{'ratio [spread]':>17} {'cpu µs lv/vw':>13} {'cpu ratio':>17}"
+    )
+    for what, label, speed, cpu in rows:
+        print(
+            f"{what:55} {label:20} {speed.theirs:8.1f} {speed.ours:8.1f} {speed.format():>17} "
+            f"{cpu.theirs:6.0f}/{cpu.ours:<6.0f} {cpu.format():>17}"
+        )
+    print(
+        "ratio = virtwire / libvirt (median of per-pair ratios); cpu ratio = libvirt / virtwire CPU per open"
+    )
     return 0
 
 

@@ -9,10 +9,13 @@ script. For each client and path it measures:
 - sequential dom.info() round trips/s on one connection;
 - open + close/s (each open runs ssh, the login, and the remote helper or nc).
 
-Each row is the median of --reps runs of --duration seconds, the two clients
-alternating run by run (the machine is shared); ratio = virtwire /
-libvirt-python (>= 1.0 is as fast). Client CPU is this process's CPU per
-operation (ssh and the daemons are other processes).
+Round-trip rows are --reps runs of --duration seconds per client; open+close
+rows are --open-pairs single opens per client (one takes most of a second: ssh
+starts, logs in, runs the remote command). Both in ABBA order (bench/paired.py,
+the machine is shared): each side's median, the median of the per-pair ratios
+virtwire / libvirt-python (>= 1.0 is as fast) and their spread [lowest-highest].
+Client CPU is this process's CPU per operation (ssh and the daemons are other
+processes).
 
     .venv/bin/python bench/bench_ssh.py --duration 2 --reps 5
 """
@@ -21,47 +24,51 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
-from collections.abc import Callable
+import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
 
 import libvirt as real_libvirt  # noqa: E402 - the real libvirt-python 9.0
-from bench_client import Result, open_close, seq_info  # noqa: E402 - the client bench's own workloads
+import paired  # noqa: E402 - ABBA-paired runs (bench/paired.py)
+from bench_client import Result, cpu_now, cpu_per, seq_info  # noqa: E402 - the client bench's own workloads
 from vwtestkit import start_libvirtd, start_server, stop_libvirtd, stop_servers  # noqa: E402
 from vwtestkit.sshd import start_sshd  # noqa: E402
 
 import virtwire.libvirt as vlibvirt  # noqa: E402
 
 
-def interleaved(reps: int, theirs: Callable[[], Result], ours: Callable[[], Result]) -> tuple[Result, Result]:
-    a: list[Result] = []
-    b: list[Result] = []
-    for _ in range(reps):
-        a.append(theirs())
-        b.append(ours())
-    return _median(a), _median(b)
+def open_close_once(lib: Any, uri: str) -> Result:
+    """One open + close: (1 / its seconds, its CPU µs, of which system µs)."""
+    cpu0 = cpu_now()
+    t0 = time.perf_counter()
+    lib.open(uri).close()
+    return (1 / (time.perf_counter() - t0), *cpu_per(cpu0, 1))
 
 
-def _median(results: list[Result]) -> Result:
-    ops, cpu, system = zip(*results, strict=True)
-    return statistics.median(ops), statistics.median(cpu), statistics.median(system)
+Row = tuple[str, paired.Summary, paired.Summary]
 
 
-def report(rows: list[tuple[str, Result, Result]]) -> None:
+def summarise(name: str, pairs: paired.Pairs[Result]) -> Row:
+    speed = paired.summarise(pairs, key=lambda r: r[0])
+    cpu = paired.summarise(pairs, key=lambda r: r[1], higher_is_better=False)
+    return name, speed, cpu
+
+
+def report(rows: list[Row]) -> None:
     print(
-        f"{'test':<46} {'libvirt-py ops/s':>16} {'virtwire ops/s':>15} {'ratio':>6} "
+        f"{'test':<56} {'libvirt-py ops/s':>16} {'virtwire ops/s':>15} {'ratio [spread]':>17} "
         f"{'lvpy cpu µs':>11} {'vw cpu µs':>10} {'cpu ratio':>9}",
         flush=True,
     )
-    for name, theirs, ours in rows:
+    for name, speed, cpu in rows:
         print(
-            f"{name:<46} {theirs[0]:>16.1f} {ours[0]:>15.1f} {ours[0] / theirs[0]:>6.2f} "
-            f"{theirs[1]:>11.1f} {ours[1]:>10.1f} {ours[1] / theirs[1]:>9.2f}",
+            f"{name:<56} {speed.theirs:>16.1f} {speed.ours:>15.1f} {speed.format():>17} "
+            f"{cpu.theirs:>11.1f} {cpu.ours:>10.1f} {cpu.ratio:>9.2f}",
             flush=True,
         )
 
@@ -72,6 +79,7 @@ def main() -> int:
     )
     parser.add_argument("--duration", type=float, default=2.0)
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--open-pairs", type=int, default=16, help="single opens per client and path")
     parser.add_argument("--only", help="substring filter on test names")
     args = parser.parse_args()
     sshd = start_sshd()
@@ -87,22 +95,32 @@ def main() -> int:
             "virtwire serve, netcat": sshd.uri(socket=str(server.unix_path)),
             "libvirtd, netcat": sshd.uri(socket=str(daemon.unix_path)),
         }
-        rows: list[tuple[str, Result, Result]] = []
+        rows: list[Row] = []
         for label, uri in paths.items():
-            for what, workload in (("dom.info() sequential", seq_info), ("open+close", open_close)):
-                name = f"{what} ({label})"
-                if args.only and args.only not in name:
-                    continue
-                theirs, ours = interleaved(
+            name = f"dom.info() sequential ({label})"
+            if not args.only or args.only in name:
+                pairs = paired.abba(
                     args.reps,
-                    lambda w=workload, u=uri: w(real_libvirt, u, args.duration),  # type: ignore[misc]
-                    lambda w=workload, u=uri: w(vlibvirt, u, args.duration),  # type: ignore[misc]
+                    lambda u=uri: seq_info(real_libvirt, u, args.duration),  # type: ignore[misc]
+                    lambda u=uri: seq_info(vlibvirt, u, args.duration),  # type: ignore[misc]
                 )
-                rows.append((name, theirs, ours))
+                rows.append(summarise(name, pairs))
+                report(rows[-1:])
+            name = f"open+close ({label})"
+            if not args.only or args.only in name:
+                pairs = paired.abba(
+                    args.open_pairs,
+                    lambda u=uri: open_close_once(real_libvirt, u),  # type: ignore[misc]
+                    lambda u=uri: open_close_once(vlibvirt, u),  # type: ignore[misc]
+                    warmup=True,
+                )
+                rows.append(summarise(name, pairs))
                 report(rows[-1:])
         print()
-        print(f"median of {args.reps} x {args.duration}s over ssh to 127.0.0.1", end="; ")
-        print("ratio = virtwire / libvirt-python")
+        print(
+            f"over ssh to 127.0.0.1: round trips {args.reps} x {args.duration}s, open+close {args.open_pairs}"
+            " single opens, per client, ABBA-paired; ratio = virtwire / libvirt-python"
+        )
         report(rows)
     finally:
         if daemon is not None:

@@ -41,6 +41,29 @@ def config_path(uri_params: Mapping[str, str]) -> str | None:
     return None
 
 
+# Loaded files by path and identity: every SASL open looks its credentials up,
+# and parsing the file again each time is what a changed file needs, not an unchanged one.
+_LOADED: dict[str, tuple[tuple[int, ...], AuthConfig]] = {}
+_LOADED_MAX = 16
+
+
+def load(path: str) -> AuthConfig:
+    """The AuthConfig of `path`, parsed again only when the file changed (inode, size, times)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return AuthConfig(path)  # fails as libvirt's open fails
+    identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    cached = _LOADED.get(path)
+    if cached is not None and cached[0] == identity:
+        return cached[1]
+    config = AuthConfig(path)
+    if len(_LOADED) >= _LOADED_MAX:
+        _LOADED.clear()
+    _LOADED[path] = (identity, config)
+    return config
+
+
 class AuthConfig:
     """One loaded auth.conf."""
 

@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import os
 import traceback
-import urllib.parse
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from virtwire.client import ops
-from virtwire.client.authconf import AuthConfig, config_path
-from virtwire.client.uri import Target
+from virtwire.client import authconf, ops
+from virtwire.client.authconf import config_path
+from virtwire.client.uri import Target, query_params
 from virtwire.protocol import errors as E
 from virtwire.protocol import sasl
 from virtwire.protocol.generated import constants as c
@@ -92,18 +91,11 @@ def _step_failed(why: str) -> E.libvirtError:
     )
 
 
-def _uri_params(uri: str) -> dict[str, str]:
-    _, _, query = uri.partition("?")
-    if not query:
-        return {}
-    return dict(urllib.parse.parse_qsl(query.partition("#")[0], keep_blank_values=True))
-
-
 def authenticate(types: list[int], request: AuthRequest) -> OpFlow:
     """remoteAuthenticate after AUTH_LIST; returns True when a SASL session was set up."""
     if not types:
         return False
-    params = _uri_params(request.uri)
+    params = query_params(request.uri)
     authtype = params.get("auth")
     if authtype:
         lowered = authtype.lower()
@@ -153,7 +145,7 @@ def _credentials(request: AuthRequest, params: dict[str, str]) -> tuple[str, str
     answers: dict[int, str] = {}
     path = config_path(params)
     if path is not None:
-        config = AuthConfig(path)
+        config = authconf.load(path)
         for credtype, _, _, key in wanted:
             value = config.lookup("libvirt", request.server, key)
             if value is not None:

@@ -141,18 +141,55 @@ def connect_tcp(host: str, port: int) -> socket.socket:
     raise errfactory.system_errno(f"unable to connect to server at '{host}:{port}'", last) from None
 
 
+# Client TLS contexts by the identity of their files and options. Building one
+# (OpenSSL's defaults, the CA, the key pair, the certificate sanity check) costs
+# about 8 ms, more than the handshake, and programs open the same URI again and
+# again. A file that changed (inode, size, times) makes a new key, so renewed
+# credentials are read again, as libvirt reads them on every open.
+_TLS_CONTEXTS: dict[tuple[object, ...], tuple[ssl.SSLContext, tuple[str, ...]]] = {}
+_TLS_CONTEXTS_MAX = 16
+
+
+def _file_identity(path: str) -> tuple[int, ...] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
 def tls_context(target: Target, files: TlsFiles) -> ssl.SSLContext:
     """The client TLS context: libvirt's CA, client certificate, and checks."""
+    key = (
+        files,
+        tuple(map(_file_identity, (files.cacert, files.clientcert, files.clientkey, files.cacrl))),
+        target.no_sanity,
+        target.no_verify,
+        target.tls_priority,
+    )
+    cached = _TLS_CONTEXTS.get(key)
+    if cached is None:
+        cached = _build_tls_context(target, files)
+        if len(_TLS_CONTEXTS) >= _TLS_CONTEXTS_MAX:
+            _TLS_CONTEXTS.clear()
+        _TLS_CONTEXTS[key] = cached
+    ctx, warnings = cached
+    for warning in warnings:  # on every open, as libvirt checks the files on every open
+        log.warning("%s", warning)
+    return ctx
+
+
+def _build_tls_context(target: Target, files: TlsFiles) -> tuple[ssl.SSLContext, tuple[str, ...]]:
     if not os.path.exists(files.cacert):
         raise errfactory.system_errno(
             f"Cannot read CA certificate '{files.cacert}'", FileNotFoundError(2, "")
         )
+    warnings: tuple[str, ...] = ()
     if not target.no_sanity:
         # Imported here: cryptography's x509 is 9 MiB of RSS that plain TCP and unix never need.
         from virtwire.protocol import x509check
 
-        for warning in x509check.sanity_check_files(files.cacert, files.clientcert, is_server=False):
-            log.warning("%s", warning)
+        warnings = tuple(x509check.sanity_check_files(files.cacert, files.clientcert, is_server=False))
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     tlspriority.parse(target.tls_priority).apply(ctx)
     try:
@@ -175,7 +212,7 @@ def tls_context(target: Target, files: TlsFiles) -> ssl.SSLContext:
     if target.no_verify:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
-    return ctx
+    return ctx, warnings
 
 
 def tls_handshake_error(exc: BaseException) -> libvirtError:

@@ -207,6 +207,7 @@ class _Syntax:
     no_tty: bool
     proxy: str | None
     tunnel_params: tuple[tuple[str, str], ...]  # command, keyfile, netcat, known_hosts...
+    params: tuple[tuple[str, str], ...]  # every query parameter, decoded; the last of a key wins
 
 
 @functools.lru_cache(maxsize=64)
@@ -292,7 +293,16 @@ def _syntax(uri: str) -> _Syntax:
         no_tty,
         proxy,
         tuple((k, v) for k, v in values.items() if k in _TUNNEL_PARAMS),
+        tuple(values.items()),
     )
+
+
+def query_params(uri: str) -> dict[str, str]:
+    """The query parameters of an URI that parses, as libvirt decodes them (%XX
+    only: a "+" stays a "+", as in xmlURIUnescapeString); the last of a key wins.
+    Cached with the rest of the URI's syntax: authentication reads ?auth= and
+    ?authfile= on every open."""
+    return dict(_syntax(uri).params) if uri else {}
 
 
 def parse(uri: str, readonly: bool = False) -> Target:

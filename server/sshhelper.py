@@ -14,19 +14,34 @@ It imports nothing heavy: ssh clients start one per connection.
 
 from __future__ import annotations
 
-import argparse
+# _socket, not socket: the wrapper module (enums, io) is most of an import budget
+# this program has not got; it needs one AF_UNIX connect and a descriptor.
+import _socket
 import os
-import socket
+import select
 import sys
-import threading
-from collections.abc import Sequence
-from pathlib import Path
 
-from .rundir import runtime_dir
+from .rundir import TYPE_CHECKING, runtime_dir_name
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 BUFFER_SIZE = 1024 * 1024  # as libvirt's helper
 VERSION = "0.1.0"
 _TRANSPORTS = ("tls", "unix", "ssh", "libssh2", "ext", "tcp", "libssh")
+_HELP = """Usage:
+  {prog} [OPTION…] URI - libvirt socket proxy
+
+Internal tool used to handle connections coming from remote
+clients (virtwire's virt-ssh-helper). Not intended to be called directly by the user.
+
+Help Options:
+  -h, --help         Show help options
+
+Application Options:
+  -r, --readonly     Connect read-only
+  -V, --version      Display version information
+"""
 
 
 class HelperError(Exception):
@@ -49,7 +64,7 @@ def _split_uri(uri: str) -> tuple[str, str, str, str]:
     return scheme, server.strip("[]"), path, uri
 
 
-def socket_path(uri: str, readonly: bool, rundir: Path | None = None) -> Path:
+def socket_path(uri: str, readonly: bool, rundir: str | None = None) -> str:
     """The daemon socket for `uri`, chosen as libvirt's virt-ssh-helper chooses it."""
     scheme, server, path, _ = _split_uri(uri)
     driver, plus, transport = scheme.partition("+")
@@ -69,75 +84,143 @@ def socket_path(uri: str, readonly: bool, rundir: Path | None = None) -> Path:
         transport = "tls" if server else "unix"
     if transport != "unix":
         raise HelperError(f"unexpected URI transport '{uri}'")
-    base = rundir if rundir is not None else runtime_dir()
+    base = rundir if rundir is not None else runtime_dir_name()
     # remoteGetURIDaemonInfo: a session daemon for /session and test+..., unless root.
     session = (path == "/session" or scheme.startswith("test+")) and os.geteuid() > 0
     suffix = "sock" if session or not readonly else "sock-ro"
     if driver:
-        direct = base / f"virt{driver}d-{suffix}"
-        if direct.exists():
+        direct = os.path.join(base, f"virt{driver}d-{suffix}")
+        if os.path.exists(direct):
             return direct
-    return base / f"libvirt-{suffix}"
+    return os.path.join(base, f"libvirt-{suffix}")
 
 
-def _pump(read_fd: int, write: socket.socket | int) -> None:
-    """Copy until end of file or an error; then the whole helper ends."""
+class _Route:
+    """One direction of the bridge: what it read and could not write yet."""
+
+    __slots__ = ("buffer", "dst", "pending", "src")
+
+    def __init__(self, src: int, dst: int) -> None:
+        self.src = src
+        self.dst = dst
+        self.buffer = bytearray(BUFFER_SIZE)
+        self.pending = memoryview(b"")
+
+    def read(self) -> bool:
+        """Read what is there and write what the far side takes; False at end of file."""
+        count = os.readv(self.src, [self.buffer])
+        if count == 0:
+            return False
+        self.pending = memoryview(self.buffer)[:count]
+        return self.write()
+
+    def write(self) -> bool:
+        try:
+            written = os.write(self.dst, self.pending)
+        except BlockingIOError:
+            return True
+        self.pending = self.pending[written:]
+        return True
+
+
+def bridge(sock_fd: int, stdin_fd: int = 0, stdout_fd: int = 1) -> None:
+    """Copy stdin to the socket and the socket to stdout until either side ends or fails.
+
+    One thread, non-blocking descriptors and poll(), as libvirt's helper: a
+    direction whose far side is full waits without stopping the other one
+    (a client blocked sending while an event comes back would otherwise
+    deadlock the pair).
+    """
+    fds = {sock_fd, stdin_fd, stdout_fd}
+    blocking = {fd: os.get_blocking(fd) for fd in fds}
     try:
-        while True:
-            data = os.read(read_fd, BUFFER_SIZE)
-            if not data:
-                break
-            if isinstance(write, socket.socket):
-                write.sendall(data)
-            else:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(write, view) :]
+        for fd in fds:
+            os.set_blocking(fd, False)
+        _copy(_Route(stdin_fd, sock_fd), _Route(sock_fd, stdout_fd))
     except OSError:
-        pass
+        pass  # a reset or a closed pipe ends the bridge like an end of file
+    finally:
+        for fd, was in blocking.items():  # stdin/stdout may be shared with a shell
+            try:
+                os.set_blocking(fd, was)
+            except OSError:
+                continue  # (closed already)
 
 
-def bridge(sock: socket.socket, stdin_fd: int = 0, stdout_fd: int = 1) -> None:
-    """Copy stdin to the socket and the socket to stdout until either closes."""
-    done = threading.Event()
+def _copy(*routes: _Route) -> None:
+    poller = select.poll()
+    registered: dict[int, int] = {}
+    readable = select.POLLIN | select.POLLHUP | select.POLLERR
+    writable = select.POLLOUT | select.POLLHUP | select.POLLERR
+    while True:
+        wanted: dict[int, int] = {}
+        for route in routes:
+            if route.pending:
+                wanted[route.dst] = wanted.get(route.dst, 0) | select.POLLOUT
+            else:
+                wanted[route.src] = wanted.get(route.src, 0) | select.POLLIN
+        for fd in [fd for fd in registered if fd not in wanted]:
+            poller.unregister(fd)
+            del registered[fd]
+        for fd, mask in wanted.items():
+            if registered.get(fd) != mask:
+                poller.register(fd, mask)
+                registered[fd] = mask
+        events: dict[int, int] = {}
+        for fd, event in poller.poll():
+            events[fd] = events.get(fd, 0) | event
+        for route in routes:
+            if route.pending:
+                if events.get(route.dst, 0) & writable:
+                    route.write()
+            elif events.get(route.src, 0) & readable:
+                try:
+                    if not route.read():
+                        return
+                except BlockingIOError:
+                    continue
 
-    def run(read_fd: int, write: socket.socket | int) -> None:
-        _pump(read_fd, write)
-        done.set()
 
-    for args in ((stdin_fd, sock), (sock.fileno(), stdout_fd)):
-        threading.Thread(target=run, args=args, daemon=True).start()
-    done.wait()
-
-
-def _parser(prog: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        usage=f"{prog} [OPTION...] URI - libvirt socket proxy",
-        description="Internal tool used to handle connections coming from remote clients "
-        "(virtwire's virt-ssh-helper). Not intended to be called directly by the user.",
-    )
-    parser.add_argument("-r", "--readonly", action="store_true", help="Connect read-only")
-    parser.add_argument("-V", "--version", action="store_true", help="Display version information")
-    parser.add_argument("uri", nargs="?")
-    return parser
+def _parse_args(argv: Sequence[str], prog: str) -> tuple[bool, str] | int:
+    """(readonly, URI), or the exit status when there is nothing to bridge (GOption's behaviour)."""
+    readonly = version = False
+    positional: list[str] = []
+    args = iter(argv)
+    for arg in args:
+        if arg == "--":
+            positional.extend(args)
+        elif arg in ("-r", "--readonly"):
+            readonly = True
+        elif arg in ("-V", "--version"):
+            version = True
+        elif arg in ("-h", "--help", "-?"):
+            sys.stdout.write(_HELP.format(prog=prog) + "\n")
+            return 0
+        elif arg.startswith("-") and arg != "-":
+            sys.stderr.write(f"option parsing failed: Unknown option {arg}\n")
+            return 1
+        else:
+            positional.append(arg)
+    if version:
+        print(f"{prog} (virtwire) {VERSION}")
+        return 0
+    if len(positional) != 1:
+        sys.stderr.write(_HELP.format(prog=prog) + "\n")
+        return 1
+    return readonly, positional[0]
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     prog = prog or os.path.basename(sys.argv[0]) or "virt-ssh-helper"
-    parser = _parser(prog)
-    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-    if args.version:
-        print(f"{prog} (virtwire) {VERSION}")
-        return 0
-    if args.uri is None:
-        parser.print_help(sys.stderr)
-        return 1
+    parsed = _parse_args(sys.argv[1:] if argv is None else argv, prog)
+    if isinstance(parsed, int):
+        return parsed
+    readonly, uri = parsed
     try:
-        path = socket_path(args.uri, args.readonly)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        path = socket_path(uri, readonly)
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         try:
-            sock.connect(str(path))
+            sock.connect(path)
         except OSError as exc:
             sock.close()
             reason = os.strerror(exc.errno) if exc.errno is not None else str(exc)
@@ -147,8 +230,8 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     except HelperError as exc:
         print(f"{prog}: {exc}", file=sys.stderr, flush=True)
         return 1
-    bridge(sock)
-    # The other direction's thread may still sit in a read: leave without joining it.
+    bridge(sock.fileno())
+    # Nothing is left to clean up: skip the interpreter's teardown (it is on every ssh close).
     sys.stdout.flush()
     os._exit(0)
 

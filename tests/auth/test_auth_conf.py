@@ -9,7 +9,9 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from virtwire.client import authconf
 from virtwire.client.authconf import config_path
+from virtwire.client.uri import query_params
 from vwtestkit import RealLibvirtd
 from vwtestkit.sasl import AUTHNAME, PASSPHRASE
 
@@ -17,6 +19,10 @@ import virtwire.libvirt as vwlibvirt
 
 GOOD = "[credentials-c]\nauthname=alice\npassword=secret1\n"
 BAD = "[credentials-c]\nauthname=alice\npassword=wrong\n"
+PLUS_AND_SPACE = {
+    "a+b.conf": GOOD + "[auth-libvirt-localhost]\ncredentials=c\n",
+    "a b.conf": BAD + "[auth-libvirt-localhost]\ncredentials=c\n",
+}
 
 
 def _scenarios(tmp: Path) -> list[tuple[str, dict[str, str], str, str]]:
@@ -24,6 +30,10 @@ def _scenarios(tmp: Path) -> list[tuple[str, dict[str, str], str, str]]:
     return [
         ("env-file", {"env.conf": GOOD + "[auth-libvirt-localhost]\ncredentials=c\n"}, "env.conf", ""),
         ("uri-authfile", {"p.conf": GOOD + "[auth-libvirt-localhost]\ncredentials=c\n"}, "", "authfile=P"),
+        # The query is %XX-decoded only: "+" names a "+", not a space (whose file has a bad password).
+        ("uri-authfile-plus", PLUS_AND_SPACE, "", "authfile=C/a+b.conf"),
+        ("uri-authfile-escaped-plus", PLUS_AND_SPACE, "", "authfile=C/a%2Bb.conf"),
+        ("uri-authfile-escaped-space", PLUS_AND_SPACE, "", "authfile=C/a%20b.conf"),
         (
             "env-beats-authfile",
             {
@@ -75,7 +85,8 @@ def _run(lib: ModuleType, uri: str, tmp: Path, monkeypatch: pytest.MonkeyPatch) 
             monkeypatch.setenv("LIBVIRT_AUTH_FILE", str(case / env_file))
         else:
             monkeypatch.delenv("LIBVIRT_AUTH_FILE", raising=False)
-        full = uri + ("&" + param.replace("P", str(case / "p.conf")) if param else "")
+        param = param.replace("P", str(case / "p.conf")).replace("C/", f"{case}/")
+        full = uri + ("&" + param if param else "")
         asked: list[int] = []
 
         def callback(creds: list[list[Any]], _: Any, asked: list[int] = asked) -> int:
@@ -104,6 +115,9 @@ def test_auth_conf_lookup_as_libvirt(
     assert by_label["env-file"] == ("env-file", "ok", [])  # the file answered everything
     assert by_label["only-authname"] == ("only-authname", "ok", [PASSPHRASE])
     assert by_label["other-host-only"] == ("other-host-only", "ok", [AUTHNAME, PASSPHRASE])
+    assert by_label["uri-authfile-plus"] == ("uri-authfile-plus", "ok", [])
+    assert by_label["uri-authfile-escaped-plus"] == ("uri-authfile-escaped-plus", "ok", [])
+    assert by_label["uri-authfile-escaped-space"][1] == vwlibvirt.VIR_ERR_AUTH_FAILED
     assert by_label["no-credentials-key"][1] == vwlibvirt.VIR_ERR_CONF_SYNTAX
     assert _run(vwlibvirt, uri, tmp_path / "ours", monkeypatch) == [
         tuple(str(x).replace("/real/", "/ours/") if isinstance(x, str) else x for x in r) for r in expected
@@ -124,3 +138,30 @@ def test_auth_conf_path_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     (xdg / "libvirt").mkdir(parents=True)
     (xdg / "libvirt" / "auth.conf").write_text(GOOD)
     assert config_path({}) == str(xdg / "libvirt" / "auth.conf")
+
+
+def test_authfile_query_is_percent_decoded_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """?authfile= as libvirt reads it (xmlURIUnescapeString): %XX decoded, "+" kept."""
+    monkeypatch.delenv("LIBVIRT_AUTH_FILE", raising=False)
+    base = "test+unix:///default?socket=/nowhere&authfile="
+    assert config_path(query_params(base + "/etc/a+b.conf")) == "/etc/a+b.conf"
+    assert config_path(query_params(base + "/etc/a%2Bb.conf")) == "/etc/a+b.conf"
+    assert config_path(query_params(base + "/etc/a%20b.conf;auth=sasl")) == "/etc/a b.conf"
+    assert query_params(base + "/x;auth=sasl.PLAIN")["auth"] == "sasl.PLAIN"  # ";" separates too
+    assert query_params(base + "/first&authfile=/last")["authfile"] == "/last"  # the last one wins
+
+
+def test_auth_conf_parsed_again_only_when_changed(tmp_path: Path) -> None:
+    """Each SASL open looks credentials up: an unchanged file is not parsed again, a changed one is."""
+    path = tmp_path / "auth.conf"
+    path.write_text(GOOD + "[auth-libvirt-default]\ncredentials=c\n")
+    first = authconf.load(str(path))
+    assert authconf.load(str(path)) is first
+    assert first.lookup("libvirt", None, "password") == "secret1"
+    staged = tmp_path / "auth.conf.new"
+    staged.write_text(BAD + "[auth-libvirt-default]\ncredentials=c\n")
+    staged.replace(path)
+    assert authconf.load(str(path)).lookup("libvirt", None, "password") == "wrong"
+    path.unlink()
+    with pytest.raises(vwlibvirt.libvirtError, match="cannot load auth file"):
+        authconf.load(str(path))

@@ -8,8 +8,10 @@ the real libvirt-python and by virtwire.libvirt.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from types import ModuleType
 
@@ -20,6 +22,7 @@ from vwtestkit import VirtwireServer
 import virtwire.libvirt as vlibvirt
 
 HELPER = Path(sys.executable).parent / "virt-ssh-helper"
+HANG_LIMIT = 120.0  # seconds: only a deadlock takes this long (not a speed check)
 
 
 def _run(*args: str, rundir: Path) -> subprocess.CompletedProcess[str]:
@@ -30,16 +33,21 @@ def _run(*args: str, rundir: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_socket_choice_follows_libvirts_helper(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rundir = str(tmp_path)
+
+    def choice(uri: str, readonly: bool) -> str:
+        return os.path.basename(sshhelper.socket_path(uri, readonly, rundir))
+
     monkeypatch.setattr(os, "geteuid", lambda: 0)
-    assert sshhelper.socket_path("test:///default", False, tmp_path) == tmp_path / "libvirt-sock"
-    assert sshhelper.socket_path("qemu:///system", True, tmp_path) == tmp_path / "libvirt-sock-ro"
-    assert sshhelper.socket_path("qemu+unix:///system", False, tmp_path) == tmp_path / "libvirt-sock"
+    assert choice("test:///default", False) == "libvirt-sock"
+    assert choice("qemu:///system", True) == "libvirt-sock-ro"
+    assert choice("qemu+unix:///system", False) == "libvirt-sock"
     # A driver's own daemon socket wins when it exists (mode auto).
     (tmp_path / "virtqemud-sock-ro").touch()
-    assert sshhelper.socket_path("qemu:///system", True, tmp_path) == tmp_path / "virtqemud-sock-ro"
+    assert sshhelper.socket_path("qemu:///system", True, rundir) == str(tmp_path / "virtqemud-sock-ro")
     # A session daemon (non-root, /session) has one socket, read-only or not.
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    assert sshhelper.socket_path("qemu:///session", True, tmp_path) == tmp_path / "libvirt-sock"
+    assert choice("qemu:///session", True) == "libvirt-sock"
 
 
 def test_helper_refusals_and_version(tmp_path: Path) -> None:
@@ -53,9 +61,87 @@ def test_helper_refusals_and_version(tmp_path: Path) -> None:
     remote = _run("test+tcp://h/default", rundir=tmp_path)
     assert remote.returncode == 1
     assert remote.stderr == "virt-ssh-helper: unexpected URI transport 'test+tcp://h/default'\n"
-    assert _run(rundir=tmp_path).returncode == 1  # no URI: usage
+    # GOption's answers, as libvirt's helper gives them.
+    usage = _run(rundir=tmp_path)  # no URI
+    assert usage.returncode == 1 and usage.stderr.startswith("Usage:\n  virt-ssh-helper [OPTION…] URI")
+    assert _run("a", "b", rundir=tmp_path).stderr == usage.stderr
+    unknown = _run("-x", "test:///default", rundir=tmp_path)
+    assert (unknown.returncode, unknown.stderr) == (1, "option parsing failed: Unknown option -x\n")
+    helped = _run("--help", rundir=tmp_path)
+    assert (helped.returncode, helped.stdout) == (0, usage.stderr)
     version = _run("-V", rundir=tmp_path)
     assert version.returncode == 0 and version.stdout.startswith("virt-ssh-helper (virtwire) ")
+
+
+def test_helper_imports_nothing_heavy() -> None:
+    """It starts on every ssh open: no trio, codec, socket wrapper, threads or argparse."""
+    probe = (
+        "import sys; before = set(sys.modules); import virtwire.server.sshhelper; "
+        "print(' '.join(sorted(set(sys.modules) - before)))"
+    )
+    added = set(
+        subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
+    assert "virtwire.server.sshhelper" in added
+    heavy = {
+        "trio",
+        "socket",
+        "threading",
+        "argparse",
+        "tempfile",
+        "pathlib",
+        "virtwire.protocol",
+        "virtwire.client",
+    }
+    assert not added & heavy
+
+
+def test_bridge_moves_both_ways_while_one_side_is_full() -> None:
+    """A daemon that sends a lot before it reads (libvirtd stops reading a client with
+    requests in flight) and a client that sends a lot while it reads: the bridge
+    keeps the replies moving while the requests wait, so neither side stalls."""
+    size = 8 * 1024 * 1024
+    to_daemon = os.urandom(size)
+    to_client = os.urandom(size)
+    client, helper_stdio = socket.socketpair()
+    daemon, helper_sock = socket.socketpair()
+    received: dict[str, bytes] = {}
+
+    def read_exactly(sock: socket.socket, name: str) -> None:
+        chunks: list[bytes] = []
+        left = size
+        while left and (chunk := sock.recv(min(left, 1 << 16))):
+            chunks.append(chunk)
+            left -= len(chunk)
+        received[name] = b"".join(chunks)
+
+    def daemon_side() -> None:
+        daemon.sendall(to_client)  # first all of its replies...
+        read_exactly(daemon, "daemon")  # ...then the requests
+        daemon.close()  # the end: the bridge returns
+
+    def client_side() -> None:
+        client.sendall(to_daemon)
+
+    helper = threading.Thread(
+        target=sshhelper.bridge, args=(helper_sock.fileno(), helper_stdio.fileno(), helper_stdio.fileno())
+    )
+    threads = [
+        threading.Thread(target=daemon_side),
+        threading.Thread(target=client_side),
+        threading.Thread(target=read_exactly, args=(client, "client")),
+    ]
+    helper.start()
+    for thread in threads:
+        thread.start()
+    for thread in (*threads, helper):
+        thread.join(HANG_LIMIT)
+        assert not thread.is_alive(), "the bridge stalled"
+    for sock in (client, helper_stdio, helper_sock):
+        sock.close()
+    assert received == {"client": to_client, "daemon": to_daemon}
 
 
 def test_virtwire_cli_runs_the_helper(tmp_path: Path) -> None:
