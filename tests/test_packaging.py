@@ -154,11 +154,13 @@ def test_no_bare_top_level_names_installed(installed: tuple[Path, Path]) -> None
     assert {top for top in tops if not top.startswith("virtwire")} == set(), sorted(tops)
 
 
-def test_console_script_points_at_server_cli(installed: tuple[Path, Path]) -> None:
+def test_console_script_points_at_server_launcher(installed: tuple[Path, Path]) -> None:
     python, _site = installed
     script = python.parent / "virtwire"
     assert script.is_file()
-    assert "from virtwire.server.cli import main" in script.read_text()
+    assert "from virtwire.server.launcher import main" in script.read_text()
+    helped = subprocess.run([str(script), "ssh-helper", "--help"], capture_output=True, text=True, check=True)
+    assert helped.stdout.startswith("Usage:\n  virtwire ssh-helper")
 
 
 def test_every_subpackage_is_listed_and_installed(installed: tuple[Path, Path]) -> None:

@@ -73,15 +73,28 @@ def test_helper_refusals_and_version(tmp_path: Path) -> None:
     assert version.returncode == 0 and version.stdout.startswith("virt-ssh-helper (virtwire) ")
 
 
-def test_helper_imports_nothing_heavy() -> None:
+HELPER_IMPORT_PROBE = (
+    "import sys; before = set(sys.modules); {run}; print(' '.join(sorted(set(sys.modules) - before)))"
+)
+
+
+@pytest.mark.parametrize(
+    "run",
+    [
+        "import virtwire.server.sshhelper",
+        # `virtwire ssh-helper -V` through the installed command's entry point
+        "sys.argv = ['virtwire', 'ssh-helper', '-V']; import virtwire.server.launcher as l; l.main()",
+    ],
+    ids=["virt-ssh-helper", "virtwire-ssh-helper"],
+)
+def test_helper_imports_nothing_heavy(run: str) -> None:
     """It starts on every ssh open: no trio, codec, socket wrapper, threads or argparse."""
-    probe = (
-        "import sys; before = set(sys.modules); import virtwire.server.sshhelper; "
-        "print(' '.join(sorted(set(sys.modules) - before)))"
-    )
     added = set(
         subprocess.run(
-            [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+            [sys.executable, "-c", HELPER_IMPORT_PROBE.format(run=run)],
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.split()
     )
     assert "virtwire.server.sshhelper" in added
