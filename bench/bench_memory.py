@@ -172,6 +172,7 @@ def measure(name: str, pid: int, port: int, args: argparse.Namespace) -> dict[st
     dom = define_big(port)
     start = rss(pid)
     idle = [opened(port) for _ in range(args.idle)]
+    time.sleep(args.idle_settle)  # idle means idle for a while: both servers get the same pause
     with_idle = rss(pid)
     for c in idle:
         c.close()
@@ -197,6 +198,9 @@ def measure(name: str, pid: int, port: int, args: argparse.Namespace) -> dict[st
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--idle", type=int, default=1000)
+    ap.add_argument(
+        "--idle-settle", type=float, default=3.0, help="seconds the idle connections stay idle before RSS is read"
+    )
     ap.add_argument("--clients", type=int, default=16, help="fuzzing clients in the hostile mix")
     ap.add_argument("--frames", type=int, default=300, help="frames per fuzzing client")
     ap.add_argument("--settle", type=float, default=30.0)
