@@ -445,7 +445,7 @@ class Connection(EventSubscriber):
                     # Between packets, an idle client's task waits here, right on the
                     # descriptor: a coroutine frame less per idle connection than
                     # waiting inside receive().  Here the parking task may park it.
-                    self.idle_waiting = not (self._calls_in_flight or self._unwritten)
+                    self.idle_waiting = True  # may_park() tells whether anything is in flight
                     await trio.lowlevel.wait_readable(io.fd)
                     self.idle_waiting = False
                     if self._park_requested:
