@@ -90,7 +90,9 @@ class Client:
 
 def live_tasks() -> int:
     """Every task of this trio run, walked from the root task."""
-    count, todo = 0, [trio.lowlevel.current_root_task()]
+    root = trio.lowlevel.current_root_task()
+    assert root is not None
+    count, todo = 0, [root]
     while todo:
         task = todo.pop()
         count += 1
