@@ -228,4 +228,4 @@ class Parker:
             with contextlib.suppress(OSError):
                 self._epoll.unregister(conn.fileno)
             conn.abort("server shutting down")
-            await conn.service.resume(conn)
+            await conn.service.resume(conn, trim=False)

@@ -162,8 +162,12 @@ class Service:
             self.parking.connection_started()
         await self.resume(conn)
 
-    async def resume(self, conn: Connection) -> None:
-        """Serve a connection (again, when it was parked) until it ends or parks."""
+    async def resume(self, conn: Connection, *, trim: bool = True) -> None:
+        """Serve a connection (again, when it was parked) until it ends or parks.
+
+        ``trim``: once it has ended, this task may wait to give freed memory back
+        (not when the parking task ends parked connections on its way out).
+        """
         parked = False
         try:
             while True:
@@ -181,9 +185,9 @@ class Service:
                     return
         finally:
             if not parked:
-                await self._gone(conn)
+                await self._gone(conn, trim)
 
-    async def _gone(self, conn: Connection) -> None:
+    async def _gone(self, conn: Connection, trim: bool) -> None:
         """A connection has ended: forget it, give back its count, trim the heap."""
         self.connections.discard(conn)
         counted = conn.counted
@@ -194,7 +198,7 @@ class Service:
             self.on_client_count()
         if self.shutting_down and not self.connections:
             self.all_closed.set()
-        delay = self._trimmer.connection_ended(idle=not self.connections)
+        delay = self._trimmer.connection_ended(idle=not self.connections) if trim else None
         if delay is not None:
             try:
                 if not self.shutting_down:  # a server on its way out need not trim
