@@ -23,6 +23,13 @@ Every task of a connection lives in its nursery, so nothing outlives it:
   ``_BATCH_BYTES``), so no large packet is ever copied into a batch;
 * the keepalive task pings a client that asked for it (feature 10) after
   ``interval`` seconds of silence and drops it after ``count`` unanswered pings.
+* parking (server/parking.py): a plain-socket connection whose reader waits
+  between packets with nothing in flight is parked by the daemon's parking
+  task after a short silence: ``run`` returns True and the connection has no
+  task (an idle client then costs its objects, not a task, a nursery and their
+  cancel scopes); it is run again when the client sends something, when a
+  packet cannot be written straight away, or when it must end.  Events and
+  keepalive pings to a parked connection are written straight to the socket.
 
 Endings: EOF cancels calls in flight; CONNECT_CLOSE and server shutdown stop
 reading, let calls in flight finish, flush, then close; keepalive timeout,
