@@ -334,8 +334,9 @@ class Connection(EventSubscriber):
             and not (self._closing or self._stopping or self._eof)
         )
 
-    def request_park(self) -> None:
-        """The parking task's sweep: park if the reader still waits with nothing in flight.
+    def request_park(self) -> bool:
+        """The parking task's sweep: park if the reader still waits with nothing in
+        flight (True: it will).
 
         Only while the reader waits between packets (``idle_waiting``): nothing is
         half-read there, so interrupting the wait loses nothing.
@@ -343,6 +344,8 @@ class Connection(EventSubscriber):
         if self.idle_waiting and self._read_scope is not None and self.may_park():
             self._park_requested = True
             self._read_scope.cancel()
+            return True
+        return False
 
     def _wake(self) -> None:
         if self.parked and self.service.parking is not None:

@@ -27,12 +27,14 @@ Only plain sockets (TCP, unix) park: a TLS stream keeps decrypted bytes and
 the TLS state machine in trio's SSLStream, whose waits cannot be interrupted
 without breaking the stream, so TLS clients keep their task.
 
-Which connections to park is decided by a sweep every ``SWEEP_EVERY`` seconds
-over the connections that have a task, not by the connections themselves: a
-client in a tight call loop never pays for more than a flag set and cleared
-around its wait, and one that calls less often than ``PARK_AFTER`` pays one
-park and one wake-up (two epoll_ctl calls and a task) per call, which is small
-next to its pause.
+Which connections to park is decided by a sweep over the connections that
+have a task, not by the connections themselves: a client in a tight call loop
+never pays for more than a flag set and cleared around its wait, and one that
+calls less often than ``PARK_AFTER`` pays one park and one wake-up (two
+epoll_ctl calls and a task) per call, which is small next to its pause.  The
+sweep runs when the first running connection could have been quiet for
+``PARK_AFTER`` (at most every ``SWEEP_MIN`` seconds), and not at all while
+every connection is parked.
 """
 
 from __future__ import annotations
@@ -56,8 +58,8 @@ log = logging.getLogger(__name__)
 
 # A connection silent this long, with nothing in flight, is parked.
 PARK_AFTER = 0.1
-# How often the connections that have a task are looked at.
-SWEEP_EVERY = 0.05
+# Sweeps are at least this far apart (they batch connections that went quiet together).
+SWEEP_MIN = 0.02
 # Events taken from the epoll descriptor per wake-up (more wait for the next round).
 _MAX_EVENTS = 256
 _READ_EVENTS = select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR | select.EPOLLRDHUP
@@ -85,6 +87,7 @@ class Parker:
         self._keepalive: list[tuple[float, int, Connection]] = []
         self._order = itertools.count()
         self._wait: trio.CancelScope | None = None  # the parking task's current wait
+        self._next_sweep = math.inf
         self._stopped = False
         self.parks = 0  # connections parked so far (tests and metrics)
         self.wakes = 0
@@ -128,12 +131,15 @@ class Parker:
         with contextlib.suppress(OSError):  # already closed: the connection finds out when it runs
             self._epoll.unregister(fd)
         self._nursery.start_soon(conn.service.resume, conn)
+        self.connection_started()
 
     def connection_started(self) -> None:
         """A connection got a task: make sure a sweep will look at it."""
-        scope = self._wait
-        if scope is not None:
-            scope.deadline = min(scope.deadline, trio.current_time() + SWEEP_EVERY)
+        due = trio.current_time() + PARK_AFTER
+        if due < self._next_sweep:
+            self._next_sweep = due
+            if self._wait is not None:
+                self._wait.deadline = min(self._wait.deadline, due)
 
     def stop(self) -> None:
         """Shutdown: park nothing more and end the parking task (the parked were woken)."""
@@ -147,13 +153,9 @@ class Parker:
 
     async def run(self) -> None:
         epfd = self._epoll.fileno()
-        next_sweep = math.inf
         try:
             while not self._stopped:
-                now = trio.current_time()
-                # No sweep while every connection is parked (a new one asks for one).
-                next_sweep = min(next_sweep, now + SWEEP_EVERY) if self._has_running() else math.inf
-                deadline = next_sweep
+                deadline = self._next_sweep
                 if self._keepalive:
                     deadline = min(deadline, self._keepalive[0][0])
                 self._wait = trio.CancelScope(deadline=deadline)
@@ -164,9 +166,8 @@ class Parker:
                     break
                 self._wake_readable()
                 now = trio.current_time()
-                if now >= next_sweep:
-                    self._sweep(now)
-                    next_sweep = now + SWEEP_EVERY
+                if now >= self._next_sweep:
+                    self._next_sweep = self._sweep(now)
                 self._run_keepalive(now)
         finally:
             self._stopped = True
@@ -174,9 +175,6 @@ class Parker:
             with trio.CancelScope(shield=True):
                 await self._close_parked()
             self._epoll.close()
-
-    def _has_running(self) -> bool:
-        return sum(len(service.connections) for service in self._services) > len(self._parked)
 
     def _wake_readable(self) -> None:
         try:
@@ -188,16 +186,26 @@ class Parker:
             if conn is not None:
                 self.wake(conn)
 
-    def _sweep(self, now: float) -> None:
-        """Ask the connections idle for PARK_AFTER seconds to park."""
+    def _sweep(self, now: float) -> float:
+        """Ask the connections quiet for PARK_AFTER seconds to park; return when
+        to sweep next (never, when every connection is parked)."""
         quiet_since = now - PARK_AFTER
+        following = math.inf
         for service in self._services:
             for conn in service.connections:
-                if conn.idle_waiting and conn.last_rx <= quiet_since:
-                    conn.request_park()
+                if conn.parked:
+                    continue
+                if conn.last_rx > quiet_since:
+                    following = min(following, conn.last_rx + PARK_AFTER)
+                    continue
+                if not conn.request_park():
+                    following = now + PARK_AFTER  # busy (calls, writes, streams): look again later
+        return max(following, now + SWEEP_MIN)
 
     def _push_keepalive(self, deadline: float, conn: Connection) -> None:
         heapq.heappush(self._keepalive, (deadline, next(self._order), conn))
+        if self._wait is not None and deadline < self._wait.deadline:
+            self._wait.deadline = deadline  # parked from another task while this one waits
 
     def _run_keepalive(self, now: float) -> None:
         heap = self._keepalive
