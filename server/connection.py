@@ -147,7 +147,7 @@ class Connection(EventSubscriber):
         "_read_scope", "_reading_paused", "_resumed", "_room", "_stopping", "_turn_packets", "_unwritten",
         "_unwritten_bytes", "_version", "_writer_started", "_written", "auth", "closed_reason",
         "connected_at", "counted", "ctx", "idle_waiting", "keepalive_deadline", "keepalive_queued", "last_rx",
-        "opened", "parked", "procedures", "readonly_socket", "service", "stream", "streams",
+        "opened", "park_step", "parked", "procedures", "readonly_socket", "service", "stream", "streams",
     )
 
     def __init__(
@@ -204,6 +204,7 @@ class Connection(EventSubscriber):
         self._resumed = False  # served before: a parked connection woke up
         self.idle_waiting = False  # the reader waits between packets with nothing in flight
         self.parked = False
+        self.park_step = 0  # which PARK_AFTER delay applies (server/parking.py)
         self.counted = False  # holds one of the service's accepted clients (given back at the end)
         self._conn_scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None

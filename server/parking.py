@@ -5,7 +5,7 @@ and the suspended coroutine frames: about 4.5 KiB, more than libvirtd needs for
 the whole client.  Most clients of a daemon sit idle most of the time, so a
 connection that has nothing in flight (no call running, nothing waiting to be
 written, no open stream, no half-read packet) and has been silent for
-``PARK_AFTER`` seconds is parked: its task ends, and its socket is watched by
+``PARK_AFTER[0]`` seconds is parked: its task ends, and its socket is watched by
 the one parking task of the server, through an epoll descriptor of its own
 that trio waits on like any other.  When the socket becomes readable (a call,
 a keepalive answer, EOF) the connection gets a task again in the server's
@@ -31,10 +31,13 @@ Which connections to park is decided by a sweep over the connections that
 have a task, not by the connections themselves: a client in a tight call loop
 never pays for more than a flag set and cleared around its wait, and one that
 calls less often than ``PARK_AFTER`` pays one park and one wake-up (two
-epoll_ctl calls and a task) per call, which is small next to its pause.  The
-sweep runs when the first running connection could have been quiet for
-``PARK_AFTER`` (at most every ``SWEEP_MIN`` seconds), and not at all while
-every connection is parked.
+epoll_ctl calls and a task) per call.  That is well under a millisecond, but
+a client that calls every fraction of a second would pay it on every call, so
+a connection woken soon after it parked waits longer before it parks again
+(the next step of ``PARK_AFTER``), and one that stayed parked long steps back.
+The sweep runs when the first running connection could have been quiet long
+enough (at most every ``SWEEP_MIN`` seconds), and not at all while every
+connection is parked.
 """
 
 from __future__ import annotations
@@ -56,8 +59,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# A connection silent this long, with nothing in flight, is parked.
-PARK_AFTER = 0.1
+# A connection silent this long, with nothing in flight, is parked: the first step
+# for every connection, a later one for a connection that keeps waking up soon.
+PARK_AFTER = (0.1, 0.5, 2.5)
+# Woken within this many times its step after its last packet: "soon" (one step up);
+# parked longer than that: one step down.
+_SOON = 10
 # Sweeps are at least this far apart (they batch connections that went quiet together).
 SWEEP_MIN = 0.02
 # Events taken from the epoll descriptor per wake-up (more wait for the next round).
@@ -128,6 +135,12 @@ class Parker:
         del self._parked[fd]
         conn.parked = False
         self.wakes += 1
+        step = conn.park_step
+        quiet = trio.current_time() - conn.last_rx
+        if quiet < _SOON * PARK_AFTER[step]:
+            conn.park_step = min(step + 1, len(PARK_AFTER) - 1)
+        elif step:
+            conn.park_step = step - 1
         with contextlib.suppress(OSError):  # already closed: the connection finds out when it runs
             self._epoll.unregister(fd)
         self._nursery.start_soon(conn.service.resume, conn)
@@ -135,7 +148,7 @@ class Parker:
 
     def connection_started(self) -> None:
         """A connection got a task: make sure a sweep will look at it."""
-        due = trio.current_time() + PARK_AFTER
+        due = trio.current_time() + PARK_AFTER[0]
         if due < self._next_sweep:
             self._next_sweep = due
             if self._wait is not None:
@@ -187,19 +200,19 @@ class Parker:
                 self.wake(conn)
 
     def _sweep(self, now: float) -> float:
-        """Ask the connections quiet for PARK_AFTER seconds to park; return when
-        to sweep next (never, when every connection is parked)."""
-        quiet_since = now - PARK_AFTER
+        """Ask the connections quiet for their PARK_AFTER step to park; return
+        when to sweep next (never, when every connection is parked)."""
         following = math.inf
         for service in self._services:
             for conn in service.connections:
                 if conn.parked:
                     continue
-                if conn.last_rx > quiet_since:
-                    following = min(following, conn.last_rx + PARK_AFTER)
+                due = conn.last_rx + PARK_AFTER[conn.park_step]
+                if due > now:
+                    following = min(following, due)
                     continue
                 if not conn.request_park():
-                    following = now + PARK_AFTER  # busy (calls, writes, streams): look again later
+                    following = now + PARK_AFTER[0]  # busy (calls, writes, streams): look again later
         return max(following, now + SWEEP_MIN)
 
     def _push_keepalive(self, deadline: float, conn: Connection) -> None:

@@ -120,7 +120,7 @@ def only_connection(service: Service) -> Connection:
 async def until(condition: Callable[[], bool]) -> None:
     """Let (mock) time pass until ``condition`` holds."""
     while not condition():
-        await trio.sleep(PARK_AFTER / 4)
+        await trio.sleep(PARK_AFTER[0] / 4)
 
 
 Scenario = Callable[[Service, Parker, trio.Nursery], Awaitable[None]]
@@ -156,6 +156,11 @@ def test_a_parked_connection_is_served_when_it_calls() -> None:
             assert reply.payload == xdr_string("parking")
             await until(lambda: parker.is_parked(conn))
         assert parker.wakes == 3 and parker.parks == 4
+        # Woken soon after parking, each time: it now waits the longest step first.
+        assert conn.park_step == len(PARK_AFTER) - 1
+        await trio.sleep(60)  # a long quiet spell: one step back
+        assert (await client.call(GET_HOSTNAME)).status == 0
+        assert conn.park_step == len(PARK_AFTER) - 2
 
     run_parked(scenario)
 
