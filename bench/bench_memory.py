@@ -23,9 +23,13 @@ measured December 2026): a bare interpreter with site 10.7 MiB; ``import trio``
 24.8 (it brings ssl, threads, attrs); the generated codec on top 32.5 (about 700
 dataclasses: their classes and generated ``__init__`` are 2.8 MiB, code objects
 2.4 MiB); the whole server 39.5 (its own code, 3.6 MiB of code objects), 41
-serving.  libvirtd starts at 14.  Per idle connection about 7 KiB, of which
-the trio task, its nursery, two cancel scopes (each with two sets) and the
-suspended coroutine frames are 4.5 KiB; libvirtd needs 2.5.  After a burst,
+serving.  libvirtd starts at 14.  An idle connection is parked after 0.1 s
+(server/parking.py): it then has no trio task and costs about 1.8 KiB (its
+Connection, context, identity, auth, stream I/O and socket objects, 1.5 KiB by
+tracemalloc, plus allocator overhead); with a task waiting on each it was 7 KiB,
+of which the task, its nursery, two cancel scopes and the suspended coroutine
+frames were 4.5.  libvirtd needs 2.6.  The idle row is read ``--idle-settle``
+seconds after the last connection opened, for both servers.  After a burst,
 RSS comes back to within a few MiB of the start: what stays is pymalloc arenas
 pinned by a few long-lived objects made meanwhile, and glibc's free pages are
 returned (server/memtrim.py).
@@ -172,6 +176,7 @@ def measure(name: str, pid: int, port: int, args: argparse.Namespace) -> dict[st
     dom = define_big(port)
     start = rss(pid)
     idle = [opened(port) for _ in range(args.idle)]
+    time.sleep(args.idle_settle)  # idle means idle for a while: both servers get the same pause
     with_idle = rss(pid)
     for c in idle:
         c.close()
@@ -197,6 +202,9 @@ def measure(name: str, pid: int, port: int, args: argparse.Namespace) -> dict[st
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--idle", type=int, default=1000)
+    ap.add_argument(
+        "--idle-settle", type=float, default=3.0, help="seconds idle before the idle RSS is read"
+    )
     ap.add_argument("--clients", type=int, default=16, help="fuzzing clients in the hostile mix")
     ap.add_argument("--frames", type=int, default=300, help="frames per fuzzing client")
     ap.add_argument("--settle", type=float, default=30.0)

@@ -107,6 +107,12 @@ def _failed() -> E.libvirtError:
 class ConnectionAuth:
     """One connection's authentication state."""
 
+    # One per connection, idle ones too: no instance dict.
+    __slots__ = (
+        "_awaiting_start", "_counted_anonymous", "_mechanisms", "_session", "authenticated", "connection",
+        "method",
+    )
+
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
         self.method = auth_method(connection)

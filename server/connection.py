@@ -23,6 +23,13 @@ Every task of a connection lives in its nursery, so nothing outlives it:
   ``_BATCH_BYTES``), so no large packet is ever copied into a batch;
 * the keepalive task pings a client that asked for it (feature 10) after
   ``interval`` seconds of silence and drops it after ``count`` unanswered pings.
+* parking (server/parking.py): a plain-socket connection whose reader waits
+  between packets with nothing in flight is parked by the daemon's parking
+  task after a short silence: ``run`` returns True and the connection has no
+  task (an idle client then costs its objects, not a task, a nursery and their
+  cancel scopes); it is run again when the client sends something, when a
+  packet cannot be written straight away, or when it must end.  Events and
+  keepalive pings to a parked connection are written straight to the socket.
 
 Endings: EOF cancels calls in flight; CONNECT_CLOSE and server shutdown stop
 reading, let calls in flight finish, flush, then close; keepalive timeout,
@@ -135,11 +142,12 @@ class Connection(EventSubscriber):
     # of its own (keys are shared only up to 30), about 1.5 KiB per idle client.
     __slots__ = (
         "_access", "_calls_done", "_calls_in_flight", "_closing", "_conn_scope", "_eof", "_io",
-        "_keepalive_started", "_last_rx", "_max_owed", "_max_unsent_bytes", "_metrics", "_nursery",
-        "_outbox", "_outbox_capacity", "_outbox_made", "_outbox_rx", "_program", "_read_scope",
-        "_reading_paused", "_room", "_turn_packets", "_unwritten", "_unwritten_bytes", "_version",
-        "_writer_started", "_written", "auth", "closed_reason", "connected_at", "ctx", "opened",
-        "procedures", "readonly_socket", "service", "stream", "streams",
+        "_ka_last_ping", "_ka_unanswered", "_keepalive", "_keepalive_task", "_max_owed", "_max_unsent_bytes",
+        "_metrics", "_nursery", "_outbox", "_outbox_made", "_outbox_rx", "_park_requested", "_program",
+        "_read_scope", "_reading_paused", "_resumed", "_room", "_stopping", "_turn_packets", "_unwritten",
+        "_unwritten_bytes", "_version", "_writer_started", "_written", "auth", "closed_reason",
+        "connected_at", "counted", "ctx", "idle_waiting", "keepalive_deadline", "keepalive_queued", "last_rx",
+        "opened", "park_step", "parked", "procedures", "readonly_socket", "service", "stream", "streams",
     )
 
     def __init__(
@@ -168,7 +176,6 @@ class Connection(EventSubscriber):
         self._metrics = service.metrics
         self._io = StreamIO(stream)
         cfg = service.config
-        self._outbox_capacity = cfg.event_queue_size + cfg.max_client_requests + 8
         # The writer's queue, made with the writer: most connections never need one,
         # and an idle connection's cost is mostly such buffers.
         self._outbox: trio.MemorySendChannel[bytes | _End]
@@ -180,10 +187,25 @@ class Connection(EventSubscriber):
         self._max_unsent_bytes = cfg.max_unsent_bytes
         self._room: trio.Event | None = None  # set when the paused reader may go on
         self._turn_packets = 0
-        self._last_rx = trio.current_time()
+        self.last_rx = trio.current_time()  # when the client last sent something
         self._reading_paused = False
-        self._keepalive_started = False
-        self._read_scope = trio.CancelScope()
+        # Keepalive (feature 10): its state lives here, not in the keepalive task, so
+        # that the parking task can go on pinging while the connection is parked.
+        self._keepalive = False  # the client asked for it
+        self._keepalive_task = False  # the connection's keepalive task is running
+        self.keepalive_deadline: float | None = None  # the next check
+        self.keepalive_queued = False  # in the parking task's timer heap
+        self._ka_unanswered = 0
+        self._ka_last_ping = -1.0
+        # Parking (server/parking.py): the reader's scope exists while it reads.
+        self._read_scope: trio.CancelScope | None = None
+        self._stopping = False  # stop_reading was called
+        self._park_requested = False
+        self._resumed = False  # served before: a parked connection woke up
+        self.idle_waiting = False  # the reader waits between packets with nothing in flight
+        self.parked = False
+        self.park_step = 0  # which PARK_AFTER delay applies (server/parking.py)
+        self.counted = False  # holds one of the service's accepted clients (given back at the end)
         self._conn_scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
         self._writer_started = False  # started on the first packet that cannot be written at once
@@ -266,7 +288,10 @@ class Connection(EventSubscriber):
 
     def stop_reading(self) -> None:
         """Finish calls in flight, flush, close (CONNECT_CLOSE, server shutdown)."""
-        self._read_scope.cancel()
+        self._stopping = True
+        if self._read_scope is not None:
+            self._read_scope.cancel()
+        self._wake()
 
     def abort(self, reason: str) -> None:
         """Drop the connection now, cancelling everything it runs."""
@@ -275,28 +300,102 @@ class Connection(EventSubscriber):
             log.warning("client %s (%s): dropping connection: %s", self.ctx.conn_id, self.ctx.peer, reason)
         if self._conn_scope is not None:
             self._conn_scope.cancel()
+        self._wake()
 
     def start_keepalive(self) -> None:
         """Feature 10 was requested: ping this client when it goes quiet."""
         cfg = self.service.config
-        if self._keepalive_started or cfg.keepalive_interval <= 0 or self._nursery is None:
+        if self._keepalive or cfg.keepalive_interval <= 0:
             return
-        self._keepalive_started = True
-        self._nursery.start_soon(self._keepalive_loop, cfg.keepalive_interval, cfg.keepalive_count)
+        self._keepalive = True
+        self.keepalive_deadline = self.last_rx + cfg.keepalive_interval
+        self._start_keepalive_task()
+
+    def _start_keepalive_task(self) -> None:
+        if self._nursery is not None and not self._keepalive_task:
+            self._keepalive_task = True
+            self._nursery.start_soon(self._keepalive_loop)
+
+    # --- parking (server/parking.py) ----------------------------------------------------
+
+    @property
+    def fileno(self) -> int:
+        """The socket's descriptor (-1 for streams that are not plain sockets)."""
+        return self._io.fd
+
+    def may_park(self) -> bool:
+        """Nothing in flight: the connection can be left without a task."""
+        return (
+            self._io.direct
+            and not self._calls_in_flight
+            and not self._unwritten
+            and not self.streams
+            and not self._io.received_fds
+            and self.closed_reason is None
+            and not (self._closing or self._stopping or self._eof)
+        )
+
+    def request_park(self) -> bool:
+        """The parking task's sweep: park if the reader still waits with nothing in
+        flight (True: it will).
+
+        Only while the reader waits between packets (``idle_waiting``): nothing is
+        half-read there, so interrupting the wait loses nothing.
+        """
+        if self.idle_waiting and self._read_scope is not None and self.may_park():
+            self._park_requested = True
+            self._read_scope.cancel()
+            return True
+        return False
+
+    def _wake(self) -> None:
+        if self.parked and self.service.parking is not None:
+            self.service.parking.wake(self)
 
     # --- life ---------------------------------------------------------------------------
 
-    async def run(self) -> None:
-        log.debug("client %s connected from %s (%s)", self.ctx.conn_id, self.ctx.peer, self.ctx.transport)
+    async def run(self) -> bool:
+        """Serve until the connection ends (False), or until it is parked (True).
+
+        Parked, it has no task: the parking task calls ``Service.resume``, which
+        runs this again, when the client sends something or the connection has
+        packets to write or must end.
+        """
+        if not self._resumed:
+            log.debug("client %s connected from %s (%s)", self.ctx.conn_id, self.ctx.peer, self.ctx.transport)
+        parked = False
         try:
             async with trio.open_nursery() as nursery:
                 self._conn_scope = nursery.cancel_scope
                 self._nursery = nursery
-                with self._read_scope:
-                    await self._read_loop()
+                if self.closed_reason is not None:  # dropped while parked
+                    nursery.cancel_scope.cancel()
+                    return False
+                if self._unwritten:  # queued while parked (a packet the socket did not take whole)
+                    self._start_writer()
+                if self._keepalive:
+                    self._start_keepalive_task()
+                while True:
+                    scope = self._read_scope = trio.CancelScope()
+                    if self._stopping:
+                        scope.cancel()
+                    with scope:
+                        await self._read_loop()
+                    self._read_scope = None
+                    self.idle_waiting = False
+                    if not self._park_requested:
+                        break
+                    self._park_requested = False
+                    if self.may_park():
+                        # Its other tasks (writer, keepalive) wait for nothing: they end here.
+                        parked = True
+                        nursery.cancel_scope.cancel()
+                        return True
+                    # Something came in since the sweep asked: go on reading.
+                    self._resumed = True
                 if self._eof:
                     nursery.cancel_scope.cancel()  # nobody is left to read the answers
-                    return
+                    return False
                 if self._calls_in_flight:
                     self._calls_done = trio.Event()
                     await self._calls_done.wait()
@@ -306,8 +405,19 @@ class Connection(EventSubscriber):
                 else:
                     nursery.cancel_scope.cancel()  # everything is written; stop the keepalive
         finally:
-            with trio.CancelScope(shield=True):
-                await self._teardown()
+            self._nursery = self._conn_scope = self._read_scope = None
+            self._writer_started = self._keepalive_task = False
+            self.idle_waiting = False
+            if parked:
+                self._resumed = True
+                if self._outbox_made and not self._unwritten:
+                    # An empty queue is not kept while parked (the writer makes a new one).
+                    self._outbox_made = False
+                    del self._outbox, self._outbox_rx
+            else:
+                with trio.CancelScope(shield=True):
+                    await self._teardown()
+        return parked
 
     async def _teardown(self) -> None:
         fdpass.close_all(self._io.received_fds)
@@ -338,15 +448,21 @@ class Connection(EventSubscriber):
         nfds = 0
         # A new client sends its first call right after connecting: it is most
         # likely here already, so the first read does not wait for readability.
-        wait_first = False
+        wait_first = self._resumed
         direct = io.direct
         while True:
             try:
                 if wait_first and direct:
                     # Between packets, an idle client's task waits here, right on the
                     # descriptor: a coroutine frame less per idle connection than
-                    # waiting inside receive().
+                    # waiting inside receive().  Here the parking task may park it.
+                    self.idle_waiting = True  # may_park() tells whether anything is in flight
                     await trio.lowlevel.wait_readable(io.fd)
+                    self.idle_waiting = False
+                    if self._park_requested:
+                        # The sweep asked after the wait had already ended: take its
+                        # cancellation here, before anything is read.
+                        await trio.lowlevel.checkpoint()
                     data = await io.receive(_RECV_SIZE, waited=True)
                 else:
                     data = await io.receive(_RECV_SIZE, wait_first)
@@ -357,7 +473,7 @@ class Connection(EventSubscriber):
                 if decoder.in_packet:
                     log.info("client %s: connection closed mid-packet", self.ctx.conn_id)
                 return
-            self._last_rx = trio.current_time()
+            self.last_rx = trio.current_time()
             try:
                 decoder.feed(data)
                 while True:
@@ -543,11 +659,15 @@ class Connection(EventSubscriber):
             return
         if not self._outbox_made:
             self._outbox_made = True
-            self._outbox, self._outbox_rx = trio.open_memory_channel[bytes | _End](self._outbox_capacity)
+            cfg = self.service.config
+            capacity = cfg.event_queue_size + cfg.max_client_requests + 8
+            self._outbox, self._outbox_rx = trio.open_memory_channel[bytes | _End](capacity)
         if self._nursery is not None:
             self._writer_started = True
             with contextlib.suppress(RuntimeError):  # the connection has just ended
                 self._nursery.start_soon(self._write_loop)
+        else:
+            self._wake()  # parked: its task comes back and starts the writer
 
     async def _queue(self, packet: bytes) -> None:
         """Hand a packet to the writer; wait only when its queue is full (backpressure)."""
@@ -712,29 +832,36 @@ class Connection(EventSubscriber):
 
     # --- keepalive ----------------------------------------------------------------------
 
-    async def _keepalive_loop(self, interval: float, count: int) -> None:
-        unanswered = 0
-        last_ping = -1.0
-        deadline = self._last_rx + interval
-        while True:
-            await trio.sleep_until(deadline)
-            now = trio.current_time()
-            if self._reading_paused:
-                self._last_rx = now  # we are the silent side; do not count it against them
-            if self._last_rx >= last_ping:
-                unanswered = 0  # the peer spoke since our last ping
-            if self._last_rx + interval > now:
-                deadline = self._last_rx + interval
-                continue
-            if unanswered >= count:
-                if self._metrics is not None:
-                    self._metrics.keepalive_timeouts += 1
-                self.abort(f"keepalive timeout: no answer to {count} pings, {interval:g}s apart")
-                return
-            self._push(PING_PACKET)
-            unanswered += 1
-            last_ping = now
-            deadline = now + interval
+    async def _keepalive_loop(self) -> None:
+        while self.keepalive_deadline is not None:
+            await trio.sleep_until(self.keepalive_deadline)
+            self.keepalive_deadline = self.keepalive_step(trio.current_time())
+
+    def keepalive_step(self, now: float) -> float | None:
+        """The keepalive check due at ``now``: ping a silent client, drop one that
+        left ``count`` pings unanswered.  Returns the next deadline, None once the
+        client is dropped.  Run by the keepalive task, or by the parking task
+        while the connection is parked."""
+        cfg = self.service.config
+        interval = cfg.keepalive_interval
+        if self._reading_paused:
+            self.last_rx = now  # we are the silent side; do not count it against them
+        if self.last_rx >= self._ka_last_ping:
+            self._ka_unanswered = 0  # the peer spoke since our last ping
+        if self.last_rx + interval > now:
+            self.keepalive_deadline = self.last_rx + interval
+            return self.keepalive_deadline
+        if self._ka_unanswered >= cfg.keepalive_count:
+            if self._metrics is not None:
+                self._metrics.keepalive_timeouts += 1
+            self.keepalive_deadline = None
+            self.abort(f"keepalive timeout: no answer to {cfg.keepalive_count} pings, {interval:g}s apart")
+            return None
+        self._push(PING_PACKET)
+        self._ka_unanswered += 1
+        self._ka_last_ping = now
+        self.keepalive_deadline = now + interval
+        return self.keepalive_deadline
 
     # --- used by the connection-level procedures ----------------------------------------
 

@@ -29,6 +29,8 @@ from .config import ServerConfig
 from .driver.base import Driver
 from .logsettings import DEFAULT_LOG_LEVEL, LogSettings
 from .metrics import Metrics, MetricsServer
+from .parking import Parker
+from .parking import available as parking_available
 from .service import Service
 from .tls import ServerTlsFiles, accept_tls, server_context
 
@@ -180,6 +182,7 @@ class Listeners:
     async def _serve_tls(
         service: Service, ctx: object, allowed: list[str], sock: socket.socket, peer: str
     ) -> None:
+        counted = True  # until serve_stream takes the accepted count over
         try:
             stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))  # sets TCP_NODELAY
             service.handshake_started()
@@ -192,9 +195,13 @@ class Listeners:
             finally:
                 service.handshake_done()
             if tls_stream is not None:
-                await service.serve_stream(tls_stream, transport="tls", peer=peer, readonly_socket=False)
+                counted = False
+                await service.serve_stream(
+                    tls_stream, transport="tls", peer=peer, readonly_socket=False, accepted=True
+                )
         finally:
-            service.client_gone()
+            if counted:
+                service.client_gone()
 
     @staticmethod
     def _serve_unix(
@@ -208,14 +215,20 @@ class Listeners:
     async def _serve_admin(service: Service, path: str, sock: socket.socket, peer: str) -> None:
         try:
             uid = peer_uid(sock)
-            if uid is not None and uid != os.geteuid():
-                # libvirtd's remoteAdmClientNew: only the daemon's own user may administer it.
-                log.warning("admin socket: disallowing a client with uid %d", uid)
-                _close(sock)
-                return
-            await service.serve_stream(sock, transport="unix", peer=f"unix:{path}", readonly_socket=False)
-        finally:
+        except BaseException:
+            _close(sock)
             service.client_gone()
+            raise
+        if uid is not None and uid != os.geteuid():
+            # libvirtd's remoteAdmClientNew: only the daemon's own user may administer it.
+            log.warning("admin socket: disallowing a client with uid %d", uid)
+            _close(sock)
+            service.client_gone()
+            return
+        # serve_stream gives the accepted count back (the connection may park and outlive this call).
+        await service.serve_stream(
+            sock, transport="unix", peer=f"unix:{path}", readonly_socket=False, accepted=True
+        )
 
     def remove_socket_files(self) -> None:
         for path in self.unix_paths:
@@ -354,6 +367,11 @@ async def serve(
                 driver.nursery = background
                 try:
                     async with trio.open_nursery() as connections:
+                        # Idle clients park (server/parking.py): the parking task and the
+                        # connections it wakes live in this nursery, as the others do.
+                        parker = Parker(connections, servers) if parking_available() else None
+                        if parker is not None:
+                            connections.start_soon(parker.run)
                         async with trio.open_nursery() as accepting:
                             for listening, handler in listeners.entries:
                                 accept = partial(accept_loop, listening, handler, connections, service)
@@ -375,6 +393,8 @@ async def serve(
                         listeners.remove_socket_files()
                         for server in servers:
                             server.begin_shutdown()
+                        if parker is not None:
+                            parker.stop()
                         connections.start_soon(_force_on_second_signal, signals, servers)
                 finally:
                     # Every client is gone: what the driver still runs has no one to report to.

@@ -56,6 +56,9 @@ def _internal(detail: str) -> E.libvirtError:
 class ConnectionProcedures:
     """Handlers named after their procedures, bound to one connection."""
 
+    # One per connection, idle ones too: no instance dict (subclasses may have one).
+    __slots__ = ("close_callback", "conn")
+
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.close_callback = False

@@ -7,7 +7,7 @@ import itertools
 import logging
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 from virtwire.protocol.generated import remote as R
@@ -23,6 +23,9 @@ from .features import ConnectionProcedures
 from .memtrim import Trimmer
 from .metrics import Metrics
 from .streamio import close_stream
+
+if TYPE_CHECKING:
+    from .parking import Parker
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +54,9 @@ class Service:
         self.on_client_count: Callable[[], None] | None = None
         # Counters for ``--metrics`` (server/metrics.py); None: not counted.
         self.metrics: Metrics | None = None
-        self.connections: set[Connection] = set()
+        self.connections: set[Connection] = set()  # parked ones too
+        # The daemon's parking task (server/parking.py); None: connections never park.
+        self.parking: Parker | None = None
         self._ids = itertools.count(1)
         self.shutting_down = False
         self.all_closed = trio.Event()  # set once shutting down and no client is left
@@ -130,7 +135,8 @@ class Service:
 
         ``stream``: a trio stream (TLS, tests), or a connected non-blocking socket.
         ``accepted``: the accept loop counted it (``client_accepted``); it is
-        uncounted here as soon as the client is gone.
+        uncounted here as soon as the client is gone (which, for a connection
+        that parks, is after this returns: the connection keeps the count).
         """
         try:
             if self.shutting_down:
@@ -144,34 +150,61 @@ class Service:
                 await close_stream(stream)
                 return
             conn = Connection(self, stream, transport=transport, peer=peer, readonly_socket=readonly_socket)
-            self.connections.add(conn)
-            if self.on_client_count is not None:
-                self.on_client_count()
-            try:
-                await conn.run()
-            except Exception:
-                # A bug must cost one connection, never the server and its other clients.
-                log.exception("client %s (%s): connection failed", conn.ctx.conn_id, peer)
-            finally:
-                self.connections.discard(conn)
-                del conn  # what it held is garbage now: the trim below can return it
-                if accepted:
-                    accepted = False
-                    self.client_gone()
-                if self.on_client_count is not None:
-                    self.on_client_count()
-                if self.shutting_down and not self.connections:
-                    self.all_closed.set()
-                delay = self._trimmer.connection_ended(idle=not self.connections)
-                if delay is not None:
-                    try:
-                        if not self.shutting_down:  # a server on its way out need not trim
-                            await trio.sleep(delay)
-                    finally:
-                        self._trimmer.still_idle(idle=not self.connections and not self.shutting_down)
+            conn.counted = accepted
+            accepted = False
         finally:
             if accepted:
                 self.client_gone()
+        self.connections.add(conn)
+        if self.on_client_count is not None:
+            self.on_client_count()
+        if self.parking is not None:
+            self.parking.connection_started()
+        await self.resume(conn)
+
+    async def resume(self, conn: Connection, *, trim: bool = True) -> None:
+        """Serve a connection (again, when it was parked) until it ends or parks.
+
+        ``trim``: once it has ended, this task may wait to give freed memory back
+        (not when the parking task ends parked connections on its way out).
+        """
+        parked = False
+        try:
+            while True:
+                try:
+                    if not await conn.run():
+                        break
+                except Exception:
+                    # A bug must cost one connection, never the server and its other clients.
+                    log.exception("client %s (%s): connection failed", conn.ctx.conn_id, conn.ctx.peer)
+                    break
+                # Parked: the parking task holds it now, unless something came up
+                # while its task was ending (then it is served again at once).
+                if self.parking is not None and self.parking.park(conn):
+                    parked = True
+                    return
+        finally:
+            if not parked:
+                await self._gone(conn, trim)
+
+    async def _gone(self, conn: Connection, trim: bool) -> None:
+        """A connection has ended: forget it, give back its count, trim the heap."""
+        self.connections.discard(conn)
+        counted = conn.counted
+        del conn  # what it held is garbage now: the trim below can return it
+        if counted:
+            self.client_gone()
+        if self.on_client_count is not None:
+            self.on_client_count()
+        if self.shutting_down and not self.connections:
+            self.all_closed.set()
+        delay = self._trimmer.connection_ended(idle=not self.connections) if trim else None
+        if delay is not None:
+            try:
+                if not self.shutting_down:  # a server on its way out need not trim
+                    await trio.sleep(delay)
+            finally:
+                self._trimmer.still_idle(idle=not self.connections and not self.shutting_down)
 
     def begin_shutdown(self) -> None:
         """Stop reading from every client; their calls in flight still finish."""

@@ -46,6 +46,9 @@ class StreamIO:
     loop hands those over without wrapping them in a trio.SocketStream).
     """
 
+    # One per connection, parked ones too: no instance dict.
+    __slots__ = ("_fd", "_reads", "_sock", "_stream", "_unix", "direct", "passes_fds", "received_fds")
+
     def __init__(self, stream: trio.abc.Stream | socket.socket) -> None:
         self._stream: trio.abc.Stream | None = None  # set when not read and written directly
         self._sock: socket.socket | trio.socket.SocketType | None

@@ -167,6 +167,8 @@ class StreamHost(Protocol):
 class StreamTable:
     """The open streams of one connection, by (procedure, serial)."""
 
+    __slots__ = ("_host", "_streams")  # one per connection, idle ones too: no instance dict
+
     def __init__(self, host: StreamHost) -> None:
         self._host = host
         self._streams: dict[tuple[int, int], _Stream] = {}
