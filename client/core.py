@@ -19,7 +19,7 @@ import errno
 import os
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
 from virtwire.client import errfactory
@@ -57,15 +57,39 @@ PING_PACKET: Final = wire.PING_PACKET
 PONG_PACKET: Final = wire.PONG_PACKET
 
 
-@dataclass(slots=True)
+# The `fds` of a reply that passed none: shared, never added to (a reply that
+# passes descriptors gets a list of its own), so a plain reply allocates no list.
+_NO_FDS: Final[list[int]] = []
+
+
 class Reply:
-    serial: int
-    procedure: int
-    status: int
-    payload: bytes
-    waiter: Any = None  # what the shell registered with the call (ClientProtocol)
-    # Descriptors a REPLY_WITH_FDS passed: the caller owns them (close_fds).
-    fds: list[int] = field(default_factory=list)
+    """A REPLY packet, and what the shell registered with its call (`waiter`).
+
+    Written out rather than a dataclass: one is made per call, and positional
+    arguments into a plain __init__ are the cheapest way to make it. A shell
+    that hands `waiter` the reply should drop the link back (``reply.waiter =
+    None``): waiter -> reply -> waiter is a reference cycle, which only the
+    cyclic garbage collector would free, once per call.
+    """
+
+    __slots__ = ("fds", "payload", "procedure", "serial", "status", "waiter")
+
+    def __init__(
+        self, serial: int, procedure: int, status: int, payload: bytes, waiter: Any = None, fds: list[int] = _NO_FDS
+    ) -> None:
+        self.serial = serial
+        self.procedure = procedure
+        self.status = status
+        self.payload = payload
+        self.waiter = waiter
+        # Descriptors a REPLY_WITH_FDS passed: the caller owns them (close_fds).
+        self.fds = fds
+
+    def __repr__(self) -> str:
+        return (
+            f"Reply(serial={self.serial}, procedure={self.procedure}, status={self.status}, "
+            f"payload={self.payload!r}, waiter={self.waiter!r}, fds={self.fds!r})"
+        )
 
 
 def close_fds(fds: list[int]) -> None:
@@ -78,9 +102,9 @@ def close_fds(fds: list[int]) -> None:
 
 def take_fds(reply: Reply) -> list[int]:
     """The descriptors a reply passed, now the caller's to close."""
-    fds = list(reply.fds)
-    reply.fds.clear()
-    return fds
+    fds = reply.fds
+    reply.fds = _NO_FDS
+    return fds if fds is not _NO_FDS else []
 
 
 @dataclass(slots=True)
@@ -178,6 +202,7 @@ def decode_reply(proc: Procedure, reply: Reply) -> Any:
     Descriptors the reply passed and the caller did not take are closed."""
     if reply.fds:
         close_fds(reply.fds)
+        reply.fds = _NO_FDS
     if reply.status != STATUS_OK:
         if reply.status == STATUS_ERROR:
             raise decode_error(reply.payload)
@@ -556,6 +581,34 @@ class ClientProtocol(Generic[W]):
 
         `fds`: descriptors that came with these bytes (SCM_RIGHTS); they belong
         to the REPLY_WITH_FDS before them, and are closed if nobody takes them."""
+        splitter = self._splitter
+        if (
+            not fds
+            and type(data) is bytes
+            and splitter._partial is None
+            and not splitter._head
+            and not splitter._skip
+            and self.dead is None
+        ):
+            # The common case, one read holding exactly one successful REPLY (a
+            # call's answer), skips the splitter and the generic dispatch.
+            size = len(data)
+            if size >= HEADER_SIZE:
+                length, prog, _vers, proc, mtype, serial, status = _HEADER.unpack_from(data)
+                if (
+                    length == size
+                    and mtype == REPLY
+                    and status == STATUS_OK
+                    and prog == REMOTE_PROGRAM
+                    and length <= MAX_PACKET_SIZE  # past it: the general path fails the connection
+                ):
+                    ka = self.keepalive
+                    if ka is not None:
+                        ka.last_rx = now
+                    waiter = self.pending.waiters.pop(serial, None)
+                    if waiter is None:
+                        return []  # a cancelled call's
+                    return [Reply(serial, proc, STATUS_OK, data[HEADER_SIZE:], waiter)]
         if fds:
             self._fds += fds
         if self.dead is not None:

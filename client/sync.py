@@ -451,6 +451,7 @@ class SyncConnection:
             if kind is core.Reply:
                 w: _Waiter = ev.waiter  # type: ignore[union-attr]
                 w.reply = ev  # type: ignore[assignment]
+                ev.waiter = None  # type: ignore[union-attr]  # no reply <-> waiter cycle for the GC
                 if w.wake is not None:
                     self._wake(w)
             elif kind is core.StreamReady:
