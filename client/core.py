@@ -521,8 +521,15 @@ class ClientProtocol(Generic[W]):
         """Register a call; returns its serial and the whole CALL packet to write."""
         if self.dead is not None:
             raise errfactory.socket_closed()
-        serial = self.pending.add(waiter)
-        return serial, wire.remote_packet(procedure, CALL, serial, STATUS_OK, payload)
+        # Pending.add and wire.remote_packet, written out: this runs once per call.
+        pending = self.pending
+        serial = pending._next
+        pending._next = (serial + 1) & 0xFFFFFFFF
+        pending.waiters[serial] = waiter
+        header = _HEADER.pack(
+            HEADER_SIZE + len(payload), REMOTE_PROGRAM, REMOTE_VERSION, procedure, CALL, serial, STATUS_OK
+        )
+        return serial, header + payload
 
     def start_call_with_fds(self, procedure: int, payload: bytes, nfds: int, waiter: W) -> tuple[int, bytes]:
         """A call whose descriptors follow its packet (CALL_WITH_FDS: the payload
@@ -635,7 +642,10 @@ class ClientProtocol(Generic[W]):
     def read_buffer(self) -> memoryview | None:
         """Where the shell may `recv_into` the rest of a large packet (then call
         `received_into`); None: read bytes as usual."""
-        return None if self.dead is not None else self._splitter.direct()
+        splitter = self._splitter
+        if splitter._partial is None or self.dead is not None:
+            return None  # no split packet (direct() would say so, a call later)
+        return splitter.direct()
 
     def received_into(self, n: int, now: float) -> list[ProtocolEvent]:
         """`n` bytes were read into `read_buffer()` (0: end of file)."""

@@ -49,6 +49,7 @@ _CLOSE_REASONS = {
     "keepalive": VIR_CONNECT_CLOSE_REASON_KEEPALIVE,
 }
 _new_lock = _thread.allocate_lock
+_monotonic = time.monotonic
 
 
 class _Waiter:
@@ -133,8 +134,12 @@ class SyncConnection:
     def call(self, procedure: int, payload: bytes) -> core.Reply:
         """Send one CALL and block until its reply (or the connection's death)."""
         waiter = _Waiter()
-        with self._lock:
-            _, packet = self.protocol.start_call(procedure, payload, waiter)
+        lock = self._lock
+        lock.acquire()  # acquire/release rather than `with`: this runs once per call
+        try:
+            packet = self.protocol.start_call(procedure, payload, waiter)[1]
+        finally:
+            lock.release()
         self._send(packet)
         return self._wait(waiter)
 
@@ -189,10 +194,14 @@ class SyncConnection:
                 if not self._reading:
                     self._reading = True
                     try:
+                        read_once = self._read_once
                         while waiter.reply is None and waiter.error is None:
-                            self._read_once(block=True)
+                            read_once(True)
                     finally:
-                        self._stop_reading()
+                        self._reading = False
+                        if self._sleepers:
+                            # Pass the reader role on to a thread that is asleep waiting.
+                            self._wake(self._sleepers[0])
                 else:
                     held = self._sleep(waiter)
                     if not held:
@@ -369,7 +378,12 @@ class SyncConnection:
             lock = self._send_lock
             while outbox and lock.acquire(False):
                 try:
-                    self._write_queued()
+                    if len(outbox) == 1:
+                        # The usual case, written out: one packet, one write.
+                        # pop(0), not pop(): a packet queued meanwhile stays behind the first.
+                        self._sock.sendall(outbox.pop(0))
+                    if outbox:
+                        self._write_queued()
                 finally:
                     lock.release()
         except OSError as exc:
@@ -411,11 +425,17 @@ class SyncConnection:
 
     def _read_once(self, block: bool, size: int = RECV_SIZE) -> None:
         lock = self._lock
+        protocol = self.protocol
         # The rest of a large packet (stream data) goes straight into its buffer.
-        view = self.protocol.read_buffer() if self._recv_into is not None else None
+        view = protocol.read_buffer() if self._recv_into is not None else None
         lock.release()
         try:
-            if not self._ready(block):
+            if block and protocol.keepalive is None:
+                # _ready's first case, written out: it runs once per call.
+                wait_input = self._wait_input
+                if wait_input is not None:
+                    wait_input()
+            elif not self._ready(block):
                 lock.acquire()
                 return  # nothing yet (non-blocking), or the keepalive clock acted
             if view is not None:
@@ -434,14 +454,25 @@ class SyncConnection:
                 data = self._sock.recv(size)
         except libvirtError as exc:  # a failed PING write
             lock.acquire()
-            self._apply(self.protocol.fail_all(exc, "error"))
+            self._apply(protocol.fail_all(exc, "error"))
             return
         except OSError as exc:
             lock.acquire()
-            self._apply(self.protocol.receive_failed(exc))
+            self._apply(protocol.receive_failed(exc))
             return
         lock.acquire()
-        self._apply(self.protocol.receive_data(data, time.monotonic()))
+        # The time only feeds the keepalive clock: without one, no clock read.
+        events = protocol.receive_data(data, _monotonic() if protocol.keepalive is not None else 0.0)
+        if len(events) == 1 and type(events[0]) is core.Reply:
+            # One reply (the usual read): _apply's first case, written out.
+            reply = events[0]
+            waiter: _Waiter = reply.waiter
+            reply.waiter = None  # no reply <-> waiter cycle for the GC
+            waiter.reply = reply
+            if waiter.wake is not None:
+                self._wake(waiter)
+        elif events:
+            self._apply(events)
 
     def _apply(self, events: list[core.ProtocolEvent]) -> None:
         """Act on the core's events (lock held): wake waiters, then send and deliver unlocked."""
