@@ -28,7 +28,7 @@ from virtwire.protocol import errors, wire
 from virtwire.protocol.errors import from_remote_error, libvirtError, read_only_denial
 from virtwire.protocol.framing import MAX_PACKET_SIZE, MIN_PACKET_SIZE, check_length
 from virtwire.protocol.generated import virnet
-from virtwire.protocol.xdr import Procedure
+from virtwire.protocol.xdr import FAST_FAILURES, Procedure
 
 REMOTE_PROGRAM: Final = wire.REMOTE_PROGRAM
 REMOTE_VERSION: Final = wire.REMOTE_VERSION
@@ -52,6 +52,10 @@ _PONG_PROC: Final = wire.PONG_PROC
 _STREAM: Final = wire.STREAM
 _STREAM_HOLE: Final = wire.STREAM_HOLE
 _CONTINUE: Final = wire.CONTINUE
+
+# What a generated decoder raises on a malformed payload (from_bytes turns these
+# into an XdrError, a ValueError; decode_reply into libvirt's decode error).
+_DECODE_FAILURES: Final = FAST_FAILURES
 
 PING_PACKET: Final = wire.PING_PACKET
 PONG_PACKET: Final = wire.PONG_PACKET
@@ -207,12 +211,19 @@ def decode_reply(proc: Procedure, reply: Reply) -> Any:
         if reply.status == STATUS_ERROR:
             raise decode_error(reply.payload)
         raise errors.unexpected_status(reply.status)
-    if proc.ret is None:
+    ret = proc.ret
+    if ret is None:
         return None
+    # ret.from_bytes(payload), written out (a frame less per call): the
+    # generated decoder, and the whole payload must be the value.
+    payload = reply.payload
     try:
-        return proc.ret.from_bytes(reply.payload)
-    except ValueError:
+        value, end = ret.xdr_type.decode(payload, 0)
+    except _DECODE_FAILURES:
         raise errors.payload_decode_failed() from None
+    if end != len(payload):
+        raise errors.payload_decode_failed()
+    return value
 
 
 def check_read_only(proc: Procedure, flags: int, api: str | None = None) -> None:
