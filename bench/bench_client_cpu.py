@@ -39,7 +39,7 @@ def worker(client: str, uri: str, calls: int, nthreads: int) -> None:
     if client == "virtwire":
         import virtwire.libvirt as lib
     else:
-        import libvirt as lib  # type: ignore[import-untyped,no-redef]
+        import libvirt as lib  # type: ignore[no-redef]
     conn = lib.open(uri)
     dom = conn.lookupByName("test")
     for _ in range(WARMUP):
@@ -99,7 +99,9 @@ def per_call(client: str, uri: str, calls: int, nthreads: int) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--calls", type=int, default=2000, help="counted dom.info() calls per run")
     parser.add_argument("--threads", type=int, nargs="*", default=[8], help="thread counts on one connection")
     parser.add_argument("--tcp-uri")
@@ -124,7 +126,8 @@ def main() -> int:
     rows = [("tcp dom.info() sequential", tcp_uri, 1), ("unix dom.info() sequential", unix_uri, 1)]
     rows += [(f"tcp dom.info() {n} threads on one conn", tcp_uri, n) for n in args.threads]
     try:
-        print(f"{'instructions per call':<40} {'libvirt-python':>14} {'virtwire':>10} {'ratio':>6}", flush=True)
+        header = f"{'instructions per call':<40} {'libvirt-python':>14} {'virtwire':>10} {'ratio':>6}"
+        print(header, flush=True)
         for name, uri, nthreads in rows:
             if args.only and args.only not in name:
                 continue

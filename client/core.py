@@ -79,7 +79,13 @@ class Reply:
     __slots__ = ("fds", "payload", "procedure", "serial", "status", "waiter")
 
     def __init__(
-        self, serial: int, procedure: int, status: int, payload: bytes, waiter: Any = None, fds: list[int] = _NO_FDS
+        self,
+        serial: int,
+        procedure: int,
+        status: int,
+        payload: bytes,
+        waiter: Any = None,
+        fds: list[int] = _NO_FDS,
     ) -> None:
         self.serial = serial
         self.procedure = procedure
