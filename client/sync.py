@@ -10,7 +10,7 @@ sequential call therefore costs a send and a recv (on unix sockets a poll,
 then the recv) on the caller's own thread, with no thread hand-off at all.
 
 A sleeping thread waits on a plain lock it holds (released by whoever wakes
-it), not on a threading.Condition: a Condition costs a new lock, a deque and
+it; one per thread, reused from sleep to sleep), not on a threading.Condition: a Condition costs a new lock, a deque and
 several Python-level calls per wait, the main price of a call under threads.
 
 Streams wait the same way: a thread reading a stream sleeps (or reads the
@@ -29,6 +29,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from virtwire.client import cmdsocket, core, errfactory, fdpass, transport
 from virtwire.client.streamstate import StreamState
@@ -49,7 +50,13 @@ _CLOSE_REASONS = {
     "keepalive": VIR_CONNECT_CLOSE_REASON_KEEPALIVE,
 }
 _new_lock = _thread.allocate_lock
+# Each thread's wake-up lock, kept held between sleeps: a sleeping thread blocks
+# acquiring it, whoever wakes it releases it, and the thread's acquire takes it
+# back, ready for the next sleep; one lock per thread rather than one per sleep.
+_thread_state = threading.local()
 _monotonic = time.monotonic
+_Reply = core.Reply
+_ANCILLARY_SIZE = fdpass.ANCILLARY_SIZE
 
 
 class _Waiter:
@@ -84,7 +91,9 @@ class SyncConnection:
         self._send_lock = threading.Lock()
         self._outbox: list[bytes] = []  # packets waiting for the thread that writes
         self.protocol: core.ClientProtocol[_Waiter] = core.ClientProtocol()
-        self._sleepers: list[_Waiter | _StreamWaiter] = []  # asleep, in arrival order
+        # Asleep, in arrival order: a dict used as an ordered set, so that waking
+        # one is O(1) (a list's remove() scanned every sleeper, 32 under 32 threads).
+        self._sleepers: dict[_Waiter | _StreamWaiter, None] = {}
         self._reading = False
         self._closed = False
         self.on_event: EventSink | None = None
@@ -201,7 +210,7 @@ class SyncConnection:
                         self._reading = False
                         if self._sleepers:
                             # Pass the reader role on to a thread that is asleep waiting.
-                            self._wake(self._sleepers[0])
+                            self._wake(next(iter(self._sleepers)))
                 else:
                     held = self._sleep(waiter)
                     if not held:
@@ -223,17 +232,23 @@ class SyncConnection:
         after the other by the reader do not queue up on the lock it holds.
         """
         lock = self._lock
-        wake = waiter.wake = _new_lock()
-        wake.acquire()
-        self._sleepers.append(waiter)
+        try:
+            wake = _thread_state.wake
+        except AttributeError:
+            wake = _thread_state.wake = _new_lock()
+            wake.acquire()
+        waiter.wake = wake
+        self._sleepers[waiter] = None
         lock.release()
         try:
-            wake.acquire()
+            wake.acquire()  # held again once woken: ready for this thread's next sleep
         except BaseException:
             lock.acquire()
-            if waiter.wake is wake:  # not woken by _wake
+            if waiter.wake is wake:  # not woken by _wake: still held, still reusable
                 waiter.wake = None
-                self._sleepers.remove(waiter)
+                del self._sleepers[waiter]
+            else:
+                del _thread_state.wake  # released by _wake and not taken back
             raise
         if type(waiter) is _Waiter and (waiter.reply is not None or waiter.error is not None):
             return False
@@ -244,7 +259,7 @@ class SyncConnection:
         wake = waiter.wake
         if wake is not None:
             waiter.wake = None
-            self._sleepers.remove(waiter)
+            del self._sleepers[waiter]
             wake.release()
 
     def poll(self) -> None:
@@ -421,7 +436,7 @@ class SyncConnection:
         self._reading = False
         if self._sleepers:
             # Pass the reader role on to a thread that is asleep waiting.
-            self._wake(self._sleepers[0])
+            self._wake(next(iter(self._sleepers)))
 
     def _read_once(self, block: bool, size: int = RECV_SIZE) -> None:
         lock = self._lock
@@ -445,11 +460,16 @@ class SyncConnection:
                 self._apply(self.protocol.received_into(n, time.monotonic()))
                 return
             if self._unix:
-                data, fds = fdpass.recv(self._sock, size)
-                if fds:
-                    lock.acquire()
-                    self._apply(self.protocol.receive_data(data, time.monotonic(), fds))
-                    return
+                # fdpass.recv written out (once per call): recvmsg, descriptors
+                # only when ancillary data came.
+                unix_sock: Any = self._sock
+                data, ancdata, _flags, _addr = unix_sock.recvmsg(size, _ANCILLARY_SIZE)
+                if ancdata:
+                    fds = fdpass.fds_of(ancdata)
+                    if fds:
+                        lock.acquire()
+                        self._apply(protocol.receive_data(data, _monotonic(), fds))
+                        return
             else:
                 data = self._sock.recv(size)
         except libvirtError as exc:  # a failed PING write
@@ -463,7 +483,7 @@ class SyncConnection:
         lock.acquire()
         # The time only feeds the keepalive clock: without one, no clock read.
         events = protocol.receive_data(data, _monotonic() if protocol.keepalive is not None else 0.0)
-        if len(events) == 1 and type(events[0]) is core.Reply:
+        if len(events) == 1 and type(events[0]) is _Reply:
             # One reply (the usual read): _apply's first case, written out.
             reply = events[0]
             waiter: _Waiter = reply.waiter
@@ -479,7 +499,7 @@ class SyncConnection:
         later: list[core.ProtocolEvent] | None = None
         for ev in events:
             kind = type(ev)
-            if kind is core.Reply:
+            if kind is _Reply:
                 w: _Waiter = ev.waiter  # type: ignore[union-attr]
                 w.reply = ev  # type: ignore[assignment]
                 ev.waiter = None  # type: ignore[union-attr]  # no reply <-> waiter cycle for the GC
