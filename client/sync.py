@@ -10,8 +10,9 @@ sequential call therefore costs a send and a recv (on unix sockets a poll,
 then the recv) on the caller's own thread, with no thread hand-off at all.
 
 A sleeping thread waits on a plain lock it holds (released by whoever wakes
-it; one per thread, reused from sleep to sleep), not on a threading.Condition: a Condition costs a new lock, a deque and
-several Python-level calls per wait, the main price of a call under threads.
+it; one per thread, reused from sleep to sleep), not on a threading.Condition:
+a Condition costs a new lock, a deque and several Python-level calls per wait,
+the main price of a call under threads.
 
 Streams wait the same way: a thread reading a stream sleeps (or reads the
 socket) until the core reports the stream ready. Events and keepalive PINGs
@@ -480,6 +481,11 @@ class SyncConnection:
             lock.acquire()
             self._apply(protocol.receive_failed(exc))
             return
+        except BaseException:
+            # Interrupted while blocked (a signal handler's exception in the main
+            # thread): the caller expects the lock held, as on every other way out.
+            lock.acquire()
+            raise
         lock.acquire()
         # The time only feeds the keepalive clock: without one, no clock read.
         events = protocol.receive_data(data, _monotonic() if protocol.keepalive is not None else 0.0)
