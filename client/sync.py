@@ -61,11 +61,14 @@ _ANCILLARY_SIZE = fdpass.ANCILLARY_SIZE
 
 
 class _Waiter:
-    __slots__ = ("error", "reply", "wake")
+    """A call waiting for its reply."""
+
+    __slots__ = ("outcome", "wake")
 
     def __init__(self) -> None:
-        self.reply: core.Reply | None = None
-        self.error: libvirtError | None = None
+        # The reply, or the error the call ends with; one slot, so that the
+        # wait loop has one thing to check.
+        self.outcome: core.Reply | libvirtError | None = None
         self.wake: _thread.LockType | None = None  # held while its thread sleeps
 
 
@@ -200,12 +203,12 @@ class SyncConnection:
         lock.acquire()
         held = True
         try:
-            while waiter.reply is None and waiter.error is None:
+            while waiter.outcome is None:
                 if not self._reading:
                     self._reading = True
                     try:
                         read_once = self._read_once
-                        while waiter.reply is None and waiter.error is None:
+                        while waiter.outcome is None:
                             read_once(True)
                     finally:
                         self._reading = False
@@ -219,11 +222,11 @@ class SyncConnection:
         finally:
             if held:
                 lock.release()
-        reply = waiter.reply
-        if reply is None:
-            assert waiter.error is not None
-            raise waiter.error
-        return reply
+        outcome = waiter.outcome
+        if type(outcome) is _Reply:
+            return outcome
+        assert isinstance(outcome, libvirtError)
+        raise outcome
 
     def _sleep(self, waiter: _Waiter | _StreamWaiter) -> bool:
         """Sleep until another thread wakes ``waiter`` (lock held on entry).
@@ -251,7 +254,7 @@ class SyncConnection:
             else:
                 del _thread_state.wake  # released by _wake and not taken back
             raise
-        if type(waiter) is _Waiter and (waiter.reply is not None or waiter.error is not None):
+        if type(waiter) is _Waiter and waiter.outcome is not None:
             return False
         lock.acquire()
         return True
@@ -494,7 +497,7 @@ class SyncConnection:
             reply = events[0]
             waiter: _Waiter = reply.waiter
             reply.waiter = None  # no reply <-> waiter cycle for the GC
-            waiter.reply = reply
+            waiter.outcome = reply
             if waiter.wake is not None:
                 self._wake(waiter)
         elif events:
@@ -507,7 +510,7 @@ class SyncConnection:
             kind = type(ev)
             if kind is _Reply:
                 w: _Waiter = ev.waiter  # type: ignore[union-attr]
-                w.reply = ev  # type: ignore[assignment]
+                w.outcome = ev  # type: ignore[assignment]
                 ev.waiter = None  # type: ignore[union-attr]  # no reply <-> waiter cycle for the GC
                 if w.wake is not None:
                     self._wake(w)
@@ -518,7 +521,7 @@ class SyncConnection:
             elif kind is core.Closed:
                 closed: core.Closed = ev  # type: ignore[assignment]
                 for w in closed.waiters:
-                    w.error = closed.error
+                    w.outcome = closed.error
                     if w.wake is not None:
                         self._wake(w)
                 for sleeper in [s for s in self._sleepers if type(s) is _StreamWaiter]:
