@@ -383,18 +383,25 @@ class SyncConnection:
         go (on plain sockets several queued packets in one write). Under many
         threads that saves a lock hand-off and a system call per call.
         """
+        outbox = self._outbox
+        lock = self._send_lock
         try:
             if fds:
-                with self._send_lock:
+                with lock:
                     self._write_queued()  # what was queued before goes first
                     self._sock.sendall(packet)
                     sock: socket.socket = self._sock  # type: ignore[assignment]
                     for fd in fds:
                         socket.send_fds(sock, [b"\0"], [fd])
+            elif not outbox and lock.acquire(False):
+                # Nothing queued, nobody writing (the sequential case): write it now.
+                try:
+                    self._sock.sendall(packet)
+                finally:
+                    lock.release()
             else:
-                self._outbox.append(packet)
-            outbox = self._outbox
-            lock = self._send_lock
+                outbox.append(packet)
+            # Packets other threads queued while this one held the lock go out too.
             while outbox and lock.acquire(False):
                 try:
                     if len(outbox) == 1:
