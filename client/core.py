@@ -19,7 +19,7 @@ import errno
 import os
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
 from virtwire.client import errfactory
@@ -28,7 +28,7 @@ from virtwire.protocol import errors, wire
 from virtwire.protocol.errors import from_remote_error, libvirtError, read_only_denial
 from virtwire.protocol.framing import MAX_PACKET_SIZE, MIN_PACKET_SIZE, check_length
 from virtwire.protocol.generated import virnet
-from virtwire.protocol.xdr import Procedure
+from virtwire.protocol.xdr import FAST_FAILURES, Procedure
 
 REMOTE_PROGRAM: Final = wire.REMOTE_PROGRAM
 REMOTE_VERSION: Final = wire.REMOTE_VERSION
@@ -53,19 +53,53 @@ _STREAM: Final = wire.STREAM
 _STREAM_HOLE: Final = wire.STREAM_HOLE
 _CONTINUE: Final = wire.CONTINUE
 
+# What a generated decoder raises on a malformed payload (from_bytes turns these
+# into an XdrError, a ValueError; decode_reply into libvirt's decode error).
+_DECODE_FAILURES: Final = FAST_FAILURES
+
 PING_PACKET: Final = wire.PING_PACKET
 PONG_PACKET: Final = wire.PONG_PACKET
 
 
-@dataclass(slots=True)
+# The `fds` of a reply that passed none: shared, never added to (a reply that
+# passes descriptors gets a list of its own), so a plain reply allocates no list.
+_NO_FDS: Final[list[int]] = []
+
+
 class Reply:
-    serial: int
-    procedure: int
-    status: int
-    payload: bytes
-    waiter: Any = None  # what the shell registered with the call (ClientProtocol)
-    # Descriptors a REPLY_WITH_FDS passed: the caller owns them (close_fds).
-    fds: list[int] = field(default_factory=list)
+    """A REPLY packet, and what the shell registered with its call (`waiter`).
+
+    Written out rather than a dataclass: one is made per call, and positional
+    arguments into a plain __init__ are the cheapest way to make it. A shell
+    that hands `waiter` the reply should drop the link back (``reply.waiter =
+    None``): waiter -> reply -> waiter is a reference cycle, which only the
+    cyclic garbage collector would free, once per call.
+    """
+
+    __slots__ = ("fds", "payload", "procedure", "serial", "status", "waiter")
+
+    def __init__(
+        self,
+        serial: int,
+        procedure: int,
+        status: int,
+        payload: bytes,
+        waiter: Any = None,
+        fds: list[int] = _NO_FDS,
+    ) -> None:
+        self.serial = serial
+        self.procedure = procedure
+        self.status = status
+        self.payload = payload
+        self.waiter = waiter
+        # Descriptors a REPLY_WITH_FDS passed: the caller owns them (close_fds).
+        self.fds = fds
+
+    def __repr__(self) -> str:
+        return (
+            f"Reply(serial={self.serial}, procedure={self.procedure}, status={self.status}, "
+            f"payload={self.payload!r}, waiter={self.waiter!r}, fds={self.fds!r})"
+        )
 
 
 def close_fds(fds: list[int]) -> None:
@@ -78,9 +112,9 @@ def close_fds(fds: list[int]) -> None:
 
 def take_fds(reply: Reply) -> list[int]:
     """The descriptors a reply passed, now the caller's to close."""
-    fds = list(reply.fds)
-    reply.fds.clear()
-    return fds
+    fds = reply.fds
+    reply.fds = _NO_FDS
+    return fds if fds is not _NO_FDS else []
 
 
 @dataclass(slots=True)
@@ -178,16 +212,24 @@ def decode_reply(proc: Procedure, reply: Reply) -> Any:
     Descriptors the reply passed and the caller did not take are closed."""
     if reply.fds:
         close_fds(reply.fds)
+        reply.fds = _NO_FDS
     if reply.status != STATUS_OK:
         if reply.status == STATUS_ERROR:
             raise decode_error(reply.payload)
         raise errors.unexpected_status(reply.status)
-    if proc.ret is None:
+    ret = proc.ret
+    if ret is None:
         return None
+    # ret.from_bytes(payload), written out (a frame less per call): the
+    # generated decoder, and the whole payload must be the value.
+    payload = reply.payload
     try:
-        return proc.ret.from_bytes(reply.payload)
-    except ValueError:
+        value, end = ret.xdr_type.decode(payload, 0)
+    except _DECODE_FAILURES:
         raise errors.payload_decode_failed() from None
+    if end != len(payload):
+        raise errors.payload_decode_failed()
+    return value
 
 
 def check_read_only(proc: Procedure, flags: int, api: str | None = None) -> None:
@@ -496,8 +538,15 @@ class ClientProtocol(Generic[W]):
         """Register a call; returns its serial and the whole CALL packet to write."""
         if self.dead is not None:
             raise errfactory.socket_closed()
-        serial = self.pending.add(waiter)
-        return serial, wire.remote_packet(procedure, CALL, serial, STATUS_OK, payload)
+        # Pending.add and wire.remote_packet, written out: this runs once per call.
+        pending = self.pending
+        serial = pending._next
+        pending._next = (serial + 1) & 0xFFFFFFFF
+        pending.waiters[serial] = waiter
+        header = _HEADER.pack(
+            HEADER_SIZE + len(payload), REMOTE_PROGRAM, REMOTE_VERSION, procedure, CALL, serial, STATUS_OK
+        )
+        return serial, header + payload
 
     def start_call_with_fds(self, procedure: int, payload: bytes, nfds: int, waiter: W) -> tuple[int, bytes]:
         """A call whose descriptors follow its packet (CALL_WITH_FDS: the payload
@@ -556,6 +605,34 @@ class ClientProtocol(Generic[W]):
 
         `fds`: descriptors that came with these bytes (SCM_RIGHTS); they belong
         to the REPLY_WITH_FDS before them, and are closed if nobody takes them."""
+        splitter = self._splitter
+        if (
+            not fds
+            and type(data) is bytes
+            and splitter._partial is None
+            and not splitter._head
+            and not splitter._skip
+            and self.dead is None
+        ):
+            # The common case, one read holding exactly one successful REPLY (a
+            # call's answer), skips the splitter and the generic dispatch.
+            size = len(data)
+            if size >= HEADER_SIZE:
+                length, prog, _vers, proc, mtype, serial, status = _HEADER.unpack_from(data)
+                if (
+                    length == size
+                    and mtype == REPLY
+                    and status == STATUS_OK
+                    and prog == REMOTE_PROGRAM
+                    and length <= MAX_PACKET_SIZE  # past it: the general path fails the connection
+                ):
+                    ka = self.keepalive
+                    if ka is not None:
+                        ka.last_rx = now
+                    waiter = self.pending.waiters.pop(serial, None)
+                    if waiter is None:
+                        return []  # a cancelled call's
+                    return [Reply(serial, proc, STATUS_OK, data[HEADER_SIZE:], waiter)]
         if fds:
             self._fds += fds
         if self.dead is not None:
@@ -582,7 +659,10 @@ class ClientProtocol(Generic[W]):
     def read_buffer(self) -> memoryview | None:
         """Where the shell may `recv_into` the rest of a large packet (then call
         `received_into`); None: read bytes as usual."""
-        return None if self.dead is not None else self._splitter.direct()
+        splitter = self._splitter
+        if splitter._partial is None or self.dead is not None:
+            return None  # no split packet (direct() would say so, a call later)
+        return splitter.direct()
 
     def received_into(self, n: int, now: float) -> list[ProtocolEvent]:
         """`n` bytes were read into `read_buffer()` (0: end of file)."""

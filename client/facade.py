@@ -36,6 +36,7 @@ _T = TypeVar("_T")
 # The call path and error reporting live in client/surface/call.py; these
 # names stay importable from here.
 _invoke = call.invoke
+_run = call.run
 report = call.report
 set_error_handler = call.set_error_handler
 
@@ -499,18 +500,16 @@ class virDomain(DomainOverrides, DomainStreams, generated.virDomainGenerated, su
 
     def _conn_run(self, op: ops.Op) -> Any:
         """One public call: its error goes to the registered error handler too."""
-        try:
-            return self._call(op)
-        except libvirtError as exc:
-            report(exc)
-            raise
+        conn = self._conn
+        return _run(conn._sock, conn._readonly, op)
 
     def _getter(self, make: Callable[[Any], ops.Op]) -> Any:
         """Run a call whose args are the domain alone; its Op is built and encoded once."""
         op = self._ops.get(make)
         if op is None:
             op = self._ops[make] = make(self._ref)
-        return self._conn_run(op)
+        conn = self._conn
+        return _run(conn._sock, conn._readonly, op)
 
     def connect(self) -> virConnect:
         return self._conn

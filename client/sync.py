@@ -10,8 +10,9 @@ sequential call therefore costs a send and a recv (on unix sockets a poll,
 then the recv) on the caller's own thread, with no thread hand-off at all.
 
 A sleeping thread waits on a plain lock it holds (released by whoever wakes
-it), not on a threading.Condition: a Condition costs a new lock, a deque and
-several Python-level calls per wait, the main price of a call under threads.
+it; one per thread, reused from sleep to sleep), not on a threading.Condition:
+a Condition costs a new lock, a deque and several Python-level calls per wait,
+the main price of a call under threads.
 
 Streams wait the same way: a thread reading a stream sleeps (or reads the
 socket) until the core reports the stream ready. Events and keepalive PINGs
@@ -29,6 +30,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from virtwire.client import cmdsocket, core, errfactory, fdpass, transport
 from virtwire.client.streamstate import StreamState
@@ -49,14 +51,24 @@ _CLOSE_REASONS = {
     "keepalive": VIR_CONNECT_CLOSE_REASON_KEEPALIVE,
 }
 _new_lock = _thread.allocate_lock
+# Each thread's wake-up lock, kept held between sleeps: a sleeping thread blocks
+# acquiring it, whoever wakes it releases it, and the thread's acquire takes it
+# back, ready for the next sleep; one lock per thread rather than one per sleep.
+_thread_state = threading.local()
+_monotonic = time.monotonic
+_Reply = core.Reply
+_ANCILLARY_SIZE = fdpass.ANCILLARY_SIZE
 
 
 class _Waiter:
-    __slots__ = ("error", "reply", "wake")
+    """A call waiting for its reply."""
+
+    __slots__ = ("outcome", "wake")
 
     def __init__(self) -> None:
-        self.reply: core.Reply | None = None
-        self.error: libvirtError | None = None
+        # The reply, or the error the call ends with; one slot, so that the
+        # wait loop has one thing to check.
+        self.outcome: core.Reply | libvirtError | None = None
         self.wake: _thread.LockType | None = None  # held while its thread sleeps
 
 
@@ -83,7 +95,9 @@ class SyncConnection:
         self._send_lock = threading.Lock()
         self._outbox: list[bytes] = []  # packets waiting for the thread that writes
         self.protocol: core.ClientProtocol[_Waiter] = core.ClientProtocol()
-        self._sleepers: list[_Waiter | _StreamWaiter] = []  # asleep, in arrival order
+        # Asleep, in arrival order: a dict used as an ordered set, so that waking
+        # one is O(1) (a list's remove() scanned every sleeper, 32 under 32 threads).
+        self._sleepers: dict[_Waiter | _StreamWaiter, None] = {}
         self._reading = False
         self._closed = False
         self.on_event: EventSink | None = None
@@ -133,8 +147,12 @@ class SyncConnection:
     def call(self, procedure: int, payload: bytes) -> core.Reply:
         """Send one CALL and block until its reply (or the connection's death)."""
         waiter = _Waiter()
-        with self._lock:
-            _, packet = self.protocol.start_call(procedure, payload, waiter)
+        lock = self._lock
+        lock.acquire()  # acquire/release rather than `with`: this runs once per call
+        try:
+            packet = self.protocol.start_call(procedure, payload, waiter)[1]
+        finally:
+            lock.release()
         self._send(packet)
         return self._wait(waiter)
 
@@ -185,14 +203,18 @@ class SyncConnection:
         lock.acquire()
         held = True
         try:
-            while waiter.reply is None and waiter.error is None:
+            while waiter.outcome is None:
                 if not self._reading:
                     self._reading = True
                     try:
-                        while waiter.reply is None and waiter.error is None:
-                            self._read_once(block=True)
+                        read_once = self._read_once
+                        while waiter.outcome is None:
+                            read_once(True)
                     finally:
-                        self._stop_reading()
+                        self._reading = False
+                        if self._sleepers:
+                            # Pass the reader role on to a thread that is asleep waiting.
+                            self._wake(next(iter(self._sleepers)))
                 else:
                     held = self._sleep(waiter)
                     if not held:
@@ -200,11 +222,11 @@ class SyncConnection:
         finally:
             if held:
                 lock.release()
-        reply = waiter.reply
-        if reply is None:
-            assert waiter.error is not None
-            raise waiter.error
-        return reply
+        outcome = waiter.outcome
+        if type(outcome) is _Reply:
+            return outcome
+        assert isinstance(outcome, libvirtError)
+        raise outcome
 
     def _sleep(self, waiter: _Waiter | _StreamWaiter) -> bool:
         """Sleep until another thread wakes ``waiter`` (lock held on entry).
@@ -214,19 +236,25 @@ class SyncConnection:
         after the other by the reader do not queue up on the lock it holds.
         """
         lock = self._lock
-        wake = waiter.wake = _new_lock()
-        wake.acquire()
-        self._sleepers.append(waiter)
+        try:
+            wake = _thread_state.wake
+        except AttributeError:
+            wake = _thread_state.wake = _new_lock()
+            wake.acquire()
+        waiter.wake = wake
+        self._sleepers[waiter] = None
         lock.release()
         try:
-            wake.acquire()
+            wake.acquire()  # held again once woken: ready for this thread's next sleep
         except BaseException:
             lock.acquire()
-            if waiter.wake is wake:  # not woken by _wake
+            if waiter.wake is wake:  # not woken by _wake: still held, still reusable
                 waiter.wake = None
-                self._sleepers.remove(waiter)
+                del self._sleepers[waiter]
+            else:
+                del _thread_state.wake  # released by _wake and not taken back
             raise
-        if type(waiter) is _Waiter and (waiter.reply is not None or waiter.error is not None):
+        if type(waiter) is _Waiter and waiter.outcome is not None:
             return False
         lock.acquire()
         return True
@@ -235,7 +263,7 @@ class SyncConnection:
         wake = waiter.wake
         if wake is not None:
             waiter.wake = None
-            self._sleepers.remove(waiter)
+            del self._sleepers[waiter]
             wake.release()
 
     def poll(self) -> None:
@@ -355,21 +383,33 @@ class SyncConnection:
         go (on plain sockets several queued packets in one write). Under many
         threads that saves a lock hand-off and a system call per call.
         """
+        outbox = self._outbox
+        lock = self._send_lock
         try:
             if fds:
-                with self._send_lock:
+                with lock:
                     self._write_queued()  # what was queued before goes first
                     self._sock.sendall(packet)
                     sock: socket.socket = self._sock  # type: ignore[assignment]
                     for fd in fds:
                         socket.send_fds(sock, [b"\0"], [fd])
+            elif not outbox and lock.acquire(False):
+                # Nothing queued, nobody writing (the sequential case): write it now.
+                try:
+                    self._sock.sendall(packet)
+                finally:
+                    lock.release()
             else:
-                self._outbox.append(packet)
-            outbox = self._outbox
-            lock = self._send_lock
+                outbox.append(packet)
+            # Packets other threads queued while this one held the lock go out too.
             while outbox and lock.acquire(False):
                 try:
-                    self._write_queued()
+                    if len(outbox) == 1:
+                        # The usual case, written out: one packet, one write.
+                        # pop(0), not pop(): a packet queued meanwhile stays behind the first.
+                        self._sock.sendall(outbox.pop(0))
+                    if outbox:
+                        self._write_queued()
                 finally:
                     lock.release()
         except OSError as exc:
@@ -407,15 +447,21 @@ class SyncConnection:
         self._reading = False
         if self._sleepers:
             # Pass the reader role on to a thread that is asleep waiting.
-            self._wake(self._sleepers[0])
+            self._wake(next(iter(self._sleepers)))
 
     def _read_once(self, block: bool, size: int = RECV_SIZE) -> None:
         lock = self._lock
+        protocol = self.protocol
         # The rest of a large packet (stream data) goes straight into its buffer.
-        view = self.protocol.read_buffer() if self._recv_into is not None else None
+        view = protocol.read_buffer() if self._recv_into is not None else None
         lock.release()
         try:
-            if not self._ready(block):
+            if block and protocol.keepalive is None:
+                # _ready's first case, written out: it runs once per call.
+                wait_input = self._wait_input
+                if wait_input is not None:
+                    wait_input()
+            elif not self._ready(block):
                 lock.acquire()
                 return  # nothing yet (non-blocking), or the keepalive clock acted
             if view is not None:
@@ -425,32 +471,54 @@ class SyncConnection:
                 self._apply(self.protocol.received_into(n, time.monotonic()))
                 return
             if self._unix:
-                data, fds = fdpass.recv(self._sock, size)
-                if fds:
-                    lock.acquire()
-                    self._apply(self.protocol.receive_data(data, time.monotonic(), fds))
-                    return
+                # fdpass.recv written out (once per call): recvmsg, descriptors
+                # only when ancillary data came.
+                unix_sock: Any = self._sock
+                data, ancdata, _flags, _addr = unix_sock.recvmsg(size, _ANCILLARY_SIZE)
+                if ancdata:
+                    fds = fdpass.fds_of(ancdata)
+                    if fds:
+                        lock.acquire()
+                        self._apply(protocol.receive_data(data, _monotonic(), fds))
+                        return
             else:
                 data = self._sock.recv(size)
         except libvirtError as exc:  # a failed PING write
             lock.acquire()
-            self._apply(self.protocol.fail_all(exc, "error"))
+            self._apply(protocol.fail_all(exc, "error"))
             return
         except OSError as exc:
             lock.acquire()
-            self._apply(self.protocol.receive_failed(exc))
+            self._apply(protocol.receive_failed(exc))
             return
+        except BaseException:
+            # Interrupted while blocked (a signal handler's exception in the main
+            # thread): the caller expects the lock held, as on every other way out.
+            lock.acquire()
+            raise
         lock.acquire()
-        self._apply(self.protocol.receive_data(data, time.monotonic()))
+        # The time only feeds the keepalive clock: without one, no clock read.
+        events = protocol.receive_data(data, _monotonic() if protocol.keepalive is not None else 0.0)
+        if len(events) == 1 and type(events[0]) is _Reply:
+            # One reply (the usual read): _apply's first case, written out.
+            reply = events[0]
+            waiter: _Waiter = reply.waiter
+            reply.waiter = None  # no reply <-> waiter cycle for the GC
+            waiter.outcome = reply
+            if waiter.wake is not None:
+                self._wake(waiter)
+        elif events:
+            self._apply(events)
 
     def _apply(self, events: list[core.ProtocolEvent]) -> None:
         """Act on the core's events (lock held): wake waiters, then send and deliver unlocked."""
         later: list[core.ProtocolEvent] | None = None
         for ev in events:
             kind = type(ev)
-            if kind is core.Reply:
+            if kind is _Reply:
                 w: _Waiter = ev.waiter  # type: ignore[union-attr]
-                w.reply = ev  # type: ignore[assignment]
+                w.outcome = ev  # type: ignore[assignment]
+                ev.waiter = None  # type: ignore[union-attr]  # no reply <-> waiter cycle for the GC
                 if w.wake is not None:
                     self._wake(w)
             elif kind is core.StreamReady:
@@ -460,7 +528,7 @@ class SyncConnection:
             elif kind is core.Closed:
                 closed: core.Closed = ev  # type: ignore[assignment]
                 for w in closed.waiters:
-                    w.error = closed.error
+                    w.outcome = closed.error
                     if w.wake is not None:
                         self._wake(w)
                 for sleeper in [s for s in self._sleepers if type(s) is _StreamWaiter]:

@@ -117,11 +117,8 @@ class ObjectHandle(Handle):
                 pass
 
     def _run_op(self, op: ops.Op) -> Any:
-        try:
-            return self._call(op)
-        except libvirtError as exc:
-            call.report(exc)
-            raise
+        conn = self._conn
+        return call.run(conn._sock, conn._readonly, op)
 
     def _call(self, op: ops.Op, readonly_check: bool = True) -> Any:
         # An object keeps its connection's socket alive after virConnect.close().

@@ -10,6 +10,9 @@ import threading
 from typing import Any
 
 _local = threading.local()
+# The per-thread holder itself, for the call path that resets it once per call
+# (`state.err = None` is reset() without a function call).
+state = _local
 
 
 def record(err: tuple[Any, ...] | None) -> None:

@@ -191,3 +191,99 @@ def test_a_thread_finding_the_socket_busy_queues_its_packet() -> None:
     finally:
         ours.close()
         peer.close()
+
+
+@pytest.mark.parametrize("nthreads", [1, 4])
+def test_calls_leave_no_garbage_for_the_cycle_collector(real_libvirtd: Any, nthreads: int) -> None:
+    """A call's reply, waiter and wake-up lock die by reference counting: a
+    cycle among them (reply -> waiter -> reply) would leave the cyclic GC
+    objects to collect on every call, a cost paid per call under load."""
+    conn = vlibvirt.open(real_libvirtd.tcp_uri)
+    dom = conn.lookupByName("test")
+    dom.info()  # first-call paths (caches, lazy imports) before counting
+    calls_per_thread = 50
+
+    def worker() -> None:
+        for _ in range(calls_per_thread):
+            dom.info()
+
+    gc.collect()
+    gc.disable()
+    try:
+        threads = [threading.Thread(target=worker) for _ in range(nthreads)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        del threads
+        unreachable = gc.collect()
+    finally:
+        gc.enable()
+        conn.close()
+    # Thread objects themselves may leave a few cycles; one per call would be hundreds.
+    assert unreachable < calls_per_thread, unreachable
+
+
+class _Interrupted(Exception):
+    pass
+
+
+@pytest.mark.parametrize("role", ["sleeper", "reader"])
+def test_an_interrupted_call_leaves_the_connection_usable(
+    fake_daemon: Callable[..., FakeDaemon], role: str
+) -> None:
+    """A call cut short by an exception (a signal handler's, in the main thread)
+    while it sleeps or while it reads: the lock and the reader role are given
+    back, the thread's wake-up lock (reused from sleep to sleep) stays usable,
+    and the thread's next call is answered as usual."""
+    import signal
+
+    def deferred(_payload: bytes) -> Any:
+        return ("defer", struct.pack(">Q", 9000000))
+
+    daemon = fake_daemon(handlers={GET_LIB_VERSION: deferred})
+    conn = vlibvirt.open(daemon.uri)
+    sock_conn = conn._sock
+    results: list[int] = []
+
+    def other_call() -> None:
+        results.append(conn.getLibVersion())
+
+    def wait_for_calls(n: int) -> None:
+        while daemon.procedures().count(GET_LIB_VERSION) < n:
+            daemon.call_arrived.wait(0.5)
+            daemon.call_arrived.clear()
+
+    def interrupt(_signum: int, _frame: Any) -> None:
+        raise _Interrupted
+
+    background = threading.Thread(target=other_call)
+    if role == "sleeper":
+        background.start()  # its call reads the socket; the main thread's sleeps
+        while not sock_conn.busy:
+            daemon.call_arrived.wait(0.01)
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        with pytest.raises(_Interrupted):
+            conn.getLibVersion()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    if role == "reader":
+        background.start()  # it takes the reader role the main thread gave back
+        while not sock_conn.busy:
+            daemon.call_arrived.wait(0.01)
+    def release_when_all_three_arrived() -> None:
+        wait_for_calls(3)
+        daemon.release_deferred()
+
+    releaser = threading.Thread(target=release_when_all_three_arrived)
+    releaser.start()
+    # The main thread's next call sleeps (the other thread reads) until its reply.
+    assert conn.getLibVersion() == 9000000
+    releaser.join(10)
+    background.join(10)
+    assert not background.is_alive()
+    assert results == [9000000]
+    conn.close()

@@ -212,3 +212,44 @@ def test_large_packet_read_straight_into_its_buffer() -> None:
     assert proto.read_buffer() is None
     closed = proto.received_into(0, 0.0)[-1]
     assert isinstance(closed, core.Closed) and closed.reason == "eof"
+
+
+def test_one_whole_reply_per_read_matches_the_general_path() -> None:
+    """A read holding exactly one successful REPLY takes receive_data's short
+    path; it must give what the splitter and dispatch give, and leave the
+    state as they would (the next split packet is still put together)."""
+    proto: core.ClientProtocol[str] = core.ClientProtocol()
+    proto.set_keepalive(5.0, 5, 0.0)
+    first, _ = proto.start_call(157, b"", "first")
+    second, _ = proto.start_call(157, b"", "second")
+    evs = proto.receive_data(reply(first, payload=b"\0\0\0\7"), 3.0)
+    assert len(evs) == 1 and isinstance(evs[0], core.Reply)
+    got = evs[0]
+    assert (got.serial, got.procedure, got.status, got.payload, got.waiter, got.fds) == (
+        first,
+        157,
+        wire.OK,
+        b"\0\0\0\7",
+        "first",
+        [],
+    )
+    assert proto.keepalive is not None and proto.keepalive.last_rx == 3.0
+    # A reply nobody waits for any more (cancelled): dropped.
+    assert proto.receive_data(reply(999), 4.0) == []
+    # The second reply split in two reads: not the short path, same result.
+    data = reply(second, payload=b"\0\0\0\x08")
+    assert proto.receive_data(data[:10], 5.0) == []
+    tail = proto.receive_data(data[10:], 6.0)
+    assert [(e.waiter, e.payload) for e in tail if isinstance(e, core.Reply)] == [("second", b"\0\0\0\x08")]
+    assert proto.pending.waiters == {}
+
+
+def test_a_reply_that_passes_no_descriptors_shares_no_list_with_its_taker() -> None:
+    """A plain reply's `fds` is a shared empty list: take_fds must hand out a list of its own."""
+    proto: core.ClientProtocol[str] = core.ClientProtocol()
+    serial, _ = proto.start_call(157, b"", "w")
+    (got,) = proto.receive_data(reply(serial), 0.0)
+    assert isinstance(got, core.Reply)
+    taken = core.take_fds(got)
+    taken.append(99)
+    assert got.fds == [] and core.Reply(1, 2, 0, b"").fds == []
