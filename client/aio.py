@@ -141,7 +141,7 @@ class Connection(aio_shell.AsyncShell):
         self._fds_in: list[int] = []
         self._read_without_wait = False  # the last read found data at once
         self.protocol: core.ClientProtocol[_Waiter] = core.ClientProtocol()
-        self.protocol.passes_fds = self._unix is not None
+        self.protocol.passes_fds = self._unix is not None and fdpass.carries_fds(self._unix)
         self._outbox: list[bytes] = []  # whole packets waiting to be written
         self._flushing = False
         self._writer_wake = trio.Event()
@@ -263,9 +263,8 @@ class Connection(aio_shell.AsyncShell):
             await self._flush()
 
     def passes_fds(self) -> bool:
-        """Whether the socket can carry file descriptors (a unix socket)."""
-        stream = self._stream
-        return isinstance(stream, trio.SocketStream) and stream.socket.family == socket.AF_UNIX
+        """Whether the socket can carry file descriptors (a daemon's unix socket)."""
+        return self.protocol.passes_fds
 
     async def _send_with_fds(self, packet: core.FdPacket) -> None:
         """The packet, then each descriptor in a one-byte message (SCM_RIGHTS, as

@@ -208,7 +208,7 @@ class Connection(aio_shell.AsyncShell):
             self._unix = socket.socket(fileno=os.dup(sock.fileno()))
             self._unix.setblocking(False)
             self._loop.add_reader(self._unix.fileno(), self._read_unix)
-        self.protocol.passes_fds = self._unix is not None
+        self.protocol.passes_fds = self._unix is not None and fdpass.carries_fds(self._unix)
 
     def _keep_transport_from_reading(self) -> None:
         """Once connected: the unix socket is ours to read. (uvloop starts its
@@ -361,10 +361,8 @@ class Connection(aio_shell.AsyncShell):
             writable.set_result(None)
 
     def passes_fds(self) -> bool:
-        """Whether the socket can carry file descriptors (a unix socket)."""
-        assert self._transport is not None
-        sock = self._transport.get_extra_info("socket")
-        return sock is not None and sock.family == socket.AF_UNIX
+        """Whether the socket can carry file descriptors (a daemon's unix socket)."""
+        return self.protocol.passes_fds
 
     async def _send_with_fds(self, packet: core.FdPacket) -> None:
         """The packet, then each descriptor in a one-byte message (SCM_RIGHTS, as

@@ -36,3 +36,16 @@ def recv(sock: Any, size: int) -> tuple[bytes, list[int]]:
     """Up to `size` bytes from a unix socket and the descriptors that came with them."""
     data, ancdata, _flags, _addr = sock.recvmsg(size, ANCILLARY_SIZE)
     return data, (fds_of(ancdata) if ancdata else [])
+
+
+def carries_fds(sock: Any) -> bool:
+    """Whether descriptors may travel on `sock`, as libvirt's virNetSocketHasPassFD
+    decides: a unix socket connected to a daemon's address.  The unix socketpair of an
+    ssh or ext tunnel has a program's stdin/stdout at its far end, not the daemon:
+    libvirt's command sockets have no address, and pass no descriptors."""
+    if getattr(sock, "family", None) != socket.AF_UNIX:
+        return False
+    try:
+        return bool(sock.getpeername())
+    except OSError:
+        return False

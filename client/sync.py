@@ -115,7 +115,7 @@ class SyncConnection:
             self.protocol.errout = sock.tunnel.stderr_text
         # Unix sockets are read with recvmsg: descriptors may come (fdpass.py).
         self._unix = getattr(sock, "family", None) == socket.AF_UNIX
-        self.protocol.passes_fds = self._unix
+        self.protocol.passes_fds = fdpass.carries_fds(sock)
         if self._unix:
             poller = select.poll()
             poller.register(sock.fileno(), select.POLLIN)
@@ -158,8 +158,8 @@ class SyncConnection:
 
     def call_with_fds(self, procedure: int, payload: bytes, fds: list[int]) -> core.Reply:
         """A call whose file descriptors follow its packet (SCM_RIGHTS, one per
-        one-byte message, as libvirt's virSocketSendFD): unix sockets only."""
-        if fds and getattr(self._sock, "family", None) != socket.AF_UNIX:
+        one-byte message, as libvirt's virSocketSendFD): a daemon's unix socket only."""
+        if fds and not self.protocol.passes_fds:
             # libvirt writes the packet, fails on the first descriptor and drops
             # the connection; the packet is not even sent here, the rest is the same.
             self.shutdown()

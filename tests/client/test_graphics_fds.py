@@ -18,6 +18,7 @@ import socket
 import struct
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -232,14 +233,20 @@ def test_libvirtd_answers_the_same(real_libvirtd: Any, real_libvirt: ModuleType)
     )
 
 
-@pytest.mark.parametrize("kind", ["tcp", "ro"])
-def test_tcp_and_read_only_refusals(kind: str, server: Any, real_libvirt: ModuleType) -> None:
+@pytest.mark.parametrize("kind", ["tcp", "ext", "ro"])
+def test_tcp_and_read_only_refusals(kind: str, server: Any, real_libvirt: ModuleType, tmp_path: Path) -> None:
     """Over TCP the daemon runs openGraphicsFD, then cannot pass the descriptor and
-    drops the connection; sending one fails before that.  Read-only: refused."""
+    drops the connection; sending one fails before that.  The same through a command's
+    pipes (+ext, +ssh): their unix socketpair is no daemon socket.  Read-only: refused."""
     name = f"gfx-{kind}-{uuid.uuid4().hex[:8]}"
     with vlibvirt.open(server.unix_uri) as rw:
         rw.createXML(XML.format(name=name), 0)
-    uri = server.tcp_uri if kind == "tcp" else server.unix_ro_uri
+    uri = {"tcp": server.tcp_uri, "ro": server.unix_ro_uri}.get(kind, "")
+    if kind == "ext":
+        bridge = tmp_path / "to-daemon"
+        bridge.write_text(f"#!/bin/sh\nexec nc -U '{server.unix_path}'\n")
+        bridge.chmod(0o755)
+        uri = f"test+ext:///default?command={bridge}"
     mine, theirs = socket.socketpair()
     got = {}
     try:
@@ -262,7 +269,7 @@ def test_tcp_and_read_only_refusals(kind: str, server: Any, real_libvirt: Module
         with vlibvirt.open(server.unix_uri) as rw:
             rw.lookupByName(name).destroy()
     assert got["ours"] == got["real"]
-    if kind == "tcp":
+    if kind != "ro":
         assert (
             got["ours"][0][1][2]
             == "internal error: Receiving file descriptors is not supported on this socket"
