@@ -453,7 +453,10 @@ class SyncConnection:
         lock = self._lock
         protocol = self.protocol
         # The rest of a large packet (stream data) goes straight into its buffer.
-        view = protocol.read_buffer() if self._recv_into is not None else None
+        # Only a packet split across reads has a rest: without one (a call's
+        # reply, one read) read_buffer is not even called.
+        split = self._recv_into is not None and protocol._splitter._partial is not None
+        view = protocol.read_buffer() if split else None
         lock.release()
         try:
             if block and protocol.keepalive is None:
