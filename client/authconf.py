@@ -20,6 +20,7 @@ A lookup for HOSTNAME ("localhost" when the URI names none) takes group
 from __future__ import annotations
 
 import configparser
+import functools
 import os
 from collections.abc import Mapping
 
@@ -29,16 +30,30 @@ from virtwire.protocol.generated import constants as c
 
 def config_path(uri_params: Mapping[str, str]) -> str | None:
     """virAuthGetConfigFilePathURI."""
-    env = os.environ.get("LIBVIRT_AUTH_FILE")
+    environ = os.environ
+    env = environ.get("LIBVIRT_AUTH_FILE")
     if env:
         return env
-    if uri_params.get("authfile"):
-        return uri_params["authfile"]
-    config_home = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    for path in (os.path.join(config_home, "libvirt", "auth.conf"), "/etc/libvirt/auth.conf"):
+    authfile = uri_params.get("authfile")
+    if authfile:
+        return authfile
+    config_home = environ.get("XDG_CONFIG_HOME") or ""
+    # The paths are joined once per ($XDG_CONFIG_HOME, $HOME): every SASL open asks.
+    home = environ.get("HOME") if not config_home else None
+    for path in _candidates(config_home, home):
         if os.access(path, os.R_OK):
             return path
     return None
+
+
+@functools.lru_cache(maxsize=8)
+def _candidates(config_home: str, home: str | None) -> tuple[str, str]:
+    """The user's then the system's auth.conf, for $XDG_CONFIG_HOME (else $HOME,
+    else the password database's home: expanduser("~"), read once per value)."""
+    if not config_home:
+        base = os.path.expanduser("~") if home is None else home.rstrip("/") or "/"
+        config_home = os.path.join(base, ".config")
+    return os.path.join(config_home, "libvirt", "auth.conf"), "/etc/libvirt/auth.conf"
 
 
 # Loaded files by path and identity: every SASL open looks its credentials up,

@@ -37,6 +37,8 @@ _T = TypeVar("_T")
 # names stay importable from here.
 _invoke = call.invoke
 _run = call.run
+# CONNECT_CLOSE's procedure number, looked up once: every close sends it.
+_CONNECT_CLOSE = ops.connect_close().proc.number
 report = call.report
 set_error_handler = call.set_error_handler
 
@@ -130,9 +132,10 @@ class virConnect(ObjectEventsMixin, ConnectOverrides, generated.virConnectGenera
             self._torn_down = True
         conn = self._sock
         if conn.alive:
-            with contextlib.suppress(libvirtError):
-                op = ops.connect_close()
-                conn.call(op.proc.number, b"")
+            try:  # noqa: SIM105 - once per close; suppress() builds an object each time
+                conn.call(_CONNECT_CLOSE, b"")
+            except libvirtError:
+                pass
         if self._loop is not None:
             self._loop.discard(conn)
         conn.shutdown()

@@ -131,7 +131,16 @@ def handshake(
         keepalive = yield from supported(DriverFeature.PROGRAM_KEEPALIVE)
     yield Step(SRC, ops.connect_open(name, flags))
     # Both probes at once: they do not depend on each other (an error means "no").
-    probes = (DriverFeature.REMOTE_EVENT_CALLBACK, DriverFeature.REMOTE_CLOSE_CALLBACK)
-    answers = yield Together(SRC, tuple(ops.supports_feature(f) for f in probes))
-    event_cb, close_cb = (not isinstance(a, libvirtError) and bool(a) for a in answers)
-    return Features(keepalive, event_cb, close_cb, encrypted)
+    event_answer, close_answer = yield Together(
+        SRC,
+        (
+            ops.supports_feature(DriverFeature.REMOTE_EVENT_CALLBACK),
+            ops.supports_feature(DriverFeature.REMOTE_CLOSE_CALLBACK),
+        ),
+    )
+    return Features(keepalive, _yes(event_answer), _yes(close_answer), encrypted)
+
+
+def _yes(answer: Any) -> bool:
+    """A feature probe's answer: an error means "no"."""
+    return not isinstance(answer, libvirtError) and bool(answer)

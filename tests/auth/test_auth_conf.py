@@ -140,6 +140,39 @@ def test_auth_conf_path_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert config_path({}) == str(xdg / "libvirt" / "auth.conf")
 
 
+@pytest.mark.parametrize("home", ["{tmp}/home", "{tmp}/home/", "/", "", None])
+def test_auth_conf_user_path_follows_home_each_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, home: str | None
+) -> None:
+    """Without $XDG_CONFIG_HOME the user's file is ~/.config/libvirt/auth.conf as
+    GLib's g_get_home_dir reads ~ ($HOME, else the password database), read again
+    on each open: the joined paths are kept per value, not per process."""
+    monkeypatch.delenv("LIBVIRT_AUTH_FILE", raising=False)
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    value = None if home is None else home.format(tmp=tmp_path)
+    if value is None:
+        monkeypatch.delenv("HOME", raising=False)
+    else:
+        monkeypatch.setenv("HOME", value)
+    expected = os.path.join(os.path.expanduser("~"), ".config", "libvirt", "auth.conf")
+    if value is not None and value.startswith(str(tmp_path)):
+        Path(expected).parent.mkdir(parents=True)
+        Path(expected).write_text(GOOD)
+    if os.access(expected, os.R_OK):
+        assert config_path({}) == expected
+    else:
+        assert config_path({}) != expected
+    # Another $HOME later in the process: its file is found, the first one's forgotten.
+    other = tmp_path / "other"
+    user_file = other / ".config" / "libvirt" / "auth.conf"
+    user_file.parent.mkdir(parents=True)
+    user_file.write_text(GOOD)
+    monkeypatch.setenv("HOME", str(other))
+    assert config_path({}) == str(user_file)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    assert config_path({}) != str(user_file)  # $XDG_CONFIG_HOME wins over $HOME
+
+
 def test_authfile_query_is_percent_decoded_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """?authfile= as libvirt reads it (xmlURIUnescapeString): %XX decoded, "+" kept."""
     monkeypatch.delenv("LIBVIRT_AUTH_FILE", raising=False)
