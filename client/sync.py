@@ -211,10 +211,7 @@ class SyncConnection:
                         while waiter.outcome is None:
                             read_once(True)
                     finally:
-                        self._reading = False
-                        if self._sleepers:
-                            # Pass the reader role on to a thread that is asleep waiting.
-                            self._wake(next(iter(self._sleepers)))
+                        self._stop_reading()
                 else:
                     held = self._sleep(waiter)
                     if not held:
