@@ -650,6 +650,32 @@ class ClientProtocol(Generic[W]):
             close_fds(self._fds)
         return out
 
+    def packet_boundary(self) -> bool:
+        """The next byte read starts a packet (nothing split or owed): a shell may
+        then read one packet as its header and its payload (`receive_packet`)."""
+        splitter = self._splitter
+        return splitter._partial is None and not splitter._head and not splitter._skip and self.dead is None
+
+    def receive_packet(self, header: bytes, payload: bytes, now: float) -> list[ProtocolEvent]:
+        """One whole packet, read at a `packet_boundary` as its HEADER_SIZE-byte
+        header and the rest: stream data is queued as the `payload` object itself,
+        never copied; any other packet goes through `receive_data`."""
+        length, prog, _vers, proc, mtype, serial, status = _HEADER.unpack_from(header)
+        if (
+            mtype == _STREAM
+            and status == _CONTINUE
+            and prog == REMOTE_PROGRAM
+            and length == HEADER_SIZE + len(payload)
+            and self.dead is None
+        ):
+            ka = self.keepalive
+            if ka is not None:
+                ka.received(now)
+            out: list[ProtocolEvent] = []
+            self._stream_packet(payload, proc, mtype, serial, status, out)
+            return out
+        return self.receive_data(header + payload, now)
+
     def receive_failed(self, exc: OSError) -> list[ProtocolEvent]:
         """Reading the socket failed with `exc`."""
         if self.dead is not None:

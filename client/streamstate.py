@@ -24,6 +24,13 @@ from virtwire.protocol.generated import virnet
 WOULD_BLOCK: Final = -2  # a non-blocking stream has nothing yet
 AT_HOLE: Final = -3  # VIR_STREAM_RECV_STOP_AT_HOLE and a hole is next
 
+_HEADER = wire.PACKET_HEADER
+HEADER_SIZE: Final = wire.HEADER_SIZE
+REMOTE_PROGRAM: Final = wire.REMOTE_PROGRAM
+REMOTE_VERSION: Final = wire.REMOTE_VERSION
+STREAM: Final = wire.STREAM
+CONTINUE: Final = wire.CONTINUE
+
 FINISHED: Final = "finished"
 ABORTED: Final = "aborted"
 
@@ -143,12 +150,19 @@ class StreamState:
     # -- outgoing packets -----------------------------------------------------
 
     def data_packet(self, data: bytes) -> bytes:
+        return self.data_header(len(data)) + data
+
+    def data_header(self, size: int) -> bytes:
+        """The header of a data packet carrying `size` bytes (the data follows it
+        on the wire: a shell that can write both in one call saves joining them)."""
         self.check()
-        if len(data) > wire.PAYLOAD_MAX:
+        if size > wire.PAYLOAD_MAX:
             raise errfactory.rpc(
-                f"Stream data too long to send ({len(data)} bytes needed, {wire.PAYLOAD_MAX} bytes available)"
+                f"Stream data too long to send ({size} bytes needed, {wire.PAYLOAD_MAX} bytes available)"
             )
-        return wire.remote_packet(self.procedure, wire.STREAM, self.serial, wire.CONTINUE, data)
+        return _HEADER.pack(
+            HEADER_SIZE + size, REMOTE_PROGRAM, REMOTE_VERSION, self.procedure, STREAM, self.serial, CONTINUE
+        )
 
     def hole_packet(self, length: int, flags: int) -> bytes:
         if not self.allow_skip:

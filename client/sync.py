@@ -35,6 +35,7 @@ from typing import Any
 from virtwire.client import cmdsocket, core, errfactory, fdpass, transport
 from virtwire.client.streamstate import StreamState
 from virtwire.protocol.errors import libvirtError
+from virtwire.protocol.framing import MAX_PACKET_SIZE, MIN_PACKET_SIZE
 from virtwire.protocol.generated.constants import (
     VIR_CONNECT_CLOSE_REASON_EOF,
     VIR_CONNECT_CLOSE_REASON_ERROR,
@@ -58,6 +59,7 @@ _thread_state = threading.local()
 _monotonic = time.monotonic
 _Reply = core.Reply
 _ANCILLARY_SIZE = fdpass.ANCILLARY_SIZE
+HEADER_SIZE = core.HEADER_SIZE
 
 
 class _Waiter:
@@ -306,8 +308,49 @@ class SyncConnection:
 
     def stream_send(self, stream: StreamState, data: bytes) -> None:
         with self._lock:
-            packet = stream.data_packet(data)
-        self._send(packet)
+            header = stream.data_header(len(data))
+        if self._recv_into is None:
+            self._send(header + data)  # TLS, a tunnel: one buffer per write
+        else:
+            self._send_vectored(header, data)
+
+    def _send_vectored(self, header: bytes, data: bytes) -> None:
+        """_send(header + data) on a plain socket without joining them: one sendmsg.
+
+        Only when nothing is queued and nobody is writing; else the joined packet
+        takes _send's queue like any other."""
+        lock = self._send_lock
+        if self._outbox or not lock.acquire(False):
+            self._send(header + data)
+            return
+        try:
+            try:
+                sock: socket.socket = self._sock  # type: ignore[assignment]
+                sent = sock.sendmsg((header, data))
+                if sent < len(header):  # cut short (a signal, a socket timeout): the rest
+                    sock.sendall(header[sent:])
+                    sent = len(header)
+                if sent - len(header) < len(data):
+                    sock.sendall(memoryview(data)[sent - len(header) :])
+            finally:
+                lock.release()
+            # Packets other threads queued while this one wrote go out too (as in _send).
+            outbox = self._outbox
+            while outbox and lock.acquire(False):
+                try:
+                    self._write_queued()
+                finally:
+                    lock.release()
+        except OSError as exc:
+            err = errfactory.system_errno("Cannot write data", exc)
+            with self._lock:
+                self._apply(self.protocol.fail_all(err, "error"))
+            raise err from None
+        except BaseException:
+            # Part of a packet may be written: the connection can no longer be trusted.
+            with self._lock:
+                self._apply(self.protocol.fail_all(errfactory.socket_closed(), "error"))
+            raise
 
     def stream_send_hole(self, stream: StreamState, length: int, flags: int) -> None:
         with self._lock:
@@ -348,10 +391,91 @@ class SyncConnection:
             return
         self._reading = True
         try:
+            # Plain sockets read a packet at a time, header then payload, so that
+            # the data lands in a bytes object of its own that is queued as it is.
+            whole_packets = self._recv_into is not None
+            protocol = self.protocol
             while not stream.readable:
-                self._read_once(block=True, size=STREAM_RECV_SIZE)
+                if whole_packets and protocol.packet_boundary():
+                    self._read_packet()
+                else:
+                    self._read_once(block=True, size=STREAM_RECV_SIZE)
         finally:
             self._stop_reading()
+
+    def _read_packet(self) -> None:
+        """Read one whole packet as two reads, its header and its payload (plain
+        sockets, at a packet boundary, reader role and lock held on entry and exit).
+
+        The payload read asks for exactly the rest of the packet (MSG_WAITALL):
+        a 256 KiB stream packet comes out of the kernel as the bytes object the
+        stream queues and recvAll hands on, with no copy in between, where a
+        read of whatever is there takes it in pieces to be joined. Reading no
+        further than the packet also leaves the descriptors a REPLY_WITH_FDS
+        passes (on the bytes after it) to the recvmsg of _read_once. Under a
+        keepalive clock each read waits for input through _ready, without
+        MSG_WAITALL, so that a daemon gone quiet mid-packet is still noticed.
+        """
+        lock = self._lock
+        protocol = self.protocol
+        sock: socket.socket = self._sock  # type: ignore[assignment]
+        timed = protocol.keepalive is not None
+        flags = 0 if timed else socket.MSG_WAITALL
+        header = b""
+        parts: list[bytes] = []
+        remaining = -1  # payload bytes still to read; -1: the header is not whole
+        eof = False
+        lock.release()
+        try:
+            if timed and not self._ready(True):
+                lock.acquire()
+                return  # the keepalive clock acted
+            header = sock.recv(HEADER_SIZE, flags)
+            eof = not header
+            while 0 < len(header) < HEADER_SIZE:  # cut short (a signal, a socket timeout)
+                if timed and not self._ready(True):
+                    break
+                more = sock.recv(HEADER_SIZE - len(header), flags)
+                if not more:
+                    eof = True
+                    break
+                header += more
+            if len(header) == HEADER_SIZE:
+                length = int.from_bytes(header[:4], "big")  # the length word
+                if MIN_PACKET_SIZE <= length <= MAX_PACKET_SIZE:
+                    remaining = length - HEADER_SIZE
+                    while remaining:
+                        if timed and not self._ready(True):
+                            break
+                        chunk = sock.recv(remaining, flags)
+                        if not chunk:
+                            eof = True  # the core reports it below
+                            break
+                        parts.append(chunk)
+                        remaining -= len(chunk)
+        except OSError as exc:
+            lock.acquire()
+            self._apply(protocol.receive_failed(exc))
+            return
+        except BaseException:
+            # Interrupted (a signal handler's exception): what was read goes to
+            # the core, which keeps a split packet's rest, so the stream stays in step.
+            lock.acquire()
+            if header:
+                self._apply(protocol.receive_data(header + b"".join(parts), 0.0))
+            raise
+        lock.acquire()
+        now = _monotonic() if timed else 0.0
+        if remaining == 0:
+            payload = parts[0] if len(parts) == 1 else b"".join(parts)
+            self._apply(protocol.receive_packet(header, payload, now))
+            return
+        # Not a whole packet: end of file, a bad length word, a clock that acted.
+        # The core takes the part read as any read (its splitter keeps the rest).
+        if header:
+            self._apply(protocol.receive_data(header + b"".join(parts), now))
+        if eof and protocol.dead is None:
+            self._apply(protocol.receive_data(b"", now))
 
     def stream_close(self, stream: StreamState, abort: bool) -> None:
         """Finish or abort, and wait for the daemon's confirmation."""
