@@ -15,7 +15,10 @@ a Condition costs a new lock, a deque and several Python-level calls per wait,
 the main price of a call under threads.
 
 Streams wait the same way: a thread reading a stream sleeps (or reads the
-socket) until the core reports the stream ready. Events and keepalive PINGs
+socket) until the core reports the stream ready. On plain sockets a stream's
+reader takes one packet at a time, header then payload, and a writer sends
+header and data with one sendmsg: stream data is never copied in user space
+(the kernel's copy is the only one). Events and keepalive PINGs
 are handled by whoever reads: PINGs are answered at once, events go to
 `on_event` (the event loop queues them for the thread that runs
 virEventRunDefaultImpl).
