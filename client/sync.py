@@ -411,9 +411,9 @@ class SyncConnection:
         sockets, at a packet boundary, reader role and lock held on entry and exit).
 
         The payload read asks for exactly the rest of the packet (MSG_WAITALL):
-        a 256 KiB stream packet comes out of the kernel as the bytes object the
-        stream queues and recvAll hands on, with no copy in between, where a
-        read of whatever is there takes it in pieces to be joined. Reading no
+        a stream packet's data (up to 256 KiB) comes out of the kernel as the
+        bytes object the stream queues and recvAll hands on, with no copy in
+        between, where a read of whatever is there cuts it in pieces to be joined. Reading no
         further than the packet also leaves the descriptors a REPLY_WITH_FDS
         passes (on the bytes after it) to the recvmsg of _read_once. Under a
         keepalive clock each read waits for input through _ready, without
@@ -456,6 +456,10 @@ class SyncConnection:
                             break
                         parts.append(chunk)
                         remaining -= len(chunk)
+        except libvirtError as exc:  # a failed PING write (_ready)
+            lock.acquire()
+            self._apply(protocol.fail_all(exc, "error"))
+            return
         except OSError as exc:
             lock.acquire()
             self._apply(protocol.receive_failed(exc))

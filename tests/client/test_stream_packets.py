@@ -276,6 +276,29 @@ def test_keepalive_ends_a_download_stalled_inside_a_packet(run_daemon: Any) -> N
     daemon.join()
 
 
+def test_a_ping_that_cannot_be_written_mid_packet_fails_the_stream(run_daemon: Any) -> None:
+    """Stalled mid-packet, the keepalive clock's PING write fails (the daemon
+    reads no more): the connection and the stream fail with the write error."""
+    release = threading.Event()
+
+    def script(sock: socket.socket, serial: int) -> None:
+        data = packet(wire.STREAM, serial, wire.CONTINUE, os.urandom(CHUNK))
+        sock.sendall(data[: len(data) // 2])
+        sock.shutdown(socket.SHUT_RD)  # the client's writes now fail (EPIPE)
+        release.wait(30)
+
+    daemon, conn = run_daemon(script)
+    conn.set_keepalive(0.05, 5)
+    stream = open_download(conn)
+    try:
+        with pytest.raises(libvirtError, match="Cannot write data"):
+            conn.stream_recv(stream, CHUNK, False, True)
+    finally:
+        release.set()
+    daemon.join()
+    assert not conn.alive
+
+
 def test_upload_packets_are_libvirts(run_daemon: Any) -> None:
     """Header and data written by one sendmsg arrive as the packet libvirt sends."""
     chunks = [os.urandom(CHUNK), b"tail"]
