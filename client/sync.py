@@ -61,15 +61,17 @@ _ANCILLARY_SIZE = fdpass.ANCILLARY_SIZE
 
 
 class _Waiter:
-    """A call waiting for its reply."""
+    """A call waiting for its reply.
 
-    __slots__ = ("outcome", "wake")
+    No __init__ and no __slots__: both attributes start as the class's None,
+    so making one (once per call) runs no Python frame; only a waiter that
+    gets a value stores one of its own.
+    """
 
-    def __init__(self) -> None:
-        # The reply, or the error the call ends with; one slot, so that the
-        # wait loop has one thing to check.
-        self.outcome: core.Reply | libvirtError | None = None
-        self.wake: _thread.LockType | None = None  # held while its thread sleeps
+    # The reply, or the error the call ends with; one attribute, so that the
+    # wait loop has one thing to check.
+    outcome: core.Reply | libvirtError | None = None
+    wake: _thread.LockType | None = None  # held while its thread sleeps
 
 
 class _StreamWaiter:
@@ -145,16 +147,64 @@ class SyncConnection:
         return self.protocol.keepalive
 
     def call(self, procedure: int, payload: bytes) -> core.Reply:
-        """Send one CALL and block until its reply (or the connection's death)."""
+        """Send one CALL and block until its reply (or the connection's death).
+
+        When no thread is reading, the call takes the reader role along with
+        its serial, before it sends: then it reads its reply without taking
+        the lock again first (one lock round trip less per sequential call).
+        """
         waiter = _Waiter()
         lock = self._lock
         lock.acquire()  # acquire/release rather than `with`: this runs once per call
         try:
             packet = self.protocol.start_call(procedure, payload, waiter)[1]
-        finally:
+        except BaseException:
             lock.release()
-        self._send(packet)
-        return self._wait(waiter)
+            raise
+        reader = not self._reading
+        if reader:
+            self._reading = True
+        lock.release()
+        if not reader:
+            self._send(packet)
+            return self._wait(waiter)
+        try:
+            self._send(packet)
+        except BaseException:
+            with lock:
+                self._stop_reading()
+            raise
+        return self._read_reply(waiter)
+
+    def _read_reply(self, waiter: _Waiter) -> core.Reply:
+        """Read until ``waiter`` has its reply (reader role held, lock not held).
+
+        Other threads' replies met on the way wake their owners; once its own
+        is in, the role passes to a thread still asleep (_stop_reading).
+        """
+        lock = self._lock
+        read = self._read_unlocked
+        try:
+            while True:
+                read(True)  # returns with the lock held
+                if waiter.outcome is not None:
+                    break
+                lock.release()
+        except BaseException:
+            # read() left the lock held on every way out.
+            self._stop_reading()
+            lock.release()
+            raise
+        # _stop_reading, written out: the role goes to a sleeper, if any.
+        self._reading = False
+        if self._sleepers:
+            self._wake(next(iter(self._sleepers)))
+        lock.release()
+        outcome = waiter.outcome
+        if type(outcome) is _Reply:
+            return outcome
+        assert isinstance(outcome, libvirtError)
+        raise outcome
 
     def call_with_fds(self, procedure: int, payload: bytes, fds: list[int]) -> core.Reply:
         """A call whose file descriptors follow its packet (SCM_RIGHTS, one per
@@ -447,15 +497,21 @@ class SyncConnection:
             self._wake(next(iter(self._sleepers)))
 
     def _read_once(self, block: bool, size: int = RECV_SIZE) -> None:
+        self._lock.release()
+        self._read_unlocked(block, size)
+
+    def _read_unlocked(self, block: bool, size: int = RECV_SIZE) -> None:
+        """One read and what it brings (reader role held; lock not held on entry,
+        held on every way out)."""
         lock = self._lock
         protocol = self.protocol
         # The rest of a large packet (stream data) goes straight into its buffer.
         # Only a packet split across reads has a rest: without one (a call's
-        # reply, one read) read_buffer is not even called.
+        # reply, one read) read_buffer is not even called. Only the reader feeds
+        # the splitter, so its state needs no lock here.
         split = self._recv_into is not None and protocol._splitter._partial is not None
-        view = protocol.read_buffer() if split else None
-        lock.release()
         try:
+            view = protocol.read_buffer() if split else None
             if block and protocol.keepalive is None:
                 # _ready's first case, written out: it runs once per call.
                 wait_input = self._wait_input
