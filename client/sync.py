@@ -118,6 +118,20 @@ class SyncConnection:
         # Unix sockets are read with recvmsg: descriptors may come (fdpass.py).
         self._unix = getattr(sock, "family", None) == socket.AF_UNIX
         self.protocol.passes_fds = fdpass.carries_fds(sock)
+        # A unix socket is read with a plain recv() (cheaper than recvmsg by a
+        # tuple, an address and an ancillary list per read) while no call in
+        # flight may be answered with descriptors: a plain read would make the
+        # kernel close them. A call that may (call_receiving_fds) counts itself
+        # in `_fd_calls` before it sends, and first waits out a plain read in
+        # progress (`_plain_read`): the reader sets that flag, then checks the
+        # count; the call raises the count, then checks the flag (under the GIL
+        # one of the two sees the other), and sleeps on `_plain_done`, which
+        # the reader releases once its recv() returned. That recv() never waits
+        # long: it runs only after poll() saw input.
+        self._fd_calls = 0
+        self._plain_read = False
+        self._plain_done: _thread.LockType | None = None
+        self._fd_gate = threading.Lock()  # one descriptor call at a time sets up
         if self._unix:
             poller = select.poll()
             poller.register(sock.fileno(), select.POLLIN)
@@ -224,7 +238,50 @@ class SyncConnection:
         """A call whose reply may pass descriptors (REPLY_WITH_FDS): they are the
         reply's `fds`, the caller's to close.  Any socket: on one that cannot carry
         them the core fails the connection as libvirt does."""
-        return self.call(procedure, payload)
+        if not self._unix:
+            return self.call(procedure, payload)
+        counted = False
+        try:
+            with self._fd_gate:
+                with self._lock:
+                    self._fd_calls += 1
+                counted = True
+                self._await_plain_read()
+            reply = self.call(procedure, payload)
+        except libvirtError:
+            # The call is over (refused, or the connection died): no reply will come.
+            if counted:
+                with self._lock:
+                    self._fd_calls -= 1
+            raise
+        except BaseException:
+            # Interrupted: its reply (and descriptors) may still come, so the
+            # count stays up and the socket keeps being read with recvmsg.
+            raise
+        with self._lock:
+            self._fd_calls -= 1
+        return reply
+
+    def _await_plain_read(self) -> None:
+        """Wait until no plain recv() is in progress (`_fd_calls` already counts
+        the caller: the next read uses recvmsg)."""
+        if not self._plain_read:
+            return
+        done = _new_lock()
+        done.acquire()
+        self._plain_done = done
+        if self._plain_read:
+            done.acquire()  # released by _plain_read_over
+        else:
+            # The read ended before it could see `done`; a later one releases it, harmlessly.
+            self._plain_done = None
+
+    def _plain_read_over(self) -> None:
+        self._plain_read = False
+        done = self._plain_done
+        if done is not None:
+            self._plain_done = None
+            done.release()
 
     def call_many(self, calls: list[tuple[int, bytes]]) -> list[core.Reply | libvirtError]:
         """Send several CALLs back to back, then wait for all their replies.
@@ -527,16 +584,27 @@ class SyncConnection:
                 self._apply(self.protocol.received_into(n, time.monotonic()))
                 return
             if self._unix:
-                # fdpass.recv written out (once per call): recvmsg, descriptors
-                # only when ancillary data came.
-                unix_sock: Any = self._sock
-                data, ancdata, _flags, _addr = unix_sock.recvmsg(size, _ANCILLARY_SIZE)
-                if ancdata:
-                    fds = fdpass.fds_of(ancdata)
-                    if fds:
-                        lock.acquire()
-                        self._apply(protocol.receive_data(data, _monotonic(), fds))
-                        return
+                # See __init__: a plain recv() unless a call may get descriptors.
+                self._plain_read = True
+                if not self._fd_calls:
+                    try:
+                        data = self._sock.recv(size)
+                    finally:
+                        # _plain_read_over, written out (once per call).
+                        self._plain_read = False
+                        if self._plain_done is not None:
+                            self._plain_read_over()
+                else:
+                    self._plain_read_over()
+                    # fdpass.recv written out: recvmsg, descriptors only when ancillary data came.
+                    unix_sock: Any = self._sock
+                    data, ancdata, _flags, _addr = unix_sock.recvmsg(size, _ANCILLARY_SIZE)
+                    if ancdata:
+                        fds = fdpass.fds_of(ancdata)
+                        if fds:
+                            lock.acquire()
+                            self._apply(protocol.receive_data(data, _monotonic(), fds))
+                            return
             else:
                 data = self._sock.recv(size)
         except libvirtError as exc:  # a failed PING write
