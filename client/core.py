@@ -61,6 +61,8 @@ PING_PACKET: Final = wire.PING_PACKET
 PONG_PACKET: Final = wire.PONG_PACKET
 
 
+_new_object = object.__new__
+
 # The `fds` of a reply that passed none: shared, never added to (a reply that
 # passes descriptors gets a list of its own), so a plain reply allocates no list.
 _NO_FDS: Final[list[int]] = []
@@ -632,7 +634,16 @@ class ClientProtocol(Generic[W]):
                     waiter = self.pending.waiters.pop(serial, None)
                     if waiter is None:
                         return []  # a cancelled call's
-                    return [Reply(serial, proc, STATUS_OK, data[HEADER_SIZE:], waiter)]
+                    # Reply(serial, proc, STATUS_OK, payload, waiter), written out:
+                    # object.__new__ and slot stores run no __init__ frame.
+                    reply = _new_object(Reply)
+                    reply.serial = serial
+                    reply.procedure = proc
+                    reply.status = STATUS_OK
+                    reply.payload = data[HEADER_SIZE:]
+                    reply.waiter = waiter
+                    reply.fds = _NO_FDS
+                    return [reply]
         if fds:
             self._fds += fds
         if self.dead is not None:

@@ -66,15 +66,17 @@ HEADER_SIZE = core.HEADER_SIZE
 
 
 class _Waiter:
-    """A call waiting for its reply."""
+    """A call waiting for its reply.
 
-    __slots__ = ("outcome", "wake")
+    No __init__ and no __slots__: both attributes start as the class's None,
+    so making one (once per call) runs no Python frame; only a waiter that
+    gets a value stores one of its own.
+    """
 
-    def __init__(self) -> None:
-        # The reply, or the error the call ends with; one slot, so that the
-        # wait loop has one thing to check.
-        self.outcome: core.Reply | libvirtError | None = None
-        self.wake: _thread.LockType | None = None  # held while its thread sleeps
+    # The reply, or the error the call ends with; one attribute, so that the
+    # wait loop has one thing to check.
+    outcome: core.Reply | libvirtError | None = None
+    wake: _thread.LockType | None = None  # held while its thread sleeps
 
 
 class _StreamWaiter:
@@ -121,6 +123,20 @@ class SyncConnection:
         # Unix sockets are read with recvmsg: descriptors may come (fdpass.py).
         self._unix = getattr(sock, "family", None) == socket.AF_UNIX
         self.protocol.passes_fds = fdpass.carries_fds(sock)
+        # A unix socket is read with a plain recv() (cheaper than recvmsg by a
+        # tuple, an address and an ancillary list per read) while no call in
+        # flight may be answered with descriptors: a plain read would make the
+        # kernel close them. A call that may (call_receiving_fds) counts itself
+        # in `_fd_calls` before it sends, and first waits out a plain read in
+        # progress (`_plain_read`): the reader sets that flag, then checks the
+        # count; the call raises the count, then checks the flag (under the GIL
+        # one of the two sees the other), and sleeps on `_plain_done`, which
+        # the reader releases once its recv() returned. That recv() never waits
+        # long: it runs only after poll() saw input.
+        self._fd_calls = 0
+        self._plain_read = False
+        self._plain_done: _thread.LockType | None = None
+        self._fd_gate = threading.Lock()  # one descriptor call at a time sets up
         if self._unix:
             poller = select.poll()
             poller.register(sock.fileno(), select.POLLIN)
@@ -150,16 +166,64 @@ class SyncConnection:
         return self.protocol.keepalive
 
     def call(self, procedure: int, payload: bytes) -> core.Reply:
-        """Send one CALL and block until its reply (or the connection's death)."""
+        """Send one CALL and block until its reply (or the connection's death).
+
+        When no thread is reading, the call takes the reader role along with
+        its serial, before it sends: then it reads its reply without taking
+        the lock again first (one lock round trip less per sequential call).
+        """
         waiter = _Waiter()
         lock = self._lock
         lock.acquire()  # acquire/release rather than `with`: this runs once per call
         try:
             packet = self.protocol.start_call(procedure, payload, waiter)[1]
-        finally:
+        except BaseException:
             lock.release()
-        self._send(packet)
-        return self._wait(waiter)
+            raise
+        reader = not self._reading
+        if reader:
+            self._reading = True
+        lock.release()
+        if not reader:
+            self._send(packet)
+            return self._wait(waiter)
+        try:
+            self._send(packet)
+        except BaseException:
+            with lock:
+                self._stop_reading()
+            raise
+        return self._read_reply(waiter)
+
+    def _read_reply(self, waiter: _Waiter) -> core.Reply:
+        """Read until ``waiter`` has its reply (reader role held, lock not held).
+
+        Other threads' replies met on the way wake their owners; once its own
+        is in, the role passes to a thread still asleep (_stop_reading).
+        """
+        lock = self._lock
+        read = self._read_unlocked
+        try:
+            while True:
+                read(True)  # returns with the lock held
+                if waiter.outcome is not None:
+                    break
+                lock.release()
+        except BaseException:
+            # read() left the lock held on every way out.
+            self._stop_reading()
+            lock.release()
+            raise
+        # _stop_reading, written out: the role goes to a sleeper, if any.
+        self._reading = False
+        if self._sleepers:
+            self._wake(next(iter(self._sleepers)))
+        lock.release()
+        outcome = waiter.outcome
+        if type(outcome) is _Reply:
+            return outcome
+        assert isinstance(outcome, libvirtError)
+        raise outcome
 
     def call_with_fds(self, procedure: int, payload: bytes, fds: list[int]) -> core.Reply:
         """A call whose file descriptors follow its packet (SCM_RIGHTS, one per
@@ -179,7 +243,50 @@ class SyncConnection:
         """A call whose reply may pass descriptors (REPLY_WITH_FDS): they are the
         reply's `fds`, the caller's to close.  Any socket: on one that cannot carry
         them the core fails the connection as libvirt does."""
-        return self.call(procedure, payload)
+        if not self._unix:
+            return self.call(procedure, payload)
+        counted = False
+        try:
+            with self._fd_gate:
+                with self._lock:
+                    self._fd_calls += 1
+                counted = True
+                self._await_plain_read()
+            reply = self.call(procedure, payload)
+        except libvirtError:
+            # The call is over (refused, or the connection died): no reply will come.
+            if counted:
+                with self._lock:
+                    self._fd_calls -= 1
+            raise
+        except BaseException:
+            # Interrupted: its reply (and descriptors) may still come, so the
+            # count stays up and the socket keeps being read with recvmsg.
+            raise
+        with self._lock:
+            self._fd_calls -= 1
+        return reply
+
+    def _await_plain_read(self) -> None:
+        """Wait until no plain recv() is in progress (`_fd_calls` already counts
+        the caller: the next read uses recvmsg)."""
+        if not self._plain_read:
+            return
+        done = _new_lock()
+        done.acquire()
+        self._plain_done = done
+        if self._plain_read:
+            done.acquire()  # released by _plain_read_over
+        else:
+            # The read ended before it could see `done`; a later one releases it, harmlessly.
+            self._plain_done = None
+
+    def _plain_read_over(self) -> None:
+        self._plain_read = False
+        done = self._plain_done
+        if done is not None:
+            self._plain_done = None
+            done.release()
 
     def call_many(self, calls: list[tuple[int, bytes]]) -> list[core.Reply | libvirtError]:
         """Send several CALLs back to back, then wait for all their replies.
@@ -578,15 +685,21 @@ class SyncConnection:
             self._wake(next(iter(self._sleepers)))
 
     def _read_once(self, block: bool, size: int = RECV_SIZE) -> None:
+        self._lock.release()
+        self._read_unlocked(block, size)
+
+    def _read_unlocked(self, block: bool, size: int = RECV_SIZE) -> None:
+        """One read and what it brings (reader role held; lock not held on entry,
+        held on every way out)."""
         lock = self._lock
         protocol = self.protocol
         # The rest of a large packet (stream data) goes straight into its buffer.
         # Only a packet split across reads has a rest: without one (a call's
-        # reply, one read) read_buffer is not even called.
+        # reply, one read) read_buffer is not even called. Only the reader feeds
+        # the splitter, so its state needs no lock here.
         split = self._recv_into is not None and protocol._splitter._partial is not None
-        view = protocol.read_buffer() if split else None
-        lock.release()
         try:
+            view = protocol.read_buffer() if split else None
             if block and protocol.keepalive is None:
                 # _ready's first case, written out: it runs once per call.
                 wait_input = self._wait_input
@@ -602,16 +715,27 @@ class SyncConnection:
                 self._apply(self.protocol.received_into(n, time.monotonic()))
                 return
             if self._unix:
-                # fdpass.recv written out (once per call): recvmsg, descriptors
-                # only when ancillary data came.
-                unix_sock: Any = self._sock
-                data, ancdata, _flags, _addr = unix_sock.recvmsg(size, _ANCILLARY_SIZE)
-                if ancdata:
-                    fds = fdpass.fds_of(ancdata)
-                    if fds:
-                        lock.acquire()
-                        self._apply(protocol.receive_data(data, _monotonic(), fds))
-                        return
+                # See __init__: a plain recv() unless a call may get descriptors.
+                self._plain_read = True
+                if not self._fd_calls:
+                    try:
+                        data = self._sock.recv(size)
+                    finally:
+                        # _plain_read_over, written out (once per call).
+                        self._plain_read = False
+                        if self._plain_done is not None:
+                            self._plain_read_over()
+                else:
+                    self._plain_read_over()
+                    # fdpass.recv written out: recvmsg, descriptors only when ancillary data came.
+                    unix_sock: Any = self._sock
+                    data, ancdata, _flags, _addr = unix_sock.recvmsg(size, _ANCILLARY_SIZE)
+                    if ancdata:
+                        fds = fdpass.fds_of(ancdata)
+                        if fds:
+                            lock.acquire()
+                            self._apply(protocol.receive_data(data, _monotonic(), fds))
+                            return
             else:
                 data = self._sock.recv(size)
         except libvirtError as exc:  # a failed PING write
