@@ -470,6 +470,9 @@ class Connection(aio_shell.AsyncShell):
             kind = type(ev)
             if kind is core.Reply:
                 fut: Waiter = ev.waiter  # type: ignore[union-attr]
+                # The future holds the reply from here: no link back (future ->
+                # reply -> future would be a cycle only the cyclic GC frees).
+                ev.waiter = None  # type: ignore[union-attr]
                 if not fut.done():
                     fut.set_result(ev)  # type: ignore[arg-type]
             elif kind is core.Event:
