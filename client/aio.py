@@ -397,6 +397,9 @@ class Connection(aio_shell.AsyncShell):
             kind = type(ev)
             if kind is core.Reply:
                 w: _Waiter = ev.waiter  # type: ignore[union-attr]
+                # The waiter holds the reply from here: no link back (waiter ->
+                # reply -> waiter would be a cycle only the cyclic GC frees).
+                ev.waiter = None  # type: ignore[union-attr]
                 w.reply = ev  # type: ignore[assignment]
                 w.set()
             elif kind is core.Event:

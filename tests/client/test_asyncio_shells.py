@@ -10,6 +10,7 @@ between the two event loops (run, sleep, a task that can be cancelled).
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import uuid
 from collections.abc import Awaitable, Callable
@@ -328,6 +329,37 @@ def test_many_tasks_share_one_connection(shell: Shell, real_libvirtd: Any) -> No
                 await handle.finished()
             results = [r for h in handles for r in h.result]
             assert len(results) == 320 and all(r == results[0] for r in results)
+
+    shell.run(main)
+
+
+def test_calls_leave_no_garbage_for_the_cycle_collector(shell: Shell, real_libvirtd: Any) -> None:
+    """A call's reply and its future (asyncio) or waiter (trio) die by reference
+    counting: a link back from the reply (reply -> waiter -> reply) would leave
+    the cyclic GC two objects to collect per call, a cost paid per call under load."""
+    ntasks, calls_per_task = 8, 25
+
+    async def main(tasks: Tasks) -> None:
+        async with await shell.connect(real_libvirtd.tcp_uri, keepalive=False) as conn:
+            dom = await conn.lookup_by_name("test")
+            await dom.info()  # first-call paths (caches, lazy imports) before counting
+
+            async def worker() -> None:
+                for _ in range(calls_per_task):
+                    await dom.info()
+
+            gc.collect()
+            gc.disable()
+            try:
+                handles = [tasks.start(worker) for _ in range(ntasks)]
+                for handle in handles:
+                    await handle.finished()
+                del handles
+                unreachable = gc.collect()
+            finally:
+                gc.enable()
+            # The tasks themselves may leave a few cycles; one per call would be hundreds.
+            assert unreachable < calls_per_task, unreachable
 
     shell.run(main)
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import virtwire.client.asyncio as vasyncio
+from virtwire.protocol import wire
 from virtwire.protocol.errors import libvirtError
 from virtwire.protocol.generated import remote
 
@@ -64,6 +65,49 @@ def test_a_batch_of_calls_goes_out_in_one_write(fake_daemon: Callable[..., FakeD
             assert sorted(await asyncio.gather(*calls)) == list(range(1, 9))
             serials = [serial for proc, serial, _ in daemon.calls if proc == GET_LIB_VERSION]
             assert len(set(serials)) == 8
+            assert conn.protocol.pending.waiters == {}
+
+    asyncio.run(main())
+
+
+def test_after_replies_woke_several_calls_the_first_next_packet_goes_out_at_once(
+    fake_daemon: Callable[..., FakeDaemon],
+) -> None:
+    """Replies read together wake several calls while another is still in flight:
+    the first packet those tasks make next is written at once (the daemon starts
+    on it while the others still run), the packets of the others together in one
+    write after them."""
+    daemon = fake_daemon(handlers={GET_LIB_VERSION: lambda _p: ("defer", _version(7))})
+
+    async def main() -> None:
+        async with await vasyncio.connect(daemon.uri) as conn:
+
+            async def twice() -> list[int]:
+                return [await conn.get_lib_version(), await conn.get_lib_version()]
+
+            calls = [asyncio.create_task(twice()) for _ in range(9)]
+            while len(daemon.deferred) < 9:
+                await asyncio.sleep(0.01)
+            counting = CountingTransport(conn._transport)  # type: ignore[arg-type]
+            conn._transport = counting  # type: ignore[assignment]
+            # Eight replies in one send, so that one read takes them all; the ninth
+            # call stays in flight.
+            first_round, daemon.deferred = daemon.deferred[:8], daemon.deferred[8:]
+            first_round[0][0].sendall(
+                b"".join(
+                    wire.remote_packet(proc, wire.REPLY, serial, wire.OK, body)
+                    for _sock, proc, serial, body in first_round
+                )
+            )
+            while len(daemon.deferred) < 9:
+                await asyncio.sleep(0.01)
+            assert len(counting.writes) == 2
+            assert counting.writes[1] == 7 * counting.writes[0]
+            daemon.release_deferred()
+            while not daemon.deferred:  # the ninth task's second call
+                await asyncio.sleep(0.01)
+            daemon.release_deferred()
+            assert await asyncio.gather(*calls) == [[7, 7]] * 9
             assert conn.protocol.pending.waiters == {}
 
     asyncio.run(main())
