@@ -29,6 +29,8 @@ from virtwire.client.surface.streams import DomainStreams
 from virtwire.client.sync import SyncConnection
 from virtwire.protocol.errors import libvirtError
 from virtwire.protocol.generated import constants as c
+from virtwire.protocol.generated import remote
+from virtwire.protocol.xdr import Procedure
 
 _T = TypeVar("_T")
 
@@ -39,6 +41,13 @@ _invoke = call.invoke
 _run = call.run
 # CONNECT_CLOSE's procedure number, looked up once: every close sends it.
 _CONNECT_CLOSE = ops.connect_close().proc.number
+_thread_error = lasterror.state
+# Procedures of the calls written out below (their Ops would be built per call).
+_LOOKUP_BY_NAME = ops.PROCS["DOMAIN_LOOKUP_BY_NAME"]
+_LIST_ALL_DOMAINS = ops.PROCS["CONNECT_LIST_ALL_DOMAINS"]
+_DOMAIN_GET_INFO = ops.PROCS["DOMAIN_GET_INFO"]
+# virDomain._getter's calls: Op maker -> (procedure, reply converter).
+_GETTERS: dict[Callable[[Any], ops.Op], tuple[Procedure, Callable[[Any], Any]]] = {}
 report = call.report
 set_error_handler = call.set_error_handler
 
@@ -97,6 +106,28 @@ class virConnect(ObjectEventsMixin, ConnectOverrides, generated.virConnectGenera
 
     def _run_op(self, op: ops.Op) -> Any:
         return self._run(op)
+
+    def _rpc(self, proc_name: str, args: tuple[Any, ...], flags: int = 0) -> Any:
+        """The generated methods' call: `proc_name` with its args struct built from `args`."""
+        proc = ops.PROCS[proc_name]
+        codec = proc.args
+        return self._send_args(proc, None if codec is None else codec(*args), flags)
+
+    def _send_args(self, proc: Procedure, args: Any, flags: int = 0) -> Any:
+        """One public call of `proc` with its args struct (None: no args); its
+        return struct.  _run, _call and call.invoke written out, with no Op:
+        this is the path of every virConnect call."""
+        _thread_error.err = None  # lasterror.reset(): every libvirt API call starts so
+        try:
+            conn = self._conn
+            if conn is None:
+                raise errfactory.invalid_conn(proc.api or proc.name)
+            if self._readonly:
+                core.check_read_only(proc, flags)
+            return core.decode_reply(proc, conn.call(proc.number, b"" if args is None else args.to_bytes()))
+        except libvirtError as exc:
+            report(exc)
+            raise
 
     def _run_fds(self, op: ops.Op, fds: list[int]) -> Any:
         try:
@@ -354,7 +385,8 @@ class virConnect(ObjectEventsMixin, ConnectOverrides, generated.virConnectGenera
     # -- domains ------------------------------------------------------------
 
     def lookupByName(self, name: str) -> virDomain:
-        return self._domain(self._run(ops.lookup_by_name(name)))
+        ret = self._send_args(_LOOKUP_BY_NAME, remote.remote_domain_lookup_by_name_args(name))
+        return virDomain(self, ret.dom)
 
     def lookupByID(self, id: int) -> virDomain:
         return self._domain(self._run(ops.lookup_by_id(id)))
@@ -372,7 +404,9 @@ class virConnect(ObjectEventsMixin, ConnectOverrides, generated.virConnectGenera
         return self._domain(self._run(ops.lookup_by_uuid(raw)))
 
     def listAllDomains(self, flags: int = 0) -> list[virDomain]:
-        return [self._domain(d) for d in self._run(ops.list_all_domains(flags))]
+        # need_results=1: libvirt-python wants the domains, not only their count
+        args = remote.remote_connect_list_all_domains_args(1, flags)
+        return [virDomain(self, d) for d in self._send_args(_LIST_ALL_DOMAINS, args, flags).domains]
 
     def listDomainsID(self) -> list[int]:
         # libvirt-python counts first, then asks for that many (libvirt-override.c).
@@ -498,8 +532,33 @@ class virDomain(DomainOverrides, DomainStreams, generated.virDomainGenerated, su
     _conn: virConnect
 
     def __init__(self, conn: virConnect, _obj: Any = None) -> None:
-        super().__init__(conn, _obj)
-        self._ops: dict[Callable[[Any], ops.Op], ops.Op] = {}
+        # ObjectHandle.__init__ written out for a connection's child: every
+        # lookup, and every element of listAllDomains, makes one.
+        if _obj is None:
+            # libvirt-python: only the library creates objects, around a C pointer.
+            raise Exception(f"Expected a wrapped C Object but got {type(_obj)}")
+        self._parent = self._conn = conn
+        self._ref = _obj
+        # The encoding of _ref (the whole args of a call on the domain alone),
+        # made on first use; _ref_encoded says which _ref it encodes, as
+        # create() and destroy() replace _ref.
+        self._ref_encoded: Any = None
+        self._ref_bytes = b""
+        conn._domain_refs.append(None)
+
+    def __del__(self) -> None:
+        # virConnect._domain_gone written out: one per freed domain.
+        try:
+            conn = self._conn
+            refs = conn._domain_refs
+            try:  # noqa: SIM105 - runs per freed domain; suppress() would build an object each time
+                refs.pop()
+            except IndexError:
+                pass
+            if conn._conn is None and not refs:
+                conn._teardown()
+        except Exception:  # never raise from a finalizer
+            pass
 
     def _conn_run(self, op: ops.Op) -> Any:
         """One public call: its error goes to the registered error handler too."""
@@ -507,12 +566,31 @@ class virDomain(DomainOverrides, DomainStreams, generated.virDomainGenerated, su
         return _run(conn._sock, conn._readonly, op)
 
     def _getter(self, make: Callable[[Any], ops.Op]) -> Any:
-        """Run a call whose args are the domain alone; its Op is built and encoded once."""
-        op = self._ops.get(make)
-        if op is None:
-            op = self._ops[make] = make(self._ref)
+        """Run a call whose args are the domain alone (`make` builds its Op, as
+        for the async API's _getter); its converted reply.  The Op is built once
+        per `make` for its procedure and converter: the payload is the domain's."""
+        found = _GETTERS.get(make)
+        if found is None:
+            op = make(self._ref)
+            found = _GETTERS[make] = (op.proc, op.convert)
+        return found[1](self._call_on_ref(found[0]))
+
+    def _call_on_ref(self, proc: Procedure) -> Any:
+        """One public call of `proc`, whose args are the domain alone; its return
+        struct.  The payload is the domain's encoding, made once per _ref; no Op."""
+        _thread_error.err = None  # lasterror.reset(): every libvirt API call starts so
         conn = self._conn
-        return _run(conn._sock, conn._readonly, op)
+        try:
+            ref = self._ref
+            if ref is not self._ref_encoded:
+                self._ref_bytes = ref.to_bytes()
+                self._ref_encoded = ref
+            if conn._readonly:
+                core.check_read_only(proc, 0)
+            return core.decode_reply(proc, conn._sock.call(proc.number, self._ref_bytes))
+        except libvirtError as exc:
+            report(exc)
+            raise
 
     def connect(self) -> virConnect:
         return self._conn
@@ -534,7 +612,7 @@ class virDomain(DomainOverrides, DomainStreams, generated.virDomainGenerated, su
     # -- state ----------------------------------------------------------------
 
     def info(self) -> list[int]:
-        return self._getter(ops.domain_get_info)  # type: ignore[no-any-return]
+        return ops.domain_info(self._call_on_ref(_DOMAIN_GET_INFO))
 
     def state(self, flags: int = 0) -> list[int]:
         return self._conn_run(ops.domain_get_state(self._ref, flags))  # type: ignore[no-any-return]

@@ -13,14 +13,15 @@ import uuid as uuidlib
 from collections.abc import Callable
 from typing import Any, Final
 
-from virtwire.client import errfactory, ops
-from virtwire.client.surface import call
+from virtwire.client import core, errfactory, ops
+from virtwire.client.surface import call, lasterror
 from virtwire.protocol.errors import libvirtError
 from virtwire.protocol.generated import constants as c
 
 # Class name -> class, filled as the facade's classes are defined (a generated
 # method returning a virStoragePool must not import the module defining it).
 CLASSES: Final[dict[str, Callable[..., Any]]] = {}
+_thread_error = lasterror.state
 
 
 def register(cls: type) -> type:
@@ -119,6 +120,24 @@ class ObjectHandle(Handle):
     def _run_op(self, op: ops.Op) -> Any:
         conn = self._conn
         return call.run(conn._sock, conn._readonly, op)
+
+    def _rpc(self, proc_name: str, args: tuple[Any, ...], flags: int = 0) -> Any:
+        """Handle._rpc and call.run written out, with no Op: the path of every
+        generated method of an object (an object keeps its connection's socket
+        alive after virConnect.close())."""
+        proc = ops.PROCS[proc_name]
+        codec = proc.args
+        value = None if codec is None else codec(*args)
+        conn = self._conn
+        _thread_error.err = None  # lasterror.reset(): every libvirt API call starts so
+        try:
+            if conn._readonly:
+                core.check_read_only(proc, flags)
+            payload = b"" if value is None else value.to_bytes()
+            return core.decode_reply(proc, conn._sock.call(proc.number, payload))
+        except libvirtError as exc:
+            call.report(exc)
+            raise
 
     def _call(self, op: ops.Op, readonly_check: bool = True) -> Any:
         # An object keeps its connection's socket alive after virConnect.close().

@@ -452,9 +452,11 @@ _unpack_q = _S_q.unpack_from
 _S_II = struct.Struct(">II")
 _pack_II = _S_II.pack
 _unpack_II = _S_II.unpack_from
+_padpack_II = (_pack_II, struct.Struct(">3xII").pack, struct.Struct(">2xII").pack, struct.Struct(">1xII").pack)
 _S_QI = struct.Struct(">QI")
 _pack_QI = _S_QI.pack
 _unpack_QI = _S_QI.unpack_from
+_padpack_QI = (_pack_QI, struct.Struct(">3xQI").pack, struct.Struct(">2xQI").pack, struct.Struct(">1xQI").pack)
 _S_dI = struct.Struct(">dI")
 _pack_dI = _S_dI.pack
 _unpack_dI = _S_dI.unpack_from
@@ -484,6 +486,7 @@ _unpack_qI = _S_qI.unpack_from
 _S_QqI = struct.Struct(">QqI")
 _pack_QqI = _S_QqI.pack
 _unpack_QqI = _S_QqI.unpack_from
+_padpack_QqI = (_pack_QqI, struct.Struct(">3xQqI").pack, struct.Struct(">2xQqI").pack, struct.Struct(">1xQqI").pack)
 _S_iII = struct.Struct(">iII")
 _pack_iII = _S_iII.pack
 _unpack_iII = _S_iII.unpack_from
@@ -504,6 +507,9 @@ _S_iqI = struct.Struct(">iqI")
 _pack_iqI = _S_iqI.pack
 _unpack_iqI = _S_iqI.unpack_from
 _padpack_iqI = (_pack_iqI, struct.Struct(">3xiqI").pack, struct.Struct(">2xiqI").pack, struct.Struct(">1xiqI").pack)
+_S_QqII = struct.Struct(">QqII")
+_pack_QqII = _S_QqII.pack
+_unpack_QqII = _S_QqII.unpack_from
 _M_admin_procedure: Final[dict[int, admin_procedure]] = {int(m): m for m in admin_procedure}
 _D_admin_procedure: Final = xdr.EnumDecoding(admin_procedure)
 
@@ -632,15 +638,20 @@ def _enc_admin_nonnull_server(out: bytearray, v: admin_nonnull_server) -> None:
 
 def _dec_admin_nonnull_client(buf: bytes, pos: int) -> tuple[admin_nonnull_client, int]:
     v = _new(admin_nonnull_client)
-    v.srv, pos = _dec_admin_nonnull_server(buf, pos)
+    v.srv = f1 = _new(admin_nonnull_server)
+    f1.name, pos = _read_str(buf, pos, 4194304)
     v.id, v.timestamp, v.transport = _unpack_QqI(buf, pos)
     pos += 20
     return v, pos
 
 
 def _enc_admin_nonnull_client(out: bytearray, v: admin_nonnull_client) -> None:
-    _enc_admin_nonnull_server(out, v.srv)
-    out += _pack_QqI(v.id, v.timestamp, v.transport)
+    f1 = v.srv
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    out += _padpack_QqI[n3 & 3](v.id, v.timestamp, v.transport)
 
 
 def _dec_admin_connect_open_args(buf: bytes, pos: int) -> tuple[admin_connect_open_args, int]:
@@ -742,25 +753,36 @@ def _enc_admin_connect_lookup_server_args(out: bytearray, v: admin_connect_looku
 
 def _dec_admin_connect_lookup_server_ret(buf: bytes, pos: int) -> tuple[admin_connect_lookup_server_ret, int]:
     v = _new(admin_connect_lookup_server_ret)
-    v.srv, pos = _dec_admin_nonnull_server(buf, pos)
+    v.srv = f1 = _new(admin_nonnull_server)
+    f1.name, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_admin_connect_lookup_server_ret(out: bytearray, v: admin_connect_lookup_server_ret) -> None:
-    _enc_admin_nonnull_server(out, v.srv)
+    f1 = v.srv
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    out += xdr.PAD[n3 & 3]
 
 
 def _dec_admin_server_get_threadpool_parameters_args(buf: bytes, pos: int) -> tuple[admin_server_get_threadpool_parameters_args, int]:
     v = _new(admin_server_get_threadpool_parameters_args)
-    v.srv, pos = _dec_admin_nonnull_server(buf, pos)
+    v.srv = f1 = _new(admin_nonnull_server)
+    f1.name, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_admin_server_get_threadpool_parameters_args(out: bytearray, v: admin_server_get_threadpool_parameters_args) -> None:
-    _enc_admin_nonnull_server(out, v.srv)
-    out += _pack_I(v.flags)
+    f1 = v.srv
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    out += _padpack_I[n3 & 3](v.flags)
 
 
 def _dec_admin_server_get_threadpool_parameters_ret(buf: bytes, pos: int) -> tuple[admin_server_get_threadpool_parameters_ret, int]:
@@ -937,174 +959,180 @@ def _enc_admin_server_get_threadpool_parameters_ret(out: bytearray, v: admin_ser
 def _dec_admin_server_set_threadpool_parameters_args(buf: bytes, pos: int) -> tuple[admin_server_set_threadpool_parameters_args, int]:
     end = len(buf)
     v = _new(admin_server_set_threadpool_parameters_args)
-    v.srv, pos = _dec_admin_nonnull_server(buf, pos)
-    (n2,) = _unpack_u32(buf, pos)
+    v.srv = f1 = _new(admin_nonnull_server)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    (n3,) = _unpack_u32(buf, pos)
     pos += 4
-    if n2 > 32:
+    if n3 > 32:
         raise XdrError("array length exceeds its bound")
-    if n2 * 12 > end - pos:
+    if n3 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[admin_typed_param] = [_new(admin_typed_param) for _ in range(n2)]
-    if a1:
-        (n4,) = _unpack_u32(buf, pos)
+    a2: list[admin_typed_param] = [_new(admin_typed_param) for _ in range(n3)]
+    if a2:
+        (n5,) = _unpack_u32(buf, pos)
         pos += 4
-        for x3 in a1[:-1]:
-            s5 = pos
-            pos = s5 + ((n4 + 3) & -4)
-            if pos > end or n4 > 4194304:
+        for x4 in a2[:-1]:
+            s6 = pos
+            pos = s6 + ((n5 + 3) & -4)
+            if pos > end or n5 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                x3.field = buf[s5:s5 + n4].decode()
+                x4.field = buf[s6:s6 + n5].decode()
             except UnicodeDecodeError:
-                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
-            if "\0" in x3.field:
-                x3.field = x3.field.partition("\0")[0]
-            v6 = _new(admin_typed_param_value)
-            (d7,) = _unpack_i(buf, pos)
+                x4.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+            if "\0" in x4.field:
+                x4.field = x4.field.partition("\0")[0]
+            v7 = _new(admin_typed_param_value)
+            (d8,) = _unpack_i(buf, pos)
             pos += 4
-            v6.type = d7
-            if d7 == 1:
-                v6.value, n4 = _unpack_iI(buf, pos)
+            v7.type = d8
+            if d8 == 1:
+                v7.value, n5 = _unpack_iI(buf, pos)
                 pos += 8
-            elif d7 == 2:
-                v6.value, n4 = _unpack_II(buf, pos)
+            elif d8 == 2:
+                v7.value, n5 = _unpack_II(buf, pos)
                 pos += 8
-            elif d7 == 3:
-                v6.value, n4 = _unpack_qI(buf, pos)
+            elif d8 == 3:
+                v7.value, n5 = _unpack_qI(buf, pos)
                 pos += 12
-            elif d7 == 4:
-                v6.value, n4 = _unpack_QI(buf, pos)
+            elif d8 == 4:
+                v7.value, n5 = _unpack_QI(buf, pos)
                 pos += 12
-            elif d7 == 5:
-                v6.value, n4 = _unpack_dI(buf, pos)
+            elif d8 == 5:
+                v7.value, n5 = _unpack_dI(buf, pos)
                 pos += 12
-            elif d7 == 6:
-                v6.value, n4 = _unpack_iI(buf, pos)
+            elif d8 == 6:
+                v7.value, n5 = _unpack_iI(buf, pos)
                 pos += 8
-            elif d7 == 7:
-                v6.value, pos = _read_str(buf, pos, 4194304)
-                (n4,) = _unpack_u32(buf, pos)
+            elif d8 == 7:
+                v7.value, pos = _read_str(buf, pos, 4194304)
+                (n5,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
-            x3.value = v6
-        x3 = a1[-1]
-        s8 = pos
-        pos = s8 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
+            x4.value = v7
+        x4 = a2[-1]
+        s9 = pos
+        pos = s9 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s8:s8 + n4].decode()
+            x4.field = buf[s9:s9 + n5].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
-        if "\0" in x3.field:
-            x3.field = x3.field.partition("\0")[0]
-        v9 = _new(admin_typed_param_value)
-        (d10,) = _unpack_i(buf, pos)
+            x4.field = buf[s9:s9 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x4.field:
+            x4.field = x4.field.partition("\0")[0]
+        v10 = _new(admin_typed_param_value)
+        (d11,) = _unpack_i(buf, pos)
         pos += 4
-        v9.type = d10
-        if d10 == 1:
-            (v9.value,) = _unpack_i(buf, pos)
+        v10.type = d11
+        if d11 == 1:
+            (v10.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d10 == 2:
-            (v9.value,) = _unpack_I(buf, pos)
+        elif d11 == 2:
+            (v10.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d10 == 3:
-            (v9.value,) = _unpack_q(buf, pos)
+        elif d11 == 3:
+            (v10.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d10 == 4:
-            (v9.value,) = _unpack_Q(buf, pos)
+        elif d11 == 4:
+            (v10.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d10 == 5:
-            (v9.value,) = _unpack_d(buf, pos)
+        elif d11 == 5:
+            (v10.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d10 == 6:
-            (v9.value,) = _unpack_i(buf, pos)
+        elif d11 == 6:
+            (v10.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d10 == 7:
-            v9.value, pos = _read_str(buf, pos, 4194304)
+        elif d11 == 7:
+            v10.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v9
-    v.params = a1
+        x4.value = v10
+    v.params = a2
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_admin_server_set_threadpool_parameters_args(out: bytearray, v: admin_server_set_threadpool_parameters_args) -> None:
-    _enc_admin_nonnull_server(out, v.srv)
-    a1 = v.params
-    n2 = len(a1)
-    if n2 > 32:
+    f1 = v.srv
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    out += xdr.PAD[n3 & 3]
+    a4 = v.params
+    n5 = len(a4)
+    if n5 > 32:
         raise XdrError("array length exceeds its bound")
-    out += _pack_u32(n2)
-    if n2:
-        x7 = a1[0]
+    out += _pack_u32(n5)
+    if n5:
+        x10 = a4[0]
         try:
-            b3 = x7.field.encode()
+            b6 = x10.field.encode()
         except UnicodeEncodeError:
-            b3 = x7.field.encode("utf-8", "surrogateescape")
-        n4 = len(b3)
-        if n4 > 4194304:
+            b6 = x10.field.encode("utf-8", "surrogateescape")
+        n7 = len(b6)
+        if n7 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_u32(n4)
-        out += b3
-    for x8 in a1[1:]:
+        out += _pack_u32(n7)
+        out += b6
+    for x11 in a4[1:]:
         try:
-            b5 = x8.field.encode()
+            b8 = x11.field.encode()
         except UnicodeEncodeError:
-            b5 = x8.field.encode("utf-8", "surrogateescape")
-        n6 = len(b5)
-        if n6 > 4194304:
+            b8 = x11.field.encode("utf-8", "surrogateescape")
+        n9 = len(b8)
+        if n9 > 4194304:
             raise XdrError("length exceeds its bound")
-        u9 = x7.value
-        d10 = u9.type
-        if d10 == 1:
-            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 2:
-            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
-        elif d10 == 3:
-            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 4:
-            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 5:
-            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 6:
-            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 7:
-            x11 = cast("str", u9.value)
-            b12 = _encode_str(x11, 4194304)
-            n13 = len(b12)
-            out += _padpack_iI[n4 & 3](d10, n13)
-            out += b12
-            out += _padpack_I[n13 & 3](n6)
+        u12 = x10.value
+        d13 = u12.type
+        if d13 == 1:
+            out += _padpack_iiI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 2:
+            out += _padpack_iII[n7 & 3](d13, u12.value, n9)
+        elif d13 == 3:
+            out += _padpack_iqI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 4:
+            out += _padpack_iQI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 5:
+            out += _padpack_idI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 6:
+            out += _padpack_iiI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 7:
+            x14 = cast("str", u12.value)
+            b15 = _encode_str(x14, 4194304)
+            n16 = len(b15)
+            out += _padpack_iI[n7 & 3](d13, n16)
+            out += b15
+            out += _padpack_I[n16 & 3](n9)
         else:
             raise XdrError("union discriminant has no arm")
-        out += b5
-        n4, x7 = n6, x8
-    if n2:
-        u14 = x7.value
-        d15 = u14.type
-        if d15 == 1:
-            out += _padpack_ii[n4 & 3](d15, u14.value)
-        elif d15 == 2:
-            out += _padpack_iI[n4 & 3](d15, u14.value)
-        elif d15 == 3:
-            out += _padpack_iq[n4 & 3](d15, u14.value)
-        elif d15 == 4:
-            out += _padpack_iQ[n4 & 3](d15, u14.value)
-        elif d15 == 5:
-            out += _padpack_id[n4 & 3](d15, u14.value)
-        elif d15 == 6:
-            out += _padpack_ii[n4 & 3](d15, u14.value)
-        elif d15 == 7:
-            x16 = cast("str", u14.value)
-            b17 = _encode_str(x16, 4194304)
-            n18 = len(b17)
-            out += _padpack_iI[n4 & 3](d15, n18)
-            out += b17
-            out += xdr.PAD[n18 & 3]
+        out += b8
+        n7, x10 = n9, x11
+    if n5:
+        u17 = x10.value
+        d18 = u17.type
+        if d18 == 1:
+            out += _padpack_ii[n7 & 3](d18, u17.value)
+        elif d18 == 2:
+            out += _padpack_iI[n7 & 3](d18, u17.value)
+        elif d18 == 3:
+            out += _padpack_iq[n7 & 3](d18, u17.value)
+        elif d18 == 4:
+            out += _padpack_iQ[n7 & 3](d18, u17.value)
+        elif d18 == 5:
+            out += _padpack_id[n7 & 3](d18, u17.value)
+        elif d18 == 6:
+            out += _padpack_ii[n7 & 3](d18, u17.value)
+        elif d18 == 7:
+            x19 = cast("str", u17.value)
+            b20 = _encode_str(x19, 4194304)
+            n21 = len(b20)
+            out += _padpack_iI[n7 & 3](d18, n21)
+            out += b20
+            out += xdr.PAD[n21 & 3]
         else:
             raise XdrError("union discriminant has no arm")
     out += _pack_I(v.flags)
@@ -1112,15 +1140,20 @@ def _enc_admin_server_set_threadpool_parameters_args(out: bytearray, v: admin_se
 
 def _dec_admin_server_list_clients_args(buf: bytes, pos: int) -> tuple[admin_server_list_clients_args, int]:
     v = _new(admin_server_list_clients_args)
-    v.srv, pos = _dec_admin_nonnull_server(buf, pos)
+    v.srv = f1 = _new(admin_nonnull_server)
+    f1.name, pos = _read_str(buf, pos, 4194304)
     v.need_results, v.flags = _unpack_II(buf, pos)
     pos += 8
     return v, pos
 
 
 def _enc_admin_server_list_clients_args(out: bytearray, v: admin_server_list_clients_args) -> None:
-    _enc_admin_nonnull_server(out, v.srv)
-    out += _pack_II(v.need_results, v.flags)
+    f1 = v.srv
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    out += _padpack_II[n3 & 3](v.need_results, v.flags)
 
 
 def _dec_admin_server_list_clients_ret(buf: bytes, pos: int) -> tuple[admin_server_list_clients_ret, int]:
@@ -1164,38 +1197,50 @@ def _enc_admin_server_list_clients_ret(out: bytearray, v: admin_server_list_clie
 
 def _dec_admin_server_lookup_client_args(buf: bytes, pos: int) -> tuple[admin_server_lookup_client_args, int]:
     v = _new(admin_server_lookup_client_args)
-    v.srv, pos = _dec_admin_nonnull_server(buf, pos)
+    v.srv = f1 = _new(admin_nonnull_server)
+    f1.name, pos = _read_str(buf, pos, 4194304)
     v.id, v.flags = _unpack_QI(buf, pos)
     pos += 12
     return v, pos
 
 
 def _enc_admin_server_lookup_client_args(out: bytearray, v: admin_server_lookup_client_args) -> None:
-    _enc_admin_nonnull_server(out, v.srv)
-    out += _pack_QI(v.id, v.flags)
+    f1 = v.srv
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    out += _padpack_QI[n3 & 3](v.id, v.flags)
 
 
 def _dec_admin_server_lookup_client_ret(buf: bytes, pos: int) -> tuple[admin_server_lookup_client_ret, int]:
     v = _new(admin_server_lookup_client_ret)
-    v.clnt, pos = _dec_admin_nonnull_client(buf, pos)
+    v.clnt = f1 = _new(admin_nonnull_client)
+    f1.srv, pos = _dec_admin_nonnull_server(buf, pos)
+    f1.id, f1.timestamp, f1.transport = _unpack_QqI(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_admin_server_lookup_client_ret(out: bytearray, v: admin_server_lookup_client_ret) -> None:
-    _enc_admin_nonnull_client(out, v.clnt)
+    f1 = v.clnt
+    _enc_admin_nonnull_server(out, f1.srv)
+    out += _pack_QqI(f1.id, f1.timestamp, f1.transport)
 
 
 def _dec_admin_client_get_info_args(buf: bytes, pos: int) -> tuple[admin_client_get_info_args, int]:
     v = _new(admin_client_get_info_args)
-    v.clnt, pos = _dec_admin_nonnull_client(buf, pos)
-    (v.flags,) = _unpack_I(buf, pos)
-    pos += 4
+    v.clnt = f1 = _new(admin_nonnull_client)
+    f1.srv, pos = _dec_admin_nonnull_server(buf, pos)
+    f1.id, f1.timestamp, f1.transport, v.flags = _unpack_QqII(buf, pos)
+    pos += 24
     return v, pos
 
 
 def _enc_admin_client_get_info_args(out: bytearray, v: admin_client_get_info_args) -> None:
-    _enc_admin_nonnull_client(out, v.clnt)
-    out += _pack_I(v.flags)
+    f1 = v.clnt
+    _enc_admin_nonnull_server(out, f1.srv)
+    out += _pack_QqII(f1.id, f1.timestamp, f1.transport, v.flags)
 
 
 def _dec_admin_client_get_info_ret(buf: bytes, pos: int) -> tuple[admin_client_get_info_ret, int]:
@@ -1371,28 +1416,35 @@ def _enc_admin_client_get_info_ret(out: bytearray, v: admin_client_get_info_ret)
 
 def _dec_admin_client_close_args(buf: bytes, pos: int) -> tuple[admin_client_close_args, int]:
     v = _new(admin_client_close_args)
-    v.clnt, pos = _dec_admin_nonnull_client(buf, pos)
-    (v.flags,) = _unpack_I(buf, pos)
-    pos += 4
+    v.clnt = f1 = _new(admin_nonnull_client)
+    f1.srv, pos = _dec_admin_nonnull_server(buf, pos)
+    f1.id, f1.timestamp, f1.transport, v.flags = _unpack_QqII(buf, pos)
+    pos += 24
     return v, pos
 
 
 def _enc_admin_client_close_args(out: bytearray, v: admin_client_close_args) -> None:
-    _enc_admin_nonnull_client(out, v.clnt)
-    out += _pack_I(v.flags)
+    f1 = v.clnt
+    _enc_admin_nonnull_server(out, f1.srv)
+    out += _pack_QqII(f1.id, f1.timestamp, f1.transport, v.flags)
 
 
 def _dec_admin_server_get_client_limits_args(buf: bytes, pos: int) -> tuple[admin_server_get_client_limits_args, int]:
     v = _new(admin_server_get_client_limits_args)
-    v.srv, pos = _dec_admin_nonnull_server(buf, pos)
+    v.srv = f1 = _new(admin_nonnull_server)
+    f1.name, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_admin_server_get_client_limits_args(out: bytearray, v: admin_server_get_client_limits_args) -> None:
-    _enc_admin_nonnull_server(out, v.srv)
-    out += _pack_I(v.flags)
+    f1 = v.srv
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    out += _padpack_I[n3 & 3](v.flags)
 
 
 def _dec_admin_server_get_client_limits_ret(buf: bytes, pos: int) -> tuple[admin_server_get_client_limits_ret, int]:
@@ -1569,174 +1621,180 @@ def _enc_admin_server_get_client_limits_ret(out: bytearray, v: admin_server_get_
 def _dec_admin_server_set_client_limits_args(buf: bytes, pos: int) -> tuple[admin_server_set_client_limits_args, int]:
     end = len(buf)
     v = _new(admin_server_set_client_limits_args)
-    v.srv, pos = _dec_admin_nonnull_server(buf, pos)
-    (n2,) = _unpack_u32(buf, pos)
+    v.srv = f1 = _new(admin_nonnull_server)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    (n3,) = _unpack_u32(buf, pos)
     pos += 4
-    if n2 > 32:
+    if n3 > 32:
         raise XdrError("array length exceeds its bound")
-    if n2 * 12 > end - pos:
+    if n3 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[admin_typed_param] = [_new(admin_typed_param) for _ in range(n2)]
-    if a1:
-        (n4,) = _unpack_u32(buf, pos)
+    a2: list[admin_typed_param] = [_new(admin_typed_param) for _ in range(n3)]
+    if a2:
+        (n5,) = _unpack_u32(buf, pos)
         pos += 4
-        for x3 in a1[:-1]:
-            s5 = pos
-            pos = s5 + ((n4 + 3) & -4)
-            if pos > end or n4 > 4194304:
+        for x4 in a2[:-1]:
+            s6 = pos
+            pos = s6 + ((n5 + 3) & -4)
+            if pos > end or n5 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                x3.field = buf[s5:s5 + n4].decode()
+                x4.field = buf[s6:s6 + n5].decode()
             except UnicodeDecodeError:
-                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
-            if "\0" in x3.field:
-                x3.field = x3.field.partition("\0")[0]
-            v6 = _new(admin_typed_param_value)
-            (d7,) = _unpack_i(buf, pos)
+                x4.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+            if "\0" in x4.field:
+                x4.field = x4.field.partition("\0")[0]
+            v7 = _new(admin_typed_param_value)
+            (d8,) = _unpack_i(buf, pos)
             pos += 4
-            v6.type = d7
-            if d7 == 1:
-                v6.value, n4 = _unpack_iI(buf, pos)
+            v7.type = d8
+            if d8 == 1:
+                v7.value, n5 = _unpack_iI(buf, pos)
                 pos += 8
-            elif d7 == 2:
-                v6.value, n4 = _unpack_II(buf, pos)
+            elif d8 == 2:
+                v7.value, n5 = _unpack_II(buf, pos)
                 pos += 8
-            elif d7 == 3:
-                v6.value, n4 = _unpack_qI(buf, pos)
+            elif d8 == 3:
+                v7.value, n5 = _unpack_qI(buf, pos)
                 pos += 12
-            elif d7 == 4:
-                v6.value, n4 = _unpack_QI(buf, pos)
+            elif d8 == 4:
+                v7.value, n5 = _unpack_QI(buf, pos)
                 pos += 12
-            elif d7 == 5:
-                v6.value, n4 = _unpack_dI(buf, pos)
+            elif d8 == 5:
+                v7.value, n5 = _unpack_dI(buf, pos)
                 pos += 12
-            elif d7 == 6:
-                v6.value, n4 = _unpack_iI(buf, pos)
+            elif d8 == 6:
+                v7.value, n5 = _unpack_iI(buf, pos)
                 pos += 8
-            elif d7 == 7:
-                v6.value, pos = _read_str(buf, pos, 4194304)
-                (n4,) = _unpack_u32(buf, pos)
+            elif d8 == 7:
+                v7.value, pos = _read_str(buf, pos, 4194304)
+                (n5,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
-            x3.value = v6
-        x3 = a1[-1]
-        s8 = pos
-        pos = s8 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
+            x4.value = v7
+        x4 = a2[-1]
+        s9 = pos
+        pos = s9 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s8:s8 + n4].decode()
+            x4.field = buf[s9:s9 + n5].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
-        if "\0" in x3.field:
-            x3.field = x3.field.partition("\0")[0]
-        v9 = _new(admin_typed_param_value)
-        (d10,) = _unpack_i(buf, pos)
+            x4.field = buf[s9:s9 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x4.field:
+            x4.field = x4.field.partition("\0")[0]
+        v10 = _new(admin_typed_param_value)
+        (d11,) = _unpack_i(buf, pos)
         pos += 4
-        v9.type = d10
-        if d10 == 1:
-            (v9.value,) = _unpack_i(buf, pos)
+        v10.type = d11
+        if d11 == 1:
+            (v10.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d10 == 2:
-            (v9.value,) = _unpack_I(buf, pos)
+        elif d11 == 2:
+            (v10.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d10 == 3:
-            (v9.value,) = _unpack_q(buf, pos)
+        elif d11 == 3:
+            (v10.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d10 == 4:
-            (v9.value,) = _unpack_Q(buf, pos)
+        elif d11 == 4:
+            (v10.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d10 == 5:
-            (v9.value,) = _unpack_d(buf, pos)
+        elif d11 == 5:
+            (v10.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d10 == 6:
-            (v9.value,) = _unpack_i(buf, pos)
+        elif d11 == 6:
+            (v10.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d10 == 7:
-            v9.value, pos = _read_str(buf, pos, 4194304)
+        elif d11 == 7:
+            v10.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v9
-    v.params = a1
+        x4.value = v10
+    v.params = a2
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_admin_server_set_client_limits_args(out: bytearray, v: admin_server_set_client_limits_args) -> None:
-    _enc_admin_nonnull_server(out, v.srv)
-    a1 = v.params
-    n2 = len(a1)
-    if n2 > 32:
+    f1 = v.srv
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    out += xdr.PAD[n3 & 3]
+    a4 = v.params
+    n5 = len(a4)
+    if n5 > 32:
         raise XdrError("array length exceeds its bound")
-    out += _pack_u32(n2)
-    if n2:
-        x7 = a1[0]
+    out += _pack_u32(n5)
+    if n5:
+        x10 = a4[0]
         try:
-            b3 = x7.field.encode()
+            b6 = x10.field.encode()
         except UnicodeEncodeError:
-            b3 = x7.field.encode("utf-8", "surrogateescape")
-        n4 = len(b3)
-        if n4 > 4194304:
+            b6 = x10.field.encode("utf-8", "surrogateescape")
+        n7 = len(b6)
+        if n7 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_u32(n4)
-        out += b3
-    for x8 in a1[1:]:
+        out += _pack_u32(n7)
+        out += b6
+    for x11 in a4[1:]:
         try:
-            b5 = x8.field.encode()
+            b8 = x11.field.encode()
         except UnicodeEncodeError:
-            b5 = x8.field.encode("utf-8", "surrogateescape")
-        n6 = len(b5)
-        if n6 > 4194304:
+            b8 = x11.field.encode("utf-8", "surrogateescape")
+        n9 = len(b8)
+        if n9 > 4194304:
             raise XdrError("length exceeds its bound")
-        u9 = x7.value
-        d10 = u9.type
-        if d10 == 1:
-            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 2:
-            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
-        elif d10 == 3:
-            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 4:
-            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 5:
-            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 6:
-            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 7:
-            x11 = cast("str", u9.value)
-            b12 = _encode_str(x11, 4194304)
-            n13 = len(b12)
-            out += _padpack_iI[n4 & 3](d10, n13)
-            out += b12
-            out += _padpack_I[n13 & 3](n6)
+        u12 = x10.value
+        d13 = u12.type
+        if d13 == 1:
+            out += _padpack_iiI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 2:
+            out += _padpack_iII[n7 & 3](d13, u12.value, n9)
+        elif d13 == 3:
+            out += _padpack_iqI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 4:
+            out += _padpack_iQI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 5:
+            out += _padpack_idI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 6:
+            out += _padpack_iiI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 7:
+            x14 = cast("str", u12.value)
+            b15 = _encode_str(x14, 4194304)
+            n16 = len(b15)
+            out += _padpack_iI[n7 & 3](d13, n16)
+            out += b15
+            out += _padpack_I[n16 & 3](n9)
         else:
             raise XdrError("union discriminant has no arm")
-        out += b5
-        n4, x7 = n6, x8
-    if n2:
-        u14 = x7.value
-        d15 = u14.type
-        if d15 == 1:
-            out += _padpack_ii[n4 & 3](d15, u14.value)
-        elif d15 == 2:
-            out += _padpack_iI[n4 & 3](d15, u14.value)
-        elif d15 == 3:
-            out += _padpack_iq[n4 & 3](d15, u14.value)
-        elif d15 == 4:
-            out += _padpack_iQ[n4 & 3](d15, u14.value)
-        elif d15 == 5:
-            out += _padpack_id[n4 & 3](d15, u14.value)
-        elif d15 == 6:
-            out += _padpack_ii[n4 & 3](d15, u14.value)
-        elif d15 == 7:
-            x16 = cast("str", u14.value)
-            b17 = _encode_str(x16, 4194304)
-            n18 = len(b17)
-            out += _padpack_iI[n4 & 3](d15, n18)
-            out += b17
-            out += xdr.PAD[n18 & 3]
+        out += b8
+        n7, x10 = n9, x11
+    if n5:
+        u17 = x10.value
+        d18 = u17.type
+        if d18 == 1:
+            out += _padpack_ii[n7 & 3](d18, u17.value)
+        elif d18 == 2:
+            out += _padpack_iI[n7 & 3](d18, u17.value)
+        elif d18 == 3:
+            out += _padpack_iq[n7 & 3](d18, u17.value)
+        elif d18 == 4:
+            out += _padpack_iQ[n7 & 3](d18, u17.value)
+        elif d18 == 5:
+            out += _padpack_id[n7 & 3](d18, u17.value)
+        elif d18 == 6:
+            out += _padpack_ii[n7 & 3](d18, u17.value)
+        elif d18 == 7:
+            x19 = cast("str", u17.value)
+            b20 = _encode_str(x19, 4194304)
+            n21 = len(b20)
+            out += _padpack_iI[n7 & 3](d18, n21)
+            out += b20
+            out += xdr.PAD[n21 & 3]
         else:
             raise XdrError("union discriminant has no arm")
     out += _pack_I(v.flags)
@@ -1744,15 +1802,20 @@ def _enc_admin_server_set_client_limits_args(out: bytearray, v: admin_server_set
 
 def _dec_admin_server_update_tls_files_args(buf: bytes, pos: int) -> tuple[admin_server_update_tls_files_args, int]:
     v = _new(admin_server_update_tls_files_args)
-    v.srv, pos = _dec_admin_nonnull_server(buf, pos)
+    v.srv = f1 = _new(admin_nonnull_server)
+    f1.name, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_admin_server_update_tls_files_args(out: bytearray, v: admin_server_update_tls_files_args) -> None:
-    _enc_admin_nonnull_server(out, v.srv)
-    out += _pack_I(v.flags)
+    f1 = v.srv
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    out += _padpack_I[n3 & 3](v.flags)
 
 
 def _dec_admin_connect_get_logging_outputs_args(buf: bytes, pos: int) -> tuple[admin_connect_get_logging_outputs_args, int]:

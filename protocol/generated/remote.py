@@ -9030,9 +9030,6 @@ _S_16s = struct.Struct(">16s")
 _pack_16s = _S_16s.pack
 _unpack_16s = _S_16s.unpack_from
 _padpack_16s = (_pack_16s, struct.Struct(">3x16s").pack, struct.Struct(">2x16s").pack, struct.Struct(">1x16s").pack)
-_S_III = struct.Struct(">III")
-_pack_III = _S_III.pack
-_unpack_III = _S_III.unpack_from
 _S_IIQ = struct.Struct(">IIQ")
 _pack_IIQ = _S_IIQ.pack
 _unpack_IIQ = _S_IIQ.unpack_from
@@ -9046,6 +9043,7 @@ _padpack_QII = (_pack_QII, struct.Struct(">3xQII").pack, struct.Struct(">2xQII")
 _S_QQI = struct.Struct(">QQI")
 _pack_QQI = _S_QQI.pack
 _unpack_QQI = _S_QQI.unpack_from
+_padpack_QQI = (_pack_QQI, struct.Struct(">3xQQI").pack, struct.Struct(">2xQQI").pack, struct.Struct(">1xQQI").pack)
 _S_QQQ = struct.Struct(">QQQ")
 _pack_QQQ = _S_QQQ.pack
 _unpack_QQQ = _S_QQQ.unpack_from
@@ -9072,9 +9070,6 @@ _S_iqI = struct.Struct(">iqI")
 _pack_iqI = _S_iqI.pack
 _unpack_iqI = _S_iqI.unpack_from
 _padpack_iqI = (_pack_iqI, struct.Struct(">3xiqI").pack, struct.Struct(">2xiqI").pack, struct.Struct(">1xiqI").pack)
-_S_qII = struct.Struct(">qII")
-_pack_qII = _S_qII.pack
-_unpack_qII = _S_qII.unpack_from
 _S_16sI = struct.Struct(">16sI")
 _pack_16sI = _S_16sI.pack
 _unpack_16sI = _S_16sI.unpack_from
@@ -9083,15 +9078,9 @@ _S_16si = struct.Struct(">16si")
 _pack_16si = _S_16si.pack
 _unpack_16si = _S_16si.unpack_from
 _padpack_16si = (_pack_16si, struct.Struct(">3x16si").pack, struct.Struct(">2x16si").pack, struct.Struct(">1x16si").pack)
-_S_IIiI = struct.Struct(">IIiI")
-_pack_IIiI = _S_IIiI.pack
-_unpack_IIiI = _S_IIiI.unpack_from
 _S_IQQQ = struct.Struct(">IQQQ")
 _pack_IQQQ = _S_IQQQ.pack
 _unpack_IQQQ = _S_IQQQ.unpack_from
-_S_IiII = struct.Struct(">IiII")
-_pack_IiII = _S_IiII.pack
-_unpack_IiII = _S_IiII.unpack_from
 _S_IiQi = struct.Struct(">IiQi")
 _pack_IiQi = _S_IiQi.pack
 _unpack_IiQi = _S_IiQi.unpack_from
@@ -9099,6 +9088,18 @@ _S_16siI = struct.Struct(">16siI")
 _pack_16siI = _S_16siI.pack
 _unpack_16siI = _S_16siI.unpack_from
 _padpack_16siI = (_pack_16siI, struct.Struct(">3x16siI").pack, struct.Struct(">2x16siI").pack, struct.Struct(">1x16siI").pack)
+_S_16siQ = struct.Struct(">16siQ")
+_pack_16siQ = _S_16siQ.pack
+_unpack_16siQ = _S_16siQ.unpack_from
+_padpack_16siQ = (_pack_16siQ, struct.Struct(">3x16siQ").pack, struct.Struct(">2x16siQ").pack, struct.Struct(">1x16siQ").pack)
+_S_16sii = struct.Struct(">16sii")
+_pack_16sii = _S_16sii.pack
+_unpack_16sii = _S_16sii.unpack_from
+_padpack_16sii = (_pack_16sii, struct.Struct(">3x16sii").pack, struct.Struct(">2x16sii").pack, struct.Struct(">1x16sii").pack)
+_S_16siq = struct.Struct(">16siq")
+_pack_16siq = _S_16siq.pack
+_unpack_16siq = _S_16siq.unpack_from
+_padpack_16siq = (_pack_16siq, struct.Struct(">3x16siq").pack, struct.Struct(">2x16siq").pack, struct.Struct(">1x16siq").pack)
 _S_IQQIQ = struct.Struct(">IQQIQ")
 _pack_IQQIQ = _S_IQQIQ.pack
 _unpack_IQQIQ = _S_IQQIQ.unpack_from
@@ -9108,6 +9109,57 @@ _unpack_iiQQQ = _S_iiQQQ.unpack_from
 _S_qqqqq = struct.Struct(">qqqqq")
 _pack_qqqqq = _S_qqqqq.pack
 _unpack_qqqqq = _S_qqqqq.unpack_from
+_S_16s16s = struct.Struct(">16s16s")
+_pack_16s16s = _S_16s16s.pack
+_unpack_16s16s = _S_16s16s.unpack_from
+_padpack_16s16s = (_pack_16s16s, struct.Struct(">3x16s16s").pack, struct.Struct(">2x16s16s").pack, struct.Struct(">1x16s16s").pack)
+_S_16siII = struct.Struct(">16siII")
+_pack_16siII = _S_16siII.pack
+_unpack_16siII = _S_16siII.unpack_from
+_padpack_16siII = (_pack_16siII, struct.Struct(">3x16siII").pack, struct.Struct(">2x16siII").pack, struct.Struct(">1x16siII").pack)
+_S_16siQI = struct.Struct(">16siQI")
+_pack_16siQI = _S_16siQI.pack
+_unpack_16siQI = _S_16siQI.unpack_from
+_padpack_16siQI = (_pack_16siQI, struct.Struct(">3x16siQI").pack, struct.Struct(">2x16siQI").pack, struct.Struct(">1x16siQI").pack)
+_S_16siiI = struct.Struct(">16siiI")
+_pack_16siiI = _S_16siiI.pack
+_unpack_16siiI = _S_16siiI.unpack_from
+_padpack_16siiI = (_pack_16siiI, struct.Struct(">3x16siiI").pack, struct.Struct(">2x16siiI").pack, struct.Struct(">1x16siiI").pack)
+_S_16siii = struct.Struct(">16siii")
+_pack_16siii = _S_16siii.pack
+_unpack_16siii = _S_16siii.unpack_from
+_padpack_16siii = (_pack_16siii, struct.Struct(">3x16siii").pack, struct.Struct(">2x16siii").pack, struct.Struct(">1x16siii").pack)
+_S_i16siI = struct.Struct(">i16siI")
+_pack_i16siI = _S_i16siI.pack
+_unpack_i16siI = _S_i16siI.unpack_from
+_S_16sIIiI = struct.Struct(">16sIIiI")
+_pack_16sIIiI = _S_16sIIiI.pack
+_unpack_16sIIiI = _S_16sIIiI.unpack_from
+_padpack_16sIIiI = (_pack_16sIIiI, struct.Struct(">3x16sIIiI").pack, struct.Struct(">2x16sIIiI").pack, struct.Struct(">1x16sIIiI").pack)
+_S_16siIII = struct.Struct(">16siIII")
+_pack_16siIII = _S_16siIII.pack
+_unpack_16siIII = _S_16siIII.unpack_from
+_padpack_16siIII = (_pack_16siIII, struct.Struct(">3x16siIII").pack, struct.Struct(">2x16siIII").pack, struct.Struct(">1x16siIII").pack)
+_S_16siIQI = struct.Struct(">16siIQI")
+_pack_16siIQI = _S_16siIQI.pack
+_unpack_16siIQI = _S_16siIQI.unpack_from
+_padpack_16siIQI = (_pack_16siIQI, struct.Struct(">3x16siIQI").pack, struct.Struct(">2x16siIQI").pack, struct.Struct(">1x16siIQI").pack)
+_S_16siQII = struct.Struct(">16siQII")
+_pack_16siQII = _S_16siQII.pack
+_unpack_16siQII = _S_16siQII.unpack_from
+_padpack_16siQII = (_pack_16siQII, struct.Struct(">3x16siQII").pack, struct.Struct(">2x16siQII").pack, struct.Struct(">1x16siQII").pack)
+_S_16siiiI = struct.Struct(">16siiiI")
+_pack_16siiiI = _S_16siiiI.pack
+_unpack_16siiiI = _S_16siiiI.unpack_from
+_padpack_16siiiI = (_pack_16siiiI, struct.Struct(">3x16siiiI").pack, struct.Struct(">2x16siiiI").pack, struct.Struct(">1x16siiiI").pack)
+_S_16siqII = struct.Struct(">16siqII")
+_pack_16siqII = _S_16siqII.pack
+_unpack_16siqII = _S_16siqII.unpack_from
+_padpack_16siqII = (_pack_16siqII, struct.Struct(">3x16siqII").pack, struct.Struct(">2x16siqII").pack, struct.Struct(">1x16siqII").pack)
+_S_16siIiII = struct.Struct(">16siIiII")
+_pack_16siIiII = _S_16siIiII.pack
+_unpack_16siIiII = _S_16siIiII.unpack_from
+_padpack_16siIiII = (_pack_16siIiII, struct.Struct(">3x16siIiII").pack, struct.Struct(">2x16siIiII").pack, struct.Struct(">1x16siIiII").pack)
 _S_qqqqqqqq = struct.Struct(">qqqqqqqq")
 _pack_qqqqqqqq = _S_qqqqqqqq.pack
 _unpack_qqqqqqqq = _S_qqqqqqqq.unpack_from
@@ -9210,17 +9262,24 @@ def _enc_remote_nonnull_network(out: bytearray, v: remote_nonnull_network) -> No
 
 def _dec_remote_nonnull_network_port(buf: bytes, pos: int) -> tuple[remote_nonnull_network_port, int]:
     v = _new(remote_nonnull_network_port)
-    v.net, pos = _dec_remote_nonnull_network(buf, pos)
-    (v.uuid,) = _unpack_16s(buf, pos)
-    pos += 16
+    v.net = f1 = _new(remote_nonnull_network)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, v.uuid = _unpack_16s16s(buf, pos)
+    pos += 32
     return v, pos
 
 
 def _enc_remote_nonnull_network_port(out: bytearray, v: remote_nonnull_network_port) -> None:
-    _enc_remote_nonnull_network(out, v.net)
+    f1 = v.net
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
     if len(v.uuid) != 16:
         raise XdrError("fixed-length opaque has the wrong length")
-    out += _pack_16s(v.uuid)
+    out += _padpack_16s16s[n3 & 3](f1.uuid, v.uuid)
 
 
 def _dec_remote_nonnull_nwfilter(buf: bytes, pos: int) -> tuple[remote_nonnull_nwfilter, int]:
@@ -9355,34 +9414,52 @@ def _enc_remote_nonnull_secret(out: bytearray, v: remote_nonnull_secret) -> None
 
 def _dec_remote_nonnull_domain_checkpoint(buf: bytes, pos: int) -> tuple[remote_nonnull_domain_checkpoint, int]:
     v = _new(remote_nonnull_domain_checkpoint)
+    v.dom = f1 = _new(remote_nonnull_domain)
     v.name, pos = _read_str(buf, pos, 4194304)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_remote_nonnull_domain_checkpoint(out: bytearray, v: remote_nonnull_domain_checkpoint) -> None:
-    b1 = _encode_str(v.name, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += xdr.PAD[n2 & 3]
-    _enc_remote_nonnull_domain(out, v.dom)
+    f1 = v.dom
+    b2 = _encode_str(v.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    b4 = _encode_str(f1.name, 4194304)
+    n5 = len(b4)
+    out += _padpack_I[n3 & 3](n5)
+    out += b4
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n5 & 3](f1.uuid, f1.id)
 
 
 def _dec_remote_nonnull_domain_snapshot(buf: bytes, pos: int) -> tuple[remote_nonnull_domain_snapshot, int]:
     v = _new(remote_nonnull_domain_snapshot)
+    v.dom = f1 = _new(remote_nonnull_domain)
     v.name, pos = _read_str(buf, pos, 4194304)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_remote_nonnull_domain_snapshot(out: bytearray, v: remote_nonnull_domain_snapshot) -> None:
-    b1 = _encode_str(v.name, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += xdr.PAD[n2 & 3]
-    _enc_remote_nonnull_domain(out, v.dom)
+    f1 = v.dom
+    b2 = _encode_str(v.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    b4 = _encode_str(f1.name, 4194304)
+    n5 = len(b4)
+    out += _padpack_I[n3 & 3](n5)
+    out += b4
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n5 & 3](f1.uuid, f1.id)
 
 
 def _dec_remote_domain(buf: bytes, pos: int) -> tuple[remote_domain, int]:
@@ -11608,12 +11685,22 @@ def _enc_remote_domain_lookup_by_id_args(out: bytearray, v: remote_domain_lookup
 
 def _dec_remote_domain_lookup_by_id_ret(buf: bytes, pos: int) -> tuple[remote_domain_lookup_by_id_ret, int]:
     v = _new(remote_domain_lookup_by_id_ret)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_remote_domain_lookup_by_id_ret(out: bytearray, v: remote_domain_lookup_by_id_ret) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
 
 
 def _dec_remote_domain_lookup_by_uuid_args(buf: bytes, pos: int) -> tuple[remote_domain_lookup_by_uuid_args, int]:
@@ -11631,12 +11718,22 @@ def _enc_remote_domain_lookup_by_uuid_args(out: bytearray, v: remote_domain_look
 
 def _dec_remote_domain_lookup_by_uuid_ret(buf: bytes, pos: int) -> tuple[remote_domain_lookup_by_uuid_ret, int]:
     v = _new(remote_domain_lookup_by_uuid_ret)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_remote_domain_lookup_by_uuid_ret(out: bytearray, v: remote_domain_lookup_by_uuid_ret) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
 
 
 def _dec_remote_domain_lookup_by_name_args(buf: bytes, pos: int) -> tuple[remote_domain_lookup_by_name_args, int]:
@@ -11655,12 +11752,22 @@ def _enc_remote_domain_lookup_by_name_args(out: bytearray, v: remote_domain_look
 
 def _dec_remote_domain_lookup_by_name_ret(buf: bytes, pos: int) -> tuple[remote_domain_lookup_by_name_ret, int]:
     v = _new(remote_domain_lookup_by_name_ret)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_remote_domain_lookup_by_name_ret(out: bytearray, v: remote_domain_lookup_by_name_ret) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
 
 
 def _dec_remote_connect_list_defined_domains_args(buf: bytes, pos: int) -> tuple[remote_connect_list_defined_domains_args, int]:
@@ -11843,12 +11950,22 @@ def _enc_remote_domain_create_xml_args(out: bytearray, v: remote_domain_create_x
 
 def _dec_remote_domain_create_xml_ret(buf: bytes, pos: int) -> tuple[remote_domain_create_xml_ret, int]:
     v = _new(remote_domain_create_xml_ret)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_remote_domain_create_xml_ret(out: bytearray, v: remote_domain_create_xml_ret) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
 
 
 def _dec_remote_domain_create_xml_with_files_args(buf: bytes, pos: int) -> tuple[remote_domain_create_xml_with_files_args, int]:
@@ -11869,342 +11986,455 @@ def _enc_remote_domain_create_xml_with_files_args(out: bytearray, v: remote_doma
 
 def _dec_remote_domain_create_xml_with_files_ret(buf: bytes, pos: int) -> tuple[remote_domain_create_xml_with_files_ret, int]:
     v = _new(remote_domain_create_xml_with_files_ret)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_remote_domain_create_xml_with_files_ret(out: bytearray, v: remote_domain_create_xml_with_files_ret) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
 
 
 def _dec_remote_domain_suspend_args(buf: bytes, pos: int) -> tuple[remote_domain_suspend_args, int]:
     v = _new(remote_domain_suspend_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_remote_domain_suspend_args(out: bytearray, v: remote_domain_suspend_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
 
 
 def _dec_remote_domain_resume_args(buf: bytes, pos: int) -> tuple[remote_domain_resume_args, int]:
     v = _new(remote_domain_resume_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_remote_domain_resume_args(out: bytearray, v: remote_domain_resume_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
 
 
 def _dec_remote_domain_pm_suspend_for_duration_args(buf: bytes, pos: int) -> tuple[remote_domain_pm_suspend_for_duration_args, int]:
     v = _new(remote_domain_pm_suspend_for_duration_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.target, v.duration, v.flags = _unpack_IQI(buf, pos)
-    pos += 16
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.target, v.duration, v.flags = _unpack_16siIQI(buf, pos)
+    pos += 36
     return v, pos
 
 
 def _enc_remote_domain_pm_suspend_for_duration_args(out: bytearray, v: remote_domain_pm_suspend_for_duration_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_IQI(v.target, v.duration, v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siIQI[n3 & 3](f1.uuid, f1.id, v.target, v.duration, v.flags)
 
 
 def _dec_remote_domain_pm_wakeup_args(buf: bytes, pos: int) -> tuple[remote_domain_pm_wakeup_args, int]:
     v = _new(remote_domain_pm_wakeup_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.flags,) = _unpack_I(buf, pos)
-    pos += 4
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.flags = _unpack_16siI(buf, pos)
+    pos += 24
     return v, pos
 
 
 def _enc_remote_domain_pm_wakeup_args(out: bytearray, v: remote_domain_pm_wakeup_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_I(v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, v.flags)
 
 
 def _dec_remote_domain_shutdown_args(buf: bytes, pos: int) -> tuple[remote_domain_shutdown_args, int]:
     v = _new(remote_domain_shutdown_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_remote_domain_shutdown_args(out: bytearray, v: remote_domain_shutdown_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
 
 
 def _dec_remote_domain_reboot_args(buf: bytes, pos: int) -> tuple[remote_domain_reboot_args, int]:
     v = _new(remote_domain_reboot_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.flags,) = _unpack_I(buf, pos)
-    pos += 4
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.flags = _unpack_16siI(buf, pos)
+    pos += 24
     return v, pos
 
 
 def _enc_remote_domain_reboot_args(out: bytearray, v: remote_domain_reboot_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_I(v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, v.flags)
 
 
 def _dec_remote_domain_reset_args(buf: bytes, pos: int) -> tuple[remote_domain_reset_args, int]:
     v = _new(remote_domain_reset_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.flags,) = _unpack_I(buf, pos)
-    pos += 4
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.flags = _unpack_16siI(buf, pos)
+    pos += 24
     return v, pos
 
 
 def _enc_remote_domain_reset_args(out: bytearray, v: remote_domain_reset_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_I(v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, v.flags)
 
 
 def _dec_remote_domain_destroy_args(buf: bytes, pos: int) -> tuple[remote_domain_destroy_args, int]:
     v = _new(remote_domain_destroy_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_remote_domain_destroy_args(out: bytearray, v: remote_domain_destroy_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
 
 
 def _dec_remote_domain_destroy_flags_args(buf: bytes, pos: int) -> tuple[remote_domain_destroy_flags_args, int]:
     v = _new(remote_domain_destroy_flags_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.flags,) = _unpack_I(buf, pos)
-    pos += 4
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.flags = _unpack_16siI(buf, pos)
+    pos += 24
     return v, pos
 
 
 def _enc_remote_domain_destroy_flags_args(out: bytearray, v: remote_domain_destroy_flags_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_I(v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, v.flags)
 
 
 def _dec_remote_domain_save_args(buf: bytes, pos: int) -> tuple[remote_domain_save_args, int]:
     v = _new(remote_domain_save_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.to, pos = _read_str(buf, pos, 4194304)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.to, pos = _take_str(buf, pos, n2, 4194304)
     return v, pos
 
 
 def _enc_remote_domain_save_args(out: bytearray, v: remote_domain_save_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = _encode_str(v.to, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += xdr.PAD[n2 & 3]
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.to, 4194304)
+    n5 = len(b4)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    out += xdr.PAD[n5 & 3]
 
 
 def _dec_remote_domain_save_flags_args(buf: bytes, pos: int) -> tuple[remote_domain_save_flags_args, int]:
     v = _new(remote_domain_save_flags_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.to, pos = _read_str(buf, pos, 4194304)
-    o3: remote_nonnull_string | None = None
-    (w1,) = _unpack_u32(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.to, pos = _take_str(buf, pos, n2, 4194304)
+    o5: remote_nonnull_string | None = None
+    (w3,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1:  # xdr_pointer: non-zero is present
-        p2, pos = _read_str(buf, pos, 4194304)
-        o3 = p2
-    v.dxml = o3
+    if w3:  # xdr_pointer: non-zero is present
+        p4, pos = _read_str(buf, pos, 4194304)
+        o5 = p4
+    v.dxml = o5
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_save_flags_args(out: bytearray, v: remote_domain_save_flags_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = _encode_str(v.to, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += xdr.PAD[n2 & 3]
-    o3 = v.dxml
-    if o3 is None:
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.to, 4194304)
+    n5 = len(b4)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    out += xdr.PAD[n5 & 3]
+    o6 = v.dxml
+    if o6 is None:
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        b4 = _encode_str(o3, 4194304)
-        n5 = len(b4)
-        out += _pack_I(n5)
-        out += b4
-        out += xdr.PAD[n5 & 3]
+        b7 = _encode_str(o6, 4194304)
+        n8 = len(b7)
+        out += _pack_I(n8)
+        out += b7
+        out += xdr.PAD[n8 & 3]
     out += _pack_I(v.flags)
 
 
 def _dec_remote_domain_save_params_args(buf: bytes, pos: int) -> tuple[remote_domain_save_params_args, int]:
     end = len(buf)
     v = _new(remote_domain_save_params_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n2,) = _unpack_u32(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
+    (n3,) = _unpack_u32(buf, pos)
     pos += 4
-    if n2 > 64:
+    if n3 > 64:
         raise XdrError("array length exceeds its bound")
-    if n2 * 12 > end - pos:
+    if n3 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
-    if a1:
-        (n4,) = _unpack_u32(buf, pos)
+    a2: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n3)]
+    if a2:
+        (n5,) = _unpack_u32(buf, pos)
         pos += 4
-        for x3 in a1[:-1]:
-            s5 = pos
-            pos = s5 + ((n4 + 3) & -4)
-            if pos > end or n4 > 4194304:
+        for x4 in a2[:-1]:
+            s6 = pos
+            pos = s6 + ((n5 + 3) & -4)
+            if pos > end or n5 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                x3.field = buf[s5:s5 + n4].decode()
+                x4.field = buf[s6:s6 + n5].decode()
             except UnicodeDecodeError:
-                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
-            if "\0" in x3.field:
-                x3.field = x3.field.partition("\0")[0]
-            v6 = _new(remote_typed_param_value)
-            (d7,) = _unpack_i(buf, pos)
+                x4.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+            if "\0" in x4.field:
+                x4.field = x4.field.partition("\0")[0]
+            v7 = _new(remote_typed_param_value)
+            (d8,) = _unpack_i(buf, pos)
             pos += 4
-            v6.type = d7
-            if d7 == 1:
-                v6.value, n4 = _unpack_iI(buf, pos)
+            v7.type = d8
+            if d8 == 1:
+                v7.value, n5 = _unpack_iI(buf, pos)
                 pos += 8
-            elif d7 == 2:
-                v6.value, n4 = _unpack_II(buf, pos)
+            elif d8 == 2:
+                v7.value, n5 = _unpack_II(buf, pos)
                 pos += 8
-            elif d7 == 3:
-                v6.value, n4 = _unpack_qI(buf, pos)
+            elif d8 == 3:
+                v7.value, n5 = _unpack_qI(buf, pos)
                 pos += 12
-            elif d7 == 4:
-                v6.value, n4 = _unpack_QI(buf, pos)
+            elif d8 == 4:
+                v7.value, n5 = _unpack_QI(buf, pos)
                 pos += 12
-            elif d7 == 5:
-                v6.value, n4 = _unpack_dI(buf, pos)
+            elif d8 == 5:
+                v7.value, n5 = _unpack_dI(buf, pos)
                 pos += 12
-            elif d7 == 6:
-                v6.value, n4 = _unpack_iI(buf, pos)
+            elif d8 == 6:
+                v7.value, n5 = _unpack_iI(buf, pos)
                 pos += 8
-            elif d7 == 7:
-                v6.value, pos = _read_str(buf, pos, 4194304)
-                (n4,) = _unpack_u32(buf, pos)
+            elif d8 == 7:
+                v7.value, pos = _read_str(buf, pos, 4194304)
+                (n5,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
-            x3.value = v6
-        x3 = a1[-1]
-        s8 = pos
-        pos = s8 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
+            x4.value = v7
+        x4 = a2[-1]
+        s9 = pos
+        pos = s9 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s8:s8 + n4].decode()
+            x4.field = buf[s9:s9 + n5].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
-        if "\0" in x3.field:
-            x3.field = x3.field.partition("\0")[0]
-        v9 = _new(remote_typed_param_value)
-        (d10,) = _unpack_i(buf, pos)
+            x4.field = buf[s9:s9 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x4.field:
+            x4.field = x4.field.partition("\0")[0]
+        v10 = _new(remote_typed_param_value)
+        (d11,) = _unpack_i(buf, pos)
         pos += 4
-        v9.type = d10
-        if d10 == 1:
-            (v9.value,) = _unpack_i(buf, pos)
+        v10.type = d11
+        if d11 == 1:
+            (v10.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d10 == 2:
-            (v9.value,) = _unpack_I(buf, pos)
+        elif d11 == 2:
+            (v10.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d10 == 3:
-            (v9.value,) = _unpack_q(buf, pos)
+        elif d11 == 3:
+            (v10.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d10 == 4:
-            (v9.value,) = _unpack_Q(buf, pos)
+        elif d11 == 4:
+            (v10.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d10 == 5:
-            (v9.value,) = _unpack_d(buf, pos)
+        elif d11 == 5:
+            (v10.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d10 == 6:
-            (v9.value,) = _unpack_i(buf, pos)
+        elif d11 == 6:
+            (v10.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d10 == 7:
-            v9.value, pos = _read_str(buf, pos, 4194304)
+        elif d11 == 7:
+            v10.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v9
-    v.params = a1
+        x4.value = v10
+    v.params = a2
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_save_params_args(out: bytearray, v: remote_domain_save_params_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    a1 = v.params
-    n2 = len(a1)
-    if n2 > 64:
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
+    a4 = v.params
+    n5 = len(a4)
+    if n5 > 64:
         raise XdrError("array length exceeds its bound")
-    out += _pack_u32(n2)
-    if n2:
-        x7 = a1[0]
+    out += _pack_u32(n5)
+    if n5:
+        x10 = a4[0]
         try:
-            b3 = x7.field.encode()
+            b6 = x10.field.encode()
         except UnicodeEncodeError:
-            b3 = x7.field.encode("utf-8", "surrogateescape")
-        n4 = len(b3)
-        if n4 > 4194304:
+            b6 = x10.field.encode("utf-8", "surrogateescape")
+        n7 = len(b6)
+        if n7 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_u32(n4)
-        out += b3
-    for x8 in a1[1:]:
+        out += _pack_u32(n7)
+        out += b6
+    for x11 in a4[1:]:
         try:
-            b5 = x8.field.encode()
+            b8 = x11.field.encode()
         except UnicodeEncodeError:
-            b5 = x8.field.encode("utf-8", "surrogateescape")
-        n6 = len(b5)
-        if n6 > 4194304:
+            b8 = x11.field.encode("utf-8", "surrogateescape")
+        n9 = len(b8)
+        if n9 > 4194304:
             raise XdrError("length exceeds its bound")
-        u9 = x7.value
-        d10 = u9.type
-        if d10 == 1:
-            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 2:
-            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
-        elif d10 == 3:
-            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 4:
-            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 5:
-            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 6:
-            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 7:
-            x11 = cast("str", u9.value)
-            b12 = _encode_str(x11, 4194304)
-            n13 = len(b12)
-            out += _padpack_iI[n4 & 3](d10, n13)
-            out += b12
-            out += _padpack_I[n13 & 3](n6)
+        u12 = x10.value
+        d13 = u12.type
+        if d13 == 1:
+            out += _padpack_iiI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 2:
+            out += _padpack_iII[n7 & 3](d13, u12.value, n9)
+        elif d13 == 3:
+            out += _padpack_iqI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 4:
+            out += _padpack_iQI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 5:
+            out += _padpack_idI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 6:
+            out += _padpack_iiI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 7:
+            x14 = cast("str", u12.value)
+            b15 = _encode_str(x14, 4194304)
+            n16 = len(b15)
+            out += _padpack_iI[n7 & 3](d13, n16)
+            out += b15
+            out += _padpack_I[n16 & 3](n9)
         else:
             raise XdrError("union discriminant has no arm")
-        out += b5
-        n4, x7 = n6, x8
-    if n2:
-        u14 = x7.value
-        d15 = u14.type
-        if d15 == 1:
-            out += _padpack_ii[n4 & 3](d15, u14.value)
-        elif d15 == 2:
-            out += _padpack_iI[n4 & 3](d15, u14.value)
-        elif d15 == 3:
-            out += _padpack_iq[n4 & 3](d15, u14.value)
-        elif d15 == 4:
-            out += _padpack_iQ[n4 & 3](d15, u14.value)
-        elif d15 == 5:
-            out += _padpack_id[n4 & 3](d15, u14.value)
-        elif d15 == 6:
-            out += _padpack_ii[n4 & 3](d15, u14.value)
-        elif d15 == 7:
-            x16 = cast("str", u14.value)
-            b17 = _encode_str(x16, 4194304)
-            n18 = len(b17)
-            out += _padpack_iI[n4 & 3](d15, n18)
-            out += b17
-            out += xdr.PAD[n18 & 3]
+        out += b8
+        n7, x10 = n9, x11
+    if n5:
+        u17 = x10.value
+        d18 = u17.type
+        if d18 == 1:
+            out += _padpack_ii[n7 & 3](d18, u17.value)
+        elif d18 == 2:
+            out += _padpack_iI[n7 & 3](d18, u17.value)
+        elif d18 == 3:
+            out += _padpack_iq[n7 & 3](d18, u17.value)
+        elif d18 == 4:
+            out += _padpack_iQ[n7 & 3](d18, u17.value)
+        elif d18 == 5:
+            out += _padpack_id[n7 & 3](d18, u17.value)
+        elif d18 == 6:
+            out += _padpack_ii[n7 & 3](d18, u17.value)
+        elif d18 == 7:
+            x19 = cast("str", u17.value)
+            b20 = _encode_str(x19, 4194304)
+            n21 = len(b20)
+            out += _padpack_iI[n7 & 3](d18, n21)
+            out += b20
+            out += xdr.PAD[n21 & 3]
         else:
             raise XdrError("union discriminant has no arm")
     out += _pack_I(v.flags)
@@ -12485,94 +12715,156 @@ def _enc_remote_domain_save_image_define_xml_args(out: bytearray, v: remote_doma
 
 def _dec_remote_domain_core_dump_args(buf: bytes, pos: int) -> tuple[remote_domain_core_dump_args, int]:
     v = _new(remote_domain_core_dump_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.to, pos = _read_str(buf, pos, 4194304)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.to, pos = _take_str(buf, pos, n2, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_core_dump_args(out: bytearray, v: remote_domain_core_dump_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = _encode_str(v.to, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += _padpack_I[n2 & 3](v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.to, 4194304)
+    n5 = len(b4)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    out += _padpack_I[n5 & 3](v.flags)
 
 
 def _dec_remote_domain_core_dump_with_format_args(buf: bytes, pos: int) -> tuple[remote_domain_core_dump_with_format_args, int]:
     v = _new(remote_domain_core_dump_with_format_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.to, pos = _read_str(buf, pos, 4194304)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.to, pos = _take_str(buf, pos, n2, 4194304)
     v.dumpformat, v.flags = _unpack_II(buf, pos)
     pos += 8
     return v, pos
 
 
 def _enc_remote_domain_core_dump_with_format_args(out: bytearray, v: remote_domain_core_dump_with_format_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = _encode_str(v.to, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += _padpack_II[n2 & 3](v.dumpformat, v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.to, 4194304)
+    n5 = len(b4)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    out += _padpack_II[n5 & 3](v.dumpformat, v.flags)
 
 
 def _dec_remote_domain_create_args(buf: bytes, pos: int) -> tuple[remote_domain_create_args, int]:
     v = _new(remote_domain_create_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_remote_domain_create_args(out: bytearray, v: remote_domain_create_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
 
 
 def _dec_remote_domain_create_with_flags_args(buf: bytes, pos: int) -> tuple[remote_domain_create_with_flags_args, int]:
     v = _new(remote_domain_create_with_flags_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.flags,) = _unpack_I(buf, pos)
-    pos += 4
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.flags = _unpack_16siI(buf, pos)
+    pos += 24
     return v, pos
 
 
 def _enc_remote_domain_create_with_flags_args(out: bytearray, v: remote_domain_create_with_flags_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_I(v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, v.flags)
 
 
 def _dec_remote_domain_create_with_flags_ret(buf: bytes, pos: int) -> tuple[remote_domain_create_with_flags_ret, int]:
     v = _new(remote_domain_create_with_flags_ret)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_remote_domain_create_with_flags_ret(out: bytearray, v: remote_domain_create_with_flags_ret) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
 
 
 def _dec_remote_domain_create_with_files_args(buf: bytes, pos: int) -> tuple[remote_domain_create_with_files_args, int]:
     v = _new(remote_domain_create_with_files_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.flags,) = _unpack_I(buf, pos)
-    pos += 4
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.flags = _unpack_16siI(buf, pos)
+    pos += 24
     return v, pos
 
 
 def _enc_remote_domain_create_with_files_args(out: bytearray, v: remote_domain_create_with_files_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_I(v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, v.flags)
 
 
 def _dec_remote_domain_create_with_files_ret(buf: bytes, pos: int) -> tuple[remote_domain_create_with_files_ret, int]:
     v = _new(remote_domain_create_with_files_ret)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_remote_domain_create_with_files_ret(out: bytearray, v: remote_domain_create_with_files_ret) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
 
 
 def _dec_remote_domain_define_xml_args(buf: bytes, pos: int) -> tuple[remote_domain_define_xml_args, int]:
@@ -12591,12 +12883,22 @@ def _enc_remote_domain_define_xml_args(out: bytearray, v: remote_domain_define_x
 
 def _dec_remote_domain_define_xml_ret(buf: bytes, pos: int) -> tuple[remote_domain_define_xml_ret, int]:
     v = _new(remote_domain_define_xml_ret)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_remote_domain_define_xml_ret(out: bytearray, v: remote_domain_define_xml_ret) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
 
 
 def _dec_remote_domain_define_xml_flags_args(buf: bytes, pos: int) -> tuple[remote_domain_define_xml_flags_args, int]:
@@ -12617,119 +12919,181 @@ def _enc_remote_domain_define_xml_flags_args(out: bytearray, v: remote_domain_de
 
 def _dec_remote_domain_define_xml_flags_ret(buf: bytes, pos: int) -> tuple[remote_domain_define_xml_flags_ret, int]:
     v = _new(remote_domain_define_xml_flags_ret)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_remote_domain_define_xml_flags_ret(out: bytearray, v: remote_domain_define_xml_flags_ret) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
 
 
 def _dec_remote_domain_undefine_args(buf: bytes, pos: int) -> tuple[remote_domain_undefine_args, int]:
     v = _new(remote_domain_undefine_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_remote_domain_undefine_args(out: bytearray, v: remote_domain_undefine_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
 
 
 def _dec_remote_domain_undefine_flags_args(buf: bytes, pos: int) -> tuple[remote_domain_undefine_flags_args, int]:
     v = _new(remote_domain_undefine_flags_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.flags,) = _unpack_I(buf, pos)
-    pos += 4
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.flags = _unpack_16siI(buf, pos)
+    pos += 24
     return v, pos
 
 
 def _enc_remote_domain_undefine_flags_args(out: bytearray, v: remote_domain_undefine_flags_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_I(v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, v.flags)
 
 
 def _dec_remote_domain_inject_nmi_args(buf: bytes, pos: int) -> tuple[remote_domain_inject_nmi_args, int]:
     v = _new(remote_domain_inject_nmi_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.flags,) = _unpack_I(buf, pos)
-    pos += 4
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.flags = _unpack_16siI(buf, pos)
+    pos += 24
     return v, pos
 
 
 def _enc_remote_domain_inject_nmi_args(out: bytearray, v: remote_domain_inject_nmi_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_I(v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, v.flags)
 
 
 def _dec_remote_domain_send_key_args(buf: bytes, pos: int) -> tuple[remote_domain_send_key_args, int]:
     end = len(buf)
     v = _new(remote_domain_send_key_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.codeset, v.holdtime = _unpack_II(buf, pos)
-    pos += 8
-    (n2,) = _unpack_u32(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.codeset, v.holdtime = _unpack_16siII(buf, pos)
+    pos += 28
+    (n3,) = _unpack_u32(buf, pos)
     pos += 4
-    if n2 > 16:
+    if n3 > 16:
         raise XdrError("array length exceeds its bound")
-    if n2 * 4 > end - pos:
+    if n3 * 4 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1 = list(struct.unpack_from(f">{n2}I", buf, pos))
-    pos += n2 * 4
-    v.keycodes = a1
+    a2 = list(struct.unpack_from(f">{n3}I", buf, pos))
+    pos += n3 * 4
+    v.keycodes = a2
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_send_key_args(out: bytearray, v: remote_domain_send_key_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_II(v.codeset, v.holdtime)
-    a1 = v.keycodes
-    n2 = len(a1)
-    if n2 > 16:
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siII[n3 & 3](f1.uuid, f1.id, v.codeset, v.holdtime)
+    a4 = v.keycodes
+    n5 = len(a4)
+    if n5 > 16:
         raise XdrError("array length exceeds its bound")
-    out += _pack_u32(n2)
-    out += struct.pack(f">{n2}I", *a1)
+    out += _pack_u32(n5)
+    out += struct.pack(f">{n5}I", *a4)
     out += _pack_I(v.flags)
 
 
 def _dec_remote_domain_send_process_signal_args(buf: bytes, pos: int) -> tuple[remote_domain_send_process_signal_args, int]:
     v = _new(remote_domain_send_process_signal_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.pid_value, v.signum, v.flags = _unpack_qII(buf, pos)
-    pos += 16
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.pid_value, v.signum, v.flags = _unpack_16siqII(buf, pos)
+    pos += 36
     return v, pos
 
 
 def _enc_remote_domain_send_process_signal_args(out: bytearray, v: remote_domain_send_process_signal_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_qII(v.pid_value, v.signum, v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siqII[n3 & 3](f1.uuid, f1.id, v.pid_value, v.signum, v.flags)
 
 
 def _dec_remote_domain_managed_save_args(buf: bytes, pos: int) -> tuple[remote_domain_managed_save_args, int]:
     v = _new(remote_domain_managed_save_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.flags,) = _unpack_I(buf, pos)
-    pos += 4
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.flags = _unpack_16siI(buf, pos)
+    pos += 24
     return v, pos
 
 
 def _enc_remote_domain_managed_save_args(out: bytearray, v: remote_domain_managed_save_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_I(v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, v.flags)
 
 
 def _dec_remote_domain_has_managed_save_image_args(buf: bytes, pos: int) -> tuple[remote_domain_has_managed_save_image_args, int]:
     v = _new(remote_domain_has_managed_save_image_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.flags,) = _unpack_I(buf, pos)
-    pos += 4
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.flags = _unpack_16siI(buf, pos)
+    pos += 24
     return v, pos
 
 
 def _enc_remote_domain_has_managed_save_image_args(out: bytearray, v: remote_domain_has_managed_save_image_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_I(v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, v.flags)
 
 
 def _dec_remote_domain_has_managed_save_image_ret(buf: bytes, pos: int) -> tuple[remote_domain_has_managed_save_image_ret, int]:
@@ -12745,28 +13109,42 @@ def _enc_remote_domain_has_managed_save_image_ret(out: bytearray, v: remote_doma
 
 def _dec_remote_domain_managed_save_remove_args(buf: bytes, pos: int) -> tuple[remote_domain_managed_save_remove_args, int]:
     v = _new(remote_domain_managed_save_remove_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.flags,) = _unpack_I(buf, pos)
-    pos += 4
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.flags = _unpack_16siI(buf, pos)
+    pos += 24
     return v, pos
 
 
 def _enc_remote_domain_managed_save_remove_args(out: bytearray, v: remote_domain_managed_save_remove_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_I(v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, v.flags)
 
 
 def _dec_remote_domain_managed_save_get_xml_desc_args(buf: bytes, pos: int) -> tuple[remote_domain_managed_save_get_xml_desc_args, int]:
     v = _new(remote_domain_managed_save_get_xml_desc_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.flags,) = _unpack_I(buf, pos)
-    pos += 4
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.flags = _unpack_16siI(buf, pos)
+    pos += 24
     return v, pos
 
 
 def _enc_remote_domain_managed_save_get_xml_desc_args(out: bytearray, v: remote_domain_managed_save_get_xml_desc_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_I(v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, v.flags)
 
 
 def _dec_remote_domain_managed_save_get_xml_desc_ret(buf: bytes, pos: int) -> tuple[remote_domain_managed_save_get_xml_desc_ret, int]:
@@ -12785,74 +13163,101 @@ def _enc_remote_domain_managed_save_get_xml_desc_ret(out: bytearray, v: remote_d
 
 def _dec_remote_domain_managed_save_define_xml_args(buf: bytes, pos: int) -> tuple[remote_domain_managed_save_define_xml_args, int]:
     v = _new(remote_domain_managed_save_define_xml_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    o3: remote_nonnull_string | None = None
-    (w1,) = _unpack_u32(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
+    o4: remote_nonnull_string | None = None
+    (w2,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1:  # xdr_pointer: non-zero is present
-        p2, pos = _read_str(buf, pos, 4194304)
-        o3 = p2
-    v.dxml = o3
+    if w2:  # xdr_pointer: non-zero is present
+        p3, pos = _read_str(buf, pos, 4194304)
+        o4 = p3
+    v.dxml = o4
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_managed_save_define_xml_args(out: bytearray, v: remote_domain_managed_save_define_xml_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    o1 = v.dxml
-    if o1 is None:
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
+    o4 = v.dxml
+    if o4 is None:
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        b2 = _encode_str(o1, 4194304)
-        n3 = len(b2)
-        out += _pack_I(n3)
-        out += b2
-        out += xdr.PAD[n3 & 3]
+        b5 = _encode_str(o4, 4194304)
+        n6 = len(b5)
+        out += _pack_I(n6)
+        out += b5
+        out += xdr.PAD[n6 & 3]
     out += _pack_I(v.flags)
 
 
 def _dec_remote_domain_shutdown_flags_args(buf: bytes, pos: int) -> tuple[remote_domain_shutdown_flags_args, int]:
     v = _new(remote_domain_shutdown_flags_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.flags,) = _unpack_I(buf, pos)
-    pos += 4
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.flags = _unpack_16siI(buf, pos)
+    pos += 24
     return v, pos
 
 
 def _enc_remote_domain_shutdown_flags_args(out: bytearray, v: remote_domain_shutdown_flags_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_I(v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, v.flags)
 
 
 def _dec_remote_domain_rename_args(buf: bytes, pos: int) -> tuple[remote_domain_rename_args, int]:
     v = _new(remote_domain_rename_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    o3: remote_nonnull_string | None = None
-    (w1,) = _unpack_u32(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
+    o4: remote_nonnull_string | None = None
+    (w2,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1:  # xdr_pointer: non-zero is present
-        p2, pos = _read_str(buf, pos, 4194304)
-        o3 = p2
-    v.new_name = o3
+    if w2:  # xdr_pointer: non-zero is present
+        p3, pos = _read_str(buf, pos, 4194304)
+        o4 = p3
+    v.new_name = o4
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_rename_args(out: bytearray, v: remote_domain_rename_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    o1 = v.new_name
-    if o1 is None:
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
+    o4 = v.new_name
+    if o4 is None:
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        b2 = _encode_str(o1, 4194304)
-        n3 = len(b2)
-        out += _pack_I(n3)
-        out += b2
-        out += xdr.PAD[n3 & 3]
+        b5 = _encode_str(o4, 4194304)
+        n6 = len(b5)
+        out += _pack_I(n6)
+        out += b5
+        out += xdr.PAD[n6 & 3]
     out += _pack_I(v.flags)
 
 
@@ -12869,43 +13274,69 @@ def _enc_remote_domain_rename_ret(out: bytearray, v: remote_domain_rename_ret) -
 
 def _dec_remote_domain_set_lifecycle_action_args(buf: bytes, pos: int) -> tuple[remote_domain_set_lifecycle_action_args, int]:
     v = _new(remote_domain_set_lifecycle_action_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.type, v.action, v.flags = _unpack_III(buf, pos)
-    pos += 12
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.type, v.action, v.flags = _unpack_16siIII(buf, pos)
+    pos += 32
     return v, pos
 
 
 def _enc_remote_domain_set_lifecycle_action_args(out: bytearray, v: remote_domain_set_lifecycle_action_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_III(v.type, v.action, v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siIII[n3 & 3](f1.uuid, f1.id, v.type, v.action, v.flags)
 
 
 def _dec_remote_domain_fd_associate_args(buf: bytes, pos: int) -> tuple[remote_domain_fd_associate_args, int]:
     v = _new(remote_domain_fd_associate_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.name, pos = _read_str(buf, pos, 4194304)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.name, pos = _take_str(buf, pos, n2, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_fd_associate_args(out: bytearray, v: remote_domain_fd_associate_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = _encode_str(v.name, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += _padpack_I[n2 & 3](v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.name, 4194304)
+    n5 = len(b4)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    out += _padpack_I[n5 & 3](v.flags)
 
 
 def _dec_remote_domain_get_os_type_args(buf: bytes, pos: int) -> tuple[remote_domain_get_os_type_args, int]:
     v = _new(remote_domain_get_os_type_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_remote_domain_get_os_type_args(out: bytearray, v: remote_domain_get_os_type_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
 
 
 def _dec_remote_domain_get_os_type_ret(buf: bytes, pos: int) -> tuple[remote_domain_get_os_type_ret, int]:
@@ -12924,12 +13355,22 @@ def _enc_remote_domain_get_os_type_ret(out: bytearray, v: remote_domain_get_os_t
 
 def _dec_remote_domain_get_max_memory_args(buf: bytes, pos: int) -> tuple[remote_domain_get_max_memory_args, int]:
     v = _new(remote_domain_get_max_memory_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_remote_domain_get_max_memory_args(out: bytearray, v: remote_domain_get_max_memory_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
 
 
 def _dec_remote_domain_get_max_memory_ret(buf: bytes, pos: int) -> tuple[remote_domain_get_max_memory_ret, int]:
@@ -12945,51 +13386,82 @@ def _enc_remote_domain_get_max_memory_ret(out: bytearray, v: remote_domain_get_m
 
 def _dec_remote_domain_set_max_memory_args(buf: bytes, pos: int) -> tuple[remote_domain_set_max_memory_args, int]:
     v = _new(remote_domain_set_max_memory_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.memory,) = _unpack_Q(buf, pos)
-    pos += 8
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.memory = _unpack_16siQ(buf, pos)
+    pos += 28
     return v, pos
 
 
 def _enc_remote_domain_set_max_memory_args(out: bytearray, v: remote_domain_set_max_memory_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_Q(v.memory)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siQ[n3 & 3](f1.uuid, f1.id, v.memory)
 
 
 def _dec_remote_domain_set_memory_args(buf: bytes, pos: int) -> tuple[remote_domain_set_memory_args, int]:
     v = _new(remote_domain_set_memory_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.memory,) = _unpack_Q(buf, pos)
-    pos += 8
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.memory = _unpack_16siQ(buf, pos)
+    pos += 28
     return v, pos
 
 
 def _enc_remote_domain_set_memory_args(out: bytearray, v: remote_domain_set_memory_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_Q(v.memory)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siQ[n3 & 3](f1.uuid, f1.id, v.memory)
 
 
 def _dec_remote_domain_set_memory_flags_args(buf: bytes, pos: int) -> tuple[remote_domain_set_memory_flags_args, int]:
     v = _new(remote_domain_set_memory_flags_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.memory, v.flags = _unpack_QI(buf, pos)
-    pos += 12
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.memory, v.flags = _unpack_16siQI(buf, pos)
+    pos += 32
     return v, pos
 
 
 def _enc_remote_domain_set_memory_flags_args(out: bytearray, v: remote_domain_set_memory_flags_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_QI(v.memory, v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siQI[n3 & 3](f1.uuid, f1.id, v.memory, v.flags)
 
 
 def _dec_remote_domain_get_info_args(buf: bytes, pos: int) -> tuple[remote_domain_get_info_args, int]:
     v = _new(remote_domain_get_info_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_remote_domain_get_info_args(out: bytearray, v: remote_domain_get_info_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
 
 
 def _dec_remote_domain_get_info_ret(buf: bytes, pos: int) -> tuple[remote_domain_get_info_ret, int]:
@@ -13005,15 +13477,22 @@ def _enc_remote_domain_get_info_ret(out: bytearray, v: remote_domain_get_info_re
 
 def _dec_remote_domain_screenshot_args(buf: bytes, pos: int) -> tuple[remote_domain_screenshot_args, int]:
     v = _new(remote_domain_screenshot_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.screen, v.flags = _unpack_II(buf, pos)
-    pos += 8
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.screen, v.flags = _unpack_16siII(buf, pos)
+    pos += 28
     return v, pos
 
 
 def _enc_remote_domain_screenshot_args(out: bytearray, v: remote_domain_screenshot_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_II(v.screen, v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siII[n3 & 3](f1.uuid, f1.id, v.screen, v.flags)
 
 
 def _dec_remote_domain_screenshot_ret(buf: bytes, pos: int) -> tuple[remote_domain_screenshot_ret, int]:
@@ -13043,15 +13522,22 @@ def _enc_remote_domain_screenshot_ret(out: bytearray, v: remote_domain_screensho
 
 def _dec_remote_domain_get_xml_desc_args(buf: bytes, pos: int) -> tuple[remote_domain_get_xml_desc_args, int]:
     v = _new(remote_domain_get_xml_desc_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.flags,) = _unpack_I(buf, pos)
-    pos += 4
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.flags = _unpack_16siI(buf, pos)
+    pos += 24
     return v, pos
 
 
 def _enc_remote_domain_get_xml_desc_args(out: bytearray, v: remote_domain_get_xml_desc_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_I(v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, v.flags)
 
 
 def _dec_remote_domain_get_xml_desc_ret(buf: bytes, pos: int) -> tuple[remote_domain_get_xml_desc_ret, int]:
@@ -13070,12 +13556,22 @@ def _enc_remote_domain_get_xml_desc_ret(out: bytearray, v: remote_domain_get_xml
 
 def _dec_remote_domain_get_security_label_args(buf: bytes, pos: int) -> tuple[remote_domain_get_security_label_args, int]:
     v = _new(remote_domain_get_security_label_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_remote_domain_get_security_label_args(out: bytearray, v: remote_domain_get_security_label_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
 
 
 def _dec_remote_domain_get_security_label_ret(buf: bytes, pos: int) -> tuple[remote_domain_get_security_label_ret, int]:
@@ -13107,12 +13603,22 @@ def _enc_remote_domain_get_security_label_ret(out: bytearray, v: remote_domain_g
 
 def _dec_remote_domain_get_security_label_list_args(buf: bytes, pos: int) -> tuple[remote_domain_get_security_label_list_args, int]:
     v = _new(remote_domain_get_security_label_list_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_remote_domain_get_security_label_list_args(out: bytearray, v: remote_domain_get_security_label_list_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
 
 
 def _dec_remote_domain_get_security_label_list_ret(buf: bytes, pos: int) -> tuple[remote_domain_get_security_label_list_ret, int]:
@@ -13201,12 +13707,22 @@ def _enc_remote_node_get_security_model_ret(out: bytearray, v: remote_node_get_s
 
 def _dec_remote_domain_get_autostart_args(buf: bytes, pos: int) -> tuple[remote_domain_get_autostart_args, int]:
     v = _new(remote_domain_get_autostart_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_remote_domain_get_autostart_args(out: bytearray, v: remote_domain_get_autostart_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
 
 
 def _dec_remote_domain_get_autostart_ret(buf: bytes, pos: int) -> tuple[remote_domain_get_autostart_ret, int]:
@@ -13222,62 +13738,66 @@ def _enc_remote_domain_get_autostart_ret(out: bytearray, v: remote_domain_get_au
 
 def _dec_remote_domain_set_autostart_args(buf: bytes, pos: int) -> tuple[remote_domain_set_autostart_args, int]:
     v = _new(remote_domain_set_autostart_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.autostart,) = _unpack_i(buf, pos)
-    pos += 4
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.autostart = _unpack_16sii(buf, pos)
+    pos += 24
     return v, pos
 
 
 def _enc_remote_domain_set_autostart_args(out: bytearray, v: remote_domain_set_autostart_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_i(v.autostart)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16sii[n3 & 3](f1.uuid, f1.id, v.autostart)
 
 
 def _dec_remote_domain_set_metadata_args(buf: bytes, pos: int) -> tuple[remote_domain_set_metadata_args, int]:
     v = _new(remote_domain_set_metadata_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.type,) = _unpack_i(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.type = _unpack_16sii(buf, pos)
+    pos += 24
+    o4: remote_nonnull_string | None = None
+    (w2,) = _unpack_u32(buf, pos)
     pos += 4
-    o3: remote_nonnull_string | None = None
-    (w1,) = _unpack_u32(buf, pos)
+    if w2:  # xdr_pointer: non-zero is present
+        p3, pos = _read_str(buf, pos, 4194304)
+        o4 = p3
+    v.metadata = o4
+    o7: remote_nonnull_string | None = None
+    (w5,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1:  # xdr_pointer: non-zero is present
-        p2, pos = _read_str(buf, pos, 4194304)
-        o3 = p2
-    v.metadata = o3
-    o6: remote_nonnull_string | None = None
-    (w4,) = _unpack_u32(buf, pos)
+    if w5:  # xdr_pointer: non-zero is present
+        p6, pos = _read_str(buf, pos, 4194304)
+        o7 = p6
+    v.key = o7
+    o10: remote_nonnull_string | None = None
+    (w8,) = _unpack_u32(buf, pos)
     pos += 4
-    if w4:  # xdr_pointer: non-zero is present
-        p5, pos = _read_str(buf, pos, 4194304)
-        o6 = p5
-    v.key = o6
-    o9: remote_nonnull_string | None = None
-    (w7,) = _unpack_u32(buf, pos)
-    pos += 4
-    if w7:  # xdr_pointer: non-zero is present
-        p8, pos = _read_str(buf, pos, 4194304)
-        o9 = p8
-    v.uri = o9
+    if w8:  # xdr_pointer: non-zero is present
+        p9, pos = _read_str(buf, pos, 4194304)
+        o10 = p9
+    v.uri = o10
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_set_metadata_args(out: bytearray, v: remote_domain_set_metadata_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_i(v.type)
-    o1 = v.metadata
-    if o1 is None:
-        out += xdr.ZERO_WORD
-    else:
-        out += xdr.ONE_WORD
-        b2 = _encode_str(o1, 4194304)
-        n3 = len(b2)
-        out += _pack_I(n3)
-        out += b2
-        out += xdr.PAD[n3 & 3]
-    o4 = v.key
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16sii[n3 & 3](f1.uuid, f1.id, v.type)
+    o4 = v.metadata
     if o4 is None:
         out += xdr.ZERO_WORD
     else:
@@ -13287,7 +13807,7 @@ def _enc_remote_domain_set_metadata_args(out: bytearray, v: remote_domain_set_me
         out += _pack_I(n6)
         out += b5
         out += xdr.PAD[n6 & 3]
-    o7 = v.uri
+    o7 = v.key
     if o7 is None:
         out += xdr.ZERO_WORD
     else:
@@ -13297,39 +13817,56 @@ def _enc_remote_domain_set_metadata_args(out: bytearray, v: remote_domain_set_me
         out += _pack_I(n9)
         out += b8
         out += xdr.PAD[n9 & 3]
+    o10 = v.uri
+    if o10 is None:
+        out += xdr.ZERO_WORD
+    else:
+        out += xdr.ONE_WORD
+        b11 = _encode_str(o10, 4194304)
+        n12 = len(b11)
+        out += _pack_I(n12)
+        out += b11
+        out += xdr.PAD[n12 & 3]
     out += _pack_I(v.flags)
 
 
 def _dec_remote_domain_get_metadata_args(buf: bytes, pos: int) -> tuple[remote_domain_get_metadata_args, int]:
     v = _new(remote_domain_get_metadata_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.type,) = _unpack_i(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.type = _unpack_16sii(buf, pos)
+    pos += 24
+    o4: remote_nonnull_string | None = None
+    (w2,) = _unpack_u32(buf, pos)
     pos += 4
-    o3: remote_nonnull_string | None = None
-    (w1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if w1:  # xdr_pointer: non-zero is present
-        p2, pos = _read_str(buf, pos, 4194304)
-        o3 = p2
-    v.uri = o3
+    if w2:  # xdr_pointer: non-zero is present
+        p3, pos = _read_str(buf, pos, 4194304)
+        o4 = p3
+    v.uri = o4
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_get_metadata_args(out: bytearray, v: remote_domain_get_metadata_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_i(v.type)
-    o1 = v.uri
-    if o1 is None:
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16sii[n3 & 3](f1.uuid, f1.id, v.type)
+    o4 = v.uri
+    if o4 is None:
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        b2 = _encode_str(o1, 4194304)
-        n3 = len(b2)
-        out += _pack_I(n3)
-        out += b2
-        out += xdr.PAD[n3 & 3]
+        b5 = _encode_str(o4, 4194304)
+        n6 = len(b5)
+        out += _pack_I(n6)
+        out += b5
+        out += xdr.PAD[n6 & 3]
     out += _pack_I(v.flags)
 
 
@@ -13349,15 +13886,22 @@ def _enc_remote_domain_get_metadata_ret(out: bytearray, v: remote_domain_get_met
 
 def _dec_remote_domain_get_hostname_args(buf: bytes, pos: int) -> tuple[remote_domain_get_hostname_args, int]:
     v = _new(remote_domain_get_hostname_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.flags,) = _unpack_I(buf, pos)
-    pos += 4
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.flags = _unpack_16siI(buf, pos)
+    pos += 24
     return v, pos
 
 
 def _enc_remote_domain_get_hostname_args(out: bytearray, v: remote_domain_get_hostname_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_I(v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, v.flags)
 
 
 def _dec_remote_domain_get_hostname_ret(buf: bytes, pos: int) -> tuple[remote_domain_get_hostname_ret, int]:
@@ -13376,12 +13920,22 @@ def _enc_remote_domain_get_hostname_ret(out: bytearray, v: remote_domain_get_hos
 
 def _dec_remote_domain_is_active_args(buf: bytes, pos: int) -> tuple[remote_domain_is_active_args, int]:
     v = _new(remote_domain_is_active_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_remote_domain_is_active_args(out: bytearray, v: remote_domain_is_active_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
 
 
 def _dec_remote_domain_is_active_ret(buf: bytes, pos: int) -> tuple[remote_domain_is_active_ret, int]:
@@ -13397,12 +13951,22 @@ def _enc_remote_domain_is_active_ret(out: bytearray, v: remote_domain_is_active_
 
 def _dec_remote_domain_is_persistent_args(buf: bytes, pos: int) -> tuple[remote_domain_is_persistent_args, int]:
     v = _new(remote_domain_is_persistent_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_remote_domain_is_persistent_args(out: bytearray, v: remote_domain_is_persistent_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
 
 
 def _dec_remote_domain_is_persistent_ret(buf: bytes, pos: int) -> tuple[remote_domain_is_persistent_ret, int]:
@@ -13418,12 +13982,22 @@ def _enc_remote_domain_is_persistent_ret(out: bytearray, v: remote_domain_is_per
 
 def _dec_remote_domain_is_updated_args(buf: bytes, pos: int) -> tuple[remote_domain_is_updated_args, int]:
     v = _new(remote_domain_is_updated_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_remote_domain_is_updated_args(out: bytearray, v: remote_domain_is_updated_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
 
 
 def _dec_remote_domain_is_updated_ret(buf: bytes, pos: int) -> tuple[remote_domain_is_updated_ret, int]:
@@ -13439,15 +14013,22 @@ def _enc_remote_domain_is_updated_ret(out: bytearray, v: remote_domain_is_update
 
 def _dec_remote_domain_get_state_args(buf: bytes, pos: int) -> tuple[remote_domain_get_state_args, int]:
     v = _new(remote_domain_get_state_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.flags,) = _unpack_I(buf, pos)
-    pos += 4
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.flags = _unpack_16siI(buf, pos)
+    pos += 24
     return v, pos
 
 
 def _enc_remote_domain_get_state_args(out: bytearray, v: remote_domain_get_state_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_I(v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, v.flags)
 
 
 def _dec_remote_domain_get_state_ret(buf: bytes, pos: int) -> tuple[remote_domain_get_state_ret, int]:
@@ -13463,15 +14044,22 @@ def _enc_remote_domain_get_state_ret(out: bytearray, v: remote_domain_get_state_
 
 def _dec_remote_domain_get_control_info_args(buf: bytes, pos: int) -> tuple[remote_domain_get_control_info_args, int]:
     v = _new(remote_domain_get_control_info_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.flags,) = _unpack_I(buf, pos)
-    pos += 4
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.flags = _unpack_16siI(buf, pos)
+    pos += 24
     return v, pos
 
 
 def _enc_remote_domain_get_control_info_args(out: bytearray, v: remote_domain_get_control_info_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_I(v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, v.flags)
 
 
 def _dec_remote_domain_get_control_info_ret(buf: bytes, pos: int) -> tuple[remote_domain_get_control_info_ret, int]:
@@ -13487,15 +14075,22 @@ def _enc_remote_domain_get_control_info_ret(out: bytearray, v: remote_domain_get
 
 def _dec_remote_domain_get_disk_errors_args(buf: bytes, pos: int) -> tuple[remote_domain_get_disk_errors_args, int]:
     v = _new(remote_domain_get_disk_errors_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.maxerrors, v.flags = _unpack_II(buf, pos)
-    pos += 8
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.maxerrors, v.flags = _unpack_16siII(buf, pos)
+    pos += 28
     return v, pos
 
 
 def _enc_remote_domain_get_disk_errors_args(out: bytearray, v: remote_domain_get_disk_errors_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_II(v.maxerrors, v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siII[n3 & 3](f1.uuid, f1.id, v.maxerrors, v.flags)
 
 
 def _dec_remote_domain_get_disk_errors_ret(buf: bytes, pos: int) -> tuple[remote_domain_get_disk_errors_ret, int]:
@@ -13578,15 +14173,22 @@ def _enc_remote_domain_get_disk_errors_ret(out: bytearray, v: remote_domain_get_
 
 def _dec_remote_domain_get_time_args(buf: bytes, pos: int) -> tuple[remote_domain_get_time_args, int]:
     v = _new(remote_domain_get_time_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.flags,) = _unpack_I(buf, pos)
-    pos += 4
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.flags = _unpack_16siI(buf, pos)
+    pos += 24
     return v, pos
 
 
 def _enc_remote_domain_get_time_args(out: bytearray, v: remote_domain_get_time_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_I(v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, v.flags)
 
 
 def _dec_remote_domain_get_time_ret(buf: bytes, pos: int) -> tuple[remote_domain_get_time_ret, int]:
@@ -13602,28 +14204,42 @@ def _enc_remote_domain_get_time_ret(out: bytearray, v: remote_domain_get_time_re
 
 def _dec_remote_domain_set_time_args(buf: bytes, pos: int) -> tuple[remote_domain_set_time_args, int]:
     v = _new(remote_domain_set_time_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.seconds, v.nseconds, v.flags = _unpack_qII(buf, pos)
-    pos += 16
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.seconds, v.nseconds, v.flags = _unpack_16siqII(buf, pos)
+    pos += 36
     return v, pos
 
 
 def _enc_remote_domain_set_time_args(out: bytearray, v: remote_domain_set_time_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_qII(v.seconds, v.nseconds, v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siqII[n3 & 3](f1.uuid, f1.id, v.seconds, v.nseconds, v.flags)
 
 
 def _dec_remote_domain_get_messages_args(buf: bytes, pos: int) -> tuple[remote_domain_get_messages_args, int]:
     v = _new(remote_domain_get_messages_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.flags,) = _unpack_I(buf, pos)
-    pos += 4
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.flags = _unpack_16siI(buf, pos)
+    pos += 24
     return v, pos
 
 
 def _enc_remote_domain_get_messages_args(out: bytearray, v: remote_domain_get_messages_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_I(v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, v.flags)
 
 
 def _dec_remote_domain_get_messages_ret(buf: bytes, pos: int) -> tuple[remote_domain_get_messages_ret, int]:
@@ -13860,15 +14476,22 @@ def _enc_remote_node_get_sev_info_ret(out: bytearray, v: remote_node_get_sev_inf
 
 def _dec_remote_domain_get_launch_security_info_args(buf: bytes, pos: int) -> tuple[remote_domain_get_launch_security_info_args, int]:
     v = _new(remote_domain_get_launch_security_info_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.flags,) = _unpack_I(buf, pos)
-    pos += 4
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.flags = _unpack_16siI(buf, pos)
+    pos += 24
     return v, pos
 
 
 def _enc_remote_domain_get_launch_security_info_args(out: bytearray, v: remote_domain_get_launch_security_info_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_I(v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, v.flags)
 
 
 def _dec_remote_domain_get_launch_security_info_ret(buf: bytes, pos: int) -> tuple[remote_domain_get_launch_security_info_ret, int]:
@@ -14045,174 +14668,184 @@ def _enc_remote_domain_get_launch_security_info_ret(out: bytearray, v: remote_do
 def _dec_remote_domain_set_launch_security_state_args(buf: bytes, pos: int) -> tuple[remote_domain_set_launch_security_state_args, int]:
     end = len(buf)
     v = _new(remote_domain_set_launch_security_state_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n2,) = _unpack_u32(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
+    (n3,) = _unpack_u32(buf, pos)
     pos += 4
-    if n2 > 64:
+    if n3 > 64:
         raise XdrError("array length exceeds its bound")
-    if n2 * 12 > end - pos:
+    if n3 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
-    if a1:
-        (n4,) = _unpack_u32(buf, pos)
+    a2: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n3)]
+    if a2:
+        (n5,) = _unpack_u32(buf, pos)
         pos += 4
-        for x3 in a1[:-1]:
-            s5 = pos
-            pos = s5 + ((n4 + 3) & -4)
-            if pos > end or n4 > 4194304:
+        for x4 in a2[:-1]:
+            s6 = pos
+            pos = s6 + ((n5 + 3) & -4)
+            if pos > end or n5 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                x3.field = buf[s5:s5 + n4].decode()
+                x4.field = buf[s6:s6 + n5].decode()
             except UnicodeDecodeError:
-                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
-            if "\0" in x3.field:
-                x3.field = x3.field.partition("\0")[0]
-            v6 = _new(remote_typed_param_value)
-            (d7,) = _unpack_i(buf, pos)
+                x4.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+            if "\0" in x4.field:
+                x4.field = x4.field.partition("\0")[0]
+            v7 = _new(remote_typed_param_value)
+            (d8,) = _unpack_i(buf, pos)
             pos += 4
-            v6.type = d7
-            if d7 == 1:
-                v6.value, n4 = _unpack_iI(buf, pos)
+            v7.type = d8
+            if d8 == 1:
+                v7.value, n5 = _unpack_iI(buf, pos)
                 pos += 8
-            elif d7 == 2:
-                v6.value, n4 = _unpack_II(buf, pos)
+            elif d8 == 2:
+                v7.value, n5 = _unpack_II(buf, pos)
                 pos += 8
-            elif d7 == 3:
-                v6.value, n4 = _unpack_qI(buf, pos)
+            elif d8 == 3:
+                v7.value, n5 = _unpack_qI(buf, pos)
                 pos += 12
-            elif d7 == 4:
-                v6.value, n4 = _unpack_QI(buf, pos)
+            elif d8 == 4:
+                v7.value, n5 = _unpack_QI(buf, pos)
                 pos += 12
-            elif d7 == 5:
-                v6.value, n4 = _unpack_dI(buf, pos)
+            elif d8 == 5:
+                v7.value, n5 = _unpack_dI(buf, pos)
                 pos += 12
-            elif d7 == 6:
-                v6.value, n4 = _unpack_iI(buf, pos)
+            elif d8 == 6:
+                v7.value, n5 = _unpack_iI(buf, pos)
                 pos += 8
-            elif d7 == 7:
-                v6.value, pos = _read_str(buf, pos, 4194304)
-                (n4,) = _unpack_u32(buf, pos)
+            elif d8 == 7:
+                v7.value, pos = _read_str(buf, pos, 4194304)
+                (n5,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
-            x3.value = v6
-        x3 = a1[-1]
-        s8 = pos
-        pos = s8 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
+            x4.value = v7
+        x4 = a2[-1]
+        s9 = pos
+        pos = s9 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s8:s8 + n4].decode()
+            x4.field = buf[s9:s9 + n5].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
-        if "\0" in x3.field:
-            x3.field = x3.field.partition("\0")[0]
-        v9 = _new(remote_typed_param_value)
-        (d10,) = _unpack_i(buf, pos)
+            x4.field = buf[s9:s9 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x4.field:
+            x4.field = x4.field.partition("\0")[0]
+        v10 = _new(remote_typed_param_value)
+        (d11,) = _unpack_i(buf, pos)
         pos += 4
-        v9.type = d10
-        if d10 == 1:
-            (v9.value,) = _unpack_i(buf, pos)
+        v10.type = d11
+        if d11 == 1:
+            (v10.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d10 == 2:
-            (v9.value,) = _unpack_I(buf, pos)
+        elif d11 == 2:
+            (v10.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d10 == 3:
-            (v9.value,) = _unpack_q(buf, pos)
+        elif d11 == 3:
+            (v10.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d10 == 4:
-            (v9.value,) = _unpack_Q(buf, pos)
+        elif d11 == 4:
+            (v10.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d10 == 5:
-            (v9.value,) = _unpack_d(buf, pos)
+        elif d11 == 5:
+            (v10.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d10 == 6:
-            (v9.value,) = _unpack_i(buf, pos)
+        elif d11 == 6:
+            (v10.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d10 == 7:
-            v9.value, pos = _read_str(buf, pos, 4194304)
+        elif d11 == 7:
+            v10.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v9
-    v.params = a1
+        x4.value = v10
+    v.params = a2
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_set_launch_security_state_args(out: bytearray, v: remote_domain_set_launch_security_state_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    a1 = v.params
-    n2 = len(a1)
-    if n2 > 64:
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
+    a4 = v.params
+    n5 = len(a4)
+    if n5 > 64:
         raise XdrError("array length exceeds its bound")
-    out += _pack_u32(n2)
-    if n2:
-        x7 = a1[0]
+    out += _pack_u32(n5)
+    if n5:
+        x10 = a4[0]
         try:
-            b3 = x7.field.encode()
+            b6 = x10.field.encode()
         except UnicodeEncodeError:
-            b3 = x7.field.encode("utf-8", "surrogateescape")
-        n4 = len(b3)
-        if n4 > 4194304:
+            b6 = x10.field.encode("utf-8", "surrogateescape")
+        n7 = len(b6)
+        if n7 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_u32(n4)
-        out += b3
-    for x8 in a1[1:]:
+        out += _pack_u32(n7)
+        out += b6
+    for x11 in a4[1:]:
         try:
-            b5 = x8.field.encode()
+            b8 = x11.field.encode()
         except UnicodeEncodeError:
-            b5 = x8.field.encode("utf-8", "surrogateescape")
-        n6 = len(b5)
-        if n6 > 4194304:
+            b8 = x11.field.encode("utf-8", "surrogateescape")
+        n9 = len(b8)
+        if n9 > 4194304:
             raise XdrError("length exceeds its bound")
-        u9 = x7.value
-        d10 = u9.type
-        if d10 == 1:
-            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 2:
-            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
-        elif d10 == 3:
-            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 4:
-            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 5:
-            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 6:
-            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 7:
-            x11 = cast("str", u9.value)
-            b12 = _encode_str(x11, 4194304)
-            n13 = len(b12)
-            out += _padpack_iI[n4 & 3](d10, n13)
-            out += b12
-            out += _padpack_I[n13 & 3](n6)
+        u12 = x10.value
+        d13 = u12.type
+        if d13 == 1:
+            out += _padpack_iiI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 2:
+            out += _padpack_iII[n7 & 3](d13, u12.value, n9)
+        elif d13 == 3:
+            out += _padpack_iqI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 4:
+            out += _padpack_iQI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 5:
+            out += _padpack_idI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 6:
+            out += _padpack_iiI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 7:
+            x14 = cast("str", u12.value)
+            b15 = _encode_str(x14, 4194304)
+            n16 = len(b15)
+            out += _padpack_iI[n7 & 3](d13, n16)
+            out += b15
+            out += _padpack_I[n16 & 3](n9)
         else:
             raise XdrError("union discriminant has no arm")
-        out += b5
-        n4, x7 = n6, x8
-    if n2:
-        u14 = x7.value
-        d15 = u14.type
-        if d15 == 1:
-            out += _padpack_ii[n4 & 3](d15, u14.value)
-        elif d15 == 2:
-            out += _padpack_iI[n4 & 3](d15, u14.value)
-        elif d15 == 3:
-            out += _padpack_iq[n4 & 3](d15, u14.value)
-        elif d15 == 4:
-            out += _padpack_iQ[n4 & 3](d15, u14.value)
-        elif d15 == 5:
-            out += _padpack_id[n4 & 3](d15, u14.value)
-        elif d15 == 6:
-            out += _padpack_ii[n4 & 3](d15, u14.value)
-        elif d15 == 7:
-            x16 = cast("str", u14.value)
-            b17 = _encode_str(x16, 4194304)
-            n18 = len(b17)
-            out += _padpack_iI[n4 & 3](d15, n18)
-            out += b17
-            out += xdr.PAD[n18 & 3]
+        out += b8
+        n7, x10 = n9, x11
+    if n5:
+        u17 = x10.value
+        d18 = u17.type
+        if d18 == 1:
+            out += _padpack_ii[n7 & 3](d18, u17.value)
+        elif d18 == 2:
+            out += _padpack_iI[n7 & 3](d18, u17.value)
+        elif d18 == 3:
+            out += _padpack_iq[n7 & 3](d18, u17.value)
+        elif d18 == 4:
+            out += _padpack_iQ[n7 & 3](d18, u17.value)
+        elif d18 == 5:
+            out += _padpack_id[n7 & 3](d18, u17.value)
+        elif d18 == 6:
+            out += _padpack_ii[n7 & 3](d18, u17.value)
+        elif d18 == 7:
+            x19 = cast("str", u17.value)
+            b20 = _encode_str(x19, 4194304)
+            n21 = len(b20)
+            out += _padpack_iI[n7 & 3](d18, n21)
+            out += b20
+            out += xdr.PAD[n21 & 3]
         else:
             raise XdrError("union discriminant has no arm")
     out += _pack_I(v.flags)
@@ -14220,41 +14853,62 @@ def _enc_remote_domain_set_launch_security_state_args(out: bytearray, v: remote_
 
 def _dec_remote_domain_set_vcpus_args(buf: bytes, pos: int) -> tuple[remote_domain_set_vcpus_args, int]:
     v = _new(remote_domain_set_vcpus_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.nvcpus,) = _unpack_I(buf, pos)
-    pos += 4
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.nvcpus = _unpack_16siI(buf, pos)
+    pos += 24
     return v, pos
 
 
 def _enc_remote_domain_set_vcpus_args(out: bytearray, v: remote_domain_set_vcpus_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_I(v.nvcpus)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, v.nvcpus)
 
 
 def _dec_remote_domain_set_vcpus_flags_args(buf: bytes, pos: int) -> tuple[remote_domain_set_vcpus_flags_args, int]:
     v = _new(remote_domain_set_vcpus_flags_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.nvcpus, v.flags = _unpack_II(buf, pos)
-    pos += 8
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.nvcpus, v.flags = _unpack_16siII(buf, pos)
+    pos += 28
     return v, pos
 
 
 def _enc_remote_domain_set_vcpus_flags_args(out: bytearray, v: remote_domain_set_vcpus_flags_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_II(v.nvcpus, v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siII[n3 & 3](f1.uuid, f1.id, v.nvcpus, v.flags)
 
 
 def _dec_remote_domain_get_vcpus_flags_args(buf: bytes, pos: int) -> tuple[remote_domain_get_vcpus_flags_args, int]:
     v = _new(remote_domain_get_vcpus_flags_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.flags,) = _unpack_I(buf, pos)
-    pos += 4
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.flags = _unpack_16siI(buf, pos)
+    pos += 24
     return v, pos
 
 
 def _enc_remote_domain_get_vcpus_flags_args(out: bytearray, v: remote_domain_get_vcpus_flags_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_I(v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, v.flags)
 
 
 def _dec_remote_domain_get_vcpus_flags_ret(buf: bytes, pos: int) -> tuple[remote_domain_get_vcpus_flags_ret, int]:
@@ -14270,57 +14924,78 @@ def _enc_remote_domain_get_vcpus_flags_ret(out: bytearray, v: remote_domain_get_
 
 def _dec_remote_domain_pin_vcpu_args(buf: bytes, pos: int) -> tuple[remote_domain_pin_vcpu_args, int]:
     v = _new(remote_domain_pin_vcpu_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.vcpu, n1 = _unpack_II(buf, pos)
-    pos += 8
-    v.cpumap, pos = _take_opaque(buf, pos, n1, 2048)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.vcpu, n2 = _unpack_16siII(buf, pos)
+    pos += 28
+    v.cpumap, pos = _take_opaque(buf, pos, n2, 2048)
     return v, pos
 
 
 def _enc_remote_domain_pin_vcpu_args(out: bytearray, v: remote_domain_pin_vcpu_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = v.cpumap
-    n2 = len(b1)
-    if n2 > 2048:
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = v.cpumap
+    n5 = len(b4)
+    if n5 > 2048:
         raise XdrError("length exceeds its bound")
-    out += _pack_II(v.vcpu, n2)
-    out += b1
-    out += xdr.PAD[n2 & 3]
+    out += _padpack_16siII[n3 & 3](f1.uuid, f1.id, v.vcpu, n5)
+    out += b4
+    out += xdr.PAD[n5 & 3]
 
 
 def _dec_remote_domain_pin_vcpu_flags_args(buf: bytes, pos: int) -> tuple[remote_domain_pin_vcpu_flags_args, int]:
     v = _new(remote_domain_pin_vcpu_flags_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.vcpu, n1 = _unpack_II(buf, pos)
-    pos += 8
-    v.cpumap, pos = _take_opaque(buf, pos, n1, 2048)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.vcpu, n2 = _unpack_16siII(buf, pos)
+    pos += 28
+    v.cpumap, pos = _take_opaque(buf, pos, n2, 2048)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_pin_vcpu_flags_args(out: bytearray, v: remote_domain_pin_vcpu_flags_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = v.cpumap
-    n2 = len(b1)
-    if n2 > 2048:
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = v.cpumap
+    n5 = len(b4)
+    if n5 > 2048:
         raise XdrError("length exceeds its bound")
-    out += _pack_II(v.vcpu, n2)
-    out += b1
-    out += _padpack_I[n2 & 3](v.flags)
+    out += _padpack_16siII[n3 & 3](f1.uuid, f1.id, v.vcpu, n5)
+    out += b4
+    out += _padpack_I[n5 & 3](v.flags)
 
 
 def _dec_remote_domain_get_vcpu_pin_info_args(buf: bytes, pos: int) -> tuple[remote_domain_get_vcpu_pin_info_args, int]:
     v = _new(remote_domain_get_vcpu_pin_info_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.ncpumaps, v.maplen, v.flags = _unpack_iiI(buf, pos)
-    pos += 12
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.ncpumaps, v.maplen, v.flags = _unpack_16siiiI(buf, pos)
+    pos += 32
     return v, pos
 
 
 def _enc_remote_domain_get_vcpu_pin_info_args(out: bytearray, v: remote_domain_get_vcpu_pin_info_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_iiI(v.ncpumaps, v.maplen, v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siiiI[n3 & 3](f1.uuid, f1.id, v.ncpumaps, v.maplen, v.flags)
 
 
 def _dec_remote_domain_get_vcpu_pin_info_ret(buf: bytes, pos: int) -> tuple[remote_domain_get_vcpu_pin_info_ret, int]:
@@ -14343,35 +15018,51 @@ def _enc_remote_domain_get_vcpu_pin_info_ret(out: bytearray, v: remote_domain_ge
 
 def _dec_remote_domain_pin_emulator_args(buf: bytes, pos: int) -> tuple[remote_domain_pin_emulator_args, int]:
     v = _new(remote_domain_pin_emulator_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.cpumap, pos = _read_opaque(buf, pos, 2048)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.cpumap, pos = _take_opaque(buf, pos, n2, 2048)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_pin_emulator_args(out: bytearray, v: remote_domain_pin_emulator_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = v.cpumap
-    n2 = len(b1)
-    if n2 > 2048:
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = v.cpumap
+    n5 = len(b4)
+    if n5 > 2048:
         raise XdrError("length exceeds its bound")
-    out += _pack_I(n2)
-    out += b1
-    out += _padpack_I[n2 & 3](v.flags)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    out += _padpack_I[n5 & 3](v.flags)
 
 
 def _dec_remote_domain_get_emulator_pin_info_args(buf: bytes, pos: int) -> tuple[remote_domain_get_emulator_pin_info_args, int]:
     v = _new(remote_domain_get_emulator_pin_info_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.maplen, v.flags = _unpack_iI(buf, pos)
-    pos += 8
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.maplen, v.flags = _unpack_16siiI(buf, pos)
+    pos += 28
     return v, pos
 
 
 def _enc_remote_domain_get_emulator_pin_info_args(out: bytearray, v: remote_domain_get_emulator_pin_info_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_iI(v.maplen, v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siiI[n3 & 3](f1.uuid, f1.id, v.maplen, v.flags)
 
 
 def _dec_remote_domain_get_emulator_pin_info_ret(buf: bytes, pos: int) -> tuple[remote_domain_get_emulator_pin_info_ret, int]:
@@ -14394,15 +15085,22 @@ def _enc_remote_domain_get_emulator_pin_info_ret(out: bytearray, v: remote_domai
 
 def _dec_remote_domain_get_vcpus_args(buf: bytes, pos: int) -> tuple[remote_domain_get_vcpus_args, int]:
     v = _new(remote_domain_get_vcpus_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.maxinfo, v.maplen = _unpack_ii(buf, pos)
-    pos += 8
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.maxinfo, v.maplen = _unpack_16siii(buf, pos)
+    pos += 28
     return v, pos
 
 
 def _enc_remote_domain_get_vcpus_args(out: bytearray, v: remote_domain_get_vcpus_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_ii(v.maxinfo, v.maplen)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siii[n3 & 3](f1.uuid, f1.id, v.maxinfo, v.maplen)
 
 
 def _dec_remote_domain_get_vcpus_ret(buf: bytes, pos: int) -> tuple[remote_domain_get_vcpus_ret, int]:
@@ -14442,12 +15140,22 @@ def _enc_remote_domain_get_vcpus_ret(out: bytearray, v: remote_domain_get_vcpus_
 
 def _dec_remote_domain_get_max_vcpus_args(buf: bytes, pos: int) -> tuple[remote_domain_get_max_vcpus_args, int]:
     v = _new(remote_domain_get_max_vcpus_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_remote_domain_get_max_vcpus_args(out: bytearray, v: remote_domain_get_max_vcpus_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
 
 
 def _dec_remote_domain_get_max_vcpus_ret(buf: bytes, pos: int) -> tuple[remote_domain_get_max_vcpus_ret, int]:
@@ -14481,15 +15189,22 @@ def _enc_remote_domain_iothread_info(out: bytearray, v: remote_domain_iothread_i
 
 def _dec_remote_domain_get_iothread_info_args(buf: bytes, pos: int) -> tuple[remote_domain_get_iothread_info_args, int]:
     v = _new(remote_domain_get_iothread_info_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.flags,) = _unpack_I(buf, pos)
-    pos += 4
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.flags = _unpack_16siI(buf, pos)
+    pos += 24
     return v, pos
 
 
 def _enc_remote_domain_get_iothread_info_args(out: bytearray, v: remote_domain_get_iothread_info_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_I(v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, v.flags)
 
 
 def _dec_remote_domain_get_iothread_info_ret(buf: bytes, pos: int) -> tuple[remote_domain_get_iothread_info_ret, int]:
@@ -14535,226 +15250,254 @@ def _enc_remote_domain_get_iothread_info_ret(out: bytearray, v: remote_domain_ge
 
 def _dec_remote_domain_pin_iothread_args(buf: bytes, pos: int) -> tuple[remote_domain_pin_iothread_args, int]:
     v = _new(remote_domain_pin_iothread_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.iothreads_id, n1 = _unpack_II(buf, pos)
-    pos += 8
-    v.cpumap, pos = _take_opaque(buf, pos, n1, 2048)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.iothreads_id, n2 = _unpack_16siII(buf, pos)
+    pos += 28
+    v.cpumap, pos = _take_opaque(buf, pos, n2, 2048)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_pin_iothread_args(out: bytearray, v: remote_domain_pin_iothread_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = v.cpumap
-    n2 = len(b1)
-    if n2 > 2048:
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = v.cpumap
+    n5 = len(b4)
+    if n5 > 2048:
         raise XdrError("length exceeds its bound")
-    out += _pack_II(v.iothreads_id, n2)
-    out += b1
-    out += _padpack_I[n2 & 3](v.flags)
+    out += _padpack_16siII[n3 & 3](f1.uuid, f1.id, v.iothreads_id, n5)
+    out += b4
+    out += _padpack_I[n5 & 3](v.flags)
 
 
 def _dec_remote_domain_add_iothread_args(buf: bytes, pos: int) -> tuple[remote_domain_add_iothread_args, int]:
     v = _new(remote_domain_add_iothread_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.iothread_id, v.flags = _unpack_II(buf, pos)
-    pos += 8
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.iothread_id, v.flags = _unpack_16siII(buf, pos)
+    pos += 28
     return v, pos
 
 
 def _enc_remote_domain_add_iothread_args(out: bytearray, v: remote_domain_add_iothread_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_II(v.iothread_id, v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siII[n3 & 3](f1.uuid, f1.id, v.iothread_id, v.flags)
 
 
 def _dec_remote_domain_del_iothread_args(buf: bytes, pos: int) -> tuple[remote_domain_del_iothread_args, int]:
     v = _new(remote_domain_del_iothread_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.iothread_id, v.flags = _unpack_II(buf, pos)
-    pos += 8
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.iothread_id, v.flags = _unpack_16siII(buf, pos)
+    pos += 28
     return v, pos
 
 
 def _enc_remote_domain_del_iothread_args(out: bytearray, v: remote_domain_del_iothread_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_II(v.iothread_id, v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siII[n3 & 3](f1.uuid, f1.id, v.iothread_id, v.flags)
 
 
 def _dec_remote_domain_set_iothread_params_args(buf: bytes, pos: int) -> tuple[remote_domain_set_iothread_params_args, int]:
     end = len(buf)
     v = _new(remote_domain_set_iothread_params_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.iothread_id,) = _unpack_I(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.iothread_id = _unpack_16siI(buf, pos)
+    pos += 24
+    (n3,) = _unpack_u32(buf, pos)
     pos += 4
-    (n2,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n2 > 64:
+    if n3 > 64:
         raise XdrError("array length exceeds its bound")
-    if n2 * 12 > end - pos:
+    if n3 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
-    if a1:
-        (n4,) = _unpack_u32(buf, pos)
+    a2: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n3)]
+    if a2:
+        (n5,) = _unpack_u32(buf, pos)
         pos += 4
-        for x3 in a1[:-1]:
-            s5 = pos
-            pos = s5 + ((n4 + 3) & -4)
-            if pos > end or n4 > 4194304:
+        for x4 in a2[:-1]:
+            s6 = pos
+            pos = s6 + ((n5 + 3) & -4)
+            if pos > end or n5 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                x3.field = buf[s5:s5 + n4].decode()
+                x4.field = buf[s6:s6 + n5].decode()
             except UnicodeDecodeError:
-                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
-            if "\0" in x3.field:
-                x3.field = x3.field.partition("\0")[0]
-            v6 = _new(remote_typed_param_value)
-            (d7,) = _unpack_i(buf, pos)
+                x4.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+            if "\0" in x4.field:
+                x4.field = x4.field.partition("\0")[0]
+            v7 = _new(remote_typed_param_value)
+            (d8,) = _unpack_i(buf, pos)
             pos += 4
-            v6.type = d7
-            if d7 == 1:
-                v6.value, n4 = _unpack_iI(buf, pos)
+            v7.type = d8
+            if d8 == 1:
+                v7.value, n5 = _unpack_iI(buf, pos)
                 pos += 8
-            elif d7 == 2:
-                v6.value, n4 = _unpack_II(buf, pos)
+            elif d8 == 2:
+                v7.value, n5 = _unpack_II(buf, pos)
                 pos += 8
-            elif d7 == 3:
-                v6.value, n4 = _unpack_qI(buf, pos)
+            elif d8 == 3:
+                v7.value, n5 = _unpack_qI(buf, pos)
                 pos += 12
-            elif d7 == 4:
-                v6.value, n4 = _unpack_QI(buf, pos)
+            elif d8 == 4:
+                v7.value, n5 = _unpack_QI(buf, pos)
                 pos += 12
-            elif d7 == 5:
-                v6.value, n4 = _unpack_dI(buf, pos)
+            elif d8 == 5:
+                v7.value, n5 = _unpack_dI(buf, pos)
                 pos += 12
-            elif d7 == 6:
-                v6.value, n4 = _unpack_iI(buf, pos)
+            elif d8 == 6:
+                v7.value, n5 = _unpack_iI(buf, pos)
                 pos += 8
-            elif d7 == 7:
-                v6.value, pos = _read_str(buf, pos, 4194304)
-                (n4,) = _unpack_u32(buf, pos)
+            elif d8 == 7:
+                v7.value, pos = _read_str(buf, pos, 4194304)
+                (n5,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
-            x3.value = v6
-        x3 = a1[-1]
-        s8 = pos
-        pos = s8 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
+            x4.value = v7
+        x4 = a2[-1]
+        s9 = pos
+        pos = s9 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s8:s8 + n4].decode()
+            x4.field = buf[s9:s9 + n5].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
-        if "\0" in x3.field:
-            x3.field = x3.field.partition("\0")[0]
-        v9 = _new(remote_typed_param_value)
-        (d10,) = _unpack_i(buf, pos)
+            x4.field = buf[s9:s9 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x4.field:
+            x4.field = x4.field.partition("\0")[0]
+        v10 = _new(remote_typed_param_value)
+        (d11,) = _unpack_i(buf, pos)
         pos += 4
-        v9.type = d10
-        if d10 == 1:
-            (v9.value,) = _unpack_i(buf, pos)
+        v10.type = d11
+        if d11 == 1:
+            (v10.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d10 == 2:
-            (v9.value,) = _unpack_I(buf, pos)
+        elif d11 == 2:
+            (v10.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d10 == 3:
-            (v9.value,) = _unpack_q(buf, pos)
+        elif d11 == 3:
+            (v10.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d10 == 4:
-            (v9.value,) = _unpack_Q(buf, pos)
+        elif d11 == 4:
+            (v10.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d10 == 5:
-            (v9.value,) = _unpack_d(buf, pos)
+        elif d11 == 5:
+            (v10.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d10 == 6:
-            (v9.value,) = _unpack_i(buf, pos)
+        elif d11 == 6:
+            (v10.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d10 == 7:
-            v9.value, pos = _read_str(buf, pos, 4194304)
+        elif d11 == 7:
+            v10.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v9
-    v.params = a1
+        x4.value = v10
+    v.params = a2
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_set_iothread_params_args(out: bytearray, v: remote_domain_set_iothread_params_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_I(v.iothread_id)
-    a1 = v.params
-    n2 = len(a1)
-    if n2 > 64:
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, v.iothread_id)
+    a4 = v.params
+    n5 = len(a4)
+    if n5 > 64:
         raise XdrError("array length exceeds its bound")
-    out += _pack_u32(n2)
-    if n2:
-        x7 = a1[0]
+    out += _pack_u32(n5)
+    if n5:
+        x10 = a4[0]
         try:
-            b3 = x7.field.encode()
+            b6 = x10.field.encode()
         except UnicodeEncodeError:
-            b3 = x7.field.encode("utf-8", "surrogateescape")
-        n4 = len(b3)
-        if n4 > 4194304:
+            b6 = x10.field.encode("utf-8", "surrogateescape")
+        n7 = len(b6)
+        if n7 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_u32(n4)
-        out += b3
-    for x8 in a1[1:]:
+        out += _pack_u32(n7)
+        out += b6
+    for x11 in a4[1:]:
         try:
-            b5 = x8.field.encode()
+            b8 = x11.field.encode()
         except UnicodeEncodeError:
-            b5 = x8.field.encode("utf-8", "surrogateescape")
-        n6 = len(b5)
-        if n6 > 4194304:
+            b8 = x11.field.encode("utf-8", "surrogateescape")
+        n9 = len(b8)
+        if n9 > 4194304:
             raise XdrError("length exceeds its bound")
-        u9 = x7.value
-        d10 = u9.type
-        if d10 == 1:
-            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 2:
-            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
-        elif d10 == 3:
-            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 4:
-            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 5:
-            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 6:
-            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 7:
-            x11 = cast("str", u9.value)
-            b12 = _encode_str(x11, 4194304)
-            n13 = len(b12)
-            out += _padpack_iI[n4 & 3](d10, n13)
-            out += b12
-            out += _padpack_I[n13 & 3](n6)
+        u12 = x10.value
+        d13 = u12.type
+        if d13 == 1:
+            out += _padpack_iiI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 2:
+            out += _padpack_iII[n7 & 3](d13, u12.value, n9)
+        elif d13 == 3:
+            out += _padpack_iqI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 4:
+            out += _padpack_iQI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 5:
+            out += _padpack_idI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 6:
+            out += _padpack_iiI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 7:
+            x14 = cast("str", u12.value)
+            b15 = _encode_str(x14, 4194304)
+            n16 = len(b15)
+            out += _padpack_iI[n7 & 3](d13, n16)
+            out += b15
+            out += _padpack_I[n16 & 3](n9)
         else:
             raise XdrError("union discriminant has no arm")
-        out += b5
-        n4, x7 = n6, x8
-    if n2:
-        u14 = x7.value
-        d15 = u14.type
-        if d15 == 1:
-            out += _padpack_ii[n4 & 3](d15, u14.value)
-        elif d15 == 2:
-            out += _padpack_iI[n4 & 3](d15, u14.value)
-        elif d15 == 3:
-            out += _padpack_iq[n4 & 3](d15, u14.value)
-        elif d15 == 4:
-            out += _padpack_iQ[n4 & 3](d15, u14.value)
-        elif d15 == 5:
-            out += _padpack_id[n4 & 3](d15, u14.value)
-        elif d15 == 6:
-            out += _padpack_ii[n4 & 3](d15, u14.value)
-        elif d15 == 7:
-            x16 = cast("str", u14.value)
-            b17 = _encode_str(x16, 4194304)
-            n18 = len(b17)
-            out += _padpack_iI[n4 & 3](d15, n18)
-            out += b17
-            out += xdr.PAD[n18 & 3]
+        out += b8
+        n7, x10 = n9, x11
+    if n5:
+        u17 = x10.value
+        d18 = u17.type
+        if d18 == 1:
+            out += _padpack_ii[n7 & 3](d18, u17.value)
+        elif d18 == 2:
+            out += _padpack_iI[n7 & 3](d18, u17.value)
+        elif d18 == 3:
+            out += _padpack_iq[n7 & 3](d18, u17.value)
+        elif d18 == 4:
+            out += _padpack_iQ[n7 & 3](d18, u17.value)
+        elif d18 == 5:
+            out += _padpack_id[n7 & 3](d18, u17.value)
+        elif d18 == 6:
+            out += _padpack_ii[n7 & 3](d18, u17.value)
+        elif d18 == 7:
+            x19 = cast("str", u17.value)
+            b20 = _encode_str(x19, 4194304)
+            n21 = len(b20)
+            out += _padpack_iI[n7 & 3](d18, n21)
+            out += b20
+            out += xdr.PAD[n21 & 3]
         else:
             raise XdrError("union discriminant has no arm")
     out += _pack_I(v.flags)
@@ -14762,30 +15505,49 @@ def _enc_remote_domain_set_iothread_params_args(out: bytearray, v: remote_domain
 
 def _dec_remote_domain_set_vcpu_args(buf: bytes, pos: int) -> tuple[remote_domain_set_vcpu_args, int]:
     v = _new(remote_domain_set_vcpu_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.cpumap, pos = _read_str(buf, pos, 4194304)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.cpumap, pos = _take_str(buf, pos, n2, 4194304)
     v.state, v.flags = _unpack_iI(buf, pos)
     pos += 8
     return v, pos
 
 
 def _enc_remote_domain_set_vcpu_args(out: bytearray, v: remote_domain_set_vcpu_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = _encode_str(v.cpumap, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += _padpack_iI[n2 & 3](v.state, v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.cpumap, 4194304)
+    n5 = len(b4)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    out += _padpack_iI[n5 & 3](v.state, v.flags)
 
 
 def _dec_remote_domain_get_scheduler_type_args(buf: bytes, pos: int) -> tuple[remote_domain_get_scheduler_type_args, int]:
     v = _new(remote_domain_get_scheduler_type_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_remote_domain_get_scheduler_type_args(out: bytearray, v: remote_domain_get_scheduler_type_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
 
 
 def _dec_remote_domain_get_scheduler_type_ret(buf: bytes, pos: int) -> tuple[remote_domain_get_scheduler_type_ret, int]:
@@ -14806,15 +15568,22 @@ def _enc_remote_domain_get_scheduler_type_ret(out: bytearray, v: remote_domain_g
 
 def _dec_remote_domain_get_scheduler_parameters_args(buf: bytes, pos: int) -> tuple[remote_domain_get_scheduler_parameters_args, int]:
     v = _new(remote_domain_get_scheduler_parameters_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.nparams,) = _unpack_i(buf, pos)
-    pos += 4
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.nparams = _unpack_16sii(buf, pos)
+    pos += 24
     return v, pos
 
 
 def _enc_remote_domain_get_scheduler_parameters_args(out: bytearray, v: remote_domain_get_scheduler_parameters_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_i(v.nparams)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16sii[n3 & 3](f1.uuid, f1.id, v.nparams)
 
 
 def _dec_remote_domain_get_scheduler_parameters_ret(buf: bytes, pos: int) -> tuple[remote_domain_get_scheduler_parameters_ret, int]:
@@ -14990,15 +15759,22 @@ def _enc_remote_domain_get_scheduler_parameters_ret(out: bytearray, v: remote_do
 
 def _dec_remote_domain_get_scheduler_parameters_flags_args(buf: bytes, pos: int) -> tuple[remote_domain_get_scheduler_parameters_flags_args, int]:
     v = _new(remote_domain_get_scheduler_parameters_flags_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.nparams, v.flags = _unpack_iI(buf, pos)
-    pos += 8
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.nparams, v.flags = _unpack_16siiI(buf, pos)
+    pos += 28
     return v, pos
 
 
 def _enc_remote_domain_get_scheduler_parameters_flags_args(out: bytearray, v: remote_domain_get_scheduler_parameters_flags_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_iI(v.nparams, v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siiI[n3 & 3](f1.uuid, f1.id, v.nparams, v.flags)
 
 
 def _dec_remote_domain_get_scheduler_parameters_flags_ret(buf: bytes, pos: int) -> tuple[remote_domain_get_scheduler_parameters_flags_ret, int]:
@@ -15175,172 +15951,182 @@ def _enc_remote_domain_get_scheduler_parameters_flags_ret(out: bytearray, v: rem
 def _dec_remote_domain_set_scheduler_parameters_args(buf: bytes, pos: int) -> tuple[remote_domain_set_scheduler_parameters_args, int]:
     end = len(buf)
     v = _new(remote_domain_set_scheduler_parameters_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n2,) = _unpack_u32(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
+    (n3,) = _unpack_u32(buf, pos)
     pos += 4
-    if n2 > 16:
+    if n3 > 16:
         raise XdrError("array length exceeds its bound")
-    if n2 * 12 > end - pos:
+    if n3 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
-    if a1:
-        (n4,) = _unpack_u32(buf, pos)
+    a2: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n3)]
+    if a2:
+        (n5,) = _unpack_u32(buf, pos)
         pos += 4
-        for x3 in a1[:-1]:
-            s5 = pos
-            pos = s5 + ((n4 + 3) & -4)
-            if pos > end or n4 > 4194304:
+        for x4 in a2[:-1]:
+            s6 = pos
+            pos = s6 + ((n5 + 3) & -4)
+            if pos > end or n5 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                x3.field = buf[s5:s5 + n4].decode()
+                x4.field = buf[s6:s6 + n5].decode()
             except UnicodeDecodeError:
-                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
-            if "\0" in x3.field:
-                x3.field = x3.field.partition("\0")[0]
-            v6 = _new(remote_typed_param_value)
-            (d7,) = _unpack_i(buf, pos)
+                x4.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+            if "\0" in x4.field:
+                x4.field = x4.field.partition("\0")[0]
+            v7 = _new(remote_typed_param_value)
+            (d8,) = _unpack_i(buf, pos)
             pos += 4
-            v6.type = d7
-            if d7 == 1:
-                v6.value, n4 = _unpack_iI(buf, pos)
+            v7.type = d8
+            if d8 == 1:
+                v7.value, n5 = _unpack_iI(buf, pos)
                 pos += 8
-            elif d7 == 2:
-                v6.value, n4 = _unpack_II(buf, pos)
+            elif d8 == 2:
+                v7.value, n5 = _unpack_II(buf, pos)
                 pos += 8
-            elif d7 == 3:
-                v6.value, n4 = _unpack_qI(buf, pos)
+            elif d8 == 3:
+                v7.value, n5 = _unpack_qI(buf, pos)
                 pos += 12
-            elif d7 == 4:
-                v6.value, n4 = _unpack_QI(buf, pos)
+            elif d8 == 4:
+                v7.value, n5 = _unpack_QI(buf, pos)
                 pos += 12
-            elif d7 == 5:
-                v6.value, n4 = _unpack_dI(buf, pos)
+            elif d8 == 5:
+                v7.value, n5 = _unpack_dI(buf, pos)
                 pos += 12
-            elif d7 == 6:
-                v6.value, n4 = _unpack_iI(buf, pos)
+            elif d8 == 6:
+                v7.value, n5 = _unpack_iI(buf, pos)
                 pos += 8
-            elif d7 == 7:
-                v6.value, pos = _read_str(buf, pos, 4194304)
-                (n4,) = _unpack_u32(buf, pos)
+            elif d8 == 7:
+                v7.value, pos = _read_str(buf, pos, 4194304)
+                (n5,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
-            x3.value = v6
-        x3 = a1[-1]
-        s8 = pos
-        pos = s8 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
+            x4.value = v7
+        x4 = a2[-1]
+        s9 = pos
+        pos = s9 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s8:s8 + n4].decode()
+            x4.field = buf[s9:s9 + n5].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
-        if "\0" in x3.field:
-            x3.field = x3.field.partition("\0")[0]
-        v9 = _new(remote_typed_param_value)
-        (d10,) = _unpack_i(buf, pos)
+            x4.field = buf[s9:s9 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x4.field:
+            x4.field = x4.field.partition("\0")[0]
+        v10 = _new(remote_typed_param_value)
+        (d11,) = _unpack_i(buf, pos)
         pos += 4
-        v9.type = d10
-        if d10 == 1:
-            (v9.value,) = _unpack_i(buf, pos)
+        v10.type = d11
+        if d11 == 1:
+            (v10.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d10 == 2:
-            (v9.value,) = _unpack_I(buf, pos)
+        elif d11 == 2:
+            (v10.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d10 == 3:
-            (v9.value,) = _unpack_q(buf, pos)
+        elif d11 == 3:
+            (v10.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d10 == 4:
-            (v9.value,) = _unpack_Q(buf, pos)
+        elif d11 == 4:
+            (v10.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d10 == 5:
-            (v9.value,) = _unpack_d(buf, pos)
+        elif d11 == 5:
+            (v10.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d10 == 6:
-            (v9.value,) = _unpack_i(buf, pos)
+        elif d11 == 6:
+            (v10.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d10 == 7:
-            v9.value, pos = _read_str(buf, pos, 4194304)
+        elif d11 == 7:
+            v10.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v9
-    v.params = a1
+        x4.value = v10
+    v.params = a2
     return v, pos
 
 
 def _enc_remote_domain_set_scheduler_parameters_args(out: bytearray, v: remote_domain_set_scheduler_parameters_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    a1 = v.params
-    n2 = len(a1)
-    if n2 > 16:
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
+    a4 = v.params
+    n5 = len(a4)
+    if n5 > 16:
         raise XdrError("array length exceeds its bound")
-    out += _pack_u32(n2)
-    if n2:
-        x7 = a1[0]
+    out += _pack_u32(n5)
+    if n5:
+        x10 = a4[0]
         try:
-            b3 = x7.field.encode()
+            b6 = x10.field.encode()
         except UnicodeEncodeError:
-            b3 = x7.field.encode("utf-8", "surrogateescape")
-        n4 = len(b3)
-        if n4 > 4194304:
+            b6 = x10.field.encode("utf-8", "surrogateescape")
+        n7 = len(b6)
+        if n7 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_u32(n4)
-        out += b3
-    for x8 in a1[1:]:
+        out += _pack_u32(n7)
+        out += b6
+    for x11 in a4[1:]:
         try:
-            b5 = x8.field.encode()
+            b8 = x11.field.encode()
         except UnicodeEncodeError:
-            b5 = x8.field.encode("utf-8", "surrogateescape")
-        n6 = len(b5)
-        if n6 > 4194304:
+            b8 = x11.field.encode("utf-8", "surrogateescape")
+        n9 = len(b8)
+        if n9 > 4194304:
             raise XdrError("length exceeds its bound")
-        u9 = x7.value
-        d10 = u9.type
-        if d10 == 1:
-            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 2:
-            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
-        elif d10 == 3:
-            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 4:
-            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 5:
-            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 6:
-            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 7:
-            x11 = cast("str", u9.value)
-            b12 = _encode_str(x11, 4194304)
-            n13 = len(b12)
-            out += _padpack_iI[n4 & 3](d10, n13)
-            out += b12
-            out += _padpack_I[n13 & 3](n6)
+        u12 = x10.value
+        d13 = u12.type
+        if d13 == 1:
+            out += _padpack_iiI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 2:
+            out += _padpack_iII[n7 & 3](d13, u12.value, n9)
+        elif d13 == 3:
+            out += _padpack_iqI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 4:
+            out += _padpack_iQI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 5:
+            out += _padpack_idI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 6:
+            out += _padpack_iiI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 7:
+            x14 = cast("str", u12.value)
+            b15 = _encode_str(x14, 4194304)
+            n16 = len(b15)
+            out += _padpack_iI[n7 & 3](d13, n16)
+            out += b15
+            out += _padpack_I[n16 & 3](n9)
         else:
             raise XdrError("union discriminant has no arm")
-        out += b5
-        n4, x7 = n6, x8
-    if n2:
-        u14 = x7.value
-        d15 = u14.type
-        if d15 == 1:
-            out += _padpack_ii[n4 & 3](d15, u14.value)
-        elif d15 == 2:
-            out += _padpack_iI[n4 & 3](d15, u14.value)
-        elif d15 == 3:
-            out += _padpack_iq[n4 & 3](d15, u14.value)
-        elif d15 == 4:
-            out += _padpack_iQ[n4 & 3](d15, u14.value)
-        elif d15 == 5:
-            out += _padpack_id[n4 & 3](d15, u14.value)
-        elif d15 == 6:
-            out += _padpack_ii[n4 & 3](d15, u14.value)
-        elif d15 == 7:
-            x16 = cast("str", u14.value)
-            b17 = _encode_str(x16, 4194304)
-            n18 = len(b17)
-            out += _padpack_iI[n4 & 3](d15, n18)
-            out += b17
-            out += xdr.PAD[n18 & 3]
+        out += b8
+        n7, x10 = n9, x11
+    if n5:
+        u17 = x10.value
+        d18 = u17.type
+        if d18 == 1:
+            out += _padpack_ii[n7 & 3](d18, u17.value)
+        elif d18 == 2:
+            out += _padpack_iI[n7 & 3](d18, u17.value)
+        elif d18 == 3:
+            out += _padpack_iq[n7 & 3](d18, u17.value)
+        elif d18 == 4:
+            out += _padpack_iQ[n7 & 3](d18, u17.value)
+        elif d18 == 5:
+            out += _padpack_id[n7 & 3](d18, u17.value)
+        elif d18 == 6:
+            out += _padpack_ii[n7 & 3](d18, u17.value)
+        elif d18 == 7:
+            x19 = cast("str", u17.value)
+            b20 = _encode_str(x19, 4194304)
+            n21 = len(b20)
+            out += _padpack_iI[n7 & 3](d18, n21)
+            out += b20
+            out += xdr.PAD[n21 & 3]
         else:
             raise XdrError("union discriminant has no arm")
 
@@ -15348,174 +16134,184 @@ def _enc_remote_domain_set_scheduler_parameters_args(out: bytearray, v: remote_d
 def _dec_remote_domain_set_scheduler_parameters_flags_args(buf: bytes, pos: int) -> tuple[remote_domain_set_scheduler_parameters_flags_args, int]:
     end = len(buf)
     v = _new(remote_domain_set_scheduler_parameters_flags_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n2,) = _unpack_u32(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
+    (n3,) = _unpack_u32(buf, pos)
     pos += 4
-    if n2 > 16:
+    if n3 > 16:
         raise XdrError("array length exceeds its bound")
-    if n2 * 12 > end - pos:
+    if n3 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
-    if a1:
-        (n4,) = _unpack_u32(buf, pos)
+    a2: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n3)]
+    if a2:
+        (n5,) = _unpack_u32(buf, pos)
         pos += 4
-        for x3 in a1[:-1]:
-            s5 = pos
-            pos = s5 + ((n4 + 3) & -4)
-            if pos > end or n4 > 4194304:
+        for x4 in a2[:-1]:
+            s6 = pos
+            pos = s6 + ((n5 + 3) & -4)
+            if pos > end or n5 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                x3.field = buf[s5:s5 + n4].decode()
+                x4.field = buf[s6:s6 + n5].decode()
             except UnicodeDecodeError:
-                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
-            if "\0" in x3.field:
-                x3.field = x3.field.partition("\0")[0]
-            v6 = _new(remote_typed_param_value)
-            (d7,) = _unpack_i(buf, pos)
+                x4.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+            if "\0" in x4.field:
+                x4.field = x4.field.partition("\0")[0]
+            v7 = _new(remote_typed_param_value)
+            (d8,) = _unpack_i(buf, pos)
             pos += 4
-            v6.type = d7
-            if d7 == 1:
-                v6.value, n4 = _unpack_iI(buf, pos)
+            v7.type = d8
+            if d8 == 1:
+                v7.value, n5 = _unpack_iI(buf, pos)
                 pos += 8
-            elif d7 == 2:
-                v6.value, n4 = _unpack_II(buf, pos)
+            elif d8 == 2:
+                v7.value, n5 = _unpack_II(buf, pos)
                 pos += 8
-            elif d7 == 3:
-                v6.value, n4 = _unpack_qI(buf, pos)
+            elif d8 == 3:
+                v7.value, n5 = _unpack_qI(buf, pos)
                 pos += 12
-            elif d7 == 4:
-                v6.value, n4 = _unpack_QI(buf, pos)
+            elif d8 == 4:
+                v7.value, n5 = _unpack_QI(buf, pos)
                 pos += 12
-            elif d7 == 5:
-                v6.value, n4 = _unpack_dI(buf, pos)
+            elif d8 == 5:
+                v7.value, n5 = _unpack_dI(buf, pos)
                 pos += 12
-            elif d7 == 6:
-                v6.value, n4 = _unpack_iI(buf, pos)
+            elif d8 == 6:
+                v7.value, n5 = _unpack_iI(buf, pos)
                 pos += 8
-            elif d7 == 7:
-                v6.value, pos = _read_str(buf, pos, 4194304)
-                (n4,) = _unpack_u32(buf, pos)
+            elif d8 == 7:
+                v7.value, pos = _read_str(buf, pos, 4194304)
+                (n5,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
-            x3.value = v6
-        x3 = a1[-1]
-        s8 = pos
-        pos = s8 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
+            x4.value = v7
+        x4 = a2[-1]
+        s9 = pos
+        pos = s9 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s8:s8 + n4].decode()
+            x4.field = buf[s9:s9 + n5].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
-        if "\0" in x3.field:
-            x3.field = x3.field.partition("\0")[0]
-        v9 = _new(remote_typed_param_value)
-        (d10,) = _unpack_i(buf, pos)
+            x4.field = buf[s9:s9 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x4.field:
+            x4.field = x4.field.partition("\0")[0]
+        v10 = _new(remote_typed_param_value)
+        (d11,) = _unpack_i(buf, pos)
         pos += 4
-        v9.type = d10
-        if d10 == 1:
-            (v9.value,) = _unpack_i(buf, pos)
+        v10.type = d11
+        if d11 == 1:
+            (v10.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d10 == 2:
-            (v9.value,) = _unpack_I(buf, pos)
+        elif d11 == 2:
+            (v10.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d10 == 3:
-            (v9.value,) = _unpack_q(buf, pos)
+        elif d11 == 3:
+            (v10.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d10 == 4:
-            (v9.value,) = _unpack_Q(buf, pos)
+        elif d11 == 4:
+            (v10.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d10 == 5:
-            (v9.value,) = _unpack_d(buf, pos)
+        elif d11 == 5:
+            (v10.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d10 == 6:
-            (v9.value,) = _unpack_i(buf, pos)
+        elif d11 == 6:
+            (v10.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d10 == 7:
-            v9.value, pos = _read_str(buf, pos, 4194304)
+        elif d11 == 7:
+            v10.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v9
-    v.params = a1
+        x4.value = v10
+    v.params = a2
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_set_scheduler_parameters_flags_args(out: bytearray, v: remote_domain_set_scheduler_parameters_flags_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    a1 = v.params
-    n2 = len(a1)
-    if n2 > 16:
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
+    a4 = v.params
+    n5 = len(a4)
+    if n5 > 16:
         raise XdrError("array length exceeds its bound")
-    out += _pack_u32(n2)
-    if n2:
-        x7 = a1[0]
+    out += _pack_u32(n5)
+    if n5:
+        x10 = a4[0]
         try:
-            b3 = x7.field.encode()
+            b6 = x10.field.encode()
         except UnicodeEncodeError:
-            b3 = x7.field.encode("utf-8", "surrogateescape")
-        n4 = len(b3)
-        if n4 > 4194304:
+            b6 = x10.field.encode("utf-8", "surrogateescape")
+        n7 = len(b6)
+        if n7 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_u32(n4)
-        out += b3
-    for x8 in a1[1:]:
+        out += _pack_u32(n7)
+        out += b6
+    for x11 in a4[1:]:
         try:
-            b5 = x8.field.encode()
+            b8 = x11.field.encode()
         except UnicodeEncodeError:
-            b5 = x8.field.encode("utf-8", "surrogateescape")
-        n6 = len(b5)
-        if n6 > 4194304:
+            b8 = x11.field.encode("utf-8", "surrogateescape")
+        n9 = len(b8)
+        if n9 > 4194304:
             raise XdrError("length exceeds its bound")
-        u9 = x7.value
-        d10 = u9.type
-        if d10 == 1:
-            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 2:
-            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
-        elif d10 == 3:
-            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 4:
-            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 5:
-            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 6:
-            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 7:
-            x11 = cast("str", u9.value)
-            b12 = _encode_str(x11, 4194304)
-            n13 = len(b12)
-            out += _padpack_iI[n4 & 3](d10, n13)
-            out += b12
-            out += _padpack_I[n13 & 3](n6)
+        u12 = x10.value
+        d13 = u12.type
+        if d13 == 1:
+            out += _padpack_iiI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 2:
+            out += _padpack_iII[n7 & 3](d13, u12.value, n9)
+        elif d13 == 3:
+            out += _padpack_iqI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 4:
+            out += _padpack_iQI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 5:
+            out += _padpack_idI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 6:
+            out += _padpack_iiI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 7:
+            x14 = cast("str", u12.value)
+            b15 = _encode_str(x14, 4194304)
+            n16 = len(b15)
+            out += _padpack_iI[n7 & 3](d13, n16)
+            out += b15
+            out += _padpack_I[n16 & 3](n9)
         else:
             raise XdrError("union discriminant has no arm")
-        out += b5
-        n4, x7 = n6, x8
-    if n2:
-        u14 = x7.value
-        d15 = u14.type
-        if d15 == 1:
-            out += _padpack_ii[n4 & 3](d15, u14.value)
-        elif d15 == 2:
-            out += _padpack_iI[n4 & 3](d15, u14.value)
-        elif d15 == 3:
-            out += _padpack_iq[n4 & 3](d15, u14.value)
-        elif d15 == 4:
-            out += _padpack_iQ[n4 & 3](d15, u14.value)
-        elif d15 == 5:
-            out += _padpack_id[n4 & 3](d15, u14.value)
-        elif d15 == 6:
-            out += _padpack_ii[n4 & 3](d15, u14.value)
-        elif d15 == 7:
-            x16 = cast("str", u14.value)
-            b17 = _encode_str(x16, 4194304)
-            n18 = len(b17)
-            out += _padpack_iI[n4 & 3](d15, n18)
-            out += b17
-            out += xdr.PAD[n18 & 3]
+        out += b8
+        n7, x10 = n9, x11
+    if n5:
+        u17 = x10.value
+        d18 = u17.type
+        if d18 == 1:
+            out += _padpack_ii[n7 & 3](d18, u17.value)
+        elif d18 == 2:
+            out += _padpack_iI[n7 & 3](d18, u17.value)
+        elif d18 == 3:
+            out += _padpack_iq[n7 & 3](d18, u17.value)
+        elif d18 == 4:
+            out += _padpack_iQ[n7 & 3](d18, u17.value)
+        elif d18 == 5:
+            out += _padpack_id[n7 & 3](d18, u17.value)
+        elif d18 == 6:
+            out += _padpack_ii[n7 & 3](d18, u17.value)
+        elif d18 == 7:
+            x19 = cast("str", u17.value)
+            b20 = _encode_str(x19, 4194304)
+            n21 = len(b20)
+            out += _padpack_iI[n7 & 3](d18, n21)
+            out += b20
+            out += xdr.PAD[n21 & 3]
         else:
             raise XdrError("union discriminant has no arm")
     out += _pack_I(v.flags)
@@ -15524,174 +16320,184 @@ def _enc_remote_domain_set_scheduler_parameters_flags_args(out: bytearray, v: re
 def _dec_remote_domain_set_blkio_parameters_args(buf: bytes, pos: int) -> tuple[remote_domain_set_blkio_parameters_args, int]:
     end = len(buf)
     v = _new(remote_domain_set_blkio_parameters_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n2,) = _unpack_u32(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
+    (n3,) = _unpack_u32(buf, pos)
     pos += 4
-    if n2 > 16:
+    if n3 > 16:
         raise XdrError("array length exceeds its bound")
-    if n2 * 12 > end - pos:
+    if n3 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
-    if a1:
-        (n4,) = _unpack_u32(buf, pos)
+    a2: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n3)]
+    if a2:
+        (n5,) = _unpack_u32(buf, pos)
         pos += 4
-        for x3 in a1[:-1]:
-            s5 = pos
-            pos = s5 + ((n4 + 3) & -4)
-            if pos > end or n4 > 4194304:
+        for x4 in a2[:-1]:
+            s6 = pos
+            pos = s6 + ((n5 + 3) & -4)
+            if pos > end or n5 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                x3.field = buf[s5:s5 + n4].decode()
+                x4.field = buf[s6:s6 + n5].decode()
             except UnicodeDecodeError:
-                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
-            if "\0" in x3.field:
-                x3.field = x3.field.partition("\0")[0]
-            v6 = _new(remote_typed_param_value)
-            (d7,) = _unpack_i(buf, pos)
+                x4.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+            if "\0" in x4.field:
+                x4.field = x4.field.partition("\0")[0]
+            v7 = _new(remote_typed_param_value)
+            (d8,) = _unpack_i(buf, pos)
             pos += 4
-            v6.type = d7
-            if d7 == 1:
-                v6.value, n4 = _unpack_iI(buf, pos)
+            v7.type = d8
+            if d8 == 1:
+                v7.value, n5 = _unpack_iI(buf, pos)
                 pos += 8
-            elif d7 == 2:
-                v6.value, n4 = _unpack_II(buf, pos)
+            elif d8 == 2:
+                v7.value, n5 = _unpack_II(buf, pos)
                 pos += 8
-            elif d7 == 3:
-                v6.value, n4 = _unpack_qI(buf, pos)
+            elif d8 == 3:
+                v7.value, n5 = _unpack_qI(buf, pos)
                 pos += 12
-            elif d7 == 4:
-                v6.value, n4 = _unpack_QI(buf, pos)
+            elif d8 == 4:
+                v7.value, n5 = _unpack_QI(buf, pos)
                 pos += 12
-            elif d7 == 5:
-                v6.value, n4 = _unpack_dI(buf, pos)
+            elif d8 == 5:
+                v7.value, n5 = _unpack_dI(buf, pos)
                 pos += 12
-            elif d7 == 6:
-                v6.value, n4 = _unpack_iI(buf, pos)
+            elif d8 == 6:
+                v7.value, n5 = _unpack_iI(buf, pos)
                 pos += 8
-            elif d7 == 7:
-                v6.value, pos = _read_str(buf, pos, 4194304)
-                (n4,) = _unpack_u32(buf, pos)
+            elif d8 == 7:
+                v7.value, pos = _read_str(buf, pos, 4194304)
+                (n5,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
-            x3.value = v6
-        x3 = a1[-1]
-        s8 = pos
-        pos = s8 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
+            x4.value = v7
+        x4 = a2[-1]
+        s9 = pos
+        pos = s9 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s8:s8 + n4].decode()
+            x4.field = buf[s9:s9 + n5].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
-        if "\0" in x3.field:
-            x3.field = x3.field.partition("\0")[0]
-        v9 = _new(remote_typed_param_value)
-        (d10,) = _unpack_i(buf, pos)
+            x4.field = buf[s9:s9 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x4.field:
+            x4.field = x4.field.partition("\0")[0]
+        v10 = _new(remote_typed_param_value)
+        (d11,) = _unpack_i(buf, pos)
         pos += 4
-        v9.type = d10
-        if d10 == 1:
-            (v9.value,) = _unpack_i(buf, pos)
+        v10.type = d11
+        if d11 == 1:
+            (v10.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d10 == 2:
-            (v9.value,) = _unpack_I(buf, pos)
+        elif d11 == 2:
+            (v10.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d10 == 3:
-            (v9.value,) = _unpack_q(buf, pos)
+        elif d11 == 3:
+            (v10.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d10 == 4:
-            (v9.value,) = _unpack_Q(buf, pos)
+        elif d11 == 4:
+            (v10.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d10 == 5:
-            (v9.value,) = _unpack_d(buf, pos)
+        elif d11 == 5:
+            (v10.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d10 == 6:
-            (v9.value,) = _unpack_i(buf, pos)
+        elif d11 == 6:
+            (v10.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d10 == 7:
-            v9.value, pos = _read_str(buf, pos, 4194304)
+        elif d11 == 7:
+            v10.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v9
-    v.params = a1
+        x4.value = v10
+    v.params = a2
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_set_blkio_parameters_args(out: bytearray, v: remote_domain_set_blkio_parameters_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    a1 = v.params
-    n2 = len(a1)
-    if n2 > 16:
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
+    a4 = v.params
+    n5 = len(a4)
+    if n5 > 16:
         raise XdrError("array length exceeds its bound")
-    out += _pack_u32(n2)
-    if n2:
-        x7 = a1[0]
+    out += _pack_u32(n5)
+    if n5:
+        x10 = a4[0]
         try:
-            b3 = x7.field.encode()
+            b6 = x10.field.encode()
         except UnicodeEncodeError:
-            b3 = x7.field.encode("utf-8", "surrogateescape")
-        n4 = len(b3)
-        if n4 > 4194304:
+            b6 = x10.field.encode("utf-8", "surrogateescape")
+        n7 = len(b6)
+        if n7 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_u32(n4)
-        out += b3
-    for x8 in a1[1:]:
+        out += _pack_u32(n7)
+        out += b6
+    for x11 in a4[1:]:
         try:
-            b5 = x8.field.encode()
+            b8 = x11.field.encode()
         except UnicodeEncodeError:
-            b5 = x8.field.encode("utf-8", "surrogateescape")
-        n6 = len(b5)
-        if n6 > 4194304:
+            b8 = x11.field.encode("utf-8", "surrogateescape")
+        n9 = len(b8)
+        if n9 > 4194304:
             raise XdrError("length exceeds its bound")
-        u9 = x7.value
-        d10 = u9.type
-        if d10 == 1:
-            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 2:
-            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
-        elif d10 == 3:
-            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 4:
-            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 5:
-            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 6:
-            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 7:
-            x11 = cast("str", u9.value)
-            b12 = _encode_str(x11, 4194304)
-            n13 = len(b12)
-            out += _padpack_iI[n4 & 3](d10, n13)
-            out += b12
-            out += _padpack_I[n13 & 3](n6)
+        u12 = x10.value
+        d13 = u12.type
+        if d13 == 1:
+            out += _padpack_iiI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 2:
+            out += _padpack_iII[n7 & 3](d13, u12.value, n9)
+        elif d13 == 3:
+            out += _padpack_iqI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 4:
+            out += _padpack_iQI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 5:
+            out += _padpack_idI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 6:
+            out += _padpack_iiI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 7:
+            x14 = cast("str", u12.value)
+            b15 = _encode_str(x14, 4194304)
+            n16 = len(b15)
+            out += _padpack_iI[n7 & 3](d13, n16)
+            out += b15
+            out += _padpack_I[n16 & 3](n9)
         else:
             raise XdrError("union discriminant has no arm")
-        out += b5
-        n4, x7 = n6, x8
-    if n2:
-        u14 = x7.value
-        d15 = u14.type
-        if d15 == 1:
-            out += _padpack_ii[n4 & 3](d15, u14.value)
-        elif d15 == 2:
-            out += _padpack_iI[n4 & 3](d15, u14.value)
-        elif d15 == 3:
-            out += _padpack_iq[n4 & 3](d15, u14.value)
-        elif d15 == 4:
-            out += _padpack_iQ[n4 & 3](d15, u14.value)
-        elif d15 == 5:
-            out += _padpack_id[n4 & 3](d15, u14.value)
-        elif d15 == 6:
-            out += _padpack_ii[n4 & 3](d15, u14.value)
-        elif d15 == 7:
-            x16 = cast("str", u14.value)
-            b17 = _encode_str(x16, 4194304)
-            n18 = len(b17)
-            out += _padpack_iI[n4 & 3](d15, n18)
-            out += b17
-            out += xdr.PAD[n18 & 3]
+        out += b8
+        n7, x10 = n9, x11
+    if n5:
+        u17 = x10.value
+        d18 = u17.type
+        if d18 == 1:
+            out += _padpack_ii[n7 & 3](d18, u17.value)
+        elif d18 == 2:
+            out += _padpack_iI[n7 & 3](d18, u17.value)
+        elif d18 == 3:
+            out += _padpack_iq[n7 & 3](d18, u17.value)
+        elif d18 == 4:
+            out += _padpack_iQ[n7 & 3](d18, u17.value)
+        elif d18 == 5:
+            out += _padpack_id[n7 & 3](d18, u17.value)
+        elif d18 == 6:
+            out += _padpack_ii[n7 & 3](d18, u17.value)
+        elif d18 == 7:
+            x19 = cast("str", u17.value)
+            b20 = _encode_str(x19, 4194304)
+            n21 = len(b20)
+            out += _padpack_iI[n7 & 3](d18, n21)
+            out += b20
+            out += xdr.PAD[n21 & 3]
         else:
             raise XdrError("union discriminant has no arm")
     out += _pack_I(v.flags)
@@ -15699,15 +16505,22 @@ def _enc_remote_domain_set_blkio_parameters_args(out: bytearray, v: remote_domai
 
 def _dec_remote_domain_get_blkio_parameters_args(buf: bytes, pos: int) -> tuple[remote_domain_get_blkio_parameters_args, int]:
     v = _new(remote_domain_get_blkio_parameters_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.nparams, v.flags = _unpack_iI(buf, pos)
-    pos += 8
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.nparams, v.flags = _unpack_16siiI(buf, pos)
+    pos += 28
     return v, pos
 
 
 def _enc_remote_domain_get_blkio_parameters_args(out: bytearray, v: remote_domain_get_blkio_parameters_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_iI(v.nparams, v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siiI[n3 & 3](f1.uuid, f1.id, v.nparams, v.flags)
 
 
 def _dec_remote_domain_get_blkio_parameters_ret(buf: bytes, pos: int) -> tuple[remote_domain_get_blkio_parameters_ret, int]:
@@ -15887,174 +16700,184 @@ def _enc_remote_domain_get_blkio_parameters_ret(out: bytearray, v: remote_domain
 def _dec_remote_domain_set_memory_parameters_args(buf: bytes, pos: int) -> tuple[remote_domain_set_memory_parameters_args, int]:
     end = len(buf)
     v = _new(remote_domain_set_memory_parameters_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n2,) = _unpack_u32(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
+    (n3,) = _unpack_u32(buf, pos)
     pos += 4
-    if n2 > 16:
+    if n3 > 16:
         raise XdrError("array length exceeds its bound")
-    if n2 * 12 > end - pos:
+    if n3 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
-    if a1:
-        (n4,) = _unpack_u32(buf, pos)
+    a2: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n3)]
+    if a2:
+        (n5,) = _unpack_u32(buf, pos)
         pos += 4
-        for x3 in a1[:-1]:
-            s5 = pos
-            pos = s5 + ((n4 + 3) & -4)
-            if pos > end or n4 > 4194304:
+        for x4 in a2[:-1]:
+            s6 = pos
+            pos = s6 + ((n5 + 3) & -4)
+            if pos > end or n5 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                x3.field = buf[s5:s5 + n4].decode()
+                x4.field = buf[s6:s6 + n5].decode()
             except UnicodeDecodeError:
-                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
-            if "\0" in x3.field:
-                x3.field = x3.field.partition("\0")[0]
-            v6 = _new(remote_typed_param_value)
-            (d7,) = _unpack_i(buf, pos)
+                x4.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+            if "\0" in x4.field:
+                x4.field = x4.field.partition("\0")[0]
+            v7 = _new(remote_typed_param_value)
+            (d8,) = _unpack_i(buf, pos)
             pos += 4
-            v6.type = d7
-            if d7 == 1:
-                v6.value, n4 = _unpack_iI(buf, pos)
+            v7.type = d8
+            if d8 == 1:
+                v7.value, n5 = _unpack_iI(buf, pos)
                 pos += 8
-            elif d7 == 2:
-                v6.value, n4 = _unpack_II(buf, pos)
+            elif d8 == 2:
+                v7.value, n5 = _unpack_II(buf, pos)
                 pos += 8
-            elif d7 == 3:
-                v6.value, n4 = _unpack_qI(buf, pos)
+            elif d8 == 3:
+                v7.value, n5 = _unpack_qI(buf, pos)
                 pos += 12
-            elif d7 == 4:
-                v6.value, n4 = _unpack_QI(buf, pos)
+            elif d8 == 4:
+                v7.value, n5 = _unpack_QI(buf, pos)
                 pos += 12
-            elif d7 == 5:
-                v6.value, n4 = _unpack_dI(buf, pos)
+            elif d8 == 5:
+                v7.value, n5 = _unpack_dI(buf, pos)
                 pos += 12
-            elif d7 == 6:
-                v6.value, n4 = _unpack_iI(buf, pos)
+            elif d8 == 6:
+                v7.value, n5 = _unpack_iI(buf, pos)
                 pos += 8
-            elif d7 == 7:
-                v6.value, pos = _read_str(buf, pos, 4194304)
-                (n4,) = _unpack_u32(buf, pos)
+            elif d8 == 7:
+                v7.value, pos = _read_str(buf, pos, 4194304)
+                (n5,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
-            x3.value = v6
-        x3 = a1[-1]
-        s8 = pos
-        pos = s8 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
+            x4.value = v7
+        x4 = a2[-1]
+        s9 = pos
+        pos = s9 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s8:s8 + n4].decode()
+            x4.field = buf[s9:s9 + n5].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
-        if "\0" in x3.field:
-            x3.field = x3.field.partition("\0")[0]
-        v9 = _new(remote_typed_param_value)
-        (d10,) = _unpack_i(buf, pos)
+            x4.field = buf[s9:s9 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x4.field:
+            x4.field = x4.field.partition("\0")[0]
+        v10 = _new(remote_typed_param_value)
+        (d11,) = _unpack_i(buf, pos)
         pos += 4
-        v9.type = d10
-        if d10 == 1:
-            (v9.value,) = _unpack_i(buf, pos)
+        v10.type = d11
+        if d11 == 1:
+            (v10.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d10 == 2:
-            (v9.value,) = _unpack_I(buf, pos)
+        elif d11 == 2:
+            (v10.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d10 == 3:
-            (v9.value,) = _unpack_q(buf, pos)
+        elif d11 == 3:
+            (v10.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d10 == 4:
-            (v9.value,) = _unpack_Q(buf, pos)
+        elif d11 == 4:
+            (v10.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d10 == 5:
-            (v9.value,) = _unpack_d(buf, pos)
+        elif d11 == 5:
+            (v10.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d10 == 6:
-            (v9.value,) = _unpack_i(buf, pos)
+        elif d11 == 6:
+            (v10.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d10 == 7:
-            v9.value, pos = _read_str(buf, pos, 4194304)
+        elif d11 == 7:
+            v10.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v9
-    v.params = a1
+        x4.value = v10
+    v.params = a2
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_set_memory_parameters_args(out: bytearray, v: remote_domain_set_memory_parameters_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    a1 = v.params
-    n2 = len(a1)
-    if n2 > 16:
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
+    a4 = v.params
+    n5 = len(a4)
+    if n5 > 16:
         raise XdrError("array length exceeds its bound")
-    out += _pack_u32(n2)
-    if n2:
-        x7 = a1[0]
+    out += _pack_u32(n5)
+    if n5:
+        x10 = a4[0]
         try:
-            b3 = x7.field.encode()
+            b6 = x10.field.encode()
         except UnicodeEncodeError:
-            b3 = x7.field.encode("utf-8", "surrogateescape")
-        n4 = len(b3)
-        if n4 > 4194304:
+            b6 = x10.field.encode("utf-8", "surrogateescape")
+        n7 = len(b6)
+        if n7 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_u32(n4)
-        out += b3
-    for x8 in a1[1:]:
+        out += _pack_u32(n7)
+        out += b6
+    for x11 in a4[1:]:
         try:
-            b5 = x8.field.encode()
+            b8 = x11.field.encode()
         except UnicodeEncodeError:
-            b5 = x8.field.encode("utf-8", "surrogateescape")
-        n6 = len(b5)
-        if n6 > 4194304:
+            b8 = x11.field.encode("utf-8", "surrogateescape")
+        n9 = len(b8)
+        if n9 > 4194304:
             raise XdrError("length exceeds its bound")
-        u9 = x7.value
-        d10 = u9.type
-        if d10 == 1:
-            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 2:
-            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
-        elif d10 == 3:
-            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 4:
-            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 5:
-            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 6:
-            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 7:
-            x11 = cast("str", u9.value)
-            b12 = _encode_str(x11, 4194304)
-            n13 = len(b12)
-            out += _padpack_iI[n4 & 3](d10, n13)
-            out += b12
-            out += _padpack_I[n13 & 3](n6)
+        u12 = x10.value
+        d13 = u12.type
+        if d13 == 1:
+            out += _padpack_iiI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 2:
+            out += _padpack_iII[n7 & 3](d13, u12.value, n9)
+        elif d13 == 3:
+            out += _padpack_iqI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 4:
+            out += _padpack_iQI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 5:
+            out += _padpack_idI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 6:
+            out += _padpack_iiI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 7:
+            x14 = cast("str", u12.value)
+            b15 = _encode_str(x14, 4194304)
+            n16 = len(b15)
+            out += _padpack_iI[n7 & 3](d13, n16)
+            out += b15
+            out += _padpack_I[n16 & 3](n9)
         else:
             raise XdrError("union discriminant has no arm")
-        out += b5
-        n4, x7 = n6, x8
-    if n2:
-        u14 = x7.value
-        d15 = u14.type
-        if d15 == 1:
-            out += _padpack_ii[n4 & 3](d15, u14.value)
-        elif d15 == 2:
-            out += _padpack_iI[n4 & 3](d15, u14.value)
-        elif d15 == 3:
-            out += _padpack_iq[n4 & 3](d15, u14.value)
-        elif d15 == 4:
-            out += _padpack_iQ[n4 & 3](d15, u14.value)
-        elif d15 == 5:
-            out += _padpack_id[n4 & 3](d15, u14.value)
-        elif d15 == 6:
-            out += _padpack_ii[n4 & 3](d15, u14.value)
-        elif d15 == 7:
-            x16 = cast("str", u14.value)
-            b17 = _encode_str(x16, 4194304)
-            n18 = len(b17)
-            out += _padpack_iI[n4 & 3](d15, n18)
-            out += b17
-            out += xdr.PAD[n18 & 3]
+        out += b8
+        n7, x10 = n9, x11
+    if n5:
+        u17 = x10.value
+        d18 = u17.type
+        if d18 == 1:
+            out += _padpack_ii[n7 & 3](d18, u17.value)
+        elif d18 == 2:
+            out += _padpack_iI[n7 & 3](d18, u17.value)
+        elif d18 == 3:
+            out += _padpack_iq[n7 & 3](d18, u17.value)
+        elif d18 == 4:
+            out += _padpack_iQ[n7 & 3](d18, u17.value)
+        elif d18 == 5:
+            out += _padpack_id[n7 & 3](d18, u17.value)
+        elif d18 == 6:
+            out += _padpack_ii[n7 & 3](d18, u17.value)
+        elif d18 == 7:
+            x19 = cast("str", u17.value)
+            b20 = _encode_str(x19, 4194304)
+            n21 = len(b20)
+            out += _padpack_iI[n7 & 3](d18, n21)
+            out += b20
+            out += xdr.PAD[n21 & 3]
         else:
             raise XdrError("union discriminant has no arm")
     out += _pack_I(v.flags)
@@ -16062,15 +16885,22 @@ def _enc_remote_domain_set_memory_parameters_args(out: bytearray, v: remote_doma
 
 def _dec_remote_domain_get_memory_parameters_args(buf: bytes, pos: int) -> tuple[remote_domain_get_memory_parameters_args, int]:
     v = _new(remote_domain_get_memory_parameters_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.nparams, v.flags = _unpack_iI(buf, pos)
-    pos += 8
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.nparams, v.flags = _unpack_16siiI(buf, pos)
+    pos += 28
     return v, pos
 
 
 def _enc_remote_domain_get_memory_parameters_args(out: bytearray, v: remote_domain_get_memory_parameters_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_iI(v.nparams, v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siiI[n3 & 3](f1.uuid, f1.id, v.nparams, v.flags)
 
 
 def _dec_remote_domain_get_memory_parameters_ret(buf: bytes, pos: int) -> tuple[remote_domain_get_memory_parameters_ret, int]:
@@ -16250,174 +17080,184 @@ def _enc_remote_domain_get_memory_parameters_ret(out: bytearray, v: remote_domai
 def _dec_remote_domain_set_numa_parameters_args(buf: bytes, pos: int) -> tuple[remote_domain_set_numa_parameters_args, int]:
     end = len(buf)
     v = _new(remote_domain_set_numa_parameters_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n2,) = _unpack_u32(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
+    (n3,) = _unpack_u32(buf, pos)
     pos += 4
-    if n2 > 16:
+    if n3 > 16:
         raise XdrError("array length exceeds its bound")
-    if n2 * 12 > end - pos:
+    if n3 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
-    if a1:
-        (n4,) = _unpack_u32(buf, pos)
+    a2: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n3)]
+    if a2:
+        (n5,) = _unpack_u32(buf, pos)
         pos += 4
-        for x3 in a1[:-1]:
-            s5 = pos
-            pos = s5 + ((n4 + 3) & -4)
-            if pos > end or n4 > 4194304:
+        for x4 in a2[:-1]:
+            s6 = pos
+            pos = s6 + ((n5 + 3) & -4)
+            if pos > end or n5 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                x3.field = buf[s5:s5 + n4].decode()
+                x4.field = buf[s6:s6 + n5].decode()
             except UnicodeDecodeError:
-                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
-            if "\0" in x3.field:
-                x3.field = x3.field.partition("\0")[0]
-            v6 = _new(remote_typed_param_value)
-            (d7,) = _unpack_i(buf, pos)
+                x4.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+            if "\0" in x4.field:
+                x4.field = x4.field.partition("\0")[0]
+            v7 = _new(remote_typed_param_value)
+            (d8,) = _unpack_i(buf, pos)
             pos += 4
-            v6.type = d7
-            if d7 == 1:
-                v6.value, n4 = _unpack_iI(buf, pos)
+            v7.type = d8
+            if d8 == 1:
+                v7.value, n5 = _unpack_iI(buf, pos)
                 pos += 8
-            elif d7 == 2:
-                v6.value, n4 = _unpack_II(buf, pos)
+            elif d8 == 2:
+                v7.value, n5 = _unpack_II(buf, pos)
                 pos += 8
-            elif d7 == 3:
-                v6.value, n4 = _unpack_qI(buf, pos)
+            elif d8 == 3:
+                v7.value, n5 = _unpack_qI(buf, pos)
                 pos += 12
-            elif d7 == 4:
-                v6.value, n4 = _unpack_QI(buf, pos)
+            elif d8 == 4:
+                v7.value, n5 = _unpack_QI(buf, pos)
                 pos += 12
-            elif d7 == 5:
-                v6.value, n4 = _unpack_dI(buf, pos)
+            elif d8 == 5:
+                v7.value, n5 = _unpack_dI(buf, pos)
                 pos += 12
-            elif d7 == 6:
-                v6.value, n4 = _unpack_iI(buf, pos)
+            elif d8 == 6:
+                v7.value, n5 = _unpack_iI(buf, pos)
                 pos += 8
-            elif d7 == 7:
-                v6.value, pos = _read_str(buf, pos, 4194304)
-                (n4,) = _unpack_u32(buf, pos)
+            elif d8 == 7:
+                v7.value, pos = _read_str(buf, pos, 4194304)
+                (n5,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
-            x3.value = v6
-        x3 = a1[-1]
-        s8 = pos
-        pos = s8 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
+            x4.value = v7
+        x4 = a2[-1]
+        s9 = pos
+        pos = s9 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s8:s8 + n4].decode()
+            x4.field = buf[s9:s9 + n5].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
-        if "\0" in x3.field:
-            x3.field = x3.field.partition("\0")[0]
-        v9 = _new(remote_typed_param_value)
-        (d10,) = _unpack_i(buf, pos)
+            x4.field = buf[s9:s9 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x4.field:
+            x4.field = x4.field.partition("\0")[0]
+        v10 = _new(remote_typed_param_value)
+        (d11,) = _unpack_i(buf, pos)
         pos += 4
-        v9.type = d10
-        if d10 == 1:
-            (v9.value,) = _unpack_i(buf, pos)
+        v10.type = d11
+        if d11 == 1:
+            (v10.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d10 == 2:
-            (v9.value,) = _unpack_I(buf, pos)
+        elif d11 == 2:
+            (v10.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d10 == 3:
-            (v9.value,) = _unpack_q(buf, pos)
+        elif d11 == 3:
+            (v10.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d10 == 4:
-            (v9.value,) = _unpack_Q(buf, pos)
+        elif d11 == 4:
+            (v10.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d10 == 5:
-            (v9.value,) = _unpack_d(buf, pos)
+        elif d11 == 5:
+            (v10.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d10 == 6:
-            (v9.value,) = _unpack_i(buf, pos)
+        elif d11 == 6:
+            (v10.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d10 == 7:
-            v9.value, pos = _read_str(buf, pos, 4194304)
+        elif d11 == 7:
+            v10.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v9
-    v.params = a1
+        x4.value = v10
+    v.params = a2
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_set_numa_parameters_args(out: bytearray, v: remote_domain_set_numa_parameters_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    a1 = v.params
-    n2 = len(a1)
-    if n2 > 16:
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
+    a4 = v.params
+    n5 = len(a4)
+    if n5 > 16:
         raise XdrError("array length exceeds its bound")
-    out += _pack_u32(n2)
-    if n2:
-        x7 = a1[0]
+    out += _pack_u32(n5)
+    if n5:
+        x10 = a4[0]
         try:
-            b3 = x7.field.encode()
+            b6 = x10.field.encode()
         except UnicodeEncodeError:
-            b3 = x7.field.encode("utf-8", "surrogateescape")
-        n4 = len(b3)
-        if n4 > 4194304:
+            b6 = x10.field.encode("utf-8", "surrogateescape")
+        n7 = len(b6)
+        if n7 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_u32(n4)
-        out += b3
-    for x8 in a1[1:]:
+        out += _pack_u32(n7)
+        out += b6
+    for x11 in a4[1:]:
         try:
-            b5 = x8.field.encode()
+            b8 = x11.field.encode()
         except UnicodeEncodeError:
-            b5 = x8.field.encode("utf-8", "surrogateescape")
-        n6 = len(b5)
-        if n6 > 4194304:
+            b8 = x11.field.encode("utf-8", "surrogateescape")
+        n9 = len(b8)
+        if n9 > 4194304:
             raise XdrError("length exceeds its bound")
-        u9 = x7.value
-        d10 = u9.type
-        if d10 == 1:
-            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 2:
-            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
-        elif d10 == 3:
-            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 4:
-            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 5:
-            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 6:
-            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 7:
-            x11 = cast("str", u9.value)
-            b12 = _encode_str(x11, 4194304)
-            n13 = len(b12)
-            out += _padpack_iI[n4 & 3](d10, n13)
-            out += b12
-            out += _padpack_I[n13 & 3](n6)
+        u12 = x10.value
+        d13 = u12.type
+        if d13 == 1:
+            out += _padpack_iiI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 2:
+            out += _padpack_iII[n7 & 3](d13, u12.value, n9)
+        elif d13 == 3:
+            out += _padpack_iqI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 4:
+            out += _padpack_iQI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 5:
+            out += _padpack_idI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 6:
+            out += _padpack_iiI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 7:
+            x14 = cast("str", u12.value)
+            b15 = _encode_str(x14, 4194304)
+            n16 = len(b15)
+            out += _padpack_iI[n7 & 3](d13, n16)
+            out += b15
+            out += _padpack_I[n16 & 3](n9)
         else:
             raise XdrError("union discriminant has no arm")
-        out += b5
-        n4, x7 = n6, x8
-    if n2:
-        u14 = x7.value
-        d15 = u14.type
-        if d15 == 1:
-            out += _padpack_ii[n4 & 3](d15, u14.value)
-        elif d15 == 2:
-            out += _padpack_iI[n4 & 3](d15, u14.value)
-        elif d15 == 3:
-            out += _padpack_iq[n4 & 3](d15, u14.value)
-        elif d15 == 4:
-            out += _padpack_iQ[n4 & 3](d15, u14.value)
-        elif d15 == 5:
-            out += _padpack_id[n4 & 3](d15, u14.value)
-        elif d15 == 6:
-            out += _padpack_ii[n4 & 3](d15, u14.value)
-        elif d15 == 7:
-            x16 = cast("str", u14.value)
-            b17 = _encode_str(x16, 4194304)
-            n18 = len(b17)
-            out += _padpack_iI[n4 & 3](d15, n18)
-            out += b17
-            out += xdr.PAD[n18 & 3]
+        out += b8
+        n7, x10 = n9, x11
+    if n5:
+        u17 = x10.value
+        d18 = u17.type
+        if d18 == 1:
+            out += _padpack_ii[n7 & 3](d18, u17.value)
+        elif d18 == 2:
+            out += _padpack_iI[n7 & 3](d18, u17.value)
+        elif d18 == 3:
+            out += _padpack_iq[n7 & 3](d18, u17.value)
+        elif d18 == 4:
+            out += _padpack_iQ[n7 & 3](d18, u17.value)
+        elif d18 == 5:
+            out += _padpack_id[n7 & 3](d18, u17.value)
+        elif d18 == 6:
+            out += _padpack_ii[n7 & 3](d18, u17.value)
+        elif d18 == 7:
+            x19 = cast("str", u17.value)
+            b20 = _encode_str(x19, 4194304)
+            n21 = len(b20)
+            out += _padpack_iI[n7 & 3](d18, n21)
+            out += b20
+            out += xdr.PAD[n21 & 3]
         else:
             raise XdrError("union discriminant has no arm")
     out += _pack_I(v.flags)
@@ -16425,15 +17265,22 @@ def _enc_remote_domain_set_numa_parameters_args(out: bytearray, v: remote_domain
 
 def _dec_remote_domain_get_numa_parameters_args(buf: bytes, pos: int) -> tuple[remote_domain_get_numa_parameters_args, int]:
     v = _new(remote_domain_get_numa_parameters_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.nparams, v.flags = _unpack_iI(buf, pos)
-    pos += 8
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.nparams, v.flags = _unpack_16siiI(buf, pos)
+    pos += 28
     return v, pos
 
 
 def _enc_remote_domain_get_numa_parameters_args(out: bytearray, v: remote_domain_get_numa_parameters_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_iI(v.nparams, v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siiI[n3 & 3](f1.uuid, f1.id, v.nparams, v.flags)
 
 
 def _dec_remote_domain_get_numa_parameters_ret(buf: bytes, pos: int) -> tuple[remote_domain_get_numa_parameters_ret, int]:
@@ -16613,174 +17460,184 @@ def _enc_remote_domain_get_numa_parameters_ret(out: bytearray, v: remote_domain_
 def _dec_remote_domain_set_perf_events_args(buf: bytes, pos: int) -> tuple[remote_domain_set_perf_events_args, int]:
     end = len(buf)
     v = _new(remote_domain_set_perf_events_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n2,) = _unpack_u32(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
+    (n3,) = _unpack_u32(buf, pos)
     pos += 4
-    if n2 > 64:
+    if n3 > 64:
         raise XdrError("array length exceeds its bound")
-    if n2 * 12 > end - pos:
+    if n3 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
-    if a1:
-        (n4,) = _unpack_u32(buf, pos)
+    a2: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n3)]
+    if a2:
+        (n5,) = _unpack_u32(buf, pos)
         pos += 4
-        for x3 in a1[:-1]:
-            s5 = pos
-            pos = s5 + ((n4 + 3) & -4)
-            if pos > end or n4 > 4194304:
+        for x4 in a2[:-1]:
+            s6 = pos
+            pos = s6 + ((n5 + 3) & -4)
+            if pos > end or n5 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                x3.field = buf[s5:s5 + n4].decode()
+                x4.field = buf[s6:s6 + n5].decode()
             except UnicodeDecodeError:
-                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
-            if "\0" in x3.field:
-                x3.field = x3.field.partition("\0")[0]
-            v6 = _new(remote_typed_param_value)
-            (d7,) = _unpack_i(buf, pos)
+                x4.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+            if "\0" in x4.field:
+                x4.field = x4.field.partition("\0")[0]
+            v7 = _new(remote_typed_param_value)
+            (d8,) = _unpack_i(buf, pos)
             pos += 4
-            v6.type = d7
-            if d7 == 1:
-                v6.value, n4 = _unpack_iI(buf, pos)
+            v7.type = d8
+            if d8 == 1:
+                v7.value, n5 = _unpack_iI(buf, pos)
                 pos += 8
-            elif d7 == 2:
-                v6.value, n4 = _unpack_II(buf, pos)
+            elif d8 == 2:
+                v7.value, n5 = _unpack_II(buf, pos)
                 pos += 8
-            elif d7 == 3:
-                v6.value, n4 = _unpack_qI(buf, pos)
+            elif d8 == 3:
+                v7.value, n5 = _unpack_qI(buf, pos)
                 pos += 12
-            elif d7 == 4:
-                v6.value, n4 = _unpack_QI(buf, pos)
+            elif d8 == 4:
+                v7.value, n5 = _unpack_QI(buf, pos)
                 pos += 12
-            elif d7 == 5:
-                v6.value, n4 = _unpack_dI(buf, pos)
+            elif d8 == 5:
+                v7.value, n5 = _unpack_dI(buf, pos)
                 pos += 12
-            elif d7 == 6:
-                v6.value, n4 = _unpack_iI(buf, pos)
+            elif d8 == 6:
+                v7.value, n5 = _unpack_iI(buf, pos)
                 pos += 8
-            elif d7 == 7:
-                v6.value, pos = _read_str(buf, pos, 4194304)
-                (n4,) = _unpack_u32(buf, pos)
+            elif d8 == 7:
+                v7.value, pos = _read_str(buf, pos, 4194304)
+                (n5,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
-            x3.value = v6
-        x3 = a1[-1]
-        s8 = pos
-        pos = s8 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
+            x4.value = v7
+        x4 = a2[-1]
+        s9 = pos
+        pos = s9 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s8:s8 + n4].decode()
+            x4.field = buf[s9:s9 + n5].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
-        if "\0" in x3.field:
-            x3.field = x3.field.partition("\0")[0]
-        v9 = _new(remote_typed_param_value)
-        (d10,) = _unpack_i(buf, pos)
+            x4.field = buf[s9:s9 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x4.field:
+            x4.field = x4.field.partition("\0")[0]
+        v10 = _new(remote_typed_param_value)
+        (d11,) = _unpack_i(buf, pos)
         pos += 4
-        v9.type = d10
-        if d10 == 1:
-            (v9.value,) = _unpack_i(buf, pos)
+        v10.type = d11
+        if d11 == 1:
+            (v10.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d10 == 2:
-            (v9.value,) = _unpack_I(buf, pos)
+        elif d11 == 2:
+            (v10.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d10 == 3:
-            (v9.value,) = _unpack_q(buf, pos)
+        elif d11 == 3:
+            (v10.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d10 == 4:
-            (v9.value,) = _unpack_Q(buf, pos)
+        elif d11 == 4:
+            (v10.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d10 == 5:
-            (v9.value,) = _unpack_d(buf, pos)
+        elif d11 == 5:
+            (v10.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d10 == 6:
-            (v9.value,) = _unpack_i(buf, pos)
+        elif d11 == 6:
+            (v10.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d10 == 7:
-            v9.value, pos = _read_str(buf, pos, 4194304)
+        elif d11 == 7:
+            v10.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v9
-    v.params = a1
+        x4.value = v10
+    v.params = a2
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_set_perf_events_args(out: bytearray, v: remote_domain_set_perf_events_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    a1 = v.params
-    n2 = len(a1)
-    if n2 > 64:
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
+    a4 = v.params
+    n5 = len(a4)
+    if n5 > 64:
         raise XdrError("array length exceeds its bound")
-    out += _pack_u32(n2)
-    if n2:
-        x7 = a1[0]
+    out += _pack_u32(n5)
+    if n5:
+        x10 = a4[0]
         try:
-            b3 = x7.field.encode()
+            b6 = x10.field.encode()
         except UnicodeEncodeError:
-            b3 = x7.field.encode("utf-8", "surrogateescape")
-        n4 = len(b3)
-        if n4 > 4194304:
+            b6 = x10.field.encode("utf-8", "surrogateescape")
+        n7 = len(b6)
+        if n7 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_u32(n4)
-        out += b3
-    for x8 in a1[1:]:
+        out += _pack_u32(n7)
+        out += b6
+    for x11 in a4[1:]:
         try:
-            b5 = x8.field.encode()
+            b8 = x11.field.encode()
         except UnicodeEncodeError:
-            b5 = x8.field.encode("utf-8", "surrogateescape")
-        n6 = len(b5)
-        if n6 > 4194304:
+            b8 = x11.field.encode("utf-8", "surrogateescape")
+        n9 = len(b8)
+        if n9 > 4194304:
             raise XdrError("length exceeds its bound")
-        u9 = x7.value
-        d10 = u9.type
-        if d10 == 1:
-            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 2:
-            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
-        elif d10 == 3:
-            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 4:
-            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 5:
-            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 6:
-            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 7:
-            x11 = cast("str", u9.value)
-            b12 = _encode_str(x11, 4194304)
-            n13 = len(b12)
-            out += _padpack_iI[n4 & 3](d10, n13)
-            out += b12
-            out += _padpack_I[n13 & 3](n6)
+        u12 = x10.value
+        d13 = u12.type
+        if d13 == 1:
+            out += _padpack_iiI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 2:
+            out += _padpack_iII[n7 & 3](d13, u12.value, n9)
+        elif d13 == 3:
+            out += _padpack_iqI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 4:
+            out += _padpack_iQI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 5:
+            out += _padpack_idI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 6:
+            out += _padpack_iiI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 7:
+            x14 = cast("str", u12.value)
+            b15 = _encode_str(x14, 4194304)
+            n16 = len(b15)
+            out += _padpack_iI[n7 & 3](d13, n16)
+            out += b15
+            out += _padpack_I[n16 & 3](n9)
         else:
             raise XdrError("union discriminant has no arm")
-        out += b5
-        n4, x7 = n6, x8
-    if n2:
-        u14 = x7.value
-        d15 = u14.type
-        if d15 == 1:
-            out += _padpack_ii[n4 & 3](d15, u14.value)
-        elif d15 == 2:
-            out += _padpack_iI[n4 & 3](d15, u14.value)
-        elif d15 == 3:
-            out += _padpack_iq[n4 & 3](d15, u14.value)
-        elif d15 == 4:
-            out += _padpack_iQ[n4 & 3](d15, u14.value)
-        elif d15 == 5:
-            out += _padpack_id[n4 & 3](d15, u14.value)
-        elif d15 == 6:
-            out += _padpack_ii[n4 & 3](d15, u14.value)
-        elif d15 == 7:
-            x16 = cast("str", u14.value)
-            b17 = _encode_str(x16, 4194304)
-            n18 = len(b17)
-            out += _padpack_iI[n4 & 3](d15, n18)
-            out += b17
-            out += xdr.PAD[n18 & 3]
+        out += b8
+        n7, x10 = n9, x11
+    if n5:
+        u17 = x10.value
+        d18 = u17.type
+        if d18 == 1:
+            out += _padpack_ii[n7 & 3](d18, u17.value)
+        elif d18 == 2:
+            out += _padpack_iI[n7 & 3](d18, u17.value)
+        elif d18 == 3:
+            out += _padpack_iq[n7 & 3](d18, u17.value)
+        elif d18 == 4:
+            out += _padpack_iQ[n7 & 3](d18, u17.value)
+        elif d18 == 5:
+            out += _padpack_id[n7 & 3](d18, u17.value)
+        elif d18 == 6:
+            out += _padpack_ii[n7 & 3](d18, u17.value)
+        elif d18 == 7:
+            x19 = cast("str", u17.value)
+            b20 = _encode_str(x19, 4194304)
+            n21 = len(b20)
+            out += _padpack_iI[n7 & 3](d18, n21)
+            out += b20
+            out += xdr.PAD[n21 & 3]
         else:
             raise XdrError("union discriminant has no arm")
     out += _pack_I(v.flags)
@@ -16788,15 +17645,22 @@ def _enc_remote_domain_set_perf_events_args(out: bytearray, v: remote_domain_set
 
 def _dec_remote_domain_get_perf_events_args(buf: bytes, pos: int) -> tuple[remote_domain_get_perf_events_args, int]:
     v = _new(remote_domain_get_perf_events_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.flags,) = _unpack_I(buf, pos)
-    pos += 4
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.flags = _unpack_16siI(buf, pos)
+    pos += 24
     return v, pos
 
 
 def _enc_remote_domain_get_perf_events_args(out: bytearray, v: remote_domain_get_perf_events_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_I(v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, v.flags)
 
 
 def _dec_remote_domain_get_perf_events_ret(buf: bytes, pos: int) -> tuple[remote_domain_get_perf_events_ret, int]:
@@ -16973,180 +17837,189 @@ def _enc_remote_domain_get_perf_events_ret(out: bytearray, v: remote_domain_get_
 def _dec_remote_domain_set_interface_parameters_args(buf: bytes, pos: int) -> tuple[remote_domain_set_interface_parameters_args, int]:
     end = len(buf)
     v = _new(remote_domain_set_interface_parameters_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.device, pos = _read_str(buf, pos, 4194304)
-    (n2,) = _unpack_u32(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.device, pos = _take_str(buf, pos, n2, 4194304)
+    (n4,) = _unpack_u32(buf, pos)
     pos += 4
-    if n2 > 16:
+    if n4 > 16:
         raise XdrError("array length exceeds its bound")
-    if n2 * 12 > end - pos:
+    if n4 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
-    if a1:
-        (n4,) = _unpack_u32(buf, pos)
+    a3: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n4)]
+    if a3:
+        (n6,) = _unpack_u32(buf, pos)
         pos += 4
-        for x3 in a1[:-1]:
-            s5 = pos
-            pos = s5 + ((n4 + 3) & -4)
-            if pos > end or n4 > 4194304:
+        for x5 in a3[:-1]:
+            s7 = pos
+            pos = s7 + ((n6 + 3) & -4)
+            if pos > end or n6 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                x3.field = buf[s5:s5 + n4].decode()
+                x5.field = buf[s7:s7 + n6].decode()
             except UnicodeDecodeError:
-                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
-            if "\0" in x3.field:
-                x3.field = x3.field.partition("\0")[0]
-            v6 = _new(remote_typed_param_value)
-            (d7,) = _unpack_i(buf, pos)
+                x5.field = buf[s7:s7 + n6].decode("utf-8", "surrogateescape")
+            if "\0" in x5.field:
+                x5.field = x5.field.partition("\0")[0]
+            v8 = _new(remote_typed_param_value)
+            (d9,) = _unpack_i(buf, pos)
             pos += 4
-            v6.type = d7
-            if d7 == 1:
-                v6.value, n4 = _unpack_iI(buf, pos)
+            v8.type = d9
+            if d9 == 1:
+                v8.value, n6 = _unpack_iI(buf, pos)
                 pos += 8
-            elif d7 == 2:
-                v6.value, n4 = _unpack_II(buf, pos)
+            elif d9 == 2:
+                v8.value, n6 = _unpack_II(buf, pos)
                 pos += 8
-            elif d7 == 3:
-                v6.value, n4 = _unpack_qI(buf, pos)
+            elif d9 == 3:
+                v8.value, n6 = _unpack_qI(buf, pos)
                 pos += 12
-            elif d7 == 4:
-                v6.value, n4 = _unpack_QI(buf, pos)
+            elif d9 == 4:
+                v8.value, n6 = _unpack_QI(buf, pos)
                 pos += 12
-            elif d7 == 5:
-                v6.value, n4 = _unpack_dI(buf, pos)
+            elif d9 == 5:
+                v8.value, n6 = _unpack_dI(buf, pos)
                 pos += 12
-            elif d7 == 6:
-                v6.value, n4 = _unpack_iI(buf, pos)
+            elif d9 == 6:
+                v8.value, n6 = _unpack_iI(buf, pos)
                 pos += 8
-            elif d7 == 7:
-                v6.value, pos = _read_str(buf, pos, 4194304)
-                (n4,) = _unpack_u32(buf, pos)
+            elif d9 == 7:
+                v8.value, pos = _read_str(buf, pos, 4194304)
+                (n6,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
-            x3.value = v6
-        x3 = a1[-1]
-        s8 = pos
-        pos = s8 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
+            x5.value = v8
+        x5 = a3[-1]
+        s10 = pos
+        pos = s10 + ((n6 + 3) & -4)
+        if pos > end or n6 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s8:s8 + n4].decode()
+            x5.field = buf[s10:s10 + n6].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
-        if "\0" in x3.field:
-            x3.field = x3.field.partition("\0")[0]
-        v9 = _new(remote_typed_param_value)
-        (d10,) = _unpack_i(buf, pos)
+            x5.field = buf[s10:s10 + n6].decode("utf-8", "surrogateescape")
+        if "\0" in x5.field:
+            x5.field = x5.field.partition("\0")[0]
+        v11 = _new(remote_typed_param_value)
+        (d12,) = _unpack_i(buf, pos)
         pos += 4
-        v9.type = d10
-        if d10 == 1:
-            (v9.value,) = _unpack_i(buf, pos)
+        v11.type = d12
+        if d12 == 1:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d10 == 2:
-            (v9.value,) = _unpack_I(buf, pos)
+        elif d12 == 2:
+            (v11.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d10 == 3:
-            (v9.value,) = _unpack_q(buf, pos)
+        elif d12 == 3:
+            (v11.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d10 == 4:
-            (v9.value,) = _unpack_Q(buf, pos)
+        elif d12 == 4:
+            (v11.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d10 == 5:
-            (v9.value,) = _unpack_d(buf, pos)
+        elif d12 == 5:
+            (v11.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d10 == 6:
-            (v9.value,) = _unpack_i(buf, pos)
+        elif d12 == 6:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d10 == 7:
-            v9.value, pos = _read_str(buf, pos, 4194304)
+        elif d12 == 7:
+            v11.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v9
-    v.params = a1
+        x5.value = v11
+    v.params = a3
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_set_interface_parameters_args(out: bytearray, v: remote_domain_set_interface_parameters_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = _encode_str(v.device, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += xdr.PAD[n2 & 3]
-    a3 = v.params
-    n4 = len(a3)
-    if n4 > 16:
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.device, 4194304)
+    n5 = len(b4)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    out += xdr.PAD[n5 & 3]
+    a6 = v.params
+    n7 = len(a6)
+    if n7 > 16:
         raise XdrError("array length exceeds its bound")
-    out += _pack_u32(n4)
-    if n4:
-        x9 = a3[0]
+    out += _pack_u32(n7)
+    if n7:
+        x12 = a6[0]
         try:
-            b5 = x9.field.encode()
+            b8 = x12.field.encode()
         except UnicodeEncodeError:
-            b5 = x9.field.encode("utf-8", "surrogateescape")
-        n6 = len(b5)
-        if n6 > 4194304:
+            b8 = x12.field.encode("utf-8", "surrogateescape")
+        n9 = len(b8)
+        if n9 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_u32(n6)
-        out += b5
-    for x10 in a3[1:]:
+        out += _pack_u32(n9)
+        out += b8
+    for x13 in a6[1:]:
         try:
-            b7 = x10.field.encode()
+            b10 = x13.field.encode()
         except UnicodeEncodeError:
-            b7 = x10.field.encode("utf-8", "surrogateescape")
-        n8 = len(b7)
-        if n8 > 4194304:
+            b10 = x13.field.encode("utf-8", "surrogateescape")
+        n11 = len(b10)
+        if n11 > 4194304:
             raise XdrError("length exceeds its bound")
-        u11 = x9.value
-        d12 = u11.type
-        if d12 == 1:
-            out += _padpack_iiI[n6 & 3](d12, u11.value, n8)
-        elif d12 == 2:
-            out += _padpack_iII[n6 & 3](d12, u11.value, n8)
-        elif d12 == 3:
-            out += _padpack_iqI[n6 & 3](d12, u11.value, n8)
-        elif d12 == 4:
-            out += _padpack_iQI[n6 & 3](d12, u11.value, n8)
-        elif d12 == 5:
-            out += _padpack_idI[n6 & 3](d12, u11.value, n8)
-        elif d12 == 6:
-            out += _padpack_iiI[n6 & 3](d12, u11.value, n8)
-        elif d12 == 7:
-            x13 = cast("str", u11.value)
-            b14 = _encode_str(x13, 4194304)
-            n15 = len(b14)
-            out += _padpack_iI[n6 & 3](d12, n15)
-            out += b14
-            out += _padpack_I[n15 & 3](n8)
+        u14 = x12.value
+        d15 = u14.type
+        if d15 == 1:
+            out += _padpack_iiI[n9 & 3](d15, u14.value, n11)
+        elif d15 == 2:
+            out += _padpack_iII[n9 & 3](d15, u14.value, n11)
+        elif d15 == 3:
+            out += _padpack_iqI[n9 & 3](d15, u14.value, n11)
+        elif d15 == 4:
+            out += _padpack_iQI[n9 & 3](d15, u14.value, n11)
+        elif d15 == 5:
+            out += _padpack_idI[n9 & 3](d15, u14.value, n11)
+        elif d15 == 6:
+            out += _padpack_iiI[n9 & 3](d15, u14.value, n11)
+        elif d15 == 7:
+            x16 = cast("str", u14.value)
+            b17 = _encode_str(x16, 4194304)
+            n18 = len(b17)
+            out += _padpack_iI[n9 & 3](d15, n18)
+            out += b17
+            out += _padpack_I[n18 & 3](n11)
         else:
             raise XdrError("union discriminant has no arm")
-        out += b7
-        n6, x9 = n8, x10
-    if n4:
-        u16 = x9.value
-        d17 = u16.type
-        if d17 == 1:
-            out += _padpack_ii[n6 & 3](d17, u16.value)
-        elif d17 == 2:
-            out += _padpack_iI[n6 & 3](d17, u16.value)
-        elif d17 == 3:
-            out += _padpack_iq[n6 & 3](d17, u16.value)
-        elif d17 == 4:
-            out += _padpack_iQ[n6 & 3](d17, u16.value)
-        elif d17 == 5:
-            out += _padpack_id[n6 & 3](d17, u16.value)
-        elif d17 == 6:
-            out += _padpack_ii[n6 & 3](d17, u16.value)
-        elif d17 == 7:
-            x18 = cast("str", u16.value)
-            b19 = _encode_str(x18, 4194304)
-            n20 = len(b19)
-            out += _padpack_iI[n6 & 3](d17, n20)
-            out += b19
-            out += xdr.PAD[n20 & 3]
+        out += b10
+        n9, x12 = n11, x13
+    if n7:
+        u19 = x12.value
+        d20 = u19.type
+        if d20 == 1:
+            out += _padpack_ii[n9 & 3](d20, u19.value)
+        elif d20 == 2:
+            out += _padpack_iI[n9 & 3](d20, u19.value)
+        elif d20 == 3:
+            out += _padpack_iq[n9 & 3](d20, u19.value)
+        elif d20 == 4:
+            out += _padpack_iQ[n9 & 3](d20, u19.value)
+        elif d20 == 5:
+            out += _padpack_id[n9 & 3](d20, u19.value)
+        elif d20 == 6:
+            out += _padpack_ii[n9 & 3](d20, u19.value)
+        elif d20 == 7:
+            x21 = cast("str", u19.value)
+            b22 = _encode_str(x21, 4194304)
+            n23 = len(b22)
+            out += _padpack_iI[n9 & 3](d20, n23)
+            out += b22
+            out += xdr.PAD[n23 & 3]
         else:
             raise XdrError("union discriminant has no arm")
     out += _pack_I(v.flags)
@@ -17154,20 +18027,29 @@ def _enc_remote_domain_set_interface_parameters_args(out: bytearray, v: remote_d
 
 def _dec_remote_domain_get_interface_parameters_args(buf: bytes, pos: int) -> tuple[remote_domain_get_interface_parameters_args, int]:
     v = _new(remote_domain_get_interface_parameters_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.device, pos = _read_str(buf, pos, 4194304)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.device, pos = _take_str(buf, pos, n2, 4194304)
     v.nparams, v.flags = _unpack_iI(buf, pos)
     pos += 8
     return v, pos
 
 
 def _enc_remote_domain_get_interface_parameters_args(out: bytearray, v: remote_domain_get_interface_parameters_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = _encode_str(v.device, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += _padpack_iI[n2 & 3](v.nparams, v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.device, 4194304)
+    n5 = len(b4)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    out += _padpack_iI[n5 & 3](v.nparams, v.flags)
 
 
 def _dec_remote_domain_get_interface_parameters_ret(buf: bytes, pos: int) -> tuple[remote_domain_get_interface_parameters_ret, int]:
@@ -17346,155 +18228,234 @@ def _enc_remote_domain_get_interface_parameters_ret(out: bytearray, v: remote_do
 
 def _dec_remote_domain_set_memory_stats_period_args(buf: bytes, pos: int) -> tuple[remote_domain_set_memory_stats_period_args, int]:
     v = _new(remote_domain_set_memory_stats_period_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.period, v.flags = _unpack_iI(buf, pos)
-    pos += 8
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.period, v.flags = _unpack_16siiI(buf, pos)
+    pos += 28
     return v, pos
 
 
 def _enc_remote_domain_set_memory_stats_period_args(out: bytearray, v: remote_domain_set_memory_stats_period_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_iI(v.period, v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siiI[n3 & 3](f1.uuid, f1.id, v.period, v.flags)
 
 
 def _dec_remote_domain_attach_device_args(buf: bytes, pos: int) -> tuple[remote_domain_attach_device_args, int]:
     v = _new(remote_domain_attach_device_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.xml, pos = _read_str(buf, pos, 4194304)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.xml, pos = _take_str(buf, pos, n2, 4194304)
     return v, pos
 
 
 def _enc_remote_domain_attach_device_args(out: bytearray, v: remote_domain_attach_device_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = _encode_str(v.xml, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += xdr.PAD[n2 & 3]
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.xml, 4194304)
+    n5 = len(b4)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    out += xdr.PAD[n5 & 3]
 
 
 def _dec_remote_domain_attach_device_flags_args(buf: bytes, pos: int) -> tuple[remote_domain_attach_device_flags_args, int]:
     v = _new(remote_domain_attach_device_flags_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.xml, pos = _read_str(buf, pos, 4194304)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.xml, pos = _take_str(buf, pos, n2, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_attach_device_flags_args(out: bytearray, v: remote_domain_attach_device_flags_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = _encode_str(v.xml, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += _padpack_I[n2 & 3](v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.xml, 4194304)
+    n5 = len(b4)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    out += _padpack_I[n5 & 3](v.flags)
 
 
 def _dec_remote_domain_detach_device_args(buf: bytes, pos: int) -> tuple[remote_domain_detach_device_args, int]:
     v = _new(remote_domain_detach_device_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.xml, pos = _read_str(buf, pos, 4194304)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.xml, pos = _take_str(buf, pos, n2, 4194304)
     return v, pos
 
 
 def _enc_remote_domain_detach_device_args(out: bytearray, v: remote_domain_detach_device_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = _encode_str(v.xml, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += xdr.PAD[n2 & 3]
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.xml, 4194304)
+    n5 = len(b4)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    out += xdr.PAD[n5 & 3]
 
 
 def _dec_remote_domain_detach_device_flags_args(buf: bytes, pos: int) -> tuple[remote_domain_detach_device_flags_args, int]:
     v = _new(remote_domain_detach_device_flags_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.xml, pos = _read_str(buf, pos, 4194304)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.xml, pos = _take_str(buf, pos, n2, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_detach_device_flags_args(out: bytearray, v: remote_domain_detach_device_flags_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = _encode_str(v.xml, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += _padpack_I[n2 & 3](v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.xml, 4194304)
+    n5 = len(b4)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    out += _padpack_I[n5 & 3](v.flags)
 
 
 def _dec_remote_domain_update_device_flags_args(buf: bytes, pos: int) -> tuple[remote_domain_update_device_flags_args, int]:
     v = _new(remote_domain_update_device_flags_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.xml, pos = _read_str(buf, pos, 4194304)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.xml, pos = _take_str(buf, pos, n2, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_update_device_flags_args(out: bytearray, v: remote_domain_update_device_flags_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = _encode_str(v.xml, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += _padpack_I[n2 & 3](v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.xml, 4194304)
+    n5 = len(b4)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    out += _padpack_I[n5 & 3](v.flags)
 
 
 def _dec_remote_domain_detach_device_alias_args(buf: bytes, pos: int) -> tuple[remote_domain_detach_device_alias_args, int]:
     v = _new(remote_domain_detach_device_alias_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.alias, pos = _read_str(buf, pos, 4194304)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.alias, pos = _take_str(buf, pos, n2, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_detach_device_alias_args(out: bytearray, v: remote_domain_detach_device_alias_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = _encode_str(v.alias, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += _padpack_I[n2 & 3](v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.alias, 4194304)
+    n5 = len(b4)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    out += _padpack_I[n5 & 3](v.flags)
 
 
 def _dec_remote_domain_block_job_abort_args(buf: bytes, pos: int) -> tuple[remote_domain_block_job_abort_args, int]:
     v = _new(remote_domain_block_job_abort_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.path, pos = _read_str(buf, pos, 4194304)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.path, pos = _take_str(buf, pos, n2, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_block_job_abort_args(out: bytearray, v: remote_domain_block_job_abort_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = _encode_str(v.path, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += _padpack_I[n2 & 3](v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.path, 4194304)
+    n5 = len(b4)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    out += _padpack_I[n5 & 3](v.flags)
 
 
 def _dec_remote_domain_get_block_job_info_args(buf: bytes, pos: int) -> tuple[remote_domain_get_block_job_info_args, int]:
     v = _new(remote_domain_get_block_job_info_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.path, pos = _read_str(buf, pos, 4194304)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.path, pos = _take_str(buf, pos, n2, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_get_block_job_info_args(out: bytearray, v: remote_domain_get_block_job_info_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = _encode_str(v.path, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += _padpack_I[n2 & 3](v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.path, 4194304)
+    n5 = len(b4)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    out += _padpack_I[n5 & 3](v.flags)
 
 
 def _dec_remote_domain_get_block_job_info_ret(buf: bytes, pos: int) -> tuple[remote_domain_get_block_job_info_ret, int]:
@@ -17510,304 +18471,91 @@ def _enc_remote_domain_get_block_job_info_ret(out: bytearray, v: remote_domain_g
 
 def _dec_remote_domain_block_job_set_speed_args(buf: bytes, pos: int) -> tuple[remote_domain_block_job_set_speed_args, int]:
     v = _new(remote_domain_block_job_set_speed_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.path, pos = _read_str(buf, pos, 4194304)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.path, pos = _take_str(buf, pos, n2, 4194304)
     v.bandwidth, v.flags = _unpack_QI(buf, pos)
     pos += 12
     return v, pos
 
 
 def _enc_remote_domain_block_job_set_speed_args(out: bytearray, v: remote_domain_block_job_set_speed_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = _encode_str(v.path, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += _padpack_QI[n2 & 3](v.bandwidth, v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.path, 4194304)
+    n5 = len(b4)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    out += _padpack_QI[n5 & 3](v.bandwidth, v.flags)
 
 
 def _dec_remote_domain_block_pull_args(buf: bytes, pos: int) -> tuple[remote_domain_block_pull_args, int]:
     v = _new(remote_domain_block_pull_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.path, pos = _read_str(buf, pos, 4194304)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.path, pos = _take_str(buf, pos, n2, 4194304)
     v.bandwidth, v.flags = _unpack_QI(buf, pos)
     pos += 12
     return v, pos
 
 
 def _enc_remote_domain_block_pull_args(out: bytearray, v: remote_domain_block_pull_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = _encode_str(v.path, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += _padpack_QI[n2 & 3](v.bandwidth, v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.path, 4194304)
+    n5 = len(b4)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    out += _padpack_QI[n5 & 3](v.bandwidth, v.flags)
 
 
 def _dec_remote_domain_block_rebase_args(buf: bytes, pos: int) -> tuple[remote_domain_block_rebase_args, int]:
     v = _new(remote_domain_block_rebase_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.path, pos = _read_str(buf, pos, 4194304)
-    o3: remote_nonnull_string | None = None
-    (w1,) = _unpack_u32(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.path, pos = _take_str(buf, pos, n2, 4194304)
+    o5: remote_nonnull_string | None = None
+    (w3,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1:  # xdr_pointer: non-zero is present
-        p2, pos = _read_str(buf, pos, 4194304)
-        o3 = p2
-    v.base = o3
+    if w3:  # xdr_pointer: non-zero is present
+        p4, pos = _read_str(buf, pos, 4194304)
+        o5 = p4
+    v.base = o5
     v.bandwidth, v.flags = _unpack_QI(buf, pos)
     pos += 12
     return v, pos
 
 
 def _enc_remote_domain_block_rebase_args(out: bytearray, v: remote_domain_block_rebase_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = _encode_str(v.path, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += xdr.PAD[n2 & 3]
-    o3 = v.base
-    if o3 is None:
-        out += xdr.ZERO_WORD
-    else:
-        out += xdr.ONE_WORD
-        b4 = _encode_str(o3, 4194304)
-        n5 = len(b4)
-        out += _pack_I(n5)
-        out += b4
-        out += xdr.PAD[n5 & 3]
-    out += _pack_QI(v.bandwidth, v.flags)
-
-
-def _dec_remote_domain_block_copy_args(buf: bytes, pos: int) -> tuple[remote_domain_block_copy_args, int]:
-    end = len(buf)
-    v = _new(remote_domain_block_copy_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.path, pos = _read_str(buf, pos, 4194304)
-    v.destxml, pos = _read_str(buf, pos, 4194304)
-    (n2,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n2 > 16:
-        raise XdrError("array length exceeds its bound")
-    if n2 * 12 > end - pos:
-        raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
-    if a1:
-        (n4,) = _unpack_u32(buf, pos)
-        pos += 4
-        for x3 in a1[:-1]:
-            s5 = pos
-            pos = s5 + ((n4 + 3) & -4)
-            if pos > end or n4 > 4194304:
-                raise XdrError("string or opaque longer than its bound or the data left")
-            try:
-                x3.field = buf[s5:s5 + n4].decode()
-            except UnicodeDecodeError:
-                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
-            if "\0" in x3.field:
-                x3.field = x3.field.partition("\0")[0]
-            v6 = _new(remote_typed_param_value)
-            (d7,) = _unpack_i(buf, pos)
-            pos += 4
-            v6.type = d7
-            if d7 == 1:
-                v6.value, n4 = _unpack_iI(buf, pos)
-                pos += 8
-            elif d7 == 2:
-                v6.value, n4 = _unpack_II(buf, pos)
-                pos += 8
-            elif d7 == 3:
-                v6.value, n4 = _unpack_qI(buf, pos)
-                pos += 12
-            elif d7 == 4:
-                v6.value, n4 = _unpack_QI(buf, pos)
-                pos += 12
-            elif d7 == 5:
-                v6.value, n4 = _unpack_dI(buf, pos)
-                pos += 12
-            elif d7 == 6:
-                v6.value, n4 = _unpack_iI(buf, pos)
-                pos += 8
-            elif d7 == 7:
-                v6.value, pos = _read_str(buf, pos, 4194304)
-                (n4,) = _unpack_u32(buf, pos)
-                pos += 4
-            else:
-                raise XdrError("union discriminant has no arm")
-            x3.value = v6
-        x3 = a1[-1]
-        s8 = pos
-        pos = s8 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
-            raise XdrError("string or opaque longer than its bound or the data left")
-        try:
-            x3.field = buf[s8:s8 + n4].decode()
-        except UnicodeDecodeError:
-            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
-        if "\0" in x3.field:
-            x3.field = x3.field.partition("\0")[0]
-        v9 = _new(remote_typed_param_value)
-        (d10,) = _unpack_i(buf, pos)
-        pos += 4
-        v9.type = d10
-        if d10 == 1:
-            (v9.value,) = _unpack_i(buf, pos)
-            pos += 4
-        elif d10 == 2:
-            (v9.value,) = _unpack_I(buf, pos)
-            pos += 4
-        elif d10 == 3:
-            (v9.value,) = _unpack_q(buf, pos)
-            pos += 8
-        elif d10 == 4:
-            (v9.value,) = _unpack_Q(buf, pos)
-            pos += 8
-        elif d10 == 5:
-            (v9.value,) = _unpack_d(buf, pos)
-            pos += 8
-        elif d10 == 6:
-            (v9.value,) = _unpack_i(buf, pos)
-            pos += 4
-        elif d10 == 7:
-            v9.value, pos = _read_str(buf, pos, 4194304)
-        else:
-            raise XdrError("union discriminant has no arm")
-        x3.value = v9
-    v.params = a1
-    (v.flags,) = _unpack_I(buf, pos)
-    pos += 4
-    return v, pos
-
-
-def _enc_remote_domain_block_copy_args(out: bytearray, v: remote_domain_block_copy_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = _encode_str(v.path, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    b3 = _encode_str(v.destxml, 4194304)
-    n4 = len(b3)
-    out += _padpack_I[n2 & 3](n4)
-    out += b3
-    out += xdr.PAD[n4 & 3]
-    a5 = v.params
-    n6 = len(a5)
-    if n6 > 16:
-        raise XdrError("array length exceeds its bound")
-    out += _pack_u32(n6)
-    if n6:
-        x11 = a5[0]
-        try:
-            b7 = x11.field.encode()
-        except UnicodeEncodeError:
-            b7 = x11.field.encode("utf-8", "surrogateescape")
-        n8 = len(b7)
-        if n8 > 4194304:
-            raise XdrError("length exceeds its bound")
-        out += _pack_u32(n8)
-        out += b7
-    for x12 in a5[1:]:
-        try:
-            b9 = x12.field.encode()
-        except UnicodeEncodeError:
-            b9 = x12.field.encode("utf-8", "surrogateescape")
-        n10 = len(b9)
-        if n10 > 4194304:
-            raise XdrError("length exceeds its bound")
-        u13 = x11.value
-        d14 = u13.type
-        if d14 == 1:
-            out += _padpack_iiI[n8 & 3](d14, u13.value, n10)
-        elif d14 == 2:
-            out += _padpack_iII[n8 & 3](d14, u13.value, n10)
-        elif d14 == 3:
-            out += _padpack_iqI[n8 & 3](d14, u13.value, n10)
-        elif d14 == 4:
-            out += _padpack_iQI[n8 & 3](d14, u13.value, n10)
-        elif d14 == 5:
-            out += _padpack_idI[n8 & 3](d14, u13.value, n10)
-        elif d14 == 6:
-            out += _padpack_iiI[n8 & 3](d14, u13.value, n10)
-        elif d14 == 7:
-            x15 = cast("str", u13.value)
-            b16 = _encode_str(x15, 4194304)
-            n17 = len(b16)
-            out += _padpack_iI[n8 & 3](d14, n17)
-            out += b16
-            out += _padpack_I[n17 & 3](n10)
-        else:
-            raise XdrError("union discriminant has no arm")
-        out += b9
-        n8, x11 = n10, x12
-    if n6:
-        u18 = x11.value
-        d19 = u18.type
-        if d19 == 1:
-            out += _padpack_ii[n8 & 3](d19, u18.value)
-        elif d19 == 2:
-            out += _padpack_iI[n8 & 3](d19, u18.value)
-        elif d19 == 3:
-            out += _padpack_iq[n8 & 3](d19, u18.value)
-        elif d19 == 4:
-            out += _padpack_iQ[n8 & 3](d19, u18.value)
-        elif d19 == 5:
-            out += _padpack_id[n8 & 3](d19, u18.value)
-        elif d19 == 6:
-            out += _padpack_ii[n8 & 3](d19, u18.value)
-        elif d19 == 7:
-            x20 = cast("str", u18.value)
-            b21 = _encode_str(x20, 4194304)
-            n22 = len(b21)
-            out += _padpack_iI[n8 & 3](d19, n22)
-            out += b21
-            out += xdr.PAD[n22 & 3]
-        else:
-            raise XdrError("union discriminant has no arm")
-    out += _pack_I(v.flags)
-
-
-def _dec_remote_domain_block_commit_args(buf: bytes, pos: int) -> tuple[remote_domain_block_commit_args, int]:
-    v = _new(remote_domain_block_commit_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.disk, pos = _read_str(buf, pos, 4194304)
-    o3: remote_nonnull_string | None = None
-    (w1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if w1:  # xdr_pointer: non-zero is present
-        p2, pos = _read_str(buf, pos, 4194304)
-        o3 = p2
-    v.base = o3
-    o6: remote_nonnull_string | None = None
-    (w4,) = _unpack_u32(buf, pos)
-    pos += 4
-    if w4:  # xdr_pointer: non-zero is present
-        p5, pos = _read_str(buf, pos, 4194304)
-        o6 = p5
-    v.top = o6
-    v.bandwidth, v.flags = _unpack_QI(buf, pos)
-    pos += 12
-    return v, pos
-
-
-def _enc_remote_domain_block_commit_args(out: bytearray, v: remote_domain_block_commit_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = _encode_str(v.disk, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += xdr.PAD[n2 & 3]
-    o3 = v.base
-    if o3 is None:
-        out += xdr.ZERO_WORD
-    else:
-        out += xdr.ONE_WORD
-        b4 = _encode_str(o3, 4194304)
-        n5 = len(b4)
-        out += _pack_I(n5)
-        out += b4
-        out += xdr.PAD[n5 & 3]
-    o6 = v.top
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.path, 4194304)
+    n5 = len(b4)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    out += xdr.PAD[n5 & 3]
+    o6 = v.base
     if o6 is None:
         out += xdr.ZERO_WORD
     else:
@@ -17820,183 +18568,450 @@ def _enc_remote_domain_block_commit_args(out: bytearray, v: remote_domain_block_
     out += _pack_QI(v.bandwidth, v.flags)
 
 
-def _dec_remote_domain_set_block_io_tune_args(buf: bytes, pos: int) -> tuple[remote_domain_set_block_io_tune_args, int]:
+def _dec_remote_domain_block_copy_args(buf: bytes, pos: int) -> tuple[remote_domain_block_copy_args, int]:
     end = len(buf)
-    v = _new(remote_domain_set_block_io_tune_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.disk, pos = _read_str(buf, pos, 4194304)
-    (n2,) = _unpack_u32(buf, pos)
+    v = _new(remote_domain_block_copy_args)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.path, pos = _take_str(buf, pos, n2, 4194304)
+    v.destxml, pos = _read_str(buf, pos, 4194304)
+    (n4,) = _unpack_u32(buf, pos)
     pos += 4
-    if n2 > 32:
+    if n4 > 16:
         raise XdrError("array length exceeds its bound")
-    if n2 * 12 > end - pos:
+    if n4 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
-    if a1:
-        (n4,) = _unpack_u32(buf, pos)
+    a3: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n4)]
+    if a3:
+        (n6,) = _unpack_u32(buf, pos)
         pos += 4
-        for x3 in a1[:-1]:
-            s5 = pos
-            pos = s5 + ((n4 + 3) & -4)
-            if pos > end or n4 > 4194304:
+        for x5 in a3[:-1]:
+            s7 = pos
+            pos = s7 + ((n6 + 3) & -4)
+            if pos > end or n6 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                x3.field = buf[s5:s5 + n4].decode()
+                x5.field = buf[s7:s7 + n6].decode()
             except UnicodeDecodeError:
-                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
-            if "\0" in x3.field:
-                x3.field = x3.field.partition("\0")[0]
-            v6 = _new(remote_typed_param_value)
-            (d7,) = _unpack_i(buf, pos)
+                x5.field = buf[s7:s7 + n6].decode("utf-8", "surrogateescape")
+            if "\0" in x5.field:
+                x5.field = x5.field.partition("\0")[0]
+            v8 = _new(remote_typed_param_value)
+            (d9,) = _unpack_i(buf, pos)
             pos += 4
-            v6.type = d7
-            if d7 == 1:
-                v6.value, n4 = _unpack_iI(buf, pos)
+            v8.type = d9
+            if d9 == 1:
+                v8.value, n6 = _unpack_iI(buf, pos)
                 pos += 8
-            elif d7 == 2:
-                v6.value, n4 = _unpack_II(buf, pos)
+            elif d9 == 2:
+                v8.value, n6 = _unpack_II(buf, pos)
                 pos += 8
-            elif d7 == 3:
-                v6.value, n4 = _unpack_qI(buf, pos)
+            elif d9 == 3:
+                v8.value, n6 = _unpack_qI(buf, pos)
                 pos += 12
-            elif d7 == 4:
-                v6.value, n4 = _unpack_QI(buf, pos)
+            elif d9 == 4:
+                v8.value, n6 = _unpack_QI(buf, pos)
                 pos += 12
-            elif d7 == 5:
-                v6.value, n4 = _unpack_dI(buf, pos)
+            elif d9 == 5:
+                v8.value, n6 = _unpack_dI(buf, pos)
                 pos += 12
-            elif d7 == 6:
-                v6.value, n4 = _unpack_iI(buf, pos)
+            elif d9 == 6:
+                v8.value, n6 = _unpack_iI(buf, pos)
                 pos += 8
-            elif d7 == 7:
-                v6.value, pos = _read_str(buf, pos, 4194304)
-                (n4,) = _unpack_u32(buf, pos)
+            elif d9 == 7:
+                v8.value, pos = _read_str(buf, pos, 4194304)
+                (n6,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
-            x3.value = v6
-        x3 = a1[-1]
-        s8 = pos
-        pos = s8 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
+            x5.value = v8
+        x5 = a3[-1]
+        s10 = pos
+        pos = s10 + ((n6 + 3) & -4)
+        if pos > end or n6 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s8:s8 + n4].decode()
+            x5.field = buf[s10:s10 + n6].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
-        if "\0" in x3.field:
-            x3.field = x3.field.partition("\0")[0]
-        v9 = _new(remote_typed_param_value)
-        (d10,) = _unpack_i(buf, pos)
+            x5.field = buf[s10:s10 + n6].decode("utf-8", "surrogateescape")
+        if "\0" in x5.field:
+            x5.field = x5.field.partition("\0")[0]
+        v11 = _new(remote_typed_param_value)
+        (d12,) = _unpack_i(buf, pos)
         pos += 4
-        v9.type = d10
-        if d10 == 1:
-            (v9.value,) = _unpack_i(buf, pos)
+        v11.type = d12
+        if d12 == 1:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d10 == 2:
-            (v9.value,) = _unpack_I(buf, pos)
+        elif d12 == 2:
+            (v11.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d10 == 3:
-            (v9.value,) = _unpack_q(buf, pos)
+        elif d12 == 3:
+            (v11.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d10 == 4:
-            (v9.value,) = _unpack_Q(buf, pos)
+        elif d12 == 4:
+            (v11.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d10 == 5:
-            (v9.value,) = _unpack_d(buf, pos)
+        elif d12 == 5:
+            (v11.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d10 == 6:
-            (v9.value,) = _unpack_i(buf, pos)
+        elif d12 == 6:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d10 == 7:
-            v9.value, pos = _read_str(buf, pos, 4194304)
+        elif d12 == 7:
+            v11.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v9
-    v.params = a1
+        x5.value = v11
+    v.params = a3
+    (v.flags,) = _unpack_I(buf, pos)
+    pos += 4
+    return v, pos
+
+
+def _enc_remote_domain_block_copy_args(out: bytearray, v: remote_domain_block_copy_args) -> None:
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.path, 4194304)
+    n5 = len(b4)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    b6 = _encode_str(v.destxml, 4194304)
+    n7 = len(b6)
+    out += _padpack_I[n5 & 3](n7)
+    out += b6
+    out += xdr.PAD[n7 & 3]
+    a8 = v.params
+    n9 = len(a8)
+    if n9 > 16:
+        raise XdrError("array length exceeds its bound")
+    out += _pack_u32(n9)
+    if n9:
+        x14 = a8[0]
+        try:
+            b10 = x14.field.encode()
+        except UnicodeEncodeError:
+            b10 = x14.field.encode("utf-8", "surrogateescape")
+        n11 = len(b10)
+        if n11 > 4194304:
+            raise XdrError("length exceeds its bound")
+        out += _pack_u32(n11)
+        out += b10
+    for x15 in a8[1:]:
+        try:
+            b12 = x15.field.encode()
+        except UnicodeEncodeError:
+            b12 = x15.field.encode("utf-8", "surrogateescape")
+        n13 = len(b12)
+        if n13 > 4194304:
+            raise XdrError("length exceeds its bound")
+        u16 = x14.value
+        d17 = u16.type
+        if d17 == 1:
+            out += _padpack_iiI[n11 & 3](d17, u16.value, n13)
+        elif d17 == 2:
+            out += _padpack_iII[n11 & 3](d17, u16.value, n13)
+        elif d17 == 3:
+            out += _padpack_iqI[n11 & 3](d17, u16.value, n13)
+        elif d17 == 4:
+            out += _padpack_iQI[n11 & 3](d17, u16.value, n13)
+        elif d17 == 5:
+            out += _padpack_idI[n11 & 3](d17, u16.value, n13)
+        elif d17 == 6:
+            out += _padpack_iiI[n11 & 3](d17, u16.value, n13)
+        elif d17 == 7:
+            x18 = cast("str", u16.value)
+            b19 = _encode_str(x18, 4194304)
+            n20 = len(b19)
+            out += _padpack_iI[n11 & 3](d17, n20)
+            out += b19
+            out += _padpack_I[n20 & 3](n13)
+        else:
+            raise XdrError("union discriminant has no arm")
+        out += b12
+        n11, x14 = n13, x15
+    if n9:
+        u21 = x14.value
+        d22 = u21.type
+        if d22 == 1:
+            out += _padpack_ii[n11 & 3](d22, u21.value)
+        elif d22 == 2:
+            out += _padpack_iI[n11 & 3](d22, u21.value)
+        elif d22 == 3:
+            out += _padpack_iq[n11 & 3](d22, u21.value)
+        elif d22 == 4:
+            out += _padpack_iQ[n11 & 3](d22, u21.value)
+        elif d22 == 5:
+            out += _padpack_id[n11 & 3](d22, u21.value)
+        elif d22 == 6:
+            out += _padpack_ii[n11 & 3](d22, u21.value)
+        elif d22 == 7:
+            x23 = cast("str", u21.value)
+            b24 = _encode_str(x23, 4194304)
+            n25 = len(b24)
+            out += _padpack_iI[n11 & 3](d22, n25)
+            out += b24
+            out += xdr.PAD[n25 & 3]
+        else:
+            raise XdrError("union discriminant has no arm")
+    out += _pack_I(v.flags)
+
+
+def _dec_remote_domain_block_commit_args(buf: bytes, pos: int) -> tuple[remote_domain_block_commit_args, int]:
+    v = _new(remote_domain_block_commit_args)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.disk, pos = _take_str(buf, pos, n2, 4194304)
+    o5: remote_nonnull_string | None = None
+    (w3,) = _unpack_u32(buf, pos)
+    pos += 4
+    if w3:  # xdr_pointer: non-zero is present
+        p4, pos = _read_str(buf, pos, 4194304)
+        o5 = p4
+    v.base = o5
+    o8: remote_nonnull_string | None = None
+    (w6,) = _unpack_u32(buf, pos)
+    pos += 4
+    if w6:  # xdr_pointer: non-zero is present
+        p7, pos = _read_str(buf, pos, 4194304)
+        o8 = p7
+    v.top = o8
+    v.bandwidth, v.flags = _unpack_QI(buf, pos)
+    pos += 12
+    return v, pos
+
+
+def _enc_remote_domain_block_commit_args(out: bytearray, v: remote_domain_block_commit_args) -> None:
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.disk, 4194304)
+    n5 = len(b4)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    out += xdr.PAD[n5 & 3]
+    o6 = v.base
+    if o6 is None:
+        out += xdr.ZERO_WORD
+    else:
+        out += xdr.ONE_WORD
+        b7 = _encode_str(o6, 4194304)
+        n8 = len(b7)
+        out += _pack_I(n8)
+        out += b7
+        out += xdr.PAD[n8 & 3]
+    o9 = v.top
+    if o9 is None:
+        out += xdr.ZERO_WORD
+    else:
+        out += xdr.ONE_WORD
+        b10 = _encode_str(o9, 4194304)
+        n11 = len(b10)
+        out += _pack_I(n11)
+        out += b10
+        out += xdr.PAD[n11 & 3]
+    out += _pack_QI(v.bandwidth, v.flags)
+
+
+def _dec_remote_domain_set_block_io_tune_args(buf: bytes, pos: int) -> tuple[remote_domain_set_block_io_tune_args, int]:
+    end = len(buf)
+    v = _new(remote_domain_set_block_io_tune_args)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.disk, pos = _take_str(buf, pos, n2, 4194304)
+    (n4,) = _unpack_u32(buf, pos)
+    pos += 4
+    if n4 > 32:
+        raise XdrError("array length exceeds its bound")
+    if n4 * 12 > end - pos:
+        raise XdrError("array length exceeds the data left")
+    a3: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n4)]
+    if a3:
+        (n6,) = _unpack_u32(buf, pos)
+        pos += 4
+        for x5 in a3[:-1]:
+            s7 = pos
+            pos = s7 + ((n6 + 3) & -4)
+            if pos > end or n6 > 4194304:
+                raise XdrError("string or opaque longer than its bound or the data left")
+            try:
+                x5.field = buf[s7:s7 + n6].decode()
+            except UnicodeDecodeError:
+                x5.field = buf[s7:s7 + n6].decode("utf-8", "surrogateescape")
+            if "\0" in x5.field:
+                x5.field = x5.field.partition("\0")[0]
+            v8 = _new(remote_typed_param_value)
+            (d9,) = _unpack_i(buf, pos)
+            pos += 4
+            v8.type = d9
+            if d9 == 1:
+                v8.value, n6 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d9 == 2:
+                v8.value, n6 = _unpack_II(buf, pos)
+                pos += 8
+            elif d9 == 3:
+                v8.value, n6 = _unpack_qI(buf, pos)
+                pos += 12
+            elif d9 == 4:
+                v8.value, n6 = _unpack_QI(buf, pos)
+                pos += 12
+            elif d9 == 5:
+                v8.value, n6 = _unpack_dI(buf, pos)
+                pos += 12
+            elif d9 == 6:
+                v8.value, n6 = _unpack_iI(buf, pos)
+                pos += 8
+            elif d9 == 7:
+                v8.value, pos = _read_str(buf, pos, 4194304)
+                (n6,) = _unpack_u32(buf, pos)
+                pos += 4
+            else:
+                raise XdrError("union discriminant has no arm")
+            x5.value = v8
+        x5 = a3[-1]
+        s10 = pos
+        pos = s10 + ((n6 + 3) & -4)
+        if pos > end or n6 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x5.field = buf[s10:s10 + n6].decode()
+        except UnicodeDecodeError:
+            x5.field = buf[s10:s10 + n6].decode("utf-8", "surrogateescape")
+        if "\0" in x5.field:
+            x5.field = x5.field.partition("\0")[0]
+        v11 = _new(remote_typed_param_value)
+        (d12,) = _unpack_i(buf, pos)
+        pos += 4
+        v11.type = d12
+        if d12 == 1:
+            (v11.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d12 == 2:
+            (v11.value,) = _unpack_I(buf, pos)
+            pos += 4
+        elif d12 == 3:
+            (v11.value,) = _unpack_q(buf, pos)
+            pos += 8
+        elif d12 == 4:
+            (v11.value,) = _unpack_Q(buf, pos)
+            pos += 8
+        elif d12 == 5:
+            (v11.value,) = _unpack_d(buf, pos)
+            pos += 8
+        elif d12 == 6:
+            (v11.value,) = _unpack_i(buf, pos)
+            pos += 4
+        elif d12 == 7:
+            v11.value, pos = _read_str(buf, pos, 4194304)
+        else:
+            raise XdrError("union discriminant has no arm")
+        x5.value = v11
+    v.params = a3
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_set_block_io_tune_args(out: bytearray, v: remote_domain_set_block_io_tune_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = _encode_str(v.disk, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += xdr.PAD[n2 & 3]
-    a3 = v.params
-    n4 = len(a3)
-    if n4 > 32:
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.disk, 4194304)
+    n5 = len(b4)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    out += xdr.PAD[n5 & 3]
+    a6 = v.params
+    n7 = len(a6)
+    if n7 > 32:
         raise XdrError("array length exceeds its bound")
-    out += _pack_u32(n4)
-    if n4:
-        x9 = a3[0]
+    out += _pack_u32(n7)
+    if n7:
+        x12 = a6[0]
         try:
-            b5 = x9.field.encode()
+            b8 = x12.field.encode()
         except UnicodeEncodeError:
-            b5 = x9.field.encode("utf-8", "surrogateescape")
-        n6 = len(b5)
-        if n6 > 4194304:
+            b8 = x12.field.encode("utf-8", "surrogateescape")
+        n9 = len(b8)
+        if n9 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_u32(n6)
-        out += b5
-    for x10 in a3[1:]:
+        out += _pack_u32(n9)
+        out += b8
+    for x13 in a6[1:]:
         try:
-            b7 = x10.field.encode()
+            b10 = x13.field.encode()
         except UnicodeEncodeError:
-            b7 = x10.field.encode("utf-8", "surrogateescape")
-        n8 = len(b7)
-        if n8 > 4194304:
+            b10 = x13.field.encode("utf-8", "surrogateescape")
+        n11 = len(b10)
+        if n11 > 4194304:
             raise XdrError("length exceeds its bound")
-        u11 = x9.value
-        d12 = u11.type
-        if d12 == 1:
-            out += _padpack_iiI[n6 & 3](d12, u11.value, n8)
-        elif d12 == 2:
-            out += _padpack_iII[n6 & 3](d12, u11.value, n8)
-        elif d12 == 3:
-            out += _padpack_iqI[n6 & 3](d12, u11.value, n8)
-        elif d12 == 4:
-            out += _padpack_iQI[n6 & 3](d12, u11.value, n8)
-        elif d12 == 5:
-            out += _padpack_idI[n6 & 3](d12, u11.value, n8)
-        elif d12 == 6:
-            out += _padpack_iiI[n6 & 3](d12, u11.value, n8)
-        elif d12 == 7:
-            x13 = cast("str", u11.value)
-            b14 = _encode_str(x13, 4194304)
-            n15 = len(b14)
-            out += _padpack_iI[n6 & 3](d12, n15)
-            out += b14
-            out += _padpack_I[n15 & 3](n8)
+        u14 = x12.value
+        d15 = u14.type
+        if d15 == 1:
+            out += _padpack_iiI[n9 & 3](d15, u14.value, n11)
+        elif d15 == 2:
+            out += _padpack_iII[n9 & 3](d15, u14.value, n11)
+        elif d15 == 3:
+            out += _padpack_iqI[n9 & 3](d15, u14.value, n11)
+        elif d15 == 4:
+            out += _padpack_iQI[n9 & 3](d15, u14.value, n11)
+        elif d15 == 5:
+            out += _padpack_idI[n9 & 3](d15, u14.value, n11)
+        elif d15 == 6:
+            out += _padpack_iiI[n9 & 3](d15, u14.value, n11)
+        elif d15 == 7:
+            x16 = cast("str", u14.value)
+            b17 = _encode_str(x16, 4194304)
+            n18 = len(b17)
+            out += _padpack_iI[n9 & 3](d15, n18)
+            out += b17
+            out += _padpack_I[n18 & 3](n11)
         else:
             raise XdrError("union discriminant has no arm")
-        out += b7
-        n6, x9 = n8, x10
-    if n4:
-        u16 = x9.value
-        d17 = u16.type
-        if d17 == 1:
-            out += _padpack_ii[n6 & 3](d17, u16.value)
-        elif d17 == 2:
-            out += _padpack_iI[n6 & 3](d17, u16.value)
-        elif d17 == 3:
-            out += _padpack_iq[n6 & 3](d17, u16.value)
-        elif d17 == 4:
-            out += _padpack_iQ[n6 & 3](d17, u16.value)
-        elif d17 == 5:
-            out += _padpack_id[n6 & 3](d17, u16.value)
-        elif d17 == 6:
-            out += _padpack_ii[n6 & 3](d17, u16.value)
-        elif d17 == 7:
-            x18 = cast("str", u16.value)
-            b19 = _encode_str(x18, 4194304)
-            n20 = len(b19)
-            out += _padpack_iI[n6 & 3](d17, n20)
-            out += b19
-            out += xdr.PAD[n20 & 3]
+        out += b10
+        n9, x12 = n11, x13
+    if n7:
+        u19 = x12.value
+        d20 = u19.type
+        if d20 == 1:
+            out += _padpack_ii[n9 & 3](d20, u19.value)
+        elif d20 == 2:
+            out += _padpack_iI[n9 & 3](d20, u19.value)
+        elif d20 == 3:
+            out += _padpack_iq[n9 & 3](d20, u19.value)
+        elif d20 == 4:
+            out += _padpack_iQ[n9 & 3](d20, u19.value)
+        elif d20 == 5:
+            out += _padpack_id[n9 & 3](d20, u19.value)
+        elif d20 == 6:
+            out += _padpack_ii[n9 & 3](d20, u19.value)
+        elif d20 == 7:
+            x21 = cast("str", u19.value)
+            b22 = _encode_str(x21, 4194304)
+            n23 = len(b22)
+            out += _padpack_iI[n9 & 3](d20, n23)
+            out += b22
+            out += xdr.PAD[n23 & 3]
         else:
             raise XdrError("union discriminant has no arm")
     out += _pack_I(v.flags)
@@ -18004,31 +19019,41 @@ def _enc_remote_domain_set_block_io_tune_args(out: bytearray, v: remote_domain_s
 
 def _dec_remote_domain_get_block_io_tune_args(buf: bytes, pos: int) -> tuple[remote_domain_get_block_io_tune_args, int]:
     v = _new(remote_domain_get_block_io_tune_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    o3: remote_nonnull_string | None = None
-    (w1,) = _unpack_u32(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
+    o4: remote_nonnull_string | None = None
+    (w2,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1:  # xdr_pointer: non-zero is present
-        p2, pos = _read_str(buf, pos, 4194304)
-        o3 = p2
-    v.disk = o3
+    if w2:  # xdr_pointer: non-zero is present
+        p3, pos = _read_str(buf, pos, 4194304)
+        o4 = p3
+    v.disk = o4
     v.nparams, v.flags = _unpack_iI(buf, pos)
     pos += 8
     return v, pos
 
 
 def _enc_remote_domain_get_block_io_tune_args(out: bytearray, v: remote_domain_get_block_io_tune_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    o1 = v.disk
-    if o1 is None:
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
+    o4 = v.disk
+    if o4 is None:
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        b2 = _encode_str(o1, 4194304)
-        n3 = len(b2)
-        out += _pack_I(n3)
-        out += b2
-        out += xdr.PAD[n3 & 3]
+        b5 = _encode_str(o4, 4194304)
+        n6 = len(b5)
+        out += _pack_I(n6)
+        out += b5
+        out += xdr.PAD[n6 & 3]
     out += _pack_iI(v.nparams, v.flags)
 
 
@@ -18208,69 +19233,94 @@ def _enc_remote_domain_get_block_io_tune_ret(out: bytearray, v: remote_domain_ge
 
 def _dec_remote_domain_set_block_threshold_args(buf: bytes, pos: int) -> tuple[remote_domain_set_block_threshold_args, int]:
     v = _new(remote_domain_set_block_threshold_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.dev, pos = _read_str(buf, pos, 4194304)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.dev, pos = _take_str(buf, pos, n2, 4194304)
     v.threshold, v.flags = _unpack_QI(buf, pos)
     pos += 12
     return v, pos
 
 
 def _enc_remote_domain_set_block_threshold_args(out: bytearray, v: remote_domain_set_block_threshold_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = _encode_str(v.dev, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += _padpack_QI[n2 & 3](v.threshold, v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.dev, 4194304)
+    n5 = len(b4)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    out += _padpack_QI[n5 & 3](v.threshold, v.flags)
 
 
 def _dec_remote_domain_backup_begin_args(buf: bytes, pos: int) -> tuple[remote_domain_backup_begin_args, int]:
     v = _new(remote_domain_backup_begin_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.backup_xml, pos = _read_str(buf, pos, 4194304)
-    o3: remote_nonnull_string | None = None
-    (w1,) = _unpack_u32(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.backup_xml, pos = _take_str(buf, pos, n2, 4194304)
+    o5: remote_nonnull_string | None = None
+    (w3,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1:  # xdr_pointer: non-zero is present
-        p2, pos = _read_str(buf, pos, 4194304)
-        o3 = p2
-    v.checkpoint_xml = o3
+    if w3:  # xdr_pointer: non-zero is present
+        p4, pos = _read_str(buf, pos, 4194304)
+        o5 = p4
+    v.checkpoint_xml = o5
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_backup_begin_args(out: bytearray, v: remote_domain_backup_begin_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = _encode_str(v.backup_xml, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += xdr.PAD[n2 & 3]
-    o3 = v.checkpoint_xml
-    if o3 is None:
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.backup_xml, 4194304)
+    n5 = len(b4)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    out += xdr.PAD[n5 & 3]
+    o6 = v.checkpoint_xml
+    if o6 is None:
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        b4 = _encode_str(o3, 4194304)
-        n5 = len(b4)
-        out += _pack_I(n5)
-        out += b4
-        out += xdr.PAD[n5 & 3]
+        b7 = _encode_str(o6, 4194304)
+        n8 = len(b7)
+        out += _pack_I(n8)
+        out += b7
+        out += xdr.PAD[n8 & 3]
     out += _pack_I(v.flags)
 
 
 def _dec_remote_domain_backup_get_xml_desc_args(buf: bytes, pos: int) -> tuple[remote_domain_backup_get_xml_desc_args, int]:
     v = _new(remote_domain_backup_get_xml_desc_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.flags,) = _unpack_I(buf, pos)
-    pos += 4
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.flags = _unpack_16siI(buf, pos)
+    pos += 24
     return v, pos
 
 
 def _enc_remote_domain_backup_get_xml_desc_args(out: bytearray, v: remote_domain_backup_get_xml_desc_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_I(v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, v.flags)
 
 
 def _dec_remote_domain_backup_get_xml_desc_ret(buf: bytes, pos: int) -> tuple[remote_domain_backup_get_xml_desc_ret, int]:
@@ -18289,36 +19339,54 @@ def _enc_remote_domain_backup_get_xml_desc_ret(out: bytearray, v: remote_domain_
 
 def _dec_remote_domain_block_resize_args(buf: bytes, pos: int) -> tuple[remote_domain_block_resize_args, int]:
     v = _new(remote_domain_block_resize_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.disk, pos = _read_str(buf, pos, 4194304)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.disk, pos = _take_str(buf, pos, n2, 4194304)
     v.size, v.flags = _unpack_QI(buf, pos)
     pos += 12
     return v, pos
 
 
 def _enc_remote_domain_block_resize_args(out: bytearray, v: remote_domain_block_resize_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = _encode_str(v.disk, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += _padpack_QI[n2 & 3](v.size, v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.disk, 4194304)
+    n5 = len(b4)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    out += _padpack_QI[n5 & 3](v.size, v.flags)
 
 
 def _dec_remote_domain_block_stats_args(buf: bytes, pos: int) -> tuple[remote_domain_block_stats_args, int]:
     v = _new(remote_domain_block_stats_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.path, pos = _read_str(buf, pos, 4194304)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.path, pos = _take_str(buf, pos, n2, 4194304)
     return v, pos
 
 
 def _enc_remote_domain_block_stats_args(out: bytearray, v: remote_domain_block_stats_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = _encode_str(v.path, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += xdr.PAD[n2 & 3]
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.path, 4194304)
+    n5 = len(b4)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    out += xdr.PAD[n5 & 3]
 
 
 def _dec_remote_domain_block_stats_ret(buf: bytes, pos: int) -> tuple[remote_domain_block_stats_ret, int]:
@@ -18334,20 +19402,29 @@ def _enc_remote_domain_block_stats_ret(out: bytearray, v: remote_domain_block_st
 
 def _dec_remote_domain_block_stats_flags_args(buf: bytes, pos: int) -> tuple[remote_domain_block_stats_flags_args, int]:
     v = _new(remote_domain_block_stats_flags_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.path, pos = _read_str(buf, pos, 4194304)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.path, pos = _take_str(buf, pos, n2, 4194304)
     v.nparams, v.flags = _unpack_iI(buf, pos)
     pos += 8
     return v, pos
 
 
 def _enc_remote_domain_block_stats_flags_args(out: bytearray, v: remote_domain_block_stats_flags_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = _encode_str(v.path, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += _padpack_iI[n2 & 3](v.nparams, v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.path, 4194304)
+    n5 = len(b4)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    out += _padpack_iI[n5 & 3](v.nparams, v.flags)
 
 
 def _dec_remote_domain_block_stats_flags_ret(buf: bytes, pos: int) -> tuple[remote_domain_block_stats_flags_ret, int]:
@@ -18526,18 +19603,27 @@ def _enc_remote_domain_block_stats_flags_ret(out: bytearray, v: remote_domain_bl
 
 def _dec_remote_domain_interface_stats_args(buf: bytes, pos: int) -> tuple[remote_domain_interface_stats_args, int]:
     v = _new(remote_domain_interface_stats_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.device, pos = _read_str(buf, pos, 4194304)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.device, pos = _take_str(buf, pos, n2, 4194304)
     return v, pos
 
 
 def _enc_remote_domain_interface_stats_args(out: bytearray, v: remote_domain_interface_stats_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = _encode_str(v.device, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += xdr.PAD[n2 & 3]
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.device, 4194304)
+    n5 = len(b4)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    out += xdr.PAD[n5 & 3]
 
 
 def _dec_remote_domain_interface_stats_ret(buf: bytes, pos: int) -> tuple[remote_domain_interface_stats_ret, int]:
@@ -18553,15 +19639,22 @@ def _enc_remote_domain_interface_stats_ret(out: bytearray, v: remote_domain_inte
 
 def _dec_remote_domain_memory_stats_args(buf: bytes, pos: int) -> tuple[remote_domain_memory_stats_args, int]:
     v = _new(remote_domain_memory_stats_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.maxStats, v.flags = _unpack_II(buf, pos)
-    pos += 8
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.maxStats, v.flags = _unpack_16siII(buf, pos)
+    pos += 28
     return v, pos
 
 
 def _enc_remote_domain_memory_stats_args(out: bytearray, v: remote_domain_memory_stats_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_II(v.maxStats, v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siII[n3 & 3](f1.uuid, f1.id, v.maxStats, v.flags)
 
 
 def _dec_remote_domain_memory_stat(buf: bytes, pos: int) -> tuple[remote_domain_memory_stat, int]:
@@ -18604,20 +19697,29 @@ def _enc_remote_domain_memory_stats_ret(out: bytearray, v: remote_domain_memory_
 
 def _dec_remote_domain_block_peek_args(buf: bytes, pos: int) -> tuple[remote_domain_block_peek_args, int]:
     v = _new(remote_domain_block_peek_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.path, pos = _read_str(buf, pos, 4194304)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.path, pos = _take_str(buf, pos, n2, 4194304)
     v.offset, v.size, v.flags = _unpack_QII(buf, pos)
     pos += 16
     return v, pos
 
 
 def _enc_remote_domain_block_peek_args(out: bytearray, v: remote_domain_block_peek_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = _encode_str(v.path, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += _padpack_QII[n2 & 3](v.offset, v.size, v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.path, 4194304)
+    n5 = len(b4)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    out += _padpack_QII[n5 & 3](v.offset, v.size, v.flags)
 
 
 def _dec_remote_domain_block_peek_ret(buf: bytes, pos: int) -> tuple[remote_domain_block_peek_ret, int]:
@@ -18638,15 +19740,22 @@ def _enc_remote_domain_block_peek_ret(out: bytearray, v: remote_domain_block_pee
 
 def _dec_remote_domain_memory_peek_args(buf: bytes, pos: int) -> tuple[remote_domain_memory_peek_args, int]:
     v = _new(remote_domain_memory_peek_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.offset, v.size, v.flags = _unpack_QII(buf, pos)
-    pos += 16
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.offset, v.size, v.flags = _unpack_16siQII(buf, pos)
+    pos += 36
     return v, pos
 
 
 def _enc_remote_domain_memory_peek_args(out: bytearray, v: remote_domain_memory_peek_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_QII(v.offset, v.size, v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siQII[n3 & 3](f1.uuid, f1.id, v.offset, v.size, v.flags)
 
 
 def _dec_remote_domain_memory_peek_ret(buf: bytes, pos: int) -> tuple[remote_domain_memory_peek_ret, int]:
@@ -18667,20 +19776,29 @@ def _enc_remote_domain_memory_peek_ret(out: bytearray, v: remote_domain_memory_p
 
 def _dec_remote_domain_get_block_info_args(buf: bytes, pos: int) -> tuple[remote_domain_get_block_info_args, int]:
     v = _new(remote_domain_get_block_info_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.path, pos = _read_str(buf, pos, 4194304)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.path, pos = _take_str(buf, pos, n2, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_get_block_info_args(out: bytearray, v: remote_domain_get_block_info_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = _encode_str(v.path, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += _padpack_I[n2 & 3](v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.path, 4194304)
+    n5 = len(b4)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    out += _padpack_I[n5 & 3](v.flags)
 
 
 def _dec_remote_domain_get_block_info_ret(buf: bytes, pos: int) -> tuple[remote_domain_get_block_info_ret, int]:
@@ -18696,15 +19814,22 @@ def _enc_remote_domain_get_block_info_ret(out: bytearray, v: remote_domain_get_b
 
 def _dec_remote_domain_get_cpu_stats_args(buf: bytes, pos: int) -> tuple[remote_domain_get_cpu_stats_args, int]:
     v = _new(remote_domain_get_cpu_stats_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.nparams, v.start_cpu, v.ncpus, v.flags = _unpack_IiII(buf, pos)
-    pos += 16
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.nparams, v.start_cpu, v.ncpus, v.flags = _unpack_16siIiII(buf, pos)
+    pos += 36
     return v, pos
 
 
 def _enc_remote_domain_get_cpu_stats_args(out: bytearray, v: remote_domain_get_cpu_stats_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_IiII(v.nparams, v.start_cpu, v.ncpus, v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siIiII[n3 & 3](f1.uuid, f1.id, v.nparams, v.start_cpu, v.ncpus, v.flags)
 
 
 def _dec_remote_domain_get_cpu_stats_ret(buf: bytes, pos: int) -> tuple[remote_domain_get_cpu_stats_ret, int]:
@@ -18884,172 +20009,182 @@ def _enc_remote_domain_get_cpu_stats_ret(out: bytearray, v: remote_domain_get_cp
 def _dec_remote_domain_stats_record(buf: bytes, pos: int) -> tuple[remote_domain_stats_record, int]:
     end = len(buf)
     v = _new(remote_domain_stats_record)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n2,) = _unpack_u32(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
+    (n3,) = _unpack_u32(buf, pos)
     pos += 4
-    if n2 > 262144:
+    if n3 > 262144:
         raise XdrError("array length exceeds its bound")
-    if n2 * 12 > end - pos:
+    if n3 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
-    if a1:
-        (n4,) = _unpack_u32(buf, pos)
+    a2: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n3)]
+    if a2:
+        (n5,) = _unpack_u32(buf, pos)
         pos += 4
-        for x3 in a1[:-1]:
-            s5 = pos
-            pos = s5 + ((n4 + 3) & -4)
-            if pos > end or n4 > 4194304:
+        for x4 in a2[:-1]:
+            s6 = pos
+            pos = s6 + ((n5 + 3) & -4)
+            if pos > end or n5 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                x3.field = buf[s5:s5 + n4].decode()
+                x4.field = buf[s6:s6 + n5].decode()
             except UnicodeDecodeError:
-                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
-            if "\0" in x3.field:
-                x3.field = x3.field.partition("\0")[0]
-            v6 = _new(remote_typed_param_value)
-            (d7,) = _unpack_i(buf, pos)
+                x4.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+            if "\0" in x4.field:
+                x4.field = x4.field.partition("\0")[0]
+            v7 = _new(remote_typed_param_value)
+            (d8,) = _unpack_i(buf, pos)
             pos += 4
-            v6.type = d7
-            if d7 == 1:
-                v6.value, n4 = _unpack_iI(buf, pos)
+            v7.type = d8
+            if d8 == 1:
+                v7.value, n5 = _unpack_iI(buf, pos)
                 pos += 8
-            elif d7 == 2:
-                v6.value, n4 = _unpack_II(buf, pos)
+            elif d8 == 2:
+                v7.value, n5 = _unpack_II(buf, pos)
                 pos += 8
-            elif d7 == 3:
-                v6.value, n4 = _unpack_qI(buf, pos)
+            elif d8 == 3:
+                v7.value, n5 = _unpack_qI(buf, pos)
                 pos += 12
-            elif d7 == 4:
-                v6.value, n4 = _unpack_QI(buf, pos)
+            elif d8 == 4:
+                v7.value, n5 = _unpack_QI(buf, pos)
                 pos += 12
-            elif d7 == 5:
-                v6.value, n4 = _unpack_dI(buf, pos)
+            elif d8 == 5:
+                v7.value, n5 = _unpack_dI(buf, pos)
                 pos += 12
-            elif d7 == 6:
-                v6.value, n4 = _unpack_iI(buf, pos)
+            elif d8 == 6:
+                v7.value, n5 = _unpack_iI(buf, pos)
                 pos += 8
-            elif d7 == 7:
-                v6.value, pos = _read_str(buf, pos, 4194304)
-                (n4,) = _unpack_u32(buf, pos)
+            elif d8 == 7:
+                v7.value, pos = _read_str(buf, pos, 4194304)
+                (n5,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
-            x3.value = v6
-        x3 = a1[-1]
-        s8 = pos
-        pos = s8 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
+            x4.value = v7
+        x4 = a2[-1]
+        s9 = pos
+        pos = s9 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s8:s8 + n4].decode()
+            x4.field = buf[s9:s9 + n5].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
-        if "\0" in x3.field:
-            x3.field = x3.field.partition("\0")[0]
-        v9 = _new(remote_typed_param_value)
-        (d10,) = _unpack_i(buf, pos)
+            x4.field = buf[s9:s9 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x4.field:
+            x4.field = x4.field.partition("\0")[0]
+        v10 = _new(remote_typed_param_value)
+        (d11,) = _unpack_i(buf, pos)
         pos += 4
-        v9.type = d10
-        if d10 == 1:
-            (v9.value,) = _unpack_i(buf, pos)
+        v10.type = d11
+        if d11 == 1:
+            (v10.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d10 == 2:
-            (v9.value,) = _unpack_I(buf, pos)
+        elif d11 == 2:
+            (v10.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d10 == 3:
-            (v9.value,) = _unpack_q(buf, pos)
+        elif d11 == 3:
+            (v10.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d10 == 4:
-            (v9.value,) = _unpack_Q(buf, pos)
+        elif d11 == 4:
+            (v10.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d10 == 5:
-            (v9.value,) = _unpack_d(buf, pos)
+        elif d11 == 5:
+            (v10.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d10 == 6:
-            (v9.value,) = _unpack_i(buf, pos)
+        elif d11 == 6:
+            (v10.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d10 == 7:
-            v9.value, pos = _read_str(buf, pos, 4194304)
+        elif d11 == 7:
+            v10.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v9
-    v.params = a1
+        x4.value = v10
+    v.params = a2
     return v, pos
 
 
 def _enc_remote_domain_stats_record(out: bytearray, v: remote_domain_stats_record) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    a1 = v.params
-    n2 = len(a1)
-    if n2 > 262144:
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
+    a4 = v.params
+    n5 = len(a4)
+    if n5 > 262144:
         raise XdrError("array length exceeds its bound")
-    out += _pack_u32(n2)
-    if n2:
-        x7 = a1[0]
+    out += _pack_u32(n5)
+    if n5:
+        x10 = a4[0]
         try:
-            b3 = x7.field.encode()
+            b6 = x10.field.encode()
         except UnicodeEncodeError:
-            b3 = x7.field.encode("utf-8", "surrogateescape")
-        n4 = len(b3)
-        if n4 > 4194304:
+            b6 = x10.field.encode("utf-8", "surrogateescape")
+        n7 = len(b6)
+        if n7 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_u32(n4)
-        out += b3
-    for x8 in a1[1:]:
+        out += _pack_u32(n7)
+        out += b6
+    for x11 in a4[1:]:
         try:
-            b5 = x8.field.encode()
+            b8 = x11.field.encode()
         except UnicodeEncodeError:
-            b5 = x8.field.encode("utf-8", "surrogateescape")
-        n6 = len(b5)
-        if n6 > 4194304:
+            b8 = x11.field.encode("utf-8", "surrogateescape")
+        n9 = len(b8)
+        if n9 > 4194304:
             raise XdrError("length exceeds its bound")
-        u9 = x7.value
-        d10 = u9.type
-        if d10 == 1:
-            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 2:
-            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
-        elif d10 == 3:
-            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 4:
-            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 5:
-            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 6:
-            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 7:
-            x11 = cast("str", u9.value)
-            b12 = _encode_str(x11, 4194304)
-            n13 = len(b12)
-            out += _padpack_iI[n4 & 3](d10, n13)
-            out += b12
-            out += _padpack_I[n13 & 3](n6)
+        u12 = x10.value
+        d13 = u12.type
+        if d13 == 1:
+            out += _padpack_iiI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 2:
+            out += _padpack_iII[n7 & 3](d13, u12.value, n9)
+        elif d13 == 3:
+            out += _padpack_iqI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 4:
+            out += _padpack_iQI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 5:
+            out += _padpack_idI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 6:
+            out += _padpack_iiI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 7:
+            x14 = cast("str", u12.value)
+            b15 = _encode_str(x14, 4194304)
+            n16 = len(b15)
+            out += _padpack_iI[n7 & 3](d13, n16)
+            out += b15
+            out += _padpack_I[n16 & 3](n9)
         else:
             raise XdrError("union discriminant has no arm")
-        out += b5
-        n4, x7 = n6, x8
-    if n2:
-        u14 = x7.value
-        d15 = u14.type
-        if d15 == 1:
-            out += _padpack_ii[n4 & 3](d15, u14.value)
-        elif d15 == 2:
-            out += _padpack_iI[n4 & 3](d15, u14.value)
-        elif d15 == 3:
-            out += _padpack_iq[n4 & 3](d15, u14.value)
-        elif d15 == 4:
-            out += _padpack_iQ[n4 & 3](d15, u14.value)
-        elif d15 == 5:
-            out += _padpack_id[n4 & 3](d15, u14.value)
-        elif d15 == 6:
-            out += _padpack_ii[n4 & 3](d15, u14.value)
-        elif d15 == 7:
-            x16 = cast("str", u14.value)
-            b17 = _encode_str(x16, 4194304)
-            n18 = len(b17)
-            out += _padpack_iI[n4 & 3](d15, n18)
-            out += b17
-            out += xdr.PAD[n18 & 3]
+        out += b8
+        n7, x10 = n9, x11
+    if n5:
+        u17 = x10.value
+        d18 = u17.type
+        if d18 == 1:
+            out += _padpack_ii[n7 & 3](d18, u17.value)
+        elif d18 == 2:
+            out += _padpack_iI[n7 & 3](d18, u17.value)
+        elif d18 == 3:
+            out += _padpack_iq[n7 & 3](d18, u17.value)
+        elif d18 == 4:
+            out += _padpack_iQ[n7 & 3](d18, u17.value)
+        elif d18 == 5:
+            out += _padpack_id[n7 & 3](d18, u17.value)
+        elif d18 == 6:
+            out += _padpack_ii[n7 & 3](d18, u17.value)
+        elif d18 == 7:
+            x19 = cast("str", u17.value)
+            b20 = _encode_str(x19, 4194304)
+            n21 = len(b20)
+            out += _padpack_iI[n7 & 3](d18, n21)
+            out += b20
+            out += xdr.PAD[n21 & 3]
         else:
             raise XdrError("union discriminant has no arm")
 
@@ -19337,96 +20472,123 @@ def _enc_remote_connect_get_all_domain_stats_ret(out: bytearray, v: remote_conne
 
 def _dec_remote_domain_start_dirty_rate_calc_args(buf: bytes, pos: int) -> tuple[remote_domain_start_dirty_rate_calc_args, int]:
     v = _new(remote_domain_start_dirty_rate_calc_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.seconds, v.flags = _unpack_iI(buf, pos)
-    pos += 8
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.seconds, v.flags = _unpack_16siiI(buf, pos)
+    pos += 28
     return v, pos
 
 
 def _enc_remote_domain_start_dirty_rate_calc_args(out: bytearray, v: remote_domain_start_dirty_rate_calc_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_iI(v.seconds, v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siiI[n3 & 3](f1.uuid, f1.id, v.seconds, v.flags)
 
 
 def _dec_remote_domain_fstrim_args(buf: bytes, pos: int) -> tuple[remote_domain_fstrim_args, int]:
     v = _new(remote_domain_fstrim_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    o3: remote_nonnull_string | None = None
-    (w1,) = _unpack_u32(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
+    o4: remote_nonnull_string | None = None
+    (w2,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1:  # xdr_pointer: non-zero is present
-        p2, pos = _read_str(buf, pos, 4194304)
-        o3 = p2
-    v.mountPoint = o3
+    if w2:  # xdr_pointer: non-zero is present
+        p3, pos = _read_str(buf, pos, 4194304)
+        o4 = p3
+    v.mountPoint = o4
     v.minimum, v.flags = _unpack_QI(buf, pos)
     pos += 12
     return v, pos
 
 
 def _enc_remote_domain_fstrim_args(out: bytearray, v: remote_domain_fstrim_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    o1 = v.mountPoint
-    if o1 is None:
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
+    o4 = v.mountPoint
+    if o4 is None:
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        b2 = _encode_str(o1, 4194304)
-        n3 = len(b2)
-        out += _pack_I(n3)
-        out += b2
-        out += xdr.PAD[n3 & 3]
+        b5 = _encode_str(o4, 4194304)
+        n6 = len(b5)
+        out += _pack_I(n6)
+        out += b5
+        out += xdr.PAD[n6 & 3]
     out += _pack_QI(v.minimum, v.flags)
 
 
 def _dec_remote_domain_fsfreeze_args(buf: bytes, pos: int) -> tuple[remote_domain_fsfreeze_args, int]:
     end = len(buf)
     v = _new(remote_domain_fsfreeze_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n2,) = _unpack_u32(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
+    (n3,) = _unpack_u32(buf, pos)
     pos += 4
-    if n2 > 256:
+    if n3 > 256:
         raise XdrError("array length exceeds its bound")
-    if n2 * 4 > end - pos:
+    if n3 * 4 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_nonnull_string] = []
-    append4 = a1.append
-    for _ in range(n2):
-        (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+    a2: list[remote_nonnull_string] = []
+    append5 = a2.append
+    for _ in range(n3):
+        (n6,) = _unpack_u32(buf, pos)
+        s7 = pos + 4
+        pos = s7 + ((n6 + 3) & -4)
+        if pos > end or n6 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3 = buf[s6:s6 + n5].decode()
+            x4 = buf[s7:s7 + n6].decode()
         except UnicodeDecodeError:
-            x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        if "\0" in x3:
-            x3 = x3.partition("\0")[0]
-        append4(x3)
-    v.mountpoints = a1
+            x4 = buf[s7:s7 + n6].decode("utf-8", "surrogateescape")
+        if "\0" in x4:
+            x4 = x4.partition("\0")[0]
+        append5(x4)
+    v.mountpoints = a2
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_fsfreeze_args(out: bytearray, v: remote_domain_fsfreeze_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    a1 = v.mountpoints
-    n2 = len(a1)
-    if n2 > 256:
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
+    a4 = v.mountpoints
+    n5 = len(a4)
+    if n5 > 256:
         raise XdrError("array length exceeds its bound")
-    out += _pack_u32(n2)
-    for x3 in a1:
+    out += _pack_u32(n5)
+    for x6 in a4:
         try:
-            b4 = x3.encode()
+            b7 = x6.encode()
         except UnicodeEncodeError:
-            b4 = x3.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b7 = x6.encode("utf-8", "surrogateescape")
+        n8 = len(b7)
+        if n8 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        out += xdr.PAD[n5 & 3]
+        out += _pack_I(n8)
+        out += b7
+        out += xdr.PAD[n8 & 3]
     out += _pack_I(v.flags)
 
 
@@ -19444,52 +20606,62 @@ def _enc_remote_domain_fsfreeze_ret(out: bytearray, v: remote_domain_fsfreeze_re
 def _dec_remote_domain_fsthaw_args(buf: bytes, pos: int) -> tuple[remote_domain_fsthaw_args, int]:
     end = len(buf)
     v = _new(remote_domain_fsthaw_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n2,) = _unpack_u32(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
+    (n3,) = _unpack_u32(buf, pos)
     pos += 4
-    if n2 > 256:
+    if n3 > 256:
         raise XdrError("array length exceeds its bound")
-    if n2 * 4 > end - pos:
+    if n3 * 4 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_nonnull_string] = []
-    append4 = a1.append
-    for _ in range(n2):
-        (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+    a2: list[remote_nonnull_string] = []
+    append5 = a2.append
+    for _ in range(n3):
+        (n6,) = _unpack_u32(buf, pos)
+        s7 = pos + 4
+        pos = s7 + ((n6 + 3) & -4)
+        if pos > end or n6 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3 = buf[s6:s6 + n5].decode()
+            x4 = buf[s7:s7 + n6].decode()
         except UnicodeDecodeError:
-            x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        if "\0" in x3:
-            x3 = x3.partition("\0")[0]
-        append4(x3)
-    v.mountpoints = a1
+            x4 = buf[s7:s7 + n6].decode("utf-8", "surrogateescape")
+        if "\0" in x4:
+            x4 = x4.partition("\0")[0]
+        append5(x4)
+    v.mountpoints = a2
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_fsthaw_args(out: bytearray, v: remote_domain_fsthaw_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    a1 = v.mountpoints
-    n2 = len(a1)
-    if n2 > 256:
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
+    a4 = v.mountpoints
+    n5 = len(a4)
+    if n5 > 256:
         raise XdrError("array length exceeds its bound")
-    out += _pack_u32(n2)
-    for x3 in a1:
+    out += _pack_u32(n5)
+    for x6 in a4:
         try:
-            b4 = x3.encode()
+            b7 = x6.encode()
         except UnicodeEncodeError:
-            b4 = x3.encode("utf-8", "surrogateescape")
-        n5 = len(b4)
-        if n5 > 4194304:
+            b7 = x6.encode("utf-8", "surrogateescape")
+        n8 = len(b7)
+        if n8 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n5)
-        out += b4
-        out += xdr.PAD[n5 & 3]
+        out += _pack_I(n8)
+        out += b7
+        out += xdr.PAD[n8 & 3]
     out += _pack_I(v.flags)
 
 
@@ -19569,15 +20741,22 @@ def _enc_remote_domain_fsinfo(out: bytearray, v: remote_domain_fsinfo) -> None:
 
 def _dec_remote_domain_get_fsinfo_args(buf: bytes, pos: int) -> tuple[remote_domain_get_fsinfo_args, int]:
     v = _new(remote_domain_get_fsinfo_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.flags,) = _unpack_I(buf, pos)
-    pos += 4
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.flags = _unpack_16siI(buf, pos)
+    pos += 24
     return v, pos
 
 
 def _enc_remote_domain_get_fsinfo_args(out: bytearray, v: remote_domain_get_fsinfo_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_I(v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, v.flags)
 
 
 def _dec_remote_domain_get_fsinfo_ret(buf: bytes, pos: int) -> tuple[remote_domain_get_fsinfo_ret, int]:
@@ -19797,15 +20976,22 @@ def _enc_remote_domain_interface(out: bytearray, v: remote_domain_interface) -> 
 
 def _dec_remote_domain_interface_addresses_args(buf: bytes, pos: int) -> tuple[remote_domain_interface_addresses_args, int]:
     v = _new(remote_domain_interface_addresses_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.source, v.flags = _unpack_II(buf, pos)
-    pos += 8
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.source, v.flags = _unpack_16siII(buf, pos)
+    pos += 28
     return v, pos
 
 
 def _enc_remote_domain_interface_addresses_args(out: bytearray, v: remote_domain_interface_addresses_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_II(v.source, v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siII[n3 & 3](f1.uuid, f1.id, v.source, v.flags)
 
 
 def _dec_remote_domain_interface_addresses_ret(buf: bytes, pos: int) -> tuple[remote_domain_interface_addresses_ret, int]:
@@ -19926,39 +21112,39 @@ def _enc_remote_domain_interface_addresses_ret(out: bytearray, v: remote_domain_
 
 def _dec_remote_domain_set_user_password_args(buf: bytes, pos: int) -> tuple[remote_domain_set_user_password_args, int]:
     v = _new(remote_domain_set_user_password_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    o3: remote_nonnull_string | None = None
-    (w1,) = _unpack_u32(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
+    o4: remote_nonnull_string | None = None
+    (w2,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1:  # xdr_pointer: non-zero is present
-        p2, pos = _read_str(buf, pos, 4194304)
-        o3 = p2
-    v.user = o3
-    o6: remote_nonnull_string | None = None
-    (w4,) = _unpack_u32(buf, pos)
+    if w2:  # xdr_pointer: non-zero is present
+        p3, pos = _read_str(buf, pos, 4194304)
+        o4 = p3
+    v.user = o4
+    o7: remote_nonnull_string | None = None
+    (w5,) = _unpack_u32(buf, pos)
     pos += 4
-    if w4:  # xdr_pointer: non-zero is present
-        p5, pos = _read_str(buf, pos, 4194304)
-        o6 = p5
-    v.password = o6
+    if w5:  # xdr_pointer: non-zero is present
+        p6, pos = _read_str(buf, pos, 4194304)
+        o7 = p6
+    v.password = o7
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_set_user_password_args(out: bytearray, v: remote_domain_set_user_password_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    o1 = v.user
-    if o1 is None:
-        out += xdr.ZERO_WORD
-    else:
-        out += xdr.ONE_WORD
-        b2 = _encode_str(o1, 4194304)
-        n3 = len(b2)
-        out += _pack_I(n3)
-        out += b2
-        out += xdr.PAD[n3 & 3]
-    o4 = v.password
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
+    o4 = v.user
     if o4 is None:
         out += xdr.ZERO_WORD
     else:
@@ -19968,20 +21154,37 @@ def _enc_remote_domain_set_user_password_args(out: bytearray, v: remote_domain_s
         out += _pack_I(n6)
         out += b5
         out += xdr.PAD[n6 & 3]
+    o7 = v.password
+    if o7 is None:
+        out += xdr.ZERO_WORD
+    else:
+        out += xdr.ONE_WORD
+        b8 = _encode_str(o7, 4194304)
+        n9 = len(b8)
+        out += _pack_I(n9)
+        out += b8
+        out += xdr.PAD[n9 & 3]
     out += _pack_I(v.flags)
 
 
 def _dec_remote_domain_get_guest_vcpus_args(buf: bytes, pos: int) -> tuple[remote_domain_get_guest_vcpus_args, int]:
     v = _new(remote_domain_get_guest_vcpus_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.flags,) = _unpack_I(buf, pos)
-    pos += 4
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.flags = _unpack_16siI(buf, pos)
+    pos += 24
     return v, pos
 
 
 def _enc_remote_domain_get_guest_vcpus_args(out: bytearray, v: remote_domain_get_guest_vcpus_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_I(v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, v.flags)
 
 
 def _dec_remote_domain_get_guest_vcpus_ret(buf: bytes, pos: int) -> tuple[remote_domain_get_guest_vcpus_ret, int]:
@@ -20157,33 +21360,49 @@ def _enc_remote_domain_get_guest_vcpus_ret(out: bytearray, v: remote_domain_get_
 
 def _dec_remote_domain_set_guest_vcpus_args(buf: bytes, pos: int) -> tuple[remote_domain_set_guest_vcpus_args, int]:
     v = _new(remote_domain_set_guest_vcpus_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.cpumap, pos = _read_str(buf, pos, 4194304)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.cpumap, pos = _take_str(buf, pos, n2, 4194304)
     v.state, v.flags = _unpack_iI(buf, pos)
     pos += 8
     return v, pos
 
 
 def _enc_remote_domain_set_guest_vcpus_args(out: bytearray, v: remote_domain_set_guest_vcpus_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = _encode_str(v.cpumap, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += _padpack_iI[n2 & 3](v.state, v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.cpumap, 4194304)
+    n5 = len(b4)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    out += _padpack_iI[n5 & 3](v.state, v.flags)
 
 
 def _dec_remote_domain_get_guest_info_args(buf: bytes, pos: int) -> tuple[remote_domain_get_guest_info_args, int]:
     v = _new(remote_domain_get_guest_info_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.types, v.flags = _unpack_II(buf, pos)
-    pos += 8
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.types, v.flags = _unpack_16siII(buf, pos)
+    pos += 28
     return v, pos
 
 
 def _enc_remote_domain_get_guest_info_args(out: bytearray, v: remote_domain_get_guest_info_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_II(v.types, v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siII[n3 & 3](f1.uuid, f1.id, v.types, v.flags)
 
 
 def _dec_remote_domain_get_guest_info_ret(buf: bytes, pos: int) -> tuple[remote_domain_get_guest_info_ret, int]:
@@ -20359,15 +21578,22 @@ def _enc_remote_domain_get_guest_info_ret(out: bytearray, v: remote_domain_get_g
 
 def _dec_remote_domain_agent_set_response_timeout_args(buf: bytes, pos: int) -> tuple[remote_domain_agent_set_response_timeout_args, int]:
     v = _new(remote_domain_agent_set_response_timeout_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.timeout, v.flags = _unpack_iI(buf, pos)
-    pos += 8
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.timeout, v.flags = _unpack_16siiI(buf, pos)
+    pos += 28
     return v, pos
 
 
 def _enc_remote_domain_agent_set_response_timeout_args(out: bytearray, v: remote_domain_agent_set_response_timeout_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_iI(v.timeout, v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siiI[n3 & 3](f1.uuid, f1.id, v.timeout, v.flags)
 
 
 def _dec_remote_domain_agent_set_response_timeout_ret(buf: bytes, pos: int) -> tuple[remote_domain_agent_set_response_timeout_ret, int]:
@@ -20383,20 +21609,29 @@ def _enc_remote_domain_agent_set_response_timeout_ret(out: bytearray, v: remote_
 
 def _dec_remote_domain_authorized_ssh_keys_get_args(buf: bytes, pos: int) -> tuple[remote_domain_authorized_ssh_keys_get_args, int]:
     v = _new(remote_domain_authorized_ssh_keys_get_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.user, pos = _read_str(buf, pos, 4194304)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.user, pos = _take_str(buf, pos, n2, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_authorized_ssh_keys_get_args(out: bytearray, v: remote_domain_authorized_ssh_keys_get_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = _encode_str(v.user, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += _padpack_I[n2 & 3](v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.user, 4194304)
+    n5 = len(b4)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    out += _padpack_I[n5 & 3](v.flags)
 
 
 def _dec_remote_domain_authorized_ssh_keys_get_ret(buf: bytes, pos: int) -> tuple[remote_domain_authorized_ssh_keys_get_ret, int]:
@@ -20449,181 +21684,264 @@ def _enc_remote_domain_authorized_ssh_keys_get_ret(out: bytearray, v: remote_dom
 def _dec_remote_domain_authorized_ssh_keys_set_args(buf: bytes, pos: int) -> tuple[remote_domain_authorized_ssh_keys_set_args, int]:
     end = len(buf)
     v = _new(remote_domain_authorized_ssh_keys_set_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.user, pos = _read_str(buf, pos, 4194304)
-    (n2,) = _unpack_u32(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.user, pos = _take_str(buf, pos, n2, 4194304)
+    (n4,) = _unpack_u32(buf, pos)
     pos += 4
-    if n2 > 2048:
+    if n4 > 2048:
         raise XdrError("array length exceeds its bound")
-    if n2 * 4 > end - pos:
+    if n4 * 4 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_nonnull_string] = []
-    append4 = a1.append
-    for _ in range(n2):
-        (n5,) = _unpack_u32(buf, pos)
-        s6 = pos + 4
-        pos = s6 + ((n5 + 3) & -4)
-        if pos > end or n5 > 4194304:
+    a3: list[remote_nonnull_string] = []
+    append6 = a3.append
+    for _ in range(n4):
+        (n7,) = _unpack_u32(buf, pos)
+        s8 = pos + 4
+        pos = s8 + ((n7 + 3) & -4)
+        if pos > end or n7 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3 = buf[s6:s6 + n5].decode()
+            x5 = buf[s8:s8 + n7].decode()
         except UnicodeDecodeError:
-            x3 = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
-        if "\0" in x3:
-            x3 = x3.partition("\0")[0]
-        append4(x3)
-    v.keys = a1
+            x5 = buf[s8:s8 + n7].decode("utf-8", "surrogateescape")
+        if "\0" in x5:
+            x5 = x5.partition("\0")[0]
+        append6(x5)
+    v.keys = a3
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_authorized_ssh_keys_set_args(out: bytearray, v: remote_domain_authorized_ssh_keys_set_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = _encode_str(v.user, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += xdr.PAD[n2 & 3]
-    a3 = v.keys
-    n4 = len(a3)
-    if n4 > 2048:
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.user, 4194304)
+    n5 = len(b4)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    out += xdr.PAD[n5 & 3]
+    a6 = v.keys
+    n7 = len(a6)
+    if n7 > 2048:
         raise XdrError("array length exceeds its bound")
-    out += _pack_u32(n4)
-    for x5 in a3:
+    out += _pack_u32(n7)
+    for x8 in a6:
         try:
-            b6 = x5.encode()
+            b9 = x8.encode()
         except UnicodeEncodeError:
-            b6 = x5.encode("utf-8", "surrogateescape")
-        n7 = len(b6)
-        if n7 > 4194304:
+            b9 = x8.encode("utf-8", "surrogateescape")
+        n10 = len(b9)
+        if n10 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n7)
-        out += b6
-        out += xdr.PAD[n7 & 3]
+        out += _pack_I(n10)
+        out += b9
+        out += xdr.PAD[n10 & 3]
     out += _pack_I(v.flags)
 
 
 def _dec_remote_domain_open_console_args(buf: bytes, pos: int) -> tuple[remote_domain_open_console_args, int]:
     v = _new(remote_domain_open_console_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    o3: remote_nonnull_string | None = None
-    (w1,) = _unpack_u32(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
+    o4: remote_nonnull_string | None = None
+    (w2,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1:  # xdr_pointer: non-zero is present
-        p2, pos = _read_str(buf, pos, 4194304)
-        o3 = p2
-    v.dev_name = o3
+    if w2:  # xdr_pointer: non-zero is present
+        p3, pos = _read_str(buf, pos, 4194304)
+        o4 = p3
+    v.dev_name = o4
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_open_console_args(out: bytearray, v: remote_domain_open_console_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    o1 = v.dev_name
-    if o1 is None:
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
+    o4 = v.dev_name
+    if o4 is None:
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        b2 = _encode_str(o1, 4194304)
-        n3 = len(b2)
-        out += _pack_I(n3)
-        out += b2
-        out += xdr.PAD[n3 & 3]
+        b5 = _encode_str(o4, 4194304)
+        n6 = len(b5)
+        out += _pack_I(n6)
+        out += b5
+        out += xdr.PAD[n6 & 3]
     out += _pack_I(v.flags)
 
 
 def _dec_remote_domain_open_channel_args(buf: bytes, pos: int) -> tuple[remote_domain_open_channel_args, int]:
     v = _new(remote_domain_open_channel_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    o3: remote_nonnull_string | None = None
-    (w1,) = _unpack_u32(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
+    o4: remote_nonnull_string | None = None
+    (w2,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1:  # xdr_pointer: non-zero is present
-        p2, pos = _read_str(buf, pos, 4194304)
-        o3 = p2
-    v.name = o3
+    if w2:  # xdr_pointer: non-zero is present
+        p3, pos = _read_str(buf, pos, 4194304)
+        o4 = p3
+    v.name = o4
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_open_channel_args(out: bytearray, v: remote_domain_open_channel_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    o1 = v.name
-    if o1 is None:
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
+    o4 = v.name
+    if o4 is None:
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        b2 = _encode_str(o1, 4194304)
-        n3 = len(b2)
-        out += _pack_I(n3)
-        out += b2
-        out += xdr.PAD[n3 & 3]
+        b5 = _encode_str(o4, 4194304)
+        n6 = len(b5)
+        out += _pack_I(n6)
+        out += b5
+        out += xdr.PAD[n6 & 3]
     out += _pack_I(v.flags)
 
 
 def _dec_remote_storage_vol_upload_args(buf: bytes, pos: int) -> tuple[remote_storage_vol_upload_args, int]:
     v = _new(remote_storage_vol_upload_args)
-    v.vol, pos = _dec_remote_nonnull_storage_vol(buf, pos)
+    v.vol = f1 = _new(remote_nonnull_storage_vol)
+    f1.pool, pos = _read_str(buf, pos, 4194304)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.key, pos = _read_str(buf, pos, 4194304)
     v.offset, v.length, v.flags = _unpack_QQI(buf, pos)
     pos += 20
     return v, pos
 
 
 def _enc_remote_storage_vol_upload_args(out: bytearray, v: remote_storage_vol_upload_args) -> None:
-    _enc_remote_nonnull_storage_vol(out, v.vol)
-    out += _pack_QQI(v.offset, v.length, v.flags)
+    f1 = v.vol
+    b2 = _encode_str(f1.pool, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    b4 = _encode_str(f1.name, 4194304)
+    n5 = len(b4)
+    out += _padpack_I[n3 & 3](n5)
+    out += b4
+    b6 = _encode_str(f1.key, 4194304)
+    n7 = len(b6)
+    out += _padpack_I[n5 & 3](n7)
+    out += b6
+    out += _padpack_QQI[n7 & 3](v.offset, v.length, v.flags)
 
 
 def _dec_remote_storage_vol_download_args(buf: bytes, pos: int) -> tuple[remote_storage_vol_download_args, int]:
     v = _new(remote_storage_vol_download_args)
-    v.vol, pos = _dec_remote_nonnull_storage_vol(buf, pos)
+    v.vol = f1 = _new(remote_nonnull_storage_vol)
+    f1.pool, pos = _read_str(buf, pos, 4194304)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.key, pos = _read_str(buf, pos, 4194304)
     v.offset, v.length, v.flags = _unpack_QQI(buf, pos)
     pos += 20
     return v, pos
 
 
 def _enc_remote_storage_vol_download_args(out: bytearray, v: remote_storage_vol_download_args) -> None:
-    _enc_remote_nonnull_storage_vol(out, v.vol)
-    out += _pack_QQI(v.offset, v.length, v.flags)
+    f1 = v.vol
+    b2 = _encode_str(f1.pool, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    b4 = _encode_str(f1.name, 4194304)
+    n5 = len(b4)
+    out += _padpack_I[n3 & 3](n5)
+    out += b4
+    b6 = _encode_str(f1.key, 4194304)
+    n7 = len(b6)
+    out += _padpack_I[n5 & 3](n7)
+    out += b6
+    out += _padpack_QQI[n7 & 3](v.offset, v.length, v.flags)
 
 
 def _dec_remote_domain_open_graphics_args(buf: bytes, pos: int) -> tuple[remote_domain_open_graphics_args, int]:
     v = _new(remote_domain_open_graphics_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.idx, v.flags = _unpack_II(buf, pos)
-    pos += 8
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.idx, v.flags = _unpack_16siII(buf, pos)
+    pos += 28
     return v, pos
 
 
 def _enc_remote_domain_open_graphics_args(out: bytearray, v: remote_domain_open_graphics_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_II(v.idx, v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siII[n3 & 3](f1.uuid, f1.id, v.idx, v.flags)
 
 
 def _dec_remote_domain_open_graphics_fd_args(buf: bytes, pos: int) -> tuple[remote_domain_open_graphics_fd_args, int]:
     v = _new(remote_domain_open_graphics_fd_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.idx, v.flags = _unpack_II(buf, pos)
-    pos += 8
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.idx, v.flags = _unpack_16siII(buf, pos)
+    pos += 28
     return v, pos
 
 
 def _enc_remote_domain_open_graphics_fd_args(out: bytearray, v: remote_domain_open_graphics_fd_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_II(v.idx, v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siII[n3 & 3](f1.uuid, f1.id, v.idx, v.flags)
 
 
 def _dec_remote_domain_get_job_info_args(buf: bytes, pos: int) -> tuple[remote_domain_get_job_info_args, int]:
     v = _new(remote_domain_get_job_info_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_remote_domain_get_job_info_args(out: bytearray, v: remote_domain_get_job_info_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
 
 
 def _dec_remote_domain_get_job_info_ret(buf: bytes, pos: int) -> tuple[remote_domain_get_job_info_ret, int]:
@@ -20639,15 +21957,22 @@ def _enc_remote_domain_get_job_info_ret(out: bytearray, v: remote_domain_get_job
 
 def _dec_remote_domain_get_job_stats_args(buf: bytes, pos: int) -> tuple[remote_domain_get_job_stats_args, int]:
     v = _new(remote_domain_get_job_stats_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.flags,) = _unpack_I(buf, pos)
-    pos += 4
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.flags = _unpack_16siI(buf, pos)
+    pos += 24
     return v, pos
 
 
 def _enc_remote_domain_get_job_stats_args(out: bytearray, v: remote_domain_get_job_stats_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_I(v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, v.flags)
 
 
 def _dec_remote_domain_get_job_stats_ret(buf: bytes, pos: int) -> tuple[remote_domain_get_job_stats_ret, int]:
@@ -20826,25 +22151,42 @@ def _enc_remote_domain_get_job_stats_ret(out: bytearray, v: remote_domain_get_jo
 
 def _dec_remote_domain_abort_job_args(buf: bytes, pos: int) -> tuple[remote_domain_abort_job_args, int]:
     v = _new(remote_domain_abort_job_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_remote_domain_abort_job_args(out: bytearray, v: remote_domain_abort_job_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
 
 
 def _dec_remote_domain_abort_job_flags_args(buf: bytes, pos: int) -> tuple[remote_domain_abort_job_flags_args, int]:
     v = _new(remote_domain_abort_job_flags_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.flags,) = _unpack_I(buf, pos)
-    pos += 4
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.flags = _unpack_16siI(buf, pos)
+    pos += 24
     return v, pos
 
 
 def _enc_remote_domain_abort_job_flags_args(out: bytearray, v: remote_domain_abort_job_flags_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_I(v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, v.flags)
 
 
 def _dec_remote_domain_migrate_prepare_args(buf: bytes, pos: int) -> tuple[remote_domain_migrate_prepare_args, int]:
@@ -20930,46 +22272,55 @@ def _enc_remote_domain_migrate_prepare_ret(out: bytearray, v: remote_domain_migr
 
 def _dec_remote_domain_migrate_perform_args(buf: bytes, pos: int) -> tuple[remote_domain_migrate_perform_args, int]:
     v = _new(remote_domain_migrate_perform_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.cookie, pos = _read_opaque(buf, pos, 4194304)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.cookie, pos = _take_opaque(buf, pos, n2, 4194304)
     v.uri, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_Q(buf, pos)
     pos += 8
-    o3: remote_nonnull_string | None = None
-    (w1,) = _unpack_u32(buf, pos)
+    o5: remote_nonnull_string | None = None
+    (w3,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1:  # xdr_pointer: non-zero is present
-        p2, pos = _read_str(buf, pos, 4194304)
-        o3 = p2
-    v.dname = o3
+    if w3:  # xdr_pointer: non-zero is present
+        p4, pos = _read_str(buf, pos, 4194304)
+        o5 = p4
+    v.dname = o5
     (v.resource,) = _unpack_Q(buf, pos)
     pos += 8
     return v, pos
 
 
 def _enc_remote_domain_migrate_perform_args(out: bytearray, v: remote_domain_migrate_perform_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = v.cookie
-    n2 = len(b1)
-    if n2 > 4194304:
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = v.cookie
+    n5 = len(b4)
+    if n5 > 4194304:
         raise XdrError("length exceeds its bound")
-    out += _pack_I(n2)
-    out += b1
-    b3 = _encode_str(v.uri, 4194304)
-    n4 = len(b3)
-    out += _padpack_I[n2 & 3](n4)
-    out += b3
-    out += _padpack_Q[n4 & 3](v.flags)
-    o5 = v.dname
-    if o5 is None:
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    b6 = _encode_str(v.uri, 4194304)
+    n7 = len(b6)
+    out += _padpack_I[n5 & 3](n7)
+    out += b6
+    out += _padpack_Q[n7 & 3](v.flags)
+    o8 = v.dname
+    if o8 is None:
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        b6 = _encode_str(o5, 4194304)
-        n7 = len(b6)
-        out += _pack_I(n7)
-        out += b6
-        out += xdr.PAD[n7 & 3]
+        b9 = _encode_str(o8, 4194304)
+        n10 = len(b9)
+        out += _pack_I(n10)
+        out += b9
+        out += xdr.PAD[n10 & 3]
     out += _pack_Q(v.resource)
 
 
@@ -21003,12 +22354,22 @@ def _enc_remote_domain_migrate_finish_args(out: bytearray, v: remote_domain_migr
 
 def _dec_remote_domain_migrate_finish_ret(buf: bytes, pos: int) -> tuple[remote_domain_migrate_finish_ret, int]:
     v = _new(remote_domain_migrate_finish_ret)
-    v.ddom, pos = _dec_remote_nonnull_domain(buf, pos)
+    v.ddom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_remote_domain_migrate_finish_ret(out: bytearray, v: remote_domain_migrate_finish_ret) -> None:
-    _enc_remote_nonnull_domain(out, v.ddom)
+    f1 = v.ddom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
 
 
 def _dec_remote_domain_migrate_prepare2_args(buf: bytes, pos: int) -> tuple[remote_domain_migrate_prepare2_args, int]:
@@ -21127,12 +22488,22 @@ def _enc_remote_domain_migrate_finish2_args(out: bytearray, v: remote_domain_mig
 
 def _dec_remote_domain_migrate_finish2_ret(buf: bytes, pos: int) -> tuple[remote_domain_migrate_finish2_ret, int]:
     v = _new(remote_domain_migrate_finish2_ret)
-    v.ddom, pos = _dec_remote_nonnull_domain(buf, pos)
+    v.ddom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_remote_domain_migrate_finish2_ret(out: bytearray, v: remote_domain_migrate_finish2_ret) -> None:
-    _enc_remote_nonnull_domain(out, v.ddom)
+    f1 = v.ddom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
 
 
 def _dec_remote_domain_migrate_prepare_tunnel_args(buf: bytes, pos: int) -> tuple[remote_domain_migrate_prepare_tunnel_args, int]:
@@ -21173,15 +22544,22 @@ def _enc_remote_domain_migrate_prepare_tunnel_args(out: bytearray, v: remote_dom
 
 def _dec_remote_domain_migrate_get_max_downtime_args(buf: bytes, pos: int) -> tuple[remote_domain_migrate_get_max_downtime_args, int]:
     v = _new(remote_domain_migrate_get_max_downtime_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.flags,) = _unpack_I(buf, pos)
-    pos += 4
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.flags = _unpack_16siI(buf, pos)
+    pos += 24
     return v, pos
 
 
 def _enc_remote_domain_migrate_get_max_downtime_args(out: bytearray, v: remote_domain_migrate_get_max_downtime_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_I(v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, v.flags)
 
 
 def _dec_remote_domain_migrate_get_max_downtime_ret(buf: bytes, pos: int) -> tuple[remote_domain_migrate_get_max_downtime_ret, int]:
@@ -21197,28 +22575,42 @@ def _enc_remote_domain_migrate_get_max_downtime_ret(out: bytearray, v: remote_do
 
 def _dec_remote_domain_migrate_set_max_downtime_args(buf: bytes, pos: int) -> tuple[remote_domain_migrate_set_max_downtime_args, int]:
     v = _new(remote_domain_migrate_set_max_downtime_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.downtime, v.flags = _unpack_QI(buf, pos)
-    pos += 12
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.downtime, v.flags = _unpack_16siQI(buf, pos)
+    pos += 32
     return v, pos
 
 
 def _enc_remote_domain_migrate_set_max_downtime_args(out: bytearray, v: remote_domain_migrate_set_max_downtime_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_QI(v.downtime, v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siQI[n3 & 3](f1.uuid, f1.id, v.downtime, v.flags)
 
 
 def _dec_remote_domain_migrate_get_compression_cache_args(buf: bytes, pos: int) -> tuple[remote_domain_migrate_get_compression_cache_args, int]:
     v = _new(remote_domain_migrate_get_compression_cache_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.flags,) = _unpack_I(buf, pos)
-    pos += 4
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.flags = _unpack_16siI(buf, pos)
+    pos += 24
     return v, pos
 
 
 def _enc_remote_domain_migrate_get_compression_cache_args(out: bytearray, v: remote_domain_migrate_get_compression_cache_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_I(v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, v.flags)
 
 
 def _dec_remote_domain_migrate_get_compression_cache_ret(buf: bytes, pos: int) -> tuple[remote_domain_migrate_get_compression_cache_ret, int]:
@@ -21234,41 +22626,62 @@ def _enc_remote_domain_migrate_get_compression_cache_ret(out: bytearray, v: remo
 
 def _dec_remote_domain_migrate_set_compression_cache_args(buf: bytes, pos: int) -> tuple[remote_domain_migrate_set_compression_cache_args, int]:
     v = _new(remote_domain_migrate_set_compression_cache_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.cacheSize, v.flags = _unpack_QI(buf, pos)
-    pos += 12
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.cacheSize, v.flags = _unpack_16siQI(buf, pos)
+    pos += 32
     return v, pos
 
 
 def _enc_remote_domain_migrate_set_compression_cache_args(out: bytearray, v: remote_domain_migrate_set_compression_cache_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_QI(v.cacheSize, v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siQI[n3 & 3](f1.uuid, f1.id, v.cacheSize, v.flags)
 
 
 def _dec_remote_domain_migrate_set_max_speed_args(buf: bytes, pos: int) -> tuple[remote_domain_migrate_set_max_speed_args, int]:
     v = _new(remote_domain_migrate_set_max_speed_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.bandwidth, v.flags = _unpack_QI(buf, pos)
-    pos += 12
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.bandwidth, v.flags = _unpack_16siQI(buf, pos)
+    pos += 32
     return v, pos
 
 
 def _enc_remote_domain_migrate_set_max_speed_args(out: bytearray, v: remote_domain_migrate_set_max_speed_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_QI(v.bandwidth, v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siQI[n3 & 3](f1.uuid, f1.id, v.bandwidth, v.flags)
 
 
 def _dec_remote_domain_migrate_get_max_speed_args(buf: bytes, pos: int) -> tuple[remote_domain_migrate_get_max_speed_args, int]:
     v = _new(remote_domain_migrate_get_max_speed_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.flags,) = _unpack_I(buf, pos)
-    pos += 4
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.flags = _unpack_16siI(buf, pos)
+    pos += 24
     return v, pos
 
 
 def _enc_remote_domain_migrate_get_max_speed_args(out: bytearray, v: remote_domain_migrate_get_max_speed_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_I(v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, v.flags)
 
 
 def _dec_remote_domain_migrate_get_max_speed_ret(buf: bytes, pos: int) -> tuple[remote_domain_migrate_get_max_speed_ret, int]:
@@ -21284,42 +22697,41 @@ def _enc_remote_domain_migrate_get_max_speed_ret(out: bytearray, v: remote_domai
 
 def _dec_remote_domain_migrate_begin3_args(buf: bytes, pos: int) -> tuple[remote_domain_migrate_begin3_args, int]:
     v = _new(remote_domain_migrate_begin3_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    o3: remote_nonnull_string | None = None
-    (w1,) = _unpack_u32(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
+    o4: remote_nonnull_string | None = None
+    (w2,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1:  # xdr_pointer: non-zero is present
-        p2, pos = _read_str(buf, pos, 4194304)
-        o3 = p2
-    v.xmlin = o3
+    if w2:  # xdr_pointer: non-zero is present
+        p3, pos = _read_str(buf, pos, 4194304)
+        o4 = p3
+    v.xmlin = o4
     (v.flags,) = _unpack_Q(buf, pos)
     pos += 8
-    o6: remote_nonnull_string | None = None
-    (w4,) = _unpack_u32(buf, pos)
+    o7: remote_nonnull_string | None = None
+    (w5,) = _unpack_u32(buf, pos)
     pos += 4
-    if w4:  # xdr_pointer: non-zero is present
-        p5, pos = _read_str(buf, pos, 4194304)
-        o6 = p5
-    v.dname = o6
+    if w5:  # xdr_pointer: non-zero is present
+        p6, pos = _read_str(buf, pos, 4194304)
+        o7 = p6
+    v.dname = o7
     (v.resource,) = _unpack_Q(buf, pos)
     pos += 8
     return v, pos
 
 
 def _enc_remote_domain_migrate_begin3_args(out: bytearray, v: remote_domain_migrate_begin3_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    o1 = v.xmlin
-    if o1 is None:
-        out += xdr.ZERO_WORD
-    else:
-        out += xdr.ONE_WORD
-        b2 = _encode_str(o1, 4194304)
-        n3 = len(b2)
-        out += _pack_I(n3)
-        out += b2
-        out += xdr.PAD[n3 & 3]
-    out += _pack_Q(v.flags)
-    o4 = v.dname
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
+    o4 = v.xmlin
     if o4 is None:
         out += xdr.ZERO_WORD
     else:
@@ -21329,6 +22741,17 @@ def _enc_remote_domain_migrate_begin3_args(out: bytearray, v: remote_domain_migr
         out += _pack_I(n6)
         out += b5
         out += xdr.PAD[n6 & 3]
+    out += _pack_Q(v.flags)
+    o7 = v.dname
+    if o7 is None:
+        out += xdr.ZERO_WORD
+    else:
+        out += xdr.ONE_WORD
+        b8 = _encode_str(o7, 4194304)
+        n9 = len(b8)
+        out += _pack_I(n9)
+        out += b8
+        out += xdr.PAD[n9 & 3]
     out += _pack_Q(v.resource)
 
 
@@ -21508,73 +22931,73 @@ def _enc_remote_domain_migrate_prepare_tunnel3_ret(out: bytearray, v: remote_dom
 
 def _dec_remote_domain_migrate_perform3_args(buf: bytes, pos: int) -> tuple[remote_domain_migrate_perform3_args, int]:
     v = _new(remote_domain_migrate_perform3_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    o3: remote_nonnull_string | None = None
-    (w1,) = _unpack_u32(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
+    o4: remote_nonnull_string | None = None
+    (w2,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1:  # xdr_pointer: non-zero is present
-        p2, pos = _read_str(buf, pos, 4194304)
-        o3 = p2
-    v.xmlin = o3
+    if w2:  # xdr_pointer: non-zero is present
+        p3, pos = _read_str(buf, pos, 4194304)
+        o4 = p3
+    v.xmlin = o4
     v.cookie_in, pos = _read_opaque(buf, pos, 4194304)
-    o6: remote_nonnull_string | None = None
-    (w4,) = _unpack_u32(buf, pos)
+    o7: remote_nonnull_string | None = None
+    (w5,) = _unpack_u32(buf, pos)
     pos += 4
-    if w4:  # xdr_pointer: non-zero is present
-        p5, pos = _read_str(buf, pos, 4194304)
-        o6 = p5
-    v.dconnuri = o6
-    o9: remote_nonnull_string | None = None
-    (w7,) = _unpack_u32(buf, pos)
+    if w5:  # xdr_pointer: non-zero is present
+        p6, pos = _read_str(buf, pos, 4194304)
+        o7 = p6
+    v.dconnuri = o7
+    o10: remote_nonnull_string | None = None
+    (w8,) = _unpack_u32(buf, pos)
     pos += 4
-    if w7:  # xdr_pointer: non-zero is present
-        p8, pos = _read_str(buf, pos, 4194304)
-        o9 = p8
-    v.uri = o9
+    if w8:  # xdr_pointer: non-zero is present
+        p9, pos = _read_str(buf, pos, 4194304)
+        o10 = p9
+    v.uri = o10
     (v.flags,) = _unpack_Q(buf, pos)
     pos += 8
-    o12: remote_nonnull_string | None = None
-    (w10,) = _unpack_u32(buf, pos)
+    o13: remote_nonnull_string | None = None
+    (w11,) = _unpack_u32(buf, pos)
     pos += 4
-    if w10:  # xdr_pointer: non-zero is present
-        p11, pos = _read_str(buf, pos, 4194304)
-        o12 = p11
-    v.dname = o12
+    if w11:  # xdr_pointer: non-zero is present
+        p12, pos = _read_str(buf, pos, 4194304)
+        o13 = p12
+    v.dname = o13
     (v.resource,) = _unpack_Q(buf, pos)
     pos += 8
     return v, pos
 
 
 def _enc_remote_domain_migrate_perform3_args(out: bytearray, v: remote_domain_migrate_perform3_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    o1 = v.xmlin
-    if o1 is None:
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
+    o4 = v.xmlin
+    if o4 is None:
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        b2 = _encode_str(o1, 4194304)
-        n3 = len(b2)
-        out += _pack_I(n3)
-        out += b2
-        out += xdr.PAD[n3 & 3]
-    b4 = v.cookie_in
-    n5 = len(b4)
-    if n5 > 4194304:
+        b5 = _encode_str(o4, 4194304)
+        n6 = len(b5)
+        out += _pack_I(n6)
+        out += b5
+        out += xdr.PAD[n6 & 3]
+    b7 = v.cookie_in
+    n8 = len(b7)
+    if n8 > 4194304:
         raise XdrError("length exceeds its bound")
-    out += _pack_I(n5)
-    out += b4
-    out += xdr.PAD[n5 & 3]
-    o6 = v.dconnuri
-    if o6 is None:
-        out += xdr.ZERO_WORD
-    else:
-        out += xdr.ONE_WORD
-        b7 = _encode_str(o6, 4194304)
-        n8 = len(b7)
-        out += _pack_I(n8)
-        out += b7
-        out += xdr.PAD[n8 & 3]
-    o9 = v.uri
+    out += _pack_I(n8)
+    out += b7
+    out += xdr.PAD[n8 & 3]
+    o9 = v.dconnuri
     if o9 is None:
         out += xdr.ZERO_WORD
     else:
@@ -21584,8 +23007,7 @@ def _enc_remote_domain_migrate_perform3_args(out: bytearray, v: remote_domain_mi
         out += _pack_I(n11)
         out += b10
         out += xdr.PAD[n11 & 3]
-    out += _pack_Q(v.flags)
-    o12 = v.dname
+    o12 = v.uri
     if o12 is None:
         out += xdr.ZERO_WORD
     else:
@@ -21595,6 +23017,17 @@ def _enc_remote_domain_migrate_perform3_args(out: bytearray, v: remote_domain_mi
         out += _pack_I(n14)
         out += b13
         out += xdr.PAD[n14 & 3]
+    out += _pack_Q(v.flags)
+    o15 = v.dname
+    if o15 is None:
+        out += xdr.ZERO_WORD
+    else:
+        out += xdr.ONE_WORD
+        b16 = _encode_str(o15, 4194304)
+        n17 = len(b16)
+        out += _pack_I(n17)
+        out += b16
+        out += xdr.PAD[n17 & 3]
     out += _pack_Q(v.resource)
 
 
@@ -21674,213 +23107,241 @@ def _enc_remote_domain_migrate_finish3_args(out: bytearray, v: remote_domain_mig
 
 def _dec_remote_domain_migrate_finish3_ret(buf: bytes, pos: int) -> tuple[remote_domain_migrate_finish3_ret, int]:
     v = _new(remote_domain_migrate_finish3_ret)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.cookie_out, pos = _read_opaque(buf, pos, 4194304)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.cookie_out, pos = _take_opaque(buf, pos, n2, 4194304)
     return v, pos
 
 
 def _enc_remote_domain_migrate_finish3_ret(out: bytearray, v: remote_domain_migrate_finish3_ret) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = v.cookie_out
-    n2 = len(b1)
-    if n2 > 4194304:
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = v.cookie_out
+    n5 = len(b4)
+    if n5 > 4194304:
         raise XdrError("length exceeds its bound")
-    out += _pack_I(n2)
-    out += b1
-    out += xdr.PAD[n2 & 3]
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    out += xdr.PAD[n5 & 3]
 
 
 def _dec_remote_domain_migrate_confirm3_args(buf: bytes, pos: int) -> tuple[remote_domain_migrate_confirm3_args, int]:
     v = _new(remote_domain_migrate_confirm3_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.cookie_in, pos = _read_opaque(buf, pos, 4194304)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.cookie_in, pos = _take_opaque(buf, pos, n2, 4194304)
     v.flags, v.cancelled = _unpack_Qi(buf, pos)
     pos += 12
     return v, pos
 
 
 def _enc_remote_domain_migrate_confirm3_args(out: bytearray, v: remote_domain_migrate_confirm3_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = v.cookie_in
-    n2 = len(b1)
-    if n2 > 4194304:
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = v.cookie_in
+    n5 = len(b4)
+    if n5 > 4194304:
         raise XdrError("length exceeds its bound")
-    out += _pack_I(n2)
-    out += b1
-    out += _padpack_Qi[n2 & 3](v.flags, v.cancelled)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    out += _padpack_Qi[n5 & 3](v.flags, v.cancelled)
 
 
 def _dec_remote_domain_migrate_begin3_params_args(buf: bytes, pos: int) -> tuple[remote_domain_migrate_begin3_params_args, int]:
     end = len(buf)
     v = _new(remote_domain_migrate_begin3_params_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n2,) = _unpack_u32(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
+    (n3,) = _unpack_u32(buf, pos)
     pos += 4
-    if n2 > 64:
+    if n3 > 64:
         raise XdrError("array length exceeds its bound")
-    if n2 * 12 > end - pos:
+    if n3 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
-    if a1:
-        (n4,) = _unpack_u32(buf, pos)
+    a2: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n3)]
+    if a2:
+        (n5,) = _unpack_u32(buf, pos)
         pos += 4
-        for x3 in a1[:-1]:
-            s5 = pos
-            pos = s5 + ((n4 + 3) & -4)
-            if pos > end or n4 > 4194304:
+        for x4 in a2[:-1]:
+            s6 = pos
+            pos = s6 + ((n5 + 3) & -4)
+            if pos > end or n5 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                x3.field = buf[s5:s5 + n4].decode()
+                x4.field = buf[s6:s6 + n5].decode()
             except UnicodeDecodeError:
-                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
-            if "\0" in x3.field:
-                x3.field = x3.field.partition("\0")[0]
-            v6 = _new(remote_typed_param_value)
-            (d7,) = _unpack_i(buf, pos)
+                x4.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+            if "\0" in x4.field:
+                x4.field = x4.field.partition("\0")[0]
+            v7 = _new(remote_typed_param_value)
+            (d8,) = _unpack_i(buf, pos)
             pos += 4
-            v6.type = d7
-            if d7 == 1:
-                v6.value, n4 = _unpack_iI(buf, pos)
+            v7.type = d8
+            if d8 == 1:
+                v7.value, n5 = _unpack_iI(buf, pos)
                 pos += 8
-            elif d7 == 2:
-                v6.value, n4 = _unpack_II(buf, pos)
+            elif d8 == 2:
+                v7.value, n5 = _unpack_II(buf, pos)
                 pos += 8
-            elif d7 == 3:
-                v6.value, n4 = _unpack_qI(buf, pos)
+            elif d8 == 3:
+                v7.value, n5 = _unpack_qI(buf, pos)
                 pos += 12
-            elif d7 == 4:
-                v6.value, n4 = _unpack_QI(buf, pos)
+            elif d8 == 4:
+                v7.value, n5 = _unpack_QI(buf, pos)
                 pos += 12
-            elif d7 == 5:
-                v6.value, n4 = _unpack_dI(buf, pos)
+            elif d8 == 5:
+                v7.value, n5 = _unpack_dI(buf, pos)
                 pos += 12
-            elif d7 == 6:
-                v6.value, n4 = _unpack_iI(buf, pos)
+            elif d8 == 6:
+                v7.value, n5 = _unpack_iI(buf, pos)
                 pos += 8
-            elif d7 == 7:
-                v6.value, pos = _read_str(buf, pos, 4194304)
-                (n4,) = _unpack_u32(buf, pos)
+            elif d8 == 7:
+                v7.value, pos = _read_str(buf, pos, 4194304)
+                (n5,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
-            x3.value = v6
-        x3 = a1[-1]
-        s8 = pos
-        pos = s8 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
+            x4.value = v7
+        x4 = a2[-1]
+        s9 = pos
+        pos = s9 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s8:s8 + n4].decode()
+            x4.field = buf[s9:s9 + n5].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
-        if "\0" in x3.field:
-            x3.field = x3.field.partition("\0")[0]
-        v9 = _new(remote_typed_param_value)
-        (d10,) = _unpack_i(buf, pos)
+            x4.field = buf[s9:s9 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x4.field:
+            x4.field = x4.field.partition("\0")[0]
+        v10 = _new(remote_typed_param_value)
+        (d11,) = _unpack_i(buf, pos)
         pos += 4
-        v9.type = d10
-        if d10 == 1:
-            (v9.value,) = _unpack_i(buf, pos)
+        v10.type = d11
+        if d11 == 1:
+            (v10.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d10 == 2:
-            (v9.value,) = _unpack_I(buf, pos)
+        elif d11 == 2:
+            (v10.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d10 == 3:
-            (v9.value,) = _unpack_q(buf, pos)
+        elif d11 == 3:
+            (v10.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d10 == 4:
-            (v9.value,) = _unpack_Q(buf, pos)
+        elif d11 == 4:
+            (v10.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d10 == 5:
-            (v9.value,) = _unpack_d(buf, pos)
+        elif d11 == 5:
+            (v10.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d10 == 6:
-            (v9.value,) = _unpack_i(buf, pos)
+        elif d11 == 6:
+            (v10.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d10 == 7:
-            v9.value, pos = _read_str(buf, pos, 4194304)
+        elif d11 == 7:
+            v10.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v9
-    v.params = a1
+        x4.value = v10
+    v.params = a2
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_migrate_begin3_params_args(out: bytearray, v: remote_domain_migrate_begin3_params_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    a1 = v.params
-    n2 = len(a1)
-    if n2 > 64:
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
+    a4 = v.params
+    n5 = len(a4)
+    if n5 > 64:
         raise XdrError("array length exceeds its bound")
-    out += _pack_u32(n2)
-    if n2:
-        x7 = a1[0]
+    out += _pack_u32(n5)
+    if n5:
+        x10 = a4[0]
         try:
-            b3 = x7.field.encode()
+            b6 = x10.field.encode()
         except UnicodeEncodeError:
-            b3 = x7.field.encode("utf-8", "surrogateescape")
-        n4 = len(b3)
-        if n4 > 4194304:
+            b6 = x10.field.encode("utf-8", "surrogateescape")
+        n7 = len(b6)
+        if n7 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_u32(n4)
-        out += b3
-    for x8 in a1[1:]:
+        out += _pack_u32(n7)
+        out += b6
+    for x11 in a4[1:]:
         try:
-            b5 = x8.field.encode()
+            b8 = x11.field.encode()
         except UnicodeEncodeError:
-            b5 = x8.field.encode("utf-8", "surrogateescape")
-        n6 = len(b5)
-        if n6 > 4194304:
+            b8 = x11.field.encode("utf-8", "surrogateescape")
+        n9 = len(b8)
+        if n9 > 4194304:
             raise XdrError("length exceeds its bound")
-        u9 = x7.value
-        d10 = u9.type
-        if d10 == 1:
-            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 2:
-            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
-        elif d10 == 3:
-            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 4:
-            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 5:
-            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 6:
-            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 7:
-            x11 = cast("str", u9.value)
-            b12 = _encode_str(x11, 4194304)
-            n13 = len(b12)
-            out += _padpack_iI[n4 & 3](d10, n13)
-            out += b12
-            out += _padpack_I[n13 & 3](n6)
+        u12 = x10.value
+        d13 = u12.type
+        if d13 == 1:
+            out += _padpack_iiI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 2:
+            out += _padpack_iII[n7 & 3](d13, u12.value, n9)
+        elif d13 == 3:
+            out += _padpack_iqI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 4:
+            out += _padpack_iQI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 5:
+            out += _padpack_idI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 6:
+            out += _padpack_iiI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 7:
+            x14 = cast("str", u12.value)
+            b15 = _encode_str(x14, 4194304)
+            n16 = len(b15)
+            out += _padpack_iI[n7 & 3](d13, n16)
+            out += b15
+            out += _padpack_I[n16 & 3](n9)
         else:
             raise XdrError("union discriminant has no arm")
-        out += b5
-        n4, x7 = n6, x8
-    if n2:
-        u14 = x7.value
-        d15 = u14.type
-        if d15 == 1:
-            out += _padpack_ii[n4 & 3](d15, u14.value)
-        elif d15 == 2:
-            out += _padpack_iI[n4 & 3](d15, u14.value)
-        elif d15 == 3:
-            out += _padpack_iq[n4 & 3](d15, u14.value)
-        elif d15 == 4:
-            out += _padpack_iQ[n4 & 3](d15, u14.value)
-        elif d15 == 5:
-            out += _padpack_id[n4 & 3](d15, u14.value)
-        elif d15 == 6:
-            out += _padpack_ii[n4 & 3](d15, u14.value)
-        elif d15 == 7:
-            x16 = cast("str", u14.value)
-            b17 = _encode_str(x16, 4194304)
-            n18 = len(b17)
-            out += _padpack_iI[n4 & 3](d15, n18)
-            out += b17
-            out += xdr.PAD[n18 & 3]
+        out += b8
+        n7, x10 = n9, x11
+    if n5:
+        u17 = x10.value
+        d18 = u17.type
+        if d18 == 1:
+            out += _padpack_ii[n7 & 3](d18, u17.value)
+        elif d18 == 2:
+            out += _padpack_iI[n7 & 3](d18, u17.value)
+        elif d18 == 3:
+            out += _padpack_iq[n7 & 3](d18, u17.value)
+        elif d18 == 4:
+            out += _padpack_iQ[n7 & 3](d18, u17.value)
+        elif d18 == 5:
+            out += _padpack_id[n7 & 3](d18, u17.value)
+        elif d18 == 6:
+            out += _padpack_ii[n7 & 3](d18, u17.value)
+        elif d18 == 7:
+            x19 = cast("str", u17.value)
+            b20 = _encode_str(x19, 4194304)
+            n21 = len(b20)
+            out += _padpack_iI[n7 & 3](d18, n21)
+            out += b20
+            out += xdr.PAD[n21 & 3]
         else:
             raise XdrError("union discriminant has no arm")
     out += _pack_I(v.flags)
@@ -22321,103 +23782,106 @@ def _enc_remote_domain_migrate_prepare_tunnel3_params_ret(out: bytearray, v: rem
 def _dec_remote_domain_migrate_perform3_params_args(buf: bytes, pos: int) -> tuple[remote_domain_migrate_perform3_params_args, int]:
     end = len(buf)
     v = _new(remote_domain_migrate_perform3_params_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    o3: remote_nonnull_string | None = None
-    (w1,) = _unpack_u32(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
+    o4: remote_nonnull_string | None = None
+    (w2,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1:  # xdr_pointer: non-zero is present
-        p2, pos = _read_str(buf, pos, 4194304)
-        o3 = p2
-    v.dconnuri = o3
-    (n5,) = _unpack_u32(buf, pos)
+    if w2:  # xdr_pointer: non-zero is present
+        p3, pos = _read_str(buf, pos, 4194304)
+        o4 = p3
+    v.dconnuri = o4
+    (n6,) = _unpack_u32(buf, pos)
     pos += 4
-    if n5 > 64:
+    if n6 > 64:
         raise XdrError("array length exceeds its bound")
-    if n5 * 12 > end - pos:
+    if n6 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a4: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n5)]
-    if a4:
-        (n7,) = _unpack_u32(buf, pos)
+    a5: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n6)]
+    if a5:
+        (n8,) = _unpack_u32(buf, pos)
         pos += 4
-        for x6 in a4[:-1]:
-            s8 = pos
-            pos = s8 + ((n7 + 3) & -4)
-            if pos > end or n7 > 4194304:
+        for x7 in a5[:-1]:
+            s9 = pos
+            pos = s9 + ((n8 + 3) & -4)
+            if pos > end or n8 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                x6.field = buf[s8:s8 + n7].decode()
+                x7.field = buf[s9:s9 + n8].decode()
             except UnicodeDecodeError:
-                x6.field = buf[s8:s8 + n7].decode("utf-8", "surrogateescape")
-            if "\0" in x6.field:
-                x6.field = x6.field.partition("\0")[0]
-            v9 = _new(remote_typed_param_value)
-            (d10,) = _unpack_i(buf, pos)
+                x7.field = buf[s9:s9 + n8].decode("utf-8", "surrogateescape")
+            if "\0" in x7.field:
+                x7.field = x7.field.partition("\0")[0]
+            v10 = _new(remote_typed_param_value)
+            (d11,) = _unpack_i(buf, pos)
             pos += 4
-            v9.type = d10
-            if d10 == 1:
-                v9.value, n7 = _unpack_iI(buf, pos)
+            v10.type = d11
+            if d11 == 1:
+                v10.value, n8 = _unpack_iI(buf, pos)
                 pos += 8
-            elif d10 == 2:
-                v9.value, n7 = _unpack_II(buf, pos)
+            elif d11 == 2:
+                v10.value, n8 = _unpack_II(buf, pos)
                 pos += 8
-            elif d10 == 3:
-                v9.value, n7 = _unpack_qI(buf, pos)
+            elif d11 == 3:
+                v10.value, n8 = _unpack_qI(buf, pos)
                 pos += 12
-            elif d10 == 4:
-                v9.value, n7 = _unpack_QI(buf, pos)
+            elif d11 == 4:
+                v10.value, n8 = _unpack_QI(buf, pos)
                 pos += 12
-            elif d10 == 5:
-                v9.value, n7 = _unpack_dI(buf, pos)
+            elif d11 == 5:
+                v10.value, n8 = _unpack_dI(buf, pos)
                 pos += 12
-            elif d10 == 6:
-                v9.value, n7 = _unpack_iI(buf, pos)
+            elif d11 == 6:
+                v10.value, n8 = _unpack_iI(buf, pos)
                 pos += 8
-            elif d10 == 7:
-                v9.value, pos = _read_str(buf, pos, 4194304)
-                (n7,) = _unpack_u32(buf, pos)
+            elif d11 == 7:
+                v10.value, pos = _read_str(buf, pos, 4194304)
+                (n8,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
-            x6.value = v9
-        x6 = a4[-1]
-        s11 = pos
-        pos = s11 + ((n7 + 3) & -4)
-        if pos > end or n7 > 4194304:
+            x7.value = v10
+        x7 = a5[-1]
+        s12 = pos
+        pos = s12 + ((n8 + 3) & -4)
+        if pos > end or n8 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x6.field = buf[s11:s11 + n7].decode()
+            x7.field = buf[s12:s12 + n8].decode()
         except UnicodeDecodeError:
-            x6.field = buf[s11:s11 + n7].decode("utf-8", "surrogateescape")
-        if "\0" in x6.field:
-            x6.field = x6.field.partition("\0")[0]
-        v12 = _new(remote_typed_param_value)
-        (d13,) = _unpack_i(buf, pos)
+            x7.field = buf[s12:s12 + n8].decode("utf-8", "surrogateescape")
+        if "\0" in x7.field:
+            x7.field = x7.field.partition("\0")[0]
+        v13 = _new(remote_typed_param_value)
+        (d14,) = _unpack_i(buf, pos)
         pos += 4
-        v12.type = d13
-        if d13 == 1:
-            (v12.value,) = _unpack_i(buf, pos)
+        v13.type = d14
+        if d14 == 1:
+            (v13.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 2:
-            (v12.value,) = _unpack_I(buf, pos)
+        elif d14 == 2:
+            (v13.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d13 == 3:
-            (v12.value,) = _unpack_q(buf, pos)
+        elif d14 == 3:
+            (v13.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d13 == 4:
-            (v12.value,) = _unpack_Q(buf, pos)
+        elif d14 == 4:
+            (v13.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d13 == 5:
-            (v12.value,) = _unpack_d(buf, pos)
+        elif d14 == 5:
+            (v13.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d13 == 6:
-            (v12.value,) = _unpack_i(buf, pos)
+        elif d14 == 6:
+            (v13.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d13 == 7:
-            v12.value, pos = _read_str(buf, pos, 4194304)
+        elif d14 == 7:
+            v13.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x6.value = v12
-    v.params = a4
+        x7.value = v13
+    v.params = a5
     v.cookie_in, pos = _read_opaque(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -22425,97 +23889,104 @@ def _dec_remote_domain_migrate_perform3_params_args(buf: bytes, pos: int) -> tup
 
 
 def _enc_remote_domain_migrate_perform3_params_args(out: bytearray, v: remote_domain_migrate_perform3_params_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    o1 = v.dconnuri
-    if o1 is None:
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
+    o4 = v.dconnuri
+    if o4 is None:
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        b2 = _encode_str(o1, 4194304)
-        n3 = len(b2)
-        out += _pack_I(n3)
-        out += b2
-        out += xdr.PAD[n3 & 3]
-    a4 = v.params
-    n5 = len(a4)
-    if n5 > 64:
+        b5 = _encode_str(o4, 4194304)
+        n6 = len(b5)
+        out += _pack_I(n6)
+        out += b5
+        out += xdr.PAD[n6 & 3]
+    a7 = v.params
+    n8 = len(a7)
+    if n8 > 64:
         raise XdrError("array length exceeds its bound")
-    out += _pack_u32(n5)
-    if n5:
-        x10 = a4[0]
+    out += _pack_u32(n8)
+    if n8:
+        x13 = a7[0]
         try:
-            b6 = x10.field.encode()
+            b9 = x13.field.encode()
         except UnicodeEncodeError:
-            b6 = x10.field.encode("utf-8", "surrogateescape")
-        n7 = len(b6)
-        if n7 > 4194304:
+            b9 = x13.field.encode("utf-8", "surrogateescape")
+        n10 = len(b9)
+        if n10 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_u32(n7)
-        out += b6
-    for x11 in a4[1:]:
+        out += _pack_u32(n10)
+        out += b9
+    for x14 in a7[1:]:
         try:
-            b8 = x11.field.encode()
+            b11 = x14.field.encode()
         except UnicodeEncodeError:
-            b8 = x11.field.encode("utf-8", "surrogateescape")
-        n9 = len(b8)
-        if n9 > 4194304:
+            b11 = x14.field.encode("utf-8", "surrogateescape")
+        n12 = len(b11)
+        if n12 > 4194304:
             raise XdrError("length exceeds its bound")
-        u12 = x10.value
-        d13 = u12.type
-        if d13 == 1:
-            out += _padpack_iiI[n7 & 3](d13, u12.value, n9)
-        elif d13 == 2:
-            out += _padpack_iII[n7 & 3](d13, u12.value, n9)
-        elif d13 == 3:
-            out += _padpack_iqI[n7 & 3](d13, u12.value, n9)
-        elif d13 == 4:
-            out += _padpack_iQI[n7 & 3](d13, u12.value, n9)
-        elif d13 == 5:
-            out += _padpack_idI[n7 & 3](d13, u12.value, n9)
-        elif d13 == 6:
-            out += _padpack_iiI[n7 & 3](d13, u12.value, n9)
-        elif d13 == 7:
-            x14 = cast("str", u12.value)
-            b15 = _encode_str(x14, 4194304)
-            n16 = len(b15)
-            out += _padpack_iI[n7 & 3](d13, n16)
-            out += b15
-            out += _padpack_I[n16 & 3](n9)
+        u15 = x13.value
+        d16 = u15.type
+        if d16 == 1:
+            out += _padpack_iiI[n10 & 3](d16, u15.value, n12)
+        elif d16 == 2:
+            out += _padpack_iII[n10 & 3](d16, u15.value, n12)
+        elif d16 == 3:
+            out += _padpack_iqI[n10 & 3](d16, u15.value, n12)
+        elif d16 == 4:
+            out += _padpack_iQI[n10 & 3](d16, u15.value, n12)
+        elif d16 == 5:
+            out += _padpack_idI[n10 & 3](d16, u15.value, n12)
+        elif d16 == 6:
+            out += _padpack_iiI[n10 & 3](d16, u15.value, n12)
+        elif d16 == 7:
+            x17 = cast("str", u15.value)
+            b18 = _encode_str(x17, 4194304)
+            n19 = len(b18)
+            out += _padpack_iI[n10 & 3](d16, n19)
+            out += b18
+            out += _padpack_I[n19 & 3](n12)
         else:
             raise XdrError("union discriminant has no arm")
-        out += b8
-        n7, x10 = n9, x11
-    if n5:
-        u17 = x10.value
-        d18 = u17.type
-        if d18 == 1:
-            out += _padpack_ii[n7 & 3](d18, u17.value)
-        elif d18 == 2:
-            out += _padpack_iI[n7 & 3](d18, u17.value)
-        elif d18 == 3:
-            out += _padpack_iq[n7 & 3](d18, u17.value)
-        elif d18 == 4:
-            out += _padpack_iQ[n7 & 3](d18, u17.value)
-        elif d18 == 5:
-            out += _padpack_id[n7 & 3](d18, u17.value)
-        elif d18 == 6:
-            out += _padpack_ii[n7 & 3](d18, u17.value)
-        elif d18 == 7:
-            x19 = cast("str", u17.value)
-            b20 = _encode_str(x19, 4194304)
-            n21 = len(b20)
-            out += _padpack_iI[n7 & 3](d18, n21)
-            out += b20
-            out += xdr.PAD[n21 & 3]
+        out += b11
+        n10, x13 = n12, x14
+    if n8:
+        u20 = x13.value
+        d21 = u20.type
+        if d21 == 1:
+            out += _padpack_ii[n10 & 3](d21, u20.value)
+        elif d21 == 2:
+            out += _padpack_iI[n10 & 3](d21, u20.value)
+        elif d21 == 3:
+            out += _padpack_iq[n10 & 3](d21, u20.value)
+        elif d21 == 4:
+            out += _padpack_iQ[n10 & 3](d21, u20.value)
+        elif d21 == 5:
+            out += _padpack_id[n10 & 3](d21, u20.value)
+        elif d21 == 6:
+            out += _padpack_ii[n10 & 3](d21, u20.value)
+        elif d21 == 7:
+            x22 = cast("str", u20.value)
+            b23 = _encode_str(x22, 4194304)
+            n24 = len(b23)
+            out += _padpack_iI[n10 & 3](d21, n24)
+            out += b23
+            out += xdr.PAD[n24 & 3]
         else:
             raise XdrError("union discriminant has no arm")
-    b22 = v.cookie_in
-    n23 = len(b22)
-    if n23 > 4194304:
+    b25 = v.cookie_in
+    n26 = len(b25)
+    if n26 > 4194304:
         raise XdrError("length exceeds its bound")
-    out += _pack_I(n23)
-    out += b22
-    out += _padpack_I[n23 & 3](v.flags)
+    out += _pack_I(n26)
+    out += b25
+    out += _padpack_I[n26 & 3](v.flags)
 
 
 def _dec_remote_domain_migrate_perform3_params_ret(buf: bytes, pos: int) -> tuple[remote_domain_migrate_perform3_params_ret, int]:
@@ -22717,115 +24188,127 @@ def _enc_remote_domain_migrate_finish3_params_args(out: bytearray, v: remote_dom
 
 def _dec_remote_domain_migrate_finish3_params_ret(buf: bytes, pos: int) -> tuple[remote_domain_migrate_finish3_params_ret, int]:
     v = _new(remote_domain_migrate_finish3_params_ret)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.cookie_out, pos = _read_opaque(buf, pos, 4194304)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.cookie_out, pos = _take_opaque(buf, pos, n2, 4194304)
     return v, pos
 
 
 def _enc_remote_domain_migrate_finish3_params_ret(out: bytearray, v: remote_domain_migrate_finish3_params_ret) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = v.cookie_out
-    n2 = len(b1)
-    if n2 > 4194304:
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = v.cookie_out
+    n5 = len(b4)
+    if n5 > 4194304:
         raise XdrError("length exceeds its bound")
-    out += _pack_I(n2)
-    out += b1
-    out += xdr.PAD[n2 & 3]
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    out += xdr.PAD[n5 & 3]
 
 
 def _dec_remote_domain_migrate_confirm3_params_args(buf: bytes, pos: int) -> tuple[remote_domain_migrate_confirm3_params_args, int]:
     end = len(buf)
     v = _new(remote_domain_migrate_confirm3_params_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n2,) = _unpack_u32(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
+    (n3,) = _unpack_u32(buf, pos)
     pos += 4
-    if n2 > 64:
+    if n3 > 64:
         raise XdrError("array length exceeds its bound")
-    if n2 * 12 > end - pos:
+    if n3 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
-    if a1:
-        (n4,) = _unpack_u32(buf, pos)
+    a2: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n3)]
+    if a2:
+        (n5,) = _unpack_u32(buf, pos)
         pos += 4
-        for x3 in a1[:-1]:
-            s5 = pos
-            pos = s5 + ((n4 + 3) & -4)
-            if pos > end or n4 > 4194304:
+        for x4 in a2[:-1]:
+            s6 = pos
+            pos = s6 + ((n5 + 3) & -4)
+            if pos > end or n5 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                x3.field = buf[s5:s5 + n4].decode()
+                x4.field = buf[s6:s6 + n5].decode()
             except UnicodeDecodeError:
-                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
-            if "\0" in x3.field:
-                x3.field = x3.field.partition("\0")[0]
-            v6 = _new(remote_typed_param_value)
-            (d7,) = _unpack_i(buf, pos)
+                x4.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+            if "\0" in x4.field:
+                x4.field = x4.field.partition("\0")[0]
+            v7 = _new(remote_typed_param_value)
+            (d8,) = _unpack_i(buf, pos)
             pos += 4
-            v6.type = d7
-            if d7 == 1:
-                v6.value, n4 = _unpack_iI(buf, pos)
+            v7.type = d8
+            if d8 == 1:
+                v7.value, n5 = _unpack_iI(buf, pos)
                 pos += 8
-            elif d7 == 2:
-                v6.value, n4 = _unpack_II(buf, pos)
+            elif d8 == 2:
+                v7.value, n5 = _unpack_II(buf, pos)
                 pos += 8
-            elif d7 == 3:
-                v6.value, n4 = _unpack_qI(buf, pos)
+            elif d8 == 3:
+                v7.value, n5 = _unpack_qI(buf, pos)
                 pos += 12
-            elif d7 == 4:
-                v6.value, n4 = _unpack_QI(buf, pos)
+            elif d8 == 4:
+                v7.value, n5 = _unpack_QI(buf, pos)
                 pos += 12
-            elif d7 == 5:
-                v6.value, n4 = _unpack_dI(buf, pos)
+            elif d8 == 5:
+                v7.value, n5 = _unpack_dI(buf, pos)
                 pos += 12
-            elif d7 == 6:
-                v6.value, n4 = _unpack_iI(buf, pos)
+            elif d8 == 6:
+                v7.value, n5 = _unpack_iI(buf, pos)
                 pos += 8
-            elif d7 == 7:
-                v6.value, pos = _read_str(buf, pos, 4194304)
-                (n4,) = _unpack_u32(buf, pos)
+            elif d8 == 7:
+                v7.value, pos = _read_str(buf, pos, 4194304)
+                (n5,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
-            x3.value = v6
-        x3 = a1[-1]
-        s8 = pos
-        pos = s8 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
+            x4.value = v7
+        x4 = a2[-1]
+        s9 = pos
+        pos = s9 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s8:s8 + n4].decode()
+            x4.field = buf[s9:s9 + n5].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
-        if "\0" in x3.field:
-            x3.field = x3.field.partition("\0")[0]
-        v9 = _new(remote_typed_param_value)
-        (d10,) = _unpack_i(buf, pos)
+            x4.field = buf[s9:s9 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x4.field:
+            x4.field = x4.field.partition("\0")[0]
+        v10 = _new(remote_typed_param_value)
+        (d11,) = _unpack_i(buf, pos)
         pos += 4
-        v9.type = d10
-        if d10 == 1:
-            (v9.value,) = _unpack_i(buf, pos)
+        v10.type = d11
+        if d11 == 1:
+            (v10.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d10 == 2:
-            (v9.value,) = _unpack_I(buf, pos)
+        elif d11 == 2:
+            (v10.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d10 == 3:
-            (v9.value,) = _unpack_q(buf, pos)
+        elif d11 == 3:
+            (v10.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d10 == 4:
-            (v9.value,) = _unpack_Q(buf, pos)
+        elif d11 == 4:
+            (v10.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d10 == 5:
-            (v9.value,) = _unpack_d(buf, pos)
+        elif d11 == 5:
+            (v10.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d10 == 6:
-            (v9.value,) = _unpack_i(buf, pos)
+        elif d11 == 6:
+            (v10.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d10 == 7:
-            v9.value, pos = _read_str(buf, pos, 4194304)
+        elif d11 == 7:
+            v10.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v9
-    v.params = a1
+        x4.value = v10
+    v.params = a2
     v.cookie_in, pos = _read_opaque(buf, pos, 4194304)
     v.flags, v.cancelled = _unpack_Ii(buf, pos)
     pos += 8
@@ -22833,100 +24316,114 @@ def _dec_remote_domain_migrate_confirm3_params_args(buf: bytes, pos: int) -> tup
 
 
 def _enc_remote_domain_migrate_confirm3_params_args(out: bytearray, v: remote_domain_migrate_confirm3_params_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    a1 = v.params
-    n2 = len(a1)
-    if n2 > 64:
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
+    a4 = v.params
+    n5 = len(a4)
+    if n5 > 64:
         raise XdrError("array length exceeds its bound")
-    out += _pack_u32(n2)
-    if n2:
-        x7 = a1[0]
+    out += _pack_u32(n5)
+    if n5:
+        x10 = a4[0]
         try:
-            b3 = x7.field.encode()
+            b6 = x10.field.encode()
         except UnicodeEncodeError:
-            b3 = x7.field.encode("utf-8", "surrogateescape")
-        n4 = len(b3)
-        if n4 > 4194304:
+            b6 = x10.field.encode("utf-8", "surrogateescape")
+        n7 = len(b6)
+        if n7 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_u32(n4)
-        out += b3
-    for x8 in a1[1:]:
+        out += _pack_u32(n7)
+        out += b6
+    for x11 in a4[1:]:
         try:
-            b5 = x8.field.encode()
+            b8 = x11.field.encode()
         except UnicodeEncodeError:
-            b5 = x8.field.encode("utf-8", "surrogateescape")
-        n6 = len(b5)
-        if n6 > 4194304:
+            b8 = x11.field.encode("utf-8", "surrogateescape")
+        n9 = len(b8)
+        if n9 > 4194304:
             raise XdrError("length exceeds its bound")
-        u9 = x7.value
-        d10 = u9.type
-        if d10 == 1:
-            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 2:
-            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
-        elif d10 == 3:
-            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 4:
-            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 5:
-            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 6:
-            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 7:
-            x11 = cast("str", u9.value)
-            b12 = _encode_str(x11, 4194304)
-            n13 = len(b12)
-            out += _padpack_iI[n4 & 3](d10, n13)
-            out += b12
-            out += _padpack_I[n13 & 3](n6)
+        u12 = x10.value
+        d13 = u12.type
+        if d13 == 1:
+            out += _padpack_iiI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 2:
+            out += _padpack_iII[n7 & 3](d13, u12.value, n9)
+        elif d13 == 3:
+            out += _padpack_iqI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 4:
+            out += _padpack_iQI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 5:
+            out += _padpack_idI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 6:
+            out += _padpack_iiI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 7:
+            x14 = cast("str", u12.value)
+            b15 = _encode_str(x14, 4194304)
+            n16 = len(b15)
+            out += _padpack_iI[n7 & 3](d13, n16)
+            out += b15
+            out += _padpack_I[n16 & 3](n9)
         else:
             raise XdrError("union discriminant has no arm")
-        out += b5
-        n4, x7 = n6, x8
-    if n2:
-        u14 = x7.value
-        d15 = u14.type
-        if d15 == 1:
-            out += _padpack_ii[n4 & 3](d15, u14.value)
-        elif d15 == 2:
-            out += _padpack_iI[n4 & 3](d15, u14.value)
-        elif d15 == 3:
-            out += _padpack_iq[n4 & 3](d15, u14.value)
-        elif d15 == 4:
-            out += _padpack_iQ[n4 & 3](d15, u14.value)
-        elif d15 == 5:
-            out += _padpack_id[n4 & 3](d15, u14.value)
-        elif d15 == 6:
-            out += _padpack_ii[n4 & 3](d15, u14.value)
-        elif d15 == 7:
-            x16 = cast("str", u14.value)
-            b17 = _encode_str(x16, 4194304)
-            n18 = len(b17)
-            out += _padpack_iI[n4 & 3](d15, n18)
-            out += b17
-            out += xdr.PAD[n18 & 3]
+        out += b8
+        n7, x10 = n9, x11
+    if n5:
+        u17 = x10.value
+        d18 = u17.type
+        if d18 == 1:
+            out += _padpack_ii[n7 & 3](d18, u17.value)
+        elif d18 == 2:
+            out += _padpack_iI[n7 & 3](d18, u17.value)
+        elif d18 == 3:
+            out += _padpack_iq[n7 & 3](d18, u17.value)
+        elif d18 == 4:
+            out += _padpack_iQ[n7 & 3](d18, u17.value)
+        elif d18 == 5:
+            out += _padpack_id[n7 & 3](d18, u17.value)
+        elif d18 == 6:
+            out += _padpack_ii[n7 & 3](d18, u17.value)
+        elif d18 == 7:
+            x19 = cast("str", u17.value)
+            b20 = _encode_str(x19, 4194304)
+            n21 = len(b20)
+            out += _padpack_iI[n7 & 3](d18, n21)
+            out += b20
+            out += xdr.PAD[n21 & 3]
         else:
             raise XdrError("union discriminant has no arm")
-    b19 = v.cookie_in
-    n20 = len(b19)
-    if n20 > 4194304:
+    b22 = v.cookie_in
+    n23 = len(b22)
+    if n23 > 4194304:
         raise XdrError("length exceeds its bound")
-    out += _pack_I(n20)
-    out += b19
-    out += _padpack_Ii[n20 & 3](v.flags, v.cancelled)
+    out += _pack_I(n23)
+    out += b22
+    out += _padpack_Ii[n23 & 3](v.flags, v.cancelled)
 
 
 def _dec_remote_domain_migrate_start_post_copy_args(buf: bytes, pos: int) -> tuple[remote_domain_migrate_start_post_copy_args, int]:
     v = _new(remote_domain_migrate_start_post_copy_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.flags,) = _unpack_I(buf, pos)
-    pos += 4
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.flags = _unpack_16siI(buf, pos)
+    pos += 24
     return v, pos
 
 
 def _enc_remote_domain_migrate_start_post_copy_args(out: bytearray, v: remote_domain_migrate_start_post_copy_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_I(v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, v.flags)
 
 
 def _dec_remote_connect_domain_event_register_ret(buf: bytes, pos: int) -> tuple[remote_connect_domain_event_register_ret, int]:
@@ -23216,109 +24713,160 @@ def _enc_remote_connect_secret_event_deregister_any_args(out: bytearray, v: remo
 
 def _dec_remote_domain_event_lifecycle_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_lifecycle_msg, int]:
     v = _new(remote_domain_event_lifecycle_msg)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.event, v.detail = _unpack_ii(buf, pos)
-    pos += 8
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.event, v.detail = _unpack_16siii(buf, pos)
+    pos += 28
     return v, pos
 
 
 def _enc_remote_domain_event_lifecycle_msg(out: bytearray, v: remote_domain_event_lifecycle_msg) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_ii(v.event, v.detail)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siii[n3 & 3](f1.uuid, f1.id, v.event, v.detail)
 
 
 def _dec_remote_domain_event_callback_lifecycle_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_callback_lifecycle_msg, int]:
     v = _new(remote_domain_event_callback_lifecycle_msg)
+    v.msg = f1 = _new(remote_domain_event_lifecycle_msg)
     (v.callbackID,) = _unpack_i(buf, pos)
     pos += 4
-    v.msg, pos = _dec_remote_domain_event_lifecycle_msg(buf, pos)
-    return v, pos
-
-
-def _enc_remote_domain_event_callback_lifecycle_msg(out: bytearray, v: remote_domain_event_callback_lifecycle_msg) -> None:
-    out += _pack_i(v.callbackID)
-    _enc_remote_domain_event_lifecycle_msg(out, v.msg)
-
-
-def _dec_remote_domain_event_reboot_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_reboot_msg, int]:
-    v = _new(remote_domain_event_reboot_msg)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    return v, pos
-
-
-def _enc_remote_domain_event_reboot_msg(out: bytearray, v: remote_domain_event_reboot_msg) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-
-
-def _dec_remote_domain_event_callback_reboot_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_callback_reboot_msg, int]:
-    v = _new(remote_domain_event_callback_reboot_msg)
-    (v.callbackID,) = _unpack_i(buf, pos)
-    pos += 4
-    v.msg, pos = _dec_remote_domain_event_reboot_msg(buf, pos)
-    return v, pos
-
-
-def _enc_remote_domain_event_callback_reboot_msg(out: bytearray, v: remote_domain_event_callback_reboot_msg) -> None:
-    out += _pack_i(v.callbackID)
-    _enc_remote_domain_event_reboot_msg(out, v.msg)
-
-
-def _dec_remote_domain_event_rtc_change_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_rtc_change_msg, int]:
-    v = _new(remote_domain_event_rtc_change_msg)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.offset,) = _unpack_q(buf, pos)
+    f1.dom, pos = _dec_remote_nonnull_domain(buf, pos)
+    f1.event, f1.detail = _unpack_ii(buf, pos)
     pos += 8
     return v, pos
 
 
+def _enc_remote_domain_event_callback_lifecycle_msg(out: bytearray, v: remote_domain_event_callback_lifecycle_msg) -> None:
+    f1 = v.msg
+    out += _pack_i(v.callbackID)
+    _enc_remote_nonnull_domain(out, f1.dom)
+    out += _pack_ii(f1.event, f1.detail)
+
+
+def _dec_remote_domain_event_reboot_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_reboot_msg, int]:
+    v = _new(remote_domain_event_reboot_msg)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
+    return v, pos
+
+
+def _enc_remote_domain_event_reboot_msg(out: bytearray, v: remote_domain_event_reboot_msg) -> None:
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
+
+
+def _dec_remote_domain_event_callback_reboot_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_callback_reboot_msg, int]:
+    v = _new(remote_domain_event_callback_reboot_msg)
+    v.msg = f1 = _new(remote_domain_event_reboot_msg)
+    (v.callbackID,) = _unpack_i(buf, pos)
+    pos += 4
+    f1.dom, pos = _dec_remote_nonnull_domain(buf, pos)
+    return v, pos
+
+
+def _enc_remote_domain_event_callback_reboot_msg(out: bytearray, v: remote_domain_event_callback_reboot_msg) -> None:
+    f1 = v.msg
+    out += _pack_i(v.callbackID)
+    _enc_remote_nonnull_domain(out, f1.dom)
+
+
+def _dec_remote_domain_event_rtc_change_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_rtc_change_msg, int]:
+    v = _new(remote_domain_event_rtc_change_msg)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.offset = _unpack_16siq(buf, pos)
+    pos += 28
+    return v, pos
+
+
 def _enc_remote_domain_event_rtc_change_msg(out: bytearray, v: remote_domain_event_rtc_change_msg) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_q(v.offset)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siq[n3 & 3](f1.uuid, f1.id, v.offset)
 
 
 def _dec_remote_domain_event_callback_rtc_change_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_callback_rtc_change_msg, int]:
     v = _new(remote_domain_event_callback_rtc_change_msg)
+    v.msg = f1 = _new(remote_domain_event_rtc_change_msg)
     (v.callbackID,) = _unpack_i(buf, pos)
     pos += 4
-    v.msg, pos = _dec_remote_domain_event_rtc_change_msg(buf, pos)
+    f1.dom, pos = _dec_remote_nonnull_domain(buf, pos)
+    (f1.offset,) = _unpack_q(buf, pos)
+    pos += 8
     return v, pos
 
 
 def _enc_remote_domain_event_callback_rtc_change_msg(out: bytearray, v: remote_domain_event_callback_rtc_change_msg) -> None:
+    f1 = v.msg
     out += _pack_i(v.callbackID)
-    _enc_remote_domain_event_rtc_change_msg(out, v.msg)
+    _enc_remote_nonnull_domain(out, f1.dom)
+    out += _pack_q(f1.offset)
 
 
 def _dec_remote_domain_event_watchdog_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_watchdog_msg, int]:
     v = _new(remote_domain_event_watchdog_msg)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.action,) = _unpack_i(buf, pos)
-    pos += 4
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.action = _unpack_16sii(buf, pos)
+    pos += 24
     return v, pos
 
 
 def _enc_remote_domain_event_watchdog_msg(out: bytearray, v: remote_domain_event_watchdog_msg) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_i(v.action)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16sii[n3 & 3](f1.uuid, f1.id, v.action)
 
 
 def _dec_remote_domain_event_callback_watchdog_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_callback_watchdog_msg, int]:
     v = _new(remote_domain_event_callback_watchdog_msg)
+    v.msg = f1 = _new(remote_domain_event_watchdog_msg)
     (v.callbackID,) = _unpack_i(buf, pos)
     pos += 4
-    v.msg, pos = _dec_remote_domain_event_watchdog_msg(buf, pos)
+    f1.dom, pos = _dec_remote_nonnull_domain(buf, pos)
+    (f1.action,) = _unpack_i(buf, pos)
+    pos += 4
     return v, pos
 
 
 def _enc_remote_domain_event_callback_watchdog_msg(out: bytearray, v: remote_domain_event_callback_watchdog_msg) -> None:
+    f1 = v.msg
     out += _pack_i(v.callbackID)
-    _enc_remote_domain_event_watchdog_msg(out, v.msg)
+    _enc_remote_nonnull_domain(out, f1.dom)
+    out += _pack_i(f1.action)
 
 
 def _dec_remote_domain_event_io_error_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_io_error_msg, int]:
     v = _new(remote_domain_event_io_error_msg)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.srcPath, pos = _read_str(buf, pos, 4194304)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.srcPath, pos = _take_str(buf, pos, n2, 4194304)
     v.devAlias, pos = _read_str(buf, pos, 4194304)
     (v.action,) = _unpack_i(buf, pos)
     pos += 4
@@ -23326,70 +24874,120 @@ def _dec_remote_domain_event_io_error_msg(buf: bytes, pos: int) -> tuple[remote_
 
 
 def _enc_remote_domain_event_io_error_msg(out: bytearray, v: remote_domain_event_io_error_msg) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = _encode_str(v.srcPath, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    b3 = _encode_str(v.devAlias, 4194304)
-    n4 = len(b3)
-    out += _padpack_I[n2 & 3](n4)
-    out += b3
-    out += _padpack_i[n4 & 3](v.action)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.srcPath, 4194304)
+    n5 = len(b4)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    b6 = _encode_str(v.devAlias, 4194304)
+    n7 = len(b6)
+    out += _padpack_I[n5 & 3](n7)
+    out += b6
+    out += _padpack_i[n7 & 3](v.action)
 
 
 def _dec_remote_domain_event_callback_io_error_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_callback_io_error_msg, int]:
     v = _new(remote_domain_event_callback_io_error_msg)
+    v.msg = f1 = _new(remote_domain_event_io_error_msg)
     (v.callbackID,) = _unpack_i(buf, pos)
     pos += 4
-    v.msg, pos = _dec_remote_domain_event_io_error_msg(buf, pos)
+    f1.dom, pos = _dec_remote_nonnull_domain(buf, pos)
+    f1.srcPath, pos = _read_str(buf, pos, 4194304)
+    f1.devAlias, pos = _read_str(buf, pos, 4194304)
+    (f1.action,) = _unpack_i(buf, pos)
+    pos += 4
     return v, pos
 
 
 def _enc_remote_domain_event_callback_io_error_msg(out: bytearray, v: remote_domain_event_callback_io_error_msg) -> None:
+    f1 = v.msg
     out += _pack_i(v.callbackID)
-    _enc_remote_domain_event_io_error_msg(out, v.msg)
+    _enc_remote_nonnull_domain(out, f1.dom)
+    b2 = _encode_str(f1.srcPath, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    b4 = _encode_str(f1.devAlias, 4194304)
+    n5 = len(b4)
+    out += _padpack_I[n3 & 3](n5)
+    out += b4
+    out += _padpack_i[n5 & 3](f1.action)
 
 
 def _dec_remote_domain_event_io_error_reason_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_io_error_reason_msg, int]:
     v = _new(remote_domain_event_io_error_reason_msg)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.srcPath, pos = _read_str(buf, pos, 4194304)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.srcPath, pos = _take_str(buf, pos, n2, 4194304)
     v.devAlias, pos = _read_str(buf, pos, 4194304)
-    v.action, n1 = _unpack_iI(buf, pos)
+    v.action, n3 = _unpack_iI(buf, pos)
     pos += 8
-    v.reason, pos = _take_str(buf, pos, n1, 4194304)
+    v.reason, pos = _take_str(buf, pos, n3, 4194304)
     return v, pos
 
 
 def _enc_remote_domain_event_io_error_reason_msg(out: bytearray, v: remote_domain_event_io_error_reason_msg) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = _encode_str(v.srcPath, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    b3 = _encode_str(v.devAlias, 4194304)
-    n4 = len(b3)
-    out += _padpack_I[n2 & 3](n4)
-    out += b3
-    b5 = _encode_str(v.reason, 4194304)
-    n6 = len(b5)
-    out += _padpack_iI[n4 & 3](v.action, n6)
-    out += b5
-    out += xdr.PAD[n6 & 3]
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.srcPath, 4194304)
+    n5 = len(b4)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    b6 = _encode_str(v.devAlias, 4194304)
+    n7 = len(b6)
+    out += _padpack_I[n5 & 3](n7)
+    out += b6
+    b8 = _encode_str(v.reason, 4194304)
+    n9 = len(b8)
+    out += _padpack_iI[n7 & 3](v.action, n9)
+    out += b8
+    out += xdr.PAD[n9 & 3]
 
 
 def _dec_remote_domain_event_callback_io_error_reason_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_callback_io_error_reason_msg, int]:
     v = _new(remote_domain_event_callback_io_error_reason_msg)
+    v.msg = f1 = _new(remote_domain_event_io_error_reason_msg)
     (v.callbackID,) = _unpack_i(buf, pos)
     pos += 4
-    v.msg, pos = _dec_remote_domain_event_io_error_reason_msg(buf, pos)
+    f1.dom, pos = _dec_remote_nonnull_domain(buf, pos)
+    f1.srcPath, pos = _read_str(buf, pos, 4194304)
+    f1.devAlias, pos = _read_str(buf, pos, 4194304)
+    f1.action, n2 = _unpack_iI(buf, pos)
+    pos += 8
+    f1.reason, pos = _take_str(buf, pos, n2, 4194304)
     return v, pos
 
 
 def _enc_remote_domain_event_callback_io_error_reason_msg(out: bytearray, v: remote_domain_event_callback_io_error_reason_msg) -> None:
+    f1 = v.msg
     out += _pack_i(v.callbackID)
-    _enc_remote_domain_event_io_error_reason_msg(out, v.msg)
+    _enc_remote_nonnull_domain(out, f1.dom)
+    b2 = _encode_str(f1.srcPath, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    b4 = _encode_str(f1.devAlias, 4194304)
+    n5 = len(b4)
+    out += _padpack_I[n3 & 3](n5)
+    out += b4
+    b6 = _encode_str(f1.reason, 4194304)
+    n7 = len(b6)
+    out += _padpack_iI[n5 & 3](f1.action, n7)
+    out += b6
+    out += xdr.PAD[n7 & 3]
 
 
 def _dec_remote_domain_event_graphics_address(buf: bytes, pos: int) -> tuple[remote_domain_event_graphics_address, int]:
@@ -23435,144 +25033,266 @@ def _enc_remote_domain_event_graphics_identity(out: bytearray, v: remote_domain_
 def _dec_remote_domain_event_graphics_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_graphics_msg, int]:
     end = len(buf)
     v = _new(remote_domain_event_graphics_msg)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.phase,) = _unpack_i(buf, pos)
-    pos += 4
-    v.local, pos = _dec_remote_domain_event_graphics_address(buf, pos)
-    v.remote, pos = _dec_remote_domain_event_graphics_address(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    v.local = f2 = _new(remote_domain_event_graphics_address)
+    v.remote = f3 = _new(remote_domain_event_graphics_address)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.phase, f2.family, n4 = _unpack_16siiiI(buf, pos)
+    pos += 32
+    f2.node, pos = _take_str(buf, pos, n4, 4194304)
+    f2.service, pos = _read_str(buf, pos, 4194304)
+    f3.family, n5 = _unpack_iI(buf, pos)
+    pos += 8
+    f3.node, pos = _take_str(buf, pos, n5, 4194304)
+    f3.service, pos = _read_str(buf, pos, 4194304)
     v.authScheme, pos = _read_str(buf, pos, 4194304)
-    (n2,) = _unpack_u32(buf, pos)
+    (n7,) = _unpack_u32(buf, pos)
     pos += 4
-    if n2 > 20:
+    if n7 > 20:
         raise XdrError("array length exceeds its bound")
-    if n2 * 8 > end - pos:
+    if n7 * 8 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_domain_event_graphics_identity] = [_new(remote_domain_event_graphics_identity) for _ in range(n2)]
-    for x3 in a1:
-        (n4,) = _unpack_u32(buf, pos)
-        s5 = pos + 4
-        pos = s5 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
+    a6: list[remote_domain_event_graphics_identity] = [_new(remote_domain_event_graphics_identity) for _ in range(n7)]
+    for x8 in a6:
+        (n9,) = _unpack_u32(buf, pos)
+        s10 = pos + 4
+        pos = s10 + ((n9 + 3) & -4)
+        if pos > end or n9 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.type = buf[s5:s5 + n4].decode()
+            x8.type = buf[s10:s10 + n9].decode()
         except UnicodeDecodeError:
-            x3.type = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
-        if "\0" in x3.type:
-            x3.type = x3.type.partition("\0")[0]
-        (n6,) = _unpack_u32(buf, pos)
-        s7 = pos + 4
-        pos = s7 + ((n6 + 3) & -4)
-        if pos > end or n6 > 4194304:
+            x8.type = buf[s10:s10 + n9].decode("utf-8", "surrogateescape")
+        if "\0" in x8.type:
+            x8.type = x8.type.partition("\0")[0]
+        (n11,) = _unpack_u32(buf, pos)
+        s12 = pos + 4
+        pos = s12 + ((n11 + 3) & -4)
+        if pos > end or n11 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.name = buf[s7:s7 + n6].decode()
+            x8.name = buf[s12:s12 + n11].decode()
         except UnicodeDecodeError:
-            x3.name = buf[s7:s7 + n6].decode("utf-8", "surrogateescape")
-        if "\0" in x3.name:
-            x3.name = x3.name.partition("\0")[0]
-    v.subject = a1
+            x8.name = buf[s12:s12 + n11].decode("utf-8", "surrogateescape")
+        if "\0" in x8.name:
+            x8.name = x8.name.partition("\0")[0]
+    v.subject = a6
     return v, pos
 
 
 def _enc_remote_domain_event_graphics_msg(out: bytearray, v: remote_domain_event_graphics_msg) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_i(v.phase)
-    _enc_remote_domain_event_graphics_address(out, v.local)
-    _enc_remote_domain_event_graphics_address(out, v.remote)
-    b1 = _encode_str(v.authScheme, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += xdr.PAD[n2 & 3]
-    a3 = v.subject
-    n4 = len(a3)
-    if n4 > 20:
+    f1 = v.dom
+    f2 = v.local
+    f3 = v.remote
+    b4 = _encode_str(f1.name, 4194304)
+    n5 = len(b4)
+    out += _pack_I(n5)
+    out += b4
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b6 = _encode_str(f2.node, 4194304)
+    n7 = len(b6)
+    out += _padpack_16siiiI[n5 & 3](f1.uuid, f1.id, v.phase, f2.family, n7)
+    out += b6
+    b8 = _encode_str(f2.service, 4194304)
+    n9 = len(b8)
+    out += _padpack_I[n7 & 3](n9)
+    out += b8
+    b10 = _encode_str(f3.node, 4194304)
+    n11 = len(b10)
+    out += _padpack_iI[n9 & 3](f3.family, n11)
+    out += b10
+    b12 = _encode_str(f3.service, 4194304)
+    n13 = len(b12)
+    out += _padpack_I[n11 & 3](n13)
+    out += b12
+    b14 = _encode_str(v.authScheme, 4194304)
+    n15 = len(b14)
+    out += _padpack_I[n13 & 3](n15)
+    out += b14
+    out += xdr.PAD[n15 & 3]
+    a16 = v.subject
+    n17 = len(a16)
+    if n17 > 20:
         raise XdrError("array length exceeds its bound")
-    out += _pack_u32(n4)
-    for x5 in a3:
+    out += _pack_u32(n17)
+    for x18 in a16:
         try:
-            b6 = x5.type.encode()
+            b19 = x18.type.encode()
         except UnicodeEncodeError:
-            b6 = x5.type.encode("utf-8", "surrogateescape")
-        n7 = len(b6)
-        if n7 > 4194304:
+            b19 = x18.type.encode("utf-8", "surrogateescape")
+        n20 = len(b19)
+        if n20 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_I(n7)
-        out += b6
+        out += _pack_I(n20)
+        out += b19
         try:
-            b8 = x5.name.encode()
+            b21 = x18.name.encode()
         except UnicodeEncodeError:
-            b8 = x5.name.encode("utf-8", "surrogateescape")
-        n9 = len(b8)
-        if n9 > 4194304:
+            b21 = x18.name.encode("utf-8", "surrogateescape")
+        n22 = len(b21)
+        if n22 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _padpack_I[n7 & 3](n9)
-        out += b8
-        out += xdr.PAD[n9 & 3]
+        out += _padpack_I[n20 & 3](n22)
+        out += b21
+        out += xdr.PAD[n22 & 3]
 
 
 def _dec_remote_domain_event_callback_graphics_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_callback_graphics_msg, int]:
+    end = len(buf)
     v = _new(remote_domain_event_callback_graphics_msg)
+    v.msg = f1 = _new(remote_domain_event_graphics_msg)
     (v.callbackID,) = _unpack_i(buf, pos)
     pos += 4
-    v.msg, pos = _dec_remote_domain_event_graphics_msg(buf, pos)
+    f1.dom, pos = _dec_remote_nonnull_domain(buf, pos)
+    (f1.phase,) = _unpack_i(buf, pos)
+    pos += 4
+    f1.local, pos = _dec_remote_domain_event_graphics_address(buf, pos)
+    f1.remote, pos = _dec_remote_domain_event_graphics_address(buf, pos)
+    f1.authScheme, pos = _read_str(buf, pos, 4194304)
+    (n3,) = _unpack_u32(buf, pos)
+    pos += 4
+    if n3 > 20:
+        raise XdrError("array length exceeds its bound")
+    if n3 * 8 > end - pos:
+        raise XdrError("array length exceeds the data left")
+    a2: list[remote_domain_event_graphics_identity] = [_new(remote_domain_event_graphics_identity) for _ in range(n3)]
+    for x4 in a2:
+        (n5,) = _unpack_u32(buf, pos)
+        s6 = pos + 4
+        pos = s6 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x4.type = buf[s6:s6 + n5].decode()
+        except UnicodeDecodeError:
+            x4.type = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x4.type:
+            x4.type = x4.type.partition("\0")[0]
+        (n7,) = _unpack_u32(buf, pos)
+        s8 = pos + 4
+        pos = s8 + ((n7 + 3) & -4)
+        if pos > end or n7 > 4194304:
+            raise XdrError("string or opaque longer than its bound or the data left")
+        try:
+            x4.name = buf[s8:s8 + n7].decode()
+        except UnicodeDecodeError:
+            x4.name = buf[s8:s8 + n7].decode("utf-8", "surrogateescape")
+        if "\0" in x4.name:
+            x4.name = x4.name.partition("\0")[0]
+    f1.subject = a2
     return v, pos
 
 
 def _enc_remote_domain_event_callback_graphics_msg(out: bytearray, v: remote_domain_event_callback_graphics_msg) -> None:
+    f1 = v.msg
     out += _pack_i(v.callbackID)
-    _enc_remote_domain_event_graphics_msg(out, v.msg)
+    _enc_remote_nonnull_domain(out, f1.dom)
+    out += _pack_i(f1.phase)
+    _enc_remote_domain_event_graphics_address(out, f1.local)
+    _enc_remote_domain_event_graphics_address(out, f1.remote)
+    b2 = _encode_str(f1.authScheme, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    out += xdr.PAD[n3 & 3]
+    a4 = f1.subject
+    n5 = len(a4)
+    if n5 > 20:
+        raise XdrError("array length exceeds its bound")
+    out += _pack_u32(n5)
+    for x6 in a4:
+        try:
+            b7 = x6.type.encode()
+        except UnicodeEncodeError:
+            b7 = x6.type.encode("utf-8", "surrogateescape")
+        n8 = len(b7)
+        if n8 > 4194304:
+            raise XdrError("length exceeds its bound")
+        out += _pack_I(n8)
+        out += b7
+        try:
+            b9 = x6.name.encode()
+        except UnicodeEncodeError:
+            b9 = x6.name.encode("utf-8", "surrogateescape")
+        n10 = len(b9)
+        if n10 > 4194304:
+            raise XdrError("length exceeds its bound")
+        out += _padpack_I[n8 & 3](n10)
+        out += b9
+        out += xdr.PAD[n10 & 3]
 
 
 def _dec_remote_domain_event_block_job_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_block_job_msg, int]:
     v = _new(remote_domain_event_block_job_msg)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.path, pos = _read_str(buf, pos, 4194304)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.path, pos = _take_str(buf, pos, n2, 4194304)
     v.type, v.status = _unpack_ii(buf, pos)
     pos += 8
     return v, pos
 
 
 def _enc_remote_domain_event_block_job_msg(out: bytearray, v: remote_domain_event_block_job_msg) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = _encode_str(v.path, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += _padpack_ii[n2 & 3](v.type, v.status)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.path, 4194304)
+    n5 = len(b4)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    out += _padpack_ii[n5 & 3](v.type, v.status)
 
 
 def _dec_remote_domain_event_callback_block_job_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_callback_block_job_msg, int]:
     v = _new(remote_domain_event_callback_block_job_msg)
+    v.msg = f1 = _new(remote_domain_event_block_job_msg)
     (v.callbackID,) = _unpack_i(buf, pos)
     pos += 4
-    v.msg, pos = _dec_remote_domain_event_block_job_msg(buf, pos)
+    f1.dom, pos = _dec_remote_nonnull_domain(buf, pos)
+    f1.path, pos = _read_str(buf, pos, 4194304)
+    f1.type, f1.status = _unpack_ii(buf, pos)
+    pos += 8
     return v, pos
 
 
 def _enc_remote_domain_event_callback_block_job_msg(out: bytearray, v: remote_domain_event_callback_block_job_msg) -> None:
+    f1 = v.msg
     out += _pack_i(v.callbackID)
-    _enc_remote_domain_event_block_job_msg(out, v.msg)
+    _enc_remote_nonnull_domain(out, f1.dom)
+    b2 = _encode_str(f1.path, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    out += _padpack_ii[n3 & 3](f1.type, f1.status)
 
 
 def _dec_remote_domain_event_disk_change_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_disk_change_msg, int]:
     v = _new(remote_domain_event_disk_change_msg)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    o3: remote_nonnull_string | None = None
-    (w1,) = _unpack_u32(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
+    o4: remote_nonnull_string | None = None
+    (w2,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1:  # xdr_pointer: non-zero is present
-        p2, pos = _read_str(buf, pos, 4194304)
-        o3 = p2
-    v.oldSrcPath = o3
-    o6: remote_nonnull_string | None = None
-    (w4,) = _unpack_u32(buf, pos)
+    if w2:  # xdr_pointer: non-zero is present
+        p3, pos = _read_str(buf, pos, 4194304)
+        o4 = p3
+    v.oldSrcPath = o4
+    o7: remote_nonnull_string | None = None
+    (w5,) = _unpack_u32(buf, pos)
     pos += 4
-    if w4:  # xdr_pointer: non-zero is present
-        p5, pos = _read_str(buf, pos, 4194304)
-        o6 = p5
-    v.newSrcPath = o6
+    if w5:  # xdr_pointer: non-zero is present
+        p6, pos = _read_str(buf, pos, 4194304)
+        o7 = p6
+    v.newSrcPath = o7
     v.devAlias, pos = _read_str(buf, pos, 4194304)
     (v.reason,) = _unpack_i(buf, pos)
     pos += 4
@@ -23580,18 +25300,15 @@ def _dec_remote_domain_event_disk_change_msg(buf: bytes, pos: int) -> tuple[remo
 
 
 def _enc_remote_domain_event_disk_change_msg(out: bytearray, v: remote_domain_event_disk_change_msg) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    o1 = v.oldSrcPath
-    if o1 is None:
-        out += xdr.ZERO_WORD
-    else:
-        out += xdr.ONE_WORD
-        b2 = _encode_str(o1, 4194304)
-        n3 = len(b2)
-        out += _pack_I(n3)
-        out += b2
-        out += xdr.PAD[n3 & 3]
-    o4 = v.newSrcPath
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
+    o4 = v.oldSrcPath
     if o4 is None:
         out += xdr.ZERO_WORD
     else:
@@ -23601,857 +25318,1132 @@ def _enc_remote_domain_event_disk_change_msg(out: bytearray, v: remote_domain_ev
         out += _pack_I(n6)
         out += b5
         out += xdr.PAD[n6 & 3]
-    b7 = _encode_str(v.devAlias, 4194304)
-    n8 = len(b7)
-    out += _pack_I(n8)
-    out += b7
-    out += _padpack_i[n8 & 3](v.reason)
+    o7 = v.newSrcPath
+    if o7 is None:
+        out += xdr.ZERO_WORD
+    else:
+        out += xdr.ONE_WORD
+        b8 = _encode_str(o7, 4194304)
+        n9 = len(b8)
+        out += _pack_I(n9)
+        out += b8
+        out += xdr.PAD[n9 & 3]
+    b10 = _encode_str(v.devAlias, 4194304)
+    n11 = len(b10)
+    out += _pack_I(n11)
+    out += b10
+    out += _padpack_i[n11 & 3](v.reason)
 
 
 def _dec_remote_domain_event_callback_disk_change_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_callback_disk_change_msg, int]:
     v = _new(remote_domain_event_callback_disk_change_msg)
+    v.msg = f1 = _new(remote_domain_event_disk_change_msg)
     (v.callbackID,) = _unpack_i(buf, pos)
     pos += 4
-    v.msg, pos = _dec_remote_domain_event_disk_change_msg(buf, pos)
+    f1.dom, pos = _dec_remote_nonnull_domain(buf, pos)
+    o4: remote_nonnull_string | None = None
+    (w2,) = _unpack_u32(buf, pos)
+    pos += 4
+    if w2:  # xdr_pointer: non-zero is present
+        p3, pos = _read_str(buf, pos, 4194304)
+        o4 = p3
+    f1.oldSrcPath = o4
+    o7: remote_nonnull_string | None = None
+    (w5,) = _unpack_u32(buf, pos)
+    pos += 4
+    if w5:  # xdr_pointer: non-zero is present
+        p6, pos = _read_str(buf, pos, 4194304)
+        o7 = p6
+    f1.newSrcPath = o7
+    f1.devAlias, pos = _read_str(buf, pos, 4194304)
+    (f1.reason,) = _unpack_i(buf, pos)
+    pos += 4
     return v, pos
 
 
 def _enc_remote_domain_event_callback_disk_change_msg(out: bytearray, v: remote_domain_event_callback_disk_change_msg) -> None:
+    f1 = v.msg
     out += _pack_i(v.callbackID)
-    _enc_remote_domain_event_disk_change_msg(out, v.msg)
+    _enc_remote_nonnull_domain(out, f1.dom)
+    o2 = f1.oldSrcPath
+    if o2 is None:
+        out += xdr.ZERO_WORD
+    else:
+        out += xdr.ONE_WORD
+        b3 = _encode_str(o2, 4194304)
+        n4 = len(b3)
+        out += _pack_I(n4)
+        out += b3
+        out += xdr.PAD[n4 & 3]
+    o5 = f1.newSrcPath
+    if o5 is None:
+        out += xdr.ZERO_WORD
+    else:
+        out += xdr.ONE_WORD
+        b6 = _encode_str(o5, 4194304)
+        n7 = len(b6)
+        out += _pack_I(n7)
+        out += b6
+        out += xdr.PAD[n7 & 3]
+    b8 = _encode_str(f1.devAlias, 4194304)
+    n9 = len(b8)
+    out += _pack_I(n9)
+    out += b8
+    out += _padpack_i[n9 & 3](f1.reason)
 
 
 def _dec_remote_domain_event_tray_change_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_tray_change_msg, int]:
     v = _new(remote_domain_event_tray_change_msg)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.devAlias, pos = _read_str(buf, pos, 4194304)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.devAlias, pos = _take_str(buf, pos, n2, 4194304)
     (v.reason,) = _unpack_i(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_event_tray_change_msg(out: bytearray, v: remote_domain_event_tray_change_msg) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = _encode_str(v.devAlias, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += _padpack_i[n2 & 3](v.reason)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.devAlias, 4194304)
+    n5 = len(b4)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    out += _padpack_i[n5 & 3](v.reason)
 
 
 def _dec_remote_domain_event_callback_tray_change_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_callback_tray_change_msg, int]:
     v = _new(remote_domain_event_callback_tray_change_msg)
+    v.msg = f1 = _new(remote_domain_event_tray_change_msg)
     (v.callbackID,) = _unpack_i(buf, pos)
     pos += 4
-    v.msg, pos = _dec_remote_domain_event_tray_change_msg(buf, pos)
+    f1.dom, pos = _dec_remote_nonnull_domain(buf, pos)
+    f1.devAlias, pos = _read_str(buf, pos, 4194304)
+    (f1.reason,) = _unpack_i(buf, pos)
+    pos += 4
     return v, pos
 
 
 def _enc_remote_domain_event_callback_tray_change_msg(out: bytearray, v: remote_domain_event_callback_tray_change_msg) -> None:
+    f1 = v.msg
     out += _pack_i(v.callbackID)
-    _enc_remote_domain_event_tray_change_msg(out, v.msg)
+    _enc_remote_nonnull_domain(out, f1.dom)
+    b2 = _encode_str(f1.devAlias, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    out += _padpack_i[n3 & 3](f1.reason)
 
 
 def _dec_remote_domain_event_pmwakeup_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_pmwakeup_msg, int]:
     v = _new(remote_domain_event_pmwakeup_msg)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_remote_domain_event_pmwakeup_msg(out: bytearray, v: remote_domain_event_pmwakeup_msg) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
 
 
 def _dec_remote_domain_event_callback_pmwakeup_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_callback_pmwakeup_msg, int]:
     v = _new(remote_domain_event_callback_pmwakeup_msg)
+    v.msg = f1 = _new(remote_domain_event_pmwakeup_msg)
     v.callbackID, v.reason = _unpack_ii(buf, pos)
     pos += 8
-    v.msg, pos = _dec_remote_domain_event_pmwakeup_msg(buf, pos)
+    f1.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     return v, pos
 
 
 def _enc_remote_domain_event_callback_pmwakeup_msg(out: bytearray, v: remote_domain_event_callback_pmwakeup_msg) -> None:
+    f1 = v.msg
     out += _pack_ii(v.callbackID, v.reason)
-    _enc_remote_domain_event_pmwakeup_msg(out, v.msg)
+    _enc_remote_nonnull_domain(out, f1.dom)
 
 
 def _dec_remote_domain_event_pmsuspend_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_pmsuspend_msg, int]:
     v = _new(remote_domain_event_pmsuspend_msg)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_remote_domain_event_pmsuspend_msg(out: bytearray, v: remote_domain_event_pmsuspend_msg) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
 
 
 def _dec_remote_domain_event_callback_pmsuspend_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_callback_pmsuspend_msg, int]:
     v = _new(remote_domain_event_callback_pmsuspend_msg)
+    v.msg = f1 = _new(remote_domain_event_pmsuspend_msg)
     v.callbackID, v.reason = _unpack_ii(buf, pos)
     pos += 8
-    v.msg, pos = _dec_remote_domain_event_pmsuspend_msg(buf, pos)
+    f1.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     return v, pos
 
 
 def _enc_remote_domain_event_callback_pmsuspend_msg(out: bytearray, v: remote_domain_event_callback_pmsuspend_msg) -> None:
+    f1 = v.msg
     out += _pack_ii(v.callbackID, v.reason)
-    _enc_remote_domain_event_pmsuspend_msg(out, v.msg)
+    _enc_remote_nonnull_domain(out, f1.dom)
 
 
 def _dec_remote_domain_event_balloon_change_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_balloon_change_msg, int]:
     v = _new(remote_domain_event_balloon_change_msg)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.actual,) = _unpack_Q(buf, pos)
-    pos += 8
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.actual = _unpack_16siQ(buf, pos)
+    pos += 28
     return v, pos
 
 
 def _enc_remote_domain_event_balloon_change_msg(out: bytearray, v: remote_domain_event_balloon_change_msg) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_Q(v.actual)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siQ[n3 & 3](f1.uuid, f1.id, v.actual)
 
 
 def _dec_remote_domain_event_callback_balloon_change_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_callback_balloon_change_msg, int]:
     v = _new(remote_domain_event_callback_balloon_change_msg)
+    v.msg = f1 = _new(remote_domain_event_balloon_change_msg)
     (v.callbackID,) = _unpack_i(buf, pos)
     pos += 4
-    v.msg, pos = _dec_remote_domain_event_balloon_change_msg(buf, pos)
+    f1.dom, pos = _dec_remote_nonnull_domain(buf, pos)
+    (f1.actual,) = _unpack_Q(buf, pos)
+    pos += 8
     return v, pos
 
 
 def _enc_remote_domain_event_callback_balloon_change_msg(out: bytearray, v: remote_domain_event_callback_balloon_change_msg) -> None:
+    f1 = v.msg
     out += _pack_i(v.callbackID)
-    _enc_remote_domain_event_balloon_change_msg(out, v.msg)
+    _enc_remote_nonnull_domain(out, f1.dom)
+    out += _pack_Q(f1.actual)
 
 
 def _dec_remote_domain_event_pmsuspend_disk_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_pmsuspend_disk_msg, int]:
     v = _new(remote_domain_event_pmsuspend_disk_msg)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_remote_domain_event_pmsuspend_disk_msg(out: bytearray, v: remote_domain_event_pmsuspend_disk_msg) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
 
 
 def _dec_remote_domain_event_callback_pmsuspend_disk_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_callback_pmsuspend_disk_msg, int]:
     v = _new(remote_domain_event_callback_pmsuspend_disk_msg)
+    v.msg = f1 = _new(remote_domain_event_pmsuspend_disk_msg)
     v.callbackID, v.reason = _unpack_ii(buf, pos)
     pos += 8
-    v.msg, pos = _dec_remote_domain_event_pmsuspend_disk_msg(buf, pos)
+    f1.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     return v, pos
 
 
 def _enc_remote_domain_event_callback_pmsuspend_disk_msg(out: bytearray, v: remote_domain_event_callback_pmsuspend_disk_msg) -> None:
+    f1 = v.msg
     out += _pack_ii(v.callbackID, v.reason)
-    _enc_remote_domain_event_pmsuspend_disk_msg(out, v.msg)
+    _enc_remote_nonnull_domain(out, f1.dom)
 
 
 def _dec_remote_domain_event_control_error_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_control_error_msg, int]:
     v = _new(remote_domain_event_control_error_msg)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_remote_domain_event_control_error_msg(out: bytearray, v: remote_domain_event_control_error_msg) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
 
 
 def _dec_remote_domain_event_callback_control_error_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_callback_control_error_msg, int]:
     v = _new(remote_domain_event_callback_control_error_msg)
+    v.msg = f1 = _new(remote_domain_event_control_error_msg)
     (v.callbackID,) = _unpack_i(buf, pos)
     pos += 4
-    v.msg, pos = _dec_remote_domain_event_control_error_msg(buf, pos)
+    f1.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     return v, pos
 
 
 def _enc_remote_domain_event_callback_control_error_msg(out: bytearray, v: remote_domain_event_callback_control_error_msg) -> None:
+    f1 = v.msg
     out += _pack_i(v.callbackID)
-    _enc_remote_domain_event_control_error_msg(out, v.msg)
+    _enc_remote_nonnull_domain(out, f1.dom)
 
 
 def _dec_remote_domain_event_device_removed_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_device_removed_msg, int]:
     v = _new(remote_domain_event_device_removed_msg)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.devAlias, pos = _read_str(buf, pos, 4194304)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.devAlias, pos = _take_str(buf, pos, n2, 4194304)
     return v, pos
 
 
 def _enc_remote_domain_event_device_removed_msg(out: bytearray, v: remote_domain_event_device_removed_msg) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = _encode_str(v.devAlias, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += xdr.PAD[n2 & 3]
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.devAlias, 4194304)
+    n5 = len(b4)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    out += xdr.PAD[n5 & 3]
 
 
 def _dec_remote_domain_event_callback_device_removed_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_callback_device_removed_msg, int]:
     v = _new(remote_domain_event_callback_device_removed_msg)
+    v.msg = f1 = _new(remote_domain_event_device_removed_msg)
     (v.callbackID,) = _unpack_i(buf, pos)
     pos += 4
-    v.msg, pos = _dec_remote_domain_event_device_removed_msg(buf, pos)
+    f1.dom, pos = _dec_remote_nonnull_domain(buf, pos)
+    f1.devAlias, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_domain_event_callback_device_removed_msg(out: bytearray, v: remote_domain_event_callback_device_removed_msg) -> None:
+    f1 = v.msg
     out += _pack_i(v.callbackID)
-    _enc_remote_domain_event_device_removed_msg(out, v.msg)
+    _enc_remote_nonnull_domain(out, f1.dom)
+    b2 = _encode_str(f1.devAlias, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    out += xdr.PAD[n3 & 3]
 
 
 def _dec_remote_domain_event_block_job_2_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_block_job_2_msg, int]:
     v = _new(remote_domain_event_block_job_2_msg)
-    (v.callbackID,) = _unpack_i(buf, pos)
-    pos += 4
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.dst, pos = _read_str(buf, pos, 4194304)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    v.callbackID, n2 = _unpack_iI(buf, pos)
+    pos += 8
+    f1.name, pos = _take_str(buf, pos, n2, 4194304)
+    f1.uuid, f1.id, n3 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.dst, pos = _take_str(buf, pos, n3, 4194304)
     v.type, v.status = _unpack_ii(buf, pos)
     pos += 8
     return v, pos
 
 
 def _enc_remote_domain_event_block_job_2_msg(out: bytearray, v: remote_domain_event_block_job_2_msg) -> None:
-    out += _pack_i(v.callbackID)
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = _encode_str(v.dst, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += _padpack_ii[n2 & 3](v.type, v.status)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_iI(v.callbackID, n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.dst, 4194304)
+    n5 = len(b4)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    out += _padpack_ii[n5 & 3](v.type, v.status)
 
 
 def _dec_remote_domain_event_block_threshold_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_block_threshold_msg, int]:
     v = _new(remote_domain_event_block_threshold_msg)
-    (v.callbackID,) = _unpack_i(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    v.callbackID, n2 = _unpack_iI(buf, pos)
+    pos += 8
+    f1.name, pos = _take_str(buf, pos, n2, 4194304)
+    f1.uuid, f1.id, n3 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.dev, pos = _take_str(buf, pos, n3, 4194304)
+    o6: remote_nonnull_string | None = None
+    (w4,) = _unpack_u32(buf, pos)
     pos += 4
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.dev, pos = _read_str(buf, pos, 4194304)
-    o3: remote_nonnull_string | None = None
-    (w1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if w1:  # xdr_pointer: non-zero is present
-        p2, pos = _read_str(buf, pos, 4194304)
-        o3 = p2
-    v.path = o3
+    if w4:  # xdr_pointer: non-zero is present
+        p5, pos = _read_str(buf, pos, 4194304)
+        o6 = p5
+    v.path = o6
     v.threshold, v.excess = _unpack_QQ(buf, pos)
     pos += 16
     return v, pos
 
 
 def _enc_remote_domain_event_block_threshold_msg(out: bytearray, v: remote_domain_event_block_threshold_msg) -> None:
-    out += _pack_i(v.callbackID)
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = _encode_str(v.dev, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += xdr.PAD[n2 & 3]
-    o3 = v.path
-    if o3 is None:
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_iI(v.callbackID, n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.dev, 4194304)
+    n5 = len(b4)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    out += xdr.PAD[n5 & 3]
+    o6 = v.path
+    if o6 is None:
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        b4 = _encode_str(o3, 4194304)
-        n5 = len(b4)
-        out += _pack_I(n5)
-        out += b4
-        out += xdr.PAD[n5 & 3]
+        b7 = _encode_str(o6, 4194304)
+        n8 = len(b7)
+        out += _pack_I(n8)
+        out += b7
+        out += xdr.PAD[n8 & 3]
     out += _pack_QQ(v.threshold, v.excess)
 
 
 def _dec_remote_domain_event_callback_tunable_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_callback_tunable_msg, int]:
     end = len(buf)
     v = _new(remote_domain_event_callback_tunable_msg)
-    (v.callbackID,) = _unpack_i(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    v.callbackID, n2 = _unpack_iI(buf, pos)
+    pos += 8
+    f1.name, pos = _take_str(buf, pos, n2, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
+    (n4,) = _unpack_u32(buf, pos)
     pos += 4
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n2,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n2 > 2048:
+    if n4 > 2048:
         raise XdrError("array length exceeds its bound")
-    if n2 * 12 > end - pos:
+    if n4 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
-    if a1:
-        (n4,) = _unpack_u32(buf, pos)
+    a3: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n4)]
+    if a3:
+        (n6,) = _unpack_u32(buf, pos)
         pos += 4
-        for x3 in a1[:-1]:
-            s5 = pos
-            pos = s5 + ((n4 + 3) & -4)
-            if pos > end or n4 > 4194304:
+        for x5 in a3[:-1]:
+            s7 = pos
+            pos = s7 + ((n6 + 3) & -4)
+            if pos > end or n6 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                x3.field = buf[s5:s5 + n4].decode()
+                x5.field = buf[s7:s7 + n6].decode()
             except UnicodeDecodeError:
-                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
-            if "\0" in x3.field:
-                x3.field = x3.field.partition("\0")[0]
-            v6 = _new(remote_typed_param_value)
-            (d7,) = _unpack_i(buf, pos)
+                x5.field = buf[s7:s7 + n6].decode("utf-8", "surrogateescape")
+            if "\0" in x5.field:
+                x5.field = x5.field.partition("\0")[0]
+            v8 = _new(remote_typed_param_value)
+            (d9,) = _unpack_i(buf, pos)
             pos += 4
-            v6.type = d7
-            if d7 == 1:
-                v6.value, n4 = _unpack_iI(buf, pos)
+            v8.type = d9
+            if d9 == 1:
+                v8.value, n6 = _unpack_iI(buf, pos)
                 pos += 8
-            elif d7 == 2:
-                v6.value, n4 = _unpack_II(buf, pos)
+            elif d9 == 2:
+                v8.value, n6 = _unpack_II(buf, pos)
                 pos += 8
-            elif d7 == 3:
-                v6.value, n4 = _unpack_qI(buf, pos)
+            elif d9 == 3:
+                v8.value, n6 = _unpack_qI(buf, pos)
                 pos += 12
-            elif d7 == 4:
-                v6.value, n4 = _unpack_QI(buf, pos)
+            elif d9 == 4:
+                v8.value, n6 = _unpack_QI(buf, pos)
                 pos += 12
-            elif d7 == 5:
-                v6.value, n4 = _unpack_dI(buf, pos)
+            elif d9 == 5:
+                v8.value, n6 = _unpack_dI(buf, pos)
                 pos += 12
-            elif d7 == 6:
-                v6.value, n4 = _unpack_iI(buf, pos)
+            elif d9 == 6:
+                v8.value, n6 = _unpack_iI(buf, pos)
                 pos += 8
-            elif d7 == 7:
-                v6.value, pos = _read_str(buf, pos, 4194304)
-                (n4,) = _unpack_u32(buf, pos)
+            elif d9 == 7:
+                v8.value, pos = _read_str(buf, pos, 4194304)
+                (n6,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
-            x3.value = v6
-        x3 = a1[-1]
-        s8 = pos
-        pos = s8 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
+            x5.value = v8
+        x5 = a3[-1]
+        s10 = pos
+        pos = s10 + ((n6 + 3) & -4)
+        if pos > end or n6 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s8:s8 + n4].decode()
+            x5.field = buf[s10:s10 + n6].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
-        if "\0" in x3.field:
-            x3.field = x3.field.partition("\0")[0]
-        v9 = _new(remote_typed_param_value)
-        (d10,) = _unpack_i(buf, pos)
+            x5.field = buf[s10:s10 + n6].decode("utf-8", "surrogateescape")
+        if "\0" in x5.field:
+            x5.field = x5.field.partition("\0")[0]
+        v11 = _new(remote_typed_param_value)
+        (d12,) = _unpack_i(buf, pos)
         pos += 4
-        v9.type = d10
-        if d10 == 1:
-            (v9.value,) = _unpack_i(buf, pos)
+        v11.type = d12
+        if d12 == 1:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d10 == 2:
-            (v9.value,) = _unpack_I(buf, pos)
+        elif d12 == 2:
+            (v11.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d10 == 3:
-            (v9.value,) = _unpack_q(buf, pos)
+        elif d12 == 3:
+            (v11.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d10 == 4:
-            (v9.value,) = _unpack_Q(buf, pos)
+        elif d12 == 4:
+            (v11.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d10 == 5:
-            (v9.value,) = _unpack_d(buf, pos)
+        elif d12 == 5:
+            (v11.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d10 == 6:
-            (v9.value,) = _unpack_i(buf, pos)
+        elif d12 == 6:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d10 == 7:
-            v9.value, pos = _read_str(buf, pos, 4194304)
+        elif d12 == 7:
+            v11.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v9
-    v.params = a1
+        x5.value = v11
+    v.params = a3
     return v, pos
 
 
 def _enc_remote_domain_event_callback_tunable_msg(out: bytearray, v: remote_domain_event_callback_tunable_msg) -> None:
-    out += _pack_i(v.callbackID)
-    _enc_remote_nonnull_domain(out, v.dom)
-    a1 = v.params
-    n2 = len(a1)
-    if n2 > 2048:
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_iI(v.callbackID, n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
+    a4 = v.params
+    n5 = len(a4)
+    if n5 > 2048:
         raise XdrError("array length exceeds its bound")
-    out += _pack_u32(n2)
-    if n2:
-        x7 = a1[0]
+    out += _pack_u32(n5)
+    if n5:
+        x10 = a4[0]
         try:
-            b3 = x7.field.encode()
+            b6 = x10.field.encode()
         except UnicodeEncodeError:
-            b3 = x7.field.encode("utf-8", "surrogateescape")
-        n4 = len(b3)
-        if n4 > 4194304:
+            b6 = x10.field.encode("utf-8", "surrogateescape")
+        n7 = len(b6)
+        if n7 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_u32(n4)
-        out += b3
-    for x8 in a1[1:]:
+        out += _pack_u32(n7)
+        out += b6
+    for x11 in a4[1:]:
         try:
-            b5 = x8.field.encode()
+            b8 = x11.field.encode()
         except UnicodeEncodeError:
-            b5 = x8.field.encode("utf-8", "surrogateescape")
-        n6 = len(b5)
-        if n6 > 4194304:
+            b8 = x11.field.encode("utf-8", "surrogateescape")
+        n9 = len(b8)
+        if n9 > 4194304:
             raise XdrError("length exceeds its bound")
-        u9 = x7.value
-        d10 = u9.type
-        if d10 == 1:
-            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 2:
-            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
-        elif d10 == 3:
-            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 4:
-            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 5:
-            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 6:
-            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 7:
-            x11 = cast("str", u9.value)
-            b12 = _encode_str(x11, 4194304)
-            n13 = len(b12)
-            out += _padpack_iI[n4 & 3](d10, n13)
-            out += b12
-            out += _padpack_I[n13 & 3](n6)
+        u12 = x10.value
+        d13 = u12.type
+        if d13 == 1:
+            out += _padpack_iiI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 2:
+            out += _padpack_iII[n7 & 3](d13, u12.value, n9)
+        elif d13 == 3:
+            out += _padpack_iqI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 4:
+            out += _padpack_iQI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 5:
+            out += _padpack_idI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 6:
+            out += _padpack_iiI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 7:
+            x14 = cast("str", u12.value)
+            b15 = _encode_str(x14, 4194304)
+            n16 = len(b15)
+            out += _padpack_iI[n7 & 3](d13, n16)
+            out += b15
+            out += _padpack_I[n16 & 3](n9)
         else:
             raise XdrError("union discriminant has no arm")
-        out += b5
-        n4, x7 = n6, x8
-    if n2:
-        u14 = x7.value
-        d15 = u14.type
-        if d15 == 1:
-            out += _padpack_ii[n4 & 3](d15, u14.value)
-        elif d15 == 2:
-            out += _padpack_iI[n4 & 3](d15, u14.value)
-        elif d15 == 3:
-            out += _padpack_iq[n4 & 3](d15, u14.value)
-        elif d15 == 4:
-            out += _padpack_iQ[n4 & 3](d15, u14.value)
-        elif d15 == 5:
-            out += _padpack_id[n4 & 3](d15, u14.value)
-        elif d15 == 6:
-            out += _padpack_ii[n4 & 3](d15, u14.value)
-        elif d15 == 7:
-            x16 = cast("str", u14.value)
-            b17 = _encode_str(x16, 4194304)
-            n18 = len(b17)
-            out += _padpack_iI[n4 & 3](d15, n18)
-            out += b17
-            out += xdr.PAD[n18 & 3]
+        out += b8
+        n7, x10 = n9, x11
+    if n5:
+        u17 = x10.value
+        d18 = u17.type
+        if d18 == 1:
+            out += _padpack_ii[n7 & 3](d18, u17.value)
+        elif d18 == 2:
+            out += _padpack_iI[n7 & 3](d18, u17.value)
+        elif d18 == 3:
+            out += _padpack_iq[n7 & 3](d18, u17.value)
+        elif d18 == 4:
+            out += _padpack_iQ[n7 & 3](d18, u17.value)
+        elif d18 == 5:
+            out += _padpack_id[n7 & 3](d18, u17.value)
+        elif d18 == 6:
+            out += _padpack_ii[n7 & 3](d18, u17.value)
+        elif d18 == 7:
+            x19 = cast("str", u17.value)
+            b20 = _encode_str(x19, 4194304)
+            n21 = len(b20)
+            out += _padpack_iI[n7 & 3](d18, n21)
+            out += b20
+            out += xdr.PAD[n21 & 3]
         else:
             raise XdrError("union discriminant has no arm")
 
 
 def _dec_remote_domain_event_callback_device_added_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_callback_device_added_msg, int]:
     v = _new(remote_domain_event_callback_device_added_msg)
-    (v.callbackID,) = _unpack_i(buf, pos)
-    pos += 4
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.devAlias, pos = _read_str(buf, pos, 4194304)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    v.callbackID, n2 = _unpack_iI(buf, pos)
+    pos += 8
+    f1.name, pos = _take_str(buf, pos, n2, 4194304)
+    f1.uuid, f1.id, n3 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.devAlias, pos = _take_str(buf, pos, n3, 4194304)
     return v, pos
 
 
 def _enc_remote_domain_event_callback_device_added_msg(out: bytearray, v: remote_domain_event_callback_device_added_msg) -> None:
-    out += _pack_i(v.callbackID)
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = _encode_str(v.devAlias, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += xdr.PAD[n2 & 3]
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_iI(v.callbackID, n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.devAlias, 4194304)
+    n5 = len(b4)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    out += xdr.PAD[n5 & 3]
 
 
 def _dec_remote_domain_event_callback_agent_lifecycle_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_callback_agent_lifecycle_msg, int]:
     v = _new(remote_domain_event_callback_agent_lifecycle_msg)
-    (v.callbackID,) = _unpack_i(buf, pos)
-    pos += 4
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.state, v.reason = _unpack_ii(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    v.callbackID, n2 = _unpack_iI(buf, pos)
     pos += 8
+    f1.name, pos = _take_str(buf, pos, n2, 4194304)
+    f1.uuid, f1.id, v.state, v.reason = _unpack_16siii(buf, pos)
+    pos += 28
     return v, pos
 
 
 def _enc_remote_domain_event_callback_agent_lifecycle_msg(out: bytearray, v: remote_domain_event_callback_agent_lifecycle_msg) -> None:
-    out += _pack_i(v.callbackID)
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_ii(v.state, v.reason)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_iI(v.callbackID, n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siii[n3 & 3](f1.uuid, f1.id, v.state, v.reason)
 
 
 def _dec_remote_domain_event_callback_migration_iteration_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_callback_migration_iteration_msg, int]:
     v = _new(remote_domain_event_callback_migration_iteration_msg)
-    (v.callbackID,) = _unpack_i(buf, pos)
-    pos += 4
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.iteration,) = _unpack_i(buf, pos)
-    pos += 4
+    v.dom = f1 = _new(remote_nonnull_domain)
+    v.callbackID, n2 = _unpack_iI(buf, pos)
+    pos += 8
+    f1.name, pos = _take_str(buf, pos, n2, 4194304)
+    f1.uuid, f1.id, v.iteration = _unpack_16sii(buf, pos)
+    pos += 24
     return v, pos
 
 
 def _enc_remote_domain_event_callback_migration_iteration_msg(out: bytearray, v: remote_domain_event_callback_migration_iteration_msg) -> None:
-    out += _pack_i(v.callbackID)
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_i(v.iteration)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_iI(v.callbackID, n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16sii[n3 & 3](f1.uuid, f1.id, v.iteration)
 
 
 def _dec_remote_domain_event_callback_job_completed_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_callback_job_completed_msg, int]:
     end = len(buf)
     v = _new(remote_domain_event_callback_job_completed_msg)
-    (v.callbackID,) = _unpack_i(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    v.callbackID, n2 = _unpack_iI(buf, pos)
+    pos += 8
+    f1.name, pos = _take_str(buf, pos, n2, 4194304)
+    f1.uuid, f1.id = _unpack_16si(buf, pos)
+    pos += 20
+    (n4,) = _unpack_u32(buf, pos)
     pos += 4
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (n2,) = _unpack_u32(buf, pos)
-    pos += 4
-    if n2 > 64:
+    if n4 > 64:
         raise XdrError("array length exceeds its bound")
-    if n2 * 12 > end - pos:
+    if n4 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
-    if a1:
-        (n4,) = _unpack_u32(buf, pos)
+    a3: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n4)]
+    if a3:
+        (n6,) = _unpack_u32(buf, pos)
         pos += 4
-        for x3 in a1[:-1]:
-            s5 = pos
-            pos = s5 + ((n4 + 3) & -4)
-            if pos > end or n4 > 4194304:
+        for x5 in a3[:-1]:
+            s7 = pos
+            pos = s7 + ((n6 + 3) & -4)
+            if pos > end or n6 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                x3.field = buf[s5:s5 + n4].decode()
+                x5.field = buf[s7:s7 + n6].decode()
             except UnicodeDecodeError:
-                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
-            if "\0" in x3.field:
-                x3.field = x3.field.partition("\0")[0]
-            v6 = _new(remote_typed_param_value)
-            (d7,) = _unpack_i(buf, pos)
+                x5.field = buf[s7:s7 + n6].decode("utf-8", "surrogateescape")
+            if "\0" in x5.field:
+                x5.field = x5.field.partition("\0")[0]
+            v8 = _new(remote_typed_param_value)
+            (d9,) = _unpack_i(buf, pos)
             pos += 4
-            v6.type = d7
-            if d7 == 1:
-                v6.value, n4 = _unpack_iI(buf, pos)
+            v8.type = d9
+            if d9 == 1:
+                v8.value, n6 = _unpack_iI(buf, pos)
                 pos += 8
-            elif d7 == 2:
-                v6.value, n4 = _unpack_II(buf, pos)
+            elif d9 == 2:
+                v8.value, n6 = _unpack_II(buf, pos)
                 pos += 8
-            elif d7 == 3:
-                v6.value, n4 = _unpack_qI(buf, pos)
+            elif d9 == 3:
+                v8.value, n6 = _unpack_qI(buf, pos)
                 pos += 12
-            elif d7 == 4:
-                v6.value, n4 = _unpack_QI(buf, pos)
+            elif d9 == 4:
+                v8.value, n6 = _unpack_QI(buf, pos)
                 pos += 12
-            elif d7 == 5:
-                v6.value, n4 = _unpack_dI(buf, pos)
+            elif d9 == 5:
+                v8.value, n6 = _unpack_dI(buf, pos)
                 pos += 12
-            elif d7 == 6:
-                v6.value, n4 = _unpack_iI(buf, pos)
+            elif d9 == 6:
+                v8.value, n6 = _unpack_iI(buf, pos)
                 pos += 8
-            elif d7 == 7:
-                v6.value, pos = _read_str(buf, pos, 4194304)
-                (n4,) = _unpack_u32(buf, pos)
+            elif d9 == 7:
+                v8.value, pos = _read_str(buf, pos, 4194304)
+                (n6,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
-            x3.value = v6
-        x3 = a1[-1]
-        s8 = pos
-        pos = s8 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
+            x5.value = v8
+        x5 = a3[-1]
+        s10 = pos
+        pos = s10 + ((n6 + 3) & -4)
+        if pos > end or n6 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s8:s8 + n4].decode()
+            x5.field = buf[s10:s10 + n6].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
-        if "\0" in x3.field:
-            x3.field = x3.field.partition("\0")[0]
-        v9 = _new(remote_typed_param_value)
-        (d10,) = _unpack_i(buf, pos)
+            x5.field = buf[s10:s10 + n6].decode("utf-8", "surrogateescape")
+        if "\0" in x5.field:
+            x5.field = x5.field.partition("\0")[0]
+        v11 = _new(remote_typed_param_value)
+        (d12,) = _unpack_i(buf, pos)
         pos += 4
-        v9.type = d10
-        if d10 == 1:
-            (v9.value,) = _unpack_i(buf, pos)
+        v11.type = d12
+        if d12 == 1:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d10 == 2:
-            (v9.value,) = _unpack_I(buf, pos)
+        elif d12 == 2:
+            (v11.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d10 == 3:
-            (v9.value,) = _unpack_q(buf, pos)
+        elif d12 == 3:
+            (v11.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d10 == 4:
-            (v9.value,) = _unpack_Q(buf, pos)
+        elif d12 == 4:
+            (v11.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d10 == 5:
-            (v9.value,) = _unpack_d(buf, pos)
+        elif d12 == 5:
+            (v11.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d10 == 6:
-            (v9.value,) = _unpack_i(buf, pos)
+        elif d12 == 6:
+            (v11.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d10 == 7:
-            v9.value, pos = _read_str(buf, pos, 4194304)
+        elif d12 == 7:
+            v11.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v9
-    v.params = a1
+        x5.value = v11
+    v.params = a3
     return v, pos
 
 
 def _enc_remote_domain_event_callback_job_completed_msg(out: bytearray, v: remote_domain_event_callback_job_completed_msg) -> None:
-    out += _pack_i(v.callbackID)
-    _enc_remote_nonnull_domain(out, v.dom)
-    a1 = v.params
-    n2 = len(a1)
-    if n2 > 64:
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_iI(v.callbackID, n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, f1.id)
+    a4 = v.params
+    n5 = len(a4)
+    if n5 > 64:
         raise XdrError("array length exceeds its bound")
-    out += _pack_u32(n2)
-    if n2:
-        x7 = a1[0]
+    out += _pack_u32(n5)
+    if n5:
+        x10 = a4[0]
         try:
-            b3 = x7.field.encode()
+            b6 = x10.field.encode()
         except UnicodeEncodeError:
-            b3 = x7.field.encode("utf-8", "surrogateescape")
-        n4 = len(b3)
-        if n4 > 4194304:
+            b6 = x10.field.encode("utf-8", "surrogateescape")
+        n7 = len(b6)
+        if n7 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_u32(n4)
-        out += b3
-    for x8 in a1[1:]:
+        out += _pack_u32(n7)
+        out += b6
+    for x11 in a4[1:]:
         try:
-            b5 = x8.field.encode()
+            b8 = x11.field.encode()
         except UnicodeEncodeError:
-            b5 = x8.field.encode("utf-8", "surrogateescape")
-        n6 = len(b5)
-        if n6 > 4194304:
+            b8 = x11.field.encode("utf-8", "surrogateescape")
+        n9 = len(b8)
+        if n9 > 4194304:
             raise XdrError("length exceeds its bound")
-        u9 = x7.value
-        d10 = u9.type
-        if d10 == 1:
-            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 2:
-            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
-        elif d10 == 3:
-            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 4:
-            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 5:
-            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 6:
-            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 7:
-            x11 = cast("str", u9.value)
-            b12 = _encode_str(x11, 4194304)
-            n13 = len(b12)
-            out += _padpack_iI[n4 & 3](d10, n13)
-            out += b12
-            out += _padpack_I[n13 & 3](n6)
+        u12 = x10.value
+        d13 = u12.type
+        if d13 == 1:
+            out += _padpack_iiI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 2:
+            out += _padpack_iII[n7 & 3](d13, u12.value, n9)
+        elif d13 == 3:
+            out += _padpack_iqI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 4:
+            out += _padpack_iQI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 5:
+            out += _padpack_idI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 6:
+            out += _padpack_iiI[n7 & 3](d13, u12.value, n9)
+        elif d13 == 7:
+            x14 = cast("str", u12.value)
+            b15 = _encode_str(x14, 4194304)
+            n16 = len(b15)
+            out += _padpack_iI[n7 & 3](d13, n16)
+            out += b15
+            out += _padpack_I[n16 & 3](n9)
         else:
             raise XdrError("union discriminant has no arm")
-        out += b5
-        n4, x7 = n6, x8
-    if n2:
-        u14 = x7.value
-        d15 = u14.type
-        if d15 == 1:
-            out += _padpack_ii[n4 & 3](d15, u14.value)
-        elif d15 == 2:
-            out += _padpack_iI[n4 & 3](d15, u14.value)
-        elif d15 == 3:
-            out += _padpack_iq[n4 & 3](d15, u14.value)
-        elif d15 == 4:
-            out += _padpack_iQ[n4 & 3](d15, u14.value)
-        elif d15 == 5:
-            out += _padpack_id[n4 & 3](d15, u14.value)
-        elif d15 == 6:
-            out += _padpack_ii[n4 & 3](d15, u14.value)
-        elif d15 == 7:
-            x16 = cast("str", u14.value)
-            b17 = _encode_str(x16, 4194304)
-            n18 = len(b17)
-            out += _padpack_iI[n4 & 3](d15, n18)
-            out += b17
-            out += xdr.PAD[n18 & 3]
+        out += b8
+        n7, x10 = n9, x11
+    if n5:
+        u17 = x10.value
+        d18 = u17.type
+        if d18 == 1:
+            out += _padpack_ii[n7 & 3](d18, u17.value)
+        elif d18 == 2:
+            out += _padpack_iI[n7 & 3](d18, u17.value)
+        elif d18 == 3:
+            out += _padpack_iq[n7 & 3](d18, u17.value)
+        elif d18 == 4:
+            out += _padpack_iQ[n7 & 3](d18, u17.value)
+        elif d18 == 5:
+            out += _padpack_id[n7 & 3](d18, u17.value)
+        elif d18 == 6:
+            out += _padpack_ii[n7 & 3](d18, u17.value)
+        elif d18 == 7:
+            x19 = cast("str", u17.value)
+            b20 = _encode_str(x19, 4194304)
+            n21 = len(b20)
+            out += _padpack_iI[n7 & 3](d18, n21)
+            out += b20
+            out += xdr.PAD[n21 & 3]
         else:
             raise XdrError("union discriminant has no arm")
 
 
 def _dec_remote_domain_event_callback_device_removal_failed_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_callback_device_removal_failed_msg, int]:
     v = _new(remote_domain_event_callback_device_removal_failed_msg)
-    (v.callbackID,) = _unpack_i(buf, pos)
-    pos += 4
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.devAlias, pos = _read_str(buf, pos, 4194304)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    v.callbackID, n2 = _unpack_iI(buf, pos)
+    pos += 8
+    f1.name, pos = _take_str(buf, pos, n2, 4194304)
+    f1.uuid, f1.id, n3 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.devAlias, pos = _take_str(buf, pos, n3, 4194304)
     return v, pos
 
 
 def _enc_remote_domain_event_callback_device_removal_failed_msg(out: bytearray, v: remote_domain_event_callback_device_removal_failed_msg) -> None:
-    out += _pack_i(v.callbackID)
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = _encode_str(v.devAlias, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += xdr.PAD[n2 & 3]
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_iI(v.callbackID, n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.devAlias, 4194304)
+    n5 = len(b4)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    out += xdr.PAD[n5 & 3]
 
 
 def _dec_remote_domain_event_callback_metadata_change_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_callback_metadata_change_msg, int]:
     v = _new(remote_domain_event_callback_metadata_change_msg)
-    (v.callbackID,) = _unpack_i(buf, pos)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    v.callbackID, n2 = _unpack_iI(buf, pos)
+    pos += 8
+    f1.name, pos = _take_str(buf, pos, n2, 4194304)
+    f1.uuid, f1.id, v.type = _unpack_16sii(buf, pos)
+    pos += 24
+    o5: remote_nonnull_string | None = None
+    (w3,) = _unpack_u32(buf, pos)
     pos += 4
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.type,) = _unpack_i(buf, pos)
-    pos += 4
-    o3: remote_nonnull_string | None = None
-    (w1,) = _unpack_u32(buf, pos)
-    pos += 4
-    if w1:  # xdr_pointer: non-zero is present
-        p2, pos = _read_str(buf, pos, 4194304)
-        o3 = p2
-    v.nsuri = o3
+    if w3:  # xdr_pointer: non-zero is present
+        p4, pos = _read_str(buf, pos, 4194304)
+        o5 = p4
+    v.nsuri = o5
     return v, pos
 
 
 def _enc_remote_domain_event_callback_metadata_change_msg(out: bytearray, v: remote_domain_event_callback_metadata_change_msg) -> None:
-    out += _pack_i(v.callbackID)
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_i(v.type)
-    o1 = v.nsuri
-    if o1 is None:
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_iI(v.callbackID, n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16sii[n3 & 3](f1.uuid, f1.id, v.type)
+    o4 = v.nsuri
+    if o4 is None:
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        b2 = _encode_str(o1, 4194304)
-        n3 = len(b2)
-        out += _pack_I(n3)
-        out += b2
-        out += xdr.PAD[n3 & 3]
+        b5 = _encode_str(o4, 4194304)
+        n6 = len(b5)
+        out += _pack_I(n6)
+        out += b5
+        out += xdr.PAD[n6 & 3]
 
 
 def _dec_remote_domain_event_memory_failure_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_memory_failure_msg, int]:
     v = _new(remote_domain_event_memory_failure_msg)
-    (v.callbackID,) = _unpack_i(buf, pos)
-    pos += 4
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.recipient, v.action, v.flags = _unpack_iiI(buf, pos)
-    pos += 12
+    v.dom = f1 = _new(remote_nonnull_domain)
+    v.callbackID, n2 = _unpack_iI(buf, pos)
+    pos += 8
+    f1.name, pos = _take_str(buf, pos, n2, 4194304)
+    f1.uuid, f1.id, v.recipient, v.action, v.flags = _unpack_16siiiI(buf, pos)
+    pos += 32
     return v, pos
 
 
 def _enc_remote_domain_event_memory_failure_msg(out: bytearray, v: remote_domain_event_memory_failure_msg) -> None:
-    out += _pack_i(v.callbackID)
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_iiI(v.recipient, v.action, v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_iI(v.callbackID, n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siiiI[n3 & 3](f1.uuid, f1.id, v.recipient, v.action, v.flags)
 
 
 def _dec_remote_domain_event_memory_device_size_change_msg(buf: bytes, pos: int) -> tuple[remote_domain_event_memory_device_size_change_msg, int]:
     v = _new(remote_domain_event_memory_device_size_change_msg)
-    (v.callbackID,) = _unpack_i(buf, pos)
-    pos += 4
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.alias, pos = _read_str(buf, pos, 4194304)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    v.callbackID, n2 = _unpack_iI(buf, pos)
+    pos += 8
+    f1.name, pos = _take_str(buf, pos, n2, 4194304)
+    f1.uuid, f1.id, n3 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.alias, pos = _take_str(buf, pos, n3, 4194304)
     (v.size,) = _unpack_Q(buf, pos)
     pos += 8
     return v, pos
 
 
 def _enc_remote_domain_event_memory_device_size_change_msg(out: bytearray, v: remote_domain_event_memory_device_size_change_msg) -> None:
-    out += _pack_i(v.callbackID)
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = _encode_str(v.alias, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += _padpack_Q[n2 & 3](v.size)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_iI(v.callbackID, n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.alias, 4194304)
+    n5 = len(b4)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    out += _padpack_Q[n5 & 3](v.size)
 
 
 def _dec_remote_network_event_lifecycle_msg(buf: bytes, pos: int) -> tuple[remote_network_event_lifecycle_msg, int]:
     v = _new(remote_network_event_lifecycle_msg)
-    (v.callbackID,) = _unpack_i(buf, pos)
-    pos += 4
-    v.net, pos = _dec_remote_nonnull_network(buf, pos)
-    v.event, v.detail = _unpack_ii(buf, pos)
+    v.net = f1 = _new(remote_nonnull_network)
+    v.callbackID, n2 = _unpack_iI(buf, pos)
     pos += 8
+    f1.name, pos = _take_str(buf, pos, n2, 4194304)
+    f1.uuid, v.event, v.detail = _unpack_16sii(buf, pos)
+    pos += 24
     return v, pos
 
 
 def _enc_remote_network_event_lifecycle_msg(out: bytearray, v: remote_network_event_lifecycle_msg) -> None:
-    out += _pack_i(v.callbackID)
-    _enc_remote_nonnull_network(out, v.net)
-    out += _pack_ii(v.event, v.detail)
+    f1 = v.net
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_iI(v.callbackID, n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16sii[n3 & 3](f1.uuid, v.event, v.detail)
 
 
 def _dec_remote_storage_pool_event_lifecycle_msg(buf: bytes, pos: int) -> tuple[remote_storage_pool_event_lifecycle_msg, int]:
     v = _new(remote_storage_pool_event_lifecycle_msg)
-    (v.callbackID,) = _unpack_i(buf, pos)
-    pos += 4
-    v.pool, pos = _dec_remote_nonnull_storage_pool(buf, pos)
-    v.event, v.detail = _unpack_ii(buf, pos)
+    v.pool = f1 = _new(remote_nonnull_storage_pool)
+    v.callbackID, n2 = _unpack_iI(buf, pos)
     pos += 8
+    f1.name, pos = _take_str(buf, pos, n2, 4194304)
+    f1.uuid, v.event, v.detail = _unpack_16sii(buf, pos)
+    pos += 24
     return v, pos
 
 
 def _enc_remote_storage_pool_event_lifecycle_msg(out: bytearray, v: remote_storage_pool_event_lifecycle_msg) -> None:
-    out += _pack_i(v.callbackID)
-    _enc_remote_nonnull_storage_pool(out, v.pool)
-    out += _pack_ii(v.event, v.detail)
+    f1 = v.pool
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_iI(v.callbackID, n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16sii[n3 & 3](f1.uuid, v.event, v.detail)
 
 
 def _dec_remote_storage_pool_event_refresh_msg(buf: bytes, pos: int) -> tuple[remote_storage_pool_event_refresh_msg, int]:
     v = _new(remote_storage_pool_event_refresh_msg)
-    (v.callbackID,) = _unpack_i(buf, pos)
-    pos += 4
-    v.pool, pos = _dec_remote_nonnull_storage_pool(buf, pos)
+    v.pool = f1 = _new(remote_nonnull_storage_pool)
+    v.callbackID, n2 = _unpack_iI(buf, pos)
+    pos += 8
+    f1.name, pos = _take_str(buf, pos, n2, 4194304)
+    (f1.uuid,) = _unpack_16s(buf, pos)
+    pos += 16
     return v, pos
 
 
 def _enc_remote_storage_pool_event_refresh_msg(out: bytearray, v: remote_storage_pool_event_refresh_msg) -> None:
-    out += _pack_i(v.callbackID)
-    _enc_remote_nonnull_storage_pool(out, v.pool)
+    f1 = v.pool
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_iI(v.callbackID, n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16s[n3 & 3](f1.uuid)
 
 
 def _dec_remote_node_device_event_lifecycle_msg(buf: bytes, pos: int) -> tuple[remote_node_device_event_lifecycle_msg, int]:
     v = _new(remote_node_device_event_lifecycle_msg)
-    (v.callbackID,) = _unpack_i(buf, pos)
-    pos += 4
-    v.dev, pos = _dec_remote_nonnull_node_device(buf, pos)
+    v.dev = f1 = _new(remote_nonnull_node_device)
+    v.callbackID, n2 = _unpack_iI(buf, pos)
+    pos += 8
+    f1.name, pos = _take_str(buf, pos, n2, 4194304)
     v.event, v.detail = _unpack_ii(buf, pos)
     pos += 8
     return v, pos
 
 
 def _enc_remote_node_device_event_lifecycle_msg(out: bytearray, v: remote_node_device_event_lifecycle_msg) -> None:
-    out += _pack_i(v.callbackID)
-    _enc_remote_nonnull_node_device(out, v.dev)
-    out += _pack_ii(v.event, v.detail)
+    f1 = v.dev
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_iI(v.callbackID, n3)
+    out += b2
+    out += _padpack_ii[n3 & 3](v.event, v.detail)
 
 
 def _dec_remote_node_device_event_update_msg(buf: bytes, pos: int) -> tuple[remote_node_device_event_update_msg, int]:
     v = _new(remote_node_device_event_update_msg)
-    (v.callbackID,) = _unpack_i(buf, pos)
-    pos += 4
-    v.dev, pos = _dec_remote_nonnull_node_device(buf, pos)
+    v.dev = f1 = _new(remote_nonnull_node_device)
+    v.callbackID, n2 = _unpack_iI(buf, pos)
+    pos += 8
+    f1.name, pos = _take_str(buf, pos, n2, 4194304)
     return v, pos
 
 
 def _enc_remote_node_device_event_update_msg(out: bytearray, v: remote_node_device_event_update_msg) -> None:
-    out += _pack_i(v.callbackID)
-    _enc_remote_nonnull_node_device(out, v.dev)
+    f1 = v.dev
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_iI(v.callbackID, n3)
+    out += b2
+    out += xdr.PAD[n3 & 3]
 
 
 def _dec_remote_secret_event_lifecycle_msg(buf: bytes, pos: int) -> tuple[remote_secret_event_lifecycle_msg, int]:
     v = _new(remote_secret_event_lifecycle_msg)
-    (v.callbackID,) = _unpack_i(buf, pos)
-    pos += 4
-    v.secret, pos = _dec_remote_nonnull_secret(buf, pos)
+    v.secret = f1 = _new(remote_nonnull_secret)
+    v.callbackID, f1.uuid, f1.usageType, n2 = _unpack_i16siI(buf, pos)
+    pos += 28
+    f1.usageID, pos = _take_str(buf, pos, n2, 4194304)
     v.event, v.detail = _unpack_ii(buf, pos)
     pos += 8
     return v, pos
 
 
 def _enc_remote_secret_event_lifecycle_msg(out: bytearray, v: remote_secret_event_lifecycle_msg) -> None:
-    out += _pack_i(v.callbackID)
-    _enc_remote_nonnull_secret(out, v.secret)
-    out += _pack_ii(v.event, v.detail)
+    f1 = v.secret
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b2 = _encode_str(f1.usageID, 4194304)
+    n3 = len(b2)
+    out += _pack_i16siI(v.callbackID, f1.uuid, f1.usageType, n3)
+    out += b2
+    out += _padpack_ii[n3 & 3](v.event, v.detail)
 
 
 def _dec_remote_secret_event_value_changed_msg(buf: bytes, pos: int) -> tuple[remote_secret_event_value_changed_msg, int]:
     v = _new(remote_secret_event_value_changed_msg)
-    (v.callbackID,) = _unpack_i(buf, pos)
-    pos += 4
-    v.secret, pos = _dec_remote_nonnull_secret(buf, pos)
+    v.secret = f1 = _new(remote_nonnull_secret)
+    v.callbackID, f1.uuid, f1.usageType, n2 = _unpack_i16siI(buf, pos)
+    pos += 28
+    f1.usageID, pos = _take_str(buf, pos, n2, 4194304)
     return v, pos
 
 
 def _enc_remote_secret_event_value_changed_msg(out: bytearray, v: remote_secret_event_value_changed_msg) -> None:
-    out += _pack_i(v.callbackID)
-    _enc_remote_nonnull_secret(out, v.secret)
+    f1 = v.secret
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b2 = _encode_str(f1.usageID, 4194304)
+    n3 = len(b2)
+    out += _pack_i16siI(v.callbackID, f1.uuid, f1.usageType, n3)
+    out += b2
+    out += xdr.PAD[n3 & 3]
 
 
 def _dec_remote_connect_num_of_networks_ret(buf: bytes, pos: int) -> tuple[remote_connect_num_of_networks_ret, int]:
@@ -24607,12 +26599,22 @@ def _enc_remote_network_lookup_by_uuid_args(out: bytearray, v: remote_network_lo
 
 def _dec_remote_network_lookup_by_uuid_ret(buf: bytes, pos: int) -> tuple[remote_network_lookup_by_uuid_ret, int]:
     v = _new(remote_network_lookup_by_uuid_ret)
-    v.net, pos = _dec_remote_nonnull_network(buf, pos)
+    v.net = f1 = _new(remote_nonnull_network)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    (f1.uuid,) = _unpack_16s(buf, pos)
+    pos += 16
     return v, pos
 
 
 def _enc_remote_network_lookup_by_uuid_ret(out: bytearray, v: remote_network_lookup_by_uuid_ret) -> None:
-    _enc_remote_nonnull_network(out, v.net)
+    f1 = v.net
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16s[n3 & 3](f1.uuid)
 
 
 def _dec_remote_network_lookup_by_name_args(buf: bytes, pos: int) -> tuple[remote_network_lookup_by_name_args, int]:
@@ -24631,12 +26633,22 @@ def _enc_remote_network_lookup_by_name_args(out: bytearray, v: remote_network_lo
 
 def _dec_remote_network_lookup_by_name_ret(buf: bytes, pos: int) -> tuple[remote_network_lookup_by_name_ret, int]:
     v = _new(remote_network_lookup_by_name_ret)
-    v.net, pos = _dec_remote_nonnull_network(buf, pos)
+    v.net = f1 = _new(remote_nonnull_network)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    (f1.uuid,) = _unpack_16s(buf, pos)
+    pos += 16
     return v, pos
 
 
 def _enc_remote_network_lookup_by_name_ret(out: bytearray, v: remote_network_lookup_by_name_ret) -> None:
-    _enc_remote_nonnull_network(out, v.net)
+    f1 = v.net
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16s[n3 & 3](f1.uuid)
 
 
 def _dec_remote_network_create_xml_args(buf: bytes, pos: int) -> tuple[remote_network_create_xml_args, int]:
@@ -24655,12 +26667,22 @@ def _enc_remote_network_create_xml_args(out: bytearray, v: remote_network_create
 
 def _dec_remote_network_create_xml_ret(buf: bytes, pos: int) -> tuple[remote_network_create_xml_ret, int]:
     v = _new(remote_network_create_xml_ret)
-    v.net, pos = _dec_remote_nonnull_network(buf, pos)
+    v.net = f1 = _new(remote_nonnull_network)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    (f1.uuid,) = _unpack_16s(buf, pos)
+    pos += 16
     return v, pos
 
 
 def _enc_remote_network_create_xml_ret(out: bytearray, v: remote_network_create_xml_ret) -> None:
-    _enc_remote_nonnull_network(out, v.net)
+    f1 = v.net
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16s[n3 & 3](f1.uuid)
 
 
 def _dec_remote_network_create_xml_flags_args(buf: bytes, pos: int) -> tuple[remote_network_create_xml_flags_args, int]:
@@ -24681,12 +26703,22 @@ def _enc_remote_network_create_xml_flags_args(out: bytearray, v: remote_network_
 
 def _dec_remote_network_create_xml_flags_ret(buf: bytes, pos: int) -> tuple[remote_network_create_xml_flags_ret, int]:
     v = _new(remote_network_create_xml_flags_ret)
-    v.net, pos = _dec_remote_nonnull_network(buf, pos)
+    v.net = f1 = _new(remote_nonnull_network)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    (f1.uuid,) = _unpack_16s(buf, pos)
+    pos += 16
     return v, pos
 
 
 def _enc_remote_network_create_xml_flags_ret(out: bytearray, v: remote_network_create_xml_flags_ret) -> None:
-    _enc_remote_nonnull_network(out, v.net)
+    f1 = v.net
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16s[n3 & 3](f1.uuid)
 
 
 def _dec_remote_network_define_xml_args(buf: bytes, pos: int) -> tuple[remote_network_define_xml_args, int]:
@@ -24705,12 +26737,22 @@ def _enc_remote_network_define_xml_args(out: bytearray, v: remote_network_define
 
 def _dec_remote_network_define_xml_ret(buf: bytes, pos: int) -> tuple[remote_network_define_xml_ret, int]:
     v = _new(remote_network_define_xml_ret)
-    v.net, pos = _dec_remote_nonnull_network(buf, pos)
+    v.net = f1 = _new(remote_nonnull_network)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    (f1.uuid,) = _unpack_16s(buf, pos)
+    pos += 16
     return v, pos
 
 
 def _enc_remote_network_define_xml_ret(out: bytearray, v: remote_network_define_xml_ret) -> None:
-    _enc_remote_nonnull_network(out, v.net)
+    f1 = v.net
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16s[n3 & 3](f1.uuid)
 
 
 def _dec_remote_network_define_xml_flags_args(buf: bytes, pos: int) -> tuple[remote_network_define_xml_flags_args, int]:
@@ -24731,75 +26773,129 @@ def _enc_remote_network_define_xml_flags_args(out: bytearray, v: remote_network_
 
 def _dec_remote_network_define_xml_flags_ret(buf: bytes, pos: int) -> tuple[remote_network_define_xml_flags_ret, int]:
     v = _new(remote_network_define_xml_flags_ret)
-    v.net, pos = _dec_remote_nonnull_network(buf, pos)
+    v.net = f1 = _new(remote_nonnull_network)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    (f1.uuid,) = _unpack_16s(buf, pos)
+    pos += 16
     return v, pos
 
 
 def _enc_remote_network_define_xml_flags_ret(out: bytearray, v: remote_network_define_xml_flags_ret) -> None:
-    _enc_remote_nonnull_network(out, v.net)
+    f1 = v.net
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16s[n3 & 3](f1.uuid)
 
 
 def _dec_remote_network_undefine_args(buf: bytes, pos: int) -> tuple[remote_network_undefine_args, int]:
     v = _new(remote_network_undefine_args)
-    v.net, pos = _dec_remote_nonnull_network(buf, pos)
+    v.net = f1 = _new(remote_nonnull_network)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    (f1.uuid,) = _unpack_16s(buf, pos)
+    pos += 16
     return v, pos
 
 
 def _enc_remote_network_undefine_args(out: bytearray, v: remote_network_undefine_args) -> None:
-    _enc_remote_nonnull_network(out, v.net)
+    f1 = v.net
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16s[n3 & 3](f1.uuid)
 
 
 def _dec_remote_network_update_args(buf: bytes, pos: int) -> tuple[remote_network_update_args, int]:
     v = _new(remote_network_update_args)
-    v.net, pos = _dec_remote_nonnull_network(buf, pos)
-    v.command, v.section, v.parentIndex, n1 = _unpack_IIiI(buf, pos)
-    pos += 16
-    v.xml, pos = _take_str(buf, pos, n1, 4194304)
+    v.net = f1 = _new(remote_nonnull_network)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, v.command, v.section, v.parentIndex, n2 = _unpack_16sIIiI(buf, pos)
+    pos += 32
+    v.xml, pos = _take_str(buf, pos, n2, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_network_update_args(out: bytearray, v: remote_network_update_args) -> None:
-    _enc_remote_nonnull_network(out, v.net)
-    b1 = _encode_str(v.xml, 4194304)
-    n2 = len(b1)
-    out += _pack_IIiI(v.command, v.section, v.parentIndex, n2)
-    out += b1
-    out += _padpack_I[n2 & 3](v.flags)
+    f1 = v.net
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.xml, 4194304)
+    n5 = len(b4)
+    out += _padpack_16sIIiI[n3 & 3](f1.uuid, v.command, v.section, v.parentIndex, n5)
+    out += b4
+    out += _padpack_I[n5 & 3](v.flags)
 
 
 def _dec_remote_network_create_args(buf: bytes, pos: int) -> tuple[remote_network_create_args, int]:
     v = _new(remote_network_create_args)
-    v.net, pos = _dec_remote_nonnull_network(buf, pos)
+    v.net = f1 = _new(remote_nonnull_network)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    (f1.uuid,) = _unpack_16s(buf, pos)
+    pos += 16
     return v, pos
 
 
 def _enc_remote_network_create_args(out: bytearray, v: remote_network_create_args) -> None:
-    _enc_remote_nonnull_network(out, v.net)
+    f1 = v.net
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16s[n3 & 3](f1.uuid)
 
 
 def _dec_remote_network_destroy_args(buf: bytes, pos: int) -> tuple[remote_network_destroy_args, int]:
     v = _new(remote_network_destroy_args)
-    v.net, pos = _dec_remote_nonnull_network(buf, pos)
+    v.net = f1 = _new(remote_nonnull_network)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    (f1.uuid,) = _unpack_16s(buf, pos)
+    pos += 16
     return v, pos
 
 
 def _enc_remote_network_destroy_args(out: bytearray, v: remote_network_destroy_args) -> None:
-    _enc_remote_nonnull_network(out, v.net)
+    f1 = v.net
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16s[n3 & 3](f1.uuid)
 
 
 def _dec_remote_network_get_xml_desc_args(buf: bytes, pos: int) -> tuple[remote_network_get_xml_desc_args, int]:
     v = _new(remote_network_get_xml_desc_args)
-    v.net, pos = _dec_remote_nonnull_network(buf, pos)
-    (v.flags,) = _unpack_I(buf, pos)
-    pos += 4
+    v.net = f1 = _new(remote_nonnull_network)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, v.flags = _unpack_16sI(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_remote_network_get_xml_desc_args(out: bytearray, v: remote_network_get_xml_desc_args) -> None:
-    _enc_remote_nonnull_network(out, v.net)
-    out += _pack_I(v.flags)
+    f1 = v.net
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16sI[n3 & 3](f1.uuid, v.flags)
 
 
 def _dec_remote_network_get_xml_desc_ret(buf: bytes, pos: int) -> tuple[remote_network_get_xml_desc_ret, int]:
@@ -24818,12 +26914,22 @@ def _enc_remote_network_get_xml_desc_ret(out: bytearray, v: remote_network_get_x
 
 def _dec_remote_network_get_bridge_name_args(buf: bytes, pos: int) -> tuple[remote_network_get_bridge_name_args, int]:
     v = _new(remote_network_get_bridge_name_args)
-    v.net, pos = _dec_remote_nonnull_network(buf, pos)
+    v.net = f1 = _new(remote_nonnull_network)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    (f1.uuid,) = _unpack_16s(buf, pos)
+    pos += 16
     return v, pos
 
 
 def _enc_remote_network_get_bridge_name_args(out: bytearray, v: remote_network_get_bridge_name_args) -> None:
-    _enc_remote_nonnull_network(out, v.net)
+    f1 = v.net
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16s[n3 & 3](f1.uuid)
 
 
 def _dec_remote_network_get_bridge_name_ret(buf: bytes, pos: int) -> tuple[remote_network_get_bridge_name_ret, int]:
@@ -24842,12 +26948,22 @@ def _enc_remote_network_get_bridge_name_ret(out: bytearray, v: remote_network_ge
 
 def _dec_remote_network_get_autostart_args(buf: bytes, pos: int) -> tuple[remote_network_get_autostart_args, int]:
     v = _new(remote_network_get_autostart_args)
-    v.net, pos = _dec_remote_nonnull_network(buf, pos)
+    v.net = f1 = _new(remote_nonnull_network)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    (f1.uuid,) = _unpack_16s(buf, pos)
+    pos += 16
     return v, pos
 
 
 def _enc_remote_network_get_autostart_args(out: bytearray, v: remote_network_get_autostart_args) -> None:
-    _enc_remote_nonnull_network(out, v.net)
+    f1 = v.net
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16s[n3 & 3](f1.uuid)
 
 
 def _dec_remote_network_get_autostart_ret(buf: bytes, pos: int) -> tuple[remote_network_get_autostart_ret, int]:
@@ -24863,25 +26979,42 @@ def _enc_remote_network_get_autostart_ret(out: bytearray, v: remote_network_get_
 
 def _dec_remote_network_set_autostart_args(buf: bytes, pos: int) -> tuple[remote_network_set_autostart_args, int]:
     v = _new(remote_network_set_autostart_args)
-    v.net, pos = _dec_remote_nonnull_network(buf, pos)
-    (v.autostart,) = _unpack_i(buf, pos)
-    pos += 4
+    v.net = f1 = _new(remote_nonnull_network)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, v.autostart = _unpack_16si(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_remote_network_set_autostart_args(out: bytearray, v: remote_network_set_autostart_args) -> None:
-    _enc_remote_nonnull_network(out, v.net)
-    out += _pack_i(v.autostart)
+    f1 = v.net
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, v.autostart)
 
 
 def _dec_remote_network_is_active_args(buf: bytes, pos: int) -> tuple[remote_network_is_active_args, int]:
     v = _new(remote_network_is_active_args)
-    v.net, pos = _dec_remote_nonnull_network(buf, pos)
+    v.net = f1 = _new(remote_nonnull_network)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    (f1.uuid,) = _unpack_16s(buf, pos)
+    pos += 16
     return v, pos
 
 
 def _enc_remote_network_is_active_args(out: bytearray, v: remote_network_is_active_args) -> None:
-    _enc_remote_nonnull_network(out, v.net)
+    f1 = v.net
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16s[n3 & 3](f1.uuid)
 
 
 def _dec_remote_network_is_active_ret(buf: bytes, pos: int) -> tuple[remote_network_is_active_ret, int]:
@@ -24897,12 +27030,22 @@ def _enc_remote_network_is_active_ret(out: bytearray, v: remote_network_is_activ
 
 def _dec_remote_network_is_persistent_args(buf: bytes, pos: int) -> tuple[remote_network_is_persistent_args, int]:
     v = _new(remote_network_is_persistent_args)
-    v.net, pos = _dec_remote_nonnull_network(buf, pos)
+    v.net = f1 = _new(remote_nonnull_network)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    (f1.uuid,) = _unpack_16s(buf, pos)
+    pos += 16
     return v, pos
 
 
 def _enc_remote_network_is_persistent_args(out: bytearray, v: remote_network_is_persistent_args) -> None:
-    _enc_remote_nonnull_network(out, v.net)
+    f1 = v.net
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16s[n3 & 3](f1.uuid)
 
 
 def _dec_remote_network_is_persistent_ret(buf: bytes, pos: int) -> tuple[remote_network_is_persistent_ret, int]:
@@ -25103,31 +27246,41 @@ def _enc_remote_network_dhcp_lease(out: bytearray, v: remote_network_dhcp_lease)
 
 def _dec_remote_network_get_dhcp_leases_args(buf: bytes, pos: int) -> tuple[remote_network_get_dhcp_leases_args, int]:
     v = _new(remote_network_get_dhcp_leases_args)
-    v.net, pos = _dec_remote_nonnull_network(buf, pos)
-    o3: remote_nonnull_string | None = None
-    (w1,) = _unpack_u32(buf, pos)
+    v.net = f1 = _new(remote_nonnull_network)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    (f1.uuid,) = _unpack_16s(buf, pos)
+    pos += 16
+    o4: remote_nonnull_string | None = None
+    (w2,) = _unpack_u32(buf, pos)
     pos += 4
-    if w1:  # xdr_pointer: non-zero is present
-        p2, pos = _read_str(buf, pos, 4194304)
-        o3 = p2
-    v.mac = o3
+    if w2:  # xdr_pointer: non-zero is present
+        p3, pos = _read_str(buf, pos, 4194304)
+        o4 = p3
+    v.mac = o4
     v.need_results, v.flags = _unpack_iI(buf, pos)
     pos += 8
     return v, pos
 
 
 def _enc_remote_network_get_dhcp_leases_args(out: bytearray, v: remote_network_get_dhcp_leases_args) -> None:
-    _enc_remote_nonnull_network(out, v.net)
-    o1 = v.mac
-    if o1 is None:
+    f1 = v.net
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16s[n3 & 3](f1.uuid)
+    o4 = v.mac
+    if o4 is None:
         out += xdr.ZERO_WORD
     else:
         out += xdr.ONE_WORD
-        b2 = _encode_str(o1, 4194304)
-        n3 = len(b2)
-        out += _pack_I(n3)
-        out += b2
-        out += xdr.PAD[n3 & 3]
+        b5 = _encode_str(o4, 4194304)
+        n6 = len(b5)
+        out += _pack_I(n6)
+        out += b5
+        out += xdr.PAD[n6 & 3]
     out += _pack_iI(v.need_results, v.flags)
 
 
@@ -25164,15 +27317,22 @@ def _enc_remote_network_get_dhcp_leases_ret(out: bytearray, v: remote_network_ge
 
 def _dec_remote_network_list_all_ports_args(buf: bytes, pos: int) -> tuple[remote_network_list_all_ports_args, int]:
     v = _new(remote_network_list_all_ports_args)
-    v.network, pos = _dec_remote_nonnull_network(buf, pos)
-    v.need_results, v.flags = _unpack_iI(buf, pos)
-    pos += 8
+    v.network = f1 = _new(remote_nonnull_network)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, v.need_results, v.flags = _unpack_16siI(buf, pos)
+    pos += 24
     return v, pos
 
 
 def _enc_remote_network_list_all_ports_args(out: bytearray, v: remote_network_list_all_ports_args) -> None:
-    _enc_remote_nonnull_network(out, v.network)
-    out += _pack_iI(v.need_results, v.flags)
+    f1 = v.network
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siI[n3 & 3](f1.uuid, v.need_results, v.flags)
 
 
 def _dec_remote_network_list_all_ports_ret(buf: bytes, pos: int) -> tuple[remote_network_list_all_ports_ret, int]:
@@ -25222,228 +27382,265 @@ def _enc_remote_network_list_all_ports_ret(out: bytearray, v: remote_network_lis
 
 def _dec_remote_network_port_lookup_by_uuid_args(buf: bytes, pos: int) -> tuple[remote_network_port_lookup_by_uuid_args, int]:
     v = _new(remote_network_port_lookup_by_uuid_args)
-    v.network, pos = _dec_remote_nonnull_network(buf, pos)
-    (v.uuid,) = _unpack_16s(buf, pos)
-    pos += 16
+    v.network = f1 = _new(remote_nonnull_network)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, v.uuid = _unpack_16s16s(buf, pos)
+    pos += 32
     return v, pos
 
 
 def _enc_remote_network_port_lookup_by_uuid_args(out: bytearray, v: remote_network_port_lookup_by_uuid_args) -> None:
-    _enc_remote_nonnull_network(out, v.network)
+    f1 = v.network
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
     if len(v.uuid) != 16:
         raise XdrError("fixed-length opaque has the wrong length")
-    out += _pack_16s(v.uuid)
+    out += _padpack_16s16s[n3 & 3](f1.uuid, v.uuid)
 
 
 def _dec_remote_network_port_lookup_by_uuid_ret(buf: bytes, pos: int) -> tuple[remote_network_port_lookup_by_uuid_ret, int]:
     v = _new(remote_network_port_lookup_by_uuid_ret)
-    v.port, pos = _dec_remote_nonnull_network_port(buf, pos)
+    v.port = f1 = _new(remote_nonnull_network_port)
+    f1.net, pos = _dec_remote_nonnull_network(buf, pos)
+    (f1.uuid,) = _unpack_16s(buf, pos)
+    pos += 16
     return v, pos
 
 
 def _enc_remote_network_port_lookup_by_uuid_ret(out: bytearray, v: remote_network_port_lookup_by_uuid_ret) -> None:
-    _enc_remote_nonnull_network_port(out, v.port)
+    f1 = v.port
+    _enc_remote_nonnull_network(out, f1.net)
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _pack_16s(f1.uuid)
 
 
 def _dec_remote_network_port_create_xml_args(buf: bytes, pos: int) -> tuple[remote_network_port_create_xml_args, int]:
     v = _new(remote_network_port_create_xml_args)
-    v.network, pos = _dec_remote_nonnull_network(buf, pos)
-    v.xml, pos = _read_str(buf, pos, 4194304)
+    v.network = f1 = _new(remote_nonnull_network)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, n2 = _unpack_16sI(buf, pos)
+    pos += 20
+    v.xml, pos = _take_str(buf, pos, n2, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_network_port_create_xml_args(out: bytearray, v: remote_network_port_create_xml_args) -> None:
-    _enc_remote_nonnull_network(out, v.network)
-    b1 = _encode_str(v.xml, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += _padpack_I[n2 & 3](v.flags)
+    f1 = v.network
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.xml, 4194304)
+    n5 = len(b4)
+    out += _padpack_16sI[n3 & 3](f1.uuid, n5)
+    out += b4
+    out += _padpack_I[n5 & 3](v.flags)
 
 
 def _dec_remote_network_port_create_xml_ret(buf: bytes, pos: int) -> tuple[remote_network_port_create_xml_ret, int]:
     v = _new(remote_network_port_create_xml_ret)
-    v.port, pos = _dec_remote_nonnull_network_port(buf, pos)
+    v.port = f1 = _new(remote_nonnull_network_port)
+    f1.net, pos = _dec_remote_nonnull_network(buf, pos)
+    (f1.uuid,) = _unpack_16s(buf, pos)
+    pos += 16
     return v, pos
 
 
 def _enc_remote_network_port_create_xml_ret(out: bytearray, v: remote_network_port_create_xml_ret) -> None:
-    _enc_remote_nonnull_network_port(out, v.port)
+    f1 = v.port
+    _enc_remote_nonnull_network(out, f1.net)
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _pack_16s(f1.uuid)
 
 
 def _dec_remote_network_port_set_parameters_args(buf: bytes, pos: int) -> tuple[remote_network_port_set_parameters_args, int]:
     end = len(buf)
     v = _new(remote_network_port_set_parameters_args)
-    v.port, pos = _dec_remote_nonnull_network_port(buf, pos)
-    (n2,) = _unpack_u32(buf, pos)
+    v.port = f1 = _new(remote_nonnull_network_port)
+    f1.net, pos = _dec_remote_nonnull_network(buf, pos)
+    (f1.uuid,) = _unpack_16s(buf, pos)
+    pos += 16
+    (n3,) = _unpack_u32(buf, pos)
     pos += 4
-    if n2 > 16:
+    if n3 > 16:
         raise XdrError("array length exceeds its bound")
-    if n2 * 12 > end - pos:
+    if n3 * 12 > end - pos:
         raise XdrError("array length exceeds the data left")
-    a1: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n2)]
-    if a1:
-        (n4,) = _unpack_u32(buf, pos)
+    a2: list[remote_typed_param] = [_new(remote_typed_param) for _ in range(n3)]
+    if a2:
+        (n5,) = _unpack_u32(buf, pos)
         pos += 4
-        for x3 in a1[:-1]:
-            s5 = pos
-            pos = s5 + ((n4 + 3) & -4)
-            if pos > end or n4 > 4194304:
+        for x4 in a2[:-1]:
+            s6 = pos
+            pos = s6 + ((n5 + 3) & -4)
+            if pos > end or n5 > 4194304:
                 raise XdrError("string or opaque longer than its bound or the data left")
             try:
-                x3.field = buf[s5:s5 + n4].decode()
+                x4.field = buf[s6:s6 + n5].decode()
             except UnicodeDecodeError:
-                x3.field = buf[s5:s5 + n4].decode("utf-8", "surrogateescape")
-            if "\0" in x3.field:
-                x3.field = x3.field.partition("\0")[0]
-            v6 = _new(remote_typed_param_value)
-            (d7,) = _unpack_i(buf, pos)
+                x4.field = buf[s6:s6 + n5].decode("utf-8", "surrogateescape")
+            if "\0" in x4.field:
+                x4.field = x4.field.partition("\0")[0]
+            v7 = _new(remote_typed_param_value)
+            (d8,) = _unpack_i(buf, pos)
             pos += 4
-            v6.type = d7
-            if d7 == 1:
-                v6.value, n4 = _unpack_iI(buf, pos)
+            v7.type = d8
+            if d8 == 1:
+                v7.value, n5 = _unpack_iI(buf, pos)
                 pos += 8
-            elif d7 == 2:
-                v6.value, n4 = _unpack_II(buf, pos)
+            elif d8 == 2:
+                v7.value, n5 = _unpack_II(buf, pos)
                 pos += 8
-            elif d7 == 3:
-                v6.value, n4 = _unpack_qI(buf, pos)
+            elif d8 == 3:
+                v7.value, n5 = _unpack_qI(buf, pos)
                 pos += 12
-            elif d7 == 4:
-                v6.value, n4 = _unpack_QI(buf, pos)
+            elif d8 == 4:
+                v7.value, n5 = _unpack_QI(buf, pos)
                 pos += 12
-            elif d7 == 5:
-                v6.value, n4 = _unpack_dI(buf, pos)
+            elif d8 == 5:
+                v7.value, n5 = _unpack_dI(buf, pos)
                 pos += 12
-            elif d7 == 6:
-                v6.value, n4 = _unpack_iI(buf, pos)
+            elif d8 == 6:
+                v7.value, n5 = _unpack_iI(buf, pos)
                 pos += 8
-            elif d7 == 7:
-                v6.value, pos = _read_str(buf, pos, 4194304)
-                (n4,) = _unpack_u32(buf, pos)
+            elif d8 == 7:
+                v7.value, pos = _read_str(buf, pos, 4194304)
+                (n5,) = _unpack_u32(buf, pos)
                 pos += 4
             else:
                 raise XdrError("union discriminant has no arm")
-            x3.value = v6
-        x3 = a1[-1]
-        s8 = pos
-        pos = s8 + ((n4 + 3) & -4)
-        if pos > end or n4 > 4194304:
+            x4.value = v7
+        x4 = a2[-1]
+        s9 = pos
+        pos = s9 + ((n5 + 3) & -4)
+        if pos > end or n5 > 4194304:
             raise XdrError("string or opaque longer than its bound or the data left")
         try:
-            x3.field = buf[s8:s8 + n4].decode()
+            x4.field = buf[s9:s9 + n5].decode()
         except UnicodeDecodeError:
-            x3.field = buf[s8:s8 + n4].decode("utf-8", "surrogateescape")
-        if "\0" in x3.field:
-            x3.field = x3.field.partition("\0")[0]
-        v9 = _new(remote_typed_param_value)
-        (d10,) = _unpack_i(buf, pos)
+            x4.field = buf[s9:s9 + n5].decode("utf-8", "surrogateescape")
+        if "\0" in x4.field:
+            x4.field = x4.field.partition("\0")[0]
+        v10 = _new(remote_typed_param_value)
+        (d11,) = _unpack_i(buf, pos)
         pos += 4
-        v9.type = d10
-        if d10 == 1:
-            (v9.value,) = _unpack_i(buf, pos)
+        v10.type = d11
+        if d11 == 1:
+            (v10.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d10 == 2:
-            (v9.value,) = _unpack_I(buf, pos)
+        elif d11 == 2:
+            (v10.value,) = _unpack_I(buf, pos)
             pos += 4
-        elif d10 == 3:
-            (v9.value,) = _unpack_q(buf, pos)
+        elif d11 == 3:
+            (v10.value,) = _unpack_q(buf, pos)
             pos += 8
-        elif d10 == 4:
-            (v9.value,) = _unpack_Q(buf, pos)
+        elif d11 == 4:
+            (v10.value,) = _unpack_Q(buf, pos)
             pos += 8
-        elif d10 == 5:
-            (v9.value,) = _unpack_d(buf, pos)
+        elif d11 == 5:
+            (v10.value,) = _unpack_d(buf, pos)
             pos += 8
-        elif d10 == 6:
-            (v9.value,) = _unpack_i(buf, pos)
+        elif d11 == 6:
+            (v10.value,) = _unpack_i(buf, pos)
             pos += 4
-        elif d10 == 7:
-            v9.value, pos = _read_str(buf, pos, 4194304)
+        elif d11 == 7:
+            v10.value, pos = _read_str(buf, pos, 4194304)
         else:
             raise XdrError("union discriminant has no arm")
-        x3.value = v9
-    v.params = a1
+        x4.value = v10
+    v.params = a2
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_network_port_set_parameters_args(out: bytearray, v: remote_network_port_set_parameters_args) -> None:
-    _enc_remote_nonnull_network_port(out, v.port)
-    a1 = v.params
-    n2 = len(a1)
-    if n2 > 16:
+    f1 = v.port
+    _enc_remote_nonnull_network(out, f1.net)
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _pack_16s(f1.uuid)
+    a2 = v.params
+    n3 = len(a2)
+    if n3 > 16:
         raise XdrError("array length exceeds its bound")
-    out += _pack_u32(n2)
-    if n2:
-        x7 = a1[0]
+    out += _pack_u32(n3)
+    if n3:
+        x8 = a2[0]
         try:
-            b3 = x7.field.encode()
+            b4 = x8.field.encode()
         except UnicodeEncodeError:
-            b3 = x7.field.encode("utf-8", "surrogateescape")
-        n4 = len(b3)
-        if n4 > 4194304:
+            b4 = x8.field.encode("utf-8", "surrogateescape")
+        n5 = len(b4)
+        if n5 > 4194304:
             raise XdrError("length exceeds its bound")
-        out += _pack_u32(n4)
-        out += b3
-    for x8 in a1[1:]:
+        out += _pack_u32(n5)
+        out += b4
+    for x9 in a2[1:]:
         try:
-            b5 = x8.field.encode()
+            b6 = x9.field.encode()
         except UnicodeEncodeError:
-            b5 = x8.field.encode("utf-8", "surrogateescape")
-        n6 = len(b5)
-        if n6 > 4194304:
+            b6 = x9.field.encode("utf-8", "surrogateescape")
+        n7 = len(b6)
+        if n7 > 4194304:
             raise XdrError("length exceeds its bound")
-        u9 = x7.value
-        d10 = u9.type
-        if d10 == 1:
-            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 2:
-            out += _padpack_iII[n4 & 3](d10, u9.value, n6)
-        elif d10 == 3:
-            out += _padpack_iqI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 4:
-            out += _padpack_iQI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 5:
-            out += _padpack_idI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 6:
-            out += _padpack_iiI[n4 & 3](d10, u9.value, n6)
-        elif d10 == 7:
-            x11 = cast("str", u9.value)
-            b12 = _encode_str(x11, 4194304)
-            n13 = len(b12)
-            out += _padpack_iI[n4 & 3](d10, n13)
-            out += b12
-            out += _padpack_I[n13 & 3](n6)
+        u10 = x8.value
+        d11 = u10.type
+        if d11 == 1:
+            out += _padpack_iiI[n5 & 3](d11, u10.value, n7)
+        elif d11 == 2:
+            out += _padpack_iII[n5 & 3](d11, u10.value, n7)
+        elif d11 == 3:
+            out += _padpack_iqI[n5 & 3](d11, u10.value, n7)
+        elif d11 == 4:
+            out += _padpack_iQI[n5 & 3](d11, u10.value, n7)
+        elif d11 == 5:
+            out += _padpack_idI[n5 & 3](d11, u10.value, n7)
+        elif d11 == 6:
+            out += _padpack_iiI[n5 & 3](d11, u10.value, n7)
+        elif d11 == 7:
+            x12 = cast("str", u10.value)
+            b13 = _encode_str(x12, 4194304)
+            n14 = len(b13)
+            out += _padpack_iI[n5 & 3](d11, n14)
+            out += b13
+            out += _padpack_I[n14 & 3](n7)
         else:
             raise XdrError("union discriminant has no arm")
-        out += b5
-        n4, x7 = n6, x8
-    if n2:
-        u14 = x7.value
-        d15 = u14.type
-        if d15 == 1:
-            out += _padpack_ii[n4 & 3](d15, u14.value)
-        elif d15 == 2:
-            out += _padpack_iI[n4 & 3](d15, u14.value)
-        elif d15 == 3:
-            out += _padpack_iq[n4 & 3](d15, u14.value)
-        elif d15 == 4:
-            out += _padpack_iQ[n4 & 3](d15, u14.value)
-        elif d15 == 5:
-            out += _padpack_id[n4 & 3](d15, u14.value)
-        elif d15 == 6:
-            out += _padpack_ii[n4 & 3](d15, u14.value)
-        elif d15 == 7:
-            x16 = cast("str", u14.value)
-            b17 = _encode_str(x16, 4194304)
-            n18 = len(b17)
-            out += _padpack_iI[n4 & 3](d15, n18)
-            out += b17
-            out += xdr.PAD[n18 & 3]
+        out += b6
+        n5, x8 = n7, x9
+    if n3:
+        u15 = x8.value
+        d16 = u15.type
+        if d16 == 1:
+            out += _padpack_ii[n5 & 3](d16, u15.value)
+        elif d16 == 2:
+            out += _padpack_iI[n5 & 3](d16, u15.value)
+        elif d16 == 3:
+            out += _padpack_iq[n5 & 3](d16, u15.value)
+        elif d16 == 4:
+            out += _padpack_iQ[n5 & 3](d16, u15.value)
+        elif d16 == 5:
+            out += _padpack_id[n5 & 3](d16, u15.value)
+        elif d16 == 6:
+            out += _padpack_ii[n5 & 3](d16, u15.value)
+        elif d16 == 7:
+            x17 = cast("str", u15.value)
+            b18 = _encode_str(x17, 4194304)
+            n19 = len(b18)
+            out += _padpack_iI[n5 & 3](d16, n19)
+            out += b18
+            out += xdr.PAD[n19 & 3]
         else:
             raise XdrError("union discriminant has no arm")
     out += _pack_I(v.flags)
@@ -25451,15 +27648,19 @@ def _enc_remote_network_port_set_parameters_args(out: bytearray, v: remote_netwo
 
 def _dec_remote_network_port_get_parameters_args(buf: bytes, pos: int) -> tuple[remote_network_port_get_parameters_args, int]:
     v = _new(remote_network_port_get_parameters_args)
-    v.port, pos = _dec_remote_nonnull_network_port(buf, pos)
-    v.nparams, v.flags = _unpack_iI(buf, pos)
-    pos += 8
+    v.port = f1 = _new(remote_nonnull_network_port)
+    f1.net, pos = _dec_remote_nonnull_network(buf, pos)
+    f1.uuid, v.nparams, v.flags = _unpack_16siI(buf, pos)
+    pos += 24
     return v, pos
 
 
 def _enc_remote_network_port_get_parameters_args(out: bytearray, v: remote_network_port_get_parameters_args) -> None:
-    _enc_remote_nonnull_network_port(out, v.port)
-    out += _pack_iI(v.nparams, v.flags)
+    f1 = v.port
+    _enc_remote_nonnull_network(out, f1.net)
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _pack_16siI(f1.uuid, v.nparams, v.flags)
 
 
 def _dec_remote_network_port_get_parameters_ret(buf: bytes, pos: int) -> tuple[remote_network_port_get_parameters_ret, int]:
@@ -25638,15 +27839,19 @@ def _enc_remote_network_port_get_parameters_ret(out: bytearray, v: remote_networ
 
 def _dec_remote_network_port_get_xml_desc_args(buf: bytes, pos: int) -> tuple[remote_network_port_get_xml_desc_args, int]:
     v = _new(remote_network_port_get_xml_desc_args)
-    v.port, pos = _dec_remote_nonnull_network_port(buf, pos)
-    (v.flags,) = _unpack_I(buf, pos)
-    pos += 4
+    v.port = f1 = _new(remote_nonnull_network_port)
+    f1.net, pos = _dec_remote_nonnull_network(buf, pos)
+    f1.uuid, v.flags = _unpack_16sI(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_remote_network_port_get_xml_desc_args(out: bytearray, v: remote_network_port_get_xml_desc_args) -> None:
-    _enc_remote_nonnull_network_port(out, v.port)
-    out += _pack_I(v.flags)
+    f1 = v.port
+    _enc_remote_nonnull_network(out, f1.net)
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _pack_16sI(f1.uuid, v.flags)
 
 
 def _dec_remote_network_port_get_xml_desc_ret(buf: bytes, pos: int) -> tuple[remote_network_port_get_xml_desc_ret, int]:
@@ -25665,15 +27870,19 @@ def _enc_remote_network_port_get_xml_desc_ret(out: bytearray, v: remote_network_
 
 def _dec_remote_network_port_delete_args(buf: bytes, pos: int) -> tuple[remote_network_port_delete_args, int]:
     v = _new(remote_network_port_delete_args)
-    v.port, pos = _dec_remote_nonnull_network_port(buf, pos)
-    (v.flags,) = _unpack_I(buf, pos)
-    pos += 4
+    v.port = f1 = _new(remote_nonnull_network_port)
+    f1.net, pos = _dec_remote_nonnull_network(buf, pos)
+    f1.uuid, v.flags = _unpack_16sI(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_remote_network_port_delete_args(out: bytearray, v: remote_network_port_delete_args) -> None:
-    _enc_remote_nonnull_network_port(out, v.port)
-    out += _pack_I(v.flags)
+    f1 = v.port
+    _enc_remote_nonnull_network(out, f1.net)
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _pack_16sI(f1.uuid, v.flags)
 
 
 def _dec_remote_connect_num_of_interfaces_ret(buf: bytes, pos: int) -> tuple[remote_connect_num_of_interfaces_ret, int]:
@@ -25830,12 +28039,23 @@ def _enc_remote_interface_lookup_by_name_args(out: bytearray, v: remote_interfac
 
 def _dec_remote_interface_lookup_by_name_ret(buf: bytes, pos: int) -> tuple[remote_interface_lookup_by_name_ret, int]:
     v = _new(remote_interface_lookup_by_name_ret)
-    v.iface, pos = _dec_remote_nonnull_interface(buf, pos)
+    v.iface = f1 = _new(remote_nonnull_interface)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.mac, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_interface_lookup_by_name_ret(out: bytearray, v: remote_interface_lookup_by_name_ret) -> None:
-    _enc_remote_nonnull_interface(out, v.iface)
+    f1 = v.iface
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    b4 = _encode_str(f1.mac, 4194304)
+    n5 = len(b4)
+    out += _padpack_I[n3 & 3](n5)
+    out += b4
+    out += xdr.PAD[n5 & 3]
 
 
 def _dec_remote_interface_lookup_by_mac_string_args(buf: bytes, pos: int) -> tuple[remote_interface_lookup_by_mac_string_args, int]:
@@ -25854,25 +28074,46 @@ def _enc_remote_interface_lookup_by_mac_string_args(out: bytearray, v: remote_in
 
 def _dec_remote_interface_lookup_by_mac_string_ret(buf: bytes, pos: int) -> tuple[remote_interface_lookup_by_mac_string_ret, int]:
     v = _new(remote_interface_lookup_by_mac_string_ret)
-    v.iface, pos = _dec_remote_nonnull_interface(buf, pos)
+    v.iface = f1 = _new(remote_nonnull_interface)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.mac, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_interface_lookup_by_mac_string_ret(out: bytearray, v: remote_interface_lookup_by_mac_string_ret) -> None:
-    _enc_remote_nonnull_interface(out, v.iface)
+    f1 = v.iface
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    b4 = _encode_str(f1.mac, 4194304)
+    n5 = len(b4)
+    out += _padpack_I[n3 & 3](n5)
+    out += b4
+    out += xdr.PAD[n5 & 3]
 
 
 def _dec_remote_interface_get_xml_desc_args(buf: bytes, pos: int) -> tuple[remote_interface_get_xml_desc_args, int]:
     v = _new(remote_interface_get_xml_desc_args)
-    v.iface, pos = _dec_remote_nonnull_interface(buf, pos)
+    v.iface = f1 = _new(remote_nonnull_interface)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.mac, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_interface_get_xml_desc_args(out: bytearray, v: remote_interface_get_xml_desc_args) -> None:
-    _enc_remote_nonnull_interface(out, v.iface)
-    out += _pack_I(v.flags)
+    f1 = v.iface
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    b4 = _encode_str(f1.mac, 4194304)
+    n5 = len(b4)
+    out += _padpack_I[n3 & 3](n5)
+    out += b4
+    out += _padpack_I[n5 & 3](v.flags)
 
 
 def _dec_remote_interface_get_xml_desc_ret(buf: bytes, pos: int) -> tuple[remote_interface_get_xml_desc_ret, int]:
@@ -25907,48 +28148,90 @@ def _enc_remote_interface_define_xml_args(out: bytearray, v: remote_interface_de
 
 def _dec_remote_interface_define_xml_ret(buf: bytes, pos: int) -> tuple[remote_interface_define_xml_ret, int]:
     v = _new(remote_interface_define_xml_ret)
-    v.iface, pos = _dec_remote_nonnull_interface(buf, pos)
+    v.iface = f1 = _new(remote_nonnull_interface)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.mac, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_interface_define_xml_ret(out: bytearray, v: remote_interface_define_xml_ret) -> None:
-    _enc_remote_nonnull_interface(out, v.iface)
+    f1 = v.iface
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    b4 = _encode_str(f1.mac, 4194304)
+    n5 = len(b4)
+    out += _padpack_I[n3 & 3](n5)
+    out += b4
+    out += xdr.PAD[n5 & 3]
 
 
 def _dec_remote_interface_undefine_args(buf: bytes, pos: int) -> tuple[remote_interface_undefine_args, int]:
     v = _new(remote_interface_undefine_args)
-    v.iface, pos = _dec_remote_nonnull_interface(buf, pos)
+    v.iface = f1 = _new(remote_nonnull_interface)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.mac, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_interface_undefine_args(out: bytearray, v: remote_interface_undefine_args) -> None:
-    _enc_remote_nonnull_interface(out, v.iface)
+    f1 = v.iface
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    b4 = _encode_str(f1.mac, 4194304)
+    n5 = len(b4)
+    out += _padpack_I[n3 & 3](n5)
+    out += b4
+    out += xdr.PAD[n5 & 3]
 
 
 def _dec_remote_interface_create_args(buf: bytes, pos: int) -> tuple[remote_interface_create_args, int]:
     v = _new(remote_interface_create_args)
-    v.iface, pos = _dec_remote_nonnull_interface(buf, pos)
+    v.iface = f1 = _new(remote_nonnull_interface)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.mac, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_interface_create_args(out: bytearray, v: remote_interface_create_args) -> None:
-    _enc_remote_nonnull_interface(out, v.iface)
-    out += _pack_I(v.flags)
+    f1 = v.iface
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    b4 = _encode_str(f1.mac, 4194304)
+    n5 = len(b4)
+    out += _padpack_I[n3 & 3](n5)
+    out += b4
+    out += _padpack_I[n5 & 3](v.flags)
 
 
 def _dec_remote_interface_destroy_args(buf: bytes, pos: int) -> tuple[remote_interface_destroy_args, int]:
     v = _new(remote_interface_destroy_args)
-    v.iface, pos = _dec_remote_nonnull_interface(buf, pos)
+    v.iface = f1 = _new(remote_nonnull_interface)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.mac, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_interface_destroy_args(out: bytearray, v: remote_interface_destroy_args) -> None:
-    _enc_remote_nonnull_interface(out, v.iface)
-    out += _pack_I(v.flags)
+    f1 = v.iface
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    b4 = _encode_str(f1.mac, 4194304)
+    n5 = len(b4)
+    out += _padpack_I[n3 & 3](n5)
+    out += b4
+    out += _padpack_I[n5 & 3](v.flags)
 
 
 def _dec_remote_interface_change_begin_args(buf: bytes, pos: int) -> tuple[remote_interface_change_begin_args, int]:
@@ -25986,12 +28269,23 @@ def _enc_remote_interface_change_rollback_args(out: bytearray, v: remote_interfa
 
 def _dec_remote_interface_is_active_args(buf: bytes, pos: int) -> tuple[remote_interface_is_active_args, int]:
     v = _new(remote_interface_is_active_args)
-    v.iface, pos = _dec_remote_nonnull_interface(buf, pos)
+    v.iface = f1 = _new(remote_nonnull_interface)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.mac, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_interface_is_active_args(out: bytearray, v: remote_interface_is_active_args) -> None:
-    _enc_remote_nonnull_interface(out, v.iface)
+    f1 = v.iface
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    b4 = _encode_str(f1.mac, 4194304)
+    n5 = len(b4)
+    out += _padpack_I[n3 & 3](n5)
+    out += b4
+    out += xdr.PAD[n5 & 3]
 
 
 def _dec_remote_interface_is_active_ret(buf: bytes, pos: int) -> tuple[remote_interface_is_active_ret, int]:
@@ -26285,12 +28579,22 @@ def _enc_remote_storage_pool_lookup_by_uuid_args(out: bytearray, v: remote_stora
 
 def _dec_remote_storage_pool_lookup_by_uuid_ret(buf: bytes, pos: int) -> tuple[remote_storage_pool_lookup_by_uuid_ret, int]:
     v = _new(remote_storage_pool_lookup_by_uuid_ret)
-    v.pool, pos = _dec_remote_nonnull_storage_pool(buf, pos)
+    v.pool = f1 = _new(remote_nonnull_storage_pool)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    (f1.uuid,) = _unpack_16s(buf, pos)
+    pos += 16
     return v, pos
 
 
 def _enc_remote_storage_pool_lookup_by_uuid_ret(out: bytearray, v: remote_storage_pool_lookup_by_uuid_ret) -> None:
-    _enc_remote_nonnull_storage_pool(out, v.pool)
+    f1 = v.pool
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16s[n3 & 3](f1.uuid)
 
 
 def _dec_remote_storage_pool_lookup_by_name_args(buf: bytes, pos: int) -> tuple[remote_storage_pool_lookup_by_name_args, int]:
@@ -26309,32 +28613,68 @@ def _enc_remote_storage_pool_lookup_by_name_args(out: bytearray, v: remote_stora
 
 def _dec_remote_storage_pool_lookup_by_name_ret(buf: bytes, pos: int) -> tuple[remote_storage_pool_lookup_by_name_ret, int]:
     v = _new(remote_storage_pool_lookup_by_name_ret)
-    v.pool, pos = _dec_remote_nonnull_storage_pool(buf, pos)
+    v.pool = f1 = _new(remote_nonnull_storage_pool)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    (f1.uuid,) = _unpack_16s(buf, pos)
+    pos += 16
     return v, pos
 
 
 def _enc_remote_storage_pool_lookup_by_name_ret(out: bytearray, v: remote_storage_pool_lookup_by_name_ret) -> None:
-    _enc_remote_nonnull_storage_pool(out, v.pool)
+    f1 = v.pool
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16s[n3 & 3](f1.uuid)
 
 
 def _dec_remote_storage_pool_lookup_by_volume_args(buf: bytes, pos: int) -> tuple[remote_storage_pool_lookup_by_volume_args, int]:
     v = _new(remote_storage_pool_lookup_by_volume_args)
-    v.vol, pos = _dec_remote_nonnull_storage_vol(buf, pos)
+    v.vol = f1 = _new(remote_nonnull_storage_vol)
+    f1.pool, pos = _read_str(buf, pos, 4194304)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.key, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_storage_pool_lookup_by_volume_args(out: bytearray, v: remote_storage_pool_lookup_by_volume_args) -> None:
-    _enc_remote_nonnull_storage_vol(out, v.vol)
+    f1 = v.vol
+    b2 = _encode_str(f1.pool, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    b4 = _encode_str(f1.name, 4194304)
+    n5 = len(b4)
+    out += _padpack_I[n3 & 3](n5)
+    out += b4
+    b6 = _encode_str(f1.key, 4194304)
+    n7 = len(b6)
+    out += _padpack_I[n5 & 3](n7)
+    out += b6
+    out += xdr.PAD[n7 & 3]
 
 
 def _dec_remote_storage_pool_lookup_by_volume_ret(buf: bytes, pos: int) -> tuple[remote_storage_pool_lookup_by_volume_ret, int]:
     v = _new(remote_storage_pool_lookup_by_volume_ret)
-    v.pool, pos = _dec_remote_nonnull_storage_pool(buf, pos)
+    v.pool = f1 = _new(remote_nonnull_storage_pool)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    (f1.uuid,) = _unpack_16s(buf, pos)
+    pos += 16
     return v, pos
 
 
 def _enc_remote_storage_pool_lookup_by_volume_ret(out: bytearray, v: remote_storage_pool_lookup_by_volume_ret) -> None:
-    _enc_remote_nonnull_storage_pool(out, v.pool)
+    f1 = v.pool
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16s[n3 & 3](f1.uuid)
 
 
 def _dec_remote_storage_pool_lookup_by_target_path_args(buf: bytes, pos: int) -> tuple[remote_storage_pool_lookup_by_target_path_args, int]:
@@ -26353,12 +28693,22 @@ def _enc_remote_storage_pool_lookup_by_target_path_args(out: bytearray, v: remot
 
 def _dec_remote_storage_pool_lookup_by_target_path_ret(buf: bytes, pos: int) -> tuple[remote_storage_pool_lookup_by_target_path_ret, int]:
     v = _new(remote_storage_pool_lookup_by_target_path_ret)
-    v.pool, pos = _dec_remote_nonnull_storage_pool(buf, pos)
+    v.pool = f1 = _new(remote_nonnull_storage_pool)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    (f1.uuid,) = _unpack_16s(buf, pos)
+    pos += 16
     return v, pos
 
 
 def _enc_remote_storage_pool_lookup_by_target_path_ret(out: bytearray, v: remote_storage_pool_lookup_by_target_path_ret) -> None:
-    _enc_remote_nonnull_storage_pool(out, v.pool)
+    f1 = v.pool
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16s[n3 & 3](f1.uuid)
 
 
 def _dec_remote_storage_pool_create_xml_args(buf: bytes, pos: int) -> tuple[remote_storage_pool_create_xml_args, int]:
@@ -26379,12 +28729,22 @@ def _enc_remote_storage_pool_create_xml_args(out: bytearray, v: remote_storage_p
 
 def _dec_remote_storage_pool_create_xml_ret(buf: bytes, pos: int) -> tuple[remote_storage_pool_create_xml_ret, int]:
     v = _new(remote_storage_pool_create_xml_ret)
-    v.pool, pos = _dec_remote_nonnull_storage_pool(buf, pos)
+    v.pool = f1 = _new(remote_nonnull_storage_pool)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    (f1.uuid,) = _unpack_16s(buf, pos)
+    pos += 16
     return v, pos
 
 
 def _enc_remote_storage_pool_create_xml_ret(out: bytearray, v: remote_storage_pool_create_xml_ret) -> None:
-    _enc_remote_nonnull_storage_pool(out, v.pool)
+    f1 = v.pool
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16s[n3 & 3](f1.uuid)
 
 
 def _dec_remote_storage_pool_define_xml_args(buf: bytes, pos: int) -> tuple[remote_storage_pool_define_xml_args, int]:
@@ -26405,97 +28765,162 @@ def _enc_remote_storage_pool_define_xml_args(out: bytearray, v: remote_storage_p
 
 def _dec_remote_storage_pool_define_xml_ret(buf: bytes, pos: int) -> tuple[remote_storage_pool_define_xml_ret, int]:
     v = _new(remote_storage_pool_define_xml_ret)
-    v.pool, pos = _dec_remote_nonnull_storage_pool(buf, pos)
+    v.pool = f1 = _new(remote_nonnull_storage_pool)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    (f1.uuid,) = _unpack_16s(buf, pos)
+    pos += 16
     return v, pos
 
 
 def _enc_remote_storage_pool_define_xml_ret(out: bytearray, v: remote_storage_pool_define_xml_ret) -> None:
-    _enc_remote_nonnull_storage_pool(out, v.pool)
+    f1 = v.pool
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16s[n3 & 3](f1.uuid)
 
 
 def _dec_remote_storage_pool_build_args(buf: bytes, pos: int) -> tuple[remote_storage_pool_build_args, int]:
     v = _new(remote_storage_pool_build_args)
-    v.pool, pos = _dec_remote_nonnull_storage_pool(buf, pos)
-    (v.flags,) = _unpack_I(buf, pos)
-    pos += 4
+    v.pool = f1 = _new(remote_nonnull_storage_pool)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, v.flags = _unpack_16sI(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_remote_storage_pool_build_args(out: bytearray, v: remote_storage_pool_build_args) -> None:
-    _enc_remote_nonnull_storage_pool(out, v.pool)
-    out += _pack_I(v.flags)
+    f1 = v.pool
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16sI[n3 & 3](f1.uuid, v.flags)
 
 
 def _dec_remote_storage_pool_undefine_args(buf: bytes, pos: int) -> tuple[remote_storage_pool_undefine_args, int]:
     v = _new(remote_storage_pool_undefine_args)
-    v.pool, pos = _dec_remote_nonnull_storage_pool(buf, pos)
+    v.pool = f1 = _new(remote_nonnull_storage_pool)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    (f1.uuid,) = _unpack_16s(buf, pos)
+    pos += 16
     return v, pos
 
 
 def _enc_remote_storage_pool_undefine_args(out: bytearray, v: remote_storage_pool_undefine_args) -> None:
-    _enc_remote_nonnull_storage_pool(out, v.pool)
+    f1 = v.pool
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16s[n3 & 3](f1.uuid)
 
 
 def _dec_remote_storage_pool_create_args(buf: bytes, pos: int) -> tuple[remote_storage_pool_create_args, int]:
     v = _new(remote_storage_pool_create_args)
-    v.pool, pos = _dec_remote_nonnull_storage_pool(buf, pos)
-    (v.flags,) = _unpack_I(buf, pos)
-    pos += 4
+    v.pool = f1 = _new(remote_nonnull_storage_pool)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, v.flags = _unpack_16sI(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_remote_storage_pool_create_args(out: bytearray, v: remote_storage_pool_create_args) -> None:
-    _enc_remote_nonnull_storage_pool(out, v.pool)
-    out += _pack_I(v.flags)
+    f1 = v.pool
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16sI[n3 & 3](f1.uuid, v.flags)
 
 
 def _dec_remote_storage_pool_destroy_args(buf: bytes, pos: int) -> tuple[remote_storage_pool_destroy_args, int]:
     v = _new(remote_storage_pool_destroy_args)
-    v.pool, pos = _dec_remote_nonnull_storage_pool(buf, pos)
+    v.pool = f1 = _new(remote_nonnull_storage_pool)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    (f1.uuid,) = _unpack_16s(buf, pos)
+    pos += 16
     return v, pos
 
 
 def _enc_remote_storage_pool_destroy_args(out: bytearray, v: remote_storage_pool_destroy_args) -> None:
-    _enc_remote_nonnull_storage_pool(out, v.pool)
+    f1 = v.pool
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16s[n3 & 3](f1.uuid)
 
 
 def _dec_remote_storage_pool_delete_args(buf: bytes, pos: int) -> tuple[remote_storage_pool_delete_args, int]:
     v = _new(remote_storage_pool_delete_args)
-    v.pool, pos = _dec_remote_nonnull_storage_pool(buf, pos)
-    (v.flags,) = _unpack_I(buf, pos)
-    pos += 4
+    v.pool = f1 = _new(remote_nonnull_storage_pool)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, v.flags = _unpack_16sI(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_remote_storage_pool_delete_args(out: bytearray, v: remote_storage_pool_delete_args) -> None:
-    _enc_remote_nonnull_storage_pool(out, v.pool)
-    out += _pack_I(v.flags)
+    f1 = v.pool
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16sI[n3 & 3](f1.uuid, v.flags)
 
 
 def _dec_remote_storage_pool_refresh_args(buf: bytes, pos: int) -> tuple[remote_storage_pool_refresh_args, int]:
     v = _new(remote_storage_pool_refresh_args)
-    v.pool, pos = _dec_remote_nonnull_storage_pool(buf, pos)
-    (v.flags,) = _unpack_I(buf, pos)
-    pos += 4
+    v.pool = f1 = _new(remote_nonnull_storage_pool)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, v.flags = _unpack_16sI(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_remote_storage_pool_refresh_args(out: bytearray, v: remote_storage_pool_refresh_args) -> None:
-    _enc_remote_nonnull_storage_pool(out, v.pool)
-    out += _pack_I(v.flags)
+    f1 = v.pool
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16sI[n3 & 3](f1.uuid, v.flags)
 
 
 def _dec_remote_storage_pool_get_xml_desc_args(buf: bytes, pos: int) -> tuple[remote_storage_pool_get_xml_desc_args, int]:
     v = _new(remote_storage_pool_get_xml_desc_args)
-    v.pool, pos = _dec_remote_nonnull_storage_pool(buf, pos)
-    (v.flags,) = _unpack_I(buf, pos)
-    pos += 4
+    v.pool = f1 = _new(remote_nonnull_storage_pool)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, v.flags = _unpack_16sI(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_remote_storage_pool_get_xml_desc_args(out: bytearray, v: remote_storage_pool_get_xml_desc_args) -> None:
-    _enc_remote_nonnull_storage_pool(out, v.pool)
-    out += _pack_I(v.flags)
+    f1 = v.pool
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16sI[n3 & 3](f1.uuid, v.flags)
 
 
 def _dec_remote_storage_pool_get_xml_desc_ret(buf: bytes, pos: int) -> tuple[remote_storage_pool_get_xml_desc_ret, int]:
@@ -26514,12 +28939,22 @@ def _enc_remote_storage_pool_get_xml_desc_ret(out: bytearray, v: remote_storage_
 
 def _dec_remote_storage_pool_get_info_args(buf: bytes, pos: int) -> tuple[remote_storage_pool_get_info_args, int]:
     v = _new(remote_storage_pool_get_info_args)
-    v.pool, pos = _dec_remote_nonnull_storage_pool(buf, pos)
+    v.pool = f1 = _new(remote_nonnull_storage_pool)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    (f1.uuid,) = _unpack_16s(buf, pos)
+    pos += 16
     return v, pos
 
 
 def _enc_remote_storage_pool_get_info_args(out: bytearray, v: remote_storage_pool_get_info_args) -> None:
-    _enc_remote_nonnull_storage_pool(out, v.pool)
+    f1 = v.pool
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16s[n3 & 3](f1.uuid)
 
 
 def _dec_remote_storage_pool_get_info_ret(buf: bytes, pos: int) -> tuple[remote_storage_pool_get_info_ret, int]:
@@ -26535,12 +28970,22 @@ def _enc_remote_storage_pool_get_info_ret(out: bytearray, v: remote_storage_pool
 
 def _dec_remote_storage_pool_get_autostart_args(buf: bytes, pos: int) -> tuple[remote_storage_pool_get_autostart_args, int]:
     v = _new(remote_storage_pool_get_autostart_args)
-    v.pool, pos = _dec_remote_nonnull_storage_pool(buf, pos)
+    v.pool = f1 = _new(remote_nonnull_storage_pool)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    (f1.uuid,) = _unpack_16s(buf, pos)
+    pos += 16
     return v, pos
 
 
 def _enc_remote_storage_pool_get_autostart_args(out: bytearray, v: remote_storage_pool_get_autostart_args) -> None:
-    _enc_remote_nonnull_storage_pool(out, v.pool)
+    f1 = v.pool
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16s[n3 & 3](f1.uuid)
 
 
 def _dec_remote_storage_pool_get_autostart_ret(buf: bytes, pos: int) -> tuple[remote_storage_pool_get_autostart_ret, int]:
@@ -26556,25 +29001,42 @@ def _enc_remote_storage_pool_get_autostart_ret(out: bytearray, v: remote_storage
 
 def _dec_remote_storage_pool_set_autostart_args(buf: bytes, pos: int) -> tuple[remote_storage_pool_set_autostart_args, int]:
     v = _new(remote_storage_pool_set_autostart_args)
-    v.pool, pos = _dec_remote_nonnull_storage_pool(buf, pos)
-    (v.autostart,) = _unpack_i(buf, pos)
-    pos += 4
+    v.pool = f1 = _new(remote_nonnull_storage_pool)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, v.autostart = _unpack_16si(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_remote_storage_pool_set_autostart_args(out: bytearray, v: remote_storage_pool_set_autostart_args) -> None:
-    _enc_remote_nonnull_storage_pool(out, v.pool)
-    out += _pack_i(v.autostart)
+    f1 = v.pool
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, v.autostart)
 
 
 def _dec_remote_storage_pool_num_of_volumes_args(buf: bytes, pos: int) -> tuple[remote_storage_pool_num_of_volumes_args, int]:
     v = _new(remote_storage_pool_num_of_volumes_args)
-    v.pool, pos = _dec_remote_nonnull_storage_pool(buf, pos)
+    v.pool = f1 = _new(remote_nonnull_storage_pool)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    (f1.uuid,) = _unpack_16s(buf, pos)
+    pos += 16
     return v, pos
 
 
 def _enc_remote_storage_pool_num_of_volumes_args(out: bytearray, v: remote_storage_pool_num_of_volumes_args) -> None:
-    _enc_remote_nonnull_storage_pool(out, v.pool)
+    f1 = v.pool
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16s[n3 & 3](f1.uuid)
 
 
 def _dec_remote_storage_pool_num_of_volumes_ret(buf: bytes, pos: int) -> tuple[remote_storage_pool_num_of_volumes_ret, int]:
@@ -26590,15 +29052,22 @@ def _enc_remote_storage_pool_num_of_volumes_ret(out: bytearray, v: remote_storag
 
 def _dec_remote_storage_pool_list_volumes_args(buf: bytes, pos: int) -> tuple[remote_storage_pool_list_volumes_args, int]:
     v = _new(remote_storage_pool_list_volumes_args)
-    v.pool, pos = _dec_remote_nonnull_storage_pool(buf, pos)
-    (v.maxnames,) = _unpack_i(buf, pos)
-    pos += 4
+    v.pool = f1 = _new(remote_nonnull_storage_pool)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, v.maxnames = _unpack_16si(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_remote_storage_pool_list_volumes_args(out: bytearray, v: remote_storage_pool_list_volumes_args) -> None:
-    _enc_remote_nonnull_storage_pool(out, v.pool)
-    out += _pack_i(v.maxnames)
+    f1 = v.pool
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16si[n3 & 3](f1.uuid, v.maxnames)
 
 
 def _dec_remote_storage_pool_list_volumes_ret(buf: bytes, pos: int) -> tuple[remote_storage_pool_list_volumes_ret, int]:
@@ -26650,28 +29119,53 @@ def _enc_remote_storage_pool_list_volumes_ret(out: bytearray, v: remote_storage_
 
 def _dec_remote_storage_vol_lookup_by_name_args(buf: bytes, pos: int) -> tuple[remote_storage_vol_lookup_by_name_args, int]:
     v = _new(remote_storage_vol_lookup_by_name_args)
-    v.pool, pos = _dec_remote_nonnull_storage_pool(buf, pos)
-    v.name, pos = _read_str(buf, pos, 4194304)
+    v.pool = f1 = _new(remote_nonnull_storage_pool)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, n2 = _unpack_16sI(buf, pos)
+    pos += 20
+    v.name, pos = _take_str(buf, pos, n2, 4194304)
     return v, pos
 
 
 def _enc_remote_storage_vol_lookup_by_name_args(out: bytearray, v: remote_storage_vol_lookup_by_name_args) -> None:
-    _enc_remote_nonnull_storage_pool(out, v.pool)
-    b1 = _encode_str(v.name, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += xdr.PAD[n2 & 3]
+    f1 = v.pool
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.name, 4194304)
+    n5 = len(b4)
+    out += _padpack_16sI[n3 & 3](f1.uuid, n5)
+    out += b4
+    out += xdr.PAD[n5 & 3]
 
 
 def _dec_remote_storage_vol_lookup_by_name_ret(buf: bytes, pos: int) -> tuple[remote_storage_vol_lookup_by_name_ret, int]:
     v = _new(remote_storage_vol_lookup_by_name_ret)
-    v.vol, pos = _dec_remote_nonnull_storage_vol(buf, pos)
+    v.vol = f1 = _new(remote_nonnull_storage_vol)
+    f1.pool, pos = _read_str(buf, pos, 4194304)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.key, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_storage_vol_lookup_by_name_ret(out: bytearray, v: remote_storage_vol_lookup_by_name_ret) -> None:
-    _enc_remote_nonnull_storage_vol(out, v.vol)
+    f1 = v.vol
+    b2 = _encode_str(f1.pool, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    b4 = _encode_str(f1.name, 4194304)
+    n5 = len(b4)
+    out += _padpack_I[n3 & 3](n5)
+    out += b4
+    b6 = _encode_str(f1.key, 4194304)
+    n7 = len(b6)
+    out += _padpack_I[n5 & 3](n7)
+    out += b6
+    out += xdr.PAD[n7 & 3]
 
 
 def _dec_remote_storage_vol_lookup_by_key_args(buf: bytes, pos: int) -> tuple[remote_storage_vol_lookup_by_key_args, int]:
@@ -26690,12 +29184,28 @@ def _enc_remote_storage_vol_lookup_by_key_args(out: bytearray, v: remote_storage
 
 def _dec_remote_storage_vol_lookup_by_key_ret(buf: bytes, pos: int) -> tuple[remote_storage_vol_lookup_by_key_ret, int]:
     v = _new(remote_storage_vol_lookup_by_key_ret)
-    v.vol, pos = _dec_remote_nonnull_storage_vol(buf, pos)
+    v.vol = f1 = _new(remote_nonnull_storage_vol)
+    f1.pool, pos = _read_str(buf, pos, 4194304)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.key, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_storage_vol_lookup_by_key_ret(out: bytearray, v: remote_storage_vol_lookup_by_key_ret) -> None:
-    _enc_remote_nonnull_storage_vol(out, v.vol)
+    f1 = v.vol
+    b2 = _encode_str(f1.pool, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    b4 = _encode_str(f1.name, 4194304)
+    n5 = len(b4)
+    out += _padpack_I[n3 & 3](n5)
+    out += b4
+    b6 = _encode_str(f1.key, 4194304)
+    n7 = len(b6)
+    out += _padpack_I[n5 & 3](n7)
+    out += b6
+    out += xdr.PAD[n7 & 3]
 
 
 def _dec_remote_storage_vol_lookup_by_path_args(buf: bytes, pos: int) -> tuple[remote_storage_vol_lookup_by_path_args, int]:
@@ -26714,123 +29224,263 @@ def _enc_remote_storage_vol_lookup_by_path_args(out: bytearray, v: remote_storag
 
 def _dec_remote_storage_vol_lookup_by_path_ret(buf: bytes, pos: int) -> tuple[remote_storage_vol_lookup_by_path_ret, int]:
     v = _new(remote_storage_vol_lookup_by_path_ret)
-    v.vol, pos = _dec_remote_nonnull_storage_vol(buf, pos)
+    v.vol = f1 = _new(remote_nonnull_storage_vol)
+    f1.pool, pos = _read_str(buf, pos, 4194304)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.key, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_storage_vol_lookup_by_path_ret(out: bytearray, v: remote_storage_vol_lookup_by_path_ret) -> None:
-    _enc_remote_nonnull_storage_vol(out, v.vol)
+    f1 = v.vol
+    b2 = _encode_str(f1.pool, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    b4 = _encode_str(f1.name, 4194304)
+    n5 = len(b4)
+    out += _padpack_I[n3 & 3](n5)
+    out += b4
+    b6 = _encode_str(f1.key, 4194304)
+    n7 = len(b6)
+    out += _padpack_I[n5 & 3](n7)
+    out += b6
+    out += xdr.PAD[n7 & 3]
 
 
 def _dec_remote_storage_vol_create_xml_args(buf: bytes, pos: int) -> tuple[remote_storage_vol_create_xml_args, int]:
     v = _new(remote_storage_vol_create_xml_args)
-    v.pool, pos = _dec_remote_nonnull_storage_pool(buf, pos)
-    v.xml, pos = _read_str(buf, pos, 4194304)
+    v.pool = f1 = _new(remote_nonnull_storage_pool)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, n2 = _unpack_16sI(buf, pos)
+    pos += 20
+    v.xml, pos = _take_str(buf, pos, n2, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_storage_vol_create_xml_args(out: bytearray, v: remote_storage_vol_create_xml_args) -> None:
-    _enc_remote_nonnull_storage_pool(out, v.pool)
-    b1 = _encode_str(v.xml, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += _padpack_I[n2 & 3](v.flags)
+    f1 = v.pool
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.xml, 4194304)
+    n5 = len(b4)
+    out += _padpack_16sI[n3 & 3](f1.uuid, n5)
+    out += b4
+    out += _padpack_I[n5 & 3](v.flags)
 
 
 def _dec_remote_storage_vol_create_xml_ret(buf: bytes, pos: int) -> tuple[remote_storage_vol_create_xml_ret, int]:
     v = _new(remote_storage_vol_create_xml_ret)
-    v.vol, pos = _dec_remote_nonnull_storage_vol(buf, pos)
+    v.vol = f1 = _new(remote_nonnull_storage_vol)
+    f1.pool, pos = _read_str(buf, pos, 4194304)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.key, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_storage_vol_create_xml_ret(out: bytearray, v: remote_storage_vol_create_xml_ret) -> None:
-    _enc_remote_nonnull_storage_vol(out, v.vol)
+    f1 = v.vol
+    b2 = _encode_str(f1.pool, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    b4 = _encode_str(f1.name, 4194304)
+    n5 = len(b4)
+    out += _padpack_I[n3 & 3](n5)
+    out += b4
+    b6 = _encode_str(f1.key, 4194304)
+    n7 = len(b6)
+    out += _padpack_I[n5 & 3](n7)
+    out += b6
+    out += xdr.PAD[n7 & 3]
 
 
 def _dec_remote_storage_vol_create_xml_from_args(buf: bytes, pos: int) -> tuple[remote_storage_vol_create_xml_from_args, int]:
     v = _new(remote_storage_vol_create_xml_from_args)
-    v.pool, pos = _dec_remote_nonnull_storage_pool(buf, pos)
-    v.xml, pos = _read_str(buf, pos, 4194304)
-    v.clonevol, pos = _dec_remote_nonnull_storage_vol(buf, pos)
+    v.pool = f1 = _new(remote_nonnull_storage_pool)
+    v.clonevol = f2 = _new(remote_nonnull_storage_vol)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, n3 = _unpack_16sI(buf, pos)
+    pos += 20
+    v.xml, pos = _take_str(buf, pos, n3, 4194304)
+    f2.pool, pos = _read_str(buf, pos, 4194304)
+    f2.name, pos = _read_str(buf, pos, 4194304)
+    f2.key, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_storage_vol_create_xml_from_args(out: bytearray, v: remote_storage_vol_create_xml_from_args) -> None:
-    _enc_remote_nonnull_storage_pool(out, v.pool)
-    b1 = _encode_str(v.xml, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += xdr.PAD[n2 & 3]
-    _enc_remote_nonnull_storage_vol(out, v.clonevol)
-    out += _pack_I(v.flags)
+    f1 = v.pool
+    f2 = v.clonevol
+    b3 = _encode_str(f1.name, 4194304)
+    n4 = len(b3)
+    out += _pack_I(n4)
+    out += b3
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b5 = _encode_str(v.xml, 4194304)
+    n6 = len(b5)
+    out += _padpack_16sI[n4 & 3](f1.uuid, n6)
+    out += b5
+    b7 = _encode_str(f2.pool, 4194304)
+    n8 = len(b7)
+    out += _padpack_I[n6 & 3](n8)
+    out += b7
+    b9 = _encode_str(f2.name, 4194304)
+    n10 = len(b9)
+    out += _padpack_I[n8 & 3](n10)
+    out += b9
+    b11 = _encode_str(f2.key, 4194304)
+    n12 = len(b11)
+    out += _padpack_I[n10 & 3](n12)
+    out += b11
+    out += _padpack_I[n12 & 3](v.flags)
 
 
 def _dec_remote_storage_vol_create_xml_from_ret(buf: bytes, pos: int) -> tuple[remote_storage_vol_create_xml_from_ret, int]:
     v = _new(remote_storage_vol_create_xml_from_ret)
-    v.vol, pos = _dec_remote_nonnull_storage_vol(buf, pos)
+    v.vol = f1 = _new(remote_nonnull_storage_vol)
+    f1.pool, pos = _read_str(buf, pos, 4194304)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.key, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_storage_vol_create_xml_from_ret(out: bytearray, v: remote_storage_vol_create_xml_from_ret) -> None:
-    _enc_remote_nonnull_storage_vol(out, v.vol)
+    f1 = v.vol
+    b2 = _encode_str(f1.pool, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    b4 = _encode_str(f1.name, 4194304)
+    n5 = len(b4)
+    out += _padpack_I[n3 & 3](n5)
+    out += b4
+    b6 = _encode_str(f1.key, 4194304)
+    n7 = len(b6)
+    out += _padpack_I[n5 & 3](n7)
+    out += b6
+    out += xdr.PAD[n7 & 3]
 
 
 def _dec_remote_storage_vol_delete_args(buf: bytes, pos: int) -> tuple[remote_storage_vol_delete_args, int]:
     v = _new(remote_storage_vol_delete_args)
-    v.vol, pos = _dec_remote_nonnull_storage_vol(buf, pos)
+    v.vol = f1 = _new(remote_nonnull_storage_vol)
+    f1.pool, pos = _read_str(buf, pos, 4194304)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.key, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_storage_vol_delete_args(out: bytearray, v: remote_storage_vol_delete_args) -> None:
-    _enc_remote_nonnull_storage_vol(out, v.vol)
-    out += _pack_I(v.flags)
+    f1 = v.vol
+    b2 = _encode_str(f1.pool, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    b4 = _encode_str(f1.name, 4194304)
+    n5 = len(b4)
+    out += _padpack_I[n3 & 3](n5)
+    out += b4
+    b6 = _encode_str(f1.key, 4194304)
+    n7 = len(b6)
+    out += _padpack_I[n5 & 3](n7)
+    out += b6
+    out += _padpack_I[n7 & 3](v.flags)
 
 
 def _dec_remote_storage_vol_wipe_args(buf: bytes, pos: int) -> tuple[remote_storage_vol_wipe_args, int]:
     v = _new(remote_storage_vol_wipe_args)
-    v.vol, pos = _dec_remote_nonnull_storage_vol(buf, pos)
+    v.vol = f1 = _new(remote_nonnull_storage_vol)
+    f1.pool, pos = _read_str(buf, pos, 4194304)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.key, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_storage_vol_wipe_args(out: bytearray, v: remote_storage_vol_wipe_args) -> None:
-    _enc_remote_nonnull_storage_vol(out, v.vol)
-    out += _pack_I(v.flags)
+    f1 = v.vol
+    b2 = _encode_str(f1.pool, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    b4 = _encode_str(f1.name, 4194304)
+    n5 = len(b4)
+    out += _padpack_I[n3 & 3](n5)
+    out += b4
+    b6 = _encode_str(f1.key, 4194304)
+    n7 = len(b6)
+    out += _padpack_I[n5 & 3](n7)
+    out += b6
+    out += _padpack_I[n7 & 3](v.flags)
 
 
 def _dec_remote_storage_vol_wipe_pattern_args(buf: bytes, pos: int) -> tuple[remote_storage_vol_wipe_pattern_args, int]:
     v = _new(remote_storage_vol_wipe_pattern_args)
-    v.vol, pos = _dec_remote_nonnull_storage_vol(buf, pos)
+    v.vol = f1 = _new(remote_nonnull_storage_vol)
+    f1.pool, pos = _read_str(buf, pos, 4194304)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.key, pos = _read_str(buf, pos, 4194304)
     v.algorithm, v.flags = _unpack_II(buf, pos)
     pos += 8
     return v, pos
 
 
 def _enc_remote_storage_vol_wipe_pattern_args(out: bytearray, v: remote_storage_vol_wipe_pattern_args) -> None:
-    _enc_remote_nonnull_storage_vol(out, v.vol)
-    out += _pack_II(v.algorithm, v.flags)
+    f1 = v.vol
+    b2 = _encode_str(f1.pool, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    b4 = _encode_str(f1.name, 4194304)
+    n5 = len(b4)
+    out += _padpack_I[n3 & 3](n5)
+    out += b4
+    b6 = _encode_str(f1.key, 4194304)
+    n7 = len(b6)
+    out += _padpack_I[n5 & 3](n7)
+    out += b6
+    out += _padpack_II[n7 & 3](v.algorithm, v.flags)
 
 
 def _dec_remote_storage_vol_get_xml_desc_args(buf: bytes, pos: int) -> tuple[remote_storage_vol_get_xml_desc_args, int]:
     v = _new(remote_storage_vol_get_xml_desc_args)
-    v.vol, pos = _dec_remote_nonnull_storage_vol(buf, pos)
+    v.vol = f1 = _new(remote_nonnull_storage_vol)
+    f1.pool, pos = _read_str(buf, pos, 4194304)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.key, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_storage_vol_get_xml_desc_args(out: bytearray, v: remote_storage_vol_get_xml_desc_args) -> None:
-    _enc_remote_nonnull_storage_vol(out, v.vol)
-    out += _pack_I(v.flags)
+    f1 = v.vol
+    b2 = _encode_str(f1.pool, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    b4 = _encode_str(f1.name, 4194304)
+    n5 = len(b4)
+    out += _padpack_I[n3 & 3](n5)
+    out += b4
+    b6 = _encode_str(f1.key, 4194304)
+    n7 = len(b6)
+    out += _padpack_I[n5 & 3](n7)
+    out += b6
+    out += _padpack_I[n7 & 3](v.flags)
 
 
 def _dec_remote_storage_vol_get_xml_desc_ret(buf: bytes, pos: int) -> tuple[remote_storage_vol_get_xml_desc_ret, int]:
@@ -26849,12 +29499,28 @@ def _enc_remote_storage_vol_get_xml_desc_ret(out: bytearray, v: remote_storage_v
 
 def _dec_remote_storage_vol_get_info_args(buf: bytes, pos: int) -> tuple[remote_storage_vol_get_info_args, int]:
     v = _new(remote_storage_vol_get_info_args)
-    v.vol, pos = _dec_remote_nonnull_storage_vol(buf, pos)
+    v.vol = f1 = _new(remote_nonnull_storage_vol)
+    f1.pool, pos = _read_str(buf, pos, 4194304)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.key, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_storage_vol_get_info_args(out: bytearray, v: remote_storage_vol_get_info_args) -> None:
-    _enc_remote_nonnull_storage_vol(out, v.vol)
+    f1 = v.vol
+    b2 = _encode_str(f1.pool, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    b4 = _encode_str(f1.name, 4194304)
+    n5 = len(b4)
+    out += _padpack_I[n3 & 3](n5)
+    out += b4
+    b6 = _encode_str(f1.key, 4194304)
+    n7 = len(b6)
+    out += _padpack_I[n5 & 3](n7)
+    out += b6
+    out += xdr.PAD[n7 & 3]
 
 
 def _dec_remote_storage_vol_get_info_ret(buf: bytes, pos: int) -> tuple[remote_storage_vol_get_info_ret, int]:
@@ -26870,15 +29536,30 @@ def _enc_remote_storage_vol_get_info_ret(out: bytearray, v: remote_storage_vol_g
 
 def _dec_remote_storage_vol_get_info_flags_args(buf: bytes, pos: int) -> tuple[remote_storage_vol_get_info_flags_args, int]:
     v = _new(remote_storage_vol_get_info_flags_args)
-    v.vol, pos = _dec_remote_nonnull_storage_vol(buf, pos)
+    v.vol = f1 = _new(remote_nonnull_storage_vol)
+    f1.pool, pos = _read_str(buf, pos, 4194304)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.key, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_storage_vol_get_info_flags_args(out: bytearray, v: remote_storage_vol_get_info_flags_args) -> None:
-    _enc_remote_nonnull_storage_vol(out, v.vol)
-    out += _pack_I(v.flags)
+    f1 = v.vol
+    b2 = _encode_str(f1.pool, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    b4 = _encode_str(f1.name, 4194304)
+    n5 = len(b4)
+    out += _padpack_I[n3 & 3](n5)
+    out += b4
+    b6 = _encode_str(f1.key, 4194304)
+    n7 = len(b6)
+    out += _padpack_I[n5 & 3](n7)
+    out += b6
+    out += _padpack_I[n7 & 3](v.flags)
 
 
 def _dec_remote_storage_vol_get_info_flags_ret(buf: bytes, pos: int) -> tuple[remote_storage_vol_get_info_flags_ret, int]:
@@ -26894,12 +29575,28 @@ def _enc_remote_storage_vol_get_info_flags_ret(out: bytearray, v: remote_storage
 
 def _dec_remote_storage_vol_get_path_args(buf: bytes, pos: int) -> tuple[remote_storage_vol_get_path_args, int]:
     v = _new(remote_storage_vol_get_path_args)
-    v.vol, pos = _dec_remote_nonnull_storage_vol(buf, pos)
+    v.vol = f1 = _new(remote_nonnull_storage_vol)
+    f1.pool, pos = _read_str(buf, pos, 4194304)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.key, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_storage_vol_get_path_args(out: bytearray, v: remote_storage_vol_get_path_args) -> None:
-    _enc_remote_nonnull_storage_vol(out, v.vol)
+    f1 = v.vol
+    b2 = _encode_str(f1.pool, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    b4 = _encode_str(f1.name, 4194304)
+    n5 = len(b4)
+    out += _padpack_I[n3 & 3](n5)
+    out += b4
+    b6 = _encode_str(f1.key, 4194304)
+    n7 = len(b6)
+    out += _padpack_I[n5 & 3](n7)
+    out += b6
+    out += xdr.PAD[n7 & 3]
 
 
 def _dec_remote_storage_vol_get_path_ret(buf: bytes, pos: int) -> tuple[remote_storage_vol_get_path_ret, int]:
@@ -26918,25 +29615,50 @@ def _enc_remote_storage_vol_get_path_ret(out: bytearray, v: remote_storage_vol_g
 
 def _dec_remote_storage_vol_resize_args(buf: bytes, pos: int) -> tuple[remote_storage_vol_resize_args, int]:
     v = _new(remote_storage_vol_resize_args)
-    v.vol, pos = _dec_remote_nonnull_storage_vol(buf, pos)
+    v.vol = f1 = _new(remote_nonnull_storage_vol)
+    f1.pool, pos = _read_str(buf, pos, 4194304)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.key, pos = _read_str(buf, pos, 4194304)
     v.capacity, v.flags = _unpack_QI(buf, pos)
     pos += 12
     return v, pos
 
 
 def _enc_remote_storage_vol_resize_args(out: bytearray, v: remote_storage_vol_resize_args) -> None:
-    _enc_remote_nonnull_storage_vol(out, v.vol)
-    out += _pack_QI(v.capacity, v.flags)
+    f1 = v.vol
+    b2 = _encode_str(f1.pool, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    b4 = _encode_str(f1.name, 4194304)
+    n5 = len(b4)
+    out += _padpack_I[n3 & 3](n5)
+    out += b4
+    b6 = _encode_str(f1.key, 4194304)
+    n7 = len(b6)
+    out += _padpack_I[n5 & 3](n7)
+    out += b6
+    out += _padpack_QI[n7 & 3](v.capacity, v.flags)
 
 
 def _dec_remote_storage_pool_is_active_args(buf: bytes, pos: int) -> tuple[remote_storage_pool_is_active_args, int]:
     v = _new(remote_storage_pool_is_active_args)
-    v.pool, pos = _dec_remote_nonnull_storage_pool(buf, pos)
+    v.pool = f1 = _new(remote_nonnull_storage_pool)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    (f1.uuid,) = _unpack_16s(buf, pos)
+    pos += 16
     return v, pos
 
 
 def _enc_remote_storage_pool_is_active_args(out: bytearray, v: remote_storage_pool_is_active_args) -> None:
-    _enc_remote_nonnull_storage_pool(out, v.pool)
+    f1 = v.pool
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16s[n3 & 3](f1.uuid)
 
 
 def _dec_remote_storage_pool_is_active_ret(buf: bytes, pos: int) -> tuple[remote_storage_pool_is_active_ret, int]:
@@ -26952,12 +29674,22 @@ def _enc_remote_storage_pool_is_active_ret(out: bytearray, v: remote_storage_poo
 
 def _dec_remote_storage_pool_is_persistent_args(buf: bytes, pos: int) -> tuple[remote_storage_pool_is_persistent_args, int]:
     v = _new(remote_storage_pool_is_persistent_args)
-    v.pool, pos = _dec_remote_nonnull_storage_pool(buf, pos)
+    v.pool = f1 = _new(remote_nonnull_storage_pool)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    (f1.uuid,) = _unpack_16s(buf, pos)
+    pos += 16
     return v, pos
 
 
 def _enc_remote_storage_pool_is_persistent_args(out: bytearray, v: remote_storage_pool_is_persistent_args) -> None:
-    _enc_remote_nonnull_storage_pool(out, v.pool)
+    f1 = v.pool
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16s[n3 & 3](f1.uuid)
 
 
 def _dec_remote_storage_pool_is_persistent_ret(buf: bytes, pos: int) -> tuple[remote_storage_pool_is_persistent_ret, int]:
@@ -27066,15 +29798,22 @@ def _enc_remote_connect_list_all_storage_pools_ret(out: bytearray, v: remote_con
 
 def _dec_remote_storage_pool_list_all_volumes_args(buf: bytes, pos: int) -> tuple[remote_storage_pool_list_all_volumes_args, int]:
     v = _new(remote_storage_pool_list_all_volumes_args)
-    v.pool, pos = _dec_remote_nonnull_storage_pool(buf, pos)
-    v.need_results, v.flags = _unpack_iI(buf, pos)
-    pos += 8
+    v.pool = f1 = _new(remote_nonnull_storage_pool)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, v.need_results, v.flags = _unpack_16siI(buf, pos)
+    pos += 24
     return v, pos
 
 
 def _enc_remote_storage_pool_list_all_volumes_args(out: bytearray, v: remote_storage_pool_list_all_volumes_args) -> None:
-    _enc_remote_nonnull_storage_pool(out, v.pool)
-    out += _pack_iI(v.need_results, v.flags)
+    f1 = v.pool
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siI[n3 & 3](f1.uuid, v.need_results, v.flags)
 
 
 def _dec_remote_storage_pool_list_all_volumes_ret(buf: bytes, pos: int) -> tuple[remote_storage_pool_list_all_volumes_ret, int]:
@@ -27295,12 +30034,18 @@ def _enc_remote_node_device_lookup_by_name_args(out: bytearray, v: remote_node_d
 
 def _dec_remote_node_device_lookup_by_name_ret(buf: bytes, pos: int) -> tuple[remote_node_device_lookup_by_name_ret, int]:
     v = _new(remote_node_device_lookup_by_name_ret)
-    v.dev, pos = _dec_remote_nonnull_node_device(buf, pos)
+    v.dev = f1 = _new(remote_nonnull_node_device)
+    f1.name, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_node_device_lookup_by_name_ret(out: bytearray, v: remote_node_device_lookup_by_name_ret) -> None:
-    _enc_remote_nonnull_node_device(out, v.dev)
+    f1 = v.dev
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    out += xdr.PAD[n3 & 3]
 
 
 def _dec_remote_node_device_lookup_scsi_host_by_wwn_args(buf: bytes, pos: int) -> tuple[remote_node_device_lookup_scsi_host_by_wwn_args, int]:
@@ -27326,12 +30071,18 @@ def _enc_remote_node_device_lookup_scsi_host_by_wwn_args(out: bytearray, v: remo
 
 def _dec_remote_node_device_lookup_scsi_host_by_wwn_ret(buf: bytes, pos: int) -> tuple[remote_node_device_lookup_scsi_host_by_wwn_ret, int]:
     v = _new(remote_node_device_lookup_scsi_host_by_wwn_ret)
-    v.dev, pos = _dec_remote_nonnull_node_device(buf, pos)
+    v.dev = f1 = _new(remote_nonnull_node_device)
+    f1.name, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_node_device_lookup_scsi_host_by_wwn_ret(out: bytearray, v: remote_node_device_lookup_scsi_host_by_wwn_ret) -> None:
-    _enc_remote_nonnull_node_device(out, v.dev)
+    f1 = v.dev
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    out += xdr.PAD[n3 & 3]
 
 
 def _dec_remote_node_device_get_xml_desc_args(buf: bytes, pos: int) -> tuple[remote_node_device_get_xml_desc_args, int]:
@@ -27585,12 +30336,18 @@ def _enc_remote_node_device_create_xml_args(out: bytearray, v: remote_node_devic
 
 def _dec_remote_node_device_create_xml_ret(buf: bytes, pos: int) -> tuple[remote_node_device_create_xml_ret, int]:
     v = _new(remote_node_device_create_xml_ret)
-    v.dev, pos = _dec_remote_nonnull_node_device(buf, pos)
+    v.dev = f1 = _new(remote_nonnull_node_device)
+    f1.name, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_node_device_create_xml_ret(out: bytearray, v: remote_node_device_create_xml_ret) -> None:
-    _enc_remote_nonnull_node_device(out, v.dev)
+    f1 = v.dev
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    out += xdr.PAD[n3 & 3]
 
 
 def _dec_remote_node_device_destroy_args(buf: bytes, pos: int) -> tuple[remote_node_device_destroy_args, int]:
@@ -27625,12 +30382,18 @@ def _enc_remote_node_device_define_xml_args(out: bytearray, v: remote_node_devic
 
 def _dec_remote_node_device_define_xml_ret(buf: bytes, pos: int) -> tuple[remote_node_device_define_xml_ret, int]:
     v = _new(remote_node_device_define_xml_ret)
-    v.dev, pos = _dec_remote_nonnull_node_device(buf, pos)
+    v.dev = f1 = _new(remote_nonnull_node_device)
+    f1.name, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_node_device_define_xml_ret(out: bytearray, v: remote_node_device_define_xml_ret) -> None:
-    _enc_remote_nonnull_node_device(out, v.dev)
+    f1 = v.dev
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    out += xdr.PAD[n3 & 3]
 
 
 def _dec_remote_node_device_undefine_args(buf: bytes, pos: int) -> tuple[remote_node_device_undefine_args, int]:
@@ -27899,12 +30662,22 @@ def _enc_remote_nwfilter_lookup_by_uuid_args(out: bytearray, v: remote_nwfilter_
 
 def _dec_remote_nwfilter_lookup_by_uuid_ret(buf: bytes, pos: int) -> tuple[remote_nwfilter_lookup_by_uuid_ret, int]:
     v = _new(remote_nwfilter_lookup_by_uuid_ret)
-    v.nwfilter, pos = _dec_remote_nonnull_nwfilter(buf, pos)
+    v.nwfilter = f1 = _new(remote_nonnull_nwfilter)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    (f1.uuid,) = _unpack_16s(buf, pos)
+    pos += 16
     return v, pos
 
 
 def _enc_remote_nwfilter_lookup_by_uuid_ret(out: bytearray, v: remote_nwfilter_lookup_by_uuid_ret) -> None:
-    _enc_remote_nonnull_nwfilter(out, v.nwfilter)
+    f1 = v.nwfilter
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16s[n3 & 3](f1.uuid)
 
 
 def _dec_remote_nwfilter_lookup_by_name_args(buf: bytes, pos: int) -> tuple[remote_nwfilter_lookup_by_name_args, int]:
@@ -27923,12 +30696,22 @@ def _enc_remote_nwfilter_lookup_by_name_args(out: bytearray, v: remote_nwfilter_
 
 def _dec_remote_nwfilter_lookup_by_name_ret(buf: bytes, pos: int) -> tuple[remote_nwfilter_lookup_by_name_ret, int]:
     v = _new(remote_nwfilter_lookup_by_name_ret)
-    v.nwfilter, pos = _dec_remote_nonnull_nwfilter(buf, pos)
+    v.nwfilter = f1 = _new(remote_nonnull_nwfilter)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    (f1.uuid,) = _unpack_16s(buf, pos)
+    pos += 16
     return v, pos
 
 
 def _enc_remote_nwfilter_lookup_by_name_ret(out: bytearray, v: remote_nwfilter_lookup_by_name_ret) -> None:
-    _enc_remote_nonnull_nwfilter(out, v.nwfilter)
+    f1 = v.nwfilter
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16s[n3 & 3](f1.uuid)
 
 
 def _dec_remote_nwfilter_define_xml_args(buf: bytes, pos: int) -> tuple[remote_nwfilter_define_xml_args, int]:
@@ -27947,12 +30730,22 @@ def _enc_remote_nwfilter_define_xml_args(out: bytearray, v: remote_nwfilter_defi
 
 def _dec_remote_nwfilter_define_xml_ret(buf: bytes, pos: int) -> tuple[remote_nwfilter_define_xml_ret, int]:
     v = _new(remote_nwfilter_define_xml_ret)
-    v.nwfilter, pos = _dec_remote_nonnull_nwfilter(buf, pos)
+    v.nwfilter = f1 = _new(remote_nonnull_nwfilter)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    (f1.uuid,) = _unpack_16s(buf, pos)
+    pos += 16
     return v, pos
 
 
 def _enc_remote_nwfilter_define_xml_ret(out: bytearray, v: remote_nwfilter_define_xml_ret) -> None:
-    _enc_remote_nonnull_nwfilter(out, v.nwfilter)
+    f1 = v.nwfilter
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16s[n3 & 3](f1.uuid)
 
 
 def _dec_remote_nwfilter_define_xml_flags_args(buf: bytes, pos: int) -> tuple[remote_nwfilter_define_xml_flags_args, int]:
@@ -27973,35 +30766,62 @@ def _enc_remote_nwfilter_define_xml_flags_args(out: bytearray, v: remote_nwfilte
 
 def _dec_remote_nwfilter_define_xml_flags_ret(buf: bytes, pos: int) -> tuple[remote_nwfilter_define_xml_flags_ret, int]:
     v = _new(remote_nwfilter_define_xml_flags_ret)
-    v.nwfilter, pos = _dec_remote_nonnull_nwfilter(buf, pos)
+    v.nwfilter = f1 = _new(remote_nonnull_nwfilter)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    (f1.uuid,) = _unpack_16s(buf, pos)
+    pos += 16
     return v, pos
 
 
 def _enc_remote_nwfilter_define_xml_flags_ret(out: bytearray, v: remote_nwfilter_define_xml_flags_ret) -> None:
-    _enc_remote_nonnull_nwfilter(out, v.nwfilter)
+    f1 = v.nwfilter
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16s[n3 & 3](f1.uuid)
 
 
 def _dec_remote_nwfilter_undefine_args(buf: bytes, pos: int) -> tuple[remote_nwfilter_undefine_args, int]:
     v = _new(remote_nwfilter_undefine_args)
-    v.nwfilter, pos = _dec_remote_nonnull_nwfilter(buf, pos)
+    v.nwfilter = f1 = _new(remote_nonnull_nwfilter)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    (f1.uuid,) = _unpack_16s(buf, pos)
+    pos += 16
     return v, pos
 
 
 def _enc_remote_nwfilter_undefine_args(out: bytearray, v: remote_nwfilter_undefine_args) -> None:
-    _enc_remote_nonnull_nwfilter(out, v.nwfilter)
+    f1 = v.nwfilter
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16s[n3 & 3](f1.uuid)
 
 
 def _dec_remote_nwfilter_get_xml_desc_args(buf: bytes, pos: int) -> tuple[remote_nwfilter_get_xml_desc_args, int]:
     v = _new(remote_nwfilter_get_xml_desc_args)
-    v.nwfilter, pos = _dec_remote_nonnull_nwfilter(buf, pos)
-    (v.flags,) = _unpack_I(buf, pos)
-    pos += 4
+    v.nwfilter = f1 = _new(remote_nonnull_nwfilter)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, v.flags = _unpack_16sI(buf, pos)
+    pos += 20
     return v, pos
 
 
 def _enc_remote_nwfilter_get_xml_desc_args(out: bytearray, v: remote_nwfilter_get_xml_desc_args) -> None:
-    _enc_remote_nonnull_nwfilter(out, v.nwfilter)
-    out += _pack_I(v.flags)
+    f1 = v.nwfilter
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16sI[n3 & 3](f1.uuid, v.flags)
 
 
 def _dec_remote_nwfilter_get_xml_desc_ret(buf: bytes, pos: int) -> tuple[remote_nwfilter_get_xml_desc_ret, int]:
@@ -28127,12 +30947,23 @@ def _enc_remote_nwfilter_binding_lookup_by_port_dev_args(out: bytearray, v: remo
 
 def _dec_remote_nwfilter_binding_lookup_by_port_dev_ret(buf: bytes, pos: int) -> tuple[remote_nwfilter_binding_lookup_by_port_dev_ret, int]:
     v = _new(remote_nwfilter_binding_lookup_by_port_dev_ret)
-    v.nwfilter, pos = _dec_remote_nonnull_nwfilter_binding(buf, pos)
+    v.nwfilter = f1 = _new(remote_nonnull_nwfilter_binding)
+    f1.portdev, pos = _read_str(buf, pos, 4194304)
+    f1.filtername, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_nwfilter_binding_lookup_by_port_dev_ret(out: bytearray, v: remote_nwfilter_binding_lookup_by_port_dev_ret) -> None:
-    _enc_remote_nonnull_nwfilter_binding(out, v.nwfilter)
+    f1 = v.nwfilter
+    b2 = _encode_str(f1.portdev, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    b4 = _encode_str(f1.filtername, 4194304)
+    n5 = len(b4)
+    out += _padpack_I[n3 & 3](n5)
+    out += b4
+    out += xdr.PAD[n5 & 3]
 
 
 def _dec_remote_nwfilter_binding_create_xml_args(buf: bytes, pos: int) -> tuple[remote_nwfilter_binding_create_xml_args, int]:
@@ -28153,35 +30984,67 @@ def _enc_remote_nwfilter_binding_create_xml_args(out: bytearray, v: remote_nwfil
 
 def _dec_remote_nwfilter_binding_create_xml_ret(buf: bytes, pos: int) -> tuple[remote_nwfilter_binding_create_xml_ret, int]:
     v = _new(remote_nwfilter_binding_create_xml_ret)
-    v.nwfilter, pos = _dec_remote_nonnull_nwfilter_binding(buf, pos)
+    v.nwfilter = f1 = _new(remote_nonnull_nwfilter_binding)
+    f1.portdev, pos = _read_str(buf, pos, 4194304)
+    f1.filtername, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_nwfilter_binding_create_xml_ret(out: bytearray, v: remote_nwfilter_binding_create_xml_ret) -> None:
-    _enc_remote_nonnull_nwfilter_binding(out, v.nwfilter)
+    f1 = v.nwfilter
+    b2 = _encode_str(f1.portdev, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    b4 = _encode_str(f1.filtername, 4194304)
+    n5 = len(b4)
+    out += _padpack_I[n3 & 3](n5)
+    out += b4
+    out += xdr.PAD[n5 & 3]
 
 
 def _dec_remote_nwfilter_binding_delete_args(buf: bytes, pos: int) -> tuple[remote_nwfilter_binding_delete_args, int]:
     v = _new(remote_nwfilter_binding_delete_args)
-    v.nwfilter, pos = _dec_remote_nonnull_nwfilter_binding(buf, pos)
+    v.nwfilter = f1 = _new(remote_nonnull_nwfilter_binding)
+    f1.portdev, pos = _read_str(buf, pos, 4194304)
+    f1.filtername, pos = _read_str(buf, pos, 4194304)
     return v, pos
 
 
 def _enc_remote_nwfilter_binding_delete_args(out: bytearray, v: remote_nwfilter_binding_delete_args) -> None:
-    _enc_remote_nonnull_nwfilter_binding(out, v.nwfilter)
+    f1 = v.nwfilter
+    b2 = _encode_str(f1.portdev, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    b4 = _encode_str(f1.filtername, 4194304)
+    n5 = len(b4)
+    out += _padpack_I[n3 & 3](n5)
+    out += b4
+    out += xdr.PAD[n5 & 3]
 
 
 def _dec_remote_nwfilter_binding_get_xml_desc_args(buf: bytes, pos: int) -> tuple[remote_nwfilter_binding_get_xml_desc_args, int]:
     v = _new(remote_nwfilter_binding_get_xml_desc_args)
-    v.nwfilter, pos = _dec_remote_nonnull_nwfilter_binding(buf, pos)
+    v.nwfilter = f1 = _new(remote_nonnull_nwfilter_binding)
+    f1.portdev, pos = _read_str(buf, pos, 4194304)
+    f1.filtername, pos = _read_str(buf, pos, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_nwfilter_binding_get_xml_desc_args(out: bytearray, v: remote_nwfilter_binding_get_xml_desc_args) -> None:
-    _enc_remote_nonnull_nwfilter_binding(out, v.nwfilter)
-    out += _pack_I(v.flags)
+    f1 = v.nwfilter
+    b2 = _encode_str(f1.portdev, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    b4 = _encode_str(f1.filtername, 4194304)
+    n5 = len(b4)
+    out += _padpack_I[n3 & 3](n5)
+    out += b4
+    out += _padpack_I[n5 & 3](v.flags)
 
 
 def _dec_remote_nwfilter_binding_get_xml_desc_ret(buf: bytes, pos: int) -> tuple[remote_nwfilter_binding_get_xml_desc_ret, int]:
@@ -28361,12 +31224,22 @@ def _enc_remote_secret_lookup_by_uuid_args(out: bytearray, v: remote_secret_look
 
 def _dec_remote_secret_lookup_by_uuid_ret(buf: bytes, pos: int) -> tuple[remote_secret_lookup_by_uuid_ret, int]:
     v = _new(remote_secret_lookup_by_uuid_ret)
-    v.secret, pos = _dec_remote_nonnull_secret(buf, pos)
+    v.secret = f1 = _new(remote_nonnull_secret)
+    f1.uuid, f1.usageType, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    f1.usageID, pos = _take_str(buf, pos, n2, 4194304)
     return v, pos
 
 
 def _enc_remote_secret_lookup_by_uuid_ret(out: bytearray, v: remote_secret_lookup_by_uuid_ret) -> None:
-    _enc_remote_nonnull_secret(out, v.secret)
+    f1 = v.secret
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b2 = _encode_str(f1.usageID, 4194304)
+    n3 = len(b2)
+    out += _pack_16siI(f1.uuid, f1.usageType, n3)
+    out += b2
+    out += xdr.PAD[n3 & 3]
 
 
 def _dec_remote_secret_define_xml_args(buf: bytes, pos: int) -> tuple[remote_secret_define_xml_args, int]:
@@ -28387,25 +31260,44 @@ def _enc_remote_secret_define_xml_args(out: bytearray, v: remote_secret_define_x
 
 def _dec_remote_secret_define_xml_ret(buf: bytes, pos: int) -> tuple[remote_secret_define_xml_ret, int]:
     v = _new(remote_secret_define_xml_ret)
-    v.secret, pos = _dec_remote_nonnull_secret(buf, pos)
+    v.secret = f1 = _new(remote_nonnull_secret)
+    f1.uuid, f1.usageType, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    f1.usageID, pos = _take_str(buf, pos, n2, 4194304)
     return v, pos
 
 
 def _enc_remote_secret_define_xml_ret(out: bytearray, v: remote_secret_define_xml_ret) -> None:
-    _enc_remote_nonnull_secret(out, v.secret)
+    f1 = v.secret
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b2 = _encode_str(f1.usageID, 4194304)
+    n3 = len(b2)
+    out += _pack_16siI(f1.uuid, f1.usageType, n3)
+    out += b2
+    out += xdr.PAD[n3 & 3]
 
 
 def _dec_remote_secret_get_xml_desc_args(buf: bytes, pos: int) -> tuple[remote_secret_get_xml_desc_args, int]:
     v = _new(remote_secret_get_xml_desc_args)
-    v.secret, pos = _dec_remote_nonnull_secret(buf, pos)
+    v.secret = f1 = _new(remote_nonnull_secret)
+    f1.uuid, f1.usageType, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    f1.usageID, pos = _take_str(buf, pos, n2, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_secret_get_xml_desc_args(out: bytearray, v: remote_secret_get_xml_desc_args) -> None:
-    _enc_remote_nonnull_secret(out, v.secret)
-    out += _pack_I(v.flags)
+    f1 = v.secret
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b2 = _encode_str(f1.usageID, 4194304)
+    n3 = len(b2)
+    out += _pack_16siI(f1.uuid, f1.usageType, n3)
+    out += b2
+    out += _padpack_I[n3 & 3](v.flags)
 
 
 def _dec_remote_secret_get_xml_desc_ret(buf: bytes, pos: int) -> tuple[remote_secret_get_xml_desc_ret, int]:
@@ -28424,7 +31316,10 @@ def _enc_remote_secret_get_xml_desc_ret(out: bytearray, v: remote_secret_get_xml
 
 def _dec_remote_secret_set_value_args(buf: bytes, pos: int) -> tuple[remote_secret_set_value_args, int]:
     v = _new(remote_secret_set_value_args)
-    v.secret, pos = _dec_remote_nonnull_secret(buf, pos)
+    v.secret = f1 = _new(remote_nonnull_secret)
+    f1.uuid, f1.usageType, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    f1.usageID, pos = _take_str(buf, pos, n2, 4194304)
     v.value, pos = _read_opaque(buf, pos, 65536)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
@@ -28432,27 +31327,42 @@ def _dec_remote_secret_set_value_args(buf: bytes, pos: int) -> tuple[remote_secr
 
 
 def _enc_remote_secret_set_value_args(out: bytearray, v: remote_secret_set_value_args) -> None:
-    _enc_remote_nonnull_secret(out, v.secret)
-    b1 = v.value
-    n2 = len(b1)
-    if n2 > 65536:
+    f1 = v.secret
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b2 = _encode_str(f1.usageID, 4194304)
+    n3 = len(b2)
+    out += _pack_16siI(f1.uuid, f1.usageType, n3)
+    out += b2
+    b4 = v.value
+    n5 = len(b4)
+    if n5 > 65536:
         raise XdrError("length exceeds its bound")
-    out += _pack_I(n2)
-    out += b1
-    out += _padpack_I[n2 & 3](v.flags)
+    out += _padpack_I[n3 & 3](n5)
+    out += b4
+    out += _padpack_I[n5 & 3](v.flags)
 
 
 def _dec_remote_secret_get_value_args(buf: bytes, pos: int) -> tuple[remote_secret_get_value_args, int]:
     v = _new(remote_secret_get_value_args)
-    v.secret, pos = _dec_remote_nonnull_secret(buf, pos)
+    v.secret = f1 = _new(remote_nonnull_secret)
+    f1.uuid, f1.usageType, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    f1.usageID, pos = _take_str(buf, pos, n2, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_secret_get_value_args(out: bytearray, v: remote_secret_get_value_args) -> None:
-    _enc_remote_nonnull_secret(out, v.secret)
-    out += _pack_I(v.flags)
+    f1 = v.secret
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b2 = _encode_str(f1.usageID, 4194304)
+    n3 = len(b2)
+    out += _pack_16siI(f1.uuid, f1.usageType, n3)
+    out += b2
+    out += _padpack_I[n3 & 3](v.flags)
 
 
 def _dec_remote_secret_get_value_ret(buf: bytes, pos: int) -> tuple[remote_secret_get_value_ret, int]:
@@ -28473,12 +31383,22 @@ def _enc_remote_secret_get_value_ret(out: bytearray, v: remote_secret_get_value_
 
 def _dec_remote_secret_undefine_args(buf: bytes, pos: int) -> tuple[remote_secret_undefine_args, int]:
     v = _new(remote_secret_undefine_args)
-    v.secret, pos = _dec_remote_nonnull_secret(buf, pos)
+    v.secret = f1 = _new(remote_nonnull_secret)
+    f1.uuid, f1.usageType, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    f1.usageID, pos = _take_str(buf, pos, n2, 4194304)
     return v, pos
 
 
 def _enc_remote_secret_undefine_args(out: bytearray, v: remote_secret_undefine_args) -> None:
-    _enc_remote_nonnull_secret(out, v.secret)
+    f1 = v.secret
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b2 = _encode_str(f1.usageID, 4194304)
+    n3 = len(b2)
+    out += _pack_16siI(f1.uuid, f1.usageType, n3)
+    out += b2
+    out += xdr.PAD[n3 & 3]
 
 
 def _dec_remote_secret_lookup_by_usage_args(buf: bytes, pos: int) -> tuple[remote_secret_lookup_by_usage_args, int]:
@@ -28499,12 +31419,22 @@ def _enc_remote_secret_lookup_by_usage_args(out: bytearray, v: remote_secret_loo
 
 def _dec_remote_secret_lookup_by_usage_ret(buf: bytes, pos: int) -> tuple[remote_secret_lookup_by_usage_ret, int]:
     v = _new(remote_secret_lookup_by_usage_ret)
-    v.secret, pos = _dec_remote_nonnull_secret(buf, pos)
+    v.secret = f1 = _new(remote_nonnull_secret)
+    f1.uuid, f1.usageType, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    f1.usageID, pos = _take_str(buf, pos, n2, 4194304)
     return v, pos
 
 
 def _enc_remote_secret_lookup_by_usage_ret(out: bytearray, v: remote_secret_lookup_by_usage_ret) -> None:
-    _enc_remote_nonnull_secret(out, v.secret)
+    f1 = v.secret
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b2 = _encode_str(f1.usageID, 4194304)
+    n3 = len(b2)
+    out += _pack_16siI(f1.uuid, f1.usageType, n3)
+    out += b2
+    out += xdr.PAD[n3 & 3]
 
 
 def _dec_remote_connect_list_all_secrets_args(buf: bytes, pos: int) -> tuple[remote_connect_list_all_secrets_args, int]:
@@ -28571,42 +31501,67 @@ def _enc_remote_connect_list_all_secrets_ret(out: bytearray, v: remote_connect_l
 
 def _dec_remote_domain_snapshot_create_xml_args(buf: bytes, pos: int) -> tuple[remote_domain_snapshot_create_xml_args, int]:
     v = _new(remote_domain_snapshot_create_xml_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.xml_desc, pos = _read_str(buf, pos, 4194304)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.xml_desc, pos = _take_str(buf, pos, n2, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_snapshot_create_xml_args(out: bytearray, v: remote_domain_snapshot_create_xml_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = _encode_str(v.xml_desc, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += _padpack_I[n2 & 3](v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.xml_desc, 4194304)
+    n5 = len(b4)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    out += _padpack_I[n5 & 3](v.flags)
 
 
 def _dec_remote_domain_snapshot_create_xml_ret(buf: bytes, pos: int) -> tuple[remote_domain_snapshot_create_xml_ret, int]:
     v = _new(remote_domain_snapshot_create_xml_ret)
-    v.snap, pos = _dec_remote_nonnull_domain_snapshot(buf, pos)
+    v.snap = f1 = _new(remote_nonnull_domain_snapshot)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     return v, pos
 
 
 def _enc_remote_domain_snapshot_create_xml_ret(out: bytearray, v: remote_domain_snapshot_create_xml_ret) -> None:
-    _enc_remote_nonnull_domain_snapshot(out, v.snap)
+    f1 = v.snap
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    out += xdr.PAD[n3 & 3]
+    _enc_remote_nonnull_domain(out, f1.dom)
 
 
 def _dec_remote_domain_snapshot_get_xml_desc_args(buf: bytes, pos: int) -> tuple[remote_domain_snapshot_get_xml_desc_args, int]:
     v = _new(remote_domain_snapshot_get_xml_desc_args)
-    v.snap, pos = _dec_remote_nonnull_domain_snapshot(buf, pos)
+    v.snap = f1 = _new(remote_nonnull_domain_snapshot)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_snapshot_get_xml_desc_args(out: bytearray, v: remote_domain_snapshot_get_xml_desc_args) -> None:
-    _enc_remote_nonnull_domain_snapshot(out, v.snap)
+    f1 = v.snap
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    out += xdr.PAD[n3 & 3]
+    _enc_remote_nonnull_domain(out, f1.dom)
     out += _pack_I(v.flags)
 
 
@@ -28626,15 +31581,22 @@ def _enc_remote_domain_snapshot_get_xml_desc_ret(out: bytearray, v: remote_domai
 
 def _dec_remote_domain_snapshot_num_args(buf: bytes, pos: int) -> tuple[remote_domain_snapshot_num_args, int]:
     v = _new(remote_domain_snapshot_num_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.flags,) = _unpack_I(buf, pos)
-    pos += 4
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.flags = _unpack_16siI(buf, pos)
+    pos += 24
     return v, pos
 
 
 def _enc_remote_domain_snapshot_num_args(out: bytearray, v: remote_domain_snapshot_num_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_I(v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, v.flags)
 
 
 def _dec_remote_domain_snapshot_num_ret(buf: bytes, pos: int) -> tuple[remote_domain_snapshot_num_ret, int]:
@@ -28650,15 +31612,22 @@ def _enc_remote_domain_snapshot_num_ret(out: bytearray, v: remote_domain_snapsho
 
 def _dec_remote_domain_snapshot_list_names_args(buf: bytes, pos: int) -> tuple[remote_domain_snapshot_list_names_args, int]:
     v = _new(remote_domain_snapshot_list_names_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.maxnames, v.flags = _unpack_iI(buf, pos)
-    pos += 8
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.maxnames, v.flags = _unpack_16siiI(buf, pos)
+    pos += 28
     return v, pos
 
 
 def _enc_remote_domain_snapshot_list_names_args(out: bytearray, v: remote_domain_snapshot_list_names_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_iI(v.maxnames, v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siiI[n3 & 3](f1.uuid, f1.id, v.maxnames, v.flags)
 
 
 def _dec_remote_domain_snapshot_list_names_ret(buf: bytes, pos: int) -> tuple[remote_domain_snapshot_list_names_ret, int]:
@@ -28710,15 +31679,22 @@ def _enc_remote_domain_snapshot_list_names_ret(out: bytearray, v: remote_domain_
 
 def _dec_remote_domain_list_all_snapshots_args(buf: bytes, pos: int) -> tuple[remote_domain_list_all_snapshots_args, int]:
     v = _new(remote_domain_list_all_snapshots_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.need_results, v.flags = _unpack_iI(buf, pos)
-    pos += 8
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.need_results, v.flags = _unpack_16siiI(buf, pos)
+    pos += 28
     return v, pos
 
 
 def _enc_remote_domain_list_all_snapshots_args(out: bytearray, v: remote_domain_list_all_snapshots_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_iI(v.need_results, v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siiI[n3 & 3](f1.uuid, f1.id, v.need_results, v.flags)
 
 
 def _dec_remote_domain_list_all_snapshots_ret(buf: bytes, pos: int) -> tuple[remote_domain_list_all_snapshots_ret, int]:
@@ -28821,14 +31797,22 @@ def _enc_remote_domain_list_all_snapshots_ret(out: bytearray, v: remote_domain_l
 
 def _dec_remote_domain_snapshot_num_children_args(buf: bytes, pos: int) -> tuple[remote_domain_snapshot_num_children_args, int]:
     v = _new(remote_domain_snapshot_num_children_args)
-    v.snap, pos = _dec_remote_nonnull_domain_snapshot(buf, pos)
+    v.snap = f1 = _new(remote_nonnull_domain_snapshot)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_snapshot_num_children_args(out: bytearray, v: remote_domain_snapshot_num_children_args) -> None:
-    _enc_remote_nonnull_domain_snapshot(out, v.snap)
+    f1 = v.snap
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    out += xdr.PAD[n3 & 3]
+    _enc_remote_nonnull_domain(out, f1.dom)
     out += _pack_I(v.flags)
 
 
@@ -28845,14 +31829,22 @@ def _enc_remote_domain_snapshot_num_children_ret(out: bytearray, v: remote_domai
 
 def _dec_remote_domain_snapshot_list_children_names_args(buf: bytes, pos: int) -> tuple[remote_domain_snapshot_list_children_names_args, int]:
     v = _new(remote_domain_snapshot_list_children_names_args)
-    v.snap, pos = _dec_remote_nonnull_domain_snapshot(buf, pos)
+    v.snap = f1 = _new(remote_nonnull_domain_snapshot)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     v.maxnames, v.flags = _unpack_iI(buf, pos)
     pos += 8
     return v, pos
 
 
 def _enc_remote_domain_snapshot_list_children_names_args(out: bytearray, v: remote_domain_snapshot_list_children_names_args) -> None:
-    _enc_remote_nonnull_domain_snapshot(out, v.snap)
+    f1 = v.snap
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    out += xdr.PAD[n3 & 3]
+    _enc_remote_nonnull_domain(out, f1.dom)
     out += _pack_iI(v.maxnames, v.flags)
 
 
@@ -28905,14 +31897,22 @@ def _enc_remote_domain_snapshot_list_children_names_ret(out: bytearray, v: remot
 
 def _dec_remote_domain_snapshot_list_all_children_args(buf: bytes, pos: int) -> tuple[remote_domain_snapshot_list_all_children_args, int]:
     v = _new(remote_domain_snapshot_list_all_children_args)
-    v.snapshot, pos = _dec_remote_nonnull_domain_snapshot(buf, pos)
+    v.snapshot = f1 = _new(remote_nonnull_domain_snapshot)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     v.need_results, v.flags = _unpack_iI(buf, pos)
     pos += 8
     return v, pos
 
 
 def _enc_remote_domain_snapshot_list_all_children_args(out: bytearray, v: remote_domain_snapshot_list_all_children_args) -> None:
-    _enc_remote_nonnull_domain_snapshot(out, v.snapshot)
+    f1 = v.snapshot
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    out += xdr.PAD[n3 & 3]
+    _enc_remote_nonnull_domain(out, f1.dom)
     out += _pack_iI(v.need_results, v.flags)
 
 
@@ -29016,43 +32016,67 @@ def _enc_remote_domain_snapshot_list_all_children_ret(out: bytearray, v: remote_
 
 def _dec_remote_domain_snapshot_lookup_by_name_args(buf: bytes, pos: int) -> tuple[remote_domain_snapshot_lookup_by_name_args, int]:
     v = _new(remote_domain_snapshot_lookup_by_name_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.name, pos = _read_str(buf, pos, 4194304)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.name, pos = _take_str(buf, pos, n2, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_snapshot_lookup_by_name_args(out: bytearray, v: remote_domain_snapshot_lookup_by_name_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = _encode_str(v.name, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += _padpack_I[n2 & 3](v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.name, 4194304)
+    n5 = len(b4)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    out += _padpack_I[n5 & 3](v.flags)
 
 
 def _dec_remote_domain_snapshot_lookup_by_name_ret(buf: bytes, pos: int) -> tuple[remote_domain_snapshot_lookup_by_name_ret, int]:
     v = _new(remote_domain_snapshot_lookup_by_name_ret)
-    v.snap, pos = _dec_remote_nonnull_domain_snapshot(buf, pos)
+    v.snap = f1 = _new(remote_nonnull_domain_snapshot)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     return v, pos
 
 
 def _enc_remote_domain_snapshot_lookup_by_name_ret(out: bytearray, v: remote_domain_snapshot_lookup_by_name_ret) -> None:
-    _enc_remote_nonnull_domain_snapshot(out, v.snap)
+    f1 = v.snap
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    out += xdr.PAD[n3 & 3]
+    _enc_remote_nonnull_domain(out, f1.dom)
 
 
 def _dec_remote_domain_has_current_snapshot_args(buf: bytes, pos: int) -> tuple[remote_domain_has_current_snapshot_args, int]:
     v = _new(remote_domain_has_current_snapshot_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.flags,) = _unpack_I(buf, pos)
-    pos += 4
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.flags = _unpack_16siI(buf, pos)
+    pos += 24
     return v, pos
 
 
 def _enc_remote_domain_has_current_snapshot_args(out: bytearray, v: remote_domain_has_current_snapshot_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_I(v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, v.flags)
 
 
 def _dec_remote_domain_has_current_snapshot_ret(buf: bytes, pos: int) -> tuple[remote_domain_has_current_snapshot_ret, int]:
@@ -29068,60 +32092,99 @@ def _enc_remote_domain_has_current_snapshot_ret(out: bytearray, v: remote_domain
 
 def _dec_remote_domain_snapshot_get_parent_args(buf: bytes, pos: int) -> tuple[remote_domain_snapshot_get_parent_args, int]:
     v = _new(remote_domain_snapshot_get_parent_args)
-    v.snap, pos = _dec_remote_nonnull_domain_snapshot(buf, pos)
+    v.snap = f1 = _new(remote_nonnull_domain_snapshot)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_snapshot_get_parent_args(out: bytearray, v: remote_domain_snapshot_get_parent_args) -> None:
-    _enc_remote_nonnull_domain_snapshot(out, v.snap)
+    f1 = v.snap
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    out += xdr.PAD[n3 & 3]
+    _enc_remote_nonnull_domain(out, f1.dom)
     out += _pack_I(v.flags)
 
 
 def _dec_remote_domain_snapshot_get_parent_ret(buf: bytes, pos: int) -> tuple[remote_domain_snapshot_get_parent_ret, int]:
     v = _new(remote_domain_snapshot_get_parent_ret)
-    v.snap, pos = _dec_remote_nonnull_domain_snapshot(buf, pos)
+    v.snap = f1 = _new(remote_nonnull_domain_snapshot)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     return v, pos
 
 
 def _enc_remote_domain_snapshot_get_parent_ret(out: bytearray, v: remote_domain_snapshot_get_parent_ret) -> None:
-    _enc_remote_nonnull_domain_snapshot(out, v.snap)
+    f1 = v.snap
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    out += xdr.PAD[n3 & 3]
+    _enc_remote_nonnull_domain(out, f1.dom)
 
 
 def _dec_remote_domain_snapshot_current_args(buf: bytes, pos: int) -> tuple[remote_domain_snapshot_current_args, int]:
     v = _new(remote_domain_snapshot_current_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    (v.flags,) = _unpack_I(buf, pos)
-    pos += 4
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.flags = _unpack_16siI(buf, pos)
+    pos += 24
     return v, pos
 
 
 def _enc_remote_domain_snapshot_current_args(out: bytearray, v: remote_domain_snapshot_current_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_I(v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, v.flags)
 
 
 def _dec_remote_domain_snapshot_current_ret(buf: bytes, pos: int) -> tuple[remote_domain_snapshot_current_ret, int]:
     v = _new(remote_domain_snapshot_current_ret)
-    v.snap, pos = _dec_remote_nonnull_domain_snapshot(buf, pos)
+    v.snap = f1 = _new(remote_nonnull_domain_snapshot)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     return v, pos
 
 
 def _enc_remote_domain_snapshot_current_ret(out: bytearray, v: remote_domain_snapshot_current_ret) -> None:
-    _enc_remote_nonnull_domain_snapshot(out, v.snap)
+    f1 = v.snap
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    out += xdr.PAD[n3 & 3]
+    _enc_remote_nonnull_domain(out, f1.dom)
 
 
 def _dec_remote_domain_snapshot_is_current_args(buf: bytes, pos: int) -> tuple[remote_domain_snapshot_is_current_args, int]:
     v = _new(remote_domain_snapshot_is_current_args)
-    v.snap, pos = _dec_remote_nonnull_domain_snapshot(buf, pos)
+    v.snap = f1 = _new(remote_nonnull_domain_snapshot)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_snapshot_is_current_args(out: bytearray, v: remote_domain_snapshot_is_current_args) -> None:
-    _enc_remote_nonnull_domain_snapshot(out, v.snap)
+    f1 = v.snap
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    out += xdr.PAD[n3 & 3]
+    _enc_remote_nonnull_domain(out, f1.dom)
     out += _pack_I(v.flags)
 
 
@@ -29138,14 +32201,22 @@ def _enc_remote_domain_snapshot_is_current_ret(out: bytearray, v: remote_domain_
 
 def _dec_remote_domain_snapshot_has_metadata_args(buf: bytes, pos: int) -> tuple[remote_domain_snapshot_has_metadata_args, int]:
     v = _new(remote_domain_snapshot_has_metadata_args)
-    v.snap, pos = _dec_remote_nonnull_domain_snapshot(buf, pos)
+    v.snap = f1 = _new(remote_nonnull_domain_snapshot)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_snapshot_has_metadata_args(out: bytearray, v: remote_domain_snapshot_has_metadata_args) -> None:
-    _enc_remote_nonnull_domain_snapshot(out, v.snap)
+    f1 = v.snap
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    out += xdr.PAD[n3 & 3]
+    _enc_remote_nonnull_domain(out, f1.dom)
     out += _pack_I(v.flags)
 
 
@@ -29162,68 +32233,109 @@ def _enc_remote_domain_snapshot_has_metadata_ret(out: bytearray, v: remote_domai
 
 def _dec_remote_domain_revert_to_snapshot_args(buf: bytes, pos: int) -> tuple[remote_domain_revert_to_snapshot_args, int]:
     v = _new(remote_domain_revert_to_snapshot_args)
-    v.snap, pos = _dec_remote_nonnull_domain_snapshot(buf, pos)
+    v.snap = f1 = _new(remote_nonnull_domain_snapshot)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_revert_to_snapshot_args(out: bytearray, v: remote_domain_revert_to_snapshot_args) -> None:
-    _enc_remote_nonnull_domain_snapshot(out, v.snap)
+    f1 = v.snap
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    out += xdr.PAD[n3 & 3]
+    _enc_remote_nonnull_domain(out, f1.dom)
     out += _pack_I(v.flags)
 
 
 def _dec_remote_domain_snapshot_delete_args(buf: bytes, pos: int) -> tuple[remote_domain_snapshot_delete_args, int]:
     v = _new(remote_domain_snapshot_delete_args)
-    v.snap, pos = _dec_remote_nonnull_domain_snapshot(buf, pos)
+    v.snap = f1 = _new(remote_nonnull_domain_snapshot)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_snapshot_delete_args(out: bytearray, v: remote_domain_snapshot_delete_args) -> None:
-    _enc_remote_nonnull_domain_snapshot(out, v.snap)
+    f1 = v.snap
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    out += xdr.PAD[n3 & 3]
+    _enc_remote_nonnull_domain(out, f1.dom)
     out += _pack_I(v.flags)
 
 
 def _dec_remote_domain_checkpoint_create_xml_args(buf: bytes, pos: int) -> tuple[remote_domain_checkpoint_create_xml_args, int]:
     v = _new(remote_domain_checkpoint_create_xml_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.xml_desc, pos = _read_str(buf, pos, 4194304)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.xml_desc, pos = _take_str(buf, pos, n2, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_checkpoint_create_xml_args(out: bytearray, v: remote_domain_checkpoint_create_xml_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = _encode_str(v.xml_desc, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += _padpack_I[n2 & 3](v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.xml_desc, 4194304)
+    n5 = len(b4)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    out += _padpack_I[n5 & 3](v.flags)
 
 
 def _dec_remote_domain_checkpoint_create_xml_ret(buf: bytes, pos: int) -> tuple[remote_domain_checkpoint_create_xml_ret, int]:
     v = _new(remote_domain_checkpoint_create_xml_ret)
-    v.checkpoint, pos = _dec_remote_nonnull_domain_checkpoint(buf, pos)
+    v.checkpoint = f1 = _new(remote_nonnull_domain_checkpoint)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     return v, pos
 
 
 def _enc_remote_domain_checkpoint_create_xml_ret(out: bytearray, v: remote_domain_checkpoint_create_xml_ret) -> None:
-    _enc_remote_nonnull_domain_checkpoint(out, v.checkpoint)
+    f1 = v.checkpoint
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    out += xdr.PAD[n3 & 3]
+    _enc_remote_nonnull_domain(out, f1.dom)
 
 
 def _dec_remote_domain_checkpoint_get_xml_desc_args(buf: bytes, pos: int) -> tuple[remote_domain_checkpoint_get_xml_desc_args, int]:
     v = _new(remote_domain_checkpoint_get_xml_desc_args)
-    v.checkpoint, pos = _dec_remote_nonnull_domain_checkpoint(buf, pos)
+    v.checkpoint = f1 = _new(remote_nonnull_domain_checkpoint)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_checkpoint_get_xml_desc_args(out: bytearray, v: remote_domain_checkpoint_get_xml_desc_args) -> None:
-    _enc_remote_nonnull_domain_checkpoint(out, v.checkpoint)
+    f1 = v.checkpoint
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    out += xdr.PAD[n3 & 3]
+    _enc_remote_nonnull_domain(out, f1.dom)
     out += _pack_I(v.flags)
 
 
@@ -29243,15 +32355,22 @@ def _enc_remote_domain_checkpoint_get_xml_desc_ret(out: bytearray, v: remote_dom
 
 def _dec_remote_domain_list_all_checkpoints_args(buf: bytes, pos: int) -> tuple[remote_domain_list_all_checkpoints_args, int]:
     v = _new(remote_domain_list_all_checkpoints_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.need_results, v.flags = _unpack_iI(buf, pos)
-    pos += 8
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, v.need_results, v.flags = _unpack_16siiI(buf, pos)
+    pos += 28
     return v, pos
 
 
 def _enc_remote_domain_list_all_checkpoints_args(out: bytearray, v: remote_domain_list_all_checkpoints_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    out += _pack_iI(v.need_results, v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    out += _padpack_16siiI[n3 & 3](f1.uuid, f1.id, v.need_results, v.flags)
 
 
 def _dec_remote_domain_list_all_checkpoints_ret(buf: bytes, pos: int) -> tuple[remote_domain_list_all_checkpoints_ret, int]:
@@ -29354,14 +32473,22 @@ def _enc_remote_domain_list_all_checkpoints_ret(out: bytearray, v: remote_domain
 
 def _dec_remote_domain_checkpoint_list_all_children_args(buf: bytes, pos: int) -> tuple[remote_domain_checkpoint_list_all_children_args, int]:
     v = _new(remote_domain_checkpoint_list_all_children_args)
-    v.checkpoint, pos = _dec_remote_nonnull_domain_checkpoint(buf, pos)
+    v.checkpoint = f1 = _new(remote_nonnull_domain_checkpoint)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     v.need_results, v.flags = _unpack_iI(buf, pos)
     pos += 8
     return v, pos
 
 
 def _enc_remote_domain_checkpoint_list_all_children_args(out: bytearray, v: remote_domain_checkpoint_list_all_children_args) -> None:
-    _enc_remote_nonnull_domain_checkpoint(out, v.checkpoint)
+    f1 = v.checkpoint
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    out += xdr.PAD[n3 & 3]
+    _enc_remote_nonnull_domain(out, f1.dom)
     out += _pack_iI(v.need_results, v.flags)
 
 
@@ -29465,65 +32592,106 @@ def _enc_remote_domain_checkpoint_list_all_children_ret(out: bytearray, v: remot
 
 def _dec_remote_domain_checkpoint_lookup_by_name_args(buf: bytes, pos: int) -> tuple[remote_domain_checkpoint_lookup_by_name_args, int]:
     v = _new(remote_domain_checkpoint_lookup_by_name_args)
-    v.dom, pos = _dec_remote_nonnull_domain(buf, pos)
-    v.name, pos = _read_str(buf, pos, 4194304)
+    v.dom = f1 = _new(remote_nonnull_domain)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.uuid, f1.id, n2 = _unpack_16siI(buf, pos)
+    pos += 24
+    v.name, pos = _take_str(buf, pos, n2, 4194304)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_checkpoint_lookup_by_name_args(out: bytearray, v: remote_domain_checkpoint_lookup_by_name_args) -> None:
-    _enc_remote_nonnull_domain(out, v.dom)
-    b1 = _encode_str(v.name, 4194304)
-    n2 = len(b1)
-    out += _pack_I(n2)
-    out += b1
-    out += _padpack_I[n2 & 3](v.flags)
+    f1 = v.dom
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    if len(f1.uuid) != 16:
+        raise XdrError("fixed-length opaque has the wrong length")
+    b4 = _encode_str(v.name, 4194304)
+    n5 = len(b4)
+    out += _padpack_16siI[n3 & 3](f1.uuid, f1.id, n5)
+    out += b4
+    out += _padpack_I[n5 & 3](v.flags)
 
 
 def _dec_remote_domain_checkpoint_lookup_by_name_ret(buf: bytes, pos: int) -> tuple[remote_domain_checkpoint_lookup_by_name_ret, int]:
     v = _new(remote_domain_checkpoint_lookup_by_name_ret)
-    v.checkpoint, pos = _dec_remote_nonnull_domain_checkpoint(buf, pos)
+    v.checkpoint = f1 = _new(remote_nonnull_domain_checkpoint)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     return v, pos
 
 
 def _enc_remote_domain_checkpoint_lookup_by_name_ret(out: bytearray, v: remote_domain_checkpoint_lookup_by_name_ret) -> None:
-    _enc_remote_nonnull_domain_checkpoint(out, v.checkpoint)
+    f1 = v.checkpoint
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    out += xdr.PAD[n3 & 3]
+    _enc_remote_nonnull_domain(out, f1.dom)
 
 
 def _dec_remote_domain_checkpoint_get_parent_args(buf: bytes, pos: int) -> tuple[remote_domain_checkpoint_get_parent_args, int]:
     v = _new(remote_domain_checkpoint_get_parent_args)
-    v.checkpoint, pos = _dec_remote_nonnull_domain_checkpoint(buf, pos)
+    v.checkpoint = f1 = _new(remote_nonnull_domain_checkpoint)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_checkpoint_get_parent_args(out: bytearray, v: remote_domain_checkpoint_get_parent_args) -> None:
-    _enc_remote_nonnull_domain_checkpoint(out, v.checkpoint)
+    f1 = v.checkpoint
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    out += xdr.PAD[n3 & 3]
+    _enc_remote_nonnull_domain(out, f1.dom)
     out += _pack_I(v.flags)
 
 
 def _dec_remote_domain_checkpoint_get_parent_ret(buf: bytes, pos: int) -> tuple[remote_domain_checkpoint_get_parent_ret, int]:
     v = _new(remote_domain_checkpoint_get_parent_ret)
-    v.parent, pos = _dec_remote_nonnull_domain_checkpoint(buf, pos)
+    v.parent = f1 = _new(remote_nonnull_domain_checkpoint)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     return v, pos
 
 
 def _enc_remote_domain_checkpoint_get_parent_ret(out: bytearray, v: remote_domain_checkpoint_get_parent_ret) -> None:
-    _enc_remote_nonnull_domain_checkpoint(out, v.parent)
+    f1 = v.parent
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    out += xdr.PAD[n3 & 3]
+    _enc_remote_nonnull_domain(out, f1.dom)
 
 
 def _dec_remote_domain_checkpoint_delete_args(buf: bytes, pos: int) -> tuple[remote_domain_checkpoint_delete_args, int]:
     v = _new(remote_domain_checkpoint_delete_args)
-    v.checkpoint, pos = _dec_remote_nonnull_domain_checkpoint(buf, pos)
+    v.checkpoint = f1 = _new(remote_nonnull_domain_checkpoint)
+    f1.name, pos = _read_str(buf, pos, 4194304)
+    f1.dom, pos = _dec_remote_nonnull_domain(buf, pos)
     (v.flags,) = _unpack_I(buf, pos)
     pos += 4
     return v, pos
 
 
 def _enc_remote_domain_checkpoint_delete_args(out: bytearray, v: remote_domain_checkpoint_delete_args) -> None:
-    _enc_remote_nonnull_domain_checkpoint(out, v.checkpoint)
+    f1 = v.checkpoint
+    b2 = _encode_str(f1.name, 4194304)
+    n3 = len(b2)
+    out += _pack_I(n3)
+    out += b2
+    out += xdr.PAD[n3 & 3]
+    _enc_remote_nonnull_domain(out, f1.dom)
     out += _pack_I(v.flags)
 
 

@@ -139,6 +139,19 @@ class CodecBase:
                 )
         raise AssertionError(t)
 
+    def flat_struct(self, t: model.Type) -> model.Struct | None:
+        """The struct a `_dec_`/`_enc_` function codes field by field in its own
+        body (its fields join the outer runs) instead of calling that struct's
+        function: a small non-recursive struct held directly, as the
+        remote_nonnull_domain of ~200 procedures' args and rets.  One level
+        deep, so each function stays about as long as its struct."""
+        t = strip(t)
+        if isinstance(t, model.StructRef) and self.inline_ok(t.name):
+            s = self.named[t.name]
+            if isinstance(s, model.Struct) and s.fields:
+                return s
+        return None
+
     def inline_ok(self, name: str) -> bool:
         """Small structs and unions that cannot reach themselves are coded inline in loops."""
         if name not in self._inline_ok:

@@ -266,11 +266,22 @@ class Decoders(CodecBase):
 
     def dec_struct_function(self, s: model.Struct) -> list[str]:
         sc = Scope()
-        body = self.dec_seq([(f"v.{f.pyname}", f.type) for f in s.fields], "    ", sc, 0)
+        # fields that are small structs are made up front and filled in place (flat_struct)
+        made: list[str] = []
+        items: list[tuple[str, model.Type]] = []
+        for f in s.fields:
+            inner = self.flat_struct(f.type)
+            if inner is None:
+                items.append((f"v.{f.pyname}", f.type))
+                continue
+            obj = sc.temp("f")
+            made.append(f"    v.{f.pyname} = {obj} = _new({inner.name})")
+            items += [(f"{obj}.{g.pyname}", g.type) for g in inner.fields]
+        body = self.dec_seq(items, "    ", sc, 0)
         lines = [f"def _dec_{s.name}(buf: bytes, pos: int) -> tuple[{s.name}, int]:"]
         if sc.needs_end:
             lines.append("    end = len(buf)")
-        return [*lines, f"    v = _new({s.name})", *body, "    return v, pos"]
+        return [*lines, f"    v = _new({s.name})", *made, *body, "    return v, pos"]
 
     def dec_union_function(self, u: model.Union) -> list[str]:
         sc = Scope()

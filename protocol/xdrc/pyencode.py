@@ -249,8 +249,20 @@ class Encoders(CodecBase):
         return [f"{ind}{obj} = {expr}", *self.enc_union_body(obj, d, ind, sc, budget, pad, next_length)]
 
     def enc_struct_function(self, s: model.Struct) -> list[str]:
-        body = self.enc_seq([(f"v.{f.pyname}", f.type) for f in s.fields], "    ", Scope(), 0)
-        return [f"def _enc_{s.name}(out: bytearray, v: {s.name}) -> None:", *body]
+        sc = Scope()
+        # the fields of small struct fields join this function's runs (flat_struct)
+        held: list[str] = []
+        items: list[tuple[str, model.Type]] = []
+        for f in s.fields:
+            inner = self.flat_struct(f.type)
+            if inner is None:
+                items.append((f"v.{f.pyname}", f.type))
+                continue
+            obj = sc.temp("f")
+            held.append(f"    {obj} = v.{f.pyname}")
+            items += [(f"{obj}.{g.pyname}", g.type) for g in inner.fields]
+        body = self.enc_seq(items, "    ", sc, 0)
+        return [f"def _enc_{s.name}(out: bytearray, v: {s.name}) -> None:", *held, *body]
 
     def enc_union_function(self, u: model.Union) -> list[str]:
         body = self.enc_union_body("v", u, "    ", Scope(), 0)

@@ -154,6 +154,9 @@ def program(lib: Any, uri: str, readonly: bool) -> list[Any]:
             dom.create,
             lambda: dom.createWithFlags(1),
             dom.destroy,
+            # destroy() marks the handle inactive (id -1): the next call on the
+            # domain alone must send that, not an encoding kept from before
+            dom.info,
             dom.shutdown,
             lambda: dom.reboot(0),
             dom.undefine,

@@ -258,3 +258,32 @@ def test_fast_encoder_and_checker_agree_on_edge_values() -> None:
     assert encode_error(m.s(1, "1", b"ab", b"", [])) == "s.d: expected float for double, got str"
     assert encode_error(m.s(1, 1.0, b"ab", "x", [])) == "s.v: expected bytes, got str"
     assert encode_error(m.s(1, 1.0, b"ab", b"", None)) == "s.a: expected list, got NoneType"
+
+
+def test_small_struct_fields_coded_in_their_holders_function() -> None:
+    """remote_nonnull_domain inside DOMAIN_GET_STATE's args is decoded and
+    encoded in that struct's own function (pycodec.flat_struct), its fixed
+    tail fused with `flags`: the same bytes, checks and error paths as the
+    nested function it replaces."""
+    args = remote.remote_domain_get_state_args
+    dom = remote.remote_nonnull_domain("vm1", bytes(range(16)), 7)
+    data = args(dom, 3).to_bytes()
+    assert data == dom.to_bytes() + words(3)
+    assert data == domain_bytes(b"vm1", 7)[:8] + bytes(range(16)) + words(7, 3)
+    assert args.from_bytes(data) == args(dom, 3)
+    for cut in range(len(data)):
+        with pytest.raises(XdrError):
+            args.from_bytes(data[:cut])
+    assert decode_error(args, words(0xFFFFFFFF) + data[4:]) == (
+        "remote_domain_get_state_args.dom.name: string length 4294967295 exceeds the bound 4194304"
+    )
+    assert decode_error(args, data[:-4]).startswith("remote_domain_get_state_args.flags: data ends")
+    # glibc's xdr_opaque skips the padding without looking at it
+    assert args.from_bytes(data[:7] + b"\xff" + data[8:]) == args(dom, 3)
+    bad = remote.remote_nonnull_domain("vm1", bytes(15), 7)
+    assert encode_error(args(bad, 0)) == (
+        "remote_domain_get_state_args.dom.uuid: expected exactly 16 bytes, got 15"
+    )
+    ret = remote.remote_domain_lookup_by_name_ret
+    assert ret.from_bytes(dom.to_bytes()) == ret(dom)
+    assert decode_error(ret, dom.to_bytes()[:-1]).startswith("remote_domain_lookup_by_name_ret.dom.")
