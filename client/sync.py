@@ -113,10 +113,12 @@ class SyncConnection:
         )
         if isinstance(sock, cmdsocket.CommandSocket):
             self.protocol.errout = sock.tunnel.stderr_text
-        # Unix sockets are read with recvmsg: descriptors may come (fdpass.py).
-        self._unix = getattr(sock, "family", None) == socket.AF_UNIX
+        # A daemon's unix socket is read with recvmsg: descriptors may come
+        # (fdpass.py). A tunnel's socketpair (ssh, ext) carries none: plain recv,
+        # without recvmsg's ancillary buffer and tuple on every read.
         self.protocol.passes_fds = fdpass.carries_fds(sock)
-        if self._unix:
+        self._unix = self.protocol.passes_fds
+        if getattr(sock, "family", None) == socket.AF_UNIX:
             poller = select.poll()
             poller.register(sock.fileno(), select.POLLIN)
             self._wait_input = poller.poll
