@@ -118,7 +118,7 @@ class SyncConnection:
         # without recvmsg's ancillary buffer and tuple on every read.
         self.protocol.passes_fds = fdpass.carries_fds(sock)
         self._unix = self.protocol.passes_fds
-        if getattr(sock, "family", None) == socket.AF_UNIX:
+        if fdpass.is_unix(sock):
             poller = select.poll()
             poller.register(sock.fileno(), select.POLLIN)
             self._wait_input = poller.poll
@@ -291,9 +291,10 @@ class SyncConnection:
         """Close the socket; waiting calls fail, later calls get "socket is closed"."""
         self._closed = True
         with self._lock:
-            self._apply(self.protocol.fail_all(errfactory.socket_closed()))
-        with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RDWR)
+            if self.protocol.dead is None:
+                # Its Closed event shuts the socket down (_apply), as it did for a
+                # connection that died earlier: no second shutdown() here.
+                self._apply(self.protocol.fail_all(errfactory.socket_closed()))
         self._sock.close()
 
     # -- streams ----------------------------------------------------------
