@@ -12,7 +12,7 @@ medians of each side, the median of the per-pair ratios and their spread
 [lowest-highest]; ratio >= 1.0 means virtwire is as fast. CPU is this process's
 CPU time per open (the client's cost; both daemons are other processes).
 
-    .venv/bin/python bench/bench_sasl.py --duration 2 --reps 5
+    .venv/bin/python bench/bench_sasl.py --duration 2 --reps 5 [--only PLAIN]
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=2.0)
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--only", help="substring filter on rows (e.g. PLAIN, client)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-sasl-"))
     pki = make_pki(work / "pki")
@@ -107,6 +108,8 @@ def main() -> int:
                     partial(open_close, real_libvirt, our_uri, d),
                 ),
             ):
+                if args.only and args.only not in f"{what} {label}":
+                    continue
                 pairs = paired.abba(reps, real_client, ours, warmup=True)
                 rows.append(
                     (

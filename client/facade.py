@@ -70,7 +70,7 @@ class virConnect(ObjectEventsMixin, ConnectOverrides, generated.virConnectGenera
         self._sock = sock_conn  # lives until the last reference is gone
         self._conn: SyncConnection | None = sock_conn  # None once this handle is closed
         self._readonly = readonly
-        self._features = flows.Features(False, False, False)
+        self._features = flows.NO_FEATURES
         # One entry per live virDomain: libvirt's reference count beyond the
         # open itself. deque append/pop are atomic, so no lock per domain.
         self._domain_refs: collections.deque[None] = collections.deque()

@@ -10,6 +10,7 @@ their reply (core.ClientProtocol.receive_data).
 
 from __future__ import annotations
 
+import _socket
 import array
 import socket
 from typing import Any, Final
@@ -38,12 +39,23 @@ def recv(sock: Any, size: int) -> tuple[bytes, list[int]]:
     return data, (fds_of(ancdata) if ancdata else [])
 
 
+# The C socket's family, a plain int: socket.socket.family converts it to an
+# AddressFamily member through the enum machinery (a dozen Python calls), and
+# every open asks.
+_family = _socket.socket.family.__get__
+
+
+def is_unix(sock: Any) -> bool:
+    """Whether `sock` is a unix socket (a daemon's, or a tunnel's socketpair)."""
+    return isinstance(sock, socket.socket) and _family(sock) == socket.AF_UNIX
+
+
 def carries_fds(sock: Any) -> bool:
     """Whether descriptors may travel on `sock`, as libvirt's virNetSocketHasPassFD
     decides: a unix socket connected to a daemon's address.  The unix socketpair of an
     ssh or ext tunnel has a program's stdin/stdout at its far end, not the daemon:
     libvirt's command sockets have no address, and pass no descriptors."""
-    if getattr(sock, "family", None) != socket.AF_UNIX:
+    if not is_unix(sock):
         return False
     try:
         return bool(sock.getpeername())

@@ -10,6 +10,7 @@ migration flows.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -92,8 +93,13 @@ class Features:
 
 def supported(feature: int, target: str = SRC) -> Generator[Step, Any, bool]:
     """VIR_DRV_SUPPORTS_FEATURE: ask the server; an error counts as "no"."""
+    return (yield from _probe(Step(target, ops.supports_feature(feature))))
+
+
+def _probe(step: Step) -> Generator[Step, Any, bool]:
+    """A feature probe's step: its answer, an error counting as "no"."""
     try:
-        answer = yield Step(target, ops.supports_feature(feature))
+        answer = yield step
     except libvirtError:
         return False
     return bool(answer)
@@ -114,12 +120,33 @@ def on_target(target: str, flow: sasl_auth.OpFlow) -> Generator[Step, Any, Any]:
         return stop.value
 
 
+# The handshake's steps that never change, built once: every open sends them, and
+# an Op is only read once built (its payload is encoded on first use and kept).
+_AUTH_LIST: Final = Step(SRC, ops.auth_list())
+_KEEPALIVE_PROBE: Final = Step(SRC, ops.supports_feature(DriverFeature.PROGRAM_KEEPALIVE))
+# Both probes at once: they do not depend on each other (an error means "no").
+_CALLBACK_PROBES: Final = Together(
+    SRC,
+    (
+        ops.supports_feature(DriverFeature.REMOTE_EVENT_CALLBACK),
+        ops.supports_feature(DriverFeature.REMOTE_CLOSE_CALLBACK),
+    ),
+)
+NO_FEATURES: Final = Features(False, False, False)
+
+
+@functools.lru_cache(maxsize=32)
+def _connect_open(name: str | None, flags: int) -> Step:
+    """CONNECT_OPEN's step, encoded once per (name, flags): programs open the same URI again and again."""
+    return Step(SRC, ops.connect_open(name, flags))
+
+
 def handshake(
     name: str | None, flags: int, want_keepalive: bool, auth: sasl_auth.AuthRequest
 ) -> Generator[Step | Together, Any, Features]:
     """AUTH_LIST, [SASL], [feature 10], CONNECT_OPEN, features 14 and 15: libvirt-python's order."""
     try:
-        types: list[int] = yield Step(SRC, ops.auth_list())
+        types: list[int] = yield _AUTH_LIST
     except libvirtError as exc:
         # An old server without AUTH_LIST means "no auth".
         if exc.get_error_code() != c.VIR_ERR_NO_SUPPORT:
@@ -128,16 +155,9 @@ def handshake(
     encrypted = yield from on_target(SRC, sasl_auth.authenticate(types, auth))
     keepalive = False
     if want_keepalive:
-        keepalive = yield from supported(DriverFeature.PROGRAM_KEEPALIVE)
-    yield Step(SRC, ops.connect_open(name, flags))
-    # Both probes at once: they do not depend on each other (an error means "no").
-    event_answer, close_answer = yield Together(
-        SRC,
-        (
-            ops.supports_feature(DriverFeature.REMOTE_EVENT_CALLBACK),
-            ops.supports_feature(DriverFeature.REMOTE_CLOSE_CALLBACK),
-        ),
-    )
+        keepalive = yield from _probe(_KEEPALIVE_PROBE)
+    yield _connect_open(name, flags)
+    event_answer, close_answer = yield _CALLBACK_PROBES
     return Features(keepalive, _yes(event_answer), _yes(close_answer), encrypted)
 
 

@@ -22,6 +22,7 @@ Cyrus's words.  Errors carry libvirt's codes, domains and messages.
 
 from __future__ import annotations
 
+import array
 import os
 import traceback
 from collections.abc import Callable, Generator, Sequence
@@ -172,12 +173,20 @@ def _credentials(request: AuthRequest, params: dict[str, str]) -> tuple[str, str
 
 
 def _reply(ret: Any) -> tuple[bool, bytes | None]:
-    data = None if ret.nil else bytes(ch & 0xFF for ch in ret.data)
+    if ret.nil:
+        return bool(ret.complete), None
+    chars = ret.data
+    try:
+        # XDR chars are signed: array("b") takes them as they come, in C.
+        data = array.array("b", chars).tobytes()
+    except OverflowError:  # a server sending ints outside a char: keep their low byte
+        data = bytes(ch & 0xFF for ch in chars)
     return bool(ret.complete), data
 
 
 def _chars(data: bytes | None) -> list[int]:
-    return [b - 256 if b > 127 else b for b in (data or b"")]
+    """Bytes as XDR's signed chars (libvirt's `char data<>`), converted in C."""
+    return memoryview(data).cast("b").tolist() if data else []
 
 
 class _ClientMechanism:

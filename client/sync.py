@@ -120,24 +120,24 @@ class SyncConnection:
         )
         if isinstance(sock, cmdsocket.CommandSocket):
             self.protocol.errout = sock.tunnel.stderr_text
-        # Unix sockets are read with recvmsg: descriptors may come (fdpass.py).
-        self._unix = getattr(sock, "family", None) == socket.AF_UNIX
         self.protocol.passes_fds = fdpass.carries_fds(sock)
-        # A unix socket is read with a plain recv() (cheaper than recvmsg by a
-        # tuple, an address and an ancillary list per read) while no call in
-        # flight may be answered with descriptors: a plain read would make the
-        # kernel close them. A call that may (call_receiving_fds) counts itself
-        # in `_fd_calls` before it sends, and first waits out a plain read in
-        # progress (`_plain_read`): the reader sets that flag, then checks the
-        # count; the call raises the count, then checks the flag (under the GIL
-        # one of the two sees the other), and sleeps on `_plain_done`, which
-        # the reader releases once its recv() returned. That recv() never waits
-        # long: it runs only after poll() saw input.
+        # Descriptors come only on a daemon's unix socket (a tunnel's socketpair,
+        # ssh or ext, carries none: always a plain recv). Even there, a plain
+        # recv() (cheaper than recvmsg by a tuple, an address and an ancillary
+        # list per read) is used while no call in flight may be answered with
+        # descriptors: a plain read would make the kernel close them. A call that
+        # may (call_receiving_fds) counts itself in `_fd_calls` before it sends,
+        # and first waits out a plain read in progress (`_plain_read`): the reader
+        # sets that flag, then checks the count; the call raises the count, then
+        # checks the flag (under the GIL one of the two sees the other), and
+        # sleeps on `_plain_done`, which the reader releases once its recv()
+        # returned. That recv() never waits long: it runs only after poll() saw input.
         self._fd_calls = 0
         self._plain_read = False
         self._plain_done: _thread.LockType | None = None
         self._fd_gate = threading.Lock()  # one descriptor call at a time sets up
-        if self._unix:
+        self._fd_socket = self.protocol.passes_fds
+        if fdpass.is_unix(sock):
             poller = select.poll()
             poller.register(sock.fileno(), select.POLLIN)
             self._wait_input = poller.poll
@@ -243,7 +243,7 @@ class SyncConnection:
         """A call whose reply may pass descriptors (REPLY_WITH_FDS): they are the
         reply's `fds`, the caller's to close.  Any socket: on one that cannot carry
         them the core fails the connection as libvirt does."""
-        if not self._unix:
+        if not self._fd_socket:
             return self.call(procedure, payload)
         counted = False
         try:
@@ -401,9 +401,10 @@ class SyncConnection:
         """Close the socket; waiting calls fail, later calls get "socket is closed"."""
         self._closed = True
         with self._lock:
-            self._apply(self.protocol.fail_all(errfactory.socket_closed()))
-        with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RDWR)
+            if self.protocol.dead is None:
+                # Its Closed event shuts the socket down (_apply), as it did for a
+                # connection that died earlier: no second shutdown() here.
+                self._apply(self.protocol.fail_all(errfactory.socket_closed()))
         self._sock.close()
 
     # -- streams ----------------------------------------------------------
@@ -714,7 +715,7 @@ class SyncConnection:
                 lock.acquire()
                 self._apply(self.protocol.received_into(n, time.monotonic()))
                 return
-            if self._unix:
+            if self._fd_socket:
                 # See __init__: a plain recv() unless a call may get descriptors.
                 self._plain_read = True
                 if not self._fd_calls:

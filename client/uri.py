@@ -305,9 +305,36 @@ def query_params(uri: str) -> dict[str, str]:
     return dict(_syntax(uri).params) if uri else {}
 
 
+# Targets that the URI's text alone decides, by (uri, readonly): programs open
+# the same URI again and again. A Target that also depends on the process (its
+# uid, $XDG_RUNTIME_DIR, $HOME, which files exist: default sockets and PKI
+# files, libssh's known_hosts) is built on every open, as libvirt looks again.
+_TEXT_TARGETS: dict[tuple[str, bool], Target] = {}
+_TEXT_TARGETS_MAX = 64
+
+
 def parse(uri: str, readonly: bool = False) -> Target:
     """Parse `uri` into a Target, or raise libvirtError with libvirt's wording."""
+    key = (uri, readonly)
+    target = _TEXT_TARGETS.get(key)
+    if target is not None:
+        return target
     syn = _syntax(uri)
+    target = _target(uri, syn, readonly)
+    transport = syn.transport
+    if (
+        transport is Transport.TCP
+        or transport is Transport.EXT
+        or (transport is Transport.TLS and syn.pkipath)
+        or ((transport is Transport.UNIX or transport is Transport.SSH) and syn.socket)
+    ):
+        if len(_TEXT_TARGETS) >= _TEXT_TARGETS_MAX:
+            _TEXT_TARGETS.clear()
+        _TEXT_TARGETS[key] = target
+    return target
+
+
+def _target(uri: str, syn: _Syntax, readonly: bool) -> Target:
     transport, host, port = syn.transport, syn.host, syn.port
     socket_path = ""
     tls = None

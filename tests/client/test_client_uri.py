@@ -156,3 +156,20 @@ def test_bad_port_and_bad_flag_values() -> None:
 
 def test_not_a_uri() -> None:
     assert _err("no-scheme-here")[0] == 1
+
+
+def test_text_only_targets_are_reused_others_follow_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    # An explicit socket: the text decides everything, one Target serves every open.
+    explicit = "test+unix:///default?socket=/tmp/x/libvirt-sock"
+    assert vuri.parse(explicit) is vuri.parse(explicit)
+    assert vuri.parse(explicit, readonly=True).socket_path == "/tmp/x/libvirt-sock"
+    # The session socket depends on $XDG_RUNTIME_DIR: looked up again on each open.
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/a")
+    first = vuri.parse("test+unix:///default")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/b")
+    second = vuri.parse("test+unix:///default")
+    assert first.socket_path == "/run/user/a/libvirt/libvirt-sock"
+    assert second.socket_path == "/run/user/b/libvirt/libvirt-sock"
