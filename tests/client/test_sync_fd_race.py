@@ -25,42 +25,31 @@ from virtwire.client.sync import SyncConnection
 from virtwire.protocol import wire
 
 
-class HeldSocket:
-    """A unix socket whose next plain recv() waits for `go` (recvmsg is not held)."""
+class HeldSocket(socket.socket):
+    """A unix socket whose next plain recv() waits for `go` (recvmsg is not held).
 
-    family = socket.AF_UNIX
+    A real socket.socket (the shell tells a daemon's unix socket by its type and
+    family), taking over the descriptor of one end of a socketpair."""
 
     def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
+        super().__init__(fileno=sock.detach())
         self.in_recv = threading.Event()
         self.go = threading.Event()
         self.plain_reads = 0
         self.recvmsg_reads = 0
 
-    def fileno(self) -> int:
-        return self.sock.fileno()
-
     def getpeername(self) -> str:
         return "/fake/daemon.sock"  # as a daemon's socket: descriptors may pass
 
-    def recv(self, size: int, /) -> bytes:
+    def recv(self, size: int, flags: int = 0, /) -> bytes:
         self.plain_reads += 1
         self.in_recv.set()
         self.go.wait()
-        return self.sock.recv(size)
+        return super().recv(size, flags)
 
-    def recvmsg(self, size: int, ancsize: int, /) -> Any:
+    def recvmsg(self, size: int, ancsize: int = 0, flags: int = 0, /) -> Any:
         self.recvmsg_reads += 1
-        return self.sock.recvmsg(size, ancsize)
-
-    def sendall(self, data: bytes, /) -> None:
-        self.sock.sendall(data)
-
-    def shutdown(self, how: int, /) -> None:
-        self.sock.shutdown(how)
-
-    def close(self) -> None:
-        self.sock.close()
+        return super().recvmsg(size, ancsize, flags)
 
 
 def read_call(daemon: socket.socket) -> tuple[int, int]:
