@@ -453,14 +453,9 @@ class SyncConnection:
                 finally:
                     lock.release()
         except OSError as exc:
-            err = errfactory.system_errno("Cannot write data", exc)
-            with self._lock:
-                self._apply(self.protocol.fail_all(err, "error"))
-            raise err from None
+            raise self._write_failed(exc) from None
         except BaseException:
-            # Part of a packet may be written: the connection can no longer be trusted.
-            with self._lock:
-                self._apply(self.protocol.fail_all(errfactory.socket_closed(), "error"))
+            self._write_interrupted()
             raise
 
     def stream_send_hole(self, stream: StreamState, length: int, flags: int) -> None:
@@ -649,16 +644,23 @@ class SyncConnection:
                 finally:
                     lock.release()
         except OSError as exc:
-            err = errfactory.system_errno("Cannot write data", exc)
-            with self._lock:
-                self._apply(self.protocol.fail_all(err, "error"))
-            raise err from None
+            raise self._write_failed(exc) from None
         except BaseException:
-            # Interrupted (KeyboardInterrupt...) with part of a packet maybe
-            # written: the stream can no longer be trusted.
-            with self._lock:
-                self._apply(self.protocol.fail_all(errfactory.socket_closed(), "error"))
+            self._write_interrupted()
             raise
+
+    def _write_failed(self, exc: OSError) -> libvirtError:
+        """A write failed: every waiting call fails; the error for the writer."""
+        err = errfactory.system_errno("Cannot write data", exc)
+        with self._lock:
+            self._apply(self.protocol.fail_all(err, "error"))
+        return err
+
+    def _write_interrupted(self) -> None:
+        """Interrupted (KeyboardInterrupt...) with part of a packet maybe written:
+        the stream can no longer be trusted."""
+        with self._lock:
+            self._apply(self.protocol.fail_all(errfactory.socket_closed(), "error"))
 
     def _write_queued(self) -> None:
         """Write the queued packets (send lock held)."""
