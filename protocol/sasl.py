@@ -15,7 +15,9 @@ so these speak what Cyrus SASL 2.1.28 (Debian 12) speaks, byte for byte:
 No mechanism here offers a security layer: every one has an SSF of 0 (see
 ``MECHANISMS``), which is what libvirt's plain-TCP rule (SSF >= 56) is checked
 against.  The server side keeps no password: it checks against the salted keys
-``ScramKeys`` (StoredKey, ServerKey), PLAIN included (derive and compare).
+``ScramKeys`` (StoredKey, ServerKey), PLAIN included (derive and compare).  A
+``PlainVerifier`` remembers, as a keyed hash, which PLAIN passwords already
+matched which keys, so that a repeat login skips the derivation.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import base64
 import hashlib
 import hmac
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
@@ -246,33 +249,117 @@ class ScramServer:
         return ServerStep(f"v={_b64(server_signature)}".encode(), True)
 
 
+PLAIN_VERIFIER_CAPACITY: Final = 1024
+
+
+class PlainVerifier:
+    """Which PLAIN passwords already matched which stored keys, for one server process.
+
+    Checking a PLAIN password means PBKDF2 with the stored salt (4096 rounds,
+    milliseconds); Cyrus' sasldb keeps the password and just compares.  This
+    remembers, per (user, mechanism), the keys a password matched and an
+    HMAC-SHA256 of that password under a random per-process secret (never the
+    password), so that the same right password against the same keys is
+    confirmed at the cost of one HMAC.  Other keys (a changed users file), another
+    password or an unknown user miss and take the full derivation, so guessing
+    costs what it did.  At most ``capacity`` entries; the oldest goes first.
+    Thread-safe: a miss is checked, and then remembered, off the event loop.
+    """
+
+    def __init__(self, capacity: int = PLAIN_VERIFIER_CAPACITY) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self.capacity = capacity
+        self._secret = os.urandom(32)
+        self._matched: dict[tuple[str, str], tuple[ScramKeys, bytes]] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._matched)
+
+    def _tag(self, password: bytes) -> bytes:
+        return hmac.new(self._secret, password, "sha256").digest()
+
+    def known(self, user: str, mech: str, keys: ScramKeys, password: bytes) -> bool:
+        """True when this password was seen to match exactly these keys."""
+        entry = self._matched.get((user, mech))
+        return entry is not None and entry[0] == keys and hmac.compare_digest(entry[1], self._tag(password))
+
+    def remember(self, user: str, mech: str, keys: ScramKeys, password: bytes) -> None:
+        """Note that the password matched these keys (replaces what was known of the user)."""
+        tag = self._tag(password)
+        with self._lock:
+            matched = self._matched
+            matched.pop((user, mech), None)
+            while len(matched) >= self.capacity:
+                del matched[next(iter(matched))]
+            matched[(user, mech)] = (keys, tag)
+
+
 class PlainServer:
-    """PLAIN, checked against the stored SCRAM keys (derive with the stored salt, compare)."""
+    """PLAIN, checked against the stored SCRAM keys (derive with the stored salt, compare).
+
+    With a ``verifier``, ``start_known`` confirms a password already checked
+    without deriving, and ``start`` records the passwords it confirms.
+    """
 
     # Asked to start without the client's message, Cyrus answers empty data.
     empty_challenge: bytes | None = b""
 
-    def __init__(self, lookup: KeyLookup) -> None:
+    def __init__(self, lookup: KeyLookup, verifier: PlainVerifier | None = None) -> None:
         self.lookup = lookup
+        self.verifier = verifier
         self.username: str | None = None
 
-    def start(self, data: bytes | None) -> ServerStep:
+    @staticmethod
+    def _parse(data: bytes | None) -> tuple[str, str, bytes]:
         parts = (data or b"").split(b"\0")
         if len(parts) != 3:
             raise SaslError("bad PLAIN message")
-        authzid, authcid, password = (p.decode("utf-8", "surrogateescape") for p in parts)
+        authzid, authcid = (p.decode("utf-8", "surrogateescape") for p in parts[:2])
+        return authzid, authcid, parts[2]
+
+    def _accept(self, authzid: str, authcid: str) -> ServerStep:
+        if authzid and authzid != authcid:
+            raise SaslError("proxy authorization is not allowed")
+        self.username = authcid
+        return ServerStep(None, True)
+
+    def _user_keys(self, authcid: str) -> tuple[str, str, ScramKeys] | None:
+        """The first mechanism (in preference order) the user has keys for."""
         for mech, hash_name in SCRAM_HASHES.items():
             keys = self.lookup(authcid, mech)
-            if keys is None:
-                continue
-            derived = derive_keys(hash_name, password, keys.salt, keys.iterations)
-            if not hmac.compare_digest(derived.stored_key, keys.stored_key):
-                raise SaslError("wrong password")
-            if authzid and authzid != authcid:
-                raise SaslError("proxy authorization is not allowed")
-            self.username = authcid
-            return ServerStep(None, True)
-        raise SaslError(f"unknown user {authcid!r}")
+            if keys is not None:
+                return mech, hash_name, keys
+        return None
+
+    def start_known(self, data: bytes | None) -> ServerStep | None:
+        """``start``'s answer when the verifier already knows this password; else None.
+
+        Cheap (no derivation): None for anything that ``start`` must decide, a
+        wrong or new password and an unknown user included.
+        """
+        if self.verifier is None:
+            return None
+        authzid, authcid, password = self._parse(data)
+        found = self._user_keys(authcid)
+        if found is None or not self.verifier.known(authcid, found[0], found[2], password):
+            return None
+        return self._accept(authzid, authcid)
+
+    def start(self, data: bytes | None) -> ServerStep:
+        authzid, authcid, password = self._parse(data)
+        found = self._user_keys(authcid)
+        if found is None:
+            raise SaslError(f"unknown user {authcid!r}")
+        mech, hash_name, keys = found
+        text = password.decode("utf-8", "surrogateescape")
+        derived = derive_keys(hash_name, text, keys.salt, keys.iterations)
+        if not hmac.compare_digest(derived.stored_key, keys.stored_key):
+            raise SaslError("wrong password")
+        if self.verifier is not None:
+            self.verifier.remember(authcid, mech, keys, password)
+        return self._accept(authzid, authcid)
 
     def step(self, data: bytes | None) -> ServerStep:
         raise SaslError("unexpected step")
@@ -282,9 +369,11 @@ ServerMechanism = ScramServer | PlainServer
 ServerStepFn = Callable[[bytes | None], ServerStep]
 
 
-def server_mechanism(mech: str, lookup: KeyLookup) -> ServerMechanism:
+def server_mechanism(
+    mech: str, lookup: KeyLookup, plain_verifier: PlainVerifier | None = None
+) -> ServerMechanism:
     if mech in SCRAM_HASHES:
         return ScramServer(mech, lookup)
     if mech == PLAIN:
-        return PlainServer(lookup)
+        return PlainServer(lookup, plain_verifier)
     raise SaslError(f"mechanism {mech} is not available")

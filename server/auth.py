@@ -165,7 +165,8 @@ class ConnectionAuth:
             raise self._fail("invalid SASL start request")
         if args.mech not in self._mechanisms:
             raise self._fail(f"mechanism {args.mech!r} was not offered")
-        session = sasl.server_mechanism(args.mech, self.connection.service.credentials.lookup)
+        credentials = self.connection.service.credentials
+        session = sasl.server_mechanism(args.mech, credentials.lookup, credentials.plain_verifier)
         self._session = session
         if args.nil:
             # No initial response: as Cyrus, ask for it (PLAIN with an empty challenge,
@@ -175,7 +176,7 @@ class ConnectionAuth:
             return R.remote_auth_sasl_start_ret(
                 complete=0, nil=int(challenge is None), data=_to_chars(challenge or b"")
             )
-        step = await self._run(session.start, _from_chars(args.data))
+        step = await self._run(True, _from_chars(args.data))
         return R.remote_auth_sasl_start_ret(
             complete=int(step.complete), nil=int(step.data is None), data=_to_chars(step.data or b"")
         )
@@ -186,19 +187,24 @@ class ConnectionAuth:
             raise self._fail("invalid SASL step request")
         data = None if args.nil else _from_chars(args.data)
         first, self._awaiting_start = self._awaiting_start, False
-        step = await self._run(session.start if first else session.step, data)
+        step = await self._run(first, data)
         return R.remote_auth_sasl_step_ret(
             complete=int(step.complete), nil=int(step.data is None), data=_to_chars(step.data or b"")
         )
 
-    async def _run(self, fn: sasl.ServerStepFn, data: bytes | None) -> sasl.ServerStep:
+    async def _run(self, first: bool, data: bytes | None) -> sasl.ServerStep:
+        """The session's start (first message) or step, failures as libvirtd answers them."""
         session = self._session
         assert session is not None
+        fn = session.start if first else session.step
         try:
             if isinstance(session, sasl.PlainServer):
-                # PLAIN derives keys (PBKDF2, milliseconds): off the event loop, so a
-                # password-guessing client does not hold up everyone else.
-                step = await trio.to_thread.run_sync(fn, data)
+                # A password this server already checked against the same keys is
+                # confirmed at once; anything else derives keys (PBKDF2, milliseconds)
+                # off the event loop, so a password-guessing client does not hold up
+                # everyone else.
+                known = session.start_known(data) if first else None
+                step = known if known is not None else await trio.to_thread.run_sync(fn, data)
             else:
                 step = fn(data)
         except sasl.SaslError as exc:

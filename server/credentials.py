@@ -6,7 +6,9 @@ One line per user and mechanism (``virtwire passwd USER`` writes them)::
 
 ``#`` starts a comment.  A user name may hold any character but ``:`` and line
 breaks.  The server rereads the file when it changes, so ``virtwire passwd``
-takes effect for the next login without a restart.
+takes effect for the next login without a restart.  The store also owns the
+server's ``sasl.PlainVerifier`` (PLAIN passwords already checked against the
+keys read here), so that a changed file's new keys are checked afresh.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ class CredentialStore:
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
+        self.plain_verifier = sasl.PlainVerifier()
         self._stamp: tuple[int, int] | None = None
         self._keys: dict[tuple[str, str], sasl.ScramKeys] = {}
 

@@ -5,6 +5,7 @@ strength rule, and a password-guessing client that must not slow others."""
 from __future__ import annotations
 
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -14,9 +15,18 @@ from typing import Any
 import pytest
 from virtwire.protocol.generated import remote as R
 from virtwire.protocol.generated.virnet import remote_error
-from vwtestkit import RawRpcClient, RealLibvirtd, VirtwireServer, virsh_env, xdr_string, xdr_uint
+from vwtestkit import (
+    RawRpcClient,
+    RealLibvirtd,
+    VirtwireServer,
+    start_server,
+    stop_servers,
+    virsh_env,
+    xdr_string,
+    xdr_uint,
+)
 from vwtestkit.rawrpc import PROC_AUTH_LIST, PROC_CONNECT_OPEN, STATUS_OK
-from vwtestkit.sasl import AUTHNAME, PASSPHRASE
+from vwtestkit.sasl import AUTHNAME, PASSPHRASE, make_users_file
 
 import virtwire.libvirt as vwlibvirt
 
@@ -128,11 +138,21 @@ def test_unauthenticated_client_sees_what_libvirtd_answers(
         assert _preauth_transcript(client) == expected
 
 
-def _plain_guess(path: Path, password: str) -> tuple[Any, ...]:
+FAILED = (
+    "error",
+    vwlibvirt.VIR_ERR_AUTH_FAILED,
+    vwlibvirt.VIR_FROM_RPC,
+    "authentication failed: authentication failed",
+)
+ACCEPTED = ("ok", "00000001" + "00000001" + "00000000")  # complete, nil data
+
+
+def _plain_guess(path: Path, password: str, user: str = "alice") -> tuple[Any, ...]:
+    """AUTH_SASL_START's answer to PLAIN with this user and password."""
     with RawRpcClient.unix(path) as client:
         client.call(PROC_AUTH_LIST)
         client.call(int(P.REMOTE_PROC_AUTH_SASL_INIT))
-        data = f"\0alice\0{password}".encode()
+        data = f"\0{user}\0{password}".encode()
         payload = xdr_string("PLAIN") + xdr_uint(0) + xdr_uint(len(data))
         payload += b"".join(xdr_uint(b) for b in data)
         return _answer(client.call(int(P.REMOTE_PROC_AUTH_SASL_START), payload))
@@ -182,14 +202,31 @@ def test_password_guessing_does_not_hold_up_other_clients(sasl_server: VirtwireS
         f"{during[len(during) // 2] if during else float('nan'):.2f} ms during {guesses} guesses "
         f"({served_during} calls served meanwhile)"
     )
-    failed = (
-        "error",
-        vwlibvirt.VIR_ERR_AUTH_FAILED,
-        vwlibvirt.VIR_FROM_RPC,
-        "authentication failed: authentication failed",
-    )
-    assert results == [failed] * guesses
+    assert results == [FAILED] * guesses
     assert served_during > 0
+
+
+def test_passwd_takes_effect_on_a_running_server_for_known_passwords(tmp_path: Path) -> None:
+    """The server remembers PLAIN passwords it checked (repeat logins skip PBKDF2);
+    `virtwire passwd` changing one makes the old password fail and the new one work
+    at once, with no restart, remembered or not."""
+    users = make_users_file(tmp_path / "users", {"dave": "first-pw"})
+    server = start_server("--auth-unix-rw", "sasl", "--sasl-users-file", str(users), pki=None, tls=False)
+    try:
+        for _ in range(3):  # the first checks the keys; the repeats are remembered
+            assert _plain_guess(server.unix_path, "first-pw", "dave") == ACCEPTED
+        assert _plain_guess(server.unix_path, "first-pw!", "dave") == FAILED
+        changed = subprocess.run(
+            [sys.executable, "-m", "virtwire.server", "passwd", "dave", "--file", str(users)],
+            input="second-pw\n", capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert changed.returncode == 0, changed.stderr
+        assert _plain_guess(server.unix_path, "first-pw", "dave") == FAILED
+        for _ in range(2):
+            assert _plain_guess(server.unix_path, "second-pw", "dave") == ACCEPTED
+        assert _plain_guess(server.unix_path, "first-pw", "dave") == FAILED
+    finally:
+        stop_servers([server])
 
 
 def _fill(creds: list[list[Any]], user: str, password: str) -> int:
