@@ -559,13 +559,8 @@ class SyncConnection:
                             break
                         parts.append(chunk)
                         remaining -= len(chunk)
-        except libvirtError as exc:  # a failed PING write (_ready)
-            lock.acquire()
-            self._apply(protocol.fail_all(exc, "error"))
-            return
-        except OSError as exc:
-            lock.acquire()
-            self._apply(protocol.receive_failed(exc))
+        except (libvirtError, OSError) as exc:  # libvirtError: a failed PING write (_ready)
+            self._read_failed(exc)
             return
         except BaseException:
             # Interrupted (a signal handler's exception): what was read goes to
@@ -687,6 +682,16 @@ class SyncConnection:
             # Pass the reader role on to a thread that is asleep waiting.
             self._wake(next(iter(self._sleepers)))
 
+    def _read_failed(self, exc: libvirtError | OSError) -> None:
+        """A read failed, or _ready's PING write did (lock not held on entry, held
+        on exit): every waiting call fails.  Only on the failure path, so the
+        readers' normal path has no extra frame."""
+        self._lock.acquire()
+        if isinstance(exc, libvirtError):
+            self._apply(self.protocol.fail_all(exc, "error"))
+        else:
+            self._apply(self.protocol.receive_failed(exc))
+
     def _read_once(self, block: bool, size: int = RECV_SIZE) -> None:
         self._lock.release()
         self._read_unlocked(block, size)
@@ -741,13 +746,8 @@ class SyncConnection:
                             return
             else:
                 data = self._sock.recv(size)
-        except libvirtError as exc:  # a failed PING write
-            lock.acquire()
-            self._apply(protocol.fail_all(exc, "error"))
-            return
-        except OSError as exc:
-            lock.acquire()
-            self._apply(protocol.receive_failed(exc))
+        except (libvirtError, OSError) as exc:  # libvirtError: a failed PING write
+            self._read_failed(exc)
             return
         except BaseException:
             # Interrupted while blocked (a signal handler's exception in the main
