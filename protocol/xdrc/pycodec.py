@@ -19,6 +19,7 @@ value with its type descriptor.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import model
@@ -151,6 +152,25 @@ class CodecBase:
             if isinstance(s, model.Struct) and s.fields:
                 return s
         return None
+
+    def flat_fields(
+        self, s: model.Struct, sc: Scope, hold: Callable[[str, str, model.Struct], str]
+    ) -> tuple[list[str], list[tuple[str, model.Type]]]:
+        """Struct `s`'s fields as (expression, type) items for its `_dec_`/`_enc_`
+        function, a small struct field's own fields in its place (flat_struct).
+        Each such field lives in a temporary; hold(temp, field name, its struct)
+        gives the line that binds it, and those lines come first."""
+        held: list[str] = []
+        items: list[tuple[str, model.Type]] = []
+        for f in s.fields:
+            inner = self.flat_struct(f.type)
+            if inner is None:
+                items.append((f"v.{f.pyname}", f.type))
+                continue
+            obj = sc.temp("f")
+            held.append(hold(obj, f.pyname, inner))
+            items += [(f"{obj}.{g.pyname}", g.type) for g in inner.fields]
+        return held, items
 
     def inline_ok(self, name: str) -> bool:
         """Small structs and unions that cannot reach themselves are coded inline in loops."""

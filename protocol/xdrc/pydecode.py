@@ -267,16 +267,9 @@ class Decoders(CodecBase):
     def dec_struct_function(self, s: model.Struct) -> list[str]:
         sc = Scope()
         # fields that are small structs are made up front and filled in place (flat_struct)
-        made: list[str] = []
-        items: list[tuple[str, model.Type]] = []
-        for f in s.fields:
-            inner = self.flat_struct(f.type)
-            if inner is None:
-                items.append((f"v.{f.pyname}", f.type))
-                continue
-            obj = sc.temp("f")
-            made.append(f"    v.{f.pyname} = {obj} = _new({inner.name})")
-            items += [(f"{obj}.{g.pyname}", g.type) for g in inner.fields]
+        made, items = self.flat_fields(
+            s, sc, lambda obj, field, inner: f"    v.{field} = {obj} = _new({inner.name})"
+        )
         body = self.dec_seq(items, "    ", sc, 0)
         lines = [f"def _dec_{s.name}(buf: bytes, pos: int) -> tuple[{s.name}, int]:"]
         if sc.needs_end:

@@ -251,16 +251,7 @@ class Encoders(CodecBase):
     def enc_struct_function(self, s: model.Struct) -> list[str]:
         sc = Scope()
         # the fields of small struct fields join this function's runs (flat_struct)
-        held: list[str] = []
-        items: list[tuple[str, model.Type]] = []
-        for f in s.fields:
-            inner = self.flat_struct(f.type)
-            if inner is None:
-                items.append((f"v.{f.pyname}", f.type))
-                continue
-            obj = sc.temp("f")
-            held.append(f"    {obj} = v.{f.pyname}")
-            items += [(f"{obj}.{g.pyname}", g.type) for g in inner.fields]
+        held, items = self.flat_fields(s, sc, lambda obj, field, _inner: f"    {obj} = v.{field}")
         body = self.enc_seq(items, "    ", sc, 0)
         return [f"def _enc_{s.name}(out: bytearray, v: {s.name}) -> None:", *held, *body]
 
