@@ -254,48 +254,45 @@ def test_download_under_a_keepalive_clock(run_daemon: Any) -> None:
     assert b"".join(got) == b"".join(payloads)
 
 
-def test_keepalive_ends_a_download_stalled_inside_a_packet(run_daemon: Any) -> None:
-    """The daemon stops half-way through a packet and answers no PING: the
-    keepalive clock still runs (the payload read does not block for the whole
-    packet) and fails the stream with libvirt's keepalive error."""
+def _stream_recv_stalled_mid_packet(
+    run_daemon: Any, keepalive: tuple[float, int], shut_reads: bool, error: str
+) -> Any:
+    """The daemon sends half a stream packet and stops there (with shut_reads,
+    it also stops reading what the client writes): stream_recv, under a
+    keepalive clock of `keepalive` (interval, count), must fail with `error`.
+    Returns the connection."""
     release = threading.Event()
 
     def script(sock: socket.socket, serial: int) -> None:
         data = packet(wire.STREAM, serial, wire.CONTINUE, os.urandom(CHUNK))
         sock.sendall(data[: len(data) // 2])
+        if shut_reads:
+            sock.shutdown(socket.SHUT_RD)  # the client's writes now fail (EPIPE)
         release.wait(30)
 
     daemon, conn = run_daemon(script)
-    conn.set_keepalive(0.05, 1)
+    conn.set_keepalive(*keepalive)
     stream = open_download(conn)
     try:
-        with pytest.raises(libvirtError, match="keepalive"):
+        with pytest.raises(libvirtError, match=error):
             conn.stream_recv(stream, CHUNK, False, True)
     finally:
         release.set()
     daemon.join()
+    return conn
+
+
+def test_keepalive_ends_a_download_stalled_inside_a_packet(run_daemon: Any) -> None:
+    """The daemon stops half-way through a packet and answers no PING: the
+    keepalive clock still runs (the payload read does not block for the whole
+    packet) and fails the stream with libvirt's keepalive error."""
+    _stream_recv_stalled_mid_packet(run_daemon, (0.05, 1), shut_reads=False, error="keepalive")
 
 
 def test_a_ping_that_cannot_be_written_mid_packet_fails_the_stream(run_daemon: Any) -> None:
     """Stalled mid-packet, the keepalive clock's PING write fails (the daemon
     reads no more): the connection and the stream fail with the write error."""
-    release = threading.Event()
-
-    def script(sock: socket.socket, serial: int) -> None:
-        data = packet(wire.STREAM, serial, wire.CONTINUE, os.urandom(CHUNK))
-        sock.sendall(data[: len(data) // 2])
-        sock.shutdown(socket.SHUT_RD)  # the client's writes now fail (EPIPE)
-        release.wait(30)
-
-    daemon, conn = run_daemon(script)
-    conn.set_keepalive(0.05, 5)
-    stream = open_download(conn)
-    try:
-        with pytest.raises(libvirtError, match="Cannot write data"):
-            conn.stream_recv(stream, CHUNK, False, True)
-    finally:
-        release.set()
-    daemon.join()
+    conn = _stream_recv_stalled_mid_packet(run_daemon, (0.05, 5), shut_reads=True, error="Cannot write data")
     assert not conn.alive
 
 
