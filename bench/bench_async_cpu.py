@@ -17,110 +17,80 @@ The worker side (--worker) is what runs under valgrind.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import os
-import re
-import subprocess
 import sys
 import tempfile
+from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
+import callgrind  # bench/callgrind.py
 import trio
 
 ROOT = Path(__file__).resolve().parents[1]
 SHELLS = ("trio", "asyncio")
 WARMUP = 200  # calls before the counted ones: caches, lazy imports, first-call paths
 
+Job = Callable[[], Awaitable[None]]
+
 
 def shares(calls: int, ntasks: int) -> list[int]:
     return [calls // ntasks + (1 if i < calls % ntasks else 0) for i in range(ntasks)]
 
 
+async def _session(
+    connect: Callable[[], Awaitable[Any]],
+    calls: int,
+    ntasks: int,
+    together: Callable[[list[Job]], Awaitable[None]],
+) -> None:
+    """Open, warm up, make `calls` dom.info() calls from `ntasks` tasks run `together`, close."""
+    async with await connect() as conn:
+        dom = await conn.lookup_by_name("test")
+        for _ in range(WARMUP):
+            await dom.info()
+
+        async def run(n: int) -> None:
+            for _ in range(n):
+                await dom.info()
+
+        await together([partial(run, n) for n in shares(calls, ntasks)])
+
+
+async def _trio_together(jobs: list[Job]) -> None:
+    async with trio.open_nursery() as nursery:
+        for job in jobs:
+            nursery.start_soon(job)
+
+
+async def _asyncio_together(jobs: list[Job]) -> None:
+    await asyncio.gather(*(job() for job in jobs))
+
+
 def worker(shell: str, uri: str, calls: int, ntasks: int) -> None:
-    """Open, warm up, make `calls` dom.info() calls from `ntasks` tasks, close."""
     if shell == "trio":
         import virtwire.client as vtrio
 
-        async def trio_main() -> None:
-            async with await vtrio.connect(uri, keepalive=False) as conn:
-                dom = await conn.lookup_by_name("test")
-                for _ in range(WARMUP):
-                    await dom.info()
-
-                async def run(n: int) -> None:
-                    for _ in range(n):
-                        await dom.info()
-
-                async with trio.open_nursery() as nursery:
-                    for n in shares(calls, ntasks):
-                        nursery.start_soon(run, n)
-
-        trio.run(trio_main)
+        trio.run(_session, partial(vtrio.connect, uri, keepalive=False), calls, ntasks, _trio_together)
         return
     import virtwire.client.asyncio as vasyncio
 
-    async def asyncio_main() -> None:
-        async with await vasyncio.connect(uri, keepalive=False) as conn:
-            dom = await conn.lookup_by_name("test")
-            for _ in range(WARMUP):
-                await dom.info()
-
-            async def run(n: int) -> None:
-                for _ in range(n):
-                    await dom.info()
-
-            await asyncio.gather(*(run(n) for n in shares(calls, ntasks)))
-
-    asyncio.run(asyncio_main())
-
-
-def _worker_cmd(shell: str, uri: str, calls: int, ntasks: int) -> list[str]:
-    return [
-        sys.executable,
-        __file__,
-        "--worker",
-        shell,
-        "--uri",
-        uri,
-        "--calls",
-        str(calls),
-        "--tasks",
-        str(ntasks),
-    ]
-
-
-def instructions(shell: str, uri: str, calls: int, ntasks: int) -> int:
-    """Instructions callgrind counts in the whole worker process."""
-    with tempfile.TemporaryDirectory(prefix="vw-cg-async-") as tmp:
-        out = Path(tmp) / "callgrind.out"
-        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
-        cmd += _worker_cmd(shell, uri, calls, ntasks)
-        env = dict(os.environ, PYTHONHASHSEED="0")
-        subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        text = out.read_text()
-    match = re.search(r"^(?:summary|totals):\s*(\d+)", text, re.MULTILINE)
-    if match is None:
-        raise RuntimeError("no instruction total in callgrind's output")
-    return int(match.group(1))
+    asyncio.run(_session(partial(vasyncio.connect, uri, keepalive=False), calls, ntasks, _asyncio_together))
 
 
 def per_call(shell: str, uri: str, calls: int, ntasks: int) -> float:
-    # Once outside valgrind first: a module edited since its last import is
-    # compiled here, not inside one of the two counted runs.
-    subprocess.run(_worker_cmd(shell, uri, 0, 1), check=True, stdout=subprocess.DEVNULL)
-    return (instructions(shell, uri, calls, ntasks) - instructions(shell, uri, 0, ntasks)) / calls
+    def worker_argv(n: int) -> list[str]:
+        return [__file__, "--worker", shell, "--uri", uri, "--calls", str(n), "--tasks", str(ntasks)]
+
+    return callgrind.per_operation(worker_argv, calls)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = callgrind.worker_parser(__doc__, SHELLS)
     parser.add_argument("--calls", type=int, default=2000, help="counted dom.info() calls per run")
     parser.add_argument("--tasks", type=int, nargs="*", default=[8, 32], help="task counts on one connection")
     parser.add_argument("--tcp-uri", help="a running libvirtd's tcp URI (default: start one)")
-    parser.add_argument("--worker", choices=SHELLS, help=argparse.SUPPRESS)
-    parser.add_argument("--uri", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(args.worker, args.uri, args.calls, args.tasks[0])

@@ -20,14 +20,12 @@ The worker side of the script (--worker) is what runs under valgrind.
 
 from __future__ import annotations
 
-import argparse
-import os
-import re
-import subprocess
 import sys
 import tempfile
 import threading
 from pathlib import Path
+
+import callgrind  # bench/callgrind.py
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIENTS = ("libvirt-python", "virtwire")
@@ -66,58 +64,20 @@ def worker(client: str, uri: str, calls: int, nthreads: int) -> None:
     conn.close()
 
 
-def instructions(client: str, uri: str, calls: int, nthreads: int) -> int:
-    """Instructions callgrind counts in the whole worker process."""
-    with tempfile.TemporaryDirectory(prefix="vw-cg-") as tmp:
-        out = Path(tmp) / "callgrind.out"
-        cmd = [
-            "valgrind",
-            "--tool=callgrind",
-            f"--callgrind-out-file={out}",
-            sys.executable,
-            __file__,
-            "--worker",
-            client,
-            "--uri",
-            uri,
-            "--calls",
-            str(calls),
-            "--threads",
-            str(nthreads),
-        ]
-        env = dict(os.environ, PYTHONHASHSEED="0")
-        subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        text = out.read_text()
-    match = re.search(r"^(?:summary|totals):\s*(\d+)", text, re.MULTILINE)
-    if match is None:
-        raise RuntimeError("no instruction total in callgrind's output")
-    return int(match.group(1))
-
-
-def warm_up(client: str, uri: str) -> None:
-    """Run the worker once outside valgrind: modules edited since their last
-    import are compiled here, not inside one of the two counted runs (a
-    compile there is millions of instructions counted as the calls')."""
-    cmd = [sys.executable, __file__, "--worker", client, "--uri", uri, "--calls", "0", "--threads", "1"]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-
-
 def per_call(client: str, uri: str, calls: int, nthreads: int) -> float:
-    warm_up(client, uri)
-    return (instructions(client, uri, calls, nthreads) - instructions(client, uri, 0, nthreads)) / calls
+    def worker_argv(n: int) -> list[str]:
+        return [__file__, "--worker", client, "--uri", uri, "--calls", str(n), "--threads", str(nthreads)]
+
+    return callgrind.per_operation(worker_argv, calls)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = callgrind.worker_parser(__doc__, CLIENTS)
     parser.add_argument("--calls", type=int, default=2000, help="counted dom.info() calls per run")
     parser.add_argument("--threads", type=int, nargs="*", default=[8], help="thread counts on one connection")
     parser.add_argument("--tcp-uri")
     parser.add_argument("--unix-uri")
     parser.add_argument("--only", help="substring filter on row names")
-    parser.add_argument("--worker", choices=CLIENTS, help=argparse.SUPPRESS)
-    parser.add_argument("--uri", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(args.worker, args.uri, args.calls, args.threads[0])

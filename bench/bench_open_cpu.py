@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+
+import callgrind  # bench/callgrind.py
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIENTS = ("libvirt-python", "virtwire")
@@ -67,59 +67,20 @@ def worker(client: str, kind: str, uri: str, count: int) -> None:
         lib.open(uri).close()
 
 
-def instructions(client: str, kind: str, uri: str, count: int) -> int:
-    """Instructions callgrind counts in the worker process itself (not its children)."""
-    with tempfile.TemporaryDirectory(prefix="vw-cg-") as tmp:
-        # %p: a forked child (libvirt's ssh, before its exec) writes its own file.
-        pattern = Path(tmp) / "callgrind.out.%p"
-        cmd = [
-            "valgrind",
-            "--tool=callgrind",
-            f"--callgrind-out-file={pattern}",
-            sys.executable,
-            __file__,
-            "--worker",
-            client,
-            "--kind",
-            kind,
-            "--uri",
-            uri,
-            "--count",
-            str(count),
-        ]
-        env = dict(os.environ, PYTHONHASHSEED="0")
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if proc.wait() != 0:
-            raise RuntimeError(f"worker failed: {' '.join(cmd)}")
-        text = (Path(tmp) / f"callgrind.out.{proc.pid}").read_text()
-    match = re.search(r"^(?:summary|totals):\s*(\d+)", text, re.MULTILINE)
-    if match is None:
-        raise RuntimeError("no instruction total in callgrind's output")
-    return int(match.group(1))
-
-
 def per_operation(client: str, kind: str, uri: str, count: int) -> float:
-    # One run outside valgrind first: modules edited since their last import are
-    # compiled there, not inside one of the two counted runs.
-    subprocess.run(
-        [sys.executable, __file__, "--worker", client, "--kind", kind, "--uri", uri, "--count", "0"],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    return (instructions(client, kind, uri, count) - instructions(client, kind, uri, 0)) / count
+    def worker_argv(n: int) -> list[str]:
+        return [__file__, "--worker", client, "--kind", kind, "--uri", uri, "--count", str(n)]
+
+    return callgrind.per_operation(worker_argv, count)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = callgrind.worker_parser(__doc__, CLIENTS)
     parser.add_argument("--opens", type=int, default=50, help="counted opens per run")
     parser.add_argument("--calls", type=int, default=1000, help="counted ssh round trips per run")
     parser.add_argument("--ssh-opens", type=int, default=10, help="counted ssh opens per run")
     parser.add_argument("--only", help="substring filter on row names")
-    parser.add_argument("--worker", choices=CLIENTS, help=argparse.SUPPRESS)
     parser.add_argument("--kind", choices=KINDS, help=argparse.SUPPRESS)
-    parser.add_argument("--uri", help=argparse.SUPPRESS)
     parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
