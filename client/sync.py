@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from virtwire.client import cmdsocket, core, errfactory, fdpass, transport
+from virtwire.client import cmdsocket, core, errfactory, fdpass, gilio, transport
 from virtwire.client.streamstate import StreamState
 from virtwire.protocol.errors import libvirtError
 from virtwire.protocol.framing import MAX_PACKET_SIZE, MIN_PACKET_SIZE
@@ -63,6 +63,12 @@ _monotonic = time.monotonic
 _Reply = core.Reply
 _ANCILLARY_SIZE = fdpass.ANCILLARY_SIZE
 HEADER_SIZE = core.HEADER_SIZE
+_thread_count = _thread._count  # threads other than the main one
+_gil_send = gilio.send
+_gil_recv = gilio.recv
+_string_at = gilio.string_at
+_SEND_FLAGS = gilio.SEND_FLAGS
+_RECV_FLAGS = gilio.RECV_FLAGS
 
 
 class _Waiter:
@@ -118,6 +124,9 @@ class SyncConnection:
         self._recv_into: Callable[[memoryview], int] | None = (
             sock.recv_into if isinstance(sock, socket.socket) else None
         )
+        # Plain sockets send, and read what is already there, keeping the GIL (gilio).
+        self._gil_io = gilio.AVAILABLE and self._recv_into is not None
+        self._recv_buffer = gilio.buffer(RECV_SIZE if self._gil_io else 1)
         if isinstance(sock, cmdsocket.CommandSocket):
             self.protocol.errout = sock.tunnel.stderr_text
         self.protocol.passes_fds = fdpass.carries_fds(sock)
@@ -622,7 +631,14 @@ class SyncConnection:
             elif not outbox and lock.acquire(False):
                 # Nothing queued, nobody writing (the sequential case): write it now.
                 try:
-                    self._sock.sendall(packet)
+                    if self._gil_io and _thread_count():
+                        # _write, written out (once per call). Only with other threads
+                        # about: with none, the GIL goes to nobody and ctypes costs more.
+                        sent = _gil_send(self._sock.fileno(), packet, len(packet), _SEND_FLAGS)
+                        if sent != len(packet):
+                            self._write_rest(packet, sent)
+                    else:
+                        self._sock.sendall(packet)
                 finally:
                     lock.release()
             else:
@@ -633,7 +649,7 @@ class SyncConnection:
                     if len(outbox) == 1:
                         # The usual case, written out: one packet, one write.
                         # pop(0), not pop(): a packet queued meanwhile stays behind the first.
-                        self._sock.sendall(outbox.pop(0))
+                        self._write(outbox.pop(0))
                     if outbox:
                         self._write_queued()
                 finally:
@@ -657,22 +673,39 @@ class SyncConnection:
         with self._lock:
             self._apply(self.protocol.fail_all(errfactory.socket_closed(), "error"))
 
+    def _write(self, data: bytes) -> None:
+        """sendall(), holding the GIL unless the socket is full (send lock held)."""
+        if self._gil_io:
+            sent = _gil_send(self._sock.fileno(), data, len(data), _SEND_FLAGS)
+            if sent != len(data):
+                self._write_rest(data, sent)
+        else:
+            self._sock.sendall(data)
+
+    def _write_rest(self, data: bytes, sent: int) -> None:
+        """What a GIL-holding send left: fails as sendall would, or goes out through sendall."""
+        if sent < 0:
+            error = gilio.failed()
+            if error is not None:
+                raise error
+            sent = 0
+        self._sock.sendall(data[sent:])
+
     def _write_queued(self) -> None:
         """Write the queued packets (send lock held)."""
         outbox = self._outbox
-        sendall = self._sock.sendall
         while outbox:
             n = len(outbox)
             batch = outbox[:n]
             del outbox[:n]  # packets queued meanwhile stay for the next round
             if n == 1:
-                sendall(batch[0])
+                self._write(batch[0])
             elif self._recv_into is not None:
-                sendall(b"".join(batch))
+                self._write(b"".join(batch))
             else:
                 # TLS: one packet per write (libvirt's client writes them so).
                 for data in batch:
-                    sendall(data)
+                    self._sock.sendall(data)
 
     # -- reading (lock held on entry and exit) ---------------------------
 
@@ -708,44 +741,50 @@ class SyncConnection:
         split = self._recv_into is not None and protocol._splitter._partial is not None
         try:
             view = protocol.read_buffer() if split else None
-            if block and protocol.keepalive is None:
-                # _ready's first case, written out: it runs once per call.
-                wait_input = self._wait_input
-                if wait_input is not None:
-                    wait_input()
-            elif not self._ready(block):
-                lock.acquire()
-                return  # nothing yet (non-blocking), or the keepalive clock acted
-            if view is not None:
-                assert self._recv_into is not None
-                n = self._recv_into(view)
-                lock.acquire()
-                self._apply(self.protocol.received_into(n, time.monotonic()))
-                return
-            if self._fd_socket:
-                # See __init__: a plain recv() unless a call may get descriptors.
-                self._plain_read = True
-                if not self._fd_calls:
-                    try:
-                        data = self._sock.recv(size)
-                    finally:
-                        # _plain_read_over, written out (once per call).
-                        self._plain_read = False
-                        if self._plain_done is not None:
-                            self._plain_read_over()
+            # Other calls wait: their replies may already be in (a batch). Take
+            # them without letting go of the GIL (gilio); only an empty socket waits.
+            data: bytes | None = None
+            if self._sleepers and self._gil_io and view is None:
+                data = self._read_waiting(size)
+            if data is None:
+                if block and protocol.keepalive is None:
+                    # _ready's first case, written out: it runs once per call.
+                    wait_input = self._wait_input
+                    if wait_input is not None:
+                        wait_input()
+                elif not self._ready(block):
+                    lock.acquire()
+                    return  # nothing yet (non-blocking), or the keepalive clock acted
+                if view is not None:
+                    assert self._recv_into is not None
+                    n = self._recv_into(view)
+                    lock.acquire()
+                    self._apply(self.protocol.received_into(n, time.monotonic()))
+                    return
+                if self._fd_socket:
+                    # See __init__: a plain recv() unless a call may get descriptors.
+                    self._plain_read = True
+                    if not self._fd_calls:
+                        try:
+                            data = self._sock.recv(size)
+                        finally:
+                            # _plain_read_over, written out (once per call).
+                            self._plain_read = False
+                            if self._plain_done is not None:
+                                self._plain_read_over()
+                    else:
+                        self._plain_read_over()
+                        # fdpass.recv written out: recvmsg, descriptors only when ancillary data came.
+                        unix_sock: Any = self._sock
+                        data, ancdata, _flags, _addr = unix_sock.recvmsg(size, _ANCILLARY_SIZE)
+                        if ancdata:
+                            fds = fdpass.fds_of(ancdata)
+                            if fds:
+                                lock.acquire()
+                                self._apply(protocol.receive_data(data, _monotonic(), fds))
+                                return
                 else:
-                    self._plain_read_over()
-                    # fdpass.recv written out: recvmsg, descriptors only when ancillary data came.
-                    unix_sock: Any = self._sock
-                    data, ancdata, _flags, _addr = unix_sock.recvmsg(size, _ANCILLARY_SIZE)
-                    if ancdata:
-                        fds = fdpass.fds_of(ancdata)
-                        if fds:
-                            lock.acquire()
-                            self._apply(protocol.receive_data(data, _monotonic(), fds))
-                            return
-            else:
-                data = self._sock.recv(size)
+                    data = self._sock.recv(size)
         except (libvirtError, OSError) as exc:  # libvirtError: a failed PING write
             self._read_failed(exc)
             return
@@ -767,6 +806,28 @@ class SyncConnection:
                 self._wake(waiter)
         elif events:
             self._apply(events)
+
+    def _read_waiting(self, size: int) -> bytes | None:
+        """What the socket already holds (b"" at end of file), read keeping the
+        GIL; None when it holds nothing (reader role held, lock not held)."""
+        if self._fd_socket:
+            # A plain read, under the descriptor calls' rule (see __init__).
+            self._plain_read = True
+            if self._fd_calls:
+                self._plain_read_over()
+                return None
+            try:
+                got = _gil_recv(self._sock.fileno(), self._recv_buffer, size, _RECV_FLAGS)
+            finally:
+                self._plain_read_over()
+        else:
+            got = _gil_recv(self._sock.fileno(), self._recv_buffer, size, _RECV_FLAGS)
+        if got >= 0:
+            return _string_at(self._recv_buffer, got)
+        error = gilio.failed()
+        if error is not None:
+            raise error
+        return None
 
     def _apply(self, events: list[core.ProtocolEvent]) -> None:
         """Act on the core's events (lock held): wake waiters, then send and deliver unlocked."""
