@@ -23,25 +23,19 @@ from virtwire.client import gilio
 from virtwire.client.sync import SyncConnection
 from virtwire.protocol import wire
 from virtwire.protocol.errors import libvirtError
+from vwtestkit.rawrpc import RawPacket, RawRpcClient
 
 pytestmark = pytest.mark.skipif(not gilio.AVAILABLE, reason="GIL-holding socket calls are Linux only")
 
 
 def read_packet(daemon: socket.socket) -> bytes:
-    """One whole packet from the client."""
-    head = b""
-    while len(head) < 4:
-        head += daemon.recv(4 - len(head))
-    (length,) = struct.unpack(">I", head)
-    rest = b""
-    while len(rest) < length - 4:
-        rest += daemon.recv(length - 4 - len(rest))
-    return head + rest
+    """One whole packet from the client (a timeout, not a hang, if it never comes)."""
+    return RawRpcClient(daemon).recv_packet()
 
 
 def serial_of(packet: bytes) -> tuple[int, int]:
-    _, _, _, proc, _, serial, _ = wire.PACKET_HEADER.unpack(packet[: wire.HEADER_SIZE])
-    return proc, serial
+    parsed = RawPacket.parse(packet)
+    return parsed.procedure, parsed.serial
 
 
 @pytest.fixture(params=[True, False], ids=["gil-held", "socket-methods"])
