@@ -809,7 +809,11 @@ class SyncConnection:
 
     def _read_waiting(self, size: int) -> bytes | None:
         """What the socket already holds (b"" at end of file), read keeping the
-        GIL; None when it holds nothing (reader role held, lock not held)."""
+        GIL; None when it holds nothing (reader role held, lock not held).
+
+        At most RECV_SIZE bytes, the size of the buffer the C call writes into,
+        whatever `size` asks (a stream read asks for more)."""
+        size = min(size, RECV_SIZE)
         if self._fd_socket:
             # A plain read, under the descriptor calls' rule (see __init__).
             self._plain_read = True

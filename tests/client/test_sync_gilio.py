@@ -19,7 +19,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from virtwire.client import gilio
+from virtwire.client import gilio, sync
 from virtwire.client.sync import SyncConnection
 from virtwire.protocol import wire
 from virtwire.protocol.errors import libvirtError
@@ -141,6 +141,27 @@ def test_read_waiting_takes_what_is_there_and_never_waits() -> None:
     daemon.close()
     assert conn._read_waiting(65536) == b""  # end of file
     conn.shutdown()
+
+
+def test_read_waiting_never_reads_past_its_buffer() -> None:
+    """A stream read asks for 1 MiB; the C call's buffer holds RECV_SIZE."""
+    client, daemon = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn = SyncConnection(client)
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * sync.STREAM_RECV_SIZE)
+    daemon.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * sync.STREAM_RECV_SIZE)
+    data = bytes(range(256)) * (sync.STREAM_RECV_SIZE // 256)
+    daemon.setblocking(False)
+    sent = 0
+    try:
+        while sent < len(data):
+            sent += daemon.send(data[sent:])
+    except BlockingIOError:
+        pass
+    assert sent > sync.RECV_SIZE  # more waits than the buffer holds
+    got = conn._read_waiting(sync.STREAM_RECV_SIZE)
+    assert got == data[: sync.RECV_SIZE]
+    conn.shutdown()
+    daemon.close()
 
 
 def test_read_waiting_reports_a_reset_as_the_socket_would() -> None:
