@@ -631,7 +631,7 @@ class SyncConnection:
             elif not outbox and lock.acquire(False):
                 # Nothing queued, nobody writing (the sequential case): write it now.
                 try:
-                    if self._gil_io and _thread_count():
+                    if self._gil_io and _thread_count() and type(packet) is bytes:
                         # _write, written out (once per call). Only with other threads
                         # about: with none, the GIL goes to nobody and ctypes costs more.
                         sent = _gil_send(self._sock.fileno(), packet, len(packet), _SEND_FLAGS)
@@ -675,7 +675,7 @@ class SyncConnection:
 
     def _write(self, data: bytes) -> None:
         """sendall(), holding the GIL unless the socket is full (send lock held)."""
-        if self._gil_io:
+        if self._gil_io and type(data) is bytes:  # ctypes passes bytes as a pointer, nothing else
             sent = _gil_send(self._sock.fileno(), data, len(data), _SEND_FLAGS)
             if sent != len(data):
                 self._write_rest(data, sent)
