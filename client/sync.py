@@ -126,7 +126,8 @@ class SyncConnection:
         )
         # Plain sockets send, and read what is already there, keeping the GIL (gilio).
         self._gil_io = gilio.AVAILABLE and self._recv_into is not None
-        self._recv_buffer = gilio.buffer(RECV_SIZE if self._gil_io else 1)
+        # Made when first needed (64 KiB): only a connection several threads share uses it.
+        self._recv_buffer: gilio.Buffer | None = None
         if isinstance(sock, cmdsocket.CommandSocket):
             self.protocol.errout = sock.tunnel.stderr_text
         self.protocol.passes_fds = fdpass.carries_fds(sock)
@@ -814,6 +815,9 @@ class SyncConnection:
         At most RECV_SIZE bytes, the size of the buffer the C call writes into,
         whatever `size` asks (a stream read asks for more)."""
         size = min(size, RECV_SIZE)
+        buffer = self._recv_buffer
+        if buffer is None:
+            buffer = self._recv_buffer = gilio.buffer(RECV_SIZE)
         if self._fd_socket:
             # A plain read, under the descriptor calls' rule (see __init__).
             self._plain_read = True
@@ -821,13 +825,13 @@ class SyncConnection:
                 self._plain_read_over()
                 return None
             try:
-                got = _gil_recv(self._sock.fileno(), self._recv_buffer, size, _RECV_FLAGS)
+                got = _gil_recv(self._sock.fileno(), buffer, size, _RECV_FLAGS)
             finally:
                 self._plain_read_over()
         else:
-            got = _gil_recv(self._sock.fileno(), self._recv_buffer, size, _RECV_FLAGS)
+            got = _gil_recv(self._sock.fileno(), buffer, size, _RECV_FLAGS)
         if got >= 0:
-            return _string_at(self._recv_buffer, got)
+            return _string_at(buffer, got)
         error = gilio.failed()
         if error is not None:
             raise error

@@ -366,7 +366,6 @@ class PlainServer:
 
 
 ServerMechanism = ScramServer | PlainServer
-ServerStepFn = Callable[[bytes | None], ServerStep]
 
 
 def server_mechanism(
