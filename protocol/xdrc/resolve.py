@@ -38,11 +38,16 @@ _MODULE_NAMES = frozenset(
 # locals of the generated codec functions, which refer to struct/union classes by name
 _LOCAL_NAMES = frozenset({"buf", "pos", "end", "out", "v", "d", "value"})
 _TEMP_NAME = re.compile(r"(?:a|append|b|d|f|n|o|p|r|s|u|v|w|x)\d+")
+# Names that get a trailing '_': the keywords, and the soft keywords as Python 3.11
+# has them. A fixed set, not keyword.softkwlist, which grows (3.12 added "type"):
+# the generated module, and the attribute names programs use, must not depend on
+# the Python that runs the compiler.
+_RESERVED = frozenset(keyword.kwlist) | {"_", "case", "match"}
 
 
 def unusable_name(name: str, kind: str) -> str | None:
     """Why `name` cannot be used in the generated module, or None if it can."""
-    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+    if name in _RESERVED:
         return "is not a Python keyword"
     if kind == "member":
         return None  # enum members live inside their class
@@ -54,7 +59,7 @@ def unusable_name(name: str, kind: str) -> str | None:
 
 
 def pyname(name: str) -> str:
-    return name + "_" if keyword.iskeyword(name) or keyword.issoftkeyword(name) else name
+    return name + "_" if name in _RESERVED else name
 
 
 class Resolver:

@@ -299,6 +299,18 @@ def test_python_keyword_member_names_get_a_trailing_underscore() -> None:
     assert v.to_bytes() == words(1, 2)
 
 
+def test_field_names_do_not_follow_the_running_pythons_soft_keywords(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Python 3.12 made "type" a soft keyword: a compiler asking the running Python
+    # renamed libvirt's `type` fields to `type_` there, and its output drifted.
+    import keyword
+
+    monkeypatch.setattr(keyword, "softkwlist", [*keyword.softkwlist, "type"])
+    monkeypatch.setattr(keyword, "issoftkeyword", frozenset(keyword.softkwlist).__contains__)
+    m = build("struct s { int type; int match; };")
+    v = m.s(type=1, match_=2)
+    assert (v.type, v.to_bytes()) == (1, words(1, 2))
+
+
 def test_output_is_deterministic() -> None:
     source = (CASES / "libvirt_subset.x").read_text()
     assert compile_source(source, "a.x") == compile_source(source, "a.x")
