@@ -132,11 +132,13 @@ except libvirt.libvirtError:
 """
 
 
-def test_errors_printed_on_stderr_without_a_handler(real_libvirtd: Any, tmp_path: Path) -> None:
+def test_errors_printed_on_stderr_without_a_handler(
+    real_libvirtd: Any, real_libvirt: ModuleType, tmp_path: Path
+) -> None:
     # libvirt-python prints libvirt's report of each error while no handler is
     # registered; a subprocess each, as the handler is process-wide.
     outputs = []
-    for module in ("libvirt", "virtwire.libvirt"):
+    for module in (real_libvirt.__name__, "virtwire.libvirt"):
         script = tmp_path / "errors.py"
         script.write_text(STDERR_SCRIPT.format(module=module))
         proc = subprocess.run(
