@@ -27,6 +27,7 @@ from virtwire.client.surface.overrides_connect import ConnectOverrides
 from virtwire.client.surface.overrides_domain import DomainOverrides
 from virtwire.client.surface.streams import DomainStreams
 from virtwire.client.sync import SyncConnection
+from virtwire.protocol import xdr
 from virtwire.protocol.errors import libvirtError
 from virtwire.protocol.generated import constants as c
 from virtwire.protocol.generated import remote
@@ -664,7 +665,7 @@ class virDomain(DomainOverrides, DomainStreams, generated.virDomainGenerated, su
     def destroy(self) -> int:
         self._void("DOMAIN_DESTROY")
         # libvirt's remote driver marks the handle inactive (destroyFlags does not).
-        self._ref = dataclasses.replace(self._ref, id=-1)
+        self._ref = xdr.replace(self._ref, id=-1)
         return 0
 
     def destroyFlags(self, flags: int = 0) -> int:
