@@ -11,7 +11,6 @@ import collections
 import contextlib
 import dataclasses
 import threading
-import uuid as uuidlib
 import weakref
 from collections.abc import Callable, Sequence
 from types import TracebackType
@@ -398,8 +397,10 @@ class virConnect(ObjectEventsMixin, ConnectOverrides, generated.virConnectGenera
         return self._domain(self._run(ops.lookup_by_uuid(bytes(uuid))))
 
     def lookupByUUIDString(self, uuidstr: str) -> virDomain:
+        import uuid  # here, not at the top: see surface.base.parse_uuid
+
         try:
-            raw = uuidlib.UUID(uuidstr).bytes
+            raw = uuid.UUID(uuidstr).bytes
         except (ValueError, TypeError, AttributeError):
             raise _invalid_uuid() from None
         return self._domain(self._run(ops.lookup_by_uuid(raw)))
@@ -605,7 +606,7 @@ class virDomain(DomainOverrides, DomainStreams, generated.virDomainGenerated, su
         return bytes(self._ref.uuid)
 
     def UUIDString(self) -> str:
-        return str(uuidlib.UUID(bytes=bytes(self._ref.uuid)))
+        return surface_base.uuid_string(self._ref.uuid)
 
     def ID(self) -> int:
         return int(self._ref.id)
