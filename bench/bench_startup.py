@@ -1,7 +1,8 @@
 """Start-up cost: virtwire against the real libvirt, side by side, in one run.
 
 Rows (each a fresh process per repetition, all commands of a row interleaved
-ABBA-style, median over the repetitions, ratio virtwire / libvirt):
+ABBA-style; medians over the repetitions, and the ratio virtwire / libvirt of
+each repetition's back-to-back runs, as its median [lowest-highest]):
 
   interpreter   `python -c pass` of each interpreter (what the rows below include)
   import        `python -c "import virtwire.libvirt"` against Debian's
@@ -226,8 +227,16 @@ def daemon_rows(workdir: Path, reps: int) -> Row:
 # --- report -----------------------------------------------------------------------------------------
 
 
+def paired_ratio(row: Row, mine: str, base: str, what: str) -> str:
+    """Median of the per-repetition ratios mine/base (run back to back), [lowest-highest]."""
+    ratios = sorted(
+        getattr(m, what) / getattr(b, what) for m, b in zip(row.samples[mine], row.samples[base], strict=True)
+    )
+    return f"{statistics.median(ratios):.2f} [{ratios[0]:.2f}-{ratios[-1]:.2f}]"
+
+
 def report(rows: list[Row], ours: str, theirs: Sequence[str]) -> None:
-    print(f"{'row':14} {'command':32} {'wall ms':>9} {'cpu ms':>9} {'wall ratio':>11} {'cpu ratio':>10}")
+    print(f"{'row':13} {'command':30} {'wall ms':>8} {'cpu ms':>8}  {'wall ratio':>17}  {'cpu ratio':>17}")
     for row in rows:
         mine = ours if ours in row.samples else next(iter(row.samples))
         base = next((t for t in theirs if t in row.samples), None)
@@ -235,11 +244,13 @@ def report(rows: list[Row], ours: str, theirs: Sequence[str]) -> None:
             wall, cpu = row.median(label, "wall") * 1e3, row.median(label, "cpu") * 1e3
             ratios = ""
             if label == mine and base is not None:
-                wall_ratio = row.median(mine, "wall") / row.median(base, "wall")
-                cpu_ratio = row.median(mine, "cpu") / row.median(base, "cpu")
-                ratios = f"{wall_ratio:>10.2f}x {cpu_ratio:>9.2f}x"
-            print(f"{row.name:14} {label:32} {wall:9.1f} {cpu:9.1f} {ratios}")
-    print("(medians; ratio = the virtwire line over the Debian libvirt line of the same row)")
+                ratios = (
+                    f"{paired_ratio(row, mine, base, 'wall'):>17}  {paired_ratio(row, mine, base, 'cpu'):>17}"
+                )
+            print(f"{row.name:13} {label:30} {wall:8.1f} {cpu:8.1f}  {ratios}")
+    print(
+        "(medians; ratio: the first line of a row over its libvirt line, per repetition, median [low-high])"
+    )
 
 
 def main() -> int:
