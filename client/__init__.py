@@ -43,6 +43,23 @@ the caller's callback (``openAuth(uri, [credtypes, callback, cbdata], flags)``;
 ``connect(uri, auth=[...])`` in the async APIs).
 """
 
-from virtwire.client.aio import Connection, Domain, DomainEventRecord, connect
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from virtwire.client.aio import Connection, Domain, DomainEventRecord, connect
 
 __all__ = ["Connection", "Domain", "DomainEventRecord", "connect"]
+
+
+def __getattr__(name: str) -> Any:
+    # The trio API on first use (PEP 562): `import virtwire.libvirt` imports this
+    # package too, and a threads program should not pay for trio and the async shells.
+    if name in __all__:
+        from virtwire.client import aio
+
+        value = getattr(aio, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

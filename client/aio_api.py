@@ -7,7 +7,6 @@ methods are written once on top of the shell's `call(op)`.
 
 from __future__ import annotations
 
-import dataclasses
 import uuid as uuidlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from virtwire.client import aio_handle, aio_objects, errfactory, events, flows, 
 from virtwire.client import uri as urimod
 from virtwire.client.aio_generated import ConnectionCalls, DomainCalls
 from virtwire.client.stream_aio import AsyncStream
+from virtwire.protocol import xdr
 from virtwire.protocol.errors import libvirtError
 from virtwire.protocol.generated import constants as c
 from virtwire.protocol.generated import remote
@@ -314,7 +314,7 @@ class Domain(DomainCalls, aio_handle.AsyncObject):
         if not flags:
             return int(await self._facade("destroy"))
         await self._void("DOMAIN_DESTROY_FLAGS", flags)
-        self.ref = dataclasses.replace(self.ref, id=-1)
+        self.ref = xdr.replace(self.ref, id=-1)
         return 0
 
     async def shutdown(self) -> None:

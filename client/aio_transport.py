@@ -9,7 +9,8 @@ import socket
 import ssl
 
 import trio
-from virtwire.client import cmdsocket, errfactory, transport
+from virtwire.client import cmdsocket, errfactory
+from virtwire.client import tls as tlsmod
 from virtwire.client.uri import Target, Transport
 from virtwire.protocol.errors import libvirtError
 
@@ -33,7 +34,7 @@ async def _connect(target: Target) -> trio.abc.Stream:
     ctx = None
     if target.transport is Transport.TLS:
         assert target.tls is not None
-        ctx = transport.tls_context(target, target.tls)  # before connecting, as libvirt
+        ctx = tlsmod.tls_context(target, target.tls)  # before connecting, as libvirt
     try:
         stream: trio.abc.Stream = await trio.open_tcp_stream(target.host, target.port)
     except socket.gaierror as exc:
@@ -58,15 +59,15 @@ async def _connect(target: Target) -> trio.abc.Stream:
         except trio.BrokenResourceError as exc:
             await stream.aclose()
             if isinstance(exc.__cause__, ssl.SSLError):
-                raise transport.tls_handshake_error(exc.__cause__) from None
+                raise tlsmod.tls_handshake_error(exc.__cause__) from None
             raise errfactory.system("Cannot recv data: Connection reset by peer", 104) from None
         try:
             data = bytes(await tls.receive_some(1))
         except trio.BrokenResourceError:
             data = b""
-        if data != transport.TLS_CONFIRMATION:
+        if data != tlsmod.TLS_CONFIRMATION:
             await tls.aclose()
-            err: libvirtError = transport.tls_confirmation_error(bytes(data))
+            err: libvirtError = tlsmod.tls_confirmation_error(bytes(data))
             raise err
         return tls
     return stream

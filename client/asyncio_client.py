@@ -48,6 +48,7 @@ from virtwire.client import (
     sasl_auth,
     transport,
 )
+from virtwire.client import tls as tlsmod
 from virtwire.client import uri as urimod
 from virtwire.client.aio_api import Domain, DomainEventRecord, drive
 from virtwire.client.aio_shell import RECV_SIZE
@@ -584,7 +585,7 @@ async def _open(conn: Connection, target: urimod.Target) -> Errout:
     ctx = None
     if target.transport is urimod.Transport.TLS:
         assert target.tls is not None
-        ctx = transport.tls_context(target, target.tls)  # before connecting, as libvirt
+        ctx = tlsmod.tls_context(target, target.tls)  # before connecting, as libvirt
     sock = await asyncio.to_thread(transport.connect_tcp, target.host, target.port)
     if ctx is None:
         await loop.create_connection(lambda: conn._wire, sock=sock)
@@ -596,7 +597,7 @@ async def _open(conn: Connection, target: urimod.Target) -> Errout:
         )
     except ssl.SSLError as exc:
         sock.close()
-        raise transport.tls_handshake_error(exc) from None
+        raise tlsmod.tls_handshake_error(exc) from None
     except OSError:
         sock.close()
         raise errfactory.system("Cannot recv data: Connection reset by peer", 104) from None
@@ -605,9 +606,9 @@ async def _open(conn: Connection, target: urimod.Target) -> Errout:
     except BaseException:
         tls.close()
         raise
-    if byte != transport.TLS_CONFIRMATION:
+    if byte != tlsmod.TLS_CONFIRMATION:
         tls.close()
-        raise transport.tls_confirmation_error(byte)
+        raise tlsmod.tls_confirmation_error(byte)
     tls.set_protocol(conn._wire)
     conn._wire.connection_made(tls)
     if confirmation.rest:

@@ -14,13 +14,17 @@ from __future__ import annotations
 import contextlib
 import os
 import select
-import signal
 import socket
-import subprocess
 import time
+from typing import TYPE_CHECKING
 
 from virtwire.client import errfactory
 from virtwire.protocol.errors import libvirtError
+
+# subprocess (and signal) where a program is started or stopped: only ssh and
+# +ext connections run one, and every client imports this module.
+if TYPE_CHECKING:
+    import subprocess
 
 STDERR_LIMIT = 1024  # virFileReadLimFD(sock->errfd, 1024, ...)
 # How long to wait for the program's stderr to reach end of file once its
@@ -100,6 +104,9 @@ class CommandProcess:
 
     def abort(self) -> None:
         """virProcessAbort: reap it if it ended, else SIGTERM, a short grace, SIGKILL."""
+        import signal
+        import subprocess
+
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
             with contextlib.suppress(OSError):
@@ -133,6 +140,8 @@ class CommandSocket(socket.socket):
 
 def spawn(argv: tuple[str, ...]) -> tuple[socket.socket, CommandProcess]:
     """Start `argv` with its stdin/stdout on a socketpair; return our end and the program."""
+    import subprocess
+
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     err_read, err_write = os.pipe()
     try:

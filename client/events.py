@@ -10,14 +10,13 @@ in the order libvirt-python's callback takes them.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, Final
 
 from virtwire.protocol import typedparams
 from virtwire.protocol.generated import constants as c
 from virtwire.protocol.generated import remote
-from virtwire.protocol.xdr import Procedure
+from virtwire.protocol.xdr import Procedure, XdrStruct
 
 
 def _event_procedures() -> tuple[dict[int, Procedure], dict[int, int]]:
@@ -37,7 +36,7 @@ def _event_procedures() -> tuple[dict[int, Procedure], dict[int, int]]:
 
 def _has_callback_id(proc: Procedure) -> bool:
     assert proc.msg is not None
-    names = [f.name for f in dataclasses.fields(proc.msg)]  # type: ignore[arg-type]
+    names = proc.msg.__match_args__
     return bool(names) and names[0] == "callbackID"
 
 
@@ -57,11 +56,11 @@ def _plain(value: Any, name: str) -> Any:
     """A message field as libvirt-python hands it to a callback."""
     if name == "params" and isinstance(value, list):
         return typedparams.params_to_dict(value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    if isinstance(value, XdrStruct):
         # e.g. the graphics event's addresses: a dict of their fields
-        return {f.name: _plain(getattr(value, f.name), f.name) for f in dataclasses.fields(value)}
-    if isinstance(value, list) and value and dataclasses.is_dataclass(value[0]):
-        return [tuple(getattr(v, f.name) for f in dataclasses.fields(v)) for v in value]
+        return {name: _plain(getattr(value, name), name) for name in value.__match_args__}
+    if isinstance(value, list) and value and isinstance(value[0], XdrStruct):
+        return [tuple(getattr(v, name) for name in v.__match_args__) for v in value]
     if isinstance(value, int):
         return int(value)
     return value
@@ -80,16 +79,16 @@ def decode(procedure: int, payload: bytes) -> DomainEvent | None:
 
     def flatten(obj: Any) -> None:
         nonlocal dom
-        for f in dataclasses.fields(obj):
-            value = getattr(obj, f.name)
-            if f.name == "callbackID":
+        for name in obj.__match_args__:
+            value = getattr(obj, name)
+            if name == "callbackID":
                 continue
-            if f.name == "dom" and dom is None:
+            if name == "dom" and dom is None:
                 dom = value
-            elif f.name == "msg":
+            elif name == "msg":
                 flatten(value)
             else:
-                args.append(_plain(value, f.name))
+                args.append(_plain(value, name))
 
     flatten(msg)
     callback_id: int = getattr(msg, "callbackID")  # noqa: B009 - generated field, typed Any

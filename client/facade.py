@@ -11,7 +11,6 @@ import collections
 import contextlib
 import dataclasses
 import threading
-import uuid as uuidlib
 import weakref
 from collections.abc import Callable, Sequence
 from types import TracebackType
@@ -27,6 +26,7 @@ from virtwire.client.surface.overrides_connect import ConnectOverrides
 from virtwire.client.surface.overrides_domain import DomainOverrides
 from virtwire.client.surface.streams import DomainStreams
 from virtwire.client.sync import SyncConnection
+from virtwire.protocol import xdr
 from virtwire.protocol.errors import libvirtError
 from virtwire.protocol.generated import constants as c
 from virtwire.protocol.generated import remote
@@ -397,8 +397,10 @@ class virConnect(ObjectEventsMixin, ConnectOverrides, generated.virConnectGenera
         return self._domain(self._run(ops.lookup_by_uuid(bytes(uuid))))
 
     def lookupByUUIDString(self, uuidstr: str) -> virDomain:
+        import uuid  # here, not at the top: see surface.base.parse_uuid
+
         try:
-            raw = uuidlib.UUID(uuidstr).bytes
+            raw = uuid.UUID(uuidstr).bytes
         except (ValueError, TypeError, AttributeError):
             raise _invalid_uuid() from None
         return self._domain(self._run(ops.lookup_by_uuid(raw)))
@@ -604,7 +606,7 @@ class virDomain(DomainOverrides, DomainStreams, generated.virDomainGenerated, su
         return bytes(self._ref.uuid)
 
     def UUIDString(self) -> str:
-        return str(uuidlib.UUID(bytes=bytes(self._ref.uuid)))
+        return surface_base.uuid_string(self._ref.uuid)
 
     def ID(self) -> int:
         return int(self._ref.id)
@@ -664,7 +666,7 @@ class virDomain(DomainOverrides, DomainStreams, generated.virDomainGenerated, su
     def destroy(self) -> int:
         self._void("DOMAIN_DESTROY")
         # libvirt's remote driver marks the handle inactive (destroyFlags does not).
-        self._ref = dataclasses.replace(self._ref, id=-1)
+        self._ref = xdr.replace(self._ref, id=-1)
         return 0
 
     def destroyFlags(self, flags: int = 0) -> int:

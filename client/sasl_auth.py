@@ -29,20 +29,19 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from virtwire.client import authconf, ops
-from virtwire.client.authconf import config_path
+from virtwire.client import ops
 from virtwire.client.uri import Target, query_params
 from virtwire.protocol import errors as E
-from virtwire.protocol import sasl
 from virtwire.protocol.generated import constants as c
+
+# The SASL mechanisms (virtwire.protocol.sasl: hashlib, hmac, base64) and auth.conf
+# (authconf: configparser) are imported by the functions that need them: most
+# connections never authenticate, and every client program imports this module.
 
 AUTH_NONE: Final = 0
 AUTH_SASL: Final = 1
 AUTH_POLKIT: Final = 2
 MIN_SSF: Final = 56  # "Equiv to DES supported by all Kerberos"
-
-# Our preference when the server offers several (Cyrus picks SCRAM-SHA-256 first too).
-CLIENT_MECHANISMS: Final = (sasl.SCRAM_SHA_256, sasl.SCRAM_SHA_1, sasl.PLAIN)
 
 # What Cyrus's plugins ask, in their order: credential type, prompt, challenge, auth.conf key.
 _PROMPTS: Final = (
@@ -129,8 +128,11 @@ def _usable(request: AuthRequest) -> list[str]:
     credtypes = list(auth[0]) if auth else []
     if c.VIR_CRED_PASSPHRASE not in credtypes:
         return []  # every mechanism here needs a password: Cyrus finds none "worthy"
+    from virtwire.protocol import sasl
+
     usable = []
-    for mech in CLIENT_MECHANISMS:
+    # Our preference when the server offers several (Cyrus picks SCRAM-SHA-256 first too).
+    for mech in (sasl.SCRAM_SHA_256, sasl.SCRAM_SHA_1, sasl.PLAIN):
         if not request.secure and sasl.MECHANISMS[mech] < MIN_SSF:
             continue
         usable.append(mech)
@@ -143,8 +145,10 @@ def _credentials(request: AuthRequest, params: dict[str, str]) -> tuple[str, str
     assert auth is not None
     credtypes = list(auth[0])
     wanted = [p for p in _PROMPTS if p[0] in credtypes]
+    from virtwire.client import authconf
+
     answers: dict[int, str] = {}
-    path = config_path(params)
+    path = authconf.config_path(params)
     if path is not None:
         config = authconf.load(path)
         for credtype, _, _, key in wanted:
@@ -193,6 +197,8 @@ class _ClientMechanism:
     """A mechanism's client side as Cyrus's start/step: each returns (data, complete)."""
 
     def __init__(self, mech: str, authzid: str, authcid: str, password: str) -> None:
+        from virtwire.protocol import sasl
+
         self.mech = mech
         self._scram = (
             sasl.ScramClient(mech, authcid, password, authzid) if mech in sasl.SCRAM_HASHES else None
@@ -206,6 +212,8 @@ class _ClientMechanism:
         return self._scram.first(), False
 
     def step(self, data: bytes | None) -> tuple[bytes | None, bool]:
+        from virtwire.protocol import sasl
+
         self._steps += 1
         scram = self._scram
         try:

@@ -128,6 +128,9 @@ class SyncConnection:
         self._gil_io = gilio.AVAILABLE and self._recv_into is not None
         # Made when first needed (64 KiB): only a connection several threads share uses it.
         self._recv_buffer: gilio.Buffer | None = None
+        # A TLS socket (tls.TLSSocket, imported for TLS connections only) holds
+        # decrypted bytes select() cannot see; plain sockets have no pending().
+        self._tls_pending: Callable[[], int] | None = getattr(sock, "pending", None)
         if isinstance(sock, cmdsocket.CommandSocket):
             self.protocol.errout = sock.tunnel.stderr_text
         self.protocol.passes_fds = fdpass.carries_fds(sock)
@@ -159,8 +162,7 @@ class SyncConnection:
 
     def buffered(self) -> bool:
         """Received bytes waiting inside TLS, invisible to select()."""
-        sock = self._sock
-        return isinstance(sock, transport.TLSSocket) and sock.pending() > 0
+        return self._tls_pending is not None and self._tls_pending() > 0
 
     @property
     def alive(self) -> bool:

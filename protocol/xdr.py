@@ -463,11 +463,13 @@ class XdrStruct:
 
     __slots__ = ()
     xdr_type: ClassVar[StructType | UnionType]
-    __match_args__: ClassVar[tuple[str, ...]]  # the fields, set by @dataclass
+    # The fields in wire order (a union's: its discriminant, then `value`), written
+    # out in each generated class with its __slots__ and __init__.
+    __match_args__: ClassVar[tuple[str, ...]]
 
-    # The generated dataclasses leave __eq__ and __repr__ to these two, which behave
-    # as dataclass's own: one compiled pair for the codec's ~700 classes instead of
-    # one each (megabytes of every process that imports the codec).
+    # The generated classes leave __eq__ and __repr__ to these two, which behave as
+    # dataclass's own would: one compiled pair for the codec's ~700 classes instead
+    # of one each (megabytes of every process that imports the codec).
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:
             return NotImplemented
@@ -514,6 +516,26 @@ class XdrStruct:
         value, end = decode_with(t.decode, t, u.get_buffer(), exact=False, name=t.name, start=start)
         u.set_position(end)
         return value
+
+
+S = TypeVar("S", bound=XdrStruct)
+
+
+def replace(value: S, /, **changes: Any) -> S:
+    """A copy of struct or union `value` with the fields named in `changes` set anew.
+
+    What dataclasses.replace does for a dataclass (a name that is not a field is a
+    TypeError); the copy is made as the decoders make values, without __init__.
+    """
+    cls = type(value)
+    names = cls.__match_args__
+    unknown = changes.keys() - set(names)
+    if unknown:
+        raise TypeError(f"{cls.__qualname__} has no field {', '.join(sorted(unknown))}")
+    copy = object.__new__(cls)
+    for name in names:
+        setattr(copy, name, changes[name] if name in changes else getattr(value, name))
+    return copy
 
 
 # --- entry points ---------------------------------------------------------------------------------

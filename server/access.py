@@ -21,16 +21,16 @@ annotations (``remote.ACCESS``); the answers come from the policy file
 
 from __future__ import annotations
 
-import dataclasses
 import uuid as uuidlib
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from virtwire.protocol import errors as E
+from virtwire.protocol import xdr
 from virtwire.protocol.generated import constants as C
 from virtwire.protocol.generated import remote as R
-from virtwire.protocol.xdr import Access, AccessCheck, ArrayType, Procedure, StructType
+from virtwire.protocol.xdr import Access, AccessCheck, ArrayType, Procedure, StructType, XdrStruct
 
 from .access_policy import AccessObject, Policy, SubjectAccess
 
@@ -88,13 +88,13 @@ def _references(value: Any, kind: str) -> list[Any]:
     """The wire references of ``kind`` in a struct's fields (and in snapshots, nested messages)."""
     types = REFERENCE_TYPES[kind]
     found = []
-    for f in dataclasses.fields(value):
-        item = getattr(value, f.name)
+    for name in value.__match_args__:
+        item = getattr(value, name)
         if isinstance(item, types):
             found.append(item)
         elif kind == "domain" and isinstance(item, _DOMAIN_CHILDREN):
             found.append(item.dom)
-        elif dataclasses.is_dataclass(item) and not isinstance(item, type):
+        elif isinstance(item, XdrStruct):
             found += _references(item, kind)  # an event callback's message wraps the event
     return found
 
@@ -103,7 +103,7 @@ def _max_field(args: Any) -> str | None:
     """The ``max<X>`` argument of a listing (maxids, maxnames...), if it has one."""
     if args is None:
         return None
-    return next((f.name for f in dataclasses.fields(args) if f.name.startswith("max")), None)
+    return next((name for name in args.__match_args__ if name.startswith("max")), None)
 
 
 def list_bound(proc: Procedure) -> int:
@@ -230,7 +230,7 @@ class CallAccess:
         limit = _max_field(args)
         if access is None or not access.filters or limit is None or proc.ret is None:
             return args
-        return dataclasses.replace(args, **{limit: list_bound(proc)})
+        return xdr.replace(args, **{limit: list_bound(proc)})
 
     async def filter(self, proc: Procedure, args: Any, ret: Any) -> Any:
         """A listing's result with only the objects the identity may see."""
@@ -244,15 +244,15 @@ class CallAccess:
         if "_NUM_OF_" in proc.name or proc.name.startswith("NUM_OF_"):
             return await self._filtered_count(proc, args, ret, kind, perm, uniform)
         changes: dict[str, Any] = {}
-        for f in dataclasses.fields(ret):
-            value = getattr(ret, f.name)
+        for name in ret.__match_args__:
+            value = getattr(ret, name)
             if isinstance(value, list):
                 kept = [v for v in value if uniform is None and self._visible(kind, perm, v)]
                 limit = _max_field(args)
-                changes[f.name] = kept[: getattr(args, limit)] if limit is not None else kept
+                changes[name] = kept[: getattr(args, limit)] if limit is not None else kept
                 if getattr(ret, "ret", None) == len(value):
-                    changes["ret"] = len(changes[f.name])  # listAll*'s count of what it returns
-        return dataclasses.replace(ret, **changes) if changes else ret
+                    changes["ret"] = len(changes[name])  # listAll*'s count of what it returns
+        return xdr.replace(ret, **changes) if changes else ret
 
     def _visible(self, kind: str, perm: str, item: Any) -> bool:
         objs = self._resolve(kind, item)  # none: gone meanwhile
@@ -261,13 +261,13 @@ class CallAccess:
     async def _filtered_count(
         self, proc: Procedure, args: Any, ret: Any, kind: str, perm: str, uniform: bool | None
     ) -> Any:
-        (count_field,) = (f.name for f in dataclasses.fields(ret))
+        (count_field,) = ret.__match_args__
         if uniform is False:
-            return dataclasses.replace(ret, **{count_field: 0})
+            return xdr.replace(ret, **{count_field: 0})
         listing = await self._list_call(proc.name.replace("NUM_OF", "LIST"), args)
-        (items,) = (getattr(listing, f.name) for f in dataclasses.fields(listing))
+        (items,) = (getattr(listing, name) for name in listing.__match_args__)
         visible = sum(1 for item in items if self._visible(kind, perm, item))
-        return dataclasses.replace(ret, **{count_field: visible})
+        return xdr.replace(ret, **{count_field: visible})
 
 
 def wire_objects(kind: str, ref: Any) -> list[AccessObject]:

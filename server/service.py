@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import logging
 import socket
@@ -74,9 +73,9 @@ class Service:
         proc = R.PROCEDURES_BY_NAME[name]
         route = self.routes[proc.number]
         assert proc.args is not None and proc.ret is not None and route.driver_handler is not None
-        values = {f.name: getattr(num_args, f.name) for f in dataclasses.fields(num_args)} if num_args else {}
-        for f in dataclasses.fields(proc.args):  # type: ignore[arg-type]  # generated dataclasses
-            values.setdefault(f.name, list_bound(proc))  # the max<X> argument
+        values = {name: getattr(num_args, name) for name in num_args.__match_args__} if num_args else {}
+        for name in proc.args.__match_args__:
+            values.setdefault(name, list_bound(proc))  # the max<X> argument
         return await route.driver_handler(proc.args(**values), _INTERNAL)
 
     def next_connection_id(self) -> int:

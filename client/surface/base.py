@@ -9,7 +9,6 @@ reference on theirs) and libvirt-python's `connect()` / `c_pointer()`.
 
 from __future__ import annotations
 
-import uuid as uuidlib
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -175,13 +174,20 @@ class ObjectHandle(Handle):
 
 
 def uuid_string(raw: bytes) -> str:
-    return str(uuidlib.UUID(bytes=bytes(raw)))
+    """16 bytes as UUID text, lowercase 8-4-4-4-12 (virUUIDFormat; what uuid.UUID's str() gives)."""
+    if len(raw) != 16:
+        raise ValueError("bytes is not a 16-char string")  # uuid.UUID's complaint
+    h = bytes(raw).hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def parse_uuid(text: str, api: str, domain: int, message: str) -> bytes:
     """A UUID string as 16 bytes; libvirt's invalid-argument error (its `message`) otherwise."""
+    # uuid imported here: it imports platform, a cost to every client's start for a rare call.
+    import uuid
+
     try:
-        return uuidlib.UUID(text).bytes
+        return uuid.UUID(text).bytes
     except (ValueError, TypeError, AttributeError):
         err = errfactory.make(c.VIR_ERR_INVALID_ARG, domain, message, api, "uuidstr", None, 0, 0)
         call.report(err)  # libvirt's check inside the API call: reported as its other errors

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
-from virtwire.client import bridge, core, errfactory, ops
+from virtwire.client import core, errfactory, ops
 from virtwire.client.surface import errprint, lasterror
 from virtwire.client.sync import SyncConnection
 from virtwire.protocol.errors import libvirtError
@@ -27,7 +28,10 @@ def set_error_handler(f: Callable[[Any, Any], Any] | None, ctx: Any) -> None:
 
 
 def report(exc: libvirtError) -> None:
-    if bridge.inside():
+    # Code runs inside the async API's bridge only once an async API imported it
+    # (bridge.py pulls in greenlet, which a threads program does without).
+    bridge = sys.modules.get("virtwire.client.bridge")
+    if bridge is not None and bridge.inside():
         return  # the async API's call (client/aio_handle.py): the exception says it all
     err = exc.err
     lasterror.record(err)

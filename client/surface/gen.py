@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +28,7 @@ from typing import Final
 
 from virtwire.client.surface import apixml, naming
 from virtwire.protocol.generated import remote
-from virtwire.protocol.xdr import Procedure
+from virtwire.protocol.xdr import Procedure, XdrStruct
 
 OUT: Final = Path(__file__).with_name("generated.py")
 
@@ -100,10 +101,12 @@ class Method:
     body: list[str]  # statements after the call, the call's result is `ret`
 
 
-def _fields(struct: type | None) -> list[tuple[str, str]]:
+def _fields(struct: type[XdrStruct] | None) -> list[tuple[str, str]]:
+    """The fields of an args/ret struct in wire order, each with its annotation's text."""
     if struct is None:
         return []
-    return [(f.name, str(f.type)) for f in dataclasses.fields(struct)]
+    annotations = inspect.get_annotations(struct)
+    return [(name, str(annotations[name])) for name in struct.__match_args__]
 
 
 def _param(arg: apixml.Arg, optional: frozenset[str] = frozenset()) -> tuple[str, str, str | None] | None:

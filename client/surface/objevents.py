@@ -10,7 +10,6 @@ own arguments (event and detail, or none).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -77,7 +76,7 @@ def decode(procedure: int, payload: bytes) -> ObjectEvent | None:
     fam, event_id, proc = found
     assert proc.msg is not None
     msg = proc.msg.from_bytes(payload, exact=False)
-    values = [getattr(msg, f.name) for f in dataclasses.fields(msg)]  # type: ignore[arg-type]
+    values = [getattr(msg, name) for name in msg.__match_args__]
     return ObjectEvent(fam, event_id, int(values[0]), values[1], tuple(int(v) for v in values[2:]))
 
 

@@ -8,7 +8,6 @@ first, then the names), listAll* as objects.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,7 +22,7 @@ STRING_OKAY = c.VIR_TYPED_PARAM_STRING_OKAY
 
 
 def ret_fields(ret: Any) -> list[Any]:
-    return [getattr(ret, f.name) for f in dataclasses.fields(ret)]
+    return [getattr(ret, name) for name in ret.__match_args__]
 
 
 def get_params(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import enum
 import struct
-from dataclasses import dataclass
 from typing import Final, TypeAlias, cast
 
 from virtwire.protocol import xdr
@@ -28,7 +27,6 @@ VIR_TYPED_PARAM_BOOLEAN: Final = 6
 VIR_TYPED_PARAM_STRING: Final = 7
 
 
-@dataclass(slots=True, repr=False, eq=False)
 class admin_typed_param_value(xdr.XdrStruct):
     """XDR union admin_typed_param_value switch (int type); `value` holds the arm:
 
@@ -42,11 +40,17 @@ class admin_typed_param_value(xdr.XdrStruct):
     (no default: other discriminants are an error)
     """
 
+    __slots__ = ("type", "value")
+    __match_args__ = ("type", "value")
+
     type: int
     value: int | float | str
 
+    def __init__(self, type: int, value: int | float | str) -> None:
+        self.type = type
+        self.value = value
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class admin_typed_param(xdr.XdrStruct):
     """XDR struct admin_typed_param; on the wire, in order:
 
@@ -54,21 +58,32 @@ class admin_typed_param(xdr.XdrStruct):
     admin_typed_param_value value
     """
 
+    __slots__ = ("field", "value")
+    __match_args__ = ("field", "value")
+
     field: admin_nonnull_string
     value: admin_typed_param_value
 
+    def __init__(self, field: admin_nonnull_string, value: admin_typed_param_value) -> None:
+        self.field = field
+        self.value = value
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class admin_nonnull_server(xdr.XdrStruct):
     """XDR struct admin_nonnull_server; on the wire, in order:
 
     admin_nonnull_string name
     """
 
+    __slots__ = ("name",)
+    __match_args__ = ("name",)
+
     name: admin_nonnull_string
 
+    def __init__(self, name: admin_nonnull_string) -> None:
+        self.name = name
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class admin_nonnull_client(xdr.XdrStruct):
     """XDR struct admin_nonnull_client; on the wire, in order:
 
@@ -78,33 +93,51 @@ class admin_nonnull_client(xdr.XdrStruct):
     unsigned int transport
     """
 
+    __slots__ = ("id", "srv", "timestamp", "transport")
+    __match_args__ = ("srv", "id", "timestamp", "transport")
+
     srv: admin_nonnull_server
     id: int
     timestamp: int
     transport: int
 
+    def __init__(self, srv: admin_nonnull_server, id: int, timestamp: int, transport: int) -> None:
+        self.srv = srv
+        self.id = id
+        self.timestamp = timestamp
+        self.transport = transport
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class admin_connect_open_args(xdr.XdrStruct):
     """XDR struct admin_connect_open_args; on the wire, in order:
 
     unsigned int flags
     """
 
+    __slots__ = ("flags",)
+    __match_args__ = ("flags",)
+
     flags: int
 
+    def __init__(self, flags: int) -> None:
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class admin_connect_get_lib_version_ret(xdr.XdrStruct):
     """XDR struct admin_connect_get_lib_version_ret; on the wire, in order:
 
     unsigned hyper libVer
     """
 
+    __slots__ = ("libVer",)
+    __match_args__ = ("libVer",)
+
     libVer: int
 
+    def __init__(self, libVer: int) -> None:
+        self.libVer = libVer
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class admin_connect_list_servers_args(xdr.XdrStruct):
     """XDR struct admin_connect_list_servers_args; on the wire, in order:
 
@@ -112,11 +145,17 @@ class admin_connect_list_servers_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "need_results")
+    __match_args__ = ("need_results", "flags")
+
     need_results: int
     flags: int
 
+    def __init__(self, need_results: int, flags: int) -> None:
+        self.need_results = need_results
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class admin_connect_list_servers_ret(xdr.XdrStruct):
     """XDR struct admin_connect_list_servers_ret; on the wire, in order:
 
@@ -124,11 +163,17 @@ class admin_connect_list_servers_ret(xdr.XdrStruct):
     unsigned int ret
     """
 
+    __slots__ = ("ret", "servers")
+    __match_args__ = ("servers", "ret")
+
     servers: list[admin_nonnull_server]
     ret: int
 
+    def __init__(self, servers: list[admin_nonnull_server], ret: int) -> None:
+        self.servers = servers
+        self.ret = ret
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class admin_connect_lookup_server_args(xdr.XdrStruct):
     """XDR struct admin_connect_lookup_server_args; on the wire, in order:
 
@@ -136,21 +181,32 @@ class admin_connect_lookup_server_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "name")
+    __match_args__ = ("name", "flags")
+
     name: admin_nonnull_string
     flags: int
 
+    def __init__(self, name: admin_nonnull_string, flags: int) -> None:
+        self.name = name
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class admin_connect_lookup_server_ret(xdr.XdrStruct):
     """XDR struct admin_connect_lookup_server_ret; on the wire, in order:
 
     admin_nonnull_server srv
     """
 
+    __slots__ = ("srv",)
+    __match_args__ = ("srv",)
+
     srv: admin_nonnull_server
 
+    def __init__(self, srv: admin_nonnull_server) -> None:
+        self.srv = srv
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class admin_server_get_threadpool_parameters_args(xdr.XdrStruct):
     """XDR struct admin_server_get_threadpool_parameters_args; on the wire, in order:
 
@@ -158,21 +214,32 @@ class admin_server_get_threadpool_parameters_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "srv")
+    __match_args__ = ("srv", "flags")
+
     srv: admin_nonnull_server
     flags: int
 
+    def __init__(self, srv: admin_nonnull_server, flags: int) -> None:
+        self.srv = srv
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class admin_server_get_threadpool_parameters_ret(xdr.XdrStruct):
     """XDR struct admin_server_get_threadpool_parameters_ret; on the wire, in order:
 
     admin_typed_param<ADMIN_SERVER_THREADPOOL_PARAMETERS_MAX> params
     """
 
+    __slots__ = ("params",)
+    __match_args__ = ("params",)
+
     params: list[admin_typed_param]
 
+    def __init__(self, params: list[admin_typed_param]) -> None:
+        self.params = params
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class admin_server_set_threadpool_parameters_args(xdr.XdrStruct):
     """XDR struct admin_server_set_threadpool_parameters_args; on the wire, in order:
 
@@ -181,12 +248,19 @@ class admin_server_set_threadpool_parameters_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "params", "srv")
+    __match_args__ = ("srv", "params", "flags")
+
     srv: admin_nonnull_server
     params: list[admin_typed_param]
     flags: int
 
+    def __init__(self, srv: admin_nonnull_server, params: list[admin_typed_param], flags: int) -> None:
+        self.srv = srv
+        self.params = params
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class admin_server_list_clients_args(xdr.XdrStruct):
     """XDR struct admin_server_list_clients_args; on the wire, in order:
 
@@ -195,12 +269,19 @@ class admin_server_list_clients_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "need_results", "srv")
+    __match_args__ = ("srv", "need_results", "flags")
+
     srv: admin_nonnull_server
     need_results: int
     flags: int
 
+    def __init__(self, srv: admin_nonnull_server, need_results: int, flags: int) -> None:
+        self.srv = srv
+        self.need_results = need_results
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class admin_server_list_clients_ret(xdr.XdrStruct):
     """XDR struct admin_server_list_clients_ret; on the wire, in order:
 
@@ -208,11 +289,17 @@ class admin_server_list_clients_ret(xdr.XdrStruct):
     unsigned int ret
     """
 
+    __slots__ = ("clients", "ret")
+    __match_args__ = ("clients", "ret")
+
     clients: list[admin_nonnull_client]
     ret: int
 
+    def __init__(self, clients: list[admin_nonnull_client], ret: int) -> None:
+        self.clients = clients
+        self.ret = ret
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class admin_server_lookup_client_args(xdr.XdrStruct):
     """XDR struct admin_server_lookup_client_args; on the wire, in order:
 
@@ -221,22 +308,34 @@ class admin_server_lookup_client_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "id", "srv")
+    __match_args__ = ("srv", "id", "flags")
+
     srv: admin_nonnull_server
     id: int
     flags: int
 
+    def __init__(self, srv: admin_nonnull_server, id: int, flags: int) -> None:
+        self.srv = srv
+        self.id = id
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class admin_server_lookup_client_ret(xdr.XdrStruct):
     """XDR struct admin_server_lookup_client_ret; on the wire, in order:
 
     admin_nonnull_client clnt
     """
 
+    __slots__ = ("clnt",)
+    __match_args__ = ("clnt",)
+
     clnt: admin_nonnull_client
 
+    def __init__(self, clnt: admin_nonnull_client) -> None:
+        self.clnt = clnt
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class admin_client_get_info_args(xdr.XdrStruct):
     """XDR struct admin_client_get_info_args; on the wire, in order:
 
@@ -244,21 +343,32 @@ class admin_client_get_info_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("clnt", "flags")
+    __match_args__ = ("clnt", "flags")
+
     clnt: admin_nonnull_client
     flags: int
 
+    def __init__(self, clnt: admin_nonnull_client, flags: int) -> None:
+        self.clnt = clnt
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class admin_client_get_info_ret(xdr.XdrStruct):
     """XDR struct admin_client_get_info_ret; on the wire, in order:
 
     admin_typed_param<ADMIN_CLIENT_INFO_PARAMETERS_MAX> params
     """
 
+    __slots__ = ("params",)
+    __match_args__ = ("params",)
+
     params: list[admin_typed_param]
 
+    def __init__(self, params: list[admin_typed_param]) -> None:
+        self.params = params
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class admin_client_close_args(xdr.XdrStruct):
     """XDR struct admin_client_close_args; on the wire, in order:
 
@@ -266,11 +376,17 @@ class admin_client_close_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("clnt", "flags")
+    __match_args__ = ("clnt", "flags")
+
     clnt: admin_nonnull_client
     flags: int
 
+    def __init__(self, clnt: admin_nonnull_client, flags: int) -> None:
+        self.clnt = clnt
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class admin_server_get_client_limits_args(xdr.XdrStruct):
     """XDR struct admin_server_get_client_limits_args; on the wire, in order:
 
@@ -278,21 +394,32 @@ class admin_server_get_client_limits_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "srv")
+    __match_args__ = ("srv", "flags")
+
     srv: admin_nonnull_server
     flags: int
 
+    def __init__(self, srv: admin_nonnull_server, flags: int) -> None:
+        self.srv = srv
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class admin_server_get_client_limits_ret(xdr.XdrStruct):
     """XDR struct admin_server_get_client_limits_ret; on the wire, in order:
 
     admin_typed_param<ADMIN_SERVER_CLIENT_LIMITS_MAX> params
     """
 
+    __slots__ = ("params",)
+    __match_args__ = ("params",)
+
     params: list[admin_typed_param]
 
+    def __init__(self, params: list[admin_typed_param]) -> None:
+        self.params = params
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class admin_server_set_client_limits_args(xdr.XdrStruct):
     """XDR struct admin_server_set_client_limits_args; on the wire, in order:
 
@@ -301,12 +428,19 @@ class admin_server_set_client_limits_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "params", "srv")
+    __match_args__ = ("srv", "params", "flags")
+
     srv: admin_nonnull_server
     params: list[admin_typed_param]
     flags: int
 
+    def __init__(self, srv: admin_nonnull_server, params: list[admin_typed_param], flags: int) -> None:
+        self.srv = srv
+        self.params = params
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class admin_server_update_tls_files_args(xdr.XdrStruct):
     """XDR struct admin_server_update_tls_files_args; on the wire, in order:
 
@@ -314,21 +448,32 @@ class admin_server_update_tls_files_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "srv")
+    __match_args__ = ("srv", "flags")
+
     srv: admin_nonnull_server
     flags: int
 
+    def __init__(self, srv: admin_nonnull_server, flags: int) -> None:
+        self.srv = srv
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class admin_connect_get_logging_outputs_args(xdr.XdrStruct):
     """XDR struct admin_connect_get_logging_outputs_args; on the wire, in order:
 
     unsigned int flags
     """
 
+    __slots__ = ("flags",)
+    __match_args__ = ("flags",)
+
     flags: int
 
+    def __init__(self, flags: int) -> None:
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class admin_connect_get_logging_outputs_ret(xdr.XdrStruct):
     """XDR struct admin_connect_get_logging_outputs_ret; on the wire, in order:
 
@@ -336,21 +481,32 @@ class admin_connect_get_logging_outputs_ret(xdr.XdrStruct):
     unsigned int noutputs
     """
 
+    __slots__ = ("noutputs", "outputs")
+    __match_args__ = ("outputs", "noutputs")
+
     outputs: admin_nonnull_string
     noutputs: int
 
+    def __init__(self, outputs: admin_nonnull_string, noutputs: int) -> None:
+        self.outputs = outputs
+        self.noutputs = noutputs
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class admin_connect_get_logging_filters_args(xdr.XdrStruct):
     """XDR struct admin_connect_get_logging_filters_args; on the wire, in order:
 
     unsigned int flags
     """
 
+    __slots__ = ("flags",)
+    __match_args__ = ("flags",)
+
     flags: int
 
+    def __init__(self, flags: int) -> None:
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class admin_connect_get_logging_filters_ret(xdr.XdrStruct):
     """XDR struct admin_connect_get_logging_filters_ret; on the wire, in order:
 
@@ -358,11 +514,17 @@ class admin_connect_get_logging_filters_ret(xdr.XdrStruct):
     unsigned int nfilters
     """
 
+    __slots__ = ("filters", "nfilters")
+    __match_args__ = ("filters", "nfilters")
+
     filters: admin_string
     nfilters: int
 
+    def __init__(self, filters: admin_string, nfilters: int) -> None:
+        self.filters = filters
+        self.nfilters = nfilters
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class admin_connect_set_logging_outputs_args(xdr.XdrStruct):
     """XDR struct admin_connect_set_logging_outputs_args; on the wire, in order:
 
@@ -370,11 +532,17 @@ class admin_connect_set_logging_outputs_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "outputs")
+    __match_args__ = ("outputs", "flags")
+
     outputs: admin_string
     flags: int
 
+    def __init__(self, outputs: admin_string, flags: int) -> None:
+        self.outputs = outputs
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class admin_connect_set_logging_filters_args(xdr.XdrStruct):
     """XDR struct admin_connect_set_logging_filters_args; on the wire, in order:
 
@@ -382,11 +550,17 @@ class admin_connect_set_logging_filters_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("filters", "flags")
+    __match_args__ = ("filters", "flags")
+
     filters: admin_string
     flags: int
 
+    def __init__(self, filters: admin_string, flags: int) -> None:
+        self.filters = filters
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class admin_connect_set_daemon_timeout_args(xdr.XdrStruct):
     """XDR struct admin_connect_set_daemon_timeout_args; on the wire, in order:
 
@@ -394,8 +568,15 @@ class admin_connect_set_daemon_timeout_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "timeout")
+    __match_args__ = ("timeout", "flags")
+
     timeout: int
     flags: int
+
+    def __init__(self, timeout: int, flags: int) -> None:
+        self.timeout = timeout
+        self.flags = flags
 
 
 class admin_procedure(enum.IntEnum):

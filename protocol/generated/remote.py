@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import enum
 import struct
-from dataclasses import dataclass
 from typing import Final, TypeAlias, cast
 
 from virtwire.protocol import xdr
@@ -95,7 +94,6 @@ REMOTE_DOMAIN_AUTHORIZED_SSH_KEYS_MAX: Final = 2048
 REMOTE_DOMAIN_MESSAGES_MAX: Final = 2048
 
 
-@dataclass(slots=True, repr=False, eq=False)
 class remote_nonnull_domain(xdr.XdrStruct):
     """XDR struct remote_nonnull_domain; on the wire, in order:
 
@@ -104,12 +102,19 @@ class remote_nonnull_domain(xdr.XdrStruct):
     int id
     """
 
+    __slots__ = ("id", "name", "uuid")
+    __match_args__ = ("name", "uuid", "id")
+
     name: remote_nonnull_string
     uuid: remote_uuid
     id: int
 
+    def __init__(self, name: remote_nonnull_string, uuid: remote_uuid, id: int) -> None:
+        self.name = name
+        self.uuid = uuid
+        self.id = id
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_nonnull_network(xdr.XdrStruct):
     """XDR struct remote_nonnull_network; on the wire, in order:
 
@@ -117,11 +122,17 @@ class remote_nonnull_network(xdr.XdrStruct):
     remote_uuid uuid
     """
 
+    __slots__ = ("name", "uuid")
+    __match_args__ = ("name", "uuid")
+
     name: remote_nonnull_string
     uuid: remote_uuid
 
+    def __init__(self, name: remote_nonnull_string, uuid: remote_uuid) -> None:
+        self.name = name
+        self.uuid = uuid
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_nonnull_network_port(xdr.XdrStruct):
     """XDR struct remote_nonnull_network_port; on the wire, in order:
 
@@ -129,11 +140,17 @@ class remote_nonnull_network_port(xdr.XdrStruct):
     remote_uuid uuid
     """
 
+    __slots__ = ("net", "uuid")
+    __match_args__ = ("net", "uuid")
+
     net: remote_nonnull_network
     uuid: remote_uuid
 
+    def __init__(self, net: remote_nonnull_network, uuid: remote_uuid) -> None:
+        self.net = net
+        self.uuid = uuid
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_nonnull_nwfilter(xdr.XdrStruct):
     """XDR struct remote_nonnull_nwfilter; on the wire, in order:
 
@@ -141,11 +158,17 @@ class remote_nonnull_nwfilter(xdr.XdrStruct):
     remote_uuid uuid
     """
 
+    __slots__ = ("name", "uuid")
+    __match_args__ = ("name", "uuid")
+
     name: remote_nonnull_string
     uuid: remote_uuid
 
+    def __init__(self, name: remote_nonnull_string, uuid: remote_uuid) -> None:
+        self.name = name
+        self.uuid = uuid
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_nonnull_nwfilter_binding(xdr.XdrStruct):
     """XDR struct remote_nonnull_nwfilter_binding; on the wire, in order:
 
@@ -153,11 +176,17 @@ class remote_nonnull_nwfilter_binding(xdr.XdrStruct):
     remote_nonnull_string filtername
     """
 
+    __slots__ = ("filtername", "portdev")
+    __match_args__ = ("portdev", "filtername")
+
     portdev: remote_nonnull_string
     filtername: remote_nonnull_string
 
+    def __init__(self, portdev: remote_nonnull_string, filtername: remote_nonnull_string) -> None:
+        self.portdev = portdev
+        self.filtername = filtername
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_nonnull_interface(xdr.XdrStruct):
     """XDR struct remote_nonnull_interface; on the wire, in order:
 
@@ -165,11 +194,17 @@ class remote_nonnull_interface(xdr.XdrStruct):
     remote_nonnull_string mac
     """
 
+    __slots__ = ("mac", "name")
+    __match_args__ = ("name", "mac")
+
     name: remote_nonnull_string
     mac: remote_nonnull_string
 
+    def __init__(self, name: remote_nonnull_string, mac: remote_nonnull_string) -> None:
+        self.name = name
+        self.mac = mac
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_nonnull_storage_pool(xdr.XdrStruct):
     """XDR struct remote_nonnull_storage_pool; on the wire, in order:
 
@@ -177,11 +212,17 @@ class remote_nonnull_storage_pool(xdr.XdrStruct):
     remote_uuid uuid
     """
 
+    __slots__ = ("name", "uuid")
+    __match_args__ = ("name", "uuid")
+
     name: remote_nonnull_string
     uuid: remote_uuid
 
+    def __init__(self, name: remote_nonnull_string, uuid: remote_uuid) -> None:
+        self.name = name
+        self.uuid = uuid
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_nonnull_storage_vol(xdr.XdrStruct):
     """XDR struct remote_nonnull_storage_vol; on the wire, in order:
 
@@ -190,22 +231,39 @@ class remote_nonnull_storage_vol(xdr.XdrStruct):
     remote_nonnull_string key
     """
 
+    __slots__ = ("key", "name", "pool")
+    __match_args__ = ("pool", "name", "key")
+
     pool: remote_nonnull_string
     name: remote_nonnull_string
     key: remote_nonnull_string
 
+    def __init__(
+        self,
+        pool: remote_nonnull_string,
+        name: remote_nonnull_string,
+        key: remote_nonnull_string,
+    ) -> None:
+        self.pool = pool
+        self.name = name
+        self.key = key
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_nonnull_node_device(xdr.XdrStruct):
     """XDR struct remote_nonnull_node_device; on the wire, in order:
 
     remote_nonnull_string name
     """
 
+    __slots__ = ("name",)
+    __match_args__ = ("name",)
+
     name: remote_nonnull_string
 
+    def __init__(self, name: remote_nonnull_string) -> None:
+        self.name = name
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_nonnull_secret(xdr.XdrStruct):
     """XDR struct remote_nonnull_secret; on the wire, in order:
 
@@ -214,12 +272,19 @@ class remote_nonnull_secret(xdr.XdrStruct):
     remote_nonnull_string usageID
     """
 
+    __slots__ = ("usageID", "usageType", "uuid")
+    __match_args__ = ("uuid", "usageType", "usageID")
+
     uuid: remote_uuid
     usageType: int
     usageID: remote_nonnull_string
 
+    def __init__(self, uuid: remote_uuid, usageType: int, usageID: remote_nonnull_string) -> None:
+        self.uuid = uuid
+        self.usageType = usageType
+        self.usageID = usageID
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_nonnull_domain_checkpoint(xdr.XdrStruct):
     """XDR struct remote_nonnull_domain_checkpoint; on the wire, in order:
 
@@ -227,11 +292,17 @@ class remote_nonnull_domain_checkpoint(xdr.XdrStruct):
     remote_nonnull_domain dom
     """
 
+    __slots__ = ("dom", "name")
+    __match_args__ = ("name", "dom")
+
     name: remote_nonnull_string
     dom: remote_nonnull_domain
 
+    def __init__(self, name: remote_nonnull_string, dom: remote_nonnull_domain) -> None:
+        self.name = name
+        self.dom = dom
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_nonnull_domain_snapshot(xdr.XdrStruct):
     """XDR struct remote_nonnull_domain_snapshot; on the wire, in order:
 
@@ -239,8 +310,15 @@ class remote_nonnull_domain_snapshot(xdr.XdrStruct):
     remote_nonnull_domain dom
     """
 
+    __slots__ = ("dom", "name")
+    __match_args__ = ("name", "dom")
+
     name: remote_nonnull_string
     dom: remote_nonnull_domain
+
+    def __init__(self, name: remote_nonnull_string, dom: remote_nonnull_domain) -> None:
+        self.name = name
+        self.dom = dom
 
 
 class remote_auth_type(enum.IntEnum):
@@ -251,7 +329,6 @@ class remote_auth_type(enum.IntEnum):
     REMOTE_AUTH_POLKIT = 2
 
 
-@dataclass(slots=True, repr=False, eq=False)
 class remote_typed_param_value(xdr.XdrStruct):
     """XDR union remote_typed_param_value switch (int type); `value` holds the arm:
 
@@ -265,11 +342,17 @@ class remote_typed_param_value(xdr.XdrStruct):
     (no default: other discriminants are an error)
     """
 
+    __slots__ = ("type", "value")
+    __match_args__ = ("type", "value")
+
     type: int
     value: int | float | str
 
+    def __init__(self, type: int, value: int | float | str) -> None:
+        self.type = type
+        self.value = value
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_typed_param(xdr.XdrStruct):
     """XDR struct remote_typed_param; on the wire, in order:
 
@@ -277,11 +360,17 @@ class remote_typed_param(xdr.XdrStruct):
     remote_typed_param_value value
     """
 
+    __slots__ = ("field", "value")
+    __match_args__ = ("field", "value")
+
     field: remote_nonnull_string
     value: remote_typed_param_value
 
+    def __init__(self, field: remote_nonnull_string, value: remote_typed_param_value) -> None:
+        self.field = field
+        self.value = value
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_vcpu_info(xdr.XdrStruct):
     """XDR struct remote_vcpu_info; on the wire, in order:
 
@@ -291,13 +380,21 @@ class remote_vcpu_info(xdr.XdrStruct):
     int cpu
     """
 
+    __slots__ = ("cpu", "cpu_time", "number", "state")
+    __match_args__ = ("number", "state", "cpu_time", "cpu")
+
     number: int
     state: int
     cpu_time: int
     cpu: int
 
+    def __init__(self, number: int, state: int, cpu_time: int, cpu: int) -> None:
+        self.number = number
+        self.state = state
+        self.cpu_time = cpu_time
+        self.cpu = cpu
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_get_cpu_stats(xdr.XdrStruct):
     """XDR struct remote_node_get_cpu_stats; on the wire, in order:
 
@@ -305,11 +402,17 @@ class remote_node_get_cpu_stats(xdr.XdrStruct):
     unsigned hyper value
     """
 
+    __slots__ = ("field", "value")
+    __match_args__ = ("field", "value")
+
     field: remote_nonnull_string
     value: int
 
+    def __init__(self, field: remote_nonnull_string, value: int) -> None:
+        self.field = field
+        self.value = value
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_get_memory_stats(xdr.XdrStruct):
     """XDR struct remote_node_get_memory_stats; on the wire, in order:
 
@@ -317,11 +420,17 @@ class remote_node_get_memory_stats(xdr.XdrStruct):
     unsigned hyper value
     """
 
+    __slots__ = ("field", "value")
+    __match_args__ = ("field", "value")
+
     field: remote_nonnull_string
     value: int
 
+    def __init__(self, field: remote_nonnull_string, value: int) -> None:
+        self.field = field
+        self.value = value
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_disk_error(xdr.XdrStruct):
     """XDR struct remote_domain_disk_error; on the wire, in order:
 
@@ -329,11 +438,17 @@ class remote_domain_disk_error(xdr.XdrStruct):
     int error
     """
 
+    __slots__ = ("disk", "error")
+    __match_args__ = ("disk", "error")
+
     disk: remote_nonnull_string
     error: int
 
+    def __init__(self, disk: remote_nonnull_string, error: int) -> None:
+        self.disk = disk
+        self.error = error
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_open_args(xdr.XdrStruct):
     """XDR struct remote_connect_open_args; on the wire, in order:
 
@@ -341,121 +456,182 @@ class remote_connect_open_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "name")
+    __match_args__ = ("name", "flags")
+
     name: remote_string
     flags: int
 
+    def __init__(self, name: remote_string, flags: int) -> None:
+        self.name = name
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_supports_feature_args(xdr.XdrStruct):
     """XDR struct remote_connect_supports_feature_args; on the wire, in order:
 
     int feature
     """
 
+    __slots__ = ("feature",)
+    __match_args__ = ("feature",)
+
     feature: int
 
+    def __init__(self, feature: int) -> None:
+        self.feature = feature
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_supports_feature_ret(xdr.XdrStruct):
     """XDR struct remote_connect_supports_feature_ret; on the wire, in order:
 
     int supported
     """
 
+    __slots__ = ("supported",)
+    __match_args__ = ("supported",)
+
     supported: int
 
+    def __init__(self, supported: int) -> None:
+        self.supported = supported
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_get_type_ret(xdr.XdrStruct):
     """XDR struct remote_connect_get_type_ret; on the wire, in order:
 
     remote_nonnull_string type
     """
 
+    __slots__ = ("type",)
+    __match_args__ = ("type",)
+
     type: remote_nonnull_string
 
+    def __init__(self, type: remote_nonnull_string) -> None:
+        self.type = type
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_get_version_ret(xdr.XdrStruct):
     """XDR struct remote_connect_get_version_ret; on the wire, in order:
 
     unsigned hyper hv_ver
     """
 
+    __slots__ = ("hv_ver",)
+    __match_args__ = ("hv_ver",)
+
     hv_ver: int
 
+    def __init__(self, hv_ver: int) -> None:
+        self.hv_ver = hv_ver
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_get_lib_version_ret(xdr.XdrStruct):
     """XDR struct remote_connect_get_lib_version_ret; on the wire, in order:
 
     unsigned hyper lib_ver
     """
 
+    __slots__ = ("lib_ver",)
+    __match_args__ = ("lib_ver",)
+
     lib_ver: int
 
+    def __init__(self, lib_ver: int) -> None:
+        self.lib_ver = lib_ver
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_get_hostname_ret(xdr.XdrStruct):
     """XDR struct remote_connect_get_hostname_ret; on the wire, in order:
 
     remote_nonnull_string hostname
     """
 
+    __slots__ = ("hostname",)
+    __match_args__ = ("hostname",)
+
     hostname: remote_nonnull_string
 
+    def __init__(self, hostname: remote_nonnull_string) -> None:
+        self.hostname = hostname
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_get_sysinfo_args(xdr.XdrStruct):
     """XDR struct remote_connect_get_sysinfo_args; on the wire, in order:
 
     unsigned int flags
     """
 
+    __slots__ = ("flags",)
+    __match_args__ = ("flags",)
+
     flags: int
 
+    def __init__(self, flags: int) -> None:
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_get_sysinfo_ret(xdr.XdrStruct):
     """XDR struct remote_connect_get_sysinfo_ret; on the wire, in order:
 
     remote_nonnull_string sysinfo
     """
 
+    __slots__ = ("sysinfo",)
+    __match_args__ = ("sysinfo",)
+
     sysinfo: remote_nonnull_string
 
+    def __init__(self, sysinfo: remote_nonnull_string) -> None:
+        self.sysinfo = sysinfo
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_get_uri_ret(xdr.XdrStruct):
     """XDR struct remote_connect_get_uri_ret; on the wire, in order:
 
     remote_nonnull_string uri
     """
 
+    __slots__ = ("uri",)
+    __match_args__ = ("uri",)
+
     uri: remote_nonnull_string
 
+    def __init__(self, uri: remote_nonnull_string) -> None:
+        self.uri = uri
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_get_max_vcpus_args(xdr.XdrStruct):
     """XDR struct remote_connect_get_max_vcpus_args; on the wire, in order:
 
     remote_string type
     """
 
+    __slots__ = ("type",)
+    __match_args__ = ("type",)
+
     type: remote_string
 
+    def __init__(self, type: remote_string) -> None:
+        self.type = type
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_get_max_vcpus_ret(xdr.XdrStruct):
     """XDR struct remote_connect_get_max_vcpus_ret; on the wire, in order:
 
     int max_vcpus
     """
 
+    __slots__ = ("max_vcpus",)
+    __match_args__ = ("max_vcpus",)
+
     max_vcpus: int
 
+    def __init__(self, max_vcpus: int) -> None:
+        self.max_vcpus = max_vcpus
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_get_info_ret(xdr.XdrStruct):
     """XDR struct remote_node_get_info_ret; on the wire, in order:
 
@@ -469,6 +645,9 @@ class remote_node_get_info_ret(xdr.XdrStruct):
     int threads
     """
 
+    __slots__ = ("cores", "cpus", "memory", "mhz", "model", "nodes", "sockets", "threads")
+    __match_args__ = ("model", "memory", "cpus", "mhz", "nodes", "sockets", "cores", "threads")
+
     model: list[int]
     memory: int
     cpus: int
@@ -478,18 +657,42 @@ class remote_node_get_info_ret(xdr.XdrStruct):
     cores: int
     threads: int
 
+    def __init__(
+        self,
+        model: list[int],
+        memory: int,
+        cpus: int,
+        mhz: int,
+        nodes: int,
+        sockets: int,
+        cores: int,
+        threads: int,
+    ) -> None:
+        self.model = model
+        self.memory = memory
+        self.cpus = cpus
+        self.mhz = mhz
+        self.nodes = nodes
+        self.sockets = sockets
+        self.cores = cores
+        self.threads = threads
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_get_capabilities_ret(xdr.XdrStruct):
     """XDR struct remote_connect_get_capabilities_ret; on the wire, in order:
 
     remote_nonnull_string capabilities
     """
 
+    __slots__ = ("capabilities",)
+    __match_args__ = ("capabilities",)
+
     capabilities: remote_nonnull_string
 
+    def __init__(self, capabilities: remote_nonnull_string) -> None:
+        self.capabilities = capabilities
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_get_domain_capabilities_args(xdr.XdrStruct):
     """XDR struct remote_connect_get_domain_capabilities_args; on the wire, in order:
 
@@ -500,24 +703,45 @@ class remote_connect_get_domain_capabilities_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("arch", "emulatorbin", "flags", "machine", "virttype")
+    __match_args__ = ("emulatorbin", "arch", "machine", "virttype", "flags")
+
     emulatorbin: remote_string
     arch: remote_string
     machine: remote_string
     virttype: remote_string
     flags: int
 
+    def __init__(
+        self,
+        emulatorbin: remote_string,
+        arch: remote_string,
+        machine: remote_string,
+        virttype: remote_string,
+        flags: int,
+    ) -> None:
+        self.emulatorbin = emulatorbin
+        self.arch = arch
+        self.machine = machine
+        self.virttype = virttype
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_get_domain_capabilities_ret(xdr.XdrStruct):
     """XDR struct remote_connect_get_domain_capabilities_ret; on the wire, in order:
 
     remote_nonnull_string capabilities
     """
 
+    __slots__ = ("capabilities",)
+    __match_args__ = ("capabilities",)
+
     capabilities: remote_nonnull_string
 
+    def __init__(self, capabilities: remote_nonnull_string) -> None:
+        self.capabilities = capabilities
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_get_cpu_stats_args(xdr.XdrStruct):
     """XDR struct remote_node_get_cpu_stats_args; on the wire, in order:
 
@@ -526,12 +750,19 @@ class remote_node_get_cpu_stats_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("cpuNum", "flags", "nparams")
+    __match_args__ = ("cpuNum", "nparams", "flags")
+
     cpuNum: int
     nparams: int
     flags: int
 
+    def __init__(self, cpuNum: int, nparams: int, flags: int) -> None:
+        self.cpuNum = cpuNum
+        self.nparams = nparams
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_get_cpu_stats_ret(xdr.XdrStruct):
     """XDR struct remote_node_get_cpu_stats_ret; on the wire, in order:
 
@@ -539,11 +770,17 @@ class remote_node_get_cpu_stats_ret(xdr.XdrStruct):
     int nparams
     """
 
+    __slots__ = ("nparams", "params")
+    __match_args__ = ("params", "nparams")
+
     params: list[remote_node_get_cpu_stats]
     nparams: int
 
+    def __init__(self, params: list[remote_node_get_cpu_stats], nparams: int) -> None:
+        self.params = params
+        self.nparams = nparams
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_get_memory_stats_args(xdr.XdrStruct):
     """XDR struct remote_node_get_memory_stats_args; on the wire, in order:
 
@@ -552,12 +789,19 @@ class remote_node_get_memory_stats_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("cellNum", "flags", "nparams")
+    __match_args__ = ("nparams", "cellNum", "flags")
+
     nparams: int
     cellNum: int
     flags: int
 
+    def __init__(self, nparams: int, cellNum: int, flags: int) -> None:
+        self.nparams = nparams
+        self.cellNum = cellNum
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_get_memory_stats_ret(xdr.XdrStruct):
     """XDR struct remote_node_get_memory_stats_ret; on the wire, in order:
 
@@ -565,11 +809,17 @@ class remote_node_get_memory_stats_ret(xdr.XdrStruct):
     int nparams
     """
 
+    __slots__ = ("nparams", "params")
+    __match_args__ = ("params", "nparams")
+
     params: list[remote_node_get_memory_stats]
     nparams: int
 
+    def __init__(self, params: list[remote_node_get_memory_stats], nparams: int) -> None:
+        self.params = params
+        self.nparams = nparams
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_get_cells_free_memory_args(xdr.XdrStruct):
     """XDR struct remote_node_get_cells_free_memory_args; on the wire, in order:
 
@@ -577,31 +827,47 @@ class remote_node_get_cells_free_memory_args(xdr.XdrStruct):
     int maxcells
     """
 
+    __slots__ = ("maxcells", "startCell")
+    __match_args__ = ("startCell", "maxcells")
+
     startCell: int
     maxcells: int
 
+    def __init__(self, startCell: int, maxcells: int) -> None:
+        self.startCell = startCell
+        self.maxcells = maxcells
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_get_cells_free_memory_ret(xdr.XdrStruct):
     """XDR struct remote_node_get_cells_free_memory_ret; on the wire, in order:
 
     unsigned hyper<REMOTE_NODE_MAX_CELLS> cells
     """
 
+    __slots__ = ("cells",)
+    __match_args__ = ("cells",)
+
     cells: list[int]
 
+    def __init__(self, cells: list[int]) -> None:
+        self.cells = cells
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_get_free_memory_ret(xdr.XdrStruct):
     """XDR struct remote_node_get_free_memory_ret; on the wire, in order:
 
     unsigned hyper freeMem
     """
 
+    __slots__ = ("freeMem",)
+    __match_args__ = ("freeMem",)
+
     freeMem: int
 
+    def __init__(self, freeMem: int) -> None:
+        self.freeMem = freeMem
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_domain_xml_from_native_args(xdr.XdrStruct):
     """XDR struct remote_connect_domain_xml_from_native_args; on the wire, in order:
 
@@ -610,22 +876,39 @@ class remote_connect_domain_xml_from_native_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "nativeConfig", "nativeFormat")
+    __match_args__ = ("nativeFormat", "nativeConfig", "flags")
+
     nativeFormat: remote_nonnull_string
     nativeConfig: remote_nonnull_string
     flags: int
 
+    def __init__(
+        self,
+        nativeFormat: remote_nonnull_string,
+        nativeConfig: remote_nonnull_string,
+        flags: int,
+    ) -> None:
+        self.nativeFormat = nativeFormat
+        self.nativeConfig = nativeConfig
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_domain_xml_from_native_ret(xdr.XdrStruct):
     """XDR struct remote_connect_domain_xml_from_native_ret; on the wire, in order:
 
     remote_nonnull_string domainXml
     """
 
+    __slots__ = ("domainXml",)
+    __match_args__ = ("domainXml",)
+
     domainXml: remote_nonnull_string
 
+    def __init__(self, domainXml: remote_nonnull_string) -> None:
+        self.domainXml = domainXml
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_domain_xml_to_native_args(xdr.XdrStruct):
     """XDR struct remote_connect_domain_xml_to_native_args; on the wire, in order:
 
@@ -634,32 +917,54 @@ class remote_connect_domain_xml_to_native_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("domainXml", "flags", "nativeFormat")
+    __match_args__ = ("nativeFormat", "domainXml", "flags")
+
     nativeFormat: remote_nonnull_string
     domainXml: remote_nonnull_string
     flags: int
 
+    def __init__(
+        self,
+        nativeFormat: remote_nonnull_string,
+        domainXml: remote_nonnull_string,
+        flags: int,
+    ) -> None:
+        self.nativeFormat = nativeFormat
+        self.domainXml = domainXml
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_domain_xml_to_native_ret(xdr.XdrStruct):
     """XDR struct remote_connect_domain_xml_to_native_ret; on the wire, in order:
 
     remote_nonnull_string nativeConfig
     """
 
+    __slots__ = ("nativeConfig",)
+    __match_args__ = ("nativeConfig",)
+
     nativeConfig: remote_nonnull_string
 
+    def __init__(self, nativeConfig: remote_nonnull_string) -> None:
+        self.nativeConfig = nativeConfig
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_is_secure_ret(xdr.XdrStruct):
     """XDR struct remote_connect_is_secure_ret; on the wire, in order:
 
     int secure
     """
 
+    __slots__ = ("secure",)
+    __match_args__ = ("secure",)
+
     secure: int
 
+    def __init__(self, secure: int) -> None:
+        self.secure = secure
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_compare_cpu_args(xdr.XdrStruct):
     """XDR struct remote_connect_compare_cpu_args; on the wire, in order:
 
@@ -667,21 +972,32 @@ class remote_connect_compare_cpu_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "xml")
+    __match_args__ = ("xml", "flags")
+
     xml: remote_nonnull_string
     flags: int
 
+    def __init__(self, xml: remote_nonnull_string, flags: int) -> None:
+        self.xml = xml
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_compare_cpu_ret(xdr.XdrStruct):
     """XDR struct remote_connect_compare_cpu_ret; on the wire, in order:
 
     int result
     """
 
+    __slots__ = ("result",)
+    __match_args__ = ("result",)
+
     result: int
 
+    def __init__(self, result: int) -> None:
+        self.result = result
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_baseline_cpu_args(xdr.XdrStruct):
     """XDR struct remote_connect_baseline_cpu_args; on the wire, in order:
 
@@ -689,21 +1005,32 @@ class remote_connect_baseline_cpu_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "xmlCPUs")
+    __match_args__ = ("xmlCPUs", "flags")
+
     xmlCPUs: list[remote_nonnull_string]
     flags: int
 
+    def __init__(self, xmlCPUs: list[remote_nonnull_string], flags: int) -> None:
+        self.xmlCPUs = xmlCPUs
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_baseline_cpu_ret(xdr.XdrStruct):
     """XDR struct remote_connect_baseline_cpu_ret; on the wire, in order:
 
     remote_nonnull_string cpu
     """
 
+    __slots__ = ("cpu",)
+    __match_args__ = ("cpu",)
+
     cpu: remote_nonnull_string
 
+    def __init__(self, cpu: remote_nonnull_string) -> None:
+        self.cpu = cpu
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_suspend_for_duration_args(xdr.XdrStruct):
     """XDR struct remote_node_suspend_for_duration_args; on the wire, in order:
 
@@ -712,12 +1039,19 @@ class remote_node_suspend_for_duration_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("duration", "flags", "target")
+    __match_args__ = ("target", "duration", "flags")
+
     target: int
     duration: int
     flags: int
 
+    def __init__(self, target: int, duration: int, flags: int) -> None:
+        self.target = target
+        self.duration = duration
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_set_memory_parameters_args(xdr.XdrStruct):
     """XDR struct remote_node_set_memory_parameters_args; on the wire, in order:
 
@@ -725,11 +1059,17 @@ class remote_node_set_memory_parameters_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "params")
+    __match_args__ = ("params", "flags")
+
     params: list[remote_typed_param]
     flags: int
 
+    def __init__(self, params: list[remote_typed_param], flags: int) -> None:
+        self.params = params
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_get_memory_parameters_args(xdr.XdrStruct):
     """XDR struct remote_node_get_memory_parameters_args; on the wire, in order:
 
@@ -737,11 +1077,17 @@ class remote_node_get_memory_parameters_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "nparams")
+    __match_args__ = ("nparams", "flags")
+
     nparams: int
     flags: int
 
+    def __init__(self, nparams: int, flags: int) -> None:
+        self.nparams = nparams
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_get_memory_parameters_ret(xdr.XdrStruct):
     """XDR struct remote_node_get_memory_parameters_ret; on the wire, in order:
 
@@ -749,11 +1095,17 @@ class remote_node_get_memory_parameters_ret(xdr.XdrStruct):
     int nparams
     """
 
+    __slots__ = ("nparams", "params")
+    __match_args__ = ("params", "nparams")
+
     params: list[remote_typed_param]
     nparams: int
 
+    def __init__(self, params: list[remote_typed_param], nparams: int) -> None:
+        self.params = params
+        self.nparams = nparams
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_get_cpu_map_args(xdr.XdrStruct):
     """XDR struct remote_node_get_cpu_map_args; on the wire, in order:
 
@@ -762,12 +1114,19 @@ class remote_node_get_cpu_map_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "need_map", "need_online")
+    __match_args__ = ("need_map", "need_online", "flags")
+
     need_map: int
     need_online: int
     flags: int
 
+    def __init__(self, need_map: int, need_online: int, flags: int) -> None:
+        self.need_map = need_map
+        self.need_online = need_online
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_get_cpu_map_ret(xdr.XdrStruct):
     """XDR struct remote_node_get_cpu_map_ret; on the wire, in order:
 
@@ -776,12 +1135,19 @@ class remote_node_get_cpu_map_ret(xdr.XdrStruct):
     int ret
     """
 
+    __slots__ = ("cpumap", "online", "ret")
+    __match_args__ = ("cpumap", "online", "ret")
+
     cpumap: bytes
     online: int
     ret: int
 
+    def __init__(self, cpumap: bytes, online: int, ret: int) -> None:
+        self.cpumap = cpumap
+        self.online = online
+        self.ret = ret
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_get_cpu_model_names_args(xdr.XdrStruct):
     """XDR struct remote_connect_get_cpu_model_names_args; on the wire, in order:
 
@@ -790,12 +1156,19 @@ class remote_connect_get_cpu_model_names_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("arch", "flags", "need_results")
+    __match_args__ = ("arch", "need_results", "flags")
+
     arch: remote_nonnull_string
     need_results: int
     flags: int
 
+    def __init__(self, arch: remote_nonnull_string, need_results: int, flags: int) -> None:
+        self.arch = arch
+        self.need_results = need_results
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_get_cpu_model_names_ret(xdr.XdrStruct):
     """XDR struct remote_connect_get_cpu_model_names_ret; on the wire, in order:
 
@@ -803,11 +1176,17 @@ class remote_connect_get_cpu_model_names_ret(xdr.XdrStruct):
     int ret
     """
 
+    __slots__ = ("models", "ret")
+    __match_args__ = ("models", "ret")
+
     models: list[remote_nonnull_string]
     ret: int
 
+    def __init__(self, models: list[remote_nonnull_string], ret: int) -> None:
+        self.models = models
+        self.ret = ret
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_get_free_pages_args(xdr.XdrStruct):
     """XDR struct remote_node_get_free_pages_args; on the wire, in order:
 
@@ -817,23 +1196,36 @@ class remote_node_get_free_pages_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("cellCount", "flags", "pages", "startCell")
+    __match_args__ = ("pages", "startCell", "cellCount", "flags")
+
     pages: list[int]
     startCell: int
     cellCount: int
     flags: int
 
+    def __init__(self, pages: list[int], startCell: int, cellCount: int, flags: int) -> None:
+        self.pages = pages
+        self.startCell = startCell
+        self.cellCount = cellCount
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_get_free_pages_ret(xdr.XdrStruct):
     """XDR struct remote_node_get_free_pages_ret; on the wire, in order:
 
     unsigned hyper<REMOTE_NODE_MAX_CELLS> counts
     """
 
+    __slots__ = ("counts",)
+    __match_args__ = ("counts",)
+
     counts: list[int]
 
+    def __init__(self, counts: list[int]) -> None:
+        self.counts = counts
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_alloc_pages_args(xdr.XdrStruct):
     """XDR struct remote_node_alloc_pages_args; on the wire, in order:
 
@@ -844,24 +1236,45 @@ class remote_node_alloc_pages_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("cellCount", "flags", "pageCounts", "pageSizes", "startCell")
+    __match_args__ = ("pageSizes", "pageCounts", "startCell", "cellCount", "flags")
+
     pageSizes: list[int]
     pageCounts: list[int]
     startCell: int
     cellCount: int
     flags: int
 
+    def __init__(
+        self,
+        pageSizes: list[int],
+        pageCounts: list[int],
+        startCell: int,
+        cellCount: int,
+        flags: int,
+    ) -> None:
+        self.pageSizes = pageSizes
+        self.pageCounts = pageCounts
+        self.startCell = startCell
+        self.cellCount = cellCount
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_alloc_pages_ret(xdr.XdrStruct):
     """XDR struct remote_node_alloc_pages_ret; on the wire, in order:
 
     int ret
     """
 
+    __slots__ = ("ret",)
+    __match_args__ = ("ret",)
+
     ret: int
 
+    def __init__(self, ret: int) -> None:
+        self.ret = ret
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_compare_hypervisor_cpu_args(xdr.XdrStruct):
     """XDR struct remote_connect_compare_hypervisor_cpu_args; on the wire, in order:
 
@@ -873,6 +1286,9 @@ class remote_connect_compare_hypervisor_cpu_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("arch", "emulator", "flags", "machine", "virttype", "xmlCPU")
+    __match_args__ = ("emulator", "arch", "machine", "virttype", "xmlCPU", "flags")
+
     emulator: remote_string
     arch: remote_string
     machine: remote_string
@@ -880,18 +1296,38 @@ class remote_connect_compare_hypervisor_cpu_args(xdr.XdrStruct):
     xmlCPU: remote_nonnull_string
     flags: int
 
+    def __init__(
+        self,
+        emulator: remote_string,
+        arch: remote_string,
+        machine: remote_string,
+        virttype: remote_string,
+        xmlCPU: remote_nonnull_string,
+        flags: int,
+    ) -> None:
+        self.emulator = emulator
+        self.arch = arch
+        self.machine = machine
+        self.virttype = virttype
+        self.xmlCPU = xmlCPU
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_compare_hypervisor_cpu_ret(xdr.XdrStruct):
     """XDR struct remote_connect_compare_hypervisor_cpu_ret; on the wire, in order:
 
     int result
     """
 
+    __slots__ = ("result",)
+    __match_args__ = ("result",)
+
     result: int
 
+    def __init__(self, result: int) -> None:
+        self.result = result
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_baseline_hypervisor_cpu_args(xdr.XdrStruct):
     """XDR struct remote_connect_baseline_hypervisor_cpu_args; on the wire, in order:
 
@@ -903,6 +1339,9 @@ class remote_connect_baseline_hypervisor_cpu_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("arch", "emulator", "flags", "machine", "virttype", "xmlCPUs")
+    __match_args__ = ("emulator", "arch", "machine", "virttype", "xmlCPUs", "flags")
+
     emulator: remote_string
     arch: remote_string
     machine: remote_string
@@ -910,38 +1349,68 @@ class remote_connect_baseline_hypervisor_cpu_args(xdr.XdrStruct):
     xmlCPUs: list[remote_nonnull_string]
     flags: int
 
+    def __init__(
+        self,
+        emulator: remote_string,
+        arch: remote_string,
+        machine: remote_string,
+        virttype: remote_string,
+        xmlCPUs: list[remote_nonnull_string],
+        flags: int,
+    ) -> None:
+        self.emulator = emulator
+        self.arch = arch
+        self.machine = machine
+        self.virttype = virttype
+        self.xmlCPUs = xmlCPUs
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_baseline_hypervisor_cpu_ret(xdr.XdrStruct):
     """XDR struct remote_connect_baseline_hypervisor_cpu_ret; on the wire, in order:
 
     remote_nonnull_string cpu
     """
 
+    __slots__ = ("cpu",)
+    __match_args__ = ("cpu",)
+
     cpu: remote_nonnull_string
 
+    def __init__(self, cpu: remote_nonnull_string) -> None:
+        self.cpu = cpu
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_get_storage_pool_capabilities_args(xdr.XdrStruct):
     """XDR struct remote_connect_get_storage_pool_capabilities_args; on the wire, in order:
 
     unsigned int flags
     """
 
+    __slots__ = ("flags",)
+    __match_args__ = ("flags",)
+
     flags: int
 
+    def __init__(self, flags: int) -> None:
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_get_storage_pool_capabilities_ret(xdr.XdrStruct):
     """XDR struct remote_connect_get_storage_pool_capabilities_ret; on the wire, in order:
 
     remote_nonnull_string capabilities
     """
 
+    __slots__ = ("capabilities",)
+    __match_args__ = ("capabilities",)
+
     capabilities: remote_nonnull_string
 
+    def __init__(self, capabilities: remote_nonnull_string) -> None:
+        self.capabilities = capabilities
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_set_identity_args(xdr.XdrStruct):
     """XDR struct remote_connect_set_identity_args; on the wire, in order:
 
@@ -949,31 +1418,47 @@ class remote_connect_set_identity_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "params")
+    __match_args__ = ("params", "flags")
+
     params: list[remote_typed_param]
     flags: int
 
+    def __init__(self, params: list[remote_typed_param], flags: int) -> None:
+        self.params = params
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_auth_list_ret(xdr.XdrStruct):
     """XDR struct remote_auth_list_ret; on the wire, in order:
 
     remote_auth_type<REMOTE_AUTH_TYPE_LIST_MAX> types
     """
 
+    __slots__ = ("types",)
+    __match_args__ = ("types",)
+
     types: list[remote_auth_type]
 
+    def __init__(self, types: list[remote_auth_type]) -> None:
+        self.types = types
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_auth_sasl_init_ret(xdr.XdrStruct):
     """XDR struct remote_auth_sasl_init_ret; on the wire, in order:
 
     remote_nonnull_string mechlist
     """
 
+    __slots__ = ("mechlist",)
+    __match_args__ = ("mechlist",)
+
     mechlist: remote_nonnull_string
 
+    def __init__(self, mechlist: remote_nonnull_string) -> None:
+        self.mechlist = mechlist
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_auth_sasl_start_args(xdr.XdrStruct):
     """XDR struct remote_auth_sasl_start_args; on the wire, in order:
 
@@ -982,12 +1467,19 @@ class remote_auth_sasl_start_args(xdr.XdrStruct):
     char<REMOTE_AUTH_SASL_DATA_MAX> data
     """
 
+    __slots__ = ("data", "mech", "nil")
+    __match_args__ = ("mech", "nil", "data")
+
     mech: remote_nonnull_string
     nil: int
     data: list[int]
 
+    def __init__(self, mech: remote_nonnull_string, nil: int, data: list[int]) -> None:
+        self.mech = mech
+        self.nil = nil
+        self.data = data
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_auth_sasl_start_ret(xdr.XdrStruct):
     """XDR struct remote_auth_sasl_start_ret; on the wire, in order:
 
@@ -996,12 +1488,19 @@ class remote_auth_sasl_start_ret(xdr.XdrStruct):
     char<REMOTE_AUTH_SASL_DATA_MAX> data
     """
 
+    __slots__ = ("complete", "data", "nil")
+    __match_args__ = ("complete", "nil", "data")
+
     complete: int
     nil: int
     data: list[int]
 
+    def __init__(self, complete: int, nil: int, data: list[int]) -> None:
+        self.complete = complete
+        self.nil = nil
+        self.data = data
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_auth_sasl_step_args(xdr.XdrStruct):
     """XDR struct remote_auth_sasl_step_args; on the wire, in order:
 
@@ -1009,11 +1508,17 @@ class remote_auth_sasl_step_args(xdr.XdrStruct):
     char<REMOTE_AUTH_SASL_DATA_MAX> data
     """
 
+    __slots__ = ("data", "nil")
+    __match_args__ = ("nil", "data")
+
     nil: int
     data: list[int]
 
+    def __init__(self, nil: int, data: list[int]) -> None:
+        self.nil = nil
+        self.data = data
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_auth_sasl_step_ret(xdr.XdrStruct):
     """XDR struct remote_auth_sasl_step_ret; on the wire, in order:
 
@@ -1022,142 +1527,214 @@ class remote_auth_sasl_step_ret(xdr.XdrStruct):
     char<REMOTE_AUTH_SASL_DATA_MAX> data
     """
 
+    __slots__ = ("complete", "data", "nil")
+    __match_args__ = ("complete", "nil", "data")
+
     complete: int
     nil: int
     data: list[int]
 
+    def __init__(self, complete: int, nil: int, data: list[int]) -> None:
+        self.complete = complete
+        self.nil = nil
+        self.data = data
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_auth_polkit_ret(xdr.XdrStruct):
     """XDR struct remote_auth_polkit_ret; on the wire, in order:
 
     int complete
     """
 
+    __slots__ = ("complete",)
+    __match_args__ = ("complete",)
+
     complete: int
 
+    def __init__(self, complete: int) -> None:
+        self.complete = complete
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_list_domains_args(xdr.XdrStruct):
     """XDR struct remote_connect_list_domains_args; on the wire, in order:
 
     int maxids
     """
 
+    __slots__ = ("maxids",)
+    __match_args__ = ("maxids",)
+
     maxids: int
 
+    def __init__(self, maxids: int) -> None:
+        self.maxids = maxids
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_list_domains_ret(xdr.XdrStruct):
     """XDR struct remote_connect_list_domains_ret; on the wire, in order:
 
     int<REMOTE_DOMAIN_LIST_MAX> ids
     """
 
+    __slots__ = ("ids",)
+    __match_args__ = ("ids",)
+
     ids: list[int]
 
+    def __init__(self, ids: list[int]) -> None:
+        self.ids = ids
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_num_of_domains_ret(xdr.XdrStruct):
     """XDR struct remote_connect_num_of_domains_ret; on the wire, in order:
 
     int num
     """
 
+    __slots__ = ("num",)
+    __match_args__ = ("num",)
+
     num: int
 
+    def __init__(self, num: int) -> None:
+        self.num = num
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_lookup_by_id_args(xdr.XdrStruct):
     """XDR struct remote_domain_lookup_by_id_args; on the wire, in order:
 
     int id
     """
 
+    __slots__ = ("id",)
+    __match_args__ = ("id",)
+
     id: int
 
+    def __init__(self, id: int) -> None:
+        self.id = id
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_lookup_by_id_ret(xdr.XdrStruct):
     """XDR struct remote_domain_lookup_by_id_ret; on the wire, in order:
 
     remote_nonnull_domain dom
     """
 
+    __slots__ = ("dom",)
+    __match_args__ = ("dom",)
+
     dom: remote_nonnull_domain
 
+    def __init__(self, dom: remote_nonnull_domain) -> None:
+        self.dom = dom
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_lookup_by_uuid_args(xdr.XdrStruct):
     """XDR struct remote_domain_lookup_by_uuid_args; on the wire, in order:
 
     remote_uuid uuid
     """
 
+    __slots__ = ("uuid",)
+    __match_args__ = ("uuid",)
+
     uuid: remote_uuid
 
+    def __init__(self, uuid: remote_uuid) -> None:
+        self.uuid = uuid
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_lookup_by_uuid_ret(xdr.XdrStruct):
     """XDR struct remote_domain_lookup_by_uuid_ret; on the wire, in order:
 
     remote_nonnull_domain dom
     """
 
+    __slots__ = ("dom",)
+    __match_args__ = ("dom",)
+
     dom: remote_nonnull_domain
 
+    def __init__(self, dom: remote_nonnull_domain) -> None:
+        self.dom = dom
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_lookup_by_name_args(xdr.XdrStruct):
     """XDR struct remote_domain_lookup_by_name_args; on the wire, in order:
 
     remote_nonnull_string name
     """
 
+    __slots__ = ("name",)
+    __match_args__ = ("name",)
+
     name: remote_nonnull_string
 
+    def __init__(self, name: remote_nonnull_string) -> None:
+        self.name = name
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_lookup_by_name_ret(xdr.XdrStruct):
     """XDR struct remote_domain_lookup_by_name_ret; on the wire, in order:
 
     remote_nonnull_domain dom
     """
 
+    __slots__ = ("dom",)
+    __match_args__ = ("dom",)
+
     dom: remote_nonnull_domain
 
+    def __init__(self, dom: remote_nonnull_domain) -> None:
+        self.dom = dom
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_list_defined_domains_args(xdr.XdrStruct):
     """XDR struct remote_connect_list_defined_domains_args; on the wire, in order:
 
     int maxnames
     """
 
+    __slots__ = ("maxnames",)
+    __match_args__ = ("maxnames",)
+
     maxnames: int
 
+    def __init__(self, maxnames: int) -> None:
+        self.maxnames = maxnames
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_list_defined_domains_ret(xdr.XdrStruct):
     """XDR struct remote_connect_list_defined_domains_ret; on the wire, in order:
 
     remote_nonnull_string<REMOTE_DOMAIN_LIST_MAX> names
     """
 
+    __slots__ = ("names",)
+    __match_args__ = ("names",)
+
     names: list[remote_nonnull_string]
 
+    def __init__(self, names: list[remote_nonnull_string]) -> None:
+        self.names = names
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_num_of_defined_domains_ret(xdr.XdrStruct):
     """XDR struct remote_connect_num_of_defined_domains_ret; on the wire, in order:
 
     int num
     """
 
+    __slots__ = ("num",)
+    __match_args__ = ("num",)
+
     num: int
 
+    def __init__(self, num: int) -> None:
+        self.num = num
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_list_all_domains_args(xdr.XdrStruct):
     """XDR struct remote_connect_list_all_domains_args; on the wire, in order:
 
@@ -1165,11 +1742,17 @@ class remote_connect_list_all_domains_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "need_results")
+    __match_args__ = ("need_results", "flags")
+
     need_results: int
     flags: int
 
+    def __init__(self, need_results: int, flags: int) -> None:
+        self.need_results = need_results
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_list_all_domains_ret(xdr.XdrStruct):
     """XDR struct remote_connect_list_all_domains_ret; on the wire, in order:
 
@@ -1177,11 +1760,17 @@ class remote_connect_list_all_domains_ret(xdr.XdrStruct):
     unsigned int ret
     """
 
+    __slots__ = ("domains", "ret")
+    __match_args__ = ("domains", "ret")
+
     domains: list[remote_nonnull_domain]
     ret: int
 
+    def __init__(self, domains: list[remote_nonnull_domain], ret: int) -> None:
+        self.domains = domains
+        self.ret = ret
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_create_xml_args(xdr.XdrStruct):
     """XDR struct remote_domain_create_xml_args; on the wire, in order:
 
@@ -1189,21 +1778,32 @@ class remote_domain_create_xml_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "xml_desc")
+    __match_args__ = ("xml_desc", "flags")
+
     xml_desc: remote_nonnull_string
     flags: int
 
+    def __init__(self, xml_desc: remote_nonnull_string, flags: int) -> None:
+        self.xml_desc = xml_desc
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_create_xml_ret(xdr.XdrStruct):
     """XDR struct remote_domain_create_xml_ret; on the wire, in order:
 
     remote_nonnull_domain dom
     """
 
+    __slots__ = ("dom",)
+    __match_args__ = ("dom",)
+
     dom: remote_nonnull_domain
 
+    def __init__(self, dom: remote_nonnull_domain) -> None:
+        self.dom = dom
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_create_xml_with_files_args(xdr.XdrStruct):
     """XDR struct remote_domain_create_xml_with_files_args; on the wire, in order:
 
@@ -1211,41 +1811,62 @@ class remote_domain_create_xml_with_files_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "xml_desc")
+    __match_args__ = ("xml_desc", "flags")
+
     xml_desc: remote_nonnull_string
     flags: int
 
+    def __init__(self, xml_desc: remote_nonnull_string, flags: int) -> None:
+        self.xml_desc = xml_desc
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_create_xml_with_files_ret(xdr.XdrStruct):
     """XDR struct remote_domain_create_xml_with_files_ret; on the wire, in order:
 
     remote_nonnull_domain dom
     """
 
+    __slots__ = ("dom",)
+    __match_args__ = ("dom",)
+
     dom: remote_nonnull_domain
 
+    def __init__(self, dom: remote_nonnull_domain) -> None:
+        self.dom = dom
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_suspend_args(xdr.XdrStruct):
     """XDR struct remote_domain_suspend_args; on the wire, in order:
 
     remote_nonnull_domain dom
     """
 
+    __slots__ = ("dom",)
+    __match_args__ = ("dom",)
+
     dom: remote_nonnull_domain
 
+    def __init__(self, dom: remote_nonnull_domain) -> None:
+        self.dom = dom
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_resume_args(xdr.XdrStruct):
     """XDR struct remote_domain_resume_args; on the wire, in order:
 
     remote_nonnull_domain dom
     """
 
+    __slots__ = ("dom",)
+    __match_args__ = ("dom",)
+
     dom: remote_nonnull_domain
 
+    def __init__(self, dom: remote_nonnull_domain) -> None:
+        self.dom = dom
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_pm_suspend_for_duration_args(xdr.XdrStruct):
     """XDR struct remote_domain_pm_suspend_for_duration_args; on the wire, in order:
 
@@ -1255,13 +1876,21 @@ class remote_domain_pm_suspend_for_duration_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "duration", "flags", "target")
+    __match_args__ = ("dom", "target", "duration", "flags")
+
     dom: remote_nonnull_domain
     target: int
     duration: int
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, target: int, duration: int, flags: int) -> None:
+        self.dom = dom
+        self.target = target
+        self.duration = duration
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_pm_wakeup_args(xdr.XdrStruct):
     """XDR struct remote_domain_pm_wakeup_args; on the wire, in order:
 
@@ -1269,21 +1898,32 @@ class remote_domain_pm_wakeup_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags")
+    __match_args__ = ("dom", "flags")
+
     dom: remote_nonnull_domain
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, flags: int) -> None:
+        self.dom = dom
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_shutdown_args(xdr.XdrStruct):
     """XDR struct remote_domain_shutdown_args; on the wire, in order:
 
     remote_nonnull_domain dom
     """
 
+    __slots__ = ("dom",)
+    __match_args__ = ("dom",)
+
     dom: remote_nonnull_domain
 
+    def __init__(self, dom: remote_nonnull_domain) -> None:
+        self.dom = dom
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_reboot_args(xdr.XdrStruct):
     """XDR struct remote_domain_reboot_args; on the wire, in order:
 
@@ -1291,11 +1931,17 @@ class remote_domain_reboot_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags")
+    __match_args__ = ("dom", "flags")
+
     dom: remote_nonnull_domain
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, flags: int) -> None:
+        self.dom = dom
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_reset_args(xdr.XdrStruct):
     """XDR struct remote_domain_reset_args; on the wire, in order:
 
@@ -1303,21 +1949,32 @@ class remote_domain_reset_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags")
+    __match_args__ = ("dom", "flags")
+
     dom: remote_nonnull_domain
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, flags: int) -> None:
+        self.dom = dom
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_destroy_args(xdr.XdrStruct):
     """XDR struct remote_domain_destroy_args; on the wire, in order:
 
     remote_nonnull_domain dom
     """
 
+    __slots__ = ("dom",)
+    __match_args__ = ("dom",)
+
     dom: remote_nonnull_domain
 
+    def __init__(self, dom: remote_nonnull_domain) -> None:
+        self.dom = dom
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_destroy_flags_args(xdr.XdrStruct):
     """XDR struct remote_domain_destroy_flags_args; on the wire, in order:
 
@@ -1325,11 +1982,17 @@ class remote_domain_destroy_flags_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags")
+    __match_args__ = ("dom", "flags")
+
     dom: remote_nonnull_domain
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, flags: int) -> None:
+        self.dom = dom
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_save_args(xdr.XdrStruct):
     """XDR struct remote_domain_save_args; on the wire, in order:
 
@@ -1337,11 +2000,17 @@ class remote_domain_save_args(xdr.XdrStruct):
     remote_nonnull_string to
     """
 
+    __slots__ = ("dom", "to")
+    __match_args__ = ("dom", "to")
+
     dom: remote_nonnull_domain
     to: remote_nonnull_string
 
+    def __init__(self, dom: remote_nonnull_domain, to: remote_nonnull_string) -> None:
+        self.dom = dom
+        self.to = to
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_save_flags_args(xdr.XdrStruct):
     """XDR struct remote_domain_save_flags_args; on the wire, in order:
 
@@ -1351,13 +2020,27 @@ class remote_domain_save_flags_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "dxml", "flags", "to")
+    __match_args__ = ("dom", "to", "dxml", "flags")
+
     dom: remote_nonnull_domain
     to: remote_nonnull_string
     dxml: remote_string
     flags: int
 
+    def __init__(
+        self,
+        dom: remote_nonnull_domain,
+        to: remote_nonnull_string,
+        dxml: remote_string,
+        flags: int,
+    ) -> None:
+        self.dom = dom
+        self.to = to
+        self.dxml = dxml
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_save_params_args(xdr.XdrStruct):
     """XDR struct remote_domain_save_params_args; on the wire, in order:
 
@@ -1366,22 +2049,34 @@ class remote_domain_save_params_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "params")
+    __match_args__ = ("dom", "params", "flags")
+
     dom: remote_nonnull_domain
     params: list[remote_typed_param]
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, params: list[remote_typed_param], flags: int) -> None:
+        self.dom = dom
+        self.params = params
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_restore_args(xdr.XdrStruct):
     """XDR struct remote_domain_restore_args; on the wire, in order:
 
     remote_nonnull_string from
     """
 
+    __slots__ = ("from_",)
+    __match_args__ = ("from_",)
+
     from_: remote_nonnull_string
 
+    def __init__(self, from_: remote_nonnull_string) -> None:
+        self.from_ = from_
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_restore_flags_args(xdr.XdrStruct):
     """XDR struct remote_domain_restore_flags_args; on the wire, in order:
 
@@ -1390,12 +2085,19 @@ class remote_domain_restore_flags_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dxml", "flags", "from_")
+    __match_args__ = ("from_", "dxml", "flags")
+
     from_: remote_nonnull_string
     dxml: remote_string
     flags: int
 
+    def __init__(self, from_: remote_nonnull_string, dxml: remote_string, flags: int) -> None:
+        self.from_ = from_
+        self.dxml = dxml
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_restore_params_args(xdr.XdrStruct):
     """XDR struct remote_domain_restore_params_args; on the wire, in order:
 
@@ -1403,11 +2105,17 @@ class remote_domain_restore_params_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "params")
+    __match_args__ = ("params", "flags")
+
     params: list[remote_typed_param]
     flags: int
 
+    def __init__(self, params: list[remote_typed_param], flags: int) -> None:
+        self.params = params
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_save_image_get_xml_desc_args(xdr.XdrStruct):
     """XDR struct remote_domain_save_image_get_xml_desc_args; on the wire, in order:
 
@@ -1415,21 +2123,32 @@ class remote_domain_save_image_get_xml_desc_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("file", "flags")
+    __match_args__ = ("file", "flags")
+
     file: remote_nonnull_string
     flags: int
 
+    def __init__(self, file: remote_nonnull_string, flags: int) -> None:
+        self.file = file
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_save_image_get_xml_desc_ret(xdr.XdrStruct):
     """XDR struct remote_domain_save_image_get_xml_desc_ret; on the wire, in order:
 
     remote_nonnull_string xml
     """
 
+    __slots__ = ("xml",)
+    __match_args__ = ("xml",)
+
     xml: remote_nonnull_string
 
+    def __init__(self, xml: remote_nonnull_string) -> None:
+        self.xml = xml
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_save_image_define_xml_args(xdr.XdrStruct):
     """XDR struct remote_domain_save_image_define_xml_args; on the wire, in order:
 
@@ -1438,12 +2157,19 @@ class remote_domain_save_image_define_xml_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dxml", "file", "flags")
+    __match_args__ = ("file", "dxml", "flags")
+
     file: remote_nonnull_string
     dxml: remote_nonnull_string
     flags: int
 
+    def __init__(self, file: remote_nonnull_string, dxml: remote_nonnull_string, flags: int) -> None:
+        self.file = file
+        self.dxml = dxml
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_core_dump_args(xdr.XdrStruct):
     """XDR struct remote_domain_core_dump_args; on the wire, in order:
 
@@ -1452,12 +2178,19 @@ class remote_domain_core_dump_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "to")
+    __match_args__ = ("dom", "to", "flags")
+
     dom: remote_nonnull_domain
     to: remote_nonnull_string
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, to: remote_nonnull_string, flags: int) -> None:
+        self.dom = dom
+        self.to = to
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_core_dump_with_format_args(xdr.XdrStruct):
     """XDR struct remote_domain_core_dump_with_format_args; on the wire, in order:
 
@@ -1467,23 +2200,42 @@ class remote_domain_core_dump_with_format_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "dumpformat", "flags", "to")
+    __match_args__ = ("dom", "to", "dumpformat", "flags")
+
     dom: remote_nonnull_domain
     to: remote_nonnull_string
     dumpformat: int
     flags: int
 
+    def __init__(
+        self,
+        dom: remote_nonnull_domain,
+        to: remote_nonnull_string,
+        dumpformat: int,
+        flags: int,
+    ) -> None:
+        self.dom = dom
+        self.to = to
+        self.dumpformat = dumpformat
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_create_args(xdr.XdrStruct):
     """XDR struct remote_domain_create_args; on the wire, in order:
 
     remote_nonnull_domain dom
     """
 
+    __slots__ = ("dom",)
+    __match_args__ = ("dom",)
+
     dom: remote_nonnull_domain
 
+    def __init__(self, dom: remote_nonnull_domain) -> None:
+        self.dom = dom
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_create_with_flags_args(xdr.XdrStruct):
     """XDR struct remote_domain_create_with_flags_args; on the wire, in order:
 
@@ -1491,21 +2243,32 @@ class remote_domain_create_with_flags_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags")
+    __match_args__ = ("dom", "flags")
+
     dom: remote_nonnull_domain
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, flags: int) -> None:
+        self.dom = dom
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_create_with_flags_ret(xdr.XdrStruct):
     """XDR struct remote_domain_create_with_flags_ret; on the wire, in order:
 
     remote_nonnull_domain dom
     """
 
+    __slots__ = ("dom",)
+    __match_args__ = ("dom",)
+
     dom: remote_nonnull_domain
 
+    def __init__(self, dom: remote_nonnull_domain) -> None:
+        self.dom = dom
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_create_with_files_args(xdr.XdrStruct):
     """XDR struct remote_domain_create_with_files_args; on the wire, in order:
 
@@ -1513,41 +2276,62 @@ class remote_domain_create_with_files_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags")
+    __match_args__ = ("dom", "flags")
+
     dom: remote_nonnull_domain
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, flags: int) -> None:
+        self.dom = dom
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_create_with_files_ret(xdr.XdrStruct):
     """XDR struct remote_domain_create_with_files_ret; on the wire, in order:
 
     remote_nonnull_domain dom
     """
 
+    __slots__ = ("dom",)
+    __match_args__ = ("dom",)
+
     dom: remote_nonnull_domain
 
+    def __init__(self, dom: remote_nonnull_domain) -> None:
+        self.dom = dom
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_define_xml_args(xdr.XdrStruct):
     """XDR struct remote_domain_define_xml_args; on the wire, in order:
 
     remote_nonnull_string xml
     """
 
+    __slots__ = ("xml",)
+    __match_args__ = ("xml",)
+
     xml: remote_nonnull_string
 
+    def __init__(self, xml: remote_nonnull_string) -> None:
+        self.xml = xml
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_define_xml_ret(xdr.XdrStruct):
     """XDR struct remote_domain_define_xml_ret; on the wire, in order:
 
     remote_nonnull_domain dom
     """
 
+    __slots__ = ("dom",)
+    __match_args__ = ("dom",)
+
     dom: remote_nonnull_domain
 
+    def __init__(self, dom: remote_nonnull_domain) -> None:
+        self.dom = dom
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_define_xml_flags_args(xdr.XdrStruct):
     """XDR struct remote_domain_define_xml_flags_args; on the wire, in order:
 
@@ -1555,31 +2339,47 @@ class remote_domain_define_xml_flags_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "xml")
+    __match_args__ = ("xml", "flags")
+
     xml: remote_nonnull_string
     flags: int
 
+    def __init__(self, xml: remote_nonnull_string, flags: int) -> None:
+        self.xml = xml
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_define_xml_flags_ret(xdr.XdrStruct):
     """XDR struct remote_domain_define_xml_flags_ret; on the wire, in order:
 
     remote_nonnull_domain dom
     """
 
+    __slots__ = ("dom",)
+    __match_args__ = ("dom",)
+
     dom: remote_nonnull_domain
 
+    def __init__(self, dom: remote_nonnull_domain) -> None:
+        self.dom = dom
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_undefine_args(xdr.XdrStruct):
     """XDR struct remote_domain_undefine_args; on the wire, in order:
 
     remote_nonnull_domain dom
     """
 
+    __slots__ = ("dom",)
+    __match_args__ = ("dom",)
+
     dom: remote_nonnull_domain
 
+    def __init__(self, dom: remote_nonnull_domain) -> None:
+        self.dom = dom
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_undefine_flags_args(xdr.XdrStruct):
     """XDR struct remote_domain_undefine_flags_args; on the wire, in order:
 
@@ -1587,11 +2387,17 @@ class remote_domain_undefine_flags_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags")
+    __match_args__ = ("dom", "flags")
+
     dom: remote_nonnull_domain
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, flags: int) -> None:
+        self.dom = dom
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_inject_nmi_args(xdr.XdrStruct):
     """XDR struct remote_domain_inject_nmi_args; on the wire, in order:
 
@@ -1599,11 +2405,17 @@ class remote_domain_inject_nmi_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags")
+    __match_args__ = ("dom", "flags")
+
     dom: remote_nonnull_domain
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, flags: int) -> None:
+        self.dom = dom
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_send_key_args(xdr.XdrStruct):
     """XDR struct remote_domain_send_key_args; on the wire, in order:
 
@@ -1614,14 +2426,30 @@ class remote_domain_send_key_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("codeset", "dom", "flags", "holdtime", "keycodes")
+    __match_args__ = ("dom", "codeset", "holdtime", "keycodes", "flags")
+
     dom: remote_nonnull_domain
     codeset: int
     holdtime: int
     keycodes: list[int]
     flags: int
 
+    def __init__(
+        self,
+        dom: remote_nonnull_domain,
+        codeset: int,
+        holdtime: int,
+        keycodes: list[int],
+        flags: int,
+    ) -> None:
+        self.dom = dom
+        self.codeset = codeset
+        self.holdtime = holdtime
+        self.keycodes = keycodes
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_send_process_signal_args(xdr.XdrStruct):
     """XDR struct remote_domain_send_process_signal_args; on the wire, in order:
 
@@ -1631,13 +2459,21 @@ class remote_domain_send_process_signal_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "pid_value", "signum")
+    __match_args__ = ("dom", "pid_value", "signum", "flags")
+
     dom: remote_nonnull_domain
     pid_value: int
     signum: int
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, pid_value: int, signum: int, flags: int) -> None:
+        self.dom = dom
+        self.pid_value = pid_value
+        self.signum = signum
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_managed_save_args(xdr.XdrStruct):
     """XDR struct remote_domain_managed_save_args; on the wire, in order:
 
@@ -1645,11 +2481,17 @@ class remote_domain_managed_save_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags")
+    __match_args__ = ("dom", "flags")
+
     dom: remote_nonnull_domain
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, flags: int) -> None:
+        self.dom = dom
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_has_managed_save_image_args(xdr.XdrStruct):
     """XDR struct remote_domain_has_managed_save_image_args; on the wire, in order:
 
@@ -1657,21 +2499,32 @@ class remote_domain_has_managed_save_image_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags")
+    __match_args__ = ("dom", "flags")
+
     dom: remote_nonnull_domain
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, flags: int) -> None:
+        self.dom = dom
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_has_managed_save_image_ret(xdr.XdrStruct):
     """XDR struct remote_domain_has_managed_save_image_ret; on the wire, in order:
 
     int result
     """
 
+    __slots__ = ("result",)
+    __match_args__ = ("result",)
+
     result: int
 
+    def __init__(self, result: int) -> None:
+        self.result = result
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_managed_save_remove_args(xdr.XdrStruct):
     """XDR struct remote_domain_managed_save_remove_args; on the wire, in order:
 
@@ -1679,11 +2532,17 @@ class remote_domain_managed_save_remove_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags")
+    __match_args__ = ("dom", "flags")
+
     dom: remote_nonnull_domain
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, flags: int) -> None:
+        self.dom = dom
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_managed_save_get_xml_desc_args(xdr.XdrStruct):
     """XDR struct remote_domain_managed_save_get_xml_desc_args; on the wire, in order:
 
@@ -1691,21 +2550,32 @@ class remote_domain_managed_save_get_xml_desc_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags")
+    __match_args__ = ("dom", "flags")
+
     dom: remote_nonnull_domain
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, flags: int) -> None:
+        self.dom = dom
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_managed_save_get_xml_desc_ret(xdr.XdrStruct):
     """XDR struct remote_domain_managed_save_get_xml_desc_ret; on the wire, in order:
 
     remote_nonnull_string xml
     """
 
+    __slots__ = ("xml",)
+    __match_args__ = ("xml",)
+
     xml: remote_nonnull_string
 
+    def __init__(self, xml: remote_nonnull_string) -> None:
+        self.xml = xml
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_managed_save_define_xml_args(xdr.XdrStruct):
     """XDR struct remote_domain_managed_save_define_xml_args; on the wire, in order:
 
@@ -1714,12 +2584,19 @@ class remote_domain_managed_save_define_xml_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "dxml", "flags")
+    __match_args__ = ("dom", "dxml", "flags")
+
     dom: remote_nonnull_domain
     dxml: remote_string
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, dxml: remote_string, flags: int) -> None:
+        self.dom = dom
+        self.dxml = dxml
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_shutdown_flags_args(xdr.XdrStruct):
     """XDR struct remote_domain_shutdown_flags_args; on the wire, in order:
 
@@ -1727,11 +2604,17 @@ class remote_domain_shutdown_flags_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags")
+    __match_args__ = ("dom", "flags")
+
     dom: remote_nonnull_domain
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, flags: int) -> None:
+        self.dom = dom
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_rename_args(xdr.XdrStruct):
     """XDR struct remote_domain_rename_args; on the wire, in order:
 
@@ -1740,22 +2623,34 @@ class remote_domain_rename_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "new_name")
+    __match_args__ = ("dom", "new_name", "flags")
+
     dom: remote_nonnull_domain
     new_name: remote_string
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, new_name: remote_string, flags: int) -> None:
+        self.dom = dom
+        self.new_name = new_name
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_rename_ret(xdr.XdrStruct):
     """XDR struct remote_domain_rename_ret; on the wire, in order:
 
     int retcode
     """
 
+    __slots__ = ("retcode",)
+    __match_args__ = ("retcode",)
+
     retcode: int
 
+    def __init__(self, retcode: int) -> None:
+        self.retcode = retcode
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_set_lifecycle_action_args(xdr.XdrStruct):
     """XDR struct remote_domain_set_lifecycle_action_args; on the wire, in order:
 
@@ -1765,13 +2660,21 @@ class remote_domain_set_lifecycle_action_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("action", "dom", "flags", "type")
+    __match_args__ = ("dom", "type", "action", "flags")
+
     dom: remote_nonnull_domain
     type: int
     action: int
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, type: int, action: int, flags: int) -> None:
+        self.dom = dom
+        self.type = type
+        self.action = action
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_fd_associate_args(xdr.XdrStruct):
     """XDR struct remote_domain_fd_associate_args; on the wire, in order:
 
@@ -1780,52 +2683,79 @@ class remote_domain_fd_associate_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "name")
+    __match_args__ = ("dom", "name", "flags")
+
     dom: remote_nonnull_domain
     name: remote_nonnull_string
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, name: remote_nonnull_string, flags: int) -> None:
+        self.dom = dom
+        self.name = name
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_os_type_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_os_type_args; on the wire, in order:
 
     remote_nonnull_domain dom
     """
 
+    __slots__ = ("dom",)
+    __match_args__ = ("dom",)
+
     dom: remote_nonnull_domain
 
+    def __init__(self, dom: remote_nonnull_domain) -> None:
+        self.dom = dom
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_os_type_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_os_type_ret; on the wire, in order:
 
     remote_nonnull_string type
     """
 
+    __slots__ = ("type",)
+    __match_args__ = ("type",)
+
     type: remote_nonnull_string
 
+    def __init__(self, type: remote_nonnull_string) -> None:
+        self.type = type
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_max_memory_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_max_memory_args; on the wire, in order:
 
     remote_nonnull_domain dom
     """
 
+    __slots__ = ("dom",)
+    __match_args__ = ("dom",)
+
     dom: remote_nonnull_domain
 
+    def __init__(self, dom: remote_nonnull_domain) -> None:
+        self.dom = dom
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_max_memory_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_max_memory_ret; on the wire, in order:
 
     unsigned hyper memory
     """
 
+    __slots__ = ("memory",)
+    __match_args__ = ("memory",)
+
     memory: int
 
+    def __init__(self, memory: int) -> None:
+        self.memory = memory
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_set_max_memory_args(xdr.XdrStruct):
     """XDR struct remote_domain_set_max_memory_args; on the wire, in order:
 
@@ -1833,11 +2763,17 @@ class remote_domain_set_max_memory_args(xdr.XdrStruct):
     unsigned hyper memory
     """
 
+    __slots__ = ("dom", "memory")
+    __match_args__ = ("dom", "memory")
+
     dom: remote_nonnull_domain
     memory: int
 
+    def __init__(self, dom: remote_nonnull_domain, memory: int) -> None:
+        self.dom = dom
+        self.memory = memory
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_set_memory_args(xdr.XdrStruct):
     """XDR struct remote_domain_set_memory_args; on the wire, in order:
 
@@ -1845,11 +2781,17 @@ class remote_domain_set_memory_args(xdr.XdrStruct):
     unsigned hyper memory
     """
 
+    __slots__ = ("dom", "memory")
+    __match_args__ = ("dom", "memory")
+
     dom: remote_nonnull_domain
     memory: int
 
+    def __init__(self, dom: remote_nonnull_domain, memory: int) -> None:
+        self.dom = dom
+        self.memory = memory
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_set_memory_flags_args(xdr.XdrStruct):
     """XDR struct remote_domain_set_memory_flags_args; on the wire, in order:
 
@@ -1858,22 +2800,34 @@ class remote_domain_set_memory_flags_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "memory")
+    __match_args__ = ("dom", "memory", "flags")
+
     dom: remote_nonnull_domain
     memory: int
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, memory: int, flags: int) -> None:
+        self.dom = dom
+        self.memory = memory
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_info_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_info_args; on the wire, in order:
 
     remote_nonnull_domain dom
     """
 
+    __slots__ = ("dom",)
+    __match_args__ = ("dom",)
+
     dom: remote_nonnull_domain
 
+    def __init__(self, dom: remote_nonnull_domain) -> None:
+        self.dom = dom
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_info_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_info_ret; on the wire, in order:
 
@@ -1884,14 +2838,23 @@ class remote_domain_get_info_ret(xdr.XdrStruct):
     unsigned hyper cpuTime
     """
 
+    __slots__ = ("cpuTime", "maxMem", "memory", "nrVirtCpu", "state")
+    __match_args__ = ("state", "maxMem", "memory", "nrVirtCpu", "cpuTime")
+
     state: int
     maxMem: int
     memory: int
     nrVirtCpu: int
     cpuTime: int
 
+    def __init__(self, state: int, maxMem: int, memory: int, nrVirtCpu: int, cpuTime: int) -> None:
+        self.state = state
+        self.maxMem = maxMem
+        self.memory = memory
+        self.nrVirtCpu = nrVirtCpu
+        self.cpuTime = cpuTime
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_screenshot_args(xdr.XdrStruct):
     """XDR struct remote_domain_screenshot_args; on the wire, in order:
 
@@ -1900,22 +2863,34 @@ class remote_domain_screenshot_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "screen")
+    __match_args__ = ("dom", "screen", "flags")
+
     dom: remote_nonnull_domain
     screen: int
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, screen: int, flags: int) -> None:
+        self.dom = dom
+        self.screen = screen
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_screenshot_ret(xdr.XdrStruct):
     """XDR struct remote_domain_screenshot_ret; on the wire, in order:
 
     remote_string mime
     """
 
+    __slots__ = ("mime",)
+    __match_args__ = ("mime",)
+
     mime: remote_string
 
+    def __init__(self, mime: remote_string) -> None:
+        self.mime = mime
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_xml_desc_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_xml_desc_args; on the wire, in order:
 
@@ -1923,31 +2898,47 @@ class remote_domain_get_xml_desc_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags")
+    __match_args__ = ("dom", "flags")
+
     dom: remote_nonnull_domain
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, flags: int) -> None:
+        self.dom = dom
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_xml_desc_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_xml_desc_ret; on the wire, in order:
 
     remote_nonnull_string xml
     """
 
+    __slots__ = ("xml",)
+    __match_args__ = ("xml",)
+
     xml: remote_nonnull_string
 
+    def __init__(self, xml: remote_nonnull_string) -> None:
+        self.xml = xml
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_security_label_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_security_label_args; on the wire, in order:
 
     remote_nonnull_domain dom
     """
 
+    __slots__ = ("dom",)
+    __match_args__ = ("dom",)
+
     dom: remote_nonnull_domain
 
+    def __init__(self, dom: remote_nonnull_domain) -> None:
+        self.dom = dom
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_security_label_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_security_label_ret; on the wire, in order:
 
@@ -1955,21 +2946,32 @@ class remote_domain_get_security_label_ret(xdr.XdrStruct):
     int enforcing
     """
 
+    __slots__ = ("enforcing", "label")
+    __match_args__ = ("label", "enforcing")
+
     label: list[int]
     enforcing: int
 
+    def __init__(self, label: list[int], enforcing: int) -> None:
+        self.label = label
+        self.enforcing = enforcing
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_security_label_list_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_security_label_list_args; on the wire, in order:
 
     remote_nonnull_domain dom
     """
 
+    __slots__ = ("dom",)
+    __match_args__ = ("dom",)
+
     dom: remote_nonnull_domain
 
+    def __init__(self, dom: remote_nonnull_domain) -> None:
+        self.dom = dom
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_security_label_list_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_security_label_list_ret; on the wire, in order:
 
@@ -1977,11 +2979,17 @@ class remote_domain_get_security_label_list_ret(xdr.XdrStruct):
     int ret
     """
 
+    __slots__ = ("labels", "ret")
+    __match_args__ = ("labels", "ret")
+
     labels: list[remote_domain_get_security_label_ret]
     ret: int
 
+    def __init__(self, labels: list[remote_domain_get_security_label_ret], ret: int) -> None:
+        self.labels = labels
+        self.ret = ret
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_get_security_model_ret(xdr.XdrStruct):
     """XDR struct remote_node_get_security_model_ret; on the wire, in order:
 
@@ -1989,31 +2997,47 @@ class remote_node_get_security_model_ret(xdr.XdrStruct):
     char<REMOTE_SECURITY_DOI_MAX> doi
     """
 
+    __slots__ = ("doi", "model")
+    __match_args__ = ("model", "doi")
+
     model: list[int]
     doi: list[int]
 
+    def __init__(self, model: list[int], doi: list[int]) -> None:
+        self.model = model
+        self.doi = doi
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_autostart_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_autostart_args; on the wire, in order:
 
     remote_nonnull_domain dom
     """
 
+    __slots__ = ("dom",)
+    __match_args__ = ("dom",)
+
     dom: remote_nonnull_domain
 
+    def __init__(self, dom: remote_nonnull_domain) -> None:
+        self.dom = dom
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_autostart_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_autostart_ret; on the wire, in order:
 
     int autostart
     """
 
+    __slots__ = ("autostart",)
+    __match_args__ = ("autostart",)
+
     autostart: int
 
+    def __init__(self, autostart: int) -> None:
+        self.autostart = autostart
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_set_autostart_args(xdr.XdrStruct):
     """XDR struct remote_domain_set_autostart_args; on the wire, in order:
 
@@ -2021,11 +3045,17 @@ class remote_domain_set_autostart_args(xdr.XdrStruct):
     int autostart
     """
 
+    __slots__ = ("autostart", "dom")
+    __match_args__ = ("dom", "autostart")
+
     dom: remote_nonnull_domain
     autostart: int
 
+    def __init__(self, dom: remote_nonnull_domain, autostart: int) -> None:
+        self.dom = dom
+        self.autostart = autostart
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_set_metadata_args(xdr.XdrStruct):
     """XDR struct remote_domain_set_metadata_args; on the wire, in order:
 
@@ -2037,6 +3067,9 @@ class remote_domain_set_metadata_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "key", "metadata", "type", "uri")
+    __match_args__ = ("dom", "type", "metadata", "key", "uri", "flags")
+
     dom: remote_nonnull_domain
     type: int
     metadata: remote_string
@@ -2044,8 +3077,23 @@ class remote_domain_set_metadata_args(xdr.XdrStruct):
     uri: remote_string
     flags: int
 
+    def __init__(
+        self,
+        dom: remote_nonnull_domain,
+        type: int,
+        metadata: remote_string,
+        key: remote_string,
+        uri: remote_string,
+        flags: int,
+    ) -> None:
+        self.dom = dom
+        self.type = type
+        self.metadata = metadata
+        self.key = key
+        self.uri = uri
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_metadata_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_metadata_args; on the wire, in order:
 
@@ -2055,23 +3103,36 @@ class remote_domain_get_metadata_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "type", "uri")
+    __match_args__ = ("dom", "type", "uri", "flags")
+
     dom: remote_nonnull_domain
     type: int
     uri: remote_string
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, type: int, uri: remote_string, flags: int) -> None:
+        self.dom = dom
+        self.type = type
+        self.uri = uri
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_metadata_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_metadata_ret; on the wire, in order:
 
     remote_nonnull_string metadata
     """
 
+    __slots__ = ("metadata",)
+    __match_args__ = ("metadata",)
+
     metadata: remote_nonnull_string
 
+    def __init__(self, metadata: remote_nonnull_string) -> None:
+        self.metadata = metadata
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_hostname_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_hostname_args; on the wire, in order:
 
@@ -2079,81 +3140,122 @@ class remote_domain_get_hostname_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags")
+    __match_args__ = ("dom", "flags")
+
     dom: remote_nonnull_domain
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, flags: int) -> None:
+        self.dom = dom
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_hostname_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_hostname_ret; on the wire, in order:
 
     remote_nonnull_string hostname
     """
 
+    __slots__ = ("hostname",)
+    __match_args__ = ("hostname",)
+
     hostname: remote_nonnull_string
 
+    def __init__(self, hostname: remote_nonnull_string) -> None:
+        self.hostname = hostname
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_is_active_args(xdr.XdrStruct):
     """XDR struct remote_domain_is_active_args; on the wire, in order:
 
     remote_nonnull_domain dom
     """
 
+    __slots__ = ("dom",)
+    __match_args__ = ("dom",)
+
     dom: remote_nonnull_domain
 
+    def __init__(self, dom: remote_nonnull_domain) -> None:
+        self.dom = dom
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_is_active_ret(xdr.XdrStruct):
     """XDR struct remote_domain_is_active_ret; on the wire, in order:
 
     int active
     """
 
+    __slots__ = ("active",)
+    __match_args__ = ("active",)
+
     active: int
 
+    def __init__(self, active: int) -> None:
+        self.active = active
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_is_persistent_args(xdr.XdrStruct):
     """XDR struct remote_domain_is_persistent_args; on the wire, in order:
 
     remote_nonnull_domain dom
     """
 
+    __slots__ = ("dom",)
+    __match_args__ = ("dom",)
+
     dom: remote_nonnull_domain
 
+    def __init__(self, dom: remote_nonnull_domain) -> None:
+        self.dom = dom
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_is_persistent_ret(xdr.XdrStruct):
     """XDR struct remote_domain_is_persistent_ret; on the wire, in order:
 
     int persistent
     """
 
+    __slots__ = ("persistent",)
+    __match_args__ = ("persistent",)
+
     persistent: int
 
+    def __init__(self, persistent: int) -> None:
+        self.persistent = persistent
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_is_updated_args(xdr.XdrStruct):
     """XDR struct remote_domain_is_updated_args; on the wire, in order:
 
     remote_nonnull_domain dom
     """
 
+    __slots__ = ("dom",)
+    __match_args__ = ("dom",)
+
     dom: remote_nonnull_domain
 
+    def __init__(self, dom: remote_nonnull_domain) -> None:
+        self.dom = dom
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_is_updated_ret(xdr.XdrStruct):
     """XDR struct remote_domain_is_updated_ret; on the wire, in order:
 
     int updated
     """
 
+    __slots__ = ("updated",)
+    __match_args__ = ("updated",)
+
     updated: int
 
+    def __init__(self, updated: int) -> None:
+        self.updated = updated
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_state_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_state_args; on the wire, in order:
 
@@ -2161,11 +3263,17 @@ class remote_domain_get_state_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags")
+    __match_args__ = ("dom", "flags")
+
     dom: remote_nonnull_domain
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, flags: int) -> None:
+        self.dom = dom
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_state_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_state_ret; on the wire, in order:
 
@@ -2173,11 +3281,17 @@ class remote_domain_get_state_ret(xdr.XdrStruct):
     int reason
     """
 
+    __slots__ = ("reason", "state")
+    __match_args__ = ("state", "reason")
+
     state: int
     reason: int
 
+    def __init__(self, state: int, reason: int) -> None:
+        self.state = state
+        self.reason = reason
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_control_info_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_control_info_args; on the wire, in order:
 
@@ -2185,11 +3299,17 @@ class remote_domain_get_control_info_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags")
+    __match_args__ = ("dom", "flags")
+
     dom: remote_nonnull_domain
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, flags: int) -> None:
+        self.dom = dom
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_control_info_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_control_info_ret; on the wire, in order:
 
@@ -2198,12 +3318,19 @@ class remote_domain_get_control_info_ret(xdr.XdrStruct):
     unsigned hyper stateTime
     """
 
+    __slots__ = ("details", "state", "stateTime")
+    __match_args__ = ("state", "details", "stateTime")
+
     state: int
     details: int
     stateTime: int
 
+    def __init__(self, state: int, details: int, stateTime: int) -> None:
+        self.state = state
+        self.details = details
+        self.stateTime = stateTime
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_disk_errors_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_disk_errors_args; on the wire, in order:
 
@@ -2212,12 +3339,19 @@ class remote_domain_get_disk_errors_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "maxerrors")
+    __match_args__ = ("dom", "maxerrors", "flags")
+
     dom: remote_nonnull_domain
     maxerrors: int
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, maxerrors: int, flags: int) -> None:
+        self.dom = dom
+        self.maxerrors = maxerrors
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_disk_errors_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_disk_errors_ret; on the wire, in order:
 
@@ -2225,11 +3359,17 @@ class remote_domain_get_disk_errors_ret(xdr.XdrStruct):
     int nerrors
     """
 
+    __slots__ = ("errors", "nerrors")
+    __match_args__ = ("errors", "nerrors")
+
     errors: list[remote_domain_disk_error]
     nerrors: int
 
+    def __init__(self, errors: list[remote_domain_disk_error], nerrors: int) -> None:
+        self.errors = errors
+        self.nerrors = nerrors
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_time_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_time_args; on the wire, in order:
 
@@ -2237,11 +3377,17 @@ class remote_domain_get_time_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags")
+    __match_args__ = ("dom", "flags")
+
     dom: remote_nonnull_domain
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, flags: int) -> None:
+        self.dom = dom
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_time_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_time_ret; on the wire, in order:
 
@@ -2249,11 +3395,17 @@ class remote_domain_get_time_ret(xdr.XdrStruct):
     unsigned int nseconds
     """
 
+    __slots__ = ("nseconds", "seconds")
+    __match_args__ = ("seconds", "nseconds")
+
     seconds: int
     nseconds: int
 
+    def __init__(self, seconds: int, nseconds: int) -> None:
+        self.seconds = seconds
+        self.nseconds = nseconds
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_set_time_args(xdr.XdrStruct):
     """XDR struct remote_domain_set_time_args; on the wire, in order:
 
@@ -2263,13 +3415,21 @@ class remote_domain_set_time_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "nseconds", "seconds")
+    __match_args__ = ("dom", "seconds", "nseconds", "flags")
+
     dom: remote_nonnull_domain
     seconds: int
     nseconds: int
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, seconds: int, nseconds: int, flags: int) -> None:
+        self.dom = dom
+        self.seconds = seconds
+        self.nseconds = nseconds
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_messages_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_messages_args; on the wire, in order:
 
@@ -2277,21 +3437,32 @@ class remote_domain_get_messages_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags")
+    __match_args__ = ("dom", "flags")
+
     dom: remote_nonnull_domain
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, flags: int) -> None:
+        self.dom = dom
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_messages_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_messages_ret; on the wire, in order:
 
     remote_nonnull_string<REMOTE_DOMAIN_MESSAGES_MAX> msgs
     """
 
+    __slots__ = ("msgs",)
+    __match_args__ = ("msgs",)
+
     msgs: list[remote_nonnull_string]
 
+    def __init__(self, msgs: list[remote_nonnull_string]) -> None:
+        self.msgs = msgs
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_get_sev_info_args(xdr.XdrStruct):
     """XDR struct remote_node_get_sev_info_args; on the wire, in order:
 
@@ -2299,11 +3470,17 @@ class remote_node_get_sev_info_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "nparams")
+    __match_args__ = ("nparams", "flags")
+
     nparams: int
     flags: int
 
+    def __init__(self, nparams: int, flags: int) -> None:
+        self.nparams = nparams
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_get_sev_info_ret(xdr.XdrStruct):
     """XDR struct remote_node_get_sev_info_ret; on the wire, in order:
 
@@ -2311,11 +3488,17 @@ class remote_node_get_sev_info_ret(xdr.XdrStruct):
     int nparams
     """
 
+    __slots__ = ("nparams", "params")
+    __match_args__ = ("params", "nparams")
+
     params: list[remote_typed_param]
     nparams: int
 
+    def __init__(self, params: list[remote_typed_param], nparams: int) -> None:
+        self.params = params
+        self.nparams = nparams
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_launch_security_info_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_launch_security_info_args; on the wire, in order:
 
@@ -2323,21 +3506,32 @@ class remote_domain_get_launch_security_info_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags")
+    __match_args__ = ("dom", "flags")
+
     dom: remote_nonnull_domain
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, flags: int) -> None:
+        self.dom = dom
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_launch_security_info_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_launch_security_info_ret; on the wire, in order:
 
     remote_typed_param<REMOTE_DOMAIN_LAUNCH_SECURITY_INFO_PARAMS_MAX> params
     """
 
+    __slots__ = ("params",)
+    __match_args__ = ("params",)
+
     params: list[remote_typed_param]
 
+    def __init__(self, params: list[remote_typed_param]) -> None:
+        self.params = params
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_set_launch_security_state_args(xdr.XdrStruct):
     """XDR struct remote_domain_set_launch_security_state_args; on the wire, in order:
 
@@ -2346,12 +3540,19 @@ class remote_domain_set_launch_security_state_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "params")
+    __match_args__ = ("dom", "params", "flags")
+
     dom: remote_nonnull_domain
     params: list[remote_typed_param]
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, params: list[remote_typed_param], flags: int) -> None:
+        self.dom = dom
+        self.params = params
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_set_vcpus_args(xdr.XdrStruct):
     """XDR struct remote_domain_set_vcpus_args; on the wire, in order:
 
@@ -2359,11 +3560,17 @@ class remote_domain_set_vcpus_args(xdr.XdrStruct):
     unsigned int nvcpus
     """
 
+    __slots__ = ("dom", "nvcpus")
+    __match_args__ = ("dom", "nvcpus")
+
     dom: remote_nonnull_domain
     nvcpus: int
 
+    def __init__(self, dom: remote_nonnull_domain, nvcpus: int) -> None:
+        self.dom = dom
+        self.nvcpus = nvcpus
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_set_vcpus_flags_args(xdr.XdrStruct):
     """XDR struct remote_domain_set_vcpus_flags_args; on the wire, in order:
 
@@ -2372,12 +3579,19 @@ class remote_domain_set_vcpus_flags_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "nvcpus")
+    __match_args__ = ("dom", "nvcpus", "flags")
+
     dom: remote_nonnull_domain
     nvcpus: int
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, nvcpus: int, flags: int) -> None:
+        self.dom = dom
+        self.nvcpus = nvcpus
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_vcpus_flags_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_vcpus_flags_args; on the wire, in order:
 
@@ -2385,21 +3599,32 @@ class remote_domain_get_vcpus_flags_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags")
+    __match_args__ = ("dom", "flags")
+
     dom: remote_nonnull_domain
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, flags: int) -> None:
+        self.dom = dom
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_vcpus_flags_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_vcpus_flags_ret; on the wire, in order:
 
     int num
     """
 
+    __slots__ = ("num",)
+    __match_args__ = ("num",)
+
     num: int
 
+    def __init__(self, num: int) -> None:
+        self.num = num
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_pin_vcpu_args(xdr.XdrStruct):
     """XDR struct remote_domain_pin_vcpu_args; on the wire, in order:
 
@@ -2408,12 +3633,19 @@ class remote_domain_pin_vcpu_args(xdr.XdrStruct):
     opaque<REMOTE_CPUMAP_MAX> cpumap
     """
 
+    __slots__ = ("cpumap", "dom", "vcpu")
+    __match_args__ = ("dom", "vcpu", "cpumap")
+
     dom: remote_nonnull_domain
     vcpu: int
     cpumap: bytes
 
+    def __init__(self, dom: remote_nonnull_domain, vcpu: int, cpumap: bytes) -> None:
+        self.dom = dom
+        self.vcpu = vcpu
+        self.cpumap = cpumap
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_pin_vcpu_flags_args(xdr.XdrStruct):
     """XDR struct remote_domain_pin_vcpu_flags_args; on the wire, in order:
 
@@ -2423,13 +3655,21 @@ class remote_domain_pin_vcpu_flags_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("cpumap", "dom", "flags", "vcpu")
+    __match_args__ = ("dom", "vcpu", "cpumap", "flags")
+
     dom: remote_nonnull_domain
     vcpu: int
     cpumap: bytes
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, vcpu: int, cpumap: bytes, flags: int) -> None:
+        self.dom = dom
+        self.vcpu = vcpu
+        self.cpumap = cpumap
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_vcpu_pin_info_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_vcpu_pin_info_args; on the wire, in order:
 
@@ -2439,13 +3679,21 @@ class remote_domain_get_vcpu_pin_info_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "maplen", "ncpumaps")
+    __match_args__ = ("dom", "ncpumaps", "maplen", "flags")
+
     dom: remote_nonnull_domain
     ncpumaps: int
     maplen: int
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, ncpumaps: int, maplen: int, flags: int) -> None:
+        self.dom = dom
+        self.ncpumaps = ncpumaps
+        self.maplen = maplen
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_vcpu_pin_info_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_vcpu_pin_info_ret; on the wire, in order:
 
@@ -2453,11 +3701,17 @@ class remote_domain_get_vcpu_pin_info_ret(xdr.XdrStruct):
     int num
     """
 
+    __slots__ = ("cpumaps", "num")
+    __match_args__ = ("cpumaps", "num")
+
     cpumaps: bytes
     num: int
 
+    def __init__(self, cpumaps: bytes, num: int) -> None:
+        self.cpumaps = cpumaps
+        self.num = num
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_pin_emulator_args(xdr.XdrStruct):
     """XDR struct remote_domain_pin_emulator_args; on the wire, in order:
 
@@ -2466,12 +3720,19 @@ class remote_domain_pin_emulator_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("cpumap", "dom", "flags")
+    __match_args__ = ("dom", "cpumap", "flags")
+
     dom: remote_nonnull_domain
     cpumap: bytes
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, cpumap: bytes, flags: int) -> None:
+        self.dom = dom
+        self.cpumap = cpumap
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_emulator_pin_info_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_emulator_pin_info_args; on the wire, in order:
 
@@ -2480,12 +3741,19 @@ class remote_domain_get_emulator_pin_info_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "maplen")
+    __match_args__ = ("dom", "maplen", "flags")
+
     dom: remote_nonnull_domain
     maplen: int
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, maplen: int, flags: int) -> None:
+        self.dom = dom
+        self.maplen = maplen
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_emulator_pin_info_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_emulator_pin_info_ret; on the wire, in order:
 
@@ -2493,11 +3761,17 @@ class remote_domain_get_emulator_pin_info_ret(xdr.XdrStruct):
     int ret
     """
 
+    __slots__ = ("cpumaps", "ret")
+    __match_args__ = ("cpumaps", "ret")
+
     cpumaps: bytes
     ret: int
 
+    def __init__(self, cpumaps: bytes, ret: int) -> None:
+        self.cpumaps = cpumaps
+        self.ret = ret
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_vcpus_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_vcpus_args; on the wire, in order:
 
@@ -2506,12 +3780,19 @@ class remote_domain_get_vcpus_args(xdr.XdrStruct):
     int maplen
     """
 
+    __slots__ = ("dom", "maplen", "maxinfo")
+    __match_args__ = ("dom", "maxinfo", "maplen")
+
     dom: remote_nonnull_domain
     maxinfo: int
     maplen: int
 
+    def __init__(self, dom: remote_nonnull_domain, maxinfo: int, maplen: int) -> None:
+        self.dom = dom
+        self.maxinfo = maxinfo
+        self.maplen = maplen
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_vcpus_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_vcpus_ret; on the wire, in order:
 
@@ -2519,31 +3800,47 @@ class remote_domain_get_vcpus_ret(xdr.XdrStruct):
     opaque<REMOTE_CPUMAPS_MAX> cpumaps
     """
 
+    __slots__ = ("cpumaps", "info")
+    __match_args__ = ("info", "cpumaps")
+
     info: list[remote_vcpu_info]
     cpumaps: bytes
 
+    def __init__(self, info: list[remote_vcpu_info], cpumaps: bytes) -> None:
+        self.info = info
+        self.cpumaps = cpumaps
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_max_vcpus_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_max_vcpus_args; on the wire, in order:
 
     remote_nonnull_domain dom
     """
 
+    __slots__ = ("dom",)
+    __match_args__ = ("dom",)
+
     dom: remote_nonnull_domain
 
+    def __init__(self, dom: remote_nonnull_domain) -> None:
+        self.dom = dom
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_max_vcpus_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_max_vcpus_ret; on the wire, in order:
 
     int num
     """
 
+    __slots__ = ("num",)
+    __match_args__ = ("num",)
+
     num: int
 
+    def __init__(self, num: int) -> None:
+        self.num = num
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_iothread_info(xdr.XdrStruct):
     """XDR struct remote_domain_iothread_info; on the wire, in order:
 
@@ -2551,11 +3848,17 @@ class remote_domain_iothread_info(xdr.XdrStruct):
     opaque<REMOTE_CPUMAP_MAX> cpumap
     """
 
+    __slots__ = ("cpumap", "iothread_id")
+    __match_args__ = ("iothread_id", "cpumap")
+
     iothread_id: int
     cpumap: bytes
 
+    def __init__(self, iothread_id: int, cpumap: bytes) -> None:
+        self.iothread_id = iothread_id
+        self.cpumap = cpumap
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_iothread_info_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_iothread_info_args; on the wire, in order:
 
@@ -2563,11 +3866,17 @@ class remote_domain_get_iothread_info_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags")
+    __match_args__ = ("dom", "flags")
+
     dom: remote_nonnull_domain
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, flags: int) -> None:
+        self.dom = dom
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_iothread_info_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_iothread_info_ret; on the wire, in order:
 
@@ -2575,11 +3884,17 @@ class remote_domain_get_iothread_info_ret(xdr.XdrStruct):
     unsigned int ret
     """
 
+    __slots__ = ("info", "ret")
+    __match_args__ = ("info", "ret")
+
     info: list[remote_domain_iothread_info]
     ret: int
 
+    def __init__(self, info: list[remote_domain_iothread_info], ret: int) -> None:
+        self.info = info
+        self.ret = ret
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_pin_iothread_args(xdr.XdrStruct):
     """XDR struct remote_domain_pin_iothread_args; on the wire, in order:
 
@@ -2589,13 +3904,21 @@ class remote_domain_pin_iothread_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("cpumap", "dom", "flags", "iothreads_id")
+    __match_args__ = ("dom", "iothreads_id", "cpumap", "flags")
+
     dom: remote_nonnull_domain
     iothreads_id: int
     cpumap: bytes
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, iothreads_id: int, cpumap: bytes, flags: int) -> None:
+        self.dom = dom
+        self.iothreads_id = iothreads_id
+        self.cpumap = cpumap
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_add_iothread_args(xdr.XdrStruct):
     """XDR struct remote_domain_add_iothread_args; on the wire, in order:
 
@@ -2604,12 +3927,19 @@ class remote_domain_add_iothread_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "iothread_id")
+    __match_args__ = ("dom", "iothread_id", "flags")
+
     dom: remote_nonnull_domain
     iothread_id: int
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, iothread_id: int, flags: int) -> None:
+        self.dom = dom
+        self.iothread_id = iothread_id
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_del_iothread_args(xdr.XdrStruct):
     """XDR struct remote_domain_del_iothread_args; on the wire, in order:
 
@@ -2618,12 +3948,19 @@ class remote_domain_del_iothread_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "iothread_id")
+    __match_args__ = ("dom", "iothread_id", "flags")
+
     dom: remote_nonnull_domain
     iothread_id: int
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, iothread_id: int, flags: int) -> None:
+        self.dom = dom
+        self.iothread_id = iothread_id
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_set_iothread_params_args(xdr.XdrStruct):
     """XDR struct remote_domain_set_iothread_params_args; on the wire, in order:
 
@@ -2633,13 +3970,27 @@ class remote_domain_set_iothread_params_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "iothread_id", "params")
+    __match_args__ = ("dom", "iothread_id", "params", "flags")
+
     dom: remote_nonnull_domain
     iothread_id: int
     params: list[remote_typed_param]
     flags: int
 
+    def __init__(
+        self,
+        dom: remote_nonnull_domain,
+        iothread_id: int,
+        params: list[remote_typed_param],
+        flags: int,
+    ) -> None:
+        self.dom = dom
+        self.iothread_id = iothread_id
+        self.params = params
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_set_vcpu_args(xdr.XdrStruct):
     """XDR struct remote_domain_set_vcpu_args; on the wire, in order:
 
@@ -2649,23 +4000,42 @@ class remote_domain_set_vcpu_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("cpumap", "dom", "flags", "state")
+    __match_args__ = ("dom", "cpumap", "state", "flags")
+
     dom: remote_nonnull_domain
     cpumap: remote_nonnull_string
     state: int
     flags: int
 
+    def __init__(
+        self,
+        dom: remote_nonnull_domain,
+        cpumap: remote_nonnull_string,
+        state: int,
+        flags: int,
+    ) -> None:
+        self.dom = dom
+        self.cpumap = cpumap
+        self.state = state
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_scheduler_type_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_scheduler_type_args; on the wire, in order:
 
     remote_nonnull_domain dom
     """
 
+    __slots__ = ("dom",)
+    __match_args__ = ("dom",)
+
     dom: remote_nonnull_domain
 
+    def __init__(self, dom: remote_nonnull_domain) -> None:
+        self.dom = dom
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_scheduler_type_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_scheduler_type_ret; on the wire, in order:
 
@@ -2673,11 +4043,17 @@ class remote_domain_get_scheduler_type_ret(xdr.XdrStruct):
     int nparams
     """
 
+    __slots__ = ("nparams", "type")
+    __match_args__ = ("type", "nparams")
+
     type: remote_nonnull_string
     nparams: int
 
+    def __init__(self, type: remote_nonnull_string, nparams: int) -> None:
+        self.type = type
+        self.nparams = nparams
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_scheduler_parameters_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_scheduler_parameters_args; on the wire, in order:
 
@@ -2685,21 +4061,32 @@ class remote_domain_get_scheduler_parameters_args(xdr.XdrStruct):
     int nparams
     """
 
+    __slots__ = ("dom", "nparams")
+    __match_args__ = ("dom", "nparams")
+
     dom: remote_nonnull_domain
     nparams: int
 
+    def __init__(self, dom: remote_nonnull_domain, nparams: int) -> None:
+        self.dom = dom
+        self.nparams = nparams
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_scheduler_parameters_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_scheduler_parameters_ret; on the wire, in order:
 
     remote_typed_param<REMOTE_DOMAIN_SCHEDULER_PARAMETERS_MAX> params
     """
 
+    __slots__ = ("params",)
+    __match_args__ = ("params",)
+
     params: list[remote_typed_param]
 
+    def __init__(self, params: list[remote_typed_param]) -> None:
+        self.params = params
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_scheduler_parameters_flags_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_scheduler_parameters_flags_args; on the wire, in order:
 
@@ -2708,22 +4095,34 @@ class remote_domain_get_scheduler_parameters_flags_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "nparams")
+    __match_args__ = ("dom", "nparams", "flags")
+
     dom: remote_nonnull_domain
     nparams: int
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, nparams: int, flags: int) -> None:
+        self.dom = dom
+        self.nparams = nparams
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_scheduler_parameters_flags_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_scheduler_parameters_flags_ret; on the wire, in order:
 
     remote_typed_param<REMOTE_DOMAIN_SCHEDULER_PARAMETERS_MAX> params
     """
 
+    __slots__ = ("params",)
+    __match_args__ = ("params",)
+
     params: list[remote_typed_param]
 
+    def __init__(self, params: list[remote_typed_param]) -> None:
+        self.params = params
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_set_scheduler_parameters_args(xdr.XdrStruct):
     """XDR struct remote_domain_set_scheduler_parameters_args; on the wire, in order:
 
@@ -2731,11 +4130,17 @@ class remote_domain_set_scheduler_parameters_args(xdr.XdrStruct):
     remote_typed_param<REMOTE_DOMAIN_SCHEDULER_PARAMETERS_MAX> params
     """
 
+    __slots__ = ("dom", "params")
+    __match_args__ = ("dom", "params")
+
     dom: remote_nonnull_domain
     params: list[remote_typed_param]
 
+    def __init__(self, dom: remote_nonnull_domain, params: list[remote_typed_param]) -> None:
+        self.dom = dom
+        self.params = params
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_set_scheduler_parameters_flags_args(xdr.XdrStruct):
     """XDR struct remote_domain_set_scheduler_parameters_flags_args; on the wire, in order:
 
@@ -2744,12 +4149,19 @@ class remote_domain_set_scheduler_parameters_flags_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "params")
+    __match_args__ = ("dom", "params", "flags")
+
     dom: remote_nonnull_domain
     params: list[remote_typed_param]
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, params: list[remote_typed_param], flags: int) -> None:
+        self.dom = dom
+        self.params = params
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_set_blkio_parameters_args(xdr.XdrStruct):
     """XDR struct remote_domain_set_blkio_parameters_args; on the wire, in order:
 
@@ -2758,12 +4170,19 @@ class remote_domain_set_blkio_parameters_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "params")
+    __match_args__ = ("dom", "params", "flags")
+
     dom: remote_nonnull_domain
     params: list[remote_typed_param]
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, params: list[remote_typed_param], flags: int) -> None:
+        self.dom = dom
+        self.params = params
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_blkio_parameters_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_blkio_parameters_args; on the wire, in order:
 
@@ -2772,12 +4191,19 @@ class remote_domain_get_blkio_parameters_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "nparams")
+    __match_args__ = ("dom", "nparams", "flags")
+
     dom: remote_nonnull_domain
     nparams: int
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, nparams: int, flags: int) -> None:
+        self.dom = dom
+        self.nparams = nparams
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_blkio_parameters_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_blkio_parameters_ret; on the wire, in order:
 
@@ -2785,11 +4211,17 @@ class remote_domain_get_blkio_parameters_ret(xdr.XdrStruct):
     int nparams
     """
 
+    __slots__ = ("nparams", "params")
+    __match_args__ = ("params", "nparams")
+
     params: list[remote_typed_param]
     nparams: int
 
+    def __init__(self, params: list[remote_typed_param], nparams: int) -> None:
+        self.params = params
+        self.nparams = nparams
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_set_memory_parameters_args(xdr.XdrStruct):
     """XDR struct remote_domain_set_memory_parameters_args; on the wire, in order:
 
@@ -2798,12 +4230,19 @@ class remote_domain_set_memory_parameters_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "params")
+    __match_args__ = ("dom", "params", "flags")
+
     dom: remote_nonnull_domain
     params: list[remote_typed_param]
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, params: list[remote_typed_param], flags: int) -> None:
+        self.dom = dom
+        self.params = params
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_memory_parameters_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_memory_parameters_args; on the wire, in order:
 
@@ -2812,12 +4251,19 @@ class remote_domain_get_memory_parameters_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "nparams")
+    __match_args__ = ("dom", "nparams", "flags")
+
     dom: remote_nonnull_domain
     nparams: int
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, nparams: int, flags: int) -> None:
+        self.dom = dom
+        self.nparams = nparams
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_memory_parameters_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_memory_parameters_ret; on the wire, in order:
 
@@ -2825,11 +4271,17 @@ class remote_domain_get_memory_parameters_ret(xdr.XdrStruct):
     int nparams
     """
 
+    __slots__ = ("nparams", "params")
+    __match_args__ = ("params", "nparams")
+
     params: list[remote_typed_param]
     nparams: int
 
+    def __init__(self, params: list[remote_typed_param], nparams: int) -> None:
+        self.params = params
+        self.nparams = nparams
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_set_numa_parameters_args(xdr.XdrStruct):
     """XDR struct remote_domain_set_numa_parameters_args; on the wire, in order:
 
@@ -2838,12 +4290,19 @@ class remote_domain_set_numa_parameters_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "params")
+    __match_args__ = ("dom", "params", "flags")
+
     dom: remote_nonnull_domain
     params: list[remote_typed_param]
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, params: list[remote_typed_param], flags: int) -> None:
+        self.dom = dom
+        self.params = params
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_numa_parameters_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_numa_parameters_args; on the wire, in order:
 
@@ -2852,12 +4311,19 @@ class remote_domain_get_numa_parameters_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "nparams")
+    __match_args__ = ("dom", "nparams", "flags")
+
     dom: remote_nonnull_domain
     nparams: int
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, nparams: int, flags: int) -> None:
+        self.dom = dom
+        self.nparams = nparams
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_numa_parameters_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_numa_parameters_ret; on the wire, in order:
 
@@ -2865,11 +4331,17 @@ class remote_domain_get_numa_parameters_ret(xdr.XdrStruct):
     int nparams
     """
 
+    __slots__ = ("nparams", "params")
+    __match_args__ = ("params", "nparams")
+
     params: list[remote_typed_param]
     nparams: int
 
+    def __init__(self, params: list[remote_typed_param], nparams: int) -> None:
+        self.params = params
+        self.nparams = nparams
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_set_perf_events_args(xdr.XdrStruct):
     """XDR struct remote_domain_set_perf_events_args; on the wire, in order:
 
@@ -2878,12 +4350,19 @@ class remote_domain_set_perf_events_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "params")
+    __match_args__ = ("dom", "params", "flags")
+
     dom: remote_nonnull_domain
     params: list[remote_typed_param]
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, params: list[remote_typed_param], flags: int) -> None:
+        self.dom = dom
+        self.params = params
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_perf_events_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_perf_events_args; on the wire, in order:
 
@@ -2891,21 +4370,32 @@ class remote_domain_get_perf_events_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags")
+    __match_args__ = ("dom", "flags")
+
     dom: remote_nonnull_domain
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, flags: int) -> None:
+        self.dom = dom
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_perf_events_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_perf_events_ret; on the wire, in order:
 
     remote_typed_param<REMOTE_DOMAIN_PERF_EVENTS_MAX> params
     """
 
+    __slots__ = ("params",)
+    __match_args__ = ("params",)
+
     params: list[remote_typed_param]
 
+    def __init__(self, params: list[remote_typed_param]) -> None:
+        self.params = params
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_set_interface_parameters_args(xdr.XdrStruct):
     """XDR struct remote_domain_set_interface_parameters_args; on the wire, in order:
 
@@ -2915,13 +4405,27 @@ class remote_domain_set_interface_parameters_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("device", "dom", "flags", "params")
+    __match_args__ = ("dom", "device", "params", "flags")
+
     dom: remote_nonnull_domain
     device: remote_nonnull_string
     params: list[remote_typed_param]
     flags: int
 
+    def __init__(
+        self,
+        dom: remote_nonnull_domain,
+        device: remote_nonnull_string,
+        params: list[remote_typed_param],
+        flags: int,
+    ) -> None:
+        self.dom = dom
+        self.device = device
+        self.params = params
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_interface_parameters_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_interface_parameters_args; on the wire, in order:
 
@@ -2931,13 +4435,27 @@ class remote_domain_get_interface_parameters_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("device", "dom", "flags", "nparams")
+    __match_args__ = ("dom", "device", "nparams", "flags")
+
     dom: remote_nonnull_domain
     device: remote_nonnull_string
     nparams: int
     flags: int
 
+    def __init__(
+        self,
+        dom: remote_nonnull_domain,
+        device: remote_nonnull_string,
+        nparams: int,
+        flags: int,
+    ) -> None:
+        self.dom = dom
+        self.device = device
+        self.nparams = nparams
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_interface_parameters_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_interface_parameters_ret; on the wire, in order:
 
@@ -2945,11 +4463,17 @@ class remote_domain_get_interface_parameters_ret(xdr.XdrStruct):
     int nparams
     """
 
+    __slots__ = ("nparams", "params")
+    __match_args__ = ("params", "nparams")
+
     params: list[remote_typed_param]
     nparams: int
 
+    def __init__(self, params: list[remote_typed_param], nparams: int) -> None:
+        self.params = params
+        self.nparams = nparams
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_set_memory_stats_period_args(xdr.XdrStruct):
     """XDR struct remote_domain_set_memory_stats_period_args; on the wire, in order:
 
@@ -2958,12 +4482,19 @@ class remote_domain_set_memory_stats_period_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "period")
+    __match_args__ = ("dom", "period", "flags")
+
     dom: remote_nonnull_domain
     period: int
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, period: int, flags: int) -> None:
+        self.dom = dom
+        self.period = period
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_attach_device_args(xdr.XdrStruct):
     """XDR struct remote_domain_attach_device_args; on the wire, in order:
 
@@ -2971,11 +4502,17 @@ class remote_domain_attach_device_args(xdr.XdrStruct):
     remote_nonnull_string xml
     """
 
+    __slots__ = ("dom", "xml")
+    __match_args__ = ("dom", "xml")
+
     dom: remote_nonnull_domain
     xml: remote_nonnull_string
 
+    def __init__(self, dom: remote_nonnull_domain, xml: remote_nonnull_string) -> None:
+        self.dom = dom
+        self.xml = xml
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_attach_device_flags_args(xdr.XdrStruct):
     """XDR struct remote_domain_attach_device_flags_args; on the wire, in order:
 
@@ -2984,12 +4521,19 @@ class remote_domain_attach_device_flags_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "xml")
+    __match_args__ = ("dom", "xml", "flags")
+
     dom: remote_nonnull_domain
     xml: remote_nonnull_string
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, xml: remote_nonnull_string, flags: int) -> None:
+        self.dom = dom
+        self.xml = xml
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_detach_device_args(xdr.XdrStruct):
     """XDR struct remote_domain_detach_device_args; on the wire, in order:
 
@@ -2997,11 +4541,17 @@ class remote_domain_detach_device_args(xdr.XdrStruct):
     remote_nonnull_string xml
     """
 
+    __slots__ = ("dom", "xml")
+    __match_args__ = ("dom", "xml")
+
     dom: remote_nonnull_domain
     xml: remote_nonnull_string
 
+    def __init__(self, dom: remote_nonnull_domain, xml: remote_nonnull_string) -> None:
+        self.dom = dom
+        self.xml = xml
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_detach_device_flags_args(xdr.XdrStruct):
     """XDR struct remote_domain_detach_device_flags_args; on the wire, in order:
 
@@ -3010,12 +4560,19 @@ class remote_domain_detach_device_flags_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "xml")
+    __match_args__ = ("dom", "xml", "flags")
+
     dom: remote_nonnull_domain
     xml: remote_nonnull_string
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, xml: remote_nonnull_string, flags: int) -> None:
+        self.dom = dom
+        self.xml = xml
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_update_device_flags_args(xdr.XdrStruct):
     """XDR struct remote_domain_update_device_flags_args; on the wire, in order:
 
@@ -3024,12 +4581,19 @@ class remote_domain_update_device_flags_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "xml")
+    __match_args__ = ("dom", "xml", "flags")
+
     dom: remote_nonnull_domain
     xml: remote_nonnull_string
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, xml: remote_nonnull_string, flags: int) -> None:
+        self.dom = dom
+        self.xml = xml
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_detach_device_alias_args(xdr.XdrStruct):
     """XDR struct remote_domain_detach_device_alias_args; on the wire, in order:
 
@@ -3038,12 +4602,19 @@ class remote_domain_detach_device_alias_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("alias", "dom", "flags")
+    __match_args__ = ("dom", "alias", "flags")
+
     dom: remote_nonnull_domain
     alias: remote_nonnull_string
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, alias: remote_nonnull_string, flags: int) -> None:
+        self.dom = dom
+        self.alias = alias
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_block_job_abort_args(xdr.XdrStruct):
     """XDR struct remote_domain_block_job_abort_args; on the wire, in order:
 
@@ -3052,12 +4623,19 @@ class remote_domain_block_job_abort_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "path")
+    __match_args__ = ("dom", "path", "flags")
+
     dom: remote_nonnull_domain
     path: remote_nonnull_string
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, path: remote_nonnull_string, flags: int) -> None:
+        self.dom = dom
+        self.path = path
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_block_job_info_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_block_job_info_args; on the wire, in order:
 
@@ -3066,12 +4644,19 @@ class remote_domain_get_block_job_info_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "path")
+    __match_args__ = ("dom", "path", "flags")
+
     dom: remote_nonnull_domain
     path: remote_nonnull_string
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, path: remote_nonnull_string, flags: int) -> None:
+        self.dom = dom
+        self.path = path
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_block_job_info_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_block_job_info_ret; on the wire, in order:
 
@@ -3082,14 +4667,23 @@ class remote_domain_get_block_job_info_ret(xdr.XdrStruct):
     unsigned hyper end
     """
 
+    __slots__ = ("bandwidth", "cur", "end", "found", "type")
+    __match_args__ = ("found", "type", "bandwidth", "cur", "end")
+
     found: int
     type: int
     bandwidth: int
     cur: int
     end: int
 
+    def __init__(self, found: int, type: int, bandwidth: int, cur: int, end: int) -> None:
+        self.found = found
+        self.type = type
+        self.bandwidth = bandwidth
+        self.cur = cur
+        self.end = end
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_block_job_set_speed_args(xdr.XdrStruct):
     """XDR struct remote_domain_block_job_set_speed_args; on the wire, in order:
 
@@ -3099,13 +4693,27 @@ class remote_domain_block_job_set_speed_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("bandwidth", "dom", "flags", "path")
+    __match_args__ = ("dom", "path", "bandwidth", "flags")
+
     dom: remote_nonnull_domain
     path: remote_nonnull_string
     bandwidth: int
     flags: int
 
+    def __init__(
+        self,
+        dom: remote_nonnull_domain,
+        path: remote_nonnull_string,
+        bandwidth: int,
+        flags: int,
+    ) -> None:
+        self.dom = dom
+        self.path = path
+        self.bandwidth = bandwidth
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_block_pull_args(xdr.XdrStruct):
     """XDR struct remote_domain_block_pull_args; on the wire, in order:
 
@@ -3115,13 +4723,27 @@ class remote_domain_block_pull_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("bandwidth", "dom", "flags", "path")
+    __match_args__ = ("dom", "path", "bandwidth", "flags")
+
     dom: remote_nonnull_domain
     path: remote_nonnull_string
     bandwidth: int
     flags: int
 
+    def __init__(
+        self,
+        dom: remote_nonnull_domain,
+        path: remote_nonnull_string,
+        bandwidth: int,
+        flags: int,
+    ) -> None:
+        self.dom = dom
+        self.path = path
+        self.bandwidth = bandwidth
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_block_rebase_args(xdr.XdrStruct):
     """XDR struct remote_domain_block_rebase_args; on the wire, in order:
 
@@ -3132,14 +4754,30 @@ class remote_domain_block_rebase_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("bandwidth", "base", "dom", "flags", "path")
+    __match_args__ = ("dom", "path", "base", "bandwidth", "flags")
+
     dom: remote_nonnull_domain
     path: remote_nonnull_string
     base: remote_string
     bandwidth: int
     flags: int
 
+    def __init__(
+        self,
+        dom: remote_nonnull_domain,
+        path: remote_nonnull_string,
+        base: remote_string,
+        bandwidth: int,
+        flags: int,
+    ) -> None:
+        self.dom = dom
+        self.path = path
+        self.base = base
+        self.bandwidth = bandwidth
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_block_copy_args(xdr.XdrStruct):
     """XDR struct remote_domain_block_copy_args; on the wire, in order:
 
@@ -3150,14 +4788,30 @@ class remote_domain_block_copy_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("destxml", "dom", "flags", "params", "path")
+    __match_args__ = ("dom", "path", "destxml", "params", "flags")
+
     dom: remote_nonnull_domain
     path: remote_nonnull_string
     destxml: remote_nonnull_string
     params: list[remote_typed_param]
     flags: int
 
+    def __init__(
+        self,
+        dom: remote_nonnull_domain,
+        path: remote_nonnull_string,
+        destxml: remote_nonnull_string,
+        params: list[remote_typed_param],
+        flags: int,
+    ) -> None:
+        self.dom = dom
+        self.path = path
+        self.destxml = destxml
+        self.params = params
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_block_commit_args(xdr.XdrStruct):
     """XDR struct remote_domain_block_commit_args; on the wire, in order:
 
@@ -3169,6 +4823,9 @@ class remote_domain_block_commit_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("bandwidth", "base", "disk", "dom", "flags", "top")
+    __match_args__ = ("dom", "disk", "base", "top", "bandwidth", "flags")
+
     dom: remote_nonnull_domain
     disk: remote_nonnull_string
     base: remote_string
@@ -3176,8 +4833,23 @@ class remote_domain_block_commit_args(xdr.XdrStruct):
     bandwidth: int
     flags: int
 
+    def __init__(
+        self,
+        dom: remote_nonnull_domain,
+        disk: remote_nonnull_string,
+        base: remote_string,
+        top: remote_string,
+        bandwidth: int,
+        flags: int,
+    ) -> None:
+        self.dom = dom
+        self.disk = disk
+        self.base = base
+        self.top = top
+        self.bandwidth = bandwidth
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_set_block_io_tune_args(xdr.XdrStruct):
     """XDR struct remote_domain_set_block_io_tune_args; on the wire, in order:
 
@@ -3187,13 +4859,27 @@ class remote_domain_set_block_io_tune_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("disk", "dom", "flags", "params")
+    __match_args__ = ("dom", "disk", "params", "flags")
+
     dom: remote_nonnull_domain
     disk: remote_nonnull_string
     params: list[remote_typed_param]
     flags: int
 
+    def __init__(
+        self,
+        dom: remote_nonnull_domain,
+        disk: remote_nonnull_string,
+        params: list[remote_typed_param],
+        flags: int,
+    ) -> None:
+        self.dom = dom
+        self.disk = disk
+        self.params = params
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_block_io_tune_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_block_io_tune_args; on the wire, in order:
 
@@ -3203,13 +4889,21 @@ class remote_domain_get_block_io_tune_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("disk", "dom", "flags", "nparams")
+    __match_args__ = ("dom", "disk", "nparams", "flags")
+
     dom: remote_nonnull_domain
     disk: remote_string
     nparams: int
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, disk: remote_string, nparams: int, flags: int) -> None:
+        self.dom = dom
+        self.disk = disk
+        self.nparams = nparams
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_block_io_tune_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_block_io_tune_ret; on the wire, in order:
 
@@ -3217,11 +4911,17 @@ class remote_domain_get_block_io_tune_ret(xdr.XdrStruct):
     int nparams
     """
 
+    __slots__ = ("nparams", "params")
+    __match_args__ = ("params", "nparams")
+
     params: list[remote_typed_param]
     nparams: int
 
+    def __init__(self, params: list[remote_typed_param], nparams: int) -> None:
+        self.params = params
+        self.nparams = nparams
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_set_block_threshold_args(xdr.XdrStruct):
     """XDR struct remote_domain_set_block_threshold_args; on the wire, in order:
 
@@ -3231,13 +4931,27 @@ class remote_domain_set_block_threshold_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dev", "dom", "flags", "threshold")
+    __match_args__ = ("dom", "dev", "threshold", "flags")
+
     dom: remote_nonnull_domain
     dev: remote_nonnull_string
     threshold: int
     flags: int
 
+    def __init__(
+        self,
+        dom: remote_nonnull_domain,
+        dev: remote_nonnull_string,
+        threshold: int,
+        flags: int,
+    ) -> None:
+        self.dom = dom
+        self.dev = dev
+        self.threshold = threshold
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_backup_begin_args(xdr.XdrStruct):
     """XDR struct remote_domain_backup_begin_args; on the wire, in order:
 
@@ -3247,13 +4961,27 @@ class remote_domain_backup_begin_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("backup_xml", "checkpoint_xml", "dom", "flags")
+    __match_args__ = ("dom", "backup_xml", "checkpoint_xml", "flags")
+
     dom: remote_nonnull_domain
     backup_xml: remote_nonnull_string
     checkpoint_xml: remote_string
     flags: int
 
+    def __init__(
+        self,
+        dom: remote_nonnull_domain,
+        backup_xml: remote_nonnull_string,
+        checkpoint_xml: remote_string,
+        flags: int,
+    ) -> None:
+        self.dom = dom
+        self.backup_xml = backup_xml
+        self.checkpoint_xml = checkpoint_xml
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_backup_get_xml_desc_args(xdr.XdrStruct):
     """XDR struct remote_domain_backup_get_xml_desc_args; on the wire, in order:
 
@@ -3261,21 +4989,32 @@ class remote_domain_backup_get_xml_desc_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags")
+    __match_args__ = ("dom", "flags")
+
     dom: remote_nonnull_domain
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, flags: int) -> None:
+        self.dom = dom
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_backup_get_xml_desc_ret(xdr.XdrStruct):
     """XDR struct remote_domain_backup_get_xml_desc_ret; on the wire, in order:
 
     remote_nonnull_string xml
     """
 
+    __slots__ = ("xml",)
+    __match_args__ = ("xml",)
+
     xml: remote_nonnull_string
 
+    def __init__(self, xml: remote_nonnull_string) -> None:
+        self.xml = xml
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_block_resize_args(xdr.XdrStruct):
     """XDR struct remote_domain_block_resize_args; on the wire, in order:
 
@@ -3285,13 +5024,27 @@ class remote_domain_block_resize_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("disk", "dom", "flags", "size")
+    __match_args__ = ("dom", "disk", "size", "flags")
+
     dom: remote_nonnull_domain
     disk: remote_nonnull_string
     size: int
     flags: int
 
+    def __init__(
+        self,
+        dom: remote_nonnull_domain,
+        disk: remote_nonnull_string,
+        size: int,
+        flags: int,
+    ) -> None:
+        self.dom = dom
+        self.disk = disk
+        self.size = size
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_block_stats_args(xdr.XdrStruct):
     """XDR struct remote_domain_block_stats_args; on the wire, in order:
 
@@ -3299,11 +5052,17 @@ class remote_domain_block_stats_args(xdr.XdrStruct):
     remote_nonnull_string path
     """
 
+    __slots__ = ("dom", "path")
+    __match_args__ = ("dom", "path")
+
     dom: remote_nonnull_domain
     path: remote_nonnull_string
 
+    def __init__(self, dom: remote_nonnull_domain, path: remote_nonnull_string) -> None:
+        self.dom = dom
+        self.path = path
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_block_stats_ret(xdr.XdrStruct):
     """XDR struct remote_domain_block_stats_ret; on the wire, in order:
 
@@ -3314,14 +5073,23 @@ class remote_domain_block_stats_ret(xdr.XdrStruct):
     hyper errs
     """
 
+    __slots__ = ("errs", "rd_bytes", "rd_req", "wr_bytes", "wr_req")
+    __match_args__ = ("rd_req", "rd_bytes", "wr_req", "wr_bytes", "errs")
+
     rd_req: int
     rd_bytes: int
     wr_req: int
     wr_bytes: int
     errs: int
 
+    def __init__(self, rd_req: int, rd_bytes: int, wr_req: int, wr_bytes: int, errs: int) -> None:
+        self.rd_req = rd_req
+        self.rd_bytes = rd_bytes
+        self.wr_req = wr_req
+        self.wr_bytes = wr_bytes
+        self.errs = errs
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_block_stats_flags_args(xdr.XdrStruct):
     """XDR struct remote_domain_block_stats_flags_args; on the wire, in order:
 
@@ -3331,13 +5099,27 @@ class remote_domain_block_stats_flags_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "nparams", "path")
+    __match_args__ = ("dom", "path", "nparams", "flags")
+
     dom: remote_nonnull_domain
     path: remote_nonnull_string
     nparams: int
     flags: int
 
+    def __init__(
+        self,
+        dom: remote_nonnull_domain,
+        path: remote_nonnull_string,
+        nparams: int,
+        flags: int,
+    ) -> None:
+        self.dom = dom
+        self.path = path
+        self.nparams = nparams
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_block_stats_flags_ret(xdr.XdrStruct):
     """XDR struct remote_domain_block_stats_flags_ret; on the wire, in order:
 
@@ -3345,11 +5127,17 @@ class remote_domain_block_stats_flags_ret(xdr.XdrStruct):
     int nparams
     """
 
+    __slots__ = ("nparams", "params")
+    __match_args__ = ("params", "nparams")
+
     params: list[remote_typed_param]
     nparams: int
 
+    def __init__(self, params: list[remote_typed_param], nparams: int) -> None:
+        self.params = params
+        self.nparams = nparams
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_interface_stats_args(xdr.XdrStruct):
     """XDR struct remote_domain_interface_stats_args; on the wire, in order:
 
@@ -3357,11 +5145,17 @@ class remote_domain_interface_stats_args(xdr.XdrStruct):
     remote_nonnull_string device
     """
 
+    __slots__ = ("device", "dom")
+    __match_args__ = ("dom", "device")
+
     dom: remote_nonnull_domain
     device: remote_nonnull_string
 
+    def __init__(self, dom: remote_nonnull_domain, device: remote_nonnull_string) -> None:
+        self.dom = dom
+        self.device = device
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_interface_stats_ret(xdr.XdrStruct):
     """XDR struct remote_domain_interface_stats_ret; on the wire, in order:
 
@@ -3375,6 +5169,9 @@ class remote_domain_interface_stats_ret(xdr.XdrStruct):
     hyper tx_drop
     """
 
+    __slots__ = ("rx_bytes", "rx_drop", "rx_errs", "rx_packets", "tx_bytes", "tx_drop", "tx_errs", "tx_packets")
+    __match_args__ = ("rx_bytes", "rx_packets", "rx_errs", "rx_drop", "tx_bytes", "tx_packets", "tx_errs", "tx_drop")
+
     rx_bytes: int
     rx_packets: int
     rx_errs: int
@@ -3384,8 +5181,27 @@ class remote_domain_interface_stats_ret(xdr.XdrStruct):
     tx_errs: int
     tx_drop: int
 
+    def __init__(
+        self,
+        rx_bytes: int,
+        rx_packets: int,
+        rx_errs: int,
+        rx_drop: int,
+        tx_bytes: int,
+        tx_packets: int,
+        tx_errs: int,
+        tx_drop: int,
+    ) -> None:
+        self.rx_bytes = rx_bytes
+        self.rx_packets = rx_packets
+        self.rx_errs = rx_errs
+        self.rx_drop = rx_drop
+        self.tx_bytes = tx_bytes
+        self.tx_packets = tx_packets
+        self.tx_errs = tx_errs
+        self.tx_drop = tx_drop
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_memory_stats_args(xdr.XdrStruct):
     """XDR struct remote_domain_memory_stats_args; on the wire, in order:
 
@@ -3394,12 +5210,19 @@ class remote_domain_memory_stats_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "maxStats")
+    __match_args__ = ("dom", "maxStats", "flags")
+
     dom: remote_nonnull_domain
     maxStats: int
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, maxStats: int, flags: int) -> None:
+        self.dom = dom
+        self.maxStats = maxStats
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_memory_stat(xdr.XdrStruct):
     """XDR struct remote_domain_memory_stat; on the wire, in order:
 
@@ -3407,21 +5230,32 @@ class remote_domain_memory_stat(xdr.XdrStruct):
     unsigned hyper val
     """
 
+    __slots__ = ("tag", "val")
+    __match_args__ = ("tag", "val")
+
     tag: int
     val: int
 
+    def __init__(self, tag: int, val: int) -> None:
+        self.tag = tag
+        self.val = val
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_memory_stats_ret(xdr.XdrStruct):
     """XDR struct remote_domain_memory_stats_ret; on the wire, in order:
 
     remote_domain_memory_stat<REMOTE_DOMAIN_MEMORY_STATS_MAX> stats
     """
 
+    __slots__ = ("stats",)
+    __match_args__ = ("stats",)
+
     stats: list[remote_domain_memory_stat]
 
+    def __init__(self, stats: list[remote_domain_memory_stat]) -> None:
+        self.stats = stats
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_block_peek_args(xdr.XdrStruct):
     """XDR struct remote_domain_block_peek_args; on the wire, in order:
 
@@ -3432,24 +5266,45 @@ class remote_domain_block_peek_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "offset", "path", "size")
+    __match_args__ = ("dom", "path", "offset", "size", "flags")
+
     dom: remote_nonnull_domain
     path: remote_nonnull_string
     offset: int
     size: int
     flags: int
 
+    def __init__(
+        self,
+        dom: remote_nonnull_domain,
+        path: remote_nonnull_string,
+        offset: int,
+        size: int,
+        flags: int,
+    ) -> None:
+        self.dom = dom
+        self.path = path
+        self.offset = offset
+        self.size = size
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_block_peek_ret(xdr.XdrStruct):
     """XDR struct remote_domain_block_peek_ret; on the wire, in order:
 
     opaque<REMOTE_DOMAIN_BLOCK_PEEK_BUFFER_MAX> buffer
     """
 
+    __slots__ = ("buffer",)
+    __match_args__ = ("buffer",)
+
     buffer: bytes
 
+    def __init__(self, buffer: bytes) -> None:
+        self.buffer = buffer
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_memory_peek_args(xdr.XdrStruct):
     """XDR struct remote_domain_memory_peek_args; on the wire, in order:
 
@@ -3459,23 +5314,36 @@ class remote_domain_memory_peek_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "offset", "size")
+    __match_args__ = ("dom", "offset", "size", "flags")
+
     dom: remote_nonnull_domain
     offset: int
     size: int
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, offset: int, size: int, flags: int) -> None:
+        self.dom = dom
+        self.offset = offset
+        self.size = size
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_memory_peek_ret(xdr.XdrStruct):
     """XDR struct remote_domain_memory_peek_ret; on the wire, in order:
 
     opaque<REMOTE_DOMAIN_MEMORY_PEEK_BUFFER_MAX> buffer
     """
 
+    __slots__ = ("buffer",)
+    __match_args__ = ("buffer",)
+
     buffer: bytes
 
+    def __init__(self, buffer: bytes) -> None:
+        self.buffer = buffer
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_block_info_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_block_info_args; on the wire, in order:
 
@@ -3484,12 +5352,19 @@ class remote_domain_get_block_info_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "path")
+    __match_args__ = ("dom", "path", "flags")
+
     dom: remote_nonnull_domain
     path: remote_nonnull_string
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, path: remote_nonnull_string, flags: int) -> None:
+        self.dom = dom
+        self.path = path
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_block_info_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_block_info_ret; on the wire, in order:
 
@@ -3498,12 +5373,19 @@ class remote_domain_get_block_info_ret(xdr.XdrStruct):
     unsigned hyper physical
     """
 
+    __slots__ = ("allocation", "capacity", "physical")
+    __match_args__ = ("allocation", "capacity", "physical")
+
     allocation: int
     capacity: int
     physical: int
 
+    def __init__(self, allocation: int, capacity: int, physical: int) -> None:
+        self.allocation = allocation
+        self.capacity = capacity
+        self.physical = physical
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_cpu_stats_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_cpu_stats_args; on the wire, in order:
 
@@ -3514,14 +5396,30 @@ class remote_domain_get_cpu_stats_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "ncpus", "nparams", "start_cpu")
+    __match_args__ = ("dom", "nparams", "start_cpu", "ncpus", "flags")
+
     dom: remote_nonnull_domain
     nparams: int
     start_cpu: int
     ncpus: int
     flags: int
 
+    def __init__(
+        self,
+        dom: remote_nonnull_domain,
+        nparams: int,
+        start_cpu: int,
+        ncpus: int,
+        flags: int,
+    ) -> None:
+        self.dom = dom
+        self.nparams = nparams
+        self.start_cpu = start_cpu
+        self.ncpus = ncpus
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_cpu_stats_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_cpu_stats_ret; on the wire, in order:
 
@@ -3529,11 +5427,17 @@ class remote_domain_get_cpu_stats_ret(xdr.XdrStruct):
     int nparams
     """
 
+    __slots__ = ("nparams", "params")
+    __match_args__ = ("params", "nparams")
+
     params: list[remote_typed_param]
     nparams: int
 
+    def __init__(self, params: list[remote_typed_param], nparams: int) -> None:
+        self.params = params
+        self.nparams = nparams
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_stats_record(xdr.XdrStruct):
     """XDR struct remote_domain_stats_record; on the wire, in order:
 
@@ -3541,11 +5445,17 @@ class remote_domain_stats_record(xdr.XdrStruct):
     remote_typed_param<REMOTE_CONNECT_GET_ALL_DOMAIN_STATS_MAX> params
     """
 
+    __slots__ = ("dom", "params")
+    __match_args__ = ("dom", "params")
+
     dom: remote_nonnull_domain
     params: list[remote_typed_param]
 
+    def __init__(self, dom: remote_nonnull_domain, params: list[remote_typed_param]) -> None:
+        self.dom = dom
+        self.params = params
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_get_all_domain_stats_args(xdr.XdrStruct):
     """XDR struct remote_connect_get_all_domain_stats_args; on the wire, in order:
 
@@ -3554,22 +5464,34 @@ class remote_connect_get_all_domain_stats_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("doms", "flags", "stats")
+    __match_args__ = ("doms", "stats", "flags")
+
     doms: list[remote_nonnull_domain]
     stats: int
     flags: int
 
+    def __init__(self, doms: list[remote_nonnull_domain], stats: int, flags: int) -> None:
+        self.doms = doms
+        self.stats = stats
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_get_all_domain_stats_ret(xdr.XdrStruct):
     """XDR struct remote_connect_get_all_domain_stats_ret; on the wire, in order:
 
     remote_domain_stats_record<REMOTE_DOMAIN_LIST_MAX> retStats
     """
 
+    __slots__ = ("retStats",)
+    __match_args__ = ("retStats",)
+
     retStats: list[remote_domain_stats_record]
 
+    def __init__(self, retStats: list[remote_domain_stats_record]) -> None:
+        self.retStats = retStats
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_start_dirty_rate_calc_args(xdr.XdrStruct):
     """XDR struct remote_domain_start_dirty_rate_calc_args; on the wire, in order:
 
@@ -3578,12 +5500,19 @@ class remote_domain_start_dirty_rate_calc_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "seconds")
+    __match_args__ = ("dom", "seconds", "flags")
+
     dom: remote_nonnull_domain
     seconds: int
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, seconds: int, flags: int) -> None:
+        self.dom = dom
+        self.seconds = seconds
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_fstrim_args(xdr.XdrStruct):
     """XDR struct remote_domain_fstrim_args; on the wire, in order:
 
@@ -3593,13 +5522,27 @@ class remote_domain_fstrim_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "minimum", "mountPoint")
+    __match_args__ = ("dom", "mountPoint", "minimum", "flags")
+
     dom: remote_nonnull_domain
     mountPoint: remote_string
     minimum: int
     flags: int
 
+    def __init__(
+        self,
+        dom: remote_nonnull_domain,
+        mountPoint: remote_string,
+        minimum: int,
+        flags: int,
+    ) -> None:
+        self.dom = dom
+        self.mountPoint = mountPoint
+        self.minimum = minimum
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_fsfreeze_args(xdr.XdrStruct):
     """XDR struct remote_domain_fsfreeze_args; on the wire, in order:
 
@@ -3608,22 +5551,39 @@ class remote_domain_fsfreeze_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "mountpoints")
+    __match_args__ = ("dom", "mountpoints", "flags")
+
     dom: remote_nonnull_domain
     mountpoints: list[remote_nonnull_string]
     flags: int
 
+    def __init__(
+        self,
+        dom: remote_nonnull_domain,
+        mountpoints: list[remote_nonnull_string],
+        flags: int,
+    ) -> None:
+        self.dom = dom
+        self.mountpoints = mountpoints
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_fsfreeze_ret(xdr.XdrStruct):
     """XDR struct remote_domain_fsfreeze_ret; on the wire, in order:
 
     int filesystems
     """
 
+    __slots__ = ("filesystems",)
+    __match_args__ = ("filesystems",)
+
     filesystems: int
 
+    def __init__(self, filesystems: int) -> None:
+        self.filesystems = filesystems
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_fsthaw_args(xdr.XdrStruct):
     """XDR struct remote_domain_fsthaw_args; on the wire, in order:
 
@@ -3632,22 +5592,39 @@ class remote_domain_fsthaw_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "mountpoints")
+    __match_args__ = ("dom", "mountpoints", "flags")
+
     dom: remote_nonnull_domain
     mountpoints: list[remote_nonnull_string]
     flags: int
 
+    def __init__(
+        self,
+        dom: remote_nonnull_domain,
+        mountpoints: list[remote_nonnull_string],
+        flags: int,
+    ) -> None:
+        self.dom = dom
+        self.mountpoints = mountpoints
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_fsthaw_ret(xdr.XdrStruct):
     """XDR struct remote_domain_fsthaw_ret; on the wire, in order:
 
     int filesystems
     """
 
+    __slots__ = ("filesystems",)
+    __match_args__ = ("filesystems",)
+
     filesystems: int
 
+    def __init__(self, filesystems: int) -> None:
+        self.filesystems = filesystems
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_fsinfo(xdr.XdrStruct):
     """XDR struct remote_domain_fsinfo; on the wire, in order:
 
@@ -3657,13 +5634,27 @@ class remote_domain_fsinfo(xdr.XdrStruct):
     remote_nonnull_string<REMOTE_DOMAIN_FSINFO_DISKS_MAX> dev_aliases
     """
 
+    __slots__ = ("dev_aliases", "fstype", "mountpoint", "name")
+    __match_args__ = ("mountpoint", "name", "fstype", "dev_aliases")
+
     mountpoint: remote_nonnull_string
     name: remote_nonnull_string
     fstype: remote_nonnull_string
     dev_aliases: list[remote_nonnull_string]
 
+    def __init__(
+        self,
+        mountpoint: remote_nonnull_string,
+        name: remote_nonnull_string,
+        fstype: remote_nonnull_string,
+        dev_aliases: list[remote_nonnull_string],
+    ) -> None:
+        self.mountpoint = mountpoint
+        self.name = name
+        self.fstype = fstype
+        self.dev_aliases = dev_aliases
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_fsinfo_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_fsinfo_args; on the wire, in order:
 
@@ -3671,11 +5662,17 @@ class remote_domain_get_fsinfo_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags")
+    __match_args__ = ("dom", "flags")
+
     dom: remote_nonnull_domain
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, flags: int) -> None:
+        self.dom = dom
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_fsinfo_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_fsinfo_ret; on the wire, in order:
 
@@ -3683,11 +5680,17 @@ class remote_domain_get_fsinfo_ret(xdr.XdrStruct):
     unsigned int ret
     """
 
+    __slots__ = ("info", "ret")
+    __match_args__ = ("info", "ret")
+
     info: list[remote_domain_fsinfo]
     ret: int
 
+    def __init__(self, info: list[remote_domain_fsinfo], ret: int) -> None:
+        self.info = info
+        self.ret = ret
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_ip_addr(xdr.XdrStruct):
     """XDR struct remote_domain_ip_addr; on the wire, in order:
 
@@ -3696,12 +5699,19 @@ class remote_domain_ip_addr(xdr.XdrStruct):
     unsigned int prefix
     """
 
+    __slots__ = ("addr", "prefix", "type")
+    __match_args__ = ("type", "addr", "prefix")
+
     type: int
     addr: remote_nonnull_string
     prefix: int
 
+    def __init__(self, type: int, addr: remote_nonnull_string, prefix: int) -> None:
+        self.type = type
+        self.addr = addr
+        self.prefix = prefix
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_interface(xdr.XdrStruct):
     """XDR struct remote_domain_interface; on the wire, in order:
 
@@ -3710,12 +5720,24 @@ class remote_domain_interface(xdr.XdrStruct):
     remote_domain_ip_addr<REMOTE_DOMAIN_IP_ADDR_MAX> addrs
     """
 
+    __slots__ = ("addrs", "hwaddr", "name")
+    __match_args__ = ("name", "hwaddr", "addrs")
+
     name: remote_nonnull_string
     hwaddr: remote_string
     addrs: list[remote_domain_ip_addr]
 
+    def __init__(
+        self,
+        name: remote_nonnull_string,
+        hwaddr: remote_string,
+        addrs: list[remote_domain_ip_addr],
+    ) -> None:
+        self.name = name
+        self.hwaddr = hwaddr
+        self.addrs = addrs
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_interface_addresses_args(xdr.XdrStruct):
     """XDR struct remote_domain_interface_addresses_args; on the wire, in order:
 
@@ -3724,22 +5746,34 @@ class remote_domain_interface_addresses_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "source")
+    __match_args__ = ("dom", "source", "flags")
+
     dom: remote_nonnull_domain
     source: int
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, source: int, flags: int) -> None:
+        self.dom = dom
+        self.source = source
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_interface_addresses_ret(xdr.XdrStruct):
     """XDR struct remote_domain_interface_addresses_ret; on the wire, in order:
 
     remote_domain_interface<REMOTE_DOMAIN_INTERFACE_MAX> ifaces
     """
 
+    __slots__ = ("ifaces",)
+    __match_args__ = ("ifaces",)
+
     ifaces: list[remote_domain_interface]
 
+    def __init__(self, ifaces: list[remote_domain_interface]) -> None:
+        self.ifaces = ifaces
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_set_user_password_args(xdr.XdrStruct):
     """XDR struct remote_domain_set_user_password_args; on the wire, in order:
 
@@ -3749,13 +5783,27 @@ class remote_domain_set_user_password_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "password", "user")
+    __match_args__ = ("dom", "user", "password", "flags")
+
     dom: remote_nonnull_domain
     user: remote_string
     password: remote_string
     flags: int
 
+    def __init__(
+        self,
+        dom: remote_nonnull_domain,
+        user: remote_string,
+        password: remote_string,
+        flags: int,
+    ) -> None:
+        self.dom = dom
+        self.user = user
+        self.password = password
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_guest_vcpus_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_guest_vcpus_args; on the wire, in order:
 
@@ -3763,21 +5811,32 @@ class remote_domain_get_guest_vcpus_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags")
+    __match_args__ = ("dom", "flags")
+
     dom: remote_nonnull_domain
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, flags: int) -> None:
+        self.dom = dom
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_guest_vcpus_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_guest_vcpus_ret; on the wire, in order:
 
     remote_typed_param<REMOTE_DOMAIN_GUEST_VCPU_PARAMS_MAX> params
     """
 
+    __slots__ = ("params",)
+    __match_args__ = ("params",)
+
     params: list[remote_typed_param]
 
+    def __init__(self, params: list[remote_typed_param]) -> None:
+        self.params = params
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_set_guest_vcpus_args(xdr.XdrStruct):
     """XDR struct remote_domain_set_guest_vcpus_args; on the wire, in order:
 
@@ -3787,13 +5846,27 @@ class remote_domain_set_guest_vcpus_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("cpumap", "dom", "flags", "state")
+    __match_args__ = ("dom", "cpumap", "state", "flags")
+
     dom: remote_nonnull_domain
     cpumap: remote_nonnull_string
     state: int
     flags: int
 
+    def __init__(
+        self,
+        dom: remote_nonnull_domain,
+        cpumap: remote_nonnull_string,
+        state: int,
+        flags: int,
+    ) -> None:
+        self.dom = dom
+        self.cpumap = cpumap
+        self.state = state
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_guest_info_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_guest_info_args; on the wire, in order:
 
@@ -3802,22 +5875,34 @@ class remote_domain_get_guest_info_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "types")
+    __match_args__ = ("dom", "types", "flags")
+
     dom: remote_nonnull_domain
     types: int
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, types: int, flags: int) -> None:
+        self.dom = dom
+        self.types = types
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_guest_info_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_guest_info_ret; on the wire, in order:
 
     remote_typed_param<REMOTE_DOMAIN_GUEST_INFO_PARAMS_MAX> params
     """
 
+    __slots__ = ("params",)
+    __match_args__ = ("params",)
+
     params: list[remote_typed_param]
 
+    def __init__(self, params: list[remote_typed_param]) -> None:
+        self.params = params
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_agent_set_response_timeout_args(xdr.XdrStruct):
     """XDR struct remote_domain_agent_set_response_timeout_args; on the wire, in order:
 
@@ -3826,22 +5911,34 @@ class remote_domain_agent_set_response_timeout_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "timeout")
+    __match_args__ = ("dom", "timeout", "flags")
+
     dom: remote_nonnull_domain
     timeout: int
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, timeout: int, flags: int) -> None:
+        self.dom = dom
+        self.timeout = timeout
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_agent_set_response_timeout_ret(xdr.XdrStruct):
     """XDR struct remote_domain_agent_set_response_timeout_ret; on the wire, in order:
 
     int result
     """
 
+    __slots__ = ("result",)
+    __match_args__ = ("result",)
+
     result: int
 
+    def __init__(self, result: int) -> None:
+        self.result = result
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_authorized_ssh_keys_get_args(xdr.XdrStruct):
     """XDR struct remote_domain_authorized_ssh_keys_get_args; on the wire, in order:
 
@@ -3850,22 +5947,34 @@ class remote_domain_authorized_ssh_keys_get_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "user")
+    __match_args__ = ("dom", "user", "flags")
+
     dom: remote_nonnull_domain
     user: remote_nonnull_string
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, user: remote_nonnull_string, flags: int) -> None:
+        self.dom = dom
+        self.user = user
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_authorized_ssh_keys_get_ret(xdr.XdrStruct):
     """XDR struct remote_domain_authorized_ssh_keys_get_ret; on the wire, in order:
 
     remote_nonnull_string<REMOTE_DOMAIN_AUTHORIZED_SSH_KEYS_MAX> keys
     """
 
+    __slots__ = ("keys",)
+    __match_args__ = ("keys",)
+
     keys: list[remote_nonnull_string]
 
+    def __init__(self, keys: list[remote_nonnull_string]) -> None:
+        self.keys = keys
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_authorized_ssh_keys_set_args(xdr.XdrStruct):
     """XDR struct remote_domain_authorized_ssh_keys_set_args; on the wire, in order:
 
@@ -3875,13 +5984,27 @@ class remote_domain_authorized_ssh_keys_set_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "keys", "user")
+    __match_args__ = ("dom", "user", "keys", "flags")
+
     dom: remote_nonnull_domain
     user: remote_nonnull_string
     keys: list[remote_nonnull_string]
     flags: int
 
+    def __init__(
+        self,
+        dom: remote_nonnull_domain,
+        user: remote_nonnull_string,
+        keys: list[remote_nonnull_string],
+        flags: int,
+    ) -> None:
+        self.dom = dom
+        self.user = user
+        self.keys = keys
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_open_console_args(xdr.XdrStruct):
     """XDR struct remote_domain_open_console_args; on the wire, in order:
 
@@ -3890,12 +6013,19 @@ class remote_domain_open_console_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dev_name", "dom", "flags")
+    __match_args__ = ("dom", "dev_name", "flags")
+
     dom: remote_nonnull_domain
     dev_name: remote_string
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, dev_name: remote_string, flags: int) -> None:
+        self.dom = dom
+        self.dev_name = dev_name
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_open_channel_args(xdr.XdrStruct):
     """XDR struct remote_domain_open_channel_args; on the wire, in order:
 
@@ -3904,12 +6034,19 @@ class remote_domain_open_channel_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "name")
+    __match_args__ = ("dom", "name", "flags")
+
     dom: remote_nonnull_domain
     name: remote_string
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, name: remote_string, flags: int) -> None:
+        self.dom = dom
+        self.name = name
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_vol_upload_args(xdr.XdrStruct):
     """XDR struct remote_storage_vol_upload_args; on the wire, in order:
 
@@ -3919,13 +6056,21 @@ class remote_storage_vol_upload_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "length", "offset", "vol")
+    __match_args__ = ("vol", "offset", "length", "flags")
+
     vol: remote_nonnull_storage_vol
     offset: int
     length: int
     flags: int
 
+    def __init__(self, vol: remote_nonnull_storage_vol, offset: int, length: int, flags: int) -> None:
+        self.vol = vol
+        self.offset = offset
+        self.length = length
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_vol_download_args(xdr.XdrStruct):
     """XDR struct remote_storage_vol_download_args; on the wire, in order:
 
@@ -3935,13 +6080,21 @@ class remote_storage_vol_download_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "length", "offset", "vol")
+    __match_args__ = ("vol", "offset", "length", "flags")
+
     vol: remote_nonnull_storage_vol
     offset: int
     length: int
     flags: int
 
+    def __init__(self, vol: remote_nonnull_storage_vol, offset: int, length: int, flags: int) -> None:
+        self.vol = vol
+        self.offset = offset
+        self.length = length
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_open_graphics_args(xdr.XdrStruct):
     """XDR struct remote_domain_open_graphics_args; on the wire, in order:
 
@@ -3950,12 +6103,19 @@ class remote_domain_open_graphics_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "idx")
+    __match_args__ = ("dom", "idx", "flags")
+
     dom: remote_nonnull_domain
     idx: int
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, idx: int, flags: int) -> None:
+        self.dom = dom
+        self.idx = idx
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_open_graphics_fd_args(xdr.XdrStruct):
     """XDR struct remote_domain_open_graphics_fd_args; on the wire, in order:
 
@@ -3964,22 +6124,34 @@ class remote_domain_open_graphics_fd_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "idx")
+    __match_args__ = ("dom", "idx", "flags")
+
     dom: remote_nonnull_domain
     idx: int
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, idx: int, flags: int) -> None:
+        self.dom = dom
+        self.idx = idx
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_job_info_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_job_info_args; on the wire, in order:
 
     remote_nonnull_domain dom
     """
 
+    __slots__ = ("dom",)
+    __match_args__ = ("dom",)
+
     dom: remote_nonnull_domain
 
+    def __init__(self, dom: remote_nonnull_domain) -> None:
+        self.dom = dom
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_job_info_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_job_info_ret; on the wire, in order:
 
@@ -3997,6 +6169,9 @@ class remote_domain_get_job_info_ret(xdr.XdrStruct):
     unsigned hyper fileRemaining
     """
 
+    __slots__ = ("dataProcessed", "dataRemaining", "dataTotal", "fileProcessed", "fileRemaining", "fileTotal", "memProcessed", "memRemaining", "memTotal", "timeElapsed", "timeRemaining", "type")
+    __match_args__ = ("type", "timeElapsed", "timeRemaining", "dataTotal", "dataProcessed", "dataRemaining", "memTotal", "memProcessed", "memRemaining", "fileTotal", "fileProcessed", "fileRemaining")
+
     type: int
     timeElapsed: int
     timeRemaining: int
@@ -4010,8 +6185,35 @@ class remote_domain_get_job_info_ret(xdr.XdrStruct):
     fileProcessed: int
     fileRemaining: int
 
+    def __init__(
+        self,
+        type: int,
+        timeElapsed: int,
+        timeRemaining: int,
+        dataTotal: int,
+        dataProcessed: int,
+        dataRemaining: int,
+        memTotal: int,
+        memProcessed: int,
+        memRemaining: int,
+        fileTotal: int,
+        fileProcessed: int,
+        fileRemaining: int,
+    ) -> None:
+        self.type = type
+        self.timeElapsed = timeElapsed
+        self.timeRemaining = timeRemaining
+        self.dataTotal = dataTotal
+        self.dataProcessed = dataProcessed
+        self.dataRemaining = dataRemaining
+        self.memTotal = memTotal
+        self.memProcessed = memProcessed
+        self.memRemaining = memRemaining
+        self.fileTotal = fileTotal
+        self.fileProcessed = fileProcessed
+        self.fileRemaining = fileRemaining
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_job_stats_args(xdr.XdrStruct):
     """XDR struct remote_domain_get_job_stats_args; on the wire, in order:
 
@@ -4019,11 +6221,17 @@ class remote_domain_get_job_stats_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags")
+    __match_args__ = ("dom", "flags")
+
     dom: remote_nonnull_domain
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, flags: int) -> None:
+        self.dom = dom
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_get_job_stats_ret(xdr.XdrStruct):
     """XDR struct remote_domain_get_job_stats_ret; on the wire, in order:
 
@@ -4031,21 +6239,32 @@ class remote_domain_get_job_stats_ret(xdr.XdrStruct):
     remote_typed_param<REMOTE_DOMAIN_JOB_STATS_MAX> params
     """
 
+    __slots__ = ("params", "type")
+    __match_args__ = ("type", "params")
+
     type: int
     params: list[remote_typed_param]
 
+    def __init__(self, type: int, params: list[remote_typed_param]) -> None:
+        self.type = type
+        self.params = params
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_abort_job_args(xdr.XdrStruct):
     """XDR struct remote_domain_abort_job_args; on the wire, in order:
 
     remote_nonnull_domain dom
     """
 
+    __slots__ = ("dom",)
+    __match_args__ = ("dom",)
+
     dom: remote_nonnull_domain
 
+    def __init__(self, dom: remote_nonnull_domain) -> None:
+        self.dom = dom
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_abort_job_flags_args(xdr.XdrStruct):
     """XDR struct remote_domain_abort_job_flags_args; on the wire, in order:
 
@@ -4053,11 +6272,17 @@ class remote_domain_abort_job_flags_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags")
+    __match_args__ = ("dom", "flags")
+
     dom: remote_nonnull_domain
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, flags: int) -> None:
+        self.dom = dom
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_migrate_prepare_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_prepare_args; on the wire, in order:
 
@@ -4067,13 +6292,21 @@ class remote_domain_migrate_prepare_args(xdr.XdrStruct):
     unsigned hyper resource
     """
 
+    __slots__ = ("dname", "flags", "resource", "uri_in")
+    __match_args__ = ("uri_in", "flags", "dname", "resource")
+
     uri_in: remote_string
     flags: int
     dname: remote_string
     resource: int
 
+    def __init__(self, uri_in: remote_string, flags: int, dname: remote_string, resource: int) -> None:
+        self.uri_in = uri_in
+        self.flags = flags
+        self.dname = dname
+        self.resource = resource
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_migrate_prepare_ret(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_prepare_ret; on the wire, in order:
 
@@ -4081,11 +6314,17 @@ class remote_domain_migrate_prepare_ret(xdr.XdrStruct):
     remote_string uri_out
     """
 
+    __slots__ = ("cookie", "uri_out")
+    __match_args__ = ("cookie", "uri_out")
+
     cookie: bytes
     uri_out: remote_string
 
+    def __init__(self, cookie: bytes, uri_out: remote_string) -> None:
+        self.cookie = cookie
+        self.uri_out = uri_out
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_migrate_perform_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_perform_args; on the wire, in order:
 
@@ -4097,6 +6336,9 @@ class remote_domain_migrate_perform_args(xdr.XdrStruct):
     unsigned hyper resource
     """
 
+    __slots__ = ("cookie", "dname", "dom", "flags", "resource", "uri")
+    __match_args__ = ("dom", "cookie", "uri", "flags", "dname", "resource")
+
     dom: remote_nonnull_domain
     cookie: bytes
     uri: remote_nonnull_string
@@ -4104,8 +6346,23 @@ class remote_domain_migrate_perform_args(xdr.XdrStruct):
     dname: remote_string
     resource: int
 
+    def __init__(
+        self,
+        dom: remote_nonnull_domain,
+        cookie: bytes,
+        uri: remote_nonnull_string,
+        flags: int,
+        dname: remote_string,
+        resource: int,
+    ) -> None:
+        self.dom = dom
+        self.cookie = cookie
+        self.uri = uri
+        self.flags = flags
+        self.dname = dname
+        self.resource = resource
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_migrate_finish_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_finish_args; on the wire, in order:
 
@@ -4115,23 +6372,42 @@ class remote_domain_migrate_finish_args(xdr.XdrStruct):
     unsigned hyper flags
     """
 
+    __slots__ = ("cookie", "dname", "flags", "uri")
+    __match_args__ = ("dname", "cookie", "uri", "flags")
+
     dname: remote_nonnull_string
     cookie: bytes
     uri: remote_nonnull_string
     flags: int
 
+    def __init__(
+        self,
+        dname: remote_nonnull_string,
+        cookie: bytes,
+        uri: remote_nonnull_string,
+        flags: int,
+    ) -> None:
+        self.dname = dname
+        self.cookie = cookie
+        self.uri = uri
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_migrate_finish_ret(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_finish_ret; on the wire, in order:
 
     remote_nonnull_domain ddom
     """
 
+    __slots__ = ("ddom",)
+    __match_args__ = ("ddom",)
+
     ddom: remote_nonnull_domain
 
+    def __init__(self, ddom: remote_nonnull_domain) -> None:
+        self.ddom = ddom
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_migrate_prepare2_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_prepare2_args; on the wire, in order:
 
@@ -4142,14 +6418,30 @@ class remote_domain_migrate_prepare2_args(xdr.XdrStruct):
     remote_nonnull_string dom_xml
     """
 
+    __slots__ = ("dname", "dom_xml", "flags", "resource", "uri_in")
+    __match_args__ = ("uri_in", "flags", "dname", "resource", "dom_xml")
+
     uri_in: remote_string
     flags: int
     dname: remote_string
     resource: int
     dom_xml: remote_nonnull_string
 
+    def __init__(
+        self,
+        uri_in: remote_string,
+        flags: int,
+        dname: remote_string,
+        resource: int,
+        dom_xml: remote_nonnull_string,
+    ) -> None:
+        self.uri_in = uri_in
+        self.flags = flags
+        self.dname = dname
+        self.resource = resource
+        self.dom_xml = dom_xml
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_migrate_prepare2_ret(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_prepare2_ret; on the wire, in order:
 
@@ -4157,11 +6449,17 @@ class remote_domain_migrate_prepare2_ret(xdr.XdrStruct):
     remote_string uri_out
     """
 
+    __slots__ = ("cookie", "uri_out")
+    __match_args__ = ("cookie", "uri_out")
+
     cookie: bytes
     uri_out: remote_string
 
+    def __init__(self, cookie: bytes, uri_out: remote_string) -> None:
+        self.cookie = cookie
+        self.uri_out = uri_out
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_migrate_finish2_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_finish2_args; on the wire, in order:
 
@@ -4172,24 +6470,45 @@ class remote_domain_migrate_finish2_args(xdr.XdrStruct):
     int retcode
     """
 
+    __slots__ = ("cookie", "dname", "flags", "retcode", "uri")
+    __match_args__ = ("dname", "cookie", "uri", "flags", "retcode")
+
     dname: remote_nonnull_string
     cookie: bytes
     uri: remote_nonnull_string
     flags: int
     retcode: int
 
+    def __init__(
+        self,
+        dname: remote_nonnull_string,
+        cookie: bytes,
+        uri: remote_nonnull_string,
+        flags: int,
+        retcode: int,
+    ) -> None:
+        self.dname = dname
+        self.cookie = cookie
+        self.uri = uri
+        self.flags = flags
+        self.retcode = retcode
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_migrate_finish2_ret(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_finish2_ret; on the wire, in order:
 
     remote_nonnull_domain ddom
     """
 
+    __slots__ = ("ddom",)
+    __match_args__ = ("ddom",)
+
     ddom: remote_nonnull_domain
 
+    def __init__(self, ddom: remote_nonnull_domain) -> None:
+        self.ddom = ddom
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_migrate_prepare_tunnel_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_prepare_tunnel_args; on the wire, in order:
 
@@ -4199,13 +6518,27 @@ class remote_domain_migrate_prepare_tunnel_args(xdr.XdrStruct):
     remote_nonnull_string dom_xml
     """
 
+    __slots__ = ("dname", "dom_xml", "flags", "resource")
+    __match_args__ = ("flags", "dname", "resource", "dom_xml")
+
     flags: int
     dname: remote_string
     resource: int
     dom_xml: remote_nonnull_string
 
+    def __init__(
+        self,
+        flags: int,
+        dname: remote_string,
+        resource: int,
+        dom_xml: remote_nonnull_string,
+    ) -> None:
+        self.flags = flags
+        self.dname = dname
+        self.resource = resource
+        self.dom_xml = dom_xml
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_migrate_get_max_downtime_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_get_max_downtime_args; on the wire, in order:
 
@@ -4213,21 +6546,32 @@ class remote_domain_migrate_get_max_downtime_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags")
+    __match_args__ = ("dom", "flags")
+
     dom: remote_nonnull_domain
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, flags: int) -> None:
+        self.dom = dom
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_migrate_get_max_downtime_ret(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_get_max_downtime_ret; on the wire, in order:
 
     unsigned hyper downtime
     """
 
+    __slots__ = ("downtime",)
+    __match_args__ = ("downtime",)
+
     downtime: int
 
+    def __init__(self, downtime: int) -> None:
+        self.downtime = downtime
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_migrate_set_max_downtime_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_set_max_downtime_args; on the wire, in order:
 
@@ -4236,12 +6580,19 @@ class remote_domain_migrate_set_max_downtime_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "downtime", "flags")
+    __match_args__ = ("dom", "downtime", "flags")
+
     dom: remote_nonnull_domain
     downtime: int
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, downtime: int, flags: int) -> None:
+        self.dom = dom
+        self.downtime = downtime
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_migrate_get_compression_cache_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_get_compression_cache_args; on the wire, in order:
 
@@ -4249,21 +6600,32 @@ class remote_domain_migrate_get_compression_cache_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags")
+    __match_args__ = ("dom", "flags")
+
     dom: remote_nonnull_domain
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, flags: int) -> None:
+        self.dom = dom
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_migrate_get_compression_cache_ret(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_get_compression_cache_ret; on the wire, in order:
 
     unsigned hyper cacheSize
     """
 
+    __slots__ = ("cacheSize",)
+    __match_args__ = ("cacheSize",)
+
     cacheSize: int
 
+    def __init__(self, cacheSize: int) -> None:
+        self.cacheSize = cacheSize
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_migrate_set_compression_cache_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_set_compression_cache_args; on the wire, in order:
 
@@ -4272,12 +6634,19 @@ class remote_domain_migrate_set_compression_cache_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("cacheSize", "dom", "flags")
+    __match_args__ = ("dom", "cacheSize", "flags")
+
     dom: remote_nonnull_domain
     cacheSize: int
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, cacheSize: int, flags: int) -> None:
+        self.dom = dom
+        self.cacheSize = cacheSize
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_migrate_set_max_speed_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_set_max_speed_args; on the wire, in order:
 
@@ -4286,12 +6655,19 @@ class remote_domain_migrate_set_max_speed_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("bandwidth", "dom", "flags")
+    __match_args__ = ("dom", "bandwidth", "flags")
+
     dom: remote_nonnull_domain
     bandwidth: int
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, bandwidth: int, flags: int) -> None:
+        self.dom = dom
+        self.bandwidth = bandwidth
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_migrate_get_max_speed_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_get_max_speed_args; on the wire, in order:
 
@@ -4299,21 +6675,32 @@ class remote_domain_migrate_get_max_speed_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags")
+    __match_args__ = ("dom", "flags")
+
     dom: remote_nonnull_domain
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, flags: int) -> None:
+        self.dom = dom
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_migrate_get_max_speed_ret(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_get_max_speed_ret; on the wire, in order:
 
     unsigned hyper bandwidth
     """
 
+    __slots__ = ("bandwidth",)
+    __match_args__ = ("bandwidth",)
+
     bandwidth: int
 
+    def __init__(self, bandwidth: int) -> None:
+        self.bandwidth = bandwidth
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_migrate_begin3_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_begin3_args; on the wire, in order:
 
@@ -4324,14 +6711,30 @@ class remote_domain_migrate_begin3_args(xdr.XdrStruct):
     unsigned hyper resource
     """
 
+    __slots__ = ("dname", "dom", "flags", "resource", "xmlin")
+    __match_args__ = ("dom", "xmlin", "flags", "dname", "resource")
+
     dom: remote_nonnull_domain
     xmlin: remote_string
     flags: int
     dname: remote_string
     resource: int
 
+    def __init__(
+        self,
+        dom: remote_nonnull_domain,
+        xmlin: remote_string,
+        flags: int,
+        dname: remote_string,
+        resource: int,
+    ) -> None:
+        self.dom = dom
+        self.xmlin = xmlin
+        self.flags = flags
+        self.dname = dname
+        self.resource = resource
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_migrate_begin3_ret(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_begin3_ret; on the wire, in order:
 
@@ -4339,11 +6742,17 @@ class remote_domain_migrate_begin3_ret(xdr.XdrStruct):
     remote_nonnull_string xml
     """
 
+    __slots__ = ("cookie_out", "xml")
+    __match_args__ = ("cookie_out", "xml")
+
     cookie_out: bytes
     xml: remote_nonnull_string
 
+    def __init__(self, cookie_out: bytes, xml: remote_nonnull_string) -> None:
+        self.cookie_out = cookie_out
+        self.xml = xml
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_migrate_prepare3_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_prepare3_args; on the wire, in order:
 
@@ -4355,6 +6764,9 @@ class remote_domain_migrate_prepare3_args(xdr.XdrStruct):
     remote_nonnull_string dom_xml
     """
 
+    __slots__ = ("cookie_in", "dname", "dom_xml", "flags", "resource", "uri_in")
+    __match_args__ = ("cookie_in", "uri_in", "flags", "dname", "resource", "dom_xml")
+
     cookie_in: bytes
     uri_in: remote_string
     flags: int
@@ -4362,8 +6774,23 @@ class remote_domain_migrate_prepare3_args(xdr.XdrStruct):
     resource: int
     dom_xml: remote_nonnull_string
 
+    def __init__(
+        self,
+        cookie_in: bytes,
+        uri_in: remote_string,
+        flags: int,
+        dname: remote_string,
+        resource: int,
+        dom_xml: remote_nonnull_string,
+    ) -> None:
+        self.cookie_in = cookie_in
+        self.uri_in = uri_in
+        self.flags = flags
+        self.dname = dname
+        self.resource = resource
+        self.dom_xml = dom_xml
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_migrate_prepare3_ret(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_prepare3_ret; on the wire, in order:
 
@@ -4371,11 +6798,17 @@ class remote_domain_migrate_prepare3_ret(xdr.XdrStruct):
     remote_string uri_out
     """
 
+    __slots__ = ("cookie_out", "uri_out")
+    __match_args__ = ("cookie_out", "uri_out")
+
     cookie_out: bytes
     uri_out: remote_string
 
+    def __init__(self, cookie_out: bytes, uri_out: remote_string) -> None:
+        self.cookie_out = cookie_out
+        self.uri_out = uri_out
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_migrate_prepare_tunnel3_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_prepare_tunnel3_args; on the wire, in order:
 
@@ -4386,24 +6819,45 @@ class remote_domain_migrate_prepare_tunnel3_args(xdr.XdrStruct):
     remote_nonnull_string dom_xml
     """
 
+    __slots__ = ("cookie_in", "dname", "dom_xml", "flags", "resource")
+    __match_args__ = ("cookie_in", "flags", "dname", "resource", "dom_xml")
+
     cookie_in: bytes
     flags: int
     dname: remote_string
     resource: int
     dom_xml: remote_nonnull_string
 
+    def __init__(
+        self,
+        cookie_in: bytes,
+        flags: int,
+        dname: remote_string,
+        resource: int,
+        dom_xml: remote_nonnull_string,
+    ) -> None:
+        self.cookie_in = cookie_in
+        self.flags = flags
+        self.dname = dname
+        self.resource = resource
+        self.dom_xml = dom_xml
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_migrate_prepare_tunnel3_ret(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_prepare_tunnel3_ret; on the wire, in order:
 
     opaque<REMOTE_MIGRATE_COOKIE_MAX> cookie_out
     """
 
+    __slots__ = ("cookie_out",)
+    __match_args__ = ("cookie_out",)
+
     cookie_out: bytes
 
+    def __init__(self, cookie_out: bytes) -> None:
+        self.cookie_out = cookie_out
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_migrate_perform3_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_perform3_args; on the wire, in order:
 
@@ -4417,6 +6871,9 @@ class remote_domain_migrate_perform3_args(xdr.XdrStruct):
     unsigned hyper resource
     """
 
+    __slots__ = ("cookie_in", "dconnuri", "dname", "dom", "flags", "resource", "uri", "xmlin")
+    __match_args__ = ("dom", "xmlin", "cookie_in", "dconnuri", "uri", "flags", "dname", "resource")
+
     dom: remote_nonnull_domain
     xmlin: remote_string
     cookie_in: bytes
@@ -4426,18 +6883,42 @@ class remote_domain_migrate_perform3_args(xdr.XdrStruct):
     dname: remote_string
     resource: int
 
+    def __init__(
+        self,
+        dom: remote_nonnull_domain,
+        xmlin: remote_string,
+        cookie_in: bytes,
+        dconnuri: remote_string,
+        uri: remote_string,
+        flags: int,
+        dname: remote_string,
+        resource: int,
+    ) -> None:
+        self.dom = dom
+        self.xmlin = xmlin
+        self.cookie_in = cookie_in
+        self.dconnuri = dconnuri
+        self.uri = uri
+        self.flags = flags
+        self.dname = dname
+        self.resource = resource
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_migrate_perform3_ret(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_perform3_ret; on the wire, in order:
 
     opaque<REMOTE_MIGRATE_COOKIE_MAX> cookie_out
     """
 
+    __slots__ = ("cookie_out",)
+    __match_args__ = ("cookie_out",)
+
     cookie_out: bytes
 
+    def __init__(self, cookie_out: bytes) -> None:
+        self.cookie_out = cookie_out
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_migrate_finish3_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_finish3_args; on the wire, in order:
 
@@ -4449,6 +6930,9 @@ class remote_domain_migrate_finish3_args(xdr.XdrStruct):
     int cancelled
     """
 
+    __slots__ = ("cancelled", "cookie_in", "dconnuri", "dname", "flags", "uri")
+    __match_args__ = ("dname", "cookie_in", "dconnuri", "uri", "flags", "cancelled")
+
     dname: remote_nonnull_string
     cookie_in: bytes
     dconnuri: remote_string
@@ -4456,8 +6940,23 @@ class remote_domain_migrate_finish3_args(xdr.XdrStruct):
     flags: int
     cancelled: int
 
+    def __init__(
+        self,
+        dname: remote_nonnull_string,
+        cookie_in: bytes,
+        dconnuri: remote_string,
+        uri: remote_string,
+        flags: int,
+        cancelled: int,
+    ) -> None:
+        self.dname = dname
+        self.cookie_in = cookie_in
+        self.dconnuri = dconnuri
+        self.uri = uri
+        self.flags = flags
+        self.cancelled = cancelled
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_migrate_finish3_ret(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_finish3_ret; on the wire, in order:
 
@@ -4465,11 +6964,17 @@ class remote_domain_migrate_finish3_ret(xdr.XdrStruct):
     opaque<REMOTE_MIGRATE_COOKIE_MAX> cookie_out
     """
 
+    __slots__ = ("cookie_out", "dom")
+    __match_args__ = ("dom", "cookie_out")
+
     dom: remote_nonnull_domain
     cookie_out: bytes
 
+    def __init__(self, dom: remote_nonnull_domain, cookie_out: bytes) -> None:
+        self.dom = dom
+        self.cookie_out = cookie_out
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_migrate_confirm3_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_confirm3_args; on the wire, in order:
 
@@ -4479,13 +6984,21 @@ class remote_domain_migrate_confirm3_args(xdr.XdrStruct):
     int cancelled
     """
 
+    __slots__ = ("cancelled", "cookie_in", "dom", "flags")
+    __match_args__ = ("dom", "cookie_in", "flags", "cancelled")
+
     dom: remote_nonnull_domain
     cookie_in: bytes
     flags: int
     cancelled: int
 
+    def __init__(self, dom: remote_nonnull_domain, cookie_in: bytes, flags: int, cancelled: int) -> None:
+        self.dom = dom
+        self.cookie_in = cookie_in
+        self.flags = flags
+        self.cancelled = cancelled
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_migrate_begin3_params_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_begin3_params_args; on the wire, in order:
 
@@ -4494,12 +7007,19 @@ class remote_domain_migrate_begin3_params_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "params")
+    __match_args__ = ("dom", "params", "flags")
+
     dom: remote_nonnull_domain
     params: list[remote_typed_param]
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, params: list[remote_typed_param], flags: int) -> None:
+        self.dom = dom
+        self.params = params
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_migrate_begin3_params_ret(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_begin3_params_ret; on the wire, in order:
 
@@ -4507,11 +7027,17 @@ class remote_domain_migrate_begin3_params_ret(xdr.XdrStruct):
     remote_nonnull_string xml
     """
 
+    __slots__ = ("cookie_out", "xml")
+    __match_args__ = ("cookie_out", "xml")
+
     cookie_out: bytes
     xml: remote_nonnull_string
 
+    def __init__(self, cookie_out: bytes, xml: remote_nonnull_string) -> None:
+        self.cookie_out = cookie_out
+        self.xml = xml
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_migrate_prepare3_params_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_prepare3_params_args; on the wire, in order:
 
@@ -4520,12 +7046,19 @@ class remote_domain_migrate_prepare3_params_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("cookie_in", "flags", "params")
+    __match_args__ = ("params", "cookie_in", "flags")
+
     params: list[remote_typed_param]
     cookie_in: bytes
     flags: int
 
+    def __init__(self, params: list[remote_typed_param], cookie_in: bytes, flags: int) -> None:
+        self.params = params
+        self.cookie_in = cookie_in
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_migrate_prepare3_params_ret(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_prepare3_params_ret; on the wire, in order:
 
@@ -4533,11 +7066,17 @@ class remote_domain_migrate_prepare3_params_ret(xdr.XdrStruct):
     remote_string uri_out
     """
 
+    __slots__ = ("cookie_out", "uri_out")
+    __match_args__ = ("cookie_out", "uri_out")
+
     cookie_out: bytes
     uri_out: remote_string
 
+    def __init__(self, cookie_out: bytes, uri_out: remote_string) -> None:
+        self.cookie_out = cookie_out
+        self.uri_out = uri_out
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_migrate_prepare_tunnel3_params_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_prepare_tunnel3_params_args; on the wire, in order:
 
@@ -4546,22 +7085,34 @@ class remote_domain_migrate_prepare_tunnel3_params_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("cookie_in", "flags", "params")
+    __match_args__ = ("params", "cookie_in", "flags")
+
     params: list[remote_typed_param]
     cookie_in: bytes
     flags: int
 
+    def __init__(self, params: list[remote_typed_param], cookie_in: bytes, flags: int) -> None:
+        self.params = params
+        self.cookie_in = cookie_in
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_migrate_prepare_tunnel3_params_ret(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_prepare_tunnel3_params_ret; on the wire, in order:
 
     opaque<REMOTE_MIGRATE_COOKIE_MAX> cookie_out
     """
 
+    __slots__ = ("cookie_out",)
+    __match_args__ = ("cookie_out",)
+
     cookie_out: bytes
 
+    def __init__(self, cookie_out: bytes) -> None:
+        self.cookie_out = cookie_out
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_migrate_perform3_params_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_perform3_params_args; on the wire, in order:
 
@@ -4572,24 +7123,45 @@ class remote_domain_migrate_perform3_params_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("cookie_in", "dconnuri", "dom", "flags", "params")
+    __match_args__ = ("dom", "dconnuri", "params", "cookie_in", "flags")
+
     dom: remote_nonnull_domain
     dconnuri: remote_string
     params: list[remote_typed_param]
     cookie_in: bytes
     flags: int
 
+    def __init__(
+        self,
+        dom: remote_nonnull_domain,
+        dconnuri: remote_string,
+        params: list[remote_typed_param],
+        cookie_in: bytes,
+        flags: int,
+    ) -> None:
+        self.dom = dom
+        self.dconnuri = dconnuri
+        self.params = params
+        self.cookie_in = cookie_in
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_migrate_perform3_params_ret(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_perform3_params_ret; on the wire, in order:
 
     opaque<REMOTE_MIGRATE_COOKIE_MAX> cookie_out
     """
 
+    __slots__ = ("cookie_out",)
+    __match_args__ = ("cookie_out",)
+
     cookie_out: bytes
 
+    def __init__(self, cookie_out: bytes) -> None:
+        self.cookie_out = cookie_out
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_migrate_finish3_params_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_finish3_params_args; on the wire, in order:
 
@@ -4599,13 +7171,27 @@ class remote_domain_migrate_finish3_params_args(xdr.XdrStruct):
     int cancelled
     """
 
+    __slots__ = ("cancelled", "cookie_in", "flags", "params")
+    __match_args__ = ("params", "cookie_in", "flags", "cancelled")
+
     params: list[remote_typed_param]
     cookie_in: bytes
     flags: int
     cancelled: int
 
+    def __init__(
+        self,
+        params: list[remote_typed_param],
+        cookie_in: bytes,
+        flags: int,
+        cancelled: int,
+    ) -> None:
+        self.params = params
+        self.cookie_in = cookie_in
+        self.flags = flags
+        self.cancelled = cancelled
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_migrate_finish3_params_ret(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_finish3_params_ret; on the wire, in order:
 
@@ -4613,11 +7199,17 @@ class remote_domain_migrate_finish3_params_ret(xdr.XdrStruct):
     opaque<REMOTE_MIGRATE_COOKIE_MAX> cookie_out
     """
 
+    __slots__ = ("cookie_out", "dom")
+    __match_args__ = ("dom", "cookie_out")
+
     dom: remote_nonnull_domain
     cookie_out: bytes
 
+    def __init__(self, dom: remote_nonnull_domain, cookie_out: bytes) -> None:
+        self.dom = dom
+        self.cookie_out = cookie_out
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_migrate_confirm3_params_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_confirm3_params_args; on the wire, in order:
 
@@ -4628,14 +7220,30 @@ class remote_domain_migrate_confirm3_params_args(xdr.XdrStruct):
     int cancelled
     """
 
+    __slots__ = ("cancelled", "cookie_in", "dom", "flags", "params")
+    __match_args__ = ("dom", "params", "cookie_in", "flags", "cancelled")
+
     dom: remote_nonnull_domain
     params: list[remote_typed_param]
     cookie_in: bytes
     flags: int
     cancelled: int
 
+    def __init__(
+        self,
+        dom: remote_nonnull_domain,
+        params: list[remote_typed_param],
+        cookie_in: bytes,
+        flags: int,
+        cancelled: int,
+    ) -> None:
+        self.dom = dom
+        self.params = params
+        self.cookie_in = cookie_in
+        self.flags = flags
+        self.cancelled = cancelled
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_migrate_start_post_copy_args(xdr.XdrStruct):
     """XDR struct remote_domain_migrate_start_post_copy_args; on the wire, in order:
 
@@ -4643,51 +7251,77 @@ class remote_domain_migrate_start_post_copy_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags")
+    __match_args__ = ("dom", "flags")
+
     dom: remote_nonnull_domain
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, flags: int) -> None:
+        self.dom = dom
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_domain_event_register_ret(xdr.XdrStruct):
     """XDR struct remote_connect_domain_event_register_ret; on the wire, in order:
 
     int cb_registered
     """
 
+    __slots__ = ("cb_registered",)
+    __match_args__ = ("cb_registered",)
+
     cb_registered: int
 
+    def __init__(self, cb_registered: int) -> None:
+        self.cb_registered = cb_registered
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_domain_event_deregister_ret(xdr.XdrStruct):
     """XDR struct remote_connect_domain_event_deregister_ret; on the wire, in order:
 
     int cb_registered
     """
 
+    __slots__ = ("cb_registered",)
+    __match_args__ = ("cb_registered",)
+
     cb_registered: int
 
+    def __init__(self, cb_registered: int) -> None:
+        self.cb_registered = cb_registered
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_domain_event_register_any_args(xdr.XdrStruct):
     """XDR struct remote_connect_domain_event_register_any_args; on the wire, in order:
 
     int eventID
     """
 
+    __slots__ = ("eventID",)
+    __match_args__ = ("eventID",)
+
     eventID: int
 
+    def __init__(self, eventID: int) -> None:
+        self.eventID = eventID
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_domain_event_deregister_any_args(xdr.XdrStruct):
     """XDR struct remote_connect_domain_event_deregister_any_args; on the wire, in order:
 
     int eventID
     """
 
+    __slots__ = ("eventID",)
+    __match_args__ = ("eventID",)
+
     eventID: int
 
+    def __init__(self, eventID: int) -> None:
+        self.eventID = eventID
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_domain_event_callback_register_any_args(xdr.XdrStruct):
     """XDR struct remote_connect_domain_event_callback_register_any_args; on the wire, in order:
 
@@ -4695,41 +7329,62 @@ class remote_connect_domain_event_callback_register_any_args(xdr.XdrStruct):
     remote_domain dom
     """
 
+    __slots__ = ("dom", "eventID")
+    __match_args__ = ("eventID", "dom")
+
     eventID: int
     dom: remote_domain
 
+    def __init__(self, eventID: int, dom: remote_domain) -> None:
+        self.eventID = eventID
+        self.dom = dom
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_domain_event_callback_register_any_ret(xdr.XdrStruct):
     """XDR struct remote_connect_domain_event_callback_register_any_ret; on the wire, in order:
 
     int callbackID
     """
 
+    __slots__ = ("callbackID",)
+    __match_args__ = ("callbackID",)
+
     callbackID: int
 
+    def __init__(self, callbackID: int) -> None:
+        self.callbackID = callbackID
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_domain_event_callback_deregister_any_args(xdr.XdrStruct):
     """XDR struct remote_connect_domain_event_callback_deregister_any_args; on the wire, in order:
 
     int callbackID
     """
 
+    __slots__ = ("callbackID",)
+    __match_args__ = ("callbackID",)
+
     callbackID: int
 
+    def __init__(self, callbackID: int) -> None:
+        self.callbackID = callbackID
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_event_connection_closed_msg(xdr.XdrStruct):
     """XDR struct remote_connect_event_connection_closed_msg; on the wire, in order:
 
     int reason
     """
 
+    __slots__ = ("reason",)
+    __match_args__ = ("reason",)
+
     reason: int
 
+    def __init__(self, reason: int) -> None:
+        self.reason = reason
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_network_event_register_any_args(xdr.XdrStruct):
     """XDR struct remote_connect_network_event_register_any_args; on the wire, in order:
 
@@ -4737,31 +7392,47 @@ class remote_connect_network_event_register_any_args(xdr.XdrStruct):
     remote_network net
     """
 
+    __slots__ = ("eventID", "net")
+    __match_args__ = ("eventID", "net")
+
     eventID: int
     net: remote_network
 
+    def __init__(self, eventID: int, net: remote_network) -> None:
+        self.eventID = eventID
+        self.net = net
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_network_event_register_any_ret(xdr.XdrStruct):
     """XDR struct remote_connect_network_event_register_any_ret; on the wire, in order:
 
     int callbackID
     """
 
+    __slots__ = ("callbackID",)
+    __match_args__ = ("callbackID",)
+
     callbackID: int
 
+    def __init__(self, callbackID: int) -> None:
+        self.callbackID = callbackID
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_network_event_deregister_any_args(xdr.XdrStruct):
     """XDR struct remote_connect_network_event_deregister_any_args; on the wire, in order:
 
     int callbackID
     """
 
+    __slots__ = ("callbackID",)
+    __match_args__ = ("callbackID",)
+
     callbackID: int
 
+    def __init__(self, callbackID: int) -> None:
+        self.callbackID = callbackID
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_storage_pool_event_register_any_args(xdr.XdrStruct):
     """XDR struct remote_connect_storage_pool_event_register_any_args; on the wire, in order:
 
@@ -4769,31 +7440,47 @@ class remote_connect_storage_pool_event_register_any_args(xdr.XdrStruct):
     remote_storage_pool pool
     """
 
+    __slots__ = ("eventID", "pool")
+    __match_args__ = ("eventID", "pool")
+
     eventID: int
     pool: remote_storage_pool
 
+    def __init__(self, eventID: int, pool: remote_storage_pool) -> None:
+        self.eventID = eventID
+        self.pool = pool
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_storage_pool_event_register_any_ret(xdr.XdrStruct):
     """XDR struct remote_connect_storage_pool_event_register_any_ret; on the wire, in order:
 
     int callbackID
     """
 
+    __slots__ = ("callbackID",)
+    __match_args__ = ("callbackID",)
+
     callbackID: int
 
+    def __init__(self, callbackID: int) -> None:
+        self.callbackID = callbackID
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_storage_pool_event_deregister_any_args(xdr.XdrStruct):
     """XDR struct remote_connect_storage_pool_event_deregister_any_args; on the wire, in order:
 
     int callbackID
     """
 
+    __slots__ = ("callbackID",)
+    __match_args__ = ("callbackID",)
+
     callbackID: int
 
+    def __init__(self, callbackID: int) -> None:
+        self.callbackID = callbackID
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_node_device_event_register_any_args(xdr.XdrStruct):
     """XDR struct remote_connect_node_device_event_register_any_args; on the wire, in order:
 
@@ -4801,31 +7488,47 @@ class remote_connect_node_device_event_register_any_args(xdr.XdrStruct):
     remote_node_device dev
     """
 
+    __slots__ = ("dev", "eventID")
+    __match_args__ = ("eventID", "dev")
+
     eventID: int
     dev: remote_node_device
 
+    def __init__(self, eventID: int, dev: remote_node_device) -> None:
+        self.eventID = eventID
+        self.dev = dev
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_node_device_event_register_any_ret(xdr.XdrStruct):
     """XDR struct remote_connect_node_device_event_register_any_ret; on the wire, in order:
 
     int callbackID
     """
 
+    __slots__ = ("callbackID",)
+    __match_args__ = ("callbackID",)
+
     callbackID: int
 
+    def __init__(self, callbackID: int) -> None:
+        self.callbackID = callbackID
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_node_device_event_deregister_any_args(xdr.XdrStruct):
     """XDR struct remote_connect_node_device_event_deregister_any_args; on the wire, in order:
 
     int callbackID
     """
 
+    __slots__ = ("callbackID",)
+    __match_args__ = ("callbackID",)
+
     callbackID: int
 
+    def __init__(self, callbackID: int) -> None:
+        self.callbackID = callbackID
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_secret_event_register_any_args(xdr.XdrStruct):
     """XDR struct remote_connect_secret_event_register_any_args; on the wire, in order:
 
@@ -4833,31 +7536,47 @@ class remote_connect_secret_event_register_any_args(xdr.XdrStruct):
     remote_secret secret
     """
 
+    __slots__ = ("eventID", "secret")
+    __match_args__ = ("eventID", "secret")
+
     eventID: int
     secret: remote_secret
 
+    def __init__(self, eventID: int, secret: remote_secret) -> None:
+        self.eventID = eventID
+        self.secret = secret
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_secret_event_register_any_ret(xdr.XdrStruct):
     """XDR struct remote_connect_secret_event_register_any_ret; on the wire, in order:
 
     int callbackID
     """
 
+    __slots__ = ("callbackID",)
+    __match_args__ = ("callbackID",)
+
     callbackID: int
 
+    def __init__(self, callbackID: int) -> None:
+        self.callbackID = callbackID
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_secret_event_deregister_any_args(xdr.XdrStruct):
     """XDR struct remote_connect_secret_event_deregister_any_args; on the wire, in order:
 
     int callbackID
     """
 
+    __slots__ = ("callbackID",)
+    __match_args__ = ("callbackID",)
+
     callbackID: int
 
+    def __init__(self, callbackID: int) -> None:
+        self.callbackID = callbackID
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_event_lifecycle_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_lifecycle_msg; on the wire, in order:
 
@@ -4866,12 +7585,19 @@ class remote_domain_event_lifecycle_msg(xdr.XdrStruct):
     int detail
     """
 
+    __slots__ = ("detail", "dom", "event")
+    __match_args__ = ("dom", "event", "detail")
+
     dom: remote_nonnull_domain
     event: int
     detail: int
 
+    def __init__(self, dom: remote_nonnull_domain, event: int, detail: int) -> None:
+        self.dom = dom
+        self.event = event
+        self.detail = detail
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_event_callback_lifecycle_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_callback_lifecycle_msg; on the wire, in order:
 
@@ -4879,21 +7605,32 @@ class remote_domain_event_callback_lifecycle_msg(xdr.XdrStruct):
     remote_domain_event_lifecycle_msg msg
     """
 
+    __slots__ = ("callbackID", "msg")
+    __match_args__ = ("callbackID", "msg")
+
     callbackID: int
     msg: remote_domain_event_lifecycle_msg
 
+    def __init__(self, callbackID: int, msg: remote_domain_event_lifecycle_msg) -> None:
+        self.callbackID = callbackID
+        self.msg = msg
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_event_reboot_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_reboot_msg; on the wire, in order:
 
     remote_nonnull_domain dom
     """
 
+    __slots__ = ("dom",)
+    __match_args__ = ("dom",)
+
     dom: remote_nonnull_domain
 
+    def __init__(self, dom: remote_nonnull_domain) -> None:
+        self.dom = dom
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_event_callback_reboot_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_callback_reboot_msg; on the wire, in order:
 
@@ -4901,11 +7638,17 @@ class remote_domain_event_callback_reboot_msg(xdr.XdrStruct):
     remote_domain_event_reboot_msg msg
     """
 
+    __slots__ = ("callbackID", "msg")
+    __match_args__ = ("callbackID", "msg")
+
     callbackID: int
     msg: remote_domain_event_reboot_msg
 
+    def __init__(self, callbackID: int, msg: remote_domain_event_reboot_msg) -> None:
+        self.callbackID = callbackID
+        self.msg = msg
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_event_rtc_change_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_rtc_change_msg; on the wire, in order:
 
@@ -4913,11 +7656,17 @@ class remote_domain_event_rtc_change_msg(xdr.XdrStruct):
     hyper offset
     """
 
+    __slots__ = ("dom", "offset")
+    __match_args__ = ("dom", "offset")
+
     dom: remote_nonnull_domain
     offset: int
 
+    def __init__(self, dom: remote_nonnull_domain, offset: int) -> None:
+        self.dom = dom
+        self.offset = offset
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_event_callback_rtc_change_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_callback_rtc_change_msg; on the wire, in order:
 
@@ -4925,11 +7674,17 @@ class remote_domain_event_callback_rtc_change_msg(xdr.XdrStruct):
     remote_domain_event_rtc_change_msg msg
     """
 
+    __slots__ = ("callbackID", "msg")
+    __match_args__ = ("callbackID", "msg")
+
     callbackID: int
     msg: remote_domain_event_rtc_change_msg
 
+    def __init__(self, callbackID: int, msg: remote_domain_event_rtc_change_msg) -> None:
+        self.callbackID = callbackID
+        self.msg = msg
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_event_watchdog_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_watchdog_msg; on the wire, in order:
 
@@ -4937,11 +7692,17 @@ class remote_domain_event_watchdog_msg(xdr.XdrStruct):
     int action
     """
 
+    __slots__ = ("action", "dom")
+    __match_args__ = ("dom", "action")
+
     dom: remote_nonnull_domain
     action: int
 
+    def __init__(self, dom: remote_nonnull_domain, action: int) -> None:
+        self.dom = dom
+        self.action = action
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_event_callback_watchdog_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_callback_watchdog_msg; on the wire, in order:
 
@@ -4949,11 +7710,17 @@ class remote_domain_event_callback_watchdog_msg(xdr.XdrStruct):
     remote_domain_event_watchdog_msg msg
     """
 
+    __slots__ = ("callbackID", "msg")
+    __match_args__ = ("callbackID", "msg")
+
     callbackID: int
     msg: remote_domain_event_watchdog_msg
 
+    def __init__(self, callbackID: int, msg: remote_domain_event_watchdog_msg) -> None:
+        self.callbackID = callbackID
+        self.msg = msg
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_event_io_error_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_io_error_msg; on the wire, in order:
 
@@ -4963,13 +7730,27 @@ class remote_domain_event_io_error_msg(xdr.XdrStruct):
     int action
     """
 
+    __slots__ = ("action", "devAlias", "dom", "srcPath")
+    __match_args__ = ("dom", "srcPath", "devAlias", "action")
+
     dom: remote_nonnull_domain
     srcPath: remote_nonnull_string
     devAlias: remote_nonnull_string
     action: int
 
+    def __init__(
+        self,
+        dom: remote_nonnull_domain,
+        srcPath: remote_nonnull_string,
+        devAlias: remote_nonnull_string,
+        action: int,
+    ) -> None:
+        self.dom = dom
+        self.srcPath = srcPath
+        self.devAlias = devAlias
+        self.action = action
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_event_callback_io_error_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_callback_io_error_msg; on the wire, in order:
 
@@ -4977,11 +7758,17 @@ class remote_domain_event_callback_io_error_msg(xdr.XdrStruct):
     remote_domain_event_io_error_msg msg
     """
 
+    __slots__ = ("callbackID", "msg")
+    __match_args__ = ("callbackID", "msg")
+
     callbackID: int
     msg: remote_domain_event_io_error_msg
 
+    def __init__(self, callbackID: int, msg: remote_domain_event_io_error_msg) -> None:
+        self.callbackID = callbackID
+        self.msg = msg
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_event_io_error_reason_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_io_error_reason_msg; on the wire, in order:
 
@@ -4992,14 +7779,30 @@ class remote_domain_event_io_error_reason_msg(xdr.XdrStruct):
     remote_nonnull_string reason
     """
 
+    __slots__ = ("action", "devAlias", "dom", "reason", "srcPath")
+    __match_args__ = ("dom", "srcPath", "devAlias", "action", "reason")
+
     dom: remote_nonnull_domain
     srcPath: remote_nonnull_string
     devAlias: remote_nonnull_string
     action: int
     reason: remote_nonnull_string
 
+    def __init__(
+        self,
+        dom: remote_nonnull_domain,
+        srcPath: remote_nonnull_string,
+        devAlias: remote_nonnull_string,
+        action: int,
+        reason: remote_nonnull_string,
+    ) -> None:
+        self.dom = dom
+        self.srcPath = srcPath
+        self.devAlias = devAlias
+        self.action = action
+        self.reason = reason
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_event_callback_io_error_reason_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_callback_io_error_reason_msg; on the wire, in order:
 
@@ -5007,11 +7810,17 @@ class remote_domain_event_callback_io_error_reason_msg(xdr.XdrStruct):
     remote_domain_event_io_error_reason_msg msg
     """
 
+    __slots__ = ("callbackID", "msg")
+    __match_args__ = ("callbackID", "msg")
+
     callbackID: int
     msg: remote_domain_event_io_error_reason_msg
 
+    def __init__(self, callbackID: int, msg: remote_domain_event_io_error_reason_msg) -> None:
+        self.callbackID = callbackID
+        self.msg = msg
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_event_graphics_address(xdr.XdrStruct):
     """XDR struct remote_domain_event_graphics_address; on the wire, in order:
 
@@ -5020,14 +7829,21 @@ class remote_domain_event_graphics_address(xdr.XdrStruct):
     remote_nonnull_string service
     """
 
+    __slots__ = ("family", "node", "service")
+    __match_args__ = ("family", "node", "service")
+
     family: int
     node: remote_nonnull_string
     service: remote_nonnull_string
 
+    def __init__(self, family: int, node: remote_nonnull_string, service: remote_nonnull_string) -> None:
+        self.family = family
+        self.node = node
+        self.service = service
+
 REMOTE_DOMAIN_EVENT_GRAPHICS_IDENTITY_MAX: Final = 20
 
 
-@dataclass(slots=True, repr=False, eq=False)
 class remote_domain_event_graphics_identity(xdr.XdrStruct):
     """XDR struct remote_domain_event_graphics_identity; on the wire, in order:
 
@@ -5035,11 +7851,17 @@ class remote_domain_event_graphics_identity(xdr.XdrStruct):
     remote_nonnull_string name
     """
 
+    __slots__ = ("name", "type")
+    __match_args__ = ("type", "name")
+
     type: remote_nonnull_string
     name: remote_nonnull_string
 
+    def __init__(self, type: remote_nonnull_string, name: remote_nonnull_string) -> None:
+        self.type = type
+        self.name = name
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_event_graphics_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_graphics_msg; on the wire, in order:
 
@@ -5051,6 +7873,9 @@ class remote_domain_event_graphics_msg(xdr.XdrStruct):
     remote_domain_event_graphics_identity<REMOTE_DOMAIN_EVENT_GRAPHICS_IDENTITY_MAX> subject
     """
 
+    __slots__ = ("authScheme", "dom", "local", "phase", "remote", "subject")
+    __match_args__ = ("dom", "phase", "local", "remote", "authScheme", "subject")
+
     dom: remote_nonnull_domain
     phase: int
     local: remote_domain_event_graphics_address
@@ -5058,8 +7883,23 @@ class remote_domain_event_graphics_msg(xdr.XdrStruct):
     authScheme: remote_nonnull_string
     subject: list[remote_domain_event_graphics_identity]
 
+    def __init__(
+        self,
+        dom: remote_nonnull_domain,
+        phase: int,
+        local: remote_domain_event_graphics_address,
+        remote: remote_domain_event_graphics_address,
+        authScheme: remote_nonnull_string,
+        subject: list[remote_domain_event_graphics_identity],
+    ) -> None:
+        self.dom = dom
+        self.phase = phase
+        self.local = local
+        self.remote = remote
+        self.authScheme = authScheme
+        self.subject = subject
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_event_callback_graphics_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_callback_graphics_msg; on the wire, in order:
 
@@ -5067,11 +7907,17 @@ class remote_domain_event_callback_graphics_msg(xdr.XdrStruct):
     remote_domain_event_graphics_msg msg
     """
 
+    __slots__ = ("callbackID", "msg")
+    __match_args__ = ("callbackID", "msg")
+
     callbackID: int
     msg: remote_domain_event_graphics_msg
 
+    def __init__(self, callbackID: int, msg: remote_domain_event_graphics_msg) -> None:
+        self.callbackID = callbackID
+        self.msg = msg
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_event_block_job_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_block_job_msg; on the wire, in order:
 
@@ -5081,13 +7927,27 @@ class remote_domain_event_block_job_msg(xdr.XdrStruct):
     int status
     """
 
+    __slots__ = ("dom", "path", "status", "type")
+    __match_args__ = ("dom", "path", "type", "status")
+
     dom: remote_nonnull_domain
     path: remote_nonnull_string
     type: int
     status: int
 
+    def __init__(
+        self,
+        dom: remote_nonnull_domain,
+        path: remote_nonnull_string,
+        type: int,
+        status: int,
+    ) -> None:
+        self.dom = dom
+        self.path = path
+        self.type = type
+        self.status = status
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_event_callback_block_job_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_callback_block_job_msg; on the wire, in order:
 
@@ -5095,11 +7955,17 @@ class remote_domain_event_callback_block_job_msg(xdr.XdrStruct):
     remote_domain_event_block_job_msg msg
     """
 
+    __slots__ = ("callbackID", "msg")
+    __match_args__ = ("callbackID", "msg")
+
     callbackID: int
     msg: remote_domain_event_block_job_msg
 
+    def __init__(self, callbackID: int, msg: remote_domain_event_block_job_msg) -> None:
+        self.callbackID = callbackID
+        self.msg = msg
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_event_disk_change_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_disk_change_msg; on the wire, in order:
 
@@ -5110,14 +7976,30 @@ class remote_domain_event_disk_change_msg(xdr.XdrStruct):
     int reason
     """
 
+    __slots__ = ("devAlias", "dom", "newSrcPath", "oldSrcPath", "reason")
+    __match_args__ = ("dom", "oldSrcPath", "newSrcPath", "devAlias", "reason")
+
     dom: remote_nonnull_domain
     oldSrcPath: remote_string
     newSrcPath: remote_string
     devAlias: remote_nonnull_string
     reason: int
 
+    def __init__(
+        self,
+        dom: remote_nonnull_domain,
+        oldSrcPath: remote_string,
+        newSrcPath: remote_string,
+        devAlias: remote_nonnull_string,
+        reason: int,
+    ) -> None:
+        self.dom = dom
+        self.oldSrcPath = oldSrcPath
+        self.newSrcPath = newSrcPath
+        self.devAlias = devAlias
+        self.reason = reason
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_event_callback_disk_change_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_callback_disk_change_msg; on the wire, in order:
 
@@ -5125,11 +8007,17 @@ class remote_domain_event_callback_disk_change_msg(xdr.XdrStruct):
     remote_domain_event_disk_change_msg msg
     """
 
+    __slots__ = ("callbackID", "msg")
+    __match_args__ = ("callbackID", "msg")
+
     callbackID: int
     msg: remote_domain_event_disk_change_msg
 
+    def __init__(self, callbackID: int, msg: remote_domain_event_disk_change_msg) -> None:
+        self.callbackID = callbackID
+        self.msg = msg
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_event_tray_change_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_tray_change_msg; on the wire, in order:
 
@@ -5138,12 +8026,19 @@ class remote_domain_event_tray_change_msg(xdr.XdrStruct):
     int reason
     """
 
+    __slots__ = ("devAlias", "dom", "reason")
+    __match_args__ = ("dom", "devAlias", "reason")
+
     dom: remote_nonnull_domain
     devAlias: remote_nonnull_string
     reason: int
 
+    def __init__(self, dom: remote_nonnull_domain, devAlias: remote_nonnull_string, reason: int) -> None:
+        self.dom = dom
+        self.devAlias = devAlias
+        self.reason = reason
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_event_callback_tray_change_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_callback_tray_change_msg; on the wire, in order:
 
@@ -5151,21 +8046,32 @@ class remote_domain_event_callback_tray_change_msg(xdr.XdrStruct):
     remote_domain_event_tray_change_msg msg
     """
 
+    __slots__ = ("callbackID", "msg")
+    __match_args__ = ("callbackID", "msg")
+
     callbackID: int
     msg: remote_domain_event_tray_change_msg
 
+    def __init__(self, callbackID: int, msg: remote_domain_event_tray_change_msg) -> None:
+        self.callbackID = callbackID
+        self.msg = msg
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_event_pmwakeup_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_pmwakeup_msg; on the wire, in order:
 
     remote_nonnull_domain dom
     """
 
+    __slots__ = ("dom",)
+    __match_args__ = ("dom",)
+
     dom: remote_nonnull_domain
 
+    def __init__(self, dom: remote_nonnull_domain) -> None:
+        self.dom = dom
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_event_callback_pmwakeup_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_callback_pmwakeup_msg; on the wire, in order:
 
@@ -5174,22 +8080,34 @@ class remote_domain_event_callback_pmwakeup_msg(xdr.XdrStruct):
     remote_domain_event_pmwakeup_msg msg
     """
 
+    __slots__ = ("callbackID", "msg", "reason")
+    __match_args__ = ("callbackID", "reason", "msg")
+
     callbackID: int
     reason: int
     msg: remote_domain_event_pmwakeup_msg
 
+    def __init__(self, callbackID: int, reason: int, msg: remote_domain_event_pmwakeup_msg) -> None:
+        self.callbackID = callbackID
+        self.reason = reason
+        self.msg = msg
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_event_pmsuspend_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_pmsuspend_msg; on the wire, in order:
 
     remote_nonnull_domain dom
     """
 
+    __slots__ = ("dom",)
+    __match_args__ = ("dom",)
+
     dom: remote_nonnull_domain
 
+    def __init__(self, dom: remote_nonnull_domain) -> None:
+        self.dom = dom
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_event_callback_pmsuspend_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_callback_pmsuspend_msg; on the wire, in order:
 
@@ -5198,12 +8116,19 @@ class remote_domain_event_callback_pmsuspend_msg(xdr.XdrStruct):
     remote_domain_event_pmsuspend_msg msg
     """
 
+    __slots__ = ("callbackID", "msg", "reason")
+    __match_args__ = ("callbackID", "reason", "msg")
+
     callbackID: int
     reason: int
     msg: remote_domain_event_pmsuspend_msg
 
+    def __init__(self, callbackID: int, reason: int, msg: remote_domain_event_pmsuspend_msg) -> None:
+        self.callbackID = callbackID
+        self.reason = reason
+        self.msg = msg
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_event_balloon_change_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_balloon_change_msg; on the wire, in order:
 
@@ -5211,11 +8136,17 @@ class remote_domain_event_balloon_change_msg(xdr.XdrStruct):
     unsigned hyper actual
     """
 
+    __slots__ = ("actual", "dom")
+    __match_args__ = ("dom", "actual")
+
     dom: remote_nonnull_domain
     actual: int
 
+    def __init__(self, dom: remote_nonnull_domain, actual: int) -> None:
+        self.dom = dom
+        self.actual = actual
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_event_callback_balloon_change_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_callback_balloon_change_msg; on the wire, in order:
 
@@ -5223,21 +8154,32 @@ class remote_domain_event_callback_balloon_change_msg(xdr.XdrStruct):
     remote_domain_event_balloon_change_msg msg
     """
 
+    __slots__ = ("callbackID", "msg")
+    __match_args__ = ("callbackID", "msg")
+
     callbackID: int
     msg: remote_domain_event_balloon_change_msg
 
+    def __init__(self, callbackID: int, msg: remote_domain_event_balloon_change_msg) -> None:
+        self.callbackID = callbackID
+        self.msg = msg
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_event_pmsuspend_disk_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_pmsuspend_disk_msg; on the wire, in order:
 
     remote_nonnull_domain dom
     """
 
+    __slots__ = ("dom",)
+    __match_args__ = ("dom",)
+
     dom: remote_nonnull_domain
 
+    def __init__(self, dom: remote_nonnull_domain) -> None:
+        self.dom = dom
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_event_callback_pmsuspend_disk_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_callback_pmsuspend_disk_msg; on the wire, in order:
 
@@ -5246,22 +8188,34 @@ class remote_domain_event_callback_pmsuspend_disk_msg(xdr.XdrStruct):
     remote_domain_event_pmsuspend_disk_msg msg
     """
 
+    __slots__ = ("callbackID", "msg", "reason")
+    __match_args__ = ("callbackID", "reason", "msg")
+
     callbackID: int
     reason: int
     msg: remote_domain_event_pmsuspend_disk_msg
 
+    def __init__(self, callbackID: int, reason: int, msg: remote_domain_event_pmsuspend_disk_msg) -> None:
+        self.callbackID = callbackID
+        self.reason = reason
+        self.msg = msg
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_event_control_error_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_control_error_msg; on the wire, in order:
 
     remote_nonnull_domain dom
     """
 
+    __slots__ = ("dom",)
+    __match_args__ = ("dom",)
+
     dom: remote_nonnull_domain
 
+    def __init__(self, dom: remote_nonnull_domain) -> None:
+        self.dom = dom
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_event_callback_control_error_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_callback_control_error_msg; on the wire, in order:
 
@@ -5269,11 +8223,17 @@ class remote_domain_event_callback_control_error_msg(xdr.XdrStruct):
     remote_domain_event_control_error_msg msg
     """
 
+    __slots__ = ("callbackID", "msg")
+    __match_args__ = ("callbackID", "msg")
+
     callbackID: int
     msg: remote_domain_event_control_error_msg
 
+    def __init__(self, callbackID: int, msg: remote_domain_event_control_error_msg) -> None:
+        self.callbackID = callbackID
+        self.msg = msg
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_event_device_removed_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_device_removed_msg; on the wire, in order:
 
@@ -5281,11 +8241,17 @@ class remote_domain_event_device_removed_msg(xdr.XdrStruct):
     remote_nonnull_string devAlias
     """
 
+    __slots__ = ("devAlias", "dom")
+    __match_args__ = ("dom", "devAlias")
+
     dom: remote_nonnull_domain
     devAlias: remote_nonnull_string
 
+    def __init__(self, dom: remote_nonnull_domain, devAlias: remote_nonnull_string) -> None:
+        self.dom = dom
+        self.devAlias = devAlias
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_event_callback_device_removed_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_callback_device_removed_msg; on the wire, in order:
 
@@ -5293,11 +8259,17 @@ class remote_domain_event_callback_device_removed_msg(xdr.XdrStruct):
     remote_domain_event_device_removed_msg msg
     """
 
+    __slots__ = ("callbackID", "msg")
+    __match_args__ = ("callbackID", "msg")
+
     callbackID: int
     msg: remote_domain_event_device_removed_msg
 
+    def __init__(self, callbackID: int, msg: remote_domain_event_device_removed_msg) -> None:
+        self.callbackID = callbackID
+        self.msg = msg
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_event_block_job_2_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_block_job_2_msg; on the wire, in order:
 
@@ -5308,14 +8280,30 @@ class remote_domain_event_block_job_2_msg(xdr.XdrStruct):
     int status
     """
 
+    __slots__ = ("callbackID", "dom", "dst", "status", "type")
+    __match_args__ = ("callbackID", "dom", "dst", "type", "status")
+
     callbackID: int
     dom: remote_nonnull_domain
     dst: remote_nonnull_string
     type: int
     status: int
 
+    def __init__(
+        self,
+        callbackID: int,
+        dom: remote_nonnull_domain,
+        dst: remote_nonnull_string,
+        type: int,
+        status: int,
+    ) -> None:
+        self.callbackID = callbackID
+        self.dom = dom
+        self.dst = dst
+        self.type = type
+        self.status = status
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_event_block_threshold_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_block_threshold_msg; on the wire, in order:
 
@@ -5327,6 +8315,9 @@ class remote_domain_event_block_threshold_msg(xdr.XdrStruct):
     unsigned hyper excess
     """
 
+    __slots__ = ("callbackID", "dev", "dom", "excess", "path", "threshold")
+    __match_args__ = ("callbackID", "dom", "dev", "path", "threshold", "excess")
+
     callbackID: int
     dom: remote_nonnull_domain
     dev: remote_nonnull_string
@@ -5334,8 +8325,23 @@ class remote_domain_event_block_threshold_msg(xdr.XdrStruct):
     threshold: int
     excess: int
 
+    def __init__(
+        self,
+        callbackID: int,
+        dom: remote_nonnull_domain,
+        dev: remote_nonnull_string,
+        path: remote_string,
+        threshold: int,
+        excess: int,
+    ) -> None:
+        self.callbackID = callbackID
+        self.dom = dom
+        self.dev = dev
+        self.path = path
+        self.threshold = threshold
+        self.excess = excess
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_event_callback_tunable_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_callback_tunable_msg; on the wire, in order:
 
@@ -5344,12 +8350,19 @@ class remote_domain_event_callback_tunable_msg(xdr.XdrStruct):
     remote_typed_param<REMOTE_DOMAIN_EVENT_TUNABLE_MAX> params
     """
 
+    __slots__ = ("callbackID", "dom", "params")
+    __match_args__ = ("callbackID", "dom", "params")
+
     callbackID: int
     dom: remote_nonnull_domain
     params: list[remote_typed_param]
 
+    def __init__(self, callbackID: int, dom: remote_nonnull_domain, params: list[remote_typed_param]) -> None:
+        self.callbackID = callbackID
+        self.dom = dom
+        self.params = params
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_event_callback_device_added_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_callback_device_added_msg; on the wire, in order:
 
@@ -5358,12 +8371,19 @@ class remote_domain_event_callback_device_added_msg(xdr.XdrStruct):
     remote_nonnull_string devAlias
     """
 
+    __slots__ = ("callbackID", "devAlias", "dom")
+    __match_args__ = ("callbackID", "dom", "devAlias")
+
     callbackID: int
     dom: remote_nonnull_domain
     devAlias: remote_nonnull_string
 
+    def __init__(self, callbackID: int, dom: remote_nonnull_domain, devAlias: remote_nonnull_string) -> None:
+        self.callbackID = callbackID
+        self.dom = dom
+        self.devAlias = devAlias
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_event_callback_agent_lifecycle_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_callback_agent_lifecycle_msg; on the wire, in order:
 
@@ -5373,13 +8393,21 @@ class remote_domain_event_callback_agent_lifecycle_msg(xdr.XdrStruct):
     int reason
     """
 
+    __slots__ = ("callbackID", "dom", "reason", "state")
+    __match_args__ = ("callbackID", "dom", "state", "reason")
+
     callbackID: int
     dom: remote_nonnull_domain
     state: int
     reason: int
 
+    def __init__(self, callbackID: int, dom: remote_nonnull_domain, state: int, reason: int) -> None:
+        self.callbackID = callbackID
+        self.dom = dom
+        self.state = state
+        self.reason = reason
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_event_callback_migration_iteration_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_callback_migration_iteration_msg; on the wire, in order:
 
@@ -5388,12 +8416,19 @@ class remote_domain_event_callback_migration_iteration_msg(xdr.XdrStruct):
     int iteration
     """
 
+    __slots__ = ("callbackID", "dom", "iteration")
+    __match_args__ = ("callbackID", "dom", "iteration")
+
     callbackID: int
     dom: remote_nonnull_domain
     iteration: int
 
+    def __init__(self, callbackID: int, dom: remote_nonnull_domain, iteration: int) -> None:
+        self.callbackID = callbackID
+        self.dom = dom
+        self.iteration = iteration
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_event_callback_job_completed_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_callback_job_completed_msg; on the wire, in order:
 
@@ -5402,12 +8437,19 @@ class remote_domain_event_callback_job_completed_msg(xdr.XdrStruct):
     remote_typed_param<REMOTE_DOMAIN_JOB_STATS_MAX> params
     """
 
+    __slots__ = ("callbackID", "dom", "params")
+    __match_args__ = ("callbackID", "dom", "params")
+
     callbackID: int
     dom: remote_nonnull_domain
     params: list[remote_typed_param]
 
+    def __init__(self, callbackID: int, dom: remote_nonnull_domain, params: list[remote_typed_param]) -> None:
+        self.callbackID = callbackID
+        self.dom = dom
+        self.params = params
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_event_callback_device_removal_failed_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_callback_device_removal_failed_msg; on the wire, in order:
 
@@ -5416,12 +8458,19 @@ class remote_domain_event_callback_device_removal_failed_msg(xdr.XdrStruct):
     remote_nonnull_string devAlias
     """
 
+    __slots__ = ("callbackID", "devAlias", "dom")
+    __match_args__ = ("callbackID", "dom", "devAlias")
+
     callbackID: int
     dom: remote_nonnull_domain
     devAlias: remote_nonnull_string
 
+    def __init__(self, callbackID: int, dom: remote_nonnull_domain, devAlias: remote_nonnull_string) -> None:
+        self.callbackID = callbackID
+        self.dom = dom
+        self.devAlias = devAlias
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_event_callback_metadata_change_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_callback_metadata_change_msg; on the wire, in order:
 
@@ -5431,13 +8480,21 @@ class remote_domain_event_callback_metadata_change_msg(xdr.XdrStruct):
     remote_string nsuri
     """
 
+    __slots__ = ("callbackID", "dom", "nsuri", "type")
+    __match_args__ = ("callbackID", "dom", "type", "nsuri")
+
     callbackID: int
     dom: remote_nonnull_domain
     type: int
     nsuri: remote_string
 
+    def __init__(self, callbackID: int, dom: remote_nonnull_domain, type: int, nsuri: remote_string) -> None:
+        self.callbackID = callbackID
+        self.dom = dom
+        self.type = type
+        self.nsuri = nsuri
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_event_memory_failure_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_memory_failure_msg; on the wire, in order:
 
@@ -5448,14 +8505,30 @@ class remote_domain_event_memory_failure_msg(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("action", "callbackID", "dom", "flags", "recipient")
+    __match_args__ = ("callbackID", "dom", "recipient", "action", "flags")
+
     callbackID: int
     dom: remote_nonnull_domain
     recipient: int
     action: int
     flags: int
 
+    def __init__(
+        self,
+        callbackID: int,
+        dom: remote_nonnull_domain,
+        recipient: int,
+        action: int,
+        flags: int,
+    ) -> None:
+        self.callbackID = callbackID
+        self.dom = dom
+        self.recipient = recipient
+        self.action = action
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_event_memory_device_size_change_msg(xdr.XdrStruct):
     """XDR struct remote_domain_event_memory_device_size_change_msg; on the wire, in order:
 
@@ -5465,13 +8538,27 @@ class remote_domain_event_memory_device_size_change_msg(xdr.XdrStruct):
     unsigned hyper size
     """
 
+    __slots__ = ("alias", "callbackID", "dom", "size")
+    __match_args__ = ("callbackID", "dom", "alias", "size")
+
     callbackID: int
     dom: remote_nonnull_domain
     alias: remote_nonnull_string
     size: int
 
+    def __init__(
+        self,
+        callbackID: int,
+        dom: remote_nonnull_domain,
+        alias: remote_nonnull_string,
+        size: int,
+    ) -> None:
+        self.callbackID = callbackID
+        self.dom = dom
+        self.alias = alias
+        self.size = size
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_network_event_lifecycle_msg(xdr.XdrStruct):
     """XDR struct remote_network_event_lifecycle_msg; on the wire, in order:
 
@@ -5481,13 +8568,21 @@ class remote_network_event_lifecycle_msg(xdr.XdrStruct):
     int detail
     """
 
+    __slots__ = ("callbackID", "detail", "event", "net")
+    __match_args__ = ("callbackID", "net", "event", "detail")
+
     callbackID: int
     net: remote_nonnull_network
     event: int
     detail: int
 
+    def __init__(self, callbackID: int, net: remote_nonnull_network, event: int, detail: int) -> None:
+        self.callbackID = callbackID
+        self.net = net
+        self.event = event
+        self.detail = detail
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_pool_event_lifecycle_msg(xdr.XdrStruct):
     """XDR struct remote_storage_pool_event_lifecycle_msg; on the wire, in order:
 
@@ -5497,13 +8592,21 @@ class remote_storage_pool_event_lifecycle_msg(xdr.XdrStruct):
     int detail
     """
 
+    __slots__ = ("callbackID", "detail", "event", "pool")
+    __match_args__ = ("callbackID", "pool", "event", "detail")
+
     callbackID: int
     pool: remote_nonnull_storage_pool
     event: int
     detail: int
 
+    def __init__(self, callbackID: int, pool: remote_nonnull_storage_pool, event: int, detail: int) -> None:
+        self.callbackID = callbackID
+        self.pool = pool
+        self.event = event
+        self.detail = detail
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_pool_event_refresh_msg(xdr.XdrStruct):
     """XDR struct remote_storage_pool_event_refresh_msg; on the wire, in order:
 
@@ -5511,11 +8614,17 @@ class remote_storage_pool_event_refresh_msg(xdr.XdrStruct):
     remote_nonnull_storage_pool pool
     """
 
+    __slots__ = ("callbackID", "pool")
+    __match_args__ = ("callbackID", "pool")
+
     callbackID: int
     pool: remote_nonnull_storage_pool
 
+    def __init__(self, callbackID: int, pool: remote_nonnull_storage_pool) -> None:
+        self.callbackID = callbackID
+        self.pool = pool
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_device_event_lifecycle_msg(xdr.XdrStruct):
     """XDR struct remote_node_device_event_lifecycle_msg; on the wire, in order:
 
@@ -5525,13 +8634,21 @@ class remote_node_device_event_lifecycle_msg(xdr.XdrStruct):
     int detail
     """
 
+    __slots__ = ("callbackID", "detail", "dev", "event")
+    __match_args__ = ("callbackID", "dev", "event", "detail")
+
     callbackID: int
     dev: remote_nonnull_node_device
     event: int
     detail: int
 
+    def __init__(self, callbackID: int, dev: remote_nonnull_node_device, event: int, detail: int) -> None:
+        self.callbackID = callbackID
+        self.dev = dev
+        self.event = event
+        self.detail = detail
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_device_event_update_msg(xdr.XdrStruct):
     """XDR struct remote_node_device_event_update_msg; on the wire, in order:
 
@@ -5539,11 +8656,17 @@ class remote_node_device_event_update_msg(xdr.XdrStruct):
     remote_nonnull_node_device dev
     """
 
+    __slots__ = ("callbackID", "dev")
+    __match_args__ = ("callbackID", "dev")
+
     callbackID: int
     dev: remote_nonnull_node_device
 
+    def __init__(self, callbackID: int, dev: remote_nonnull_node_device) -> None:
+        self.callbackID = callbackID
+        self.dev = dev
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_secret_event_lifecycle_msg(xdr.XdrStruct):
     """XDR struct remote_secret_event_lifecycle_msg; on the wire, in order:
 
@@ -5553,13 +8676,21 @@ class remote_secret_event_lifecycle_msg(xdr.XdrStruct):
     int detail
     """
 
+    __slots__ = ("callbackID", "detail", "event", "secret")
+    __match_args__ = ("callbackID", "secret", "event", "detail")
+
     callbackID: int
     secret: remote_nonnull_secret
     event: int
     detail: int
 
+    def __init__(self, callbackID: int, secret: remote_nonnull_secret, event: int, detail: int) -> None:
+        self.callbackID = callbackID
+        self.secret = secret
+        self.event = event
+        self.detail = detail
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_secret_event_value_changed_msg(xdr.XdrStruct):
     """XDR struct remote_secret_event_value_changed_msg; on the wire, in order:
 
@@ -5567,131 +8698,197 @@ class remote_secret_event_value_changed_msg(xdr.XdrStruct):
     remote_nonnull_secret secret
     """
 
+    __slots__ = ("callbackID", "secret")
+    __match_args__ = ("callbackID", "secret")
+
     callbackID: int
     secret: remote_nonnull_secret
 
+    def __init__(self, callbackID: int, secret: remote_nonnull_secret) -> None:
+        self.callbackID = callbackID
+        self.secret = secret
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_num_of_networks_ret(xdr.XdrStruct):
     """XDR struct remote_connect_num_of_networks_ret; on the wire, in order:
 
     int num
     """
 
+    __slots__ = ("num",)
+    __match_args__ = ("num",)
+
     num: int
 
+    def __init__(self, num: int) -> None:
+        self.num = num
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_list_networks_args(xdr.XdrStruct):
     """XDR struct remote_connect_list_networks_args; on the wire, in order:
 
     int maxnames
     """
 
+    __slots__ = ("maxnames",)
+    __match_args__ = ("maxnames",)
+
     maxnames: int
 
+    def __init__(self, maxnames: int) -> None:
+        self.maxnames = maxnames
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_list_networks_ret(xdr.XdrStruct):
     """XDR struct remote_connect_list_networks_ret; on the wire, in order:
 
     remote_nonnull_string<REMOTE_NETWORK_LIST_MAX> names
     """
 
+    __slots__ = ("names",)
+    __match_args__ = ("names",)
+
     names: list[remote_nonnull_string]
 
+    def __init__(self, names: list[remote_nonnull_string]) -> None:
+        self.names = names
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_num_of_defined_networks_ret(xdr.XdrStruct):
     """XDR struct remote_connect_num_of_defined_networks_ret; on the wire, in order:
 
     int num
     """
 
+    __slots__ = ("num",)
+    __match_args__ = ("num",)
+
     num: int
 
+    def __init__(self, num: int) -> None:
+        self.num = num
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_list_defined_networks_args(xdr.XdrStruct):
     """XDR struct remote_connect_list_defined_networks_args; on the wire, in order:
 
     int maxnames
     """
 
+    __slots__ = ("maxnames",)
+    __match_args__ = ("maxnames",)
+
     maxnames: int
 
+    def __init__(self, maxnames: int) -> None:
+        self.maxnames = maxnames
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_list_defined_networks_ret(xdr.XdrStruct):
     """XDR struct remote_connect_list_defined_networks_ret; on the wire, in order:
 
     remote_nonnull_string<REMOTE_NETWORK_LIST_MAX> names
     """
 
+    __slots__ = ("names",)
+    __match_args__ = ("names",)
+
     names: list[remote_nonnull_string]
 
+    def __init__(self, names: list[remote_nonnull_string]) -> None:
+        self.names = names
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_network_lookup_by_uuid_args(xdr.XdrStruct):
     """XDR struct remote_network_lookup_by_uuid_args; on the wire, in order:
 
     remote_uuid uuid
     """
 
+    __slots__ = ("uuid",)
+    __match_args__ = ("uuid",)
+
     uuid: remote_uuid
 
+    def __init__(self, uuid: remote_uuid) -> None:
+        self.uuid = uuid
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_network_lookup_by_uuid_ret(xdr.XdrStruct):
     """XDR struct remote_network_lookup_by_uuid_ret; on the wire, in order:
 
     remote_nonnull_network net
     """
 
+    __slots__ = ("net",)
+    __match_args__ = ("net",)
+
     net: remote_nonnull_network
 
+    def __init__(self, net: remote_nonnull_network) -> None:
+        self.net = net
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_network_lookup_by_name_args(xdr.XdrStruct):
     """XDR struct remote_network_lookup_by_name_args; on the wire, in order:
 
     remote_nonnull_string name
     """
 
+    __slots__ = ("name",)
+    __match_args__ = ("name",)
+
     name: remote_nonnull_string
 
+    def __init__(self, name: remote_nonnull_string) -> None:
+        self.name = name
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_network_lookup_by_name_ret(xdr.XdrStruct):
     """XDR struct remote_network_lookup_by_name_ret; on the wire, in order:
 
     remote_nonnull_network net
     """
 
+    __slots__ = ("net",)
+    __match_args__ = ("net",)
+
     net: remote_nonnull_network
 
+    def __init__(self, net: remote_nonnull_network) -> None:
+        self.net = net
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_network_create_xml_args(xdr.XdrStruct):
     """XDR struct remote_network_create_xml_args; on the wire, in order:
 
     remote_nonnull_string xml
     """
 
+    __slots__ = ("xml",)
+    __match_args__ = ("xml",)
+
     xml: remote_nonnull_string
 
+    def __init__(self, xml: remote_nonnull_string) -> None:
+        self.xml = xml
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_network_create_xml_ret(xdr.XdrStruct):
     """XDR struct remote_network_create_xml_ret; on the wire, in order:
 
     remote_nonnull_network net
     """
 
+    __slots__ = ("net",)
+    __match_args__ = ("net",)
+
     net: remote_nonnull_network
 
+    def __init__(self, net: remote_nonnull_network) -> None:
+        self.net = net
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_network_create_xml_flags_args(xdr.XdrStruct):
     """XDR struct remote_network_create_xml_flags_args; on the wire, in order:
 
@@ -5699,41 +8896,62 @@ class remote_network_create_xml_flags_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "xml")
+    __match_args__ = ("xml", "flags")
+
     xml: remote_nonnull_string
     flags: int
 
+    def __init__(self, xml: remote_nonnull_string, flags: int) -> None:
+        self.xml = xml
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_network_create_xml_flags_ret(xdr.XdrStruct):
     """XDR struct remote_network_create_xml_flags_ret; on the wire, in order:
 
     remote_nonnull_network net
     """
 
+    __slots__ = ("net",)
+    __match_args__ = ("net",)
+
     net: remote_nonnull_network
 
+    def __init__(self, net: remote_nonnull_network) -> None:
+        self.net = net
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_network_define_xml_args(xdr.XdrStruct):
     """XDR struct remote_network_define_xml_args; on the wire, in order:
 
     remote_nonnull_string xml
     """
 
+    __slots__ = ("xml",)
+    __match_args__ = ("xml",)
+
     xml: remote_nonnull_string
 
+    def __init__(self, xml: remote_nonnull_string) -> None:
+        self.xml = xml
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_network_define_xml_ret(xdr.XdrStruct):
     """XDR struct remote_network_define_xml_ret; on the wire, in order:
 
     remote_nonnull_network net
     """
 
+    __slots__ = ("net",)
+    __match_args__ = ("net",)
+
     net: remote_nonnull_network
 
+    def __init__(self, net: remote_nonnull_network) -> None:
+        self.net = net
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_network_define_xml_flags_args(xdr.XdrStruct):
     """XDR struct remote_network_define_xml_flags_args; on the wire, in order:
 
@@ -5741,31 +8959,47 @@ class remote_network_define_xml_flags_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "xml")
+    __match_args__ = ("xml", "flags")
+
     xml: remote_nonnull_string
     flags: int
 
+    def __init__(self, xml: remote_nonnull_string, flags: int) -> None:
+        self.xml = xml
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_network_define_xml_flags_ret(xdr.XdrStruct):
     """XDR struct remote_network_define_xml_flags_ret; on the wire, in order:
 
     remote_nonnull_network net
     """
 
+    __slots__ = ("net",)
+    __match_args__ = ("net",)
+
     net: remote_nonnull_network
 
+    def __init__(self, net: remote_nonnull_network) -> None:
+        self.net = net
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_network_undefine_args(xdr.XdrStruct):
     """XDR struct remote_network_undefine_args; on the wire, in order:
 
     remote_nonnull_network net
     """
 
+    __slots__ = ("net",)
+    __match_args__ = ("net",)
+
     net: remote_nonnull_network
 
+    def __init__(self, net: remote_nonnull_network) -> None:
+        self.net = net
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_network_update_args(xdr.XdrStruct):
     """XDR struct remote_network_update_args; on the wire, in order:
 
@@ -5777,6 +9011,9 @@ class remote_network_update_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("command", "flags", "net", "parentIndex", "section", "xml")
+    __match_args__ = ("net", "command", "section", "parentIndex", "xml", "flags")
+
     net: remote_nonnull_network
     command: int
     section: int
@@ -5784,28 +9021,53 @@ class remote_network_update_args(xdr.XdrStruct):
     xml: remote_nonnull_string
     flags: int
 
+    def __init__(
+        self,
+        net: remote_nonnull_network,
+        command: int,
+        section: int,
+        parentIndex: int,
+        xml: remote_nonnull_string,
+        flags: int,
+    ) -> None:
+        self.net = net
+        self.command = command
+        self.section = section
+        self.parentIndex = parentIndex
+        self.xml = xml
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_network_create_args(xdr.XdrStruct):
     """XDR struct remote_network_create_args; on the wire, in order:
 
     remote_nonnull_network net
     """
 
+    __slots__ = ("net",)
+    __match_args__ = ("net",)
+
     net: remote_nonnull_network
 
+    def __init__(self, net: remote_nonnull_network) -> None:
+        self.net = net
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_network_destroy_args(xdr.XdrStruct):
     """XDR struct remote_network_destroy_args; on the wire, in order:
 
     remote_nonnull_network net
     """
 
+    __slots__ = ("net",)
+    __match_args__ = ("net",)
+
     net: remote_nonnull_network
 
+    def __init__(self, net: remote_nonnull_network) -> None:
+        self.net = net
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_network_get_xml_desc_args(xdr.XdrStruct):
     """XDR struct remote_network_get_xml_desc_args; on the wire, in order:
 
@@ -5813,61 +9075,92 @@ class remote_network_get_xml_desc_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "net")
+    __match_args__ = ("net", "flags")
+
     net: remote_nonnull_network
     flags: int
 
+    def __init__(self, net: remote_nonnull_network, flags: int) -> None:
+        self.net = net
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_network_get_xml_desc_ret(xdr.XdrStruct):
     """XDR struct remote_network_get_xml_desc_ret; on the wire, in order:
 
     remote_nonnull_string xml
     """
 
+    __slots__ = ("xml",)
+    __match_args__ = ("xml",)
+
     xml: remote_nonnull_string
 
+    def __init__(self, xml: remote_nonnull_string) -> None:
+        self.xml = xml
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_network_get_bridge_name_args(xdr.XdrStruct):
     """XDR struct remote_network_get_bridge_name_args; on the wire, in order:
 
     remote_nonnull_network net
     """
 
+    __slots__ = ("net",)
+    __match_args__ = ("net",)
+
     net: remote_nonnull_network
 
+    def __init__(self, net: remote_nonnull_network) -> None:
+        self.net = net
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_network_get_bridge_name_ret(xdr.XdrStruct):
     """XDR struct remote_network_get_bridge_name_ret; on the wire, in order:
 
     remote_nonnull_string name
     """
 
+    __slots__ = ("name",)
+    __match_args__ = ("name",)
+
     name: remote_nonnull_string
 
+    def __init__(self, name: remote_nonnull_string) -> None:
+        self.name = name
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_network_get_autostart_args(xdr.XdrStruct):
     """XDR struct remote_network_get_autostart_args; on the wire, in order:
 
     remote_nonnull_network net
     """
 
+    __slots__ = ("net",)
+    __match_args__ = ("net",)
+
     net: remote_nonnull_network
 
+    def __init__(self, net: remote_nonnull_network) -> None:
+        self.net = net
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_network_get_autostart_ret(xdr.XdrStruct):
     """XDR struct remote_network_get_autostart_ret; on the wire, in order:
 
     int autostart
     """
 
+    __slots__ = ("autostart",)
+    __match_args__ = ("autostart",)
+
     autostart: int
 
+    def __init__(self, autostart: int) -> None:
+        self.autostart = autostart
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_network_set_autostart_args(xdr.XdrStruct):
     """XDR struct remote_network_set_autostart_args; on the wire, in order:
 
@@ -5875,51 +9168,77 @@ class remote_network_set_autostart_args(xdr.XdrStruct):
     int autostart
     """
 
+    __slots__ = ("autostart", "net")
+    __match_args__ = ("net", "autostart")
+
     net: remote_nonnull_network
     autostart: int
 
+    def __init__(self, net: remote_nonnull_network, autostart: int) -> None:
+        self.net = net
+        self.autostart = autostart
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_network_is_active_args(xdr.XdrStruct):
     """XDR struct remote_network_is_active_args; on the wire, in order:
 
     remote_nonnull_network net
     """
 
+    __slots__ = ("net",)
+    __match_args__ = ("net",)
+
     net: remote_nonnull_network
 
+    def __init__(self, net: remote_nonnull_network) -> None:
+        self.net = net
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_network_is_active_ret(xdr.XdrStruct):
     """XDR struct remote_network_is_active_ret; on the wire, in order:
 
     int active
     """
 
+    __slots__ = ("active",)
+    __match_args__ = ("active",)
+
     active: int
 
+    def __init__(self, active: int) -> None:
+        self.active = active
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_network_is_persistent_args(xdr.XdrStruct):
     """XDR struct remote_network_is_persistent_args; on the wire, in order:
 
     remote_nonnull_network net
     """
 
+    __slots__ = ("net",)
+    __match_args__ = ("net",)
+
     net: remote_nonnull_network
 
+    def __init__(self, net: remote_nonnull_network) -> None:
+        self.net = net
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_network_is_persistent_ret(xdr.XdrStruct):
     """XDR struct remote_network_is_persistent_ret; on the wire, in order:
 
     int persistent
     """
 
+    __slots__ = ("persistent",)
+    __match_args__ = ("persistent",)
+
     persistent: int
 
+    def __init__(self, persistent: int) -> None:
+        self.persistent = persistent
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_list_all_networks_args(xdr.XdrStruct):
     """XDR struct remote_connect_list_all_networks_args; on the wire, in order:
 
@@ -5927,11 +9246,17 @@ class remote_connect_list_all_networks_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "need_results")
+    __match_args__ = ("need_results", "flags")
+
     need_results: int
     flags: int
 
+    def __init__(self, need_results: int, flags: int) -> None:
+        self.need_results = need_results
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_list_all_networks_ret(xdr.XdrStruct):
     """XDR struct remote_connect_list_all_networks_ret; on the wire, in order:
 
@@ -5939,11 +9264,17 @@ class remote_connect_list_all_networks_ret(xdr.XdrStruct):
     unsigned int ret
     """
 
+    __slots__ = ("nets", "ret")
+    __match_args__ = ("nets", "ret")
+
     nets: list[remote_nonnull_network]
     ret: int
 
+    def __init__(self, nets: list[remote_nonnull_network], ret: int) -> None:
+        self.nets = nets
+        self.ret = ret
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_network_dhcp_lease(xdr.XdrStruct):
     """XDR struct remote_network_dhcp_lease; on the wire, in order:
 
@@ -5958,6 +9289,9 @@ class remote_network_dhcp_lease(xdr.XdrStruct):
     remote_string clientid
     """
 
+    __slots__ = ("clientid", "expirytime", "hostname", "iaid", "iface", "ipaddr", "mac", "prefix", "type")
+    __match_args__ = ("iface", "expirytime", "type", "mac", "iaid", "ipaddr", "prefix", "hostname", "clientid")
+
     iface: remote_nonnull_string
     expirytime: int
     type: int
@@ -5968,8 +9302,29 @@ class remote_network_dhcp_lease(xdr.XdrStruct):
     hostname: remote_string
     clientid: remote_string
 
+    def __init__(
+        self,
+        iface: remote_nonnull_string,
+        expirytime: int,
+        type: int,
+        mac: remote_string,
+        iaid: remote_string,
+        ipaddr: remote_nonnull_string,
+        prefix: int,
+        hostname: remote_string,
+        clientid: remote_string,
+    ) -> None:
+        self.iface = iface
+        self.expirytime = expirytime
+        self.type = type
+        self.mac = mac
+        self.iaid = iaid
+        self.ipaddr = ipaddr
+        self.prefix = prefix
+        self.hostname = hostname
+        self.clientid = clientid
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_network_get_dhcp_leases_args(xdr.XdrStruct):
     """XDR struct remote_network_get_dhcp_leases_args; on the wire, in order:
 
@@ -5979,13 +9334,27 @@ class remote_network_get_dhcp_leases_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "mac", "need_results", "net")
+    __match_args__ = ("net", "mac", "need_results", "flags")
+
     net: remote_nonnull_network
     mac: remote_string
     need_results: int
     flags: int
 
+    def __init__(
+        self,
+        net: remote_nonnull_network,
+        mac: remote_string,
+        need_results: int,
+        flags: int,
+    ) -> None:
+        self.net = net
+        self.mac = mac
+        self.need_results = need_results
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_network_get_dhcp_leases_ret(xdr.XdrStruct):
     """XDR struct remote_network_get_dhcp_leases_ret; on the wire, in order:
 
@@ -5993,11 +9362,17 @@ class remote_network_get_dhcp_leases_ret(xdr.XdrStruct):
     unsigned int ret
     """
 
+    __slots__ = ("leases", "ret")
+    __match_args__ = ("leases", "ret")
+
     leases: list[remote_network_dhcp_lease]
     ret: int
 
+    def __init__(self, leases: list[remote_network_dhcp_lease], ret: int) -> None:
+        self.leases = leases
+        self.ret = ret
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_network_list_all_ports_args(xdr.XdrStruct):
     """XDR struct remote_network_list_all_ports_args; on the wire, in order:
 
@@ -6006,12 +9381,19 @@ class remote_network_list_all_ports_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "need_results", "network")
+    __match_args__ = ("network", "need_results", "flags")
+
     network: remote_nonnull_network
     need_results: int
     flags: int
 
+    def __init__(self, network: remote_nonnull_network, need_results: int, flags: int) -> None:
+        self.network = network
+        self.need_results = need_results
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_network_list_all_ports_ret(xdr.XdrStruct):
     """XDR struct remote_network_list_all_ports_ret; on the wire, in order:
 
@@ -6019,11 +9401,17 @@ class remote_network_list_all_ports_ret(xdr.XdrStruct):
     unsigned int ret
     """
 
+    __slots__ = ("ports", "ret")
+    __match_args__ = ("ports", "ret")
+
     ports: list[remote_nonnull_network_port]
     ret: int
 
+    def __init__(self, ports: list[remote_nonnull_network_port], ret: int) -> None:
+        self.ports = ports
+        self.ret = ret
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_network_port_lookup_by_uuid_args(xdr.XdrStruct):
     """XDR struct remote_network_port_lookup_by_uuid_args; on the wire, in order:
 
@@ -6031,21 +9419,32 @@ class remote_network_port_lookup_by_uuid_args(xdr.XdrStruct):
     remote_uuid uuid
     """
 
+    __slots__ = ("network", "uuid")
+    __match_args__ = ("network", "uuid")
+
     network: remote_nonnull_network
     uuid: remote_uuid
 
+    def __init__(self, network: remote_nonnull_network, uuid: remote_uuid) -> None:
+        self.network = network
+        self.uuid = uuid
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_network_port_lookup_by_uuid_ret(xdr.XdrStruct):
     """XDR struct remote_network_port_lookup_by_uuid_ret; on the wire, in order:
 
     remote_nonnull_network_port port
     """
 
+    __slots__ = ("port",)
+    __match_args__ = ("port",)
+
     port: remote_nonnull_network_port
 
+    def __init__(self, port: remote_nonnull_network_port) -> None:
+        self.port = port
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_network_port_create_xml_args(xdr.XdrStruct):
     """XDR struct remote_network_port_create_xml_args; on the wire, in order:
 
@@ -6054,22 +9453,34 @@ class remote_network_port_create_xml_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "network", "xml")
+    __match_args__ = ("network", "xml", "flags")
+
     network: remote_nonnull_network
     xml: remote_nonnull_string
     flags: int
 
+    def __init__(self, network: remote_nonnull_network, xml: remote_nonnull_string, flags: int) -> None:
+        self.network = network
+        self.xml = xml
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_network_port_create_xml_ret(xdr.XdrStruct):
     """XDR struct remote_network_port_create_xml_ret; on the wire, in order:
 
     remote_nonnull_network_port port
     """
 
+    __slots__ = ("port",)
+    __match_args__ = ("port",)
+
     port: remote_nonnull_network_port
 
+    def __init__(self, port: remote_nonnull_network_port) -> None:
+        self.port = port
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_network_port_set_parameters_args(xdr.XdrStruct):
     """XDR struct remote_network_port_set_parameters_args; on the wire, in order:
 
@@ -6078,12 +9489,24 @@ class remote_network_port_set_parameters_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "params", "port")
+    __match_args__ = ("port", "params", "flags")
+
     port: remote_nonnull_network_port
     params: list[remote_typed_param]
     flags: int
 
+    def __init__(
+        self,
+        port: remote_nonnull_network_port,
+        params: list[remote_typed_param],
+        flags: int,
+    ) -> None:
+        self.port = port
+        self.params = params
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_network_port_get_parameters_args(xdr.XdrStruct):
     """XDR struct remote_network_port_get_parameters_args; on the wire, in order:
 
@@ -6092,12 +9515,19 @@ class remote_network_port_get_parameters_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "nparams", "port")
+    __match_args__ = ("port", "nparams", "flags")
+
     port: remote_nonnull_network_port
     nparams: int
     flags: int
 
+    def __init__(self, port: remote_nonnull_network_port, nparams: int, flags: int) -> None:
+        self.port = port
+        self.nparams = nparams
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_network_port_get_parameters_ret(xdr.XdrStruct):
     """XDR struct remote_network_port_get_parameters_ret; on the wire, in order:
 
@@ -6105,11 +9535,17 @@ class remote_network_port_get_parameters_ret(xdr.XdrStruct):
     int nparams
     """
 
+    __slots__ = ("nparams", "params")
+    __match_args__ = ("params", "nparams")
+
     params: list[remote_typed_param]
     nparams: int
 
+    def __init__(self, params: list[remote_typed_param], nparams: int) -> None:
+        self.params = params
+        self.nparams = nparams
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_network_port_get_xml_desc_args(xdr.XdrStruct):
     """XDR struct remote_network_port_get_xml_desc_args; on the wire, in order:
 
@@ -6117,21 +9553,32 @@ class remote_network_port_get_xml_desc_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "port")
+    __match_args__ = ("port", "flags")
+
     port: remote_nonnull_network_port
     flags: int
 
+    def __init__(self, port: remote_nonnull_network_port, flags: int) -> None:
+        self.port = port
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_network_port_get_xml_desc_ret(xdr.XdrStruct):
     """XDR struct remote_network_port_get_xml_desc_ret; on the wire, in order:
 
     remote_nonnull_string xml
     """
 
+    __slots__ = ("xml",)
+    __match_args__ = ("xml",)
+
     xml: remote_nonnull_string
 
+    def __init__(self, xml: remote_nonnull_string) -> None:
+        self.xml = xml
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_network_port_delete_args(xdr.XdrStruct):
     """XDR struct remote_network_port_delete_args; on the wire, in order:
 
@@ -6139,111 +9586,167 @@ class remote_network_port_delete_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "port")
+    __match_args__ = ("port", "flags")
+
     port: remote_nonnull_network_port
     flags: int
 
+    def __init__(self, port: remote_nonnull_network_port, flags: int) -> None:
+        self.port = port
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_num_of_interfaces_ret(xdr.XdrStruct):
     """XDR struct remote_connect_num_of_interfaces_ret; on the wire, in order:
 
     int num
     """
 
+    __slots__ = ("num",)
+    __match_args__ = ("num",)
+
     num: int
 
+    def __init__(self, num: int) -> None:
+        self.num = num
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_list_interfaces_args(xdr.XdrStruct):
     """XDR struct remote_connect_list_interfaces_args; on the wire, in order:
 
     int maxnames
     """
 
+    __slots__ = ("maxnames",)
+    __match_args__ = ("maxnames",)
+
     maxnames: int
 
+    def __init__(self, maxnames: int) -> None:
+        self.maxnames = maxnames
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_list_interfaces_ret(xdr.XdrStruct):
     """XDR struct remote_connect_list_interfaces_ret; on the wire, in order:
 
     remote_nonnull_string<REMOTE_INTERFACE_LIST_MAX> names
     """
 
+    __slots__ = ("names",)
+    __match_args__ = ("names",)
+
     names: list[remote_nonnull_string]
 
+    def __init__(self, names: list[remote_nonnull_string]) -> None:
+        self.names = names
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_num_of_defined_interfaces_ret(xdr.XdrStruct):
     """XDR struct remote_connect_num_of_defined_interfaces_ret; on the wire, in order:
 
     int num
     """
 
+    __slots__ = ("num",)
+    __match_args__ = ("num",)
+
     num: int
 
+    def __init__(self, num: int) -> None:
+        self.num = num
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_list_defined_interfaces_args(xdr.XdrStruct):
     """XDR struct remote_connect_list_defined_interfaces_args; on the wire, in order:
 
     int maxnames
     """
 
+    __slots__ = ("maxnames",)
+    __match_args__ = ("maxnames",)
+
     maxnames: int
 
+    def __init__(self, maxnames: int) -> None:
+        self.maxnames = maxnames
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_list_defined_interfaces_ret(xdr.XdrStruct):
     """XDR struct remote_connect_list_defined_interfaces_ret; on the wire, in order:
 
     remote_nonnull_string<REMOTE_INTERFACE_LIST_MAX> names
     """
 
+    __slots__ = ("names",)
+    __match_args__ = ("names",)
+
     names: list[remote_nonnull_string]
 
+    def __init__(self, names: list[remote_nonnull_string]) -> None:
+        self.names = names
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_interface_lookup_by_name_args(xdr.XdrStruct):
     """XDR struct remote_interface_lookup_by_name_args; on the wire, in order:
 
     remote_nonnull_string name
     """
 
+    __slots__ = ("name",)
+    __match_args__ = ("name",)
+
     name: remote_nonnull_string
 
+    def __init__(self, name: remote_nonnull_string) -> None:
+        self.name = name
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_interface_lookup_by_name_ret(xdr.XdrStruct):
     """XDR struct remote_interface_lookup_by_name_ret; on the wire, in order:
 
     remote_nonnull_interface iface
     """
 
+    __slots__ = ("iface",)
+    __match_args__ = ("iface",)
+
     iface: remote_nonnull_interface
 
+    def __init__(self, iface: remote_nonnull_interface) -> None:
+        self.iface = iface
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_interface_lookup_by_mac_string_args(xdr.XdrStruct):
     """XDR struct remote_interface_lookup_by_mac_string_args; on the wire, in order:
 
     remote_nonnull_string mac
     """
 
+    __slots__ = ("mac",)
+    __match_args__ = ("mac",)
+
     mac: remote_nonnull_string
 
+    def __init__(self, mac: remote_nonnull_string) -> None:
+        self.mac = mac
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_interface_lookup_by_mac_string_ret(xdr.XdrStruct):
     """XDR struct remote_interface_lookup_by_mac_string_ret; on the wire, in order:
 
     remote_nonnull_interface iface
     """
 
+    __slots__ = ("iface",)
+    __match_args__ = ("iface",)
+
     iface: remote_nonnull_interface
 
+    def __init__(self, iface: remote_nonnull_interface) -> None:
+        self.iface = iface
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_interface_get_xml_desc_args(xdr.XdrStruct):
     """XDR struct remote_interface_get_xml_desc_args; on the wire, in order:
 
@@ -6251,21 +9754,32 @@ class remote_interface_get_xml_desc_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "iface")
+    __match_args__ = ("iface", "flags")
+
     iface: remote_nonnull_interface
     flags: int
 
+    def __init__(self, iface: remote_nonnull_interface, flags: int) -> None:
+        self.iface = iface
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_interface_get_xml_desc_ret(xdr.XdrStruct):
     """XDR struct remote_interface_get_xml_desc_ret; on the wire, in order:
 
     remote_nonnull_string xml
     """
 
+    __slots__ = ("xml",)
+    __match_args__ = ("xml",)
+
     xml: remote_nonnull_string
 
+    def __init__(self, xml: remote_nonnull_string) -> None:
+        self.xml = xml
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_interface_define_xml_args(xdr.XdrStruct):
     """XDR struct remote_interface_define_xml_args; on the wire, in order:
 
@@ -6273,31 +9787,47 @@ class remote_interface_define_xml_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "xml")
+    __match_args__ = ("xml", "flags")
+
     xml: remote_nonnull_string
     flags: int
 
+    def __init__(self, xml: remote_nonnull_string, flags: int) -> None:
+        self.xml = xml
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_interface_define_xml_ret(xdr.XdrStruct):
     """XDR struct remote_interface_define_xml_ret; on the wire, in order:
 
     remote_nonnull_interface iface
     """
 
+    __slots__ = ("iface",)
+    __match_args__ = ("iface",)
+
     iface: remote_nonnull_interface
 
+    def __init__(self, iface: remote_nonnull_interface) -> None:
+        self.iface = iface
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_interface_undefine_args(xdr.XdrStruct):
     """XDR struct remote_interface_undefine_args; on the wire, in order:
 
     remote_nonnull_interface iface
     """
 
+    __slots__ = ("iface",)
+    __match_args__ = ("iface",)
+
     iface: remote_nonnull_interface
 
+    def __init__(self, iface: remote_nonnull_interface) -> None:
+        self.iface = iface
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_interface_create_args(xdr.XdrStruct):
     """XDR struct remote_interface_create_args; on the wire, in order:
 
@@ -6305,11 +9835,17 @@ class remote_interface_create_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "iface")
+    __match_args__ = ("iface", "flags")
+
     iface: remote_nonnull_interface
     flags: int
 
+    def __init__(self, iface: remote_nonnull_interface, flags: int) -> None:
+        self.iface = iface
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_interface_destroy_args(xdr.XdrStruct):
     """XDR struct remote_interface_destroy_args; on the wire, in order:
 
@@ -6317,61 +9853,92 @@ class remote_interface_destroy_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "iface")
+    __match_args__ = ("iface", "flags")
+
     iface: remote_nonnull_interface
     flags: int
 
+    def __init__(self, iface: remote_nonnull_interface, flags: int) -> None:
+        self.iface = iface
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_interface_change_begin_args(xdr.XdrStruct):
     """XDR struct remote_interface_change_begin_args; on the wire, in order:
 
     unsigned int flags
     """
 
+    __slots__ = ("flags",)
+    __match_args__ = ("flags",)
+
     flags: int
 
+    def __init__(self, flags: int) -> None:
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_interface_change_commit_args(xdr.XdrStruct):
     """XDR struct remote_interface_change_commit_args; on the wire, in order:
 
     unsigned int flags
     """
 
+    __slots__ = ("flags",)
+    __match_args__ = ("flags",)
+
     flags: int
 
+    def __init__(self, flags: int) -> None:
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_interface_change_rollback_args(xdr.XdrStruct):
     """XDR struct remote_interface_change_rollback_args; on the wire, in order:
 
     unsigned int flags
     """
 
+    __slots__ = ("flags",)
+    __match_args__ = ("flags",)
+
     flags: int
 
+    def __init__(self, flags: int) -> None:
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_interface_is_active_args(xdr.XdrStruct):
     """XDR struct remote_interface_is_active_args; on the wire, in order:
 
     remote_nonnull_interface iface
     """
 
+    __slots__ = ("iface",)
+    __match_args__ = ("iface",)
+
     iface: remote_nonnull_interface
 
+    def __init__(self, iface: remote_nonnull_interface) -> None:
+        self.iface = iface
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_interface_is_active_ret(xdr.XdrStruct):
     """XDR struct remote_interface_is_active_ret; on the wire, in order:
 
     int active
     """
 
+    __slots__ = ("active",)
+    __match_args__ = ("active",)
+
     active: int
 
+    def __init__(self, active: int) -> None:
+        self.active = active
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_list_all_interfaces_args(xdr.XdrStruct):
     """XDR struct remote_connect_list_all_interfaces_args; on the wire, in order:
 
@@ -6379,11 +9946,17 @@ class remote_connect_list_all_interfaces_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "need_results")
+    __match_args__ = ("need_results", "flags")
+
     need_results: int
     flags: int
 
+    def __init__(self, need_results: int, flags: int) -> None:
+        self.need_results = need_results
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_list_all_interfaces_ret(xdr.XdrStruct):
     """XDR struct remote_connect_list_all_interfaces_ret; on the wire, in order:
 
@@ -6391,71 +9964,107 @@ class remote_connect_list_all_interfaces_ret(xdr.XdrStruct):
     unsigned int ret
     """
 
+    __slots__ = ("ifaces", "ret")
+    __match_args__ = ("ifaces", "ret")
+
     ifaces: list[remote_nonnull_interface]
     ret: int
 
+    def __init__(self, ifaces: list[remote_nonnull_interface], ret: int) -> None:
+        self.ifaces = ifaces
+        self.ret = ret
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_num_of_storage_pools_ret(xdr.XdrStruct):
     """XDR struct remote_connect_num_of_storage_pools_ret; on the wire, in order:
 
     int num
     """
 
+    __slots__ = ("num",)
+    __match_args__ = ("num",)
+
     num: int
 
+    def __init__(self, num: int) -> None:
+        self.num = num
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_list_storage_pools_args(xdr.XdrStruct):
     """XDR struct remote_connect_list_storage_pools_args; on the wire, in order:
 
     int maxnames
     """
 
+    __slots__ = ("maxnames",)
+    __match_args__ = ("maxnames",)
+
     maxnames: int
 
+    def __init__(self, maxnames: int) -> None:
+        self.maxnames = maxnames
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_list_storage_pools_ret(xdr.XdrStruct):
     """XDR struct remote_connect_list_storage_pools_ret; on the wire, in order:
 
     remote_nonnull_string<REMOTE_STORAGE_POOL_LIST_MAX> names
     """
 
+    __slots__ = ("names",)
+    __match_args__ = ("names",)
+
     names: list[remote_nonnull_string]
 
+    def __init__(self, names: list[remote_nonnull_string]) -> None:
+        self.names = names
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_num_of_defined_storage_pools_ret(xdr.XdrStruct):
     """XDR struct remote_connect_num_of_defined_storage_pools_ret; on the wire, in order:
 
     int num
     """
 
+    __slots__ = ("num",)
+    __match_args__ = ("num",)
+
     num: int
 
+    def __init__(self, num: int) -> None:
+        self.num = num
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_list_defined_storage_pools_args(xdr.XdrStruct):
     """XDR struct remote_connect_list_defined_storage_pools_args; on the wire, in order:
 
     int maxnames
     """
 
+    __slots__ = ("maxnames",)
+    __match_args__ = ("maxnames",)
+
     maxnames: int
 
+    def __init__(self, maxnames: int) -> None:
+        self.maxnames = maxnames
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_list_defined_storage_pools_ret(xdr.XdrStruct):
     """XDR struct remote_connect_list_defined_storage_pools_ret; on the wire, in order:
 
     remote_nonnull_string<REMOTE_STORAGE_POOL_LIST_MAX> names
     """
 
+    __slots__ = ("names",)
+    __match_args__ = ("names",)
+
     names: list[remote_nonnull_string]
 
+    def __init__(self, names: list[remote_nonnull_string]) -> None:
+        self.names = names
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_find_storage_pool_sources_args(xdr.XdrStruct):
     """XDR struct remote_connect_find_storage_pool_sources_args; on the wire, in order:
 
@@ -6464,102 +10073,154 @@ class remote_connect_find_storage_pool_sources_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "srcSpec", "type")
+    __match_args__ = ("type", "srcSpec", "flags")
+
     type: remote_nonnull_string
     srcSpec: remote_string
     flags: int
 
+    def __init__(self, type: remote_nonnull_string, srcSpec: remote_string, flags: int) -> None:
+        self.type = type
+        self.srcSpec = srcSpec
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_find_storage_pool_sources_ret(xdr.XdrStruct):
     """XDR struct remote_connect_find_storage_pool_sources_ret; on the wire, in order:
 
     remote_nonnull_string xml
     """
 
+    __slots__ = ("xml",)
+    __match_args__ = ("xml",)
+
     xml: remote_nonnull_string
 
+    def __init__(self, xml: remote_nonnull_string) -> None:
+        self.xml = xml
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_pool_lookup_by_uuid_args(xdr.XdrStruct):
     """XDR struct remote_storage_pool_lookup_by_uuid_args; on the wire, in order:
 
     remote_uuid uuid
     """
 
+    __slots__ = ("uuid",)
+    __match_args__ = ("uuid",)
+
     uuid: remote_uuid
 
+    def __init__(self, uuid: remote_uuid) -> None:
+        self.uuid = uuid
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_pool_lookup_by_uuid_ret(xdr.XdrStruct):
     """XDR struct remote_storage_pool_lookup_by_uuid_ret; on the wire, in order:
 
     remote_nonnull_storage_pool pool
     """
 
+    __slots__ = ("pool",)
+    __match_args__ = ("pool",)
+
     pool: remote_nonnull_storage_pool
 
+    def __init__(self, pool: remote_nonnull_storage_pool) -> None:
+        self.pool = pool
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_pool_lookup_by_name_args(xdr.XdrStruct):
     """XDR struct remote_storage_pool_lookup_by_name_args; on the wire, in order:
 
     remote_nonnull_string name
     """
 
+    __slots__ = ("name",)
+    __match_args__ = ("name",)
+
     name: remote_nonnull_string
 
+    def __init__(self, name: remote_nonnull_string) -> None:
+        self.name = name
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_pool_lookup_by_name_ret(xdr.XdrStruct):
     """XDR struct remote_storage_pool_lookup_by_name_ret; on the wire, in order:
 
     remote_nonnull_storage_pool pool
     """
 
+    __slots__ = ("pool",)
+    __match_args__ = ("pool",)
+
     pool: remote_nonnull_storage_pool
 
+    def __init__(self, pool: remote_nonnull_storage_pool) -> None:
+        self.pool = pool
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_pool_lookup_by_volume_args(xdr.XdrStruct):
     """XDR struct remote_storage_pool_lookup_by_volume_args; on the wire, in order:
 
     remote_nonnull_storage_vol vol
     """
 
+    __slots__ = ("vol",)
+    __match_args__ = ("vol",)
+
     vol: remote_nonnull_storage_vol
 
+    def __init__(self, vol: remote_nonnull_storage_vol) -> None:
+        self.vol = vol
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_pool_lookup_by_volume_ret(xdr.XdrStruct):
     """XDR struct remote_storage_pool_lookup_by_volume_ret; on the wire, in order:
 
     remote_nonnull_storage_pool pool
     """
 
+    __slots__ = ("pool",)
+    __match_args__ = ("pool",)
+
     pool: remote_nonnull_storage_pool
 
+    def __init__(self, pool: remote_nonnull_storage_pool) -> None:
+        self.pool = pool
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_pool_lookup_by_target_path_args(xdr.XdrStruct):
     """XDR struct remote_storage_pool_lookup_by_target_path_args; on the wire, in order:
 
     remote_nonnull_string path
     """
 
+    __slots__ = ("path",)
+    __match_args__ = ("path",)
+
     path: remote_nonnull_string
 
+    def __init__(self, path: remote_nonnull_string) -> None:
+        self.path = path
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_pool_lookup_by_target_path_ret(xdr.XdrStruct):
     """XDR struct remote_storage_pool_lookup_by_target_path_ret; on the wire, in order:
 
     remote_nonnull_storage_pool pool
     """
 
+    __slots__ = ("pool",)
+    __match_args__ = ("pool",)
+
     pool: remote_nonnull_storage_pool
 
+    def __init__(self, pool: remote_nonnull_storage_pool) -> None:
+        self.pool = pool
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_pool_create_xml_args(xdr.XdrStruct):
     """XDR struct remote_storage_pool_create_xml_args; on the wire, in order:
 
@@ -6567,21 +10228,32 @@ class remote_storage_pool_create_xml_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "xml")
+    __match_args__ = ("xml", "flags")
+
     xml: remote_nonnull_string
     flags: int
 
+    def __init__(self, xml: remote_nonnull_string, flags: int) -> None:
+        self.xml = xml
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_pool_create_xml_ret(xdr.XdrStruct):
     """XDR struct remote_storage_pool_create_xml_ret; on the wire, in order:
 
     remote_nonnull_storage_pool pool
     """
 
+    __slots__ = ("pool",)
+    __match_args__ = ("pool",)
+
     pool: remote_nonnull_storage_pool
 
+    def __init__(self, pool: remote_nonnull_storage_pool) -> None:
+        self.pool = pool
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_pool_define_xml_args(xdr.XdrStruct):
     """XDR struct remote_storage_pool_define_xml_args; on the wire, in order:
 
@@ -6589,21 +10261,32 @@ class remote_storage_pool_define_xml_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "xml")
+    __match_args__ = ("xml", "flags")
+
     xml: remote_nonnull_string
     flags: int
 
+    def __init__(self, xml: remote_nonnull_string, flags: int) -> None:
+        self.xml = xml
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_pool_define_xml_ret(xdr.XdrStruct):
     """XDR struct remote_storage_pool_define_xml_ret; on the wire, in order:
 
     remote_nonnull_storage_pool pool
     """
 
+    __slots__ = ("pool",)
+    __match_args__ = ("pool",)
+
     pool: remote_nonnull_storage_pool
 
+    def __init__(self, pool: remote_nonnull_storage_pool) -> None:
+        self.pool = pool
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_pool_build_args(xdr.XdrStruct):
     """XDR struct remote_storage_pool_build_args; on the wire, in order:
 
@@ -6611,21 +10294,32 @@ class remote_storage_pool_build_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "pool")
+    __match_args__ = ("pool", "flags")
+
     pool: remote_nonnull_storage_pool
     flags: int
 
+    def __init__(self, pool: remote_nonnull_storage_pool, flags: int) -> None:
+        self.pool = pool
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_pool_undefine_args(xdr.XdrStruct):
     """XDR struct remote_storage_pool_undefine_args; on the wire, in order:
 
     remote_nonnull_storage_pool pool
     """
 
+    __slots__ = ("pool",)
+    __match_args__ = ("pool",)
+
     pool: remote_nonnull_storage_pool
 
+    def __init__(self, pool: remote_nonnull_storage_pool) -> None:
+        self.pool = pool
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_pool_create_args(xdr.XdrStruct):
     """XDR struct remote_storage_pool_create_args; on the wire, in order:
 
@@ -6633,21 +10327,32 @@ class remote_storage_pool_create_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "pool")
+    __match_args__ = ("pool", "flags")
+
     pool: remote_nonnull_storage_pool
     flags: int
 
+    def __init__(self, pool: remote_nonnull_storage_pool, flags: int) -> None:
+        self.pool = pool
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_pool_destroy_args(xdr.XdrStruct):
     """XDR struct remote_storage_pool_destroy_args; on the wire, in order:
 
     remote_nonnull_storage_pool pool
     """
 
+    __slots__ = ("pool",)
+    __match_args__ = ("pool",)
+
     pool: remote_nonnull_storage_pool
 
+    def __init__(self, pool: remote_nonnull_storage_pool) -> None:
+        self.pool = pool
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_pool_delete_args(xdr.XdrStruct):
     """XDR struct remote_storage_pool_delete_args; on the wire, in order:
 
@@ -6655,11 +10360,17 @@ class remote_storage_pool_delete_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "pool")
+    __match_args__ = ("pool", "flags")
+
     pool: remote_nonnull_storage_pool
     flags: int
 
+    def __init__(self, pool: remote_nonnull_storage_pool, flags: int) -> None:
+        self.pool = pool
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_pool_refresh_args(xdr.XdrStruct):
     """XDR struct remote_storage_pool_refresh_args; on the wire, in order:
 
@@ -6667,11 +10378,17 @@ class remote_storage_pool_refresh_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "pool")
+    __match_args__ = ("pool", "flags")
+
     pool: remote_nonnull_storage_pool
     flags: int
 
+    def __init__(self, pool: remote_nonnull_storage_pool, flags: int) -> None:
+        self.pool = pool
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_pool_get_xml_desc_args(xdr.XdrStruct):
     """XDR struct remote_storage_pool_get_xml_desc_args; on the wire, in order:
 
@@ -6679,31 +10396,47 @@ class remote_storage_pool_get_xml_desc_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "pool")
+    __match_args__ = ("pool", "flags")
+
     pool: remote_nonnull_storage_pool
     flags: int
 
+    def __init__(self, pool: remote_nonnull_storage_pool, flags: int) -> None:
+        self.pool = pool
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_pool_get_xml_desc_ret(xdr.XdrStruct):
     """XDR struct remote_storage_pool_get_xml_desc_ret; on the wire, in order:
 
     remote_nonnull_string xml
     """
 
+    __slots__ = ("xml",)
+    __match_args__ = ("xml",)
+
     xml: remote_nonnull_string
 
+    def __init__(self, xml: remote_nonnull_string) -> None:
+        self.xml = xml
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_pool_get_info_args(xdr.XdrStruct):
     """XDR struct remote_storage_pool_get_info_args; on the wire, in order:
 
     remote_nonnull_storage_pool pool
     """
 
+    __slots__ = ("pool",)
+    __match_args__ = ("pool",)
+
     pool: remote_nonnull_storage_pool
 
+    def __init__(self, pool: remote_nonnull_storage_pool) -> None:
+        self.pool = pool
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_pool_get_info_ret(xdr.XdrStruct):
     """XDR struct remote_storage_pool_get_info_ret; on the wire, in order:
 
@@ -6713,33 +10446,51 @@ class remote_storage_pool_get_info_ret(xdr.XdrStruct):
     unsigned hyper available
     """
 
+    __slots__ = ("allocation", "available", "capacity", "state")
+    __match_args__ = ("state", "capacity", "allocation", "available")
+
     state: int
     capacity: int
     allocation: int
     available: int
 
+    def __init__(self, state: int, capacity: int, allocation: int, available: int) -> None:
+        self.state = state
+        self.capacity = capacity
+        self.allocation = allocation
+        self.available = available
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_pool_get_autostart_args(xdr.XdrStruct):
     """XDR struct remote_storage_pool_get_autostart_args; on the wire, in order:
 
     remote_nonnull_storage_pool pool
     """
 
+    __slots__ = ("pool",)
+    __match_args__ = ("pool",)
+
     pool: remote_nonnull_storage_pool
 
+    def __init__(self, pool: remote_nonnull_storage_pool) -> None:
+        self.pool = pool
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_pool_get_autostart_ret(xdr.XdrStruct):
     """XDR struct remote_storage_pool_get_autostart_ret; on the wire, in order:
 
     int autostart
     """
 
+    __slots__ = ("autostart",)
+    __match_args__ = ("autostart",)
+
     autostart: int
 
+    def __init__(self, autostart: int) -> None:
+        self.autostart = autostart
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_pool_set_autostart_args(xdr.XdrStruct):
     """XDR struct remote_storage_pool_set_autostart_args; on the wire, in order:
 
@@ -6747,31 +10498,47 @@ class remote_storage_pool_set_autostart_args(xdr.XdrStruct):
     int autostart
     """
 
+    __slots__ = ("autostart", "pool")
+    __match_args__ = ("pool", "autostart")
+
     pool: remote_nonnull_storage_pool
     autostart: int
 
+    def __init__(self, pool: remote_nonnull_storage_pool, autostart: int) -> None:
+        self.pool = pool
+        self.autostart = autostart
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_pool_num_of_volumes_args(xdr.XdrStruct):
     """XDR struct remote_storage_pool_num_of_volumes_args; on the wire, in order:
 
     remote_nonnull_storage_pool pool
     """
 
+    __slots__ = ("pool",)
+    __match_args__ = ("pool",)
+
     pool: remote_nonnull_storage_pool
 
+    def __init__(self, pool: remote_nonnull_storage_pool) -> None:
+        self.pool = pool
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_pool_num_of_volumes_ret(xdr.XdrStruct):
     """XDR struct remote_storage_pool_num_of_volumes_ret; on the wire, in order:
 
     int num
     """
 
+    __slots__ = ("num",)
+    __match_args__ = ("num",)
+
     num: int
 
+    def __init__(self, num: int) -> None:
+        self.num = num
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_pool_list_volumes_args(xdr.XdrStruct):
     """XDR struct remote_storage_pool_list_volumes_args; on the wire, in order:
 
@@ -6779,21 +10546,32 @@ class remote_storage_pool_list_volumes_args(xdr.XdrStruct):
     int maxnames
     """
 
+    __slots__ = ("maxnames", "pool")
+    __match_args__ = ("pool", "maxnames")
+
     pool: remote_nonnull_storage_pool
     maxnames: int
 
+    def __init__(self, pool: remote_nonnull_storage_pool, maxnames: int) -> None:
+        self.pool = pool
+        self.maxnames = maxnames
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_pool_list_volumes_ret(xdr.XdrStruct):
     """XDR struct remote_storage_pool_list_volumes_ret; on the wire, in order:
 
     remote_nonnull_string<REMOTE_STORAGE_VOL_LIST_MAX> names
     """
 
+    __slots__ = ("names",)
+    __match_args__ = ("names",)
+
     names: list[remote_nonnull_string]
 
+    def __init__(self, names: list[remote_nonnull_string]) -> None:
+        self.names = names
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_vol_lookup_by_name_args(xdr.XdrStruct):
     """XDR struct remote_storage_vol_lookup_by_name_args; on the wire, in order:
 
@@ -6801,61 +10579,92 @@ class remote_storage_vol_lookup_by_name_args(xdr.XdrStruct):
     remote_nonnull_string name
     """
 
+    __slots__ = ("name", "pool")
+    __match_args__ = ("pool", "name")
+
     pool: remote_nonnull_storage_pool
     name: remote_nonnull_string
 
+    def __init__(self, pool: remote_nonnull_storage_pool, name: remote_nonnull_string) -> None:
+        self.pool = pool
+        self.name = name
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_vol_lookup_by_name_ret(xdr.XdrStruct):
     """XDR struct remote_storage_vol_lookup_by_name_ret; on the wire, in order:
 
     remote_nonnull_storage_vol vol
     """
 
+    __slots__ = ("vol",)
+    __match_args__ = ("vol",)
+
     vol: remote_nonnull_storage_vol
 
+    def __init__(self, vol: remote_nonnull_storage_vol) -> None:
+        self.vol = vol
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_vol_lookup_by_key_args(xdr.XdrStruct):
     """XDR struct remote_storage_vol_lookup_by_key_args; on the wire, in order:
 
     remote_nonnull_string key
     """
 
+    __slots__ = ("key",)
+    __match_args__ = ("key",)
+
     key: remote_nonnull_string
 
+    def __init__(self, key: remote_nonnull_string) -> None:
+        self.key = key
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_vol_lookup_by_key_ret(xdr.XdrStruct):
     """XDR struct remote_storage_vol_lookup_by_key_ret; on the wire, in order:
 
     remote_nonnull_storage_vol vol
     """
 
+    __slots__ = ("vol",)
+    __match_args__ = ("vol",)
+
     vol: remote_nonnull_storage_vol
 
+    def __init__(self, vol: remote_nonnull_storage_vol) -> None:
+        self.vol = vol
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_vol_lookup_by_path_args(xdr.XdrStruct):
     """XDR struct remote_storage_vol_lookup_by_path_args; on the wire, in order:
 
     remote_nonnull_string path
     """
 
+    __slots__ = ("path",)
+    __match_args__ = ("path",)
+
     path: remote_nonnull_string
 
+    def __init__(self, path: remote_nonnull_string) -> None:
+        self.path = path
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_vol_lookup_by_path_ret(xdr.XdrStruct):
     """XDR struct remote_storage_vol_lookup_by_path_ret; on the wire, in order:
 
     remote_nonnull_storage_vol vol
     """
 
+    __slots__ = ("vol",)
+    __match_args__ = ("vol",)
+
     vol: remote_nonnull_storage_vol
 
+    def __init__(self, vol: remote_nonnull_storage_vol) -> None:
+        self.vol = vol
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_vol_create_xml_args(xdr.XdrStruct):
     """XDR struct remote_storage_vol_create_xml_args; on the wire, in order:
 
@@ -6864,22 +10673,34 @@ class remote_storage_vol_create_xml_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "pool", "xml")
+    __match_args__ = ("pool", "xml", "flags")
+
     pool: remote_nonnull_storage_pool
     xml: remote_nonnull_string
     flags: int
 
+    def __init__(self, pool: remote_nonnull_storage_pool, xml: remote_nonnull_string, flags: int) -> None:
+        self.pool = pool
+        self.xml = xml
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_vol_create_xml_ret(xdr.XdrStruct):
     """XDR struct remote_storage_vol_create_xml_ret; on the wire, in order:
 
     remote_nonnull_storage_vol vol
     """
 
+    __slots__ = ("vol",)
+    __match_args__ = ("vol",)
+
     vol: remote_nonnull_storage_vol
 
+    def __init__(self, vol: remote_nonnull_storage_vol) -> None:
+        self.vol = vol
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_vol_create_xml_from_args(xdr.XdrStruct):
     """XDR struct remote_storage_vol_create_xml_from_args; on the wire, in order:
 
@@ -6889,23 +10710,42 @@ class remote_storage_vol_create_xml_from_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("clonevol", "flags", "pool", "xml")
+    __match_args__ = ("pool", "xml", "clonevol", "flags")
+
     pool: remote_nonnull_storage_pool
     xml: remote_nonnull_string
     clonevol: remote_nonnull_storage_vol
     flags: int
 
+    def __init__(
+        self,
+        pool: remote_nonnull_storage_pool,
+        xml: remote_nonnull_string,
+        clonevol: remote_nonnull_storage_vol,
+        flags: int,
+    ) -> None:
+        self.pool = pool
+        self.xml = xml
+        self.clonevol = clonevol
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_vol_create_xml_from_ret(xdr.XdrStruct):
     """XDR struct remote_storage_vol_create_xml_from_ret; on the wire, in order:
 
     remote_nonnull_storage_vol vol
     """
 
+    __slots__ = ("vol",)
+    __match_args__ = ("vol",)
+
     vol: remote_nonnull_storage_vol
 
+    def __init__(self, vol: remote_nonnull_storage_vol) -> None:
+        self.vol = vol
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_vol_delete_args(xdr.XdrStruct):
     """XDR struct remote_storage_vol_delete_args; on the wire, in order:
 
@@ -6913,11 +10753,17 @@ class remote_storage_vol_delete_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "vol")
+    __match_args__ = ("vol", "flags")
+
     vol: remote_nonnull_storage_vol
     flags: int
 
+    def __init__(self, vol: remote_nonnull_storage_vol, flags: int) -> None:
+        self.vol = vol
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_vol_wipe_args(xdr.XdrStruct):
     """XDR struct remote_storage_vol_wipe_args; on the wire, in order:
 
@@ -6925,11 +10771,17 @@ class remote_storage_vol_wipe_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "vol")
+    __match_args__ = ("vol", "flags")
+
     vol: remote_nonnull_storage_vol
     flags: int
 
+    def __init__(self, vol: remote_nonnull_storage_vol, flags: int) -> None:
+        self.vol = vol
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_vol_wipe_pattern_args(xdr.XdrStruct):
     """XDR struct remote_storage_vol_wipe_pattern_args; on the wire, in order:
 
@@ -6938,12 +10790,19 @@ class remote_storage_vol_wipe_pattern_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("algorithm", "flags", "vol")
+    __match_args__ = ("vol", "algorithm", "flags")
+
     vol: remote_nonnull_storage_vol
     algorithm: int
     flags: int
 
+    def __init__(self, vol: remote_nonnull_storage_vol, algorithm: int, flags: int) -> None:
+        self.vol = vol
+        self.algorithm = algorithm
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_vol_get_xml_desc_args(xdr.XdrStruct):
     """XDR struct remote_storage_vol_get_xml_desc_args; on the wire, in order:
 
@@ -6951,31 +10810,47 @@ class remote_storage_vol_get_xml_desc_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "vol")
+    __match_args__ = ("vol", "flags")
+
     vol: remote_nonnull_storage_vol
     flags: int
 
+    def __init__(self, vol: remote_nonnull_storage_vol, flags: int) -> None:
+        self.vol = vol
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_vol_get_xml_desc_ret(xdr.XdrStruct):
     """XDR struct remote_storage_vol_get_xml_desc_ret; on the wire, in order:
 
     remote_nonnull_string xml
     """
 
+    __slots__ = ("xml",)
+    __match_args__ = ("xml",)
+
     xml: remote_nonnull_string
 
+    def __init__(self, xml: remote_nonnull_string) -> None:
+        self.xml = xml
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_vol_get_info_args(xdr.XdrStruct):
     """XDR struct remote_storage_vol_get_info_args; on the wire, in order:
 
     remote_nonnull_storage_vol vol
     """
 
+    __slots__ = ("vol",)
+    __match_args__ = ("vol",)
+
     vol: remote_nonnull_storage_vol
 
+    def __init__(self, vol: remote_nonnull_storage_vol) -> None:
+        self.vol = vol
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_vol_get_info_ret(xdr.XdrStruct):
     """XDR struct remote_storage_vol_get_info_ret; on the wire, in order:
 
@@ -6984,12 +10859,19 @@ class remote_storage_vol_get_info_ret(xdr.XdrStruct):
     unsigned hyper allocation
     """
 
+    __slots__ = ("allocation", "capacity", "type")
+    __match_args__ = ("type", "capacity", "allocation")
+
     type: int
     capacity: int
     allocation: int
 
+    def __init__(self, type: int, capacity: int, allocation: int) -> None:
+        self.type = type
+        self.capacity = capacity
+        self.allocation = allocation
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_vol_get_info_flags_args(xdr.XdrStruct):
     """XDR struct remote_storage_vol_get_info_flags_args; on the wire, in order:
 
@@ -6997,11 +10879,17 @@ class remote_storage_vol_get_info_flags_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "vol")
+    __match_args__ = ("vol", "flags")
+
     vol: remote_nonnull_storage_vol
     flags: int
 
+    def __init__(self, vol: remote_nonnull_storage_vol, flags: int) -> None:
+        self.vol = vol
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_vol_get_info_flags_ret(xdr.XdrStruct):
     """XDR struct remote_storage_vol_get_info_flags_ret; on the wire, in order:
 
@@ -7010,32 +10898,49 @@ class remote_storage_vol_get_info_flags_ret(xdr.XdrStruct):
     unsigned hyper allocation
     """
 
+    __slots__ = ("allocation", "capacity", "type")
+    __match_args__ = ("type", "capacity", "allocation")
+
     type: int
     capacity: int
     allocation: int
 
+    def __init__(self, type: int, capacity: int, allocation: int) -> None:
+        self.type = type
+        self.capacity = capacity
+        self.allocation = allocation
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_vol_get_path_args(xdr.XdrStruct):
     """XDR struct remote_storage_vol_get_path_args; on the wire, in order:
 
     remote_nonnull_storage_vol vol
     """
 
+    __slots__ = ("vol",)
+    __match_args__ = ("vol",)
+
     vol: remote_nonnull_storage_vol
 
+    def __init__(self, vol: remote_nonnull_storage_vol) -> None:
+        self.vol = vol
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_vol_get_path_ret(xdr.XdrStruct):
     """XDR struct remote_storage_vol_get_path_ret; on the wire, in order:
 
     remote_nonnull_string name
     """
 
+    __slots__ = ("name",)
+    __match_args__ = ("name",)
+
     name: remote_nonnull_string
 
+    def __init__(self, name: remote_nonnull_string) -> None:
+        self.name = name
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_vol_resize_args(xdr.XdrStruct):
     """XDR struct remote_storage_vol_resize_args; on the wire, in order:
 
@@ -7044,52 +10949,79 @@ class remote_storage_vol_resize_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("capacity", "flags", "vol")
+    __match_args__ = ("vol", "capacity", "flags")
+
     vol: remote_nonnull_storage_vol
     capacity: int
     flags: int
 
+    def __init__(self, vol: remote_nonnull_storage_vol, capacity: int, flags: int) -> None:
+        self.vol = vol
+        self.capacity = capacity
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_pool_is_active_args(xdr.XdrStruct):
     """XDR struct remote_storage_pool_is_active_args; on the wire, in order:
 
     remote_nonnull_storage_pool pool
     """
 
+    __slots__ = ("pool",)
+    __match_args__ = ("pool",)
+
     pool: remote_nonnull_storage_pool
 
+    def __init__(self, pool: remote_nonnull_storage_pool) -> None:
+        self.pool = pool
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_pool_is_active_ret(xdr.XdrStruct):
     """XDR struct remote_storage_pool_is_active_ret; on the wire, in order:
 
     int active
     """
 
+    __slots__ = ("active",)
+    __match_args__ = ("active",)
+
     active: int
 
+    def __init__(self, active: int) -> None:
+        self.active = active
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_pool_is_persistent_args(xdr.XdrStruct):
     """XDR struct remote_storage_pool_is_persistent_args; on the wire, in order:
 
     remote_nonnull_storage_pool pool
     """
 
+    __slots__ = ("pool",)
+    __match_args__ = ("pool",)
+
     pool: remote_nonnull_storage_pool
 
+    def __init__(self, pool: remote_nonnull_storage_pool) -> None:
+        self.pool = pool
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_pool_is_persistent_ret(xdr.XdrStruct):
     """XDR struct remote_storage_pool_is_persistent_ret; on the wire, in order:
 
     int persistent
     """
 
+    __slots__ = ("persistent",)
+    __match_args__ = ("persistent",)
+
     persistent: int
 
+    def __init__(self, persistent: int) -> None:
+        self.persistent = persistent
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_list_all_storage_pools_args(xdr.XdrStruct):
     """XDR struct remote_connect_list_all_storage_pools_args; on the wire, in order:
 
@@ -7097,11 +11029,17 @@ class remote_connect_list_all_storage_pools_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "need_results")
+    __match_args__ = ("need_results", "flags")
+
     need_results: int
     flags: int
 
+    def __init__(self, need_results: int, flags: int) -> None:
+        self.need_results = need_results
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_list_all_storage_pools_ret(xdr.XdrStruct):
     """XDR struct remote_connect_list_all_storage_pools_ret; on the wire, in order:
 
@@ -7109,11 +11047,17 @@ class remote_connect_list_all_storage_pools_ret(xdr.XdrStruct):
     unsigned int ret
     """
 
+    __slots__ = ("pools", "ret")
+    __match_args__ = ("pools", "ret")
+
     pools: list[remote_nonnull_storage_pool]
     ret: int
 
+    def __init__(self, pools: list[remote_nonnull_storage_pool], ret: int) -> None:
+        self.pools = pools
+        self.ret = ret
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_pool_list_all_volumes_args(xdr.XdrStruct):
     """XDR struct remote_storage_pool_list_all_volumes_args; on the wire, in order:
 
@@ -7122,12 +11066,19 @@ class remote_storage_pool_list_all_volumes_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "need_results", "pool")
+    __match_args__ = ("pool", "need_results", "flags")
+
     pool: remote_nonnull_storage_pool
     need_results: int
     flags: int
 
+    def __init__(self, pool: remote_nonnull_storage_pool, need_results: int, flags: int) -> None:
+        self.pool = pool
+        self.need_results = need_results
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_storage_pool_list_all_volumes_ret(xdr.XdrStruct):
     """XDR struct remote_storage_pool_list_all_volumes_ret; on the wire, in order:
 
@@ -7135,11 +11086,17 @@ class remote_storage_pool_list_all_volumes_ret(xdr.XdrStruct):
     unsigned int ret
     """
 
+    __slots__ = ("ret", "vols")
+    __match_args__ = ("vols", "ret")
+
     vols: list[remote_nonnull_storage_vol]
     ret: int
 
+    def __init__(self, vols: list[remote_nonnull_storage_vol], ret: int) -> None:
+        self.vols = vols
+        self.ret = ret
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_num_of_devices_args(xdr.XdrStruct):
     """XDR struct remote_node_num_of_devices_args; on the wire, in order:
 
@@ -7147,21 +11104,32 @@ class remote_node_num_of_devices_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("cap", "flags")
+    __match_args__ = ("cap", "flags")
+
     cap: remote_string
     flags: int
 
+    def __init__(self, cap: remote_string, flags: int) -> None:
+        self.cap = cap
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_num_of_devices_ret(xdr.XdrStruct):
     """XDR struct remote_node_num_of_devices_ret; on the wire, in order:
 
     int num
     """
 
+    __slots__ = ("num",)
+    __match_args__ = ("num",)
+
     num: int
 
+    def __init__(self, num: int) -> None:
+        self.num = num
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_list_devices_args(xdr.XdrStruct):
     """XDR struct remote_node_list_devices_args; on the wire, in order:
 
@@ -7170,42 +11138,64 @@ class remote_node_list_devices_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("cap", "flags", "maxnames")
+    __match_args__ = ("cap", "maxnames", "flags")
+
     cap: remote_string
     maxnames: int
     flags: int
 
+    def __init__(self, cap: remote_string, maxnames: int, flags: int) -> None:
+        self.cap = cap
+        self.maxnames = maxnames
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_list_devices_ret(xdr.XdrStruct):
     """XDR struct remote_node_list_devices_ret; on the wire, in order:
 
     remote_nonnull_string<REMOTE_NODE_DEVICE_LIST_MAX> names
     """
 
+    __slots__ = ("names",)
+    __match_args__ = ("names",)
+
     names: list[remote_nonnull_string]
 
+    def __init__(self, names: list[remote_nonnull_string]) -> None:
+        self.names = names
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_device_lookup_by_name_args(xdr.XdrStruct):
     """XDR struct remote_node_device_lookup_by_name_args; on the wire, in order:
 
     remote_nonnull_string name
     """
 
+    __slots__ = ("name",)
+    __match_args__ = ("name",)
+
     name: remote_nonnull_string
 
+    def __init__(self, name: remote_nonnull_string) -> None:
+        self.name = name
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_device_lookup_by_name_ret(xdr.XdrStruct):
     """XDR struct remote_node_device_lookup_by_name_ret; on the wire, in order:
 
     remote_nonnull_node_device dev
     """
 
+    __slots__ = ("dev",)
+    __match_args__ = ("dev",)
+
     dev: remote_nonnull_node_device
 
+    def __init__(self, dev: remote_nonnull_node_device) -> None:
+        self.dev = dev
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_device_lookup_scsi_host_by_wwn_args(xdr.XdrStruct):
     """XDR struct remote_node_device_lookup_scsi_host_by_wwn_args; on the wire, in order:
 
@@ -7214,22 +11204,34 @@ class remote_node_device_lookup_scsi_host_by_wwn_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "wwnn", "wwpn")
+    __match_args__ = ("wwnn", "wwpn", "flags")
+
     wwnn: remote_nonnull_string
     wwpn: remote_nonnull_string
     flags: int
 
+    def __init__(self, wwnn: remote_nonnull_string, wwpn: remote_nonnull_string, flags: int) -> None:
+        self.wwnn = wwnn
+        self.wwpn = wwpn
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_device_lookup_scsi_host_by_wwn_ret(xdr.XdrStruct):
     """XDR struct remote_node_device_lookup_scsi_host_by_wwn_ret; on the wire, in order:
 
     remote_nonnull_node_device dev
     """
 
+    __slots__ = ("dev",)
+    __match_args__ = ("dev",)
+
     dev: remote_nonnull_node_device
 
+    def __init__(self, dev: remote_nonnull_node_device) -> None:
+        self.dev = dev
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_device_get_xml_desc_args(xdr.XdrStruct):
     """XDR struct remote_node_device_get_xml_desc_args; on the wire, in order:
 
@@ -7237,61 +11239,92 @@ class remote_node_device_get_xml_desc_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "name")
+    __match_args__ = ("name", "flags")
+
     name: remote_nonnull_string
     flags: int
 
+    def __init__(self, name: remote_nonnull_string, flags: int) -> None:
+        self.name = name
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_device_get_xml_desc_ret(xdr.XdrStruct):
     """XDR struct remote_node_device_get_xml_desc_ret; on the wire, in order:
 
     remote_nonnull_string xml
     """
 
+    __slots__ = ("xml",)
+    __match_args__ = ("xml",)
+
     xml: remote_nonnull_string
 
+    def __init__(self, xml: remote_nonnull_string) -> None:
+        self.xml = xml
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_device_get_parent_args(xdr.XdrStruct):
     """XDR struct remote_node_device_get_parent_args; on the wire, in order:
 
     remote_nonnull_string name
     """
 
+    __slots__ = ("name",)
+    __match_args__ = ("name",)
+
     name: remote_nonnull_string
 
+    def __init__(self, name: remote_nonnull_string) -> None:
+        self.name = name
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_device_get_parent_ret(xdr.XdrStruct):
     """XDR struct remote_node_device_get_parent_ret; on the wire, in order:
 
     remote_string parentName
     """
 
+    __slots__ = ("parentName",)
+    __match_args__ = ("parentName",)
+
     parentName: remote_string
 
+    def __init__(self, parentName: remote_string) -> None:
+        self.parentName = parentName
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_device_num_of_caps_args(xdr.XdrStruct):
     """XDR struct remote_node_device_num_of_caps_args; on the wire, in order:
 
     remote_nonnull_string name
     """
 
+    __slots__ = ("name",)
+    __match_args__ = ("name",)
+
     name: remote_nonnull_string
 
+    def __init__(self, name: remote_nonnull_string) -> None:
+        self.name = name
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_device_num_of_caps_ret(xdr.XdrStruct):
     """XDR struct remote_node_device_num_of_caps_ret; on the wire, in order:
 
     int num
     """
 
+    __slots__ = ("num",)
+    __match_args__ = ("num",)
+
     num: int
 
+    def __init__(self, num: int) -> None:
+        self.num = num
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_device_list_caps_args(xdr.XdrStruct):
     """XDR struct remote_node_device_list_caps_args; on the wire, in order:
 
@@ -7299,31 +11332,47 @@ class remote_node_device_list_caps_args(xdr.XdrStruct):
     int maxnames
     """
 
+    __slots__ = ("maxnames", "name")
+    __match_args__ = ("name", "maxnames")
+
     name: remote_nonnull_string
     maxnames: int
 
+    def __init__(self, name: remote_nonnull_string, maxnames: int) -> None:
+        self.name = name
+        self.maxnames = maxnames
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_device_list_caps_ret(xdr.XdrStruct):
     """XDR struct remote_node_device_list_caps_ret; on the wire, in order:
 
     remote_nonnull_string<REMOTE_NODE_DEVICE_CAPS_LIST_MAX> names
     """
 
+    __slots__ = ("names",)
+    __match_args__ = ("names",)
+
     names: list[remote_nonnull_string]
 
+    def __init__(self, names: list[remote_nonnull_string]) -> None:
+        self.names = names
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_device_dettach_args(xdr.XdrStruct):
     """XDR struct remote_node_device_dettach_args; on the wire, in order:
 
     remote_nonnull_string name
     """
 
+    __slots__ = ("name",)
+    __match_args__ = ("name",)
+
     name: remote_nonnull_string
 
+    def __init__(self, name: remote_nonnull_string) -> None:
+        self.name = name
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_device_detach_flags_args(xdr.XdrStruct):
     """XDR struct remote_node_device_detach_flags_args; on the wire, in order:
 
@@ -7332,32 +11381,49 @@ class remote_node_device_detach_flags_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("driverName", "flags", "name")
+    __match_args__ = ("name", "driverName", "flags")
+
     name: remote_nonnull_string
     driverName: remote_string
     flags: int
 
+    def __init__(self, name: remote_nonnull_string, driverName: remote_string, flags: int) -> None:
+        self.name = name
+        self.driverName = driverName
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_device_re_attach_args(xdr.XdrStruct):
     """XDR struct remote_node_device_re_attach_args; on the wire, in order:
 
     remote_nonnull_string name
     """
 
+    __slots__ = ("name",)
+    __match_args__ = ("name",)
+
     name: remote_nonnull_string
 
+    def __init__(self, name: remote_nonnull_string) -> None:
+        self.name = name
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_device_reset_args(xdr.XdrStruct):
     """XDR struct remote_node_device_reset_args; on the wire, in order:
 
     remote_nonnull_string name
     """
 
+    __slots__ = ("name",)
+    __match_args__ = ("name",)
+
     name: remote_nonnull_string
 
+    def __init__(self, name: remote_nonnull_string) -> None:
+        self.name = name
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_device_create_xml_args(xdr.XdrStruct):
     """XDR struct remote_node_device_create_xml_args; on the wire, in order:
 
@@ -7365,31 +11431,47 @@ class remote_node_device_create_xml_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "xml_desc")
+    __match_args__ = ("xml_desc", "flags")
+
     xml_desc: remote_nonnull_string
     flags: int
 
+    def __init__(self, xml_desc: remote_nonnull_string, flags: int) -> None:
+        self.xml_desc = xml_desc
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_device_create_xml_ret(xdr.XdrStruct):
     """XDR struct remote_node_device_create_xml_ret; on the wire, in order:
 
     remote_nonnull_node_device dev
     """
 
+    __slots__ = ("dev",)
+    __match_args__ = ("dev",)
+
     dev: remote_nonnull_node_device
 
+    def __init__(self, dev: remote_nonnull_node_device) -> None:
+        self.dev = dev
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_device_destroy_args(xdr.XdrStruct):
     """XDR struct remote_node_device_destroy_args; on the wire, in order:
 
     remote_nonnull_string name
     """
 
+    __slots__ = ("name",)
+    __match_args__ = ("name",)
+
     name: remote_nonnull_string
 
+    def __init__(self, name: remote_nonnull_string) -> None:
+        self.name = name
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_device_define_xml_args(xdr.XdrStruct):
     """XDR struct remote_node_device_define_xml_args; on the wire, in order:
 
@@ -7397,21 +11479,32 @@ class remote_node_device_define_xml_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "xml_desc")
+    __match_args__ = ("xml_desc", "flags")
+
     xml_desc: remote_nonnull_string
     flags: int
 
+    def __init__(self, xml_desc: remote_nonnull_string, flags: int) -> None:
+        self.xml_desc = xml_desc
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_device_define_xml_ret(xdr.XdrStruct):
     """XDR struct remote_node_device_define_xml_ret; on the wire, in order:
 
     remote_nonnull_node_device dev
     """
 
+    __slots__ = ("dev",)
+    __match_args__ = ("dev",)
+
     dev: remote_nonnull_node_device
 
+    def __init__(self, dev: remote_nonnull_node_device) -> None:
+        self.dev = dev
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_device_undefine_args(xdr.XdrStruct):
     """XDR struct remote_node_device_undefine_args; on the wire, in order:
 
@@ -7419,11 +11512,17 @@ class remote_node_device_undefine_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "name")
+    __match_args__ = ("name", "flags")
+
     name: remote_nonnull_string
     flags: int
 
+    def __init__(self, name: remote_nonnull_string, flags: int) -> None:
+        self.name = name
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_device_create_args(xdr.XdrStruct):
     """XDR struct remote_node_device_create_args; on the wire, in order:
 
@@ -7431,31 +11530,47 @@ class remote_node_device_create_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "name")
+    __match_args__ = ("name", "flags")
+
     name: remote_nonnull_string
     flags: int
 
+    def __init__(self, name: remote_nonnull_string, flags: int) -> None:
+        self.name = name
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_device_get_autostart_args(xdr.XdrStruct):
     """XDR struct remote_node_device_get_autostart_args; on the wire, in order:
 
     remote_nonnull_string name
     """
 
+    __slots__ = ("name",)
+    __match_args__ = ("name",)
+
     name: remote_nonnull_string
 
+    def __init__(self, name: remote_nonnull_string) -> None:
+        self.name = name
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_device_get_autostart_ret(xdr.XdrStruct):
     """XDR struct remote_node_device_get_autostart_ret; on the wire, in order:
 
     int autostart
     """
 
+    __slots__ = ("autostart",)
+    __match_args__ = ("autostart",)
+
     autostart: int
 
+    def __init__(self, autostart: int) -> None:
+        self.autostart = autostart
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_device_set_autostart_args(xdr.XdrStruct):
     """XDR struct remote_node_device_set_autostart_args; on the wire, in order:
 
@@ -7463,51 +11578,77 @@ class remote_node_device_set_autostart_args(xdr.XdrStruct):
     int autostart
     """
 
+    __slots__ = ("autostart", "name")
+    __match_args__ = ("name", "autostart")
+
     name: remote_nonnull_string
     autostart: int
 
+    def __init__(self, name: remote_nonnull_string, autostart: int) -> None:
+        self.name = name
+        self.autostart = autostart
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_device_is_persistent_args(xdr.XdrStruct):
     """XDR struct remote_node_device_is_persistent_args; on the wire, in order:
 
     remote_nonnull_string name
     """
 
+    __slots__ = ("name",)
+    __match_args__ = ("name",)
+
     name: remote_nonnull_string
 
+    def __init__(self, name: remote_nonnull_string) -> None:
+        self.name = name
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_device_is_persistent_ret(xdr.XdrStruct):
     """XDR struct remote_node_device_is_persistent_ret; on the wire, in order:
 
     int persistent
     """
 
+    __slots__ = ("persistent",)
+    __match_args__ = ("persistent",)
+
     persistent: int
 
+    def __init__(self, persistent: int) -> None:
+        self.persistent = persistent
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_device_is_active_args(xdr.XdrStruct):
     """XDR struct remote_node_device_is_active_args; on the wire, in order:
 
     remote_nonnull_string name
     """
 
+    __slots__ = ("name",)
+    __match_args__ = ("name",)
+
     name: remote_nonnull_string
 
+    def __init__(self, name: remote_nonnull_string) -> None:
+        self.name = name
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_node_device_is_active_ret(xdr.XdrStruct):
     """XDR struct remote_node_device_is_active_ret; on the wire, in order:
 
     int active
     """
 
+    __slots__ = ("active",)
+    __match_args__ = ("active",)
+
     active: int
 
+    def __init__(self, active: int) -> None:
+        self.active = active
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_list_all_node_devices_args(xdr.XdrStruct):
     """XDR struct remote_connect_list_all_node_devices_args; on the wire, in order:
 
@@ -7515,11 +11656,17 @@ class remote_connect_list_all_node_devices_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "need_results")
+    __match_args__ = ("need_results", "flags")
+
     need_results: int
     flags: int
 
+    def __init__(self, need_results: int, flags: int) -> None:
+        self.need_results = need_results
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_list_all_node_devices_ret(xdr.XdrStruct):
     """XDR struct remote_connect_list_all_node_devices_ret; on the wire, in order:
 
@@ -7527,101 +11674,152 @@ class remote_connect_list_all_node_devices_ret(xdr.XdrStruct):
     unsigned int ret
     """
 
+    __slots__ = ("devices", "ret")
+    __match_args__ = ("devices", "ret")
+
     devices: list[remote_nonnull_node_device]
     ret: int
 
+    def __init__(self, devices: list[remote_nonnull_node_device], ret: int) -> None:
+        self.devices = devices
+        self.ret = ret
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_num_of_nwfilters_ret(xdr.XdrStruct):
     """XDR struct remote_connect_num_of_nwfilters_ret; on the wire, in order:
 
     int num
     """
 
+    __slots__ = ("num",)
+    __match_args__ = ("num",)
+
     num: int
 
+    def __init__(self, num: int) -> None:
+        self.num = num
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_list_nwfilters_args(xdr.XdrStruct):
     """XDR struct remote_connect_list_nwfilters_args; on the wire, in order:
 
     int maxnames
     """
 
+    __slots__ = ("maxnames",)
+    __match_args__ = ("maxnames",)
+
     maxnames: int
 
+    def __init__(self, maxnames: int) -> None:
+        self.maxnames = maxnames
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_list_nwfilters_ret(xdr.XdrStruct):
     """XDR struct remote_connect_list_nwfilters_ret; on the wire, in order:
 
     remote_nonnull_string<REMOTE_NWFILTER_LIST_MAX> names
     """
 
+    __slots__ = ("names",)
+    __match_args__ = ("names",)
+
     names: list[remote_nonnull_string]
 
+    def __init__(self, names: list[remote_nonnull_string]) -> None:
+        self.names = names
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_nwfilter_lookup_by_uuid_args(xdr.XdrStruct):
     """XDR struct remote_nwfilter_lookup_by_uuid_args; on the wire, in order:
 
     remote_uuid uuid
     """
 
+    __slots__ = ("uuid",)
+    __match_args__ = ("uuid",)
+
     uuid: remote_uuid
 
+    def __init__(self, uuid: remote_uuid) -> None:
+        self.uuid = uuid
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_nwfilter_lookup_by_uuid_ret(xdr.XdrStruct):
     """XDR struct remote_nwfilter_lookup_by_uuid_ret; on the wire, in order:
 
     remote_nonnull_nwfilter nwfilter
     """
 
+    __slots__ = ("nwfilter",)
+    __match_args__ = ("nwfilter",)
+
     nwfilter: remote_nonnull_nwfilter
 
+    def __init__(self, nwfilter: remote_nonnull_nwfilter) -> None:
+        self.nwfilter = nwfilter
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_nwfilter_lookup_by_name_args(xdr.XdrStruct):
     """XDR struct remote_nwfilter_lookup_by_name_args; on the wire, in order:
 
     remote_nonnull_string name
     """
 
+    __slots__ = ("name",)
+    __match_args__ = ("name",)
+
     name: remote_nonnull_string
 
+    def __init__(self, name: remote_nonnull_string) -> None:
+        self.name = name
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_nwfilter_lookup_by_name_ret(xdr.XdrStruct):
     """XDR struct remote_nwfilter_lookup_by_name_ret; on the wire, in order:
 
     remote_nonnull_nwfilter nwfilter
     """
 
+    __slots__ = ("nwfilter",)
+    __match_args__ = ("nwfilter",)
+
     nwfilter: remote_nonnull_nwfilter
 
+    def __init__(self, nwfilter: remote_nonnull_nwfilter) -> None:
+        self.nwfilter = nwfilter
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_nwfilter_define_xml_args(xdr.XdrStruct):
     """XDR struct remote_nwfilter_define_xml_args; on the wire, in order:
 
     remote_nonnull_string xml
     """
 
+    __slots__ = ("xml",)
+    __match_args__ = ("xml",)
+
     xml: remote_nonnull_string
 
+    def __init__(self, xml: remote_nonnull_string) -> None:
+        self.xml = xml
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_nwfilter_define_xml_ret(xdr.XdrStruct):
     """XDR struct remote_nwfilter_define_xml_ret; on the wire, in order:
 
     remote_nonnull_nwfilter nwfilter
     """
 
+    __slots__ = ("nwfilter",)
+    __match_args__ = ("nwfilter",)
+
     nwfilter: remote_nonnull_nwfilter
 
+    def __init__(self, nwfilter: remote_nonnull_nwfilter) -> None:
+        self.nwfilter = nwfilter
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_nwfilter_define_xml_flags_args(xdr.XdrStruct):
     """XDR struct remote_nwfilter_define_xml_flags_args; on the wire, in order:
 
@@ -7629,31 +11827,47 @@ class remote_nwfilter_define_xml_flags_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "xml")
+    __match_args__ = ("xml", "flags")
+
     xml: remote_nonnull_string
     flags: int
 
+    def __init__(self, xml: remote_nonnull_string, flags: int) -> None:
+        self.xml = xml
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_nwfilter_define_xml_flags_ret(xdr.XdrStruct):
     """XDR struct remote_nwfilter_define_xml_flags_ret; on the wire, in order:
 
     remote_nonnull_nwfilter nwfilter
     """
 
+    __slots__ = ("nwfilter",)
+    __match_args__ = ("nwfilter",)
+
     nwfilter: remote_nonnull_nwfilter
 
+    def __init__(self, nwfilter: remote_nonnull_nwfilter) -> None:
+        self.nwfilter = nwfilter
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_nwfilter_undefine_args(xdr.XdrStruct):
     """XDR struct remote_nwfilter_undefine_args; on the wire, in order:
 
     remote_nonnull_nwfilter nwfilter
     """
 
+    __slots__ = ("nwfilter",)
+    __match_args__ = ("nwfilter",)
+
     nwfilter: remote_nonnull_nwfilter
 
+    def __init__(self, nwfilter: remote_nonnull_nwfilter) -> None:
+        self.nwfilter = nwfilter
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_nwfilter_get_xml_desc_args(xdr.XdrStruct):
     """XDR struct remote_nwfilter_get_xml_desc_args; on the wire, in order:
 
@@ -7661,21 +11875,32 @@ class remote_nwfilter_get_xml_desc_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "nwfilter")
+    __match_args__ = ("nwfilter", "flags")
+
     nwfilter: remote_nonnull_nwfilter
     flags: int
 
+    def __init__(self, nwfilter: remote_nonnull_nwfilter, flags: int) -> None:
+        self.nwfilter = nwfilter
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_nwfilter_get_xml_desc_ret(xdr.XdrStruct):
     """XDR struct remote_nwfilter_get_xml_desc_ret; on the wire, in order:
 
     remote_nonnull_string xml
     """
 
+    __slots__ = ("xml",)
+    __match_args__ = ("xml",)
+
     xml: remote_nonnull_string
 
+    def __init__(self, xml: remote_nonnull_string) -> None:
+        self.xml = xml
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_list_all_nwfilters_args(xdr.XdrStruct):
     """XDR struct remote_connect_list_all_nwfilters_args; on the wire, in order:
 
@@ -7683,11 +11908,17 @@ class remote_connect_list_all_nwfilters_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "need_results")
+    __match_args__ = ("need_results", "flags")
+
     need_results: int
     flags: int
 
+    def __init__(self, need_results: int, flags: int) -> None:
+        self.need_results = need_results
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_list_all_nwfilters_ret(xdr.XdrStruct):
     """XDR struct remote_connect_list_all_nwfilters_ret; on the wire, in order:
 
@@ -7695,31 +11926,47 @@ class remote_connect_list_all_nwfilters_ret(xdr.XdrStruct):
     unsigned int ret
     """
 
+    __slots__ = ("filters", "ret")
+    __match_args__ = ("filters", "ret")
+
     filters: list[remote_nonnull_nwfilter]
     ret: int
 
+    def __init__(self, filters: list[remote_nonnull_nwfilter], ret: int) -> None:
+        self.filters = filters
+        self.ret = ret
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_nwfilter_binding_lookup_by_port_dev_args(xdr.XdrStruct):
     """XDR struct remote_nwfilter_binding_lookup_by_port_dev_args; on the wire, in order:
 
     remote_nonnull_string name
     """
 
+    __slots__ = ("name",)
+    __match_args__ = ("name",)
+
     name: remote_nonnull_string
 
+    def __init__(self, name: remote_nonnull_string) -> None:
+        self.name = name
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_nwfilter_binding_lookup_by_port_dev_ret(xdr.XdrStruct):
     """XDR struct remote_nwfilter_binding_lookup_by_port_dev_ret; on the wire, in order:
 
     remote_nonnull_nwfilter_binding nwfilter
     """
 
+    __slots__ = ("nwfilter",)
+    __match_args__ = ("nwfilter",)
+
     nwfilter: remote_nonnull_nwfilter_binding
 
+    def __init__(self, nwfilter: remote_nonnull_nwfilter_binding) -> None:
+        self.nwfilter = nwfilter
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_nwfilter_binding_create_xml_args(xdr.XdrStruct):
     """XDR struct remote_nwfilter_binding_create_xml_args; on the wire, in order:
 
@@ -7727,31 +11974,47 @@ class remote_nwfilter_binding_create_xml_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "xml")
+    __match_args__ = ("xml", "flags")
+
     xml: remote_nonnull_string
     flags: int
 
+    def __init__(self, xml: remote_nonnull_string, flags: int) -> None:
+        self.xml = xml
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_nwfilter_binding_create_xml_ret(xdr.XdrStruct):
     """XDR struct remote_nwfilter_binding_create_xml_ret; on the wire, in order:
 
     remote_nonnull_nwfilter_binding nwfilter
     """
 
+    __slots__ = ("nwfilter",)
+    __match_args__ = ("nwfilter",)
+
     nwfilter: remote_nonnull_nwfilter_binding
 
+    def __init__(self, nwfilter: remote_nonnull_nwfilter_binding) -> None:
+        self.nwfilter = nwfilter
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_nwfilter_binding_delete_args(xdr.XdrStruct):
     """XDR struct remote_nwfilter_binding_delete_args; on the wire, in order:
 
     remote_nonnull_nwfilter_binding nwfilter
     """
 
+    __slots__ = ("nwfilter",)
+    __match_args__ = ("nwfilter",)
+
     nwfilter: remote_nonnull_nwfilter_binding
 
+    def __init__(self, nwfilter: remote_nonnull_nwfilter_binding) -> None:
+        self.nwfilter = nwfilter
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_nwfilter_binding_get_xml_desc_args(xdr.XdrStruct):
     """XDR struct remote_nwfilter_binding_get_xml_desc_args; on the wire, in order:
 
@@ -7759,21 +12022,32 @@ class remote_nwfilter_binding_get_xml_desc_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "nwfilter")
+    __match_args__ = ("nwfilter", "flags")
+
     nwfilter: remote_nonnull_nwfilter_binding
     flags: int
 
+    def __init__(self, nwfilter: remote_nonnull_nwfilter_binding, flags: int) -> None:
+        self.nwfilter = nwfilter
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_nwfilter_binding_get_xml_desc_ret(xdr.XdrStruct):
     """XDR struct remote_nwfilter_binding_get_xml_desc_ret; on the wire, in order:
 
     remote_nonnull_string xml
     """
 
+    __slots__ = ("xml",)
+    __match_args__ = ("xml",)
+
     xml: remote_nonnull_string
 
+    def __init__(self, xml: remote_nonnull_string) -> None:
+        self.xml = xml
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_list_all_nwfilter_bindings_args(xdr.XdrStruct):
     """XDR struct remote_connect_list_all_nwfilter_bindings_args; on the wire, in order:
 
@@ -7781,11 +12055,17 @@ class remote_connect_list_all_nwfilter_bindings_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "need_results")
+    __match_args__ = ("need_results", "flags")
+
     need_results: int
     flags: int
 
+    def __init__(self, need_results: int, flags: int) -> None:
+        self.need_results = need_results
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_list_all_nwfilter_bindings_ret(xdr.XdrStruct):
     """XDR struct remote_connect_list_all_nwfilter_bindings_ret; on the wire, in order:
 
@@ -7793,61 +12073,92 @@ class remote_connect_list_all_nwfilter_bindings_ret(xdr.XdrStruct):
     unsigned int ret
     """
 
+    __slots__ = ("bindings", "ret")
+    __match_args__ = ("bindings", "ret")
+
     bindings: list[remote_nonnull_nwfilter_binding]
     ret: int
 
+    def __init__(self, bindings: list[remote_nonnull_nwfilter_binding], ret: int) -> None:
+        self.bindings = bindings
+        self.ret = ret
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_num_of_secrets_ret(xdr.XdrStruct):
     """XDR struct remote_connect_num_of_secrets_ret; on the wire, in order:
 
     int num
     """
 
+    __slots__ = ("num",)
+    __match_args__ = ("num",)
+
     num: int
 
+    def __init__(self, num: int) -> None:
+        self.num = num
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_list_secrets_args(xdr.XdrStruct):
     """XDR struct remote_connect_list_secrets_args; on the wire, in order:
 
     int maxuuids
     """
 
+    __slots__ = ("maxuuids",)
+    __match_args__ = ("maxuuids",)
+
     maxuuids: int
 
+    def __init__(self, maxuuids: int) -> None:
+        self.maxuuids = maxuuids
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_list_secrets_ret(xdr.XdrStruct):
     """XDR struct remote_connect_list_secrets_ret; on the wire, in order:
 
     remote_nonnull_string<REMOTE_SECRET_LIST_MAX> uuids
     """
 
+    __slots__ = ("uuids",)
+    __match_args__ = ("uuids",)
+
     uuids: list[remote_nonnull_string]
 
+    def __init__(self, uuids: list[remote_nonnull_string]) -> None:
+        self.uuids = uuids
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_secret_lookup_by_uuid_args(xdr.XdrStruct):
     """XDR struct remote_secret_lookup_by_uuid_args; on the wire, in order:
 
     remote_uuid uuid
     """
 
+    __slots__ = ("uuid",)
+    __match_args__ = ("uuid",)
+
     uuid: remote_uuid
 
+    def __init__(self, uuid: remote_uuid) -> None:
+        self.uuid = uuid
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_secret_lookup_by_uuid_ret(xdr.XdrStruct):
     """XDR struct remote_secret_lookup_by_uuid_ret; on the wire, in order:
 
     remote_nonnull_secret secret
     """
 
+    __slots__ = ("secret",)
+    __match_args__ = ("secret",)
+
     secret: remote_nonnull_secret
 
+    def __init__(self, secret: remote_nonnull_secret) -> None:
+        self.secret = secret
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_secret_define_xml_args(xdr.XdrStruct):
     """XDR struct remote_secret_define_xml_args; on the wire, in order:
 
@@ -7855,21 +12166,32 @@ class remote_secret_define_xml_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "xml")
+    __match_args__ = ("xml", "flags")
+
     xml: remote_nonnull_string
     flags: int
 
+    def __init__(self, xml: remote_nonnull_string, flags: int) -> None:
+        self.xml = xml
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_secret_define_xml_ret(xdr.XdrStruct):
     """XDR struct remote_secret_define_xml_ret; on the wire, in order:
 
     remote_nonnull_secret secret
     """
 
+    __slots__ = ("secret",)
+    __match_args__ = ("secret",)
+
     secret: remote_nonnull_secret
 
+    def __init__(self, secret: remote_nonnull_secret) -> None:
+        self.secret = secret
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_secret_get_xml_desc_args(xdr.XdrStruct):
     """XDR struct remote_secret_get_xml_desc_args; on the wire, in order:
 
@@ -7877,21 +12199,32 @@ class remote_secret_get_xml_desc_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "secret")
+    __match_args__ = ("secret", "flags")
+
     secret: remote_nonnull_secret
     flags: int
 
+    def __init__(self, secret: remote_nonnull_secret, flags: int) -> None:
+        self.secret = secret
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_secret_get_xml_desc_ret(xdr.XdrStruct):
     """XDR struct remote_secret_get_xml_desc_ret; on the wire, in order:
 
     remote_nonnull_string xml
     """
 
+    __slots__ = ("xml",)
+    __match_args__ = ("xml",)
+
     xml: remote_nonnull_string
 
+    def __init__(self, xml: remote_nonnull_string) -> None:
+        self.xml = xml
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_secret_set_value_args(xdr.XdrStruct):
     """XDR struct remote_secret_set_value_args; on the wire, in order:
 
@@ -7900,12 +12233,19 @@ class remote_secret_set_value_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "secret", "value")
+    __match_args__ = ("secret", "value", "flags")
+
     secret: remote_nonnull_secret
     value: bytes
     flags: int
 
+    def __init__(self, secret: remote_nonnull_secret, value: bytes, flags: int) -> None:
+        self.secret = secret
+        self.value = value
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_secret_get_value_args(xdr.XdrStruct):
     """XDR struct remote_secret_get_value_args; on the wire, in order:
 
@@ -7913,31 +12253,47 @@ class remote_secret_get_value_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "secret")
+    __match_args__ = ("secret", "flags")
+
     secret: remote_nonnull_secret
     flags: int
 
+    def __init__(self, secret: remote_nonnull_secret, flags: int) -> None:
+        self.secret = secret
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_secret_get_value_ret(xdr.XdrStruct):
     """XDR struct remote_secret_get_value_ret; on the wire, in order:
 
     opaque<REMOTE_SECRET_VALUE_MAX> value
     """
 
+    __slots__ = ("value",)
+    __match_args__ = ("value",)
+
     value: bytes
 
+    def __init__(self, value: bytes) -> None:
+        self.value = value
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_secret_undefine_args(xdr.XdrStruct):
     """XDR struct remote_secret_undefine_args; on the wire, in order:
 
     remote_nonnull_secret secret
     """
 
+    __slots__ = ("secret",)
+    __match_args__ = ("secret",)
+
     secret: remote_nonnull_secret
 
+    def __init__(self, secret: remote_nonnull_secret) -> None:
+        self.secret = secret
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_secret_lookup_by_usage_args(xdr.XdrStruct):
     """XDR struct remote_secret_lookup_by_usage_args; on the wire, in order:
 
@@ -7945,21 +12301,32 @@ class remote_secret_lookup_by_usage_args(xdr.XdrStruct):
     remote_nonnull_string usageID
     """
 
+    __slots__ = ("usageID", "usageType")
+    __match_args__ = ("usageType", "usageID")
+
     usageType: int
     usageID: remote_nonnull_string
 
+    def __init__(self, usageType: int, usageID: remote_nonnull_string) -> None:
+        self.usageType = usageType
+        self.usageID = usageID
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_secret_lookup_by_usage_ret(xdr.XdrStruct):
     """XDR struct remote_secret_lookup_by_usage_ret; on the wire, in order:
 
     remote_nonnull_secret secret
     """
 
+    __slots__ = ("secret",)
+    __match_args__ = ("secret",)
+
     secret: remote_nonnull_secret
 
+    def __init__(self, secret: remote_nonnull_secret) -> None:
+        self.secret = secret
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_list_all_secrets_args(xdr.XdrStruct):
     """XDR struct remote_connect_list_all_secrets_args; on the wire, in order:
 
@@ -7967,11 +12334,17 @@ class remote_connect_list_all_secrets_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "need_results")
+    __match_args__ = ("need_results", "flags")
+
     need_results: int
     flags: int
 
+    def __init__(self, need_results: int, flags: int) -> None:
+        self.need_results = need_results
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_connect_list_all_secrets_ret(xdr.XdrStruct):
     """XDR struct remote_connect_list_all_secrets_ret; on the wire, in order:
 
@@ -7979,11 +12352,17 @@ class remote_connect_list_all_secrets_ret(xdr.XdrStruct):
     unsigned int ret
     """
 
+    __slots__ = ("ret", "secrets")
+    __match_args__ = ("secrets", "ret")
+
     secrets: list[remote_nonnull_secret]
     ret: int
 
+    def __init__(self, secrets: list[remote_nonnull_secret], ret: int) -> None:
+        self.secrets = secrets
+        self.ret = ret
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_snapshot_create_xml_args(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_create_xml_args; on the wire, in order:
 
@@ -7992,22 +12371,34 @@ class remote_domain_snapshot_create_xml_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "xml_desc")
+    __match_args__ = ("dom", "xml_desc", "flags")
+
     dom: remote_nonnull_domain
     xml_desc: remote_nonnull_string
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, xml_desc: remote_nonnull_string, flags: int) -> None:
+        self.dom = dom
+        self.xml_desc = xml_desc
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_snapshot_create_xml_ret(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_create_xml_ret; on the wire, in order:
 
     remote_nonnull_domain_snapshot snap
     """
 
+    __slots__ = ("snap",)
+    __match_args__ = ("snap",)
+
     snap: remote_nonnull_domain_snapshot
 
+    def __init__(self, snap: remote_nonnull_domain_snapshot) -> None:
+        self.snap = snap
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_snapshot_get_xml_desc_args(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_get_xml_desc_args; on the wire, in order:
 
@@ -8015,21 +12406,32 @@ class remote_domain_snapshot_get_xml_desc_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "snap")
+    __match_args__ = ("snap", "flags")
+
     snap: remote_nonnull_domain_snapshot
     flags: int
 
+    def __init__(self, snap: remote_nonnull_domain_snapshot, flags: int) -> None:
+        self.snap = snap
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_snapshot_get_xml_desc_ret(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_get_xml_desc_ret; on the wire, in order:
 
     remote_nonnull_string xml
     """
 
+    __slots__ = ("xml",)
+    __match_args__ = ("xml",)
+
     xml: remote_nonnull_string
 
+    def __init__(self, xml: remote_nonnull_string) -> None:
+        self.xml = xml
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_snapshot_num_args(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_num_args; on the wire, in order:
 
@@ -8037,21 +12439,32 @@ class remote_domain_snapshot_num_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags")
+    __match_args__ = ("dom", "flags")
+
     dom: remote_nonnull_domain
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, flags: int) -> None:
+        self.dom = dom
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_snapshot_num_ret(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_num_ret; on the wire, in order:
 
     int num
     """
 
+    __slots__ = ("num",)
+    __match_args__ = ("num",)
+
     num: int
 
+    def __init__(self, num: int) -> None:
+        self.num = num
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_snapshot_list_names_args(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_list_names_args; on the wire, in order:
 
@@ -8060,22 +12473,34 @@ class remote_domain_snapshot_list_names_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "maxnames")
+    __match_args__ = ("dom", "maxnames", "flags")
+
     dom: remote_nonnull_domain
     maxnames: int
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, maxnames: int, flags: int) -> None:
+        self.dom = dom
+        self.maxnames = maxnames
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_snapshot_list_names_ret(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_list_names_ret; on the wire, in order:
 
     remote_nonnull_string<REMOTE_DOMAIN_SNAPSHOT_LIST_MAX> names
     """
 
+    __slots__ = ("names",)
+    __match_args__ = ("names",)
+
     names: list[remote_nonnull_string]
 
+    def __init__(self, names: list[remote_nonnull_string]) -> None:
+        self.names = names
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_list_all_snapshots_args(xdr.XdrStruct):
     """XDR struct remote_domain_list_all_snapshots_args; on the wire, in order:
 
@@ -8084,12 +12509,19 @@ class remote_domain_list_all_snapshots_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "need_results")
+    __match_args__ = ("dom", "need_results", "flags")
+
     dom: remote_nonnull_domain
     need_results: int
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, need_results: int, flags: int) -> None:
+        self.dom = dom
+        self.need_results = need_results
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_list_all_snapshots_ret(xdr.XdrStruct):
     """XDR struct remote_domain_list_all_snapshots_ret; on the wire, in order:
 
@@ -8097,11 +12529,17 @@ class remote_domain_list_all_snapshots_ret(xdr.XdrStruct):
     int ret
     """
 
+    __slots__ = ("ret", "snapshots")
+    __match_args__ = ("snapshots", "ret")
+
     snapshots: list[remote_nonnull_domain_snapshot]
     ret: int
 
+    def __init__(self, snapshots: list[remote_nonnull_domain_snapshot], ret: int) -> None:
+        self.snapshots = snapshots
+        self.ret = ret
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_snapshot_num_children_args(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_num_children_args; on the wire, in order:
 
@@ -8109,21 +12547,32 @@ class remote_domain_snapshot_num_children_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "snap")
+    __match_args__ = ("snap", "flags")
+
     snap: remote_nonnull_domain_snapshot
     flags: int
 
+    def __init__(self, snap: remote_nonnull_domain_snapshot, flags: int) -> None:
+        self.snap = snap
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_snapshot_num_children_ret(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_num_children_ret; on the wire, in order:
 
     int num
     """
 
+    __slots__ = ("num",)
+    __match_args__ = ("num",)
+
     num: int
 
+    def __init__(self, num: int) -> None:
+        self.num = num
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_snapshot_list_children_names_args(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_list_children_names_args; on the wire, in order:
 
@@ -8132,22 +12581,34 @@ class remote_domain_snapshot_list_children_names_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "maxnames", "snap")
+    __match_args__ = ("snap", "maxnames", "flags")
+
     snap: remote_nonnull_domain_snapshot
     maxnames: int
     flags: int
 
+    def __init__(self, snap: remote_nonnull_domain_snapshot, maxnames: int, flags: int) -> None:
+        self.snap = snap
+        self.maxnames = maxnames
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_snapshot_list_children_names_ret(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_list_children_names_ret; on the wire, in order:
 
     remote_nonnull_string<REMOTE_DOMAIN_SNAPSHOT_LIST_MAX> names
     """
 
+    __slots__ = ("names",)
+    __match_args__ = ("names",)
+
     names: list[remote_nonnull_string]
 
+    def __init__(self, names: list[remote_nonnull_string]) -> None:
+        self.names = names
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_snapshot_list_all_children_args(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_list_all_children_args; on the wire, in order:
 
@@ -8156,12 +12617,19 @@ class remote_domain_snapshot_list_all_children_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "need_results", "snapshot")
+    __match_args__ = ("snapshot", "need_results", "flags")
+
     snapshot: remote_nonnull_domain_snapshot
     need_results: int
     flags: int
 
+    def __init__(self, snapshot: remote_nonnull_domain_snapshot, need_results: int, flags: int) -> None:
+        self.snapshot = snapshot
+        self.need_results = need_results
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_snapshot_list_all_children_ret(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_list_all_children_ret; on the wire, in order:
 
@@ -8169,11 +12637,17 @@ class remote_domain_snapshot_list_all_children_ret(xdr.XdrStruct):
     int ret
     """
 
+    __slots__ = ("ret", "snapshots")
+    __match_args__ = ("snapshots", "ret")
+
     snapshots: list[remote_nonnull_domain_snapshot]
     ret: int
 
+    def __init__(self, snapshots: list[remote_nonnull_domain_snapshot], ret: int) -> None:
+        self.snapshots = snapshots
+        self.ret = ret
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_snapshot_lookup_by_name_args(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_lookup_by_name_args; on the wire, in order:
 
@@ -8182,22 +12656,34 @@ class remote_domain_snapshot_lookup_by_name_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "name")
+    __match_args__ = ("dom", "name", "flags")
+
     dom: remote_nonnull_domain
     name: remote_nonnull_string
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, name: remote_nonnull_string, flags: int) -> None:
+        self.dom = dom
+        self.name = name
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_snapshot_lookup_by_name_ret(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_lookup_by_name_ret; on the wire, in order:
 
     remote_nonnull_domain_snapshot snap
     """
 
+    __slots__ = ("snap",)
+    __match_args__ = ("snap",)
+
     snap: remote_nonnull_domain_snapshot
 
+    def __init__(self, snap: remote_nonnull_domain_snapshot) -> None:
+        self.snap = snap
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_has_current_snapshot_args(xdr.XdrStruct):
     """XDR struct remote_domain_has_current_snapshot_args; on the wire, in order:
 
@@ -8205,21 +12691,32 @@ class remote_domain_has_current_snapshot_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags")
+    __match_args__ = ("dom", "flags")
+
     dom: remote_nonnull_domain
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, flags: int) -> None:
+        self.dom = dom
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_has_current_snapshot_ret(xdr.XdrStruct):
     """XDR struct remote_domain_has_current_snapshot_ret; on the wire, in order:
 
     int result
     """
 
+    __slots__ = ("result",)
+    __match_args__ = ("result",)
+
     result: int
 
+    def __init__(self, result: int) -> None:
+        self.result = result
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_snapshot_get_parent_args(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_get_parent_args; on the wire, in order:
 
@@ -8227,21 +12724,32 @@ class remote_domain_snapshot_get_parent_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "snap")
+    __match_args__ = ("snap", "flags")
+
     snap: remote_nonnull_domain_snapshot
     flags: int
 
+    def __init__(self, snap: remote_nonnull_domain_snapshot, flags: int) -> None:
+        self.snap = snap
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_snapshot_get_parent_ret(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_get_parent_ret; on the wire, in order:
 
     remote_nonnull_domain_snapshot snap
     """
 
+    __slots__ = ("snap",)
+    __match_args__ = ("snap",)
+
     snap: remote_nonnull_domain_snapshot
 
+    def __init__(self, snap: remote_nonnull_domain_snapshot) -> None:
+        self.snap = snap
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_snapshot_current_args(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_current_args; on the wire, in order:
 
@@ -8249,21 +12757,32 @@ class remote_domain_snapshot_current_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags")
+    __match_args__ = ("dom", "flags")
+
     dom: remote_nonnull_domain
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, flags: int) -> None:
+        self.dom = dom
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_snapshot_current_ret(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_current_ret; on the wire, in order:
 
     remote_nonnull_domain_snapshot snap
     """
 
+    __slots__ = ("snap",)
+    __match_args__ = ("snap",)
+
     snap: remote_nonnull_domain_snapshot
 
+    def __init__(self, snap: remote_nonnull_domain_snapshot) -> None:
+        self.snap = snap
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_snapshot_is_current_args(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_is_current_args; on the wire, in order:
 
@@ -8271,21 +12790,32 @@ class remote_domain_snapshot_is_current_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "snap")
+    __match_args__ = ("snap", "flags")
+
     snap: remote_nonnull_domain_snapshot
     flags: int
 
+    def __init__(self, snap: remote_nonnull_domain_snapshot, flags: int) -> None:
+        self.snap = snap
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_snapshot_is_current_ret(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_is_current_ret; on the wire, in order:
 
     int current
     """
 
+    __slots__ = ("current",)
+    __match_args__ = ("current",)
+
     current: int
 
+    def __init__(self, current: int) -> None:
+        self.current = current
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_snapshot_has_metadata_args(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_has_metadata_args; on the wire, in order:
 
@@ -8293,21 +12823,32 @@ class remote_domain_snapshot_has_metadata_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "snap")
+    __match_args__ = ("snap", "flags")
+
     snap: remote_nonnull_domain_snapshot
     flags: int
 
+    def __init__(self, snap: remote_nonnull_domain_snapshot, flags: int) -> None:
+        self.snap = snap
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_snapshot_has_metadata_ret(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_has_metadata_ret; on the wire, in order:
 
     int metadata
     """
 
+    __slots__ = ("metadata",)
+    __match_args__ = ("metadata",)
+
     metadata: int
 
+    def __init__(self, metadata: int) -> None:
+        self.metadata = metadata
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_revert_to_snapshot_args(xdr.XdrStruct):
     """XDR struct remote_domain_revert_to_snapshot_args; on the wire, in order:
 
@@ -8315,11 +12856,17 @@ class remote_domain_revert_to_snapshot_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "snap")
+    __match_args__ = ("snap", "flags")
+
     snap: remote_nonnull_domain_snapshot
     flags: int
 
+    def __init__(self, snap: remote_nonnull_domain_snapshot, flags: int) -> None:
+        self.snap = snap
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_snapshot_delete_args(xdr.XdrStruct):
     """XDR struct remote_domain_snapshot_delete_args; on the wire, in order:
 
@@ -8327,11 +12874,17 @@ class remote_domain_snapshot_delete_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "snap")
+    __match_args__ = ("snap", "flags")
+
     snap: remote_nonnull_domain_snapshot
     flags: int
 
+    def __init__(self, snap: remote_nonnull_domain_snapshot, flags: int) -> None:
+        self.snap = snap
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_checkpoint_create_xml_args(xdr.XdrStruct):
     """XDR struct remote_domain_checkpoint_create_xml_args; on the wire, in order:
 
@@ -8340,22 +12893,34 @@ class remote_domain_checkpoint_create_xml_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "xml_desc")
+    __match_args__ = ("dom", "xml_desc", "flags")
+
     dom: remote_nonnull_domain
     xml_desc: remote_nonnull_string
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, xml_desc: remote_nonnull_string, flags: int) -> None:
+        self.dom = dom
+        self.xml_desc = xml_desc
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_checkpoint_create_xml_ret(xdr.XdrStruct):
     """XDR struct remote_domain_checkpoint_create_xml_ret; on the wire, in order:
 
     remote_nonnull_domain_checkpoint checkpoint
     """
 
+    __slots__ = ("checkpoint",)
+    __match_args__ = ("checkpoint",)
+
     checkpoint: remote_nonnull_domain_checkpoint
 
+    def __init__(self, checkpoint: remote_nonnull_domain_checkpoint) -> None:
+        self.checkpoint = checkpoint
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_checkpoint_get_xml_desc_args(xdr.XdrStruct):
     """XDR struct remote_domain_checkpoint_get_xml_desc_args; on the wire, in order:
 
@@ -8363,21 +12928,32 @@ class remote_domain_checkpoint_get_xml_desc_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("checkpoint", "flags")
+    __match_args__ = ("checkpoint", "flags")
+
     checkpoint: remote_nonnull_domain_checkpoint
     flags: int
 
+    def __init__(self, checkpoint: remote_nonnull_domain_checkpoint, flags: int) -> None:
+        self.checkpoint = checkpoint
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_checkpoint_get_xml_desc_ret(xdr.XdrStruct):
     """XDR struct remote_domain_checkpoint_get_xml_desc_ret; on the wire, in order:
 
     remote_nonnull_string xml
     """
 
+    __slots__ = ("xml",)
+    __match_args__ = ("xml",)
+
     xml: remote_nonnull_string
 
+    def __init__(self, xml: remote_nonnull_string) -> None:
+        self.xml = xml
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_list_all_checkpoints_args(xdr.XdrStruct):
     """XDR struct remote_domain_list_all_checkpoints_args; on the wire, in order:
 
@@ -8386,12 +12962,19 @@ class remote_domain_list_all_checkpoints_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "need_results")
+    __match_args__ = ("dom", "need_results", "flags")
+
     dom: remote_nonnull_domain
     need_results: int
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, need_results: int, flags: int) -> None:
+        self.dom = dom
+        self.need_results = need_results
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_list_all_checkpoints_ret(xdr.XdrStruct):
     """XDR struct remote_domain_list_all_checkpoints_ret; on the wire, in order:
 
@@ -8399,11 +12982,17 @@ class remote_domain_list_all_checkpoints_ret(xdr.XdrStruct):
     int ret
     """
 
+    __slots__ = ("checkpoints", "ret")
+    __match_args__ = ("checkpoints", "ret")
+
     checkpoints: list[remote_nonnull_domain_checkpoint]
     ret: int
 
+    def __init__(self, checkpoints: list[remote_nonnull_domain_checkpoint], ret: int) -> None:
+        self.checkpoints = checkpoints
+        self.ret = ret
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_checkpoint_list_all_children_args(xdr.XdrStruct):
     """XDR struct remote_domain_checkpoint_list_all_children_args; on the wire, in order:
 
@@ -8412,12 +13001,19 @@ class remote_domain_checkpoint_list_all_children_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("checkpoint", "flags", "need_results")
+    __match_args__ = ("checkpoint", "need_results", "flags")
+
     checkpoint: remote_nonnull_domain_checkpoint
     need_results: int
     flags: int
 
+    def __init__(self, checkpoint: remote_nonnull_domain_checkpoint, need_results: int, flags: int) -> None:
+        self.checkpoint = checkpoint
+        self.need_results = need_results
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_checkpoint_list_all_children_ret(xdr.XdrStruct):
     """XDR struct remote_domain_checkpoint_list_all_children_ret; on the wire, in order:
 
@@ -8425,11 +13021,17 @@ class remote_domain_checkpoint_list_all_children_ret(xdr.XdrStruct):
     int ret
     """
 
+    __slots__ = ("checkpoints", "ret")
+    __match_args__ = ("checkpoints", "ret")
+
     checkpoints: list[remote_nonnull_domain_checkpoint]
     ret: int
 
+    def __init__(self, checkpoints: list[remote_nonnull_domain_checkpoint], ret: int) -> None:
+        self.checkpoints = checkpoints
+        self.ret = ret
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_checkpoint_lookup_by_name_args(xdr.XdrStruct):
     """XDR struct remote_domain_checkpoint_lookup_by_name_args; on the wire, in order:
 
@@ -8438,22 +13040,34 @@ class remote_domain_checkpoint_lookup_by_name_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("dom", "flags", "name")
+    __match_args__ = ("dom", "name", "flags")
+
     dom: remote_nonnull_domain
     name: remote_nonnull_string
     flags: int
 
+    def __init__(self, dom: remote_nonnull_domain, name: remote_nonnull_string, flags: int) -> None:
+        self.dom = dom
+        self.name = name
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_checkpoint_lookup_by_name_ret(xdr.XdrStruct):
     """XDR struct remote_domain_checkpoint_lookup_by_name_ret; on the wire, in order:
 
     remote_nonnull_domain_checkpoint checkpoint
     """
 
+    __slots__ = ("checkpoint",)
+    __match_args__ = ("checkpoint",)
+
     checkpoint: remote_nonnull_domain_checkpoint
 
+    def __init__(self, checkpoint: remote_nonnull_domain_checkpoint) -> None:
+        self.checkpoint = checkpoint
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_checkpoint_get_parent_args(xdr.XdrStruct):
     """XDR struct remote_domain_checkpoint_get_parent_args; on the wire, in order:
 
@@ -8461,21 +13075,32 @@ class remote_domain_checkpoint_get_parent_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("checkpoint", "flags")
+    __match_args__ = ("checkpoint", "flags")
+
     checkpoint: remote_nonnull_domain_checkpoint
     flags: int
 
+    def __init__(self, checkpoint: remote_nonnull_domain_checkpoint, flags: int) -> None:
+        self.checkpoint = checkpoint
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_checkpoint_get_parent_ret(xdr.XdrStruct):
     """XDR struct remote_domain_checkpoint_get_parent_ret; on the wire, in order:
 
     remote_nonnull_domain_checkpoint parent
     """
 
+    __slots__ = ("parent",)
+    __match_args__ = ("parent",)
+
     parent: remote_nonnull_domain_checkpoint
 
+    def __init__(self, parent: remote_nonnull_domain_checkpoint) -> None:
+        self.parent = parent
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_domain_checkpoint_delete_args(xdr.XdrStruct):
     """XDR struct remote_domain_checkpoint_delete_args; on the wire, in order:
 
@@ -8483,8 +13108,15 @@ class remote_domain_checkpoint_delete_args(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("checkpoint", "flags")
+    __match_args__ = ("checkpoint", "flags")
+
     checkpoint: remote_nonnull_domain_checkpoint
     flags: int
+
+    def __init__(self, checkpoint: remote_nonnull_domain_checkpoint, flags: int) -> None:
+        self.checkpoint = checkpoint
+        self.flags = flags
 
 
 class remote_procedure(enum.IntEnum):

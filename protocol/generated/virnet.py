@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import enum
 import struct
-from dataclasses import dataclass
 from typing import Final, TypeAlias
 
 from virtwire.protocol import xdr
@@ -43,7 +42,6 @@ class virNetMessageStatus(enum.IntEnum):
     VIR_NET_CONTINUE = 2
 
 
-@dataclass(slots=True, repr=False, eq=False)
 class virNetMessageHeader(xdr.XdrStruct):
     """XDR struct virNetMessageHeader; on the wire, in order:
 
@@ -55,6 +53,9 @@ class virNetMessageHeader(xdr.XdrStruct):
     virNetMessageStatus status
     """
 
+    __slots__ = ("proc", "prog", "serial", "status", "type", "vers")
+    __match_args__ = ("prog", "vers", "proc", "type", "serial", "status")
+
     prog: int
     vers: int
     proc: int
@@ -62,8 +63,23 @@ class virNetMessageHeader(xdr.XdrStruct):
     serial: int
     status: virNetMessageStatus
 
+    def __init__(
+        self,
+        prog: int,
+        vers: int,
+        proc: int,
+        type: virNetMessageType,
+        serial: int,
+        status: virNetMessageStatus,
+    ) -> None:
+        self.prog = prog
+        self.vers = vers
+        self.proc = proc
+        self.type = type
+        self.serial = serial
+        self.status = status
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class virNetStreamHole(xdr.XdrStruct):
     """XDR struct virNetStreamHole; on the wire, in order:
 
@@ -71,11 +87,17 @@ class virNetStreamHole(xdr.XdrStruct):
     unsigned int flags
     """
 
+    __slots__ = ("flags", "length")
+    __match_args__ = ("length", "flags")
+
     length: int
     flags: int
 
+    def __init__(self, length: int, flags: int) -> None:
+        self.length = length
+        self.flags = flags
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class virNetMessageNonnullDomain(xdr.XdrStruct):
     """XDR struct virNetMessageNonnullDomain; on the wire, in order:
 
@@ -84,12 +106,19 @@ class virNetMessageNonnullDomain(xdr.XdrStruct):
     int id
     """
 
+    __slots__ = ("id", "name", "uuid")
+    __match_args__ = ("name", "uuid", "id")
+
     name: virNetMessageNonnullString
     uuid: virNetMessageUUID
     id: int
 
+    def __init__(self, name: virNetMessageNonnullString, uuid: virNetMessageUUID, id: int) -> None:
+        self.name = name
+        self.uuid = uuid
+        self.id = id
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class virNetMessageNonnullNetwork(xdr.XdrStruct):
     """XDR struct virNetMessageNonnullNetwork; on the wire, in order:
 
@@ -97,11 +126,17 @@ class virNetMessageNonnullNetwork(xdr.XdrStruct):
     virNetMessageUUID uuid
     """
 
+    __slots__ = ("name", "uuid")
+    __match_args__ = ("name", "uuid")
+
     name: virNetMessageNonnullString
     uuid: virNetMessageUUID
 
+    def __init__(self, name: virNetMessageNonnullString, uuid: virNetMessageUUID) -> None:
+        self.name = name
+        self.uuid = uuid
 
-@dataclass(slots=True, repr=False, eq=False)
+
 class remote_error(xdr.XdrStruct):
     """XDR struct remote_error; on the wire, in order:
 
@@ -118,6 +153,9 @@ class remote_error(xdr.XdrStruct):
     virNetMessageNetwork net
     """
 
+    __slots__ = ("code", "dom", "domain", "int1", "int2", "level", "message", "net", "str1", "str2", "str3")
+    __match_args__ = ("code", "domain", "message", "level", "dom", "str1", "str2", "str3", "int1", "int2", "net")
+
     code: int
     domain: int
     message: virNetMessageString
@@ -129,6 +167,32 @@ class remote_error(xdr.XdrStruct):
     int1: int
     int2: int
     net: virNetMessageNetwork
+
+    def __init__(
+        self,
+        code: int,
+        domain: int,
+        message: virNetMessageString,
+        level: int,
+        dom: virNetMessageDomain,
+        str1: virNetMessageString,
+        str2: virNetMessageString,
+        str3: virNetMessageString,
+        int1: int,
+        int2: int,
+        net: virNetMessageNetwork,
+    ) -> None:
+        self.code = code
+        self.domain = domain
+        self.message = message
+        self.level = level
+        self.dom = dom
+        self.str1 = str1
+        self.str2 = str2
+        self.str3 = str3
+        self.int1 = int1
+        self.int2 = int2
+        self.net = net
 
 
 virNetMessageUUID: TypeAlias = bytes

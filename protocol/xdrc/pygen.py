@@ -112,8 +112,6 @@ class ModuleGenerator:
             stdlib.append("import enum")
         if "struct." in body:
             stdlib.append("import struct")
-        if "@dataclass" in body:
-            stdlib.append("from dataclasses import dataclass")
         typing = [n for n in ("Final", "TypeAlias", "cast") if _mentions(body, n)]
         if typing:
             stdlib.append(f"from typing import {', '.join(typing)}")
@@ -159,20 +157,17 @@ class ModuleGenerator:
 
     def struct_class(self, s: model.Struct) -> list[str]:
         lines = [
-            "@dataclass(slots=True, repr=False, eq=False)",
             f"class {s.name}(xdr.XdrStruct):",
             f'    """XDR struct {s.name}; on the wire, in order:',
             "",
         ]
         lines += [f"    {f.spelling} {f.name}" for f in s.fields]
         lines += ['    """', ""]
-        lines += [f"    {f.pyname}: {pytype(f.type)}" for f in s.fields]
-        return lines
+        return lines + _plain_class_body([(f.pyname, pytype(f.type)) for f in s.fields])
 
     def union_class(self, u: model.Union) -> list[str]:
         disc = u.discriminant
         lines = [
-            "@dataclass(slots=True, repr=False, eq=False)",
             f"class {u.name}(xdr.XdrStruct):",
             f'    """XDR union {u.name} switch ({disc.spelling} {disc.name}); `value` holds the arm:',
             "",
@@ -183,8 +178,7 @@ class ModuleGenerator:
         if u.default is None:
             lines.append("    (no default: other discriminants are an error)")
         lines += ['    """', ""]
-        lines += [f"    {disc.pyname}: {pytype(disc.type)}", f"    value: {union_value_type(u)}"]
-        return lines
+        return lines + _plain_class_body([(disc.pyname, pytype(disc.type)), ("value", union_value_type(u))])
 
     def aliases(self) -> list[str]:
         typedefs = {d.name: d for d in self.mod.definitions if isinstance(d, model.Typedef)}
@@ -401,6 +395,41 @@ class ModuleGenerator:
             out.append(f"    {p.number}: xdr.Access({checks}, {filters}),  # {p.name}")
         out.append("}")
         return out
+
+
+# A signature longer than this is written one parameter a line, as ruff format would.
+_SIGNATURE_WIDTH = 110
+
+
+def _plain_class_body(fields: list[tuple[str, str]]) -> list[str]:
+    """Slots, match args, annotations and __init__ of a struct or union class.
+
+    Written out rather than made by @dataclass at import: the decorator exec()s an
+    __init__ for each of remote.x's ~700 classes and, for slots, builds each class
+    twice, which was most of the cost of importing the codec.  The result is what
+    @dataclass(slots=True, repr=False, eq=False) made: every field a required
+    parameter, positional or keyword, in wire order; __eq__ and __repr__ come from
+    XdrStruct.  (The decoders bypass __init__: _new(cls) and attribute stores.)
+    """
+    names = [name for name, _ in fields]
+    # __slots__ sorted (ruff's RUF023; the order of slots means nothing), the match args in wire order
+    lines = [f"    __slots__ = {_str_tuple(sorted(names))}", f"    __match_args__ = {_str_tuple(names)}"]
+    if fields:
+        lines.append("")
+    lines += [f"    {name}: {annotation}" for name, annotation in fields]
+    params = ["self", *(f"{name}: {annotation}" for name, annotation in fields)]
+    signature = f"    def __init__({', '.join(params)}) -> None:"
+    if len(signature) > _SIGNATURE_WIDTH:
+        signature = "\n".join(["    def __init__(", *[f"        {p}," for p in params], "    ) -> None:"])
+    lines += ["", signature]
+    lines += [f"        self.{name} = {name}" for name, _ in fields] or ["        pass"]
+    return lines
+
+
+def _str_tuple(items: list[str]) -> str:
+    """A tuple of string literals, in the generated code's double quotes."""
+    quoted = [f'"{item}"' for item in items]
+    return f"({quoted[0]},)" if len(quoted) == 1 else f"({', '.join(quoted)})"
 
 
 def _access_check(c: model.AccessCheck) -> str:

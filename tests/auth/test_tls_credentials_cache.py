@@ -9,7 +9,7 @@ import ssl
 from pathlib import Path
 
 import pytest
-from virtwire.client import transport
+from virtwire.client import tls
 from virtwire.client import uri as urimod
 from vwtestkit import client_pkipath
 
@@ -23,7 +23,7 @@ def _pkipath(pki: Path, tmp_path: Path) -> Path:
 def _context(uri: str) -> ssl.SSLContext:
     target = urimod.parse(uri)
     assert target.tls is not None
-    return transport.tls_context(target, target.tls)
+    return tls.tls_context(target, target.tls)
 
 
 def test_same_files_same_context(pki: Path, tmp_path: Path) -> None:
@@ -68,7 +68,7 @@ def test_sanity_warnings_on_every_open(
 
     monkeypatch.setattr(x509check, "sanity_check_files", sanity)
     base = f"test+tls://localhost/default?pkipath={_pkipath(pki, tmp_path)}"
-    with caplog.at_level(logging.WARNING, logger=transport.log.name):
+    with caplog.at_level(logging.WARNING, logger=tls.log.name):
         first = _context(base)
         assert _context(base) is first
     # Checked once for these files, said on each open.

@@ -6,7 +6,6 @@ steps called in the order libvirt's client calls them, events recorded.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -106,7 +105,7 @@ async def stats(driver: MemoryDriver, ref: R.remote_nonnull_domain, flags: int =
 
 async def job_info(driver: MemoryDriver, ref: R.remote_nonnull_domain) -> tuple[int, ...]:
     ret = await driver.domain_get_job_info(R.remote_domain_get_job_info_args(dom=ref), CTX)
-    return tuple(int(value) for value in dataclasses.astuple(ret))
+    return tuple(int(getattr(ret, name)) for name in ret.__match_args__)
 
 
 async def migrate(

@@ -219,7 +219,7 @@ def test_known_policies(remote: ModuleType, name: str, policy: ReadOnlyPolicy, m
 def test_deny_flags_use_a_flags_argument(remote: ModuleType) -> None:
     for proc in remote.PROCEDURES.values():
         if proc.readonly is ReadOnlyPolicy.DENY_FLAGS:
-            assert proc.args is not None and "flags" in proc.args.__dataclass_fields__, proc.name
+            assert proc.args is not None and "flags" in proc.args.__match_args__, proc.name
             assert not proc.denies(0) and proc.denies(proc.deny_flags), proc.name
 
 
@@ -396,7 +396,7 @@ def test_every_libvirt_event_id_has_one_callback_procedure(remote: ModuleType) -
     for proc in remote.PROCEDURES.values():
         if proc.event is None or proc.event == "connection_closed":
             continue
-        fields = list(proc.msg.__dataclass_fields__)
+        fields = list(proc.msg.__match_args__)
         if fields[0] == "callbackID":
             callback_form.setdefault(proc.event, []).append(proc.name)
         else:  # a legacy form: it must have a callback twin under the same event name
@@ -406,9 +406,6 @@ def test_every_libvirt_event_id_has_one_callback_procedure(remote: ModuleType) -
     legacy = sorted(
         p.number
         for p in remote.PROCEDURES.values()
-        if p.event
-        and p.msg
-        and next(iter(p.msg.__dataclass_fields__)) != "callbackID"
-        and p.event != "connection_closed"
+        if p.event and p.msg and p.msg.__match_args__[0] != "callbackID" and p.event != "connection_closed"
     )
     assert legacy == [107, 169, 170, 171, 172, 173, 195, 224, 241, 248, 268, 269, 270, 276, 292, 311]
