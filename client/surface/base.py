@@ -174,11 +174,10 @@ class ObjectHandle(Handle):
 
 
 def uuid_string(raw: bytes) -> str:
-    """16 bytes as UUID text, lowercase 8-4-4-4-12 (virUUIDFormat; what uuid.UUID's str() gives)."""
-    if len(raw) != 16:
-        raise ValueError("bytes is not a 16-char string")  # uuid.UUID's complaint
-    h = bytes(raw).hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    """16 bytes as UUID text, lowercase 8-4-4-4-12 (virUUIDFormat)."""
+    import uuid  # here, not at the top: see parse_uuid
+
+    return str(uuid.UUID(bytes=bytes(raw)))
 
 
 def parse_uuid(text: str, api: str, domain: int, message: str) -> bytes:
