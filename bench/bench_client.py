@@ -16,7 +16,10 @@ uses --tcp-uri/--unix-uri of a running one), then measures, for each client:
   libvirtd with the storage driver (vwtestkit.storaged), in MiB/s;
 - client CPU per call (process CPU time / operations; the daemon is another process),
   and how much of it is the kernel's (system time: socket calls, wakeups): a
-  Python client pays in user time what libvirt.so pays less of.
+  Python client pays in user time what libvirt.so pays less of;
+- the daemon's CPU per call while each client runs (when this script started the
+  daemon): on 2 cores the daemon and the client share the machine, and how a
+  client paces its requests changes what each of them costs the daemon.
 
 Each row is the median of --reps runs of --duration seconds, the two clients
 alternating run by run (the machine is shared); the report gives
@@ -31,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import math
 import os
 import resource
 import statistics
@@ -60,19 +64,38 @@ import virtwire.libvirt as vlibvirt  # noqa: E402
 DOMAIN_XML = """<domain type='test'><name>{name}</name><uuid>{uuid}</uuid>
 <memory>65536</memory><vcpu>1</vcpu><os><type>hvm</type></os></domain>"""
 
-Result = tuple[float, float, float]  # ops/s, client CPU µs per op, of which system µs
+# ops/s, client CPU µs per op, of which system µs, the daemon's CPU µs per op (nan: unknown)
+Result = tuple[float, float, float, float]
+Cpu = tuple[float, float, float]
+
+# The daemon whose CPU time the rows count (its pid), while this script runs it.
+daemon_pid: int | None = None
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_now() -> tuple[float, float]:
-    """This process's CPU seconds so far: (user + system, system)."""
+def daemon_cpu() -> float:
+    """The daemon's CPU seconds so far (user + system, all its threads); nan if unknown."""
+    if daemon_pid is None:
+        return math.nan
+    try:
+        with open(f"/proc/{daemon_pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime, stime
+
+
+def cpu_now() -> Cpu:
+    """CPU seconds so far: (this process's user + system, its system, the daemon's)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime, usage.ru_stime
+    return usage.ru_utime + usage.ru_stime, usage.ru_stime, daemon_cpu()
 
 
-def cpu_per(start: tuple[float, float], count: float) -> tuple[float, float]:
-    """CPU µs (total, system) per unit of `count` since `start` (a cpu_now())."""
-    total, system = cpu_now()
-    return (total - start[0]) / count * 1e6, (system - start[1]) / count * 1e6
+def cpu_per(start: Cpu, count: float) -> Cpu:
+    """CPU µs (total, system, daemon) per unit of `count` since `start` (a cpu_now())."""
+    now = cpu_now()
+    total, system, daemon = ((now[i] - start[i]) / count * 1e6 for i in range(3))
+    return total, system, daemon
 
 
 def measure(duration: float, body: Callable[[], int]) -> Result:
@@ -138,8 +161,8 @@ def rotated(reps: int, runs: list[Callable[[], Result]]) -> list[Result]:
 
 
 def median(results: list[Result]) -> Result:
-    rate, cpu, system = (statistics.median(r[i] for r in results) for i in range(3))
-    return rate, cpu, system
+    rate, cpu, system, daemon = (statistics.median(r[i] for r in results) for i in range(4))
+    return rate, cpu, system, daemon
 
 
 # -- workloads (each returns a Result) ----------------------------------------
@@ -343,7 +366,10 @@ def stream_rows(reps: int, size: int) -> list[tuple[str, Result, Result]]:
 
     rows: list[tuple[str, Result, Result]] = []
     workdir = Path(tempfile.mkdtemp(prefix="vw-bench-storage-"))
+    global daemon_pid
+    outer = daemon_pid
     with storage_libvirtd(workdir) as daemon:
+        daemon_pid = daemon.pid  # these rows count the storage daemon
         conn = real_libvirt.open(daemon.uri)
         target = f"<target><path>{daemon.pool_dir}</path></target>"
         pool = conn.storagePoolCreateXML(f"<pool type='dir'><name>{STREAM_POOL}</name>{target}</pool>", 0)
@@ -380,6 +406,7 @@ def stream_rows(reps: int, size: int) -> list[tuple[str, Result, Result]]:
         finally:
             pool.destroy()
             conn.close()
+            daemon_pid = outer
     return rows
 
 
@@ -403,14 +430,15 @@ def _on(workload: Callable[[Any, str, float], Result], uri: str, duration: float
 def report(rows: list[tuple[str, Result, Result]]) -> None:
     print(
         f"{'test':<44} {'libvirt-py ops/s':>16} {'virtwire ops/s':>15} {'ratio':>6} "
-        f"{'lvpy cpu µs':>11} {'vw cpu µs':>10} {'cpu ratio':>9} {'lvpy sys µs':>11} {'vw sys µs':>10}",
+        f"{'lvpy cpu µs':>11} {'vw cpu µs':>10} {'cpu ratio':>9} {'lvpy sys µs':>11} {'vw sys µs':>10} "
+        f"{'lvpy daemon µs':>14} {'vw daemon µs':>12}",
         flush=True,
     )
     for name, theirs, ours in rows:
         print(
             f"{name:<44} {theirs[0]:>16.0f} {ours[0]:>15.0f} {ours[0] / theirs[0]:>6.2f} "
             f"{theirs[1]:>11.1f} {ours[1]:>10.1f} {ours[1] / theirs[1]:>9.2f} "
-            f"{theirs[2]:>11.1f} {ours[2]:>10.1f}",
+            f"{theirs[2]:>11.1f} {ours[2]:>10.1f} {theirs[3]:>14.1f} {ours[3]:>12.1f}",
             flush=True,
         )
 
@@ -427,6 +455,7 @@ def main() -> int:
     parser.add_argument("--only", help="substring filter on test names")
     parser.add_argument("--stream-mib", type=int, default=256, help="size of the stream rows' volume")
     args = parser.parse_args()
+    global daemon_pid
     real_libvirt.registerErrorHandler(lambda ctx, err: None, None)
 
     daemon = None
@@ -437,6 +466,7 @@ def main() -> int:
 
         daemon = start_libvirtd(Path(tempfile.mkdtemp(prefix="vw-bench-client-")), hold=True)
         tcp_uri, unix_uri = daemon.tcp_uri, daemon.unix_uri
+        daemon_pid = daemon.pid
     d, reps = args.duration, args.reps
     try:
         cases: list[tuple[str, Callable[[Any], Result]]] = []
