@@ -406,7 +406,7 @@ def stream_rows(reps: int, size: int) -> list[tuple[str, Result, Result]]:
         finally:
             pool.destroy()
             conn.close()
-            daemon_pid = outer
+    daemon_pid = outer
     return rows
 
 
