@@ -29,7 +29,8 @@ NOT_YET_SERVED: frozenset[str] = frozenset()
 # memory driver really migrates), secrets (OpenStack-style clients need them),
 # volume bytes (upload, download, wipe, resize, as libvirt's storage driver does them),
 # graphics descriptors (as libvirt's QEMU driver: OPEN_GRAPHICS and FD_ASSOCIATE too,
-# which the probe does not send over TCP).
+# which the probe does not send over TCP), a pool by its target path (as libvirt's
+# storage driver: tests/server/test_diff_pool_target_path.py).
 BEYOND_THE_TEST_DRIVER = frozenset(
     {
         "CONNECT_LIST_ALL_SECRETS",
@@ -68,6 +69,7 @@ BEYOND_THE_TEST_DRIVER = frozenset(
         "SECRET_LOOKUP_BY_UUID",
         "SECRET_SET_VALUE",
         "SECRET_UNDEFINE",
+        "STORAGE_POOL_LOOKUP_BY_TARGET_PATH",
         "STORAGE_VOL_DOWNLOAD",
         "STORAGE_VOL_GET_INFO_FLAGS",
         "STORAGE_VOL_RESIZE",

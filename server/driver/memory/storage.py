@@ -36,6 +36,7 @@ from .storage_xml import (
     format_volume,
     parse_pool,
     parse_volume,
+    sanitize_path,
     target_volume_path,
 )
 from .store import ObjectStore
@@ -250,6 +251,16 @@ class StorageState(MemoryCore):
             text = str(uuidlib.UUID(bytes=bytes(uuid)))
             raise report(C.VIR_ERR_NO_STORAGE_POOL, FROM, f"no storage pool with matching uuid '{text}'")
         return pool
+
+    def pool_by_target_path(self, path: str) -> Pool:
+        """An active pool whose target is ``path`` once sanitized (storagePoolLookupByTargetPath;
+        a pool's target path is stored sanitized, as libvirt parses it)."""
+        clean = sanitize_path(path)
+        for pool in self._pools_by_uuid.values():
+            if pool.active and pool.pdef.target_path == clean:
+                return pool
+        shown = f"'{path}'" if clean == path else f"'{path}' ({clean})"
+        raise report(C.VIR_ERR_NO_STORAGE_POOL, FROM, f"no storage pool with matching target path {shown}")
 
     def active_pool(self, name: str) -> Pool:
         pool = self.pool_by_name(name)

@@ -154,6 +154,13 @@ class StorageAPI(StorageState):
     ) -> R.remote_storage_pool_lookup_by_uuid_ret:
         return R.remote_storage_pool_lookup_by_uuid_ret(pool=self.pool_by_uuid(args.uuid).ref)
 
+    async def storage_pool_lookup_by_target_path(
+        self, args: R.remote_storage_pool_lookup_by_target_path_args, ctx: ConnectionContext
+    ) -> R.remote_storage_pool_lookup_by_target_path_ret:
+        # libvirt's test driver lacks it; its storage driver has it (a dir pool at a path).
+        pool = self.pool_by_target_path(args.path)
+        return R.remote_storage_pool_lookup_by_target_path_ret(pool=pool.ref)
+
     async def storage_pool_lookup_by_volume(
         self, args: R.remote_storage_pool_lookup_by_volume_args, ctx: ConnectionContext
     ) -> R.remote_storage_pool_lookup_by_volume_ret:
