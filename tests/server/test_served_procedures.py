@@ -29,10 +29,11 @@ NOT_YET_SERVED: frozenset[str] = frozenset()
 # memory driver really migrates), secrets (OpenStack-style clients need them),
 # volume bytes (upload, download, wipe, resize, as libvirt's storage driver does them),
 # graphics descriptors (as libvirt's QEMU driver: OPEN_GRAPHICS and FD_ASSOCIATE too,
-# which the probe does not send over TCP), a pool by its target path (as libvirt's
-# storage driver: tests/server/test_diff_pool_target_path.py).
+# which the probe does not send over TCP), a pool by its target path and the pool
+# capabilities (as libvirt's storage driver: tests/server/test_diff_storage_driver.py).
 BEYOND_THE_TEST_DRIVER = frozenset(
     {
+        "CONNECT_GET_STORAGE_POOL_CAPABILITIES",
         "CONNECT_LIST_ALL_SECRETS",
         "CONNECT_LIST_SECRETS",
         "CONNECT_NUM_OF_SECRETS",

@@ -13,7 +13,14 @@ from virtwire.protocol.generated import remote as R
 from ...errors import check_flags, report, unsupported_flags
 from ..base import ConnectionContext, nonblocking
 from .storage import POOL_CAPACITY, Pool, StorageState, Volume, new_volume, volume_type_number
-from .storage_xml import POOL_KINDS, parse_document, parse_pool, parse_pool_source, parse_volume
+from .storage_xml import (
+    POOL_KINDS,
+    format_pool_capabilities,
+    parse_document,
+    parse_pool,
+    parse_pool_source,
+    parse_volume,
+)
 
 FROM = C.VIR_FROM_TEST
 
@@ -117,6 +124,13 @@ class StorageAPI(StorageState):
         found = [p for p in self.pools() if _matches(p, args.flags)]
         refs = [p.ref for p in found] if args.need_results else []
         return R.remote_connect_list_all_storage_pools_ret(pools=refs, ret=len(found))
+
+    async def connect_get_storage_pool_capabilities(
+        self, args: R.remote_connect_get_storage_pool_capabilities_args, ctx: ConnectionContext
+    ) -> R.remote_connect_get_storage_pool_capabilities_ret:
+        # libvirt's test driver lacks it; its storage driver has it.
+        check_flags(args.flags, 0, "storageConnectGetStoragePoolCapabilities")
+        return R.remote_connect_get_storage_pool_capabilities_ret(capabilities=format_pool_capabilities())
 
     async def connect_find_storage_pool_sources(
         self, args: R.remote_connect_find_storage_pool_sources_args, ctx: ConnectionContext
